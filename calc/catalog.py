@@ -1,0 +1,122 @@
+"""Finding specs: catalog names (case-insensitive, with aliases), our YAML files, HF config.json.
+
+Only the file that is asked for is read; the whole catalog is read only to list it or to
+resolve an alias. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from calc.errors import LLMCalcError
+from calc.safeload import load_mapping
+from calc.specs import GPUSpec, ModelSpec
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+SpecT = TypeVar("SpecT", ModelSpec, GPUSpec)
+
+
+def catalog_dir(folder: str) -> Path:
+    """Where a catalog lives: inside the installed package, else at the top of a source checkout."""
+    installed = _PACKAGE_DIR / folder
+    return installed if installed.is_dir() else _PACKAGE_DIR.parent / folder
+
+
+def _key(name: str) -> str:
+    """Lookup key: lower case with punctuation dropped, so 'Llama-2-7B' == 'llama2-7b'."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@cache
+def _catalog_files(folder: str) -> dict[str, Path]:
+    return {_key(p.stem): p for p in sorted(catalog_dir(folder).glob("*.yaml"))}
+
+
+def spec_from_mapping(cls: type[SpecT], data: dict[str, Any], where: str, field: str) -> SpecT:
+    """Validate a mapping into a spec; a pydantic error becomes one line naming the bad field."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, where, field) from None
+
+
+def validation_error(exc: ValidationError, where: str, field: str) -> LLMCalcError:
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"]) or "spec"
+    message = err["msg"].removeprefix("Value error, ")
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return LLMCalcError(field, f"{where}: field '{loc}': {message}{more}")
+
+
+def _load_catalog_file(cls: type[SpecT], path: Path, field: str) -> SpecT:
+    return spec_from_mapping(cls, load_mapping(path, field), path.name, field)
+
+
+@cache
+def list_specs(cls: type[SpecT], folder: str) -> tuple[SpecT, ...]:
+    return tuple(_load_catalog_file(cls, p, folder) for p in _catalog_files(folder).values())
+
+
+def _looks_like_path(arg: str) -> bool:
+    return "/" in arg or "\\" in arg or arg.lower().endswith((".yaml", ".yml", ".json")) or Path(arg).exists()
+
+
+def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> SpecT:
+    if not arg or not arg.strip():
+        raise LLMCalcError(field, f"give a {kind} name; `llmcalc {kind}s` lists them")
+    files = _catalog_files(folder)
+    key = _key(arg)
+    if key in files:
+        return _load_catalog_file(cls, files[key], field)
+    if _looks_like_path(arg):
+        return _load_path(cls, Path(arg), field)
+    specs = list_specs(cls, folder)
+    for spec in specs:
+        if key in {_key(alias) for alias in spec.aliases}:
+            return spec
+    names = [s.name for s in specs] + [a for s in specs for a in s.aliases]
+    near = difflib.get_close_matches(arg.lower(), names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(near)}?" if near else f"`llmcalc {kind}s` lists them"
+    raise LLMCalcError(field, f"unknown {kind} {arg!r}; {hint}")
+
+
+def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
+    data = load_mapping(path, field)
+    if cls is ModelSpec and "model_type" in data:
+        from calc.hf_import import model_from_hf_config
+
+        return model_from_hf_config(data, where=str(path), field=field)
+    return spec_from_mapping(cls, data, str(path), field)
+
+
+def load_model(arg: str, field: str = "MODEL") -> ModelSpec:
+    """A model by catalog name/alias, a path to our YAML, or a path to a HuggingFace config.json.
+
+    >>> load_model("Llama-2-7b").num_layers
+    32
+    """
+    return _resolve(ModelSpec, arg, "model_configs", field, "model")
+
+
+def load_gpu(arg: str, field: str = "--gpu") -> GPUSpec:
+    """A GPU by catalog name/alias (``h100``, ``A800``) or a path to a GPU YAML spec."""
+    return _resolve(GPUSpec, arg, "hardware_specs", field, "gpu")
+
+
+def list_models() -> tuple[ModelSpec, ...]:
+    return list_specs(ModelSpec, "model_configs")
+
+
+def list_gpus() -> tuple[GPUSpec, ...]:
+    return list_specs(GPUSpec, "hardware_specs")
+
+
+def dump_spec(spec: BaseModel) -> dict[str, Any]:
+    """A spec as a plain mapping (defaults left out), ready for yaml.safe_dump."""
+    return spec.model_dump(mode="json", exclude_defaults=True)

@@ -1,0 +1,239 @@
+"""Exact parameter counts, per component and per layer kind (reference section 1).
+
+Every weight matrix, bias and norm vector of the model is listed as a ``Tensor``; totals are
+sums over that list, so the breakdown, the exact total, the active count and the matmul
+weights used by the FLOP formulas can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from calc.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One group of parameters.
+
+    ``params``: stored parameters. ``active``: those a token uses (top-k of E experts).
+    ``matmul``: weights a token is multiplied with (0 for the embedding gather, biases and
+    norms; V*H for a tied output head even though it stores nothing new).
+    """
+
+    component: str
+    params: int
+    formula: str
+    active: int | None = None
+    matmul: int = 0
+
+    @property
+    def active_params(self) -> int:
+        return self.params if self.active is None else self.active
+
+
+def _linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
+    weights = Tensor(component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out)
+    if not bias:
+        return [weights]
+    return [weights, Tensor(component, n_out, f"{name}.bias: {n_out}")]
+
+
+def _norm_size(m: ModelSpec, width: int) -> int:
+    return width * (2 if m.has_norm_bias else 1)
+
+
+def attention_tensors(m: ModelSpec) -> list[Tensor]:
+    """Wq H*(h*d), Wk and Wv H*(g*d) each, Wo (h*d)*H, plus biases where the family has them.
+
+    MLA (DeepSeek-V2 arXiv 2405.04434 eq. 9-19): q_a H*r_q (+ RMSNorm r_q) and
+    q_b r_q*h*(d_nope+d_rope) (or q H*h*(d_nope+d_rope) without a q latent); kv_a
+    H*(r_kv+d_rope) (+ RMSNorm r_kv); kv_b r_kv*h*(d_nope+d_v); o (h*d_v)*H.
+    """
+    H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
+    if m.mla:
+        a = m.mla
+        q_dim = h * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+        out: list[Tensor] = []
+        if a.q_lora_rank:
+            out += _linear("attention", "q_a_proj", H, a.q_lora_rank, m.qkv_bias, "H*r_q")
+            out.append(Tensor("attention", a.q_lora_rank, f"q_a_layernorm: r_q = {a.q_lora_rank}"))
+            out += _linear("attention", "q_b_proj", a.q_lora_rank, q_dim, False, "r_q*h*(d_nope+d_rope)")
+        else:
+            out += _linear("attention", "q_proj", H, q_dim, False, "H*h*(d_nope+d_rope)")
+        kv_a = a.kv_lora_rank + a.qk_rope_head_dim
+        out += _linear("attention", "kv_a_proj_with_mqa", H, kv_a, m.qkv_bias, "H*(r_kv+d_rope)")
+        out.append(Tensor("attention", a.kv_lora_rank, f"kv_a_layernorm: r_kv = {a.kv_lora_rank}"))
+        kv_b = h * (a.qk_nope_head_dim + a.v_head_dim)
+        out += _linear("attention", "kv_b_proj", a.kv_lora_rank, kv_b, False, "r_kv*h*(d_nope+d_v)")
+        out += _linear("attention", "o_proj", h * a.v_head_dim, H, m.out_bias, "h*d_v*H")
+        return out
+    return [
+        *_linear("attention", "q_proj", H, h * d, m.qkv_bias, "H*h*d"),
+        *_linear("attention", "k_proj", H, g * d, m.qkv_bias, "H*g*d"),
+        *_linear("attention", "v_proj", H, g * d, m.qkv_bias, "H*g*d"),
+        *_linear("attention", "o_proj", h * d, H, m.out_bias, "h*d*H"),
+    ]
+
+
+def mlp_tensors(m: ModelSpec, width: int, component: str = "mlp", bias: bool | None = None) -> list[Tensor]:
+    """Gated (SwiGLU/GeGLU): gate and up H*I, down I*H = 3*H*I. Plain: up H*I, down I*H = 2*H*I."""
+    H, bias = m.hidden_size, m.mlp_bias if bias is None else bias
+    up = ["gate_proj", "up_proj"] if m.gated_mlp else ["up_proj"]
+    out = [t for name in up for t in _linear(component, name, H, width, bias, "H*I")]
+    return out + _linear(component, "down_proj", width, H, bias, "I*H")
+
+
+def moe_tensors(m: ModelSpec) -> list[Tensor]:
+    """E routed experts of 3*H*I_e (k active), router H*E, shared experts, their gate."""
+    assert m.moe is not None
+    e, H = m.moe, m.hidden_size
+    expert = sum(t.params for t in mlp_tensors(m, e.expert_intermediate_size, bias=False))
+    out = [
+        Tensor(
+            "experts",
+            e.num_experts * expert,
+            f"E*per_expert = {e.num_experts}*{expert} (top-{e.experts_per_token} active)",
+            active=e.experts_per_token * expert,
+            matmul=e.experts_per_token * expert,
+        ),
+        Tensor("router", H * e.num_experts, f"router: H*E = {H}*{e.num_experts}", matmul=H * e.num_experts),
+    ]
+    if e.router_bias:
+        out.append(Tensor("router", e.num_experts, f"e_score_correction_bias: E = {e.num_experts}"))
+    if e.num_shared_experts:
+        out += mlp_tensors(m, e.shared_intermediate_size, "shared_experts", bias=False)
+    if e.shared_expert_gate:
+        out.append(Tensor("shared_experts", H, f"shared_expert_gate: H*1 = {H}", matmul=H))
+    return out
+
+
+def layer_tensors(m: ModelSpec, moe_layer: bool) -> list[Tensor]:
+    """One transformer block: attention, MLP (dense or MoE) and its norms."""
+    norms = m.norms_per_layer * _norm_size(m, m.hidden_size)
+    mlp = moe_tensors(m) if moe_layer else mlp_tensors(m, m.intermediate_size)
+    per_norm = "2*H" if m.has_norm_bias else "H"
+    return [
+        *attention_tensors(m),
+        *mlp,
+        Tensor("norms", norms, f"{m.norms_per_layer} {m.norm} x {per_norm} = {norms}"),
+    ]
+
+
+def model_tensors(m: ModelSpec) -> list[Tensor]:
+    """Everything outside the blocks: embeddings, positions, final norm, output head."""
+    H, V = m.hidden_size, m.vocab_size
+    out = [Tensor("embedding", V * H, f"token embedding: V*H = {V}*{H}")]
+    if m.position_embedding == "learned":
+        rows = m.max_position_embeddings + m.position_offset
+        offset = f" (incl. offset {m.position_offset})" if m.position_offset else ""
+        out.append(Tensor("position_embedding", rows * H, f"learned positions: P*H = {rows}*{H}{offset}"))
+    if m.embedding_norm:
+        out.append(Tensor("norms", _norm_size(m, H), f"embedding {m.norm}: {_norm_size(m, H)}"))
+    if m.final_norm:
+        out.append(Tensor("norms", _norm_size(m, H), f"final {m.norm}: {_norm_size(m, H)}"))
+    if m.tied_embeddings:
+        out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H))
+    else:
+        out += _linear("lm_head", "lm_head", H, V, m.lm_head_bias, "H*V")
+    return out
+
+
+class LayerKind(BaseModel):
+    """A kind of block (dense or MoE) with how many the model has and what one holds."""
+
+    kind: str
+    count: int
+    params_per_layer: int
+    active_params_per_layer: int
+    components: dict[str, int]
+    formulas: list[str]
+
+
+class ParamCount(BaseModel):
+    """Exact parameter count with its breakdown and the seed's textbook approximation."""
+
+    model: str
+    total_params: int
+    active_params: int
+    components: dict[str, int]
+    active_components: dict[str, int]
+    layer_kinds: list[LayerKind]
+    matmul_params: int  # weights multiplied per token (active experts, head incl. when tied)
+    textbook_params: int
+    textbook_diff_pct: float
+    explain: list[str]
+
+
+def _sum_by_component(tensors: list[Tensor], active: bool = False) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in tensors:
+        out[t.component] = out.get(t.component, 0) + (t.active_params if active else t.params)
+    return out
+
+
+def layer_kinds(m: ModelSpec) -> list[tuple[str, int, list[Tensor]]]:
+    """(kind, count, tensors of one block) for each kind of block the model has."""
+    if not m.moe:
+        return [("dense", m.num_layers, layer_tensors(m, moe_layer=False))]
+    kinds = [("moe", m.num_layers - m.moe.num_dense_layers, layer_tensors(m, moe_layer=True))]
+    if m.moe.num_dense_layers:
+        kinds.insert(0, ("dense", m.moe.num_dense_layers, layer_tensors(m, moe_layer=False)))
+    return kinds
+
+
+def textbook_params(m: ModelSpec) -> int:
+    """Seed 001 section 2.10: N ~= 12*L*H^2 + V*H (4H^2 attention + 8H^2 MLP per layer, tied embedding)."""
+    return 12 * m.num_layers * m.hidden_size**2 + m.vocab_size * m.hidden_size
+
+
+def count_params(m: ModelSpec) -> ParamCount:
+    """Exact parameters of ``m``: total, active per token (MoE top-k), and per component.
+
+    total = sum over block kinds of count * params(block) + embedding (V*H) + positions
+    + final/embedding norms + output head (V*H, 0 if tied, + V if it has a bias).
+
+    >>> from calc.catalog import load_model
+    >>> count_params(load_model("llama2-7b")).total_params
+    6738415616
+    """
+    everything: list[Tensor] = []
+    kinds: list[LayerKind] = []
+    for kind, count, tensors in layer_kinds(m):
+        everything += [t for t in tensors for _ in range(count)]
+        kinds.append(
+            LayerKind(
+                kind=kind,
+                count=count,
+                params_per_layer=sum(t.params for t in tensors),
+                active_params_per_layer=sum(t.active_params for t in tensors),
+                components=_sum_by_component(tensors),
+                formulas=[t.formula for t in tensors],
+            )
+        )
+    outside = model_tensors(m)
+    everything += outside
+    total = sum(t.params for t in everything)
+    textbook = textbook_params(m)
+    explain = [f"{k.count} x {k.kind} block = {k.count} x {k.params_per_layer:,}" for k in kinds]
+    explain += [f"  {f}" for k in kinds for f in k.formulas]
+    explain += [t.formula for t in outside]
+    explain.append(f"total = {total:,}")
+    explain.append(
+        f"textbook 12*L*H^2 + V*H = 12*{m.num_layers}*{m.hidden_size}^2 + {m.vocab_size}*{m.hidden_size}"
+        f" = {textbook:,} ({100 * (textbook - total) / total:+.2f}% vs exact)"
+    )
+    return ParamCount(
+        model=m.name,
+        total_params=total,
+        active_params=sum(t.active_params for t in everything),
+        components=_sum_by_component(everything),
+        active_components=_sum_by_component(everything, active=True),
+        layer_kinds=kinds,
+        matmul_params=sum(t.matmul for t in everything),
+        textbook_params=textbook,
+        textbook_diff_pct=100 * (textbook - total) / total,
+        explain=explain,
+    )

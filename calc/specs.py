@@ -1,0 +1,183 @@
+"""Typed inputs, kept apart as calculon does: *what model* (ModelSpec), *what hardware* (GPUSpec)
+and *how it is run* (Parallelism). Pure data plus validation; formulas live in their own modules.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
+TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MoESpec(_Spec):
+    """Mixture-of-experts MLP (Mixtral, Qwen2-MoE, DeepSeek-V2/V3)."""
+
+    num_experts: PositiveInt = Field(description="routed experts per MoE layer (E)")
+    experts_per_token: PositiveInt = Field(description="routed experts active per token (top-k)")
+    expert_intermediate_size: PositiveInt = Field(description="FFN width of one routed expert (I_e)")
+    num_shared_experts: NonNegativeInt = Field(0, description="always-active shared experts")
+    shared_intermediate_size: NonNegativeInt = Field(
+        0, description="total FFN width of the shared expert block (0 when there is none)"
+    )
+    shared_expert_gate: bool = Field(False, description="Qwen2-MoE sigmoid gate on the shared expert (H x 1)")
+    router_bias: bool = Field(False, description="DeepSeek-V3 e_score_correction_bias (E per layer)")
+    num_dense_layers: NonNegativeInt = Field(
+        0, description="layers that keep a dense MLP of intermediate_size instead of experts"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError(
+                f"experts_per_token ({self.experts_per_token}) exceeds num_experts ({self.num_experts})"
+            )
+        if self.num_shared_experts and not self.shared_intermediate_size:
+            raise ValueError("num_shared_experts > 0 needs shared_intermediate_size")
+        return self
+
+
+class MLASpec(_Spec):
+    """Multi-head latent attention (DeepSeek-V2/V3, arXiv 2405.04434 section 2.1)."""
+
+    q_lora_rank: PositiveInt | None = Field(None, description="query latent rank; None = plain q_proj")
+    kv_lora_rank: PositiveInt = Field(description="compressed KV latent width (cached)")
+    qk_nope_head_dim: PositiveInt
+    qk_rope_head_dim: PositiveInt = Field(description="decoupled RoPE key width (cached, shared by heads)")
+    v_head_dim: PositiveInt
+
+
+class ModelSpec(_Spec):
+    """A decoder-only transformer, with every field the parameter, FLOP and memory formulas need."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    source: str = Field("", description="where the numbers come from (published config URL)")
+    aliases: list[str] = Field(default_factory=list)
+
+    num_layers: PositiveInt = Field(description="transformer blocks (L)")
+    hidden_size: PositiveInt = Field(description="model width (H)")
+    num_heads: PositiveInt = Field(description="attention (query) heads (h)")
+    num_kv_heads: PositiveInt | None = Field(None, description="KV heads (g); h for MHA, 1 for MQA")
+    head_dim: PositiveInt | None = Field(None, description="per-head width (d); default H/h")
+    intermediate_size: PositiveInt = Field(description="dense FFN width (I)")
+    vocab_size: PositiveInt = Field(description="vocabulary (V)")
+
+    tied_embeddings: bool = Field(description="output head shares the token-embedding matrix")
+    position_embedding: Literal["rope", "alibi", "learned", "none"] = "rope"
+    max_position_embeddings: PositiveInt = 2048
+    position_offset: NonNegativeInt = Field(0, description="extra learned positions (OPT adds 2)")
+
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    norm_bias: bool | None = Field(None, description="default: True for layernorm, False for rmsnorm")
+    norms_per_layer: int = Field(2, ge=1, le=4)
+    final_norm: bool = True
+    embedding_norm: bool = Field(False, description="a norm right after the embedding (BLOOM)")
+
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    lm_head_bias: bool = False
+    gated_mlp: bool = Field(description="SwiGLU/GeGLU: 3 matrices (gate, up, down) instead of 2")
+    activation: str = "silu"
+    parallel_block: bool = Field(False, description="y = x + Attn(LN(x)) + MLP(LN(x)) (GPT-J, NeoX, Falcon)")
+
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.head_dim is None and self.mla is None and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}; "
+                "set head_dim explicitly"
+            )
+        if self.kv_heads > self.num_heads or self.num_heads % self.kv_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.kv_heads})"
+            )
+        if self.moe and self.moe.num_dense_layers > self.num_layers:
+            raise ValueError(
+                f"moe.num_dense_layers ({self.moe.num_dense_layers}) exceeds num_layers ({self.num_layers})"
+            )
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        """g: KV heads (defaults to h, i.e. multi-head attention)."""
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def dim_per_head(self) -> int:
+        """d: per-head width (H/h unless the config says otherwise, e.g. Gemma-7B 256)."""
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def has_norm_bias(self) -> bool:
+        return self.norm == "layernorm" if self.norm_bias is None else self.norm_bias
+
+
+class GPUSpec(_Spec):
+    """One accelerator: the inputs of its tensor-core peak plus its datasheet figures."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    source: str = ""
+    aliases: list[str] = Field(default_factory=list)
+    vendor: str = "NVIDIA"
+    arch: str
+
+    sms: PositiveInt | None = Field(None, description="SMs (or CUs)")
+    tensor_cores_per_sm: PositiveInt | None = None
+    tensor_clock_mhz: float | None = Field(None, gt=0, description="clock the datasheet peak uses")
+    boost_clock_mhz: float | None = Field(None, gt=0)
+    flops_per_clock_per_tensor_core: dict[TensorDType, PositiveInt] = Field(
+        default_factory=dict, description="dense FLOPs per clock per tensor core, by dtype"
+    )
+    datasheet_peak_tflops: dict[TensorDType, float] = Field(description="dense peaks, by dtype")
+    peak_note: str = Field("", description="why a derived peak differs from the datasheet, or is missing")
+
+    memory_gb: float = Field(gt=0, description="datasheet memory, GB (1e9)")
+    memory_visible_mib: PositiveInt | None = Field(None, description="memory the device reports, MiB")
+    hbm_tb_s: float = Field(gt=0, description="memory bandwidth, TB/s (1e12)")
+    interconnect_gb_s: float = Field(0, ge=0, description="GPU-GPU link, bidirectional GB/s; 0 = none")
+    tdp_w: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> GPUSpec:
+        if any(v <= 0 for v in self.datasheet_peak_tflops.values()):
+            raise ValueError("datasheet_peak_tflops values must be > 0")
+        if self.flops_per_clock_per_tensor_core and not (
+            self.sms and self.tensor_cores_per_sm and self.tensor_clock_mhz
+        ):
+            raise ValueError(
+                "flops_per_clock_per_tensor_core needs sms, tensor_cores_per_sm and tensor_clock_mhz"
+            )
+        return self
+
+    @property
+    def memory_bytes(self) -> int:
+        """Usable capacity: what the device reports where known, else the datasheet GB."""
+        if self.memory_visible_mib:
+            return self.memory_visible_mib * 2**20
+        return int(self.memory_gb * 10**9)
+
+
+class Parallelism(_Spec):
+    """How the model is split: tensor, pipeline, data and context (sequence) parallel degrees."""
+
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    dp: PositiveInt = 1
+    cp: PositiveInt = 1
+    sequence_parallel: bool = False
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp

@@ -1,0 +1,116 @@
+"""Units, dtype sizes and human-number parsing: the single source of truth for each.
+
+GB = 1e9 bytes, GiB = 2**30 bytes, TFLOPS = 1e12 FLOP/s, TB/s = 1e12 bytes/s.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+from calc.errors import LLMCalcError
+
+GB = 10**9
+GIB = 2**30
+MIB = 2**20
+TERA = 10**12
+
+# Bytes per element. int4 is half a byte: kept as a Fraction so byte counts stay exact.
+DTYPE_BYTES: dict[str, Fraction] = {
+    "fp32": Fraction(4),
+    "tf32": Fraction(4),
+    "bf16": Fraction(2),
+    "fp16": Fraction(2),
+    "fp8": Fraction(1),
+    "int8": Fraction(1),
+    "int4": Fraction(1, 2),
+}
+
+# Which tensor-core peak a storage dtype computes at (fp32 weights run TF32 matmuls;
+# int4 weights are dequantised to bf16/fp16 for the matmul in common kernels).
+COMPUTE_DTYPE: dict[str, str] = {
+    "fp32": "tf32",
+    "tf32": "tf32",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp8": "fp8",
+    "int8": "int8",
+    "int4": "fp16",
+}
+
+
+def dtype_bytes(dtype: str, field: str = "--dtype") -> Fraction:
+    """Bytes per element of ``dtype`` (exact; int4 is 1/2).
+
+    >>> dtype_bytes("bf16")
+    Fraction(2, 1)
+    """
+    try:
+        return DTYPE_BYTES[dtype.lower()]
+    except KeyError:
+        raise LLMCalcError(field, f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_BYTES)}") from None
+
+
+def exact_bytes(elements: int, dtype: str, field: str = "--dtype") -> int:
+    """Bytes to hold ``elements`` values of ``dtype``, rounded up to a whole byte."""
+    return math.ceil(elements * dtype_bytes(dtype, field))
+
+
+_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "P": 10**15}
+_HUMAN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGTP]?)\s*$", re.IGNORECASE)
+
+
+def parse_human_number(text: str | float | int, field: str) -> float:
+    """Parse ``15T``, ``6.4M``, ``2e12``, ``1,720,320`` into a finite positive float.
+
+    Suffixes are decimal: K=1e3, M=1e6, B/G=1e9, T=1e12, P=1e15.
+
+    >>> parse_human_number("6.4M", "--gpu-hours")
+    6400000.0
+    """
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        match = _HUMAN.match(text.replace(",", "").replace("_", ""))
+        if not match:
+            raise LLMCalcError(field, f"{text!r} is not a number; write e.g. 15T, 6.4M, 2e12 or 184320")
+        value = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
+    return check_positive(value, field)
+
+
+def check_positive(value: float, field: str, allow_zero: bool = False) -> float:
+    """Reject NaN, infinity and non-positive values with a message naming the field."""
+    if math.isnan(value) or math.isinf(value):
+        raise LLMCalcError(field, f"must be a finite number, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise LLMCalcError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value:g}")
+    return value
+
+
+def check_fraction(value: float, field: str) -> float:
+    """A fraction in (0, 1], e.g. an MFU or an efficiency."""
+    check_positive(value, field)
+    if value > 1:
+        raise LLMCalcError(field, f"is a fraction in (0, 1], got {value:g} (write 0.4 for 40%)")
+    return value
+
+
+def human(value: float, unit: str = "", digits: int = 3) -> str:
+    """Format with a decimal SI prefix: ``human(2.9e13, "FLOPs") == '29.3 TFLOPs'``."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}".strip()
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}".strip()
+    return f"{value:.{digits}g} {unit}".strip()
+
+
+def gb(num_bytes: float) -> float:
+    """Bytes to GB (1e9)."""
+    return num_bytes / GB
+
+
+def gib(num_bytes: float) -> float:
+    """Bytes to GiB (2**30)."""
+    return num_bytes / GIB
