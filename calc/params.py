@@ -28,6 +28,7 @@ class Tensor:
     formula: str
     active: int | None = None
     matmul: int = 0
+    shape: tuple[int, int] | None = None  # (in, out) of one weight matrix, for GEMM views
 
     @property
     def active_params(self) -> int:
@@ -35,7 +36,9 @@ class Tensor:
 
 
 def _linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
-    weights = Tensor(component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out)
+    weights = Tensor(
+        component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out, shape=(n_in, n_out)
+    )
     if not bias:
         return [weights]
     return [weights, Tensor(component, n_out, f"{name}.bias: {n_out}")]
@@ -87,26 +90,30 @@ def mlp_tensors(m: ModelSpec, width: int, component: str = "mlp", bias: bool | N
 
 
 def moe_tensors(m: ModelSpec) -> list[Tensor]:
-    """E routed experts of 3*H*I_e (k active), router H*E, shared experts, their gate."""
+    """E routed experts of 3*H*I_e (k active per token), router H*E, shared experts, their gate."""
     assert m.moe is not None
     e, H = m.moe, m.hidden_size
-    expert = sum(t.params for t in mlp_tensors(m, e.expert_intermediate_size, bias=False))
-    out = [
+    experts = [
         Tensor(
             "experts",
-            e.num_experts * expert,
-            f"E*per_expert = {e.num_experts}*{expert} (top-{e.experts_per_token} active)",
-            active=e.experts_per_token * expert,
-            matmul=e.experts_per_token * expert,
-        ),
-        Tensor("router", H * e.num_experts, f"router: H*E = {H}*{e.num_experts}", matmul=H * e.num_experts),
+            e.num_experts * t.params,
+            f"{e.num_experts} experts x {t.formula} (top-{e.experts_per_token} active)",
+            active=e.experts_per_token * t.params,
+            matmul=e.experts_per_token * t.params,
+            shape=t.shape,
+        )
+        for t in mlp_tensors(m, e.expert_intermediate_size, bias=False)
+    ]
+    out = [
+        *experts,
+        *_linear("router", "router", H, e.num_experts, False, "H*E"),
     ]
     if e.router_bias:
         out.append(Tensor("router", e.num_experts, f"e_score_correction_bias: E = {e.num_experts}"))
     if e.num_shared_experts:
         out += mlp_tensors(m, e.shared_intermediate_size, "shared_experts", bias=False)
     if e.shared_expert_gate:
-        out.append(Tensor("shared_experts", H, f"shared_expert_gate: H*1 = {H}", matmul=H))
+        out += _linear("shared_experts", "shared_expert_gate", H, 1, False, "H*1")
     return out
 
 
@@ -135,7 +142,7 @@ def model_tensors(m: ModelSpec) -> list[Tensor]:
     if m.final_norm:
         out.append(Tensor("norms", _norm_size(m, H), f"final {m.norm}: {_norm_size(m, H)}"))
     if m.tied_embeddings:
-        out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H))
+        out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H, shape=(H, V)))
     else:
         out += _linear("lm_head", "lm_head", H, V, m.lm_head_bias, "H*V")
     return out

@@ -1,0 +1,290 @@
+"""FLOPs of forward, training and decode passes; GEMM shapes and arithmetic intensity
+(reference sections 2 and 7; seed 001 sections 2.6-2.14; seed 000).
+
+A matmul [M,K]@[K,N] costs 2*M*K*N FLOPs and moves (M*K + K*N + M*N)*bytes.
+Forward of B sequences with S new tokens attending to S' tokens:
+    2*B*S*(weights multiplied per token) + L * 2*B*h*(d_qk + d_v)*pairs
+where pairs = S*S' (full score matrix: PaLM arXiv 2204.02311 appendix B, Megatron arXiv
+2104.04473 section 5.1) or, with ``causal``, the exact count S*(S'-S) + S*(S+1)/2 (about half
+when S = S'). The embedding lookup is a gather: 0 FLOPs. Backward = 2x forward, so training =
+3x forward; full recomputation adds one more forward to hardware FLOPs (HFU) only.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from calc.errors import LLMCalcError
+from calc.params import Tensor, count_params, layer_kinds, model_tensors
+from calc.specs import ModelSpec
+from calc.units import dtype_bytes
+
+
+def check_tokens(batch: int, seq: int, context: int | None = None) -> int:
+    """Validate B, S and S' (S' >= S, all > 0); return S'."""
+    for name, value in (("--batch", batch), ("--seq", seq)):
+        if value < 1:
+            raise LLMCalcError(name, f"must be >= 1, got {value}")
+    context = seq if context is None else context
+    if context < seq:
+        raise LLMCalcError("--context", f"S' ({context}) counts the new tokens too, so it must be >= S ({seq})")
+    return context
+
+
+def attention_dims(m: ModelSpec) -> tuple[int, int]:
+    """(d_qk, d_v): per-head widths of the score and weighted-sum matmuls (MLA: nope+rope, v)."""
+    if m.mla:
+        return m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim, m.mla.v_head_dim
+    return m.dim_per_head, m.dim_per_head
+
+
+def attention_pairs(seq: int, context: int, causal: bool) -> int:
+    """(query, key) pairs per sequence: S*S', or causally S*(S'-S) + S*(S+1)/2."""
+    return seq * (context - seq) + seq * (seq + 1) // 2 if causal else seq * context
+
+
+def attention_score_flops(m: ModelSpec, batch: int, seq: int, context: int, causal: bool = False) -> int:
+    """Q@K^T and softmax@V over all layers: L * 2*B*h*(d_qk + d_v)*pairs (seed 001: 4*B*S*S'*h*d)."""
+    d_qk, d_v = attention_dims(m)
+    return m.num_layers * 2 * batch * m.num_heads * (d_qk + d_v) * attention_pairs(seq, context, causal)
+
+
+class FlopsResult(BaseModel):
+    """FLOPs of one forward pass of B x S tokens attending S', and the training step built on it."""
+
+    model: str
+    batch: int
+    seq: int
+    context: int
+    causal: bool
+    convention: str
+    matmul_params: int
+    active_params: int
+    forward_matmul_flops: int
+    forward_attention_flops: int
+    forward_flops: int
+    training_flops: int
+    training_flops_full_recompute: int
+    per_token_inference_flops: float
+    per_token_training_flops: float
+    approx_2n: int
+    approx_6n: int
+    attention_share_pct: float
+    explain: list[str]
+
+
+def forward_flops(
+    m: ModelSpec, batch: int = 1, seq: int = 2048, context: int | None = None, causal: bool = False
+) -> FlopsResult:
+    """FLOPs of a forward pass, training step (3x) and per-token figures beside 2N and 6N.
+
+    >>> from calc.catalog import load_model
+    >>> forward_flops(load_model("llama2-7b"), 1, 2048).forward_flops
+    29261612187648
+    """
+    context = check_tokens(batch, seq, context)
+    p = count_params(m)
+    tokens = batch * seq
+    matmul = 2 * tokens * p.matmul_params
+    attention = attention_score_flops(m, batch, seq, context, causal)
+    forward = matmul + attention
+    d_qk, d_v = attention_dims(m)
+    pairs = attention_pairs(seq, context, causal)
+    convention = (
+        "causal: exact (query, key) pairs S*(S'-S) + S*(S+1)/2" if causal else "full S x S' score matrix"
+    )
+    explain = [
+        f"weights multiplied per token M = {p.matmul_params:,} (all matmul weights incl. output head"
+        f"{', active experts + router' if m.moe else ''}; no embedding gather, biases or norms)",
+        f"matmuls = 2*B*S*M = 2*{batch}*{seq}*{p.matmul_params:,} = {matmul:,}",
+        f"attention ({convention}) = L*2*B*h*(d_qk+d_v)*pairs = {m.num_layers}*2*{batch}*{m.num_heads}"
+        f"*({d_qk}+{d_v})*{pairs:,} = {attention:,}",
+        f"forward = {matmul:,} + {attention:,} = {forward:,}",
+        f"training = 3 x forward = {3 * forward:,} (backward = 2x forward); "
+        f"with full recomputation (HFU) 4 x forward = {4 * forward:,}",
+        f"seed approximations: 2N = 2*{p.active_params:,} = {2 * p.active_params:,} per token, "
+        f"6N = {6 * p.active_params:,}",
+    ]
+    return FlopsResult(
+        model=m.name,
+        batch=batch,
+        seq=seq,
+        context=context,
+        causal=causal,
+        convention=convention,
+        matmul_params=p.matmul_params,
+        active_params=p.active_params,
+        forward_matmul_flops=matmul,
+        forward_attention_flops=attention,
+        forward_flops=forward,
+        training_flops=3 * forward,
+        training_flops_full_recompute=4 * forward,
+        per_token_inference_flops=forward / tokens,
+        per_token_training_flops=3 * forward / tokens,
+        approx_2n=2 * p.active_params,
+        approx_6n=6 * p.active_params,
+        attention_share_pct=100 * attention / forward,
+        explain=explain,
+    )
+
+
+class DecodeFlops(BaseModel):
+    """FLOPs of generating T tokens one at a time after a prompt of P tokens (S = 1, S' = P + t)."""
+
+    model: str
+    batch: int
+    prompt: int
+    output: int
+    first_step_flops: int
+    last_step_flops: int
+    generation_flops: int
+    explain: list[str]
+
+
+def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFlops:
+    """Step t (1..T) attends S' = P + t: 2*B*M + L*2*B*h*(d_qk+d_v)*(P+t). Summed in closed form:
+    2*B*T*M + L*2*B*h*(d_qk+d_v)*(T*P + T*(T+1)/2)."""
+    check_tokens(batch, max(prompt, 1))
+    if output < 1:
+        raise LLMCalcError("--output", f"must be >= 1 generated token, got {output}")
+    matmul_params = count_params(m).matmul_params
+    d_qk, d_v = attention_dims(m)
+    per_key = m.num_layers * 2 * batch * m.num_heads * (d_qk + d_v)
+    step = 2 * batch * matmul_params
+    keys_total = output * prompt + output * (output + 1) // 2
+    total = output * step + per_key * keys_total
+    return DecodeFlops(
+        model=m.name,
+        batch=batch,
+        prompt=prompt,
+        output=output,
+        first_step_flops=step + per_key * (prompt + 1),
+        last_step_flops=step + per_key * (prompt + output),
+        generation_flops=total,
+        explain=[
+            f"decode step t: 2*B*M + L*2*B*h*(d_qk+d_v)*(P+t) = {step:,} + {per_key:,}*(P+t)",
+            f"T steps: T*{step:,} + {per_key:,}*(T*P + T(T+1)/2) = {total:,}",
+        ],
+    )
+
+
+class Gemm(BaseModel):
+    """One matmul [M,K]@[K,N], repeated ``count`` times per layer (or once for the head)."""
+
+    name: str
+    m: float
+    k: int
+    n: int
+    count: int
+    flops: float
+    bytes: float
+    intensity: float
+
+
+def gemm(name: str, m: float, k: int, n: int, count: int, elem_bytes: float) -> Gemm:
+    flops = 2 * m * k * n * count
+    moved = (m * k + k * n + m * n) * elem_bytes * count
+    return Gemm(name=name, m=m, k=k, n=n, count=count, flops=flops, bytes=moved, intensity=flops / moved)
+
+
+def _tensor_gemms(tensors: list[Tensor], tokens: int, elem_bytes: float) -> list[Gemm]:
+    """GEMM view of weight tensors. Routed experts: E copies, top-k used per token; with few
+    tokens only min(E, tokens*k) experts are touched (and their weights read), each seeing
+    tokens*k / touched tokens on average."""
+    out = []
+    for t in tensors:
+        if t.shape is None or not t.matmul:
+            continue
+        k, n = t.shape
+        copies = max(t.params // (k * n), 1)
+        used = t.matmul // (k * n)
+        touched = min(copies, tokens * used)
+        name = t.formula.split(":")[0].split(" x ")[-1]
+        out.append(gemm(f"{t.component}.{name}", tokens * used / touched, k, n, touched, elem_bytes))
+    return out
+
+
+class IntensityResult(BaseModel):
+    """Arithmetic intensity (FLOPs per byte moved) of each matmul of one layer and the head."""
+
+    phase: str
+    tokens: int
+    context: int
+    dtype: str
+    gemms: list[Gemm]
+    layer_flops: float
+    layer_bytes: float
+    intensity: float
+
+
+def arithmetic_intensity(m: ModelSpec, batch: int, seq: int, context: int, dtype: str = "bf16") -> IntensityResult:
+    """Per-matmul intensity of one (first-kind) layer plus the output head, for B*S tokens.
+
+    Attention score matmuls per (sequence, head): [S,d_qk]@[d_qk,S'] and [S,S']@[S',d_v].
+    Routed experts see B*S*k/E tokens each on average.
+    """
+    context = check_tokens(batch, seq, context)
+    elem = float(dtype_bytes(dtype))
+    tokens = batch * seq
+    kind_tensors = layer_kinds(m)[-1][2]  # the model's main block kind (MoE where there is one)
+    gemms = _tensor_gemms(kind_tensors, tokens, elem)
+    d_qk, d_v = attention_dims(m)
+    heads = batch * m.num_heads
+    gemms.append(gemm("attention.scores", seq, d_qk, context, heads, elem))
+    gemms.append(gemm("attention.weighted_sum", seq, context, d_v, heads, elem))
+    gemms += _tensor_gemms([t for t in model_tensors(m) if t.component == "lm_head"], tokens, elem)
+    flops = sum(g.flops for g in gemms)
+    moved = sum(g.bytes for g in gemms)
+    return IntensityResult(
+        phase="decode" if seq == 1 else "prefill",
+        tokens=tokens,
+        context=context,
+        dtype=dtype,
+        gemms=gemms,
+        layer_flops=flops,
+        layer_bytes=moved,
+        intensity=flops / moved,
+    )
+
+
+class FusedShapes(BaseModel):
+    """Seed 000: in a parallel block y = x + Attn(LN(x)) + MLP(LN(x)) the QKV and first MLP
+    matmuls share their input, so W_fused = concat(W_qkv, W_mlp_in) does one GEMM
+    [T,H]@[H,(h+2g)*d + I(x2 if gated)] instead of two. Same FLOPs; the input is read once."""
+
+    model: str
+    tokens: int
+    hidden: int
+    qkv_out: int
+    mlp_in_out: int
+    separate: list[Gemm]
+    fused: Gemm
+    flops_equal: bool
+    bytes_saved: float
+    parallel_block: bool
+
+
+def fused_parallel_shapes(m: ModelSpec, tokens: int, dtype: str = "bf16") -> FusedShapes:
+    """GEMM shapes and bytes of separate QKV + MLP-in vs the fused GEMM, for T tokens."""
+    if m.mla or m.moe:
+        raise LLMCalcError("--model", f"{m.name} uses MLA or MoE; the fused QKV+MLP GEMM needs a dense MHA/GQA model")
+    if tokens < 1:
+        raise LLMCalcError("--batch-tokens", f"must be >= 1, got {tokens}")
+    elem = float(dtype_bytes(dtype))
+    H, d = m.hidden_size, m.dim_per_head
+    qkv = (m.num_heads + 2 * m.kv_heads) * d
+    mlp_in = m.intermediate_size * (2 if m.gated_mlp else 1)
+    separate = [gemm("qkv", tokens, H, qkv, 1, elem), gemm("mlp_in", tokens, H, mlp_in, 1, elem)]
+    fused = gemm("fused_qkv_mlp_in", tokens, H, qkv + mlp_in, 1, elem)
+    return FusedShapes(
+        model=m.name,
+        tokens=tokens,
+        hidden=H,
+        qkv_out=qkv,
+        mlp_in_out=mlp_in,
+        separate=separate,
+        fused=fused,
+        flops_equal=sum(g.flops for g in separate) == fused.flops,
+        bytes_saved=sum(g.bytes for g in separate) - fused.bytes,
+        parallel_block=m.parallel_block,
+    )

@@ -1,0 +1,98 @@
+"""Tensor-core peaks derived from first principles (reference section 4, seed 001 section 1.3).
+
+peak [FLOP/s] = FLOPs per clock per tensor core x tensor cores per SM x SMs x clock.
+A800: 2*(8*4*8) = 512 FLOPs/clock/TC x 4 x 108 x 1410 MHz = 311.8 TFLOPS (datasheet 312).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from calc.errors import LLMCalcError
+from calc.specs import GPUSpec
+from calc.units import COMPUTE_DTYPE, TERA
+
+
+def derived_peak_tflops(gpu: GPUSpec) -> dict[str, float]:
+    """Dense peak per dtype in TFLOPS from the spec's inputs; empty where they are not published."""
+    if not gpu.flops_per_clock_per_tensor_core:
+        return {}
+    assert gpu.sms and gpu.tensor_cores_per_sm and gpu.tensor_clock_mhz  # enforced by GPUSpec
+    per_clock = gpu.sms * gpu.tensor_cores_per_sm * gpu.tensor_clock_mhz * 1e6 / TERA
+    return {dtype: rate * per_clock for dtype, rate in gpu.flops_per_clock_per_tensor_core.items()}
+
+
+def peak_tflops(gpu: GPUSpec, dtype: str) -> float:
+    """The dense peak the performance formulas divide by: the datasheet figure for the dtype the
+    matmuls run in (fp32 storage runs TF32, int4 weights dequantise to fp16)."""
+    compute = COMPUTE_DTYPE.get(dtype, dtype)
+    if compute in gpu.datasheet_peak_tflops:
+        return gpu.datasheet_peak_tflops[compute]
+    have = ", ".join(gpu.datasheet_peak_tflops)
+    raise LLMCalcError("--dtype", f"{gpu.name} has no {compute} tensor peak; it has {have}")
+
+
+class PeakCheck(BaseModel):
+    dtype: str
+    derived_tflops: float | None
+    datasheet_tflops: float
+    diff_pct: float | None
+
+
+class GPUSummary(BaseModel):
+    """A GPU's spec plus its derived peaks, as `llmcalc gpus --json` prints it."""
+
+    name: str
+    description: str
+    arch: str
+    sms: int | None
+    tensor_clock_mhz: float | None
+    memory_gb: float
+    memory_bytes: int
+    hbm_tb_s: float
+    interconnect_gb_s: float
+    derived_peak_tflops: dict[str, float]
+    datasheet_peak_tflops: dict[str, float]
+    ridge_point_flops_per_byte: float
+    peak_note: str
+    checks: list[PeakCheck]
+    explain: list[str]
+
+
+def summarize_gpu(gpu: GPUSpec) -> GPUSummary:
+    """Derive every dtype's peak, compare with the datasheet, and the bf16 roofline ridge point."""
+    derived = derived_peak_tflops(gpu)
+    checks = [
+        PeakCheck(
+            dtype=dtype,
+            derived_tflops=derived.get(dtype),
+            datasheet_tflops=sheet,
+            diff_pct=100 * (derived[dtype] - sheet) / sheet if dtype in derived else None,
+        )
+        for dtype, sheet in gpu.datasheet_peak_tflops.items()
+    ]
+    explain = [
+        f"{c.dtype}: {gpu.flops_per_clock_per_tensor_core[c.dtype]} FLOPs/clk/TC x "
+        f"{gpu.tensor_cores_per_sm} TC/SM x {gpu.sms} SMs x {gpu.tensor_clock_mhz:g} MHz = "
+        f"{c.derived_tflops:.1f} TFLOPS (datasheet {c.datasheet_tflops:g}, {c.diff_pct:+.2f}%)"
+        for c in checks
+        if c.derived_tflops is not None
+    ] or [f"peaks not derivable: {gpu.peak_note}"]
+    bf16 = gpu.datasheet_peak_tflops.get("bf16", max(gpu.datasheet_peak_tflops.values()))
+    return GPUSummary(
+        name=gpu.name,
+        description=gpu.description,
+        arch=gpu.arch,
+        sms=gpu.sms,
+        tensor_clock_mhz=gpu.tensor_clock_mhz,
+        memory_gb=gpu.memory_gb,
+        memory_bytes=gpu.memory_bytes,
+        hbm_tb_s=gpu.hbm_tb_s,
+        interconnect_gb_s=gpu.interconnect_gb_s,
+        derived_peak_tflops=derived,
+        datasheet_peak_tflops=dict(gpu.datasheet_peak_tflops),
+        ridge_point_flops_per_byte=bf16 * TERA / (gpu.hbm_tb_s * TERA),
+        peak_note=gpu.peak_note,
+        checks=checks,
+        explain=explain,
+    )
