@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.params import count_params
 from calc.parallel import check_layout, inference_layout, kv_heads_per_gpu, layers_per_stage
+from calc.params import count_params
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, exact_bytes, gb, gib
 
@@ -157,7 +157,7 @@ def _search_min_gpus(fits_on: Callable[[int], bool | None], limit: int = 4096) -
 def inference_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str = "fp16",
     kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
-    act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB, _search: bool = True,
+    act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> MemoryResult:
     """Serving memory of ``batch`` requests of ``seq`` tokens each (input + output).
 
@@ -174,32 +174,30 @@ def inference_memory(
     shards = plan.tp * plan.pp
     weights = weight_bytes(params, dtype, group_size)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype)
-    kv_token_gpu = kv_cache_bytes_per_token(m, kv_dtype, plan.tp, plan.pp)
     c = activation_factor(m) if act_factor is None else act_factor
     act_elem = dtype_bytes("fp16" if dtype in ("int4", "int8", "fp8") else dtype)
     activations = math.ceil(batch * seq * m.hidden_size * c * act_elem)
     reserve = int(reserve_gib * GIB)
-    per_gpu = {
-        "weights": math.ceil(weights / shards),
-        "kv_cache": kv_token_gpu * batch * seq,
-        "activations": math.ceil(activations / plan.tp),
-        "reserve": reserve,
-    }
-    per_gpu_bytes = sum(per_gpu.values())
+
+    def per_gpu_for(layout: Parallelism) -> dict[str, int]:
+        return {
+            "weights": math.ceil(weights / (layout.tp * layout.pp)),
+            "kv_cache": kv_cache_bytes_per_token(m, kv_dtype, layout.tp, layout.pp) * batch * seq,
+            "activations": math.ceil(activations / layout.tp),
+            "reserve": reserve,
+        }
 
     def fits_on(n: int) -> bool | None:
         layout = inference_layout(m, n)
-        if layout is None:
-            return None
-        trial = inference_memory(m, gpu=gpu, plan=layout, dtype=dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
-                                 group_size=group_size, act_factor=act_factor, reserve_gib=reserve_gib, _search=False)
-        return trial.fits
+        return None if layout is None or gpu is None else sum(per_gpu_for(layout).values()) <= gpu.memory_bytes
 
-    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if _search else None)
+    per_gpu = per_gpu_for(plan)
+    per_gpu_bytes = sum(per_gpu.values())
+    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
     kv_total = kv_token * batch * seq
     return MemoryResult(
         model=m.name, mode="infer", dtype=dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
-        tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards,
+        tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
         activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,
         total_bytes=weights + kv_total + activations + reserve * shards,
@@ -232,7 +230,7 @@ def _kv_explain(m: ModelSpec, kv_dtype: str, per_token: int) -> str:
 def training_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, recipe: str = "bf16-adam",
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
-    reserve_gib: float = DEFAULT_RESERVE_GIB, _search: bool = True,
+    reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> MemoryResult:
     """Training memory per GPU on the first pipeline stage (the fullest under 1F1B).
 
@@ -253,11 +251,20 @@ def training_memory(
         raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
     params = count_params(m).total_params
     w, g, o = RECIPES[recipe]
-    shards = plan.tp * plan.pp
-    dp = plan.dp
 
-    def zero_split(per_param: int, stage: int) -> int:
-        return math.ceil(params * per_param / shards / (dp if zero >= stage else 1))
+    def per_gpu_for(layout: Parallelism) -> dict[str, int]:
+        shards = layout.tp * layout.pp
+
+        def zero_split(per_param: int, stage: int) -> int:
+            return math.ceil(params * per_param / shards / (layout.dp if zero >= stage else 1))
+
+        return {
+            "weights": zero_split(w, 3),
+            "gradients": zero_split(g, 2),
+            "optimizer": zero_split(o, 1),
+            "activations": activations,
+            "reserve": reserve,
+        }
 
     s_local = seq // plan.cp
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -269,26 +276,17 @@ def training_memory(
     output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / plan.tp if plan.pp == 1 else 0
     activations = math.ceil(blocks + embed + output)
     reserve = int(reserve_gib * GIB)
-    per_gpu = {
-        "weights": zero_split(w, 3),
-        "gradients": zero_split(g, 2),
-        "optimizer": zero_split(o, 1),
-        "activations": activations,
-        "reserve": reserve,
-    }
+    per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     n = plan.num_gpus
+    fixed = plan.tp * plan.pp * plan.cp
 
     def fits_on(count: int) -> bool | None:
-        fixed = plan.tp * plan.pp * plan.cp
-        if count % fixed:
+        if count % fixed or gpu is None:
             return None
-        trial_plan = plan.model_copy(update={"dp": count // fixed})
-        trial = training_memory(m, gpu=gpu, plan=trial_plan, recipe=recipe, zero=zero, micro_batch=micro_batch,
-                                seq=seq, recompute=recompute, flash=flash, reserve_gib=reserve_gib, _search=False)
-        return trial.fits
+        return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.memory_bytes
 
-    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if _search and zero else None)
+    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if zero else None)
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
         "dropped (selective recomputation)" if recompute == "selective" else "kept")
     return MemoryResult(
@@ -300,7 +298,7 @@ def training_memory(
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict,
         assumptions=[
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
-            f"ZeRO stage {zero} over DP {dp}",
+            f"ZeRO stage {zero} over DP {plan.dp}",
             f"activations: Korthikanti et al. 2022, recompute={recompute}, score term {score_term}, "
             f"sequence parallel={plan.sequence_parallel}, {in_flight} microbatch(es) in flight on stage 1",
             f"reserve {reserve_gib:g} GiB per GPU; min_gpus grows DP at this TP x PP x CP"

@@ -10,8 +10,6 @@ Max concurrency = floor(free memory per GPU / KV bytes per request per GPU).
 
 from __future__ import annotations
 
-import math
-
 from pydantic import BaseModel
 
 from calc.calibration import Calibration, efficiency_for
@@ -19,8 +17,8 @@ from calc.errors import LLMCalcError
 from calc.flops import arithmetic_intensity, decode_flops, forward_flops
 from calc.hardware import peak_tflops
 from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
-from calc.params import count_params
 from calc.parallel import ring_allreduce_seconds, tp_allreduce_bytes_per_layer
+from calc.params import count_params
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA, check_fraction, check_positive, dtype_bytes
 
@@ -217,7 +215,7 @@ def latency(
     kv_dtype = kv_dtype or dtype
     plan = Parallelism(tp=num_gpus)
     mem = inference_memory(m, gpu=gpu, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=batch,
-                           seq=prompt + output, _search=False)
+                           seq=prompt + output)
     eff = efficiency_for(gpu, dtype, calibration)
     peak = peak_tflops(gpu, dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
@@ -244,9 +242,14 @@ def latency(
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({'compute' if pre_compute >= pre_memory else 'memory'}-bound), " \
               f"TPOT {tpot * 1e3:,.1f} ms, {batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:
-        reachable = at_peak <= target_ttft_s
+        if at_peak > target_ttft_s:
+            reach = "not reachable on these GPUs even at 100% of peak"
+        elif ttft > target_ttft_s:
+            reach = f"reachable only above the assumed {eff.compute:.0%} efficiency"
+        else:
+            reach = "reachable"
         verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s at {eff.compute:.0%}): "
-                   f"{target_ttft_s * 1e3:.0f} ms is {'reachable' if reachable and ttft <= target_ttft_s else 'not reachable' if not reachable else 'reachable only above the assumed efficiency'}")
+                   f"{target_ttft_s * 1e3:.0f} ms is {reach}")
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
         efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
@@ -324,9 +327,9 @@ def concurrency(
     _check_gpus(num_gpus)
     kv_dtype = kv_dtype or dtype
 
-    def per_gpu(tokens: int, search: bool = False):  # noqa: ANN202 - local helper
+    def per_gpu(tokens: int):  # noqa: ANN202 - local helper
         mem = inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
-                               batch=1, seq=tokens, reserve_gib=reserve_gib, _search=search)
+                               batch=1, seq=tokens, reserve_gib=reserve_gib)
         pg = mem.per_gpu
         free = gpu.memory_bytes - pg["weights"] - pg["activations"] - pg["reserve"]
         return mem, free, pg["kv_cache"], max(free // pg["kv_cache"], 0)
@@ -336,7 +339,7 @@ def concurrency(
         _, _, kv_gpu, fit = per_gpu(tokens)
         table.append(ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=kv_gpu * num_gpus,
                                     max_concurrency=fit))
-    mem, free_gpu, kv_req_gpu, count = per_gpu(max_tokens, search=True)
+    mem, free_gpu, kv_req_gpu, count = per_gpu(max_tokens)
     capacity = gpu.memory_bytes * num_gpus
     free = free_gpu * num_gpus
     kv_request = kv_req_gpu * num_gpus  # as stored on all GPUs (replicated KV heads counted)
