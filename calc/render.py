@@ -1,0 +1,230 @@
+"""Views of engine results: rich tables (default), JSON (--json) and derivations (--explain).
+
+The JSON is the result model's own dump; the table and the explanation read the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from calc.units import gb, gib, human
+
+console = Console()
+
+
+def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    """Write machine-readable output to stdout, unwrapped, with stable keys."""
+    if isinstance(data, BaseModel):
+        payload: Any = data.model_dump(mode="json")
+    elif isinstance(data, dict):
+        payload = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in data.items()}
+    else:
+        payload = [d.model_dump(mode="json") for d in data]
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], RenderableType]) -> None:
+    """The one output path every command uses."""
+    if as_json:
+        emit_json(result)
+        return
+    console.print(view(result))
+    if explain:
+        console.print(explain_panel(getattr(result, "explain", [])))
+
+
+def explain_panel(lines: Iterable[str]) -> RenderableType:
+    return Group(Text("How it was computed:", style="bold"), *(Text(f"  {line}") for line in lines))
+
+
+def bar(fraction: float, width: int = 30) -> str:
+    """A text bar of ``fraction`` (0..1) of ``width`` cells."""
+    cells = max(0, min(width, round(fraction * width)))
+    return "█" * cells + "·" * (width - cells)
+
+
+def size(num_bytes: float) -> str:
+    """Bytes as both GB (1e9) and GiB (2^30)."""
+    return f"{gb(num_bytes):,.2f} GB / {gib(num_bytes):,.2f} GiB"
+
+
+def kv_table(title: str, rows: Iterable[tuple[str, Any]], caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, str(value))
+    return table
+
+
+def params_view(p: Any) -> RenderableType:
+    table = Table(title=f"Parameters of {p.model}", title_justify="left")
+    table.add_column("component")
+    table.add_column("params", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("active / token", justify="right")
+    for name, count in p.components.items():
+        table.add_row(name, f"{count:,}", f"{100 * count / p.total_params:.2f}%", f"{p.active_components[name]:,}")
+    table.add_section()
+    table.add_row("[bold]total (exact)", f"[bold]{p.total_params:,}", "100%", f"[bold]{p.active_params:,}")
+    table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
+    layers = Table(title="Per block", title_justify="left")
+    for col in ("kind", "count", "params / block", "active / block"):
+        layers.add_column(col, justify="right" if col != "kind" else "left")
+    for k in p.layer_kinds:
+        layers.add_row(k.kind, str(k.count), f"{k.params_per_layer:,}", f"{k.active_params_per_layer:,}")
+    return Group(table, layers)
+
+
+def flops_view(f: Any) -> RenderableType:
+    return kv_table(
+        f"FLOPs of {f.model}: B={f.batch}, S={f.seq}, S'={f.context}",
+        [
+            ("convention", f.convention),
+            ("forward (B x S pass)", f"{f.forward_flops:,} ({human(f.forward_flops, 'FLOPs')})"),
+            ("  matmuls", f"{f.forward_matmul_flops:,}"),
+            ("  attention scores", f"{f.forward_attention_flops:,} ({f.attention_share_pct:.2f}% of forward)"),
+            ("training (3x forward)", f"{f.training_flops:,} ({human(f.training_flops, 'FLOPs')})"),
+            ("  + full recompute (HFU)", f"{f.training_flops_full_recompute:,}"),
+            ("per token, inference", f"{f.per_token_inference_flops:,.0f}   vs 2N = {f.approx_2n:,}"),
+            ("per token, training", f"{f.per_token_training_flops:,.0f}   vs 6N = {f.approx_6n:,}"),
+        ],
+    )
+
+
+def memory_view(r: Any) -> RenderableType:
+    capacity = r.gpu_memory_bytes or r.per_gpu_bytes or 1
+    table = Table(
+        title=f"{'Inference' if r.mode == 'infer' else 'Training'} memory of {r.model} per GPU "
+        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {r.num_gpus} GPUs)",
+        title_justify="left",
+    )
+    table.add_column("category")
+    table.add_column("per GPU", justify="right")
+    table.add_column(f"share of {'GPU' if r.gpu else 'total'}")
+    for name, value in r.per_gpu.items():
+        table.add_row(name, size(value), bar(value / capacity))
+    table.add_section()
+    table.add_row("[bold]per GPU total", f"[bold]{size(r.per_gpu_bytes)}", bar(r.per_gpu_bytes / capacity))
+    totals = [("weights (all GPUs)", size(r.weights_bytes))]
+    if r.mode == "infer":
+        totals += [("KV cache per token", f"{r.kv_cache_bytes_per_token:,} B"), ("KV cache (all requests)", size(r.kv_cache_bytes))]
+    else:
+        totals += [("gradients (all GPUs)", size(r.gradient_bytes)), ("optimizer (all GPUs)", size(r.optimizer_bytes))]
+    totals.append(("total (all GPUs)", size(r.total_bytes)))
+    if r.gpu:
+        verdict = (
+            f"[green]fits[/]: {size(r.headroom_bytes_per_gpu)} headroom per GPU"
+            if r.fits
+            else f"[red]does not fit[/]: short by {size(-r.headroom_bytes_per_gpu)} per GPU"
+        )
+        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)})", verdict))
+        totals.append(("smallest GPU count that fits", r.min_gpus if r.min_gpus else "n/a (see assumptions)"))
+    return Group(table, kv_table("Totals", totals), kv_table("Assumptions", [("-", a) for a in r.assumptions]))
+
+
+def gpus_view(gpus: Sequence[Any]) -> RenderableType:
+    table = Table(title="GPU catalog (dense tensor peaks, TFLOPS)", title_justify="left")
+    for col in ("name", "arch", "memory", "HBM TB/s", "link GB/s", "bf16 derived", "bf16 datasheet", "fp8 datasheet"):
+        table.add_column(col, justify="left" if col in ("name", "arch") else "right")
+    for g in gpus:
+        derived = g.derived_peak_tflops.get("bf16")
+        table.add_row(
+            g.name, g.arch, f"{gb(g.memory_bytes):.1f} GB", f"{g.hbm_tb_s:g}", f"{g.interconnect_gb_s:g}",
+            f"{derived:.2f}" if derived else "-", f"{g.datasheet_peak_tflops.get('bf16', '-')}",
+            f"{g.datasheet_peak_tflops.get('fp8', '-')}",
+        )
+    return table
+
+
+def models_view(rows: Sequence[dict[str, Any]]) -> RenderableType:
+    table = Table(title="Model catalog", title_justify="left")
+    for col in ("name", "params (exact)", "active", "L", "H", "heads/KV", "description"):
+        table.add_column(col, justify="right" if col not in ("name", "description") else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['total_params']:,}", f"{r['active_params']:,}", str(r["num_layers"]),
+                      str(r["hidden_size"]), f"{r['num_heads']}/{r['num_kv_heads']}", r["description"])
+    return table
+
+
+def spec_view(spec: BaseModel) -> RenderableType:
+    data = spec.model_dump(mode="json", exclude_none=True)
+    return kv_table(f"{type(spec).__name__} {data.get('name')}", [(k, v) for k, v in data.items()])
+
+
+def gpu_detail_view(summary: Any) -> RenderableType:
+    return Group(gpus_view([summary]), explain_panel(summary.explain))
+
+
+def mfu_view(r: Any) -> RenderableType:
+    rows = [
+        ("throughput", f"{r.tokens_per_s:,.0f} tokens/s on {r.num_gpus} x {r.gpu}"),
+        ("peak", f"{r.peak_tflops:g} TFLOPS dense {r.dtype} per GPU"),
+        ("FLOPs/token (6N)", f"{r.flops_per_token_6n:.4g}"),
+        ("FLOPs/token (with attention)", f"{r.flops_per_token:.4g}"),
+        ("MFU (6N)", f"{r.mfu:.2%}"),
+        ("MFU (with attention)", f"{r.mfu_with_attention:.2%}"),
+        ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
+        ("model FLOPs", f"{r.model_flops:.4g}"),
+    ]
+    if r.mfu_of_measured is not None:
+        rows.append(("of measured achievable", f"{r.mfu_of_measured:.2%}"))
+    return Group(kv_table(f"MFU of {r.model}", rows), Text(r.verdict, style="bold"))
+
+
+def train_time_view(r: Any) -> RenderableType:
+    rows = [
+        ("tokens", f"{r.tokens:.4g}"),
+        ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
+        ("assumed MFU", f"{r.mfu:.0%}"),
+        ("GPU-hours", f"{r.gpu_hours:,.0f}"),
+        ("days", f"{r.days:,.2f}"),
+        ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price-per-gpu-hour"),
+    ]
+    if r.best_case_days is not None:
+        rows.append(("days at measured ceiling", f"{r.best_case_days:,.2f}"))
+    return Group(kv_table(f"Training time of {r.model} on {r.num_gpus} x {r.gpu}", rows), Text(r.verdict, style="bold"))
+
+
+def latency_view(r: Any) -> RenderableType:
+    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.num_gpus}), B={r.batch}",
+                  title_justify="left")
+    for col in ("phase", "compute s", "memory s", "TP comm s", "time", "bound", "FLOPs/byte"):
+        table.add_column(col, justify="right" if col != "phase" else "left")
+    table.add_row(f"prefill {r.prompt} tokens (TTFT)", f"{r.prefill_compute_s:.4f}", f"{r.prefill_memory_s:.4f}",
+                  f"{r.prefill_comm_s:.4f}", f"{r.ttft_s * 1e3:,.1f} ms", r.prefill_bound, f"{r.prefill_intensity:,.0f}")
+    table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s:.5f}", f"{r.decode_memory_s:.5f}",
+                  f"{r.decode_comm_s:.5f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
+    facts = kv_table("", [
+        ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
+        ("efficiency", r.efficiency_source),
+        ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
+        (f"end to end ({r.output} tokens)", f"{r.e2e_s:.3f} s"),
+    ])
+    return Group(table, facts, Text(r.verdict, style="bold"))
+
+
+def concurrency_view(r: Any) -> RenderableType:
+    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} ({r.dtype}, KV {r.kv_dtype})", [
+        ("capacity", size(r.capacity_bytes)),
+        ("weights", size(r.weights_bytes)),
+        ("reserves + activations", size(r.reserve_bytes + r.activation_bytes)),
+        ("free for KV cache", size(r.free_bytes)),
+        (f"KV per request ({r.max_tokens} tokens)", size(r.kv_cache_bytes_per_request)),
+        ("max concurrency", r.max_concurrency),
+    ])
+    table = Table(title="Concurrency vs context length", title_justify="left")
+    for col in ("max tokens", "KV / request", "max concurrency"):
+        table.add_column(col, justify="right")
+    for row in r.table:
+        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), str(row.max_concurrency))
+    notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
+    return Group(main, table, notes, Text(r.verdict, style="bold"))

@@ -1,0 +1,120 @@
+"""config.json written here for every supported model_type round-trips to the catalog count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from calc.catalog import load_model
+from calc.errors import LLMCalcError
+from calc.params import count_params
+
+LLAMA2_7B = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+             "intermediate_size": 11008, "vocab_size": 32000, "max_position_embeddings": 4096,
+             "tie_word_embeddings": False}
+MISTRAL = {**LLAMA2_7B, "num_key_value_heads": 8, "intermediate_size": 14336}
+
+# (config.json fields, catalog name it must match, or an exact total worked out by hand)
+CONFIGS = {
+    "llama": ({"model_type": "llama", **LLAMA2_7B}, "llama2-7b"),
+    "mistral": ({"model_type": "mistral", **MISTRAL}, "mistral-7b"),
+    "mixtral": ({"model_type": "mixtral", **MISTRAL, "num_local_experts": 8, "num_experts_per_tok": 2}, "mixtral-8x7b"),
+    "qwen2": ({"model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28,
+               "num_key_value_heads": 4, "intermediate_size": 18944, "vocab_size": 152064,
+               "tie_word_embeddings": False}, "qwen2-7b"),
+    "gemma": ({"model_type": "gemma", "hidden_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16,
+               "num_key_value_heads": 16, "head_dim": 256, "intermediate_size": 24576, "vocab_size": 256000},
+              "gemma-7b"),
+    "gpt2": ({"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257,
+              "n_positions": 1024}, "gpt2"),
+    "gptj": ({"model_type": "gptj", "n_embd": 4096, "n_layer": 28, "n_head": 16, "vocab_size": 50400,
+              "n_positions": 2048}, "gpt-j-6b"),
+    "gpt_neox": ({"model_type": "gpt_neox", "hidden_size": 6144, "num_hidden_layers": 44, "num_attention_heads": 64,
+                  "intermediate_size": 24576, "vocab_size": 50432, "use_parallel_residual": True}, "gpt-neox-20b"),
+    "falcon-old": ({"model_type": "falcon", "hidden_size": 4544, "num_hidden_layers": 32, "num_attention_heads": 71,
+                    "multi_query": True, "parallel_attn": True, "vocab_size": 65024, "bias": False}, "falcon-7b"),
+    "falcon-new": ({"model_type": "falcon", "hidden_size": 8192, "num_hidden_layers": 60, "num_attention_heads": 128,
+                    "num_kv_heads": 8, "new_decoder_architecture": True, "vocab_size": 65024, "bias": False},
+                   "falcon-40b"),
+    "bloom": ({"model_type": "bloom", "hidden_size": 4096, "n_layer": 30, "n_head": 32, "vocab_size": 250880},
+              "bloom-7b1"),
+    "opt": ({"model_type": "opt", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "ffn_dim": 16384, "vocab_size": 50272, "max_position_embeddings": 2048, "word_embed_proj_dim": 4096},
+            "opt-6.7b"),
+    "phi": ({"model_type": "phi", "hidden_size": 2560, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "intermediate_size": 10240, "vocab_size": 51200}, "phi-2"),
+    "deepseek_v3": ({"model_type": "deepseek_v3", "hidden_size": 7168, "num_hidden_layers": 61,
+                     "num_attention_heads": 128, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+                     "vocab_size": 129280, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                     "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256, "n_shared_experts": 1,
+                     "num_experts_per_tok": 8, "first_k_dense_replace": 3, "moe_layer_freq": 1,
+                     "topk_method": "noaux_tc"}, "deepseek-v3"),
+    # Phi-3-mini (hand): 32 x [4*3072^2 + 3*3072*8192 + 2*3072] = 32 x 113,252,352 = 3,624,075,264;
+    # + 2*32064*3072 = 197,001,216 + 3072 -> 3,821,079,552 (published 3.82B).
+    "phi3": ({"model_type": "phi3", "hidden_size": 3072, "num_hidden_layers": 32, "num_attention_heads": 32,
+              "num_key_value_heads": 32, "intermediate_size": 8192, "vocab_size": 32064}, 3_821_079_552),
+    # Gemma-2-9B (hand): attention 3584*4096*2 + 3584*2048*2 = 44,040,192; MLP 3*3584*14336
+    # = 154,140,672; 4 norms 14,336 -> 198,195,200 x 42 = 8,324,198,400; + 256000*3584
+    # = 917,504,000 (tied) + 3584 -> 9,241,705,984 (published 9.24B).
+    "gemma2": ({"model_type": "gemma2", "hidden_size": 3584, "num_hidden_layers": 42, "num_attention_heads": 16,
+                "num_key_value_heads": 8, "head_dim": 256, "intermediate_size": 14336, "vocab_size": 256000},
+               9_241_705_984),
+    # Qwen1.5-MoE-A2.7B (hand): attention 4*2048^2 + 3*2048 bias = 16,783,360; 60 experts x
+    # 3*2048*1408 = 519,045,120; router 2048*60 = 122,880; shared 3*2048*5632 = 34,603,008; shared
+    # gate 2048; norms 4096 -> 570,560,512 x 24 = 13,693,452,288; + 2*151936*2048 = 622,329,856
+    # + 2048 -> 14,315,784,192 (published 14.3B).
+    "qwen2_moe": ({"model_type": "qwen2_moe", "hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 16,
+                   "num_key_value_heads": 16, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+                   "shared_expert_intermediate_size": 5632, "num_experts": 60, "num_experts_per_tok": 4,
+                   "vocab_size": 151936, "tie_word_embeddings": False}, 14_315_784_192),
+    # DeepSeek-V2-Lite (hand; no q latent): q_proj 2048*16*192 = 6,291,456; kv_a 2048*576 = 1,179,648;
+    # kv_a norm 512; kv_b 512*16*256 = 2,097,152; o 16*128*2048 = 4,194,304 -> 13,763,072 attention.
+    # Dense layer 0: 3*2048*10944 = 67,239,936. MoE: 64 x 3*2048*1408 = 553,648,128 + shared 2 x
+    # 3*2048*1408 = 17,301,504 + router 131,072 = 571,080,704 (26 layers). Norms 4096/layer.
+    # = 27*(13,763,072+4,096) + 67,239,936 + 26*571,080,704 + 2*102400*2048 + 2048 = 15,706,484,224.
+    "deepseek_v2": ({"model_type": "deepseek_v2", "hidden_size": 2048, "num_hidden_layers": 27,
+                     "num_attention_heads": 16, "intermediate_size": 10944, "moe_intermediate_size": 1408,
+                     "vocab_size": 102400, "q_lora_rank": None, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                     "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64, "n_shared_experts": 2,
+                     "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1}, 15_706_484_224),
+}
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_config_json_round_trip(key: str, tmp_path: Path) -> None:
+    config, expected = CONFIGS[key]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    imported = count_params(load_model(str(path)))
+    if isinstance(expected, str):
+        catalog = count_params(load_model(expected))
+        assert imported.total_params == catalog.total_params
+        assert imported.active_params == catalog.active_params
+    else:
+        assert imported.total_params == expected
+
+
+def test_every_supported_model_type_is_covered() -> None:
+    from calc.hf_import import MAPPERS
+
+    covered = {c["model_type"] for c, _ in CONFIGS.values()}
+    assert {k for k in MAPPERS if k.islower()} <= covered
+
+
+def test_unsupported_model_type_lists_supported(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "t5"}))
+    with pytest.raises(LLMCalcError, match="unsupported model_type 't5'.*llama"):
+        load_model(str(path))
+
+
+def test_missing_and_wrong_typed_fields_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama", **{k: v for k, v in LLAMA2_7B.items() if k != "hidden_size"}}))
+    with pytest.raises(LLMCalcError, match="'hidden_size' is missing"):
+        load_model(str(path))
+    path.write_text(json.dumps({"model_type": "llama", **LLAMA2_7B, "num_hidden_layers": "32"}))
+    with pytest.raises(LLMCalcError, match="'num_hidden_layers' must be an integer"):
+        load_model(str(path))
