@@ -1,0 +1,37 @@
+"""Peak derivation vs datasheets (reference section 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.catalog import list_gpus, load_gpu
+from calc.hardware import derived_peak_tflops, summarize_gpu
+
+
+def test_a800_seed_derivation() -> None:
+    # Seed 001: 2*(8*4*8) = 512 FLOPs/clk/TC x 4 TC/SM x 108 SMs x 1410 MHz = 311.86944 TFLOPS ("311.8").
+    assert derived_peak_tflops(load_gpu("a800"))["bf16"] == pytest.approx(311.86944, rel=1e-9)
+
+
+def test_h100_sxm_derivation() -> None:
+    # 132 SMs x 4 x 1024 FLOPs/clock x 1830 MHz = 989.42976 TFLOPS dense BF16 (datasheet 989.4).
+    assert derived_peak_tflops(load_gpu("h100"))["bf16"] == pytest.approx(989.42976, rel=1e-9)
+
+
+@pytest.mark.parametrize("gpu", list_gpus(), ids=lambda g: g.name)
+def test_derived_within_one_percent_or_explained(gpu) -> None:
+    summary = summarize_gpu(gpu)
+    for check in summary.checks:
+        if check.derived_tflops is None or abs(check.diff_pct) > 1.0:
+            assert gpu.peak_note, f"{gpu.name} {check.dtype}: derived {check.derived_tflops} vs {check.datasheet_tflops}"
+
+
+def test_memory_capacity_units() -> None:
+    # A800 reports 81920 MiB = 80 GiB = 85,899,345,920 bytes; H20 has no device reading: 96 GB = 96e9.
+    assert load_gpu("a800").memory_bytes == 80 * 2**30
+    assert load_gpu("h20").memory_bytes == 96 * 10**9
+
+
+def test_aliases_and_case() -> None:
+    assert load_gpu("H100").name == "h100-sxm"
+    assert load_gpu("4090").name == "rtx4090"

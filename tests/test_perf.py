@@ -1,0 +1,89 @@
+"""The four review questions of reference section 8, re-derived by hand, asserted to 0.1%."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.catalog import load_gpu, load_model
+from calc.perf import concurrency, latency, mfu, train_time
+
+REL = 1e-3
+
+
+def test_q1_llama3_70b_mfu() -> None:
+    # 6N: 6 x 70,553,706,496 x 15e12 = 6.34983e24 FLOPs; 6.4e6 GPU-h x 3600 x 989.4e12 = 2.27958e25
+    # -> 27.855%. With attention at S = 8192 (full score matrix): matmul weights M = 69,501,714,432,
+    # forward/token = 2M + 80*2*64*256*8192 = 160,478,265,344; x3 = 481,434,796,032 -> 31.679%.
+    r = mfu(load_model("llama3-70b"), load_gpu("h100"), seq=8192, tokens=15e12, gpu_hours=6.4e6)
+    assert r.mfu == pytest.approx(0.278553, rel=REL)
+    assert r.mfu_with_attention == pytest.approx(0.316792, rel=REL)
+
+
+def test_llama2_paper_gpu_hours_to_mfu() -> None:
+    # 7B: 6 x 6,738,415,616 x 2e12 / (184,320 x 3600 x 312e12) = 39.058%.
+    # 70B: 6 x 68,976,648,192 x 2e12 / (1,720,320 x 3600 x 312e12) = 42.837%.
+    a100 = load_gpu("a100-80g")
+    assert mfu(load_model("llama2-7b"), a100, seq=4096, tokens=2e12, gpu_hours=184_320).mfu == pytest.approx(0.390580, rel=REL)
+    assert mfu(load_model("llama2-70b"), a100, seq=4096, tokens=2e12, gpu_hours=1_720_320).mfu == pytest.approx(
+        0.428367, rel=REL)
+
+
+def test_mfu_from_tokens_per_s_and_step_time_agree() -> None:
+    # 1M tokens/s on 1024 H100 vs 256 sequences x 4096 tokens every 1.048576 s: the same rate.
+    m, g = load_model("llama2-7b"), load_gpu("h100")
+    a = mfu(m, g, num_gpus=1024, seq=4096, tokens_per_s=1e6)
+    b = mfu(m, g, num_gpus=1024, seq=4096, step_time_s=1.048576, global_batch=256)
+    assert a.mfu == pytest.approx(b.mfu, rel=1e-12)
+    # 1e6 / 1024 tokens/s/GPU x 40,430,493,696 / 989.4e12 = 3.9906%
+    assert a.mfu == pytest.approx(0.039906, rel=REL)
+
+
+def test_q2_llama2_7b_flops_per_token() -> None:
+    from calc.flops import forward_flops
+
+    f = forward_flops(load_model("llama2-7b"), 1, 1)
+    assert f.approx_2n == 13_476_831_232 and f.approx_6n == 40_430_493_696
+
+
+def test_q3_prefill_16x4000_on_8_a800() -> None:
+    # FLOPs: 2 x 16 x 4000 x 68,713,185,280 = 8.79529e15 plus 80*2*16*64*256*4000^2 = 6.71089e14
+    # = 9.46638e15; 8 x 312e12 = 2.496e15 FLOP/s -> 3.7926 s at 100% of peak: 600-700 ms is out of reach.
+    r = latency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=8, batch=16, prompt=4000, output=1,
+                target_ttft_s=0.7)
+    assert r.ttft_at_full_peak_s == pytest.approx(3.7926, rel=REL)
+    assert r.prefill_bound == "compute"
+    assert "not reachable" in r.verdict
+
+
+def test_decode_is_memory_bound() -> None:
+    # One decode step of Llama-2-7B at batch 1 reads 13.48 GB of weights: ~4.5 ms at 3.35 TB/s x 0.9,
+    # while its 13.5 GFLOPs take 0.017 ms at 80% of 989.4 TFLOPS.
+    r = latency(load_model("llama2-7b"), load_gpu("h100"), batch=1, prompt=512, output=1)
+    assert r.decode_bound == "memory"
+    assert r.decode_memory_s == pytest.approx((13_476_831_232 + 524_288 * 513) / (3.35e12 * 0.9), rel=REL)
+
+
+def test_q4_concurrency_2x_a800() -> None:
+    # Per GPU (TP 2): 85,899,345,920 - 68,976,648,192 weights - 483,328,000 activations
+    # (4000*8192*14.75*2/2) - 1,073,741,824 reserve = 15,365,627,904 free;
+    # KV per request per GPU 655,360,000 -> floor(23.45) = 23.
+    r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000)
+    assert r.max_concurrency == 23
+    assert r.kv_cache_bytes_per_request == 1_310_720_000
+    assert r.free_bytes == 2 * 15_365_627_904
+
+
+def test_concurrency_zero_is_a_verdict() -> None:
+    r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=1, max_tokens=4000)
+    assert r.max_concurrency == 0 and r.shortfall_bytes > 0
+    assert "needs >= 2 GPUs" in r.verdict
+
+
+def test_train_time_llama2_7b() -> None:
+    # 2T tokens x 3 x (2 x 6,607,077,376 + 32*2*32*256*4096) = 9.21698e22 FLOPs;
+    # / (2048 x 312e12 x 0.4) = 360,615 s = 4.1738 days; GPU-hours = 205,150; at $2/h = $410,300.
+    r = train_time(load_model("llama2-7b"), load_gpu("a100-80g"), num_gpus=2048, tokens=2e12, seq=4096,
+                   mfu_assumed=0.4, price_per_gpu_hour=2.0)
+    assert r.days == pytest.approx(4.1738, rel=REL)
+    assert r.gpu_hours == pytest.approx(205_150, rel=REL)
+    assert r.cost == pytest.approx(410_300, rel=REL)
