@@ -6,7 +6,7 @@ Engine modules are imported inside each command so `llmcalc --help` stays fast.
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -24,12 +24,12 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     infer = "infer"
     train = "train"
 
 
-class Recompute(str, Enum):
+class Recompute(StrEnum):
     none = "none"
     selective = "selective"
     full = "full"
