@@ -166,7 +166,7 @@ def gpu_detail_view(summary: Any) -> RenderableType:
 
 def mfu_view(r: Any) -> RenderableType:
     rows = [
-        ("throughput", f"{r.tokens_per_s:,.0f} tokens/s on {r.num_gpus} x {r.gpu}"),
+        ("throughput per GPU", f"{r.tokens_per_s / r.num_gpus:,.1f} tokens/s ({r.gpu})"),
         ("peak", f"{r.peak_tflops:g} TFLOPS dense {r.dtype} per GPU"),
         ("FLOPs/token (6N)", f"{r.flops_per_token_6n:.4g}"),
         ("FLOPs/token (with attention)", f"{r.flops_per_token:.4g}"),
