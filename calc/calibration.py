@@ -36,6 +36,15 @@ class Efficiency(BaseModel):
     source: str
 
 
+def save_calibration(record: dict, path: str) -> Calibration:
+    """Validate a calibration record and write it as YAML (what `bench --save` does)."""
+    import yaml
+
+    calibration = Calibration.model_validate(record)
+    Path(path).write_text(yaml.safe_dump(calibration.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    return calibration
+
+
 def load_calibration(path: str) -> Calibration:
     from calc.catalog import spec_from_mapping
     from calc.safeload import load_mapping

@@ -323,6 +323,47 @@ def concurrency(
     emit(result, as_json, explain, concurrency_view)
 
 
+@app.command()
+def bench(
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16, fp8, tf32, fp32")] = "bf16",
+    sizes: Annotated[str | None, typer.Option("--sizes", help="square GEMM sizes, e.g. 1024,4096,8192")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="also time fused vs separate QKV + MLP-in GEMMs")] = None,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", help="tokens (rows) of the model GEMMs")] = 4096,
+    repeats: Annotated[int, typer.Option("--repeats", help="timed runs per measurement")] = 20,
+    save: Annotated[str | None, typer.Option("--save", help="write a calibration YAML for --calibration")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure achievable GEMM TFLOPS, copy bandwidth and the fused parallel-layer speedup (needs torch)."""
+    from calc.bench import calibration_from, run_bench
+    from calc.render import bench_view, emit
+
+    size_list = _int_list(sizes, "--sizes") if sizes else None
+    if repeats < 1:
+        raise LLMCalcError("--repeats", f"must be >= 1, got {repeats}")
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True, disable=as_json) as bar:
+        task = bar.add_task("bench", total=None)
+        result = run_bench(dtype, size_list, model, batch_tokens, repeats,
+                           progress=lambda what, n: bar.update(task, description=what, advance=n))
+    if save:
+        from calc.calibration import save_calibration
+
+        save_calibration(calibration_from(result), save)
+    emit(result, as_json, False, bench_view)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise LLMCalcError(flag, f"{text!r} is not a comma-separated list of integers, e.g. 1024,4096") from None
+    if not values or any(v < 1 or v > 65536 for v in values):
+        raise LLMCalcError(flag, f"sizes must be integers in 1..65536, got {text!r}")
+    return values
+
+
 def _fail(message: str) -> None:
     sys.stderr.write(f"llmcalc: error: {message}\n")
     sys.exit(2)

@@ -228,3 +228,27 @@ def concurrency_view(r: Any) -> RenderableType:
         table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), str(row.max_concurrency))
     notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
     return Group(main, table, notes, Text(r.verdict, style="bold"))
+
+
+def bench_view(r: Any) -> RenderableType:
+    label = r.device if r.is_gpu else "CPU"
+    table = Table(title=f"bench on {r.device_name} ({label}, {r.dtype}, torch {r.torch_version})", title_justify="left")
+    for col in ("GEMM", "M x K x N", "median ms", "min-max ms", f"{label} TFLOPS", "of peak"):
+        table.add_column(col, justify="left" if col == "GEMM" else "right")
+    for g in r.gemms:
+        t = g.timing
+        table.add_row(g.label, f"{g.m}x{g.k}x{g.n}", f"{t.median_s * 1e3:.3f}", f"{t.min_s * 1e3:.3f}-{t.max_s * 1e3:.3f}",
+                      f"{g.achieved_tflops:.2f}", f"{g.fraction_of_peak:.1%}" if g.fraction_of_peak else "-")
+    c = r.copy_bandwidth
+    rows = [(f"{label} copy bandwidth", f"{c.achieved_gb_s:,.1f} GB/s"
+             + (f" ({c.fraction_of_spec:.1%} of spec)" if c.fraction_of_spec else ""))]
+    if r.fused:
+        f = r.fused
+        rows += [
+            (f"fused QKV+MLP-in ({f.model}, {f.tokens} tokens)",
+             f"separate {f.separate.median_s * 1e3:.3f} ms, fused {f.fused.median_s * 1e3:.3f} ms: {f.speedup_pct:+.1f}%"),
+            ("bytes moved (analytical)", f"separate {f.bytes_separate:,.0f}, fused {f.bytes_fused:,.0f}"),
+            ("outputs identical (allclose)", str(f.outputs_allclose)),
+        ]
+    rows += [("note", n) for n in r.notes]
+    return Group(table, kv_table("", rows))
