@@ -323,6 +323,98 @@ def concurrency(
     emit(result, as_json, explain, concurrency_view)
 
 
+class ReportFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+
+
+@app.command()
+def report(
+    model: ModelArg,
+    gpu: GpuOpt,
+    num_gpus: NumGpusOpt = 1,
+    mode: Annotated[Mode, typer.Option("--mode", help="infer or train")] = Mode.infer,
+    dtype: DtypeOpt = "fp16",
+    kv_dtype: KvDtypeOpt = None,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="requests (infer) or micro-batch (train)")] = 1,
+    prompt: Annotated[int, typer.Option("--prompt", help="prompt tokens (infer)")] = 1024,
+    output: Annotated[int, typer.Option("--output", help="generated tokens (infer)")] = 256,
+    seq: Annotated[int, typer.Option("--seq", help="sequence length (train)")] = 4096,
+    tokens: Annotated[str, typer.Option("--tokens", help="training tokens (train), e.g. 2T")] = "1T",
+    mfu_assumed: Annotated[float, typer.Option("--mfu", help="assumed MFU (train)")] = 0.4,
+    price: Annotated[float | None, typer.Option("--price-per-gpu-hour", help="price per GPU-hour")] = None,
+    zero: Annotated[int, typer.Option("--zero", help="ZeRO stage (train)")] = 1,
+    calibration: CalibrationOpt = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="table or markdown")] = ReportFormat.table,
+    plot: Annotated[str | None, typer.Option("--plot", help="write the memory chart to FILE.png or FILE.svg")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions."""
+    from calc.catalog import load_gpu, load_model
+    from calc.report import build_report
+    from calc.report_view import report_markdown, report_view
+
+    if num_gpus < 1:
+        raise LLMCalcError("--num-gpus", f"must be >= 1, got {num_gpus}")
+    result = build_report(
+        load_model(model), load_gpu(gpu), num_gpus=num_gpus, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype,
+        batch=batch, prompt=prompt, output=output, seq=seq, tokens=_number(tokens, "--tokens"), mfu_assumed=mfu_assumed,
+        price_per_gpu_hour=price, zero=zero, calibration=_calibration(calibration),
+    )
+    if plot:
+        if result.chart is None:
+            raise LLMCalcError("--plot", "the memory chart is drawn for --mode infer")
+        from calc.plot import plot_memory_chart
+
+        plot_memory_chart(result.chart, f"{result.model} on {result.num_gpus} x {result.gpu}", plot)
+    if as_json:
+        from calc.render import emit_json
+
+        emit_json(result)
+    elif fmt is ReportFormat.markdown:
+        sys.stdout.write(report_markdown(result) + "\n")
+    else:
+        from calc.render import console
+
+        console.print(report_view(result))
+
+
+@app.command()
+def compare(
+    gpu_names: Annotated[list[str], typer.Argument(help="GPU names to compare", metavar="GPU...")],
+    model: Annotated[str, typer.Option("--model", help="model name or config")],
+    num_gpus: NumGpusOpt = 1,
+    dtype: DtypeOpt = "fp16",
+    batch: Annotated[int, typer.Option("--batch", "-b", help="concurrent requests")] = 1,
+    prompt: Annotated[int, typer.Option("--prompt", help="prompt tokens")] = 1024,
+    output: Annotated[int, typer.Option("--output", help="generated tokens")] = 256,
+    prices: Annotated[list[str] | None, typer.Option("--price", help="GPU=price per GPU-hour, repeatable")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The same serving workload on several GPUs side by side (cost per million tokens with --price)."""
+    from calc.catalog import load_gpu, load_model
+    from calc.report import compare_gpus
+
+    gpus = [load_gpu(name, "GPU") for name in gpu_names]
+    price_map: dict[str, float] = {}
+    for item in prices or []:
+        name, _, value = item.partition("=")
+        if not value:
+            raise LLMCalcError("--price", f"{item!r}: write GPU=PRICE, e.g. h100=2.5")
+        price_map[load_gpu(name, "--price").name] = _number(value, "--price")
+    rows = compare_gpus(load_model(model, "--model"), gpus, num_gpus=num_gpus, dtype=dtype, batch=batch,
+                        prompt=prompt, output=output, prices=price_map)
+    if as_json:
+        from calc.render import emit_json
+
+        emit_json(rows)
+        return
+    from calc.render import console
+    from calc.report_view import compare_view
+
+    console.print(compare_view(rows, model, num_gpus))
+
+
 @app.command()
 def bench(
     dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16, fp8, tf32, fp32")] = "bf16",

@@ -1,0 +1,140 @@
+"""One-page sizing report and GPU comparison, assembled from the engines' own results.
+
+Nothing is computed here: every number is a field of a ParamCount, FlopsResult, MemoryResult,
+LatencyResult, ConcurrencyResult or TrainTimeResult, or an engine call over a range of workloads
+(for the chart), so the report's JSON is exactly the union of the single commands' JSON.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from calc.calibration import Calibration
+from calc.flops import FlopsResult, forward_flops
+from calc.memory import MemoryResult, inference_memory, training_memory
+from calc.params import ParamCount, count_params
+from calc.perf import ConcurrencyResult, LatencyResult, TrainTimeResult, concurrency, latency, train_time
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+
+
+class ChartPoint(BaseModel):
+    """Memory of the whole box at one workload: weights flat, KV cache growing."""
+
+    requests: int
+    tokens_per_request: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    other_bytes: int  # activations + reserves
+
+
+class MemoryChart(BaseModel):
+    capacity_bytes: int
+    vs_concurrency: list[ChartPoint]
+    vs_context: list[ChartPoint]
+
+
+class Report(BaseModel):
+    mode: str
+    model: str
+    gpu: str
+    num_gpus: int
+    params: ParamCount
+    flops: FlopsResult
+    memory: MemoryResult
+    concurrency: ConcurrencyResult | None = None
+    latency: LatencyResult | None = None
+    train_time: TrainTimeResult | None = None
+    chart: MemoryChart | None = None
+
+
+def _chart(m: ModelSpec, gpu: GPUSpec, num_gpus: int, dtype: str, kv_dtype: str | None, max_tokens: int,
+           limit: int) -> MemoryChart:
+    plan = Parallelism(tp=num_gpus)
+
+    def point(requests: int, tokens: int) -> ChartPoint:
+        # As in `concurrency`: KV for every request, activations of one prefill in flight.
+        many = inference_memory(m, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=requests, seq=tokens)
+        one = inference_memory(m, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=1, seq=tokens)
+        return ChartPoint(
+            requests=requests, tokens_per_request=tokens, weights_bytes=many.per_gpu["weights"] * num_gpus,
+            kv_cache_bytes=many.per_gpu["kv_cache"] * num_gpus,
+            other_bytes=(one.per_gpu["activations"] + one.per_gpu["reserve"]) * num_gpus,
+        )
+
+    top = max(2 * limit, 4)
+    counts = sorted({1, *(round(top * i / 8) for i in range(1, 9))} - {0})
+    contexts = [1024, 2048, 4096, 8192, 16384, 32768]
+    return MemoryChart(
+        capacity_bytes=gpu.memory_bytes * num_gpus,
+        vs_concurrency=[point(n, max_tokens) for n in counts],
+        vs_context=[point(max(limit, 1), t) for t in contexts],
+    )
+
+
+def build_report(
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str = "fp16",
+    kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
+    tokens: float = 1e12, mfu_assumed: float = 0.4, price_per_gpu_hour: float | None = None,
+    plan: Parallelism | None = None, zero: int = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
+) -> Report:
+    """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
+    latency and the memory chart. Training: params, FLOPs at S, training memory, days/GPU-hours."""
+    params = count_params(m)
+    if mode == "train":
+        plan = plan or Parallelism(dp=num_gpus)
+        return Report(
+            mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
+            flops=forward_flops(m, batch, seq),
+            memory=training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq),
+            train_time=train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed,
+                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration),
+        )
+    max_tokens = prompt + output
+    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype)
+    return Report(
+        mode=mode, model=m.name, gpu=gpu.name, num_gpus=num_gpus, params=params,
+        flops=forward_flops(m, batch, prompt),
+        memory=inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
+                                batch=batch, seq=max_tokens),
+        concurrency=conc,
+        latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
+                        kv_dtype=kv_dtype, calibration=calibration),
+        chart=_chart(m, gpu, num_gpus, dtype, kv_dtype, max_tokens, conc.max_concurrency),
+    )
+
+
+class CompareRow(BaseModel):
+    gpu: str
+    peak_tflops: float
+    memory_bytes: int
+    hbm_tb_s: float
+    fits: bool
+    max_concurrency: int
+    ttft_s: float | None
+    tpot_s: float | None
+    tokens_per_s: float | None
+    cost_per_million_tokens: float | None
+
+
+def compare_gpus(
+    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int = 1, dtype: str = "fp16", batch: int = 1, prompt: int = 1024,
+    output: int = 256, prices: dict[str, float] | None = None,
+) -> list[CompareRow]:
+    """The same serving workload on each GPU. Cost per million generated tokens =
+    price/GPU-hour x GPUs / (decode tokens/s x 3600) x 1e6."""
+    from calc.hardware import peak_tflops
+
+    rows = []
+    for gpu in gpus:
+        conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=prompt + output, dtype=dtype)
+        fits = conc.max_concurrency >= batch
+        lat = latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype) if fits else None
+        price = (prices or {}).get(gpu.name)
+        cost = price * num_gpus / (lat.tokens_per_s * 3600) * 1e6 if lat and price is not None else None
+        rows.append(CompareRow(
+            gpu=gpu.name, peak_tflops=peak_tflops(gpu, dtype), memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s,
+            fits=fits, max_concurrency=conc.max_concurrency, ttft_s=lat.ttft_s if lat else None,
+            tpot_s=lat.tpot_s if lat else None, tokens_per_s=lat.tokens_per_s if lat else None,
+            cost_per_million_tokens=cost,
+        ))
+    return rows

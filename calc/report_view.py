@@ -1,0 +1,123 @@
+"""Views of a Report: the one-screen rich layout, the terminal memory chart, and Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from calc.render import kv_table, memory_view, size
+from calc.units import gb, human
+
+
+def memory_chart(chart: Any, width: int = 48) -> RenderableType:
+    """Weights (blue), KV cache (orange) and other (grey) per workload, against the capacity line '|'."""
+    scale = max(chart.capacity_bytes, *(p.weights_bytes + p.kv_cache_bytes + p.other_bytes
+                                        for p in chart.vs_concurrency + chart.vs_context)) / width
+    cap_col = round(chart.capacity_bytes / scale)
+
+    def line(label: str, p: Any) -> Text:
+        cells = ["w"] * round(p.weights_bytes / scale) + ["k"] * round(p.kv_cache_bytes / scale)
+        cells += ["o"] * round(p.other_bytes / scale)
+        text = Text(f"{label:>14} ")
+        styles = {"w": "blue", "k": "dark_orange", "o": "grey50"}
+        for i in range(max(len(cells), cap_col + 1)):
+            if i == cap_col:
+                text.append("|", style="bold red")
+            elif i < len(cells):
+                text.append("█", style=styles[cells[i]])
+            else:
+                text.append(" ")
+        total = p.weights_bytes + p.kv_cache_bytes + p.other_bytes
+        text.append(f" {gb(total):,.0f} GB", style="red" if total > chart.capacity_bytes else "")
+        return text
+
+    rows = [Text("Memory vs concurrent requests (█ weights  █ KV cache  █ other  | capacity "
+                 f"{gb(chart.capacity_bytes):,.0f} GB)", style="bold")]
+    rows += [line(f"{p.requests} req", p) for p in chart.vs_concurrency]
+    rows.append(Text(f"Memory vs context length at {chart.vs_context[0].requests} requests", style="bold"))
+    rows += [line(f"{p.tokens_per_request:,} tok", p) for p in chart.vs_context]
+    return Group(*rows)
+
+
+def report_view(r: Any) -> RenderableType:
+    p, f = r.params, r.flops
+    model = kv_table(f"Sizing report: {r.model} on {r.num_gpus} x {r.gpu} ({r.mode})", [
+        ("parameters (exact)", f"{p.total_params:,}" + (f" ({p.active_params:,} active)" if p.active_params != p.total_params else "")),
+        ("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,} ({p.textbook_diff_pct:+.2f}%)"),
+        ("FLOPs per token", f"inference {human(f.per_token_inference_flops, 'FLOPs')} (2N {human(f.approx_2n, 'FLOPs')}), "
+                            f"training {human(f.per_token_training_flops, 'FLOPs')} (6N {human(f.approx_6n, 'FLOPs')})"),
+    ])
+    parts: list[RenderableType] = [model, memory_view(r.memory)]
+    if r.mode == "infer":
+        c, lat = r.concurrency, r.latency
+        parts.append(kv_table("Serving", [
+            ("max concurrency", f"{c.max_concurrency} requests of {c.max_tokens} tokens"),
+            ("TTFT", f"{lat.ttft_s * 1e3:,.1f} ms ({lat.prefill_bound}-bound)"),
+            ("TPOT", f"{lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.tokens_per_s:,.0f} tokens/s"),
+            ("efficiency", lat.efficiency_source),
+        ]))
+        parts.append(memory_chart(r.chart))
+        parts.append(Text(c.verdict, style="bold"))
+    else:
+        t = r.train_time
+        parts.append(kv_table("Training", [
+            ("assumed MFU", f"{t.mfu:.0%}"), ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
+            ("cost", f"{t.cost:,.0f}" if t.cost is not None else "give --price-per-gpu-hour"),
+        ]))
+        parts.append(Text(t.verdict, style="bold"))
+    return Group(*parts)
+
+
+def report_markdown(r: Any) -> str:
+    """The report as Markdown with every section's derivation, to paste into a review."""
+    p, f, mem = r.params, r.flops, r.memory
+    out = [f"# Sizing report: {r.model} on {r.num_gpus} x {r.gpu} ({r.mode})", ""]
+    out += ["## Model", "", "| component | params |", "|---|---:|"]
+    out += [f"| {k} | {v:,} |" for k, v in p.components.items()]
+    out += [f"| **total (exact)** | **{p.total_params:,}** |", f"| active per token | {p.active_params:,} |",
+            f"| textbook 12*L*H^2 + V*H | {p.textbook_params:,} ({p.textbook_diff_pct:+.2f}%) |", ""]
+    out += ["## FLOPs", "", f"- forward of B={f.batch} x S={f.seq}: {f.forward_flops:,} ({f.convention})",
+            f"- per token: inference {f.per_token_inference_flops:,.0f} (2N = {f.approx_2n:,}), "
+            f"training {f.per_token_training_flops:,.0f} (6N = {f.approx_6n:,})", ""]
+    out += ["## Memory per GPU", "", "| category | per GPU |", "|---|---:|"]
+    out += [f"| {k} | {size(v)} |" for k, v in mem.per_gpu.items()]
+    out += [f"| **total** | **{size(mem.per_gpu_bytes)}** |", ""]
+    verdict = "fits" if mem.fits else "does not fit"
+    out += ["## Fit", "", f"- {verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}); headroom per GPU "
+            f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits: {mem.min_gpus}", ""]
+    sections = [("Parameters", p.explain), ("FLOPs", f.explain), ("Memory", mem.explain)]
+    if r.mode == "infer":
+        c, lat = r.concurrency, r.latency
+        out += ["## Concurrency", "", f"- {c.verdict}", "", "| max tokens | max concurrency |", "|---:|---:|"]
+        out += [f"| {row.max_tokens:,} | {row.max_concurrency} |" for row in c.table]
+        out += ["", "## Latency", "", f"- TTFT {lat.ttft_s * 1e3:,.1f} ms ({lat.prefill_bound}-bound), "
+                f"TPOT {lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.tokens_per_s:,.0f} tokens/s",
+                f"- efficiency: {lat.efficiency_source}", ""]
+        sections += [("Concurrency", c.explain), ("Latency", lat.explain)]
+        assumptions = c.assumptions
+    else:
+        t = r.train_time
+        out += ["## Training time", "", f"- {t.verdict}", ""]
+        sections.append(("Training time", t.explain))
+        assumptions = mem.assumptions
+    out += ["## Assumptions", ""] + [f"- {a}" for a in assumptions] + [""]
+    out += ["## Derivations", ""]
+    for title, lines in sections:
+        out += [f"### {title}", "", "```text", *lines, "```", ""]
+    return "\n".join(out)
+
+
+def compare_view(rows: list[Any], model: str, num_gpus: int) -> RenderableType:
+    table = Table(title=f"{model} on {num_gpus} GPU(s) of each kind", title_justify="left")
+    for col in ("GPU", "peak TFLOPS", "memory", "HBM TB/s", "fits", "max conc.", "TTFT ms", "TPOT ms", "tokens/s", "$/M tokens"):
+        table.add_column(col, justify="left" if col == "GPU" else "right")
+    for r in rows:
+        table.add_row(r.gpu, f"{r.peak_tflops:g}", f"{gb(r.memory_bytes):.0f} GB", f"{r.hbm_tb_s:g}", "yes" if r.fits else "no",
+                      str(r.max_concurrency), f"{r.ttft_s * 1e3:,.1f}" if r.ttft_s else "-",
+                      f"{r.tpot_s * 1e3:,.2f}" if r.tpot_s else "-", f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "-",
+                      f"{r.cost_per_million_tokens:,.3f}" if r.cost_per_million_tokens is not None else "-")
+    return table
+

@@ -1,0 +1,73 @@
+"""report and compare: the report is the union of the single commands' results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+INFER = ["llama2-70b", "--gpu", "a800", "--num-gpus", "2"]
+
+
+def test_report_json_is_union_of_single_commands(cli) -> None:
+    report = cli("report", *INFER, "--prompt", "3000", "--output", "1000", "--batch", "4", "--json").json()
+    assert report["params"] == cli("params", "llama2-70b", "--json").json()
+    assert report["flops"] == cli("flops", "llama2-70b", "--batch", "4", "--seq", "3000", "--json").json()
+    assert report["memory"] == cli("memory", "llama2-70b", "--gpu", "a800", "--num-gpus", "2", "--batch", "4",
+                                   "--seq", "4000", "--json").json()
+    assert report["concurrency"] == cli("concurrency", *INFER, "--max-tokens", "4000", "--json").json()
+    assert report["latency"] == cli("latency", *INFER, "--batch", "4", "--prompt", "3000", "--output", "1000",
+                                    "--json").json()
+
+
+def test_train_report_json_is_union(cli) -> None:
+    args = ["llama2-7b", "--gpu", "a100", "--num-gpus", "64"]
+    report = cli("report", *args, "--mode", "train", "--seq", "4096", "--tokens", "2T", "--zero", "1", "--json").json()
+    assert report["train_time"] == cli("train-time", *args, "--tokens", "2T", "--seq", "4096", "--json").json()
+    assert report["memory"] == cli("memory", "llama2-7b", "--mode", "train", "--gpu", "a100", "--num-gpus", "64",
+                                   "--seq", "4096", "--zero", "1", "--json").json()
+
+
+def test_chart_agrees_with_concurrency(cli) -> None:
+    report = cli("report", *INFER, "--prompt", "3000", "--output", "1000", "--json").json()
+    chart, limit = report["chart"], report["concurrency"]["max_concurrency"]
+    for point in chart["vs_concurrency"]:
+        total = point["weights_bytes"] + point["kv_cache_bytes"] + point["other_bytes"]
+        assert (total <= chart["capacity_bytes"]) == (point["requests"] <= limit), point
+
+
+def test_markdown_has_every_section(cli) -> None:
+    md = cli("report", *INFER, "--format", "markdown").out
+    for heading in ("# Sizing report", "## Model", "## FLOPs", "## Memory per GPU", "## Fit", "## Concurrency",
+                    "## Latency", "## Assumptions", "## Derivations", "### Parameters", "### Latency"):
+        assert heading in md
+    assert "68,976,648,192" in md and "KV/token = 2*L*g*d*bytes" in md
+
+
+def test_terminal_report_shows_chart_and_verdict(cli) -> None:
+    out = cli("report", *INFER).out
+    assert "Memory vs concurrent requests" in out and "concurrent requests of" in out
+
+
+def test_plot_png(cli, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install '.[plot]')")
+    path = tmp_path / "chart.png"
+    assert cli("report", *INFER, "--plot", str(path)).code == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_plot_rejects_other_suffix(cli, tmp_path: Path) -> None:
+    r = cli("report", *INFER, "--plot", str(tmp_path / "chart.jpg"))
+    assert r.code == 2 and "--plot" in r.err
+
+
+def test_compare(cli) -> None:
+    # Llama-2-13B fp16 weights: 2 x 13,015,864,320 = 26.03 GB: fits 80 GB parts, not a 24 GB L4.
+    rows = cli("compare", "h100", "a800", "l4", "--model", "llama2-13b", "--price", "h100=2.5", "--json").json()
+    by_gpu = {r["gpu"]: r for r in rows}
+    assert by_gpu["h100-sxm"]["fits"] and by_gpu["a800"]["fits"]
+    assert not by_gpu["l4"]["fits"] and by_gpu["l4"]["max_concurrency"] == 0
+    # Cost per million tokens = 2.5 $/h x 1 GPU / (tokens/s x 3600) x 1e6.
+    h100 = by_gpu["h100-sxm"]
+    assert h100["cost_per_million_tokens"] == pytest.approx(2.5 / (h100["tokens_per_s"] * 3600) * 1e6)
+    assert by_gpu["a800"]["cost_per_million_tokens"] is None
