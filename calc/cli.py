@@ -44,6 +44,7 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", help="fp32, bf16, fp16, fp8, i
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", help="KV-cache dtype (default: --dtype)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
 CalibrationOpt = Annotated[str | None, typer.Option("--calibration", help="YAML from `llmcalc bench --save`")]
+PeakDtypeOpt = Annotated[str, typer.Option("--dtype", help="compute dtype of the peak (bf16, fp16, fp8, tf32)")]
 ReserveOpt = Annotated[float, typer.Option("--reserve-gib", help="per-GPU reserve for CUDA context and slack, GiB")]
 
 
@@ -221,7 +222,7 @@ def mfu(
     tokens_per_s: Annotated[str | None, typer.Option("--tokens-per-s", help="observed cluster tokens/s")] = None,
     step_time: Annotated[float | None, typer.Option("--step-time", help="seconds per optimizer step")] = None,
     global_batch: Annotated[str | None, typer.Option("--global-batch", help="sequences per step")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="compute dtype of the peak")] = "bf16",
+    dtype: PeakDtypeOpt = "bf16",
     causal: CausalOpt = False,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
@@ -250,7 +251,7 @@ def train_time(
     seq: Annotated[int, typer.Option("--seq", help="training sequence length")] = 2048,
     mfu_assumed: Annotated[float, typer.Option("--mfu", help="assumed MFU, a fraction")] = 0.4,
     price: Annotated[float | None, typer.Option("--price-per-gpu-hour", help="price per GPU-hour")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="compute dtype of the peak")] = "bf16",
+    dtype: PeakDtypeOpt = "bf16",
     causal: CausalOpt = False,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,

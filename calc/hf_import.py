@@ -170,6 +170,12 @@ def _deepseek(c: _Config, v3: bool) -> dict[str, Any]:
     return spec
 
 
+def _plain_layernorm(qkv_bias: bool, out_bias: bool, mlp_bias: bool) -> dict[str, Any]:
+    """The GPT-2 lineage's shared traits: LayerNorm with bias, a plain (ungated) MLP, and biases
+    on the attention and MLP projections as the family has them."""
+    return {"norm": "layernorm", "qkv_bias": qkv_bias, "out_bias": out_bias, "mlp_bias": mlp_bias, "gated_mlp": False}
+
+
 def _gpt2(c: _Config) -> dict[str, Any]:
     hidden = c.int("n_embd", "hidden_size")
     return {
@@ -181,11 +187,7 @@ def _gpt2(c: _Config) -> dict[str, Any]:
         "max_position_embeddings": c.int("n_positions", "max_position_embeddings"),
         "position_embedding": "learned",
         "tied_embeddings": c.bool("tie_word_embeddings", default=True),
-        "norm": "layernorm",
-        "qkv_bias": True,
-        "out_bias": True,
-        "mlp_bias": True,
-        "gated_mlp": False,
+        **_plain_layernorm(qkv_bias=True, out_bias=True, mlp_bias=True),
         "activation": c.get("activation_function", default="gelu_new"),
     }
 
@@ -202,11 +204,9 @@ def _gptj(c: _Config) -> dict[str, Any]:
         "vocab_size": c.int("vocab_size"),
         "max_position_embeddings": c.int("n_positions", "max_position_embeddings", default=2048),
         "tied_embeddings": c.bool("tie_word_embeddings", default=False),
-        "norm": "layernorm",
+        **_plain_layernorm(qkv_bias=False, out_bias=False, mlp_bias=True),
         "norms_per_layer": 1,
-        "mlp_bias": True,
         "lm_head_bias": True,
-        "gated_mlp": False,
         "activation": c.get("activation_function", default="gelu_new"),
         "parallel_block": True,
     }
@@ -222,12 +222,8 @@ def _gpt_neox(c: _Config) -> dict[str, Any]:
         "vocab_size": c.int("vocab_size"),
         "max_position_embeddings": c.int("max_position_embeddings", default=2048),
         "tied_embeddings": c.bool("tie_word_embeddings", default=False),
-        "norm": "layernorm",
+        **_plain_layernorm(qkv_bias=bias, out_bias=bias, mlp_bias=True),
         "norms_per_layer": 2,  # input_layernorm + post_attention_layernorm, even when parallel
-        "qkv_bias": bias,
-        "out_bias": bias,
-        "mlp_bias": True,
-        "gated_mlp": False,
         "activation": c.get("hidden_act", default="gelu"),
         "parallel_block": c.bool("use_parallel_residual", default=True),
     }
@@ -254,13 +250,9 @@ def _falcon(c: _Config) -> dict[str, Any]:
         "max_position_embeddings": c.int("max_position_embeddings", default=2048),
         "position_embedding": "alibi" if alibi else "rope",
         "tied_embeddings": c.bool("tie_word_embeddings", default=True),
-        "norm": "layernorm",
+        **_plain_layernorm(qkv_bias=bias, out_bias=bias, mlp_bias=bias),
         # new decoder: ln_attn + ln_mlp; old parallel: one input_layernorm; sequential: two.
         "norms_per_layer": 2 if new_arch or not parallel else 1,
-        "qkv_bias": bias,
-        "out_bias": bias,
-        "mlp_bias": bias,
-        "gated_mlp": False,
         "activation": "gelu",
         "parallel_block": new_arch or parallel,
     }
@@ -276,12 +268,8 @@ def _bloom(c: _Config) -> dict[str, Any]:
         "vocab_size": c.int("vocab_size"),
         "position_embedding": "alibi",
         "tied_embeddings": c.bool("tie_word_embeddings", default=True),
-        "norm": "layernorm",
+        **_plain_layernorm(qkv_bias=True, out_bias=True, mlp_bias=True),
         "embedding_norm": True,  # word_embeddings_layernorm
-        "qkv_bias": True,
-        "out_bias": True,
-        "mlp_bias": True,
-        "gated_mlp": False,
         "activation": "gelu",
     }
 
@@ -305,12 +293,8 @@ def _opt(c: _Config) -> dict[str, Any]:
         "position_embedding": "learned",
         "position_offset": 2,  # OPTLearnedPositionalEmbedding adds 2 rows
         "tied_embeddings": c.bool("tie_word_embeddings", default=True),
-        "norm": "layernorm",
+        **_plain_layernorm(qkv_bias=bias, out_bias=bias, mlp_bias=bias),
         "final_norm": pre_norm and not c.bool("_remove_final_layer_norm", default=False),
-        "qkv_bias": bias,
-        "out_bias": bias,
-        "mlp_bias": bias,
-        "gated_mlp": False,
         "activation": c.get("activation_function", default="relu"),
     }
 
@@ -327,13 +311,9 @@ def _phi(c: _Config) -> dict[str, Any]:
         "vocab_size": c.int("vocab_size"),
         "max_position_embeddings": c.int("max_position_embeddings", default=2048),
         "tied_embeddings": c.bool("tie_word_embeddings", default=False),
-        "norm": "layernorm",
+        **_plain_layernorm(qkv_bias=True, out_bias=True, mlp_bias=True),
         "norms_per_layer": 1,
-        "qkv_bias": True,
-        "out_bias": True,
-        "mlp_bias": True,
         "lm_head_bias": True,
-        "gated_mlp": False,
         "activation": c.get("hidden_act", default="gelu_new"),
         "parallel_block": True,
     }
