@@ -30,6 +30,17 @@ def _check_gpus(num_gpus: int) -> None:
         raise LLMCalcError("--num-gpus", f"must be >= 1, got {num_gpus}")
 
 
+def _check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
+    """Serving splits the model by TP = number of GPUs; name the flag the user actually typed."""
+    from calc.parallel import check_layout
+
+    _check_gpus(num_gpus)
+    try:
+        return check_layout(m, Parallelism(tp=num_gpus))
+    except LLMCalcError as exc:
+        raise LLMCalcError("--num-gpus", f"serving uses TP = GPUs, and {exc.problem}") from None
+
+
 class MFUResult(BaseModel):
     model: str
     gpu: str
@@ -211,9 +222,8 @@ def latency(
     target_ttft_s: float | None = None,
 ) -> LatencyResult:
     """TTFT of prefilling B prompts of P tokens and TPOT of decoding T tokens, by roofline, with TP = GPUs."""
-    _check_gpus(num_gpus)
+    plan = _check_serving_gpus(m, num_gpus)
     kv_dtype = kv_dtype or dtype
-    plan = Parallelism(tp=num_gpus)
     mem = inference_memory(m, gpu=gpu, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=batch,
                            seq=prompt + output)
     eff = efficiency_for(gpu, dtype, calibration)
@@ -324,7 +334,7 @@ def concurrency(
     Per GPU (TP = GPUs): free = capacity - weights/t - activations of one prefill/t - reserve;
     max = floor(free / (KV per token per GPU x max_tokens)). 0 with the shortfall when free < 0.
     """
-    _check_gpus(num_gpus)
+    _check_serving_gpus(m, num_gpus)
     kv_dtype = kv_dtype or dtype
 
     def per_gpu(tokens: int):  # noqa: ANN202 - local helper
