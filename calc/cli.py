@@ -135,15 +135,35 @@ def flops(
     seq: Annotated[int, typer.Option("--seq", "-s", help="new tokens per sequence S")] = 2048,
     context: Annotated[int | None, typer.Option("--context", help="tokens attended S' (default S)")] = None,
     causal: CausalOpt = False,
+    generate: Annotated[int | None, typer.Option("--generate", help="also decode T tokens after the S-token prompt")] = None,
+    intensity: Annotated[bool, typer.Option("--intensity", help="per-matmul FLOPs/byte of prefill and one decode step")] = False,
+    fused: Annotated[bool, typer.Option("--fused", help="GEMM shapes of separate vs fused QKV + MLP-in (seed 000)")] = False,
+    dtype: Annotated[str, typer.Option("--dtype", help="element size for bytes moved")] = "bf16",
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """FLOPs of a forward pass and a training step, per token beside 2N and 6N."""
+    """FLOPs of a forward pass and a training step, per token beside 2N and 6N; optionally decode,
+    arithmetic intensity and the fused parallel-layer GEMM."""
+    from calc import flops as engine
     from calc.catalog import load_model
-    from calc.flops import forward_flops
-    from calc.render import emit, flops_view
+    from calc.render import console, emit, emit_json, flops_view, gemm_view
 
-    emit(forward_flops(load_model(model), batch, seq, context, causal), as_json, explain, flops_view)
+    m = load_model(model)
+    result = engine.forward_flops(m, batch, seq, context, causal)
+    extras = {}
+    if generate is not None:
+        extras["decode"] = engine.decode_flops(m, batch, seq, generate)
+    if intensity:
+        extras["intensity_prefill"] = engine.arithmetic_intensity(m, batch, seq, result.context, dtype)
+        extras["intensity_decode"] = engine.arithmetic_intensity(m, batch, 1, result.context + 1, dtype)
+    if fused:
+        extras["fused"] = engine.fused_parallel_shapes(m, batch * seq, dtype)
+    if as_json:
+        emit_json({**result.model_dump(mode="json"), **extras})
+        return
+    emit(result, False, explain, flops_view)
+    for name, extra in extras.items():
+        console.print(gemm_view(name, extra))
 
 
 @app.command()

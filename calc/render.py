@@ -252,3 +252,23 @@ def bench_view(r: Any) -> RenderableType:
         ]
     rows += [("note", n) for n in r.notes]
     return Group(table, kv_table("", rows))
+
+
+def gemm_view(name: str, extra: Any) -> RenderableType:
+    """Decode FLOPs, an intensity table, or the fused-GEMM comparison (flops --generate/--intensity/--fused)."""
+    if name == "decode":
+        return kv_table(f"Decode {extra.output} tokens after a {extra.prompt}-token prompt (B={extra.batch})", [
+            ("first step", f"{extra.first_step_flops:,}"), ("last step", f"{extra.last_step_flops:,}"),
+            ("whole generation", f"{extra.generation_flops:,} ({human(extra.generation_flops, 'FLOPs')})"),
+        ])
+    gemms = [*extra.separate, extra.fused] if name == "fused" else extra.gemms
+    title = (f"Fused QKV + MLP-in for {extra.model}, {extra.tokens} tokens: same FLOPs "
+             f"({extra.flops_equal}), {extra.bytes_saved:,.0f} bytes less moved") if name == "fused" else (
+        f"Arithmetic intensity, {extra.phase} ({extra.tokens} tokens, context {extra.context}, {extra.dtype}): "
+        f"{extra.intensity:,.1f} FLOPs/byte per layer + head")
+    table = Table(title=title, title_justify="left")
+    for col in ("matmul", "M x K x N", "count", "FLOPs", "bytes", "FLOPs/byte"):
+        table.add_column(col, justify="left" if col == "matmul" else "right")
+    for g in gemms:
+        table.add_row(g.name, f"{g.m:g}x{g.k}x{g.n}", str(g.count), human(g.flops), human(g.bytes, "B"), f"{g.intensity:,.1f}")
+    return table

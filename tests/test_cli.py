@@ -115,6 +115,8 @@ def test_gpus_json(cli) -> None:
          {"ttft_s", "tpot_s", "prefill_bound", "decode_bound", "tokens_per_s"}),
         (["concurrency", "llama2-70b", "--gpu", "a800", "--num-gpus", "2", "--max-tokens", "4000"],
          {"max_concurrency", "kv_cache_bytes_per_request", "free_bytes"}),
+        (["flops", "llama2-7b", "--generate", "16", "--intensity", "--fused"],
+         {"forward_flops", "decode", "intensity_prefill", "intensity_decode", "fused"}),
         (["models"], {"models"}),
         (["show", "h100"], {"derived_peak_tflops"}),
         (["show", "mistral-7b"], {"num_kv_heads"}),
