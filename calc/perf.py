@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from calc.calibration import Calibration, efficiency_for
 from calc.errors import LLMCalcError
-from calc.flops import arithmetic_intensity, decode_flops, forward_flops
+from calc.flops import decode_flops, forward_flops
 from calc.hardware import peak_tflops
 from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
 from calc.parallel import ring_allreduce_seconds, tp_allreduce_bytes_per_layer
@@ -286,13 +286,6 @@ def latency(
             "all-reduce latency per call is not modelled (bandwidth term only)",
         ],
     )
-
-
-def roofline_intensity(m: ModelSpec, batch: int, prompt: int, dtype: str) -> tuple[float, float]:
-    """Per-layer arithmetic intensity of prefill and of one decode step (FLOPs/byte)."""
-    pre = arithmetic_intensity(m, batch, prompt, prompt, dtype)
-    dec = arithmetic_intensity(m, batch, 1, prompt + 1, dtype)
-    return pre.intensity, dec.intensity
 
 
 class ConcurrencyRow(BaseModel):
