@@ -16,7 +16,7 @@ from calc.calibration import Calibration, efficiency_for
 from calc.errors import LLMCalcError
 from calc.flops import decode_flops, forward_flops
 from calc.hardware import peak_tflops
-from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
+from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, kv_cache_bytes_per_token
 from calc.parallel import ring_allreduce_seconds, tp_allreduce_bytes_per_layer
 from calc.params import count_params
 from calc.specs import GPUSpec, ModelSpec, Parallelism
@@ -222,19 +222,17 @@ def latency(
     target_ttft_s: float | None = None,
 ) -> LatencyResult:
     """TTFT of prefilling B prompts of P tokens and TPOT of decoding T tokens, by roofline, with TP = GPUs."""
-    plan = _check_serving_gpus(m, num_gpus)
-    kv_dtype = kv_dtype or dtype
-    mem = inference_memory(m, gpu=gpu, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=batch,
-                           seq=prompt + output)
+    _check_serving_gpus(m, num_gpus)
+    elem = float(dtype_bytes(dtype))
+    kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype)  # whole model; bandwidth is summed over GPUs
     eff = efficiency_for(gpu, dtype, calibration)
     peak = peak_tflops(gpu, dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
     compute_rate = num_gpus * peak * eff.compute
     memory_rate = num_gpus * bandwidth * eff.memory
-    elem = float(dtype_bytes(dtype))
 
     pre = forward_flops(m, batch, prompt, causal=causal)
-    pre_bytes = _weight_bytes_read(m, dtype, batch * prompt) + mem.kv_cache_bytes_per_token * batch * prompt
+    pre_bytes = _weight_bytes_read(m, dtype, batch * prompt) + kv_token * batch * prompt
     pre_compute, pre_memory = pre.forward_flops / compute_rate, pre_bytes / memory_rate
     pre_comm = m.num_layers * ring_allreduce_seconds(
         tp_allreduce_bytes_per_layer(m, batch * prompt, elem), num_gpus, gpu.interconnect_gb_s)
@@ -242,7 +240,7 @@ def latency(
 
     mid = prompt + (output + 1) // 2  # the average context over the generation
     dec = decode_flops(m, batch, mid - 1, 1)
-    dec_bytes = _weight_bytes_read(m, dtype, batch) + mem.kv_cache_bytes_per_token * batch * mid
+    dec_bytes = _weight_bytes_read(m, dtype, batch) + kv_token * batch * mid
     dec_compute, dec_memory = dec.generation_flops / compute_rate, dec_bytes / memory_rate
     dec_comm = m.num_layers * ring_allreduce_seconds(
         tp_allreduce_bytes_per_layer(m, batch, elem), num_gpus, gpu.interconnect_gb_s)
