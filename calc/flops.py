@@ -199,8 +199,7 @@ def _tensor_gemms(tensors: list[Tensor], tokens: int, elem_bytes: float) -> list
         copies = max(t.params // (k * n), 1)
         used = t.matmul // (k * n)
         touched = min(copies, tokens * used)
-        name = t.formula.split(":")[0].split(" x ")[-1]
-        out.append(gemm(f"{t.component}.{name}", tokens * used / touched, k, n, touched, elem_bytes))
+        out.append(gemm(f"{t.component}.{t.name}", tokens * used / touched, k, n, touched, elem_bytes))
     return out
 
 

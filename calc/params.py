@@ -29,6 +29,7 @@ class Tensor:
     active: int | None = None
     matmul: int = 0
     shape: tuple[int, int] | None = None  # (in, out) of one weight matrix, for GEMM views
+    name: str = ""  # the matrix's name in the modeling code (q_proj, gate_proj, ...), for GEMM views
 
     @property
     def active_params(self) -> int:
@@ -37,7 +38,7 @@ class Tensor:
 
 def _linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
     weights = Tensor(
-        component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out, shape=(n_in, n_out)
+        component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out, shape=(n_in, n_out), name=name
     )
     if not bias:
         return [weights]
@@ -101,6 +102,7 @@ def moe_tensors(m: ModelSpec) -> list[Tensor]:
             active=e.experts_per_token * t.params,
             matmul=e.experts_per_token * t.params,
             shape=t.shape,
+            name=t.name,
         )
         for t in mlp_tensors(m, e.expert_intermediate_size, bias=False)
     ]
@@ -142,7 +144,8 @@ def model_tensors(m: ModelSpec) -> list[Tensor]:
     if m.final_norm:
         out.append(Tensor("norms", _norm_size(m, H), f"final {m.norm}: {_norm_size(m, H)}"))
     if m.tied_embeddings:
-        out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H, shape=(H, V)))
+        out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H, shape=(H, V),
+                          name="lm_head"))
     else:
         out += _linear("lm_head", "lm_head", H, V, m.lm_head_bias, "H*V")
     return out
