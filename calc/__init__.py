@@ -1,6 +1,6 @@
 """llmcalc: exact, explained sizing arithmetic for large language models.
 
-The engine is plain functions over typed specs; the CLI (calc.cli) is a thin layer on top.
+The engine is plain functions over typed specs; the CLI (calc.cli.app) is a thin layer on top.
 
 >>> from calc import load_model, count_params
 >>> count_params(load_model("llama2-7b")).total_params
@@ -19,15 +19,17 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ModelSpec": "calc.specs", "GPUSpec": "calc.specs", "Parallelism": "calc.specs", "MoESpec": "calc.specs",
     "MLASpec": "calc.specs", "LLMCalcError": "calc.errors",
-    "load_model": "calc.catalog", "load_gpu": "calc.catalog", "list_models": "calc.catalog", "list_gpus": "calc.catalog",
-    "model_from_hf_config": "calc.hf_import",
-    "count_params": "calc.params", "textbook_params": "calc.params",
-    "forward_flops": "calc.flops", "decode_flops": "calc.flops", "arithmetic_intensity": "calc.flops",
-    "fused_parallel_shapes": "calc.flops",
+    "load_model": "calc.sources.catalog", "load_gpu": "calc.sources.catalog",
+    "list_models": "calc.sources.catalog", "list_gpus": "calc.sources.catalog",
+    "model_from_hf_config": "calc.sources.hf",
+    "count_params": "calc.model.params", "textbook_params": "calc.model.params",
+    "forward_flops": "calc.model.flops", "decode_flops": "calc.model.flops", "arithmetic_intensity": "calc.model.flops",
+    "fused_parallel_shapes": "calc.model.flops",
     "inference_memory": "calc.memory", "training_memory": "calc.memory", "kv_cache_bytes_per_token": "calc.memory",
     "korthikanti_layer_bytes": "calc.memory",
-    "derived_peak_tflops": "calc.hardware", "summarize_gpu": "calc.hardware", "peak_tflops": "calc.hardware",
-    "mfu": "calc.perf", "train_time": "calc.perf", "latency": "calc.perf", "concurrency": "calc.perf",
+    "derived_peak_tflops": "calc.hardware.peaks", "summarize_gpu": "calc.hardware.peaks", "peak_tflops": "calc.hardware.peaks",
+    "mfu": "calc.training.mfu", "train_time": "calc.training.mfu", "latency": "calc.serving.latency",
+    "concurrency": "calc.serving.latency",
 }
 __all__ = sorted(_EXPORTS)
 

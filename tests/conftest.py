@@ -22,7 +22,8 @@ class CliResult:
 
 
 def run_cli(*args: str) -> CliResult:
-    from calc import cli, render
+    from calc.cli import app as cli
+    from calc.report import render
 
     out, err = io.StringIO(), io.StringIO()
     old_argv = sys.argv

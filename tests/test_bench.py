@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from calc.bench import match_gpu
 from calc.errors import LLMCalcError
+from calc.hardware.bench import match_gpu
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_device_names_match_catalog(device_name: str, catalog: str | None) -> No
 
 
 def test_missing_torch_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from calc.bench import import_torch
+    from calc.hardware.bench import import_torch
 
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(LLMCalcError, match=r"pip install 'llmcalc\[bench\]'"):
@@ -34,7 +34,7 @@ def test_missing_torch_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_calibration_round_trips_into_latency(cli, tmp_path: Path) -> None:
-    from calc.calibration import save_calibration
+    from calc.hardware.calibration import save_calibration
 
     path = tmp_path / "h100.yaml"
     # 791.52 / 989.4 = 0.80 of peak; 3015 GB/s / 3350 = 0.90 of spec: the defaults, so TTFT must match.
@@ -57,7 +57,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 
 
 def test_cpu_sweep_fused_and_saved_calibration(cli, tmp_path: Path) -> None:
-    from calc.bench import run_bench
+    from calc.hardware.bench import run_bench
 
     r = run_bench("fp32", [32, 64], model="gpt2", batch_tokens=16, repeats=2)
     if r.is_gpu:
@@ -77,7 +77,7 @@ def test_cpu_sweep_fused_and_saved_calibration(cli, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU: the GPU bench runs only where CUDA is available")
 def test_gpu_bf16_reaches_70_percent_of_peak() -> None:
-    from calc.bench import run_bench
+    from calc.hardware.bench import run_bench
 
     r = run_bench("bf16", [8192], repeats=10)
     assert r.gpu is not None, r.device_name

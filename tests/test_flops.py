@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calc.catalog import load_model
-from calc.flops import decode_flops, forward_flops, fused_parallel_shapes
+from calc.model.flops import decode_flops, forward_flops, fused_parallel_shapes
+from calc.sources.catalog import load_model
 
 
 def test_llama2_7b_forward() -> None:

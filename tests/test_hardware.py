@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from calc.catalog import list_gpus, load_gpu
-from calc.hardware import derived_peak_tflops, summarize_gpu
+from calc.hardware.peaks import derived_peak_tflops, summarize_gpu
+from calc.sources.catalog import list_gpus, load_gpu
 
 
 def test_a800_seed_derivation() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from calc.catalog import load_model
 from calc.errors import LLMCalcError
-from calc.params import count_params
+from calc.model.params import count_params
+from calc.sources.catalog import load_model
 
 LLAMA2_7B = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
              "intermediate_size": 11008, "vocab_size": 32000, "max_position_embeddings": 4096,
@@ -97,7 +97,7 @@ def test_config_json_round_trip(key: str, tmp_path: Path) -> None:
 
 
 def test_every_supported_model_type_is_covered() -> None:
-    from calc.hf_import import MAPPERS
+    from calc.sources.hf import MAPPERS
 
     covered = {c["model_type"] for c, _ in CONFIGS.values()}
     assert {k for k in MAPPERS if k.islower()} <= covered

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from calc.catalog import load_gpu, load_model
 from calc.memory import inference_memory, korthikanti_layer_bytes, kv_cache_bytes_per_token, training_memory
+from calc.sources.catalog import load_gpu, load_model
 from calc.specs import Parallelism
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import calc
-from calc.catalog import catalog_dir, list_gpus, list_models
+from calc.sources.catalog import catalog_dir, list_gpus, list_models
 
 REPO = Path(__file__).resolve().parent.parent
 

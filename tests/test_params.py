@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from calc.catalog import load_model
-from calc.params import count_params
+from calc.model.params import count_params
+from calc.sources.catalog import load_model
 
 # Published totals (HF model cards / safetensors metadata / papers). Where a figure is derived by
 # hand, the derivation is in the comment.
@@ -107,7 +107,7 @@ def test_textbook_beside_exact() -> None:
 
 
 def test_components_sum_to_total_for_every_catalog_model() -> None:
-    from calc.catalog import list_models
+    from calc.sources.catalog import list_models
 
     for m in list_models():
         p = count_params(m)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from calc.catalog import load_gpu, load_model
-from calc.perf import concurrency, latency, mfu, train_time
+from calc.serving.latency import concurrency, latency
+from calc.sources.catalog import load_gpu, load_model
+from calc.training.mfu import mfu, train_time
 
 REL = 1e-3
 
@@ -39,7 +40,7 @@ def test_mfu_from_tokens_per_s_and_step_time_agree() -> None:
 
 
 def test_q2_llama2_7b_flops_per_token() -> None:
-    from calc.flops import forward_flops
+    from calc.model.flops import forward_flops
 
     f = forward_flops(load_model("llama2-7b"), 1, 1)
     assert f.approx_2n == 13_476_831_232 and f.approx_6n == 40_430_493_696

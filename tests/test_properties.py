@@ -6,10 +6,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calc.catalog import dump_spec, spec_from_mapping
-from calc.flops import FlopsResult, forward_flops
 from calc.memory import MemoryResult, inference_memory, kv_cache_bytes_per_token, training_memory
-from calc.params import ParamCount, count_params
+from calc.model.flops import FlopsResult, forward_flops
+from calc.model.params import ParamCount, count_params
+from calc.sources.catalog import dump_spec, spec_from_mapping
 from calc.specs import ModelSpec, Parallelism
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
-from calc.hardware import peak_tflops
+from calc.hardware.peaks import peak_tflops
 from calc.specs import GPUSpec
 
 DEFAULT_COMPUTE_EFFICIENCY = 0.8  # seed 001 section 1.3: an A800 tops out near 80% of 312 TFLOPS
@@ -46,8 +46,8 @@ def save_calibration(record: dict, path: str) -> Calibration:
 
 
 def load_calibration(path: str) -> Calibration:
-    from calc.catalog import spec_from_mapping
-    from calc.safeload import load_mapping
+    from calc.sources.catalog import spec_from_mapping
+    from calc.sources.safeload import load_mapping
 
     return spec_from_mapping(Calibration, load_mapping(Path(path), "--calibration"), path, "--calibration")
 

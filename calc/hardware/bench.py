@@ -158,8 +158,8 @@ def run_bench(
     gpu_name = match_gpu(device_name) if on_gpu else None
     peak = None
     if gpu_name:
-        from calc.catalog import load_gpu
-        from calc.hardware import peak_tflops
+        from calc.hardware.peaks import peak_tflops
+        from calc.sources.catalog import load_gpu
 
         spec = load_gpu(gpu_name)
         peak = peak_tflops(spec, dtype)
@@ -168,8 +168,8 @@ def run_bench(
     shapes = [("square", s, s, s) for s in (sizes or (GPU_SIZES if on_gpu else CPU_SIZES))]
     fused_shapes = None
     if model:
-        from calc.catalog import load_model
-        from calc.flops import fused_parallel_shapes
+        from calc.model.flops import fused_parallel_shapes
+        from calc.sources.catalog import load_model
 
         fused_shapes = fused_parallel_shapes(load_model(model, "--model"), batch_tokens, "bf16" if dtype == "fp8" else dtype)
         shapes += [(f"{model} {g.name}", int(g.m), g.k, g.n) for g in [*fused_shapes.separate, fused_shapes.fused]]
@@ -208,7 +208,7 @@ def _copy_bandwidth(torch: Any, device: str, on_gpu: bool, repeats: int, gpu_nam
     gb_s = 2 * size / t.median_s / 1e9
     spec = None
     if gpu_name:
-        from calc.catalog import load_gpu
+        from calc.sources.catalog import load_gpu
 
         spec = gb_s / (load_gpu(gpu_name).hbm_tb_s * 1000)
     return CopyTiming(bytes_per_copy=size, timing=t, achieved_gb_s=gb_s, fraction_of_spec=spec)

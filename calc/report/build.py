@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from calc.calibration import Calibration
-from calc.flops import FlopsResult, forward_flops
+from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
-from calc.params import ParamCount, count_params
-from calc.perf import ConcurrencyResult, LatencyResult, TrainTimeResult, concurrency, latency, train_time
+from calc.model.flops import FlopsResult, forward_flops
+from calc.model.params import ParamCount, count_params
+from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
 from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.training.mfu import TrainTimeResult, train_time
 
 
 class ChartPoint(BaseModel):
@@ -122,7 +123,7 @@ def compare_gpus(
 ) -> list[CompareRow]:
     """The same serving workload on each GPU. Cost per million generated tokens =
     price/GPU-hour x GPUs / (decode tokens/s x 3600) x 1e6."""
-    from calc.hardware import peak_tflops
+    from calc.hardware.peaks import peak_tflops
 
     rows = []
     for gpu in gpus:

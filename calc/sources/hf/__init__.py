@@ -349,7 +349,7 @@ def model_from_hf_config(data: dict[str, Any], where: str = "config.json", field
     ...                       "n_embd": 768, "n_layer": 12, "n_head": 12}).num_layers
     12
     """
-    from calc.catalog import spec_from_mapping
+    from calc.sources.catalog import spec_from_mapping
 
     model_type = data.get("model_type")
     if model_type not in MAPPERS:

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from calc.errors import LLMCalcError
-from calc.safeload import load_mapping
+from calc.sources.safeload import load_mapping
 from calc.specs import GPUSpec, ModelSpec
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the calc/ package
 SpecT = TypeVar("SpecT", ModelSpec, GPUSpec)
 
 
@@ -89,7 +89,7 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
 def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
     data = load_mapping(path, field)
     if cls is ModelSpec and "model_type" in data:
-        from calc.hf_import import model_from_hf_config
+        from calc.sources.hf import model_from_hf_config
 
         return model_from_hf_config(data, where=str(path), field=field)
     return spec_from_mapping(cls, data, str(path), field)

@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from calc.render import kv_table, memory_view, size
+from calc.report.render import kv_table, memory_view, size
 from calc.units import gb, human
 
 

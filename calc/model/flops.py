@@ -15,7 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.params import Tensor, count_params, layer_kinds, model_tensors
+from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes
 
@@ -78,7 +78,7 @@ def forward_flops(
 ) -> FlopsResult:
     """FLOPs of a forward pass, training step (3x) and per-token figures beside 2N and 6N.
 
-    >>> from calc.catalog import load_model
+    >>> from calc.sources.catalog import load_model
     >>> forward_flops(load_model("llama2-7b"), 1, 2048).forward_flops
     29261612187648
     """

@@ -205,7 +205,7 @@ def count_params(m: ModelSpec) -> ParamCount:
     total = sum over block kinds of count * params(block) + embedding (V*H) + positions
     + final/embedding norms + output head (V*H, 0 if tied, + V if it has a bias).
 
-    >>> from calc.catalog import load_model
+    >>> from calc.sources.catalog import load_model
     >>> count_params(load_model("llama2-7b")).total_params
     6738415616
     """

@@ -56,7 +56,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks o
 def _calibration(path: str | None):  # noqa: ANN202
     if path is None:
         return None
-    from calc.calibration import load_calibration
+    from calc.hardware.calibration import load_calibration
 
     return load_calibration(path)
 
@@ -64,9 +64,9 @@ def _calibration(path: str | None):  # noqa: ANN202
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """List the model catalog with exact parameter counts."""
-    from calc.catalog import list_models
-    from calc.params import count_params
-    from calc.render import console, emit_json, models_view
+    from calc.model.params import count_params
+    from calc.report.render import console, emit_json, models_view
+    from calc.sources.catalog import list_models
 
     rows = []
     for m in list_models():
@@ -83,9 +83,9 @@ def models(as_json: JsonOpt = False) -> None:
 @app.command()
 def gpus(as_json: JsonOpt = False) -> None:
     """List the GPU catalog with derived and datasheet dense peaks."""
-    from calc.catalog import list_gpus
-    from calc.hardware import summarize_gpu
-    from calc.render import console, emit_json, gpus_view
+    from calc.hardware.peaks import summarize_gpu
+    from calc.report.render import console, emit_json, gpus_view
+    from calc.sources.catalog import list_gpus
 
     summaries = [summarize_gpu(g) for g in list_gpus()]
     if as_json:
@@ -97,9 +97,9 @@ def gpus(as_json: JsonOpt = False) -> None:
 @app.command()
 def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spec file")], as_json: JsonOpt = False) -> None:
     """Show one model or GPU spec (GPUs with their peak derivation)."""
-    from calc.catalog import load_gpu, load_model
-    from calc.hardware import summarize_gpu
-    from calc.render import console, emit, gpu_detail_view, spec_view
+    from calc.hardware.peaks import summarize_gpu
+    from calc.report.render import console, emit, gpu_detail_view, spec_view
+    from calc.sources.catalog import load_gpu, load_model
 
     try:
         spec = load_model(name, "NAME")
@@ -111,7 +111,7 @@ def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spe
         emit(summarize_gpu(gpu), as_json, False, gpu_detail_view)
         return
     if as_json:
-        from calc.render import emit_json
+        from calc.report.render import emit_json
 
         emit_json(spec)
         return
@@ -121,9 +121,9 @@ def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spe
 @app.command()
 def params(model: ModelArg, as_json: JsonOpt = False, explain: ExplainOpt = False) -> None:
     """Exact parameter count per component, beside the textbook 12*L*H^2 + V*H."""
-    from calc.catalog import load_model
-    from calc.params import count_params
-    from calc.render import emit, params_view
+    from calc.model.params import count_params
+    from calc.report.render import emit, params_view
+    from calc.sources.catalog import load_model
 
     emit(count_params(load_model(model)), as_json, explain, params_view)
 
@@ -144,9 +144,9 @@ def flops(
 ) -> None:
     """FLOPs of a forward pass and a training step, per token beside 2N and 6N; optionally decode,
     arithmetic intensity and the fused parallel-layer GEMM."""
-    from calc import flops as engine
-    from calc.catalog import load_model
-    from calc.render import console, emit, emit_json, flops_view, gemm_view
+    from calc.model import flops as engine
+    from calc.report.render import console, emit, emit_json, flops_view, gemm_view
+    from calc.sources.catalog import load_model
 
     m = load_model(model)
     result = engine.forward_flops(m, batch, seq, context, causal)
@@ -191,9 +191,9 @@ def memory(
     explain: ExplainOpt = False,
 ) -> None:
     """Memory per category and per GPU; with --gpu, whether it fits and the smallest GPU count that does."""
-    from calc.catalog import load_gpu, load_model
     from calc.memory import inference_memory, training_memory
-    from calc.render import emit, memory_view
+    from calc.report.render import emit, memory_view
+    from calc.sources.catalog import load_gpu, load_model
     from calc.specs import Parallelism
 
     m = load_model(model)
@@ -249,9 +249,9 @@ def mfu(
     explain: ExplainOpt = False,
 ) -> None:
     """Model FLOPs utilisation from a finished run, observed tokens/s, or step time."""
-    from calc import perf
-    from calc.catalog import load_gpu, load_model
-    from calc.render import emit, mfu_view
+    from calc.report.render import emit, mfu_view
+    from calc.sources.catalog import load_gpu, load_model
+    from calc.training import mfu as perf
 
     result = perf.mfu(
         load_model(model, "--model"), load_gpu(gpu), num_gpus=num_gpus, seq=seq, dtype=dtype,
@@ -278,9 +278,9 @@ def train_time(
     explain: ExplainOpt = False,
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at an assumed MFU."""
-    from calc import perf
-    from calc.catalog import load_gpu, load_model
-    from calc.render import emit, train_time_view
+    from calc.report.render import emit, train_time_view
+    from calc.sources.catalog import load_gpu, load_model
+    from calc.training import mfu as perf
 
     result = perf.train_time(
         load_model(model), load_gpu(gpu), num_gpus=num_gpus, tokens=_number(tokens, "--tokens"), seq=seq,
@@ -307,9 +307,9 @@ def latency(
     explain: ExplainOpt = False,
 ) -> None:
     """Time to first token and per output token, by roofline (TP = number of GPUs)."""
-    from calc import perf
-    from calc.catalog import load_gpu, load_model
-    from calc.render import emit, latency_view
+    from calc.report.render import emit, latency_view
+    from calc.serving import latency as perf
+    from calc.sources.catalog import load_gpu, load_model
     from calc.units import check_positive
 
     target = None if target_ttft_ms is None else check_positive(target_ttft_ms, "--target-ttft-ms") / 1e3
@@ -333,9 +333,9 @@ def concurrency(
     explain: ExplainOpt = False,
 ) -> None:
     """Maximum concurrent requests whose KV cache fits beside the weights, and vs context length."""
-    from calc import perf
-    from calc.catalog import load_gpu, load_model
-    from calc.render import concurrency_view, emit
+    from calc.report.render import concurrency_view, emit
+    from calc.serving import latency as perf
+    from calc.sources.catalog import load_gpu, load_model
 
     if max_tokens < 1:
         raise LLMCalcError("--max-tokens", f"must be >= 1, got {max_tokens}")
@@ -371,9 +371,9 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions."""
-    from calc.catalog import load_gpu, load_model
-    from calc.report import build_report
-    from calc.report_view import report_markdown, report_view
+    from calc.report.build import build_report
+    from calc.report.views import report_markdown, report_view
+    from calc.sources.catalog import load_gpu, load_model
 
     if num_gpus < 1:
         raise LLMCalcError("--num-gpus", f"must be >= 1, got {num_gpus}")
@@ -385,17 +385,17 @@ def report(
     if plot:
         if result.chart is None:
             raise LLMCalcError("--plot", "the memory chart is drawn for --mode infer")
-        from calc.plot import plot_memory_chart
+        from calc.report.plot import plot_memory_chart
 
         plot_memory_chart(result.chart, f"{result.model} on {result.num_gpus} x {result.gpu}", plot)
     if as_json:
-        from calc.render import emit_json
+        from calc.report.render import emit_json
 
         emit_json(result)
     elif fmt is ReportFormat.markdown:
         sys.stdout.write(report_markdown(result) + "\n")
     else:
-        from calc.render import console
+        from calc.report.render import console
 
         console.print(report_view(result))
 
@@ -413,8 +413,8 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """The same serving workload on several GPUs side by side (cost per million tokens with --price)."""
-    from calc.catalog import load_gpu, load_model
-    from calc.report import compare_gpus
+    from calc.report.build import compare_gpus
+    from calc.sources.catalog import load_gpu, load_model
 
     gpus = [load_gpu(name, "GPU") for name in gpu_names]
     price_map: dict[str, float] = {}
@@ -426,12 +426,12 @@ def compare(
     rows = compare_gpus(load_model(model, "--model"), gpus, num_gpus=num_gpus, dtype=dtype, batch=batch,
                         prompt=prompt, output=output, prices=price_map)
     if as_json:
-        from calc.render import emit_json
+        from calc.report.render import emit_json
 
         emit_json(rows)
         return
-    from calc.render import console
-    from calc.report_view import compare_view
+    from calc.report.render import console
+    from calc.report.views import compare_view
 
     console.print(compare_view(rows, model, num_gpus))
 
@@ -447,8 +447,8 @@ def bench(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure achievable GEMM TFLOPS, copy bandwidth and the fused parallel-layer speedup (needs torch)."""
-    from calc.bench import calibration_from, run_bench
-    from calc.render import bench_view, emit
+    from calc.hardware.bench import calibration_from, run_bench
+    from calc.report.render import bench_view, emit
 
     size_list = _int_list(sizes, "--sizes") if sizes else None
     if repeats < 1:
@@ -461,7 +461,7 @@ def bench(
         result = run_bench(dtype, size_list, model, batch_tokens, repeats,
                            progress=lambda what, n: bar.update(task, description=what, advance=n))
     if save:
-        from calc.calibration import save_calibration
+        from calc.hardware.calibration import save_calibration
 
         save_calibration(calibration_from(result), save)
     emit(result, as_json, False, bench_view)

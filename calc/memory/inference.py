@@ -1,0 +1,80 @@
+"""Serving memory: weights + KV cache + activations + reserve, per GPU under TP/PP (reference section 3)."""
+
+from __future__ import annotations
+
+import math
+
+from calc.errors import LLMCalcError
+from calc.memory.activations import activation_factor
+from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token
+from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
+from calc.memory.weights import weight_bytes
+from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
+from calc.model.params import count_params
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.units import GIB, dtype_bytes, gb, gib
+
+
+def inference_memory(
+    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str = "fp16",
+    kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
+    act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
+) -> MemoryResult:
+    """Serving memory of ``batch`` requests of ``seq`` tokens each (input + output).
+
+    per GPU = weights/(t*p) + kv_per_token(g/t heads, L/p layers)*B*S + B*S*H*c*bytes/t + reserve.
+    """
+    plan = check_layout(m, plan or Parallelism())
+    kv_dtype = kv_dtype or dtype
+    for name, value in (("--batch", batch), ("--seq", seq)):
+        if value < 1:
+            raise LLMCalcError(name, f"must be >= 1, got {value}")
+    if reserve_gib < 0:
+        raise LLMCalcError("--reserve-gib", f"must be >= 0, got {reserve_gib}")
+    params = count_params(m).total_params
+    shards = plan.tp * plan.pp
+    weights = weight_bytes(params, dtype, group_size)
+    kv_token = kv_cache_bytes_per_token(m, kv_dtype)
+    c = activation_factor(m) if act_factor is None else act_factor
+    act_elem = dtype_bytes("fp16" if dtype in ("int4", "int8", "fp8") else dtype)
+    activations = math.ceil(batch * seq * m.hidden_size * c * act_elem)
+    reserve = int(reserve_gib * GIB)
+
+    def per_gpu_for(layout: Parallelism) -> dict[str, int]:
+        return {
+            "weights": math.ceil(weights / (layout.tp * layout.pp)),
+            "kv_cache": kv_cache_bytes_per_token(m, kv_dtype, layout.tp, layout.pp) * batch * seq,
+            "activations": math.ceil(activations / layout.tp),
+            "reserve": reserve,
+        }
+
+    def fits_on(n: int) -> bool | None:
+        layout = inference_layout(m, n)
+        return None if layout is None or gpu is None else sum(per_gpu_for(layout).values()) <= gpu.memory_bytes
+
+    per_gpu = per_gpu_for(plan)
+    per_gpu_bytes = sum(per_gpu.values())
+    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
+    kv_total = kv_token * batch * seq
+    return MemoryResult(
+        model=m.name, mode="infer", dtype=dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
+        tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
+        weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
+        activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,
+        total_bytes=weights + kv_total + activations + reserve * shards,
+        per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict,
+        assumptions=[
+            f"weights in {dtype}" + (f" with one fp16 scale per {group_size} weights" if group_size else ""),
+            f"KV cache in {kv_dtype}; KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}",
+            f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
+            f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",
+        ],
+        explain=[
+            f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)",
+            _kv_explain(m, kv_dtype, kv_token),
+            f"KV cache = {kv_token:,} B/token x {batch} x {seq} tokens = {kv_total:,} B ({gb(kv_total):.2f} GB)",
+            f"activations = B*S*H*c*bytes = {batch}*{seq}*{m.hidden_size}*{c:.2f}*{act_elem} = {activations:,} B",
+            f"per GPU (TP {plan.tp}, PP {plan.pp}) = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())
+            + f" = {gib(per_gpu_bytes):.2f} GiB",
+        ],
+    )

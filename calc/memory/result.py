@@ -1,0 +1,66 @@
+"""The memory result shared by inference and training, the fit verdict and the min-GPU search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from calc.specs import GPUSpec
+
+DEFAULT_RESERVE_GIB = 1.0  # CUDA context (~0.5 GiB) plus allocator slack, per GPU
+
+
+class MemoryResult(BaseModel):
+    """Memory by category, in bytes (integers), totals and per GPU, with the fit verdict."""
+
+    model: str
+    mode: str
+    dtype: str
+    kv_dtype: str | None
+    batch: int
+    seq: int
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    num_gpus: int
+    weights_bytes: int
+    kv_cache_bytes_per_token: int
+    kv_cache_bytes: int
+    activation_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    reserve_bytes: int
+    total_bytes: int
+    per_gpu: dict[str, int]
+    per_gpu_bytes: int
+    gpu: str | None
+    gpu_memory_bytes: int | None
+    fits: bool | None
+    headroom_bytes_per_gpu: int | None
+    min_gpus: int | None
+    assumptions: list[str]
+    explain: list[str]
+
+
+def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:
+    if gpu is None:
+        return {"gpu": None, "gpu_memory_bytes": None, "fits": None, "headroom_bytes_per_gpu": None, "min_gpus": None}
+    headroom = gpu.memory_bytes - per_gpu_bytes
+    return {
+        "gpu": gpu.name,
+        "gpu_memory_bytes": gpu.memory_bytes,
+        "fits": headroom >= 0,
+        "headroom_bytes_per_gpu": headroom,
+        "min_gpus": min_gpus(),
+    }
+
+
+def _search_min_gpus(fits_on: Callable[[int], bool | None], limit: int = 4096) -> int | None:
+    n = 1
+    while n <= limit:
+        if fits_on(n):
+            return n
+        n += 1 if n < 8 else 8
+    return None

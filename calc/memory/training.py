@@ -1,0 +1,115 @@
+"""Training memory: states by recipe sharded by ZeRO (Rajbhandari et al. 2020, arXiv 1910.02054)
+plus activations (Korthikanti et al. 2022), per GPU on the first pipeline stage."""
+
+from __future__ import annotations
+
+import math
+
+from calc.errors import LLMCalcError
+from calc.memory.activations import Recompute, korthikanti_layer_bytes
+from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
+from calc.model.parallel import check_layout, layers_per_stage
+from calc.model.params import count_params
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.units import GIB, gb, gib
+
+RECIPES: dict[str, tuple[int, int, int]] = {
+    # bf16 weights 2 + bf16 grads 2 + fp32 master 4 + Adam m 4 + v 4 = 16 (ZeRO paper section 3.1).
+    "bf16-adam": (2, 2, 12),
+    # as above plus fp32 gradient accumulators (4): 20 bytes, the seed's "about 20".
+    "bf16-adam-fp32-grads": (2, 6, 12),
+    # plain fp32 Adam: weights 4 + grads 4 + m 4 + v 4 = 16.
+    "fp32-adam": (4, 4, 8),
+    # fp32 SGD with momentum: weights 4 + grads 4 + momentum 4 = 12.
+    "sgd-momentum": (4, 4, 4),
+}
+
+
+def training_memory(
+    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, recipe: str = "bf16-adam",
+    zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
+    reserve_gib: float = DEFAULT_RESERVE_GIB,
+) -> MemoryResult:
+    """Training memory per GPU on the first pipeline stage (the fullest under 1F1B).
+
+    states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
+    stage 2 also g, stage 3 also w. Activations = L/p layers x p in-flight microbatches x
+    per-layer bytes (Korthikanti), + embedding dropout mask s*b*h*p (/t with SP) + output layer
+    4*s*b*h*(1 + v/h)/t when p = 1 (Korthikanti section 4.3). CP splits s.
+    """
+    plan = check_layout(m, plan or Parallelism())
+    if recipe not in RECIPES:
+        raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    if zero not in (0, 1, 2, 3):
+        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
+    for name, value in (("--batch", micro_batch), ("--seq", seq)):
+        if value < 1:
+            raise LLMCalcError(name, f"must be >= 1, got {value}")
+    if seq % plan.cp:
+        raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
+    params = count_params(m).total_params
+    w, g, o = RECIPES[recipe]
+
+    def per_gpu_for(layout: Parallelism) -> dict[str, int]:
+        shards = layout.tp * layout.pp
+
+        def zero_split(per_param: int, stage: int) -> int:
+            return math.ceil(params * per_param / shards / (layout.dp if zero >= stage else 1))
+
+        return {
+            "weights": zero_split(w, 3),
+            "gradients": zero_split(g, 2),
+            "optimizer": zero_split(o, 1),
+            "activations": activations,
+            "reserve": reserve,
+        }
+
+    s_local = seq // plan.cp
+    layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
+                                    plan.sequence_parallel, recompute, flash)
+    in_flight = plan.pp
+    blocks = layers_per_stage(m, plan.pp) * in_flight * layer
+    sp_div = plan.tp if plan.sequence_parallel else 1
+    embed = s_local * micro_batch * m.hidden_size * in_flight / sp_div
+    output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / plan.tp if plan.pp == 1 else 0
+    activations = math.ceil(blocks + embed + output)
+    reserve = int(reserve_gib * GIB)
+    per_gpu = per_gpu_for(plan)
+    per_gpu_bytes = sum(per_gpu.values())
+    n = plan.num_gpus
+    fixed = plan.tp * plan.pp * plan.cp
+
+    def fits_on(count: int) -> bool | None:
+        if count % fixed or gpu is None:
+            return None
+        return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.memory_bytes
+
+    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if zero else None)
+    score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
+        "dropped (selective recomputation)" if recompute == "selective" else "kept")
+    return MemoryResult(
+        model=m.name, mode="train", dtype=recipe, kv_dtype=None, batch=micro_batch, seq=seq,
+        tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=n,
+        weights_bytes=params * w, kv_cache_bytes_per_token=0, kv_cache_bytes=0,
+        activation_bytes=activations, gradient_bytes=params * g, optimizer_bytes=params * o,
+        reserve_bytes=reserve * n, total_bytes=params * (w + g + o) + activations * plan.dp * plan.cp + reserve * n,
+        per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict,
+        assumptions=[
+            f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
+            f"ZeRO stage {zero} over DP {plan.dp}",
+            f"activations: Korthikanti et al. 2022, recompute={recompute}, score term {score_term}, "
+            f"sequence parallel={plan.sequence_parallel}, {in_flight} microbatch(es) in flight on stage 1",
+            f"reserve {reserve_gib:g} GiB per GPU; min_gpus grows DP at this TP x PP x CP"
+            + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)"),
+        ],
+        explain=[
+            f"states = N*(w+g+o) = {params:,}*({w}+{g}+{o}) = {params * (w + g + o):,} B "
+            f"({gb(params * (w + g + o)):.2f} GB) before sharding",
+            f"per layer activations (s={s_local}, b={micro_batch}, h={m.hidden_size}, a={m.num_heads}, "
+            f"t={plan.tp}) = {layer:,.0f} B",
+            f"stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight} microbatches x {layer:,.0f}"
+            f" + embedding {embed:,.0f} + output {output:,.0f} = {activations:,} B",
+            "per GPU = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())
+            + f" = {gib(per_gpu_bytes):.2f} GiB",
+        ],
+    )

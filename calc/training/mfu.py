@@ -1,0 +1,148 @@
+"""MFU from a finished run and training time at an MFU (reference section 5).
+
+MFU = achieved model FLOPs/s / (GPUs x peak) (PaLM arXiv 2204.02311 appendix B).
+Training time = total FLOPs / (GPUs x peak x MFU).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from calc.errors import LLMCalcError
+from calc.hardware.calibration import Calibration, efficiency_for
+from calc.hardware.peaks import peak_tflops
+from calc.model.flops import forward_flops
+from calc.model.parallel import check_num_gpus
+from calc.specs import GPUSpec, ModelSpec
+from calc.units import TERA, check_fraction, check_positive
+
+HOURS = 3600.0
+
+
+class MFUResult(BaseModel):
+    model: str
+    gpu: str
+    num_gpus: int
+    seq: int
+    dtype: str
+    peak_tflops: float
+    tokens_per_s: float
+    model_flops: float
+    flops_per_token_6n: float
+    flops_per_token: float
+    mfu: float
+    mfu_with_attention: float
+    hfu_full_recompute: float
+    mfu_of_measured: float | None
+    verdict: str
+    explain: list[str]
+
+
+def mfu(
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, seq: int = 2048, dtype: str = "bf16",
+    tokens: float | None = None, gpu_hours: float | None = None, tokens_per_s: float | None = None,
+    step_time_s: float | None = None, global_batch: float | None = None, causal: bool = False,
+    calibration: Calibration | None = None,
+) -> MFUResult:
+    """MFU from a finished run (tokens, GPU-hours), observed tokens/s, or step time x global batch.
+
+    6N form: tokens/s x 6N / (GPUs x peak). With attention: 6N is replaced by the exact training
+    FLOPs per token at sequence length S (3 x forward / S). HFU with full recomputation: 4/3 of it.
+    """
+    check_num_gpus(num_gpus)
+    peak = peak_tflops(gpu, dtype) * TERA
+    if tokens is not None and gpu_hours is not None:
+        check_positive(tokens, "--tokens")
+        check_positive(gpu_hours, "--gpu-hours")
+        rate_per_gpu = tokens / (gpu_hours * HOURS)
+        how = f"finished run: {tokens:.4g} tokens / ({gpu_hours:.4g} GPU-h x 3600)"
+        total_tokens = tokens
+    elif tokens_per_s is not None:
+        rate_per_gpu = check_positive(tokens_per_s, "--tokens-per-s") / num_gpus
+        how = f"observed {tokens_per_s:.4g} tokens/s on {num_gpus} GPUs"
+        total_tokens = tokens_per_s
+    elif step_time_s is not None and global_batch is not None:
+        check_positive(step_time_s, "--step-time")
+        check_positive(global_batch, "--global-batch")
+        rate_per_gpu = global_batch * seq / step_time_s / num_gpus
+        how = f"{global_batch:.4g} sequences x {seq} tokens / {step_time_s:.4g} s on {num_gpus} GPUs"
+        total_tokens = global_batch * seq
+    else:
+        raise LLMCalcError("--tokens", "give --tokens with --gpu-hours, or --tokens-per-s, or --step-time with --global-batch")
+    f = forward_flops(m, 1, seq, causal=causal)
+    per_token = f.per_token_training_flops
+    mfu_6n = rate_per_gpu * f.approx_6n / peak
+    mfu_attn = rate_per_gpu * per_token / peak
+    measured = None
+    if calibration is not None:
+        eff = efficiency_for(gpu, dtype, calibration)
+        measured = mfu_attn / eff.compute
+    return MFUResult(
+        model=m.name, gpu=gpu.name, num_gpus=num_gpus, seq=seq, dtype=dtype, peak_tflops=peak / TERA,
+        tokens_per_s=rate_per_gpu * num_gpus, model_flops=total_tokens * per_token,
+        flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
+        mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured,
+        verdict=f"MFU {mfu_6n:.1%} by 6N, {mfu_attn:.1%} with attention FLOPs at seq {seq} "
+        f"({gpu.name} {dtype} peak {peak / TERA:g} TFLOPS)",
+        explain=[
+            f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",
+            f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token",
+            f"MFU (6N) = {rate_per_gpu:,.1f} * {f.approx_6n:.4g} / {peak:.4g} = {mfu_6n:.4f}",
+            f"with attention ({f.convention}, S = {seq}): 3*forward/S = {per_token:.4g} FLOPs/token",
+            f"MFU (attention) = {rate_per_gpu:,.1f} * {per_token:.4g} / {peak:.4g} = {mfu_attn:.4f}",
+        ],
+    )
+
+
+class TrainTimeResult(BaseModel):
+    model: str
+    gpu: str
+    num_gpus: int
+    tokens: float
+    seq: int
+    mfu: float
+    total_flops: float
+    total_flops_6n: float
+    gpu_hours: float
+    days: float
+    cost: float | None
+    price_per_gpu_hour: float | None
+    best_case_days: float | None
+    verdict: str
+    explain: list[str]
+
+
+def train_time(
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
+    dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
+    calibration: Calibration | None = None,
+) -> TrainTimeResult:
+    """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU)."""
+    check_num_gpus(num_gpus)
+    check_positive(tokens, "--tokens")
+    check_fraction(mfu_assumed, "--mfu")
+    if price_per_gpu_hour is not None:
+        check_positive(price_per_gpu_hour, "--price-per-gpu-hour", allow_zero=True)
+    peak = peak_tflops(gpu, dtype) * TERA
+    f = forward_flops(m, 1, seq, causal=causal)
+    total = tokens * f.per_token_training_flops
+    seconds = total / (num_gpus * peak * mfu_assumed)
+    gpu_hours = seconds * num_gpus / HOURS
+    best = None
+    if calibration is not None:
+        best = total / (num_gpus * peak * efficiency_for(gpu, dtype, calibration).compute) / 86400
+    cost = gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None
+    cost_text = f", cost {cost:,.0f} at {price_per_gpu_hour:g}/GPU-h" if cost is not None else ""
+    return TrainTimeResult(
+        model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu=mfu_assumed,
+        total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
+        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best,
+        verdict=f"{seconds / 86400:,.1f} days on {num_gpus} x {gpu.name} at {mfu_assumed:.0%} MFU "
+        f"({gpu_hours:,.0f} GPU-hours{cost_text})",
+        explain=[
+            f"FLOPs = D x 3*forward/S = {tokens:.4g} x {f.per_token_training_flops:.4g} = {total:.4g} "
+            f"(6N alone: {tokens * f.approx_6n:.4g})",
+            f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed}) = {seconds:,.0f} s = {seconds / 86400:,.2f} days",
+            f"GPU-hours = {seconds:,.0f} x {num_gpus} / 3600 = {gpu_hours:,.0f}",
+        ],
+    )
