@@ -126,11 +126,11 @@ def _probe_cpu_roofline(torch: Any, repeats: int) -> tuple[float, float]:
     for size in (256, 512, 1024):
         a, b = torch.rand(size, size), torch.rand(size, size)
         t = time_fn(torch, False, lambda a=a, b=b: a @ b, warmup=1, repeats=repeats)
-        best = max(best, 2 * size**3 / t.median_s / 1e12)
+        best = max(best, 2 * size**3 / t.min_s / 1e12)
     src = torch.empty(2**25, dtype=torch.uint8)
     dst = torch.empty_like(src)
     t = time_fn(torch, False, lambda: dst.copy_(src), warmup=1, repeats=repeats)
-    return best, 2 * src.numel() / t.median_s / 1e9
+    return best, 2 * src.numel() / t.min_s / 1e9
 
 
 def cpu_roofline(repeats: int = 3) -> Roofline:

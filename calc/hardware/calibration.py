@@ -37,7 +37,7 @@ class OpPoint(BaseModel):
 
     label: str = ""
     size: float = Field(gt=0, allow_inf_nan=False)
-    measured_s: float = Field(gt=0, allow_inf_nan=False)
+    measured_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="None for a fitted value")
     efficiency: float = Field(gt=0, le=1.5, allow_inf_nan=False, description="roofline time / measured time")
 
 
