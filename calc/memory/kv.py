@@ -17,7 +17,7 @@ def kv_elements_per_token(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
     return 2 * layers * kv_heads_per_gpu(m, tp) * m.dim_per_head
 
 
-def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "fp16", tp: int = 1, pp: int = 1) -> int:
+def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
     """KV-cache bytes per token (per GPU when tp/pp > 1).
 
     >>> from calc.sources.catalog import load_model
