@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calc.errors import LLMCalcError
-from calc.specs import ModelSpec
+from calc.specs import ModelSpec, spec_from_mapping
 
 _REQUIRED = object()
 
@@ -349,8 +349,6 @@ def model_from_hf_config(data: dict[str, Any], where: str = "config.json", field
     ...                       "n_embd": 768, "n_layer": 12, "n_head": 12}).num_layers
     12
     """
-    from calc.sources.catalog import spec_from_mapping
-
     model_type = data.get("model_type")
     if model_type not in MAPPERS:
         supported = ", ".join(sorted(k for k in MAPPERS if k.islower()))
