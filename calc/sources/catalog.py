@@ -17,9 +17,10 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.sources.safeload import load_mapping
 from calc.specs import GPUSpec, ModelSpec, spec_from_mapping
+from calc.specs.system import SystemSpec
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the calc/ package
-SpecT = TypeVar("SpecT", ModelSpec, GPUSpec)
+SpecT = TypeVar("SpecT", ModelSpec, GPUSpec, SystemSpec)
 
 
 def catalog_dir(folder: str) -> Path:
@@ -104,3 +105,17 @@ def list_gpus() -> tuple[GPUSpec, ...]:
 def dump_spec(spec: BaseModel) -> dict[str, Any]:
     """A spec as a plain mapping (defaults left out), ready for yaml.safe_dump."""
     return spec.model_dump(mode="json", exclude_defaults=True)
+
+
+def load_system(arg: str, field: str = "--system") -> SystemSpec:
+    """A node type (GPUs per node, NVLink and NIC bandwidth) by catalog name/alias or YAML path."""
+    return _resolve(SystemSpec, arg, "system_specs", field, "system")
+
+
+def list_systems() -> tuple[SystemSpec, ...]:
+    return list_specs(SystemSpec, "system_specs")
+
+
+def system_for_gpu(gpu: GPUSpec) -> SystemSpec | None:
+    """The shipped node type built from this GPU (first by name), or None when none is shipped."""
+    return next((s for s in list_systems() if s.gpu == gpu.name), None)
