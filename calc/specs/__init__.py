@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from calc.specs.bounds import check_bounds
-
 from calc.specs.mapping import spec_from_mapping, validation_error
 
 __all__ = ["AttentionKind", "GPUSpec", "MLASpec", "ModelSpec", "MoESpec", "Parallelism", "spec_from_mapping", "validation_error"]
