@@ -30,6 +30,11 @@ OP_KINDS = ("gemm", "attention", "memory", "allreduce", "allgather", "alltoall")
 OpKind = Literal["gemm", "attention", "memory", "allreduce", "allgather", "alltoall"]
 
 
+def _kind(op_kind: str) -> str:
+    """'all_gather', 'all-gather' and 'allgather' name one kind."""
+    return op_kind.lower().replace("_", "").replace("-", "")
+
+
 class OpPoint(BaseModel):
     """One measured op: its size (FLOPs or bytes), median time and efficiency vs the roofline."""
 
@@ -74,7 +79,8 @@ class Calibration(BaseModel):
         """Efficiency of an op of this kind and size, log-linear between measured sizes.
 
         Points of equal size are averaged; below the smallest or above the largest size the end
-        value holds (no extrapolation). None when the calibration has no point of this kind.
+        value holds (no extrapolation). None when the calibration has no point of this kind (or
+        the kind is unknown), so callers fall back to their defaults.
 
         >>> c = Calibration(gpu="x", device_name="x", is_gpu=True, dtype="bf16", date="d",
         ...     roofline=Roofline(peak_tflops=1, peak_gb_s=1, source="s"), ops={"gemm": [
@@ -82,11 +88,9 @@ class Calibration(BaseModel):
         >>> round(c.interpolate("gemm", 1e10), 6)   # halfway in log(size): (0.4 + 0.8) / 2
         0.6
         """
-        if op_kind not in OP_KINDS:
-            raise LLMCalcError("op_kind", f"{op_kind!r} is not one of {', '.join(OP_KINDS)}")
         if not (size > 0 and math.isfinite(size)):
             raise LLMCalcError("size", f"must be a positive finite number, got {size}")
-        points = self.ops.get(op_kind)  # type: ignore[call-overload]
+        points = self.ops.get(_kind(op_kind))  # type: ignore[call-overload]
         if not points:
             return None
         by_size: dict[float, list[float]] = {}
@@ -105,7 +109,7 @@ class Calibration(BaseModel):
 
     def largest(self, op_kind: str) -> float | None:
         """Efficiency at the largest measured size: the plateau a single-number model uses."""
-        points = self.ops.get(op_kind)  # type: ignore[call-overload]
+        points = self.ops.get(_kind(op_kind))  # type: ignore[call-overload]
         return self.interpolate(op_kind, max(p.size for p in points)) if points else None
 
 
