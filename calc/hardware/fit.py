@@ -114,7 +114,9 @@ def read_runs(path: str) -> list[Run]:
         rows: list[Any] = [{k.strip(): v.strip() for k, v in r.items() if k and v and v.strip()}
                            for r in csv.DictReader(io.StringIO(text))]
     else:
-        data = parse_yaml(f"runs: {text}" if text.lstrip().startswith("-") else text, path, "--from-runs")
+        if text.lstrip().startswith("-"):  # a bare list: nest it under `runs:` (the safe loader wants a mapping)
+            text = "runs:\n" + "".join(f"  {line}\n" for line in text.splitlines())
+        data = parse_yaml(text, path, "--from-runs")
         rows = data.get("runs")
         if not isinstance(rows, list):
             raise LLMCalcError("--from-runs", f"{path}: expected a list of runs (or `runs:` with a list)")
@@ -128,8 +130,8 @@ def read_runs(path: str) -> list[Run]:
             runs.append(Run.model_validate(row))
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "run"
-            raise LLMCalcError("--from-runs", f"{path}: run {i}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+            where = "".join(f"{p}: " for p in err["loc"])
+            raise LLMCalcError("--from-runs", f"{path}: run {i}: {where}{err['msg'].removeprefix('Value error, ')}") from None
     return runs
 
 
