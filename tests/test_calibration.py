@@ -10,6 +10,7 @@ import pytest
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration, OpPoint, Roofline, efficiency_for, save_calibration
+from calc.serving.phases import phase_terms
 from calc.sources.catalog import load_gpu, load_model
 
 
@@ -169,7 +170,7 @@ def test_fit_recovers_known_efficiencies(tmp_path: Path) -> None:
 
     path = tmp_path / "runs.csv"
     path.write_text(_synthetic_runs(0.55, 0.7))
-    r = fit_runs(read_runs(str(path)))
+    r = fit_runs(read_runs(str(path)), phase_terms)
     assert (r.compute_efficiency, r.memory_efficiency) == pytest.approx((0.55, 0.7), rel=1e-9)
     assert (r.compute_runs, r.memory_runs) == (2, 3)
     assert all(abs(f.residual) < 1e-9 for f in r.runs)
@@ -181,7 +182,7 @@ def test_fit_with_noise_stays_close(tmp_path: Path) -> None:
 
     path = tmp_path / "runs.csv"
     path.write_text(_synthetic_runs(0.6, 0.75, noise=(1.05, 0.95, 0.97, 1.03, 1.0)))
-    r = fit_runs(read_runs(str(path)))
+    r = fit_runs(read_runs(str(path)), phase_terms)
     # compute runs scaled 1.05 and 0.97: x = sum(a*b)/sum(a^2) with a = 1/k gives e = 0.6 * ~1.01
     assert r.compute_efficiency == pytest.approx(0.6, rel=0.03)
     assert r.memory_efficiency == pytest.approx(0.75, rel=0.03)
@@ -211,7 +212,7 @@ def test_yaml_runs_and_step_times(tmp_path: Path) -> None:
     t = step_flops / (8 * 989.4e12 * 0.5)
     path = tmp_path / "runs.yaml"
     path.write_text(f"- {{model: llama2-7b, gpu: h100, num_gpus: 8, batch: 64, seq: 4096, step_time_s: {t!r}}}\n")
-    r = fit_runs(read_runs(str(path)))
+    r = fit_runs(read_runs(str(path)), phase_terms)
     assert r.compute_efficiency == pytest.approx(0.5)
     assert any("no run is memory-bound" in a for a in r.assumptions)
 

@@ -151,7 +151,9 @@ def validate(
 
     m = load_model(model, "MODEL")
     g = load_gpu(gpu) if gpu else None
-    result = run_validate(m, g, layers, batch, prompt, calibration, repeats)
+    from calc.serving.phases import predict_phases
+
+    result = run_validate(m, g, layers, batch, prompt, calibration, repeats, predict=predict_phases)
     emit(result, as_json, explain, validate_view)
 
 
@@ -169,7 +171,9 @@ def calibrate(
     from calc.report.render import emit
 
     save_path = output_path(save, "--save", (".yaml", ".yml"))
-    result = fit_runs(read_runs(from_runs))
+    from calc.serving.phases import phase_terms
+
+    result = fit_runs(read_runs(from_runs), phase_terms)
     if save_path is not None:
         from calc.hardware.calibration import save_calibration
 

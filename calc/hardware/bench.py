@@ -54,6 +54,15 @@ def import_torch() -> Any:
     return torch
 
 
+def filled(torch: Any, shape: tuple[int, ...], device: str, dtype: Any) -> Any:
+    """A tensor to time ops on. GPU: small random values (all-zero operands draw less power and
+    can clock higher). CPU: a constant, since drawing gigabytes of random numbers takes seconds
+    there and the values do not change a CPU kernel's time (no zeros, no denormals)."""
+    if device == "cpu":
+        return torch.full(shape, 0.01, dtype=dtype)
+    return torch.empty(*shape, device=device, dtype=dtype).uniform_(-0.02, 0.02)
+
+
 class DeviceInfo(BaseModel):
     """The device torch sees: CUDA GPU 0 when there is one, else the CPU (labelled so)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, import_torch, time_fn
+from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, time_fn
 from calc.hardware.calibration import CPU_DEVICE, Calibration, OpPoint, Roofline
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
@@ -68,7 +68,7 @@ def _shape(op: Op) -> str:
 def _runner(torch: Any, op: Op, device: str, dtype: Any, weights: dict) -> Callable[[], Any]:
     """A closure running ``op`` once on random data (values do not change the time)."""
     def rand(*shape: int) -> Any:
-        return torch.empty(*shape, device=device, dtype=dtype).uniform_(-0.02, 0.02)
+        return filled(torch, shape, device, dtype)
 
     F = torch.nn.functional
     if op.kind == "gemm":

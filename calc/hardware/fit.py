@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,12 @@ def read_runs(path: str) -> list[Run]:
     return runs
 
 
-def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run) -> Terms:
-    """C, M, K of one run from today's time models (the one place to repoint when they change)."""
+ServingTerms = Callable[..., tuple[float, float, float]]
+
+
+def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms) -> Terms:
+    """C, M, K of one run: a training step from its FLOPs; a TTFT or TPOT from ``serving_terms``
+    (calc.serving.phases.phase_terms, passed in so that hardware/ never imports serving/)."""
     from calc.hardware.peaks import peak_tflops
 
     if run.measure == "step_time_s":
@@ -145,13 +150,10 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run) -> Terms:
         assert run.seq is not None
         step = forward_flops(m, run.batch, run.seq).training_flops
         return Terms(compute_s=step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12), memory_s=0.0, comm_s=0.0)
-    from calc.serving.latency import latency
-
     assert run.prompt is not None
-    r = latency(m, gpu, num_gpus=run.num_gpus, batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
-    phase = "prefill" if run.measure == "ttft_s" else "decode"
-    return Terms(compute_s=getattr(r, f"{phase}_compute_s") * r.compute_efficiency,
-                 memory_s=getattr(r, f"{phase}_memory_s") * r.memory_efficiency, comm_s=getattr(r, f"{phase}_comm_s"))
+    compute, memory, comm = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
+                                          batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
+    return Terms(compute_s=compute, memory_s=memory, comm_s=comm)
 
 
 def _predict(t: Terms, x_c: float, x_m: float) -> float:
@@ -187,7 +189,7 @@ def _rms(values: list[float]) -> float:
     return math.sqrt(sum(v * v for v in values) / len(values))
 
 
-def fit_runs(runs: list[Run]) -> FitResult:
+def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
     """Fit (e_c, e_m) to the runs of one GPU and dtype; residual per run with defaults and fitted."""
     from calc.sources.catalog import load_gpu, load_model
 
@@ -197,7 +199,7 @@ def fit_runs(runs: list[Run]) -> FitResult:
         raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype; the runs have {sorted(gpus)} "
                                           f"and {sorted(dtypes)}: split the file")
     gpu = load_gpu(runs[0].gpu, "--from-runs")
-    terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r) for r in runs]
+    terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
     measured = [r.measured_s for r in runs]
     e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured)
     x_c0, x_m0 = 1 / DEFAULT_COMPUTE_EFFICIENCY, 1 / DEFAULT_MEMORY_EFFICIENCY

@@ -7,18 +7,18 @@ embedding (+ learned positions), blocks of norm -> QKV -> RoPE -> SDPA (GQA thro
 output projection, norm -> MLP (gated or plain; parallel blocks share the input), final norm and the
 output head over every token (as the FLOP count does). bf16 on a GPU, fp32 on a CPU. The prediction
 is calc.serving.latency's roofline for the same cut model (``predict_phases``, the one call to
-repoint when the serving model changes). MoE and MLA blocks are not built (refused with a reason).
+repoint when the serving model changes; in calc/serving/phases.py). MoE and MLA blocks are not built (refused with a reason).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, device_info, import_torch, time_fn
+from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, time_fn
 from calc.hardware.calibration import Calibration, check_device
 from calc.specs import GPUSpec, ModelSpec
 
@@ -51,13 +51,7 @@ class ValidateResult(BaseModel):
     explain: list[str]
 
 
-def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: str,
-                   calibration: Calibration | None) -> tuple[float, float, str]:
-    """(prefill s, one decode step at context prompt+1 s, efficiency source) from today's time model."""
-    from calc.serving.latency import latency
-
-    r = latency(m, gpu, num_gpus=1, batch=batch, prompt=prompt, output=1, dtype=dtype, calibration=calibration)
-    return r.ttft_s, r.tpot_s, r.efficiency_source
+Predict = Callable[[ModelSpec, GPUSpec, int, int, str, Calibration | None], tuple[float, float, str]]
 
 
 def check_buildable(m: ModelSpec) -> None:
@@ -85,7 +79,7 @@ class _Weights:
         H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
 
         def rand(*shape: int) -> Any:
-            return torch.empty(*shape, device=device, dtype=dtype).uniform_(-0.02, 0.02)
+            return filled(torch, shape, device, dtype)
 
         def bias(flag: bool, n: int) -> Any:
             return rand(n) if flag else None
@@ -161,9 +155,10 @@ def forward(w: _Weights, ids: Any, start: int, cache: list[list[Any]]) -> Any:
 
 def run_validate(
     m: ModelSpec, gpu: GPUSpec | None = None, layers: int | None = None, batch: int = 1, prompt: int | None = None,
-    calibration_path: str | None = None, repeats: int | None = None,
+    calibration_path: str | None = None, repeats: int | None = None, *, predict: Predict,
 ) -> ValidateResult:
-    """Measure prefill and one decode step of ``layers`` real blocks; predict both; report the errors."""
+    """Measure prefill and one decode step of ``layers`` real blocks; predict both with ``predict``
+    (calc.serving.phases.predict_phases, passed in so that hardware/ never imports serving/)."""
     check_buildable(m)
     torch = import_torch()
     info = device_info(torch)
@@ -215,10 +210,10 @@ def run_validate(
     with torch.inference_mode():
         t_prefill = time_fn(torch, info.is_gpu, lambda: forward(w, ids, 0, cache), warmup=1, repeats=repeats)
         t_decode = time_fn(torch, info.is_gpu, lambda: forward(w, step, prompt, cache), warmup=2, repeats=repeats * 3)
-    pre, dec, default_source = predict_phases(cut, device_spec, batch, prompt, dtype, None)
+    pre, dec, default_source = predict(cut, device_spec, batch, prompt, dtype, None)
     cal_pre = cal_dec = cal_source = None
     if calibration is not None:
-        cal_pre, cal_dec, cal_source = predict_phases(cut, device_spec, batch, prompt, dtype, calibration)
+        cal_pre, cal_dec, cal_source = predict(cut, device_spec, batch, prompt, dtype, calibration)
 
     def phase(name: str, measured: float, predicted: float, calibrated: float | None) -> Phase:
         return Phase(name=name, measured_s=measured, predicted_s=predicted, error=(predicted - measured) / measured,
@@ -242,8 +237,3 @@ def run_validate(
             "error = (predicted - measured) / measured",
         ],
     )
-
-
-def relative_errors(result: ValidateResult) -> list[float]:
-    """|error| per phase (defaults), for tables."""
-    return [math.fabs(p.error) for p in result.phases]
