@@ -98,8 +98,15 @@ def test_bench_llama2_7b_small_writes_a_calibration_latency_reads(cli, tmp_path:
     # small = prefill 16 and 64 tokens, decode batches 1 and 4: 2 x 8 GEMMs each phase
     assert sorted({(o["phase"], o["tokens"]) for o in out["ops"] if o["kind"] == "gemm"}) == [
         ("decode", 1), ("decode", 4), ("prefill", 16), ("prefill", 64)]
+    peak_flops, peak_bytes = out["peak_tflops"] * 1e12, out["peak_gb_s"] * 1e9
     for o in out["ops"]:
-        assert o["efficiency"] == pytest.approx(o["roofline_s"] / o["timing"]["median_s"])
+        t = o["timing"]["median_s"]
+        rate = o["flops"] / peak_flops if o["kind"] != "memory" else o["bytes"] / peak_bytes
+        assert o["efficiency"] == pytest.approx(min(rate / t, 1.5))
+        assert o["roofline_s"] == pytest.approx(max(o["flops"] / peak_flops, o["bytes"] / peak_bytes), rel=1e-6)
+    # a decode GEMM (one row, fp32: 0.5 FLOPs/byte) is memory-bound: far nearer its roofline than its FLOP peak
+    q1 = next(o for o in out["ops"] if o["label"] == "attention.q_proj" and o["phase"] == "decode" and o["tokens"] == 1)
+    assert q1["bytes"] == 4 * (4096 + 4096 * 4096 + 4096) and q1["roofline_efficiency"] > 5 * q1["efficiency"]
     saved = yaml.safe_load(path.read_text())
     assert saved["model"] == "llama2-7b" and saved["gpu"] == "cpu" and saved["torch_version"].startswith("2.")
     assert set(saved["ops"]) == {"gemm", "attention", "memory"}

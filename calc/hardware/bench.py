@@ -263,7 +263,7 @@ def _fused(torch: Any, device: str, on_gpu: bool, dtype: str, shapes: Any, repea
 def calibration_from(result: BenchResult) -> Calibration:
     """The calibration `bench --save` (without --model) writes: each square GEMM and the copy as
     points. GPU: fractions of the catalog peak. CPU: of the best rates measured (labelled 'cpu')."""
-    from calc.hardware.calibration import CPU_DEVICE, Calibration, OpPoint, Roofline
+    from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point
 
     if result.is_gpu and result.gpu is None:
         raise LLMCalcError("--save", f"'{result.device_name}' is not in the GPU catalog; a calibration needs its peak")
@@ -278,15 +278,10 @@ def calibration_from(result: BenchResult) -> Calibration:
                             peak_gb_s=result.copy_bandwidth.achieved_gb_s,
                             source="measured on this CPU (no published peak): best GEMM rate and copy bandwidth")
     elem = float(dtype_bytes("bf16" if result.dtype == "fp8" else result.dtype))
-    gemms = []
-    for g in result.gemms:
-        flops, moved = 2.0 * g.m * g.k * g.n, (g.m * g.k + g.k * g.n + g.m * g.n) * elem
-        roof = max(flops / (roofline.peak_tflops * 1e12), moved / (roofline.peak_gb_s * 1e9))
-        gemms.append(OpPoint(label=f"{g.label} {g.m}x{g.k}x{g.n}", size=flops, measured_s=g.timing.median_s,
-                             efficiency=min(roof / g.timing.median_s, 1.5)))
+    gemms = [measured_point("gemm", f"{g.label} {g.m}x{g.k}x{g.n}", 2.0 * g.m * g.k * g.n,
+                            (g.m * g.k + g.k * g.n + g.m * g.n) * elem, g.timing.median_s, roofline) for g in result.gemms]
     c = result.copy_bandwidth
-    copy = OpPoint(label="copy", size=2.0 * c.bytes_per_copy, measured_s=c.timing.median_s,
-                   efficiency=min(c.achieved_gb_s / roofline.peak_gb_s, 1.5))
+    copy = measured_point("memory", "copy", 0.0, 2.0 * c.bytes_per_copy, c.timing.median_s, roofline)
     return Calibration(
         gpu=result.gpu or CPU_DEVICE, device_name=result.device_name, is_gpu=result.is_gpu, dtype=result.dtype,
         date=_dt.date.today().isoformat(), torch_version=result.torch_version, cuda_version=result.cuda_version,

@@ -1,5 +1,5 @@
-"""`llmcalc bench --model`: time a model's own ops (calc.hardware.model_ops) with torch and turn the
-times into a calibration: efficiency = roofline time / measured time, per op kind, by size.
+"""`llmcalc bench MODEL`: time a model's own ops (calc.hardware.model_ops) with torch and turn the
+times into a calibration (calc.hardware.calibration: fraction of peak and of the roofline, by size).
 
 On a GPU the roofline is the catalog GPU's datasheet peak and HBM bandwidth. On a CPU there is no
 published peak: the roofline is this host's best measured GEMM rate and copy bandwidth, the
@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, time_fn
-from calc.hardware.calibration import CPU_DEVICE, Calibration, OpPoint, Roofline
+from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
 
@@ -37,7 +37,8 @@ class OpTiming(BaseModel):
     bytes: float
     timing: Timing
     roofline_s: float
-    efficiency: float
+    efficiency: float  # of the peak rate in the op's size unit (FLOPs or bytes)
+    roofline_efficiency: float
 
 
 class ModelBenchResult(BaseModel):
@@ -183,13 +184,13 @@ def run_model_bench(
     results, points = [], {}
     for op, t in timed:
         nbytes = op.elements_moved * elem
+        p = measured_point(op.kind, f"{op.phase} {op.tokens}: {op.label}", op.flops, nbytes, t.median_s, roofline)
+        assert p.roofline_efficiency is not None
         roof = max(op.flops / (roofline.peak_tflops * 1e12), nbytes / (roofline.peak_gb_s * 1e9))
-        eff = roof / t.median_s
         results.append(OpTiming(kind=op.kind, label=op.label, phase=op.phase, tokens=op.tokens, shape=_shape(op),
-                                flops=op.flops, bytes=nbytes, timing=t, roofline_s=roof, efficiency=eff))
-        size = op.flops if op.kind in ("gemm", "attention") else nbytes
-        points.setdefault(op.kind, []).append(OpPoint(label=f"{op.phase} {op.tokens}: {op.label}", size=size,
-                                                      measured_s=t.median_s, efficiency=min(eff, 1.5)))
+                                flops=op.flops, bytes=nbytes, timing=t, roofline_s=roof,
+                                efficiency=p.efficiency, roofline_efficiency=p.roofline_efficiency))
+        points.setdefault(op.kind, []).append(p)
     if info.gpu_count > 1:
         notes.append(f"{info.gpu_count} GPUs visible: NCCL collectives are not measured by this version (defaults apply)")
     else:

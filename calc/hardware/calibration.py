@@ -1,14 +1,17 @@
-"""Measured efficiencies from `llmcalc bench --model ... --save` (or `calibrate --from-runs`).
+"""Measured efficiencies from `llmcalc bench MODEL --save` (or `calibrate --from-runs --save`).
 
-A calibration records, per op kind, points (size, measured time, efficiency vs roofline):
+A calibration records, per op kind, points measured on one device: the op's size, its median time,
+and two efficiencies against the device's roofline (Williams, Waterman, Patterson 2009, "Roofline"):
 
-    efficiency = roofline time / measured time,  roofline time = max(FLOPs / peak, bytes / bandwidth)
+    efficiency          = size / (peak rate x measured time)     (the fraction of peak the op reached)
+    roofline_efficiency = max(FLOPs / peak, bytes / bandwidth) / measured time
 
-(Williams, Waterman, Patterson 2009, "Roofline"), so 1.0 means the op ran at the device's peak and
-a time model divides its roofline time by the efficiency. Sizes: "gemm" and "attention" by FLOPs
-(2*m*n*k for a GEMM), "memory" by bytes moved, "allreduce" / "allgather" / "alltoall" by bytes.
-`Calibration.interpolate(kind, size)` interpolates the efficiency linearly in log(size) between
-measured points and holds the end values outside them.
+Sizes and peak rates: "gemm" and "attention" in FLOPs (2*m*n*k for a GEMM) against peak FLOP/s;
+"memory", "allreduce", "allgather", "alltoall" in bytes against peak bandwidth. So a time model
+gets an op's time as size / (peak rate x efficiency), for compute- and memory-bound shapes alike (a
+decode GEMM's low FLOP efficiency is its memory-bound time). For a compute-bound GEMM the two
+efficiencies are equal. `Calibration.interpolate(kind, size)` interpolates ``efficiency`` linearly
+in log(size) between measured points and holds the end values outside them.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class OpPoint(BaseModel):
     label: str = ""
     size: float = Field(gt=0, allow_inf_nan=False)
     measured_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="None for a fitted value")
-    efficiency: float = Field(gt=0, le=1.5, allow_inf_nan=False, description="roofline time / measured time")
+    efficiency: float = Field(gt=0, le=1.5, allow_inf_nan=False, description="size / (peak rate x measured time)")
+    roofline_efficiency: float | None = Field(None, gt=0, le=1.5, allow_inf_nan=False,
+                                              description="max(FLOPs/peak, bytes/bandwidth) / measured time")
 
 
 class Roofline(BaseModel):
@@ -111,6 +116,15 @@ class Calibration(BaseModel):
         """Efficiency at the largest measured size: the plateau a single-number model uses."""
         points = self.ops.get(_kind(op_kind))  # type: ignore[call-overload]
         return self.interpolate(op_kind, max(p.size for p in points)) if points else None
+
+
+def measured_point(kind: str, label: str, flops: float, nbytes: float, seconds: float, roofline: Roofline) -> OpPoint:
+    """The calibration point of one timed op (formulas in the module docstring)."""
+    peak_flops, peak_bytes = roofline.peak_tflops * 1e12, roofline.peak_gb_s * 1e9
+    size, rate = (flops, peak_flops) if kind in ("gemm", "attention") else (nbytes, peak_bytes)
+    roof = max(flops / peak_flops, nbytes / peak_bytes)
+    return OpPoint(label=label, size=size, measured_s=seconds, efficiency=min(size / rate / seconds, 1.5),
+                   roofline_efficiency=min(roof / seconds, 1.5))
 
 
 class Efficiency(BaseModel):

@@ -22,13 +22,14 @@ def model_bench_view(r: Any) -> RenderableType:
     """One row per timed op: shape, median time, roofline time and efficiency against it."""
     table = Table(title=f"bench {r.model} (TP={r.tp}) on {_device(r)}, {r.dtype}, torch {r.torch_version}",
                   title_justify="left")
-    for col in ("phase", "tokens", "op", "shape", "median ms", "roofline ms", "efficiency"):
+    for col in ("phase", "tokens", "op", "shape", "median ms", "roofline ms", "of peak", "of roofline"):
         table.add_column(col, justify="left" if col in ("phase", "op", "shape") else "right")
     for o in r.ops:
         table.add_row(o.phase, str(o.tokens or "-"), o.label, o.shape, f"{o.timing.median_s * 1e3:.3f}",
-                      f"{o.roofline_s * 1e3:.3f}", f"{o.efficiency:.0%}")
+                      f"{o.roofline_s * 1e3:.3f}", f"{o.efficiency:.1%}", f"{o.roofline_efficiency:.0%}")
     rows = [("roofline", f"{r.peak_tflops:,.3g} TFLOPS, {r.peak_gb_s:,.0f} GB/s ({r.roofline_source})"),
-            ("efficiency", "roofline time / measured time; roofline = max(FLOPs / peak, bytes / bandwidth)")]
+            ("of peak", "FLOPs (GEMM, attention) or bytes (memory ops) / (peak rate x measured time): what --calibration uses"),
+            ("of roofline", "max(FLOPs / peak, bytes / bandwidth) / measured time")]
     rows += [("note", n) for n in r.notes]
     return Group(table, kv_table("", rows))
 
