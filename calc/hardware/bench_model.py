@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, time_fn
-from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point
+from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point, roofline_seconds
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
 
@@ -186,7 +186,7 @@ def run_model_bench(
         nbytes = op.elements_moved * elem
         p = measured_point(op.kind, f"{op.phase} {op.tokens}: {op.label}", op.flops, nbytes, t.median_s, roofline)
         assert p.roofline_efficiency is not None
-        roof = max(op.flops / (roofline.peak_tflops * 1e12), nbytes / (roofline.peak_gb_s * 1e9))
+        roof = roofline_seconds(op.flops, nbytes, roofline)
         results.append(OpTiming(kind=op.kind, label=op.label, phase=op.phase, tokens=op.tokens, shape=_shape(op),
                                 flops=op.flops, bytes=nbytes, timing=t, roofline_s=roof,
                                 efficiency=p.efficiency, roofline_efficiency=p.roofline_efficiency))

@@ -118,11 +118,15 @@ class Calibration(BaseModel):
         return self.interpolate(op_kind, max(p.size for p in points)) if points else None
 
 
+def roofline_seconds(flops: float, nbytes: float, roofline: Roofline) -> float:
+    """max(FLOPs / peak, bytes / bandwidth): the op's time at the device's peaks."""
+    return max(flops / (roofline.peak_tflops * 1e12), nbytes / (roofline.peak_gb_s * 1e9))
+
+
 def measured_point(kind: str, label: str, flops: float, nbytes: float, seconds: float, roofline: Roofline) -> OpPoint:
     """The calibration point of one timed op (formulas in the module docstring)."""
-    peak_flops, peak_bytes = roofline.peak_tflops * 1e12, roofline.peak_gb_s * 1e9
-    size, rate = (flops, peak_flops) if kind in ("gemm", "attention") else (nbytes, peak_bytes)
-    roof = max(flops / peak_flops, nbytes / peak_bytes)
+    size, rate = (flops, roofline.peak_tflops * 1e12) if kind in ("gemm", "attention") else (nbytes, roofline.peak_gb_s * 1e9)
+    roof = roofline_seconds(flops, nbytes, roofline)
     return OpPoint(label=label, size=size, measured_s=seconds, efficiency=min(size / rate / seconds, 1.5),
                    roofline_efficiency=min(roof / seconds, 1.5))
 
