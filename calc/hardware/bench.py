@@ -7,10 +7,11 @@ figure "CPU" and never reports it as a GPU peak.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -52,6 +53,18 @@ def import_torch() -> Any:
     except ImportError:
         raise LLMCalcError("bench", "torch is not installed; run: pip install 'llmcalc[bench]' (torch==2.13.0)") from None
     return torch
+
+
+@contextlib.contextmanager
+def memory_guard(flag: str, advice: str) -> Iterator[None]:
+    """Running out of device (or host) memory while measuring is one line naming ``flag``, not a traceback."""
+    try:
+        yield
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError; so is a failed CPU allocation
+        text = str(exc).lower()
+        if "out of memory" not in text and "can't allocate" not in text:
+            raise
+        raise LLMCalcError(flag, f"does not fit in this device's memory ({str(exc).splitlines()[0][:120]}); {advice}") from None
 
 
 def filled(torch: Any, shape: tuple[int, ...], device: str, dtype: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, time_fn
+from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, time_fn
 from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point, roofline_seconds
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
@@ -126,15 +126,15 @@ def _probe_cpu_roofline(torch: Any, repeats: int) -> tuple[float, float]:
     best = 0.0
     for size in (256, 512, 1024):
         a, b = torch.rand(size, size), torch.rand(size, size)
-        t = time_fn(torch, False, lambda a=a, b=b: a @ b, warmup=1, repeats=repeats)
+        t = time_fn(torch, False, lambda a=a, b=b: a @ b, warmup=2, repeats=repeats)
         best = max(best, 2 * size**3 / t.min_s / 1e12)
-    src = torch.empty(2**25, dtype=torch.uint8)
-    dst = torch.empty_like(src)
-    t = time_fn(torch, False, lambda: dst.copy_(src), warmup=1, repeats=repeats)
+    src = torch.ones(2**25, dtype=torch.uint8)
+    dst = torch.zeros_like(src)
+    t = time_fn(torch, False, lambda: dst.copy_(src), warmup=2, repeats=repeats)
     return best, 2 * src.numel() / t.min_s / 1e9
 
 
-def cpu_roofline(repeats: int = 3) -> Roofline:
+def cpu_roofline(repeats: int = 5) -> Roofline:
     """This CPU's measured roofline (used by `validate` on a CPU without a calibration)."""
     torch = import_torch()
     tflops, gb_s = _probe_cpu_roofline(torch, repeats)
@@ -163,11 +163,12 @@ def run_model_bench(
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     weights: dict = {}
     timed = []
-    for op in ops:
-        if progress:
-            progress(f"{op.phase} {op.tokens}: {op.label}")
-        fn = _runner(torch, op, info.device, torch_dtype, weights)
-        timed.append((op, time_fn(torch, info.is_gpu, fn, warmup=1 if not info.is_gpu else 3, repeats=repeats)))
+    with memory_guard("--sizes", "measure fewer tokens (--seq, --batch, --sizes small) or a larger --tp"):
+        for op in ops:
+            if progress:
+                progress(f"{op.phase} {op.tokens}: {op.label}")
+            fn = _runner(torch, op, info.device, torch_dtype, weights)
+            timed.append((op, time_fn(torch, info.is_gpu, fn, warmup=1 if not info.is_gpu else 3, repeats=repeats)))
     weights.clear()
     if info.is_gpu:
         from calc.hardware.peaks import peak_tflops
@@ -177,7 +178,7 @@ def run_model_bench(
         roofline = Roofline(peak_tflops=peak_tflops(spec, dtype), peak_gb_s=spec.hbm_tb_s * 1000,
                             source=f"{spec.name} datasheet: {peak_tflops(spec, dtype):g} TFLOPS {dtype}, {spec.hbm_tb_s:g} TB/s")
     else:
-        tflops, gb_s = _probe_cpu_roofline(torch, 3)
+        tflops, gb_s = _probe_cpu_roofline(torch, 5)
         best_gemm = max(op.flops / t.median_s / 1e12 for op, t in timed if op.kind == "gemm")
         roofline = Roofline(peak_tflops=max(tflops, best_gemm), peak_gb_s=gb_s,
                             source="measured on this CPU (no published peak): best fp32 GEMM rate and copy bandwidth")

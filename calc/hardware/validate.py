@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, time_fn
+from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, time_fn
 from calc.hardware.calibration import Calibration, check_device
 from calc.specs import GPUSpec, ModelSpec
 
@@ -58,6 +58,32 @@ def check_buildable(m: ModelSpec) -> None:
     if m.moe or m.mla:
         raise LLMCalcError("MODEL", f"{m.name} uses {'MoE' if m.moe else 'MLA'}; validate builds dense MHA/GQA blocks only "
                                     "(time its ops with `bench --model` instead)")
+
+
+def cut_model(m: ModelSpec, layers: int) -> ModelSpec:
+    """The spec cut to its first ``layers`` blocks (per-layer kinds cut alike, no MTP heads), validated."""
+    data = m.model_dump()
+    data.update(num_layers=layers)
+    if data.get("layer_types"):
+        data["layer_types"] = data["layer_types"][:layers]
+    if "mtp_layers" in data:
+        data["mtp_layers"] = 0
+    return ModelSpec.model_validate(data)
+
+
+def unbuilt_features(m: ModelSpec, prompt: int) -> list[str]:
+    """What the torch blocks leave out that the spec has (each changes the time a little or not at all)."""
+    out = []
+    if m.position_embedding == "alibi":
+        out.append("ALiBi biases are not added to the scores (SDPA without a bias)")
+    if getattr(m, "qk_norm", "none") != "none":
+        out.append("q/k norms are not built")
+    if getattr(m, "attention_sinks", False):
+        out.append("attention sinks are not built")
+    window = getattr(m, "sliding_window", None)
+    if window and prompt > window:
+        out.append(f"sliding-window layers attend to all {prompt} tokens here, not the last {window}")
+    return out
 
 
 def _activation(torch: Any, name: str) -> Any:
@@ -177,23 +203,22 @@ def run_validate(
         if gpu is not None and gpu.arch != "cpu":
             raise LLMCalcError("--gpu", f"no GPU was found: validate measures this machine's CPU, not a {gpu.name}; "
                                         "omit --gpu (CPU figures) or run on that GPU")
-        device_spec, dtype = None, "fp32"
+        device_spec, dtype = gpu, "fp32"
         notes.append("CPU figures: the model is cut to a few layers and run in fp32 on this CPU")
     layers = min(layers or (GPU_LAYERS if info.is_gpu else CPU_LAYERS), m.num_layers)
     prompt = prompt or (2048 if info.is_gpu else 128)
     repeats = repeats or (10 if info.is_gpu else 3)
-    for flag, value in (("--layers", layers), ("--batch", batch), ("--prompt", prompt)):
-        if value < 1:
-            raise LLMCalcError(flag, f"must be >= 1, got {value}")
-    if prompt + 1 > m.max_position_embeddings and m.position_embedding == "learned":
-        raise LLMCalcError("--prompt", f"{m.name} has {m.max_position_embeddings} learned positions; use --prompt < that")
-    cut = m.model_copy(update={"num_layers": layers})
+    window = getattr(m, "context_window", None) or m.max_position_embeddings
+    if prompt + 1 > window:
+        raise LLMCalcError("--prompt", f"{prompt:,} prompt tokens + 1 decoded exceed {m.name}'s context window of {window:,}")
+    cut = cut_model(m, layers)
+    notes += unbuilt_features(m, prompt)
     calibration = None
     if calibration_path:
         from calc.hardware.calibration import load_calibration
 
         calibration = load_calibration(calibration_path)
-    if device_spec is None:
+    if device_spec is None:  # a CPU without a device spec: the calibration's roofline, else a quick probe
         from calc.hardware.bench_model import cpu_device_spec, cpu_roofline
 
         roofline = calibration.roofline if calibration and not calibration.is_gpu else cpu_roofline()
@@ -202,14 +227,15 @@ def run_validate(
     if calibration is not None:
         check_device(calibration, device_spec)
 
-    w = _Weights(torch, cut, layers, info.device, getattr(torch, TORCH_DTYPES[dtype]))
-    d = cut.dim_per_head
-    cache = [[w.rand(batch, cut.kv_heads, prompt + 1, d), w.rand(batch, cut.kv_heads, prompt + 1, d)] for _ in range(layers)]
-    ids = torch.randint(0, cut.vocab_size, (batch, prompt), device=info.device)
-    step = torch.randint(0, cut.vocab_size, (batch, 1), device=info.device)
-    with torch.inference_mode():
-        t_prefill = time_fn(torch, info.is_gpu, lambda: forward(w, ids, 0, cache), warmup=1, repeats=repeats)
-        t_decode = time_fn(torch, info.is_gpu, lambda: forward(w, step, prompt, cache), warmup=2, repeats=repeats * 3)
+    with memory_guard("--layers", "build fewer --layers or use a smaller --batch / --prompt"):
+        w = _Weights(torch, cut, layers, info.device, getattr(torch, TORCH_DTYPES[dtype]))
+        d = cut.dim_per_head
+        cache = [[w.rand(batch, cut.kv_heads, prompt + 1, d), w.rand(batch, cut.kv_heads, prompt + 1, d)] for _ in range(layers)]
+        ids = torch.randint(0, cut.vocab_size, (batch, prompt), device=info.device)
+        step = torch.randint(0, cut.vocab_size, (batch, 1), device=info.device)
+        with torch.inference_mode():
+            t_prefill = time_fn(torch, info.is_gpu, lambda: forward(w, ids, 0, cache), warmup=1, repeats=repeats)
+            t_decode = time_fn(torch, info.is_gpu, lambda: forward(w, step, prompt, cache), warmup=2, repeats=repeats * 3)
     pre, dec, default_source = predict(cut, device_spec, batch, prompt, dtype, None)
     cal_pre = cal_dec = cal_source = None
     if calibration is not None:
