@@ -11,6 +11,7 @@ from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gp
 from calc.memory.weights import weight_bytes
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
+from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gb, gib
 
@@ -57,6 +58,7 @@ def inference_memory(
     verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
     kv_total = kv_token * batch * seq
     return MemoryResult(
+        warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="infer", dtype=dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,

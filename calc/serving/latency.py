@@ -18,6 +18,7 @@ from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, kv_cache_bytes_pe
 from calc.model.flops import decode_flops, forward_flops
 from calc.model.parallel import check_layout, check_num_gpus, tp_allreduce_bytes_per_layer
 from calc.model.params import count_params
+from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA, dtype_bytes
 
@@ -64,6 +65,7 @@ class LatencyResult(BaseModel):
     ttft_at_full_peak_s: float
     verdict: str
     explain: list[str]
+    warnings: list[str] = []
 
 
 def _weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
@@ -131,7 +133,7 @@ def latency(
         decode_compute_s=dec_compute, decode_memory_s=dec_memory, decode_comm_s=dec_comm, tpot_s=tpot,
         decode_bound="compute" if dec_compute >= dec_memory else "memory",
         tokens_per_s=batch / tpot, e2e_s=ttft + output * tpot, ttft_at_full_peak_s=at_peak,
-        verdict=verdict,
+        verdict=verdict, warnings=check_context(m, prompt + output, "--prompt"),
         explain=[
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
             f"prefill FLOPs (B={batch}, S={prompt}, {pre.convention}) = {pre.forward_flops:.4g}; "
@@ -172,6 +174,7 @@ class ConcurrencyResult(BaseModel):
     assumptions: list[str]
     verdict: str
     explain: list[str]
+    warnings: list[str] = []
 
 
 CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
@@ -218,7 +221,7 @@ def concurrency(
         activation_bytes=mem.activation_bytes, free_bytes=free, kv_cache_bytes_per_request=kv_request,
         max_concurrency=int(count), shortfall_bytes=max(-free, 0), table=table,
         assumptions=mem.assumptions + [f"TP = {num_gpus}; one prefill of {max_tokens} tokens in flight"],
-        verdict=verdict,
+        verdict=verdict, warnings=check_context(m, max_tokens, "--max-tokens"),
         explain=[
             f"capacity = {num_gpus} x {gpu.memory_bytes:,} B = {capacity:,} B",
             f"free per GPU = {gpu.memory_bytes:,} - weights {mem.per_gpu['weights']:,} - activations "

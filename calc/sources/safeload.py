@@ -127,7 +127,9 @@ def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
     """Parse JSON into a mapping, with a one-line error on any failure (NaN/Infinity literals refused)."""
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping") from None
+    except json.JSONDecodeError as exc:
         raise LLMCalcError(field, f"{where} is not valid JSON ({_short(exc)})") from None
     except ValueError as exc:  # NaN/Infinity, or an integer over Python's digit limit
         raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
