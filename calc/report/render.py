@@ -19,7 +19,6 @@ from calc.sanity import warn
 from calc.units import gb, gib, human
 
 
-
 class _WideEnoughConsole(Console):
     """A console that never squeezes a view below its minimum width (the longest word of each
     column): on a narrow terminal or a pipe the lines run long rather than fold a GPU name or
