@@ -489,7 +489,14 @@ def main() -> None:
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import ClickException  # type: ignore[no-redef]
 
+    args = sys.argv[1:]
+    if args in (["--version"], ["-V"]):
+        from calc import __version__
+
+        sys.stdout.write(f"llmcalc {__version__}\n")
+        sys.exit(0)
     try:
+        _check_output_flags(args)
         code = app(standalone_mode=False)
     except LLMCalcError as exc:
         if _state["debug"]:
@@ -502,9 +509,33 @@ def main() -> None:
     except ClickException as exc:
         if _state["debug"]:
             raise
-        _fail(exc.format_message().replace("\n", " "))
+        message = exc.format_message().replace("\n", " ").strip()
+        if not message:  # bare `llmcalc`: the help is already printed
+            sys.exit(0)
+        _fail(message)
     except (ValueError, OverflowError, ArithmeticError, RecursionError) as exc:
         if _state["debug"]:
             raise
         _fail(f"{type(exc).__name__}: {exc}".replace("\n", " "))
+    except OSError as exc:  # writing --plot/--save, a closed pipe
+        if _state["debug"]:
+            raise
+        _fail(f"cannot write output: {exc.strerror or exc}".replace("\n", " "))
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        if _state["debug"] or "--debug" in args:
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it with --debug output".replace("\n", " "))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _check_output_flags(args: list[str]) -> None:
+    """Validate --plot/--save paths before any work, so a bad path costs nothing."""
+    from calc.sources.safeload import OUTPUT_SUFFIXES, check_output_path
+
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag in OUTPUT_SUFFIXES:
+            if eq:
+                check_output_path(value, flag)
+            elif i + 1 < len(args):
+                check_output_path(args[i + 1], flag)
