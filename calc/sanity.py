@@ -56,24 +56,11 @@ def check_efficiency(fraction: float, what: str, field: str = "--calibration") -
     return min(fraction, 1.0)
 
 
-def context_window(m: Any) -> int:
-    """Longest sequence the model was built for: max_position_embeddings, times the RoPE scaling
-    factor where the spec carries one (e.g. ``rope_scaling.factor`` in HF configs)."""
-    window = m.max_position_embeddings
-    factor = getattr(m, "rope_scaling_factor", None)
-    scaling = getattr(m, "rope_scaling", None)
-    if factor is None and scaling is not None:
-        factor = scaling.get("factor") if isinstance(scaling, dict) else getattr(scaling, "factor", None)
-    if isinstance(factor, int | float) and factor > 1:
-        window = int(window * factor)
-    return window
-
-
 def check_context(m: Any, tokens: int, field: str) -> list[str]:
     """Warn when ``tokens`` (prompt + output, or a training sequence) exceed the model's context window."""
-    window = context_window(m)
+    window = m.context_window
     if tokens > window:
         return [f"{field}: {tokens:,} tokens exceed {m.name}'s context window of {window:,} "
-                "(max_position_embeddings); the model was not trained for it"]
+                "(max_position_embeddings x RoPE scaling); the model was not trained for it"]
     return []
 

@@ -18,12 +18,11 @@ from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, kv_cache_bytes_pe
 from calc.model.flops import decode_flops, forward_flops
 from calc.model.parallel import check_layout, check_num_gpus, tp_allreduce_bytes_per_layer
 from calc.model.params import count_params
-from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA, dtype_bytes
 
 
-def _check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
+def check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
     """Serving splits the model by TP = number of GPUs; name the flag the user actually typed."""
     check_num_gpus(num_gpus)
     try:
@@ -65,7 +64,6 @@ class LatencyResult(BaseModel):
     ttft_at_full_peak_s: float
     verdict: str
     explain: list[str]
-    warnings: list[str] = []
 
 
 def _weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
@@ -81,11 +79,11 @@ def _weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
 
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
-    dtype: str = "fp16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
+    dtype: str = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
     target_ttft_s: float | None = None,
 ) -> LatencyResult:
     """TTFT of prefilling B prompts of P tokens and TPOT of decoding T tokens, by roofline, with TP = GPUs."""
-    _check_serving_gpus(m, num_gpus)
+    check_serving_gpus(m, num_gpus)
     elem = float(dtype_bytes(dtype))
     kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype)  # whole model; bandwidth is summed over GPUs
     eff = efficiency_for(gpu, dtype, calibration)
@@ -133,7 +131,7 @@ def latency(
         decode_compute_s=dec_compute, decode_memory_s=dec_memory, decode_comm_s=dec_comm, tpot_s=tpot,
         decode_bound="compute" if dec_compute >= dec_memory else "memory",
         tokens_per_s=batch / tpot, e2e_s=ttft + output * tpot, ttft_at_full_peak_s=at_peak,
-        verdict=verdict, warnings=check_context(m, prompt + output, "--prompt"),
+        verdict=verdict,
         explain=[
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
             f"prefill FLOPs (B={batch}, S={prompt}, {pre.convention}) = {pre.forward_flops:.4g}; "
@@ -174,14 +172,13 @@ class ConcurrencyResult(BaseModel):
     assumptions: list[str]
     verdict: str
     explain: list[str]
-    warnings: list[str] = []
 
 
 CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def concurrency(
-    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "fp16",
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "bf16",
     kv_dtype: str | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> ConcurrencyResult:
     """Requests of ``max_tokens`` (input + output) whose KV cache fits beside the weights.
@@ -189,7 +186,7 @@ def concurrency(
     Per GPU (TP = GPUs): free = capacity - weights/t - activations of one prefill/t - reserve;
     max = floor(free / (KV per token per GPU x max_tokens)). 0 with the shortfall when free < 0.
     """
-    _check_serving_gpus(m, num_gpus)
+    check_serving_gpus(m, num_gpus)
     kv_dtype = kv_dtype or dtype
 
     def per_gpu(tokens: int):  # noqa: ANN202 - local helper
@@ -221,7 +218,7 @@ def concurrency(
         activation_bytes=mem.activation_bytes, free_bytes=free, kv_cache_bytes_per_request=kv_request,
         max_concurrency=int(count), shortfall_bytes=max(-free, 0), table=table,
         assumptions=mem.assumptions + [f"TP = {num_gpus}; one prefill of {max_tokens} tokens in flight"],
-        verdict=verdict, warnings=check_context(m, max_tokens, "--max-tokens"),
+        verdict=verdict,
         explain=[
             f"capacity = {num_gpus} x {gpu.memory_bytes:,} B = {capacity:,} B",
             f"free per GPU = {gpu.memory_bytes:,} - weights {mem.per_gpu['weights']:,} - activations "

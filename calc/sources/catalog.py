@@ -13,14 +13,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.sources.safeload import load_mapping
-from calc.specs import GPUSpec, ModelSpec
+from calc.specs import GPUSpec, ModelSpec, spec_from_mapping
+from calc.specs.system import SystemSpec
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the calc/ package
-SpecT = TypeVar("SpecT", ModelSpec, GPUSpec)
+SpecT = TypeVar("SpecT", ModelSpec, GPUSpec, SystemSpec)
 
 
 def catalog_dir(folder: str) -> Path:
@@ -37,22 +38,6 @@ def _key(name: str) -> str:
 @cache
 def _catalog_files(folder: str) -> dict[str, Path]:
     return {_key(p.stem): p for p in sorted(catalog_dir(folder).glob("*.yaml"))}
-
-
-def spec_from_mapping(cls: type[SpecT], data: dict[str, Any], where: str, field: str) -> SpecT:
-    """Validate a mapping into a spec; a pydantic error becomes one line naming the bad field."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, where, field) from None
-
-
-def validation_error(exc: ValidationError, where: str, field: str) -> LLMCalcError:
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "spec"
-    message = err["msg"].removeprefix("Value error, ")
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return LLMCalcError(field, f"{where}: field '{loc}': {message}{more}")
 
 
 def _load_catalog_file(cls: type[SpecT], path: Path, field: str) -> SpecT:
@@ -158,3 +143,17 @@ def list_gpus() -> tuple[GPUSpec, ...]:
 def dump_spec(spec: BaseModel) -> dict[str, Any]:
     """A spec as a plain mapping (defaults left out), ready for yaml.safe_dump."""
     return spec.model_dump(mode="json", exclude_defaults=True)
+
+
+def load_system(arg: str, field: str = "--system") -> SystemSpec:
+    """A node type (GPUs per node, NVLink and NIC bandwidth) by catalog name/alias or YAML path."""
+    return _resolve(SystemSpec, arg, "system_specs", field, "system")
+
+
+def list_systems() -> tuple[SystemSpec, ...]:
+    return list_specs(SystemSpec, "system_specs")
+
+
+def system_for_gpu(gpu: GPUSpec) -> SystemSpec | None:
+    """The shipped node type built from this GPU (first by name), or None when none is shipped."""
+    return next((s for s in list_systems() if s.gpu == gpu.name), None)

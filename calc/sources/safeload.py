@@ -180,7 +180,7 @@ def _require_mapping(data: Any, where: str, field: str) -> dict[str, Any]:
 OUTPUT_SUFFIXES = {"--plot": (".png", ".svg"), "--save": (".yaml", ".yml")}
 
 
-def check_output_path(path: str, flag: str) -> Path:
+def check_output_path(path: str, flag: str, suffixes: tuple[str, ...] | None = None) -> Path:
     """Refuse an output path that cannot be written, before the command does its work: empty, a
     directory, a device/FIFO, a missing or unwritable parent folder, an unwritable file, a wrong suffix."""
     if not path or not path.strip():
@@ -198,7 +198,7 @@ def check_output_path(path: str, flag: str) -> Path:
         raise LLMCalcError(flag, f"{path} is a directory; give a file name inside it")
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise LLMCalcError(flag, f"{path} is not a regular file (a device, FIFO or socket)")
-    suffixes = OUTPUT_SUFFIXES.get(flag)
+    suffixes = suffixes or OUTPUT_SUFFIXES.get(flag)
     if suffixes and target.suffix.lower() not in suffixes:
         raise LLMCalcError(flag, f"write a {' or '.join(suffixes)} file, got {path!r}")
     if info is None and not target.parent.is_dir():

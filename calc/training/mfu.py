@@ -115,7 +115,6 @@ class TrainTimeResult(BaseModel):
     best_case_days: float | None
     verdict: str
     explain: list[str]
-    warnings: list[str] = []
 
 
 def train_time(
@@ -142,7 +141,7 @@ def train_time(
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
-        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, warnings=check_context(m, seq, "--seq"),
+        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best,
         verdict=f"{seconds / 86400:,.1f} days on {num_gpus} x {gpu.name} at {mfu_assumed:.0%} MFU "
         f"({gpu_hours:,.0f} GPU-hours{cost_text})",
         explain=[

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calc.errors import LLMCalcError
-from calc.specs import ModelSpec
+from calc.specs import ModelSpec, spec_from_mapping
 
 _REQUIRED = object()
 
@@ -371,8 +371,6 @@ def model_from_hf_config(data: dict[str, Any], where: str = "config.json", field
     ...                       "n_embd": 768, "n_layer": 12, "n_head": 12}).num_layers
     12
     """
-    from calc.sources.catalog import spec_from_mapping
-
     model_type = data.get("model_type")
     if not isinstance(model_type, str) or model_type not in MAPPERS:
         shown = repr(model_type) if len(repr(model_type)) <= 80 else repr(model_type)[:80] + "..."
