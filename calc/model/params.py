@@ -187,7 +187,8 @@ def mtp_tensors(m: ModelSpec) -> list[Tensor]:
     one = [
         Tensor("mtp", 2 * H, f"enorm + hnorm: 2*H = 2*{H}"),
         Tensor("mtp", 2 * H * H, f"eh_proj: 2H*H = {2 * H}*{H}"),
-        *[Tensor("mtp", t.params, t.formula, active=t.active, matmul=t.matmul) for t in layer_tensors(m, moe_layer=bool(m.moe))],
+        *[Tensor("mtp", t.params, t.formula, active=t.active, matmul=t.matmul, shape=t.shape, name=t.name)
+          for t in layer_tensors(m, moe_layer=bool(m.moe))],
         Tensor("mtp", H, f"shared_head.norm: H = {H}"),
         Tensor("mtp", 2 * V * H, f"embed_tokens + shared_head.head: 2*V*H = 2*{V}*{H}"),
     ]
@@ -237,6 +238,13 @@ def layer_kinds(m: ModelSpec) -> list[tuple[str, int, list[Tensor]]]:
     if m.moe.num_dense_layers:
         kinds.insert(0, ("dense", m.moe.num_dense_layers, layer_tensors(m, moe_layer=False)))
     return kinds
+
+
+def tensor_copies(m: ModelSpec, with_mtp: bool = False) -> list[tuple[Tensor, int]]:
+    """Every tensor of the model with the number of copies it holds (per-layer tensors x block count)."""
+    out = [(t, count) for _, count, tensors in layer_kinds(m) for t in tensors]
+    out += [(t, 1) for t in model_tensors(m)]
+    return out + ([(t, 1) for t in mtp_tensors(m)] if with_mtp else [])
 
 
 def textbook_params(m: ModelSpec) -> int:
