@@ -16,7 +16,7 @@ from calc.units import GIB, dtype_bytes, gb, gib
 
 
 def inference_memory(
-    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str | None = "fp16",
+    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
     act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> MemoryResult:

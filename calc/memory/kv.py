@@ -43,7 +43,7 @@ def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16",
     return exact_bytes(busiest * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
 
 
-def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "fp16", tp: int = 1, pp: int = 1) -> int:
+def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
     """KV-cache bytes per token (per GPU when tp/pp > 1) while every layer still holds it, i.e. for
     sequences no longer than the smallest window; ``kv_cache_bytes_for_tokens`` caps local layers.
 

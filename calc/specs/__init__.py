@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
+from calc.specs.bounds import check_bounds
 from calc.specs.mapping import spec_from_mapping, validation_error
 
 __all__ = [
@@ -22,6 +23,12 @@ TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8"]
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, value: object, info: ValidationInfo) -> object:
+        """Every number finite and plausible, every name short and printable (calc.specs.bounds)."""
+        return check_bounds(value, info.field_name or "")
 
 
 class MoESpec(_Spec):

@@ -10,14 +10,24 @@ from collections.abc import Callable
 from typing import Any
 
 from calc.errors import LLMCalcError
-from calc.sources.hf import classic, cohere, deepseek, gemma, glm, gpt_oss, llama, llama4, olmo, phi, qwen, starcoder2
+from calc.sources.hf.classic import MAPPERS as CLASSIC
+from calc.sources.hf.cohere import MAPPERS as COHERE
 from calc.sources.hf.config import HFConfig, Mapping
+from calc.sources.hf.deepseek import MAPPERS as DEEPSEEK
+from calc.sources.hf.gemma import MAPPERS as GEMMA
+from calc.sources.hf.glm import MAPPERS as GLM
+from calc.sources.hf.gpt_oss import MAPPERS as GPT_OSS
+from calc.sources.hf.llama import MAPPERS as LLAMA
+from calc.sources.hf.llama4 import MAPPERS as LLAMA4
+from calc.sources.hf.olmo import MAPPERS as OLMO
+from calc.sources.hf.phi import MAPPERS as PHI
 from calc.sources.hf.quant import quantization
+from calc.sources.hf.qwen import MAPPERS as QWEN
+from calc.sources.hf.starcoder2 import MAPPERS as STARCODER2
 from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
-    **llama.MAPPERS, **qwen.MAPPERS, **gemma.MAPPERS, **phi.MAPPERS, **deepseek.MAPPERS, **glm.MAPPERS,
-    **gpt_oss.MAPPERS, **llama4.MAPPERS, **olmo.MAPPERS, **starcoder2.MAPPERS, **cohere.MAPPERS, **classic.MAPPERS,
+    **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **CLASSIC,
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
@@ -27,18 +37,20 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
     """Our spec mapping (the catalog YAML's fields) for a parsed config.json."""
     model_type = data.get("model_type")
     note = ""
-    if model_type in _TEXT_CONFIG and isinstance(data.get("text_config"), dict):
+    if isinstance(model_type, str) and model_type in _TEXT_CONFIG and isinstance(data.get("text_config"), dict):
         text = data["text_config"]
         inner = {"quantization_config": data.get("quantization_config"), "torch_dtype": data.get("torch_dtype"), **text}
         note = f"; language model of {model_type} (text_config), vision tower not counted"
         model_type, data = text.get("model_type", _TEXT_CONFIG[model_type]), {**inner, "_name_or_path": data.get("_name_or_path")}
-    if model_type not in MAPPERS:
+    if not isinstance(model_type, str) or model_type not in MAPPERS:
+        shown = repr(model_type) if len(repr(model_type)) <= 80 else repr(model_type)[:80] + "..."
         supported = ", ".join(sorted(k for k in MAPPERS if k.islower()))
-        raise LLMCalcError(field, f"{where}: unsupported model_type {model_type!r}; supported: {supported}")
+        raise LLMCalcError(field, f"{where}: unsupported model_type {shown}; supported: {supported}")
     c = HFConfig(data, where, field)
     fields = {**MAPPERS[model_type](c), **quantization(c)}
     name = data.get("_name_or_path") or data.get("name") or model_type
-    fields = {"name": str(name), "description": f"imported from {where} ({model_type}){note}", **fields}
+    description = f"imported from {where} ({model_type}){note}"[:1000]
+    fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields}
     return {k: v for k, v in fields.items() if v is not None}
 
 

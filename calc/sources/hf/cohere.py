@@ -20,7 +20,7 @@ def cohere(c: HFConfig) -> Mapping:
 
 def cohere2(c: HFConfig) -> Mapping:
     # modeling_cohere2: as cohere, layer i slides unless (i + 1) % sliding_window_pattern == 0 (default 4).
-    pattern = c.int("sliding_window_pattern", default=4)
+    pattern = c.divisor("sliding_window_pattern", default=4)
     return _command(c, layer_rule=lambda i: "sliding" if (i + 1) % pattern else "full", window_default=4096)
 
 

@@ -47,6 +47,28 @@ class HFConfig:
             raise self.fail(keys[0], f"must be an integer, got {value!r}")
         return value
 
+    def layers(self, key: str = "num_hidden_layers") -> int:
+        """The layer count, bounded before any per-layer loop runs over it."""
+        from calc.specs.bounds import LIMITS
+
+        value = self.int(key)
+        if not 1 <= value <= LIMITS["num_layers"][1]:
+            raise self.fail(key, f"must be in 1..{LIMITS['num_layers'][1]}, got {value}")
+        return value
+
+    def divisor(self, key: str, default: int) -> int:
+        """An integer used as a step or modulus (decoder_sparse_step, moe_layer_freq, patterns): >= 1."""
+        value = self.int(key, default=default)
+        if value < 1:
+            raise self.fail(key, f"must be an integer >= 1, got {value!r}")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.get(key, default=[])
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self.fail(key, f"must be a list of integers, got {value!r}"[:200])
+        return value
+
     def bool(self, *keys: str, default: Any = _REQUIRED) -> Any:
         value = self.get(*keys, default=default)
         if not isinstance(value, bool):
@@ -104,7 +126,7 @@ def rope_scaling_factor(c: HFConfig) -> float | None:
 def llama_like(c: HFConfig, **family: Any) -> Mapping:
     """Llama, Mistral, Qwen, Gemma, Phi-3 and their descendants: RMSNorm, RoPE, gated MLP, GQA,
     optional head_dim; per-layer attention from layer_types / sliding_window."""
-    num_layers = c.int("num_hidden_layers")
+    num_layers = c.layers()
     rule = family.pop("layer_rule", None)
     layout = family.pop("layout", None)
     window = c.int("sliding_window", default=family.pop("window_default", None))

@@ -6,10 +6,10 @@ from calc.sources.hf.config import HFConfig, Mapping, moe_layer_count, rope_scal
 
 
 def deepseek(c: HFConfig, v3: bool) -> Mapping:
-    num_layers = c.int("num_hidden_layers")
+    num_layers = c.layers()
     routed = c.int("n_routed_experts", default=None)
     moe_layers = moe_layer_count(num_layers, c.int("first_k_dense_replace", default=0),
-                                 c.int("moe_layer_freq", default=1)) if routed else 0
+                                 c.divisor("moe_layer_freq", default=1)) if routed else 0
     shared = c.int("n_shared_experts", default=0) or 0
     expert_width = c.int("moe_intermediate_size")
     heads = c.int("num_attention_heads")

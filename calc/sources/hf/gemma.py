@@ -19,7 +19,7 @@ def gemma2(c: HFConfig) -> Mapping:
 def gemma3_text(c: HFConfig) -> Mapping:
     # modeling_gemma3: Gemma 2's 4 norms plus q_norm/k_norm RMSNorm(head_dim); layer i slides unless
     # (i + 1) % sliding_window_pattern == 0 (default 6: five local layers per global one).
-    pattern = c.int("sliding_window_pattern", default=6)
+    pattern = c.divisor("sliding_window_pattern", default=6)
     return llama_like(c, tied_default=True, head_dim=c.int("head_dim", default=256), norms_per_layer=4,
                       qk_norm="head", layer_rule=lambda i: "sliding" if (i + 1) % pattern else "full", window_default=4096)
 

@@ -12,11 +12,11 @@ def llama4_text(c: HFConfig) -> Mapping:
     the same width; dense layers use intermediate_size_mlp. Layers with RoPE (no_rope_layers[i] = 1;
     default every layer but each 4th) use chunked attention over attention_chunk_size tokens, NoPE
     layers attend globally. q/k L2 norms have no weights."""
-    num_layers = c.int("num_hidden_layers")
-    step = c.int("interleave_moe_layer_step", default=1)
-    moe_layers = c.get("moe_layers", default=None)
-    n_moe = len(moe_layers) if isinstance(moe_layers, list) else len(range(step - 1, num_layers, step))
-    rope = c.get("no_rope_layers", default=None) or [int((i + 1) % 4 != 0) for i in range(num_layers)]
+    num_layers = c.layers()
+    step = c.divisor("interleave_moe_layer_step", default=1)
+    moe_layers = set(c.int_list("moe_layers")) if c.get("moe_layers", default=None) is not None else None
+    n_moe = len(moe_layers & set(range(num_layers))) if moe_layers is not None else len(range(step - 1, num_layers, step))
+    rope = c.int_list("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(num_layers)]
     if len(rope) != num_layers:
         raise c.fail("no_rope_layers", f"must list one flag per layer ({num_layers})")
     chunked = c.int("attention_chunk_size", default=None) is not None

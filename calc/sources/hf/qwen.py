@@ -10,7 +10,7 @@ from calc.sources.hf.config import HFConfig, Mapping, attention_layout, llama_li
 def _qwen_layout(c: HFConfig) -> Mapping:
     """configuration_qwen2/3: sliding_window applies only with use_sliding_window, and then to layers
     i >= max_window_layers."""
-    num_layers = c.int("num_hidden_layers")
+    num_layers = c.layers()
     if not c.bool("use_sliding_window", default=False):
         return {}
     first = c.int("max_window_layers", default=num_layers)
@@ -31,10 +31,10 @@ def qwen3(c: HFConfig) -> Mapping:
 def _sparse_layers(c: HFConfig, default_experts: int) -> tuple[int, int]:
     """(experts, dense layer count): layer i is sparse iff i not in mlp_only_layers and
     (i + 1) % decoder_sparse_step == 0 (modeling_qwen2_moe / qwen3_moe)."""
-    num_layers = c.int("num_hidden_layers")
+    num_layers = c.layers()
     experts = c.int("num_experts", default=default_experts)
-    step = c.int("decoder_sparse_step", default=1)
-    mlp_only = set(c.get("mlp_only_layers", default=[]))
+    step = c.divisor("decoder_sparse_step", default=1)
+    mlp_only = set(c.int_list("mlp_only_layers"))
     sparse = [i for i in range(num_layers) if i not in mlp_only and experts > 0 and (i + 1) % step == 0]
     return experts, num_layers - len(sparse)
 
