@@ -26,7 +26,8 @@ def inference_memory(
     + B*S*H*c*bytes/t + reserve. ``dtype`` None = the checkpoint as shipped (quantization_config).
     """
     plan = check_layout(m, plan or Parallelism())
-    shipped = dtype is None
+    shipped = dtype is None and m.quantization is not None  # unquantized: as shipped = the checkpoint dtype
+    dtype = None if shipped else dtype or m.checkpoint_dtype
     groups = {} if group_size else weight_bytes_by_group(m, dtype)
     dtype = dtype or m.checkpoint_dtype
     kv_dtype = kv_dtype or dtype
@@ -62,7 +63,7 @@ def inference_memory(
     kv_seq = kv_cache_bytes_for_tokens(m, seq, kv_dtype)
     kv_total = kv_seq * batch
     return MemoryResult(
-        model=m.name, mode="infer", dtype="as-shipped" if shipped and m.quantization else dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
+        model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
         activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,
