@@ -33,8 +33,20 @@ MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
 
 
-def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "MODEL") -> Mapping:
-    """Our spec mapping (the catalog YAML's fields) for a parsed config.json."""
+# Fields whose family default changes a tensor shape or the context: `llmcalc import` refuses to write a
+# YAML that rests on one of them (the config must say it), where loading a config for a query accepts
+# transformers' default as transformers itself would.
+SHAPE_FIELDS = frozenset({
+    "head_dim", "intermediate_size", "n_inner", "ffn_hidden_size", "num_experts", "num_local_experts",
+    "num_experts_per_tok", "experts_per_token", "moe_intermediate_size", "n_shared_experts", "vocab_size",
+    "shared_expert_intermediate_size", "sliding_window", "sliding_window_pattern", "max_position_embeddings",
+    "first_k_dense_replace", "n_positions",
+})
+
+
+def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "MODEL", strict: bool = False) -> Mapping:
+    """Our spec mapping (the catalog YAML's fields) for a parsed config.json; ``strict`` refuses a
+    shape taken from a family default instead of the config."""
     model_type = data.get("model_type")
     note = ""
     if isinstance(model_type, str) and model_type in _TEXT_CONFIG and isinstance(data.get("text_config"), dict):
@@ -48,6 +60,10 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
         raise LLMCalcError(field, f"{where}: unsupported model_type {shown}; supported: {supported}")
     c = HFConfig(data, where, field)
     fields = {**MAPPERS[model_type](c), **quantization(c)}
+    guessed = sorted(k for k in c.defaulted if k in SHAPE_FIELDS)
+    if strict and guessed:
+        shown = ", ".join(f"{k} (default {c.defaulted[k]!r})" for k in guessed)
+        raise LLMCalcError(field, f"{where}: does not give {shown}; add it to the config instead of relying on a default")
     name = data.get("_name_or_path") or data.get("name") or model_type
     description = f"imported from {where} ({model_type}){note}"[:1000]
     fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields}

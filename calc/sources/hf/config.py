@@ -27,6 +27,7 @@ class HFConfig:
 
     def __init__(self, data: dict[str, Any], where: str, field: str) -> None:
         self.data, self.where, self.field = data, where, field
+        self.defaulted: dict[str, Any] = {}  # key -> the family default used because the config lacks it
 
     def fail(self, key: str, problem: str) -> LLMCalcError:
         return LLMCalcError(self.field, f"{self.where}: field '{key}' {problem}")
@@ -37,6 +38,8 @@ class HFConfig:
                 return self.data[key]
         if default is _REQUIRED:
             raise self.fail(keys[0], "is missing")
+        if default is not None:
+            self.defaulted.setdefault(keys[0], default)
         return default
 
     def int(self, *keys: str, default: Any = _REQUIRED) -> Any:
