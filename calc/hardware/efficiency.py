@@ -31,6 +31,10 @@ TILE_MN, TILE_K = 128, 64
 MEMORY_EFFICIENCY: dict[str, float] = {"CDNA3": 0.80}  # HBM streaming; NVIDIA parts default to 0.9
 COLLECTIVE_EFFICIENCY = 0.80  # achieved NCCL busBW / link bandwidth (NVLink A100 ~240 of 300 GB/s)
 OVERLAP_EFFICIENCY = 0.85  # share of an overlappable communication actually hidden under compute
+# Fused attention (FlashAttention-2, Dao 2023 arXiv 2307.08691 sec. 4: ~70% of A100 peak forward) as a
+# fraction of the GEMM plateau; its backward does 2.5x the forward FLOPs (recomputes Q K^T).
+FLASH_ATTENTION_FRACTION = 0.80
+FLASH_BACKWARD_FLOPS_RATIO = 2.5
 
 
 def _calibrated(calibration: Any, op_kind: str, size: float) -> float | None:
@@ -55,22 +59,29 @@ def collective_efficiency(calibration: Any = None, op_kind: str = "allreduce", s
     return _calibrated(calibration, op_kind, size) or COLLECTIVE_EFFICIENCY
 
 
+def flash_attention_rate(gpu: GPUSpec, dtype: str = "bf16") -> float:
+    """FLOP/s of a fused (flash) attention kernel: peak x GEMM plateau x FLASH_ATTENTION_FRACTION."""
+    return peak_tflops(gpu, dtype) * TERA * gemm_plateau(gpu) * FLASH_ATTENTION_FRACTION
+
+
 def _quant(x: float, tile: int) -> float:
     return x / (math.ceil(x / tile) * tile)
 
 
-def gemm_time(gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None) -> float:
-    """Seconds for one [m,k] @ [k,n] GEMM (formula in the module docstring)."""
+def gemm_time(
+    gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1
+) -> float:
+    """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring)."""
     flops = 2 * m * n * k
     peak = peak_tflops(gpu, dtype) * TERA
     measured = _calibrated(calibration, "gemm", flops)
     if measured:
-        return flops / (peak * measured)
+        return batch * flops / (peak * measured)
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
     compute = flops / (peak * gemm_plateau(gpu) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
     memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))
-    return max(compute, memory) + GEMM_LAUNCH_S
+    return batch * max(compute, memory) + GEMM_LAUNCH_S
 
 
 def gemm_efficiency(gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None) -> float:

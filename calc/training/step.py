@@ -1,0 +1,179 @@
+"""Step time of a training plan: compute, recomputation, TP/EP/CP communication per micro-batch, the
+pipeline bubble and stage sends, data-parallel gradient reduction, ZeRO-3 gathers and the optimizer step.
+
+    step = m x t_mb + (p-1)/v x t_mb + p2p + DP exposed + ZeRO-3 exposed + optimizer
+with m = B/(d*b) micro-batches and t_mb the forward + backward time of one micro-batch on the slowest
+pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; calc.training.cost).
+  bubble      1F1B (p-1)/m of the pipelined time, interleaved (p-1)/(v m) (Narayanan et al. 2021,
+              arXiv 2104.04473 sec. 2.2); stages hold ceil/floor(L/p) layers, the head on the last one
+  p2p         each micro-batch sends its activation b*s/c*H*bytes/t forward and the gradient back, v times
+              with interleaving (scatter/gather over TP, sec. 4.1), on the link between stages
+  DP          gradients (N_local x grad bytes) all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
+              updated bf16 weights all-gathered, exposed) over the d*c ranks, in buckets overlapped with the
+              last backward except the last bucket (PyTorch DDP / Megatron DDP)
+  ZeRO-3      per micro-batch: weights all-gathered for forward and again for backward, gradients
+              reduce-scattered; hidden under that micro-batch's compute at the overlap efficiency
+  optimizer   N_local (/d*c with ZeRO >= 1) x 28 B of HBM traffic (Adam, mixed precision)
+MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
+HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from calc.hardware.peaks import peak_tflops
+from calc.memory.training import training_bytes_per_gpu
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout
+from calc.units import GIB, TERA
+
+TERM_KEYS = (
+    "compute_s", "recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
+    "dp_comm_s", "zero_gather_s", "optimizer_s",
+)
+DEFAULT_RESERVE_GIB = 1.0
+
+
+@dataclass
+class StepTerms:
+    """Exposed seconds per step by term (they sum to step_time_s), the raw communication totals and the stage."""
+
+    step_time_s: float
+    exposed: dict[str, float]
+    totals: dict[str, float]
+    micro_batches: int
+    t_microbatch_s: float
+    stage: dict[str, float]
+    stage_index: int
+    stage_layers: int
+    local_params: float
+
+    def mfu(self, cost: ModelCost, global_batch: int, num_gpus: int) -> float:
+        peak = peak_tflops(cost.gpu, cost.dtype) * TERA
+        return global_batch * cost.model_flops_per_seq / (self.step_time_s * num_gpus * peak)
+
+
+def stage_layers(num_layers: int, pp: int) -> list[tuple[int, int]]:
+    """(first layer, layer count) per stage: L // p each, the L mod p extra layers on the first stages
+    (the last stage also carries the output head)."""
+    base, extra = divmod(num_layers, pp)
+    out, start = [], 0
+    for i in range(pp):
+        count = base + (1 if i < extra else 0)
+        out.append((start, count))
+        start += count
+    return out
+
+
+def _kind_counts(cost: ModelCost, start: int, count: int) -> list[tuple[int, int]]:
+    """How many layers of each kind fall in [start, start + count) (kinds are contiguous, in order)."""
+    out, first = [], 0
+    for index, (_, n, _) in enumerate(cost.kinds):
+        lo, hi = max(start, first), min(start + count, first + n)
+        if hi > lo:
+            out.append((index, hi - lo))
+        first += n
+    return out
+
+
+def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
+    eff = cost.eff
+    full, selective = layout.recompute == "full", layout.recompute == "selective"
+    s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "tp_total", "ep_total", "cp_total"), 0.0)
+    for index, n in _kind_counts(cost, start, count):
+        lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp)
+        s["fwd"] += n * lc.fwd
+        s["bwd"] += n * lc.bwd
+        s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash else 0.0)
+        tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else 0.0)
+        ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else 0.0)
+        s["tp_total"] += n * tp
+        s["ep_total"] += n * ep
+        s["tp"] += n * tp * (1 - eff.tp_overlap)
+        s["ep"] += n * ep * (1 - eff.ep_overlap)
+        s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
+        s["cp_total"] += n * lc.cp_total
+    if last:
+        hf, hb = cost.head_cost(layout.micro_batch, layout.tp, layout.cp)
+        s["fwd"] += hf
+        s["bwd"] += hb
+    s["t_mb"] = s["fwd"] + s["bwd"] + s["rec"] + s["tp"] + s["ep"] + s["cp"]
+    return s
+
+
+def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -> StepTerms:
+    """Evaluate a (validated) layout: plain floats, no pydantic (the plan search's hot path)."""
+    eff, m = cost.eff, cost.m
+    tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
+    stages = stage_layers(m.num_layers, pp)
+    picks = sorted({0, 1, pp - 2, pp - 1} & set(range(pp)))
+    worst, worst_i = None, 0
+    for i in picks:
+        st = _stage_cost(cost, layout, *stages[i], last=i == pp - 1)
+        if worst is None or st["t_mb"] > worst["t_mb"]:
+            worst, worst_i = st, i
+    assert worst is not None
+    t_mb = worst["t_mb"]
+    bubble = (pp - 1) / v * t_mb
+    p2p = 0.0
+    if pp > 1:
+        act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
+        p2p = micro * 2 * v * cost.coll("p2p", act, 2, tp * cp * dp)
+    dense = (cost.total_params - cost.expert_params) / (tp * pp)
+    experts = cost.expert_params / (tp * pp * ep)
+    local = dense + experts
+    dpc = dp * cp
+    edp = max(dpc // ep, 1)
+
+    def over_dp(kind: str, per_param: float) -> float:
+        return cost.coll(kind, dense * per_param, dpc, tp) + cost.coll(kind, experts * per_param, edp, tp * ep)
+
+    dp_total = dp_exposed = zero_total = zero_exposed = 0.0
+    if layout.zero == 3:
+        per_mb = 2 * over_dp("all_gather", cost.elem) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
+        first_gather = over_dp("all_gather", cost.elem) / max(stages[worst_i][1], 1)
+        zero_total = micro * per_mb
+        zero_exposed = micro * (max(0.0, per_mb - eff.overlap * t_mb) + first_gather)
+    else:
+        grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.grad_reduce_bytes)
+        buckets = max(1, math.ceil(local / eff.bucket_params))
+        hidden_part = grads * (1 - 1 / buckets)
+        dp_exposed = grads / buckets + max(0.0, hidden_part - eff.overlap * worst["bwd"])
+        dp_total = grads
+        if layout.zero in (1, 2):
+            gather = over_dp("all_gather", cost.elem)
+            dp_total += gather
+            dp_exposed += gather
+    opt_params = local / (dpc if layout.zero >= 1 else 1)
+    optimizer = opt_params * eff.optimizer_bytes_per_param / cost.hbm
+    exposed = {
+        "compute_s": micro * (worst["fwd"] + worst["bwd"]),
+        "recompute_s": micro * worst["rec"],
+        "tp_comm_s": micro * worst["tp"],
+        "ep_comm_s": micro * worst["ep"],
+        "cp_comm_s": micro * worst["cp"],
+        "pp_bubble_s": bubble,
+        "pp_p2p_s": p2p,
+        "dp_comm_s": dp_exposed,
+        "zero_gather_s": zero_exposed,
+        "optimizer_s": optimizer,
+    }
+    totals = dict(exposed)
+    totals.update(tp_comm_s=micro * worst["tp_total"], ep_comm_s=micro * worst["ep_total"],
+                  cp_comm_s=micro * worst["cp_total"], dp_comm_s=dp_total, zero_gather_s=zero_total)
+    return StepTerms(
+        step_time_s=sum(exposed.values()), exposed=exposed, totals=totals, micro_batches=micro, t_microbatch_s=t_mb,
+        stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
+    )
+
+
+def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> dict[str, int]:
+    """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in flight)."""
+    return training_bytes_per_gpu(
+        cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
+        dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, sp=layout.sp, zero=layout.zero,
+        micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
+        reserve_bytes=int(reserve_gib * GIB), in_flight=min(layout.pp, micro),
+    )
