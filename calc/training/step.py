@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import training_bytes_per_gpu
 from calc.training.cost import ModelCost
@@ -177,3 +179,160 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
         reserve_bytes=int(reserve_gib * GIB), in_flight=min(layout.pp, micro),
     )
+
+
+# -- the public engine function --------------------------------------------------------------------------
+
+TERM_FORMULAS = {
+    "compute_s": "m x (forward + backward of the slowest stage's layers [+ head]): GEMMs at their shape's efficiency, "
+                 "attention, elementwise traffic",
+    "recompute_s": "m x recomputed forward (full: whole layers; selective: attention core)",
+    "tp_comm_s": "m x layers x (2 AR forward + 2 AR backward of b*s/c*H*bytes; SP: AG+RS each, +2 AG in backward)",
+    "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
+    "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
+    "pp_bubble_s": "(p-1)/v x t_microbatch",
+    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) between stages",
+    "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
+    "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch",
+    "optimizer_s": "local parameters (/d*c with ZeRO >= 1) x bytes per parameter / HBM bandwidth",
+}
+
+
+class StepTerm(BaseModel):
+    name: str
+    time_s: float
+    exposed_s: float
+    formula: str
+
+
+class TrainStepResult(BaseModel):
+    """One plan's step: layout, memory and fit, then (when it fits) every time term, MFU and HFU."""
+
+    model: str
+    gpu: str
+    system: str
+    num_gpus: int
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    ep: int
+    vpp: int
+    sp: bool
+    micro_batch: int
+    global_batch: int
+    seq: int
+    zero: int
+    recompute: str
+    num_microbatches: int
+    layout: str
+    memory_per_gpu_bytes: int
+    memory_per_gpu: dict[str, int]
+    gpu_memory_bytes: int
+    fits: bool
+    step_time_s: float | None
+    tokens_per_s: float | None
+    mfu: float | None
+    hfu: float | None
+    bubble_fraction: float | None
+    compute_s: float | None
+    recompute_s: float | None
+    tp_comm_s: float | None
+    ep_comm_s: float | None
+    cp_comm_s: float | None
+    pp_bubble_s: float | None
+    pp_p2p_s: float | None
+    dp_comm_s: float | None
+    zero_gather_s: float | None
+    optimizer_s: float | None
+    terms: list[StepTerm]
+    verdict: str
+    assumptions: list[str]
+    explain: list[str]
+
+
+def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
+    """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
+    the attention core), the count Korthikanti et al. 2022 call HFU."""
+    extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq}.get(layout.recompute, 0.0)
+    return global_batch * (cost.model_flops_per_seq + extra)
+
+
+def train_step(
+    cost: ModelCost, layout: Layout, *, global_batch: int, num_gpus: int | None = None,
+    reserve_gib: float = DEFAULT_RESERVE_GIB,
+) -> TrainStepResult:
+    """Step time, MFU/HFU, tokens/s and memory of one plan; a plan that does not fit gets no time figure.
+
+    >>> from calc.sources.catalog import load_gpu, load_model, load_system
+    >>> cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    >>> r = train_step(cost, Layout(tp=1, dp=8, zero=3, recompute="selective"), global_batch=32)
+    >>> r.fits, 0.3 < r.mfu < 0.6
+    (True, True)
+    """
+    from calc.training.layout import check_training_layout
+
+    micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
+    memory = memory_per_gpu(cost, layout, micro, reserve_gib)
+    need = sum(memory.values())
+    capacity = cost.gpu.memory_bytes
+    fits = need <= capacity
+    n = layout.num_gpus
+    base = dict(
+        model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
+        dp=layout.dp, cp=layout.cp, ep=layout.ep, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
+        global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
+        layout=layout.label(), memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
+        assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
+    )
+    mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB"
+    if not fits:
+        return TrainStepResult(
+            **base, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
+            **dict.fromkeys(TERM_KEYS), terms=[],
+            verdict=f"does not fit: needs {need / GIB:.1f} GiB per GPU, {cost.gpu.name} has {capacity / GIB:.1f} GiB; "
+            "no step time for a plan that does not fit (raise --zero, --pp, --tp, use --recompute, or try train-plan)",
+            explain=[mem_line],
+        )
+    t = step_terms(cost, layout, global_batch, micro)
+    peak = peak_tflops(cost.gpu, cost.dtype) * TERA
+    mfu = t.mfu(cost, global_batch, n)
+    hfu = hfu_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
+    terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
+    tokens = global_batch * cost.seq / t.step_time_s
+    return TrainStepResult(
+        **base, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
+        bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
+        verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
+        f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
+        explain=_explain(cost, layout, t, global_batch, mfu, peak) + [mem_line],
+    )
+
+
+def _plateau_note(cost: ModelCost) -> list[str]:
+    from calc.hardware.efficiency import gemm_plateau
+
+    return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
+            "18 Megatron rows, MAE 3.6%; other generations scaled, not fitted)"]
+
+
+def _explain(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, mfu: float, peak: float) -> list[str]:
+    st, micro, T = t.stage, t.micro_batches, layout.micro_batch * cost.seq // layout.cp
+    lines = [
+        f"micro-batches m = B/(d*b) = {global_batch}/({layout.dp}*{layout.micro_batch}) = {micro}; tokens per micro-batch "
+        f"per GPU T = b*s/c = {T:,}",
+        f"slowest stage: #{t.stage_index} with {t.stage_layers} layers; per micro-batch forward {st['fwd'] * 1e3:.2f} ms + backward "
+        f"{st['bwd'] * 1e3:.2f} ms + recompute {st['rec'] * 1e3:.2f} ms + TP {st['tp'] * 1e3:.2f} + EP {st['ep'] * 1e3:.2f} "
+        f"+ CP {st['cp'] * 1e3:.2f} ms = t_mb {t.t_microbatch_s * 1e3:.2f} ms",
+    ]
+    lines.append(f"compute_s = m x (fwd + bwd) = {micro} x {(st['fwd'] + st['bwd']) * 1e3:.2f} ms = {t.exposed['compute_s']:.3f} s")
+    lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({layout.pp}-1)/{layout.vpp} x {t.t_microbatch_s * 1e3:.2f} ms = "
+                 f"{t.exposed['pp_bubble_s']:.3f} s (bubble fraction of the pipelined part (p-1)/(v m) = "
+                 f"{(layout.pp - 1) / (layout.vpp * micro):.3f})")
+    for key in ("recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_p2p_s", "dp_comm_s", "zero_gather_s", "optimizer_s"):
+        if t.totals[key] or t.exposed[key]:
+            lines.append(f"{key} = {t.exposed[key]:.4f} s exposed of {t.totals[key]:.4f} s: {TERM_FORMULAS[key]}")
+    lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
+    lines.append(f"MFU = B x 3 x forward FLOPs / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
+                 f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
+    return lines
