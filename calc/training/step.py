@@ -230,6 +230,7 @@ class TrainStepResult(BaseModel):
     memory_per_gpu: dict[str, int]
     gpu_memory_bytes: int
     fits: bool
+    min_gpus: int | None
     step_time_s: float | None
     tokens_per_s: float | None
     mfu: float | None
@@ -285,14 +286,18 @@ def train_step(
         layout=layout.label(), memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
     )
+    assumptions = base["assumptions"]
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB"
     if not fits:
+        more = min_gpus_same_shape(cost, layout, micro, reserve_gib)
+        hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
+                else "; more DP alone does not help at this ZeRO stage" if layout.zero == 0 else "")
         return TrainStepResult(
-            **base, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
+            **base, min_gpus=more, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
             **dict.fromkeys(TERM_KEYS), terms=[],
             verdict=f"does not fit: needs {need / GIB:.1f} GiB per GPU, {cost.gpu.name} has {capacity / GIB:.1f} GiB; "
-            "no step time for a plan that does not fit (raise --zero, --pp, --tp, use --recompute, or try train-plan)",
-            explain=[mem_line],
+            f"no step time for a plan that does not fit{hint} (or raise --zero, --pp, --tp, --recompute; or try train-plan)",
+            explain=[mem_line] + [f"assumption: {a}" for a in assumptions],
         )
     t = step_terms(cost, layout, global_batch, micro)
     peak = peak_tflops(cost.gpu, cost.dtype) * TERA
@@ -301,11 +306,11 @@ def train_step(
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
     tokens = global_batch * cost.seq / t.step_time_s
     return TrainStepResult(
-        **base, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
+        **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
-        explain=_explain(cost, layout, t, global_batch, mfu, peak) + [mem_line],
+        explain=_explain(cost, layout, t, global_batch, mfu, peak) + [mem_line] + [f"assumption: {a}" for a in assumptions],
     )
 
 
@@ -336,3 +341,16 @@ def _explain(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, m
     lines.append(f"MFU = B x 3 x forward FLOPs / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
                  f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
     return lines
+
+
+def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> int | None:
+    """Smallest GPU count that fits when only DP grows (doubling, up to 64x): ZeRO shards states over DP."""
+    if layout.zero == 0:
+        return None
+    dp = layout.dp * 2
+    while dp <= layout.dp * 64:
+        bigger = layout.with_(dp=dp)
+        if sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.memory_bytes:
+            return bigger.num_gpus
+        dp *= 2
+    return None
