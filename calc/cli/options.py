@@ -160,3 +160,9 @@ SeqOptional = Annotated[int | None, typer.Option(
     "--seq", "-s", parser=human_int("--seq"), help="training sequence length (train; default 4096)")]
 ZeroOptional = Annotated[int | None, typer.Option(
     "--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3 (train; default 1)")]
+
+# --- training performance (train-step, train-plan, train-time) -------------------------------
+VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
+                                     help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+SystemOpt = Annotated[str | None, typer.Option(
+    "--system", help="node type: GPUs per node, NVLink and NIC bandwidth (see system_specs/; default: the one built from --gpu)")]
