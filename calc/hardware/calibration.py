@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from calc.errors import LLMCalcError
 from calc.hardware.peaks import peak_tflops
+from calc.sanity import check_efficiency
 from calc.specs import GPUSpec
 
 DEFAULT_COMPUTE_EFFICIENCY = 0.8  # seed 001 section 1.3: an A800 tops out near 80% of 312 TFLOPS
@@ -31,6 +32,7 @@ DEFAULT_MEMORY_EFFICIENCY = 0.9  # HBM streaming reaches ~88-92% of peak on NVID
 CPU_DEVICE = "cpu"  # the `gpu` name a CPU calibration and its device spec carry
 OP_KINDS = ("gemm", "attention", "memory", "allreduce", "allgather", "alltoall")
 OpKind = Literal["gemm", "attention", "memory", "allreduce", "allgather", "alltoall"]
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=200)
 
 
 def _kind(op_kind: str) -> str:
@@ -41,7 +43,7 @@ def _kind(op_kind: str) -> str:
 class OpPoint(BaseModel):
     """One measured op: its size (FLOPs or bytes), median time and efficiency vs the roofline."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     label: str = ""
     size: float = Field(gt=0, allow_inf_nan=False)
@@ -54,30 +56,30 @@ class OpPoint(BaseModel):
 class Roofline(BaseModel):
     """The peaks the efficiencies are fractions of."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    peak_tflops: float = Field(gt=0, allow_inf_nan=False)
-    peak_gb_s: float = Field(gt=0, allow_inf_nan=False)
+    peak_tflops: float = Field(gt=0, le=100_000)
+    peak_gb_s: float = Field(gt=0, le=1_000_000)
     source: str
 
 
 class Calibration(BaseModel):
     """What `bench --model --save` and `calibrate --from-runs --save` write (format 2)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     format: Literal[2] = 2
     gpu: str = Field(min_length=1, description="catalog name of the device measured ('cpu' for a CPU run)")
     device_name: str
     is_gpu: bool
-    dtype: str
+    dtype: Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
     date: str
     torch_version: str | None = None
     cuda_version: str | None = None
     model: str | None = Field(None, description="the model whose shapes were measured")
-    tp: int = Field(1, ge=1)
+    tp: int = Field(1, ge=1, le=4096)
     roofline: Roofline
-    ops: dict[OpKind, list[OpPoint]] = Field(default_factory=dict)
+    ops: dict[OpKind, Annotated[list[OpPoint], Field(max_length=10_000)]] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
     def interpolate(self, op_kind: str, size: float) -> float | None:
@@ -188,12 +190,12 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     if calibration is None:
         return default_efficiency()
     check_device(calibration, gpu)
-    if peak_tflops(gpu, dtype) != peak_tflops(gpu, calibration.dtype):
+    if peak_tflops(gpu, dtype) != peak_tflops(gpu, calibration.dtype, "--calibration"):
         raise LLMCalcError("--calibration", f"measured in {calibration.dtype}; --dtype {dtype} runs at another tensor peak "
                                             f"on {gpu.name}: run `llmcalc bench --dtype {dtype} ... --save FILE`")
-    compute = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY
-    memory = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
-    compute, memory = min(compute, 1.0), min(memory, 1.0)
+    gemm, copy = calibration.largest("gemm"), calibration.largest("memory")
+    compute = DEFAULT_COMPUTE_EFFICIENCY if gemm is None else check_efficiency(gemm, f"{calibration.dtype} largest-GEMM rate")
+    memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else check_efficiency(copy, "largest memory-op bandwidth")
     return Efficiency(
         compute=compute, memory=memory,
         source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): "
