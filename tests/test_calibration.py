@@ -230,3 +230,17 @@ def test_bad_runs_are_one_line(cli, tmp_path: Path, text: str, problem: str) -> 
     path.write_text(text)
     r = cli("calibrate", "--from-runs", str(path))
     assert r.code == 2 and problem in r.err and len(r.err.splitlines()) == 1, r.err
+
+
+def test_train_step_reads_the_calibration_says_so_and_refuses_another_gpu(cli, tmp_path: Path) -> None:
+    path = tmp_path / "h100.yaml"
+    save_calibration(_calibration(gemm=((1e9, 0.3), (1e15, 0.4))), str(path))
+    args = ("train-step", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--tp", "1", "--dp", "8",
+            "--zero", "1")
+    default = cli(*args, "--json").json()
+    calibrated = cli(*args, "--json", "--calibration", str(path)).json()
+    # every GEMM of this plan is > 1e9 FLOPs and far below 1e15, so at 0.3-0.4 of peak instead of ~0.66: slower
+    assert calibrated["compute_s"] > 1.5 * default["compute_s"]
+    assert any("from calibration 2026-11-23" in line for line in cli(*args, "--explain", "--calibration", str(path)).out.splitlines())
+    r = cli("train-step", "llama2-7b", "--gpu", "a100", "--num-gpus", "8", "--global-batch", "64", "--calibration", str(path))
+    assert r.code == 2 and "measured on h100-sxm" in r.err

@@ -191,13 +191,13 @@ def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibr
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash), **overrides)
-    return ModelCost(m, g, node, seq, dtype, eff, load_calibration_arg(calibration))
+    return ModelCost(m, g, node, seq, dtype, eff, load_calibration_arg(calibration, g))
 
 
-def load_calibration_arg(path: str | None) -> Any:
+def load_calibration_arg(path: str | None, gpu: Any = None) -> Any:
     from calc.cli.common import load_calibration
 
-    return load_calibration(path)
+    return load_calibration(path, gpu)
 
 
 def train_step(

@@ -317,6 +317,10 @@ def train_step(
 def _plateau_note(cost: ModelCost) -> list[str]:
     from calc.hardware.efficiency import gemm_plateau
 
+    calibration = getattr(cost, "calibration", None)
+    if calibration is not None:
+        return [f"GEMM and memory efficiencies from calibration {calibration.date} ({calibration.device_name}, "
+                f"{calibration.dtype}), interpolated by GEMM FLOPs; defaults where it has no point"]
     return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
             "18 Megatron rows, MAE 3.6%; other generations scaled, not fitted)"]
 
