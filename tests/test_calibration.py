@@ -244,3 +244,11 @@ def test_train_step_reads_the_calibration_says_so_and_refuses_another_gpu(cli, t
     assert any("from calibration 2026-11-23" in line for line in cli(*args, "--explain", "--calibration", str(path)).out.splitlines())
     r = cli("train-step", "llama2-7b", "--gpu", "a100", "--num-gpus", "8", "--global-batch", "64", "--calibration", str(path))
     assert r.code == 2 and "measured on h100-sxm" in r.err
+
+
+def test_gpu_calibration_beyond_physics_is_refused() -> None:
+    h100 = load_gpu("h100")
+    with pytest.raises(LLMCalcError, match="absurdly low"):
+        efficiency_for(h100, "bf16", _calibration(gemm=((1e12, 0.001),)))
+    with pytest.raises(LLMCalcError, match="cannot exceed"):
+        efficiency_for(h100, "bf16", _calibration(memory=((1e9, 1.3),)))
