@@ -328,7 +328,7 @@ def concurrency(
     num_gpus: NumGpusOpt = 1,
     dtype: DtypeOpt = "fp16",
     kv_dtype: KvDtypeOpt = None,
-    reserve_gib: ReserveOpt = 1.0,
+    reserve_gib: Annotated[float | None, typer.Option("--reserve-gib", help="non-torch memory per GPU, GiB (default 0.5)")] = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -339,8 +339,11 @@ def concurrency(
 
     if max_tokens < 1:
         raise LLMCalcError("--max-tokens", f"must be >= 1, got {max_tokens}")
+    from calc.serving.assumptions import ServingAssumptions
+
     result = perf.concurrency(load_model(model), load_gpu(gpu), num_gpus=num_gpus, max_tokens=max_tokens,
-                              dtype=dtype, kv_dtype=kv_dtype, reserve_gib=reserve_gib)
+                              dtype=dtype, kv_dtype=kv_dtype,
+                              assumptions=ServingAssumptions(**({} if reserve_gib is None else {"cuda_context_gib": reserve_gib})))
     emit(result, as_json, explain, concurrency_view)
 
 
