@@ -27,8 +27,10 @@ def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     assert mem.num_gpu_blocks == 2654 and mem.kv_cache_tokens == 42_464
     assert mem.max_concurrency == 10
     assert "# GPU blocks: 2654" in mem.log and "GPU KV cache size: 42,464 tokens" in mem.log
+    # `concurrency` sets max_model_len = the request (4000): profile run 4000 x 67,584 x 2 + 16,384,000
+    # = 557,056,000 B; budget 6,970,400,768 B / 2,621,440 = 2658.997 -> 2658 blocks = 42,528 tokens -> 10.
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000)
-    assert r.max_concurrency == 10 and r.kv_cache_tokens == 42_464
+    assert r.num_gpu_blocks == 2658 and r.kv_cache_tokens == 42_528 and r.max_concurrency == 10
     assert r.kv_cache_bytes_per_request == 2 * 250 * 2_621_440
 
 

@@ -18,7 +18,7 @@ import math
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.kv import kv_cache_bytes_per_token
+from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -124,9 +124,14 @@ def engine_memory(
                        f"{weights / GIB:.2f} = {budget / GIB:.2f} GiB (activations live in the {1 - frac:.2f} margin)")
     blocks = max(budget // block_bytes, 0)
     tokens = blocks * page
+    # Whole blocks per request; layers with a sliding window / attention chunk keep at most their window
+    # (kv_cache_bytes_for_tokens), so a request costs less than tokens x per-token bytes there.
     shared_blocks = shared_prefix // page
-    per_request = whole_blocks(request, page) - shared_blocks
-    concurrency = max((blocks - shared_blocks) // per_request, 0) if blocks > shared_blocks else 0
+    shared_bytes = kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
+    per_request = kv_cache_bytes_for_tokens(m, whole_blocks(request, page) * page, kv_dtype, tp, pp) - shared_bytes
+    capped = per_request < whole_blocks(request, page) * block_bytes - shared_bytes
+    room = blocks * block_bytes - shared_bytes
+    concurrency = max(room // per_request, 0) if room > 0 else 0
     ratio = tokens / request
     fits = tokens >= request
     log = _engine_log(s.engine, blocks, tokens, request, ratio, budget)
@@ -136,7 +141,10 @@ def engine_memory(
         budget_line,
         f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B",
         f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens",
-        f"max concurrency for {request:,} tokens = floor(({blocks:,} - {shared_blocks}) / {per_request}) = {concurrency}",
+        f"KV per request = {per_request:,} B (whole blocks{', local layers capped at their window' if capped else ''})"
+        + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else ""),
+        f"max concurrency for {request:,} tokens = floor(({blocks:,} x {block_bytes:,} - {shared_bytes:,}) / {per_request:,})"
+        f" = {concurrency}",
     ]
     assumption_lines = [
         f"engine {s.engine}; max_model_len {max_len:,}; "

@@ -21,7 +21,12 @@ from calc.specs.serving import EngineSettings, whole_blocks
 from calc.units import GIB, TERA
 
 
-def _serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
+def check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
+    """Serving splits the model by TP = number of GPUs; name the flag the user actually typed."""
+    return serving_plan(m, num_gpus, None, 1)
+
+
+def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
     """TP x PP of one replica: TP = GPUs / PP unless --tp is given; name the flag the user typed."""
     check_num_gpus(num_gpus)
     if pp < 1:
@@ -36,7 +41,7 @@ def _serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Paral
     if tp < 1:
         raise LLMCalcError("--tp", f"must be >= 1, got {tp}")
     if num_gpus not in (1, tp * pp):
-        raise LLMCalcError("--num-gpus", f"{num_gpus} is not --tp x --pp = {tp * pp}; give one or the other")
+        raise LLMCalcError("--tp", f"--tp x --pp = {tp * pp} is not --num-gpus {num_gpus}; give one or the other")
     return check_layout(m, Parallelism(tp=tp, pp=pp))
 
 
@@ -80,14 +85,14 @@ class LatencyResult(BaseModel):
 
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
-    dtype: str = "fp16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
+    dtype: str = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> LatencyResult:
     """A static batch of B identical requests (as TensorRT-LLM / vLLM benchmark_latency run it):
     TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
     context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp."""
-    plan = _serving_plan(m, num_gpus, tp, pp)
+    plan = serving_plan(m, num_gpus, tp, pp)
     eff = efficiency_for(gpu, dtype, calibration)
     a = assumptions
     peak = peak_tflops(gpu, dtype) * TERA
@@ -182,16 +187,16 @@ CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def concurrency(
-    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "fp16",
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, tp: int | None = None, pp: int = 1,
     shared_prefix: int = 0, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> ConcurrencyResult:
     """Requests of ``max_tokens`` (input + output) the engine's KV cache admits at once: the engine's
     own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs."""
-    plan = _serving_plan(m, num_gpus, tp, pp)
+    plan = serving_plan(m, num_gpus, tp, pp)
     s = settings or EngineSettings()
-    if s.max_model_len is None:  # the engine's limit defaults to the model's, but never below the request
-        s = s.model_copy(update={"max_model_len": max(max_tokens, m.max_position_embeddings)})
+    if s.max_model_len is None:  # the question is "requests of max_tokens": the engine's limit is that
+        s = s.model_copy(update={"max_model_len": max_tokens})
     mem = engine_memory(m, gpu, settings=s, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
                         tokens_per_request=max_tokens, shared_prefix=shared_prefix, assumptions=assumptions)
     n = plan.tp * plan.pp
@@ -225,11 +230,28 @@ def concurrency(
     )
 
 
+def require_batch_fits(
+    m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str, kv_dtype: str | None, batch: int,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+) -> None:
+    """Fit first: the engine's KV cache must hold ``batch`` requests of ``tokens`` before any time figure."""
+    if s.max_model_len is None:
+        s = s.model_copy(update={"max_model_len": max(tokens, m.max_position_embeddings)})
+    mem = engine_memory(m, gpu, settings=s, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+                        tokens_per_request=tokens, assumptions=assumptions)
+    if mem.max_concurrency >= batch:
+        return
+    need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+    raise LLMCalcError("--num-gpus", f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
+                       f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
+                       f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+
+
 def smallest_fitting_gpus(
     m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str, kv_dtype: str | None, tokens: int,
-    assumptions: ServingAssumptions,
+    assumptions: ServingAssumptions, batch: int = 1,
 ) -> int | None:
-    """Fewest GPUs (TP inside a node, then PP across nodes) whose KV cache holds one request."""
+    """Fewest GPUs (TP inside a node, then PP across nodes) whose KV cache holds ``batch`` requests."""
     for n in (1, 2, 4, 8, 16, 32, 64):
         tp, pp = min(n, assumptions.gpus_per_node), max(n // assumptions.gpus_per_node, 1)
         try:
@@ -238,6 +260,6 @@ def smallest_fitting_gpus(
             continue
         mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype, tokens_per_request=tokens,
                             assumptions=assumptions)
-        if mem.max_concurrency >= 1:
+        if mem.max_concurrency >= batch:
             return n
     return None

@@ -138,11 +138,11 @@ def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: Fron
     """What stops the batch growing: KV capacity, the engine's max_num_seqs, the TTFT target (prefill
     compute), or the TPOT target (then the largest part of the step)."""
     if next_point is None:
-        return "memory (KV cache capacity)" if cap < max_seqs else "engine max_num_seqs"
+        return "memory (KV)" if cap < max_seqs else "max_num_seqs"
     if ttft_ms is not None and next_point.ttft_ms > ttft_ms:
-        return "compute (prefill under the TTFT target)"
+        return "compute (TTFT)"
     part = {"compute": st.compute_s, "bandwidth": st.memory_s, "communication": st.comm_s, "overhead": st.overhead_s}
-    return max(part, key=part.__getitem__) + " (TPOT target)"
+    return max(part, key=part.__getitem__) + " (TPOT)"
 
 
 def serve_plan(

@@ -39,16 +39,28 @@ class StepTime(BaseModel):
     bound: str
 
 
+_COUNTS: dict[int, tuple[ModelSpec, int, int, int]] = {}
+
+
+def _counts(m: ModelSpec) -> tuple[int, int, int]:
+    """(matmul params, total params, routed-expert params), counted once per model object: a layout
+    search evaluates hundreds of steps of the same model."""
+    hit = _COUNTS.get(id(m))
+    if hit is None or hit[0] is not m:
+        p = count_params(m)
+        hit = _COUNTS[id(m)] = (m, p.matmul_params, p.total_params, p.components.get("experts", 0))
+    return hit[1], hit[2], hit[3]
+
+
 def weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
     """Weights streamed from HBM once per step; routed experts only as far as ``tokens`` touch them
     (each token picks k of E experts; at most all E are read)."""
-    p = count_params(m)
+    _, total, experts = _counts(m)
     elem = float(dtype_bytes(dtype))
     if not m.moe:
-        return p.total_params * elem
-    experts = p.components.get("experts", 0)
+        return total * elem
     touched = min(m.moe.num_experts, tokens * m.moe.experts_per_token) / m.moe.num_experts
-    return (p.total_params - experts + experts * touched) * elem
+    return (total - experts + experts * touched) * elem
 
 
 def allreduce_s(num_bytes: float, tp: int, gpu: GPUSpec, a: ServingAssumptions) -> float:
@@ -81,7 +93,7 @@ def step_time(
     tokens = decode_seqs + prefill_tokens
     d_qk, d_v = attention_dims(m)
     per_key = m.num_layers * 2 * m.num_heads * (d_qk + d_v)
-    flops = 2 * tokens * count_params(m).matmul_params
+    flops = 2 * tokens * _counts(m)[0]
     flops += per_key * (decode_seqs * decode_context + prefill_tokens * prefill_context)
     gemm_eff = eff.compute * tokens / (tokens + a.gemm_half_tokens)
     compute = flops / (tp * peak_tflops(gpu, dtype) * TERA * gemm_eff)
