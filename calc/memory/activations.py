@@ -1,8 +1,11 @@
-"""Activation memory: the inference constant c of the seed's B*S*H*c, and training activations per
-layer (Korthikanti et al. 2022, arXiv 2205.05198, section 4 and table 2)."""
+"""Activation memory: the inference constant c of the seed's B*S*H*c, the textbook training activations per
+layer (Korthikanti et al. 2022, arXiv 2205.05198, section 4 and table 2), and the per-architecture figure
+built from the tensors autograd really keeps (``layer_buffers``, ``lm_head_buffers``)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 from calc.specs import ModelSpec
@@ -40,3 +43,146 @@ def korthikanti_layer_bytes(
     if sequence_parallel:
         return s * b * h / t * (34 + scores)
     return s * b * h * (10 + 24 / t + scores / t)
+
+
+# --- Per-architecture activations: the tensors autograd keeps, one by one -------------------------------
+
+Attention = Literal["flash", "eager"]
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One saved tensor (or group of them) of one layer: bytes for the whole micro-batch, its formula, its source."""
+
+    name: str
+    bytes: int
+    formula: str
+    source: str
+
+
+@dataclass(frozen=True)
+class LayerSetup:
+    """What decides which tensors autograd keeps in one block.
+
+    ``trainable``: matrix names whose weight gets a gradient (every one for a full fine-tune) and
+    ``adapted``: matrices with a LoRA adapter (their input is kept for the adapter's A). A frozen matrix
+    with neither keeps no input: PyTorch saves mm's input only when the weight needs a gradient
+    (torch/csrc/autograd/FunctionsManual, mm_mat2_backward; tools/autograd/derivatives.yaml).
+    """
+
+    full: bool = True
+    adapted: frozenset[str] = frozenset()
+    lora_rank: int = 0
+    lora_dropout: float = 0.0
+    dora: bool = False
+    attention: Attention = "flash"
+    fused: bool = True
+    dropout: float = 0.0
+    act_bytes: int = 2
+    tp: int = 1
+    sp: bool = False
+
+    def keeps_input(self, *names: str) -> bool:
+        return self.full or any(n in self.adapted for n in names)
+
+
+_SRC_NORM = "RMSNorm/LayerNorm backward needs its input and 1/rms per token (Zhang & Sennrich 2019, eq. 4)"
+_SRC_MM = "Y = XW: dW = X^T dY needs the input X (kept when W or its adapter trains)"
+_SRC_FLASH = "FlashAttention-2 backward keeps Q, K, V, O and the log-sum-exp (Dao 2023, arXiv 2307.08691 alg. 2)"
+_SRC_EAGER = "eager attention keeps softmax(QK^T) (b*h*s*s) for dV and dS (Korthikanti et al. 2022 sec. 4.1)"
+_SRC_GLU = "SwiGLU backward: d gate needs gate, d up needs silu(gate); fused kernels recompute silu (Shazeer 2020)"
+_SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021, eq. 3)"
+
+
+def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
+    """Norm input (act bytes) + fp32 1/rms; unfused (eager HF RMSNorm) also keeps an fp32 copy of x."""
+    per = width * s.act_bytes + 4 + (0 if s.fused else 4 * width)
+    formula = f"tokens*(H*{s.act_bytes} + 4{'' if s.fused else ' + 4*H fp32 upcast'}) = {tokens}*({width}*{s.act_bytes} + 4" + (
+        ")" if s.fused else f" + 4*{width})")
+    return Buffer(name, tokens * per, f"{formula} = {tokens * per:,} B", _SRC_NORM)
+
+
+def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one transformer block for ``batch`` sequences of ``seq`` tokens.
+
+    Per token (elements; x2 bytes in bf16), Llama-style pre-norm block:
+      attn norm: H (+4 B 1/rms)          q,k,v input: H (if any trains/adapted)
+      Q, K, V after RoPE: (h + 2g)*d     attention out O: h*d, log-sum-exp: h fp32
+      eager instead of flash: + h*s softmax values per token (the b*h*s*s matrix)
+      mlp norm: H (+4 B)                 gate/up input: H (if trains/adapted)
+      gate, up outputs: 2*I (gated; I plain)   down input: I (if trains/adapted)
+      LoRA: r per adapted matrix (A x);  dropout masks 1 B per element where p > 0
+    Head- and width-split tensors divide by TP; norm inputs divide by TP only with SP.
+    """
+    t_tok = batch * seq
+    b, tp = s.act_bytes, s.tp
+    sp = tp if s.sp else 1
+    H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
+    width = m.moe.expert_intermediate_size * m.moe.experts_per_token + (m.moe.shared_intermediate_size or 0) if m.moe \
+        else m.intermediate_size
+    hd = h * d
+    if m.mla:
+        hd = h * m.mla.v_head_dim
+        qkv = h * (m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) * 2 + hd
+    else:
+        qkv = (h + 2 * g) * d
+    out: list[Buffer] = []
+
+    def add(name: str, elems_per_token: float, div: int, formula: str, source: str, elem_bytes: float = b) -> None:
+        n = math.ceil(t_tok * elems_per_token * elem_bytes / div)
+        out.append(Buffer(name, n, f"{formula} = {n:,} B", source))
+
+    norms = 1 if m.parallel_block else 2
+    for i in range(norms):
+        buf = _norm("attn norm input" if i == 0 else "mlp norm input", H, t_tok, s)
+        out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
+    if s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa"):
+        add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+    add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
+    if s.attention == "flash":
+        add("log-sum-exp (fp32)", h, tp, f"b*s*h*4/t = {t_tok}*{h}*4/{tp}", _SRC_FLASH, 4)
+    else:
+        add("softmax(QK^T) scores", h * seq, tp, f"b*h*s*s*{b}/t = {batch}*{h}*{seq}*{seq}*{b}/{tp}", _SRC_EAGER)
+        if s.dropout:
+            add("attention dropout mask + output", h * seq, tp, f"b*h*s*s*({b}+1)/t", _SRC_EAGER, b + 1)
+    if s.keeps_input("gate_proj", "up_proj"):
+        add("gate/up input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+    n_up = 2 if m.gated_mlp else 1
+    add("MLP up outputs (gate, up)" if m.gated_mlp else "MLP up output", n_up * width, tp,
+        f"b*s*{n_up}*I*{b}/t = {t_tok}*{n_up}*{width}*{b}/{tp}", _SRC_GLU)
+    if not s.fused:
+        add("activation output (unfused silu/gelu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
+    if s.keeps_input("down_proj"):
+        add("down input (act(gate)*up)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
+    if s.dropout:
+        add("residual dropout masks (attn, mlp)", 2 * H, sp, f"b*s*2*H*1 B = {t_tok}*{2 * H}",
+            "torch native_dropout keeps a 1-byte mask", 1)
+    if s.adapted and s.lora_rank:
+        n = len(s.adapted)
+        add("LoRA A x (adapter intermediates)", n * s.lora_rank, 1, f"b*s*{n} adapters*r*{b} = {t_tok}*{n}*{s.lora_rank}*{b}", _SRC_LORA)
+    return out
+
+
+def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
+                    tp: int = 1) -> list[Buffer]:
+    """Final norm, output-head input, logits and the cross-entropy buffers.
+
+    Plain loss (HF, torch.nn.functional.cross_entropy on logits.float()): bf16 logits b*s*V*2, their fp32
+    upcast b*s*V*4 and the fp32 log-softmax kept for backward b*s*V*4, all alive at the loss: 10 B per
+    logit. Chunked (torchtune CEWithChunkedOutputLoss): bf16 logits whole, fp32 upcast and log-softmax one
+    chunk at a time: 2 + 8/C. Fused linear + CE (Liger, Cut Cross-Entropy, torchtune LinearCrossEntropyLoss):
+    logits only one chunk at a time: 10/C.
+    """
+    tok = batch * seq
+    V = m.vocab_size
+    out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
+    if lm_head_trains:
+        out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
+    per_logit = {"fp32": 2 + 4 + 4, "chunked": 2 + 8 / chunks, "fused": 10 / chunks}[loss]
+    n = math.ceil(tok * V * per_logit / tp)
+    src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
+           "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk",
+           "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits"}[loss]
+    out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
+    return out
