@@ -168,21 +168,50 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
                     tp: int = 1) -> list[Buffer]:
     """Final norm, output-head input, logits and the cross-entropy buffers.
 
-    Plain loss (HF, torch.nn.functional.cross_entropy on logits.float()): bf16 logits b*s*V*2, their fp32
-    upcast b*s*V*4 and the fp32 log-softmax kept for backward b*s*V*4, all alive at the loss: 10 B per
-    logit. Chunked (torchtune CEWithChunkedOutputLoss): bf16 logits whole, fp32 upcast and log-softmax one
-    chunk at a time: 2 + 8/C. Fused linear + CE (Liger, Cut Cross-Entropy, torchtune LinearCrossEntropyLoss):
-    logits only one chunk at a time: 10/C.
+    Plain loss (torch.nn.functional.cross_entropy on logits.float()): the loss backward holds the fp32
+    log-softmax saved in forward (4 B per logit), the gradient nll_loss hands back (4 B) and the gradient
+    log_softmax_backward writes (4 B): 12 B per logit (the bf16 logits, 2 B, are dropped before backward;
+    in forward the peak is 2 + 4 + 4 = 10 B). Chunked (torchtune CEWithChunkedOutputLoss): bf16 logits
+    whole, the fp32 work one chunk at a time: 2 + 12/C. Fused linear + CE (Liger, Cut Cross-Entropy
+    arXiv 2411.09009, torchtune LinearCrossEntropyLoss): only one chunk of logits ever exists: 12/C.
     """
     tok = batch * seq
     V = m.vocab_size
     out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
-    per_logit = {"fp32": 2 + 4 + 4, "chunked": 2 + 8 / chunks, "fused": 10 / chunks}[loss]
+    per_logit = {"fp32": 12, "chunked": 2 + 12 / chunks, "fused": 12 / chunks}[loss]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
            "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk",
            "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits"}[loss]
     out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
+    return out
+
+
+_SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
+            "and the attention kernel outputs; recompute the rest from the layer input)")
+
+
+def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one block under op-level selective activation checkpointing: the layer input
+    (b*s*H), the outputs of the 1st, 3rd, 5th... matmul of the block (Llama: q, v, gate, down), and the
+    attention kernel's output and log-sum-exp; everything else is recomputed in backward.
+    """
+    from calc.model.params import layer_kinds
+
+    tok, b, tp = batch * seq, s.act_bytes, s.tp
+    sp = tp if s.sp else 1
+    tensors = [t for _k, _c, ts in layer_kinds(m)[-1:] for t in ts if t.shape and t.component != "router"]
+    saved = tensors[0::2]
+    out = [Buffer("layer input (checkpoint)", math.ceil(tok * m.hidden_size * b / sp), f"b*s*H*{b} = {tok}*{m.hidden_size}*{b}",
+                  _SRC_SAC)]
+    for t in saved:
+        width = t.shape[1] * (m.moe.experts_per_token if t.component == "experts" and m.moe else 1)
+        div = sp if t.name in ("o_proj", "down_proj") else tp
+        n = math.ceil(tok * width * b / div)
+        out.append(Buffer(f"{t.name} output (saved mm)", n, f"b*s*{width}*{b}/{div} = {n:,} B", _SRC_SAC))
+    hd = m.num_heads * (m.mla.v_head_dim if m.mla else m.dim_per_head)
+    n = math.ceil(tok * (hd * b + 4 * m.num_heads) / tp)
+    out.append(Buffer("attention output + log-sum-exp", n, f"b*s*(h*d*{b} + h*4)/t = {n:,} B", _SRC_FLASH))
     return out

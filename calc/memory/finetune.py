@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.activations import Buffer, LayerSetup, korthikanti_layer_bytes, layer_buffers, lm_head_buffers
+from calc.memory.activations import Buffer, LayerSetup, korthikanti_layer_bytes, layer_buffers, lm_head_buffers, sac_layer_buffers
 from calc.memory.optimizers import (
     check_optimizer,
     is_paged,
@@ -213,10 +213,15 @@ def finetune_memory(
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
                        tp=plan.tp, sp=plan.sequence_parallel)
     s_local = seq // plan.cp
+    recompute_buf = 0
     if attention == "eager" and recompute == "selective":
-        setup = LayerSetup(**{**setup.__dict__, "attention": "flash"})  # selective recompute drops the score matrix
+        setup = LayerSetup(**{**setup.__dict__, "attention": "flash"})  # Korthikanti selective: drop the score matrix
     layer = layer_buffers(m, batch, s_local, setup)
     layer_bytes = sum(b.bytes for b in layer)
+    if recompute == "selective" and attention == "flash":
+        recompute_buf = layer_bytes
+        layer = sac_layer_buffers(m, batch, s_local, setup)
+        layer_bytes = sum(b.bytes for b in layer)
     n_layers = layers_per_stage(m, plan.pp)
     in_flight = plan.pp  # 1F1B: the first stage holds p micro-batches
     layer_input = math.ceil(batch * s_local * m.hidden_size * 2 / (plan.tp if plan.sequence_parallel else 1))
@@ -228,7 +233,7 @@ def finetune_memory(
     else:
         kept_layers = (min(n_layers, offload_layers_in_flight) if offload_activations else n_layers) * in_flight
         saved = kept_layers * layer_bytes
-        recompute_buf = 0
+        recompute_buf = recompute_buf if recompute == "selective" and attention == "flash" else 0
         act_formula = f"{kept_layers} layers x {layer_bytes:,} B per layer"
     head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp)  # counted on the stage under study
     logits = head[-1].bytes
