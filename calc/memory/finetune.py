@@ -250,7 +250,10 @@ def finetune_memory(
     fsdp = 0
     if zero == 3 and dp > 1 or offload_params:
         per_layer_params = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m)) // plan.tp
-        fsdp = fsdp_layers_in_flight * per_layer_params * 2 + (per_layer_params * 4 if full else 0)
+        # QLoRA all-gathers the NF4 shards (torchao NF4Tensor under FSDP2) and dequantises one matrix at a time
+        layer_weight_bytes = nf4_bytes(per_layer_params, double_quant) if method == "qlora" and base_dtype == "nf4" \
+            else per_layer_params * 2
+        fsdp = fsdp_layers_in_flight * layer_weight_bytes + (per_layer_params * 4 if full else 0)
 
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
     if grad_accum > 1:
