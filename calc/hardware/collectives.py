@@ -1,8 +1,31 @@
-"""Collective communication times (reference section 10)."""
+"""Collective communication times (reference section 10).
+
+Cost model (Thakur, Rabenseifner & Gropp 2005, "Optimization of collective communication operations
+in MPICH", IJHPCA 19(1); the alpha-beta model): a collective on n GPUs moving S bytes takes
+    steps x alpha + (bytes each GPU sends) / (B x efficiency)
+with B the per-GPU, per-direction bandwidth of the slowest hop and alpha the per-step latency.
+Bytes each GPU sends (NCCL docs, "Performance reported by NCCL tests": busBW = algBW x factor):
+    ring all-reduce       2 (n-1)/n x S     2 (n-1) steps
+    tree all-reduce       2 S               2 ceil(log2 n) steps (pipelined double binary tree, NCCL)
+    reduce-scatter        (n-1)/n x S       n-1 steps      (S = the whole, unsharded buffer)
+    all-gather            (n-1)/n x S       n-1 steps      (S = the gathered buffer)
+    all-to-all            (n-1)/n x S       n-1 steps      (S = what one GPU holds before the exchange)
+    point-to-point        S                 1 step
+A group spanning nodes runs hierarchically (NCCL's NVLS/tree-across-rails, Megatron's DP groups):
+reduce-scatter inside the node over n_in GPUs, the collective across n_out nodes on each GPU's own NIC
+with S/n_in bytes, all-gather inside the node. Efficiency (achieved busBW / link bandwidth) is a named
+input; calc.hardware.efficiency holds its default and calibration can replace it.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 from calc.errors import LLMCalcError
+from calc.specs.system import SystemSpec
+
+Collective = Literal["allreduce", "tree_allreduce", "reduce_scatter", "all_gather", "all_to_all", "p2p"]
 
 
 def ring_allreduce_seconds(num_bytes: float, tp: int, link_gb_s: float) -> float:
@@ -13,3 +36,123 @@ def ring_allreduce_seconds(num_bytes: float, tp: int, link_gb_s: float) -> float
     if link_gb_s <= 0:
         raise LLMCalcError("--gpu", "this GPU has no GPU-GPU link recorded; TP > 1 needs one")
     return 2 * (tp - 1) / tp * num_bytes / (link_gb_s / 2 * 1e9)
+
+
+def _check(n: int, bw_gb_s: float, efficiency: float) -> None:
+    if n < 1:
+        raise LLMCalcError("--num-gpus", f"a collective needs a group of >= 1 GPU, got {n}")
+    if bw_gb_s <= 0 or not 0 < efficiency <= 1:
+        raise LLMCalcError("--system", f"link bandwidth must be > 0 and efficiency in (0, 1]; got {bw_gb_s}, {efficiency}")
+
+
+def _alpha_beta(sent_bytes: float, steps: float, bw_gb_s: float, latency_s: float, efficiency: float) -> float:
+    return steps * latency_s + sent_bytes / (bw_gb_s * 1e9 * efficiency)
+
+
+def ring_allreduce_time(num_bytes: float, n: int, bw_gb_s: float, latency_s: float = 0.0, efficiency: float = 1.0) -> float:
+    """Ring all-reduce: 2(n-1) alpha + 2(n-1)/n S / (B eff) (Thakur et al. 2005 sec. 4.4; NCCL busBW)."""
+    _check(n, bw_gb_s, efficiency)
+    if n == 1:
+        return 0.0
+    return _alpha_beta(2 * (n - 1) / n * num_bytes, 2 * (n - 1), bw_gb_s, latency_s, efficiency)
+
+
+def tree_allreduce_time(num_bytes: float, n: int, bw_gb_s: float, latency_s: float = 0.0, efficiency: float = 1.0) -> float:
+    """Pipelined (double binary) tree all-reduce: 2 ceil(log2 n) alpha + 2 S / (B eff): a reduce up
+    the tree and a broadcast down it, each moving S through every GPU (NCCL 2.4 double binary trees;
+    Thakur et al. 2005 sec. 4.4 binomial tree). Latency grows with log n, bandwidth term does not shrink."""
+    _check(n, bw_gb_s, efficiency)
+    if n == 1:
+        return 0.0
+    return _alpha_beta(2 * num_bytes, 2 * math.ceil(math.log2(n)), bw_gb_s, latency_s, efficiency)
+
+
+def reduce_scatter_time(num_bytes: float, n: int, bw_gb_s: float, latency_s: float = 0.0, efficiency: float = 1.0) -> float:
+    """Ring reduce-scatter of an S-byte buffer: (n-1) alpha + (n-1)/n S / (B eff) (Thakur et al. 2005 sec. 4.3)."""
+    _check(n, bw_gb_s, efficiency)
+    if n == 1:
+        return 0.0
+    return _alpha_beta((n - 1) / n * num_bytes, n - 1, bw_gb_s, latency_s, efficiency)
+
+
+def all_gather_time(num_bytes: float, n: int, bw_gb_s: float, latency_s: float = 0.0, efficiency: float = 1.0) -> float:
+    """Ring all-gather into an S-byte buffer: (n-1) alpha + (n-1)/n S / (B eff) (Thakur et al. 2005 sec. 4.1)."""
+    return reduce_scatter_time(num_bytes, n, bw_gb_s, latency_s, efficiency)
+
+
+def all_to_all_time(num_bytes: float, n: int, bw_gb_s: float, latency_s: float = 0.0, efficiency: float = 1.0) -> float:
+    """Pairwise all-to-all of the S bytes one GPU holds: (n-1) alpha + (n-1)/n S / (B eff)
+    (Thakur et al. 2005 sec. 4.5, pairwise exchange)."""
+    return reduce_scatter_time(num_bytes, n, bw_gb_s, latency_s, efficiency)
+
+
+def p2p_time(num_bytes: float, bw_gb_s: float, latency_s: float = 0.0, efficiency: float = 1.0) -> float:
+    """Point-to-point send: alpha + S / (B eff) (pipeline stage boundaries, CP ring steps)."""
+    _check(1, bw_gb_s, efficiency)
+    return _alpha_beta(num_bytes, 1, bw_gb_s, latency_s, efficiency)
+
+
+def group_shape(system: SystemSpec, group_size: int, stride: int = 1) -> tuple[int, int]:
+    """(GPUs of the group per node, nodes it spans) for a group of ``group_size`` ranks ``stride`` apart.
+
+    Ranks are laid out TP fastest, so a TP group has stride 1, the CP group stride t, DP stride t*c, ...
+    A node of G GPUs holds max(1, G // stride) consecutive members (at most the group).
+
+    >>> from calc.sources.catalog import load_system
+    >>> group_shape(load_system("dgx-h100"), 16, stride=2)   # 4 per node, 4 nodes
+    (4, 4)
+    """
+    if group_size < 1 or stride < 1:
+        raise LLMCalcError("--num-gpus", f"group size and stride must be >= 1, got {group_size}, {stride}")
+    per_node = min(group_size, max(1, system.gpus_per_node // stride))
+    return per_node, math.ceil(group_size / per_node)
+
+
+def group_link(system: SystemSpec, group_size: int, stride: int = 1) -> tuple[float, float]:
+    """(GB/s per direction, latency s) of the slowest hop of a group: the node link when the whole group
+    sits in one node, else the NIC per GPU (a ring across nodes passes every NIC)."""
+    _, nodes = group_shape(system, group_size, stride)
+    if nodes == 1:
+        return system.intra_node_gb_s, system.intra_node_latency_s
+    return system.inter_node_gb_s, system.inter_node_latency_s
+
+
+_FLAT = {
+    "allreduce": ring_allreduce_time,
+    "tree_allreduce": tree_allreduce_time,
+    "reduce_scatter": reduce_scatter_time,
+    "all_gather": all_gather_time,
+    "all_to_all": all_to_all_time,
+}
+
+
+def collective_time(
+    kind: Collective, system: SystemSpec, num_bytes: float, group_size: int, stride: int = 1, efficiency: float = 1.0
+) -> float:
+    """Time of a collective of ``num_bytes`` on a group laid out on ``system``.
+
+    One node: the flat ring on the node link. Across nodes (n_in per node, n_out nodes):
+      all-reduce      = RS_in(S) + AR_out(S/n_in on the NIC) + AG_in(S)
+      reduce-scatter  = RS_in(S) + RS_out(S/n_in on the NIC)   (all-gather: the mirror image)
+      all-to-all      = max(inside part on NVLink, the (n - n_in)/n share crossing the NIC)
+    p2p: one message on the slowest hop between the two ranks ``stride`` apart.
+    """
+    if kind == "p2p":
+        bw, lat = group_link(system, 2, stride)
+        return p2p_time(num_bytes, bw, lat, efficiency)
+    if group_size == 1:
+        return 0.0
+    n_in, n_out = group_shape(system, group_size, stride)
+    b_in, a_in = system.intra_node_gb_s, system.intra_node_latency_s
+    b_out, a_out = system.inter_node_gb_s, system.inter_node_latency_s
+    flat = _FLAT[kind]
+    if n_out == 1:
+        return flat(num_bytes, group_size, b_in, a_in, efficiency)
+    if kind == "all_to_all":
+        inside = (n_in - 1) / group_size * num_bytes / (b_in * 1e9 * efficiency) + (n_in - 1) * a_in
+        outside = (group_size - n_in) / group_size * num_bytes / (b_out * 1e9 * efficiency) + (n_out - 1) * a_out
+        return max(inside, outside)
+    outer = flat(num_bytes / n_in, n_out, b_out, a_out, efficiency)
+    if kind in ("reduce_scatter", "all_gather"):
+        return reduce_scatter_time(num_bytes, n_in, b_in, a_in, efficiency) + outer
+    return 2 * reduce_scatter_time(num_bytes, n_in, b_in, a_in, efficiency) + outer

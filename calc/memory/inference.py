@@ -6,7 +6,7 @@ import math
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
-from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token
+from calc.memory.kv import _kv_explain, kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
 from calc.memory.weights import weight_bytes
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
@@ -16,7 +16,7 @@ from calc.units import GIB, dtype_bytes, gb, gib
 
 
 def inference_memory(
-    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str = "fp16",
+    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str = "bf16",
     kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
     act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> MemoryResult:
@@ -43,7 +43,7 @@ def inference_memory(
     def per_gpu_for(layout: Parallelism) -> dict[str, int]:
         return {
             "weights": math.ceil(weights / (layout.tp * layout.pp)),
-            "kv_cache": kv_cache_bytes_per_token(m, kv_dtype, layout.tp, layout.pp) * batch * seq,
+            "kv_cache": kv_cache_bytes_for_tokens(m, seq, kv_dtype, layout.tp, layout.pp) * batch,
             "activations": math.ceil(activations / layout.tp),
             "reserve": reserve,
         }
@@ -55,7 +55,8 @@ def inference_memory(
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
-    kv_total = kv_token * batch * seq
+    kv_seq = kv_cache_bytes_for_tokens(m, seq, kv_dtype)
+    kv_total = kv_seq * batch
     return MemoryResult(
         model=m.name, mode="infer", dtype=dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
@@ -72,7 +73,8 @@ def inference_memory(
         explain=[
             f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)",
             _kv_explain(m, kv_dtype, kv_token),
-            f"KV cache = {kv_token:,} B/token x {batch} x {seq} tokens = {kv_total:,} B ({gb(kv_total):.2f} GB)",
+            f"KV cache = {kv_seq:,} B/sequence of {seq} tokens (local layers capped at their window) x {batch}"
+            f" = {kv_total:,} B ({gb(kv_total):.2f} GB)",
             f"activations = B*S*H*c*bytes = {batch}*{seq}*{m.hidden_size}*{c:.2f}*{act_elem} = {activations:,} B",
             f"per GPU (TP {plan.tp}, PP {plan.pp}) = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())
             + f" = {gib(per_gpu_bytes):.2f} GiB",

@@ -1,8 +1,11 @@
 """KV cache per token: 2 * L * g * d * bytes (seed 001 section 2.12; GQA/MQA replace h by g);
-MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2, arXiv 2405.04434 section 2.1)."""
+MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2, arXiv 2405.04434 section 2.1).
+Sliding-window and chunked layers keep at most their window of tokens (vLLM's SlidingWindowSpec /
+ChunkedLocalAttentionSpec in vllm/v1/kv_cache_interface.py); layers without attention keep none."""
 
 from __future__ import annotations
 
+from calc.model.layers import attention_layers
 from calc.model.parallel import kv_heads_per_gpu, layers_per_stage
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes, exact_bytes
@@ -11,14 +14,38 @@ from calc.units import dtype_bytes, exact_bytes
 def kv_elements_per_token(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
     """Cached values per token on one GPU: 2 (K and V) * L/p * g/t * d; MLA: L/p * (r_kv + d_rope)
     (the latent is replicated on every TP rank)."""
-    layers = layers_per_stage(m, pp)
+    return layers_per_stage(m, pp) * kv_elements_per_layer_token(m, tp)
+
+
+def kv_elements_per_layer_token(m: ModelSpec, tp: int = 1) -> int:
+    """Cached values per token per attention layer on one GPU: 2 * g/t * d; MLA: r_kv + d_rope."""
     if m.mla:
-        return layers * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim)
-    return 2 * layers * kv_heads_per_gpu(m, tp) * m.dim_per_head
+        return m.mla.kv_lora_rank + m.mla.qk_rope_head_dim
+    return 2 * kv_heads_per_gpu(m, tp) * m.dim_per_head
 
 
-def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "fp16", tp: int = 1, pp: int = 1) -> int:
-    """KV-cache bytes per token (per GPU when tp/pp > 1).
+def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
+    """Exact KV-cache bytes of ONE sequence holding ``tokens`` tokens, on the busiest GPU under tp/pp.
+
+    bytes = sum over the layers of the busiest stage (contiguous blocks of ceil(L/p) layers) of
+    min(tokens, window_l) * per-layer-token elements * bytes(kv_dtype); window_l = tokens for full
+    layers, the sliding window / attention chunk for local layers, 0 for layers without attention.
+
+    >>> from calc.sources.catalog import load_model
+    >>> kv_cache_bytes_for_tokens(load_model("llama2-7b"), 1000, "fp16")  # 2*32*4096*2 B * 1000
+    524288000
+    """
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens}")
+    per_stage = layers_per_stage(m, pp)
+    seen = [a.tokens_seen(tokens) for a in attention_layers(m)]
+    busiest = max(sum(seen[i : i + per_stage]) for i in range(0, m.num_layers, per_stage))
+    return exact_bytes(busiest * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
+
+
+def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
+    """KV-cache bytes per token (per GPU when tp/pp > 1) while every layer still holds it, i.e. for
+    sequences no longer than the smallest window; ``kv_cache_bytes_for_tokens`` caps local layers.
 
     >>> from calc.sources.catalog import load_model
     >>> kv_cache_bytes_per_token(load_model("llama2-70b"), "fp16")  # 80 * 8 * 128 * 2 * 2

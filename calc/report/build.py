@@ -73,7 +73,7 @@ def _chart(m: ModelSpec, gpu: GPUSpec, num_gpus: int, dtype: str, kv_dtype: str 
 
 
 def build_report(
-    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str = "fp16",
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str = "bf16",
     kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
     tokens: float = 1e12, mfu_assumed: float = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
@@ -118,7 +118,7 @@ class CompareRow(BaseModel):
 
 
 def compare_gpus(
-    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int = 1, dtype: str = "fp16", batch: int = 1, prompt: int = 1024,
+    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int = 1, dtype: str = "bf16", batch: int = 1, prompt: int = 1024,
     output: int = 256, prices: dict[str, float] | None = None,
 ) -> list[CompareRow]:
     """The same serving workload on each GPU. Cost per million generated tokens =

@@ -22,7 +22,7 @@ from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA, dtype_bytes
 
 
-def _check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
+def check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
     """Serving splits the model by TP = number of GPUs; name the flag the user actually typed."""
     check_num_gpus(num_gpus)
     try:
@@ -79,11 +79,11 @@ def _weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
 
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
-    dtype: str = "fp16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
+    dtype: str = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
     target_ttft_s: float | None = None,
 ) -> LatencyResult:
     """TTFT of prefilling B prompts of P tokens and TPOT of decoding T tokens, by roofline, with TP = GPUs."""
-    _check_serving_gpus(m, num_gpus)
+    check_serving_gpus(m, num_gpus)
     elem = float(dtype_bytes(dtype))
     kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype)  # whole model; bandwidth is summed over GPUs
     eff = efficiency_for(gpu, dtype, calibration)
@@ -178,7 +178,7 @@ CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def concurrency(
-    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "fp16",
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "bf16",
     kv_dtype: str | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> ConcurrencyResult:
     """Requests of ``max_tokens`` (input + output) whose KV cache fits beside the weights.
@@ -186,7 +186,7 @@ def concurrency(
     Per GPU (TP = GPUs): free = capacity - weights/t - activations of one prefill/t - reserve;
     max = floor(free / (KV per token per GPU x max_tokens)). 0 with the shortfall when free < 0.
     """
-    _check_serving_gpus(m, num_gpus)
+    check_serving_gpus(m, num_gpus)
     kv_dtype = kv_dtype or dtype
 
     def per_gpu(tokens: int):  # noqa: ANN202 - local helper

@@ -7,19 +7,21 @@ resolve an alias. Nothing here touches the network.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.sources.safeload import load_mapping
-from calc.specs import GPUSpec, ModelSpec
+from calc.specs import GPUSpec, ModelSpec, spec_from_mapping
+from calc.specs.system import SystemSpec
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the calc/ package
-SpecT = TypeVar("SpecT", ModelSpec, GPUSpec)
+SpecT = TypeVar("SpecT", ModelSpec, GPUSpec, SystemSpec)
 
 
 def catalog_dir(folder: str) -> Path:
@@ -38,22 +40,6 @@ def _catalog_files(folder: str) -> dict[str, Path]:
     return {_key(p.stem): p for p in sorted(catalog_dir(folder).glob("*.yaml"))}
 
 
-def spec_from_mapping(cls: type[SpecT], data: dict[str, Any], where: str, field: str) -> SpecT:
-    """Validate a mapping into a spec; a pydantic error becomes one line naming the bad field."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, where, field) from None
-
-
-def validation_error(exc: ValidationError, where: str, field: str) -> LLMCalcError:
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "spec"
-    message = err["msg"].removeprefix("Value error, ")
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return LLMCalcError(field, f"{where}: field '{loc}': {message}{more}")
-
-
 def _load_catalog_file(cls: type[SpecT], path: Path, field: str) -> SpecT:
     return spec_from_mapping(cls, load_mapping(path, field), path.name, field)
 
@@ -63,31 +49,68 @@ def list_specs(cls: type[SpecT], folder: str) -> tuple[SpecT, ...]:
     return tuple(_load_catalog_file(cls, p, folder) for p in _catalog_files(folder).values())
 
 
+MAX_NAME_CHARS = 4096  # a path can be long; a catalog name is short
+
+
+def _exists(arg: str) -> bool:
+    """Whether anything is at ``arg`` (a name too long for the OS or with a NUL byte is not a file)."""
+    try:
+        os.stat(arg)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _looks_like_path(arg: str) -> bool:
-    return "/" in arg or "\\" in arg or arg.lower().endswith((".yaml", ".yml", ".json")) or Path(arg).exists()
+    return "/" in arg or "\\" in arg or arg.lower().endswith((".yaml", ".yml", ".json"))
+
+
+def _by_alias(cls: type[SpecT], key: str, folder: str) -> SpecT | None:
+    for spec in list_specs(cls, folder):
+        if key in {_key(alias) for alias in spec.aliases}:
+            return spec
+    return None
 
 
 def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> SpecT:
+    """Catalog name, then an existing file, then a catalog alias (HF ids such as
+    ``meta-llama/Llama-2-7b-hf`` contain "/" yet are aliases), then a path that is missing."""
     if not arg or not arg.strip():
         raise LLMCalcError(field, f"give a {kind} name; `llmcalc {kind}s` lists them")
+    if len(arg) > MAX_NAME_CHARS:
+        raise LLMCalcError(field, f"{kind} name is {len(arg)} characters long; the limit is {MAX_NAME_CHARS}")
     files = _catalog_files(folder)
     key = _key(arg)
     if key in files:
         return _load_catalog_file(cls, files[key], field)
-    if _looks_like_path(arg):
+    if _exists(arg):
         return _load_path(cls, Path(arg), field)
+    spec = _by_alias(cls, key, folder) if key else None
+    if spec is not None:
+        return spec
+    if _looks_like_path(arg):
+        return _load_path(cls, Path(arg), field)  # names the missing file
     specs = list_specs(cls, folder)
-    for spec in specs:
-        if key in {_key(alias) for alias in spec.aliases}:
-            return spec
     names = [s.name for s in specs] + [a for s in specs for a in s.aliases]
     near = difflib.get_close_matches(arg.lower(), names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(near)}?" if near else f"`llmcalc {kind}s` lists them"
-    raise LLMCalcError(field, f"unknown {kind} {arg!r}; {hint}")
+    shown = arg if len(arg) <= 80 else arg[:80] + "..."
+    raise LLMCalcError(field, f"unknown {kind} {shown!r}; {hint}")
+
+
+# Fields only the other kind of spec has: a GPU YAML given as a model (e.g. to `show`) is judged as a GPU.
+_GPU_ONLY = {"hbm_tb_s", "datasheet_peak_tflops", "memory_gb", "arch"}
+_MODEL_ONLY = {"num_layers", "hidden_size", "num_heads", "vocab_size", "model_type"}
 
 
 def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
     data = load_mapping(path, field)
+    other, other_kind, flag = (GPUSpec, "GPU", "--gpu") if cls is ModelSpec else (ModelSpec, "model", "MODEL")
+    if data.keys() & (_GPU_ONLY if cls is ModelSpec else _MODEL_ONLY) and not data.keys() & (
+        _MODEL_ONLY if cls is ModelSpec else _GPU_ONLY
+    ):
+        spec_from_mapping(other, data, f"{other_kind} spec {path}", field)  # a broken file names itself
+        raise LLMCalcError(field, f"{path} is a {other_kind} spec; pass it as {flag}")
     if cls is ModelSpec and "model_type" in data:
         from calc.sources.hf import model_from_hf_config
 
@@ -120,3 +143,17 @@ def list_gpus() -> tuple[GPUSpec, ...]:
 def dump_spec(spec: BaseModel) -> dict[str, Any]:
     """A spec as a plain mapping (defaults left out), ready for yaml.safe_dump."""
     return spec.model_dump(mode="json", exclude_defaults=True)
+
+
+def load_system(arg: str, field: str = "--system") -> SystemSpec:
+    """A node type (GPUs per node, NVLink and NIC bandwidth) by catalog name/alias or YAML path."""
+    return _resolve(SystemSpec, arg, "system_specs", field, "system")
+
+
+def list_systems() -> tuple[SystemSpec, ...]:
+    return list_specs(SystemSpec, "system_specs")
+
+
+def system_for_gpu(gpu: GPUSpec) -> SystemSpec | None:
+    """The shipped node type built from this GPU (first by name), or None when none is shipped."""
+    return next((s for s in list_systems() if s.gpu == gpu.name), None)

@@ -1,60 +1,155 @@
-"""Reading untrusted YAML and JSON: size-capped, yaml.safe_load only, no anchors/aliases.
+"""Reading untrusted YAML and JSON: regular files only, size-capped, depth-capped, no tags or aliases.
 
 Users paste configs from the internet, so a file may be empty, huge, malformed, carry
-``!!python/object`` tags, or be a billion-laughs alias bomb. Each becomes an LLMCalcError.
+``!!python/object`` tags, be a billion-laughs alias bomb, be nested thousands of levels deep,
+or not be a file at all (``/dev/zero``, a FIFO, a directory). Each becomes an LLMCalcError,
+fast: the file is stat-ed before it is opened (a FIFO is opened non-blocking and refused), at
+most ``MAX_FILE_BYTES + 1`` bytes are read whatever ``st_size`` says, and YAML is checked on
+libyaml's event stream (linear in the input) before anything is constructed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from calc.errors import LLMCalcError
 
 MAX_FILE_BYTES = 1_000_000  # a real spec or config.json is a few KB
+MAX_DEPTH = 32  # a real spec nests 2-3 levels (moe:, mla:, rope_scaling:)
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 
 
 def read_text(path: Path, field: str) -> str:
-    """The file's text, or a clear error for a missing path, a folder, an empty or huge file."""
-    if not path.exists():
-        raise LLMCalcError(field, f"no such file: {path}")
-    if path.is_dir():
-        raise LLMCalcError(field, f"{path} is a directory; give a .yaml spec or a config.json file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise LLMCalcError(field, f"{path} is {size} bytes; a spec file must be under {MAX_FILE_BYTES}")
+    """The file's text, or a one-line error for a missing path, a non-regular file, an empty or huge file.
+
+    Only regular files are read: ``/dev/zero``, ``/dev/urandom``, FIFOs, sockets and folders are
+    refused by ``stat`` before any read, and the open is non-blocking so a FIFO can never hang.
+    """
+    if len(str(path)) > MAX_PATH_CHARS:
+        raise LLMCalcError(field, f"path is {len(str(path))} characters long; the limit is {MAX_PATH_CHARS}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LLMCalcError(field, f"cannot read {path}: {exc}") from None
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise LLMCalcError(field, f"no such file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise LLMCalcError(field, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    _require_regular(info.st_mode, path, field)
+    data = _read_capped(path, field)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise LLMCalcError(field, f"{path} is not UTF-8 text; give a .yaml spec or a config.json file") from None
     if not text.strip():
         raise LLMCalcError(field, f"{path} is empty")
     return text
 
 
-def parse_yaml(text: str, where: str, field: str) -> dict[str, Any]:
-    """Parse YAML with ``yaml.safe_load`` after refusing anchors/aliases (alias bombs)."""
+def _require_regular(mode: int, path: Path, field: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise LLMCalcError(field, f"{path} is a directory; give a .yaml spec or a config.json file")
+    if not stat.S_ISREG(mode):
+        raise LLMCalcError(field, f"{path} is not a regular file (a device, FIFO or socket); give a .yaml or .json file")
+
+
+def _read_capped(path: Path, field: str) -> bytes:
+    """At most MAX_FILE_BYTES + 1 bytes, so a file that grows (or lies in st_size) is still refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise LLMCalcError(field, f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        _require_regular(os.fstat(fd).st_mode, path, field)  # swapped between stat and open
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise LLMCalcError(field, f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_FILE_BYTES:
+        raise LLMCalcError(field, f"{path} is over {MAX_FILE_BYTES} bytes; a spec file is a few KB")
+    return data
+
+
+def _loader() -> type:
     import yaml
 
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str, where: str, field: str) -> dict[str, Any]:
+    """Parse YAML safely: libyaml's C safe loader where present, and on its event stream refuse
+    anchors, aliases, explicit tags and nesting deeper than MAX_DEPTH before constructing anything."""
+    import yaml
+
+    loader_cls = _loader()
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise LLMCalcError(field, f"{where}: YAML anchors/aliases are not allowed in spec files")
-        data = yaml.safe_load(text)
+        _check_events(yaml.parse(text, Loader=loader_cls), where, field)
+        data = yaml.load(text, Loader=loader_cls)  # noqa: S506 - a SafeLoader (C or Python)
     except yaml.YAMLError as exc:
-        first_line = str(exc).strip().splitlines()[0]
+        first_line = (str(exc).strip().splitlines() or ["syntax error"])[0]
         raise LLMCalcError(field, f"{where} is not valid safe YAML ({first_line})") from None
+    except LLMCalcError:
+        raise
+    except (ValueError, OverflowError, RecursionError) as exc:  # e.g. an integer of 5000 digits
+        raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
     return _require_mapping(data, where, field)
+
+
+def _check_events(events: Any, where: str, field: str) -> None:
+    import yaml
+
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise LLMCalcError(field, f"{where}: YAML anchors/aliases are not allowed in spec files")
+        if getattr(event, "tag", None):
+            raise LLMCalcError(field, f"{where} is not valid safe YAML (tag {event.tag} is not allowed in spec files)")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a spec is a flat mapping")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
-    """Parse JSON into a mapping, with a one-line error on any failure."""
+    """Parse JSON into a mapping, with a one-line error on any failure (NaN/Infinity literals refused)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise LLMCalcError(field, f"{where} is not valid JSON ({exc})") from None
+        raise LLMCalcError(field, f"{where} is not valid JSON ({_short(exc)})") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer over Python's digit limit
+        raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
+    if _depth(data) > MAX_DEPTH:
+        raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping")
     return _require_mapping(data, where, field)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a spec can hold")
+
+
+def _depth(data: Any) -> int:
+    """Deepest nesting of lists/dicts, walked iteratively (no recursion on hostile input)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def load_mapping(path: Path, field: str) -> dict[str, Any]:
@@ -65,7 +160,15 @@ def load_mapping(path: Path, field: str) -> dict[str, Any]:
     return parse_yaml(text, str(path), field)
 
 
+def _short(exc: BaseException, limit: int = 160) -> str:
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
 def _require_mapping(data: Any, where: str, field: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LLMCalcError(field, f"{where} must hold a mapping of fields, got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise LLMCalcError(field, f"{where}: field names must be text, got {bad[0]!r}")
     return data

@@ -6,14 +6,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
+
+from calc.specs.bounds import check_bounds
+from calc.specs.mapping import spec_from_mapping, validation_error
+
+__all__ = ["AttentionKind", "GPUSpec", "MLASpec", "ModelSpec", "MoESpec", "Parallelism", "spec_from_mapping", "validation_error"]
 
 DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
+AttentionKind = Literal["full", "sliding", "chunked", "none"]
 TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8"]
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, value: object, info: ValidationInfo) -> object:
+        """Every number finite and plausible, every name short and printable (calc.specs.bounds)."""
+        return check_bounds(value, info.field_name or "")
 
 
 class MoESpec(_Spec):
@@ -31,6 +43,8 @@ class MoESpec(_Spec):
     num_dense_layers: NonNegativeInt = Field(
         0, description="layers that keep a dense MLP of intermediate_size instead of experts"
     )
+    expert_bias: bool = Field(False, description="gpt-oss: every expert's projections carry biases")
+    router_linear_bias: bool = Field(False, description="gpt-oss / phimoe-style router Linear with a bias (E)")
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -91,6 +105,26 @@ class ModelSpec(_Spec):
     moe: MoESpec | None = None
     mla: MLASpec | None = None
 
+    # Attention per layer (sliding-window / chunked / hybrid models).
+    layer_types: list[AttentionKind] | None = Field(
+        None, description="attention kind of each layer, num_layers long; None = every layer full"
+    )
+    sliding_window: PositiveInt | None = Field(None, description="tokens a 'sliding' layer attends to (and caches)")
+    attention_chunk_size: PositiveInt | None = Field(None, description="tokens per chunk of a 'chunked' layer (Llama 4)")
+    rope_scaling_factor: float = Field(
+        1.0, ge=1.0, description="usable context / max_position_embeddings: the RoPE scaling factor where the "
+        "config's max_position_embeddings is the original length (yarn in Qwen2.5/Qwen3), else 1",
+    )
+
+    # Extra per-layer parameters of current families.
+    qk_norm: Literal["none", "head", "full"] = Field(
+        "none", description="q/k norms: 'head' = one d-wide norm each (Qwen3, Gemma 3); 'full' = over h*d and g*d (OLMo 2, Cohere)"
+    )
+    attention_sinks: bool = Field(False, description="gpt-oss: one learned sink logit per head per layer (h)")
+    mtp_layers: NonNegativeInt = Field(
+        0, description="multi-token-prediction blocks shipped beside the main model (DeepSeek-V3, GLM-4.5); not in total_params"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         if self.head_dim is None and self.mla is None and self.hidden_size % self.num_heads:
@@ -106,7 +140,20 @@ class ModelSpec(_Spec):
             raise ValueError(
                 f"moe.num_dense_layers ({self.moe.num_dense_layers}) exceeds num_layers ({self.num_layers})"
             )
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_layers:
+                raise ValueError(f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers")
+            if "sliding" in self.layer_types and not self.sliding_window:
+                raise ValueError("layer_types has 'sliding' layers but sliding_window is not set")
+            if "chunked" in self.layer_types and not self.attention_chunk_size:
+                raise ValueError("layer_types has 'chunked' layers but attention_chunk_size is not set")
         return self
+
+    @property
+    def context_window(self) -> int:
+        """Usable context in tokens: max_position_embeddings times rope_scaling_factor (1 unless the
+        config's max_position_embeddings is the pre-scaling length, as in Qwen2.5 with yarn)."""
+        return int(self.max_position_embeddings * self.rope_scaling_factor)
 
     @property
     def kv_heads(self) -> int:

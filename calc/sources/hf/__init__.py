@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calc.errors import LLMCalcError
-from calc.specs import ModelSpec
+from calc.specs import ModelSpec, spec_from_mapping
 
 _REQUIRED = object()
 
@@ -38,6 +38,28 @@ class _Config:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._fail(keys[0], f"must be an integer, got {value!r}")
+        return value
+
+    def layers(self) -> int:
+        """num_hidden_layers, bounded before any per-layer loop runs over it."""
+        from calc.specs.bounds import LIMITS
+
+        value = self.int("num_hidden_layers")
+        if not 1 <= value <= LIMITS["num_layers"][1]:
+            raise self._fail("num_hidden_layers", f"must be in 1..{LIMITS['num_layers'][1]}, got {value}")
+        return value
+
+    def divisor(self, key: str, default: int) -> int:
+        """An integer used as a step or modulus (decoder_sparse_step, moe_layer_freq): >= 1."""
+        value = self.int(key, default=default)
+        if value < 1:
+            raise self._fail(key, f"must be an integer >= 1, got {value!r}")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.get(key, default=[])
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self._fail(key, f"must be a list of layer indices, got {value!r}"[:200])
         return value
 
     def bool(self, *keys: str, default: Any = _REQUIRED) -> Any:
@@ -104,10 +126,10 @@ def _mixtral(c: _Config) -> dict[str, Any]:
 
 
 def _qwen2_moe(c: _Config) -> dict[str, Any]:
-    num_layers = c.int("num_hidden_layers")
+    num_layers = c.layers()
     experts = c.int("num_experts", default=60)
-    step = c.int("decoder_sparse_step", default=1)
-    mlp_only = set(c.get("mlp_only_layers", default=[]))
+    step = c.divisor("decoder_sparse_step", default=1)
+    mlp_only = set(c.int_list("mlp_only_layers"))
     # modeling_qwen2_moe: layer i is sparse iff i not in mlp_only_layers and (i + 1) % step == 0.
     sparse = [i for i in range(num_layers) if i not in mlp_only and experts > 0 and (i + 1) % step == 0]
     shared = c.int("shared_expert_intermediate_size", default=0)
@@ -125,9 +147,9 @@ def _qwen2_moe(c: _Config) -> dict[str, Any]:
 
 
 def _deepseek(c: _Config, v3: bool) -> dict[str, Any]:
-    num_layers = c.int("num_hidden_layers")
+    num_layers = c.layers()
     first_dense = c.int("first_k_dense_replace", default=0)
-    freq = c.int("moe_layer_freq", default=1)
+    freq = c.divisor("moe_layer_freq", default=1)
     routed = c.int("n_routed_experts", default=None)
     moe_layers = [i for i in range(num_layers) if routed and i >= first_dense and i % freq == 0]
     shared = c.int("n_shared_experts", default=0) or 0
@@ -349,14 +371,13 @@ def model_from_hf_config(data: dict[str, Any], where: str = "config.json", field
     ...                       "n_embd": 768, "n_layer": 12, "n_head": 12}).num_layers
     12
     """
-    from calc.sources.catalog import spec_from_mapping
-
     model_type = data.get("model_type")
-    if model_type not in MAPPERS:
+    if not isinstance(model_type, str) or model_type not in MAPPERS:
+        shown = repr(model_type) if len(repr(model_type)) <= 80 else repr(model_type)[:80] + "..."
         supported = ", ".join(sorted(k for k in MAPPERS if k.islower()))
-        raise LLMCalcError(field, f"{where}: unsupported model_type {model_type!r}; supported: {supported}")
+        raise LLMCalcError(field, f"{where}: unsupported model_type {shown}; supported: {supported}")
     fields = MAPPERS[model_type](_Config(data, where, field))
     name = data.get("_name_or_path") or data.get("name") or model_type
-    fields = {"name": str(name), "description": f"imported from {where}", **fields}
+    fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": f"imported from {where}", **fields}
     fields = {k: v for k, v in fields.items() if v is not None}
     return spec_from_mapping(ModelSpec, fields, where, field)

@@ -1,0 +1,147 @@
+"""Small helpers shared by the command modules: loading inputs named by options, resolving the
+placement options into a Parallelism, prices, output paths, and the fit-first and context checks.
+Engine modules are imported inside each helper so `llmcalc --help` stays fast."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from calc.errors import LLMCalcError
+
+
+def load_calibration(path: str | None) -> Any:
+    if path is None:
+        return None
+    from calc.hardware.calibration import load_calibration as load
+
+    return load(path)
+
+
+def model_arg(positional: str | None, old_option: str | None) -> Any:
+    """MODEL is the first positional argument everywhere; `--model` is kept as a hidden old spelling."""
+    from calc.cli.options import alias
+    from calc.sources.catalog import load_model
+
+    name = alias(positional, old_option, "MODEL", "--model")
+    if name is None:
+        raise LLMCalcError("MODEL", "missing; give a model name (see `llmcalc models`) as the first argument")
+    return load_model(name, "MODEL" if positional is not None else "--model")
+
+
+def placement(tp: int | None, pp: int | None, dp: int | None, cp: int | None, sp: bool, num_gpus: int | None,
+              *, spread: str = "tp", ep: int | None = None) -> Any:
+    """The Parallelism named by --tp/--pp/--dp/--cp (each default 1) and --num-gpus.
+
+    --num-gpus alone puts all GPUs on the axis ``spread`` ("tp" for serving, "dp" for training);
+    with degrees given, --num-gpus must equal their product.
+    """
+    from calc.specs import Parallelism
+
+    degrees = {"tp": tp, "pp": pp, "dp": dp, "cp": cp}
+    given = {k: v for k, v in degrees.items() if v is not None}
+    values = {k: v or 1 for k, v in degrees.items()}
+    if num_gpus is not None:
+        if not given:
+            values[spread] = num_gpus
+        else:
+            product = values["tp"] * values["pp"] * values["dp"] * values["cp"]
+            if product != num_gpus:
+                raise LLMCalcError("--num-gpus", f"{num_gpus} != tp*pp*dp*cp = {product}; drop one or make them agree")
+    if sp and values["tp"] == 1:
+        raise LLMCalcError("--sp", "sequence parallelism splits activations across TP ranks; it needs --tp > 1")
+    plan = Parallelism(**values, sequence_parallel=sp)
+    if ep is not None and ep > 1:
+        raise LLMCalcError("--ep", "expert parallelism is modelled by train-step / train-plan / serve, not here")
+    return plan
+
+
+def price_for(prices: list[str] | None, gpu_name: str, old_price: float | None = None) -> float | None:
+    """One price option: `--price 2.5` (this GPU) or `--price h100=2.5`; `--price-per-gpu-hour` is the old spelling."""
+    table = price_table(prices)
+    if old_price is not None:
+        if table:
+            raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
+        return old_price
+    if "*" in table:
+        return table["*"]
+    unknown = [name for name in table if name != gpu_name]
+    if unknown:
+        raise LLMCalcError("--price", f"names {', '.join(unknown)}, which is not the GPU in use ({gpu_name})")
+    return table.get(gpu_name)
+
+
+def price_table(prices: list[str] | None) -> dict[str, float]:
+    """Parse repeated `--price` values into {gpu name: price per GPU-hour}; a bare number is '*'."""
+    from calc.sources.catalog import load_gpu
+    from calc.units import parse_human_number
+
+    table: dict[str, float] = {}
+    for item in prices or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            name, value = "*", name
+        elif not value:
+            raise LLMCalcError("--price", f"{item!r}: write GPU=PRICE, e.g. h100=2.5, or a bare number")
+        key = "*" if name == "*" else load_gpu(name, "--price").name
+        if value.strip() in ("0", "0.0"):
+            table[key] = 0.0
+        else:
+            table[key] = parse_human_number(value, "--price")
+    return table
+
+
+def output_path(path: str | None, flag: str, suffixes: tuple[str, ...]) -> Path | None:
+    """Validate an output path before any work: suffix, not a directory, parent exists and is writable."""
+    if path is None:
+        return None
+    target = Path(path)
+    if len(path) > 4096 or "\x00" in path:
+        raise LLMCalcError(flag, "is not a usable file name")
+    if target.suffix.lower() not in suffixes:
+        raise LLMCalcError(flag, f"{path!r}: use a {' or '.join(suffixes)} file name")
+    if target.is_dir():
+        raise LLMCalcError(flag, f"{path!r} is a directory; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise LLMCalcError(flag, f"folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise LLMCalcError(flag, f"{path!r} is not writable")
+    return target
+
+
+def check_context(m: Any, tokens: int, flag: str) -> None:
+    """Requests longer than the model's context window are refused (naming the flag)."""
+    window = getattr(m, "context_window", None) or m.max_position_embeddings
+    if tokens > window:
+        raise LLMCalcError(flag, f"{tokens:,} tokens exceed {m.name}'s context window of {window:,} tokens")
+
+
+def require_fit(result: Any, flag: str = "--num-gpus") -> None:
+    """Fit first: a deployment whose memory does not fit is refused before any time figure."""
+    if result.fits is False:
+        from calc.units import gib
+
+        need = f"needs {result.min_gpus} GPUs" if result.min_gpus else "no GPU count up to 4096 fits"
+        raise LLMCalcError(
+            flag, f"does not fit: {result.model} needs {gib(result.per_gpu_bytes):.2f} GiB per GPU on "
+            f"{result.num_gpus} x {result.gpu} ({gib(result.gpu_memory_bytes):.2f} GiB each); {need}")
+
+
+def warn(field: str, message: str) -> None:
+    """A suspicious (not impossible) result: one line on stderr naming the input that caused it."""
+    import sys
+
+    sys.stderr.write(f"llmcalc: warning: {field}: {message}\n")
+
+
+def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:
+    """Fit first for training answers: the most memory-frugal plain layout (ZeRO-3 over all GPUs, full
+    recomputation, micro-batch 1) must fit, else the answer is refused with the GPUs it needs."""
+    from calc.memory import training_memory
+    from calc.specs import Parallelism
+
+    result = training_memory(m, gpu=gpu, plan=Parallelism(dp=num_gpus), zero=3, micro_batch=1, seq=seq,
+                             recompute="full")
+    require_fit(result)

@@ -1,0 +1,89 @@
+"""`memory`: weights, KV cache, activations and training states per GPU, with the fit verdict."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from calc.cli.options import (
+    DEFAULT_DTYPE,
+    BatchOpt,
+    CpOpt,
+    DpOpt,
+    DtypeOpt,
+    ExplainOpt,
+    GpuOptional,
+    JsonOpt,
+    KvDtypeOpt,
+    Mode,
+    ModelArg,
+    NumGpusOpt,
+    PpOpt,
+    Recompute,
+    RecomputeOpt,
+    ReserveOpt,
+    SeqOpt,
+    SpOpt,
+    TpOpt,
+    ZeroOpt,
+    human_int,
+    refuse,
+)
+
+
+def memory(
+    model: ModelArg,
+    mode: Annotated[Mode, typer.Option("--mode", help="infer or train")] = Mode.infer,
+    dtype: DtypeOpt = DEFAULT_DTYPE,
+    kv_dtype: KvDtypeOpt = None,
+    batch: BatchOpt = 1,
+    seq: SeqOpt = 2048,
+    gpu: GpuOptional = None,
+    num_gpus: NumGpusOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dp: DpOpt = None,
+    cp: CpOpt = None,
+    sequence_parallel: SpOpt = False,
+    zero: ZeroOpt = 0,
+    recipe: Annotated[str, typer.Option("--recipe", help="bf16-adam, bf16-adam-fp32-grads, fp32-adam, sgd-momentum")] = "bf16-adam",
+    recompute: RecomputeOpt = Recompute.none,
+    flash: Annotated[bool, typer.Option("--flash/--no-flash", help="FlashAttention: no stored score matrix")] = True,
+    group_size: Annotated[int | None, typer.Option(
+        "--group-size", parser=human_int("--group-size"), help="int4/int8 quantisation group size")] = None,
+    reserve_gib: ReserveOpt = 1.0,
+    as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
+) -> None:
+    """Memory per category and per GPU; with --gpu, whether it fits and the smallest GPU count that does.
+
+    --mode infer: --batch requests of --seq tokens (input + output) each. --mode train: --batch is the
+    micro-batch, --seq the training sequence length."""
+    from calc.cli.common import placement
+    from calc.memory import inference_memory, training_memory
+    from calc.report.render import emit, memory_view
+    from calc.sources.catalog import load_gpu, load_model
+    from calc.specs import Parallelism
+
+    if mode is Mode.infer:
+        why = "is a training option; drop it or use --mode train"
+        for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
+                                     ("--zero", zero, 0), ("--recipe", recipe, "bf16-adam"),
+                                     ("--recompute", recompute.value, "none"), ("--no-flash", not flash, False)):
+            refuse(flag, value, why, default)
+    else:
+        why = "is a serving option; training memory uses --recipe for its dtypes"
+        for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
+                                     ("--dtype", dtype, DEFAULT_DTYPE)):
+            refuse(flag, value, why, default)
+    m = load_model(model)
+    g = load_gpu(gpu) if gpu else None
+    plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
+    if mode is Mode.infer:
+        result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype, kv_dtype=kv_dtype,
+                                  batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
+    else:
+        result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
+                                 recompute=recompute.value, flash=flash, reserve_gib=reserve_gib)
+    emit(result, as_json, explain, memory_view)

@@ -1,0 +1,75 @@
+"""Model arithmetic commands: `params`, `flops`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from calc.cli.options import (
+    DEFAULT_DTYPE,
+    BatchOpt,
+    CausalOpt,
+    DtypeOpt,
+    ExplainOpt,
+    JsonOpt,
+    ModelArg,
+    SeqOpt,
+    alias,
+    human_int,
+)
+
+
+def params(model: ModelArg, as_json: JsonOpt = False, explain: ExplainOpt = False) -> None:
+    """Exact parameter count per component, beside the textbook 12*L*H^2 + V*H."""
+    from calc.model.params import count_params
+    from calc.report.render import emit, params_view
+    from calc.sources.catalog import load_model
+
+    emit(count_params(load_model(model)), as_json, explain, params_view)
+
+
+def flops(
+    model: ModelArg,
+    batch: BatchOpt = 1,
+    seq: SeqOpt = 2048,
+    context: Annotated[int | None, typer.Option(
+        "--context", parser=human_int("--context"), help="tokens attended S' (default: --seq)")] = None,
+    causal: CausalOpt = False,
+    output: Annotated[int | None, typer.Option(
+        "--output", parser=human_int("--output"), help="also decode this many tokens after the --seq prompt")] = None,
+    generate: Annotated[int | None, typer.Option("--generate", parser=human_int("--generate"), hidden=True)] = None,
+    intensity: Annotated[bool, typer.Option("--intensity", help="per-matmul FLOPs/byte of prefill and one decode step")] = False,
+    fused: Annotated[bool, typer.Option("--fused", help="GEMM shapes of separate vs fused QKV + MLP-in (seed 000)")] = False,
+    dtype: DtypeOpt = DEFAULT_DTYPE,
+    as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
+) -> None:
+    """FLOPs of a forward pass and a training step, per token beside 2N and 6N; optionally decode
+    (--output), arithmetic intensity and the fused parallel-layer GEMM."""
+    from calc.cli.options import refuse
+    from calc.model import flops as engine
+    from calc.report.render import console, emit, emit_json, flops_view, gemm_view
+    from calc.sources.catalog import load_model
+    from calc.units import dtype_bytes
+
+    decode = alias(output, generate, "--output", "--generate")
+    refuse("--dtype", dtype if not (intensity or fused) else None,
+           "only sets the bytes moved of --intensity / --fused; FLOPs do not depend on it", DEFAULT_DTYPE)
+    dtype_bytes(dtype)
+    m = load_model(model)
+    result = engine.forward_flops(m, batch, seq, context, causal)
+    extras = {}
+    if decode is not None:
+        extras["decode"] = engine.decode_flops(m, batch, seq, decode)
+    if intensity:
+        extras["intensity_prefill"] = engine.arithmetic_intensity(m, batch, seq, result.context, dtype)
+        extras["intensity_decode"] = engine.arithmetic_intensity(m, batch, 1, result.context + 1, dtype)
+    if fused:
+        extras["fused"] = engine.fused_parallel_shapes(m, batch * seq, dtype)
+    if as_json:
+        emit_json({**result.model_dump(mode="json"), **extras})
+        return
+    emit(result, False, explain, flops_view)
+    for name, extra in extras.items():
+        console.print(gemm_view(name, extra))

@@ -1,0 +1,153 @@
+"""The option vocabulary of the whole CLI, each concept declared once.
+
+Every command takes its options from here, so a flag means the same thing, with the same name,
+default and parsing, everywhere (the README's option table is this module). Numeric options
+accept human numbers (`4K`, `1.5M`, `15T`, `2e12`) through `calc.units.parse_human_number`.
+Old spellings keep working as hidden aliases (`alias` resolves a primary/alias pair and refuses
+both at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from calc.errors import LLMCalcError
+
+DEFAULT_DTYPE = "bf16"
+
+T = TypeVar("T")
+
+
+def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[str], int]:
+    """A Typer parser for an integer option that accepts `4K`, `1.5M`, `2e6` and names ``flag`` on error."""
+
+    def parse(text: str) -> int:
+        from calc.units import parse_human_number
+
+        text = str(text).strip()
+        if text.lstrip("+-").replace("_", "").replace(",", "").isdigit():
+            value = float(int(text.replace("_", "").replace(",", "")))
+        elif text.startswith("-"):
+            raise LLMCalcError(flag, f"must be >= {minimum}, got {text}")
+        else:
+            value = parse_human_number(text, flag)
+        if value != int(value):
+            raise LLMCalcError(flag, f"must be a whole number, got {text}")
+        if value < minimum:
+            raise LLMCalcError(flag, f"must be >= {minimum}, got {text}")
+        if value > maximum:
+            raise LLMCalcError(flag, f"must be <= {maximum:,}, got {text}")
+        return int(value)
+
+    return parse
+
+
+def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> Callable[[str], float]:
+    """A Typer parser for a positive real option (`6.4M`, `0.9`, `2e12`), finite, naming ``flag``."""
+
+    def parse(text: str) -> float:
+        from calc.units import parse_human_number
+
+        text = str(text).strip()
+        if allow_zero and text in ("0", "0.0"):
+            return 0.0
+        if text.startswith("-"):
+            raise LLMCalcError(flag, f"must be {'>= 0' if allow_zero else '> 0'}, got {text}")
+        value = parse_human_number(text, flag)
+        if value > maximum:
+            raise LLMCalcError(flag, f"must be <= {maximum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def alias(primary: T | None, old: T | None, flag: str, old_flag: str, default: T | None = None) -> T | None:
+    """The value of an option that also has an old (hidden) spelling; both at once is refused."""
+    if primary is not None and old is not None:
+        raise LLMCalcError(old_flag, f"is the old spelling of {flag}; give only one of them")
+    if primary is not None:
+        return primary
+    return old if old is not None else default
+
+
+def refuse(flag: str, given: Any, why: str, default: Any = None) -> None:
+    """Refuse an option that would not change this answer (never ignore it silently)."""
+    if given is not None and given is not False and given != default:
+        raise LLMCalcError(flag, why)
+
+
+class Mode(StrEnum):
+    infer = "infer"
+    train = "train"
+
+
+class Recompute(StrEnum):
+    none = "none"
+    selective = "selective"
+    full = "full"
+
+
+# --- what model, what hardware -------------------------------------------------------------
+ModelArg = Annotated[str, typer.Argument(
+    help="catalog name or alias (see `llmcalc models`), our YAML, or a HF config.json", metavar="MODEL")]
+ModelArgOptional = Annotated[str | None, typer.Argument(
+    help="catalog name or alias (see `llmcalc models`), our YAML, or a HF config.json", metavar="MODEL")]
+OldModelOpt = Annotated[str | None, typer.Option("--model", hidden=True, help="old spelling of MODEL")]
+GpuOpt = Annotated[str, typer.Option("--gpu", help="GPU name (see `llmcalc gpus`) or a GPU YAML")]
+GpuOptional = Annotated[str | None, typer.Option("--gpu", help="GPU name (see `llmcalc gpus`) or a GPU YAML")]
+CalibrationOpt = Annotated[str | None, typer.Option("--calibration", help="calibration YAML from `llmcalc bench --save`")]
+
+# --- how it is placed on GPUs --------------------------------------------------------------
+NumGpusOpt = Annotated[int | None, typer.Option(
+    "--num-gpus", parser=human_int("--num-gpus"), help="GPUs in all (default: tp*pp*dp*cp, or 1)")]
+TpOpt = Annotated[int | None, typer.Option("--tp", parser=human_int("--tp", maximum=4096), help="tensor-parallel degree")]
+PpOpt = Annotated[int | None, typer.Option("--pp", parser=human_int("--pp", maximum=4096), help="pipeline-parallel degree")]
+DpOpt = Annotated[int | None, typer.Option("--dp", parser=human_int("--dp", maximum=10**6), help="data-parallel degree")]
+CpOpt = Annotated[int | None, typer.Option("--cp", parser=human_int("--cp", maximum=4096), help="context-parallel degree")]
+EpOpt = Annotated[int | None, typer.Option("--ep", parser=human_int("--ep", maximum=4096), help="expert-parallel degree (MoE)")]
+SpOpt = Annotated[bool, typer.Option("--sp", help="Megatron sequence parallelism (with TP)")]
+ZeroOpt = Annotated[int, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3")]
+RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help="activation recomputation")]
+
+# --- workload: one name per sequence concept -----------------------------------------------
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batch"), help="sequences (requests) per batch")]
+MicroBatchOpt = Annotated[int, typer.Option("--micro-batch", parser=human_int("--micro-batch"), help="sequences per micro-batch")]
+GlobalBatchOpt = Annotated[int | None, typer.Option(
+    "--global-batch", parser=human_int("--global-batch"), help="sequences per optimizer step")]
+PromptOpt = Annotated[int, typer.Option("--prompt", parser=human_int("--prompt"), help="input (prompt) tokens per request")]
+OutputOpt = Annotated[int, typer.Option("--output", parser=human_int("--output", minimum=0), help="generated tokens per request")]
+SeqOpt = Annotated[int, typer.Option("--seq", "-s", parser=human_int("--seq"), help="tokens per sequence (training sequence length)")]
+MaxModelLenOpt = Annotated[int | None, typer.Option(
+    "--max-model-len", parser=human_int("--max-model-len"), help="engine context limit: tokens per request (input + output)")]
+TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
+
+# --- numbers and formats -------------------------------------------------------------------
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4")]
+KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", help="KV-cache dtype (default: --dtype)")]
+CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
+ReserveOpt = Annotated[float, typer.Option(
+    "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
+    help="per-GPU reserve for CUDA context and allocator slack, GiB")]
+MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
+PriceOpt = Annotated[list[str] | None, typer.Option(
+    "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]
+OldPriceOpt = Annotated[float | None, typer.Option(
+    "--price-per-gpu-hour", parser=human_float("--price-per-gpu-hour", allow_zero=True), hidden=True)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+ExplainOpt = Annotated[bool, typer.Option("--explain", help="show every formula with the numbers substituted")]
+PlotOpt = Annotated[str | None, typer.Option("--plot", help="write a chart to FILE.png or FILE.svg")]
+
+# Optional forms, for commands (report) whose defaults depend on --mode and that refuse an option
+# that does not apply to the chosen mode.
+PromptOptional = Annotated[int | None, typer.Option(
+    "--prompt", parser=human_int("--prompt"), help="input tokens per request (infer; default 1024)")]
+OutputOptional = Annotated[int | None, typer.Option(
+    "--output", parser=human_int("--output", minimum=0), help="generated tokens per request (infer; default 256)")]
+SeqOptional = Annotated[int | None, typer.Option(
+    "--seq", "-s", parser=human_int("--seq"), help="training sequence length (train; default 4096)")]
+ZeroOptional = Annotated[int | None, typer.Option(
+    "--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3 (train; default 1)")]

@@ -1,0 +1,163 @@
+"""One-page answers: `report`, `compare`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from calc.cli.options import (
+    DEFAULT_DTYPE,
+    BatchOpt,
+    CalibrationOpt,
+    DtypeOpt,
+    GpuOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    MfuOpt,
+    Mode,
+    ModelArg,
+    NumGpusOpt,
+    OldModelOpt,
+    OldPriceOpt,
+    OutputOpt,
+    OutputOptional,
+    PlotOpt,
+    PriceOpt,
+    PromptOpt,
+    PromptOptional,
+    SeqOptional,
+    TokensOpt,
+    ZeroOptional,
+    refuse,
+)
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+
+
+def report(
+    model: ModelArg,
+    gpu: GpuOpt,
+    num_gpus: NumGpusOpt = None,
+    mode: Annotated[Mode, typer.Option("--mode", help="infer or train")] = Mode.infer,
+    dtype: DtypeOpt = DEFAULT_DTYPE,
+    kv_dtype: KvDtypeOpt = None,
+    batch: BatchOpt = 1,
+    prompt: PromptOptional = None,
+    output: OutputOptional = None,
+    seq: SeqOptional = None,
+    tokens: TokensOpt = None,
+    mfu_assumed: MfuOpt = None,
+    price: PriceOpt = None,
+    old_price: OldPriceOpt = None,
+    zero: ZeroOptional = None,
+    calibration: CalibrationOpt = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="table or markdown")] = ReportFormat.table,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions."""
+    from calc.cli.common import (
+        check_context,
+        load_calibration,
+        output_path,
+        price_for,
+        require_fit,
+        training_fit,
+    )
+    from calc.errors import LLMCalcError
+    from calc.report.build import build_report
+    from calc.report.views import report_markdown, report_view
+    from calc.sources.catalog import load_gpu, load_model
+
+    if as_json and fmt is not ReportFormat.table:
+        raise LLMCalcError("--format", "--json and --format markdown are two outputs; give one")
+    if mode is Mode.infer:
+        for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
+                            ("--price", price or old_price)):
+            refuse(flag, value, "is a training option; add --mode train or drop it")
+    else:
+        for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype)):
+            refuse(flag, value, "is a serving option; drop it with --mode train")
+        refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
+        refuse("--plot", plot, "the memory chart is drawn for --mode infer")
+    plot_path = output_path(plot, "--plot", (".png", ".svg"))
+    m, g = load_model(model), load_gpu(gpu)
+    n = num_gpus or 1
+    prompt, output, seq = prompt or 1024, 256 if output is None else output, seq or 4096
+    if mode is Mode.infer:
+        check_context(m, prompt + output, "--prompt")
+        from calc.memory import inference_memory
+        from calc.serving.latency import check_serving_gpus
+        from calc.specs import Parallelism
+
+        check_serving_gpus(m, n)
+        require_fit(inference_memory(m, gpu=g, plan=Parallelism(tp=n), dtype=dtype, kv_dtype=kv_dtype,
+                                     batch=batch, seq=prompt + output))
+    else:
+        training_fit(m, g, n, seq)
+    result = build_report(
+        m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
+        seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed or 0.4,
+        price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
+        zero=1 if zero is None else zero, calibration=load_calibration(calibration),
+    )
+    if plot_path is not None and result.chart is not None:
+        from calc.report.plot import plot_memory_chart
+
+        plot_memory_chart(result.chart, f"{result.model} on {result.num_gpus} x {result.gpu}", str(plot_path))
+    if as_json:
+        from calc.report.render import emit_json
+
+        emit_json(result)
+    elif fmt is ReportFormat.markdown:
+        import sys
+
+        sys.stdout.write(report_markdown(result) + "\n")
+    else:
+        from calc.report.render import console
+
+        console.print(report_view(result))
+
+
+def compare(
+    names: Annotated[list[str], typer.Argument(help="MODEL then the GPUs to compare", metavar="MODEL GPU...")],
+    old_model: OldModelOpt = None,
+    num_gpus: NumGpusOpt = None,
+    dtype: DtypeOpt = DEFAULT_DTYPE,
+    batch: BatchOpt = 1,
+    prompt: PromptOpt = 1024,
+    output: OutputOpt = 256,
+    price: PriceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The same serving workload on several GPUs side by side (cost per million tokens with --price GPU=X)."""
+    from calc.cli.common import check_context, model_arg, price_table
+    from calc.errors import LLMCalcError
+    from calc.report.build import compare_gpus
+    from calc.sources.catalog import load_gpu
+
+    first: str | None = None if old_model is not None else (names[0] if names else None)
+    gpu_names = names if old_model is not None else names[1:]
+    m = model_arg(first, old_model)
+    if not gpu_names:
+        raise LLMCalcError("GPU", "name at least one GPU after the model, e.g. `compare llama2-13b h100 a100`")
+    gpus = [load_gpu(name, "GPU") for name in gpu_names]
+    check_context(m, prompt + output, "--prompt")
+    table = price_table(price)
+    prices = {g.name: table.get(g.name, table.get("*")) for g in gpus}
+    rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, prompt=prompt, output=output,
+                        prices={k: v for k, v in prices.items() if v is not None})
+    if as_json:
+        from calc.report.render import emit_json
+
+        emit_json(rows)
+        return
+    from calc.report.render import console
+    from calc.report.views import compare_view
+
+    console.print(compare_view(rows, m.name, num_gpus or 1))

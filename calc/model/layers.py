@@ -1,0 +1,38 @@
+"""What each layer attends to: full context, a sliding window, a chunk, or nothing (linear/SSM).
+
+Every consumer (KV cache, attention FLOPs, concurrency) reads ``attention_layers`` instead of the
+spec's raw fields, so the rule "a sliding layer sees at most its window" lives in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from calc.specs import AttentionKind, ModelSpec
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    """One layer's attention: ``kind`` and ``window`` (tokens it attends to and caches; None = all)."""
+
+    kind: AttentionKind
+    window: int | None
+
+    def tokens_seen(self, tokens: int) -> int:
+        """Tokens this layer keeps in its KV cache for a sequence of ``tokens`` (vLLM-style cap):
+        full -> tokens, sliding -> min(tokens, window), chunked -> min(tokens, chunk), none -> 0."""
+        if self.kind == "none":
+            return 0
+        return tokens if self.window is None else min(tokens, self.window)
+
+
+def attention_layers(m: ModelSpec) -> list[LayerAttention]:
+    """The attention of each of the ``num_layers`` layers, in order.
+
+    >>> from calc.sources.catalog import load_model
+    >>> {a.kind for a in attention_layers(load_model("llama2-7b"))}
+    {'full'}
+    """
+    kinds = m.layer_types or ["full"] * m.num_layers
+    windows = {"full": None, "none": None, "sliding": m.sliding_window, "chunked": m.attention_chunk_size}
+    return [LayerAttention(kind, windows[kind]) for kind in kinds]

@@ -1,0 +1,113 @@
+"""The one option vocabulary (issue 12): same names everywhere, human numbers, old spellings as
+hidden aliases, options that do not apply refused, fit first, the context window checked."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_human_numbers_on_integer_options(cli) -> None:
+    # 4K = 4000 sequences of 2K = 2000 tokens: forward FLOPs scale with B*S, so 4K x 2K == 4000 x 2000.
+    human = cli("flops", "llama2-7b", "--batch", "4K", "--seq", "2K", "--json").json()
+    plain = cli("flops", "llama2-7b", "--batch", "4000", "--seq", "2000", "--json").json()
+    assert human["forward_flops"] == plain["forward_flops"]
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["flops", "llama2-7b", "--batch", "1.5"], "--batch: must be a whole number"),
+    (["flops", "llama2-7b", "--seq", "-4"], "--seq: must be >= 1"),
+    (["memory", "llama2-7b", "--zero", "4", "--mode", "train"], "--zero: must be <= 3"),
+    (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "0"], "--prompt: must be >= 1"),
+    (["flops", "llama2-7b", "--output", "0"], "--output: must be >= 1"),
+])
+def test_bad_numbers_name_their_flag(cli, args: list[str], flag: str) -> None:
+    r = cli(*args)
+    assert r.code == 2 and flag in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_model_is_positional_and_old_model_option_still_works(cli) -> None:
+    args = ["--gpu", "h100", "--tokens", "15T", "--gpu-hours", "6.4M", "--seq", "8192", "--json"]
+    new = cli("mfu", "llama3-70b", *args).json()
+    old = cli("mfu", "--model", "llama3-70b", *args).json()
+    assert new == old
+    # Seed 001 question 1: 15e12 tokens x 6N / (6.4e6 GPU-h x 3600 s x 989.4 TFLOPS), N = 70,553,706,496.
+    assert new["mfu"] == pytest.approx(15e12 * 6 * 70_553_706_496 / (6.4e6 * 3600 * 989.4e12))  # datasheet dense bf16
+    both = cli("mfu", "llama3-70b", "--model", "llama3-70b", *args)
+    assert both.code == 2 and "--model" in both.err
+
+
+def test_old_spellings_are_hidden_aliases(cli) -> None:
+    new = cli("concurrency", "llama2-70b", "--gpu", "a800", "--num-gpus", "2", "--max-model-len", "4000", "--json").json()
+    old = cli("concurrency", "llama2-70b", "--gpu", "a800", "--num-gpus", "2", "--max-tokens", "4000", "--json").json()
+    assert new == old and new["max_concurrency"] == 23  # seed 001 question 4, worked in the README
+    help_text = cli("concurrency", "--help").out
+    assert "--max-model-len" in help_text and "--max-tokens" not in help_text
+    price_new = cli("train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "2T", "--price", "2",
+                    "--json").json()
+    price_old = cli("train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "2T",
+                    "--price-per-gpu-hour", "2", "--json").json()
+    assert price_new["cost"] == price_old["cost"] == pytest.approx(2 * price_new["gpu_hours"])
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["memory", "llama2-7b", "--zero", "3"], "--zero"),
+    (["memory", "llama2-7b", "--recompute", "full"], "--recompute"),
+    (["memory", "llama2-7b", "--dp", "2"], "--dp"),
+    (["memory", "llama2-7b", "--mode", "train", "--dtype", "int4"], "--dtype"),
+    (["memory", "llama2-7b", "--mode", "train", "--kv-dtype", "fp8"], "--kv-dtype"),
+    (["memory", "llama2-7b", "--mode", "train", "--group-size", "128"], "--group-size"),
+    (["report", "llama2-7b", "--gpu", "h100", "--mode", "train", "--prompt", "100"], "--prompt"),
+    (["report", "llama2-7b", "--gpu", "h100", "--zero", "2"], "--zero"),
+    (["report", "llama2-7b", "--gpu", "h100", "--json", "--format", "markdown"], "--format"),
+    (["mfu", "llama2-7b", "--gpu", "h100", "--tokens-per-s", "1e6", "--step-time", "2", "--global-batch", "8"], "--tokens"),
+    (["mfu", "llama2-7b", "--gpu", "h100", "--tokens", "1T"], "--gpu-hours"),
+    (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "100", "--pp", "2"], "--pp"),
+    (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "100", "--tp", "2", "--num-gpus", "4"], "--tp"),
+    (["memory", "llama2-7b", "--mode", "train", "--sp"], "--sp"),
+    (["train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--price", "a100=2"], "--price"),
+])
+def test_options_that_do_not_apply_are_refused(cli, args: list[str], flag: str) -> None:
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}"), r.err
+
+
+def test_fit_first_latency_refuses_with_gpus_needed(cli) -> None:
+    # Llama-2-70B in bf16 is 68,976,648,192 x 2 B = 128.5 GiB of weights alone: more than one H100's
+    # 79.65 GiB, less than two; so one GPU is refused and the answer names 2.
+    r = cli("latency", "llama2-70b", "--gpu", "h100", "--prompt", "1000")
+    assert r.code == 2 and "does not fit" in r.err and "needs 2 GPUs" in r.err and r.out == ""
+    assert cli("latency", "llama2-70b", "--gpu", "h100", "--num-gpus", "2", "--prompt", "1000").code == 0
+
+
+def test_fit_first_train_time(cli) -> None:
+    # 70.55e9 params x 16 B (bf16 Adam) over ZeRO-3 on 2 GPUs = 564 GB per GPU > 85.5 GB.
+    r = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "2", "--tokens", "1T")
+    assert r.code == 2 and "does not fit" in r.err
+
+
+def test_context_window_checked(cli) -> None:
+    r = cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "100K")
+    assert r.code == 2 and "context window of 4,096" in r.err
+
+
+def test_concurrency_defaults_to_the_context_window(cli) -> None:
+    # vLLM's max_model_len defaults to the model's context: llama2-7b 4096 tokens.
+    data = cli("concurrency", "llama2-7b", "--gpu", "h100", "--json").json()
+    assert data["max_tokens"] == 4096
+
+
+def test_version_and_bare_help(cli) -> None:
+    from calc import __version__
+
+    assert cli("--version").out.strip() == f"llmcalc {__version__}"
+    bare = cli()
+    assert bare.code == 0 and "Usage" in bare.out and bare.err == ""
+
+
+def test_one_default_dtype(cli) -> None:
+    import inspect
+
+    from calc.cli import memory, model, report, serving
+
+    for command in (memory.memory, serving.latency, serving.concurrency, report.report, report.compare, model.flops):
+        assert inspect.signature(command).parameters["dtype"].default == "bf16", command.__name__
