@@ -95,10 +95,11 @@ _SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021,
 
 
 def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
-    """Norm input (act bytes) + fp32 1/rms; unfused (eager HF RMSNorm) also keeps an fp32 copy of x."""
-    per = width * s.act_bytes + 4 + (0 if s.fused else 4 * width)
-    formula = f"tokens*(H*{s.act_bytes} + 4{'' if s.fused else ' + 4*H fp32 upcast'}) = {tokens}*({width}*{s.act_bytes} + 4" + (
-        ")" if s.fused else f" + 4*{width})")
+    """Fused norm kernels keep the input (act bytes) + fp32 1/rms per token; the eager HF RMSNorm upcasts
+    first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token."""
+    per = (width * s.act_bytes if s.fused else 4 * width) + 4
+    formula = f"tokens*({'H*' + str(s.act_bytes) if s.fused else '4*H fp32 upcast'} + 4) = {tokens}*({width}*" \
+              f"{s.act_bytes if s.fused else 4} + 4)"
     return Buffer(name, tokens * per, f"{formula} = {tokens * per:,} B", _SRC_NORM)
 
 

@@ -33,7 +33,7 @@ from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params, layer_kinds
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import GIB, gib
+from calc.units import GIB, dtype_bytes, gib
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS = ("full", "lora", "qlora", "dora")
@@ -65,6 +65,14 @@ class BufferRow(BaseModel):
     bytes: int
     formula: str
     source: str
+
+
+class FitRow(BaseModel):
+    """The largest micro-batch of ``seq`` tokens whose peak fits on the GPU (0: none)."""
+
+    seq: int
+    max_batch: int
+    per_gpu_bytes: int | None
 
 
 class FinetuneResult(BaseModel):
@@ -106,6 +114,7 @@ class FinetuneResult(BaseModel):
     headroom_bytes_per_gpu: int | None
     min_gpus: int | None
     fits_with: list[str]
+    fit_table: list[FitRow] = []
     assumptions: list[str]
     explain: list[str]
 
@@ -121,7 +130,7 @@ def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], ran
 def finetune_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, method: str = "lora",
     lora_rank: int = 8, lora_alpha: float | None = None, lora_targets: str | tuple[str, ...] = "q,v", lora_dropout: float = 0.0,
-    optimizer: str = "adamw", precision: str = "mixed", base_dtype: str = "nf4", double_quant: bool = True,
+    optimizer: str = "adamw", precision: str = "mixed", base_dtype: str = "nf4", double_quant: bool = True, frozen_dtype: str = "bf16",
     batch: int = 1, seq: int = 2048, grad_accum: int = 1, recompute: str = "none", attention: str = "flash",
     fused: bool = False, loss: str = "fp32", loss_chunks: int = 8, dropout: float = 0.0, zero: int = 0,
     offload_optimizer: bool = False, offload_params: bool = False, offload_activations: bool = False,
@@ -183,8 +192,9 @@ def finetune_memory(
             q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
             q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
                 f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
-        base = rest * 2 + q_bytes
-        base_formula = f"{q_formula} + rest bf16 {rest:,}*2" if quantised else f"frozen base N*2 = {total:,}*2"
+        fb = dtype_bytes(frozen_dtype)
+        base = math.ceil(rest * fb) + q_bytes
+        base_formula = f"{q_formula} + rest {frozen_dtype} {rest:,}*{fb}" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
         base += trainable * w_bytes
         base_formula += f" + adapters {trainable:,}*{w_bytes}"
     weights = 0 if offload_params else zshard(base, 3)
@@ -281,7 +291,8 @@ def finetune_memory(
     fits = headroom = min_gpus = None
     fits_with: list[str] = []
     common = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, lora_dropout=lora_dropout,
-                  optimizer=optimizer, precision=precision, base_dtype=base_dtype, double_quant=double_quant, batch=batch,
+                  optimizer=optimizer, precision=precision, base_dtype=base_dtype, double_quant=double_quant, frozen_dtype=frozen_dtype,
+                  batch=batch,
                   seq=seq, grad_accum=grad_accum, recompute=recompute, attention=attention, fused=fused, loss=loss,
                   loss_chunks=loss_chunks, dropout=dropout, offload_optimizer=offload_optimizer, offload_params=offload_params,
                   offload_activations=offload_activations, optimizer_in_backward=optimizer_in_backward,
@@ -356,4 +367,26 @@ def finetune_memory(
     )
 
 
-__all__ = ["GROUPS", "Buffer", "FinetuneResult", "finetune_memory", "nf4_bytes"]
+def fit_table(m: ModelSpec, gpu: GPUSpec, seqs: tuple[int, ...] = (512, 1024, 2048, 4096, 8192, 16384, 32768),
+              max_batch: int = 1024, **kwargs) -> list[FitRow]:
+    """For each sequence length, the largest micro-batch whose peak fits on ``gpu`` (0: not even one),
+    by bisection on finetune_memory (memory grows with the batch)."""
+    kwargs = {**kwargs, "suggest": False, "gpu": None}
+
+    def peak(batch: int, seq: int) -> int:
+        return finetune_memory(m, batch=batch, seq=seq, **kwargs).per_gpu_bytes
+
+    rows = []
+    for seq in seqs:
+        lo, hi = 0, max_batch
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if peak(mid, seq) <= gpu.memory_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        rows.append(FitRow(seq=seq, max_batch=lo, per_gpu_bytes=peak(lo, seq) if lo else None))
+    return rows
+
+
+__all__ = ["GROUPS", "Buffer", "FinetuneResult", "FitRow", "finetune_memory", "fit_table", "nf4_bytes"]
