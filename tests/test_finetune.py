@@ -129,9 +129,13 @@ def test_zero3_shards_everything_and_adds_fsdp_layers(llama3):
     r = finetune_memory(llama3, method="full", plan=Parallelism(dp=8), zero=3, batch=1, seq=128)
     n = 8_030_261_248
     assert r.per_gpu["weights"] == -(-2 * n // 8) and r.per_gpu["optimizer states"] == 8 * n // 8
-    # two unsharded bf16 layers (218,112,000 params each incl. norms) + one layer of fp32 gradients
-    layer = 218_103_808 + 2 * 4096
-    assert r.per_gpu["FSDP unsharded layers"] == 2 * layer * 2 + layer * 4
+    # in flight: two unsharded blocks (218,112,000 params incl. norms) in bf16 + one block's fp32 gradients
+    # = 1,744,896,000 B, or the root unit (embedding + head + final norm = 1,050,677,248 params) in bf16 with
+    # its fp32 gradients = 6 B/param = 6,304,063,488 B: the larger is the root
+    assert r.per_gpu["FSDP unsharded layers"] == 6 * 1_050_677_248
+    # embedding and head sharded as their own units (torchtune custom_sharded_layers): 6 * 525,336,576
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=8), zero=3, batch=1, seq=128, shard_embeddings_separately=True)
+    assert r.per_gpu["FSDP unsharded layers"] == 6 * 525_336_576
 
 
 def test_paged_optimizer_is_outside_the_allocator(llama3):

@@ -166,7 +166,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
 
 
 def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
-                    tp: int = 1) -> list[Buffer]:
+                    tp: int = 1, compiled: bool = False) -> list[Buffer]:
     """Final norm, output-head input, logits and the cross-entropy buffers.
 
     Plain loss (torch.nn.functional.cross_entropy on logits.float()): the loss backward holds the fp32
@@ -175,16 +175,18 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     in forward the peak is 2 + 4 + 4 = 10 B). Chunked (torchtune CEWithChunkedOutputLoss): bf16 logits
     whole, the fp32 work one chunk at a time: 2 + 12/C. Fused linear + CE (Liger, Cut Cross-Entropy
     arXiv 2411.09009, torchtune LinearCrossEntropyLoss): only one chunk of logits ever exists: 12/C.
+    A compiled chunked loss (torchtune compile=True runs training.compile_loss) fuses upcast, log-softmax and
+    NLL per chunk: it keeps the bf16 logits and a per-row log-sum-exp, and writes one chunk's bf16 gradient: 2 + 2/C.
     """
     tok = batch * seq
     V = m.vocab_size
     out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
-    per_logit = {"fp32": 12, "chunked": 2 + 12 / chunks, "fused": 12 / chunks}[loss]
+    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks}[loss]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
-           "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk",
+           "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
            "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits"}[loss]
     out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
     return out

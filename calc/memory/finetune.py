@@ -31,7 +31,7 @@ from calc.memory.optimizers import (
 from calc.memory.result import _search_min_gpus
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import count_params, layer_kinds
+from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gib
 
@@ -127,6 +127,26 @@ def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], ran
             for d_in, d_out in ((a.d_in, rank), (rank, a.d_out))]
 
 
+def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
+                    separate_embeddings: bool) -> int:
+    """Unsharded FSDP units alive at once: ``layers`` blocks (the one computing + the one prefetched), or the
+    root unit (embedding + output head + final norm, gathered together unless sharded as their own units, as
+    torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights (NF4 for QLoRA:
+    FSDP2 all-gathers the quantised shards) plus, when they train, their unreduced gradients (fp32 reduce
+    buffer, 4 B; FSDP2 MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
+    full = method == "full"
+
+    def unit_bytes(params: int, count: int) -> int:
+        params //= tp
+        weights = nf4_bytes(params, double_quant) if method == "qlora" and base_dtype == "nf4" else params * 2
+        return count * weights + (params * 4 if full else 0)
+
+    block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
+    outside = [t.params for t in model_tensors(m)]
+    root = max(outside) if separate_embeddings else sum(outside)
+    return max(unit_bytes(block, layers), unit_bytes(root, 1))
+
+
 def finetune_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, method: str = "lora",
     lora_rank: int = 8, lora_alpha: float | None = None, lora_targets: str | tuple[str, ...] = "q,v", lora_dropout: float = 0.0,
@@ -136,6 +156,7 @@ def finetune_memory(
     offload_optimizer: bool = False, offload_params: bool = False, offload_activations: bool = False,
     optimizer_in_backward: bool = False, cuda_context_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
     fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
+    shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
@@ -245,7 +266,7 @@ def finetune_memory(
         saved = kept_layers * layer_bytes
         recompute_buf = recompute_buf if recompute == "selective" and attention == "flash" else 0
         act_formula = f"{kept_layers} layers x {layer_bytes:,} B per layer"
-    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp)  # counted on the stage under study
+    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)  # counted on the stage under study
     logits = head[-1].bytes
     head_saved = sum(b.bytes for b in head[:-1])
     dequant = 0
@@ -259,11 +280,7 @@ def finetune_memory(
 
     fsdp = 0
     if zero == 3 and dp > 1 or offload_params:
-        per_layer_params = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m)) // plan.tp
-        # QLoRA all-gathers the NF4 shards (torchao NF4Tensor under FSDP2) and dequantises one matrix at a time
-        layer_weight_bytes = nf4_bytes(per_layer_params, double_quant) if method == "qlora" and base_dtype == "nf4" \
-            else per_layer_params * 2
-        fsdp = fsdp_layers_in_flight * layer_weight_bytes + (per_layer_params * 4 if full else 0)
+        fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately)
 
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
     if grad_accum > 1:
@@ -297,6 +314,7 @@ def finetune_memory(
                   loss_chunks=loss_chunks, dropout=dropout, offload_optimizer=offload_optimizer, offload_params=offload_params,
                   offload_activations=offload_activations, optimizer_in_backward=optimizer_in_backward,
                   cuda_context_gib=cuda_context_gib, fragmentation=fragmentation, fsdp_layers_in_flight=fsdp_layers_in_flight,
+                  shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False)
     if gpu is not None:
         headroom = gpu.memory_bytes - per_gpu_total
@@ -334,7 +352,7 @@ def finetune_memory(
         "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
         + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
         f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"
-        + (f"; FSDP keeps {fsdp_layers_in_flight} unsharded layers in flight" if fsdp else "")
+        + (f"; FSDP keeps {fsdp_layers_in_flight} unsharded layers (or the embedding/head unit) in flight" if fsdp else "")
         + ("; optimizer (and master) offloaded to CPU" if offload_optimizer else "")
         + ("; parameters offloaded to CPU" if offload_params else "")
         + (f"; activations offloaded to CPU, {offload_layers_in_flight} layers on GPU" if offload_activations else ""),
