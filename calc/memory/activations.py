@@ -5,7 +5,7 @@ built from the tensors autograd really keeps (``layer_buffers``, ``lm_head_buffe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.specs import ModelSpec
@@ -218,3 +218,44 @@ def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list
     n = math.ceil(tok * (hd * b + 4 * m.num_heads) / tp)
     out.append(Buffer("attention output + log-sum-exp", n, f"b*s*(h*d*{b} + h*4)/t = {n:,} B", _SRC_FLASH))
     return out
+
+
+@dataclass(frozen=True)
+class StageActivations:
+    """Activations one pipeline stage keeps: one layer's saved tensors, all of them over the stage's layers
+    and in-flight micro-batches, and the layer recomputed in backward (full or op-level selective)."""
+
+    layer: list[Buffer]
+    saved: int
+    recompute: int
+    formula: str
+
+    @property
+    def backward_workspace(self) -> int:
+        """The recomputed layer plus the gradients of the largest tensor of a layer (dY and dX): 2 x its bytes."""
+        return self.recompute + 2 * max(b.bytes for b in self.layer)
+
+
+def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompute: str, n_layers: int, in_flight: int,
+                      offload_layers: int | None = None) -> StageActivations:
+    """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
+    recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
+    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed).
+    ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
+    Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
+    if s.attention == "eager" and recompute == "selective":
+        s = replace(s, attention="flash")
+        recompute = "korthikanti"
+    full_layer = layer_buffers(m, batch, seq, s)
+    full_bytes = sum(b.bytes for b in full_layer)
+    kept = (min(n_layers, offload_layers) if offload_layers else n_layers) * in_flight
+    if recompute == "full":
+        layer_input = math.ceil(batch * seq * m.hidden_size * s.act_bytes / (s.tp if s.sp else 1))
+        return StageActivations(full_layer, kept * layer_input, full_bytes,
+                                f"{kept} checkpointed layer inputs x b*s*H*{s.act_bytes} ({layer_input:,} B) "
+                                f"+ one layer recomputed ({full_bytes:,} B)")
+    if recompute == "selective":
+        layer = sac_layer_buffers(m, batch, seq, s)
+        per = sum(b.bytes for b in layer)
+        return StageActivations(layer, kept * per, full_bytes, f"{kept} layers x {per:,} B (op-level SAC) + one layer recomputed")
+    return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.activations import Buffer, LayerSetup, korthikanti_layer_bytes, layer_buffers, lm_head_buffers, sac_layer_buffers
+from calc.memory.activations import Buffer, LayerSetup, korthikanti_layer_bytes, lm_head_buffers, stage_activations
 from calc.memory.optimizers import (
     check_optimizer,
     is_paged,
@@ -244,28 +244,10 @@ def finetune_memory(
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
                        tp=plan.tp, sp=plan.sequence_parallel)
     s_local = seq // plan.cp
-    recompute_buf = 0
-    if attention == "eager" and recompute == "selective":
-        setup = LayerSetup(**{**setup.__dict__, "attention": "flash"})  # Korthikanti selective: drop the score matrix
-    layer = layer_buffers(m, batch, s_local, setup)
-    layer_bytes = sum(b.bytes for b in layer)
-    if recompute == "selective" and attention == "flash":
-        recompute_buf = layer_bytes
-        layer = sac_layer_buffers(m, batch, s_local, setup)
-        layer_bytes = sum(b.bytes for b in layer)
-    n_layers = layers_per_stage(m, plan.pp)
-    in_flight = plan.pp  # 1F1B: the first stage holds p micro-batches
-    layer_input = math.ceil(batch * s_local * m.hidden_size * 2 / (plan.tp if plan.sequence_parallel else 1))
-    if recompute == "full":
-        kept_layers = (min(n_layers, offload_layers_in_flight) if offload_activations else n_layers) * in_flight
-        saved = kept_layers * layer_input
-        recompute_buf = layer_bytes
-        act_formula = f"{kept_layers} checkpointed layer inputs x b*s*H*2 ({layer_input:,} B) + one layer recomputed ({layer_bytes:,} B)"
-    else:
-        kept_layers = (min(n_layers, offload_layers_in_flight) if offload_activations else n_layers) * in_flight
-        saved = kept_layers * layer_bytes
-        recompute_buf = recompute_buf if recompute == "selective" and attention == "flash" else 0
-        act_formula = f"{kept_layers} layers x {layer_bytes:,} B per layer"
+    stage = stage_activations(m, batch, s_local, setup, recompute, layers_per_stage(m, plan.pp), plan.pp,
+                              offload_layers_in_flight if offload_activations else None)
+    layer, saved, recompute_buf, act_formula = stage.layer, stage.saved, stage.recompute, stage.formula
+    n_layers, in_flight = layers_per_stage(m, plan.pp), plan.pp
     head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)  # counted on the stage under study
     logits = head[-1].bytes
     head_saved = sum(b.bytes for b in head[:-1])
@@ -275,7 +257,7 @@ def finetune_memory(
     dora_tmp = 0
     if method == "dora":
         dora_tmp = 2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
-    backward_ws = recompute_buf + 2 * max(b.bytes for b in layer)
+    backward_ws = stage.backward_workspace
     activations = saved + head_saved
 
     fsdp = 0
