@@ -149,3 +149,18 @@ def test_bad_inputs_are_one_line_errors(llama3):
                          ({"optimizer_in_backward": True, "grad_accum": 4}, "--optimizer-in-backward")):
         with pytest.raises(LLMCalcError, match=flag):
             finetune_memory(llama3, **kwargs)
+
+
+def test_pretraining_memory_uses_per_tensor_activations(llama3):
+    from calc.memory import training_memory
+
+    # 32 layers x 285,491,200 B (the layer worked out above) = 9,135,718,400
+    # + final norm input 2048*(4096*2 + 4) = 16,785,408 + lm_head input 2048*4096*2 = 16,777,216
+    # + max(fp32 loss 12 B x 2048 x 128,256 = 3,152,019,456, backward workspace 2 x 117,440,512) = 12,321,300,480
+    r = training_memory(llama3, micro_batch=1, seq=2048)
+    assert r.per_gpu["activations"] == 12_321_300_480
+    # the textbook figure stays beside it: Korthikanti with FlashAttention 34*s*b*h per layer + embedding s*b*h
+    # + output 4*s*b*h*(1 + V/h) = 32*34*2048*4096 + 2048*4096 + 4*2048*(4096 + 128256)
+    assert r.textbook_activation_bytes == 32 * 34 * 2048 * 4096 + 2048 * 4096 + 4 * 2048 * (4096 + 128_256)
+    assert training_memory(llama3, micro_batch=1, seq=2048, activations_model="textbook").per_gpu["activations"] == \
+        r.textbook_activation_bytes

@@ -42,6 +42,7 @@ class MemoryResult(BaseModel):
     min_gpus: int | None
     assumptions: list[str]
     explain: list[str]
+    textbook_activation_bytes: int | None = None  # training: Korthikanti et al. 2022, beside the per-tensor figure
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:
