@@ -70,3 +70,13 @@ def test_finetune_refusals(cli, args, flag):
 def test_finetune_options_refused_in_other_modes(cli):
     r = cli("memory", "llama3-8b", "--mode", "train", "--method", "lora")
     assert r.code == 2 and "--method" in r.err
+
+
+def test_train_mode_shows_both_activation_models(cli):
+    per_tensor = cli("memory", "llama3-8b", "--mode", "train", "--json").json()
+    textbook = cli("memory", "llama3-8b", "--mode", "train", "--activations", "textbook", "--json").json()
+    assert per_tensor["per_gpu"]["activations"] != textbook["per_gpu"]["activations"]
+    assert per_tensor["textbook_activation_bytes"] == textbook["per_gpu"]["activations"]
+    out = cli("memory", "llama3-8b", "--mode", "train", "--explain").out
+    assert "textbook (Korthikanti)" in out and "per-tensor activations" in out
+    assert cli("memory", "llama3-8b", "--activations", "textbook").code == 2

@@ -67,6 +67,7 @@ OffloadOpt = Annotated[str | None, _opt("--offload", "finetune: CPU offload of o
 OptInBwdOpt = Annotated[bool, _opt("--optimizer-in-backward", "finetune: step each parameter as its gradient arrives")]
 ContextOpt = Annotated[float | None, _opt("--cuda-context-gib", "finetune: CUDA context per GPU, GiB (default 0.5)",
                                           human_float("--cuda-context-gib", allow_zero=True, maximum=100))]
+ActivationsOpt = Annotated[str | None, _opt("--activations", "train: per-tensor (default) or textbook (Korthikanti et al. 2022)")]
 FragOpt = Annotated[float | None, _opt("--fragmentation", "finetune: allocator reserved/allocated - 1 (default 0.05)",
                                        human_float("--fragmentation", allow_zero=True, maximum=10))]
 
@@ -110,6 +111,7 @@ def memory(
     optimizer_in_backward: OptInBwdOpt = False,
     cuda_context_gib: ContextOpt = None,
     fragmentation: FragOpt = None,
+    activations: ActivationsOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -128,6 +130,8 @@ def memory(
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
                      "--fragmentation": fragmentation}
+    if mode is not MemoryMode.train:
+        refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
     if mode is MemoryMode.finetune:
         from calc.cli.finetune import finetune_memory_command
 
@@ -162,5 +166,6 @@ def memory(
                                   batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
     else:
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
-                                 recompute=recompute.value, flash=flash, reserve_gib=reserve_gib)
+                                 recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,
+                                 activations_model=activations or "per-tensor")
     emit(result, as_json, explain, memory_view)
