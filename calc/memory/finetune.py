@@ -28,7 +28,7 @@ from calc.memory.optimizers import (
     optimizer_state_bytes,
     param_dtype_bytes,
 )
-from calc.memory.result import _search_min_gpus
+from calc.memory.result import _search_min_gpus, _verdict
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -145,6 +145,18 @@ def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bo
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
     return max(unit_bytes(block, layers), unit_bytes(root, 1))
+
+
+def _methods_that_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
+    """The first lighter method (LoRA, QLoRA, then QLoRA with full recomputation) whose peak fits on one GPU layout."""
+    recompute = common["recompute"]
+    for alt, extra in (("lora", {}), ("qlora", {}), ("qlora", {"recompute": "full"})):
+        if (alt, extra) == (method, {}) or (alt == method and recompute == "full"):
+            continue
+        r = finetune_memory(m, plan=plan, method=alt, zero=zero, **{**common, **extra})
+        if r.per_gpu_bytes <= gpu.memory_bytes:
+            return [f"--method {alt}" + (" --recompute full" if extra else "") + f" ({gib(r.per_gpu_bytes):.1f} GiB)"]
+    return []
 
 
 def finetune_memory(
@@ -287,40 +299,25 @@ def finetune_memory(
         s_local, batch, m.hidden_size, m.num_heads, plan.tp, plan.sequence_parallel,
         recompute if recompute != "none" else "none", attention == "flash"))
 
-    fits = headroom = min_gpus = None
-    fits_with: list[str] = []
     common = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, lora_dropout=lora_dropout,
-                  optimizer=optimizer, precision=precision, base_dtype=base_dtype, double_quant=double_quant, frozen_dtype=frozen_dtype,
-                  batch=batch,
-                  seq=seq, grad_accum=grad_accum, recompute=recompute, attention=attention, fused=fused, loss=loss,
-                  loss_chunks=loss_chunks, dropout=dropout, offload_optimizer=offload_optimizer, offload_params=offload_params,
-                  offload_activations=offload_activations, optimizer_in_backward=optimizer_in_backward,
-                  cuda_context_gib=cuda_context_gib, fragmentation=fragmentation, fsdp_layers_in_flight=fsdp_layers_in_flight,
-                  shard_embeddings_separately=shard_embeddings_separately,
+                  optimizer=optimizer, precision=precision, base_dtype=base_dtype, double_quant=double_quant,
+                  frozen_dtype=frozen_dtype, batch=batch, seq=seq, grad_accum=grad_accum, recompute=recompute,
+                  attention=attention, fused=fused, loss=loss, loss_chunks=loss_chunks, dropout=dropout,
+                  offload_optimizer=offload_optimizer, offload_params=offload_params, offload_activations=offload_activations,
+                  optimizer_in_backward=optimizer_in_backward, cuda_context_gib=cuda_context_gib, fragmentation=fragmentation,
+                  fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False)
-    if gpu is not None:
-        headroom = gpu.memory_bytes - per_gpu_total
-        fits = headroom >= 0
-        if suggest:
-            fixed = plan.tp * plan.pp * plan.cp
 
-            def fits_on(n: int) -> bool | None:
-                if n % fixed:
-                    return None
-                layout = plan.model_copy(update={"dp": n // fixed})
-                r = finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common)
-                return r.per_gpu_bytes <= gpu.memory_bytes
+    def fits_on(n: int) -> bool | None:
+        """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
+        fixed = plan.tp * plan.pp * plan.cp
+        if n % fixed or gpu is None:
+            return None
+        layout = plan.model_copy(update={"dp": n // fixed})
+        return finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common).per_gpu_bytes <= gpu.memory_bytes
 
-            min_gpus = _search_min_gpus(fits_on, limit=512)
-            if not fits:
-                for alt, extra in (("lora", {}), ("qlora", {}), ("qlora", {"recompute": "full"})):
-                    if (alt, extra) == (method, {}) or (alt == method and recompute == "full"):
-                        continue
-                    r = finetune_memory(m, gpu=None, plan=plan, method=alt, zero=zero, **{**common, **extra})
-                    if r.per_gpu_bytes <= gpu.memory_bytes:
-                        fits_with.append(f"--method {alt}" + (" --recompute full" if extra else "")
-                                         + f" ({gib(r.per_gpu_bytes):.1f} GiB)")
-                        break
+    verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
+    fits_with = _methods_that_fit(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []
 
     alpha = lora_alpha if lora_alpha is not None else (2 * lora_rank if not full else None)
     assumptions = [
@@ -362,8 +359,7 @@ def finetune_memory(
         buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations + logits,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
-        gpu=gpu.name if gpu else None, gpu_memory_bytes=gpu.memory_bytes if gpu else None, fits=fits,
-        headroom_bytes_per_gpu=headroom, min_gpus=min_gpus, fits_with=fits_with, assumptions=assumptions, explain=explain,
+        **verdict, fits_with=fits_with, assumptions=assumptions, explain=explain,
     )
 
 
