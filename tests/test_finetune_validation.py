@@ -19,3 +19,10 @@ def test_validation_error_bounds():
 def test_every_row_names_its_source():
     results, _ = table()
     assert all(r["source"] and r["recipe"] for r, _p, _e in results)
+
+
+def test_out_of_memory_rows_are_predicted_not_to_fit():
+    from benchmarks.validate_finetune import oom_checks
+
+    checks = oom_checks()
+    assert checks and all(ok for _r, _p, ok in checks)
