@@ -80,3 +80,21 @@ def test_train_mode_shows_both_activation_models(cli):
     out = cli("memory", "llama3-8b", "--mode", "train", "--explain").out
     assert "textbook (Korthikanti)" in out and "per-tensor activations" in out
     assert cli("memory", "llama3-8b", "--activations", "textbook").code == 2
+
+
+def test_lora_that_does_not_fit_suggests_recompute_first(cli):
+    # LoRA (q,v) without recomputation: ~29 GiB on a 22.35 GiB card; with --recompute full only layer inputs stay
+    data = cli(*ACCEPT, "--method", "lora", "--json").json()
+    assert data["fits"] is False and data["fits_with"][0].startswith("--recompute full")
+
+
+def test_report_mode_finetune(cli):
+    r = cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "qlora", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["params"]["total_params"] == 8_030_261_248
+    assert data["finetune"]["trainable_params"] == 3_407_872 and data["finetune"]["fits"] is True
+    md = cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--format", "markdown").out
+    assert md.startswith("# Fine-tuning report") and "| sequence | max micro-batch |" in md
+    assert cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--prompt", "512").code == 2
+    assert cli("report", "llama3-8b", "--gpu", "rtx4090", "--method", "lora").code == 2

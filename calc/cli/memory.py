@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from calc.cli.finetune import (
+    ActivationsOpt,
+    CompileOpt,
+    ContextOpt,
+    DoubleQuantOpt,
+    DropoutOpt,
+    FragOpt,
+    GradAccumOpt,
+    LoraAlphaOpt,
+    LoraDropoutOpt,
+    LoraRankOpt,
+    LoraTargetsOpt,
+    LossChunksOpt,
+    LossOpt,
+    MethodOpt,
+    OffloadOpt,
+    OptimizerOpt,
+    OptInBwdOpt,
+    PrecisionOpt,
+    QuantOpt,
+)
 from calc.cli.options import (
     DEFAULT_DTYPE,
     BatchOpt,
@@ -17,6 +37,7 @@ from calc.cli.options import (
     GpuOptional,
     JsonOpt,
     KvDtypeOpt,
+    Mode,
     ModelArg,
     NumGpusOpt,
     PpOpt,
@@ -27,54 +48,14 @@ from calc.cli.options import (
     SpOpt,
     TpOpt,
     ZeroOpt,
-    human_float,
     human_int,
     refuse,
 )
 
 
-class MemoryMode(StrEnum):
-    infer = "infer"
-    train = "train"
-    finetune = "finetune"
-
-
-def _opt(flag: str, help_text: str, parser=None, **kw):  # noqa: ANN001, ANN202
-    return typer.Option(flag, help=help_text, parser=parser, **kw)
-
-
-MethodOpt = Annotated[str | None, _opt("--method", "finetune: full, lora, qlora or dora (default lora)")]
-LoraRankOpt = Annotated[int | None, _opt("--lora-rank", "finetune: adapter rank r (default 8)", human_int("--lora-rank"))]
-LoraAlphaOpt = Annotated[float | None, _opt("--lora-alpha", "finetune: adapter scale alpha (shown; no memory effect)",
-                                            human_float("--lora-alpha"))]
-LoraTargetsOpt = Annotated[str | None, _opt("--lora-targets", "finetune: q,k,v,o,gate,up,down,experts or all-linear (default q,v)")]
-LoraDropoutOpt = Annotated[float | None, _opt("--lora-dropout", "finetune: dropout on the adapter input (default 0)",
-                                              human_float("--lora-dropout", allow_zero=True, maximum=1))]
-OptimizerOpt = Annotated[str | None, _opt(
-    "--optimizer", "finetune: adamw, adamw8bit, paged-adamw8bit, paged-adamw, adafactor, sgd, lion (default adamw)")]
-PrecisionOpt = Annotated[str | None, _opt("--precision", "finetune: mixed (bf16 + fp32 master), bf16 (pure) or fp32 (default mixed)")]
-QuantOpt = Annotated[str | None, _opt("--quant", "qlora: base in nf4 (default) or int8")]
-DoubleQuantOpt = Annotated[bool, _opt("--no-double-quant", "qlora: keep fp32 absmax per 64 weights (no double quantisation)")]
-GradAccumOpt = Annotated[int | None, _opt("--grad-accum", "finetune: micro-batches per step; gradients persist (default 1)",
-                                          human_int("--grad-accum"))]
-CompileOpt = Annotated[bool, _opt("--compile", "finetune: torch.compile fuses elementwise ops (norm upcast, silu kept out)")]
-LossOpt = Annotated[str | None, _opt("--loss", "finetune: fp32 (plain cross-entropy), chunked or fused (default fp32)")]
-LossChunksOpt = Annotated[int | None, _opt("--loss-chunks", "finetune: chunks of a chunked/fused loss (default 8)",
-                                           human_int("--loss-chunks"))]
-DropoutOpt = Annotated[float | None, _opt("--dropout", "finetune: hidden/attention dropout of the config (default 0)",
-                                          human_float("--dropout", allow_zero=True, maximum=1))]
-OffloadOpt = Annotated[str | None, _opt("--offload", "finetune: CPU offload of optimizer, params and/or activations (comma list)")]
-OptInBwdOpt = Annotated[bool, _opt("--optimizer-in-backward", "finetune: step each parameter as its gradient arrives")]
-ContextOpt = Annotated[float | None, _opt("--cuda-context-gib", "finetune: CUDA context per GPU, GiB (default 0.5)",
-                                          human_float("--cuda-context-gib", allow_zero=True, maximum=100))]
-ActivationsOpt = Annotated[str | None, _opt("--activations", "train: per-tensor (default) or textbook (Korthikanti et al. 2022)")]
-FragOpt = Annotated[float | None, _opt("--fragmentation", "finetune: allocator reserved/allocated - 1 (default 0.05)",
-                                       human_float("--fragmentation", allow_zero=True, maximum=10))]
-
-
 def memory(
     model: ModelArg,
-    mode: Annotated[MemoryMode, typer.Option("--mode", help="infer, train or finetune")] = MemoryMode.infer,
+    mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     batch: BatchOpt = 1,
@@ -130,22 +111,24 @@ def memory(
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
                      "--fragmentation": fragmentation}
-    if mode is not MemoryMode.train:
+    if mode is not Mode.train:
         refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
-    if mode is MemoryMode.finetune:
-        from calc.cli.finetune import finetune_memory_command
+    if mode is Mode.finetune:
+        from calc.cli.finetune import finetune_result
+        from calc.report.finetune import finetune_view
 
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
                                      ("--recipe", recipe, "bf16-adam")):
             refuse(flag, value, "is not a fine-tuning option (use --method, --optimizer, --precision)", default)
         refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation", 1.0)
-        finetune_memory_command(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
-                                plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
-                                options=finetune_only, as_json=as_json, explain=explain)
+        result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
+                                 plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
+                                 options=finetune_only)
+        emit(result, as_json, explain, finetune_view)
         return
     for flag, value in finetune_only.items():
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
-    if mode is MemoryMode.infer:
+    if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
                                      ("--zero", zero, 0), ("--recipe", recipe, "bf16-adam"),
@@ -160,8 +143,8 @@ def memory(
 
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
-    plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is MemoryMode.infer else "dp")
-    if mode is MemoryMode.infer:
+    plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
+    if mode is Mode.infer:
         result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype, kv_dtype=kv_dtype,
                                   batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
     else:

@@ -148,14 +148,17 @@ def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bo
 
 
 def _methods_that_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
-    """The first lighter method (LoRA, QLoRA, then QLoRA with full recomputation) whose peak fits on one GPU layout."""
+    """The first lighter setting whose peak fits on this layout: the same method with full recomputation, then
+    LoRA, QLoRA, and QLoRA with full recomputation."""
     recompute = common["recompute"]
-    for alt, extra in (("lora", {}), ("qlora", {}), ("qlora", {"recompute": "full"})):
-        if (alt, extra) == (method, {}) or (alt == method and recompute == "full"):
+    tries = [(method, "full"), ("lora", recompute), ("qlora", recompute), ("qlora", "full")]
+    for alt, rec in tries:
+        if (alt, rec) == (method, recompute) or (alt == "lora" and method == "qlora"):
             continue
-        r = finetune_memory(m, plan=plan, method=alt, zero=zero, **{**common, **extra})
+        r = finetune_memory(m, plan=plan, method=alt, zero=zero, **{**common, "recompute": rec})
         if r.per_gpu_bytes <= gpu.memory_bytes:
-            return [f"--method {alt}" + (" --recompute full" if extra else "") + f" ({gib(r.per_gpu_bytes):.1f} GiB)"]
+            flags = (f"--method {alt}" if alt != method else "") + (f" --recompute {rec}" if rec != recompute else "")
+            return [f"{flags.strip()} ({gib(r.per_gpu_bytes):.1f} GiB)"]
     return []
 
 

@@ -53,3 +53,33 @@ def finetune_view(r: Any) -> RenderableType:
         parts.append(fit)
     parts.append(kv_table("Assumptions", [("-", a) for a in r.assumptions]))
     return Group(*parts)
+
+
+def finetune_page(params: Any, r: Any) -> RenderableType:
+    """`report --mode finetune`: the model's parameters and trainable share above the memory view."""
+    head = kv_table(f"Fine-tuning report: {r.model} on {r.num_gpus} x {r.gpu} ({r.method})", [
+        ("parameters (exact)", f"{params.total_params:,}"),
+        ("trainable", f"{r.trainable_params:,} ({100 * r.trainable_params / r.total_params:.3f}%)"),
+        ("workload", f"micro-batch {r.batch} x {r.seq:,} tokens, recompute {r.recompute}, optimizer {r.optimizer}"),
+    ])
+    return Group(head, finetune_view(r))
+
+
+def finetune_markdown(params: Any, r: Any) -> str:
+    """The fine-tuning report as Markdown, every buffer with its formula."""
+    out = [f"# Fine-tuning report: {r.model} on {r.num_gpus} x {r.gpu} ({r.method})", "",
+           f"- parameters (exact): {params.total_params:,}; trainable: {r.trainable_params:,}",
+           f"- workload: micro-batch {r.batch} x {r.seq:,} tokens, recompute {r.recompute}, optimizer {r.optimizer}, "
+           f"precision {r.precision}", "", "## Memory per GPU", "", "| buffer | per GPU |", "|---|---:|"]
+    out += [f"| {k} | {size(v)} |" for k, v in r.per_gpu.items()]
+    out += [f"| **peak** | **{size(r.per_gpu_bytes)}** |", ""]
+    if r.gpu:
+        verdict = (f"fits on {r.gpu} with {size(r.headroom_bytes_per_gpu)} to spare" if r.fits else
+                   f"does not fit on {r.gpu}: short by {size(-r.headroom_bytes_per_gpu)}; smallest GPU count {r.min_gpus}"
+                   + (f"; fits with {', '.join(r.fits_with)}" if r.fits_with else ""))
+        out += ["## Fit", "", f"- {verdict}", ""]
+    if r.fit_table:
+        out += ["| sequence | max micro-batch |", "|---:|---:|"] + [f"| {row.seq:,} | {row.max_batch} |" for row in r.fit_table] + [""]
+    out += ["## How it was computed", ""] + [f"- {line}" for line in r.explain] + ["", "## Assumptions", ""]
+    out += [f"- {a}" for a in r.assumptions]
+    return "\n".join(out)
