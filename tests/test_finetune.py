@@ -164,3 +164,17 @@ def test_pretraining_memory_uses_per_tensor_activations(llama3):
     assert r.textbook_activation_bytes == 32 * 34 * 2048 * 4096 + 2048 * 4096 + 4 * 2048 * (4096 + 128_256)
     assert training_memory(llama3, micro_batch=1, seq=2048, activations_model="textbook").per_gpu["activations"] == \
         r.textbook_activation_bytes
+
+
+def test_pipeline_stages_first_holds_p_microbatches_last_holds_the_head(llama3):
+    from calc.specs import Parallelism
+
+    # PP 4 with full recomputation: first stage 8 layers x 4 micro-batches of layer inputs (b*s*H*2 = 16,777,216 B each)
+    # = 536,870,912 B; last stage 8 x 1 = 134,217,728 B plus the 12 B/logit loss (3,152,019,456 B): the last is larger
+    r = finetune_memory(llama3, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048)
+    assert r.per_gpu["activations (saved)"] == 8 * 16_777_216 + 16_785_408 + 16_777_216  # + final norm + head inputs
+    assert r.per_gpu["logits + loss"] == 12 * 2048 * 128_256
+    # a tiny vocabulary makes the first stage the larger: 32 layer inputs, no head
+    tiny = llama3.model_copy(update={"vocab_size": 256})
+    r = finetune_memory(tiny, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048)
+    assert r.per_gpu["activations (saved)"] == 32 * 16_777_216 and "logits + loss" not in r.per_gpu

@@ -259,13 +259,22 @@ def finetune_memory(
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
                        tp=plan.tp, sp=plan.sequence_parallel)
     s_local = seq // plan.cp
-    stage = stage_activations(m, batch, s_local, setup, recompute, layers_per_stage(m, plan.pp), plan.pp,
-                              offload_layers_in_flight if offload_activations else None)
+    n_layers = layers_per_stage(m, plan.pp)
+    offload_layers = offload_layers_in_flight if offload_activations else None
+    stage = stage_activations(m, batch, s_local, setup, recompute, n_layers, plan.pp, offload_layers)
+    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)
+    logits, head_saved = head[-1].bytes, sum(b.bytes for b in head[:-1])
+    if plan.pp > 1:
+        # 1F1B: the first stage keeps p micro-batches and no head; the last keeps one micro-batch and the head.
+        last = stage_activations(m, batch, s_local, setup, recompute, n_layers, 1, offload_layers)
+        if last.saved + head_saved + max(logits, last.backward_workspace) > stage.saved + stage.backward_workspace:
+            stage, stage_name = last, "last pipeline stage (1 micro-batch + output head)"
+        else:
+            logits = head_saved = 0
+            stage_name = f"first pipeline stage ({plan.pp} micro-batches in flight, no output head)"
+    else:
+        stage_name = "one GPU's layers"
     layer, saved, recompute_buf, act_formula = stage.layer, stage.saved, stage.recompute, stage.formula
-    n_layers, in_flight = layers_per_stage(m, plan.pp), plan.pp
-    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)  # counted on the stage under study
-    logits = head[-1].bytes
-    head_saved = sum(b.bytes for b in head[:-1])
     dequant = 0
     if method == "qlora":
         dequant = max(t.params for _k, _c, ts in layer_kinds(m) for t in ts if t.shape) * 2 // plan.tp
@@ -298,7 +307,7 @@ def finetune_memory(
     })
     per_gpu = {k: v for k, v in per_gpu.items() if v or k in ("weights", "activations (saved)")}
 
-    textbook = math.ceil(n_layers * in_flight * korthikanti_layer_bytes(
+    textbook = math.ceil(n_layers * plan.pp * korthikanti_layer_bytes(
         s_local, batch, m.hidden_size, m.num_heads, plan.tp, plan.sequence_parallel,
         recompute if recompute != "none" else "none", attention == "flash"))
 
@@ -347,7 +356,7 @@ def finetune_memory(
         f"fp32 master = 4*{trainable:,} = {master:,} B; optimizer states ({optimizer}) = {states:,} B; gradients = {grads_all:,} B",
         "per-layer saved tensors (one layer):",
         *[f"  {b.name}: {b.formula}  [{b.source}]" for b in layer],
-        f"activations = {act_formula} = {saved:,} B" + f"; outside the blocks {head_saved:,} B",
+        f"activations ({stage_name}) = {act_formula} = {saved:,} B" + f"; outside the blocks {head_saved:,} B",
         f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
         f"allocated peak = {allocated:,} B; reserved = x{1 + fragmentation:g} = {reserved:,} B; + context = {per_gpu_total:,} B "
