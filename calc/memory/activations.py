@@ -159,9 +159,37 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     if s.dropout:
         add("residual dropout masks (attn, mlp)", 2 * H, sp, f"b*s*2*H*1 B = {t_tok}*{2 * H}",
             "torch native_dropout keeps a 1-byte mask", 1)
+    if m.moe and s.keeps_input("gate_proj", "up_proj"):
+        k = m.moe.experts_per_token
+        add("MoE routed token copies (expert inputs)", (k - 1) * H, sp, f"b*s*(k-1)*H*{b} = {t_tok}*{k - 1}*{H}*{b}", _SRC_MOE)
+    if m.moe:
+        add("router probabilities (fp32)", m.moe.num_experts, 1, f"b*s*E*4 = {t_tok}*{m.moe.num_experts}*4", _SRC_MOE, 4)
     if s.adapted and s.lora_rank:
-        n = len(s.adapted)
+        mats = _adapted_shapes(m, s.adapted)
+        n = len(mats)
         add("LoRA A x (adapter intermediates)", n * s.lora_rank, 1, f"b*s*{n} adapters*r*{b} = {t_tok}*{n}*{s.lora_rank}*{b}", _SRC_LORA)
+        if s.lora_dropout:
+            d_in = sum(i for i, _o in mats)
+            add("LoRA dropout copies + masks", d_in, 1, f"b*s*sum(d_in)*({b}+1) = {t_tok}*{d_in}*{b + 1}", _SRC_LORA, b + 1)
+        if s.dora:
+            d_out = sum(o for _i, o in mats)
+            add("DoRA base outputs (for the magnitude)", d_out, 1, f"b*s*sum(d_out)*{b} = {t_tok}*{d_out}*{b}", _SRC_DORA)
+    return out
+
+
+_SRC_MOE = "MoE: each token is dispatched to k experts (k copies of its hidden state kept for the expert weights' grads)"
+_SRC_DORA = "DoRA: y = m * (W0 x + B A x) / ||W0 + B A||_c; dm needs the unscaled output (Liu et al. 2024, eq. 5)"
+
+
+def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, int]]:
+    """(d_in, d_out) of each adapted matrix of the last block kind (experts count k active copies)."""
+    from calc.model.params import layer_kinds
+
+    out = []
+    for t in layer_kinds(m)[-1][2]:
+        if t.shape and t.name in adapted and t.component != "router":
+            copies = m.moe.experts_per_token if t.component == "experts" and m.moe else 1
+            out += [t.shape] * copies
     return out
 
 
