@@ -150,18 +150,17 @@ def test_model_ops_refuse_an_impossible_tp() -> None:
 
 # --- least-squares fit to runs -----------------------------------------------------------------
 def _synthetic_runs(e_c: float, e_m: float, noise: tuple[float, ...] = (1.0,) * 5) -> str:
-    """Runs whose times are the latency model's at efficiencies (e_c, e_m), given as a calibration."""
-    from calc.serving.latency import latency
-
-    cal = _calibration(gemm=((1e12, e_c),), memory=((1e9, e_m),))
+    """Runs whose times follow the fit's own model at efficiencies (e_c, e_m):
+    t = max(C / e_c, M / e_m) + K, with C, M, K the serving model's terms at efficiency 1."""
     h100 = load_gpu("h100")
-    settings = [("llama2-7b", 1, 1, 2048, "ttft_s"), ("llama2-7b", 1, 8, 512, "tpot_s"),
-                ("llama2-13b", 2, 4, 1024, "ttft_s"), ("llama2-13b", 2, 16, 256, "tpot_s"), ("llama3-8b", 1, 1, 128, "tpot_s")]
+    settings = [("llama2-7b", 1, 1, 2048, "prefill"), ("llama2-7b", 1, 8, 512, "decode"),
+                ("llama2-13b", 2, 4, 1024, "prefill"), ("llama2-13b", 2, 16, 256, "decode"), ("llama3-8b", 1, 1, 128, "decode")]
     rows = ["model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s"]
-    for (model, gpus, batch, prompt, measure), k in zip(settings, noise, strict=True):
-        r = latency(load_model(model), h100, num_gpus=gpus, batch=batch, prompt=prompt, output=1, dtype="bf16", calibration=cal)
-        t = (r.ttft_s if measure == "ttft_s" else r.tpot_s) * k
-        rows.append(f"{model},h100,{gpus},{batch},{prompt},1," + (f"{t!r}," if measure == "ttft_s" else f",{t!r}"))
+    for (model, gpus, batch, prompt, phase), k in zip(settings, noise, strict=True):
+        c, mem, comm = phase_terms(load_model(model), h100, phase, num_gpus=gpus, batch=batch, prompt=prompt, output=1,
+                                   dtype="bf16")
+        t = (max(c / e_c, mem / e_m) + comm) * k
+        rows.append(f"{model},h100,{gpus},{batch},{prompt},1," + (f"{t!r}," if phase == "prefill" else f",{t!r}"))
     return "\n".join(rows) + "\n"
 
 
