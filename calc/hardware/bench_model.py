@@ -179,10 +179,10 @@ def run_model_bench(
                             source=f"{spec.name} datasheet: {peak_tflops(spec, dtype):g} TFLOPS {dtype}, {spec.hbm_tb_s:g} TB/s")
     else:
         tflops, gb_s = _probe_cpu_roofline(torch, 5)
-        best_gemm = max(op.flops / t.median_s / 1e12 for op, t in timed if op.kind == "gemm")
+        best_gemm = max(op.flops / t.median_s / 1e12 for op, t in timed if op.kind != "memory")
         best_memory = max(op.elements_moved * elem / t.median_s / 1e9 for op, t in timed if op.kind == "memory")
         roofline = Roofline(peak_tflops=max(tflops, best_gemm), peak_gb_s=max(gb_s, best_memory),
-                            source="measured on this CPU (no published peak): best fp32 GEMM rate and best memory-op bandwidth")
+                            source="measured on this CPU (no published peak): best fp32 FLOP rate and best memory-op bandwidth")
     results, points = [], {}
     for op, t in timed:
         nbytes = op.elements_moved * elem
