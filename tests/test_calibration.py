@@ -251,3 +251,20 @@ def test_gpu_calibration_beyond_physics_is_refused() -> None:
         efficiency_for(h100, "bf16", _calibration(gemm=((1e12, 0.001),)))
     with pytest.raises(LLMCalcError, match="cannot exceed"):
         efficiency_for(h100, "bf16", _calibration(memory=((1e9, 1.3),)))
+
+
+def test_fit_recovers_efficiencies_from_the_serving_model_itself(tmp_path: Path) -> None:
+    """Runs timed by `latency` itself with a flat calibration (e_c, e_m) are fitted back to (e_c, e_m)."""
+    from calc.hardware.fit import fit_runs, read_runs
+    from calc.serving.latency import latency
+
+    cal = _calibration(gemm=((1e12, 0.55),), memory=((1e9, 0.7),))
+    rows = ["model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s"]
+    for model, gpus, batch, prompt, phase in [("llama2-7b", 1, 1, 2048, "ttft_s"), ("llama2-13b", 2, 4, 1024, "ttft_s"),
+                                              ("llama2-7b", 1, 8, 512, "tpot_s"), ("llama3-8b", 1, 1, 128, "tpot_s")]:
+        r = latency(load_model(model), load_gpu("h100"), num_gpus=gpus, batch=batch, prompt=prompt, output=1, calibration=cal)
+        rows.append(f"{model},h100,{gpus},{batch},{prompt},1," + (f"{r.ttft_s!r}," if phase == "ttft_s" else f",{r.tpot_s!r}"))
+    path = tmp_path / "runs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    fit = fit_runs(read_runs(str(path)), phase_terms)
+    assert (fit.compute_efficiency, fit.memory_efficiency) == pytest.approx((0.55, 0.7), rel=1e-9)

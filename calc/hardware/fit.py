@@ -2,10 +2,10 @@
 
 Each run is one measured time with its settings: a TTFT (prefill), a TPOT (decode step) or a
 training step time. At efficiencies 1 the time models give, per run i, a compute time C_i
-(FLOPs / (GPUs x peak)), a memory time M_i (bytes / (GPUs x bandwidth)) and a communication time
-K_i; the prediction with efficiencies (e_c, e_m) is the roofline
+(FLOPs / (GPUs x peak)), a memory time M_i (bytes / (GPUs x bandwidth)) and a fixed time K_i that
+no efficiency scales (communication, per-step overhead); with efficiencies (e_c, e_m) the roofline
 
-    t_i = max(C_i / e_c, M_i / e_m) + K_i          (Williams et al. 2009; calc.serving.latency)
+    t_i = max(C_i / e_c, M_i / e_m) + K_i          (Williams et al. 2009; calc.serving.step)
 
 Least squares on the relative residual r_i = (t_i - T_i) / T_i, with x = 1/e: for the runs whose
 larger term is compute, minimising sum(((C_i x + K_i - T_i) / T_i)^2) gives
@@ -72,11 +72,11 @@ class Run(BaseModel):
 
 
 class Terms(BaseModel):
-    """A run's time at efficiency 1: compute C, memory M, communication K (seconds)."""
+    """A run's time at efficiency 1: compute C, memory M, fixed K (communication + overhead), seconds."""
 
     compute_s: float
     memory_s: float
-    comm_s: float
+    fixed_s: float
 
 
 class RunFit(BaseModel):
@@ -149,21 +149,21 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
 
         assert run.seq is not None
         step = forward_flops(m, run.batch, run.seq).training_flops
-        return Terms(compute_s=step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12), memory_s=0.0, comm_s=0.0)
+        return Terms(compute_s=step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12), memory_s=0.0, fixed_s=0.0)
     assert run.prompt is not None
     compute, memory, comm = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
                                           batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
-    return Terms(compute_s=compute, memory_s=memory, comm_s=comm)
+    return Terms(compute_s=compute, memory_s=memory, fixed_s=comm)
 
 
 def _predict(t: Terms, x_c: float, x_m: float) -> float:
-    return max(t.compute_s * x_c, t.memory_s * x_m) + t.comm_s
+    return max(t.compute_s * x_c, t.memory_s * x_m) + t.fixed_s
 
 
 def _solve(pairs: list[tuple[Terms, float]], attr: str, default: float) -> float:
     """x minimising sum(((A_i x + K_i - T_i)/T_i)^2): x = sum(a b) / sum(a^2)."""
     a = [getattr(t, attr) / measured for t, measured in pairs]
-    b = [(measured - t.comm_s) / measured for t, measured in pairs]
+    b = [(measured - t.fixed_s) / measured for t, measured in pairs]
     den = sum(v * v for v in a)
     return sum(p * q for p, q in zip(a, b, strict=True)) / den if den > 0 else default
 
@@ -181,7 +181,7 @@ def fit_efficiencies(terms: list[Terms], measured: list[float]) -> tuple[float, 
         x_c = _solve([p for p, b in zip(pairs, bounds, strict=True) if b == "compute"], "compute_s", x_c)
         x_m = _solve([p for p, b in zip(pairs, bounds, strict=True) if b == "memory"], "memory_s", x_m)
         if x_c <= 0 or x_m <= 0:
-            raise LLMCalcError("--from-runs", "the runs are faster than the communication time alone; check the settings")
+            raise LLMCalcError("--from-runs", "the runs are faster than their communication and overhead alone; check the settings")
     return 1 / x_c, 1 / x_m, bounds, MAX_ROUNDS
 
 
@@ -211,7 +211,7 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
                            residual=(fitted - run.measured_s) / run.measured_s,
                            default_residual=(default - run.measured_s) / run.measured_s, bound=bound))
     n_c, n_m = bounds.count("compute"), bounds.count("memory")
-    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication ({gpu.name}, {runs[0].dtype})"]
+    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead ({gpu.name}, {runs[0].dtype})"]
     if not n_c:
         assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {DEFAULT_COMPUTE_EFFICIENCY:.0%}")
     if not n_m:
