@@ -111,8 +111,9 @@ def test_bench_llama2_7b_small_writes_a_calibration_latency_reads(cli, tmp_path:
     ridge, intensity = peak_flops / peak_bytes, q1["flops"] / q1["bytes"]
     assert intensity == pytest.approx(0.5 / (1 + 2 / 4096))
     assert q1["roofline_efficiency"] == pytest.approx(min(q1["efficiency"] * max(1.0, ridge / intensity), 1.5))
-    # on a CPU the roofline is the best rate measured, so no op is above it
-    assert all(o["efficiency"] <= 1 + 1e-9 for o in out["ops"])
+    # on a CPU the FLOP peak is the best rate measured, so no GEMM or attention op is above it; small memory ops
+    # run from cache and may beat the DRAM copy (their efficiency is capped at 1.5), the copy itself may not
+    assert all(o["efficiency"] <= 1 + 1e-9 for o in out["ops"] if o["kind"] != "memory" or o["label"] == "copy")
     saved = yaml.safe_load(path.read_text())
     assert saved["model"] == "llama2-7b" and saved["gpu"] == "cpu" and saved["torch_version"].startswith("2.")
     assert set(saved["ops"]) == {"gemm", "attention", "memory"}
