@@ -73,8 +73,11 @@ def test_latency_reads_the_calibration_and_says_so(cli, tmp_path: Path) -> None:
     assert default["efficiency_source"].startswith("defaults")
     assert calibrated["efficiency_source"].startswith("calibration 2026-11-23")
     assert (calibrated["compute_efficiency"], calibrated["memory_efficiency"]) == pytest.approx((0.7, 0.85))
-    # prefill of 2048 tokens on one H100 is compute-bound: time scales by 0.8 / 0.7
-    assert calibrated["prefill_compute_s"] == pytest.approx(default["prefill_compute_s"] * 0.8 / 0.7)
+    # the serving step reads the GEMM efficiency at its own shape: [2048, 4096] x [4096, 4096] is
+    # 2*2048*4096^2 = 6.872e10 FLOPs, log10 = 10.8371, so 0.3 + 0.4 * (10.8371 - 9) / 3 = 0.54495 of 989.4 TFLOPS
+    e = 0.3 + 0.4 * (math.log10(2 * 2048 * 4096**2) - 9) / 3
+    assert e == pytest.approx(0.54495, abs=1e-5)
+    assert calibrated["prefill_compute_s"] == pytest.approx(calibrated["prefill_flops"] / (989.4e12 * e))
     assert calibrated["decode_memory_s"] == pytest.approx(default["decode_memory_s"] * 0.9 / 0.85)
 
 
@@ -157,7 +160,7 @@ def _synthetic_runs(e_c: float, e_m: float, noise: tuple[float, ...] = (1.0,) * 
                 ("llama2-13b", 2, 4, 1024, "prefill"), ("llama2-13b", 2, 16, 256, "decode"), ("llama3-8b", 1, 1, 128, "decode")]
     rows = ["model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s"]
     for (model, gpus, batch, prompt, phase), k in zip(settings, noise, strict=True):
-        c, mem, comm = phase_terms(load_model(model), h100, phase, num_gpus=gpus, batch=batch, prompt=prompt, output=1,
+        c, mem, comm, _ = phase_terms(load_model(model), h100, phase, num_gpus=gpus, batch=batch, prompt=prompt, output=1,
                                    dtype="bf16")
         t = (max(c / e_c, mem / e_m) + comm) * k
         rows.append(f"{model},h100,{gpus},{batch},{prompt},1," + (f"{t!r}," if phase == "prefill" else f",{t!r}"))

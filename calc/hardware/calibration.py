@@ -139,6 +139,11 @@ class Efficiency(BaseModel):
     compute: float
     memory: float
     source: str
+    calibration: Calibration | None = Field(None, exclude=True, description="for shape-aware callers (interpolate)")
+
+    def gemm(self, flops: float) -> float | None:
+        """The calibration's measured efficiency for a GEMM of ``flops`` (None without one)."""
+        return self.calibration.interpolate("gemm", flops) if self.calibration is not None else None
 
 
 def save_calibration(calibration: Calibration | dict, path: str) -> Calibration:
@@ -199,7 +204,7 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     compute = DEFAULT_COMPUTE_EFFICIENCY if gemm is None else check(gemm, f"{calibration.dtype} largest-GEMM rate")
     memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else check(copy, "largest memory-op bandwidth")
     return Efficiency(
-        compute=compute, memory=memory,
-        source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): "
-        f"{compute:.0%} of peak FLOPs (largest GEMM), {memory:.0%} of peak bandwidth (largest memory op)",
+        compute=compute, memory=memory, calibration=calibration,
+        source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): GEMM efficiency "
+        f"interpolated by shape ({compute:.0%} of peak FLOPs at the largest GEMM), {memory:.0%} of peak bandwidth",
     )

@@ -13,6 +13,8 @@ x_c = sum(a_i b_i) / sum(a_i^2) with a_i = C_i/T_i, b_i = (T_i - K_i)/T_i (the s
 Which term is larger depends on x, so the fit alternates: classify with the current x, solve, repeat
 until the classification stops changing (a few rounds; Lloyd-style alternation).
 A training step (no memory term in today's model) is C_i = 3 x forward FLOPs / (GPUs x peak).
+The fitted e_c is flat in shape (the serving model's small-batch fall-off is not applied on top), and
+`--save` writes it as a flat calibration, with which `latency` answers exactly max(C/e_c, M/e_m) + K.
 """
 
 from __future__ import annotations
@@ -72,11 +74,13 @@ class Run(BaseModel):
 
 
 class Terms(BaseModel):
-    """A run's time at efficiency 1: compute C, memory M, fixed K (communication + overhead), seconds."""
+    """A run's time at efficiency 1: compute C, memory M, fixed K (communication + overhead), seconds;
+    and the time model's own answer with its default efficiencies."""
 
     compute_s: float
     memory_s: float
     fixed_s: float
+    default_s: float
 
 
 class RunFit(BaseModel):
@@ -136,7 +140,7 @@ def read_runs(path: str) -> list[Run]:
     return runs
 
 
-ServingTerms = Callable[..., tuple[float, float, float]]
+ServingTerms = Callable[..., tuple[float, float, float, float]]
 
 
 def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms) -> Terms:
@@ -149,11 +153,12 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
 
         assert run.seq is not None
         step = forward_flops(m, run.batch, run.seq).training_flops
-        return Terms(compute_s=step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12), memory_s=0.0, fixed_s=0.0)
+        compute = step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12)
+        return Terms(compute_s=compute, memory_s=0.0, fixed_s=0.0, default_s=compute / DEFAULT_COMPUTE_EFFICIENCY)
     assert run.prompt is not None
-    compute, memory, comm = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
+    compute, memory, fixed, default = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
                                           batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
-    return Terms(compute_s=compute, memory_s=memory, fixed_s=comm)
+    return Terms(compute_s=compute, memory_s=memory, fixed_s=fixed, default_s=default)
 
 
 def _predict(t: Terms, x_c: float, x_m: float) -> float:
@@ -202,10 +207,9 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
     terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
     measured = [r.measured_s for r in runs]
     e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured)
-    x_c0, x_m0 = 1 / DEFAULT_COMPUTE_EFFICIENCY, 1 / DEFAULT_MEMORY_EFFICIENCY
     fits = []
     for i, (run, t, bound) in enumerate(zip(runs, terms, bounds, strict=True), 1):
-        default, fitted = _predict(t, x_c0, x_m0), _predict(t, 1 / e_c, 1 / e_m)
+        default, fitted = t.default_s, _predict(t, 1 / e_c, 1 / e_m)
         fits.append(RunFit(row=i, model=run.model, measure=run.measure, measured_s=run.measured_s,
                            predicted_default_s=default, predicted_fitted_s=fitted,
                            residual=(fitted - run.measured_s) / run.measured_s,

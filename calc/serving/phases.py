@@ -19,12 +19,16 @@ def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: s
 
 
 def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch: int, prompt: int, output: int,
-                dtype: str) -> tuple[float, float, float]:
-    """(compute, memory, fixed) seconds of a prefill or a decode step at efficiency 1: latency's step
-    terms (calc.serving.step: max(compute, memory) + communication + per-step overhead) with its
-    efficiencies divided back out; fixed = communication + overhead, which no efficiency scales."""
+                dtype: str) -> tuple[float, float, float, float]:
+    """(compute, memory, fixed, default) seconds of a prefill or one decode step: compute = FLOPs /
+    (GPUs x peak) and memory = bytes / (GPUs x bandwidth) at efficiency 1, fixed = communication +
+    per-step overhead (no efficiency scales them), default = latency's own answer without a calibration.
+    A flat calibration (e_c, e_m) makes latency answer exactly max(compute / e_c, memory / e_m) + fixed."""
+    from calc.hardware.peaks import peak_tflops
     from calc.serving.latency import latency
 
     r = latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype)
-    return (getattr(r, f"{phase}_compute_s") * r.compute_efficiency, getattr(r, f"{phase}_memory_s") * r.memory_efficiency,
-            getattr(r, f"{phase}_comm_s") + r.step_overhead_s)
+    flops = r.prefill_flops if phase == "prefill" else r.decode_flops_per_step
+    compute = flops / (r.tp * peak_tflops(gpu, dtype) * 1e12)
+    return (compute, getattr(r, f"{phase}_memory_s") * r.memory_efficiency, getattr(r, f"{phase}_comm_s") + r.step_overhead_s,
+            r.ttft_s if phase == "prefill" else r.tpot_s)

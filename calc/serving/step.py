@@ -95,7 +95,8 @@ def step_time(
     per_key = m.num_layers * 2 * m.num_heads * (d_qk + d_v)
     flops = 2 * tokens * _counts(m)[0]
     flops += per_key * (decode_seqs * decode_context + prefill_tokens * prefill_context)
-    gemm_eff = eff.compute * tokens / (tokens + a.gemm_half_tokens)
+    # with a calibration: the efficiency measured at this step's shape, an [tokens, H] x [H, H/t] GEMM
+    gemm_eff = eff.gemm(2 * tokens * m.hidden_size**2 / tp) or eff.compute * tokens / (tokens + a.gemm_half_tokens)
     compute = flops / (tp * peak_tflops(gpu, dtype) * TERA * gemm_eff)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype, tp)
     kv_read = kv_token * (decode_seqs * decode_context + prefill_tokens + (prefill_context if prefill_tokens else 0))
