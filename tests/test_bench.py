@@ -191,3 +191,20 @@ def test_gpu_validate_llama_within_a_factor_of_two(cli) -> None:
     out = r.json()
     assert out["device"] == "GPU" and out["dtype"] == "bf16" and out["layers"] == 4
     assert all(abs(p["error"]) < 1.0 for p in out["phases"])
+
+
+def test_collectives_path_runs_over_two_gloo_processes() -> None:
+    """The NCCL timing code, on two CPU processes with gloo: every kind and size, and busBW / link."""
+    from calc.hardware.bench_collectives import collective_points, time_collectives
+    from calc.hardware.calibration import Calibration, Roofline
+    from calc.hardware.efficiency import collective_efficiency
+
+    timings = time_collectives(2, [4096, 65536], backend="gloo", repeats=3)
+    assert [(k, b) for k, b, _ in timings] == [(k, b) for k in ("allreduce", "allgather", "alltoall") for b in (4096, 65536)]
+    points = collective_points(timings, 2, link_gb_s=10.0)
+    t = timings[0][2]
+    # all-reduce of 4096 B over 2 ranks: busBW = 4096 / t x 2(2-1)/2 = 4096 / t
+    assert points["allreduce"][0].efficiency == pytest.approx(min(4096 / t / 10e9, 1.5))
+    cal = Calibration(gpu="cpu", device_name="CPU", is_gpu=False, dtype="fp32", date="d",
+                      roofline=Roofline(peak_tflops=1, peak_gb_s=1, source="s"), ops=points)
+    assert collective_efficiency(cal, "allreduce", 65536) == pytest.approx(points["allreduce"][1].efficiency)

@@ -141,6 +141,32 @@ def cpu_roofline(repeats: int = 5) -> Roofline:
     return Roofline(peak_tflops=tflops, peak_gb_s=gb_s, source="measured on this CPU: best fp32 GEMM (256-1024 cube) and copy")
 
 
+def _collectives(info: Any, m: ModelSpec, plan: SizePlan, tp: int, points: dict, results: list) -> list[str]:
+    """NCCL all-reduce / all-gather / all-to-all at the plan's TP message sizes (tokens x H x 2 bytes),
+    over the TP group (all GPUs when --tp 1); skipped with a note on one GPU or a CPU."""
+    if info.gpu_count < 2:
+        return [f"collectives skipped: {'1 GPU' if info.is_gpu else 'no GPU'} visible; all-reduce/all-gather/all-to-all need > 1"]
+    from calc.hardware.bench_collectives import BUS_FACTOR, collective_points, time_collectives
+    from calc.sources.catalog import load_gpu
+
+    link = load_gpu(info.gpu).interconnect_gb_s / 2
+    if link <= 0:
+        return [f"collectives skipped: {info.gpu} has no GPU-GPU link in its spec to compare with"]
+    world = min(tp if tp > 1 else info.gpu_count, info.gpu_count)
+    sizes = sorted({t * m.hidden_size * 2 for t in (*plan.prefill_tokens, *plan.decode_batches)})
+    timings = time_collectives(world, sizes, "nccl", plan.repeats)
+    for kind, group in collective_points(timings, world, link).items():
+        points[kind] = group
+        for p in group:
+            assert p.measured_s is not None
+            results.append(OpTiming(kind=kind, label=p.label, phase="any", tokens=0, shape=f"{p.size:,.0f} B", flops=0.0,
+                                    bytes=p.size, timing=Timing(median_s=p.measured_s, min_s=p.measured_s, max_s=p.measured_s,
+                                                                repeats=plan.repeats),
+                                    roofline_s=p.size * BUS_FACTOR[kind](world) / (link * 1e9), efficiency=p.efficiency,
+                                    roofline_efficiency=p.efficiency))
+    return [f"collectives over {world} GPUs at the TP message sizes; efficiency = busBW / {link:g} GB/s per direction"]
+
+
 def run_model_bench(
     m: ModelSpec, plan: SizePlan, tp: int = 1, dtype: str = "bf16", repeats: int | None = None,
     progress: Callable[[str], Any] | None = None,
@@ -194,10 +220,7 @@ def run_model_bench(
                                 flops=op.flops, bytes=nbytes, timing=t, roofline_s=roof,
                                 efficiency=p.efficiency, roofline_efficiency=p.roofline_efficiency))
         points.setdefault(op.kind, []).append(p)
-    if info.gpu_count > 1:
-        notes.append(f"{info.gpu_count} GPUs visible: NCCL collectives are not measured by this version (defaults apply)")
-    else:
-        notes.append(f"collectives skipped: {'1 GPU' if info.is_gpu else 'no GPU'} visible; all-reduce/all-gather/all-to-all need > 1")
+    notes += _collectives(info, m, plan, tp, points, results)
     calibration = Calibration(
         gpu=info.gpu or CPU_DEVICE, device_name=info.device_name, is_gpu=info.is_gpu, dtype=dtype,
         date=_dt.date.today().isoformat(), torch_version=torch.__version__, cuda_version=torch.version.cuda,
