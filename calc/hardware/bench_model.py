@@ -184,7 +184,8 @@ def run_model_bench(
     if dtype not in TORCH_DTYPES or dtype == "fp8":
         raise LLMCalcError("--dtype", f"bench MODEL times bf16, fp16, tf32 or fp32 ops; got {dtype!r}")
     if info.is_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"  # fp32 GEMMs in true fp32, tf32 on tensor cores
+        # fp32 weights run TF32 matmuls, as the time models assume (calc.units.COMPUTE_DTYPE)
+        torch.backends.cuda.matmul.allow_tf32 = dtype in ("tf32", "fp32")
     ops = [*model_ops(m, plan, tp), copy_op(GPU_COPY_ELEMENTS if info.is_gpu else CPU_COPY_ELEMENTS)]
     elem = 4 if dtype in ("fp32", "tf32") else 2
     repeats = repeats or plan.repeats
