@@ -192,3 +192,19 @@ def test_lora_dropout_dora_and_moe_buffers(llama2):
     mix = {b.name: b.bytes for b in layer_buffers(load_model("mixtral-8x7b"), 1, 1024, LayerSetup())}
     assert mix["MoE routed token copies (expert inputs)"] == 8_388_608
     assert mix["router probabilities (fp32)"] == 32_768
+
+
+def test_every_catalog_model_finetunes():
+    import pathlib
+
+    import calc
+
+    root = pathlib.Path(calc.__file__).parent.parent / "model_configs"
+    for path in sorted(root.glob("*.yaml")):
+        m = load_model(path.stem)
+        lora = finetune_memory(m, method="lora", lora_targets="all-linear", batch=1, seq=256)
+        qlora = finetune_memory(m, method="qlora", lora_targets="all-linear", batch=1, seq=256)
+        full = finetune_memory(m, method="full", batch=1, seq=256)
+        assert 0 < lora.trainable_params < lora.total_params, m.name
+        # NF4 base < bf16 base; adapters + frozen base < full fine-tune states
+        assert qlora.per_gpu["weights"] < lora.per_gpu["weights"] < full.per_gpu_bytes, m.name
