@@ -147,6 +147,54 @@ def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bo
     return max(unit_bytes(block, layers), unit_bytes(root, 1))
 
 
+def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
+                  zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int) -> None:
+    """One-line errors naming the flag, before any arithmetic."""
+    check_optimizer(optimizer, precision)
+    if base_dtype not in ("nf4", "int8"):
+        raise LLMCalcError("--quant", f"QLoRA base is nf4 or int8, got {base_dtype!r}")
+    if method not in METHODS:
+        raise LLMCalcError("--method", f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if loss not in LOSSES:
+        raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+    if recompute not in ("none", "selective", "full"):
+        raise LLMCalcError("--recompute", f"use none, selective or full, got {recompute!r}")
+    if attention not in ("flash", "eager"):
+        raise LLMCalcError("--attention", f"use flash or eager, got {attention!r}")
+    if zero not in (0, 1, 2, 3):
+        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
+    for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
+        if value < 1:
+            raise LLMCalcError(flag, f"must be >= 1, got {value}")
+    if optimizer_in_backward and grad_accum > 1:
+        raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
+    if seq % cp:
+        raise LLMCalcError("--cp", f"{cp} must divide the sequence length {seq}")
+
+
+def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_bytes: int, base_dtype: str,
+                       double_quant: bool, frozen_dtype: str) -> tuple[int, str]:
+    """Weights held before sharding, with the formula: full N*w; LoRA/DoRA a frozen base in ``frozen_dtype`` plus the
+    adapters; QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
+    row), embeddings, norms and head in bf16, plus the adapters."""
+    if method == "full":
+        return total * w_bytes, f"N*{w_bytes} = {total:,}*{w_bytes}"
+    linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
+    quantised = sum(count * t.params for count, t in linears)
+    rest = total - quantised
+    if base_dtype == "int8":
+        q_bytes = quantised + sum(count * 4 * t.params // t.shape[0] for count, t in linears)
+        q_formula = f"linears in int8: {quantised:,}*1 + 4 B per output row"
+    else:
+        q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
+        q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
+            f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
+    fb = dtype_bytes(frozen_dtype) if not quantised else 2
+    base = math.ceil(rest * fb) + q_bytes + trainable * w_bytes
+    formula = f"{q_formula} + rest bf16 {rest:,}*2" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
+    return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
+
+
 def _methods_that_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
     """The first lighter setting whose peak fits on this layout: the same method with full recomputation, then
     LoRA, QLoRA, and QLoRA with full recomputation."""
@@ -181,26 +229,9 @@ def finetune_memory(
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
     """
     plan = check_layout(m, plan or Parallelism())
-    check_optimizer(optimizer, precision)
-    if base_dtype not in ("nf4", "int8"):
-        raise LLMCalcError("--quant", f"QLoRA base is nf4 or int8, got {base_dtype!r}")
-    if method not in METHODS:
-        raise LLMCalcError("--method", f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if loss not in LOSSES:
-        raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    if recompute not in ("none", "selective", "full"):
-        raise LLMCalcError("--recompute", f"use none, selective or full, got {recompute!r}")
-    if attention not in ("flash", "eager"):
-        raise LLMCalcError("--attention", f"use flash or eager, got {attention!r}")
-    if zero not in (0, 1, 2, 3):
-        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
-    for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
-        if value < 1:
-            raise LLMCalcError(flag, f"must be >= 1, got {value}")
-    if optimizer_in_backward and grad_accum > 1:
-        raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
-    if seq % plan.cp:
-        raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
+    _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
+                  recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
+                  loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp)
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = count_params(m).total_params
@@ -214,25 +245,7 @@ def finetune_memory(
         return math.ceil(value / shards / (dp if zero >= stage else 1))
 
     # --- weights -------------------------------------------------------------------------------------
-    if full:
-        base = total * w_bytes
-        base_formula = f"N*{w_bytes} = {total:,}*{w_bytes}"
-    else:
-        linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
-        quantised = sum(count * t.params for count, t in linears)
-        rest = total - quantised
-        if base_dtype == "int8":  # LLM.int8 (arXiv 2208.07339): int8 weights + one fp32 absmax per output row
-            q_bytes = quantised + sum(count * 4 * t.params // t.shape[0] for count, t in linears)
-            q_formula = f"linears in int8: {quantised:,}*1 + 4 B per output row"
-        else:
-            q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
-            q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
-                f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
-        fb = dtype_bytes(frozen_dtype)
-        base = math.ceil(rest * fb) + q_bytes
-        base_formula = f"{q_formula} + rest {frozen_dtype} {rest:,}*{fb}" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
-        base += trainable * w_bytes
-        base_formula += f" + adapters {trainable:,}*{w_bytes}"
+    base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype)
     weights = 0 if offload_params else zshard(base, 3)
     master = master_bytes(precision, trainable)
     states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
