@@ -136,15 +136,16 @@ def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bo
     buffer, 4 B; FSDP2 MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
     full = method == "full"
 
-    def unit_bytes(params: int, count: int) -> int:
+    def unit_bytes(params: int, count: int, quantised: bool) -> int:
         params //= tp
-        weights = nf4_bytes(params, double_quant) if method == "qlora" and base_dtype == "nf4" else params * 2
+        weights = nf4_bytes(params, double_quant) if quantised else params * 2
         return count * weights + (params * 4 if full else 0)
 
     block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
-    return max(unit_bytes(block, layers), unit_bytes(root, 1))
+    # QLoRA quantises the block linears only: the embedding/head unit stays bf16
+    return max(unit_bytes(block, layers, method == "qlora" and base_dtype == "nf4"), unit_bytes(root, 1, False))
 
 
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
@@ -372,6 +373,16 @@ def finetune_memory(
         f"activations ({stage_name}) = {act_formula} = {saved:,} B" + f"; outside the blocks {head_saved:,} B",
         f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
+        *([f"FSDP in flight = max({fsdp_layers_in_flight} unsharded blocks"
+           f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
+           f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
+        *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),
+        *([f"DoRA weight-norm temporaries = 2 x largest adapted matrix in bf16 (W + BA and its norm input) = {dora_tmp:,} B"]
+          if dora_tmp else []),
+        *([f"paged optimizer states (CUDA unified memory, outside the allocator) = {paged:,} B"] if paged else []),
+        *([f"offloaded to CPU = {cpu:,} B"] if cpu else []),
+        f"peak = persistent {sum(persistent.values()):,} + FSDP {fsdp:,} + max(forward end {forward_end:,}, backward end "
+        f"{backward_end:,}) + transients {dequant + dora_tmp:,}",
         f"allocated peak = {allocated:,} B; reserved = x{1 + fragmentation:g} = {reserved:,} B; + context = {per_gpu_total:,} B "
         f"({gib(per_gpu_total):.2f} GiB)",
         f"textbook (Korthikanti 2022) activations for comparison: {textbook:,} B ({gib(textbook):.2f} GiB)",
