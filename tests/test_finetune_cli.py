@@ -61,6 +61,7 @@ def test_zero3_over_dp_shrinks_a_full_finetune(cli):
     (("--reserve-gib", "2"), "--reserve-gib"),
     (("--method", "full", "--dtype", "fp16"), "--dtype"),
     (("--loss-chunks", "4"), "--loss-chunks"),
+    (("--zero", "3"), "--zero"),
 ])
 def test_finetune_refusals(cli, args, flag):
     r = cli(*ACCEPT, *args)
