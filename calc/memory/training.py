@@ -1,7 +1,6 @@
 """Training memory: states by recipe sharded by ZeRO (Rajbhandari et al. 2020, arXiv 1910.02054)
 plus activations per GPU on the first pipeline stage: per architecture, tensor by tensor (calc.memory.activations:
-the tensors autograd keeps, logits and the fp32 loss), or the textbook Korthikanti et al. 2022 formula; the
-memory command shows both."""
+the tensors autograd keeps, logits and the fp32 loss), with the textbook Korthikanti et al. 2022 figure beside it."""
 
 from __future__ import annotations
 
@@ -35,8 +34,10 @@ def training_memory(
 ) -> MemoryResult:
     """Training memory per GPU on the first pipeline stage (the fullest under 1F1B).
 
-    ``activations_model``: "per-tensor" (default here) counts the tensors a SwiGLU/GQA/RMSNorm block really keeps
-    (``per_tensor_activation_bytes``); "textbook" is Korthikanti et al.'s GPT-3 formula; --explain shows both.
+    ``activations_model``: "per-tensor" (default) counts the tensors a SwiGLU/GQA/RMSNorm block really keeps
+    (fused norm kernels, FlashAttention or eager scores, every matmul input since all weights train), the
+    logits with the fp32 loss (12 B per logit in its backward) and the backward workspace; "textbook" is
+    Korthikanti et al.'s GPT-3 formula below, shown in --explain either way.
 
     states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
     stage 2 also g, stage 3 also w. Activations = L/p layers x p in-flight microbatches x
@@ -58,25 +59,40 @@ def training_memory(
     reserve = int(reserve_gib * GIB)
 
     def per_gpu_for(layout: Parallelism) -> dict[str, int]:
-        return training_bytes_per_gpu(
+        states = training_bytes_per_gpu(
             m, params=params, tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sp=layout.sequence_parallel,
             recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq, recompute=recompute, flash=flash,
-            reserve_bytes=reserve, activations_model=activations_model,
+            reserve_bytes=reserve,
         )
+        # DP does not change activations: the per-tensor figure (or the textbook one) for this TP x PP x CP.
+        return {**states, "activations": activations}
 
     s_local = seq // plan.cp
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
                                     plan.sequence_parallel, recompute, flash)
     in_flight = plan.pp
-    per_gpu = per_gpu_for(plan)
-    activations = per_gpu["activations"]
     sp_div = plan.tp if plan.sequence_parallel else 1
     embed = s_local * micro_batch * m.hidden_size * in_flight / sp_div
     output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / plan.tp if plan.pp == 1 else 0
-    textbook = math.ceil(layers_per_stage(m, plan.pp) * in_flight * layer + embed + output)
-    per_tensor_lines = [] if activations_model == "textbook" else per_tensor_activation_bytes(
-        m, tp=plan.tp, pp=plan.pp, sp=plan.sequence_parallel, micro_batch=micro_batch, seq=s_local, recompute=recompute,
-        flash=flash, in_flight=in_flight)[1]
+    blocks = layers_per_stage(m, plan.pp) * in_flight * layer
+    textbook = math.ceil(blocks + embed + output)
+    if activations_model not in ("per-tensor", "textbook"):
+        raise LLMCalcError("--activations", f"use per-tensor or textbook, got {activations_model!r}")
+    per_tensor_lines: list[str] = []
+    activations = textbook
+    if activations_model == "per-tensor":
+        setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=plan.tp, sp=plan.sequence_parallel)
+        stage = stage_activations(m, micro_batch, s_local, setup, recompute, layers_per_stage(m, plan.pp), in_flight)
+        head = lm_head_buffers(m, micro_batch, s_local, "fp32", 1, 2, True, plan.tp) if plan.pp == 1 else []
+        head_saved = sum(b.bytes for b in head[:-1])
+        logits = head[-1].bytes if head else 0
+        activations = stage.saved + head_saved + max(logits, stage.backward_workspace)
+        per_tensor_lines = [
+            f"per-tensor activations = {stage.formula} = {stage.saved:,} B + head inputs {head_saved:,} B + max(logits/loss "
+            f"{logits:,}, backward workspace {stage.backward_workspace:,}) = {activations:,} B",
+            *[f"  {b.name}: {b.formula}" for b in stage.layer],
+        ]
+    per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     n = plan.num_gpus
     fixed = plan.tp * plan.pp * plan.cp
@@ -112,8 +128,8 @@ def training_memory(
             f"({gb(params * (w + g + o)):.2f} GB) before sharding",
             f"per layer activations (s={s_local}, b={micro_batch}, h={m.hidden_size}, a={m.num_heads}, "
             f"t={plan.tp}) = {layer:,.0f} B",
-            f"textbook (Korthikanti) stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight} microbatches"
-            f" x {layer:,.0f} + embedding {embed:,.0f} + output {output:,.0f} = {textbook:,} B",
+            f"textbook (Korthikanti) stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight} microbatches x "
+            f"{layer:,.0f} + embedding {embed:,.0f} + output {output:,.0f} = {textbook:,} B",
             *per_tensor_lines,
             "per GPU = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())
             + f" = {gib(per_gpu_bytes):.2f} GiB",
@@ -125,18 +141,14 @@ def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
     recompute: Recompute = "none", flash: bool = True, reserve_bytes: int = 0, in_flight: int | None = None,
-    activations_model: str = "textbook",
 ) -> dict[str, int]:
     """Bytes per GPU on the first pipeline stage, by category (the arithmetic of ``training_memory``).
 
     states: dense params N - N_e split by t*p, routed-expert params N_e by t*p*e; ZeRO stage >= 1 shards
     optimizer state over the d ranks (experts over d/e), >= 2 gradients, 3 weights. Activations: ceil(L/p)
     layers x in-flight microbatches (default p) x Korthikanti bytes per layer at s/c tokens, + embedding
-    dropout mask s*b*h*in_flight (/t with SP) + output layer 4*s*b*h*(1 + v/h)/t when p = 1; or, with
-    ``activations_model="per-tensor"``, ``per_tensor_activation_bytes``.
+    dropout mask s*b*h*in_flight (/t with SP) + output layer 4*s*b*h*(1 + v/h)/t when p = 1.
     """
-    if activations_model not in ("per-tensor", "textbook"):
-        raise LLMCalcError("--activations", f"use per-tensor or textbook, got {activations_model!r}")
     w, g, o = RECIPES[recipe]
     dense, experts = params - expert_params, expert_params
     edp = max(dp // ep, 1)
@@ -155,27 +167,6 @@ def training_bytes_per_gpu(
         "weights": split(w, 3),
         "gradients": split(g, 2),
         "optimizer": split(o, 1),
-        "activations": math.ceil(blocks + embed + output) if activations_model == "textbook" else per_tensor_activation_bytes(
-            m, tp=tp, pp=pp, sp=sp, micro_batch=micro_batch, seq=s_local, recompute=recompute, flash=flash,
-            in_flight=in_flight)[0],
+        "activations": math.ceil(blocks + embed + output),
         "reserve": reserve_bytes,
     }
-
-
-def per_tensor_activation_bytes(m: ModelSpec, *, tp: int, pp: int, sp: bool, micro_batch: int, seq: int, recompute: str,
-                                flash: bool, in_flight: int) -> tuple[int, list[str]]:
-    """Stage-1 activations from the tensors autograd keeps (calc.memory.activations): every weight trains, fused
-    norm kernels, FlashAttention or eager scores; L/p layers x in-flight micro-batches; with p = 1 the output head
-    input and the fp32 loss (12 B per logit in its backward) or the backward workspace, whichever is larger.
-    Returns the bytes and the per-tensor explanation."""
-    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=tp, sp=sp)
-    stage = stage_activations(m, micro_batch, seq, setup, recompute, layers_per_stage(m, pp), in_flight)
-    head = lm_head_buffers(m, micro_batch, seq, "fp32", 1, 2, True, tp) if pp == 1 else []
-    head_saved = sum(b.bytes for b in head[:-1])
-    logits = head[-1].bytes if head else 0
-    total = stage.saved + head_saved + max(logits, stage.backward_workspace)
-    return total, [
-        f"per-tensor activations = {stage.formula} = {stage.saved:,} B + head inputs {head_saved:,} B + max(logits/loss "
-        f"{logits:,}, backward workspace {stage.backward_workspace:,}) = {total:,} B",
-        *[f"  {b.name}: {b.formula}" for b in stage.layer],
-    ]
