@@ -32,6 +32,7 @@ from calc.memory.result import _search_min_gpus, _verdict
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors
+from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gib
 
@@ -115,6 +116,7 @@ class FinetuneResult(BaseModel):
     min_gpus: int | None
     fits_with: list[str]
     fit_table: list[FitRow] = []
+    warnings: list[str] = []
     assumptions: list[str]
     explain: list[str]
 
@@ -395,7 +397,7 @@ def finetune_memory(
         buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations + logits,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
-        **verdict, fits_with=fits_with, assumptions=assumptions, explain=explain,
+        **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
     )
 
 
