@@ -208,3 +208,19 @@ def test_every_catalog_model_finetunes():
         assert 0 < lora.trainable_params < lora.total_params, m.name
         # NF4 base < bf16 base; adapters + frozen base < full fine-tune states
         assert qlora.per_gpu["weights"] < lora.per_gpu["weights"] < full.per_gpu_bytes, m.name
+
+
+def test_offload_and_gradient_accumulation(llama3):
+    from calc.specs import Parallelism
+
+    n = 8_030_261_248
+    # ZeRO-3 over 4 with the optimizer offloaded: fp32 master 4N/4 + Adam 8N/4 = 3N bytes leave the GPU
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=4), zero=3, offload_optimizer=True, batch=1, seq=128)
+    assert "optimizer states" not in r.per_gpu and "fp32 master" not in r.per_gpu
+    assert r.cpu_offload_bytes == 4 * n // 4 + 8 * n // 4
+    # parameters offloaded too: weights and gradients also live on the CPU, the GPU keeps the FSDP units in flight
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=4), zero=3, offload_params=True, batch=1, seq=128)
+    assert r.per_gpu["weights"] == 0 and "gradients (backward end)" not in r.per_gpu and r.per_gpu["FSDP unsharded layers"] > 0
+    # gradient accumulation keeps bf16 gradients (2N) alive through every micro-batch's forward
+    r = finetune_memory(llama3, method="full", grad_accum=4, batch=1, seq=128)
+    assert r.per_gpu["gradients"] == 2 * n
