@@ -224,3 +224,10 @@ def test_offload_and_gradient_accumulation(llama3):
     # gradient accumulation keeps bf16 gradients (2N) alive through every micro-batch's forward
     r = finetune_memory(llama3, method="full", grad_accum=4, batch=1, seq=128)
     assert r.per_gpu["gradients"] == 2 * n
+
+
+def test_mla_latents_are_kept():
+    # DeepSeek-V3: q latent 1536 + kv latent 512; full fine-tune keeps each latent's norm input and its normed
+    # up-projection input: 1024 tokens * (1536 + 512) * 2 tensors * 2 B = 8,388,608
+    bufs = {b.name: b.bytes for b in layer_buffers(load_model("deepseek-v3"), 1, 1024, LayerSetup())}
+    assert bufs["MLA latents (norm inputs + up-projection inputs)"] == 8_388_608

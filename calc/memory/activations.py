@@ -140,6 +140,12 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     if s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa"):
         add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
     add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    if m.mla:
+        a = m.mla
+        latent = (a.q_lora_rank or 0) + a.kv_lora_rank
+        up_trains = s.keeps_input("q_b_proj", "kv_b_proj")
+        add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent * (2 if up_trains else 1), 1,
+            f"b*s*(r_q + r_kv)*{2 if up_trains else 1}*{b} = {t_tok}*{latent}*{2 if up_trains else 1}*{b}", _SRC_MLA)
     add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
     if s.attention == "flash":
         add("log-sum-exp (fp32)", h, tp, f"b*s*h*4/t = {t_tok}*{h}*4/{tp}", _SRC_FLASH, 4)
@@ -177,6 +183,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     return out
 
 
+_SRC_MLA = "MLA: the q and kv latents pass an RMSNorm and an up-projection (DeepSeek-V2, arXiv 2405.04434 eq. 9-14)"
 _SRC_MOE = "MoE: each token is dispatched to k experts (k copies of its hidden state kept for the expert weights' grads)"
 _SRC_DORA = "DoRA: y = m * (W0 x + B A x) / ||W0 + B A||_c; dm needs the unscaled output (Liu et al. 2024, eq. 5)"
 
