@@ -102,7 +102,9 @@ def memory(
 
     --mode infer: --batch requests of --seq tokens (input + output) each; without --dtype the weights are
     priced as the checkpoint ships (fp8 / MXFP4 / GPTQ / AWQ / bnb from its quantization_config, else bf16). --mode train: --batch is the
-    micro-batch, --seq the training sequence length."""
+    micro-batch, --seq the training sequence length. --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
+    by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
+    fits instead, and the largest micro-batch per sequence length on --gpu."""
     from calc.cli.common import placement
     from calc.report.render import emit, memory_view
     from calc.sources.catalog import load_gpu, load_model
