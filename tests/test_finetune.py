@@ -231,3 +231,15 @@ def test_mla_latents_are_kept():
     # up-projection input: 1024 tokens * (1536 + 512) * 2 tensors * 2 B = 8,388,608
     bufs = {b.name: b.bytes for b in layer_buffers(load_model("deepseek-v3"), 1, 1024, LayerSetup())}
     assert bufs["MLA latents (norm inputs + up-projection inputs)"] == 8_388_608
+
+
+def test_parallel_block_shares_one_norm_output_and_plain_mlp_keeps_no_extra_activation():
+    # GPT-J (parallel block, one LayerNorm, GELU MLP): one norm input, one shared q/k/v + MLP input, and the GELU
+    # output is the down-projection input (kept once, eager or fused)
+    bufs = {b.name for b in layer_buffers(load_model("gpt-j-6b"), 1, 256, LayerSetup(fused=False))}
+    assert "attn norm input" in bufs and "mlp norm input" not in bufs
+    assert "q/k/v input (norm output)" in bufs and "gate/up input (norm output)" not in bufs
+    assert "down input (act(up))" in bufs and not any(n.startswith("activation output") for n in bufs)
+    # Gemma 2 sandwich norms: four norm inputs per layer
+    gemma = [b.name for b in layer_buffers(load_model("gemma2-9b"), 1, 256, LayerSetup())]
+    assert sum(n.endswith("norm input") or n.startswith("post-norm") for n in gemma) == 4
