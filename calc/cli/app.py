@@ -34,6 +34,7 @@ for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model
                  training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench):
     app.command()(_command)
 app.command("train-time")(training.train_time)
+app.command("import")(catalog.import_config)
 
 
 def _version(value: bool) -> None:

@@ -65,7 +65,9 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
         shown = ", ".join(f"{k} (default {c.defaulted[k]!r})" for k in guessed)
         raise LLMCalcError(field, f"{where}: does not give {shown}; add it to the config instead of relying on a default")
     name = data.get("_name_or_path") or data.get("name") or model_type
-    description = f"imported from {where} ({model_type}){note}"[:1000]
+    used = ", ".join(f"{k}={v!r}" for k, v in sorted(c.defaulted.items()) if not isinstance(v, list | dict))
+    description = f"imported from {where} ({model_type}){note}" + (f"; transformers defaults used: {used}" if used else "")
+    description = description[:1000]
     fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields}
     return {k: v for k, v in fields.items() if v is not None}
 
