@@ -38,9 +38,9 @@ def test_busiest_stage_of_a_hybrid_model():
 
 def test_layer_types_validated():
     with pytest.raises(ValueError, match="sliding_window"):
-        _with("mistral-7b", layer_types=["sliding"] * 32)
+        _with("llama2-7b", layer_types=["sliding"] * 32)
     with pytest.raises(ValueError, match="entries"):
-        _with("mistral-7b", layer_types=["full"] * 3)
+        _with("llama2-7b", layer_types=["full"] * 3)
 
 
 def test_context_window_applies_scaling_factor():

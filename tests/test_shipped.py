@@ -79,9 +79,11 @@ def test_kv_cache_window_capped_through_cli(cli, model: str, tokens: int, expect
     assert data["kv_cache_bytes"] == expected
 
 
-def test_concurrency_grows_with_the_window(cli) -> None:
+def test_concurrency_grows_with_the_window(cli, tmp_path: Path) -> None:
     # Same shapes, every layer full vs Mistral-7B-v0.1's 4096 window: 8x the requests of 32K fit (up to flooring).
-    windowed = _json(cli, "concurrency", str(FIXTURES / "mistral-7b-v0.1.json"), "--gpu", "h100", "--max-model-len", "32768")
-    full = _json(cli, "concurrency", "mistral-7b", "--gpu", "h100", "--max-model-len", "32768")
+    config = json.loads((FIXTURES / "mistral-7b-v0.1.json").read_text())
+    (tmp_path / "full.json").write_text(json.dumps({**config, "sliding_window": None}))
+    windowed = _json(cli, "concurrency", "mistral-7b-v0.1", "--gpu", "h100", "--max-model-len", "32768")
+    full = _json(cli, "concurrency", str(tmp_path / "full.json"), "--gpu", "h100", "--max-model-len", "32768")
     assert windowed["kv_cache_bytes_per_request"] * 8 == full["kv_cache_bytes_per_request"]
     assert windowed["max_concurrency"] >= 8 * full["max_concurrency"]
