@@ -57,6 +57,8 @@ EXPECTED = {
     "granite-3.1-8b-instruct": (8_170_848_256, None, "8.17B"),
     # 32 x [2*1536^2 + 2*1536*512 + 40 x 3*1536*512 + 1536*40 + 2*1536] + 1536 + 49155*1536. 3.3B / 800M.
     "granite-3.1-3b-a800m-instruct": (3_298_793_472, 882_874_368, "3.3B / 0.8B"),
+    # 32 x [2*4096^2 + 2*4096*1024 + 3*4096*14336 + 2*4096] + 4096 + 2*102400*4096. Published 7.82B.
+    "exaone-3.5-7.8b-instruct": (7_818_448_896, None, "7.82B"),
     # text model only: 48 x [attention 2*5120*5120 + 2*5120*1024 + 16 x 3*5120*8192 + router 5120*16
     # + shared 3*5120*8192 + 2*5120] + 5120 + 2*202048*5120. Published 109B with the vision tower / 17B active.
     "llama-4-scout-17b-16e-instruct": (107_769_861_120, 17_172_894_720, "109B incl. vision / 17B"),
@@ -80,7 +82,7 @@ def test_every_family_has_a_real_fixture() -> None:
 
     types = {json.loads(p.read_text()).get("model_type") for p in FIXTURES.glob("*.json")}
     new = {"qwen3", "qwen3_moe", "gemma3_text", "gpt_oss", "glm4_moe", "phimoe", "olmo2", "starcoder2", "cohere",
-           "cohere2", "granite", "granitemoe", "internlm2", "mistral", "llama4", "gemma2"}
+           "cohere2", "granite", "granitemoe", "internlm2", "mistral", "llama4", "gemma2", "exaone"}
     assert new <= types
     assert types - {"llama4"} <= set(MAPPERS)
 
