@@ -11,6 +11,7 @@ from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gp
 from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
+from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gb, gib
 
@@ -63,6 +64,7 @@ def inference_memory(
     kv_seq = kv_cache_bytes_for_tokens(m, seq, kv_dtype)
     kv_total = kv_seq * batch
     return MemoryResult(
+        warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,

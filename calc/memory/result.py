@@ -43,6 +43,8 @@ class MemoryResult(BaseModel):
     weight_bytes_by_group: dict[str, int] = {}  # embedding, attention, mlp, experts, ... (as priced)
     assumptions: list[str]
     explain: list[str]
+    warnings: list[str] = []
+    textbook_activation_bytes: int | None = None  # training: Korthikanti et al. 2022, beside the per-tensor figure
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:

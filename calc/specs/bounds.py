@@ -55,6 +55,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "hbm_tb_s": (1e-3, 1_000),
     "interconnect_gb_s": (0, 1_000_000),
     "tdp_w": (1, 100_000),
+    # SystemSpec
+    "gpus_per_node": (1, 1024),
+    "intra_node_gb_s": (1e-3, 1_000_000),
+    "inter_node_gb_s": (1e-3, 1_000_000),
+    "intra_node_latency_s": (0, 1),
+    "inter_node_latency_s": (0, 1),
 }
 
 TEXT_LIMITS: dict[str, int] = {
