@@ -27,6 +27,12 @@ EXPECTED = {
     # 26 x [q 1152*1024 + k,v 2*1152*256 + o 1024*1152 + q/k norm 512 + 3*1152*6912 + 4*1152] + 1152
     # + 262144*1152 (tied). Gemma 3 report Table 1: 302M embedding + 698M non-embedding.
     "gemma-3-1b-it": (999_885_952, None, "1B"),
+    # Gemma3ForConditionalGeneration: language model 34 x [q 2560*2048 + k,v 2*2560*1024 + o 2048*2560 + q/k norm
+    # 2*256 + 3*2560*10240 + 4*2560] + 2560 + 262208*2560 (tied; heads/vocab from Gemma3TextConfig defaults)
+    # = 3,880,263,168; SigLIP tower: patch 3*14*14*1152 + 1152, positions 4096*1152, 27 x [4*1152 + 4*(1152^2
+    # + 1152) + 2*1152*4304 + 4304 + 1152], post-norm 2*1152 = 416,866,032 (report: 417M); projector
+    # 1152*2560 + 1152. Hub: 4.3B.
+    "gemma-3-4b-it": (4_300_079_472, 3_880_263_168, "4.3B"),
     # 42 x [44,040,192 + 154,140,672 + 14,336] + 3584 + 256000*3584 (tied). Published 9.24B.
     "gemma-2-9b": (9_241_705_984, None, "9.24B"),
     "mistral-7b-v0.1": (7_241_732_096, None, "7,241,732,096 (REFERENCE.md)"),
@@ -84,7 +90,7 @@ def test_every_family_has_a_real_fixture() -> None:
     new = {"qwen3", "qwen3_moe", "gemma3_text", "gpt_oss", "glm4_moe", "phimoe", "olmo2", "starcoder2", "cohere",
            "cohere2", "granite", "granitemoe", "internlm2", "mistral", "llama4", "gemma2", "exaone"}
     assert new <= types
-    assert types - {"llama4"} <= set(MAPPERS)
+    assert types - {"llama4", "gemma3"} <= set(MAPPERS)  # multimodal wrappers map their text_config
 
 
 def test_gpt_oss_checks_published_active_without_embedding() -> None:
