@@ -65,9 +65,11 @@ EXPECTED = {
     "granite-3.1-3b-a800m-instruct": (3_298_793_472, 882_874_368, "3.3B / 0.8B"),
     # 32 x [2*4096^2 + 2*4096*1024 + 3*4096*14336 + 2*4096] + 4096 + 2*102400*4096. Published 7.82B.
     "exaone-3.5-7.8b-instruct": (7_818_448_896, None, "7.82B"),
-    # text model only: 48 x [attention 2*5120*5120 + 2*5120*1024 + 16 x 3*5120*8192 + router 5120*16
-    # + shared 3*5120*8192 + 2*5120] + 5120 + 2*202048*5120. Published 109B with the vision tower / 17B active.
-    "llama-4-scout-17b-16e-instruct": (107_769_861_120, 17_172_894_720, "109B incl. vision / 17B"),
+    # language model: 48 x [attention 2*5120*5120 + 2*5120*1024 + 16 x 3*5120*8192 + router 5120*16
+    # + shared 3*5120*8192 + 2*5120] + 5120 + 2*202048*5120 = 107,769,861,120; vision: unfold patch 3*14*14*1408
+    # + class 1408 + positions 577*1408 + 2 LayerNorms 2*2816 + 34 x [4*(1408^2+1408) + 2*1408*5632 + 5632 + 1408
+    # + 4*1408] + adapter 5632*4096 + 4096^2 + projector 4096*5120 = 871,932,416. Published 109B / 17B active.
+    "llama-4-scout-17b-16e-instruct": (108_641_793_536, 17_172_894_720, "109B / 17B"),
 }
 
 

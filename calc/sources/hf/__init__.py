@@ -25,7 +25,7 @@ from calc.sources.hf.phi import MAPPERS as PHI
 from calc.sources.hf.quant import quantization
 from calc.sources.hf.qwen import MAPPERS as QWEN
 from calc.sources.hf.starcoder2 import MAPPERS as STARCODER2
-from calc.sources.hf.vision import gemma3_vision_params
+from calc.sources.hf.vision import gemma3_vision_params, llama4_vision_params
 from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
@@ -33,6 +33,7 @@ MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
+_VISION = {"gemma3": gemma3_vision_params, "llama4": llama4_vision_params}
 
 
 # Fields whose family default changes a tensor shape or the context: `llmcalc import` refuses to write a
@@ -55,7 +56,7 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
         text, wrapper = data["text_config"], data
         inner = {"quantization_config": data.get("quantization_config"), "torch_dtype": data.get("torch_dtype"), **text}
         note = f"; language model of {model_type} (text_config)" + (
-            ", SigLIP vision tower counted (never active for text)" if model_type == "gemma3" else ", vision tower not counted")
+            ", vision tower counted (never active for text)" if model_type in _VISION else ", vision tower not counted")
         model_type, data = text.get("model_type", _TEXT_CONFIG[model_type]), {**inner, "_name_or_path": data.get("_name_or_path")}
     if not isinstance(model_type, str) or model_type not in MAPPERS:
         shown = repr(model_type) if len(repr(model_type)) <= 80 else repr(model_type)[:80] + "..."
@@ -63,8 +64,8 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
         raise LLMCalcError(field, f"{where}: unsupported model_type {shown}; supported: {supported}")
     c = HFConfig(data, where, field)
     fields = {**MAPPERS[model_type](c), **quantization(c)}
-    if wrapper is not None and wrapper.get("model_type") == "gemma3":
-        fields["vision_params"] = gemma3_vision_params(wrapper, fields["hidden_size"], where, field)
+    if wrapper is not None and wrapper.get("model_type") in _VISION:
+        fields["vision_params"] = _VISION[wrapper["model_type"]](wrapper, fields["hidden_size"], where, field)
     guessed = sorted(k for k in c.defaulted if k in SHAPE_FIELDS)
     if strict and guessed:
         shown = ", ".join(f"{k} (default {c.defaulted[k]!r})" for k in guessed)

@@ -30,3 +30,20 @@ def gemma3_vision_params(data: dict[str, Any], text_hidden: int, where: str, fie
     vision = data.get("vision_config") or {}
     h_v = vision.get("hidden_size", _SIGLIP["hidden_size"])
     return siglip_params(vision, where, field) + h_v * text_hidden + h_v
+
+
+def llama4_vision_params(data: dict[str, Any], text_hidden: int, where: str, field: str) -> int:
+    """modeling_llama4 Llama4VisionModel + Llama4MultiModalProjector:
+    unfold patch Linear(C*p*p, H) without bias, class embedding H, positions ((image/p)^2 + 1)*H,
+    layernorm_pre/post 2*2H, per layer q/k/v/o with bias 4(H^2 + H) + fc1/fc2 with bias 2*H*I + I + H
+    + 2 LayerNorms 4H; pixel-shuffle adapter fc1 I*P_in and fc2 P_out*P_out without bias; projector
+    vision_output_dim * H_text without bias."""
+    c = HFConfig(data.get("vision_config") or {}, where, field)
+    h, i, layers = c.int("hidden_size"), c.int("intermediate_size"), c.layers()
+    patch, image, channels = c.int("patch_size"), c.int("image_size"), c.int("num_channels", default=3)
+    per_layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h
+    tower = channels * patch * patch * h + h + ((image // patch) ** 2 + 1) * h + 4 * h + layers * per_layer
+    adapter = i * c.int("projector_input_dim") + c.int("projector_output_dim") ** 2
+    if c.get("multi_modal_projector_bias", default=False):
+        raise c.fail("multi_modal_projector_bias", "true is not modelled")
+    return tower + adapter + c.int("vision_output_dim") * text_hidden
