@@ -39,6 +39,10 @@ EXPECTED = {
     # 40 x [q 5120*4096 + k,v 2*5120*1024 + o 4096*5120 + 3*5120*14336 + 2*5120] + 5120 + 2*131072*5120
     "mistral-nemo-instruct-2407": (12_247_782_400, None, "12.2B"),
     "mistral-small-24b-instruct-2501": (23_572_403_200, None, "24B (23.6B)"),
+    # Mistral3ForConditionalGeneration: the 24B language model above + Pixtral: patch 3*14*14*1024 + ln_pre 1024
+    # + 24 x [4*1024^2 + 3*1024*4096 + 2*1024]; projector norm 1024 + merger 4096*1024 + 1024*5120 + 5120^2
+    # = 438,958,080. Hub: 24B.
+    "mistral-small-3.1-24b-instruct-2503": (24_011_361_280, 23_572_403_200, "24B"),
     # 24 x [attention 26,550,080 + sinks 64 + 32 x 2880*8640 + biases 32*8640 + router 2880*32+32 + 2*2880]
     # + 2880 + 2*201088*2880. Model card (arXiv 2508.10925 Table 1): 20.91B total, 3.61B active
     # excluding the embedding gather (ours counts it: 3,608,307,264 + 579,133,440).
@@ -92,7 +96,7 @@ def test_every_family_has_a_real_fixture() -> None:
     new = {"qwen3", "qwen3_moe", "gemma3_text", "gpt_oss", "glm4_moe", "phimoe", "olmo2", "starcoder2", "cohere",
            "cohere2", "granite", "granitemoe", "internlm2", "mistral", "llama4", "gemma2", "exaone"}
     assert new <= types
-    assert types - {"llama4", "gemma3"} <= set(MAPPERS)  # multimodal wrappers map their text_config
+    assert types - {"llama4", "gemma3", "mistral3"} <= set(MAPPERS)  # multimodal wrappers map their text_config
 
 
 def test_gpt_oss_checks_published_active_without_embedding() -> None:

@@ -25,7 +25,7 @@ from calc.sources.hf.phi import MAPPERS as PHI
 from calc.sources.hf.quant import quantization
 from calc.sources.hf.qwen import MAPPERS as QWEN
 from calc.sources.hf.starcoder2 import MAPPERS as STARCODER2
-from calc.sources.hf.vision import gemma3_vision_params, llama4_vision_params
+from calc.sources.hf.vision import gemma3_vision_params, llama4_vision_params, mistral3_vision_params
 from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
@@ -33,7 +33,7 @@ MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
-_VISION = {"gemma3": gemma3_vision_params, "llama4": llama4_vision_params}
+_VISION = {"gemma3": gemma3_vision_params, "llama4": llama4_vision_params, "mistral3": mistral3_vision_params}
 
 
 # Fields whose family default changes a tensor shape or the context: `llmcalc import` refuses to write a

@@ -47,3 +47,18 @@ def llama4_vision_params(data: dict[str, Any], text_hidden: int, where: str, fie
     if c.get("multi_modal_projector_bias", default=False):
         raise c.fail("multi_modal_projector_bias", "true is not modelled")
     return tower + adapter + c.int("vision_output_dim") * text_hidden
+
+
+def mistral3_vision_params(data: dict[str, Any], text_hidden: int, where: str, field: str) -> int:
+    """modeling_pixtral PixtralVisionModel + Mistral3MultiModalProjector: patch Conv2d C*p*p*H without
+    bias, ln_pre RMSNorm H, per layer q/k/v/o 4*H^2 + gated feed-forward 3*H*I + 2 RMSNorms 2H (no biases);
+    projector norm H + patch merger (H*s^2)*H + linear_1 H*H_text + linear_2 H_text^2 (+ biases when
+    multimodal_projector_bias)."""
+    c = HFConfig(data.get("vision_config") or {}, where, field)
+    h, i, layers = c.int("hidden_size"), c.int("intermediate_size"), c.layers()
+    patch, channels = c.int("patch_size"), c.int("num_channels", default=3)
+    tower = channels * patch * patch * h + h + layers * (4 * h * h + 3 * h * i + 2 * h)
+    merge = HFConfig(data, where, field).int("spatial_merge_size", default=2)
+    bias = HFConfig(data, where, field).bool("multimodal_projector_bias", default=False)
+    projector = h + h * merge * merge * h + h * text_hidden + text_hidden * text_hidden + (2 * text_hidden if bias else 0)
+    return tower + projector
