@@ -87,3 +87,17 @@ def test_concurrency_grows_with_the_window(cli, tmp_path: Path) -> None:
     full = _json(cli, "concurrency", str(tmp_path / "full.json"), "--gpu", "h100", "--max-model-len", "32768")
     assert windowed["kv_cache_bytes_per_request"] * 8 == full["kv_cache_bytes_per_request"]
     assert windowed["max_concurrency"] >= 8 * full["max_concurrency"]
+
+
+def test_memory_with_mtp_layers(cli) -> None:
+    # DeepSeek-V3 with its MTP layer as shipped: 688.6 GB (main 673.2 GB + the MTP layer in FP8).
+    main = _json(cli, "memory", "deepseek-v3")["weights_bytes"]
+    with_mtp = _json(cli, "memory", "deepseek-v3", "--mtp")
+    assert with_mtp["weights_bytes"] / 1e9 == pytest.approx(688.6, rel=0.01)
+    assert with_mtp["weights_bytes"] - main == with_mtp["weight_bytes_by_group"]["mtp"]
+    # bf16 override: (671,026,419,200 + 13,463,426,304 MTP parameters) x 2 bytes.
+    assert _json(cli, "memory", "deepseek-v3", "--mtp", "--dtype", "bf16")["weights_bytes"] == 684_489_845_504 * 2
+    refused = cli("memory", "llama2-7b", "--mtp")
+    assert refused.code == 2 and "--mtp" in refused.err
+    train = cli("memory", "deepseek-v3", "--mode", "train", "--mtp")
+    assert train.code == 2 and "--mtp" in train.err
