@@ -101,3 +101,17 @@ def test_memory_with_mtp_layers(cli) -> None:
     assert refused.code == 2 and "--mtp" in refused.err
     train = cli("memory", "deepseek-v3", "--mode", "train", "--mtp")
     assert train.code == 2 and "--mtp" in train.err
+
+
+def test_latency_decode_reads_the_window_capped_cache(cli, tmp_path: Path) -> None:
+    # Mistral-7B-v0.1 decode at ~32K context reads 4096 tokens of KV per layer instead of the whole context:
+    # the bytes per step differ by 131,072 B/token x (context - 4096), the context being the prompt plus the
+    # tokens generated so far (32,000 .. 32,100).
+    config = json.loads((FIXTURES / "mistral-7b-v0.1.json").read_text())
+    (tmp_path / "full.json").write_text(json.dumps({**config, "sliding_window": None}))
+    args = ("--gpu", "h100", "--prompt", "32000", "--output", "100")
+    windowed = _json(cli, "latency", "mistral-7b-v0.1", *args)
+    full = _json(cli, "latency", str(tmp_path / "full.json"), *args)
+    context = (full["decode_bytes_per_step"] - windowed["decode_bytes_per_step"]) / 131_072 + 4096
+    assert 32_000 <= context <= 32_100
+    assert windowed["tpot_s"] < full["tpot_s"]
