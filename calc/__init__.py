@@ -30,6 +30,7 @@ _EXPORTS = {
     "derived_peak_tflops": "calc.hardware.peaks", "summarize_gpu": "calc.hardware.peaks", "peak_tflops": "calc.hardware.peaks",
     "mfu": "calc.training.mfu", "train_time": "calc.training.mfu", "latency": "calc.serving.latency",
     "concurrency": "calc.serving.latency",
+    "finetune_memory": "calc.memory.finetune", "fit_table": "calc.memory.finetune", "lora_params": "calc.model.lora",
 }
 __all__ = sorted(_EXPORTS)
 
