@@ -51,6 +51,7 @@ def test_missing_torch_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
     (("bench", "--seq", "128"), "--seq"),
     (("bench", "--fused"), "--fused"),
     (("bench", "llama2-7b", "--sizes", "1024"), "--sizes"),
+    (("bench", "--sizes", "small"), "--sizes"),
     (("bench", "llama2-7b", "--batch-tokens", "128"), "--batch-tokens"),
     (("validate", "mixtral-8x7b"), "MODEL"),  # MoE blocks are not built
 ])
