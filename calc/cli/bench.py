@@ -76,7 +76,8 @@ def bench(
     from calc.report.render import bench_view, emit
 
     if sizes in ("small", "full"):
-        raise LLMCalcError("--sizes", f"{sizes} picks the token counts of a MODEL's ops; give a MODEL, or square sizes like 1024,4096")
+        raise LLMCalcError("--sizes", f"{sizes} picks the token counts of `bench MODEL` (without --fused); "
+                                      "here give square sizes like 1024,4096")
     size_list = _int_list(sizes, "--sizes") if sizes else None
     with _progress(as_json) as bar:
         task = bar.add_task("bench", total=None)
