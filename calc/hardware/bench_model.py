@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, time_fn
+from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, one_cpu_thread, time_fn
 from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point, roofline_seconds
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
@@ -137,7 +137,8 @@ def _probe_cpu_roofline(torch: Any, repeats: int) -> tuple[float, float]:
 def cpu_roofline(repeats: int = 5) -> Roofline:
     """This CPU's measured roofline (used by `validate` on a CPU without a calibration)."""
     torch = import_torch()
-    tflops, gb_s = _probe_cpu_roofline(torch, repeats)
+    with one_cpu_thread(torch, False):
+        tflops, gb_s = _probe_cpu_roofline(torch, repeats)
     return Roofline(peak_tflops=tflops, peak_gb_s=gb_s, source="measured on this CPU: best fp32 GEMM (256-1024 cube) and copy")
 
 
@@ -177,7 +178,7 @@ def run_model_bench(
     notes = list(info.notes)
     if not info.is_gpu:
         if dtype != CPU_DTYPE:
-            notes.append(f"CPU run: ops timed in {CPU_DTYPE}, not {dtype} (CPUs have no fast {dtype} matmul)")
+            notes.append(f"CPU run: ops timed in {CPU_DTYPE}, not {dtype} (CPUs have no fast {dtype} matmul), on one thread")
         dtype = CPU_DTYPE
     elif info.gpu is None:
         raise LLMCalcError("bench", f"'{info.device_name}' is not in the GPU catalog: add a GPU YAML so efficiencies have a peak")
@@ -192,7 +193,8 @@ def run_model_bench(
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     weights: dict = {}
     timed = []
-    with memory_guard("--sizes", "measure fewer tokens (--seq, --batch, --sizes small) or a larger --tp"):
+    with memory_guard("--sizes", "measure fewer tokens (--seq, --batch, --sizes small) or a larger --tp"), \
+            one_cpu_thread(torch, info.is_gpu):
         for op in ops:
             if progress:
                 progress(f"{op.phase} {op.tokens}: {op.label}")
@@ -207,7 +209,8 @@ def run_model_bench(
         roofline = Roofline(peak_tflops=peak_tflops(spec, dtype), peak_gb_s=spec.hbm_tb_s * 1000,
                             source=f"{spec.name} datasheet: {peak_tflops(spec, dtype):g} TFLOPS {dtype}, {spec.hbm_tb_s:g} TB/s")
     else:
-        tflops, gb_s = _probe_cpu_roofline(torch, 5)
+        with one_cpu_thread(torch, False):
+            tflops, gb_s = _probe_cpu_roofline(torch, 5)
         best_gemm = max(op.flops / t.median_s / 1e12 for op, t in timed if op.kind != "memory")
         # bandwidth from the two DRAM-sized copies only: small norms/activations run from cache, above it
         copy = max(op.elements_moved * elem / t.median_s / 1e9 for op, t in timed if op.norm == "copy")
