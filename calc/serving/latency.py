@@ -10,12 +10,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.calibration import Calibration, efficiency_for
+from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory
-from calc.serving.step import StepTime, step_time
+from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
 from calc.units import GIB, TERA
@@ -93,20 +93,20 @@ def latency(
     TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
     context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp."""
     plan = serving_plan(m, num_gpus, tp, pp)
-    eff = efficiency_for(gpu, dtype, calibration)
+    gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
     a = assumptions
     peak = peak_tflops(gpu, dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
     span = (prompt + 1) / 2 if causal else prompt
-    pre = step_time(m, gpu, eff, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
-                    prefill_tokens=batch * prompt, prefill_context=span)
+    pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
+                    prefill_tokens=batch * prompt // plan.pp or 1, prefill_context=span, prefill_seqs=max(batch // plan.pp, 1))
     mid = prompt + (output + 1) // 2  # the average context over the generation
     micro = max(batch // plan.pp, 1)
-    dec = step_time(m, gpu, eff, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+    dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid)
     ttft, tpot = pre.total_s, dec.total_s
     ridge = peak / bandwidth
-    at_peak = pre.flops / (plan.tp * peak)
+    at_peak = pre.flops * plan.pp / peak  # pre.flops is per GPU of one stage's micro-batch
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:
@@ -142,10 +142,10 @@ def latency(
 
 
 def _step_line(label: str, st: StepTime, tp: int) -> str:
-    return (f"{label}: FLOPs {st.flops:.4g} / ({tp} GPUs x peak x GEMM eff {st.gemm_efficiency:.2f}) = "
-            f"{st.compute_s * 1e3:.3f} ms; bytes/GPU {st.bytes_read:.4g} -> {st.memory_s * 1e3:.3f} ms; "
-            f"all-reduces {st.comm_s * 1e3:.3f} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
-            f"step = max + comm + overhead = {st.total_s * 1e3:.3f} ms ({st.bound}-bound)")
+    return (f"{label}: FLOPs/GPU {st.flops:.4g}, bytes/GPU {st.bytes_read:.4g}; weight GEMMs (shape by shape) "
+            f"{st.gemm_s * 1e3:.3f} ms of which compute beyond weight streaming {st.compute_s * 1e3:.3f} ms, memory "
+            f"{st.memory_s * 1e3:.3f} ms; TP all-reduces {st.comm_s * 1e3:.3f} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
+            f"step = {st.total_s * 1e3:.3f} ms ({st.bound}-bound)")
 
 
 class ConcurrencyRow(BaseModel):

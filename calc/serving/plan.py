@@ -21,11 +21,11 @@ import math
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.calibration import Calibration, efficiency_for
+from calc.hardware.calibration import Calibration
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory
-from calc.serving.step import StepTime, step_time
+from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 
@@ -114,13 +114,13 @@ def _powers(top: int) -> list[int]:
 class _Replica:
     """One layout's step model for a workload: TTFT and TPOT at B requests running."""
 
-    def __init__(self, m: ModelSpec, gpu: GPUSpec, mem: EngineMemory, prompt: int, output: int, eff, a, dtype, kv_dtype):  # noqa: ANN001
-        self.m, self.gpu, self.mem, self.p, self.o, self.eff, self.a = m, gpu, mem, prompt, output, eff, a
+    def __init__(self, m: ModelSpec, gpu: GPUSpec, mem: EngineMemory, prompt: int, output: int, hook, a, dtype, kv_dtype):  # noqa: ANN001
+        self.m, self.gpu, self.mem, self.p, self.o, self.hook, self.a = m, gpu, mem, prompt, output, hook, a
         self.dtype, self.kv_dtype, self.tp, self.pp = dtype, kv_dtype, mem.tp, mem.pp
 
     def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
         micro = max(round(seqs / self.pp), 1 if seqs else 0)
-        return step_time(self.m, self.gpu, self.eff, self.a, tp=self.tp, pp=self.pp, dtype=self.dtype,
+        return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, dtype=self.dtype, calibration=self.hook,
                          kv_dtype=self.kv_dtype, decode_seqs=micro, decode_context=self.p + self.o / 2,
                          prefill_tokens=max(round(prefill / self.pp), 0), prefill_context=span)
 
@@ -162,14 +162,14 @@ def serve_plan(
     if s.max_model_len is None:
         s = s.model_copy(update={"max_model_len": max(prompt + output, m.max_position_embeddings)})
     kv_dtype = kv_dtype or dtype
-    eff = efficiency_for(gpu, dtype, calibration)
+    gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
     layouts = []
     for tp, pp in _candidates(m, num_gpus or max_gpus, a):
         mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype,
                             tokens_per_request=prompt + output, assumptions=a)
         if mem.max_concurrency < 1:
             continue
-        layouts.append(_layout(_Replica(m, gpu, mem, prompt, output, eff, a, dtype, kv_dtype), s, ttft_ms, tpot_ms,
+        layouts.append(_layout(_Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype), s, ttft_ms, tpot_ms,
                                rate, users, num_gpus, a))
     layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
