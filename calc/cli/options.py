@@ -74,6 +74,15 @@ def alias(primary: T | None, old: T | None, flag: str, old_flag: str, default: T
     return old if old is not None else default
 
 
+def option_given(ctx: typer.Context | None, name: str) -> bool:
+    """Whether the user typed option ``name`` rather than leaving its default (the context's parameter
+    source); True without a context, where a caller chose the value."""
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
 def refuse(flag: str, given: Any, why: str, default: Any = None) -> None:
     """Refuse an option that would not change this answer (never ignore it silently)."""
     if given is not None and given is not False and given != default:
@@ -151,6 +160,12 @@ SeqOptional = Annotated[int | None, typer.Option(
     "--seq", "-s", parser=human_int("--seq"), help="training sequence length (train; default 4096)")]
 ZeroOptional = Annotated[int | None, typer.Option(
     "--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3 (train; default 1)")]
+
+# --- training performance (train-step, train-plan, train-time) -------------------------------
+VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
+                                     help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+SystemOpt = Annotated[str | None, typer.Option(
+    "--system", help="node type: GPUs per node, NVLink and NIC bandwidth (see system_specs/; default: the one built from --gpu)")]
 
 # --- serving engine (issue 14): vLLM / SGLang settings, traffic and targets ----------------------
 

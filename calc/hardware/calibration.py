@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from calc.errors import LLMCalcError
 from calc.hardware.peaks import peak_tflops
+from calc.sanity import check_efficiency
 from calc.specs import GPUSpec
 
 DEFAULT_COMPUTE_EFFICIENCY = 0.8  # seed 001 section 1.3: an A800 tops out near 80% of 312 TFLOPS
@@ -17,11 +19,13 @@ DEFAULT_MEMORY_EFFICIENCY = 0.9  # HBM streaming reaches ~88-92% of peak on NVID
 class Calibration(BaseModel):
     """What `bench --save` writes: the GPU, dtype and the achieved GEMM and copy rates."""
 
+    model_config = ConfigDict(allow_inf_nan=False, str_max_length=200)
+
     gpu: str | None = Field(description="catalog name matched from the device name, None if unknown")
     device_name: str
-    dtype: str
-    achieved_tflops: float = Field(gt=0)
-    achieved_gb_s: float = Field(gt=0)
+    dtype: Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
+    achieved_tflops: float = Field(gt=0, le=100_000)
+    achieved_gb_s: float = Field(gt=0, le=1_000_000)
     date: str
     torch_version: str
     cuda_version: str | None = None
@@ -64,8 +68,10 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
         raise LLMCalcError("--calibration", "that file was measured on a CPU; it cannot calibrate a GPU")
     if calibration.gpu != gpu.name:
         raise LLMCalcError("--calibration", f"measured on {calibration.gpu or calibration.device_name}, not {gpu.name}")
-    compute = min(calibration.achieved_tflops / peak_tflops(gpu, calibration.dtype), 1.0)
-    memory = min(calibration.achieved_gb_s / (gpu.hbm_tb_s * 1000), 1.0)
+    compute = check_efficiency(calibration.achieved_tflops / peak_tflops(gpu, calibration.dtype, "--calibration"),
+                               f"{calibration.dtype} GEMM rate {calibration.achieved_tflops:g} TFLOPS")
+    memory = check_efficiency(calibration.achieved_gb_s / (gpu.hbm_tb_s * 1000),
+                              f"copy bandwidth {calibration.achieved_gb_s:g} GB/s")
     return Efficiency(
         compute=compute, memory=memory,
         source=f"calibration {calibration.date}: {calibration.achieved_tflops:.0f} TFLOPS {calibration.dtype} "

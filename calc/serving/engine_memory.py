@@ -48,6 +48,7 @@ class EngineMemory(BaseModel):
     kv_bytes_per_token: int
     block_size: int
     block_bytes: int
+    kv_bytes_per_request: int
     num_gpu_blocks: int
     kv_cache_tokens: int
     max_model_len: int
@@ -160,11 +161,16 @@ def engine_memory(
         engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
-        num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
+        kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
         chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request, shared_prefix=shared_prefix,
         max_concurrency=concurrency, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
         explain=explain,
     )
+
+
+def request_kv_bytes(m: ModelSpec, tokens: int, mem: EngineMemory) -> int:
+    """KV bytes one request of ``tokens`` occupies on a rank: whole blocks, local layers capped at their window."""
+    return kv_cache_bytes_for_tokens(m, whole_blocks(tokens, mem.block_size) * mem.block_size, mem.kv_dtype, mem.tp, mem.pp)
 
 
 def _engine_log(engine: str, blocks: int, tokens: int, request: int, ratio: float, budget: int) -> list[str]:

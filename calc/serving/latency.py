@@ -14,10 +14,10 @@ from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.engine_memory import engine_memory
+from calc.serving.engine_memory import engine_memory, request_kv_bytes
 from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.specs.serving import EngineSettings, whole_blocks
+from calc.specs.serving import EngineSettings
 from calc.units import GIB, TERA
 
 
@@ -203,11 +203,11 @@ def concurrency(
     blocks = mem.num_gpu_blocks
 
     def row(tokens: int) -> ConcurrencyRow:
-        per = mem.block_bytes * whole_blocks(tokens, mem.block_size)
+        per = request_kv_bytes(m, tokens, mem)
         return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
-                              max_concurrency=blocks // whole_blocks(tokens, mem.block_size))
+                              max_concurrency=blocks * mem.block_bytes // per)
 
-    kv_request = mem.block_bytes * whole_blocks(max_tokens, mem.block_size) * n
+    kv_request = mem.kv_bytes_per_request * n
     count = mem.max_concurrency
     if count > 0:
         verdict = f"{count} concurrent requests of {max_tokens:,} tokens fit on {n} x {gpu.name} ({mem.kv_cache_tokens:,} KV tokens)"

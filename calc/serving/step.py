@@ -3,7 +3,7 @@
     GEMMs   = sum over the weight GEMMs [M, K] @ [K, N/t] of calc.hardware.efficiency.gemm_time:
               max(FLOPs / (peak x wave x plateau x tile quantisation), bytes / bandwidth) + launch
               (weights are read once per step whatever M: that is why batching pays)
-    attention = max(score FLOPs / (peak x plateau), KV read by every sequence / bandwidth)
+    attention = max(score FLOPs / flash_attention_rate, KV read by every sequence / bandwidth)
     comm    = L x 2 ring all-reduces of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives)
     step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
@@ -20,8 +20,13 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration, Efficiency, efficiency_for
 from calc.hardware.collectives import collective_time
-from calc.hardware.efficiency import collective_efficiency, gemm_plateau, gemm_time, memory_efficiency
-from calc.hardware.peaks import peak_tflops
+from calc.hardware.efficiency import (
+    collective_efficiency,
+    flash_attention_rate,
+    gemm_plateau,
+    gemm_time,
+    memory_efficiency,
+)
 from calc.memory.kv import kv_cache_bytes_per_token
 from calc.model.flops import attention_dims
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -131,7 +136,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         per = rows * g.used / touched
         k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
         wave = wave_efficiency(gpu, per, n, k)
-        seconds += g.layers * touched * gemm_time(_at_wave(gpu, wave), per, n, k, dtype, calibration)
+        seconds += g.layers * gemm_time(_at_wave(gpu, wave), per, n, k, dtype, calibration, batch=touched)
         flops += g.layers * 2 * rows * g.used * g.k * g.n / tp
         moved += g.layers * touched * g.k * g.n / tp * elem
     return seconds, flops, moved
@@ -192,9 +197,8 @@ def step_time(
     attn_flops = m.num_layers * 2 * m.num_heads * (d_qk + d_v) * keys / tp
     kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype, tp)
     kv_read = kv_token * (decode_seqs * decode_context + (prefill_seqs * prefill_context + prefill_tokens if prefill_tokens else 0))
-    peak = peak_tflops(gpu, dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
-    attn_compute = attn_flops / (peak * gemm_plateau(gpu))
+    attn_compute = attn_flops / flash_attention_rate(gpu, dtype)
     attn_memory = kv_read / bandwidth
     payload = tokens * m.hidden_size * ACT_BYTES
     comm = m.num_layers * 2 * collective_time("allreduce", system, payload, tp, efficiency=collective_efficiency(calibration)) \
