@@ -8,7 +8,7 @@ spread over the O steps it lives), so
     TPOT(B)  = step(B decode tokens at context P + O/2, B x P/O prefill tokens)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
     replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
-B is the largest power of two (or the KV/engine cap) meeting both targets. For a rate R the
+B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
 busy S = TTFT + O x TPOT, so M/D/c with c = B; the wait is Sakasegawa's M/M/c approximation
 rho^(sqrt(2(c+1))-1) / (c (1 - rho)) x S, halved for deterministic service.
@@ -191,16 +191,32 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     frontier: list[FrontierPoint] = []
     chosen = None
     gpr = r.tp * r.pp
+
+    def ok(st: StepTime, ttft: float) -> bool:
+        return (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms)
+
     for b in _powers(cap):
         st = r.tpot(b)
         ttft = r.ttft_s(b)
         frontier.append(FrontierPoint(batch=b, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
                                       tokens_per_s_per_gpu=b / st.total_s / gpr))
-        if (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms):
+        if ok(st, ttft):
             chosen = (b, st, ttft)
     meets = chosen is not None
     b, st, ttft = chosen or (1, r.tpot(1), r.ttft_s(1))
     after = [p for p in frontier if p.batch > b]
+    if meets and after:  # bisect between the last power of two that meets the targets and the next one
+        lo, hi = b, after[0].batch
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            mst, mttft = r.tpot(mid), r.ttft_s(mid)
+            if ok(mst, mttft):
+                lo, st, ttft = mid, mst, mttft
+            else:
+                hi = mid
+        b = lo
+        after = [FrontierPoint(batch=hi, ttft_ms=r.ttft_s(hi) * 1e3, tpot_ms=r.tpot(hi).total_s * 1e3,
+                               tokens_per_s_per_gpu=0.0)]
     service = ttft + r.o * st.total_s
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)

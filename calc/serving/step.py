@@ -4,7 +4,7 @@
               max(FLOPs / (peak x wave x plateau x tile quantisation), bytes / bandwidth) + launch
               (weights are read once per step whatever M: that is why batching pays)
     attention = max(score FLOPs / flash_attention_rate, KV read by every sequence / bandwidth)
-    comm    = L x 2 ring all-reduces of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
+    comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives)
     step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
 Pipeline parallelism: a micro-batch of B/p sequences traverses all p stages, so its step
@@ -179,6 +179,15 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
                       inter_node_gb_s=a.internode_gb_s)
 
 
+def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
+    """One TP all-reduce: the faster of ring and tree, as NCCL's tuner (and vLLM's custom all-reduce for
+    small messages) picks per size; at decode sizes the per-step latency decides."""
+    if tp == 1:
+        return 0.0
+    eff = collective_efficiency(calibration)
+    return min(collective_time(kind, system, payload, tp, efficiency=eff) for kind in ("allreduce", "tree_allreduce"))
+
+
 def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
@@ -201,8 +210,7 @@ def step_time(
     attn_compute = attn_flops / flash_attention_rate(gpu, dtype)
     attn_memory = kv_read / bandwidth
     payload = tokens * m.hidden_size * ACT_BYTES
-    comm = m.num_layers * 2 * collective_time("allreduce", system, payload, tp, efficiency=collective_efficiency(calibration)) \
-        if tp > 1 else 0.0
+    comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
