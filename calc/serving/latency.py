@@ -136,8 +136,8 @@ def latency(
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
             f"TTFT = {ttft * 1e3:.2f} ms; TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
             f"{(ttft + (output - 1) * tpot):.4f} s",
-            f"at 100% of peak the prefill alone takes {pre.flops:.4g} / ({plan.tp} x {peak:.4g}) = {at_peak:.4f} s",
-        ],
+            f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
+        ] + [f"assumption: {line}" for line in [eff.source, *a.lines()]],
     )
 
 
@@ -226,7 +226,7 @@ def concurrency(
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
         max_concurrency=count, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
         table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions + assumptions.lines()[:2],
-        verdict=verdict, explain=mem.explain,
+        verdict=verdict, explain=mem.explain + [f"assumption: {line}" for line in mem.assumptions + assumptions.lines()[:2]],
     )
 
 

@@ -173,16 +173,19 @@ def serve_plan(
                                rate, users, num_gpus, a))
     layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
+    assumption_lines = [eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
+                        f"max_num_seqs {s.max_num_seqs}, prefill chunk "
+                        f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,} tokens",
+                        "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
+                        "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
         layouts=layouts, gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m.name, s, best, prompt + output, emit) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
-        assumptions=[eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
-                     f"max_num_seqs {s.max_num_seqs}, prefill chunk {s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,}"
-                     f" tokens", "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch"],
-        explain=_explain(layouts[:3]),
+        assumptions=assumption_lines,
+        explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
 
 
