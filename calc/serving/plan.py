@@ -38,8 +38,10 @@ class FrontierPoint(BaseModel):
 
 
 class Layout(BaseModel):
+    name: str
     tp: int
     pp: int
+    ep: int
     gpus_per_replica: int
     replicas: int
     batch: int
@@ -89,7 +91,9 @@ def _queue_s(rate: float, slots: int, service_s: float) -> float:
     return rho ** (math.sqrt(2 * (slots + 1)) - 1) / (slots * (1 - rho)) * service_s / 2
 
 
-def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int]]:
+def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int, int]]:
+    """(tp, pp, ep): TP x PP layouts, and for MoE models data-parallel attention with the experts spread
+    over EP ranks (vLLM --data-parallel-size D --enable-expert-parallel; SGLang --enable-dp-attention)."""
     out = []
     for tp in (1, 2, 4, 8, 16, 32):
         for pp in (1, 2, 4, 8):
@@ -99,7 +103,9 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[i
                 check_layout(m, Parallelism(tp=tp, pp=pp))
             except LLMCalcError:
                 continue
-            out.append((tp, pp))
+            out.append((tp, pp, 1))
+    if m.moe:
+        out += [(1, 1, ep) for ep in (2, 4, 8, 16, 32, 64) if ep <= limit and m.moe.num_experts % ep == 0]
     return out
 
 
@@ -116,19 +122,22 @@ class _Replica:
 
     def __init__(self, m: ModelSpec, gpu: GPUSpec, mem: EngineMemory, prompt: int, output: int, hook, a, dtype, kv_dtype):  # noqa: ANN001
         self.m, self.gpu, self.mem, self.p, self.o, self.hook, self.a = m, gpu, mem, prompt, output, hook, a
-        self.dtype, self.kv_dtype, self.tp, self.pp = dtype, kv_dtype, mem.tp, mem.pp
+        self.dtype, self.kv_dtype, self.tp, self.pp, self.ep = dtype, kv_dtype, mem.tp, mem.pp, mem.ep
+        self.split = self.pp * self.ep  # micro-batches (PP) or data-parallel attention ranks (EP) share the batch
 
     def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
-        micro = max(round(seqs / self.pp), 1 if seqs else 0)
-        return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, dtype=self.dtype, calibration=self.hook,
-                         kv_dtype=self.kv_dtype, decode_seqs=micro, decode_context=self.p + self.o / 2,
-                         prefill_tokens=max(round(prefill / self.pp), 0), prefill_context=span)
+        micro = max(round(seqs / self.split), 1 if seqs else 0)
+        return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
+                         calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
+                         decode_context=self.p + self.o / 2, prefill_tokens=prefill, prefill_context=span)
 
     def tpot(self, batch: int) -> StepTime:
-        return self._step(batch, round(batch * self.p / self.o), self.p / 2)
+        return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
 
     def ttft_s(self, batch: int) -> float:
-        chunk = max(self.mem.batched_tokens - batch, 1) if self.mem.chunked_prefill else self.p
+        """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
+        per_rank = max(batch // self.split, 1)
+        chunk = max(self.mem.batched_tokens - per_rank, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
         return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, self.p / 2).total_s
 
@@ -164,8 +173,8 @@ def serve_plan(
     kv_dtype = kv_dtype or dtype
     gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
     layouts = []
-    for tp, pp in _candidates(m, num_gpus or max_gpus, a):
-        mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype,
+    for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
+        mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype,
                             tokens_per_request=prompt + output, assumptions=a)
         if mem.max_concurrency < 1:
             continue
@@ -190,10 +199,10 @@ def serve_plan(
 
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
-    cap = min(r.mem.max_concurrency, s.max_num_seqs)
+    cap = min(r.mem.max_concurrency, s.max_num_seqs) * r.ep  # each attention rank admits its own requests
     frontier: list[FrontierPoint] = []
     chosen = None
-    gpr = r.tp * r.pp
+    gpr = r.tp * r.pp * r.ep
 
     def ok(st: StepTime, ttft: float) -> bool:
         return (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms)
@@ -227,11 +236,12 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
     return Layout(
-        tp=r.tp, pp=r.pp, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=(ttft + queue) * 1e3 if queue < math.inf
+        name=f"DP{r.ep} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}",
+        tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=(ttft + queue) * 1e3 if queue < math.inf
         else math.inf, tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
-        tokens_per_s_per_gpu=b / st.total_s / gpr, requests_per_s_per_replica=mu, kv_cache_tokens=r.mem.kv_cache_tokens,
-        max_concurrency=r.mem.max_concurrency, gpus_needed=replicas * gpr, meets_targets=meets,
-        binding=_binding(b, cap, s.max_num_seqs, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
+        tokens_per_s_per_gpu=b / st.total_s / gpr, requests_per_s_per_replica=mu, kv_cache_tokens=r.mem.kv_cache_tokens * r.ep,
+        max_concurrency=r.mem.max_concurrency * r.ep, gpus_needed=replicas * gpr, meets_targets=meets,
+        binding=_binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
         energy_j_per_token=power * st.total_s / b if power else None, frontier=frontier,
     )
 
@@ -258,17 +268,17 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
     if not layouts:
         return f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}: it does not fit"
     if best is None:
-        return (f"no layout meets the targets; closest: TP {layouts[0].tp} x PP {layouts[0].pp} at TTFT "
+        return (f"no layout meets the targets; closest: {layouts[0].name} at TTFT "
                 f"{layouts[0].ttft_ms:,.0f} ms, TPOT {layouts[0].tpot_ms:,.1f} ms")
     traffic = f"{rate:g} requests/s" if rate else f"{users} users" if users else "one replica"
-    return (f"best: {best.replicas} replica(s) x TP {best.tp} x PP {best.pp} = {best.gpus_needed} x {gpu.name} for "
+    return (f"best: {best.replicas} replica(s) x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}")
 
 
 def _explain(layouts: list[Layout]) -> list[str]:
     return [
-        f"TP {x.tp} x PP {x.pp}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
+        f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
         f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + O x TPOT) = "
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {x.replicas} replicas -> {x.gpus_needed} GPUs"
         for x in layouts
@@ -278,12 +288,16 @@ def _explain(layouts: list[Layout]) -> list[str]:
 def launch_command(model: str, s: EngineSettings, best: Layout, tokens: int, emit: str) -> str:
     """The engine command line for the chosen layout (flags as vLLM / SGLang name them)."""
     if emit == "vllm":
-        return (f"vllm serve {model} --tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp} "
+        parallel = (f"--data-parallel-size {best.ep} --enable-expert-parallel" if best.ep > 1 else
+                    f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}")
+        return (f"vllm serve {model} {parallel} "
                 f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --max-model-len {s.max_model_len} "
-                f"--max-num-seqs {best.batch} --block-size {s.block_size}"
+                f"--max-num-seqs {math.ceil(best.batch / best.ep)} --block-size {s.block_size}"
                 + (f" --max-num-batched-tokens {s.max_num_batched_tokens}" if s.max_num_batched_tokens else ""))
     if emit == "sglang":
-        return (f"python -m sglang.launch_server --model-path {model} --tp {best.tp} --pp-size {best.pp} "
+        parallel = (f"--tp {best.ep} --dp {best.ep} --enable-dp-attention --ep-size {best.ep}" if best.ep > 1 else
+                    f"--tp {best.tp} --pp-size {best.pp}")
+        return (f"python -m sglang.launch_server --model-path {model} {parallel} "
                 f"--mem-fraction-static {s.mem_fraction(best.tp):g} --context-length {s.max_model_len} "
                 f"--max-running-requests {best.batch}"
                 + (f" --chunked-prefill-size {s.chunked_prefill_size}" if s.chunked_prefill_size else ""))

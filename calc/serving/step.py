@@ -57,6 +57,7 @@ FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate
 
 class _Gemm(NamedTuple):
     name: str
+    expert: bool  # a routed expert (split by expert parallelism)
     layers: int  # how many layers hold it (1 for the head)
     copies: int  # stored copies (E for routed experts)
     used: int  # copies each token multiplies by (top-k)
@@ -83,7 +84,7 @@ def model_gemms(m: ModelSpec) -> tuple[list[_Gemm], int]:
             k, n = t.shape
             key = (f"{count}:{t.component}", FUSED.get(t.name, t.name))
             old = gemms.get(key)
-            gemms[key] = _Gemm(key[1], count, max(t.params // (k * n), 1), max(t.matmul // (k * n), 1), k,
+            gemms[key] = _Gemm(key[1], t.component == "experts", count, max(t.params // (k * n), 1), max(t.matmul // (k * n), 1), k,
                                n + (old.n if old else 0))
     out = list(gemms.values()), count_params(m).total_params
     _SHAPES[id(m)] = (m, *out)
@@ -121,23 +122,26 @@ def _at_wave(gpu: GPUSpec, wave: float) -> GPUSpec:
 
 
 def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str,
-                     calibration: Any = None) -> tuple[float, float, float]:
+                     calibration: Any = None, ep: int = 1) -> tuple[float, float, float]:
     """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
     [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
     Routed experts: min(E, M x k) experts touched, each seeing M x k / touched tokens; the head sees
-    only the rows whose logits are sampled."""
+    only the rows whose logits are sampled. Expert parallelism over ``ep`` ranks (each with ``tokens``):
+    the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank."""
     elem = float(dtype_bytes(dtype))
     seconds = flops = moved = 0.0
     for g in model_gemms(m)[0]:
         rows = logit_rows if g.name == "lm_head" else tokens
         if rows <= 0:
             continue
-        touched = min(g.copies, rows * g.used)
-        per = rows * g.used / touched
+        group = ep if g.expert else 1
+        touched = min(g.copies, rows * group * g.used)
+        per = rows * group * g.used / touched
+        touched /= group
         k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
         wave = wave_efficiency(gpu, per, n, k)
         seconds += g.layers * gemm_time(_at_wave(gpu, wave), per, n, k, dtype, calibration, batch=touched)
-        flops += g.layers * 2 * rows * g.used * g.k * g.n / tp
+        flops += g.layers * 2 * touched * per * g.k * g.n / tp
         moved += g.layers * touched * g.k * g.n / tp * elem
     return seconds, flops, moved
 
@@ -192,6 +196,7 @@ def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
     prefill_context: float = 0, prefill_seqs: int = 1, calibration: Any = None, system: SystemSpec | None = None,
+    ep: int = 1,
 ) -> StepTime:
     """One step of ``decode_seqs`` sequences (each attending ``decode_context`` keys) plus
     ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (each token attending
@@ -200,7 +205,7 @@ def step_time(
     system = system or _system(gpu, a)
     tokens = decode_seqs + prefill_tokens
     rows = decode_seqs + (prefill_seqs if prefill_tokens else 0)
-    gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration)
+    gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration, ep)
     d_qk, d_v = attention_dims(m)
     keys = decode_seqs * decode_context + prefill_tokens * prefill_context
     attn_flops = m.num_layers * 2 * m.num_heads * (d_qk + d_v) * keys / tp
@@ -211,6 +216,10 @@ def step_time(
     attn_memory = kv_read / bandwidth
     payload = tokens * m.hidden_size * ACT_BYTES
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
+    if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs (DeepSeek-V3 / vLLM EP)
+        moe_layers = m.num_layers - m.moe.num_dense_layers
+        comm += moe_layers * 2 * collective_time("all_to_all", system, payload * m.moe.experts_per_token, ep,
+                                                 efficiency=collective_efficiency(calibration))
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
