@@ -115,3 +115,21 @@ def test_validation_error_bounds() -> None:
     assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 16
     assert sorted(abs(r["error_pct"]) for r in kv)[len(kv) // 2] < 15
     assert sum(abs(r["error_pct"]) <= 6 for r in kv) >= 3
+
+
+@pytest.mark.parametrize(("extra", "flag"), [
+    (["--acceptance", "0.8"], "--acceptance"),
+    (["--speculative", "draft"], "--draft"),
+    (["--speculative", "ngram", "--draft", "llama3-8b"], "--draft"),
+    (["--speculative", "ngram", "--acceptance", "1.5"], "--acceptance"),
+])
+def test_speculative_refusals(cli, extra: list[str], flag: str) -> None:
+    r = cli(*SERVE, *extra)
+    assert r.code == 2 and flag in r.err
+
+
+def test_speculative_options_change_the_answer(cli) -> None:
+    base = cli(*SERVE, "--speculative", "ngram", "--json").json()["layouts"]
+    for extra in (["--acceptance", "0.5"], ["--spec-tokens", "2"]):
+        assert cli(*SERVE, "--speculative", "ngram", *extra, "--json").json()["layouts"] != base
+    assert cli(*SERVE, "--json").json()["layouts"] != base

@@ -101,3 +101,25 @@ def test_expert_parallel_layout_memory_and_plan() -> None:
     assert ep and all(x.tp == 1 and x.gpus_per_replica == x.ep for x in ep)
     if plan.best and plan.best.ep > 1:
         assert "--enable-expert-parallel" in plan.launch
+
+
+def test_speculative_decoding() -> None:
+    # Leviathan et al. 2023 eq. 1: a = 0.7, k = 4 -> E = (1 - 0.7^5) / 0.3 = 2.7731 tokens per verification step
+    from calc.serving.speculative import Speculation
+
+    spec = Speculation(method="ngram")
+    assert spec.expected_tokens == pytest.approx(2.7731, abs=1e-4)
+    m, h100 = load_model("llama3-70b"), load_gpu("h100")
+    plain = serve_plan(m, h100, prompt=2000, output=300, num_gpus=4)
+    ngram = serve_plan(m, h100, prompt=2000, output=300, num_gpus=4, speculation=spec)
+    draft = serve_plan(m, h100, prompt=2000, output=300, num_gpus=4,
+                       speculation=Speculation(method="draft", draft=load_model("llama3-8b")))
+
+    def batch1(plan):  # noqa: ANN001, ANN202
+        return next(x for x in plan.layouts if x.name == "TP4 x PP1").frontier[0].tpot_ms
+
+    # at batch 1 decode is weight streaming: verifying 5 tokens costs about one step, so TPOT falls ~E-fold;
+    # a draft model adds 4 of its own steps
+    assert batch1(plain) / batch1(ngram) > 2
+    assert batch1(ngram) < batch1(draft) < batch1(plain)
+    assert any("speculative decoding" in line for line in ngram.assumptions)

@@ -9,11 +9,13 @@ import typer
 
 from calc.cli.options import (
     DEFAULT_DTYPE,
+    AcceptanceOpt,
     BatchOpt,
     BlockSizeOpt,
     CalibrationOpt,
     CausalOpt,
     ChunkedPrefillOpt,
+    DraftOpt,
     DtypeOpt,
     EmitOpt,
     Engine,
@@ -36,6 +38,9 @@ from calc.cli.options import (
     RateOpt,
     ReserveOpt,
     SharedPrefixOpt,
+    SpecMethod,
+    SpecMethodOpt,
+    SpecTokensOpt,
     TpOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -65,6 +70,22 @@ def _settings(engine: Engine, util: float | None, max_model_len: int | None, bat
     given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
              "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk}
     return EngineSettings(engine=engine.value, **{k: v for k, v in given.items() if v is not None})
+
+
+def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | None, acceptance: float | None) -> Any:
+    """Speculative decoding from its options; its settings without --speculative are refused."""
+    if method is None:
+        for flag, value in (("--draft", draft), ("--spec-tokens", tokens), ("--acceptance", acceptance)):
+            refuse(flag, value, "applies to speculative decoding; add --speculative ngram|draft")
+        return None
+    if (method == SpecMethod.draft) != (draft is not None):
+        raise LLMCalcError("--draft", "--speculative draft needs --draft MODEL, and only it takes one")
+    from calc.serving.speculative import Speculation
+    from calc.sources.catalog import load_model
+
+    given = {"tokens": tokens, "acceptance": acceptance}
+    return Speculation(method=method.value, draft=load_model(draft, "--draft") if draft else None,
+                       **{k: v for k, v in given.items() if v is not None})
 
 
 def _assumptions(reserve_gib: float) -> Any:
@@ -186,6 +207,10 @@ def serve(
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     emit_engine: EmitOpt = None,
+    speculative: SpecMethodOpt = None,
+    draft: DraftOpt = None,
+    spec_tokens: SpecTokensOpt = None,
+    acceptance: AcceptanceOpt = None,
     calibration: CalibrationOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
@@ -210,7 +235,8 @@ def serve(
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),
-                        emit=emit_engine.value if emit_engine else None)
+                        emit=emit_engine.value if emit_engine else None,
+                        speculation=_speculation(speculative, draft, spec_tokens, acceptance))
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

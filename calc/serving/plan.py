@@ -25,6 +25,7 @@ from calc.hardware.calibration import Calibration
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory
+from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -124,6 +125,7 @@ class _Replica:
         self.m, self.gpu, self.mem, self.p, self.o, self.hook, self.a = m, gpu, mem, prompt, output, hook, a
         self.dtype, self.kv_dtype, self.tp, self.pp, self.ep = dtype, kv_dtype, mem.tp, mem.pp, mem.ep
         self.split = self.pp * self.ep  # micro-batches (PP) or data-parallel attention ranks (EP) share the batch
+        self.spec: Speculation | None = None
 
     def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
@@ -132,7 +134,23 @@ class _Replica:
                          decode_context=self.p + self.o / 2, prefill_tokens=prefill, prefill_context=span)
 
     def tpot(self, batch: int) -> StepTime:
-        return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
+        """Time per output token at B running: one step, or with speculation (verify + draft) / E."""
+        spec = self.spec
+        if spec is None:
+            return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
+        e = spec.expected_tokens
+        seqs = max(round(batch / self.split), 1)
+        common = {"tp": self.tp, "pp": self.pp, "ep": self.ep, "calibration": self.hook, "decode_seqs": seqs,
+                  "decode_context": self.p + self.o / 2}
+        verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
+                           queries_per_seq=spec.tokens + 1, prefill_tokens=round(seqs * self.p * e / self.o),
+                           prefill_context=self.p / 2, **common)
+        draft = 0.0 if spec.draft is None else spec.tokens * step_time(
+            spec.draft, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype, **common).total_s
+        total = (verify.total_s + draft) / e
+        return verify.model_copy(update={"total_s": total, "compute_s": verify.compute_s / e,
+                                         "memory_s": verify.memory_s / e, "comm_s": verify.comm_s / e,
+                                         "overhead_s": verify.overhead_s / e})
 
     def ttft_s(self, batch: int) -> float:
         """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
@@ -159,6 +177,7 @@ def serve_plan(
     rate: float | None = None, users: int | None = None, num_gpus: int | None = None, dtype: str = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, calibration: Calibration | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, max_gpus: int = 64, emit: str | None = None,
+    speculation: Speculation | None = None,
 ) -> ServePlan:
     """Every layout's memory, batch, latency and GPUs for the traffic, best first."""
     s = settings or EngineSettings()
@@ -178,8 +197,9 @@ def serve_plan(
                             tokens_per_request=prompt + output, assumptions=a)
         if mem.max_concurrency < 1:
             continue
-        layouts.append(_layout(_Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype), s, ttft_ms, tpot_ms,
-                               rate, users, num_gpus, a))
+        replica = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
+        replica.spec = speculation
+        layouts.append(_layout(replica, s, ttft_ms, tpot_ms, rate, users, num_gpus, a))
     layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     assumption_lines = [eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
@@ -187,6 +207,8 @@ def serve_plan(
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
+    if speculation is not None:
+        assumption_lines.append(speculation.line())
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,

@@ -196,18 +196,19 @@ def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
     prefill_context: float = 0, prefill_seqs: int = 1, calibration: Any = None, system: SystemSpec | None = None,
-    ep: int = 1,
+    ep: int = 1, queries_per_seq: int = 1,
 ) -> StepTime:
     """One step of ``decode_seqs`` sequences (each attending ``decode_context`` keys) plus
     ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (each token attending
     ``prefill_context`` keys on average), on a TP group of ``tp`` GPUs (PP: pass the micro-batch;
-    the p - 1 stage sends are added here)."""
+    the p - 1 stage sends are added here). ``queries_per_seq`` > 1: each decoding sequence verifies that
+    many tokens (speculative decoding) while reading its KV once."""
     system = system or _system(gpu, a)
-    tokens = decode_seqs + prefill_tokens
-    rows = decode_seqs + (prefill_seqs if prefill_tokens else 0)
+    tokens = decode_seqs * queries_per_seq + prefill_tokens
+    rows = decode_seqs * queries_per_seq + (prefill_seqs if prefill_tokens else 0)
     gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration, ep)
     d_qk, d_v = attention_dims(m)
-    keys = decode_seqs * decode_context + prefill_tokens * prefill_context
+    keys = decode_seqs * queries_per_seq * decode_context + prefill_tokens * prefill_context
     attn_flops = m.num_layers * 2 * m.num_heads * (d_qk + d_v) * keys / tp
     kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype, tp)
     kv_read = kv_token * (decode_seqs * decode_context + (prefill_seqs * prefill_context + prefill_tokens if prefill_tokens else 0))
