@@ -37,6 +37,7 @@ from calc.cli.options import (
 class ReportFormat(StrEnum):
     table = "table"
     markdown = "markdown"
+    html = "html"
 
 
 def report(
@@ -56,7 +57,7 @@ def report(
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
     calibration: CalibrationOpt = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", help="table or markdown")] = ReportFormat.table,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -75,7 +76,7 @@ def report(
     from calc.sources.catalog import load_gpu, load_model
 
     if as_json and fmt is not ReportFormat.table:
-        raise LLMCalcError("--format", "--json and --format markdown are two outputs; give one")
+        raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
                             ("--price", price or old_price)):
@@ -118,6 +119,12 @@ def report(
         import sys
 
         sys.stdout.write(report_markdown(result) + "\n")
+    elif fmt is ReportFormat.html:
+        import sys
+
+        from calc.report.html import report_html
+
+        sys.stdout.write(report_html(result) + "\n")
     else:
         from calc.report.render import console
 

@@ -14,6 +14,7 @@ from calc.memory import MemoryResult, inference_memory, training_memory
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
+from calc.serving.plan import ServePlan, serve_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import whole_blocks
 from calc.training.mfu import TrainTimeResult, train_time
@@ -47,6 +48,7 @@ class Report(BaseModel):
     latency: LatencyResult | None = None
     train_time: TrainTimeResult | None = None
     chart: MemoryChart | None = None
+    serving: ServePlan | None = None
 
 
 def _chart(conc: ConcurrencyResult) -> MemoryChart:
@@ -101,6 +103,8 @@ def build_report(
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration),
         chart=_chart(conc),
+        serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
+                           calibration=calibration) if output >= 1 else None,
     )
 
 
