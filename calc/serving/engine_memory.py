@@ -56,6 +56,7 @@ class EngineMemory(BaseModel):
     batched_tokens: int
     chunked_prefill: bool
     tokens_per_request: int
+    kv_bytes_per_request: int  # on one rank, whole blocks, local layers capped at their window
     shared_prefix: int
     max_concurrency: int
     concurrency_ratio: float

@@ -205,7 +205,7 @@ def concurrency(
     def row(tokens: int) -> ConcurrencyRow:
         per = request_kv_bytes(m, tokens, mem)
         return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
-                              max_concurrency=blocks * mem.block_bytes // per)
+                              max_concurrency=blocks * mem.block_bytes // per if per else 0)
 
     kv_request = mem.kv_bytes_per_request * n
     count = mem.max_concurrency
