@@ -222,6 +222,8 @@ def serve_plan(
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
     cap = min(r.mem.max_concurrency, s.max_num_seqs) * r.ep  # each attention rank admits its own requests
+    if users:
+        cap = min(cap, users)  # a replica never runs more requests than there are users
     frontier: list[FrontierPoint] = []
     chosen = None
     gpr = r.tp * r.pp * r.ep
@@ -263,7 +265,8 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
         else math.inf, tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
         tokens_per_s_per_gpu=b / st.total_s / gpr, requests_per_s_per_replica=mu, kv_cache_tokens=r.mem.kv_cache_tokens * r.ep,
         max_concurrency=r.mem.max_concurrency * r.ep, gpus_needed=replicas * gpr, meets_targets=meets,
-        binding=_binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
+        binding="traffic (all users admitted)" if users and b == users else
+        _binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
         energy_j_per_token=power * st.total_s / b if power else None, frontier=frontier,
     )
 
