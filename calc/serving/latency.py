@@ -104,7 +104,8 @@ def latency(
     micro = max(batch // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid)
-    ttft, tpot = pre.total_s, dec.total_s
+    # PP: the batch enters as p micro-batches; the last leaves (p - 1) stage times (traversal / p) after the first
+    ttft, tpot = pre.total_s * (2 * plan.pp - 1) / plan.pp, dec.total_s
     ridge = peak / bandwidth
     at_peak = pre.flops * plan.pp / peak  # pre.flops is per GPU of one stage's micro-batch
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
@@ -134,7 +135,8 @@ def latency(
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
-            f"TTFT = {ttft * 1e3:.2f} ms; TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
+            f"TTFT = prefill step x (2p - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} micro-batches); "
+            f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
             f"{(ttft + (output - 1) * tpot):.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
         ] + [f"assumption: {line}" for line in [eff.source, *a.lines()]],
