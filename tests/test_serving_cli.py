@@ -133,3 +133,9 @@ def test_speculative_options_change_the_answer(cli) -> None:
     for extra in (["--acceptance", "0.5"], ["--spec-tokens", "2"]):
         assert cli(*SERVE, "--speculative", "ngram", *extra, "--json").json()["layouts"] != base
     assert cli(*SERVE, "--json").json()["layouts"] != base
+
+
+def test_disaggregated_flag_adds_pools(cli) -> None:
+    data = cli(*SERVE, "--disaggregated", "--json").json()
+    assert any(x["prefill_gpus"] > 0 for x in data["layouts"])
+    assert all(x["prefill_gpus"] == 0 for x in cli(*SERVE, "--json").json()["layouts"])

@@ -123,3 +123,24 @@ def test_speculative_decoding() -> None:
     assert batch1(plain) / batch1(ngram) > 2
     assert batch1(ngram) < batch1(draft) < batch1(plain)
     assert any("speculative decoding" in line for line in ngram.assumptions)
+
+
+def test_disaggregated_pools() -> None:
+    # Decode-only replicas carry no prefill chunks, so at the same batch their step is shorter; the prefill pool's
+    # GPUs count in gpus_needed; TTFT = prefill + KV transfer (+ queue) with 2000 x 81,920 B per rank of KV.
+    from calc.serving.disagg import kv_transfer_seconds
+
+    m, h100 = load_model("llama3-70b"), load_gpu("h100")
+    plan = serve_plan(m, h100, prompt=2000, output=300, ttft_ms=1000, tpot_ms=40, rate=20, disaggregated=True)
+    pools = [x for x in plan.layouts if x.prefill_gpus]
+    assert pools and all(x.gpus_needed == x.replicas * x.tp + x.prefill_gpus for x in pools)
+    pooled = next(x for x in pools if x.tp == 4)
+    colocated = next(x for x in plan.layouts if x.name == "TP4 x PP1")
+    assert pooled.batch > colocated.batch  # no prefill interference: more sequences fit under the TPOT target
+    mem = engine_memory(m, h100, settings=EngineSettings(max_model_len=8192), tp=4, tokens_per_request=2300)
+    assert mem.kv_bytes_per_token == 80 * 2 * 2 * 128 * 2  # 80 layers x K,V x (8 KV heads / TP 4) x 128 x 2 B = 81,920
+
+    class R:  # the two fields kv_transfer_seconds reads, besides the node
+        p, gpu, a = 2000, h100, DEFAULT_ASSUMPTIONS
+    # DGX H100: 50 GB/s per GPU NIC, 10 us: 2000 x 81,920 B / 50e9 + 1e-5 = 3.2868 ms
+    assert kv_transfer_seconds(R, mem) == pytest.approx(2000 * 81_920 / 50e9 + 1e-5)

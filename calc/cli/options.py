@@ -214,3 +214,5 @@ SpecTokensOpt = Annotated[int | None, typer.Option(
     "--spec-tokens", parser=human_int("--spec-tokens", maximum=64), help="proposals per step k (default 4)")]
 AcceptanceOpt = Annotated[float | None, typer.Option(
     "--acceptance", parser=human_float("--acceptance", maximum=0.999), help="per-token acceptance rate (default 0.7)")]
+DisaggOpt = Annotated[bool, typer.Option(
+    "--disaggregated", help="also rank prefill/decode pools (KV sent over the network between them)")]

@@ -15,6 +15,7 @@ from calc.cli.options import (
     CalibrationOpt,
     CausalOpt,
     ChunkedPrefillOpt,
+    DisaggOpt,
     DraftOpt,
     DtypeOpt,
     EmitOpt,
@@ -211,6 +212,7 @@ def serve(
     draft: DraftOpt = None,
     spec_tokens: SpecTokensOpt = None,
     acceptance: AcceptanceOpt = None,
+    disaggregated: DisaggOpt = False,
     calibration: CalibrationOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
@@ -236,7 +238,8 @@ def serve(
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),
                         emit=emit_engine.value if emit_engine else None,
-                        speculation=_speculation(speculative, draft, spec_tokens, acceptance))
+                        speculation=_speculation(speculative, draft, spec_tokens, acceptance),
+                        disaggregated=disaggregated)
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

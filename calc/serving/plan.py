@@ -24,6 +24,7 @@ from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory
 from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, step_time
@@ -59,6 +60,7 @@ class Layout(BaseModel):
     binding: str
     tp_spans_nodes: bool
     energy_j_per_token: float | None
+    prefill_gpus: int = 0  # disaggregated: GPUs of the prefill pool (included in gpus_needed)
     frontier: list[FrontierPoint]
 
 
@@ -126,6 +128,7 @@ class _Replica:
         self.dtype, self.kv_dtype, self.tp, self.pp, self.ep = dtype, kv_dtype, mem.tp, mem.pp, mem.ep
         self.split = self.pp * self.ep  # micro-batches (PP) or data-parallel attention ranks (EP) share the batch
         self.spec: Speculation | None = None
+        self.disagg = False  # a decode-only replica fed by a prefill pool (calc.serving.disagg)
 
     def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
@@ -136,6 +139,8 @@ class _Replica:
     def tpot(self, batch: int) -> StepTime:
         """Time per output token at B running: one step, or with speculation (verify + draft) / E."""
         spec = self.spec
+        if self.disagg:
+            return decode_step(self, batch)
         if spec is None:
             return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
         e = spec.expected_tokens
@@ -154,6 +159,8 @@ class _Replica:
 
     def ttft_s(self, batch: int) -> float:
         """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
+        if self.disagg:
+            return prefill_seconds(self, self.mem) + kv_transfer_seconds(self, self.mem)
         per_rank = max(batch // self.split, 1)
         chunk = max(self.mem.batched_tokens - per_rank, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
@@ -177,7 +184,7 @@ def serve_plan(
     rate: float | None = None, users: int | None = None, num_gpus: int | None = None, dtype: str = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, calibration: Calibration | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, max_gpus: int = 64, emit: str | None = None,
-    speculation: Speculation | None = None,
+    speculation: Speculation | None = None, disaggregated: bool = False,
 ) -> ServePlan:
     """Every layout's memory, batch, latency and GPUs for the traffic, best first."""
     s = settings or EngineSettings()
@@ -200,6 +207,13 @@ def serve_plan(
         replica = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
         replica.spec = speculation
         layouts.append(_layout(replica, s, ttft_ms, tpot_ms, rate, users, num_gpus, a))
+        if disaggregated and pp == 1 and ep == 1 and (num_gpus is None or 2 * tp <= num_gpus):
+            split = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
+            split.disagg = True
+            pooled = _layout(split, s, ttft_ms, tpot_ms, rate, users, None, a)
+            if num_gpus is not None and pooled.gpus_needed > num_gpus:
+                pooled = pooled.model_copy(update={"meets_targets": False})
+            layouts.append(pooled)
     layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     assumption_lines = [eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
@@ -209,6 +223,9 @@ def serve_plan(
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
     if speculation is not None:
         assumption_lines.append(speculation.line())
+    if disaggregated:
+        assumption_lines.append("disaggregated: prefill-only instances (chunks of the engine's batched tokens) feed "
+                                "decode-only replicas; the prompt's KV crosses each GPU's network link (node spec)")
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
@@ -256,15 +273,24 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     service = ttft + r.o * st.total_s
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
+    prefill_gpus, name = 0, f"DP{r.ep} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
+    if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
+        t_p = prefill_seconds(r, r.mem)
+        arrivals = rate or (replicas * b / service if users else replicas * mu)
+        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, _queue_s)
+        queue += wait
+        prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
     meets = meets and (rate is None or queue < math.inf) and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms)
+    total_gpus = replicas * gpr + prefill_gpus
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
+    ttft_total = (ttft + queue) * 1e3 if queue < math.inf else math.inf
     return Layout(
-        name=f"DP{r.ep} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}",
-        tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=(ttft + queue) * 1e3 if queue < math.inf
-        else math.inf, tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
-        tokens_per_s_per_gpu=b / st.total_s / gpr, requests_per_s_per_replica=mu, kv_cache_tokens=r.mem.kv_cache_tokens * r.ep,
-        max_concurrency=r.mem.max_concurrency * r.ep, gpus_needed=replicas * gpr, meets_targets=meets,
+        name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
+        tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
+        tokens_per_s_per_gpu=replicas * b / st.total_s / total_gpus, requests_per_s_per_replica=mu,
+        kv_cache_tokens=r.mem.kv_cache_tokens * r.ep, max_concurrency=r.mem.max_concurrency * r.ep,
+        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets,
         binding="traffic (all users admitted)" if users and b == users else
         _binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
         energy_j_per_token=power * st.total_s / b if power else None, frontier=frontier,
