@@ -31,18 +31,25 @@ def test_serve_acceptance_query(cli) -> None:
     ["--rate", "40"], ["--tpot-ms", "25"], ["--ttft-ms", "150"], ["--num-gpus", "8"], ["--dtype", "fp8"],
     ["--kv-dtype", "fp8"], ["--gpu-memory-utilization", "0.6"], ["--max-num-seqs", "16"], ["--output", "600"],
     ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--max-model-len", "2300"],
+    ["--block-size", "128"], ["--reserve-gib", "3"], ["--engine", "sglang", "--mem-fraction-static", "0.8"],
+    ["--engine", "sglang", "--chunked-prefill-size", "512"], ["--disaggregated", "true"],
+    ["--speculative", "ngram"],
 ])
 def test_every_serve_option_changes_the_answer(cli, extra: list[str]) -> None:
     base = cli(*SERVE, "--json").json()
     args = list(SERVE)
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
-        if flag in args:
+        if value == "true":
+            args.append(flag)
+        elif flag in args:
             args[args.index(flag) + 1] = value
         else:
             args += [flag, value]
     other = cli(*args, "--json")
     assert other.code == 0, other.err
     assert other.json()["layouts"] != base["layouts"]
+    if "--mem-fraction-static" in extra or "--chunked-prefill-size" in extra:  # against SGLang's own defaults
+        assert other.json()["layouts"] != cli(*SERVE, "--engine", "sglang", "--json").json()["layouts"]
 
 
 @pytest.mark.parametrize(("extra", "flag"), [
@@ -139,3 +146,12 @@ def test_disaggregated_flag_adds_pools(cli) -> None:
     data = cli(*SERVE, "--disaggregated", "--json").json()
     assert any(x["prefill_gpus"] > 0 for x in data["layouts"])
     assert all(x["prefill_gpus"] == 0 for x in cli(*SERVE, "--json").json()["layouts"])
+
+
+def test_serve_plot_writes_the_frontier(cli, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    path = tmp_path / "frontier.svg"
+    r = cli(*SERVE, "--plot", str(path))
+    assert r.code == 0, r.err
+    assert path.is_file() and "TPOT" in path.read_text()
+    assert cli(*SERVE, "--plot", str(tmp_path / "frontier.txt")).code == 2
