@@ -26,6 +26,7 @@ from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory
+from calc.serving.launch import launch_command
 from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
@@ -334,22 +335,3 @@ def _explain(layouts: list[Layout]) -> list[str]:
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {x.replicas} replicas -> {x.gpus_needed} GPUs"
         for x in layouts
     ]
-
-
-def launch_command(model: str, s: EngineSettings, best: Layout, tokens: int, emit: str) -> str:
-    """The engine command line for the chosen layout (flags as vLLM / SGLang name them)."""
-    if emit == "vllm":
-        parallel = (f"--data-parallel-size {best.ep} --enable-expert-parallel" if best.ep > 1 else
-                    f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}")
-        return (f"vllm serve {model} {parallel} "
-                f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --max-model-len {s.max_model_len} "
-                f"--max-num-seqs {math.ceil(best.batch / best.ep)} --block-size {s.block_size}"
-                + (f" --max-num-batched-tokens {s.max_num_batched_tokens}" if s.max_num_batched_tokens else ""))
-    if emit == "sglang":
-        parallel = (f"--tp {best.ep} --dp {best.ep} --enable-dp-attention --ep-size {best.ep}" if best.ep > 1 else
-                    f"--tp {best.tp} --pp-size {best.pp}")
-        return (f"python -m sglang.launch_server --model-path {model} {parallel} "
-                f"--mem-fraction-static {s.mem_fraction(best.tp):g} --context-length {s.max_model_len} "
-                f"--max-running-requests {best.batch}"
-                + (f" --chunked-prefill-size {s.chunked_prefill_size}" if s.chunked_prefill_size else ""))
-    raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm or sglang")
