@@ -89,6 +89,11 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
                        **{k: v for k, v in given.items() if v is not None})
 
 
+def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
+    """GPUs of the replica: --num-gpus, else --tp x --pp (TP then takes what PP leaves)."""
+    return num_gpus or (tp or 1) * (pp or 1)
+
+
 def _assumptions(reserve_gib: float) -> Any:
     from calc.serving.assumptions import ServingAssumptions
 
@@ -135,7 +140,7 @@ def latency(
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
     a = _assumptions(reserve_gib)
-    plan = engine_mod.serving_plan(m, num_gpus or 1, tp, pp or 1)
+    plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     engine_mod.require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
@@ -180,7 +185,7 @@ def concurrency(
     check_context(m, tokens, "--max-model-len")
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
-    result = engine_mod.concurrency(m, g, num_gpus=num_gpus or 1, tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype,
+    result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype,
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=_assumptions(reserve_gib))
     emit(result, as_json, explain, concurrency_view)
