@@ -234,6 +234,8 @@ def serve(
         raise LLMCalcError("--output", "serve needs >= 1 generated token per request")
     m, g = load_model(model), load_gpu(gpu)
     check_context(m, prompt + output, "--prompt")
+    if max_model_len is not None:
+        check_context(m, max_model_len, "--max-model-len")
     if max_model_len is not None and max_model_len < prompt + output:
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))

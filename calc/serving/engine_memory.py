@@ -106,6 +106,8 @@ def engine_memory(
         raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, TP 1 (data-parallel attention) and "
                            f"{ep} dividing its experts")
     kv_dtype = kv_dtype or dtype
+    if kv_dtype == "int4":
+        raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
     cap = capacity_bytes or gpu.memory_bytes
     max_len = s.context_len(m.max_position_embeddings)
     request = tokens_per_request or max_len

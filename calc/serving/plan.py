@@ -320,9 +320,13 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
     if not layouts:
         return f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}: it does not fit"
     if best is None:
-        return (f"no layout meets the targets; closest: {layouts[0].name} at TTFT "
-                f"{layouts[0].ttft_ms:,.0f} ms, TPOT {layouts[0].tpot_ms:,.1f} ms")
-    traffic = f"{rate:g} requests/s" if rate else f"{users} users" if users else "one replica"
+        x = layouts[0]
+        if rate and x.ttft_ms == math.inf:
+            return (f"{num_gpus} x {gpu.name} cannot carry {rate:g} requests/s: the best layout, {x.replicas} x {x.name}, "
+                    f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
+        return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
+    traffic = (f"{rate:g} requests/s" if rate else f"{users} users" if users else
+               f"{num_gpus} GPUs" if num_gpus else "one replica")
     return (f"best: {best.replicas} replica(s) x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}")
