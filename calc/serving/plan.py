@@ -329,7 +329,8 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
                f"{num_gpus} GPUs" if num_gpus else "one replica")
     return (f"best: {best.replicas} replica(s) x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
-            f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}")
+            f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"
+            + (f"; ~{best.energy_j_per_token:.2f} J per output token at board power" if best.energy_j_per_token else ""))
 
 
 def _explain(layouts: list[Layout]) -> list[str]:
