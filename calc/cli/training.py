@@ -108,6 +108,8 @@ def train_time(
     tokens: TokensOpt,
     seq: SeqOpt = 2048,
     mfu_assumed: MfuOpt = None,
+    global_batch: GlobalBatchOpt = None,
+    system: SystemOpt = None,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
@@ -116,7 +118,8 @@ def train_time(
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Days, GPU-hours and cost to train on D tokens at an MFU (default 0.4, or --mfu)."""
+    """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
+    (train-plan, --global-batch default 4M tokens / --seq), or at an assumed --mfu."""
     from calc.cli.common import check_context, load_calibration, price_for, training_fit, warn
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
@@ -135,10 +138,21 @@ def train_time(
     training_fit(m, g, num_gpus, seq)
     from calc.training import mfu as engine
 
+    plan = None
+    if mfu_assumed is None:
+        from calc.training.plan import best_plan
+
+        plan = best_plan(_cost(model, gpu, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
+                         num_gpus, global_batch)
+    else:
+        from calc.cli.options import refuse
+
+        refuse("--global-batch", global_batch, "sizes the predicted plan; with --mfu it changes nothing, drop one")
+        refuse("--system", system, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=price_for(price, g.name, old_price), causal=causal,
-        calibration=load_calibration(calibration),
+        calibration=load_calibration(calibration), plan=plan,
     )
     emit(result, as_json, explain, train_time_view)
 

@@ -165,3 +165,20 @@ def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int
             return n
         n *= 2
     return None
+
+
+DEFAULT_BATCH_TOKENS = 2**22  # 4M tokens per step (Llama 2: 4M; GPT-3 175B: 3.2M) when no --global-batch is given
+
+
+def default_global_batch(seq: int) -> int:
+    """Sequences per step when none is given: 4M tokens / s, at least 1."""
+    return max(DEFAULT_BATCH_TOKENS // seq, 1)
+
+
+def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:
+    """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU)."""
+    batch = global_batch or default_global_batch(cost.seq)
+    result = search_plans(cost, num_gpus, batch, top=1, space=space)
+    if not result.plans:
+        raise LLMCalcError("--num-gpus", result.verdict + "; give --mfu to assume one instead")
+    return result.plans[0]
