@@ -35,6 +35,7 @@ from calc.hardware.efficiency import (
     COLLECTIVE_EFFICIENCY,
     FLASH_BACKWARD_FLOPS_RATIO,
     OVERLAP_EFFICIENCY,
+    exposed_time,
     flash_attention_rate,
     gemm_time,
     memory_efficiency,
@@ -211,8 +212,8 @@ class ModelCost:
             block = b * s_local * kv_width * self.elem
             step = self.coll("p2p", block, 2, tp)
             fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step
-            cost.cp_fwd = max(0.0, fwd_total - eff.overlap * attn_fwd)
-            cost.cp_bwd = max(0.0, bwd_total - eff.overlap * attn_bwd)
+            cost.cp_fwd = exposed_time(fwd_total, attn_fwd, eff.overlap)
+            cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
             cost.cp_total = fwd_total + bwd_total
         return cost
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import training_bytes_per_gpu
 from calc.training.cost import ModelCost
@@ -137,12 +138,12 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         per_mb = 2 * over_dp("all_gather", cost.elem) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
         first_gather = over_dp("all_gather", cost.elem) / max(stages[worst_i][1], 1)
         zero_total = micro * per_mb
-        zero_exposed = micro * (max(0.0, per_mb - eff.overlap * t_mb) + first_gather)
+        zero_exposed = micro * (exposed_time(per_mb, t_mb, eff.overlap) + first_gather)
     else:
         grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.grad_reduce_bytes)
         buckets = max(1, math.ceil(local / eff.bucket_params))
         hidden_part = grads * (1 - 1 / buckets)
-        dp_exposed = grads / buckets + max(0.0, hidden_part - eff.overlap * worst["bwd"])
+        dp_exposed = grads / buckets + exposed_time(hidden_part, worst["bwd"], eff.overlap)
         dp_total = grads
         if layout.zero in (1, 2):
             gather = over_dp("all_gather", cost.elem)
@@ -318,7 +319,7 @@ def _plateau_note(cost: ModelCost) -> list[str]:
     from calc.hardware.efficiency import gemm_plateau
 
     return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
-            "18 Megatron rows, MAE 3.6%; other generations scaled, not fitted)"]
+            "18 Megatron rows, MAE 3.4%; other generations scaled, not fitted)"]
 
 
 def _explain(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, mfu: float, peak: float) -> list[str]:
