@@ -27,9 +27,24 @@ def test_derived_within_one_percent_or_explained(gpu) -> None:
 
 
 def test_memory_capacity_units() -> None:
-    # A800 reports 81920 MiB = 80 GiB = 85,899,345,920 bytes; H20 has no device reading: 96 GB = 96e9.
+    # A800 reports 81920 MiB = 80 GiB = 85,899,345,920 bytes; H20 reports 97871 MiB (nvidia-smi,
+    # DeepGEMM issue 268) = 102,625,181,696 bytes; without a device reading the datasheet 96 GB = 96e9.
     assert load_gpu("a800").memory_bytes == 80 * 2**30
-    assert load_gpu("h20").memory_bytes == 96 * 10**9
+    assert load_gpu("h20").memory_bytes == 102_625_181_696
+    datasheet_only = load_gpu("h20").model_copy(update={"memory_visible_mib": None})
+    assert datasheet_only.memory_bytes == 96 * 10**9
+
+
+def test_every_gpu_uses_the_memory_the_device_reports() -> None:
+    # nvidia-smi / rocm-smi totals from public logs (cited in each YAML): MI300X 205,822,885,888 B
+    # = 196288 MiB, RTX 4090 24564 MiB, L4 23034 MiB, L40S 46068 MiB, H100 PCIe 81559 MiB.
+    reported = {"mi300x": 196288, "rtx4090": 24564, "l4": 23034, "l40s": 46068, "h100-pcie": 81559,
+                "h100-sxm": 81559, "a100-80g": 81920, "h200": 143771, "b200": 183359, "h20": 97871}
+    for name, mib in reported.items():
+        assert load_gpu(name).memory_bytes == mib * 2**20, name
+    assert load_gpu("mi300x").memory_bytes == 205_822_885_888
+    for gpu in list_gpus():
+        assert gpu.memory_visible_mib, f"{gpu.name}: no device-reported memory"
 
 
 def test_aliases_and_case() -> None:

@@ -31,11 +31,14 @@ _state = {"debug": False}
 _VALUE_ERROR = re.compile(r"^Invalid value for '[^']*': Value error, (?=--)")
 
 for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model.flops, memory.memory,
-                 training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench):
+                 training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench,
+                 serving.serve):
     app.command()(_command)
 app.command("train-time")(training.train_time)
 app.command("train-step")(training.train_step)
 app.command("train-plan")(training.train_plan)
+app.command()(bench.validate)
+app.command()(bench.calibrate)
 
 
 def _version(value: bool) -> None:
@@ -79,6 +82,7 @@ def main() -> None:
         from click import ClickException  # type: ignore[no-redef]
         from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
 
+    args = sys.argv[1:]
     try:
         code = app(standalone_mode=False)
     except NoArgsIsHelpError as exc:
@@ -102,6 +106,14 @@ def main() -> None:
         if _state["debug"]:
             raise
         _fail(f"{type(exc).__name__}: {exc}".replace("\n", " "))
+    except OSError as exc:  # writing --plot/--save, a closed pipe
+        if _state["debug"]:
+            raise
+        _fail(f"cannot write output: {exc.strerror or exc}".replace("\n", " "))
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        if _state["debug"] or "--debug" in args:
+            raise
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it with --debug output".replace("\n", " "))
     sys.exit(code if isinstance(code, int) else 0)
 
 

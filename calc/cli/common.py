@@ -4,7 +4,6 @@ Engine modules are imported inside each helper so `llmcalc --help` stays fast.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +92,12 @@ def price_table(prices: list[str] | None) -> dict[str, float]:
 
 
 def output_path(path: str | None, flag: str, suffixes: tuple[str, ...]) -> Path | None:
-    """Validate an output path before any work: suffix, not a directory, parent exists and is writable."""
+    """Validate an output path before any work (calc.sources.safeload.check_output_path)."""
     if path is None:
         return None
-    target = Path(path)
-    if len(path) > 4096 or "\x00" in path:
-        raise LLMCalcError(flag, "is not a usable file name")
-    if target.suffix.lower() not in suffixes:
-        raise LLMCalcError(flag, f"{path!r}: use a {' or '.join(suffixes)} file name")
-    if target.is_dir():
-        raise LLMCalcError(flag, f"{path!r} is a directory; give a file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise LLMCalcError(flag, f"folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise LLMCalcError(flag, f"{path!r} is not writable")
-    return target
+    from calc.sources.safeload import check_output_path
+
+    return check_output_path(path, flag, suffixes)
 
 
 def check_context(m: Any, tokens: int, flag: str) -> None:
@@ -130,10 +119,10 @@ def require_fit(result: Any, flag: str = "--num-gpus") -> None:
 
 
 def warn(field: str, message: str) -> None:
-    """A suspicious (not impossible) result: one line on stderr naming the input that caused it."""
-    import sys
+    """A suspicious (not impossible) result: one line on stderr naming the input (calc.sanity.warn)."""
+    from calc.sanity import warn as sanity_warn
 
-    sys.stderr.write(f"llmcalc: warning: {field}: {message}\n")
+    sanity_warn(field, message)
 
 
 def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:

@@ -22,14 +22,14 @@ def derived_peak_tflops(gpu: GPUSpec) -> dict[str, float]:
     return {dtype: rate * per_clock for dtype, rate in gpu.flops_per_clock_per_tensor_core.items()}
 
 
-def peak_tflops(gpu: GPUSpec, dtype: str) -> float:
+def peak_tflops(gpu: GPUSpec, dtype: str, field: str = "--dtype") -> float:
     """The dense peak the performance formulas divide by: the datasheet figure for the dtype the
     matmuls run in (fp32 storage runs TF32, int4 weights dequantise to fp16)."""
     compute = COMPUTE_DTYPE.get(dtype, dtype)
     if compute in gpu.datasheet_peak_tflops:
         return gpu.datasheet_peak_tflops[compute]
     have = ", ".join(gpu.datasheet_peak_tflops)
-    raise LLMCalcError("--dtype", f"{gpu.name} has no {compute} tensor peak; it has {have}")
+    raise LLMCalcError(field, f"{gpu.name} has no {compute} tensor peak; it has {have}")
 
 
 class PeakCheck(BaseModel):

@@ -40,8 +40,10 @@ class MemoryResult(BaseModel):
     fits: bool | None
     headroom_bytes_per_gpu: int | None
     min_gpus: int | None
+    weight_bytes_by_group: dict[str, int] = {}  # embedding, attention, mlp, experts, ... (as priced)
     assumptions: list[str]
     explain: list[str]
+    warnings: list[str] = []
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:

@@ -10,6 +10,7 @@ from calc.memory.activations import Recompute, korthikanti_layer_bytes
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params
+from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, gb, gib
 
@@ -80,6 +81,7 @@ def training_memory(
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
         "dropped (selective recomputation)" if recompute == "selective" else "kept")
     return MemoryResult(
+        warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="train", dtype=recipe, kv_dtype=None, batch=micro_batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=n,
         weights_bytes=params * w, kv_cache_bytes_per_token=0, kv_cache_bytes=0,

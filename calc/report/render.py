@@ -11,17 +11,86 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from rich import table as rich_table
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
+from calc.sanity import warn
 from calc.units import gb, gib, human
 
-console = Console()
+
+class _WideEnoughConsole(Console):
+    """A console that never squeezes a view below its minimum width (the longest word of each
+    column): on a narrow terminal or a pipe the lines run long rather than fold a GPU name or
+    number into pieces, and nothing is cropped or cut with an ellipsis."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if kwargs.get("width") is None and objects:
+            from rich.measure import Measurement
+
+            options = self.options.update_width(10_000)
+            need = max(Measurement.get(self, options, self.render_str(o) if isinstance(o, str) else o).minimum
+                       for o in objects)
+            if need > self.width:
+                saved, self._width = self._width, need  # print(width=) cannot exceed the console's
+                try:
+                    super().print(*objects, **{**kwargs, "crop": False})
+                finally:
+                    self._width = saved
+                return
+        super().print(*objects, **kwargs)
+
+
+console = _WideEnoughConsole()
+
+
+def _literal(cell: Any) -> Any:
+    """Strings are printed as they are (a model named "[/]" is text, not rich markup)."""
+    return Text(cell) if isinstance(cell, str) else cell
+
+
+class Table(rich_table.Table):
+    """A rich Table that never elides: every column folds long cells onto more lines instead of
+    cutting them with an ellipsis, and string titles and cells are literal text, never markup."""
+
+    def __init__(self, *args: Any, title: Any = None, **kwargs: Any) -> None:
+        title = Text(title, style="table.title") if isinstance(title, str) else title
+        super().__init__(*args, title=title, **kwargs)
+
+    def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
+        longest = max((len(word) for word in str(header).split()), default=0)
+        super().add_column(header, *args, overflow=overflow, min_width=longest or None, **kwargs)
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        cells = tuple(_literal(c) for c in cells)
+        for column, cell in zip(self.columns, cells, strict=False):
+            if isinstance(cell, Text):  # a word (GPU name, number) is never split across lines
+                longest = max((len(word) for word in cell.plain.split()), default=0)
+                column.min_width = max(column.min_width or 0, longest)
+        super().add_row(*cells, **kwargs)
+
+
+def emit_warnings(data: Any) -> None:
+    """Every warning a result (or its nested results) carries, once each, on stderr."""
+    seen: list[str] = []
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BaseModel):
+            seen += [w for w in getattr(node, "warnings", None) or [] if w not in seen]
+            stack += [getattr(node, name) for name in reversed(type(node).model_fields)]
+        elif isinstance(node, list | tuple):
+            stack += list(reversed(node))
+        elif isinstance(node, dict):
+            stack += list(reversed(node.values()))
+    for line in seen:
+        field, _, message = str(line).partition(": ")
+        warn(field, message)
 
 
 def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
-    """Write machine-readable output to stdout, unwrapped, with stable keys."""
+    """Write machine-readable output to stdout, unwrapped, with stable keys (warnings on stderr)."""
+    emit_warnings(data)
     if isinstance(data, BaseModel):
         payload: Any = data.model_dump(mode="json")
     elif isinstance(data, dict):
@@ -36,6 +105,7 @@ def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], 
     if as_json:
         emit_json(result)
         return
+    emit_warnings(result)
     console.print(view(result))
     if explain:
         console.print(explain_panel(getattr(result, "explain", [])))
@@ -61,7 +131,7 @@ def kv_table(title: str, rows: Iterable[tuple[str, Any]], caption: str | None = 
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(key, value if isinstance(value, Text) else str(value))
     return table
 
 
@@ -74,7 +144,7 @@ def params_view(p: Any) -> RenderableType:
     for name, count in p.components.items():
         table.add_row(name, f"{count:,}", f"{100 * count / p.total_params:.2f}%", f"{p.active_components[name]:,}")
     table.add_section()
-    table.add_row("[bold]total (exact)", f"[bold]{p.total_params:,}", "100%", f"[bold]{p.active_params:,}")
+    table.add_row(Text("total (exact)", "bold"), Text(f"{p.total_params:,}", "bold"), "100%", Text(f"{p.active_params:,}", "bold"))
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
     layers = Table(title="Per block", title_justify="left")
     for col in ("kind", "count", "params / block", "active / block"):
@@ -113,7 +183,7 @@ def memory_view(r: Any) -> RenderableType:
     for name, value in r.per_gpu.items():
         table.add_row(name, size(value), bar(value / capacity))
     table.add_section()
-    table.add_row("[bold]per GPU total", f"[bold]{size(r.per_gpu_bytes)}", bar(r.per_gpu_bytes / capacity))
+    table.add_row(Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"), bar(r.per_gpu_bytes / capacity))
     totals = [("weights (all GPUs)", size(r.weights_bytes))]
     if r.mode == "infer":
         totals += [("KV cache per token", f"{r.kv_cache_bytes_per_token:,} B"), ("KV cache (all requests)", size(r.kv_cache_bytes))]
@@ -122,9 +192,9 @@ def memory_view(r: Any) -> RenderableType:
     totals.append(("total (all GPUs)", size(r.total_bytes)))
     if r.gpu:
         verdict = (
-            f"[green]fits[/]: {size(r.headroom_bytes_per_gpu)} headroom per GPU"
+            Text.assemble(("fits", "green"), f": {size(r.headroom_bytes_per_gpu)} headroom per GPU")
             if r.fits
-            else f"[red]does not fit[/]: short by {size(-r.headroom_bytes_per_gpu)} per GPU"
+            else Text.assemble(("does not fit", "red"), f": short by {size(-r.headroom_bytes_per_gpu)} per GPU")
         )
         totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)})", verdict))
         totals.append(("smallest GPU count that fits", r.min_gpus if r.min_gpus else "n/a (see assumptions)"))
@@ -195,15 +265,16 @@ def train_time_view(r: Any) -> RenderableType:
 
 
 def latency_view(r: Any) -> RenderableType:
-    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.num_gpus}), B={r.batch}",
+    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.tp} x PP {r.pp}), B={r.batch}",
                   title_justify="left")
-    for col in ("phase", "compute s", "memory s", "TP comm s", "time", "bound", "FLOPs/byte"):
+    for col in ("phase", "compute ms", "memory ms", "TP comm ms", "time", "bound", "FLOPs/byte"):
         table.add_column(col, justify="right" if col != "phase" else "left")
-    table.add_row(f"prefill {r.prompt} tokens (TTFT)", f"{r.prefill_compute_s:.4f}", f"{r.prefill_memory_s:.4f}",
-                  f"{r.prefill_comm_s:.4f}", f"{r.ttft_s * 1e3:,.1f} ms", r.prefill_bound, f"{r.prefill_intensity:,.0f}")
-    table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s:.5f}", f"{r.decode_memory_s:.5f}",
-                  f"{r.decode_comm_s:.5f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
+    table.add_row(f"prefill {r.prompt} tokens (TTFT)", f"{r.prefill_compute_s * 1e3:.2f}", f"{r.prefill_memory_s * 1e3:.2f}",
+                  f"{r.prefill_comm_s * 1e3:.2f}", f"{r.ttft_s * 1e3:,.1f} ms", r.prefill_bound, f"{r.prefill_intensity:,.0f}")
+    table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s * 1e3:.3f}", f"{r.decode_memory_s * 1e3:.3f}",
+                  f"{r.decode_comm_s * 1e3:.3f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
     facts = kv_table("", [
+        ("per-step overhead", f"{r.step_overhead_s * 1e3:g} ms (in both phases)"),
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
         ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
@@ -213,21 +284,43 @@ def latency_view(r: Any) -> RenderableType:
 
 
 def concurrency_view(r: Any) -> RenderableType:
-    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} ({r.dtype}, KV {r.kv_dtype})", [
+    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.tp} x PP {r.pp}, {r.engine}, "
+                    f"{r.dtype}, KV {r.kv_dtype})", [
         ("capacity", size(r.capacity_bytes)),
         ("weights", size(r.weights_bytes)),
-        ("reserves + activations", size(r.reserve_bytes + r.activation_bytes)),
-        ("free for KV cache", size(r.free_bytes)),
-        (f"KV per request ({r.max_tokens} tokens)", size(r.kv_cache_bytes_per_request)),
+        ("kept back (utilisation margin + non-torch)", size(r.reserve_bytes)),
+        ("profile-run activation peak", size(r.activation_bytes)),
+        ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
+        (f"KV per request ({r.max_tokens:,} tokens)", size(r.kv_cache_bytes_per_request)),
         ("max concurrency", r.max_concurrency),
     ])
+    log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log])
     table = Table(title="Concurrency vs context length", title_justify="left")
     for col in ("max tokens", "KV / request", "max concurrency"):
         table.add_column(col, justify="right")
     for row in r.table:
         table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), str(row.max_concurrency))
     notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
-    return Group(main, table, notes, Text(r.verdict, style="bold"))
+    return Group(main, log, table, notes, Text(r.verdict, style="bold"))
+
+
+def serve_view(r: Any) -> RenderableType:
+    target = ", ".join(x for x in (f"TTFT <= {r.target_ttft_ms:g} ms" if r.target_ttft_ms else "",
+                                   f"TPOT <= {r.target_tpot_ms:g} ms" if r.target_tpot_ms else "") if x) or "no targets"
+    traffic = f"{r.rate:g} req/s" if r.rate else f"{r.users} users" if r.users else "one replica"
+    table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
+                  f"{traffic}", title_justify="left")
+    for col in ("#", "TPxPP", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
+        table.add_column(col, justify="left" if col == "binds" else "right")
+    for i, x in enumerate(r.layouts[:12], 1):
+        table.add_row(f"{i}" if x.meets_targets else f"{i}*", f"{x.tp}x{x.pp}", str(x.replicas), str(x.gpus_needed),
+                      str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
+                      f"{x.requests_per_s_per_replica:,.2f}", x.binding)
+    parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
+    if r.launch:
+        parts.append(Text(r.launch))
+    parts.append(Text(r.verdict, style="bold"))
+    return Group(*parts)
 
 
 def bench_view(r: Any) -> RenderableType:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
-from calc.report.render import kv_table, memory_view, size
+from calc.report.render import Table, emit_warnings, kv_table, memory_view, size
 from calc.units import gb, human
+
+# Each category has its own glyph as well as its colour, so the chart reads without colour.
+CHART_GLYPHS = {"w": ("█", "blue", "weights"), "k": ("▒", "dark_orange", "KV cache"), "o": ("░", "grey50", "other")}
 
 
 def memory_chart(chart: Any, width: int = 48) -> RenderableType:
-    """Weights (blue), KV cache (orange) and other (grey) per workload, against the capacity line '|'."""
+    """Weights (█ blue), KV cache (▒ orange) and other (░ grey) per workload, against the capacity line '|'."""
     scale = max(chart.capacity_bytes, *(p.weights_bytes + p.kv_cache_bytes + p.other_bytes
                                         for p in chart.vs_concurrency + chart.vs_context)) / width
     cap_col = round(chart.capacity_bytes / scale)
@@ -22,20 +24,21 @@ def memory_chart(chart: Any, width: int = 48) -> RenderableType:
         cells = ["w"] * round(p.weights_bytes / scale) + ["k"] * round(p.kv_cache_bytes / scale)
         cells += ["o"] * round(p.other_bytes / scale)
         text = Text(f"{label:>14} ")
-        styles = {"w": "blue", "k": "dark_orange", "o": "grey50"}
         for i in range(max(len(cells), cap_col + 1)):
             if i == cap_col:
                 text.append("|", style="bold red")
             elif i < len(cells):
-                text.append("█", style=styles[cells[i]])
+                glyph, style, _ = CHART_GLYPHS[cells[i]]
+                text.append(glyph, style=style)
             else:
                 text.append(" ")
         total = p.weights_bytes + p.kv_cache_bytes + p.other_bytes
         text.append(f" {gb(total):,.0f} GB", style="red" if total > chart.capacity_bytes else "")
         return text
 
-    rows = [Text("Memory vs concurrent requests (█ weights  █ KV cache  █ other  | capacity "
-                 f"{gb(chart.capacity_bytes):,.0f} GB)", style="bold")]
+    legend = Text.assemble(*((f"{glyph} {label}  ", style) for glyph, style, label in CHART_GLYPHS.values()))
+    rows = [Text("Memory vs concurrent requests", style="bold"),
+            Text.assemble(legend, f"| capacity {gb(chart.capacity_bytes):,.0f} GB")]
     rows += [line(f"{p.requests} req", p) for p in chart.vs_concurrency]
     rows.append(Text(f"Memory vs context length at {chart.vs_context[0].requests} requests", style="bold"))
     rows += [line(f"{p.tokens_per_request:,} tok", p) for p in chart.vs_context]
@@ -43,6 +46,7 @@ def memory_chart(chart: Any, width: int = 48) -> RenderableType:
 
 
 def report_view(r: Any) -> RenderableType:
+    emit_warnings(r)
     p, f = r.params, r.flops
     model = kv_table(f"Sizing report: {r.model} on {r.num_gpus} x {r.gpu} ({r.mode})", [
         ("parameters (exact)", f"{p.total_params:,}" + (f" ({p.active_params:,} active)" if p.active_params != p.total_params else "")),
@@ -73,6 +77,7 @@ def report_view(r: Any) -> RenderableType:
 
 def report_markdown(r: Any) -> str:
     """The report as Markdown with every section's derivation, to paste into a review."""
+    emit_warnings(r)
     p, f, mem = r.params, r.flops, r.memory
     out = [f"# Sizing report: {r.model} on {r.num_gpus} x {r.gpu} ({r.mode})", ""]
     out += ["## Model", "", "| component | params |", "|---|---:|"]

@@ -127,7 +127,9 @@ def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
     """Parse JSON into a mapping, with a one-line error on any failure (NaN/Infinity literals refused)."""
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping") from None
+    except json.JSONDecodeError as exc:
         raise LLMCalcError(field, f"{where} is not valid JSON ({_short(exc)})") from None
     except ValueError as exc:  # NaN/Infinity, or an integer over Python's digit limit
         raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
@@ -172,3 +174,46 @@ def _require_mapping(data: Any, where: str, field: str) -> dict[str, Any]:
     if bad:
         raise LLMCalcError(field, f"{where}: field names must be text, got {bad[0]!r}")
     return data
+
+
+# Output files each flag writes, by suffix; checked before any work is done.
+OUTPUT_SUFFIXES = {"--plot": (".png", ".svg"), "--save": (".yaml", ".yml")}
+
+
+def check_output_path(path: str, flag: str, suffixes: tuple[str, ...] | None = None) -> Path:
+    """Refuse an output path that cannot be written, before the command does its work: empty, a
+    directory, a device/FIFO, a missing or unwritable parent folder, an unwritable file, a wrong suffix."""
+    if not path or not path.strip():
+        raise LLMCalcError(flag, "give a file name to write")
+    if len(path) > MAX_PATH_CHARS or "\0" in path:
+        raise LLMCalcError(flag, "not a usable file name (too long or contains a NUL byte)")
+    target = Path(path)
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise LLMCalcError(flag, f"cannot write {path}: {exc.strerror or exc}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise LLMCalcError(flag, f"{path} is a directory; give a file name inside it")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise LLMCalcError(flag, f"{path} is not a regular file (a device, FIFO or socket)")
+    suffixes = suffixes or OUTPUT_SUFFIXES.get(flag)
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise LLMCalcError(flag, f"write a {' or '.join(suffixes)} file, got {path!r}")
+    if info is None and not target.parent.is_dir():
+        raise LLMCalcError(flag, f"folder {target.parent} does not exist; create it first")
+    _try_open_for_writing(target, created=info is None, flag=flag)
+    return target
+
+
+def _try_open_for_writing(target: Path, created: bool, flag: str) -> None:
+    """Open for append (never truncating) and close; remove the file again if this created it.
+    Permission bits alone do not tell (root, read-only mounts, /proc)."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o644)
+        os.close(fd)
+        if created:
+            os.unlink(target)
+    except OSError as exc:
+        raise LLMCalcError(flag, f"cannot write {target}: {exc.strerror or exc}") from None

@@ -27,6 +27,10 @@ LIMITS: dict[str, tuple[float, float]] = {
     "vocab_size": (1, 1 << 24),
     "max_position_embeddings": (1, 1 << 30),
     "position_offset": (0, 1 << 16),
+    "sliding_window": (1, 1 << 30),
+    "attention_chunk_size": (1, 1 << 30),
+    "rope_scaling_factor": (1, 1024),
+    "mtp_layers": (0, 64),
     # MoESpec / MLASpec
     "num_experts": (1, 1 << 16),
     "experts_per_token": (1, 1 << 16),
@@ -51,6 +55,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "hbm_tb_s": (1e-3, 1_000),
     "interconnect_gb_s": (0, 1_000_000),
     "tdp_w": (1, 100_000),
+    # SystemSpec
+    "gpus_per_node": (1, 1024),
+    "intra_node_gb_s": (1e-3, 1_000_000),
+    "inter_node_gb_s": (1e-3, 1_000_000),
+    "intra_node_latency_s": (0, 1),
+    "inter_node_latency_s": (0, 1),
 }
 
 TEXT_LIMITS: dict[str, int] = {

@@ -15,6 +15,7 @@ from calc.hardware.calibration import Calibration, efficiency_for
 from calc.hardware.peaks import peak_tflops
 from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
+from calc.sanity import check_context, check_mfu
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import TERA, check_fraction, check_positive
 
@@ -38,6 +39,7 @@ class MFUResult(BaseModel):
     mfu_of_measured: float | None
     verdict: str
     explain: list[str]
+    warnings: list[str] = []
 
 
 def mfu(
@@ -75,6 +77,9 @@ def mfu(
     per_token = f.per_token_training_flops
     mfu_6n = rate_per_gpu * f.approx_6n / peak
     mfu_attn = rate_per_gpu * per_token / peak
+    source = ("--tokens-per-s" if tokens_per_s is not None and (tokens is None or gpu_hours is None)
+              else "--step-time" if tokens is None or gpu_hours is None else "--gpu-hours")
+    warnings = check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
     measured = None
     if calibration is not None:
         eff = efficiency_for(gpu, dtype, calibration)
@@ -83,7 +88,7 @@ def mfu(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, seq=seq, dtype=dtype, peak_tflops=peak / TERA,
         tokens_per_s=rate_per_gpu * num_gpus, model_flops=total_tokens * per_token,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
-        mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured,
+        mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {mfu_6n:.1%} by 6N, {mfu_attn:.1%} with attention FLOPs at seq {seq} "
         f"({gpu.name} {dtype} peak {peak / TERA:g} TFLOPS)",
         explain=[

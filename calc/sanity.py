@@ -1,0 +1,66 @@
+"""Physical-limit checks on results, and the one-line stderr warning the CLI prints.
+
+A result beyond what the hardware can do (MFU above 100%, a measured rate above the device's
+peak) is refused as an input error naming the input that caused it; a result that is merely
+suspicious (MFU above any published run, a prompt beyond the model's context window) is
+answered with a warning line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from calc.errors import LLMCalcError
+
+# Highest MFU published for a large run: ~0.55-0.6 (PaLM 540B 46.2%, arXiv 2204.02311 table 3;
+# MegaScale 55.2% at 175B, arXiv 2402.15627 table 2). Above this an observed rate is suspicious.
+SUSPICIOUS_MFU = 0.75
+# A calibration below this fraction of peak is a broken measurement (a CPU run, a unit slip).
+MIN_EFFICIENCY = 0.01
+# bench noise: a measured rate may exceed the datasheet peak by a few percent (boost clocks).
+PEAK_SLACK = 1.05
+
+
+def warn(field: str, message: str) -> None:
+    """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line."""
+    text = f"{field}: {message}".replace("\n", " ")
+    sys.stderr.write(f"llmcalc: warning: {text}\n")
+
+
+def check_mfu(mfu: float, field: str) -> list[str]:
+    """Refuse MFU above 100% (more FLOPs than the GPUs can do); warn above SUSPICIOUS_MFU.
+
+    MFU = achieved model FLOPs/s / (GPUs x peak) (PaLM arXiv 2204.02311 appendix B), so MFU > 1
+    means the throughput given in ``field`` is impossible on that GPU count and dtype.
+    """
+    if mfu > 1:
+        raise LLMCalcError(field, f"implies MFU {mfu:.1%}, above 100% of the GPUs' dense peak; "
+                                  "check the throughput, --num-gpus and --dtype")
+    if mfu > SUSPICIOUS_MFU:
+        return [f"{field}: implies MFU {mfu:.1%}, above any published large run (~55-60%); check the inputs"]
+    return []
+
+
+def check_efficiency(fraction: float, what: str, field: str = "--calibration") -> float:
+    """A measured fraction of peak (compute or bandwidth) must be physical: in (MIN_EFFICIENCY, PEAK_SLACK].
+
+    Slightly above 1 (boost clocks, bench noise) is read as 1.0.
+    """
+    if not fraction == fraction or fraction > PEAK_SLACK:  # NaN or above the device
+        raise LLMCalcError(field, f"measured {what} is {fraction:.0%} of the device's peak; a GPU cannot exceed "
+                                  "its peak: the file is for another GPU or dtype, or is wrong")
+    if fraction < MIN_EFFICIENCY:
+        raise LLMCalcError(field, f"measured {what} is {fraction:.2g} of the device's peak, absurdly low; "
+                                  "re-run `llmcalc bench --save` on the GPU")
+    return min(fraction, 1.0)
+
+
+def check_context(m: Any, tokens: int, field: str) -> list[str]:
+    """Warn when ``tokens`` (prompt + output, or a training sequence) exceed the model's context window."""
+    window = m.context_window
+    if tokens > window:
+        return [f"{field}: {tokens:,} tokens exceed {m.name}'s context window of {window:,} "
+                "(max_position_embeddings x RoPE scaling); the model was not trained for it"]
+    return []
+
