@@ -77,3 +77,18 @@ def test_train_plan_plot(cli, tmp_path) -> None:
             "--top", "4", "--plot", str(target))
     assert r.code == 0, r.err
     assert target.stat().st_size > 1000 and target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_time_uses_the_best_plan_unless_mfu_is_given(cli) -> None:
+    args = ["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "2T", "--seq", "4096"]
+    predicted = cli(*args, "--json").json()
+    plan = cli("train-plan", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--seq", "4096",
+               "--global-batch", "1024", "--top", "1", "--json").json()["plans"][0]  # default batch: 4M tokens / 4096
+    assert predicted["plan"] == plan["layout"] and predicted["mfu"] == pytest.approx(plan["mfu"])
+    assert predicted["mfu_source"].startswith("predicted for")
+    # days = FLOPs / (N x peak x MFU): the same FLOPs at a different MFU scale the days inversely
+    assumed = cli(*args, "--mfu", "0.4", "--json").json()
+    assert assumed["plan"] is None and assumed["mfu"] == 0.4
+    assert assumed["days"] * 0.4 == pytest.approx(predicted["days"] * predicted["mfu"])
+    r = cli(*args, "--mfu", "0.4", "--global-batch", "512")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch:")

@@ -205,13 +205,9 @@ def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibr
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash), **overrides)
-    return ModelCost(m, g, node, seq, dtype, eff, load_calibration_arg(calibration))
+    from calc.hardware.calibration import load_calibration as load_checked
 
-
-def load_calibration_arg(path: str | None) -> Any:
-    from calc.cli.common import load_calibration
-
-    return load_calibration(path)
+    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None)
 
 
 def train_step(
