@@ -93,6 +93,8 @@ class LayerCost:
     fwd: float = 0.0  # GEMMs + attention + elementwise, forward
     bwd: float = 0.0
     attn_fwd: float = 0.0  # attention core forward (what selective recompute repeats)
+    gemm_fwd: float = 0.0  # the weight GEMMs alone, forward
+    ew_fwd: float = 0.0  # elementwise (norms, residuals, activation) traffic, forward
     tp_fwd: float = 0.0  # TP collectives, forward
     tp_bwd: float = 0.0
     ep_fwd: float = 0.0
@@ -158,26 +160,10 @@ class ModelCost:
 
     def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool) -> LayerCost:
         m, eff = self.m, self.eff
-        kind, _, tensors = self.kinds[kind_index]
+        kind = self.kinds[kind_index][0]
         s_local = self.seq // cp
         T = b * s_local
-        gemms = 0.0
-        for t in tensors:
-            if t.shape is None or not t.matmul:
-                continue
-            k, n = t.shape
-            copies = max(t.params // (k * n), 1)
-            if t.component == "router":
-                gemms += self._gemm(T, n, k)
-                continue
-            k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
-            if copies > 1:
-                used = t.matmul // (k * n)
-                local = math.ceil(copies / ep)
-                tokens = max(T * used * ep * eff.capacity_factor / copies, 1.0)
-                gemms += self._gemm(tokens, n_l, k_l, local)
-            else:
-                gemms += self._gemm(T, n_l, k_l)
+        gemms = sum(g[5] for g in self.layer_gemms(kind_index, b, tp, cp, ep))
         heads = m.num_heads / tp
         d_qk, d_v = attention_dims(m)
         if eff.flash:
@@ -194,7 +180,8 @@ class ModelCost:
         moe_layer = kind == "moe"
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
-        cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd)
+        cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd,
+                         gemm_fwd=gemms, ew_fwd=ew_t)
         act = T * m.hidden_size * self.elem
         if tp > 1:
             if sp:
@@ -227,6 +214,28 @@ class ModelCost:
             fwd += self._gemm(T, n / tp, k)
         ce = T * self.m.vocab_size / tp * CROSS_ENTROPY_BYTES / self.hbm
         return fwd + ce / 2, 2 * fwd + ce / 2
+
+    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int) -> list[tuple[str, float, float, float, int, float]]:
+        """(name, m, n, k, count, seconds) of each weight GEMM of a layer kind after TP/EP slicing (for --explain)."""
+        kind, _, tensors = self.kinds[kind_index]
+        T = b * self.seq // cp
+        out = []
+        for t in tensors:
+            if t.shape is None or not t.matmul:
+                continue
+            k, n = t.shape
+            copies = max(t.params // (k * n), 1)
+            if t.component == "router":
+                out.append((f"{t.component}.{t.name}", T, n, k, 1, self._gemm(T, n, k)))
+                continue
+            k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
+            if copies > 1:
+                local = math.ceil(copies / ep)
+                tokens = max(T * (t.matmul // (k * n)) * ep * self.eff.capacity_factor / copies, 1.0)
+                out.append((f"{t.component}.{t.name}", tokens, n_l, k_l, local, self._gemm(tokens, n_l, k_l, local)))
+            else:
+                out.append((f"{t.component}.{t.name}", T, n_l, k_l, 1, self._gemm(T, n_l, k_l)))
+        return out
 
     def layer_kind_sequence(self) -> list[int]:
         """Kind index of every layer in order (dense layers of a MoE model come first)."""

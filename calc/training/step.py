@@ -272,6 +272,7 @@ def train_step(
     >>> r.fits, 0.3 < r.mfu < 0.6
     (True, True)
     """
+    from calc.training.explain import explain_step
     from calc.training.layout import check_training_layout
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
@@ -311,7 +312,7 @@ def train_step(
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
-        explain=_explain(cost, layout, t, global_batch, mfu, peak) + [mem_line] + [f"assumption: {a}" for a in assumptions],
+        explain=explain_step(cost, layout, t, global_batch, mfu, peak) + [mem_line] + [f"assumption: {a}" for a in assumptions],
     )
 
 
@@ -320,28 +321,6 @@ def _plateau_note(cost: ModelCost) -> list[str]:
 
     return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
             "18 Megatron rows, MAE 3.4%; other generations scaled, not fitted)"]
-
-
-def _explain(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, mfu: float, peak: float) -> list[str]:
-    st, micro, T = t.stage, t.micro_batches, layout.micro_batch * cost.seq // layout.cp
-    lines = [
-        f"micro-batches m = B/(d*b) = {global_batch}/({layout.dp}*{layout.micro_batch}) = {micro}; tokens per micro-batch "
-        f"per GPU T = b*s/c = {T:,}",
-        f"slowest stage: #{t.stage_index} with {t.stage_layers} layers; per micro-batch forward {st['fwd'] * 1e3:.2f} ms + backward "
-        f"{st['bwd'] * 1e3:.2f} ms + recompute {st['rec'] * 1e3:.2f} ms + TP {st['tp'] * 1e3:.2f} + EP {st['ep'] * 1e3:.2f} "
-        f"+ CP {st['cp'] * 1e3:.2f} ms = t_mb {t.t_microbatch_s * 1e3:.2f} ms",
-    ]
-    lines.append(f"compute_s = m x (fwd + bwd) = {micro} x {(st['fwd'] + st['bwd']) * 1e3:.2f} ms = {t.exposed['compute_s']:.3f} s")
-    lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({layout.pp}-1)/{layout.vpp} x {t.t_microbatch_s * 1e3:.2f} ms = "
-                 f"{t.exposed['pp_bubble_s']:.3f} s (bubble fraction of the pipelined part (p-1)/(v m) = "
-                 f"{(layout.pp - 1) / (layout.vpp * micro):.3f})")
-    for key in ("recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_p2p_s", "dp_comm_s", "zero_gather_s", "optimizer_s"):
-        if t.totals[key] or t.exposed[key]:
-            lines.append(f"{key} = {t.exposed[key]:.4f} s exposed of {t.totals[key]:.4f} s: {TERM_FORMULAS[key]}")
-    lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
-    lines.append(f"MFU = B x 3 x forward FLOPs / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
-                 f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
-    return lines
 
 
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> int | None:
