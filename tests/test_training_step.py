@@ -109,3 +109,23 @@ def test_megatron_validation_mean_error_bound() -> None:
     assert len(results) == 18
     assert sum(errors) / len(errors) <= 0.05
     assert max(errors) <= 0.15
+
+
+def test_fit_gemm_plateau_reproduces_a_measured_step() -> None:
+    from dataclasses import replace
+
+    from calc.training.calibrate import fit_gemm_plateau
+
+    cost = _gpt_cost()
+    layout = Layout(tp=8, pp=4, dp=1, sp=True, recompute="selective")
+    predicted = step_terms(cost, layout, 8, 8).step_time_s
+    measured = 1.25 * predicted  # a run 25% slower than the default model
+    plateau = fit_gemm_plateau(cost, layout, 8, 8, measured)
+    assert plateau is not None and plateau < 0.71
+    refit = ModelCost(cost.m, cost.gpu, cost.system, cost.seq, eff=replace(cost.eff, gemm_plateau=plateau))
+    assert step_terms(refit, layout, 8, 8).step_time_s == pytest.approx(measured, rel=1e-3)
+    # faster than even 100% GEMM efficiency allows: no plateau can explain it
+    assert fit_gemm_plateau(cost, layout, 8, 8, 0.2 * predicted) is None
+    r = train_step(cost, layout, global_batch=8, measured_step_time_s=measured)
+    assert r.measured_error == pytest.approx(-0.2)  # predicted/measured - 1 = 1/1.25 - 1
+    assert r.fitted_gemm_plateau == pytest.approx(plateau)

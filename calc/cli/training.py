@@ -175,13 +175,16 @@ TpOverlapOpt = Annotated[float | None, typer.Option(
     "--tp-overlap", parser=human_float("--tp-overlap", allow_zero=True, maximum=1.0), help="share of TP collectives hidden (default 0)")]
 EpOverlapOpt = Annotated[float | None, typer.Option(
     "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
+PlateauOpt = Annotated[float | None, typer.Option(
+    "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
+    help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
 CapacityOpt = Annotated[float | None, typer.Option(
     "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (default 1.0)")]
 
 
 def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
-          capacity_factor: float | None) -> Any:
+          capacity_factor: float | None, gemm_plateau: float | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -203,7 +206,8 @@ def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibr
     if m.moe is None and capacity_factor is not None:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
-                                   "ep_overlap": ep_overlap, "capacity_factor": capacity_factor}.items() if v is not None}
+                                   "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
+                                   "gemm_plateau": gemm_plateau}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -233,6 +237,10 @@ def train_step(
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
+    gemm_plateau: PlateauOpt = None,
+    measured_step_time: Annotated[float | None, typer.Option(
+        "--measured-step-time", parser=human_float("--measured-step-time"),
+        help="a step time you measured for this plan: prints the error and the GEMM plateau that reproduces it")] = None,
     reserve_gib: ReserveOpt = 1.0,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
@@ -259,10 +267,11 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor)
+                 ep_overlap, capacity_factor, gemm_plateau)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
-    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
+    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib,
+                    measured_step_time_s=measured_step_time)
     if not result.fits and not as_json:
         raise LLMCalcError("--num-gpus", result.verdict)
     emit(result, as_json, explain, train_step_view)
@@ -291,6 +300,7 @@ def train_plan(
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
+    gemm_plateau: PlateauOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
     plot: PlotOpt = None,
@@ -313,7 +323,7 @@ def train_plan(
     pins = tuple((k, v) for k, v in (("tp", tp), ("pp", pp), ("cp", cp), ("ep", ep), ("zero", zero),
                                      ("micro_batch", micro_batch)) if v is not None)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor)
+                 ep_overlap, capacity_factor, gemm_plateau)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))

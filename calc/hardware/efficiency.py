@@ -86,16 +86,18 @@ def _quant(x: float, tile: int) -> float:
 
 
 def gemm_time(
-    gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1
+    gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1,
+    plateau: float | None = None,
 ) -> float:
-    """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring)."""
+    """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring);
+    ``plateau`` replaces the generation's default e_max (e.g. one fitted to the user's measured step time)."""
     flops = 2 * m * n * k
     peak = peak_tflops(gpu, dtype) * TERA
     measured = _calibrated(calibration, "gemm", flops)
     if measured:
         return batch * flops / (peak * measured)
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
-    compute = flops / (peak * gemm_plateau(gpu) * q)
+    compute = flops / (peak * (plateau or gemm_plateau(gpu)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
     memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))
     return batch * max(compute, memory) + GEMM_LAUNCH_S

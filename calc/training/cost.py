@@ -73,6 +73,7 @@ class Efficiencies:
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
     optimizer_bytes_per_param: float = 28.0  # Adam step: read+write fp32 master, m, v (24) + grad (2) + bf16 weight (2)
     flash: bool = True  # fused attention kernel (FlashAttention); False = Megatron 2021-22 unfused softmax
+    gemm_plateau: float | None = None  # None: the GPU generation's default (calc.hardware.efficiency.GEMM_PLATEAU)
 
     def describe(self) -> list[str]:
         return [
@@ -83,7 +84,7 @@ class Efficiencies:
             f"in buckets of {self.bucket_params:.3g} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
-        ]
+        ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
 @dataclass
@@ -138,7 +139,7 @@ class ModelCost:
 
     # -- primitives -------------------------------------------------------------------------------
     def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1) -> float:
-        return gemm_time(self.gpu, m, n, k, self.dtype, self.calibration, batch)
+        return gemm_time(self.gpu, m, n, k, self.dtype, self.calibration, batch, self.eff.gemm_plateau)
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
