@@ -114,7 +114,7 @@ def test_megatron_validation_mean_error_bound() -> None:
 def test_fit_gemm_plateau_reproduces_a_measured_step() -> None:
     from dataclasses import replace
 
-    from calc.training.calibrate import fit_gemm_plateau
+    from calc.training.calibrate import fit_gemm_plateau, with_measurement
 
     cost = _gpt_cost()
     layout = Layout(tp=8, pp=4, dp=1, sp=True, recompute="selective")
@@ -126,6 +126,6 @@ def test_fit_gemm_plateau_reproduces_a_measured_step() -> None:
     assert step_terms(refit, layout, 8, 8).step_time_s == pytest.approx(measured, rel=1e-3)
     # faster than even 100% GEMM efficiency allows: no plateau can explain it
     assert fit_gemm_plateau(cost, layout, 8, 8, 0.2 * predicted) is None
-    r = train_step(cost, layout, global_batch=8, measured_step_time_s=measured)
+    r = with_measurement(train_step(cost, layout, global_batch=8), cost, layout, measured)
     assert r.measured_error == pytest.approx(-0.2)  # predicted/measured - 1 = 1/1.25 - 1
     assert r.fitted_gemm_plateau == pytest.approx(plateau)

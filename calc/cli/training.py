@@ -270,8 +270,11 @@ def train_step(
                  ep_overlap, capacity_factor, gemm_plateau)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
-    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib,
-                    measured_step_time_s=measured_step_time)
+    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
+    if measured_step_time is not None:
+        from calc.training.calibrate import with_measurement
+
+        result = with_measurement(result, cost, layout, measured_step_time)
     if not result.fits and not as_json:
         raise LLMCalcError("--num-gpus", result.verdict)
     emit(result, as_json, explain, train_step_view)

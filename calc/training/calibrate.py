@@ -13,7 +13,7 @@ from dataclasses import replace
 from calc.errors import LLMCalcError
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
-from calc.training.step import step_terms
+from calc.training.step import TrainStepResult, step_terms
 
 LOW, HIGH = 0.05, 1.0
 
@@ -42,3 +42,18 @@ def fit_gemm_plateau(cost: ModelCost, layout: Layout, global_batch: int, micro: 
         if hi - lo < 1e-4:
             break
     return (lo + hi) / 2
+
+
+def with_measurement(result: TrainStepResult, cost: ModelCost, layout: Layout, measured_s: float) -> TrainStepResult:
+    """The result with the measured step, the model's error against it and the plateau that reproduces it."""
+    if not result.fits or result.step_time_s is None:
+        return result
+    fitted = fit_gemm_plateau(cost, layout, result.global_batch, result.num_microbatches, measured_s)
+    error = (result.step_time_s - measured_s) / measured_s
+    line = f"measured {measured_s:.4f} s vs predicted {result.step_time_s:.4f} s: error {error:+.1%}; " + (
+        f"the GEMM plateau that reproduces it is {fitted:.3f} (pass --gemm-plateau {fitted:.3f} to reuse it)" if fitted else
+        "faster than the model allows even at 100% GEMM efficiency: check the layout and the other efficiencies")
+    return result.model_copy(update={
+        "measured_step_time_s": measured_s, "measured_error": error, "fitted_gemm_plateau": fitted,
+        "verdict": result.verdict + f"; {line}", "explain": [*result.explain, line],
+    })

@@ -2,16 +2,17 @@
 
 Only called for a result that is shown (never in the plan search), so it may recompute the readable
 intermediate numbers; every time it prints comes from the same cached functions the model uses.
+``t`` is the calc.training.step.StepTerms being explained (not imported here: step imports this module).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
-from calc.training.step import StepTerms
 
 
 def _ms(seconds: float) -> str:
@@ -29,7 +30,7 @@ def _where(cost: ModelCost, group: int, stride: int) -> str:
     return f"{group} ranks ({place}; slowest hop {bw:g} GB/s, {lat * 1e6:g} us/step, efficiency {cost.eff.collective:.0%})"
 
 
-def explain_step(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, mfu: float, peak: float) -> list[str]:
+def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu: float, peak: float) -> list[str]:
     m, eff, st, micro = cost.m, cost.eff, t.stage, t.micro_batches
     tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
     T = b * cost.seq // cp

@@ -265,7 +265,7 @@ def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
 
 def train_step(
     cost: ModelCost, layout: Layout, *, global_batch: int, num_gpus: int | None = None,
-    reserve_gib: float = DEFAULT_RESERVE_GIB, measured_step_time_s: float | None = None,
+    reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> TrainStepResult:
     """Step time, MFU/HFU, tokens/s and memory of one plan; a plan that does not fit gets no time figure.
 
@@ -310,20 +310,10 @@ def train_step(
     hfu = hfu_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
     tokens = global_batch * cost.seq / t.step_time_s
-    measured: dict = {}
     lines = explain_step(cost, layout, t, global_batch, mfu, peak)
-    if measured_step_time_s is not None:
-        from calc.training.calibrate import fit_gemm_plateau
-
-        fitted = fit_gemm_plateau(cost, layout, global_batch, micro, measured_step_time_s)
-        error = (t.step_time_s - measured_step_time_s) / measured_step_time_s
-        measured = dict(measured_step_time_s=measured_step_time_s, measured_error=error, fitted_gemm_plateau=fitted)
-        lines.append(f"measured {measured_step_time_s:.4f} s vs predicted {t.step_time_s:.4f} s: error {error:+.1%}; " + (
-            f"the GEMM plateau that reproduces it is {fitted:.3f} (pass --gemm-plateau {fitted:.3f} to reuse it)" if fitted else
-            "faster than the model allows even at 100% GEMM efficiency: check the layout and the other efficiencies"))
     return TrainStepResult(
         **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
-        bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms, **measured,
+        bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
         explain=lines + [mem_line] + [f"assumption: {a}" for a in assumptions],
