@@ -5,7 +5,8 @@ Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   CP   1, 2, 4, ... while s/c >= 1,024 tokens per GPU
   PP   any degree dividing the remaining GPUs with at least one layer per stage (uneven stages allowed)
   DP   the rest; EP (MoE only) divides the experts and DP x CP; micro-batch b in 1, 2, 4, 8 with d*b | B
-  VPP  interleaving v > 1 when p*v divides L and p divides the micro-batch count
+  VPP  interleaving v = 2..8 when every stage keeps >= v layers and p divides the micro-batch count
+       (uneven chunks allowed, as Megatron-Core's first/last-stage layer counts allow)
   ZeRO 0 and 1 always, 2 and 3 only without PP (FSDP style); SP whenever TP > 1
   recompute: for each ZeRO stage the lightest level that fits (recomputation never speeds a step up);
   "selective" is skipped with flash attention, where it saves nothing more than flash already does.
@@ -24,7 +25,7 @@ from calc.training.layout import Layout
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 
 MICRO_BATCHES = (1, 2, 4, 8)
-MIN_TOKENS_PER_CP_RANK = 1024
+MIN_TOKENS_PER_CP_RANK = 4096
 MAX_VPP = 8
 
 
@@ -115,10 +116,10 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
 def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpace) -> list[int]:
     if layout.pp == 1:
         return [1]
-    per_stage = cost.m.num_layers // layout.pp if cost.m.num_layers % layout.pp == 0 else 0
+    fewest = cost.m.num_layers // layout.pp  # layers on the lightest stage: each chunk needs one
     out = [1]
-    if per_stage and micro % layout.pp == 0:
-        out += [v for v in _divisors(per_stage) if 1 < v <= space.max_vpp]
+    if micro % layout.pp == 0:
+        out += list(range(2, min(fewest, space.max_vpp) + 1))
     return _pinned(space, "vpp", out)
 
 
