@@ -225,17 +225,17 @@ class ModelCost:
             if t.shape is None or not t.matmul:
                 continue
             k, n = t.shape
-            copies = max(t.params // (k * n), 1)
-            if t.component == "router":
-                out.append((f"{t.component}.{t.name}", T, n, k, 1, self._gemm(T, n, k)))
+            name = f"{t.component}.{t.name}"
+            if t.component == "router":  # replicated, not split by TP
+                out.append((name, T, n, k, 1, self._gemm(T, n, k)))
                 continue
             k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
-            if copies > 1:
-                local = math.ceil(copies / ep)
-                tokens = max(T * (t.matmul // (k * n)) * ep * self.eff.capacity_factor / copies, 1.0)
-                out.append((f"{t.component}.{t.name}", tokens, n_l, k_l, local, self._gemm(tokens, n_l, k_l, local)))
+            if t.copies > 1:  # routed experts: E/e local, each with T*k*e*cf/E tokens, one grouped GEMM
+                local = math.ceil(t.copies / ep)
+                tokens = max(T * t.used * ep * self.eff.capacity_factor / t.copies, 1.0)
+                out.append((name, tokens, n_l, k_l, local, self._gemm(tokens, n_l, k_l, local)))
             else:
-                out.append((f"{t.component}.{t.name}", T, n_l, k_l, 1, self._gemm(T, n_l, k_l)))
+                out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l)))
         return out
 
     def layer_kind_sequence(self) -> list[int]:
