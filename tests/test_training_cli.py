@@ -50,6 +50,12 @@ def test_train_step_that_does_not_fit_is_refused(cli) -> None:
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--system", "dgx-a100"], "--system"),
     (["train-plan", "llama3-8b", "--gpu", "h100", "--global-batch", "8"], "--num-gpus"),
     (["train-plan", "llama3-8b", "--gpu", "l4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
+    (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--tp", "3"], "--tp"),
+    (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--tp", "16"], "--tp"),
+    (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--micro-batch", "3"],
+     "--global-batch"),
+    (["train-plan", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--ep", "3"], "--ep"),
+    (["train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--tp", "8", "--mfu", "0.4"], "--tp"),
 ])
 def test_bad_input_is_one_line(cli, args: list[str], flag: str) -> None:
     r = cli(*args)
@@ -92,3 +98,12 @@ def test_train_time_uses_the_best_plan_unless_mfu_is_given(cli) -> None:
     assert assumed["days"] * 0.4 == pytest.approx(predicted["days"] * predicted["mfu"])
     r = cli(*args, "--mfu", "0.4", "--global-batch", "512")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch:")
+
+
+def test_pinned_degrees_reach_train_time_and_train_plan(cli) -> None:
+    t = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "1024", "--tokens", "15T", "--seq", "8192",
+            "--tp", "8", "--pp", "4", "--recompute", "full", "--json").json()
+    assert t["plan"].startswith("TP8 PP4") and "rc:full" in t["plan"]
+    p = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--seq", "8192",
+            "--recompute", "full", "--zero", "1", "--json").json()
+    assert p["plans"] and all(x["recompute"] == "full" and x["zero"] == 1 for x in p["plans"])

@@ -110,6 +110,13 @@ def train_time(
     mfu_assumed: MfuOpt = None,
     global_batch: GlobalBatchOpt = None,
     system: SystemOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    cp: CpOpt = None,
+    ep: EpOpt = None,
+    zero: ZeroPin = None,
+    micro_batch: MicroBatchPin = None,
+    recompute: RecomputePin = None,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
@@ -119,7 +126,7 @@ def train_time(
     explain: ExplainOpt = False,
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
-    (train-plan, --global-batch default 4M tokens / --seq), or at an assumed --mfu."""
+    (train-plan, --global-batch default 4M tokens / --seq; --tp/--pp/... pin a given plan), or at an assumed --mfu."""
     from calc.cli.common import check_context, load_calibration, price_for, training_fit, warn
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
@@ -140,15 +147,17 @@ def train_time(
 
     plan = None
     if mfu_assumed is None:
-        from calc.training.plan import best_plan
+        from calc.training.plan import SearchSpace, best_plan
 
+        pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = best_plan(_cost(model, gpu, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
-                         num_gpus, global_batch)
+                         num_gpus, global_batch, SearchSpace(fixed=pins))
     else:
         from calc.cli.options import refuse
 
-        refuse("--global-batch", global_batch, "sizes the predicted plan; with --mfu it changes nothing, drop one")
-        refuse("--system", system, "sizes the predicted plan; with --mfu it changes nothing, drop one")
+        for flag, value in (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
+                            ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute)):
+            refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=price_for(price, g.name, old_price), causal=causal,
@@ -180,6 +189,18 @@ PlateauOpt = Annotated[float | None, typer.Option(
     help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
 CapacityOpt = Annotated[float | None, typer.Option(
     "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (default 1.0)")]
+
+
+ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
+                                             help="pin the ZeRO stage (default: search 0-3)")]
+MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
+                                                   help="pin the micro-batch (default: search 1, 2, 4, 8)")]
+RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help="pin recomputation (default: the lightest that fits)")]
+
+
+def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
+    """The degrees the user pinned, for the plan search (None = searched)."""
+    return tuple((k, v.value if isinstance(v, Recompute) else v) for k, v in degrees.items() if v is not None)
 
 
 def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
@@ -290,10 +311,9 @@ def train_plan(
     pp: PpOpt = None,
     cp: CpOpt = None,
     ep: EpOpt = None,
-    zero: Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
-                                             help="pin the ZeRO stage (default: search 0-3)")] = None,
-    micro_batch: Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
-                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")] = None,
+    zero: ZeroPin = None,
+    micro_batch: MicroBatchPin = None,
+    recompute: RecomputePin = None,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="let TP span nodes")] = False,
     top: Annotated[int, typer.Option("--top", parser=human_int("--top", maximum=1000), help="plans to show")] = 10,
     system: SystemOpt = None,
@@ -311,7 +331,7 @@ def train_plan(
     explain: ExplainOpt = False,
 ) -> None:
     """The fastest TP/PP/DP/CP/EP layouts that fit (with ZeRO stage, micro-batch, recomputation and
-    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch pin a degree."""
+    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch/--recompute pin one."""
     from calc.cli.common import output_path
     from calc.errors import LLMCalcError
     from calc.report.render import emit
@@ -323,8 +343,7 @@ def train_plan(
     if global_batch is None:
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     target = output_path(plot, "--plot", (".png", ".svg"))
-    pins = tuple((k, v) for k, v in (("tp", tp), ("pp", pp), ("cp", cp), ("ep", ep), ("zero", zero),
-                                     ("micro_batch", micro_batch)) if v is not None)
+    pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau)
     if ep is not None and ep > 1 and cost.m.moe is None:
