@@ -129,3 +129,18 @@ def test_fit_gemm_plateau_reproduces_a_measured_step() -> None:
     r = with_measurement(train_step(cost, layout, global_batch=8), cost, layout, measured)
     assert r.measured_error == pytest.approx(-0.2)  # predicted/measured - 1 = 1/1.25 - 1
     assert r.fitted_gemm_plateau == pytest.approx(plateau)
+
+
+def test_sliding_window_layers_compute_less_attention() -> None:
+    from calc.training.cost import attention_share
+
+    gemma3 = load_model("gemma3-27b")
+    # hand: window w = 1024 at s = 4096: local layer pairs = w(w+1)/2 + (s-w)*w = 524,800 + 3,145,728 = 3,670,528
+    # of s(s+1)/2 = 8,390,656 -> 0.43746; the share averages it with the full (global) layers
+    local = 3_670_528 / 8_390_656
+    kinds = gemma3.layer_types or []
+    n_local = sum(k == "sliding" for k in kinds)
+    expected = (n_local * local + (len(kinds) - n_local)) / len(kinds)
+    assert gemma3.sliding_window == 1024 and n_local > 0
+    assert attention_share(gemma3, 4096) == pytest.approx(expected)
+    assert attention_share(load_model("llama3-8b"), 4096) == 1.0

@@ -41,6 +41,7 @@ from calc.hardware.efficiency import (
     memory_efficiency,
 )
 from calc.model.flops import attention_dims, forward_flops
+from calc.model.layers import attention_layers
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -58,6 +59,23 @@ EW_I_PASSES = 2.0
 SOFTMAX_BYTES_FWD = 9.0
 # Cross-entropy over the vocabulary: fp32 logits written, read for softmax, gradient written (3 x 4 B).
 CROSS_ENTROPY_BYTES = 12.0
+
+
+def attention_share(m: ModelSpec, seq: int) -> float:
+    """Mean over layers of the causal (query, key) pairs a layer computes, as a share of full causal attention:
+    a sliding / chunked layer of window w sees min(i+1, w) keys for query i, i.e. w(w+1)/2 + (s-w)*w pairs
+    when s > w; a layer without attention (linear / SSM) none (calc.model.layers)."""
+    full = seq * (seq + 1) / 2
+    shares = []
+    for a in attention_layers(m):
+        if a.kind == "none":
+            shares.append(0.0)
+        elif a.window is None or a.window >= seq:
+            shares.append(1.0)
+        else:
+            w = a.window
+            shares.append((w * (w + 1) / 2 + (seq - w) * w) / full)
+    return sum(shares) / len(shares) if shares else 1.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +151,7 @@ class ModelCost:
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq
+        self.attention_share = attention_share(self.m, self.seq)
         self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
         self._layer = lru_cache(maxsize=None)(self._layer_uncached)
         self._coll = lru_cache(maxsize=None)(self._coll_uncached)
@@ -168,7 +187,7 @@ class ModelCost:
         heads = m.num_heads / tp
         d_qk, d_v = attention_dims(m)
         if eff.flash:
-            pairs = self.seq * (self.seq + 1) / 2 / cp
+            pairs = self.seq * (self.seq + 1) / 2 / cp * self.attention_share
             attn_flops = 2 * b * heads * (d_qk + d_v) * pairs
             attn_fwd = attn_flops / self.flash_rate
             attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_fwd
@@ -176,7 +195,7 @@ class ModelCost:
             batch = int(b * heads)
             scores = self._gemm(s_local, self.seq, d_qk, batch) + self._gemm(s_local, d_v, self.seq, batch)
             softmax = b * heads * s_local * self.seq * SOFTMAX_BYTES_FWD / self.hbm
-            attn_fwd = scores + softmax
+            attn_fwd = (scores + softmax) * self.attention_share
             attn_bwd = 2 * attn_fwd
         moe_layer = kind == "moe"
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
