@@ -144,3 +144,16 @@ def test_sliding_window_layers_compute_less_attention() -> None:
     assert gemma3.sliding_window == 1024 and n_local > 0
     assert attention_share(gemma3, 4096) == pytest.approx(expected)
     assert attention_share(load_model("llama3-8b"), 4096) == 1.0
+
+
+def test_interleaving_holds_more_activations() -> None:
+    from calc.training.step import in_flight_microbatches, memory_per_gpu
+
+    # p = 4, m = 8: 1F1B holds min(p, m) = 4 micro-batches; v = 2 adds (p-1)/(p v) = 3/8 -> 5.5 (Korthikanti sec. 4.2.3)
+    assert in_flight_microbatches(Layout(pp=4), 8) == 4
+    assert in_flight_microbatches(Layout(pp=4, vpp=2), 8) == pytest.approx(5.5)
+    assert in_flight_microbatches(Layout(pp=4), 2) == 2  # fewer micro-batches than stages
+    cost = _gpt_cost()
+    plain = memory_per_gpu(cost, Layout(tp=8, pp=4, sp=True), 8)["activations"]
+    interleaved = memory_per_gpu(cost, Layout(tp=8, pp=4, vpp=2, sp=True), 8)["activations"]
+    assert interleaved > plain

@@ -174,6 +174,8 @@ def search_plans(
     for layout, micro in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
+            if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.memory_bytes:
+                continue  # interleaving keeps more micro-batches' activations on the first stage
             timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, candidate))
     timed.sort(key=lambda item: item[0])
     plans = [train_step(cost, layout, global_batch=global_batch) for _, layout in timed[:top]]

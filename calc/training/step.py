@@ -178,8 +178,15 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, sp=layout.sp, zero=layout.zero,
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
-        reserve_bytes=int(reserve_gib * GIB), in_flight=min(layout.pp, micro),
+        reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
     )
+
+
+def in_flight_microbatches(layout: Layout, micro: int) -> float:
+    """Micro-batches whose activations the first stage holds: min(p, m) under 1F1B, times (1 + (p-1)/(p v))
+    with v interleaved chunks (Korthikanti et al. 2022 sec. 4.2.3)."""
+    p, v = layout.pp, layout.vpp
+    return min(p, micro) * (1 + (p - 1) / (p * v) if v > 1 else 1)
 
 
 # -- the public engine function --------------------------------------------------------------------------
