@@ -107,3 +107,10 @@ def test_pinned_degrees_reach_train_time_and_train_plan(cli) -> None:
     p = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--seq", "8192",
             "--recompute", "full", "--zero", "1", "--json").json()
     assert p["plans"] and all(x["recompute"] == "full" and x["zero"] == 1 for x in p["plans"])
+
+
+def test_gpu_without_a_node_type_keeps_the_assumed_mfu(cli) -> None:
+    r = cli("train-time", "llama2-7b", "--gpu", "t4", "--num-gpus", "64", "--tokens", "10B", "--seq", "2048",
+            "--dtype", "fp16", "--json")
+    assert r.code == 0 and "no node type ships for t4" in r.err
+    assert r.json()["mfu"] == 0.4 and r.json()["plan"] is None

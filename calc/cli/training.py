@@ -146,7 +146,12 @@ def train_time(
     from calc.training import mfu as engine
 
     plan = None
-    if mfu_assumed is None:
+    from calc.sources.catalog import system_for_gpu
+
+    if mfu_assumed is None and system is None and system_for_gpu(g) is None:
+        warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
+             "(give --system to predict one from a plan)")
+    elif mfu_assumed is None:
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)

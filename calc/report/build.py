@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
 from calc.model.flops import FlopsResult, forward_flops
@@ -109,14 +108,15 @@ def build_report(
 
 
 def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None) -> Any:
-    """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None)."""
+    """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None);
+    None when no node type ships for the GPU (the assumed 0.4 is used then)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import ModelCost
     from calc.training.plan import best_plan
 
     system = system_for_gpu(gpu)
-    if system is None:
-        raise LLMCalcError("--gpu", f"no node type ships for {gpu.name} to predict a plan; give --mfu")
+    if system is None:  # no node type to place a plan on: the assumed MFU stays
+        return None
     return best_plan(ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus)
 
 
