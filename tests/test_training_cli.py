@@ -49,7 +49,7 @@ def test_train_step_that_does_not_fit_is_refused(cli) -> None:
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8"], "--global-batch"),
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--system", "dgx-a100"], "--system"),
     (["train-plan", "llama3-8b", "--gpu", "h100", "--global-batch", "8"], "--num-gpus"),
-    (["train-plan", "llama3-8b", "--gpu", "l4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
+    (["train-plan", "llama3-8b", "--gpu", "t4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
     (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--tp", "3"], "--tp"),
     (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--tp", "16"], "--tp"),
     (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--micro-batch", "3"],
