@@ -33,6 +33,7 @@ _EXPORTS = {
     "SystemSpec": "calc.specs.system", "load_system": "calc.sources.catalog", "list_systems": "calc.sources.catalog",
     "ModelCost": "calc.training.cost", "Layout": "calc.training.layout", "train_step": "calc.training.step",
     "search_plans": "calc.training.plan",
+    "finetune_memory": "calc.memory.finetune", "fit_table": "calc.memory.finetune", "lora_params": "calc.model.lora",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -39,6 +39,7 @@ app.command("train-step")(training.train_step)
 app.command("train-plan")(training.train_plan)
 app.command()(bench.validate)
 app.command()(bench.calibrate)
+app.command("import")(catalog.import_config)
 
 
 def _version(value: bool) -> None:

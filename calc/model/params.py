@@ -178,6 +178,9 @@ def model_tensors(m: ModelSpec) -> list[Tensor]:
         out.append(Tensor("norms", _norm_size(m, H), f"embedding {m.norm}: {_norm_size(m, H)}"))
     if m.final_norm:
         out.append(Tensor("norms", _norm_size(m, H), f"final {m.norm}: {_norm_size(m, H)}"))
+    if m.vision_params:
+        out.append(Tensor("vision", m.vision_params, f"vision tower + projector: {m.vision_params:,} (not active for text)",
+                          active=0))
     if m.tied_embeddings:
         out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H, shape=(H, V),
                           name="lm_head"))

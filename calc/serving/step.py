@@ -16,8 +16,9 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Efficiency
 from calc.hardware.peaks import peak_tflops
-from calc.memory.kv import kv_cache_bytes_per_token
+from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import attention_dims
+from calc.model.layers import attention_layers
 from calc.model.params import count_params
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
@@ -92,13 +93,20 @@ def step_time(
     of ``tp`` GPUs (PP: call with the micro-batch; the stage sends are added here)."""
     tokens = decode_seqs + prefill_tokens
     d_qk, d_v = attention_dims(m)
-    per_key = m.num_layers * 2 * m.num_heads * (d_qk + d_v)
+    per_key = 2 * m.num_heads * (d_qk + d_v)
     flops = 2 * tokens * _counts(m)[0]
-    flops += per_key * (decode_seqs * decode_context + prefill_tokens * prefill_context)
+    # keys one query sees, summed over the layers: L x context when every layer is full; a sliding /
+    # chunked layer reaches at most its window (calc.model.layers).
+    layers = attention_layers(m)
+    decode_keys = sum(a.tokens_seen(decode_context) for a in layers)
+    prefill_keys = sum(a.tokens_seen(prefill_context) for a in layers)
+    flops += per_key * (decode_seqs * decode_keys + prefill_tokens * prefill_keys)
     gemm_eff = eff.compute * tokens / (tokens + a.gemm_half_tokens)
     compute = flops / (tp * peak_tflops(gpu, dtype) * TERA * gemm_eff)
-    kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype, tp)
-    kv_read = kv_token * (decode_seqs * decode_context + prefill_tokens + (prefill_context if prefill_tokens else 0))
+    kv_dtype = kv_dtype or dtype
+    kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, decode_context, kv_dtype, tp) if decode_seqs else 0
+    if prefill_tokens:  # local layers hold at most their window (calc.memory.kv)
+        kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens + prefill_context, kv_dtype, tp)
     bytes_read = weight_bytes_read(m, dtype, tokens) / tp + kv_read
     memory = bytes_read / (gpu.hbm_tb_s * TERA * eff.memory)
     comm = m.num_layers * 2 * allreduce_s(tokens * m.hidden_size * ACT_BYTES, tp, gpu, a)
