@@ -126,7 +126,8 @@ def train_time(
     explain: ExplainOpt = False,
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
-    (train-plan, --global-batch default 4M tokens / --seq; --tp/--pp/... pin a given plan), or at an assumed --mfu."""
+    (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
+    assumed --mfu."""
     from calc.cli.common import check_context, load_calibration, price_for, training_fit, warn
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view

@@ -208,16 +208,18 @@ def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int
 
 
 DEFAULT_BATCH_TOKENS = 2**22  # 4M tokens per step (Llama 2: 4M; GPT-3 175B: 3.2M) when no --global-batch is given
+GPUS_PER_SEQUENCE = 8  # ... and at least one sequence per 8 GPUs (Llama 3 405B: 2,048 x 8K on 16,384 H100s)
 
 
-def default_global_batch(seq: int) -> int:
-    """Sequences per step when none is given: 4M tokens / s, at least 1."""
-    return max(DEFAULT_BATCH_TOKENS // seq, 1)
+def default_global_batch(seq: int, num_gpus: int = 1) -> int:
+    """Sequences per step when none is given: max(4M tokens / s, N / 8). Large clusters train with larger
+    batches (Llama 3: 16M tokens on 16K GPUs); a fixed 4M would leave DP x micro-batch too small to fill them."""
+    return max(DEFAULT_BATCH_TOKENS // seq, -(-num_gpus // GPUS_PER_SEQUENCE), 1)
 
 
 def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:
     """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU)."""
-    batch = global_batch or default_global_batch(cost.seq)
+    batch = global_batch or default_global_batch(cost.seq, num_gpus)
     result = search_plans(cost, num_gpus, batch, top=1, space=space)
     if not result.plans:
         raise LLMCalcError("--num-gpus", result.verdict + "; give --mfu to assume one instead")
