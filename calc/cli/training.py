@@ -144,26 +144,27 @@ def train_time(
     except LLMCalcError as exc:
         warn("--seq", exc.problem + " (training beyond it extends the context)")
     training_fit(m, g, num_gpus, seq)
+    from calc.cli.options import refuse
+    from calc.sources.catalog import system_for_gpu
     from calc.training import mfu as engine
 
     plan = None
-    from calc.sources.catalog import system_for_gpu
-
-    if mfu_assumed is None and system is None and system_for_gpu(g) is None:
+    plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
+                    ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
+    if mfu_assumed is not None:
+        for flag, value in plan_options:
+            refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
+    elif system is None and system_for_gpu(g) is None:
+        for flag, value in plan_options:
+            refuse(flag, value, f"places a plan on a node type, and none ships for {g.name}: give --system too, or --mfu")
         warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
              "(give --system to predict one from a plan)")
-    elif mfu_assumed is None:
+    else:
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = best_plan(_cost(model, gpu, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
-    else:
-        from calc.cli.options import refuse
-
-        for flag, value in (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
-                            ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute)):
-            refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=price_for(price, g.name, old_price), causal=causal,
