@@ -157,3 +157,15 @@ def test_interleaving_holds_more_activations() -> None:
     plain = memory_per_gpu(cost, Layout(tp=8, pp=4, sp=True), 8)["activations"]
     interleaved = memory_per_gpu(cost, Layout(tp=8, pp=4, vpp=2, sp=True), 8)["activations"]
     assert interleaved > plain
+
+
+def test_calibrated_gemm_efficiency_is_derated_like_the_fit() -> None:
+    from calc.hardware.efficiency import SUSTAINED_FRACTION, gemm_time
+
+    class Measured:  # what calc.hardware.calibration.Calibration.interpolate answers
+        def interpolate(self, op_kind: str, size: float) -> float | None:
+            return 0.9 if op_kind == "gemm" else None
+
+    # 2*4096^3 = 1.3744e11 FLOPs at 312e12 x 0.9 x 0.82 = 2.3026e14 FLOP/s = 0.59689 ms, + 4 us launch
+    assert SUSTAINED_FRACTION == 0.82
+    assert gemm_time(A100, 4096, 4096, 4096, calibration=Measured()) == pytest.approx(0.59689e-3 + 4e-6, rel=1e-4)

@@ -31,6 +31,8 @@ from calc.units import TERA, dtype_bytes
 # measured isolated-GEMM plateau (H100 ~0.80, Blackwell ~0.75, MI300X ~0.50): derived, not fitted.
 GEMM_PLATEAU: dict[str, float] = {"Ampere": 0.71, "Hopper": 0.65, "Ada": 0.65, "Blackwell": 0.61, "CDNA3": 0.41}
 GEMM_PLATEAU_OTHER = 0.61
+# The same ratio applied to a GEMM efficiency measured in isolation (`llmcalc bench --save`): 0.71 / 0.87.
+SUSTAINED_FRACTION = 0.82
 GEMM_LAUNCH_S = 4e-6  # fixed cost per GEMM kernel (launch + prologue/epilogue), seconds
 TILE_MN, TILE_K = 128, 64
 MEMORY_EFFICIENCY: dict[str, float] = {"CDNA3": 0.80}  # HBM streaming; NVIDIA parts default to 0.9
@@ -94,8 +96,8 @@ def gemm_time(
     flops = 2 * m * n * k
     peak = peak_tflops(gpu, dtype) * TERA
     measured = _calibrated(calibration, "gemm", flops)
-    if measured:
-        return batch * flops / (peak * measured)
+    if measured:  # an isolated GEMM measured by `bench`, derated to what a training step sustains
+        return batch * flops / (peak * measured * SUSTAINED_FRACTION) + GEMM_LAUNCH_S
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
     compute = flops / (peak * (plateau or gemm_plateau(gpu)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
