@@ -61,7 +61,8 @@ def predict(row: dict, system_name: str, flash: bool) -> dict:
         measured = paper_flops(row) / (row["measured_step_time_s"] * denominator)
     return {"id": row["id"], "paper": row["paper"], "metric": row["metric"], "measured": measured, "predicted": predicted,
             "error": (predicted - measured) / measured, "step_time_s": terms.step_time_s,
-            "measured_step_time_s": row.get("measured_step_time_s"), "layout": layout.label(), "source": row["source"]}
+            "measured_step_time_s": row.get("measured_step_time_s"), "layout": layout.label(), "source": row["source"],
+            "setting": f"{row['num_gpus']} x A100, global batch {row['global_batch']} x {row['seq']}"}
 
 
 def validate() -> list[dict]:
@@ -89,11 +90,11 @@ def held_out() -> list[dict]:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| row | layout | metric | measured | predicted | error | step time (measured / predicted) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| row | setting | layout | metric | measured | predicted | error | step time (measured / predicted) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         measured_t = f"{r['measured_step_time_s']:.2f}" if r["measured_step_time_s"] else "-"
-        lines.append(f"| {r['id']} | {r['layout']} | {r['metric'].upper()} | {r['measured']:.1%} | {r['predicted']:.1%} | "
+        lines.append(f"| {r['id']} | {r['setting']} | {r['layout']} | {r['metric'].upper()} | {r['measured']:.1%} | {r['predicted']:.1%} | "
                      f"{r['error']:+.1%} | {measured_t} / {r['step_time_s']:.2f} s |")
     errors = [abs(r["error"]) for r in results]
     lines.append("")
