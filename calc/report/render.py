@@ -258,7 +258,7 @@ def train_time_view(r: Any) -> RenderableType:
     rows = [
         ("tokens", f"{r.tokens:.4g}"),
         ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
-        ("assumed MFU", f"{r.mfu:.0%}"),
+        ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", f"{r.gpu_hours:,.0f}"),
         ("days", f"{r.days:,.2f}"),
         ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price-per-gpu-hour"),
