@@ -72,7 +72,8 @@ def report_view(r: Any) -> RenderableType:
     else:
         t = r.train_time
         parts.append(kv_table("Training", [
-            ("assumed MFU", f"{t.mfu:.0%}"), ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
+            ("MFU" if t.plan else "assumed MFU", f"{t.mfu:.1%}" + (f" ({t.plan})" if t.plan else "")),
+            ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
             ("cost", f"{t.cost:,.0f}" if t.cost is not None else "give --price-per-gpu-hour"),
         ]))
         parts.append(Text(t.verdict, style="bold"))

@@ -27,8 +27,9 @@ from calc.hardware.efficiency import (
     gemm_time,
     memory_efficiency,
 )
-from calc.memory.kv import kv_cache_bytes_per_token
+from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import attention_dims
+from calc.model.layers import attention_layers
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
@@ -208,10 +209,18 @@ def step_time(
     rows = decode_seqs * queries_per_seq + (prefill_seqs if prefill_tokens else 0)
     gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration, ep)
     d_qk, d_v = attention_dims(m)
-    keys = decode_seqs * queries_per_seq * decode_context + prefill_tokens * prefill_context
-    attn_flops = m.num_layers * 2 * m.num_heads * (d_qk + d_v) * keys / tp
-    kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype, tp)
-    kv_read = kv_token * (decode_seqs * decode_context + (prefill_seqs * prefill_context + prefill_tokens if prefill_tokens else 0))
+    # keys one query sees, summed over the layers: L x context when every layer is full; a sliding /
+    # chunked layer reaches at most its window (calc.model.layers), and holds at most that much KV.
+    layers = attention_layers(m)
+    decode_keys = sum(layer.tokens_seen(decode_context) for layer in layers)
+    prefill_keys = sum(layer.tokens_seen(prefill_context) for layer in layers)
+    keys = decode_seqs * queries_per_seq * decode_keys + prefill_tokens * prefill_keys
+    attn_flops = 2 * m.num_heads * (d_qk + d_v) * keys / tp
+    kv_dtype = kv_dtype or dtype
+    kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
+    if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
+        kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
+        kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
     attn_compute = attn_flops / flash_attention_rate(gpu, dtype)
     attn_memory = kv_read / bandwidth
