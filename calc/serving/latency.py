@@ -227,8 +227,8 @@ def concurrency(
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
         max_concurrency=count, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
-        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions + assumptions.lines()[:2],
-        verdict=verdict, explain=mem.explain + [f"assumption: {line}" for line in mem.assumptions + assumptions.lines()[:2]],
+        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
+        verdict=verdict, explain=mem.explain,
     )
 
 
