@@ -111,7 +111,10 @@ def test_bench_llama2_7b_small_writes_a_calibration_latency_reads(cli, tmp_path:
     assert q1["bytes"] == 4 * (4096 + 4096 * 4096 + 4096)
     ridge, intensity = peak_flops / peak_bytes, q1["flops"] / q1["bytes"]
     assert intensity == pytest.approx(0.5 / (1 + 2 / 4096))
-    assert q1["roofline_efficiency"] == pytest.approx(min(q1["efficiency"] * max(1.0, ridge / intensity), 1.5))
+    # below the ridge the roofline is the memory time (of-roofline = of-peak x ridge / intensity); a busy
+    # host can measure a ridge under 1 FLOP/byte, and then the op is compute-bound (of-roofline = of-peak)
+    factor = ridge / intensity if intensity < ridge else 1.0
+    assert q1["roofline_efficiency"] == pytest.approx(min(q1["efficiency"] * factor, 1.5))
     # on a CPU the FLOP peak is the best rate measured, so no GEMM or attention op is above it; small memory ops
     # run from cache and may beat the DRAM copy (their efficiency is capped at 1.5), the copy itself may not
     assert all(o["efficiency"] <= 1 + 1e-9 for o in out["ops"] if o["kind"] != "memory" or o["label"] == "copy")

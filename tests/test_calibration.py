@@ -10,6 +10,7 @@ import pytest
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration, OpPoint, Roofline, efficiency_for, save_calibration
+from calc.hardware.efficiency import GEMM_PLATEAU
 from calc.serving.phases import phase_terms
 from calc.sources.catalog import load_gpu, load_model
 
@@ -73,11 +74,10 @@ def test_latency_reads_the_calibration_and_says_so(cli, tmp_path: Path) -> None:
     assert default["efficiency_source"].startswith("defaults")
     assert calibrated["efficiency_source"].startswith("calibration 2026-11-23")
     assert (calibrated["compute_efficiency"], calibrated["memory_efficiency"]) == pytest.approx((0.7, 0.85))
-    # the serving step reads the GEMM efficiency at its own shape: [2048, 4096] x [4096, 4096] is
-    # 2*2048*4096^2 = 6.872e10 FLOPs, log10 = 10.8371, so 0.3 + 0.4 * (10.8371 - 9) / 3 = 0.54495 of 989.4 TFLOPS
-    e = 0.3 + 0.4 * (math.log10(2 * 2048 * 4096**2) - 9) / 3
-    assert e == pytest.approx(0.54495, abs=1e-5)
-    assert calibrated["prefill_compute_s"] == pytest.approx(calibrated["prefill_flops"] / (989.4e12 * e))
+    # prefill of 2048 tokens on one H100 is compute-bound: its GEMMs run at the measured 0.7 instead of the Hopper
+    # default plateau (0.65, calc.hardware.efficiency), so TTFT scales by about 0.65 / 0.7 (launch costs and the
+    # per-step overhead do not scale: within 1%); decode streams weights at 0.85 instead of 0.9 of bandwidth, exactly.
+    assert calibrated["ttft_s"] == pytest.approx(default["ttft_s"] * GEMM_PLATEAU["Hopper"] / 0.7, rel=0.01)
     assert calibrated["decode_memory_s"] == pytest.approx(default["decode_memory_s"] * 0.9 / 0.85)
 
 
@@ -176,7 +176,7 @@ def test_fit_recovers_known_efficiencies(tmp_path: Path) -> None:
     assert (r.compute_efficiency, r.memory_efficiency) == pytest.approx((0.55, 0.7), rel=1e-9)
     assert (r.compute_runs, r.memory_runs) == (2, 3)
     assert all(abs(f.residual) < 1e-9 for f in r.runs)
-    assert r.default_rms_residual > 0.2  # the defaults (0.8, 0.9) are 20-45% off these runs
+    assert r.default_rms_residual > 0.05  # latency's own default answers miss these runs by ~10%
 
 
 def test_fit_with_noise_stays_close(tmp_path: Path) -> None:
@@ -257,7 +257,8 @@ def test_gpu_calibration_beyond_physics_is_refused() -> None:
 
 
 def test_fit_recovers_efficiencies_from_the_serving_model_itself(tmp_path: Path) -> None:
-    """Runs timed by `latency` itself with a flat calibration (e_c, e_m) are fitted back to (e_c, e_m)."""
+    """Runs timed by `latency` itself with a flat calibration (e_c, e_m) are fitted back near (e_c, e_m): the
+    serving step is not a bare roofline (per-GEMM launch costs, attention beside the GEMMs), so within 10%."""
     from calc.hardware.fit import fit_runs, read_runs
     from calc.serving.latency import latency
 
@@ -270,4 +271,5 @@ def test_fit_recovers_efficiencies_from_the_serving_model_itself(tmp_path: Path)
     path = tmp_path / "runs.csv"
     path.write_text("\n".join(rows) + "\n")
     fit = fit_runs(read_runs(str(path)), phase_terms)
-    assert (fit.compute_efficiency, fit.memory_efficiency) == pytest.approx((0.55, 0.7), rel=1e-9)
+    assert (fit.compute_efficiency, fit.memory_efficiency) == pytest.approx((0.55, 0.7), rel=0.10)
+    assert fit.rms_residual < 0.10

@@ -37,6 +37,7 @@ for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model
 app.command("train-time")(training.train_time)
 app.command("train-step")(training.train_step)
 app.command("train-plan")(training.train_plan)
+app.command("systems")(catalog.systems)
 app.command()(bench.validate)
 app.command()(bench.calibrate)
 app.command("import")(catalog.import_config)

@@ -1,4 +1,4 @@
-"""Catalog commands: `models`, `gpus`, `show`, `import`."""
+"""Catalog commands: `models`, `gpus`, `systems`, `show`, `import`."""
 
 from __future__ import annotations
 
@@ -116,3 +116,17 @@ def import_config(
     except OSError as exc:
         raise LLMCalcError("--write", f"cannot write {target}: {exc.strerror}") from None
     console.print(f"wrote {target} ({spec.name}: {p.total_params:,} parameters)")
+
+
+def systems(as_json: JsonOpt = False) -> None:
+    """List the node types (GPUs per node, link inside a node, network between nodes) that train-step,
+    train-plan and train-time place plans on."""
+    from calc.report.render import console, emit_json
+    from calc.report.training_views import systems_view
+    from calc.sources.catalog import list_systems
+
+    found = list_systems()
+    if as_json:
+        emit_json(list(found))
+        return
+    console.print(systems_view(found))

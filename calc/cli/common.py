@@ -10,13 +10,12 @@ from typing import Any
 from calc.errors import LLMCalcError
 
 
-def load_calibration(path: str | None, gpu: Any = None) -> Any:
-    """The calibration file, refused when ``gpu`` is given and it was measured on another device."""
+def load_calibration(path: str | None) -> Any:
     if path is None:
         return None
     from calc.hardware.calibration import load_calibration as load
 
-    return load(path, gpu)
+    return load(path)
 
 
 def model_arg(positional: str | None, old_option: str | None) -> Any:

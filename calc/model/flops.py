@@ -207,10 +207,8 @@ def _tensor_gemms(tensors: list[Tensor], tokens: int, elem_bytes: float) -> list
         if t.shape is None or not t.matmul:
             continue
         k, n = t.shape
-        copies = max(t.params // (k * n), 1)
-        used = t.matmul // (k * n)
-        touched = min(copies, tokens * used)
-        out.append(gemm(f"{t.component}.{t.name}", tokens * used / touched, k, n, touched, elem_bytes))
+        touched = min(t.copies, tokens * t.used)
+        out.append(gemm(f"{t.component}.{t.name}", tokens * t.used / touched, k, n, touched, elem_bytes))
     return out
 
 

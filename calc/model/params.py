@@ -35,6 +35,16 @@ class Tensor:
     def active_params(self) -> int:
         return self.params if self.active is None else self.active
 
+    @property
+    def copies(self) -> int:
+        """Weight matrices of ``shape`` stored (E for routed experts, else 1); 0 without a shape."""
+        return max(self.params // (self.shape[0] * self.shape[1]), 1) if self.shape else 0
+
+    @property
+    def used(self) -> int:
+        """Weight matrices of ``shape`` one token multiplies with (top-k for routed experts, else 1)."""
+        return self.matmul // (self.shape[0] * self.shape[1]) if self.shape else 0
+
 
 def _linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
     weights = Tensor(

@@ -258,7 +258,7 @@ def train_time_view(r: Any) -> RenderableType:
     rows = [
         ("tokens", f"{r.tokens:.4g}"),
         ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
-        ("assumed MFU", f"{r.mfu:.0%}"),
+        ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", f"{r.gpu_hours:,.0f}"),
         ("days", f"{r.days:,.2f}"),
         ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price-per-gpu-hour"),
@@ -314,10 +314,10 @@ def serve_view(r: Any) -> RenderableType:
     traffic = f"{r.rate:g} req/s" if r.rate else f"{r.users} users" if r.users else "one replica"
     table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
                   f"{traffic}", title_justify="left")
-    for col in ("#", "TPxPP", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
+    for col in ("#", "layout", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
         table.add_column(col, justify="left" if col == "binds" else "right")
     for i, x in enumerate(r.layouts[:12], 1):
-        table.add_row(f"{i}" if x.meets_targets else f"{i}*", f"{x.tp}x{x.pp}", str(x.replicas), str(x.gpus_needed),
+        table.add_row(f"{i}" if x.meets_targets else f"{i}*", x.name, str(x.replicas), str(x.gpus_needed),
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]

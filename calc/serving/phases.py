@@ -20,15 +20,15 @@ def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: s
 
 def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch: int, prompt: int, output: int,
                 dtype: str) -> tuple[float, float, float, float]:
-    """(compute, memory, fixed, default) seconds of a prefill or one decode step: compute = FLOPs /
-    (GPUs x peak) and memory = bytes / (GPUs x bandwidth) at efficiency 1, fixed = communication +
-    per-step overhead (no efficiency scales them), default = latency's own answer without a calibration.
-    A flat calibration (e_c, e_m) makes latency answer exactly max(compute / e_c, memory / e_m) + fixed."""
+    """(compute, memory, fixed, default) seconds of a prefill or one decode step, per GPU: the step's
+    FLOPs over the dense peak and its bytes over the HBM bandwidth (efficiency 1), its all-reduces plus
+    the per-step overhead (no efficiency scales them), and latency's own answer without a calibration."""
     from calc.hardware.peaks import peak_tflops
     from calc.serving.latency import latency
+    from calc.units import TERA
 
     r = latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype)
-    flops = r.prefill_flops if phase == "prefill" else r.decode_flops_per_step
-    compute = flops / (r.tp * peak_tflops(gpu, dtype) * 1e12)
-    return (compute, getattr(r, f"{phase}_memory_s") * r.memory_efficiency, getattr(r, f"{phase}_comm_s") + r.step_overhead_s,
-            r.ttft_s if phase == "prefill" else r.tpot_s)
+    flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,
+                                                                                   r.decode_bytes_per_step)
+    return (flops / (peak_tflops(gpu, dtype) * TERA), moved / (gpu.hbm_tb_s * TERA),
+            getattr(r, f"{phase}_comm_s") + r.step_overhead_s, r.ttft_s if phase == "prefill" else r.tpot_s)
