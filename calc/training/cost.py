@@ -104,7 +104,8 @@ class Efficiencies:
             f"in buckets of {self.bucket_params:.3g} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
-            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations)" if self.activations == "per-tensor"
+            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; fp32 loss 12 B per logit "
+                                                       "on the last stage)" if self.activations == "per-tensor"
                                                        else " (Korthikanti et al. 2022 GPT formula)")
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
