@@ -245,5 +245,6 @@ def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Para
     else:
         formula = (f"max(first stage {math.ceil(n / p)} layers x {p} micro-batches in flight x {per.saved:,} B + workspace "
                    f"{per.workspace:,}, last stage {n // p} layers x {per.saved:,} B + {head})")
-    return [f"per-tensor activations = {formula} = {total:,} B (one layer: {stage.formula})",
+    layer = f" (one layer: {stage.formula})" if level != "none" else ""
+    return [f"per-tensor activations = {formula} = {total:,} B{layer}",
             *[f"  {b.name}: {b.formula}" for b in stage.layer]]
