@@ -1,0 +1,83 @@
+"""Property tests (issue 12): every command driven with random option values, valid and hostile
+alike. Whatever the values, the answer is exit 0, or exit 2 with one `llmcalc: error:` line; never a
+traceback, never the last-resort 'internal error'."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import run_cli
+
+NUMBERS = st.one_of(
+    st.integers(-3, 9000).map(str),
+    st.sampled_from(["0", "-1", "1.5", "4K", "2T", "1e400", "-1e400", "nan", "inf", "-inf", "1e-300", "abc", "",
+                     " ", "15X", "0x10", "1,000", "1_000", "9" * 40, "1e15", "2.5M", "NaN"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+SMALL = st.one_of(st.integers(-2, 64).map(str), st.sampled_from(["0", "-1", "nan", "1.5", "1e400", "abc", "4K"]))
+DTYPES = st.sampled_from(["bf16", "fp16", "fp32", "tf32", "fp8", "int8", "int4", "fp6", "", "BF16", "nan"])
+GPUS = st.sampled_from(["h100", "a100", "h100-pcie", "mi300x", "rtx4090", "l4", "b200", "nope", "", "/dev/zero"])
+MODELS = st.sampled_from(["llama2-7b", "gpt2", "mixtral-8x7b", "deepseek-v3", "llama3.1-405b", "phi-2",
+                          "meta-llama/Llama-2-7b-hf", "nope", "", "/dev/null", "[/]"])
+TEXT = st.text(max_size=12)
+
+# Per command: its positional arguments and the options it may get, each with a value strategy
+# (None for a flag without a value). Options are drawn at random, including ones a command refuses.
+COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy | None]]] = {
+    "params": ([MODELS], {"--json": None, "--explain": None}),
+    "flops": ([MODELS], {"--batch": NUMBERS, "--seq": NUMBERS, "--context": NUMBERS, "--output": NUMBERS,
+                         "--causal": None, "--intensity": None, "--fused": None, "--dtype": DTYPES, "--json": None}),
+    "memory": ([MODELS], {"--mode": st.sampled_from(["infer", "train", "x"]), "--dtype": DTYPES, "--kv-dtype": DTYPES,
+                          "--batch": NUMBERS, "--seq": NUMBERS, "--gpu": GPUS, "--num-gpus": SMALL, "--tp": SMALL,
+                          "--pp": SMALL, "--dp": SMALL, "--cp": SMALL, "--sp": None, "--zero": SMALL,
+                          "--recompute": st.sampled_from(["none", "selective", "full", "x"]),
+                          "--group-size": NUMBERS, "--reserve-gib": NUMBERS, "--json": None, "--explain": None}),
+    "mfu": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--seq": NUMBERS, "--tokens": NUMBERS,
+                       "--gpu-hours": NUMBERS, "--tokens-per-s": NUMBERS, "--step-time": NUMBERS,
+                       "--global-batch": NUMBERS, "--dtype": DTYPES, "--causal": None, "--json": None}),
+    "train-time": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--tokens": NUMBERS, "--seq": NUMBERS,
+                              "--mfu": NUMBERS, "--price": NUMBERS, "--dtype": DTYPES, "--json": None}),
+    "latency": ([MODELS], {"--gpu": GPUS, "--prompt": NUMBERS, "--output": NUMBERS, "--batch": NUMBERS,
+                           "--num-gpus": SMALL, "--tp": SMALL, "--pp": SMALL, "--dtype": DTYPES, "--kv-dtype": DTYPES,
+                           "--ttft-ms": NUMBERS, "--reserve-gib": NUMBERS, "--json": None, "--explain": None}),
+    "concurrency": ([MODELS], {"--gpu": GPUS, "--max-model-len": NUMBERS, "--num-gpus": SMALL, "--dtype": DTYPES,
+                               "--kv-dtype": DTYPES, "--reserve-gib": NUMBERS, "--json": None}),
+    "report": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--mode": st.sampled_from(["infer", "train"]),
+                          "--dtype": DTYPES, "--prompt": NUMBERS, "--output": NUMBERS, "--batch": NUMBERS,
+                          "--seq": NUMBERS, "--tokens": NUMBERS, "--mfu": NUMBERS, "--price": NUMBERS,
+                          "--zero": SMALL, "--format": st.sampled_from(["table", "markdown", "x"]), "--json": None}),
+    "compare": ([MODELS, GPUS, GPUS], {"--num-gpus": SMALL, "--dtype": DTYPES, "--prompt": NUMBERS,
+                                        "--output": NUMBERS, "--price": TEXT, "--json": None}),
+    "show": ([st.one_of(MODELS, GPUS)], {"--json": None}),
+    "models": ([], {"--json": None}),
+    "gpus": ([], {"--json": None}),
+}
+# bench needs torch and runs GEMMs; its options are checked in test_hostile without running it.
+
+
+@st.composite
+def command_lines(draw: st.DrawFn) -> list[str]:
+    name = draw(st.sampled_from(sorted(COMMANDS)))
+    positionals, options = COMMANDS[name]
+    argv = [name, *(draw(p) for p in positionals)]
+    for flag in draw(st.lists(st.sampled_from(sorted(options)), max_size=5, unique=True)):
+        strategy = options[flag]
+        argv += [flag] if strategy is None else [flag, draw(strategy)]
+    return argv
+
+
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "250")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(argv=command_lines())
+def test_no_traceback_ever(argv: list[str]) -> None:
+    r = run_cli(*argv)
+    assert "Traceback" not in r.err + r.out, (argv, r.err)
+    assert "internal error" not in r.err, (argv, r.err)
+    assert r.code in (0, 2), (argv, r.code, r.err)
+    lines = r.err.strip().splitlines()
+    if r.code == 2:
+        assert len(lines) == 1 and lines[0].startswith("llmcalc: error: "), (argv, r.err)
+    else:
+        assert all(line.startswith("llmcalc: warning: ") for line in lines), (argv, r.err)
