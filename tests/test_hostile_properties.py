@@ -69,7 +69,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
     return argv
 
 
-@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "250")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argv=command_lines())
 def test_no_traceback_ever(argv: list[str]) -> None:
     r = run_cli(*argv)
