@@ -79,6 +79,25 @@ CONFIGS = {
                      "vocab_size": 102400, "q_lora_rank": None, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
                      "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64, "n_shared_experts": 2,
                      "num_experts_per_tok": 6, "first_k_dense_replace": 1, "moe_layer_freq": 1}, 15_706_484_224),
+    # Kimi K2 (moonshotai/Kimi-K2-Instruct config.json shapes; DeepseekV3 code). Hand: attention as DeepSeek-V3
+    # with 64 heads: q_a 7168*1536 + 1536 + q_b 1536*64*192 + kv_a 7168*576 + 512 + kv_b 512*64*256
+    # + o 64*128*7168 = 101,124,096. Dense layer 0: 3*7168*18432 = 396,361,728. MoE (60 layers): 384 x
+    # 3*7168*2048 + shared 3*7168*2048 + router 7168*384 + bias 384 = 16,958,226,816. Norms 2*7168.
+    # 61*(101,124,096 + 14,336) + 396,361,728 + 60*16,958,226,816 + 2*163840*7168 + 7168
+    # = 1,026,408,232,448 (published "1T total, 32B activated").
+    "kimi_k2": ({"model_type": "kimi_k2", "hidden_size": 7168, "num_hidden_layers": 61, "num_attention_heads": 64,
+                 "num_key_value_heads": 64, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+                 "vocab_size": 163840, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                 "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 384, "n_shared_experts": 1,
+                 "num_experts_per_tok": 8, "first_k_dense_replace": 1, "moe_layer_freq": 1, "topk_method": "noaux_tc",
+                 "num_nextn_predict_layers": 0, "tie_word_embeddings": False}, 1_026_408_232_448),
+    # GraniteMoeShared (hand, small): 2 layers of attention 2*64*64 + 2*64*32 = 12,288; 4 experts x
+    # 3*64*16 = 12,288; router 64*4 = 256; shared 3*64*32 = 6,144; norms 128 -> 31,104 x 2
+    # + final 64 + 100*64 (tied) = 68,672.
+    "granitemoeshared": ({"model_type": "granitemoeshared", "hidden_size": 64, "num_hidden_layers": 2,
+                          "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 16,
+                          "shared_intermediate_size": 32, "num_local_experts": 4, "num_experts_per_tok": 2,
+                          "vocab_size": 100, "tie_word_embeddings": True}, 68_672),
 }
 
 
@@ -99,7 +118,11 @@ def test_config_json_round_trip(key: str, tmp_path: Path) -> None:
 def test_every_supported_model_type_is_covered() -> None:
     from calc.sources.hf import MAPPERS
 
+    fixtures = Path(__file__).parent / "fixtures" / "hf"
     covered = {c["model_type"] for c, _ in CONFIGS.values()}
+    for path in fixtures.glob("*.json"):
+        data = json.loads(path.read_text())
+        covered |= {data.get("model_type"), data.get("text_config", {}).get("model_type")}
     assert {k for k in MAPPERS if k.islower()} <= covered
 
 

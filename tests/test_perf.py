@@ -64,16 +64,6 @@ def test_decode_is_memory_bound() -> None:
     assert r.decode_memory_s == pytest.approx((13_476_831_232 + 524_288 * 513) / (3.35e12 * 0.9), rel=REL)
 
 
-def test_q4_concurrency_2x_a800() -> None:
-    # Per GPU (TP 2): 85,899,345,920 - 68,976,648,192 weights - 483,328,000 activations
-    # (4000*8192*14.75*2/2) - 1,073,741,824 reserve = 15,365,627,904 free;
-    # KV per request per GPU 655,360,000 -> floor(23.45) = 23.
-    r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000)
-    assert r.max_concurrency == 23
-    assert r.kv_cache_bytes_per_request == 1_310_720_000
-    assert r.free_bytes == 2 * 15_365_627_904
-
-
 def test_concurrency_zero_is_a_verdict() -> None:
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=1, max_tokens=4000)
     assert r.max_concurrency == 0 and r.shortfall_bytes > 0

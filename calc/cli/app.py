@@ -31,9 +31,14 @@ _state = {"debug": False}
 _VALUE_ERROR = re.compile(r"^Invalid value for '[^']*': Value error, (?=--)")
 
 for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model.flops, memory.memory,
-                 training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench):
+                 training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench,
+                 serving.serve):
     app.command()(_command)
 app.command("train-time")(training.train_time)
+app.command("train-step")(training.train_step)
+app.command("train-plan")(training.train_plan)
+app.command()(bench.validate)
+app.command()(bench.calibrate)
 
 
 def _version(value: bool) -> None:

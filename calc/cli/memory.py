@@ -28,11 +28,13 @@ from calc.cli.options import (
     TpOpt,
     ZeroOpt,
     human_int,
+    option_given,
     refuse,
 )
 
 
 def memory(
+    ctx: typer.Context,
     model: ModelArg,
     mode: Annotated[Mode, typer.Option("--mode", help="infer or train")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
@@ -58,7 +60,8 @@ def memory(
 ) -> None:
     """Memory per category and per GPU; with --gpu, whether it fits and the smallest GPU count that does.
 
-    --mode infer: --batch requests of --seq tokens (input + output) each. --mode train: --batch is the
+    --mode infer: --batch requests of --seq tokens (input + output) each; without --dtype the weights are
+    priced as the checkpoint ships (fp8 / MXFP4 / GPTQ / AWQ / bnb from its quantization_config, else bf16). --mode train: --batch is the
     micro-batch, --seq the training sequence length."""
     from calc.cli.common import placement
     from calc.memory import inference_memory, training_memory
@@ -81,8 +84,10 @@ def memory(
     g = load_gpu(gpu) if gpu else None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
     if mode is Mode.infer:
-        result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype, kv_dtype=kv_dtype,
-                                  batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
+        # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
+        explicit = option_given(ctx, "dtype") or group_size is not None
+        result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype if explicit else None,
+                                  kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
     else:
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
                                  recompute=recompute.value, flash=flash, reserve_gib=reserve_gib)

@@ -74,6 +74,15 @@ def alias(primary: T | None, old: T | None, flag: str, old_flag: str, default: T
     return old if old is not None else default
 
 
+def option_given(ctx: typer.Context | None, name: str) -> bool:
+    """Whether the user typed option ``name`` rather than leaving its default (the context's parameter
+    source); True without a context, where a caller chose the value."""
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
 def refuse(flag: str, given: Any, why: str, default: Any = None) -> None:
     """Refuse an option that would not change this answer (never ignore it silently)."""
     if given is not None and given is not False and given != default:
@@ -151,3 +160,42 @@ SeqOptional = Annotated[int | None, typer.Option(
     "--seq", "-s", parser=human_int("--seq"), help="training sequence length (train; default 4096)")]
 ZeroOptional = Annotated[int | None, typer.Option(
     "--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3 (train; default 1)")]
+
+# --- training performance (train-step, train-plan, train-time) -------------------------------
+VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
+                                     help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+SystemOpt = Annotated[str | None, typer.Option(
+    "--system", help="node type: GPUs per node, NVLink and NIC bandwidth (see system_specs/; default: the one built from --gpu)")]
+
+# --- serving engine (issue 14): vLLM / SGLang settings, traffic and targets ----------------------
+
+
+class Engine(StrEnum):
+    vllm = "vllm"
+    sglang = "sglang"
+
+
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="whose memory accounting: vllm or sglang")]
+GpuMemUtilOpt = Annotated[float | None, typer.Option(
+    "--gpu-memory-utilization", parser=human_float("--gpu-memory-utilization", maximum=1.0),
+    help="vLLM: fraction of device memory the engine may use (default 0.9)")]
+MaxBatchedTokensOpt = Annotated[int | None, typer.Option(
+    "--max-num-batched-tokens", parser=human_int("--max-num-batched-tokens"),
+    help="vLLM: tokens per scheduler step (profile run and prefill chunk)")]
+MaxNumSeqsOpt = Annotated[int | None, typer.Option(
+    "--max-num-seqs", parser=human_int("--max-num-seqs"), help="requests running at once (default 256)")]
+BlockSizeOpt = Annotated[int | None, typer.Option(
+    "--block-size", parser=human_int("--block-size", maximum=4096), help="vLLM: KV tokens per block (default 16)")]
+MemFractionOpt = Annotated[float | None, typer.Option(
+    "--mem-fraction-static", parser=human_float("--mem-fraction-static", maximum=1.0),
+    help="SGLang: fraction for weights + KV pool (default by TP: 0.88..0.79)")]
+ChunkedPrefillOpt = Annotated[int | None, typer.Option(
+    "--chunked-prefill-size", parser=human_int("--chunked-prefill-size"), help="SGLang: prefill tokens per step")]
+SharedPrefixOpt = Annotated[int, typer.Option(
+    "--shared-prefix", parser=human_int("--shared-prefix", minimum=0),
+    help="prefix-cached tokens every request shares (stored once)")]
+TtftMsOpt = Annotated[float | None, typer.Option("--ttft-ms", parser=human_float("--ttft-ms"), help="TTFT target, ms")]
+TpotMsOpt = Annotated[float | None, typer.Option("--tpot-ms", parser=human_float("--tpot-ms"), help="TPOT target, ms")]
+RateOpt = Annotated[float | None, typer.Option("--rate", parser=human_float("--rate"), help="arrival rate, requests/s")]
+UsersOpt = Annotated[int | None, typer.Option("--users", parser=human_int("--users"), help="concurrent users (closed loop)")]
+EmitOpt = Annotated[Engine | None, typer.Option("--emit", help="print the launch command for the best layout")]

@@ -1,4 +1,5 @@
-"""Serving commands: `latency`, `concurrency`."""
+"""Serving commands: `latency`, `concurrency` and `serve`, all views of the engine model in
+calc.serving (engine memory as vLLM/SGLang allocate it, step time, layouts)."""
 
 from __future__ import annotations
 
@@ -9,46 +10,67 @@ import typer
 from calc.cli.options import (
     DEFAULT_DTYPE,
     BatchOpt,
+    BlockSizeOpt,
     CalibrationOpt,
     CausalOpt,
+    ChunkedPrefillOpt,
     DtypeOpt,
+    EmitOpt,
+    Engine,
+    EngineOpt,
     ExplainOpt,
+    GpuMemUtilOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    MaxBatchedTokensOpt,
     MaxModelLenOpt,
+    MaxNumSeqsOpt,
+    MemFractionOpt,
     ModelArg,
     NumGpusOpt,
     OutputOpt,
+    PlotOpt,
     PpOpt,
     PromptOpt,
+    RateOpt,
     ReserveOpt,
+    SharedPrefixOpt,
     TpOpt,
+    TpotMsOpt,
+    TtftMsOpt,
+    UsersOpt,
     alias,
     human_float,
     human_int,
+    refuse,
 )
+from calc.errors import LLMCalcError
+
+DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_context_gib
 
 
-def _serving_gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
-    """Serving places the model by TP over all GPUs here; --tp is the same number as --num-gpus."""
-    from calc.errors import LLMCalcError
+def _settings(engine: Engine, util: float | None, max_model_len: int | None, batched: int | None, seqs: int | None,
+              block: int | None, fraction: float | None, chunk: int | None) -> Any:
+    """EngineSettings from the options; an option of the other engine is refused, not ignored."""
+    from calc.specs.serving import EngineSettings
 
-    if pp not in (None, 1):
-        raise LLMCalcError("--pp", "latency/concurrency model TP only; `llmcalc serve` ranks TP x PP layouts")
-    if tp is not None and num_gpus is not None and tp != num_gpus:
-        raise LLMCalcError("--tp", f"{tp} != --num-gpus {num_gpus}: here every GPU is a TP rank; give one of them")
-    return tp or num_gpus or 1
+    if engine == Engine.sglang:
+        for flag, value in (("--gpu-memory-utilization", util), ("--max-num-batched-tokens", batched),
+                            ("--block-size", block)):
+            refuse(flag, value, "is a vLLM setting; SGLang takes --mem-fraction-static / --chunked-prefill-size")
+    else:
+        for flag, value in (("--mem-fraction-static", fraction), ("--chunked-prefill-size", chunk)):
+            refuse(flag, value, "is an SGLang setting; give --engine sglang")
+    given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
+             "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk}
+    return EngineSettings(engine=engine.value, **{k: v for k, v in given.items() if v is not None})
 
 
-def _fits(m: Any, gpu: Any, num_gpus: int, dtype: str, kv_dtype: str | None, batch: int, tokens: int,
-          reserve_gib: float) -> None:
-    from calc.cli.common import require_fit
-    from calc.memory import inference_memory
-    from calc.specs import Parallelism
+def _assumptions(reserve_gib: float) -> Any:
+    from calc.serving.assumptions import ServingAssumptions
 
-    require_fit(inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
-                                 batch=batch, seq=tokens, reserve_gib=reserve_gib))
+    return ServingAssumptions(cuda_context_gib=reserve_gib)
 
 
 def latency(
@@ -63,31 +85,40 @@ def latency(
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     causal: CausalOpt = False,
-    ttft_ms: Annotated[float | None, typer.Option(
-        "--ttft-ms", parser=human_float("--ttft-ms"), help="TTFT target to judge, ms")] = None,
+    ttft_ms: TtftMsOpt = None,
     old_ttft: Annotated[float | None, typer.Option(
         "--target-ttft-ms", parser=human_float("--target-ttft-ms"), hidden=True)] = None,
-    reserve_gib: ReserveOpt = 1.0,
+    engine: EngineOpt = Engine.vllm,
+    gpu_memory_utilization: GpuMemUtilOpt = None,
+    max_model_len: MaxModelLenOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    block_size: BlockSizeOpt = None,
+    mem_fraction_static: MemFractionOpt = None,
+    chunked_prefill_size: ChunkedPrefillOpt = None,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Time to first token and per output token for a static batch of identical requests, by roofline
-    (TP = number of GPUs). Refused when the batch does not fit in memory."""
+    """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
+    --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
     from calc.cli.common import check_context, load_calibration
     from calc.report.render import emit, latency_view
-    from calc.serving import latency as engine
+    from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
-    n = _serving_gpus(num_gpus, tp, pp)
-    target = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
+    ttft_ms = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
     m, g = load_model(model), load_gpu(gpu)
     check_context(m, prompt + output, "--prompt")
-    engine.check_serving_gpus(m, n)
-    _fits(m, g, n, dtype, kv_dtype, batch, prompt + output, reserve_gib)
-    result = engine.latency(
-        m, g, num_gpus=n, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype, causal=causal,
-        calibration=load_calibration(calibration), target_ttft_s=None if target is None else target / 1e3,
+    s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
+                  mem_fraction_static, chunked_prefill_size)
+    a = _assumptions(reserve_gib)
+    plan = engine_mod.serving_plan(m, num_gpus or 1, tp, pp or 1)
+    engine_mod.require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    result = engine_mod.latency(
+        m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
+        kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
+        target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
     emit(result, as_json, explain, latency_view)
 
@@ -103,23 +134,85 @@ def concurrency(
     pp: PpOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    reserve_gib: ReserveOpt = 1.0,
+    engine: EngineOpt = Engine.vllm,
+    gpu_memory_utilization: GpuMemUtilOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    block_size: BlockSizeOpt = None,
+    mem_fraction_static: MemFractionOpt = None,
+    chunked_prefill_size: ChunkedPrefillOpt = None,
+    shared_prefix: SharedPrefixOpt = 0,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Maximum concurrent requests of --max-model-len tokens (default: the model's context window, as
-    vLLM does) whose KV cache fits beside the weights, and vs context length."""
+    """Requests of --max-model-len tokens (default: the model's context window, as vLLM does) the
+    engine's KV cache holds at once, in the engine's own terms (# GPU blocks, KV cache tokens)."""
     from calc.cli.common import check_context
     from calc.report.render import concurrency_view, emit
-    from calc.serving import latency as engine
+    from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
-    n = _serving_gpus(num_gpus, tp, pp)
     m, g = load_model(model), load_gpu(gpu)
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
-    if tokens is None:
-        tokens = getattr(m, "context_window", None) or m.max_position_embeddings
+    tokens = tokens or getattr(m, "context_window", None) or m.max_position_embeddings
     check_context(m, tokens, "--max-model-len")
-    result = engine.concurrency(m, g, num_gpus=n, max_tokens=tokens, dtype=dtype, kv_dtype=kv_dtype,
-                                reserve_gib=reserve_gib)
+    s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
+                  mem_fraction_static, chunked_prefill_size)
+    result = engine_mod.concurrency(m, g, num_gpus=num_gpus or 1, tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype,
+                                    kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
+                                    assumptions=_assumptions(reserve_gib))
     emit(result, as_json, explain, concurrency_view)
+
+
+def serve(
+    model: ModelArg,
+    gpu: GpuOpt,
+    prompt: PromptOpt,
+    output: OutputOpt = 256,
+    num_gpus: NumGpusOpt = None,
+    ttft_ms: TtftMsOpt = None,
+    tpot_ms: TpotMsOpt = None,
+    rate: RateOpt = None,
+    users: UsersOpt = None,
+    dtype: DtypeOpt = DEFAULT_DTYPE,
+    kv_dtype: KvDtypeOpt = None,
+    engine: EngineOpt = Engine.vllm,
+    gpu_memory_utilization: GpuMemUtilOpt = None,
+    max_model_len: MaxModelLenOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    max_num_seqs: MaxNumSeqsOpt = None,
+    block_size: BlockSizeOpt = None,
+    mem_fraction_static: MemFractionOpt = None,
+    chunked_prefill_size: ChunkedPrefillOpt = None,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    emit_engine: EmitOpt = None,
+    calibration: CalibrationOpt = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
+) -> None:
+    """Rank replica x TP x PP layouts by output tokens/s per GPU meeting --ttft-ms/--tpot-ms, and the
+    GPUs needed for --rate requests/s or --users concurrent users; says which resource binds."""
+    from calc.cli.common import check_context, load_calibration, output_path
+    from calc.report.render import emit, serve_view
+    from calc.serving.plan import serve_plan
+    from calc.sources.catalog import load_gpu, load_model
+
+    if output < 1:
+        raise LLMCalcError("--output", "serve needs >= 1 generated token per request")
+    m, g = load_model(model), load_gpu(gpu)
+    check_context(m, prompt + output, "--prompt")
+    if max_model_len is not None and max_model_len < prompt + output:
+        raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
+    plot_path = output_path(plot, "--plot", (".png", ".svg"))
+    s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
+                  mem_fraction_static, chunked_prefill_size)
+    result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
+                        num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
+                        calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),
+                        emit=emit_engine.value if emit_engine else None)
+    if plot_path is not None:
+        from calc.report.plot import plot_serve_frontier
+
+        plot_serve_frontier(result, str(plot_path))
+    emit(result, as_json, explain, serve_view)

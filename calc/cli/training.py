@@ -1,8 +1,9 @@
-"""Training commands: `mfu`, `train-time`."""
+"""Training commands: `mfu`, `train-time`, `train-step`, `train-plan`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
 
@@ -10,21 +11,36 @@ from calc.cli.options import (
     DEFAULT_DTYPE,
     CalibrationOpt,
     CausalOpt,
+    CpOpt,
+    DpOpt,
+    EpOpt,
     ExplainOpt,
     GlobalBatchOpt,
     GpuOpt,
     GpuOptional,
     JsonOpt,
     MfuOpt,
+    MicroBatchOpt,
     ModelArg,
     ModelArgOptional,
     NumGpusOpt,
     OldModelOpt,
     OldPriceOpt,
+    PlotOpt,
+    PpOpt,
     PriceOpt,
+    Recompute,
+    RecomputeOpt,
+    ReserveOpt,
     SeqOpt,
+    SpOpt,
+    SystemOpt,
     TokensOpt,
+    TpOpt,
+    VppOpt,
+    ZeroOpt,
     human_float,
+    human_int,
 )
 
 PeakDtypeOpt = Annotated[str, typer.Option("--dtype", help="compute dtype of the peak: bf16, fp16, fp8, tf32")]
@@ -125,3 +141,184 @@ def train_time(
         calibration=load_calibration(calibration),
     )
     emit(result, as_json, explain, train_time_view)
+
+
+# --- training performance model: train-step, train-plan -----------------------------------------
+
+class Attention(StrEnum):
+    flash = "flash"
+    unfused = "unfused"
+
+
+AttentionOpt = Annotated[Attention, typer.Option(
+    "--attention", help="attention kernel: flash (fused, causal half) or unfused (full s x s scores, Megatron 2021-22)")]
+CollectiveEffOpt = Annotated[float | None, typer.Option(
+    "--collective-eff", parser=human_float("--collective-eff", maximum=1.0), help="achieved busBW / link bandwidth (default 0.8)")]
+OverlapEffOpt = Annotated[float | None, typer.Option(
+    "--overlap-eff", parser=human_float("--overlap-eff", allow_zero=True, maximum=1.0),
+    help="share of overlappable communication hidden under compute (default 0.85)")]
+TpOverlapOpt = Annotated[float | None, typer.Option(
+    "--tp-overlap", parser=human_float("--tp-overlap", allow_zero=True, maximum=1.0), help="share of TP collectives hidden (default 0)")]
+EpOverlapOpt = Annotated[float | None, typer.Option(
+    "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
+CapacityOpt = Annotated[float | None, typer.Option(
+    "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (default 1.0)")]
+
+
+def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
+          collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
+          capacity_factor: float | None) -> Any:
+    """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
+    from dataclasses import replace
+
+    from calc.cli.common import check_context, warn
+    from calc.errors import LLMCalcError
+    from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu
+    from calc.training.cost import Efficiencies, ModelCost
+
+    m, g = load_model(model), load_gpu(gpu)
+    try:
+        check_context(m, seq, "--seq")
+    except LLMCalcError as exc:
+        warn("--seq", exc.problem + " (training beyond it extends the context)")
+    node = load_system(system) if system else system_for_gpu(g)
+    if node is None:
+        raise LLMCalcError("--system", f"no node type ships for {g.name}; give --system (see system_specs/) or a YAML")
+    if node.gpu != g.name:
+        raise LLMCalcError("--system", f"{node.name} is built from {node.gpu}, not {g.name}")
+    if m.moe is None and capacity_factor is not None:
+        raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
+    overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
+                                   "ep_overlap": ep_overlap, "capacity_factor": capacity_factor}.items() if v is not None}
+    eff = replace(Efficiencies(flash=attention == Attention.flash), **overrides)
+    return ModelCost(m, g, node, seq, dtype, eff, load_calibration_arg(calibration))
+
+
+def load_calibration_arg(path: str | None) -> Any:
+    from calc.cli.common import load_calibration
+
+    return load_calibration(path)
+
+
+def train_step(
+    model: ModelArg,
+    gpu: GpuOpt,
+    global_batch: GlobalBatchOpt = None,
+    num_gpus: NumGpusOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dp: DpOpt = None,
+    cp: CpOpt = None,
+    ep: EpOpt = None,
+    vpp: VppOpt = 1,
+    sp: SpOpt = False,
+    micro_batch: MicroBatchOpt = 1,
+    seq: SeqOpt = 4096,
+    zero: ZeroOpt = 0,
+    recompute: RecomputeOpt = Recompute.none,
+    system: SystemOpt = None,
+    attention: AttentionOpt = Attention.flash,
+    collective_eff: CollectiveEffOpt = None,
+    overlap_eff: OverlapEffOpt = None,
+    tp_overlap: TpOverlapOpt = None,
+    ep_overlap: EpOverlapOpt = None,
+    capacity_factor: CapacityOpt = None,
+    reserve_gib: ReserveOpt = 1.0,
+    dtype: PeakDtypeOpt = DEFAULT_DTYPE,
+    calibration: CalibrationOpt = None,
+    as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
+) -> None:
+    """Step time of one parallel plan: every term (compute, recompute, TP/EP/CP/PP/DP communication,
+    bubble, optimizer) and how much is exposed, tokens/s, MFU, HFU, memory per GPU. A plan that does not
+    fit is refused with the memory it needs."""
+    from calc.errors import LLMCalcError
+    from calc.report.render import emit
+    from calc.report.training_views import train_step_view
+    from calc.training.layout import Layout
+    from calc.training.step import train_step as engine
+
+    if global_batch is None:
+        raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
+    tp_, pp_, cp_, ep_ = tp or 1, pp or 1, cp or 1, ep or 1
+    if dp is None:
+        if num_gpus is None:
+            dp = 1
+        elif num_gpus % (tp_ * pp_ * cp_):
+            raise LLMCalcError("--num-gpus", f"{num_gpus} is not a multiple of TP x PP x CP = {tp_ * pp_ * cp_}")
+        else:
+            dp = num_gpus // (tp_ * pp_ * cp_)
+    cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
+                 ep_overlap, capacity_factor)
+    layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
+                    recompute=recompute.value)  # type: ignore[arg-type]
+    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
+    if not result.fits and not as_json:
+        raise LLMCalcError("--num-gpus", result.verdict)
+    emit(result, as_json, explain, train_step_view)
+
+
+def train_plan(
+    model: ModelArg,
+    gpu: GpuOpt,
+    num_gpus: NumGpusOpt = None,
+    global_batch: GlobalBatchOpt = None,
+    seq: SeqOpt = 4096,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    cp: CpOpt = None,
+    ep: EpOpt = None,
+    zero: Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
+                                             help="pin the ZeRO stage (default: search 0-3)")] = None,
+    micro_batch: Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
+                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")] = None,
+    cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="let TP span nodes")] = False,
+    top: Annotated[int, typer.Option("--top", parser=human_int("--top", maximum=1000), help="plans to show")] = 10,
+    system: SystemOpt = None,
+    attention: AttentionOpt = Attention.flash,
+    collective_eff: CollectiveEffOpt = None,
+    overlap_eff: OverlapEffOpt = None,
+    tp_overlap: TpOverlapOpt = None,
+    ep_overlap: EpOverlapOpt = None,
+    capacity_factor: CapacityOpt = None,
+    dtype: PeakDtypeOpt = DEFAULT_DTYPE,
+    calibration: CalibrationOpt = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
+) -> None:
+    """The fastest TP/PP/DP/CP/EP layouts that fit (with ZeRO stage, micro-batch, recomputation and
+    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch pin a degree."""
+    from calc.cli.common import output_path
+    from calc.errors import LLMCalcError
+    from calc.report.render import emit
+    from calc.report.training_views import plot_step_breakdown, train_plan_view
+    from calc.training.plan import SearchSpace, search_plans
+
+    if num_gpus is None:
+        raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model?")
+    if global_batch is None:
+        raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
+    target = output_path(plot, "--plot", (".png", ".svg"))
+    pins = tuple((k, v) for k, v in (("tp", tp), ("pp", pp), ("cp", cp), ("ep", ep), ("zero", zero),
+                                     ("micro_batch", micro_batch)) if v is not None)
+    cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
+                 ep_overlap, capacity_factor)
+    if ep is not None and ep > 1 and cost.m.moe is None:
+        raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
+    result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
+    if target is not None and result.plans:
+        plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))
+    if as_json:
+        from calc.report.render import emit_json
+
+        emit_json(result)
+        return
+    emit(result, False, False, train_plan_view)
+    if explain:
+        from calc.report.render import console, explain_panel
+
+        lines = [f"assumption: {a}" for a in result.assumptions]
+        if result.plans:
+            lines += [f"best plan: {line}" for line in result.plans[0].explain if not line.startswith("assumption:")]
+        console.print(explain_panel(lines))

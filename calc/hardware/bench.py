@@ -7,15 +7,20 @@ figure "CPU" and never reports it as a GPU peak.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
+from calc.units import dtype_bytes
+
+if TYPE_CHECKING:
+    from calc.hardware.calibration import Calibration
 
 TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "tf32": "float32", "fp32": "float32", "fp8": "float8_e4m3fn"}
 GPU_SIZES = (1024, 2048, 4096, 8192)
@@ -48,6 +53,48 @@ def import_torch() -> Any:
     except ImportError:
         raise LLMCalcError("bench", "torch is not installed; run: pip install 'llmcalc[bench]' (torch==2.13.0)") from None
     return torch
+
+
+@contextlib.contextmanager
+def memory_guard(flag: str, advice: str) -> Iterator[None]:
+    """Running out of device (or host) memory while measuring is one line naming ``flag``, not a traceback."""
+    try:
+        yield
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is a RuntimeError; so is a failed CPU allocation
+        text = str(exc).lower()
+        if "out of memory" not in text and "can't allocate" not in text:
+            raise
+        raise LLMCalcError(flag, f"does not fit in this device's memory ({str(exc).splitlines()[0][:120]}); {advice}") from None
+
+
+def filled(torch: Any, shape: tuple[int, ...], device: str, dtype: Any) -> Any:
+    """A tensor to time ops on. GPU: small random values (all-zero operands draw less power and
+    can clock higher). CPU: a constant, since drawing gigabytes of random numbers takes seconds
+    there and the values do not change a CPU kernel's time (no zeros, no denormals)."""
+    if device == "cpu":
+        return torch.full(shape, 0.01, dtype=dtype)
+    return torch.empty(*shape, device=device, dtype=dtype).uniform_(-0.02, 0.02)
+
+
+class DeviceInfo(BaseModel):
+    """The device torch sees: CUDA GPU 0 when there is one, else the CPU (labelled so)."""
+
+    is_gpu: bool
+    device: str  # torch device string
+    device_name: str
+    gpu: str | None  # catalog name matched from the device name
+    gpu_count: int
+    notes: list[str]
+
+
+def device_info(torch: Any) -> DeviceInfo:
+    if not torch.cuda.is_available():
+        return DeviceInfo(is_gpu=False, device="cpu", device_name="CPU", gpu=None, gpu_count=0,
+                          notes=["no GPU was found: these are CPU figures at small sizes, not GPU peaks"])
+    name = torch.cuda.get_device_name(0)
+    gpu = match_gpu(name)
+    notes = [] if gpu else [f"'{name}' is not in the GPU catalog: figures are reported without a fraction of peak"]
+    return DeviceInfo(is_gpu=True, device="cuda", device_name=name, gpu=gpu, gpu_count=torch.cuda.device_count(), notes=notes)
 
 
 class Timing(BaseModel):
@@ -100,7 +147,7 @@ class BenchResult(BaseModel):
     notes: list[str]
 
 
-def _timer(torch: Any, on_gpu: bool, fn: Callable[[], Any], warmup: int, repeats: int) -> Timing:
+def time_fn(torch: Any, on_gpu: bool, fn: Callable[[], Any], warmup: int, repeats: int) -> Timing:
     """Median/min/max seconds of fn(), after warm-up; CUDA events on a GPU, perf_counter on CPU."""
     for _ in range(warmup):
         fn()
@@ -144,27 +191,20 @@ def run_bench(
     torch = import_torch()
     if dtype not in TORCH_DTYPES:
         raise LLMCalcError("--dtype", f"bench supports {', '.join(TORCH_DTYPES)}; got {dtype!r}")
-    on_gpu = torch.cuda.is_available()
-    device = "cuda" if on_gpu else "cpu"
-    notes: list[str] = []
+    info = device_info(torch)
+    on_gpu, device, device_name, gpu_name, notes = info.is_gpu, info.device, info.device_name, info.gpu, list(info.notes)
     if not on_gpu:
-        notes.append("no GPU was found: these are CPU figures at small sizes, not GPU peaks")
         if dtype == "fp8":
             raise LLMCalcError("--dtype", "fp8 GEMMs need a Hopper-class GPU; none was found")
         repeats = min(repeats, 5)
     if dtype in ("tf32", "fp32"):
         torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
-    device_name = torch.cuda.get_device_name(0) if on_gpu else "CPU"
-    gpu_name = match_gpu(device_name) if on_gpu else None
     peak = None
     if gpu_name:
         from calc.hardware.peaks import peak_tflops
         from calc.sources.catalog import load_gpu
 
-        spec = load_gpu(gpu_name)
-        peak = peak_tflops(spec, dtype)
-    elif on_gpu:
-        notes.append(f"'{device_name}' is not in the GPU catalog: figures are reported without a fraction of peak")
+        peak = peak_tflops(load_gpu(gpu_name), dtype)
     shapes = [("square", s, s, s) for s in (sizes or (GPU_SIZES if on_gpu else CPU_SIZES))]
     fused_shapes = None
     if model:
@@ -179,7 +219,7 @@ def run_bench(
         if progress:
             progress(f"GEMM {m}x{k}x{n}", 1)
         a, b = _operands(torch, device, dtype, m, k, n)
-        t = _timer(torch, on_gpu, lambda a=a, b=b: matmul(a, b), warmup=3, repeats=repeats)
+        t = time_fn(torch, on_gpu, lambda a=a, b=b: matmul(a, b), warmup=3, repeats=repeats)
         tflops = 2 * m * k * n / t.median_s / 1e12
         gemms.append(GemmTiming(label=label, m=m, k=k, n=n, timing=t, achieved_tflops=tflops,
                                 fraction_of_peak=tflops / peak if peak else None))
@@ -204,7 +244,7 @@ def _copy_bandwidth(torch: Any, device: str, on_gpu: bool, repeats: int, gpu_nam
     size = 2**30 if on_gpu else 2**26
     src = torch.empty(size, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    t = _timer(torch, on_gpu, lambda: dst.copy_(src), warmup=2, repeats=repeats)
+    t = time_fn(torch, on_gpu, lambda: dst.copy_(src), warmup=2, repeats=repeats)
     gb_s = 2 * size / t.median_s / 1e9
     spec = None
     if gpu_name:
@@ -221,8 +261,8 @@ def _fused(torch: Any, device: str, on_gpu: bool, dtype: str, shapes: Any, repea
     w_qkv = torch.randn(shapes.hidden, shapes.qkv_out, device=device, dtype=base)
     w_mlp = torch.randn(shapes.hidden, shapes.mlp_in_out, device=device, dtype=base)
     w_fused = torch.cat([w_qkv, w_mlp], dim=1)
-    separate = _timer(torch, on_gpu, lambda: (x @ w_qkv, x @ w_mlp), warmup=3, repeats=repeats)
-    fused = _timer(torch, on_gpu, lambda: x @ w_fused, warmup=3, repeats=repeats)
+    separate = time_fn(torch, on_gpu, lambda: (x @ w_qkv, x @ w_mlp), warmup=3, repeats=repeats)
+    fused = time_fn(torch, on_gpu, lambda: x @ w_fused, warmup=3, repeats=repeats)
     together = torch.cat([x @ w_qkv, x @ w_mlp], dim=1)
     tol = 1e-2 if base in (torch.bfloat16, torch.float16) else 1e-4
     close = bool(torch.allclose(together.float(), (x @ w_fused).float(), rtol=tol, atol=tol))
@@ -233,13 +273,30 @@ def _fused(torch: Any, device: str, on_gpu: bool, dtype: str, shapes: Any, repea
     )
 
 
-def calibration_from(result: BenchResult) -> dict[str, Any]:
-    """The calibration record `--save` writes: the best square-GEMM rate and the copy bandwidth."""
-    square = [g for g in result.gemms if g.label == "square"] or result.gemms
-    return {
-        "gpu": result.gpu, "device_name": result.device_name, "dtype": result.dtype,
-        "achieved_tflops": max(g.achieved_tflops for g in square),
-        "achieved_gb_s": result.copy_bandwidth.achieved_gb_s,
-        "date": _dt.date.today().isoformat(), "torch_version": result.torch_version,
-        "cuda_version": result.cuda_version, "is_gpu": result.is_gpu,
-    }
+def calibration_from(result: BenchResult) -> Calibration:
+    """The calibration `bench --save` (without --model) writes: each square GEMM and the copy as
+    points. GPU: fractions of the catalog peak. CPU: of the best rates measured (labelled 'cpu')."""
+    from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point
+
+    if result.is_gpu and result.gpu is None:
+        raise LLMCalcError("--save", f"'{result.device_name}' is not in the GPU catalog; a calibration needs its peak")
+    if result.is_gpu:
+        from calc.sources.catalog import load_gpu
+
+        assert result.peak_tflops is not None
+        roofline = Roofline(peak_tflops=result.peak_tflops, peak_gb_s=load_gpu(result.gpu).hbm_tb_s * 1000,
+                            source=f"{result.gpu} datasheet peak ({result.dtype}) and HBM bandwidth")
+    else:
+        roofline = Roofline(peak_tflops=max(g.achieved_tflops for g in result.gemms),
+                            peak_gb_s=result.copy_bandwidth.achieved_gb_s,
+                            source="measured on this CPU (no published peak): best GEMM rate and copy bandwidth")
+    elem = float(dtype_bytes("bf16" if result.dtype == "fp8" else result.dtype))
+    gemms = [measured_point("gemm", f"{g.label} {g.m}x{g.k}x{g.n}", 2.0 * g.m * g.k * g.n,
+                            (g.m * g.k + g.k * g.n + g.m * g.n) * elem, g.timing.median_s, roofline) for g in result.gemms]
+    c = result.copy_bandwidth
+    copy = measured_point("memory", "copy", 0.0, 2.0 * c.bytes_per_copy, c.timing.median_s, roofline)
+    return Calibration(
+        gpu=result.gpu or CPU_DEVICE, device_name=result.device_name, is_gpu=result.is_gpu, dtype=result.dtype,
+        date=_dt.date.today().isoformat(), torch_version=result.torch_version, cuda_version=result.cuda_version,
+        roofline=roofline, ops={"gemm": gemms, "memory": [copy]}, notes=result.notes,
+    )

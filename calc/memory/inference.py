@@ -8,7 +8,7 @@ from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
 from calc.memory.kv import _kv_explain, kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
-from calc.memory.weights import weight_bytes
+from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
 from calc.sanity import check_context
@@ -17,15 +17,20 @@ from calc.units import GIB, dtype_bytes, gb, gib
 
 
 def inference_memory(
-    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str = "bf16",
+    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
     act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
 ) -> MemoryResult:
     """Serving memory of ``batch`` requests of ``seq`` tokens each (input + output).
 
-    per GPU = weights/(t*p) + kv_per_token(g/t heads, L/p layers)*B*S + B*S*H*c*bytes/t + reserve.
+    per GPU = weights/(t*p) + KV(S tokens; local layers capped at their window; g/t heads, L/p layers)*B
+    + B*S*H*c*bytes/t + reserve. ``dtype`` None = the checkpoint as shipped (quantization_config).
     """
     plan = check_layout(m, plan or Parallelism())
+    shipped = dtype is None and m.quantization is not None  # unquantized: as shipped = the checkpoint dtype
+    dtype = None if shipped else dtype or m.checkpoint_dtype
+    groups = {} if group_size else weight_bytes_by_group(m, dtype)
+    dtype = dtype or m.checkpoint_dtype
     kv_dtype = kv_dtype or dtype
     for name, value in (("--batch", batch), ("--seq", seq)):
         if value < 1:
@@ -34,7 +39,7 @@ def inference_memory(
         raise LLMCalcError("--reserve-gib", f"must be >= 0, got {reserve_gib}")
     params = count_params(m).total_params
     shards = plan.tp * plan.pp
-    weights = weight_bytes(params, dtype, group_size)
+    weights = sum(groups.values()) if shipped else weight_bytes(params, dtype, group_size)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype)
     c = activation_factor(m) if act_factor is None else act_factor
     act_elem = dtype_bytes("fp16" if dtype in ("int4", "int8", "fp8") else dtype)
@@ -60,20 +65,22 @@ def inference_memory(
     kv_total = kv_seq * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
-        model=m.name, mode="infer", dtype=dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
+        model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
         activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,
         total_bytes=weights + kv_total + activations + reserve * shards,
-        per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict,
+        per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict, weight_bytes_by_group=groups,
         assumptions=[
-            f"weights in {dtype}" + (f" with one fp16 scale per {group_size} weights" if group_size else ""),
+            (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}")
+            + (f" with one fp16 scale per {group_size} weights" if group_size else ""),
             f"KV cache in {kv_dtype}; KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}",
             f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
             f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",
         ],
         explain=[
-            f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)",
+            ("weights as shipped = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items()) + f" = {gb(weights):.2f} GB"
+             if shipped else f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)"),
             _kv_explain(m, kv_dtype, kv_token),
             f"KV cache = {kv_seq:,} B/sequence of {seq} tokens (local layers capped at their window) x {batch}"
             f" = {kv_total:,} B ({gb(kv_total):.2f} GB)",

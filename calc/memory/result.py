@@ -40,6 +40,7 @@ class MemoryResult(BaseModel):
     fits: bool | None
     headroom_bytes_per_gpu: int | None
     min_gpus: int | None
+    weight_bytes_by_group: dict[str, int] = {}  # embedding, attention, mlp, experts, ... (as priced)
     assumptions: list[str]
     explain: list[str]
     warnings: list[str] = []

@@ -50,32 +50,24 @@ def training_memory(
         raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
     params = count_params(m).total_params
     w, g, o = RECIPES[recipe]
+    reserve = int(reserve_gib * GIB)
 
     def per_gpu_for(layout: Parallelism) -> dict[str, int]:
-        shards = layout.tp * layout.pp
-
-        def zero_split(per_param: int, stage: int) -> int:
-            return math.ceil(params * per_param / shards / (layout.dp if zero >= stage else 1))
-
-        return {
-            "weights": zero_split(w, 3),
-            "gradients": zero_split(g, 2),
-            "optimizer": zero_split(o, 1),
-            "activations": activations,
-            "reserve": reserve,
-        }
+        return training_bytes_per_gpu(
+            m, params=params, tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sp=layout.sequence_parallel,
+            recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq, recompute=recompute, flash=flash,
+            reserve_bytes=reserve,
+        )
 
     s_local = seq // plan.cp
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
                                     plan.sequence_parallel, recompute, flash)
     in_flight = plan.pp
-    blocks = layers_per_stage(m, plan.pp) * in_flight * layer
+    per_gpu = per_gpu_for(plan)
+    activations = per_gpu["activations"]
     sp_div = plan.tp if plan.sequence_parallel else 1
     embed = s_local * micro_batch * m.hidden_size * in_flight / sp_div
     output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / plan.tp if plan.pp == 1 else 0
-    activations = math.ceil(blocks + embed + output)
-    reserve = int(reserve_gib * GIB)
-    per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     n = plan.num_gpus
     fixed = plan.tp * plan.pp * plan.cp
@@ -115,3 +107,38 @@ def training_memory(
             + f" = {gib(per_gpu_bytes):.2f} GiB",
         ],
     )
+
+
+def training_bytes_per_gpu(
+    m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
+    sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
+    recompute: Recompute = "none", flash: bool = True, reserve_bytes: int = 0, in_flight: int | None = None,
+) -> dict[str, int]:
+    """Bytes per GPU on the first pipeline stage, by category (the arithmetic of ``training_memory``).
+
+    states: dense params N - N_e split by t*p, routed-expert params N_e by t*p*e; ZeRO stage >= 1 shards
+    optimizer state over the d ranks (experts over d/e), >= 2 gradients, 3 weights. Activations: ceil(L/p)
+    layers x in-flight microbatches (default p) x Korthikanti bytes per layer at s/c tokens, + embedding
+    dropout mask s*b*h*in_flight (/t with SP) + output layer 4*s*b*h*(1 + v/h)/t when p = 1.
+    """
+    w, g, o = RECIPES[recipe]
+    dense, experts = params - expert_params, expert_params
+    edp = max(dp // ep, 1)
+
+    def split(per_param: int, stage: int) -> int:
+        return math.ceil(dense * per_param / (tp * pp) / (dp if zero >= stage else 1)
+                         + experts * per_param / (tp * pp * ep) / (edp if zero >= stage else 1))
+
+    s_local = seq // cp
+    in_flight = pp if in_flight is None else in_flight
+    layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, tp, sp, recompute, flash)
+    blocks = layers_per_stage(m, pp) * in_flight * layer
+    embed = s_local * micro_batch * m.hidden_size * in_flight / (tp if sp else 1)
+    output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / tp if pp == 1 else 0
+    return {
+        "weights": split(w, 3),
+        "gradients": split(g, 2),
+        "optimizer": split(o, 1),
+        "activations": math.ceil(blocks + embed + output),
+        "reserve": reserve_bytes,
+    }

@@ -79,7 +79,28 @@ def attention_tensors(m: ModelSpec) -> list[Tensor]:
         *_linear("attention", "k_proj", H, g * d, m.qkv_bias, "H*g*d"),
         *_linear("attention", "v_proj", H, g * d, m.qkv_bias, "H*g*d"),
         *_linear("attention", "o_proj", h * d, H, m.out_bias, "h*d*H"),
+        *attention_extras(m),
     ]
+
+
+def attention_extras(m: ModelSpec) -> list[Tensor]:
+    """Per-layer attention parameters beside the projections.
+
+    q/k norms: 'head' = one d-wide RMSNorm for q and one for k, shared by the heads (Qwen3, Gemma 3:
+    modeling_qwen3 Qwen3RMSNorm(head_dim)); 'full' = over the whole projection, h*d and g*d (OLMo 2:
+    modeling_olmo2 q_norm(h*d), k_norm(g*d); Cohere: CohereLayerNorm((h, d)) and ((g, d))).
+    Sinks: one learned logit per head (gpt-oss, modeling_gpt_oss ``self.sinks``: h).
+    """
+    h, g, d = m.num_heads, m.kv_heads, m.dim_per_head
+    out: list[Tensor] = []
+    if m.qk_norm == "head":
+        out.append(Tensor("attention", 2 * d, f"q_norm + k_norm: 2*d = 2*{d}"))
+    elif m.qk_norm == "full":
+        n = _norm_size(m, (h + g) * d)
+        out.append(Tensor("attention", n, f"q_norm + k_norm over the projections: (h+g)*d = ({h}+{g})*{d}"))
+    if m.attention_sinks:
+        out.append(Tensor("attention", h, f"attention sinks: h = {h}"))
+    return out
 
 
 def mlp_tensors(m: ModelSpec, width: int, component: str = "mlp", bias: bool | None = None) -> list[Tensor]:
@@ -106,9 +127,13 @@ def moe_tensors(m: ModelSpec) -> list[Tensor]:
         )
         for t in mlp_tensors(m, e.expert_intermediate_size, bias=False)
     ]
+    if e.expert_bias:  # gpt-oss: gate_up_proj_bias (E, 2I) and down_proj_bias (E, H)
+        width = e.expert_intermediate_size * (2 if m.gated_mlp else 1) + H
+        experts.append(Tensor("experts", e.num_experts * width, f"expert biases: E*({'2' if m.gated_mlp else ''}I_e+H) = "
+                              f"{e.num_experts}*{width}", active=e.experts_per_token * width))
     out = [
         *experts,
-        *_linear("router", "router", H, e.num_experts, False, "H*E"),
+        *_linear("router", "router", H, e.num_experts, e.router_linear_bias, "H*E"),
     ]
     if e.router_bias:
         out.append(Tensor("router", e.num_experts, f"e_score_correction_bias: E = {e.num_experts}"))
@@ -151,6 +176,25 @@ def model_tensors(m: ModelSpec) -> list[Tensor]:
     return out
 
 
+def mtp_tensors(m: ModelSpec) -> list[Tensor]:
+    """Multi-token-prediction modules shipped beside the main model, as the checkpoint stores them
+    (DeepSeek-V3 arXiv 2412.19437 section 2.2; layer 61 of its checkpoint, layer 92 of GLM-4.5):
+    per module enorm + hnorm (2H), eh_proj 2H*H, one decoder block (MoE when the model has experts),
+    shared_head.norm H, and its own copy of the embedding and output head (2*V*H)."""
+    if not m.mtp_layers:
+        return []
+    H, V = m.hidden_size, m.vocab_size
+    one = [
+        Tensor("mtp", 2 * H, f"enorm + hnorm: 2*H = 2*{H}"),
+        Tensor("mtp", 2 * H * H, f"eh_proj: 2H*H = {2 * H}*{H}"),
+        *[Tensor("mtp", t.params, t.formula, active=t.active, matmul=t.matmul, shape=t.shape, name=t.name)
+          for t in layer_tensors(m, moe_layer=bool(m.moe))],
+        Tensor("mtp", H, f"shared_head.norm: H = {H}"),
+        Tensor("mtp", 2 * V * H, f"embed_tokens + shared_head.head: 2*V*H = 2*{V}*{H}"),
+    ]
+    return [t for _ in range(m.mtp_layers) for t in one]
+
+
 class LayerKind(BaseModel):
     """A kind of block (dense or MoE) with how many the model has and what one holds."""
 
@@ -174,6 +218,8 @@ class ParamCount(BaseModel):
     matmul_params: int  # weights multiplied per token (active experts, head incl. when tied)
     textbook_params: int
     textbook_diff_pct: float
+    mtp_params: int = 0  # multi-token-prediction modules, not in total_params (transformers does not build them)
+    total_params_with_mtp: int = 0
     explain: list[str]
 
 
@@ -192,6 +238,13 @@ def layer_kinds(m: ModelSpec) -> list[tuple[str, int, list[Tensor]]]:
     if m.moe.num_dense_layers:
         kinds.insert(0, ("dense", m.moe.num_dense_layers, layer_tensors(m, moe_layer=False)))
     return kinds
+
+
+def tensor_copies(m: ModelSpec, with_mtp: bool = False) -> list[tuple[Tensor, int]]:
+    """Every tensor of the model with the number of copies it holds (per-layer tensors x block count)."""
+    out = [(t, count) for _, count, tensors in layer_kinds(m) for t in tensors]
+    out += [(t, 1) for t in model_tensors(m)]
+    return out + ([(t, 1) for t in mtp_tensors(m)] if with_mtp else [])
 
 
 def textbook_params(m: ModelSpec) -> int:
@@ -231,6 +284,9 @@ def count_params(m: ModelSpec) -> ParamCount:
     explain += [f"  {f}" for k in kinds for f in k.formulas]
     explain += [t.formula for t in outside]
     explain.append(f"total = {total:,}")
+    mtp = sum(t.params for t in mtp_tensors(m))
+    if mtp:
+        explain.append(f"MTP modules ({m.mtp_layers}) = {mtp:,}; with MTP = {total + mtp:,} (main model above)")
     explain.append(
         f"textbook 12*L*H^2 + V*H = 12*{m.num_layers}*{m.hidden_size}^2 + {m.vocab_size}*{m.hidden_size}"
         f" = {textbook:,} ({100 * (textbook - total) / total:+.2f}% vs exact)"
@@ -245,5 +301,7 @@ def count_params(m: ModelSpec) -> ParamCount:
         matmul_params=sum(t.matmul for t in everything),
         textbook_params=textbook,
         textbook_diff_pct=100 * (textbook - total) / total,
+        mtp_params=mtp,
+        total_params_with_mtp=total + mtp,
         explain=explain,
     )

@@ -15,6 +15,7 @@ from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
 from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.specs.serving import whole_blocks
 from calc.training.mfu import TrainTimeResult, train_time
 
 
@@ -48,26 +49,25 @@ class Report(BaseModel):
     chart: MemoryChart | None = None
 
 
-def _chart(m: ModelSpec, gpu: GPUSpec, num_gpus: int, dtype: str, kv_dtype: str | None, max_tokens: int,
-           limit: int) -> MemoryChart:
-    plan = Parallelism(tp=num_gpus)
+def _chart(conc: ConcurrencyResult) -> MemoryChart:
+    """Memory vs requests and vs context, in the engine's terms (as `concurrency` counts it): weights,
+    KV in whole blocks per request, and the rest (reserve outside the utilisation fraction, non-torch
+    memory, the profile run's activation peak)."""
+    limit = conc.max_concurrency
 
     def point(requests: int, tokens: int) -> ChartPoint:
-        # As in `concurrency`: KV for every request, activations of one prefill in flight.
-        many = inference_memory(m, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=requests, seq=tokens)
-        one = inference_memory(m, plan=plan, dtype=dtype, kv_dtype=kv_dtype, batch=1, seq=tokens)
         return ChartPoint(
-            requests=requests, tokens_per_request=tokens, weights_bytes=many.per_gpu["weights"] * num_gpus,
-            kv_cache_bytes=many.per_gpu["kv_cache"] * num_gpus,
-            other_bytes=(one.per_gpu["activations"] + one.per_gpu["reserve"]) * num_gpus,
+            requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_bytes,
+            kv_cache_bytes=requests * conc.kv_block_bytes * whole_blocks(tokens, conc.block_size),
+            other_bytes=conc.reserve_bytes + conc.activation_bytes,
         )
 
     top = max(2 * limit, 4)
     counts = sorted({1, *(round(top * i / 8) for i in range(1, 9))} - {0})
     contexts = [1024, 2048, 4096, 8192, 16384, 32768]
     return MemoryChart(
-        capacity_bytes=gpu.memory_bytes * num_gpus,
-        vs_concurrency=[point(n, max_tokens) for n in counts],
+        capacity_bytes=conc.capacity_bytes,
+        vs_concurrency=[point(n, conc.max_tokens) for n in counts],
         vs_context=[point(max(limit, 1), t) for t in contexts],
     )
 
@@ -100,7 +100,7 @@ def build_report(
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration),
-        chart=_chart(m, gpu, num_gpus, dtype, kv_dtype, max_tokens, conc.max_concurrency),
+        chart=_chart(conc),
     )
 
 

@@ -8,9 +8,7 @@ from typing import Any
 from calc.errors import LLMCalcError
 
 
-def plot_memory_chart(chart: Any, title: str, path: str) -> Path:
-    """Two panels: memory vs concurrent requests and vs context length; weights flat, KV growing,
-    the capacity of all GPUs as a red line."""
+def _pyplot(path: str):  # noqa: ANN202
     target = Path(path)
     if target.suffix.lower() not in (".png", ".svg"):
         raise LLMCalcError("--plot", f"write a .png or .svg file, got {path!r}")
@@ -21,6 +19,34 @@ def plot_memory_chart(chart: Any, title: str, path: str) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise LLMCalcError("--plot", "matplotlib is not installed; run: pip install 'llmcalc[plot]'") from None
+    return target, plt
+
+
+def plot_serve_frontier(plan: Any, path: str) -> Path:
+    """`serve --plot`: output tokens/s per GPU vs TPOT for each layout as the batch grows, the TPOT
+    target as a dashed line."""
+    target, plt = _pyplot(path)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for x in plan.layouts[:8]:
+        ax.plot([p.tpot_ms for p in x.frontier], [p.tokens_per_s_per_gpu for p in x.frontier], marker="o",
+                label=f"TP {x.tp} x PP {x.pp}")
+    if plan.target_tpot_ms:
+        ax.axvline(plan.target_tpot_ms, color="red", linestyle="--", label="TPOT target")
+    ax.set_xlabel("TPOT (ms per output token)")
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{plan.model} on {plan.gpu}: throughput-latency frontier (P={plan.prompt}, O={plan.output})")
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
+
+
+def plot_memory_chart(chart: Any, title: str, path: str) -> Path:
+    """Two panels: memory vs concurrent requests and vs context length; weights flat, KV growing,
+    the capacity of all GPUs as a red line."""
+    target, plt = _pyplot(path)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, points, xkey, xlabel in (
         (axes[0], chart.vs_concurrency, "requests", "concurrent requests"),

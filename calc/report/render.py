@@ -265,15 +265,16 @@ def train_time_view(r: Any) -> RenderableType:
 
 
 def latency_view(r: Any) -> RenderableType:
-    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.num_gpus}), B={r.batch}",
+    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.tp} x PP {r.pp}), B={r.batch}",
                   title_justify="left")
-    for col in ("phase", "compute s", "memory s", "TP comm s", "time", "bound", "FLOPs/byte"):
+    for col in ("phase", "compute ms", "memory ms", "TP comm ms", "time", "bound", "FLOPs/byte"):
         table.add_column(col, justify="right" if col != "phase" else "left")
-    table.add_row(f"prefill {r.prompt} tokens (TTFT)", f"{r.prefill_compute_s:.4f}", f"{r.prefill_memory_s:.4f}",
-                  f"{r.prefill_comm_s:.4f}", f"{r.ttft_s * 1e3:,.1f} ms", r.prefill_bound, f"{r.prefill_intensity:,.0f}")
-    table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s:.5f}", f"{r.decode_memory_s:.5f}",
-                  f"{r.decode_comm_s:.5f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
+    table.add_row(f"prefill {r.prompt} tokens (TTFT)", f"{r.prefill_compute_s * 1e3:.2f}", f"{r.prefill_memory_s * 1e3:.2f}",
+                  f"{r.prefill_comm_s * 1e3:.2f}", f"{r.ttft_s * 1e3:,.1f} ms", r.prefill_bound, f"{r.prefill_intensity:,.0f}")
+    table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s * 1e3:.3f}", f"{r.decode_memory_s * 1e3:.3f}",
+                  f"{r.decode_comm_s * 1e3:.3f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
     facts = kv_table("", [
+        ("per-step overhead", f"{r.step_overhead_s * 1e3:g} ms (in both phases)"),
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
         ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
@@ -283,21 +284,43 @@ def latency_view(r: Any) -> RenderableType:
 
 
 def concurrency_view(r: Any) -> RenderableType:
-    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} ({r.dtype}, KV {r.kv_dtype})", [
+    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.tp} x PP {r.pp}, {r.engine}, "
+                    f"{r.dtype}, KV {r.kv_dtype})", [
         ("capacity", size(r.capacity_bytes)),
         ("weights", size(r.weights_bytes)),
-        ("reserves + activations", size(r.reserve_bytes + r.activation_bytes)),
-        ("free for KV cache", size(r.free_bytes)),
-        (f"KV per request ({r.max_tokens} tokens)", size(r.kv_cache_bytes_per_request)),
+        ("kept back (utilisation margin + non-torch)", size(r.reserve_bytes)),
+        ("profile-run activation peak", size(r.activation_bytes)),
+        ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
+        (f"KV per request ({r.max_tokens:,} tokens)", size(r.kv_cache_bytes_per_request)),
         ("max concurrency", r.max_concurrency),
     ])
+    log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log])
     table = Table(title="Concurrency vs context length", title_justify="left")
     for col in ("max tokens", "KV / request", "max concurrency"):
         table.add_column(col, justify="right")
     for row in r.table:
         table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), str(row.max_concurrency))
     notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
-    return Group(main, table, notes, Text(r.verdict, style="bold"))
+    return Group(main, log, table, notes, Text(r.verdict, style="bold"))
+
+
+def serve_view(r: Any) -> RenderableType:
+    target = ", ".join(x for x in (f"TTFT <= {r.target_ttft_ms:g} ms" if r.target_ttft_ms else "",
+                                   f"TPOT <= {r.target_tpot_ms:g} ms" if r.target_tpot_ms else "") if x) or "no targets"
+    traffic = f"{r.rate:g} req/s" if r.rate else f"{r.users} users" if r.users else "one replica"
+    table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
+                  f"{traffic}", title_justify="left")
+    for col in ("#", "TPxPP", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
+        table.add_column(col, justify="left" if col == "binds" else "right")
+    for i, x in enumerate(r.layouts[:12], 1):
+        table.add_row(f"{i}" if x.meets_targets else f"{i}*", f"{x.tp}x{x.pp}", str(x.replicas), str(x.gpus_needed),
+                      str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
+                      f"{x.requests_per_s_per_replica:,.2f}", x.binding)
+    parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
+    if r.launch:
+        parts.append(Text(r.launch))
+    parts.append(Text(r.verdict, style="bold"))
+    return Group(*parts)
 
 
 def bench_view(r: Any) -> RenderableType:

@@ -1,9 +1,8 @@
-"""Serving answers: roofline latency and max concurrency (reference sections 5 and 8).
+"""The `latency` and `concurrency` answers as views of the serving model.
 
-Latency by roofline (Williams et al. 2009): each phase takes the larger of its compute time
-(FLOPs / (GPUs x peak x compute efficiency)) and memory time (bytes / (GPUs x bandwidth x memory
-efficiency)), plus TP all-reduce time over the GPU link.
-Max concurrency = floor(free memory per GPU / KV bytes per request per GPU).
+latency: a static batch of identical requests, each phase one engine step (calc.serving.step).
+concurrency: the KV cache the engine allocates (calc.serving.engine_memory) divided by the whole
+blocks one request of max_tokens occupies.
 """
 
 from __future__ import annotations
@@ -12,29 +11,47 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration, efficiency_for
-from calc.hardware.collectives import ring_allreduce_seconds
 from calc.hardware.peaks import peak_tflops
-from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, kv_cache_bytes_per_token
-from calc.model.flops import decode_flops, forward_flops
-from calc.model.parallel import check_layout, check_num_gpus, tp_allreduce_bytes_per_layer
-from calc.model.params import count_params
+from calc.memory.kv import kv_cache_bytes_for_tokens
+from calc.model.parallel import check_layout, check_num_gpus
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.engine_memory import engine_memory
+from calc.serving.step import StepTime, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import TERA, dtype_bytes
+from calc.specs.serving import EngineSettings, whole_blocks
+from calc.units import GIB, TERA
 
 
 def check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
     """Serving splits the model by TP = number of GPUs; name the flag the user actually typed."""
+    return serving_plan(m, num_gpus, None, 1)
+
+
+def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
+    """TP x PP of one replica: TP = GPUs / PP unless --tp is given; name the flag the user typed."""
     check_num_gpus(num_gpus)
-    try:
-        return check_layout(m, Parallelism(tp=num_gpus))
-    except LLMCalcError as exc:
-        raise LLMCalcError("--num-gpus", f"serving uses TP = GPUs, and {exc.problem}") from None
+    if pp < 1:
+        raise LLMCalcError("--pp", f"must be >= 1, got {pp}")
+    if tp is None:
+        if num_gpus % pp:
+            raise LLMCalcError("--pp", f"{pp} does not divide --num-gpus {num_gpus}")
+        try:
+            return check_layout(m, Parallelism(tp=num_gpus // pp, pp=pp))
+        except LLMCalcError as exc:
+            raise LLMCalcError("--num-gpus", f"serving uses TP = GPUs, and {exc.problem}") from None
+    if tp < 1:
+        raise LLMCalcError("--tp", f"must be >= 1, got {tp}")
+    if num_gpus not in (1, tp * pp):
+        raise LLMCalcError("--tp", f"--tp x --pp = {tp * pp} is not --num-gpus {num_gpus}; give one or the other")
+    return check_layout(m, Parallelism(tp=tp, pp=pp))
 
 
 class LatencyResult(BaseModel):
     model: str
     gpu: str
     num_gpus: int
+    tp: int
+    pp: int
     batch: int
     prompt: int
     output: int
@@ -59,6 +76,7 @@ class LatencyResult(BaseModel):
     decode_comm_s: float
     tpot_s: float
     decode_bound: str
+    step_overhead_s: float
     tokens_per_s: float
     e2e_s: float
     ttft_at_full_peak_s: float
@@ -66,85 +84,69 @@ class LatencyResult(BaseModel):
     explain: list[str]
 
 
-def _weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
-    """Weights streamed from HBM once per pass; routed experts only as far as they are touched."""
-    p = count_params(m)
-    elem = float(dtype_bytes(dtype))
-    if not m.moe:
-        return p.total_params * elem
-    experts = p.components.get("experts", 0)
-    touched = min(m.moe.num_experts, tokens * m.moe.experts_per_token) / m.moe.num_experts
-    return (p.total_params - experts + experts * touched) * elem
-
-
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
     dtype: str = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
-    target_ttft_s: float | None = None,
+    target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> LatencyResult:
-    """TTFT of prefilling B prompts of P tokens and TPOT of decoding T tokens, by roofline, with TP = GPUs."""
-    check_serving_gpus(m, num_gpus)
-    elem = float(dtype_bytes(dtype))
-    kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype)  # whole model; bandwidth is summed over GPUs
+    """A static batch of B identical requests (as TensorRT-LLM / vLLM benchmark_latency run it):
+    TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
+    context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp."""
+    plan = serving_plan(m, num_gpus, tp, pp)
     eff = efficiency_for(gpu, dtype, calibration)
+    a = assumptions
     peak = peak_tflops(gpu, dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
-    compute_rate = num_gpus * peak * eff.compute
-    memory_rate = num_gpus * bandwidth * eff.memory
-
-    pre = forward_flops(m, batch, prompt, causal=causal)
-    pre_bytes = _weight_bytes_read(m, dtype, batch * prompt) + kv_token * batch * prompt
-    pre_compute, pre_memory = pre.forward_flops / compute_rate, pre_bytes / memory_rate
-    pre_comm = m.num_layers * ring_allreduce_seconds(
-        tp_allreduce_bytes_per_layer(m, batch * prompt, elem), num_gpus, gpu.interconnect_gb_s)
-    ttft = max(pre_compute, pre_memory) + pre_comm
-
+    span = (prompt + 1) / 2 if causal else prompt
+    pre = step_time(m, gpu, eff, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+                    prefill_tokens=batch * prompt, prefill_context=span)
     mid = prompt + (output + 1) // 2  # the average context over the generation
-    dec = decode_flops(m, batch, mid - 1, 1)
-    dec_bytes = _weight_bytes_read(m, dtype, batch) + kv_token * batch * mid
-    dec_compute, dec_memory = dec.generation_flops / compute_rate, dec_bytes / memory_rate
-    dec_comm = m.num_layers * ring_allreduce_seconds(
-        tp_allreduce_bytes_per_layer(m, batch, elem), num_gpus, gpu.interconnect_gb_s)
-    tpot = max(dec_compute, dec_memory) + dec_comm
+    micro = max(batch // plan.pp, 1)
+    dec = step_time(m, gpu, eff, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+                    decode_seqs=micro, decode_context=mid)
+    ttft, tpot = pre.total_s, dec.total_s
     ridge = peak / bandwidth
-    at_peak = pre.forward_flops / (num_gpus * peak)
-    verdict = f"TTFT {ttft * 1e3:,.0f} ms ({'compute' if pre_compute >= pre_memory else 'memory'}-bound), " \
-              f"TPOT {tpot * 1e3:,.1f} ms, {batch / tpot:,.0f} tokens/s decode"
+    at_peak = pre.flops / (plan.tp * peak)
+    verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
+              f"{batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:
         if at_peak > target_ttft_s:
             reach = "not reachable on these GPUs even at 100% of peak"
         elif ttft > target_ttft_s:
-            reach = f"reachable only above the assumed {eff.compute:.0%} efficiency"
+            reach = f"reachable only above the assumed {pre.gemm_efficiency:.0%} GEMM efficiency and overheads"
         else:
             reach = "reachable"
-        verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s at {eff.compute:.0%}): "
+        verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "
                    f"{target_ttft_s * 1e3:.0f} ms is {reach}")
     return LatencyResult(
-        model=m.name, gpu=gpu.name, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
-        efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
+        model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
+        dtype=dtype, efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
         ridge_point_flops_per_byte=ridge,
-        prefill_flops=pre.forward_flops, prefill_bytes=pre_bytes, prefill_intensity=pre.forward_flops / pre_bytes,
-        prefill_compute_s=pre_compute, prefill_memory_s=pre_memory, prefill_comm_s=pre_comm, ttft_s=ttft,
-        prefill_bound="compute" if pre_compute >= pre_memory else "memory",
-        decode_flops_per_step=dec.generation_flops, decode_bytes_per_step=dec_bytes,
-        decode_intensity=dec.generation_flops / dec_bytes,
-        decode_compute_s=dec_compute, decode_memory_s=dec_memory, decode_comm_s=dec_comm, tpot_s=tpot,
-        decode_bound="compute" if dec_compute >= dec_memory else "memory",
-        tokens_per_s=batch / tpot, e2e_s=ttft + output * tpot, ttft_at_full_peak_s=at_peak,
-        verdict=verdict,
+        prefill_flops=pre.flops, prefill_bytes=pre.bytes_read, prefill_intensity=pre.flops / pre.bytes_read,
+        prefill_compute_s=pre.compute_s, prefill_memory_s=pre.memory_s, prefill_comm_s=pre.comm_s, ttft_s=ttft,
+        prefill_bound=pre.bound,
+        decode_flops_per_step=dec.flops, decode_bytes_per_step=dec.bytes_read, decode_intensity=dec.flops / dec.bytes_read,
+        decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
+        decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
+        tokens_per_s=batch / tpot, e2e_s=ttft + (output - 1) * tpot, ttft_at_full_peak_s=at_peak,
+        verdict=verdict, assumptions=[eff.source] + a.lines(),
         explain=[
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
-            f"prefill FLOPs (B={batch}, S={prompt}, {pre.convention}) = {pre.forward_flops:.4g}; "
-            f"intensity {pre.forward_flops / pre_bytes:,.0f} FLOPs/byte",
-            f"prefill compute = {pre.forward_flops:.4g} / ({num_gpus} x {peak:.4g} x {eff.compute:.2f}) = {pre_compute:.4f} s",
-            f"prefill memory = {pre_bytes:.4g} B / ({num_gpus} x {bandwidth:.4g} x {eff.memory:.2f}) = {pre_memory:.4f} s",
-            f"prefill TP all-reduce = L x 2 x ring(B*S*H*bytes) = {pre_comm:.4f} s; TTFT = {ttft:.4f} s",
-            f"decode step at context {mid}: FLOPs {dec.generation_flops:.4g}, bytes (weights + KV) {dec_bytes:.4g}; "
-            f"compute {dec_compute * 1e3:.3f} ms, memory {dec_memory * 1e3:.3f} ms, comm {dec_comm * 1e3:.3f} ms",
-            f"at 100% of peak the prefill alone takes {pre.forward_flops:.4g} / ({num_gpus} x {peak:.4g}) = {at_peak:.3f} s",
-            "all-reduce latency per call is not modelled (bandwidth term only)",
+            _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
+            _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
+            f"TTFT = {ttft * 1e3:.2f} ms; TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
+            f"{(ttft + (output - 1) * tpot):.4f} s",
+            f"at 100% of peak the prefill alone takes {pre.flops:.4g} / ({plan.tp} x {peak:.4g}) = {at_peak:.4f} s",
         ],
     )
+
+
+def _step_line(label: str, st: StepTime, tp: int) -> str:
+    return (f"{label}: FLOPs {st.flops:.4g} / ({tp} GPUs x peak x GEMM eff {st.gemm_efficiency:.2f}) = "
+            f"{st.compute_s * 1e3:.3f} ms; bytes/GPU {st.bytes_read:.4g} -> {st.memory_s * 1e3:.3f} ms; "
+            f"all-reduces {st.comm_s * 1e3:.3f} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
+            f"step = max + comm + overhead = {st.total_s * 1e3:.3f} ms ({st.bound}-bound)")
 
 
 class ConcurrencyRow(BaseModel):
@@ -157,6 +159,9 @@ class ConcurrencyResult(BaseModel):
     model: str
     gpu: str
     num_gpus: int
+    tp: int
+    pp: int
+    engine: str
     dtype: str
     kv_dtype: str
     max_tokens: int
@@ -166,8 +171,13 @@ class ConcurrencyResult(BaseModel):
     activation_bytes: int
     free_bytes: int
     kv_cache_bytes_per_request: int
+    kv_cache_tokens: int
+    num_gpu_blocks: int
+    block_size: int
+    kv_block_bytes: int
     max_concurrency: int
     shortfall_bytes: int
+    engine_log: list[str]
     table: list[ConcurrencyRow]
     assumptions: list[str]
     verdict: str
@@ -179,51 +189,80 @@ CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
 
 def concurrency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "bf16",
-    kv_dtype: str | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
+    kv_dtype: str | None = None, settings: EngineSettings | None = None, tp: int | None = None, pp: int = 1,
+    shared_prefix: int = 0, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> ConcurrencyResult:
-    """Requests of ``max_tokens`` (input + output) whose KV cache fits beside the weights.
+    """Requests of ``max_tokens`` (input + output) the engine's KV cache admits at once: the engine's
+    own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs."""
+    plan = serving_plan(m, num_gpus, tp, pp)
+    s = settings or EngineSettings()
+    if s.max_model_len is None:  # the question is "requests of max_tokens": the engine's limit is that
+        s = s.model_copy(update={"max_model_len": max_tokens})
+    mem = engine_memory(m, gpu, settings=s, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+                        tokens_per_request=max_tokens, shared_prefix=shared_prefix, assumptions=assumptions)
+    n = plan.tp * plan.pp
+    blocks = mem.num_gpu_blocks
 
-    Per GPU (TP = GPUs): free = capacity - weights/t - activations of one prefill/t - reserve;
-    max = floor(free / (KV per token per GPU x max_tokens)). 0 with the shortfall when free < 0.
-    """
-    check_serving_gpus(m, num_gpus)
-    kv_dtype = kv_dtype or dtype
+    def row(tokens: int) -> ConcurrencyRow:
+        # Whole blocks per request, sliding/chunked layers capped at their window (as engine_memory does).
+        per = kv_cache_bytes_for_tokens(m, whole_blocks(tokens, mem.block_size) * mem.block_size, mem.kv_dtype,
+                                        plan.tp, plan.pp)
+        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
+                              max_concurrency=blocks * mem.block_bytes // per if per else 0)
 
-    def per_gpu(tokens: int):  # noqa: ANN202 - local helper
-        mem = inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
-                               batch=1, seq=tokens, reserve_gib=reserve_gib)
-        pg = mem.per_gpu
-        free = gpu.memory_bytes - pg["weights"] - pg["activations"] - pg["reserve"]
-        return mem, free, pg["kv_cache"], max(free // pg["kv_cache"], 0)
-
-    table = []
-    for tokens in CONTEXT_TABLE:
-        _, _, kv_gpu, fit = per_gpu(tokens)
-        table.append(ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=kv_gpu * num_gpus,
-                                    max_concurrency=fit))
-    mem, free_gpu, kv_req_gpu, count = per_gpu(max_tokens)
-    capacity = gpu.memory_bytes * num_gpus
-    free = free_gpu * num_gpus
-    kv_request = kv_req_gpu * num_gpus  # as stored on all GPUs (replicated KV heads counted)
+    kv_request = mem.kv_bytes_per_request * n
+    count = mem.max_concurrency
     if count > 0:
-        verdict = f"{count} concurrent requests of {max_tokens} tokens fit on {num_gpus} x {gpu.name}"
-    elif free < 0:
-        verdict = (f"0 requests: weights and reserves exceed {num_gpus} x {gpu.name} by {-free / 1e9:.1f} GB; "
-                   f"needs >= {mem.min_gpus or 'more than 4096'} GPUs")
+        verdict = f"{count} concurrent requests of {max_tokens:,} tokens fit on {n} x {gpu.name} ({mem.kv_cache_tokens:,} KV tokens)"
+    elif mem.kv_budget_bytes < 0:
+        more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
+        verdict = (f"0 requests: weights and engine reserves exceed {n} x {gpu.name} by {-mem.kv_budget_bytes / GIB:.2f} GiB "
+                   f"per GPU; needs >= {more or 'more than 64'} GPUs")
     else:
-        verdict = f"0 requests: {free / 1e9:.2f} GB free is less than one request's KV cache ({kv_request / 1e9:.2f} GB)"
+        verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
     return ConcurrencyResult(
-        model=m.name, gpu=gpu.name, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, max_tokens=max_tokens,
-        capacity_bytes=capacity, weights_bytes=mem.weights_bytes, reserve_bytes=mem.reserve_bytes,
-        activation_bytes=mem.activation_bytes, free_bytes=free, kv_cache_bytes_per_request=kv_request,
-        max_concurrency=int(count), shortfall_bytes=max(-free, 0), table=table,
-        assumptions=mem.assumptions + [f"TP = {num_gpus}; one prefill of {max_tokens} tokens in flight"],
-        verdict=verdict,
-        explain=[
-            f"capacity = {num_gpus} x {gpu.memory_bytes:,} B = {capacity:,} B",
-            f"free per GPU = {gpu.memory_bytes:,} - weights {mem.per_gpu['weights']:,} - activations "
-            f"{mem.per_gpu['activations']:,} - reserve {mem.per_gpu['reserve']:,} = {free_gpu:,} B",
-            f"KV per request per GPU = {mem.per_gpu['kv_cache']:,} B ({max_tokens} tokens)",
-            f"max concurrency = floor({free_gpu:,} / {kv_req_gpu:,}) = {count}",
-        ],
+        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=dtype,
+        kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
+        weights_bytes=mem.weights_bytes * n, reserve_bytes=(mem.capacity_bytes - mem.usable_bytes + mem.non_torch_bytes) * n,
+        activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
+        kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
+        block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
+        max_concurrency=count, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
+        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions + assumptions.lines()[:2],
+        verdict=verdict, explain=mem.explain,
     )
+
+
+def require_batch_fits(
+    m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str, kv_dtype: str | None, batch: int,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+) -> None:
+    """Fit first: the engine's KV cache must hold ``batch`` requests of ``tokens`` before any time figure."""
+    if s.max_model_len is None:
+        s = s.model_copy(update={"max_model_len": max(tokens, m.max_position_embeddings)})
+    mem = engine_memory(m, gpu, settings=s, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+                        tokens_per_request=tokens, assumptions=assumptions)
+    if mem.max_concurrency >= batch:
+        return
+    need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+    raise LLMCalcError("--num-gpus", f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
+                       f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
+                       f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+
+
+def smallest_fitting_gpus(
+    m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str, kv_dtype: str | None, tokens: int,
+    assumptions: ServingAssumptions, batch: int = 1,
+) -> int | None:
+    """Fewest GPUs (TP inside a node, then PP across nodes) whose KV cache holds ``batch`` requests."""
+    for n in (1, 2, 4, 8, 16, 32, 64):
+        tp, pp = min(n, assumptions.gpus_per_node), max(n // assumptions.gpus_per_node, 1)
+        try:
+            check_layout(m, Parallelism(tp=tp, pp=pp))
+        except LLMCalcError:
+            continue
+        mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype, tokens_per_request=tokens,
+                            assumptions=assumptions)
+        if mem.max_concurrency >= batch:
+            return n
+    return None

@@ -157,3 +157,12 @@ def list_systems() -> tuple[SystemSpec, ...]:
 def system_for_gpu(gpu: GPUSpec) -> SystemSpec | None:
     """The shipped node type built from this GPU (first by name), or None when none is shipped."""
     return next((s for s in list_systems() if s.gpu == gpu.name), None)
+
+
+def spec_yaml(spec: BaseModel, comments: list[str]) -> str:
+    """A spec as our catalog YAML: ``# comment`` lines (source, published total), then the fields that
+    differ from their defaults, in declaration order."""
+    import yaml
+
+    body = yaml.safe_dump(dump_spec(spec), sort_keys=False, default_flow_style=None, width=140)
+    return "".join(f"# {line}\n" for line in comments) + body

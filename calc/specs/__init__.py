@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from calc.specs.bounds import check_bounds
 from calc.specs.mapping import spec_from_mapping, validation_error
 
-__all__ = ["AttentionKind", "GPUSpec", "MLASpec", "ModelSpec", "MoESpec", "Parallelism", "spec_from_mapping", "validation_error"]
+__all__ = [
+    "AttentionKind", "GPUSpec", "MLASpec", "ModelSpec", "MoESpec", "Parallelism", "QuantSpec", "spec_from_mapping",
+    "validation_error",
+]
 
 DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 AttentionKind = Literal["full", "sliding", "chunked", "none"]
@@ -65,6 +68,23 @@ class MLASpec(_Spec):
     qk_nope_head_dim: PositiveInt
     qk_rope_head_dim: PositiveInt = Field(description="decoupled RoPE key width (cached, shared by heads)")
     v_head_dim: PositiveInt
+
+
+class QuantSpec(_Spec):
+    """How a checkpoint ships its weights (``quantization_config`` of config.json).
+
+    Covers the Linear weights inside the blocks (attention, dense MLP, experts, shared experts);
+    embeddings, output head, routers, norms and biases stay at the checkpoint dtype, as do the
+    modules named in ``modules_to_not_convert``.
+    """
+
+    method: Literal["fp8", "mxfp4", "gptq", "awq", "bnb_nf4", "bnb_fp4", "bnb_int8"]
+    bits: int = Field(8, ge=2, le=8)
+    group_size: PositiveInt | None = Field(None, description="weights per scale along the input dim (GPTQ/AWQ 128, MXFP4 32, NF4 64)")
+    block_size: tuple[PositiveInt, PositiveInt] | None = Field(None, description="fp8 weight_block_size [out, in] (DeepSeek-V3 128x128)")
+    zero_points: bool = Field(False, description="GPTQ/AWQ store packed zero points (qzeros) beside the scales")
+    double_quant: bool = Field(False, description="bitsandbytes bnb_4bit_use_double_quant")
+    modules_to_not_convert: list[str] = Field(default_factory=list)
 
 
 class ModelSpec(_Spec):
@@ -121,6 +141,8 @@ class ModelSpec(_Spec):
         "none", description="q/k norms: 'head' = one d-wide norm each (Qwen3, Gemma 3); 'full' = over h*d and g*d (OLMo 2, Cohere)"
     )
     attention_sinks: bool = Field(False, description="gpt-oss: one learned sink logit per head per layer (h)")
+    quantization: QuantSpec | None = Field(None, description="as-shipped checkpoint quantization; None = all at checkpoint_dtype")
+    checkpoint_dtype: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="dtype of the unquantized tensors as shipped")
     mtp_layers: NonNegativeInt = Field(
         0, description="multi-token-prediction blocks shipped beside the main model (DeepSeek-V3, GLM-4.5); not in total_params"
     )

@@ -1,0 +1,86 @@
+"""Validate the training step-time model against published Megatron runs; print a Markdown table.
+
+    python benchmarks/validate_training.py
+
+Rows (benchmarks/data/training_megatron.json, each with its source): Narayanan et al. 2021 Table 1
+(GPT 1.7B-1T on 32-3,072 A100s, full recomputation; their FLOP/s include recomputation, so the
+prediction compared is HFU) and Korthikanti et al. 2022 Table 5 (22B-1T, selective recomputation +
+sequence parallelism, and the full-recomputation baseline; MFU). ONE set of default efficiencies
+for every row (calc.hardware.efficiency, calc.training.cost); no per-row tuning.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from calc.sources.catalog import load_gpu, load_system  # noqa: E402
+from calc.sources.hf import model_from_hf_config  # noqa: E402
+from calc.training.cost import Efficiencies, ModelCost  # noqa: E402
+from calc.training.layout import Layout, check_training_layout  # noqa: E402
+from calc.training.step import step_terms  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data" / "training_megatron.json"
+PEAK_TFLOPS = 312.0  # A100 dense fp16/bf16, the peak both papers divide by
+
+
+def gpt_model(row: dict):
+    """The papers' GPT: learned positions, LayerNorm, biases, 4H MLP, vocabulary 51,200, tied embeddings."""
+    h = row["hidden"]
+    config = {"model_type": "gpt2", "n_embd": h, "n_layer": row["layers"], "n_head": row["heads"], "vocab_size": row["vocab"],
+              "n_positions": row["seq"], "n_inner": 4 * h, "tie_word_embeddings": True}
+    return model_from_hf_config(config, where=row["id"], field="row")
+
+
+def paper_flops(row: dict) -> float:
+    """The papers' own FLOP count per iteration: 72 B s L H^2 (1 + s/6H + V/12HL) (model FLOPs), or with full
+    recomputation in Narayanan 2021: 96 B s L H^2 (1 + s/6H + V/16LH)."""
+    B, s, L, H, V = row["global_batch"], row["seq"], row["layers"], row["hidden"], row["vocab"]
+    if row["metric"] == "hfu":
+        return 96 * B * s * L * H**2 * (1 + s / (6 * H) + V / (16 * L * H))
+    return 72 * B * s * L * H**2 * (1 + s / (6 * H) + V / (12 * H * L))
+
+
+def predict(row: dict, system_name: str, flash: bool) -> dict:
+    gpu = load_gpu("a100-80g")
+    cost = ModelCost(gpt_model(row), gpu, load_system(system_name), row["seq"], "bf16", Efficiencies(flash=flash))
+    layout = Layout(tp=row["tp"], pp=row["pp"], dp=row["dp"], cp=row["cp"], vpp=row["vpp"], sp=row["sp"],
+                    micro_batch=row["micro_batch"], recompute=row["recompute"])
+    micro = check_training_layout(cost.m, layout, row["num_gpus"], row["global_batch"], row["seq"])
+    terms = step_terms(cost, layout, row["global_batch"], micro)
+    denominator = row["num_gpus"] * PEAK_TFLOPS * 1e12
+    predicted = paper_flops(row) / (terms.step_time_s * denominator)
+    measured = row["measured"]
+    if measured is None:  # a published iteration time: the paper's FLOPs over it
+        measured = paper_flops(row) / (row["measured_step_time_s"] * denominator)
+    return {"id": row["id"], "paper": row["paper"], "metric": row["metric"], "measured": measured, "predicted": predicted,
+            "error": (predicted - measured) / measured, "step_time_s": terms.step_time_s,
+            "measured_step_time_s": row.get("measured_step_time_s"), "layout": layout.label(), "source": row["source"]}
+
+
+def validate() -> list[dict]:
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    return [predict(row, data["system"], data["flash_attention"]) for row in data["rows"]]
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| row | layout | metric | measured | predicted | error | step time (measured / predicted) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        measured_t = f"{r['measured_step_time_s']:.2f}" if r["measured_step_time_s"] else "-"
+        lines.append(f"| {r['id']} | {r['layout']} | {r['metric'].upper()} | {r['measured']:.1%} | {r['predicted']:.1%} | "
+                     f"{r['error']:+.1%} | {measured_t} / {r['step_time_s']:.2f} s |")
+    errors = [abs(r["error"]) for r in results]
+    lines.append("")
+    lines.append(f"Mean absolute error {sum(errors) / len(errors):.1%} over {len(errors)} rows; worst {max(errors):.1%}. "
+                 "Error = (predicted - measured) / measured.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(validate()))

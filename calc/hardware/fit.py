@@ -1,0 +1,255 @@
+"""`llmcalc calibrate --from-runs FILE`: fit the compute and memory efficiencies to measured runs.
+
+Each run is one measured time with its settings: a TTFT (prefill), a TPOT (decode step) or a
+training step time. At efficiencies 1 the time models give, per run i, a compute time C_i
+(FLOPs / (GPUs x peak)), a memory time M_i (bytes / (GPUs x bandwidth)) and a communication time
+K_i; the prediction with efficiencies (e_c, e_m) is the roofline
+
+    t_i = max(C_i / e_c, M_i / e_m) + K_i          (Williams et al. 2009; calc.serving.latency)
+
+Least squares on the relative residual r_i = (t_i - T_i) / T_i, with x = 1/e: for the runs whose
+larger term is compute, minimising sum(((C_i x + K_i - T_i) / T_i)^2) gives
+x_c = sum(a_i b_i) / sum(a_i^2) with a_i = C_i/T_i, b_i = (T_i - K_i)/T_i (the same for memory).
+Which term is larger depends on x, so the fit alternates: classify with the current x, solve, repeat
+until the classification stops changing (a few rounds; Lloyd-style alternation).
+A training step (no memory term in today's model) is C_i = 3 x forward FLOPs / (GPUs x peak).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from calc.errors import LLMCalcError
+from calc.hardware.calibration import DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_MEMORY_EFFICIENCY
+from calc.specs import GPUSpec, ModelSpec
+
+MEASURES = ("ttft_s", "tpot_s", "step_time_s")
+MAX_ROUNDS = 50
+
+
+class Run(BaseModel):
+    """One measured run: settings plus exactly one of ttft_s, tpot_s, step_time_s."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    gpu: str
+    num_gpus: PositiveInt = 1
+    batch: PositiveInt = Field(1, description="requests (serving) or sequences per step (training)")
+    prompt: PositiveInt | None = None
+    output: PositiveInt = 1
+    seq: PositiveInt | None = Field(None, description="training sequence length")
+    dtype: str = "bf16"
+    ttft_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    tpot_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    step_time_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> Run:
+        given = [k for k in MEASURES if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(MEASURES)} (got {', '.join(given) or 'none'})")
+        if given[0] == "step_time_s" and self.seq is None:
+            raise ValueError("a step_time_s run needs seq (and batch = sequences per step)")
+        if given[0] != "step_time_s" and self.prompt is None:
+            raise ValueError(f"a {given[0]} run needs prompt")
+        return self
+
+    @property
+    def measure(self) -> str:
+        return next(k for k in MEASURES if getattr(self, k) is not None)
+
+    @property
+    def measured_s(self) -> float:
+        return float(getattr(self, self.measure))
+
+
+class Terms(BaseModel):
+    """A run's time at efficiency 1: compute C, memory M, communication K (seconds)."""
+
+    compute_s: float
+    memory_s: float
+    comm_s: float
+
+
+class RunFit(BaseModel):
+    row: int
+    model: str
+    measure: str
+    measured_s: float
+    predicted_default_s: float
+    predicted_fitted_s: float
+    residual: float  # (fitted - measured) / measured
+    default_residual: float
+    bound: str
+
+
+class FitResult(BaseModel):
+    gpu: str
+    dtype: str
+    compute_efficiency: float
+    memory_efficiency: float
+    compute_runs: int
+    memory_runs: int
+    rounds: int
+    rms_residual: float
+    default_rms_residual: float
+    runs: list[RunFit]
+    assumptions: list[str]
+    explain: list[str]
+
+
+def read_runs(path: str) -> list[Run]:
+    """Runs from a CSV (header row) or a YAML list (or a mapping with a `runs` list)."""
+    from calc.sources.safeload import parse_yaml, read_text
+
+    text = read_text(Path(path), "--from-runs")
+    if path.lower().endswith(".csv"):
+        rows: list[Any] = [{k.strip(): v.strip() for k, v in r.items() if k and v and v.strip()}
+                           for r in csv.DictReader(io.StringIO(text))]
+    else:
+        if text.lstrip().startswith("-"):  # a bare list: nest it under `runs:` (the safe loader wants a mapping)
+            text = "runs:\n" + "".join(f"  {line}\n" for line in text.splitlines())
+        data = parse_yaml(text, path, "--from-runs")
+        rows = data.get("runs")
+        if not isinstance(rows, list):
+            raise LLMCalcError("--from-runs", f"{path}: expected a list of runs (or `runs:` with a list)")
+    if not rows:
+        raise LLMCalcError("--from-runs", f"{path}: no runs")
+    runs = []
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise LLMCalcError("--from-runs", f"{path}: run {i} is not a mapping of settings")
+        try:
+            runs.append(Run.model_validate(row))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = "".join(f"{p}: " for p in err["loc"])
+            raise LLMCalcError("--from-runs", f"{path}: run {i}: {where}{err['msg'].removeprefix('Value error, ')}") from None
+    return runs
+
+
+ServingTerms = Callable[..., tuple[float, float, float]]
+
+
+def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms) -> Terms:
+    """C, M, K of one run: a training step from its FLOPs; a TTFT or TPOT from ``serving_terms``
+    (calc.serving.phases.phase_terms, passed in so that hardware/ never imports serving/)."""
+    from calc.hardware.peaks import peak_tflops
+
+    if run.measure == "step_time_s":
+        from calc.model.flops import forward_flops
+
+        assert run.seq is not None
+        step = forward_flops(m, run.batch, run.seq).training_flops
+        return Terms(compute_s=step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12), memory_s=0.0, comm_s=0.0)
+    assert run.prompt is not None
+    compute, memory, comm = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
+                                          batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
+    return Terms(compute_s=compute, memory_s=memory, comm_s=comm)
+
+
+def _predict(t: Terms, x_c: float, x_m: float) -> float:
+    return max(t.compute_s * x_c, t.memory_s * x_m) + t.comm_s
+
+
+def _solve(pairs: list[tuple[Terms, float]], attr: str, default: float) -> float:
+    """x minimising sum(((A_i x + K_i - T_i)/T_i)^2): x = sum(a b) / sum(a^2)."""
+    a = [getattr(t, attr) / measured for t, measured in pairs]
+    b = [(measured - t.comm_s) / measured for t, measured in pairs]
+    den = sum(v * v for v in a)
+    return sum(p * q for p, q in zip(a, b, strict=True)) / den if den > 0 else default
+
+
+def fit_efficiencies(terms: list[Terms], measured: list[float]) -> tuple[float, float, list[str], int]:
+    """(e_c, e_m, bound per run, rounds) minimising the squared relative residuals."""
+    x_c, x_m = 1 / DEFAULT_COMPUTE_EFFICIENCY, 1 / DEFAULT_MEMORY_EFFICIENCY
+    bounds: list[str] = []
+    for rounds in range(1, MAX_ROUNDS + 1):
+        new = ["compute" if t.compute_s * x_c >= t.memory_s * x_m else "memory" for t in terms]
+        if new == bounds:
+            return 1 / x_c, 1 / x_m, bounds, rounds - 1
+        bounds = new
+        pairs = list(zip(terms, measured, strict=True))
+        x_c = _solve([p for p, b in zip(pairs, bounds, strict=True) if b == "compute"], "compute_s", x_c)
+        x_m = _solve([p for p, b in zip(pairs, bounds, strict=True) if b == "memory"], "memory_s", x_m)
+        if x_c <= 0 or x_m <= 0:
+            raise LLMCalcError("--from-runs", "the runs are faster than the communication time alone; check the settings")
+    return 1 / x_c, 1 / x_m, bounds, MAX_ROUNDS
+
+
+def _rms(values: list[float]) -> float:
+    return math.sqrt(sum(v * v for v in values) / len(values))
+
+
+def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
+    """Fit (e_c, e_m) to the runs of one GPU and dtype; residual per run with defaults and fitted."""
+    from calc.sources.catalog import load_gpu, load_model
+
+    gpus = {load_gpu(r.gpu, "--from-runs").name for r in runs}
+    dtypes = {r.dtype for r in runs}
+    if len(gpus) > 1 or len(dtypes) > 1:
+        raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype; the runs have {sorted(gpus)} "
+                                          f"and {sorted(dtypes)}: split the file")
+    gpu = load_gpu(runs[0].gpu, "--from-runs")
+    terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
+    measured = [r.measured_s for r in runs]
+    e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured)
+    x_c0, x_m0 = 1 / DEFAULT_COMPUTE_EFFICIENCY, 1 / DEFAULT_MEMORY_EFFICIENCY
+    fits = []
+    for i, (run, t, bound) in enumerate(zip(runs, terms, bounds, strict=True), 1):
+        default, fitted = _predict(t, x_c0, x_m0), _predict(t, 1 / e_c, 1 / e_m)
+        fits.append(RunFit(row=i, model=run.model, measure=run.measure, measured_s=run.measured_s,
+                           predicted_default_s=default, predicted_fitted_s=fitted,
+                           residual=(fitted - run.measured_s) / run.measured_s,
+                           default_residual=(default - run.measured_s) / run.measured_s, bound=bound))
+    n_c, n_m = bounds.count("compute"), bounds.count("memory")
+    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication ({gpu.name}, {runs[0].dtype})"]
+    if not n_c:
+        assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {DEFAULT_COMPUTE_EFFICIENCY:.0%}")
+    if not n_m:
+        assumptions.append(f"no run is memory-bound: memory efficiency stays at the default {DEFAULT_MEMORY_EFFICIENCY:.0%}")
+    for name, value in (("compute", e_c), ("memory", e_m)):
+        if value > 1:
+            assumptions.append(f"fitted {name} efficiency {value:.2f} > 1: the runs beat the roofline at peak; "
+                               "check their settings (a saved calibration caps it at 1)")
+    return FitResult(
+        gpu=gpu.name, dtype=runs[0].dtype, compute_efficiency=e_c, memory_efficiency=e_m, compute_runs=n_c,
+        memory_runs=n_m, rounds=rounds, rms_residual=_rms([f.residual for f in fits]),
+        default_rms_residual=_rms([f.default_residual for f in fits]), runs=fits, assumptions=assumptions,
+        explain=[
+            "x = 1/e minimises sum(((A_i x + K_i - T_i) / T_i)^2) over the runs bound by that term: "
+            "x = sum(a_i b_i) / sum(a_i^2), a_i = A_i / T_i, b_i = (T_i - K_i) / T_i",
+            f"compute: {n_c} run(s) -> e_c = {e_c:.3f}; memory: {n_m} run(s) -> e_m = {e_m:.3f}; "
+            f"{rounds} re-classification round(s)",
+            f"RMS relative residual: defaults {_rms([f.default_residual for f in fits]):.1%}, "
+            f"fitted {_rms([f.residual for f in fits]):.1%}",
+        ],
+    )
+
+
+def fitted_calibration(result: FitResult) -> Any:
+    """A calibration holding the two fitted efficiencies as flat curves (one point each)."""
+    import datetime as _dt
+
+    from calc.hardware.calibration import Calibration, OpPoint, Roofline
+    from calc.hardware.peaks import peak_tflops
+    from calc.sources.catalog import load_gpu
+
+    gpu = load_gpu(result.gpu)
+    return Calibration(
+        gpu=gpu.name, device_name=gpu.description or gpu.name, is_gpu=True, dtype=result.dtype,
+        date=_dt.date.today().isoformat(),
+        roofline=Roofline(peak_tflops=peak_tflops(gpu, result.dtype), peak_gb_s=gpu.hbm_tb_s * 1000,
+                          source=f"{gpu.name} datasheet"),
+        ops={"gemm": [OpPoint(label="fitted to runs", size=1.0, efficiency=min(result.compute_efficiency, 1.0))],
+             "memory": [OpPoint(label="fitted to runs", size=1.0, efficiency=min(result.memory_efficiency, 1.0))]},
+        notes=[f"fitted by calibrate --from-runs to {len(result.runs)} runs; RMS residual {result.rms_residual:.1%}"],
+    )

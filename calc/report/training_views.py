@@ -1,0 +1,97 @@
+"""Rich views of train-step and train-plan results, and the --plot chart of the plans' step breakdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from calc.errors import LLMCalcError
+from calc.report.render import bar, kv_table
+from calc.units import gib
+
+TERM_LABELS = {
+    "compute_s": "compute", "recompute_s": "recompute", "tp_comm_s": "TP comm", "ep_comm_s": "EP all-to-all",
+    "cp_comm_s": "CP ring", "pp_bubble_s": "PP bubble", "pp_p2p_s": "PP send", "dp_comm_s": "DP grads",
+    "zero_gather_s": "ZeRO-3 gather", "optimizer_s": "optimizer",
+}
+
+
+def train_step_view(r: Any) -> RenderableType:
+    head = kv_table(f"Training step of {r.model} on {r.num_gpus} x {r.gpu} ({r.system})", [
+        ("layout", r.layout),
+        ("batch", f"global {r.global_batch} x seq {r.seq:,}; {r.num_microbatches} micro-batches of {r.micro_batch}"),
+        ("memory per GPU", f"{gib(r.memory_per_gpu_bytes):.2f} of {gib(r.gpu_memory_bytes):.2f} GiB  ("
+         + ", ".join(f"{k} {gib(v):.2f}" for k, v in r.memory_per_gpu.items()) + ")"),
+    ])
+    if not r.fits:
+        return Group(head, Text(r.verdict, style="bold red"))
+    table = Table(title="Step time by term", title_justify="left")
+    for col in ("term", "exposed s", "total s", "share of step", ""):
+        table.add_column(col, justify="left" if col in ("term", "") else "right")
+    for term in r.terms:
+        if term.time_s == 0 and term.exposed_s == 0:
+            continue
+        share = term.exposed_s / r.step_time_s
+        table.add_row(TERM_LABELS.get(term.name, term.name), f"{term.exposed_s:.4f}", f"{term.time_s:.4f}", f"{share:.1%}", bar(share, 24))
+    table.add_row("step", f"{r.step_time_s:.4f}", "", "100%", "", style="bold")
+    return Group(head, table, Text(r.verdict, style="bold"))
+
+
+def train_plan_view(r: Any) -> RenderableType:
+    table = Table(title=f"Fastest layouts of {r.model} on {r.num_gpus:,} x {r.gpu} ({r.system}), global batch {r.global_batch} "
+                  f"x {r.seq:,}", title_justify="left",
+                  caption=f"{r.layouts_considered} layouts considered, {r.layouts_fitting} fit in memory, {r.layouts_timed} timed; "
+                  "compute / bubble / exposed communication as shares of the step")
+    for col in ("#", "layout", "step s", "MFU", "GiB", "compute", "bubble", "comm"):
+        table.add_column(col, justify="left" if col == "layout" else "right", overflow="fold" if col == "layout" else "ellipsis",
+                         min_width=None if col == "layout" else len(col) + 1, no_wrap=col != "layout")
+    comm_keys = ("tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_p2p_s", "dp_comm_s", "zero_gather_s")
+    for i, p in enumerate(r.plans, 1):
+        comm = sum(getattr(p, k) for k in comm_keys)
+        compute = (p.compute_s + p.recompute_s) / p.step_time_s
+        table.add_row(str(i), _short(p.layout), f"{p.step_time_s:.3f}", f"{p.mfu:.1%}", f"{gib(p.memory_per_gpu_bytes):.1f}",
+                      f"{compute:.0%}",
+                      f"{p.pp_bubble_s / p.step_time_s:.0%}", f"{comm / p.step_time_s:.0%}")
+    return Group(table, Text(r.verdict, style="bold" if r.plans else "bold red"))
+
+
+def _short(label: str) -> str:
+    """'TP8 PP16 DP4 mb1 ZeRO1 rc:selective SP' -> 'TP8 PP16 DP4 b1 Z1 sel SP' for narrow tables."""
+    out = label.replace("ZeRO", "Z").replace(" mb", " b").replace("rc:none", "").replace("rc:selective", "sel")
+    return " ".join(out.replace("rc:full", "full").split())
+
+
+def plot_step_breakdown(plans: list[Any], title: str, path: str) -> Path:
+    """Stacked bars: each plan's step time split into its exposed terms."""
+    target = Path(path)
+    if target.suffix.lower() not in (".png", ".svg"):
+        raise LLMCalcError("--plot", f"write a .png or .svg file, got {path!r}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise LLMCalcError("--plot", "matplotlib is not installed; run: pip install 'llmcalc[plot]'") from None
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(plans) + 3), 4.8))
+    labels = [p.layout.replace(" ", "\n", 3) for p in plans]
+    bottoms = [0.0] * len(plans)
+    for key, label in TERM_LABELS.items():
+        values = [getattr(p, key) or 0.0 for p in plans]
+        if not any(values):
+            continue
+        ax.bar(range(len(plans)), values, bottom=bottoms, label=label)
+        bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
+    ax.set_xticks(range(len(plans)), labels, fontsize=7)
+    ax.set_ylabel("seconds per step (exposed)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target

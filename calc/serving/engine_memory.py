@@ -1,0 +1,181 @@
+"""KV-cache capacity as vLLM and SGLang size it, every term explicit.
+
+vLLM (V0 worker.determine_num_available_blocks, V1 gpu_worker.determine_available_memory): load the
+weights, run one profile forward of max_num_batched_tokens tokens, then
+    available = gpu_memory_utilization x total - (weights + activation peak + non-torch memory)
+    # GPU blocks = floor(available / block bytes), block bytes = block_size x KV bytes/token on this rank
+    GPU KV cache size = blocks x block_size tokens;  concurrency for X tokens = that / X.
+SGLang (model_runner.profile_max_num_token): total = free memory after the CUDA context and NCCL
+are up; rest = (total - weights) - total x (1 - mem_fraction_static);
+    max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
+Every rank gets the same budget (the engines take the minimum over ranks; we size the busiest).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel
+
+from calc.errors import LLMCalcError
+from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
+from calc.model.parallel import check_layout, layers_per_stage
+from calc.model.params import count_params
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.specs.serving import EngineSettings, whole_blocks
+from calc.units import GIB, dtype_bytes, exact_bytes
+
+ACT_DTYPE = "bf16"  # activations stay 16-bit whatever the weight dtype (fp8/int4 kernels dequantise)
+
+
+class EngineMemory(BaseModel):
+    """One rank's memory as the engine accounts it, in bytes, and the KV capacity that follows."""
+
+    engine: str
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    dtype: str
+    kv_dtype: str
+    capacity_bytes: int
+    usable_bytes: int
+    weights_bytes: int
+    activation_peak_bytes: int
+    non_torch_bytes: int
+    kv_budget_bytes: int
+    kv_bytes_per_token: int
+    block_size: int
+    block_bytes: int
+    num_gpu_blocks: int
+    kv_cache_tokens: int
+    max_model_len: int
+    batched_tokens: int
+    chunked_prefill: bool
+    tokens_per_request: int
+    kv_bytes_per_request: int  # on one rank, whole blocks, local layers capped at their window
+    shared_prefix: int
+    max_concurrency: int
+    concurrency_ratio: float
+    fits: bool
+    log: list[str]
+    assumptions: list[str]
+    explain: list[str]
+
+
+def weights_per_rank(m: ModelSpec, dtype: str, tp: int, pp: int) -> int:
+    """Weights on the busiest rank: ceil(L/p) blocks plus the embedding and head (both when p = 1,
+    the larger one on an end stage when p > 1), all split by TP (vocab-parallel embedding and head)."""
+    comp = count_params(m).components
+    ends = comp.get("embedding", 0) + comp.get("lm_head", 0)
+    blocks = count_params(m).total_params - ends
+    per_stage = blocks * layers_per_stage(m, pp) / m.num_layers
+    end = ends if pp == 1 else max(comp.get("embedding", 0), comp.get("lm_head", 0))
+    return exact_bytes(math.ceil((per_stage + end) / tp), dtype)
+
+
+def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) -> int:
+    """Peak of the profile forward of T tokens on one rank (16-bit activations):
+    T x (3H + MLP width/t) x 2 [residual, normed input, layer output before the all-reduce; gate+up
+    (2I/t) and the activation (I/t) for a gated MLP] + logits of n = min(max_num_seqs, T) rows x V."""
+    width = m.moe.expert_intermediate_size * m.moe.experts_per_token + m.moe.shared_intermediate_size \
+        if m.moe else m.intermediate_size
+    mlp = width * (3 if m.gated_mlp else 2) / tp
+    qkv = (m.num_heads + 2 * m.kv_heads) * m.dim_per_head / tp
+    elem = dtype_bytes(ACT_DTYPE)
+    per_token = 3 * m.hidden_size + max(mlp, qkv)
+    return math.ceil(tokens * per_token * elem + min(logits_rows, tokens) * m.vocab_size * elem)
+
+
+def engine_memory(
+    m: ModelSpec, gpu: GPUSpec, *, settings: EngineSettings | None = None, tp: int = 1, pp: int = 1,
+    dtype: str = "bf16", kv_dtype: str | None = None, tokens_per_request: int | None = None, shared_prefix: int = 0,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, capacity_bytes: int | None = None,
+) -> EngineMemory:
+    """KV capacity of one replica (TP x PP ranks) under vLLM's or SGLang's accounting."""
+    s = settings or EngineSettings()
+    check_layout(m, Parallelism(tp=tp, pp=pp))
+    kv_dtype = kv_dtype or dtype
+    cap = capacity_bytes or gpu.memory_bytes
+    max_len = s.context_len(m.max_position_embeddings)
+    request = tokens_per_request or max_len
+    if request > max_len:
+        raise LLMCalcError("--max-model-len", f"requests of {request:,} tokens exceed the engine limit {max_len:,}; raise it")
+    if shared_prefix < 0 or shared_prefix >= request:
+        raise LLMCalcError("--shared-prefix", f"must be >= 0 and below the {request:,} tokens of a request")
+    weights = weights_per_rank(m, dtype, tp, pp)
+    kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
+    batched = s.batched_tokens(m.max_position_embeddings, cap)
+    non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp > 1 else 0)) * GIB)
+    page = s.page_tokens()
+    block_bytes = page * kv_token
+    if s.engine == "vllm":
+        usable = int(s.gpu_memory_utilization * cap)
+        act = activation_peak_bytes(m, batched, tp, s.max_num_seqs)
+        budget = usable - weights - act - non_torch
+        budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
+                       f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f} = {budget / GIB:.2f} GiB")
+    else:
+        frac = s.mem_fraction(tp)
+        total = cap - non_torch
+        usable, act = int(frac * total), 0
+        budget = usable - weights
+        budget_line = (f"KV pool = {frac:g} x (capacity {cap / GIB:.2f} - non-torch {non_torch / GIB:.2f} GiB) - weights "
+                       f"{weights / GIB:.2f} = {budget / GIB:.2f} GiB (activations live in the {1 - frac:.2f} margin)")
+    blocks = max(budget // block_bytes, 0)
+    tokens = blocks * page
+    # Whole blocks per request; layers with a sliding window / attention chunk keep at most their window
+    # (kv_cache_bytes_for_tokens), so a request costs less than tokens x per-token bytes there.
+    shared_blocks = shared_prefix // page
+    shared_bytes = kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
+    per_request = kv_cache_bytes_for_tokens(m, whole_blocks(request, page) * page, kv_dtype, tp, pp) - shared_bytes
+    capped = per_request < whole_blocks(request, page) * block_bytes - shared_bytes
+    room = blocks * block_bytes - shared_bytes
+    concurrency = max(room // per_request, 0) if room > 0 else 0
+    ratio = tokens / request
+    fits = tokens >= request
+    log = _engine_log(s.engine, blocks, tokens, request, ratio, budget)
+    explain = [
+        f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
+        f"weights per rank (TP {tp}, PP {pp}, {dtype}) = {weights:,} B ({weights / GIB:.2f} GiB)",
+        budget_line,
+        f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B",
+        f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens",
+        f"KV per request = {per_request:,} B (whole blocks{', local layers capped at their window' if capped else ''})"
+        + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else ""),
+        f"max concurrency for {request:,} tokens = floor(({blocks:,} x {block_bytes:,} - {shared_bytes:,}) / {per_request:,})"
+        f" = {concurrency}",
+    ]
+    assumption_lines = [
+        f"engine {s.engine}; max_model_len {max_len:,}; "
+        + (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
+           f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), "
+           f"logits of {min(s.max_num_seqs, batched)} sequences" if s.engine == "vllm"
+           else f"mem_fraction_static {s.mem_fraction(tp):g}; chunked_prefill_size {batched:,}"),
+        f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
+        f"non-torch memory {assumptions.cuda_context_gib:g} GiB per GPU"
+        + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp > 1 else ""),
+    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"] if shared_prefix else [])
+    return EngineMemory(
+        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype, capacity_bytes=cap,
+        usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
+        kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
+        num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
+        chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request,
+        kv_bytes_per_request=per_request, shared_prefix=shared_prefix,
+        max_concurrency=concurrency, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
+        explain=explain,
+    )
+
+
+def _engine_log(engine: str, blocks: int, tokens: int, request: int, ratio: float, budget: int) -> list[str]:
+    """The startup lines the engine prints, to hold against a real log."""
+    if engine == "sglang":
+        return [f"KV Cache is allocated. #tokens: {tokens}", f"max_total_num_tokens={tokens}"]
+    return [
+        f"Available KV cache memory: {budget / GIB:.2f} GiB",
+        f"# GPU blocks: {blocks}",
+        f"GPU KV cache size: {tokens:,} tokens",
+        f"Maximum concurrency for {request:,} tokens per request: {ratio:.2f}x",
+    ]

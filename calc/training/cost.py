@@ -1,0 +1,232 @@
+"""Per-micro-batch costs of one pipeline stage: compute, recomputation and communication of each layer.
+
+Built once per (model, GPU, system, sequence, dtype) and evaluated for many layouts, so the hot path
+is plain floats with small caches (the plan search calls it thousands of times). Formulas:
+
+Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
+  GEMMs       each weight [k, n] of the layer: gemm_time(T, n/t, k) (row-parallel o_proj/down_proj split
+              k instead); routed experts: E/e local experts, each a GEMM of T*k*e*cf/E tokens (grouped)
+  attention   flash (fused) kernel: 2*b*(h/t)*(d_qk+d_v)*pairs/c FLOPs with pairs = s(s+1)/2 (causal, the
+              masked half skipped) at the flash rate; backward 2.5x forward (it recomputes Q K^T).
+              Unfused (Megatron 2021-22): two batched GEMMs over the full s x s scores + softmax/dropout
+              memory traffic of b*(h/t)*(s/c)*s*SOFTMAX_BYTES bytes.
+  elementwise norms, residual adds, dropout, activation: (EW_H*T*H/(t if SP) + EW_I*T*I/t) elements x dtype
+              bytes at the HBM rate.
+  backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad).
+  recompute   full: one more forward (compute and its TP communication); selective: the attention core
+              forward (nothing extra with flash attention, whose backward recomputes it anyway).
+Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2):
+  TP          forward 2 all-reduces of T*H*bytes, backward 2; with SP each becomes all-gather +
+              reduce-scatter, and the backward re-gathers its inputs (2 more all-gathers)
+  EP          per MoE layer, dispatch + combine all-to-all of T*k*cf*H*bytes, forward and backward
+  CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
+              attention compute of each block where it is longer; backward passes K/V and their grads
+The stage-level terms (bubble, p2p, DP, optimizer) are assembled in calc.training.step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from calc.hardware.collectives import collective_time
+from calc.hardware.efficiency import (
+    COLLECTIVE_EFFICIENCY,
+    FLASH_BACKWARD_FLOPS_RATIO,
+    OVERLAP_EFFICIENCY,
+    flash_attention_rate,
+    gemm_time,
+    memory_efficiency,
+)
+from calc.model.flops import attention_dims, forward_flops
+from calc.model.params import count_params, layer_kinds, model_tensors
+from calc.specs import GPUSpec, ModelSpec
+from calc.specs.system import SystemSpec
+from calc.units import dtype_bytes
+
+ROW_PARALLEL = {"o_proj", "down_proj", "dense", "out_proj", "c_proj", "fc2", "dense_4h_to_h", "wo", "w2"}
+
+# Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
+# 2 norms (read + write: 4H), 2 bias-dropout-residual adds (read x, residual, mask; write: ~4H each)
+# = 12H; the activation function reads and writes the MLP width (2I). Backward moves twice as much.
+EW_H_PASSES = 12.0
+EW_I_PASSES = 2.0
+# Unfused softmax path per score element, forward: scale-mask-softmax read + write (2 x 2 B), dropout read
+# + write + 1 B mask (5 B) = 9 B; backward about twice that.
+SOFTMAX_BYTES_FWD = 9.0
+# Cross-entropy over the vocabulary: fp32 logits written, read for softmax, gradient written (3 x 4 B).
+CROSS_ENTROPY_BYTES = 12.0
+
+
+@dataclass(frozen=True)
+class Efficiencies:
+    """Every assumption of the step-time model that is not a hardware fact, with its default."""
+
+    collective: float = COLLECTIVE_EFFICIENCY
+    overlap: float = OVERLAP_EFFICIENCY
+    tp_overlap: float = 0.0  # share of TP collectives hidden (0: Megatron default; TE comm-overlap hides some)
+    ep_overlap: float = 0.0  # share of expert all-to-all hidden (DeepSeek DualPipe hides most)
+    capacity_factor: float = 1.0  # tokens an expert processes / the balanced share (1 = dropless, balanced)
+    grad_reduce_bytes: int = 4  # bytes per gradient element reduced over DP (Megatron/FSDP reduce in fp32)
+    bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
+    optimizer_bytes_per_param: float = 28.0  # Adam step: read+write fp32 master, m, v (24) + grad (2) + bf16 weight (2)
+    flash: bool = True  # fused attention kernel (FlashAttention); False = Megatron 2021-22 unfused softmax
+
+    def describe(self) -> list[str]:
+        return [
+            f"collective efficiency {self.collective:.0%} of link bandwidth (NCCL busBW)",
+            f"overlap efficiency {self.overlap:.0%} (share of an overlappable transfer hidden under compute)",
+            f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all hidden {self.ep_overlap:.0%}",
+            f"expert capacity factor {self.capacity_factor:g}; DP gradients reduced at {self.grad_reduce_bytes} B/element "
+            f"in buckets of {self.bucket_params:.3g} elements",
+            f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
+            "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
+        ]
+
+
+@dataclass
+class LayerCost:
+    """Seconds for one layer, one micro-batch, one GPU (all floats, no pydantic: the hot path)."""
+
+    fwd: float = 0.0  # GEMMs + attention + elementwise, forward
+    bwd: float = 0.0
+    attn_fwd: float = 0.0  # attention core forward (what selective recompute repeats)
+    tp_fwd: float = 0.0  # TP collectives, forward
+    tp_bwd: float = 0.0
+    ep_fwd: float = 0.0
+    ep_bwd: float = 0.0
+    cp_fwd: float = 0.0  # exposed ring-attention transfer
+    cp_bwd: float = 0.0
+    cp_total: float = 0.0
+
+
+@dataclass
+class ModelCost:
+    """A model on a GPU and a system at sequence length ``seq``: what every layout evaluation reuses."""
+
+    m: ModelSpec
+    gpu: GPUSpec
+    system: SystemSpec
+    seq: int
+    dtype: str = "bf16"
+    eff: Efficiencies = field(default_factory=Efficiencies)
+    calibration: object | None = None
+
+    def __post_init__(self) -> None:
+        p = count_params(self.m)
+        self.total_params = p.total_params
+        self.expert_params = sum(
+            t.params * count for _, count, tensors in layer_kinds(self.m) for t in tensors if t.component == "experts"
+        )
+        self.kinds = [(kind, count, tensors) for kind, count, tensors in layer_kinds(self.m)]
+        self.head = [t for t in model_tensors(self.m) if t.component == "lm_head" and t.shape]
+        self.elem = float(dtype_bytes(self.dtype))
+        self.hbm = self.gpu.hbm_tb_s * 1e12 * memory_efficiency(self.gpu, self.calibration)
+        self.flash_rate = flash_attention_rate(self.gpu, self.dtype)
+        f = forward_flops(self.m, 1, self.seq)  # full s x s convention: PaLM / Megatron MFU
+        self.model_flops_per_seq = 3 * f.forward_flops
+        self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
+        self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
+        self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq
+        self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
+        self._layer = lru_cache(maxsize=None)(self._layer_uncached)
+        self._coll = lru_cache(maxsize=None)(self._coll_uncached)
+
+    # -- primitives -------------------------------------------------------------------------------
+    def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1) -> float:
+        return gemm_time(self.gpu, m, n, k, self.dtype, self.calibration, batch)
+
+    def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
+        return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
+
+    def coll(self, kind: str, num_bytes: float, group: int, stride: int = 1) -> float:
+        return self._coll(kind, num_bytes, group, stride) if group > 1 or kind == "p2p" else 0.0
+
+    def mlp_width(self, moe_layer: bool) -> float:
+        """Active MLP width per token (for elementwise traffic): I, or k*I_e + shared for a MoE layer."""
+        m = self.m
+        gate = 2 if m.gated_mlp else 1
+        if moe_layer and m.moe:
+            return gate * (m.moe.experts_per_token * m.moe.expert_intermediate_size + m.moe.shared_intermediate_size)
+        return gate * m.intermediate_size
+
+    # -- one layer ----------------------------------------------------------------------------------
+    def layer(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool) -> LayerCost:
+        return self._layer(kind_index, b, tp, cp, ep, sp)
+
+    def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool) -> LayerCost:
+        m, eff = self.m, self.eff
+        kind, _, tensors = self.kinds[kind_index]
+        s_local = self.seq // cp
+        T = b * s_local
+        gemms = 0.0
+        for t in tensors:
+            if t.shape is None or not t.matmul:
+                continue
+            k, n = t.shape
+            copies = max(t.params // (k * n), 1)
+            if t.component == "router":
+                gemms += self._gemm(T, n, k)
+                continue
+            k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
+            if copies > 1:
+                used = t.matmul // (k * n)
+                local = math.ceil(copies / ep)
+                tokens = max(T * used * ep * eff.capacity_factor / copies, 1.0)
+                gemms += self._gemm(tokens, n_l, k_l, local)
+            else:
+                gemms += self._gemm(T, n_l, k_l)
+        heads = m.num_heads / tp
+        d_qk, d_v = attention_dims(m)
+        if eff.flash:
+            pairs = self.seq * (self.seq + 1) / 2 / cp
+            attn_flops = 2 * b * heads * (d_qk + d_v) * pairs
+            attn_fwd = attn_flops / self.flash_rate
+            attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_fwd
+        else:
+            batch = int(b * heads)
+            scores = self._gemm(s_local, self.seq, d_qk, batch) + self._gemm(s_local, d_v, self.seq, batch)
+            softmax = b * heads * s_local * self.seq * SOFTMAX_BYTES_FWD / self.hbm
+            attn_fwd = scores + softmax
+            attn_bwd = 2 * attn_fwd
+        moe_layer = kind == "moe"
+        ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
+        ew_t = ew * self.elem / self.hbm
+        cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd)
+        act = T * m.hidden_size * self.elem
+        if tp > 1:
+            if sp:
+                pair = self.coll("all_gather", act, tp) + self.coll("reduce_scatter", act, tp)
+                cost.tp_fwd, cost.tp_bwd = 2 * pair, 2 * pair + 2 * self.coll("all_gather", act, tp)
+            else:
+                ar = self.coll("allreduce", act, tp)
+                cost.tp_fwd = cost.tp_bwd = 2 * ar
+        if moe_layer and m.moe and ep > 1:
+            routed = T * m.moe.experts_per_token * eff.capacity_factor * m.hidden_size * self.elem
+            a2a = 2 * self.coll("all_to_all", routed, ep, tp * cp)
+            cost.ep_fwd = cost.ep_bwd = a2a
+        if cp > 1:
+            kv_width = heads * (d_qk + d_v) if m.mla else max(m.kv_heads // tp, 1) * 2 * m.dim_per_head
+            block = b * s_local * kv_width * self.elem
+            step = self.coll("p2p", block, 2, tp)
+            fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step
+            cost.cp_fwd = max(0.0, fwd_total - eff.overlap * attn_fwd)
+            cost.cp_bwd = max(0.0, bwd_total - eff.overlap * attn_bwd)
+            cost.cp_total = fwd_total + bwd_total
+        return cost
+
+    # -- the output head (last stage) -------------------------------------------------------------
+    def head_cost(self, b: int, tp: int, cp: int) -> tuple[float, float]:
+        """(forward, backward) seconds of the output head and cross-entropy on the last stage."""
+        T = b * self.seq // cp
+        fwd = 0.0
+        for t in self.head:
+            k, n = t.shape  # type: ignore[misc]
+            fwd += self._gemm(T, n / tp, k)
+        ce = T * self.m.vocab_size / tp * CROSS_ENTROPY_BYTES / self.hbm
+        return fwd + ce / 2, 2 * fwd + ce / 2
+
+    def layer_kind_sequence(self) -> list[int]:
+        """Kind index of every layer in order (dense layers of a MoE model come first)."""
+        return [i for i, (_, count, _) in enumerate(self.kinds) for _ in range(count)]

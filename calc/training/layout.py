@@ -1,0 +1,98 @@
+"""A training layout (how the run is split) and the checks that make it valid for a model and batch.
+
+Ranks are ordered TP fastest, then CP, then DP (EP carved out of DP x CP), then PP outermost, as
+Megatron-Core orders them (``tp-cp-ep-dp-pp``); so a TP group has stride 1, a CP group stride t,
+the DP group stride t*c, the EP group stride t*c, pipeline neighbours t*c*d ranks apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from calc.errors import LLMCalcError
+from calc.specs import ModelSpec
+
+Recompute = Literal["none", "selective", "full"]
+RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """TP x CP x DP x PP GPUs (EP inside DP x CP), interleaving, micro-batch, ZeRO and recomputation."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
+    vpp: int = 1
+    sp: bool = False
+    micro_batch: int = 1
+    zero: int = 0
+    recompute: Recompute = "none"
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    def label(self) -> str:
+        parts = [f"TP{self.tp}", f"PP{self.pp}" + (f"x{self.vpp}" if self.vpp > 1 else ""), f"DP{self.dp}"]
+        parts += [f"CP{self.cp}"] if self.cp > 1 else []
+        parts += [f"EP{self.ep}"] if self.ep > 1 else []
+        parts += [f"mb{self.micro_batch}", f"ZeRO{self.zero}", f"rc:{self.recompute}"] + (["SP"] if self.sp else [])
+        return " ".join(parts)
+
+    def with_(self, **changes: object) -> Layout:
+        return replace(self, **changes)
+
+
+def num_microbatches(layout: Layout, global_batch: int) -> int:
+    """m = B / (d x b): micro-batches each pipeline runs per step."""
+    per_replica, rest = divmod(global_batch, layout.dp * layout.micro_batch)
+    if rest or per_replica < 1:
+        raise LLMCalcError(
+            "--global-batch",
+            f"{global_batch} is not a multiple of DP {layout.dp} x micro-batch {layout.micro_batch} = "
+            f"{layout.dp * layout.micro_batch}",
+        )
+    return per_replica
+
+
+def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, global_batch: int, seq: int) -> int:
+    """Refuse a layout the model, the GPU count or the batch cannot take; return the micro-batch count."""
+    for flag, value in (("--tp", layout.tp), ("--pp", layout.pp), ("--dp", layout.dp), ("--cp", layout.cp),
+                        ("--ep", layout.ep), ("--vpp", layout.vpp), ("--micro-batch", layout.micro_batch), ("--seq", seq)):
+        if value < 1:
+            raise LLMCalcError(flag, f"must be >= 1, got {value}")
+    if num_gpus is not None and layout.num_gpus != num_gpus:
+        raise LLMCalcError(
+            "--num-gpus", f"{num_gpus} GPUs != TP {layout.tp} x PP {layout.pp} x DP {layout.dp} x CP {layout.cp} = {layout.num_gpus}"
+        )
+    if m.num_heads % layout.tp:
+        raise LLMCalcError("--tp", f"{layout.tp} does not divide the {m.num_heads} attention heads of {m.name}")
+    if not m.mla and m.kv_heads % layout.tp and layout.tp % m.kv_heads:
+        raise LLMCalcError("--tp", f"{layout.tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}")
+    if layout.pp * layout.vpp > m.num_layers:
+        raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
+    if layout.vpp > 1 and m.num_layers % (layout.pp * layout.vpp):
+        raise LLMCalcError("--vpp", f"interleaving needs PP x VPP ({layout.pp * layout.vpp}) to divide the {m.num_layers} layers")
+    if seq % (2 * layout.cp if layout.cp > 1 else 1):
+        raise LLMCalcError("--cp", f"context parallel {layout.cp} needs the sequence {seq} divisible by 2 x CP (load-balanced chunks)")
+    if layout.ep > 1:
+        if not m.moe:
+            raise LLMCalcError("--ep", f"{m.name} has no experts; expert parallelism needs a MoE model (use --ep 1)")
+        if m.moe.num_experts % layout.ep:
+            raise LLMCalcError("--ep", f"{layout.ep} does not divide the {m.moe.num_experts} experts of {m.name}")
+        if (layout.dp * layout.cp) % layout.ep:
+            raise LLMCalcError("--ep", f"EP {layout.ep} must divide DP x CP = {layout.dp * layout.cp} (experts spread over DP ranks)")
+    if layout.zero not in (0, 1, 2, 3):
+        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {layout.zero}")
+    if layout.recompute not in RECOMPUTE_CHOICES:
+        raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
+    if layout.sp and layout.tp == 1:
+        raise LLMCalcError("--sp", "sequence parallelism splits along the TP group; it needs --tp > 1")
+    micro = num_microbatches(layout, global_batch)
+    if layout.vpp > 1 and micro % layout.pp:
+        raise LLMCalcError("--vpp", f"the interleaved schedule needs the {micro} micro-batches to be a multiple of PP {layout.pp}")
+    return micro

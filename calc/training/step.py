@@ -1,0 +1,356 @@
+"""Step time of a training plan: compute, recomputation, TP/EP/CP communication per micro-batch, the
+pipeline bubble and stage sends, data-parallel gradient reduction, ZeRO-3 gathers and the optimizer step.
+
+    step = m x t_mb + (p-1)/v x t_mb + p2p + DP exposed + ZeRO-3 exposed + optimizer
+with m = B/(d*b) micro-batches and t_mb the forward + backward time of one micro-batch on the slowest
+pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; calc.training.cost).
+  bubble      1F1B (p-1)/m of the pipelined time, interleaved (p-1)/(v m) (Narayanan et al. 2021,
+              arXiv 2104.04473 sec. 2.2); stages hold ceil/floor(L/p) layers, the head on the last one
+  p2p         each micro-batch sends its activation b*s/c*H*bytes/t forward and the gradient back, v times
+              with interleaving (scatter/gather over TP, sec. 4.1), on the link between stages
+  DP          gradients (N_local x grad bytes) all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
+              updated bf16 weights all-gathered, exposed) over the d*c ranks, in buckets overlapped with the
+              last backward except the last bucket (PyTorch DDP / Megatron DDP)
+  ZeRO-3      per micro-batch: weights all-gathered for forward and again for backward, gradients
+              reduce-scattered; hidden under that micro-batch's compute at the overlap efficiency
+  optimizer   N_local (/d*c with ZeRO >= 1) x 28 B of HBM traffic (Adam, mixed precision)
+MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
+HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from calc.hardware.peaks import peak_tflops
+from calc.memory.training import training_bytes_per_gpu
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout
+from calc.units import GIB, TERA
+
+TERM_KEYS = (
+    "compute_s", "recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
+    "dp_comm_s", "zero_gather_s", "optimizer_s",
+)
+DEFAULT_RESERVE_GIB = 1.0
+
+
+@dataclass
+class StepTerms:
+    """Exposed seconds per step by term (they sum to step_time_s), the raw communication totals and the stage."""
+
+    step_time_s: float
+    exposed: dict[str, float]
+    totals: dict[str, float]
+    micro_batches: int
+    t_microbatch_s: float
+    stage: dict[str, float]
+    stage_index: int
+    stage_layers: int
+    local_params: float
+
+    def mfu(self, cost: ModelCost, global_batch: int, num_gpus: int) -> float:
+        peak = peak_tflops(cost.gpu, cost.dtype) * TERA
+        return global_batch * cost.model_flops_per_seq / (self.step_time_s * num_gpus * peak)
+
+
+def stage_layers(num_layers: int, pp: int) -> list[tuple[int, int]]:
+    """(first layer, layer count) per stage: L // p each, the L mod p extra layers on the first stages
+    (the last stage also carries the output head)."""
+    base, extra = divmod(num_layers, pp)
+    out, start = [], 0
+    for i in range(pp):
+        count = base + (1 if i < extra else 0)
+        out.append((start, count))
+        start += count
+    return out
+
+
+def _kind_counts(cost: ModelCost, start: int, count: int) -> list[tuple[int, int]]:
+    """How many layers of each kind fall in [start, start + count) (kinds are contiguous, in order)."""
+    out, first = [], 0
+    for index, (_, n, _) in enumerate(cost.kinds):
+        lo, hi = max(start, first), min(start + count, first + n)
+        if hi > lo:
+            out.append((index, hi - lo))
+        first += n
+    return out
+
+
+def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
+    eff = cost.eff
+    full, selective = layout.recompute == "full", layout.recompute == "selective"
+    s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "tp_total", "ep_total", "cp_total"), 0.0)
+    for index, n in _kind_counts(cost, start, count):
+        lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp)
+        s["fwd"] += n * lc.fwd
+        s["bwd"] += n * lc.bwd
+        s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash else 0.0)
+        tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else 0.0)
+        ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else 0.0)
+        s["tp_total"] += n * tp
+        s["ep_total"] += n * ep
+        s["tp"] += n * tp * (1 - eff.tp_overlap)
+        s["ep"] += n * ep * (1 - eff.ep_overlap)
+        s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
+        s["cp_total"] += n * lc.cp_total
+    if last:
+        hf, hb = cost.head_cost(layout.micro_batch, layout.tp, layout.cp)
+        s["fwd"] += hf
+        s["bwd"] += hb
+    s["t_mb"] = s["fwd"] + s["bwd"] + s["rec"] + s["tp"] + s["ep"] + s["cp"]
+    return s
+
+
+def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -> StepTerms:
+    """Evaluate a (validated) layout: plain floats, no pydantic (the plan search's hot path)."""
+    eff, m = cost.eff, cost.m
+    tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
+    stages = stage_layers(m.num_layers, pp)
+    picks = sorted({0, 1, pp - 2, pp - 1} & set(range(pp)))
+    worst, worst_i = None, 0
+    for i in picks:
+        st = _stage_cost(cost, layout, *stages[i], last=i == pp - 1)
+        if worst is None or st["t_mb"] > worst["t_mb"]:
+            worst, worst_i = st, i
+    assert worst is not None
+    t_mb = worst["t_mb"]
+    bubble = (pp - 1) / v * t_mb
+    p2p = 0.0
+    if pp > 1:
+        act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
+        p2p = micro * 2 * v * cost.coll("p2p", act, 2, tp * cp * dp)
+    dense = (cost.total_params - cost.expert_params) / (tp * pp)
+    experts = cost.expert_params / (tp * pp * ep)
+    local = dense + experts
+    dpc = dp * cp
+    edp = max(dpc // ep, 1)
+
+    def over_dp(kind: str, per_param: float) -> float:
+        return cost.coll(kind, dense * per_param, dpc, tp) + cost.coll(kind, experts * per_param, edp, tp * ep)
+
+    dp_total = dp_exposed = zero_total = zero_exposed = 0.0
+    if layout.zero == 3:
+        per_mb = 2 * over_dp("all_gather", cost.elem) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
+        first_gather = over_dp("all_gather", cost.elem) / max(stages[worst_i][1], 1)
+        zero_total = micro * per_mb
+        zero_exposed = micro * (max(0.0, per_mb - eff.overlap * t_mb) + first_gather)
+    else:
+        grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.grad_reduce_bytes)
+        buckets = max(1, math.ceil(local / eff.bucket_params))
+        hidden_part = grads * (1 - 1 / buckets)
+        dp_exposed = grads / buckets + max(0.0, hidden_part - eff.overlap * worst["bwd"])
+        dp_total = grads
+        if layout.zero in (1, 2):
+            gather = over_dp("all_gather", cost.elem)
+            dp_total += gather
+            dp_exposed += gather
+    opt_params = local / (dpc if layout.zero >= 1 else 1)
+    optimizer = opt_params * eff.optimizer_bytes_per_param / cost.hbm
+    exposed = {
+        "compute_s": micro * (worst["fwd"] + worst["bwd"]),
+        "recompute_s": micro * worst["rec"],
+        "tp_comm_s": micro * worst["tp"],
+        "ep_comm_s": micro * worst["ep"],
+        "cp_comm_s": micro * worst["cp"],
+        "pp_bubble_s": bubble,
+        "pp_p2p_s": p2p,
+        "dp_comm_s": dp_exposed,
+        "zero_gather_s": zero_exposed,
+        "optimizer_s": optimizer,
+    }
+    totals = dict(exposed)
+    totals.update(tp_comm_s=micro * worst["tp_total"], ep_comm_s=micro * worst["ep_total"],
+                  cp_comm_s=micro * worst["cp_total"], dp_comm_s=dp_total, zero_gather_s=zero_total)
+    return StepTerms(
+        step_time_s=sum(exposed.values()), exposed=exposed, totals=totals, micro_batches=micro, t_microbatch_s=t_mb,
+        stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
+    )
+
+
+def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> dict[str, int]:
+    """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in flight)."""
+    return training_bytes_per_gpu(
+        cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
+        dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, sp=layout.sp, zero=layout.zero,
+        micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
+        reserve_bytes=int(reserve_gib * GIB), in_flight=min(layout.pp, micro),
+    )
+
+
+# -- the public engine function --------------------------------------------------------------------------
+
+TERM_FORMULAS = {
+    "compute_s": "m x (forward + backward of the slowest stage's layers [+ head]): GEMMs at their shape's efficiency, "
+                 "attention, elementwise traffic",
+    "recompute_s": "m x recomputed forward (full: whole layers; selective: attention core)",
+    "tp_comm_s": "m x layers x (2 AR forward + 2 AR backward of b*s/c*H*bytes; SP: AG+RS each, +2 AG in backward)",
+    "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
+    "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
+    "pp_bubble_s": "(p-1)/v x t_microbatch",
+    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) between stages",
+    "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
+    "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch",
+    "optimizer_s": "local parameters (/d*c with ZeRO >= 1) x bytes per parameter / HBM bandwidth",
+}
+
+
+class StepTerm(BaseModel):
+    name: str
+    time_s: float
+    exposed_s: float
+    formula: str
+
+
+class TrainStepResult(BaseModel):
+    """One plan's step: layout, memory and fit, then (when it fits) every time term, MFU and HFU."""
+
+    model: str
+    gpu: str
+    system: str
+    num_gpus: int
+    tp: int
+    pp: int
+    dp: int
+    cp: int
+    ep: int
+    vpp: int
+    sp: bool
+    micro_batch: int
+    global_batch: int
+    seq: int
+    zero: int
+    recompute: str
+    num_microbatches: int
+    layout: str
+    memory_per_gpu_bytes: int
+    memory_per_gpu: dict[str, int]
+    gpu_memory_bytes: int
+    fits: bool
+    min_gpus: int | None
+    step_time_s: float | None
+    tokens_per_s: float | None
+    mfu: float | None
+    hfu: float | None
+    bubble_fraction: float | None
+    compute_s: float | None
+    recompute_s: float | None
+    tp_comm_s: float | None
+    ep_comm_s: float | None
+    cp_comm_s: float | None
+    pp_bubble_s: float | None
+    pp_p2p_s: float | None
+    dp_comm_s: float | None
+    zero_gather_s: float | None
+    optimizer_s: float | None
+    terms: list[StepTerm]
+    verdict: str
+    assumptions: list[str]
+    explain: list[str]
+
+
+def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
+    """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
+    the attention core), the count Korthikanti et al. 2022 call HFU."""
+    extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq}.get(layout.recompute, 0.0)
+    return global_batch * (cost.model_flops_per_seq + extra)
+
+
+def train_step(
+    cost: ModelCost, layout: Layout, *, global_batch: int, num_gpus: int | None = None,
+    reserve_gib: float = DEFAULT_RESERVE_GIB,
+) -> TrainStepResult:
+    """Step time, MFU/HFU, tokens/s and memory of one plan; a plan that does not fit gets no time figure.
+
+    >>> from calc.sources.catalog import load_gpu, load_model, load_system
+    >>> cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    >>> r = train_step(cost, Layout(tp=1, dp=8, zero=3, recompute="selective"), global_batch=32)
+    >>> r.fits, 0.3 < r.mfu < 0.6
+    (True, True)
+    """
+    from calc.training.layout import check_training_layout
+
+    micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
+    memory = memory_per_gpu(cost, layout, micro, reserve_gib)
+    need = sum(memory.values())
+    capacity = cost.gpu.memory_bytes
+    fits = need <= capacity
+    n = layout.num_gpus
+    base = dict(
+        model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
+        dp=layout.dp, cp=layout.cp, ep=layout.ep, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
+        global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
+        layout=layout.label(), memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
+        assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
+    )
+    assumptions = base["assumptions"]
+    mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB"
+    if not fits:
+        more = min_gpus_same_shape(cost, layout, micro, reserve_gib)
+        hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
+                else "; more DP alone does not help at this ZeRO stage" if layout.zero == 0 else "")
+        return TrainStepResult(
+            **base, min_gpus=more, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
+            **dict.fromkeys(TERM_KEYS), terms=[],
+            verdict=f"does not fit: needs {need / GIB:.1f} GiB per GPU, {cost.gpu.name} has {capacity / GIB:.1f} GiB; "
+            f"no step time for a plan that does not fit{hint} (or raise --zero, --pp, --tp, --recompute; or try train-plan)",
+            explain=[mem_line] + [f"assumption: {a}" for a in assumptions],
+        )
+    t = step_terms(cost, layout, global_batch, micro)
+    peak = peak_tflops(cost.gpu, cost.dtype) * TERA
+    mfu = t.mfu(cost, global_batch, n)
+    hfu = hfu_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
+    terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
+    tokens = global_batch * cost.seq / t.step_time_s
+    return TrainStepResult(
+        **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
+        bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
+        verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
+        f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
+        explain=_explain(cost, layout, t, global_batch, mfu, peak) + [mem_line] + [f"assumption: {a}" for a in assumptions],
+    )
+
+
+def _plateau_note(cost: ModelCost) -> list[str]:
+    from calc.hardware.efficiency import gemm_plateau
+
+    return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
+            "18 Megatron rows, MAE 3.6%; other generations scaled, not fitted)"]
+
+
+def _explain(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, mfu: float, peak: float) -> list[str]:
+    st, micro, T = t.stage, t.micro_batches, layout.micro_batch * cost.seq // layout.cp
+    lines = [
+        f"micro-batches m = B/(d*b) = {global_batch}/({layout.dp}*{layout.micro_batch}) = {micro}; tokens per micro-batch "
+        f"per GPU T = b*s/c = {T:,}",
+        f"slowest stage: #{t.stage_index} with {t.stage_layers} layers; per micro-batch forward {st['fwd'] * 1e3:.2f} ms + backward "
+        f"{st['bwd'] * 1e3:.2f} ms + recompute {st['rec'] * 1e3:.2f} ms + TP {st['tp'] * 1e3:.2f} + EP {st['ep'] * 1e3:.2f} "
+        f"+ CP {st['cp'] * 1e3:.2f} ms = t_mb {t.t_microbatch_s * 1e3:.2f} ms",
+    ]
+    lines.append(f"compute_s = m x (fwd + bwd) = {micro} x {(st['fwd'] + st['bwd']) * 1e3:.2f} ms = {t.exposed['compute_s']:.3f} s")
+    lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({layout.pp}-1)/{layout.vpp} x {t.t_microbatch_s * 1e3:.2f} ms = "
+                 f"{t.exposed['pp_bubble_s']:.3f} s (bubble fraction of the pipelined part (p-1)/(v m) = "
+                 f"{(layout.pp - 1) / (layout.vpp * micro):.3f})")
+    for key in ("recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_p2p_s", "dp_comm_s", "zero_gather_s", "optimizer_s"):
+        if t.totals[key] or t.exposed[key]:
+            lines.append(f"{key} = {t.exposed[key]:.4f} s exposed of {t.totals[key]:.4f} s: {TERM_FORMULAS[key]}")
+    lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
+    lines.append(f"MFU = B x 3 x forward FLOPs / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
+                 f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
+    return lines
+
+
+def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> int | None:
+    """Smallest GPU count that fits when only DP grows (doubling, up to 64x): ZeRO shards states over DP."""
+    if layout.zero == 0:
+        return None
+    dp = layout.dp * 2
+    while dp <= layout.dp * 64:
+        bigger = layout.with_(dp=dp)
+        if sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.memory_bytes:
+            return bigger.num_gpus
+        dp *= 2
+    return None

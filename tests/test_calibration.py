@@ -1,0 +1,231 @@
+"""Calibration format, interpolation by shape, refusal of another device, model-op shapes under TP,
+and the least-squares fit of efficiencies to runs (no torch needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from calc.errors import LLMCalcError
+from calc.hardware.calibration import Calibration, OpPoint, Roofline, efficiency_for, save_calibration
+from calc.serving.phases import phase_terms
+from calc.sources.catalog import load_gpu, load_model
+
+
+def _calibration(gpu: str = "h100-sxm", dtype: str = "bf16", gemm=((1e9, 0.4), (1e11, 0.8)),
+                 memory=((1e6, 0.5), (1e9, 0.85))) -> Calibration:
+    return Calibration(
+        gpu=gpu, device_name="NVIDIA H100 80GB HBM3", is_gpu=True, dtype=dtype, date="2026-11-23",
+        torch_version="2.13.0", cuda_version="12.8", roofline=Roofline(peak_tflops=989.4, peak_gb_s=3350, source="datasheet"),
+        ops={"gemm": [OpPoint(size=s, measured_s=1e-3, efficiency=e) for s, e in gemm],
+             "memory": [OpPoint(size=s, measured_s=1e-3, efficiency=e) for s, e in memory]},
+    )
+
+
+# --- interpolation by shape ------------------------------------------------------------------
+@pytest.mark.parametrize(("size", "expected"), [
+    (1e9, 0.4), (1e11, 0.8),
+    (1e10, 0.6),            # log10 9 -> 11: 10 is halfway, (0.4 + 0.8) / 2
+    (10**9.5, 0.5),         # a quarter of the way in log size: 0.4 + 0.25 * 0.4
+    (1e7, 0.4), (1e13, 0.8),  # outside the measured sizes the end values hold
+])
+def test_interpolation_is_log_linear_in_size(size: float, expected: float) -> None:
+    assert _calibration().interpolate("gemm", size) == pytest.approx(expected)
+
+
+def test_interpolation_by_gemm_shape() -> None:
+    # GEMM size is its FLOPs 2*m*n*k: 8x4096x4096 = 2.68e8 (below the curve: 0.4);
+    # 1024 x 4096 x 4096 = 3.44e10 -> 0.4 + 0.4 * (log10(3.44e10) - 9) / 2 = 0.4 + 0.2 * 1.5366 = 0.7073
+    c = _calibration()
+    assert c.interpolate("gemm", 2 * 8 * 4096 * 4096) == pytest.approx(0.4)
+    assert c.interpolate("gemm", 2 * 1024 * 4096 * 4096) == pytest.approx(0.4 + 0.2 * (1 + math.log10(3.4359738368)), rel=1e-9)
+
+
+def test_equal_sizes_average_and_missing_kind_is_none() -> None:
+    c = _calibration(gemm=((1e9, 0.3), (1e9, 0.5)))
+    assert c.interpolate("gemm", 5e9) == pytest.approx(0.4)
+    assert c.interpolate("allreduce", 1e6) is None
+    assert c.interpolate("all_gather", 1e6) is None  # an unknown or unmeasured kind falls back to defaults
+    with pytest.raises(LLMCalcError, match="size"):
+        c.interpolate("gemm", -1)
+
+
+# --- a calibration describes one device --------------------------------------------------------
+def test_calibration_from_another_gpu_is_refused(cli, tmp_path: Path) -> None:
+    path = tmp_path / "h100.yaml"
+    save_calibration(_calibration(), str(path))
+    r = cli("latency", "llama2-7b", "--gpu", "a100", "--prompt", "10", "--calibration", str(path))
+    assert r.code == 2 and "measured on h100-sxm" in r.err and "not a100-80g" in r.err and len(r.err.splitlines()) == 1
+    cpu = tmp_path / "cpu.yaml"
+    save_calibration(_calibration(gpu="cpu").model_copy(update={"is_gpu": False}), str(cpu))
+    r = cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "10", "--calibration", str(cpu))
+    assert r.code == 2 and "measured on a CPU" in r.err
+
+
+def test_latency_reads_the_calibration_and_says_so(cli, tmp_path: Path) -> None:
+    path = tmp_path / "h100.yaml"
+    # largest GEMM 0.7 of peak, largest memory op 0.85 of bandwidth
+    save_calibration(_calibration(gemm=((1e9, 0.3), (1e12, 0.7))), str(path))
+    args = ("latency", "llama2-7b", "--gpu", "h100", "--prompt", "2048", "--json")
+    default, calibrated = cli(*args).json(), cli(*args, "--calibration", str(path)).json()
+    assert default["efficiency_source"].startswith("defaults")
+    assert calibrated["efficiency_source"].startswith("calibration 2026-11-23")
+    assert (calibrated["compute_efficiency"], calibrated["memory_efficiency"]) == pytest.approx((0.7, 0.85))
+    # prefill of 2048 tokens on one H100 is compute-bound: time scales by 0.8 / 0.7
+    assert calibrated["prefill_compute_s"] == pytest.approx(default["prefill_compute_s"] * 0.8 / 0.7)
+    assert calibrated["decode_memory_s"] == pytest.approx(default["decode_memory_s"] * 0.9 / 0.85)
+
+
+def test_calibration_at_another_peak_dtype_is_refused() -> None:
+    with pytest.raises(LLMCalcError, match="measured in bf16; --dtype fp8"):
+        efficiency_for(load_gpu("h100"), "fp8", _calibration())
+    assert efficiency_for(load_gpu("h100"), "fp16", _calibration()).compute == pytest.approx(0.8)  # same peak as bf16
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("format: 2\ngpu: h100-sxm\n", "field 'device_name'"),
+    ("{gpu: x, device_name: x, is_gpu: true, dtype: bf16, date: d, roofline: {peak_tflops: 1, peak_gb_s: 1, source: s}, "
+     "ops: {gemm: [{size: 1e9, measured_s: 1, efficiency: .nan}]}}", "efficiency"),
+    ("{gpu: x, device_name: x, is_gpu: true, dtype: bf16, date: d, roofline: {peak_tflops: 1, peak_gb_s: 1, source: s}, "
+     "ops: {gemm: [{size: 1e9, measured_s: 1, efficiency: 40}]}}", "efficiency"),
+    ("{gpu: x, device_name: x, is_gpu: true, dtype: bf16, date: d, roofline: {peak_tflops: 1, peak_gb_s: 1, source: s}, "
+     "ops: {flops: []}}", "ops.flops"),
+])
+def test_bad_calibration_files_are_one_line(cli, tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    r = cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "10", "--calibration", str(path))
+    assert r.code == 2 and problem in r.err and len(r.err.splitlines()) == 1
+
+
+# --- model ops at real shapes, TP-sliced -------------------------------------------------------
+def test_llama_layer_gemms_sliced_by_tp() -> None:
+    from calc.hardware.model_ops import gemm_ops
+
+    shapes = {o.label: (o.m, o.k, o.n, o.count) for o in gemm_ops(load_model("llama2-7b"), 16, "prefill", tp=2)}
+    # column-parallel split N (4096/2, 11008/2, 32000/2); row-parallel split K
+    assert shapes == {
+        "attention.q_proj": (16, 4096, 2048, 1), "attention.k_proj": (16, 4096, 2048, 1),
+        "attention.v_proj": (16, 4096, 2048, 1), "attention.o_proj": (16, 2048, 4096, 1),
+        "mlp.gate_proj": (16, 4096, 5504, 1), "mlp.up_proj": (16, 4096, 5504, 1), "mlp.down_proj": (16, 5504, 4096, 1),
+        "lm_head.lm_head": (16, 4096, 16000, 1),
+    }
+
+
+def test_expert_gemms_are_grouped() -> None:
+    from calc.hardware.model_ops import gemm_ops
+
+    ops = {o.label: o for o in gemm_ops(load_model("mixtral-8x7b"), 64, "prefill")}
+    # 64 tokens x top-2 of 8 experts: all 8 touched, 64*2/8 = 16 rows each; H=4096, I_e=14336
+    up = ops["experts.up_proj"]
+    assert (up.count, up.m, up.k, up.n) == (8, 16, 4096, 14336)
+    assert up.flops == 2 * 8 * 16 * 4096 * 14336
+    assert ops["router.router"].n == 8
+
+
+def test_attention_and_memory_ops() -> None:
+    from calc.hardware.model_ops import attention_op, memory_ops
+
+    m = load_model("llama2-7b")
+    pre = attention_op(m, "prefill", 16, 16, tp=2)
+    # 16 heads after TP, d_qk = d_v = 128, causal pairs 16*17/2 = 136: 2*16*256*136
+    assert (pre.heads, pre.kv_heads, pre.flops) == (16, 16, 1_114_112)
+    dec = attention_op(m, "decode", 4, 128)
+    assert dec.flops == 2 * 32 * 256 * 4 * 128  # B=4 queries x 128 keys
+    gqa = attention_op(load_model("llama3-8b"), "decode", 1, 128, tp=2)
+    assert (gqa.heads, gqa.kv_heads) == (16, 4)
+    norm, act = memory_ops(m, "prefill", 64)
+    assert norm.elements_moved == 2 * 64 * 4096  # read + write [64, 4096]
+    assert act.elements_moved == 3 * 64 * 11008  # SwiGLU: read gate and up, write one
+
+
+def test_model_ops_refuse_an_impossible_tp() -> None:
+    from calc.hardware.model_ops import SIZE_PLANS, model_ops
+
+    with pytest.raises(LLMCalcError, match="--tp"):
+        model_ops(load_model("llama2-7b"), SIZE_PLANS["small"], tp=3)
+
+
+# --- least-squares fit to runs -----------------------------------------------------------------
+def _synthetic_runs(e_c: float, e_m: float, noise: tuple[float, ...] = (1.0,) * 5) -> str:
+    """Runs whose times follow the fit's own model at efficiencies (e_c, e_m):
+    t = max(C / e_c, M / e_m) + K, with C, M, K the serving model's terms at efficiency 1."""
+    h100 = load_gpu("h100")
+    settings = [("llama2-7b", 1, 1, 2048, "prefill"), ("llama2-7b", 1, 8, 512, "decode"),
+                ("llama2-13b", 2, 4, 1024, "prefill"), ("llama2-13b", 2, 16, 256, "decode"), ("llama3-8b", 1, 1, 128, "decode")]
+    rows = ["model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s"]
+    for (model, gpus, batch, prompt, phase), k in zip(settings, noise, strict=True):
+        c, mem, comm = phase_terms(load_model(model), h100, phase, num_gpus=gpus, batch=batch, prompt=prompt, output=1,
+                                   dtype="bf16")
+        t = (max(c / e_c, mem / e_m) + comm) * k
+        rows.append(f"{model},h100,{gpus},{batch},{prompt},1," + (f"{t!r}," if phase == "prefill" else f",{t!r}"))
+    return "\n".join(rows) + "\n"
+
+
+def test_fit_recovers_known_efficiencies(tmp_path: Path) -> None:
+    from calc.hardware.fit import fit_runs, read_runs
+
+    path = tmp_path / "runs.csv"
+    path.write_text(_synthetic_runs(0.55, 0.7))
+    r = fit_runs(read_runs(str(path)), phase_terms)
+    assert (r.compute_efficiency, r.memory_efficiency) == pytest.approx((0.55, 0.7), rel=1e-9)
+    assert (r.compute_runs, r.memory_runs) == (2, 3)
+    assert all(abs(f.residual) < 1e-9 for f in r.runs)
+    assert r.default_rms_residual > 0.2  # the defaults (0.8, 0.9) are 20-45% off these runs
+
+
+def test_fit_with_noise_stays_close(tmp_path: Path) -> None:
+    from calc.hardware.fit import fit_runs, read_runs
+
+    path = tmp_path / "runs.csv"
+    path.write_text(_synthetic_runs(0.6, 0.75, noise=(1.05, 0.95, 0.97, 1.03, 1.0)))
+    r = fit_runs(read_runs(str(path)), phase_terms)
+    # compute runs scaled 1.05 and 0.97: x = sum(a*b)/sum(a^2) with a = 1/k gives e = 0.6 * ~1.01
+    assert r.compute_efficiency == pytest.approx(0.6, rel=0.03)
+    assert r.memory_efficiency == pytest.approx(0.75, rel=0.03)
+    assert max(abs(f.residual) for f in r.runs) < 0.06
+
+
+def test_calibrate_cli_prints_and_saves(cli, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.csv"
+    runs.write_text(_synthetic_runs(0.5, 0.8))
+    saved = tmp_path / "fitted.yaml"
+    r = cli("calibrate", "--from-runs", str(runs), "--save", str(saved), "--json")
+    assert r.code == 0, r.err
+    out = r.json()
+    assert out["compute_efficiency"] == pytest.approx(0.5) and len(out["runs"]) == 5
+    lat = cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "2048", "--calibration", str(saved), "--json").json()
+    assert (lat["compute_efficiency"], lat["memory_efficiency"]) == pytest.approx((0.5, 0.8))
+    table = cli("calibrate", "--from-runs", str(runs))
+    assert table.code == 0 and "residual" in table.out
+
+
+def test_yaml_runs_and_step_times(tmp_path: Path) -> None:
+    from calc.hardware.fit import fit_runs, read_runs
+    from calc.model.flops import forward_flops
+
+    # llama2-7b, 8 x H100, 64 sequences of 4096 per step at 50% of 989.4 TFLOPS:
+    step_flops = forward_flops(load_model("llama2-7b"), 64, 4096).training_flops
+    t = step_flops / (8 * 989.4e12 * 0.5)
+    path = tmp_path / "runs.yaml"
+    path.write_text(f"- {{model: llama2-7b, gpu: h100, num_gpus: 8, batch: 64, seq: 4096, step_time_s: {t!r}}}\n")
+    r = fit_runs(read_runs(str(path)), phase_terms)
+    assert r.compute_efficiency == pytest.approx(0.5)
+    assert any("no run is memory-bound" in a for a in r.assumptions)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("model,gpu,prompt\nllama2-7b,h100,128\n", "run 1: give exactly one of ttft_s, tpot_s, step_time_s (got none)"),
+    ("model,gpu,prompt,ttft_s,tpot_s\nllama2-7b,h100,128,0.1,0.01\n", "got ttft_s, tpot_s"),
+    ("model,gpu,ttft_s\nllama2-7b,h100,0.1\n", "needs prompt"),
+    ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,-1\n", "ttft_s"),
+    ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,0.1\nllama2-7b,a100,128,0.1\n", "one GPU and dtype"),
+    ("model,gpu,prompt,ttft_s\n", "no runs"),
+])
+def test_bad_runs_are_one_line(cli, tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text(text)
+    r = cli("calibrate", "--from-runs", str(path))
+    assert r.code == 2 and problem in r.err and len(r.err.splitlines()) == 1, r.err

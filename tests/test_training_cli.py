@@ -1,0 +1,79 @@
+"""train-step / train-plan on the command line: JSON keys, refusal of plans that do not fit, bad input, plot."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from calc.training.step import TERM_KEYS
+
+STEP = ["train-step", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tp", "8", "--pp", "2", "--sp",
+        "--global-batch", "256", "--seq", "8192", "--zero", "1", "--recompute", "full"]
+
+
+def test_train_step_json_keys_and_consistency(cli) -> None:
+    r = cli(*STEP, "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    required = {"step_time_s", "mfu", "hfu", "tokens_per_s", "memory_per_gpu_bytes", "fits", *TERM_KEYS}
+    assert required <= data.keys()
+    assert data["fits"] is True and data["dp"] == 4 and data["num_microbatches"] == 64  # 256 / (4 x 1)
+    assert sum(data[k] for k in TERM_KEYS) == pytest.approx(data["step_time_s"])
+    # tokens/s = B x s / step = 256 x 8192 / step
+    assert data["tokens_per_s"] == pytest.approx(256 * 8192 / data["step_time_s"])
+    assert data["hfu"] > data["mfu"]  # full recomputation adds a forward of the layers
+
+
+def test_train_step_text_and_explain(cli) -> None:
+    r = cli(*STEP, "--explain")
+    assert r.code == 0, r.err
+    assert "Step time by term" in r.out and "pp_bubble_s = (p-1)/v x t_mb = (2-1)/1" in r.out
+    assert "assumption: collective efficiency 80%" in r.out
+
+
+def test_train_step_that_does_not_fit_is_refused(cli) -> None:
+    args = ["train-step", "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--tp", "8", "--global-batch", "8", "--seq", "8192"]
+    r = cli(*args)
+    assert r.code == 2 and r.out == ""
+    assert r.err.startswith("llmcalc: error: --num-gpus: does not fit: needs ") and "GiB per GPU" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    data = cli(*args, "--json").json()
+    assert data["fits"] is False and data["step_time_s"] is None and data["memory_per_gpu_bytes"] > data["gpu_memory_bytes"]
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--ep", "2", "--global-batch", "8"], "--ep"),
+    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--vpp", "3", "--global-batch", "8"], "--vpp"),
+    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "12"], "--global-batch"),
+    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8"], "--global-batch"),
+    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--system", "dgx-a100"], "--system"),
+    (["train-plan", "llama3-8b", "--gpu", "h100", "--global-batch", "8"], "--num-gpus"),
+    (["train-plan", "llama3-8b", "--gpu", "l4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
+])
+def test_bad_input_is_one_line(cli, args: list[str], flag: str) -> None:
+    r = cli(*args)
+    assert r.code == 2, r.out
+    assert r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+
+
+def test_train_plan_json_lists_plans_with_step_keys(cli) -> None:
+    r = cli("train-plan", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "512", "--seq", "4096", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    plans = data["plans"]
+    assert 1 <= len(plans) <= 10
+    for p in plans:
+        assert {"tp", "pp", "dp", "cp", "ep", "zero", "recompute", "step_time_s", "mfu", "fits"} <= p.keys()
+        assert p["fits"] is True
+    assert any(p["ep"] > 1 for p in plans)
+    assert [p["step_time_s"] for p in plans] == sorted(p["step_time_s"] for p in plans)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib (the plot extra) is not installed")
+def test_train_plan_plot(cli, tmp_path) -> None:
+    target = tmp_path / "plans.png"
+    r = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--seq", "4096",
+            "--top", "4", "--plot", str(target))
+    assert r.code == 0, r.err
+    assert target.stat().st_size > 1000 and target.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,43 @@
+"""Plan search: TP 8 inside a node for Llama 3.1 405B on 16,384 H100s; EP considered for MoE models."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.errors import LLMCalcError
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.cost import ModelCost
+from calc.training.plan import SearchSpace, search_plans
+
+
+def test_405b_on_16k_h100_lists_tp8_inside_a_node() -> None:
+    cost = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    r = search_plans(cost, 16384, 2048)
+    assert len(r.plans) == 10
+    assert all(p.fits and p.tp <= 8 for p in r.plans)  # TP stays inside an 8-GPU node
+    assert any(p.tp == 8 for p in r.plans)
+    times = [p.step_time_s for p in r.plans]
+    assert times == sorted(times)
+    for p in r.plans:  # 126 layers: weights alone (405.9e9 x 2 B / (t x p)) must leave room
+        assert p.tp * p.pp * p.dp * p.cp == 16384
+        assert p.memory_per_gpu_bytes <= p.gpu_memory_bytes
+
+
+@pytest.mark.parametrize(("name", "gpu", "system", "gpus"), [
+    ("mixtral-8x7b", "h100", "dgx-h100", 64), ("deepseek-v3", "h800", "hgx-h800", 2048),
+])
+def test_moe_models_consider_expert_parallelism(name: str, gpu: str, system: str, gpus: int) -> None:
+    cost = ModelCost(load_model(name), load_gpu(gpu), load_system(system), 4096)
+    r = search_plans(cost, gpus, 1024)
+    assert r.plans and any(p.ep > 1 for p in r.plans)
+
+
+def test_pinned_degree_and_no_fit_message() -> None:
+    cost = ModelCost(load_model("llama3-70b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    r = search_plans(cost, 64, 64, space=SearchSpace(fixed=(("tp", 4),)))
+    assert r.plans and all(p.tp == 4 for p in r.plans)
+    big = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    none = search_plans(big, 8, 8)
+    assert none.plans == [] and "no layout" in none.verdict and "smallest count that fits" in none.verdict
+    with pytest.raises(LLMCalcError, match="--num-gpus"):
+        search_plans(big, 0, 8)

@@ -1,0 +1,111 @@
+"""Step-time model: hand-worked GEMM efficiency, bubble fractions, TP across nodes, refusal of plans that do
+not fit, expert sharding in memory, DP overlap, and the Megatron validation bound."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from calc.errors import LLMCalcError
+from calc.hardware.efficiency import gemm_efficiency
+from calc.memory.training import training_bytes_per_gpu
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout, check_training_layout
+from calc.training.step import TERM_KEYS, step_terms, train_step
+
+A100 = load_gpu("a100-80g")
+
+
+def test_gemm_efficiency_hand_worked() -> None:
+    # 8192^3 on A100: 2*8192^3 = 1.0995e12 FLOPs / (312e12 x 0.72 plateau) = 4.8946 ms, + 4 us launch
+    # -> efficiency = 1.0995e12/312e12 / 4.8986 ms = 0.7194
+    assert gemm_efficiency(A100, 8192, 8192, 8192) == pytest.approx(0.7194, abs=2e-4)
+    # m = 8: memory (8*8192 + 8192^2 + 8*8192) * 2 B = 134.48 MB / (2.039e12 x 0.9) = 73.28 us; compute fills
+    # 8/128 of a tile: 1.0737e9 / (312e12 x 0.72 x 8/128) = 76.47 us, the larger; + 4 us = 80.47 us.
+    # At peak its FLOPs take 3.441 us -> 3.441/80.47 = 0.0428
+    assert gemm_efficiency(A100, 8, 8192, 8192) == pytest.approx(0.0428, abs=2e-4)
+
+
+def _gpt_cost(seq: int = 2048, system: str = "dgx-a100") -> ModelCost:
+    return ModelCost(load_model("llama2-13b"), A100, load_system(system), seq)
+
+
+def test_1f1b_and_interleaved_bubble_fractions() -> None:
+    cost = _gpt_cost()
+    # p = 4, m = B/(d*b) = 8: 1F1B bubble = (p-1)/m = 3/8 of the pipelined time m x t_mb
+    layout = Layout(tp=8, pp=4, dp=1, sp=True, recompute="full")
+    micro = check_training_layout(cost.m, layout, 32, 8, cost.seq)
+    t = step_terms(cost, layout, 8, micro)
+    assert micro == 8
+    assert t.exposed["pp_bubble_s"] / (micro * t.t_microbatch_s) == pytest.approx(3 / 8)
+    # interleaved, v = 2 (40 layers = 4 stages x 2 chunks x 5): (p-1)/(v m) = 3/16
+    t2 = step_terms(cost, layout.with_(vpp=2), 8, micro)
+    assert t2.exposed["pp_bubble_s"] / (micro * t2.t_microbatch_s) == pytest.approx(3 / 16)
+    # no pipeline, no bubble
+    flat = step_terms(cost, Layout(tp=8, dp=4, sp=True, recompute="full"), 8, 2)
+    assert flat.exposed["pp_bubble_s"] == 0.0
+
+
+def test_terms_sum_to_the_step() -> None:
+    cost = _gpt_cost()
+    t = step_terms(cost, Layout(tp=4, pp=2, dp=4, sp=True, zero=1, recompute="full"), 64, 16)
+    assert set(t.exposed) == set(TERM_KEYS)
+    assert sum(t.exposed.values()) == pytest.approx(t.step_time_s)
+    assert t.exposed["dp_comm_s"] <= t.totals["dp_comm_s"]
+
+
+def test_tp_allreduce_across_nodes_is_slower_than_inside() -> None:
+    cost = ModelCost(load_model("llama3-70b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
+    inside = cost.layer(0, 1, 8, 1, 1, False)
+    across = cost.layer(0, 1, 16, 1, 1, False)
+    # same T*H bytes per GPU per all-reduce; 16 ranks span 2 nodes and cross the 50 GB/s NIC
+    assert across.tp_fwd > 1.5 * inside.tp_fwd
+    # one layer forward, TP 8: 2 all-reduces of T*H*2 B = 4096*8192*2 = 67.1 MB on NVLink 450 GB/s at 80%:
+    # 2 x (2*7/8*67.1e6/(450e9*0.8) + 14 x 3 us) = 2 x (0.3262 + 0.042) ms = 0.7364 ms
+    assert inside.tp_fwd == pytest.approx(0.7364e-3, rel=1e-3)
+
+
+def test_plan_that_does_not_fit_gets_no_step_time() -> None:
+    cost = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    r = train_step(cost, Layout(tp=8, dp=1), global_batch=1, num_gpus=8)
+    # bf16 weights alone: 405,853,388,800 x 2 B / 8 GPUs = 101.46 GB > 85.5 GB (81,559 MiB)
+    assert r.memory_per_gpu["weights"] == math.ceil(405_853_388_800 * 2 / 8)
+    assert r.fits is False and r.step_time_s is None and r.mfu is None
+    assert "does not fit" in r.verdict and "GiB per GPU" in r.verdict
+    assert r.memory_per_gpu_bytes > r.gpu_memory_bytes
+
+
+def test_experts_shard_over_ep_in_memory() -> None:
+    m = load_model("mixtral-8x7b")
+    # routed experts: 32 layers x 8 experts x 3 x 4096 x 14336 = 45,097,156,608; the rest 1,605,636,096
+    experts = 45_097_156_608
+    total = 46_702_792_704
+    states = training_bytes_per_gpu(m, params=total, expert_params=experts, tp=1, pp=1, dp=8, ep=8)
+    assert states["weights"] == 1_605_636_096 * 2 + experts * 2 // 8  # 14,485,561,344 B
+
+
+def test_bad_layouts_are_one_line_errors() -> None:
+    m = load_model("llama2-13b")
+    with pytest.raises(LLMCalcError, match="--global-batch"):
+        check_training_layout(m, Layout(dp=4, micro_batch=3), 4, 16, 2048)
+    with pytest.raises(LLMCalcError, match="--num-gpus"):
+        check_training_layout(m, Layout(tp=8, dp=2), 8, 16, 2048)
+    with pytest.raises(LLMCalcError, match="--ep"):
+        check_training_layout(m, Layout(dp=2, ep=2), 2, 16, 2048)
+    with pytest.raises(LLMCalcError, match="--vpp"):
+        check_training_layout(m, Layout(pp=4, vpp=3), 4, 16, 2048)
+
+
+def test_megatron_validation_mean_error_bound() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from validate_training import validate
+
+    results = validate()
+    errors = [abs(r["error"]) for r in results]
+    assert len(results) == 18
+    assert sum(errors) / len(errors) <= 0.05
+    assert max(errors) <= 0.15
