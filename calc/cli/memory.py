@@ -6,6 +6,27 @@ from typing import Annotated
 
 import typer
 
+from calc.cli.finetune import (
+    ActivationsOpt,
+    CompileOpt,
+    ContextOpt,
+    DoubleQuantOpt,
+    DropoutOpt,
+    FragOpt,
+    GradAccumOpt,
+    LoraAlphaOpt,
+    LoraDropoutOpt,
+    LoraRankOpt,
+    LoraTargetsOpt,
+    LossChunksOpt,
+    LossOpt,
+    MethodOpt,
+    OffloadOpt,
+    OptimizerOpt,
+    OptInBwdOpt,
+    PrecisionOpt,
+    QuantOpt,
+)
 from calc.cli.options import (
     DEFAULT_DTYPE,
     BatchOpt,
@@ -36,7 +57,7 @@ from calc.cli.options import (
 def memory(
     ctx: typer.Context,
     model: ModelArg,
-    mode: Annotated[Mode, typer.Option("--mode", help="infer or train")] = Mode.infer,
+    mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     batch: BatchOpt = 1,
@@ -55,6 +76,25 @@ def memory(
     group_size: Annotated[int | None, typer.Option(
         "--group-size", parser=human_int("--group-size"), help="int4/int8 quantisation group size")] = None,
     reserve_gib: ReserveOpt = 1.0,
+    method: MethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    lora_dropout: LoraDropoutOpt = None,
+    optimizer: OptimizerOpt = None,
+    precision: PrecisionOpt = None,
+    quant: QuantOpt = None,
+    no_double_quant: DoubleQuantOpt = False,
+    grad_accum: GradAccumOpt = None,
+    compile_: CompileOpt = False,
+    loss: LossOpt = None,
+    loss_chunks: LossChunksOpt = None,
+    dropout: DropoutOpt = None,
+    offload: OffloadOpt = None,
+    optimizer_in_backward: OptInBwdOpt = False,
+    cuda_context_gib: ContextOpt = None,
+    fragmentation: FragOpt = None,
+    activations: ActivationsOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -64,11 +104,33 @@ def memory(
     priced as the checkpoint ships (fp8 / MXFP4 / GPTQ / AWQ / bnb from its quantization_config, else bf16). --mode train: --batch is the
     micro-batch, --seq the training sequence length."""
     from calc.cli.common import placement
-    from calc.memory import inference_memory, training_memory
     from calc.report.render import emit, memory_view
     from calc.sources.catalog import load_gpu, load_model
     from calc.specs import Parallelism
 
+    finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
+                     "--lora-dropout": lora_dropout, "--optimizer": optimizer, "--precision": precision, "--quant": quant,
+                     "--no-double-quant": no_double_quant, "--grad-accum": grad_accum, "--compile": compile_, "--loss": loss,
+                     "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
+                     "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
+                     "--fragmentation": fragmentation}
+    if mode is not Mode.train:
+        refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
+    if mode is Mode.finetune:
+        from calc.cli.finetune import finetune_result
+        from calc.report.finetune import finetune_view
+
+        for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
+                                     ("--recipe", recipe, "bf16-adam")):
+            refuse(flag, value, "is not a fine-tuning option (use --method, --optimizer, --precision)", default)
+        refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation", 1.0)
+        result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
+                                 plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
+                                 options=finetune_only)
+        emit(result, as_json, explain, finetune_view)
+        return
+    for flag, value in finetune_only.items():
+        refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
@@ -80,6 +142,8 @@ def memory(
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
                                      ("--dtype", dtype, DEFAULT_DTYPE)):
             refuse(flag, value, why, default)
+    from calc.memory import inference_memory, training_memory
+
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
@@ -90,5 +154,6 @@ def memory(
                                   kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
     else:
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
-                                 recompute=recompute.value, flash=flash, reserve_gib=reserve_gib)
+                                 recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,
+                                 activations_model=activations or "per-tensor")
     emit(result, as_json, explain, memory_view)

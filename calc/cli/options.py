@@ -92,6 +92,7 @@ def refuse(flag: str, given: Any, why: str, default: Any = None) -> None:
 class Mode(StrEnum):
     infer = "infer"
     train = "train"
+    finetune = "finetune"  # memory / report: full, LoRA, QLoRA, DoRA fine-tuning (calc.memory.finetune)
 
 
 class Recompute(StrEnum):

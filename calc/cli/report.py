@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from calc.cli.finetune import CompileOpt, LoraRankOpt, LoraTargetsOpt, MethodOpt, OptimizerOpt, PrecisionOpt
 from calc.cli.options import (
     DEFAULT_DTYPE,
     BatchOpt,
@@ -27,6 +28,7 @@ from calc.cli.options import (
     PriceOpt,
     PromptOpt,
     PromptOptional,
+    RecomputeOpt,
     SeqOptional,
     TokensOpt,
     ZeroOptional,
@@ -43,7 +45,7 @@ def report(
     model: ModelArg,
     gpu: GpuOpt,
     num_gpus: NumGpusOpt = None,
-    mode: Annotated[Mode, typer.Option("--mode", help="infer or train")] = Mode.infer,
+    mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     batch: BatchOpt = 1,
@@ -58,9 +60,17 @@ def report(
     calibration: CalibrationOpt = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="table or markdown")] = ReportFormat.table,
     plot: PlotOpt = None,
+    method: MethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_targets: LoraTargetsOpt = None,
+    optimizer: OptimizerOpt = None,
+    precision: PrecisionOpt = None,
+    recompute: RecomputeOpt = None,
+    compile_: CompileOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions."""
+    """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions.
+    --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
     from calc.cli.common import (
         check_context,
         load_calibration,
@@ -76,6 +86,20 @@ def report(
 
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", "--json and --format markdown are two outputs; give one")
+    finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
+                "--precision": precision, "--recompute": recompute, "--compile": compile_}
+    if mode is Mode.finetune:
+        from calc.cli.finetune import finetune_report
+
+        for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
+                            ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
+                            ("--plot", plot)):
+            refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
+        finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or 2048,
+                        zero=zero or 0, options=finetune, fmt=fmt.value, as_json=as_json)
+        return
+    for flag, value in finetune.items():
+        refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
                             ("--price", price or old_price)):

@@ -1,8 +1,11 @@
-"""Activation memory: the inference constant c of the seed's B*S*H*c, and training activations per
-layer (Korthikanti et al. 2022, arXiv 2205.05198, section 4 and table 2)."""
+"""Activation memory: the inference constant c of the seed's B*S*H*c, the textbook training activations per
+layer (Korthikanti et al. 2022, arXiv 2205.05198, section 4 and table 2), and the per-architecture figure
+built from the tensors autograd really keeps (``layer_buffers``, ``lm_head_buffers``)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.specs import ModelSpec
@@ -40,3 +43,247 @@ def korthikanti_layer_bytes(
     if sequence_parallel:
         return s * b * h / t * (34 + scores)
     return s * b * h * (10 + 24 / t + scores / t)
+
+
+# --- Per-architecture activations: the tensors autograd keeps, one by one -------------------------------
+
+Attention = Literal["flash", "eager"]
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One saved tensor (or group of them) of one layer: bytes for the whole micro-batch, its formula, its source."""
+
+    name: str
+    bytes: int
+    formula: str
+    source: str
+
+
+@dataclass(frozen=True)
+class LayerSetup:
+    """What decides which tensors autograd keeps in one block.
+
+    ``trainable``: matrix names whose weight gets a gradient (every one for a full fine-tune) and
+    ``adapted``: matrices with a LoRA adapter (their input is kept for the adapter's A). A frozen matrix
+    with neither keeps no input: PyTorch saves mm's input only when the weight needs a gradient
+    (torch/csrc/autograd/FunctionsManual, mm_mat2_backward; tools/autograd/derivatives.yaml).
+    """
+
+    full: bool = True
+    adapted: frozenset[str] = frozenset()
+    lora_rank: int = 0
+    lora_dropout: float = 0.0
+    dora: bool = False
+    attention: Attention = "flash"
+    fused: bool = True
+    dropout: float = 0.0
+    act_bytes: int = 2
+    tp: int = 1
+    sp: bool = False
+
+    def keeps_input(self, *names: str) -> bool:
+        return self.full or any(n in self.adapted for n in names)
+
+
+_SRC_NORM = "RMSNorm/LayerNorm backward needs its input and 1/rms per token (Zhang & Sennrich 2019, eq. 4)"
+_SRC_MM = "Y = XW: dW = X^T dY needs the input X (kept when W or its adapter trains)"
+_SRC_FLASH = "FlashAttention-2 backward keeps Q, K, V, O and the log-sum-exp (Dao 2023, arXiv 2307.08691 alg. 2)"
+_SRC_EAGER = "eager attention keeps softmax(QK^T) (b*h*s*s) for dV and dS (Korthikanti et al. 2022 sec. 4.1)"
+_SRC_GLU = "SwiGLU backward: d gate needs gate, d up needs silu(gate); fused kernels recompute silu (Shazeer 2020)"
+_SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021, eq. 3)"
+
+
+def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
+    """Fused norm kernels keep the input (act bytes) + fp32 1/rms per token; the eager HF RMSNorm upcasts
+    first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token."""
+    per = (width * s.act_bytes if s.fused else 4 * width) + 4
+    formula = f"tokens*({'H*' + str(s.act_bytes) if s.fused else '4*H fp32 upcast'} + 4) = {tokens}*({width}*" \
+              f"{s.act_bytes if s.fused else 4} + 4)"
+    return Buffer(name, tokens * per, f"{formula} = {tokens * per:,} B", _SRC_NORM)
+
+
+def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one transformer block for ``batch`` sequences of ``seq`` tokens.
+
+    Per token (elements; x2 bytes in bf16), Llama-style pre-norm block:
+      attn norm: H (+4 B 1/rms)          q,k,v input: H (if any trains/adapted)
+      Q, K, V after RoPE: (h + 2g)*d     attention out O: h*d, log-sum-exp: h fp32
+      eager instead of flash: + h*s softmax values per token (the b*h*s*s matrix)
+      mlp norm: H (+4 B)                 gate/up input: H (if trains/adapted)
+      gate, up outputs: 2*I (gated; I plain)   down input: I (if trains/adapted)
+      LoRA: r per adapted matrix (A x);  dropout masks 1 B per element where p > 0
+    Head- and width-split tensors divide by TP; norm inputs divide by TP only with SP.
+    """
+    t_tok = batch * seq
+    b, tp = s.act_bytes, s.tp
+    sp = tp if s.sp else 1
+    H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
+    width = m.moe.expert_intermediate_size * m.moe.experts_per_token + (m.moe.shared_intermediate_size or 0) if m.moe \
+        else m.intermediate_size
+    hd = h * d
+    if m.mla:
+        hd = h * m.mla.v_head_dim
+        qkv = h * (m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) * 2 + hd
+    else:
+        qkv = (h + 2 * g) * d
+    out: list[Buffer] = []
+
+    def add(name: str, elems_per_token: float, div: int, formula: str, source: str, elem_bytes: float = b) -> None:
+        n = math.ceil(t_tok * elems_per_token * elem_bytes / div)
+        out.append(Buffer(name, n, f"{formula} = {n:,} B", source))
+
+    norms = 1 if m.parallel_block else 2
+    for i in range(norms):
+        buf = _norm("attn norm input" if i == 0 else "mlp norm input", H, t_tok, s)
+        out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
+    if s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa"):
+        add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+    add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
+    if s.attention == "flash":
+        add("log-sum-exp (fp32)", h, tp, f"b*s*h*4/t = {t_tok}*{h}*4/{tp}", _SRC_FLASH, 4)
+    else:
+        add("softmax(QK^T) scores", h * seq, tp, f"b*h*s*s*{b}/t = {batch}*{h}*{seq}*{seq}*{b}/{tp}", _SRC_EAGER)
+        if s.dropout:
+            add("attention dropout mask + output", h * seq, tp, f"b*h*s*s*({b}+1)/t", _SRC_EAGER, b + 1)
+    if s.keeps_input("gate_proj", "up_proj"):
+        add("gate/up input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+    n_up = 2 if m.gated_mlp else 1
+    add("MLP up outputs (gate, up)" if m.gated_mlp else "MLP up output", n_up * width, tp,
+        f"b*s*{n_up}*I*{b}/t = {t_tok}*{n_up}*{width}*{b}/{tp}", _SRC_GLU)
+    if not s.fused:
+        add("activation output (unfused silu/gelu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
+    if s.keeps_input("down_proj"):
+        add("down input (act(gate)*up)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
+    if s.dropout:
+        add("residual dropout masks (attn, mlp)", 2 * H, sp, f"b*s*2*H*1 B = {t_tok}*{2 * H}",
+            "torch native_dropout keeps a 1-byte mask", 1)
+    if m.moe and s.keeps_input("gate_proj", "up_proj"):
+        k = m.moe.experts_per_token
+        add("MoE routed token copies (expert inputs)", (k - 1) * H, sp, f"b*s*(k-1)*H*{b} = {t_tok}*{k - 1}*{H}*{b}", _SRC_MOE)
+    if m.moe:
+        add("router probabilities (fp32)", m.moe.num_experts, 1, f"b*s*E*4 = {t_tok}*{m.moe.num_experts}*4", _SRC_MOE, 4)
+    if s.adapted and s.lora_rank:
+        mats = _adapted_shapes(m, s.adapted)
+        n = len(mats)
+        add("LoRA A x (adapter intermediates)", n * s.lora_rank, 1, f"b*s*{n} adapters*r*{b} = {t_tok}*{n}*{s.lora_rank}*{b}", _SRC_LORA)
+        if s.lora_dropout:
+            d_in = sum(i for i, _o in mats)
+            add("LoRA dropout copies + masks", d_in, 1, f"b*s*sum(d_in)*({b}+1) = {t_tok}*{d_in}*{b + 1}", _SRC_LORA, b + 1)
+        if s.dora:
+            d_out = sum(o for _i, o in mats)
+            add("DoRA base outputs (for the magnitude)", d_out, 1, f"b*s*sum(d_out)*{b} = {t_tok}*{d_out}*{b}", _SRC_DORA)
+    return out
+
+
+_SRC_MOE = "MoE: each token is dispatched to k experts (k copies of its hidden state kept for the expert weights' grads)"
+_SRC_DORA = "DoRA: y = m * (W0 x + B A x) / ||W0 + B A||_c; dm needs the unscaled output (Liu et al. 2024, eq. 5)"
+
+
+def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, int]]:
+    """(d_in, d_out) of each adapted matrix of the last block kind (experts count k active copies)."""
+    from calc.model.params import layer_kinds
+
+    out = []
+    for t in layer_kinds(m)[-1][2]:
+        if t.shape and t.name in adapted and t.component != "router":
+            copies = m.moe.experts_per_token if t.component == "experts" and m.moe else 1
+            out += [t.shape] * copies
+    return out
+
+
+def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
+                    tp: int = 1, compiled: bool = False) -> list[Buffer]:
+    """Final norm, output-head input, logits and the cross-entropy buffers.
+
+    Plain loss (torch.nn.functional.cross_entropy on logits.float()): the loss backward holds the fp32
+    log-softmax saved in forward (4 B per logit), the gradient nll_loss hands back (4 B) and the gradient
+    log_softmax_backward writes (4 B): 12 B per logit (the bf16 logits, 2 B, are dropped before backward;
+    in forward the peak is 2 + 4 + 4 = 10 B). Chunked (torchtune CEWithChunkedOutputLoss): bf16 logits
+    whole, the fp32 work one chunk at a time: 2 + 12/C. Fused linear + CE (Liger, Cut Cross-Entropy
+    arXiv 2411.09009, torchtune LinearCrossEntropyLoss): only one chunk of logits ever exists: 12/C.
+    A compiled chunked loss (torchtune compile=True runs training.compile_loss) fuses upcast, log-softmax and
+    NLL per chunk: it keeps the bf16 logits and a per-row log-sum-exp, and writes one chunk's bf16 gradient: 2 + 2/C.
+    """
+    tok = batch * seq
+    V = m.vocab_size
+    out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
+    if lm_head_trains:
+        out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
+    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks}[loss]
+    n = math.ceil(tok * V * per_logit / tp)
+    src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
+           "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
+           "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits"}[loss]
+    out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
+    return out
+
+
+_SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
+            "and the attention kernel outputs; recompute the rest from the layer input)")
+
+
+def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one block under op-level selective activation checkpointing: the layer input
+    (b*s*H), the outputs of the 1st, 3rd, 5th... matmul of the block (Llama: q, v, gate, down), and the
+    attention kernel's output and log-sum-exp; everything else is recomputed in backward.
+    """
+    from calc.model.params import layer_kinds
+
+    tok, b, tp = batch * seq, s.act_bytes, s.tp
+    sp = tp if s.sp else 1
+    tensors = [t for _k, _c, ts in layer_kinds(m)[-1:] for t in ts if t.shape and t.component != "router"]
+    saved = tensors[0::2]
+    out = [Buffer("layer input (checkpoint)", math.ceil(tok * m.hidden_size * b / sp), f"b*s*H*{b} = {tok}*{m.hidden_size}*{b}",
+                  _SRC_SAC)]
+    for t in saved:
+        width = t.shape[1] * (m.moe.experts_per_token if t.component == "experts" and m.moe else 1)
+        div = sp if t.name in ("o_proj", "down_proj") else tp
+        n = math.ceil(tok * width * b / div)
+        out.append(Buffer(f"{t.name} output (saved mm)", n, f"b*s*{width}*{b}/{div} = {n:,} B", _SRC_SAC))
+    hd = m.num_heads * (m.mla.v_head_dim if m.mla else m.dim_per_head)
+    n = math.ceil(tok * (hd * b + 4 * m.num_heads) / tp)
+    out.append(Buffer("attention output + log-sum-exp", n, f"b*s*(h*d*{b} + h*4)/t = {n:,} B", _SRC_FLASH))
+    return out
+
+
+@dataclass(frozen=True)
+class StageActivations:
+    """Activations one pipeline stage keeps: one layer's saved tensors, all of them over the stage's layers
+    and in-flight micro-batches, and the layer recomputed in backward (full or op-level selective)."""
+
+    layer: list[Buffer]
+    saved: int
+    recompute: int
+    formula: str
+
+    @property
+    def backward_workspace(self) -> int:
+        """The recomputed layer plus the gradients of the largest tensor of a layer (dY and dX): 2 x its bytes."""
+        return self.recompute + 2 * max(b.bytes for b in self.layer)
+
+
+def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompute: str, n_layers: int, in_flight: int,
+                      offload_layers: int | None = None) -> StageActivations:
+    """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
+    recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
+    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed).
+    ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
+    Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
+    if s.attention == "eager" and recompute == "selective":
+        s = replace(s, attention="flash")
+        recompute = "korthikanti"
+    full_layer = layer_buffers(m, batch, seq, s)
+    full_bytes = sum(b.bytes for b in full_layer)
+    kept = (min(n_layers, offload_layers) if offload_layers else n_layers) * in_flight
+    if recompute == "full":
+        layer_input = math.ceil(batch * seq * m.hidden_size * s.act_bytes / (s.tp if s.sp else 1))
+        return StageActivations(full_layer, kept * layer_input, full_bytes,
+                                f"{kept} checkpointed layer inputs x b*s*H*{s.act_bytes} ({layer_input:,} B) "
+                                f"+ one layer recomputed ({full_bytes:,} B)")
+    if recompute == "selective":
+        layer = sac_layer_buffers(m, batch, seq, s)
+        per = sum(b.bytes for b in layer)
+        return StageActivations(layer, kept * per, full_bytes, f"{kept} layers x {per:,} B (op-level SAC) + one layer recomputed")
+    return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")

@@ -44,6 +44,7 @@ class MemoryResult(BaseModel):
     assumptions: list[str]
     explain: list[str]
     warnings: list[str] = []
+    textbook_activation_bytes: int | None = None  # training: Korthikanti et al. 2022, beside the per-tensor figure
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:

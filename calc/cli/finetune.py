@@ -1,0 +1,127 @@
+"""`--mode finetune` of `memory` and `report`: the fine-tuning options, their defaults and checks, then the
+engine (calc.memory.finetune). Engine modules are imported inside the functions so `llmcalc --help` stays fast."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from calc.cli.options import DEFAULT_DTYPE, human_float, human_int, refuse
+from calc.errors import LLMCalcError
+
+OFFLOADS = ("optimizer", "params", "activations")
+
+
+def _opt(flag: str, help_text: str, parser=None, **kw):  # noqa: ANN001, ANN202
+    return typer.Option(flag, help=help_text, parser=parser, **kw)
+
+
+MethodOpt = Annotated[str | None, _opt("--method", "finetune: full, lora, qlora or dora (default lora)")]
+LoraRankOpt = Annotated[int | None, _opt("--lora-rank", "finetune: adapter rank r (default 8)", human_int("--lora-rank"))]
+LoraAlphaOpt = Annotated[float | None, _opt("--lora-alpha", "finetune: adapter scale alpha (shown; no memory effect)",
+                                            human_float("--lora-alpha"))]
+LoraTargetsOpt = Annotated[str | None, _opt("--lora-targets", "finetune: q,k,v,o,gate,up,down,experts or all-linear (default q,v)")]
+LoraDropoutOpt = Annotated[float | None, _opt("--lora-dropout", "finetune: dropout on the adapter input (default 0)",
+                                              human_float("--lora-dropout", allow_zero=True, maximum=1))]
+OptimizerOpt = Annotated[str | None, _opt(
+    "--optimizer", "finetune: adamw, adamw8bit, paged-adamw8bit, paged-adamw, adafactor, sgd, lion (default adamw)")]
+PrecisionOpt = Annotated[str | None, _opt("--precision", "finetune: mixed (bf16 + fp32 master), bf16 (pure) or fp32 (default mixed)")]
+QuantOpt = Annotated[str | None, _opt("--quant", "qlora: base in nf4 (default) or int8")]
+DoubleQuantOpt = Annotated[bool, _opt("--no-double-quant", "qlora: keep fp32 absmax per 64 weights (no double quantisation)")]
+GradAccumOpt = Annotated[int | None, _opt("--grad-accum", "finetune: micro-batches per step; gradients persist (default 1)",
+                                          human_int("--grad-accum"))]
+CompileOpt = Annotated[bool, _opt("--compile", "finetune: torch.compile fuses elementwise ops (norm upcast, silu kept out)")]
+LossOpt = Annotated[str | None, _opt("--loss", "finetune: fp32 (plain cross-entropy), chunked or fused (default fp32)")]
+LossChunksOpt = Annotated[int | None, _opt("--loss-chunks", "finetune: chunks of a chunked/fused loss (default 8)",
+                                           human_int("--loss-chunks"))]
+DropoutOpt = Annotated[float | None, _opt("--dropout", "finetune: hidden/attention dropout of the config (default 0)",
+                                          human_float("--dropout", allow_zero=True, maximum=1))]
+OffloadOpt = Annotated[str | None, _opt("--offload", "finetune: CPU offload of optimizer, params and/or activations (comma list)")]
+OptInBwdOpt = Annotated[bool, _opt("--optimizer-in-backward", "finetune: step each parameter as its gradient arrives")]
+ContextOpt = Annotated[float | None, _opt("--cuda-context-gib", "finetune: CUDA context per GPU, GiB (default 0.5)",
+                                          human_float("--cuda-context-gib", allow_zero=True, maximum=100))]
+ActivationsOpt = Annotated[str | None, _opt("--activations", "train: per-tensor (default) or textbook (Korthikanti et al. 2022)")]
+FragOpt = Annotated[float | None, _opt("--fragmentation", "finetune: allocator reserved/allocated - 1 (default 0.05)",
+                                       human_float("--fragmentation", allow_zero=True, maximum=10))]
+
+
+def _offloads(text: str | None) -> set[str]:
+    items = {t.strip().lower() for t in (text or "").split(",") if t.strip()}
+    unknown = items - set(OFFLOADS)
+    if unknown:
+        raise LLMCalcError("--offload", f"unknown {', '.join(sorted(unknown))}; use a comma list of {', '.join(OFFLOADS)}")
+    return items
+
+
+def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: int, seq: int, zero: int,
+                    options: dict[str, Any], fmt: str, as_json: bool) -> None:
+    """`report --mode finetune`: exact and trainable parameters, the fine-tuning memory page, fit and batch x sequence."""
+    import sys
+
+    from calc.cli.common import placement
+    from calc.model.params import count_params
+    from calc.report.finetune import finetune_markdown, finetune_page
+    from calc.report.render import console, emit_json
+    from calc.sources.catalog import load_model
+
+    recompute = options.pop("--recompute", None)
+    result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value if recompute else "none",
+                             flash=True, plan=placement(None, None, None, None, False, num_gpus, spread="dp"), zero=zero,
+                             options=options)
+    params = count_params(load_model(model))
+    if as_json:
+        emit_json({"mode": "finetune", "model": result.model, "gpu": result.gpu, "num_gpus": result.num_gpus,
+                   "params": params, "finetune": result})
+    elif fmt == "markdown":
+        sys.stdout.write(finetune_markdown(params, result) + "\n")
+    else:
+        console.print(finetune_page(params, result))
+
+
+def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq: int, recompute: str, flash: bool,
+                    plan: Any, zero: int, options: dict[str, Any]) -> Any:
+    """The FinetuneResult named by the options (defaults: LoRA r=8 on q,v, AdamW, mixed precision), with the
+    largest batch x sequence table when a GPU is given."""
+    from calc.memory.finetune import finetune_memory, fit_table
+    from calc.sources.catalog import load_gpu, load_model
+
+    o = {k: options.get(k) for k in FINETUNE_FLAGS}
+    method = (o["--method"] or "lora").lower()
+    if method == "full":
+        for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout"):
+            refuse(flag, o[flag], "sets a LoRA adapter; --method full trains every weight")
+    if method != "qlora":
+        refuse("--quant", o["--quant"], "sets the 4-bit/8-bit base of --method qlora")
+        refuse("--no-double-quant", o["--no-double-quant"], "applies to the NF4 base of --method qlora")
+    if method not in ("lora", "dora"):
+        refuse("--dtype", dtype, "is the frozen base dtype of --method lora/dora; full uses --precision, qlora --quant",
+               DEFAULT_DTYPE)
+    if (o["--loss"] or "fp32") == "fp32":
+        refuse("--loss-chunks", o["--loss-chunks"], "applies to --loss chunked or fused")
+    offload = _offloads(o["--offload"])
+    m = load_model(model)
+    g = load_gpu(gpu) if gpu else None
+    kwargs = dict(
+        plan=plan, method=method, lora_rank=o["--lora-rank"] or 8, lora_alpha=o["--lora-alpha"],
+        lora_targets=o["--lora-targets"] or "q,v", lora_dropout=o["--lora-dropout"] or 0.0,
+        optimizer=(o["--optimizer"] or "adamw").lower(), precision=(o["--precision"] or "mixed").lower(),
+        base_dtype=(o["--quant"] or "nf4").lower(), double_quant=not o["--no-double-quant"], frozen_dtype=dtype,
+        grad_accum=o["--grad-accum"] or 1, recompute=recompute, attention="flash" if flash else "eager",
+        fused=bool(o["--compile"]), loss=(o["--loss"] or "fp32").lower(), loss_chunks=o["--loss-chunks"] or 8,
+        dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload, offload_params="params" in offload,
+        offload_activations="activations" in offload, optimizer_in_backward=bool(o["--optimizer-in-backward"]),
+    )
+    if o["--cuda-context-gib"] is not None:
+        kwargs["cuda_context_gib"] = o["--cuda-context-gib"]
+    if o["--fragmentation"] is not None:
+        kwargs["fragmentation"] = o["--fragmentation"]
+    result = finetune_memory(m, gpu=g, batch=batch, seq=seq, **kwargs)
+    if g is not None:
+        result = result.model_copy(update={"fit_table": fit_table(m, g, **kwargs)})
+    return result
+
+
+FINETUNE_FLAGS = ("--method", "--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--optimizer", "--precision",
+                  "--quant", "--no-double-quant", "--grad-accum", "--compile", "--loss", "--loss-chunks", "--dropout",
+                  "--offload", "--optimizer-in-backward", "--cuda-context-gib", "--fragmentation")

@@ -1,0 +1,400 @@
+"""Fine-tuning (and per-tensor training) memory per GPU: full, LoRA, QLoRA, DoRA, with optimizer states,
+sharding (ZeRO / FSDP, TP, PP), CPU offload, activations tensor by tensor and the allocator's reserves.
+
+Peak per GPU = persistent + max(forward end, backward end) + transients, where
+  persistent  = weights (frozen base + trainable) + fp32 master + optimizer states (+ gradients when they
+                outlive the step: gradient accumulation)
+  forward end = every saved activation + the logits / loss buffers (gradients do not exist yet:
+                zero_grad(set_to_none=True))
+  backward end= every gradient (activations are all freed by then; in between the sum moves linearly
+                from one end to the other, so the larger end is the peak)
+The allocator's figure (torch.cuda.max_memory_reserved) is the allocated peak x (1 + fragmentation);
+the device also holds the CUDA context, outside PyTorch's counters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel
+
+from calc.errors import LLMCalcError
+from calc.memory.activations import Buffer, LayerSetup, korthikanti_layer_bytes, lm_head_buffers, stage_activations
+from calc.memory.optimizers import (
+    check_optimizer,
+    is_paged,
+    master_bytes,
+    optimizer_state_bytes,
+    param_dtype_bytes,
+)
+from calc.memory.result import _search_min_gpus, _verdict
+from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
+from calc.model.parallel import check_layout, layers_per_stage
+from calc.model.params import count_params, layer_kinds, model_tensors
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.units import GIB, dtype_bytes, gib
+
+Method = Literal["full", "lora", "qlora", "dora"]
+METHODS = ("full", "lora", "qlora", "dora")
+LOSSES = ("fp32", "chunked", "fused")
+NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
+
+DEFAULT_CUDA_CONTEXT_GIB = 0.5  # CUDA 12 context + cuBLAS/cuDNN handles on one device, outside the allocator
+DEFAULT_FRAGMENTATION = 0.05  # caching allocator: reserved = allocated peak x (1 + this)
+DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
+DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
+
+
+def nf4_bytes(params: int, double_quant: bool = True) -> int:
+    """QLoRA NF4 storage (Dettmers et al. 2023, arXiv 2305.14314 section 3): 4 bits per weight plus one
+    absmax per 64 weights: fp32 (4 B) plainly, or with double quantisation an 8-bit absmax per block and
+    one fp32 second-level scale per 256 blocks: N/2 + N/64 + 4*N/(64*256) bytes (0.127 bit/weight overhead).
+
+    >>> nf4_bytes(64 * 256)  # 8192 + 256 + 4
+    8452
+    """
+    blocks = math.ceil(params / NF4_BLOCK)
+    if not double_quant:
+        return math.ceil(params / 2) + 4 * blocks
+    return math.ceil(params / 2) + blocks + 4 * math.ceil(blocks / NF4_SCALE_BLOCK)
+
+
+class BufferRow(BaseModel):
+    name: str
+    bytes: int
+    formula: str
+    source: str
+
+
+class FitRow(BaseModel):
+    """The largest micro-batch of ``seq`` tokens whose peak fits on the GPU (0: none)."""
+
+    seq: int
+    max_batch: int
+    per_gpu_bytes: int | None
+
+
+class FinetuneResult(BaseModel):
+    """Fine-tuning memory: trainable parameters, every buffer with its formula, and the peak per GPU."""
+
+    model: str
+    mode: str
+    method: str
+    total_params: int
+    trainable_params: int
+    lora_rank: int | None
+    lora_alpha: float | None
+    lora_targets: list[str]
+    optimizer: str
+    precision: str
+    batch: int
+    seq: int
+    grad_accum: int
+    recompute: str
+    attention: str
+    loss: str
+    tp: int
+    pp: int
+    dp: int
+    zero: int
+    num_gpus: int
+    per_gpu: dict[str, int]
+    buffers: list[BufferRow]
+    activation_bytes: int
+    textbook_activation_bytes: int
+    paged_optimizer_bytes: int
+    cpu_offload_bytes: int
+    allocated_peak_bytes: int
+    reserved_peak_bytes: int
+    per_gpu_bytes: int
+    gpu: str | None
+    gpu_memory_bytes: int | None
+    fits: bool | None
+    headroom_bytes_per_gpu: int | None
+    min_gpus: int | None
+    fits_with: list[str]
+    fit_table: list[FitRow] = []
+    assumptions: list[str]
+    explain: list[str]
+
+
+def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], rank: int) -> list[tuple[int, int, int]]:
+    """(count, d_in, d_out) of trainable matrices, for Adafactor's factored moment."""
+    if method == "full":
+        return [(count, *t.shape) for _k, count, ts in layer_kinds(m) for t in ts if t.shape]
+    return [(count * a.copies, d_in, d_out) for count, mats in adapted_matrices(m, targets) for a in mats
+            for d_in, d_out in ((a.d_in, rank), (rank, a.d_out))]
+
+
+def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
+                    separate_embeddings: bool) -> int:
+    """Unsharded FSDP units alive at once: ``layers`` blocks (the one computing + the one prefetched), or the
+    root unit (embedding + output head + final norm, gathered together unless sharded as their own units, as
+    torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights (NF4 for QLoRA:
+    FSDP2 all-gathers the quantised shards) plus, when they train, their unreduced gradients (fp32 reduce
+    buffer, 4 B; FSDP2 MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
+    full = method == "full"
+
+    def unit_bytes(params: int, count: int) -> int:
+        params //= tp
+        weights = nf4_bytes(params, double_quant) if method == "qlora" and base_dtype == "nf4" else params * 2
+        return count * weights + (params * 4 if full else 0)
+
+    block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
+    outside = [t.params for t in model_tensors(m)]
+    root = max(outside) if separate_embeddings else sum(outside)
+    return max(unit_bytes(block, layers), unit_bytes(root, 1))
+
+
+def _methods_that_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
+    """The first lighter setting whose peak fits on this layout: the same method with full recomputation, then
+    LoRA, QLoRA, and QLoRA with full recomputation."""
+    recompute = common["recompute"]
+    tries = [(method, "full"), ("lora", recompute), ("qlora", recompute), ("qlora", "full")]
+    for alt, rec in tries:
+        if (alt, rec) == (method, recompute) or (alt == "lora" and method == "qlora"):
+            continue
+        r = finetune_memory(m, plan=plan, method=alt, zero=zero, **{**common, "recompute": rec})
+        if r.per_gpu_bytes <= gpu.memory_bytes:
+            flags = (f"--method {alt}" if alt != method else "") + (f" --recompute {rec}" if rec != recompute else "")
+            return [f"{flags.strip()} ({gib(r.per_gpu_bytes):.1f} GiB)"]
+    return []
+
+
+def finetune_memory(
+    m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, method: str = "lora",
+    lora_rank: int = 8, lora_alpha: float | None = None, lora_targets: str | tuple[str, ...] = "q,v", lora_dropout: float = 0.0,
+    optimizer: str = "adamw", precision: str = "mixed", base_dtype: str = "nf4", double_quant: bool = True, frozen_dtype: str = "bf16",
+    batch: int = 1, seq: int = 2048, grad_accum: int = 1, recompute: str = "none", attention: str = "flash",
+    fused: bool = False, loss: str = "fp32", loss_chunks: int = 8, dropout: float = 0.0, zero: int = 0,
+    offload_optimizer: bool = False, offload_params: bool = False, offload_activations: bool = False,
+    optimizer_in_backward: bool = False, cuda_context_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
+    fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
+    shard_embeddings_separately: bool = False,
+    offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True,
+) -> FinetuneResult:
+    """Peak memory per GPU of one training step (see the module docstring for the assembly).
+
+    Sharding: TP/PP split every weight, gradient and state by t*p; ZeRO over d: stage 1 shards the
+    optimizer states and master, 2 also gradients, 3 (= FSDP full shard) also weights, and then holds
+    ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
+    """
+    plan = check_layout(m, plan or Parallelism())
+    check_optimizer(optimizer, precision)
+    if base_dtype not in ("nf4", "int8"):
+        raise LLMCalcError("--quant", f"QLoRA base is nf4 or int8, got {base_dtype!r}")
+    if method not in METHODS:
+        raise LLMCalcError("--method", f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if loss not in LOSSES:
+        raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+    if recompute not in ("none", "selective", "full"):
+        raise LLMCalcError("--recompute", f"use none, selective or full, got {recompute!r}")
+    if attention not in ("flash", "eager"):
+        raise LLMCalcError("--attention", f"use flash or eager, got {attention!r}")
+    if zero not in (0, 1, 2, 3):
+        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
+    for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
+        if value < 1:
+            raise LLMCalcError(flag, f"must be >= 1, got {value}")
+    if optimizer_in_backward and grad_accum > 1:
+        raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
+    if seq % plan.cp:
+        raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
+    full = method == "full"
+    targets = parse_targets(lora_targets) if not full else ()
+    total = count_params(m).total_params
+    lora = None if full else lora_params(m, lora_rank, targets, dora=method == "dora")
+    trainable = total if full else lora.trainable_params
+    w_bytes = param_dtype_bytes(precision)
+    shards = plan.tp * plan.pp
+    dp = plan.dp
+
+    def zshard(value: int, stage: int) -> int:
+        return math.ceil(value / shards / (dp if zero >= stage else 1))
+
+    # --- weights -------------------------------------------------------------------------------------
+    if full:
+        base = total * w_bytes
+        base_formula = f"N*{w_bytes} = {total:,}*{w_bytes}"
+    else:
+        linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
+        quantised = sum(count * t.params for count, t in linears)
+        rest = total - quantised
+        if base_dtype == "int8":  # LLM.int8 (arXiv 2208.07339): int8 weights + one fp32 absmax per output row
+            q_bytes = quantised + sum(count * 4 * t.params // t.shape[0] for count, t in linears)
+            q_formula = f"linears in int8: {quantised:,}*1 + 4 B per output row"
+        else:
+            q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
+            q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
+                f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
+        fb = dtype_bytes(frozen_dtype)
+        base = math.ceil(rest * fb) + q_bytes
+        base_formula = f"{q_formula} + rest {frozen_dtype} {rest:,}*{fb}" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
+        base += trainable * w_bytes
+        base_formula += f" + adapters {trainable:,}*{w_bytes}"
+    weights = 0 if offload_params else zshard(base, 3)
+    master = master_bytes(precision, trainable)
+    states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
+    grads_all = trainable * w_bytes
+    largest = max((t.params for _k, _c, ts in layer_kinds(m) for t in ts), default=0)
+    if full:
+        largest = max(largest, m.vocab_size * m.hidden_size)
+    grads = (largest * w_bytes // shards) if optimizer_in_backward and full else zshard(grads_all, 2)
+    cpu = 0
+    paged = 0
+    master_gpu, states_gpu = zshard(master, 1), zshard(states, 1)
+    if offload_optimizer or offload_params:
+        cpu += master_gpu + states_gpu
+        master_gpu = states_gpu = 0
+    if offload_params:
+        cpu += zshard(base, 3) + grads
+        grads = 0
+    if is_paged(optimizer):
+        paged, states_gpu = states_gpu, 0
+
+    # --- activations ---------------------------------------------------------------------------------
+    adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
+    setup = LayerSetup(full=full, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
+                       dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
+                       tp=plan.tp, sp=plan.sequence_parallel)
+    s_local = seq // plan.cp
+    n_layers = layers_per_stage(m, plan.pp)
+    offload_layers = offload_layers_in_flight if offload_activations else None
+    stage = stage_activations(m, batch, s_local, setup, recompute, n_layers, plan.pp, offload_layers)
+    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)
+    logits, head_saved = head[-1].bytes, sum(b.bytes for b in head[:-1])
+    if plan.pp > 1:
+        # 1F1B: the first stage keeps p micro-batches and no head; the last keeps one micro-batch and the head.
+        last = stage_activations(m, batch, s_local, setup, recompute, n_layers, 1, offload_layers)
+        if last.saved + head_saved + max(logits, last.backward_workspace) > stage.saved + stage.backward_workspace:
+            stage, stage_name = last, "last pipeline stage (1 micro-batch + output head)"
+        else:
+            logits = head_saved = 0
+            stage_name = f"first pipeline stage ({plan.pp} micro-batches in flight, no output head)"
+    else:
+        stage_name = "one GPU's layers"
+    layer, saved, recompute_buf, act_formula = stage.layer, stage.saved, stage.recompute, stage.formula
+    dequant = 0
+    if method == "qlora":
+        dequant = max(t.params for _k, _c, ts in layer_kinds(m) for t in ts if t.shape) * 2 // plan.tp
+    dora_tmp = 0
+    if method == "dora":
+        dora_tmp = 2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
+    backward_ws = stage.backward_workspace
+    activations = saved + head_saved
+
+    fsdp = 0
+    if zero == 3 and dp > 1 or offload_params:
+        fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately)
+
+    persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
+    if grad_accum > 1:
+        persistent["gradients"] = grads
+    forward_end = activations + max(logits, backward_ws)
+    backward_end = 0 if grad_accum > 1 else grads
+    allocated = sum(persistent.values()) + fsdp + max(forward_end, backward_end) + dequant + dora_tmp
+    reserved = math.ceil(allocated * (1 + fragmentation))
+    context = int(cuda_context_gib * GIB)
+    per_gpu_total = reserved + context
+    per_gpu = {**persistent}
+    if grad_accum == 1:
+        per_gpu["gradients (backward end)"] = grads
+    per_gpu.update({
+        "activations (saved)": activations, "logits + loss": logits, "backward workspace": backward_ws,
+        "FSDP unsharded layers": fsdp, "QLoRA dequantised weight": dequant, "DoRA weight-norm temporaries": dora_tmp,
+        "allocator fragmentation": reserved - allocated, "CUDA context": context,
+    })
+    per_gpu = {k: v for k, v in per_gpu.items() if v or k in ("weights", "activations (saved)")}
+
+    textbook = math.ceil(n_layers * plan.pp * korthikanti_layer_bytes(
+        s_local, batch, m.hidden_size, m.num_heads, plan.tp, plan.sequence_parallel,
+        recompute if recompute != "none" else "none", attention == "flash"))
+
+    common = dict(lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets, lora_dropout=lora_dropout,
+                  optimizer=optimizer, precision=precision, base_dtype=base_dtype, double_quant=double_quant,
+                  frozen_dtype=frozen_dtype, batch=batch, seq=seq, grad_accum=grad_accum, recompute=recompute,
+                  attention=attention, fused=fused, loss=loss, loss_chunks=loss_chunks, dropout=dropout,
+                  offload_optimizer=offload_optimizer, offload_params=offload_params, offload_activations=offload_activations,
+                  optimizer_in_backward=optimizer_in_backward, cuda_context_gib=cuda_context_gib, fragmentation=fragmentation,
+                  fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
+                  offload_layers_in_flight=offload_layers_in_flight, suggest=False)
+
+    def fits_on(n: int) -> bool | None:
+        """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
+        fixed = plan.tp * plan.pp * plan.cp
+        if n % fixed or gpu is None:
+            return None
+        layout = plan.model_copy(update={"dp": n // fixed})
+        return finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common).per_gpu_bytes <= gpu.memory_bytes
+
+    verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
+    fits_with = _methods_that_fit(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []
+
+    alpha = lora_alpha if lora_alpha is not None else (2 * lora_rank if not full else None)
+    assumptions = [
+        f"method {method}" + ("" if full else f": rank {lora_rank}, alpha {alpha} (scales the update, no memory effect), "
+                                              f"targets {','.join(targets)}, base frozen (no gradients, no optimizer states)"),
+        f"optimizer {optimizer}, precision {precision}: weights/grads {w_bytes} B"
+        + (", fp32 master 4 B" if precision == "mixed" else "")
+        + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
+        f"activations tensor by tensor: attention {attention}, {'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
+        f", recompute {recompute}, dropout {dropout:g}, loss {loss}" + (f" in {loss_chunks} chunks" if loss != "fp32" else ""),
+        "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
+        + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
+        f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"
+        + (f"; FSDP keeps {fsdp_layers_in_flight} unsharded layers (or the embedding/head unit) in flight" if fsdp else "")
+        + ("; optimizer (and master) offloaded to CPU" if offload_optimizer else "")
+        + ("; parameters offloaded to CPU" if offload_params else "")
+        + (f"; activations offloaded to CPU, {offload_layers_in_flight} layers on GPU" if offload_activations else ""),
+        f"reserves: allocator fragmentation {fragmentation:.0%} of the allocated peak, CUDA context {cuda_context_gib:g} GiB per GPU",
+    ]
+    explain = [
+        f"trainable parameters = {trainable:,} of {total:,}" + ("" if full else f" ({100 * trainable / total:.3f}%)"),
+        *([] if full else [f"  {line}" for line in lora.explain]),
+        f"weights = {base_formula} = {base:,} B, per GPU {weights:,} B",
+        f"fp32 master = 4*{trainable:,} = {master:,} B; optimizer states ({optimizer}) = {states:,} B; gradients = {grads_all:,} B",
+        "per-layer saved tensors (one layer):",
+        *[f"  {b.name}: {b.formula}  [{b.source}]" for b in layer],
+        f"activations ({stage_name}) = {act_formula} = {saved:,} B" + f"; outside the blocks {head_saved:,} B",
+        f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
+        f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
+        f"allocated peak = {allocated:,} B; reserved = x{1 + fragmentation:g} = {reserved:,} B; + context = {per_gpu_total:,} B "
+        f"({gib(per_gpu_total):.2f} GiB)",
+        f"textbook (Korthikanti 2022) activations for comparison: {textbook:,} B ({gib(textbook):.2f} GiB)",
+    ]
+    return FinetuneResult(
+        model=m.name, mode="finetune", method=method, total_params=total, trainable_params=trainable,
+        lora_rank=None if full else lora_rank, lora_alpha=alpha, lora_targets=list(targets), optimizer=optimizer,
+        precision=precision, batch=batch, seq=seq, grad_accum=grad_accum, recompute=recompute, attention=attention, loss=loss,
+        tp=plan.tp, pp=plan.pp, dp=dp, zero=zero, num_gpus=plan.num_gpus, per_gpu=per_gpu,
+        buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations + logits,
+        textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
+        allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
+        **verdict, fits_with=fits_with, assumptions=assumptions, explain=explain,
+    )
+
+
+def fit_table(m: ModelSpec, gpu: GPUSpec, seqs: tuple[int, ...] = (512, 1024, 2048, 4096, 8192, 16384, 32768),
+              max_batch: int = 1024, **kwargs) -> list[FitRow]:
+    """For each sequence length, the largest micro-batch whose peak fits on ``gpu`` (0: not even one),
+    by bisection on finetune_memory (memory grows with the batch)."""
+    kwargs = {**kwargs, "suggest": False, "gpu": None}
+
+    def peak(batch: int, seq: int) -> int:
+        return finetune_memory(m, batch=batch, seq=seq, **kwargs).per_gpu_bytes
+
+    rows = []
+    for seq in seqs:
+        lo, hi = 0, max_batch
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if peak(mid, seq) <= gpu.memory_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        rows.append(FitRow(seq=seq, max_batch=lo, per_gpu_bytes=peak(lo, seq) if lo else None))
+    return rows
+
+
+__all__ = ["GROUPS", "Buffer", "FinetuneResult", "FitRow", "finetune_memory", "fit_table", "nf4_bytes"]

@@ -1,0 +1,194 @@
+"""Fine-tuning memory: numbers worked out by hand in the comments (issue 16 acceptance)."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.errors import LLMCalcError
+from calc.memory.activations import LayerSetup, layer_buffers, lm_head_buffers
+from calc.memory.finetune import finetune_memory, nf4_bytes
+from calc.memory.optimizers import optimizer_state_bytes
+from calc.model.lora import lora_params, parse_targets
+from calc.sources.catalog import load_model
+
+
+@pytest.fixture(scope="module")
+def llama2():
+    return load_model("llama2-7b")
+
+
+@pytest.fixture(scope="module")
+def llama3():
+    return load_model("llama3-8b")
+
+
+def test_lora_rank8_qv_llama2_7b(llama2):
+    # 32 layers x 2 matrices (q, v) x r*(d_in + d_out) = 32 * 2 * 8 * (4096 + 4096) = 4,194,304 (LoRA paper / PEFT print)
+    assert lora_params(llama2, 8, "q,v").trainable_params == 4_194_304
+
+
+def test_lora_rank16_all_linear_llama2_7b(llama2):
+    # per layer: q,k,v,o 4 * 16*(4096+4096) = 524,288; gate, up 2 * 16*(4096+11008) = 483,328; down 16*(11008+4096)
+    # = 241,664 -> 1,249,280; x 32 layers = 39,976,960 (PEFT's "trainable params: 39,976,960" for this setting)
+    r = lora_params(llama2, 16, "all-linear")
+    assert r.trainable_params == 39_976_960
+    assert r.by_group["q"] == 32 * 16 * 8192 and r.by_group["down"] == 32 * 241_664
+
+
+def test_dora_adds_one_magnitude_per_output_column(llama2):
+    # DoRA on q,v: LoRA 4,194,304 + 32 layers x 2 matrices x d_out 4096 = 4,456,448
+    assert lora_params(llama2, 8, "q,v", dora=True).trainable_params == 4_194_304 + 32 * 2 * 4096
+
+
+def test_lora_targets_are_checked(llama2):
+    with pytest.raises(LLMCalcError, match="--lora-targets"):
+        parse_targets("q,foo")
+    with pytest.raises(LLMCalcError, match="experts"):
+        lora_params(llama2, 8, "experts")
+
+
+def test_nf4_double_quant_bytes():
+    # llama3-8b block linears: 32 x (q 4096^2 + k,v 2*4096*1024 + o 4096^2 + 3*4096*14336) = 6,979,321,856 weights
+    # 4 bits: 3,489,660,928 B; 109,051,904 blocks of 64 -> 1 B each; 425,984 groups of 256 blocks -> fp32 each 1,703,936 B
+    assert nf4_bytes(6_979_321_856) == 3_489_660_928 + 109_051_904 + 1_703_936
+    # without double quantisation the absmax stays fp32: 4 B per 64 weights
+    assert nf4_bytes(6_979_321_856, double_quant=False) == 3_489_660_928 + 4 * 109_051_904
+
+
+def test_qlora_weight_bytes_llama3_8b(llama3):
+    # NF4 linears 3,600,416,768 + bf16 rest (2 x 525,336,576 embedding/head + 266,240 norms) 1,050,939,392*2
+    # + bf16 adapters r8 on q,v: 32*(8*(4096+4096) + 8*(4096+1024)) = 3,407,872 params * 2
+    r = finetune_memory(llama3, method="qlora", lora_targets="q,v", batch=1, seq=16)
+    assert r.trainable_params == 3_407_872
+    assert r.per_gpu["weights"] == 3_600_416_768 + 2_101_878_784 + 6_815_744
+
+
+def test_one_swiglu_gqa_layer_with_flash_attention(llama3):
+    # llama3-8b, b=1, s=2048 tokens, bf16, full fine-tune, fused elementwise:
+    #   2 norm inputs 2 * 2048*(4096*2 + 4)              = 33,570,816
+    #   q/k/v input, gate/up input 2 * 2048*4096*2         = 33,554,432
+    #   Q, K, V after RoPE 2048*(32+8+8)*128*2             = 25,165,824
+    #   attention output 2048*4096*2                        = 16,777,216
+    #   log-sum-exp 2048*32*4                               =    262,144
+    #   gate, up outputs 2048*2*14336*2                     = 117,440,512
+    #   down input 2048*14336*2                             =  58,720,256
+    #   total                                                 285,491,200
+    bufs = layer_buffers(llama3, 1, 2048, LayerSetup(full=True, fused=True))
+    assert sum(b.bytes for b in bufs) == 285_491_200
+    named = {b.name: b.bytes for b in bufs}
+    assert named["Q, K, V after RoPE"] == 25_165_824 and named["log-sum-exp (fp32)"] == 262_144
+
+
+def test_frozen_base_keeps_only_adapted_inputs(llama3):
+    # LoRA on q,v only: no down-projection input (frozen, no adapter) but gate/up outputs stay (SwiGLU backward);
+    # adapter intermediates: 2 adapters x r=8 x 2048 tokens x 2 B = 65,536
+    bufs = {b.name: b.bytes for b in layer_buffers(llama3, 1, 2048, LayerSetup(full=False, adapted=frozenset({"q_proj", "v_proj"}),
+                                                                             lora_rank=8, fused=True))}
+    assert "down input (act(gate)*up)" not in bufs and "gate/up input (norm output)" not in bufs
+    assert bufs["MLP up outputs (gate, up)"] == 117_440_512
+    assert bufs["LoRA A x (adapter intermediates)"] == 65_536
+
+
+def test_eager_attention_keeps_the_score_matrix(llama3):
+    # b=1, h=32, s=1024: softmax values 32*1024*1024*2 B = 67,108,864
+    bufs = {b.name: b.bytes for b in layer_buffers(llama3, 1, 1024, LayerSetup(attention="eager"))}
+    assert bufs["softmax(QK^T) scores"] == 67_108_864
+
+
+def test_logits_memory_at_vocab_128256(llama3):
+    # one 8K sequence: B*S*V = 8192*128256 = 1,050,673,152 logits; fp32 alone is 4,202,692,608 B (3.9 GiB).
+    # plain loss holds 12 B per logit in its backward (fp32 log-softmax + two fp32 gradients)
+    n = 8192 * 128_256
+    assert lm_head_buffers(llama3, 1, 8192, "fp32", 8, 2, False)[-1].bytes == 12 * n
+    assert lm_head_buffers(llama3, 1, 8192, "chunked", 8, 2, False)[-1].bytes == 2 * n + 12 * n // 8
+    assert lm_head_buffers(llama3, 1, 8192, "fused", 8, 2, False)[-1].bytes == 12 * n // 8
+
+
+def test_optimizer_states():
+    # AdamW mixed: m, v fp32 = 8 B; pure bf16: 4 B; SGD / Lion one moment; 8-bit: 2 x (1 + 4/2048)
+    assert optimizer_state_bytes("adamw", "bf16", 1000, []) == 4000
+    assert optimizer_state_bytes("lion", "mixed", 1000, []) == 4000
+    assert optimizer_state_bytes("sgd", "mixed", 1000, []) == 4000
+    assert optimizer_state_bytes("paged-adamw8bit", "mixed", 4096, []) == 2 * (4096 + 8)
+    # Adafactor: a 1000 x 500 matrix keeps 1000 + 500 fp32 values, a 100-vector keeps 100
+    assert optimizer_state_bytes("adafactor", "mixed", 500_100, [(1, 1000, 500)]) == 4 * (1500 + 100)
+
+
+def test_full_finetune_states_mixed_adamw(llama3):
+    # 16 B/param split: bf16 weights 2 + grads 2 + fp32 master 4 + Adam 8; peak takes the larger of
+    # forward end (activations) and backward end (gradients), gradients are not live during forward
+    r = finetune_memory(llama3, method="full", batch=1, seq=128)
+    n = 8_030_261_248
+    assert r.per_gpu["weights"] == 2 * n and r.per_gpu["fp32 master"] == 4 * n and r.per_gpu["optimizer states"] == 8 * n
+    assert r.trainable_params == n
+
+
+def test_zero3_shards_everything_and_adds_fsdp_layers(llama3):
+    from calc.specs import Parallelism
+
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=8), zero=3, batch=1, seq=128)
+    n = 8_030_261_248
+    assert r.per_gpu["weights"] == -(-2 * n // 8) and r.per_gpu["optimizer states"] == 8 * n // 8
+    # in flight: two unsharded blocks (218,112,000 params incl. norms) in bf16 + one block's fp32 gradients
+    # = 1,744,896,000 B, or the root unit (embedding + head + final norm = 1,050,677,248 params) in bf16 with
+    # its fp32 gradients = 6 B/param = 6,304,063,488 B: the larger is the root
+    assert r.per_gpu["FSDP unsharded layers"] == 6 * 1_050_677_248
+    # embedding and head sharded as their own units (torchtune custom_sharded_layers): 6 * 525,336,576
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=8), zero=3, batch=1, seq=128, shard_embeddings_separately=True)
+    assert r.per_gpu["FSDP unsharded layers"] == 6 * 525_336_576
+
+
+def test_paged_optimizer_is_outside_the_allocator(llama3):
+    r = finetune_memory(llama3, method="full", optimizer="paged-adamw8bit", precision="bf16", batch=1, seq=128)
+    assert "optimizer states" not in r.per_gpu and r.paged_optimizer_bytes == round(2 * 8_030_261_248 * (1 + 4 / 2048))
+
+
+def test_bad_inputs_are_one_line_errors(llama3):
+    for kwargs, flag in (({"method": "adapter"}, "--method"), ({"optimizer": "adam9"}, "--optimizer"),
+                         ({"lora_rank": 0}, "--lora-rank"), ({"recompute": "some"}, "--recompute"),
+                         ({"optimizer_in_backward": True, "grad_accum": 4}, "--optimizer-in-backward")):
+        with pytest.raises(LLMCalcError, match=flag):
+            finetune_memory(llama3, **kwargs)
+
+
+def test_pretraining_memory_uses_per_tensor_activations(llama3):
+    from calc.memory import training_memory
+
+    # 32 layers x 285,491,200 B (the layer worked out above) = 9,135,718,400
+    # + final norm input 2048*(4096*2 + 4) = 16,785,408 + lm_head input 2048*4096*2 = 16,777,216
+    # + max(fp32 loss 12 B x 2048 x 128,256 = 3,152,019,456, backward workspace 2 x 117,440,512) = 12,321,300,480
+    r = training_memory(llama3, micro_batch=1, seq=2048)
+    assert r.per_gpu["activations"] == 12_321_300_480
+    # the textbook figure stays beside it: Korthikanti with FlashAttention 34*s*b*h per layer + embedding s*b*h
+    # + output 4*s*b*h*(1 + V/h) = 32*34*2048*4096 + 2048*4096 + 4*2048*(4096 + 128256)
+    assert r.textbook_activation_bytes == 32 * 34 * 2048 * 4096 + 2048 * 4096 + 4 * 2048 * (4096 + 128_256)
+    assert training_memory(llama3, micro_batch=1, seq=2048, activations_model="textbook").per_gpu["activations"] == \
+        r.textbook_activation_bytes
+
+
+def test_pipeline_stages_first_holds_p_microbatches_last_holds_the_head(llama3):
+    from calc.specs import Parallelism
+
+    # PP 4 with full recomputation: first stage 8 layers x 4 micro-batches of layer inputs (b*s*H*2 = 16,777,216 B each)
+    # = 536,870,912 B; last stage 8 x 1 = 134,217,728 B plus the 12 B/logit loss (3,152,019,456 B): the last is larger
+    r = finetune_memory(llama3, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048)
+    assert r.per_gpu["activations (saved)"] == 8 * 16_777_216 + 16_785_408 + 16_777_216  # + final norm + head inputs
+    assert r.per_gpu["logits + loss"] == 12 * 2048 * 128_256
+    # a tiny vocabulary makes the first stage the larger: 32 layer inputs, no head
+    tiny = llama3.model_copy(update={"vocab_size": 256})
+    r = finetune_memory(tiny, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048)
+    assert r.per_gpu["activations (saved)"] == 32 * 16_777_216 and "logits + loss" not in r.per_gpu
+
+
+def test_lora_dropout_dora_and_moe_buffers(llama2):
+    # LoRA on q,v of llama2-7b, 1024 tokens: dropout keeps a bf16 copy + 1-byte mask of each adapter input:
+    # 1024 * (4096 + 4096) * 3 = 25,165,824; DoRA keeps each base output for the magnitude: 1024 * 8192 * 2 = 16,777,216
+    s = LayerSetup(full=False, adapted=frozenset({"q_proj", "v_proj"}), lora_rank=8, lora_dropout=0.05, dora=True)
+    bufs = {b.name: b.bytes for b in layer_buffers(llama2, 1, 1024, s)}
+    assert bufs["LoRA dropout copies + masks"] == 25_165_824
+    assert bufs["DoRA base outputs (for the magnitude)"] == 16_777_216
+    # Mixtral (top-2 of 8 experts), full fine-tune: one extra copy of each token's hidden state (1024*4096*2)
+    # and fp32 router probabilities 1024*8*4
+    mix = {b.name: b.bytes for b in layer_buffers(load_model("mixtral-8x7b"), 1, 1024, LayerSetup())}
+    assert mix["MoE routed token copies (expert inputs)"] == 8_388_608
+    assert mix["router probabilities (fp32)"] == 32_768
