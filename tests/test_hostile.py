@@ -34,8 +34,16 @@ GPU["aliases"] = []
 HF = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32,
       "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000,
       "max_position_embeddings": 4096, "tie_word_embeddings": False}
-CALIBRATION = {"gpu": "h100-sxm", "device_name": "NVIDIA H100 80GB HBM3", "dtype": "bf16", "achieved_tflops": 700.0,
-               "achieved_gb_s": 3000.0, "date": "2026-01-01", "torch_version": "2.4.0"}
+
+
+def calibration(gemm: Any = 0.7, memory: Any = 0.9, **top: Any) -> dict[str, Any]:
+    """A format-2 calibration of an H100 SXM (bf16 989.4 TFLOPS, 3350 GB/s) with one GEMM and one memory op."""
+    data = {"format": 2, "gpu": "h100-sxm", "device_name": "NVIDIA H100 80GB HBM3", "is_gpu": True, "dtype": "bf16",
+            "date": "2026-01-01", "roofline": {"peak_tflops": 989.4, "peak_gb_s": 3350.0, "source": "datasheet"},
+            "ops": {"gemm": [{"size": 1e12, "measured_s": 0.00144, "efficiency": gemm}],
+                    "memory": [{"size": 1e9, "measured_s": 0.00033, "efficiency": memory}]}}
+    return changed(data, **top)
+
 
 
 def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -76,8 +84,8 @@ GPU_FLOAT_FIELDS = {"memory_gb": ["nan", "inf", "neg", "zero", "huge", "text"],
                     "tdp_w": ["nan", "inf", "zero", "huge"],
                     "tensor_clock_mhz": ["nan", "inf", "neg", "huge"],
                     "memory_visible_mib": ["neg", "zero", "googol", "text"]}
-CALIBRATION_FIELDS = {"achieved_tflops": ["nan", "inf", "neg", "zero", "huge", "text"],
-                      "achieved_gb_s": ["nan", "inf", "neg", "zero", "huge"]}
+CALIBRATION_FIELDS = {"gemm": ["nan", "inf", "neg", "zero", "huge", "text"],
+                      "memory": ["nan", "inf", "neg", "zero", "huge"]}
 
 deep_yaml = "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 400))
 FILES: dict[str, str | bytes] = {
@@ -178,16 +186,19 @@ FILES: dict[str, str | bytes] = {
     "gpu-fpc-no-sms.yaml": as_yaml(changed(GPU, sms=DELETE)),
     "gpu-markup-name.yaml": as_yaml(changed(GPU, name="[/]")),
     # calibration YAML
-    "cal-dtype.yaml": as_yaml(changed(CALIBRATION, dtype="fp64")),
-    "cal-other-gpu.yaml": as_yaml(changed(CALIBRATION, gpu="a100-80g")),
-    "cal-cpu.yaml": as_yaml(changed(CALIBRATION, gpu=None, is_gpu=False)),
-    "cal-missing-date.yaml": as_yaml(changed(CALIBRATION, date=DELETE)),
-    "cal-tiny-tflops.yaml": as_yaml(changed(CALIBRATION, achieved_tflops=1e-300)),
-    "cal-tiny-bw.yaml": as_yaml(changed(CALIBRATION, achieved_gb_s=1e-300)),
-    "cal-above-peak.yaml": as_yaml(changed(CALIBRATION, achieved_tflops=5000.0)),
-    "cal-above-bw.yaml": as_yaml(changed(CALIBRATION, achieved_gb_s=90_000.0)),
+    "cal-dtype.yaml": as_yaml(calibration(dtype="fp64")),
+    "cal-other-gpu.yaml": as_yaml(calibration(gpu="a100-80g")),
+    "cal-cpu.yaml": as_yaml(calibration(gpu="cpu", is_gpu=False)),
+    "cal-missing-date.yaml": as_yaml(calibration(date=DELETE)),
+    "cal-tiny-tflops.yaml": as_yaml(calibration(gemm=1e-300)),
+    "cal-tiny-bw.yaml": as_yaml(calibration(memory=1e-300)),
+    "cal-above-peak.yaml": as_yaml(calibration(gemm=1.4)),  # 1.4 x 989.4 TFLOPS on an H100: impossible
+    "cal-above-bw.yaml": as_yaml(calibration(memory=1.3)),
+    "cal-peak-nan.yaml": as_yaml(calibration(roofline__peak_tflops=math.nan)),
+    "cal-peak-zero.yaml": as_yaml(calibration(roofline__peak_gb_s=0)),
+    "cal-format.yaml": as_yaml(calibration(format=1)),
     "cal-list.yaml": "- 700\n",
-    "cal-long-device.yaml": as_yaml(changed(CALIBRATION, device_name="d" * 400)),
+    "cal-long-device.yaml": as_yaml(calibration(device_name="d" * 400)),
 }
 for _field in MODEL_INT_FIELDS:
     for _tag, _value in BAD_NUMBERS.items():
@@ -197,7 +208,7 @@ for _field, _tags in GPU_FLOAT_FIELDS.items():
         FILES[f"gpu-{_field}-{_tag}.yaml"] = as_yaml(changed(GPU, **{_field: BAD_NUMBERS[_tag]}))
 for _field, _tags in CALIBRATION_FIELDS.items():
     for _tag in _tags:
-        FILES[f"cal-{_field}-{_tag}.yaml"] = as_yaml(changed(CALIBRATION, **{_field: BAD_NUMBERS[_tag]}))
+        FILES[f"cal-{_field}-{_tag}.yaml"] = as_yaml(calibration(**{_field: BAD_NUMBERS[_tag]}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +247,7 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-list-type.json": "model_type", "hf-int-type.json": "model_type", "hf-null-type.json": "model_type",
         "hf-unknown-type.json": "model_type", "hf-dict-type.json": "model_type",
         "hf-missing-layers.json": "num_hidden_layers", "hf-str-layers.json": "num_hidden_layers",
-        "hf-float-layers.json": "num_hidden_layers", "hf-neg-layers.json": "num_layers",
+        "hf-float-layers.json": "num_hidden_layers", "hf-neg-layers.json": "num_hidden_layers",
         "hf-zero-heads.json": "num_heads", "hf-bool-hidden.json": "hidden_size", "hf-googol-vocab.json": "vocab_size",
         "hf-huge-layers-moe.json": "num_hidden_layers", "hf-nan.json": "NaN", "hf-infinity.json": "Infinity",
         "hf-1e400.json": "hidden_size", "hf-digits.json": "unreadable", "hf-sparse-step.json": "decoder_sparse_step",
@@ -275,11 +286,12 @@ def calibration_cases() -> Iterator[tuple[str, Case]]:
     for field, tags in CALIBRATION_FIELDS.items():
         for tag in tags:
             yield f"calibration {field}={tag}", ([*LAT, "--calibration", f"@cal-{field}-{tag}.yaml"], 2,
-                                                 ["--calibration", field])
+                                                 ["--calibration", "efficiency"])
     expect = {
         "cal-dtype.yaml": "dtype", "cal-other-gpu.yaml": "a100-80g", "cal-cpu.yaml": "CPU",
         "cal-missing-date.yaml": "date", "cal-tiny-tflops.yaml": "absurdly low", "cal-tiny-bw.yaml": "absurdly low",
         "cal-above-peak.yaml": "cannot exceed", "cal-above-bw.yaml": "cannot exceed", "cal-list.yaml": "mapping",
+        "cal-peak-nan.yaml": "peak_tflops", "cal-peak-zero.yaml": "peak_gb_s", "cal-format.yaml": "format",
         "cal-long-device.yaml": "device_name",
     }
     for name, text in expect.items():

@@ -51,11 +51,27 @@ COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy |
                           "--zero": SMALL, "--format": st.sampled_from(["table", "markdown", "x"]), "--json": None}),
     "compare": ([MODELS, GPUS, GPUS], {"--num-gpus": SMALL, "--dtype": DTYPES, "--prompt": NUMBERS,
                                         "--output": NUMBERS, "--price": TEXT, "--json": None}),
+    "serve": ([MODELS], {"--gpu": GPUS, "--prompt": NUMBERS, "--output": NUMBERS, "--num-gpus": SMALL,
+                         "--ttft-ms": NUMBERS, "--tpot-ms": NUMBERS, "--rate": NUMBERS, "--users": NUMBERS,
+                         "--dtype": DTYPES, "--kv-dtype": DTYPES, "--engine": st.sampled_from(["vllm", "sglang", "x"]),
+                         "--gpu-memory-utilization": NUMBERS, "--max-model-len": NUMBERS,
+                         "--max-num-batched-tokens": NUMBERS, "--max-num-seqs": NUMBERS, "--block-size": NUMBERS,
+                         "--reserve-gib": NUMBERS, "--json": None}),
+    "train-step": ([MODELS], {"--gpu": GPUS, "--global-batch": NUMBERS, "--num-gpus": SMALL, "--tp": SMALL,
+                              "--pp": SMALL, "--dp": SMALL, "--cp": SMALL, "--ep": SMALL, "--vpp": SMALL, "--sp": None,
+                              "--micro-batch": SMALL, "--zero": SMALL, "--seq": NUMBERS,
+                              "--recompute": st.sampled_from(["none", "selective", "full", "x"]),
+                              "--collective-eff": NUMBERS, "--overlap-eff": NUMBERS, "--capacity-factor": NUMBERS,
+                              "--reserve-gib": NUMBERS, "--dtype": DTYPES, "--json": None}),
+    "train-plan": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--global-batch": NUMBERS, "--tp": SMALL,
+                              "--pp": SMALL, "--zero": SMALL, "--micro-batch": SMALL, "--top": SMALL, "--seq": NUMBERS,
+                              "--dtype": DTYPES, "--json": None}),
+    "calibrate": ([], {"--from-runs": st.sampled_from(["/dev/zero", "", "nope.csv", "/tmp"]), "--json": None}),
     "show": ([st.one_of(MODELS, GPUS)], {"--json": None}),
     "models": ([], {"--json": None}),
     "gpus": ([], {"--json": None}),
 }
-# bench needs torch and runs GEMMs; its options are checked in test_hostile without running it.
+# bench and validate need torch and run kernels; their options are checked in test_hostile without running them.
 
 
 @st.composite
