@@ -426,6 +426,12 @@ def suspicious_cases() -> Iterator[tuple[str, Case]]:
                                  ["warning", "--tokens-per-s"])
     # 8192 tokens on Llama 2 (max_position_embeddings 4096): memory can be sized, the model was not trained for it.
     yield "suspicious memory --seq 8K", (["memory", "llama2-7b", "--seq", "8192"], 0, ["warning", "--seq"])
+    # 1 token/s over 1e12 GPUs: MFU 4e-17, a unit slip, not a run.
+    yield "suspicious mfu far below 1%", (["mfu", "llama2-7b", "--gpu", "h100", "--num-gpus", "1T", "--tokens-per-s", "1"],
+                                          0, ["warning", "--tokens-per-s", "below 1%"])
+    # 1e30 tokens: over 1000x the largest published corpus (Llama 3: 15T tokens).
+    yield "suspicious train-time 1e30 tokens", (["train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8",
+                                                 "--tokens", "1e30"], 0, ["warning", "--tokens"])
     yield "suspicious mfu --seq 8K", (["mfu", "llama2-7b", "--gpu", "h100", "--tokens-per-s", "4000", "--seq", "8192"],
                                       0, ["warning", "--seq"])
 
