@@ -319,6 +319,10 @@ def number_cases() -> Iterator[tuple[str, Case]]:
         (["flops", "llama2-7b", "--seq", "100", "--context", "10"], "--context"),
         (["memory", "llama2-7b", "--batch", "-1"], "--batch"),
         (["memory", "llama2-7b", "--seq", "inf"], "--seq"),
+        (["memory", "llama2-7b", "--seq", "0"], "--seq"),
+        (["memory", "llama2-7b", "--dtype", "bf16", "--group-size", "128"], "--group-size"),
+        (["flops", "llama2-7b", "--generate", "0"], "--generate"),  # the old spelling is named as typed
+        (["concurrency", "llama2-7b", "--gpu", "h100", "--max-tokens", "0"], "--max-tokens"),
         (["memory", "llama2-7b", "--reserve-gib", "nan"], "--reserve-gib"),
         (["memory", "llama2-7b", "--reserve-gib", "inf"], "--reserve-gib"),
         (["memory", "llama2-7b", "--reserve-gib", "-1"], "--reserve-gib"),
@@ -351,7 +355,8 @@ def number_cases() -> Iterator[tuple[str, Case]]:
         (["bench", "--repeats", "0"], "--repeats"),
     ]
     for args, flag in rows:
-        yield "number " + " ".join(args[2:] if args[0] != "bench" else args[1:]), (args, 2, [flag])
+        # the flag at fault leads the message: `llmcalc: error: --seq: ...`
+        yield "number " + " ".join(args[2:] if args[0] != "bench" else args[1:]), (args, 2, [f"error: {flag}: "])
 
 
 def option_cases() -> Iterator[tuple[str, Case]]:

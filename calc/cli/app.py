@@ -28,7 +28,7 @@ app = typer.Typer(
 _state = {"debug": False}
 # Typer wraps an option parser's ValueError as "Invalid value for '--x': Value error, --x: ..."; our
 # messages already name the flag, so the wrapper is dropped.
-_VALUE_ERROR = re.compile(r"^Invalid value for '[^']*': Value error, (?=--)")
+_VALUE_ERROR = re.compile(r"^Invalid value for '[^']*'(?: / '[^']*')*: Value error, (?=--)")
 
 for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model.flops, memory.memory,
                  training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench,
