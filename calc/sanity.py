@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from calc.errors import LLMCalcError
+from calc.errors import LLMCalcError, one_line
 
 # Highest MFU published for a large run: ~0.55-0.6 (PaLM 540B 46.2%, arXiv 2204.02311 table 3;
 # MegaScale 55.2% at 175B, arXiv 2402.15627 table 2). Above this an observed rate is suspicious.
@@ -33,8 +33,7 @@ CPU_PEAK_SLACK = 1.5
 
 def warn(field: str, message: str) -> None:
     """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line."""
-    text = f"{field}: {message}".replace("\n", " ")
-    sys.stderr.write(f"llmcalc: warning: {text}\n")
+    sys.stderr.write(f"llmcalc: warning: {one_line(f'{field}: {message}')}\n")
 
 
 def check_mfu(mfu: float, field: str) -> list[str]:

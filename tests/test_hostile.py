@@ -111,6 +111,10 @@ FILES: dict[str, str | bytes] = {
     "bigint.yaml": as_yaml(MODEL).replace("hidden_size: 4096", "hidden_size: " + "9" * 5000),
     "nul.yaml": "name: a\0b\n",
     "bom.yaml": "\ufeff" + as_yaml(MODEL),
+    "dup-key.yaml": as_yaml(MODEL) + "num_layers: 64\n",
+    "hf-dup-key.json": as_json(HF)[:-1] + ', "hidden_size": 8192}',
+    "linesep-name.yaml": as_yaml(changed(MODEL, name="one\u2028two")),
+    "bidi-name.yaml": as_yaml(changed(MODEL, name="abc\u202edcba")),
     # model YAML: fields
     "long-name.yaml": as_yaml(changed(MODEL, name="n" * 400)),
     "newline-name.yaml": as_yaml(changed(MODEL, name="two\nlines")),
@@ -237,6 +241,8 @@ def model_file_cases() -> Iterator[tuple[str, Case]]:
         "moe-topk.yaml": "experts_per_token", "moe-zero.yaml": "num_experts",
         "moe-nan.yaml": "expert_intermediate_size", "moe-dense.yaml": "num_dense_layers", "moe-list.yaml": "moe",
         "rope-nan.yaml": "rope_scaling_factor", "rope-huge.yaml": "rope_scaling_factor",
+        "dup-key.yaml": "num_layers", "hf-dup-key.json": "hidden_size", "linesep-name.yaml": "name",
+        "bidi-name.yaml": "name",
     }
     for name, expect in structure.items():
         yield f"model file {name}", (["params", f"@{name}"], 2, ["MODEL", expect])
@@ -415,6 +421,8 @@ def path_and_special_cases() -> Iterator[tuple[str, Case]]:
         ([*LAT, "--calibration", "{tmp}/missing.yaml"], "--calibration"),
         (["params", "m" * 400], "MODEL"),
         (["params", "x/" * 3000], "MODEL"),
+        (["params", "{tmp}/two\nlines.yaml"], "two\\nlines"),  # a file name cannot break the one line
+        (["params", "\x1b[31mred"], "\\x1b"),
         (["memory", "llama2-7b", "--gpu", "g" * 400], "--gpu"),
         (["compare", "llama2-7b", "g" * 400], "GPU"),
     ]

@@ -58,7 +58,9 @@ def _root(
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"llmcalc: error: {message}\n")
+    from calc.errors import one_line
+
+    sys.stderr.write(f"llmcalc: error: {one_line(message)}\n")
     sys.exit(2)
 
 

@@ -114,7 +114,7 @@ def _check_events(events: Any, where: str, field: str) -> None:
     too long to be a real value (named by its key, before Python's int() refuses it obscurely)."""
     import yaml
 
-    # One frame per open collection: [is_mapping, next scalar is a key, the current key].
+    # One frame per open collection: [is_mapping, next scalar is a key, the current key, keys seen].
     frames: list[list[Any]] = []
     for event in events:
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
@@ -123,7 +123,7 @@ def _check_events(events: Any, where: str, field: str) -> None:
             raise LLMCalcError(field, f"{where} is not valid safe YAML (tag {event.tag} is not allowed in spec files)")
         if isinstance(event, yaml.CollectionStartEvent):
             key = frames[-1][2] if frames else None
-            frames.append([isinstance(event, yaml.MappingStartEvent), True, key])
+            frames.append([isinstance(event, yaml.MappingStartEvent), True, key, set()])
             if len(frames) > MAX_DEPTH:
                 raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a spec is a flat mapping")
         elif isinstance(event, yaml.CollectionEndEvent):
@@ -133,6 +133,9 @@ def _check_events(events: Any, where: str, field: str) -> None:
         elif isinstance(event, yaml.ScalarEvent) and frames:
             top = frames[-1]
             if top[0] and top[1]:
+                if event.value in top[3]:
+                    raise LLMCalcError(field, f"{where}: field '{event.value[:80]}' appears twice; keep one")
+                top[3].add(event.value)
                 top[2], top[1] = event.value[:80], False
                 continue
             top[1] = True
@@ -144,7 +147,7 @@ def _check_events(events: Any, where: str, field: str) -> None:
 def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
     """Parse JSON into a mapping, with a one-line error on any failure (NaN/Infinity literals refused)."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping") from None
     except json.JSONDecodeError as exc:
@@ -154,6 +157,15 @@ def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
     if _depth(data) > MAX_DEPTH:
         raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping")
     return _require_mapping(data, where, field)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"field '{twice[:80]}' appears twice; keep one")
+    return data
 
 
 def _refuse_constant(name: str) -> Any:

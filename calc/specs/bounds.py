@@ -13,6 +13,7 @@ num_layers 126 (Llama-3.1-405B), hidden_size 18432 (Nemotron-4 340B), intermedia
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 # field name -> (low, high), inclusive. Integers and floats alike.
@@ -99,5 +100,5 @@ def _check_number(number: Any, low: float, high: float) -> None:
 def _check_text(text: str, limit: int) -> None:
     if len(text) > limit:
         raise ValueError(f"is {len(text)} characters long; at most {limit}")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ValueError("contains control characters (newline, tab, escape...); write plain text")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co") for ch in text):
+        raise ValueError("contains control characters (newline, tab, escape, bidi override...); write plain text")
