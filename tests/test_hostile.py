@@ -176,6 +176,11 @@ FILES: dict[str, str | bytes] = {
     "hf-list.json": "[1, 2, 3]",
     "hf-empty.json": "",
     "hf-long-name.json": as_json(changed(HF, _name_or_path="x" * 400)),
+    "hf-quant-skip.json": as_json(changed(HF, quantization_config={"quant_method": "gptq", "bits": 4, "group_size": 128,
+                                                                   "modules_to_not_convert": 5})),
+    "hf-quant-bits.json": as_json(changed(HF, quantization_config={"quant_method": "gptq", "bits": "four"})),
+    "hf-quant-group.json": as_json(changed(HF, quantization_config={"quant_method": "awq", "bits": 4, "group_size": 0})),
+    "hf-quant-block.json": as_json(changed(HF, quantization_config={"quant_method": "fp8", "weight_block_size": [0, 128]})),
     # GPU YAML
     "gpu-missing-arch.yaml": as_yaml(changed(GPU, arch=DELETE)),
     "gpu-extra.yaml": as_yaml(changed(GPU, warp_drive=True)),
@@ -261,6 +266,8 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-layer-freq.json": "moe_layer_freq", "hf-topk.json": "experts_per_token",
         "hf-tie-str.json": "tie_word_embeddings", "hf-deep.json": "nested", "hf-deep-obj.json": "nested",
         "hf-broken.json": "not valid JSON", "hf-list.json": "mapping", "hf-empty.json": "is empty",
+        "hf-quant-skip.json": "modules_to_not_convert", "hf-quant-bits.json": "bits",
+        "hf-quant-group.json": "group_size", "hf-quant-block.json": "block_size",
     }
     for name, field in expect.items():
         yield f"hf {name}", (["params", f"@{name}"], 2, ["MODEL", field])

@@ -4,7 +4,9 @@ traceback, never the last-resort 'internal error'."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -97,3 +99,50 @@ def test_no_traceback_ever(argv: list[str]) -> None:
         assert len(lines) == 1 and lines[0].startswith("llmcalc: error: "), (argv, r.err)
     else:
         assert all(line.startswith("llmcalc: warning: ") for line in lines), (argv, r.err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random damage to real config.json files (tests/fixtures/hf): any value of any key replaced by
+# any JSON-like value. The import either succeeds or raises LLMCalcError naming MODEL; the engine
+# then counts and sizes what was imported without crashing.
+
+FIXTURES = sorted((Path(__file__).parent / "fixtures" / "hf").glob("*.json"))
+JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
+              st.text(max_size=8), st.sampled_from(["llama", "qwen2_moe", "deepseek_v3", "yarn", "gptq", "fp8",
+                                                     "sliding_attention", "full_attention", "bfloat16"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
+
+
+@st.composite
+def damaged_configs(draw: st.DrawFn) -> dict:
+    data = json.loads(draw(st.sampled_from(FIXTURES)).read_text())
+    for key in draw(st.lists(st.sampled_from(sorted(data)), min_size=1, max_size=3, unique=True)):
+        data[key] = draw(JSONISH)
+    for nested in ("rope_scaling", "quantization_config", "text_config"):
+        if isinstance(data.get(nested), dict) and data[nested] and draw(st.booleans()):
+            data[nested] = {**data[nested], draw(st.sampled_from(sorted(data[nested]))): draw(JSONISH)}
+    return data
+
+
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=damaged_configs())
+def test_damaged_hf_configs_fail_cleanly(data: dict) -> None:
+    from calc.errors import LLMCalcError
+    from calc.memory import inference_memory
+    from calc.model.params import count_params
+    from calc.sources.hf import model_from_hf_config
+
+    try:
+        spec = model_from_hf_config(data)
+    except LLMCalcError as exc:
+        assert exc.field == "MODEL" and "\n" not in str(exc)
+        return
+    try:
+        assert count_params(spec).total_params > 0
+        inference_memory(spec, batch=1, seq=min(512, spec.context_window), dtype="bf16")
+    except LLMCalcError:
+        pass  # a valid spec the engine declines (e.g. a layout rule) is still a clean refusal
