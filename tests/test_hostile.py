@@ -191,6 +191,7 @@ FILES: dict[str, str | bytes] = {
     "gpu-peak-text.yaml": as_yaml(changed(GPU, datasheet_peak_tflops={"bf16": "fast"})),
     "gpu-peak-scalar.yaml": as_yaml(changed(GPU, datasheet_peak_tflops=989.4)),
     "gpu-peak-dtype.yaml": as_yaml(changed(GPU, datasheet_peak_tflops={"fp64x": 1.0})),
+    "gpu-peak-empty.yaml": as_yaml(changed(GPU, datasheet_peak_tflops={})),
     "gpu-sms-zero.yaml": as_yaml(changed(GPU, sms=0)),
     "gpu-fpc-no-sms.yaml": as_yaml(changed(GPU, sms=DELETE)),
     "gpu-markup-name.yaml": as_yaml(changed(GPU, name="[/]")),
@@ -282,6 +283,7 @@ def gpu_cases() -> Iterator[tuple[str, Case]]:
         "gpu-peak-neg.yaml": "datasheet_peak_tflops", "gpu-peak-nan.yaml": "datasheet_peak_tflops",
         "gpu-peak-inf.yaml": "datasheet_peak_tflops", "gpu-peak-text.yaml": "datasheet_peak_tflops",
         "gpu-peak-scalar.yaml": "datasheet_peak_tflops", "gpu-peak-dtype.yaml": "datasheet_peak_tflops",
+        "gpu-peak-empty.yaml": "datasheet_peak_tflops",
         "gpu-sms-zero.yaml": "sms", "gpu-fpc-no-sms.yaml": "sms",
     }
     for name, field in expect.items():

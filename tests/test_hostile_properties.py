@@ -146,3 +146,62 @@ def test_damaged_hf_configs_fail_cleanly(data: dict) -> None:
         inference_memory(spec, batch=1, seq=min(512, spec.context_window), dtype="bf16")
     except LLMCalcError:
         pass  # a valid spec the engine declines (e.g. a layout rule) is still a clean refusal
+
+
+CATALOG = Path(__file__).resolve().parents[1]
+MODEL_YAMLS = sorted((CATALOG / "model_configs").glob("*.yaml"))
+GPU_YAMLS = sorted((CATALOG / "hardware_specs").glob("*.yaml"))
+
+
+@st.composite
+def damaged_specs(draw: st.DrawFn, files: list[Path]) -> dict:
+    import yaml
+
+    data = yaml.safe_load(draw(st.sampled_from(files)).read_text())
+    for key in draw(st.lists(st.sampled_from(sorted(data)), min_size=1, max_size=3, unique=True)):
+        data[key] = draw(JSONISH)
+    return data
+
+
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=damaged_specs(MODEL_YAMLS))
+def test_damaged_model_yaml_fails_cleanly(data: dict) -> None:
+    from calc.errors import LLMCalcError
+    from calc.memory import inference_memory
+    from calc.model.params import count_params
+    from calc.sources.catalog import load_gpu
+    from calc.specs import ModelSpec, spec_from_mapping
+
+    try:
+        spec = spec_from_mapping(ModelSpec, data, "m.yaml", "MODEL")
+    except LLMCalcError as exc:
+        assert exc.field == "MODEL" and "\n" not in str(exc)
+        return
+    try:
+        assert count_params(spec).total_params > 0
+        inference_memory(spec, gpu=load_gpu("h100"), batch=1, seq=min(512, spec.context_window), dtype="bf16")
+    except LLMCalcError:
+        pass
+
+
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=damaged_specs(GPU_YAMLS))
+def test_damaged_gpu_yaml_fails_cleanly(data: dict) -> None:
+    from calc.errors import LLMCalcError
+    from calc.hardware.peaks import summarize_gpu
+    from calc.serving.latency import latency
+    from calc.sources.catalog import load_model
+    from calc.specs import GPUSpec, spec_from_mapping
+
+    try:
+        gpu = spec_from_mapping(GPUSpec, data, "g.yaml", "--gpu")
+    except LLMCalcError as exc:
+        assert exc.field == "--gpu" and "\n" not in str(exc)
+        return
+    try:
+        summarize_gpu(gpu)
+        latency(load_model("llama2-7b"), gpu, prompt=512, output=64, dtype="bf16")
+    except LLMCalcError:
+        pass

@@ -69,11 +69,15 @@ TEXT_LIMITS: dict[str, int] = {
     "description": 1000, "source": 1000, "peak_note": 1000,
 }
 MAX_ALIASES = 64
+# Mappings the formulas take a maximum or a lookup over: at least one entry.
+NON_EMPTY = {"datasheet_peak_tflops"}
 
 
 def check_bounds(value: Any, field: str) -> Any:
     """Return ``value`` if every number in it is finite and within LIMITS[field] and every text is
     short and printable; otherwise raise ValueError (pydantic reports it under the field's name)."""
+    if field in NON_EMPTY and not value:
+        raise ValueError("needs at least one entry, e.g. {bf16: 989.4}")
     if field in LIMITS:
         low, high = LIMITS[field]
         for number in value.values() if isinstance(value, dict) else [value]:
