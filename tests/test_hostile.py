@@ -335,6 +335,9 @@ def number_cases() -> Iterator[tuple[str, Case]]:
         (["memory", "llama2-7b", "--batch", "-1"], "--batch"),
         (["memory", "llama2-7b", "--seq", "inf"], "--seq"),
         (["memory", "llama2-7b", "--seq", "0"], "--seq"),
+        (["memory", "llama2-7b", "--mode", "train", "--recompute", "bogus"], "--recompute"),
+        (["memory", "llama2-7b", "--mode", "bogus"], "--mode"),
+        (["bench", "--dtype", "fp4"], "--dtype"),
         (["memory", "llama2-7b", "--dtype", "bf16", "--group-size", "128"], "--group-size"),
         (["flops", "llama2-7b", "--generate", "0"], "--generate"),  # the old spelling is named as typed
         (["concurrency", "llama2-7b", "--gpu", "h100", "--max-tokens", "0"], "--max-tokens"),
@@ -447,6 +450,8 @@ def suspicious_cases() -> Iterator[tuple[str, Case]]:
     yield "suspicious mfu 82%", (["mfu", "llama2-7b", "--gpu", "h100", "--tokens-per-s", "20000"], 0,
                                  ["warning", "--tokens-per-s"])
     # 8192 tokens on Llama 2 (max_position_embeddings 4096): memory can be sized, the model was not trained for it.
+    yield "suspicious flops --seq 8K", (["flops", "llama2-7b", "--seq", "8192"], 0, ["warning", "--seq"])
+    yield "suspicious flops --context 100K", (["flops", "llama2-7b", "--context", "100K"], 0, ["warning", "--context"])
     yield "suspicious memory --seq 8K", (["memory", "llama2-7b", "--seq", "8192"], 0, ["warning", "--seq"])
     # 1 token/s over 1e12 GPUs: MFU 4e-17, a unit slip, not a run.
     yield "suspicious mfu far below 1%", (["mfu", "llama2-7b", "--gpu", "h100", "--num-gpus", "1T", "--tokens-per-s", "1"],

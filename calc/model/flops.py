@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
+from calc.sanity import check_context
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes
 
@@ -71,6 +72,7 @@ class FlopsResult(BaseModel):
     approx_6n: int
     attention_share_pct: float
     explain: list[str]
+    warnings: list[str] = []
 
 
 def forward_flops(
@@ -125,6 +127,7 @@ def forward_flops(
         approx_6n=6 * p.active_params,
         attention_share_pct=100 * attention / forward,
         explain=explain,
+        warnings=check_context(m, context, "--seq" if context == seq else "--context"),
     )
 
 
