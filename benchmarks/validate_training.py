@@ -1,6 +1,7 @@
 """Validate the training step-time model against published Megatron runs; print a Markdown table.
 
-    python benchmarks/validate_training.py
+    python benchmarks/validate_training.py          # the tables
+    python benchmarks/validate_training.py --fit    # re-derive the Ampere GEMM plateau (one value, all rows)
 
 Rows (benchmarks/data/training_megatron.json, each with its source): Narayanan et al. 2021 Table 1
 (GPT 1.7B-1T on 32-3,072 A100s, full recomputation; their FLOP/s include recomputation, so the
@@ -60,7 +61,8 @@ def predict(row: dict, system_name: str, flash: bool) -> dict:
         measured = paper_flops(row) / (row["measured_step_time_s"] * denominator)
     return {"id": row["id"], "paper": row["paper"], "metric": row["metric"], "measured": measured, "predicted": predicted,
             "error": (predicted - measured) / measured, "step_time_s": terms.step_time_s,
-            "measured_step_time_s": row.get("measured_step_time_s"), "layout": layout.label(), "source": row["source"]}
+            "measured_step_time_s": row.get("measured_step_time_s"), "layout": layout.label(), "source": row["source"],
+            "setting": f"{row['num_gpus']} x A100, global batch {row['global_batch']} x {row['seq']}"}
 
 
 def validate() -> list[dict]:
@@ -68,12 +70,31 @@ def validate() -> list[dict]:
     return [predict(row, data["system"], data["flash_attention"]) for row in data["rows"]]
 
 
+def held_out() -> list[dict]:
+    """Modern FSDP runs (torchtitan, llm-foundry): predicted MFU of the published layout vs the published MFU."""
+    from calc.sources.catalog import load_model
+    from calc.training.step import train_step
+
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    out = []
+    for row in data["held_out"]:
+        config = data["configs"].get(row["model"])
+        m = model_from_hf_config(config, where=row["id"], field="row") if config else load_model(row["model"])
+        cost = ModelCost(m, load_gpu(row["gpu"]), load_system(row["system"]), row["seq"])
+        layout = Layout(dp=row["num_gpus"], micro_batch=row["micro_batch"], zero=row["zero"], recompute=row["recompute"])
+        r = train_step(cost, layout, global_batch=row["global_batch"], num_gpus=row["num_gpus"])
+        predicted = r.mfu if r.fits else float("nan")
+        out.append({"id": row["id"], "layout": layout.label(), "measured": row["measured"], "predicted": predicted,
+                    "error": (predicted - row["measured"]) / row["measured"], "gpu": row["gpu"], "source": row["source"]})
+    return out
+
+
 def markdown(results: list[dict]) -> str:
-    lines = ["| row | layout | metric | measured | predicted | error | step time (measured / predicted) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| row | setting | layout | metric | measured | predicted | error | step time (measured / predicted) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         measured_t = f"{r['measured_step_time_s']:.2f}" if r["measured_step_time_s"] else "-"
-        lines.append(f"| {r['id']} | {r['layout']} | {r['metric'].upper()} | {r['measured']:.1%} | {r['predicted']:.1%} | "
+        lines.append(f"| {r['id']} | {r['setting']} | {r['layout']} | {r['metric'].upper()} | {r['measured']:.1%} | {r['predicted']:.1%} | "
                      f"{r['error']:+.1%} | {measured_t} / {r['step_time_s']:.2f} s |")
     errors = [abs(r["error"]) for r in results]
     lines.append("")
@@ -82,5 +103,41 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def held_out_markdown(results: list[dict]) -> str:
+    lines = ["| row (not fitted) | GPU | layout | measured MFU | predicted MFU | error |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['id']} | {r['gpu']} | {r['layout']} | {r['measured']:.1%} | {r['predicted']:.1%} | {r['error']:+.1%} |")
+    errors = [abs(r["error"]) for r in results]
+    lines += ["", f"Held-out mean absolute error {sum(errors) / len(errors):.1%} over {len(errors)} rows; worst {max(errors):.1%}."]
+    return "\n".join(lines)
+
+
+def fit_plateau(lo: float = 0.60, hi: float = 0.90, step: float = 0.01) -> list[tuple[float, float, float]]:
+    """(plateau, MAE, worst) for each Ampere GEMM plateau on the grid: the one free parameter of the fit."""
+    import calc.hardware.efficiency as efficiency
+
+    saved = efficiency.GEMM_PLATEAU["Ampere"]
+    out = []
+    try:
+        value = lo
+        while value <= hi + 1e-9:
+            efficiency.GEMM_PLATEAU["Ampere"] = round(value, 4)
+            errors = [abs(r["error"]) for r in validate()]
+            out.append((round(value, 4), sum(errors) / len(errors), max(errors)))
+            value += step
+    finally:
+        efficiency.GEMM_PLATEAU["Ampere"] = saved
+    return out
+
+
 if __name__ == "__main__":
-    print(markdown(validate()))
+    if "--fit" in sys.argv:
+        grid = fit_plateau()
+        for plateau, mae, worst in grid:
+            print(f"Ampere GEMM plateau {plateau:.2f}: MAE {mae:.2%}, worst {worst:.2%}")
+        best = min(grid, key=lambda row: row[1])
+        print(f"\nbest: {best[0]:.2f} (MAE {best[1]:.2%}, worst {best[2]:.2%})")
+    else:
+        print(markdown(validate()))
+        print()
+        print(held_out_markdown(held_out()))

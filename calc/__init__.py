@@ -30,6 +30,10 @@ _EXPORTS = {
     "derived_peak_tflops": "calc.hardware.peaks", "summarize_gpu": "calc.hardware.peaks", "peak_tflops": "calc.hardware.peaks",
     "mfu": "calc.training.mfu", "train_time": "calc.training.mfu", "latency": "calc.serving.latency",
     "concurrency": "calc.serving.latency",
+    "SystemSpec": "calc.specs.system", "load_system": "calc.sources.catalog", "list_systems": "calc.sources.catalog",
+    "ModelCost": "calc.training.cost", "Layout": "calc.training.layout", "train_step": "calc.training.step",
+    "search_plans": "calc.training.plan",
+    "finetune_memory": "calc.memory.finetune", "fit_table": "calc.memory.finetune", "lora_params": "calc.model.lora",
 }
 __all__ = sorted(_EXPORTS)
 

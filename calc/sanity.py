@@ -26,9 +26,6 @@ SUSPICIOUS_TOKENS = 1e17
 MIN_EFFICIENCY = 0.01
 # bench noise: a measured rate may exceed the datasheet peak by a few percent (boost clocks).
 PEAK_SLACK = 1.05
-# A CPU "device" (bench without a GPU): caches serve a working set faster than the DRAM figure used as
-# its peak, so a CPU calibration may read up to the 1.5 that bench itself caps efficiencies at.
-CPU_PEAK_SLACK = 1.5
 
 
 def warn(field: str, message: str) -> None:
@@ -59,12 +56,12 @@ def check_tokens(tokens: float, field: str = "--tokens") -> list[str]:
     return []
 
 
-def check_efficiency(fraction: float, what: str, field: str = "--calibration", slack: float = PEAK_SLACK) -> float:
-    """A measured fraction of peak (compute or bandwidth) must be physical: in (MIN_EFFICIENCY, slack].
+def check_efficiency(fraction: float, what: str, field: str = "--calibration") -> float:
+    """A GPU's measured fraction of peak (compute or bandwidth) must be physical: in (MIN_EFFICIENCY, PEAK_SLACK].
 
-    Slightly above 1 (boost clocks, bench noise; caches on a CPU) is read as 1.0.
+    Slightly above 1 (boost clocks, bench noise) is read as 1.0.
     """
-    if not fraction == fraction or fraction > slack:  # NaN or above the device
+    if not fraction == fraction or fraction > PEAK_SLACK:  # NaN or above the device
         raise LLMCalcError(field, f"measured {what} is {fraction:.0%} of the device's peak; a GPU cannot exceed "
                                   "its peak: the file is for another GPU or dtype, or is wrong")
     if fraction < MIN_EFFICIENCY:

@@ -104,13 +104,15 @@ def test_bench_llama2_7b_small_writes_a_calibration_latency_reads(cli, tmp_path:
         rate = o["flops"] / peak_flops if o["kind"] != "memory" else o["bytes"] / peak_bytes
         assert o["efficiency"] == pytest.approx(min(rate / t, 1.5))
         assert o["roofline_s"] == pytest.approx(max(o["flops"] / peak_flops, o["bytes"] / peak_bytes), rel=1e-6)
-    # a decode GEMM (one row, fp32: 2*4096^2 FLOPs / 4*(4096 + 4096^2 + 4096) bytes = 0.49976 FLOPs/byte) sits below
-    # the ridge (a CPU's is > 1 FLOP/byte): its roofline is the memory time, so of-roofline / of-peak = ridge / intensity
+    # a decode GEMM: one row, fp32: 2*4096^2 FLOPs / 4*(4096 + 4096^2 + 4096) bytes = 0.49976 FLOPs/byte
     q1 = next(o for o in out["ops"] if o["label"] == "attention.q_proj" and o["phase"] == "decode" and o["tokens"] == 1)
     assert q1["bytes"] == 4 * (4096 + 4096 * 4096 + 4096)
     ridge, intensity = peak_flops / peak_bytes, q1["flops"] / q1["bytes"]
-    assert intensity == pytest.approx(0.5 / (1 + 2 / 4096)) and ridge > 1
-    assert q1["roofline_efficiency"] == pytest.approx(min(q1["efficiency"] * ridge / intensity, 1.5))
+    assert intensity == pytest.approx(0.5 / (1 + 2 / 4096))
+    # below the ridge the roofline is the memory time (of-roofline = of-peak x ridge / intensity); a busy
+    # host can measure a ridge under 1 FLOP/byte, and then the op is compute-bound (of-roofline = of-peak)
+    factor = ridge / intensity if intensity < ridge else 1.0
+    assert q1["roofline_efficiency"] == pytest.approx(min(q1["efficiency"] * factor, 1.5))
     saved = yaml.safe_load(path.read_text())
     assert saved["model"] == "llama2-7b" and saved["gpu"] == "cpu" and saved["torch_version"].startswith("2.")
     assert set(saved["ops"]) == {"gemm", "attention", "memory"}

@@ -80,3 +80,11 @@ def test_system_catalog() -> None:
 def test_unknown_system_is_one_line() -> None:
     with pytest.raises(LLMCalcError, match="unknown system"):
         load_system("dgx-z900")
+
+
+def test_systems_command_lists_the_catalog(cli) -> None:
+    r = cli("systems", "--json")
+    assert r.code == 0, r.err
+    rows = r.json()
+    assert {s["name"] for s in rows} >= {"dgx-h100", "hgx-h800", "mi300x-platform"}
+    assert all(s["source"] and s["intra_node_gb_s"] > 0 and s["inter_node_gb_s"] > 0 for s in rows)

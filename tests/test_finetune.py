@@ -192,3 +192,54 @@ def test_lora_dropout_dora_and_moe_buffers(llama2):
     mix = {b.name: b.bytes for b in layer_buffers(load_model("mixtral-8x7b"), 1, 1024, LayerSetup())}
     assert mix["MoE routed token copies (expert inputs)"] == 8_388_608
     assert mix["router probabilities (fp32)"] == 32_768
+
+
+def test_every_catalog_model_finetunes():
+    import pathlib
+
+    import calc
+
+    root = pathlib.Path(calc.__file__).parent.parent / "model_configs"
+    for path in sorted(root.glob("*.yaml")):
+        m = load_model(path.stem)
+        lora = finetune_memory(m, method="lora", lora_targets="all-linear", batch=1, seq=256)
+        qlora = finetune_memory(m, method="qlora", lora_targets="all-linear", batch=1, seq=256)
+        full = finetune_memory(m, method="full", batch=1, seq=256)
+        assert 0 < lora.trainable_params < lora.total_params, m.name
+        # NF4 base < bf16 base; adapters + frozen base < full fine-tune states
+        assert qlora.per_gpu["weights"] < lora.per_gpu["weights"] < full.per_gpu_bytes, m.name
+
+
+def test_offload_and_gradient_accumulation(llama3):
+    from calc.specs import Parallelism
+
+    n = 8_030_261_248
+    # ZeRO-3 over 4 with the optimizer offloaded: fp32 master 4N/4 + Adam 8N/4 = 3N bytes leave the GPU
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=4), zero=3, offload_optimizer=True, batch=1, seq=128)
+    assert "optimizer states" not in r.per_gpu and "fp32 master" not in r.per_gpu
+    assert r.cpu_offload_bytes == 4 * n // 4 + 8 * n // 4
+    # parameters offloaded too: weights and gradients also live on the CPU, the GPU keeps the FSDP units in flight
+    r = finetune_memory(llama3, method="full", plan=Parallelism(dp=4), zero=3, offload_params=True, batch=1, seq=128)
+    assert r.per_gpu["weights"] == 0 and "gradients (backward end)" not in r.per_gpu and r.per_gpu["FSDP unsharded layers"] > 0
+    # gradient accumulation keeps bf16 gradients (2N) alive through every micro-batch's forward
+    r = finetune_memory(llama3, method="full", grad_accum=4, batch=1, seq=128)
+    assert r.per_gpu["gradients"] == 2 * n
+
+
+def test_mla_latents_are_kept():
+    # DeepSeek-V3: q latent 1536 + kv latent 512; full fine-tune keeps each latent's norm input and its normed
+    # up-projection input: 1024 tokens * (1536 + 512) * 2 tensors * 2 B = 8,388,608
+    bufs = {b.name: b.bytes for b in layer_buffers(load_model("deepseek-v3"), 1, 1024, LayerSetup())}
+    assert bufs["MLA latents (norm inputs + up-projection inputs)"] == 8_388_608
+
+
+def test_parallel_block_shares_one_norm_output_and_plain_mlp_keeps_no_extra_activation():
+    # GPT-J (parallel block, one LayerNorm, GELU MLP): one norm input, one shared q/k/v + MLP input, and the GELU
+    # output is the down-projection input (kept once, eager or fused)
+    bufs = {b.name for b in layer_buffers(load_model("gpt-j-6b"), 1, 256, LayerSetup(fused=False))}
+    assert "attn norm input" in bufs and "mlp norm input" not in bufs
+    assert "q/k/v input (norm output)" in bufs and "gate/up input (norm output)" not in bufs
+    assert "down input (act(up))" in bufs and not any(n.startswith("activation output") for n in bufs)
+    # Gemma 2 sandwich norms: four norm inputs per layer
+    gemma = [b.name for b in layer_buffers(load_model("gemma2-9b"), 1, 256, LayerSetup())]
+    assert sum(n.endswith("norm input") or n.startswith("post-norm") for n in gemma) == 4

@@ -61,6 +61,7 @@ def test_zero3_over_dp_shrinks_a_full_finetune(cli):
     (("--reserve-gib", "2"), "--reserve-gib"),
     (("--method", "full", "--dtype", "fp16"), "--dtype"),
     (("--loss-chunks", "4"), "--loss-chunks"),
+    (("--zero", "3"), "--zero"),
 ])
 def test_finetune_refusals(cli, args, flag):
     r = cli(*ACCEPT, *args)
@@ -98,3 +99,8 @@ def test_report_mode_finetune(cli):
     assert md.startswith("# Fine-tuning report") and "| sequence | max micro-batch |" in md
     assert cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--prompt", "512").code == 2
     assert cli("report", "llama3-8b", "--gpu", "rtx4090", "--method", "lora").code == 2
+
+
+def test_sequence_beyond_the_context_window_warns(cli):
+    r = cli("memory", "llama3-8b", "--mode", "finetune", "--seq", "128K", "--json")
+    assert r.code == 0 and "context window" in r.err and r.json()["warnings"]

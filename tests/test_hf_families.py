@@ -27,12 +27,22 @@ EXPECTED = {
     # 26 x [q 1152*1024 + k,v 2*1152*256 + o 1024*1152 + q/k norm 512 + 3*1152*6912 + 4*1152] + 1152
     # + 262144*1152 (tied). Gemma 3 report Table 1: 302M embedding + 698M non-embedding.
     "gemma-3-1b-it": (999_885_952, None, "1B"),
+    # Gemma3ForConditionalGeneration: language model 34 x [q 2560*2048 + k,v 2*2560*1024 + o 2048*2560 + q/k norm
+    # 2*256 + 3*2560*10240 + 4*2560] + 2560 + 262208*2560 (tied; heads/vocab from Gemma3TextConfig defaults)
+    # = 3,880,263,168; SigLIP tower: patch 3*14*14*1152 + 1152, positions 4096*1152, 27 x [4*1152 + 4*(1152^2
+    # + 1152) + 2*1152*4304 + 4304 + 1152], post-norm 2*1152 = 416,866,032 (report: 417M); projector
+    # 1152*2560 + 1152. Hub: 4.3B.
+    "gemma-3-4b-it": (4_300_079_472, 3_880_263_168, "4.3B"),
     # 42 x [44,040,192 + 154,140,672 + 14,336] + 3584 + 256000*3584 (tied). Published 9.24B.
     "gemma-2-9b": (9_241_705_984, None, "9.24B"),
     "mistral-7b-v0.1": (7_241_732_096, None, "7,241,732,096 (REFERENCE.md)"),
     # 40 x [q 5120*4096 + k,v 2*5120*1024 + o 4096*5120 + 3*5120*14336 + 2*5120] + 5120 + 2*131072*5120
     "mistral-nemo-instruct-2407": (12_247_782_400, None, "12.2B"),
     "mistral-small-24b-instruct-2501": (23_572_403_200, None, "24B (23.6B)"),
+    # Mistral3ForConditionalGeneration: the 24B language model above + Pixtral: patch 3*14*14*1024 + ln_pre 1024
+    # + 24 x [4*1024^2 + 3*1024*4096 + 2*1024]; projector norm 1024 + merger 4096*1024 + 1024*5120 + 5120^2
+    # = 438,958,080. Hub: 24B.
+    "mistral-small-3.1-24b-instruct-2503": (24_011_361_280, 23_572_403_200, "24B"),
     # 24 x [attention 26,550,080 + sinks 64 + 32 x 2880*8640 + biases 32*8640 + router 2880*32+32 + 2*2880]
     # + 2880 + 2*201088*2880. Model card (arXiv 2508.10925 Table 1): 20.91B total, 3.61B active
     # excluding the embedding gather (ours counts it: 3,608,307,264 + 579,133,440).
@@ -57,9 +67,13 @@ EXPECTED = {
     "granite-3.1-8b-instruct": (8_170_848_256, None, "8.17B"),
     # 32 x [2*1536^2 + 2*1536*512 + 40 x 3*1536*512 + 1536*40 + 2*1536] + 1536 + 49155*1536. 3.3B / 800M.
     "granite-3.1-3b-a800m-instruct": (3_298_793_472, 882_874_368, "3.3B / 0.8B"),
-    # text model only: 48 x [attention 2*5120*5120 + 2*5120*1024 + 16 x 3*5120*8192 + router 5120*16
-    # + shared 3*5120*8192 + 2*5120] + 5120 + 2*202048*5120. Published 109B with the vision tower / 17B active.
-    "llama-4-scout-17b-16e-instruct": (107_769_861_120, 17_172_894_720, "109B incl. vision / 17B"),
+    # 32 x [2*4096^2 + 2*4096*1024 + 3*4096*14336 + 2*4096] + 4096 + 2*102400*4096. Published 7.82B.
+    "exaone-3.5-7.8b-instruct": (7_818_448_896, None, "7.82B"),
+    # language model: 48 x [attention 2*5120*5120 + 2*5120*1024 + 16 x 3*5120*8192 + router 5120*16
+    # + shared 3*5120*8192 + 2*5120] + 5120 + 2*202048*5120 = 107,769,861,120; vision: unfold patch 3*14*14*1408
+    # + class 1408 + positions 577*1408 + 2 LayerNorms 2*2816 + 34 x [4*(1408^2+1408) + 2*1408*5632 + 5632 + 1408
+    # + 4*1408] + adapter 5632*4096 + 4096^2 + projector 4096*5120 = 871,932,416. Published 109B / 17B active.
+    "llama-4-scout-17b-16e-instruct": (108_641_793_536, 17_172_894_720, "109B / 17B"),
 }
 
 
@@ -80,9 +94,9 @@ def test_every_family_has_a_real_fixture() -> None:
 
     types = {json.loads(p.read_text()).get("model_type") for p in FIXTURES.glob("*.json")}
     new = {"qwen3", "qwen3_moe", "gemma3_text", "gpt_oss", "glm4_moe", "phimoe", "olmo2", "starcoder2", "cohere",
-           "cohere2", "granite", "granitemoe", "internlm2", "mistral", "llama4", "gemma2"}
+           "cohere2", "granite", "granitemoe", "internlm2", "mistral", "llama4", "gemma2", "exaone"}
     assert new <= types
-    assert types - {"llama4"} <= set(MAPPERS)
+    assert types - {"llama4", "gemma3", "mistral3"} <= set(MAPPERS)  # multimodal wrappers map their text_config
 
 
 def test_gpt_oss_checks_published_active_without_embedding() -> None:

@@ -91,6 +91,21 @@ CONFIGS = {
                  "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 384, "n_shared_experts": 1,
                  "num_experts_per_tok": 8, "first_k_dense_replace": 1, "moe_layer_freq": 1, "topk_method": "noaux_tc",
                  "num_nextn_predict_layers": 0, "tie_word_embeddings": False}, 1_026_408_232_448),
+    # EXAONE 4.0 (hand, small; shapes as EXAONE-4.0-32B's config scaled down): 4 layers x [q 64*64 + k,v 2*64*32
+    # + o 64*64 + q/k norms 2*16 + 3*64*128 + 2 post-norms 2*64] + final 64 + 2*100*64 = 4 x 37,024 + 12,864.
+    "exaone4": ({"model_type": "exaone4", "hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128, "vocab_size": 100,
+                 "sliding_window": 8, "sliding_window_pattern": "LLLG", "tie_word_embeddings": False}, 160_960),
+    # OLMoE-1B-7B-0924 (allenai/OLMoE-1B-7B-0924 config shapes): 16 x [4*2048^2 + q/k norms 2*2048 + 64 x
+    # 3*2048*1024 + router 2048*64 + 2*2048] + 2048 + 2*50304*2048 = 6,919,161,856 (published 6.9B / 1.3B active).
+    "olmoe": ({"model_type": "olmoe", "hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 16,
+               "num_key_value_heads": 16, "intermediate_size": 1024, "num_experts": 64, "num_experts_per_tok": 8,
+               "vocab_size": 50304, "max_position_embeddings": 4096, "tie_word_embeddings": False}, 6_919_161_856),
+    # SmolLM3-3B (HuggingFaceTB/SmolLM3-3B config shapes): 36 x [2048^2*2 + 2*2048*512 + 3*2048*11008
+    # + 2*2048] + 2048 + 128256*2048 (tied) = 3,075,098,624 (published 3B).
+    "smollm3": ({"model_type": "smollm3", "hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16,
+                 "num_key_value_heads": 4, "intermediate_size": 11008, "vocab_size": 128256,
+                 "max_position_embeddings": 65536, "tie_word_embeddings": True}, 3_075_098_624),
     # GraniteMoeShared (hand, small): 2 layers of attention 2*64*64 + 2*64*32 = 12,288; 4 experts x
     # 3*64*16 = 12,288; router 64*4 = 256; shared 3*64*32 = 6,144; norms 128 -> 31,104 x 2
     # + final 64 + 100*64 (tied) = 68,672.

@@ -18,6 +18,7 @@ def test_report_json_is_union_of_single_commands(cli) -> None:
     assert report["concurrency"] == cli("concurrency", *INFER, "--max-tokens", "4000", "--json").json()
     assert report["latency"] == cli("latency", *INFER, "--batch", "4", "--prompt", "3000", "--output", "1000",
                                     "--json").json()
+    assert report["serving"] == cli("serve", *INFER, "--prompt", "3000", "--output", "1000", "--json").json()
 
 
 def test_train_report_json_is_union(cli) -> None:
@@ -71,3 +72,29 @@ def test_compare(cli) -> None:
     h100 = by_gpu["h100-sxm"]
     assert h100["cost_per_million_tokens"] == pytest.approx(2.5 / (h100["tokens_per_s"] * 3600) * 1e6)
     assert by_gpu["a800"]["cost_per_million_tokens"] is None
+
+
+def test_html_report_is_self_contained(cli, tmp_path: Path) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    page = cli("report", *INFER, "--prompt", "3000", "--output", "1000", "--format", "html").out
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    assert "Serving plan" in page and "# GPU blocks" in page
+    # no network: the only URL is the SVG namespace; no scripts, no external stylesheets or images
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
+    assert "<script" not in page and "<link" not in page and "<img" not in page
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium installed: the page was checked as text only (apt-get install chromium)")
+    path = tmp_path / "report.html"
+    path.write_text(page, encoding="utf-8")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=60)
+    assert dom.returncode == 0, dom.stderr[-500:]
+    assert dom.stdout.count("<svg") == 2 and "Serving plan" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,2400", path.as_uri()], capture_output=True, timeout=60)
+    assert shot.is_file() and shot.stat().st_size > 10_000

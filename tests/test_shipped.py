@@ -79,9 +79,39 @@ def test_kv_cache_window_capped_through_cli(cli, model: str, tokens: int, expect
     assert data["kv_cache_bytes"] == expected
 
 
-def test_concurrency_grows_with_the_window(cli) -> None:
+def test_concurrency_grows_with_the_window(cli, tmp_path: Path) -> None:
     # Same shapes, every layer full vs Mistral-7B-v0.1's 4096 window: 8x the requests of 32K fit (up to flooring).
-    windowed = _json(cli, "concurrency", str(FIXTURES / "mistral-7b-v0.1.json"), "--gpu", "h100", "--max-model-len", "32768")
-    full = _json(cli, "concurrency", "mistral-7b", "--gpu", "h100", "--max-model-len", "32768")
+    config = json.loads((FIXTURES / "mistral-7b-v0.1.json").read_text())
+    (tmp_path / "full.json").write_text(json.dumps({**config, "sliding_window": None}))
+    windowed = _json(cli, "concurrency", "mistral-7b-v0.1", "--gpu", "h100", "--max-model-len", "32768")
+    full = _json(cli, "concurrency", str(tmp_path / "full.json"), "--gpu", "h100", "--max-model-len", "32768")
     assert windowed["kv_cache_bytes_per_request"] * 8 == full["kv_cache_bytes_per_request"]
     assert windowed["max_concurrency"] >= 8 * full["max_concurrency"]
+
+
+def test_memory_with_mtp_layers(cli) -> None:
+    # DeepSeek-V3 with its MTP layer as shipped: 688.6 GB (main 673.2 GB + the MTP layer in FP8).
+    main = _json(cli, "memory", "deepseek-v3")["weights_bytes"]
+    with_mtp = _json(cli, "memory", "deepseek-v3", "--mtp")
+    assert with_mtp["weights_bytes"] / 1e9 == pytest.approx(688.6, rel=0.01)
+    assert with_mtp["weights_bytes"] - main == with_mtp["weight_bytes_by_group"]["mtp"]
+    # bf16 override: (671,026,419,200 + 13,463,426,304 MTP parameters) x 2 bytes.
+    assert _json(cli, "memory", "deepseek-v3", "--mtp", "--dtype", "bf16")["weights_bytes"] == 684_489_845_504 * 2
+    refused = cli("memory", "llama2-7b", "--mtp")
+    assert refused.code == 2 and "--mtp" in refused.err
+    train = cli("memory", "deepseek-v3", "--mode", "train", "--mtp")
+    assert train.code == 2 and "--mtp" in train.err
+
+
+def test_latency_decode_reads_the_window_capped_cache(cli, tmp_path: Path) -> None:
+    # Mistral-7B-v0.1 decode at ~32K context reads 4096 tokens of KV per layer instead of the whole context:
+    # the bytes per step differ by 131,072 B/token x (context - 4096), the context being the prompt plus the
+    # tokens generated so far (32,000 .. 32,100).
+    config = json.loads((FIXTURES / "mistral-7b-v0.1.json").read_text())
+    (tmp_path / "full.json").write_text(json.dumps({**config, "sliding_window": None}))
+    args = ("--gpu", "h100", "--prompt", "32000", "--output", "100")
+    windowed = _json(cli, "latency", "mistral-7b-v0.1", *args)
+    full = _json(cli, "latency", str(tmp_path / "full.json"), *args)
+    context = (full["decode_bytes_per_step"] - windowed["decode_bytes_per_step"]) / 131_072 + 4096
+    assert 32_000 <= context <= 32_100
+    assert windowed["tpot_s"] < full["tpot_s"]

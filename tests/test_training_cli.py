@@ -44,12 +44,18 @@ def test_train_step_that_does_not_fit_is_refused(cli) -> None:
 
 @pytest.mark.parametrize(("args", "flag"), [
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--ep", "2", "--global-batch", "8"], "--ep"),
-    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--vpp", "3", "--global-batch", "8"], "--vpp"),
+    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--vpp", "3", "--global-batch", "4"], "--vpp"),
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "12"], "--global-batch"),
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8"], "--global-batch"),
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--system", "dgx-a100"], "--system"),
     (["train-plan", "llama3-8b", "--gpu", "h100", "--global-batch", "8"], "--num-gpus"),
-    (["train-plan", "llama3-8b", "--gpu", "l4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
+    (["train-plan", "llama3-8b", "--gpu", "t4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
+    (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--tp", "3"], "--tp"),
+    (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--tp", "16"], "--tp"),
+    (["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--micro-batch", "3"],
+     "--global-batch"),
+    (["train-plan", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--ep", "3"], "--ep"),
+    (["train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--tp", "8", "--mfu", "0.4"], "--tp"),
 ])
 def test_bad_input_is_one_line(cli, args: list[str], flag: str) -> None:
     r = cli(*args)
@@ -77,3 +83,34 @@ def test_train_plan_plot(cli, tmp_path) -> None:
             "--top", "4", "--plot", str(target))
     assert r.code == 0, r.err
     assert target.stat().st_size > 1000 and target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_time_uses_the_best_plan_unless_mfu_is_given(cli) -> None:
+    args = ["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "2T", "--seq", "4096"]
+    predicted = cli(*args, "--json").json()
+    plan = cli("train-plan", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--seq", "4096",
+               "--global-batch", "1024", "--top", "1", "--json").json()["plans"][0]  # default batch: 4M tokens / 4096
+    assert predicted["plan"] == plan["layout"] and predicted["mfu"] == pytest.approx(plan["mfu"])
+    assert predicted["mfu_source"].startswith("predicted for")
+    # days = FLOPs / (N x peak x MFU): the same FLOPs at a different MFU scale the days inversely
+    assumed = cli(*args, "--mfu", "0.4", "--json").json()
+    assert assumed["plan"] is None and assumed["mfu"] == 0.4
+    assert assumed["days"] * 0.4 == pytest.approx(predicted["days"] * predicted["mfu"])
+    r = cli(*args, "--mfu", "0.4", "--global-batch", "512")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch:")
+
+
+def test_pinned_degrees_reach_train_time_and_train_plan(cli) -> None:
+    t = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "1024", "--tokens", "15T", "--seq", "8192",
+            "--tp", "8", "--pp", "4", "--recompute", "full", "--json").json()
+    assert t["plan"].startswith("TP8 PP4") and "rc:full" in t["plan"]
+    p = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "64", "--seq", "8192",
+            "--recompute", "full", "--zero", "1", "--json").json()
+    assert p["plans"] and all(x["recompute"] == "full" and x["zero"] == 1 for x in p["plans"])
+
+
+def test_gpu_without_a_node_type_keeps_the_assumed_mfu(cli) -> None:
+    r = cli("train-time", "llama2-7b", "--gpu", "t4", "--num-gpus", "64", "--tokens", "10B", "--seq", "2048",
+            "--dtype", "fp16", "--json")
+    assert r.code == 0 and "no node type ships for t4" in r.err
+    assert r.json()["mfu"] == 0.4 and r.json()["plan"] is None

@@ -41,3 +41,10 @@ def test_pinned_degree_and_no_fit_message() -> None:
     assert none.plans == [] and "no layout" in none.verdict and "smallest count that fits" in none.verdict
     with pytest.raises(LLMCalcError, match="--num-gpus"):
         search_plans(big, 0, 8)
+
+
+def test_default_global_batch() -> None:
+    from calc.training.plan import default_global_batch
+
+    assert default_global_batch(4096, 64) == 1024  # 4M tokens / 4096 = 1024 sequences
+    assert default_global_batch(8192, 16384) == 2048  # one sequence per 8 GPUs beats 4M / 8192 = 512

@@ -46,8 +46,10 @@ for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model
 app.command("train-time")(training.train_time)
 app.command("train-step")(training.train_step)
 app.command("train-plan")(training.train_plan)
+app.command("systems")(catalog.systems)
 app.command()(bench.validate)
 app.command()(bench.calibrate)
+app.command("import")(catalog.import_config)
 
 
 def _version(value: bool) -> None:

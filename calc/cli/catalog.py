@@ -1,4 +1,4 @@
-"""Catalog commands: `models`, `gpus`, `show`."""
+"""Catalog commands: `models`, `gpus`, `systems`, `show`, `import`."""
 
 from __future__ import annotations
 
@@ -6,22 +6,38 @@ from typing import Annotated
 
 import typer
 
-from calc.cli.options import JsonOpt
+from calc.cli.options import JsonOpt, human_float
 from calc.errors import LLMCalcError
 
+FamilyOpt = Annotated[str | None, typer.Option(
+    "--family", help="name prefix: llama, llama4, qwen, qwen3, gemma3, deepseek, gpt-oss, glm, phi, mistral ...")]
+MinParamsOpt = Annotated[float | None, typer.Option(
+    "--min-params", parser=human_float("--min-params"), help="only models with at least this many parameters (7B, 500M)")]
+MaxParamsOpt = Annotated[float | None, typer.Option(
+    "--max-params", parser=human_float("--max-params"), help="only models with at most this many parameters (70B)")]
 
-def models(as_json: JsonOpt = False) -> None:
-    """List the model catalog with exact parameter counts."""
+
+def models(family: FamilyOpt = None, min_params: MinParamsOpt = None, max_params: MaxParamsOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """List the model catalog with exact parameter counts; filter by family (name prefix) and total size."""
     from calc.model.params import count_params
     from calc.report.render import console, emit_json, models_view
-    from calc.sources.catalog import list_models
+    from calc.sources.catalog import family_matches, list_models
 
+    if min_params is not None and max_params is not None and min_params > max_params:
+        raise LLMCalcError("--min-params", f"{min_params:g} exceeds --max-params {max_params:g}")
     rows = []
     for m in list_models():
+        if family and not family_matches(m, family):
+            continue
         p = count_params(m)
+        if (min_params is not None and p.total_params < min_params) or (max_params is not None and p.total_params > max_params):
+            continue
         rows.append({"name": m.name, "aliases": m.aliases, "description": m.description, "num_layers": m.num_layers,
                      "hidden_size": m.hidden_size, "num_heads": m.num_heads, "num_kv_heads": m.kv_heads,
                      "total_params": p.total_params, "active_params": p.active_params})
+    if not rows:
+        raise LLMCalcError("--family" if family else "--min-params", "no catalog model matches; `llmcalc models` lists them all")
     if as_json:
         emit_json({"models": rows})
         return
@@ -60,3 +76,57 @@ def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spe
         emit_json(spec)
         return
     console.print(spec_view(spec))
+
+
+def import_config(
+    config: Annotated[str, typer.Argument(help="a HuggingFace config.json")],
+    name: Annotated[str | None, typer.Option("--name", help="model name in the YAML (default: the config's _name_or_path, "
+                                                         "else the file name, or its folder for config.json)")] = None,
+    write: Annotated[str | None, typer.Option("--write", help="write the YAML to this file instead of printing it")] = None,
+) -> None:
+    """Write our model YAML for a HuggingFace config.json, so a team can keep its own catalog. Every shape
+    must come from the config: a field left to a family default is refused, naming the field."""
+    from pathlib import Path
+
+    from calc.model.params import count_params
+    from calc.report.render import console
+    from calc.sources.catalog import spec_yaml
+    from calc.sources.hf import hf_mapping
+    from calc.sources.safeload import load_mapping
+    from calc.specs import ModelSpec, spec_from_mapping
+
+    path = Path(config)
+    data = load_mapping(path, "CONFIG")
+    fields = hf_mapping(data, where=str(path), field="CONFIG", strict=True)
+    if name is not None or not data.get("_name_or_path"):
+        fields["name"] = name or (path.resolve().parent.name if path.stem == "config" else path.stem)
+    spec = spec_from_mapping(ModelSpec, fields, str(path), "--name" if name else "CONFIG")
+    p = count_params(spec)
+    text = spec_yaml(spec, [f"Imported by `llmcalc import {path.name}`; source: {path}.",
+                            f"Exact count: {p.total_params:,} total, {p.active_params:,} active"
+                            + (f", MTP {p.mtp_params:,} more" if p.mtp_params else "") + "."])
+    if write is None:
+        console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    target = Path(write)
+    if target.exists():
+        raise LLMCalcError("--write", f"{target} exists; choose a new file name")
+    try:
+        target.write_text(text)
+    except OSError as exc:
+        raise LLMCalcError("--write", f"cannot write {target}: {exc.strerror}") from None
+    console.print(f"wrote {target} ({spec.name}: {p.total_params:,} parameters)")
+
+
+def systems(as_json: JsonOpt = False) -> None:
+    """List the node types (GPUs per node, link inside a node, network between nodes) that train-step,
+    train-plan and train-time place plans on."""
+    from calc.report.render import console, emit_json
+    from calc.report.training_views import systems_view
+    from calc.sources.catalog import list_systems
+
+    found = list_systems()
+    if as_json:
+        emit_json(list(found))
+        return
+    console.print(systems_view(found))

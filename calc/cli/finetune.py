@@ -100,6 +100,8 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if (o["--loss"] or "fp32") == "fp32":
         refuse("--loss-chunks", o["--loss-chunks"], "applies to --loss chunked or fused")
     offload = _offloads(o["--offload"])
+    if zero and plan.dp == 1:
+        raise LLMCalcError("--zero", f"ZeRO-{zero} shards over data-parallel ranks; give --dp > 1 (or --num-gpus)")
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
     kwargs = dict(

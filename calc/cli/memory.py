@@ -76,6 +76,8 @@ def memory(
     group_size: Annotated[int | None, typer.Option(
         "--group-size", parser=human_int("--group-size"), help="int4/int8 quantisation group size")] = None,
     reserve_gib: ReserveOpt = 1.0,
+    mtp: Annotated[bool, typer.Option("--mtp", help="also load the multi-token-prediction layers (DeepSeek-V3, GLM-4.5 "
+                                                    "speculative decoding)")] = False,
     method: MethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_alpha: LoraAlphaOpt = None,
@@ -102,7 +104,9 @@ def memory(
 
     --mode infer: --batch requests of --seq tokens (input + output) each; without --dtype the weights are
     priced as the checkpoint ships (fp8 / MXFP4 / GPTQ / AWQ / bnb from its quantization_config, else bf16). --mode train: --batch is the
-    micro-batch, --seq the training sequence length."""
+    micro-batch, --seq the training sequence length. --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
+    by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
+    fits instead, and the largest micro-batch per sequence length on --gpu."""
     from calc.cli.common import placement
     from calc.report.render import emit, memory_view
     from calc.sources.catalog import load_gpu, load_model
@@ -116,6 +120,8 @@ def memory(
                      "--fragmentation": fragmentation}
     if mode is not Mode.train:
         refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
+    if mode is not Mode.infer:
+        refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
     if mode is Mode.finetune:
         from calc.cli.finetune import finetune_result
         from calc.report.finetune import finetune_view
@@ -151,7 +157,8 @@ def memory(
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
         explicit = option_given(ctx, "dtype") or group_size is not None
         result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype if explicit else None,
-                                  kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib)
+                                  kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib,
+                                  with_mtp=mtp)
     else:
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
                                  recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,

@@ -200,3 +200,19 @@ TpotMsOpt = Annotated[float | None, typer.Option("--tpot-ms", parser=human_float
 RateOpt = Annotated[float | None, typer.Option("--rate", parser=human_float("--rate"), help="arrival rate, requests/s")]
 UsersOpt = Annotated[int | None, typer.Option("--users", parser=human_int("--users"), help="concurrent users (closed loop)")]
 EmitOpt = Annotated[Engine | None, typer.Option("--emit", help="print the launch command for the best layout")]
+
+
+class SpecMethod(StrEnum):
+    ngram = "ngram"
+    draft = "draft"
+
+
+SpecMethodOpt = Annotated[SpecMethod | None, typer.Option(
+    "--speculative", help="speculative decoding: ngram (prompt lookup) or draft (with --draft MODEL)")]
+DraftOpt = Annotated[str | None, typer.Option("--draft", help="draft model for --speculative draft")]
+SpecTokensOpt = Annotated[int | None, typer.Option(
+    "--spec-tokens", parser=human_int("--spec-tokens", maximum=64), help="proposals per step k (default 4)")]
+AcceptanceOpt = Annotated[float | None, typer.Option(
+    "--acceptance", parser=human_float("--acceptance", maximum=0.999), help="per-token acceptance rate (default 0.7)")]
+DisaggOpt = Annotated[bool, typer.Option(
+    "--disaggregated", help="also rank prefill/decode pools (KV sent over the network between them)")]

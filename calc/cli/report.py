@@ -39,6 +39,7 @@ from calc.cli.options import (
 class ReportFormat(StrEnum):
     table = "table"
     markdown = "markdown"
+    html = "html"
 
 
 def report(
@@ -58,7 +59,8 @@ def report(
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
     calibration: CalibrationOpt = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", help="table or markdown")] = ReportFormat.table,
+    fmt: Annotated[ReportFormat, typer.Option(
+        "--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
     plot: PlotOpt = None,
     method: MethodOpt = None,
     lora_rank: LoraRankOpt = None,
@@ -85,7 +87,7 @@ def report(
     from calc.sources.catalog import load_gpu, load_model
 
     if as_json and fmt is not ReportFormat.table:
-        raise LLMCalcError("--format", "--json and --format markdown are two outputs; give one")
+        raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -95,6 +97,7 @@ def report(
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
                             ("--plot", plot)):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
+        refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or 2048,
                         zero=zero or 0, options=finetune, fmt=fmt.value, as_json=as_json)
         return
@@ -126,7 +129,7 @@ def report(
         training_fit(m, g, n, seq)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
-        seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed or 0.4,
+        seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=1 if zero is None else zero, calibration=load_calibration(calibration),
     )
@@ -142,6 +145,12 @@ def report(
         import sys
 
         sys.stdout.write(report_markdown(result) + "\n")
+    elif fmt is ReportFormat.html:
+        import sys
+
+        from calc.report.html import report_html
+
+        sys.stdout.write(report_html(result) + "\n")
     else:
         from calc.report.render import console
 

@@ -9,11 +9,14 @@ import typer
 
 from calc.cli.options import (
     DEFAULT_DTYPE,
+    AcceptanceOpt,
     BatchOpt,
     BlockSizeOpt,
     CalibrationOpt,
     CausalOpt,
     ChunkedPrefillOpt,
+    DisaggOpt,
+    DraftOpt,
     DtypeOpt,
     EmitOpt,
     Engine,
@@ -36,6 +39,9 @@ from calc.cli.options import (
     RateOpt,
     ReserveOpt,
     SharedPrefixOpt,
+    SpecMethod,
+    SpecMethodOpt,
+    SpecTokensOpt,
     TpOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -65,6 +71,27 @@ def _settings(engine: Engine, util: float | None, max_model_len: int | None, bat
     given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
              "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk}
     return EngineSettings(engine=engine.value, **{k: v for k, v in given.items() if v is not None})
+
+
+def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | None, acceptance: float | None) -> Any:
+    """Speculative decoding from its options; its settings without --speculative are refused."""
+    if method is None:
+        for flag, value in (("--draft", draft), ("--spec-tokens", tokens), ("--acceptance", acceptance)):
+            refuse(flag, value, "applies to speculative decoding; add --speculative ngram|draft")
+        return None
+    if (method == SpecMethod.draft) != (draft is not None):
+        raise LLMCalcError("--draft", "--speculative draft needs --draft MODEL, and only it takes one")
+    from calc.serving.speculative import Speculation
+    from calc.sources.catalog import load_model
+
+    given = {"tokens": tokens, "acceptance": acceptance}
+    return Speculation(method=method.value, draft=load_model(draft, "--draft") if draft else None,
+                       **{k: v for k, v in given.items() if v is not None})
+
+
+def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
+    """GPUs of the replica: --num-gpus, else --tp x --pp (TP then takes what PP leaves)."""
+    return num_gpus or (tp or 1) * (pp or 1)
 
 
 def _assumptions(reserve_gib: float) -> Any:
@@ -113,7 +140,7 @@ def latency(
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
     a = _assumptions(reserve_gib)
-    plan = engine_mod.serving_plan(m, num_gpus or 1, tp, pp or 1)
+    plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     engine_mod.require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
@@ -158,7 +185,7 @@ def concurrency(
     check_context(m, tokens, "--max-model-len")
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
-    result = engine_mod.concurrency(m, g, num_gpus=num_gpus or 1, tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype,
+    result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype,
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=_assumptions(reserve_gib))
     emit(result, as_json, explain, concurrency_view)
@@ -186,6 +213,11 @@ def serve(
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     emit_engine: EmitOpt = None,
+    speculative: SpecMethodOpt = None,
+    draft: DraftOpt = None,
+    spec_tokens: SpecTokensOpt = None,
+    acceptance: AcceptanceOpt = None,
+    disaggregated: DisaggOpt = False,
     calibration: CalibrationOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
@@ -202,6 +234,8 @@ def serve(
         raise LLMCalcError("--output", "serve needs >= 1 generated token per request")
     m, g = load_model(model), load_gpu(gpu)
     check_context(m, prompt + output, "--prompt")
+    if max_model_len is not None:
+        check_context(m, max_model_len, "--max-model-len")
     if max_model_len is not None and max_model_len < prompt + output:
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
@@ -210,7 +244,9 @@ def serve(
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),
-                        emit=emit_engine.value if emit_engine else None)
+                        emit=emit_engine.value if emit_engine else None,
+                        speculation=_speculation(speculative, draft, spec_tokens, acceptance),
+                        disaggregated=disaggregated)
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

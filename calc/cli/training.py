@@ -108,6 +108,15 @@ def train_time(
     tokens: TokensOpt,
     seq: SeqOpt = 2048,
     mfu_assumed: MfuOpt = None,
+    global_batch: GlobalBatchOpt = None,
+    system: SystemOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    cp: CpOpt = None,
+    ep: EpOpt = None,
+    zero: ZeroPin = None,
+    micro_batch: MicroBatchPin = None,
+    recompute: RecomputePin = None,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
@@ -116,7 +125,9 @@ def train_time(
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Days, GPU-hours and cost to train on D tokens at an MFU (default 0.4, or --mfu)."""
+    """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
+    (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
+    assumed --mfu."""
     from calc.cli.common import check_context, load_calibration, price_for, training_fit, warn
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
@@ -133,12 +144,31 @@ def train_time(
     except LLMCalcError as exc:
         warn("--seq", exc.problem + " (training beyond it extends the context)")
     training_fit(m, g, num_gpus, seq)
+    from calc.cli.options import refuse
+    from calc.sources.catalog import system_for_gpu
     from calc.training import mfu as engine
 
+    plan = None
+    plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
+                    ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
+    if mfu_assumed is not None:
+        for flag, value in plan_options:
+            refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
+    elif system is None and system_for_gpu(g) is None:
+        for flag, value in plan_options:
+            refuse(flag, value, f"places a plan on a node type, and none ships for {g.name}: give --system too, or --mfu")
+        warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
+             "(give --system to predict one from a plan)")
+    else:
+        from calc.training.plan import SearchSpace, best_plan
+
+        pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
+        plan = best_plan(_cost(model, gpu, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
+                         num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=price_for(price, g.name, old_price), causal=causal,
-        calibration=load_calibration(calibration),
+        calibration=load_calibration(calibration), plan=plan,
     )
     emit(result, as_json, explain, train_time_view)
 
@@ -161,13 +191,28 @@ TpOverlapOpt = Annotated[float | None, typer.Option(
     "--tp-overlap", parser=human_float("--tp-overlap", allow_zero=True, maximum=1.0), help="share of TP collectives hidden (default 0)")]
 EpOverlapOpt = Annotated[float | None, typer.Option(
     "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
+PlateauOpt = Annotated[float | None, typer.Option(
+    "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
+    help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
 CapacityOpt = Annotated[float | None, typer.Option(
     "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (default 1.0)")]
 
 
+ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
+                                             help="pin the ZeRO stage (default: search 0-3)")]
+MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
+                                                   help="pin the micro-batch (default: search 1, 2, 4, 8)")]
+RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help="pin recomputation (default: the lightest that fits)")]
+
+
+def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
+    """The degrees the user pinned, for the plan search (None = searched)."""
+    return tuple((k, v.value if isinstance(v, Recompute) else v) for k, v in degrees.items() if v is not None)
+
+
 def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
-          capacity_factor: float | None) -> Any:
+          capacity_factor: float | None, gemm_plateau: float | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -189,15 +234,12 @@ def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibr
     if m.moe is None and capacity_factor is not None:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
-                                   "ep_overlap": ep_overlap, "capacity_factor": capacity_factor}.items() if v is not None}
+                                   "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
+                                   "gemm_plateau": gemm_plateau}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash), **overrides)
-    return ModelCost(m, g, node, seq, dtype, eff, load_calibration_arg(calibration))
+    from calc.hardware.calibration import load_calibration as load_checked
 
-
-def load_calibration_arg(path: str | None) -> Any:
-    from calc.cli.common import load_calibration
-
-    return load_calibration(path)
+    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None)
 
 
 def train_step(
@@ -223,6 +265,10 @@ def train_step(
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
+    gemm_plateau: PlateauOpt = None,
+    measured_step_time: Annotated[float | None, typer.Option(
+        "--measured-step-time", parser=human_float("--measured-step-time"),
+        help="a step time you measured for this plan: prints the error and the GEMM plateau that reproduces it")] = None,
     reserve_gib: ReserveOpt = 1.0,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
@@ -249,10 +295,14 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor)
+                 ep_overlap, capacity_factor, gemm_plateau)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
     result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
+    if measured_step_time is not None:
+        from calc.training.calibrate import with_measurement
+
+        result = with_measurement(result, cost, layout, measured_step_time)
     if not result.fits and not as_json:
         raise LLMCalcError("--num-gpus", result.verdict)
     emit(result, as_json, explain, train_step_view)
@@ -268,10 +318,9 @@ def train_plan(
     pp: PpOpt = None,
     cp: CpOpt = None,
     ep: EpOpt = None,
-    zero: Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
-                                             help="pin the ZeRO stage (default: search 0-3)")] = None,
-    micro_batch: Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
-                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")] = None,
+    zero: ZeroPin = None,
+    micro_batch: MicroBatchPin = None,
+    recompute: RecomputePin = None,
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="let TP span nodes")] = False,
     top: Annotated[int, typer.Option("--top", parser=human_int("--top", maximum=1000), help="plans to show")] = 10,
     system: SystemOpt = None,
@@ -281,6 +330,7 @@ def train_plan(
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
+    gemm_plateau: PlateauOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
     plot: PlotOpt = None,
@@ -288,7 +338,7 @@ def train_plan(
     explain: ExplainOpt = False,
 ) -> None:
     """The fastest TP/PP/DP/CP/EP layouts that fit (with ZeRO stage, micro-batch, recomputation and
-    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch pin a degree."""
+    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch/--recompute pin one."""
     from calc.cli.common import output_path
     from calc.errors import LLMCalcError
     from calc.report.render import emit
@@ -300,10 +350,9 @@ def train_plan(
     if global_batch is None:
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     target = output_path(plot, "--plot", (".png", ".svg"))
-    pins = tuple((k, v) for k, v in (("tp", tp), ("pp", pp), ("cp", cp), ("ep", ep), ("zero", zero),
-                                     ("micro_batch", micro_batch)) if v is not None)
+    pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor)
+                 ep_overlap, capacity_factor, gemm_plateau)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))

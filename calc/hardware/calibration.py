@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from calc.errors import LLMCalcError
 from calc.hardware.peaks import peak_tflops
-from calc.sanity import CPU_PEAK_SLACK, PEAK_SLACK, check_efficiency
+from calc.sanity import check_efficiency
 from calc.specs import GPUSpec
 
 DEFAULT_COMPUTE_EFFICIENCY = 0.8  # seed 001 section 1.3: an A800 tops out near 80% of 312 TFLOPS
@@ -194,10 +194,11 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
         raise LLMCalcError("--calibration", f"measured in {calibration.dtype}; --dtype {dtype} runs at another tensor peak "
                                             f"on {gpu.name}: run `llmcalc bench --dtype {dtype} ... --save FILE`")
     gemm, copy = calibration.largest("gemm"), calibration.largest("memory")
-    slack = PEAK_SLACK if calibration.is_gpu else CPU_PEAK_SLACK
-    compute = (DEFAULT_COMPUTE_EFFICIENCY if gemm is None
-               else check_efficiency(gemm, f"{calibration.dtype} largest-GEMM rate", slack=slack))
-    memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else check_efficiency(copy, "largest memory-op bandwidth", slack=slack)
+    # A CPU calibration is relative to the best rates that same run measured (no published peak), and
+    # CPU timings on a busy host swing widely: only a GPU's file is held to the physical bounds.
+    check = check_efficiency if calibration.is_gpu else (lambda fraction, _what: min(max(fraction, 1e-9), 1.0))
+    compute = DEFAULT_COMPUTE_EFFICIENCY if gemm is None else check(gemm, f"{calibration.dtype} largest-GEMM rate")
+    memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else check(copy, "largest memory-op bandwidth")
     return Efficiency(
         compute=compute, memory=memory,
         source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): "

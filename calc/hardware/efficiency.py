@@ -24,19 +24,29 @@ from calc.specs import GPUSpec
 from calc.units import TERA, dtype_bytes
 
 # Large-GEMM plateau (fraction of dense peak) sustained inside a training step, per architecture.
-# Ampere is FITTED ONCE to the 18 Megatron rows of benchmarks/validate_training.py (one value for all rows):
-# 0.72 -> MFU/HFU mean absolute error 3.6%, worst 7.5% (fitting Narayanan 2021 alone gives 0.70, and then
-# Korthikanti 2022's rows, held out, come within 4.2% on average). 0.72 is 83% of the ~0.87 an isolated
-# cuBLAS GEMM reaches on an A100 (HARDWARE.md): clocks sag under sustained load and kernels share the
-# GPU. The other generations keep that 0.83 ratio to their measured isolated-GEMM plateau (H100 ~0.80,
-# Blackwell ~0.75, MI300X ~0.50): not fitted, no published step times were checked for them here.
-GEMM_PLATEAU: dict[str, float] = {"Ampere": 0.72, "Hopper": 0.66, "Ada": 0.66, "Blackwell": 0.62, "CDNA3": 0.42}
-GEMM_PLATEAU_OTHER = 0.62
+# Ampere is FITTED ONCE to the 18 Megatron rows of benchmarks/validate_training.py (one value for all rows;
+# `python benchmarks/validate_training.py --fit` re-derives it): 0.71 -> MFU/HFU mean absolute error 3.4%,
+# worst 7.7%. 0.71 is 82% of the ~0.87 an isolated cuBLAS GEMM reaches on an A100 (HARDWARE.md): clocks sag
+# under sustained load and kernels share the GPU. The other generations keep that 0.82 ratio to their
+# measured isolated-GEMM plateau (H100 ~0.80, Blackwell ~0.75, MI300X ~0.50): derived, not fitted.
+GEMM_PLATEAU: dict[str, float] = {"Ampere": 0.71, "Hopper": 0.65, "Ada": 0.65, "Blackwell": 0.61, "CDNA3": 0.41}
+GEMM_PLATEAU_OTHER = 0.61
+# The same ratio applied to a GEMM efficiency measured in isolation (`llmcalc bench --save`): 0.71 / 0.87.
+SUSTAINED_FRACTION = 0.82
 GEMM_LAUNCH_S = 4e-6  # fixed cost per GEMM kernel (launch + prologue/epilogue), seconds
 TILE_MN, TILE_K = 128, 64
 MEMORY_EFFICIENCY: dict[str, float] = {"CDNA3": 0.80}  # HBM streaming; NVIDIA parts default to 0.9
 COLLECTIVE_EFFICIENCY = 0.80  # achieved NCCL busBW / link bandwidth (NVLink A100 ~240 of 300 GB/s)
-OVERLAP_EFFICIENCY = 0.85  # share of an overlappable communication actually hidden under compute
+# Share of an overlapped transfer that is really hidden: the rest (NCCL kernels take SMs and HBM bandwidth
+# from the compute they run beside) still costs time. exposed = max(0, C - window) + (1 - eff) x min(C, window).
+OVERLAP_EFFICIENCY = 0.85
+
+
+def exposed_time(comm_s: float, window_s: float, overlap: float = OVERLAP_EFFICIENCY) -> float:
+    """Time a transfer of ``comm_s`` adds when it overlaps ``window_s`` of compute: what sticks out of the
+    window, plus (1 - overlap) of the overlapped part (contention)."""
+    hidden = min(comm_s, window_s)
+    return comm_s - hidden + (1 - overlap) * hidden
 # Fused (flash) attention, fraction of dense peak, forward and backward together: FlashAttention-2 (Dao 2023,
 # arXiv 2307.08691 sec. 4) reaches ~56-64% of A100 peak fwd+bwd and ~35% of H100; FlashAttention-3 / cuDNN
 # (Shah et al. 2024, arXiv 2407.08608) ~55-75% of H100. Defaults sit between; backward does 2.5x the
@@ -78,16 +88,18 @@ def _quant(x: float, tile: int) -> float:
 
 
 def gemm_time(
-    gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1
+    gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1,
+    plateau: float | None = None,
 ) -> float:
-    """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring)."""
+    """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring);
+    ``plateau`` replaces the generation's default e_max (e.g. one fitted to the user's measured step time)."""
     flops = 2 * m * n * k
     peak = peak_tflops(gpu, dtype) * TERA
     measured = _calibrated(calibration, "gemm", flops)
-    if measured:
-        return batch * flops / (peak * measured)
+    if measured:  # an isolated GEMM measured by `bench`, derated to what a training step sustains
+        return batch * flops / (peak * measured * SUSTAINED_FRACTION) + GEMM_LAUNCH_S
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
-    compute = flops / (peak * gemm_plateau(gpu) * q)
+    compute = flops / (peak * (plateau or gemm_plateau(gpu)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
     memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))
     return batch * max(compute, memory) + GEMM_LAUNCH_S

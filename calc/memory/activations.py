@@ -133,13 +133,20 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         n = math.ceil(t_tok * elems_per_token * elem_bytes / div)
         out.append(Buffer(name, n, f"{formula} = {n:,} B", source))
 
-    norms = 1 if m.parallel_block else 2
-    for i in range(norms):
-        buf = _norm("attn norm input" if i == 0 else "mlp norm input", H, t_tok, s)
+    names = ["attn norm input", "mlp norm input"]
+    for i in range(m.norms_per_layer):  # sandwich-norm models (Gemma 2/3) keep the inputs of their post-norms too
+        buf = _norm(names[i] if i < 2 else f"post-norm {i - 1} input", H, t_tok, s)
         out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
-    if s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa"):
+    qkv_input = s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
+    if qkv_input:
         add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
     add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    if m.mla:
+        a = m.mla
+        latent = (a.q_lora_rank or 0) + a.kv_lora_rank
+        up_trains = s.keeps_input("q_b_proj", "kv_b_proj")
+        add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent * (2 if up_trains else 1), 1,
+            f"b*s*(r_q + r_kv)*{2 if up_trains else 1}*{b} = {t_tok}*{latent}*{2 if up_trains else 1}*{b}", _SRC_MLA)
     add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
     if s.attention == "flash":
         add("log-sum-exp (fp32)", h, tp, f"b*s*h*4/t = {t_tok}*{h}*4/{tp}", _SRC_FLASH, 4)
@@ -147,15 +154,17 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         add("softmax(QK^T) scores", h * seq, tp, f"b*h*s*s*{b}/t = {batch}*{h}*{seq}*{seq}*{b}/{tp}", _SRC_EAGER)
         if s.dropout:
             add("attention dropout mask + output", h * seq, tp, f"b*h*s*s*({b}+1)/t", _SRC_EAGER, b + 1)
-    if s.keeps_input("gate_proj", "up_proj"):
+    shared_norm = m.parallel_block and m.norms_per_layer == 1  # GPT-J/Falcon: attention and MLP read one norm output
+    if s.keeps_input("gate_proj", "up_proj") and not (shared_norm and qkv_input):
         add("gate/up input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
     n_up = 2 if m.gated_mlp else 1
     add("MLP up outputs (gate, up)" if m.gated_mlp else "MLP up output", n_up * width, tp,
         f"b*s*{n_up}*I*{b}/t = {t_tok}*{n_up}*{width}*{b}/{tp}", _SRC_GLU)
-    if not s.fused:
-        add("activation output (unfused silu/gelu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
+    if not s.fused and m.gated_mlp:  # act(gate) for the product's backward; a plain MLP's act output is the down input
+        add("activation output (unfused silu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
     if s.keeps_input("down_proj"):
-        add("down input (act(gate)*up)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
+        add("down input (act(gate)*up)" if m.gated_mlp else "down input (act(up))", width, tp,
+            f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
     if s.dropout:
         add("residual dropout masks (attn, mlp)", 2 * H, sp, f"b*s*2*H*1 B = {t_tok}*{2 * H}",
             "torch native_dropout keeps a 1-byte mask", 1)
@@ -177,6 +186,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     return out
 
 
+_SRC_MLA = "MLA: the q and kv latents pass an RMSNorm and an up-projection (DeepSeek-V2, arXiv 2405.04434 eq. 9-14)"
 _SRC_MOE = "MoE: each token is dispatched to k experts (k copies of its hidden state kept for the expert weights' grads)"
 _SRC_DORA = "DoRA: y = m * (W0 x + B A x) / ||W0 + B A||_c; dm needs the unscaled output (Liu et al. 2024, eq. 5)"
 

@@ -32,6 +32,7 @@ from calc.memory.result import _search_min_gpus, _verdict
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors
+from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gib
 
@@ -115,6 +116,7 @@ class FinetuneResult(BaseModel):
     min_gpus: int | None
     fits_with: list[str]
     fit_table: list[FitRow] = []
+    warnings: list[str] = []
     assumptions: list[str]
     explain: list[str]
 
@@ -136,15 +138,64 @@ def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bo
     buffer, 4 B; FSDP2 MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
     full = method == "full"
 
-    def unit_bytes(params: int, count: int) -> int:
+    def unit_bytes(params: int, count: int, quantised: bool) -> int:
         params //= tp
-        weights = nf4_bytes(params, double_quant) if method == "qlora" and base_dtype == "nf4" else params * 2
+        weights = nf4_bytes(params, double_quant) if quantised else params * 2
         return count * weights + (params * 4 if full else 0)
 
     block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
-    return max(unit_bytes(block, layers), unit_bytes(root, 1))
+    # QLoRA quantises the block linears only: the embedding/head unit stays bf16
+    return max(unit_bytes(block, layers, method == "qlora" and base_dtype == "nf4"), unit_bytes(root, 1, False))
+
+
+def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
+                  zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int) -> None:
+    """One-line errors naming the flag, before any arithmetic."""
+    check_optimizer(optimizer, precision)
+    if base_dtype not in ("nf4", "int8"):
+        raise LLMCalcError("--quant", f"QLoRA base is nf4 or int8, got {base_dtype!r}")
+    if method not in METHODS:
+        raise LLMCalcError("--method", f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if loss not in LOSSES:
+        raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+    if recompute not in ("none", "selective", "full"):
+        raise LLMCalcError("--recompute", f"use none, selective or full, got {recompute!r}")
+    if attention not in ("flash", "eager"):
+        raise LLMCalcError("--attention", f"use flash or eager, got {attention!r}")
+    if zero not in (0, 1, 2, 3):
+        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
+    for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
+        if value < 1:
+            raise LLMCalcError(flag, f"must be >= 1, got {value}")
+    if optimizer_in_backward and grad_accum > 1:
+        raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
+    if seq % cp:
+        raise LLMCalcError("--cp", f"{cp} must divide the sequence length {seq}")
+
+
+def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_bytes: int, base_dtype: str,
+                       double_quant: bool, frozen_dtype: str) -> tuple[int, str]:
+    """Weights held before sharding, with the formula: full N*w; LoRA/DoRA a frozen base in ``frozen_dtype`` plus the
+    adapters; QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
+    row), embeddings, norms and head in bf16, plus the adapters."""
+    if method == "full":
+        return total * w_bytes, f"N*{w_bytes} = {total:,}*{w_bytes}"
+    linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
+    quantised = sum(count * t.params for count, t in linears)
+    rest = total - quantised
+    if base_dtype == "int8":
+        q_bytes = quantised + sum(count * 4 * t.params // t.shape[0] for count, t in linears)
+        q_formula = f"linears in int8: {quantised:,}*1 + 4 B per output row"
+    else:
+        q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
+        q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
+            f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
+    fb = dtype_bytes(frozen_dtype) if not quantised else 2
+    base = math.ceil(rest * fb) + q_bytes + trainable * w_bytes
+    formula = f"{q_formula} + rest bf16 {rest:,}*2" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
+    return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
 
 def _methods_that_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
@@ -181,26 +232,9 @@ def finetune_memory(
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
     """
     plan = check_layout(m, plan or Parallelism())
-    check_optimizer(optimizer, precision)
-    if base_dtype not in ("nf4", "int8"):
-        raise LLMCalcError("--quant", f"QLoRA base is nf4 or int8, got {base_dtype!r}")
-    if method not in METHODS:
-        raise LLMCalcError("--method", f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if loss not in LOSSES:
-        raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    if recompute not in ("none", "selective", "full"):
-        raise LLMCalcError("--recompute", f"use none, selective or full, got {recompute!r}")
-    if attention not in ("flash", "eager"):
-        raise LLMCalcError("--attention", f"use flash or eager, got {attention!r}")
-    if zero not in (0, 1, 2, 3):
-        raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
-    for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
-        if value < 1:
-            raise LLMCalcError(flag, f"must be >= 1, got {value}")
-    if optimizer_in_backward and grad_accum > 1:
-        raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
-    if seq % plan.cp:
-        raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
+    _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
+                  recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
+                  loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp)
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = count_params(m).total_params
@@ -214,25 +248,7 @@ def finetune_memory(
         return math.ceil(value / shards / (dp if zero >= stage else 1))
 
     # --- weights -------------------------------------------------------------------------------------
-    if full:
-        base = total * w_bytes
-        base_formula = f"N*{w_bytes} = {total:,}*{w_bytes}"
-    else:
-        linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
-        quantised = sum(count * t.params for count, t in linears)
-        rest = total - quantised
-        if base_dtype == "int8":  # LLM.int8 (arXiv 2208.07339): int8 weights + one fp32 absmax per output row
-            q_bytes = quantised + sum(count * 4 * t.params // t.shape[0] for count, t in linears)
-            q_formula = f"linears in int8: {quantised:,}*1 + 4 B per output row"
-        else:
-            q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
-            q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
-                f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
-        fb = dtype_bytes(frozen_dtype)
-        base = math.ceil(rest * fb) + q_bytes
-        base_formula = f"{q_formula} + rest {frozen_dtype} {rest:,}*{fb}" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
-        base += trainable * w_bytes
-        base_formula += f" + adapters {trainable:,}*{w_bytes}"
+    base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype)
     weights = 0 if offload_params else zshard(base, 3)
     master = master_bytes(precision, trainable)
     states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
@@ -359,6 +375,16 @@ def finetune_memory(
         f"activations ({stage_name}) = {act_formula} = {saved:,} B" + f"; outside the blocks {head_saved:,} B",
         f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
+        *([f"FSDP in flight = max({fsdp_layers_in_flight} unsharded blocks"
+           f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
+           f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
+        *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),
+        *([f"DoRA weight-norm temporaries = 2 x largest adapted matrix in bf16 (W + BA and its norm input) = {dora_tmp:,} B"]
+          if dora_tmp else []),
+        *([f"paged optimizer states (CUDA unified memory, outside the allocator) = {paged:,} B"] if paged else []),
+        *([f"offloaded to CPU = {cpu:,} B"] if cpu else []),
+        f"peak = persistent {sum(persistent.values()):,} + FSDP {fsdp:,} + max(forward end {forward_end:,}, backward end "
+        f"{backward_end:,}) + transients {dequant + dora_tmp:,}",
         f"allocated peak = {allocated:,} B; reserved = x{1 + fragmentation:g} = {reserved:,} B; + context = {per_gpu_total:,} B "
         f"({gib(per_gpu_total):.2f} GiB)",
         f"textbook (Korthikanti 2022) activations for comparison: {textbook:,} B ({gib(textbook):.2f} GiB)",
@@ -371,7 +397,7 @@ def finetune_memory(
         buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations + logits,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
-        **verdict, fits_with=fits_with, assumptions=assumptions, explain=explain,
+        **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
     )
 
 

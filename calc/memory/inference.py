@@ -19,17 +19,20 @@ from calc.units import GIB, dtype_bytes, gb, gib
 def inference_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
-    act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB,
+    act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB, with_mtp: bool = False,
 ) -> MemoryResult:
     """Serving memory of ``batch`` requests of ``seq`` tokens each (input + output).
 
     per GPU = weights/(t*p) + KV(S tokens; local layers capped at their window; g/t heads, L/p layers)*B
     + B*S*H*c*bytes/t + reserve. ``dtype`` None = the checkpoint as shipped (quantization_config).
+    ``with_mtp``: the multi-token-prediction modules are loaded too (an engine speculating with them).
     """
     plan = check_layout(m, plan or Parallelism())
+    if with_mtp and not m.mtp_layers:
+        raise LLMCalcError("--mtp", f"{m.name} has no multi-token-prediction layers (DeepSeek-V3 and GLM-4.5 have one)")
     shipped = dtype is None and m.quantization is not None  # unquantized: as shipped = the checkpoint dtype
     dtype = None if shipped else dtype or m.checkpoint_dtype
-    groups = {} if group_size else weight_bytes_by_group(m, dtype)
+    groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)
     dtype = dtype or m.checkpoint_dtype
     kv_dtype = kv_dtype or dtype
     for name, value in (("--batch", batch), ("--seq", seq)):
@@ -37,7 +40,8 @@ def inference_memory(
             raise LLMCalcError(name, f"must be >= 1, got {value}")
     if reserve_gib < 0:
         raise LLMCalcError("--reserve-gib", f"must be >= 0, got {reserve_gib}")
-    params = count_params(m).total_params
+    counted = count_params(m)
+    params = counted.total_params_with_mtp if with_mtp else counted.total_params
     shards = plan.tp * plan.pp
     weights = sum(groups.values()) if shipped else weight_bytes(params, dtype, group_size)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype)
@@ -77,6 +81,7 @@ def inference_memory(
             f"KV cache in {kv_dtype}; KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}",
             f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
             f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",
+            *([f"MTP modules loaded for speculative decoding: +{counted.mtp_params:,} parameters"] if with_mtp else []),
         ],
         explain=[
             ("weights as shipped = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items()) + f" = {gb(weights):.2f} GB"

@@ -140,7 +140,7 @@ def training_memory(
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
-    recompute: Recompute = "none", flash: bool = True, reserve_bytes: int = 0, in_flight: int | None = None,
+    recompute: Recompute = "none", flash: bool = True, reserve_bytes: int = 0, in_flight: float | None = None,
 ) -> dict[str, int]:
     """Bytes per GPU on the first pipeline stage, by category (the arithmetic of ``training_memory``).
 

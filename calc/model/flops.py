@@ -15,6 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
+from calc.model.layers import LayerAttention, attention_layers
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import ModelSpec
@@ -40,14 +41,21 @@ def attention_dims(m: ModelSpec) -> tuple[int, int]:
 
 
 def attention_pairs(seq: int, context: int, causal: bool) -> int:
-    """(query, key) pairs per sequence: S*S', or causally S*(S'-S) + S*(S+1)/2."""
-    return seq * (context - seq) + seq * (seq + 1) // 2 if causal else seq * context
+    """(query, key) pairs per sequence of a full-attention layer: S*S', or causally S*(S'-S) + S*(S+1)/2."""
+    return LayerAttention("full", None).pairs(seq, context, causal)
+
+
+def layer_pairs(m: ModelSpec, seq: int, context: int, causal: bool) -> int:
+    """(query, key) pairs of one sequence summed over the layers, each layer by its attention kind
+    (sliding / chunked layers reach at most their window; layers without attention none)."""
+    return sum(a.pairs(seq, context, causal) for a in attention_layers(m))
 
 
 def attention_score_flops(m: ModelSpec, batch: int, seq: int, context: int, causal: bool = False) -> int:
-    """Q@K^T and softmax@V over all layers: L * 2*B*h*(d_qk + d_v)*pairs (seed 001: 4*B*S*S'*h*d)."""
+    """Q@K^T and softmax@V over all layers: 2*B*h*(d_qk + d_v) * sum over layers of pairs_l (seed 001:
+    4*B*S*S'*h*d per full layer)."""
     d_qk, d_v = attention_dims(m)
-    return m.num_layers * 2 * batch * m.num_heads * (d_qk + d_v) * attention_pairs(seq, context, causal)
+    return 2 * batch * m.num_heads * (d_qk + d_v) * layer_pairs(m, seq, context, causal)
 
 
 class FlopsResult(BaseModel):
@@ -91,7 +99,7 @@ def forward_flops(
     attention = attention_score_flops(m, batch, seq, context, causal)
     forward = matmul + attention
     d_qk, d_v = attention_dims(m)
-    pairs = attention_pairs(seq, context, causal)
+    pairs = layer_pairs(m, seq, context, causal)
     convention = (
         "causal: exact (query, key) pairs S*(S'-S) + S*(S+1)/2" if causal else "full S x S' score matrix"
     )
@@ -99,8 +107,9 @@ def forward_flops(
         f"weights multiplied per token M = {p.matmul_params:,} (all matmul weights incl. output head"
         f"{', active experts + router' if m.moe else ''}; no embedding gather, biases or norms)",
         f"matmuls = 2*B*S*M = 2*{batch}*{seq}*{p.matmul_params:,} = {matmul:,}",
-        f"attention ({convention}) = L*2*B*h*(d_qk+d_v)*pairs = {m.num_layers}*2*{batch}*{m.num_heads}"
-        f"*({d_qk}+{d_v})*{pairs:,} = {attention:,}",
+        f"attention ({convention}) = 2*B*h*(d_qk+d_v)*sum_layers pairs = 2*{batch}*{m.num_heads}"
+        f"*({d_qk}+{d_v})*{pairs:,} = {attention:,}"
+        + ("" if m.layer_types is None else " (local layers reach at most their window)"),
         f"forward = {matmul:,} + {attention:,} = {forward:,}",
         f"training = 3 x forward = {3 * forward:,} (backward = 2x forward); "
         f"with full recomputation (HFU) 4 x forward = {4 * forward:,}",
@@ -145,28 +154,30 @@ class DecodeFlops(BaseModel):
 
 
 def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFlops:
-    """Step t (1..T) attends S' = P + t: 2*B*M + L*2*B*h*(d_qk+d_v)*(P+t). Summed in closed form:
-    2*B*T*M + L*2*B*h*(d_qk+d_v)*(T*P + T*(T+1)/2)."""
+    """Step t (1..T) attends S' = P + t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t), keys_l = P+t on a full
+    layer, min(P+t, w) on a sliding one. Summed in closed form: the T steps' keys are the causal pairs of T
+    queries after P tokens, T*P + T*(T+1)/2 per full layer."""
     check_tokens(batch, max(prompt, 1))
     if output < 1:
         raise LLMCalcError("--output", f"must be >= 1 generated token, got {output}")
     matmul_params = count_params(m).matmul_params
     d_qk, d_v = attention_dims(m)
-    per_key = m.num_layers * 2 * batch * m.num_heads * (d_qk + d_v)
+    per_key = 2 * batch * m.num_heads * (d_qk + d_v)
     step = 2 * batch * matmul_params
-    keys_total = output * prompt + output * (output + 1) // 2
+    keys_total = layer_pairs(m, output, prompt + output, causal=True)
     total = output * step + per_key * keys_total
     return DecodeFlops(
         model=m.name,
         batch=batch,
         prompt=prompt,
         output=output,
-        first_step_flops=step + per_key * (prompt + 1),
-        last_step_flops=step + per_key * (prompt + output),
+        first_step_flops=step + per_key * layer_pairs(m, 1, prompt + 1, causal=True),
+        last_step_flops=step + per_key * layer_pairs(m, 1, prompt + output, causal=True),
         generation_flops=total,
         explain=[
-            f"decode step t: 2*B*M + L*2*B*h*(d_qk+d_v)*(P+t) = {step:,} + {per_key:,}*(P+t)",
-            f"T steps: T*{step:,} + {per_key:,}*(T*P + T(T+1)/2) = {total:,}",
+            f"decode step t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t) = {step:,} + {per_key:,}*sum_l keys_l(P+t)",
+            f"T steps: T*{step:,} + {per_key:,}*{keys_total:,} keys (L*(T*P + T(T+1)/2) when every layer is full)"
+            f" = {total:,}",
         ],
     )
 
@@ -199,10 +210,8 @@ def _tensor_gemms(tensors: list[Tensor], tokens: int, elem_bytes: float) -> list
         if t.shape is None or not t.matmul:
             continue
         k, n = t.shape
-        copies = max(t.params // (k * n), 1)
-        used = t.matmul // (k * n)
-        touched = min(copies, tokens * used)
-        out.append(gemm(f"{t.component}.{t.name}", tokens * used / touched, k, n, touched, elem_bytes))
+        touched = min(t.copies, tokens * t.used)
+        out.append(gemm(f"{t.component}.{t.name}", tokens * t.used / touched, k, n, touched, elem_bytes))
     return out
 
 

@@ -25,6 +25,29 @@ class LayerAttention:
             return 0
         return tokens if self.window is None else min(tokens, self.window)
 
+    def pairs(self, seq: int, context: int, causal: bool) -> int:
+        """(query, key) pairs of one sequence: S new queries at positions S'-S .. S'-1.
+
+        Full-matrix convention: S * (keys in reach) = S*S', S*min(S', w) for a local layer. Causal and
+        exact: sum over the queries of the keys each sees, i+1 (full), min(i+1, w) (sliding window,
+        Mistral arXiv 2310.06825 section 2) or (i mod c)+1 (chunked, Llama 4: a token sees its own chunk).
+        """
+        if self.kind == "none":
+            return 0
+        if not causal:
+            return seq * (context if self.window is None else min(context, self.window))
+        return self._keys_before(context) - self._keys_before(context - seq)
+
+    def _keys_before(self, n: int) -> int:
+        """Sum of the keys seen by the queries at positions 0 .. n-1 (causal)."""
+        w = self.window
+        if w is None:
+            return n * (n + 1) // 2
+        if self.kind == "chunked":
+            chunks, rest = divmod(n, w)
+            return chunks * w * (w + 1) // 2 + rest * (rest + 1) // 2
+        return n * (n + 1) // 2 if n <= w else w * (w + 1) // 2 + (n - w) * w
+
 
 def attention_layers(m: ModelSpec) -> list[LayerAttention]:
     """The attention of each of the ``num_layers`` layers, in order.

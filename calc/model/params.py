@@ -35,6 +35,16 @@ class Tensor:
     def active_params(self) -> int:
         return self.params if self.active is None else self.active
 
+    @property
+    def copies(self) -> int:
+        """Weight matrices of ``shape`` stored (E for routed experts, else 1); 0 without a shape."""
+        return max(self.params // (self.shape[0] * self.shape[1]), 1) if self.shape else 0
+
+    @property
+    def used(self) -> int:
+        """Weight matrices of ``shape`` one token multiplies with (top-k for routed experts, else 1)."""
+        return self.matmul // (self.shape[0] * self.shape[1]) if self.shape else 0
+
 
 def _linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
     weights = Tensor(
@@ -168,6 +178,9 @@ def model_tensors(m: ModelSpec) -> list[Tensor]:
         out.append(Tensor("norms", _norm_size(m, H), f"embedding {m.norm}: {_norm_size(m, H)}"))
     if m.final_norm:
         out.append(Tensor("norms", _norm_size(m, H), f"final {m.norm}: {_norm_size(m, H)}"))
+    if m.vision_params:
+        out.append(Tensor("vision", m.vision_params, f"vision tower + projector: {m.vision_params:,} (not active for text)",
+                          active=0))
     if m.tied_embeddings:
         out.append(Tensor("lm_head", 0, "output head tied to the embedding: 0 new", matmul=V * H, shape=(H, V),
                           name="lm_head"))

@@ -7,6 +7,8 @@ LatencyResult, ConcurrencyResult or TrainTimeResult, or an engine call over a ra
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
@@ -14,6 +16,7 @@ from calc.memory import MemoryResult, inference_memory, training_memory
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
+from calc.serving.plan import ServePlan, serve_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import whole_blocks
 from calc.training.mfu import TrainTimeResult, train_time
@@ -47,6 +50,7 @@ class Report(BaseModel):
     latency: LatencyResult | None = None
     train_time: TrainTimeResult | None = None
     chart: MemoryChart | None = None
+    serving: ServePlan | None = None
 
 
 def _chart(conc: ConcurrencyResult) -> MemoryChart:
@@ -75,7 +79,7 @@ def _chart(conc: ConcurrencyResult) -> MemoryChart:
 def build_report(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str = "bf16",
     kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
-    tokens: float = 1e12, mfu_assumed: float = 0.4, price_per_gpu_hour: float | None = None,
+    tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
@@ -87,8 +91,9 @@ def build_report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
             flops=forward_flops(m, batch, seq),
             memory=training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq),
-            train_time=train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed,
-                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration),
+            train_time=train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
+                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration,
+                                  plan=None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)),
         )
     max_tokens = prompt + output
     conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype)
@@ -101,7 +106,22 @@ def build_report(
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration),
         chart=_chart(conc),
+        serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
+                           calibration=calibration) if output >= 1 else None,
     )
+
+
+def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None) -> Any:
+    """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None);
+    None when no node type ships for the GPU (the assumed 0.4 is used then)."""
+    from calc.sources.catalog import system_for_gpu
+    from calc.training.cost import ModelCost
+    from calc.training.plan import best_plan
+
+    system = system_for_gpu(gpu)
+    if system is None:  # no node type to place a plan on: the assumed MFU stays
+        return None
+    return best_plan(ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus)
 
 
 class CompareRow(BaseModel):

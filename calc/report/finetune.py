@@ -26,8 +26,8 @@ def finetune_view(r: Any) -> RenderableType:
     rows = [
         ("trainable parameters", f"{r.trainable_params:,} of {r.total_params:,} ({100 * r.trainable_params / r.total_params:.3f}%)"),
         ("allocated / reserved peak", f"{gib(r.allocated_peak_bytes):,.2f} / {gib(r.reserved_peak_bytes):,.2f} GiB"),
-        ("activations + logits (per-tensor)", size(r.activation_bytes)),
-        ("textbook activations (Korthikanti)", size(r.textbook_activation_bytes)),
+        ("saved activations + logits (per-tensor)", size(r.activation_bytes)),
+        ("textbook block activations (Korthikanti)", size(r.textbook_activation_bytes)),
     ]
     if r.paged_optimizer_bytes:
         rows.append(("paged optimizer (unified memory)", size(r.paged_optimizer_bytes)))

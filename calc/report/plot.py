@@ -29,7 +29,7 @@ def plot_serve_frontier(plan: Any, path: str) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for x in plan.layouts[:8]:
         ax.plot([p.tpot_ms for p in x.frontier], [p.tokens_per_s_per_gpu for p in x.frontier], marker="o",
-                label=f"TP {x.tp} x PP {x.pp}")
+                label=x.name)
     if plan.target_tpot_ms:
         ax.axvline(plan.target_tpot_ms, color="red", linestyle="--", label="TPOT target")
     ax.set_xlabel("TPOT (ms per output token)")

@@ -146,6 +146,9 @@ def params_view(p: Any) -> RenderableType:
     table.add_section()
     table.add_row(Text("total (exact)", "bold"), Text(f"{p.total_params:,}", "bold"), "100%", Text(f"{p.active_params:,}", "bold"))
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
+    if p.mtp_params:  # main model above; MTP modules load only when an engine uses them to speculate
+        table.add_row("MTP modules (not in total)", f"{p.mtp_params:,}", "", "")
+        table.add_row("[bold]with MTP", f"[bold]{p.total_params_with_mtp:,}", "", "")
     layers = Table(title="Per block", title_justify="left")
     for col in ("kind", "count", "params / block", "active / block"):
         layers.add_column(col, justify="right" if col != "kind" else "left")
@@ -185,6 +188,7 @@ def memory_view(r: Any) -> RenderableType:
     table.add_section()
     table.add_row(Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"), bar(r.per_gpu_bytes / capacity))
     totals = [("weights (all GPUs)", size(r.weights_bytes))]
+    totals += [(f"  {group}", size(value)) for group, value in r.weight_bytes_by_group.items()]
     if r.mode == "infer":
         totals += [("KV cache per token", f"{r.kv_cache_bytes_per_token:,} B"), ("KV cache (all requests)", size(r.kv_cache_bytes))]
     else:
@@ -254,7 +258,7 @@ def train_time_view(r: Any) -> RenderableType:
     rows = [
         ("tokens", f"{r.tokens:.4g}"),
         ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
-        ("assumed MFU", f"{r.mfu:.0%}"),
+        ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", f"{r.gpu_hours:,.0f}"),
         ("days", f"{r.days:,.2f}"),
         ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price-per-gpu-hour"),
@@ -310,10 +314,10 @@ def serve_view(r: Any) -> RenderableType:
     traffic = f"{r.rate:g} req/s" if r.rate else f"{r.users} users" if r.users else "one replica"
     table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
                   f"{traffic}", title_justify="left")
-    for col in ("#", "TPxPP", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
+    for col in ("#", "layout", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
         table.add_column(col, justify="left" if col == "binds" else "right")
     for i, x in enumerate(r.layouts[:12], 1):
-        table.add_row(f"{i}" if x.meets_targets else f"{i}*", f"{x.tp}x{x.pp}", str(x.replicas), str(x.gpus_needed),
+        table.add_row(f"{i}" if x.meets_targets else f"{i}*", x.name, str(x.replicas), str(x.gpus_needed),
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]

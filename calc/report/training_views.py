@@ -95,3 +95,12 @@ def plot_step_breakdown(plans: list[Any], title: str, path: str) -> Path:
     fig.savefig(target, dpi=110)
     plt.close(fig)
     return target
+
+
+def systems_view(systems: Any) -> RenderableType:
+    table = Table(title="Node types (system_specs/): per-GPU, per-direction bandwidth", title_justify="left")
+    for col in ("name", "GPU", "GPUs/node", "inside a node", "GB/s", "between nodes", "GB/s"):
+        table.add_column(col, justify="right" if col in ("GPUs/node", "GB/s") else "left")
+    for s in systems:
+        table.add_row(s.name, s.gpu, str(s.gpus_per_node), s.intra_node_link, f"{s.intra_node_gb_s:g}", s.network, f"{s.inter_node_gb_s:g}")
+    return table

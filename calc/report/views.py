@@ -65,10 +65,15 @@ def report_view(r: Any) -> RenderableType:
         ]))
         parts.append(memory_chart(r.chart))
         parts.append(Text(c.verdict, style="bold"))
+        if r.serving is not None:
+            parts.append(kv_table(f"Serving plan on up to {r.num_gpus} GPU(s) (llmcalc serve)", [
+                (x.name, f"batch {x.batch}, TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms, "
+                         f"{x.tokens_per_s_per_gpu:,.0f} tok/s/GPU; binds: {x.binding}") for x in r.serving.layouts[:4]]))
     else:
         t = r.train_time
         parts.append(kv_table("Training", [
-            ("assumed MFU", f"{t.mfu:.0%}"), ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
+            ("MFU" if t.plan else "assumed MFU", f"{t.mfu:.1%}" + (f" ({t.plan})" if t.plan else "")),
+            ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
             ("cost", f"{t.cost:,.0f}" if t.cost is not None else "give --price-per-gpu-hour"),
         ]))
         parts.append(Text(t.verdict, style="bold"))
@@ -101,6 +106,14 @@ def report_markdown(r: Any) -> str:
         out += ["", "## Latency", "", f"- TTFT {lat.ttft_s * 1e3:,.1f} ms ({lat.prefill_bound}-bound), "
                 f"TPOT {lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.tokens_per_s:,.0f} tokens/s",
                 f"- efficiency: {lat.efficiency_source}", ""]
+        if r.serving is not None:
+            out += ["## Serving plan", "", f"- {r.serving.verdict}", "",
+                    "| layout | GPUs | batch | TTFT ms | TPOT ms | tokens/s/GPU | KV tokens | binds |",
+                    "|---|---:|---:|---:|---:|---:|---:|---|"]
+            out += [f"| {x.name} | {x.gpus_needed} | {x.batch} | {x.ttft_ms:,.0f} | {x.tpot_ms:,.1f} | "
+                    f"{x.tokens_per_s_per_gpu:,.0f} | {x.kv_cache_tokens:,} | {x.binding} |" for x in r.serving.layouts]
+            out.append("")
+            sections.append(("Serving plan", r.serving.explain))
         sections += [("Concurrency", c.explain), ("Latency", lat.explain)]
         assumptions = c.assumptions
     else:

@@ -8,12 +8,9 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   the model is split (TP or PP > 1).
 - step_overhead_s: per scheduler step, the CPU work vLLM/SGLang do between forward passes
   (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs.
-- allreduce_latency_s / internode_latency_s: fixed time of one small all-reduce (or p2p send)
-  inside an NVLink node / across nodes over the network (NCCL small-message latency plus launch).
-- gemm_half_tokens: tokens per GEMM at which it reaches half its large-GEMM efficiency; a GEMM
-  of M tokens runs at compute_efficiency x M/(M + gemm_half_tokens) (small-M GEMMs are limited
-  by tile quantisation and weight streaming, not the tensor cores).
-- logits_rows: sequences whose logits the vLLM profile run computes (max_num_seqs, 256).
+- internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
+GEMM efficiency, HBM efficiency and collective latency/efficiency are NOT here: they come from
+calc.hardware.efficiency and the node's SystemSpec (calc.hardware.collectives), shared with training.
 """
 
 from __future__ import annotations
@@ -25,20 +22,16 @@ class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
     comm_buffer_gib: float = Field(0.25, ge=0)
     step_overhead_s: float = Field(2.0e-3, ge=0)
-    allreduce_latency_s: float = Field(20e-6, ge=0)
-    internode_latency_s: float = Field(50e-6, ge=0)
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
-    gemm_half_tokens: float = Field(128.0, gt=0)
 
     def lines(self) -> list[str]:
         return [
             f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
             f"NCCL / custom all-reduce buffers per GPU when split = {self.comm_buffer_gib:g} GiB",
             f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms",
-            f"all-reduce latency per call = {self.allreduce_latency_s * 1e6:g} us inside a node, "
-            f"{self.internode_latency_s * 1e6:g} us across nodes ({self.internode_gb_s:g} GB/s per GPU)",
-            f"GEMM efficiency at M tokens = peak efficiency x M/(M + {self.gemm_half_tokens:g})",
+            "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
+            "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
         ]
 

@@ -37,6 +37,7 @@ class EngineMemory(BaseModel):
     gpu: str
     tp: int
     pp: int
+    ep: int
     dtype: str
     kv_dtype: str
     capacity_bytes: int
@@ -48,6 +49,7 @@ class EngineMemory(BaseModel):
     kv_bytes_per_token: int
     block_size: int
     block_bytes: int
+    kv_bytes_per_request: int
     num_gpu_blocks: int
     kv_cache_tokens: int
     max_model_len: int
@@ -64,13 +66,17 @@ class EngineMemory(BaseModel):
     explain: list[str]
 
 
-def weights_per_rank(m: ModelSpec, dtype: str, tp: int, pp: int) -> int:
+def weights_per_rank(m: ModelSpec, dtype: str, tp: int, pp: int, ep: int = 1) -> int:
     """Weights on the busiest rank: ceil(L/p) blocks plus the embedding and head (both when p = 1,
-    the larger one on an end stage when p > 1), all split by TP (vocab-parallel embedding and head)."""
-    comp = count_params(m).components
+    the larger one on an end stage when p > 1), all split by TP (vocab-parallel embedding and head).
+    With expert parallelism over ``ep`` ranks (data-parallel attention, TP 1) each rank holds 1/ep of
+    the routed experts and a whole copy of everything else."""
+    p = count_params(m)
+    comp = p.components
     ends = comp.get("embedding", 0) + comp.get("lm_head", 0)
-    blocks = count_params(m).total_params - ends
-    per_stage = blocks * layers_per_stage(m, pp) / m.num_layers
+    experts = comp.get("experts", 0) if ep > 1 else 0
+    blocks = p.total_params - ends - experts
+    per_stage = (blocks + experts / ep) * layers_per_stage(m, pp) / m.num_layers
     end = ends if pp == 1 else max(comp.get("embedding", 0), comp.get("lm_head", 0))
     return exact_bytes(math.ceil((per_stage + end) / tp), dtype)
 
@@ -89,14 +95,19 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) 
 
 
 def engine_memory(
-    m: ModelSpec, gpu: GPUSpec, *, settings: EngineSettings | None = None, tp: int = 1, pp: int = 1,
+    m: ModelSpec, gpu: GPUSpec, *, settings: EngineSettings | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
     dtype: str = "bf16", kv_dtype: str | None = None, tokens_per_request: int | None = None, shared_prefix: int = 0,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, capacity_bytes: int | None = None,
 ) -> EngineMemory:
     """KV capacity of one replica (TP x PP ranks) under vLLM's or SGLang's accounting."""
     s = settings or EngineSettings()
     check_layout(m, Parallelism(tp=tp, pp=pp))
+    if ep > 1 and (not m.moe or tp != 1 or m.moe.num_experts % ep):
+        raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, TP 1 (data-parallel attention) and "
+                           f"{ep} dividing its experts")
     kv_dtype = kv_dtype or dtype
+    if kv_dtype == "int4":
+        raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
     cap = capacity_bytes or gpu.memory_bytes
     max_len = s.context_len(m.max_position_embeddings)
     request = tokens_per_request or max_len
@@ -104,10 +115,10 @@ def engine_memory(
         raise LLMCalcError("--max-model-len", f"requests of {request:,} tokens exceed the engine limit {max_len:,}; raise it")
     if shared_prefix < 0 or shared_prefix >= request:
         raise LLMCalcError("--shared-prefix", f"must be >= 0 and below the {request:,} tokens of a request")
-    weights = weights_per_rank(m, dtype, tp, pp)
+    weights = weights_per_rank(m, dtype, tp, pp, ep)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
     batched = s.batched_tokens(m.max_position_embeddings, cap)
-    non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp > 1 else 0)) * GIB)
+    non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp * ep > 1 else 0)) * GIB)
     page = s.page_tokens()
     block_bytes = page * kv_token
     if s.engine == "vllm":
@@ -138,7 +149,8 @@ def engine_memory(
     log = _engine_log(s.engine, blocks, tokens, request, ratio, budget)
     explain = [
         f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
-        f"weights per rank (TP {tp}, PP {pp}, {dtype}) = {weights:,} B ({weights / GIB:.2f} GiB)",
+        f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {dtype}) = {weights:,} B "
+        f"({weights / GIB:.2f} GiB)",
         budget_line,
         f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B",
         f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens",
@@ -155,18 +167,22 @@ def engine_memory(
            else f"mem_fraction_static {s.mem_fraction(tp):g}; chunked_prefill_size {batched:,}"),
         f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
         f"non-torch memory {assumptions.cuda_context_gib:g} GiB per GPU"
-        + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp > 1 else ""),
+        + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp * ep > 1 else ""),
     ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"] if shared_prefix else [])
     return EngineMemory(
-        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype, capacity_bytes=cap,
+        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
-        num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
-        chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request,
-        kv_bytes_per_request=per_request, shared_prefix=shared_prefix,
+        kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
+        chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request, shared_prefix=shared_prefix,
         max_concurrency=concurrency, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
         explain=explain,
     )
+
+
+def request_kv_bytes(m: ModelSpec, tokens: int, mem: EngineMemory) -> int:
+    """KV bytes one request of ``tokens`` occupies on a rank: whole blocks, local layers capped at their window."""
+    return kv_cache_bytes_for_tokens(m, whole_blocks(tokens, mem.block_size) * mem.block_size, mem.kv_dtype, mem.tp, mem.pp)
 
 
 def _engine_log(engine: str, blocks: int, tokens: int, request: int, ratio: float, budget: int) -> list[str]:

@@ -10,15 +10,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.calibration import Calibration, efficiency_for
+from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops
-from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.engine_memory import engine_memory
-from calc.serving.step import StepTime, step_time
+from calc.serving.engine_memory import engine_memory, request_kv_bytes
+from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.specs.serving import EngineSettings, whole_blocks
+from calc.specs.serving import EngineSettings
 from calc.units import GIB, TERA
 
 
@@ -94,20 +93,21 @@ def latency(
     TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
     context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp."""
     plan = serving_plan(m, num_gpus, tp, pp)
-    eff = efficiency_for(gpu, dtype, calibration)
+    gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
     a = assumptions
     peak = peak_tflops(gpu, dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
     span = (prompt + 1) / 2 if causal else prompt
-    pre = step_time(m, gpu, eff, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
-                    prefill_tokens=batch * prompt, prefill_context=span)
+    pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
+                    prefill_tokens=batch * prompt // plan.pp or 1, prefill_context=span, prefill_seqs=max(batch // plan.pp, 1))
     mid = prompt + (output + 1) // 2  # the average context over the generation
     micro = max(batch // plan.pp, 1)
-    dec = step_time(m, gpu, eff, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+    dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid)
-    ttft, tpot = pre.total_s, dec.total_s
+    # PP: the batch enters as p micro-batches; the last leaves (p - 1) stage times (traversal / p) after the first
+    ttft, tpot = pre.total_s * (2 * plan.pp - 1) / plan.pp, dec.total_s
     ridge = peak / bandwidth
-    at_peak = pre.flops / (plan.tp * peak)
+    at_peak = pre.flops * plan.pp / peak  # pre.flops is per GPU of one stage's micro-batch
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:
@@ -135,18 +135,19 @@ def latency(
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
-            f"TTFT = {ttft * 1e3:.2f} ms; TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
+            f"TTFT = prefill step x (2p - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} micro-batches); "
+            f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
             f"{(ttft + (output - 1) * tpot):.4f} s",
-            f"at 100% of peak the prefill alone takes {pre.flops:.4g} / ({plan.tp} x {peak:.4g}) = {at_peak:.4f} s",
-        ],
+            f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
+        ] + [f"assumption: {line}" for line in [eff.source, *a.lines()]],
     )
 
 
 def _step_line(label: str, st: StepTime, tp: int) -> str:
-    return (f"{label}: FLOPs {st.flops:.4g} / ({tp} GPUs x peak x GEMM eff {st.gemm_efficiency:.2f}) = "
-            f"{st.compute_s * 1e3:.3f} ms; bytes/GPU {st.bytes_read:.4g} -> {st.memory_s * 1e3:.3f} ms; "
-            f"all-reduces {st.comm_s * 1e3:.3f} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
-            f"step = max + comm + overhead = {st.total_s * 1e3:.3f} ms ({st.bound}-bound)")
+    return (f"{label}: FLOPs/GPU {st.flops:.4g}, bytes/GPU {st.bytes_read:.4g}; weight GEMMs (shape by shape) "
+            f"{st.gemm_s * 1e3:.3f} ms of which compute beyond weight streaming {st.compute_s * 1e3:.3f} ms, memory "
+            f"{st.memory_s * 1e3:.3f} ms; TP all-reduces {st.comm_s * 1e3:.3f} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
+            f"step = {st.total_s * 1e3:.3f} ms ({st.bound}-bound)")
 
 
 class ConcurrencyRow(BaseModel):
@@ -204,9 +205,7 @@ def concurrency(
     blocks = mem.num_gpu_blocks
 
     def row(tokens: int) -> ConcurrencyRow:
-        # Whole blocks per request, sliding/chunked layers capped at their window (as engine_memory does).
-        per = kv_cache_bytes_for_tokens(m, whole_blocks(tokens, mem.block_size) * mem.block_size, mem.kv_dtype,
-                                        plan.tp, plan.pp)
+        per = request_kv_bytes(m, tokens, mem)
         return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
                               max_concurrency=blocks * mem.block_bytes // per if per else 0)
 
@@ -228,7 +227,7 @@ def concurrency(
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
         max_concurrency=count, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
-        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions + assumptions.lines()[:2],
+        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
         verdict=verdict, explain=mem.explain,
     )
 

@@ -19,10 +19,13 @@ def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: s
 
 def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch: int, prompt: int, output: int,
                 dtype: str) -> tuple[float, float, float]:
-    """(compute, memory, communication) seconds of a prefill or a decode step at efficiency 1:
-    latency's roofline terms with its efficiencies divided back out."""
+    """(compute, memory, communication) seconds of a prefill or a decode step at efficiency 1, per GPU:
+    the step's FLOPs over the dense peak, its bytes over the HBM bandwidth, and its all-reduce time."""
+    from calc.hardware.peaks import peak_tflops
     from calc.serving.latency import latency
+    from calc.units import TERA
 
     r = latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype)
-    return (getattr(r, f"{phase}_compute_s") * r.compute_efficiency, getattr(r, f"{phase}_memory_s") * r.memory_efficiency,
-            getattr(r, f"{phase}_comm_s"))
+    flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,
+                                                                                   r.decode_bytes_per_step)
+    return flops / (peak_tflops(gpu, dtype) * TERA), moved / (gpu.hbm_tb_s * TERA), getattr(r, f"{phase}_comm_s")

@@ -8,7 +8,7 @@ spread over the O steps it lives), so
     TPOT(B)  = step(B decode tokens at context P + O/2, B x P/O prefill tokens)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
     replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
-B is the largest power of two (or the KV/engine cap) meeting both targets. For a rate R the
+B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
 busy S = TTFT + O x TPOT, so M/D/c with c = B; the wait is Sakasegawa's M/M/c approximation
 rho^(sqrt(2(c+1))-1) / (c (1 - rho)) x S, halved for deterministic service.
@@ -21,11 +21,14 @@ import math
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.calibration import Calibration, efficiency_for
+from calc.hardware.calibration import Calibration
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory
-from calc.serving.step import StepTime, step_time
+from calc.serving.launch import launch_command
+from calc.serving.speculative import Speculation
+from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 
@@ -38,8 +41,10 @@ class FrontierPoint(BaseModel):
 
 
 class Layout(BaseModel):
+    name: str
     tp: int
     pp: int
+    ep: int
     gpus_per_replica: int
     replicas: int
     batch: int
@@ -56,6 +61,7 @@ class Layout(BaseModel):
     binding: str
     tp_spans_nodes: bool
     energy_j_per_token: float | None
+    prefill_gpus: int = 0  # disaggregated: GPUs of the prefill pool (included in gpus_needed)
     frontier: list[FrontierPoint]
 
 
@@ -89,7 +95,9 @@ def _queue_s(rate: float, slots: int, service_s: float) -> float:
     return rho ** (math.sqrt(2 * (slots + 1)) - 1) / (slots * (1 - rho)) * service_s / 2
 
 
-def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int]]:
+def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int, int]]:
+    """(tp, pp, ep): TP x PP layouts, and for MoE models data-parallel attention with the experts spread
+    over EP ranks (vLLM --data-parallel-size D --enable-expert-parallel; SGLang --enable-dp-attention)."""
     out = []
     for tp in (1, 2, 4, 8, 16, 32):
         for pp in (1, 2, 4, 8):
@@ -99,7 +107,9 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[i
                 check_layout(m, Parallelism(tp=tp, pp=pp))
             except LLMCalcError:
                 continue
-            out.append((tp, pp))
+            out.append((tp, pp, 1))
+    if m.moe:
+        out += [(1, 1, ep) for ep in (2, 4, 8, 16, 32, 64) if ep <= limit and m.moe.num_experts % ep == 0]
     return out
 
 
@@ -114,21 +124,46 @@ def _powers(top: int) -> list[int]:
 class _Replica:
     """One layout's step model for a workload: TTFT and TPOT at B requests running."""
 
-    def __init__(self, m: ModelSpec, gpu: GPUSpec, mem: EngineMemory, prompt: int, output: int, eff, a, dtype, kv_dtype):  # noqa: ANN001
-        self.m, self.gpu, self.mem, self.p, self.o, self.eff, self.a = m, gpu, mem, prompt, output, eff, a
-        self.dtype, self.kv_dtype, self.tp, self.pp = dtype, kv_dtype, mem.tp, mem.pp
+    def __init__(self, m: ModelSpec, gpu: GPUSpec, mem: EngineMemory, prompt: int, output: int, hook, a, dtype, kv_dtype):  # noqa: ANN001
+        self.m, self.gpu, self.mem, self.p, self.o, self.hook, self.a = m, gpu, mem, prompt, output, hook, a
+        self.dtype, self.kv_dtype, self.tp, self.pp, self.ep = dtype, kv_dtype, mem.tp, mem.pp, mem.ep
+        self.split = self.pp * self.ep  # micro-batches (PP) or data-parallel attention ranks (EP) share the batch
+        self.spec: Speculation | None = None
+        self.disagg = False  # a decode-only replica fed by a prefill pool (calc.serving.disagg)
 
     def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
-        micro = max(round(seqs / self.pp), 1 if seqs else 0)
-        return step_time(self.m, self.gpu, self.eff, self.a, tp=self.tp, pp=self.pp, dtype=self.dtype,
-                         kv_dtype=self.kv_dtype, decode_seqs=micro, decode_context=self.p + self.o / 2,
-                         prefill_tokens=max(round(prefill / self.pp), 0), prefill_context=span)
+        micro = max(round(seqs / self.split), 1 if seqs else 0)
+        return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
+                         calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
+                         decode_context=self.p + self.o / 2, prefill_tokens=prefill, prefill_context=span)
 
     def tpot(self, batch: int) -> StepTime:
-        return self._step(batch, round(batch * self.p / self.o), self.p / 2)
+        """Time per output token at B running: one step, or with speculation (verify + draft) / E."""
+        spec = self.spec
+        if self.disagg:
+            return decode_step(self, batch)
+        if spec is None:
+            return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
+        e = spec.expected_tokens
+        seqs = max(round(batch / self.split), 1)
+        common = {"tp": self.tp, "pp": self.pp, "ep": self.ep, "calibration": self.hook, "decode_seqs": seqs,
+                  "decode_context": self.p + self.o / 2}
+        verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
+                           queries_per_seq=spec.tokens + 1, prefill_tokens=round(seqs * self.p * e / self.o),
+                           prefill_context=self.p / 2, **common)
+        draft = 0.0 if spec.draft is None else spec.tokens * step_time(
+            spec.draft, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype, **common).total_s
+        total = (verify.total_s + draft) / e
+        return verify.model_copy(update={"total_s": total, "compute_s": verify.compute_s / e,
+                                         "memory_s": verify.memory_s / e, "comm_s": verify.comm_s / e,
+                                         "overhead_s": verify.overhead_s / e})
 
     def ttft_s(self, batch: int) -> float:
-        chunk = max(self.mem.batched_tokens - batch, 1) if self.mem.chunked_prefill else self.p
+        """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
+        if self.disagg:
+            return prefill_seconds(self, self.mem) + kv_transfer_seconds(self, self.mem)
+        per_rank = max(batch // self.split, 1)
+        chunk = max(self.mem.batched_tokens - per_rank, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
         return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, self.p / 2).total_s
 
@@ -150,6 +185,7 @@ def serve_plan(
     rate: float | None = None, users: int | None = None, num_gpus: int | None = None, dtype: str = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, calibration: Calibration | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, max_gpus: int = 64, emit: str | None = None,
+    speculation: Speculation | None = None, disaggregated: bool = False,
 ) -> ServePlan:
     """Every layout's memory, batch, latency and GPUs for the traffic, best first."""
     s = settings or EngineSettings()
@@ -162,57 +198,102 @@ def serve_plan(
     if s.max_model_len is None:
         s = s.model_copy(update={"max_model_len": max(prompt + output, m.max_position_embeddings)})
     kv_dtype = kv_dtype or dtype
-    eff = efficiency_for(gpu, dtype, calibration)
+    gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
     layouts = []
-    for tp, pp in _candidates(m, num_gpus or max_gpus, a):
-        mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype,
+    for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
+        mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype,
                             tokens_per_request=prompt + output, assumptions=a)
         if mem.max_concurrency < 1:
             continue
-        layouts.append(_layout(_Replica(m, gpu, mem, prompt, output, eff, a, dtype, kv_dtype), s, ttft_ms, tpot_ms,
-                               rate, users, num_gpus, a))
+        replica = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
+        replica.spec = speculation
+        layouts.append(_layout(replica, s, ttft_ms, tpot_ms, rate, users, num_gpus, a))
+        if disaggregated and pp == 1 and ep == 1 and (num_gpus is None or 2 * tp <= num_gpus):
+            split = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
+            split.disagg = True
+            pooled = _layout(split, s, ttft_ms, tpot_ms, rate, users, None, a)
+            if num_gpus is not None and pooled.gpus_needed > num_gpus:
+                pooled = pooled.model_copy(update={"meets_targets": False})
+            layouts.append(pooled)
     layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
+    assumption_lines = [eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
+                        f"max_num_seqs {s.max_num_seqs}, prefill chunk "
+                        f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,} tokens",
+                        "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
+                        "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
+    if speculation is not None:
+        assumption_lines.append(speculation.line())
+    if disaggregated:
+        assumption_lines.append("disaggregated: prefill-only instances (chunks of the engine's batched tokens) feed "
+                                "decode-only replicas; the prompt's KV crosses each GPU's network link (node spec)")
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
         layouts=layouts, gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m.name, s, best, prompt + output, emit) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
-        assumptions=[eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
-                     f"max_num_seqs {s.max_num_seqs}, prefill chunk {s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,}"
-                     f" tokens", "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch"],
-        explain=_explain(layouts[:3]),
+        assumptions=assumption_lines,
+        explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
 
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
-    cap = min(r.mem.max_concurrency, s.max_num_seqs)
+    cap = min(r.mem.max_concurrency, s.max_num_seqs) * r.ep  # each attention rank admits its own requests
+    if users:
+        cap = min(cap, users)  # a replica never runs more requests than there are users
     frontier: list[FrontierPoint] = []
     chosen = None
-    gpr = r.tp * r.pp
+    gpr = r.tp * r.pp * r.ep
+
+    def ok(st: StepTime, ttft: float) -> bool:
+        return (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms)
+
     for b in _powers(cap):
         st = r.tpot(b)
         ttft = r.ttft_s(b)
         frontier.append(FrontierPoint(batch=b, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
                                       tokens_per_s_per_gpu=b / st.total_s / gpr))
-        if (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms):
+        if ok(st, ttft):
             chosen = (b, st, ttft)
     meets = chosen is not None
     b, st, ttft = chosen or (1, r.tpot(1), r.ttft_s(1))
     after = [p for p in frontier if p.batch > b]
+    if meets and after:  # bisect between the last power of two that meets the targets and the next one
+        lo, hi = b, after[0].batch
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            mst, mttft = r.tpot(mid), r.ttft_s(mid)
+            if ok(mst, mttft):
+                lo, st, ttft = mid, mst, mttft
+            else:
+                hi = mid
+        b = lo
+        after = [FrontierPoint(batch=hi, ttft_ms=r.ttft_s(hi) * 1e3, tpot_ms=r.tpot(hi).total_s * 1e3,
+                               tokens_per_s_per_gpu=0.0)]
     service = ttft + r.o * st.total_s
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
+    prefill_gpus, name = 0, f"DP{r.ep} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
+    if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
+        t_p = prefill_seconds(r, r.mem)
+        arrivals = rate or (replicas * b / service if users else replicas * mu)
+        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, _queue_s)
+        queue += wait
+        prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
     meets = meets and (rate is None or queue < math.inf) and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms)
+    total_gpus = replicas * gpr + prefill_gpus
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
+    ttft_total = (ttft + queue) * 1e3 if queue < math.inf else math.inf
     return Layout(
-        tp=r.tp, pp=r.pp, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=(ttft + queue) * 1e3 if queue < math.inf
-        else math.inf, tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
-        tokens_per_s_per_gpu=b / st.total_s / gpr, requests_per_s_per_replica=mu, kv_cache_tokens=r.mem.kv_cache_tokens,
-        max_concurrency=r.mem.max_concurrency, gpus_needed=replicas * gpr, meets_targets=meets,
-        binding=_binding(b, cap, s.max_num_seqs, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
+        name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
+        tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
+        tokens_per_s_per_gpu=replicas * b / st.total_s / total_gpus, requests_per_s_per_replica=mu,
+        kv_cache_tokens=r.mem.kv_cache_tokens * r.ep, max_concurrency=r.mem.max_concurrency * r.ep,
+        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets,
+        binding="traffic (all users admitted)" if users and b == users else
+        _binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
         energy_j_per_token=power * st.total_s / b if power else None, frontier=frontier,
     )
 
@@ -239,33 +320,23 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
     if not layouts:
         return f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}: it does not fit"
     if best is None:
-        return (f"no layout meets the targets; closest: TP {layouts[0].tp} x PP {layouts[0].pp} at TTFT "
-                f"{layouts[0].ttft_ms:,.0f} ms, TPOT {layouts[0].tpot_ms:,.1f} ms")
-    traffic = f"{rate:g} requests/s" if rate else f"{users} users" if users else "one replica"
-    return (f"best: {best.replicas} replica(s) x TP {best.tp} x PP {best.pp} = {best.gpus_needed} x {gpu.name} for "
+        x = layouts[0]
+        if rate and x.ttft_ms == math.inf:
+            return (f"{num_gpus} x {gpu.name} cannot carry {rate:g} requests/s: the best layout, {x.replicas} x {x.name}, "
+                    f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
+        return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
+    traffic = (f"{rate:g} requests/s" if rate else f"{users} users" if users else
+               f"{num_gpus} GPUs" if num_gpus else "one replica")
+    return (f"best: {best.replicas} replica(s) x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
-            f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}")
+            f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"
+            + (f"; ~{best.energy_j_per_token:.2f} J per output token at board power" if best.energy_j_per_token else ""))
 
 
 def _explain(layouts: list[Layout]) -> list[str]:
     return [
-        f"TP {x.tp} x PP {x.pp}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
+        f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
         f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + O x TPOT) = "
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {x.replicas} replicas -> {x.gpus_needed} GPUs"
         for x in layouts
     ]
-
-
-def launch_command(model: str, s: EngineSettings, best: Layout, tokens: int, emit: str) -> str:
-    """The engine command line for the chosen layout (flags as vLLM / SGLang name them)."""
-    if emit == "vllm":
-        return (f"vllm serve {model} --tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp} "
-                f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --max-model-len {s.max_model_len} "
-                f"--max-num-seqs {best.batch} --block-size {s.block_size}"
-                + (f" --max-num-batched-tokens {s.max_num_batched_tokens}" if s.max_num_batched_tokens else ""))
-    if emit == "sglang":
-        return (f"python -m sglang.launch_server --model-path {model} --tp {best.tp} --pp-size {best.pp} "
-                f"--mem-fraction-static {s.mem_fraction(best.tp):g} --context-length {s.max_model_len} "
-                f"--max-running-requests {best.batch}"
-                + (f" --chunked-prefill-size {s.chunked_prefill_size}" if s.chunked_prefill_size else ""))
-    raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm or sglang")

@@ -1,27 +1,40 @@
 """Time of one engine step (a forward pass over decode tokens plus a prefill chunk) on one replica.
 
-Roofline per step (Williams et al. 2009) with the terms that dominate at serving sizes:
-    compute = FLOPs / (t x peak x e_c x M/(M + M0))    GEMM efficiency falls at small M tokens
-    memory  = (weights read on a rank + KV read by every sequence) / (bandwidth x e_m)
-    comm    = L x 2 all-reduces x (latency + ring bytes / link)   Megatron TP, arXiv 1909.08053 sec. 3
-    step    = max(compute, memory) + comm + per-step overhead
-Weights are read once per step whatever the batch (that is why batching pays); each sequence reads
-its own KV. Pipeline parallelism: a micro-batch of B/p sequences traverses all p stages, so its step
+    GEMMs   = sum over the weight GEMMs [M, K] @ [K, N/t] of calc.hardware.efficiency.gemm_time:
+              max(FLOPs / (peak x wave x plateau x tile quantisation), bytes / bandwidth) + launch
+              (weights are read once per step whatever M: that is why batching pays)
+    attention = max(score FLOPs / flash_attention_rate, KV read by every sequence / bandwidth)
+    comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
+              their per-step latency, on the node link or across nodes (calc.hardware.collectives)
+    step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
+Pipeline parallelism: a micro-batch of B/p sequences traverses all p stages, so its step
 is the TP-only step at B/p tokens plus (p-1) stage-to-stage sends; p micro-batches are in flight.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any, NamedTuple
+
 from pydantic import BaseModel
 
-from calc.hardware.calibration import Efficiency
-from calc.hardware.peaks import peak_tflops
-from calc.memory.kv import kv_cache_bytes_per_token
+from calc.hardware.calibration import Calibration, Efficiency, efficiency_for
+from calc.hardware.collectives import collective_time
+from calc.hardware.efficiency import (
+    collective_efficiency,
+    flash_attention_rate,
+    gemm_plateau,
+    gemm_time,
+    memory_efficiency,
+)
+from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import attention_dims
-from calc.model.params import count_params
+from calc.model.layers import attention_layers
+from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
-from calc.units import TERA, dtype_bytes
+from calc.specs.system import SystemSpec
+from calc.units import COMPUTE_DTYPE, TERA, dtype_bytes
 
 ACT_BYTES = 2  # activations and all-reduce payloads in 16 bits
 
@@ -30,7 +43,7 @@ class StepTime(BaseModel):
     tokens: int
     flops: float
     bytes_read: float
-    gemm_efficiency: float
+    gemm_s: float
     compute_s: float
     memory_s: float
     comm_s: float
@@ -39,74 +52,190 @@ class StepTime(BaseModel):
     bound: str
 
 
-_COUNTS: dict[int, tuple[ModelSpec, int, int, int]] = {}
+FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
+         "up_proj": "gate_up_proj"}  # vLLM's QKVParallelLinear / MergedColumnParallelLinear
 
 
-def _counts(m: ModelSpec) -> tuple[int, int, int]:
-    """(matmul params, total params, routed-expert params), counted once per model object: a layout
-    search evaluates hundreds of steps of the same model."""
-    hit = _COUNTS.get(id(m))
-    if hit is None or hit[0] is not m:
-        p = count_params(m)
-        hit = _COUNTS[id(m)] = (m, p.matmul_params, p.total_params, p.components.get("experts", 0))
-    return hit[1], hit[2], hit[3]
+class _Gemm(NamedTuple):
+    name: str
+    expert: bool  # a routed expert (split by expert parallelism)
+    layers: int  # how many layers hold it (1 for the head)
+    copies: int  # stored copies (E for routed experts)
+    used: int  # copies each token multiplies by (top-k)
+    k: int
+    n: int
 
 
-def weight_bytes_read(m: ModelSpec, dtype: str, tokens: int) -> float:
-    """Weights streamed from HBM once per step; routed experts only as far as ``tokens`` touch them
-    (each token picks k of E experts; at most all E are read)."""
-    _, total, experts = _counts(m)
+_SHAPES: dict[int, tuple[ModelSpec, list[_Gemm], int]] = {}
+
+
+def model_gemms(m: ModelSpec) -> tuple[list[_Gemm], int]:
+    """The weight GEMMs of one forward as the engines run them (q/k/v and gate/up fused), and the total
+    parameter count; derived once per model object (a layout search evaluates hundreds of steps)."""
+    hit = _SHAPES.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1], hit[2]
+    gemms: dict[tuple[str, str], _Gemm] = {}
+    kinds = [(count, tensors) for _, count, tensors in layer_kinds(m)]
+    kinds.append((1, [t for t in model_tensors(m) if t.component == "lm_head"]))
+    for count, tensors in kinds:
+        for t in tensors:
+            if t.shape is None or not t.matmul:
+                continue
+            k, n = t.shape
+            key = (f"{count}:{t.component}", FUSED.get(t.name, t.name))
+            old = gemms.get(key)
+            gemms[key] = _Gemm(key[1], t.component == "experts", count, max(t.params // (k * n), 1), max(t.matmul // (k * n), 1), k,
+                               n + (old.n if old else 0))
+    out = list(gemms.values()), count_params(m).total_params
+    _SHAPES[id(m)] = (m, *out)
+    return out
+
+
+TILE = 128  # output tile of one CTA (as calc.hardware.efficiency's tile quantisation)
+_SCALED: dict[tuple[int, float], tuple[GPUSpec, GPUSpec]] = {}
+
+
+SPLIT_K_MIN = 1024  # K per split when a GEMM is split along K to fill the SMs (cuBLAS split-K heuristics)
+ROW_PARALLEL = {"o_proj", "down_proj", "dense", "out_proj", "c_proj", "fc2", "dense_4h_to_h", "w2", "wo"}
+
+
+def wave_efficiency(gpu: GPUSpec, m: float, n: float, k: float) -> float:
+    """Share of the SMs a GEMM's CTAs keep busy: CTAs / (waves x SMs), CTAs = ceil(M/128) x ceil(N/128)
+    x splits, split-K up to K/1024 ways while CTAs < SMs (NVIDIA "Matrix Multiplication Background
+    User's Guide", wave quantisation). At serving token counts (M of a few hundred, N or K sliced by TP)
+    a GEMM fills one partial wave: the small-GEMM inefficiency."""
+    if not gpu.sms or m < TILE:
+        return 1.0  # below one tile of rows the kernels are GEMV / split-K: streaming-bound, SMs all busy
+    tiles = math.ceil(m / TILE) * math.ceil(n / TILE)
+    ctas = tiles * max(min(math.ceil(gpu.sms / tiles), int(k // SPLIT_K_MIN)), 1)
+    return ctas / (math.ceil(ctas / gpu.sms) * gpu.sms)
+
+
+def _at_wave(gpu: GPUSpec, wave: float) -> GPUSpec:
+    """The GPU with its dense peaks scaled by the wave efficiency (gemm_time then sees the busy SMs only)."""
+    key = (id(gpu), round(wave, 4))
+    hit = _SCALED.get(key)
+    if hit is None or hit[0] is not gpu:
+        peaks = {k: v * key[1] for k, v in gpu.datasheet_peak_tflops.items()}
+        hit = _SCALED[key] = (gpu, gpu.model_copy(update={"datasheet_peak_tflops": peaks}))
+    return hit[1]
+
+
+def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str,
+                     calibration: Any = None, ep: int = 1) -> tuple[float, float, float]:
+    """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
+    [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
+    Routed experts: min(E, M x k) experts touched, each seeing M x k / touched tokens; the head sees
+    only the rows whose logits are sampled. Expert parallelism over ``ep`` ranks (each with ``tokens``):
+    the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank."""
     elem = float(dtype_bytes(dtype))
-    if not m.moe:
-        return total * elem
-    touched = min(m.moe.num_experts, tokens * m.moe.experts_per_token) / m.moe.num_experts
-    return (total - experts + experts * touched) * elem
+    seconds = flops = moved = 0.0
+    for g in model_gemms(m)[0]:
+        rows = logit_rows if g.name == "lm_head" else tokens
+        if rows <= 0:
+            continue
+        group = ep if g.expert else 1
+        touched = min(g.copies, rows * group * g.used)
+        per = rows * group * g.used / touched
+        touched /= group
+        k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
+        wave = wave_efficiency(gpu, per, n, k)
+        seconds += g.layers * gemm_time(_at_wave(gpu, wave), per, n, k, dtype, calibration, batch=touched)
+        flops += g.layers * 2 * touched * per * g.k * g.n / tp
+        moved += g.layers * touched * g.k * g.n / tp * elem
+    return seconds, flops, moved
 
 
-def allreduce_s(num_bytes: float, tp: int, gpu: GPUSpec, a: ServingAssumptions) -> float:
-    """One ring all-reduce: latency + 2(t-1)/t x bytes / per-direction bandwidth; across nodes when
-    t exceeds a node, at the network's latency and per-GPU bandwidth."""
+class _MeasuredMemory:
+    """A `bench --save` calibration seen through calc.hardware.efficiency's interpolate hook: its copy
+    bandwidth replaces the HBM default (its GEMM rate is applied by scaling the peak, calibrated_gpu)."""
+
+    def __init__(self, memory: float) -> None:
+        self.memory = memory
+
+    def interpolate(self, op_kind: str, size: float) -> float | None:
+        return self.memory if op_kind == "memory" else None
+
+
+def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) -> tuple[GPUSpec, Any, Efficiency]:
+    """(GPU, calibration hook, summary): with a calibration, the dense peak is scaled by measured /
+    default plateau so every GEMM keeps its shape penalties but runs at the measured rate."""
+    eff = efficiency_for(gpu, dtype, calibration)
+    if calibration is None:
+        return gpu, None, Efficiency(compute=gemm_plateau(gpu), memory=memory_efficiency(gpu),
+                                     source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu):.0%} "
+                                     f"of peak on {gpu.arch}, HBM {memory_efficiency(gpu):.0%}")
+    compute = COMPUTE_DTYPE.get(dtype, dtype)
+    peaks = dict(gpu.datasheet_peak_tflops)
+    peaks[compute] = peaks[compute] * eff.compute / gemm_plateau(gpu)
+    return gpu.model_copy(update={"datasheet_peak_tflops": peaks}), _MeasuredMemory(eff.memory), eff
+
+
+def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
+    """The node this GPU ships in (system_specs/), else one built from the GPU's own link figure."""
+    from calc.sources.catalog import system_for_gpu
+
+    found = system_for_gpu(gpu)
+    if found is not None:
+        return found
+    link = gpu.interconnect_gb_s / 2 if gpu.interconnect_gb_s > 0 else a.internode_gb_s
+    return SystemSpec(name=f"{gpu.name}-node", gpu=gpu.name, gpus_per_node=a.gpus_per_node, intra_node_gb_s=link,
+                      inter_node_gb_s=a.internode_gb_s)
+
+
+def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
+    """One TP all-reduce: the faster of ring and tree, as NCCL's tuner (and vLLM's custom all-reduce for
+    small messages) picks per size; at decode sizes the per-step latency decides."""
     if tp == 1:
         return 0.0
-    across = tp > a.gpus_per_node
-    latency = a.internode_latency_s if across else a.allreduce_latency_s
-    link = a.internode_gb_s if across else gpu.interconnect_gb_s / 2
-    if link <= 0:
-        link = a.internode_gb_s  # no NVLink-class link recorded: PCIe/network class
-    return latency + 2 * (tp - 1) / tp * num_bytes / (link * 1e9)
-
-
-def p2p_s(num_bytes: float, across_nodes: bool, gpu: GPUSpec, a: ServingAssumptions) -> float:
-    """One pipeline stage-to-stage send of the activations."""
-    link = a.internode_gb_s if across_nodes or gpu.interconnect_gb_s <= 0 else gpu.interconnect_gb_s / 2
-    return (a.internode_latency_s if across_nodes else a.allreduce_latency_s) + num_bytes / (link * 1e9)
+    eff = collective_efficiency(calibration)
+    return min(collective_time(kind, system, payload, tp, efficiency=eff) for kind in ("allreduce", "tree_allreduce"))
 
 
 def step_time(
-    m: ModelSpec, gpu: GPUSpec, eff: Efficiency, a: ServingAssumptions, *, tp: int = 1, pp: int = 1,
-    dtype: str = "bf16", kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0,
-    prefill_tokens: int = 0, prefill_context: float = 0,
+    m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str = "bf16",
+    kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
+    prefill_context: float = 0, prefill_seqs: int = 1, calibration: Any = None, system: SystemSpec | None = None,
+    ep: int = 1, queries_per_seq: int = 1,
 ) -> StepTime:
-    """One step of ``decode_seqs`` sequences (each attending ``decode_context`` keys) plus a prefill
-    chunk of ``prefill_tokens`` (each attending ``prefill_context`` keys on average), on a TP group
-    of ``tp`` GPUs (PP: call with the micro-batch; the stage sends are added here)."""
-    tokens = decode_seqs + prefill_tokens
+    """One step of ``decode_seqs`` sequences (each attending ``decode_context`` keys) plus
+    ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (each token attending
+    ``prefill_context`` keys on average), on a TP group of ``tp`` GPUs (PP: pass the micro-batch;
+    the p - 1 stage sends are added here). ``queries_per_seq`` > 1: each decoding sequence verifies that
+    many tokens (speculative decoding) while reading its KV once."""
+    system = system or _system(gpu, a)
+    tokens = decode_seqs * queries_per_seq + prefill_tokens
+    rows = decode_seqs * queries_per_seq + (prefill_seqs if prefill_tokens else 0)
+    gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration, ep)
     d_qk, d_v = attention_dims(m)
-    per_key = m.num_layers * 2 * m.num_heads * (d_qk + d_v)
-    flops = 2 * tokens * _counts(m)[0]
-    flops += per_key * (decode_seqs * decode_context + prefill_tokens * prefill_context)
-    gemm_eff = eff.compute * tokens / (tokens + a.gemm_half_tokens)
-    compute = flops / (tp * peak_tflops(gpu, dtype) * TERA * gemm_eff)
-    kv_token = kv_cache_bytes_per_token(m, kv_dtype or dtype, tp)
-    kv_read = kv_token * (decode_seqs * decode_context + prefill_tokens + (prefill_context if prefill_tokens else 0))
-    bytes_read = weight_bytes_read(m, dtype, tokens) / tp + kv_read
-    memory = bytes_read / (gpu.hbm_tb_s * TERA * eff.memory)
-    comm = m.num_layers * 2 * allreduce_s(tokens * m.hidden_size * ACT_BYTES, tp, gpu, a)
+    # keys one query sees, summed over the layers: L x context when every layer is full; a sliding /
+    # chunked layer reaches at most its window (calc.model.layers), and holds at most that much KV.
+    layers = attention_layers(m)
+    decode_keys = sum(layer.tokens_seen(decode_context) for layer in layers)
+    prefill_keys = sum(layer.tokens_seen(prefill_context) for layer in layers)
+    keys = decode_seqs * queries_per_seq * decode_keys + prefill_tokens * prefill_keys
+    attn_flops = 2 * m.num_heads * (d_qk + d_v) * keys / tp
+    kv_dtype = kv_dtype or dtype
+    kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
+    if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
+        kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
+        kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
+    bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
+    attn_compute = attn_flops / flash_attention_rate(gpu, dtype)
+    attn_memory = kv_read / bandwidth
+    payload = tokens * m.hidden_size * ACT_BYTES
+    comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
+    if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs (DeepSeek-V3 / vLLM EP)
+        moe_layers = m.num_layers - m.moe.num_dense_layers
+        comm += moe_layers * 2 * collective_time("all_to_all", system, payload * m.moe.experts_per_token, ep,
+                                                 efficiency=collective_efficiency(calibration))
     if pp > 1:
-        across = tp * pp > a.gpus_per_node
-        comm += (pp - 1) * p2p_s(tokens * m.hidden_size * ACT_BYTES, across, gpu, a)
+        comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
+    compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
+    memory = weight_bytes / bandwidth + attn_memory
+    total = gemm_s + max(attn_compute, attn_memory) + comm + a.step_overhead_s
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
-    total = max(compute, memory) + comm + a.step_overhead_s
-    bound = max(parts, key=parts.__getitem__)
-    return StepTime(tokens=tokens, flops=flops, bytes_read=bytes_read, gemm_efficiency=gemm_eff, compute_s=compute,
-                    memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s, total_s=total, bound=bound)
+    return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
+                    gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s,
+                    total_s=total, bound=max(parts, key=parts.__getitem__))

@@ -141,6 +141,13 @@ def list_models() -> tuple[ModelSpec, ...]:
     return list_specs(ModelSpec, "model_configs")
 
 
+def family_matches(m: ModelSpec, family: str) -> bool:
+    """Whether ``family`` is a prefix of the model's name or an alias, punctuation ignored ('qwen3' matches
+    qwen3-8b and qwen3-30b-a3b, not qwen2.5-7b; 'gpt-oss' matches gpt-oss-20b)."""
+    key = _key(family)
+    return any(_key(n).startswith(key) or _key(n.split("/")[-1]).startswith(key) for n in [m.name, *m.aliases])
+
+
 def list_gpus() -> tuple[GPUSpec, ...]:
     return list_specs(GPUSpec, "hardware_specs")
 

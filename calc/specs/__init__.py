@@ -143,6 +143,9 @@ class ModelSpec(_Spec):
     attention_sinks: bool = Field(False, description="gpt-oss: one learned sink logit per head per layer (h)")
     quantization: QuantSpec | None = Field(None, description="as-shipped checkpoint quantization; None = all at checkpoint_dtype")
     checkpoint_dtype: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="dtype of the unquantized tensors as shipped")
+    vision_params: NonNegativeInt = Field(
+        0, description="vision tower + projector of a multimodal wrapper (Gemma 3's SigLIP): in the total, never active for text"
+    )
     mtp_layers: NonNegativeInt = Field(
         0, description="multi-token-prediction blocks shipped beside the main model (DeepSeek-V3, GLM-4.5); not in total_params"
     )

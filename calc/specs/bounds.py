@@ -32,6 +32,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "attention_chunk_size": (1, 1 << 30),
     "rope_scaling_factor": (1, 1024),
     "mtp_layers": (0, 64),
+    "vision_params": (0, 1 << 40),
     # MoESpec / MLASpec
     "num_experts": (1, 1 << 16),
     "experts_per_token": (1, 1 << 16),

@@ -35,11 +35,13 @@ from calc.hardware.efficiency import (
     COLLECTIVE_EFFICIENCY,
     FLASH_BACKWARD_FLOPS_RATIO,
     OVERLAP_EFFICIENCY,
+    exposed_time,
     flash_attention_rate,
     gemm_time,
     memory_efficiency,
 )
 from calc.model.flops import attention_dims, forward_flops
+from calc.model.layers import attention_layers
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -59,6 +61,23 @@ SOFTMAX_BYTES_FWD = 9.0
 CROSS_ENTROPY_BYTES = 12.0
 
 
+def attention_share(m: ModelSpec, seq: int) -> float:
+    """Mean over layers of the causal (query, key) pairs a layer computes, as a share of full causal attention:
+    a sliding / chunked layer of window w sees min(i+1, w) keys for query i, i.e. w(w+1)/2 + (s-w)*w pairs
+    when s > w; a layer without attention (linear / SSM) none (calc.model.layers)."""
+    full = seq * (seq + 1) / 2
+    shares = []
+    for a in attention_layers(m):
+        if a.kind == "none":
+            shares.append(0.0)
+        elif a.window is None or a.window >= seq:
+            shares.append(1.0)
+        else:
+            w = a.window
+            shares.append((w * (w + 1) / 2 + (seq - w) * w) / full)
+    return sum(shares) / len(shares) if shares else 1.0
+
+
 @dataclass(frozen=True)
 class Efficiencies:
     """Every assumption of the step-time model that is not a hardware fact, with its default."""
@@ -72,6 +91,7 @@ class Efficiencies:
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
     optimizer_bytes_per_param: float = 28.0  # Adam step: read+write fp32 master, m, v (24) + grad (2) + bf16 weight (2)
     flash: bool = True  # fused attention kernel (FlashAttention); False = Megatron 2021-22 unfused softmax
+    gemm_plateau: float | None = None  # None: the GPU generation's default (calc.hardware.efficiency.GEMM_PLATEAU)
 
     def describe(self) -> list[str]:
         return [
@@ -82,7 +102,7 @@ class Efficiencies:
             f"in buckets of {self.bucket_params:.3g} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
-        ]
+        ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
 @dataclass
@@ -92,6 +112,8 @@ class LayerCost:
     fwd: float = 0.0  # GEMMs + attention + elementwise, forward
     bwd: float = 0.0
     attn_fwd: float = 0.0  # attention core forward (what selective recompute repeats)
+    gemm_fwd: float = 0.0  # the weight GEMMs alone, forward
+    ew_fwd: float = 0.0  # elementwise (norms, residuals, activation) traffic, forward
     tp_fwd: float = 0.0  # TP collectives, forward
     tp_bwd: float = 0.0
     ep_fwd: float = 0.0
@@ -129,13 +151,14 @@ class ModelCost:
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq
+        self.attention_share = attention_share(self.m, self.seq)
         self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
         self._layer = lru_cache(maxsize=None)(self._layer_uncached)
         self._coll = lru_cache(maxsize=None)(self._coll_uncached)
 
     # -- primitives -------------------------------------------------------------------------------
     def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1) -> float:
-        return gemm_time(self.gpu, m, n, k, self.dtype, self.calibration, batch)
+        return gemm_time(self.gpu, m, n, k, self.dtype, self.calibration, batch, self.eff.gemm_plateau)
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
@@ -157,30 +180,14 @@ class ModelCost:
 
     def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool) -> LayerCost:
         m, eff = self.m, self.eff
-        kind, _, tensors = self.kinds[kind_index]
+        kind = self.kinds[kind_index][0]
         s_local = self.seq // cp
         T = b * s_local
-        gemms = 0.0
-        for t in tensors:
-            if t.shape is None or not t.matmul:
-                continue
-            k, n = t.shape
-            copies = max(t.params // (k * n), 1)
-            if t.component == "router":
-                gemms += self._gemm(T, n, k)
-                continue
-            k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
-            if copies > 1:
-                used = t.matmul // (k * n)
-                local = math.ceil(copies / ep)
-                tokens = max(T * used * ep * eff.capacity_factor / copies, 1.0)
-                gemms += self._gemm(tokens, n_l, k_l, local)
-            else:
-                gemms += self._gemm(T, n_l, k_l)
+        gemms = sum(g[5] for g in self.layer_gemms(kind_index, b, tp, cp, ep))
         heads = m.num_heads / tp
         d_qk, d_v = attention_dims(m)
         if eff.flash:
-            pairs = self.seq * (self.seq + 1) / 2 / cp
+            pairs = self.seq * (self.seq + 1) / 2 / cp * self.attention_share
             attn_flops = 2 * b * heads * (d_qk + d_v) * pairs
             attn_fwd = attn_flops / self.flash_rate
             attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_fwd
@@ -188,12 +195,13 @@ class ModelCost:
             batch = int(b * heads)
             scores = self._gemm(s_local, self.seq, d_qk, batch) + self._gemm(s_local, d_v, self.seq, batch)
             softmax = b * heads * s_local * self.seq * SOFTMAX_BYTES_FWD / self.hbm
-            attn_fwd = scores + softmax
+            attn_fwd = (scores + softmax) * self.attention_share
             attn_bwd = 2 * attn_fwd
         moe_layer = kind == "moe"
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
-        cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd)
+        cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd,
+                         gemm_fwd=gemms, ew_fwd=ew_t)
         act = T * m.hidden_size * self.elem
         if tp > 1:
             if sp:
@@ -211,8 +219,8 @@ class ModelCost:
             block = b * s_local * kv_width * self.elem
             step = self.coll("p2p", block, 2, tp)
             fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step
-            cost.cp_fwd = max(0.0, fwd_total - eff.overlap * attn_fwd)
-            cost.cp_bwd = max(0.0, bwd_total - eff.overlap * attn_bwd)
+            cost.cp_fwd = exposed_time(fwd_total, attn_fwd, eff.overlap)
+            cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
             cost.cp_total = fwd_total + bwd_total
         return cost
 
@@ -226,6 +234,28 @@ class ModelCost:
             fwd += self._gemm(T, n / tp, k)
         ce = T * self.m.vocab_size / tp * CROSS_ENTROPY_BYTES / self.hbm
         return fwd + ce / 2, 2 * fwd + ce / 2
+
+    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int) -> list[tuple[str, float, float, float, int, float]]:
+        """(name, m, n, k, count, seconds) of each weight GEMM of a layer kind after TP/EP slicing (for --explain)."""
+        kind, _, tensors = self.kinds[kind_index]
+        T = b * self.seq // cp
+        out = []
+        for t in tensors:
+            if t.shape is None or not t.matmul:
+                continue
+            k, n = t.shape
+            name = f"{t.component}.{t.name}"
+            if t.component == "router":  # replicated, not split by TP
+                out.append((name, T, n, k, 1, self._gemm(T, n, k)))
+                continue
+            k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
+            if t.copies > 1:  # routed experts: E/e local, each with T*k*e*cf/E tokens, one grouped GEMM
+                local = math.ceil(t.copies / ep)
+                tokens = max(T * t.used * ep * self.eff.capacity_factor / t.copies, 1.0)
+                out.append((name, tokens, n_l, k_l, local, self._gemm(tokens, n_l, k_l, local)))
+            else:
+                out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l)))
+        return out
 
     def layer_kind_sequence(self) -> list[int]:
         """Kind index of every layer in order (dense layers of a MoE model come first)."""

@@ -75,8 +75,6 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--tp", f"{layout.tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}")
     if layout.pp * layout.vpp > m.num_layers:
         raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
-    if layout.vpp > 1 and m.num_layers % (layout.pp * layout.vpp):
-        raise LLMCalcError("--vpp", f"interleaving needs PP x VPP ({layout.pp * layout.vpp}) to divide the {m.num_layers} layers")
     if seq % (2 * layout.cp if layout.cp > 1 else 1):
         raise LLMCalcError("--cp", f"context parallel {layout.cp} needs the sequence {seq} divisible by 2 x CP (load-balanced chunks)")
     if layout.ep > 1:

@@ -6,6 +6,8 @@ Training time = total FLOPs / (GPUs x peak x MFU).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
@@ -114,6 +116,8 @@ class TrainTimeResult(BaseModel):
     cost: float | None
     price_per_gpu_hour: float | None
     best_case_days: float | None
+    mfu_source: str = "assumed (--mfu)"
+    plan: str | None = None
     verdict: str
     explain: list[str]
     warnings: list[str] = []
@@ -122,9 +126,16 @@ class TrainTimeResult(BaseModel):
 def train_time(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
     dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
-    calibration: Calibration | None = None,
+    calibration: Calibration | None = None, plan: Any = None,
 ) -> TrainTimeResult:
-    """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU)."""
+    """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU).
+
+    With ``plan`` (a calc.training.step.TrainStepResult, e.g. the best from calc.training.plan) the MFU is
+    that plan's predicted MFU (same FLOP convention: full s x s attention) instead of ``mfu_assumed``."""
+    source = "assumed (--mfu)"
+    if plan is not None:
+        mfu_assumed = plan.mfu
+        source = f"predicted for {plan.layout} (global batch {plan.global_batch}, {plan.step_time_s:.3f} s/step)"
     check_num_gpus(num_gpus)
     check_positive(tokens, "--tokens")
     check_fraction(mfu_assumed, "--mfu")
@@ -143,10 +154,13 @@ def train_time(
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
-        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, warnings=check_tokens(tokens),
-        verdict=f"{seconds / 86400:,.1f} days on {num_gpus} x {gpu.name} at {mfu_assumed:.0%} MFU "
-        f"({gpu_hours:,.0f} GPU-hours{cost_text})",
+        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
+        plan=plan.layout if plan is not None else None,
+        verdict=f"{seconds / 86400:,.1f} days on {num_gpus} x {gpu.name} at "
+        + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")
+        + f"({gpu_hours:,.0f} GPU-hours{cost_text})",
         explain=[
+            f"MFU {mfu_assumed:.4f}: {source}",
             f"FLOPs = D x 3*forward/S = {tokens:.4g} x {f.per_token_training_flops:.4g} = {total:.4g} "
             f"(6N alone: {tokens * f.approx_6n:.4g})",
             f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed}) = {seconds:,.0f} s = {seconds / 86400:,.2f} days",

@@ -5,7 +5,8 @@ Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   CP   1, 2, 4, ... while s/c >= 1,024 tokens per GPU
   PP   any degree dividing the remaining GPUs with at least one layer per stage (uneven stages allowed)
   DP   the rest; EP (MoE only) divides the experts and DP x CP; micro-batch b in 1, 2, 4, 8 with d*b | B
-  VPP  interleaving v > 1 when p*v divides L and p divides the micro-batch count
+  VPP  interleaving v = 2..8 when every stage keeps >= v layers and p divides the micro-batch count
+       (uneven chunks allowed, as Megatron-Core's first/last-stage layer counts allow)
   ZeRO 0 and 1 always, 2 and 3 only without PP (FSDP style); SP whenever TP > 1
   recompute: for each ZeRO stage the lightest level that fits (recomputation never speeds a step up);
   "selective" is skipped with flash attention, where it saves nothing more than flash already does.
@@ -15,6 +16,7 @@ Memory is checked first (cheap); only layouts that fit get a step-time evaluatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -24,7 +26,7 @@ from calc.training.layout import Layout
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 
 MICRO_BATCHES = (1, 2, 4, 8)
-MIN_TOKENS_PER_CP_RANK = 1024
+MIN_TOKENS_PER_CP_RANK = 4096
 MAX_VPP = 8
 
 
@@ -37,7 +39,7 @@ class SearchSpace:
     zero_stages: tuple[int, ...] = (0, 1, 2, 3)
     max_cp: int = 32
     max_vpp: int = MAX_VPP
-    fixed: tuple[tuple[str, int], ...] = ()  # e.g. (("tp", 8),): degrees the user pinned
+    fixed: tuple[tuple[str, Any], ...] = ()  # e.g. (("tp", 8), ("recompute", "full")): what the user pinned
 
 
 class PlanSearchResult(BaseModel):
@@ -72,13 +74,46 @@ def _tp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
     return out
 
 
-def _pinned(space: SearchSpace, name: str, choices: list[int]) -> list[int]:
+def _pinned(space: SearchSpace, name: str, choices: list[Any]) -> list[Any]:
     pins = dict(space.fixed)
     return [c for c in choices if c == pins[name]] if name in pins else choices
 
 
-def _recompute_levels(cost: ModelCost) -> tuple[str, ...]:
-    return ("none", "full") if cost.eff.flash else ("none", "selective", "full")
+def _recompute_levels(cost: ModelCost, space: SearchSpace) -> list[str]:
+    levels = ["none", "full"] if cost.eff.flash else ["none", "selective", "full"]
+    pins = dict(space.fixed)
+    return [pins["recompute"]] if "recompute" in pins else levels
+
+
+def _cp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
+    pinned = "cp" in dict(space.fixed)
+    out = []
+    for c in _divisors(n):
+        if c > 1 and (cost.seq % (2 * c) or (not pinned and (c > space.max_cp or c & (c - 1)
+                                                            or cost.seq // c < MIN_TOKENS_PER_CP_RANK))):
+            continue
+        out.append(c)
+    return out
+
+
+def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
+    """A pinned degree the model or the GPU count cannot take is refused with its reason (not 'nothing fits')."""
+    m, pins = cost.m, dict(space.fixed)
+    tp, cp, ep = pins.get("tp"), pins.get("cp"), pins.get("ep")
+    if tp is not None:
+        if n % tp or m.num_heads % tp or (not m.mla and m.kv_heads % tp and tp % m.kv_heads):
+            raise LLMCalcError("--tp", f"{tp} must divide the {n} GPUs and the {m.num_heads} heads of {m.name} "
+                               f"(and divide or be a multiple of its {m.kv_heads} KV heads); TP choices: "
+                               f"{', '.join(map(str, _tp_choices(cost, n, SearchSpace(cross_node_tp=True))))}")
+        if tp > cost.system.gpus_per_node and not space.cross_node_tp:
+            raise LLMCalcError("--tp", f"{tp} spans nodes of {cost.system.gpus_per_node} GPUs; add --cross-node-tp to allow it")
+    if cp is not None and (n % cp or (cp > 1 and cost.seq % (2 * cp))):
+        raise LLMCalcError("--cp", f"{cp} must divide the {n} GPUs, and 2 x {cp} the sequence {cost.seq}")
+    if ep is not None and ep > 1 and (not m.moe or m.moe.num_experts % ep):
+        raise LLMCalcError("--ep", f"{ep} must divide the experts of a MoE model ({m.name}: "
+                           f"{m.moe.num_experts if m.moe else 'no'} experts)")
+    if "pp" in pins and pins["pp"] > m.num_layers:
+        raise LLMCalcError("--pp", f"{pins['pp']} stages exceed the {m.num_layers} layers of {m.name}")
 
 
 def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchSpace) -> tuple[int, list[tuple[Layout, int]]]:
@@ -88,9 +123,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
     experts = m.moe.num_experts if m.moe else 1
     considered, fitting = 0, []
     for tp in _pinned(space, "tp", _tp_choices(cost, n, space)):
-        cps = [c for c in _divisors(n // tp) if c <= space.max_cp and (c == 1 or cost.seq // c >= MIN_TOKENS_PER_CP_RANK)]
-        cps = [c for c in cps if c & (c - 1) == 0 and cost.seq % (2 * c if c > 1 else 1) == 0]
-        for cp in _pinned(space, "cp", cps):
+        for cp in _pinned(space, "cp", _cp_choices(cost, n // tp, space)):
             rest = n // (tp * cp)
             for pp in _pinned(space, "pp", [p for p in _divisors(rest) if p <= m.num_layers]):
                 dp = rest // pp
@@ -102,7 +135,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
                         micro = global_batch // (dp * b)
                         zeros = [z for z in space.zero_stages if z <= 1 or pp == 1]
                         for zero in _pinned(space, "zero", zeros):
-                            for recompute in _recompute_levels(cost):
+                            for recompute in _recompute_levels(cost, space):
                                 considered += 1
                                 layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=tp > 1, micro_batch=b, zero=zero,
                                                 recompute=recompute)  # type: ignore[arg-type]
@@ -115,10 +148,10 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
 def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpace) -> list[int]:
     if layout.pp == 1:
         return [1]
-    per_stage = cost.m.num_layers // layout.pp if cost.m.num_layers % layout.pp == 0 else 0
+    fewest = cost.m.num_layers // layout.pp  # layers on the lightest stage: each chunk needs one
     out = [1]
-    if per_stage and micro % layout.pp == 0:
-        out += [v for v in _divisors(per_stage) if 1 < v <= space.max_vpp]
+    if micro % layout.pp == 0:
+        out += list(range(2, min(fewest, space.max_vpp) + 1))
     return _pinned(space, "vpp", out)
 
 
@@ -131,11 +164,18 @@ def search_plans(
         raise LLMCalcError("--num-gpus", f"must be >= 1, got {num_gpus}")
     if global_batch < 1:
         raise LLMCalcError("--global-batch", f"must be >= 1, got {global_batch}")
+    check_pins(cost, num_gpus, space)
     considered, fitting = enumerate_fitting(cost, num_gpus, global_batch, space)
+    if considered == 0:
+        pins = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in space.fixed)
+        raise LLMCalcError("--global-batch", f"no layout of {num_gpus} GPUs has DP x micro-batch dividing {global_batch}"
+                           + (f" with {pins}" if pins else "") + "; change --global-batch or the pinned degrees")
     timed: list[tuple[float, Layout]] = []
     for layout, micro in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
+            if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.memory_bytes:
+                continue  # interleaving keeps more micro-batches' activations on the first stage
             timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, candidate))
     timed.sort(key=lambda item: item[0])
     plans = [train_step(cost, layout, global_batch=global_batch) for _, layout in timed[:top]]
@@ -165,3 +205,22 @@ def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int
             return n
         n *= 2
     return None
+
+
+DEFAULT_BATCH_TOKENS = 2**22  # 4M tokens per step (Llama 2: 4M; GPT-3 175B: 3.2M) when no --global-batch is given
+GPUS_PER_SEQUENCE = 8  # ... and at least one sequence per 8 GPUs (Llama 3 405B: 2,048 x 8K on 16,384 H100s)
+
+
+def default_global_batch(seq: int, num_gpus: int = 1) -> int:
+    """Sequences per step when none is given: max(4M tokens / s, N / 8). Large clusters train with larger
+    batches (Llama 3: 16M tokens on 16K GPUs); a fixed 4M would leave DP x micro-batch too small to fill them."""
+    return max(DEFAULT_BATCH_TOKENS // seq, -(-num_gpus // GPUS_PER_SEQUENCE), 1)
+
+
+def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:
+    """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU)."""
+    batch = global_batch or default_global_batch(cost.seq, num_gpus)
+    result = search_plans(cost, num_gpus, batch, top=1, space=space)
+    if not result.plans:
+        raise LLMCalcError("--num-gpus", result.verdict + "; give --mfu to assume one instead")
+    return result.plans[0]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import training_bytes_per_gpu
 from calc.training.cost import ModelCost
@@ -137,12 +138,12 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         per_mb = 2 * over_dp("all_gather", cost.elem) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
         first_gather = over_dp("all_gather", cost.elem) / max(stages[worst_i][1], 1)
         zero_total = micro * per_mb
-        zero_exposed = micro * (max(0.0, per_mb - eff.overlap * t_mb) + first_gather)
+        zero_exposed = micro * (exposed_time(per_mb, t_mb, eff.overlap) + first_gather)
     else:
         grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.grad_reduce_bytes)
         buckets = max(1, math.ceil(local / eff.bucket_params))
         hidden_part = grads * (1 - 1 / buckets)
-        dp_exposed = grads / buckets + max(0.0, hidden_part - eff.overlap * worst["bwd"])
+        dp_exposed = grads / buckets + exposed_time(hidden_part, worst["bwd"], eff.overlap)
         dp_total = grads
         if layout.zero in (1, 2):
             gather = over_dp("all_gather", cost.elem)
@@ -177,8 +178,15 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, sp=layout.sp, zero=layout.zero,
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
-        reserve_bytes=int(reserve_gib * GIB), in_flight=min(layout.pp, micro),
+        reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
     )
+
+
+def in_flight_microbatches(layout: Layout, micro: int) -> float:
+    """Micro-batches whose activations the first stage holds: min(p, m) under 1F1B, times (1 + (p-1)/(p v))
+    with v interleaved chunks (Korthikanti et al. 2022 sec. 4.2.3)."""
+    p, v = layout.pp, layout.vpp
+    return min(p, micro) * (1 + (p - 1) / (p * v) if v > 1 else 1)
 
 
 # -- the public engine function --------------------------------------------------------------------------
@@ -247,6 +255,9 @@ class TrainStepResult(BaseModel):
     zero_gather_s: float | None
     optimizer_s: float | None
     terms: list[StepTerm]
+    measured_step_time_s: float | None = None
+    measured_error: float | None = None
+    fitted_gemm_plateau: float | None = None
     verdict: str
     assumptions: list[str]
     explain: list[str]
@@ -271,6 +282,7 @@ def train_step(
     >>> r.fits, 0.3 < r.mfu < 0.6
     (True, True)
     """
+    from calc.training.explain import explain_step
     from calc.training.layout import check_training_layout
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
@@ -305,42 +317,23 @@ def train_step(
     hfu = hfu_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
     tokens = global_batch * cost.seq / t.step_time_s
+    lines = explain_step(cost, layout, t, global_batch, mfu, peak)
     return TrainStepResult(
         **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
-        explain=_explain(cost, layout, t, global_batch, mfu, peak) + [mem_line] + [f"assumption: {a}" for a in assumptions],
+        explain=lines + [mem_line] + [f"assumption: {a}" for a in assumptions],
     )
 
 
 def _plateau_note(cost: ModelCost) -> list[str]:
     from calc.hardware.efficiency import gemm_plateau
 
+    if cost.eff.gemm_plateau:
+        return []
     return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
-            "18 Megatron rows, MAE 3.6%; other generations scaled, not fitted)"]
-
-
-def _explain(cost: ModelCost, layout: Layout, t: StepTerms, global_batch: int, mfu: float, peak: float) -> list[str]:
-    st, micro, T = t.stage, t.micro_batches, layout.micro_batch * cost.seq // layout.cp
-    lines = [
-        f"micro-batches m = B/(d*b) = {global_batch}/({layout.dp}*{layout.micro_batch}) = {micro}; tokens per micro-batch "
-        f"per GPU T = b*s/c = {T:,}",
-        f"slowest stage: #{t.stage_index} with {t.stage_layers} layers; per micro-batch forward {st['fwd'] * 1e3:.2f} ms + backward "
-        f"{st['bwd'] * 1e3:.2f} ms + recompute {st['rec'] * 1e3:.2f} ms + TP {st['tp'] * 1e3:.2f} + EP {st['ep'] * 1e3:.2f} "
-        f"+ CP {st['cp'] * 1e3:.2f} ms = t_mb {t.t_microbatch_s * 1e3:.2f} ms",
-    ]
-    lines.append(f"compute_s = m x (fwd + bwd) = {micro} x {(st['fwd'] + st['bwd']) * 1e3:.2f} ms = {t.exposed['compute_s']:.3f} s")
-    lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({layout.pp}-1)/{layout.vpp} x {t.t_microbatch_s * 1e3:.2f} ms = "
-                 f"{t.exposed['pp_bubble_s']:.3f} s (bubble fraction of the pipelined part (p-1)/(v m) = "
-                 f"{(layout.pp - 1) / (layout.vpp * micro):.3f})")
-    for key in ("recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_p2p_s", "dp_comm_s", "zero_gather_s", "optimizer_s"):
-        if t.totals[key] or t.exposed[key]:
-            lines.append(f"{key} = {t.exposed[key]:.4f} s exposed of {t.totals[key]:.4f} s: {TERM_FORMULAS[key]}")
-    lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
-    lines.append(f"MFU = B x 3 x forward FLOPs / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
-                 f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
-    return lines
+            "18 Megatron rows, MAE 3.4%; other generations scaled, not fitted)"]
 
 
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> int | None:

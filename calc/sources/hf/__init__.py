@@ -14,6 +14,7 @@ from calc.sources.hf.classic import MAPPERS as CLASSIC
 from calc.sources.hf.cohere import MAPPERS as COHERE
 from calc.sources.hf.config import HFConfig, Mapping
 from calc.sources.hf.deepseek import MAPPERS as DEEPSEEK
+from calc.sources.hf.exaone import MAPPERS as EXAONE
 from calc.sources.hf.gemma import MAPPERS as GEMMA
 from calc.sources.hf.glm import MAPPERS as GLM
 from calc.sources.hf.gpt_oss import MAPPERS as GPT_OSS
@@ -24,13 +25,15 @@ from calc.sources.hf.phi import MAPPERS as PHI
 from calc.sources.hf.quant import quantization
 from calc.sources.hf.qwen import MAPPERS as QWEN
 from calc.sources.hf.starcoder2 import MAPPERS as STARCODER2
+from calc.sources.hf.vision import gemma3_vision_params, llama4_vision_params, mistral3_vision_params
 from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
-    **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **CLASSIC,
+    **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **EXAONE, **CLASSIC,
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
+_VISION = {"gemma3": gemma3_vision_params, "llama4": llama4_vision_params, "mistral3": mistral3_vision_params}
 
 
 # Fields whose family default changes a tensor shape or the context: `llmcalc import` refuses to write a
@@ -48,24 +51,33 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
     """Our spec mapping (the catalog YAML's fields) for a parsed config.json; ``strict`` refuses a
     shape taken from a family default instead of the config."""
     model_type = data.get("model_type")
-    note = ""
+    note, wrapper = "", None
     if isinstance(model_type, str) and model_type in _TEXT_CONFIG and isinstance(data.get("text_config"), dict):
-        text = data["text_config"]
+        text, wrapper = data["text_config"], data
         inner = {"quantization_config": data.get("quantization_config"), "torch_dtype": data.get("torch_dtype"), **text}
-        note = f"; language model of {model_type} (text_config), vision tower not counted"
+        note = f"; language model of {model_type} (text_config)" + (
+            ", vision tower counted (never active for text)" if model_type in _VISION else ", vision tower not counted")
         model_type, data = text.get("model_type", _TEXT_CONFIG[model_type]), {**inner, "_name_or_path": data.get("_name_or_path")}
     if not isinstance(model_type, str) or model_type not in MAPPERS:
         shown = repr(model_type) if len(repr(model_type)) <= 80 else repr(model_type)[:80] + "..."
         supported = ", ".join(sorted(k for k in MAPPERS if k.islower()))
         raise LLMCalcError(field, f"{where}: unsupported model_type {shown}; supported: {supported}")
     c = HFConfig(data, where, field)
-    fields = {**MAPPERS[model_type](c), **quantization(c)}
+    shipped = quantization(c)
+    fields = {**MAPPERS[model_type](c), **shipped}
+    q = data.get("quantization_config")
+    if isinstance(q, dict) and not shipped:  # said, not silently dropped: memory prices it at the checkpoint dtype
+        note += f"; quantization_config {str(q.get('quant_method'))[:40]!r} not modelled, weights priced at bf16 unless --dtype"
+    if wrapper is not None and wrapper.get("model_type") in _VISION:
+        fields["vision_params"] = _VISION[wrapper["model_type"]](wrapper, fields["hidden_size"], where, field)
     guessed = sorted(k for k in c.defaulted if k in SHAPE_FIELDS)
     if strict and guessed:
         shown = ", ".join(f"{k} (default {c.defaulted[k]!r})" for k in guessed)
         raise LLMCalcError(field, f"{where}: does not give {shown}; add it to the config instead of relying on a default")
     name = data.get("_name_or_path") or data.get("name") or model_type
-    description = f"imported from {where} ({model_type}){note}"[:1000]
+    used = ", ".join(f"{k}={v!r}" for k, v in sorted(c.defaulted.items()) if not isinstance(v, list | dict))
+    description = f"imported from {where} ({model_type}){note}" + (f"; transformers defaults used: {used}" if used else "")
+    description = description[:1000]
     fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields}
     return {k: v for k, v in fields.items() if v is not None}
 

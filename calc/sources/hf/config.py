@@ -50,6 +50,14 @@ class HFConfig:
             raise self.fail(keys[0], f"must be an integer, got {value!r}")
         return value
 
+    def fill(self, defaults: dict[str, Any]) -> HFConfig:
+        """Take the family's configuration_*.py defaults for the keys the config leaves out (Gemma 3's
+        multimodal configs omit heads and vocab from text_config), recording each as defaulted."""
+        missing = {k: v for k, v in defaults.items() if self.data.get(k) is None}
+        self.data = {**self.data, **missing}
+        self.defaulted.update(missing)
+        return self
+
     def layers(self, key: str = "num_hidden_layers") -> int:
         """The layer count, bounded before any per-layer loop runs over it."""
         from calc.specs.bounds import LIMITS

@@ -16,9 +16,15 @@ def gemma2(c: HFConfig) -> Mapping:
                       layer_rule=lambda i: "sliding" if i % 2 == 0 else "full", window_default=4096)
 
 
+# configuration_gemma3.Gemma3TextConfig defaults for the fields the published gemma-3-4b/12b configs omit.
+GEMMA3_TEXT_DEFAULTS = {"num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 262_208,
+                        "max_position_embeddings": 131_072, "hidden_activation": "gelu_pytorch_tanh"}
+
+
 def gemma3_text(c: HFConfig) -> Mapping:
     # modeling_gemma3: Gemma 2's 4 norms plus q_norm/k_norm RMSNorm(head_dim); layer i slides unless
     # (i + 1) % sliding_window_pattern == 0 (default 6: five local layers per global one).
+    c.fill(GEMMA3_TEXT_DEFAULTS)
     pattern = c.divisor("sliding_window_pattern", default=6)
     return llama_like(c, tied_default=True, head_dim=c.int("head_dim", default=256), norms_per_layer=4,
                       qk_norm="head", layer_rule=lambda i: "sliding" if (i + 1) % pattern else "full", window_default=4096)

@@ -52,7 +52,13 @@ def internlm2(c: HFConfig) -> Mapping:
     return llama_like(c, qkv_bias=bias, out_bias=bias)
 
 
+def smollm3(c: HFConfig) -> Mapping:
+    # modeling_smollm3: the Llama block (NoPE layers drop RoPE, no parameters); tie_word_embeddings default True.
+    bias = c.bool("attention_bias", default=False)
+    return llama_like(c, tied_default=True, qkv_bias=bias, out_bias=bias, mlp_bias=c.bool("mlp_bias", default=False))
+
+
 MAPPERS = {
-    "llama": llama, "mistral": mistral, "mixtral": mixtral, "granite": granite, "granitemoe": granitemoe,
+    "llama": llama, "smollm3": smollm3, "mistral": mistral, "mixtral": mixtral, "granite": granite, "granitemoe": granitemoe,
     "granitemoeshared": granitemoe, "internlm2": internlm2,
 }

@@ -1,4 +1,5 @@
-"""OLMo 2 (AI2): post-norms only, q/k RMSNorm over the whole projection."""
+"""OLMo 2 (AI2): post-norms only, q/k RMSNorm over the whole projection; OLMoE: pre-norms, the same q/k
+norms, 64 experts."""
 
 from __future__ import annotations
 
@@ -12,4 +13,17 @@ def olmo2(c: HFConfig) -> Mapping:
     return llama_like(c, qkv_bias=bias, out_bias=bias, qk_norm="full")
 
 
-MAPPERS = {"olmo2": olmo2}
+def olmoe(c: HFConfig) -> Mapping:
+    # modeling_olmoe: input + post_attention RMSNorms, q_norm RMSNorm(h*d), k_norm RMSNorm(g*d), experts
+    # without bias, router Linear(H, E) without bias, no shared expert; clip_qkv has no parameters.
+    bias = c.bool("attention_bias", default=False)
+    spec = llama_like(c, qkv_bias=bias, out_bias=bias, qk_norm="full")
+    spec["moe"] = {
+        "num_experts": c.int("num_experts"),
+        "experts_per_token": c.int("num_experts_per_tok"),
+        "expert_intermediate_size": spec["intermediate_size"],
+    }
+    return spec
+
+
+MAPPERS = {"olmo2": olmo2, "olmoe": olmoe}

@@ -43,5 +43,5 @@ def quantization(c: HFConfig) -> dict[str, Any]:
             return {}
     else:
         return {}
-    dtype = _DTYPES.get(str(c.get("torch_dtype", "dtype", default="bfloat16")), "bf16")
+    dtype = _DTYPES.get(str(c.data.get("torch_dtype") or c.data.get("dtype") or "bfloat16"), "bf16")
     return {"quantization": spec, "checkpoint_dtype": dtype}

@@ -1,0 +1,46 @@
+"""Issue 15 validation: checkpoint bytes as shipped and exact parameter totals vs published figures.
+
+Prints Markdown tables. Rows (with sources) live in benchmarks/data/checkpoints.json; one rule for every
+row (as-shipped bytes from quantization_config, exact tensor-table counts), nothing tuned per row.
+Run: python -m benchmarks.issue15_validation   (from the repository root)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from calc.memory.weights import weight_bytes_by_group
+from calc.model.params import count_params
+from calc.sources.catalog import load_model
+
+DATA = json.loads((Path(__file__).parent / "data" / "checkpoints.json").read_text())
+
+
+def _table(title: str, header: str, rows: list[tuple[str, str, str, float, str]]) -> list[str]:
+    out = [f"### {title}", "", header, "|---|---|---|---|---|"]
+    out += [f"| {m} | {pub} | {ours} | {err:+.2f}% | {src} |" for m, pub, ours, err, src in rows]
+    mean = sum(abs(r[3]) for r in rows) / len(rows)
+    return [*out, "", f"mean |error| {mean:.2f}% over {len(rows)} rows", ""]
+
+
+def main() -> None:
+    shipped = []
+    for row in DATA["checkpoints"]:
+        ours = sum(weight_bytes_by_group(load_model(row["model"])).values())
+        err = 100 * (ours - row["published_bytes"]) / row["published_bytes"]
+        shipped.append((row["model"], row["published"], f"{ours / 2**30:.2f} GiB ({ours / 1e9:.1f} GB)", err, row["source"]))
+    totals = []
+    for row in DATA["totals"]:
+        ours = count_params(load_model(row["model"])).total_params
+        err = 100 * (ours - row["published"]) / row["published"]
+        totals.append((row["model"], f"{row['published'] / 1e9:g}B", f"{ours:,}", err, row["source"]))
+    lines = _table("Checkpoint bytes as shipped (memory MODEL, no --dtype)", "| model | published | llmcalc | error | source |",
+                   shipped)
+    lines += _table("Exact totals vs published (rounded) totals", "| model | published | llmcalc (exact) | error | source |",
+                    totals)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Disaggregated serving: a prefill pool and a decode pool (DistServe, Zhong et al. OSDI 2024; Splitwise,
+Patel et al. ISCA 2024; vLLM / SGLang PD disaggregation with a KV connector).
+
+Per TP size t (both pools), with P prompt and O output tokens:
+    prefill instance : one step of min(P, chunk) tokens, ceil(P / chunk) steps per prompt, no decode
+                       interference: t_p; it serves 1 / t_p requests/s
+    KV transfer      : the prompt's KV (P x KV bytes/token on each rank) over each GPU's network link
+                       (ServingAssumptions.internode_gb_s): t_kv
+    decode replica   : steps of B decode tokens only (no prefill chunks): TPOT(B); B the largest meeting
+                       the TPOT target and the KV capacity; it serves B / (O x TPOT) requests/s
+    TTFT             = t_p + prefill queueing (M/D/1 per instance) + t_kv
+GPUs = (prefill instances + decode replicas) x t.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from calc.serving.engine_memory import EngineMemory
+from calc.serving.step import StepTime, _system, step_time
+
+
+def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
+    """One prompt through a prefill-only instance, in chunks of the engine's batched tokens."""
+    chunk = min(mem.batched_tokens, replica.p)
+    st = step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
+                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=replica.p / 2)
+    return math.ceil(replica.p / chunk) * st.total_s
+
+
+def kv_transfer_seconds(replica: Any, mem: EngineMemory) -> float:
+    """The prompt's KV from the prefill ranks to the decode ranks, rank to rank in parallel over the NIC."""
+    system = _system(replica.gpu, replica.a)
+    return system.inter_node_latency_s + replica.p * mem.kv_bytes_per_token / (system.inter_node_gb_s * 1e9)
+
+
+def decode_step(replica: Any, batch: int) -> StepTime:
+    """A decode-only step of ``batch`` sequences at the mean context."""
+    return step_time(replica.m, replica.gpu, replica.a, tp=replica.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
+                     calibration=replica.hook, decode_seqs=batch, decode_context=replica.p + replica.o / 2)
+
+
+def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None, queue: Any) -> tuple[int, float]:
+    """Fewest prefill instances whose queueing keeps TTFT within target (rho < 1 without one)."""
+    n = max(math.ceil(rate * t_p), 1)
+    while n < 100_000:
+        wait = queue(rate / n, 1, t_p)
+        if wait < math.inf and (ttft_ms is None or (t_p + wait + t_kv) * 1e3 <= ttft_ms or wait * 1e3 < 1):
+            return n, wait
+        n += max(n // 20, 1)
+    return n, math.inf

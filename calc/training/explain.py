@@ -1,0 +1,97 @@
+"""--explain for train-step: every term's formula with this plan's numbers substituted.
+
+Only called for a result that is shown (never in the plan search), so it may recompute the readable
+intermediate numbers; every time it prints comes from the same cached functions the model uses.
+``t`` is the calc.training.step.StepTerms being explained (not imported here: step imports this module).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from calc.hardware.collectives import group_link, group_shape
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms"
+
+
+def _mb(num_bytes: float) -> str:
+    return f"{num_bytes / 1e6:,.1f} MB"
+
+
+def _where(cost: ModelCost, group: int, stride: int) -> str:
+    n_in, n_out = group_shape(cost.system, group, stride)
+    bw, lat = group_link(cost.system, group, stride)
+    place = "one node" if n_out == 1 else f"{n_in} per node x {n_out} nodes, hierarchical"
+    return f"{group} ranks ({place}; slowest hop {bw:g} GB/s, {lat * 1e6:g} us/step, efficiency {cost.eff.collective:.0%})"
+
+
+def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu: float, peak: float) -> list[str]:
+    m, eff, st, micro = cost.m, cost.eff, t.stage, t.micro_batches
+    tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
+    T = b * cost.seq // cp
+    kind = cost.layer_kind_sequence()[-1]  # the model's main block kind (MoE where there is one)
+    lc = cost.layer(kind, b, tp, cp, ep, layout.sp)
+    act = T * m.hidden_size * cost.elem
+    lines = [
+        f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
+        f"slowest stage #{t.stage_index}: {t.stage_layers} layers{' + output head' if t.stage_index == pp - 1 else ''}",
+        f"one {cost.kinds[kind][0]} layer forward = GEMMs {_ms(lc.gemm_fwd)} + attention {_ms(lc.attn_fwd)} "
+        f"({'flash, causal half' if eff.flash else 'unfused, full s x s'}) + elementwise {_ms(lc.ew_fwd)} = {_ms(lc.fwd)}; "
+        f"backward = 2 x GEMMs + {'2.5' if eff.flash else '2'} x attention + 2 x elementwise = {_ms(lc.bwd)}",
+    ]
+    for name, rows, n, k, count, seconds in cost.layer_gemms(kind, b, tp, cp, ep):
+        achieved = 2 * rows * n * k * count / seconds / peak
+        lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} ({achieved:.0%} of peak)")
+    lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
+    if layout.recompute != "none":
+        what = "one more forward of each layer" if layout.recompute == "full" else "the attention core forward"
+        lines.append(f"recompute_s = m x {what} = {micro} x {_ms(st['rec'])} = {t.exposed['recompute_s']:.4f} s")
+    if tp > 1:
+        kinds = ("all_gather", "reduce_scatter") if layout.sp else ("allreduce",)
+        each = sum(cost.coll(k, act, tp) for k in kinds)
+        lines.append(f"tp_comm_s: {'AG + RS' if layout.sp else 'all-reduce'} of T*H*bytes = {_mb(act)} on {_where(cost, tp, 1)} "
+                     f"= {_ms(each)}; per layer 2 forward + 2 backward{' + 2 AG re-gathered in backward' if layout.sp else ''}"
+                     f"{' + 2 recomputed' if layout.recompute == 'full' else ''}; x {t.stage_layers} layers x m = "
+                     f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
+    if ep > 1 and m.moe:
+        routed = T * m.moe.experts_per_token * eff.capacity_factor * m.hidden_size * cost.elem
+        lines.append(f"ep_comm_s: all-to-all of T*k*cf*H*bytes = {_mb(routed)} over {_where(cost, ep, tp * cp)} = "
+                     f"{_ms(cost.coll('all_to_all', routed, ep, tp * cp))}; dispatch + combine, forward and backward, per MoE layer "
+                     f"x m = {t.totals['ep_comm_s']:.4f} s, hidden {eff.ep_overlap:.0%} -> {t.exposed['ep_comm_s']:.4f} s")
+    if cp > 1:
+        lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} "
+                     f"each, under attention {_ms(lc.attn_fwd)} forward: {t.totals['cp_comm_s']:.4f} s, exposed "
+                     f"{t.exposed['cp_comm_s']:.4f} s (exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
+    if pp > 1:
+        sent = act / tp
+        bw, _ = group_link(cost.system, 2, tp * cp * dp)
+        lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({pp}-1)/{v} x {_ms(t.t_microbatch_s)} = {t.exposed['pp_bubble_s']:.4f} s "
+                     f"(bubble fraction of the pipelined time (p-1)/(v m) = {(pp - 1) / (v * micro):.4f})")
+        lines.append(f"pp_p2p_s = m x 2 x v x p2p(T*H*bytes/t = {_mb(sent)} at {bw:g} GB/s) = {micro} x 2 x {v} x "
+                     f"{_ms(cost.coll('p2p', sent, 2, tp * cp * dp))} = {t.exposed['pp_p2p_s']:.4f} s")
+    local = t.local_params
+    if dp * cp > 1:
+        if layout.zero == 3:
+            lines.append(f"zero_gather_s: per micro-batch 2 weight all-gathers ({_mb(local * cost.elem)}) + gradient reduce-scatter "
+                         f"({_mb(local * eff.grad_reduce_bytes)}) over {_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s "
+                         f"in all; exposed {t.exposed['zero_gather_s']:.4f} s (overflow + (1 - {eff.overlap:g}) x overlapped "
+                         "+ the first layer's gather)")
+        else:
+            buckets = max(1, math.ceil(local / eff.bucket_params))
+            op = "all-reduce" if layout.zero == 0 else "reduce-scatter (+ bf16 weight all-gather, exposed)"
+            lines.append(f"dp_comm_s: gradients N_local x {eff.grad_reduce_bytes} B = {local:,.0f} x {eff.grad_reduce_bytes} = "
+                         f"{_mb(local * eff.grad_reduce_bytes)}, {op} over {_where(cost, dp * cp, tp)} = "
+                         f"{t.totals['dp_comm_s']:.4f} s; {buckets} buckets, the last exposed, the rest under the last backward "
+                         f"({_ms(st['bwd'])}) -> {t.exposed['dp_comm_s']:.4f} s")
+    opt = local / (dp * cp if layout.zero >= 1 else 1)
+    lines.append(f"optimizer_s = {opt:,.0f} parameters x {eff.optimizer_bytes_per_param:g} B / HBM {cost.hbm / 1e12:.2f} TB/s "
+                 f"= {t.exposed['optimizer_s']:.4f} s")
+    lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
+    lines.append(f"MFU = B x 3 x forward FLOPs (full s x s) / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
+                 f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
+    return lines

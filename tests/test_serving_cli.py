@@ -1,0 +1,157 @@
+"""`serve`, `concurrency` and `latency` on the command line: keys, speed, every option changes the answer
+or is refused, assumptions printed by --explain; the validation tables' error bounds."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+SERVE = ["serve", "llama3-70b", "--gpu", "h100", "--prompt", "2000", "--output", "300", "--ttft-ms", "1000",
+         "--tpot-ms", "40", "--rate", "20"]
+LAYOUT_KEYS = {"tp", "pp", "replicas", "batch", "ttft_ms", "tpot_ms", "tokens_per_s_per_gpu", "kv_cache_tokens",
+               "max_concurrency", "gpus_needed"}
+
+
+def test_serve_acceptance_query(cli) -> None:
+    cli(*SERVE, "--json")  # warm the catalog caches as a real process would have them after import
+    start = time.perf_counter()
+    r = cli(*SERVE, "--json")
+    assert time.perf_counter() - start < 0.5
+    data = r.json()
+    assert data["layouts"] and all(LAYOUT_KEYS <= set(x) for x in data["layouts"])
+    assert data["gpus_needed"] == data["layouts"][0]["gpus_needed"] and data["gpus_needed"] >= 4
+    text = cli(*SERVE).out
+    assert "binds" in text and "best:" in text
+
+
+@pytest.mark.parametrize("extra", [
+    ["--rate", "40"], ["--tpot-ms", "25"], ["--ttft-ms", "150"], ["--num-gpus", "8"], ["--dtype", "fp8"],
+    ["--kv-dtype", "fp8"], ["--gpu-memory-utilization", "0.6"], ["--max-num-seqs", "16"], ["--output", "600"],
+    ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--max-model-len", "2300"],
+    ["--block-size", "128"], ["--reserve-gib", "3"], ["--engine", "sglang", "--mem-fraction-static", "0.8"],
+    ["--engine", "sglang", "--chunked-prefill-size", "512"], ["--disaggregated", "true"],
+    ["--speculative", "ngram"],
+])
+def test_every_serve_option_changes_the_answer(cli, extra: list[str]) -> None:
+    base = cli(*SERVE, "--json").json()
+    args = list(SERVE)
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        if value == "true":
+            args.append(flag)
+        elif flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    other = cli(*args, "--json")
+    assert other.code == 0, other.err
+    assert other.json()["layouts"] != base["layouts"]
+    if "--mem-fraction-static" in extra or "--chunked-prefill-size" in extra:  # against SGLang's own defaults
+        assert other.json()["layouts"] != cli(*SERVE, "--engine", "sglang", "--json").json()["layouts"]
+
+
+@pytest.mark.parametrize(("extra", "flag"), [
+    (["--engine", "sglang", "--gpu-memory-utilization", "0.8"], "--gpu-memory-utilization"),
+    (["--mem-fraction-static", "0.8"], "--mem-fraction-static"),
+    (["--users", "10"], "--rate"),
+    (["--max-model-len", "1000"], "--max-model-len"),
+    (["--emit", "tgi"], "--emit"),
+    (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
+])
+def test_serve_refusals(cli, extra: list[str], flag: str) -> None:
+    r = cli(*SERVE, *extra)
+    assert r.code == 2 and flag in r.err and "Traceback" not in r.err
+
+
+def test_serve_users_emit_and_explain(cli) -> None:
+    users = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--users", "500",
+                "--tpot-ms", "30", "--emit", "vllm", "--json").json()
+    best = users["layouts"][0]
+    assert best["replicas"] * best["batch"] >= 500
+    assert users["launch"].startswith("vllm serve llama3-8b --tensor-parallel-size")
+    sgl = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "sglang",
+              "--json").json()
+    assert "--mem-fraction-static" in sgl["launch"]
+    text = cli(*SERVE, "--explain").out
+    for needle in ("per-step scheduling/launch overhead", "non-torch memory", "GEMM", "energy"):
+        assert needle in text
+
+
+def test_concurrency_in_engine_terms(cli) -> None:
+    data = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--json").json()
+    assert {"kv_cache_tokens", "max_concurrency", "num_gpu_blocks"} <= set(data)
+    assert data["kv_cache_tokens"] == 16 * data["num_gpu_blocks"]
+    assert any(line.startswith("# GPU blocks:") for line in data["engine_log"])
+    lower = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--gpu-memory-utilization",
+                "0.5", "--json").json()
+    assert lower["kv_cache_tokens"] < data["kv_cache_tokens"]
+    sgl = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--engine", "sglang", "--json").json()
+    assert sgl["engine"] == "sglang" and sgl["kv_cache_tokens"] != data["kv_cache_tokens"]
+    shared = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--shared-prefix", "4096",
+                 "--json").json()
+    assert shared["max_concurrency"] > data["max_concurrency"]
+
+
+def test_latency_keeps_its_keys_and_takes_tp_pp(cli) -> None:
+    base = cli("latency", "llama3-70b", "--gpu", "h100", "--num-gpus", "4", "--prompt", "1000", "--json").json()
+    assert {"ttft_s", "tpot_s", "e2e_s"} <= set(base)
+    pp = cli("latency", "llama3-70b", "--gpu", "h100", "--tp", "2", "--pp", "2", "--prompt", "1000", "--json").json()
+    assert pp["tp"] == 2 and pp["pp"] == 2 and pp["tpot_s"] != base["tpot_s"]
+    r = cli("latency", "llama3-70b", "--gpu", "h100", "--prompt", "1000")
+    assert r.code == 2 and "does not fit" in r.err and "needs" in r.err
+
+
+def _validation():  # noqa: ANN202
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "validate_serving.py"
+    spec = importlib.util.spec_from_file_location("validate_serving", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validation_error_bounds() -> None:
+    """The published-measurement tables (benchmarks/validate_serving.py), one set of defaults for all rows.
+    Pinned at today's figures so a regression shows: latency mean |error| 15.8% (goal 25%); KV-cache
+    tokens median 9.7% (goal 5%; one outlier row, S5, is 181% off and documented in the notes)."""
+    v = _validation()
+    lat, kv = v.latency_rows(), v.kv_rows()
+    assert len(lat) == 23 and len(kv) == 8
+    assert v.mean_abs_error(lat) < 20
+    assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 16
+    assert sorted(abs(r["error_pct"]) for r in kv)[len(kv) // 2] < 15
+    assert sum(abs(r["error_pct"]) <= 6 for r in kv) >= 3
+
+
+@pytest.mark.parametrize(("extra", "flag"), [
+    (["--acceptance", "0.8"], "--acceptance"),
+    (["--speculative", "draft"], "--draft"),
+    (["--speculative", "ngram", "--draft", "llama3-8b"], "--draft"),
+    (["--speculative", "ngram", "--acceptance", "1.5"], "--acceptance"),
+])
+def test_speculative_refusals(cli, extra: list[str], flag: str) -> None:
+    r = cli(*SERVE, *extra)
+    assert r.code == 2 and flag in r.err
+
+
+def test_speculative_options_change_the_answer(cli) -> None:
+    base = cli(*SERVE, "--speculative", "ngram", "--json").json()["layouts"]
+    for extra in (["--acceptance", "0.5"], ["--spec-tokens", "2"]):
+        assert cli(*SERVE, "--speculative", "ngram", *extra, "--json").json()["layouts"] != base
+    assert cli(*SERVE, "--json").json()["layouts"] != base
+
+
+def test_disaggregated_flag_adds_pools(cli) -> None:
+    data = cli(*SERVE, "--disaggregated", "--json").json()
+    assert any(x["prefill_gpus"] > 0 for x in data["layouts"])
+    assert all(x["prefill_gpus"] == 0 for x in cli(*SERVE, "--json").json()["layouts"])
+
+
+def test_serve_plot_writes_the_frontier(cli, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    path = tmp_path / "frontier.svg"
+    r = cli(*SERVE, "--plot", str(path))
+    assert r.code == 0, r.err
+    assert path.is_file() and "TPOT" in path.read_text()
+    assert cli(*SERVE, "--plot", str(tmp_path / "frontier.txt")).code == 2
