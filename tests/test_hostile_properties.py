@@ -37,6 +37,15 @@ COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy |
                           "--pp": SMALL, "--dp": SMALL, "--cp": SMALL, "--sp": None, "--zero": SMALL,
                           "--recompute": st.sampled_from(["none", "selective", "full", "x"]),
                           "--group-size": NUMBERS, "--reserve-gib": NUMBERS, "--json": None, "--explain": None}),
+    "memory --mode finetune": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--batch": NUMBERS, "--seq": NUMBERS,
+                                          "--method": st.sampled_from(["full", "lora", "qlora", "dora", "x"]),
+                                          "--lora-rank": NUMBERS, "--lora-alpha": NUMBERS, "--lora-dropout": NUMBERS,
+                                          "--lora-targets": st.sampled_from(["q,v", "all", "experts", "", "zz"]),
+                                          "--optimizer": st.sampled_from(["adamw", "adamw8bit", "sgd", "x"]),
+                                          "--precision": st.sampled_from(["mixed", "bf16", "x"]),
+                                          "--quant": st.sampled_from(["nf4", "int8", "x"]), "--grad-accum": NUMBERS,
+                                          "--offload": st.sampled_from(["optimizer", "params", "none", "x"]),
+                                          "--fragmentation": NUMBERS, "--zero": SMALL, "--json": None}),
     "mfu": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--seq": NUMBERS, "--tokens": NUMBERS,
                        "--gpu-hours": NUMBERS, "--tokens-per-s": NUMBERS, "--step-time": NUMBERS,
                        "--global-batch": NUMBERS, "--dtype": DTYPES, "--causal": None, "--json": None}),
@@ -80,7 +89,7 @@ COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy |
 def command_lines(draw: st.DrawFn) -> list[str]:
     name = draw(st.sampled_from(sorted(COMMANDS)))
     positionals, options = COMMANDS[name]
-    argv = [name, *(draw(p) for p in positionals)]
+    argv = [*name.split(), *(draw(p) for p in positionals)]
     for flag in draw(st.lists(st.sampled_from(sorted(options)), max_size=5, unique=True)):
         strategy = options[flag]
         argv += [flag] if strategy is None else [flag, draw(strategy)]
