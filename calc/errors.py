@@ -12,3 +12,24 @@ class LLMCalcError(ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and other control characters (from a file name,
+    a model name, a YAML value) are shown escaped, so a message can never spill onto a second line
+    or send terminal escapes.
+
+    >>> one_line("no such file: a\\nb\\x1b[31m")
+    'no such file: a\\\\nb\\\\x1b[31m'
+    """
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if ch == "\t":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)

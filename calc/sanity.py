@@ -11,11 +11,17 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from calc.errors import LLMCalcError
+from calc.errors import LLMCalcError, one_line
 
 # Highest MFU published for a large run: ~0.55-0.6 (PaLM 540B 46.2%, arXiv 2204.02311 table 3;
 # MegaScale 55.2% at 175B, arXiv 2402.15627 table 2). Above this an observed rate is suspicious.
 SUSPICIOUS_MFU = 0.75
+# Below this an observed rate is more likely a unit slip (tokens/s per GPU vs per cluster, hours vs
+# seconds) than a real run: even small, badly tuned jobs reach several percent.
+TINY_MFU = 0.01
+# The largest published pre-training corpora are ~15-36T tokens (Llama 3: 15T, arXiv 2407.21783;
+# Qwen3: 36T); a thousand times that is no real run.
+SUSPICIOUS_TOKENS = 1e17
 # A calibration below this fraction of peak is a broken measurement (a CPU run, a unit slip).
 MIN_EFFICIENCY = 0.01
 # bench noise: a measured rate may exceed the datasheet peak by a few percent (boost clocks).
@@ -24,8 +30,7 @@ PEAK_SLACK = 1.05
 
 def warn(field: str, message: str) -> None:
     """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line."""
-    text = f"{field}: {message}".replace("\n", " ")
-    sys.stderr.write(f"llmcalc: warning: {text}\n")
+    sys.stderr.write(f"llmcalc: warning: {one_line(f'{field}: {message}')}\n")
 
 
 def check_mfu(mfu: float, field: str) -> list[str]:
@@ -39,11 +44,20 @@ def check_mfu(mfu: float, field: str) -> list[str]:
                                   "check the throughput, --num-gpus and --dtype")
     if mfu > SUSPICIOUS_MFU:
         return [f"{field}: implies MFU {mfu:.1%}, above any published large run (~55-60%); check the inputs"]
+    if mfu < TINY_MFU:
+        return [f"{field}: implies MFU {mfu:.2g}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
+    return []
+
+
+def check_tokens(tokens: float, field: str = "--tokens") -> list[str]:
+    """Warn when a training corpus is beyond any real run (SUSPICIOUS_TOKENS)."""
+    if tokens > SUSPICIOUS_TOKENS:
+        return [f"{field}: {tokens:.3g} tokens is over 1000x the largest published pre-training run (~15-36T)"]
     return []
 
 
 def check_efficiency(fraction: float, what: str, field: str = "--calibration") -> float:
-    """A measured fraction of peak (compute or bandwidth) must be physical: in (MIN_EFFICIENCY, PEAK_SLACK].
+    """A GPU's measured fraction of peak (compute or bandwidth) must be physical: in (MIN_EFFICIENCY, PEAK_SLACK].
 
     Slightly above 1 (boost clocks, bench noise) is read as 1.0.
     """

@@ -39,7 +39,8 @@ def test_every_gpu_uses_the_memory_the_device_reports() -> None:
     # nvidia-smi / rocm-smi totals from public logs (cited in each YAML): MI300X 205,822,885,888 B
     # = 196288 MiB, RTX 4090 24564 MiB, L4 23034 MiB, L40S 46068 MiB, H100 PCIe 81559 MiB.
     reported = {"mi300x": 196288, "rtx4090": 24564, "l4": 23034, "l40s": 46068, "h100-pcie": 81559,
-                "h100-sxm": 81559, "a100-80g": 81920, "h200": 143771, "b200": 183359, "h20": 97871}
+                "h100-sxm": 81559, "a100-80g": 81920, "h200": 143771, "b200": 183359, "h20": 97871,
+                "rtx3090": 24576, "t4": 15360, "a100-40g": 40960, "a800": 81920, "h800": 81559}
     for name, mib in reported.items():
         assert load_gpu(name).memory_bytes == mib * 2**20, name
     assert load_gpu("mi300x").memory_bytes == 205_822_885_888

@@ -28,7 +28,16 @@ app = typer.Typer(
 _state = {"debug": False}
 # Typer wraps an option parser's ValueError as "Invalid value for '--x': Value error, --x: ..."; our
 # messages already name the flag, so the wrapper is dropped.
-_VALUE_ERROR = re.compile(r"^Invalid value for '[^']*': Value error, (?=--)")
+_VALUE_ERROR = re.compile(r"^Invalid value for '(-[^']*)'(?: / '[^']*')*: (?:Value error, )?(.*)$", re.S)
+
+
+def _flag_first(message: str) -> str:
+    """Click's "Invalid value for '--x' / '-x': Value error, ..." as our "--x: ..." (once)."""
+    match = _VALUE_ERROR.match(message)
+    if not match:
+        return message
+    flag, rest = match.groups()
+    return rest if rest.startswith(f"{flag}:") else f"{flag}: {rest}"
 
 for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model.flops, memory.memory,
                  training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench,
@@ -60,7 +69,9 @@ def _root(
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"llmcalc: error: {message}\n")
+    from calc.errors import one_line
+
+    sys.stderr.write(f"llmcalc: error: {one_line(message)}\n")
     sys.exit(2)
 
 
@@ -103,7 +114,7 @@ def main() -> None:
             raise
         cause = _cause(exc)
         message = str(cause) if cause else exc.format_message().replace("\n", " ")
-        _fail(_VALUE_ERROR.sub("", message))
+        _fail(_flag_first(message))
     except (ValueError, OverflowError, ArithmeticError, RecursionError) as exc:
         if _state["debug"]:
             raise

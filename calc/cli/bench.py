@@ -35,7 +35,9 @@ def _progress(as_json: bool) -> Any:
     from rich.console import Console
     from rich.progress import Progress
 
-    return Progress(console=Console(stderr=True), transient=True, disable=as_json)
+    console = Console(stderr=True)
+    # Off when stderr is not a terminal: a transient bar there leaves a blank line before any error.
+    return Progress(console=console, transient=True, disable=as_json or not console.is_terminal)
 
 
 def bench(

@@ -203,9 +203,9 @@ def run_bench(
     repeats: int = 20, progress: Callable[[str, int], Any] | None = None,
 ) -> BenchResult:
     """GEMM sweep, device copy bandwidth and (with ``model``) fused vs separate QKV + MLP-in GEMMs."""
-    torch = import_torch()
-    if dtype not in TORCH_DTYPES:
+    if dtype not in TORCH_DTYPES:  # before importing torch: a bad option costs nothing
         raise LLMCalcError("--dtype", f"bench supports {', '.join(TORCH_DTYPES)}; got {dtype!r}")
+    torch = import_torch()
     info = device_info(torch)
     on_gpu, device, device_name, gpu_name, notes = info.is_gpu, info.device, info.device_name, info.gpu, list(info.notes)
     if not on_gpu:

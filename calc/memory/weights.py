@@ -31,6 +31,9 @@ def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
     if group_size:
         if group_size < 1:
             raise LLMCalcError("--group-size", f"must be >= 1, got {group_size}")
+        if dtype.lower() not in ("int4", "int8", "fp8"):
+            raise LLMCalcError("--group-size", f"quantisation groups apply to int4/int8/fp8 weights, not {dtype}; "
+                                               "drop it or give --dtype int4")
         total += 2 * math.ceil(params / group_size)
     return total
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.model.layers import LayerAttention, attention_layers
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
+from calc.sanity import check_context
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes
 
@@ -79,6 +80,7 @@ class FlopsResult(BaseModel):
     approx_6n: int
     attention_share_pct: float
     explain: list[str]
+    warnings: list[str] = []
 
 
 def forward_flops(
@@ -134,6 +136,7 @@ def forward_flops(
         approx_6n=6 * p.active_params,
         attention_share_pct=100 * attention / forward,
         explain=explain,
+        warnings=check_context(m, context, "--seq" if context == seq else "--context"),
     )
 
 

@@ -73,8 +73,9 @@ def _by_alias(cls: type[SpecT], key: str, folder: str) -> SpecT | None:
 
 
 def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> SpecT:
-    """Catalog name, then an existing file, then a catalog alias (HF ids such as
-    ``meta-llama/Llama-2-7b-hf`` contain "/" yet are aliases), then a path that is missing."""
+    """Catalog name, then an existing file (a downloaded HF model folder: its config.json), then a
+    catalog alias (HF ids such as ``meta-llama/Llama-2-7b-hf`` contain "/" yet are aliases), then a
+    path that is missing or unusable, which the loader names."""
     if not arg or not arg.strip():
         raise LLMCalcError(field, f"give a {kind} name; `llmcalc {kind}s` lists them")
     if len(arg) > MAX_NAME_CHARS:
@@ -84,7 +85,11 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
     if key in files:
         return _load_catalog_file(cls, files[key], field)
     if _exists(arg):
-        return _load_path(cls, Path(arg), field)
+        folder_config = Path(arg) / "config.json"
+        if not os.path.isdir(arg):
+            return _load_path(cls, Path(arg), field)
+        if cls is ModelSpec and folder_config.is_file():
+            return _load_path(cls, folder_config, field)
     spec = _by_alias(cls, key, folder) if key else None
     if spec is not None:
         return spec

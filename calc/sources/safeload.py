@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from calc.errors import LLMCalcError
 MAX_FILE_BYTES = 1_000_000  # a real spec or config.json is a few KB
 MAX_DEPTH = 32  # a real spec nests 2-3 levels (moe:, mla:, rope_scaling:)
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_NUMBER_CHARS = 100  # 1e300 is 6 characters; no real field needs 100 digits
+_NUMBER = re.compile(r"^[-+]?[0-9_.,eE+-]+$")
 
 
 def read_text(path: Path, field: str) -> str:
@@ -107,26 +110,44 @@ def parse_yaml(text: str, where: str, field: str) -> dict[str, Any]:
 
 
 def _check_events(events: Any, where: str, field: str) -> None:
+    """One pass over the parser's events: no anchors, aliases or tags; depth <= MAX_DEPTH; no number
+    too long to be a real value (named by its key, before Python's int() refuses it obscurely)."""
     import yaml
 
-    depth = 0
+    # One frame per open collection: [is_mapping, next scalar is a key, the current key, keys seen].
+    frames: list[list[Any]] = []
     for event in events:
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise LLMCalcError(field, f"{where}: YAML anchors/aliases are not allowed in spec files")
         if getattr(event, "tag", None):
             raise LLMCalcError(field, f"{where} is not valid safe YAML (tag {event.tag} is not allowed in spec files)")
         if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
+            key = frames[-1][2] if frames else None
+            frames.append([isinstance(event, yaml.MappingStartEvent), True, key, set()])
+            if len(frames) > MAX_DEPTH:
                 raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a spec is a flat mapping")
         elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+            frames.pop()
+            if frames and frames[-1][0]:
+                frames[-1][1] = True
+        elif isinstance(event, yaml.ScalarEvent) and frames:
+            top = frames[-1]
+            if top[0] and top[1]:
+                if event.value in top[3]:
+                    raise LLMCalcError(field, f"{where}: field '{event.value[:80]}' appears twice; keep one")
+                top[3].add(event.value)
+                top[2], top[1] = event.value[:80], False
+                continue
+            top[1] = True
+            if len(event.value) > MAX_NUMBER_CHARS and _NUMBER.match(event.value):
+                raise LLMCalcError(field, f"{where}: field '{top[2]}': a number of {len(event.value)} digits is "
+                                          "beyond any real model or device")
 
 
 def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
     """Parse JSON into a mapping, with a one-line error on any failure (NaN/Infinity literals refused)."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping") from None
     except json.JSONDecodeError as exc:
@@ -136,6 +157,15 @@ def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
     if _depth(data) > MAX_DEPTH:
         raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping")
     return _require_mapping(data, where, field)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"field '{twice[:80]}' appears twice; keep one")
+    return data
 
 
 def _refuse_constant(name: str) -> Any:

@@ -22,7 +22,7 @@ TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8"]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="after")
     @classmethod

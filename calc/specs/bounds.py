@@ -13,6 +13,7 @@ num_layers 126 (Llama-3.1-405B), hidden_size 18432 (Nemotron-4 340B), intermedia
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 # field name -> (low, high), inclusive. Integers and floats alike.
@@ -69,11 +70,15 @@ TEXT_LIMITS: dict[str, int] = {
     "description": 1000, "source": 1000, "peak_note": 1000,
 }
 MAX_ALIASES = 64
+# Mappings the formulas take a maximum or a lookup over: at least one entry.
+NON_EMPTY = {"datasheet_peak_tflops"}
 
 
 def check_bounds(value: Any, field: str) -> Any:
     """Return ``value`` if every number in it is finite and within LIMITS[field] and every text is
     short and printable; otherwise raise ValueError (pydantic reports it under the field's name)."""
+    if field in NON_EMPTY and not value:
+        raise ValueError("needs at least one entry, e.g. {bf16: 989.4}")
     if field in LIMITS:
         low, high = LIMITS[field]
         for number in value.values() if isinstance(value, dict) else [value]:
@@ -100,5 +105,5 @@ def _check_number(number: Any, low: float, high: float) -> None:
 def _check_text(text: str, limit: int) -> None:
     if len(text) > limit:
         raise ValueError(f"is {len(text)} characters long; at most {limit}")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ValueError("contains control characters (newline, tab, escape...); write plain text")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co") for ch in text):
+        raise ValueError("contains control characters (newline, tab, escape, bidi override...); write plain text")

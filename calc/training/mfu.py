@@ -15,7 +15,7 @@ from calc.hardware.calibration import Calibration, efficiency_for
 from calc.hardware.peaks import peak_tflops
 from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
-from calc.sanity import check_context, check_mfu
+from calc.sanity import check_context, check_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import TERA, check_fraction, check_positive
 
@@ -79,7 +79,8 @@ def mfu(
     mfu_attn = rate_per_gpu * per_token / peak
     source = ("--tokens-per-s" if tokens_per_s is not None and (tokens is None or gpu_hours is None)
               else "--step-time" if tokens is None or gpu_hours is None else "--gpu-hours")
-    warnings = check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
+    warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
+                + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
     measured = None
     if calibration is not None:
         eff = efficiency_for(gpu, dtype, calibration)
@@ -119,6 +120,7 @@ class TrainTimeResult(BaseModel):
     plan: str | None = None
     verdict: str
     explain: list[str]
+    warnings: list[str] = []
 
 
 def train_time(
@@ -152,7 +154,7 @@ def train_time(
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
-        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
+        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
         plan=plan.layout if plan is not None else None,
         verdict=f"{seconds / 86400:,.1f} days on {num_gpus} x {gpu.name} at "
         + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")

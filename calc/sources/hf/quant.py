@@ -18,7 +18,9 @@ def quantization(c: HFConfig) -> dict[str, Any]:
     if not isinstance(q, dict):
         return {}
     method = str(q.get("quant_method", "")).lower()
-    skip = list(q.get("modules_to_not_convert") or q.get("llm_int8_skip_modules") or q.get("ignored_layers") or [])
+    skip = q.get("modules_to_not_convert") or q.get("llm_int8_skip_modules") or q.get("ignored_layers") or []
+    if not isinstance(skip, list):
+        raise c.fail("quantization_config.modules_to_not_convert", f"must be a list of module names, got {skip!r}"[:200])
     spec: dict[str, Any] = {"modules_to_not_convert": skip}
     if method == "fp8":
         block = q.get("weight_block_size")
