@@ -25,4 +25,5 @@ def validation_error(exc: ValidationError, where: str, field: str) -> LLMCalcErr
     loc = ".".join(str(part) for part in err["loc"]) or "spec"
     message = err["msg"].removeprefix("Value error, ")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return LLMCalcError(field, f"{where}: field '{loc}': {message}{more}")
+    text = f"{where}: field '{loc}': {message}{more}"
+    return LLMCalcError(field, text.replace("\r", "\\r").replace("\n", "\\n"))  # a key may hold a newline: one line
