@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.conftest import run_cli
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DELETE = object()

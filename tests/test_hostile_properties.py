@@ -8,10 +8,9 @@ import json
 import os
 from pathlib import Path
 
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tests.conftest import run_cli
 
 NUMBERS = st.one_of(
     st.integers(-3, 9000).map(str),

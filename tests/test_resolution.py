@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from calc.sources.catalog import list_gpus, list_models, load_gpu, load_model
-from tests.conftest import run_cli
 
 MODEL_ALIASES = [(alias, m.name) for m in list_models() for alias in m.aliases]
 GPU_ALIASES = [(alias, g.name) for g in list_gpus() for alias in g.aliases]
