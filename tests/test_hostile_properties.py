@@ -130,7 +130,7 @@ def damaged_configs(draw: st.DrawFn) -> dict:
     data = json.loads(draw(st.sampled_from(FIXTURES)).read_text())
     for key in draw(st.lists(st.sampled_from(sorted(data)), min_size=1, max_size=3, unique=True)):
         data[key] = draw(JSONISH)
-    for nested in ("rope_scaling", "quantization_config", "text_config"):
+    for nested in ("rope_scaling", "quantization_config", "text_config", "vision_config"):
         if isinstance(data.get(nested), dict) and data[nested] and draw(st.booleans()):
             data[nested] = {**data[nested], draw(st.sampled_from(sorted(data[nested]))): draw(JSONISH)}
     return data
