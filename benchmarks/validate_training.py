@@ -7,7 +7,9 @@ Rows (benchmarks/data/training_megatron.json, each with its source): Narayanan e
 (GPT 1.7B-1T on 32-3,072 A100s, full recomputation; their FLOP/s include recomputation, so the
 prediction compared is HFU) and Korthikanti et al. 2022 Table 5 (22B-1T, selective recomputation +
 sequence parallelism, and the full-recomputation baseline; MFU). ONE set of default efficiencies
-for every row (calc.hardware.efficiency, calc.training.cost); no per-row tuning.
+for every row (calc.hardware.efficiency, calc.training.cost); no per-row tuning. Each row's memory per GPU
+(per-tensor activations, the recipe's dropout masks, ZeRO 0 as Megatron ran then) is checked against the
+A100 80GB it ran on: a published run the memory model refuses is reported as a miss.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from calc.sources.catalog import load_gpu, load_system  # noqa: E402
 from calc.sources.hf import model_from_hf_config  # noqa: E402
 from calc.training.cost import Efficiencies, ModelCost  # noqa: E402
 from calc.training.layout import Layout, check_training_layout  # noqa: E402
-from calc.training.step import step_terms  # noqa: E402
+from calc.training.step import memory_per_gpu, step_terms  # noqa: E402
+from calc.units import GIB  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "training_megatron.json"
 PEAK_TFLOPS = 312.0  # A100 dense fp16/bf16, the peak both papers divide by
@@ -47,13 +50,14 @@ def paper_flops(row: dict) -> float:
     return 72 * B * s * L * H**2 * (1 + s / (6 * H) + V / (12 * H * L))
 
 
-def predict(row: dict, system_name: str, flash: bool) -> dict:
+def predict(row: dict, system_name: str, flash: bool, dropout: float = 0.0) -> dict:
     gpu = load_gpu("a100-80g")
-    cost = ModelCost(gpt_model(row), gpu, load_system(system_name), row["seq"], "bf16", Efficiencies(flash=flash))
+    cost = ModelCost(gpt_model(row), gpu, load_system(system_name), row["seq"], "bf16", Efficiencies(flash=flash, dropout=dropout))
     layout = Layout(tp=row["tp"], pp=row["pp"], dp=row["dp"], cp=row["cp"], vpp=row["vpp"], sp=row["sp"],
                     micro_batch=row["micro_batch"], recompute=row["recompute"])
     micro = check_training_layout(cost.m, layout, row["num_gpus"], row["global_batch"], row["seq"])
     terms = step_terms(cost, layout, row["global_batch"], micro)
+    memory = sum(memory_per_gpu(cost, layout, micro).values())
     denominator = row["num_gpus"] * PEAK_TFLOPS * 1e12
     predicted = paper_flops(row) / (terms.step_time_s * denominator)
     measured = row["measured"]
@@ -62,12 +66,13 @@ def predict(row: dict, system_name: str, flash: bool) -> dict:
     return {"id": row["id"], "paper": row["paper"], "metric": row["metric"], "measured": measured, "predicted": predicted,
             "error": (predicted - measured) / measured, "step_time_s": terms.step_time_s,
             "measured_step_time_s": row.get("measured_step_time_s"), "layout": layout.label(), "source": row["source"],
-            "setting": f"{row['num_gpus']} x A100, global batch {row['global_batch']} x {row['seq']}"}
+            "setting": f"{row['num_gpus']} x A100, global batch {row['global_batch']} x {row['seq']}",
+            "memory_gib": memory / GIB, "fits": memory <= gpu.memory_bytes}
 
 
 def validate() -> list[dict]:
     data = json.loads(DATA.read_text(encoding="utf-8"))
-    return [predict(row, data["system"], data["flash_attention"]) for row in data["rows"]]
+    return [predict(row, data["system"], data["flash_attention"], data["dropout"]) for row in data["rows"]]
 
 
 def held_out() -> list[dict]:
@@ -90,16 +95,20 @@ def held_out() -> list[dict]:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| row | setting | layout | metric | measured | predicted | error | step time (measured / predicted) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| row | setting | layout | metric | measured | predicted | error | step time (measured / predicted) | GiB per GPU (of 80) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         measured_t = f"{r['measured_step_time_s']:.2f}" if r["measured_step_time_s"] else "-"
+        memory = f"{r['memory_gib']:.1f}" + ("" if r["fits"] else " (refused)")
         lines.append(f"| {r['id']} | {r['setting']} | {r['layout']} | {r['metric'].upper()} | {r['measured']:.1%} | {r['predicted']:.1%} | "
-                     f"{r['error']:+.1%} | {measured_t} / {r['step_time_s']:.2f} s |")
+                     f"{r['error']:+.1%} | {measured_t} / {r['step_time_s']:.2f} s | {memory} |")
     errors = [abs(r["error"]) for r in results]
     lines.append("")
     lines.append(f"Mean absolute error {sum(errors) / len(errors):.1%} over {len(errors)} rows; worst {max(errors):.1%}. "
                  "Error = (predicted - measured) / measured.")
+    refused = [r["id"] for r in results if not r["fits"]]
+    lines.append(f"Memory: {len(results) - len(refused)} of {len(results)} published layouts fit on the A100 80GB"
+                 + (f"; refused: {', '.join(refused)}" if refused else "") + ".")
     return "\n".join(lines)
 
 

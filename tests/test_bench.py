@@ -51,6 +51,7 @@ def test_missing_torch_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None
     (("bench", "--seq", "128"), "--seq"),
     (("bench", "--fused"), "--fused"),
     (("bench", "llama2-7b", "--sizes", "1024"), "--sizes"),
+    (("bench", "--sizes", "small"), "--sizes"),
     (("bench", "llama2-7b", "--batch-tokens", "128"), "--batch-tokens"),
     (("validate", "mixtral-8x7b"), "MODEL"),  # MoE blocks are not built
 ])
@@ -104,7 +105,8 @@ def test_bench_llama2_7b_small_writes_a_calibration_latency_reads(cli, tmp_path:
         rate = o["flops"] / peak_flops if o["kind"] != "memory" else o["bytes"] / peak_bytes
         assert o["efficiency"] == pytest.approx(min(rate / t, 1.5))
         assert o["roofline_s"] == pytest.approx(max(o["flops"] / peak_flops, o["bytes"] / peak_bytes), rel=1e-6)
-    # a decode GEMM: one row, fp32: 2*4096^2 FLOPs / 4*(4096 + 4096^2 + 4096) bytes = 0.49976 FLOPs/byte
+    # a decode GEMM (one row, fp32: 2*4096^2 FLOPs / 4*(4096 + 4096^2 + 4096) bytes = 0.49976 FLOPs/byte): below the
+    # ridge its roofline is the memory time, so of-roofline / of-peak = max(1, ridge / intensity)
     q1 = next(o for o in out["ops"] if o["label"] == "attention.q_proj" and o["phase"] == "decode" and o["tokens"] == 1)
     assert q1["bytes"] == 4 * (4096 + 4096 * 4096 + 4096)
     ridge, intensity = peak_flops / peak_bytes, q1["flops"] / q1["bytes"]
@@ -113,6 +115,9 @@ def test_bench_llama2_7b_small_writes_a_calibration_latency_reads(cli, tmp_path:
     # host can measure a ridge under 1 FLOP/byte, and then the op is compute-bound (of-roofline = of-peak)
     factor = ridge / intensity if intensity < ridge else 1.0
     assert q1["roofline_efficiency"] == pytest.approx(min(q1["efficiency"] * factor, 1.5))
+    # on a CPU the FLOP peak is the best rate measured, so no GEMM or attention op is above it; small memory ops
+    # run from cache and may beat the DRAM copy (their efficiency is capped at 1.5), the copy itself may not
+    assert all(o["efficiency"] <= 1 + 1e-9 for o in out["ops"] if o["kind"] != "memory" or o["label"] == "copy")
     saved = yaml.safe_load(path.read_text())
     assert saved["model"] == "llama2-7b" and saved["gpu"] == "cpu" and saved["torch_version"].startswith("2.")
     assert set(saved["ops"]) == {"gemm", "attention", "memory"}
@@ -184,7 +189,26 @@ def test_gpu_bf16_reaches_70_percent_of_peak() -> None:
 
 
 @gpu_only
-def test_gpu_validate_llama_within_50_percent(cli) -> None:
+def test_gpu_validate_llama_within_a_factor_of_two(cli) -> None:
     r = cli("validate", "llama2-7b", "--json")
     assert r.code == 0, r.err
-    assert all(abs(p["error"]) < 0.5 for p in r.json()["phases"])
+    out = r.json()
+    assert out["device"] == "GPU" and out["dtype"] == "bf16" and out["layers"] == 4
+    assert all(abs(p["error"]) < 1.0 for p in out["phases"])
+
+
+def test_collectives_path_runs_over_two_gloo_processes() -> None:
+    """The NCCL timing code, on two CPU processes with gloo: every kind and size, and busBW / link."""
+    from calc.hardware.bench_collectives import collective_points, time_collectives
+    from calc.hardware.calibration import Calibration, Roofline
+    from calc.hardware.efficiency import collective_efficiency
+
+    timings = time_collectives(2, [4096, 65536], backend="gloo", repeats=3)
+    assert [(k, b) for k, b, _ in timings] == [(k, b) for k in ("allreduce", "allgather", "alltoall") for b in (4096, 65536)]
+    points = collective_points(timings, 2, link_gb_s=10.0)
+    t = timings[0][2]
+    # all-reduce of 4096 B over 2 ranks: busBW = 4096 / t x 2(2-1)/2 = 4096 / t
+    assert points["allreduce"][0].efficiency == pytest.approx(min(4096 / t / 10e9, 1.5))
+    cal = Calibration(gpu="cpu", device_name="CPU", is_gpu=False, dtype="fp32", date="d",
+                      roofline=Roofline(peak_tflops=1, peak_gb_s=1, source="s"), ops=points)
+    assert collective_efficiency(cal, "allreduce", 65536) == pytest.approx(points["allreduce"][1].efficiency)

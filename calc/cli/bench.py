@@ -62,6 +62,7 @@ def bench(
     """Measure this machine: with MODEL, each op of a layer at real shapes (writes a calibration with
     --save); without, square GEMM TFLOPS and copy bandwidth."""
     from calc.cli.common import output_path
+    from calc.errors import LLMCalcError
 
     name = alias(model, old_model, "MODEL", "--model")
     save_path = output_path(save, "--save", (".yaml", ".yml"))
@@ -76,6 +77,9 @@ def bench(
     from calc.hardware.bench import calibration_from, run_bench
     from calc.report.render import bench_view, emit
 
+    if sizes in ("small", "full"):
+        raise LLMCalcError("--sizes", f"{sizes} picks the token counts of `bench MODEL` (without --fused); "
+                                      "here give square sizes like 1024,4096")
     size_list = _int_list(sizes, "--sizes") if sizes else None
     with _progress(as_json) as bar:
         task = bar.add_task("bench", total=None)

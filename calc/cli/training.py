@@ -180,6 +180,13 @@ class Attention(StrEnum):
     unfused = "unfused"
 
 
+class Activations(StrEnum):
+    per_tensor = "per-tensor"
+    textbook = "textbook"
+
+
+ActivationsModelOpt = Annotated[Activations, typer.Option(
+    "--activations", help="activation memory: per-tensor (the tensors kept, per architecture) or textbook (Korthikanti 2022)")]
 AttentionOpt = Annotated[Attention, typer.Option(
     "--attention", help="attention kernel: flash (fused, causal half) or unfused (full s x s scores, Megatron 2021-22)")]
 CollectiveEffOpt = Annotated[float | None, typer.Option(
@@ -212,7 +219,8 @@ def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
 
 def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
-          capacity_factor: float | None, gemm_plateau: float | None = None) -> Any:
+          capacity_factor: float | None, gemm_plateau: float | None = None,
+          activations: Activations = Activations.per_tensor) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -236,7 +244,7 @@ def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibr
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
                                    "gemm_plateau": gemm_plateau}.items() if v is not None}
-    eff = replace(Efficiencies(flash=attention == Attention.flash), **overrides)
+    eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
     return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None)
@@ -266,6 +274,7 @@ def train_step(
     ep_overlap: EpOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
+    activations: ActivationsModelOpt = Activations.per_tensor,
     measured_step_time: Annotated[float | None, typer.Option(
         "--measured-step-time", parser=human_float("--measured-step-time"),
         help="a step time you measured for this plan: prints the error and the GEMM plateau that reproduces it")] = None,
@@ -295,7 +304,7 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau)
+                 ep_overlap, capacity_factor, gemm_plateau, activations)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
     result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
@@ -331,6 +340,7 @@ def train_plan(
     ep_overlap: EpOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
+    activations: ActivationsModelOpt = Activations.per_tensor,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
     plot: PlotOpt = None,
@@ -352,7 +362,7 @@ def train_plan(
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau)
+                 ep_overlap, capacity_factor, gemm_plateau, activations)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))

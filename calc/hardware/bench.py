@@ -56,6 +56,21 @@ def import_torch() -> Any:
 
 
 @contextlib.contextmanager
+def one_cpu_thread(torch: Any, on_gpu: bool) -> Iterator[None]:
+    """CPU runs time on one thread: on shared or virtual CI machines the intra-op thread pool's
+    wake-ups cost milliseconds per small op and swamp what is measured. GPU runs are untouched."""
+    if on_gpu:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def memory_guard(flag: str, advice: str) -> Iterator[None]:
     """Running out of device (or host) memory while measuring is one line naming ``flag``, not a traceback."""
     try:

@@ -17,13 +17,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, time_fn
+from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, one_cpu_thread, time_fn
 from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point, roofline_seconds
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
 
 GPU_COPY_ELEMENTS = 2**29  # 1 GiB of bf16: far beyond L2, so HBM streams
-CPU_COPY_ELEMENTS = 2**23  # 32 MiB of fp32
+CPU_COPY_ELEMENTS = 2**25  # 128 MiB of fp32: beyond a server CPU's last-level cache
 CPU_DTYPE = "fp32"  # CPUs run bf16 matmuls far below their fp32 rate; validate uses fp32 on CPU too
 
 
@@ -128,7 +128,7 @@ def _probe_cpu_roofline(torch: Any, repeats: int) -> tuple[float, float]:
         a, b = torch.rand(size, size), torch.rand(size, size)
         t = time_fn(torch, False, lambda a=a, b=b: a @ b, warmup=2, repeats=repeats)
         best = max(best, 2 * size**3 / t.min_s / 1e12)
-    src = torch.ones(2**25, dtype=torch.uint8)
+    src = torch.ones(2**27, dtype=torch.uint8)  # 128 MiB, as the copy op
     dst = torch.zeros_like(src)
     t = time_fn(torch, False, lambda: dst.copy_(src), warmup=2, repeats=repeats)
     return best, 2 * src.numel() / t.min_s / 1e9
@@ -137,8 +137,35 @@ def _probe_cpu_roofline(torch: Any, repeats: int) -> tuple[float, float]:
 def cpu_roofline(repeats: int = 5) -> Roofline:
     """This CPU's measured roofline (used by `validate` on a CPU without a calibration)."""
     torch = import_torch()
-    tflops, gb_s = _probe_cpu_roofline(torch, repeats)
+    with one_cpu_thread(torch, False):
+        tflops, gb_s = _probe_cpu_roofline(torch, repeats)
     return Roofline(peak_tflops=tflops, peak_gb_s=gb_s, source="measured on this CPU: best fp32 GEMM (256-1024 cube) and copy")
+
+
+def _collectives(info: Any, m: ModelSpec, plan: SizePlan, tp: int, points: dict, results: list) -> list[str]:
+    """NCCL all-reduce / all-gather / all-to-all at the plan's TP message sizes (tokens x H x 2 bytes),
+    over the TP group (all GPUs when --tp 1); skipped with a note on one GPU or a CPU."""
+    if info.gpu_count < 2:
+        return [f"collectives skipped: {'1 GPU' if info.is_gpu else 'no GPU'} visible; all-reduce/all-gather/all-to-all need > 1"]
+    from calc.hardware.bench_collectives import BUS_FACTOR, collective_points, time_collectives
+    from calc.sources.catalog import load_gpu
+
+    link = load_gpu(info.gpu).interconnect_gb_s / 2
+    if link <= 0:
+        return [f"collectives skipped: {info.gpu} has no GPU-GPU link in its spec to compare with"]
+    world = min(tp if tp > 1 else info.gpu_count, info.gpu_count)
+    sizes = sorted({t * m.hidden_size * 2 for t in (*plan.prefill_tokens, *plan.decode_batches)})
+    timings = time_collectives(world, sizes, "nccl", plan.repeats)
+    for kind, group in collective_points(timings, world, link).items():
+        points[kind] = group
+        for p in group:
+            assert p.measured_s is not None
+            results.append(OpTiming(kind=kind, label=p.label, phase="any", tokens=0, shape=f"{p.size:,.0f} B", flops=0.0,
+                                    bytes=p.size, timing=Timing(median_s=p.measured_s, min_s=p.measured_s, max_s=p.measured_s,
+                                                                repeats=plan.repeats),
+                                    roofline_s=p.size * BUS_FACTOR[kind](world) / (link * 1e9), efficiency=p.efficiency,
+                                    roofline_efficiency=p.efficiency))
+    return [f"collectives over {world} GPUs at the TP message sizes; efficiency = busBW / {link:g} GB/s per direction"]
 
 
 def run_model_bench(
@@ -151,19 +178,23 @@ def run_model_bench(
     notes = list(info.notes)
     if not info.is_gpu:
         if dtype != CPU_DTYPE:
-            notes.append(f"CPU run: ops timed in {CPU_DTYPE}, not {dtype} (CPUs have no fast {dtype} matmul)")
+            notes.append(f"CPU run: ops timed in {CPU_DTYPE}, not {dtype} (CPUs have no fast {dtype} matmul), on one thread")
         dtype = CPU_DTYPE
     elif info.gpu is None:
         raise LLMCalcError("bench", f"'{info.device_name}' is not in the GPU catalog: add a GPU YAML so efficiencies have a peak")
     if dtype not in TORCH_DTYPES or dtype == "fp8":
-        raise LLMCalcError("--dtype", f"bench --model times bf16, fp16, tf32 or fp32 ops; got {dtype!r}")
+        raise LLMCalcError("--dtype", f"bench MODEL times bf16, fp16, tf32 or fp32 ops; got {dtype!r}")
+    if info.is_gpu:
+        # fp32 weights run TF32 matmuls, as the time models assume (calc.units.COMPUTE_DTYPE)
+        torch.backends.cuda.matmul.allow_tf32 = dtype in ("tf32", "fp32")
     ops = [*model_ops(m, plan, tp), copy_op(GPU_COPY_ELEMENTS if info.is_gpu else CPU_COPY_ELEMENTS)]
     elem = 4 if dtype in ("fp32", "tf32") else 2
     repeats = repeats or plan.repeats
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     weights: dict = {}
     timed = []
-    with memory_guard("--sizes", "measure fewer tokens (--seq, --batch, --sizes small) or a larger --tp"):
+    with memory_guard("--sizes", "measure fewer tokens (--seq, --batch, --sizes small) or a larger --tp"), \
+            one_cpu_thread(torch, info.is_gpu):
         for op in ops:
             if progress:
                 progress(f"{op.phase} {op.tokens}: {op.label}")
@@ -178,13 +209,13 @@ def run_model_bench(
         roofline = Roofline(peak_tflops=peak_tflops(spec, dtype), peak_gb_s=spec.hbm_tb_s * 1000,
                             source=f"{spec.name} datasheet: {peak_tflops(spec, dtype):g} TFLOPS {dtype}, {spec.hbm_tb_s:g} TB/s")
     else:
-        tflops, gb_s = _probe_cpu_roofline(torch, 5)
-        best_gemm = max(op.flops / t.median_s / 1e12 for op, t in timed if op.kind == "gemm")
-        # Small memory-bound ops can run from cache faster than the big copy streams DRAM: the CPU's
-        # "peak" is the best rate measured of each kind, so no CPU point lands above 100% of it.
-        best_bytes = max((op.elements_moved * elem / t.median_s / 1e9 for op, t in timed if op.kind == "memory"), default=0)
-        roofline = Roofline(peak_tflops=max(tflops, best_gemm), peak_gb_s=max(gb_s, best_bytes),
-                            source="measured on this CPU (no published peak): best fp32 GEMM rate and copy bandwidth")
+        with one_cpu_thread(torch, False):
+            tflops, gb_s = _probe_cpu_roofline(torch, 5)
+        best_gemm = max(op.flops / t.median_s / 1e12 for op, t in timed if op.kind != "memory")
+        # bandwidth from the two DRAM-sized copies only: small norms/activations run from cache, above it
+        copy = max(op.elements_moved * elem / t.median_s / 1e9 for op, t in timed if op.norm == "copy")
+        roofline = Roofline(peak_tflops=max(tflops, best_gemm), peak_gb_s=max(gb_s, copy),
+                            source="measured on this CPU (no published peak): best fp32 FLOP rate, best 128 MiB copy")
     results, points = [], {}
     for op, t in timed:
         nbytes = op.elements_moved * elem
@@ -195,10 +226,7 @@ def run_model_bench(
                                 flops=op.flops, bytes=nbytes, timing=t, roofline_s=roof,
                                 efficiency=p.efficiency, roofline_efficiency=p.roofline_efficiency))
         points.setdefault(op.kind, []).append(p)
-    if info.gpu_count > 1:
-        notes.append(f"{info.gpu_count} GPUs visible: NCCL collectives are not measured by this version (defaults apply)")
-    else:
-        notes.append(f"collectives skipped: {'1 GPU' if info.is_gpu else 'no GPU'} visible; all-reduce/all-gather/all-to-all need > 1")
+    notes += _collectives(info, m, plan, tp, points, results)
     calibration = Calibration(
         gpu=info.gpu or CPU_DEVICE, device_name=info.device_name, is_gpu=info.is_gpu, dtype=dtype,
         date=_dt.date.today().isoformat(), torch_version=torch.__version__, cuda_version=torch.version.cuda,

@@ -201,6 +201,6 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else check(copy, "largest memory-op bandwidth")
     return Efficiency(
         compute=compute, memory=memory,
-        source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): "
-        f"{compute:.0%} of peak FLOPs (largest GEMM), {memory:.0%} of peak bandwidth (largest memory op)",
+        source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): GEMM efficiency "
+        f"interpolated by shape ({compute:.0%} of peak FLOPs at the largest GEMM), {memory:.0%} of peak bandwidth",
     )

@@ -2,10 +2,10 @@
 
 Each run is one measured time with its settings: a TTFT (prefill), a TPOT (decode step) or a
 training step time. At efficiencies 1 the time models give, per run i, a compute time C_i
-(FLOPs / (GPUs x peak)), a memory time M_i (bytes / (GPUs x bandwidth)) and a communication time
-K_i; the prediction with efficiencies (e_c, e_m) is the roofline
+(FLOPs / (GPUs x peak)), a memory time M_i (bytes / (GPUs x bandwidth)) and a fixed time K_i that
+no efficiency scales (communication, per-step overhead); with efficiencies (e_c, e_m) the roofline
 
-    t_i = max(C_i / e_c, M_i / e_m) + K_i          (Williams et al. 2009; calc.serving.latency)
+    t_i = max(C_i / e_c, M_i / e_m) + K_i          (Williams et al. 2009; calc.serving.step)
 
 Least squares on the relative residual r_i = (t_i - T_i) / T_i, with x = 1/e: for the runs whose
 larger term is compute, minimising sum(((C_i x + K_i - T_i) / T_i)^2) gives
@@ -13,6 +13,8 @@ x_c = sum(a_i b_i) / sum(a_i^2) with a_i = C_i/T_i, b_i = (T_i - K_i)/T_i (the s
 Which term is larger depends on x, so the fit alternates: classify with the current x, solve, repeat
 until the classification stops changing (a few rounds; Lloyd-style alternation).
 A training step (no memory term in today's model) is C_i = 3 x forward FLOPs / (GPUs x peak).
+The fitted e_c is flat in shape (the serving model's small-batch fall-off is not applied on top), and
+`--save` writes it as a flat calibration, with which `latency` answers exactly max(C/e_c, M/e_m) + K.
 """
 
 from __future__ import annotations
@@ -72,11 +74,13 @@ class Run(BaseModel):
 
 
 class Terms(BaseModel):
-    """A run's time at efficiency 1: compute C, memory M, communication K (seconds)."""
+    """A run's time at efficiency 1: compute C, memory M, fixed K (communication + overhead), seconds;
+    and the time model's own answer with its default efficiencies."""
 
     compute_s: float
     memory_s: float
-    comm_s: float
+    fixed_s: float
+    default_s: float
 
 
 class RunFit(BaseModel):
@@ -136,7 +140,7 @@ def read_runs(path: str) -> list[Run]:
     return runs
 
 
-ServingTerms = Callable[..., tuple[float, float, float]]
+ServingTerms = Callable[..., tuple[float, float, float, float]]
 
 
 def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms) -> Terms:
@@ -149,21 +153,22 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
 
         assert run.seq is not None
         step = forward_flops(m, run.batch, run.seq).training_flops
-        return Terms(compute_s=step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12), memory_s=0.0, comm_s=0.0)
+        compute = step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12)
+        return Terms(compute_s=compute, memory_s=0.0, fixed_s=0.0, default_s=compute / DEFAULT_COMPUTE_EFFICIENCY)
     assert run.prompt is not None
-    compute, memory, comm = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
+    compute, memory, fixed, default = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
                                           batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
-    return Terms(compute_s=compute, memory_s=memory, comm_s=comm)
+    return Terms(compute_s=compute, memory_s=memory, fixed_s=fixed, default_s=default)
 
 
 def _predict(t: Terms, x_c: float, x_m: float) -> float:
-    return max(t.compute_s * x_c, t.memory_s * x_m) + t.comm_s
+    return max(t.compute_s * x_c, t.memory_s * x_m) + t.fixed_s
 
 
 def _solve(pairs: list[tuple[Terms, float]], attr: str, default: float) -> float:
     """x minimising sum(((A_i x + K_i - T_i)/T_i)^2): x = sum(a b) / sum(a^2)."""
     a = [getattr(t, attr) / measured for t, measured in pairs]
-    b = [(measured - t.comm_s) / measured for t, measured in pairs]
+    b = [(measured - t.fixed_s) / measured for t, measured in pairs]
     den = sum(v * v for v in a)
     return sum(p * q for p, q in zip(a, b, strict=True)) / den if den > 0 else default
 
@@ -181,7 +186,7 @@ def fit_efficiencies(terms: list[Terms], measured: list[float]) -> tuple[float, 
         x_c = _solve([p for p, b in zip(pairs, bounds, strict=True) if b == "compute"], "compute_s", x_c)
         x_m = _solve([p for p, b in zip(pairs, bounds, strict=True) if b == "memory"], "memory_s", x_m)
         if x_c <= 0 or x_m <= 0:
-            raise LLMCalcError("--from-runs", "the runs are faster than the communication time alone; check the settings")
+            raise LLMCalcError("--from-runs", "the runs are faster than their communication and overhead alone; check the settings")
     return 1 / x_c, 1 / x_m, bounds, MAX_ROUNDS
 
 
@@ -202,16 +207,15 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
     terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
     measured = [r.measured_s for r in runs]
     e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured)
-    x_c0, x_m0 = 1 / DEFAULT_COMPUTE_EFFICIENCY, 1 / DEFAULT_MEMORY_EFFICIENCY
     fits = []
     for i, (run, t, bound) in enumerate(zip(runs, terms, bounds, strict=True), 1):
-        default, fitted = _predict(t, x_c0, x_m0), _predict(t, 1 / e_c, 1 / e_m)
+        default, fitted = t.default_s, _predict(t, 1 / e_c, 1 / e_m)
         fits.append(RunFit(row=i, model=run.model, measure=run.measure, measured_s=run.measured_s,
                            predicted_default_s=default, predicted_fitted_s=fitted,
                            residual=(fitted - run.measured_s) / run.measured_s,
                            default_residual=(default - run.measured_s) / run.measured_s, bound=bound))
     n_c, n_m = bounds.count("compute"), bounds.count("memory")
-    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication ({gpu.name}, {runs[0].dtype})"]
+    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead ({gpu.name}, {runs[0].dtype})"]
     if not n_c:
         assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {DEFAULT_COMPUTE_EFFICIENCY:.0%}")
     if not n_m:

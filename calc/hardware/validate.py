@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, time_fn
+from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, one_cpu_thread, time_fn
 from calc.hardware.calibration import Calibration, check_device
 from calc.specs import GPUSpec, ModelSpec
 
@@ -204,11 +204,11 @@ def run_validate(
             raise LLMCalcError("--gpu", f"no GPU was found: validate measures this machine's CPU, not a {gpu.name}; "
                                         "omit --gpu (CPU figures) or run on that GPU")
         device_spec, dtype = gpu, "fp32"
-        notes.append("CPU figures: the model is cut to a few layers and run in fp32 on this CPU")
+        notes.append("CPU figures: the model is cut to a few layers and run in fp32 on one thread of this CPU")
     layers = min(layers or (GPU_LAYERS if info.is_gpu else CPU_LAYERS), m.num_layers)
-    prompt = prompt or (2048 if info.is_gpu else 128)
-    repeats = repeats or (10 if info.is_gpu else 3)
     window = getattr(m, "context_window", None) or m.max_position_embeddings
+    prompt = prompt or min(2048 if info.is_gpu else 128, window - 1)
+    repeats = repeats or (10 if info.is_gpu else 3)
     if prompt + 1 > window:
         raise LLMCalcError("--prompt", f"{prompt:,} prompt tokens + 1 decoded exceed {m.name}'s context window of {window:,}")
     cut = cut_model(m, layers)
@@ -233,7 +233,7 @@ def run_validate(
         cache = [[w.rand(batch, cut.kv_heads, prompt + 1, d), w.rand(batch, cut.kv_heads, prompt + 1, d)] for _ in range(layers)]
         ids = torch.randint(0, cut.vocab_size, (batch, prompt), device=info.device)
         step = torch.randint(0, cut.vocab_size, (batch, 1), device=info.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), one_cpu_thread(torch, info.is_gpu):
             t_prefill = time_fn(torch, info.is_gpu, lambda: forward(w, ids, 0, cache), warmup=1, repeats=repeats)
             t_decode = time_fn(torch, info.is_gpu, lambda: forward(w, step, prompt, cache), warmup=2, repeats=repeats * 3)
     pre, dec, default_source = predict(cut, device_spec, batch, prompt, dtype, None)

@@ -1,10 +1,12 @@
 """Training memory: states by recipe sharded by ZeRO (Rajbhandari et al. 2020, arXiv 1910.02054)
-plus activations per GPU on the first pipeline stage: per architecture, tensor by tensor (calc.memory.activations:
+plus activations per GPU on the fullest pipeline stage: per architecture, tensor by tensor (calc.memory.activations:
 the tensors autograd keeps, logits and the fp32 loss), with the textbook Korthikanti et al. 2022 figure beside it."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import LayerSetup, Recompute, korthikanti_layer_bytes, lm_head_buffers, stage_activations
@@ -32,7 +34,7 @@ def training_memory(
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
     reserve_gib: float = DEFAULT_RESERVE_GIB, activations_model: str = "per-tensor",
 ) -> MemoryResult:
-    """Training memory per GPU on the first pipeline stage (the fullest under 1F1B).
+    """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
     ``activations_model``: "per-tensor" (default) counts the tensors a SwiGLU/GQA/RMSNorm block really keeps
     (fused norm kernels, FlashAttention or eager scores, every matmul input since all weights train), the
@@ -40,9 +42,8 @@ def training_memory(
     Korthikanti et al.'s GPT-3 formula below, shown in --explain either way.
 
     states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
-    stage 2 also g, stage 3 also w. Activations = L/p layers x p in-flight microbatches x
-    per-layer bytes (Korthikanti), + embedding dropout mask s*b*h*p (/t with SP) + output layer
-    4*s*b*h*(1 + v/h)/t when p = 1 (Korthikanti section 4.3). CP splits s.
+    stage 2 also g, stage 3 also w. Activations: ``training_bytes_per_gpu`` (p micro-batches in flight on
+    the first stage; CP splits s), the same arithmetic train-step and train-plan use.
     """
     plan = check_layout(m, plan or Parallelism())
     if recipe not in RECIPES:
@@ -58,40 +59,25 @@ def training_memory(
     w, g, o = RECIPES[recipe]
     reserve = int(reserve_gib * GIB)
 
-    def per_gpu_for(layout: Parallelism) -> dict[str, int]:
-        states = training_bytes_per_gpu(
+    if activations_model not in ACTIVATION_MODELS:
+        raise LLMCalcError("--activations", f"use per-tensor or textbook, got {activations_model!r}")
+    s_local, in_flight = seq // plan.cp, plan.pp
+    cache: dict = {}
+
+    def per_gpu_for(layout: Parallelism, model: str = activations_model) -> dict[str, int]:
+        # DP does not change activations: the per-tensor figure (or the textbook one) for this TP x PP x CP.
+        return training_bytes_per_gpu(
             m, params=params, tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sp=layout.sequence_parallel,
             recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq, recompute=recompute, flash=flash,
-            reserve_bytes=reserve,
+            reserve_bytes=reserve, activations_model=model, cache=cache,
         )
-        # DP does not change activations: the per-tensor figure (or the textbook one) for this TP x PP x CP.
-        return {**states, "activations": activations}
 
-    s_local = seq // plan.cp
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
                                     plan.sequence_parallel, recompute, flash)
-    in_flight = plan.pp
-    sp_div = plan.tp if plan.sequence_parallel else 1
-    embed = s_local * micro_batch * m.hidden_size * in_flight / sp_div
-    output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / plan.tp if plan.pp == 1 else 0
-    blocks = layers_per_stage(m, plan.pp) * in_flight * layer
-    textbook = math.ceil(blocks + embed + output)
-    if activations_model not in ("per-tensor", "textbook"):
-        raise LLMCalcError("--activations", f"use per-tensor or textbook, got {activations_model!r}")
-    per_tensor_lines: list[str] = []
-    activations = textbook
-    if activations_model == "per-tensor":
-        setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=plan.tp, sp=plan.sequence_parallel)
-        stage = stage_activations(m, micro_batch, s_local, setup, recompute, layers_per_stage(m, plan.pp), in_flight)
-        head = lm_head_buffers(m, micro_batch, s_local, "fp32", 1, 2, True, plan.tp) if plan.pp == 1 else []
-        head_saved = sum(b.bytes for b in head[:-1])
-        logits = head[-1].bytes if head else 0
-        activations = stage.saved + head_saved + max(logits, stage.backward_workspace)
-        per_tensor_lines = [
-            f"per-tensor activations = {stage.formula} = {stage.saved:,} B + head inputs {head_saved:,} B + max(logits/loss "
-            f"{logits:,}, backward workspace {stage.backward_workspace:,}) = {activations:,} B",
-            *[f"  {b.name}: {b.formula}" for b in stage.layer],
-        ]
+    textbook = per_gpu_for(plan, "textbook")["activations"]
+    per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
+    activations = per_tensor if activations_model == "per-tensor" else textbook
+    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, cache, per_tensor)
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     n = plan.num_gpus
@@ -129,7 +115,8 @@ def training_memory(
             f"per layer activations (s={s_local}, b={micro_batch}, h={m.hidden_size}, a={m.num_heads}, "
             f"t={plan.tp}) = {layer:,.0f} B",
             f"textbook (Korthikanti) stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight} microbatches x "
-            f"{layer:,.0f} + embedding {embed:,.0f} + output {output:,.0f} = {textbook:,} B",
+            f"{layer:,.0f} + embedding s*b*h*{in_flight}{'/t' if plan.sequence_parallel else ''}"
+            f"{' + output 4*s*b*h*(1 + v/h)/t' if plan.pp == 1 else ''} = {textbook:,} B",
             *per_tensor_lines,
             "per GPU = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())
             + f" = {gib(per_gpu_bytes):.2f} GiB",
@@ -137,18 +124,84 @@ def training_memory(
     )
 
 
+ActivationModel = Literal["per-tensor", "textbook"]
+ACTIVATION_MODELS = ("per-tensor", "textbook")
+
+
+@dataclass(frozen=True)
+class LayerActivations:
+    """Bytes of one micro-batch on one GPU (plain ints: the plan search's hot path caches these).
+
+    saved: one transformer layer's saved tensors (or its checkpointed input); embed: the embedding output's
+    dropout mask (first stage); head_saved: final norm + lm_head inputs and logits: the loss buffers (last
+    stage); workspace: the backward transient (the recomputed layer + dY, dX of its largest tensor)."""
+
+    saved: int
+    embed: int
+    head_saved: int
+    logits: int
+    workspace: int
+
+
+def layer_activations(m: ModelSpec, micro_batch: int, s_local: int, tp: int, sp: bool, recompute: Recompute,
+                      flash: bool, dropout: float = 0.0) -> LayerActivations:
+    """Per-tensor activations of one layer, the embedding and the head for ``micro_batch`` x ``s_local`` tokens
+    (calc.memory.activations.layer_buffers / stage_activations / lm_head_buffers; all weights train).
+
+    Recomputation is Megatron's (Korthikanti et al. 2022 sec. 5): full keeps each layer's input (b*s*H*2, /t with
+    SP) and recomputes one layer in backward; selective recomputes the attention core, which drops the s x s
+    scores of eager attention and changes nothing under FlashAttention (its backward recomputes them anyway).
+    ``dropout`` > 0 (GPT-3 style) adds the 1-byte masks: residual (2*s*b*H per layer), attention (b*a*s*s, eager),
+    embedding (s*b*H, first stage), all /t where their tensor is split (Korthikanti table 2)."""
+    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=tp, sp=sp, dropout=dropout)
+    level = "none" if recompute == "selective" and flash else recompute
+    stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)
+    head = lm_head_buffers(m, micro_batch, s_local, "fp32", 1, 2, True, tp)
+    embed = math.ceil(micro_batch * s_local * m.hidden_size / (tp if sp else 1)) if dropout else 0
+    return LayerActivations(saved=stage.saved, embed=embed, head_saved=sum(b.bytes for b in head[:-1]),
+                            logits=head[-1].bytes, workspace=stage.backward_workspace)
+
+
+def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float) -> int:
+    """Activations of the fullest pipeline stage. 1F1B: the first stage holds ``in_flight`` micro-batches of
+    ceil(L/p) layers (+ their embedding masks), the last one micro-batch of floor(L/p) layers + the head:
+        first = ceil(L/p) * in_flight * layer + in_flight * embed [+ head when p = 1] + workspace
+        last  = floor(L/p) * layer + head inputs + max(logits/loss, workspace)
+    (the loss buffers exist at the backward's start, before the layers' workspace)."""
+    head = per.head_saved + max(per.logits, per.workspace)
+    first = math.ceil(math.ceil(num_layers / pp) * in_flight * per.saved + in_flight * per.embed)
+    if pp == 1:
+        return first + head
+    return max(first + per.workspace, num_layers // pp * per.saved + head)
+
+
+def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: int, pp: int, sp: bool,
+                              recompute: Recompute, flash: bool, in_flight: float) -> int:
+    """Korthikanti et al. 2022 (sec. 4.2-4.3): ceil(L/p) layers x in-flight micro-batches x the per-layer bytes
+    (``korthikanti_layer_bytes``) + embedding dropout mask s*b*h*in_flight (/t with SP) + output layer
+    4*s*b*h*(1 + v/h)/t when p = 1."""
+    layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, tp, sp, recompute, flash)
+    blocks = layers_per_stage(m, pp) * in_flight * layer
+    embed = s_local * micro_batch * m.hidden_size * in_flight / (tp if sp else 1)
+    output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / tp if pp == 1 else 0
+    return math.ceil(blocks + embed + output)
+
+
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
     recompute: Recompute = "none", flash: bool = True, reserve_bytes: int = 0, in_flight: float | None = None,
+    activations_model: str = "per-tensor", dropout: float = 0.0, cache: dict | None = None,
 ) -> dict[str, int]:
-    """Bytes per GPU on the first pipeline stage, by category (the arithmetic of ``training_memory``).
+    """Bytes per GPU on the fullest pipeline stage, by category (what ``training_memory``, train-step and the
+    plan search all use).
 
     states: dense params N - N_e split by t*p, routed-expert params N_e by t*p*e; ZeRO stage >= 1 shards
-    optimizer state over the d ranks (experts over d/e), >= 2 gradients, 3 weights. Activations: ceil(L/p)
-    layers x in-flight microbatches (default p) x Korthikanti bytes per layer at s/c tokens, + embedding
-    dropout mask s*b*h*in_flight (/t with SP) + output layer 4*s*b*h*(1 + v/h)/t when p = 1.
-    """
+    optimizer state over the d ranks (experts over d/e), >= 2 gradients, 3 weights. Activations at s/c tokens
+    per rank with ``in_flight`` micro-batches on the first stage (default p): per-tensor
+    (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT formula ("textbook").
+    ``cache``: a dict the caller keeps (one per model) for the per-layer figures of each (b, s/c, t, SP,
+    recompute, attention, dropout)."""
     w, g, o = RECIPES[recipe]
     dense, experts = params - expert_params, expert_params
     edp = max(dp // ep, 1)
@@ -159,14 +212,39 @@ def training_bytes_per_gpu(
 
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
-    layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, tp, sp, recompute, flash)
-    blocks = layers_per_stage(m, pp) * in_flight * layer
-    embed = s_local * micro_batch * m.hidden_size * in_flight / (tp if sp else 1)
-    output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / tp if pp == 1 else 0
+    if activations_model == "textbook":
+        activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)
+    else:
+        key = (micro_batch, s_local, tp, sp, recompute, flash, dropout)
+        per = cache.get(key) if cache is not None else None
+        if per is None:
+            per = layer_activations(m, micro_batch, s_local, tp, sp, recompute, flash, dropout)
+            if cache is not None:
+                cache[key] = per
+        activations = stage_activation_bytes(per, m.num_layers, pp, in_flight)
     return {
         "weights": split(w, 3),
         "gradients": split(g, 2),
         "optimizer": split(o, 1),
-        "activations": math.ceil(blocks + embed + output),
+        "activations": activations,
         "reserve": reserve_bytes,
     }
+
+
+def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
+                        cache: dict, total: int) -> list[str]:
+    """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
+    per = cache[(micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, 0.0)]
+    p, n = plan.pp, m.num_layers
+    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=plan.tp, sp=plan.sequence_parallel)
+    level = "none" if recompute == "selective" and flash else recompute
+    stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)
+    head = f"head inputs {per.head_saved:,} + max(logits/loss {per.logits:,}, backward workspace {per.workspace:,})"
+    if p == 1:
+        formula = f"{n} layers x {per.saved:,} B + {head}"
+    else:
+        formula = (f"max(first stage {math.ceil(n / p)} layers x {p} micro-batches in flight x {per.saved:,} B + workspace "
+                   f"{per.workspace:,}, last stage {n // p} layers x {per.saved:,} B + {head})")
+    layer = f" (one layer: {stage.formula})" if level != "none" else ""
+    return [f"per-tensor activations = {formula} = {total:,} B{layer}",
+            *[f"  {b.name}: {b.formula}" for b in stage.layer]]

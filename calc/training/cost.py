@@ -92,6 +92,8 @@ class Efficiencies:
     optimizer_bytes_per_param: float = 28.0  # Adam step: read+write fp32 master, m, v (24) + grad (2) + bf16 weight (2)
     flash: bool = True  # fused attention kernel (FlashAttention); False = Megatron 2021-22 unfused softmax
     gemm_plateau: float | None = None  # None: the GPU generation's default (calc.hardware.efficiency.GEMM_PLATEAU)
+    activations: str = "per-tensor"  # activation memory model: "per-tensor" (calc.memory.activations) or "textbook"
+    dropout: float = 0.0  # dropout probability of the recipe (Llama: 0; GPT-3 / Megatron 2021-22: 0.1): 1-byte masks kept
 
     def describe(self) -> list[str]:
         return [
@@ -102,6 +104,10 @@ class Efficiencies:
             f"in buckets of {self.bucket_params:.3g} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
+            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; fp32 loss 12 B per logit "
+                                                       "on the last stage)" if self.activations == "per-tensor"
+                                                       else " (Korthikanti et al. 2022 GPT formula)")
+            + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
@@ -155,6 +161,7 @@ class ModelCost:
         self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
         self._layer = lru_cache(maxsize=None)(self._layer_uncached)
         self._coll = lru_cache(maxsize=None)(self._coll_uncached)
+        self.activation_cache: dict = {}  # per-layer activation bytes per (b, s/c, t, SP, recompute, attention, dropout)
 
     # -- primitives -------------------------------------------------------------------------------
     def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1) -> float:

@@ -172,21 +172,38 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     )
 
 
-def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> dict[str, int]:
-    """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in flight)."""
+def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB,
+                   activations: str | None = None) -> dict[str, int]:
+    """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in
+    flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``)."""
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, sp=layout.sp, zero=layout.zero,
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
+        activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
     )
 
 
+def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> str:
+    """Both activation figures side by side (--explain): the per-tensor one and Korthikanti's textbook one."""
+    figures = {name: memory_per_gpu(cost, layout, micro, reserve_gib, name)["activations"] for name in ("per-tensor", "textbook")}
+    return (f"activations per-tensor {figures['per-tensor'] / GIB:.2f} GiB vs textbook (Korthikanti 2022) "
+            f"{figures['textbook'] / GIB:.2f} GiB, {cost.eff.activations} used; "
+            f"{in_flight_microbatches(layout, micro):g} micro-batches in flight on the first stage")
+
+
 def in_flight_microbatches(layout: Layout, micro: int) -> float:
-    """Micro-batches whose activations the first stage holds: min(p, m) under 1F1B, times (1 + (p-1)/(p v))
-    with v interleaved chunks (Korthikanti et al. 2022 sec. 4.2.3)."""
+    """Micro-batches (of a whole stage's layers) whose activations the first stage holds.
+
+    1F1B: min(p, m) (p - 1 warm-up forwards + the one in steady state). Interleaved with v chunks of L/(p v)
+    layers (Narayanan et al. 2021 sec. 2.2; Megatron-LM schedules.py: rank 0 runs 2(p-1) + (v-1)p warm-up
+    chunk forwards, capped at the m v it has): (min(2(p-1) + (v-1)p, m v) + 1) chunk-micro-batches of 1/v of
+    the stage = p (1 + (p-1)/(p v)) when m >= p, the factor of Korthikanti et al. 2022 sec. 4.2.3."""
     p, v = layout.pp, layout.vpp
-    return min(p, micro) * (1 + (p - 1) / (p * v) if v > 1 else 1)
+    if v == 1:
+        return min(p, micro)
+    return min(min(2 * (p - 1) + (v - 1) * p, micro * v) + 1, micro * v) / v
 
 
 # -- the public engine function --------------------------------------------------------------------------
@@ -299,7 +316,8 @@ def train_step(
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
     )
     assumptions = base["assumptions"]
-    mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB"
+    mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \
+        + activation_models_line(cost, layout, micro, reserve_gib)
     if not fits:
         more = min_gpus_same_shape(cost, layout, micro, reserve_gib)
         hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
@@ -330,6 +348,10 @@ def train_step(
 def _plateau_note(cost: ModelCost) -> list[str]:
     from calc.hardware.efficiency import gemm_plateau
 
+    calibration = getattr(cost, "calibration", None)
+    if calibration is not None:
+        return [f"GEMM and memory efficiencies from calibration {calibration.date} ({calibration.device_name}, "
+                f"{calibration.dtype}), interpolated by GEMM FLOPs; defaults where it has no point"]
     if cost.eff.gemm_plateau:
         return []
     return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "

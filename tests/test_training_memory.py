@@ -1,0 +1,128 @@
+"""One activation-memory model for training: train-step, train-plan and memory --mode train agree; the per-tensor
+figure matches Korthikanti's table 2 for GPT-3; Meta's Llama 3.1 405B layout fits; interleaving's in-flight count."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from calc.memory.training import layer_activations, training_memory
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.specs import Parallelism
+from calc.training.cost import Efficiencies, ModelCost
+from calc.training.layout import Layout
+from calc.training.step import in_flight_microbatches, memory_per_gpu, train_step
+
+GIB = 2**30
+
+
+def _gpt3_175b():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from validate_training import gpt_model
+
+    return gpt_model({"id": "gpt3", "hidden": 12288, "heads": 96, "layers": 96, "vocab": 51200, "seq": 2048})
+
+
+@pytest.mark.parametrize(("tp", "sp", "recompute", "korthikanti"), [
+    # Korthikanti et al. 2022 table 2, s = 2048, b = 1, h = 12288, a = 96 (5as/h = 80), fp16 with dropout:
+    (1, False, "none", 2048 * 12288 * (34 + 80)),                  # sbh(34 + 5as/h) = 2,868,903,936
+    (8, False, "none", 2048 * 12288 * (10 + 24 / 8 + 80 / 8)),     # sbh(10 + 24/t + 5as/(ht)) = 578,813,952
+    (8, True, "none", 2048 * 12288 / 8 * (34 + 80)),               # sbh/t (34 + 5as/h) = 358,612,992
+    (8, True, "full", 2 * 2048 * 12288 / 8),                       # 2sbh/t = 6,291,456
+])
+def test_per_tensor_gpt3_layer_is_korthikanti_table_2(tp: int, sp: bool, recompute: str, korthikanti: float) -> None:
+    # the per-tensor buffers of a GPT-3 layer (eager attention, dropout 0.1): LayerNorm inputs 2 x 2sbh, QKV input 2sbh,
+    # Q K V 6sbh, scores 2as^2b + attention dropout mask as^2b + its output 2as^2b, projection input 2sbh,
+    # MLP input 2sbh, GeLU input 8sbh and output 8sbh, two residual dropout masks 2sbh: table 2 exactly, plus
+    # the 4 B per token each LayerNorm keeps for its statistics (2 x 4 x 2048 tokens, /t with SP; none when the layer
+    # is recomputed from its input)
+    per = layer_activations(_gpt3_175b(), 1, 2048, tp, sp, recompute, False, dropout=0.1)  # type: ignore[arg-type]
+    stats = 0 if recompute == "full" else 2 * 4 * 2048 // (tp if sp else 1)
+    assert per.saved == korthikanti + stats
+
+
+# Llama 3.1 405B (126 layers, H 16384, 128 heads, 8 KV heads, d 128, I 53248, V 128256) at TP8 SP, s 8192, b 1,
+# FlashAttention, no dropout; bytes of one layer, one micro-batch, one GPU:
+#   2 norm inputs 2 x 8192 x (16384 x 2 + 4) / 8       =  67,117,056
+#   q/k/v input, o_proj input, gate/up input 3 x 8192 x 16384 x 2 / 8 = 100,663,296
+#   Q, K, V 8192 x (128 + 2 x 8) x 128 x 2 / 8          =  37,748,736
+#   log-sum-exp 8192 x 128 x 4 / 8                      =     524,288
+#   gate, up outputs 8192 x 2 x 53248 x 2 / 8           = 218,103,808
+#   down input 8192 x 53248 x 2 / 8                     = 109,051,904
+#   layer                                               = 533,209,088
+LAYER_405B = 533_209_088
+PARAMS_405B = 405_853_388_800
+
+
+def test_meta_405b_layout_fits_on_h100() -> None:
+    # Llama 3 paper (arXiv 2407.21783) sec. 3.3.2, table 4: 16,384 H100 80GB, TP 8, CP 1, PP 16, DP 128, seq 8,192,
+    # batch 16 per DP (global 2,048 = 16M tokens), 400 TFLOPs/GPU (41% BF16 MFU); optimizer states sharded (ZeRO 1).
+    cost = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    layout = Layout(tp=8, pp=16, dp=128, sp=True, zero=1)
+    r = train_step(cost, layout, global_batch=2048, num_gpus=16384)
+    # first stage: ceil(126/16) = 8 layers x 16 micro-batches in flight (m = 2048/128 = 16 = p) + the backward
+    # workspace 2 x the largest tensor (gate/up outputs 218,103,808) = 68,250,763,264 + 436,207,616
+    # (the last stage: 7 layers + head inputs 8192 x (16384 x 2 + 4) + 8192 x 16384 x 2 + fp32 loss
+    #  12 x 8192 x 128256 / 8 = 5,845,377,024 B, smaller)
+    activations = 8 * 16 * LAYER_405B + 2 * 218_103_808
+    assert r.memory_per_gpu["activations"] == activations == 68_686_970_880
+    # states: bf16 weights and gradients 2 B / (t p = 128); 12 B of optimizer state / 128 / DP 128
+    assert r.memory_per_gpu["weights"] == r.memory_per_gpu["gradients"] == PARAMS_405B * 2 // 128 == 6_341_459_200
+    assert r.memory_per_gpu["optimizer"] == math.ceil(PARAMS_405B * 12 / 128 / 128)
+    # 2 x 6,341,459,200 + 297,255,900 + 68,686,970,880 + 1 GiB reserve = 82,740,887,004 B = 77.06 GiB < 79.65 GiB
+    assert r.memory_per_gpu_bytes == pytest.approx(82_740_887_004, abs=1)
+    assert r.fits and r.step_time_s is not None
+    # Korthikanti's GPT formula (34 sbh/t per layer + embedding sbh/t per micro-batch) refuses it: 81.3 GiB
+    textbook = ModelCost(cost.m, cost.gpu, cost.system, 8192, eff=Efficiencies(activations="textbook"))
+    old = train_step(textbook, layout, global_batch=2048, num_gpus=16384)
+    assert old.memory_per_gpu["activations"] == 8 * 16 * 34 * 8192 * 16384 // 8 + 16 * 8192 * 16384 // 8
+    assert not old.fits and old.memory_per_gpu_bytes / GIB == pytest.approx(81.34, abs=0.01)
+
+
+def test_train_step_and_memory_train_agree() -> None:
+    m = load_model("llama3-70b")
+    for pp, recompute in ((1, "none"), (4, "full"), (2, "selective")):
+        cost = ModelCost(m, load_gpu("h100"), load_system("dgx-h100"), 4096)
+        layout = Layout(tp=8, pp=pp, dp=2, sp=True, zero=1, recompute=recompute)  # type: ignore[arg-type]
+        micro = 8  # global batch 16 / DP 2: at least p micro-batches, so p are in flight
+        step = memory_per_gpu(cost, layout, micro)
+        mem = training_memory(m, plan=Parallelism(tp=8, pp=pp, dp=2, sequence_parallel=True), zero=1, micro_batch=1,
+                              seq=4096, recompute=recompute)  # type: ignore[arg-type]
+        assert step == mem.per_gpu
+
+
+def test_selective_recompute_with_flash_keeps_what_none_keeps() -> None:
+    # Megatron's selective recomputation re-runs the attention core; FlashAttention never stores the s x s scores,
+    # so the saved tensors are the same as without recomputation (and the step model adds no time for it)
+    m = load_model("llama3-8b")
+    none = layer_activations(m, 1, 4096, 2, True, "none", True)
+    selective = layer_activations(m, 1, 4096, 2, True, "selective", True)
+    assert selective == none
+    # with eager attention it drops the scores: 32 heads x 4096 x 4096 x 2 B / TP 2 = 536,870,912 B per layer
+    eager = layer_activations(m, 1, 4096, 2, True, "none", False).saved
+    eager_sel = layer_activations(m, 1, 4096, 2, True, "selective", False).saved
+    lse = 4096 * 32 * 4 // 2  # the recomputed core keeps FlashAttention-style log-sum-exp instead: 262,144 B
+    assert eager - eager_sel == 32 * 4096 * 4096 * 2 // 2 - lse
+
+
+def test_interleaved_in_flight_count() -> None:
+    # Megatron-LM interleaved schedule, rank 0: 2(p-1) + (v-1)p warm-up chunk forwards (capped at m v) + 1, each 1/v
+    # of the stage. p = 4, v = 2, m = 8: (6 + 4 + 1)/2 = 5.5 = p (1 + (p-1)/(p v)) = 4 x 1.375
+    assert in_flight_microbatches(Layout(pp=4, vpp=2), 8) == pytest.approx(5.5)
+    # p = 16, v = 7, m = 32: (30 + 96 + 1)/7 = 18.142857
+    assert in_flight_microbatches(Layout(pp=16, vpp=7), 32) == pytest.approx(127 / 7)
+    # m = p = 16 (Meta's 405B layout): all m v = 32 chunk forwards run before the first backward -> 16, as in 1F1B
+    assert in_flight_microbatches(Layout(pp=16, vpp=2), 16) == 16 == in_flight_microbatches(Layout(pp=16), 16)
+
+
+def test_plan_search_caches_layer_activations() -> None:
+    from calc.training.plan import search_plans
+
+    cost = ModelCost(load_model("llama3-70b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    r = search_plans(cost, 64, 64)
+    assert r.plans
+    # one entry per (b, s/c, t, SP, recompute, attention, dropout), far fewer than the layouts checked
+    assert 0 < len(cost.activation_cache) < r.layouts_considered
