@@ -22,6 +22,7 @@ from calc.errors import LLMCalcError
 MAX_FILE_BYTES = 1_000_000  # a real spec or config.json is a few KB
 MAX_DEPTH = 32  # a real spec nests 2-3 levels (moe:, mla:, rope_scaling:)
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_VALUES = 20_000  # a spec holds a few dozen values, a config.json a few hundred
 MAX_NUMBER_CHARS = 100  # 1e300 is 6 characters; no real field needs 100 digits
 _NUMBER = re.compile(r"^[-+]?[0-9_.,eE+-]+$")
 
@@ -116,7 +117,9 @@ def _check_events(events: Any, where: str, field: str) -> None:
 
     # One frame per open collection: [is_mapping, next scalar is a key, the current key, keys seen].
     frames: list[list[Any]] = []
-    for event in events:
+    for count, event in enumerate(events):
+        if count > MAX_VALUES:
+            raise LLMCalcError(field, f"{where}: more than {MAX_VALUES} values; a spec holds a few dozen")
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise LLMCalcError(field, f"{where}: YAML anchors/aliases are not allowed in spec files")
         if getattr(event, "tag", None):
@@ -154,7 +157,10 @@ def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
         raise LLMCalcError(field, f"{where} is not valid JSON ({_short(exc)})") from None
     except ValueError as exc:  # NaN/Infinity, or an integer over Python's digit limit
         raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
-    if _depth(data) > MAX_DEPTH:
+    depth, count = _depth(data)
+    if count > MAX_VALUES:
+        raise LLMCalcError(field, f"{where}: more than {MAX_VALUES} values; a config.json holds a few hundred")
+    if depth > MAX_DEPTH:
         raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping")
     return _require_mapping(data, where, field)
 
@@ -172,16 +178,20 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a spec can hold")
 
 
-def _depth(data: Any) -> int:
-    """Deepest nesting of lists/dicts, walked iteratively (no recursion on hostile input)."""
-    deepest, stack = 0, [(data, 1)]
-    while stack:
+def _depth(data: Any) -> tuple[int, int]:
+    """Deepest nesting of lists/dicts and the number of values, walked iteratively (no recursion on
+    hostile input), stopping once either limit is passed."""
+    deepest, count, stack = 0, 0, [(data, 1)]
+    while stack and count <= MAX_VALUES:
         node, level = stack.pop()
+        count += 1
         if isinstance(node, dict | list):
             deepest = max(deepest, level)
-            if level <= MAX_DEPTH:
-                stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
+            children = node.values() if isinstance(node, dict) else node
+            count += len(children)
+            if level <= MAX_DEPTH and count <= MAX_VALUES:
+                stack.extend((child, level + 1) for child in children)
+    return deepest, count
 
 
 def load_mapping(path: Path, field: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from calc.errors import LLMCalcError
+from calc.errors import LLMCalcError, one_line
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
@@ -25,5 +25,4 @@ def validation_error(exc: ValidationError, where: str, field: str) -> LLMCalcErr
     loc = ".".join(str(part) for part in err["loc"]) or "spec"
     message = err["msg"].removeprefix("Value error, ")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    text = f"{where}: field '{loc}': {message}{more}"
-    return LLMCalcError(field, text.replace("\r", "\\r").replace("\n", "\\n"))  # a key may hold a newline: one line
+    return LLMCalcError(field, one_line(f"{where}: field '{loc}': {message}{more}"))

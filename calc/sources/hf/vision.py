@@ -13,13 +13,19 @@ _SIGLIP = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 1
 
 
 def _vision_config(data: dict[str, Any], where: str, field: str) -> dict[str, Any]:
-    """The wrapper's vision_config: a mapping (absent means the family defaults), else a one-line error."""
-    vision = data.get("vision_config")
-    if vision is None:
-        return {}
+    """The wrapper's ``vision_config`` section: a mapping (absent = the family defaults)."""
+    vision = data.get("vision_config") or {}
     if not isinstance(vision, dict):
         raise HFConfig(data, where, field).fail("vision_config", f"must be a mapping, got {type(vision).__name__}")
     return vision
+
+
+def _patch(c: HFConfig) -> int:
+    """patch_size, a divisor of the image size: >= 1."""
+    patch = c.int("patch_size")
+    if patch < 1:
+        raise c.fail("patch_size", f"must be >= 1, got {patch}")
+    return patch
 
 
 def siglip_params(vision: dict[str, Any], where: str, field: str) -> int:
@@ -28,7 +34,7 @@ def siglip_params(vision: dict[str, Any], where: str, field: str) -> int:
     post_layernorm 2H."""
     c = HFConfig(vision, where, field).fill(_SIGLIP)
     h, i, layers = c.int("hidden_size"), c.int("intermediate_size"), c.layers()
-    patch, image, channels = c.int("patch_size"), c.int("image_size"), c.int("num_channels")
+    patch, image, channels = _patch(c), c.int("image_size"), c.int("num_channels")
     if c.get("vision_use_head", default=False):
         raise c.fail("vision_use_head", "true (a pooling head) is not modelled")
     per_layer = 4 * h + 4 * (h * h + h) + 2 * h * i + i + h
@@ -38,7 +44,7 @@ def siglip_params(vision: dict[str, Any], where: str, field: str) -> int:
 def gemma3_vision_params(data: dict[str, Any], text_hidden: int, where: str, field: str) -> int:
     """SigLIP tower + Gemma3MultiModalProjector: mm_input_projection_weight H_v*H_t and mm_soft_emb_norm H_v."""
     vision = _vision_config(data, where, field)
-    h_v = HFConfig(vision, where, field).fill(_SIGLIP).int("hidden_size")
+    h_v = HFConfig(vision, where, field).int("hidden_size", default=_SIGLIP["hidden_size"])
     return siglip_params(vision, where, field) + h_v * text_hidden + h_v
 
 
@@ -50,7 +56,7 @@ def llama4_vision_params(data: dict[str, Any], text_hidden: int, where: str, fie
     vision_output_dim * H_text without bias."""
     c = HFConfig(_vision_config(data, where, field), where, field)
     h, i, layers = c.int("hidden_size"), c.int("intermediate_size"), c.layers()
-    patch, image, channels = c.int("patch_size"), c.int("image_size"), c.int("num_channels", default=3)
+    patch, image, channels = _patch(c), c.int("image_size"), c.int("num_channels", default=3)
     per_layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h
     tower = channels * patch * patch * h + h + ((image // patch) ** 2 + 1) * h + 4 * h + layers * per_layer
     adapter = i * c.int("projector_input_dim") + c.int("projector_output_dim") ** 2
@@ -66,7 +72,7 @@ def mistral3_vision_params(data: dict[str, Any], text_hidden: int, where: str, f
     multimodal_projector_bias)."""
     c = HFConfig(_vision_config(data, where, field), where, field)
     h, i, layers = c.int("hidden_size"), c.int("intermediate_size"), c.layers()
-    patch, channels = c.int("patch_size"), c.int("num_channels", default=3)
+    patch, channels = _patch(c), c.int("num_channels", default=3)
     tower = channels * patch * patch * h + h + layers * (4 * h * h + 3 * h * i + 2 * h)
     merge = HFConfig(data, where, field).int("spatial_merge_size", default=2)
     bias = HFConfig(data, where, field).bool("multimodal_projector_bias", default=False)
