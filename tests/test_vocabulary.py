@@ -65,6 +65,8 @@ def test_old_spellings_are_hidden_aliases(cli) -> None:
     (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "100", "--pp", "2", "--num-gpus", "3"], "--pp"),
     (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "100", "--tp", "2", "--num-gpus", "4"], "--tp"),
     (["memory", "llama2-7b", "--mode", "train", "--sp"], "--sp"),
+    (["train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--dtype", "int4"], "--dtype"),
+    (["mfu", "llama2-7b", "--gpu", "h100", "--tokens-per-s", "1e5", "--dtype", "int8"], "--dtype"),
     (["train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--price", "a100=2"], "--price"),
 ])
 def test_options_that_do_not_apply_are_refused(cli, args: list[str], flag: str) -> None:

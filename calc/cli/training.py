@@ -43,7 +43,20 @@ from calc.cli.options import (
     human_int,
 )
 
-PeakDtypeOpt = Annotated[str, typer.Option("--dtype", help="compute dtype of the peak: bf16, fp16, fp8, tf32")]
+TRAINING_DTYPES = ("bf16", "fp16", "fp8", "tf32", "fp32")
+
+
+def _training_dtype(text: str) -> str:
+    """Training computes in a float format: int4/int8 are inference weight formats, refused here."""
+    from calc.errors import LLMCalcError
+
+    if text.lower() not in TRAINING_DTYPES:
+        raise LLMCalcError("--dtype", f"training computes in {', '.join(TRAINING_DTYPES)}; got {text!r}")
+    return text.lower()
+
+
+PeakDtypeOpt = Annotated[str, typer.Option("--dtype", parser=_training_dtype,
+                                           help="compute dtype of the peak: bf16, fp16, fp8, tf32, fp32")]
 
 
 def mfu(
