@@ -145,7 +145,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         touched /= group
         k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
         wave = wave_efficiency(gpu, per, n, k)
-        seen, gemm_dtype = fmt.gemm(gpu, g.component)
+        seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
         seconds += g.layers * gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         flops += g.layers * 2 * touched * per * g.k * g.n / tp
         moved += g.layers * touched * g.k * g.n / tp * fmt.elem(g.component)

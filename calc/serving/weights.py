@@ -13,11 +13,15 @@ Activations, attention and (by default) the KV cache stay at the checkpoint dtyp
 kv_cache_dtype "auto" keeps them.
 A quantized GEMM is timed by calc.hardware.efficiency.gemm_time at its storage width (fp8/int8: 1 B,
 4-bit: 1/2 B) on a view of the GPU whose peak for that width is the compute dtype's peak and whose
-bandwidth is scaled by nominal/actual bytes per weight (so the scales are streamed too).
+bandwidth is scaled by nominal/actual bytes per weight (so the scales are streamed too). Weight-only
+kernels (dequantise in the kernel: Marlin, csrc/quantization/marlin) tile the token rows by 16, not the
+128 rows gemm_time quantises by, so below 128 rows their peak is scaled by q(M, 16) / q(M, 128),
+q(x, t) = x / (ceil(x/t) t): a decode GEMV streams its 4-bit weights instead of paying for 128 rows.
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -38,27 +42,42 @@ class WeightFormat(NamedTuple):
         """Bytes streamed per weight of ``component``."""
         return float(self.bytes_per_weight.get(component, dtype_bytes(self.act_dtype)))
 
-    def gemm(self, gpu: GPUSpec, component: str) -> tuple[GPUSpec, str]:
-        """(GPU view, dtype) to time a GEMM of ``component`` with calc.hardware.efficiency.gemm_time."""
+    def gemm(self, gpu: GPUSpec, component: str, rows: float) -> tuple[GPUSpec, str]:
+        """(GPU view, dtype) to time a GEMM of ``component`` over ``rows`` token rows with
+        calc.hardware.efficiency.gemm_time."""
         key = self.storage.get(component)
         if key is None:
             return gpu, self.act_dtype
         scale = float(dtype_bytes(key)) / self.elem(component)
-        return _view(gpu, key, self.compute_dtype, scale), key
+        rows_tile = 1.0
+        if self.weight_only and rows < GEMM_TILE_ROWS:
+            rows_tile = _quant(rows, WEIGHT_ONLY_TILE_ROWS) / _quant(rows, GEMM_TILE_ROWS)
+        return _view(gpu, key, self.compute_dtype, scale, rows_tile), key
+
+    @property
+    def weight_only(self) -> bool:
+        """Quantized weights multiplied after dequantising (no tensor peak at their own width)."""
+        return bool(self.storage) and self.compute_dtype == self.act_dtype
 
 
+GEMM_TILE_ROWS = 128  # calc.hardware.efficiency's TILE_MN
+WEIGHT_ONLY_TILE_ROWS = 16  # Marlin's row block
 _VIEWS: dict[tuple, tuple[GPUSpec, GPUSpec]] = {}
+
+
+def _quant(x: float, tile: int) -> float:
+    return x / (math.ceil(x / tile) * tile)
 _FORMATS: dict[tuple, tuple[ModelSpec, WeightFormat]] = {}
 
 
-def _view(gpu: GPUSpec, key: str, compute: str, scale: float) -> GPUSpec:
-    """The GPU as a quantized GEMM sees it: the storage width's peak = the compute dtype's peak, bandwidth
-    x nominal/actual bytes per weight."""
-    k = (id(gpu), key, compute, round(scale, 6))
+def _view(gpu: GPUSpec, key: str, compute: str, scale: float, rows_tile: float) -> GPUSpec:
+    """The GPU as a quantized GEMM sees it: the storage width's peak = the compute dtype's peak (x the
+    row-tile correction), bandwidth x nominal/actual bytes per weight."""
+    k = (id(gpu), key, compute, round(scale, 6), round(rows_tile, 6))
     hit = _VIEWS.get(k)
     if hit is None or hit[0] is not gpu:
         peaks = dict(gpu.datasheet_peak_tflops)
-        peaks[COMPUTE_DTYPE.get(key, key)] = peaks[COMPUTE_DTYPE.get(compute, compute)]
+        peaks[COMPUTE_DTYPE.get(key, key)] = peaks[COMPUTE_DTYPE.get(compute, compute)] * rows_tile
         hit = _VIEWS[k] = (gpu, gpu.model_copy(update={"datasheet_peak_tflops": peaks, "hbm_tb_s": gpu.hbm_tb_s * scale}))
     return hit[1]
 
