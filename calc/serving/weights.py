@@ -25,6 +25,7 @@ import math
 from fractions import Fraction
 from typing import NamedTuple
 
+from calc.hardware.efficiency import TILE_MN
 from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import COMPUTE_DTYPE, dtype_bytes
@@ -60,7 +61,7 @@ class WeightFormat(NamedTuple):
         return bool(self.storage) and self.compute_dtype == self.act_dtype
 
 
-GEMM_TILE_ROWS = 128  # calc.hardware.efficiency's TILE_MN
+GEMM_TILE_ROWS = TILE_MN  # the row tile calc.hardware.efficiency.gemm_time quantises by
 WEIGHT_ONLY_TILE_ROWS = 16  # Marlin's row block
 _VIEWS: dict[tuple, tuple[GPUSpec, GPUSpec]] = {}
 
