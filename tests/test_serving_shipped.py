@@ -17,7 +17,6 @@ from calc.serving.step import weight_gemm_time
 from calc.serving.weights import weight_format
 from calc.sources.catalog import load_gpu, load_model
 from calc.specs.serving import EngineSettings
-from tests.conftest import run_cli
 
 GIB = 2**30
 # gpt-oss-120b by hand: experts 36 x 128 x (2880 x 5760 + 2880 x 2880) = 114,661,785,600 weights at 0.53125 B
@@ -106,7 +105,7 @@ def test_compute_dtype_assumptions():
     assert fp8_a100[0] < bf16_a100[0]
 
 
-def test_deepseek_v3_fits_8_h200_as_shipped_not_in_bf16():
+def test_deepseek_v3_fits_8_h200_as_shipped_not_in_bf16(cli):
     """Per rank at TP 8, by hand: every Linear weight at 1 B (671,026,419,200) + 1 more byte for the
     1,960,685,056 bf16 parameters (embedding 926,679,040, head 926,679,040, router 106,445,312, norms 881,664)
     + fp32 scales per 128x128 block (~4/16384 of 669.07e9 = ~0.163e9) = ~673.150e9 B; / 8 = ~84.144e9 B.
@@ -114,30 +113,30 @@ def test_deepseek_v3_fits_8_h200_as_shipped_not_in_bf16():
     m, g = load_model("deepseek-v3"), load_gpu("h200")
     assert weights_per_rank(m, None, 8, 1) == pytest.approx((671_026_419_200 + 1_960_685_056 + 163e6) / 8, rel=5e-4)
     assert weights_per_rank(m, "bf16", 8, 1) == 671_026_419_200 * 2 // 8 > g.memory_bytes
-    shipped = json.loads(run_cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
+    shipped = json.loads(cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
                                  "--max-model-len", "8192", "--json").out)
     assert shipped["dtype"] == "as-shipped" and shipped["max_concurrency"] > 0
-    bf16 = json.loads(run_cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
+    bf16 = json.loads(cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
                               "--max-model-len", "8192", "--dtype", "bf16", "--json").out)
     assert bf16["dtype"] == "bf16" and bf16["max_concurrency"] == 0
     assert "needs >= 16 GPUs" in bf16["verdict"]  # 1,342 GB over 16 ranks: 83.9 GB each
 
 
-def test_serve_latency_report_compare_as_shipped():
-    r = run_cli("serve", "gpt-oss-120b", "--gpu", "h100", "--num-gpus", "1", "--prompt", "2000", "--output", "300", "--json")
+def test_serve_latency_report_compare_as_shipped(cli):
+    r = cli("serve", "gpt-oss-120b", "--gpu", "h100", "--num-gpus", "1", "--prompt", "2000", "--output", "300", "--json")
     assert r.code == 0, r.out
     plan = json.loads(r.out)
     assert plan["dtype"] == "as-shipped" and plan["layouts"][0]["tp"] == 1
     assert any("mxfp4" in line for line in plan["assumptions"])
-    bf16 = run_cli("serve", "gpt-oss-120b", "--gpu", "h100", "--num-gpus", "1", "--prompt", "2000", "--output", "300",
+    bf16 = cli("serve", "gpt-oss-120b", "--gpu", "h100", "--num-gpus", "1", "--prompt", "2000", "--output", "300",
                    "--dtype", "bf16", "--json")
     assert bf16.code != 0 or not json.loads(bf16.out)["layouts"]
-    lat = json.loads(run_cli("latency", "gpt-oss-120b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--json").out)
+    lat = json.loads(cli("latency", "gpt-oss-120b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--json").out)
     assert lat["dtype"] == "as-shipped"
-    lat_bf16 = run_cli("latency", "gpt-oss-120b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--dtype", "bf16")
+    lat_bf16 = cli("latency", "gpt-oss-120b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--dtype", "bf16")
     assert lat_bf16.code == 2 and "does not fit" in lat_bf16.out + lat_bf16.err
-    rep = json.loads(run_cli("report", "gpt-oss-120b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--json").out)
+    rep = json.loads(cli("report", "gpt-oss-120b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--json").out)
     assert rep["concurrency"]["dtype"] == "as-shipped" and rep["latency"]["dtype"] == "as-shipped"
-    rows = json.loads(run_cli("compare", "deepseek-v3", "h200", "--num-gpus", "8", "--json").out)
+    rows = json.loads(cli("compare", "deepseek-v3", "h200", "--num-gpus", "8", "--json").out)
     rows = rows["rows"] if isinstance(rows, dict) else rows
     assert rows[0]["fits"] and rows[0]["peak_tflops"] == load_gpu("h200").datasheet_peak_tflops["fp8"]
