@@ -38,7 +38,7 @@ def kv_rows() -> list[dict]:
                             dtype=r["dtype"], capacity_bytes=cap)
         err = 100 * (mem.kv_cache_tokens - r["measured_tokens"]) / r["measured_tokens"]
         out.append({"id": r["id"], "setting": f"{r['model'].removeprefix('configs/').removesuffix('.json')} on {r['tp']} x "
-                    f"{r['gpu']}, {r['engine']['engine']}", "capacity_gib": mem.capacity_bytes / GIB,
+                    f"{r['gpu']}, {r['engine']['engine']}{'' if r['dtype'] else ', as shipped'}", "capacity_gib": mem.capacity_bytes / GIB,
                     "predicted": mem.kv_cache_tokens, "measured": r["measured_tokens"], "error_pct": err, "source": r["source"]})
     return out
 

@@ -114,14 +114,17 @@ def _validation():  # noqa: ANN202
 def test_validation_error_bounds() -> None:
     """The published-measurement tables (benchmarks/validate_serving.py), one set of defaults for all rows.
     Pinned at today's figures so a regression shows: latency mean |error| 15.8% (goal 25%); KV-cache
-    tokens median 9.7% (goal 5%; one outlier row, S5, is 181% off and documented in the notes)."""
+    tokens median 12.3% (goal 5%; outliers S5 +181% and S6 +96%, vLLM V1 with LMCache, documented in the notes).
+    S6b is an FP8 checkpoint as shipped (Qwen3-235B-A22B-FP8 on 4 x H100, SGLang): +11.3% (priced in bf16 the
+    weights alone, 117.5 GB per GPU, would not fit)."""
     v = _validation()
     lat, kv = v.latency_rows(), v.kv_rows()
-    assert len(lat) == 23 and len(kv) == 8
+    assert len(lat) == 23 and len(kv) == 10
     assert v.mean_abs_error(lat) < 20
     assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 16
     assert sorted(abs(r["error_pct"]) for r in kv)[len(kv) // 2] < 15
     assert sum(abs(r["error_pct"]) <= 6 for r in kv) >= 3
+    assert abs(next(r for r in kv if r["id"] == "S6b")["error_pct"]) < 15
 
 
 @pytest.mark.parametrize(("extra", "flag"), [

@@ -216,3 +216,8 @@ AcceptanceOpt = Annotated[float | None, typer.Option(
     "--acceptance", parser=human_float("--acceptance", maximum=0.999), help="per-token acceptance rate (default 0.7)")]
 DisaggOpt = Annotated[bool, typer.Option(
     "--disaggregated", help="also rank prefill/decode pools (KV sent over the network between them)")]
+
+
+def given_dtype(ctx: typer.Context | None, dtype: str) -> str | None:
+    """--dtype as typed, else None: the weights as the checkpoint ships them (its quantization_config)."""
+    return dtype if option_given(ctx, "dtype") else None

@@ -32,6 +32,7 @@ from calc.cli.options import (
     SeqOptional,
     TokensOpt,
     ZeroOptional,
+    given_dtype,
     refuse,
 )
 
@@ -43,6 +44,7 @@ class ReportFormat(StrEnum):
 
 
 def report(
+    ctx: typer.Context,
     model: ModelArg,
     gpu: GpuOpt,
     num_gpus: NumGpusOpt = None,
@@ -123,6 +125,7 @@ def report(
         from calc.specs import Parallelism
 
         check_serving_gpus(m, n)
+        dtype = given_dtype(ctx, dtype)  # without --dtype: the checkpoint as shipped
         require_fit(inference_memory(m, gpu=g, plan=Parallelism(tp=n), dtype=dtype, kv_dtype=kv_dtype,
                                      batch=batch, seq=prompt + output))
     else:
@@ -158,6 +161,7 @@ def report(
 
 
 def compare(
+    ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(help="MODEL then the GPUs to compare", metavar="MODEL GPU...")],
     old_model: OldModelOpt = None,
     num_gpus: NumGpusOpt = None,
@@ -183,7 +187,7 @@ def compare(
     check_context(m, prompt + output, "--prompt")
     table = price_table(price)
     prices = {g.name: table.get(g.name, table.get("*")) for g in gpus}
-    rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, prompt=prompt, output=output,
+    rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=given_dtype(ctx, dtype), batch=batch, prompt=prompt, output=output,
                         prices={k: v for k, v in prices.items() if v is not None})
     if as_json:
         from calc.report.render import emit_json

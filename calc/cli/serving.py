@@ -47,6 +47,7 @@ from calc.cli.options import (
     TtftMsOpt,
     UsersOpt,
     alias,
+    given_dtype,
     human_float,
     human_int,
     refuse,
@@ -101,6 +102,7 @@ def _assumptions(reserve_gib: float) -> Any:
 
 
 def latency(
+    ctx: typer.Context,
     model: ModelArg,
     gpu: GpuOpt,
     prompt: PromptOpt,
@@ -141,6 +143,7 @@ def latency(
                   mem_fraction_static, chunked_prefill_size)
     a = _assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
+    dtype = given_dtype(ctx, dtype)
     engine_mod.require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
@@ -151,6 +154,7 @@ def latency(
 
 
 def concurrency(
+    ctx: typer.Context,
     model: ModelArg,
     gpu: GpuOpt,
     max_model_len: MaxModelLenOpt = None,
@@ -185,13 +189,15 @@ def concurrency(
     check_context(m, tokens, "--max-model-len")
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
-    result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype,
+    result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
+                                    dtype=given_dtype(ctx, dtype),
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=_assumptions(reserve_gib))
     emit(result, as_json, explain, concurrency_view)
 
 
 def serve(
+    ctx: typer.Context,
     model: ModelArg,
     gpu: GpuOpt,
     prompt: PromptOpt,
@@ -242,7 +248,7 @@ def serve(
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
-                        num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
+                        num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),

@@ -77,7 +77,7 @@ def _chart(conc: ConcurrencyResult) -> MemoryChart:
 
 
 def build_report(
-    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str = "bf16",
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
@@ -138,12 +138,14 @@ class CompareRow(BaseModel):
 
 
 def compare_gpus(
-    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int = 1, dtype: str = "bf16", batch: int = 1, prompt: int = 1024,
+    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int = 1, dtype: str | None = "bf16", batch: int = 1, prompt: int = 1024,
     output: int = 256, prices: dict[str, float] | None = None,
 ) -> list[CompareRow]:
     """The same serving workload on each GPU. Cost per million generated tokens =
-    price/GPU-hour x GPUs / (decode tokens/s x 3600) x 1e6."""
+    price/GPU-hour x GPUs / (decode tokens/s x 3600) x 1e6. ``dtype`` None: weights as shipped; the
+    peak shown is the one the quantized GEMMs run at (calc.serving.weights)."""
     from calc.hardware.peaks import peak_tflops
+    from calc.serving.weights import weight_format
 
     rows = []
     for gpu in gpus:
@@ -153,7 +155,8 @@ def compare_gpus(
         price = (prices or {}).get(gpu.name)
         cost = price * num_gpus / (lat.tokens_per_s * 3600) * 1e6 if lat and price is not None else None
         rows.append(CompareRow(
-            gpu=gpu.name, peak_tflops=peak_tflops(gpu, dtype), memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s,
+            gpu=gpu.name, peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
+            memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s,
             fits=fits, max_concurrency=conc.max_concurrency, ttft_s=lat.ttft_s if lat else None,
             tpot_s=lat.tpot_s if lat else None, tokens_per_s=lat.tokens_per_s if lat else None,
             cost_per_million_tokens=cost,

@@ -22,6 +22,7 @@ from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.weights import shipped_group_bytes, weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
 from calc.units import GIB, dtype_bytes, exact_bytes
@@ -66,19 +67,26 @@ class EngineMemory(BaseModel):
     explain: list[str]
 
 
-def weights_per_rank(m: ModelSpec, dtype: str, tp: int, pp: int, ep: int = 1) -> int:
+def weights_per_rank(m: ModelSpec, dtype: str | None, tp: int, pp: int, ep: int = 1) -> int:
     """Weights on the busiest rank: ceil(L/p) blocks plus the embedding and head (both when p = 1,
     the larger one on an end stage when p > 1), all split by TP (vocab-parallel embedding and head).
     With expert parallelism over ``ep`` ranks (data-parallel attention, TP 1) each rank holds 1/ep of
-    the routed experts and a whole copy of everything else."""
-    p = count_params(m)
-    comp = p.components
+    the routed experts and a whole copy of everything else. ``dtype`` None: each tensor group at its
+    bytes as shipped (calc.memory.weights.weight_bytes_by_group, quantization scales included)."""
+    if dtype is None and m.quantization is not None:
+        return math.ceil(_per_rank(m, shipped_group_bytes(m), tp, pp, ep))
+    params = math.ceil(_per_rank(m, count_params(m).components, tp, pp, ep))
+    return exact_bytes(params, dtype or m.checkpoint_dtype)
+
+
+def _per_rank(m: ModelSpec, comp: dict[str, int], tp: int, pp: int, ep: int) -> float:
+    """The busiest rank's share of ``comp`` (parameters or bytes per tensor group)."""
     ends = comp.get("embedding", 0) + comp.get("lm_head", 0)
     experts = comp.get("experts", 0) if ep > 1 else 0
-    blocks = p.total_params - ends - experts
+    blocks = sum(comp.values()) - ends - experts
     per_stage = (blocks + experts / ep) * layers_per_stage(m, pp) / m.num_layers
     end = ends if pp == 1 else max(comp.get("embedding", 0), comp.get("lm_head", 0))
-    return exact_bytes(math.ceil((per_stage + end) / tp), dtype)
+    return (per_stage + end) / tp
 
 
 def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) -> int:
@@ -96,16 +104,18 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) 
 
 def engine_memory(
     m: ModelSpec, gpu: GPUSpec, *, settings: EngineSettings | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
-    dtype: str = "bf16", kv_dtype: str | None = None, tokens_per_request: int | None = None, shared_prefix: int = 0,
+    dtype: str | None = "bf16", kv_dtype: str | None = None, tokens_per_request: int | None = None, shared_prefix: int = 0,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, capacity_bytes: int | None = None,
 ) -> EngineMemory:
-    """KV capacity of one replica (TP x PP ranks) under vLLM's or SGLang's accounting."""
+    """KV capacity of one replica (TP x PP ranks) under vLLM's or SGLang's accounting. ``dtype`` None:
+    weights as the checkpoint ships them (calc.serving.weights), KV by default in the checkpoint dtype."""
     s = settings or EngineSettings()
+    fmt = weight_format(m, gpu, dtype)
     check_layout(m, Parallelism(tp=tp, pp=pp))
     if ep > 1 and (not m.moe or tp != 1 or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, TP 1 (data-parallel attention) and "
                            f"{ep} dividing its experts")
-    kv_dtype = kv_dtype or dtype
+    kv_dtype = kv_dtype or fmt.act_dtype
     if kv_dtype == "int4":
         raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
     cap = capacity_bytes or gpu.memory_bytes
@@ -149,7 +159,7 @@ def engine_memory(
     log = _engine_log(s.engine, blocks, tokens, request, ratio, budget)
     explain = [
         f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
-        f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {dtype}) = {weights:,} B "
+        f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
         f"({weights / GIB:.2f} GiB)",
         budget_line,
         f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B",
@@ -160,6 +170,7 @@ def engine_memory(
         f" = {concurrency}",
     ]
     assumption_lines = [
+        fmt.line,
         f"engine {s.engine}; max_model_len {max_len:,}; "
         + (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
            f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), "
@@ -170,7 +181,7 @@ def engine_memory(
         + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp * ep > 1 else ""),
     ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"] if shared_prefix else [])
     return EngineMemory(
-        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype, capacity_bytes=cap,
+        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
         kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,

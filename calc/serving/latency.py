@@ -16,6 +16,7 @@ from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory, request_kv_bytes
 from calc.serving.step import StepTime, calibrated_gpu, step_time
+from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 from calc.units import GIB, TERA
@@ -85,17 +86,19 @@ class LatencyResult(BaseModel):
 
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
-    dtype: str = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
+    dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> LatencyResult:
     """A static batch of B identical requests (as TensorRT-LLM / vLLM benchmark_latency run it):
     TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
-    context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp."""
+    context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp.
+    ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights)."""
     plan = serving_plan(m, num_gpus, tp, pp)
-    gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
+    fmt = weight_format(m, gpu, dtype)
+    gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
     a = assumptions
-    peak = peak_tflops(gpu, dtype) * TERA
+    peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
     span = (prompt + 1) / 2 if causal else prompt
     pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
@@ -121,7 +124,7 @@ def latency(
                    f"{target_ttft_s * 1e3:.0f} ms is {reach}")
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
-        dtype=dtype, efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
+        dtype=fmt.label, efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
         ridge_point_flops_per_byte=ridge,
         prefill_flops=pre.flops, prefill_bytes=pre.bytes_read, prefill_intensity=pre.flops / pre.bytes_read,
         prefill_compute_s=pre.compute_s, prefill_memory_s=pre.memory_s, prefill_comm_s=pre.comm_s, ttft_s=ttft,
@@ -130,7 +133,7 @@ def latency(
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
         tokens_per_s=batch / tpot, e2e_s=ttft + (output - 1) * tpot, ttft_at_full_peak_s=at_peak,
-        verdict=verdict, assumptions=[eff.source] + a.lines(),
+        verdict=verdict,
         explain=[
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
@@ -139,7 +142,7 @@ def latency(
             f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
             f"{(ttft + (output - 1) * tpot):.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
-        ] + [f"assumption: {line}" for line in [eff.source, *a.lines()]],
+        ] + [f"assumption: {line}" for line in [fmt.line, eff.source, *a.lines()]],
     )
 
 
@@ -189,12 +192,13 @@ CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
 
 
 def concurrency(
-    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str = "bf16",
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str | None = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, tp: int | None = None, pp: int = 1,
     shared_prefix: int = 0, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> ConcurrencyResult:
     """Requests of ``max_tokens`` (input + output) the engine's KV cache admits at once: the engine's
-    own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs."""
+    own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs. ``dtype`` None:
+    weights as the checkpoint ships them."""
     plan = serving_plan(m, num_gpus, tp, pp)
     s = settings or EngineSettings()
     if s.max_model_len is None:  # the question is "requests of max_tokens": the engine's limit is that
@@ -220,7 +224,7 @@ def concurrency(
     else:
         verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
     return ConcurrencyResult(
-        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=dtype,
+        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype,
         kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
         weights_bytes=mem.weights_bytes * n, reserve_bytes=(mem.capacity_bytes - mem.usable_bytes + mem.non_torch_bytes) * n,
         activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
@@ -233,7 +237,7 @@ def concurrency(
 
 
 def require_batch_fits(
-    m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str, kv_dtype: str | None, batch: int,
+    m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
     tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> None:
     """Fit first: the engine's KV cache must hold ``batch`` requests of ``tokens`` before any time figure."""
@@ -250,7 +254,7 @@ def require_batch_fits(
 
 
 def smallest_fitting_gpus(
-    m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str, kv_dtype: str | None, tokens: int,
+    m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str | None, kv_dtype: str | None, tokens: int,
     assumptions: ServingAssumptions, batch: int = 1,
 ) -> int | None:
     """Fewest GPUs (TP inside a node, then PP across nodes) whose KV cache holds ``batch`` requests."""

@@ -29,6 +29,7 @@ from calc.serving.engine_memory import EngineMemory, engine_memory
 from calc.serving.launch import launch_command
 from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, step_time
+from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 
@@ -182,12 +183,13 @@ def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: Fron
 
 def serve_plan(
     m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, ttft_ms: float | None = None, tpot_ms: float | None = None,
-    rate: float | None = None, users: int | None = None, num_gpus: int | None = None, dtype: str = "bf16",
+    rate: float | None = None, users: int | None = None, num_gpus: int | None = None, dtype: str | None = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, calibration: Calibration | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, max_gpus: int = 64, emit: str | None = None,
     speculation: Speculation | None = None, disaggregated: bool = False,
 ) -> ServePlan:
-    """Every layout's memory, batch, latency and GPUs for the traffic, best first."""
+    """Every layout's memory, batch, latency and GPUs for the traffic, best first. ``dtype`` None: weights
+    as the checkpoint ships them (calc.serving.weights)."""
     s = settings or EngineSettings()
     a = assumptions
     for flag, value in (("--prompt", prompt), ("--output", output)):
@@ -197,8 +199,9 @@ def serve_plan(
         raise LLMCalcError("--rate", "give --rate (requests/s) or --users (concurrent users), not both")
     if s.max_model_len is None:
         s = s.model_copy(update={"max_model_len": max(prompt + output, m.max_position_embeddings)})
-    kv_dtype = kv_dtype or dtype
-    gpu_run, hook, eff = calibrated_gpu(gpu, dtype, calibration)
+    fmt = weight_format(m, gpu, dtype)
+    kv_dtype = kv_dtype or fmt.act_dtype
+    gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
     layouts = []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
         mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype,
@@ -217,7 +220,7 @@ def serve_plan(
             layouts.append(pooled)
     layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
-    assumption_lines = [eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
+    assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
                         f"max_num_seqs {s.max_num_seqs}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
@@ -229,7 +232,7 @@ def serve_plan(
                                 "decode-only replicas; the prompt's KV crosses each GPU's network link (node spec)")
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
-        target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
+        target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label, kv_dtype=kv_dtype,
         layouts=layouts, gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m.name, s, best, prompt + output, emit) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),

@@ -32,9 +32,10 @@ from calc.model.flops import attention_dims
 from calc.model.layers import attention_layers
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import ServingAssumptions
+from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
-from calc.units import COMPUTE_DTYPE, TERA, dtype_bytes
+from calc.units import COMPUTE_DTYPE, TERA
 
 ACT_BYTES = 2  # activations and all-reduce payloads in 16 bits
 
@@ -58,6 +59,7 @@ FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate
 
 class _Gemm(NamedTuple):
     name: str
+    component: str  # tensor group (attention, mlp, experts, ...): how its weights ship
     expert: bool  # a routed expert (split by expert parallelism)
     layers: int  # how many layers hold it (1 for the head)
     copies: int  # stored copies (E for routed experts)
@@ -85,7 +87,8 @@ def model_gemms(m: ModelSpec) -> tuple[list[_Gemm], int]:
             k, n = t.shape
             key = (f"{count}:{t.component}", FUSED.get(t.name, t.name))
             old = gemms.get(key)
-            gemms[key] = _Gemm(key[1], t.component == "experts", count, max(t.params // (k * n), 1), max(t.matmul // (k * n), 1), k,
+            gemms[key] = _Gemm(key[1], t.component, t.component == "experts",
+                               count, max(t.params // (k * n), 1), max(t.matmul // (k * n), 1), k,
                                n + (old.n if old else 0))
     out = list(gemms.values()), count_params(m).total_params
     _SHAPES[id(m)] = (m, *out)
@@ -122,14 +125,15 @@ def _at_wave(gpu: GPUSpec, wave: float) -> GPUSpec:
     return hit[1]
 
 
-def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str,
+def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str | None,
                      calibration: Any = None, ep: int = 1) -> tuple[float, float, float]:
     """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
     [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
     Routed experts: min(E, M x k) experts touched, each seeing M x k / touched tokens; the head sees
     only the rows whose logits are sampled. Expert parallelism over ``ep`` ranks (each with ``tokens``):
-    the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank."""
-    elem = float(dtype_bytes(dtype))
+    the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank.
+    ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights)."""
+    fmt = weight_format(m, gpu, dtype)
     seconds = flops = moved = 0.0
     for g in model_gemms(m)[0]:
         rows = logit_rows if g.name == "lm_head" else tokens
@@ -141,9 +145,10 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         touched /= group
         k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
         wave = wave_efficiency(gpu, per, n, k)
-        seconds += g.layers * gemm_time(_at_wave(gpu, wave), per, n, k, dtype, calibration, batch=touched)
+        seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
+        seconds += g.layers * gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         flops += g.layers * 2 * touched * per * g.k * g.n / tp
-        moved += g.layers * touched * g.k * g.n / tp * elem
+        moved += g.layers * touched * g.k * g.n / tp * fmt.elem(g.component)
     return seconds, flops, moved
 
 
@@ -194,7 +199,7 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
 
 
 def step_time(
-    m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str = "bf16",
+    m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
     prefill_context: float = 0, prefill_seqs: int = 1, calibration: Any = None, system: SystemSpec | None = None,
     ep: int = 1, queries_per_seq: int = 1,
@@ -203,7 +208,9 @@ def step_time(
     ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (each token attending
     ``prefill_context`` keys on average), on a TP group of ``tp`` GPUs (PP: pass the micro-batch;
     the p - 1 stage sends are added here). ``queries_per_seq`` > 1: each decoding sequence verifies that
-    many tokens (speculative decoding) while reading its KV once."""
+    many tokens (speculative decoding) while reading its KV once. ``dtype`` None: weights as shipped
+    (calc.serving.weights); activations, attention and the default KV then in the checkpoint dtype."""
+    act = weight_format(m, gpu, dtype).act_dtype
     system = system or _system(gpu, a)
     tokens = decode_seqs * queries_per_seq + prefill_tokens
     rows = decode_seqs * queries_per_seq + (prefill_seqs if prefill_tokens else 0)
@@ -216,13 +223,13 @@ def step_time(
     prefill_keys = sum(layer.tokens_seen(prefill_context) for layer in layers)
     keys = decode_seqs * queries_per_seq * decode_keys + prefill_tokens * prefill_keys
     attn_flops = 2 * m.num_heads * (d_qk + d_v) * keys / tp
-    kv_dtype = kv_dtype or dtype
+    kv_dtype = kv_dtype or act
     kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
-    attn_compute = attn_flops / flash_attention_rate(gpu, dtype)
+    attn_compute = attn_flops / flash_attention_rate(gpu, act)
     attn_memory = kv_read / bandwidth
     payload = tokens * m.hidden_size * ACT_BYTES
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)

@@ -1,0 +1,129 @@
+"""Weights as a serving engine holds and streams them: the checkpoint as shipped (its
+``quantization_config``) unless a dtype is given, and the dtype each weight GEMM runs in.
+
+bytes per weight of a tensor group c = calc.memory.weights.weight_bytes_by_group(m, None)[c] / params[c]
+    (fp8 block scales, MXFP4 E8M0 scales, GPTQ/AWQ scales and zeros included; reference section 3).
+Compute of a quantized group (what vLLM's kernels do, vllm/model_executor/layers/quantization/):
+    fp8 weights      -> fp8 tensor peak where the GPU has one (fp8.py: CUTLASS/DeepGEMM block-fp8 W8A8,
+                        activations quantised per 128-token group); else bf16 (FP8 Marlin, weight-only).
+    4-bit weights    -> dequantised to bf16 inside the kernel (Marlin for GPTQ/AWQ/NF4, mxfp4.py's Marlin /
+                        Triton MoE on Hopper); an fp4 tensor peak only where the GPU spec lists one.
+    int8 (bnb)       -> dequantised to bf16.
+Activations, attention and (by default) the KV cache stay at the checkpoint dtype, as vLLM's
+kv_cache_dtype "auto" keeps them.
+A quantized GEMM is timed by calc.hardware.efficiency.gemm_time at its storage width (fp8/int8: 1 B,
+4-bit: 1/2 B) on a view of the GPU whose peak for that width is the compute dtype's peak and whose
+bandwidth is scaled by nominal/actual bytes per weight (so the scales are streamed too). Weight-only
+kernels (dequantise in the kernel: Marlin, csrc/quantization/marlin) tile the token rows by 16, not the
+128 rows gemm_time quantises by, so below 128 rows their peak is scaled by q(M, 16) / q(M, 128),
+q(x, t) = x / (ceil(x/t) t): a decode GEMV streams its 4-bit weights instead of paying for 128 rows.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import NamedTuple
+
+from calc.hardware.efficiency import TILE_MN
+from calc.model.params import count_params
+from calc.specs import GPUSpec, ModelSpec
+from calc.units import COMPUTE_DTYPE, dtype_bytes
+
+
+class WeightFormat(NamedTuple):
+    label: str  # the dtype given, or "as-shipped"
+    act_dtype: str  # activations, attention, default KV cache: the dtype given, else the checkpoint dtype
+    compute_dtype: str  # tensor peak of the quantized GEMMs (the dtype given when every weight has one dtype)
+    bytes_per_weight: dict[str, Fraction]  # per tensor group; empty: act_dtype bytes for all
+    storage: dict[str, str]  # quantized group -> its storage width as a dtype key for gemm_time
+    line: str  # the printed assumption
+
+    def elem(self, component: str) -> float:
+        """Bytes streamed per weight of ``component``."""
+        return float(self.bytes_per_weight.get(component, dtype_bytes(self.act_dtype)))
+
+    def gemm(self, gpu: GPUSpec, component: str, rows: float) -> tuple[GPUSpec, str]:
+        """(GPU view, dtype) to time a GEMM of ``component`` over ``rows`` token rows with
+        calc.hardware.efficiency.gemm_time."""
+        key = self.storage.get(component)
+        if key is None:
+            return gpu, self.act_dtype
+        scale = float(dtype_bytes(key)) / self.elem(component)
+        rows_tile = 1.0
+        if self.weight_only and rows < GEMM_TILE_ROWS:
+            rows_tile = _quant(rows, WEIGHT_ONLY_TILE_ROWS) / _quant(rows, GEMM_TILE_ROWS)
+        return _view(gpu, key, self.compute_dtype, scale, rows_tile), key
+
+    @property
+    def weight_only(self) -> bool:
+        """Quantized weights multiplied after dequantising (no tensor peak at their own width)."""
+        return bool(self.storage) and self.compute_dtype == self.act_dtype
+
+
+GEMM_TILE_ROWS = TILE_MN  # the row tile calc.hardware.efficiency.gemm_time quantises by
+WEIGHT_ONLY_TILE_ROWS = 16  # Marlin's row block
+_VIEWS: dict[tuple, tuple[GPUSpec, GPUSpec]] = {}
+
+
+def _quant(x: float, tile: int) -> float:
+    return x / (math.ceil(x / tile) * tile)
+_FORMATS: dict[tuple, tuple[ModelSpec, WeightFormat]] = {}
+
+
+def _view(gpu: GPUSpec, key: str, compute: str, scale: float, rows_tile: float) -> GPUSpec:
+    """The GPU as a quantized GEMM sees it: the storage width's peak = the compute dtype's peak (x the
+    row-tile correction), bandwidth x nominal/actual bytes per weight."""
+    k = (id(gpu), key, compute, round(scale, 6), round(rows_tile, 6))
+    hit = _VIEWS.get(k)
+    if hit is None or hit[0] is not gpu:
+        peaks = dict(gpu.datasheet_peak_tflops)
+        peaks[COMPUTE_DTYPE.get(key, key)] = peaks[COMPUTE_DTYPE.get(compute, compute)] * rows_tile
+        hit = _VIEWS[k] = (gpu, gpu.model_copy(update={"datasheet_peak_tflops": peaks, "hbm_tb_s": gpu.hbm_tb_s * scale}))
+    return hit[1]
+
+
+def shipped_group_bytes(m: ModelSpec) -> dict[str, int]:
+    """Bytes per tensor group of the checkpoint as shipped (calc.memory.weights.weight_bytes_by_group)."""
+    from calc.memory.weights import weight_bytes_by_group
+
+    return weight_bytes_by_group(m, None)
+
+
+def weight_format(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> WeightFormat:
+    """How the serving model prices weights: ``dtype`` None = as shipped (quantization_config), else every
+    weight at ``dtype`` (the user's override, as `memory --dtype`)."""
+    peaks = gpu.datasheet_peak_tflops
+    key = (id(m), dtype, "fp8" in peaks, "fp4" in peaks)
+    hit = _FORMATS.get(key)
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    fmt = _resolve(m, peaks, dtype)
+    _FORMATS[key] = (m, fmt)
+    return fmt
+
+
+def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> WeightFormat:
+    q = m.quantization
+    if dtype is not None or q is None:
+        d = dtype or m.checkpoint_dtype
+        line = f"weights in {d}" if dtype is not None else f"weights as shipped: {d} (no quantization_config)"
+        return WeightFormat(dtype or d, d, d, {}, {}, line)
+    from calc.memory.weights import shipped_dtype_label
+
+    act = m.checkpoint_dtype
+    params = count_params(m).components
+    groups = shipped_group_bytes(m)
+    per = {c: Fraction(b, params[c]) for c, b in groups.items() if params.get(c)}
+    quantized = [c for c, b in per.items() if b != dtype_bytes(act)]
+    if q.method == "fp8":
+        store, compute = "fp8", "fp8" if "fp8" in peaks else act
+    elif q.method == "mxfp4" and "fp4" in peaks:
+        store, compute = "int4", "fp4"
+    else:
+        store, compute = ("int8" if q.bits == 8 else "int4"), act
+    how = {"fp8": "the fp8 tensor peak (W8A8 block-fp8 GEMMs)"}.get(compute, f"{compute} (weights dequantised in the kernel)")
+    line = (f"weights as shipped: {shipped_dtype_label(m)}; {', '.join(quantized)} streamed at "
+            + ", ".join(f"{float(per[c]):.3g} B/weight" for c in quantized)
+            + f" and multiplied at {how}; activations, attention and KV default in {act}; --dtype prices every weight at one dtype")
+    return WeightFormat("as-shipped", act, compute, per, {c: store for c in quantized}, line)
