@@ -8,7 +8,8 @@ from typing import Any
 from calc.errors import LLMCalcError
 
 
-def _pyplot(path: str):  # noqa: ANN202
+def pyplot(path: str):  # noqa: ANN201
+    """(target path, matplotlib.pyplot) for a --plot FILE.png|svg; matplotlib is imported only here."""
     target = Path(path)
     if target.suffix.lower() not in (".png", ".svg"):
         raise LLMCalcError("--plot", f"write a .png or .svg file, got {path!r}")
@@ -25,7 +26,7 @@ def _pyplot(path: str):  # noqa: ANN202
 def plot_serve_frontier(plan: Any, path: str) -> Path:
     """`serve --plot`: output tokens/s per GPU vs TPOT for each layout as the batch grows, the TPOT
     target as a dashed line."""
-    target, plt = _pyplot(path)
+    target, plt = pyplot(path)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for x in plan.layouts[:8]:
         ax.plot([p.tpot_ms for p in x.frontier], [p.tokens_per_s_per_gpu for p in x.frontier], marker="o",
@@ -46,7 +47,7 @@ def plot_serve_frontier(plan: Any, path: str) -> Path:
 def plot_memory_chart(chart: Any, title: str, path: str) -> Path:
     """Two panels: memory vs concurrent requests and vs context length; weights flat, KV growing,
     the capacity of all GPUs as a red line."""
-    target, plt = _pyplot(path)
+    target, plt = pyplot(path)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, points, xkey, xlabel in (
         (axes[0], chart.vs_concurrency, "requests", "concurrent requests"),

@@ -9,7 +9,6 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from calc.errors import LLMCalcError
 from calc.report.render import bar, kv_table
 from calc.units import gib
 
@@ -67,16 +66,9 @@ def _short(label: str) -> str:
 
 def plot_step_breakdown(plans: list[Any], title: str, path: str) -> Path:
     """Stacked bars: each plan's step time split into its exposed terms."""
-    target = Path(path)
-    if target.suffix.lower() not in (".png", ".svg"):
-        raise LLMCalcError("--plot", f"write a .png or .svg file, got {path!r}")
-    try:
-        import matplotlib
+    from calc.report.plot import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise LLMCalcError("--plot", "matplotlib is not installed; run: pip install 'llmcalc[plot]'") from None
+    target, plt = pyplot(path)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(plans) + 3), 4.8))
     labels = [p.layout.replace(" ", "\n", 3) for p in plans]
     bottoms = [0.0] * len(plans)
