@@ -170,6 +170,7 @@ def compare(
     prompt: PromptOpt = 1024,
     output: OutputOpt = 256,
     price: PriceOpt = None,
+    old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The same serving workload on several GPUs side by side (cost per million tokens with --price GPU=X)."""
@@ -185,7 +186,9 @@ def compare(
         raise LLMCalcError("GPU", "name at least one GPU after the model, e.g. `compare llama2-13b h100 a100`")
     gpus = [load_gpu(name, "GPU") for name in gpu_names]
     check_context(m, prompt + output, "--prompt")
-    table = price_table(price)
+    if old_price is not None and price:
+        raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
+    table = {"*": old_price} if old_price is not None else price_table(price)
     prices = {g.name: table.get(g.name, table.get("*")) for g in gpus}
     rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=given_dtype(ctx, dtype), batch=batch, prompt=prompt, output=output,
                         prices={k: v for k, v in prices.items() if v is not None})

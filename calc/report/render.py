@@ -148,7 +148,7 @@ def params_view(p: Any) -> RenderableType:
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
     if p.mtp_params:  # main model above; MTP modules load only when an engine uses them to speculate
         table.add_row("MTP modules (not in total)", f"{p.mtp_params:,}", "", "")
-        table.add_row("[bold]with MTP", f"[bold]{p.total_params_with_mtp:,}", "", "")
+        table.add_row(Text("with MTP", "bold"), Text(f"{p.total_params_with_mtp:,}", "bold"), "", "")
     layers = Table(title="Per block", title_justify="left")
     for col in ("kind", "count", "params / block", "active / block"):
         layers.add_column(col, justify="right" if col != "kind" else "left")
@@ -261,7 +261,7 @@ def train_time_view(r: Any) -> RenderableType:
         ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", f"{r.gpu_hours:,.0f}"),
         ("days", f"{r.days:,.2f}"),
-        ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price-per-gpu-hour"),
+        ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price"),
     ]
     if r.best_case_days is not None:
         rows.append(("days at measured ceiling", f"{r.best_case_days:,.2f}"))

@@ -74,7 +74,7 @@ def report_view(r: Any) -> RenderableType:
         parts.append(kv_table("Training", [
             ("MFU" if t.plan else "assumed MFU", f"{t.mfu:.1%}" + (f" ({t.plan})" if t.plan else "")),
             ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
-            ("cost", f"{t.cost:,.0f}" if t.cost is not None else "give --price-per-gpu-hour"),
+            ("cost", f"{t.cost:,.0f}" if t.cost is not None else "give --price"),
         ]))
         parts.append(Text(t.verdict, style="bold"))
     return Group(*parts)

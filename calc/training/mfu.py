@@ -140,7 +140,7 @@ def train_time(
     check_positive(tokens, "--tokens")
     check_fraction(mfu_assumed, "--mfu")
     if price_per_gpu_hour is not None:
-        check_positive(price_per_gpu_hour, "--price-per-gpu-hour", allow_zero=True)
+        check_positive(price_per_gpu_hour, "--price", allow_zero=True)
     peak = peak_tflops(gpu, dtype) * TERA
     f = forward_flops(m, 1, seq, causal=causal)
     total = tokens * f.per_token_training_flops

@@ -106,7 +106,8 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
                                f"(and divide or be a multiple of its {m.kv_heads} KV heads); TP choices: "
                                f"{', '.join(map(str, _tp_choices(cost, n, SearchSpace(cross_node_tp=True))))}")
         if tp > cost.system.gpus_per_node and not space.cross_node_tp:
-            raise LLMCalcError("--tp", f"{tp} spans nodes of {cost.system.gpus_per_node} GPUs; add --cross-node-tp to allow it")
+            raise LLMCalcError("--tp", f"{tp} spans nodes of {cost.system.gpus_per_node} GPUs; `train-plan --cross-node-tp` "
+                               "allows it, `train-step --tp` times it")
     if cp is not None and (n % cp or (cp > 1 and cost.seq % (2 * cp))):
         raise LLMCalcError("--cp", f"{cp} must divide the {n} GPUs, and 2 x {cp} the sequence {cost.seq}")
     if ep is not None and ep > 1 and (not m.moe or m.moe.num_experts % ep):
@@ -181,7 +182,8 @@ def search_plans(
     plans = [train_step(cost, layout, global_batch=global_batch) for _, layout in timed[:top]]
     if plans:
         best = plans[0]
-        verdict = (f"fastest of {len(timed)} fitting layouts: {best.layout}: {best.step_time_s:.3f} s/step, MFU {best.mfu:.1%}, "
+        verdict = (f"fastest of {len(timed)} fitting layouts and interleavings: {best.layout}: "
+                   f"{best.step_time_s:.3f} s/step, MFU {best.mfu:.1%}, "
                    f"{best.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU")
     else:
         more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
