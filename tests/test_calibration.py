@@ -10,7 +10,6 @@ import pytest
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration, OpPoint, Roofline, efficiency_for, save_calibration
-from calc.hardware.efficiency import GEMM_PLATEAU
 from calc.serving.phases import phase_terms
 from calc.sources.catalog import load_gpu, load_model
 
@@ -74,10 +73,16 @@ def test_latency_reads_the_calibration_and_says_so(cli, tmp_path: Path) -> None:
     assert default["efficiency_source"].startswith("defaults")
     assert calibrated["efficiency_source"].startswith("calibration 2026-11-23")
     assert (calibrated["compute_efficiency"], calibrated["memory_efficiency"]) == pytest.approx((0.7, 0.85))
-    # prefill of 2048 tokens on one H100 is compute-bound: its GEMMs run at the measured 0.7 instead of the Hopper
-    # default plateau (0.65, calc.hardware.efficiency), so TTFT scales by about 0.65 / 0.7 (launch costs and the
-    # per-step overhead do not scale: within 1%); decode streams weights at 0.85 instead of 0.9 of bandwidth, exactly.
-    assert calibrated["ttft_s"] == pytest.approx(default["ttft_s"] * GEMM_PLATEAU["Hopper"] / 0.7, rel=0.01)
+    # Prefill of 2048 tokens on one H100: each GEMM at the efficiency measured at its own FLOPs F = 2 x 2048 x K x N,
+    # e = 0.3 + 0.4 x (log10 F - 9) / 3 (sustained 1: serving uses the measurement as is), + 4 us launch, x 32 layers:
+    #   qkv 2.0616e11 -> e 0.60856, 346.39 us; o 6.8719e10 -> 0.54494, 131.45 us; gate_up 3.6937e11 -> 0.64233, 585.21 us;
+    #   down 1.8468e11 -> 0.60219, 313.97 us: 32 x 1377.03 us = 44.0648 ms.
+    # Head, one logit row: F 2.62e8 -> 0.3 -> 0.88 us, but streaming its 262.1 MB at 0.85 x 3.35 TB/s takes 92.06 us
+    # (+ 4 us). Attention (no attention points: flash default 0.45 of peak): 2 x 32 x 256 x 2048 x 2048 x 32 FLOPs
+    # = 2.1990e12 -> 4.9391 ms (its KV read 2.15 GB -> 0.754 ms is less). Step overhead 2 ms: TTFT 51.0999 ms.
+    assert calibrated["ttft_s"] * 1e3 == pytest.approx(51.0999, abs=1e-3)
+    assert default["ttft_s"] != pytest.approx(calibrated["ttft_s"], rel=0.01)  # the defaults' tile/wave model differs
+    # decode streams weights at 0.85 instead of 0.9 of bandwidth, exactly.
     assert calibrated["decode_memory_s"] == pytest.approx(default["decode_memory_s"] * 0.9 / 0.85)
 
 
@@ -273,3 +278,42 @@ def test_fit_recovers_efficiencies_from_the_serving_model_itself(tmp_path: Path)
     fit = fit_runs(read_runs(str(path)), phase_terms)
     assert (fit.compute_efficiency, fit.memory_efficiency) == pytest.approx((0.55, 0.7), rel=0.10)
     assert fit.rms_residual < 0.10
+
+
+def test_validate_prediction_is_a_bare_forward_with_the_head_over_every_prompt_token() -> None:
+    """`validate` times a bare torch forward that computes the head over all B x P prompt rows: its prediction
+    drops the engine's 2 ms step overhead and adds the head GEMM's extra rows (flat calibration 0.5 / 0.8 on H100).
+    llama2-7b head [4096, 32000], prompt 2048, B = 1: at 2048 rows 2 x 2048 x 4096 x 32000 / (989.4e12 x 0.5) = 1.08525 ms
+    (compute-bound); at 1 row it streams 262.1 MB at 0.8 x 3.35 TB/s = 97.82 us. Extra: 0.98743 ms (launches cancel)."""
+    from calc.serving.latency import latency
+    from calc.serving.phases import predict_phases
+
+    m, h100 = load_model("llama2-7b"), load_gpu("h100")
+    flat = _calibration(gemm=((1.0, 0.5),), memory=((1.0, 0.8),))
+    prefill, decode, source = predict_phases(m, h100, 1, 2048, "bf16", flat)
+    engine = latency(m, h100, batch=1, prompt=2048, output=1, dtype="bf16", calibration=flat, causal=True)
+    extra = 2 * 2048 * 4096 * 32000 / (989.4e12 * 0.5) - 4096 * 32000 * 2 / (3.35e12 * 0.8)
+    assert extra * 1e3 == pytest.approx(0.98743, abs=1e-5)
+    assert prefill == pytest.approx(engine.ttft_s - 2e-3 + extra, rel=1e-9)
+    assert decode == pytest.approx(engine.tpot_s - 2e-3, rel=1e-9)
+    assert "no engine step overhead" in source
+
+
+def test_a_fitted_calibration_reproduces_the_fit_through_latency(tmp_path: Path) -> None:
+    """`calibrate --from-runs --save` then `latency --calibration`: the serving step (per-GEMM launches, attention
+    beside the GEMMs, each GEMM floored at its own weight streaming) answers within 7% of the fit's own
+    max(C/e_c, M/e_m) + K for each run."""
+    from calc.hardware.fit import fit_runs, fitted_calibration, read_runs
+    from calc.serving.latency import latency
+
+    path = tmp_path / "runs.csv"
+    path.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\nllama2-7b,h100,1,1,2048,,0.061,\n"
+                    "llama2-7b,h100,1,8,512,64,,0.0081\nllama2-13b,h100,2,4,1024,,0.105,\nllama3-8b,h100,1,32,1024,128,,0.0112\n")
+    runs = read_runs(str(path))
+    fit = fit_runs(runs, phase_terms)
+    cal = fitted_calibration(fit)
+    for run, row in zip(runs, fit.runs, strict=True):
+        r = latency(load_model(run.model), load_gpu("h100"), num_gpus=run.num_gpus, batch=run.batch, prompt=run.prompt,
+                    output=run.output, calibration=cal)
+        answer = r.ttft_s if run.measure == "ttft_s" else r.tpot_s
+        assert answer == pytest.approx(row.predicted_fitted_s, rel=0.07), (run, answer, row.predicted_fitted_s)

@@ -5,17 +5,29 @@ serving model (continuous batching, per-GEMM efficiencies) is wired in here alon
 from __future__ import annotations
 
 from calc.hardware.calibration import Calibration
+from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
+
+# `validate` times a bare torch forward: no engine scheduler runs between its steps.
+BARE_FORWARD = ServingAssumptions(step_overhead_s=0.0)
 
 
 def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: str,
                    calibration: Calibration | None) -> tuple[float, float, str]:
-    """(prefill s, one decode step at context prompt+1 s, efficiency source) by calc.serving.latency;
-    causal, as SDPA runs a prefill."""
+    """(prefill s, one decode step at context prompt+1 s, efficiency source) of the forward `validate` times:
+    calc.serving.latency's steps, causal (as SDPA runs a prefill), with two differences from an engine's
+    step, both printed in the source line: no per-step engine overhead (BARE_FORWARD), and the output head
+    over every prompt token, as validate's torch model computes it (an engine samples one row per sequence):
+    prefill = latency TTFT + head GEMM at B x P rows - head GEMM at B rows (calc.serving.step.weight_gemm_time)."""
     from calc.serving.latency import latency
+    from calc.serving.step import weight_gemm_time
 
-    r = latency(m, gpu, num_gpus=1, batch=batch, prompt=prompt, output=1, dtype=dtype, calibration=calibration, causal=True)
-    return r.ttft_s, r.tpot_s, r.efficiency_source
+    r = latency(m, gpu, num_gpus=1, batch=batch, prompt=prompt, output=1, dtype=dtype, calibration=calibration, causal=True,
+                assumptions=BARE_FORWARD)
+    head = (weight_gemm_time(m, gpu, 0, batch * prompt, 1, dtype, calibration)[0]
+            - weight_gemm_time(m, gpu, 0, batch, 1, dtype, calibration)[0])
+    note = "validate: a bare forward (no engine step overhead), the output head over all prompt tokens"
+    return r.ttft_s + head, r.tpot_s, f"{r.efficiency_source}; {note}"
 
 
 def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch: int, prompt: int, output: int,

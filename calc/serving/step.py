@@ -3,7 +3,12 @@
     GEMMs   = sum over the weight GEMMs [M, K] @ [K, N/t] of calc.hardware.efficiency.gemm_time:
               max(FLOPs / (peak x wave x plateau x tile quantisation), bytes / bandwidth) + launch
               (weights are read once per step whatever M: that is why batching pays)
-    attention = max(score FLOPs / flash_attention_rate, KV read by every sequence / bandwidth)
+              with a calibration that measured GEMMs (`bench MODEL --save`, `calibrate --from-runs`), each GEMM
+              at its own measured fraction of peak e(F), interpolated at its FLOPs F (Calibration.interpolate):
+              max(F / (peak x e(F) x SERVING_SUSTAINED), weight bytes / measured bandwidth) + launch
+    attention = max(score FLOPs / (peak x e_attn), KV read by every sequence / bandwidth), e_attn the flash-attention
+              default (FLASH_ATTENTION_PEAK) or the calibration's "attention" points at one layer's FLOPs;
+              bandwidth = HBM x the default 0.9 or the calibration's "memory" points (its largest: the copy)
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives)
     step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
@@ -21,12 +26,14 @@ from pydantic import BaseModel
 from calc.hardware.calibration import Calibration, Efficiency, efficiency_for
 from calc.hardware.collectives import collective_time
 from calc.hardware.efficiency import (
+    GEMM_LAUNCH_S,
     collective_efficiency,
     flash_attention_rate,
     gemm_plateau,
     gemm_time,
     memory_efficiency,
 )
+from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import attention_dims
 from calc.model.layers import attention_layers
@@ -35,7 +42,7 @@ from calc.serving.assumptions import ServingAssumptions
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
-from calc.units import COMPUTE_DTYPE, TERA
+from calc.units import TERA
 
 ACT_BYTES = 2  # activations and all-reduce payloads in 16 bits
 
@@ -95,6 +102,10 @@ def model_gemms(m: ModelSpec) -> tuple[list[_Gemm], int]:
     return out
 
 
+# A calibration's GEMM efficiency is what the kernel reached in isolation, as a serving step runs it (one
+# forward, no optimizer or gradient traffic beside it): used as measured, unlike the training step's derate
+# (calc.hardware.efficiency.SUSTAINED_FRACTION).
+SERVING_SUSTAINED = 1.0
 TILE = 128  # output tile of one CTA (as calc.hardware.efficiency's tile quantisation)
 _SCALED: dict[tuple[int, float], tuple[GPUSpec, GPUSpec]] = {}
 
@@ -132,8 +143,12 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     Routed experts: min(E, M x k) experts touched, each seeing M x k / touched tokens; the head sees
     only the rows whose logits are sampled. Expert parallelism over ``ep`` ranks (each with ``tokens``):
     the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank.
-    ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights)."""
+    ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
+    A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
+    penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
     fmt = weight_format(m, gpu, dtype)
+    measured = _measured(calibration, "gemm", 1.0) is not None
+    bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
     seconds = flops = moved = 0.0
     for g in model_gemms(m)[0]:
         rows = logit_rows if g.name == "lm_head" else tokens
@@ -144,37 +159,45 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         per = rows * group * g.used / touched
         touched /= group
         k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
-        wave = wave_efficiency(gpu, per, n, k)
         seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
-        seconds += g.layers * gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
+        if measured:
+            weights = touched * g.k * g.n / tp * fmt.elem(g.component)
+            t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED),
+                    weights / bandwidth + GEMM_LAUNCH_S)
+        else:
+            t = gemm_time(_at_wave(seen, wave_efficiency(gpu, per, n, k)), per, n, k, gemm_dtype, calibration, batch=touched)
+        seconds += g.layers * t
         flops += g.layers * 2 * touched * per * g.k * g.n / tp
         moved += g.layers * touched * g.k * g.n / tp * fmt.elem(g.component)
     return seconds, flops, moved
 
 
-class _MeasuredMemory:
-    """A `bench --save` calibration seen through calc.hardware.efficiency's interpolate hook: its copy
-    bandwidth replaces the HBM default (its GEMM rate is applied by scaling the peak, calibrated_gpu)."""
-
-    def __init__(self, memory: float) -> None:
-        self.memory = memory
-
-    def interpolate(self, op_kind: str, size: float) -> float | None:
-        return self.memory if op_kind == "memory" else None
+def _measured(calibration: Any, op_kind: str, size: float) -> float | None:
+    """The calibration's efficiency for an op of this kind and size, None without one (or without such points)."""
+    interpolate = getattr(calibration, "interpolate", None)
+    return interpolate(op_kind, size) if interpolate is not None else None
 
 
 def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) -> tuple[GPUSpec, Any, Efficiency]:
-    """(GPU, calibration hook, summary): with a calibration, the dense peak is scaled by measured /
-    default plateau so every GEMM keeps its shape penalties but runs at the measured rate."""
+    """(GPU, calibration hook, summary): the calibration (checked against this GPU and dtype by
+    efficiency_for) is handed to the step as is; the step reads it op by op, by size (module docstring)."""
     eff = efficiency_for(gpu, dtype, calibration)
     if calibration is None:
         return gpu, None, Efficiency(compute=gemm_plateau(gpu), memory=memory_efficiency(gpu),
                                      source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu):.0%} "
                                      f"of peak on {gpu.arch}, HBM {memory_efficiency(gpu):.0%}")
-    compute = COMPUTE_DTYPE.get(dtype, dtype)
-    peaks = dict(gpu.datasheet_peak_tflops)
-    peaks[compute] = peaks[compute] * eff.compute / gemm_plateau(gpu)
-    return gpu.model_copy(update={"datasheet_peak_tflops": peaks}), _MeasuredMemory(eff.memory), eff
+    attention = "measured attention points by FLOPs" if calibration.interpolate("attention", 1.0) else "flash-attention default"
+    source = (f"{eff.source}; serving: each weight GEMM at the measured fraction of peak at its own FLOPs "
+              f"(sustained {SERVING_SUSTAINED:g}: no training derate), never faster than streaming its weights; "
+              f"attention: {attention}; KV and weight streaming at {memory_efficiency(gpu, calibration):.0%} of bandwidth")
+    return gpu, calibration, eff.model_copy(update={"source": source})
+
+
+def _attention_rate(gpu: GPUSpec, act: str, calibration: Any, layer_flops: float) -> float:
+    """FLOP/s of one layer's attention: the calibration's "attention" efficiency at that layer's FLOPs
+    times the peak, else the flash-attention default (calc.hardware.efficiency.flash_attention_rate)."""
+    measured = _measured(calibration, "attention", layer_flops)
+    return peak_tflops(gpu, act) * TERA * measured if measured else flash_attention_rate(gpu, act)
 
 
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
@@ -229,7 +252,7 @@ def step_time(
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
-    attn_compute = attn_flops / flash_attention_rate(gpu, act)
+    attn_compute = attn_flops / _attention_rate(gpu, act, calibration, attn_flops / len(layers)) if attn_flops else 0.0
     attn_memory = kv_read / bandwidth
     payload = tokens * m.hidden_size * ACT_BYTES
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
