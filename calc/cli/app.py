@@ -18,7 +18,8 @@ from calc.errors import LLMCalcError
 
 app = typer.Typer(
     name="llmcalc",
-    help="Exact, explained sizing arithmetic for LLMs: parameters, FLOPs, memory, MFU, latency, concurrency.",
+    help="Exact, explained sizing arithmetic for LLMs: parameters, FLOPs, memory (inference, training, fine-tuning), "
+    "MFU, training step time and plans, serving capacity and latency, calibration.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
