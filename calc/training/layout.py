@@ -73,6 +73,8 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--tp", f"{layout.tp} does not divide the {m.num_heads} attention heads of {m.name}")
     if not m.mla and m.kv_heads % layout.tp and layout.tp % m.kv_heads:
         raise LLMCalcError("--tp", f"{layout.tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}")
+    if layout.vpp > 1 and layout.pp == 1:
+        raise LLMCalcError("--vpp", f"interleaving splits each pipeline stage into VPP chunks; VPP {layout.vpp} needs --pp > 1")
     if layout.pp * layout.vpp > m.num_layers:
         raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
     if seq % (2 * layout.cp if layout.cp > 1 else 1):
