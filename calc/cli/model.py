@@ -49,7 +49,7 @@ def flops(
     (--output), arithmetic intensity and the fused parallel-layer GEMM."""
     from calc.cli.options import refuse
     from calc.model import flops as engine
-    from calc.report.render import console, emit, emit_json, flops_view, gemm_view
+    from calc.report.render import console, emit, emit_json, emit_warnings, flops_view, gemm_view
     from calc.sources.catalog import load_model
     from calc.units import dtype_bytes
 
@@ -68,8 +68,10 @@ def flops(
     if fused:
         extras["fused"] = engine.fused_parallel_shapes(m, batch * seq, dtype)
     if as_json:
+        emit_warnings(result)  # the dump below is a dict, so emit_json would not see the forward result's warnings
         emit_json({**result.model_dump(mode="json"), **extras})
         return
     emit(result, False, explain, flops_view)
+    emit_warnings(extras)
     for name, extra in extras.items():
         console.print(gemm_view(name, extra))

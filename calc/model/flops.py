@@ -151,6 +151,7 @@ class DecodeFlops(BaseModel):
     last_step_flops: int
     generation_flops: int
     explain: list[str]
+    warnings: list[str] = []
 
 
 def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFlops:
@@ -174,6 +175,7 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
         first_step_flops=step + per_key * layer_pairs(m, 1, prompt + 1, causal=True),
         last_step_flops=step + per_key * layer_pairs(m, 1, prompt + output, causal=True),
         generation_flops=total,
+        warnings=check_context(m, prompt + output, "--output"),
         explain=[
             f"decode step t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t) = {step:,} + {per_key:,}*sum_l keys_l(P+t)",
             f"T steps: T*{step:,} + {per_key:,}*{keys_total:,} keys (L*(T*P + T(T+1)/2) when every layer is full)"

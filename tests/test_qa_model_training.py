@@ -1,0 +1,22 @@
+"""QA regressions (params / flops / memory / mfu / training): each test names the defect it pins."""
+
+from __future__ import annotations
+
+
+def test_flops_decode_past_the_context_window_warns(cli) -> None:
+    # llama3-8b's window is 8,192 tokens: a prompt of 8,000 + 500 generated = 8,500 > 8,192 must warn,
+    # 8,000 + 192 = 8,192 exactly fits and must not (was: silent either way).
+    r = cli("flops", "llama3-8b", "--seq", "8000", "--output", "500")
+    assert r.code == 0, r.err
+    assert "--output: 8,500 tokens exceed" in r.err
+    r = cli("flops", "llama3-8b", "--seq", "8000", "--output", "500", "--json")
+    assert r.code == 0 and "--output: 8,500 tokens exceed" in r.err
+    assert r.json()["decode"]["warnings"]
+    r = cli("flops", "llama3-8b", "--seq", "8000", "--output", "192")
+    assert r.code == 0 and "exceed" not in r.err
+
+
+def test_flops_json_prints_the_sequence_warning_on_stderr(cli) -> None:
+    # 9,000 > 8,192: the text output warned, --json did not (the warning only sat inside the JSON)
+    r = cli("flops", "llama3-8b", "--seq", "9000", "--json")
+    assert r.code == 0 and "--seq: 9,000 tokens exceed" in r.err
