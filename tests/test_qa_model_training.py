@@ -20,3 +20,10 @@ def test_flops_json_prints_the_sequence_warning_on_stderr(cli) -> None:
     # 9,000 > 8,192: the text output warned, --json did not (the warning only sat inside the JSON)
     r = cli("flops", "llama3-8b", "--seq", "9000", "--json")
     assert r.code == 0 and "--seq: 9,000 tokens exceed" in r.err
+
+
+def test_negative_price_says_negative_not_not_a_number(cli) -> None:
+    # was: "--price: '-1' is not a number"
+    for value in ("-1", "h100=-2.5"):
+        r = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--mfu", "0.4", "--price", value)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --price: must be >= 0"), r.err
