@@ -27,3 +27,12 @@ def test_negative_price_says_negative_not_not_a_number(cli) -> None:
     for value in ("-1", "h100=-2.5"):
         r = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--mfu", "0.4", "--price", value)
         assert r.code == 2 and r.err.startswith("llmcalc: error: --price: must be >= 0"), r.err
+
+
+def test_mla_kv_assumption_does_not_claim_kv_heads_split(cli) -> None:
+    # DeepSeek-V3 caches one MLA latent per token, the same on every TP rank: per GPU at TP 8 it is the
+    # whole 61*(512+64)*2 = 70,272 B/token x 1,000 tokens = 70,272,000 B; the text said "KV heads per GPU = 16".
+    data = cli("memory", "deepseek-v3", "--mode", "infer", "--num-gpus", "8", "--seq", "1000", "--json").json()
+    assert data["per_gpu"]["kv_cache"] == 70_272_000
+    assert not any("KV heads per GPU" in a for a in data["assumptions"])
+    assert any("replicated on every TP rank" in a for a in data["assumptions"])

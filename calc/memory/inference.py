@@ -78,7 +78,8 @@ def inference_memory(
         assumptions=[
             (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}")
             + (f" with one fp16 scale per {group_size} weights" if group_size else ""),
-            f"KV cache in {kv_dtype}; KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}",
+            f"KV cache in {kv_dtype}; " + ("MLA latent (r_kv + d_rope per layer and token) replicated on every TP rank"
+                                           if m.mla else f"KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}"),
             f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
             f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",
             *([f"MTP modules loaded for speculative decoding: +{counted.mtp_params:,} parameters"] if with_mtp else []),
