@@ -36,3 +36,13 @@ def test_mla_kv_assumption_does_not_claim_kv_heads_split(cli) -> None:
     assert data["per_gpu"]["kv_cache"] == 70_272_000
     assert not any("KV heads per GPU" in a for a in data["assumptions"])
     assert any("replicated on every TP rank" in a for a in data["assumptions"])
+
+
+def test_train_plan_lists_no_zero_duplicates_without_data_parallelism(cli) -> None:
+    # 13 GPUs of llama3-8b (32 layers): 13 is prime, so the only layouts are TP1 PP13 DP1 and TP13 (13 does not
+    # divide the 32 heads) -> DP is 1 and ZeRO has nothing to shard; "ZeRO0" and "ZeRO1" rows were identical.
+    data = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "13", "--global-batch", "64", "--seq", "4096",
+               "--json").json()
+    layouts = [p["layout"] for p in data["plans"]]
+    assert layouts and all("DP1" in x and "ZeRO0" in x for x in layouts)
+    assert len(layouts) == len(set(layouts))

@@ -135,6 +135,8 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
                             continue
                         micro = global_batch // (dp * b)
                         zeros = [z for z in space.zero_stages if z <= 1 or pp == 1]
+                        if dp * cp == 1 and "zero" not in dict(space.fixed):
+                            zeros = zeros[:1]  # nothing to shard over: every stage is ZeRO-0 (was a duplicate row)
                         for zero in _pinned(space, "zero", zeros):
                             for recompute in _recompute_levels(cost, space):
                                 considered += 1
