@@ -46,3 +46,12 @@ def test_train_plan_lists_no_zero_duplicates_without_data_parallelism(cli) -> No
     layouts = [p["layout"] for p in data["plans"]]
     assert layouts and all("DP1" in x and "ZeRO0" in x for x in layouts)
     assert len(layouts) == len(set(layouts))
+
+
+def test_memory_infer_num_gpus_alone_names_num_gpus(cli) -> None:
+    # --num-gpus 3 alone becomes TP 3, which does not divide llama3-8b's 32 heads; the error named --tp,
+    # a flag the user never gave.
+    r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--num-gpus", "3")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs as TP 3: 3 does not divide the 32"), r.err
+    r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--tp", "3")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tp:"), r.err

@@ -153,6 +153,14 @@ def memory(
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
+    if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
+        from calc.errors import LLMCalcError
+        from calc.model.parallel import check_layout
+
+        try:  # --num-gpus alone became TP: name the flag the user gave
+            check_layout(m, plan)
+        except LLMCalcError as e:
+            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs as TP {num_gpus}: {e.problem}") from None
     if mode is Mode.infer:
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
         explicit = option_given(ctx, "dtype") or group_size is not None
