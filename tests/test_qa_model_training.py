@@ -55,3 +55,14 @@ def test_memory_infer_num_gpus_alone_names_num_gpus(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs as TP 3: 3 does not divide the 32"), r.err
     r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--tp", "3")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --tp:"), r.err
+
+
+def test_plan_divisors_are_exact_and_fast_for_a_million_gpus() -> None:
+    # train-plan with --num-gpus 1000000 took 0.9 s (trial division by every k <= n). 1e6 = 2^6 * 5^6 has
+    # 7 * 7 = 49 divisors; 36 = 2^2 3^2 has 9 (the square root 6 once); a prime has 2.
+    from calc.training.plan import _divisors
+
+    d = _divisors(1_000_000)
+    assert len(d) == 49 and d[0] == 1 and d[-1] == 1_000_000 and d == sorted(d) and 1000 in d
+    assert _divisors(36) == [1, 2, 3, 4, 6, 9, 12, 18, 36]
+    assert _divisors(13) == [1, 13] and _divisors(1) == [1]

@@ -15,6 +15,8 @@ Memory is checked first (cheap); only layouts that fit get a step-time evaluatio
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +60,9 @@ class PlanSearchResult(BaseModel):
 
 
 def _divisors(n: int) -> list[int]:
-    return [k for k in range(1, n + 1) if n % k == 0]
+    """Divisors of n in increasing order, found up to sqrt(n) (a million GPUs took 0.25 s by trial of every k)."""
+    small = [k for k in range(1, math.isqrt(n) + 1) if n % k == 0]
+    return small + [n // k for k in reversed(small) if k * k != n]
 
 
 def _tp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
