@@ -16,7 +16,6 @@ Memory is checked first (cheap); only layouts that fit get a step-time evaluatio
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Any
 
