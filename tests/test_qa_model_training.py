@@ -66,3 +66,12 @@ def test_plan_divisors_are_exact_and_fast_for_a_million_gpus() -> None:
     assert len(d) == 49 and d[0] == 1 and d[-1] == 1_000_000 and d == sorted(d) and 1000 in d
     assert _divisors(36) == [1, 2, 3, 4, 6, 9, 12, 18, 36]
     assert _divisors(13) == [1, 13] and _divisors(1) == [1]
+
+
+def test_systems_table_prints_every_name_whole(cli) -> None:
+    # the name column was cut to "workstation-rtx4…", a name --system cannot take
+    names = [s["name"] for s in cli("systems", "--json").json()]
+    r = cli("systems")
+    assert r.code == 0 and "…" not in r.out
+    assert "workstation-rtx4090" in names
+    assert all(name in r.out for name in names)

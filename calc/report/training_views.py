@@ -90,7 +90,9 @@ def plot_step_breakdown(plans: list[Any], title: str, path: str) -> Path:
 
 
 def systems_view(systems: Any) -> RenderableType:
-    table = Table(title="Node types (system_specs/): per-GPU, per-direction bandwidth", title_justify="left")
+    from calc.report.render import Table as FoldingTable  # folds long cells: a node name cut to "workstation-rtx4…" cannot be typed
+
+    table = FoldingTable(title="Node types (system_specs/): per-GPU, per-direction bandwidth", title_justify="left")
     for col in ("name", "GPU", "GPUs/node", "inside a node", "GB/s", "between nodes", "GB/s"):
         table.add_column(col, justify="right" if col in ("GPUs/node", "GB/s") else "left")
     for s in systems:
