@@ -75,3 +75,25 @@ def test_systems_table_prints_every_name_whole(cli) -> None:
     assert r.code == 0 and "…" not in r.out
     assert "workstation-rtx4090" in names
     assert all(name in r.out for name in names)
+
+
+def test_train_time_of_a_tiny_run_prints_its_figures_not_zero(cli) -> None:
+    # 4,000 tokens of llama3-8b (N = 8.03e9) at 40% of 8 x 989.4 TFLOPS: 6N D = 6 x 8.03e9 x 4000 = 1.927e14 FLOPs
+    # (attention at S = 2048 adds ~0.15%) -> 1.93e14 / 3.166e15 = 0.061 s -> 0.061 x 8 / 3600 = 1.35e-4 GPU-hours.
+    # It printed "0.0 days ... (0 GPU-hours)".
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "4K", "--mfu", "0.4", "--price", "2.5")
+    assert r.code == 0, r.err
+    out = " ".join(r.out.split())  # the verdict wraps at the console width
+    assert "(0 GPU-hours" not in out and "0.0 days" not in out
+    assert "0.00014 GPU-hours" in out  # 1.35e-4 to two significant digits
+    assert "cost 0.00034 at 2.5/GPU-h" in out  # 1.35e-4 x 2.5 = 3.4e-4
+    # large figures keep their thousands separators: 1T tokens of llama3-70b at 40% on 64 GPUs = 303,998 GPU-hours
+    r = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--mfu", "0.4")
+    assert "(303,998 GPU-hours)" in " ".join(r.out.split())
+
+
+def test_figure_formatting() -> None:
+    from calc.units import figure
+
+    assert figure(0.0413) == "0.041" and figure(1234.5) == "1,234" and figure(0) == "0"
+    assert figure(197.92, 1) == "197.9" and figure(0.04, 1) == "0.04" and figure(0.5, 2) == "0.50"

@@ -16,7 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from calc.sanity import warn
-from calc.units import gb, gib, human
+from calc.units import figure, gb, gib, human
 
 
 class _WideEnoughConsole(Console):
@@ -259,9 +259,9 @@ def train_time_view(r: Any) -> RenderableType:
         ("tokens", f"{r.tokens:.4g}"),
         ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
         ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
-        ("GPU-hours", f"{r.gpu_hours:,.0f}"),
-        ("days", f"{r.days:,.2f}"),
-        ("cost", f"{r.cost:,.0f}" if r.cost is not None else "give --price"),
+        ("GPU-hours", figure(r.gpu_hours)),
+        ("days", figure(r.days, 2)),
+        ("cost", figure(r.cost) if r.cost is not None else "give --price"),
     ]
     if r.best_case_days is not None:
         rows.append(("days at measured ceiling", f"{r.best_case_days:,.2f}"))

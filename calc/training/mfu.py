@@ -17,7 +17,7 @@ from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
 from calc.sanity import check_context, check_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
-from calc.units import TERA, check_fraction, check_positive
+from calc.units import TERA, check_fraction, check_positive, figure
 
 HOURS = 3600.0
 
@@ -150,20 +150,20 @@ def train_time(
     if calibration is not None:
         best = total / (num_gpus * peak * efficiency_for(gpu, dtype, calibration).compute) / 86400
     cost = gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None
-    cost_text = f", cost {cost:,.0f} at {price_per_gpu_hour:g}/GPU-h" if cost is not None else ""
+    cost_text = f", cost {figure(cost)} at {price_per_gpu_hour:g}/GPU-h" if cost is not None else ""
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
         plan=plan.layout if plan is not None else None,
-        verdict=f"{seconds / 86400:,.1f} days on {num_gpus} x {gpu.name} at "
+        verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
         + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")
-        + f"({gpu_hours:,.0f} GPU-hours{cost_text})",
+        + f"({figure(gpu_hours)} GPU-hours{cost_text})",
         explain=[
             f"MFU {mfu_assumed:.4f}: {source}",
             f"FLOPs = D x 3*forward/S = {tokens:.4g} x {f.per_token_training_flops:.4g} = {total:.4g} "
             f"(6N alone: {tokens * f.approx_6n:.4g})",
-            f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed}) = {seconds:,.0f} s = {seconds / 86400:,.2f} days",
-            f"GPU-hours = {seconds:,.0f} x {num_gpus} / 3600 = {gpu_hours:,.0f}",
+            f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed}) = {figure(seconds)} s = {figure(seconds / 86400, 2)} days",
+            f"GPU-hours = {figure(seconds)} x {num_gpus} / 3600 = {figure(gpu_hours)}",
         ],
     )
