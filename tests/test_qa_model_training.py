@@ -102,3 +102,13 @@ def test_figure_formatting() -> None:
 
     assert figure(0.0413) == "0.041" and figure(1234.5) == "1,234" and figure(0) == "0"
     assert figure(197.92, 1) == "197.9" and figure(0.04, 1) == "0.04" and figure(0.5, 2) == "0.50"
+
+
+def test_small_mfu_is_printed_not_rounded_to_zero(cli) -> None:
+    # 10 tokens/s of llama3-8b on one H100: 10 x 6 x 8,030,261,248 / 989.4e12 = 0.0487% -> "0.049%", was "0.0%"
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "10")
+    assert r.code == 0, r.err
+    assert "MFU 0.049% by 6N" in " ".join(r.out.split())
+    # train-step's verdict used the same one-decimal format ("MFU 0.0% (HFU 0.0%)" for a 1-token sequence)
+    r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--seq", "1", "--zero", "1")
+    assert r.code == 0 and "MFU 0.0%" not in r.out

@@ -90,7 +90,7 @@ def mfu(
         tokens_per_s=rate_per_gpu * num_gpus, model_flops=total_tokens * per_token,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
         mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
-        verdict=f"MFU {mfu_6n:.1%} by 6N, {mfu_attn:.1%} with attention FLOPs at seq {seq} "
+        verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
         f"({gpu.name} {dtype} peak {peak / TERA:g} TFLOPS)",
         explain=[
             f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",

@@ -30,7 +30,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.training import training_bytes_per_gpu
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
-from calc.units import GIB, TERA
+from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
     "compute_s", "recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
@@ -339,7 +339,8 @@ def train_step(
     return TrainStepResult(
         **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
-        verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, MFU {mfu:.1%} (HFU {hfu:.1%}) on {n} x {cost.gpu.name}; "
+        verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, "
+        f"MFU {figure(mfu * 100, 1)}% (HFU {figure(hfu * 100, 1)}%) on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
         explain=lines + [mem_line] + [f"assumption: {a}" for a in assumptions],
     )
