@@ -112,3 +112,13 @@ def test_small_mfu_is_printed_not_rounded_to_zero(cli) -> None:
     # train-step's verdict used the same one-decimal format ("MFU 0.0% (HFU 0.0%)" for a 1-token sequence)
     r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--seq", "1", "--zero", "1")
     assert r.code == 0 and "MFU 0.0%" not in r.out
+
+
+def test_train_plan_searches_a_pinned_micro_batch_outside_the_default_list(cli) -> None:
+    # --micro-batch 16 with global batch 64 on 8 GPUs: DP 1, 2 or 4 x 16 divides 64, so layouts exist; the search
+    # only tried b in 1, 2, 4, 8 and said "no layout ... has DP x micro-batch dividing 64".
+    r = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--seq", "4096",
+            "--micro-batch", "16", "--json")
+    assert r.code == 0, r.err
+    plans = r.json()["plans"]
+    assert plans and all(p["micro_batch"] == 16 and p["dp"] in (1, 2, 4) for p in plans)

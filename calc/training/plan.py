@@ -133,7 +133,8 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
                 dp = rest // pp
                 eps = [e for e in _divisors(experts) if (dp * cp) % e == 0] if m.moe else [1]
                 for ep in _pinned(space, "ep", eps):
-                    for b in _pinned(space, "micro_batch", list(space.micro_batches)):
+                    pinned_b = dict(space.fixed).get("micro_batch")  # a pin outside 1, 2, 4, 8 is searched too
+                    for b in _pinned(space, "micro_batch", sorted({*space.micro_batches, *([pinned_b] if pinned_b else [])})):
                         if global_batch % (dp * b):
                             continue
                         micro = global_batch // (dp * b)
