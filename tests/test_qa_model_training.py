@@ -122,3 +122,10 @@ def test_train_plan_searches_a_pinned_micro_batch_outside_the_default_list(cli) 
     assert r.code == 0, r.err
     plans = r.json()["plans"]
     assert plans and all(p["micro_batch"] == 16 and p["dp"] in (1, 2, 4) for p in plans)
+
+
+def test_train_plan_pinned_pp_that_cannot_divide_the_gpus_says_so(cli) -> None:
+    # 16 GPUs cannot hold PP 3 (16 / 3 is not whole); the error blamed --global-batch ("no layout ... has DP x micro-batch
+    # dividing 64 with --pp 3")
+    r = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--seq", "4096", "--pp", "3")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --pp: TP 1 x PP 3 x CP 1 = 3 does not divide the 16 GPUs"), r.err

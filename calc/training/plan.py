@@ -118,6 +118,10 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
                            f"{m.moe.num_experts if m.moe else 'no'} experts)")
     if "pp" in pins and pins["pp"] > m.num_layers:
         raise LLMCalcError("--pp", f"{pins['pp']} stages exceed the {m.num_layers} layers of {m.name}")
+    product = (tp or 1) * (cp or 1) * pins.get("pp", 1)
+    if n % product:
+        raise LLMCalcError("--pp" if "pp" in pins else "--cp", f"TP {tp or 1} x PP {pins.get('pp', 1)} x CP {cp or 1} = {product} "
+                           f"does not divide the {n} GPUs")
 
 
 def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchSpace) -> tuple[int, list[tuple[Layout, int]]]:
