@@ -33,6 +33,12 @@ def warn(field: str, message: str) -> None:
     sys.stderr.write(f"llmcalc: warning: {one_line(f'{field}: {message}')}\n")
 
 
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage that stays readable: '163.5%', '4.9e+28%', '1.4e-24%'."""
+    pct = fraction * 100
+    return f"{pct:.1f}%" if 0.1 <= pct < 1e4 else f"{pct:.2g}%"
+
+
 def check_mfu(mfu: float, field: str) -> list[str]:
     """Refuse MFU above 100% (more FLOPs than the GPUs can do); warn above SUSPICIOUS_MFU.
 
@@ -40,12 +46,12 @@ def check_mfu(mfu: float, field: str) -> list[str]:
     means the throughput given in ``field`` is impossible on that GPU count and dtype.
     """
     if mfu > 1:
-        raise LLMCalcError(field, f"implies MFU {mfu:.1%}, above 100% of the GPUs' dense peak; "
+        raise LLMCalcError(field, f"implies MFU {_percent(mfu)}, above 100% of the GPUs' dense peak; "
                                   "check the throughput, --num-gpus and --dtype")
     if mfu > SUSPICIOUS_MFU:
         return [f"{field}: implies MFU {mfu:.1%}, above any published large run (~55-60%); check the inputs"]
     if mfu < TINY_MFU:
-        return [f"{field}: implies MFU {mfu:.2g}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
+        return [f"{field}: implies MFU {_percent(mfu)}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
     return []
 
 

@@ -129,3 +129,12 @@ def test_train_plan_pinned_pp_that_cannot_divide_the_gpus_says_so(cli) -> None:
     # dividing 64 with --pp 3")
     r = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--seq", "4096", "--pp", "3")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --pp: TP 1 x PP 3 x CP 1 = 3 does not divide the 16 GPUs"), r.err
+
+
+def test_mfu_sanity_messages_are_percentages(cli) -> None:
+    # 10 tokens/s of llama3-8b on one H100 = 0.0487% of peak; the warning printed the fraction "0.00049" next to "below 1%"
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "10")
+    assert "implies MFU 0.049%, below 1%" in r.err, r.err
+    # 1e30 tokens/s: 1e30 x 6 x 8.03e9 / 989.4e12 = 4.9e25 of peak = 4.9e27 %; was a 28-digit "48...0.0%"
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "1e30")
+    assert r.code == 2 and "implies MFU 4.9e+27%, above 100%" in r.err, r.err
