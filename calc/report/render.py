@@ -31,6 +31,8 @@ class _WideEnoughConsole(Console):
             options = self.options.update_width(10_000)
             need = max(Measurement.get(self, options, self.render_str(o) if isinstance(o, str) else o).minimum
                        for o in objects)
+            if need <= self.width:  # rich can still lay a table out wider than the width (column minimums), then crops it
+                need = max(need, self._rendered_width(objects))
             if need > self.width:
                 saved, self._width = self._width, need  # print(width=) cannot exceed the console's
                 try:
@@ -39,6 +41,15 @@ class _WideEnoughConsole(Console):
                     self._width = saved
                 return
         super().print(*objects, **kwargs)
+
+    def _rendered_width(self, objects: tuple[Any, ...]) -> int:
+        """The widest line the objects render to at this console's width, before any cropping."""
+        from rich.segment import Segment
+
+        return max((Segment.get_line_length(line)
+                    for o in objects
+                    for line in Segment.split_lines(self.render(self.render_str(o) if isinstance(o, str) else o))),
+                   default=0)
 
 
 console = _WideEnoughConsole()
