@@ -16,3 +16,21 @@ def test_latency_table_is_not_cropped_at_80_columns(monkeypatch: pytest.MonkeyPa
     assert r.code == 0, r.err
     rows = [line.rstrip() for line in r.out.splitlines() if line.startswith(("┃", "│ prefill", "│ decode"))]
     assert rows and all(line.endswith(("┃", "│")) for line in rows), rows
+
+
+@pytest.mark.parametrize("args", [
+    ["latency", "llama3-8b", "--gpu", "h100", "--prompt", "4K", "--output", "0"],
+    ["report", "llama3-8b", "--gpu", "h100", "--output", "0"],
+    ["compare", "llama3-8b", "h100", "a100-80g", "--output", "0"],
+])
+def test_zero_output_tokens_is_refused_not_an_end_to_end_below_ttft(args: list[str]) -> None:
+    # e2e = TTFT + (T - 1) x TPOT gave e2e < TTFT at T = 0 (0.105 s vs TTFT 0.113 s)
+    r = run_cli(*args)
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --output:") and r.err.count("\n") == 1, r.err
+
+
+def test_one_output_token_is_ttft_alone() -> None:
+    # T = 1: e2e = TTFT + (1 - 1) x TPOT = TTFT exactly
+    r = run_cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "4K", "--output", "1", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["e2e_s"] == pytest.approx(r.json()["ttft_s"], rel=1e-12)

@@ -94,6 +94,8 @@ def latency(
     TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
     context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp.
     ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights)."""
+    if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
+        raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     plan = serving_plan(m, num_gpus, tp, pp)
     fmt = weight_format(m, gpu, dtype)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
