@@ -34,3 +34,13 @@ def test_one_output_token_is_ttft_alone() -> None:
     r = run_cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "4K", "--output", "1", "--json")
     assert r.code == 0, r.err
     assert r.json()["e2e_s"] == pytest.approx(r.json()["ttft_s"], rel=1e-12)
+
+
+@pytest.mark.parametrize("cmd", [["serve", "--prompt", "100", "--output", "100"], ["concurrency"], ["latency", "--prompt", "100"]])
+def test_dtype_int4_names_the_kv_default_it_implies(cmd: list[str]) -> None:
+    # --dtype int4 alone was refused as "--kv-dtype: no serving engine stores its KV cache in int4" although the
+    # user gave no --kv-dtype; the line must say the KV default follows --dtype and how to set it
+    r = run_cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "int4")
+    assert r.code == 2 and "defaults to --dtype" in r.err and "--kv-dtype bf16" in r.err, r.err
+    r = run_cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "int4", "--kv-dtype", "bf16")
+    assert r.code == 0, r.err
