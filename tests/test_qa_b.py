@@ -44,3 +44,13 @@ def test_dtype_int4_names_the_kv_default_it_implies(cmd: list[str]) -> None:
     assert r.code == 2 and "defaults to --dtype" in r.err and "--kv-dtype bf16" in r.err, r.err
     r = run_cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "int4", "--kv-dtype", "bf16")
     assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_import_refuses_an_empty_name_instead_of_ignoring_it(name: str) -> None:
+    # --name "" was silently replaced by the file's own name
+    from pathlib import Path
+
+    config = Path(__file__).parent / "fixtures" / "hf" / "qwen3-8b.json"
+    r = run_cli("import", str(config), "--name", name)
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --name:"), r.err
