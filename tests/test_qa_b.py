@@ -54,3 +54,25 @@ def test_import_refuses_an_empty_name_instead_of_ignoring_it(name: str) -> None:
     config = Path(__file__).parent / "fixtures" / "hf" / "qwen3-8b.json"
     r = run_cli("import", str(config), "--name", name)
     assert r.code == 2 and r.err.startswith("llmcalc: error: --name:"), r.err
+
+
+def test_report_train_memory_is_the_layout_it_times() -> None:
+    # the page said "does not fit: short by 323 GiB per GPU" (ZeRO-1, no recompute, DP 16) and then gave
+    # 758 days at the MFU of TP1 PP1 DP16 ZeRO3 rc:full; memory must be that timed layout's
+    r = run_cli("report", "llama3-70b", "--gpu", "h100", "--num-gpus", "16", "--mode", "train", "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert "ZeRO3" in d["train_time"]["plan"] and "rc:full" in d["train_time"]["plan"]
+    mem = d["memory"]
+    assert mem["fits"] is True
+    # ZeRO-3 over 16: weights 2 B x 70,553,706,496 / 16 = 8,819,213,312 B; optimizer 12 B x N / 16 = 52,915,279,872 B
+    assert mem["per_gpu"]["weights"] == 8_819_213_312
+    assert mem["per_gpu"]["optimizer"] == 52_915_279_872
+
+
+def test_report_train_with_zero_given_keeps_it() -> None:
+    # an explicit --zero still prices the plain DP layout at that stage: ZeRO-1 over DP 16 keeps all weights
+    # (2 B x 70,553,706,496 = 141,107,412,992 B per GPU)
+    r = run_cli("report", "llama3-70b", "--gpu", "h100", "--num-gpus", "16", "--mode", "train", "--zero", "1", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["memory"]["per_gpu"]["weights"] == 141_107_412_992

@@ -134,7 +134,7 @@ def report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
-        zero=1 if zero is None else zero, calibration=load_calibration(calibration),
+        zero=zero, calibration=load_calibration(calibration),
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart

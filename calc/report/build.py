@@ -80,20 +80,27 @@ def build_report(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
-    plan: Parallelism | None = None, zero: int = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
+    plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency and the memory chart. Training: params, FLOPs at S, training memory, days/GPU-hours."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
+        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)
+        if zero is None and best is not None and best.ep == 1 and best.vpp == 1:
+            # the memory of the layout whose MFU is timed (else the page said "does not fit" above its days)
+            memory = training_memory(m, gpu=gpu, plan=Parallelism(tp=best.tp, pp=best.pp, dp=best.dp, cp=best.cp,
+                                                                  sequence_parallel=best.sp),
+                                     recipe=recipe, zero=best.zero, micro_batch=best.micro_batch, seq=seq, recompute=best.recompute)
+        else:
+            memory = training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=1 if zero is None else zero, micro_batch=batch,
+                                     seq=seq)
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
-            flops=forward_flops(m, batch, seq),
-            memory=training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq),
+            flops=forward_flops(m, batch, seq), memory=memory,
             train_time=train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
-                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration,
-                                  plan=None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)),
+                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
         )
     max_tokens = prompt + output
     conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype)
