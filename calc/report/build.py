@@ -88,8 +88,8 @@ def build_report(
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
         best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)
-        if zero is None and best is not None and best.ep == 1 and best.vpp == 1:
-            # the memory of the layout whose MFU is timed (else the page said "does not fit" above its days)
+        if zero is None and batch == 1 and best is not None and best.ep == 1 and best.vpp == 1:
+            # no --zero / --batch: the memory of the layout whose MFU is timed (else "does not fit" above its days)
             memory = training_memory(m, gpu=gpu, plan=Parallelism(tp=best.tp, pp=best.pp, dp=best.dp, cp=best.cp,
                                                                   sequence_parallel=best.sp),
                                      recipe=recipe, zero=best.zero, micro_batch=best.micro_batch, seq=seq, recompute=best.recompute)
