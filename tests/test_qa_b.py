@@ -76,3 +76,15 @@ def test_report_train_with_zero_given_keeps_it() -> None:
     r = run_cli("report", "llama3-70b", "--gpu", "h100", "--num-gpus", "16", "--mode", "train", "--zero", "1", "--json")
     assert r.code == 0, r.err
     assert r.json()["memory"]["per_gpu"]["weights"] == 141_107_412_992
+
+
+def test_finetune_and_training_views_never_elide(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the fine-tuning report cut its 30-cell share bars with "…" at 80 columns (it used rich's own Table)
+    from calc.report import render
+
+    monkeypatch.setattr(render.console, "_width", 80)
+    for args in (["report", "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--mode", "finetune"],
+                 ["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64"],
+                 ["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8"]):
+        r = run_cli(*args)
+        assert r.code == 0 and "…" not in r.out, (args, r.err)

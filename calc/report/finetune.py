@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 
-from calc.report.render import bar, kv_table, size
+from calc.report.render import Table, bar, kv_table, size
 from calc.units import gib
 
 

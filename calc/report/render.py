@@ -69,7 +69,7 @@ class Table(rich_table.Table):
         super().__init__(*args, title=title, **kwargs)
 
     def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
-        longest = max((len(word) for word in str(header).split()), default=0)
+        longest = max([len(word) for word in str(header).split()] + [kwargs.pop("min_width", None) or 0])
         super().add_column(header, *args, overflow=overflow, min_width=longest or None, **kwargs)
 
     def add_row(self, *cells: Any, **kwargs: Any) -> None:
