@@ -85,6 +85,6 @@ def test_finetune_and_training_views_never_elide(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(render.console, "_width", 80)
     for args in (["report", "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--mode", "finetune"],
                  ["train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64"],
-                 ["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64"]):
+                 ["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--zero", "1"]):
         r = run_cli(*args)
         assert r.code == 0 and "…" not in r.out, (args, r.err)
