@@ -88,3 +88,16 @@ def test_finetune_and_training_views_never_elide(monkeypatch: pytest.MonkeyPatch
                  ["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--zero", "1"]):
         r = run_cli(*args)
         assert r.code == 0 and "…" not in r.out, (args, r.err)
+
+
+def test_compare_refuses_a_price_for_a_gpu_not_compared() -> None:
+    # `compare llama3-70b h100 h200 --price a100=2` printed the table and dropped the a100 price silently
+    r = run_cli("compare", "llama3-8b", "h100", "h200", "--price", "a100=2")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --price:") and "a100" in r.err, r.err
+    r = run_cli("compare", "llama3-8b", "h100", "h200", "--price", "h100=2", "--json")
+    assert r.code == 0, r.err
+    rows = {row["gpu"]: row for row in r.json()}
+    # $/M tokens = price x GPUs / (tokens/s x 3600) x 1e6
+    h100 = rows["h100-sxm"]
+    assert h100["cost_per_million_tokens"] == pytest.approx(2 * 1 / (h100["tokens_per_s"] * 3600) * 1e6, rel=1e-9)
+    assert rows["h200"]["cost_per_million_tokens"] is None

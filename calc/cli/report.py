@@ -190,6 +190,9 @@ def compare(
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
     table = {"*": old_price} if old_price is not None else price_table(price)
     prices = {g.name: table.get(g.name, table.get("*")) for g in gpus}
+    unused = [name for name in table if name != "*" and name not in prices]
+    if unused:
+        raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=given_dtype(ctx, dtype), batch=batch, prompt=prompt, output=output,
                         prices={k: v for k, v in prices.items() if v is not None})
     if as_json:
