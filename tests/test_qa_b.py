@@ -101,3 +101,18 @@ def test_compare_refuses_a_price_for_a_gpu_not_compared() -> None:
     h100 = rows["h100-sxm"]
     assert h100["cost_per_million_tokens"] == pytest.approx(2 * 1 / (h100["tokens_per_s"] * 3600) * 1e6, rel=1e-9)
     assert rows["h200"]["cost_per_million_tokens"] is None
+
+
+def test_serve_sizes_a_huge_rate_and_warns() -> None:
+    # --rate 1e30 printed "None x h100-sxm cannot carry 1e+30 requests/s ... drop --num-gpus" (no --num-gpus was
+    # given): the replica search stopped at 100,000 replicas before its first try
+    r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--rate", "1e30", "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    # one TP1 replica holds at most 256 sequences; each finishes 200 tokens after >= 200 x 2 ms of step overhead,
+    # so it serves < 256 / 0.4 = 640 requests/s: 1e30 req/s needs > 1e30 / 640 = 1.6e27 GPUs
+    assert d["gpus_needed"] > 1.5e27
+    assert "None" not in d["verdict"]
+    assert "llmcalc: warning: --rate: needs" in r.err
+    r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--rate", "20", "--json")
+    assert r.code == 0 and r.err == "", r.err

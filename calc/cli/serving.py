@@ -253,6 +253,10 @@ def serve(
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)
+    from calc.sanity import check_gpus_needed, warn
+
+    for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users"):
+        warn(*line.split(": ", 1))
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

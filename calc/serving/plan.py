@@ -311,7 +311,7 @@ def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms) -> 
     if not rate:
         return 1, 0.0
     n = max(math.ceil(rate / mu), 1)
-    while n < 100_000:
+    for _ in range(500):  # n grows by 5% a try: from the fluid bound to past any queueing knee
         wait = _queue_s(rate / n, batch, service)
         if wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1):
             return n, wait
@@ -325,6 +325,8 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
     if best is None:
         x = layouts[0]
         if rate and x.ttft_ms == math.inf:
+            if num_gpus is None:
+                return f"no number of {x.name} replicas on {gpu.name} carries {rate:g} requests/s within the queueing model"
             return (f"{num_gpus} x {gpu.name} cannot carry {rate:g} requests/s: the best layout, {x.replicas} x {x.name}, "
                     f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
