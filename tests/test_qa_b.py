@@ -116,3 +116,12 @@ def test_serve_sizes_a_huge_rate_and_warns() -> None:
     assert "llmcalc: warning: --rate: needs" in r.err
     r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--rate", "20", "--json")
     assert r.code == 0 and r.err == "", r.err
+
+
+def test_disaggregated_on_one_gpu_is_refused_not_ignored() -> None:
+    # serve --disaggregated --num-gpus 1 printed colocated layouts only: the flag changed nothing
+    r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--disaggregated", "--num-gpus", "1")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --disaggregated:"), r.err
+    r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--disaggregated", "--num-gpus", "2",
+                "--json")
+    assert r.code == 0 and any(x["prefill_gpus"] for x in r.json()["layouts"]), r.err

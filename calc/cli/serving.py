@@ -253,6 +253,9 @@ def serve(
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)
+    if disaggregated and result.layouts and not any(x.prefill_gpus for x in result.layouts):
+        raise LLMCalcError("--disaggregated", f"no prefill + decode split fits on {num_gpus or 'these'} x {g.name} "
+                                              "(it needs at least one prefill and one decode instance); drop it or give more GPUs")
     from calc.sanity import check_gpus_needed, warn
 
     for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users"):
