@@ -125,3 +125,13 @@ def test_disaggregated_on_one_gpu_is_refused_not_ignored() -> None:
     r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--disaggregated", "--num-gpus", "2",
                 "--json")
     assert r.code == 0 and any(x["prefill_gpus"] for x in r.json()["layouts"]), r.err
+
+
+def test_emit_follows_or_matches_the_engine() -> None:
+    # `serve --engine sglang --emit vllm` printed a vLLM command for a plan sized as SGLang sizes memory
+    base = ("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200")
+    r = run_cli(*base, "--engine", "sglang", "--emit", "vllm")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --emit:"), r.err
+    alone, both = run_cli(*base, "--emit", "sglang", "--json"), run_cli(*base, "--engine", "sglang", "--emit", "sglang", "--json")
+    assert alone.code == 0 and alone.json()["engine"] == "sglang"
+    assert alone.json()["layouts"][0]["kv_cache_tokens"] == both.json()["layouts"][0]["kv_cache_tokens"]

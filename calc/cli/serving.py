@@ -50,6 +50,7 @@ from calc.cli.options import (
     given_dtype,
     human_float,
     human_int,
+    option_given,
     refuse,
 )
 from calc.errors import LLMCalcError
@@ -238,6 +239,11 @@ def serve(
 
     if output < 1:
         raise LLMCalcError("--output", "serve needs >= 1 generated token per request")
+    if emit_engine is not None and emit_engine is not engine:
+        if option_given(ctx, "engine"):
+            raise LLMCalcError("--emit", f"the plan is sized for --engine {engine.value}; emit {engine.value} or size for "
+                                         f"--engine {emit_engine.value}")
+        engine = emit_engine  # --emit sglang alone: size the plan as SGLang does
     m, g = load_model(model), load_gpu(gpu)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
