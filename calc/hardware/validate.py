@@ -249,7 +249,7 @@ def run_validate(
     phases = [phase("prefill", t_prefill.median_s, pre, cal_pre), phase("decode step", t_decode.median_s, dec, cal_dec)]
     if calibration is None:
         notes.append("no --calibration given: only the default efficiencies are checked "
-                     "(write one with `llmcalc bench --model MODEL --save FILE`)")
+                     "(write one with `llmcalc bench MODEL --save FILE`)")
     return ValidateResult(
         model=m.name, layers=layers, model_layers=m.num_layers, device="GPU" if info.is_gpu else "CPU",
         device_name=info.device_name, gpu=device_spec.name, dtype=dtype, batch=batch, prompt=prompt, phases=phases,
