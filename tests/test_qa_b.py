@@ -135,3 +135,29 @@ def test_emit_follows_or_matches_the_engine() -> None:
     alone, both = run_cli(*base, "--emit", "sglang", "--json"), run_cli(*base, "--engine", "sglang", "--emit", "sglang", "--json")
     assert alone.code == 0 and alone.json()["engine"] == "sglang"
     assert alone.json()["layouts"][0]["kv_cache_tokens"] == both.json()["layouts"][0]["kv_cache_tokens"]
+
+
+def test_bench_bytes_counts_each_weight_once_plus_the_largest_operands() -> None:
+    # bench deepseek-v3 / validate llama3.1-405b on a 24 GB CPU host were killed by the OOM killer (no error line)
+    from calc.hardware.bench_model import bench_bytes
+    from calc.hardware.model_ops import Op
+
+    ops = [Op(kind="gemm", label="q", phase="prefill", tokens=64, flops=0, elements_moved=0, m=64, k=100, n=200),
+           Op(kind="gemm", label="q", phase="decode", tokens=1, flops=0, elements_moved=0, m=1, k=100, n=200),
+           Op(kind="gemm", label="experts", phase="prefill", tokens=64, flops=0, elements_moved=0, m=8, k=100, n=50, count=4)]
+    # weights: 100*200 (q, shared by both sizes) + 4*100*50 (experts) = 40,000; largest operands: 64*(100+200) = 19,200
+    assert bench_bytes(ops, 4) == (40_000 + 19_200) * 4
+
+
+def test_require_free_refuses_what_the_host_cannot_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from calc.errors import LLMCalcError
+    from calc.hardware.bench import require_free
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_AVPHYS_PAGES": 1_000_000}  # 4.096 GB free
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    require_free(None, False, 3_600_000_000, "--tp", "x", "y")  # 3.6 GB < 90% of 4.096 GB = 3.69 GB
+    with pytest.raises(LLMCalcError) as err:
+        require_free(None, False, 3_700_000_000, "--tp", "timing x", "give a larger --tp")
+    assert err.value.field == "--tp" and "4.1 GB free" in str(err.value)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, one_cpu_thread, time_fn
+from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, one_cpu_thread, require_free, time_fn
 from calc.hardware.calibration import Calibration, check_device
 from calc.specs import GPUSpec, ModelSpec
 
@@ -227,6 +227,14 @@ def run_validate(
     if calibration is not None:
         check_device(calibration, device_spec)
 
+    from calc.model.params import count_params
+
+    elem = 4 if dtype in ("fp32", "tf32") else 2
+    d = cut.dim_per_head
+    need = (count_params(cut).total_params + 2 * layers * batch * cut.kv_heads * (prompt + 1) * d
+            + batch * prompt * (cut.vocab_size + 8 * cut.hidden_size)) * elem
+    require_free(torch, info.is_gpu, need, "--layers", f"{layers} blocks of {m.name} with their KV cache and logits",
+                 "build fewer --layers or validate a smaller model (bench MODEL times one layer's ops)")
     with memory_guard("--layers", "build fewer --layers or use a smaller --batch / --prompt"):
         w = _Weights(torch, cut, layers, info.device, getattr(torch, TORCH_DTYPES[dtype]))
         d = cut.dim_per_head
