@@ -57,7 +57,7 @@ Predict = Callable[[ModelSpec, GPUSpec, int, int, str, Calibration | None], tupl
 def check_buildable(m: ModelSpec) -> None:
     if m.moe or m.mla:
         raise LLMCalcError("MODEL", f"{m.name} uses {'MoE' if m.moe else 'MLA'}; validate builds dense MHA/GQA blocks only "
-                                    "(time its ops with `bench --model` instead)")
+                                    "(time its ops with `bench MODEL` instead)")
 
 
 def cut_model(m: ModelSpec, layers: int) -> ModelSpec:
