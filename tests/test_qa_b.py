@@ -161,3 +161,11 @@ def test_require_free_refuses_what_the_host_cannot_hold(monkeypatch: pytest.Monk
     with pytest.raises(LLMCalcError) as err:
         require_free(None, False, 3_700_000_000, "--tp", "timing x", "give a larger --tp")
     assert err.value.field == "--tp" and "4.1 GB free" in str(err.value)
+
+
+def test_markdown_reports_never_print_none() -> None:
+    # "smallest GPU count that fits: None" (train) and "smallest GPU count None" (finetune) in --format markdown
+    for args in (["report", "llama3.1-405b", "--gpu", "h200", "--mode", "train", "--num-gpus", "64", "--format", "markdown"],
+                 ["report", "llama3.1-405b", "--gpu", "h200", "--mode", "finetune", "--num-gpus", "8", "--format", "markdown"]):
+        r = run_cli(*args)
+        assert r.code == 0 and "None" not in r.out, (args, r.err)
