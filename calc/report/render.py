@@ -307,14 +307,14 @@ def concurrency_view(r: Any) -> RenderableType:
         ("profile-run activation peak", size(r.activation_bytes)),
         ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
         (f"KV per request ({r.max_tokens:,} tokens)", size(r.kv_cache_bytes_per_request)),
-        ("max concurrency", r.max_concurrency),
+        ("max concurrency", f"{r.max_concurrency:,}"),
     ])
     log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log])
     table = Table(title="Concurrency vs context length", title_justify="left")
     for col in ("max tokens", "KV / request", "max concurrency"):
         table.add_column(col, justify="right")
     for row in r.table:
-        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), str(row.max_concurrency))
+        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), f"{row.max_concurrency:,}")
     notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
     return Group(main, log, table, notes, Text(r.verdict, style="bold"))
 
