@@ -193,3 +193,11 @@ def test_concurrency_table_groups_thousands() -> None:
     r = run_cli("concurrency", "llama4-scout", "--gpu", "h100", "--num-gpus", "8")
     assert r.code == 0, r.err
     assert "1,939" in r.out and " 1939 " not in r.out
+
+
+def test_negative_numbers_are_called_negative_not_not_a_number() -> None:
+    # `compare ... --price h100=-1` said "'-1' is not a number"
+    r = run_cli("compare", "llama3-8b", "h100", "h200", "--price", "h100=-1")
+    assert r.code == 2 and r.err.strip() == "llmcalc: error: --price: must be > 0, got -1", r.err
+    r = run_cli("compare", "llama3-8b", "h100", "--price", "h100=abc")
+    assert r.code == 2 and "is not a number" in r.err, r.err
