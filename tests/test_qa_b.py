@@ -201,3 +201,10 @@ def test_negative_numbers_are_called_negative_not_not_a_number() -> None:
     assert r.code == 2 and r.err.strip() == "llmcalc: error: --price: must be > 0, got -1", r.err
     r = run_cli("compare", "llama3-8b", "h100", "--price", "h100=abc")
     assert r.code == 2 and "is not a number" in r.err, r.err
+
+
+def test_report_memory_chart_stops_at_the_context_window() -> None:
+    # llama3-8b (8,192-token window) was charted at 16,384 and 32,768 tokens per request
+    r = run_cli("report", "llama3-8b", "--gpu", "h100", "--json")
+    assert r.code == 0, r.err
+    assert [p["tokens_per_request"] for p in r.json()["chart"]["vs_context"]] == [1024, 2048, 4096, 8192]

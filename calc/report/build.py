@@ -53,7 +53,7 @@ class Report(BaseModel):
     serving: ServePlan | None = None
 
 
-def _chart(conc: ConcurrencyResult) -> MemoryChart:
+def _chart(conc: ConcurrencyResult, context_window: int) -> MemoryChart:
     """Memory vs requests and vs context, in the engine's terms (as `concurrency` counts it): weights,
     KV in whole blocks per request, and the rest (reserve outside the utilisation fraction, non-torch
     memory, the profile run's activation peak)."""
@@ -68,7 +68,7 @@ def _chart(conc: ConcurrencyResult) -> MemoryChart:
 
     top = max(2 * limit, 4)
     counts = sorted({1, *(round(top * i / 8) for i in range(1, 9))} - {0})
-    contexts = [1024, 2048, 4096, 8192, 16384, 32768]
+    contexts = [t for t in (1024, 2048, 4096, 8192, 16384, 32768) if t <= context_window] or [1024]  # none past the model's
     return MemoryChart(
         capacity_bytes=conc.capacity_bytes,
         vs_concurrency=[point(n, conc.max_tokens) for n in counts],
@@ -112,7 +112,7 @@ def build_report(
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration),
-        chart=_chart(conc),
+        chart=_chart(conc, m.context_window),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
                            calibration=calibration) if output >= 1 else None,
     )
