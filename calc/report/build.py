@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
+from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
@@ -53,7 +54,7 @@ class Report(BaseModel):
     serving: ServePlan | None = None
 
 
-def _chart(conc: ConcurrencyResult, context_window: int) -> MemoryChart:
+def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
     """Memory vs requests and vs context, in the engine's terms (as `concurrency` counts it): weights,
     KV in whole blocks per request, and the rest (reserve outside the utilisation fraction, non-torch
     memory, the profile run's activation peak)."""
@@ -62,13 +63,15 @@ def _chart(conc: ConcurrencyResult, context_window: int) -> MemoryChart:
     def point(requests: int, tokens: int) -> ChartPoint:
         return ChartPoint(
             requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_bytes,
-            kv_cache_bytes=requests * conc.kv_block_bytes * whole_blocks(tokens, conc.block_size),
+            # whole blocks per request, sliding-window layers capped at their window (as `concurrency` counts it)
+            kv_cache_bytes=requests * conc.num_gpus * kv_cache_bytes_for_tokens(
+                m, whole_blocks(tokens, conc.block_size) * conc.block_size, conc.kv_dtype, conc.tp, conc.pp),
             other_bytes=conc.reserve_bytes + conc.activation_bytes,
         )
 
     top = max(2 * limit, 4)
     counts = sorted({1, *(round(top * i / 8) for i in range(1, 9))} - {0})
-    contexts = [t for t in (1024, 2048, 4096, 8192, 16384, 32768) if t <= context_window] or [1024]  # none past the model's
+    contexts = [t for t in (1024, 2048, 4096, 8192, 16384, 32768) if t <= m.context_window] or [1024]  # none past the model's
     return MemoryChart(
         capacity_bytes=conc.capacity_bytes,
         vs_concurrency=[point(n, conc.max_tokens) for n in counts],
@@ -112,7 +115,7 @@ def build_report(
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration),
-        chart=_chart(conc, m.context_window),
+        chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
                            calibration=calibration) if output >= 1 else None,
     )
