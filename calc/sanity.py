@@ -22,6 +22,8 @@ TINY_MFU = 0.01
 # The largest published pre-training corpora are ~15-36T tokens (Llama 3: 15T, arXiv 2407.21783;
 # Qwen3: 36T); a thousand times that is no real run.
 SUSPICIOUS_TOKENS = 1e17
+# The largest GPU clusters built are ~100-200K GPUs (xAI Colossus, 2024-25); 1M is past any real deployment.
+SUSPICIOUS_GPUS = 1_000_000
 # A calibration below this fraction of peak is a broken measurement (a CPU run, a unit slip).
 MIN_EFFICIENCY = 0.01
 # bench noise: a measured rate may exceed the datasheet peak by a few percent (boost clocks).
@@ -84,3 +86,10 @@ def check_context(m: Any, tokens: int, field: str) -> list[str]:
                 "(max_position_embeddings x RoPE scaling); the model was not trained for it"]
     return []
 
+
+
+def check_gpus_needed(gpus: int | None, field: str) -> list[str]:
+    """Warn when a traffic needs more GPUs than any cluster holds (SUSPICIOUS_GPUS): likely a unit slip."""
+    if gpus is not None and gpus > SUSPICIOUS_GPUS:
+        return [f"{field}: needs {gpus:,} GPUs, more than any cluster built (~200K GPUs); check the traffic and its units"]
+    return []

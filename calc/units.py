@@ -74,6 +74,8 @@ def parse_human_number(text: str | float | int, field: str) -> float:
     else:
         match = _HUMAN.match(text.replace(",", "").replace("_", ""))
         if not match:
+            if _HUMAN.match(text.strip().removeprefix("-")):  # a negative number, not a typo
+                raise LLMCalcError(field, f"must be > 0, got {text.strip()}")
             raise LLMCalcError(field, f"{text!r} is not a number; write e.g. 15T, 6.4M, 2e12 or 184320")
         value = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
     return check_positive(value, field)

@@ -95,6 +95,8 @@ def import_config(
     from calc.sources.safeload import load_mapping
     from calc.specs import ModelSpec, spec_from_mapping
 
+    if name is not None and not name.strip():
+        raise LLMCalcError("--name", "is empty; give the model name the YAML should carry, or leave --name out")
     path = Path(config)
     data = load_mapping(path, "CONFIG")
     fields = hf_mapping(data, where=str(path), field="CONFIG", strict=True)

@@ -134,7 +134,7 @@ def report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
-        zero=1 if zero is None else zero, calibration=load_calibration(calibration),
+        zero=zero, calibration=load_calibration(calibration),
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
@@ -190,6 +190,9 @@ def compare(
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
     table = {"*": old_price} if old_price is not None else price_table(price)
     prices = {g.name: table.get(g.name, table.get("*")) for g in gpus}
+    unused = [name for name in table if name != "*" and name not in prices]
+    if unused:
+        raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=given_dtype(ctx, dtype), batch=batch, prompt=prompt, output=output,
                         prices={k: v for k, v in prices.items() if v is not None})
     if as_json:

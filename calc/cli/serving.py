@@ -50,6 +50,7 @@ from calc.cli.options import (
     given_dtype,
     human_float,
     human_int,
+    option_given,
     refuse,
 )
 from calc.errors import LLMCalcError
@@ -238,6 +239,11 @@ def serve(
 
     if output < 1:
         raise LLMCalcError("--output", "serve needs >= 1 generated token per request")
+    if emit_engine is not None and emit_engine is not engine:
+        if option_given(ctx, "engine"):
+            raise LLMCalcError("--emit", f"the plan is sized for --engine {engine.value}; emit {engine.value} or size for "
+                                         f"--engine {emit_engine.value}")
+        engine = emit_engine  # --emit sglang alone: size the plan as SGLang does
     m, g = load_model(model), load_gpu(gpu)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
@@ -253,6 +259,13 @@ def serve(
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)
+    if disaggregated and result.layouts and not any(x.prefill_gpus for x in result.layouts):
+        raise LLMCalcError("--disaggregated", f"no prefill + decode split fits on {num_gpus or 'these'} x {g.name} "
+                                              "(it needs at least one prefill and one decode instance); drop it or give more GPUs")
+    from calc.sanity import check_gpus_needed, warn
+
+    for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users"):
+        warn(*line.split(": ", 1))
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

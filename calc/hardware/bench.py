@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -80,6 +81,21 @@ def memory_guard(flag: str, advice: str) -> Iterator[None]:
         if "out of memory" not in text and "can't allocate" not in text:
             raise
         raise LLMCalcError(flag, f"does not fit in this device's memory ({str(exc).splitlines()[0][:120]}); {advice}") from None
+
+
+def require_free(torch: Any, is_gpu: bool, need: int, flag: str, what: str, advice: str) -> None:
+    """Refuse up front a run needing more than 90% of the free device (or host) memory: on a CPU the
+    kernel's OOM killer ends the process, leaving no error for memory_guard to catch."""
+    if is_gpu:
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        try:
+            free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX hosts
+            return
+    if need > 0.9 * free:
+        raise LLMCalcError(flag, f"{what} holds {need / 1e9:,.1f} GB but this {'GPU' if is_gpu else 'host'} has "
+                                 f"{free / 1e9:,.1f} GB free; {advice}")
 
 
 def filled(torch: Any, shape: tuple[int, ...], device: str, dtype: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, one_cpu_thread, time_fn
+from calc.hardware.bench import TORCH_DTYPES, Timing, device_info, filled, import_torch, memory_guard, one_cpu_thread, require_free, time_fn
 from calc.hardware.calibration import CPU_DEVICE, Calibration, Roofline, measured_point, roofline_seconds
 from calc.hardware.model_ops import Op, SizePlan, copy_op, model_ops
 from calc.specs import GPUSpec, ModelSpec
@@ -100,6 +100,27 @@ def _runner(torch: Any, op: Op, device: str, dtype: Any, weights: dict) -> Calla
         up = rand(op.tokens, op.n)
         return lambda: F.silu(x) * up
     return lambda: F.gelu(x)
+
+
+def bench_bytes(ops: list[Op], elem: int) -> int:
+    """Bytes a run holds at its peak: every GEMM weight (kept to reuse across token counts) plus the
+    largest op's inputs and output."""
+    weights = {(op.label, op.k, op.n, op.count): op.count * op.k * op.n for op in ops if op.kind == "gemm"}
+
+    def operands(op: Op) -> int:
+        if op.kind == "gemm":
+            return op.count * op.m * (op.k + op.n)
+        if op.kind == "attention":
+            return op.count * (op.heads * op.m + op.kv_heads * op.context) * (op.d_qk + op.d_v)
+        return 2 * max(op.elements, op.tokens * op.n)
+
+    return (sum(weights.values()) + max(map(operands, ops), default=0)) * elem
+
+
+def _require_memory(torch: Any, is_gpu: bool, ops: list[Op], elem: int, model: str) -> None:
+    """Refuse up front a run that cannot fit (calc.hardware.bench.require_free)."""
+    require_free(torch, is_gpu, bench_bytes(ops, elem), "--tp", f"timing {model}'s ops (one layer's weights at every shape)",
+                 "give a larger --tp (each rank's slice) or bench a smaller model")
 
 
 def host_memory_gb() -> float:
@@ -191,6 +212,7 @@ def run_model_bench(
     elem = 4 if dtype in ("fp32", "tf32") else 2
     repeats = repeats or plan.repeats
     torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
+    _require_memory(torch, info.is_gpu, ops, elem, m.name)
     weights: dict = {}
     timed = []
     with memory_guard("--sizes", "measure fewer tokens (--seq, --batch, --sizes small) or a larger --tp"), \

@@ -172,7 +172,7 @@ def check_device(calibration: Calibration, gpu: GPUSpec) -> None:
     if not calibration.is_gpu:
         raise LLMCalcError("--calibration", f"that file was measured on a CPU; it cannot calibrate a GPU ({gpu.name})")
     raise LLMCalcError("--calibration", f"measured on {calibration.gpu} ({calibration.device_name}), not {gpu.name}; "
-                                        f"run `llmcalc bench --model MODEL --save FILE` on a {gpu.name}")
+                                        f"run `llmcalc bench MODEL --save FILE` on the {gpu.name}")
 
 
 def default_efficiency() -> Efficiency:

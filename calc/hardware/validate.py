@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, one_cpu_thread, time_fn
+from calc.hardware.bench import TORCH_DTYPES, device_info, filled, import_torch, memory_guard, one_cpu_thread, require_free, time_fn
 from calc.hardware.calibration import Calibration, check_device
 from calc.specs import GPUSpec, ModelSpec
 
@@ -57,7 +57,7 @@ Predict = Callable[[ModelSpec, GPUSpec, int, int, str, Calibration | None], tupl
 def check_buildable(m: ModelSpec) -> None:
     if m.moe or m.mla:
         raise LLMCalcError("MODEL", f"{m.name} uses {'MoE' if m.moe else 'MLA'}; validate builds dense MHA/GQA blocks only "
-                                    "(time its ops with `bench --model` instead)")
+                                    "(time its ops with `bench MODEL` instead)")
 
 
 def cut_model(m: ModelSpec, layers: int) -> ModelSpec:
@@ -227,6 +227,14 @@ def run_validate(
     if calibration is not None:
         check_device(calibration, device_spec)
 
+    from calc.model.params import count_params
+
+    elem = 4 if dtype in ("fp32", "tf32") else 2
+    d = cut.dim_per_head
+    need = (count_params(cut).total_params + 2 * layers * batch * cut.kv_heads * (prompt + 1) * d
+            + batch * prompt * (cut.vocab_size + 8 * cut.hidden_size)) * elem
+    require_free(torch, info.is_gpu, need, "--layers", f"{layers} blocks of {m.name} with their KV cache and logits",
+                 "build fewer --layers or validate a smaller model (bench MODEL times one layer's ops)")
     with memory_guard("--layers", "build fewer --layers or use a smaller --batch / --prompt"):
         w = _Weights(torch, cut, layers, info.device, getattr(torch, TORCH_DTYPES[dtype]))
         d = cut.dim_per_head
@@ -249,7 +257,7 @@ def run_validate(
     phases = [phase("prefill", t_prefill.median_s, pre, cal_pre), phase("decode step", t_decode.median_s, dec, cal_dec)]
     if calibration is None:
         notes.append("no --calibration given: only the default efficiencies are checked "
-                     "(write one with `llmcalc bench --model MODEL --save FILE`)")
+                     "(write one with `llmcalc bench MODEL --save FILE`)")
     return ValidateResult(
         model=m.name, layers=layers, model_layers=m.num_layers, device="GPU" if info.is_gpu else "CPU",
         device_name=info.device_name, gpu=device_spec.name, dtype=dtype, batch=batch, prompt=prompt, phases=phases,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 
-from calc.report.render import kv_table
+from calc.report.render import Table, kv_table
 
 
 def _ms(seconds: float) -> str:

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
+from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
@@ -53,7 +54,7 @@ class Report(BaseModel):
     serving: ServePlan | None = None
 
 
-def _chart(conc: ConcurrencyResult) -> MemoryChart:
+def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
     """Memory vs requests and vs context, in the engine's terms (as `concurrency` counts it): weights,
     KV in whole blocks per request, and the rest (reserve outside the utilisation fraction, non-torch
     memory, the profile run's activation peak)."""
@@ -62,13 +63,15 @@ def _chart(conc: ConcurrencyResult) -> MemoryChart:
     def point(requests: int, tokens: int) -> ChartPoint:
         return ChartPoint(
             requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_bytes,
-            kv_cache_bytes=requests * conc.kv_block_bytes * whole_blocks(tokens, conc.block_size),
+            # whole blocks per request, sliding-window layers capped at their window (as `concurrency` counts it)
+            kv_cache_bytes=requests * conc.num_gpus * kv_cache_bytes_for_tokens(
+                m, whole_blocks(tokens, conc.block_size) * conc.block_size, conc.kv_dtype, conc.tp, conc.pp),
             other_bytes=conc.reserve_bytes + conc.activation_bytes,
         )
 
     top = max(2 * limit, 4)
     counts = sorted({1, *(round(top * i / 8) for i in range(1, 9))} - {0})
-    contexts = [1024, 2048, 4096, 8192, 16384, 32768]
+    contexts = [t for t in (1024, 2048, 4096, 8192, 16384, 32768) if t <= m.context_window] or [1024]  # none past the model's
     return MemoryChart(
         capacity_bytes=conc.capacity_bytes,
         vs_concurrency=[point(n, conc.max_tokens) for n in counts],
@@ -80,20 +83,27 @@ def build_report(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, mode: str = "infer", dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
-    plan: Parallelism | None = None, zero: int = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
+    plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency and the memory chart. Training: params, FLOPs at S, training memory, days/GPU-hours."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
+        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)
+        if zero is None and batch == 1 and best is not None and best.ep == 1 and best.vpp == 1:
+            # no --zero / --batch: the memory of the layout whose MFU is timed (else "does not fit" above its days)
+            memory = training_memory(m, gpu=gpu, plan=Parallelism(tp=best.tp, pp=best.pp, dp=best.dp, cp=best.cp,
+                                                                  sequence_parallel=best.sp),
+                                     recipe=recipe, zero=best.zero, micro_batch=best.micro_batch, seq=seq, recompute=best.recompute)
+        else:
+            memory = training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=1 if zero is None else zero, micro_batch=batch,
+                                     seq=seq)
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
-            flops=forward_flops(m, batch, seq),
-            memory=training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq),
+            flops=forward_flops(m, batch, seq), memory=memory,
             train_time=train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
-                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration,
-                                  plan=None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)),
+                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
         )
     max_tokens = prompt + output
     conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype)
@@ -105,7 +115,7 @@ def build_report(
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration),
-        chart=_chart(conc),
+        chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
                            calibration=calibration) if output >= 1 else None,
     )

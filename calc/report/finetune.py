@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 
-from calc.report.render import bar, kv_table, size
+from calc.report.render import Table, bar, kv_table, size
 from calc.units import gib
 
 
@@ -75,7 +74,8 @@ def finetune_markdown(params: Any, r: Any) -> str:
     out += [f"| **peak** | **{size(r.per_gpu_bytes)}** |", ""]
     if r.gpu:
         verdict = (f"fits on {r.gpu} with {size(r.headroom_bytes_per_gpu)} to spare" if r.fits else
-                   f"does not fit on {r.gpu}: short by {size(-r.headroom_bytes_per_gpu)}; smallest GPU count {r.min_gpus}"
+                   f"does not fit on {r.gpu}: short by {size(-r.headroom_bytes_per_gpu)}; "
+                   f"smallest GPU count {r.min_gpus or 'none up to 512'}"
                    + (f"; fits with {', '.join(r.fits_with)}" if r.fits_with else ""))
         out += ["## Fit", "", f"- {verdict}", ""]
     if r.fit_table:

@@ -31,6 +31,8 @@ class _WideEnoughConsole(Console):
             options = self.options.update_width(10_000)
             need = max(Measurement.get(self, options, self.render_str(o) if isinstance(o, str) else o).minimum
                        for o in objects)
+            if need <= self.width:  # rich can still lay a table out wider than the width (column minimums), then crops it
+                need = max(need, self._rendered_width(objects))
             if need > self.width:
                 saved, self._width = self._width, need  # print(width=) cannot exceed the console's
                 try:
@@ -39,6 +41,15 @@ class _WideEnoughConsole(Console):
                     self._width = saved
                 return
         super().print(*objects, **kwargs)
+
+    def _rendered_width(self, objects: tuple[Any, ...]) -> int:
+        """The widest line the objects render to at this console's width, before any cropping."""
+        from rich.segment import Segment
+
+        return max((Segment.get_line_length(line)
+                    for o in objects
+                    for line in Segment.split_lines(self.render(self.render_str(o) if isinstance(o, str) else o))),
+                   default=0)
 
 
 console = _WideEnoughConsole()
@@ -58,7 +69,7 @@ class Table(rich_table.Table):
         super().__init__(*args, title=title, **kwargs)
 
     def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
-        longest = max((len(word) for word in str(header).split()), default=0)
+        longest = max([len(word) for word in str(header).split()] + [kwargs.pop("min_width", None) or 0])
         super().add_column(header, *args, overflow=overflow, min_width=longest or None, **kwargs)
 
     def add_row(self, *cells: Any, **kwargs: Any) -> None:
@@ -296,14 +307,14 @@ def concurrency_view(r: Any) -> RenderableType:
         ("profile-run activation peak", size(r.activation_bytes)),
         ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
         (f"KV per request ({r.max_tokens:,} tokens)", size(r.kv_cache_bytes_per_request)),
-        ("max concurrency", r.max_concurrency),
+        ("max concurrency", f"{r.max_concurrency:,}"),
     ])
     log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log])
     table = Table(title="Concurrency vs context length", title_justify="left")
     for col in ("max tokens", "KV / request", "max concurrency"):
         table.add_column(col, justify="right")
     for row in r.table:
-        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), str(row.max_concurrency))
+        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), f"{row.max_concurrency:,}")
     notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
     return Group(main, log, table, notes, Text(r.verdict, style="bold"))
 

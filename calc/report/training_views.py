@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
-from calc.report.render import bar, kv_table
+from calc.report.render import Table, bar, kv_table
 from calc.units import gib
 
 TERM_LABELS = {

@@ -97,7 +97,7 @@ def report_markdown(r: Any) -> str:
     out += [f"| **total** | **{size(mem.per_gpu_bytes)}** |", ""]
     verdict = "fits" if mem.fits else "does not fit"
     out += ["## Fit", "", f"- {verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}); headroom per GPU "
-            f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits: {mem.min_gpus}", ""]
+            f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits: {mem.min_gpus or 'n/a (see assumptions)'}", ""]
     sections = [("Parameters", p.explain), ("FLOPs", f.explain), ("Memory", mem.explain)]
     if r.mode == "infer":
         c, lat = r.concurrency, r.latency

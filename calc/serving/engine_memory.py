@@ -102,6 +102,16 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) 
     return math.ceil(tokens * per_token * elem + min(logits_rows, tokens) * m.vocab_size * elem)
 
 
+def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str) -> str:
+    """--kv-dtype, by default the activation dtype (--dtype); int4 is refused (no engine stores an int4 KV cache)."""
+    if kv_dtype is None and act_dtype == "int4":
+        raise LLMCalcError("--kv-dtype", "defaults to --dtype, and no serving engine stores its KV cache in int4; "
+                           "with --dtype int4 give --kv-dtype bf16, fp16, fp8 or int8")
+    if kv_dtype == "int4":
+        raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
+    return kv_dtype or act_dtype
+
+
 def engine_memory(
     m: ModelSpec, gpu: GPUSpec, *, settings: EngineSettings | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
     dtype: str | None = "bf16", kv_dtype: str | None = None, tokens_per_request: int | None = None, shared_prefix: int = 0,
@@ -115,9 +125,7 @@ def engine_memory(
     if ep > 1 and (not m.moe or tp != 1 or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, TP 1 (data-parallel attention) and "
                            f"{ep} dividing its experts")
-    kv_dtype = kv_dtype or fmt.act_dtype
-    if kv_dtype == "int4":
-        raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
     cap = capacity_bytes or gpu.memory_bytes
     max_len = s.context_len(m.max_position_embeddings)
     request = tokens_per_request or max_len

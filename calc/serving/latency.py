@@ -94,6 +94,8 @@ def latency(
     TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
     context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp.
     ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights)."""
+    if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
+        raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     plan = serving_plan(m, num_gpus, tp, pp)
     fmt = weight_format(m, gpu, dtype)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
@@ -101,16 +103,19 @@ def latency(
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
     span = (prompt + 1) / 2 if causal else prompt
+    # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them)
+    n_micro = min(batch, plan.pp)
     pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                    prefill_tokens=batch * prompt // plan.pp or 1, prefill_context=span, prefill_seqs=max(batch // plan.pp, 1))
+                    prefill_tokens=batch * prompt // n_micro or 1, prefill_context=span, prefill_seqs=max(batch // n_micro, 1))
     mid = prompt + (output + 1) // 2  # the average context over the generation
     micro = max(batch // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid)
-    # PP: the batch enters as p micro-batches; the last leaves (p - 1) stage times (traversal / p) after the first
-    ttft, tpot = pre.total_s * (2 * plan.pp - 1) / plan.pp, dec.total_s
+    # PP: the last of n micro-batches leaves (p + n - 1) stage times (traversal / p) after the first enters
+    ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
     ridge = peak / bandwidth
-    at_peak = pre.flops * plan.pp / peak  # pre.flops is per GPU of one stage's micro-batch
+    # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
+    at_peak = pre.flops / peak * (plan.pp + n_micro - 1) / plan.pp
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:
@@ -138,7 +143,7 @@ def latency(
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
-            f"TTFT = prefill step x (2p - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} micro-batches); "
+            f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
             f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
             f"{(ttft + (output - 1) * tpot):.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",

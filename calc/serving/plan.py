@@ -25,7 +25,7 @@ from calc.hardware.calibration import Calibration
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
-from calc.serving.engine_memory import EngineMemory, engine_memory
+from calc.serving.engine_memory import EngineMemory, engine_memory, resolve_kv_dtype
 from calc.serving.launch import launch_command
 from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, step_time
@@ -200,7 +200,7 @@ def serve_plan(
     if s.max_model_len is None:
         s = s.model_copy(update={"max_model_len": max(prompt + output, m.max_position_embeddings)})
     fmt = weight_format(m, gpu, dtype)
-    kv_dtype = kv_dtype or fmt.act_dtype
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
     layouts = []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
@@ -311,7 +311,7 @@ def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms) -> 
     if not rate:
         return 1, 0.0
     n = max(math.ceil(rate / mu), 1)
-    while n < 100_000:
+    for _ in range(500):  # n grows by 5% a try: from the fluid bound to past any queueing knee
         wait = _queue_s(rate / n, batch, service)
         if wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1):
             return n, wait
@@ -325,6 +325,8 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
     if best is None:
         x = layouts[0]
         if rate and x.ttft_ms == math.inf:
+            if num_gpus is None:
+                return f"no number of {x.name} replicas on {gpu.name} carries {rate:g} requests/s within the queueing model"
             return (f"{num_gpus} x {gpu.name} cannot carry {rate:g} requests/s: the best layout, {x.replicas} x {x.name}, "
                     f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
