@@ -198,7 +198,7 @@ def test_concurrency_table_groups_thousands() -> None:
 def test_negative_numbers_are_called_negative_not_not_a_number() -> None:
     # `compare ... --price h100=-1` said "'-1' is not a number"
     r = run_cli("compare", "llama3-8b", "h100", "h200", "--price", "h100=-1")
-    assert r.code == 2 and r.err.strip() == "llmcalc: error: --price: must be > 0, got -1", r.err
+    assert r.code == 2 and r.err.strip() == "llmcalc: error: --price: must be >= 0 per GPU-hour, got -1", r.err  # 0 = free is allowed
     r = run_cli("compare", "llama3-8b", "h100", "--price", "h100=abc")
     assert r.code == 2 and "is not a number" in r.err, r.err
 
