@@ -102,11 +102,18 @@ def output_path(path: str | None, flag: str, suffixes: tuple[str, ...]) -> Path 
     return check_output_path(path, flag, suffixes)
 
 
-def check_context(m: Any, tokens: int, flag: str) -> None:
-    """Requests longer than the model's context window are refused (naming the flag)."""
-    window = getattr(m, "context_window", None) or m.max_position_embeddings
-    if tokens > window:
-        raise LLMCalcError(flag, f"{tokens:,} tokens exceed {m.name}'s context window of {window:,} tokens")
+def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: str = "") -> None:
+    """Requests longer than the model's context window are refused (naming the flag); with
+    ``refuse=False`` (training may extend the context) the same finding is a warning, ``why`` appended."""
+    window = m.context_window
+    if tokens <= window:
+        return
+    problem = f"{tokens:,} tokens exceed {m.name}'s context window of {window:,} tokens"
+    if refuse:
+        raise LLMCalcError(flag, problem)
+    from calc.sanity import warn
+
+    warn(flag, problem + why)
 
 
 def require_fit(result: Any, flag: str = "--num-gpus") -> None:
@@ -118,13 +125,6 @@ def require_fit(result: Any, flag: str = "--num-gpus") -> None:
         raise LLMCalcError(
             flag, f"does not fit: {result.model} needs {gib(result.per_gpu_bytes):.2f} GiB per GPU on "
             f"{result.num_gpus} x {result.gpu} ({gib(result.gpu_memory_bytes):.2f} GiB each); {need}")
-
-
-def warn(field: str, message: str) -> None:
-    """A suspicious (not impossible) result: one line on stderr naming the input (calc.sanity.warn)."""
-    from calc.sanity import warn as sanity_warn
-
-    sanity_warn(field, message)
 
 
 def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:

@@ -186,7 +186,7 @@ def concurrency(
 
     m, g = load_model(model), load_gpu(gpu)
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
-    tokens = tokens or getattr(m, "context_window", None) or m.max_position_embeddings
+    tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)

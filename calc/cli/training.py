@@ -81,7 +81,7 @@ def mfu(
 ) -> None:
     """Model FLOPs utilisation from a finished run (--tokens --gpu-hours), observed --tokens-per-s, or
     --step-time with --global-batch: exactly one of the three."""
-    from calc.cli.common import load_calibration, model_arg, warn
+    from calc.cli.common import load_calibration, model_arg
     from calc.errors import LLMCalcError
     from calc.report.render import emit, mfu_view
     from calc.sources.catalog import load_gpu
@@ -108,9 +108,6 @@ def mfu(
         gpu_hours=gpu_hours, tokens_per_s=tokens_per_s, step_time_s=step_time, global_batch=global_batch,
         causal=causal, calibration=load_calibration(calibration),
     )
-    if result.mfu_with_attention > 1:
-        warn(chosen[0], f"implies MFU {result.mfu_with_attention:.1%} > 100% of {result.gpu} peak: "
-             "the throughput or GPU count is not physically possible; check the inputs")
     emit(result, as_json, explain, mfu_view)
 
 
@@ -141,21 +138,17 @@ def train_time(
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
     (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
     assumed --mfu."""
-    from calc.cli.common import check_context, load_calibration, price_for, training_fit, warn
+    from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
-    from calc.sources.catalog import load_gpu, load_model
+    from calc.sanity import warn
     from calc.units import check_fraction
 
     if num_gpus is None:
         raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model?")
     if tokens is None:
         raise LLMCalcError("--tokens", "missing; give the training tokens, e.g. 2T")
-    m, g = load_model(model), load_gpu(gpu)
-    try:
-        check_context(m, seq, "--seq")
-    except LLMCalcError as exc:
-        warn("--seq", exc.problem + " (training beyond it extends the context)")
+    m, g = _specs(model, gpu, seq)
     training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
     from calc.sources.catalog import system_for_gpu
@@ -176,7 +169,7 @@ def train_time(
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-        plan = best_plan(_cost(model, gpu, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
+        plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
@@ -230,23 +223,28 @@ def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v.value if isinstance(v, Recompute) else v) for k, v in degrees.items() if v is not None)
 
 
-def _cost(model: str, gpu: str, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
+def _specs(model: str, gpu: str, seq: int) -> tuple[Any, Any]:
+    """The model and GPU a training command names, loaded once; a sequence past the context window is a
+    warning here (training may extend the context)."""
+    from calc.cli.common import check_context
+    from calc.sources.catalog import load_gpu, load_model
+
+    m, g = load_model(model), load_gpu(gpu)
+    check_context(m, seq, "--seq", refuse=False, why=" (training beyond it extends the context)")
+    return m, g
+
+
+def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
-    from calc.cli.common import check_context, warn
     from calc.errors import LLMCalcError
-    from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu
+    from calc.sources.catalog import load_system, system_for_gpu
     from calc.training.cost import Efficiencies, ModelCost
 
-    m, g = load_model(model), load_gpu(gpu)
-    try:
-        check_context(m, seq, "--seq")
-    except LLMCalcError as exc:
-        warn("--seq", exc.problem + " (training beyond it extends the context)")
     node = load_system(system) if system else system_for_gpu(g)
     if node is None:
         raise LLMCalcError("--system", f"no node type ships for {g.name}; give --system (see system_specs/) or a YAML")
@@ -316,7 +314,7 @@ def train_step(
             raise LLMCalcError("--num-gpus", f"{num_gpus} is not a multiple of TP x PP x CP = {tp_ * pp_ * cp_}")
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
-    cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
+    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
@@ -374,7 +372,7 @@ def train_plan(
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-    cost = _cost(model, gpu, system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
+    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")

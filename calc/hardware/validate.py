@@ -206,7 +206,7 @@ def run_validate(
         device_spec, dtype = gpu, "fp32"
         notes.append("CPU figures: the model is cut to a few layers and run in fp32 on one thread of this CPU")
     layers = min(layers or (GPU_LAYERS if info.is_gpu else CPU_LAYERS), m.num_layers)
-    window = getattr(m, "context_window", None) or m.max_position_embeddings
+    window = m.context_window
     prompt = prompt or min(2048 if info.is_gpu else 128, window - 1)
     repeats = repeats or (10 if info.is_gpu else 3)
     if prompt + 1 > window:
