@@ -7,21 +7,13 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 
-from calc.report.render import Table, bar, kv_table, size
+from calc.report.render import Table, kv_table, per_gpu_table, size
 from calc.units import gib
 
 
 def finetune_view(r: Any) -> RenderableType:
-    capacity = r.gpu_memory_bytes or r.per_gpu_bytes or 1
-    table = Table(title=f"Fine-tuning memory of {r.model} per GPU ({r.method}; TP {r.tp}, PP {r.pp}, DP {r.dp}, "
-                  f"ZeRO {r.zero}; {r.num_gpus} GPUs)", title_justify="left")
-    table.add_column("buffer")
-    table.add_column("per GPU", justify="right")
-    table.add_column(f"share of {'GPU' if r.gpu else 'total'}")
-    for name, value in r.per_gpu.items():
-        table.add_row(name, size(value), bar(value / capacity))
-    table.add_section()
-    table.add_row("peak per GPU", size(r.per_gpu_bytes), bar(r.per_gpu_bytes / capacity))
+    table = per_gpu_table(r, f"Fine-tuning memory of {r.model} per GPU ({r.method}; TP {r.tp}, PP {r.pp}, DP {r.dp}, "
+                          f"ZeRO {r.zero}; {r.num_gpus} GPUs)", "buffer", "peak per GPU", size(r.per_gpu_bytes))
     rows = [
         ("trainable parameters", f"{r.trainable_params:,} of {r.total_params:,} ({100 * r.trainable_params / r.total_params:.3f}%)"),
         ("allocated / reserved peak", f"{gib(r.allocated_peak_bytes):,.2f} / {gib(r.reserved_peak_bytes):,.2f} GiB"),

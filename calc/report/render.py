@@ -184,20 +184,27 @@ def flops_view(f: Any) -> RenderableType:
     )
 
 
-def memory_view(r: Any) -> RenderableType:
+def per_gpu_table(r: Any, title: str, column: str, total: Text | str, total_size: Text | str) -> Table:
+    """A memory result's per-GPU categories with their share bars (of the GPU when one is given, else of
+    the total), closed by the per-GPU total row; shared by the memory and fine-tuning views."""
     capacity = r.gpu_memory_bytes or r.per_gpu_bytes or 1
-    table = Table(
-        title=f"{'Inference' if r.mode == 'infer' else 'Training'} memory of {r.model} per GPU "
-        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {r.num_gpus} GPUs)",
-        title_justify="left",
-    )
-    table.add_column("category")
+    table = Table(title=title, title_justify="left")
+    table.add_column(column)
     table.add_column("per GPU", justify="right")
     table.add_column(f"share of {'GPU' if r.gpu else 'total'}")
     for name, value in r.per_gpu.items():
         table.add_row(name, size(value), bar(value / capacity))
     table.add_section()
-    table.add_row(Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"), bar(r.per_gpu_bytes / capacity))
+    table.add_row(total, total_size, bar(r.per_gpu_bytes / capacity))
+    return table
+
+
+def memory_view(r: Any) -> RenderableType:
+    table = per_gpu_table(
+        r, f"{'Inference' if r.mode == 'infer' else 'Training'} memory of {r.model} per GPU "
+        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {r.num_gpus} GPUs)",
+        "category", Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"),
+    )
     totals = [("weights (all GPUs)", size(r.weights_bytes))]
     totals += [(f"  {group}", size(value)) for group, value in r.weight_bytes_by_group.items()]
     if r.mode == "infer":
