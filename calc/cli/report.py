@@ -121,12 +121,11 @@ def report(
     if mode is Mode.infer:
         check_context(m, prompt + output, "--prompt")
         from calc.memory import inference_memory
-        from calc.serving.latency import check_serving_gpus
-        from calc.specs import Parallelism
+        from calc.serving.latency import serving_plan
 
-        check_serving_gpus(m, n)
+        plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         dtype = given_dtype(ctx, dtype)  # without --dtype: the checkpoint as shipped
-        require_fit(inference_memory(m, gpu=g, plan=Parallelism(tp=n), dtype=dtype, kv_dtype=kv_dtype,
+        require_fit(inference_memory(m, gpu=g, plan=plan, dtype=dtype, kv_dtype=kv_dtype,
                                      batch=batch, seq=prompt + output))
     else:
         training_fit(m, g, n, seq)

@@ -22,11 +22,6 @@ from calc.specs.serving import EngineSettings
 from calc.units import GIB, TERA
 
 
-def check_serving_gpus(m: ModelSpec, num_gpus: int) -> Parallelism:
-    """Serving splits the model by TP = number of GPUs; name the flag the user actually typed."""
-    return serving_plan(m, num_gpus, None, 1)
-
-
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
     """TP x PP of one replica: TP = GPUs / PP unless --tp is given; name the flag the user typed."""
     check_num_gpus(num_gpus)
