@@ -76,18 +76,6 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _cause(exc: BaseException) -> LLMCalcError | None:
-    """A bad value inside an option parser reaches us wrapped by click; find our own message."""
-    seen = exc
-    for _ in range(4):
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
-        if seen is None:
-            return None
-        if isinstance(seen, LLMCalcError):
-            return seen
-    return None
-
-
 def main() -> None:
     """Console entry point: every user error is one line on stderr and exit code 2."""
     try:  # typer >= 0.2x vendors click; older typer uses click itself
@@ -113,9 +101,7 @@ def main() -> None:
     except ClickException as exc:
         if _state["debug"]:
             raise
-        cause = _cause(exc)
-        message = str(cause) if cause else exc.format_message().replace("\n", " ")
-        _fail(_flag_first(message))
+        _fail(_flag_first(exc.format_message().replace("\n", " ")))
     except (ValueError, OverflowError, ArithmeticError, RecursionError) as exc:
         if _state["debug"]:
             raise
