@@ -97,6 +97,8 @@ def parse_yaml(text: str, where: str, field: str) -> dict[str, Any]:
     import yaml
 
     loader_cls = _loader()
+    if _flow_depth(text) > MAX_DEPTH:  # ours, before libyaml (whose own limit and wording vary by version)
+        raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a spec is a flat mapping")
     try:
         _check_events(yaml.parse(text, Loader=loader_cls), where, field)
         data = yaml.load(text, Loader=loader_cls)  # noqa: S506 - a SafeLoader (C or Python)
@@ -108,6 +110,44 @@ def parse_yaml(text: str, where: str, field: str) -> dict[str, Any]:
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. an integer of 5000 digits
         raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
     return _require_mapping(data, where, field)
+
+
+def _flow_depth(text: str) -> int:
+    """Deepest nesting of YAML flow collections (``[`` / ``{``) outside quoted scalars and comments.
+
+    A linear pre-scan, so the depth limit is enforced by this module whatever PyYAML/libyaml version
+    resolved (libyaml 0.2.5+ stops deep flow nesting itself, with its own message). A quote opens a
+    quoted scalar only where YAML allows one to start (after a space, ``[``, ``{``, ``,`` or ``:``),
+    so an apostrophe inside a plain scalar (``Meta's``) does not hide the brackets after it."""
+    depth = deepest = 0
+    quote = ""
+    prev = "\n"
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                if quote == "'" and i + 1 < n and text[i + 1] == "'":
+                    i += 1  # '' is an escaped quote inside a single-quoted scalar
+                else:
+                    quote = ""
+            elif ch == "\\" and quote == '"':
+                i += 1
+        elif ch in "'\"" and prev in " \t\n[{,:":
+            quote = ch
+        elif ch == "#" and prev in " \t\n":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            prev = "\n"
+            continue
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        prev = ch
+        i += 1
+    return deepest
 
 
 def _check_events(events: Any, where: str, field: str) -> None:
