@@ -1,0 +1,143 @@
+"""One schema for every measurement in the validation corpus (``benchmarks/data/corpus/*.yaml``).
+
+Each YAML file holds one source group (a whole table, a whole log thread, a whole paper): a mapping
+``{source_group: str, rows: [Row, ...]}``. The held-out split is chosen by source group, never by row
+(``split_of``), so a table is either fitted on or held out whole.
+
+Knob names follow llmcalc's own option vocabulary (``tp pp dp cp ep vpp micro_batch global_batch seq
+recompute zero prompt output batch max_model_len kv_dtype engine gpu_memory_utilization method
+lora_rank ...``) so a predictor can pass them straight to the engine. A knob the source does not give is
+not guessed silently: it goes to ``assumed`` with the value used and why.
+
+    python -c "import sys; sys.path.insert(0, 'benchmarks'); import corpus_schema as c; print(len(c.load_corpus()))"
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
+
+Kind = Literal[
+    "training_throughput",  # tokens/s per GPU (or per cluster: say so in unit)
+    "training_mfu",  # model FLOPs utilisation, fraction; metric says which FLOP convention
+    "training_step_time",  # seconds per optimizer step
+    "training_gpu_hours",  # GPU-hours of a whole published run
+    "serving_ttft",  # time to first token
+    "serving_tpot",  # time per output token / inter-token latency
+    "serving_e2e",  # end-to-end request latency
+    "serving_throughput",  # output (or total: say so) tokens/s
+    "kv_capacity",  # KV-cache tokens an engine allocated (from its log)
+    "finetune_peak_memory",
+    "training_peak_memory",
+    "inference_peak_memory",
+]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+# The share of source groups held out: a group is held out when the first byte of sha256(source_group)
+# falls below HELD_OUT_SHARE * 256. Fixed before any fit; never changed to move a row.
+HELD_OUT_SHARE = 0.35
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    """Where the number was published. One of url / repo+path(+commit) / paper+table is required."""
+
+    title: str
+    url: str | None = None
+    repo: str | None = None
+    path: str | None = None
+    commit: str | None = None
+    paper: str | None = None
+    table: str | None = None
+    quote: str = Field(min_length=1, description="the row or log line as published, verbatim")
+    date: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$", description="publication date, YYYY[-MM[-DD]]")
+
+    @model_validator(mode="after")
+    def _where(self) -> Source:
+        if not (self.url or (self.repo and self.path) or self.paper):
+            raise ValueError("a source needs url, or repo + path, or paper")
+        return self
+
+
+class Hardware(_Strict):
+    gpu: str = Field(description="llmcalc GPU name (llmcalc gpus), e.g. h100, a100-80g, mi300x")
+    num_gpus: int = Field(ge=1)
+    gpus_per_node: int | None = None
+    node: str | None = Field(None, description="as published: 'DGX H100', '8x H100 SXM5 NVLink', ...")
+    interconnect: str | None = None
+
+
+class Stack(_Strict):
+    name: str = Field(description="megatron, nemo, torchtitan, fsdp, deepspeed, llm-foundry, maxtext, vllm, vllm-v0, "
+                                  "sglang, trtllm, lmdeploy, tgi, peft-bnb, torchtune, unsloth, axolotl, litgpt, ...")
+    version: str = "unknown"
+
+
+class Assumed(_Strict):
+    value: Any
+    why: str
+
+
+class Measured(_Strict):
+    value: float = Field(gt=0)
+    unit: str = Field(description="tokens/s/gpu, tokens/s, s, ms, tokens, GiB, GB, fraction, TFLOP/s/gpu, GPU-hours")
+    metric: str = Field(description="what the number means: 'max_memory_allocated', 'MFU with 6N+12LHS FLOPs', "
+                                    "'TTFT median, client side', 'vLLM # GPU blocks x block size', ...")
+
+
+class Row(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    kind: Kind
+    source: Source
+    hardware: Hardware
+    stack: Stack
+    model: str = Field(description="llmcalc catalog name, or configs/<file> (HF config.json or llmcalc YAML) "
+                                   "relative to benchmarks/data/corpus")
+    dtype: str = Field(description="weights/compute dtype as run: bf16, fp16, fp8, nf4, int4-awq, ...")
+    config: dict[str, Any] = Field(default_factory=dict, description="knobs as the source gives them, llmcalc names")
+    assumed: dict[str, Assumed] = Field(default_factory=dict, description="knobs the source does not give")
+    measured: Measured
+    outcome: Literal["ran", "oom"] = "ran"
+    notes: str = ""
+
+
+class SourceGroup(_Strict):
+    source_group: str = Field(pattern=r"^[a-z0-9._-]+$")
+    description: str = ""
+    rows: list[Row]
+
+
+def split_of(source_group: str) -> Literal["fit", "held_out"]:
+    """The split a whole source group belongs to: a fixed hash rule, chosen before any fit."""
+    first = hashlib.sha256(source_group.encode()).digest()[0]
+    return "held_out" if first < HELD_OUT_SHARE * 256 else "fit"
+
+
+def load_groups(folder: Path = CORPUS_DIR) -> list[SourceGroup]:
+    """Every source group in the corpus folder, validated; ids unique across the corpus."""
+    groups = []
+    for path in sorted(folder.glob("*.yaml")):
+        with path.open() as f:
+            groups.append(SourceGroup.model_validate(yaml.safe_load(f)))
+    ids = [r.id for g in groups for r in g.rows]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ValueError(f"duplicate corpus ids: {dupes}")
+    names = [g.source_group for g in groups]
+    if len(set(names)) != len(names):
+        raise ValueError("a source_group appears in two files")
+    return groups
+
+
+def load_corpus(folder: Path = CORPUS_DIR) -> list[tuple[Row, str, str]]:
+    """(row, source_group, split) for every row."""
+    return [(r, g.source_group, split_of(g.source_group)) for g in load_groups(folder) for r in g.rows]
