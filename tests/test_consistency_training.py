@@ -44,3 +44,49 @@ def test_report_memory_equals_train_step_on_a_dense_pipeline_plan() -> None:
     assert timed_plan_memory(m, g, step).per_gpu_bytes == step.memory_per_gpu_bytes
     # 16 / (2 x 1) = 8 micro-batches >= p: interleaved in-flight = p (1 + (p-1)/(p v)) = 4 x (1 + 3/8) = 5.5
     assert in_flight_microbatches(layout, 8) == pytest.approx(5.5)
+
+
+@pytest.mark.parametrize("args", [
+    ("train-step", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64"),
+    ("train-plan", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8"),
+    ("memory", "llama3-8b", "--mode", "train", "--gpu", "h100"),
+    ("memory", "llama3-8b", "--mode", "finetune", "--method", "full", "--gpu", "rtx4090"),
+    ("report", "llama3-8b", "--mode", "finetune", "--method", "full", "--gpu", "rtx4090"),
+])
+def test_one_exit_code_per_outcome_whatever_the_format(cli, args) -> None:
+    """"Does not fit" / "nothing fits" exits 2 as a table and as JSON (issue 20: train-step --json exited 0), with
+    the JSON still on stdout and the same error line on stderr. llama2-7b ZeRO-0 on one H100 holds 16 B x 6.7e9 =
+    108 GB of states alone, more than 80 GB; 405B on 8 GPUs: 16 B x 405e9 / 8 = 810 GB each."""
+    table, as_json = cli(*args), cli(*args, "--json")
+    assert table.code == as_json.code == 2, (table.err, as_json.err)
+    assert as_json.json() and table.err == as_json.err and table.err.startswith("llmcalc: error: --num-gpus: ")
+    assert len(table.err.strip().splitlines()) == 1
+
+
+def test_train_plan_nothing_fits_names_what_would() -> None:
+    from calc.sources.catalog import load_gpu, load_model, load_system
+    from calc.training.cost import ModelCost
+    from calc.training.plan import SearchSpace, enumerate_fitting, search_plans
+
+    cost = ModelCost(load_model("llama3-70b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    pinned = SearchSpace(fixed=(("recompute", "none"), ("zero", 0)))
+    r = search_plans(cost, 16, 32, space=pinned)
+    # 70B, ZeRO-0 on 16 GPUs: 16 B x 70.6e9 / 16 = 70.6 GB of states per GPU at best (TP x PP = 16), leaving under
+    # 10 GB for 8K-token activations of 80 layers without recomputation: nothing fits as pinned
+    assert r.plans == [] and r.verdict.startswith("nothing fits")
+    assert "fits with --recompute full" in r.verdict  # the first relaxation tried, and it fits:
+    assert enumerate_fitting(cost, 16, 32, SearchSpace(fixed=(("recompute", "full"), ("zero", 0))))[1]
+
+
+def test_qlora_70b_on_two_4090s_names_the_change_that_fits(cli) -> None:
+    """Answer.AI's FSDP + QLoRA (answer.ai/posts/2024-03-06-fsdp-qlora.html) trained a 70B model on 2 x 24 GB with
+    FSDP, gradient checkpointing and CPU offload. Without them it does not fit: each rank holds the whole NF4 base
+    (70.6e9 x ~0.52 B = 37 GB > 24 GB). The refusal must name a change, and applying it must fit."""
+    args = ("memory", "llama3-70b", "--mode", "finetune", "--method", "qlora", "--gpu", "rtx4090", "--num-gpus", "2")
+    r = cli(*args)
+    assert r.code == 2 and "fits with --" in r.err, r.err
+    change = r.err.split("fits with ")[1].split(" (")[0]
+    assert "--zero 3" in change and "--recompute full" in change  # FSDP full shard + checkpointing, as the recipe
+    fixed = cli(*args, *change.split(), "--json")
+    assert fixed.code == 0 and fixed.json()["fits"] is True
+    assert fixed.json()["per_gpu_bytes"] < 24 * 2**30

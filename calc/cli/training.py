@@ -298,8 +298,8 @@ def train_step(
     """Step time of one parallel plan: every term (compute, recompute, TP/EP/CP/PP/DP communication,
     bubble, optimizer) and how much is exposed, tokens/s, MFU, HFU, memory per GPU. A plan that does not
     fit is refused with the memory it needs."""
+    from calc.cli.common import emit_outcome
     from calc.errors import LLMCalcError
-    from calc.report.render import emit
     from calc.report.training_views import train_step_view
     from calc.training.layout import Layout
     from calc.training.step import train_step as engine
@@ -323,9 +323,7 @@ def train_step(
         from calc.training.calibrate import with_measurement
 
         result = with_measurement(result, cost, layout, measured_step_time)
-    if not result.fits and not as_json:
-        raise LLMCalcError("--num-gpus", result.verdict)
-    emit(result, as_json, explain, train_step_view)
+    emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
 def train_plan(
@@ -383,12 +381,14 @@ def train_plan(
         from calc.report.render import emit_json
 
         emit_json(result)
-        return
-    emit(result, False, False, train_plan_view)
-    if explain:
+    else:
+        emit(result, False, False, train_plan_view)
+    if explain and not as_json:
         from calc.report.render import console, explain_panel
 
         lines = [f"assumption: {a}" for a in result.assumptions]
         if result.plans:
             lines += [f"best plan: {line}" for line in result.plans[0].explain if not line.startswith("assumption:")]
         console.print(explain_panel(lines))
+    if not result.plans:  # one exit code per outcome, whatever the format
+        raise LLMCalcError("--num-gpus", result.verdict)

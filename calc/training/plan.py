@@ -196,9 +196,8 @@ def search_plans(
                    f"{best.step_time_s:.3f} s/step, MFU {best.mfu:.1%}, "
                    f"{best.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU")
     else:
-        more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
-        hint = f"; the smallest count that fits is {more} GPUs" if more else "; none up to 64x as many GPUs fits either"
-        verdict = f"no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch {global_batch}{hint}"
+        verdict = (f"nothing fits: no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch "
+                   f"{global_batch}{what_would_fit(cost, num_gpus, global_batch, space)}")
     return PlanSearchResult(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=num_gpus, global_batch=global_batch,
         seq=cost.seq, layouts_considered=considered, layouts_fitting=len(fitting), layouts_timed=len(timed), plans=plans,
@@ -207,6 +206,34 @@ def search_plans(
             f"micro-batches tried: {', '.join(map(str, space.micro_batches))}; ZeRO 2/3 only without PP; SP whenever TP > 1",
         ],
     )
+
+
+RELAXATIONS = (("recompute", "full", "--recompute full"), ("zero", None, "ZeRO searched (drop --zero)"),
+               ("micro_batch", 1, "--micro-batch 1"), ("tp", None, "TP searched (drop --tp)"),
+               ("pp", None, "PP searched (drop --pp)"), ("cp", None, "CP searched (drop --cp)"),
+               ("ep", None, "EP searched (drop --ep)"))
+
+
+def what_would_fit(cost: ModelCost, num_gpus: int, global_batch: int, space: SearchSpace) -> str:
+    """The '; ...' tail of a 'nothing fits' verdict: the first pin whose relaxation fits on these GPUs (heavier
+    recomputation, then the ZeRO stage, micro-batch 1, then each degree searched), then the smallest GPU count
+    that fits as pinned (memory checks only). Unpinned, the search already tried ZeRO 0-3 and every recomputation."""
+    pins = dict(space.fixed)
+    for name, value, label in RELAXATIONS:
+        if name not in pins or pins[name] == value:
+            continue
+        fixed = tuple((k, v) for k, v in space.fixed if k != name) + (((name, value),) if value is not None else ())
+        try:
+            fits = enumerate_fitting(cost, num_gpus, global_batch, SearchSpace(space.cross_node_tp, space.micro_batches,
+                                     space.zero_stages, space.max_cp, space.max_vpp, fixed))[1]
+        except LLMCalcError:
+            fits = []
+        if fits:
+            return f"; fits with {label} (e.g. {fits[0][0].label()})"
+    tried = "" if {"zero", "recompute"} & pins.keys() else " (ZeRO 0-3 and recompute none/full tried)"
+    more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
+    return tried + (f"; fits on {more} GPUs" if more else "; none up to 64x as many GPUs fits either: "
+                    "shorten --seq or use GPUs with more memory")
 
 
 def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int, space: SearchSpace) -> int | None:
