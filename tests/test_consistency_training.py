@@ -90,3 +90,34 @@ def test_qlora_70b_on_two_4090s_names_the_change_that_fits(cli) -> None:
     fixed = cli(*args, *change.split(), "--json")
     assert fixed.code == 0 and fixed.json()["fits"] is True
     assert fixed.json()["per_gpu_bytes"] < 24 * 2**30
+
+
+def _calibration_file(path, dtype: str = "fp8") -> str:
+    from calc.hardware.calibration import Calibration, OpPoint, Roofline, save_calibration
+
+    save_calibration(Calibration(
+        gpu="h100-sxm", device_name="NVIDIA H100 80GB HBM3", is_gpu=True, dtype=dtype, date="2026-11-23",
+        torch_version="2.13.0", cuda_version="12.8", roofline=Roofline(peak_tflops=1979, peak_gb_s=3350, source="datasheet"),
+        ops={"gemm": [OpPoint(size=1e11, measured_s=1e-3, efficiency=0.6)],
+             "memory": [OpPoint(size=1e9, measured_s=1e-3, efficiency=0.8)]}), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("args", [
+    ("train-step", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--zero", "1"),
+    ("train-plan", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64"),
+    ("train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T"),
+    ("latency", "llama2-7b", "--gpu", "h100", "--prompt", "512", "--output", "16"),
+])
+def test_an_fp8_calibration_is_refused_for_a_bf16_plan_by_every_command(cli, tmp_path, args) -> None:
+    """The H100's fp8 dense peak (1979 TFLOPS) is twice its bf16 one (989): GEMM fractions measured at one are not
+    the other's. One check (calc.hardware.calibration.check_calibration), one message, in every command."""
+    r = cli(*args, "--calibration", _calibration_file(tmp_path / "fp8.yaml"))
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --calibration: measured in fp8; --dtype bf16"), r.err
+
+
+def test_train_time_refuses_mfu_with_a_calibration(cli, tmp_path) -> None:
+    path = _calibration_file(tmp_path / "bf16.yaml", "bf16")
+    r = cli("train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--mfu", "0.4",
+            "--calibration", path)
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --calibration:") and "--mfu" in r.err

@@ -158,6 +158,8 @@ def train_time(
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
     if mfu_assumed is not None:
+        refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
+               "give one of --mfu or --calibration")
         for flag, value in plan_options:
             refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     elif system is None and system_for_gpu(g) is None:

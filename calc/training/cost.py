@@ -143,6 +143,10 @@ class ModelCost:
     calibration: object | None = None
 
     def __post_init__(self) -> None:
+        if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
+            from calc.hardware.calibration import check_calibration
+
+            check_calibration(self.calibration, self.gpu, self.dtype)  # type: ignore[arg-type]
         p = count_params(self.m)
         self.total_params = p.total_params
         self.expert_params = routed_expert_params(self.m)
