@@ -121,3 +121,32 @@ def test_train_time_refuses_mfu_with_a_calibration(cli, tmp_path) -> None:
     r = cli("train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--mfu", "0.4",
             "--calibration", path)
     assert r.code == 2 and r.err.startswith("llmcalc: error: --calibration:") and "--mfu" in r.err
+
+
+def test_train_step_and_train_plan_accept_the_same_layouts() -> None:
+    """One validity rule: every layout train-plan times, train-step accepts; a layout train-step refuses (ZeRO-3
+    with PP), train-plan never lists, and pinning it is refused with the same message."""
+    from calc.errors import LLMCalcError
+    from calc.sources.catalog import load_gpu, load_model, load_system
+    from calc.training.cost import ModelCost
+    from calc.training.layout import Layout, check_training_layout
+    from calc.training.plan import SearchSpace, search_plans
+
+    m = load_model("llama2-7b")
+    cost = ModelCost(m, load_gpu("h100"), load_system("dgx-h100"), 4096)
+    r = search_plans(cost, 16, 64, top=1000)
+    assert r.plans
+    for p in r.plans:
+        layout = Layout(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, vpp=p.vpp, sp=p.sp, micro_batch=p.micro_batch,
+                        zero=p.zero, recompute=p.recompute)
+        assert check_training_layout(m, layout, 16, 64, 4096) == p.num_microbatches
+        assert not (p.pp > 1 and p.zero >= 2)
+    # PP 2 x VPP 3 on 32 layers: chunks of 16/3 layers, uneven; both commands accept it (documented choice)
+    uneven = Layout(pp=2, dp=4, vpp=3, zero=1)
+    assert check_training_layout(m, uneven, 8, 64, 4096) == 16
+    assert any(p.vpp == 3 for p in search_plans(cost, 8, 64, top=1000, space=SearchSpace(fixed=(("pp", 2),))).plans)
+    with pytest.raises(LLMCalcError) as step_error:
+        check_training_layout(m, Layout(pp=2, dp=4, zero=3), 8, 64, 4096)
+    with pytest.raises(LLMCalcError) as plan_error:
+        search_plans(cost, 8, 64, space=SearchSpace(fixed=(("pp", 2), ("zero", 3))))
+    assert str(step_error.value) == str(plan_error.value) and step_error.value.field == "--zero"

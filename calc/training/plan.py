@@ -8,6 +8,8 @@ Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   VPP  interleaving v = 2..8 when every stage keeps >= v layers and p divides the micro-batch count
        (uneven chunks allowed, as Megatron-Core's first/last-stage layer counts allow)
   ZeRO 0 and 1 always, 2 and 3 only without PP (FSDP style); SP whenever TP > 1
+  Validity is calc.training.layout.check_training_layout's, the function train-step refuses a layout with: the
+  search enumerates exactly the layouts train-step accepts (then narrows TP to a node and CP to >= 4K tokens).
   recompute: for each ZeRO stage the lightest level that fits (recomputation never speeds a step up);
   "selective" is skipped with flash attention, where it saves nothing more than flash already does.
 Memory is checked first (cheap); only layouts that fit get a step-time evaluation, in plain floats.
@@ -23,7 +25,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout
+from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 
 MICRO_BATCHES = (1, 2, 4, 8)
@@ -116,6 +118,9 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     if ep is not None and ep > 1 and (not m.moe or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"{ep} must divide the experts of a MoE model ({m.name}: "
                            f"{m.moe.num_experts if m.moe else 'no'} experts)")
+    problem = zero_with_pp_problem(pins.get("zero", 0), pins.get("pp", 1))
+    if problem:
+        raise LLMCalcError("--zero", problem)
     if "pp" in pins and pins["pp"] > m.num_layers:
         raise LLMCalcError("--pp", f"{pins['pp']} stages exceed the {m.num_layers} layers of {m.name}")
     product = (tp or 1) * (cp or 1) * pins.get("pp", 1)
@@ -142,14 +147,16 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
                         if global_batch % (dp * b):
                             continue
                         micro = global_batch // (dp * b)
-                        zeros = [z for z in space.zero_stages if z <= 1 or pp == 1]
+                        zeros = list(space.zero_stages)
                         if dp * cp == 1 and "zero" not in dict(space.fixed):
                             zeros = zeros[:1]  # nothing to shard over: every stage is ZeRO-0 (was a duplicate row)
                         for zero in _pinned(space, "zero", zeros):
                             for recompute in _recompute_levels(cost, space):
-                                considered += 1
                                 layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=tp > 1, micro_batch=b, zero=zero,
                                                 recompute=recompute)  # type: ignore[arg-type]
+                                if not layout_is_valid(m, layout, global_batch, cost.seq):
+                                    continue  # what train-step would refuse (calc.training.layout), e.g. ZeRO-3 with PP
+                                considered += 1
                                 if sum(memory_per_gpu(cost, layout, micro).values()) <= capacity:
                                     fitting.append((layout, micro))
                                     break  # heavier recomputation only slows a fitting layout down
@@ -159,11 +166,10 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
 def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpace) -> list[int]:
     if layout.pp == 1:
         return [1]
-    fewest = cost.m.num_layers // layout.pp  # layers on the lightest stage: each chunk needs one
-    out = [1]
-    if micro % layout.pp == 0:
-        out += list(range(2, min(fewest, space.max_vpp) + 1))
-    return _pinned(space, "vpp", out)
+    candidates = range(1, space.max_vpp + 1)
+    return _pinned(space, "vpp", [v for v in candidates
+                                  if v == 1 or layout_is_valid(cost.m, layout.with_(vpp=v), micro * layout.dp * layout.micro_batch,
+                                                               cost.seq)])
 
 
 def search_plans(
