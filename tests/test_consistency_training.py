@@ -150,3 +150,20 @@ def test_train_step_and_train_plan_accept_the_same_layouts() -> None:
     with pytest.raises(LLMCalcError) as plan_error:
         search_plans(cost, 8, 64, space=SearchSpace(fixed=(("pp", 2), ("zero", 3))))
     assert str(step_error.value) == str(plan_error.value) and step_error.value.field == "--zero"
+
+
+def test_scale_warnings_batch_in_sequences_and_part_filled_nodes(cli) -> None:
+    """16M typed as --global-batch is 16e6 sequences: x 8,192 = 1.31e11 tokens per step, ~2,000x DeepSeek-V3's 63M
+    (15,360 x 4,096): warned, once, saying the unit. Llama 3 405B's own 2,048 x 8,192 = 16.8M tokens is not."""
+    r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "16M", "--seq", "8192",
+            "--zero", "1", "--json")
+    lines = [line for line in r.err.splitlines() if "warning: --global-batch" in line]
+    assert len(lines) == 1 and "in sequences" in lines[0] and f"{16_000_000 * 8192:.3g}" in lines[0]
+    quiet = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "2048", "--seq", "8192",
+                "--zero", "1", "--json")
+    assert "warning" not in quiet.err
+    # 12 H100s = one DGX (8) + half of another: the last node is part-filled, warned once per command
+    for args in (("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "12", "--global-batch", "48"),
+                 ("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "12", "--tokens", "1T")):
+        err = cli(*args).err
+        assert err.count("warning: --num-gpus: 12 is not a multiple of the 8 GPUs per node") == 1, err

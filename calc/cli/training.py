@@ -151,9 +151,10 @@ def train_time(
     m, g = _specs(model, gpu, seq)
     training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
-    from calc.sources.catalog import system_for_gpu
+    from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
 
+    _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g))
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
@@ -218,6 +219,16 @@ ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero"
 MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")]
 RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help="pin recomputation (default: the lightest that fits)")]
+
+
+def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: Any) -> None:
+    """One stderr line per scale finding (calc.training.plan.scale_warnings), for every training command."""
+    from calc.sanity import warn
+    from calc.training.plan import scale_warnings
+
+    for line in scale_warnings(num_gpus, global_batch, seq, node.gpus_per_node if node is not None else None):
+        field, _, message = line.partition(": ")
+        warn(field, message)
 
 
 def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
@@ -320,6 +331,7 @@ def train_step(
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
+    _warn_scale(layout.num_gpus, global_batch, seq, cost.system)
     result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
     if measured_step_time is not None:
         from calc.training.calibrate import with_measurement
@@ -376,6 +388,7 @@ def train_plan(
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
+    _warn_scale(num_gpus, global_batch, seq, cost.system)
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))

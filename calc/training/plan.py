@@ -256,6 +256,26 @@ DEFAULT_BATCH_TOKENS = 2**22  # 4M tokens per step (Llama 2: 4M; GPT-3 175B: 3.2
 GPUS_PER_SEQUENCE = 8  # ... and at least one sequence per 8 GPUs (Llama 3 405B: 2,048 x 8K on 16,384 H100s)
 
 
+# The largest published pre-training batches: Llama 3 405B 16M tokens (arXiv 2407.21783 sec. 3.4.1); DeepSeek-V3
+# 15,360 sequences x 4K = 63M tokens (arXiv 2412.19437 sec. 4.2). Past 64M tokens per step a batch is more likely
+# a unit slip (tokens typed where sequences are meant) than a run.
+LARGEST_PUBLISHED_BATCH_TOKENS = 64 * 2**20
+
+
+def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None) -> list[str]:
+    """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, and a
+    GPU count that leaves a node part-filled (each rank group then straddles nodes)."""
+    out = []
+    if global_batch is not None and global_batch * seq > LARGEST_PUBLISHED_BATCH_TOKENS:
+        out.append(f"--global-batch: {global_batch:,} sequences (the batch is in sequences, not tokens) x {seq:,} = "
+                   f"{global_batch * seq:.3g} tokens per step, beyond the largest published pre-training batch "
+                   "(~63M tokens: DeepSeek-V3 15,360 x 4K; Llama 3 405B: 16M)")
+    if num_gpus is not None and gpus_per_node and num_gpus > gpus_per_node and num_gpus % gpus_per_node:
+        out.append(f"--num-gpus: {num_gpus:,} is not a multiple of the {gpus_per_node} GPUs per node: the last node is "
+                   "part-filled; the model assumes whole nodes")
+    return out
+
+
 def default_global_batch(seq: int, num_gpus: int = 1) -> int:
     """Sequences per step when none is given: max(4M tokens / s, N / 8). Large clusters train with larger
     batches (Llama 3: 16M tokens on 16K GPUs); a fixed 4M would leave DP x micro-batch too small to fill them."""
