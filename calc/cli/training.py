@@ -218,7 +218,8 @@ ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero"
                                              help="pin the ZeRO stage (default: search 0-3)")]
 MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")]
-RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help="pin recomputation (default: the lightest that fits)")]
+RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help=(
+    "pin recomputation: none, selective (Megatron: the attention core), full (default: the lightest that fits)"))]
 
 
 def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: Any) -> None:
