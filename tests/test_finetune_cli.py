@@ -21,13 +21,18 @@ def test_qlora_on_a_4090_fits_and_says_by_how_much(cli):
 
 
 def test_full_finetune_on_a_4090_does_not_fit_and_says_what_does(cli):
-    data = cli(*ACCEPT, "--method", "full", "--json").json()
-    assert data["fits"] is False
+    r = cli(*ACCEPT, "--method", "full", "--json")
+    data = r.json()
+    assert data["fits"] is False and r.code == 2  # JSON on stdout, and the same exit code as the table
     # 16 B/param alone is 128 GB: more than 5 cards even before activations
     assert data["min_gpus"] is not None and data["min_gpus"] > 5
-    assert data["fits_with"] and data["fits_with"][0].startswith("--method")
-    text = cli(*ACCEPT, "--method", "full").out
-    assert "does not fit" in text and "smallest GPU" in text and "--method" in text
+    # the cheapest change in order (recompute, offload, qlora): applying it fits (a second command says so)
+    change = data["fits_with"][0].split(" (")[0]
+    assert change.startswith("--recompute full")
+    assert cli(*ACCEPT, "--method", "full", *change.split(), "--json").json()["fits"] is True
+    text = cli(*ACCEPT, "--method", "full")
+    assert text.code == 2 and "does not fit" in text.out and "smallest GPU" in text.out
+    assert text.err.startswith("llmcalc: error: --num-gpus: does not fit (") and f"fits with {change}" in text.err
 
 
 def test_explain_lists_every_buffer_with_its_formula(cli):

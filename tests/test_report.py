@@ -24,9 +24,15 @@ def test_report_json_is_union_of_single_commands(cli) -> None:
 def test_train_report_json_is_union(cli) -> None:
     args = ["llama2-7b", "--gpu", "a100", "--num-gpus", "64"]
     report = cli("report", *args, "--mode", "train", "--seq", "4096", "--tokens", "2T", "--zero", "1", "--json").json()
-    assert report["train_time"] == cli("train-time", *args, "--tokens", "2T", "--seq", "4096", "--json").json()
+    assert report["train_time"] == cli("train-time", *args, "--tokens", "2T", "--seq", "4096", "--zero", "1",
+                                       "--json").json()
+    # the memory page is the timed plan's (ZeRO pinned by --zero 1; micro-batch and recomputation as searched)
+    plan = report["train_time"]["plan"].split()
+    assert plan[:3] == ["TP1", "PP1", "DP64"], plan
+    micro, recompute = next(p[2:] for p in plan if p.startswith("mb")), next(p[3:] for p in plan if p.startswith("rc:"))
     assert report["memory"] == cli("memory", "llama2-7b", "--mode", "train", "--gpu", "a100", "--num-gpus", "64",
-                                   "--seq", "4096", "--zero", "1", "--json").json()
+                                   "--seq", "4096", "--zero", "1", "--batch", micro, "--recompute", recompute,
+                                   "--json").json()
 
 
 def test_chart_agrees_with_concurrency(cli) -> None:

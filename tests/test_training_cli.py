@@ -35,9 +35,12 @@ def test_train_step_text_and_explain(cli) -> None:
 def test_train_step_that_does_not_fit_is_refused(cli) -> None:
     args = ["train-step", "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--tp", "8", "--global-batch", "8", "--seq", "8192"]
     r = cli(*args)
-    assert r.code == 2 and r.out == ""
+    # the page (memory per GPU, red verdict) on stdout, one error line on stderr, exit 2: as with --json
+    assert r.code == 2 and "does not fit" in r.out and "Step time by term" not in r.out
     assert r.err.startswith("llmcalc: error: --num-gpus: does not fit: needs ") and "GiB per GPU" in r.err
     assert len(r.err.strip().splitlines()) == 1
+    j = cli(*args, "--json")
+    assert j.code == 2 and j.json()["fits"] is False and j.err == r.err
     data = cli(*args, "--json").json()
     assert data["fits"] is False and data["step_time_s"] is None and data["memory_per_gpu_bytes"] > data["gpu_memory_bytes"]
 

@@ -136,3 +136,29 @@ def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:
     result = training_memory(m, gpu=gpu, plan=Parallelism(dp=num_gpus), zero=3, micro_batch=1, seq=seq,
                              recompute="full")
     require_fit(result)
+
+
+def emit_outcome(result: Any, as_json: bool, explain: bool, view: Any, refusal: str | None, flag: str = "--num-gpus") -> None:
+    """One exit code per outcome, whatever the format: the answer (table or JSON) on stdout, then, when the
+    answer is "does not fit" / "nothing fits" (``refusal``), one error line on stderr and exit 2."""
+    from calc.report.render import emit
+
+    emit(result, as_json, explain, view)
+    if refusal is not None:
+        raise LLMCalcError(flag, refusal)
+
+
+def memory_refusal(result: Any) -> str | None:
+    """The error line of a memory answer that does not fit on its GPUs (training or fine-tuning), naming what fits:
+    the fine-tuning engine's cheapest change (``fits_with``), else the smallest GPU count."""
+    if result.fits is not False:
+        return None
+    from calc.units import gib
+
+    fixes = list(getattr(result, "fits_with", []) or [])
+    more = f"{result.min_gpus} GPUs" if result.min_gpus else None
+    hint = (f"fits with {fixes[0]}" if fixes else f"fits on {more}" if more
+            else "nothing tried fits (ZeRO-3, --recompute full, --offload, qlora, up to 512 GPUs)"
+            if hasattr(result, "fits_with") else "raise --zero, --tp, --pp or --recompute full")
+    return (f"does not fit ({gib(result.per_gpu_bytes):.1f} GiB > {gib(result.gpu_memory_bytes):.1f} GiB per GPU on "
+            f"{result.num_gpus} x {result.gpu}); {hint}")

@@ -59,7 +59,7 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
     """`report --mode finetune`: exact and trainable parameters, the fine-tuning memory page, fit and batch x sequence."""
     import sys
 
-    from calc.cli.common import placement
+    from calc.cli.common import memory_refusal, placement
     from calc.model.params import count_params
     from calc.report.finetune import finetune_markdown, finetune_page
     from calc.report.render import console, emit_json
@@ -77,6 +77,9 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
         sys.stdout.write(finetune_markdown(params, result) + "\n")
     else:
         console.print(finetune_page(params, result))
+    refusal = memory_refusal(result)
+    if refusal is not None:  # one exit code per outcome, whatever the format
+        raise LLMCalcError("--num-gpus", refusal)
 
 
 def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq: int, recompute: str, flash: bool,

@@ -107,8 +107,8 @@ def memory(
     micro-batch, --seq the training sequence length. --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
     by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
     fits instead, and the largest micro-batch per sequence length on --gpu."""
-    from calc.cli.common import placement
-    from calc.report.render import emit, memory_view
+    from calc.cli.common import emit_outcome, memory_refusal, placement
+    from calc.report.render import memory_view
     from calc.sources.catalog import load_gpu, load_model
     from calc.specs import Parallelism
 
@@ -133,7 +133,7 @@ def memory(
         result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
                                  plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
                                  options=finetune_only)
-        emit(result, as_json, explain, finetune_view)
+        emit_outcome(result, as_json, explain, finetune_view, memory_refusal(result))
         return
     for flag, value in finetune_only.items():
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
@@ -171,4 +171,4 @@ def memory(
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
                                  recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,
                                  activations_model=activations or "per-tensor")
-    emit(result, as_json, explain, memory_view)
+    emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else None)

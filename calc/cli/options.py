@@ -121,7 +121,10 @@ CpOpt = Annotated[int | None, typer.Option("--cp", parser=human_int("--cp", maxi
 EpOpt = Annotated[int | None, typer.Option("--ep", parser=human_int("--ep", maximum=4096), help="expert-parallel degree (MoE)")]
 SpOpt = Annotated[bool, typer.Option("--sp", help="Megatron sequence parallelism (with TP)")]
 ZeroOpt = Annotated[int, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3")]
-RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help="activation recomputation")]
+RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help=(
+    "activation recomputation: none; full (keep each layer's input, recompute the layer); selective: in "
+    "--mode train / train-step / train-plan Megatron's (recompute the attention core: nothing more under flash "
+    "attention), in --mode finetune torchtitan's op-level SAC (keep every second matmul output)"))]
 
 # --- workload: one name per sequence concept -----------------------------------------------
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batch"), help="sequences (requests) per batch")]

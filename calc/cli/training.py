@@ -151,13 +151,16 @@ def train_time(
     m, g = _specs(model, gpu, seq)
     training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
-    from calc.sources.catalog import system_for_gpu
+    from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
 
+    _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g))
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
     if mfu_assumed is not None:
+        refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
+               "give one of --mfu or --calibration")
         for flag, value in plan_options:
             refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     elif system is None and system_for_gpu(g) is None:
@@ -215,7 +218,18 @@ ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero"
                                              help="pin the ZeRO stage (default: search 0-3)")]
 MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")]
-RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help="pin recomputation (default: the lightest that fits)")]
+RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help=(
+    "pin recomputation: none, selective (Megatron: the attention core), full (default: the lightest that fits)"))]
+
+
+def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: Any) -> None:
+    """One stderr line per scale finding (calc.training.plan.scale_warnings), for every training command."""
+    from calc.sanity import warn
+    from calc.training.plan import scale_warnings
+
+    for line in scale_warnings(num_gpus, global_batch, seq, node.gpus_per_node if node is not None else None):
+        field, _, message = line.partition(": ")
+        warn(field, message)
 
 
 def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
@@ -298,8 +312,8 @@ def train_step(
     """Step time of one parallel plan: every term (compute, recompute, TP/EP/CP/PP/DP communication,
     bubble, optimizer) and how much is exposed, tokens/s, MFU, HFU, memory per GPU. A plan that does not
     fit is refused with the memory it needs."""
+    from calc.cli.common import emit_outcome
     from calc.errors import LLMCalcError
-    from calc.report.render import emit
     from calc.report.training_views import train_step_view
     from calc.training.layout import Layout
     from calc.training.step import train_step as engine
@@ -318,14 +332,13 @@ def train_step(
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
+    _warn_scale(layout.num_gpus, global_batch, seq, cost.system)
     result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
     if measured_step_time is not None:
         from calc.training.calibrate import with_measurement
 
         result = with_measurement(result, cost, layout, measured_step_time)
-    if not result.fits and not as_json:
-        raise LLMCalcError("--num-gpus", result.verdict)
-    emit(result, as_json, explain, train_step_view)
+    emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
 def train_plan(
@@ -376,6 +389,7 @@ def train_plan(
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
+    _warn_scale(num_gpus, global_batch, seq, cost.system)
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))
@@ -383,12 +397,14 @@ def train_plan(
         from calc.report.render import emit_json
 
         emit_json(result)
-        return
-    emit(result, False, False, train_plan_view)
-    if explain:
+    else:
+        emit(result, False, False, train_plan_view)
+    if explain and not as_json:
         from calc.report.render import console, explain_panel
 
         lines = [f"assumption: {a}" for a in result.assumptions]
         if result.plans:
             lines += [f"best plan: {line}" for line in result.plans[0].explain if not line.startswith("assumption:")]
         console.print(explain_panel(lines))
+    if not result.plans:  # one exit code per outcome, whatever the format
+        raise LLMCalcError("--num-gpus", result.verdict)

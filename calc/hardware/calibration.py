@@ -175,6 +175,15 @@ def check_device(calibration: Calibration, gpu: GPUSpec) -> None:
                                         f"run `llmcalc bench MODEL --save FILE` on the {gpu.name}")
 
 
+def check_calibration(calibration: Calibration, gpu: GPUSpec, dtype: str) -> None:
+    """The one check every command applies to a calibration: measured on this GPU, at the tensor peak ``dtype``
+    runs at (an fp8 file's GEMM rates are not a bf16 plan's: the fp8 peak is twice the bf16 one on Hopper)."""
+    check_device(calibration, gpu)
+    if peak_tflops(gpu, dtype) != peak_tflops(gpu, calibration.dtype, "--calibration"):
+        raise LLMCalcError("--calibration", f"measured in {calibration.dtype}; --dtype {dtype} runs at another tensor peak "
+                                            f"on {gpu.name}: run `llmcalc bench --dtype {dtype} ... --save FILE`")
+
+
 def default_efficiency() -> Efficiency:
     return Efficiency(
         compute=DEFAULT_COMPUTE_EFFICIENCY, memory=DEFAULT_MEMORY_EFFICIENCY,
@@ -189,10 +198,7 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     ``Calibration.interpolate`` instead."""
     if calibration is None:
         return default_efficiency()
-    check_device(calibration, gpu)
-    if peak_tflops(gpu, dtype) != peak_tflops(gpu, calibration.dtype, "--calibration"):
-        raise LLMCalcError("--calibration", f"measured in {calibration.dtype}; --dtype {dtype} runs at another tensor peak "
-                                            f"on {gpu.name}: run `llmcalc bench --dtype {dtype} ... --save FILE`")
+    check_calibration(calibration, gpu, dtype)
     gemm, copy = calibration.largest("gemm"), calibration.largest("memory")
     # A CPU calibration is relative to the best rates that same run measured (no published peak), and
     # CPU timings on a busy host swing widely: only a GPU's file is held to the physical bounds.

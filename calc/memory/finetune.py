@@ -15,7 +15,7 @@ the device also holds the CUDA context, outside PyTorch's counters.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -198,18 +198,33 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
 
-def _methods_that_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
-    """The first lighter setting whose peak fits on this layout: the same method with full recomputation, then
-    LoRA, QLoRA, and QLoRA with full recomputation."""
-    recompute = common["recompute"]
-    tries = [(method, "full"), ("lora", recompute), ("qlora", recompute), ("qlora", "full")]
-    for alt, rec in tries:
-        if (alt, rec) == (method, recompute) or (alt == "lora" and method == "qlora"):
-            continue
-        r = finetune_memory(m, plan=plan, method=alt, zero=zero, **{**common, "recompute": rec})
+def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
+    """The first change, in order of cost to the run, whose peak fits on this GPU count: each rung keeps the ones
+    before it. ZeRO-3 (FSDP full shard, when there are DP ranks to shard over), ``--recompute full``, CPU offload
+    of the optimizer, then of the parameters too (DeepSpeed ZeRO-Offload / FSDP CPU offload), then
+    ``--method qlora`` (NF4 base). Answer.AI's FSDP + QLoRA recipe trains Llama-2 70B on 2 x 24 GB this way
+    (FSDP, gradient checkpointing, CPU offload; answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits
+    (more GPUs is the answer then: ``min_gpus``)."""
+    changes: dict[str, Any] = {}
+    flags: list[str] = []
+    rungs: list[tuple[str, dict[str, Any]]] = []
+    if zero < 3 and plan.dp > 1:
+        rungs.append(("--zero 3", {"zero": 3}))
+    if common["recompute"] != "full":
+        rungs.append(("--recompute full", {"recompute": "full"}))
+    if not common["offload_optimizer"]:
+        rungs.append(("--offload optimizer", {"offload_optimizer": True}))
+    if not common["offload_params"]:
+        rungs.append(("--offload optimizer,params", {"offload_optimizer": True, "offload_params": True}))
+    if method in ("full", "lora", "dora"):
+        rungs.append(("--method qlora", {"method": "qlora"}))
+    for flag, change in rungs:
+        changes.update(change)
+        flags = [f for f in flags if not (f.startswith("--offload") and flag.startswith("--offload"))] + [flag]
+        args = {**common, "method": method, "zero": zero, **changes}
+        r = finetune_memory(m, plan=plan, **args)
         if r.per_gpu_bytes <= gpu.memory_bytes:
-            flags = (f"--method {alt}" if alt != method else "") + (f" --recompute {rec}" if rec != recompute else "")
-            return [f"{flags.strip()} ({gib(r.per_gpu_bytes):.1f} GiB)"]
+            return [f"{' '.join(flags)} ({gib(r.per_gpu_bytes):.1f} GiB)"]
     return []
 
 
@@ -345,7 +360,7 @@ def finetune_memory(
         return finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common).per_gpu_bytes <= gpu.memory_bytes
 
     verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
-    fits_with = _methods_that_fit(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []
+    fits_with = _change_that_fits(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []
 
     alpha = lora_alpha if lora_alpha is not None else (2 * lora_rank if not full else None)
     assumptions = [

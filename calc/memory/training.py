@@ -12,7 +12,7 @@ from calc.errors import LLMCalcError
 from calc.memory.activations import LayerSetup, Recompute, korthikanti_layer_bytes, lm_head_buffers, stage_activations
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import count_params
+from calc.model.params import count_params, layer_kinds
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, gb, gib
@@ -29,10 +29,17 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+def routed_expert_params(m: ModelSpec) -> int:
+    """Parameters of the routed experts (E x the expert MLP per MoE layer, biases included): the part expert
+    parallelism splits e ways; 0 for a dense model (calc.model.params.layer_kinds, component "experts")."""
+    return sum(t.params * count for _, count, tensors in layer_kinds(m) for t in tensors if t.component == "experts")
+
+
 def training_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, recipe: str = "bf16-adam",
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
-    reserve_gib: float = DEFAULT_RESERVE_GIB, activations_model: str = "per-tensor",
+    reserve_gib: float = DEFAULT_RESERVE_GIB, activations_model: str = "per-tensor", ep: int = 1,
+    in_flight: float | None = None,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -42,8 +49,10 @@ def training_memory(
     Korthikanti et al.'s GPT-3 formula below, shown in --explain either way.
 
     states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
-    stage 2 also g, stage 3 also w. Activations: ``training_bytes_per_gpu`` (p micro-batches in flight on
-    the first stage; CP splits s), the same arithmetic train-step and train-plan use.
+    stage 2 also g, stage 3 also w, over the d*c ranks (Megatron's distributed optimizer shards over DP x CP);
+    routed experts split e ways (``ep``), their states sharded over d*c/e. Activations: ``training_bytes_per_gpu``
+    (``in_flight`` micro-batches on the first stage, default p; CP splits s), the same function train-step and
+    train-plan use, so a plan priced here and timed there has one memory figure.
     """
     plan = check_layout(m, plan or Parallelism())
     if recipe not in RECIPES:
@@ -55,21 +64,26 @@ def training_memory(
             raise LLMCalcError(name, f"must be >= 1, got {value}")
     if seq % plan.cp:
         raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
+    if ep > 1 and (m.moe is None or m.moe.num_experts % ep or (plan.dp * plan.cp) % ep):
+        raise LLMCalcError("--ep", f"EP {ep} must divide the experts of a MoE model and DP x CP = {plan.dp * plan.cp}")
     params = count_params(m).total_params
+    experts = routed_expert_params(m) if ep > 1 else 0
     w, g, o = RECIPES[recipe]
     reserve = int(reserve_gib * GIB)
 
     if activations_model not in ACTIVATION_MODELS:
         raise LLMCalcError("--activations", f"use per-tensor or textbook, got {activations_model!r}")
-    s_local, in_flight = seq // plan.cp, plan.pp
+    s_local = seq // plan.cp
+    in_flight = plan.pp if in_flight is None else in_flight
     cache: dict = {}
 
     def per_gpu_for(layout: Parallelism, model: str = activations_model) -> dict[str, int]:
         # DP does not change activations: the per-tensor figure (or the textbook one) for this TP x PP x CP.
         return training_bytes_per_gpu(
-            m, params=params, tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sp=layout.sequence_parallel,
-            recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq, recompute=recompute, flash=flash,
-            reserve_bytes=reserve, activations_model=model, cache=cache,
+            m, params=params, expert_params=experts, tp=layout.tp, pp=layout.pp, dp=layout.dp * layout.cp, cp=layout.cp,
+            ep=ep, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
+            recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
+            cache=cache,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -77,7 +91,7 @@ def training_memory(
     textbook = per_gpu_for(plan, "textbook")["activations"]
     per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
     activations = per_tensor if activations_model == "per-tensor" else textbook
-    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, cache, per_tensor)
+    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, cache, per_tensor, in_flight)
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     n = plan.num_gpus
@@ -101,11 +115,11 @@ def training_memory(
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, textbook_activation_bytes=textbook, **verdict,
         assumptions=[
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
-            f"ZeRO stage {zero} over DP {plan.dp}",
+            f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}" + (f"; routed experts split EP {ep}" if ep > 1 else ""),
             (f"activations tensor by tensor (fused norms, {'FlashAttention' if flash else 'eager attention'}, fp32 loss), "
              f"recompute={recompute}" if activations_model == "per-tensor" else
              f"activations: Korthikanti et al. 2022, recompute={recompute}, score term {score_term}")
-            + f", sequence parallel={plan.sequence_parallel}, {in_flight} microbatch(es) in flight on stage 1",
+            + f", sequence parallel={plan.sequence_parallel}, {in_flight:g} microbatch(es) in flight on stage 1",
             f"reserve {reserve_gib:g} GiB per GPU; min_gpus grows DP at this TP x PP x CP"
             + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)"),
         ],
@@ -114,7 +128,7 @@ def training_memory(
             f"({gb(params * (w + g + o)):.2f} GB) before sharding",
             f"per layer activations (s={s_local}, b={micro_batch}, h={m.hidden_size}, a={m.num_heads}, "
             f"t={plan.tp}) = {layer:,.0f} B",
-            f"textbook (Korthikanti) stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight} microbatches x "
+            f"textbook (Korthikanti) stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight:g} microbatches x "
             f"{layer:,.0f} + embedding s*b*h*{in_flight}{'/t' if plan.sequence_parallel else ''}"
             f"{' + output 4*s*b*h*(1 + v/h)/t' if plan.pp == 1 else ''} = {textbook:,} B",
             *per_tensor_lines,
@@ -232,7 +246,7 @@ def training_bytes_per_gpu(
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
-                        cache: dict, total: int) -> list[str]:
+                        cache: dict, total: int, in_flight: float) -> list[str]:
     """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
     per = cache[(micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, 0.0)]
     p, n = plan.pp, m.num_layers
@@ -243,7 +257,7 @@ def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Para
     if p == 1:
         formula = f"{n} layers x {per.saved:,} B + {head}"
     else:
-        formula = (f"max(first stage {math.ceil(n / p)} layers x {p} micro-batches in flight x {per.saved:,} B + workspace "
+        formula = (f"max(first stage {math.ceil(n / p)} layers x {in_flight:g} micro-batches in flight x {per.saved:,} B + workspace "
                    f"{per.workspace:,}, last stage {n // p} layers x {per.saved:,} B + {head})")
     layer = f" (one layer: {stage.formula})" if level != "none" else ""
     return [f"per-tensor activations = {formula} = {total:,} B{layer}",

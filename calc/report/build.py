@@ -90,12 +90,9 @@ def build_report(
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
-        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration)
-        if zero is None and batch == 1 and best is not None and best.ep == 1 and best.vpp == 1:
-            # no --zero / --batch: the memory of the layout whose MFU is timed (else "does not fit" above its days)
-            memory = training_memory(m, gpu=gpu, plan=Parallelism(tp=best.tp, pp=best.pp, dp=best.dp, cp=best.cp,
-                                                                  sequence_parallel=best.sp),
-                                     recipe=recipe, zero=best.zero, micro_batch=best.micro_batch, seq=seq, recompute=best.recompute)
+        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch)
+        if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
+            memory = timed_plan_memory(m, gpu, best, recipe)
         else:
             memory = training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=1 if zero is None else zero, micro_batch=batch,
                                      seq=seq)
@@ -121,17 +118,34 @@ def build_report(
     )
 
 
-def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None) -> Any:
-    """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None);
-    None when no node type ships for the GPU (the assumed 0.4 is used then)."""
+def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None,
+                        zero: int | None = None, micro_batch: int = 1) -> Any:
+    """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None),
+    with the ZeRO stage pinned when --zero is given and the micro-batch when --batch > 1; None when no node type
+    ships for the GPU (the assumed 0.4 is used then)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import ModelCost
-    from calc.training.plan import best_plan
+    from calc.training.plan import SearchSpace, best_plan
 
     system = system_for_gpu(gpu)
     if system is None:  # no node type to place a plan on: the assumed MFU stays
         return None
-    return best_plan(ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus)
+    pins = (("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch > 1)
+    return best_plan(ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus, space=SearchSpace(fixed=pins))
+
+
+def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam") -> MemoryResult:
+    """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
+    ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
+    function train-step prices memory with (calc.memory.training.training_bytes_per_gpu)."""
+    from calc.training.layout import Layout
+    from calc.training.step import in_flight_microbatches
+
+    layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, vpp=step.vpp, sp=step.sp,
+                    micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
+    return training_memory(m, gpu=gpu, plan=Parallelism(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, sequence_parallel=step.sp),
+                           recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
+                           ep=step.ep, in_flight=in_flight_microbatches(layout, step.num_microbatches))
 
 
 class CompareRow(BaseModel):

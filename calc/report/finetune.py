@@ -30,7 +30,7 @@ def finetune_view(r: Any) -> RenderableType:
         rows.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)})", verdict))
         if not r.fits:
             rows.append(("smallest GPU count (ZeRO-3)", r.min_gpus or "none up to 512"))
-            rows.append(("a method that fits on one", ", ".join(r.fits_with) or "none of lora / qlora"))
+            rows.append(("a change that fits on this count", ", ".join(r.fits_with) or "none of ZeRO-3, full recompute, offload, qlora"))
     parts: list[RenderableType] = [table, kv_table("Totals", rows)]
     if r.fit_table and not any(row.max_batch for row in r.fit_table):
         parts.append(kv_table("Largest micro-batch that fits", [(r.gpu, f"none, even at {r.fit_table[0].seq:,} tokens")]))

@@ -40,6 +40,7 @@ from calc.hardware.efficiency import (
     gemm_time,
     memory_efficiency,
 )
+from calc.memory.training import routed_expert_params
 from calc.model.flops import attention_dims, forward_flops
 from calc.model.layers import attention_layers
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -142,11 +143,13 @@ class ModelCost:
     calibration: object | None = None
 
     def __post_init__(self) -> None:
+        if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
+            from calc.hardware.calibration import check_calibration
+
+            check_calibration(self.calibration, self.gpu, self.dtype)  # type: ignore[arg-type]
         p = count_params(self.m)
         self.total_params = p.total_params
-        self.expert_params = sum(
-            t.params * count for _, count, tensors in layer_kinds(self.m) for t in tensors if t.component == "experts"
-        )
+        self.expert_params = routed_expert_params(self.m)
         self.kinds = [(kind, count, tensors) for kind, count, tensors in layer_kinds(self.m)]
         self.head = [t for t in model_tensors(self.m) if t.component == "lm_head" and t.shape]
         self.elem = float(dtype_bytes(self.dtype))

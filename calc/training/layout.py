@@ -59,8 +59,32 @@ def num_microbatches(layout: Layout, global_batch: int) -> int:
     return per_replica
 
 
+def zero_with_pp_problem(zero: int, pp: int) -> str | None:
+    """ZeRO-2/3 shard gradients (and weights) that every micro-batch of a pipeline stage accumulates into: DeepSpeed
+    refuses them with pipeline parallelism ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism",
+    deepspeed/runtime/pipe/engine.py) and Megatron-Core's distributed optimizer is ZeRO-1. None when allowed."""
+    if zero >= 2 and pp > 1:
+        return f"ZeRO-{zero} with PP {pp}: stages 2 and 3 shard the gradients every micro-batch accumulates into; " \
+               "with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3)"
+    return None
+
+
+def layout_is_valid(m: ModelSpec, layout: Layout, global_batch: int, seq: int) -> bool:
+    """``check_training_layout`` as a predicate: what the plan search enumerates is exactly what train-step accepts."""
+    try:
+        check_training_layout(m, layout, None, global_batch, seq)
+    except LLMCalcError:
+        return False
+    return True
+
+
 def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, global_batch: int, seq: int) -> int:
-    """Refuse a layout the model, the GPU count or the batch cannot take; return the micro-batch count."""
+    """Refuse a layout the model, the GPU count or the batch cannot take; return the micro-batch count.
+
+    The one validity rule of train-step and train-plan (which enumerates only layouts this accepts). Interleaving
+    (VPP v) needs p x v <= L and the micro-batch count a multiple of p (Megatron-LM's interleaved schedule);
+    L need not divide by p x v: the stages' chunks are then uneven (ceil / floor of L / (p v) layers), as
+    Megatron-Core allows with its first/last-stage layer counts, and the step model times the fullest stage."""
     for flag, value in (("--tp", layout.tp), ("--pp", layout.pp), ("--dp", layout.dp), ("--cp", layout.cp),
                         ("--ep", layout.ep), ("--vpp", layout.vpp), ("--micro-batch", layout.micro_batch), ("--seq", seq)):
         if value < 1:
@@ -88,6 +112,9 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
             raise LLMCalcError("--ep", f"EP {layout.ep} must divide DP x CP = {layout.dp * layout.cp} (experts spread over DP ranks)")
     if layout.zero not in (0, 1, 2, 3):
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {layout.zero}")
+    problem = zero_with_pp_problem(layout.zero, layout.pp)
+    if problem:
+        raise LLMCalcError("--zero", problem)
     if layout.recompute not in RECOMPUTE_CHOICES:
         raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
     if layout.sp and layout.tp == 1:

@@ -8,6 +8,8 @@ Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   VPP  interleaving v = 2..8 when every stage keeps >= v layers and p divides the micro-batch count
        (uneven chunks allowed, as Megatron-Core's first/last-stage layer counts allow)
   ZeRO 0 and 1 always, 2 and 3 only without PP (FSDP style); SP whenever TP > 1
+  Validity is calc.training.layout.check_training_layout's, the function train-step refuses a layout with: the
+  search enumerates exactly the layouts train-step accepts (then narrows TP to a node and CP to >= 4K tokens).
   recompute: for each ZeRO stage the lightest level that fits (recomputation never speeds a step up);
   "selective" is skipped with flash attention, where it saves nothing more than flash already does.
 Memory is checked first (cheap); only layouts that fit get a step-time evaluation, in plain floats.
@@ -23,7 +25,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout
+from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 
 MICRO_BATCHES = (1, 2, 4, 8)
@@ -116,6 +118,9 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     if ep is not None and ep > 1 and (not m.moe or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"{ep} must divide the experts of a MoE model ({m.name}: "
                            f"{m.moe.num_experts if m.moe else 'no'} experts)")
+    problem = zero_with_pp_problem(pins.get("zero", 0), pins.get("pp", 1))
+    if problem:
+        raise LLMCalcError("--zero", problem)
     if "pp" in pins and pins["pp"] > m.num_layers:
         raise LLMCalcError("--pp", f"{pins['pp']} stages exceed the {m.num_layers} layers of {m.name}")
     product = (tp or 1) * (cp or 1) * pins.get("pp", 1)
@@ -142,14 +147,16 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
                         if global_batch % (dp * b):
                             continue
                         micro = global_batch // (dp * b)
-                        zeros = [z for z in space.zero_stages if z <= 1 or pp == 1]
+                        zeros = list(space.zero_stages)
                         if dp * cp == 1 and "zero" not in dict(space.fixed):
                             zeros = zeros[:1]  # nothing to shard over: every stage is ZeRO-0 (was a duplicate row)
                         for zero in _pinned(space, "zero", zeros):
                             for recompute in _recompute_levels(cost, space):
-                                considered += 1
                                 layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=tp > 1, micro_batch=b, zero=zero,
                                                 recompute=recompute)  # type: ignore[arg-type]
+                                if not layout_is_valid(m, layout, global_batch, cost.seq):
+                                    continue  # what train-step would refuse (calc.training.layout), e.g. ZeRO-3 with PP
+                                considered += 1
                                 if sum(memory_per_gpu(cost, layout, micro).values()) <= capacity:
                                     fitting.append((layout, micro))
                                     break  # heavier recomputation only slows a fitting layout down
@@ -159,11 +166,10 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
 def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpace) -> list[int]:
     if layout.pp == 1:
         return [1]
-    fewest = cost.m.num_layers // layout.pp  # layers on the lightest stage: each chunk needs one
-    out = [1]
-    if micro % layout.pp == 0:
-        out += list(range(2, min(fewest, space.max_vpp) + 1))
-    return _pinned(space, "vpp", out)
+    candidates = range(1, space.max_vpp + 1)
+    return _pinned(space, "vpp", [v for v in candidates
+                                  if v == 1 or layout_is_valid(cost.m, layout.with_(vpp=v), micro * layout.dp * layout.micro_batch,
+                                                               cost.seq)])
 
 
 def search_plans(
@@ -196,9 +202,8 @@ def search_plans(
                    f"{best.step_time_s:.3f} s/step, MFU {best.mfu:.1%}, "
                    f"{best.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU")
     else:
-        more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
-        hint = f"; the smallest count that fits is {more} GPUs" if more else "; none up to 64x as many GPUs fits either"
-        verdict = f"no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch {global_batch}{hint}"
+        verdict = (f"nothing fits: no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch "
+                   f"{global_batch}{what_would_fit(cost, num_gpus, global_batch, space)}")
     return PlanSearchResult(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=num_gpus, global_batch=global_batch,
         seq=cost.seq, layouts_considered=considered, layouts_fitting=len(fitting), layouts_timed=len(timed), plans=plans,
@@ -207,6 +212,34 @@ def search_plans(
             f"micro-batches tried: {', '.join(map(str, space.micro_batches))}; ZeRO 2/3 only without PP; SP whenever TP > 1",
         ],
     )
+
+
+RELAXATIONS = (("recompute", "full", "--recompute full"), ("zero", None, "ZeRO searched (drop --zero)"),
+               ("micro_batch", 1, "--micro-batch 1"), ("tp", None, "TP searched (drop --tp)"),
+               ("pp", None, "PP searched (drop --pp)"), ("cp", None, "CP searched (drop --cp)"),
+               ("ep", None, "EP searched (drop --ep)"))
+
+
+def what_would_fit(cost: ModelCost, num_gpus: int, global_batch: int, space: SearchSpace) -> str:
+    """The '; ...' tail of a 'nothing fits' verdict: the first pin whose relaxation fits on these GPUs (heavier
+    recomputation, then the ZeRO stage, micro-batch 1, then each degree searched), then the smallest GPU count
+    that fits as pinned (memory checks only). Unpinned, the search already tried ZeRO 0-3 and every recomputation."""
+    pins = dict(space.fixed)
+    for name, value, label in RELAXATIONS:
+        if name not in pins or pins[name] == value:
+            continue
+        fixed = tuple((k, v) for k, v in space.fixed if k != name) + (((name, value),) if value is not None else ())
+        try:
+            fits = enumerate_fitting(cost, num_gpus, global_batch, SearchSpace(space.cross_node_tp, space.micro_batches,
+                                     space.zero_stages, space.max_cp, space.max_vpp, fixed))[1]
+        except LLMCalcError:
+            fits = []
+        if fits:
+            return f"; fits with {label} (e.g. {fits[0][0].label()})"
+    tried = "" if {"zero", "recompute"} & pins.keys() else " (ZeRO 0-3 and recompute none/full tried)"
+    more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
+    return tried + (f"; fits on {more} GPUs" if more else "; none up to 64x as many GPUs fits either: "
+                    "shorten --seq or use GPUs with more memory")
 
 
 def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int, space: SearchSpace) -> int | None:
@@ -221,6 +254,26 @@ def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int
 
 DEFAULT_BATCH_TOKENS = 2**22  # 4M tokens per step (Llama 2: 4M; GPT-3 175B: 3.2M) when no --global-batch is given
 GPUS_PER_SEQUENCE = 8  # ... and at least one sequence per 8 GPUs (Llama 3 405B: 2,048 x 8K on 16,384 H100s)
+
+
+# The largest published pre-training batches: Llama 3 405B 16M tokens (arXiv 2407.21783 sec. 3.4.1); DeepSeek-V3
+# 15,360 sequences x 4K = 63M tokens (arXiv 2412.19437 sec. 4.2). Past 64M tokens per step a batch is more likely
+# a unit slip (tokens typed where sequences are meant) than a run.
+LARGEST_PUBLISHED_BATCH_TOKENS = 64 * 2**20
+
+
+def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None) -> list[str]:
+    """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, and a
+    GPU count that leaves a node part-filled (each rank group then straddles nodes)."""
+    out = []
+    if global_batch is not None and global_batch * seq > LARGEST_PUBLISHED_BATCH_TOKENS:
+        out.append(f"--global-batch: {global_batch:,} sequences (the batch is in sequences, not tokens) x {seq:,} = "
+                   f"{global_batch * seq:.3g} tokens per step, beyond the largest published pre-training batch "
+                   "(~63M tokens: DeepSeek-V3 15,360 x 4K; Llama 3 405B: 16M)")
+    if num_gpus is not None and gpus_per_node and num_gpus > gpus_per_node and num_gpus % gpus_per_node:
+        out.append(f"--num-gpus: {num_gpus:,} is not a multiple of the {gpus_per_node} GPUs per node: the last node is "
+                   "part-filled; the model assumes whole nodes")
+    return out
 
 
 def default_global_batch(seq: int, num_gpus: int = 1) -> int:
