@@ -23,9 +23,10 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    error beats the PRIOR value's error on the same rows; otherwise PRIOR stays ("unfitted: fit did not beat the
    prior in cross-validation"), and it is held back (HELD_BACK, each with its reason) where the held-out
    rows it touches did not improve.
-5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as time (a rate's residual flips sign), pooled per band group
-   family | generation | dtype class | dense/MoE; the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS
-   rows, the family's where the family has, else the stated wide default (a factor of 2 either way).
+5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
+   time (a rate's residual flips sign), pooled per band group family | generation | dtype class | dense/MoE;
+   the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the family's where the family has,
+   else the stated wide default (a factor of 2 either way).
 """
 
 from __future__ import annotations
