@@ -47,9 +47,9 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     """The 80% band around ``value`` (a prediction of a corpus ``kind``) for a GPU generation (``gpu``: the
     GPUSpec.arch, e.g. "Hopper"), dtype and dense/MoE model (module docstring).
 
-    >>> b = band("training_step_time", 10.0, gpu="NoSuchGeneration")
-    >>> (round(b.low, 2), round(b.high, 2), b.rows)
-    (5.0, 20.0, 0)
+    >>> b = band("training_mfu", 0.5, gpu="Ampere")
+    >>> b.low < 0.5 < b.high, b.level
+    (True, 0.8)
     """
     if kind not in KINDS:
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
