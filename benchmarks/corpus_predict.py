@@ -174,7 +174,7 @@ def finetune_peak_gib(m: ModelSpec, settings: dict[str, Any], metric: str) -> fl
 
 
 def _finetune(row: Any, m: ModelSpec) -> float:
-    metric = "reserved" if "reserved" in row.measured.metric or row.outcome == "oom" else "allocated"
+    metric = "reserved" if "reserved" in row.measured.metric else "allocated"
     gib = finetune_peak_gib(m, dict(row.config), metric)
     return {"GiB": gib, "GB": gib * GIB / 1e9}[row.measured.unit]
 
