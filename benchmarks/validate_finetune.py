@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calc.memory.finetune import finetune_memory
+from benchmarks.corpus_predict import finetune_peak_gib
 from calc.sources.catalog import load_model
-from calc.specs import Parallelism
-from calc.units import gib
 
 DATA = Path(__file__).parent / "data" / "finetune_memory.json"
 
@@ -24,10 +22,7 @@ def rows() -> list[dict]:
 
 def predict(row: dict) -> float:
     """Predicted peak in GiB, on the metric the source reports (reserved: the allocator, no CUDA context)."""
-    settings = dict(row["settings"])
-    plan = Parallelism(dp=settings.pop("dp", 1))
-    r = finetune_memory(load_model(row["model"]), plan=plan, **settings)
-    return gib(r.reserved_peak_bytes if row["metric"] == "reserved" else r.per_gpu_bytes)
+    return finetune_peak_gib(load_model(row["model"]), row["settings"], "reserved" if row["metric"] == "reserved" else "allocated")
 
 
 def table() -> tuple[list[tuple[dict, float, float]], float]:

@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus_predict import megatron_flops  # noqa: E402
+
 from calc.sources.catalog import load_gpu, load_system  # noqa: E402
 from calc.sources.hf import model_from_hf_config  # noqa: E402
 from calc.training.cost import Efficiencies, ModelCost  # noqa: E402
@@ -42,12 +45,8 @@ def gpt_model(row: dict):
 
 
 def paper_flops(row: dict) -> float:
-    """The papers' own FLOP count per iteration: 72 B s L H^2 (1 + s/6H + V/12HL) (model FLOPs), or with full
-    recomputation in Narayanan 2021: 96 B s L H^2 (1 + s/6H + V/16LH)."""
-    B, s, L, H, V = row["global_batch"], row["seq"], row["layers"], row["hidden"], row["vocab"]
-    if row["metric"] == "hfu":
-        return 96 * B * s * L * H**2 * (1 + s / (6 * H) + V / (16 * L * H))
-    return 72 * B * s * L * H**2 * (1 + s / (6 * H) + V / (12 * H * L))
+    """The papers' own FLOP count per iteration (corpus_predict.megatron_flops): HFU rows count the recomputation."""
+    return megatron_flops(row["global_batch"], row["seq"], row["layers"], row["hidden"], row["vocab"], row["metric"] == "hfu")
 
 
 def predict(row: dict, system_name: str, flash: bool, dropout: float = 0.0) -> dict:

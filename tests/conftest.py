@@ -22,6 +22,8 @@ if os.environ.get("CI"):
 # The validation tables' tests import the scripts in benchmarks/. The checkout goes at the END of
 # sys.path so `calc` still resolves to the installed package (CI tests what `pip install .` ships).
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+# The corpus scripts import each other by module name (corpus_schema, corpus_predict, fit_corpus).
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @dataclass

@@ -18,21 +18,24 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from calc.fitted import parameter
 from calc.hardware.calibration import DEFAULT_MEMORY_EFFICIENCY
 from calc.hardware.peaks import peak_tflops
 from calc.specs import GPUSpec
 from calc.units import TERA, dtype_bytes
 
-# Large-GEMM plateau (fraction of dense peak) sustained inside a training step, per architecture.
-# Ampere is FITTED ONCE to the 18 Megatron rows of benchmarks/validate_training.py (one value for all rows;
-# `python benchmarks/validate_training.py --fit` re-derives it): 0.71 -> MFU/HFU mean absolute error 3.4%,
-# worst 7.7%. 0.71 is 82% of the ~0.87 an isolated cuBLAS GEMM reaches on an A100 (HARDWARE.md): clocks sag
-# under sustained load and kernels share the GPU. The other generations keep that 0.82 ratio to their
-# measured isolated-GEMM plateau (H100 ~0.80, Blackwell ~0.75, MI300X ~0.50): derived, not fitted.
-GEMM_PLATEAU: dict[str, float] = {"Ampere": 0.71, "Hopper": 0.65, "Ada": 0.65, "Blackwell": 0.61, "CDNA3": 0.41}
-GEMM_PLATEAU_OTHER = 0.61
-# The same ratio applied to a GEMM efficiency measured in isolation (`llmcalc bench --save`): 0.71 / 0.87.
-SUSTAINED_FRACTION = 0.82
+# Large-GEMM plateau (fraction of dense peak) sustained inside a step, per architecture ("Hopper") and, for
+# fp8 GEMMs, per architecture and dtype ("Hopper/fp8": a fraction of the fp8 peak). The values are READ from
+# calc/data/fitted_defaults.json, the output of benchmarks/fit_corpus.py: each fitted on the corpus rows of its
+# generation and dtype (median |log(predicted/measured)|, 5-fold cross-validated over source groups), or kept
+# at its previous value and marked "unfitted: no data" there. An isolated cuBLAS GEMM reaches ~0.87 of an
+# A100's peak, ~0.80 of an H100's (HARDWARE.md); a step sustains less (clocks sag, kernels share the GPU).
+_PLATEAUS = parameter("gemm_plateau")
+GEMM_PLATEAU: dict[str, float] = {k: v for k, v in _PLATEAUS.items() if k != "other"}
+GEMM_PLATEAU_OTHER = _PLATEAUS["other"]
+# The ratio applied to a GEMM efficiency measured in isolation (`llmcalc bench --save`): 0.71 / 0.87 (fitted
+# Ampere plateau over the isolated cuBLAS plateau). No corpus row carries a bench calibration: unfitted.
+SUSTAINED_FRACTION = parameter("sustained_fraction")["all"]
 GEMM_LAUNCH_S = 4e-6  # fixed cost per GEMM kernel (launch + prologue/epilogue), seconds
 TILE_MN, TILE_K = 128, 64
 MEMORY_EFFICIENCY: dict[str, float] = {"CDNA3": 0.80}  # HBM streaming; NVIDIA parts default to 0.9
@@ -51,8 +54,10 @@ def exposed_time(comm_s: float, window_s: float, overlap: float = OVERLAP_EFFICI
 # arXiv 2307.08691 sec. 4) reaches ~56-64% of A100 peak fwd+bwd and ~35% of H100; FlashAttention-3 / cuDNN
 # (Shah et al. 2024, arXiv 2407.08608) ~55-75% of H100. Defaults sit between; backward does 2.5x the
 # forward FLOPs (it recomputes Q K^T).
-FLASH_ATTENTION_PEAK: dict[str, float] = {"Ampere": 0.58, "Hopper": 0.45, "Ada": 0.45, "Blackwell": 0.45, "CDNA3": 0.30}
-FLASH_ATTENTION_OTHER = 0.40
+# Values read from calc/data/fitted_defaults.json (not separable from the GEMM plateau by today's corpus).
+_FLASH = parameter("flash_attention_peak")
+FLASH_ATTENTION_PEAK: dict[str, float] = {k: v for k, v in _FLASH.items() if k != "other"}
+FLASH_ATTENTION_OTHER = _FLASH["other"]
 FLASH_BACKWARD_FLOPS_RATIO = 2.5
 
 
@@ -62,9 +67,14 @@ def _calibrated(calibration: Any, op_kind: str, size: float) -> float | None:
     return float(value) if value else None
 
 
-def gemm_plateau(gpu: GPUSpec) -> float:
-    """e_max: the large-GEMM fraction of dense peak for this GPU's generation."""
-    return GEMM_PLATEAU.get(gpu.arch, GEMM_PLATEAU_OTHER)
+def plateau_key(gpu: GPUSpec, dtype: str = "bf16") -> str:
+    """The fitted-defaults key of a GEMM's plateau: the generation, with "/fp8" for an fp8 GEMM."""
+    return f"{gpu.arch}/fp8" if dtype.startswith("fp8") else gpu.arch
+
+
+def gemm_plateau(gpu: GPUSpec, dtype: str = "bf16") -> float:
+    """e_max: the large-GEMM fraction of the dtype's dense peak for this GPU's generation (GEMM_PLATEAU)."""
+    return GEMM_PLATEAU.get(plateau_key(gpu, dtype), GEMM_PLATEAU_OTHER)
 
 
 def memory_efficiency(gpu: GPUSpec, calibration: Any = None) -> float:
@@ -102,7 +112,7 @@ def gemm_time(
     if measured:  # an isolated GEMM measured by `bench`, derated by ``sustained``
         return batch * flops / (peak * measured * sustained) + GEMM_LAUNCH_S
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
-    compute = flops / (peak * (plateau or gemm_plateau(gpu)) * q)
+    compute = flops / (peak * (plateau or gemm_plateau(gpu, dtype)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
     memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))
     return batch * max(compute, memory) + GEMM_LAUNCH_S

@@ -7,7 +7,8 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
 - comm_buffer_gib: NCCL communicator buffers and vLLM's custom all-reduce buffers on each GPU when
   the model is split (TP or PP > 1).
 - step_overhead_s: per scheduler step, the CPU work vLLM/SGLang do between forward passes
-  (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs.
+  (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs. Its default
+  is read from calc/data/fitted_defaults.json (benchmarks/fit_corpus.py).
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
 GEMM efficiency, HBM efficiency and collective latency/efficiency are NOT here: they come from
 calc.hardware.efficiency and the node's SystemSpec (calc.hardware.collectives), shared with training.
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from calc.fitted import parameter
+
 
 class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
     comm_buffer_gib: float = Field(0.25, ge=0)
-    step_overhead_s: float = Field(2.0e-3, ge=0)
+    step_overhead_s: float = Field(parameter("step_overhead_s")["all"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
 

@@ -183,8 +183,8 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     efficiency_for) is handed to the step as is; the step reads it op by op, by size (module docstring)."""
     eff = efficiency_for(gpu, dtype, calibration)
     if calibration is None:
-        return gpu, None, Efficiency(compute=gemm_plateau(gpu), memory=memory_efficiency(gpu),
-                                     source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu):.0%} "
+        return gpu, None, Efficiency(compute=gemm_plateau(gpu, dtype), memory=memory_efficiency(gpu),
+                                     source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu, dtype):.0%} "
                                      f"of peak on {gpu.arch}, HBM {memory_efficiency(gpu):.0%}")
     attention = "measured attention points by FLOPs" if calibration.interpolate("attention", 1.0) else "flash-attention default"
     source = (f"{eff.source}; serving: each weight GEMM at the measured fraction of peak at its own FLOPs "

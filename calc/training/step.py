@@ -347,7 +347,8 @@ def train_step(
 
 
 def _plateau_note(cost: ModelCost) -> list[str]:
-    from calc.hardware.efficiency import gemm_plateau
+    from calc.fitted import describe
+    from calc.hardware.efficiency import gemm_plateau, plateau_key
 
     calibration = getattr(cost, "calibration", None)
     if calibration is not None:
@@ -355,8 +356,9 @@ def _plateau_note(cost: ModelCost) -> list[str]:
                 f"{calibration.dtype}), interpolated by GEMM FLOPs; defaults where it has no point"]
     if cost.eff.gemm_plateau:
         return []
-    return [f"GEMM plateau {gemm_plateau(cost.gpu):.0%} of {cost.gpu.name} peak (calc.hardware.efficiency: Ampere fitted to "
-            "18 Megatron rows, MAE 3.4%; other generations scaled, not fitted)"]
+    key = plateau_key(cost.gpu, cost.dtype)
+    return [f"GEMM plateau {gemm_plateau(cost.gpu, cost.dtype):.0%} of {cost.gpu.name} {cost.dtype} peak "
+            f"(calc/data/fitted_defaults.json, {key}: {describe('gemm_plateau', key)})"]
 
 
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> int | None:

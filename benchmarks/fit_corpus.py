@@ -1,0 +1,283 @@
+"""The ONE fitting procedure: corpus -> efficiency defaults and error bands -> calc/data/fitted_defaults.json.
+
+    python benchmarks/fit_corpus.py            # fit, cross-validate, write the data file
+    python benchmarks/fit_corpus.py --check    # exit 1 when the shipped file differs from the fit (date aside)
+
+Procedure (declared before looking at held-out rows; held-out rows are never read here):
+1. Rows: the corpus rows of the FIT split (corpus_schema.split_of, a fixed hash of the source group), that ran
+   (an out-of-memory row is a bound, not a value) and that the engine can predict (corpus_predict).
+2. Parameters: the GEMM plateau per GPU generation, and per generation for fp8 GEMMs (calc.hardware.efficiency.
+   plateau_key), informed by every training and serving time/throughput row of that generation and dtype; the
+   serving per-step overhead, informed by every serving latency/throughput row. Each starts at PRIOR (the
+   hand-set values the engine had before the corpus). A parameter is fitted only when its rows come from at
+   least MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled
+   from another generation). The flash-attention rate and the sustained fraction are not separable from the
+   plateau by this corpus (no attention-only rows, no bench calibrations): kept at PRIOR, marked unfitted.
+3. Objective: median over the parameter's rows of |log(predicted / measured)| (robust to the few rows whose
+   setting the engine does not model), ties broken by the mean squared log error. Minimised by grid search
+   (plateau 0.30-0.90 by 0.05, overhead 0-8 ms by 0.5 ms, then by 0.01 / 0.25 ms around the best),
+   coordinate-wise, PASSES times over all parameters.
+4. Cross-validation: K_FOLDS folds of whole source groups (sorted by the sha256 of their name, dealt in turn);
+   each fold is refitted by steps 2-3 without it and predicted with that fold's fit. The CV error of a parameter
+   is the median |log| of those out-of-fold residuals over its rows. A fitted value is adopted only if its CV
+   error beats the PRIOR value's error on the same rows; otherwise PRIOR stays ("unfitted: fit did not beat the
+   prior in cross-validation"), and it is held back (HELD_BACK, each with its reason) where the held-out
+   rows it touches did not improve.
+5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
+   time (a rate's residual flips sign), pooled per band group family | generation | dtype class | dense/MoE;
+   the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the family's where the family has,
+   else the stated wide default (a factor of 2 either way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus_predict as cp  # noqa: E402
+from corpus_schema import load_corpus  # noqa: E402
+
+from calc.bands import KINDS, dtype_class  # noqa: E402
+from calc.fitted import FITTED_PATH  # noqa: E402
+
+PRIOR: dict[str, dict[str, float]] = {
+    # The hand-set values before the corpus: Ampere fitted once to 18 Megatron rows, others scaled by 0.82 from
+    # each generation's isolated-GEMM plateau (HARDWARE.md); fp8 GEMMs the same fraction of the fp8 peak.
+    "gemm_plateau": {"Ampere": 0.71, "Hopper": 0.65, "Hopper/fp8": 0.65, "Ada": 0.65, "Ada/fp8": 0.65, "Blackwell": 0.61,
+                     "Blackwell/fp8": 0.61, "CDNA3": 0.41, "CDNA3/fp8": 0.41, "other": 0.61},
+    # FlashAttention-2 fwd+bwd ~56-64% of A100 peak, ~35% of H100; FlashAttention-3 ~55-75% of H100 (Dao 2023; Shah 2024).
+    "flash_attention_peak": {"Ampere": 0.58, "Hopper": 0.45, "Ada": 0.45, "Blackwell": 0.45, "CDNA3": 0.30, "other": 0.40},
+    "sustained_fraction": {"all": 0.82},  # 0.71 / 0.87: the Ampere plateau over an isolated cuBLAS GEMM
+    "step_overhead_s": {"all": 2.0e-3},  # vLLM/SGLang scheduler, input preparation, sampling per step
+}
+NOT_SEPARABLE = {
+    "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows)",
+    "sustained_fraction": "unfitted: no data (no corpus row carries a `bench` calibration)",
+}
+# Coarse grids, then a fine grid around the coarse best (FINE_STEPS steps of FINE each way).
+# Reviewed decisions, recorded here so the file stays this script's output: a value the CV gate adopts is
+# held back when it did not improve the held-out rows it touches (the project's rule for changing a shipped
+# default; benchmarks/validate_corpus.py prints the before/after). The candidate stays in the file.
+HELD_BACK = {
+    ("step_overhead_s", "all"): "5 ms made the held-out serving rows worse (vLLM e2e, mean |error| 12.0% -> 20.3%): the "
+                                "TensorRT-LLM/LMDeploy TTFT rows that drive it need a per-engine overhead (issue 24)",
+    ("gemm_plateau", "Hopper/fp8"): "no held-out Hopper fp8 row to confirm it",
+}
+GRIDS = {"gemm_plateau": [round(0.30 + 0.05 * i, 2) for i in range(13)],
+         "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)]}
+FINE = {"gemm_plateau": 0.01, "step_overhead_s": 0.25e-3}
+FINE_STEPS = 4
+MIN_GROUPS = 2
+K_FOLDS = 5
+PASSES = 2
+MIN_BAND_ROWS = 8
+BAND_LEVEL = 0.8
+WIDE = math.log(2.0)  # the stated wide band: a factor of 2 either way
+
+FAMILY = KINDS  # corpus kind -> (band family, +1 time-like / -1 rate-like)
+
+
+@dataclass
+class Entry:
+    row: Any
+    group: str
+    split: str
+    keys: dict[str, str]  # fitted parameter -> key this row depends on
+    band_group: str
+
+
+def entries() -> tuple[list[Entry], list[tuple[Any, str]]]:
+    """The rows the fit may use (fit split, ran, predictable) and the fit-split rows it cannot, with why."""
+    out, skipped = [], []
+    for row, group, split in load_corpus():
+        if split != "fit":
+            continue
+        if row.outcome != "ran":
+            skipped.append((row, "out of memory: a bound, not a value"))
+            continue
+        value, why = cp.predict_or_reason(row)
+        if value is None:
+            skipped.append((row, why))
+            continue
+        out.append(Entry(row, group, split, cp.parameter_keys(row), band_group(row)))
+    return out, skipped
+
+
+def band_group(row: Any) -> str:
+    """family | generation | dtype class | dense/moe: the finest group a band is read for."""
+    gpu = cp.row_gpu(row)
+    moe = "moe" if cp.row_model(row).moe else "dense"
+    return f"{FAMILY[row.kind][0]}|{gpu.arch}|{dtype_class(row.dtype)}|{moe}"
+
+
+class Predictions:
+    """Cached predictions by (row, the parameter values it depends on).
+
+    A serving time is affine in the per-step overhead o (calc.serving.step: each step = compute + o; e2e = TTFT +
+    (T - 1) TPOT), a serving rate is its inverse: two engine calls per plateau (o = 0 and o = 1 ms) give the
+    prediction at every o exactly (tests/test_fit_corpus.py checks it against a direct call)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple, float] = {}
+
+    def _engine(self, e: Entry, plateau: float, overhead: float) -> float:
+        key = (e.row.id, plateau, overhead)
+        if key not in self.cache:
+            overrides = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead} if e.keys else {}
+            self.cache[key] = cp.predict(e.row, overrides)
+        return self.cache[key]
+
+    def predict(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
+        if not e.keys:  # a memory row: no fitted parameter
+            return self._engine(e, 0.0, 0.0)
+        plateau = params["gemm_plateau"][e.keys["gemm_plateau"]]
+        if "step_overhead_s" not in e.keys:
+            return self._engine(e, plateau, 0.0)
+        o = params["step_overhead_s"]["all"]
+        sign = FAMILY[e.row.kind][1]
+        t0, t1 = (self._engine(e, plateau, x) ** sign for x in (0.0, 1e-3))
+        return (t0 + (t1 - t0) * o / 1e-3) ** sign
+
+    def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
+        """log(predicted / measured) with these parameters."""
+        return math.log(self.predict(e, params) / e.row.measured.value)
+
+
+def objective(residuals: list[float]) -> tuple[float, float]:
+    """(median |r|, mean r^2): the first minimised, the second breaks ties."""
+    return statistics.median(abs(r) for r in residuals), statistics.fmean(r * r for r in residuals)
+
+
+def informing(rows: list[Entry], name: str, key: str) -> list[Entry]:
+    return [e for e in rows if e.keys.get(name) == key]
+
+
+def fit(rows: list[Entry], preds: Predictions) -> dict[str, dict[str, float]]:
+    """Steps 2-3 of the module docstring on these rows: coordinate-wise grid search from PRIOR."""
+    params = {name: dict(values) for name, values in PRIOR.items()}
+    targets = [("step_overhead_s", "all")] + [("gemm_plateau", k) for k in PRIOR["gemm_plateau"] if k != "other"]
+    for _ in range(PASSES):
+        for name, key in targets:
+            use = informing(rows, name, key)
+            if len({e.group for e in use}) < MIN_GROUPS:
+                continue
+            def score(value: float, name: str = name, key: str = key, use: list[Entry] = use) -> tuple[float, float]:
+                return objective([preds.residual(e, {**params, name: {**params[name], key: value}}) for e in use])
+
+            coarse = min(GRIDS[name], key=score)
+            fine = [round(coarse + FINE[name] * i, 6) for i in range(-FINE_STEPS, FINE_STEPS + 1)]
+            params[name][key] = min((v for v in fine if v >= 0), key=score)
+    return params
+
+
+def folds(rows: list[Entry]) -> list[set[str]]:
+    """K_FOLDS sets of whole source groups, dealt in the order of their names' sha256."""
+    groups = sorted({e.group for e in rows}, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    return [set(groups[i::K_FOLDS]) for i in range(K_FOLDS)]
+
+
+def cross_validate(rows: list[Entry], preds: Predictions) -> dict[str, float]:
+    """Out-of-fold residual of every row: each fold predicted with the fit of the others."""
+    out = {}
+    for held in folds(rows):
+        params = fit([e for e in rows if e.group not in held], preds)
+        out |= {e.row.id: preds.residual(e, params) for e in rows if e.group in held}
+    return out
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(values, n=10, method="inclusive")
+    return {"q10": round(q[0], 4), "q90": round(q[8], 4), "rows": len(values)}
+
+
+def bands(rows: list[Entry], cv: dict[str, float]) -> dict[str, Any]:
+    """Step 5: time-oriented residual quantiles per band group and per family (>= MIN_BAND_ROWS rows); ``cv`` holds
+    each row's residual (out-of-fold, or at the shipped values where a parameter it depends on was not fitted)."""
+    by_group: dict[str, list[float]] = {}
+    by_family: dict[str, list[float]] = {}
+    for e in rows:
+        r = cv[e.row.id] * FAMILY[e.row.kind][1]
+        by_group.setdefault(e.band_group, []).append(r)
+        by_family.setdefault(e.band_group.split("|")[0], []).append(r)
+    return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS,
+            "orientation": "q10/q90 of log(predicted/measured) for time-like figures; a rate's band uses them negated",
+            "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
+            "families": {f: _quantiles(v) for f, v in sorted(by_family.items()) if len(v) >= MIN_BAND_ROWS},
+            "groups": {g: _quantiles(v) for g, v in sorted(by_group.items()) if len(v) >= MIN_BAND_ROWS}}
+
+
+def run() -> dict[str, Any]:
+    """The whole procedure; the returned document is what the data file holds (without its date)."""
+    rows, skipped = entries()
+    preds = Predictions()
+    final = fit(rows, preds)
+    cv = cross_validate(rows, preds)
+    parameters: dict[str, dict[str, Any]] = {}
+    for name, values in PRIOR.items():
+        parameters[name] = {}
+        for key, prior in values.items():
+            entry: dict[str, Any] = {"value": prior, "previous": prior}
+            use = informing(rows, name, key) if name in GRIDS else []
+            groups = sorted({e.group for e in use})
+            if name in NOT_SEPARABLE:
+                entry["status"] = NOT_SEPARABLE[name]
+            elif key == "other" or len(groups) < MIN_GROUPS:
+                entry["status"] = f"unfitted: no data ({len(use)} fit rows from {len(groups)} source groups; {MIN_GROUPS} needed)"
+            else:
+                fitted_error = statistics.median(abs(cv[e.row.id]) for e in use)
+                prior_error = statistics.median(abs(preds.residual(e, PRIOR)) for e in use)
+                entry |= {"rows": sorted(e.row.id for e in use), "groups": groups, "cv_error": round(fitted_error, 4),
+                          "prior_error": round(prior_error, 4)}
+                if fitted_error <= prior_error and (name, key) in HELD_BACK:
+                    entry |= {"candidate": final[name][key],
+                              "status": f"unfitted: candidate {final[name][key]:g} held back: {HELD_BACK[name, key]}"}
+                elif fitted_error <= prior_error:
+                    entry |= {"value": final[name][key], "status": "fitted"}
+                else:
+                    entry["status"] = "unfitted: fit did not beat the prior in cross-validation"
+            parameters[name][key] = entry
+    # Band residuals: out-of-fold where every parameter a row depends on was adopted; where one was kept at its
+    # prior (not fitted), the shipped value is not a fit, so the row's residual at the shipped values is the honest one.
+    shipped = {name: {key: e["value"] for key, e in values.items()} for name, values in parameters.items()}
+    adopted = {(name, key) for name, values in parameters.items() for key, e in values.items() if e["status"] == "fitted"}
+    band_residuals = {e.row.id: cv[e.row.id] if all((n, k) in adopted for n, k in e.keys.items())
+                      else preds.residual(e, shipped) for e in rows}
+    return {
+        "about": "Written by benchmarks/fit_corpus.py (read its docstring); the engine reads its defaults from here.",
+        "objective": "median |log(predicted/measured)| over the parameter's fit rows, ties by mean squared log error",
+        "cross_validation": f"{K_FOLDS} folds of whole source groups inside the fit split",
+        "rows_used": sorted(e.row.id for e in rows),
+        "rows_not_predicted": {row.id: why for row, why in skipped},
+        "parameters": parameters,
+        "bands": bands(rows, band_residuals),
+    }
+
+
+def write(doc: dict[str, Any], path: Path = FITTED_PATH) -> None:
+    path.write_text(json.dumps({"date": date.today().isoformat(), **doc}, indent=1) + "\n", encoding="utf-8")
+
+
+def shipped_without_date(path: Path = FITTED_PATH) -> dict[str, Any]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc.pop("date", None)
+    return doc
+
+
+if __name__ == "__main__":
+    result = json.loads(json.dumps(run()))  # tuples and floats as the file holds them
+    if "--check" in sys.argv:
+        sys.exit(0 if result == shipped_without_date() else 1)
+    write(result)
+    for name, values in result["parameters"].items():
+        for key, e in values.items():
+            print(f"{name:22} {key:14} {e['value']:<8g} {e['status']}" + (f" (CV {e['cv_error']:.1%} vs prior {e['prior_error']:.1%})"
+                                                                         if "cv_error" in e else ""))

@@ -1,0 +1,90 @@
+"""Corpus validation tables: fit and held-out rows apart, per kind and group; band coverage on held-out rows.
+
+    python benchmarks/validate_corpus.py      # Markdown (README "How sure is this?" holds its output)
+
+Error = predicted / measured - 1. Groups: GPU generation | dtype class | dense/MoE. Held-out rows are
+predicted with the shipped (fitted) defaults and with the PRIOR values of benchmarks/fit_corpus.py, so the
+table shows what the fit changed on rows it never saw; a band holds a row when its measured value lies inside
+calc.bands.band(...) around the prediction.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus_predict as cp  # noqa: E402
+from corpus_schema import load_corpus  # noqa: E402
+from fit_corpus import PRIOR  # noqa: E402
+
+from calc.bands import band, dtype_class  # noqa: E402
+
+PRIOR_OVERRIDES = {"gemm_plateau": PRIOR["gemm_plateau"], "step_overhead_s": PRIOR["step_overhead_s"]["all"]}
+
+
+def results() -> list[dict]:
+    """One dict per corpus row: split, kind, group, measured, predicted (or why not), prior prediction, band."""
+    out = []
+    for row, source_group, split in load_corpus():
+        pred, why = cp.predict_or_reason(row)
+        prior, _ = cp.predict_or_reason(row, PRIOR_OVERRIDES)
+        gpu, model = cp.row_gpu(row), cp.row_model(row)
+        group = f"{gpu.arch} {dtype_class(row.dtype)} {'MoE' if model.moe else 'dense'}"
+        b = band(row.kind, pred, gpu=gpu.arch, dtype=row.dtype, moe=bool(model.moe)) if pred else None
+        out.append({"id": row.id, "split": split, "kind": row.kind, "group": group, "source_group": source_group,
+                    "outcome": row.outcome, "measured": row.measured.value, "predicted": pred, "why": why, "prior": prior,
+                    "band": b})
+    return out
+
+
+def _stats(rows: list[dict], key: str = "predicted") -> dict:
+    ratios = [r[key] / r["measured"] for r in rows]
+    errors = [abs(x - 1) for x in ratios]
+    worst = max(rows, key=lambda r: abs(r[key] / r["measured"] - 1))
+    return {"n": len(rows), "median": statistics.median(ratios), "mae": statistics.fmean(errors),
+            "w10": sum(e <= 0.10 for e in errors) / len(errors), "w25": sum(e <= 0.25 for e in errors) / len(errors),
+            "worst": f"{worst['id']} ({worst[key] / worst['measured'] - 1:+.0%})"}
+
+
+def _line(label: str, s: dict) -> str:
+    return (f"| {label} | {s['n']} | {s['median']:.2f} | {s['mae']:.1%} | {s['w10']:.0%} | {s['w25']:.0%} | {s['worst']} |")
+
+
+def markdown(res: list[dict] | None = None) -> str:
+    res = results() if res is None else res
+    ran = [r for r in res if r["outcome"] == "ran" and r["predicted"]]
+    lines = []
+    for split, title in (("fit", "Fit split (in-sample, shipped defaults)"), ("held_out", "Held-out split (never fitted on)")):
+        lines += [f"#### {title}", "", "| kind / group | rows | median pred/measured | mean abs error | within 10% | within 25% | worst |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        rows = [r for r in ran if r["split"] == split]
+        for kind in sorted({r["kind"] for r in rows}):
+            of_kind = [r for r in rows if r["kind"] == kind]
+            lines.append(_line(f"**{kind}**", _stats(of_kind)))
+            for group in sorted({r["group"] for r in of_kind}):
+                lines.append(_line(f"{kind} / {group}", _stats([r for r in of_kind if r["group"] == group])))
+        lines.append("")
+    held = [r for r in ran if r["split"] == "held_out"]
+    lines += ["#### Held-out rows: shipped defaults vs the prior values, and the 80% bands", "",
+              "| kind | rows | mean abs error (prior) | mean abs error (fitted) | in band | median band half-width |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for kind in sorted({r["kind"] for r in held}) + ["all"]:
+        rows = held if kind == "all" else [r for r in held if r["kind"] == kind]
+        inside = sum(r["band"].low <= r["measured"] <= r["band"].high for r in rows)
+        half = statistics.median((r["band"].high - r["band"].low) / 2 / r["predicted"] for r in rows)
+        lines.append(f"| {kind} | {len(rows)} | {_stats(rows, 'prior')['mae']:.1%} | {_stats(rows)['mae']:.1%} | "
+                     f"{inside}/{len(rows)} ({inside / len(rows):.0%}) | {half:.0%} |")
+    skipped = [r for r in res if not r["predicted"]]
+    oom = [r for r in res if r["outcome"] == "oom" and r["predicted"]]
+    lines.append("")
+    lines.append(f"{len(res)} rows ({sum(r['split'] == 'held_out' for r in res)} held out); not predicted: "
+                 + ("; ".join(f"{r['id']} ({r['why']})" for r in skipped) or "none") + "; out-of-memory runs predicted over the card: "
+                 + (", ".join(f"{r['id']} {'yes' if r['predicted'] > r['measured'] else 'NO'}" for r in oom) or "none") + ".")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -1,0 +1,51 @@
+"""The measurement corpus (benchmarks/data/corpus/): every row loads with the schema, ids are unique, every
+row quotes its source, the held-out split (whole source groups, fixed hash) holds at least 30% of the rows,
+and every row is predicted by the engine or reported with a reason."""
+
+from __future__ import annotations
+
+import corpus_predict as cp
+import corpus_schema as cs
+import pytest
+
+ROWS = cs.load_corpus()
+
+
+def test_rows_load_with_unique_ids_and_quotes() -> None:
+    ids = [row.id for row, _g, _s in ROWS]
+    assert len(ids) == len(set(ids))
+    assert all(row.source.quote.strip() for row, _g, _s in ROWS)
+
+
+def test_held_out_share_is_at_least_30_percent_of_rows() -> None:
+    held = sum(split == "held_out" for _r, _g, split in ROWS)
+    assert held / len(ROWS) >= 0.30
+
+
+def test_split_is_by_whole_source_group() -> None:
+    splits: dict[str, set[str]] = {}
+    for _row, group, split in ROWS:
+        splits.setdefault(group, set()).add(split)
+    assert all(len(s) == 1 for s in splits.values())
+
+
+def test_duplicate_id_is_refused(tmp_path) -> None:  # noqa: ANN001
+    text = (cs.CORPUS_DIR / "vllm-issue-10517-rtx3090.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text.replace("source_group: vllm-issue-10517-rtx3090", "source_group: other"))
+    with pytest.raises(ValueError, match="duplicate corpus ids"):
+        cs.load_groups(tmp_path)
+
+
+@pytest.mark.parametrize(("row", "group", "split"), ROWS, ids=[r.id for r, _g, _s in ROWS])
+def test_every_row_is_predicted_or_says_why(row, group, split) -> None:  # noqa: ANN001
+    value, why = cp.predict_or_reason(row)
+    assert (value is not None and value > 0) or why
+
+
+def test_megatron_hfu_counts_the_recomputation_forward() -> None:
+    # Narayanan et al. 2021 eq. (3): 96 B s l h^2 (1 + s/6h + V/16lh); by hand for B=1, s=2048, l=1, h=2048,
+    # V=0: 96 * 2048 * 2048^2 * (1 + 1/6) = 9.62e11; the model-FLOPs form 72/96 of that with V = 0.
+    hfu = cp.megatron_flops(1, 2048, 1, 2048, 0, recompute_counted=True)
+    assert hfu == pytest.approx(96 * 2048**3 * (7 / 6))
+    assert cp.megatron_flops(1, 2048, 1, 2048, 0, recompute_counted=False) == pytest.approx(hfu * 0.75)

@@ -1,0 +1,42 @@
+"""The shipped defaults are the fitting procedure's output (benchmarks/fit_corpus.py): re-running the fit gives
+calc/data/fitted_defaults.json exactly (its date aside), so a default cannot be edited by hand."""
+
+from __future__ import annotations
+
+import fit_corpus as fc
+import pytest
+
+from calc.hardware.efficiency import GEMM_PLATEAU, SUSTAINED_FRACTION
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+
+
+def test_the_fit_reproduces_the_shipped_file() -> None:
+    import json
+
+    assert json.loads(json.dumps(fc.run())) == fc.shipped_without_date()
+
+
+def test_engine_defaults_are_the_files() -> None:
+    doc = fc.shipped_without_date()["parameters"]
+    assert GEMM_PLATEAU["Ampere"] == doc["gemm_plateau"]["Ampere"]["value"]
+    assert SUSTAINED_FRACTION == doc["sustained_fraction"]["all"]["value"]
+    assert DEFAULT_ASSUMPTIONS.step_overhead_s == doc["step_overhead_s"]["all"]["value"]
+
+
+def test_a_generation_without_data_keeps_its_prior_and_says_so() -> None:
+    entry = fc.shipped_without_date()["parameters"]["gemm_plateau"]["Blackwell"]
+    assert entry["value"] == fc.PRIOR["gemm_plateau"]["Blackwell"]
+    assert entry["status"].startswith("unfitted: no data")
+
+
+def test_serving_prediction_is_affine_in_the_step_overhead() -> None:
+    """The fit's shortcut (two engine calls per plateau) equals a direct engine call at another overhead."""
+    import corpus_predict as cp
+
+    rows, _ = fc.entries()
+    preds = fc.Predictions()
+    for e in [e for e in rows if "step_overhead_s" in e.keys][:4]:
+        params = {name: dict(v) for name, v in fc.PRIOR.items()}
+        params["step_overhead_s"]["all"] = 3.7e-3
+        direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": 3.7e-3})
+        assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
