@@ -22,6 +22,27 @@ DEFAULT_DTYPE = "bf16"
 T = TypeVar("T")
 
 
+_NOTES: dict[str, str] = {}
+
+
+def reset_notes() -> None:
+    """Forget the notes of a previous invocation (the CLI runs in-process in the tests)."""
+    _NOTES.clear()
+
+
+def note_suffix(flag: str, text: str, value: float) -> None:
+    """Where a number was typed with a suffix (`16K`, `15T`), say once on stderr what it was read as,
+    so that `--num-gpus 16K` (16,000 GPUs, not 16) never passes without a word."""
+    import sys
+
+    from calc.units import count
+
+    if not text.rstrip().upper().endswith(tuple("KMBGTP")) or flag in _NOTES:
+        return
+    _NOTES[flag] = f"llmcalc: note: {flag} {text.strip()} read as {count(value)}"
+    sys.stderr.write(_NOTES[flag] + "\n")
+
+
 def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[str], int]:
     """A Typer parser for an integer option that accepts `4K`, `1.5M`, `2e6` and names ``flag`` on error."""
 
@@ -41,6 +62,7 @@ def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[s
             raise LLMCalcError(flag, f"must be >= {minimum}, got {text}")
         if value > maximum:
             raise LLMCalcError(flag, f"must be <= {maximum:,}, got {text}")
+        note_suffix(flag, text, value)
         return int(value)
 
     return parse
@@ -60,6 +82,7 @@ def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> C
         value = parse_human_number(text, flag)
         if value > maximum:
             raise LLMCalcError(flag, f"must be <= {maximum:g}, got {text}")
+        note_suffix(flag, text, value)
         return value
 
     return parse
