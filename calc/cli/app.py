@@ -104,7 +104,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import ClickException  # type: ignore[no-redef]
         from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
-    from calc.cli.options import reset_notes
+    from calc.cli.options import flush_notes, reset_notes
 
     args, debug = _split_debug(sys.argv[1:])
     reset_notes()
@@ -117,11 +117,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         _fail("aborted")
-    except (LLMCalcError, ClickException) as exc:
+    except LLMCalcError as exc:
         if debug:
             raise
-        text = str(exc) if isinstance(exc, LLMCalcError) else _flag_first(exc.format_message())
-        _fail(text.replace("\n", " "))
+        _fail(str(exc))
+    except ClickException as exc:
+        if debug:
+            raise
+        _fail(_flag_first(exc.format_message().replace("\n", " ")))
     except OSError as exc:  # writing --plot/--save, a closed pipe
         if debug:
             raise
@@ -130,6 +133,7 @@ def main() -> None:
         if debug:
             raise
         _internal(exc)
+    flush_notes()  # what a suffixed number was read as, under the answer
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -31,16 +31,21 @@ def reset_notes() -> None:
 
 
 def note_suffix(flag: str, text: str, value: float) -> None:
-    """Where a number was typed with a suffix (`16K`, `15T`), say once on stderr what it was read as,
-    so that `--num-gpus 16K` (16,000 GPUs, not 16) never passes without a word."""
-    import sys
-
+    """Where a number was typed with a suffix (`16K`, `15T`), note what it was read as (once per option), so
+    that `--num-gpus 16K` (16,000 GPUs, not 16) never passes without a word; `flush_notes` prints them."""
     from calc.units import count
 
-    if not text.rstrip().upper().endswith(tuple("KMBGTP")) or flag in _NOTES:
-        return
-    _NOTES[flag] = f"llmcalc: note: {flag} {text.strip()} read as {count(value)}"
-    sys.stderr.write(_NOTES[flag] + "\n")
+    if text.rstrip().upper().endswith(tuple("KMBGTP")) and flag not in _NOTES:
+        _NOTES[flag] = f"llmcalc: note: {flag} {text.strip()} read as {count(value)}"
+
+
+def flush_notes() -> None:
+    """Print the notes on stderr, one line each: after an answer only (a refusal stays one line)."""
+    import sys
+
+    for line in _NOTES.values():
+        sys.stderr.write(line + "\n")
+    _NOTES.clear()
 
 
 def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[str], int]:

@@ -18,13 +18,50 @@ from rich.text import Text
 from calc.sanity import warn
 from calc.units import figure, gb, gib, human
 
+# Where stdout is not a terminal (a pipe, a file, a test) and COLUMNS is not set, views are laid out this
+# wide: nothing a script reads is folded at rich's default of 80 columns.
+PIPE_WIDTH = 200
+
+
+class Plain(Text):
+    """A line printed exactly as it is, never wrapped or cropped at any width: a command to copy
+    (`--emit`), a formula (`--explain`)."""
+
+
+def _pieces(objects: Iterable[Any]) -> list[Any]:
+    """The objects with every Group opened, in order (a Group prints its parts one after another)."""
+    out: list[Any] = []
+    for o in objects:
+        out += _pieces(o.renderables) if isinstance(o, Group) else [o]
+    return out
+
 
 class _WideEnoughConsole(Console):
     """A console that never squeezes a view below its minimum width (the longest word of each
-    column): on a narrow terminal or a pipe the lines run long rather than fold a GPU name or
-    number into pieces, and nothing is cropped or cut with an ellipsis."""
+    column): on a narrow terminal the lines run long rather than fold a GPU name or number into
+    pieces, and nothing is cropped or cut with an ellipsis. Plain lines are never wrapped; a pipe
+    gets PIPE_WIDTH columns."""
+
+    @property
+    def size(self) -> Any:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal:
+            return size._replace(width=PIPE_WIDTH)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        pieces = _pieces(objects)
+        if any(isinstance(p, Plain) for p in pieces):
+            for piece in pieces:
+                if isinstance(piece, Plain):
+                    super().print(piece, **{**kwargs, "soft_wrap": True})
+                else:
+                    self.print(piece, **kwargs)
+            return
         if kwargs.get("width") is None and objects:
             from rich.measure import Measurement
 
@@ -71,6 +108,24 @@ class Table(rich_table.Table):
     def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
         longest = max([len(word) for word in str(header).split()] + [kwargs.pop("min_width", None) or 0])
         super().add_column(header, *args, overflow=overflow, min_width=longest or None, **kwargs)
+
+    def _calculate_column_widths(self, console: Console, options: Any) -> list[int]:
+        """Rich's widths, unless they overflow ``options.max_width``: then every number and name keeps its
+        natural width and the text columns (left-justified, with more than one word) share the rest, each
+        at least its longest word, in proportion to what wrapping takes from each."""
+        widths = super()._calculate_column_widths(console, options)
+        if sum(widths) <= options.max_width:
+            return widths
+        ranges = [self._measure_column(console, options.update_width(10_000), c) for c in self.columns]
+        text = [c.justify in ("left", "default", None) and r.minimum < r.maximum for c, r in zip(self.columns, ranges, strict=True)]
+        fixed = sum(r.maximum for r, t in zip(ranges, text, strict=True) if not t)
+        low = sum(r.minimum for r, t in zip(ranges, text, strict=True) if t)
+        room = options.max_width - fixed - low
+        if room < 0 or not any(text):
+            return widths  # cannot fit without splitting a word: the console runs wider instead
+        slack = sum(r.maximum - r.minimum for r, t in zip(ranges, text, strict=True) if t)
+        return [r.minimum + (r.maximum - r.minimum) * room // slack if t else r.maximum
+                for r, t in zip(ranges, text, strict=True)]
 
     def add_row(self, *cells: Any, **kwargs: Any) -> None:
         cells = tuple(_literal(c) for c in cells)
@@ -123,7 +178,7 @@ def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], 
 
 
 def explain_panel(lines: Iterable[str]) -> RenderableType:
-    return Group(Text("How it was computed:", style="bold"), *(Text(f"  {line}") for line in lines))
+    return Group(Text("How it was computed:", style="bold"), *(Plain(f"  {line}") for line in lines))
 
 
 def bar(fraction: float, width: int = 30) -> str:
@@ -248,8 +303,12 @@ def models_view(rows: Sequence[dict[str, Any]]) -> RenderableType:
 
 
 def spec_view(spec: BaseModel) -> RenderableType:
+    """The spec's fields as a table; a field holding one long word (a source URL) is a plain line below it,
+    whole, so that the table fits 100 columns without splitting the word."""
     data = spec.model_dump(mode="json", exclude_none=True)
-    return kv_table(f"{type(spec).__name__} {data.get('name')}", [(k, v) for k, v in data.items()])
+    long = {k: v for k, v in data.items() if isinstance(v, str) and max(map(len, v.split()), default=0) > 60}
+    table = kv_table(f"{type(spec).__name__} {data.get('name')}", [(k, v) for k, v in data.items() if k not in long])
+    return Group(table, *(Plain(f"{k}: {v}") for k, v in long.items()))
 
 
 def gpu_detail_view(summary: Any) -> RenderableType:
@@ -340,7 +399,7 @@ def serve_view(r: Any) -> RenderableType:
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
     if r.launch:
-        parts.append(Text(r.launch))
+        parts.append(Plain(r.launch))
     parts.append(Text(r.verdict, style="bold"))
     return Group(*parts)
 
