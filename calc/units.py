@@ -99,13 +99,14 @@ def check_fraction(value: float, field: str) -> float:
 
 
 def human(value: float, unit: str = "", digits: int = 3) -> str:
-    """Format with a decimal SI prefix: ``human(2.9e13, "FLOPs") == '29.3 TFLOPs'``."""
+    """Format with a decimal SI prefix and ``digits`` significant digits, never an exponent:
+    ``human(2.9e13, "FLOPs") == '29 TFLOPs'``, ``human(1.2e21, "FLOPs") == '1,200 EFLOPs'``."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}".strip()
     for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g} {prefix}{unit}".strip()
-    return f"{value:.{digits}g} {unit}".strip()
+        if abs(value) >= scale * (1 - 0.5 * 10 ** -digits):
+            return f"{_significant(value / scale, digits)} {prefix}{unit}".strip()
+    return f"{_significant(value, digits)} {unit}".strip()
 
 
 def gb(num_bytes: float) -> float:

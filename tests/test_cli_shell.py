@@ -121,3 +121,75 @@ def test_memory_help_groups_options_by_mode() -> None:
                         "Fine-tuning (--mode finetune):", "Output:"]
     finetune = out.split("Fine-tuning (--mode finetune):")[1].split("Output:")[0]
     assert "--lora-rank" in finetune and "--kv-dtype" not in finetune and "--zero" not in finetune
+
+
+# --- output: widths, plain lines, numbers (issue 20 items 5-7) -----------------------------------
+
+def test_human_number_formats() -> None:
+    from calc.units import abbrev, count, human, percent, plural
+
+    assert abbrev(1.5e13, "tokens") == "15T tokens" and abbrev(2.5e6) == "2.5M" and abbrev(812) == "812"
+    assert count(16_000.0) == "16,000" and count(1234.5) == "1,234.5" and "e" not in count(1e30)
+    assert percent(0.4321) == "43.2%" and percent(4.3e10) == "4.3T%" and "e" not in percent(1e-26)
+    assert human(1.2e21, "FLOPs") == "1,200 EFLOPs" and human(2.9e13, "FLOPs") == "29 TFLOPs"
+    assert plural(1, "request") == "1 request" and plural(2, "replica") == "2 replicas"
+
+
+@pytest.mark.parametrize("args", [["models"], ["systems"], ["gpus"], ["show", "llama4-scout"], ["show", "h100"]])
+def test_catalog_views_fit_100_columns_without_splitting_words(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    from calc.report import render
+
+    monkeypatch.setattr(render.console, "_width", 100)
+    r = run_cli(*args)
+    assert r.code == 0, r.err
+    table = [line for line in r.out.splitlines() if line[:1] in "┏┃┡│└┌├"]
+    assert max(map(len, table)) <= 100, max(map(len, table))
+    assert "…" not in r.out
+    if args == ["models"]:
+        for m in run_cli("models", "--json").json()["models"]:
+            assert m["name"] in r.out and f"{m['total_params']:,}" in r.out
+
+
+def test_explain_and_emit_lines_are_never_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from calc.report import render
+
+    monkeypatch.setattr(render.console, "_width", 40)
+    args = ["serve", "llama2-7b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--rate", "3"]
+    plan = run_cli(*args, "--json").json()
+    r = run_cli(*args, "--emit", "vllm", "--explain")
+    lines = r.out.splitlines()
+    for line in plan["explain"]:
+        assert f"  {line}" in lines, line
+    launch = run_cli(*args, "--emit", "vllm", "--json").json()["launch"]
+    assert launch in lines
+
+
+def test_piped_output_is_not_folded_at_80_columns() -> None:
+    r = run_cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "1000", "--explain")
+    explain = run_cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "1000", "--json").json()["explain"]
+    assert all(f"  {line}" in r.out.splitlines() for line in explain)
+    assert any(len(line) > 80 for line in r.out.splitlines())
+
+
+def test_plurals_in_the_serving_verdict() -> None:
+    r = run_cli("serve", "llama2-7b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--rate", "3", "--json")
+    verdict = r.json()["verdict"]
+    assert "(s)" not in verdict and ("1 replica x" in verdict or "replicas x" in verdict)
+    assert not any(" 1 replicas" in line or " 1 GPUs" in line for line in r.json()["explain"])
+
+
+def test_report_html_memory_chart_has_a_legend() -> None:
+    html = run_cli("report", "llama2-7b", "--gpu", "h100", "--format", "html").out
+    chart = html[html.index('aria-label="Memory vs concurrent requests"'):]
+    chart = chart[:chart.index("</svg>")]
+    for label in ("weights", "KV cache", "activations + reserve", "capacity"):
+        assert f">{label}</text>" in chart, label
+
+
+def test_mfu_and_train_time_print_no_exponents() -> None:
+    r = run_cli("train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "2T", "--mfu", "0.71")
+    assert r.code == 0, r.err
+    table = r.out.split("How it was computed")[0]
+    assert "e+" not in table and "2T tokens" in table
+    r = run_cli("mfu", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens-per-s", "30000")
+    assert "e+" not in r.out

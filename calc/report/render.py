@@ -16,7 +16,7 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from calc.sanity import warn
-from calc.units import figure, gb, gib, human
+from calc.units import abbrev, count, figure, gb, gib, human, plural
 
 # Where stdout is not a terminal (a pipe, a file, a test) and COLUMNS is not set, views are laid out this
 # wide: nothing a script reads is folded at rich's default of 80 columns.
@@ -207,8 +207,8 @@ def params_view(p: Any) -> RenderableType:
     table.add_column("params", justify="right")
     table.add_column("share", justify="right")
     table.add_column("active / token", justify="right")
-    for name, count in p.components.items():
-        table.add_row(name, f"{count:,}", f"{100 * count / p.total_params:.2f}%", f"{p.active_components[name]:,}")
+    for name, n in p.components.items():
+        table.add_row(name, f"{n:,}", f"{100 * n / p.total_params:.2f}%", f"{p.active_components[name]:,}")
     table.add_section()
     table.add_row(Text("total (exact)", "bold"), Text(f"{p.total_params:,}", "bold"), "100%", Text(f"{p.active_params:,}", "bold"))
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
@@ -257,7 +257,7 @@ def per_gpu_table(r: Any, title: str, column: str, total: Text | str, total_size
 def memory_view(r: Any) -> RenderableType:
     table = per_gpu_table(
         r, f"{'Inference' if r.mode == 'infer' else 'Training'} memory of {r.model} per GPU "
-        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {r.num_gpus} GPUs)",
+        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {plural(r.num_gpus, 'GPU')})",
         "category", Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"),
     )
     totals = [("weights (all GPUs)", size(r.weights_bytes))]
@@ -319,12 +319,12 @@ def mfu_view(r: Any) -> RenderableType:
     rows = [
         ("throughput per GPU", f"{r.tokens_per_s / r.num_gpus:,.1f} tokens/s ({r.gpu})"),
         ("peak", f"{r.peak_tflops:g} TFLOPS dense {r.dtype} per GPU"),
-        ("FLOPs/token (6N)", f"{r.flops_per_token_6n:.4g}"),
-        ("FLOPs/token (with attention)", f"{r.flops_per_token:.4g}"),
+        ("FLOPs/token (6N)", human(r.flops_per_token_6n, "FLOPs", 4)),
+        ("FLOPs/token (with attention)", human(r.flops_per_token, "FLOPs", 4)),
         ("MFU (6N)", f"{r.mfu:.2%}"),
         ("MFU (with attention)", f"{r.mfu_with_attention:.2%}"),
         ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
-        ("model FLOPs", f"{r.model_flops:.4g}"),
+        ("model FLOPs", human(r.model_flops, "FLOPs", 4)),
     ]
     if r.mfu_of_measured is not None:
         rows.append(("of measured achievable", f"{r.mfu_of_measured:.2%}"))
@@ -333,8 +333,8 @@ def mfu_view(r: Any) -> RenderableType:
 
 def train_time_view(r: Any) -> RenderableType:
     rows = [
-        ("tokens", f"{r.tokens:.4g}"),
-        ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
+        ("tokens", abbrev(r.tokens, "tokens", 4)),
+        ("total FLOPs (with attention)", f"{human(r.total_flops, 'FLOPs', 4)}  (6N: {human(r.total_flops_6n, 'FLOPs', 4)})"),
         ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", figure(r.gpu_hours)),
         ("days", figure(r.days, 2)),
@@ -355,7 +355,7 @@ def latency_view(r: Any) -> RenderableType:
     table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s * 1e3:.3f}", f"{r.decode_memory_s * 1e3:.3f}",
                   f"{r.decode_comm_s * 1e3:.3f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
     facts = kv_table("", [
-        ("per-step overhead", f"{r.step_overhead_s * 1e3:g} ms (in both phases)"),
+        ("per-step overhead", f"{figure(r.step_overhead_s * 1e3, 2)} ms (in both phases)"),
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
         ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
@@ -388,7 +388,7 @@ def concurrency_view(r: Any) -> RenderableType:
 def serve_view(r: Any) -> RenderableType:
     target = ", ".join(x for x in (f"TTFT <= {r.target_ttft_ms:g} ms" if r.target_ttft_ms else "",
                                    f"TPOT <= {r.target_tpot_ms:g} ms" if r.target_tpot_ms else "") if x) or "no targets"
-    traffic = f"{r.rate:g} req/s" if r.rate else f"{r.users} users" if r.users else "one replica"
+    traffic = f"{count(r.rate)} req/s" if r.rate else plural(r.users, "user") if r.users else "one replica"
     table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
                   f"{traffic}", title_justify="left")
     for col in ("#", "layout", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
