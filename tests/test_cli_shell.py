@@ -193,3 +193,13 @@ def test_mfu_and_train_time_print_no_exponents() -> None:
     assert "e+" not in table and "2T tokens" in table
     r = run_cli("mfu", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens-per-s", "30000")
     assert "e+" not in r.out
+
+
+def test_every_benchmark_the_readme_names_exists() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    named = set(re.findall(r"python -m benchmarks\.(\w+)", (root / "README.md").read_text()))
+    assert "validate_checkpoints" in named
+    assert all((root / "benchmarks" / f"{name}.py").is_file() for name in named), named
