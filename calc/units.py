@@ -132,10 +132,17 @@ _ABBREV = (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3))
 
 def abbrev(value: float, unit: str = "", digits: int = 3) -> str:
     """A huge count the way people say it, with K/M/B/T (thousand, million, billion, trillion) and
-    ``digits`` significant digits, never an exponent: ``abbrev(1.5e13, "tokens") == '15T tokens'``,
-    ``abbrev(4.3e16) == '43,000T'``, ``abbrev(812) == '812'``."""
+    ``digits`` significant digits, never a Python exponent: ``abbrev(1.5e13, "tokens") == '15T tokens'``,
+    ``abbrev(4.3e14) == '430T'``, ``abbrev(812) == '812'``; from 10^15 on, powers of ten:
+    ``abbrev(4.9e27) == '4.9 x 10^27'``."""
     if not math.isfinite(value):
         return f"{value} {unit}".strip()
+    if abs(value) >= 1e15:
+        exponent = math.floor(math.log10(abs(value)))
+        mantissa = _significant(value / 10**exponent, min(digits, 2))
+        if abs(float(mantissa)) >= 10:  # 9.96 rounded to 10
+            mantissa, exponent = _significant(value / 10 ** (exponent + 1), min(digits, 2)), exponent + 1
+        return f"{mantissa} x 10^{exponent} {unit}".strip()
     for suffix, scale in _ABBREV:
         if abs(value) >= scale * (1 - 0.5 * 10 ** -digits):
             return f"{_significant(value / scale, digits)}{suffix} {unit}".strip()

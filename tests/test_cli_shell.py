@@ -129,6 +129,7 @@ def test_human_number_formats() -> None:
     from calc.units import abbrev, count, human, percent, plural
 
     assert abbrev(1.5e13, "tokens") == "15T tokens" and abbrev(2.5e6) == "2.5M" and abbrev(812) == "812"
+    assert abbrev(4.9e27) == "4.9 x 10^27" and percent(4.876e25) == "4.9 x 10^27%"
     assert count(16_000.0) == "16,000" and count(1234.5) == "1,234.5" and "e" not in count(1e30)
     assert percent(0.4321) == "43.2%" and percent(4.3e10) == "4.3T%" and "e" not in percent(1e-26)
     assert human(1.2e21, "FLOPs") == "1,200 EFLOPs" and human(2.9e13, "FLOPs") == "29 TFLOPs"
