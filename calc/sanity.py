@@ -36,9 +36,10 @@ def warn(field: str, message: str) -> None:
 
 
 def _percent(fraction: float) -> str:
-    """A fraction as a percentage that stays readable: '163.5%', '4.9e+28%', '1.4e-24%'."""
-    pct = fraction * 100
-    return f"{pct:.1f}%" if 0.1 <= pct < 1e4 else f"{pct:.2g}%"
+    """A fraction as a percentage that stays readable: '163.5%', '4.9T%' (units.percent)."""
+    from calc.units import percent
+
+    return percent(fraction)
 
 
 def check_mfu(mfu: float, field: str) -> list[str]:
@@ -60,7 +61,9 @@ def check_mfu(mfu: float, field: str) -> list[str]:
 def check_tokens(tokens: float, field: str = "--tokens") -> list[str]:
     """Warn when a training corpus is beyond any real run (SUSPICIOUS_TOKENS)."""
     if tokens > SUSPICIOUS_TOKENS:
-        return [f"{field}: {tokens:.3g} tokens is over 1000x the largest published pre-training run (~15-36T)"]
+        from calc.units import abbrev
+
+        return [f"{field}: {abbrev(tokens, 'tokens')} is over 1000x the largest published pre-training run (~15-36T)"]
     return []
 
 

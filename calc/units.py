@@ -99,13 +99,14 @@ def check_fraction(value: float, field: str) -> float:
 
 
 def human(value: float, unit: str = "", digits: int = 3) -> str:
-    """Format with a decimal SI prefix: ``human(2.9e13, "FLOPs") == '29.3 TFLOPs'``."""
+    """Format with a decimal SI prefix and ``digits`` significant digits, never an exponent:
+    ``human(2.9e13, "FLOPs") == '29 TFLOPs'``, ``human(1.2e21, "FLOPs") == '1,200 EFLOPs'``."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g} {unit}".strip()
     for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g} {prefix}{unit}".strip()
-    return f"{value:.{digits}g} {unit}".strip()
+        if abs(value) >= scale * (1 - 0.5 * 10 ** -digits):
+            return f"{_significant(value / scale, digits)} {prefix}{unit}".strip()
+    return f"{_significant(value, digits)} {unit}".strip()
 
 
 def gb(num_bytes: float) -> float:
@@ -124,3 +125,63 @@ def figure(value: float, decimals: int = 0) -> str:
     if value and abs(value) < 10 ** (1 - decimals):
         return f"{value:.2g}"
     return f"{value:,.{decimals}f}"
+
+
+_ABBREV = (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3))
+
+
+def abbrev(value: float, unit: str = "", digits: int = 3) -> str:
+    """A huge count the way people say it, with K/M/B/T (thousand, million, billion, trillion) and
+    ``digits`` significant digits, never a Python exponent: ``abbrev(1.5e13, "tokens") == '15T tokens'``,
+    ``abbrev(4.3e14) == '430T'``, ``abbrev(812) == '812'``; from 10^15 on, powers of ten:
+    ``abbrev(4.9e27) == '4.9 x 10^27'``."""
+    if not math.isfinite(value):
+        return f"{value} {unit}".strip()
+    if abs(value) >= 1e15:
+        exponent = math.floor(math.log10(abs(value)))
+        mantissa = _significant(value / 10**exponent, min(digits, 2))
+        if abs(float(mantissa)) >= 10:  # 9.96 rounded to 10
+            mantissa, exponent = _significant(value / 10 ** (exponent + 1), min(digits, 2)), exponent + 1
+        return f"{mantissa} x 10^{exponent} {unit}".strip()
+    for suffix, scale in _ABBREV:
+        if abs(value) >= scale * (1 - 0.5 * 10 ** -digits):
+            return f"{_significant(value / scale, digits)}{suffix} {unit}".strip()
+    return f"{_significant(value, digits)} {unit}".strip()
+
+
+def _significant(value: float, digits: int) -> str:
+    """``value`` rounded to ``digits`` significant digits, written without an exponent (``1,234`` for 1234.4)."""
+    if value == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def count(value: float) -> str:
+    """A number exactly as read, with thousands separators and no exponent: ``count(16000.0) == '16,000'``,
+    ``count(1234.5) == '1,234.5'``; beyond 10^15 (no exact reading matters there) ``abbrev``."""
+    if not math.isfinite(value) or abs(value) >= 1e15:
+        return abbrev(value)
+    if value == int(value):
+        return f"{int(value):,}"
+    return _significant(value, 12)
+
+
+def percent(fraction: float, decimals: int = 1) -> str:
+    """A fraction as a percentage with ``decimals`` decimals; tiny ones with two significant digits and
+    huge ones in K/M/B/T, never an exponent (below 0.0001%: '< 0.0001%'): ``percent(0.4321) == '43.2%'``, ``percent(4.3e10) == '4.3T%'``."""
+    pct = fraction * 100
+    if pct and abs(pct) < 1e-4:
+        return "< 0.0001%" if pct > 0 else "> -0.0001%"
+    if pct and abs(pct) < 10 ** -decimals:
+        return f"{_significant(pct, 2)}%"
+    if abs(pct) >= 1e6:
+        return f"{abbrev(pct, digits=2)}%"
+    return f"{pct:,.{decimals}f}%"
+
+
+def plural(n: float, word: str, many: str | None = None) -> str:
+    """``n`` and ``word`` in the right number: ``plural(1, "request") == '1 request'``,
+    ``plural(2, "replica") == '2 replicas'``, ``plural(3, "batch", "batches")``."""
+    return f"{count(n)} {word if n == 1 else many or word + 's'}"

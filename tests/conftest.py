@@ -36,7 +36,10 @@ class CliResult:
         return json.loads(self.out)
 
 
-def run_cli(*args: str) -> CliResult:
+def run_cli(*args: str, internal_ok: bool = False) -> CliResult:
+    """Run `llmcalc ARGS` in-process. An internal error (exit 1, a bug) fails the calling test at once:
+    no test may take it for a clean refusal; only a test of the error boundary itself passes
+    ``internal_ok=True``."""
     from calc.cli import app as cli
     from calc.report import render
 
@@ -54,7 +57,10 @@ def run_cli(*args: str) -> CliResult:
     finally:
         sys.argv = old_argv
         render.console.file = None  # back to sys.stdout
-    return CliResult(code, out.getvalue(), err.getvalue())
+    result = CliResult(code, out.getvalue(), err.getvalue())
+    if not internal_ok and (result.code == 1 or "internal error" in result.err):
+        pytest.fail(f"internal error (a bug) from `llmcalc {' '.join(args)}`: exit {result.code}: {result.err.strip()}")
+    return result
 
 
 @pytest.fixture

@@ -101,12 +101,13 @@ def test_no_traceback_ever(argv: list[str]) -> None:
     r = run_cli(*argv)
     assert "Traceback" not in r.err + r.out, (argv, r.err)
     assert "internal error" not in r.err, (argv, r.err)
+    assert r.code != 1, ("internal error (a bug), not a refusal", argv, r.err)
     assert r.code in (0, 2), (argv, r.code, r.err)
     lines = r.err.strip().splitlines()
     if r.code == 2:
         assert len(lines) == 1 and lines[0].startswith("llmcalc: error: "), (argv, r.err)
     else:
-        assert all(line.startswith("llmcalc: warning: ") for line in lines), (argv, r.err)
+        assert all(line.startswith(("llmcalc: warning: ", "llmcalc: note: ")) for line in lines), (argv, r.err)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from calc.cli import bench, catalog, memory, model, report, serving, training
+from calc.cli.shell import SHORT_HELP, Group, command_settings
 from calc.errors import LLMCalcError
 
 app = typer.Typer(
@@ -24,9 +25,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
     rich_markup_mode=None,
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
 # Typer wraps an option parser's ValueError as "Invalid value for '--x': Value error, --x: ..."; our
 # messages already name the flag, so the wrapper is dropped.
 _VALUE_ERROR = re.compile(r"^Invalid value for '(-[^']*)'(?: / '[^']*')*: (?:Value error, )?(.*)$", re.S)
@@ -40,17 +42,16 @@ def _flag_first(message: str) -> str:
     flag, rest = match.groups()
     return rest if rest.startswith(f"{flag}:") else f"{flag}: {rest}"
 
-for _command in (catalog.models, catalog.gpus, catalog.show, model.params, model.flops, memory.memory,
-                 training.mfu, serving.latency, serving.concurrency, report.report, report.compare, bench.bench,
-                 serving.serve):
-    app.command()(_command)
-app.command("train-time")(training.train_time)
-app.command("train-step")(training.train_step)
-app.command("train-plan")(training.train_plan)
-app.command("systems")(catalog.systems)
-app.command()(bench.validate)
-app.command()(bench.calibrate)
-app.command("import")(catalog.import_config)
+_FUNCTIONS = {
+    "models": catalog.models, "gpus": catalog.gpus, "systems": catalog.systems, "show": catalog.show,
+    "import": catalog.import_config, "params": model.params, "flops": model.flops, "memory": memory.memory,
+    "mfu": training.mfu, "train-step": training.train_step, "train-plan": training.train_plan,
+    "train-time": training.train_time, "latency": serving.latency, "concurrency": serving.concurrency,
+    "serve": serving.serve, "compare": report.compare, "report": report.report, "bench": bench.bench,
+    "validate": bench.validate, "calibrate": bench.calibrate,
+}
+for _name in SHORT_HELP:  # in the order of `llmcalc --help`
+    app.command(_name, **command_settings(_name))(_FUNCTIONS[_name])
 
 
 def _version(value: bool) -> None:
@@ -63,57 +64,76 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks on errors")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks on errors (also after the command name)")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
 ) -> None:
-    _state["debug"] = debug
+    del debug  # main() takes --debug out of the arguments wherever it is typed; declared here for --help
+
+
+REPORT_AT = "the llmcalc issue tracker"  # no public address is published yet
 
 
 def _fail(message: str) -> None:
+    """A user error: one line on stderr, exit 2."""
     from calc.errors import one_line
 
     sys.stderr.write(f"llmcalc: error: {one_line(message)}\n")
     sys.exit(2)
 
 
+def _internal(exc: BaseException) -> None:
+    """A bug (an exception no check of ours raised): one line asking for a report, exit 1."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    sys.stderr.write(f"llmcalc: internal error: {text} — please report this at {REPORT_AT} "
+                     "(rerun with --debug for the traceback)\n")
+    sys.exit(1)
+
+
+def _split_debug(args: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` wherever it is typed before a ``--`` (before or after the command name), and the rest."""
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end]
+    return [a for i, a in enumerate(args) if i >= end or a != "--debug"], debug
+
+
 def main() -> None:
-    """Console entry point: every user error is one line on stderr and exit code 2."""
+    """Console entry point: a user error is one line on stderr and exit code 2; a bug is one
+    "internal error" line and exit code 1 (with --debug, the traceback)."""
     try:  # typer >= 0.2x vendors click; older typer uses click itself
         from typer._click.exceptions import ClickException, NoArgsIsHelpError
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import ClickException  # type: ignore[no-redef]
         from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
+    from calc.cli.options import flush_notes, reset_notes
 
-    args = sys.argv[1:]
+    args, debug = _split_debug(sys.argv[1:])
+    reset_notes()
     try:
-        code = app(standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n")
         sys.exit(0)
-    except LLMCalcError as exc:
-        if _state["debug"]:
-            raise
-        _fail(str(exc))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         _fail("aborted")
+    except LLMCalcError as exc:
+        if debug:
+            raise
+        _fail(str(exc))
     except ClickException as exc:
-        if _state["debug"]:
+        if debug:
             raise
         _fail(_flag_first(exc.format_message().replace("\n", " ")))
-    except (ValueError, OverflowError, ArithmeticError, RecursionError) as exc:
-        if _state["debug"]:
-            raise
-        _fail(f"{type(exc).__name__}: {exc}".replace("\n", " "))
     except OSError as exc:  # writing --plot/--save, a closed pipe
-        if _state["debug"]:
+        if debug:
             raise
         _fail(f"cannot write output: {exc.strerror or exc}".replace("\n", " "))
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
-        if _state["debug"] or "--debug" in args:
+    except Exception as exc:  # noqa: BLE001 - every other exception is a bug: one line, never a traceback
+        if debug:
             raise
-        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it with --debug output".replace("\n", " "))
+        _internal(exc)
+    flush_notes()  # what a suffixed number was read as, under the answer
     sys.exit(code if isinstance(code, int) else 0)
 
 

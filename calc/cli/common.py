@@ -84,6 +84,8 @@ def price_table(prices: list[str] | None) -> dict[str, float]:
         elif not value:
             raise LLMCalcError("--price", f"{item!r}: write GPU=PRICE, e.g. h100=2.5, or a bare number")
         key = "*" if name == "*" else load_gpu(name, "--price").name
+        if key in table:
+            raise LLMCalcError("--price", f"gives {'a bare price' if key == '*' else key} twice; give each GPU one price")
         if value.strip().startswith("-"):
             raise LLMCalcError("--price", f"must be >= 0 per GPU-hour, got {value.strip()}")
         if value.strip() in ("0", "0.0"):

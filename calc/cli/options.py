@@ -22,6 +22,32 @@ DEFAULT_DTYPE = "bf16"
 T = TypeVar("T")
 
 
+_NOTES: dict[str, str] = {}
+
+
+def reset_notes() -> None:
+    """Forget the notes of a previous invocation (the CLI runs in-process in the tests)."""
+    _NOTES.clear()
+
+
+def note_suffix(flag: str, text: str, value: float) -> None:
+    """Where a number was typed with a suffix (`16K`, `15T`), note what it was read as (once per option), so
+    that `--num-gpus 16K` (16,000 GPUs, not 16) never passes without a word; `flush_notes` prints them."""
+    from calc.units import count
+
+    if text.rstrip().upper().endswith(tuple("KMBGTP")) and flag not in _NOTES:
+        _NOTES[flag] = f"llmcalc: note: {flag} {text.strip()} read as {count(value)}"
+
+
+def flush_notes() -> None:
+    """Print the notes on stderr, one line each: after an answer only (a refusal stays one line)."""
+    import sys
+
+    for line in _NOTES.values():
+        sys.stderr.write(line + "\n")
+    _NOTES.clear()
+
+
 def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[str], int]:
     """A Typer parser for an integer option that accepts `4K`, `1.5M`, `2e6` and names ``flag`` on error."""
 
@@ -41,6 +67,7 @@ def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[s
             raise LLMCalcError(flag, f"must be >= {minimum}, got {text}")
         if value > maximum:
             raise LLMCalcError(flag, f"must be <= {maximum:,}, got {text}")
+        note_suffix(flag, text, value)
         return int(value)
 
     return parse
@@ -60,6 +87,7 @@ def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> C
         value = parse_human_number(text, flag)
         if value > maximum:
             raise LLMCalcError(flag, f"must be <= {maximum:g}, got {text}")
+        note_suffix(flag, text, value)
         return value
 
     return parse

@@ -182,10 +182,13 @@ def forward(w: _Weights, ids: Any, start: int, cache: list[list[Any]]) -> Any:
 def run_validate(
     m: ModelSpec, gpu: GPUSpec | None = None, layers: int | None = None, batch: int = 1, prompt: int | None = None,
     calibration_path: str | None = None, repeats: int | None = None, *, predict: Predict,
+    progress: Callable[[str], None] = lambda stage: None,
 ) -> ValidateResult:
     """Measure prefill and one decode step of ``layers`` real blocks; predict both with ``predict``
-    (calc.serving.phases.predict_phases, passed in so that hardware/ never imports serving/)."""
+    (calc.serving.phases.predict_phases, passed in so that hardware/ never imports serving/). ``progress``
+    is told each stage as it starts (the CLI prints one line each on stderr)."""
     check_buildable(m)
+    progress("importing torch and probing the device")
     torch = import_torch()
     info = device_info(torch)
     notes = list(info.notes)
@@ -221,6 +224,8 @@ def run_validate(
     if device_spec is None:  # a CPU without a device spec: the calibration's roofline, else a quick probe
         from calc.hardware.bench_model import cpu_device_spec, cpu_roofline
 
+        if not (calibration and not calibration.is_gpu):
+            progress("measuring this CPU's roofline (GEMM rate and copy bandwidth)")
         roofline = calibration.roofline if calibration and not calibration.is_gpu else cpu_roofline()
         device_spec = cpu_device_spec(roofline, info.device_name)
         notes.append(f"CPU roofline: {roofline.peak_tflops * 1e3:.0f} GFLOPS fp32, {roofline.peak_gb_s:.0f} GB/s ({roofline.source})")
@@ -236,14 +241,18 @@ def run_validate(
     require_free(torch, info.is_gpu, need, "--layers", f"{layers} blocks of {m.name} with their KV cache and logits",
                  "build fewer --layers or validate a smaller model (bench MODEL times one layer's ops)")
     with memory_guard("--layers", "build fewer --layers or use a smaller --batch / --prompt"):
+        progress(f"building {layers} of {m.num_layers} blocks of {m.name} ({dtype}, random weights)")
         w = _Weights(torch, cut, layers, info.device, getattr(torch, TORCH_DTYPES[dtype]))
         d = cut.dim_per_head
         cache = [[w.rand(batch, cut.kv_heads, prompt + 1, d), w.rand(batch, cut.kv_heads, prompt + 1, d)] for _ in range(layers)]
         ids = torch.randint(0, cut.vocab_size, (batch, prompt), device=info.device)
         step = torch.randint(0, cut.vocab_size, (batch, 1), device=info.device)
         with torch.inference_mode(), one_cpu_thread(torch, info.is_gpu):
+            progress(f"timing prefill of {batch} x {prompt:,} tokens ({repeats} runs)")
             t_prefill = time_fn(torch, info.is_gpu, lambda: forward(w, ids, 0, cache), warmup=1, repeats=repeats)
+            progress(f"timing decode steps ({repeats * 3} runs)")
             t_decode = time_fn(torch, info.is_gpu, lambda: forward(w, step, prompt, cache), warmup=2, repeats=repeats * 3)
+    progress("predicting both phases")
     pre, dec, default_source = predict(cut, device_spec, batch, prompt, dtype, None)
     cal_pre = cal_dec = cal_source = None
     if calibration is not None:

@@ -42,15 +42,19 @@ def _xy(x: float, y: float, xmax: float, ymax: float) -> tuple[float, float]:
 
 
 def memory_svg(chart: Any) -> str:
-    """Stacked bars (weights, KV cache, the rest) per request count, the capacity as a red line."""
+    """Stacked bars (weights, KV cache, the rest) per request count, the capacity as a red line, and a legend."""
     points = chart.vs_concurrency
     ymax = max(chart.capacity_bytes, *(p.weights_bytes + p.kv_cache_bytes + p.other_bytes for p in points)) / 1e9 * 1.05
     xmax = max(p.requests for p in points) * 1.05
     out = _axes("Memory vs concurrent requests", "concurrent requests", "GB", xmax, ymax)
     bar = (W - PAD) / (len(points) * 2.5)
+    parts = (("weights", COLORS[0]), ("KV cache", COLORS[1]), ("activations + reserve", "#9e9e9e"))
+    for i, (label, color) in enumerate(parts):  # the legend, top left inside the axes
+        out.append(f'<rect x="{PAD + 8}" y="{30 + 14 * i}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{PAD + 22}" y="{39 + 14 * i}" font-size="10">{label}</text>')
     for p in points:
         base = 0.0
-        for value, color in ((p.weights_bytes, COLORS[0]), (p.kv_cache_bytes, COLORS[1]), (p.other_bytes, "#9e9e9e")):
+        for value, (_, color) in zip((p.weights_bytes, p.kv_cache_bytes, p.other_bytes), parts, strict=True):
             x, y_top = _xy(p.requests, base + value / 1e9, xmax, ymax)
             _, y_base = _xy(p.requests, base, xmax, ymax)
             out.append(f'<rect x="{x - bar / 2:.1f}" y="{y_top:.1f}" width="{bar:.1f}" height="{y_base - y_top:.1f}" fill="{color}"/>')

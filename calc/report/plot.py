@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.units import plural
 
 
 def pyplot(path: str):  # noqa: ANN201
@@ -51,7 +52,7 @@ def plot_memory_chart(chart: Any, title: str, path: str) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, points, xkey, xlabel in (
         (axes[0], chart.vs_concurrency, "requests", "concurrent requests"),
-        (axes[1], chart.vs_context, "tokens_per_request", f"tokens per request ({chart.vs_context[0].requests} requests)"),
+        (axes[1], chart.vs_context, "tokens_per_request", f"tokens per request ({plural(chart.vs_context[0].requests, 'request')})"),
     ):
         x = [getattr(p, xkey) for p in points]
         weights = [p.weights_bytes / 1e9 for p in points]

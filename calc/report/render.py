@@ -16,15 +16,52 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from calc.sanity import warn
-from calc.units import figure, gb, gib, human
+from calc.units import abbrev, count, figure, gb, gib, human, plural
+
+# Where stdout is not a terminal (a pipe, a file, a test) and COLUMNS is not set, views are laid out this
+# wide: nothing a script reads is folded at rich's default of 80 columns.
+PIPE_WIDTH = 200
+
+
+class Plain(Text):
+    """A line printed exactly as it is, never wrapped or cropped at any width: a command to copy
+    (`--emit`), a formula (`--explain`)."""
+
+
+def _pieces(objects: Iterable[Any]) -> list[Any]:
+    """The objects with every Group opened, in order (a Group prints its parts one after another)."""
+    out: list[Any] = []
+    for o in objects:
+        out += _pieces(o.renderables) if isinstance(o, Group) else [o]
+    return out
 
 
 class _WideEnoughConsole(Console):
     """A console that never squeezes a view below its minimum width (the longest word of each
-    column): on a narrow terminal or a pipe the lines run long rather than fold a GPU name or
-    number into pieces, and nothing is cropped or cut with an ellipsis."""
+    column): on a narrow terminal the lines run long rather than fold a GPU name or number into
+    pieces, and nothing is cropped or cut with an ellipsis. Plain lines are never wrapped; a pipe
+    gets PIPE_WIDTH columns."""
+
+    @property
+    def size(self) -> Any:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal:
+            return size._replace(width=PIPE_WIDTH)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        pieces = _pieces(objects)
+        if any(isinstance(p, Plain) for p in pieces):
+            for piece in pieces:
+                if isinstance(piece, Plain):
+                    super().print(piece, **{**kwargs, "soft_wrap": True})
+                else:
+                    self.print(piece, **kwargs)
+            return
         if kwargs.get("width") is None and objects:
             from rich.measure import Measurement
 
@@ -71,6 +108,24 @@ class Table(rich_table.Table):
     def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
         longest = max([len(word) for word in str(header).split()] + [kwargs.pop("min_width", None) or 0])
         super().add_column(header, *args, overflow=overflow, min_width=longest or None, **kwargs)
+
+    def _calculate_column_widths(self, console: Console, options: Any) -> list[int]:
+        """Rich's widths, unless they overflow ``options.max_width``: then every number and name keeps its
+        natural width and the text columns (left-justified, with more than one word) share the rest, each
+        at least its longest word, in proportion to what wrapping takes from each."""
+        widths = super()._calculate_column_widths(console, options)
+        if sum(widths) <= options.max_width:
+            return widths
+        ranges = [self._measure_column(console, options.update_width(10_000), c) for c in self.columns]
+        text = [c.justify in ("left", "default", None) and r.minimum < r.maximum for c, r in zip(self.columns, ranges, strict=True)]
+        fixed = sum(r.maximum for r, t in zip(ranges, text, strict=True) if not t)
+        low = sum(r.minimum for r, t in zip(ranges, text, strict=True) if t)
+        room = options.max_width - fixed - low
+        if room < 0 or not any(text):
+            return widths  # cannot fit without splitting a word: the console runs wider instead
+        slack = sum(r.maximum - r.minimum for r, t in zip(ranges, text, strict=True) if t)
+        return [r.minimum + (r.maximum - r.minimum) * room // slack if t else r.maximum
+                for r, t in zip(ranges, text, strict=True)]
 
     def add_row(self, *cells: Any, **kwargs: Any) -> None:
         cells = tuple(_literal(c) for c in cells)
@@ -123,7 +178,7 @@ def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], 
 
 
 def explain_panel(lines: Iterable[str]) -> RenderableType:
-    return Group(Text("How it was computed:", style="bold"), *(Text(f"  {line}") for line in lines))
+    return Group(Text("How it was computed:", style="bold"), *(Plain(f"  {line}") for line in lines))
 
 
 def bar(fraction: float, width: int = 30) -> str:
@@ -152,8 +207,8 @@ def params_view(p: Any) -> RenderableType:
     table.add_column("params", justify="right")
     table.add_column("share", justify="right")
     table.add_column("active / token", justify="right")
-    for name, count in p.components.items():
-        table.add_row(name, f"{count:,}", f"{100 * count / p.total_params:.2f}%", f"{p.active_components[name]:,}")
+    for name, n in p.components.items():
+        table.add_row(name, f"{n:,}", f"{100 * n / p.total_params:.2f}%", f"{p.active_components[name]:,}")
     table.add_section()
     table.add_row(Text("total (exact)", "bold"), Text(f"{p.total_params:,}", "bold"), "100%", Text(f"{p.active_params:,}", "bold"))
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
@@ -202,7 +257,7 @@ def per_gpu_table(r: Any, title: str, column: str, total: Text | str, total_size
 def memory_view(r: Any) -> RenderableType:
     table = per_gpu_table(
         r, f"{'Inference' if r.mode == 'infer' else 'Training'} memory of {r.model} per GPU "
-        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {r.num_gpus} GPUs)",
+        f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {plural(r.num_gpus, 'GPU')})",
         "category", Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"),
     )
     totals = [("weights (all GPUs)", size(r.weights_bytes))]
@@ -248,8 +303,12 @@ def models_view(rows: Sequence[dict[str, Any]]) -> RenderableType:
 
 
 def spec_view(spec: BaseModel) -> RenderableType:
+    """The spec's fields as a table; a field holding one long word (a source URL) is a plain line below it,
+    whole, so that the table fits 100 columns without splitting the word."""
     data = spec.model_dump(mode="json", exclude_none=True)
-    return kv_table(f"{type(spec).__name__} {data.get('name')}", [(k, v) for k, v in data.items()])
+    long = {k: v for k, v in data.items() if isinstance(v, str) and max(map(len, v.split()), default=0) > 60}
+    table = kv_table(f"{type(spec).__name__} {data.get('name')}", [(k, v) for k, v in data.items() if k not in long])
+    return Group(table, *(Plain(f"{k}: {v}") for k, v in long.items()))
 
 
 def gpu_detail_view(summary: Any) -> RenderableType:
@@ -260,12 +319,12 @@ def mfu_view(r: Any) -> RenderableType:
     rows = [
         ("throughput per GPU", f"{r.tokens_per_s / r.num_gpus:,.1f} tokens/s ({r.gpu})"),
         ("peak", f"{r.peak_tflops:g} TFLOPS dense {r.dtype} per GPU"),
-        ("FLOPs/token (6N)", f"{r.flops_per_token_6n:.4g}"),
-        ("FLOPs/token (with attention)", f"{r.flops_per_token:.4g}"),
+        ("FLOPs/token (6N)", human(r.flops_per_token_6n, "FLOPs", 4)),
+        ("FLOPs/token (with attention)", human(r.flops_per_token, "FLOPs", 4)),
         ("MFU (6N)", f"{r.mfu:.2%}"),
         ("MFU (with attention)", f"{r.mfu_with_attention:.2%}"),
         ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
-        ("model FLOPs", f"{r.model_flops:.4g}"),
+        ("model FLOPs", human(r.model_flops, "FLOPs", 4)),
     ]
     if r.mfu_of_measured is not None:
         rows.append(("of measured achievable", f"{r.mfu_of_measured:.2%}"))
@@ -274,8 +333,8 @@ def mfu_view(r: Any) -> RenderableType:
 
 def train_time_view(r: Any) -> RenderableType:
     rows = [
-        ("tokens", f"{r.tokens:.4g}"),
-        ("total FLOPs (with attention)", f"{r.total_flops:.4g}  (6N: {r.total_flops_6n:.4g})"),
+        ("tokens", abbrev(r.tokens, "tokens", 4)),
+        ("total FLOPs (with attention)", f"{human(r.total_flops, 'FLOPs', 4)}  (6N: {human(r.total_flops_6n, 'FLOPs', 4)})"),
         ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", figure(r.gpu_hours)),
         ("days", figure(r.days, 2)),
@@ -296,7 +355,7 @@ def latency_view(r: Any) -> RenderableType:
     table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s * 1e3:.3f}", f"{r.decode_memory_s * 1e3:.3f}",
                   f"{r.decode_comm_s * 1e3:.3f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
     facts = kv_table("", [
-        ("per-step overhead", f"{r.step_overhead_s * 1e3:g} ms (in both phases)"),
+        ("per-step overhead", f"{figure(r.step_overhead_s * 1e3, 2)} ms (in both phases)"),
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
         ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
@@ -329,7 +388,7 @@ def concurrency_view(r: Any) -> RenderableType:
 def serve_view(r: Any) -> RenderableType:
     target = ", ".join(x for x in (f"TTFT <= {r.target_ttft_ms:g} ms" if r.target_ttft_ms else "",
                                    f"TPOT <= {r.target_tpot_ms:g} ms" if r.target_tpot_ms else "") if x) or "no targets"
-    traffic = f"{r.rate:g} req/s" if r.rate else f"{r.users} users" if r.users else "one replica"
+    traffic = f"{count(r.rate)} req/s" if r.rate else plural(r.users, "user") if r.users else "one replica"
     table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
                   f"{traffic}", title_justify="left")
     for col in ("#", "layout", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):
@@ -340,7 +399,7 @@ def serve_view(r: Any) -> RenderableType:
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
     if r.launch:
-        parts.append(Text(r.launch))
+        parts.append(Plain(r.launch))
     parts.append(Text(r.verdict, style="bold"))
     return Group(*parts)
 

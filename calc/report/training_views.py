@@ -69,7 +69,7 @@ def plot_step_breakdown(plans: list[Any], title: str, path: str) -> Path:
 
     target, plt = pyplot(path)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(plans) + 3), 4.8))
-    labels = [p.layout.replace(" ", "\n", 3) for p in plans]
+    labels = [_short(p.layout) for p in plans]
     bottoms = [0.0] * len(plans)
     for key, label in TERM_LABELS.items():
         values = [getattr(p, key) or 0.0 for p in plans]
@@ -77,7 +77,8 @@ def plot_step_breakdown(plans: list[Any], title: str, path: str) -> Path:
             continue
         ax.bar(range(len(plans)), values, bottom=bottoms, label=label)
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
-    ax.set_xticks(range(len(plans)), labels, fontsize=7)
+    step = max(1, len(plans) // 12)  # at most 12 labels, rotated so that neighbours never overlap
+    ax.set_xticks(range(0, len(plans), step), labels[::step], fontsize=7, rotation=45, ha="right")
     ax.set_ylabel("seconds per step (exposed)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=2)

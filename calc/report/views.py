@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from calc.report.render import Table, emit_warnings, kv_table, memory_view, size
-from calc.units import gb, human
+from calc.units import gb, human, plural
 
 # Each category has its own glyph as well as its colour, so the chart reads without colour.
 CHART_GLYPHS = {"w": ("█", "blue", "weights"), "k": ("▒", "dark_orange", "KV cache"), "o": ("░", "grey50", "other")}
@@ -40,7 +40,7 @@ def memory_chart(chart: Any, width: int = 48) -> RenderableType:
     rows = [Text("Memory vs concurrent requests", style="bold"),
             Text.assemble(legend, f"| capacity {gb(chart.capacity_bytes):,.0f} GB")]
     rows += [line(f"{p.requests} req", p) for p in chart.vs_concurrency]
-    rows.append(Text(f"Memory vs context length at {chart.vs_context[0].requests} requests", style="bold"))
+    rows.append(Text(f"Memory vs context length at {plural(chart.vs_context[0].requests, 'request')}", style="bold"))
     rows += [line(f"{p.tokens_per_request:,} tok", p) for p in chart.vs_context]
     return Group(*rows)
 
@@ -58,7 +58,7 @@ def report_view(r: Any) -> RenderableType:
     if r.mode == "infer":
         c, lat = r.concurrency, r.latency
         parts.append(kv_table("Serving", [
-            ("max concurrency", f"{c.max_concurrency} requests of {c.max_tokens} tokens"),
+            ("max concurrency", f"{plural(c.max_concurrency, 'request')} of {plural(c.max_tokens, 'token')}"),
             ("TTFT", f"{lat.ttft_s * 1e3:,.1f} ms ({lat.prefill_bound}-bound)"),
             ("TPOT", f"{lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.tokens_per_s:,.0f} tokens/s"),
             ("efficiency", lat.efficiency_source),
@@ -66,7 +66,7 @@ def report_view(r: Any) -> RenderableType:
         parts.append(memory_chart(r.chart))
         parts.append(Text(c.verdict, style="bold"))
         if r.serving is not None:
-            parts.append(kv_table(f"Serving plan on up to {r.num_gpus} GPU(s) (llmcalc serve)", [
+            parts.append(kv_table(f"Serving plan on up to {plural(r.num_gpus, 'GPU')} (llmcalc serve)", [
                 (x.name, f"batch {x.batch}, TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms, "
                          f"{x.tokens_per_s_per_gpu:,.0f} tok/s/GPU; binds: {x.binding}") for x in r.serving.layouts[:4]]))
     else:
@@ -129,7 +129,7 @@ def report_markdown(r: Any) -> str:
 
 
 def compare_view(rows: list[Any], model: str, num_gpus: int) -> RenderableType:
-    table = Table(title=f"{model} on {num_gpus} GPU(s) of each kind", title_justify="left")
+    table = Table(title=f"{model} on {plural(num_gpus, 'GPU')} of each kind", title_justify="left")
     for col in ("GPU", "peak TFLOPS", "memory", "HBM TB/s", "fits", "max conc.", "TTFT ms", "TPOT ms", "tokens/s", "$/M tokens"):
         table.add_column(col, justify="left" if col == "GPU" else "right")
     for r in rows:

@@ -32,6 +32,7 @@ from calc.serving.step import StepTime, calibrated_gpu, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
+from calc.units import plural
 
 
 class FrontierPoint(BaseModel):
@@ -332,7 +333,7 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{rate:g} requests/s" if rate else f"{users} users" if users else
                f"{num_gpus} GPUs" if num_gpus else "one replica")
-    return (f"best: {best.replicas} replica(s) x {best.name} = {best.gpus_needed} x {gpu.name} for "
+    return (f"best: {plural(best.replicas, 'replica')} x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"
             + (f"; ~{best.energy_j_per_token:.2f} J per output token at board power" if best.energy_j_per_token else ""))
@@ -342,6 +343,6 @@ def _explain(layouts: list[Layout]) -> list[str]:
     return [
         f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
         f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + O x TPOT) = "
-        f"{x.requests_per_s_per_replica:.3f} req/s per replica; {x.replicas} replicas -> {x.gpus_needed} GPUs"
+        f"{x.requests_per_s_per_replica:.3f} req/s per replica; {plural(x.replicas, 'replica')} -> {plural(x.gpus_needed, 'GPU')}"
         for x in layouts
     ]

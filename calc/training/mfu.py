@@ -163,7 +163,7 @@ def train_time(
             f"MFU {mfu_assumed:.4f}: {source}",
             f"FLOPs = D x 3*forward/S = {tokens:.4g} x {f.per_token_training_flops:.4g} = {total:.4g} "
             f"(6N alone: {tokens * f.approx_6n:.4g})",
-            f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed}) = {figure(seconds)} s = {figure(seconds / 86400, 2)} days",
+            f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed:.4f}) = {figure(seconds)} s = {figure(seconds / 86400, 2)} days",
             f"GPU-hours = {figure(seconds)} x {num_gpus} / 3600 = {figure(gpu_hours)}",
         ],
     )

@@ -1,8 +1,8 @@
-"""Issue 15 validation: checkpoint bytes as shipped and exact parameter totals vs published figures.
+"""Checkpoint validation: checkpoint bytes as shipped and exact parameter totals vs published figures (issue 15).
 
 Prints Markdown tables. Rows (with sources) live in benchmarks/data/checkpoints.json; one rule for every
 row (as-shipped bytes from quantization_config, exact tensor-table counts), nothing tuned per row.
-Run: python -m benchmarks.issue15_validation   (from the repository root)
+Run: python -m benchmarks.validate_checkpoints   (from the repository root)
 """
 
 from __future__ import annotations
