@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -108,6 +108,7 @@ def memory(
     by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
     fits instead, and the largest micro-batch per sequence length on --gpu."""
     from calc.cli.common import placement
+    from calc.errors import LLMCalcError
     from calc.report.render import emit, memory_view
     from calc.sources.catalog import load_gpu, load_model
     from calc.specs import Parallelism
@@ -134,6 +135,7 @@ def memory(
                                  plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
                                  options=finetune_only)
         emit(result, as_json, explain, finetune_view)
+        _exit_unless_fits(result)
         return
     for flag, value in finetune_only.items():
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
@@ -154,13 +156,15 @@ def memory(
     g = load_gpu(gpu) if gpu else None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
-        from calc.errors import LLMCalcError
-        from calc.model.parallel import check_layout
+        from calc.model.parallel import inference_layout
 
-        try:  # --num-gpus alone became TP: name the flag the user gave
-            check_layout(m, plan)
-        except LLMCalcError as e:
-            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs as TP {num_gpus}: {e.problem}") from None
+        # --num-gpus alone: the layout min_gpus is searched over (TP n, else TP 8 x PP n/8), so the count
+        # `memory --gpu` answers is one it accepts
+        layout = inference_layout(m, num_gpus)
+        if layout is None:
+            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs: neither TP {num_gpus} nor TP 8 x PP {num_gpus}/8 splits "
+                               f"{m.name} ({m.num_heads} heads, {m.kv_heads} KV heads); give --tp/--pp or another count")
+        plan = layout
     if mode is Mode.infer:
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
         explicit = option_given(ctx, "dtype") or group_size is not None
@@ -172,3 +176,17 @@ def memory(
                                  recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,
                                  activations_model=activations or "per-tensor")
     emit(result, as_json, explain, memory_view)
+    _exit_unless_fits(result)
+
+
+def _exit_unless_fits(result: Any) -> None:
+    """One exit code per outcome, whatever the format: a deployment that does not fit on --gpu exits 2 after
+    its table or its JSON (fits: false) is printed, with the one-line reason on stderr."""
+    from calc.cli.common import require_fit
+    from calc.errors import LLMCalcError
+
+    try:
+        require_fit(result)
+    except LLMCalcError as exc:
+        instead = getattr(result, "fits_with", None)
+        raise LLMCalcError(exc.field, exc.problem + (f"; fits instead: {instead[0]}" if instead else "")) from None

@@ -197,6 +197,8 @@ def concurrency(
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=_assumptions(reserve_gib))
     emit(result, as_json, explain, concurrency_view)
+    if result.max_concurrency < 1:  # one exit code per outcome: 2 after the table or the JSON, as `memory`
+        raise LLMCalcError("--num-gpus", f"does not fit: {result.verdict}")
 
 
 def serve(

@@ -49,6 +49,7 @@ class ConcurrencyResult(BaseModel):
     block_size: int
     kv_block_bytes: int
     max_concurrency: int
+    window_capped: bool  # sliding-window / chunked layers hold at most their window of a request
     shortfall_bytes: int
     engine_log: list[str]
     table: list[ConcurrencyRow]
@@ -96,7 +97,7 @@ def concurrency(
         activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
-        max_concurrency=count, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
+        max_concurrency=count, window_capped=mem.window_capped, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
         table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
         verdict=verdict, explain=mem.explain,
     )

@@ -65,6 +65,7 @@ class EngineMemory(BaseModel):
     kv_bytes_per_request: int  # on one rank: kv_slots in whole blocks, local layers capped at their window
     shared_prefix: int
     max_concurrency: int
+    window_capped: bool  # local layers hold less than the request's slots (their window)
     concurrency_ratio: float
     fits: bool
     log: list[str]
@@ -178,7 +179,7 @@ def engine_memory(
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
         kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
         chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request, shared_prefix=shared_prefix,
-        max_concurrency=concurrency, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
+        max_concurrency=concurrency, window_capped=capped, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
         explain=explain,
     )
 
