@@ -153,7 +153,7 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
             return t.params * (dtype_bytes(dtype or m.checkpoint_dtype) + Fraction(2, group_size))
         return _tensor_bytes(m, t, dtype) / (ep if t.component == "experts" else 1)
 
-    layers = [sum((size(t) for t in tensors), Fraction(0)) for _, count, tensors in layer_kinds(m) for _ in range(count)]
+    layers = [per_layer for _, count, tensors in layer_kinds(m) for per_layer in [sum(map(size, tensors), Fraction(0))] * count]
     ends = model_tensors(m) + (mtp_tensors(m) if with_mtp else [])
     first = sum((size(t) for t in ends if t.component in _FIRST_STAGE), Fraction(0))
     last = sum((size(t) for t in ends if t.component not in _FIRST_STAGE), Fraction(0))
