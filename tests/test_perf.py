@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from calc.serving.latency import concurrency, latency
+from calc.serving.capacity import concurrency
+from calc.serving.latency import latency
 from calc.sources.catalog import load_gpu, load_model
 from calc.training.mfu import mfu, train_time
 

@@ -54,7 +54,7 @@ def test_memory_infer_num_gpus_alone_names_num_gpus(cli) -> None:
     # --num-gpus 3 alone becomes TP 3, which does not divide llama3-8b's 32 heads; the error named --tp,
     # a flag the user never gave.
     r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--num-gpus", "3")
-    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs as TP 3: 3 does not divide the 32"), r.err
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs: neither TP 3 nor TP 8 x PP"), r.err
     r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--tp", "3")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --tp:"), r.err
 

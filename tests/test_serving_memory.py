@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from calc.errors import LLMCalcError
+from calc.serving.capacity import concurrency
 from calc.serving.engine_memory import engine_memory
-from calc.serving.latency import concurrency
 from calc.sources.catalog import load_gpu, load_model
 from calc.specs.serving import EngineSettings
 

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from calc.serving.engine_memory import engine_memory, weights_per_rank
+from calc.memory.weights import weights_per_gpu
+from calc.serving.engine_memory import engine_memory
 from calc.serving.step import weight_gemm_time
 from calc.serving.weights import weight_format
 from calc.sources.catalog import load_gpu, load_model
@@ -29,12 +30,12 @@ GPT_OSS_SHIPPED = 60_914_073_600 + 79_626_240 + 4_255_115_904
 def test_gpt_oss_weights_as_shipped_per_rank():
     m = load_model("gpt-oss-120b")
     assert GPT_OSS_SHIPPED == 65_248_815_744
-    assert weights_per_rank(m, None, 1, 1) == GPT_OSS_SHIPPED
+    assert weights_per_gpu(m, None, 1, 1) == GPT_OSS_SHIPPED
     assert GPT_OSS_SHIPPED / GIB == pytest.approx(60.8, abs=0.05)
     # TP 2 halves everything (vocab-parallel embedding and head)
-    assert weights_per_rank(m, None, 2, 1) == GPT_OSS_SHIPPED // 2
+    assert weights_per_gpu(m, None, 2, 1) == GPT_OSS_SHIPPED // 2
     # --dtype bf16 keeps the old answer: 116,829,156,672 params x 2 B (114,701,598,720 expert + 2,127,557,952 other)
-    assert weights_per_rank(m, "bf16", 1, 1) == (114_701_598_720 + 2_127_557_952) * 2
+    assert weights_per_gpu(m, "bf16", 1, 1) == (114_701_598_720 + 2_127_557_952) * 2
 
 
 def test_gpt_oss_kv_tokens_on_one_h100_by_hand():
@@ -111,8 +112,8 @@ def test_deepseek_v3_fits_8_h200_as_shipped_not_in_bf16(cli):
     + fp32 scales per 128x128 block (~4/16384 of 669.07e9 = ~0.163e9) = ~673.150e9 B; / 8 = ~84.144e9 B.
     bf16: 671,026,419,200 x 2 / 8 = 167,756,604,800 B = 156.2 GiB per rank > 140.4 GiB (143,771 MiB)."""
     m, g = load_model("deepseek-v3"), load_gpu("h200")
-    assert weights_per_rank(m, None, 8, 1) == pytest.approx((671_026_419_200 + 1_960_685_056 + 163e6) / 8, rel=5e-4)
-    assert weights_per_rank(m, "bf16", 8, 1) == 671_026_419_200 * 2 // 8 > g.memory_bytes
+    assert weights_per_gpu(m, None, 8, 1) == pytest.approx((671_026_419_200 + 1_960_685_056 + 163e6) / 8, rel=5e-4)
+    assert weights_per_gpu(m, "bf16", 8, 1) == 671_026_419_200 * 2 // 8 > g.memory_bytes
     shipped = json.loads(cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
                                  "--max-model-len", "8192", "--json").out)
     assert shipped["dtype"] == "as-shipped" and shipped["max_concurrency"] > 0

@@ -95,10 +95,10 @@ def test_expert_parallel_layout_memory_and_plan() -> None:
     # Mixtral-8x7B, data-parallel attention + EP 2: each rank holds everything but the routed experts
     # (attention 1,342,177,280 + router 1,048,576 + norms 266,240 + embedding and head 2 x 131,072,000)
     # and half of the experts' 45,097,156,608: 24,154,214,400 params x 2 B = 48,308,428,800 B.
-    from calc.serving.engine_memory import weights_per_rank
+    from calc.memory.weights import weights_per_gpu
 
     m = load_model("mixtral-8x7b")
-    assert weights_per_rank(m, "bf16", 1, 1, ep=2) == 48_308_428_800
+    assert weights_per_gpu(m, "bf16", 1, 1, ep=2) == 48_308_428_800
     plan = serve_plan(m, load_gpu("h100"), prompt=1000, output=200, tpot_ms=30, emit="vllm")
     ep = [x for x in plan.layouts if x.ep > 1]
     assert ep and all(x.tp == 1 and x.gpus_per_replica == x.ep for x in ep)

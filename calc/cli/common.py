@@ -118,15 +118,22 @@ def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: s
     warn(flag, problem + why)
 
 
+def fit_refusal(result: Any) -> str | None:
+    """The one-line "does not fit" reason of a memory answer (None when it fits), naming the GPUs it needs."""
+    if result.fits is not False:
+        return None
+    from calc.units import gib
+
+    need = f"needs {result.min_gpus} GPUs" if result.min_gpus else "no GPU count up to 4096 fits"
+    return (f"does not fit: {result.model} needs {gib(result.per_gpu_bytes):.2f} GiB per GPU on "
+            f"{result.num_gpus} x {result.gpu} ({gib(result.gpu_memory_bytes):.2f} GiB each); {need}")
+
+
 def require_fit(result: Any, flag: str = "--num-gpus") -> None:
     """Fit first: a deployment whose memory does not fit is refused before any time figure."""
-    if result.fits is False:
-        from calc.units import gib
-
-        need = f"needs {result.min_gpus} GPUs" if result.min_gpus else "no GPU count up to 4096 fits"
-        raise LLMCalcError(
-            flag, f"does not fit: {result.model} needs {gib(result.per_gpu_bytes):.2f} GiB per GPU on "
-            f"{result.num_gpus} x {result.gpu} ({gib(result.gpu_memory_bytes):.2f} GiB each); {need}")
+    refusal = fit_refusal(result)
+    if refusal is not None:
+        raise LLMCalcError(flag, refusal)
 
 
 def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:

@@ -107,7 +107,8 @@ def memory(
     micro-batch, --seq the training sequence length. --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
     by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
     fits instead, and the largest micro-batch per sequence length on --gpu."""
-    from calc.cli.common import emit_outcome, memory_refusal, placement
+    from calc.cli.common import emit_outcome, fit_refusal, memory_refusal, placement
+    from calc.errors import LLMCalcError
     from calc.report.render import memory_view
     from calc.sources.catalog import load_gpu, load_model
     from calc.specs import Parallelism
@@ -154,13 +155,15 @@ def memory(
     g = load_gpu(gpu) if gpu else None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
-        from calc.errors import LLMCalcError
-        from calc.model.parallel import check_layout
+        from calc.model.parallel import inference_layout
 
-        try:  # --num-gpus alone became TP: name the flag the user gave
-            check_layout(m, plan)
-        except LLMCalcError as e:
-            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs as TP {num_gpus}: {e.problem}") from None
+        # --num-gpus alone: the layout min_gpus is searched over (TP n, else TP 8 x PP n/8), so the count
+        # `memory --gpu` answers is one it accepts
+        layout = inference_layout(m, num_gpus)
+        if layout is None:
+            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs: neither TP {num_gpus} nor TP 8 x PP {num_gpus}/8 splits "
+                               f"{m.name} ({m.num_heads} heads, {m.kv_heads} KV heads); give --tp/--pp or another count")
+        plan = layout
     if mode is Mode.infer:
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
         explicit = option_given(ctx, "dtype") or group_size is not None
@@ -171,4 +174,4 @@ def memory(
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
                                  recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,
                                  activations_model=activations or "per-tensor")
-    emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else None)
+    emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else fit_refusal(result))

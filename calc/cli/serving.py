@@ -145,7 +145,9 @@ def latency(
     a = _assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
-    engine_mod.require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    from calc.serving.capacity import require_batch_fits
+
+    require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
@@ -181,7 +183,7 @@ def concurrency(
     engine's KV cache holds at once, in the engine's own terms (# GPU blocks, KV cache tokens)."""
     from calc.cli.common import check_context
     from calc.report.render import concurrency_view, emit
-    from calc.serving import latency as engine_mod
+    from calc.serving import capacity as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
     m, g = load_model(model), load_gpu(gpu)
@@ -195,6 +197,8 @@ def concurrency(
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=_assumptions(reserve_gib))
     emit(result, as_json, explain, concurrency_view)
+    if result.max_concurrency < 1:  # one exit code per outcome: 2 after the table or the JSON, as `memory`
+        raise LLMCalcError("--num-gpus", f"does not fit: {result.verdict}")
 
 
 def serve(

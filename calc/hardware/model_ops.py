@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 from calc.model.flops import arithmetic_intensity, attention_dims
-from calc.model.parallel import check_layout
+from calc.model.parallel import check_layout, kv_heads_per_gpu
 from calc.specs import ModelSpec, Parallelism
 
 COLUMN_PARALLEL = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "lm_head", "q_b_proj", "kv_b_proj")
@@ -97,7 +97,7 @@ def attention_op(m: ModelSpec, phase: str, tokens: int, context: int, tp: int = 
     ``tokens`` sequences against ``context`` cached keys."""
     d_qk, d_v = attention_dims(m)
     heads = math.ceil(m.num_heads / tp)
-    kv_heads = heads if m.mla else max(m.kv_heads // tp, 1)
+    kv_heads = heads if m.mla else kv_heads_per_gpu(m, tp)
     if phase == "prefill":
         queries, keys, seqs, pairs = tokens, tokens, 1, tokens * (tokens + 1) // 2
     else:

@@ -8,7 +8,7 @@ from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
 from calc.memory.kv import _kv_explain, kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
-from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group
+from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_per_gpu
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
 from calc.sanity import check_context
@@ -23,8 +23,11 @@ def inference_memory(
 ) -> MemoryResult:
     """Serving memory of ``batch`` requests of ``seq`` tokens each (input + output).
 
-    per GPU = weights/(t*p) + KV(S tokens; local layers capped at their window; g/t heads, L/p layers)*B
-    + B*S*H*c*bytes/t + reserve. ``dtype`` None = the checkpoint as shipped (quantization_config).
+    per GPU = weights of the busiest stage / t (calc.memory.weights.weights_per_gpu: vLLM's stages, the
+    embedding on the first, the head on the last) + KV(S tokens; local layers capped at their window; g/t
+    heads, the busiest stage's layers)*B + B*S*H*c*bytes/t + reserve. ``dtype`` None = the checkpoint as
+    shipped (quantization_config). min_gpus: the fewest GPUs whose serving layout (inference_layout, the
+    layout `memory --num-gpus N` places) fits.
     ``with_mtp``: the multi-token-prediction modules are loaded too (an engine speculating with them).
     """
     plan = check_layout(m, plan or Parallelism())
@@ -52,7 +55,8 @@ def inference_memory(
 
     def per_gpu_for(layout: Parallelism) -> dict[str, int]:
         return {
-            "weights": math.ceil(weights / (layout.tp * layout.pp)),
+            "weights": weights_per_gpu(m, None if shipped else dtype, layout.tp, layout.pp, with_mtp=with_mtp,
+                                       group_size=group_size),
             "kv_cache": kv_cache_bytes_for_tokens(m, seq, kv_dtype, layout.tp, layout.pp) * batch,
             "activations": math.ceil(activations / layout.tp),
             "reserve": reserve,

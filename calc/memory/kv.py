@@ -5,8 +5,10 @@ ChunkedLocalAttentionSpec in vllm/v1/kv_cache_interface.py); layers without atte
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 from calc.model.layers import attention_layers
-from calc.model.parallel import kv_heads_per_gpu, layers_per_stage
+from calc.model.parallel import kv_heads_per_gpu, layers_per_stage, pp_stage_layers
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes, exact_bytes
 
@@ -27,7 +29,8 @@ def kv_elements_per_layer_token(m: ModelSpec, tp: int = 1) -> int:
 def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
     """Exact KV-cache bytes of ONE sequence holding ``tokens`` tokens, on the busiest GPU under tp/pp.
 
-    bytes = sum over the layers of the busiest stage (contiguous blocks of ceil(L/p) layers) of
+    bytes = sum over the layers of the busiest stage (stages as vLLM partitions them,
+    calc.model.parallel.pp_stage_layers) of
     min(tokens, window_l) * per-layer-token elements * bytes(kv_dtype); window_l = tokens for full
     layers, the sliding window / attention chunk for local layers, 0 for layers without attention.
 
@@ -37,9 +40,9 @@ def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16",
     """
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")
-    per_stage = layers_per_stage(m, pp)
     seen = [a.tokens_seen(tokens) for a in attention_layers(m)]
-    busiest = max(sum(seen[i : i + per_stage]) for i in range(0, m.num_layers, per_stage))
+    stages = pp_stage_layers(m.num_layers, pp)
+    busiest = max(sum(seen[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
     return exact_bytes(busiest * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
 
 

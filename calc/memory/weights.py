@@ -8,7 +8,8 @@ import math
 from fractions import Fraction
 
 from calc.errors import LLMCalcError
-from calc.model.params import Tensor, tensor_copies
+from calc.model.parallel import pp_stage_layers
+from calc.model.params import Tensor, layer_kinds, model_tensors, mtp_tensors, tensor_copies
 from calc.specs import ModelSpec, QuantSpec
 from calc.units import dtype_bytes, exact_bytes
 
@@ -115,3 +116,51 @@ def shipped_dtype_label(m: ModelSpec) -> str:
     detail = f" block {q.block_size[0]}x{q.block_size[1]}" if q.block_size else (f" g{q.group_size}" if q.group_size else "")
     skip = f", not converted: {', '.join(q.modules_to_not_convert)}" if q.modules_to_not_convert else ""
     return f"{q.method}{detail} ({q.bits}-bit) + {m.checkpoint_dtype}{skip}"
+
+
+
+# Tensors outside the blocks that vLLM builds on the first pipeline stage (embeddings, the vision tower);
+# the rest (final norm, LM head, MTP modules) sit on the last.
+_FIRST_STAGE = ("embedding", "position_embedding", "vision")
+
+
+def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, ep: int = 1, *, with_mtp: bool = False,
+                    group_size: int | None = None) -> int:
+    """Weight bytes on the busiest GPU of a TP x PP (x EP) layout: the one placement rule `memory --mode
+    infer`, `concurrency`, `latency`, `serve` and `report` share. ``dtype`` None: as shipped (_tensor_bytes).
+
+    Pipeline stages as vLLM builds them (vllm/distributed/utils.py get_pp_indices, here
+    calc.model.parallel.pp_stage_layers; vllm/model_executor/models/llama.py): stage s holds the n_s
+    consecutive decoder layers of its range (the dense layers of a DeepSeek-style MoE come first); the
+    first stage also holds the embedding (and positions, embedding norm, vision tower), the last the final
+    norm, the LM head and the MTP modules. With tied embeddings and p > 1 the last stage builds its own
+    copy of the embedding to use as the head (vLLM: `if is_first_rank or (tie_word_embeddings and
+    is_last_rank)`). Expert parallelism over ``ep`` ranks (data-parallel attention, TP 1) keeps 1/ep of
+    the routed experts on each rank. Everything on a stage is split by TP (vocab-parallel embedding and
+    head, column/row-parallel projections):
+
+        bytes = max over stages s of (sum of its layers' bytes, experts / ep, + its end tensors) / t
+
+    ``group_size`` G: every weight at bytes(dtype) + 2/G (one fp16 scale per G weights, as weight_bytes).
+
+    >>> from calc.sources.catalog import load_model
+    >>> m = load_model("llama2-7b")  # 32 layers of 4*4096^2 + 3*4096*11008 + 2*4096; V*H = 32000*4096 each end
+    >>> weights_per_gpu(m, "bf16", pp=4) == (8 * 202_383_360 + 4096 + 131_072_000) * 2  # last stage: + final norm
+    True
+    """
+    def size(t: Tensor) -> Fraction:
+        if group_size:
+            return t.params * (dtype_bytes(dtype or m.checkpoint_dtype) + Fraction(2, group_size))
+        return _tensor_bytes(m, t, dtype) / (ep if t.component == "experts" else 1)
+
+    layers = [per_layer for _, count, tensors in layer_kinds(m) for per_layer in [sum(map(size, tensors), Fraction(0))] * count]
+    ends = model_tensors(m) + (mtp_tensors(m) if with_mtp else [])
+    first = sum((size(t) for t in ends if t.component in _FIRST_STAGE), Fraction(0))
+    last = sum((size(t) for t in ends if t.component not in _FIRST_STAGE), Fraction(0))
+    if pp > 1 and m.tied_embeddings:
+        last += sum((size(t) for t in ends if t.component == "embedding"), Fraction(0))
+    stages, start, busiest = pp_stage_layers(m.num_layers, pp), 0, Fraction(0)
+    for s, n in enumerate(stages):
+        here = sum(layers[start : start + n], Fraction(0)) + (first if s == 0 else 0) + (last if s == pp - 1 else 0)
+        busiest, start = max(busiest, here), start + n
+    return math.ceil(busiest / tp)

@@ -22,7 +22,7 @@ def check_layout(m: ModelSpec, plan: Parallelism) -> Parallelism:
     h, g = m.num_heads, m.kv_heads
     if h % plan.tp:
         raise LLMCalcError("--tp", f"{plan.tp} does not divide the {h} attention heads of {m.name}; try {_divisors(h)}")
-    if not m.mla and g % plan.tp and plan.tp % g:
+    if not tp_splits_kv_heads(m, plan.tp):
         raise LLMCalcError(
             "--tp", f"{plan.tp} neither divides nor is a multiple of the {g} KV heads of {m.name}"
         )
@@ -31,13 +31,35 @@ def check_layout(m: ModelSpec, plan: Parallelism) -> Parallelism:
     return plan
 
 
+def tp_splits_kv_heads(m: ModelSpec, tp: int) -> bool:
+    """TP can place the g KV heads: t divides g (g/t per GPU) or g divides t (each head replicated on t/g
+    GPUs, vLLM's QKVParallelLinear; Megatron likewise). MLA has one latent, replicated on every rank."""
+    return bool(m.mla) or m.kv_heads % tp == 0 or tp % m.kv_heads == 0
+
+
 def kv_heads_per_gpu(m: ModelSpec, tp: int) -> int:
-    """g/t KV heads per GPU, at least 1 (replicated when t > g)."""
+    """g/t KV heads per GPU, at least 1 (replicated when t > g). The one place this is computed:
+    calc.memory.kv (cache bytes), calc.hardware.model_ops (attention ops) and calc.training.cost (CP
+    ring blocks) all call it (it lives here, below calc.hardware, so every layer may import it)."""
     return max(m.kv_heads // tp, 1)
 
 
+def pp_stage_layers(num_layers: int, pp: int) -> list[int]:
+    """Decoder layers on each pipeline stage, as vLLM partitions them (vllm/distributed/utils.py
+    get_pp_indices): L // p on every stage, and the L mod p left over one each on the stages before
+    the last, from the second-to-last backwards (the last holds the final norm and the LM head).
+
+    >>> pp_stage_layers(30, 4)  # 7 each, 2 left over: stages 2 and 1 take one
+    [7, 8, 8, 7]
+    """
+    partitions = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        partitions[-i] += 1
+    return partitions
+
+
 def layers_per_stage(m: ModelSpec, pp: int) -> int:
-    """Layers on the busiest pipeline stage: ceil(L/p)."""
+    """Layers on the busiest pipeline stage: ceil(L/p) (the largest of pp_stage_layers)."""
     return math.ceil(m.num_layers / pp)
 
 

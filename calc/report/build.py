@@ -13,13 +13,13 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
-from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
-from calc.serving.latency import ConcurrencyResult, LatencyResult, concurrency, latency
+from calc.serving.capacity import ConcurrencyResult, concurrency
+from calc.serving.engine_memory import request_kv_bytes
+from calc.serving.latency import LatencyResult, latency
 from calc.serving.plan import ServePlan, serve_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.specs.serving import whole_blocks
 from calc.training.mfu import TrainTimeResult, train_time
 
 
@@ -63,9 +63,9 @@ def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
     def point(requests: int, tokens: int) -> ChartPoint:
         return ChartPoint(
             requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_bytes,
-            # whole blocks per request, sliding-window layers capped at their window (as `concurrency` counts it)
-            kv_cache_bytes=requests * conc.num_gpus * kv_cache_bytes_for_tokens(
-                m, whole_blocks(tokens, conc.block_size) * conc.block_size, conc.kv_dtype, conc.tp, conc.pp),
+            # the one per-request rule of admission (as `concurrency` counts it)
+            kv_cache_bytes=requests * conc.num_gpus * request_kv_bytes(m, tokens, conc.kv_dtype, conc.tp, conc.pp,
+                                                                       conc.block_size),
             other_bytes=conc.reserve_bytes + conc.activation_bytes,
         )
 

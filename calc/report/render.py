@@ -372,10 +372,16 @@ def concurrency_view(r: Any) -> RenderableType:
         ("kept back (utilisation margin + non-torch)", size(r.reserve_bytes)),
         ("profile-run activation peak", size(r.activation_bytes)),
         ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
-        (f"KV per request ({r.max_tokens:,} tokens)", size(r.kv_cache_bytes_per_request)),
-        ("max concurrency", f"{r.max_concurrency:,}"),
+        (f"KV per request ({r.max_tokens:,} tokens = {r.max_tokens - 1:,} slots)", size(r.kv_cache_bytes_per_request)),
+        ("max concurrency", f"{r.max_concurrency:,} (whole blocks per request"
+                            + (", local layers capped at their window)" if r.window_capped else ")")),
     ])
-    log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log])
+    caption = None
+    if r.engine == "vllm":
+        caption = ("vLLM's 'Maximum concurrency' = GPU blocks / ceil(max_model_len / block size): every layer counted at "
+                   "max_model_len" + (", sliding-window layers uncapped, so below the max concurrency above" if r.window_capped
+                                      else "") + " (vllm/v1/core/kv_cache_utils.py)")
+    log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log], caption=caption)
     table = Table(title="Concurrency vs context length", title_justify="left")
     for col in ("max tokens", "KV / request", "max concurrency"):
         table.add_column(col, justify="right")

@@ -4,7 +4,13 @@ vLLM (V0 worker.determine_num_available_blocks, V1 gpu_worker.determine_availabl
 weights, run one profile forward of max_num_batched_tokens tokens, then
     available = gpu_memory_utilization x total - (weights + activation peak + non-torch memory)
     # GPU blocks = floor(available / block bytes), block bytes = block_size x KV bytes/token on this rank
-    GPU KV cache size = blocks x block_size tokens;  concurrency for X tokens = that / X.
+    GPU KV cache size = blocks x block_size tokens (one KV cache group: every layer's page in a block)
+    logged "Maximum concurrency for max_model_len tokens per request" = blocks / ceil(max_model_len / block_size)
+        (vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config with one full-attention
+        group, as V1 sizes it when every layer is full attention or the hybrid manager is off)
+Admission (ours, the one rule every command uses): a request of T = prompt + output tokens holds at its
+longest T - 1 KV slots (kv_slots) in whole blocks, sliding-window / chunked layers capped at their window
+(the hybrid manager frees blocks outside it); max concurrency = floor(blocks x block bytes / that).
 SGLang (model_runner.profile_max_num_token): total = free memory after the CUDA context and NCCL
 are up; rest = (total - weights) - total x (1 - mem_fraction_static);
     max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
@@ -19,13 +25,13 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
-from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import count_params
+from calc.memory.weights import weights_per_gpu
+from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.weights import shipped_group_bytes, weight_format
+from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
-from calc.units import GIB, dtype_bytes, exact_bytes
+from calc.units import GIB, dtype_bytes
 
 ACT_DTYPE = "bf16"  # activations stay 16-bit whatever the weight dtype (fp8/int4 kernels dequantise)
 
@@ -50,43 +56,21 @@ class EngineMemory(BaseModel):
     kv_bytes_per_token: int
     block_size: int
     block_bytes: int
-    kv_bytes_per_request: int
     num_gpu_blocks: int
     kv_cache_tokens: int
     max_model_len: int
     batched_tokens: int
     chunked_prefill: bool
     tokens_per_request: int
-    kv_bytes_per_request: int  # on one rank, whole blocks, local layers capped at their window
+    kv_bytes_per_request: int  # on one rank: kv_slots in whole blocks, local layers capped at their window
     shared_prefix: int
     max_concurrency: int
+    window_capped: bool  # local layers hold less than the request's slots (their window)
     concurrency_ratio: float
     fits: bool
     log: list[str]
     assumptions: list[str]
     explain: list[str]
-
-
-def weights_per_rank(m: ModelSpec, dtype: str | None, tp: int, pp: int, ep: int = 1) -> int:
-    """Weights on the busiest rank: ceil(L/p) blocks plus the embedding and head (both when p = 1,
-    the larger one on an end stage when p > 1), all split by TP (vocab-parallel embedding and head).
-    With expert parallelism over ``ep`` ranks (data-parallel attention, TP 1) each rank holds 1/ep of
-    the routed experts and a whole copy of everything else. ``dtype`` None: each tensor group at its
-    bytes as shipped (calc.memory.weights.weight_bytes_by_group, quantization scales included)."""
-    if dtype is None and m.quantization is not None:
-        return math.ceil(_per_rank(m, shipped_group_bytes(m), tp, pp, ep))
-    params = math.ceil(_per_rank(m, count_params(m).components, tp, pp, ep))
-    return exact_bytes(params, dtype or m.checkpoint_dtype)
-
-
-def _per_rank(m: ModelSpec, comp: dict[str, int], tp: int, pp: int, ep: int) -> float:
-    """The busiest rank's share of ``comp`` (parameters or bytes per tensor group)."""
-    ends = comp.get("embedding", 0) + comp.get("lm_head", 0)
-    experts = comp.get("experts", 0) if ep > 1 else 0
-    blocks = sum(comp.values()) - ends - experts
-    per_stage = (blocks + experts / ep) * layers_per_stage(m, pp) / m.num_layers
-    end = ends if pp == 1 else max(comp.get("embedding", 0), comp.get("lm_head", 0))
-    return (per_stage + end) / tp
 
 
 def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) -> int:
@@ -133,7 +117,7 @@ def engine_memory(
         raise LLMCalcError("--max-model-len", f"requests of {request:,} tokens exceed the engine limit {max_len:,}; raise it")
     if shared_prefix < 0 or shared_prefix >= request:
         raise LLMCalcError("--shared-prefix", f"must be >= 0 and below the {request:,} tokens of a request")
-    weights = weights_per_rank(m, dtype, tp, pp, ep)
+    weights = weights_per_gpu(m, dtype, tp, pp, ep)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
     batched = s.batched_tokens(m.max_position_embeddings, cap)
     non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp * ep > 1 else 0)) * GIB)
@@ -154,17 +138,17 @@ def engine_memory(
                        f"{weights / GIB:.2f} = {budget / GIB:.2f} GiB (activations live in the {1 - frac:.2f} margin)")
     blocks = max(budget // block_bytes, 0)
     tokens = blocks * page
-    # Whole blocks per request; layers with a sliding window / attention chunk keep at most their window
-    # (kv_cache_bytes_for_tokens), so a request costs less than tokens x per-token bytes there.
+    # Whole blocks of the request's KV slots; layers with a sliding window / attention chunk keep at most
+    # their window (kv_cache_bytes_for_tokens), so a request costs less than slots x per-token bytes there.
     shared_blocks = shared_prefix // page
     shared_bytes = kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
-    per_request = kv_cache_bytes_for_tokens(m, whole_blocks(request, page) * page, kv_dtype, tp, pp) - shared_bytes
-    capped = per_request < whole_blocks(request, page) * block_bytes - shared_bytes
+    per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page) - shared_bytes
+    capped = per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
     room = blocks * block_bytes - shared_bytes
     concurrency = max(room // per_request, 0) if room > 0 else 0
-    ratio = tokens / request
-    fits = tokens >= request
-    log = _engine_log(s.engine, blocks, tokens, request, ratio, budget)
+    ratio = blocks / whole_blocks(max_len, page)
+    fits = concurrency >= 1
+    log = _engine_log(s.engine, blocks, tokens, max_len, ratio, budget)
     explain = [
         f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
@@ -172,7 +156,8 @@ def engine_memory(
         budget_line,
         f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B",
         f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens",
-        f"KV per request = {per_request:,} B (whole blocks{', local layers capped at their window' if capped else ''})"
+        f"KV per request = {per_request:,} B ({request:,} - 1 = {kv_slots(request):,} slots in whole blocks"
+        f"{', local layers capped at their window' if capped else ''})"
         + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else ""),
         f"max concurrency for {request:,} tokens = floor(({blocks:,} x {block_bytes:,} - {shared_bytes:,}) / {per_request:,})"
         f" = {concurrency}",
@@ -194,23 +179,42 @@ def engine_memory(
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
         kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
         chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request, shared_prefix=shared_prefix,
-        max_concurrency=concurrency, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
+        max_concurrency=concurrency, window_capped=capped, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
         explain=explain,
     )
 
 
-def request_kv_bytes(m: ModelSpec, tokens: int, mem: EngineMemory) -> int:
-    """KV bytes one request of ``tokens`` occupies on a rank: whole blocks, local layers capped at their window."""
-    return kv_cache_bytes_for_tokens(m, whole_blocks(tokens, mem.block_size) * mem.block_size, mem.kv_dtype, mem.tp, mem.pp)
+def request_settings(s: EngineSettings, tokens: int) -> EngineSettings:
+    """The engine as launched for requests of ``tokens`` (prompt + output): --max-model-len defaults to the
+    request, as `serve --emit` launches it, so `concurrency --max-model-len T`, `latency --prompt P --output
+    O` (P + O = T), `serve` and `report` size the same engine (its profile run and chunking follow from it)."""
+    return s if s.max_model_len is not None else s.model_copy(update={"max_model_len": tokens})
 
 
-def _engine_log(engine: str, blocks: int, tokens: int, request: int, ratio: float, budget: int) -> list[str]:
-    """The startup lines the engine prints, to hold against a real log."""
+def kv_slots(tokens: int) -> int:
+    """KV slots a request of ``tokens`` = prompt + output tokens holds at its longest: tokens - 1 (at least 1).
+    The prefill writes the P prompt tokens and samples the first output; each decode step writes the token
+    it feeds in and samples the next, so the last sampled token is never written: P + O - 1 (vLLM V1
+    KVCacheManager.allocate_slots needs num_computed_tokens + num_new_tokens = (P + O - 2) + 1 at the last
+    step; vllm/v1/core/kv_cache_manager.py)."""
+    return max(tokens - 1, 1)
+
+
+def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int, block_size: int) -> int:
+    """KV bytes one request of ``tokens`` (prompt + output) holds on the busiest rank at its longest: its
+    kv_slots in whole blocks of ``block_size``, local layers capped at their window. The one per-request
+    rule of admission (engine_memory, `concurrency`'s table, `report`'s chart)."""
+    return kv_cache_bytes_for_tokens(m, whole_blocks(kv_slots(tokens), block_size) * block_size, kv_dtype, tp, pp)
+
+
+def _engine_log(engine: str, blocks: int, tokens: int, max_model_len: int, ratio: float, budget: int) -> list[str]:
+    """The startup lines the engine prints, to hold against a real log (vLLM V1: gpu_worker.py and
+    kv_cache_utils._report_kv_cache_config, whose concurrency counts every layer at max_model_len)."""
     if engine == "sglang":
         return [f"KV Cache is allocated. #tokens: {tokens}", f"max_total_num_tokens={tokens}"]
     return [
         f"Available KV cache memory: {budget / GIB:.2f} GiB",
         f"# GPU blocks: {blocks}",
         f"GPU KV cache size: {tokens:,} tokens",
-        f"Maximum concurrency for {request:,} tokens per request: {ratio:.2f}x",
+        f"Maximum concurrency for {max_model_len:,} tokens per request: {ratio:.2f}x",
     ]

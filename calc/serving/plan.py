@@ -25,7 +25,7 @@ from calc.hardware.calibration import Calibration
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
-from calc.serving.engine_memory import EngineMemory, engine_memory, resolve_kv_dtype
+from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
 from calc.serving.launch import launch_command
 from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, step_time
@@ -198,8 +198,7 @@ def serve_plan(
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
     if rate is not None and users is not None:
         raise LLMCalcError("--rate", "give --rate (requests/s) or --users (concurrent users), not both")
-    if s.max_model_len is None:
-        s = s.model_copy(update={"max_model_len": max(prompt + output, m.max_position_embeddings)})
+    s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
     fmt = weight_format(m, gpu, dtype)
     kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)

@@ -43,6 +43,7 @@ from calc.hardware.efficiency import (
 from calc.memory.training import routed_expert_params
 from calc.model.flops import attention_dims, forward_flops
 from calc.model.layers import attention_layers
+from calc.model.parallel import kv_heads_per_gpu
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -225,7 +226,7 @@ class ModelCost:
             a2a = 2 * self.coll("all_to_all", routed, ep, tp * cp)
             cost.ep_fwd = cost.ep_bwd = a2a
         if cp > 1:
-            kv_width = heads * (d_qk + d_v) if m.mla else max(m.kv_heads // tp, 1) * 2 * m.dim_per_head
+            kv_width = heads * (d_qk + d_v) if m.mla else kv_heads_per_gpu(m, tp) * 2 * m.dim_per_head
             block = b * s_local * kv_width * self.elem
             step = self.coll("p2p", block, 2, tp)
             fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step

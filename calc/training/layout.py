@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
+from calc.model.parallel import tp_splits_kv_heads
 from calc.specs import ModelSpec
 
 Recompute = Literal["none", "selective", "full"]
@@ -95,7 +96,7 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         )
     if m.num_heads % layout.tp:
         raise LLMCalcError("--tp", f"{layout.tp} does not divide the {m.num_heads} attention heads of {m.name}")
-    if not m.mla and m.kv_heads % layout.tp and layout.tp % m.kv_heads:
+    if not tp_splits_kv_heads(m, layout.tp):
         raise LLMCalcError("--tp", f"{layout.tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}")
     if layout.vpp > 1 and layout.pp == 1:
         raise LLMCalcError("--vpp", f"interleaving splits each pipeline stage into VPP chunks; VPP {layout.vpp} needs --pp > 1")

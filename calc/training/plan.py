@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
+from calc.model.parallel import tp_splits_kv_heads
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
@@ -73,7 +74,7 @@ def _tp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
     for tp in _divisors(n):
         if tp > limit or m.num_heads % tp:
             continue
-        if not m.mla and m.kv_heads % tp and tp % m.kv_heads:
+        if not tp_splits_kv_heads(m, tp):
             continue
         out.append(tp)
     return out
@@ -106,7 +107,7 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     m, pins = cost.m, dict(space.fixed)
     tp, cp, ep = pins.get("tp"), pins.get("cp"), pins.get("ep")
     if tp is not None:
-        if n % tp or m.num_heads % tp or (not m.mla and m.kv_heads % tp and tp % m.kv_heads):
+        if n % tp or m.num_heads % tp or not tp_splits_kv_heads(m, tp):
             raise LLMCalcError("--tp", f"{tp} must divide the {n} GPUs and the {m.num_heads} heads of {m.name} "
                                f"(and divide or be a multiple of its {m.kv_heads} KV heads); TP choices: "
                                f"{', '.join(map(str, _tp_choices(cost, n, SearchSpace(cross_node_tp=True))))}")

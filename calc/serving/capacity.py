@@ -1,0 +1,145 @@
+"""How many requests a deployment admits: the one capacity rule of `concurrency`, `latency` (its fit
+check), `serve`, `report` and `compare`.
+
+The engine's KV cache (calc.serving.engine_memory: vLLM's or SGLang's own accounting) holds
+    max concurrency = floor(KV blocks x block bytes / KV bytes of one request)
+with a request of T = prompt + output tokens holding T - 1 slots in whole blocks at its longest
+(engine_memory.kv_slots) and the engine launched with --max-model-len T unless one is given
+(engine_memory.request_settings). A batch of B such requests fits iff B <= max concurrency.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from calc.errors import LLMCalcError
+from calc.model.parallel import check_layout
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
+from calc.serving.latency import serving_plan
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.specs.serving import EngineSettings
+from calc.units import GIB
+
+
+class ConcurrencyRow(BaseModel):
+    max_tokens: int
+    kv_cache_bytes_per_request: int
+    max_concurrency: int
+
+
+class ConcurrencyResult(BaseModel):
+    model: str
+    gpu: str
+    num_gpus: int
+    tp: int
+    pp: int
+    engine: str
+    dtype: str
+    kv_dtype: str
+    max_tokens: int
+    capacity_bytes: int
+    weights_bytes: int
+    reserve_bytes: int
+    activation_bytes: int
+    free_bytes: int
+    kv_cache_bytes_per_request: int
+    kv_cache_tokens: int
+    num_gpu_blocks: int
+    block_size: int
+    kv_block_bytes: int
+    max_concurrency: int
+    window_capped: bool  # sliding-window / chunked layers hold at most their window of a request
+    shortfall_bytes: int
+    engine_log: list[str]
+    table: list[ConcurrencyRow]
+    assumptions: list[str]
+    verdict: str
+    explain: list[str]
+
+
+CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
+
+
+def concurrency(
+    m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str | None = "bf16",
+    kv_dtype: str | None = None, settings: EngineSettings | None = None, tp: int | None = None, pp: int = 1,
+    shared_prefix: int = 0, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+) -> ConcurrencyResult:
+    """Requests of ``max_tokens`` (input + output) the engine's KV cache admits at once: the engine's
+    own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs. ``dtype`` None:
+    weights as the checkpoint ships them."""
+    plan = serving_plan(m, num_gpus, tp, pp)
+    s = settings or EngineSettings()
+    mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, max_tokens, assumptions, shared_prefix)
+    n = plan.tp * plan.pp
+    blocks = mem.num_gpu_blocks
+
+    def row(tokens: int) -> ConcurrencyRow:
+        per = request_kv_bytes(m, tokens, mem.kv_dtype, mem.tp, mem.pp, mem.block_size)
+        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
+                              max_concurrency=blocks * mem.block_bytes // per if per else 0)
+
+    kv_request = mem.kv_bytes_per_request * n
+    count = mem.max_concurrency
+    if count > 0:
+        verdict = f"{count} concurrent requests of {max_tokens:,} tokens fit on {n} x {gpu.name} ({mem.kv_cache_tokens:,} KV tokens)"
+    elif mem.kv_budget_bytes < 0:
+        more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
+        verdict = (f"0 requests: weights and engine reserves exceed {n} x {gpu.name} by {-mem.kv_budget_bytes / GIB:.2f} GiB "
+                   f"per GPU; needs >= {more or 'more than 64'} GPUs")
+    else:
+        verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
+    return ConcurrencyResult(
+        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype,
+        kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
+        weights_bytes=mem.weights_bytes * n, reserve_bytes=(mem.capacity_bytes - mem.usable_bytes + mem.non_torch_bytes) * n,
+        activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
+        kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
+        block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
+        max_concurrency=count, window_capped=mem.window_capped, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
+        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
+        verdict=verdict, explain=mem.explain,
+    )
+
+
+def deployment_memory(
+    m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, shared_prefix: int = 0,
+) -> EngineMemory:
+    """The engine's memory and admission for requests of ``tokens`` = prompt + output on one TP x PP replica:
+    the one capacity call behind `concurrency`, `latency`'s fit check, `report` and `compare`."""
+    return engine_memory(m, gpu, settings=request_settings(s, tokens), tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
+                         tokens_per_request=tokens, shared_prefix=shared_prefix, assumptions=assumptions)
+
+
+def require_batch_fits(
+    m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+) -> None:
+    """Fit first: the engine's KV cache must admit ``batch`` requests of ``tokens`` (prompt + output) before any
+    time figure: batch <= the max concurrency `concurrency` prints for the same deployment."""
+    mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
+    if mem.max_concurrency >= batch:
+        return
+    need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+    raise LLMCalcError("--num-gpus", f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
+                       f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
+                       f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+
+
+def smallest_fitting_gpus(
+    m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str | None, kv_dtype: str | None, tokens: int,
+    assumptions: ServingAssumptions, batch: int = 1,
+) -> int | None:
+    """Fewest GPUs (TP inside a node, then PP across nodes) whose KV cache holds ``batch`` requests."""
+    for n in (1, 2, 4, 8, 16, 32, 64):
+        tp, pp = min(n, assumptions.gpus_per_node), max(n // assumptions.gpus_per_node, 1)
+        try:
+            check_layout(m, Parallelism(tp=tp, pp=pp))
+        except LLMCalcError:
+            continue
+        mem = deployment_memory(m, gpu, Parallelism(tp=tp, pp=pp), s, dtype, kv_dtype, tokens, assumptions)
+        if mem.max_concurrency >= batch:
+            return n
+    return None

@@ -1,0 +1,192 @@
+"""Cross-command identities of serving capacity and inference memory (issue 20; issue 24 item 7): one
+capacity rule and one weight placement, so every command admits the same requests for the same deployment.
+Each identity is checked through two commands (or engine functions), and each against a number worked
+out by hand from the specs (H100 SXM: 85,520,809,984 B; vLLM defaults: utilisation 0.9, block 16,
+max_num_seqs 256; 0.5 GiB non-torch memory)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from calc.memory import inference_memory
+from calc.memory.kv import kv_cache_bytes_per_token
+from calc.model.parallel import inference_layout, kv_heads_per_gpu, pp_stage_layers
+from calc.serving.capacity import concurrency, require_batch_fits
+from calc.serving.engine_memory import kv_slots, request_kv_bytes
+from calc.sources.catalog import list_models, load_gpu, load_model
+from calc.specs import Parallelism
+from calc.specs.serving import EngineSettings
+
+H100_BYTES = 85_520_809_984
+USABLE = 76_968_728_985  # int(0.9 x 85,520,809,984)
+NON_TORCH = 2**29  # 0.5 GiB
+
+
+# -- 1. report: one KV pool and one batch-1 TTFT ------------------------------------------------------
+
+def test_report_shows_the_pool_concurrency_and_serve_compute(cli):
+    rep = cli("report", "qwen2.5-7b", "--gpu", "h100", "--json").json()
+    conc = cli("concurrency", "qwen2.5-7b", "--gpu", "h100", "--max-model-len", "1280", "--json").json()
+    pools = {rep["concurrency"]["kv_cache_tokens"], rep["serving"]["best"]["kv_cache_tokens"], conc["kv_cache_tokens"]}
+    assert len(pools) == 1, pools  # was 1,061,056 (concurrency) vs 988,656 (serve's plan) on one page
+    assert rep["concurrency"]["max_concurrency"] == conc["max_concurrency"]
+    lat = cli("latency", "qwen2.5-7b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--json").json()
+    assert rep["latency"]["ttft_s"] == lat["ttft_s"] and rep["latency"]["tpot_s"] == lat["tpot_s"]
+
+
+def test_report_pool_by_hand():
+    # qwen2.5-7b bf16 (7,615,616,512 params): weights 15,231,233,024 B; engine launched with max_model_len 1280 ->
+    # profile run of max(1280, 2048) = 2048 tokens: per token 3 x 3584 + 3 x 18944 (gated MLP) = 67,584 values x 2 B
+    # x 2048 = 276,824,064 + logits 256 x 152,064 x 2 = 77,856,768 -> 354,680,832 B.
+    # KV/token = 2 x 28 x 4 x 128 x 2 = 57,344 B; block 917,504 B.
+    budget = USABLE - 15_231_233_024 - 354_680_832 - NON_TORCH
+    blocks = budget // 917_504
+    r = concurrency(load_model("qwen2.5-7b"), load_gpu("h100"), max_tokens=1280, dtype=None)
+    assert r.num_gpu_blocks == blocks and r.kv_cache_tokens == 16 * blocks
+    assert r.max_concurrency == blocks // 80  # 1280 - 1 slots = 80 blocks
+
+
+# -- 2. latency admits exactly what concurrency says fits ---------------------------------------------
+
+def test_llama3_8b_concurrency_and_latency_agree_by_hand(cli):
+    # weights 8,030,261,248 x 2 = 16,060,522,496 B; profile run of 4096 tokens (max_model_len 4096 from the request):
+    # 4096 x (3 x 4096 + 3 x 14336) x 2 = 452,984,832 + logits 256 x 128,256 x 2 = 65,667,072.
+    # KV/token 2 x 32 x 8 x 128 x 2 = 131,072 B, block 2,097,152 B; a 4096-token request: 4095 slots = 256 blocks.
+    blocks = (USABLE - 16_060_522_496 - 452_984_832 - 65_667_072 - NON_TORCH) // 2_097_152
+    assert blocks == 28_539
+    fits = blocks // 256
+    assert fits == 111
+    conc = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "4096", "--json")
+    assert conc.code == 0 and conc.json()["max_concurrency"] == fits
+    base = ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "2048", "--output", "2048", "--json")
+    assert cli(*base, "--batch", str(fits)).code == 0
+    over = cli(*base, "--batch", str(fits + 1))
+    assert over.code == 2 and "111 requests" in over.err
+
+
+@pytest.mark.parametrize(("model", "gpu", "prompt", "output", "tp"), [
+    ("llama3-8b", "a100-40g", 1000, 200, 1),
+    ("gemma3-4b", "l4", 3000, 1000, 1),
+    ("mixtral-8x7b", "h100", 4000, 1000, 2),
+    ("qwen2.5-7b", "rtx4090", 500, 500, 1),
+])
+def test_latency_admits_exactly_concurrency(model, gpu, prompt, output, tp):
+    m, g, s = load_model(model), load_gpu(gpu), EngineSettings()
+    n = concurrency(m, g, num_gpus=tp, max_tokens=prompt + output, dtype=None).max_concurrency
+    assert n >= 1
+    plan = Parallelism(tp=tp)
+    require_batch_fits(m, g, plan, s, None, None, n, prompt + output)  # accepted
+    with pytest.raises(Exception, match="does not fit"):
+        require_batch_fits(m, g, plan, s, None, None, n + 1, prompt + output)
+
+
+def test_a_request_holds_prompt_plus_output_minus_one_slots():
+    # The last sampled token is never written to the cache: 4097 tokens fit 256 blocks of 16, 4098 need 257.
+    m = load_model("llama3-8b")
+    assert kv_slots(4097) == 4096 and kv_slots(1) == 1
+    assert request_kv_bytes(m, 4097, "bf16", 1, 1, 16) == 256 * 2_097_152
+    assert request_kv_bytes(m, 4098, "bf16", 1, 1, 16) == 257 * 2_097_152
+
+
+# -- 3. the engine-log concurrency and ours, side by side ---------------------------------------------
+
+def test_gemma3_log_line_and_max_concurrency_by_hand(cli):
+    # gemma3-4b: 34 layers (29 sliding, window 1024; 5 full), 4 KV heads x 256, tied embeddings.
+    # weights 3,880,263,168 x 2 = 7,760,526,336 B; profile run 4096 x (3 x 2560 + 3 x 10240) x 2 = 314,572,800
+    # + logits 256 x 262,208 x 2 = 134,250,496. KV per layer and token 2 x 4 x 256 x 2 = 4096 B; block 16 x 34 x 4096.
+    blocks = (USABLE - 7_760_526_336 - 314_572_800 - 134_250_496 - NON_TORCH) // (16 * 34 * 4096)
+    per_request = 5 * 4096 * 4096 + 29 * 1024 * 4096  # full layers hold 4096 tokens, sliding ones their 1024
+    ours = blocks * 16 * 34 * 4096 // per_request
+    r = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096", "--json").json()
+    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 331
+    # vLLM V1 logs num_blocks / cdiv(max_model_len, block_size) (kv_cache_utils.get_max_concurrency_for_kv_cache_config)
+    assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 256:.2f}x" in r["engine_log"]
+    table = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096").out
+    assert "every layer counted at max_model_len" in table and "capped at their window" in table
+
+
+def test_log_divides_by_whole_blocks_of_max_model_len():
+    # 1000 tokens = 63 blocks of 16 (not 62.5): vLLM's ratio is blocks / 63
+    r = concurrency(load_model("llama3-8b"), load_gpu("h100"), max_tokens=1000)
+    line = next(x for x in r.engine_log if x.startswith("Maximum concurrency"))
+    assert line == f"Maximum concurrency for 1,000 tokens per request: {r.num_gpu_blocks / 63:.2f}x"
+
+
+# -- 4. pipeline-stage weights: one placement ----------------------------------------------------------
+
+def test_pp_weights_memory_and_concurrency_agree_by_hand(cli):
+    # llama3-8b PP4: 8 layers per stage of q,o 2 x 4096^2 + k,v 2 x 4096 x 1024 = 41,943,040 attention
+    # + 3 x 4096 x 14336 = 176,160,768 MLP + 2 x 4096 norms = 218,112,000 params; the last stage adds the final
+    # norm (4096) and the LM head (128,256 x 4096 = 525,336,576), the first the embedding (the same size).
+    last = (8 * 218_112_000 + 4096 + 525_336_576) * 2
+    mem = cli("memory", "llama3-8b", "--mode", "infer", "--pp", "4", "--json").json()
+    conc = cli("concurrency", "llama3-8b", "--gpu", "h100", "--pp", "4", "--num-gpus", "4", "--json").json()
+    assert mem["per_gpu"]["weights"] == conc["weights_bytes"] // 4 == last
+
+
+def test_vllm_stage_partition():
+    # get_pp_indices: L // p each, the remainder one each from the second-to-last stage backwards
+    assert pp_stage_layers(61, 4) == [15, 15, 16, 15]
+    assert pp_stage_layers(32, 4) == [8, 8, 8, 8]
+    assert pp_stage_layers(10, 4) == [2, 3, 3, 2]
+
+
+# -- 5. min_gpus is a count `memory --num-gpus` accepts -------------------------------------------------
+
+@pytest.mark.parametrize(("gpu", "n"), [("rtx4090", 40), ("a100-40g", 24), ("l40s", 24)])
+def test_405b_min_gpus_is_accepted(cli, gpu, n):
+    # 405B bf16 = 811 GB of weights; 40 does not divide its 128 heads, so 40 GPUs are TP 8 x PP 5
+    r = cli("memory", "llama3.1-405b", "--gpu", gpu, "--json")
+    assert r.json()["min_gpus"] == n
+    ok = cli("memory", "llama3.1-405b", "--gpu", gpu, "--num-gpus", str(n), "--json")
+    assert ok.code == 0 and ok.json()["fits"] is True and ok.json()["tp"] * ok.json()["pp"] == n
+
+
+@pytest.mark.parametrize("gpu", ["rtx4090", "a100-40g", "l40s", "h100"])
+def test_min_gpus_is_deployable_for_every_catalog_model(gpu):
+    g = load_gpu(gpu)
+    for m in list_models():
+        n = inference_memory(m, gpu=g, dtype=None).min_gpus
+        if n is None:
+            continue
+        layout = inference_layout(m, n)
+        assert layout is not None, (m.name, n)
+        assert inference_memory(m, gpu=g, plan=layout, dtype=None).fits, (m.name, n)
+
+
+# -- 6. KV heads per TP rank: one function ----------------------------------------------------------------
+
+def test_kv_heads_replicated_past_the_kv_head_count():
+    m = load_model("llama3-8b")  # 8 KV heads
+    assert [kv_heads_per_gpu(m, t) for t in (1, 2, 8, 16, 32)] == [8, 4, 1, 1, 1]
+    assert kv_cache_bytes_per_token(m, "bf16", tp=16) == 2 * 32 * 1 * 128 * 2
+
+
+def test_kv_head_arithmetic_lives_in_one_place():
+    root = Path(__file__).resolve().parents[1] / "calc"
+    pattern = re.compile(r"kv_heads\s*//|kv_heads\s*%|%\s*m\.kv_heads")
+    hits = [str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text())]
+    assert hits == ["model/parallel.py"], hits
+
+
+# -- 7. one exit code per outcome -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ("memory", "llama3-70b", "--gpu", "rtx4090"),
+    ("concurrency", "llama3-70b", "--gpu", "h100"),
+])
+def test_does_not_fit_exits_2_with_and_without_json(cli, args):
+    table, as_json = cli(*args), cli(*args, "--json")
+    assert table.code == as_json.code == 2
+    assert table.err.count("\n") == as_json.err.count("\n") == 1 and "does not fit" in as_json.err
+    data = as_json.json()  # the JSON is still printed, whole
+    assert data.get("fits", data.get("max_concurrency")) in (False, 0)
+
+
+def test_fits_exits_0(cli):
+    assert load_gpu("h100").memory_bytes == H100_BYTES  # the capacity every derivation above starts from
+    for args in (("memory", "llama3-8b", "--gpu", "h100"), ("concurrency", "llama3-8b", "--gpu", "h100")):
+        assert cli(*args).code == cli(*args, "--json").code == 0
