@@ -69,9 +69,6 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
     c = HFConfig(data, where, field)
     shipped = quantization(c)
     fields = {**MAPPERS[model_type](c), **shipped}
-    q = data.get("quantization_config")
-    if isinstance(q, dict) and not shipped:  # said, not silently dropped: memory prices it at the checkpoint dtype
-        note += f"; quantization_config {str(q.get('quant_method'))[:40]!r} not modelled, weights priced at bf16 unless --dtype"
     if wrapper is not None and wrapper.get("model_type") in _VISION:
         fields["vision_params"] = _VISION[wrapper["model_type"]](wrapper, fields["hidden_size"], where, field)
     guessed = sorted(k for k in c.defaulted if k in SHAPE_FIELDS)

@@ -7,6 +7,7 @@ the field, never a guess.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -139,6 +140,8 @@ def rope_scaling_factor(c: HFConfig) -> float | None:
         return None
     factor = scaling.get("factor")
     original = scaling.get("original_max_position_embeddings")
+    if isinstance(factor, float) and not math.isfinite(factor):
+        raise c.fail("rope_scaling.factor", f"must be a finite number, got {factor}")
     if not isinstance(factor, int | float) or factor <= 1:
         return None
     if original is None or original == c.int("max_position_embeddings", default=None):
