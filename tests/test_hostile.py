@@ -79,7 +79,7 @@ MODEL_INT_FIELDS = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "i
                     "max_position_embeddings", "head_dim"]
 GPU_FLOAT_FIELDS = {"memory_gb": ["nan", "inf", "neg", "zero", "huge", "text"],
                     "hbm_tb_s": ["nan", "inf", "neg", "zero", "huge", "text"],
-                    "interconnect_gb_s": ["nan", "inf", "neg", "huge"],
+                    "interconnect_gb_s": ["nan", "inf", "neg", "zero", "huge"],
                     "tdp_w": ["nan", "inf", "zero", "huge"],
                     "tensor_clock_mhz": ["nan", "inf", "neg", "huge"],
                     "memory_visible_mib": ["neg", "zero", "googol", "text"]}
