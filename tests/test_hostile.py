@@ -373,6 +373,9 @@ def number_cases() -> Iterator[tuple[str, Case]]:
         (["memory", "llama2-7b", "--dtype", "int4", "--group-size", "0"], "--group-size"),
         (["memory", "llama2-7b", "--dtype", "fp6"], "--dtype"),
         (["memory", "llama2-7b", "--kv-dtype", "fp2"], "--kv-dtype"),
+        (["memory", "llama2-7b", "--dtype", ""], "--dtype"),  # issue 20: empty is not the default
+        (["memory", "llama2-7b", "--kv-dtype", " "], "--kv-dtype"),
+        ([*LAT, "--dtype", ""], "--dtype"),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "abc"], "--tokens"),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "NaN"], "--tokens"),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "-5"], "--tokens"),
@@ -593,3 +596,9 @@ def test_memory_chart_legend_reads_without_colour() -> None:
     legend = next(line for line in r.out.splitlines() if "capacity" in line and "weights" in line)
     # one distinct glyph per category, each named: no colour needed to tell them apart
     assert "█ weights" in legend and "▒ KV cache" in legend and "░ other" in legend
+
+
+def test_empty_dtype_lists_the_valid_ones() -> None:
+    r = run_cli("memory", "llama2-7b", "--dtype", "")
+    assert r.code == 2 and r.err.strip() == (
+        "llmcalc: error: --dtype: unknown dtype ''; use one of fp32, tf32, bf16, fp16, fp8, int8, int4"), r.err
