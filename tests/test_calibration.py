@@ -225,12 +225,26 @@ def test_yaml_runs_and_step_times(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "problem"), [
-    ("model,gpu,prompt\nllama2-7b,h100,128\n", "run 1: give exactly one of ttft_s, tpot_s, step_time_s (got none)"),
+    ("model,gpu,prompt\nllama2-7b,h100,128\n", "row 1 (line 2): give exactly one of ttft_s, tpot_s, step_time_s (got none)"),
     ("model,gpu,prompt,ttft_s,tpot_s\nllama2-7b,h100,128,0.1,0.01\n", "got ttft_s, tpot_s"),
     ("model,gpu,ttft_s\nllama2-7b,h100,0.1\n", "needs prompt"),
     ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,-1\n", "ttft_s"),
     ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,0.1\nllama2-7b,a100,128,0.1\n", "one GPU and dtype"),
     ("model,gpu,prompt,ttft_s\n", "no runs"),
+    # issue 20: a CSV whose cells could land in the wrong column is refused, naming the row
+    ("model,gpu,prompt,ttft_s\nmodel,gpu,prompt,ttft_s\nllama2-7b,h100,128,0.1\n", "row 1 (line 2) repeats the header line"),
+    ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,0.1\nmodel,gpu,prompt,ttft_s\n", "row 2 (line 3) repeats the header line"),
+    ("llama2-7b,h100,128,0.1\n", "the first line must be the header naming the columns, e.g. model,gpu,num_gpus,batch"),
+    ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128\n", "row 1 (line 2) has 3 cells, the header 4"),
+    ("model,gpu,prompt,ttft_s,tpot_s\nllama2-7b,h100,128,0.1,0.2,0.3\n", "row 1 (line 2) has 6 cells, the header 5"),
+    ("model,gpu,prompt,prompt,ttft_s\nllama2-7b,h100,128,256,0.1\n", "names column 'prompt' twice"),
+    # values beyond any real run: the column is named
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000000000000000000000000000,2048,0.061\n", "batch: Input should be less"),
+    ("model,gpu,num_gpus,prompt,ttft_s\nllama2-7b,h100,1e30,2048,0.061\n", "num_gpus"),
+    ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,1e30\n", "ttft_s: Input should be less"),
+    # a run faster than its roofline at peak: 1M sequences of 2048 tokens on llama2-7b are ~2 x 6.7e9 x 2.0e9
+    # = 2.8e19 FLOPs, 28,000 s at 989.4 TFLOPS, measured 0.061 s: implied efficiency ~4.6e5
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n", "run 1: ttft_s 0.061 s is faster than llama2-7b"),
 ])
 def test_bad_runs_are_one_line(cli, tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "runs.csv"
@@ -317,3 +331,22 @@ def test_a_fitted_calibration_reproduces_the_fit_through_latency(tmp_path: Path)
                     output=run.output, calibration=cal)
         answer = r.ttft_s if run.measure == "ttft_s" else r.tpot_s
         assert answer == pytest.approx(row.predicted_fitted_s, rel=0.07), (run, answer, row.predicted_fitted_s)
+
+
+def test_implied_efficiency_is_the_larger_term_over_the_time_left() -> None:
+    from calc.hardware.fit import Terms, implied_efficiency
+
+    # C = 50 ms, M = 10 ms, K = 2 ms, measured 100 ms: 50 / (100 - 2) = 0.5102
+    t = Terms(compute_s=0.05, memory_s=0.01, fixed_s=0.002, default_s=0.0)
+    assert implied_efficiency(t, 0.1) == pytest.approx(0.05 / 0.098)
+    assert implied_efficiency(t, 0.001) == math.inf  # faster than the fixed time alone
+
+
+def test_a_row_faster_than_peak_names_its_efficiency(cli, tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n")
+    r = cli("calibrate", "--from-runs", str(path))
+    e = float(r.err.split("implied efficiency ")[1].split(",")[0])
+    # lower bound by hand: forward >= 2 x 6,738,415,616 params x 2.048e9 tokens = 2.76e19 FLOPs -> 27,900 s at
+    # 989.4 TFLOPS; over 0.061 s (minus the engine's ~2 ms fixed time) that is > 4.5e5
+    assert r.code == 2 and 4.5e5 < e < 6e5, r.err

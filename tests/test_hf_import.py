@@ -156,3 +156,47 @@ def test_missing_and_wrong_typed_fields_are_named(tmp_path: Path) -> None:
     path.write_text(json.dumps({"model_type": "llama", **LLAMA2_7B, "num_hidden_layers": "32"}))
     with pytest.raises(LLMCalcError, match="'num_hidden_layers' must be an integer"):
         load_model(str(path))
+
+
+# Issue 20: a field the config leaves out takes the family's transformers default, not a generic rule.
+QWEN3_06B = {"model_type": "qwen3", "hidden_size": 1024, "num_hidden_layers": 28, "num_attention_heads": 16,
+             "num_key_value_heads": 8, "intermediate_size": 3072, "vocab_size": 151936,
+             "max_position_embeddings": 40960, "tie_word_embeddings": True}
+
+
+def test_qwen3_without_head_dim_takes_transformers_128(tmp_path: Path, cli) -> None:
+    # Qwen3Config.head_dim = 128 (not 1024 / 16 = 64). Qwen3-0.6B by hand, d = 128: per layer q 1024*2048
+    # + k, v 2 * 1024*1024 + o 2048*1024 + q/k norms 2*128 + MLP 3*1024*3072 + 2 norms 2*1024 = 15,730,944;
+    # 28 layers + embedding 151936*1024 (tied) + final norm 1024 = 596,049,920 (the published Qwen3-0.6B).
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(QWEN3_06B))
+    assert count_params(load_model(str(path))).total_params == 596_049_920
+    # `import` writes no YAML resting on a family constant for a shape: the config must say head_dim.
+    result = cli("import", str(path), "--write", str(tmp_path / "q.yaml"))
+    assert result.code == 2 and "head_dim (default 128)" in result.err, result.err
+    assert not (tmp_path / "q.yaml").exists()
+
+
+def test_mistral_without_kv_heads_takes_transformers_8(tmp_path: Path) -> None:
+    # MistralConfig.num_key_value_heads = 8 when absent (LlamaConfig's rule, = num_attention_heads, is not
+    # Mistral's): Mistral-7B's published 7,241,732,096 = 32 x [4096*4096*2 + 2*4096*1024 + 3*4096*14336
+    # + 2*4096] + 4096 + 2*32000*4096.
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({k: v for k, v in CONFIGS["mistral"][0].items() if k != "num_key_value_heads"}))
+    assert count_params(load_model(str(path))).total_params == 7_241_732_096
+
+
+def test_falcon_import_and_query_agree(tmp_path: Path, cli) -> None:
+    # tiiuae/falcon-7b's published config.json gives no ffn_hidden_size (FalconConfig: 4 * hidden_size) and no
+    # max_position_embeddings; reading it and importing it must give the same model, 6,921,720,704 parameters.
+    config = {"alibi": False, "bias": False, "hidden_size": 4544, "model_type": "falcon", "multi_query": True,
+              "new_decoder_architecture": False, "num_attention_heads": 71, "num_hidden_layers": 32,
+              "parallel_attn": True, "torch_dtype": "bfloat16", "vocab_size": 65024}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    target = tmp_path / "falcon.yaml"
+    result = cli("import", str(path), "--write", str(target))
+    assert result.code == 0, result.err
+    assert count_params(load_model(str(target))).total_params == 6_921_720_704
+    assert count_params(load_model(str(path))).total_params == 6_921_720_704
+    assert "ffn_hidden_size=18176 (4 * hidden_size)" in load_model(str(target)).description

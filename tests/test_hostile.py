@@ -79,7 +79,7 @@ MODEL_INT_FIELDS = ["num_layers", "hidden_size", "num_heads", "num_kv_heads", "i
                     "max_position_embeddings", "head_dim"]
 GPU_FLOAT_FIELDS = {"memory_gb": ["nan", "inf", "neg", "zero", "huge", "text"],
                     "hbm_tb_s": ["nan", "inf", "neg", "zero", "huge", "text"],
-                    "interconnect_gb_s": ["nan", "inf", "neg", "huge"],
+                    "interconnect_gb_s": ["nan", "inf", "neg", "zero", "huge"],
                     "tdp_w": ["nan", "inf", "zero", "huge"],
                     "tensor_clock_mhz": ["nan", "inf", "neg", "huge"],
                     "memory_visible_mib": ["neg", "zero", "googol", "text"]}
@@ -182,6 +182,22 @@ FILES: dict[str, str | bytes] = {
     "hf-quant-bits.json": as_json(changed(HF, quantization_config={"quant_method": "gptq", "bits": "four"})),
     "hf-quant-group.json": as_json(changed(HF, quantization_config={"quant_method": "awq", "bits": 4, "group_size": 0})),
     "hf-quant-block.json": as_json(changed(HF, quantization_config={"quant_method": "fp8", "weight_block_size": [0, 128]})),
+    # issue 20: a quantization_config we cannot price is refused, never priced as bf16
+    "hf-quant-block-int.json": as_json(changed(HF, quantization_config={"quant_method": "fp8", "weight_block_size": 128})),
+    "hf-quant-block-three.json": as_json(changed(HF, quantization_config={"quant_method": "fp8",
+                                                                         "weight_block_size": [128, 128, 128]})),
+    "hf-quant-garbage.json": as_json(changed(HF, quantization_config={"quant_method": "garbage"})),
+    "hf-quant-no-method.json": as_json(changed(HF, quantization_config={"bits": 4})),
+    "hf-quant-text.json": as_json(changed(HF, quantization_config="mxfp4")),
+    "hf-quant-bnb-neither.json": as_json(changed(HF, quantization_config={"quant_method": "bitsandbytes"})),
+    "hf-routed-zero.json": as_json(changed(HF, model_type="deepseek_v3", n_routed_experts=0, num_experts_per_tok=2,
+                                           moe_intermediate_size=1408, kv_lora_rank=512, qk_nope_head_dim=128,
+                                           qk_rope_head_dim=64, v_head_dim=128)),
+    "hf-huge-int.json": as_json(changed(HF, vocab_size=10**400)),
+    "hf-rope-inf.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": 4.0})).replace("4.0", "Infinity"),
+    # transformers writes Infinity into fields llmcalc never reads (Mamba-2 time_step_limit): not a refusal
+    "hf-unused-infinity.json": as_json(changed(HF, time_step_limit=[0.0, 1.0], rms_norm_eps=1.0)).replace(
+        "1.0]", "Infinity]").replace('"rms_norm_eps": 1.0', '"rms_norm_eps": NaN'),
     # GPU YAML
     "gpu-missing-arch.yaml": as_yaml(changed(GPU, arch=DELETE)),
     "gpu-extra.yaml": as_yaml(changed(GPU, warp_drive=True)),
@@ -262,7 +278,7 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-missing-layers.json": "num_hidden_layers", "hf-str-layers.json": "num_hidden_layers",
         "hf-float-layers.json": "num_hidden_layers", "hf-neg-layers.json": "num_hidden_layers",
         "hf-zero-heads.json": "num_heads", "hf-bool-hidden.json": "hidden_size", "hf-googol-vocab.json": "vocab_size",
-        "hf-huge-layers-moe.json": "num_hidden_layers", "hf-nan.json": "NaN", "hf-infinity.json": "Infinity",
+        "hf-huge-layers-moe.json": "num_hidden_layers", "hf-nan.json": "hidden_size", "hf-infinity.json": "hidden_size",
         "hf-1e400.json": "hidden_size", "hf-digits.json": "unreadable", "hf-sparse-step.json": "decoder_sparse_step",
         "hf-mlp-only.json": "mlp_only_layers", "hf-mlp-only-nested.json": "mlp_only_layers",
         "hf-layer-freq.json": "moe_layer_freq", "hf-topk.json": "experts_per_token",
@@ -270,6 +286,11 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-broken.json": "not valid JSON", "hf-list.json": "mapping", "hf-empty.json": "is empty",
         "hf-quant-skip.json": "modules_to_not_convert", "hf-quant-bits.json": "bits",
         "hf-quant-group.json": "group_size", "hf-quant-block.json": "block_size",
+        "hf-quant-block-int.json": "quantization_config.weight_block_size",
+        "hf-quant-block-three.json": "quantization_config.weight_block_size",
+        "hf-quant-garbage.json": "quantization_config.quant_method", "hf-quant-no-method.json": "quantization_config.quant_method",
+        "hf-quant-text.json": "'quantization_config'", "hf-quant-bnb-neither.json": "load_in_4bit",
+        "hf-routed-zero.json": "n_routed_experts", "hf-huge-int.json": "vocab_size", "hf-rope-inf.json": "rope_scaling.factor",
     }
     for name, field in expect.items():
         yield f"hf {name}", (["params", f"@{name}"], 2, ["MODEL", field])
@@ -352,6 +373,9 @@ def number_cases() -> Iterator[tuple[str, Case]]:
         (["memory", "llama2-7b", "--dtype", "int4", "--group-size", "0"], "--group-size"),
         (["memory", "llama2-7b", "--dtype", "fp6"], "--dtype"),
         (["memory", "llama2-7b", "--kv-dtype", "fp2"], "--kv-dtype"),
+        (["memory", "llama2-7b", "--dtype", ""], "--dtype"),  # issue 20: empty is not the default
+        (["memory", "llama2-7b", "--kv-dtype", " "], "--kv-dtype"),
+        ([*LAT, "--dtype", ""], "--dtype"),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "abc"], "--tokens"),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "NaN"], "--tokens"),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "-5"], "--tokens"),
@@ -471,6 +495,7 @@ def literal_name_cases() -> Iterator[tuple[str, Case]]:
     yield "markup gpu name [/]", (["memory", "llama2-7b", "--gpu", "@gpu-markup-name.yaml"], 0, [])
     yield "bom model file", (["params", "@bom.yaml"], 0, [])
     yield "hf long _name_or_path", (["params", "@hf-long-name.json"], 0, [])
+    yield "hf Infinity in an unread field", (["params", "@hf-unused-infinity.json"], 0, [])
 
 
 CASES = dict([*model_file_cases(), *hf_cases(), *gpu_cases(), *calibration_cases(), *number_cases(),
@@ -572,3 +597,9 @@ def test_memory_chart_legend_reads_without_colour() -> None:
     legend = next(line for line in r.out.splitlines() if "capacity" in line and "weights" in line)
     # one distinct glyph per category, each named: no colour needed to tell them apart
     assert "█ weights" in legend and "▒ KV cache" in legend and "░ other" in legend
+
+
+def test_empty_dtype_lists_the_valid_ones() -> None:
+    r = run_cli("memory", "llama2-7b", "--dtype", "")
+    assert r.code == 2 and r.err.strip() == (
+        "llmcalc: error: --dtype: unknown dtype ''; use one of fp32, tf32, bf16, fp16, fp8, int8, int4"), r.err

@@ -53,3 +53,27 @@ def test_models_filters_by_family_and_size(cli) -> None:
     assert oss == {"gpt-oss-20b", "gpt-oss-120b"}
     none = cli("models", "--family", "nosuchfamily")
     assert none.code == 2 and "no catalog model matches" in none.err
+
+
+def test_show_yaml_is_a_spec_that_loads_back(cli, tmp_path: Path) -> None:
+    # `show NAME --yaml` is the template a missing GPU's error points to: what it prints must load back as
+    # the same spec (GPU through --gpu, model through MODEL).
+    from calc.sources.catalog import load_gpu
+
+    for name in ("h100", "t4", "mi300x"):
+        result = cli("show", name, "--yaml")
+        assert result.code == 0, result.err
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(result.out)
+        assert load_gpu(str(path)).model_dump() == load_gpu(name).model_dump()
+        assert cli("memory", "llama2-7b", "--gpu", str(path)).code == 0
+    result = cli("show", "qwen3-8b", "--yaml")
+    path = tmp_path / "model.yaml"
+    path.write_text(result.out)
+    assert load_model(str(path)).model_dump() == load_model("qwen3-8b").model_dump()
+
+
+def test_unknown_gpu_points_to_a_yaml_template(cli) -> None:
+    result = cli("memory", "llama2-7b", "--gpu", "h1000")
+    assert result.code == 2
+    assert "did you mean h100" in result.err and "GPU YAML file" in result.err and "`llmcalc show h100 --yaml`" in result.err

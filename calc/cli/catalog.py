@@ -57,12 +57,19 @@ def gpus(as_json: JsonOpt = False) -> None:
     console.print(gpus_view(summaries))
 
 
-def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spec file")], as_json: JsonOpt = False) -> None:
-    """Show one model or GPU spec (GPUs with their peak derivation)."""
+YamlOpt = Annotated[bool, typer.Option(
+    "--yaml", help="print the spec as our YAML: a template to edit and pass back as MODEL or --gpu FILE")]
+
+
+def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spec file")], as_json: JsonOpt = False,
+         as_yaml: YamlOpt = False) -> None:
+    """Show one model or GPU spec (GPUs with their peak derivation); --yaml prints it as a spec file."""
     from calc.hardware.peaks import summarize_gpu
     from calc.report.render import console, emit, emit_json, gpu_detail_view, spec_view
-    from calc.sources.catalog import load_gpu, load_model
+    from calc.sources.catalog import load_gpu, load_model, spec_yaml
 
+    if as_json and as_yaml:
+        raise LLMCalcError("--yaml", "give one of --json and --yaml")
     try:
         spec = load_model(name, "NAME")
     except LLMCalcError as model_error:
@@ -70,7 +77,15 @@ def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spe
             gpu = load_gpu(name, "NAME")
         except LLMCalcError:
             raise model_error from None
+        if as_yaml:
+            console.print(spec_yaml(gpu, [f"GPU spec of {gpu.name}: edit the numbers (and name) and pass the file as --gpu FILE."]),
+                          end="", markup=False, highlight=False, soft_wrap=True)
+            return
         emit(summarize_gpu(gpu), as_json, False, gpu_detail_view)
+        return
+    if as_yaml:
+        console.print(spec_yaml(spec, [f"Model spec of {spec.name}: edit and pass the file as MODEL."]),
+                      end="", markup=False, highlight=False, soft_wrap=True)
         return
     if as_json:
         emit_json(spec)

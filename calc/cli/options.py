@@ -93,6 +93,19 @@ def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> C
     return parse
 
 
+def dtype_name(flag: str) -> Callable[[str], str]:
+    """A Typer parser for a dtype option: one of calc.units.DTYPE_BYTES (case-insensitive); an empty or
+    unknown name is refused naming ``flag`` and listing the valid ones, never read as the default."""
+
+    def parse(text: str) -> str:
+        from calc.units import dtype_bytes
+
+        dtype_bytes(text, flag)
+        return text.lower()
+
+    return parse
+
+
 def alias(primary: T | None, old: T | None, flag: str, old_flag: str, default: T | None = None) -> T | None:
     """The value of an option that also has an old (hidden) spelling; both at once is refused."""
     if primary is not None and old is not None:
@@ -167,8 +180,10 @@ MaxModelLenOpt = Annotated[int | None, typer.Option(
 TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
 
 # --- numbers and formats -------------------------------------------------------------------
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4")]
-KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", help="KV-cache dtype (default: --dtype)")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
+                                       help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4")]
+KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
+                                                help="KV-cache dtype (default: --dtype)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
 ReserveOpt = Annotated[float, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),

@@ -137,7 +137,7 @@ def cpu_device_spec(roofline: Roofline, device_name: str) -> GPUSpec:
         name=CPU_DEVICE, description=f"this host's CPU ({device_name}), peaks measured by llmcalc bench",
         source=roofline.source, vendor="host", arch="cpu",
         datasheet_peak_tflops={"tf32": roofline.peak_tflops}, memory_gb=round(host_memory_gb(), 1),
-        hbm_tb_s=roofline.peak_gb_s / 1000, interconnect_gb_s=0,
+        hbm_tb_s=roofline.peak_gb_s / 1000,
         peak_note="no published peak: the best GEMM rate and copy bandwidth measured on this host",
     )
 

@@ -34,6 +34,12 @@ from calc.specs import GPUSpec, ModelSpec
 
 MEASURES = ("ttft_s", "tpot_s", "step_time_s")
 MAX_ROUNDS = 50
+# Beyond any real run (the largest published trainings use ~10^5 GPUs and batches of ~10^4 sequences;
+# contexts reach 10^7 tokens): a value past these is a typo or a unit slip, refused naming the column.
+MAX_GPUS = 1_000_000
+MAX_BATCH = 10_000_000
+MAX_TOKENS = 1 << 30
+MAX_SECONDS = 1e6
 
 
 class Run(BaseModel):
@@ -43,15 +49,15 @@ class Run(BaseModel):
 
     model: str
     gpu: str
-    num_gpus: PositiveInt = 1
-    batch: PositiveInt = Field(1, description="requests (serving) or sequences per step (training)")
-    prompt: PositiveInt | None = None
-    output: PositiveInt = 1
-    seq: PositiveInt | None = Field(None, description="training sequence length")
+    num_gpus: PositiveInt = Field(1, le=MAX_GPUS)
+    batch: PositiveInt = Field(1, le=MAX_BATCH, description="requests (serving) or sequences per step (training)")
+    prompt: PositiveInt | None = Field(None, le=MAX_TOKENS)
+    output: PositiveInt = Field(1, le=MAX_TOKENS)
+    seq: PositiveInt | None = Field(None, le=MAX_TOKENS, description="training sequence length")
     dtype: str = "bf16"
-    ttft_s: float | None = Field(None, gt=0, allow_inf_nan=False)
-    tpot_s: float | None = Field(None, gt=0, allow_inf_nan=False)
-    step_time_s: float | None = Field(None, gt=0, allow_inf_nan=False)
+    ttft_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    tpot_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    step_time_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_measure(self) -> Run:
@@ -110,14 +116,45 @@ class FitResult(BaseModel):
     explain: list[str]
 
 
+def _csv_rows(text: str, path: str) -> list[dict[str, str]]:
+    """The rows of a runs CSV as {column: value} (empty cells left out). The first line must be the
+    header naming the columns; every later line has one cell per column. A header line repeated below,
+    a column named twice, or a row with more or fewer cells than the header is refused, naming the row:
+    each would otherwise shift values into the wrong columns without a word."""
+    lines = list(csv.reader(io.StringIO(text)))
+    header = [h.strip() for h in (lines[0] if lines else [])]
+    if "model" not in header:
+        raise LLMCalcError("--from-runs", f"{path}: the first line must be the header naming the columns, e.g. "
+                                          f"{','.join(CSV_HEADER)}")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise LLMCalcError("--from-runs", f"{path}: the header names column {twice[0]!r} twice; keep one")
+    rows = []
+    for i, cells in enumerate(lines[1:], 1):
+        where = f"{path}: row {i} (line {i + 1})"
+        if not any(c.strip() for c in cells):
+            continue
+        if [c.strip() for c in cells] == header:
+            raise LLMCalcError("--from-runs", f"{where} repeats the header line; keep it once, on the first line")
+        if len(cells) != len(header):
+            raise LLMCalcError("--from-runs", f"{where} has {len(cells)} cells, the header {len(header)}: one per column, "
+                                              "empty for none (a trailing comma keeps an empty last cell)")
+        rows.append({k: v.strip() for k, v in zip(header, cells, strict=True) if v.strip()})
+    return rows
+
+
+# The columns of a runs CSV, in the order the README shows them.
+CSV_HEADER = ("model", "gpu", "num_gpus", "batch", "prompt", "output", "ttft_s", "tpot_s")
+
+
 def read_runs(path: str) -> list[Run]:
     """Runs from a CSV (header row) or a YAML list (or a mapping with a `runs` list)."""
     from calc.sources.safeload import parse_yaml, read_text
 
     text = read_text(Path(path), "--from-runs")
-    if path.lower().endswith(".csv"):
-        rows: list[Any] = [{k.strip(): v.strip() for k, v in r.items() if k and v and v.strip()}
-                           for r in csv.DictReader(io.StringIO(text))]
+    is_csv = path.lower().endswith(".csv")
+    if is_csv:
+        rows: list[Any] = _csv_rows(text, path)
     else:
         if text.lstrip().startswith("-"):  # a bare list: nest it under `runs:` (the safe loader wants a mapping)
             text = "runs:\n" + "".join(f"  {line}\n" for line in text.splitlines())
@@ -136,8 +173,30 @@ def read_runs(path: str) -> list[Run]:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = "".join(f"{p}: " for p in err["loc"])
-            raise LLMCalcError("--from-runs", f"{path}: run {i}: {where}{err['msg'].removeprefix('Value error, ')}") from None
+            row = f"row {i} (line {i + 1})" if is_csv else f"run {i}"
+            raise LLMCalcError("--from-runs", f"{path}: {row}: {where}{err['msg'].removeprefix('Value error, ')}") from None
     return runs
+
+
+def implied_efficiency(t: Terms, measured_s: float) -> float:
+    """The efficiency a run implies: max(C, M) / (T - K), the fraction of peak its larger roofline term
+    would run at to take the measured T (the roofline t = max(C/e_c, M/e_m) + K at e = 1 is the fastest
+    any run can be). Outside (0, 1] the run beats the hardware: its settings or time are wrong.
+    Infinite when the run is no slower than its fixed time K alone."""
+    spare = measured_s - t.fixed_s
+    return max(t.compute_s, t.memory_s) / spare if spare > 0 else math.inf
+
+
+def check_physical(runs: list[Run], terms: list[Terms]) -> None:
+    """Refuse a run faster than its roofline at peak (implied efficiency > 1), naming its row and its
+    measured column: one such row would drag the fit to an efficiency above 1 (a batch of 1e30 fitted
+    1.16e29)."""
+    for i, (run, t) in enumerate(zip(runs, terms, strict=True), 1):
+        e = implied_efficiency(t, run.measured_s)
+        if not 0 < e <= 1:
+            raise LLMCalcError("--from-runs", f"run {i}: {run.measure} {run.measured_s:g} s is faster than {run.model} on "
+                               f"{run.num_gpus} x {run.gpu} can be at peak (implied efficiency {e:.3g}, must be in (0, 1]); "
+                               "check this row's batch, prompt, output, num_gpus and time")
 
 
 ServingTerms = Callable[..., tuple[float, float, float, float]]
@@ -205,6 +264,7 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
                                           f"and {sorted(dtypes)}: split the file")
     gpu = load_gpu(runs[0].gpu, "--from-runs")
     terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
+    check_physical(runs, terms)
     measured = [r.measured_s for r in runs]
     e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured)
     fits = []
@@ -220,10 +280,6 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
         assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {DEFAULT_COMPUTE_EFFICIENCY:.0%}")
     if not n_m:
         assumptions.append(f"no run is memory-bound: memory efficiency stays at the default {DEFAULT_MEMORY_EFFICIENCY:.0%}")
-    for name, value in (("compute", e_c), ("memory", e_m)):
-        if value > 1:
-            assumptions.append(f"fitted {name} efficiency {value:.2f} > 1: the runs beat the roofline at peak; "
-                               "check their settings (a saved calibration caps it at 1)")
     return FitResult(
         gpu=gpu.name, dtype=runs[0].dtype, compute_efficiency=e_c, memory_efficiency=e_m, compute_runs=n_c,
         memory_runs=n_m, rounds=rounds, rms_residual=_rms([f.residual for f in fits]),
@@ -253,6 +309,7 @@ def fitted_calibration(result: FitResult) -> Any:
         date=_dt.date.today().isoformat(),
         roofline=Roofline(peak_tflops=peak_tflops(gpu, result.dtype), peak_gb_s=gpu.hbm_tb_s * 1000,
                           source=f"{gpu.name} datasheet"),
+        # every run's implied efficiency is <= 1 (check_physical), so each fitted x >= 1; min() only absorbs rounding
         ops={"gemm": [OpPoint(label="fitted to runs", size=1.0, efficiency=min(result.compute_efficiency, 1.0))],
              "memory": [OpPoint(label="fitted to runs", size=1.0, efficiency=min(result.memory_efficiency, 1.0))]},
         notes=[f"fitted by calibrate --from-runs to {len(result.runs)} runs; RMS residual {result.rms_residual:.1%}"],

@@ -188,14 +188,18 @@ def _check_events(events: Any, where: str, field: str) -> None:
 
 
 def parse_json(text: str, where: str, field: str) -> dict[str, Any]:
-    """Parse JSON into a mapping, with a one-line error on any failure (NaN/Infinity literals refused)."""
+    """Parse JSON into a mapping, with a one-line error on any failure.
+
+    NaN / Infinity literals are read as floats, as Python's json and transformers write them (Mamba-2's
+    ``time_step_limit: [0.0, Infinity]``): a value no reader uses must not refuse the file, and every field
+    that is read refuses a non-finite number itself (HFConfig.int, the spec bounds), naming the field."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise LLMCalcError(field, f"{where}: nested more than {MAX_DEPTH} levels deep; a config.json is a flat mapping") from None
     except json.JSONDecodeError as exc:
         raise LLMCalcError(field, f"{where} is not valid JSON ({_short(exc)})") from None
-    except ValueError as exc:  # NaN/Infinity, or an integer over Python's digit limit
+    except ValueError as exc:  # a key twice, or an integer over Python's digit limit
         raise LLMCalcError(field, f"{where}: unreadable value ({_short(exc)})") from None
     depth, count = _depth(data)
     if count > MAX_VALUES:
@@ -212,10 +216,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
         raise ValueError(f"field '{twice[:80]}' appears twice; keep one")
     return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a spec can hold")
 
 
 def _depth(data: Any) -> tuple[int, int]:

@@ -218,7 +218,9 @@ class GPUSpec(_Spec):
     memory_gb: float = Field(gt=0, description="datasheet memory, GB (1e9)")
     memory_visible_mib: PositiveInt | None = Field(None, description="memory the device reports, MiB")
     hbm_tb_s: float = Field(gt=0, description="memory bandwidth, TB/s (1e12)")
-    interconnect_gb_s: float = Field(0, ge=0, description="GPU-GPU link, bidirectional GB/s; 0 = none")
+    interconnect_gb_s: float = Field(0, gt=0, description=(
+        "GPU-GPU link, bidirectional GB/s, > 0 when given; left out = none stated (TP traffic priced at the "
+        "network bandwidth). A 0 written in a file is refused: it would price TP over a link that is not there"))
     tdp_w: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")

@@ -55,7 +55,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "memory_gb": (0.1, 100_000),
     "memory_visible_mib": (1, 100_000_000),
     "hbm_tb_s": (1e-3, 1_000),
-    "interconnect_gb_s": (0, 1_000_000),
+    "interconnect_gb_s": (1e-3, 1_000_000),
     "tdp_w": (1, 100_000),
     # SystemSpec
     "gpus_per_node": (1, 1024),
@@ -98,7 +98,7 @@ def _check_number(number: Any, low: float, high: float) -> None:
     if isinstance(number, float) and not math.isfinite(number):
         raise ValueError(f"must be a finite number, got {number}")
     if not low <= number <= high:
-        shown = f"{number:.4g}" if isinstance(number, float) or abs(number) > 1e12 else str(number)
+        shown = f"{number:.4g}" if isinstance(number, float) else _short_int(number)
         raise ValueError(f"{shown} is outside the plausible range {low:g}..{high:g} of any real model or device")
 
 
@@ -107,3 +107,12 @@ def _check_text(text: str, limit: int) -> None:
         raise ValueError(f"is {len(text)} characters long; at most {limit}")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co") for ch in text):
         raise ValueError("contains control characters (newline, tab, escape, bidi override...); write plain text")
+
+
+def _short_int(number: int) -> str:
+    """An integer as typed, or in scientific form past 13 digits, without converting to float (which
+    overflows past 1e308): 10**400 -> '1.000e+400'."""
+    digits = str(abs(number))
+    if len(digits) <= 13:
+        return str(number)
+    return f"{'-' if number < 0 else ''}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"

@@ -36,14 +36,18 @@ _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "m
 _VISION = {"gemma3": gemma3_vision_params, "llama4": llama4_vision_params, "mistral3": mistral3_vision_params}
 
 
-# Fields whose family default changes a tensor shape or the context: `llmcalc import` refuses to write a
-# YAML that rests on one of them (the config must say it), where loading a config for a query accepts
-# transformers' default as transformers itself would.
+# Fields whose family default changes a tensor shape: `llmcalc import` refuses to write a YAML that rests on
+# a family *constant* for one of them (Qwen3's head_dim 128 is one checkpoint's shape; the config must say
+# it), where loading a config for a query accepts transformers' default as transformers itself would. A
+# default derived from the config's own fields by the architecture's rule (Falcon's ffn_hidden_size =
+# 4 * hidden_size, GPT-2's n_inner) is the shape, not a guess: both paths accept it. The context length
+# (max_position_embeddings) sizes no tensor: its default is taken and stated in the description, as every
+# default is (Falcon's configs never give it).
 SHAPE_FIELDS = frozenset({
-    "head_dim", "intermediate_size", "n_inner", "ffn_hidden_size", "num_experts", "num_local_experts",
+    "head_dim", "num_key_value_heads", "intermediate_size", "n_inner", "ffn_hidden_size", "num_experts", "num_local_experts",
     "num_experts_per_tok", "experts_per_token", "moe_intermediate_size", "n_shared_experts", "vocab_size",
-    "shared_expert_intermediate_size", "sliding_window", "sliding_window_pattern", "max_position_embeddings",
-    "first_k_dense_replace", "n_positions",
+    "shared_expert_intermediate_size", "sliding_window", "sliding_window_pattern", "first_k_dense_replace",
+    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
 })
 
 
@@ -65,9 +69,6 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
     c = HFConfig(data, where, field)
     shipped = quantization(c)
     fields = {**MAPPERS[model_type](c), **shipped}
-    q = data.get("quantization_config")
-    if isinstance(q, dict) and not shipped:  # said, not silently dropped: memory prices it at the checkpoint dtype
-        note += f"; quantization_config {str(q.get('quant_method'))[:40]!r} not modelled, weights priced at bf16 unless --dtype"
     if wrapper is not None and wrapper.get("model_type") in _VISION:
         fields["vision_params"] = _VISION[wrapper["model_type"]](wrapper, fields["hidden_size"], where, field)
     guessed = sorted(k for k in c.defaulted if k in SHAPE_FIELDS)
@@ -75,7 +76,8 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
         shown = ", ".join(f"{k} (default {c.defaulted[k]!r})" for k in guessed)
         raise LLMCalcError(field, f"{where}: does not give {shown}; add it to the config instead of relying on a default")
     name = data.get("_name_or_path") or data.get("name") or model_type
-    used = ", ".join(f"{k}={v!r}" for k, v in sorted(c.defaulted.items()) if not isinstance(v, list | dict))
+    used = ", ".join([f"{k}={v!r}" for k, v in sorted(c.defaulted.items()) if not isinstance(v, list | dict)]
+                     + [f"{k}={v}" for k, v in sorted(c.derived.items())])
     description = f"imported from {where} ({model_type}){note}" + (f"; transformers defaults used: {used}" if used else "")
     description = description[:1000]
     fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields}

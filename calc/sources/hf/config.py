@@ -7,6 +7,7 @@ the field, never a guess.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,36 +28,48 @@ class HFConfig:
 
     def __init__(self, data: dict[str, Any], where: str, field: str) -> None:
         self.data, self.where, self.field = data, where, field
-        self.defaulted: dict[str, Any] = {}  # key -> the family default used because the config lacks it
+        self.defaulted: dict[str, Any] = {}  # key -> the family constant used because the config lacks it
+        self.derived: dict[str, str] = {}  # key -> "value (rule)": a default computed from other fields
+        self.family: dict[str, Any] = {}  # the family's configuration_*.py defaults (use_defaults)
+
+    def use_defaults(self, table: dict[str, Any]) -> HFConfig:
+        """Take ``table`` (a family's configuration_*.py defaults) for the keys the config leaves out,
+        as transformers does: absent means the class default (Qwen3 head_dim 128, Mistral
+        num_key_value_heads 8), while an explicit null keeps the mapper's null rule (kv heads = heads).
+        A table value wins over the reader's own ``default=`` and is recorded as defaulted when read; a
+        key already set by an earlier (more specific) table keeps its value, and a None entry means the
+        reader's own rule applies (Qwen3-MoE has no head_dim: hidden_size // num_attention_heads)."""
+        self.family = {**table, **self.family}
+        return self
 
     def fail(self, key: str, problem: str) -> LLMCalcError:
         return LLMCalcError(self.field, f"{self.where}: field '{key}' {problem}")
 
-    def get(self, *keys: str, default: Any = _REQUIRED) -> Any:
+    def get(self, *keys: str, default: Any = _REQUIRED, rule: str | None = None) -> Any:
+        """The first key the config sets; else the family table's value (absent keys only); else
+        ``default``, recorded as a family constant, or as derived when ``rule`` says how it follows from
+        other fields (Falcon's ffn_hidden_size = 4 * hidden_size): `import` refuses only constants."""
         for key in keys:
             if key in self.data and self.data[key] is not None:
                 return self.data[key]
+        if self.family.get(keys[0]) is not None and all(k not in self.data for k in keys):
+            self.defaulted.setdefault(keys[0], self.family[keys[0]])
+            return self.family[keys[0]]
         if default is _REQUIRED:
             raise self.fail(keys[0], "is missing")
-        if default is not None:
+        if default is not None and rule is not None:
+            self.derived.setdefault(keys[0], f"{default!r} ({rule})")
+        elif default is not None:
             self.defaulted.setdefault(keys[0], default)
         return default
 
-    def int(self, *keys: str, default: Any = _REQUIRED) -> Any:
-        value = self.get(*keys, default=default)
-        if value is None or value is default:
+    def int(self, *keys: str, default: Any = _REQUIRED, rule: str | None = None) -> Any:
+        value = self.get(*keys, default=default, rule=rule)
+        if value is None:
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(keys[0], f"must be an integer, got {value!r}")
         return value
-
-    def fill(self, defaults: dict[str, Any]) -> HFConfig:
-        """Take the family's configuration_*.py defaults for the keys the config leaves out (Gemma 3's
-        multimodal configs omit heads and vocab from text_config), recording each as defaulted."""
-        missing = {k: v for k, v in defaults.items() if self.data.get(k) is None}
-        self.data = {**self.data, **missing}
-        self.defaulted.update(missing)
-        return self
 
     def layers(self, key: str = "num_hidden_layers") -> int:
         """The layer count, bounded before any per-layer loop runs over it."""
@@ -127,6 +140,8 @@ def rope_scaling_factor(c: HFConfig) -> float | None:
         return None
     factor = scaling.get("factor")
     original = scaling.get("original_max_position_embeddings")
+    if isinstance(factor, float) and not math.isfinite(factor):
+        raise c.fail("rope_scaling.factor", f"must be a finite number, got {factor}")
     if not isinstance(factor, int | float) or factor <= 1:
         return None
     if original is None or original == c.int("max_position_embeddings", default=None):

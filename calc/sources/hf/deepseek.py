@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from calc.sources.hf.config import HFConfig, Mapping, moe_layer_count, rope_scaling_factor
 
+# configuration_deepseek_v3 defaults for fields a config may leave out (the DeepSeek-V3 shapes).
+DEEPSEEK_V3 = {"n_routed_experts": 256, "n_shared_experts": 1, "first_k_dense_replace": 3, "q_lora_rank": 1536,
+               "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+               "num_experts_per_tok": 8, "moe_intermediate_size": 2048, "max_position_embeddings": 4096}
+
+
+def _routed_experts(c: HFConfig, v3: bool) -> int | None:
+    """n_routed_experts: None (V2 only) builds dense MLPs everywhere (modeling_deepseek_v2 checks
+    ``n_routed_experts is not None``); V3 always builds its MoE layers, and a router over 0 experts cannot
+    pick its top-k in either, so 0 (or V3's null) is refused rather than read as a dense model."""
+    routed = c.int("n_routed_experts", default=None)
+    if (routed is None and v3) or (routed is not None and routed < 1):
+        raise c.fail("n_routed_experts", f"must be an integer >= 1 (the routed experts of each MoE layer), got {routed!r}; "
+                     "for a dense model use a dense family (llama)")
+    return routed
+
 
 def deepseek(c: HFConfig, v3: bool) -> Mapping:
+    if v3:
+        c.use_defaults(DEEPSEEK_V3)
     num_layers = c.layers()
-    routed = c.int("n_routed_experts", default=None)
+    routed = _routed_experts(c, v3)
     moe_layers = moe_layer_count(num_layers, c.int("first_k_dense_replace", default=0),
                                  c.divisor("moe_layer_freq", default=1)) if routed else 0
     shared = c.int("n_shared_experts", default=0) or 0

@@ -9,6 +9,7 @@ def glm4_moe(c: HFConfig) -> Mapping:
     """modeling_glm4_moe: q/k/v with bias=attention_bias, o_proj without; optional q/k RMSNorm(head_dim)
     (use_qk_norm); layers i >= first_k_dense_replace are MoE with n_shared_experts shared experts and a
     router with e_score_correction_bias. partial_rotary_factor changes no shape."""
+    c.use_defaults({"num_key_value_heads": 8, "max_position_embeddings": 131072})  # configuration_glm4_moe
     num_layers = c.layers()
     first_dense = c.int("first_k_dense_replace", default=1)
     shared = c.int("n_shared_experts", default=1)

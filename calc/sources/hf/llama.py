@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from calc.sources.hf.config import HFConfig, Mapping, llama_like
 
+# configuration_mistral / configuration_mixtral defaults for fields a config may leave out: 8 KV heads (not
+# num_attention_heads), 4096 * 32 positions; MistralConfig slides every layer over 4096 tokens unless the
+# config sets sliding_window (v0.2+ write null: full attention), MixtralConfig does not slide.
+MISTRAL = {"num_key_value_heads": 8, "max_position_embeddings": 4096 * 32, "sliding_window": 4096}
+MIXTRAL = {"num_key_value_heads": 8, "max_position_embeddings": 4096 * 32, "num_local_experts": 8, "num_experts_per_tok": 2}
+
 
 def llama(c: HFConfig) -> Mapping:
     bias = c.bool("attention_bias", default=False)
@@ -12,11 +18,11 @@ def llama(c: HFConfig) -> Mapping:
 
 def mistral(c: HFConfig) -> Mapping:
     # Mistral-7B-v0.1 sets sliding_window 4096 on every layer; v0.2+, Nemo and Small set null.
-    return llama_like(c)
+    return llama_like(c.use_defaults(MISTRAL))
 
 
 def mixtral(c: HFConfig) -> Mapping:
-    spec = llama_like(c)
+    spec = llama_like(c.use_defaults(MIXTRAL))
     spec["moe"] = {
         "num_experts": c.int("num_local_experts", default=8),
         "experts_per_token": c.int("num_experts_per_tok", default=2),

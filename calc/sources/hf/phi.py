@@ -28,7 +28,8 @@ def phi(c: HFConfig) -> Mapping:
 
 def phi3(c: HFConfig) -> Mapping:
     # qkv_proj and gate_up_proj are fused but hold the same weights; sliding_window on every layer.
-    return llama_like(c)
+    # configuration_phi3: max_position_embeddings defaults to 4096.
+    return llama_like(c.use_defaults({"max_position_embeddings": 4096}))
 
 
 def phimoe(c: HFConfig) -> Mapping:

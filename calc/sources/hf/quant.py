@@ -10,21 +10,33 @@ from typing import Any
 from calc.sources.hf.config import HFConfig
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+MODELLED = ("fp8", "mxfp4", "gptq", "awq", "bitsandbytes")
+_FIELD = "quantization_config"
 
 
 def quantization(c: HFConfig) -> dict[str, Any]:
-    """Spec fields for the checkpoint as shipped; {} when the config has no (modelled) quantization."""
-    q = c.get("quantization_config", default=None)
-    if not isinstance(q, dict):
+    """Spec fields for the checkpoint as shipped; {} when the config has no quantization_config.
+
+    A quantization_config that is not a mapping, names no method, names one we do not model, or has a
+    malformed part is refused naming the field: pricing such a checkpoint at bf16 would be silently wrong
+    (gpt-oss-20b's MXFP4 weights are 13.8 GB, 41.8 GB at bf16)."""
+    q = c.get(_FIELD, default=None)
+    if q is None:
         return {}
-    method = str(q.get("quant_method", "")).lower()
+    if not isinstance(q, dict):
+        raise c.fail(_FIELD, f"must be a mapping with a quant_method, got {type(q).__name__}")
+    method = q.get("quant_method")
+    if not isinstance(method, str) or method.lower() not in MODELLED:
+        shown = repr(method) if len(repr(method)) <= 40 else repr(method)[:40] + "..."
+        raise c.fail(f"{_FIELD}.quant_method", f"{shown} is not a method llmcalc models ({', '.join(MODELLED)}); "
+                     "delete quantization_config to price the weights at torch_dtype or with --dtype")
+    method = method.lower()
     skip = q.get("modules_to_not_convert") or q.get("llm_int8_skip_modules") or q.get("ignored_layers") or []
     if not isinstance(skip, list):
-        raise c.fail("quantization_config.modules_to_not_convert", f"must be a list of module names, got {skip!r}"[:200])
+        raise c.fail(f"{_FIELD}.modules_to_not_convert", f"must be a list of module names, got {skip!r}"[:200])
     spec: dict[str, Any] = {"modules_to_not_convert": skip}
     if method == "fp8":
-        block = q.get("weight_block_size")
-        spec |= {"method": "fp8", "bits": 8, "block_size": tuple(block) if block else None}
+        spec |= {"method": "fp8", "bits": 8, "block_size": _block(c, q.get("weight_block_size"))}
     elif method == "mxfp4":
         spec |= {"method": "mxfp4", "bits": 4, "group_size": 32}
     elif method in ("gptq", "awq"):
@@ -32,16 +44,22 @@ def quantization(c: HFConfig) -> dict[str, Any]:
         group = q.get("group_size", q.get("q_group_size", 128))
         zeros = True if method == "gptq" else bool(q.get("zero_point", True))
         spec |= {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros}
-    elif method == "bitsandbytes":
-        if q.get("load_in_4bit"):
-            kind = q.get("bnb_4bit_quant_type", "fp4")
-            spec |= {"method": f"bnb_{kind}", "bits": 4, "group_size": 64,
-                     "double_quant": bool(q.get("bnb_4bit_use_double_quant", False))}
-        elif q.get("load_in_8bit"):
-            spec |= {"method": "bnb_int8", "bits": 8}
-        else:
-            return {}
+    elif q.get("load_in_4bit") is True:  # bitsandbytes
+        kind = q.get("bnb_4bit_quant_type", "fp4")
+        spec |= {"method": f"bnb_{kind}", "bits": 4, "group_size": 64,
+                 "double_quant": bool(q.get("bnb_4bit_use_double_quant", False))}
+    elif q.get("load_in_8bit") is True:
+        spec |= {"method": "bnb_int8", "bits": 8}
     else:
-        return {}
+        raise c.fail(f"{_FIELD}.load_in_4bit", "bitsandbytes sets neither load_in_4bit nor load_in_8bit to true")
     dtype = _DTYPES.get(str(c.data.get("torch_dtype") or c.data.get("dtype") or "bfloat16"), "bf16")
     return {"quantization": spec, "checkpoint_dtype": dtype}
+
+
+def _block(c: HFConfig, block: Any) -> tuple[Any, Any] | None:
+    """fp8 weight_block_size: [out, in] (DeepSeek-V3 [128, 128]), or null for per-tensor scales."""
+    if block is None:
+        return None
+    if not isinstance(block, list) or len(block) != 2:
+        raise c.fail(f"{_FIELD}.weight_block_size", f"must be a list [out, in] of two integers, got {block!r}"[:200])
+    return (block[0], block[1])

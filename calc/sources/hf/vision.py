@@ -32,7 +32,7 @@ def siglip_params(vision: dict[str, Any], where: str, field: str) -> int:
     """modeling_siglip SiglipVisionTransformer without head: patch Conv2d C*p*p*H + H, positions
     (image/p)^2 * H, per layer 2 LayerNorms (4H) + q/k/v/out with bias 4(H^2 + H) + fc1/fc2 2*H*I + I + H,
     post_layernorm 2H."""
-    c = HFConfig(vision, where, field).fill(_SIGLIP)
+    c = HFConfig(vision, where, field).use_defaults(_SIGLIP)
     h, i, layers = c.int("hidden_size"), c.int("intermediate_size"), c.layers()
     patch, image, channels = _patch(c), c.int("image_size"), c.int("num_channels")
     if c.get("vision_use_head", default=False):
