@@ -18,7 +18,7 @@ __all__ = [
 
 DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 AttentionKind = Literal["full", "sliding", "chunked", "none"]
-TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8"]
+TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8", "fp4"]  # fp4: NVFP4/MXFP4 tensor peak (Blackwell, CDNA4)
 
 
 class _Spec(BaseModel):
