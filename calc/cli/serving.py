@@ -13,7 +13,7 @@ from calc.cli.options import (
     BatchOpt,
     BlockSizeOpt,
     CalibrationOpt,
-    CausalOpt,
+    CausalPrefillOpt,
     ChunkedPrefillOpt,
     DisaggOpt,
     DraftOpt,
@@ -114,7 +114,7 @@ def latency(
     output: OutputOpt = 128,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    causal: CausalOpt = False,
+    causal: CausalPrefillOpt = True,
     ttft_ms: TtftMsOpt = None,
     old_ttft: Annotated[float | None, typer.Option(
         "--target-ttft-ms", parser=human_float("--target-ttft-ms"), hidden=True)] = None,

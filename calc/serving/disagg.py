@@ -18,14 +18,14 @@ import math
 from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
-from calc.serving.step import StepTime, _system, step_time
+from calc.serving.step import StepTime, _system, decode_context, prefill_span, step_time
 
 
 def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
     """One prompt through a prefill-only instance, in chunks of the engine's batched tokens."""
     chunk = min(mem.batched_tokens, replica.p)
     st = step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=replica.p / 2)
+                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=prefill_span(replica.p))
     return math.ceil(replica.p / chunk) * st.total_s
 
 
@@ -38,7 +38,7 @@ def kv_transfer_seconds(replica: Any, mem: EngineMemory) -> float:
 def decode_step(replica: Any, batch: int) -> StepTime:
     """A decode-only step of ``batch`` sequences at the mean context."""
     return step_time(replica.m, replica.gpu, replica.a, tp=replica.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                     calibration=replica.hook, decode_seqs=batch, decode_context=replica.p + replica.o / 2)
+                     calibration=replica.hook, decode_seqs=batch, decode_context=decode_context(replica.p, replica.o))
 
 
 def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None, queue: Any) -> tuple[int, float]:

@@ -15,7 +15,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory, request_kv_bytes
-from calc.serving.step import StepTime, calibrated_gpu, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -81,7 +81,7 @@ class LatencyResult(BaseModel):
 
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
-    dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
+    dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = True, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> LatencyResult:
@@ -97,12 +97,12 @@ def latency(
     a = assumptions
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
-    span = (prompt + 1) / 2 if causal else prompt
+    span = prefill_span(prompt, causal)
     # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them)
     n_micro = min(batch, plan.pp)
     pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     prefill_tokens=batch * prompt // n_micro or 1, prefill_context=span, prefill_seqs=max(batch // n_micro, 1))
-    mid = prompt + (output + 1) // 2  # the average context over the generation
+    mid = decode_context(prompt, output)
     micro = max(batch // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid)

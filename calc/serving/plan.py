@@ -3,9 +3,10 @@ and size the deployment for an arrival rate or a number of concurrent users.
 
 Steady-state continuous batching (Orca, Yu et al. OSDI 2022; vLLM/SGLang chunked prefill,
 Agrawal et al. "Sarathi-Serve", OSDI 2024): with B requests running on a replica, every step decodes
-one token for each and prefills B x P/O prompt tokens on average (a request's P prompt tokens are
-spread over the O steps it lives), so
-    TPOT(B)  = step(B decode tokens at context P + O/2, B x P/O prefill tokens)
+one token for each and, while a request decodes, the other B - 1 slots each take in a new prompt of P
+tokens every O steps (a request's own prompt is its TTFT steps, before it decodes), so
+    TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/O prefill tokens, causal)
+(at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
     replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
 B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
@@ -28,7 +29,7 @@ from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instan
 from calc.serving.engine_memory import EngineMemory, engine_memory, resolve_kv_dtype
 from calc.serving.launch import launch_command
 from calc.serving.speculative import Speculation
-from calc.serving.step import StepTime, calibrated_gpu, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -136,7 +137,12 @@ class _Replica:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
         return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
                          calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
-                         decode_context=self.p + self.o / 2, prefill_tokens=prefill, prefill_context=span)
+                         decode_context=decode_context(self.p, self.o), prefill_tokens=prefill, prefill_context=span)
+
+    def _mixed_prefill(self, batch: int, per_step: float = 1.0) -> int:
+        """Prompt tokens sharing one decode step on one micro-batch / attention rank: the other B - 1
+        requests' prompts, P each every O / ``per_step`` steps (module docstring)."""
+        return round((batch - 1) * self.p * per_step / self.o / self.split)
 
     def tpot(self, batch: int) -> StepTime:
         """Time per output token at B running: one step, or with speculation (verify + draft) / E."""
@@ -144,14 +150,14 @@ class _Replica:
         if self.disagg:
             return decode_step(self, batch)
         if spec is None:
-            return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
+            return self._step(batch, self._mixed_prefill(batch), prefill_span(self.p))
         e = spec.expected_tokens
         seqs = max(round(batch / self.split), 1)
         common = {"tp": self.tp, "pp": self.pp, "ep": self.ep, "calibration": self.hook, "decode_seqs": seqs,
-                  "decode_context": self.p + self.o / 2}
+                  "decode_context": decode_context(self.p, self.o)}
         verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
-                           queries_per_seq=spec.tokens + 1, prefill_tokens=round(seqs * self.p * e / self.o),
-                           prefill_context=self.p / 2, **common)
+                           queries_per_seq=spec.tokens + 1, prefill_tokens=self._mixed_prefill(batch, e),
+                           prefill_context=prefill_span(self.p), **common)
         draft = 0.0 if spec.draft is None else spec.tokens * step_time(
             spec.draft, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype, **common).total_s
         total = (verify.total_s + draft) / e
@@ -163,10 +169,10 @@ class _Replica:
         """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
         if self.disagg:
             return prefill_seconds(self, self.mem) + kv_transfer_seconds(self, self.mem)
-        per_rank = max(batch // self.split, 1)
-        chunk = max(self.mem.batched_tokens - per_rank, 1) if self.mem.chunked_prefill else self.p
+        decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
+        chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
-        return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, self.p / 2).total_s
+        return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, prefill_span(self.p)).total_s
 
 
 def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: FrontierPoint | None,

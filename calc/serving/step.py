@@ -37,6 +37,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import attention_dims
 from calc.model.layers import attention_layers
+from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import ServingAssumptions
 from calc.serving.weights import weight_format
@@ -111,7 +112,24 @@ _SCALED: dict[tuple[int, float], tuple[GPUSpec, GPUSpec]] = {}
 
 
 SPLIT_K_MIN = 1024  # K per split when a GEMM is split along K to fill the SMs (cuBLAS split-K heuristics)
-ROW_PARALLEL = {"o_proj", "down_proj", "dense", "out_proj", "c_proj", "fc2", "dense_4h_to_h", "w2", "wo"}
+
+
+def experts_touched(experts: int, top_k: int, tokens: float) -> float:
+    """Expected distinct experts a step's ``tokens`` tokens route to, each picking ``top_k`` of ``experts``:
+        E x (1 - (1 - k/E)^B)
+    One token misses a given expert with probability 1 - k/E (k of E chosen uniformly), B independent tokens
+    with (1 - k/E)^B: the expectation of the occupancy (balls-into-bins) problem (Feller, "An Introduction to
+    Probability Theory and Its Applications", vol. I, ch. II.5 and IV.2). B = 1 gives exactly k (only the
+    top-k experts' weights are read), large B all E. Uniform routing is what the load-balancing loss trains
+    toward (Switch Transformer, Fedus et al. 2021, sec. 2.2); real routers are somewhat skewed, which touches
+    fewer experts, so this is the upper end at small B.
+
+    >>> experts_touched(8, 2, 1), experts_touched(8, 2, 2), round(experts_touched(8, 2, 64), 3)
+    (2.0, 3.5, 8.0)
+    """
+    if top_k >= experts:
+        return float(experts)
+    return experts * (1 - (1 - top_k / experts) ** tokens)
 
 
 def wave_efficiency(gpu: GPUSpec, m: float, n: float, k: float) -> float:
@@ -140,9 +158,11 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                      calibration: Any = None, ep: int = 1) -> tuple[float, float, float]:
     """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
     [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
-    Routed experts: min(E, M x k) experts touched, each seeing M x k / touched tokens; the head sees
-    only the rows whose logits are sampled. Expert parallelism over ``ep`` ranks (each with ``tokens``):
-    the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank.
+    Routed experts: experts_touched(E, k, M) distinct experts read, each seeing M x k / touched tokens (at
+    M = 1 the top-k alone); the head sees only the rows whose logits are sampled. Expert parallelism over
+    ``ep`` ranks (each with ``tokens``): the group's ep x M x k token-expert pairs over the
+    experts_touched(E, k, ep x M) experts they reach, 1/ep of them on this rank. TP slices each matrix as
+    calc.model.parallel.tp_shard (column / row parallel, the latent projections and router whole).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
     A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
     penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
@@ -155,20 +175,21 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         if rows <= 0:
             continue
         group = ep if g.expert else 1
-        touched = min(g.copies, rows * group * g.used)
-        per = rows * group * g.used / touched
+        pairs = rows * group * g.used  # token-copy products over the EP group
+        touched = experts_touched(g.copies, g.used, rows * group)
+        per = pairs / touched  # rows each touched copy multiplies
         touched /= group
-        k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
+        k, n = tp_shard(g.name, g.k, g.n, tp)
         seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
+        weights = touched * k * n * fmt.elem(g.component)
         if measured:
-            weights = touched * g.k * g.n / tp * fmt.elem(g.component)
             t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED),
                     weights / bandwidth + GEMM_LAUNCH_S)
         else:
             t = gemm_time(_at_wave(seen, wave_efficiency(gpu, per, n, k)), per, n, k, gemm_dtype, calibration, batch=touched)
         seconds += g.layers * t
-        flops += g.layers * 2 * touched * per * g.k * g.n / tp
-        moved += g.layers * touched * g.k * g.n / tp * fmt.elem(g.component)
+        flops += g.layers * 2 * touched * per * k * n
+        moved += g.layers * weights
     return seconds, flops, moved
 
 
@@ -198,6 +219,20 @@ def _attention_rate(gpu: GPUSpec, act: str, calibration: Any, layer_flops: float
     times the peak, else the flash-attention default (calc.hardware.efficiency.flash_attention_rate)."""
     measured = _measured(calibration, "attention", layer_flops)
     return peak_tflops(gpu, act) * TERA * measured if measured else flash_attention_rate(gpu, act)
+
+
+def prefill_span(prompt: float, causal: bool = True) -> float:
+    """Keys one prompt token attends on average: (P + 1)/2 for a causal prefill (token i sees i keys, the
+    mean of 1..P), what every engine and torch's SDPA with is_causal run; P when every token sees the whole
+    prompt (non-causal, an upper bound)."""
+    return (prompt + 1) / 2 if causal else prompt
+
+
+def decode_context(prompt: int, output: int) -> int:
+    """The context of a request's mean decode step: its O - 1 decode steps attend P + 1 ... P + O - 1 keys
+    (the first token comes out of the prefill), mean P + O/2, held in whole tokens: P + ceil(O/2)
+    (O = 1: P + 1, the one decode step `validate` times)."""
+    return prompt + (output + 1) // 2
 
 
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
@@ -254,7 +289,7 @@ def step_time(
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
     attn_compute = attn_flops / _attention_rate(gpu, act, calibration, attn_flops / len(layers)) if attn_flops else 0.0
     attn_memory = kv_read / bandwidth
-    payload = tokens * m.hidden_size * ACT_BYTES
+    payload = tp_activation_bytes(m, tokens, ACT_BYTES)
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
     if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs (DeepSeek-V3 / vLLM EP)
         moe_layers = m.num_layers - m.moe.num_dense_layers
