@@ -158,3 +158,15 @@ def test_serve_plot_writes_the_frontier(cli, tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert path.is_file() and "TPOT" in path.read_text()
     assert cli(*SERVE, "--plot", str(tmp_path / "frontier.txt")).code == 2
+
+
+def test_latency_ttft_target_between_peak_and_model_is_answered(cli) -> None:
+    # Llama-2-7B prefill of 2048 tokens on one H100 at 100% of the 989.4 TFLOPS bf16 peak:
+    #   weight GEMMs 2 x 2048 x 6,476,005,376 (matmul weights less the head) + head for the sampled row
+    #   2 x 131,072,000, causal attention 2 x 32 heads x 256 x 2048 x 1024.5 keys x 32 layers
+    #   = 2.652572e13 + 2.62144e8 + 1.100042e12 = 2.762602e13 FLOPs -> 27.92 ms: a 30 ms target needs 93% of peak.
+    r = cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "2048", "--output", "1", "--ttft-ms", "30", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["ttft_at_full_peak_s"] == pytest.approx(2.762602e13 / 989.4e12, rel=1e-5)
+    assert data["ttft_s"] > 0.030 and "reachable only at >= 93% of peak" in data["verdict"]

@@ -117,7 +117,8 @@ def latency(
         if at_peak > target_ttft_s:
             reach = "not reachable on these GPUs even at 100% of peak"
         elif ttft > target_ttft_s:
-            reach = f"reachable only above the assumed {pre.gemm_efficiency:.0%} GEMM efficiency and overheads"
+            reach = (f"reachable only at >= {at_peak / target_ttft_s:.0%} of peak over the prefill; the model reaches "
+                     f"{at_peak / ttft:.0%} (GEMM efficiency, attention, communication and step overhead)")
         else:
             reach = "reachable"
         verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "
