@@ -5,6 +5,7 @@ monotone (a looser target never needs more GPUs, a higher rate never fewer)."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
@@ -66,3 +67,25 @@ def test_latency_default_is_the_causal_prefill_validate_runs(cli) -> None:
     default, causal, full = cli(*args).json(), cli(*args, "--causal").json(), cli(*args, "--non-causal").json()
     assert default["ttft_s"] * 1e3 == rows["L2"]["predicted"] == causal["ttft_s"] * 1e3
     assert full["ttft_s"] > default["ttft_s"]  # every token seeing all 2048 keys costs more than the causal half
+
+
+MONOTONE_MODELS = ("gemma3-27b", "mixtral-8x7b", "gpt-oss-20b", "llama3-8b")
+
+
+def _gpus(model: str, **kw: float | None) -> float:
+    from calc.serving.plan import serve_plan
+
+    plan = serve_plan(load_model(model), load_gpu("h100"), prompt=1000, output=200, **kw)
+    return math.inf if plan.gpus_needed is None else plan.gpus_needed
+
+
+@pytest.mark.parametrize("model", MONOTONE_MODELS)
+def test_looser_targets_never_need_more_gpus_and_more_traffic_never_fewer(model: str) -> None:
+    # The issue's cases: gemma3-27b at 8 requests/s needed 4 GPUs at --tpot-ms 200 and 2 at the stricter 60.
+    tpot = [_gpus(model, rate=8, tpot_ms=t) for t in (30, 60, 200, None)]
+    ttft = [_gpus(model, rate=8, tpot_ms=100, ttft_ms=t) for t in (150, 400, 2000, None)]
+    rate = [_gpus(model, rate=r, tpot_ms=100, ttft_ms=1000) for r in (0.5, 4, 8, 32)]
+    users = [_gpus(model, users=u, tpot_ms=100) for u in (10, 100, 1000)]
+    assert tpot == sorted(tpot, reverse=True), tpot
+    assert ttft == sorted(ttft, reverse=True), ttft
+    assert rate == sorted(rate) and users == sorted(users), (rate, users)

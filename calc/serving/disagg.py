@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
+from calc.serving.queueing import fewest, queue_s
 from calc.serving.step import StepTime, _system, decode_context, prefill_span, step_time
 
 
@@ -41,12 +42,13 @@ def decode_step(replica: Any, batch: int) -> StepTime:
                      calibration=replica.hook, decode_seqs=batch, decode_context=decode_context(replica.p, replica.o))
 
 
-def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None, queue: Any) -> tuple[int, float]:
-    """Fewest prefill instances whose queueing keeps TTFT within target (rho < 1 without one)."""
-    n = max(math.ceil(rate * t_p), 1)
-    while n < 100_000:
-        wait = queue(rate / n, 1, t_p)
-        if wait < math.inf and (ttft_ms is None or (t_p + wait + t_kv) * 1e3 <= ttft_ms or wait * 1e3 < 1):
-            return n, wait
-        n += max(n // 20, 1)
-    return n, math.inf
+def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None) -> tuple[int, float]:
+    """Fewest prefill instances whose queueing (M/D/1 each, calc.serving.queueing) keeps TTFT within target
+    (rho < 1 without one); (instances, wait), the wait inf when none up to 100,000 does."""
+
+    def ok(n: int) -> bool:
+        wait = queue_s(rate / n, 1, t_p)
+        return wait < math.inf and (ttft_ms is None or (t_p + wait + t_kv) * 1e3 <= ttft_ms or wait * 1e3 < 1)
+
+    n = fewest(max(math.ceil(rate * t_p), 1), ok)
+    return (n, queue_s(rate / n, 1, t_p)) if n else (100_000, math.inf)

@@ -11,8 +11,10 @@ tokens every O steps (a request's own prompt is its TTFT steps, before it decode
     replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
 B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
-busy S = TTFT + O x TPOT, so M/D/c with c = B; the wait is Sakasegawa's M/M/c approximation
-rho^(sqrt(2(c+1))-1) / (c (1 - rho)) x S, halved for deterministic service.
+busy S = TTFT + O x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
+layout runs the batch (of those meeting the targets) that needs the fewest GPUs, and the headline is the
+layout with the fewest GPUs, ties broken by tokens/s per GPU: a looser target only adds batches, so it
+never needs more GPUs, and a higher rate never fewer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, resolve_kv_dtype
 from calc.serving.launch import launch_command
+from calc.serving.queueing import fewest, queue_s
 from calc.serving.speculative import Speculation
 from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
 from calc.serving.weights import weight_format
@@ -87,14 +90,6 @@ class ServePlan(BaseModel):
     verdict: str
     assumptions: list[str]
     explain: list[str]
-
-
-def _queue_s(rate: float, slots: int, service_s: float) -> float:
-    """M/D/c wait (Sakasegawa 1977 M/M/c approximation, halved for deterministic service); inf at rho >= 1."""
-    rho = rate * service_s / slots
-    if rho >= 1:
-        return math.inf
-    return rho ** (math.sqrt(2 * (slots + 1)) - 1) / (slots * (1 - rho)) * service_s / 2
 
 
 def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int, int]]:
@@ -224,7 +219,8 @@ def serve_plan(
             if num_gpus is not None and pooled.gpus_needed > num_gpus:
                 pooled = pooled.model_copy(update={"meets_targets": False})
             layouts.append(pooled)
-    layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
+    sizing = (rate or users) and not num_gpus  # the headline is then the fewest GPUs that carry the traffic
+    layouts.sort(key=lambda x: (not x.meets_targets, x.gpus_needed if sizing else 0, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
                         f"max_num_seqs {s.max_num_seqs}, prefill chunk "
@@ -248,11 +244,15 @@ def serve_plan(
 
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
+    """The layout at the batch it runs: the largest meeting both targets (powers of two, then bisection) for
+    one replica or a fixed --num-gpus; when sizing for --rate / --users, the one of those batches that needs
+    the fewest GPUs (then the most tokens/s per GPU), so a looser target, which only adds batches, never
+    needs more GPUs."""
     cap = min(r.mem.max_concurrency, s.max_num_seqs) * r.ep  # each attention rank admits its own requests
     if users:
         cap = min(cap, users)  # a replica never runs more requests than there are users
     frontier: list[FrontierPoint] = []
-    chosen = None
+    feasible: list[tuple[int, StepTime, float]] = []
     gpr = r.tp * r.pp * r.ep
 
     def ok(st: StepTime, ttft: float) -> bool:
@@ -264,22 +264,38 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
         frontier.append(FrontierPoint(batch=b, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
                                       tokens_per_s_per_gpu=b / st.total_s / gpr))
         if ok(st, ttft):
-            chosen = (b, st, ttft)
-    meets = chosen is not None
-    b, st, ttft = chosen or (1, r.tpot(1), r.ttft_s(1))
-    after = [p for p in frontier if p.batch > b]
-    if meets and after:  # bisect between the last power of two that meets the targets and the next one
-        lo, hi = b, after[0].batch
+            feasible.append((b, st, ttft))
+    if not feasible:
+        return _sized(r, (1, r.tpot(1), r.ttft_s(1)), False, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+    after = [p for p in frontier if p.batch > feasible[-1][0]]
+    if after:  # bisect between the last power of two that meets the targets and the next one
+        lo, hi = feasible[-1][0], after[0].batch
         while hi - lo > 1:
             mid = (lo + hi) // 2
             mst, mttft = r.tpot(mid), r.ttft_s(mid)
             if ok(mst, mttft):
-                lo, st, ttft = mid, mst, mttft
+                lo = mid
+                feasible.append((mid, mst, mttft))
             else:
                 hi = mid
-        b = lo
         after = [FrontierPoint(batch=hi, ttft_ms=r.ttft_s(hi) * 1e3, tpot_ms=r.tpot(hi).total_s * 1e3,
                                tokens_per_s_per_gpu=0.0)]
+    largest = max(feasible, key=lambda x: x[0])
+    nxt = after[0] if after else None
+    if num_gpus or not (rate or users):
+        return _sized(r, largest, True, nxt, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+    sized = [_sized(r, x, True, nxt if x is largest else "fewest", cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+             for x in feasible]
+    return min(sized, key=lambda x: (not x.meets_targets, x.gpus_needed, -x.tokens_per_s_per_gpu))
+
+
+def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, cap: int,  # noqa: ANN001
+           frontier: list[FrontierPoint], s: EngineSettings, ttft_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
+    """The replicas, queueing, GPUs and energy of a layout running ``point`` = (batch, TPOT step, TTFT);
+    ``nxt``: the next frontier point (what stops the batch growing), or "fewest" when a larger batch met the
+    targets but needs more GPUs for the traffic."""
+    b, st, ttft = point
+    gpr = r.tp * r.pp * r.ep
     service = ttft + r.o * st.total_s
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
@@ -287,7 +303,7 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
         t_p = prefill_seconds(r, r.mem)
         arrivals = rate or (replicas * b / service if users else replicas * mu)
-        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, _queue_s)
+        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms)
         queue += wait
         prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
     meets = meets and (rate is None or queue < math.inf) and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms)
@@ -295,34 +311,40 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
     ttft_total = (ttft + queue) * 1e3 if queue < math.inf else math.inf
+    if users and b == users:
+        binding = "traffic (all users admitted)"
+    elif nxt == "fewest":
+        binding = "fewest GPUs for the traffic (a larger batch meets the targets but needs more)"
+    else:
+        binding = _binding(b, cap, s.max_num_seqs * r.ep, st, nxt, ttft_ms)
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
         tokens_per_s_per_gpu=replicas * b / st.total_s / total_gpus, requests_per_s_per_replica=mu,
         kv_cache_tokens=r.mem.kv_cache_tokens * r.ep, max_concurrency=r.mem.max_concurrency * r.ep,
-        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets,
-        binding="traffic (all users admitted)" if users and b == users else
-        _binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
-        energy_j_per_token=power * st.total_s / b if power else None, frontier=frontier,
+        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets, binding=binding,
+        tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
+        frontier=frontier,
     )
 
 
 def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms) -> tuple[int, float]:  # noqa: ANN001
-    """Replicas for the traffic and the queueing delay each then sees."""
+    """Replicas for the traffic and the queueing delay each then sees: for a rate, the fewest whose wait
+    keeps TTFT within target (calc.serving.queueing.fewest)."""
     if num_gpus:
         n = num_gpus // gpr
-        return n, _queue_s(rate / n, batch, service) if rate else 0.0
+        return n, queue_s(rate / n, batch, service) if rate else 0.0
     if users:
         return math.ceil(users / batch), 0.0
     if not rate:
         return 1, 0.0
-    n = max(math.ceil(rate / mu), 1)
-    for _ in range(500):  # n grows by 5% a try: from the fluid bound to past any queueing knee
-        wait = _queue_s(rate / n, batch, service)
-        if wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1):
-            return n, wait
-        n += max(n // 20, 1)
-    return n, math.inf
+
+    def ok(n: int) -> bool:
+        wait = queue_s(rate / n, batch, service)
+        return wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1)
+
+    n = fewest(max(math.ceil(rate / mu), 1), ok)
+    return (n, queue_s(rate / n, batch, service)) if n else (100_000, math.inf)
 
 
 def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN001
