@@ -170,3 +170,17 @@ def test_latency_ttft_target_between_peak_and_model_is_answered(cli) -> None:
     data = r.json()
     assert data["ttft_at_full_peak_s"] == pytest.approx(2.762602e13 / 989.4e12, rel=1e-5)
     assert data["ttft_s"] > 0.030 and "reachable only at >= 93% of peak" in data["verdict"]
+
+
+def test_latency_default_output_is_capped_by_the_context_window(cli) -> None:
+    # Seed question 3 as typed: Llama-2-70B's window is 4,096 tokens; the last generated token is never fed back,
+    # so 4,000 prompt tokens leave 4,096 - 4,000 + 1 = 97 outputs (the default 128 would need 4,127 positions).
+    args = ("latency", "llama2-70b", "--gpu", "a800", "--num-gpus", "8", "--batch", "16", "--prompt", "4000",
+            "--dtype", "fp16", "--json")
+    r = cli(*args)
+    assert r.code == 0 and r.json()["output"] == 97, r.err
+    assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("llmcalc: warning: --output: capped at 97")
+    assert r.json() == cli(*args, "--output", "97").json()
+    typed = cli(*args, "--output", "98")
+    assert typed.code == 2 and typed.err.startswith("llmcalc: error: --output:") and "<= 97" in typed.err
+    assert "warning" not in cli(*args, "--output", "97").err

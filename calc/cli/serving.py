@@ -91,6 +91,25 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
                        **{k: v for k, v in given.items() if v is not None})
 
 
+def _window_output(ctx: typer.Context, m: Any, prompt: int, output: int) -> int:
+    """--output within the context window: the last generated token is never fed back, so a request holds
+    prompt + output - 1 positions, at most the window. An --output left at its default is capped at what the
+    window leaves (window - prompt + 1), said in one warning line; a typed one that overflows is refused."""
+    from calc.cli.common import check_context
+    from calc.sanity import warn
+
+    check_context(m, prompt, "--prompt")
+    room = m.context_window - prompt + 1
+    if output <= room:
+        return output
+    if option_given(ctx, "output"):
+        raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} - 1 = {prompt + output - 1:,} tokens exceed "
+                                       f"{m.name}'s context window of {m.context_window:,}; give --output <= {room:,}")
+    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} - 1 = "
+                     f"{m.context_window:,} fills {m.name}'s context window")
+    return room
+
+
 def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     """GPUs of the replica: --num-gpus, else --tp x --pp (TP then takes what PP leaves)."""
     return num_gpus or (tp or 1) * (pp or 1)
@@ -132,14 +151,14 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
-    from calc.cli.common import check_context, load_calibration
+    from calc.cli.common import load_calibration
     from calc.report.render import emit, latency_view
     from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
     ttft_ms = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
     m, g = load_model(model), load_gpu(gpu)
-    check_context(m, prompt + output, "--prompt")
+    output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
     a = _assumptions(reserve_gib)
