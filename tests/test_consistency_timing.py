@@ -89,3 +89,14 @@ def test_looser_targets_never_need_more_gpus_and_more_traffic_never_fewer(model:
     assert tpot == sorted(tpot, reverse=True), tpot
     assert ttft == sorted(ttft, reverse=True), ttft
     assert rate == sorted(rate) and users == sorted(users), (rate, users)
+
+
+def test_gpus_ridge_point_is_latencys_for_its_dtype(cli) -> None:
+    # T4: fp16 tensor peak 65 TFLOPS over 0.32 TB/s = 203.125 FLOPs/byte (its int8 peak, 130, would give 406.25);
+    # H100 SXM bf16 989.4 / 3.35 = 295.34.
+    rows = {r["name"]: r for r in cli("gpus", "--json").json()}
+    assert (rows["t4"]["ridge_point_flops_per_byte"], rows["t4"]["ridge_point_dtype"]) == (65 / 0.32, "fp16")
+    assert rows["h100-sxm"]["ridge_point_flops_per_byte"] == pytest.approx(989.4 / 3.35, rel=1e-12)
+    for gpu, dtype in (("t4", "fp16"), ("h100-sxm", "bf16")):
+        lat = cli("latency", "llama3.2-1b", "--gpu", gpu, "--dtype", dtype, "--prompt", "512", "--json").json()
+        assert lat["ridge_point_flops_per_byte"] == rows[gpu]["ridge_point_flops_per_byte"]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
-from calc.hardware.peaks import peak_tflops
+from calc.hardware.peaks import peak_tflops, ridge_point
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory, request_kv_bytes
@@ -108,7 +108,7 @@ def latency(
                     decode_seqs=micro, decode_context=mid)
     # PP: the last of n micro-batches leaves (p + n - 1) stage times (traversal / p) after the first enters
     ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
-    ridge = peak / bandwidth
+    ridge = ridge_point(gpu, fmt.compute_dtype)
     # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
     at_peak = pre.flops / peak * (plan.pp + n_micro - 1) / plan.pp
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
