@@ -12,6 +12,10 @@
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives)
     step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
+A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
+whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
+reproduces the fitted predictions:
+    step    = max(FLOPs / (peak x e_c), bytes read / (HBM x e_m)) + comm + per-step overhead
 Pipeline parallelism: a micro-batch of B/p sequences traverses all p stages, so its step
 is the TP-only step at B/p tokens plus (p-1) stage-to-stage sends; p micro-batches are in flight.
 """
@@ -23,7 +27,13 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from calc.hardware.calibration import Calibration, Efficiency, efficiency_for
+from calc.hardware.calibration import (
+    DEFAULT_COMPUTE_EFFICIENCY,
+    DEFAULT_MEMORY_EFFICIENCY,
+    Calibration,
+    Efficiency,
+    efficiency_for,
+)
 from calc.hardware.collectives import collective_time
 from calc.hardware.efficiency import (
     GEMM_LAUNCH_S,
@@ -207,6 +217,10 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
         return gpu, None, Efficiency(compute=gemm_plateau(gpu), memory=memory_efficiency(gpu),
                                      source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu):.0%} "
                                      f"of peak on {gpu.arch}, HBM {memory_efficiency(gpu):.0%}")
+    if calibration.time_model == "roofline":
+        return gpu, calibration, eff.model_copy(update={"source": (
+            f"{eff.source}; fitted to whole steps (calibrate --from-runs): step = max(FLOPs / (peak x {eff.compute:.3f}), "
+            f"bytes / (bandwidth x {eff.memory:.3f})) + communication + overhead")})
     attention = "measured attention points by FLOPs" if calibration.interpolate("attention", 1.0) else "flash-attention default"
     source = (f"{eff.source}; serving: each weight GEMM at the measured fraction of peak at its own FLOPs "
               f"(sustained {SERVING_SUSTAINED:g}: no training derate), never faster than streaming its weights; "
@@ -300,6 +314,12 @@ def step_time(
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory
     total = gemm_s + max(attn_compute, attn_memory) + comm + a.step_overhead_s
+    if getattr(calibration, "time_model", None) == "roofline":  # fitted by calibrate --from-runs (module docstring)
+        e_c = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY  # the fit's own defaults without such runs
+        e_m = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
+        compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
+        memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m)
+        total = max(compute, memory) + comm + a.step_overhead_s
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
                     gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s,
