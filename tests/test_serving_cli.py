@@ -184,3 +184,11 @@ def test_latency_default_output_is_capped_by_the_context_window(cli) -> None:
     typed = cli(*args, "--output", "98")
     assert typed.code == 2 and typed.err.startswith("llmcalc: error: --output:") and "<= 97" in typed.err
     assert "warning" not in cli(*args, "--output", "97").err
+
+
+def test_a_draft_of_another_vocabulary_is_refused(cli) -> None:
+    # Llama-2's tokenizer has 32,000 ids, Llama-3's 128,256: a Llama-2 draft cannot propose Llama-3 tokens.
+    args = ("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--speculative", "draft")
+    r = cli(*args, "--draft", "llama2-7b")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --draft:") and "32,000" in r.err and "128,256" in r.err, r.err
+    assert cli(*args, "--draft", "llama3.2-1b").code == 0  # same tokenizer (128,256 ids)

@@ -198,6 +198,11 @@ def serve_plan(
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
     if rate is not None and users is not None:
         raise LLMCalcError("--rate", "give --rate (requests/s) or --users (concurrent users), not both")
+    draft = speculation.draft if speculation else None
+    if draft is not None and draft.vocab_size != m.vocab_size:  # the target verifies the draft's token ids
+        raise LLMCalcError("--draft", f"{draft.name} has a vocabulary of {draft.vocab_size:,} tokens, {m.name} "
+                                      f"{m.vocab_size:,}: a draft model proposes token ids in the target's tokenizer; "
+                                      "pick one of the same family, or --speculative ngram")
     if s.max_model_len is None:
         s = s.model_copy(update={"max_model_len": max(prompt + output, m.max_position_embeddings)})
     fmt = weight_format(m, gpu, dtype)
