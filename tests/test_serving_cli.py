@@ -192,3 +192,24 @@ def test_a_draft_of_another_vocabulary_is_refused(cli) -> None:
     r = cli(*args, "--draft", "llama2-7b")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --draft:") and "32,000" in r.err and "128,256" in r.err, r.err
     assert cli(*args, "--draft", "llama3.2-1b").code == 0  # same tokenizer (128,256 ids)
+
+
+@pytest.mark.parametrize("args", [
+    ("latency", "llama2-70b", "--gpu", "h100", "--prompt", "1000"),
+    ("serve", "llama2-70b", "--gpu", "h100", "--num-gpus", "1", "--prompt", "1000"),
+])
+def test_a_deployment_that_does_not_fit_exits_2_with_or_without_json(cli, args: tuple[str, ...]) -> None:
+    # Llama-2-70B's 68,976,648,192 bf16 weights (128.5 GiB) exceed one H100's 79.6 GiB
+    table, data = cli(*args), cli(*args, "--json")
+    assert table.code == data.code == 2
+    assert table.err == data.err and table.err.startswith("llmcalc: error: --num-gpus:") and "does not fit" in table.err
+    assert len(table.err.strip().splitlines()) == 1 and table.out == ""
+    assert data.json()["fits"] is False
+
+
+def test_serve_emit_line_is_printed_whole(cli) -> None:
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm")
+    assert r.code == 0, r.err
+    line = next(x for x in r.out.splitlines() if x.startswith("vllm serve"))
+    assert line.endswith("--block-size 16") and "--max-num-seqs" in line  # one line, not wrapped at 80 columns
+    assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm", "--json").json()["launch"] == line

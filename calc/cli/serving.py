@@ -164,13 +164,19 @@ def latency(
     a = _assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
-    engine_mod.require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    problem = engine_mod.batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
+        raise LLMCalcError("--num-gpus", problem)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
+    if problem:
+        result = result.model_copy(update={"fits": False, "verdict": problem})
     emit(result, as_json, explain, latency_view)
+    if problem:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
+        raise LLMCalcError("--num-gpus", problem)
 
 
 def concurrency(
@@ -249,8 +255,8 @@ def serve(
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Rank replica x TP x PP layouts by output tokens/s per GPU meeting --ttft-ms/--tpot-ms, and the
-    GPUs needed for --rate requests/s or --users concurrent users; says which resource binds."""
+    """Layouts (replica x TP x PP) meeting --ttft-ms/--tpot-ms, ranked by the fewest GPUs for --rate
+    requests/s or --users concurrent users (else by output tokens/s per GPU); says which resource binds."""
     from calc.cli.common import check_context, load_calibration, output_path
     from calc.report.render import emit, serve_view
     from calc.serving.plan import serve_plan
@@ -289,4 +295,10 @@ def serve(
         from calc.report.plot import plot_serve_frontier
 
         plot_serve_frontier(result, str(plot_path))
+    if not result.fits and not as_json:
+        raise LLMCalcError("--num-gpus", result.verdict)
     emit(result, as_json, explain, serve_view)
+    if not result.fits:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
+        raise LLMCalcError("--num-gpus", result.verdict)
+    if result.launch and not as_json:
+        print(result.launch, flush=True)  # plain: a command line to paste must not wrap at the terminal width

@@ -341,9 +341,7 @@ def serve_view(r: Any) -> RenderableType:
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
-    if r.launch:
-        parts.append(Text(r.launch))
-    parts.append(Text(r.verdict, style="bold"))
+    parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 
 

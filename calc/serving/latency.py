@@ -75,6 +75,7 @@ class LatencyResult(BaseModel):
     tokens_per_s: float
     e2e_s: float
     ttft_at_full_peak_s: float
+    fits: bool = True  # False: the engine's KV cache cannot hold the batch (the CLI then exits 2)
     verdict: str
     explain: list[str]
 
@@ -237,21 +238,22 @@ def concurrency(
     )
 
 
-def require_batch_fits(
+def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
     tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
-) -> None:
-    """Fit first: the engine's KV cache must hold ``batch`` requests of ``tokens`` before any time figure."""
+) -> str | None:
+    """Fit first: why the engine's KV cache cannot hold ``batch`` requests of ``tokens`` (with the GPUs that
+    would), or None when it can."""
     if s.max_model_len is None:
         s = s.model_copy(update={"max_model_len": max(tokens, m.max_position_embeddings)})
     mem = engine_memory(m, gpu, settings=s, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
                         tokens_per_request=tokens, assumptions=assumptions)
     if mem.max_concurrency >= batch:
-        return
+        return None
     need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
-    raise LLMCalcError("--num-gpus", f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
-                       f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
-                       f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+    return (f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
+            f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
+            f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
 
 
 def smallest_fitting_gpus(

@@ -84,6 +84,7 @@ class ServePlan(BaseModel):
     dtype: str
     kv_dtype: str
     layouts: list[Layout]
+    fits: bool  # some layout's KV cache holds one request (else the CLI exits 2, JSON or not)
     gpus_needed: int | None
     best: Layout | None
     launch: str | None
@@ -240,7 +241,7 @@ def serve_plan(
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label, kv_dtype=kv_dtype,
-        layouts=layouts, gpus_needed=best.gpus_needed if best else None, best=best,
+        layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m.name, s, best, prompt + output, emit) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
         assumptions=assumption_lines,
@@ -298,7 +299,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
            frontier: list[FrontierPoint], s: EngineSettings, ttft_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
     """The replicas, queueing, GPUs and energy of a layout running ``point`` = (batch, TPOT step, TTFT);
     ``nxt``: the next frontier point (what stops the batch growing), or "fewest" when a larger batch met the
-    targets but needs more GPUs for the traffic."""
+    targets but needs more GPUs for the traffic (binding "fewest GPUs (traffic)")."""
     b, st, ttft = point
     gpr = r.tp * r.pp * r.ep
     service = ttft + r.o * st.total_s
@@ -319,7 +320,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     if users and b == users:
         binding = "traffic (all users admitted)"
     elif nxt == "fewest":
-        binding = "fewest GPUs for the traffic (a larger batch meets the targets but needs more)"
+        binding = "fewest GPUs (traffic)"  # a larger batch meets the targets but needs more GPUs
     else:
         binding = _binding(b, cap, s.max_num_seqs * r.ep, st, nxt, ttft_ms)
     return Layout(
