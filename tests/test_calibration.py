@@ -78,9 +78,10 @@ def test_latency_reads_the_calibration_and_says_so(cli, tmp_path: Path) -> None:
     #   qkv 2.0616e11 -> e 0.60856, 346.39 us; o 6.8719e10 -> 0.54494, 131.45 us; gate_up 3.6937e11 -> 0.64233, 585.21 us;
     #   down 1.8468e11 -> 0.60219, 313.97 us: 32 x 1377.03 us = 44.0648 ms.
     # Head, one logit row: F 2.62e8 -> 0.3 -> 0.88 us, but streaming its 262.1 MB at 0.85 x 3.35 TB/s takes 92.06 us
-    # (+ 4 us). Attention (no attention points: flash default 0.45 of peak): 2 x 32 x 256 x 2048 x 2048 x 32 FLOPs
-    # = 2.1990e12 -> 4.9391 ms (its KV read 2.15 GB -> 0.754 ms is less). Step overhead 2 ms: TTFT 51.0999 ms.
-    assert calibrated["ttft_s"] * 1e3 == pytest.approx(51.0999, abs=1e-3)
+    # (+ 4 us). Attention (no attention points: flash default 0.45 of peak), causal (the default: token i sees i keys,
+    # 2048 x 2049/2 pairs): 2 x 32 x 256 x 2048 x 1024.5 x 32 FLOPs = 1.10004e12 -> 2.4708 ms (its KV read, 1024 + 2048
+    # tokens x 524,288 B = 1.61 GB -> 0.566 ms, is less). Step overhead 2 ms: TTFT 48.6316 ms.
+    assert calibrated["ttft_s"] * 1e3 == pytest.approx(48.6316, abs=1e-3)
     assert default["ttft_s"] != pytest.approx(calibrated["ttft_s"], rel=0.01)  # the defaults' tile/wave model differs
     # decode streams weights at 0.85 instead of 0.9 of bandwidth, exactly.
     assert calibrated["decode_memory_s"] == pytest.approx(default["decode_memory_s"] * 0.9 / 0.85)
@@ -313,24 +314,22 @@ def test_validate_prediction_is_a_bare_forward_with_the_head_over_every_prompt_t
     assert "no engine step overhead" in source
 
 
-def test_a_fitted_calibration_reproduces_the_fit_through_latency(tmp_path: Path) -> None:
-    """`calibrate --from-runs --save` then `latency --calibration`: the serving step (per-GEMM launches, attention
-    beside the GEMMs, each GEMM floored at its own weight streaming) answers within 7% of the fit's own
-    max(C/e_c, M/e_m) + K for each run."""
-    from calc.hardware.fit import fit_runs, fitted_calibration, read_runs
-    from calc.serving.latency import latency
-
+def test_a_fitted_calibration_reproduces_the_fit_through_latency(cli, tmp_path: Path) -> None:
+    """`calibrate --from-runs --save` then `latency --calibration` on each run's settings: latency answers the
+    fit's own prediction max(C/e_c, M/e_m) + K to 1e-9 (the saved file says its time model is that roofline)."""
     path = tmp_path / "runs.csv"
     path.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\nllama2-7b,h100,1,1,2048,,0.061,\n"
                     "llama2-7b,h100,1,8,512,64,,0.0081\nllama2-13b,h100,2,4,1024,,0.105,\nllama3-8b,h100,1,32,1024,128,,0.0112\n")
-    runs = read_runs(str(path))
-    fit = fit_runs(runs, phase_terms)
-    cal = fitted_calibration(fit)
-    for run, row in zip(runs, fit.runs, strict=True):
-        r = latency(load_model(run.model), load_gpu("h100"), num_gpus=run.num_gpus, batch=run.batch, prompt=run.prompt,
-                    output=run.output, calibration=cal)
-        answer = r.ttft_s if run.measure == "ttft_s" else r.tpot_s
-        assert answer == pytest.approx(row.predicted_fitted_s, rel=0.07), (run, answer, row.predicted_fitted_s)
+    saved = tmp_path / "fitted.yaml"
+    fit = cli("calibrate", "--from-runs", str(path), "--save", str(saved), "--json").json()
+    for row, (model, gpus, batch, prompt, output) in zip(fit["runs"], [("llama2-7b", 1, 1, 2048, 1), ("llama2-7b", 1, 8, 512, 64),
+                                                                      ("llama2-13b", 2, 4, 1024, 1), ("llama3-8b", 1, 32, 1024, 128)],
+                                                         strict=True):
+        r = cli("latency", model, "--gpu", "h100", "--num-gpus", str(gpus), "--batch", str(batch), "--prompt", str(prompt),
+                "--output", str(output), "--calibration", str(saved), "--json")
+        assert r.code == 0, r.err
+        answer = r.json()[row["measure"]]
+        assert answer == pytest.approx(row["predicted_fitted_s"], rel=1e-9), (row, answer)
 
 
 def test_implied_efficiency_is_the_larger_term_over_the_time_left() -> None:

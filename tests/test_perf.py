@@ -50,10 +50,14 @@ def test_q2_llama2_7b_flops_per_token() -> None:
 def test_q3_prefill_16x4000_on_8_a800() -> None:
     # FLOPs: 2 x 16 x 4000 x (68,713,185,280 - head 262,144,000) = 8.76173e15, the head only for the 16
     # sampled rows (engines compute logits of the last positions): 2 x 16 x 262,144,000 = 8.39e9, plus
-    # attention 80*2*16*64*256*4000^2 = 6.71089e14 -> 9.43283e15; / (8 x 312e12) = 3.7792 s at 100% of peak.
-    r = latency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=8, batch=16, prompt=4000, output=1,
-                target_ttft_s=0.7)
-    assert r.ttft_at_full_peak_s == pytest.approx(3.7792, rel=REL)
+    # causal attention (the default, as engines run it: P(P+1)/2 query-key pairs per sequence)
+    # 80*2*16*64*256*4000*4001/2 = 3.35628e14 -> 9.09737e15; / (8 x 312e12) = 3.6448 s at 100% of peak.
+    # Non-causal (every token sees all 4000 keys): 80*2*16*64*256*4000^2 = 6.71089e14 -> 3.7792 s.
+    a800, llama = load_gpu("a800"), load_model("llama2-70b")
+    r = latency(llama, a800, num_gpus=8, batch=16, prompt=4000, output=1, target_ttft_s=0.7)
+    assert r.ttft_at_full_peak_s == pytest.approx(3.6448, rel=REL)
+    full = latency(llama, a800, num_gpus=8, batch=16, prompt=4000, output=1, causal=False)
+    assert full.ttft_at_full_peak_s == pytest.approx(3.7792, rel=REL)
     assert r.prefill_bound == "compute"
     assert "not reachable" in r.verdict
 

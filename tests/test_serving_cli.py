@@ -158,3 +158,58 @@ def test_serve_plot_writes_the_frontier(cli, tmp_path: Path) -> None:
     assert r.code == 0, r.err
     assert path.is_file() and "TPOT" in path.read_text()
     assert cli(*SERVE, "--plot", str(tmp_path / "frontier.txt")).code == 2
+
+
+def test_latency_ttft_target_between_peak_and_model_is_answered(cli) -> None:
+    # Llama-2-7B prefill of 2048 tokens on one H100 at 100% of the 989.4 TFLOPS bf16 peak:
+    #   weight GEMMs 2 x 2048 x 6,476,005,376 (matmul weights less the head) + head for the sampled row
+    #   2 x 131,072,000, causal attention 2 x 32 heads x 256 x 2048 x 1024.5 keys x 32 layers
+    #   = 2.652572e13 + 2.62144e8 + 1.100042e12 = 2.762602e13 FLOPs -> 27.92 ms: a 30 ms target needs 93% of peak.
+    r = cli("latency", "llama2-7b", "--gpu", "h100", "--prompt", "2048", "--output", "1", "--ttft-ms", "30", "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    assert data["ttft_at_full_peak_s"] == pytest.approx(2.762602e13 / 989.4e12, rel=1e-5)
+    assert data["ttft_s"] > 0.030 and "reachable only at >= 93% of peak" in data["verdict"]
+
+
+def test_latency_default_output_is_capped_by_the_context_window(cli) -> None:
+    # Seed question 3 as typed: Llama-2-70B's window is 4,096 tokens; the last generated token is never fed back,
+    # so 4,000 prompt tokens leave 4,096 - 4,000 + 1 = 97 outputs (the default 128 would need 4,127 positions).
+    args = ("latency", "llama2-70b", "--gpu", "a800", "--num-gpus", "8", "--batch", "16", "--prompt", "4000",
+            "--dtype", "fp16", "--json")
+    r = cli(*args)
+    assert r.code == 0 and r.json()["output"] == 97, r.err
+    assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("llmcalc: warning: --output: capped at 97")
+    assert r.json() == cli(*args, "--output", "97").json()
+    typed = cli(*args, "--output", "98")
+    assert typed.code == 2 and typed.err.startswith("llmcalc: error: --output:") and "<= 97" in typed.err
+    assert "warning" not in cli(*args, "--output", "97").err
+
+
+def test_a_draft_of_another_vocabulary_is_refused(cli) -> None:
+    # Llama-2's tokenizer has 32,000 ids, Llama-3's 128,256: a Llama-2 draft cannot propose Llama-3 tokens.
+    args = ("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--speculative", "draft")
+    r = cli(*args, "--draft", "llama2-7b")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --draft:") and "32,000" in r.err and "128,256" in r.err, r.err
+    assert cli(*args, "--draft", "llama3.2-1b").code == 0  # same tokenizer (128,256 ids)
+
+
+@pytest.mark.parametrize("args", [
+    ("latency", "llama2-70b", "--gpu", "h100", "--prompt", "1000"),
+    ("serve", "llama2-70b", "--gpu", "h100", "--num-gpus", "1", "--prompt", "1000"),
+])
+def test_a_deployment_that_does_not_fit_exits_2_with_or_without_json(cli, args: tuple[str, ...]) -> None:
+    # Llama-2-70B's 68,976,648,192 bf16 weights (128.5 GiB) exceed one H100's 79.6 GiB
+    table, data = cli(*args), cli(*args, "--json")
+    assert table.code == data.code == 2
+    assert table.err == data.err and table.err.startswith("llmcalc: error: --num-gpus:") and "does not fit" in table.err
+    assert len(table.err.strip().splitlines()) == 1 and table.out == ""
+    assert data.json()["fits"] is False
+
+
+def test_serve_emit_line_is_printed_whole(cli) -> None:
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm")
+    assert r.code == 0, r.err
+    line = next(x for x in r.out.splitlines() if x.startswith("vllm serve"))
+    assert line.endswith("--block-size 16") and "--max-num-seqs" in line  # one line, not wrapped at 80 columns
+    assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm", "--json").json()["launch"] == line

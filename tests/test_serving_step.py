@@ -82,9 +82,9 @@ def test_serve_plan_sizes_for_the_rate() -> None:
     assert best.tpot_ms <= 40 and best.ttft_ms <= 1000
     # the replicas carry the rate: replicas x requests/s each >= 20
     assert best.replicas * best.requests_per_s_per_replica >= 20
-    # ranked: meeting layouts first, by tokens/s per GPU
-    meets = [x.tokens_per_s_per_gpu for x in plan.layouts if x.meets_targets]
-    assert meets == sorted(meets, reverse=True)
+    # ranked for a rate: meeting layouts first, by fewest GPUs, then tokens/s per GPU
+    meets = [(x.gpus_needed, -x.tokens_per_s_per_gpu) for x in plan.layouts if x.meets_targets]
+    assert meets == sorted(meets)
     # twice the rate needs at least as many GPUs; a tighter TPOT target cannot raise tokens/s/GPU
     assert serve_plan(m, h100, prompt=2000, output=300, ttft_ms=1000, tpot_ms=40, rate=40).gpus_needed >= plan.gpus_needed
     tight = serve_plan(m, h100, prompt=2000, output=300, ttft_ms=1000, tpot_ms=25, rate=20)

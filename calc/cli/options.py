@@ -185,6 +185,9 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
                                                 help="KV-cache dtype (default: --dtype)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
+CausalPrefillOpt = Annotated[bool, typer.Option(
+    "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "
+    "(default); --non-causal: every token sees the whole prompt")]
 ReserveOpt = Annotated[float, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
     help="per-GPU reserve for CUDA context and allocator slack, GiB")]

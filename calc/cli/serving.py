@@ -13,7 +13,7 @@ from calc.cli.options import (
     BatchOpt,
     BlockSizeOpt,
     CalibrationOpt,
-    CausalOpt,
+    CausalPrefillOpt,
     ChunkedPrefillOpt,
     DisaggOpt,
     DraftOpt,
@@ -91,6 +91,25 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
                        **{k: v for k, v in given.items() if v is not None})
 
 
+def _window_output(ctx: typer.Context, m: Any, prompt: int, output: int) -> int:
+    """--output within the context window: the last generated token is never fed back, so a request holds
+    prompt + output - 1 positions, at most the window. An --output left at its default is capped at what the
+    window leaves (window - prompt + 1), said in one warning line; a typed one that overflows is refused."""
+    from calc.cli.common import check_context
+    from calc.sanity import warn
+
+    check_context(m, prompt, "--prompt")
+    room = m.context_window - prompt + 1
+    if output <= room:
+        return output
+    if option_given(ctx, "output"):
+        raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} - 1 = {prompt + output - 1:,} tokens exceed "
+                                       f"{m.name}'s context window of {m.context_window:,}; give --output <= {room:,}")
+    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} - 1 = "
+                     f"{m.context_window:,} fills {m.name}'s context window")
+    return room
+
+
 def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     """GPUs of the replica: --num-gpus, else --tp x --pp (TP then takes what PP leaves)."""
     return num_gpus or (tp or 1) * (pp or 1)
@@ -114,7 +133,7 @@ def latency(
     output: OutputOpt = 128,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    causal: CausalOpt = False,
+    causal: CausalPrefillOpt = True,
     ttft_ms: TtftMsOpt = None,
     old_ttft: Annotated[float | None, typer.Option(
         "--target-ttft-ms", parser=human_float("--target-ttft-ms"), hidden=True)] = None,
@@ -132,28 +151,34 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
-    from calc.cli.common import check_context, load_calibration
+    from calc.cli.common import load_calibration
     from calc.report.render import emit, latency_view
     from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
     ttft_ms = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
     m, g = load_model(model), load_gpu(gpu)
-    check_context(m, prompt + output, "--prompt")
+    output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size)
     a = _assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
-    from calc.serving.capacity import require_batch_fits
+    from calc.serving.capacity import batch_fit_problem
 
-    require_batch_fits(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
+        raise LLMCalcError("--num-gpus", problem)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
+    if problem:
+        result = result.model_copy(update={"fits": False, "verdict": problem})
     emit(result, as_json, explain, latency_view)
+    if problem:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
+        raise LLMCalcError("--num-gpus", problem)
 
 
 def concurrency(
@@ -234,8 +259,8 @@ def serve(
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Rank replica x TP x PP layouts by output tokens/s per GPU meeting --ttft-ms/--tpot-ms, and the
-    GPUs needed for --rate requests/s or --users concurrent users; says which resource binds."""
+    """Layouts (replica x TP x PP) meeting --ttft-ms/--tpot-ms, ranked by the fewest GPUs for --rate
+    requests/s or --users concurrent users (else by output tokens/s per GPU); says which resource binds."""
     from calc.cli.common import check_context, load_calibration, output_path
     from calc.report.render import emit, serve_view
     from calc.serving.plan import serve_plan
@@ -274,4 +299,10 @@ def serve(
         from calc.report.plot import plot_serve_frontier
 
         plot_serve_frontier(result, str(plot_path))
+    if not result.fits and not as_json:
+        raise LLMCalcError("--num-gpus", result.verdict)
     emit(result, as_json, explain, serve_view)
+    if not result.fits:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
+        raise LLMCalcError("--num-gpus", result.verdict)
+    if result.launch and not as_json:
+        print(result.launch, flush=True)  # plain: a command line to paste must not wrap at the terminal width

@@ -80,6 +80,10 @@ class Calibration(BaseModel):
     tp: int = Field(1, ge=1, le=4096)
     roofline: Roofline
     ops: dict[OpKind, Annotated[list[OpPoint], Field(max_length=10_000)]] = Field(default_factory=dict)
+    time_model: Literal["per_op", "roofline"] = Field(
+        "per_op", description="per_op (bench): each op at its measured efficiency by size; roofline (calibrate "
+        "--from-runs): a whole step is max(FLOPs / (peak x e_c), bytes / (bandwidth x e_m)) + communication + "
+        "overhead, the model its two efficiencies were fitted to (calc.hardware.fit)")
     notes: list[str] = Field(default_factory=list)
 
     def interpolate(self, op_kind: str, size: float) -> float | None:

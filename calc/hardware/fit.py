@@ -14,7 +14,9 @@ Which term is larger depends on x, so the fit alternates: classify with the curr
 until the classification stops changing (a few rounds; Lloyd-style alternation).
 A training step (no memory term in today's model) is C_i = 3 x forward FLOPs / (GPUs x peak).
 The fitted e_c is flat in shape (the serving model's small-batch fall-off is not applied on top), and
-`--save` writes it as a flat calibration, with which `latency` answers exactly max(C/e_c, M/e_m) + K.
+`--save` writes it as a flat calibration marked time_model "roofline", with which `latency` times each
+step as exactly max(C/e_c, M/e_m) + K (calc.serving.step.step_time), reproducing the fitted predictions
+(efficiencies above 1 are saved capped at 1).
 """
 
 from __future__ import annotations
@@ -312,5 +314,6 @@ def fitted_calibration(result: FitResult) -> Any:
         # every run's implied efficiency is <= 1 (check_physical), so each fitted x >= 1; min() only absorbs rounding
         ops={"gemm": [OpPoint(label="fitted to runs", size=1.0, efficiency=min(result.compute_efficiency, 1.0))],
              "memory": [OpPoint(label="fitted to runs", size=1.0, efficiency=min(result.memory_efficiency, 1.0))]},
+        time_model="roofline",
         notes=[f"fitted by calibrate --from-runs to {len(result.runs)} runs; RMS residual {result.rms_residual:.1%}"],
     )

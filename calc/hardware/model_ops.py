@@ -5,9 +5,9 @@ Pure arithmetic, no torch: `bench --model` times exactly these ops, and a calibr
 GEMMs come from the model's tensor table (calc.model.params via calc.model.flops.arithmetic_intensity),
 so QKV, output projection, gate/up, down, routed experts (grouped: E touched experts, each seeing
 tokens*k/E rows) and lm_head have the shapes the parameter count uses. Megatron-LM tensor parallelism
-(Shoeybi et al. 2019, section 3): column-parallel matrices (q/k/v, gate/up, lm_head, MLA's q_b/kv_b)
-split their output width N by t; row-parallel ones (o_proj, down_proj) split their input width K by t;
-the small latent projections and the router stay whole.
+(Shoeybi et al. 2019, section 3), one split for every command (calc.model.parallel.tp_shard): column-parallel
+matrices (q/k/v, gate/up, lm_head, MLA's q_b/kv_b) split their output width N by t; row-parallel ones
+(o_proj, down_proj) split their input width K by t; the small latent projections and the router stay whole.
 Attention (SDPA): FLOPs 2*h*(d_qk+d_v) per (query, key) pair; causal prefill has S(S+1)/2 pairs,
 a decode step B*context. Norms and the gated activation are memory-bound: bytes read + written.
 """
@@ -18,11 +18,9 @@ import math
 from dataclasses import dataclass
 
 from calc.model.flops import arithmetic_intensity, attention_dims
-from calc.model.parallel import check_layout, kv_heads_per_gpu
+from calc.model.parallel import check_layout, kv_heads_per_gpu, tp_shard
 from calc.specs import ModelSpec, Parallelism
 
-COLUMN_PARALLEL = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "lm_head", "q_b_proj", "kv_b_proj")
-ROW_PARALLEL = ("o_proj", "down_proj")
 SCORE_MATMULS = ("attention.scores", "attention.weighted_sum")
 
 
@@ -68,14 +66,6 @@ class Op:
     norm: str = ""
 
 
-def _slice(name: str, k: int, n: int, tp: int) -> tuple[int, int]:
-    if name in COLUMN_PARALLEL:
-        return k, math.ceil(n / tp)
-    if name in ROW_PARALLEL:
-        return math.ceil(k / tp), n
-    return k, n
-
-
 def gemm_ops(m: ModelSpec, tokens: int, phase: str, tp: int = 1) -> list[Op]:
     """The layer's GEMMs and the head for ``tokens`` rows, sliced for TP degree ``tp``."""
     seq, batch = (tokens, 1) if phase == "prefill" else (1, tokens)
@@ -85,7 +75,7 @@ def gemm_ops(m: ModelSpec, tokens: int, phase: str, tp: int = 1) -> list[Op]:
         if g.name in SCORE_MATMULS:
             continue  # timed together as SDPA (attention_op)
         name = g.name.split(".", 1)[1]
-        k, n = _slice(name, g.k, g.n, tp)
+        k, n = tp_shard(name, g.k, g.n, tp)
         rows = math.ceil(g.m)
         out.append(Op("gemm", g.name, phase, tokens, flops=2.0 * rows * k * n * g.count,
                       elements_moved=float((rows * k + k * n + rows * n) * g.count), m=rows, k=k, n=n, count=g.count))

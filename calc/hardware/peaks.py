@@ -32,6 +32,18 @@ def peak_tflops(gpu: GPUSpec, dtype: str, field: str = "--dtype") -> float:
     raise LLMCalcError(field, f"{gpu.name} has no {compute} tensor peak; it has {have}")
 
 
+def ridge_point(gpu: GPUSpec, dtype: str) -> float:
+    """Roofline ridge point, FLOPs per byte (Williams, Waterman & Patterson, "Roofline", CACM 2009): the
+    dense peak of the dtype the matmuls run in (peak_tflops) over the HBM bandwidth; an op of lower
+    arithmetic intensity is memory-bound. T4 fp16: 65e12 / 0.32e12 = 203.1 (its int8 peak would double it)."""
+    return peak_tflops(gpu, dtype) * TERA / (gpu.hbm_tb_s * TERA)
+
+
+def common_dtype(gpu: GPUSpec) -> str:
+    """The 16-bit dtype a catalog figure is quoted for: bf16, else fp16 (Turing, Volta), else the first peak."""
+    return next((d for d in ("bf16", "fp16") if d in gpu.datasheet_peak_tflops), next(iter(gpu.datasheet_peak_tflops)))
+
+
 class PeakCheck(BaseModel):
     dtype: str
     derived_tflops: float | None
@@ -54,13 +66,15 @@ class GPUSummary(BaseModel):
     derived_peak_tflops: dict[str, float]
     datasheet_peak_tflops: dict[str, float]
     ridge_point_flops_per_byte: float
+    ridge_point_dtype: str
     peak_note: str
     checks: list[PeakCheck]
     explain: list[str]
 
 
 def summarize_gpu(gpu: GPUSpec) -> GPUSummary:
-    """Derive every dtype's peak, compare with the datasheet, and the bf16 roofline ridge point."""
+    """Derive every dtype's peak, compare with the datasheet, and the roofline ridge point at the common
+    16-bit dtype (common_dtype: bf16, fp16 where the GPU has no bf16), as `latency --dtype` that dtype prints."""
     derived = derived_peak_tflops(gpu)
     checks = [
         PeakCheck(
@@ -78,7 +92,7 @@ def summarize_gpu(gpu: GPUSpec) -> GPUSummary:
         for c in checks
         if c.derived_tflops is not None
     ] or [f"peaks not derivable: {gpu.peak_note}"]
-    bf16 = gpu.datasheet_peak_tflops.get("bf16", max(gpu.datasheet_peak_tflops.values()))
+    ridge_dtype = common_dtype(gpu)
     return GPUSummary(
         name=gpu.name,
         description=gpu.description,
@@ -91,7 +105,8 @@ def summarize_gpu(gpu: GPUSpec) -> GPUSummary:
         interconnect_gb_s=gpu.interconnect_gb_s,
         derived_peak_tflops=derived,
         datasheet_peak_tflops=dict(gpu.datasheet_peak_tflops),
-        ridge_point_flops_per_byte=bf16 * TERA / (gpu.hbm_tb_s * TERA),
+        ridge_point_flops_per_byte=ridge_point(gpu, ridge_dtype),
+        ridge_point_dtype=ridge_dtype,
         peak_note=gpu.peak_note,
         checks=checks,
         explain=explain,

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from calc.model.parallel import ROW_PARALLEL
 from calc.specs import ModelSpec
 
 Recompute = Literal["none", "selective", "full"]
@@ -249,7 +250,7 @@ def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list
                   _SRC_SAC)]
     for t in saved:
         width = t.shape[1] * (m.moe.experts_per_token if t.component == "experts" and m.moe else 1)
-        div = sp if t.name in ("o_proj", "down_proj") else tp
+        div = sp if t.name in ROW_PARALLEL else tp
         n = math.ceil(tok * width * b / div)
         out.append(Buffer(f"{t.name} output (saved mm)", n, f"b*s*{width}*{b}/{div} = {n:,} B", _SRC_SAC))
     hd = m.num_heads * (m.mla.v_head_dim if m.mla else m.dim_per_head)

@@ -75,9 +75,35 @@ def inference_layout(m: ModelSpec, num_gpus: int) -> Parallelism | None:
     return None
 
 
-def tp_allreduce_bytes_per_layer(m: ModelSpec, tokens: int, elem_bytes: float) -> float:
-    """Megatron TP does 2 all-reduces of B*S*H elements per layer in forward (arXiv 1909.08053)."""
-    return 2 * tokens * m.hidden_size * elem_bytes
+# Megatron-LM tensor parallelism (Shoeybi et al. 2019, arXiv 1909.08053, section 3): column-parallel
+# matrices split their output width N by t (q/k/v and gate/up, fused or not, MLA's up-projections q_b / kv_b,
+# the vocabulary-parallel head); row-parallel ones split their input width K by t and end in an all-reduce
+# (the attention output and the MLP / expert down projection). The rest (MLA's latent down-projections
+# q_a / kv_a, the router, a shared-expert gate) stay whole on every rank, as vLLM's ReplicatedLinear.
+COLUMN_PARALLEL = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj",
+                             "lm_head", "q_b_proj", "kv_b_proj"})
+ROW_PARALLEL = frozenset({"o_proj", "down_proj"})
+
+
+def tp_shard(name: str, k: int, n: int, tp: int) -> tuple[int, int]:
+    """(K, N) of one rank's slice of the [K, N] matrix ``name`` under TP degree ``tp`` (the split above,
+    ceil as the engines pad): column-parallel -> (K, ceil(N/t)), row-parallel -> (ceil(K/t), N), else whole.
+
+    >>> tp_shard("o_proj", 4096, 4096, 2), tp_shard("gate_up_proj", 4096, 28672, 2), tp_shard("router", 4096, 8, 2)
+    ((2048, 4096), (4096, 14336), (4096, 8))
+    """
+    if name in COLUMN_PARALLEL:
+        return k, math.ceil(n / tp)
+    if name in ROW_PARALLEL:
+        return math.ceil(k / tp), n
+    return k, n
+
+
+def tp_activation_bytes(m: ModelSpec, tokens: float, elem_bytes: float) -> float:
+    """Bytes of the [tokens, H] activation one Megatron TP all-reduce sums (after each row-parallel
+    matrix: two per layer forward, arXiv 1909.08053 section 3), also what sequence parallelism's
+    all-gather / reduce-scatter pair moves and a pipeline stage sends: tokens x H x element bytes."""
+    return tokens * m.hidden_size * elem_bytes
 
 
 def check_num_gpus(num_gpus: int) -> None:

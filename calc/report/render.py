@@ -279,15 +279,17 @@ def memory_view(r: Any) -> RenderableType:
 
 
 def gpus_view(gpus: Sequence[Any]) -> RenderableType:
-    table = Table(title="GPU catalog (dense tensor peaks, TFLOPS)", title_justify="left")
-    for col in ("name", "arch", "memory", "HBM TB/s", "link GB/s", "bf16 derived", "bf16 datasheet", "fp8 datasheet"):
+    table = Table(title="GPU catalog (dense tensor peaks, TFLOPS; ridge point FLOPs/byte at bf16, fp16 where no bf16)",
+                  title_justify="left")
+    for col in ("name", "arch", "memory", "HBM TB/s", "link GB/s", "bf16 derived", "bf16 datasheet", "fp8 datasheet",
+                "ridge"):
         table.add_column(col, justify="left" if col in ("name", "arch") else "right")
     for g in gpus:
         derived = g.derived_peak_tflops.get("bf16")
         table.add_row(
             g.name, g.arch, f"{gb(g.memory_bytes):.1f} GB", f"{g.hbm_tb_s:g}", f"{g.interconnect_gb_s:g}",
             f"{derived:.2f}" if derived else "-", f"{g.datasheet_peak_tflops.get('bf16', '-')}",
-            f"{g.datasheet_peak_tflops.get('fp8', '-')}",
+            f"{g.datasheet_peak_tflops.get('fp8', '-')}", f"{g.ridge_point_flops_per_byte:.0f} {g.ridge_point_dtype}",
         )
     return table
 
@@ -404,9 +406,7 @@ def serve_view(r: Any) -> RenderableType:
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
-    if r.launch:
-        parts.append(Plain(r.launch))
-    parts.append(Text(r.verdict, style="bold"))
+    parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 
 

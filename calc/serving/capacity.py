@@ -113,19 +113,20 @@ def deployment_memory(
                          tokens_per_request=tokens, shared_prefix=shared_prefix, assumptions=assumptions)
 
 
-def require_batch_fits(
+def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
     tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
-) -> None:
-    """Fit first: the engine's KV cache must admit ``batch`` requests of ``tokens`` (prompt + output) before any
-    time figure: batch <= the max concurrency `concurrency` prints for the same deployment."""
+) -> str | None:
+    """Fit first: why the engine's KV cache cannot admit ``batch`` requests of ``tokens`` (prompt + output), with
+    the GPUs that would, or None when it can: batch <= the max concurrency `concurrency` prints for the same
+    deployment."""
     mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
     if mem.max_concurrency >= batch:
-        return
+        return None
     need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
-    raise LLMCalcError("--num-gpus", f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
-                       f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
-                       f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+    return (f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
+            f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
+            f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
 
 
 def smallest_fitting_gpus(

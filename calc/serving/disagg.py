@@ -18,14 +18,15 @@ import math
 from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
-from calc.serving.step import StepTime, _system, step_time
+from calc.serving.queueing import fewest, queue_s
+from calc.serving.step import StepTime, _system, decode_context, prefill_span, step_time
 
 
 def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
     """One prompt through a prefill-only instance, in chunks of the engine's batched tokens."""
     chunk = min(mem.batched_tokens, replica.p)
     st = step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=replica.p / 2)
+                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=prefill_span(replica.p))
     return math.ceil(replica.p / chunk) * st.total_s
 
 
@@ -38,15 +39,16 @@ def kv_transfer_seconds(replica: Any, mem: EngineMemory) -> float:
 def decode_step(replica: Any, batch: int) -> StepTime:
     """A decode-only step of ``batch`` sequences at the mean context."""
     return step_time(replica.m, replica.gpu, replica.a, tp=replica.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                     calibration=replica.hook, decode_seqs=batch, decode_context=replica.p + replica.o / 2)
+                     calibration=replica.hook, decode_seqs=batch, decode_context=decode_context(replica.p, replica.o))
 
 
-def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None, queue: Any) -> tuple[int, float]:
-    """Fewest prefill instances whose queueing keeps TTFT within target (rho < 1 without one)."""
-    n = max(math.ceil(rate * t_p), 1)
-    while n < 100_000:
-        wait = queue(rate / n, 1, t_p)
-        if wait < math.inf and (ttft_ms is None or (t_p + wait + t_kv) * 1e3 <= ttft_ms or wait * 1e3 < 1):
-            return n, wait
-        n += max(n // 20, 1)
-    return n, math.inf
+def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None) -> tuple[int, float]:
+    """Fewest prefill instances whose queueing (M/D/1 each, calc.serving.queueing) keeps TTFT within target
+    (rho < 1 without one); (instances, wait), the wait inf when none up to 100,000 does."""
+
+    def ok(n: int) -> bool:
+        wait = queue_s(rate / n, 1, t_p)
+        return wait < math.inf and (ttft_ms is None or (t_p + wait + t_kv) * 1e3 <= ttft_ms or wait * 1e3 < 1)
+
+    n = fewest(max(math.ceil(rate * t_p), 1), ok)
+    return (n, queue_s(rate / n, 1, t_p)) if n else (100_000, math.inf)

@@ -8,10 +8,10 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
-from calc.hardware.peaks import peak_tflops
+from calc.hardware.peaks import peak_tflops, ridge_point
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.step import StepTime, calibrated_gpu, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA
@@ -70,13 +70,14 @@ class LatencyResult(BaseModel):
     tokens_per_s: float
     e2e_s: float
     ttft_at_full_peak_s: float
+    fits: bool = True  # False: the engine's KV cache cannot hold the batch (the CLI then exits 2)
     verdict: str
     explain: list[str]
 
 
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
-    dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = False, calibration: Calibration | None = None,
+    dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = True, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> LatencyResult:
@@ -92,18 +93,18 @@ def latency(
     a = assumptions
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
-    span = (prompt + 1) / 2 if causal else prompt
+    span = prefill_span(prompt, causal)
     # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them)
     n_micro = min(batch, plan.pp)
     pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     prefill_tokens=batch * prompt // n_micro or 1, prefill_context=span, prefill_seqs=max(batch // n_micro, 1))
-    mid = prompt + (output + 1) // 2  # the average context over the generation
+    mid = decode_context(prompt, output)
     micro = max(batch // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid)
     # PP: the last of n micro-batches leaves (p + n - 1) stage times (traversal / p) after the first enters
     ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
-    ridge = peak / bandwidth
+    ridge = ridge_point(gpu, fmt.compute_dtype)
     # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
     at_peak = pre.flops / peak * (plan.pp + n_micro - 1) / plan.pp
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
@@ -112,7 +113,8 @@ def latency(
         if at_peak > target_ttft_s:
             reach = "not reachable on these GPUs even at 100% of peak"
         elif ttft > target_ttft_s:
-            reach = f"reachable only above the assumed {pre.gemm_efficiency:.0%} GEMM efficiency and overheads"
+            reach = (f"reachable only at >= {at_peak / target_ttft_s:.0%} of peak over the prefill; the model reaches "
+                     f"{at_peak / ttft:.0%} (GEMM efficiency, attention, communication and step overhead)")
         else:
             reach = "reachable"
         verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "

@@ -3,15 +3,18 @@ and size the deployment for an arrival rate or a number of concurrent users.
 
 Steady-state continuous batching (Orca, Yu et al. OSDI 2022; vLLM/SGLang chunked prefill,
 Agrawal et al. "Sarathi-Serve", OSDI 2024): with B requests running on a replica, every step decodes
-one token for each and prefills B x P/O prompt tokens on average (a request's P prompt tokens are
-spread over the O steps it lives), so
-    TPOT(B)  = step(B decode tokens at context P + O/2, B x P/O prefill tokens)
+one token for each and, while a request decodes, the other B - 1 slots each take in a new prompt of P
+tokens every O steps (a request's own prompt is its TTFT steps, before it decodes), so
+    TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/O prefill tokens, causal)
+(at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
     replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
 B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
-busy S = TTFT + O x TPOT, so M/D/c with c = B; the wait is Sakasegawa's M/M/c approximation
-rho^(sqrt(2(c+1))-1) / (c (1 - rho)) x S, halved for deterministic service.
+busy S = TTFT + O x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
+layout runs the batch (of those meeting the targets) that needs the fewest GPUs, and the headline is the
+layout with the fewest GPUs, ties broken by tokens/s per GPU: a looser target only adds batches, so it
+never needs more GPUs, and a higher rate never fewer.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
 from calc.serving.launch import launch_command
+from calc.serving.queueing import fewest, queue_s
 from calc.serving.speculative import Speculation
-from calc.serving.step import StepTime, calibrated_gpu, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -81,20 +85,13 @@ class ServePlan(BaseModel):
     dtype: str
     kv_dtype: str
     layouts: list[Layout]
+    fits: bool  # some layout's KV cache holds one request (else the CLI exits 2, JSON or not)
     gpus_needed: int | None
     best: Layout | None
     launch: str | None
     verdict: str
     assumptions: list[str]
     explain: list[str]
-
-
-def _queue_s(rate: float, slots: int, service_s: float) -> float:
-    """M/D/c wait (Sakasegawa 1977 M/M/c approximation, halved for deterministic service); inf at rho >= 1."""
-    rho = rate * service_s / slots
-    if rho >= 1:
-        return math.inf
-    return rho ** (math.sqrt(2 * (slots + 1)) - 1) / (slots * (1 - rho)) * service_s / 2
 
 
 def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int, int]]:
@@ -137,7 +134,12 @@ class _Replica:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
         return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
                          calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
-                         decode_context=self.p + self.o / 2, prefill_tokens=prefill, prefill_context=span)
+                         decode_context=decode_context(self.p, self.o), prefill_tokens=prefill, prefill_context=span)
+
+    def _mixed_prefill(self, batch: int, per_step: float = 1.0) -> int:
+        """Prompt tokens sharing one decode step on one micro-batch / attention rank: the other B - 1
+        requests' prompts, P each every O / ``per_step`` steps (module docstring)."""
+        return round((batch - 1) * self.p * per_step / self.o / self.split)
 
     def tpot(self, batch: int) -> StepTime:
         """Time per output token at B running: one step, or with speculation (verify + draft) / E."""
@@ -145,14 +147,14 @@ class _Replica:
         if self.disagg:
             return decode_step(self, batch)
         if spec is None:
-            return self._step(batch, round(batch * self.p / self.o / self.split), self.p / 2)
+            return self._step(batch, self._mixed_prefill(batch), prefill_span(self.p))
         e = spec.expected_tokens
         seqs = max(round(batch / self.split), 1)
         common = {"tp": self.tp, "pp": self.pp, "ep": self.ep, "calibration": self.hook, "decode_seqs": seqs,
-                  "decode_context": self.p + self.o / 2}
+                  "decode_context": decode_context(self.p, self.o)}
         verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
-                           queries_per_seq=spec.tokens + 1, prefill_tokens=round(seqs * self.p * e / self.o),
-                           prefill_context=self.p / 2, **common)
+                           queries_per_seq=spec.tokens + 1, prefill_tokens=self._mixed_prefill(batch, e),
+                           prefill_context=prefill_span(self.p), **common)
         draft = 0.0 if spec.draft is None else spec.tokens * step_time(
             spec.draft, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype, **common).total_s
         total = (verify.total_s + draft) / e
@@ -164,10 +166,10 @@ class _Replica:
         """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
         if self.disagg:
             return prefill_seconds(self, self.mem) + kv_transfer_seconds(self, self.mem)
-        per_rank = max(batch // self.split, 1)
-        chunk = max(self.mem.batched_tokens - per_rank, 1) if self.mem.chunked_prefill else self.p
+        decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
+        chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
-        return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, self.p / 2).total_s
+        return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, prefill_span(self.p)).total_s
 
 
 def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: FrontierPoint | None,
@@ -198,6 +200,11 @@ def serve_plan(
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
     if rate is not None and users is not None:
         raise LLMCalcError("--rate", "give --rate (requests/s) or --users (concurrent users), not both")
+    draft = speculation.draft if speculation else None
+    if draft is not None and draft.vocab_size != m.vocab_size:  # the target verifies the draft's token ids
+        raise LLMCalcError("--draft", f"{draft.name} has a vocabulary of {draft.vocab_size:,} tokens, {m.name} "
+                                      f"{m.vocab_size:,}: a draft model proposes token ids in the target's tokenizer; "
+                                      "pick one of the same family, or --speculative ngram")
     s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
     fmt = weight_format(m, gpu, dtype)
     kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
@@ -218,7 +225,8 @@ def serve_plan(
             if num_gpus is not None and pooled.gpus_needed > num_gpus:
                 pooled = pooled.model_copy(update={"meets_targets": False})
             layouts.append(pooled)
-    layouts.sort(key=lambda x: (not x.meets_targets, -x.tokens_per_s_per_gpu))
+    sizing = (rate or users) and not num_gpus  # the headline is then the fewest GPUs that carry the traffic
+    layouts.sort(key=lambda x: (not x.meets_targets, x.gpus_needed if sizing else 0, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
                         f"max_num_seqs {s.max_num_seqs}, prefill chunk "
@@ -233,7 +241,7 @@ def serve_plan(
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label, kv_dtype=kv_dtype,
-        layouts=layouts, gpus_needed=best.gpus_needed if best else None, best=best,
+        layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m.name, s, best, prompt + output, emit) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
         assumptions=assumption_lines,
@@ -242,11 +250,15 @@ def serve_plan(
 
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
+    """The layout at the batch it runs: the largest meeting both targets (powers of two, then bisection) for
+    one replica or a fixed --num-gpus; when sizing for --rate / --users, the one of those batches that needs
+    the fewest GPUs (then the most tokens/s per GPU), so a looser target, which only adds batches, never
+    needs more GPUs."""
     cap = min(r.mem.max_concurrency, s.max_num_seqs) * r.ep  # each attention rank admits its own requests
     if users:
         cap = min(cap, users)  # a replica never runs more requests than there are users
     frontier: list[FrontierPoint] = []
-    chosen = None
+    feasible: list[tuple[int, StepTime, float]] = []
     gpr = r.tp * r.pp * r.ep
 
     def ok(st: StepTime, ttft: float) -> bool:
@@ -258,22 +270,38 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
         frontier.append(FrontierPoint(batch=b, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
                                       tokens_per_s_per_gpu=b / st.total_s / gpr))
         if ok(st, ttft):
-            chosen = (b, st, ttft)
-    meets = chosen is not None
-    b, st, ttft = chosen or (1, r.tpot(1), r.ttft_s(1))
-    after = [p for p in frontier if p.batch > b]
-    if meets and after:  # bisect between the last power of two that meets the targets and the next one
-        lo, hi = b, after[0].batch
+            feasible.append((b, st, ttft))
+    if not feasible:
+        return _sized(r, (1, r.tpot(1), r.ttft_s(1)), False, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+    after = [p for p in frontier if p.batch > feasible[-1][0]]
+    if after:  # bisect between the last power of two that meets the targets and the next one
+        lo, hi = feasible[-1][0], after[0].batch
         while hi - lo > 1:
             mid = (lo + hi) // 2
             mst, mttft = r.tpot(mid), r.ttft_s(mid)
             if ok(mst, mttft):
-                lo, st, ttft = mid, mst, mttft
+                lo = mid
+                feasible.append((mid, mst, mttft))
             else:
                 hi = mid
-        b = lo
         after = [FrontierPoint(batch=hi, ttft_ms=r.ttft_s(hi) * 1e3, tpot_ms=r.tpot(hi).total_s * 1e3,
                                tokens_per_s_per_gpu=0.0)]
+    largest = max(feasible, key=lambda x: x[0])
+    nxt = after[0] if after else None
+    if num_gpus or not (rate or users):
+        return _sized(r, largest, True, nxt, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+    sized = [_sized(r, x, True, nxt if x is largest else "fewest", cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+             for x in feasible]
+    return min(sized, key=lambda x: (not x.meets_targets, x.gpus_needed, -x.tokens_per_s_per_gpu))
+
+
+def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, cap: int,  # noqa: ANN001
+           frontier: list[FrontierPoint], s: EngineSettings, ttft_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
+    """The replicas, queueing, GPUs and energy of a layout running ``point`` = (batch, TPOT step, TTFT);
+    ``nxt``: the next frontier point (what stops the batch growing), or "fewest" when a larger batch met the
+    targets but needs more GPUs for the traffic (binding "fewest GPUs (traffic)")."""
+    b, st, ttft = point
+    gpr = r.tp * r.pp * r.ep
     service = ttft + r.o * st.total_s
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
@@ -281,7 +309,7 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
         t_p = prefill_seconds(r, r.mem)
         arrivals = rate or (replicas * b / service if users else replicas * mu)
-        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, _queue_s)
+        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms)
         queue += wait
         prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
     meets = meets and (rate is None or queue < math.inf) and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms)
@@ -289,34 +317,40 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
     ttft_total = (ttft + queue) * 1e3 if queue < math.inf else math.inf
+    if users and b == users:
+        binding = "traffic (all users admitted)"
+    elif nxt == "fewest":
+        binding = "fewest GPUs (traffic)"  # a larger batch meets the targets but needs more GPUs
+    else:
+        binding = _binding(b, cap, s.max_num_seqs * r.ep, st, nxt, ttft_ms)
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
         tokens_per_s_per_gpu=replicas * b / st.total_s / total_gpus, requests_per_s_per_replica=mu,
         kv_cache_tokens=r.mem.kv_cache_tokens * r.ep, max_concurrency=r.mem.max_concurrency * r.ep,
-        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets,
-        binding="traffic (all users admitted)" if users and b == users else
-        _binding(b, cap, s.max_num_seqs * r.ep, st, after[0] if after else None, ttft_ms), tp_spans_nodes=r.tp > a.gpus_per_node,
-        energy_j_per_token=power * st.total_s / b if power else None, frontier=frontier,
+        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets, binding=binding,
+        tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
+        frontier=frontier,
     )
 
 
 def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms) -> tuple[int, float]:  # noqa: ANN001
-    """Replicas for the traffic and the queueing delay each then sees."""
+    """Replicas for the traffic and the queueing delay each then sees: for a rate, the fewest whose wait
+    keeps TTFT within target (calc.serving.queueing.fewest)."""
     if num_gpus:
         n = num_gpus // gpr
-        return n, _queue_s(rate / n, batch, service) if rate else 0.0
+        return n, queue_s(rate / n, batch, service) if rate else 0.0
     if users:
         return math.ceil(users / batch), 0.0
     if not rate:
         return 1, 0.0
-    n = max(math.ceil(rate / mu), 1)
-    for _ in range(500):  # n grows by 5% a try: from the fluid bound to past any queueing knee
-        wait = _queue_s(rate / n, batch, service)
-        if wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1):
-            return n, wait
-        n += max(n // 20, 1)
-    return n, math.inf
+
+    def ok(n: int) -> bool:
+        wait = queue_s(rate / n, batch, service)
+        return wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1)
+
+    n = fewest(max(math.ceil(rate / mu), 1), ok)
+    return (n, queue_s(rate / n, batch, service)) if n else (100_000, math.inf)
 
 
 def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN001

@@ -12,6 +12,10 @@
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives)
     step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
+A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
+whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
+reproduces the fitted predictions:
+    step    = max(FLOPs / (peak x e_c), bytes read / (HBM x e_m)) + comm + per-step overhead
 Pipeline parallelism: a micro-batch of B/p sequences traverses all p stages, so its step
 is the TP-only step at B/p tokens plus (p-1) stage-to-stage sends; p micro-batches are in flight.
 """
@@ -23,7 +27,13 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from calc.hardware.calibration import Calibration, Efficiency, efficiency_for
+from calc.hardware.calibration import (
+    DEFAULT_COMPUTE_EFFICIENCY,
+    DEFAULT_MEMORY_EFFICIENCY,
+    Calibration,
+    Efficiency,
+    efficiency_for,
+)
 from calc.hardware.collectives import collective_time
 from calc.hardware.efficiency import (
     GEMM_LAUNCH_S,
@@ -37,6 +47,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens
 from calc.model.flops import attention_dims
 from calc.model.layers import attention_layers
+from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import ServingAssumptions
 from calc.serving.weights import weight_format
@@ -111,7 +122,24 @@ _SCALED: dict[tuple[int, float], tuple[GPUSpec, GPUSpec]] = {}
 
 
 SPLIT_K_MIN = 1024  # K per split when a GEMM is split along K to fill the SMs (cuBLAS split-K heuristics)
-ROW_PARALLEL = {"o_proj", "down_proj", "dense", "out_proj", "c_proj", "fc2", "dense_4h_to_h", "w2", "wo"}
+
+
+def experts_touched(experts: int, top_k: int, tokens: float) -> float:
+    """Expected distinct experts a step's ``tokens`` tokens route to, each picking ``top_k`` of ``experts``:
+        E x (1 - (1 - k/E)^B)
+    One token misses a given expert with probability 1 - k/E (k of E chosen uniformly), B independent tokens
+    with (1 - k/E)^B: the expectation of the occupancy (balls-into-bins) problem (Feller, "An Introduction to
+    Probability Theory and Its Applications", vol. I, ch. II.5 and IV.2). B = 1 gives exactly k (only the
+    top-k experts' weights are read), large B all E. Uniform routing is what the load-balancing loss trains
+    toward (Switch Transformer, Fedus et al. 2021, sec. 2.2); real routers are somewhat skewed, which touches
+    fewer experts, so this is the upper end at small B.
+
+    >>> experts_touched(8, 2, 1), experts_touched(8, 2, 2), round(experts_touched(8, 2, 64), 3)
+    (2.0, 3.5, 8.0)
+    """
+    if top_k >= experts:
+        return float(experts)
+    return experts * (1 - (1 - top_k / experts) ** tokens)
 
 
 def wave_efficiency(gpu: GPUSpec, m: float, n: float, k: float) -> float:
@@ -140,9 +168,11 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                      calibration: Any = None, ep: int = 1) -> tuple[float, float, float]:
     """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
     [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
-    Routed experts: min(E, M x k) experts touched, each seeing M x k / touched tokens; the head sees
-    only the rows whose logits are sampled. Expert parallelism over ``ep`` ranks (each with ``tokens``):
-    the group's ep x M x k token-expert pairs spread over the E experts, 1/ep of them on this rank.
+    Routed experts: experts_touched(E, k, M) distinct experts read, each seeing M x k / touched tokens (at
+    M = 1 the top-k alone); the head sees only the rows whose logits are sampled. Expert parallelism over
+    ``ep`` ranks (each with ``tokens``): the group's ep x M x k token-expert pairs over the
+    experts_touched(E, k, ep x M) experts they reach, 1/ep of them on this rank. TP slices each matrix as
+    calc.model.parallel.tp_shard (column / row parallel, the latent projections and router whole).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
     A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
     penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
@@ -155,20 +185,21 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         if rows <= 0:
             continue
         group = ep if g.expert else 1
-        touched = min(g.copies, rows * group * g.used)
-        per = rows * group * g.used / touched
+        pairs = rows * group * g.used  # token-copy products over the EP group
+        touched = experts_touched(g.copies, g.used, rows * group)
+        per = pairs / touched  # rows each touched copy multiplies
         touched /= group
-        k, n = (max(g.k / tp, 1), g.n) if g.name in ROW_PARALLEL else (g.k, max(g.n / tp, 1))  # Megatron split
+        k, n = tp_shard(g.name, g.k, g.n, tp)
         seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
+        weights = touched * k * n * fmt.elem(g.component)
         if measured:
-            weights = touched * g.k * g.n / tp * fmt.elem(g.component)
             t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED),
                     weights / bandwidth + GEMM_LAUNCH_S)
         else:
             t = gemm_time(_at_wave(seen, wave_efficiency(gpu, per, n, k)), per, n, k, gemm_dtype, calibration, batch=touched)
         seconds += g.layers * t
-        flops += g.layers * 2 * touched * per * g.k * g.n / tp
-        moved += g.layers * touched * g.k * g.n / tp * fmt.elem(g.component)
+        flops += g.layers * 2 * touched * per * k * n
+        moved += g.layers * weights
     return seconds, flops, moved
 
 
@@ -186,6 +217,10 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
         return gpu, None, Efficiency(compute=gemm_plateau(gpu, dtype), memory=memory_efficiency(gpu),
                                      source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu, dtype):.0%} "
                                      f"of peak on {gpu.arch}, HBM {memory_efficiency(gpu):.0%}")
+    if calibration.time_model == "roofline":
+        return gpu, calibration, eff.model_copy(update={"source": (
+            f"{eff.source}; fitted to whole steps (calibrate --from-runs): step = max(FLOPs / (peak x {eff.compute:.3f}), "
+            f"bytes / (bandwidth x {eff.memory:.3f})) + communication + overhead")})
     attention = "measured attention points by FLOPs" if calibration.interpolate("attention", 1.0) else "flash-attention default"
     source = (f"{eff.source}; serving: each weight GEMM at the measured fraction of peak at its own FLOPs "
               f"(sustained {SERVING_SUSTAINED:g}: no training derate), never faster than streaming its weights; "
@@ -198,6 +233,20 @@ def _attention_rate(gpu: GPUSpec, act: str, calibration: Any, layer_flops: float
     times the peak, else the flash-attention default (calc.hardware.efficiency.flash_attention_rate)."""
     measured = _measured(calibration, "attention", layer_flops)
     return peak_tflops(gpu, act) * TERA * measured if measured else flash_attention_rate(gpu, act)
+
+
+def prefill_span(prompt: float, causal: bool = True) -> float:
+    """Keys one prompt token attends on average: (P + 1)/2 for a causal prefill (token i sees i keys, the
+    mean of 1..P), what every engine and torch's SDPA with is_causal run; P when every token sees the whole
+    prompt (non-causal, an upper bound)."""
+    return (prompt + 1) / 2 if causal else prompt
+
+
+def decode_context(prompt: int, output: int) -> int:
+    """The context of a request's mean decode step: its O - 1 decode steps attend P + 1 ... P + O - 1 keys
+    (the first token comes out of the prefill), mean P + O/2, held in whole tokens: P + ceil(O/2)
+    (O = 1: P + 1, the one decode step `validate` times)."""
+    return prompt + (output + 1) // 2
 
 
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
@@ -254,7 +303,7 @@ def step_time(
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
     attn_compute = attn_flops / _attention_rate(gpu, act, calibration, attn_flops / len(layers)) if attn_flops else 0.0
     attn_memory = kv_read / bandwidth
-    payload = tokens * m.hidden_size * ACT_BYTES
+    payload = tp_activation_bytes(m, tokens, ACT_BYTES)
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
     if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs (DeepSeek-V3 / vLLM EP)
         moe_layers = m.num_layers - m.moe.num_dense_layers
@@ -265,6 +314,12 @@ def step_time(
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory
     total = gemm_s + max(attn_compute, attn_memory) + comm + a.step_overhead_s
+    if getattr(calibration, "time_model", None) == "roofline":  # fitted by calibrate --from-runs (module docstring)
+        e_c = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY  # the fit's own defaults without such runs
+        e_m = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
+        compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
+        memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m)
+        total = max(compute, memory) + comm + a.step_overhead_s
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
                     gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s,

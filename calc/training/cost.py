@@ -43,13 +43,11 @@ from calc.hardware.efficiency import (
 from calc.memory.training import routed_expert_params
 from calc.model.flops import attention_dims, forward_flops
 from calc.model.layers import attention_layers
-from calc.model.parallel import kv_heads_per_gpu
+from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_bytes
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
 from calc.units import dtype_bytes
-
-ROW_PARALLEL = {"o_proj", "down_proj", "dense", "out_proj", "c_proj", "fc2", "dense_4h_to_h", "wo", "w2"}
 
 # Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
 # 2 norms (read + write: 4H), 2 bias-dropout-residual adds (read x, residual, mask; write: ~4H each)
@@ -213,7 +211,7 @@ class ModelCost:
         ew_t = ew * self.elem / self.hbm
         cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t)
-        act = T * m.hidden_size * self.elem
+        act = tp_activation_bytes(m, T, self.elem)
         if tp > 1:
             if sp:
                 pair = self.coll("all_gather", act, tp) + self.coll("reduce_scatter", act, tp)

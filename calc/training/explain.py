@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
+from calc.model.parallel import tp_activation_bytes
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
 
@@ -36,7 +37,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     T = b * cost.seq // cp
     kind = cost.layer_kind_sequence()[-1]  # the model's main block kind (MoE where there is one)
     lc = cost.layer(kind, b, tp, cp, ep, layout.sp)
-    act = T * m.hidden_size * cost.elem
+    act = tp_activation_bytes(m, T, cost.elem)
     lines = [
         f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
         f"slowest stage #{t.stage_index}: {t.stage_layers} layers{' + output head' if t.stage_index == pp - 1 else ''}",
