@@ -5,9 +5,11 @@
 
 Each kind calls the engine function its command calls: training rows ``train_step`` on the published layout
 (``train-step``), GPU-hours ``train_time`` on the best plan at the published GPU count (``train-time``),
-serving latency ``latency`` (``latency``), KV capacity ``engine_memory`` (``concurrency``), fine-tuning peaks
+serving latency ``latency`` (``latency``), max-load throughput ``max_load_layout`` (``serve``'s replica model), peaks
+``train_step`` / ``inference_memory``, KV capacity ``engine_memory`` (``concurrency``), fine-tuning peaks
 ``finetune_memory`` (``memory --mode finetune``). ``overrides`` replaces fitted defaults for the fit
-(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "step_overhead_s": value}.
+(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "step_overhead_s": value or {engine family: value}}; without it a
+serving row runs at its engine family's fitted overhead.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layou
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
+from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
@@ -273,9 +276,10 @@ def _finetune(row: Any, m: ModelSpec) -> float:
 def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     """The engine's prediction for a corpus row, in the row's measured unit; CannotPredict says why not."""
     overrides = overrides or {}
-    assumptions = DEFAULT_ASSUMPTIONS
-    if "step_overhead_s" in overrides:
-        assumptions = ServingAssumptions(step_overhead_s=overrides["step_overhead_s"])
+    overhead = overrides.get("step_overhead_s", parameter("step_overhead_s"))  # a value, or {engine family: value}
+    if isinstance(overhead, dict):
+        overhead = overhead[engine_family(row)]
+    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"step_overhead_s": overhead})
     m, gpu = row_model(row), row_gpu(row)
     with plateau_override(overrides.get("gemm_plateau")):
         if row.kind in TRAINING_KINDS or row.kind == "training_peak_memory":
@@ -291,22 +295,39 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     raise CannotPredict(f"no predictor for kind {row.kind} yet")
 
 
+_ANSWERS: dict[tuple[str, str], tuple[float | None, str]] = {}
+
+
 def predict_or_reason(row: Any, overrides: dict[str, Any] | None = None) -> tuple[float | None, str]:
-    """(prediction, "") or (None, why): the engine's own refusals (LLMCalcError) are reasons, bugs propagate."""
-    try:
-        return predict(row, overrides), ""
-    except CannotPredict as e:
-        return None, str(e)
-    except LLMCalcError as e:
-        return None, f"engine: {e}"
+    """(prediction, "") or (None, why): the engine's own refusals (LLMCalcError) are reasons, bugs propagate.
+    Answers are kept per (row id, overrides) for the process: the fit, the README tables and the tests ask again."""
+    key = (row.id, repr(sorted((overrides or {}).items())))
+    if key not in _ANSWERS:
+        try:
+            _ANSWERS[key] = predict(row, overrides), ""
+        except CannotPredict as e:
+            _ANSWERS[key] = None, str(e)
+        except LLMCalcError as e:
+            _ANSWERS[key] = None, f"engine: {e}"
+    return _ANSWERS[key]
+
+
+ENGINE_FAMILY = {"vllm": "vllm", "vllm-v0": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim-trtllm": "trtllm",
+                 "lmdeploy": "lmdeploy"}
+
+
+def engine_family(row: Any) -> str:
+    """The serving engine whose per-step overhead a row informs; unlisted stacks share "other" (never fitted)."""
+    return ENGINE_FAMILY.get(row.stack.name, "other")
 
 
 def parameter_keys(row: Any) -> dict[str, str]:
     """Which fitted defaults this row's prediction depends on: {"gemm_plateau": key} for every time or throughput
-    row, plus "step_overhead_s" for serving latency/throughput rows. Memory rows depend on none."""
+    row, plus "step_overhead_s": engine family for serving latency/throughput rows. Memory rows depend on none."""
     keys: dict[str, str] = {}
     if row.kind in TRAINING_KINDS or row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), row.dtype)
+        keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS
+                                                      else row.dtype)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["step_overhead_s"] = "all"
+        keys["step_overhead_s"] = engine_family(row)
     return keys
