@@ -5,9 +5,11 @@
 
 Each kind calls the engine function its command calls: training rows ``train_step`` on the published layout
 (``train-step``), GPU-hours ``train_time`` on the best plan at the published GPU count (``train-time``),
-serving latency ``latency`` (``latency``), KV capacity ``engine_memory`` (``concurrency``), fine-tuning peaks
+serving latency ``latency`` (``latency``), max-load throughput ``max_load_layout`` (``serve``'s replica model), peaks
+``train_step`` / ``inference_memory``, KV capacity ``engine_memory`` (``concurrency``), fine-tuning peaks
 ``finetune_memory`` (``memory --mode finetune``). ``overrides`` replaces fitted defaults for the fit
-(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "step_overhead_s": value}.
+(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "step_overhead_s": value or {engine family: value}}; without it a
+serving row runs at its engine family's fitted overhead.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout  # noqa: E402
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
+from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
@@ -87,6 +93,20 @@ def plateau_override(values: dict[str, float] | None) -> Iterator[None]:
         efficiency.GEMM_PLATEAU.update(saved)
 
 
+def _system(row: Any, k: dict[str, Any], gpu: GPUSpec) -> Any:
+    system = load_system(k["system"]) if "system" in k else system_for_gpu(gpu)
+    if system is None:
+        raise CannotPredict(f"no node type ships for {gpu.name}: the row needs config.system")
+    return system
+
+
+def _training_dtype(row: Any) -> str:
+    """fp8 recipes (delayed/current scaling, tensorwise/rowwise, blockwise, MXFP8) all run the GEMMs at the fp8 peak."""
+    if row.dtype in ("nvfp4", "fp4", "mxfp4"):
+        raise CannotPredict(f"{row.dtype} training GEMMs are not modelled (bf16, fp16, fp8)")
+    return "bf16" if row.dtype == "mixed" else row.dtype
+
+
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.training.cost import Efficiencies, ModelCost
     from calc.training.layout import Layout
@@ -94,62 +114,132 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.training.plan import best_plan
     from calc.training.step import train_step
 
-    c = row.config
-    system = load_system(c["system"]) if "system" in c else system_for_gpu(gpu)
-    if system is None:
-        raise CannotPredict(f"no node type ships for {gpu.name}: the row needs config.system")
-    eff = Efficiencies(flash=c.get("attention", "flash") == "flash", dropout=float(c.get("dropout", 0.0)))
-    cost = ModelCost(m, gpu, system, int(c["seq"]), row.dtype, eff)
+    k = knobs(row)
+    if "seq" not in k:
+        raise CannotPredict("no sequence length given or assumed")
+    eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)))
+    dtype = _training_dtype(row)
+    cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)
     n = row.hardware.num_gpus
     if row.kind == "training_gpu_hours":
-        plan = best_plan(cost, n, c.get("global_batch"))
-        return train_time(m, gpu, num_gpus=n, tokens=float(c["tokens"]), seq=int(c["seq"]), dtype=row.dtype, plan=plan).gpu_hours
-    layout = Layout(**{k: c[k] for k in ("tp", "pp", "dp", "cp", "ep", "vpp", "sp", "micro_batch", "zero", "recompute") if k in c})
-    r = train_step(cost, layout, global_batch=int(c["global_batch"]), num_gpus=n)
+        plan = best_plan(cost, n, k.get("global_batch"))
+        return train_time(m, gpu, num_gpus=n, tokens=k["tokens"], seq=k["seq"], dtype=dtype, plan=plan).gpu_hours
+    try:
+        lay, global_batch = training_layout(row, k)
+    except Unrepresentable as e:
+        raise CannotPredict(str(e)) from e
+    r = train_step(cost, Layout(**lay), global_batch=global_batch, num_gpus=n)
+    if row.kind == "training_peak_memory":
+        return r.memory_per_gpu_bytes / GIB * (1 if row.measured.unit == "GiB" else GIB / 1e9)
     if not r.fits:
-        raise CannotPredict(f"the engine refuses the published layout {layout.label()}: does not fit")
+        raise CannotPredict(f"the engine refuses the published layout {r.layout}: does not fit "
+                            f"({r.memory_per_gpu_bytes / GIB:.1f} GiB per GPU predicted; issue 21)")
     if row.kind == "training_step_time":
         return r.step_time_s
     if row.kind == "training_throughput":
-        return c["global_batch"] * c["seq"] / (r.step_time_s * n)
-    convention = c.get("flop_convention", "llmcalc")
+        return global_batch * k["seq"] / (r.step_time_s * n)
+    if row.measured.unit == "TFLOP/s/gpu":  # NeMo's achieved model TFLOP/s: MFU x the dtype's peak
+        return r.mfu * peak_tflops(gpu, dtype)
+    convention = k.get("flop_convention", "llmcalc")
     if convention == "llmcalc":
         return r.mfu
-    flops = megatron_flops(c["global_batch"], c["seq"], m.num_layers, m.hidden_size, m.vocab_size, convention == "megatron-hfu")
-    return flops / (r.step_time_s * n * peak_tflops(gpu, row.dtype) * TERA)
+    flops = megatron_flops(global_batch, k["seq"], m.num_layers, m.hidden_size, m.vocab_size, convention == "megatron-hfu")
+    return flops / (r.step_time_s * n * peak_tflops(gpu, dtype) * TERA)
+
+
+def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
+    if k.get("weights_as_shipped"):
+        return None
+    if row.dtype in ("nvfp4", "fp4"):
+        raise CannotPredict("nvfp4 weights with fp4 GEMMs are not modelled (fp4 only for shipped mxfp4 checkpoints)")
+    if row.dtype == "int4-awq":
+        raise CannotPredict("int4-awq weights by --dtype are not modelled (only a shipped AWQ checkpoint's config)")
+    return row.dtype
 
 
 def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
     from calc.serving.latency import latency
 
-    c = row.config
-    if not all(k in c for k in ("batch", "prompt", "output")):
-        raise CannotPredict("a serving row needs config batch, prompt and output (a static batch)")
-    tp, pp = int(c.get("tp", row.hardware.num_gpus)), int(c.get("pp", 1))
-    kv_dtype = c.get("kv_dtype") or (row.assumed["kv_dtype"].value if "kv_dtype" in row.assumed else None)
-    r = latency(m, gpu, num_gpus=tp * pp, batch=int(c["batch"]), prompt=int(c["prompt"]), output=int(c["output"]),
-                dtype=None if c.get("weights_as_shipped") else row.dtype, kv_dtype=kv_dtype, causal=True, tp=tp, pp=pp,
+    k = knobs(row)
+    if "rate" in k:
+        raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
+                            "(static batches and max-load throughput are)")
+    if row.kind == "serving_throughput" and "batch" not in k:
+        return _max_load(row, k, m, gpu, assumptions)
+    if not all(key in k for key in ("batch", "prompt", "output")):
+        raise CannotPredict("a serving row needs batch, prompt and output (a static batch)")
+    tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
+    r = latency(m, gpu, num_gpus=tp * pp, batch=k["batch"], prompt=k["prompt"], output=k["output"],
+                dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), causal=True, tp=tp, pp=pp,
                 assumptions=assumptions)
     if row.kind == "serving_throughput":  # a static batch: tokens over its end-to-end time
-        per_request = c["output"] + (c["prompt"] if "total" in row.measured.metric else 0)
-        value = c["batch"] * per_request / r.e2e_s
+        per_request = k["output"] + (k["prompt"] if "total" in row.measured.metric else 0)
+        value = k["batch"] * per_request / r.e2e_s
         return value / row.hardware.num_gpus if row.measured.unit.endswith("/gpu") else value
     seconds = getattr(r, LATENCY_FIELD[row.kind])
     return seconds * 1e3 if row.measured.unit == "ms" else seconds
+
+
+# TensorRT-LLM's LLM API / trtllm-bench defaults (BuildConfig): max_batch_size 2048, max_num_tokens 8192.
+TRTLLM_MAX_BATCH, TRTLLM_MAX_TOKENS = 2048, 8192
+
+
+def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
+    """Offline max-load throughput (trtllm-bench): output tokens/s of the whole TP x PP group at the largest batch its
+    KV cache admits, capped by the engine's max batch (calc.serving.plan.max_load_layout). TensorRT-LLM's KV share
+    (kv_cache_free_gpu_mem_fraction of the memory left after weights) is priced with vLLM's accounting at the same
+    fraction of the card: the nearest the engine models."""
+    from calc.serving.plan import max_load_layout
+    from calc.specs.serving import EngineSettings
+
+    if not all(key in k for key in ("prompt", "output")):
+        raise CannotPredict("a max-load throughput row needs prompt and output lengths")
+    if k.get("ep", 1) > 1:
+        raise CannotPredict("expert parallelism inside a TP group (TP x EP attention/MoE split) is not modelled")
+    tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
+    settings = EngineSettings(gpu_memory_utilization=k.get("kv_cache_free_gpu_mem_fraction", k.get("gpu_memory_utilization", 0.9)),
+                              max_num_seqs=k.get("max_batch_size", TRTLLM_MAX_BATCH if row.stack.name == "trtllm" else 256),
+                              max_num_batched_tokens=k.get("max_num_batched_tokens", TRTLLM_MAX_TOKENS))
+    lay = max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
+                          kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=assumptions)
+    if lay is None:
+        raise CannotPredict("the engine predicts no room for one request's KV cache")
+    metric = row.measured.metric.lower()  # "Total Output Throughput" counts output tokens only
+    per_request = k["output"] + (k["prompt"] if "total" in metric and "output" not in metric else 0)
+    value = lay.tokens_per_s * per_request / k["output"]
+    return value / row.hardware.num_gpus if row.measured.unit.endswith("/gpu") else value
 
 
 def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.serving.engine_memory import engine_memory
     from calc.specs.serving import EngineSettings
 
-    c = row.config
-    settings = EngineSettings(engine=row.stack.name, **{k: c[k] for k in ENGINE_KNOBS if k in c})
-    capacity = int(c["capacity_gib"] * GIB) if "capacity_gib" in c else None
-    mem = engine_memory(m, gpu, settings=settings, tp=int(c.get("tp", 1)), pp=int(c.get("pp", 1)),
-                        dtype=None if c.get("weights_as_shipped") else row.dtype, kv_dtype=c.get("kv_dtype"), capacity_bytes=capacity)
+    k = knobs(row)
+    engine = {"vllm-v0": "vllm"}.get(row.stack.name, row.stack.name)
+    if engine not in ("vllm", "sglang"):
+        raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, sglang)")
+    settings = EngineSettings(engine=engine, **{key: k[key] for key in ENGINE_KNOBS if key in k})
+    capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
+    mem = engine_memory(m, gpu, settings=settings, tp=k.get("tp", 1), pp=k.get("pp", 1),
+                        dtype=None if k.get("weights_as_shipped") else row.dtype, kv_dtype=k.get("kv_dtype"),
+                        capacity_bytes=capacity)
     if mem.kv_cache_tokens <= 0:
         raise CannotPredict("the engine predicts no room for a KV cache (0 tokens)")
     return float(mem.kv_cache_tokens)
+
+
+def _inference_memory(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
+    """The process's memory at a context: `memory --mode infer` (weights + KV of batch x seq + activations + reserve)."""
+    from calc.memory.inference import inference_memory
+    from calc.specs import Parallelism
+
+    k = knobs(row)
+    seq = k.get("max_model_len") or k.get("seq")
+    if seq is None:
+        raise CannotPredict("an inference peak needs the context (max_model_len or seq)")
+    r = inference_memory(m, gpu=gpu, plan=Parallelism(tp=k.get("tp", 1)), dtype=_serving_dtype(row, k),
+                         kv_dtype=k.get("kv_dtype"), batch=k.get("batch", 1), seq=seq)
+    return r.per_gpu_bytes / (GIB if row.measured.unit == "GiB" else 1e9)
 
 
 FINETUNE_PLAN_KEYS = ("dp", "tp", "pp")
@@ -175,19 +265,24 @@ def finetune_peak_gib(m: ModelSpec, settings: dict[str, Any], metric: str) -> fl
 
 def _finetune(row: Any, m: ModelSpec) -> float:
     metric = "reserved" if "reserved" in row.measured.metric else "allocated"
-    gib = finetune_peak_gib(m, dict(row.config), metric)
+    try:
+        settings = finetune_kwargs(row, knobs(row))
+    except Unrepresentable as e:
+        raise CannotPredict(str(e)) from e
+    gib = finetune_peak_gib(m, settings, metric)
     return {"GiB": gib, "GB": gib * GIB / 1e9}[row.measured.unit]
 
 
 def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     """The engine's prediction for a corpus row, in the row's measured unit; CannotPredict says why not."""
     overrides = overrides or {}
-    assumptions = DEFAULT_ASSUMPTIONS
-    if "step_overhead_s" in overrides:
-        assumptions = ServingAssumptions(step_overhead_s=overrides["step_overhead_s"])
+    overhead = overrides.get("step_overhead_s", parameter("step_overhead_s"))  # a value, or {engine family: value}
+    if isinstance(overhead, dict):
+        overhead = overhead[engine_family(row)]
+    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"step_overhead_s": overhead})
     m, gpu = row_model(row), row_gpu(row)
     with plateau_override(overrides.get("gemm_plateau")):
-        if row.kind in TRAINING_KINDS:
+        if row.kind in TRAINING_KINDS or row.kind == "training_peak_memory":
             return _training(row, m, gpu)
         if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
             return _serving(row, m, gpu, assumptions)
@@ -195,25 +290,44 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
             return _kv(row, m, gpu)
         if row.kind == "finetune_peak_memory":
             return _finetune(row, m)
+        if row.kind == "inference_peak_memory":
+            return _inference_memory(row, m, gpu)
     raise CannotPredict(f"no predictor for kind {row.kind} yet")
 
 
+_ANSWERS: dict[tuple[str, str], tuple[float | None, str]] = {}
+
+
 def predict_or_reason(row: Any, overrides: dict[str, Any] | None = None) -> tuple[float | None, str]:
-    """(prediction, "") or (None, why): the engine's own refusals (LLMCalcError) are reasons, bugs propagate."""
-    try:
-        return predict(row, overrides), ""
-    except CannotPredict as e:
-        return None, str(e)
-    except LLMCalcError as e:
-        return None, f"engine: {e}"
+    """(prediction, "") or (None, why): the engine's own refusals (LLMCalcError) are reasons, bugs propagate.
+    Answers are kept per (row id, overrides) for the process: the fit, the README tables and the tests ask again."""
+    key = (row.id, repr(sorted((overrides or {}).items())))
+    if key not in _ANSWERS:
+        try:
+            _ANSWERS[key] = predict(row, overrides), ""
+        except CannotPredict as e:
+            _ANSWERS[key] = None, str(e)
+        except LLMCalcError as e:
+            _ANSWERS[key] = None, f"engine: {e}"
+    return _ANSWERS[key]
+
+
+ENGINE_FAMILY = {"vllm": "vllm", "vllm-v0": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim-trtllm": "trtllm",
+                 "lmdeploy": "lmdeploy"}
+
+
+def engine_family(row: Any) -> str:
+    """The serving engine whose per-step overhead a row informs; unlisted stacks share "other" (never fitted)."""
+    return ENGINE_FAMILY.get(row.stack.name, "other")
 
 
 def parameter_keys(row: Any) -> dict[str, str]:
     """Which fitted defaults this row's prediction depends on: {"gemm_plateau": key} for every time or throughput
-    row, plus "step_overhead_s" for serving latency/throughput rows. Memory rows depend on none."""
+    row, plus "step_overhead_s": engine family for serving latency/throughput rows. Memory rows depend on none."""
     keys: dict[str, str] = {}
     if row.kind in TRAINING_KINDS or row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), row.dtype)
+        keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS
+                                                      else row.dtype)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["step_overhead_s"] = "all"
+        keys["step_overhead_s"] = engine_family(row)
     return keys

@@ -39,8 +39,8 @@ Kind = Literal[
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
-# The share of source groups held out: a group is held out when the first byte of sha256(source_group)
-# falls below HELD_OUT_SHARE * 256. Fixed before any fit; never changed to move a row.
+# The share of rows held out, by whole sources taken in the order of sha256(source) (held_out_sources).
+# Fixed before any fit; never changed to move a row.
 HELD_OUT_SHARE = 0.35
 
 
@@ -112,14 +112,23 @@ class Row(_Strict):
 
 class SourceGroup(_Strict):
     source_group: str = Field(pattern=r"^[a-z0-9._-]+$")
+    table_of: str | None = Field(None, pattern=r"^[a-z0-9._-]+$",
+                                 description="the whole source this group was cut from (one page, one table set): groups "
+                                             "cut from one source share it, and the split and the CV folds go by it")
     description: str = ""
     rows: list[Row]
 
 
-def split_of(source_group: str) -> Literal["fit", "held_out"]:
-    """The split a whole source group belongs to: a fixed hash rule, chosen before any fit."""
-    first = hashlib.sha256(source_group.encode()).digest()[0]
-    return "held_out" if first < HELD_OUT_SHARE * 256 else "fit"
+def held_out_sources(sizes: dict[str, int]) -> set[str]:
+    """The held-out sources: in the order of the sha256 of their names (a fixed order no fit can move), whole
+    sources are held out until at least HELD_OUT_SHARE of the rows are. ``sizes``: rows per source."""
+    total, held, out = sum(sizes.values()), 0, set()
+    for source in sorted(sizes, key=lambda g: hashlib.sha256(g.encode()).hexdigest()):
+        if held >= HELD_OUT_SHARE * total:
+            break
+        out.add(source)
+        held += sizes[source]
+    return out
 
 
 def load_groups(folder: Path = CORPUS_DIR) -> list[SourceGroup]:
@@ -138,6 +147,16 @@ def load_groups(folder: Path = CORPUS_DIR) -> list[SourceGroup]:
     return groups
 
 
+def source_of(group: SourceGroup) -> str:
+    """The unit of the split: the whole source a group was cut from (``table_of``), else the group itself."""
+    return group.table_of or group.source_group
+
+
 def load_corpus(folder: Path = CORPUS_DIR) -> list[tuple[Row, str, str]]:
-    """(row, source_group, split) for every row."""
-    return [(r, g.source_group, split_of(g.source_group)) for g in load_groups(folder) for r in g.rows]
+    """(row, source, split) for every row: the source is the whole table set (source_of), never part of one."""
+    groups = load_groups(folder)
+    sizes: dict[str, int] = {}
+    for g in groups:
+        sizes[source_of(g)] = sizes.get(source_of(g), 0) + len(g.rows)
+    held = held_out_sources(sizes)
+    return [(r, source_of(g), "held_out" if source_of(g) in held else "fit") for g in groups for r in g.rows]

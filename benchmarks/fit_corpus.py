@@ -4,11 +4,12 @@
     python benchmarks/fit_corpus.py --check    # exit 1 when the shipped file differs from the fit (date aside)
 
 Procedure (declared before looking at held-out rows; held-out rows are never read here):
-1. Rows: the corpus rows of the FIT split (corpus_schema.split_of, a fixed hash of the source group), that ran
+1. Rows: the corpus rows of the FIT split (corpus_schema.held_out_sources: whole sources), that ran
    (an out-of-memory row is a bound, not a value) and that the engine can predict (corpus_predict).
 2. Parameters: the GEMM plateau per GPU generation, and per generation for fp8 GEMMs (calc.hardware.efficiency.
    plateau_key), informed by every training and serving time/throughput row of that generation and dtype; the
-   serving per-step overhead, informed by every serving latency/throughput row. Each starts at PRIOR (the
+   serving per-step overhead per engine family (vllm, sglang, trtllm, lmdeploy), informed by that engine's
+   serving latency/throughput rows. Each starts at PRIOR (the
    hand-set values the engine had before the corpus). A parameter is fitted only when its rows come from at
    least MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled
    from another generation). The flash-attention rate and the sustained fraction are not separable from the
@@ -21,11 +22,11 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    each fold is refitted by steps 2-3 without it and predicted with that fold's fit. The CV error of a parameter
    is the median |log| of those out-of-fold residuals over its rows. A fitted value is adopted only if its CV
    error beats the PRIOR value's error on the same rows; otherwise PRIOR stays ("unfitted: fit did not beat the
-   prior in cross-validation"), and it is held back (HELD_BACK, each with its reason) where the held-out
-   rows it touches did not improve.
+   prior in cross-validation"). Adoption is decided on the fit split's cross-validation alone: held-out rows are
+   never read here, not even to veto a value.
 5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
-   time (a rate's residual flips sign), pooled per band group family | generation | dtype class | dense/MoE;
-   the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the family's where the family has,
+   time (a rate's residual flips sign), pooled per band group kind | generation | dtype class | dense/MoE;
+   the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the kind's where the kind has,
    else the stated wide default (a factor of 2 either way).
 """
 
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus_predict as cp  # noqa: E402
 from corpus_schema import load_corpus  # noqa: E402
 
-from calc.bands import KINDS, dtype_class  # noqa: E402
+from calc.bands import KINDS, group_name  # noqa: E402
 from calc.fitted import FITTED_PATH  # noqa: E402
 
 PRIOR: dict[str, dict[str, float]] = {
@@ -57,22 +58,16 @@ PRIOR: dict[str, dict[str, float]] = {
     # FlashAttention-2 fwd+bwd ~56-64% of A100 peak, ~35% of H100; FlashAttention-3 ~55-75% of H100 (Dao 2023; Shah 2024).
     "flash_attention_peak": {"Ampere": 0.58, "Hopper": 0.45, "Ada": 0.45, "Blackwell": 0.45, "CDNA3": 0.30, "other": 0.40},
     "sustained_fraction": {"all": 0.82},  # 0.71 / 0.87: the Ampere plateau over an isolated cuBLAS GEMM
-    "step_overhead_s": {"all": 2.0e-3},  # vLLM/SGLang scheduler, input preparation, sampling per step
+    # Scheduler, input preparation, sampling per step, per engine family (corpus_predict.engine_family); "vllm" is
+    # the engine's default (calc.serving.assumptions).
+    "step_overhead_s": {"vllm": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3, "other": 2.0e-3},
 }
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows)",
     "sustained_fraction": "unfitted: no data (no corpus row carries a `bench` calibration)",
 }
 # Coarse grids, then a fine grid around the coarse best (FINE_STEPS steps of FINE each way).
-# Reviewed decisions, recorded here so the file stays this script's output: a value the CV gate adopts is
-# held back when it did not improve the held-out rows it touches (the project's rule for changing a shipped
-# default; benchmarks/validate_corpus.py prints the before/after). The candidate stays in the file.
-HELD_BACK = {
-    ("step_overhead_s", "all"): "5 ms made the held-out serving rows worse (vLLM e2e, mean |error| 12.0% -> 20.3%): the "
-                                "TensorRT-LLM/LMDeploy TTFT rows that drive it need a per-engine overhead (issue 24)",
-    ("gemm_plateau", "Hopper/fp8"): "no held-out Hopper fp8 row to confirm it",
-}
-GRIDS = {"gemm_plateau": [round(0.30 + 0.05 * i, 2) for i in range(13)],
+GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
          "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)]}
 FINE = {"gemm_plateau": 0.01, "step_overhead_s": 0.25e-3}
 FINE_STEPS = 4
@@ -113,10 +108,8 @@ def entries() -> tuple[list[Entry], list[tuple[Any, str]]]:
 
 
 def band_group(row: Any) -> str:
-    """family | generation | dtype class | dense/moe: the finest group a band is read for."""
-    gpu = cp.row_gpu(row)
-    moe = "moe" if cp.row_model(row).moe else "dense"
-    return f"{FAMILY[row.kind][0]}|{gpu.arch}|{dtype_class(row.dtype)}|{moe}"
+    """kind | generation | dtype class | dense/moe: the finest group a band is read for (calc.bands.group_name)."""
+    return group_name(row.kind, cp.row_gpu(row).arch, row.dtype, bool(cp.row_model(row).moe))
 
 
 class Predictions:
@@ -142,7 +135,7 @@ class Predictions:
         plateau = params["gemm_plateau"][e.keys["gemm_plateau"]]
         if "step_overhead_s" not in e.keys:
             return self._engine(e, plateau, 0.0)
-        o = params["step_overhead_s"]["all"]
+        o = params["step_overhead_s"][e.keys["step_overhead_s"]]
         sign = FAMILY[e.row.kind][1]
         t0, t1 = (self._engine(e, plateau, x) ** sign for x in (0.0, 1e-3))
         return (t0 + (t1 - t0) * o / 1e-3) ** sign
@@ -164,7 +157,8 @@ def informing(rows: list[Entry], name: str, key: str) -> list[Entry]:
 def fit(rows: list[Entry], preds: Predictions) -> dict[str, dict[str, float]]:
     """Steps 2-3 of the module docstring on these rows: coordinate-wise grid search from PRIOR."""
     params = {name: dict(values) for name, values in PRIOR.items()}
-    targets = [("step_overhead_s", "all")] + [("gemm_plateau", k) for k in PRIOR["gemm_plateau"] if k != "other"]
+    targets = [("step_overhead_s", k) for k in PRIOR["step_overhead_s"] if k != "other"] + \
+        [("gemm_plateau", k) for k in PRIOR["gemm_plateau"] if k != "other"]
     for _ in range(PASSES):
         for name, key in targets:
             use = informing(rows, name, key)
@@ -200,18 +194,18 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 
 def bands(rows: list[Entry], cv: dict[str, float]) -> dict[str, Any]:
-    """Step 5: time-oriented residual quantiles per band group and per family (>= MIN_BAND_ROWS rows); ``cv`` holds
+    """Step 5: time-oriented residual quantiles per band group and per kind (>= MIN_BAND_ROWS rows); ``cv`` holds
     each row's residual (out-of-fold, or at the shipped values where a parameter it depends on was not fitted)."""
     by_group: dict[str, list[float]] = {}
-    by_family: dict[str, list[float]] = {}
+    by_kind: dict[str, list[float]] = {}
     for e in rows:
         r = cv[e.row.id] * FAMILY[e.row.kind][1]
         by_group.setdefault(e.band_group, []).append(r)
-        by_family.setdefault(e.band_group.split("|")[0], []).append(r)
+        by_kind.setdefault(e.row.kind, []).append(r)
     return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS,
             "orientation": "q10/q90 of log(predicted/measured) for time-like figures; a rate's band uses them negated",
             "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
-            "families": {f: _quantiles(v) for f, v in sorted(by_family.items()) if len(v) >= MIN_BAND_ROWS},
+            "kinds": {f: _quantiles(v) for f, v in sorted(by_kind.items()) if len(v) >= MIN_BAND_ROWS},
             "groups": {g: _quantiles(v) for g, v in sorted(by_group.items()) if len(v) >= MIN_BAND_ROWS}}
 
 
@@ -230,6 +224,8 @@ def run() -> dict[str, Any]:
             groups = sorted({e.group for e in use})
             if name in NOT_SEPARABLE:
                 entry["status"] = NOT_SEPARABLE[name]
+            elif key == "other" and name == "step_overhead_s":
+                entry["status"] = f"unfitted: the rest ({len(use)} fit rows of engines without their own key); not one overhead"
             elif key == "other" or len(groups) < MIN_GROUPS:
                 entry["status"] = f"unfitted: no data ({len(use)} fit rows from {len(groups)} source groups; {MIN_GROUPS} needed)"
             else:
@@ -237,10 +233,7 @@ def run() -> dict[str, Any]:
                 prior_error = statistics.median(abs(preds.residual(e, PRIOR)) for e in use)
                 entry |= {"rows": sorted(e.row.id for e in use), "groups": groups, "cv_error": round(fitted_error, 4),
                           "prior_error": round(prior_error, 4)}
-                if fitted_error <= prior_error and (name, key) in HELD_BACK:
-                    entry |= {"candidate": final[name][key],
-                              "status": f"unfitted: candidate {final[name][key]:g} held back: {HELD_BACK[name, key]}"}
-                elif fitted_error <= prior_error:
+                if fitted_error < prior_error:
                     entry |= {"value": final[name][key], "status": "fitted"}
                 else:
                     entry["status"] = "unfitted: fit did not beat the prior in cross-validation"

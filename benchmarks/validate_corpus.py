@@ -22,7 +22,7 @@ from fit_corpus import PRIOR  # noqa: E402
 
 from calc.bands import band, dtype_class  # noqa: E402
 
-PRIOR_OVERRIDES = {"gemm_plateau": PRIOR["gemm_plateau"], "step_overhead_s": PRIOR["step_overhead_s"]["all"]}
+PRIOR_OVERRIDES = {"gemm_plateau": PRIOR["gemm_plateau"], "step_overhead_s": PRIOR["step_overhead_s"]}
 
 
 def results() -> list[dict]:
@@ -80,8 +80,14 @@ def markdown(res: list[dict] | None = None) -> str:
     skipped = [r for r in res if not r["predicted"]]
     oom = [r for r in res if r["outcome"] == "oom" and r["predicted"]]
     lines.append("")
-    lines.append(f"{len(res)} rows ({sum(r['split'] == 'held_out' for r in res)} held out); not predicted: "
-                 + ("; ".join(f"{r['id']} ({r['why']})" for r in skipped) or "none") + "; out-of-memory runs predicted over the card: "
+    reasons: dict[str, int] = {}
+    for r in skipped:
+        reason = r["why"].split(" (")[0].split(": does not fit")[0]
+        reason = "the engine refuses the published layout: does not fit (issue 21)" if "refuses the published" in reason else reason
+        reasons[reason] = reasons.get(reason, 0) + 1
+    lines.append(f"{len(res)} rows ({sum(r['split'] == 'held_out' for r in res)} held out); {len(skipped)} not predicted, by reason: "
+                 + ("; ".join(f"{n} x {why}" for why, n in sorted(reasons.items(), key=lambda x: -x[1])) or "none")
+                 + ". Out-of-memory runs predicted over the card: "
                  + (", ".join(f"{r['id']} {'yes' if r['predicted'] > r['measured'] else 'NO'}" for r in oom) or "none") + ".")
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """The 80% band of a predicted figure, from the cross-validated residuals of its group in the corpus.
 
-benchmarks/fit_corpus.py writes, per band group (family | GPU generation | dtype class | dense/moe) and per
-family, the 10% and 90% quantiles q10, q90 of r = log(predicted / measured) of time-like figures, taken over
+benchmarks/fit_corpus.py writes, per band group (kind | GPU generation | dtype class | dense/moe) and per
+kind, the 10% and 90% quantiles q10, q90 of r = log(predicted / measured) of time-like figures, taken over
 out-of-fold predictions of the fit split (calc/data/fitted_defaults.json, "bands"). For a prediction p of a
 time-like figure (a time, GPU-hours, a memory peak, a KV capacity) the measured value m = p exp(-r) lies, 80% of
 the time, in
@@ -9,7 +9,7 @@ the time, in
     [p exp(-q90), p exp(-q10)]
 
 and for a rate (throughput, MFU), whose residual is -r, in [p exp(q10), p exp(q90)]. A group with fewer than
-min_rows rows falls back to its family, a family without them to the stated wide default (a factor of 2).
+min_rows rows falls back to its kind, a kind without them to the stated wide default (a factor of 2).
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ def dtype_class(dtype: str) -> str:
     return "fp8" if dtype.startswith("fp8") else "16-bit" if dtype in ("bf16", "fp16", "mixed") else dtype
 
 
+def group_name(kind: str, gpu: str, dtype: str, moe: bool) -> str:
+    """The finest band group: kind | GPU generation | dtype class | dense/moe."""
+    return f"{kind}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
+
+
 def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False) -> Band:
     """The 80% band around ``value`` (a prediction of a corpus ``kind``) for a GPU generation (``gpu``: the
     GPUSpec.arch, e.g. "Hopper"), dtype and dense/MoE model (module docstring).
@@ -53,13 +58,13 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     """
     if kind not in KINDS:
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
-    family, sign = KINDS[kind]
+    sign = KINDS[kind][1]
     data = fitted()["bands"]
-    group = f"{family}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
+    group = group_name(kind, gpu, dtype, moe)
     if group in data["groups"]:
         q, name = data["groups"][group], group
-    elif family in data["families"]:
-        q, name = data["families"][family], f"{family} (all generations: {group} has fewer than {data['min_rows']} rows)"
+    elif kind in data["kinds"]:
+        q, name = data["kinds"][kind], f"{kind} (all generations: {group} has fewer than {data['min_rows']} rows)"
     else:
         q, name = {**data["wide_default"], "rows": 0}, "wide default: no comparable measurement"
     lo, hi = (-q["q90"], -q["q10"]) if sign > 0 else (q["q10"], q["q90"])

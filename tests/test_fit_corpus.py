@@ -20,7 +20,22 @@ def test_engine_defaults_are_the_files() -> None:
     doc = fc.shipped_without_date()["parameters"]
     assert GEMM_PLATEAU["Ampere"] == doc["gemm_plateau"]["Ampere"]["value"]
     assert SUSTAINED_FRACTION == doc["sustained_fraction"]["all"]["value"]
-    assert DEFAULT_ASSUMPTIONS.step_overhead_s == doc["step_overhead_s"]["all"]["value"]
+    assert DEFAULT_ASSUMPTIONS.step_overhead_s == doc["step_overhead_s"]["vllm"]["value"]
+
+
+def test_adoption_never_reads_held_out_rows() -> None:
+    """The fit's rows and its CV folds are fit-split rows only, and a parameter is adopted exactly when its CV error
+    beats the prior's (no held-out veto list)."""
+    import corpus_schema as cs
+
+    held = {row.id for row, _g, split in cs.load_corpus() if split == "held_out"}
+    rows, _ = fc.entries()
+    assert held and not held & {e.row.id for e in rows}
+    assert not hasattr(fc, "HELD_BACK")
+    for values in fc.shipped_without_date()["parameters"].values():
+        for e in values.values():
+            if "cv_error" in e:
+                assert (e["status"] == "fitted") == (e["cv_error"] < e["prior_error"])
 
 
 def test_a_generation_without_data_keeps_its_prior_and_says_so() -> None:
@@ -37,6 +52,6 @@ def test_serving_prediction_is_affine_in_the_step_overhead() -> None:
     preds = fc.Predictions()
     for e in [e for e in rows if "step_overhead_s" in e.keys][:4]:
         params = {name: dict(v) for name, v in fc.PRIOR.items()}
-        params["step_overhead_s"]["all"] = 3.7e-3
+        params["step_overhead_s"][e.keys["step_overhead_s"]] = 3.7e-3
         direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": 3.7e-3})
         assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)

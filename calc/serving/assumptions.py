@@ -24,7 +24,7 @@ from calc.fitted import parameter
 class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
     comm_buffer_gib: float = Field(0.25, ge=0)
-    step_overhead_s: float = Field(parameter("step_overhead_s")["all"], ge=0)  # fitted_defaults.json
+    step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
 

@@ -249,6 +249,28 @@ def serve_plan(
     )
 
 
+def max_load_layout(
+    m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, tp: int, pp: int = 1, dtype: str | None = "bf16",
+    kv_dtype: str | None = None, settings: EngineSettings | None = None,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+) -> Layout | None:
+    """One TP x PP replica at maximum load (an offline benchmark: every request queued at once, no latency target):
+    the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
+    B = min(max concurrency, max_num_seqs), so tokens_per_s = B / TPOT(B). The same replica model `serve` ranks; None
+    when not one request fits."""
+    s = request_settings(settings or EngineSettings(), prompt + output)
+    fmt = weight_format(m, gpu, dtype)
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
+    gpu_run, hook, _ = calibrated_gpu(gpu, fmt.compute_dtype, None)
+    check_layout(m, Parallelism(tp=tp, pp=pp))
+    mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype,
+                        tokens_per_request=prompt + output, assumptions=assumptions)
+    if mem.max_concurrency < 1:
+        return None
+    replica = _Replica(m, gpu_run, mem, prompt, output, hook, assumptions, dtype, kv_dtype)
+    return _layout(replica, s, None, None, None, None, tp * pp, assumptions)
+
+
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
     """The layout at the batch it runs: the largest meeting both targets (powers of two, then bisection) for
     one replica or a fixed --num-gpus; when sizing for --rate / --users, the one of those batches that needs

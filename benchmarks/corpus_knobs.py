@@ -1,0 +1,122 @@
+"""A corpus row's knobs in the engine's vocabulary: what the source gives (``config``) over what the collector
+assumed (``assumed``, each with its why), and the translations from a stack's own names to llmcalc's.
+
+    knobs(row)                  {knob: value}: config over assumed, only values the engine can take
+    training_layout(row, k)     calc.training.layout.Layout keywords and the global batch (derived when missing)
+    finetune_kwargs(row, k)     calc.memory.finetune.finetune_memory keywords (litgpt/torchtune/PEFT names mapped)
+
+A knob the engine cannot represent faithfully raises corpus_predict.CannotPredict with the reason (never a guess).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
+             "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
+             "max_num_batched_tokens", "chunked_prefill_size")
+FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
+               "kv_cache_free_gpu_mem_fraction")
+STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
+             "lora_targets", "quantization", "fp8_recipe", "system")
+BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile")
+
+
+class Unrepresentable(Exception):
+    """The engine has no faithful representation of this row's setting (the message says which)."""
+
+
+def _typed(key: str, value: Any) -> Any | None:
+    """The value as the engine takes it, or None where it is not one (e.g. vpp: 'interleaved', a prose note)."""
+    if key in INT_KNOBS:
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value) else None
+    if key in FLOAT_KNOBS:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if key in STR_KNOBS:
+        return value if isinstance(value, str) else None
+    if key in BOOL_KNOBS:
+        return value if isinstance(value, bool) else None
+    return None
+
+
+def knobs(row: Any) -> dict[str, Any]:
+    """The row's knobs: ``assumed`` values, overridden by ``config`` (what the source gives), typed; prose dropped.
+    Rounded prompt/output means (a workload's average lengths) are rounded to whole tokens."""
+    out: dict[str, Any] = {}
+    for key, a in row.assumed.items():
+        if key in ("prompt", "output") and isinstance(a.value, float):
+            out[key] = max(round(a.value), 1)
+            continue
+        v = _typed(key, a.value)
+        if v is not None:
+            out[key] = v
+    for key, value in row.config.items():
+        if key in ("prompt", "output") and isinstance(value, float):
+            out[key] = max(round(value), 1)
+            continue
+        v = _typed(key, value)
+        if v is not None:
+            out[key] = v
+    if out.get("kv_dtype") == "auto":  # vLLM/SGLang "auto": the activation dtype, the engine's own default
+        del out["kv_dtype"]
+    return out
+
+
+# NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
+DISTRIBUTED_OPTIMIZER_STACKS = ("nemo", "megatron-bridge")
+
+
+def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(Layout keywords, global batch). DP, when the source gives only the GPU count, is what the other axes leave
+    (n / (TP x PP x CP)); FSDP is ZeRO-3 (FULL_SHARD); the global batch, when not given, is micro_batch x DP x
+    grad_accum (grad_accum 1 unless given)."""
+    n = row.hardware.num_gpus
+    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero") if key in k}
+    if k.get("sp") is not None:
+        lay["sp"] = k["sp"]
+    if k.get("recompute") in ("none", "selective", "full"):
+        lay["recompute"] = k["recompute"]
+    if k.get("fsdp") and "zero" not in lay:
+        lay["zero"] = 3
+    if "zero" not in lay and row.stack.name in DISTRIBUTED_OPTIMIZER_STACKS:
+        lay["zero"] = 1
+    if "dp" not in lay:
+        shards = lay.get("tp", 1) * lay.get("pp", 1) * lay.get("cp", 1)
+        if n % shards:
+            raise Unrepresentable(f"{n} GPUs are not a multiple of TP x PP x CP = {shards}")
+        lay["dp"] = n // shards
+    gb = k.get("global_batch") or lay.get("micro_batch", 1) * lay["dp"] * k.get("grad_accum", 1)
+    return lay, gb
+
+
+QUANT = {"bnb.nf4": ("nf4", False), "bnb.nf4-dq": ("nf4", True), "bnb.int8": ("int8", False)}
+PRECISION = {"bf16-true": "bf16", "bf16-mixed": "mixed", "16-mixed": "mixed", "32-true": "fp32"}
+
+
+def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
+    """finetune_memory keywords: litgpt's micro_batch is the per-step batch, its ``quantization: bnb.nf4[-dq]`` a QLoRA
+    base in nf4 (with double quantization), its ``precision: bf16-true`` pure bf16 weights; Adapter (LLaMA-Adapter) is
+    not a method the engine models."""
+    method = k.get("method", "lora")
+    if method in ("adapter", "adapter_v2"):
+        raise Unrepresentable(f"method {method} (LLaMA-Adapter prompts/gates) is not modelled: lora, qlora, dora, full")
+    out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "optimizer", "loss",
+                                                    "recompute", "attention", "zero", "fused", "optimizer_in_backward",
+                                                    "grad_accum") if key in k}
+    out["method"] = method
+    if "seq" not in k:
+        raise Unrepresentable("no sequence length given or assumed")
+    out["seq"] = k["seq"]
+    out["batch"] = k.get("batch", k.get("micro_batch", 1))
+    precision = k.get("precision", "mixed")
+    out["precision"] = PRECISION.get(precision, precision)
+    q = k.get("quantization")
+    if q and q != "None":
+        if q not in QUANT:
+            raise Unrepresentable(f"quantization {q} is not modelled (bnb.nf4, bnb.nf4-dq, bnb.int8)")
+        out["base_dtype"], out["double_quant"] = QUANT[q]
+        if method == "lora":
+            out["method"] = "qlora"
+    if k.get("attention") == "unfused":
+        out["attention"] = "eager"
+    return out
