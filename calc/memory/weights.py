@@ -9,16 +9,17 @@ from fractions import Fraction
 
 from calc.errors import LLMCalcError
 from calc.model.parallel import pp_stage_layers
-from calc.model.params import Tensor, layer_kinds, model_tensors, mtp_tensors, tensor_copies
+from calc.model.params import Tensor, layer_blocks, model_tensors, mtp_tensors, tensor_copies
 from calc.specs import ModelSpec, QuantSpec
 from calc.units import dtype_bytes, exact_bytes
 
 # Linear weights a quantizer converts: the projections inside the blocks. Embeddings, the output head,
 # routers (DeepSeek-V3 ships mlp.gate in bf16, gpt-oss lists mlp.router), norms and biases stay unquantized.
-QUANTIZED_COMPONENTS = ("attention", "mlp", "experts", "shared_experts", "mtp")
+QUANTIZED_COMPONENTS = ("attention", "mixer", "mlp", "experts", "shared_experts", "mtp")
 # Module paths (as in transformers' state dict) of each component, for modules_to_not_convert.
 _MODULE_PATHS = {
     "attention": ("model.layers.0.self_attn",), "mlp": ("model.layers.0.mlp",),
+    "mixer": ("model.layers.0.mixer", "model.layers.0.linear_attn", "model.layers.0.mamba", "model.layers.0.conv"),
     "experts": ("model.layers.0.mlp.experts", "model.layers.0.block_sparse_moe.experts"),
     "shared_experts": ("model.layers.0.mlp.shared_experts", "model.layers.0.mlp.shared_expert"),
     "router": ("model.layers.0.mlp.router", "model.layers.0.mlp.gate"),
@@ -153,7 +154,8 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
             return t.params * (dtype_bytes(dtype or m.checkpoint_dtype) + Fraction(2, group_size))
         return _tensor_bytes(m, t, dtype) / (ep if t.component == "experts" else 1)
 
-    layers = [per_layer for _, count, tensors in layer_kinds(m) for per_layer in [sum(map(size, tensors), Fraction(0))] * count]
+    sizes: dict[int, Fraction] = {}
+    layers = [sizes.setdefault(id(ts), sum(map(size, ts), Fraction(0))) for _, ts in layer_blocks(m)]
     ends = model_tensors(m) + (mtp_tensors(m) if with_mtp else [])
     first = sum((size(t) for t in ends if t.component in _FIRST_STAGE), Fraction(0))
     last = sum((size(t) for t in ends if t.component not in _FIRST_STAGE), Fraction(0))
