@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from itertools import accumulate
 
-from calc.model.layers import attention_layers
+from calc.model.layers import attention_layers, mixer_layer_flags
 from calc.model.mixers import state_dtype, state_elements
 from calc.model.parallel import kv_heads_per_gpu, layers_per_stage, pp_stage_layers
 from calc.specs import ModelSpec
@@ -71,9 +71,7 @@ def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, 
 def mixer_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
     """Layers with a state-space / linear-attention mixer on the busiest pipeline stage (every layer when the
     mixer runs beside attention, Falcon-H1)."""
-    if m.mixer is None:
-        return 0
-    has = [m.mixer.parallel or a.kind == "linear" for a in attention_layers(m)]
+    has = mixer_layer_flags(m)
     stages = pp_stage_layers(m.num_layers, pp)
     return max(sum(has[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
 

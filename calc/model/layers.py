@@ -65,3 +65,11 @@ def attention_layers(m: ModelSpec) -> list[LayerAttention]:
     kinds = m.layer_types or ["full"] * m.num_layers
     windows = {"full": None, "none": None, "linear": None, "sliding": m.sliding_window, "chunked": m.attention_chunk_size}
     return [LayerAttention(kind, windows[kind]) for kind in kinds]
+
+
+def mixer_layer_flags(m: ModelSpec) -> list[bool]:
+    """Whether each layer runs the model's state-space / linear-attention mixer ('linear' layers; every layer
+    when the mixer runs beside attention, Falcon-H1)."""
+    if m.mixer is None:
+        return [False] * m.num_layers
+    return [m.mixer.parallel or a.kind == "linear" for a in attention_layers(m)]

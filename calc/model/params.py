@@ -45,8 +45,9 @@ def attention_tensors(m: ModelSpec) -> list[Tensor]:
         out += _linear("attention", "kv_b_proj", a.kv_lora_rank, kv_b, False, "r_kv*h*(d_nope+d_v)")
         out += _linear("attention", "o_proj", h * a.v_head_dim, H, m.out_bias, "h*d_v*H")
         return out
+    gate = 2 if m.attention_output_gate else 1  # Qwen3-Next: q_proj emits the query and a sigmoid gate
     return [
-        *_linear("attention", "q_proj", H, h * d, m.qkv_bias, "H*h*d"),
+        *_linear("attention", "q_proj", H, gate * h * d, m.qkv_bias, "H*2*h*d (query + gate)" if gate == 2 else "H*h*d"),
         *_linear("attention", "k_proj", H, g * d, m.qkv_bias, "H*g*d"),
         *_linear("attention", "v_proj", H, g * d, m.qkv_bias, "H*g*d"),
         *_linear("attention", "o_proj", h * d, H, m.out_bias, "h*d*H"),
