@@ -44,6 +44,12 @@ def attention_tensors(m: ModelSpec) -> list[Tensor]:
         kv_b = h * (a.qk_nope_head_dim + a.v_head_dim)
         out += _linear("attention", "kv_b_proj", a.kv_lora_rank, kv_b, False, "r_kv*h*(d_nope+d_v)")
         out += _linear("attention", "o_proj", h * a.v_head_dim, H, m.out_bias, "h*d_v*H")
+        if a.index_n_heads:  # DeepSeek-V3.2 lightning indexer (inference/model.py Indexer; vLLM deepseek_v2.py)
+            n, di = a.index_n_heads, a.index_head_dim
+            out += _linear("attention", "indexer.wq_b", a.q_lora_rank or H, n * di, False, "r_q*n_i*d_i")
+            out += _linear("attention", "indexer.wk", H, di, False, "H*d_i")
+            out.append(Tensor("attention", 2 * di, f"indexer.k_norm LayerNorm: 2*d_i = 2*{di}"))
+            out += _linear("attention", "indexer.weights_proj", H, n, False, "H*n_i")
         return out
     gate = 2 if m.attention_output_gate else 1  # Qwen3-Next: q_proj emits the query and a sigmoid gate
     return [

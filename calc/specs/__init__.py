@@ -72,6 +72,8 @@ class MLASpec(_Spec):
     qk_nope_head_dim: PositiveInt
     qk_rope_head_dim: PositiveInt = Field(description="decoupled RoPE key width (cached, shared by heads)")
     v_head_dim: PositiveInt
+    index_n_heads: NonNegativeInt = Field(0, description="DeepSeek-V3.2 sparse attention: lightning indexer heads (0 = none)")
+    index_head_dim: NonNegativeInt = Field(0, description="DeepSeek-V3.2: lightning indexer head width")
 
 
 class MixerSpec(_Spec):
