@@ -10,7 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.model.mixers import mixer_tensors
-from calc.model.tensor import Tensor, linear as _linear
+from calc.model.tensor import Tensor
+from calc.model.tensor import linear as _linear
 from calc.specs import ModelSpec
 
 __all__ = ["Tensor", "count_params", "layer_kinds", "model_tensors", "tensor_copies"]
