@@ -125,12 +125,17 @@ class QuantSpec(_Spec):
     modules named in ``modules_to_not_convert``.
     """
 
-    method: Literal["fp8", "mxfp4", "gptq", "awq", "bnb_nf4", "bnb_fp4", "bnb_int8"]
+    method: Literal["fp8", "mxfp4", "gptq", "awq", "bnb_nf4", "bnb_fp4", "bnb_int8", "fbgemm_fp8", "compressed_tensors",
+                    "modelopt_fp8", "modelopt_nvfp4"]
     bits: int = Field(8, ge=2, le=8)
     group_size: PositiveInt | None = Field(None, description="weights per scale along the input dim (GPTQ/AWQ 128, MXFP4 32, NF4 64)")
     block_size: tuple[PositiveInt, PositiveInt] | None = Field(None, description="fp8 weight_block_size [out, in] (DeepSeek-V3 128x128)")
     zero_points: bool = Field(False, description="GPTQ/AWQ store packed zero points (qzeros) beside the scales")
     double_quant: bool = Field(False, description="bitsandbytes bnb_4bit_use_double_quant")
+    strategy: Literal["tensor", "channel", "group", "block"] | None = Field(
+        None, description="compressed-tensors: one weight scale per tensor, output row, group of the input, or block")
+    packed: bool = Field(False, description="compressed-tensors pack-quantized: int32 words + a weight_shape (2 x int64)")
+    input_scale: bool = Field(False, description="a static activation scale stored per Linear")
     modules_to_not_convert: list[str] = Field(default_factory=list)
 
 
