@@ -113,6 +113,16 @@ CONFIGS = {
                           "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 16,
                           "shared_intermediate_size": 32, "num_local_experts": 4, "num_experts_per_tok": 2,
                           "vocab_size": 100, "tie_word_embeddings": True}, 68_672),
+    # state-spaces/mamba-130m-hf: 24 x [in_proj 768*3072 + conv1d 1536*4 + 1536 + x_proj 1536*(48 + 2*16)
+    # + dt_proj 48*1536 + 1536 + A_log 1536*16 + D 1536 + out_proj 1536*768 + RMSNorm 768] + 768
+    # + 50280*768 (tied) = 129,135,360 (published 129M); dt_rank 'auto' = ceil(768/16) = 48.
+    "mamba": ({"model_type": "mamba", "hidden_size": 768, "num_hidden_layers": 24, "state_size": 16, "expand": 2,
+               "conv_kernel": 4, "time_step_rank": "auto", "vocab_size": 50280, "use_bias": False,
+               "use_conv_bias": True, "tie_word_embeddings": True}, 129_135_360),
+    # FalconMamba: the Mamba-1 block (its B/C/dt RMS normalisations have no weights), head untied: + 50280*768.
+    "falcon_mamba": ({"model_type": "falcon_mamba", "hidden_size": 768, "num_hidden_layers": 24, "state_size": 16,
+                      "expand": 2, "conv_kernel": 4, "vocab_size": 50280, "tie_word_embeddings": False},
+                     129_135_360 + 50280 * 768),
 }
 
 

@@ -6,7 +6,7 @@ import math
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
-from calc.memory.kv import _kv_explain, kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
+from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, request_cache_bytes
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
 from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_per_gpu
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
@@ -57,7 +57,7 @@ def inference_memory(
         return {
             "weights": weights_per_gpu(m, None if shipped else dtype, layout.tp, layout.pp, with_mtp=with_mtp,
                                        group_size=group_size),
-            "kv_cache": kv_cache_bytes_for_tokens(m, seq, kv_dtype, layout.tp, layout.pp) * batch,
+            "kv_cache": request_cache_bytes(m, seq, kv_dtype, layout.tp, layout.pp) * batch,
             "activations": math.ceil(activations / layout.tp),
             "reserve": reserve,
         }
@@ -69,7 +69,7 @@ def inference_memory(
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
-    kv_seq = kv_cache_bytes_for_tokens(m, seq, kv_dtype)
+    kv_seq = request_cache_bytes(m, seq, kv_dtype)
     kv_total = kv_seq * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
@@ -92,7 +92,8 @@ def inference_memory(
             ("weights as shipped = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items()) + f" = {gb(weights):.2f} GB"
              if shipped else f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)"),
             _kv_explain(m, kv_dtype, kv_token),
-            f"KV cache = {kv_seq:,} B/sequence of {seq} tokens (local layers capped at their window) x {batch}"
+            f"KV cache = {kv_seq:,} B/sequence of {seq} tokens (local layers capped at their window"
+            f"{'; + constant mixer state' if m.mixer else ''}) x {batch}"
             f" = {kv_total:,} B ({gb(kv_total):.2f} GB)",
             f"activations = B*S*H*c*bytes = {batch}*{seq}*{m.hidden_size}*{c:.2f}*{act_elem} = {activations:,} B",
             f"per GPU (TP {plan.tp}, PP {plan.pp}) = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())

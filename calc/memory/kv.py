@@ -1,4 +1,4 @@
-"""KV cache per token: 2 * L * g * d * bytes (seed 001 section 2.12; GQA/MQA replace h by g);
+"""KV cache per token: 2 * L * g * d * bytes over the softmax-attention layers only (seed 001 section 2.12; GQA/MQA replace h by g);
 MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2, arXiv 2405.04434 section 2.1).
 Sliding-window and chunked layers keep at most their window of tokens (vLLM's SlidingWindowSpec /
 ChunkedLocalAttentionSpec in vllm/v1/kv_cache_interface.py); layers without attention keep none."""
@@ -7,16 +7,27 @@ from __future__ import annotations
 
 from itertools import accumulate
 
-from calc.model.layers import attention_layers
+from calc.model.layers import attention_layers, mixer_layer_flags
+from calc.model.mixers import state_dtype, state_elements
 from calc.model.parallel import kv_heads_per_gpu, layers_per_stage, pp_stage_layers
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes, exact_bytes
 
 
+def softmax_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
+    """Softmax-attention layers on the busiest pipeline stage: the only layers that cache K and V
+    (linear-attention / state-space layers keep a constant state instead, ``state_bytes_per_request``)."""
+    if m.layer_types is None:
+        return layers_per_stage(m, pp)
+    soft = [a.softmax for a in attention_layers(m)]
+    stages = pp_stage_layers(m.num_layers, pp)
+    return max(sum(soft[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
+
+
 def kv_elements_per_token(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
-    """Cached values per token on one GPU: 2 (K and V) * L/p * g/t * d; MLA: L/p * (r_kv + d_rope)
-    (the latent is replicated on every TP rank)."""
-    return layers_per_stage(m, pp) * kv_elements_per_layer_token(m, tp)
+    """Cached values per token on one GPU: 2 (K and V) * L_soft/p * g/t * d; MLA: L_soft/p * (r_kv + d_rope)
+    (the latent is replicated on every TP rank); L_soft counts softmax-attention layers only."""
+    return softmax_layers_per_stage(m, pp) * kv_elements_per_layer_token(m, tp)
 
 
 def kv_elements_per_layer_token(m: ModelSpec, tp: int = 1) -> int:
@@ -57,9 +68,45 @@ def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, 
     return exact_bytes(kv_elements_per_token(m, tp, pp), kv_dtype, "--kv-dtype")
 
 
+def mixer_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
+    """Layers with a state-space / linear-attention mixer on the busiest pipeline stage (every layer when the
+    mixer runs beside attention, Falcon-H1)."""
+    has = mixer_layer_flags(m)
+    stages = pp_stage_layers(m.num_layers, pp)
+    return max(sum(has[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
+
+
+def state_bytes_per_request(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
+    """Bytes of the constant per-request state (conv state + SSM / linear-attention state) on the busiest
+    GPU: mixer layers of the busiest stage x calc.model.mixers.state_elements / t x bytes of the state dtype
+    (the model dtype, as vLLM keeps it; fp32 for lightning attention). 0 for a pure transformer. It does not
+    grow with the tokens: a request of 10 tokens and one of 100k hold the same.
+
+    >>> from calc.sources.catalog import load_model
+    >>> state_bytes_per_request(load_model("llama2-7b"))
+    0
+    """
+    x = m.mixer
+    if x is None:
+        return 0
+    return exact_bytes(mixer_layers_per_stage(m, pp) * state_elements(x, tp), state_dtype(x, m.checkpoint_dtype))
+
+
+def request_cache_bytes(m: ModelSpec, tokens: int, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
+    """What one request of ``tokens`` holds on the busiest GPU: its KV cache (softmax layers, local ones
+    capped at their window) + the constant state of its linear-attention / state-space layers.
+    The one per-request rule `memory --mode infer`, `concurrency`, `serve` and `report` share."""
+    return kv_cache_bytes_for_tokens(m, tokens, kv_dtype, tp, pp) + state_bytes_per_request(m, tp, pp)
+
+
 def _kv_explain(m: ModelSpec, kv_dtype: str, per_token: int) -> str:
     b = dtype_bytes(kv_dtype, "--kv-dtype")
     if m.mla:
         return (f"KV/token (MLA) = L*(r_kv + d_rope)*bytes = {m.num_layers}*({m.mla.kv_lora_rank}+"
                 f"{m.mla.qk_rope_head_dim})*{b} = {per_token:,} B")
-    return (f"KV/token = 2*L*g*d*bytes = 2*{m.num_layers}*{m.kv_heads}*{m.dim_per_head}*{b} = {per_token:,} B")
+    layers = softmax_layers_per_stage(m)
+    line = f"KV/token = 2*L*g*d*bytes = 2*{layers}*{m.kv_heads}*{m.dim_per_head}*{b} = {per_token:,} B"
+    if m.mixer:
+        line += (f" (L = the {layers} softmax-attention layers; {mixer_layers_per_stage(m)} {m.mixer.kind} layers keep "
+                 f"{state_bytes_per_request(m):,} B of state per request instead)")
+    return line

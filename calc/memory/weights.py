@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 from fractions import Fraction
 
 from calc.errors import LLMCalcError
 from calc.model.parallel import pp_stage_layers
-from calc.model.params import Tensor, layer_kinds, model_tensors, mtp_tensors, tensor_copies
+from calc.model.params import Tensor, layer_blocks, model_tensors, mtp_tensors, tensor_copies
 from calc.specs import ModelSpec, QuantSpec
 from calc.units import dtype_bytes, exact_bytes
 
 # Linear weights a quantizer converts: the projections inside the blocks. Embeddings, the output head,
 # routers (DeepSeek-V3 ships mlp.gate in bf16, gpt-oss lists mlp.router), norms and biases stay unquantized.
-QUANTIZED_COMPONENTS = ("attention", "mlp", "experts", "shared_experts", "mtp")
+QUANTIZED_COMPONENTS = ("attention", "mixer", "mlp", "experts", "shared_experts", "mtp")
 # Module paths (as in transformers' state dict) of each component, for modules_to_not_convert.
 _MODULE_PATHS = {
     "attention": ("model.layers.0.self_attn",), "mlp": ("model.layers.0.mlp",),
+    "mixer": ("model.layers.0.mixer", "model.layers.0.linear_attn", "model.layers.0.mamba", "model.layers.0.conv"),
     "experts": ("model.layers.0.mlp.experts", "model.layers.0.block_sparse_moe.experts"),
     "shared_experts": ("model.layers.0.mlp.shared_experts", "model.layers.0.mlp.shared_expert"),
     "router": ("model.layers.0.mlp.router", "model.layers.0.mlp.gate"),
     "embedding": ("model.embed_tokens",), "lm_head": ("lm_head",), "mtp": ("model.layers.61",),
 }
+
+
+_LAYER_NAMED = re.compile(r"layers\.\d+")  # a pattern that names one block (model.layers.0.mlp)
 
 
 def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
@@ -39,13 +44,20 @@ def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
     return total
 
 
-def _skipped(component: str, name: str, skip: list[str]) -> bool:
-    """A module_to_not_convert pattern ('model.layers.*.self_attn', 'lm_head', 'mlp.gate') covers the tensor."""
-    paths = [f"{p}.{name}" if name else p for p in _MODULE_PATHS.get(component, (component,))]
+def _skipped(component: str, name: str, skip: list[str], layer: int = 0) -> bool:
+    """A module_to_not_convert pattern ('model.layers.*.self_attn', 'lm_head', 'mlp.gate') covers the tensor of
+    block ``layer``; a pattern naming one block ('model.layers.0.mlp') covers that block only. compressed-tensors'
+    're:' patterns are regular expressions (re.match on the module path)."""
+    paths = [(f"{p}.{name}" if name else p).replace("layers.0.", f"layers.{layer}.", 1)
+             for p in _MODULE_PATHS.get(component, (component,))]
     for pattern in skip:
+        if pattern.startswith("re:"):
+            if any(re.match(pattern[3:], path) for path in paths):
+                return True
+            continue
         for path in paths:
             if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern + ".*") or path.endswith(pattern) \
-                    or f".{pattern}." in f".{path}.":
+                    or (f".{pattern}." in f".{path}." and not _LAYER_NAMED.search(pattern)):
                 return True
     return False
 
@@ -66,6 +78,14 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
             b_out, b_in = q.block_size
             return Fraction(n + 4 * math.ceil(n_out / b_out) * math.ceil(n_in / b_in))
         return Fraction(n + 4)
+    if q.method == "fbgemm_fp8":  # FbgemmFp8Linear: fp8 weight, fp32 weight_scale (out, 1), input_scale_ub
+        return Fraction(n + 4 * n_out + 4)
+    if q.method == "modelopt_fp8":  # ModelOpt FP8: per-tensor fp32 weight_scale and input_scale
+        return Fraction(n + 8)
+    if q.method == "modelopt_nvfp4":  # NVFP4: e2m1 + one fp8 (e4m3) scale per 16 inputs + fp32 weight_scale_2, input_scale
+        return Fraction(n, 2) + math.ceil(n_in / (q.group_size or 16)) * n_out + 8
+    if q.method == "compressed_tensors":
+        return _compressed_tensors_bytes(q, n_in, n_out)
     if q.method == "mxfp4":
         return Fraction(n, 2) + math.ceil(n_in / (q.group_size or 32)) * n_out
     if q.method in ("gptq", "awq"):
@@ -81,11 +101,28 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
     return Fraction(n + 4 * n_out)  # bnb_int8
 
 
-def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None) -> Fraction:
+def _compressed_tensors_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
+    """compressed-tensors: bits/8 per weight + bf16 scales (tensor 1, channel n_out, group n_out*ceil(in/G),
+    block ceil(out/b0)*ceil(in/b1)), zero points at the weight's bits when asymmetric, pack-quantized's
+    weight_shape (2 x int64), and a bf16 input_scale when activations are static."""
+    if q.strategy == "channel":
+        scales = n_out
+    elif q.strategy == "group":
+        scales = n_out * math.ceil(n_in / (q.group_size or n_in))
+    elif q.strategy == "block" and q.block_size:
+        scales = math.ceil(n_out / q.block_size[0]) * math.ceil(n_in / q.block_size[1])
+    else:
+        scales = 1
+    out = Fraction(n_in * n_out * q.bits, 8) + 2 * scales + (16 if q.packed else 0) + (2 if q.input_scale else 0)
+    return out + (Fraction(scales * q.bits, 8) if q.zero_points else 0)
+
+
+def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None, layer: int = 0) -> Fraction:
     q = m.quantization
     if dtype is not None or q is None:
         return dtype_bytes(dtype or m.checkpoint_dtype) * t.params
-    if t.component in QUANTIZED_COMPONENTS and t.shape and t.params and not _skipped(t.component, t.name, q.modules_to_not_convert):
+    if t.component in QUANTIZED_COMPONENTS and t.shape and t.params \
+            and not _skipped(t.component, t.name, q.modules_to_not_convert, layer):
         n_in, n_out = t.shape
         return quantized_matrix_bytes(q, n_in, n_out) * (t.params // (n_in * n_out))
     return dtype_bytes(m.checkpoint_dtype) * t.params
@@ -103,9 +140,20 @@ def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool
     262144000
     """
     groups: dict[str, Fraction] = {}
-    for t, copies in tensor_copies(m, with_mtp):
-        groups[t.component] = groups.get(t.component, Fraction(0)) + copies * _tensor_bytes(m, t, dtype)
+    if _per_layer(m, dtype):  # an exclusion names single blocks: price block by block
+        items = [(t, 1, i) for i, (_, ts) in enumerate(layer_blocks(m)) for t in ts]
+        items += [(t, 1, m.num_layers) for t in model_tensors(m) + (mtp_tensors(m) if with_mtp else [])]
+    else:
+        items = [(t, copies, 0) for t, copies in tensor_copies(m, with_mtp)]
+    for t, copies, layer in items:
+        groups[t.component] = groups.get(t.component, Fraction(0)) + copies * _tensor_bytes(m, t, dtype, layer)
     return {k: math.ceil(v) for k, v in groups.items()}
+
+
+def _per_layer(m: ModelSpec, dtype: str | None) -> bool:
+    """Whether a modules_to_not_convert entry names one block, so blocks of one kind differ in bytes."""
+    q = m.quantization
+    return dtype is None and q is not None and any(_LAYER_NAMED.search(p) for p in q.modules_to_not_convert)
 
 
 def shipped_dtype_label(m: ModelSpec) -> str:
@@ -148,12 +196,15 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     >>> weights_per_gpu(m, "bf16", pp=4) == (8 * 202_383_360 + 4096 + 131_072_000) * 2  # last stage: + final norm
     True
     """
-    def size(t: Tensor) -> Fraction:
+    def size(t: Tensor, layer: int = 0) -> Fraction:
         if group_size:
             return t.params * (dtype_bytes(dtype or m.checkpoint_dtype) + Fraction(2, group_size))
-        return _tensor_bytes(m, t, dtype) / (ep if t.component == "experts" else 1)
+        return _tensor_bytes(m, t, dtype, layer) / (ep if t.component == "experts" else 1)
 
-    layers = [per_layer for _, count, tensors in layer_kinds(m) for per_layer in [sum(map(size, tensors), Fraction(0))] * count]
+    sizes: dict[int, Fraction] = {}
+    per_layer = _per_layer(m, dtype) and not group_size
+    layers = [sum((size(t, i) for t in ts), Fraction(0)) if per_layer else sizes.setdefault(id(ts), sum(map(size, ts), Fraction(0)))
+              for i, (_, ts) in enumerate(layer_blocks(m))]
     ends = model_tensors(m) + (mtp_tensors(m) if with_mtp else [])
     first = sum((size(t) for t in ends if t.component in _FIRST_STAGE), Fraction(0))
     last = sum((size(t) for t in ends if t.component not in _FIRST_STAGE), Fraction(0))

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.model.layers import LayerAttention, attention_layers
+from calc.model.layers import LayerAttention, attention_layers, mixer_layer_flags
+from calc.model.mixers import scan_flops_per_token
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import ModelSpec
@@ -58,6 +59,15 @@ def attention_score_flops(m: ModelSpec, batch: int, seq: int, context: int, caus
     return 2 * batch * m.num_heads * (d_qk + d_v) * layer_pairs(m, seq, context, causal)
 
 
+def mixer_scan_flops(m: ModelSpec, tokens: int, decode: bool = False) -> int:
+    """Sequence mixing of the state-space / linear-attention layers for ``tokens`` tokens: tokens x mixer
+    layers x calc.model.mixers.scan_flops_per_token (chunked form at prefill, recurrent at decode). Linear in
+    the tokens: these layers read a constant state, not the context. 0 without a mixer."""
+    if m.mixer is None:
+        return 0
+    return tokens * sum(mixer_layer_flags(m)) * scan_flops_per_token(m.mixer, decode)
+
+
 class FlopsResult(BaseModel):
     """FLOPs of one forward pass of B x S tokens attending S', and the training step built on it."""
 
@@ -96,7 +106,8 @@ def forward_flops(
     p = count_params(m)
     tokens = batch * seq
     matmul = 2 * tokens * p.matmul_params
-    attention = attention_score_flops(m, batch, seq, context, causal)
+    scan = mixer_scan_flops(m, tokens)
+    attention = attention_score_flops(m, batch, seq, context, causal) + scan
     forward = matmul + attention
     d_qk, d_v = attention_dims(m)
     pairs = layer_pairs(m, seq, context, causal)
@@ -109,7 +120,9 @@ def forward_flops(
         f"matmuls = 2*B*S*M = 2*{batch}*{seq}*{p.matmul_params:,} = {matmul:,}",
         f"attention ({convention}) = 2*B*h*(d_qk+d_v)*sum_layers pairs = 2*{batch}*{m.num_heads}"
         f"*({d_qk}+{d_v})*{pairs:,} = {attention:,}"
-        + ("" if m.layer_types is None else " (local layers reach at most their window)"),
+        + ("" if m.layer_types is None else " (local layers reach at most their window)")
+        + (f" incl. {m.mixer.kind} scan {scan:,} = B*S*{sum(mixer_layer_flags(m))} layers*"
+           f"{scan_flops_per_token(m.mixer, False):,}" if m.mixer else ""),
         f"forward = {matmul:,} + {attention:,} = {forward:,}",
         f"training = 3 x forward = {3 * forward:,} (backward = 2x forward); "
         f"with full recomputation (HFU) 4 x forward = {4 * forward:,}",
@@ -164,7 +177,7 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
     matmul_params = count_params(m).matmul_params
     d_qk, d_v = attention_dims(m)
     per_key = 2 * batch * m.num_heads * (d_qk + d_v)
-    step = 2 * batch * matmul_params
+    step = 2 * batch * matmul_params + mixer_scan_flops(m, batch, decode=True)
     keys_total = layer_pairs(m, output, prompt + output, causal=True)
     total = output * step + per_key * keys_total
     return DecodeFlops(

@@ -1,4 +1,5 @@
-"""What each layer attends to: full context, a sliding window, a chunk, or nothing (linear/SSM).
+"""What each layer attends to: full context, a sliding window, a chunk, or nothing (a linear-attention /
+state-space mixer, 'linear', or no mixer at all, 'none': neither keeps a KV cache).
 
 Every consumer (KV cache, attention FLOPs, concurrency) reads ``attention_layers`` instead of the
 spec's raw fields, so the rule "a sliding layer sees at most its window" lives in one place.
@@ -18,10 +19,15 @@ class LayerAttention:
     kind: AttentionKind
     window: int | None
 
+    @property
+    def softmax(self) -> bool:
+        """Softmax attention, the only kind that keeps K and V per token."""
+        return self.kind not in ("linear", "none")
+
     def tokens_seen(self, tokens: int) -> int:
         """Tokens this layer keeps in its KV cache for a sequence of ``tokens`` (vLLM-style cap):
-        full -> tokens, sliding -> min(tokens, window), chunked -> min(tokens, chunk), none -> 0."""
-        if self.kind == "none":
+        full -> tokens, sliding -> min(tokens, window), chunked -> min(tokens, chunk), linear / none -> 0."""
+        if not self.softmax:
             return 0
         return tokens if self.window is None else min(tokens, self.window)
 
@@ -32,7 +38,7 @@ class LayerAttention:
         exact: sum over the queries of the keys each sees, i+1 (full), min(i+1, w) (sliding window,
         Mistral arXiv 2310.06825 section 2) or (i mod c)+1 (chunked, Llama 4: a token sees its own chunk).
         """
-        if self.kind == "none":
+        if not self.softmax:
             return 0
         if not causal:
             return seq * (context if self.window is None else min(context, self.window))
@@ -57,5 +63,13 @@ def attention_layers(m: ModelSpec) -> list[LayerAttention]:
     {'full'}
     """
     kinds = m.layer_types or ["full"] * m.num_layers
-    windows = {"full": None, "none": None, "sliding": m.sliding_window, "chunked": m.attention_chunk_size}
+    windows = {"full": None, "none": None, "linear": None, "sliding": m.sliding_window, "chunked": m.attention_chunk_size}
     return [LayerAttention(kind, windows[kind]) for kind in kinds]
+
+
+def mixer_layer_flags(m: ModelSpec) -> list[bool]:
+    """Whether each layer runs the model's state-space / linear-attention mixer ('linear' layers; every layer
+    when the mixer runs beside attention, Falcon-H1)."""
+    if m.mixer is None:
+        return [False] * m.num_layers
+    return [m.mixer.parallel or a.kind == "linear" for a in attention_layers(m)]

@@ -7,52 +7,14 @@ weights used by the FLOP formulas can never disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pydantic import BaseModel
 
+from calc.model.mixers import mixer_tensors
+from calc.model.tensor import Tensor
+from calc.model.tensor import linear as _linear
 from calc.specs import ModelSpec
 
-
-@dataclass(frozen=True)
-class Tensor:
-    """One group of parameters.
-
-    ``params``: stored parameters. ``active``: those a token uses (top-k of E experts).
-    ``matmul``: weights a token is multiplied with (0 for the embedding gather, biases and
-    norms; V*H for a tied output head even though it stores nothing new).
-    """
-
-    component: str
-    params: int
-    formula: str
-    active: int | None = None
-    matmul: int = 0
-    shape: tuple[int, int] | None = None  # (in, out) of one weight matrix, for GEMM views
-    name: str = ""  # the matrix's name in the modeling code (q_proj, gate_proj, ...), for GEMM views
-
-    @property
-    def active_params(self) -> int:
-        return self.params if self.active is None else self.active
-
-    @property
-    def copies(self) -> int:
-        """Weight matrices of ``shape`` stored (E for routed experts, else 1); 0 without a shape."""
-        return max(self.params // (self.shape[0] * self.shape[1]), 1) if self.shape else 0
-
-    @property
-    def used(self) -> int:
-        """Weight matrices of ``shape`` one token multiplies with (top-k for routed experts, else 1)."""
-        return self.matmul // (self.shape[0] * self.shape[1]) if self.shape else 0
-
-
-def _linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
-    weights = Tensor(
-        component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out, shape=(n_in, n_out), name=name
-    )
-    if not bias:
-        return [weights]
-    return [weights, Tensor(component, n_out, f"{name}.bias: {n_out}")]
+__all__ = ["Tensor", "count_params", "layer_kinds", "model_tensors", "tensor_copies"]
 
 
 def _norm_size(m: ModelSpec, width: int) -> int:
@@ -83,9 +45,16 @@ def attention_tensors(m: ModelSpec) -> list[Tensor]:
         kv_b = h * (a.qk_nope_head_dim + a.v_head_dim)
         out += _linear("attention", "kv_b_proj", a.kv_lora_rank, kv_b, False, "r_kv*h*(d_nope+d_v)")
         out += _linear("attention", "o_proj", h * a.v_head_dim, H, m.out_bias, "h*d_v*H")
+        if a.index_n_heads:  # DeepSeek-V3.2 lightning indexer (inference/model.py Indexer; vLLM deepseek_v2.py)
+            n, di = a.index_n_heads, a.index_head_dim
+            out += _linear("attention", "indexer.wq_b", a.q_lora_rank or H, n * di, False, "r_q*n_i*d_i")
+            out += _linear("attention", "indexer.wk", H, di, False, "H*d_i")
+            out.append(Tensor("attention", 2 * di, f"indexer.k_norm LayerNorm: 2*d_i = 2*{di}"))
+            out += _linear("attention", "indexer.weights_proj", H, n, False, "H*n_i")
         return out
+    gate = 2 if m.attention_output_gate else 1  # Qwen3-Next: q_proj emits the query and a sigmoid gate
     return [
-        *_linear("attention", "q_proj", H, h * d, m.qkv_bias, "H*h*d"),
+        *_linear("attention", "q_proj", H, gate * h * d, m.qkv_bias, "H*2*h*d (query + gate)" if gate == 2 else "H*h*d"),
         *_linear("attention", "k_proj", H, g * d, m.qkv_bias, "H*g*d"),
         *_linear("attention", "v_proj", H, g * d, m.qkv_bias, "H*g*d"),
         *_linear("attention", "o_proj", h * d, H, m.out_bias, "h*d*H"),
@@ -154,16 +123,23 @@ def moe_tensors(m: ModelSpec) -> list[Tensor]:
     return out
 
 
-def layer_tensors(m: ModelSpec, moe_layer: bool) -> list[Tensor]:
-    """One transformer block: attention, MLP (dense or MoE) and its norms."""
+def layer_tensors(m: ModelSpec, moe_layer: bool, mixer: str = "attention", ffn: str | None = None) -> list[Tensor]:
+    """One block: its token mixer (``mixer``: 'attention', 'linear' = the model's state-space / linear-attention
+    mixer, 'none'; a parallel mixer (Falcon-H1) sits beside attention), its FFN (``ffn``: 'dense', 'moe',
+    'none'; default from ``moe_layer``) and its norms."""
+    ffn = ffn or ("moe" if moe_layer else "dense")
     norms = m.norms_per_layer * _norm_size(m, m.hidden_size)
-    mlp = moe_tensors(m) if moe_layer else mlp_tensors(m, m.intermediate_size)
+    out: list[Tensor] = []
+    if mixer == "attention":
+        out += attention_tensors(m)
+    if m.mixer and (mixer == "linear" or (mixer == "attention" and m.mixer.parallel)):
+        out += mixer_tensors(m.mixer, m.hidden_size)
+    if ffn == "moe":
+        out += moe_tensors(m)
+    elif ffn == "dense":
+        out += mlp_tensors(m, m.intermediate_size)
     per_norm = "2*H" if m.has_norm_bias else "H"
-    return [
-        *attention_tensors(m),
-        *mlp,
-        Tensor("norms", norms, f"{m.norms_per_layer} {m.norm} x {per_norm} = {norms}"),
-    ]
+    return [*out, Tensor("norms", norms, f"{m.norms_per_layer} {m.norm} x {per_norm} = {norms}")]
 
 
 def model_tensors(m: ModelSpec) -> list[Tensor]:
@@ -243,14 +219,51 @@ def _sum_by_component(tensors: list[Tensor], active: bool = False) -> dict[str, 
     return out
 
 
+def _mixer_class(kind: str) -> str:
+    return kind if kind in ("linear", "none") else "attention"
+
+
+def layer_signatures(m: ModelSpec) -> list[tuple[str, str]]:
+    """(mixer, ffn) of each layer in order: mixer 'attention' (full / sliding / chunked alike), 'linear' or
+    'none' from layer_types; ffn from ffn_types, else dense, or MoE after moe.num_dense_layers."""
+    kinds = m.layer_types or ["full"] * m.num_layers
+    if m.ffn_types is not None:
+        ffns: list[str] = list(m.ffn_types)
+    elif m.moe:
+        ffns = ["dense"] * m.moe.num_dense_layers + ["moe"] * (m.num_layers - m.moe.num_dense_layers)
+    else:
+        ffns = ["dense"] * m.num_layers
+    return [(_mixer_class(k), f) for k, f in zip(kinds, ffns, strict=True)]
+
+
+def _kind_name(m: ModelSpec, mixer: str, ffn: str) -> str:
+    """'dense' / 'moe' for transformer blocks (as before hybrids); else e.g. 'mamba2', 'gated_deltanet+moe',
+    'attention+mlp', 'mlp'."""
+    if mixer == "attention" and not m.mixer:
+        return ffn if ffn != "none" else "attention"
+    kind = m.mixer.kind if m.mixer else "linear"
+    head = {"linear": kind, "none": "", "attention": "attention" + (f"+{kind}" if m.mixer and m.mixer.parallel else "")}[mixer]
+    tail = {"dense": "mlp", "moe": "moe", "none": ""}[ffn]
+    return "+".join(p for p in (head, tail) if p) or "empty"
+
+
+def layer_blocks(m: ModelSpec) -> list[tuple[str, list[Tensor]]]:
+    """(kind, tensors) of each of the num_layers blocks in order; blocks of one kind share one tensor list."""
+    cache: dict[tuple[str, str], tuple[str, list[Tensor]]] = {}
+    for sig in set(layer_signatures(m)):
+        cache[sig] = (_kind_name(m, *sig), layer_tensors(m, sig[1] == "moe", *sig))
+    return [cache[sig] for sig in layer_signatures(m)]
+
+
 def layer_kinds(m: ModelSpec) -> list[tuple[str, int, list[Tensor]]]:
-    """(kind, count, tensors of one block) for each kind of block the model has."""
-    if not m.moe:
-        return [("dense", m.num_layers, layer_tensors(m, moe_layer=False))]
-    kinds = [("moe", m.num_layers - m.moe.num_dense_layers, layer_tensors(m, moe_layer=True))]
-    if m.moe.num_dense_layers:
-        kinds.insert(0, ("dense", m.moe.num_dense_layers, layer_tensors(m, moe_layer=False)))
-    return kinds
+    """(kind, count, tensors of one block) for each kind of block the model has, in order of first use
+    (a DeepSeek-style MoE: 'dense' then 'moe'; Qwen3-Next: 'gated_deltanet+moe' then 'attention+moe')."""
+    counts: dict[str, int] = {}
+    tensors: dict[str, list[Tensor]] = {}
+    for name, ts in layer_blocks(m):
+        counts[name] = counts.get(name, 0) + 1
+        tensors[name] = ts
+    return [(name, counts[name], tensors[name]) for name in counts]
 
 
 def tensor_copies(m: ModelSpec, with_mtp: bool = False) -> list[tuple[Tensor, int]]:

@@ -24,7 +24,7 @@ import math
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token
+from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes
 from calc.memory.weights import weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -202,9 +202,10 @@ def kv_slots(tokens: int) -> int:
 
 def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int, block_size: int) -> int:
     """KV bytes one request of ``tokens`` (prompt + output) holds on the busiest rank at its longest: its
-    kv_slots in whole blocks of ``block_size``, local layers capped at their window. The one per-request
-    rule of admission (engine_memory, `concurrency`'s table, `report`'s chart)."""
-    return kv_cache_bytes_for_tokens(m, whole_blocks(kv_slots(tokens), block_size) * block_size, kv_dtype, tp, pp)
+    kv_slots in whole blocks of ``block_size``, local layers capped at their window, + the constant state of
+    linear-attention / state-space layers (calc.memory.kv.request_cache_bytes). The one per-request rule of
+    admission (engine_memory, `concurrency`'s table, `report`'s chart)."""
+    return request_cache_bytes(m, whole_blocks(kv_slots(tokens), block_size) * block_size, kv_dtype, tp, pp)
 
 
 def _engine_log(engine: str, blocks: int, tokens: int, max_model_len: int, ratio: float, budget: int) -> list[str]:

@@ -12,12 +12,16 @@ from calc.specs.bounds import check_bounds
 from calc.specs.mapping import spec_from_mapping, validation_error
 
 __all__ = [
-    "AttentionKind", "GPUSpec", "MLASpec", "ModelSpec", "MoESpec", "Parallelism", "QuantSpec", "spec_from_mapping",
+    "AttentionKind", "FFNKind", "GPUSpec", "MLASpec", "MixerSpec", "ModelSpec", "MoESpec", "Parallelism", "QuantSpec", "spec_from_mapping",
     "validation_error",
 ]
 
 DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
-AttentionKind = Literal["full", "sliding", "chunked", "none"]
+# Token mixer of a layer: softmax attention over all / a window / a chunk of the tokens, "linear" = the
+# model's ``mixer`` (state-space or linear attention, no KV cache), "none" = no token mixer (an MLP-only block).
+AttentionKind = Literal["full", "sliding", "chunked", "linear", "none"]
+FFNKind = Literal["dense", "moe", "none"]
+MixerKind = Literal["mamba", "mamba2", "gated_deltanet", "short_conv", "lightning"]
 TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8", "fp4"]  # fp4: NVFP4/MXFP4 tensor peak (Blackwell, CDNA4)
 
 
@@ -68,6 +72,49 @@ class MLASpec(_Spec):
     qk_nope_head_dim: PositiveInt
     qk_rope_head_dim: PositiveInt = Field(description="decoupled RoPE key width (cached, shared by heads)")
     v_head_dim: PositiveInt
+    index_n_heads: NonNegativeInt = Field(0, description="DeepSeek-V3.2 sparse attention: lightning indexer heads (0 = none)")
+    index_head_dim: NonNegativeInt = Field(0, description="DeepSeek-V3.2: lightning indexer head width")
+
+
+class MixerSpec(_Spec):
+    """A token mixer without a KV cache: a state-space or linear-attention layer, with a state per
+    request that does not grow with the tokens (calc.model.mixers holds its tensors, FLOPs and state).
+
+    The recurrent state is ``num_heads x head_dim x state_size`` per layer; the causal convolution keeps
+    its last ``conv_kernel - 1`` inputs. Widths by kind:
+    mamba (Mamba-1, arXiv 2312.00752): num_heads = d_inner channels, head_dim 1, state_size N, dt_rank R.
+    mamba2 (arXiv 2405.21060): num_heads heads of head_dim P, state_size N, n_groups G of B/C.
+    gated_deltanet (Qwen3-Next, arXiv 2412.06464): num_heads value heads of head_dim d_v, n_groups key
+    heads of state_size d_k. short_conv (LFM2): num_heads = H channels, head_dim 1, state_size 0.
+    lightning (MiniMax-01, arXiv 2501.08313): num_heads heads of head_dim d, state_size d.
+    """
+
+    kind: MixerKind
+    num_heads: PositiveInt
+    head_dim: PositiveInt
+    state_size: NonNegativeInt
+    n_groups: PositiveInt = Field(1, description="mamba2: groups of B/C; gated_deltanet: key heads")
+    conv_kernel: NonNegativeInt = Field(4, description="causal conv1d width (0 = none)")
+    dt_rank: NonNegativeInt = Field(0, description="mamba: rank of the dt projection")
+    proj_bias: bool = Field(False, description="in_proj / out_proj carry biases")
+    conv_bias: bool = True
+    inner_norms: bool = Field(False, description="Jamba: RMSNorms on dt (R), B and C (N each)")
+    gated_norm: bool = Field(True, description="mamba2 / GDN: gated RMSNorm before out_proj")
+    chunk_size: PositiveInt = Field(64, description="tokens per chunk of the chunked scan (SSD chunk_size; fla 64)")
+    parallel: bool = Field(False, description="Falcon-H1: the mixer runs beside attention in every layer")
+
+    @property
+    def d_inner(self) -> int:
+        """Width of the mixer's value stream: num_heads * head_dim."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """Channels the causal conv1d runs over: mamba / short_conv d_inner; mamba2 d_inner + 2*G*N (x, B, C);
+        gated_deltanet 2*n_k*d_k + n_v*d_v (q, k, v); lightning none."""
+        if self.kind in ("mamba2", "gated_deltanet"):
+            return self.d_inner + 2 * self.n_groups * self.state_size
+        return 0 if self.kind == "lightning" else self.d_inner
 
 
 class QuantSpec(_Spec):
@@ -78,12 +125,17 @@ class QuantSpec(_Spec):
     modules named in ``modules_to_not_convert``.
     """
 
-    method: Literal["fp8", "mxfp4", "gptq", "awq", "bnb_nf4", "bnb_fp4", "bnb_int8"]
+    method: Literal["fp8", "mxfp4", "gptq", "awq", "bnb_nf4", "bnb_fp4", "bnb_int8", "fbgemm_fp8", "compressed_tensors",
+                    "modelopt_fp8", "modelopt_nvfp4"]
     bits: int = Field(8, ge=2, le=8)
     group_size: PositiveInt | None = Field(None, description="weights per scale along the input dim (GPTQ/AWQ 128, MXFP4 32, NF4 64)")
     block_size: tuple[PositiveInt, PositiveInt] | None = Field(None, description="fp8 weight_block_size [out, in] (DeepSeek-V3 128x128)")
     zero_points: bool = Field(False, description="GPTQ/AWQ store packed zero points (qzeros) beside the scales")
     double_quant: bool = Field(False, description="bitsandbytes bnb_4bit_use_double_quant")
+    strategy: Literal["tensor", "channel", "group", "block"] | None = Field(
+        None, description="compressed-tensors: one weight scale per tensor, output row, group of the input, or block")
+    packed: bool = Field(False, description="compressed-tensors pack-quantized: int32 words + a weight_shape (2 x int64)")
+    input_scale: bool = Field(False, description="a static activation scale stored per Linear")
     modules_to_not_convert: list[str] = Field(default_factory=list)
 
 
@@ -124,6 +176,10 @@ class ModelSpec(_Spec):
 
     moe: MoESpec | None = None
     mla: MLASpec | None = None
+    mixer: MixerSpec | None = Field(None, description="state-space / linear-attention mixer of the 'linear' layers")
+    attention_output_gate: bool = Field(False, description="Qwen3-Next: q_proj also emits a sigmoid gate per head (H*h*d)")
+    ffn_types: list[FFNKind] | None = Field(
+        None, description="FFN of each layer, num_layers long; None = dense, or MoE after moe.num_dense_layers")
 
     # Attention per layer (sliding-window / chunked / hybrid models).
     layer_types: list[AttentionKind] | None = Field(
@@ -172,6 +228,15 @@ class ModelSpec(_Spec):
                 raise ValueError("layer_types has 'sliding' layers but sliding_window is not set")
             if "chunked" in self.layer_types and not self.attention_chunk_size:
                 raise ValueError("layer_types has 'chunked' layers but attention_chunk_size is not set")
+            if "linear" in self.layer_types and not self.mixer:
+                raise ValueError("layer_types has 'linear' layers but no mixer is set")
+        if self.mixer and self.mixer.parallel is False and "linear" not in (self.layer_types or []):
+            raise ValueError("mixer is set but no layer is 'linear' (nor mixer.parallel)")
+        if self.ffn_types is not None:
+            if len(self.ffn_types) != self.num_layers:
+                raise ValueError(f"ffn_types has {len(self.ffn_types)} entries for {self.num_layers} layers")
+            if "moe" in self.ffn_types and not self.moe:
+                raise ValueError("ffn_types has 'moe' layers but moe is not set")
         return self
 
     @property

@@ -137,7 +137,35 @@ def opt(c: HFConfig) -> dict[str, Any]:
     }
 
 
+def mpt(c: HFConfig) -> dict[str, Any]:
+    """MPT (modeling_mpt): fused Wqkv H*3H and out_proj, FFN up H*(expansion_ratio*H) / down with GELU, every
+    Linear without bias when no_bias (default True), LayerNorms norm_1, norm_2, norm_f whose bias transformers
+    drops (``bias = None``) with no_bias; ALiBi (transformers builds no position table); head tied to wte."""
+    hidden = c.int("d_model")
+    attn = c.get("attn_config", default={})
+    if not isinstance(attn, dict):
+        raise c.fail("attn_config", f"must be a mapping, got {attn!r}"[:200])
+    if attn.get("qk_ln") or attn.get("attn_type", "multihead_attention") != "multihead_attention" \
+            or attn.get("alibi") is False:
+        raise c.fail("attn_config", "qk_ln, grouped attention and learned positions (alibi false) of MPT are not modelled")
+    bias = not c.bool("no_bias", default=True)
+    return {
+        "num_layers": c.int("n_layers"),
+        "hidden_size": hidden,
+        "num_heads": c.int("n_heads"),
+        "intermediate_size": c.int("expansion_ratio", default=4, rule="MptConfig default") * hidden,
+        "vocab_size": c.int("vocab_size"),
+        "max_position_embeddings": c.int("max_seq_len", default=2048),
+        "position_embedding": "alibi",
+        "tied_embeddings": True,
+        **plain_layernorm(qkv_bias=bias, out_bias=bias, mlp_bias=bias),
+        "norm_bias": bias,
+        "activation": "gelu",
+    }
+
+
 MAPPERS = {
+    "mpt": mpt,
     "gpt2": gpt2, "gptj": gptj, "gpt_neox": gpt_neox, "falcon": falcon, "RefinedWebModel": falcon, "RefinedWeb": falcon,
     "bloom": bloom, "opt": opt,
 }

@@ -19,7 +19,7 @@ Mapping = dict[str, Any]
 # transformers' layer_types vocabulary -> ours (configuration_utils ALLOWED_LAYER_TYPES).
 _LAYER_KIND = {
     "full_attention": "full", "sliding_attention": "sliding", "chunked_attention": "chunked",
-    "linear_attention": "none", "mamba": "none", "conv": "none",
+    "linear_attention": "linear", "mamba": "linear", "conv": "linear",
 }
 
 

@@ -21,7 +21,7 @@ def _routed_experts(c: HFConfig, v3: bool) -> int | None:
     return routed
 
 
-def deepseek(c: HFConfig, v3: bool) -> Mapping:
+def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
     if v3:
         c.use_defaults(DEEPSEEK_V3)
     num_layers = c.layers()
@@ -54,6 +54,9 @@ def deepseek(c: HFConfig, v3: bool) -> Mapping:
             "qk_nope_head_dim": c.int("qk_nope_head_dim"),
             "qk_rope_head_dim": c.int("qk_rope_head_dim"),
             "v_head_dim": c.int("v_head_dim"),
+            # DeepSeek-V3.2: DSA's lightning indexer (index_n_heads heads of index_head_dim); absent before.
+            "index_n_heads": c.int("index_n_heads", default=0) if v32 else 0,
+            "index_head_dim": c.int("index_head_dim", default=0) if v32 else 0,
         },
         # num_nextn_predict_layers: MTP modules in the checkpoint, not built by transformers.
         "mtp_layers": c.int("num_nextn_predict_layers", default=0),
@@ -75,5 +78,6 @@ def deepseek(c: HFConfig, v3: bool) -> Mapping:
 MAPPERS = {
     "deepseek_v2": lambda c: deepseek(c, v3=False),
     "deepseek_v3": lambda c: deepseek(c, v3=True),
+    "deepseek_v32": lambda c: deepseek(c, v3=True, v32=True),
     "kimi_k2": lambda c: deepseek(c, v3=True),  # Kimi K2 ships DeepseekV3ForCausalLM
 }

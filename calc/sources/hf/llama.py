@@ -64,7 +64,14 @@ def smollm3(c: HFConfig) -> Mapping:
     return llama_like(c, tied_default=True, qkv_bias=bias, out_bias=bias, mlp_bias=c.bool("mlp_bias", default=False))
 
 
+def seed_oss(c: HFConfig) -> Mapping:
+    # modeling_seed_oss: q/k/v_proj bias=attention_bias, o_proj bias=attention_out_bias, MLP bias=mlp_bias.
+    return llama_like(c, qkv_bias=c.bool("attention_bias", default=True), out_bias=c.bool("attention_out_bias", default=False),
+                      mlp_bias=c.bool("mlp_bias", default=False))
+
+
 MAPPERS = {
+    "seed_oss": seed_oss,
     "llama": llama, "smollm3": smollm3, "mistral": mistral, "mixtral": mixtral, "granite": granite, "granitemoe": granitemoe,
     "granitemoeshared": granitemoe, "internlm2": internlm2,
 }

@@ -3,7 +3,7 @@ norms, 64 experts."""
 
 from __future__ import annotations
 
-from calc.sources.hf.config import HFConfig, Mapping, llama_like
+from calc.sources.hf.config import HFConfig, Mapping, attention_layout, llama_like
 
 
 def olmo2(c: HFConfig) -> Mapping:
@@ -26,4 +26,9 @@ def olmoe(c: HFConfig) -> Mapping:
     return spec
 
 
-MAPPERS = {"olmo2": olmo2, "olmoe": olmoe}
+def olmo3(c: HFConfig) -> Mapping:
+    # modeling_olmo3: the OLMo 2 block; layer_types (default: three sliding_window layers then one full).
+    return {**olmo2(c), **attention_layout(c, c.layers(), lambda i: "full" if (i + 1) % 4 == 0 else "sliding")}
+
+
+MAPPERS = {"olmo2": olmo2, "olmo3": olmo3, "olmoe": olmoe}

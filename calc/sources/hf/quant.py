@@ -10,7 +10,7 @@ from typing import Any
 from calc.sources.hf.config import HFConfig
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-MODELLED = ("fp8", "mxfp4", "gptq", "awq", "bitsandbytes")
+MODELLED = ("fp8", "mxfp4", "gptq", "awq", "bitsandbytes", "fbgemm_fp8", "compressed-tensors", "modelopt")
 _FIELD = "quantization_config"
 
 
@@ -31,11 +31,22 @@ def quantization(c: HFConfig) -> dict[str, Any]:
         raise c.fail(f"{_FIELD}.quant_method", f"{shown} is not a method llmcalc models ({', '.join(MODELLED)}); "
                      "delete quantization_config to price the weights at torch_dtype or with --dtype")
     method = method.lower()
-    skip = q.get("modules_to_not_convert") or q.get("llm_int8_skip_modules") or q.get("ignored_layers") or []
+    skip = (q.get("modules_to_not_convert") or q.get("llm_int8_skip_modules") or q.get("ignored_layers") or q.get("ignore")
+            or q.get("exclude_modules") or [])
     if not isinstance(skip, list):
         raise c.fail(f"{_FIELD}.modules_to_not_convert", f"must be a list of module names, got {skip!r}"[:200])
     spec: dict[str, Any] = {"modules_to_not_convert": skip}
-    if method == "fp8":
+    if method == "fbgemm_fp8":
+        spec |= {"method": "fbgemm_fp8", "bits": 8}
+    elif method == "compressed-tensors":
+        spec |= _compressed_tensors(c, q)
+    elif method == "modelopt":
+        algo = str(q.get("quant_algo", "")).upper()
+        if algo not in ("FP8", "NVFP4"):
+            raise c.fail(f"{_FIELD}.quant_algo", f"{algo!r} is not a ModelOpt algorithm llmcalc models (FP8, NVFP4)")
+        spec |= {"method": "modelopt_fp8", "bits": 8} if algo == "FP8" else \
+            {"method": "modelopt_nvfp4", "bits": 4, "group_size": q.get("group_size", 16)}
+    elif method == "fp8":
         spec |= {"method": "fp8", "bits": 8, "block_size": _block(c, q.get("weight_block_size"))}
     elif method == "mxfp4":
         spec |= {"method": "mxfp4", "bits": 4, "group_size": 32}
@@ -63,3 +74,26 @@ def _block(c: HFConfig, block: Any) -> tuple[Any, Any] | None:
     if not isinstance(block, list) or len(block) != 2:
         raise c.fail(f"{_FIELD}.weight_block_size", f"must be a list [out, in] of two integers, got {block!r}"[:200])
     return (block[0], block[1])
+
+
+def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
+    """compressed-tensors (llm-compressor): the one config group that targets Linear layers, its weights'
+    num_bits / strategy / group_size / block_structure / symmetric, the format (pack-quantized stores int32
+    words and a weight_shape), and a static input_activations scale. Mixed groups are refused."""
+    groups = q.get("config_groups")
+    if not isinstance(groups, dict) or len(groups) != 1:
+        raise c.fail(f"{_FIELD}.config_groups", "must hold exactly one quantization group (mixed schemes are not modelled)")
+    group = next(iter(groups.values()))
+    w = group.get("weights") if isinstance(group, dict) else None
+    if not isinstance(w, dict) or not isinstance(w.get("num_bits"), int):
+        raise c.fail(f"{_FIELD}.config_groups.weights", "must give num_bits")
+    strategy = w.get("strategy", "tensor")
+    if strategy not in ("tensor", "channel", "group", "block"):
+        raise c.fail(f"{_FIELD}.config_groups.weights.strategy", f"{strategy!r} is not tensor, channel, group or block")
+    acts = group.get("input_activations")
+    block = w.get("block_structure")
+    return {"method": "compressed_tensors", "bits": w["num_bits"], "strategy": strategy,
+            "group_size": w.get("group_size") if strategy == "group" else None,
+            "block_size": _block(c, block) if strategy == "block" else None,
+            "zero_points": w.get("symmetric") is False, "packed": q.get("format") == "pack-quantized",
+            "input_scale": isinstance(acts, dict) and acts.get("dynamic") is False}

@@ -1,0 +1,132 @@
+"""Hybrid attention / state-space families and the newest dense ones, from real config.json files
+(tests/fixtures/hf, sources in SOURCES.md). Every total below is worked out by hand from the shapes in the
+family's modeling file (comments), and agrees with the model card's figure quoted beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes, state_bytes_per_request
+from calc.model.flops import decode_flops, forward_flops
+from calc.model.params import count_params, layer_kinds
+from calc.sources.catalog import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures" / "hf"
+
+# Qwen3-Next-80B-A3B (H 2048, 48 layers, every 4th full attention):
+#   gated attention: q_proj 2048*(2*16*256) + k,v 2*2048*(2*256) + o 4096*2048 + q/k norm 2*256 = 27,263,488
+#   Gated DeltaNet: in_proj_qkvz 2048*(2*16*128 + 2*32*128) + in_proj_ba 2048*64 + conv1d 8192*4
+#                   + dt_bias, A_log 2*32 + norm 128 + out_proj 4096*2048 = 33,718,464
+#   MoE: 512 x 3*2048*512 + router 2048*512 + shared 3*2048*512 + shared gate 2048 = 1,614,809,088; norms 2*2048
+#   12 x (27,263,488 + 1,614,809,088 + 4096) + 36 x (33,718,464 + 1,614,809,088 + 4096)
+#   + 2 x 151936*2048 + 2048 = 79,674,391,296. Card: 80B total.
+QWEN3_NEXT = 79_674_391_296
+# Nemotron-H-8B (52 blocks "M-M-M-M*-...": 24 Mamba-2, 4 attention, 24 MLP; one RMSNorm each):
+#   Mamba-2: in_proj 4096*(2*8192 + 2*8*128 + 128) + conv1d (8192 + 2048)*4 + bias 10240 + 3*128
+#            + gated norm 8192 + out_proj 8192*4096 = 109,635,968
+#   attention 2*4096^2 + 2*4096*1024 = 41,943,040; MLP (relu2, no gate) 2*4096*21504 = 176,160,768
+#   24 x 109,640,064 + 4 x 41,947,136 + 24 x 176,164,864 + 2 x 131072*4096 + 4096 = 8,100,852,736. Card: 8B.
+NEMOTRON_H = 8_100_852_736
+# Mamba-Codestral-7B (mamba2): 64 x (109,635,968 + 4096) + 2 x 32768*4096 + 4096 = 7,285,403,648. Card: 7.3B.
+CODESTRAL = 7_285_403_648
+# Jamba-v0.1 (32 layers; attention at i % 8 == 4, MoE at odd i):
+#   Mamba-1: in_proj 4096*16384 + conv1d 8192*4 + 8192 + x_proj 8192*(256 + 32) + dt_proj 256*8192 + 8192
+#            + A_log 8192*16 + D 8192 + dt/B/C norms 256 + 32 + out_proj 8192*4096 = 105,308,448
+#   attention 41,943,040; MLP 3*4096*14336 = 176,160,768; MoE 16 x 176,160,768 + router 4096*16; norms 2*4096
+#   12 x 281,477,408 + 16 x 2,923,954,464 + 4 x 218,112,000 + 2 x 65536*4096 + 4096 = 51,570,323,328.
+#   Card: 52B total, 12B active (active: 2 of 16 experts).
+JAMBA = 51_570_323_328
+JAMBA_ACTIVE = JAMBA - 16 * 14 * 176_160_768
+# MPT-7B: 32 x (12*4096^2 + 2 LayerNorms without bias 2*4096) + 50432*4096 (tied) + 4096 = 6,649,286,656 (card 6.7B).
+MPT = 6_649_286_656
+# Minitron-8B (nemotron): 32 x (q 4096*6144 + k,v 2*4096*1024 + o 6144*4096 + 2*4096*16384 + 2 LayerNorm1P 4*4096)
+#   + 2 x 256000*4096 + 2*4096 = 8,271,699,968 (card 8B).
+MINITRON = 8_271_699_968
+# Seed-OSS-36B: 64 x (q 5120*10240 + 10240 + k,v 2*(5120*1024 + 1024) + o 10240*5120 + 3*5120*27648 + 2*5120)
+#   + 2 x 155136*5120 + 5120 = 36,151,104,512 (card 36B).
+SEED_OSS = 36_151_104_512
+# Olmo-3-7B: 32 x (4*4096^2 + q/k norm 2*4096 + 3*4096*11008 + 2*4096) + 2 x 100278*4096 + 4096 = 7,298,011,136.
+OLMO3 = 7_298_011_136
+# DeepSeek-V3.2-Exp: DeepSeek-V3's 671,026,419,200 + 61 lightning indexers of wq_b 1536*(64*128) + wk 7168*128
+#   + k_norm 2*128 + weights_proj 7168*64 = 13,959,424 -> 671,877,944,064; with its MTP layer (V3's 13,465,424,896
+#   + one indexer) 685,355,329,792. Card: 685B.
+DSV32 = 671_026_419_200 + 61 * 13_959_424
+
+
+def _load(name: str):
+    return load_model(str(FIXTURES / f"{name}.json"))
+
+
+@pytest.mark.parametrize(("name", "total"), [
+    ("qwen3-next-80b-a3b-instruct", QWEN3_NEXT), ("nemotron-h-8b-base-8k", NEMOTRON_H),
+    ("mamba-codestral-7b-v0.1", CODESTRAL), ("jamba-v0.1", JAMBA), ("mpt-7b", MPT), ("minitron-8b-base", MINITRON),
+    ("seed-oss-36b-instruct", SEED_OSS), ("olmo-3-1025-7b", OLMO3), ("deepseek-v3.2-exp", DSV32),
+])
+def test_real_config_total_is_exact(name: str, total: int) -> None:
+    assert count_params(_load(name)).total_params == total
+
+
+def test_hand_worked_blocks() -> None:
+    assert 12 * (27_263_488 + 1_614_809_088 + 4096) + 36 * (33_718_464 + 1_614_809_088 + 4096) \
+        + 2 * 151936 * 2048 + 2048 == QWEN3_NEXT
+    assert 2048 * (2 * 16 * 128 + 2 * 32 * 128) + 2048 * 64 + 8192 * 4 + 64 + 128 + 4096 * 2048 == 33_718_464
+    mamba2 = 4096 * (2 * 8192 + 2 * 8 * 128 + 128) + 10240 * 4 + 10240 + 3 * 128 + 8192 + 8192 * 4096
+    assert mamba2 == 109_635_968
+    assert 64 * (mamba2 + 4096) + 2 * 32768 * 4096 + 4096 == CODESTRAL
+    mamba1 = 4096 * 16384 + 8192 * 4 + 8192 + 8192 * 288 + 256 * 8192 + 8192 + 8192 * 16 + 8192 + 288 + 8192 * 4096
+    assert mamba1 == 105_308_448
+
+
+def test_jamba_active_and_kinds() -> None:
+    m = _load("jamba-v0.1")
+    assert count_params(m).active_params == JAMBA_ACTIVE
+    assert [(k, n) for k, n, _ in layer_kinds(m)] == [("mamba+mlp", 12), ("mamba+moe", 16), ("attention+mlp", 4)]
+    assert [i for i, k in enumerate(m.layer_types) if k == "full"] == [4, 12, 20, 28]
+
+
+def test_deepseek_v32_with_mtp() -> None:
+    # The MTP block repeats one MoE layer (its indexer too): 685.36B with MTP, the card's 685B.
+    counted = count_params(_load("deepseek-v3.2-exp"))
+    assert round(counted.total_params_with_mtp / 1e9) == 685
+
+
+def test_kv_only_for_softmax_layers() -> None:
+    # Qwen3-Next: 12 full layers x 2 (K, V) x 2 KV heads x 256 x 2 B; Nemotron-H and Jamba: 4 x 2 x 8 x 128 x 2 B.
+    assert kv_cache_bytes_per_token(_load("qwen3-next-80b-a3b-instruct")) == 12 * 2 * 2 * 256 * 2
+    assert kv_cache_bytes_per_token(_load("nemotron-h-8b-base-8k")) == 4 * 2 * 8 * 128 * 2
+    assert kv_cache_bytes_per_token(_load("jamba-v0.1")) == 4 * 2 * 8 * 128 * 2
+    assert kv_cache_bytes_for_tokens(_load("mamba-codestral-7b-v0.1"), 100_000) == 0
+
+
+def test_constant_state_per_request() -> None:
+    # Qwen3-Next: 36 Gated DeltaNet layers x (conv (2*16*128 + 32*128) x 3 + state 32 x 128 x 128) x 2 B (bf16).
+    assert state_bytes_per_request(_load("qwen3-next-80b-a3b-instruct")) == 36 * (8192 * 3 + 32 * 128 * 128) * 2
+    # Mamba-2: (conv (8192 + 2*8*128) x 3 + 128 heads x 64 x 128) x 2 B per layer; Jamba: d_in x (3 + 16) x 2 B.
+    assert state_bytes_per_request(_load("nemotron-h-8b-base-8k")) == 24 * (10240 * 3 + 128 * 64 * 128) * 2
+    assert state_bytes_per_request(_load("mamba-codestral-7b-v0.1")) == 64 * (10240 * 3 + 128 * 64 * 128) * 2
+    assert state_bytes_per_request(_load("jamba-v0.1")) == 28 * 8192 * (3 + 16) * 2
+    m = _load("qwen3-next-80b-a3b-instruct")
+    short, long = (request_cache_bytes(m, t) - kv_cache_bytes_for_tokens(m, t) for t in (10, 200_000))
+    assert short == long == state_bytes_per_request(m)
+    # TP splits the heads and conv channels: half on each of 2 ranks.
+    assert state_bytes_per_request(m, tp=2) * 2 == state_bytes_per_request(m)
+
+
+def test_serving_admission_counts_the_state() -> None:
+    from calc.serving.engine_memory import request_kv_bytes
+
+    m = _load("nemotron-h-8b-base-8k")
+    # 8192 tokens -> 8191 slots -> 512 blocks of 16 -> 8192 tokens of KV on 4 layers, + the 24 layers' state.
+    assert request_kv_bytes(m, 8192, "bf16", 1, 1, 16) == 8192 * 16_384 + 51_806_208
+
+
+def test_scan_flops_linear_in_tokens() -> None:
+    # Mamba-2 decode step per layer: conv 2*10240*4 + 5 x (128*64*128) state values; 64 layers; matmuls 2 x M.
+    m = _load("mamba-codestral-7b-v0.1")
+    step = decode_flops(m, 1, 1000, 1).first_step_flops
+    assert step == 2 * count_params(m).matmul_params + 64 * (2 * 10240 * 4 + 5 * 128 * 64 * 128)
+    assert decode_flops(m, 1, 100_000, 1).first_step_flops == step  # no context term
+    f1, f2 = forward_flops(m, 1, 1024).forward_attention_flops, forward_flops(m, 1, 2048).forward_attention_flops
+    assert f2 == 2 * f1
