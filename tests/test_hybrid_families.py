@@ -130,3 +130,16 @@ def test_scan_flops_linear_in_tokens() -> None:
     assert decode_flops(m, 1, 100_000, 1).first_step_flops == step  # no context term
     f1, f2 = forward_flops(m, 1, 1024).forward_attention_flops, forward_flops(m, 1, 2048).forward_attention_flops
     assert f2 == 2 * f1
+
+
+def test_a_pure_state_space_model_admits_requests_by_their_state(cli):
+    # Mamba-Codestral-7B: 64 layers, each keeping an SSM state of heads x head_dim x d_state = 128 x 64 x 128
+    # values and a conv state of (d_inner + 2 x groups x d_state) x (kernel - 1) = (8192 + 2 x 8 x 128) x 3 values,
+    # in bf16: 64 x (1,048,576 + 30,720) x 2 = 138,149,888 bytes per request, whatever its length.
+    # No softmax layer, so no KV block: vLLM gives each request one page holding its state.
+    r = cli("concurrency", str(FIXTURES / "mamba-codestral-7b-v0.1.json"), "--gpu", "h100", "--max-model-len", "8192",
+            "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["kv_cache_bytes_per_request"] == 138_149_888
+    assert d["max_concurrency"] == d["free_bytes"] // 138_149_888 >= 1

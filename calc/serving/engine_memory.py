@@ -123,6 +123,10 @@ def engine_memory(
     non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp * ep > 1 else 0)) * GIB)
     page = s.page_tokens()
     block_bytes = page * kv_token
+    if block_bytes == 0:  # no softmax layer (pure Mamba / linear attention): one page per request holds its state,
+        # as vLLM V1 sizes a state-only model's page to max_model_len (vllm/v1/core/kv_cache_utils.py)
+        page = max_len
+        block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
     if s.engine == "vllm":
         usable = int(s.gpu_memory_utilization * cap)
         act = activation_peak_bytes(m, batched, tp, s.max_num_seqs)
