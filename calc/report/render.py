@@ -289,7 +289,8 @@ def gpus_view(gpus: Sequence[Any]) -> RenderableType:
         table.add_row(
             g.name, g.arch, f"{gb(g.memory_bytes):.1f}", f"{g.hbm_tb_s:g}", f"{g.interconnect_gb_s:g}",
             f"{derived:.2f}" if derived else "-", f"{g.datasheet_peak_tflops.get('bf16', '-')}",
-            f"{g.datasheet_peak_tflops.get('fp8', '-')}", f"{g.ridge_point_flops_per_byte:.0f}" + ("" if g.ridge_point_dtype == "bf16" else f" {g.ridge_point_dtype}"),
+            f"{g.datasheet_peak_tflops.get('fp8', '-')}",
+            f"{g.ridge_point_flops_per_byte:.0f}" + ("" if g.ridge_point_dtype == "bf16" else f" {g.ridge_point_dtype}"),
         )
     return table
 
