@@ -75,7 +75,7 @@ def memory(
     flash: Annotated[bool, typer.Option("--flash/--no-flash", help="FlashAttention: no stored score matrix")] = True,
     group_size: Annotated[int | None, typer.Option(
         "--group-size", parser=human_int("--group-size"), help="int4/int8 quantisation group size")] = None,
-    reserve_gib: ReserveOpt = 1.0,
+    reserve_gib: ReserveOpt = None,
     mtp: Annotated[bool, typer.Option("--mtp", help="also load the multi-token-prediction layers (DeepSeek-V3, GLM-4.5 "
                                                     "speculative decoding)")] = False,
     method: MethodOpt = None,
@@ -130,7 +130,7 @@ def memory(
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
                                      ("--recipe", recipe, "bf16-adam")):
             refuse(flag, value, "is not a fine-tuning option (use --method, --optimizer, --precision)", default)
-        refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation", 1.0)
+        refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation")
         result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
                                  plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
                                  options=finetune_only)
@@ -149,7 +149,8 @@ def memory(
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
                                      ("--dtype", dtype, DEFAULT_DTYPE)):
             refuse(flag, value, why, default)
-    from calc.memory import inference_memory, training_memory
+    from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, training_memory
+    from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
@@ -168,10 +169,12 @@ def memory(
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
         explicit = option_given(ctx, "dtype") or group_size is not None
         result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype if explicit else None,
-                                  kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size, reserve_gib=reserve_gib,
+                                  kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size,
+                                  reserve_gib=DEFAULT_RESERVE_GIB if reserve_gib is None else reserve_gib,
                                   with_mtp=mtp)
     else:
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
-                                 recompute=recompute.value, flash=flash, reserve_gib=reserve_gib,
+                                 recompute=recompute.value, flash=flash,
+                                 reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib,
                                  activations_model=activations or "per-tensor")
     emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else fit_refusal(result))

@@ -137,9 +137,12 @@ class Mode(StrEnum):
 
 
 class Recompute(StrEnum):
+    """calc.memory.activations.RECOMPUTE_LEVELS: one meaning in every command."""
+
     none = "none"
     selective = "selective"
     full = "full"
+    sac = "sac"
 
 
 # --- what model, what hardware -------------------------------------------------------------
@@ -163,9 +166,9 @@ EpOpt = Annotated[int | None, typer.Option("--ep", parser=human_int("--ep", maxi
 SpOpt = Annotated[bool, typer.Option("--sp", help="Megatron sequence parallelism (with TP)")]
 ZeroOpt = Annotated[int, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3")]
 RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help=(
-    "activation recomputation: none; full (keep each layer's input, recompute the layer); selective: in "
-    "--mode train / train-step / train-plan Megatron's (recompute the attention core: nothing more under flash "
-    "attention), in --mode finetune torchtitan's op-level SAC (keep every second matmul output)"))]
+    "activation recomputation, the same in every mode: none; full (keep each layer's input, recompute the layer); "
+    "selective: Megatron's (recompute the attention core: nothing more under flash attention); sac: torchtitan's "
+    "op-level selective AC (keep every second matmul output and the attention outputs)"))]
 
 # --- workload: one name per sequence concept -----------------------------------------------
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batch"), help="sequences (requests) per batch")]
@@ -188,9 +191,10 @@ CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal
 CausalPrefillOpt = Annotated[bool, typer.Option(
     "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "
     "(default); --non-causal: every token sees the whole prompt")]
-ReserveOpt = Annotated[float, typer.Option(
+ReserveOpt = Annotated[float | None, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
-    help="per-GPU reserve for CUDA context and allocator slack, GiB")]
+    help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: inference 1, training 0.5 + "
+         "5%% allocator fragmentation)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

@@ -303,7 +303,7 @@ def train_step(
     measured_step_time: Annotated[float | None, typer.Option(
         "--measured-step-time", parser=human_float("--measured-step-time"),
         help="a step time you measured for this plan: prints the error and the GEMM plateau that reproduces it")] = None,
-    reserve_gib: ReserveOpt = 1.0,
+    reserve_gib: ReserveOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
@@ -333,7 +333,10 @@ def train_step(
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system)
-    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus, reserve_gib=reserve_gib)
+    from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
+
+    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus,
+                    reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
     if measured_step_time is not None:
         from calc.training.calibrate import with_measurement
 

@@ -11,7 +11,16 @@ from typing import Literal
 from calc.model.parallel import ROW_PARALLEL
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full"]
+Recompute = Literal["none", "selective", "full", "sac"]
+# The recomputation levels, one meaning in every command (memory --mode train/finetune, train-step, train-plan):
+RECOMPUTE_LEVELS: dict[str, str] = {
+    "none": "keep every saved tensor of every layer",
+    "selective": "Megatron's selective recomputation (--recompute-granularity selective, Korthikanti et al. 2022 "
+                 "sec. 5): recompute the attention core; nothing more under FlashAttention, whose backward recomputes it",
+    "full": "Megatron full / PyTorch activation checkpointing of every layer: keep each layer's input, recompute it",
+    "sac": "torchtitan op-level selective AC (activation_checkpoint.mode=selective, selective_ac_option=op): "
+           "keep every second matmul output and the attention kernel outputs, recompute the rest",
+}
 
 
 def activation_factor(m: ModelSpec) -> float:

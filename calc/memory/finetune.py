@@ -20,7 +20,14 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.activations import Buffer, LayerSetup, korthikanti_layer_bytes, lm_head_buffers, stage_activations
+from calc.memory.activations import (
+    RECOMPUTE_LEVELS,
+    Buffer,
+    LayerSetup,
+    korthikanti_layer_bytes,
+    lm_head_buffers,
+    stage_activations,
+)
 from calc.memory.optimizers import (
     check_optimizer,
     is_paged,
@@ -29,9 +36,16 @@ from calc.memory.optimizers import (
     param_dtype_bytes,
 )
 from calc.memory.result import _search_min_gpus, _verdict
+from calc.memory.training import (
+    DEFAULT_CUDA_CONTEXT_GIB,
+    DEFAULT_FRAGMENTATION,
+    DEFAULT_FSDP_LAYERS_IN_FLIGHT,
+    fsdp_in_flight_bytes,
+    training_bytes_per_gpu,
+)
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import count_params, layer_kinds, model_tensors
+from calc.model.params import count_params, layer_kinds
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gib
@@ -41,9 +55,6 @@ METHODS = ("full", "lora", "qlora", "dora")
 LOSSES = ("fp32", "chunked", "fused")
 NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 
-DEFAULT_CUDA_CONTEXT_GIB = 0.5  # CUDA 12 context + cuBLAS/cuDNN handles on one device, outside the allocator
-DEFAULT_FRAGMENTATION = 0.05  # caching allocator: reserved = allocated peak x (1 + this)
-DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
 DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
 
 
@@ -131,23 +142,11 @@ def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], ran
 
 def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
                     separate_embeddings: bool) -> int:
-    """Unsharded FSDP units alive at once: ``layers`` blocks (the one computing + the one prefetched), or the
-    root unit (embedding + output head + final norm, gathered together unless sharded as their own units, as
-    torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights (NF4 for QLoRA:
-    FSDP2 all-gathers the quantised shards) plus, when they train, their unreduced gradients (fp32 reduce
-    buffer, 4 B; FSDP2 MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
-    full = method == "full"
-
-    def unit_bytes(params: int, count: int, quantised: bool) -> int:
-        params //= tp
-        weights = nf4_bytes(params, double_quant) if quantised else params * 2
-        return count * weights + (params * 4 if full else 0)
-
-    block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
-    outside = [t.params for t in model_tensors(m)]
-    root = max(outside) if separate_embeddings else sum(outside)
-    # QLoRA quantises the block linears only: the embedding/head unit stays bf16
-    return max(unit_bytes(block, layers, method == "qlora" and base_dtype == "nf4"), unit_bytes(root, 1, False))
+    """FSDP units in flight (calc.memory.training.fsdp_in_flight_bytes), the blocks in NF4 for QLoRA (the
+    embedding/head unit stays bf16) and their fp32 gradients only when every weight trains."""
+    nf4 = method == "qlora" and base_dtype == "nf4"
+    return fsdp_in_flight_bytes(m, tp, layers, separate_embeddings, trains=method == "full",
+                                block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None)
 
 
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
@@ -160,8 +159,8 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
         raise LLMCalcError("--method", f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if loss not in LOSSES:
         raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    if recompute not in ("none", "selective", "full"):
-        raise LLMCalcError("--recompute", f"use none, selective or full, got {recompute!r}")
+    if recompute not in RECOMPUTE_LEVELS:
+        raise LLMCalcError("--recompute", f"use {', '.join(RECOMPUTE_LEVELS)}, got {recompute!r}")
     if attention not in ("flash", "eager"):
         raise LLMCalcError("--attention", f"use flash or eager, got {attention!r}")
     if zero not in (0, 1, 2, 3):
@@ -258,9 +257,10 @@ def finetune_memory(
     w_bytes = param_dtype_bytes(precision)
     shards = plan.tp * plan.pp
     dp = plan.dp
+    zero_ranks = dp * plan.cp  # ZeRO / FSDP shard over DP x CP (Megatron distributed optimizer, torchtitan dp_shard x cp)
 
     def zshard(value: int, stage: int) -> int:
-        return math.ceil(value / shards / (dp if zero >= stage else 1))
+        return math.ceil(value / shards / (zero_ranks if zero >= stage else 1))
 
     # --- weights -------------------------------------------------------------------------------------
     base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype)
@@ -274,7 +274,8 @@ def finetune_memory(
     grads = (largest * w_bytes // shards) if optimizer_in_backward and full else zshard(grads_all, 2)
     cpu = 0
     paged = 0
-    master_gpu, states_gpu = zshard(master, 1), zshard(states, 1)
+    master_gpu = zshard(master, 1)
+    states_gpu = zshard(master + states, 1) - master_gpu  # sharded together, as the recipe's 12 B of training_memory
     if offload_optimizer or offload_params:
         cpu += master_gpu + states_gpu
         master_gpu = states_gpu = 0
@@ -284,7 +285,7 @@ def finetune_memory(
     if is_paged(optimizer):
         paged, states_gpu = states_gpu, 0
 
-    # --- activations ---------------------------------------------------------------------------------
+    # --- activations and the peak: the training engine (calc.memory.training) ------------------------------
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
     setup = LayerSetup(full=full, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
@@ -292,51 +293,40 @@ def finetune_memory(
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
-    stage = stage_activations(m, batch, s_local, setup, recompute, n_layers, plan.pp, offload_layers)
+    level = "none" if recompute == "selective" and attention == "flash" else ("selective" if recompute == "sac" else recompute)
+    stage = stage_activations(m, batch, s_local, setup, level, n_layers, plan.pp, offload_layers)
     head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)
-    logits, head_saved = head[-1].bytes, sum(b.bytes for b in head[:-1])
-    if plan.pp > 1:
-        # 1F1B: the first stage keeps p micro-batches and no head; the last keeps one micro-batch and the head.
-        last = stage_activations(m, batch, s_local, setup, recompute, n_layers, 1, offload_layers)
-        if last.saved + head_saved + max(logits, last.backward_workspace) > stage.saved + stage.backward_workspace:
-            stage, stage_name = last, "last pipeline stage (1 micro-batch + output head)"
-        else:
-            logits = head_saved = 0
-            stage_name = f"first pipeline stage ({plan.pp} micro-batches in flight, no output head)"
-    else:
-        stage_name = "one GPU's layers"
-    layer, saved, recompute_buf, act_formula = stage.layer, stage.saved, stage.recompute, stage.formula
-    dequant = 0
+    transients = {"QLoRA dequantised weight": 0, "DoRA weight-norm temporaries": 0}
     if method == "qlora":
-        dequant = max(t.params for _k, _c, ts in layer_kinds(m) for t in ts if t.shape) * 2 // plan.tp
-    dora_tmp = 0
+        transients["QLoRA dequantised weight"] = \
+            max(t.params for _k, _c, ts in layer_kinds(m) for t in ts if t.shape) * 2 // plan.tp
     if method == "dora":
-        dora_tmp = 2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
-    backward_ws = stage.backward_workspace
-    activations = saved + head_saved
-
+        transients["DoRA weight-norm temporaries"] = \
+            2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
     fsdp = 0
-    if zero == 3 and dp > 1 or offload_params:
+    if zero == 3 and zero_ranks > 1 or offload_params:
         fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately)
-
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
-    if grad_accum > 1:
-        persistent["gradients"] = grads
-    forward_end = activations + max(logits, backward_ws)
+    engine = training_bytes_per_gpu(
+        m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
+        micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
+        grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
+        loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients)
+    per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations")}
+    per_gpu_total = sum(engine.values())
+    context = engine["CUDA context"]
+    reserved = per_gpu_total - context
+    allocated = reserved - engine["allocator fragmentation"]
+    activations = engine["activations"]
+    layer, recompute_buf = stage.layer, stage.recompute
+    backward_ws = stage.backward_workspace
+    dequant, dora_tmp = transients.values()
+    stage_name = "one GPU's layers" if plan.pp == 1 else \
+        f"fullest pipeline stage (first: {plan.pp} micro-batches in flight; last: 1 micro-batch + output head)"
+    act_formula = stage.formula
+    head_saved = sum(b.bytes for b in head[:-1])
+    forward_end = activations
     backward_end = 0 if grad_accum > 1 else grads
-    allocated = sum(persistent.values()) + fsdp + max(forward_end, backward_end) + dequant + dora_tmp
-    reserved = math.ceil(allocated * (1 + fragmentation))
-    context = int(cuda_context_gib * GIB)
-    per_gpu_total = reserved + context
-    per_gpu = {**persistent}
-    if grad_accum == 1:
-        per_gpu["gradients (backward end)"] = grads
-    per_gpu.update({
-        "activations (saved)": activations, "logits + loss": logits, "backward workspace": backward_ws,
-        "FSDP unsharded layers": fsdp, "QLoRA dequantised weight": dequant, "DoRA weight-norm temporaries": dora_tmp,
-        "allocator fragmentation": reserved - allocated, "CUDA context": context,
-    })
-    per_gpu = {k: v for k, v in per_gpu.items() if v or k in ("weights", "activations (saved)")}
 
     textbook = math.ceil(n_layers * plan.pp * korthikanti_layer_bytes(
         s_local, batch, m.hidden_size, m.num_heads, plan.tp, plan.sequence_parallel,
@@ -387,7 +377,8 @@ def finetune_memory(
         f"fp32 master = 4*{trainable:,} = {master:,} B; optimizer states ({optimizer}) = {states:,} B; gradients = {grads_all:,} B",
         "per-layer saved tensors (one layer):",
         *[f"  {b.name}: {b.formula}  [{b.source}]" for b in layer],
-        f"activations ({stage_name}) = {act_formula} = {saved:,} B" + f"; outside the blocks {head_saved:,} B",
+        f"activations ({stage_name}): one stage {act_formula}; head inputs {head_saved:,} B; "
+        f"with logits/loss or backward workspace = {activations:,} B",
         f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
         *([f"FSDP in flight = max({fsdp_layers_in_flight} unsharded blocks"
@@ -399,7 +390,7 @@ def finetune_memory(
         *([f"paged optimizer states (CUDA unified memory, outside the allocator) = {paged:,} B"] if paged else []),
         *([f"offloaded to CPU = {cpu:,} B"] if cpu else []),
         f"peak = persistent {sum(persistent.values()):,} + FSDP {fsdp:,} + max(forward end {forward_end:,}, backward end "
-        f"{backward_end:,}) + transients {dequant + dora_tmp:,}",
+        f"{backward_end:,}) + transients {dequant + dora_tmp:,} (calc.memory.training.assemble_peak)",
         f"allocated peak = {allocated:,} B; reserved = x{1 + fragmentation:g} = {reserved:,} B; + context = {per_gpu_total:,} B "
         f"({gib(per_gpu_total):.2f} GiB)",
         f"textbook (Korthikanti 2022) activations for comparison: {textbook:,} B ({gib(textbook):.2f} GiB)",
@@ -409,7 +400,7 @@ def finetune_memory(
         lora_rank=None if full else lora_rank, lora_alpha=alpha, lora_targets=list(targets), optimizer=optimizer,
         precision=precision, batch=batch, seq=seq, grad_accum=grad_accum, recompute=recompute, attention=attention, loss=loss,
         tp=plan.tp, pp=plan.pp, dp=dp, zero=zero, num_gpus=plan.num_gpus, per_gpu=per_gpu,
-        buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations + logits,
+        buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
         **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,

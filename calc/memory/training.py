@@ -5,17 +5,25 @@ the tensors autograd keeps, logits and the fp32 loss), with the textbook Korthik
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import LayerSetup, Recompute, korthikanti_layer_bytes, lm_head_buffers, stage_activations
-from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
+from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import count_params, layer_kinds
+from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, gb, gib
+
+DEFAULT_CUDA_CONTEXT_GIB = 0.5  # CUDA 12 context + cuBLAS/NCCL handles on one device, outside the allocator
+DEFAULT_FRAGMENTATION = 0.05  # caching allocator: reserved = allocated peak x (1 + this)
+# PyTorch's expandable_segments allocator (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, set by torchtitan's
+# run script and Megatron-Bridge/NeMo performance recipes) grows segments in place: reserved ~ allocated
+EXPANDABLE_SEGMENTS_FRAGMENTATION = 0.0
+DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
 
 RECIPES: dict[str, tuple[int, int, int]] = {
     # bf16 weights 2 + bf16 grads 2 + fp32 master 4 + Adam m 4 + v 4 = 16 (ZeRO paper section 3.1).
@@ -38,8 +46,8 @@ def routed_expert_params(m: ModelSpec) -> int:
 def training_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, recipe: str = "bf16-adam",
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
-    reserve_gib: float = DEFAULT_RESERVE_GIB, activations_model: str = "per-tensor", ep: int = 1,
-    in_flight: float | None = None,
+    reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
+    in_flight: float | None = None, fused: bool = False, grad_accum: int = 1, fragmentation: float = DEFAULT_FRAGMENTATION,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -52,7 +60,9 @@ def training_memory(
     stage 2 also g, stage 3 also w, over the d*c ranks (Megatron's distributed optimizer shards over DP x CP);
     routed experts split e ways (``ep``), their states sharded over d*c/e. Activations: ``training_bytes_per_gpu``
     (``in_flight`` micro-batches on the first stage, default p; CP splits s), the same function train-step and
-    train-plan use, so a plan priced here and timed there has one memory figure.
+    train-plan use, so a plan priced here and timed there has one memory figure. ``fused``: fused norm and
+    SwiGLU kernels (Megatron, torch.compile; train-step passes True) or eager PyTorch (default, as
+    ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead.
     """
     plan = check_layout(m, plan or Parallelism())
     if recipe not in RECIPES:
@@ -83,7 +93,7 @@ def training_memory(
             m, params=params, expert_params=experts, tp=layout.tp, pp=layout.pp, dp=layout.dp * layout.cp, cp=layout.cp,
             ep=ep, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
-            cache=cache,
+            cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -91,9 +101,10 @@ def training_memory(
     textbook = per_gpu_for(plan, "textbook")["activations"]
     per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
     activations = per_tensor if activations_model == "per-tensor" else textbook
-    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, cache, per_tensor, in_flight)
+    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight)
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
+    overhead = per_gpu["allocator fragmentation"] + per_gpu["CUDA context"]
     n = plan.num_gpus
     fixed = plan.tp * plan.pp * plan.cp
 
@@ -111,16 +122,19 @@ def training_memory(
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=n,
         weights_bytes=params * w, kv_cache_bytes_per_token=0, kv_cache_bytes=0,
         activation_bytes=activations, gradient_bytes=params * g, optimizer_bytes=params * o,
-        reserve_bytes=reserve * n, total_bytes=params * (w + g + o) + activations * plan.dp * plan.cp + reserve * n,
+        reserve_bytes=overhead * n, total_bytes=params * (w + g + o) + activations * plan.dp * plan.cp + overhead * n,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, textbook_activation_bytes=textbook, **verdict,
         assumptions=[
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
             f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}" + (f"; routed experts split EP {ep}" if ep > 1 else ""),
-            (f"activations tensor by tensor (fused norms, {'FlashAttention' if flash else 'eager attention'}, fp32 loss), "
+            (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
+             f"{'FlashAttention' if flash else 'eager attention'}, fp32 loss), "
              f"recompute={recompute}" if activations_model == "per-tensor" else
              f"activations: Korthikanti et al. 2022, recompute={recompute}, score term {score_term}")
             + f", sequence parallel={plan.sequence_parallel}, {in_flight:g} microbatch(es) in flight on stage 1",
-            f"reserve {reserve_gib:g} GiB per GPU; min_gpus grows DP at this TP x PP x CP"
+            f"CUDA context {reserve_gib:g} GiB per GPU + allocator fragmentation {fragmentation:.0%} of the allocated peak; "
+            + ("gradients persist (grad accumulation); " if grad_accum > 1 else "gradients at the backward's end; ")
+            + "min_gpus grows DP at this TP x PP x CP"
             + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)"),
         ],
         explain=[
@@ -158,35 +172,47 @@ class LayerActivations:
 
 
 def layer_activations(m: ModelSpec, micro_batch: int, s_local: int, tp: int, sp: bool, recompute: Recompute,
-                      flash: bool, dropout: float = 0.0) -> LayerActivations:
+                      flash: bool, dropout: float = 0.0, setup: LayerSetup | None = None, loss: str = "fp32",
+                      loss_chunks: int = 8, lm_head_trains: bool = True) -> LayerActivations:
     """Per-tensor activations of one layer, the embedding and the head for ``micro_batch`` x ``s_local`` tokens
-    (calc.memory.activations.layer_buffers / stage_activations / lm_head_buffers; all weights train).
+    (calc.memory.activations.layer_buffers / stage_activations / lm_head_buffers).
 
-    Recomputation is Megatron's (Korthikanti et al. 2022 sec. 5): full keeps each layer's input (b*s*H*2, /t with
-    SP) and recomputes one layer in backward; selective recomputes the attention core, which drops the s x s
-    scores of eager attention and changes nothing under FlashAttention (its backward recomputes them anyway).
-    ``dropout`` > 0 (GPT-3 style) adds the 1-byte masks: residual (2*s*b*H per layer), attention (b*a*s*s, eager),
-    embedding (s*b*H, first stage), all /t where their tensor is split (Korthikanti table 2)."""
-    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=tp, sp=sp, dropout=dropout)
-    level = "none" if recompute == "selective" and flash else recompute
+    ``setup``: what the block keeps (default: every weight trains, fused norms and SwiGLU, as Megatron runs;
+    fine-tuning passes its adapters, eager elementwise and LoRA dropout). Recomputation levels, one meaning
+    in every mode (``recompute_levels``): full keeps each layer's input (b*s*H*2, /t with SP) and recomputes
+    one layer in backward; selective is Megatron's (Korthikanti et al. 2022 sec. 5): the attention core,
+    which drops the s x s scores of eager attention and changes nothing under FlashAttention (its backward
+    recomputes them anyway); sac is torchtitan's op-level selective AC. ``dropout`` > 0 (GPT-3 style) adds the
+    1-byte masks: residual (2*s*b*H per layer), attention (b*a*s*s, eager), embedding (s*b*H, first stage),
+    all /t where their tensor is split (Korthikanti table 2)."""
+    if setup is None:
+        setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=tp, sp=sp, dropout=dropout)
+    level = "none" if recompute == "selective" and setup.attention == "flash" else recompute
+    level = "selective" if level == "sac" else level  # stage_activations' op-level SAC
     stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)
-    head = lm_head_buffers(m, micro_batch, s_local, "fp32", 1, 2, True, tp)
-    embed = math.ceil(micro_batch * s_local * m.hidden_size / (tp if sp else 1)) if dropout else 0
+    head = lm_head_buffers(m, micro_batch, s_local, loss, loss_chunks, setup.act_bytes, lm_head_trains, tp,
+                           compiled=setup.fused)
+    embed = math.ceil(micro_batch * s_local * m.hidden_size / (tp if sp else 1)) if setup.dropout else 0
     return LayerActivations(saved=stage.saved, embed=embed, head_saved=sum(b.bytes for b in head[:-1]),
                             logits=head[-1].bytes, workspace=stage.backward_workspace)
 
 
-def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float) -> int:
+def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float,
+                           offload_layers: int | None = None) -> int:
     """Activations of the fullest pipeline stage. 1F1B: the first stage holds ``in_flight`` micro-batches of
     ceil(L/p) layers (+ their embedding masks), the last one micro-batch of floor(L/p) layers + the head:
         first = ceil(L/p) * in_flight * layer + in_flight * embed [+ head when p = 1] + workspace
         last  = floor(L/p) * layer + head inputs + max(logits/loss, workspace)
-    (the loss buffers exist at the backward's start, before the layers' workspace)."""
+    (the loss buffers exist at the backward's start, before the layers' workspace). ``offload_layers``:
+    activation offload to CPU keeps only that many layers of each micro-batch on the GPU."""
     head = per.head_saved + max(per.logits, per.workspace)
-    first = math.ceil(math.ceil(num_layers / pp) * in_flight * per.saved + in_flight * per.embed)
+    first_layers, last_layers = math.ceil(num_layers / pp), num_layers // pp
+    if offload_layers:
+        first_layers, last_layers = min(first_layers, offload_layers), min(last_layers, offload_layers)
+    first = math.ceil(first_layers * in_flight * per.saved + in_flight * per.embed)
     if pp == 1:
         return first + head
-    return max(first + per.workspace, num_layers // pp * per.saved + head)
+    return max(first + per.workspace, last_layers * per.saved + head)
 
 
 def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: int, pp: int, sp: bool,
@@ -201,57 +227,129 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
     return math.ceil(blocks + embed + output)
 
 
+def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
+                         trains: bool = True, block_bytes: Callable[[int], int] | None = None) -> int:
+    """ZeRO-3 / FSDP full shard: unsharded units alive at once: ``layers`` blocks (the one computing + the one
+    prefetched), or the root unit (embedding + output head + final norm, gathered together unless sharded as
+    their own units, as torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights
+    (``block_bytes`` maps a block's parameters to its stored bytes: NF4 for QLoRA, FSDP2 all-gathers the
+    quantised shards) plus, when they train, their unreduced gradients (fp32 reduce buffer, 4 B; FSDP2
+    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
+    def unit(params: int, count: int, stored: Callable[[int], int]) -> int:
+        params //= tp
+        return count * stored(params) + (params * 4 if trains else 0)
+
+    block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
+    outside = [t.params for t in model_tensors(m)]
+    root = max(outside) if separate_embeddings else sum(outside)
+    return max(unit(block, layers, block_bytes or (lambda n: 2 * n)), unit(root, 1, lambda n: 2 * n))
+
+
+def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: bool, activations: int, fsdp: int = 0,
+                  transients: dict[str, int] | None = None, fragmentation: float = DEFAULT_FRAGMENTATION,
+                  cuda_context: int = int(DEFAULT_CUDA_CONTEXT_GIB * GIB)) -> dict[str, int]:
+    """The peak of one training step per GPU, by named part (the values sum to the peak); the one place the
+    allocator overhead and the CUDA context are counted, for training and fine-tuning alike:
+
+        allocated = states + FSDP units in flight + max(forward end, backward end) + transients
+        forward end  = saved activations + max(logits/loss, backward workspace)   (no gradient exists yet:
+                       zero_grad(set_to_none=True))
+        backward end = gradients (every activation freed by then; between the two ends the sum moves
+                       linearly, so the larger end is the peak)
+        gradients persist across micro-batches (gradient accumulation, Megatron's grad buffer): added whole
+        peak = allocated x (1 + fragmentation) + CUDA context
+    ``fragmentation``: torch.cuda.max_memory_reserved / max_memory_allocated - 1 of the caching allocator;
+    the CUDA context (with cuBLAS/NCCL workspaces) lives outside PyTorch's counters."""
+    out = dict(states)
+    if gradients_persist:
+        out["gradients"] = gradients
+        out["activations"] = activations
+    else:
+        out["activations"] = activations
+        out["gradients (backward end, beyond freed activations)"] = max(gradients - activations, 0)
+    out["FSDP unsharded layers"] = fsdp
+    out.update(transients or {})
+    allocated = sum(out.values())
+    out["allocator fragmentation"] = math.ceil(allocated * fragmentation)
+    out["CUDA context"] = cuda_context
+    return out
+
+
+def shard_states(dense: tuple[float, float, float], experts: tuple[float, float, float], *, tp: int, pp: int, dp: int,
+                 ep: int, zero: int) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per GPU from their totals before sharding, (dense, routed experts).
+
+    Dense tensors split by t*p, routed experts by t*p*e (expert parallelism holds E/e experts per rank).
+    ZeRO over the d (= DP x CP) ranks: stage >= 1 shards optimizer state (and fp32 master), >= 2 gradients,
+    3 weights. Experts shard over the expert-data-parallel group d/e (Megatron's distributed optimizer keeps
+    one expert-DP group per expert: DP x CP / EP ranks hold each expert's states)."""
+    edp = max(dp // ep, 1)
+
+    def split(i: int, stage: int) -> int:
+        return math.ceil(dense[i] / (tp * pp) / (dp if zero >= stage else 1)
+                         + experts[i] / (tp * pp * ep) / (edp if zero >= stage else 1))
+
+    return split(0, 3), split(1, 2), split(2, 1)
+
+
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
-    recompute: Recompute = "none", flash: bool = True, reserve_bytes: int = 0, in_flight: float | None = None,
-    activations_model: str = "per-tensor", dropout: float = 0.0, cache: dict | None = None,
+    recompute: Recompute = "none", flash: bool = True, reserve_bytes: int | None = None, in_flight: float | None = None,
+    activations_model: str = "per-tensor", dropout: float = 0.0, cache: dict | None = None, fused: bool = True,
+    grad_accum: int = 1, fragmentation: float = DEFAULT_FRAGMENTATION, states: dict[str, int] | None = None,
+    gradients: int | None = None, setup: LayerSetup | None = None, loss: str = "fp32", loss_chunks: int = 8,
+    lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
+    transients: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Bytes per GPU on the fullest pipeline stage, by category (what ``training_memory``, train-step and the
-    plan search all use).
+    """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
+    engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
 
-    states: dense params N - N_e split by t*p, routed-expert params N_e by t*p*e; ZeRO stage >= 1 shards
-    optimizer state over the d ranks (experts over d/e), >= 2 gradients, 3 weights. Activations at s/c tokens
-    per rank with ``in_flight`` micro-batches on the first stage (default p): per-tensor
-    (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT formula ("textbook").
-    ``cache``: a dict the caller keeps (one per model) for the per-layer figures of each (b, s/c, t, SP,
-    recompute, attention, dropout)."""
-    w, g, o = RECIPES[recipe]
-    dense, experts = params - expert_params, expert_params
-    edp = max(dp // ep, 1)
-
-    def split(per_param: int, stage: int) -> int:
-        return math.ceil(dense * per_param / (tp * pp) / (dp if zero >= stage else 1)
-                         + experts * per_param / (tp * pp * ep) / (edp if zero >= stage else 1))
-
+    states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``, unless the caller
+    passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
+    paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
+    (default p): per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
+    formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``). The
+    peak is assembled by ``assemble_peak`` (gradients persist when ``grad_accum`` > 1), ``reserve_bytes``
+    being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
+    per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused)."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
+    if states is None:
+        w, g, o = RECIPES[recipe]
+        dense = params - expert_params
+        weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
+                                                 (expert_params * w, expert_params * g, expert_params * o),
+                                                 tp=tp, pp=pp, dp=dp, ep=ep, zero=zero)
+        states, gradients = {"weights": weights, "optimizer": optimizer}, grads
     if activations_model == "textbook":
         activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)
     else:
-        key = (micro_batch, s_local, tp, sp, recompute, flash, dropout)
+        if setup is None:
+            setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout)
+        key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:
-            per = layer_activations(m, micro_batch, s_local, tp, sp, recompute, flash, dropout)
+            per = layer_activations(m, micro_batch, s_local, tp, sp, recompute, flash, setup=setup, loss=loss,
+                                    loss_chunks=loss_chunks, lm_head_trains=lm_head_trains)
             if cache is not None:
                 cache[key] = per
-        activations = stage_activation_bytes(per, m.num_layers, pp, in_flight)
-    return {
-        "weights": split(w, 3),
-        "gradients": split(g, 2),
-        "optimizer": split(o, 1),
-        "activations": activations,
-        "reserve": reserve_bytes,
-    }
+        activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers)
+    if fsdp is None:
+        fsdp = fsdp_in_flight_bytes(m, tp) if zero == 3 and dp > 1 else 0
+    return assemble_peak(
+        states, gradients=gradients or 0, gradients_persist=grad_accum > 1, activations=activations, fsdp=fsdp,
+        transients=transients, fragmentation=fragmentation,
+        cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes)
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
-                        cache: dict, total: int, in_flight: float) -> list[str]:
+                        fused: bool, total: int, in_flight: float) -> list[str]:
     """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
-    per = cache[(micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, 0.0)]
+    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=plan.tp, sp=plan.sequence_parallel)
+    per = layer_activations(m, micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, setup=setup)
     p, n = plan.pp, m.num_layers
-    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=plan.tp, sp=plan.sequence_parallel)
-    level = "none" if recompute == "selective" and flash else recompute
+    level = "none" if recompute == "selective" and flash else ("selective" if recompute == "sac" else recompute)
     stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)
     head = f"head inputs {per.head_saved:,} + max(logits/loss {per.logits:,}, backward workspace {per.workspace:,})"
     if p == 1:

@@ -14,7 +14,7 @@ from calc.errors import LLMCalcError
 from calc.model.parallel import tp_splits_kv_heads
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full"]
+Recompute = Literal["none", "selective", "full", "sac"]
 RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full")
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_tflops
-from calc.memory.training import training_bytes_per_gpu
+from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB, EXPANDABLE_SEGMENTS_FRAGMENTATION, training_bytes_per_gpu
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
 from calc.units import GIB, TERA, figure
@@ -36,7 +36,6 @@ TERM_KEYS = (
     "compute_s", "recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
     "dp_comm_s", "zero_gather_s", "optimizer_s",
 )
-DEFAULT_RESERVE_GIB = 1.0
 
 
 @dataclass
@@ -89,7 +88,9 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp)
         s["fwd"] += n * lc.fwd
         s["bwd"] += n * lc.bwd
-        s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash else 0.0)
+        # sac (torchtitan op-level SAC) recomputes every second matmul: half the non-attention forward
+        s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash
+                         else 0.5 * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac" else 0.0)
         tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else 0.0)
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else 0.0)
         s["tp_total"] += n * tp
@@ -172,7 +173,12 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     )
 
 
-def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB,
+# Plans are priced as Megatron-class stacks run: fused norms and bias-SwiGLU (--bias-swiglu-fusion, default on:
+# silu(gate) not kept), gradients in a persistent buffer when micro-batches accumulate, expandable segments
+MEGATRON_FUSED = True
+
+
+def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                    activations: str | None = None) -> dict[str, int]:
     """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in
     flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``)."""
@@ -182,10 +188,11 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
+        fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=EXPANDABLE_SEGMENTS_FRAGMENTATION,
     )
 
 
-def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> str:
+def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> str:
     """Both activation figures side by side (--explain): the per-tensor one and Korthikanti's textbook one."""
     figures = {name: memory_per_gpu(cost, layout, micro, reserve_gib, name)["activations"] for name in ("per-tensor", "textbook")}
     return (f"activations per-tensor {figures['per-tensor'] / GIB:.2f} GiB vs textbook (Korthikanti 2022) "
@@ -283,13 +290,14 @@ class TrainStepResult(BaseModel):
 def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
     """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
     the attention core), the count Korthikanti et al. 2022 call HFU."""
-    extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq}.get(layout.recompute, 0.0)
+    extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq,
+             "sac": 0.5 * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq)}.get(layout.recompute, 0.0)
     return global_batch * (cost.model_flops_per_seq + extra)
 
 
 def train_step(
     cost: ModelCost, layout: Layout, *, global_batch: int, num_gpus: int | None = None,
-    reserve_gib: float = DEFAULT_RESERVE_GIB,
+    reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
 ) -> TrainStepResult:
     """Step time, MFU/HFU, tokens/s and memory of one plan; a plan that does not fit gets no time figure.
 
@@ -361,7 +369,7 @@ def _plateau_note(cost: ModelCost) -> list[str]:
             f"(calc/data/fitted_defaults.json, {key}: {describe('gemm_plateau', key)})"]
 
 
-def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_RESERVE_GIB) -> int | None:
+def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> int | None:
     """Smallest GPU count that fits when only DP grows (doubling, up to 64x): ZeRO shards states over DP."""
     if layout.zero == 0:
         return None
