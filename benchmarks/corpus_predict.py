@@ -143,7 +143,8 @@ def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.specs.serving import EngineSettings
 
     c = row.config
-    settings = EngineSettings(engine=row.stack.name, **{k: c[k] for k in ENGINE_KNOBS if k in c})
+    settings = EngineSettings(engine=row.stack.name, engine_version=str(row.stack.version or "") or None,
+                              **{k: c[k] for k in ENGINE_KNOBS if k in c})
     capacity = int(c["capacity_gib"] * GIB) if "capacity_gib" in c else None
     mem = engine_memory(m, gpu, settings=settings, tp=int(c.get("tp", 1)), pp=int(c.get("pp", 1)),
                         dtype=None if c.get("weights_as_shipped") else row.dtype, kv_dtype=c.get("kv_dtype"), capacity_bytes=capacity)

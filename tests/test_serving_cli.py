@@ -30,7 +30,8 @@ def test_serve_acceptance_query(cli) -> None:
 @pytest.mark.parametrize("extra", [
     ["--rate", "40"], ["--tpot-ms", "25"], ["--ttft-ms", "150"], ["--num-gpus", "8"], ["--dtype", "fp8"],
     ["--kv-dtype", "fp8"], ["--gpu-memory-utilization", "0.6"], ["--max-num-seqs", "16"], ["--output", "600"],
-    ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--max-model-len", "4096"],
+    ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--engine", "vllm-v0", "--max-model-len", "4096"],
+    ["--engine", "trtllm"], ["--engine-version", "0.8"],
     ["--block-size", "128"], ["--reserve-gib", "3"], ["--engine", "sglang", "--mem-fraction-static", "0.8"],
     ["--engine", "sglang", "--chunked-prefill-size", "512"], ["--disaggregated", "true"],
     ["--speculative", "ngram"],
@@ -83,7 +84,7 @@ def test_concurrency_in_engine_terms(cli) -> None:
     data = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--json").json()
     assert {"kv_cache_tokens", "max_concurrency", "num_gpu_blocks"} <= set(data)
     assert data["kv_cache_tokens"] == 16 * data["num_gpu_blocks"]
-    assert any(line.startswith("# GPU blocks:") for line in data["engine_log"])
+    assert any(line.startswith("GPU KV cache size:") for line in data["engine_log"])  # vLLM V1's line
     lower = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--gpu-memory-utilization",
                 "0.5", "--json").json()
     assert lower["kv_cache_tokens"] < data["kv_cache_tokens"]
