@@ -213,4 +213,5 @@ def test_serve_emit_line_is_printed_whole(cli) -> None:
     assert r.code == 0, r.err
     line = next(x for x in r.out.splitlines() if x.startswith("vllm serve"))
     assert line.endswith("--block-size 16") and "--max-num-seqs" in line  # one line, not wrapped at 80 columns
+    assert line.startswith("vllm serve meta-llama/Meta-Llama-3-8B ")  # the HuggingFace id, not the catalog name
     assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm", "--json").json()["launch"] == line
