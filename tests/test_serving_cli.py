@@ -71,7 +71,7 @@ def test_serve_users_emit_and_explain(cli) -> None:
                 "--tpot-ms", "30", "--emit", "vllm", "--json").json()
     best = users["layouts"][0]
     assert best["replicas"] * best["batch"] >= 500
-    assert users["launch"].startswith("vllm serve llama3-8b --tensor-parallel-size")
+    assert users["launch"].startswith("vllm serve meta-llama/Meta-Llama-3-8B --tensor-parallel-size")
     sgl = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "sglang",
               "--json").json()
     assert "--mem-fraction-static" in sgl["launch"]
