@@ -215,10 +215,11 @@ def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.specs.serving import EngineSettings
 
     k = knobs(row)
-    engine = {"vllm-v0": "vllm"}.get(row.stack.name, row.stack.name)
-    if engine not in ("vllm", "sglang"):
-        raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, sglang)")
-    settings = EngineSettings(engine=engine, **{key: k[key] for key in ENGINE_KNOBS if key in k})
+    engine = row.stack.name
+    if engine not in ("vllm", "vllm-v0", "sglang", "trtllm"):
+        raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, vllm-v0, sglang, trtllm)")
+    version = None if row.stack.version in ("", "unknown") else str(row.stack.version)
+    settings = EngineSettings(engine=engine, engine_version=version, **{key: k[key] for key in ENGINE_KNOBS if key in k})
     capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
     mem = engine_memory(m, gpu, settings=settings, tp=k.get("tp", 1), pp=k.get("pp", 1),
                         dtype=None if k.get("weights_as_shipped") else row.dtype, kv_dtype=k.get("kv_dtype"),

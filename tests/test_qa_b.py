@@ -37,13 +37,13 @@ def test_one_output_token_is_ttft_alone() -> None:
 
 
 @pytest.mark.parametrize("cmd", [["serve", "--prompt", "100", "--output", "100"], ["concurrency"], ["latency", "--prompt", "100"]])
-def test_dtype_int4_names_the_kv_default_it_implies(cmd: list[str]) -> None:
-    # --dtype int4 alone was refused as "--kv-dtype: no serving engine stores its KV cache in int4" although the
-    # user gave no --kv-dtype; the line must say the KV default follows --dtype and how to set it
+def test_dtype_int4_keeps_a_16_bit_kv_cache(cmd: list[str]) -> None:
+    # --dtype int4 was refused ("no serving engine stores its KV cache in int4"); the engines' KV default is
+    # auto = the 16-bit activation dtype (issue 24), so int4 weights run with a bf16 KV cache; --kv-dtype int4 is refused
     r = run_cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "int4")
-    assert r.code == 2 and "defaults to --dtype" in r.err and "--kv-dtype bf16" in r.err, r.err
-    r = run_cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "int4", "--kv-dtype", "bf16")
     assert r.code == 0, r.err
+    r = run_cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "int4", "--kv-dtype", "int4")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype:"), r.err
 
 
 @pytest.mark.parametrize("name", ["", "   "])
@@ -193,9 +193,10 @@ def test_pipeline_prefill_of_one_request_is_not_split_across_stages() -> None:
 
 
 def test_concurrency_table_groups_thousands() -> None:
-    # "1939" beside "1,024" in the same table: llama4-scout on 8 x h100 holds 1,986,128 KV tokens; at 1,024 tokens
-    # per request (its chunked layers hold all 1,024) that is 1,939 requests
-    r = run_cli("concurrency", "llama4-scout", "--gpu", "h100", "--num-gpus", "8", "--max-model-len", "65536")
+    # "1939" beside "1,024" in the same table: llama4-scout on 8 x h100 holds 1,986,128 KV tokens (vLLM V0's
+    # accounting); at 1,024 tokens per request (its chunked layers hold all 1,024) that is 1,939 requests
+    r = run_cli("concurrency", "llama4-scout", "--gpu", "h100", "--num-gpus", "8", "--max-model-len", "65536",
+                "--engine", "vllm-v0")
     assert r.code == 0, r.err
     assert "1,939" in r.out and " 1939 " not in r.out
 

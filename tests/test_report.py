@@ -87,7 +87,7 @@ def test_html_report_is_self_contained(cli, tmp_path: Path) -> None:
 
     page = cli("report", *INFER, "--prompt", "3000", "--output", "1000", "--format", "html").out
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
-    assert "Serving plan" in page and "# GPU blocks" in page
+    assert "Serving plan" in page and "GPU KV cache size" in page
     # no network: the only URL is the SVG namespace; no scripts, no external stylesheets or images
     assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
     assert "<script" not in page and "<link" not in page and "<img" not in page

@@ -30,7 +30,8 @@ def test_serve_acceptance_query(cli) -> None:
 @pytest.mark.parametrize("extra", [
     ["--rate", "40"], ["--tpot-ms", "25"], ["--ttft-ms", "150"], ["--num-gpus", "8"], ["--dtype", "fp8"],
     ["--kv-dtype", "fp8"], ["--gpu-memory-utilization", "0.6"], ["--max-num-seqs", "16"], ["--output", "600"],
-    ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--max-model-len", "4096"],
+    ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--engine", "vllm-v0", "--max-model-len", "4096"],
+    ["--engine", "trtllm"], ["--engine-version", "0.8"],
     ["--block-size", "128"], ["--reserve-gib", "3"], ["--engine", "sglang", "--mem-fraction-static", "0.8"],
     ["--engine", "sglang", "--chunked-prefill-size", "512"], ["--disaggregated", "true"],
     ["--speculative", "ngram"],
@@ -70,7 +71,7 @@ def test_serve_users_emit_and_explain(cli) -> None:
                 "--tpot-ms", "30", "--emit", "vllm", "--json").json()
     best = users["layouts"][0]
     assert best["replicas"] * best["batch"] >= 500
-    assert users["launch"].startswith("vllm serve llama3-8b --tensor-parallel-size")
+    assert users["launch"].startswith("vllm serve meta-llama/Meta-Llama-3-8B --tensor-parallel-size")
     sgl = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "sglang",
               "--json").json()
     assert "--mem-fraction-static" in sgl["launch"]
@@ -83,7 +84,7 @@ def test_concurrency_in_engine_terms(cli) -> None:
     data = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--json").json()
     assert {"kv_cache_tokens", "max_concurrency", "num_gpu_blocks"} <= set(data)
     assert data["kv_cache_tokens"] == 16 * data["num_gpu_blocks"]
-    assert any(line.startswith("# GPU blocks:") for line in data["engine_log"])
+    assert any(line.startswith("GPU KV cache size:") for line in data["engine_log"])  # vLLM V1's line
     lower = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--gpu-memory-utilization",
                 "0.5", "--json").json()
     assert lower["kv_cache_tokens"] < data["kv_cache_tokens"]
@@ -212,4 +213,5 @@ def test_serve_emit_line_is_printed_whole(cli) -> None:
     assert r.code == 0, r.err
     line = next(x for x in r.out.splitlines() if x.startswith("vllm serve"))
     assert line.endswith("--block-size 16") and "--max-num-seqs" in line  # one line, not wrapped at 80 columns
+    assert line.startswith("vllm serve meta-llama/Meta-Llama-3-8B ")  # the HuggingFace id, not the catalog name
     assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm", "--json").json()["launch"] == line

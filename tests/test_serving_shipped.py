@@ -39,8 +39,8 @@ def test_gpt_oss_weights_as_shipped_per_rank():
 
 
 def test_gpt_oss_kv_tokens_on_one_h100_by_hand():
-    """vLLM on one H100 (81,559 MiB = 85,520,809,984 B), max_model_len 8192 (no chunked prefill: the profile
-    run is 8192 tokens):
+    """vLLM V0 on one H100 (81,559 MiB = 85,520,809,984 B), max_model_len 8192 (no chunked prefill: the profile
+    run is 8192 tokens, logits of max_num_seqs 256 rows):
       usable     = int(0.9 x 85,520,809,984)                               = 76,968,728,985
       activation = 8192 x (3 x 2880 + 3 x 4 x 2880) x 2 + 256 x 201,088 x 2 = 707,788,800 + 102,957,056 = 810,745,856
       non-torch  = 0.5 GiB                                                  = 536,870,912
@@ -51,7 +51,8 @@ def test_gpt_oss_kv_tokens_on_one_h100_by_hand():
       one 8K request: 18 full layers x 8192 + 18 window layers x 128 tokens, x 2048 B = 306,708,480 B
       concurrency = floor(10,371,465,216 / 306,708,480) = 33"""
     m, g = load_model("gpt-oss-120b"), load_gpu("h100")
-    mem = engine_memory(m, g, settings=EngineSettings(max_model_len=8192), dtype=None, tokens_per_request=8192)
+    mem = engine_memory(m, g, settings=EngineSettings(engine="vllm-v0", max_model_len=8192), dtype=None,
+                        tokens_per_request=8192)
     assert mem.dtype == "as-shipped" and mem.kv_dtype == "bf16"
     assert mem.weights_bytes == GPT_OSS_SHIPPED
     assert mem.activation_peak_bytes == 810_745_856

@@ -226,18 +226,30 @@ SystemOpt = Annotated[str | None, typer.Option(
 
 class Engine(StrEnum):
     vllm = "vllm"
+    vllm_v0 = "vllm-v0"
     sglang = "sglang"
+    trtllm = "trtllm"
 
 
-EngineOpt = Annotated[Engine, typer.Option("--engine", help="whose memory accounting: vllm or sglang")]
+class EmitEngine(StrEnum):
+    vllm = "vllm"
+    sglang = "sglang"
+    trtllm = "trtllm"
+
+
+EngineOpt = Annotated[Engine, typer.Option(
+    "--engine", help="whose memory accounting: vllm (V1), vllm-v0 (releases before 0.8), sglang or trtllm (PyTorch backend)")]
+EngineVersionOpt = Annotated[str | None, typer.Option(
+    "--engine-version", help="engine release whose defaults apply, e.g. 0.8 or 0.11 (default: the current one)")]
 GpuMemUtilOpt = Annotated[float | None, typer.Option(
     "--gpu-memory-utilization", parser=human_float("--gpu-memory-utilization", maximum=1.0),
     help="vLLM: fraction of device memory the engine may use (default 0.9)")]
 MaxBatchedTokensOpt = Annotated[int | None, typer.Option(
     "--max-num-batched-tokens", parser=human_int("--max-num-batched-tokens"),
-    help="vLLM: tokens per scheduler step (profile run and prefill chunk)")]
+    help="vLLM / TRT-LLM (max_num_tokens): tokens per scheduler step (default by engine, version and GPU)")]
 MaxNumSeqsOpt = Annotated[int | None, typer.Option(
-    "--max-num-seqs", parser=human_int("--max-num-seqs"), help="requests running at once (default 256)")]
+    "--max-num-seqs", parser=human_int("--max-num-seqs"),
+    help="requests running at once (default by engine, version and GPU: vLLM 256 or 1024)")]
 BlockSizeOpt = Annotated[int | None, typer.Option(
     "--block-size", parser=human_int("--block-size", maximum=4096), help="vLLM: KV tokens per block (default 16)")]
 MemFractionOpt = Annotated[float | None, typer.Option(
@@ -252,7 +264,7 @@ TtftMsOpt = Annotated[float | None, typer.Option("--ttft-ms", parser=human_float
 TpotMsOpt = Annotated[float | None, typer.Option("--tpot-ms", parser=human_float("--tpot-ms"), help="TPOT target, ms")]
 RateOpt = Annotated[float | None, typer.Option("--rate", parser=human_float("--rate"), help="arrival rate, requests/s")]
 UsersOpt = Annotated[int | None, typer.Option("--users", parser=human_int("--users"), help="concurrent users (closed loop)")]
-EmitOpt = Annotated[Engine | None, typer.Option("--emit", help="print the launch command for the best layout")]
+EmitOpt = Annotated[EmitEngine | None, typer.Option("--emit", help="print the launch command for the best layout")]
 
 
 class SpecMethod(StrEnum):

@@ -21,6 +21,7 @@ from calc.cli.options import (
     EmitOpt,
     Engine,
     EngineOpt,
+    EngineVersionOpt,
     ExplainOpt,
     GpuMemUtilOpt,
     GpuOpt,
@@ -59,9 +60,9 @@ DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_
 
 
 def _settings(engine: Engine, util: float | None, max_model_len: int | None, batched: int | None, seqs: int | None,
-              block: int | None, fraction: float | None, chunk: int | None) -> Any:
-    """EngineSettings from the options; an option of the other engine is refused, not ignored."""
-    from calc.specs.serving import EngineSettings
+              block: int | None, fraction: float | None, chunk: int | None, version: str | None = None) -> Any:
+    """EngineSettings from the options; an option of another engine is refused, not ignored."""
+    from calc.specs.serving import EngineSettings, version_tuple
 
     if engine == Engine.sglang:
         for flag, value in (("--gpu-memory-utilization", util), ("--max-num-batched-tokens", batched),
@@ -70,8 +71,14 @@ def _settings(engine: Engine, util: float | None, max_model_len: int | None, bat
     else:
         for flag, value in (("--mem-fraction-static", fraction), ("--chunked-prefill-size", chunk)):
             refuse(flag, value, "is an SGLang setting; give --engine sglang")
+    if engine == Engine.trtllm:
+        refuse("--gpu-memory-utilization", util, "is a vLLM setting; TRT-LLM keeps 0.9 of the memory free after "
+                                                 "weights and activations for its KV cache")
+    if version is not None and version_tuple(version) is None:
+        raise LLMCalcError("--engine-version", f"{version!r} is not a release number; give one such as 0.8 or 0.11")
     given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
-             "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk}
+             "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk,
+             "engine_version": version}
     return EngineSettings(engine=engine.value, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -138,6 +145,7 @@ def latency(
     old_ttft: Annotated[float | None, typer.Option(
         "--target-ttft-ms", parser=human_float("--target-ttft-ms"), hidden=True)] = None,
     engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_model_len: MaxModelLenOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
@@ -160,7 +168,7 @@ def latency(
     m, g = load_model(model), load_gpu(gpu)
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
-                  mem_fraction_static, chunked_prefill_size)
+                  mem_fraction_static, chunked_prefill_size, engine_version)
     a = _assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
@@ -194,6 +202,7 @@ def concurrency(
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
     block_size: BlockSizeOpt = None,
@@ -216,7 +225,7 @@ def concurrency(
     tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
-                  mem_fraction_static, chunked_prefill_size)
+                  mem_fraction_static, chunked_prefill_size, engine_version)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=given_dtype(ctx, dtype),
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
@@ -240,6 +249,7 @@ def serve(
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_model_len: MaxModelLenOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
@@ -268,11 +278,11 @@ def serve(
 
     if output < 1:
         raise LLMCalcError("--output", "serve needs >= 1 generated token per request")
-    if emit_engine is not None and emit_engine is not engine:
+    if emit_engine is not None and emit_engine.value != engine.value.removesuffix("-v0"):
         if option_given(ctx, "engine"):
             raise LLMCalcError("--emit", f"the plan is sized for --engine {engine.value}; emit {engine.value} or size for "
                                          f"--engine {emit_engine.value}")
-        engine = emit_engine  # --emit sglang alone: size the plan as SGLang does
+        engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
     m, g = load_model(model), load_gpu(gpu)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
@@ -281,7 +291,7 @@ def serve(
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
-                  mem_fraction_static, chunked_prefill_size)
+                  mem_fraction_static, chunked_prefill_size, engine_version)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),

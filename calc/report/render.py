@@ -372,7 +372,7 @@ def concurrency_view(r: Any) -> RenderableType:
                     f"{r.dtype}, KV {r.kv_dtype})", [
         ("capacity", size(r.capacity_bytes)),
         ("weights", size(r.weights_bytes)),
-        ("kept back (utilisation margin + non-torch)", size(r.reserve_bytes)),
+        ("kept back (engine margin + non-torch)", size(r.reserve_bytes)),
         ("profile-run activation peak", size(r.activation_bytes)),
         ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
         (f"KV per request ({r.max_tokens:,} tokens = {r.max_tokens - 1:,} slots)", size(r.kv_cache_bytes_per_request)),
@@ -380,7 +380,7 @@ def concurrency_view(r: Any) -> RenderableType:
                             + (", local layers capped at their window)" if r.window_capped else ")")),
     ])
     caption = None
-    if r.engine == "vllm":
+    if r.engine.startswith("vllm"):
         caption = ("vLLM's 'Maximum concurrency' = GPU blocks / ceil(max_model_len / block size): every layer counted at "
                    "max_model_len" + (", sliding-window layers uncapped, so below the max concurrency above" if r.window_capped
                                       else "") + " (vllm/v1/core/kv_cache_utils.py)")

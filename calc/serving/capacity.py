@@ -93,7 +93,8 @@ def concurrency(
     return ConcurrencyResult(
         model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype,
         kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
-        weights_bytes=mem.weights_bytes * n, reserve_bytes=(mem.capacity_bytes - mem.usable_bytes + mem.non_torch_bytes) * n,
+        weights_bytes=mem.weights_bytes * n,
+        reserve_bytes=(mem.capacity_bytes - mem.weights_bytes - mem.activation_peak_bytes - mem.kv_budget_bytes) * n,
         activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,

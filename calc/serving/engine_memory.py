@@ -1,19 +1,26 @@
-"""KV-cache capacity as vLLM and SGLang size it, every term explicit.
+"""KV-cache capacity as each engine sizes it, every term explicit (calc.specs.serving: defaults by version).
 
-vLLM (V0 worker.determine_num_available_blocks, V1 gpu_worker.determine_available_memory): load the
-weights, run one profile forward of max_num_batched_tokens tokens, then
-    available = gpu_memory_utilization x total - (weights + activation peak + non-torch memory)
-    # GPU blocks = floor(available / block bytes), block bytes = block_size x KV bytes/token on this rank
-    GPU KV cache size = blocks x block_size tokens (one KV cache group: every layer's page in a block)
-    logged "Maximum concurrency for max_model_len tokens per request" = blocks / ceil(max_model_len / block_size)
-        (vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config with one full-attention
-        group, as V1 sizes it when every layer is full attention or the hybrid manager is off)
+vLLM V1 (``vllm``; vllm/v1/worker/gpu_worker.py determine_available_memory): load the weights, run one
+profile forward of max_num_batched_tokens tokens (chunked prefill is always on) and the sampler on
+min(max_num_seqs, max_num_batched_tokens) rows, then
+    requested = gpu_memory_utilization x total
+    available KV = requested - (weights + activation peak + non-torch memory)
+CUDA graphs are captured after the KV cache is allocated (compile_or_warm_up_model runs after
+initialize_from_config), so their memory sits in the 1 - gpu_memory_utilization margin, not in this sum.
+    GPU KV cache size = floor(available / page bytes) x block_size tokens
+    "Maximum concurrency for max_model_len tokens per request" = blocks / ceil(max_model_len / block_size)
+        (vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config, one full-attention group)
+vLLM V0 (``vllm-v0``; vllm/worker/worker.py determine_num_available_blocks): the same sum, with the profile
+run of max(max_model_len, 2048) tokens unless chunked prefill is on (above 32K context); logs "# GPU blocks".
+SGLang (python/sglang/srt/model_executor/model_runner.py profile_max_num_token): total = free memory after
+the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fraction_static);
+    max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
+TensorRT-LLM PyTorch backend (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator): after the weights
+and a profile forward of max_num_tokens, KV = free_gpu_memory_fraction x free memory;
+    "[MemUsageChange] Allocated X GiB for max tokens in paged KV cache (N)" (cpp kvCacheManager.cpp).
 Admission (ours, the one rule every command uses): a request of T = prompt + output tokens holds at its
 longest T - 1 KV slots (kv_slots) in whole blocks, sliding-window / chunked layers capped at their window
 (the hybrid manager frees blocks outside it); max concurrency = floor(blocks x block bytes / that).
-SGLang (model_runner.profile_max_num_token): total = free memory after the CUDA context and NCCL
-are up; rest = (total - weights) - total x (1 - mem_fraction_static);
-    max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
 Every rank gets the same budget (the engines take the minimum over ranks; we size the busiest).
 """
 
@@ -60,6 +67,7 @@ class EngineMemory(BaseModel):
     kv_cache_tokens: int
     max_model_len: int
     batched_tokens: int
+    max_num_seqs: int  # the engine's cap on running requests (its default by version and GPU, or as given)
     chunked_prefill: bool
     tokens_per_request: int
     kv_bytes_per_request: int  # on one rank: kv_slots in whole blocks, local layers capped at their window
@@ -86,14 +94,21 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) 
     return math.ceil(tokens * per_token * elem + min(logits_rows, tokens) * m.vocab_size * elem)
 
 
-def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str) -> str:
-    """--kv-dtype, by default the activation dtype (--dtype); int4 is refused (no engine stores an int4 KV cache)."""
-    if kv_dtype is None and act_dtype == "int4":
-        raise LLMCalcError("--kv-dtype", "defaults to --dtype, and no serving engine stores its KV cache in int4; "
-                           "with --dtype int4 give --kv-dtype bf16, fp16, fp8 or int8")
+ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
+
+
+def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str = "bf16") -> str:
+    """--kv-dtype, by default the engines' ``auto``: the activation dtype. Quantized weights (--dtype fp8 / int8 /
+    int4, an FP8 checkpoint) keep 16-bit activations, so their KV stays in the checkpoint's 16-bit dtype
+    (vLLM CacheConfig cache_dtype "auto" = model dtype; SGLang kv_cache_dtype "auto"; TRT-LLM KvCacheConfig
+    dtype "auto"); fp8 KV only when --kv-dtype fp8 is given. int4 is refused (no engine stores an int4 KV cache)."""
     if kv_dtype == "int4":
         raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
-    return kv_dtype or act_dtype
+    if kv_dtype:
+        return kv_dtype
+    if act_dtype in ACTIVATION_DTYPES:
+        return act_dtype
+    return checkpoint_dtype if checkpoint_dtype in ("bf16", "fp16") else "bf16"
 
 
 def engine_memory(
@@ -109,7 +124,7 @@ def engine_memory(
     if ep > 1 and (not m.moe or tp != 1 or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, TP 1 (data-parallel attention) and "
                            f"{ep} dividing its experts")
-    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
     cap = capacity_bytes or gpu.memory_bytes
     max_len = s.context_len(m.max_position_embeddings)
     request = tokens_per_request or max_len
@@ -119,7 +134,9 @@ def engine_memory(
         raise LLMCalcError("--shared-prefix", f"must be >= 0 and below the {request:,} tokens of a request")
     weights = weights_per_gpu(m, dtype, tp, pp, ep)
     kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
-    batched = s.batched_tokens(m.max_position_embeddings, cap)
+    acc = s.accounting()
+    batched = s.batched_tokens(m.max_position_embeddings, cap, gpu.name, tp)
+    seqs = s.seqs(cap, gpu.name)
     non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp * ep > 1 else 0)) * GIB)
     page = s.page_tokens()
     block_bytes = page * kv_token
@@ -127,19 +144,34 @@ def engine_memory(
         # as vLLM V1 sizes a state-only model's page to max_model_len (vllm/v1/core/kv_cache_utils.py)
         page = max_len
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
-    if s.engine == "vllm":
+    if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
-        act = activation_peak_bytes(m, batched, tp, s.max_num_seqs)
+        act = activation_peak_bytes(m, batched, tp, seqs)
         budget = usable - weights - act - non_torch
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
                        f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f} = {budget / GIB:.2f} GiB")
+        setting_line = (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
+                        f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), logits of "
+                        f"{min(seqs, batched)} sequences; max_num_seqs {seqs}"
+                        + ("; CUDA graphs captured after the KV cache, in the margin" if acc == "vllm-v1" else ""))
+    elif acc == "trtllm":
+        act = activation_peak_bytes(m, batched, tp, seqs)
+        free = cap - non_torch - weights - act
+        usable = cap - non_torch
+        budget = int(s.free_gpu_memory_fraction * free)
+        budget_line = (f"KV = {s.free_gpu_memory_fraction:g} x free (capacity {cap / GIB:.2f} - non-torch "
+                       f"{non_torch / GIB:.2f} - weights {weights / GIB:.2f} - activation peak {act / GIB:.2f} GiB) = "
+                       f"{budget / GIB:.2f} GiB")
+        setting_line = (f"free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}; max_num_tokens {batched:,}; "
+                        f"max_batch_size {seqs}; tokens_per_block {page}")
     else:
-        frac = s.mem_fraction(tp)
+        frac = s.mem_fraction(tp, cap, pp)
         total = cap - non_torch
         usable, act = int(frac * total), 0
         budget = usable - weights
         budget_line = (f"KV pool = {frac:g} x (capacity {cap / GIB:.2f} - non-torch {non_torch / GIB:.2f} GiB) - weights "
                        f"{weights / GIB:.2f} = {budget / GIB:.2f} GiB (activations live in the {1 - frac:.2f} margin)")
+        setting_line = f"mem_fraction_static {frac:g}; chunked_prefill_size {batched:,}"
     blocks = max(budget // block_bytes, 0)
     tokens = blocks * page
     # Whole blocks of the request's KV slots; layers with a sliding window / attention chunk keep at most
@@ -152,7 +184,7 @@ def engine_memory(
     concurrency = max(room // per_request, 0) if room > 0 else 0
     ratio = blocks / whole_blocks(max_len, page)
     fits = concurrency >= 1
-    log = _engine_log(s.engine, blocks, tokens, max_len, ratio, budget)
+    log = _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes)
     explain = [
         f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
@@ -168,11 +200,8 @@ def engine_memory(
     ]
     assumption_lines = [
         fmt.line,
-        f"engine {s.engine}; max_model_len {max_len:,}; "
-        + (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
-           f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), "
-           f"logits of {min(s.max_num_seqs, batched)} sequences" if s.engine == "vllm"
-           else f"mem_fraction_static {s.mem_fraction(tp):g}; chunked_prefill_size {batched:,}"),
+        f"engine {s.engine} {'.'.join(map(str, s.version()))} ({acc} accounting); max_model_len {max_len:,}; "
+        + setting_line,
         f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
         f"non-torch memory {assumptions.cuda_context_gib:g} GiB per GPU"
         + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp * ep > 1 else ""),
@@ -181,7 +210,8 @@ def engine_memory(
         engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
-        kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len, batched_tokens=batched,
+        kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len,
+        batched_tokens=batched, max_num_seqs=seqs,
         chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request, shared_prefix=shared_prefix,
         max_concurrency=concurrency, window_capped=capped, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
         explain=explain,
@@ -212,14 +242,17 @@ def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int,
     return request_cache_bytes(m, whole_blocks(kv_slots(tokens), block_size) * block_size, kv_dtype, tp, pp)
 
 
-def _engine_log(engine: str, blocks: int, tokens: int, max_model_len: int, ratio: float, budget: int) -> list[str]:
-    """The startup lines the engine prints, to hold against a real log (vLLM V1: gpu_worker.py and
-    kv_cache_utils._report_kv_cache_config, whose concurrency counts every layer at max_model_len)."""
-    if engine == "sglang":
+def _engine_log(accounting: str, blocks: int, tokens: int, max_model_len: int, ratio: float, budget: int,
+                block_bytes: int) -> list[str]:
+    """The startup lines each engine prints, to hold against a real log: vLLM V1 gpu_worker.py ("Available KV
+    cache memory") and kv_cache_utils._report_kv_cache_config (whose concurrency counts every layer at
+    max_model_len); vLLM V0 executor_base ("# GPU blocks"); SGLang model_runner / memory_pool ("KV Cache is
+    allocated. #tokens", "max_total_num_tokens="); TRT-LLM cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp."""
+    if accounting == "sglang":
         return [f"KV Cache is allocated. #tokens: {tokens}", f"max_total_num_tokens={tokens}"]
-    return [
-        f"Available KV cache memory: {budget / GIB:.2f} GiB",
-        f"# GPU blocks: {blocks}",
-        f"GPU KV cache size: {tokens:,} tokens",
-        f"Maximum concurrency for {max_model_len:,} tokens per request: {ratio:.2f}x",
-    ]
+    if accounting == "trtllm":
+        return [f"[MemUsageChange] Allocated {blocks * block_bytes / GIB:.2f} GiB for max tokens in paged KV cache ({tokens})."]
+    concurrency = f"Maximum concurrency for {max_model_len:,} tokens per request: {ratio:.2f}x"
+    if accounting == "vllm-v0":
+        return [f"# GPU blocks: {blocks}, # CPU blocks: 0", concurrency]
+    return [f"Available KV cache memory: {budget / GIB:.2f} GiB", f"GPU KV cache size: {tokens:,} tokens", concurrency]

@@ -1,5 +1,16 @@
-"""`serve --emit vllm|sglang`: the engine command line for the chosen layout, with the flags as each
-engine names them (vLLM `vllm serve` engine args; SGLang `sglang.launch_server` server args)."""
+"""`serve --emit vllm|sglang|trtllm`: the engine command line for the chosen layout, one plain line, with the
+flags as each engine names them and every setting the plan depends on:
+- vLLM (`vllm serve <hf_id>`; flags of vllm/engine/arg_utils.py EngineArgs.add_cli_args):
+  --tensor-parallel-size, --pipeline-parallel-size, --data-parallel-size with --enable-expert-parallel for
+  expert parallelism (attention data-parallel, experts spread over the DP x TP ranks), --max-model-len (the
+  request's prompt + output unless given), --max-num-seqs (the plan's batch per engine), --max-num-batched-tokens,
+  --kv-cache-dtype (auto = the model dtype; fp8 only when asked), --gpu-memory-utilization, --block-size.
+- SGLang (`python -m sglang.launch_server`; python/sglang/srt/server_args.py): --model-path, --tp, --pp-size,
+  --dp with --enable-dp-attention and --ep-size for EP, --mem-fraction-static, --context-length,
+  --max-running-requests, --chunked-prefill-size, --kv-cache-dtype (auto | fp8_e4m3).
+- TensorRT-LLM (`trtllm-serve <hf_id> --backend pytorch`; tensorrt_llm/commands/serve.py): --tp_size, --pp_size,
+  --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len, --kv_cache_free_gpu_memory_fraction.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +18,39 @@ import math
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.specs import ModelSpec
 from calc.specs.serving import EngineSettings
 
 
-def launch_command(model: str, s: EngineSettings, best: Any, tokens: int, emit: str) -> str:
-    """The engine command line for the chosen layout (flags as vLLM / SGLang name them)."""
+def model_id(m: ModelSpec) -> str:
+    """What the engine loads: the HuggingFace repo id the catalog records, else the model's name (a local path)."""
+    return m.hf_id or m.name
+
+
+def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int) -> str:
+    """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line."""
+    seqs = math.ceil(best.batch / best.ep)  # each data-parallel attention rank runs its own share
+    fp8_kv = kv_dtype == "fp8"
+    name = model_id(m)
     if emit == "vllm":
-        parallel = (f"--data-parallel-size {best.ep} --enable-expert-parallel" if best.ep > 1 else
-                    f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}")
-        return (f"vllm serve {model} {parallel} "
-                f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --max-model-len {s.max_model_len} "
-                f"--max-num-seqs {math.ceil(best.batch / best.ep)} --block-size {s.block_size}"
-                + (f" --max-num-batched-tokens {s.max_num_batched_tokens}" if s.max_num_batched_tokens else ""))
+        if best.ep > 1:
+            parallel = f"--tensor-parallel-size {best.tp} --data-parallel-size {best.ep} --enable-expert-parallel"
+        else:
+            parallel = f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}"
+        return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len} --max-num-seqs {seqs} "
+                f"--max-num-batched-tokens {batched_tokens} --kv-cache-dtype {'fp8' if fp8_kv else 'auto'} "
+                f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --block-size {s.page_tokens()}")
     if emit == "sglang":
-        parallel = (f"--tp {best.ep} --dp {best.ep} --enable-dp-attention --ep-size {best.ep}" if best.ep > 1 else
-                    f"--tp {best.tp} --pp-size {best.pp}")
-        return (f"python -m sglang.launch_server --model-path {model} {parallel} "
-                f"--mem-fraction-static {s.mem_fraction(best.tp):g} --context-length {s.max_model_len} "
-                f"--max-running-requests {best.batch}"
-                + (f" --chunked-prefill-size {s.chunked_prefill_size}" if s.chunked_prefill_size else ""))
-    raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm or sglang")
+        if best.ep > 1:
+            parallel = f"--tp {best.ep * best.tp} --dp {best.ep} --enable-dp-attention --ep-size {best.ep * best.tp}"
+        else:
+            parallel = f"--tp {best.tp} --pp-size {best.pp}"
+        return (f"python -m sglang.launch_server --model-path {name} {parallel} "
+                f"--mem-fraction-static {s.mem_fraction(best.tp, 0, best.pp):g} --context-length {s.max_model_len} "
+                f"--max-running-requests {best.batch} --chunked-prefill-size {batched_tokens} "
+                f"--kv-cache-dtype {'fp8_e4m3' if fp8_kv else 'auto'}")
+    if emit == "trtllm":
+        return (f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * best.ep} --pp_size {best.pp} "
+                f"--ep_size {best.ep} --max_batch_size {best.batch} --max_num_tokens {batched_tokens} "
+                f"--max_seq_len {s.max_model_len} --kv_cache_free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}")
+    raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm, sglang or trtllm")

@@ -207,7 +207,7 @@ def serve_plan(
                                       "pick one of the same family, or --speculative ngram")
     s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
     fmt = weight_format(m, gpu, dtype)
-    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
     layouts = []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
@@ -229,8 +229,8 @@ def serve_plan(
     layouts.sort(key=lambda x: (not x.meets_targets, x.gpus_needed if sizing else 0, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
-                        f"max_num_seqs {s.max_num_seqs}, prefill chunk "
-                        f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes):,} tokens",
+                        f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}, prefill chunk "
+                        f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
     if speculation is not None:
@@ -242,7 +242,8 @@ def serve_plan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label, kv_dtype=kv_dtype,
         layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
-        launch=launch_command(m.name, s, best, prompt + output, emit) if best and emit else None,
+        launch=launch_command(m, s, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
+                                                            best.tp)) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
         assumptions=assumption_lines,
         explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
@@ -276,7 +277,7 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     one replica or a fixed --num-gpus; when sizing for --rate / --users, the one of those batches that needs
     the fewest GPUs (then the most tokens/s per GPU), so a looser target, which only adds batches, never
     needs more GPUs."""
-    cap = min(r.mem.max_concurrency, s.max_num_seqs) * r.ep  # each attention rank admits its own requests
+    cap = min(r.mem.max_concurrency, r.mem.max_num_seqs) * r.ep  # each attention rank admits its own requests
     if users:
         cap = min(cap, users)  # a replica never runs more requests than there are users
     frontier: list[FrontierPoint] = []
@@ -344,7 +345,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     elif nxt == "fewest":
         binding = "fewest GPUs (traffic)"  # a larger batch meets the targets but needs more GPUs
     else:
-        binding = _binding(b, cap, s.max_num_seqs * r.ep, st, nxt, ttft_ms)
+        binding = _binding(b, cap, r.mem.max_num_seqs * r.ep, st, nxt, ttft_ms)
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,

@@ -145,6 +145,8 @@ class ModelSpec(_Spec):
     name: str = Field(min_length=1)
     description: str = ""
     source: str = Field("", description="where the numbers come from (published config URL)")
+    hf_id: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$",
+                              description="HuggingFace repo id the engines load (`vllm serve <hf_id>`)")
     aliases: list[str] = Field(default_factory=list)
 
     num_layers: PositiveInt = Field(description="transformer blocks (L)")

@@ -1,58 +1,131 @@
-"""How a model is served: the engine and its memory/scheduling settings (the *execution* input for
-serving, kept apart from the model and the hardware as calculon does).
+"""How a model is served: the engine, its version and its memory/scheduling settings (the *execution*
+input for serving, kept apart from the model and the hardware as calculon does).
 
-Defaults follow the engines' own defaults:
-- vLLM (vllm/config.py, EngineArgs): gpu_memory_utilization 0.9, block_size 16, max_num_seqs 256,
-  max_model_len = the model's max_position_embeddings. Chunked prefill is switched on automatically
-  for contexts above 32K (V0 behaviour), and then max_num_batched_tokens defaults to 2048; without
-  it the profile run batches max(max_model_len, 2048) tokens.
-- SGLang (python/sglang/srt/server_args.py): mem_fraction_static by TP size (0.88 at TP 1, 0.87 at 2,
-  0.85 at 4, 0.81 at 8, 0.79 at 16+), chunked_prefill_size 8192 (2048 on GPUs under 25 GB).
+Defaults follow each engine's own source, by version (``engine_version``; None = the current release):
+- vLLM V1 (``vllm``; the default engine from 0.8.0, the only one from 0.11): chunked prefill is always on
+  (vllm/engine/arg_utils.py _set_default_args_v1). max_num_batched_tokens / max_num_seqs for the OpenAI
+  server (``vllm serve``), EngineArgs.get_batch_defaults:
+      >= 0.9: device memory >= 70 GiB and not an A100 ("H100 and MI300x") -> 8192 / 1024, else 2048 / 256
+      0.8.x:  2048 / 256
+  gpu_memory_utilization 0.9, block_size 16.
+- vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): chunked prefill switched on automatically for
+  max_model_len > 32K, then max_num_batched_tokens 2048, else max(max_model_len, 2048); max_num_seqs 256.
+- SGLang (python/sglang/srt/server_args.py):
+      < 0.5.4: mem_fraction_static by TP size (0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16+);
+               chunked_prefill_size 8192 (2048 under 25 GB)
+      >= 0.5.4 (_handle_gpu_memory_settings, PR #10975): chunked_prefill_size and cuda_graph_max_bs by the
+               device's memory in MiB (sglang_buckets), then, in MiB,
+               reserved = 512 + 1.5 max(chunked_prefill_size, 2048) + 2 cuda_graph_max_bs + 1024 tp pp / 8
+               (+ 3 cuda_graph_max_bs dp with DP attention, + 1.5 cuda_graph_max_bs dp above 300),
+               at least 10240 on devices above 60 GiB;
+               mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3)
+  page size 1; max_running_requests follows from the pool.
+- TensorRT-LLM, PyTorch backend (tensorrt_llm/llmapi/llm_args.py): KvCacheConfig.free_gpu_memory_fraction
+  0.9, max_num_tokens 8192, max_batch_size 2048, tokens_per_block 32.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
 from pydantic import Field
 
 from calc.specs import _Spec
 
-Engine = Literal["vllm", "sglang"]
+Engine = Literal["vllm", "vllm-v0", "sglang", "trtllm"]
+Accounting = Literal["vllm-v1", "vllm-v0", "sglang", "trtllm"]
+
+CURRENT_VERSION: dict[str, str] = {"vllm": "0.11", "vllm-v0": "0.6", "sglang": "0.5.4", "trtllm": "1.0"}
+VLLM_V1_FROM = (0, 8)  # VLLM_USE_V1 became the default in 0.8.0 (vllm/envs.py)
+VLLM_MEMORY_DEFAULTS_FROM = (0, 9)  # get_batch_defaults by device memory
+SGLANG_HEURISTIC_FROM = (0, 5, 4)  # server_args._handle_gpu_memory_settings (PR #10975)
 
 VLLM_CHUNKED_PREFILL_ABOVE = 32768  # vLLM V0 enables chunked prefill for max_model_len > 32K
 VLLM_CHUNKED_BATCHED_TOKENS = 2048  # its max_num_batched_tokens default once chunked prefill is on
-SGLANG_SMALL_GPU_BYTES = 25 * 10**9  # SGLang halves chunked_prefill_size below this capacity
+VLLM_BIG_GPU_BYTES = 70 * 2**30  # get_batch_defaults: "device_memory >= 70 * GiB_bytes and 'a100' not in name"
+SGLANG_SMALL_GPU_BYTES = 25 * 10**9  # SGLang < 0.5.4 halves chunked_prefill_size below this capacity
+TRTLLM_MAX_NUM_TOKENS = 8192
+TRTLLM_MAX_BATCH_SIZE = 2048
+TRTLLM_FREE_FRACTION = 0.9
+TRTLLM_TOKENS_PER_BLOCK = 32
+
+
+def version_tuple(version: str | None) -> tuple[int, ...] | None:
+    """(major, minor[, patch]) from a version as logs give it ("0.6.3.dev114", "~0.6.4 (V0)"); None if none."""
+    if not version:
+        return None
+    hit = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return tuple(int(x) for x in hit.groups() if x is not None) if hit else None
 
 
 def sglang_mem_fraction_default(tp: int) -> float:
-    """SGLang's default mem_fraction_static for a TP size (server_args.py, 0.4.x)."""
+    """SGLang's default mem_fraction_static for a TP size (server_args.py, 0.4.x to 0.5.3)."""
     for min_tp, fraction in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
         if tp >= min_tp:
             return fraction
     return 0.88
 
 
+def sglang_buckets(gpu_mem_mib: float, tp: int) -> tuple[int, int]:
+    """(chunked_prefill_size, cuda_graph_max_bs) SGLang >= 0.5.4 picks by the device's memory in MiB
+    (server_args._handle_gpu_memory_settings; CUDA devices)."""
+    small_tp = tp < 4
+    for below, chunk, bs_small, bs_big in ((20, 2048, 8, 8), (35, 2048, 24, 80), (60, 4096, 32, 160),
+                                           (90, 8192, 256, 512), (160, 8192, 256, 512)):
+        if gpu_mem_mib < below * 1024:
+            return chunk, bs_small if small_tp else bs_big
+    return 16384, 512
+
+
+def sglang_heuristic_fraction(gpu_mem_mib: float, tp: int, pp: int, chunk: int, graph_bs: int, dp: int = 1,
+                              dp_attention: bool = False) -> float:
+    """mem_fraction_static of SGLang >= 0.5.4 (server_args._handle_gpu_memory_settings), all in MiB:
+    reserved = 512 + 1.5 max(chunk, 2048) + 2 graph_bs + 1024 tp pp / 8 [+ 3 graph_bs dp, + 1.5 graph_bs dp
+    above 300 with DP attention], at least 10240 above 60 GiB; round((gpu_mem - reserved) / gpu_mem, 3)."""
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
+    if dp_attention:
+        reserved += graph_bs * dp * 3 + (graph_bs * dp * 1.5 if graph_bs > 300 else 0)
+    if gpu_mem_mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
+
+
 class EngineSettings(_Spec):
     """Engine settings; ``None`` means "the engine's own default" (resolved by the methods below)."""
 
     engine: Engine = "vllm"
+    engine_version: str | None = Field(None, description="release whose defaults apply (default: the current one)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: fraction of device memory it may use")
     max_model_len: int | None = Field(None, ge=1, description="context limit per request (default: the model's)")
-    max_num_batched_tokens: int | None = Field(None, ge=1, description="vLLM: tokens per scheduler step")
-    enable_chunked_prefill: bool | None = Field(None, description="default: on above 32K context (vLLM V0)")
-    max_num_seqs: int = Field(256, ge=1, description="requests running at once (vLLM max_num_seqs)")
-    block_size: int = Field(16, ge=1, description="KV tokens per paged block (vLLM) / page (SGLang: 1)")
+    max_num_batched_tokens: int | None = Field(
+        None, ge=1, description="tokens per scheduler step (vLLM max_num_batched_tokens, TRT-LLM max_num_tokens)")
+    enable_chunked_prefill: bool | None = Field(None, description="vLLM V0 only (V1 always chunks)")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="requests running at once (vLLM max_num_seqs, SGLang max_running_requests, "
+                                "TRT-LLM max_batch_size); default: the engine's")
+    block_size: int | None = Field(None, ge=1, description="KV tokens per paged block (vLLM 16, TRT-LLM 32, SGLang 1)")
     mem_fraction_static: float | None = Field(None, gt=0, le=1, description="SGLang: weights + KV pool fraction")
     chunked_prefill_size: int | None = Field(None, ge=1, description="SGLang: prefill tokens per step")
+    free_gpu_memory_fraction: float = Field(TRTLLM_FREE_FRACTION, gt=0, le=1,
+                                            description="TRT-LLM: KV share of the memory free after weights and activations")
+
+    def version(self) -> tuple[int, ...]:
+        return version_tuple(self.engine_version) or version_tuple(CURRENT_VERSION[self.engine]) or (0,)
+
+    def accounting(self) -> Accounting:
+        """Whose allocation rules apply: vLLM releases before 0.8 ran V0."""
+        if self.engine == "vllm":
+            return "vllm-v0" if self.version() < VLLM_V1_FROM else "vllm-v1"
+        return self.engine
 
     def context_len(self, model_max: int) -> int:
         return self.max_model_len or model_max
 
     def chunked(self, model_max: int) -> bool:
-        if self.engine == "sglang":
-            return True
+        if self.accounting() != "vllm-v0":
+            return True  # V1, SGLang and TRT-LLM's scheduler cap every step at their token budget
         if self.enable_chunked_prefill is not None:
             return self.enable_chunked_prefill
         context = self.context_len(model_max)
@@ -60,24 +133,56 @@ class EngineSettings(_Spec):
             return True  # vLLM refuses a step budget below the context unless prefill is chunked
         return context > VLLM_CHUNKED_PREFILL_ABOVE
 
-    def batched_tokens(self, model_max: int, gpu_memory_bytes: int) -> int:
+    def _vllm_big_gpu(self, gpu_memory_bytes: int, gpu_name: str) -> bool:
+        return (self.version() >= VLLM_MEMORY_DEFAULTS_FROM and gpu_memory_bytes >= VLLM_BIG_GPU_BYTES
+                and "a100" not in gpu_name.lower())
+
+    def batched_tokens(self, model_max: int, gpu_memory_bytes: int, gpu_name: str = "", tp: int = 1) -> int:
         """Tokens in one scheduler step: the profile run's size and the per-step prefill budget."""
-        if self.engine == "sglang":
+        acc = self.accounting()
+        if acc == "sglang":
             if self.chunked_prefill_size:
                 return self.chunked_prefill_size
+            if self.version() >= SGLANG_HEURISTIC_FROM:
+                return sglang_buckets(gpu_memory_bytes / 2**20, tp)[0]
             return 2048 if gpu_memory_bytes < SGLANG_SMALL_GPU_BYTES else 8192
         if self.max_num_batched_tokens:
             return self.max_num_batched_tokens
+        if acc == "trtllm":
+            return TRTLLM_MAX_NUM_TOKENS
+        if acc == "vllm-v1":
+            return 8192 if self._vllm_big_gpu(gpu_memory_bytes, gpu_name) else VLLM_CHUNKED_BATCHED_TOKENS
         if self.chunked(model_max):
             return VLLM_CHUNKED_BATCHED_TOKENS
         return max(self.context_len(model_max), VLLM_CHUNKED_BATCHED_TOKENS)
 
-    def page_tokens(self) -> int:
-        """vLLM allocates whole blocks; SGLang's token pool has a page size of 1 by default."""
-        return self.block_size if self.engine == "vllm" else 1
+    def seqs(self, gpu_memory_bytes: int, gpu_name: str = "") -> int:
+        """Requests running at once: max_num_seqs as given, else the engine's default (SGLang has no fixed cap
+        below its pool; 2048 stands for it, as TRT-LLM's max_batch_size)."""
+        if self.max_num_seqs:
+            return self.max_num_seqs
+        acc = self.accounting()
+        if acc == "vllm-v1":
+            return 1024 if self._vllm_big_gpu(gpu_memory_bytes, gpu_name) else 256
+        if acc == "vllm-v0":
+            return 256
+        return TRTLLM_MAX_BATCH_SIZE
 
-    def mem_fraction(self, tp: int) -> float:
-        return self.mem_fraction_static or sglang_mem_fraction_default(tp)
+    def page_tokens(self) -> int:
+        """Tokens per KV page: vLLM 16, TRT-LLM 32 (tokens_per_block), SGLang 1 (page_size)."""
+        if self.block_size:
+            return self.block_size
+        return {"sglang": 1, "trtllm": TRTLLM_TOKENS_PER_BLOCK}.get(self.accounting(), 16)
+
+    def mem_fraction(self, tp: int, gpu_memory_bytes: int = 0, pp: int = 1) -> float:
+        """SGLang's mem_fraction_static: as given, else the default of its version."""
+        if self.mem_fraction_static:
+            return self.mem_fraction_static
+        if self.version() >= SGLANG_HEURISTIC_FROM and gpu_memory_bytes:
+            mib = gpu_memory_bytes / 2**20
+            chunk, graph_bs = sglang_buckets(mib, tp)
+            return sglang_heuristic_fraction(mib, tp, pp, self.chunked_prefill_size or chunk, graph_bs)
+        return sglang_mem_fraction_default(tp)
 
 
 def whole_blocks(tokens: int, block: int) -> int:

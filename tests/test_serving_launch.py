@@ -1,0 +1,86 @@
+"""`serve --emit`: a launch line that launches (issue 24), and the KV dtype each engine defaults to."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from calc.serving.engine_memory import engine_memory
+from calc.sources.catalog import load_gpu, load_model
+
+# Flags `vllm serve` accepts, as vllm/engine/arg_utils.py EngineArgs.add_cli_args names them (ParallelConfig,
+# ModelConfig, SchedulerConfig, CacheConfig groups); --kv-cache-dtype choices from vllm/config/cache.py CacheDType.
+VLLM_VALUE_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--max-model-len",
+                    "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--block-size",
+                    "--dtype", "--quantization", "--swap-space")
+VLLM_BOOL_FLAGS = ("--enable-expert-parallel", "--enable-chunked-prefill", "--enable-prefix-caching", "--enforce-eager")
+VLLM_KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+def vllm_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vllm serve", exit_on_error=False)
+    p.add_argument("model")
+    for flag in VLLM_VALUE_FLAGS:
+        p.add_argument(flag)
+    for flag in VLLM_BOOL_FLAGS:
+        p.add_argument(flag, action="store_true")
+    p.add_argument("--kv-cache-dtype", choices=VLLM_KV_DTYPES)
+    return p
+
+
+def emitted(cli, *args: str) -> str:  # noqa: ANN001
+    r = cli("serve", *args)
+    assert r.code == 0, r.err
+    lines = [x for x in r.out.splitlines() if x.startswith(("vllm serve", "python -m sglang", "trtllm-serve"))]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_vllm_line_parses_with_vllms_own_flags(cli) -> None:
+    line = emitted(cli, "llama3-70b", "--gpu", "h200", "--prompt", "4000", "--output", "1000", "--ttft-ms", "2000",
+                   "--tpot-ms", "50", "--rate", "10", "--emit", "vllm")
+    words = shlex.split(line)
+    assert words[:2] == ["vllm", "serve"]
+    ns = vllm_parser().parse_args(words[2:])  # an unknown flag raises
+    assert ns.model == "meta-llama/Meta-Llama-3-70B"
+    assert int(ns.max_model_len) == 4000 + 1000  # the request, not the model's 8,192 window
+    assert int(ns.max_num_seqs) >= 1 and ns.kv_cache_dtype == "auto"
+    assert int(ns.max_num_batched_tokens) == 8192  # vLLM V1 on an H200 (>= 70 GiB, not an A100)
+    assert float(ns.gpu_memory_utilization) == 0.9
+    # the user's --max-model-len wins
+    line = emitted(cli, "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--max-model-len", "4096",
+                   "--kv-dtype", "fp8", "--emit", "vllm")
+    ns = vllm_parser().parse_args(shlex.split(line)[2:])
+    assert int(ns.max_model_len) == 4096 and ns.kv_cache_dtype == "fp8"
+
+
+def test_sglang_and_trtllm_lines(cli) -> None:
+    sgl = emitted(cli, "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "sglang")
+    assert sgl.startswith("python -m sglang.launch_server --model-path meta-llama/Meta-Llama-3-8B --tp ")
+    assert "--context-length 1200" in sgl and "--mem-fraction-static" in sgl and "--kv-cache-dtype auto" in sgl
+    trt = emitted(cli, "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "trtllm")
+    assert trt.startswith("trtllm-serve meta-llama/Meta-Llama-3-8B --backend pytorch --tp_size ")
+    assert "--max_seq_len 1200" in trt and "--max_num_tokens 8192" in trt
+
+
+def test_every_catalog_model_carries_its_hf_id() -> None:
+    # the repo id is the one the config was read from (source: https://huggingface.co/<org>/<name>/blob/main/config.json)
+    for path in sorted(Path(__file__).parents[1].joinpath("model_configs").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        assert data.get("hf_id"), path.name
+        assert data["source"].startswith(f"https://huggingface.co/{data['hf_id']}/"), path.name
+
+
+@pytest.mark.parametrize("dtype", ["fp8", "int8", "int4"])
+def test_quantized_weights_keep_a_16_bit_kv_cache(dtype: str) -> None:
+    # vLLM --kv-cache-dtype auto = the model dtype: --quantization fp8 (or int8/int4 weights) keeps bf16 KV.
+    # Llama-3-8B: 32 layers x 2 x 8 KV heads x 128 x 2 B = 131,072 B per token; fp8 only when asked: 65,536.
+    m, g = load_model("llama3-8b"), load_gpu("h100")
+    auto = engine_memory(m, g, dtype=dtype, tokens_per_request=4096)
+    assert auto.kv_dtype == "bf16" and auto.kv_bytes_per_token == 131_072
+    fp8 = engine_memory(m, g, dtype=dtype, kv_dtype="fp8", tokens_per_request=4096)
+    assert fp8.kv_dtype == "fp8" and fp8.kv_bytes_per_token == 65_536
