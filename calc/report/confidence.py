@@ -108,6 +108,8 @@ MEMORY_FIT: dict[str, tuple[str, str]] = {
     "calc.memory.result.MemoryResult": ("per_gpu_bytes", "gpu_memory_bytes"),
     "calc.memory.finetune.FinetuneResult": ("per_gpu_bytes", "gpu_memory_bytes"),
 }
+# results whose fit is that of a part: a report's memory answer, a plan search's best (first) plan
+FIT_FROM: dict[str, str] = {"calc.report.build.Report": "memory", "calc.training.plan.PlanSearchResult": "plans"}
 # what would make room, per class, for the warning of a tight fit
 ROOM: dict[str, str] = {
     "calc.training.step.TrainStepResult": "a higher --zero, --recompute full, more --pp/--tp or a smaller --micro-batch",
@@ -267,6 +269,15 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         need, cap = r.max_tokens, r.kv_cache_tokens  # type: ignore[attr-defined]
         verdict = "does not fit" if r.max_concurrency < 1 else fit_verdict(need, cap, need * cap / b.low)  # type: ignore[attr-defined]
         margin = f"the KV cache holds {cap:,} tokens, but its 80% band goes down to {b.low:,.0f}, under one request of {need:,}"
+    elif name == "calc.serving.latency.LatencyResult":
+        held = getattr(r, "max_concurrency", None)
+        if held is None:
+            return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]
+        b = figure_band("kv_capacity", held, ctx) if held else None
+        verdict = "does not fit" if not r.fits or not b else fit_verdict(r.batch, held, r.batch * held / b.low)  # type: ignore[attr-defined]
+        margin = (f"the KV cache admits {held} requests for a batch of {r.batch}, "  # type: ignore[attr-defined]
+                  f"but its 80% band goes down to {b.low if b else 0:.1f}")
+        name = "calc.serving.capacity.ConcurrencyResult"  # the same ways to make room
     elif name == "calc.serving.plan.ServePlan":
         best = getattr(r, "best", None)
         if not r.fits or best is None:  # type: ignore[attr-defined]
@@ -276,8 +287,7 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         margin = (f"the best layout's KV cache holds {best.max_concurrency} requests for a batch of {best.batch}, "
                   f"but its 80% band goes down to {b.low:.1f}")
     elif name == "calc.training.plan.PlanSearchResult":
-        plans = getattr(r, "plans", [])
-        return ("does not fit", None) if not plans else None  # each plan carries its own fit
+        return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
     else:
         return None
     line = f"fit: tight: {margin}; {ROOM.get(name, 'more GPUs')} would make room" if verdict == "tight" else None
@@ -308,14 +318,17 @@ def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annot
         fit = fit_of(result, bands, inner)
         if fit is not None:
             _put_after(payload, "fits", "fit", fit[0])
-            if fit[1] and fit[1] not in found.tight:
+            if fit[1] and fit[1] not in found.tight and _shown_block(where):
                 found.tight.append(fit[1])
         for key in type(result).model_fields:
             if key in payload:
                 annotate(getattr(result, key), payload[key], inner, found, key)
-        if _name(result) == "calc.report.build.Report" and isinstance(payload.get("memory"), dict):
-            if "fit" in payload["memory"]:  # a report's fit is its memory answer's
-                payload["fit"] = payload["memory"]["fit"]
+        part = FIT_FROM.get(_name(result))
+        inner_payload = payload.get(part) if part else None
+        if isinstance(inner_payload, list):
+            inner_payload = inner_payload[0] if inner_payload else None
+        if isinstance(inner_payload, dict) and "fit" in inner_payload:
+            _put_after(payload, "fits", "fit", inner_payload["fit"])
     elif isinstance(result, list | tuple) and isinstance(payload, list):
         for i, (item, dumped) in enumerate(zip(result, payload, strict=False)):
             annotate(item, dumped, ctx, found, f"{where}[{i}]")
@@ -384,15 +397,15 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
 
 
 def how_sure_lines(found: Annotated) -> list[str]:
-    """The block under a table: one line per banded figure. A serving plan's layouts are many: only the best one
-    (first) is shown; all of them are in the JSON."""
-    return [("best layout " if where == "layouts[0]" else "") + band_line(figures[key], getattr(result, key), b)
+    """The block under a table: one line per banded figure. A serving plan's layouts and a plan search's plans are
+    many: only the best (first) is shown; all of them are in the JSON."""
+    return [{"layouts[0]": "best layout ", "plans[0]": "best plan "}.get(where, "") + band_line(figures[key], getattr(result, key), b)
             for where, bands, figures, result in found.blocks if _shown_block(where) for key, b in bands.items()]
 
 
 def _shown_block(where: str) -> bool:
     """Every banded result but the serving plan's other layouts and its ``best`` (the same as layouts[0])."""
-    return where != "best" and (not where.startswith("layouts[") or where == "layouts[0]")
+    return where != "best" and not any(where.startswith(f"{many}[") and where != f"{many}[0]" for many in ("layouts", "plans"))
 
 
 def explain_lines(found: Annotated) -> list[str]:
