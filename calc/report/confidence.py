@@ -42,7 +42,7 @@ from pydantic import BaseModel
 
 from calc.bands import KINDS, Band, band
 from calc.fitted import fitted
-from calc.units import gib
+from calc.units import gib, percent
 
 FIT_VERDICTS = ("fits", "tight", "does not fit")
 MIN_CALIBRATION_POINTS = 5
@@ -375,7 +375,7 @@ def _active_calibration() -> Any:
 
 def _shown(value: float, unit: str) -> str:
     if unit == "%":
-        return f"{value:.1%}"
+        return percent(value)
     if unit == "GiB":
         return f"{gib(value):,.2f}"
     if unit in ("s", "ms", "days"):
