@@ -120,7 +120,8 @@ def test_serve_sizes_a_huge_rate_and_warns() -> None:
     assert "None" not in d["verdict"]
     assert "llmcalc: warning: --rate: needs" in r.err
     r = run_cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--rate", "20", "--json")
-    assert r.code == 0 and r.err == "", r.err
+    # no warning about the rate; a tight fit verdict (issue 23: the KV cache inside its band) may say one line
+    assert r.code == 0 and all(line.startswith("llmcalc: warning: fit: tight") for line in r.err.splitlines()), r.err
 
 
 def test_disaggregated_on_one_gpu_is_refused_not_ignored() -> None:

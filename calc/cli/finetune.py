@@ -76,7 +76,12 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
     elif fmt == "markdown":
         sys.stdout.write(finetune_markdown(params, result) + "\n")
     else:
+        from calc.report.render import how_sure
+
         console.print(finetune_page(params, result))
+        block, _ = how_sure(result)
+        if block is not None:
+            console.print(block)
     refusal = memory_refusal(result)
     if refusal is not None:  # one exit code per outcome, whatever the format
         raise LLMCalcError("--num-gpus", refusal)

@@ -154,9 +154,12 @@ def report(
 
         sys.stdout.write(report_html(result) + "\n")
     else:
-        from calc.report.render import console
+        from calc.report.render import console, how_sure
 
         console.print(report_view(result))
+        block, _ = how_sure(result)
+        if block is not None:
+            console.print(block)
 
 
 def compare(

@@ -182,8 +182,10 @@ def latency(
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
-    if problem:
-        result = result.model_copy(update={"fits": False, "verdict": problem})
+    from calc.serving.capacity import deployment_memory
+
+    held = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a).max_concurrency
+    result = result.model_copy(update={"max_concurrency": held, **({"fits": False, "verdict": problem} if problem else {})})
     emit(result, as_json, explain, latency_view)
     if problem:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
         raise LLMCalcError("--num-gpus", problem)

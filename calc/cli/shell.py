@@ -96,6 +96,14 @@ class Command(TyperCommand):
             raise LLMCalcError(flag, "given more than once; give it once (a list option says 'repeatable' in --help)")
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Runs the command with its --calibration known to the output path, which bands calibrated figures by it
+        (calc.report.confidence)."""
+        from calc.report.confidence import calibrated_by
+
+        with calibrated_by(ctx.params.get("calibration")):
+            return super().invoke(ctx)
+
     def format_options(self, ctx: click.Context, formatter: HelpFormatter) -> None:
         panels = OPTION_PANELS.get(self.name or "")
         if not panels:

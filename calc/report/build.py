@@ -111,7 +111,7 @@ def build_report(
                                 batch=batch, seq=max_tokens),
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
-                        kv_dtype=kv_dtype, calibration=calibration),
+                        kv_dtype=kv_dtype, calibration=calibration).model_copy(update={"max_concurrency": conc.max_concurrency}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
                            calibration=calibration) if output >= 1 else None,

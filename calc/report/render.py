@@ -15,6 +15,7 @@ from rich import table as rich_table
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
+from calc.report.confidence import annotate, explain_lines, how_sure_lines
 from calc.sanity import warn
 from calc.units import abbrev, count, figure, gb, gib, human, plural
 
@@ -157,13 +158,35 @@ def emit_warnings(data: Any) -> None:
 def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     """Write machine-readable output to stdout, unwrapped, with stable keys (warnings on stderr)."""
     emit_warnings(data)
-    if isinstance(data, BaseModel):
-        payload: Any = data.model_dump(mode="json")
-    elif isinstance(data, dict):
-        payload = {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in data.items()}
-    else:
-        payload = [d.model_dump(mode="json") for d in data]
+    payload = _dump(data)
+    _tight_warnings(annotate(data, payload))  # bands and the three-valued fit (calc.report.confidence)
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+
+
+def _dump(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, dict):
+        return {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in data.items()}
+    return [d.model_dump(mode="json") for d in data]
+
+
+def _tight_warnings(found: Any) -> None:
+    """Fit first answers a tight fit, with one warning line naming the margin and what would make room."""
+    for line in found.tight:
+        field, _, message = line.partition(": ")
+        warn(field, message)
+
+
+def how_sure(data: Any, explain: bool = False) -> tuple[RenderableType | None, list[str]]:
+    """The "how sure" block printed under a table (None when the result has no predicted figure) and the --explain
+    lines of its bands; the tight-fit warnings go to stderr."""
+    found = annotate(data, _dump(data))
+    _tight_warnings(found)
+    lines = how_sure_lines(found)
+    block = Group(Text("How sure (80% bands from the measurement corpus):", style="bold"),
+                  *(Plain(f"  {line}") for line in lines)) if lines else None
+    return block, explain_lines(found) if explain else []
 
 
 def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], RenderableType]) -> None:
@@ -173,8 +196,11 @@ def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], 
         return
     emit_warnings(result)
     console.print(view(result))
+    block, band_lines = how_sure(result, explain)
+    if block is not None:
+        console.print(block)
     if explain:
-        console.print(explain_panel(getattr(result, "explain", [])))
+        console.print(explain_panel([*getattr(result, "explain", []), *band_lines]))
 
 
 def explain_panel(lines: Iterable[str]) -> RenderableType:

@@ -71,6 +71,7 @@ class LatencyResult(BaseModel):
     e2e_s: float
     ttft_at_full_peak_s: float
     fits: bool = True  # False: the engine's KV cache cannot hold the batch (the CLI then exits 2)
+    max_concurrency: int | None = None  # requests the engine's KV cache admits (set by the CLI's fit check): the fit verdict
     verdict: str
     explain: list[str]
 

@@ -108,6 +108,7 @@ class TrainTimeResult(BaseModel):
     num_gpus: int
     tokens: float
     seq: int
+    dtype: str = "bf16"  # the compute dtype of the peak: picks the band group (calc.report.confidence)
     mfu: float
     total_flops: float
     total_flops_6n: float
@@ -152,7 +153,7 @@ def train_time(
     cost = gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None
     cost_text = f", cost {figure(cost)} at {price_per_gpu_hour:g}/GPU-h" if cost is not None else ""
     return TrainTimeResult(
-        model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu=mfu_assumed,
+        model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, dtype=dtype, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
         plan=plan.layout if plan is not None else None,

@@ -258,6 +258,7 @@ class TrainStepResult(BaseModel):
     recompute: str
     num_microbatches: int
     layout: str
+    dtype: str = "bf16"  # the compute dtype: picks the band group (calc.report.confidence)
     memory_per_gpu_bytes: int
     memory_per_gpu: dict[str, int]
     gpu_memory_bytes: int
@@ -320,7 +321,7 @@ def train_step(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
         dp=layout.dp, cp=layout.cp, ep=layout.ep, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
-        layout=layout.label(), memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
+        layout=layout.label(), dtype=cost.dtype, memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
     )
     assumptions = base["assumptions"]

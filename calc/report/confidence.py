@@ -1,0 +1,416 @@
+"""How sure each printed figure is: its 80% band (calc.bands) and the three-valued fit verdict, attached in one place.
+
+``FIGURES`` is the whole wiring: for each result class, which of its keys is a predicted figure and which corpus
+kind's band it takes. ``annotate`` walks a result (and the results nested in it: a report's memory and serving
+parts, a plan search's plans, a serving plan's layouts), and beside each listed class's JSON puts
+
+    bands: {KEY: {low, high, level, rows, group}}        and, where the class has a memory figure,
+    fit:   "fits" | "tight" | "does not fit"              right after the boolean ``fits``.
+
+The GPU generation (GPUSpec.arch), dtype and dense/MoE that pick a band group are read from the result (``gpu``,
+``dtype`` or ``precision``, ``model``), or inherited from the result it is nested in.
+
+Two figures are derived rather than looked up:
+
+- ``gpus_needed`` (serve): GPUs needed scale as 1 / throughput, so at the throughput band [t_lo, t_hi] of
+  ``tokens_per_s_per_gpu`` = t they lie in [n t / t_hi, n t / t_lo] (not rounded up to whole replicas). A serving
+  plan without --rate or --users sizes one replica: its GPU count is the layout itself, not a prediction.
+- ``max_concurrency``: requests held = KV tokens / tokens per request, so it takes the KV-capacity band.
+
+A user calibration (--calibration, from `bench --save` or `calibrate --save`) replaces the corpus band of every
+time and throughput figure by the calibration's own residual spread: for each measured op point, the efficiency its
+curve predicts from the *other* points (leave-one-out, calc.hardware.calibration.Calibration.interpolate) against
+the measured one, r = log(measured / predicted efficiency) = log(predicted / measured time); the band is
+[p exp(-q90), p exp(-q10)] of those r as in calc.bands (negated for a rate). It covers the scatter of the
+calibrated efficiencies only, not the step model's structure (communication, overlap), and says so in its group.
+A calibration with fewer than ``MIN_CALIBRATION_POINTS`` residuals keeps the corpus band, labelled as such.
+Memory and KV-capacity figures do not depend on a calibration and keep the corpus band.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from calc.bands import KINDS, Band, band
+from calc.fitted import fitted
+from calc.units import gib, percent
+
+FIT_VERDICTS = ("fits", "tight", "does not fit")
+MIN_CALIBRATION_POINTS = 5
+ASSUMED = "wide default: MFU assumed (--mfu), not predicted: no comparable measurement"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One predicted figure of a result: the corpus kind of its band, and how the "how sure" block prints it."""
+
+    kind: str  # a calc.bands.KINDS key, or "gpus_needed" (derived from the throughput band)
+    label: str
+    unit: str  # s, ms, %, GiB, days, GPU-h, tokens/s, tokens, requests, GPUs
+
+
+def _memory_kind(r: Any) -> str:
+    return "inference_peak_memory" if getattr(r, "mode", "infer") == "infer" else "training_peak_memory"
+
+
+# result class (module.name) -> {JSON key: Figure}; a callable kind picks the kind from the result
+FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
+    "calc.training.step.TrainStepResult": {
+        "step_time_s": Figure("training_step_time", "step time", "s"),
+        "mfu": Figure("training_mfu", "MFU", "%"),
+        "memory_per_gpu_bytes": Figure("training_peak_memory", "memory per GPU", "GiB"),
+    },
+    "calc.training.mfu.TrainTimeResult": {
+        "days": Figure("training_gpu_hours", "days", "days"),
+        "gpu_hours": Figure("training_gpu_hours", "GPU-hours", "GPU-h"),
+    },
+    "calc.serving.latency.LatencyResult": {
+        "ttft_s": Figure("serving_ttft", "TTFT", "s"),
+        "tpot_s": Figure("serving_tpot", "TPOT", "s"),
+        "e2e_s": Figure("serving_e2e", "end to end", "s"),
+    },
+    "calc.serving.capacity.ConcurrencyResult": {
+        "kv_cache_tokens": Figure("kv_capacity", "KV cache", "tokens"),
+        "max_concurrency": Figure("kv_capacity", "max concurrency", "requests"),
+    },
+    "calc.serving.plan.ServePlan": {
+        "gpus_needed": Figure("gpus_needed", "GPUs needed", "GPUs"),
+    },
+    "calc.serving.plan.Layout": {
+        "ttft_ms": Figure("serving_ttft", "TTFT", "ms"),
+        "tpot_ms": Figure("serving_tpot", "TPOT", "ms"),
+        "tokens_per_s_per_gpu": Figure("serving_throughput", "tokens/s per GPU", "tokens/s"),
+        "gpus_needed": Figure("gpus_needed", "GPUs needed", "GPUs"),
+        "kv_cache_tokens": Figure("kv_capacity", "KV cache", "tokens"),
+        "max_concurrency": Figure("kv_capacity", "max concurrency", "requests"),
+    },
+    "calc.memory.result.MemoryResult": {
+        "per_gpu_bytes": lambda r: Figure(_memory_kind(r), "memory per GPU", "GiB"),
+    },
+    "calc.memory.finetune.FinetuneResult": {
+        "per_gpu_bytes": Figure("finetune_peak_memory", "peak per GPU", "GiB"),
+        "reserved_peak_bytes": Figure("finetune_peak_memory", "reserved peak", "GiB"),
+    },
+}
+
+# result class -> (per-GPU bytes key, capacity key) of its memory fit; the band is that of the bytes key
+MEMORY_FIT: dict[str, tuple[str, str]] = {
+    "calc.training.step.TrainStepResult": ("memory_per_gpu_bytes", "gpu_memory_bytes"),
+    "calc.memory.result.MemoryResult": ("per_gpu_bytes", "gpu_memory_bytes"),
+    "calc.memory.finetune.FinetuneResult": ("per_gpu_bytes", "gpu_memory_bytes"),
+}
+# results whose fit is that of a part: a report's memory answer, a plan search's best (first) plan
+FIT_FROM: dict[str, str] = {"calc.report.build.Report": "memory", "calc.training.plan.PlanSearchResult": "plans"}
+# what would make room, per class, for the warning of a tight fit
+ROOM: dict[str, str] = {
+    "calc.training.step.TrainStepResult": "a higher --zero, --recompute full, more --pp/--tp or a smaller --micro-batch",
+    "calc.memory.result.MemoryResult": "more GPUs (--num-gpus/--tp), a smaller --batch or --seq, or a lighter --dtype",
+    "calc.memory.finetune.FinetuneResult": "--recompute full, a smaller --batch, --zero 3 over more GPUs or --offload",
+    "calc.serving.capacity.ConcurrencyResult": "a shorter --max-model-len, a lighter --kv-dtype or more GPUs",
+    "calc.serving.plan.ServePlan": "more GPUs per replica, a lighter --kv-dtype or a shorter --prompt/--output",
+}
+
+
+def fit_verdict(need: float, capacity: float, need_high: float) -> str:
+    """Three-valued fit of a predicted need (bytes per GPU, or KV tokens) against a capacity, given the high end of
+    the need's 80% band: "does not fit" when need > capacity; "tight" when the need fits but need_high does not (the
+    card lies inside the band); else "fits".
+
+    >>> fit_verdict(70, 80, 78), fit_verdict(75, 80, 85), fit_verdict(81, 80, 90)
+    ('fits', 'tight', 'does not fit')
+    """
+    if need > capacity:
+        return "does not fit"
+    return "tight" if need_high > capacity else "fits"
+
+
+def _name(obj: BaseModel) -> str:
+    return f"{type(obj).__module__}.{type(obj).__name__}"
+
+
+@cache
+def _arch(gpu: str) -> str:
+    from calc.errors import LLMCalcError
+    from calc.sources.catalog import load_gpu
+
+    try:
+        return load_gpu(gpu).arch
+    except LLMCalcError:
+        return "unknown"  # a GPU from a file: no generation, so the family band applies
+
+
+@cache
+def _moe(model: str) -> bool:
+    from calc.errors import LLMCalcError
+    from calc.sources.catalog import load_model
+
+    try:
+        return load_model(model).moe is not None
+    except LLMCalcError:
+        return False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What picks a band group, inherited from the enclosing result; ``calibration``: the command's --calibration."""
+
+    gpu: str | None = None
+    dtype: str = "bf16"
+    model: str | None = None
+    calibration: Any = None
+
+    def inside(self, r: BaseModel) -> Context:
+        dtype = getattr(r, "dtype", None) or getattr(r, "precision", None) or self.dtype
+        return Context(getattr(r, "gpu", None) or self.gpu, str(dtype), getattr(r, "model", None) or self.model,
+                       self.calibration)
+
+
+def calibration_residuals(cal: Any) -> list[float]:
+    """r = log(measured / leave-one-out predicted efficiency) of every op point whose curve has other points
+    (module docstring): the calibration's own out-of-sample error on time."""
+    out = []
+    for kind, points in cal.ops.items():
+        for i, p in enumerate(points):
+            rest = points[:i] + points[i + 1:]
+            if not rest:
+                continue
+            predicted = cal.model_copy(update={"ops": {kind: rest}}).interpolate(kind, p.size)
+            if predicted and p.efficiency > 0:
+                out.append(math.log(p.efficiency / predicted))
+    return out
+
+
+def _oriented(kind: str, value: float, q10: float, q90: float) -> tuple[float, float]:
+    """calc.bands' orientation: a time-like figure p lies in [p exp(-q90), p exp(-q10)], a rate in [p exp(q10), p exp(q90)]."""
+    lo, hi = (-q90, -q10) if KINDS[kind][1] > 0 else (q10, q90)
+    return value * math.exp(lo), value * math.exp(hi)
+
+
+def figure_band(kind: str, value: float, ctx: Context, *, assumed: bool = False) -> Band:
+    """The band of one figure: the corpus band (calc.bands.band), the calibration's residual band for a time or
+    rate when --calibration is given, or the stated wide default for a figure computed from an assumed MFU."""
+    data = fitted()["bands"]
+    if assumed:
+        q = data["wide_default"]
+        return Band(*_oriented(kind, value, q["q10"], q["q90"]), level=data["level"], rows=0, group=ASSUMED)
+    corpus = band(kind, value, gpu=_arch(ctx.gpu) if ctx.gpu else "unknown", dtype=ctx.dtype,
+                  moe=_moe(ctx.model) if ctx.model else False)
+    if ctx.calibration is None or KINDS[kind][0] not in ("training", "serving"):
+        return corpus
+    r = calibration_residuals(ctx.calibration)
+    if len(r) < MIN_CALIBRATION_POINTS:
+        return Band(corpus.low, corpus.high, corpus.level, corpus.rows,
+                    f"calibrated, but its {len(r)} residuals are too few for a band: corpus band {corpus.group}")
+    q = statistics.quantiles(r, n=10, method="inclusive")
+    return Band(*_oriented(kind, value, q[0], q[8]), level=data["level"], rows=len(r),
+                group=f"calibrated: band from the calibration's {len(r)} leave-one-out residuals "
+                      f"({ctx.calibration.device_name}, {ctx.calibration.date}); the step model's structure not included")
+
+
+def _figures(r: BaseModel) -> dict[str, Figure]:
+    table = FIGURES.get(_name(r), {})
+    return {k: f(r) if callable(f) else f for k, f in table.items()}
+
+
+def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
+    """The bands of one result's own figures (keys whose value is None, e.g. no step time when a plan does not fit,
+    get none)."""
+    out: dict[str, Band] = {}
+    assumed = _name(r) == "calc.training.mfu.TrainTimeResult" and getattr(r, "plan", None) is None
+    for key, fig in _figures(r).items():
+        value = getattr(r, key, None)
+        if value is None:
+            continue
+        if fig.kind == "gpus_needed":
+            b = _gpus_band(r, float(value), ctx)
+            if b is not None:
+                out[key] = b
+            continue
+        out[key] = figure_band(fig.kind, float(value), ctx, assumed=assumed)
+    return out
+
+
+def _gpus_band(r: Any, n: float, ctx: Context) -> Band | None:
+    """GPUs needed at the ends of the throughput band: n t / t_hi .. n t / t_lo (module docstring)."""
+    layout = r if hasattr(r, "tokens_per_s_per_gpu") else getattr(r, "best", None)
+    traffic = getattr(r, "replicas", None) if layout is r else (getattr(r, "rate", None) or getattr(r, "users", None))
+    if layout is None or not traffic:
+        return None
+    t = layout.tokens_per_s_per_gpu
+    tb = figure_band("serving_throughput", t, ctx)
+    return Band(n * t / tb.high, n * t / tb.low, tb.level, tb.rows, f"from the throughput band: {tb.group}")
+
+
+def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str | None] | None:
+    """The three-valued fit of a result and, when tight, the one warning line naming the margin and what makes room."""
+    name = _name(r)
+    if name in MEMORY_FIT:
+        need_key, cap_key = MEMORY_FIT[name]
+        need, cap = getattr(r, need_key, None), getattr(r, cap_key, None)
+        if need is None or not cap or need_key not in bands:
+            return None
+        verdict = fit_verdict(need, cap, bands[need_key].high)
+        margin = (f"{gib(cap - need):.2f} GiB of {gib(cap):.2f} GiB per GPU to spare, but the 80% band of the peak "
+                  f"reaches {gib(bands[need_key].high):.2f} GiB")
+    elif name == "calc.serving.capacity.ConcurrencyResult":
+        b = bands.get("kv_cache_tokens")
+        if b is None:
+            return None
+        # one request of max_tokens must fit the KV cache; the cache may be as small as the band's low end
+        need, cap = r.max_tokens, r.kv_cache_tokens  # type: ignore[attr-defined]
+        verdict = "does not fit" if r.max_concurrency < 1 else fit_verdict(need, cap, need * cap / b.low)  # type: ignore[attr-defined]
+        margin = f"the KV cache holds {cap:,} tokens, but its 80% band goes down to {b.low:,.0f}, under one request of {need:,}"
+    elif name == "calc.serving.latency.LatencyResult":
+        held = getattr(r, "max_concurrency", None)
+        if held is None:
+            return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]
+        b = figure_band("kv_capacity", held, ctx) if held else None
+        verdict = "does not fit" if not r.fits or not b else fit_verdict(r.batch, held, r.batch * held / b.low)  # type: ignore[attr-defined]
+        margin = (f"the KV cache admits {held} requests for a batch of {r.batch}, "  # type: ignore[attr-defined]
+                  f"but its 80% band goes down to {b.low if b else 0:.1f}")
+        name = "calc.serving.capacity.ConcurrencyResult"  # the same ways to make room
+    elif name == "calc.serving.plan.ServePlan":
+        best = getattr(r, "best", None)
+        if not r.fits or best is None:  # type: ignore[attr-defined]
+            return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]
+        b = figure_band("kv_capacity", best.max_concurrency, ctx)
+        verdict = fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low)
+        margin = (f"the best layout's KV cache holds {best.max_concurrency} requests for a batch of {best.batch}, "
+                  f"but its 80% band goes down to {b.low:.1f}")
+    elif name == "calc.training.plan.PlanSearchResult":
+        return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
+    else:
+        return None
+    line = f"fit: tight: {margin}; {ROOM.get(name, 'more GPUs')} would make room" if verdict == "tight" else None
+    return verdict, line
+
+
+@dataclass
+class Annotated:
+    """The bands, fit and tight warnings found in one walk of a result, in output order."""
+
+    blocks: list[tuple[str, dict[str, Band], dict[str, Figure], Any]]
+    tight: list[str]
+
+
+def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annotated | None = None,
+             where: str = "") -> Annotated:
+    """Put ``bands`` and ``fit`` into ``payload`` (the JSON dump of ``result``) at every listed class, in place;
+    return what was attached, for the table's block and the warnings."""
+    ctx = ctx or Context(calibration=_active_calibration())
+    found = found if found is not None else Annotated([], [])
+    if isinstance(result, BaseModel) and isinstance(payload, dict):
+        inner = ctx.inside(result)
+        bands = bands_of(result, inner)
+        if bands:
+            payload["bands"] = {k: {"low": b.low, "high": b.high, "level": b.level, "rows": b.rows, "group": b.group}
+                                for k, b in bands.items()}
+            found.blocks.append((where, bands, _figures(result), result))
+        fit = fit_of(result, bands, inner)
+        if fit is not None:
+            _put_after(payload, "fits", "fit", fit[0])
+            if fit[1] and fit[1] not in found.tight and _shown_block(where):
+                found.tight.append(fit[1])
+        for key in type(result).model_fields:
+            if key in payload:
+                annotate(getattr(result, key), payload[key], inner, found, key)
+        part = FIT_FROM.get(_name(result))
+        inner_payload = payload.get(part) if part else None
+        if isinstance(inner_payload, list):
+            inner_payload = inner_payload[0] if inner_payload else None
+        if isinstance(inner_payload, dict) and "fit" in inner_payload:
+            _put_after(payload, "fits", "fit", inner_payload["fit"])
+    elif isinstance(result, list | tuple) and isinstance(payload, list):
+        for i, (item, dumped) in enumerate(zip(result, payload, strict=False)):
+            annotate(item, dumped, ctx, found, f"{where}[{i}]")
+    elif isinstance(result, dict) and isinstance(payload, dict):
+        for key, item in result.items():
+            if key in payload:
+                annotate(item, payload[key], ctx, found, str(key))
+    return found
+
+
+def _put_after(payload: dict[str, Any], anchor: str, key: str, value: Any) -> None:
+    """payload[key] = value, placed right after ``anchor`` when the payload has it (JSON keys keep their order)."""
+    items = list(payload.items())
+    payload.clear()
+    for k, v in items:
+        payload[k] = v
+        if k == anchor:
+            payload[key] = value
+    payload.setdefault(key, value)
+
+
+_CALIBRATION: ContextVar[str | None] = ContextVar("calibration", default=None)
+
+
+@contextmanager
+def calibrated_by(path: str | None) -> Iterator[None]:
+    """While a command runs, the calibration file its --calibration names (set by calc.cli.shell.Command), so
+    the one output path bands the figures that calibration computed, and no command passes it twice."""
+    token = _CALIBRATION.set(path)
+    try:
+        yield
+    finally:
+        _CALIBRATION.reset(token)
+
+
+def _active_calibration() -> Any:
+    path = _CALIBRATION.get()
+    if not path:
+        return None
+    from calc.hardware.calibration import load_calibration
+
+    return load_calibration(path)
+
+
+def _shown(value: float, unit: str) -> str:
+    if unit == "%":
+        return percent(value)
+    if unit == "GiB":
+        return f"{gib(value):,.2f}"
+    if unit in ("s", "ms", "days"):
+        return f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.2f}"
+
+
+def band_line(fig: Figure, value: float, b: Band) -> str:
+    """`step time 6.8 s (6.1-7.9, 80%, 34 rows: training|Hopper|16-bit|dense)`, or the "no band" line of a default."""
+    if fig.unit == "s" and value < 1:  # a TTFT or TPOT reads in milliseconds
+        fig, value, b = Figure(fig.kind, fig.label, "ms"), value * 1e3, Band(b.low * 1e3, b.high * 1e3, b.level, b.rows, b.group)
+    unit = "" if fig.unit == "%" else f" {fig.unit}"
+    shown = f"{fig.label} {_shown(value, fig.unit)}{unit}"
+    if b.rows == 0:
+        why = b.group.removeprefix("wide default: ").removesuffix("no comparable measurement").rstrip(": ")
+        return (f"{shown}: no band: no comparable measurement{f' ({why})' if why else ''}; the stated wide default "
+                f"is {_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%}")
+    return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group})"
+
+
+def how_sure_lines(found: Annotated) -> list[str]:
+    """The block under a table: one line per banded figure. A serving plan's layouts and a plan search's plans are
+    many: only the best (first) is shown; all of them are in the JSON."""
+    return [{"layouts[0]": "best layout ", "plans[0]": "best plan "}.get(where, "") + band_line(figures[key], getattr(result, key), b)
+            for where, bands, figures, result in found.blocks if _shown_block(where) for key, b in bands.items()]
+
+
+def _shown_block(where: str) -> bool:
+    """Every banded result but the serving plan's other layouts and its ``best`` (the same as layouts[0])."""
+    return where != "best" and not any(where.startswith(f"{many}[") and where != f"{many}[0]" for many in ("layouts", "plans"))
+
+
+def explain_lines(found: Annotated) -> list[str]:
+    """--explain: which band group each figure's band comes from, and how many rows."""
+    return [f"band of {where + '.' if where else ''}{key}: {b.level:.0%} band {b.low:.4g}-{b.high:.4g} from "
+            + (f"{b.rows} rows, group {b.group}" if b.rows else b.group)
+            for where, bands, _, _ in found.blocks if _shown_block(where)
+            for key, b in bands.items()]

@@ -1,0 +1,124 @@
+"""Bands on every predicted figure the CLI prints, and the three-valued fit verdict (issue 23, items 4 and 5)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from calc.hardware.calibration import Calibration, OpPoint, Roofline, save_calibration
+
+GIB = 2**30
+COMMANDS = {  # command line -> {path to a result inside the JSON: keys that must carry a band}
+    ("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "32", "--num-gpus", "8", "--zero", "3"):
+        {"": ("step_time_s", "mfu")},
+    ("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T"): {"": ("days", "gpu_hours")},
+    ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024"): {"": ("ttft_s", "tpot_s", "e2e_s")},
+    ("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--rate", "5"):
+        {"": ("gpus_needed",), "layouts.0": ("ttft_ms", "tpot_ms", "tokens_per_s_per_gpu")},
+    ("concurrency", "llama3-8b", "--gpu", "h100"): {"": ("kv_cache_tokens", "max_concurrency")},
+    ("memory", "llama3-8b", "--gpu", "h100"): {"": ("per_gpu_bytes",)},
+    ("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune"): {"": ("per_gpu_bytes", "reserved_peak_bytes")},
+    ("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "32", "--top", "2"):
+        {"plans.0": ("step_time_s", "mfu")},
+    ("report", "llama3-8b", "--gpu", "h100"): {"memory": ("per_gpu_bytes",), "latency": ("ttft_s", "tpot_s", "e2e_s")},
+}
+
+
+def _at(data, path: str):
+    for part in filter(None, path.split(".")):
+        data = data[int(part)] if part.isdigit() else data[part]
+    return data
+
+
+@pytest.mark.parametrize("args", list(COMMANDS), ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_json_has_a_band_around_each_listed_figure(cli, args) -> None:
+    r = cli(*args, "--json")
+    assert r.code == 0, r.err
+    data = r.json()
+    for path, keys in COMMANDS[args].items():
+        part = _at(data, path)
+        for key in keys:
+            b = part["bands"][key]
+            assert b["low"] < part[key] < b["high"], (key, b, part[key])
+            assert b["level"] == 0.8 and b["group"] and b["rows"] >= 0
+    if args[0] != "train-time":
+        assert data["fit"] in ("fits", "tight", "does not fit")
+
+
+def test_table_shows_the_how_sure_block(cli) -> None:
+    r = cli("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "32", "--num-gpus", "8", "--zero", "3", "--explain")
+    assert r.code == 0
+    assert "How sure (80% bands" in r.out and "step time" in r.out and "80%," in r.out
+    assert "band of step_time_s: 80% band" in r.out  # --explain names the group and its rows
+
+
+def _bands_data(groups: dict) -> dict:
+    return {"level": 0.8, "min_rows": 8, "wide_default": {"q10": -math.log(2), "q90": math.log(2)}, "families": {},
+            "groups": groups}
+
+
+@pytest.fixture
+def bands_data(monkeypatch):
+    """Replace the fitted band table (calc/data/fitted_defaults.json "bands") with a constructed one."""
+    def use(groups: dict) -> None:
+        from calc import bands
+        from calc.report import confidence
+
+        monkeypatch.setattr(bands, "fitted", lambda: {"bands": _bands_data(groups)})
+        monkeypatch.setattr(confidence, "fitted", lambda: {"bands": _bands_data(groups)})
+    return use
+
+
+def test_a_group_without_data_prints_no_band(cli, bands_data) -> None:
+    bands_data({})
+    r = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024")
+    assert r.code == 0
+    assert "TTFT" in r.out and "no band: no comparable measurement; the stated wide default" in r.out
+    data = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--json").json()
+    b = data["bands"]["ttft_s"]  # the wide default: a factor of 2 either way, no rows
+    assert (b["low"], b["high"], b["rows"]) == (pytest.approx(data["ttft_s"] / 2), pytest.approx(data["ttft_s"] * 2), 0)
+    assert "wide default" in b["group"]
+
+
+@pytest.mark.parametrize(("need_gib", "fit"), [(72, "fits"), (75, "tight"), (81, "does not fit")])
+def test_tight_when_the_card_lies_inside_the_memory_band(bands_data, need_gib: float, fit: str) -> None:
+    # peak-memory residual quantiles q10 = -0.1, q90 = 0.05: the measured peak reaches need x exp(0.1) (calc.bands).
+    # On an 80 GiB card: 72 x e^0.1 = 79.57 fits; 75 fits but 75 x e^0.1 = 82.89 does not: tight; 81 > 80.
+    bands_data({"peak_memory|Hopper|16-bit|dense": {"q10": -0.1, "q90": 0.05, "rows": 20}})
+    from calc.memory import inference_memory
+    from calc.report.confidence import annotate
+    from calc.sources.catalog import load_gpu, load_model
+
+    r = inference_memory(load_model("llama3-8b"), gpu=load_gpu("h100"), batch=1, seq=1024)
+    r = r.model_copy(update={"per_gpu_bytes": need_gib * GIB, "gpu_memory_bytes": 80 * GIB})
+    payload = r.model_dump(mode="json")
+    found = annotate(r, payload)
+    assert payload["fit"] == fit
+    assert payload["bands"]["per_gpu_bytes"]["high"] == pytest.approx(need_gib * GIB * math.exp(0.1))
+    assert list(payload)[list(payload).index("fits") + 1] == "fit"  # beside the boolean
+    if fit == "tight":
+        assert len(found.tight) == 1 and "would make room" in found.tight[0] and "82.89 GiB" in found.tight[0]
+    else:
+        assert not found.tight
+
+
+def test_a_calibrated_figure_says_so_and_takes_the_calibration_band(cli, tmp_path: Path) -> None:
+    # GEMM efficiencies 0.5 at 1e9..1e14 FLOPs but 0.6 at 1e11. Leave-one-out: an inner point is predicted as the
+    # mean of its neighbours (halfway in log size), an end point as its neighbour: residuals log(e / predicted) =
+    # 0, log(0.5/0.55), log(0.6/0.5), log(0.5/0.55), 0, 0. Sorted, inclusive quantiles at 5 x 0.1 and 5 x 0.9:
+    # q10 = log(1/1.1), q90 = log(1.2) / 2. TTFT (time-like) lies in [p exp(-q90), p exp(-q10)] = [p / sqrt(1.2), 1.1 p].
+    effs = (0.5, 0.5, 0.6, 0.5, 0.5, 0.5)
+    cal = Calibration(gpu="h100-sxm", device_name="NVIDIA H100 80GB HBM3", is_gpu=True, dtype="bf16", date="2026-11-23",
+                      roofline=Roofline(peak_tflops=989.4, peak_gb_s=3350, source="datasheet"),
+                      ops={"gemm": [OpPoint(size=10.0 ** (9 + i), measured_s=1e-3, efficiency=e) for i, e in enumerate(effs)]})
+    path = tmp_path / "h100.yaml"
+    save_calibration(cal, str(path))
+    data = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--calibration", str(path), "--json").json()
+    b = data["bands"]["ttft_s"]
+    assert b["group"].startswith("calibrated: band from the calibration's 6 leave-one-out residuals")
+    assert (b["low"], b["high"], b["rows"]) == (pytest.approx(data["ttft_s"] / math.sqrt(1.2)),
+                                                pytest.approx(data["ttft_s"] * 1.1), 6)
+    table = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--calibration", str(path))
+    assert "calibrated: band from the calibration's" in table.out
