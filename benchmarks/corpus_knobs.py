@@ -19,7 +19,8 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
              "lora_targets", "quantization", "fp8_recipe", "system")
-BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile")
+BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
+              "enforce_eager")
 
 
 class Unrepresentable(Exception):
@@ -57,9 +58,21 @@ def knobs(row: Any) -> dict[str, Any]:
         v = _typed(key, value)
         if v is not None:
             out[key] = v
-    if out.get("kv_dtype") == "auto":  # vLLM/SGLang "auto": the activation dtype, the engine's own default
-        del out["kv_dtype"]
+    if out.get("kv_dtype") == "auto":
+        out["kv_dtype"] = auto_kv_dtype(row.dtype)
     return out
+
+
+SIXTEEN_BIT = ("bf16", "fp16", "fp32")
+
+
+def auto_kv_dtype(weight_dtype: str) -> str:
+    """vLLM/SGLang ``kv_cache_dtype="auto"``: the model's activation dtype (ModelConfig.dtype, the checkpoint's
+    torch_dtype), never the weights' quantized format: an fp8, int8 or int4 checkpoint keeps a 16-bit KV cache
+    (vllm/worker/cache_engine.py: ``if cache_config.cache_dtype == "auto": self.dtype = model_config.dtype``). The
+    engine's own default, KV = --dtype, would store fp8 KV for an fp8 checkpoint; 16-bit rows keep their dtype, and
+    quantized ones take bf16 (fp16 has the same two bytes)."""
+    return weight_dtype if weight_dtype in SIXTEEN_BIT else "bf16"
 
 
 # NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
