@@ -20,7 +20,7 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
              "lora_targets", "quantization", "fp8_recipe", "system")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
-              "enforce_eager")
+              "enforce_eager", "burst")
 
 
 class Unrepresentable(Exception):

@@ -168,6 +168,9 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         return _max_load(row, k, m, gpu, assumptions)
     if not all(key in k for key in ("batch", "prompt", "output")):
         raise CannotPredict("a serving row needs batch, prompt and output (a static batch)")
+    if k.get("burst") and k["batch"] > 1 and row.kind in ("serving_tpot", "serving_e2e"):
+        raise CannotPredict(f"a burst of {k['batch']} requests into a continuous-batching server: decode steps run "
+                            "interleaved with the later requests' prefill chunks, not the static batch's separate phases")
     if k.get("enforce_eager"):
         raise CannotPredict("--enforce-eager (no CUDA/HIP graphs): the per-kernel launch cost of eager steps is not "
                             "modelled (the step overhead is fitted on graph-captured engines)")
