@@ -75,6 +75,10 @@ def auto_kv_dtype(weight_dtype: str) -> str:
     return weight_dtype if weight_dtype in SIXTEEN_BIT else "bf16"
 
 
+# torchtitan's activation_checkpoint mode "selective" (selective_ac_option "op" in its llama configs) is op-level SAC,
+# and its tensor-parallel plan (parallelize_llama apply_tp) always runs sequence parallelism on norms and residuals.
+OP_LEVEL_SAC_STACKS = ("torchtitan",)
+
 # NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
 DISTRIBUTED_OPTIMIZER_STACKS = ("nemo", "megatron-bridge")
 
@@ -87,6 +91,12 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero") if key in k}
     if k.get("sp") is not None:
         lay["sp"] = k["sp"]
+    elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:
+        lay["sp"] = True  # torchtitan's TP plan always shards norms/residuals by sequence (SequenceParallel)
+    if k.get("recompute") == "selective" and row.stack.name in OP_LEVEL_SAC_STACKS:
+        raise Unrepresentable("torchtitan's selective AC is op-level (keeps every second matmul output, recomputes the "
+                              "rest; calc.memory.activations.sac_layer_buffers): the training engine's selective is "
+                              "Megatron's (attention core only)")
     if k.get("recompute") in ("none", "selective", "full"):
         lay["recompute"] = k["recompute"]
     if k.get("fsdp") and "zero" not in lay:
