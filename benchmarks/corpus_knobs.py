@@ -20,7 +20,7 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
              "lora_targets", "quantization", "fp8_recipe", "system")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
-              "enforce_eager", "burst")
+              "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations")
 
 
 class Unrepresentable(Exception):
@@ -125,7 +125,8 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
         raise Unrepresentable(f"method {method} (LLaMA-Adapter prompts/gates) is not modelled: lora, qlora, dora, full")
     out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "optimizer", "loss",
                                                     "recompute", "attention", "zero", "fused", "optimizer_in_backward",
-                                                    "grad_accum") if key in k}
+                                                    "grad_accum", "offload_params", "offload_optimizer",
+                                                    "offload_activations") if key in k}
     out["method"] = method
     if "seq" not in k:
         raise Unrepresentable("no sequence length given or assumed")
