@@ -19,7 +19,8 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
              "lora_targets", "quantization", "fp8_recipe", "system")
-BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile")
+BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
+              "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations")
 
 
 class Unrepresentable(Exception):
@@ -57,10 +58,26 @@ def knobs(row: Any) -> dict[str, Any]:
         v = _typed(key, value)
         if v is not None:
             out[key] = v
-    if out.get("kv_dtype") == "auto":  # vLLM/SGLang "auto": the activation dtype, the engine's own default
-        del out["kv_dtype"]
+    if out.get("kv_dtype") == "auto":
+        out["kv_dtype"] = auto_kv_dtype(row.dtype)
     return out
 
+
+SIXTEEN_BIT = ("bf16", "fp16", "fp32")
+
+
+def auto_kv_dtype(weight_dtype: str) -> str:
+    """vLLM/SGLang ``kv_cache_dtype="auto"``: the model's activation dtype (ModelConfig.dtype, the checkpoint's
+    torch_dtype), never the weights' quantized format: an fp8, int8 or int4 checkpoint keeps a 16-bit KV cache
+    (vllm/worker/cache_engine.py: ``if cache_config.cache_dtype == "auto": self.dtype = model_config.dtype``). The
+    engine's own default, KV = --dtype, would store fp8 KV for an fp8 checkpoint; 16-bit rows keep their dtype, and
+    quantized ones take bf16 (fp16 has the same two bytes)."""
+    return weight_dtype if weight_dtype in SIXTEEN_BIT else "bf16"
+
+
+# torchtitan's activation_checkpoint mode "selective" (selective_ac_option "op" in its llama configs) is op-level SAC,
+# and its tensor-parallel plan (parallelize_llama apply_tp) always runs sequence parallelism on norms and residuals.
+OP_LEVEL_SAC_STACKS = ("torchtitan",)
 
 # NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
 DISTRIBUTED_OPTIMIZER_STACKS = ("nemo", "megatron-bridge")
@@ -74,6 +91,12 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero") if key in k}
     if k.get("sp") is not None:
         lay["sp"] = k["sp"]
+    elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:
+        lay["sp"] = True  # torchtitan's TP plan always shards norms/residuals by sequence (SequenceParallel)
+    if k.get("recompute") == "selective" and row.stack.name in OP_LEVEL_SAC_STACKS:
+        raise Unrepresentable("torchtitan's selective AC is op-level (keeps every second matmul output, recomputes the "
+                              "rest; calc.memory.activations.sac_layer_buffers): the training engine's selective is "
+                              "Megatron's (attention core only)")
     if k.get("recompute") in ("none", "selective", "full"):
         lay["recompute"] = k["recompute"]
     if k.get("fsdp") and "zero" not in lay:
@@ -102,7 +125,8 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
         raise Unrepresentable(f"method {method} (LLaMA-Adapter prompts/gates) is not modelled: lora, qlora, dora, full")
     out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "optimizer", "loss",
                                                     "recompute", "attention", "zero", "fused", "optimizer_in_backward",
-                                                    "grad_accum") if key in k}
+                                                    "grad_accum", "offload_params", "offload_optimizer",
+                                                    "offload_activations") if key in k}
     out["method"] = method
     if "seq" not in k:
         raise Unrepresentable("no sequence length given or assumed")

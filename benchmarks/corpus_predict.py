@@ -168,7 +168,14 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         return _max_load(row, k, m, gpu, assumptions)
     if not all(key in k for key in ("batch", "prompt", "output")):
         raise CannotPredict("a serving row needs batch, prompt and output (a static batch)")
+    if k.get("burst") and k["batch"] > 1 and row.kind in ("serving_tpot", "serving_e2e"):
+        raise CannotPredict(f"a burst of {k['batch']} requests into a continuous-batching server: decode steps run "
+                            "interleaved with the later requests' prefill chunks, not the static batch's separate phases")
+    if k.get("enforce_eager"):
+        raise CannotPredict("--enforce-eager (no CUDA/HIP graphs): the per-kernel launch cost of eager steps is not "
+                            "modelled (the step overhead is fitted on graph-captured engines)")
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
+    _static_batch_fits(row, k, m, gpu, tp, pp, assumptions)
     r = latency(m, gpu, num_gpus=tp * pp, batch=k["batch"], prompt=k["prompt"], output=k["output"],
                 dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), causal=True, tp=tp, pp=pp,
                 assumptions=assumptions)
@@ -178,6 +185,26 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         return value / row.hardware.num_gpus if row.measured.unit.endswith("/gpu") else value
     seconds = getattr(r, LATENCY_FIELD[row.kind])
     return seconds * 1e3 if row.measured.unit == "ms" else seconds
+
+
+def _static_batch_fits(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: int, pp: int,
+                       assumptions: ServingAssumptions) -> None:
+    """Fit first, as `latency` does (calc.serving.capacity.batch_fit_problem): a static batch whose KV cache the
+    engine (vLLM, SGLang: the accountings modelled) cannot hold runs in waves or preempts, which the one-batch latency
+    model does not price; such a row is reported, not predicted as if it ran at once."""
+    from calc.serving.capacity import batch_fit_problem
+    from calc.specs import Parallelism
+    from calc.specs.serving import EngineSettings
+
+    engine = {"vllm-v0": "vllm"}.get(row.stack.name, row.stack.name)
+    if engine not in ("vllm", "sglang"):
+        return
+    settings = EngineSettings(engine=engine, **{key: k[key] for key in ENGINE_KNOBS if key in k})
+    problem = batch_fit_problem(m, gpu, Parallelism(tp=tp, pp=pp), settings, _serving_dtype(row, k), k.get("kv_dtype"),
+                                k["batch"], k["prompt"] + k["output"], assumptions)
+    if problem:
+        raise CannotPredict(f"the batch exceeds the engine's KV cache (it runs in waves / preempts, not modelled): "
+                            f"{problem.split('; needs')[0].split('; no layout')[0]}")
 
 
 # TensorRT-LLM's LLM API / trtllm-bench defaults (BuildConfig): max_batch_size 2048, max_num_tokens 8192.
