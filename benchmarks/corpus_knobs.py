@@ -94,10 +94,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:
         lay["sp"] = True  # torchtitan's TP plan always shards norms/residuals by sequence (SequenceParallel)
     if k.get("recompute") == "selective" and row.stack.name in OP_LEVEL_SAC_STACKS:
-        raise Unrepresentable("torchtitan's selective AC is op-level (keeps every second matmul output, recomputes the "
-                              "rest; calc.memory.activations.sac_layer_buffers): the training engine's selective is "
-                              "Megatron's (attention core only)")
-    if k.get("recompute") in ("none", "selective", "full"):
+        lay["recompute"] = "sac"  # torchtitan's selective AC is op-level SAC, the engine's "sac" (not Megatron's selective)
+    elif k.get("recompute") in ("none", "selective", "full", "sac"):
         lay["recompute"] = k["recompute"]
     if k.get("fsdp") and "zero" not in lay:
         lay["zero"] = 3

@@ -15,7 +15,7 @@ from calc.model.parallel import tp_splits_kv_heads
 from calc.specs import ModelSpec
 
 Recompute = Literal["none", "selective", "full", "sac"]
-RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full")
+RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac")
 
 
 @dataclass(frozen=True, slots=True)
