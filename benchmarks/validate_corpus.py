@@ -53,10 +53,23 @@ def _line(label: str, s: dict) -> str:
     return (f"| {label} | {s['n']} | {s['median']:.2f} | {s['mae']:.1%} | {s['w10']:.0%} | {s['w25']:.0%} | {s['worst']} |")
 
 
+def parameters_table() -> list[str]:
+    """The shipped defaults as the fit wrote them: value, and fitted (with its CV error) or kept, and why."""
+    from calc.fitted import fitted
+
+    lines = ["#### Shipped defaults (`calc/data/fitted_defaults.json`)", "", "| parameter | key | value | status |",
+             "|---|---|---:|---|"]
+    for name, values in fitted()["parameters"].items():
+        for key, e in values.items():
+            cv = f" (CV {e['cv_error']:.1%} vs prior {e['prior_error']:.1%})" if "cv_error" in e else ""
+            lines.append(f"| {name} | {key} | {e['value']:g} | {e['status']}{cv} |")
+    return lines + [""]
+
+
 def markdown(res: list[dict] | None = None) -> str:
     res = results() if res is None else res
     ran = [r for r in res if r["outcome"] == "ran" and r["predicted"]]
-    lines = []
+    lines = parameters_table()
     for split, title in (("fit", "Fit split (in-sample, shipped defaults)"), ("held_out", "Held-out split (never fitted on)")):
         lines += [f"#### {title}", "", "| kind / group | rows | median pred/measured | mean abs error | within 10% | within 25% | worst |",
                   "|---|---:|---:|---:|---:|---:|---|"]
@@ -92,5 +105,20 @@ def markdown(res: list[dict] | None = None) -> str:
     return "\n".join(lines)
 
 
+README_START = "`python benchmarks/validate_corpus.py` (error = predicted/measured - 1):\n\n"
+README_END = "\n<!-- /section:23 -->"
+
+
+def write_readme(readme: Path) -> None:
+    """Replace the generated tables in README.md's "How sure is this?" section with today's output."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(README_START) + len(README_START)
+    end = text.index(README_END, start)
+    readme.write_text(text[:start] + markdown() + text[end:], encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if "--write-readme" in sys.argv:  # python benchmarks/validate_corpus.py --write-readme
+        write_readme(Path(__file__).resolve().parents[1] / "README.md")
+    else:
+        print(markdown())
