@@ -149,7 +149,8 @@ def train_time(
     if tokens is None:
         raise LLMCalcError("--tokens", "missing; give the training tokens, e.g. 2T")
     m, g = _specs(model, gpu, seq)
-    training_fit(m, g, num_gpus, seq)
+    if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
+        training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
