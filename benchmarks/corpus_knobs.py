@@ -106,6 +106,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
         if n % shards:
             raise Unrepresentable(f"{n} GPUs are not a multiple of TP x PP x CP = {shards}")
         lay["dp"] = n // shards
+    if "sp" not in lay and lay.get("tp", 1) > 1 and row.stack.name in DISTRIBUTED_OPTIMIZER_STACKS:
+        lay["sp"] = True  # NeMo 2 / Megatron-Bridge recipes set sequence_parallel=True whenever TP > 1
     gb = k.get("global_batch") or lay.get("micro_batch", 1) * lay["dp"] * k.get("grad_accum", 1)
     return lay, gb
 

@@ -137,14 +137,28 @@ def require_fit(result: Any, flag: str = "--num-gpus") -> None:
 
 
 def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:
-    """Fit first for training answers: the most memory-frugal plain layout (ZeRO-3 over all GPUs, full
-    recomputation, micro-batch 1) must fit, else the answer is refused with the GPUs it needs."""
-    from calc.memory import training_memory
-    from calc.specs import Parallelism
+    """Fit first for a training answer at an assumed MFU (no plan is searched): some layout train-plan enumerates
+    (TP within a node, PP, ZeRO 0-3, recomputation) fits at the default global batch, with the memory train-step
+    prices (calc.training.step.memory_per_gpu), else the answer is refused with the search's verdict (what fits,
+    or the GPUs it needs). Without a node type for the GPU: the plain ZeRO-3, full-recomputation layout, same
+    Megatron-class memory settings. A searched plan needs no such check: the search refuses when nothing fits."""
+    from calc.sources.catalog import system_for_gpu
 
-    result = training_memory(m, gpu=gpu, plan=Parallelism(dp=num_gpus), zero=3, micro_batch=1, seq=seq,
-                             recompute="full")
-    require_fit(result)
+    system = system_for_gpu(gpu)
+    if system is None:
+        from calc.memory import training_memory
+        from calc.specs import Parallelism
+
+        require_fit(training_memory(m, gpu=gpu, plan=Parallelism(dp=num_gpus), zero=3, micro_batch=1, seq=seq,
+                                    recompute="full"))
+        return
+    from calc.training.cost import ModelCost
+    from calc.training.plan import SearchSpace, default_global_batch, enumerate_fitting, what_would_fit
+
+    cost, batch = ModelCost(m, gpu, system, seq), default_global_batch(seq, num_gpus)
+    if not enumerate_fitting(cost, num_gpus, batch, SearchSpace())[1]:
+        raise LLMCalcError("--num-gpus", f"does not fit: no layout of {m.name} fits on {num_gpus} x {gpu.name} "
+                           f"(global batch {batch} x {seq}){what_would_fit(cost, num_gpus, batch, SearchSpace())}")
 
 
 def emit_outcome(result: Any, as_json: bool, explain: bool, view: Any, refusal: str | None, flag: str = "--num-gpus") -> None:

@@ -181,6 +181,8 @@ SeqOpt = Annotated[int, typer.Option("--seq", "-s", parser=human_int("--seq"), h
 MaxModelLenOpt = Annotated[int | None, typer.Option(
     "--max-model-len", parser=human_int("--max-model-len"), help="engine context limit: tokens per request (input + output)")]
 TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
+DaysOpt = Annotated[float | None, typer.Option(
+    "--days", parser=human_float("--days"), help="finish within D days: answers the smallest whole-node GPU count (no --num-gpus)")]
 
 # --- numbers and formats -------------------------------------------------------------------
 DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),

@@ -127,7 +127,7 @@ def report(
         dtype = given_dtype(ctx, dtype)  # without --dtype: the checkpoint as shipped
         require_fit(inference_memory(m, gpu=g, plan=plan, dtype=dtype, kv_dtype=kv_dtype,
                                      batch=batch, seq=prompt + output))
-    else:
+    elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,

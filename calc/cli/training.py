@@ -12,6 +12,7 @@ from calc.cli.options import (
     CalibrationOpt,
     CausalOpt,
     CpOpt,
+    DaysOpt,
     DpOpt,
     EpOpt,
     ExplainOpt,
@@ -114,9 +115,10 @@ def mfu(
 def train_time(
     model: ModelArg,
     gpu: GpuOpt,
-    num_gpus: NumGpusOpt,
-    tokens: TokensOpt,
+    num_gpus: NumGpusOpt = None,
+    tokens: TokensOpt = None,
     seq: SeqOpt = 2048,
+    days: DaysOpt = None,
     mfu_assumed: MfuOpt = None,
     global_batch: GlobalBatchOpt = None,
     system: SystemOpt = None,
@@ -137,19 +139,24 @@ def train_time(
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
     (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
-    assumed --mfu."""
+    assumed --mfu. --days D instead of --num-gpus: the smallest whole-node GPU count whose plan finishes in D days."""
     from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
     from calc.sanity import warn
     from calc.units import check_fraction
 
-    if num_gpus is None:
-        raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model?")
     if tokens is None:
         raise LLMCalcError("--tokens", "missing; give the training tokens, e.g. 2T")
+    if days is not None and num_gpus is not None:
+        raise LLMCalcError("--days", "asks for the GPU count that finishes in time; give --days or --num-gpus, not both")
+    if num_gpus is None and days is None:
+        raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model? (or --days D for the count that finishes in D days)")
     m, g = _specs(model, gpu, seq)
-    training_fit(m, g, num_gpus, seq)
+    if days is not None:
+        num_gpus = _gpus_for_days(m, g, days, tokens, seq, mfu_assumed, global_batch, system, dtype, calibration, causal)
+    if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
+        training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
@@ -180,6 +187,41 @@ def train_time(
         calibration=load_calibration(calibration), plan=plan,
     )
     emit(result, as_json, explain, train_time_view)
+
+
+def _gpus_for_days(m: Any, g: Any, days: float, tokens: float, seq: int, mfu_assumed: float | None,
+                   global_batch: int | None, system: str | None, dtype: str, calibration: str | None, causal: bool) -> int:
+    """The smallest whole-node GPU count whose train-time (best plan's MFU, or --mfu) is at most ``days``
+    (calc.training.sizing.smallest_gpus_within); refused naming --days when none up to its limit does."""
+    from calc.cli.common import load_calibration
+    from calc.errors import LLMCalcError
+    from calc.sources.catalog import load_system, system_for_gpu
+    from calc.training import mfu as engine
+    from calc.training.plan import best_plan
+    from calc.training.sizing import MAX_GPUS, smallest_gpus_within
+    from calc.units import check_positive
+
+    check_positive(days, "--days")
+    node = load_system(system) if system else system_for_gpu(g)
+    cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
+                                                                      None, None, None, None, None)
+    calib = load_calibration(calibration)
+
+    def days_at(n: int) -> float | None:
+        plan = None
+        if cost is not None:
+            try:
+                plan = best_plan(cost, n, global_batch)
+            except LLMCalcError:
+                return None  # nothing fits on n GPUs (or the batch does not split): more GPUs
+        return engine.train_time(m, g, num_gpus=n, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4, dtype=dtype,
+                                 causal=causal, calibration=calib, plan=plan).days
+
+    n = smallest_gpus_within(days_at, days, node.gpus_per_node if node is not None else 8)
+    if n is None:
+        raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {m.name} on {tokens:.3g} tokens in {days:g} days; "
+                           "allow more days or fewer tokens")
+    return n
 
 
 # --- training performance model: train-step, train-plan -----------------------------------------

@@ -23,6 +23,14 @@ DEFAULT_FRAGMENTATION = 0.05  # caching allocator: reserved = allocated peak x (
 # PyTorch's expandable_segments allocator (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, set by torchtitan's
 # run script and Megatron-Bridge/NeMo performance recipes) grows segments in place: reserved ~ allocated
 EXPANDABLE_SEGMENTS_FRAGMENTATION = 0.0
+# Training is priced as Megatron-class stacks run it (Megatron-LM/Core, NeMo, Megatron-Bridge), in every training
+# command (memory --mode train, train-step, train-plan, train-time, report): fused norms and bias-SwiGLU
+# (--bias-swiglu-fusion, default on: silu(gate) not kept), expandable segments, and the persistent gradient buffer
+# (megatron/core/distributed/param_and_grad_buffer.py allocates main_grad for every local parameter when the model
+# is wrapped, whether or not micro-batches accumulate; with ZeRO-2/3, FSDP/DeepSpeed style, sharded gradients
+# appear during the backward instead). Fine-tuning (calc.memory.finetune) prices eager PyTorch/PEFT instead.
+MEGATRON_FUSED = True
+MEGATRON_FRAGMENTATION = EXPANDABLE_SEGMENTS_FRAGMENTATION
 DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
 
 RECIPES: dict[str, tuple[int, int, int]] = {
@@ -37,6 +45,14 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+def gradients_persist(grad_accum: int, grad_buffer: bool, zero: int) -> bool:
+    """Whether the gradients are alive beside the activations (counted whole, not only past the freed activations):
+    when micro-batches accumulate into them (``grad_accum`` > 1), or in Megatron's persistent gradient buffer
+    (``grad_buffer``, allocated at wrap time for DDP and the distributed optimizer, ZeRO 0/1); with ZeRO-2/3 the
+    sharded gradients are produced during the backward as activations are freed."""
+    return grad_accum > 1 or (grad_buffer and zero <= 1)
+
+
 def routed_expert_params(m: ModelSpec) -> int:
     """Parameters of the routed experts (E x the expert MLP per MoE layer, biases included): the part expert
     parallelism splits e ways; 0 for a dense model (calc.model.params.layer_kinds, component "experts")."""
@@ -47,7 +63,8 @@ def training_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, recipe: str = "bf16-adam",
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
-    in_flight: float | None = None, fused: bool = False, grad_accum: int = 1, fragmentation: float = DEFAULT_FRAGMENTATION,
+    in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
+    fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -60,9 +77,10 @@ def training_memory(
     stage 2 also g, stage 3 also w, over the d*c ranks (Megatron's distributed optimizer shards over DP x CP);
     routed experts split e ways (``ep``), their states sharded over d*c/e. Activations: ``training_bytes_per_gpu``
     (``in_flight`` micro-batches on the first stage, default p; CP splits s), the same function train-step and
-    train-plan use, so a plan priced here and timed there has one memory figure. ``fused``: fused norm and
-    SwiGLU kernels (Megatron, torch.compile; train-step passes True) or eager PyTorch (default, as
-    ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead.
+    train-plan use, so a plan priced here and timed there has one memory figure. Defaults are the Megatron-class
+    settings train-step prices plans with (``MEGATRON_FUSED``: fused norm and SwiGLU kernels; ``grad_buffer``: the
+    persistent gradient buffer; ``MEGATRON_FRAGMENTATION``: expandable segments); ``fused=False`` is eager PyTorch
+    (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead.
     """
     plan = check_layout(m, plan or Parallelism())
     if recipe not in RECIPES:
@@ -93,7 +111,7 @@ def training_memory(
             m, params=params, expert_params=experts, tp=layout.tp, pp=layout.pp, dp=layout.dp * layout.cp, cp=layout.cp,
             ep=ep, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
-            cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation,
+            cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -133,7 +151,8 @@ def training_memory(
              f"activations: Korthikanti et al. 2022, recompute={recompute}, score term {score_term}")
             + f", sequence parallel={plan.sequence_parallel}, {in_flight:g} microbatch(es) in flight on stage 1",
             f"CUDA context {reserve_gib:g} GiB per GPU + allocator fragmentation {fragmentation:.0%} of the allocated peak; "
-            + ("gradients persist (grad accumulation); " if grad_accum > 1 else "gradients at the backward's end; ")
+            + ("gradients persist (" + ("Megatron's gradient buffer" if grad_buffer and zero <= 1 else "grad accumulation") + "); "
+               if gradients_persist(grad_accum, grad_buffer, zero) else "gradients at the backward's end; ")
             + "min_gpus grows DP at this TP x PP x CP"
             + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)"),
         ],
@@ -300,7 +319,7 @@ def training_bytes_per_gpu(
     grad_accum: int = 1, fragmentation: float = DEFAULT_FRAGMENTATION, states: dict[str, int] | None = None,
     gradients: int | None = None, setup: LayerSetup | None = None, loss: str = "fp32", loss_chunks: int = 8,
     lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
-    transients: dict[str, int] | None = None,
+    transients: dict[str, int] | None = None, grad_buffer: bool = False,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -310,7 +329,7 @@ def training_bytes_per_gpu(
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
     (default p): per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
     formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``). The
-    peak is assembled by ``assemble_peak`` (gradients persist when ``grad_accum`` > 1), ``reserve_bytes``
+    peak is assembled by ``assemble_peak`` (gradients persist as ``gradients_persist`` says), ``reserve_bytes``
     being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
     per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused)."""
     s_local = seq // cp
@@ -338,7 +357,8 @@ def training_bytes_per_gpu(
     if fsdp is None:
         fsdp = fsdp_in_flight_bytes(m, tp) if zero == 3 and dp > 1 else 0
     return assemble_peak(
-        states, gradients=gradients or 0, gradients_persist=grad_accum > 1, activations=activations, fsdp=fsdp,
+        states, gradients=gradients or 0, gradients_persist=gradients_persist(grad_accum, grad_buffer, zero),
+        activations=activations, fsdp=fsdp,
         transients=transients, fragmentation=fragmentation,
         cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes)
 

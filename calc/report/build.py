@@ -138,17 +138,15 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
     """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
     ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
     function train-step prices memory with (calc.memory.training.training_bytes_per_gpu)."""
-    from calc.memory.training import EXPANDABLE_SEGMENTS_FRAGMENTATION
     from calc.training.layout import Layout
-    from calc.training.step import MEGATRON_FUSED, in_flight_microbatches
+    from calc.training.step import in_flight_microbatches
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
     return training_memory(m, gpu=gpu, plan=Parallelism(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, sequence_parallel=step.sp),
                            recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
                            ep=step.ep, in_flight=in_flight_microbatches(layout, step.num_microbatches),
-                           fused=MEGATRON_FUSED, grad_accum=step.num_microbatches,
-                           fragmentation=EXPANDABLE_SEGMENTS_FRAGMENTATION)
+                           grad_accum=step.num_microbatches)  # Megatron-class defaults, as train-step
 
 
 class CompareRow(BaseModel):

@@ -288,5 +288,7 @@ def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, s
     batch = global_batch or default_global_batch(cost.seq, num_gpus)
     result = search_plans(cost, num_gpus, batch, top=1, space=space)
     if not result.plans:
-        raise LLMCalcError("--num-gpus", result.verdict + "; give --mfu to assume one instead")
+        # the fit-first vocabulary of every training answer: "does not fit"
+        raise LLMCalcError("--num-gpus", result.verdict.replace("nothing fits:", "does not fit:", 1)
+                           + "; give --mfu to assume one instead")
     return result.plans[0]

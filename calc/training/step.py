@@ -27,7 +27,12 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_tflops
-from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB, EXPANDABLE_SEGMENTS_FRAGMENTATION, training_bytes_per_gpu
+from calc.memory.training import (
+    DEFAULT_CUDA_CONTEXT_GIB,
+    MEGATRON_FRAGMENTATION,
+    MEGATRON_FUSED,
+    training_bytes_per_gpu,
+)
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
 from calc.units import GIB, TERA, figure
@@ -173,11 +178,6 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     )
 
 
-# Plans are priced as Megatron-class stacks run: fused norms and bias-SwiGLU (--bias-swiglu-fusion, default on:
-# silu(gate) not kept), gradients in a persistent buffer when micro-batches accumulate, expandable segments
-MEGATRON_FUSED = True
-
-
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                    activations: str | None = None) -> dict[str, int]:
     """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in
@@ -188,7 +188,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
-        fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=EXPANDABLE_SEGMENTS_FRAGMENTATION,
+        fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
     )
 
 

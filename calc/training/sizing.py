@@ -1,0 +1,32 @@
+"""How many GPUs finish a training run in time: the smallest whole-node GPU count whose predicted days fit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+MAX_GPUS = 1 << 17  # 131,072: past the largest published runs (Llama 3 405B: 16,384 H100)
+
+
+def smallest_gpus_within(days_at: Callable[[int], float | None], days: float, node: int, max_gpus: int = MAX_GPUS) -> int | None:
+    """The smallest multiple of ``node`` GPUs n with days_at(n) <= ``days`` (days_at returns None where nothing fits).
+
+    Days fall as 1/n at a fixed MFU; the MFU of the best plan drifts with n, so the search doubles n (node, 2 node,
+    4 node, ...) until a count finishes in time, then bisects over whole nodes between the last count that did not
+    and the first that did; None when no count up to ``max_gpus`` finishes in time."""
+    def ok(n: int) -> bool:
+        d = days_at(n)
+        return d is not None and d <= days
+
+    low, high = 0, node  # low: nodes known too few (0: none tried); high: a candidate count
+    while not ok(high):
+        if high * 2 > max_gpus:
+            return None
+        low, high = high // node, high * 2
+    hi_nodes = high // node
+    while hi_nodes - low > 1:
+        mid = (low + hi_nodes) // 2
+        if ok(mid * node):
+            hi_nodes = mid
+        else:
+            low = mid
+    return hi_nodes * node
