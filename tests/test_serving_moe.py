@@ -116,3 +116,20 @@ def test_corpus_moe_rows_with_ep_are_predicted() -> None:
     done = [cp.predict_or_reason(row)[0] for row, group, _ in load_corpus()
             if group.startswith("trtllm-perf-overview") and cp.row_model(row).moe and row.dtype == "fp8"]
     assert len([p for p in done if p]) >= 6
+
+
+def test_serve_and_latency_share_the_end_to_end_formula() -> None:
+    # issue 20: a request holds its slot TTFT + (O - 1) x TPOT (the prefill samples the first token), in `serve`
+    # as in `latency`: mu = B / (TTFT + (O - 1) x TPOT) from the layout's own printed TTFT and TPOT (no queue)
+    from calc.serving.latency import latency
+    from calc.serving.plan import serve_plan
+
+    m, gpu = load_model("llama3-8b"), load_gpu("h100")
+    for output in (1, 200):
+        plan = serve_plan(m, gpu, prompt=1000, output=output, num_gpus=1)
+        x = plan.layouts[0]
+        assert x.queue_ms == 0
+        assert x.requests_per_s_per_replica == pytest.approx(
+            x.batch / ((x.ttft_ms + (output - 1) * x.tpot_ms) / 1e3), rel=1e-9)
+    r = latency(m, gpu, prompt=1000, output=200)
+    assert r.e2e_s == pytest.approx(r.ttft_s + 199 * r.tpot_s, rel=1e-12)

@@ -8,10 +8,11 @@ tokens every O steps (a request's own prompt is its TTFT steps, before it decode
     TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/O prefill tokens, causal)
 (at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
-    replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
+    replica  : B / TPOT output tokens/s, mu = B / (TTFT + (O - 1) x TPOT) requests/s (Little's law; the prefill
+               makes the first token: calc.serving.step.request_seconds, `latency`'s e2e)
 B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
-busy S = TTFT + O x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
+busy S = TTFT + (O - 1) x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
 layout runs the batch (of those meeting the targets) that needs the fewest GPUs, and the headline is the
 layout with the fewest GPUs, ties broken by tokens/s per GPU: a looser target only adds batches, so it
 never needs more GPUs, and a higher rate never fewer.
@@ -33,7 +34,7 @@ from calc.serving.launch import launch_command
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, queue_s
 from calc.serving.speculative import Speculation
-from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -330,7 +331,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     targets but needs more GPUs for the traffic (binding "fewest GPUs (traffic)")."""
     b, st, ttft = point
     gpr = r.tp * r.pp * r.dp
-    service = ttft + r.o * st.total_s
+    service = request_seconds(ttft, st.total_s, r.o)
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
     prefill_gpus, name = 0, f"DP{r.dp} x TP{r.tp} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
@@ -403,7 +404,7 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
 def _explain(layouts: list[Layout]) -> list[str]:
     return [
         f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
-        f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + O x TPOT) = "
+        f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + (O - 1) x TPOT) = "
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {plural(x.replicas, 'replica')} -> {plural(x.gpus_needed, 'GPU')}"
         for x in layouts
     ]

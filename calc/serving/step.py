@@ -264,6 +264,18 @@ def decode_context(prompt: int, output: int) -> int:
     return prompt + (output + 1) // 2
 
 
+def request_seconds(ttft_s: float, tpot_s: float, output: int) -> float:
+    """A request's time from arrival at the engine to its last token (end-to-end latency; a slot's busy time):
+        e2e = TTFT + (O - 1) x TPOT
+    the prefill step samples the first output token, so O - 1 decode steps follow (vLLM's benchmark_serving
+    defines TPOT = (e2e - TTFT) / (O - 1)). One formula for `latency`'s e2e and `serve`'s service time.
+
+    >>> request_seconds(0.5, 0.02, 101)
+    2.5
+    """
+    return ttft_s + (output - 1) * tpot_s
+
+
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
     """The node this GPU ships in (system_specs/), else one built from the GPU's own link figure."""
     from calc.sources.catalog import system_for_gpu
