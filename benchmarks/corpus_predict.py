@@ -221,14 +221,16 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
 
     if not all(key in k for key in ("prompt", "output")):
         raise CannotPredict("a max-load throughput row needs prompt and output lengths")
-    if k.get("ep", 1) > 1:
-        raise CannotPredict("expert parallelism inside a TP group (TP x EP attention/MoE split) is not modelled")
-    tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
+    tp, pp, ep = k.get("tp", row.hardware.num_gpus), k.get("pp", 1), k.get("ep", 1)
+    if ep > 1:  # TensorRT-LLM --tp_size t --ep_size t with attention DP: t attention ranks of TP 1, experts over t
+        if ep != tp:
+            raise CannotPredict(f"EP {ep} inside TP {tp} (experts also TP-split, moe_tp = tp / ep) is not modelled")
+        tp = 1
     settings = EngineSettings(gpu_memory_utilization=k.get("kv_cache_free_gpu_mem_fraction", k.get("gpu_memory_utilization", 0.9)),
                               max_num_seqs=k.get("max_batch_size", TRTLLM_MAX_BATCH if row.stack.name == "trtllm" else 256),
                               max_num_batched_tokens=k.get("max_num_batched_tokens", TRTLLM_MAX_TOKENS))
     lay = max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
-                          kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=assumptions)
+                          kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=assumptions, ep=ep)
     if lay is None:
         raise CannotPredict("the engine predicts no room for one request's KV cache")
     metric = row.measured.metric.lower()  # "Total Output Throughput" counts output tokens only

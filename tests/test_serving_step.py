@@ -113,7 +113,9 @@ def test_expert_parallel_layout_memory_and_plan() -> None:
     assert weights_per_gpu(m, "bf16", 1, 1, ep=2) == 48_308_428_800
     plan = serve_plan(m, load_gpu("h100"), prompt=1000, output=200, tpot_ms=30, emit="vllm")
     ep = [x for x in plan.layouts if x.ep > 1]
-    assert ep and all(x.tp == 1 and x.gpus_per_replica == x.ep for x in ep)
+    # EP = DP x TP: every EP layout's replica is its EP group, TP dividing it; TP x EP mixes are searched too
+    assert ep and all(x.gpus_per_replica == x.ep and x.ep % x.tp == 0 for x in ep)
+    assert {x.tp for x in ep} >= {1, 2}
     if plan.best and plan.best.ep > 1:
         assert "--enable-expert-parallel" in plan.launch
 

@@ -10,6 +10,17 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs. Its default
   is read from calc/data/fitted_defaults.json (benchmarks/fit_corpus.py).
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
+- MoE serving (calc.serving.moe):
+  grouped_gemm_efficiency: the rate of a routed-expert grouped GEMM at decode-sized tokens per expert (below
+  one 128-row tile) relative to a dense GEMM of the same shape. DeepGEMM's README (deepseek-ai/DeepGEMM,
+  "Grouped GEMMs for MoE models (masked layout)", H800) reports about 2.05 TB/s at 256 tokens per group, 0.61
+  of the 3.35 TB/s HBM, where a dense weight stream reaches about 0.9: 0.61 / 0.9 ~ 0.7.
+  expert_imbalance: max / mean tokens an expert-parallel rank receives (the busiest rank gates the step);
+  SGLang's large-scale EP report (lmsys.org/blog/2025-05-05-large-scale-ep) measures a "balancedness"
+  (mean / max GPU load) of about 0.75-0.8 for DeepSeek-V3 without EPLB: max / mean ~ 1.3.
+  a2a_latency_s: the fixed cost of one low-latency dispatch or combine call; DeepEP's README (low-latency
+  kernels, H800, EP8, 128 tokens x top-8 x 7168 hidden) times dispatch (FP8, 7.34 MB) at 77 us and combine
+  (BF16, 14.68 MB) at 114 us: the line through both points meets zero bytes at 77 - 7.34 x 37/7.34 = 40 us.
 GEMM efficiency, HBM efficiency and collective latency/efficiency are NOT here: they come from
 calc.hardware.efficiency and the node's SystemSpec (calc.hardware.collectives), shared with training.
 """
@@ -27,6 +38,9 @@ class ServingAssumptions(BaseModel):
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
+    grouped_gemm_efficiency: float = Field(0.7, gt=0, le=1, description="MoE grouped GEMM rate at decode-sized tokens per expert")
+    expert_imbalance: float = Field(1.3, ge=1, description="max / mean tokens per expert-parallel rank")
+    a2a_latency_s: float = Field(40e-6, ge=0, description="fixed cost of one low-latency dispatch / combine call")
 
     def lines(self) -> list[str]:
         return [
@@ -36,6 +50,9 @@ class ServingAssumptions(BaseModel):
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
+            f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
+            f"(DeepGEMM masked layout); busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
+            f"(SGLang large-scale EP, no EPLB); low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)",
         ]
 
 

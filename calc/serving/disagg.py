@@ -7,7 +7,8 @@ Per TP size t (both pools), with P prompt and O output tokens:
     KV transfer      : the prompt's KV (P x KV bytes/token on each rank) over each GPU's network link
                        (ServingAssumptions.internode_gb_s): t_kv
     decode replica   : steps of B decode tokens only (no prefill chunks): TPOT(B); B the largest meeting
-                       the TPOT target and the KV capacity; it serves B / (O x TPOT) requests/s
+                       the TPOT target and the KV capacity; it serves
+                       B / (TTFT + (O - 1) x TPOT) requests/s (calc.serving.step.request_seconds)
     TTFT             = t_p + prefill queueing (M/D/1 per instance) + t_kv
 GPUs = (prefill instances + decode replicas) x t.
 """

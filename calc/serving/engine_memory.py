@@ -35,6 +35,7 @@ from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, 
 from calc.memory.weights import weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.moe import attention_ranks
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
@@ -121,9 +122,9 @@ def engine_memory(
     s = settings or EngineSettings()
     fmt = weight_format(m, gpu, dtype)
     check_layout(m, Parallelism(tp=tp, pp=pp))
-    if ep > 1 and (not m.moe or tp != 1 or m.moe.num_experts % ep):
-        raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, TP 1 (data-parallel attention) and "
-                           f"{ep} dividing its experts")
+    if ep > 1 and (not m.moe or ep % tp or m.moe.num_experts % ep):
+        raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, EP {ep} a multiple of TP {tp} (data-parallel "
+                           f"attention groups of TP ranks, calc.serving.moe) and {ep} dividing its experts")
     kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
     cap = capacity_bytes or gpu.memory_bytes
     max_len = s.context_len(m.max_position_embeddings)
@@ -132,7 +133,7 @@ def engine_memory(
         raise LLMCalcError("--max-model-len", f"requests of {request:,} tokens exceed the engine limit {max_len:,}; raise it")
     if shared_prefix < 0 or shared_prefix >= request:
         raise LLMCalcError("--shared-prefix", f"must be >= 0 and below the {request:,} tokens of a request")
-    weights = weights_per_gpu(m, dtype, tp, pp, ep)
+    weights = weights_per_gpu(m, dtype, tp, pp, attention_ranks(tp, ep))  # experts / (d x t) = experts / EP
     kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
     acc = s.accounting()
     batched = s.batched_tokens(m.max_position_embeddings, cap, gpu.name, tp)

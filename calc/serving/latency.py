@@ -11,7 +11,7 @@ from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops, ridge_point
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA
@@ -130,7 +130,7 @@ def latency(
         decode_flops_per_step=dec.flops, decode_bytes_per_step=dec.bytes_read, decode_intensity=dec.flops / dec.bytes_read,
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
-        tokens_per_s=batch / tpot, e2e_s=ttft + (output - 1) * tpot, ttft_at_full_peak_s=at_peak,
+        tokens_per_s=batch / tpot, e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
         verdict=verdict,
         explain=[
             f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
@@ -138,7 +138,7 @@ def latency(
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
             f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
             f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
-            f"{(ttft + (output - 1) * tpot):.4f} s",
+            f"{request_seconds(ttft, tpot, output):.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
         ] + [f"assumption: {line}" for line in [fmt.line, eff.source, *a.lines()]],
     )

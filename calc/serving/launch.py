@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.serving.moe import attention_ranks
 from calc.specs import ModelSpec
 from calc.specs.serving import EngineSettings
 
@@ -29,12 +30,13 @@ def model_id(m: ModelSpec) -> str:
 
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int) -> str:
     """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line."""
-    seqs = math.ceil(best.batch / best.ep)  # each data-parallel attention rank runs its own share
+    dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
+    seqs = math.ceil(best.batch / dp)  # each data-parallel attention group runs its own share
     fp8_kv = kv_dtype == "fp8"
     name = model_id(m)
     if emit == "vllm":
         if best.ep > 1:
-            parallel = f"--tensor-parallel-size {best.tp} --data-parallel-size {best.ep} --enable-expert-parallel"
+            parallel = f"--tensor-parallel-size {best.tp} --data-parallel-size {dp} --enable-expert-parallel"
         else:
             parallel = f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}"
         return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len} --max-num-seqs {seqs} "
@@ -42,7 +44,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
                 f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --block-size {s.page_tokens()}")
     if emit == "sglang":
         if best.ep > 1:
-            parallel = f"--tp {best.ep * best.tp} --dp {best.ep} --enable-dp-attention --ep-size {best.ep * best.tp}"
+            parallel = f"--tp {best.ep} --dp {dp} --enable-dp-attention --ep-size {best.ep}"
         else:
             parallel = f"--tp {best.tp} --pp-size {best.pp}"
         return (f"python -m sglang.launch_server --model-path {name} {parallel} "
@@ -50,7 +52,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
                 f"--max-running-requests {best.batch} --chunked-prefill-size {batched_tokens} "
                 f"--kv-cache-dtype {'fp8_e4m3' if fp8_kv else 'auto'}")
     if emit == "trtllm":
-        return (f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * best.ep} --pp_size {best.pp} "
+        return (f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * dp} --pp_size {best.pp} "
                 f"--ep_size {best.ep} --max_batch_size {best.batch} --max_num_tokens {batched_tokens} "
                 f"--max_seq_len {s.max_model_len} --kv_cache_free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}")
     raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm, sglang or trtllm")

@@ -8,10 +8,11 @@ tokens every O steps (a request's own prompt is its TTFT steps, before it decode
     TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/O prefill tokens, causal)
 (at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
-    replica  : B / TPOT output tokens/s, mu = B / (TTFT + O x TPOT) requests/s (Little's law)
+    replica  : B / TPOT output tokens/s, mu = B / (TTFT + (O - 1) x TPOT) requests/s (Little's law; the prefill
+               makes the first token: calc.serving.step.request_seconds, `latency`'s e2e)
 B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
-busy S = TTFT + O x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
+busy S = TTFT + (O - 1) x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
 layout runs the batch (of those meeting the targets) that needs the fewest GPUs, and the headline is the
 layout with the fewest GPUs, ties broken by tokens/s per GPU: a looser target only adds batches, so it
 never needs more GPUs, and a higher rate never fewer.
@@ -30,9 +31,10 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
 from calc.serving.launch import launch_command
+from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, queue_s
 from calc.serving.speculative import Speculation
-from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, step_time
+from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -107,8 +109,10 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[i
             except LLMCalcError:
                 continue
             out.append((tp, pp, 1))
-    if m.moe:
-        out += [(1, 1, ep) for ep in (2, 4, 8, 16, 32, 64) if ep <= limit and m.moe.num_experts % ep == 0]
+    if m.moe:  # EP = d x t: d attention groups of t TP ranks (calc.serving.moe), TP inside a node
+        out += [(tp, 1, ep) for tp in (1, 2, 4, 8) for ep in (2, 4, 8, 16, 32, 64)
+                if ep <= limit and ep % tp == 0 and tp <= a.gpus_per_node and m.moe.num_experts % ep == 0
+                and (tp, 1) in {(t, p) for t, p, _ in out}]
     return out
 
 
@@ -126,7 +130,8 @@ class _Replica:
     def __init__(self, m: ModelSpec, gpu: GPUSpec, mem: EngineMemory, prompt: int, output: int, hook, a, dtype, kv_dtype):  # noqa: ANN001
         self.m, self.gpu, self.mem, self.p, self.o, self.hook, self.a = m, gpu, mem, prompt, output, hook, a
         self.dtype, self.kv_dtype, self.tp, self.pp, self.ep = dtype, kv_dtype, mem.tp, mem.pp, mem.ep
-        self.split = self.pp * self.ep  # micro-batches (PP) or data-parallel attention ranks (EP) share the batch
+        self.dp = attention_ranks(self.tp, self.ep)  # data-parallel attention groups (calc.serving.moe)
+        self.split = self.pp * self.dp  # micro-batches (PP) or data-parallel attention groups (EP) share the batch
         self.spec: Speculation | None = None
         self.disagg = False  # a decode-only replica fed by a prefill pool (calc.serving.disagg)
 
@@ -253,9 +258,10 @@ def serve_plan(
 def max_load_layout(
     m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, tp: int, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None,
-    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1,
 ) -> Layout | None:
-    """One TP x PP replica at maximum load (an offline benchmark: every request queued at once, no latency target):
+    """One TP x PP replica (``ep`` > 1: ep / tp data-parallel attention groups, calc.serving.moe) at maximum load
+    (an offline benchmark: every request queued at once, no latency target):
     the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
     B = min(max concurrency, max_num_seqs), so tokens_per_s = B / TPOT(B). The same replica model `serve` ranks; None
     when not one request fits."""
@@ -264,12 +270,12 @@ def max_load_layout(
     kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
     gpu_run, hook, _ = calibrated_gpu(gpu, fmt.compute_dtype, None)
     check_layout(m, Parallelism(tp=tp, pp=pp))
-    mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, dtype=dtype, kv_dtype=kv_dtype,
+    mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype,
                         tokens_per_request=prompt + output, assumptions=assumptions)
     if mem.max_concurrency < 1:
         return None
     replica = _Replica(m, gpu_run, mem, prompt, output, hook, assumptions, dtype, kv_dtype)
-    return _layout(replica, s, None, None, None, None, tp * pp, assumptions)
+    return _layout(replica, s, None, None, None, None, tp * pp * replica.dp, assumptions)
 
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
@@ -277,12 +283,12 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     one replica or a fixed --num-gpus; when sizing for --rate / --users, the one of those batches that needs
     the fewest GPUs (then the most tokens/s per GPU), so a looser target, which only adds batches, never
     needs more GPUs."""
-    cap = min(r.mem.max_concurrency, r.mem.max_num_seqs) * r.ep  # each attention rank admits its own requests
+    cap = min(r.mem.max_concurrency, r.mem.max_num_seqs) * r.dp  # each attention group admits its own requests
     if users:
         cap = min(cap, users)  # a replica never runs more requests than there are users
     frontier: list[FrontierPoint] = []
     feasible: list[tuple[int, StepTime, float]] = []
-    gpr = r.tp * r.pp * r.ep
+    gpr = r.tp * r.pp * r.dp
 
     def ok(st: StepTime, ttft: float) -> bool:
         return (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms)
@@ -324,11 +330,11 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     ``nxt``: the next frontier point (what stops the batch growing), or "fewest" when a larger batch met the
     targets but needs more GPUs for the traffic (binding "fewest GPUs (traffic)")."""
     b, st, ttft = point
-    gpr = r.tp * r.pp * r.ep
-    service = ttft + r.o * st.total_s
+    gpr = r.tp * r.pp * r.dp
+    service = request_seconds(ttft, st.total_s, r.o)
     mu = b / service
     replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
-    prefill_gpus, name = 0, f"DP{r.ep} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
+    prefill_gpus, name = 0, f"DP{r.dp} x TP{r.tp} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
     if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
         t_p = prefill_seconds(r, r.mem)
         arrivals = rate or (replicas * b / service if users else replicas * mu)
@@ -345,12 +351,12 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     elif nxt == "fewest":
         binding = "fewest GPUs (traffic)"  # a larger batch meets the targets but needs more GPUs
     else:
-        binding = _binding(b, cap, r.mem.max_num_seqs * r.ep, st, nxt, ttft_ms)
+        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms)
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
         tokens_per_s_per_gpu=replicas * b / st.total_s / total_gpus, requests_per_s_per_replica=mu,
-        kv_cache_tokens=r.mem.kv_cache_tokens * r.ep, max_concurrency=r.mem.max_concurrency * r.ep,
+        kv_cache_tokens=r.mem.kv_cache_tokens * r.dp, max_concurrency=r.mem.max_concurrency * r.dp,
         gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets, binding=binding,
         tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
         frontier=frontier,
@@ -398,7 +404,7 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
 def _explain(layouts: list[Layout]) -> list[str]:
     return [
         f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
-        f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + O x TPOT) = "
+        f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + (O - 1) x TPOT) = "
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {plural(x.replicas, 'replica')} -> {plural(x.gpus_needed, 'GPU')}"
         for x in layouts
     ]

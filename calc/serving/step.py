@@ -10,7 +10,9 @@
               default (FLASH_ATTENTION_PEAK) or the calibration's "attention" points at one layer's FLOPs;
               bandwidth = HBM x the default 0.9 or the calibration's "memory" points (its largest: the copy)
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
-              their per-step latency, on the node link or across nodes (calc.hardware.collectives)
+              their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
+              parallelism + MoE layers x dispatch/combine (calc.serving.moe.a2a_s)
+    MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
     step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
 A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
 whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
@@ -49,7 +51,8 @@ from calc.model.flops import attention_dims
 from calc.model.layers import attention_layers
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
-from calc.serving.assumptions import ServingAssumptions
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.moe import a2a_s, attention_ranks, mla_decode_dims
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -165,17 +168,22 @@ def _at_wave(gpu: GPUSpec, wave: float) -> GPUSpec:
 
 
 def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str | None,
-                     calibration: Any = None, ep: int = 1) -> tuple[float, float, float]:
+                     calibration: Any = None, ep: int = 1,
+                     a: ServingAssumptions | None = None) -> tuple[float, float, float]:
     """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
     [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
     Routed experts: experts_touched(E, k, M) distinct experts read, each seeing M x k / touched tokens (at
     M = 1 the top-k alone); the head sees only the rows whose logits are sampled. Expert parallelism over
-    ``ep`` ranks (each with ``tokens``): the group's ep x M x k token-expert pairs over the
-    experts_touched(E, k, ep x M) experts they reach, 1/ep of them on this rank. TP slices each matrix as
-    calc.model.parallel.tp_shard (column / row parallel, the latent projections and router whole).
+    ``ep`` = d x t ranks (calc.serving.moe: d data-parallel attention groups of t, each with ``tokens``): the
+    d x M x k token-expert pairs over the experts_touched(E, k, d x M) experts they reach, 1/ep of them whole
+    on this rank, the busiest rank seeing expert_imbalance x the mean tokens per expert. TP slices every other
+    matrix (and the experts without EP) as calc.model.parallel.tp_shard (column / row parallel, the latent
+    projections and router whole). A routed expert below 128 tokens (decode) runs as a grouped GEMM at
+    grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
     A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
     penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
+    a = a or DEFAULT_ASSUMPTIONS
     fmt = weight_format(m, gpu, dtype)
     measured = _measured(calibration, "gemm", 1.0) is not None
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
@@ -184,12 +192,17 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         rows = logit_rows if g.name == "lm_head" else tokens
         if rows <= 0:
             continue
-        group = ep if g.expert else 1
+        sharded = g.expert and ep > 1
+        group = attention_ranks(tp, ep) if sharded else 1  # attention groups feeding the experts
         pairs = rows * group * g.used  # token-copy products over the EP group
         touched = experts_touched(g.copies, g.used, rows * group)
         per = pairs / touched  # rows each touched copy multiplies
-        touched /= group
-        k, n = tp_shard(g.name, g.k, g.n, tp)
+        if sharded:  # whole experts, 1/ep of them here; the busiest rank gets the imbalance
+            touched /= ep
+            per *= a.expert_imbalance
+            k, n = g.k, g.n
+        else:
+            k, n = tp_shard(g.name, g.k, g.n, tp)
         seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
         weights = touched * k * n * fmt.elem(g.component)
         if measured:
@@ -197,6 +210,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                     weights / bandwidth + GEMM_LAUNCH_S)
         else:
             t = gemm_time(_at_wave(seen, wave_efficiency(gpu, per, n, k)), per, n, k, gemm_dtype, calibration, batch=touched)
+        if g.expert and per < TILE:  # decode-sized tokens per expert: a grouped GEMM (calc.serving.moe)
+            t /= a.grouped_gemm_efficiency
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights
@@ -249,6 +264,18 @@ def decode_context(prompt: int, output: int) -> int:
     return prompt + (output + 1) // 2
 
 
+def request_seconds(ttft_s: float, tpot_s: float, output: int) -> float:
+    """A request's time from arrival at the engine to its last token (end-to-end latency; a slot's busy time):
+        e2e = TTFT + (O - 1) x TPOT
+    the prefill step samples the first output token, so O - 1 decode steps follow (vLLM's benchmark_serving
+    defines TPOT = (e2e - TTFT) / (O - 1)). One formula for `latency`'s e2e and `serve`'s service time.
+
+    >>> request_seconds(0.5, 0.02, 101)
+    2.5
+    """
+    return ttft_s + (output - 1) * tpot_s
+
+
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
     """The node this GPU ships in (system_specs/), else one built from the GPU's own link figure."""
     from calc.sources.catalog import system_for_gpu
@@ -286,15 +313,16 @@ def step_time(
     system = system or _system(gpu, a)
     tokens = decode_seqs * queries_per_seq + prefill_tokens
     rows = decode_seqs * queries_per_seq + (prefill_seqs if prefill_tokens else 0)
-    gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration, ep)
+    gemm_s, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, tokens, rows, tp, dtype, calibration, ep, a)
     d_qk, d_v = attention_dims(m)
     # keys one query sees, summed over the layers: L x context when every layer is full; a sliding /
     # chunked layer reaches at most its window (calc.model.layers), and holds at most that much KV.
     layers = attention_layers(m)
     decode_keys = sum(layer.tokens_seen(decode_context) for layer in layers)
     prefill_keys = sum(layer.tokens_seen(prefill_context) for layer in layers)
-    keys = decode_seqs * queries_per_seq * decode_keys + prefill_tokens * prefill_keys
-    attn_flops = 2 * m.num_heads * (d_qk + d_v) * keys / tp
+    d_qk_dec, d_v_dec = mla_decode_dims(m) or (d_qk, d_v)  # MLA decodes absorbed over the latent
+    attn_flops = 2 * m.num_heads * ((d_qk_dec + d_v_dec) * decode_seqs * queries_per_seq * decode_keys
+                                    + (d_qk + d_v) * prefill_tokens * prefill_keys) / tp
     kv_dtype = kv_dtype or act
     kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
@@ -305,10 +333,8 @@ def step_time(
     attn_memory = kv_read / bandwidth
     payload = tp_activation_bytes(m, tokens, ACT_BYTES)
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
-    if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs (DeepSeek-V3 / vLLM EP)
-        moe_layers = m.num_layers - m.moe.num_dense_layers
-        comm += moe_layers * 2 * collective_time("all_to_all", system, payload * m.moe.experts_per_token, ep,
-                                                 efficiency=collective_efficiency(calibration))
+    if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs per MoE layer (calc.serving.moe)
+        comm += (m.num_layers - m.moe.num_dense_layers) * a2a_s(m, system, a, tokens, tp, ep)
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights

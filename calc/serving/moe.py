@@ -1,0 +1,65 @@
+"""MoE serving terms of one engine step: expert parallelism with data-parallel attention, and MLA decode.
+
+Layout (vLLM `--tensor-parallel-size t --data-parallel-size d --enable-expert-parallel`, SGLang `--tp t*d --dp d
+--enable-dp-attention --ep-size t*d`, TensorRT-LLM `--tp_size t*d --ep_size t*d` with attention DP): d attention
+ranks, each a TP group of t GPUs with its own batch; the routed experts whole on the EP = d x t GPUs, E / EP each.
+t = 1 is pure data-parallel attention; d = 1 is attention TP with the experts spread over the same t GPUs.
+
+Named terms (defaults in calc.serving.assumptions, each with its source):
+- all-to-all dispatch + combine per MoE layer (a2a_s);
+- the busiest EP rank's tokens: expert_imbalance x the mean;
+- grouped-GEMM efficiency at decode-sized tokens per expert (grouped_gemm_efficiency).
+MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
+"""
+
+from __future__ import annotations
+
+from calc.serving.assumptions import ServingAssumptions
+from calc.specs import ModelSpec
+from calc.specs.system import SystemSpec
+
+# DeepEP README, normal kernels on H800: dispatch / combine reach 153 / 158 GB/s of the ~160 GB/s NVLink inside a
+# node, 43-58 GB/s of the ~50 GB/s CX7 NIC across nodes (EP16-64): the bandwidth share a dispatch reaches.
+A2A_EFFICIENCY_NVLINK = 153 / 160
+A2A_EFFICIENCY_NIC = 43 / 50
+LOW_LATENCY_MAX_TOKENS = 256  # DeepEP: low-latency mode for num_max_dispatch_tokens_per_rank below 256 (decode)
+DISPATCH_BYTES, COMBINE_BYTES = 1, 2  # FP8 dispatch, BF16 combine (DeepEP / DeepSeek-V3 inference)
+
+
+def attention_ranks(tp: int, ep: int) -> int:
+    """Data-parallel attention ranks d of an EP layout: EP = d x t (module docstring); 1 without EP."""
+    return ep // tp if ep > 1 else 1
+
+
+def a2a_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int) -> float:
+    """Seconds of one MoE layer's dispatch + combine on a rank whose attention group holds ``tokens`` tokens:
+        bytes   = tokens / t x k x H x (1 B dispatch + 2 B combine) x (EP - 1)/EP   (the copies leaving the GPU;
+                  each of the t TP ranks sends its 1/t share of the group's tokens)
+        call    = bytes / (link x efficiency) + floor
+    link: the node's NVLink when the EP group fits in a node, else the NIC per GPU; efficiency from DeepEP's
+    normal-kernel measurements (A2A_EFFICIENCY_*). Kernels as DeepEP/DeepSeek-V3 run them: low-latency below
+    LOW_LATENCY_MAX_TOKENS tokens per rank (decode; floor a.a2a_latency_s per call), normal kernels above
+    (prefill; floor one link latency per peer, (EP - 1) x the node's per-step latency).
+    Two calls (dispatch, combine) per MoE layer; the bytes are counted at the busiest rank (x expert_imbalance)."""
+    if ep <= 1 or not m.moe or tokens <= 0:
+        return 0.0
+    inside = ep <= system.gpus_per_node
+    bw = (system.intra_node_gb_s * A2A_EFFICIENCY_NVLINK if inside else system.inter_node_gb_s * A2A_EFFICIENCY_NIC) * 1e9
+    per_rank = tokens / tp
+    sent = per_rank * m.moe.experts_per_token * m.hidden_size * (ep - 1) / ep * a.expert_imbalance
+    if per_rank <= LOW_LATENCY_MAX_TOKENS:
+        floor = a.a2a_latency_s
+    else:
+        floor = (ep - 1) * (system.intra_node_latency_s if inside else system.inter_node_latency_s)
+    return sent * (DISPATCH_BYTES + COMBINE_BYTES) / bw + 2 * floor
+
+
+def mla_decode_dims(m: ModelSpec) -> tuple[int, int] | None:
+    """(query-key dim, value dim) of MLA's absorbed decode, None for other attention: W_UK is folded into the query
+    and W_UV into the output projection (DeepSeek-V2, arXiv 2405.04434 sec. 2.1.3; vLLM's MLA backends,
+    vllm/attention/backends/mla/common.py), so each head scores against the cached latent c_KV plus the decoupled
+    RoPE key (r_kv + d_rope) and mixes c_KV (r_kv) itself; the per-token projections cost the same FLOPs as
+    kv_b_proj on the new token, already in the weight GEMMs. Prefill runs unabsorbed (attention_dims)."""
+    if not m.mla:
+        return None
+    return m.mla.kv_lora_rank + m.mla.qk_rope_head_dim, m.mla.kv_lora_rank

@@ -1,0 +1,135 @@
+"""MoE serving: expert parallelism with data-parallel attention (EP = DP x TP), the all-to-all, expert imbalance,
+grouped GEMMs and MLA absorbed decode (calc.serving.moe). Numbers worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.engine_memory import engine_memory
+from calc.serving.launch import launch_command
+from calc.serving.moe import a2a_s, attention_ranks, mla_decode_dims
+from calc.serving.step import step_time, weight_gemm_time
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.specs.serving import EngineSettings
+
+
+def test_attention_ranks() -> None:
+    # vLLM --tensor-parallel-size 2 --data-parallel-size 4 --enable-expert-parallel: EP 8 = 4 x 2
+    assert attention_ranks(2, 8) == 4
+    assert attention_ranks(1, 8) == 8
+    assert attention_ranks(4, 1) == 1
+
+
+def test_all_to_all_by_hand() -> None:
+    # Mixtral (k = 2, H = 4096) on a DGX H100 (NVLink 450 GB/s per direction), EP 8 inside the node, 64 tokens, TP 1:
+    # sent = 64 x 2 x 4096 x 7/8 x 1.3 (imbalance) = 596,377.6 elements; x (1 B dispatch + 2 B combine) = 1,789,132.8 B
+    # over 450e9 x 153/160 B/s = 4.1578 us, + 2 x 40 us low-latency floors = 84.158 us
+    m, system = load_model("mixtral-8x7b"), load_system("dgx-h100")
+    assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 64, 1, 8) == pytest.approx(84.158e-6, rel=1e-4)
+    # the same at TP 2: each TP rank sends half the group's tokens: 2.0789 us + 80 us
+    assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 64, 2, 8) == pytest.approx(82.079e-6, rel=1e-4)
+    # EP 16 crosses nodes: the NIC (50 GB/s x 43/50 = 43 GB/s): 64 x 2 x 4096 x 15/16 x 1.3 x 3 B = 1,916,928 B
+    # / 43e9 = 44.580 us + 80 us
+    assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 64, 1, 16) == pytest.approx(124.580e-6, rel=1e-4)
+    # 1024 tokens per rank (a prefill chunk): normal kernels, floor (EP - 1) x 3 us per call = 21 us, x 2
+    # bytes 1024 x 2 x 4096 x 7/8 x 1.3 x 3 = 28,626,124.8 B / 430.3125e9 = 66.524 us; + 42 us
+    assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 1024, 1, 8) == pytest.approx(108.524e-6, rel=1e-4)
+    assert a2a_s(load_model("llama3-8b"), system, DEFAULT_ASSUMPTIONS, 64, 1, 8) == 0.0  # dense: no experts
+
+
+def test_mla_absorbed_decode_dims() -> None:
+    # DeepSeek-V3: r_kv = 512, d_rope = 64 -> scores over 576 latent dims, values the 512-dim latent;
+    # unabsorbed (prefill) heads are 128 + 64 = 192 / 128
+    m = load_model("deepseek-v3")
+    assert mla_decode_dims(m) == (576, 512)
+    assert mla_decode_dims(load_model("llama3-8b")) is None
+    # one decode sequence at 1,000 keys on one GPU: attention FLOPs = 2 x 128 heads x (576 + 512) x 61 layers x 1000
+    gpu = load_gpu("h200")
+    st = step_time(m, gpu, DEFAULT_ASSUMPTIONS, tp=8, dtype="fp8", decode_seqs=1, decode_context=1000)
+    gemm = weight_gemm_time(m, gpu, 1, 1, 8, "fp8")[1]
+    assert st.flops - gemm == pytest.approx(2 * 128 * (576 + 512) * 61 * 1000 / 8, rel=1e-9)
+
+
+def test_grouped_gemm_efficiency_scales_only_the_experts() -> None:
+    # At one decode token every routed expert GEMM is a grouped GEMM (< 128 tokens per expert): with efficiency e its
+    # time is x/e. t(e) = rest + x/e, so t(1/4) - t(1) = 3x and t(1/2) - t(1) = x: the difference ratio is exactly 3.
+    m, gpu = load_model("mixtral-8x7b"), load_gpu("h100")
+
+    def t(e: float) -> float:
+        return weight_gemm_time(m, gpu, 1, 1, 1, "bf16", a=ServingAssumptions(grouped_gemm_efficiency=e))[0]
+
+    assert (t(0.25) - t(1.0)) == pytest.approx(3 * (t(0.5) - t(1.0)), rel=1e-9)
+    assert t(0.5) > t(1.0)
+    dense = load_model("llama3-8b")  # no experts: the efficiency changes nothing
+    assert weight_gemm_time(dense, gpu, 1, 1, 1, "bf16", a=ServingAssumptions(grouped_gemm_efficiency=0.5)) == \
+        weight_gemm_time(dense, gpu, 1, 1, 1, "bf16")
+
+
+def test_expert_imbalance_gates_a_compute_bound_step() -> None:
+    # 8,192 tokens per attention rank at EP 8 (DP 8): every expert touched, 8 x 8192 x 2 / 8 = 16,384 rows per expert,
+    # compute-bound; the busiest rank's expert GEMMs take imbalance x as long, the rest is unchanged:
+    # t(2) - t(1) = x (expert time at 1) and t(3) - t(1) = 2x
+    m, gpu = load_model("mixtral-8x7b"), load_gpu("h100")
+
+    def t(f: float) -> float:
+        return weight_gemm_time(m, gpu, 8192, 1, 1, "bf16", ep=8, a=ServingAssumptions(expert_imbalance=f))[0]
+
+    assert t(3) - t(1) == pytest.approx(2 * (t(2) - t(1)), rel=2e-2)
+    assert t(2) > t(1)
+
+
+def test_tp_x_ep_engine_memory() -> None:
+    # Mixtral at TP 2 x EP 4 (two attention groups of TP 2): everything but the routed experts split by TP 2, the
+    # experts' 45,097,156,608 params whole over 4 ranks. Non-expert params: 24,154,214,400 - 45,097,156,608 / 2
+    # = 1,605,636,096 (test_serving_step's EP 2 figure). Per GPU: (1,605,636,096 / 2 + 45,097,156,608 / 4) x 2 B
+    # = 24,154,214,400 B
+    m = load_model("mixtral-8x7b")
+    mem = engine_memory(m, load_gpu("h100"), tp=2, ep=4, tokens_per_request=2000)
+    assert mem.weights_bytes == 24_154_214_400
+
+
+def test_launch_line_carries_dp_and_ep() -> None:
+    # a TP 2 x EP 8 layout running 64 requests: DP 4 attention groups, 16 requests each
+    m = load_model("mixtral-8x7b")
+    best = SimpleNamespace(tp=2, pp=1, ep=8, batch=64)
+    s = EngineSettings(max_model_len=4096)
+    line = launch_command(m, s, best, "vllm", "auto", 8192).split()
+    assert line[line.index("--tensor-parallel-size") + 1] == "2"
+    assert line[line.index("--data-parallel-size") + 1] == "4"
+    assert "--enable-expert-parallel" in line and line[line.index("--max-num-seqs") + 1] == "16"
+    sg = launch_command(m, s, best, "sglang", "auto", 8192).split()
+    assert sg[sg.index("--tp") + 1] == "8" and sg[sg.index("--dp") + 1] == "4" and sg[sg.index("--ep-size") + 1] == "8"
+
+
+def test_corpus_moe_rows_with_ep_are_predicted() -> None:
+    # TensorRT-LLM perf-overview Qwen3-235B-A22B / Llama-4-Maverick FP8 rows (--ep_size = --tp_size, attention DP)
+    # were "not predicted"; they now run as DP 8 attention + EP 8 layouts
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import corpus_predict as cp
+    from corpus_schema import load_corpus
+
+    done = [cp.predict_or_reason(row)[0] for row, group, _ in load_corpus()
+            if group.startswith("trtllm-perf-overview") and cp.row_model(row).moe and row.dtype == "fp8"]
+    assert len([p for p in done if p]) >= 6
+
+
+def test_serve_and_latency_share_the_end_to_end_formula() -> None:
+    # issue 20: a request holds its slot TTFT + (O - 1) x TPOT (the prefill samples the first token), in `serve`
+    # as in `latency`: mu = B / (TTFT + (O - 1) x TPOT) from the layout's own printed TTFT and TPOT (no queue)
+    from calc.serving.latency import latency
+    from calc.serving.plan import serve_plan
+
+    m, gpu = load_model("llama3-8b"), load_gpu("h100")
+    for output in (1, 200):
+        plan = serve_plan(m, gpu, prompt=1000, output=output, num_gpus=1)
+        x = plan.layouts[0]
+        assert x.queue_ms == 0
+        assert x.requests_per_s_per_replica == pytest.approx(
+            x.batch / ((x.ttft_ms + (output - 1) * x.tpot_ms) / 1e3), rel=1e-9)
+    r = latency(m, gpu, prompt=1000, output=200)
+    assert r.e2e_s == pytest.approx(r.ttft_s + 199 * r.tpot_s, rel=1e-12)
