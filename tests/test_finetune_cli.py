@@ -95,12 +95,12 @@ def test_lora_that_does_not_fit_suggests_recompute_first(cli):
 
 
 def test_report_mode_finetune(cli):
-    r = cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "qlora", "--json")
+    r = cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "qlora", "--seq", "2048", "--json")
     assert r.code == 0, r.err
     data = r.json()
     assert data["params"]["total_params"] == 8_030_261_248
     assert data["finetune"]["trainable_params"] == 3_407_872 and data["finetune"]["fits"] is True
-    md = cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--format", "markdown").out
+    md = cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--seq", "2048", "--format", "markdown").out
     assert md.startswith("# Fine-tuning report") and "| sequence | max micro-batch |" in md
     assert cli("report", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--prompt", "512").code == 2
     assert cli("report", "llama3-8b", "--gpu", "rtx4090", "--method", "lora").code == 2

@@ -83,7 +83,7 @@ def test_train_time_of_a_tiny_run_prints_its_figures_not_zero(cli) -> None:
     # 4,000 tokens of llama3-8b (N = 8.03e9) at 40% of 8 x 989.4 TFLOPS: 6N D = 6 x 8.03e9 x 4000 = 1.927e14 FLOPs
     # (attention at S = 2048 adds ~0.15%) -> 1.93e14 / 3.166e15 = 0.061 s -> 0.061 x 8 / 3600 = 1.35e-4 GPU-hours.
     # It printed "0.0 days ... (0 GPU-hours)".
-    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "4K", "--mfu", "0.4", "--price", "2.5")
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "2048", "--tokens", "4K", "--mfu", "0.4", "--price", "2.5")
     assert r.code == 0, r.err
     out = " ".join(r.out.split())  # the verdict wraps at the console width
     assert "(0 GPU-hours" not in out and "0.0 days" not in out
@@ -92,7 +92,7 @@ def test_train_time_of_a_tiny_run_prints_its_figures_not_zero(cli) -> None:
     # large figures keep their thousands separators. By hand: 1T tokens of llama3-70b, (6N - 6 x embedding
     # 1.05e9 + attention 3 x 4 x 2048 x 80 x 8192) x 1e12 = 4.331e23 FLOPs / (64 x 989.4e12 x 0.4) = 1.710e7 s
     # -> x 64 / 3600 = ~304,000 GPU-hours
-    r = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--mfu", "0.4")
+    r = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--seq", "2048", "--tokens", "1T", "--mfu", "0.4")
     match = re.search(r"\((\d{3},\d{3}) GPU-hours\)", " ".join(r.out.split()))
     assert match and abs(int(match.group(1).replace(",", "")) - 304_000) < 200
 
@@ -133,8 +133,8 @@ def test_train_plan_pinned_pp_that_cannot_divide_the_gpus_says_so(cli) -> None:
 
 def test_mfu_sanity_messages_are_percentages(cli) -> None:
     # 10 tokens/s of llama3-8b on one H100 = 0.0487% of peak; the warning printed the fraction "0.00049" next to "below 1%"
-    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "10")
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--seq", "2048", "--tokens-per-s", "10")
     assert "implies MFU 0.049%, below 1%" in r.err, r.err
     # 1e30 tokens/s: 1e30 x 6 x 8.03e9 / 989.4e12 = 4.9e25 of peak = 4.9e27 %; was a 28-digit "48...0.0%"
-    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "1e30")
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--seq", "2048", "--tokens-per-s", "1e30")
     assert r.code == 2 and "implies MFU 4.9 x 10^27%, above 100%" in r.err, r.err

@@ -28,7 +28,9 @@ from calc.cli.finetune import (
     QuantOpt,
 )
 from calc.cli.options import (
+    DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_SEQ,
     BatchOpt,
     CpOpt,
     DpOpt,
@@ -60,8 +62,8 @@ def memory(
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    batch: BatchOpt = 1,
-    seq: SeqOpt = 2048,
+    batch: BatchOpt = DEFAULT_BATCH,
+    seq: SeqOpt = DEFAULT_SEQ,
     gpu: GpuOptional = None,
     num_gpus: NumGpusOpt = None,
     tp: TpOpt = None,

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from calc.cli.options import (
+    DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_SEQ,
     BatchOpt,
     CausalOpt,
     DtypeOpt,
@@ -31,8 +33,8 @@ def params(model: ModelArg, as_json: JsonOpt = False, explain: ExplainOpt = Fals
 
 def flops(
     model: ModelArg,
-    batch: BatchOpt = 1,
-    seq: SeqOpt = 2048,
+    batch: BatchOpt = DEFAULT_BATCH,
+    seq: SeqOpt = DEFAULT_SEQ,
     context: Annotated[int | None, typer.Option(
         "--context", parser=human_int("--context"), help="tokens attended S' (default: --seq)")] = None,
     causal: CausalOpt = False,

@@ -18,6 +18,11 @@ import typer
 from calc.errors import LLMCalcError
 
 DEFAULT_DTYPE = "bf16"
+# Workload defaults, one value in every command that takes the option (tests/test_vocabulary.py checks --help):
+DEFAULT_BATCH = 1  # --batch: one sequence (request)
+DEFAULT_PROMPT = 1024  # --prompt where it has a default (report, compare)
+DEFAULT_OUTPUT = 256  # --output: generated tokens per request (a chat answer, as serving benchmarks use)
+DEFAULT_SEQ = 4096  # --seq: the training sequence length of current pre-training runs (Llama 2 and after)
 
 T = TypeVar("T")
 
@@ -196,7 +201,7 @@ CausalPrefillOpt = Annotated[bool, typer.Option(
 ReserveOpt = Annotated[float | None, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
     help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: inference 1, training 0.5 + "
-         "5%% allocator fragmentation)")]
+         "5% allocator fragmentation)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]
@@ -209,13 +214,13 @@ PlotOpt = Annotated[str | None, typer.Option("--plot", help="write a chart to FI
 # Optional forms, for commands (report) whose defaults depend on --mode and that refuse an option
 # that does not apply to the chosen mode.
 PromptOptional = Annotated[int | None, typer.Option(
-    "--prompt", parser=human_int("--prompt"), help="input tokens per request (infer; default 1024)")]
+    "--prompt", parser=human_int("--prompt"), help=f"input tokens per request (infer; default {DEFAULT_PROMPT})")]
 OutputOptional = Annotated[int | None, typer.Option(
-    "--output", parser=human_int("--output", minimum=0), help="generated tokens per request (infer; default 256)")]
+    "--output", parser=human_int("--output", minimum=0), help=f"generated tokens per request (infer; default {DEFAULT_OUTPUT})")]
 SeqOptional = Annotated[int | None, typer.Option(
-    "--seq", "-s", parser=human_int("--seq"), help="training sequence length (train; default 4096)")]
+    "--seq", "-s", parser=human_int("--seq"), help=f"training sequence length (train, finetune; default {DEFAULT_SEQ})")]
 ZeroOptional = Annotated[int | None, typer.Option(
-    "--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3 (train; default 1)")]
+    "--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3 (train; default: search 0-3, ZeRO-1 with --mfu)")]
 
 # --- training performance (train-step, train-plan, train-time) -------------------------------
 VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),

@@ -9,7 +9,11 @@ import typer
 
 from calc.cli.finetune import CompileOpt, LoraRankOpt, LoraTargetsOpt, MethodOpt, OptimizerOpt, PrecisionOpt
 from calc.cli.options import (
+    DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_OUTPUT,
+    DEFAULT_PROMPT,
+    DEFAULT_SEQ,
     BatchOpt,
     CalibrationOpt,
     DtypeOpt,
@@ -51,7 +55,7 @@ def report(
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    batch: BatchOpt = 1,
+    batch: BatchOpt = DEFAULT_BATCH,
     prompt: PromptOptional = None,
     output: OutputOptional = None,
     seq: SeqOptional = None,
@@ -100,7 +104,7 @@ def report(
                             ("--plot", plot)):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
-        finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or 2048,
+        finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
                         zero=zero or 0, options=finetune, fmt=fmt.value, as_json=as_json)
         return
     for flag, value in finetune.items():
@@ -117,7 +121,7 @@ def report(
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
     n = num_gpus or 1
-    prompt, output, seq = prompt or 1024, 256 if output is None else output, seq or 4096
+    prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
         check_context(m, prompt + output, "--prompt")
         from calc.memory import inference_memory
@@ -168,9 +172,9 @@ def compare(
     old_model: OldModelOpt = None,
     num_gpus: NumGpusOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
-    batch: BatchOpt = 1,
-    prompt: PromptOpt = 1024,
-    output: OutputOpt = 256,
+    batch: BatchOpt = DEFAULT_BATCH,
+    prompt: PromptOpt = DEFAULT_PROMPT,
+    output: OutputOpt = DEFAULT_OUTPUT,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from calc.cli.options import (
+    DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_OUTPUT,
     AcceptanceOpt,
     BatchOpt,
     BlockSizeOpt,
@@ -136,8 +138,8 @@ def latency(
     num_gpus: NumGpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
-    batch: BatchOpt = 1,
-    output: OutputOpt = 128,
+    batch: BatchOpt = DEFAULT_BATCH,
+    output: OutputOpt = DEFAULT_OUTPUT,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     causal: CausalPrefillOpt = True,
@@ -242,7 +244,7 @@ def serve(
     model: ModelArg,
     gpu: GpuOpt,
     prompt: PromptOpt,
-    output: OutputOpt = 256,
+    output: OutputOpt = DEFAULT_OUTPUT,
     num_gpus: NumGpusOpt = None,
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,

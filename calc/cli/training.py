@@ -9,6 +9,7 @@ import typer
 
 from calc.cli.options import (
     DEFAULT_DTYPE,
+    DEFAULT_SEQ,
     CalibrationOpt,
     CausalOpt,
     CpOpt,
@@ -64,7 +65,7 @@ def mfu(
     model: ModelArgOptional = None,
     gpu: GpuOptional = None,
     num_gpus: NumGpusOpt = None,
-    seq: SeqOpt = 2048,
+    seq: SeqOpt = DEFAULT_SEQ,
     tokens: TokensOpt = None,
     gpu_hours: Annotated[float | None, typer.Option(
         "--gpu-hours", parser=human_float("--gpu-hours"), help="GPU-hours the run took, e.g. 6.4M")] = None,
@@ -117,7 +118,7 @@ def train_time(
     gpu: GpuOpt,
     num_gpus: NumGpusOpt = None,
     tokens: TokensOpt = None,
-    seq: SeqOpt = 2048,
+    seq: SeqOpt = DEFAULT_SEQ,
     days: DaysOpt = None,
     mfu_assumed: MfuOpt = None,
     global_batch: GlobalBatchOpt = None,
@@ -330,7 +331,7 @@ def train_step(
     vpp: VppOpt = 1,
     sp: SpOpt = False,
     micro_batch: MicroBatchOpt = 1,
-    seq: SeqOpt = 4096,
+    seq: SeqOpt = DEFAULT_SEQ,
     zero: ZeroOpt = 0,
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
@@ -391,7 +392,7 @@ def train_plan(
     gpu: GpuOpt,
     num_gpus: NumGpusOpt = None,
     global_batch: GlobalBatchOpt = None,
-    seq: SeqOpt = 4096,
+    seq: SeqOpt = DEFAULT_SEQ,
     tp: TpOpt = None,
     pp: PpOpt = None,
     cp: CpOpt = None,
