@@ -72,11 +72,13 @@ def check_efficiency(fraction: float, what: str, field: str = "--calibration") -
 
     Slightly above 1 (boost clocks, bench noise) is read as 1.0.
     """
+    from calc.units import percent
+
     if not fraction == fraction or fraction > PEAK_SLACK:  # NaN or above the device
         raise LLMCalcError(field, f"measured {what} is {fraction:.0%} of the device's peak; a GPU cannot exceed "
                                   "its peak: the file is for another GPU or dtype, or is wrong")
     if fraction < MIN_EFFICIENCY:
-        raise LLMCalcError(field, f"measured {what} is {fraction:.2g} of the device's peak, absurdly low; "
+        raise LLMCalcError(field, f"measured {what} is {percent(fraction)} of the device's peak, absurdly low; "
                                   "re-run `llmcalc bench --save` on the GPU")
     return min(fraction, 1.0)
 

@@ -123,7 +123,7 @@ def figure(value: float, decimals: int = 0) -> str:
     """``value`` with thousands separators and ``decimals`` decimals, but two significant digits where that
     would round a small non-zero figure to (almost) nothing: ``figure(0.0413) == '0.041'``, ``figure(1234.5) == '1,234'``."""
     if value and abs(value) < 10 ** (1 - decimals):
-        return f"{value:.2g}"
+        return _significant(value, 2)
     return f"{value:,.{decimals}f}"
 
 

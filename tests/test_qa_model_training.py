@@ -83,7 +83,8 @@ def test_train_time_of_a_tiny_run_prints_its_figures_not_zero(cli) -> None:
     # 4,000 tokens of llama3-8b (N = 8.03e9) at 40% of 8 x 989.4 TFLOPS: 6N D = 6 x 8.03e9 x 4000 = 1.927e14 FLOPs
     # (attention at S = 2048 adds ~0.15%) -> 1.93e14 / 3.166e15 = 0.061 s -> 0.061 x 8 / 3600 = 1.35e-4 GPU-hours.
     # It printed "0.0 days ... (0 GPU-hours)".
-    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "2048", "--tokens", "4K", "--mfu", "0.4", "--price", "2.5")
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "2048", "--tokens", "4K", "--mfu", "0.4",
+            "--price", "2.5")
     assert r.code == 0, r.err
     out = " ".join(r.out.split())  # the verdict wraps at the console width
     assert "(0 GPU-hours" not in out and "0.0 days" not in out

@@ -23,9 +23,10 @@ def models(family: FamilyOpt = None, min_params: MinParamsOpt = None, max_params
     from calc.model.params import count_params
     from calc.report.render import console, emit_json, models_view
     from calc.sources.catalog import family_matches, list_models
+    from calc.units import count
 
     if min_params is not None and max_params is not None and min_params > max_params:
-        raise LLMCalcError("--min-params", f"{min_params:g} exceeds --max-params {max_params:g}")
+        raise LLMCalcError("--min-params", f"{count(min_params)} exceeds --max-params {count(max_params)}")
     rows = []
     for m in list_models():
         if family and not family_matches(m, family):

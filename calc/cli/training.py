@@ -200,7 +200,7 @@ def _gpus_for_days(m: Any, g: Any, days: float, tokens: float, seq: int, mfu_ass
     from calc.training import mfu as engine
     from calc.training.plan import best_plan
     from calc.training.sizing import MAX_GPUS, smallest_gpus_within
-    from calc.units import check_positive
+    from calc.units import abbrev, check_positive, count
 
     check_positive(days, "--days")
     node = load_system(system) if system else system_for_gpu(g)
@@ -220,7 +220,7 @@ def _gpus_for_days(m: Any, g: Any, days: float, tokens: float, seq: int, mfu_ass
 
     n = smallest_gpus_within(days_at, days, node.gpus_per_node if node is not None else 8)
     if n is None:
-        raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {m.name} on {tokens:.3g} tokens in {days:g} days; "
+        raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {m.name} on {abbrev(tokens)} tokens in {count(days)} days; "
                            "allow more days or fewer tokens")
     return n
 

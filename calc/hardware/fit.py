@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_MEMORY_EFFICIENCY
 from calc.specs import GPUSpec, ModelSpec
+from calc.units import abbrev, count
 
 MEASURES = ("ttft_s", "tpot_s", "step_time_s")
 MAX_ROUNDS = 50
@@ -196,8 +197,8 @@ def check_physical(runs: list[Run], terms: list[Terms]) -> None:
     for i, (run, t) in enumerate(zip(runs, terms, strict=True), 1):
         e = implied_efficiency(t, run.measured_s)
         if not 0 < e <= 1:
-            raise LLMCalcError("--from-runs", f"run {i}: {run.measure} {run.measured_s:g} s is faster than {run.model} on "
-                               f"{run.num_gpus} x {run.gpu} can be at peak (implied efficiency {e:.3g}, must be in (0, 1]); "
+            raise LLMCalcError("--from-runs", f"run {i}: {run.measure} {count(run.measured_s)} s is faster than {run.model} on "
+                               f"{run.num_gpus} x {run.gpu} can be at peak (implied efficiency {abbrev(e)}, must be in (0, 1]); "
                                "check this row's batch, prompt, output, num_gpus and time")
 
 

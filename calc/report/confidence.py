@@ -42,7 +42,7 @@ from pydantic import BaseModel
 
 from calc.bands import KINDS, Band, band
 from calc.fitted import fitted
-from calc.units import gib, percent
+from calc.units import figure, gib, human, percent
 
 FIT_VERDICTS = ("fits", "tight", "does not fit")
 MIN_CALIBRATION_POINTS = 5
@@ -379,8 +379,13 @@ def _shown(value: float, unit: str) -> str:
     if unit == "GiB":
         return f"{gib(value):,.2f}"
     if unit in ("s", "ms", "days"):
-        return f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
-    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.2f}"
+        return human(value) if value < 100 else f"{value:,.0f}"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else figure(value, 2)
+
+
+def _range(b: Band, unit: str) -> str:
+    """``low-high unit`` of a band, in the figure's own unit (GiB, ms, %, ...)."""
+    return f"{_shown(b.low, unit)}-{_shown(b.high, unit)}{'' if unit == '%' else ' ' + unit}"
 
 
 def band_line(fig: Figure, value: float, b: Band) -> str:
@@ -410,7 +415,7 @@ def _shown_block(where: str) -> bool:
 
 def explain_lines(found: Annotated) -> list[str]:
     """--explain: which band group each figure's band comes from, and how many rows."""
-    return [f"band of {where + '.' if where else ''}{key}: {b.level:.0%} band {b.low:.4g}-{b.high:.4g} from "
+    return [f"band of {where + '.' if where else ''}{key}: {b.level:.0%} band {_range(b, figures[key].unit)} from "
             + (f"{b.rows} rows, group {b.group}" if b.rows else b.group)
-            for where, bands, _, _ in found.blocks if _shown_block(where)
+            for where, bands, figures, _ in found.blocks if _shown_block(where)
             for key, b in bands.items()]

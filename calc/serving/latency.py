@@ -14,7 +14,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import TERA
+from calc.units import TERA, abbrev, figure, human
 
 
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
@@ -133,7 +133,7 @@ def latency(
         tokens_per_s=batch / tpot, e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
         verdict=verdict,
         explain=[
-            f"ridge point = peak/bandwidth = {peak:.4g}/{bandwidth:.4g} = {ridge:.0f} FLOPs/byte",
+            f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
             f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
@@ -144,8 +144,13 @@ def latency(
     )
 
 
+def _ms(seconds: float) -> str:
+    """Milliseconds to three decimals, one from 100 ms on (never more digits than the model is sure of)."""
+    return figure(seconds * 1e3, 3 if seconds < 0.1 else 1)
+
+
 def _step_line(label: str, st: StepTime, tp: int) -> str:
-    return (f"{label}: FLOPs/GPU {st.flops:.4g}, bytes/GPU {st.bytes_read:.4g}; weight GEMMs (shape by shape) "
-            f"{st.gemm_s * 1e3:.3f} ms of which compute beyond weight streaming {st.compute_s * 1e3:.3f} ms, memory "
-            f"{st.memory_s * 1e3:.3f} ms; TP all-reduces {st.comm_s * 1e3:.3f} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
-            f"step = {st.total_s * 1e3:.3f} ms ({st.bound}-bound)")
+    return (f"{label}: FLOPs/GPU {abbrev(st.flops, digits=4)}, bytes/GPU {human(st.bytes_read, 'B', 4)}; weight GEMMs (shape by shape) "
+            f"{_ms(st.gemm_s)} ms of which compute beyond weight streaming {_ms(st.compute_s)} ms, memory "
+            f"{_ms(st.memory_s)} ms; TP all-reduces {_ms(st.comm_s)} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
+            f"step = {_ms(st.total_s)} ms ({st.bound}-bound)")

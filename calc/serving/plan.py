@@ -38,7 +38,7 @@ from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
-from calc.units import plural
+from calc.units import count, plural
 
 
 class FrontierPoint(BaseModel):
@@ -389,11 +389,11 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
         x = layouts[0]
         if rate and x.ttft_ms == math.inf:
             if num_gpus is None:
-                return f"no number of {x.name} replicas on {gpu.name} carries {rate:g} requests/s within the queueing model"
-            return (f"{num_gpus} x {gpu.name} cannot carry {rate:g} requests/s: the best layout, {x.replicas} x {x.name}, "
+                return f"no number of {x.name} replicas on {gpu.name} carries {count(rate)} requests/s within the queueing model"
+            return (f"{num_gpus} x {gpu.name} cannot carry {count(rate)} requests/s: the best layout, {x.replicas} x {x.name}, "
                     f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
-    traffic = (f"{rate:g} requests/s" if rate else f"{users} users" if users else
+    traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
                f"{num_gpus} GPUs" if num_gpus else "one replica")
     return (f"best: {plural(best.replicas, 'replica')} x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "

@@ -16,6 +16,8 @@ import math
 import unicodedata
 from typing import Any
 
+from calc.units import abbrev
+
 # field name -> (low, high), inclusive. Integers and floats alike.
 LIMITS: dict[str, tuple[float, float]] = {
     # ModelSpec
@@ -98,7 +100,7 @@ def _check_number(number: Any, low: float, high: float) -> None:
     if isinstance(number, float) and not math.isfinite(number):
         raise ValueError(f"must be a finite number, got {number}")
     if not low <= number <= high:
-        shown = f"{number:.4g}" if isinstance(number, float) else _short_int(number)
+        shown = abbrev(number, digits=4) if isinstance(number, float) else _short_int(number)
         raise ValueError(f"{shown} is outside the plausible range {low:g}..{high:g} of any real model or device")
 
 

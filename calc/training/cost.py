@@ -47,7 +47,7 @@ from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_by
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
-from calc.units import dtype_bytes
+from calc.units import abbrev, dtype_bytes
 
 # Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
 # 2 norms (read + write: 4H), 2 bias-dropout-residual adds (read x, residual, mask; write: ~4H each)
@@ -101,7 +101,7 @@ class Efficiencies:
             f"overlap efficiency {self.overlap:.0%} (share of an overlappable transfer hidden under compute)",
             f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all hidden {self.ep_overlap:.0%}",
             f"expert capacity factor {self.capacity_factor:g}; DP gradients reduced at {self.grad_reduce_bytes} B/element "
-            f"in buckets of {self.bucket_params:.3g} elements",
+            f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
             f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; fp32 loss 12 B per logit "

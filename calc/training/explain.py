@@ -14,6 +14,7 @@ from calc.hardware.collectives import group_link, group_shape
 from calc.model.parallel import tp_activation_bytes
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
+from calc.units import abbrev
 
 
 def _ms(seconds: float) -> str:
@@ -93,6 +94,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     lines.append(f"optimizer_s = {opt:,.0f} parameters x {eff.optimizer_bytes_per_param:g} B / HBM {cost.hbm / 1e12:.2f} TB/s "
                  f"= {t.exposed['optimizer_s']:.4f} s")
     lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
-    lines.append(f"MFU = B x 3 x forward FLOPs (full s x s) / (step x N x peak) = {global_batch} x {cost.model_flops_per_seq:.4g} / "
-                 f"({t.step_time_s:.4f} x {layout.num_gpus} x {peak:.4g}) = {mfu:.4f}")
+    lines.append(f"MFU = B x 3 x forward FLOPs (full s x s) / (step x N x peak) = {global_batch:,} x "
+                 f"{abbrev(cost.model_flops_per_seq, digits=4)} / "
+                 f"({t.step_time_s:.4f} x {layout.num_gpus:,} x {abbrev(peak, digits=4)}) = {mfu:.4f}")
     return lines

@@ -17,7 +17,7 @@ from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
 from calc.sanity import check_context, check_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
-from calc.units import TERA, check_fraction, check_positive, figure
+from calc.units import TERA, abbrev, check_fraction, check_positive, figure
 
 HOURS = 3600.0
 
@@ -59,17 +59,17 @@ def mfu(
         check_positive(tokens, "--tokens")
         check_positive(gpu_hours, "--gpu-hours")
         rate_per_gpu = tokens / (gpu_hours * HOURS)
-        how = f"finished run: {tokens:.4g} tokens / ({gpu_hours:.4g} GPU-h x 3600)"
+        how = f"finished run: {abbrev(tokens, digits=4)} tokens / ({abbrev(gpu_hours, digits=4)} GPU-h x 3600)"
         total_tokens = tokens
     elif tokens_per_s is not None:
         rate_per_gpu = check_positive(tokens_per_s, "--tokens-per-s") / num_gpus
-        how = f"observed {tokens_per_s:.4g} tokens/s on {num_gpus} GPUs"
+        how = f"observed {abbrev(tokens_per_s, digits=4)} tokens/s on {num_gpus} GPUs"
         total_tokens = tokens_per_s
     elif step_time_s is not None and global_batch is not None:
         check_positive(step_time_s, "--step-time")
         check_positive(global_batch, "--global-batch")
         rate_per_gpu = global_batch * seq / step_time_s / num_gpus
-        how = f"{global_batch:.4g} sequences x {seq} tokens / {step_time_s:.4g} s on {num_gpus} GPUs"
+        how = f"{abbrev(global_batch, digits=4)} sequences x {seq:,} tokens / {abbrev(step_time_s, digits=4)} s on {num_gpus} GPUs"
         total_tokens = global_batch * seq
     else:
         raise LLMCalcError("--tokens", "give --tokens with --gpu-hours, or --tokens-per-s, or --step-time with --global-batch")
@@ -95,9 +95,9 @@ def mfu(
         explain=[
             f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",
             f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token",
-            f"MFU (6N) = {rate_per_gpu:,.1f} * {f.approx_6n:.4g} / {peak:.4g} = {mfu_6n:.4f}",
-            f"with attention ({f.convention}, S = {seq}): 3*forward/S = {per_token:.4g} FLOPs/token",
-            f"MFU (attention) = {rate_per_gpu:,.1f} * {per_token:.4g} / {peak:.4g} = {mfu_attn:.4f}",
+            f"MFU (6N) = {rate_per_gpu:,.1f} * {abbrev(f.approx_6n, digits=4)} / {abbrev(peak, digits=4)} = {mfu_6n:.4f}",
+            f"with attention ({f.convention}, S = {seq}): 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token",
+            f"MFU (attention) = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} / {abbrev(peak, digits=4)} = {mfu_attn:.4f}",
         ],
     )
 
@@ -162,9 +162,11 @@ def train_time(
         + f"({figure(gpu_hours)} GPU-hours{cost_text})",
         explain=[
             f"MFU {mfu_assumed:.4f}: {source}",
-            f"FLOPs = D x 3*forward/S = {tokens:.4g} x {f.per_token_training_flops:.4g} = {total:.4g} "
-            f"(6N alone: {tokens * f.approx_6n:.4g})",
-            f"time = {total:.4g} / ({num_gpus} x {peak:.4g} x {mfu_assumed:.4f}) = {figure(seconds)} s = {figure(seconds / 86400, 2)} days",
+            f"FLOPs = D x 3*forward/S = {abbrev(tokens, digits=4)} x {abbrev(f.per_token_training_flops, digits=4)} = "
+            f"{abbrev(total, digits=4)} "
+            f"(6N alone: {abbrev(tokens * f.approx_6n, digits=4)})",
+            f"time = {abbrev(total, digits=4)} / ({num_gpus:,} x {abbrev(peak, digits=4)} x {mfu_assumed:.4f}) = {figure(seconds)} s "
+            f"= {figure(seconds / 86400, 2)} days",
             f"GPU-hours = {figure(seconds)} x {num_gpus} / 3600 = {figure(gpu_hours)}",
         ],
     )

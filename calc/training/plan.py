@@ -28,6 +28,7 @@ from calc.model.parallel import tp_splits_kv_heads
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
+from calc.units import abbrev
 
 MICRO_BATCHES = (1, 2, 4, 8)
 MIN_TOKENS_PER_CP_RANK = 4096
@@ -269,7 +270,7 @@ def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpu
     out = []
     if global_batch is not None and global_batch * seq > LARGEST_PUBLISHED_BATCH_TOKENS:
         out.append(f"--global-batch: {global_batch:,} sequences (the batch is in sequences, not tokens) x {seq:,} = "
-                   f"{global_batch * seq:.3g} tokens per step, beyond the largest published pre-training batch "
+                   f"{abbrev(global_batch * seq)} tokens per step, beyond the largest published pre-training batch "
                    "(~63M tokens: DeepSeek-V3 15,360 x 4K; Llama 3 405B: 16M)")
     if num_gpus is not None and gpus_per_node and num_gpus > gpus_per_node and num_gpus % gpus_per_node:
         out.append(f"--num-gpus: {num_gpus:,} is not a multiple of the {gpus_per_node} GPUs per node: the last node is "
