@@ -165,3 +165,16 @@ def test_a_calibrated_figure_says_so_and_takes_the_calibration_band(cli, tmp_pat
                                                 pytest.approx(data["ttft_s"] * 1.1), 6)
     table = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--calibration", str(path))
     assert "calibrated: band from the calibration's" in table.out
+
+
+def test_report_pages_and_train_plan_explain_carry_the_bands(cli) -> None:
+    # issue 20: the table had the "How sure" block, the Markdown / HTML pages and train-plan --explain did not
+    table = cli("report", "llama3-8b", "--gpu", "h100")
+    shown = [line.strip() for line in table.out.splitlines() if line.strip().startswith(("memory per GPU", "KV cache"))]
+    assert shown, table.out
+    md = cli("report", "llama3-8b", "--gpu", "h100", "--format", "markdown").out
+    assert "## How sure" in md and all(f"- {line}" in md for line in shown)  # the same lines as the table's block
+    html = cli("report", "llama3-8b", "--gpu", "h100", "--format", "html").out
+    assert "<h2>How sure</h2>" in html and all(f"<li>{line}" in html for line in shown)
+    plan = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--top", "2", "--explain")
+    assert plan.code == 0 and "band of plans[0].step_time_s: 80% band" in " ".join(plan.out.split())

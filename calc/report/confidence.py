@@ -413,6 +413,16 @@ def _shown_block(where: str) -> bool:
     return where != "best" and not any(where.startswith(f"{many}[") and where != f"{many}[0]" for many in ("layouts", "plans"))
 
 
+def how_sure_text(result: BaseModel, explain: bool = False) -> list[str]:
+    """The "How sure" lines of a result as plain text, for a page (Markdown, HTML) or --explain: the table's
+    block lines, or with ``explain`` the band-source lines (`band of ...: 80% band ... from N rows, group ...`)."""
+    found = annotate(result, result.model_dump(mode="json"))
+    return explain_lines(found) if explain else how_sure_lines(found)
+
+
+HOW_SURE_TITLE = "How sure (80% bands from the measurement corpus):"
+
+
 def explain_lines(found: Annotated) -> list[str]:
     """--explain: which band group each figure's band comes from, and how many rows."""
     return [f"band of {where + '.' if where else ''}{key}: {b.level:.0%} band {_range(b, figures[key].unit)} from "

@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
 from calc.units import gb
 
 W, H, PAD = 560, 260, 48
@@ -104,5 +105,8 @@ def report_html(r: Any) -> str:
                      "<ul>" + "".join(f"<li>{escape(a)}</li>" for a in dict.fromkeys(c.assumptions + s.assumptions)) + "</ul>"]
     else:
         body += ["<h2>Training time</h2>", f"<p>{escape(r.train_time.verdict)}</p>"]
+    sure = how_sure_text(r)
+    if sure:
+        body += ["<h2>How sure</h2>", f"<p>{escape(HOW_SURE_TITLE)}</p>", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in sure) + "</ul>"]
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>llmcalc report: {escape(r.model)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")

@@ -15,7 +15,7 @@ from rich import table as rich_table
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from calc.report.confidence import annotate, explain_lines, how_sure_lines
+from calc.report.confidence import HOW_SURE_TITLE, annotate, explain_lines, how_sure_lines
 from calc.sanity import warn
 from calc.units import abbrev, count, figure, gb, gib, human, plural
 
@@ -184,7 +184,7 @@ def how_sure(data: Any, explain: bool = False) -> tuple[RenderableType | None, l
     found = annotate(data, _dump(data))
     _tight_warnings(found)
     lines = how_sure_lines(found)
-    block = Group(Text("How sure (80% bands from the measurement corpus):", style="bold"),
+    block = Group(Text(HOW_SURE_TITLE, style="bold"),
                   *(Plain(f"  {line}") for line in lines)) if lines else None
     return block, explain_lines(found) if explain else []
 

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
 from calc.report.render import Table, emit_warnings, kv_table, memory_view, size
 from calc.units import gb, human, plural
 
@@ -121,6 +122,9 @@ def report_markdown(r: Any) -> str:
         out += ["## Training time", "", f"- {t.verdict}", ""]
         sections.append(("Training time", t.explain))
         assumptions = mem.assumptions
+    sure = how_sure_text(r)
+    if sure:
+        out += ["## How sure", "", HOW_SURE_TITLE, ""] + [f"- {line}" for line in sure] + [""]
     out += ["## Assumptions", ""] + [f"- {a}" for a in assumptions] + [""]
     out += ["## Derivations", ""]
     for title, lines in sections:
