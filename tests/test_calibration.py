@@ -345,7 +345,9 @@ def test_a_row_faster_than_peak_names_its_efficiency(cli, tmp_path: Path) -> Non
     path = tmp_path / "runs.csv"
     path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n")
     r = cli("calibrate", "--from-runs", str(path))
-    e = float(r.err.split("implied efficiency ")[1].split(",")[0])
+    from calc.units import parse_human_number  # the efficiency is printed as a human number (473K), never 4.73e+05
+
+    e = parse_human_number(r.err.split("implied efficiency ")[1].split(",")[0], "efficiency")
     # lower bound by hand: forward >= 2 x 6,738,415,616 params x 2.048e9 tokens = 2.76e19 FLOPs -> 27,900 s at
     # 989.4 TFLOPS; over 0.061 s (minus the engine's ~2 ms fixed time) that is > 4.5e5
     assert r.code == 2 and 4.5e5 < e < 6e5, r.err
