@@ -143,3 +143,25 @@ def test_a_pure_state_space_model_admits_requests_by_their_state(cli):
     d = r.json()
     assert d["kv_cache_bytes_per_request"] == 138_149_888
     assert d["max_concurrency"] == d["free_bytes"] // 138_149_888 >= 1
+
+
+def test_serving_step_adds_the_scan_and_reads_the_state() -> None:
+    # One decode step of Mamba-Codestral-7B on an H100: no softmax layer, so everything beyond the weight GEMMs is
+    # the recurrent update, 64 layers x (conv 2*10240*4 + 5 x 128*64*128) FLOPs, and the bytes beyond the weights
+    # are the request's state, 64 x (10240*3 + 128*64*128) x 2 B.
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+    from calc.serving.step import step_time, weight_gemm_time
+    from calc.sources.catalog import load_gpu
+
+    m, gpu = _load("mamba-codestral-7b-v0.1"), load_gpu("h100")
+    st = step_time(m, gpu, DEFAULT_ASSUMPTIONS, decode_seqs=1, decode_context=1000)
+    _, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, 1, 1, 1, "bf16", None, 1, DEFAULT_ASSUMPTIONS)
+    assert st.flops - gemm_flops == 64 * (2 * 10240 * 4 + 5 * 128 * 64 * 128)
+    assert st.bytes_read - weight_bytes == 64 * (10240 * 3 + 128 * 64 * 128) * 2
+
+
+def test_training_counts_no_attention_on_linear_layers() -> None:
+    # Qwen3-Next: 12 of 48 layers are softmax attention; the 36 Gated DeltaNet layers compute no (query, key) pairs.
+    from calc.training.cost import attention_share
+
+    assert attention_share(_load("qwen3-next-80b-a3b-instruct"), 4096) == 12 / 48
