@@ -53,6 +53,13 @@ OLMO3 = 7_298_011_136
 #   + k_norm 2*128 + weights_proj 7168*64 = 13,959,424 -> 671,877,944,064; with its MTP layer (V3's 13,465,424,896
 #   + one indexer) 685,355,329,792. Card: 685B.
 DSV32 = 671_026_419_200 + 61 * 13_959_424
+# Falcon-H1-0.5B-Base (36 layers, each attention + Mamba-2 side by side + gated MLP, 2 RMSNorms):
+#   attention q 1024*512 + k,v 2*1024*128 + o 512*1024 = 1,310,720
+#   Mamba-2 (d_ssm 1536, 24 heads x 64, N 128, 1 group, no gated norm): in_proj 1024*(2*1536 + 2*128 + 24)
+#            + conv1d (1536 + 256)*4 + bias 1792 + 3*24 + out_proj 1536*1024 = 5,014,344
+#   MLP 3*1024*2048 = 6,291,456; norms 2*1024
+#   36 x 12,618,568 + 2 x 32784*1024 + 1024 = 521,411,104. Derived cards (emberian/h-05b-replay): 521M.
+FALCON_H1 = 521_411_104
 
 
 def _load(name: str):
@@ -63,6 +70,7 @@ def _load(name: str):
     ("qwen3-next-80b-a3b-instruct", QWEN3_NEXT), ("nemotron-h-8b-base-8k", NEMOTRON_H),
     ("mamba-codestral-7b-v0.1", CODESTRAL), ("jamba-v0.1", JAMBA), ("mpt-7b", MPT), ("minitron-8b-base", MINITRON),
     ("seed-oss-36b-instruct", SEED_OSS), ("olmo-3-1025-7b", OLMO3), ("deepseek-v3.2-exp", DSV32),
+    ("falcon-h1-0.5b-base", FALCON_H1),
 ])
 def test_real_config_total_is_exact(name: str, total: int) -> None:
     assert count_params(_load(name)).total_params == total
@@ -143,3 +151,37 @@ def test_a_pure_state_space_model_admits_requests_by_their_state(cli):
     d = r.json()
     assert d["kv_cache_bytes_per_request"] == 138_149_888
     assert d["max_concurrency"] == d["free_bytes"] // 138_149_888 >= 1
+
+
+def test_serving_step_adds_the_scan_and_reads_the_state() -> None:
+    # One decode step of Mamba-Codestral-7B on an H100: no softmax layer, so everything beyond the weight GEMMs is
+    # the recurrent update, 64 layers x (conv 2*10240*4 + 5 x 128*64*128) FLOPs, and the bytes beyond the weights
+    # are the request's state, 64 x (10240*3 + 128*64*128) x 2 B.
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+    from calc.serving.step import step_time, weight_gemm_time
+    from calc.sources.catalog import load_gpu
+
+    m, gpu = _load("mamba-codestral-7b-v0.1"), load_gpu("h100")
+    st = step_time(m, gpu, DEFAULT_ASSUMPTIONS, decode_seqs=1, decode_context=1000)
+    _, gemm_flops, weight_bytes = weight_gemm_time(m, gpu, 1, 1, 1, "bf16", None, 1, DEFAULT_ASSUMPTIONS)
+    assert st.flops - gemm_flops == 64 * (2 * 10240 * 4 + 5 * 128 * 64 * 128)
+    assert st.bytes_read - weight_bytes == 64 * (10240 * 3 + 128 * 64 * 128) * 2
+
+
+def test_training_counts_no_attention_on_linear_layers() -> None:
+    # Qwen3-Next: 12 of 48 layers are softmax attention; the 36 Gated DeltaNet layers compute no (query, key) pairs.
+    from calc.training.cost import attention_share
+
+    assert attention_share(_load("qwen3-next-80b-a3b-instruct"), 4096) == 12 / 48
+
+
+def test_falcon_h1_parallel_mixer() -> None:
+    assert 36 * (1_310_720 + 5_014_344 + 6_291_456 + 2048) + 2 * 32784 * 1024 + 1024 == FALCON_H1
+    assert 1024 * (2 * 1536 + 2 * 128 + 24) + 1792 * 4 + 1792 + 3 * 24 + 1536 * 1024 == 5_014_344
+    m = _load("falcon-h1-0.5b-base")
+    assert count_params(load_model("falcon-h1-0.5b")).total_params == FALCON_H1  # the catalog YAML agrees
+    # every layer attends (36 x 2 x 2 KV heads x 64 x 2 B per token) AND keeps a Mamba-2 state:
+    # 36 x (conv 1792 x 3 + 24 x 64 x 128) x 2 B, whatever the length.
+    assert kv_cache_bytes_per_token(m) == 36 * 2 * 2 * 64 * 2
+    assert state_bytes_per_request(m) == 36 * (1792 * 3 + 24 * 64 * 128) * 2
+    assert request_cache_bytes(m, 1000) == 1000 * 36 * 2 * 2 * 64 * 2 + 36 * (1792 * 3 + 24 * 64 * 128) * 2

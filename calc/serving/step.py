@@ -46,8 +46,8 @@ from calc.hardware.efficiency import (
     memory_efficiency,
 )
 from calc.hardware.peaks import peak_tflops
-from calc.memory.kv import kv_cache_bytes_for_tokens
-from calc.model.flops import attention_dims
+from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
+from calc.model.flops import attention_dims, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -323,8 +323,11 @@ def step_time(
     d_qk_dec, d_v_dec = mla_decode_dims(m) or (d_qk, d_v)  # MLA decodes absorbed over the latent
     attn_flops = 2 * m.num_heads * ((d_qk_dec + d_v_dec) * decode_seqs * queries_per_seq * decode_keys
                                     + (d_qk + d_v) * prefill_tokens * prefill_keys) / tp
+    # state-space / linear-attention layers: recurrent update per decoded token, chunked scan over the prompt
+    attn_flops += (mixer_scan_flops(m, decode_seqs * queries_per_seq, decode=True) + mixer_scan_flops(m, prefill_tokens)) / tp
     kv_dtype = kv_dtype or act
     kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
+    kv_read += (decode_seqs + (prefill_seqs if prefill_tokens else 0)) * state_bytes_per_request(m, tp)  # constant state read
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)

@@ -41,7 +41,7 @@ from calc.hardware.efficiency import (
     memory_efficiency,
 )
 from calc.memory.training import routed_expert_params
-from calc.model.flops import attention_dims, forward_flops
+from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_bytes
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -68,7 +68,7 @@ def attention_share(m: ModelSpec, seq: int) -> float:
     full = seq * (seq + 1) / 2
     shares = []
     for a in attention_layers(m):
-        if a.kind == "none":
+        if not a.softmax:  # linear attention / SSM layers ('linear') and MLP-only blocks ('none')
             shares.append(0.0)
         elif a.window is None or a.window >= seq:
             shares.append(1.0)
@@ -198,6 +198,7 @@ class ModelCost:
         if eff.flash:
             pairs = self.seq * (self.seq + 1) / 2 / cp * self.attention_share
             attn_flops = 2 * b * heads * (d_qk + d_v) * pairs
+            attn_flops += mixer_scan_flops(m, T) / (m.num_layers * tp)  # SSM / linear-attention scan, mean per layer
             attn_fwd = attn_flops / self.flash_rate
             attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_fwd
         else:

@@ -1,4 +1,4 @@
-"""State-space models and hybrids: Mamba, Falcon-Mamba, Mamba-2, Jamba, Nemotron-H, Qwen3-Next.
+"""State-space models and hybrids: Mamba, Falcon-Mamba, Mamba-2, Jamba, Nemotron-H, Qwen3-Next, Falcon-H1.
 
 Each reads the fields of its ``configuration_*.py`` in transformers with the same defaults; the per-layer
 mixer and FFN follow the modeling file's rule (Jamba's attn/expert periods, Nemotron-H's
@@ -164,5 +164,39 @@ def qwen3_next(c: HFConfig) -> Mapping:
     return spec
 
 
-MAPPERS = {"mamba": mamba, "falcon_mamba": mamba, "mamba2": mamba2, "jamba": jamba,
+FALCON_H1 = {"vocab_size": 128000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192, "mamba_d_ssm": 1024,
+             "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_conv": 4, "mamba_expand": 2,
+             "mamba_chunk_size": 256}
+
+
+def falcon_h1(c: HFConfig) -> Mapping:
+    """Falcon-H1 (modeling_falcon_h1): every decoder layer runs a Mamba-2 mixer (FalconH1Mixer) and Llama attention
+    side by side on the same input_layernorm output, then pre_ff_layernorm + a gated MLP (bias=mlp_bias): two
+    RMSNorms per layer, final_layernorm. The mixer's width is mamba_d_ssm (null: mamba_expand * hidden_size),
+    mamba_d_head 'auto' = width / mamba_n_heads; its gated RMSNorm exists only with mamba_rms_norm; in_proj
+    carries mamba_proj_bias and out_proj projectors_bias. The mu-P multipliers scale activations: no parameters.
+    Defaults: configuration_falcon_h1 (transformers main, 2026)."""
+    c.use_defaults(FALCON_H1)
+    hidden = c.int("hidden_size")
+    width = c.int("mamba_d_ssm", default=None) or c.int("mamba_expand") * hidden
+    heads = c.int("mamba_n_heads")
+    d_head = c.get("mamba_d_head", default="auto")
+    d_head = width // heads if d_head == "auto" else c.int("mamba_d_head")
+    if heads * d_head != width:
+        raise c.fail("mamba_d_head", f"x mamba_n_heads ({d_head}*{heads}) must equal the mixer width mamba_d_ssm ({width})")
+    in_bias, out_bias = c.bool("mamba_proj_bias", default=False), c.bool("projectors_bias", default=False)
+    if in_bias != out_bias:
+        raise c.fail("projectors_bias", f"({out_bias}) differs from mamba_proj_bias ({in_bias}); a mixer with a bias on "
+                     "only one of in_proj / out_proj is not modelled")
+    bias = c.bool("attention_bias", default=False)
+    spec = llama_like(c, layout={}, qkv_bias=bias, out_bias=bias, mlp_bias=c.bool("mlp_bias", default=False))
+    spec["mixer"] = {"kind": "mamba2", "num_heads": heads, "head_dim": d_head, "state_size": c.int("mamba_d_state"),
+                     "n_groups": c.int("mamba_n_groups"), "conv_kernel": c.int("mamba_d_conv"), "proj_bias": in_bias,
+                     "conv_bias": c.bool("mamba_conv_bias", default=True), "gated_norm": c.bool("mamba_rms_norm", default=False),
+                     "chunk_size": c.int("mamba_chunk_size"), "parallel": True}
+    return spec
+
+
+MAPPERS = {"falcon_h1": falcon_h1, "mamba": mamba, "falcon_mamba": mamba, "mamba2": mamba2, "jamba": jamba,
            "nemotron_h": nemotron_h, "qwen3_next": qwen3_next}
