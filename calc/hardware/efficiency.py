@@ -61,6 +61,31 @@ FLASH_ATTENTION_OTHER = _FLASH["other"]
 FLASH_BACKWARD_FLOPS_RATIO = 2.5
 
 
+# Grouped GEMM of the routed experts (one kernel over the E/e local experts, each its own [T_e, k] @ [k, n]).
+# Each expert's GEMM is already tile-quantised by gemm_time (rows padded to a 128-row tile: DeepGEMM's
+# contiguous layout aligns every group's M to 128). Below one tile of tokens per expert the kernel is no longer
+# compute-bound on its rows and streams each expert's weights at less than a dense GEMM does: DeepGEMM's README
+# (deepseek-ai/DeepGEMM, "Grouped GEMMs for MoE models (masked layout)", H800) reports ~2.05 TB/s at 256 expected
+# tokens per group, 0.61 of the 3.35 TB/s HBM, where a dense weight stream reaches ~0.9: 0.61 / 0.9 ~ 0.7.
+GROUPED_GEMM_EFFICIENCY = 0.7
+GROUPED_GEMM_TILE_ROWS = TILE_MN
+
+
+def grouped_gemm_rate(tokens_per_expert: float, efficiency: float = GROUPED_GEMM_EFFICIENCY) -> float:
+    """Rate of a routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape:
+
+        r(T_e) = efficiency   when T_e < 128 (less than one row tile per expert: decode-sized, weight-streaming)
+               = 1            otherwise (the per-expert tile quantisation of gemm_time carries the padding loss)
+
+    One curve for serving (calc.serving.step) and training (calc.training.cost); ``efficiency`` is the named input
+    (serving: ServingAssumptions.grouped_gemm_efficiency, training: Efficiencies.grouped_gemm_efficiency).
+
+    >>> grouped_gemm_rate(64), grouped_gemm_rate(2048)
+    (0.7, 1.0)
+    """
+    return efficiency if tokens_per_expert < GROUPED_GEMM_TILE_ROWS else 1.0
+
+
 def _calibrated(calibration: Any, op_kind: str, size: float) -> float | None:
     interpolate = getattr(calibration, "interpolate", None) if calibration is not None else None
     value = interpolate(op_kind, size) if interpolate is not None else None

@@ -12,9 +12,8 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
 - MoE serving (calc.serving.moe):
   grouped_gemm_efficiency: the rate of a routed-expert grouped GEMM at decode-sized tokens per expert (below
-  one 128-row tile) relative to a dense GEMM of the same shape. DeepGEMM's README (deepseek-ai/DeepGEMM,
-  "Grouped GEMMs for MoE models (masked layout)", H800) reports about 2.05 TB/s at 256 tokens per group, 0.61
-  of the 3.35 TB/s HBM, where a dense weight stream reaches about 0.9: 0.61 / 0.9 ~ 0.7.
+  one 128-row tile) relative to a dense GEMM of the same shape; the curve and its default (0.7, DeepGEMM's
+  masked-layout figure) live in calc.hardware.efficiency.grouped_gemm_rate, shared with training.
   expert_imbalance: max / mean tokens an expert-parallel rank receives (the busiest rank gates the step);
   SGLang's large-scale EP report (lmsys.org/blog/2025-05-05-large-scale-ep) measures a "balancedness"
   (mean / max GPU load) of about 0.75-0.8 for DeepSeek-V3 without EPLB: max / mean ~ 1.3.
@@ -30,6 +29,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from calc.fitted import parameter
+from calc.hardware.efficiency import GROUPED_GEMM_EFFICIENCY
 
 
 class ServingAssumptions(BaseModel):
@@ -38,7 +38,8 @@ class ServingAssumptions(BaseModel):
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
-    grouped_gemm_efficiency: float = Field(0.7, gt=0, le=1, description="MoE grouped GEMM rate at decode-sized tokens per expert")
+    grouped_gemm_efficiency: float = Field(GROUPED_GEMM_EFFICIENCY, gt=0, le=1,
+                                           description="MoE grouped GEMM rate at decode-sized tokens per expert")
     expert_imbalance: float = Field(1.3, ge=1, description="max / mean tokens per expert-parallel rank")
     a2a_latency_s: float = Field(40e-6, ge=0, description="fixed cost of one low-latency dispatch / combine call")
 

@@ -43,6 +43,7 @@ from calc.hardware.efficiency import (
     flash_attention_rate,
     gemm_plateau,
     gemm_time,
+    grouped_gemm_rate,
     memory_efficiency,
 )
 from calc.hardware.peaks import peak_tflops
@@ -210,8 +211,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                     weights / bandwidth + GEMM_LAUNCH_S)
         else:
             t = gemm_time(_at_wave(seen, wave_efficiency(gpu, per, n, k)), per, n, k, gemm_dtype, calibration, batch=touched)
-        if g.expert and per < TILE:  # decode-sized tokens per expert: a grouped GEMM (calc.serving.moe)
-            t /= a.grouped_gemm_efficiency
+        if g.expert:  # a grouped GEMM: below one tile of tokens per expert, slower (calc.hardware.efficiency)
+            t /= grouped_gemm_rate(per, a.grouped_gemm_efficiency)
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights

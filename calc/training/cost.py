@@ -12,13 +12,31 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               memory traffic of b*(h/t)*(s/c)*s*SOFTMAX_BYTES bytes.
   elementwise norms, residual adds, dropout, activation: (EW_H*T*H/(t if SP) + EW_I*T*I/t) elements x dtype
               bytes at the HBM rate.
+  fp8 runs    (Transformer Engine fp8 autocast, torchao Float8Linear, MXFP8): only the layers' linear GEMMs run
+              at the fp8 peak; the attention core (TE DotProductAttention without fp8_dpa, the default of
+              NeMo / Megatron-Bridge recipes; torchtitan's SDPA), norms, softmax, elementwise ops, the router
+              and the output head (Megatron's output_layer is not a TE module; torchtitan's float8 converter
+              skips "output") stay bf16, as do the activations the TP/CP/EP/PP collectives move. Each fp8
+              GEMM pays a memory-bound cast: per element of each operand (input [m,k] and weight [k,n] forward,
+              the output gradient [m,n] backward) fp8_cast_bytes of HBM traffic: cast read 2 B + fp8 write 1 B
+              + the transposed / column-wise fp8 copy the other GEMM of the pair needs 1 B (Hopper's fp8 tensor
+              cores take only TN operands; MXFP8 keeps row- and column-wise scaled copies; TE Float8Tensor /
+              MXFP8Tensor) = 4 B. Delayed scaling and MXFP8 find the amax / block scales inside the cast
+              kernel; current (per-tensor dynamic) scaling reads the input once more for its amax (+2 B: 6).
+  MoE         router (fp32 logits [T, E]: written, read by softmax/top-k, probs written: 12 B each) and
+              permute / unpermute (gather the T*k*cf routed copies of H: read + write 2 B each; combine
+              reads them and writes T*H): memory-bound, the same traffic again in backward (Megatron-Core
+              moe_permute / moe_unpermute, TE fused permute). Routed experts run as one grouped GEMM whose
+              rate below one 128-row tile of tokens per expert is grouped_gemm_efficiency of a dense GEMM's
+              (calc.hardware.efficiency.grouped_gemm_rate).
   backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad).
   recompute   full: one more forward (compute and its TP communication); selective: the attention core
               forward (nothing extra with flash attention, whose backward recomputes it anyway).
 Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2):
   TP          forward 2 all-reduces of T*H*bytes, backward 2; with SP each becomes all-gather +
               reduce-scatter, and the backward re-gathers its inputs (2 more all-gathers)
-  EP          per MoE layer, dispatch + combine all-to-all of T*k*cf*H*bytes, forward and backward
+  EP          per MoE layer, dispatch + combine all-to-all of T*k*cf*H*bytes (bf16 in fp8 runs), forward and
+              backward (calc.hardware.collectives.collective_time "all_to_all")
   CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
               attention compute of each block where it is longer; backward passes K/V and their grads
 The stage-level terms (bubble, p2p, DP, optimizer) are assembled in calc.training.step.
@@ -34,10 +52,12 @@ from calc.hardware.collectives import collective_time
 from calc.hardware.efficiency import (
     COLLECTIVE_EFFICIENCY,
     FLASH_BACKWARD_FLOPS_RATIO,
+    GROUPED_GEMM_EFFICIENCY,
     OVERLAP_EFFICIENCY,
     exposed_time,
     flash_attention_rate,
     gemm_time,
+    grouped_gemm_rate,
     memory_efficiency,
 )
 from calc.memory.training import routed_expert_params
@@ -57,6 +77,15 @@ EW_I_PASSES = 2.0
 # Unfused softmax path per score element, forward: scale-mask-softmax read + write (2 x 2 B), dropout read
 # + write + 1 B mask (5 B) = 9 B; backward about twice that.
 SOFTMAX_BYTES_FWD = 9.0
+# MoE router: fp32 logits [T, E] written, read by softmax / top-k, probabilities written (3 x 4 B per element).
+ROUTER_BYTES_PER_LOGIT = 12.0
+# Permute: read + write each routed copy (2 x 2 B per element of T*k*cf*H); unpermute: read the copies (2 B), write
+# the combined token (2 B per element of T*H).
+PERMUTE_BYTES_PER_COPY = 6.0
+COMBINE_BYTES_PER_TOKEN = 2.0
+# fp8 recipe: HBM bytes per element of each fp8 GEMM operand cast (module docstring): read 2 + write 1 + transposed /
+# column-wise copy 1 (amax fused: delayed scaling, MXFP8); a current-scaling recipe's separate amax pass would add 2.
+FP8_CAST_BYTES = 4.0
 # Cross-entropy over the vocabulary: fp32 logits written, read for softmax, gradient written (3 x 4 B).
 CROSS_ENTROPY_BYTES = 12.0
 
@@ -94,6 +123,8 @@ class Efficiencies:
     gemm_plateau: float | None = None  # None: the GPU generation's default (calc.hardware.efficiency.GEMM_PLATEAU)
     activations: str = "per-tensor"  # activation memory model: "per-tensor" (calc.memory.activations) or "textbook"
     dropout: float = 0.0  # dropout probability of the recipe (Llama: 0; GPT-3 / Megatron 2021-22: 0.1): 1-byte masks kept
+    grouped_gemm_efficiency: float = GROUPED_GEMM_EFFICIENCY  # routed-expert GEMM rate below one tile of tokens per expert
+    fp8_cast_bytes: float = FP8_CAST_BYTES  # HBM bytes per operand element cast to fp8 (amax, cast, transposed copy)
 
     def describe(self) -> list[str]:
         return [
@@ -108,6 +139,10 @@ class Efficiencies:
                                                        "on the last stage)" if self.activations == "per-tensor"
                                                        else " (Korthikanti et al. 2022 GPT formula)")
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
+            f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
+            "(DeepGEMM masked layout); router + permute/unpermute memory-bound",
+            f"fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; "
+            f"{self.fp8_cast_bytes:g} B of HBM traffic per fp8 operand element cast",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
@@ -120,6 +155,9 @@ class LayerCost:
     attn_fwd: float = 0.0  # attention core forward (what selective recompute repeats)
     gemm_fwd: float = 0.0  # the weight GEMMs alone, forward
     ew_fwd: float = 0.0  # elementwise (norms, residuals, activation) traffic, forward
+    cast_fwd: float = 0.0  # fp8 casts of the GEMM inputs and weights (0 outside fp8 runs), forward
+    cast_bwd: float = 0.0  # fp8 casts of the output gradients, backward
+    moe_fwd: float = 0.0  # router + permute / unpermute traffic, forward (the same again in backward)
     tp_fwd: float = 0.0  # TP collectives, forward
     tp_bwd: float = 0.0
     ep_fwd: float = 0.0
@@ -151,9 +189,12 @@ class ModelCost:
         self.expert_params = routed_expert_params(self.m)
         self.kinds = [(kind, count, tensors) for kind, count, tensors in layer_kinds(self.m)]
         self.head = [t for t in model_tensors(self.m) if t.component == "lm_head" and t.shape]
-        self.elem = float(dtype_bytes(self.dtype))
+        self.fp8 = self.dtype.startswith("fp8")
+        # everything that is not a layer's linear GEMM runs (and every activation travels) in bf16 in an fp8 run
+        self.core_dtype = "bf16" if self.fp8 else self.dtype
+        self.elem = float(dtype_bytes(self.core_dtype))
         self.hbm = self.gpu.hbm_tb_s * 1e12 * memory_efficiency(self.gpu, self.calibration)
-        self.flash_rate = flash_attention_rate(self.gpu, self.dtype)
+        self.flash_rate = flash_attention_rate(self.gpu, self.core_dtype)
         f = forward_flops(self.m, 1, self.seq)  # full s x s convention: PaLM / Megatron MFU
         self.model_flops_per_seq = 3 * f.forward_flops
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
@@ -166,8 +207,30 @@ class ModelCost:
         self.activation_cache: dict = {}  # per-layer activation bytes per (b, s/c, t, SP, recompute, attention, dropout)
 
     # -- primitives -------------------------------------------------------------------------------
-    def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1) -> float:
-        return gemm_time(self.gpu, m, n, k, self.dtype, self.calibration, batch, self.eff.gemm_plateau)
+    def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1, core: bool = False) -> float:
+        """A weight GEMM at the run's dtype, or (``core``) one that stays in the core dtype (bf16 in fp8 runs)."""
+        return gemm_time(self.gpu, m, n, k, self.core_dtype if core else self.dtype, self.calibration, batch,
+                         self.eff.gemm_plateau)
+
+    def fp8_cast_s(self, rows: float, n: float, k: float, count: int = 1) -> tuple[float, float]:
+        """(forward, backward) seconds of the fp8 casts of one fp8 GEMM [rows, k] @ [k, n] (x ``count`` experts):
+            forward  = fp8_cast_bytes x count x (rows k + k n) / HBM    (input and weight)
+            backward = fp8_cast_bytes x count x rows n / HBM            (output gradient)
+        0 outside fp8 runs."""
+        if not self.fp8:
+            return 0.0, 0.0
+        per = self.eff.fp8_cast_bytes * count / self.hbm
+        return per * (rows * k + k * n), per * rows * n
+
+    def moe_routing_s(self, tokens: float) -> float:
+        """Forward seconds of one MoE layer's router and permute / unpermute for ``tokens`` tokens (module docstring):
+            (T E ROUTER_BYTES_PER_LOGIT + T k cf H PERMUTE_BYTES_PER_COPY + T H COMBINE_BYTES_PER_TOKEN) / HBM."""
+        moe = self.m.moe
+        assert moe is not None
+        copies = tokens * moe.experts_per_token * self.eff.capacity_factor
+        moved = (tokens * moe.num_experts * ROUTER_BYTES_PER_LOGIT + copies * self.m.hidden_size * PERMUTE_BYTES_PER_COPY
+                 + tokens * self.m.hidden_size * COMBINE_BYTES_PER_TOKEN)
+        return moved / self.hbm
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
@@ -192,7 +255,10 @@ class ModelCost:
         kind = self.kinds[kind_index][0]
         s_local = self.seq // cp
         T = b * s_local
-        gemms = sum(g[5] for g in self.layer_gemms(kind_index, b, tp, cp, ep))
+        listed = self.layer_gemms(kind_index, b, tp, cp, ep)
+        gemms = sum(g[5] for g in listed)
+        cast_fwd = sum(g[6] for g in listed)
+        cast_bwd = sum(g[7] for g in listed)
         heads = m.num_heads / tp
         d_qk, d_v = attention_dims(m)
         if eff.flash:
@@ -203,15 +269,17 @@ class ModelCost:
             attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_fwd
         else:
             batch = int(b * heads)
-            scores = self._gemm(s_local, self.seq, d_qk, batch) + self._gemm(s_local, d_v, self.seq, batch)
+            scores = self._gemm(s_local, self.seq, d_qk, batch, True) + self._gemm(s_local, d_v, self.seq, batch, True)
             softmax = b * heads * s_local * self.seq * SOFTMAX_BYTES_FWD / self.hbm
             attn_fwd = (scores + softmax) * self.attention_share
             attn_bwd = 2 * attn_fwd
         moe_layer = kind == "moe"
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
-        cost = LayerCost(fwd=gemms + attn_fwd + ew_t, bwd=2 * gemms + attn_bwd + 2 * ew_t, attn_fwd=attn_fwd,
-                         gemm_fwd=gemms, ew_fwd=ew_t)
+        routing = self.moe_routing_s(T) if moe_layer and m.moe else 0.0
+        cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing,
+                         bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
+                         gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing)
         act = tp_activation_bytes(m, T, self.elem)
         if tp > 1:
             if sp:
@@ -239,14 +307,16 @@ class ModelCost:
         """(forward, backward) seconds of the output head and cross-entropy on the last stage."""
         T = b * self.seq // cp
         fwd = 0.0
-        for t in self.head:
+        for t in self.head:  # the output layer stays in bf16 in fp8 runs (module docstring)
             k, n = t.shape  # type: ignore[misc]
-            fwd += self._gemm(T, n / tp, k)
+            fwd += self._gemm(T, n / tp, k, 1, True)
         ce = T * self.m.vocab_size / tp * CROSS_ENTROPY_BYTES / self.hbm
         return fwd + ce / 2, 2 * fwd + ce / 2
 
-    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int) -> list[tuple[str, float, float, float, int, float]]:
-        """(name, m, n, k, count, seconds) of each weight GEMM of a layer kind after TP/EP slicing (for --explain)."""
+    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int
+                    ) -> list[tuple[str, float, float, float, int, float, float, float]]:
+        """(name, m, n, k, count, seconds, fp8 cast forward s, fp8 cast backward s) of each weight GEMM of a layer
+        kind after TP/EP slicing (the router stays in the core dtype, no cast); also what --explain lists."""
         kind, _, tensors = self.kinds[kind_index]
         T = b * self.seq // cp
         out = []
@@ -255,16 +325,17 @@ class ModelCost:
                 continue
             k, n = t.shape
             name = f"{t.component}.{t.name}"
-            if t.component == "router":  # replicated, not split by TP
-                out.append((name, T, n, k, 1, self._gemm(T, n, k)))
+            if t.component == "router":  # replicated, not split by TP; bf16 in fp8 runs
+                out.append((name, T, n, k, 1, self._gemm(T, n, k, 1, True), 0.0, 0.0))
                 continue
             k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
             if t.copies > 1:  # routed experts: E/e local, each with T*k*e*cf/E tokens, one grouped GEMM
                 local = math.ceil(t.copies / ep)
                 tokens = max(T * t.used * ep * self.eff.capacity_factor / t.copies, 1.0)
-                out.append((name, tokens, n_l, k_l, local, self._gemm(tokens, n_l, k_l, local)))
+                seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_rate(tokens, self.eff.grouped_gemm_efficiency)
+                out.append((name, tokens, n_l, k_l, local, seconds, *self.fp8_cast_s(tokens, n_l, k_l, local)))
             else:
-                out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l)))
+                out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l), *self.fp8_cast_s(T, n_l, k_l)))
         return out
 
     def layer_kind_sequence(self) -> list[int]:

@@ -11,10 +11,18 @@ import math
 from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
+from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
+from calc.hardware.peaks import peak_tflops
 from calc.model.parallel import tp_activation_bytes
-from calc.training.cost import ModelCost
+from calc.training.cost import (
+    COMBINE_BYTES_PER_TOKEN,
+    PERMUTE_BYTES_PER_COPY,
+    ROUTER_BYTES_PER_LOGIT,
+    LayerCost,
+    ModelCost,
+)
 from calc.training.layout import Layout
-from calc.units import abbrev
+from calc.units import TERA, abbrev
 
 
 def _ms(seconds: float) -> str:
@@ -23,6 +31,14 @@ def _ms(seconds: float) -> str:
 
 def _mb(num_bytes: float) -> str:
     return f"{num_bytes / 1e6:,.1f} MB"
+
+
+def _extra_fwd(lc: LayerCost) -> str:
+    return (f" + fp8 casts {_ms(lc.cast_fwd)}" if lc.cast_fwd else "") + (f" + router/permute {_ms(lc.moe_fwd)}" if lc.moe_fwd else "")
+
+
+def _extra_bwd(lc: LayerCost) -> str:
+    return (f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
 
 
 def _where(cost: ModelCost, group: int, stride: int) -> str:
@@ -43,12 +59,23 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
         f"slowest stage #{t.stage_index}: {t.stage_layers} layers{' + output head' if t.stage_index == pp - 1 else ''}",
         f"one {cost.kinds[kind][0]} layer forward = GEMMs {_ms(lc.gemm_fwd)} + attention {_ms(lc.attn_fwd)} "
-        f"({'flash, causal half' if eff.flash else 'unfused, full s x s'}) + elementwise {_ms(lc.ew_fwd)} = {_ms(lc.fwd)}; "
-        f"backward = 2 x GEMMs + {'2.5' if eff.flash else '2'} x attention + 2 x elementwise = {_ms(lc.bwd)}",
+        f"({'flash, causal half' if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}) + elementwise "
+        f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = 2 x GEMMs + {'2.5' if eff.flash else '2'} x attention "
+        f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
-    for name, rows, n, k, count, seconds in cost.layer_gemms(kind, b, tp, cp, ep):
-        achieved = 2 * rows * n * k * count / seconds / peak
-        lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} ({achieved:.0%} of peak)")
+    core_peak = peak_tflops(cost.gpu, cost.core_dtype) * TERA
+    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep):
+        bf16 = cost.fp8 and name.startswith("router")
+        achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
+        grouped = (f", grouped: {eff.grouped_gemm_efficiency:g} of the dense rate below 128 tokens per expert"
+                   if count > 1 and rows < GROUPED_GEMM_TILE_ROWS else "")
+        cast = (f"; fp8 casts {eff.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
+                if cast_f else "")
+        lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
+                     f"({achieved:.0%} of {'bf16 ' if bf16 else ''}peak{grouped}){cast}")
+    if lc.moe_fwd:
+        lines.append(f"  MoE router + permute/unpermute: (T*E*{ROUTER_BYTES_PER_LOGIT:g} + T*k*cf*H*{PERMUTE_BYTES_PER_COPY:g} + "
+                     f"T*H*{COMBINE_BYTES_PER_TOKEN:g}) B / HBM = {_ms(lc.moe_fwd)} forward, the same in backward")
     lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
     if layout.recompute != "none":
         what = "one more forward of each layer" if layout.recompute == "full" else "the attention core forward"

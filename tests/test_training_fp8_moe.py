@@ -1,0 +1,89 @@
+"""fp8 training runs (attention core, norms, router, head in bf16; cast traffic) and MoE routing costs of the step
+model (calc.training.cost), each checked against a figure worked out by hand from the published shapes and specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.hardware.efficiency import FLASH_ATTENTION_PEAK, grouped_gemm_rate
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout
+from calc.training.step import train_step
+
+H100_HBM_B_S = 3.35e12 * 0.9  # H100 SXM HBM3 3.35 TB/s at the 0.9 streaming efficiency of NVIDIA parts
+H100_BF16_FLOPS = 989.4e12  # dense bf16 tensor peak (NVIDIA H100 SXM datasheet)
+
+
+def _llama8b(dtype: str, seq: int = 8192) -> ModelCost:
+    return ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), seq, dtype)
+
+
+def test_fp8_attention_core_runs_at_the_bf16_rate() -> None:
+    # Llama-3-8B, s = 8192, b = 1, one GPU: 32 heads of 128; causal pairs s(s+1)/2 = 33,558,528
+    # forward FLOPs per layer = 2 b h (d_qk + d_v) pairs = 2 x 32 x 256 x 33,558,528 = 5.4986e11
+    flops = 2 * 1 * 32 * (128 + 128) * (8192 * 8193 / 2)
+    assert flops == pytest.approx(5.4986e11, rel=1e-4)
+    expected = flops / (H100_BF16_FLOPS * FLASH_ATTENTION_PEAK["Hopper"])
+    for dtype in ("bf16", "fp8"):
+        lc = _llama8b(dtype).layer(0, 1, 1, 1, 1, False)
+        assert lc.attn_fwd == pytest.approx(expected, rel=2e-3), dtype
+
+
+def test_fp8_elementwise_traffic_is_bf16() -> None:
+    # norms/residuals 12 H + activation 2 x (2 x 14336) elements per token, 2 B each (bf16 even in an fp8 run)
+    elements = 8192 * (12 * 4096 + 2 * 2 * 14336)
+    expected = elements * 2 / H100_HBM_B_S
+    for dtype in ("bf16", "fp8"):
+        assert _llama8b(dtype).layer(0, 1, 1, 1, 1, False).ew_fwd == pytest.approx(expected, rel=1e-9), dtype
+
+
+def test_fp8_cast_bytes_per_gemm_operand() -> None:
+    # q_proj of Llama-3-8B at T = 8192: input [8192, 4096], weight [4096, 4096], output gradient [8192, 4096];
+    # 4 B of HBM traffic per element cast (read 2 + fp8 write 1 + transposed copy 1)
+    cost = _llama8b("fp8")
+    fwd, bwd = cost.fp8_cast_s(8192, 4096, 4096)
+    assert fwd == pytest.approx(4 * (8192 * 4096 + 4096 * 4096) / H100_HBM_B_S)  # 201.3 MB: 66.8 us
+    assert fwd == pytest.approx(66.77e-6, rel=1e-3)
+    assert bwd == pytest.approx(4 * 8192 * 4096 / H100_HBM_B_S)
+    assert _llama8b("bf16").fp8_cast_s(8192, 4096, 4096) == (0.0, 0.0)
+    lc = cost.layer(0, 1, 1, 1, 1, False)
+    # the layer's casts: q, o [4096x4096]; k, v [4096x1024]; gate, up [4096x14336]; down [14336x4096], T = 8192
+    T, H, kv, inter = 8192, 4096, 1024, 14336
+    operands = (2 * (T * H + H * H) + 2 * (T * H + H * kv) + 2 * (T * H + H * inter) + (T * inter + inter * H))
+    assert lc.cast_fwd == pytest.approx(4 * operands / H100_HBM_B_S, rel=1e-9)
+
+
+def test_fp8_head_and_router_stay_bf16() -> None:
+    # the output head of the same model costs the same in an fp8 and a bf16 run (Megatron's output_layer is no TE module)
+    assert _llama8b("fp8").head_cost(1, 1, 1) == pytest.approx(_llama8b("bf16").head_cost(1, 1, 1))
+    moe = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "fp8")
+    router = [g for g in moe.layer_gemms(0, 1, 1, 1, 8) if g[0].startswith("router")][0]
+    assert router[6:] == (0.0, 0.0)  # no cast
+
+
+def test_moe_router_and_permute_traffic() -> None:
+    # Qwen3-30B-A3B, T = 4096 tokens, E = 128, top-8, H = 2048:
+    # router 4096 x 128 x 12 B = 6.29 MB; permute 4096 x 8 x 2048 x 6 B = 402.65 MB; combine 4096 x 2048 x 2 B = 16.78 MB
+    cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
+    moved = 6_291_456 + 402_653_184 + 16_777_216
+    assert cost.moe_routing_s(4096) == pytest.approx(moved / H100_HBM_B_S)
+    lc = cost.layer(0, 1, 1, 1, 8, False)
+    assert lc.moe_fwd == pytest.approx(moved / H100_HBM_B_S)
+    dense = _llama8b("bf16").layer(0, 1, 1, 1, 1, False)
+    assert dense.moe_fwd == 0.0
+
+
+def test_grouped_gemm_rate_is_one_curve() -> None:
+    # below one 128-row tile of tokens per expert: 0.7 of the dense rate (DeepGEMM masked layout, 0.61 / 0.9 of HBM)
+    assert grouped_gemm_rate(127) == pytest.approx(0.61 / 0.9, abs=0.03)
+    assert grouped_gemm_rate(128) == 1.0
+    assert grouped_gemm_rate(10, 0.5) == 0.5
+
+
+def test_explain_names_the_new_terms() -> None:
+    cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "fp8")
+    r = train_step(cost, Layout(dp=16, ep=8, zero=1), global_batch=64, num_gpus=16)
+    assert r.fits
+    text = "\n".join(r.explain)
+    assert "fp8 casts" in text and "router/permute" in text and "bf16 peak" in text
