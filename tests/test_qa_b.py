@@ -113,7 +113,7 @@ def test_compare_refuses_a_price_for_a_gpu_not_compared() -> None:
     rows = {row["gpu"]: row for row in r.json()}
     # $/M tokens = price x GPUs / (tokens/s x 3600) x 1e6
     h100 = rows["h100-sxm"]
-    assert h100["cost_per_million_tokens"] == pytest.approx(2 * 1 / (h100["tokens_per_s"] * 3600) * 1e6, rel=1e-9)
+    assert h100["cost_per_million_tokens"] == pytest.approx(2 * h100["gpus"] / (h100["tokens_per_s"] * 3600) * 1e6, rel=1e-9)
     assert rows["h200"]["cost_per_million_tokens"] is None
 
 

@@ -70,14 +70,18 @@ def test_plot_rejects_other_suffix(cli, tmp_path: Path) -> None:
 
 def test_compare(cli) -> None:
     # Llama-2-13B fp16 weights: 2 x 13,015,864,320 = 26.03 GB: fits 80 GB parts, not a 24 GB L4.
-    rows = cli("compare", "h100", "a800", "l4", "--model", "llama2-13b", "--price", "h100=2.5", "--json").json()
+    rows = cli("compare", "h100", "a800", "l4", "--model", "llama2-13b", "--num-gpus", "1", "--price", "h100=2.5",
+               "--json").json()
     by_gpu = {r["gpu"]: r for r in rows}
     assert by_gpu["h100-sxm"]["fits"] and by_gpu["a800"]["fits"]
     assert not by_gpu["l4"]["fits"] and by_gpu["l4"]["max_concurrency"] == 0
-    # Cost per million tokens = 2.5 $/h x 1 GPU / (tokens/s x 3600) x 1e6.
+    # Cost per million tokens = 2.5 $/h x GPUs / (tokens/s x 3600) x 1e6.
     h100 = by_gpu["h100-sxm"]
-    assert h100["cost_per_million_tokens"] == pytest.approx(2.5 / (h100["tokens_per_s"] * 3600) * 1e6)
+    assert h100["cost_per_million_tokens"] == pytest.approx(2.5 * h100["gpus"] / (h100["tokens_per_s"] * 3600) * 1e6)
     assert by_gpu["a800"]["cost_per_million_tokens"] is None
+    # without --num-gpus serve sizes the layout: two L4s (TP2) hold the 26 GB
+    l4 = cli("compare", "llama2-13b", "l4", "--json").json()[0]
+    assert l4["fits"] and l4["gpus"] >= 2
 
 
 def test_html_report_is_self_contained(cli, tmp_path: Path) -> None:
@@ -104,3 +108,47 @@ def test_html_report_is_self_contained(cli, tmp_path: Path) -> None:
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
                     "--window-size=1200,2400", path.as_uri()], capture_output=True, timeout=60)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_cost_per_million_tokens_by_hand() -> None:
+    from calc.report.build import cost_per_million_tokens
+
+    # 8 GPUs at $2/h = $16/h; 1,000 tokens/s = 3.6 M tokens/h -> 16 / 3.6 = $4.444 per million
+    assert cost_per_million_tokens(8, 2.0, 1000.0) == pytest.approx(4.4444444, rel=1e-6)
+    # 1 GPU at $2.5/h, 500 tokens/s = 1.8 M tokens/h -> $1.3889 per million
+    assert cost_per_million_tokens(1, 2.5, 500.0) == pytest.approx(1.3888889, rel=1e-6)
+
+
+SLO = ["--prompt", "2000", "--output", "500", "--ttft-ms", "1000", "--tpot-ms", "30", "--rate", "20"]
+
+
+def test_report_takes_targets_and_rate_and_shows_serves_layout(cli) -> None:
+    # `report` and `serve` given the same request, targets and rate make the same plan (issue 24 item 8)
+    rep = cli("report", "llama3-8b", "--gpu", "h100", *SLO, "--json").json()
+    plan = cli("serve", "llama3-8b", "--gpu", "h100", *SLO, "--json").json()
+    assert rep["serving"] == plan
+    best = rep["serving"]["best"]
+    assert best["tpot_ms"] <= 30 and best["ttft_ms"] <= 1000  # the targets bind the report's plan too
+    assert "best:" in cli("report", "llama3-8b", "--gpu", "h100", *SLO).out
+
+
+def test_compare_prices_serves_layout_at_its_batch(cli) -> None:
+    rows = cli("compare", "llama3-8b", "h100", "h200", *SLO, "--price", "h100=2", "--price", "h200=3", "--json").json()
+    for row, gpu, price in ((rows[0], "h100", 2.0), (rows[1], "h200", 3.0)):
+        best = cli("serve", "llama3-8b", "--gpu", gpu, *SLO, "--json").json()["best"]
+        assert (row["gpus"], row["batch"]) == (best["gpus_needed"], best["batch"]) and best["batch"] > 1
+        # by hand from serve's own figures: replicas x batch / TPOT output tokens/s over the layout's GPUs
+        tokens_per_s = best["replicas"] * best["batch"] / (best["tpot_ms"] / 1e3)
+        assert row["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-9)
+        assert row["cost_per_million_tokens"] == pytest.approx(best["gpus_needed"] * price / (tokens_per_s * 3600) * 1e6,
+                                                               rel=1e-9)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["compare", "llama3-8b", "h100", "--batch", "4"], "--batch"),
+    (["report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--rate", "5"], "--rate"),
+    (["report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--ttft-ms", "500"], "--ttft-ms"),
+])
+def test_targets_and_batch_refused_where_they_change_nothing(cli, args: list[str], flag: str) -> None:
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err

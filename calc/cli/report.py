@@ -32,9 +32,12 @@ from calc.cli.options import (
     PriceOpt,
     PromptOpt,
     PromptOptional,
+    RateOpt,
     RecomputeOpt,
     SeqOptional,
     TokensOpt,
+    TpotMsOpt,
+    TtftMsOpt,
     ZeroOptional,
     given_dtype,
     refuse,
@@ -59,6 +62,9 @@ def report(
     prompt: PromptOptional = None,
     output: OutputOptional = None,
     seq: SeqOptional = None,
+    ttft_ms: TtftMsOpt = None,
+    tpot_ms: TpotMsOpt = None,
+    rate: RateOpt = None,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
@@ -77,7 +83,8 @@ def report(
     compile_: CompileOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions.
+    """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions; the
+    serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate and --num-gpus.
     --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
     from calc.cli.common import (
         check_context,
@@ -100,6 +107,7 @@ def report(
         from calc.cli.finetune import finetune_report
 
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
+                            ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
                             ("--plot", plot)):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
@@ -114,7 +122,8 @@ def report(
                             ("--price", price or old_price)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
-        for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype)):
+        for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
+                            ("--tpot-ms", tpot_ms), ("--rate", rate)):
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
@@ -138,6 +147,7 @@ def report(
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
+        serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
@@ -172,19 +182,26 @@ def compare(
     old_model: OldModelOpt = None,
     num_gpus: NumGpusOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
-    batch: BatchOpt = DEFAULT_BATCH,
+    batch: Annotated[int | None, typer.Option("--batch", hidden=True)] = None,
     prompt: PromptOpt = DEFAULT_PROMPT,
     output: OutputOpt = DEFAULT_OUTPUT,
+    ttft_ms: TtftMsOpt = None,
+    tpot_ms: TpotMsOpt = None,
+    rate: RateOpt = None,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The same serving workload on several GPUs side by side (cost per million tokens with --price GPU=X)."""
+    """The layout `serve` picks on each GPU for the same request, --ttft-ms/--tpot-ms, --rate and --num-gpus, side by
+    side (cost per million output tokens at that layout's batch with --price GPU=X)."""
     from calc.cli.common import check_context, model_arg, price_table
     from calc.errors import LLMCalcError
     from calc.report.build import compare_gpus
     from calc.sources.catalog import load_gpu
 
+    refuse("--batch", batch, "compare runs the batch `serve` picks for the targets; give --ttft-ms/--tpot-ms/--rate")
+    if output < 1:
+        raise LLMCalcError("--output", "compare needs >= 1 generated token per request (it prices output tokens)")
     first: str | None = None if old_model is not None else (names[0] if names else None)
     gpu_names = names if old_model is not None else names[1:]
     m = model_arg(first, old_model)
@@ -199,8 +216,8 @@ def compare(
     unused = [name for name in table if name != "*" and name not in prices]
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
-    rows = compare_gpus(m, gpus, num_gpus=num_gpus or 1, dtype=given_dtype(ctx, dtype), batch=batch, prompt=prompt, output=output,
-                        prices={k: v for k, v in prices.items() if v is not None})
+    rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), prompt=prompt, output=output,
+                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None})
     if as_json:
         from calc.report.render import emit_json
 
@@ -209,4 +226,4 @@ def compare(
     from calc.report.render import console
     from calc.report.views import compare_view
 
-    console.print(compare_view(rows, m.name, num_gpus or 1))
+    console.print(compare_view(rows, m.name, num_gpus))

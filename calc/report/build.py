@@ -84,9 +84,12 @@ def build_report(
     kv_dtype: str | None = None, batch: int = 1, prompt: int = 1024, output: int = 256, seq: int = 4096,
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
+    serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
-    latency and the memory chart. Training: params, FLOPs at S, training memory, days/GPU-hours."""
+    latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
+    (``serve_gpus`` is serve's --num-gpus: None sizes for ``rate``). Training: params, FLOPs at S, training
+    memory, days/GPU-hours."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
@@ -113,7 +116,8 @@ def build_report(
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration).model_copy(update={"max_concurrency": conc.max_concurrency}),
         chart=_chart(conc, m),
-        serving=serve_plan(m, gpu, prompt=prompt, output=output, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype,
+        serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+                           num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype,
                            calibration=calibration) if output >= 1 else None,
     )
 
@@ -154,36 +158,51 @@ class CompareRow(BaseModel):
     peak_tflops: float
     memory_bytes: int
     hbm_tb_s: float
-    fits: bool
+    fits: bool  # some layout's KV cache holds one request
+    meets_targets: bool  # serve found a layout meeting --ttft-ms / --tpot-ms (and the rate)
+    layout: str | None  # serve's pick: replicas x layout
+    gpus: int | None
+    batch: int | None
     max_concurrency: int
     ttft_s: float | None
     tpot_s: float | None
-    tokens_per_s: float | None
+    tokens_per_s: float | None  # output tokens/s of the whole deployment (every replica)
     cost_per_million_tokens: float | None
+    verdict: str
+
+
+def cost_per_million_tokens(gpus: int, price_per_gpu_hour: float, tokens_per_s: float) -> float:
+    """$ per million output tokens of a deployment running flat out:
+    GPUs x price/GPU-hour / (output tokens/s x 3600 s/h) x 1e6 (a GPU-hour buys 3600 x tokens/s / GPUs tokens)."""
+    return gpus * price_per_gpu_hour / (tokens_per_s * 3600) * 1e6
 
 
 def compare_gpus(
-    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int = 1, dtype: str | None = "bf16", batch: int = 1, prompt: int = 1024,
-    output: int = 256, prices: dict[str, float] | None = None,
+    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int | None = None, dtype: str | None = "bf16", prompt: int = 1024,
+    output: int = 256, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
+    prices: dict[str, float] | None = None,
 ) -> list[CompareRow]:
-    """The same serving workload on each GPU. Cost per million generated tokens =
-    price/GPU-hour x GPUs / (decode tokens/s x 3600) x 1e6. ``dtype`` None: weights as shipped; the
-    peak shown is the one the quantized GEMMs run at (calc.serving.weights)."""
+    """The layout `serve` picks (calc.serving.plan.serve_plan, same request, targets, rate and --num-gpus) on
+    each GPU, priced at the batch it runs: output tokens/s = replicas x batch / TPOT, and
+    cost_per_million_tokens over its GPUs. ``dtype`` None: weights as shipped; the peak shown is the one the
+    quantized GEMMs run at (calc.serving.weights)."""
     from calc.hardware.peaks import peak_tflops
     from calc.serving.weights import weight_format
 
     rows = []
     for gpu in gpus:
-        conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=prompt + output, dtype=dtype)
-        fits = conc.max_concurrency >= batch
-        lat = latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype) if fits else None
+        plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+                          num_gpus=num_gpus, dtype=dtype)
+        best = plan.best
+        tokens = best.replicas * best.tokens_per_s if best else None  # Layout.tokens_per_s is one replica's B / TPOT
         price = (prices or {}).get(gpu.name)
-        cost = price * num_gpus / (lat.tokens_per_s * 3600) * 1e6 if lat and price is not None else None
         rows.append(CompareRow(
             gpu=gpu.name, peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
-            memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s,
-            fits=fits, max_concurrency=conc.max_concurrency, ttft_s=lat.ttft_s if lat else None,
-            tpot_s=lat.tpot_s if lat else None, tokens_per_s=lat.tokens_per_s if lat else None,
-            cost_per_million_tokens=cost,
+            memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=plan.fits, meets_targets=best is not None,
+            layout=f"{best.replicas} x {best.name}" if best else None, gpus=best.gpus_needed if best else None,
+            batch=best.batch if best else None, max_concurrency=plan.layouts[0].max_concurrency if plan.layouts else 0,
+            ttft_s=best.ttft_ms / 1e3 if best else None, tpot_s=best.tpot_ms / 1e3 if best else None, tokens_per_s=tokens,
+            cost_per_million_tokens=cost_per_million_tokens(best.gpus_needed, price, tokens) if best and price is not None
+            else None, verdict=plan.verdict,
         ))
     return rows

@@ -67,7 +67,10 @@ def report_view(r: Any) -> RenderableType:
         parts.append(memory_chart(r.chart))
         parts.append(Text(c.verdict, style="bold"))
         if r.serving is not None:
-            parts.append(kv_table(f"Serving plan on up to {plural(r.num_gpus, 'GPU')} (llmcalc serve)", [
+            s = r.serving
+            where = f"on up to {plural(s.num_gpus, 'GPU')}" if s.num_gpus else "sized by llmcalc serve"
+            parts.append(Text(s.verdict, style="bold"))
+            parts.append(kv_table(f"Serving plan {where} (llmcalc serve)", [
                 (x.name, f"batch {x.batch}, TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms, "
                          f"{x.tokens_per_s_per_gpu:,.0f} tok/s/GPU; binds: {x.binding}") for x in r.serving.layouts[:4]]))
     else:
@@ -132,14 +135,18 @@ def report_markdown(r: Any) -> str:
     return "\n".join(out)
 
 
-def compare_view(rows: list[Any], model: str, num_gpus: int) -> RenderableType:
-    table = Table(title=f"{model} on {plural(num_gpus, 'GPU')} of each kind", title_justify="left")
-    for col in ("GPU", "peak TFLOPS", "memory", "HBM TB/s", "fits", "max conc.", "TTFT ms", "TPOT ms", "tokens/s", "$/M tokens"):
-        table.add_column(col, justify="left" if col == "GPU" else "right")
+def compare_view(rows: list[Any], model: str, num_gpus: int | None) -> RenderableType:
+    """Each GPU's `serve` pick: layout, GPUs, batch, latency, output tokens/s of the deployment and $/M output tokens."""
+    where = f"up to {plural(num_gpus, 'GPU')}" if num_gpus else "the GPUs serve sizes"
+    table = Table(title=f"{model}: the layout serve picks on {where} of each kind", title_justify="left")
+    for col in ("GPU", "peak TFLOPS", "memory", "HBM TB/s", "layout", "GPUs", "batch", "TTFT ms", "TPOT ms", "tokens/s",
+                "$/M tokens"):
+        table.add_column(col, justify="left" if col in ("GPU", "layout") else "right")
     for r in rows:
-        table.add_row(r.gpu, f"{r.peak_tflops:g}", f"{gb(r.memory_bytes):.0f} GB", f"{r.hbm_tb_s:g}", "yes" if r.fits else "no",
-                      str(r.max_concurrency), f"{r.ttft_s * 1e3:,.1f}" if r.ttft_s else "-",
-                      f"{r.tpot_s * 1e3:,.2f}" if r.tpot_s else "-", f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "-",
+        layout = r.layout or ("no layout meets the targets" if r.fits else "does not fit")
+        table.add_row(r.gpu, f"{r.peak_tflops:g}", f"{gb(r.memory_bytes):.0f} GB", f"{r.hbm_tb_s:g}", layout,
+                      str(r.gpus) if r.gpus else "-", str(r.batch) if r.batch else "-",
+                      f"{r.ttft_s * 1e3:,.1f}" if r.ttft_s else "-", f"{r.tpot_s * 1e3:,.2f}" if r.tpot_s else "-",
+                      f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "-",
                       f"{r.cost_per_million_tokens:,.3f}" if r.cost_per_million_tokens is not None else "-")
     return table
-
