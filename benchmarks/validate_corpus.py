@@ -21,7 +21,7 @@ import corpus_predict as cp  # noqa: E402
 from corpus_schema import load_corpus  # noqa: E402
 from fit_corpus import PRIOR  # noqa: E402
 
-from calc.bands import band, dtype_class  # noqa: E402
+from calc.bands import band, dtype_class, group_name  # noqa: E402
 
 PRIOR_OVERRIDES = {"gemm_plateau": PRIOR["gemm_plateau"], "step_overhead_s": PRIOR["step_overhead_s"]}
 
@@ -37,7 +37,7 @@ def results() -> list[dict]:
         b = band(row.kind, pred, gpu=gpu.arch, dtype=row.dtype, moe=bool(model.moe)) if pred else None
         out.append({"id": row.id, "split": split, "kind": row.kind, "group": group, "source_group": source_group,
                     "outcome": row.outcome, "measured": row.measured.value, "predicted": pred, "why": why, "prior": prior,
-                    "band": b})
+                    "band": b, "band_group": group_name(row.kind, gpu.arch, row.dtype, bool(model.moe))})
     return out
 
 
