@@ -391,7 +391,7 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
     shown = f"{fig.label} {_shown(value, fig.unit)}{unit}"
     if b.rows == 0:  # the stated wide default: a factor f either way, f = exp(q90) of the default
         why = b.group.removeprefix(NO_BAND).strip(" ()")
-        factor = math.sqrt(b.high / b.low)
+        factor = math.exp(fitted()["bands"]["wide_default"]["q90"])
         return (f"{shown}: no band: {NO_BAND} ({why + '; ' if why else ''}stated default ×/÷{factor:.3g}: "
                 f"{_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%})")
     return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group})"
