@@ -25,9 +25,10 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    prior in cross-validation"). Adoption is decided on the fit split's cross-validation alone: held-out rows are
    never read here, not even to veto a value.
 5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
-   time (a rate's residual flips sign), pooled per band group kind | generation | dtype class | dense/MoE;
-   the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the kind's where the kind has,
-   else the stated wide default (a factor of 2 either way).
+   time (a rate's residual flips sign), pooled where kinds share one prediction (calc.bands POOL: the training
+   kinds; serving decode: TPOT, e2e, throughput; serving prefill: TTFT) per band group pool | generation | dtype
+   class | dense/MoE; the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the pool's where the
+   pool has, the family's (serving) where that has, else the stated wide default (a factor of 2 either way).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus_predict as cp  # noqa: E402
 from corpus_schema import load_corpus  # noqa: E402
 
-from calc.bands import KINDS, group_name  # noqa: E402
+from calc.bands import FAMILY as POOL_FAMILY  # noqa: E402
+from calc.bands import KINDS, group_name, pool_of  # noqa: E402
 from calc.fitted import FITTED_PATH  # noqa: E402
 
 PRIOR: dict[str, dict[str, float]] = {
@@ -108,7 +110,7 @@ def entries() -> tuple[list[Entry], list[tuple[Any, str]]]:
 
 
 def band_group(row: Any) -> str:
-    """kind | generation | dtype class | dense/moe: the finest group a band is read for (calc.bands.group_name)."""
+    """pool | generation | dtype class | dense/moe: the finest group a band is read for (calc.bands.group_name)."""
     return group_name(row.kind, cp.row_gpu(row).arch, row.dtype, bool(cp.row_model(row).moe))
 
 
@@ -194,19 +196,22 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 
 def bands(rows: list[Entry], cv: dict[str, float]) -> dict[str, Any]:
-    """Step 5: time-oriented residual quantiles per band group and per kind (>= MIN_BAND_ROWS rows); ``cv`` holds
-    each row's residual (out-of-fold, or at the shipped values where a parameter it depends on was not fitted)."""
-    by_group: dict[str, list[float]] = {}
-    by_kind: dict[str, list[float]] = {}
+    """Step 5: time-oriented residual quantiles per band group, per pool and per family (calc.bands: the pools share
+    one prediction), each where it has >= MIN_BAND_ROWS rows; ``cv`` holds each row's residual (out-of-fold, or at the
+    shipped values where a parameter it depends on was not fitted)."""
+    by: dict[str, dict[str, list[float]]] = {"groups": {}, "pools": {}, "families": {}}
     for e in rows:
         r = cv[e.row.id] * FAMILY[e.row.kind][1]
-        by_group.setdefault(e.band_group, []).append(r)
-        by_kind.setdefault(e.row.kind, []).append(r)
+        pool = pool_of(e.row.kind)
+        by["groups"].setdefault(e.band_group, []).append(r)
+        by["pools"].setdefault(pool, []).append(r)
+        if pool in POOL_FAMILY:
+            by["families"].setdefault(POOL_FAMILY[pool], []).append(r)
     return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS,
             "orientation": "q10/q90 of log(predicted/measured) for time-like figures; a rate's band uses them negated",
             "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
-            "kinds": {f: _quantiles(v) for f, v in sorted(by_kind.items()) if len(v) >= MIN_BAND_ROWS},
-            "groups": {g: _quantiles(v) for g, v in sorted(by_group.items()) if len(v) >= MIN_BAND_ROWS}}
+            **{level: {k: _quantiles(v) for k, v in sorted(values.items()) if len(v) >= MIN_BAND_ROWS}
+               for level, values in by.items()}}
 
 
 def run() -> dict[str, Any]:

@@ -1,15 +1,35 @@
 """The 80% band of a predicted figure, from the cross-validated residuals of its group in the corpus.
 
-benchmarks/fit_corpus.py writes, per band group (kind | GPU generation | dtype class | dense/moe) and per
-kind, the 10% and 90% quantiles q10, q90 of r = log(predicted / measured) of time-like figures, taken over
-out-of-fold predictions of the fit split (calc/data/fitted_defaults.json, "bands"). For a prediction p of a
-time-like figure (a time, GPU-hours, a memory peak, a KV capacity) the measured value m = p exp(-r) lies, 80% of
-the time, in
+Residual. For a row with prediction p and measurement m, r = log(p / m) of the figure read as a time: a time, GPU-hours,
+a memory peak or a KV capacity as it is; a rate (throughput, MFU) negated, since log(p_rate / m_rate) =
+log(m_time / p_time). So every r is log(predicted time / measured time), and figures that are one prediction seen
+through different units share one residual.
+
+Pools: the residuals that share one prediction are pooled (``POOL``):
+
+- ``training``: throughput, MFU, step time and GPU-hours are all the one predicted step time (tokens/s = tokens per
+  step / step time; MFU = model FLOPs per step / (step time x peak); GPU-hours = steps x step time x GPUs), so an
+  MFU or step-time band is read from every training row of its generation x dtype x dense/MoE, not from the few rows
+  published in that unit.
+- ``serving_decode``: TPOT, end-to-end latency and serving throughput. Decode is memory-bound and dominates all
+  three: throughput at a batch B is B / TPOT per decode step, e2e = TTFT + (T - 1) TPOT is TPOT-dominated for the
+  output lengths of the corpus (T >> TTFT / TPOT), so their residuals are the decode-step residual.
+- ``serving_prefill``: TTFT is prefill, compute-bound (the GEMM plateau, attention), a different error from decode:
+  kept apart, and only where a prefill pool has fewer than ``min_rows`` rows does it fall back to the ``serving``
+  family (``FAMILY``: prefill and decode rows together), which is wider for holding both physics.
+- KV capacity and each peak-memory kind (fine-tuning, training, inference: optimizer states vs KV cache) stay
+  pools of their own, with no family fallback: their errors do not share a cause.
+
+benchmarks/fit_corpus.py writes, per band group (pool | GPU generation | dtype class | dense/moe), per pool and per
+family, the 10% and 90% quantiles q10, q90 of r, taken over the out-of-fold predictions of the fit split
+(calc/data/fitted_defaults.json, "bands"). For a prediction p of a time-like figure the measured value m = p exp(-r)
+lies, 80% of the time, in
 
     [p exp(-q90), p exp(-q10)]
 
-and for a rate (throughput, MFU), whose residual is -r, in [p exp(q10), p exp(q90)]. A group with fewer than
-min_rows rows falls back to its kind, a kind without them to the stated wide default (a factor of 2).
+and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows; else its pool
+over all generations; else (prefill) the serving family; else no comparable measurement: the stated wide default
+(a factor of 2 either way), reported with ``rows`` 0 and group ``NO_BAND``, and printed as "no band".
 """
 
 from __future__ import annotations
@@ -19,7 +39,7 @@ from dataclasses import dataclass
 
 from calc.fitted import fitted
 
-# Corpus kind -> (family, +1 time-like / -1 rate-like); the same table as benchmarks/fit_corpus.py FAMILY.
+# Corpus kind -> (family, +1 time-like / -1 rate-like); benchmarks/fit_corpus.py reads the same table.
 KINDS: dict[str, tuple[str, int]] = {
     "training_throughput": ("training", -1), "training_mfu": ("training", -1), "training_step_time": ("training", 1),
     "training_gpu_hours": ("training", 1), "serving_ttft": ("serving", 1), "serving_tpot": ("serving", 1),
@@ -27,6 +47,19 @@ KINDS: dict[str, tuple[str, int]] = {
     "finetune_peak_memory": ("peak_memory", 1), "training_peak_memory": ("peak_memory", 1),
     "inference_peak_memory": ("peak_memory", 1),
 }
+# Corpus kind -> the pool whose residuals it shares (module docstring); a kind not listed is a pool of its own.
+POOL: dict[str, str] = {
+    "training_throughput": "training", "training_mfu": "training", "training_step_time": "training",
+    "training_gpu_hours": "training", "serving_tpot": "serving_decode", "serving_e2e": "serving_decode",
+    "serving_throughput": "serving_decode", "serving_ttft": "serving_prefill",
+}
+# Pool -> the family it falls back to when the pool itself has too few rows (only where the pooling is justified).
+FAMILY: dict[str, str] = {"serving_prefill": "serving", "serving_decode": "serving"}
+NO_BAND = "no comparable measurement"
+
+
+def pool_of(kind: str) -> str:
+    return POOL.get(kind, kind)
 
 
 @dataclass(frozen=True)
@@ -34,8 +67,8 @@ class Band:
     low: float
     high: float
     level: float
-    rows: int  # corpus rows behind the band (0: the wide default)
-    group: str  # the band group, the family, or "wide default: no comparable measurement"
+    rows: int  # corpus rows behind the band (0: the stated wide default)
+    group: str  # the band group, its pool or family, or NO_BAND
 
 
 def dtype_class(dtype: str) -> str:
@@ -44,8 +77,8 @@ def dtype_class(dtype: str) -> str:
 
 
 def group_name(kind: str, gpu: str, dtype: str, moe: bool) -> str:
-    """The finest band group: kind | GPU generation | dtype class | dense/moe."""
-    return f"{kind}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
+    """The finest band group: pool | GPU generation | dtype class | dense/moe."""
+    return f"{pool_of(kind)}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
 
 
 def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False) -> Band:
@@ -60,12 +93,16 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
     sign = KINDS[kind][1]
     data = fitted()["bands"]
-    group = group_name(kind, gpu, dtype, moe)
+    group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
+    family = FAMILY.get(pool)
+    thin = f"{group} has fewer than {data['min_rows']} rows"
     if group in data["groups"]:
         q, name = data["groups"][group], group
-    elif kind in data["kinds"]:
-        q, name = data["kinds"][kind], f"{kind} (all generations: {group} has fewer than {data['min_rows']} rows)"
+    elif pool in data["pools"]:
+        q, name = data["pools"][pool], f"{pool} (all generations: {thin})"
+    elif family in data["families"]:
+        q, name = data["families"][family], f"{family} (prefill and decode, all generations: {thin}, and {pool} too)"
     else:
-        q, name = {**data["wide_default"], "rows": 0}, "wide default: no comparable measurement"
+        q, name = {**data["wide_default"], "rows": 0}, NO_BAND
     lo, hi = (-q["q90"], -q["q10"]) if sign > 0 else (q["q10"], q["q90"])
     return Band(low=value * math.exp(lo), high=value * math.exp(hi), level=data["level"], rows=q["rows"], group=name)

@@ -11,22 +11,22 @@ from calc.fitted import fitted
 
 
 def test_no_comparable_measurement_gives_the_stated_factor_of_two() -> None:
-    assert "inference_peak_memory" not in fitted()["bands"]["kinds"]  # fewer than min_rows fit rows today
+    assert "inference_peak_memory" not in fitted()["bands"]["pools"]  # fewer than min_rows fit rows today
     b = band("inference_peak_memory", 10.0, gpu="NoSuchGeneration")
     assert (b.low, b.high, b.rows) == (pytest.approx(5.0, rel=1e-3), pytest.approx(20.0, rel=1e-3), 0)  # log 2 kept to 4 places
-    assert b.group.startswith("wide default")
+    assert b.group == "no comparable measurement"
 
 
 def test_a_time_band_reads_the_quantiles_the_other_way_round() -> None:
     # time-like: measured = predicted x exp(-r), so the band is [t exp(-q90), t exp(-q10)] (a rate's is [v exp(q10), ...])
-    q = fitted()["bands"]["groups"]["training_step_time|Ampere|16-bit|dense"]
+    q = fitted()["bands"]["groups"]["training|Ampere|16-bit|dense"]
     t = band("training_step_time", 2.0, gpu="Ampere")
     assert (t.low, t.high) == (pytest.approx(2.0 * math.exp(-q["q90"])), pytest.approx(2.0 * math.exp(-q["q10"])))
 
 
 def test_a_group_with_rows_uses_its_own_quantiles() -> None:
     groups = fitted()["bands"]["groups"]
-    q = groups["training_throughput|Ampere|16-bit|dense"]
+    q = groups["training|Ampere|16-bit|dense"]
     b = band("training_throughput", 0.5, gpu="Ampere", dtype="bf16")
     # measured = predicted x exp(-r) with r = log(pred/measured) of the time-like step: for MFU (a rate) exp(+r)
     assert (b.low, b.high) == (pytest.approx(0.5 * math.exp(q["q10"])), pytest.approx(0.5 * math.exp(q["q90"])))
@@ -34,10 +34,35 @@ def test_a_group_with_rows_uses_its_own_quantiles() -> None:
     assert b.level == 0.8
 
 
-def test_a_thin_group_falls_back_to_its_kind() -> None:
-    kind = fitted()["bands"]["kinds"]["serving_ttft"]
+def test_a_thin_group_falls_back_to_its_pool() -> None:
+    pool = fitted()["bands"]["pools"]["serving_prefill"]
     b = band("serving_ttft", 100.0, gpu="Blackwell", dtype="fp8")
-    assert b.rows == kind["rows"] and b.group.startswith("serving_ttft (all generations")
+    assert b.rows == pool["rows"] and b.group.startswith("serving_prefill (all generations")
+
+
+def test_kinds_of_one_prediction_share_a_band() -> None:
+    """Throughput, MFU, step time and GPU-hours are one predicted step time: the same relative band (a rate's read
+    the other way round: time t in [t/a, t/b] <=> rate 1/t in [a/t, b/t])."""
+    step = band("training_step_time", 1.0, gpu="Hopper", dtype="bf16")
+    mfu = band("training_mfu", 1.0, gpu="Hopper", dtype="bf16")
+    hours = band("training_gpu_hours", 1.0, gpu="Hopper", dtype="bf16")
+    assert step.group == mfu.group == hours.group == "training|Hopper|16-bit|dense"
+    assert (hours.low, hours.high) == (step.low, step.high)
+    assert (mfu.low, mfu.high) == (pytest.approx(1 / step.high), pytest.approx(1 / step.low))
+
+
+def test_a_prefill_pool_without_rows_falls_back_to_the_serving_family(monkeypatch) -> None:
+    from calc import bands
+
+    family = {"q10": -0.5, "q90": 0.25, "rows": 30}
+    data = {"level": 0.8, "min_rows": 8, "wide_default": {"q10": -0.69, "q90": 0.69}, "groups": {}, "pools": {},
+            "families": {"serving": family}}
+    monkeypatch.setattr(bands, "fitted", lambda: {"bands": data})
+    b = band("serving_ttft", 1.0, gpu="Hopper")
+    # time-like: [exp(-0.25), exp(0.5)]
+    assert (b.low, b.high, b.rows) == (pytest.approx(0.7788, rel=1e-4), pytest.approx(1.6487, rel=1e-4), 30)
+    assert b.group.startswith("serving (prefill and decode")
+    assert band("kv_capacity", 1.0, gpu="Hopper").group == "no comparable measurement"  # no family to fall back to
 
 
 def test_unknown_kind_is_refused() -> None:

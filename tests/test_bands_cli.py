@@ -45,22 +45,29 @@ KEY_KIND = {
 _PEAK = {"memory": "inference_peak_memory", "report": "inference_peak_memory"}
 
 
+# calc/bands.py's documented pools: the training kinds are one predicted step time; TPOT, e2e and serving throughput
+# the decode step; TTFT prefill (falling back to the serving family); other kinds pools of their own.
+POOL = {"training_step_time": "training", "training_mfu": "training", "training_gpu_hours": "training",
+        "serving_tpot": "serving_decode", "serving_e2e": "serving_decode", "serving_throughput": "serving_decode",
+        "serving_ttft": "serving_prefill"}
+
+
 def expected_band(command: tuple[str, ...], key: str, value: float) -> tuple[float, float, int]:
-    """(low, high, rows) by calc/bands.py's docstring: the finest group kind|Hopper|16-bit|dense (llama3-8b in bf16 on
-    an H100) if the shipped file has it with >= min_rows rows, else the kind's quantiles, else the wide default
-    (a factor of 2); time-like figures p lie in [p exp(-q90), p exp(-q10)], rates in [p exp(q10), p exp(q90)].
-    train-time without a plan prints days from an assumed MFU: the wide default, whatever the corpus holds."""
+    """(low, high, rows) by calc/bands.py's docstring: the finest group pool|Hopper|16-bit|dense (llama3-8b in bf16 on
+    an H100) if the shipped file has it with >= min_rows rows, else the pool's quantiles, else (serving) the
+    family's, else the wide default (a factor of 2); time-like figures p lie in [p exp(-q90), p exp(-q10)], rates
+    in [p exp(q10), p exp(q90)]."""
     if key == "per_gpu_bytes":
         kind, sign = ("finetune_peak_memory" if "finetune" in command else _PEAK[command[0]]), 1
     else:
         kind, sign = KEY_KIND[key]
-    group = SHIPPED["groups"].get(f"{kind}|Hopper|16-bit|dense")
-    if command[0] == "train-time":
-        q = {**SHIPPED["wide_default"], "rows": 0}
-    elif group and group["rows"] >= SHIPPED["min_rows"]:
+    pool = POOL.get(kind, kind)
+    group = SHIPPED["groups"].get(f"{pool}|Hopper|16-bit|dense")
+    if group and group["rows"] >= SHIPPED["min_rows"]:
         q = group
     else:
-        q = SHIPPED["kinds"].get(kind, {**SHIPPED["wide_default"], "rows": 0})
+        q = SHIPPED["pools"].get(pool) or SHIPPED["families"].get("serving" if pool.startswith("serving") else "") \
+            or {**SHIPPED["wide_default"], "rows": 0}
     lo, hi = (-q["q90"], -q["q10"]) if sign > 0 else (q["q10"], q["q90"])
     return value * math.exp(lo), value * math.exp(hi), q["rows"]
 
@@ -98,8 +105,8 @@ def test_table_shows_the_how_sure_block(cli) -> None:
 
 
 def _bands_data(groups: dict) -> dict:
-    return {"level": 0.8, "min_rows": 8, "wide_default": {"q10": -math.log(2), "q90": math.log(2)}, "kinds": {},
-            "groups": groups}
+    return {"level": 0.8, "min_rows": 8, "wide_default": {"q10": -math.log(2), "q90": math.log(2)}, "pools": {},
+            "families": {}, "groups": groups}
 
 
 @pytest.fixture
@@ -118,11 +125,11 @@ def test_a_group_without_data_prints_no_band(cli, bands_data) -> None:
     bands_data({})
     r = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024")
     assert r.code == 0
-    assert "TTFT" in r.out and "no band: no comparable measurement; the stated wide default" in r.out
+    assert "TTFT" in r.out and "no band: no comparable measurement (stated default ×/÷2: " in r.out
     data = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--json").json()
     b = data["bands"]["ttft_s"]  # the wide default: a factor of 2 either way, no rows
     assert (b["low"], b["high"], b["rows"]) == (pytest.approx(data["ttft_s"] / 2), pytest.approx(data["ttft_s"] * 2), 0)
-    assert "wide default" in b["group"]
+    assert b["group"] == "no comparable measurement"
 
 
 @pytest.mark.parametrize(("need_gib", "fit"), [(72, "fits"), (75, "tight"), (81, "does not fit")])

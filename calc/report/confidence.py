@@ -40,13 +40,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from calc.bands import KINDS, Band, band
+from calc.bands import KINDS, NO_BAND, Band, band
 from calc.fitted import fitted
 from calc.units import figure, gib, human, percent
 
 FIT_VERDICTS = ("fits", "tight", "does not fit")
 MIN_CALIBRATION_POINTS = 5
-ASSUMED = "wide default: MFU assumed (--mfu), not predicted: no comparable measurement"
+ASSUMED = f"{NO_BAND} (MFU assumed by --mfu, not predicted)"
 
 
 @dataclass(frozen=True)
@@ -394,10 +394,11 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
         fig, value, b = Figure(fig.kind, fig.label, "ms"), value * 1e3, Band(b.low * 1e3, b.high * 1e3, b.level, b.rows, b.group)
     unit = "" if fig.unit == "%" else f" {fig.unit}"
     shown = f"{fig.label} {_shown(value, fig.unit)}{unit}"
-    if b.rows == 0:
-        why = b.group.removeprefix("wide default: ").removesuffix("no comparable measurement").rstrip(": ")
-        return (f"{shown}: no band: no comparable measurement{f' ({why})' if why else ''}; the stated wide default "
-                f"is {_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%}")
+    if b.rows == 0:  # the stated wide default: a factor f either way, f = exp(q90) of the default
+        why = b.group.removeprefix(NO_BAND).strip(" ()")
+        factor = math.exp(fitted()["bands"]["wide_default"]["q90"])
+        return (f"{shown}: no band: {NO_BAND} ({why + '; ' if why else ''}stated default ×/÷{factor:.3g}: "
+                f"{_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%})")
     return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group})"
 
 

@@ -1,0 +1,79 @@
+"""Issue 23: on the held-out split each kind's 80% band holds about 80% of the measured values, and a band read
+from a fitted group is exactly what that group's residual quantiles say (calc/bands.py)."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import pytest
+import validate_corpus
+
+from calc.bands import KINDS, NO_BAND
+from calc.fitted import fitted
+
+MIN_HELD_OUT_ROWS = 10
+COVERAGE = (0.6, 0.95)  # loose bounds on the 70-90% target: 10-50 rows give a share this noisy
+# Kinds whose held-out coverage is outside COVERAGE today, and why (README "misses:" line). A known miss is
+# an expected failure while it lasts; it passes (XPASS, not hidden) once the engine's physics brings it in.
+KNOWN_MISSES = {
+    "training_throughput": "the fit split's Hopper fp8 training rows (torchtitan, llm-foundry) run ~2x under the "
+                           "prediction, the held-out ones (NeMo, Megatron-Bridge) near it: the group band misses them",
+    "serving_e2e": "the decode pool's band is wider than the held-out e2e rows' error (every one inside)",
+}
+
+
+@cache
+def predicted(split: str) -> tuple[dict, ...]:
+    """The rows of a split that ran and were predicted, with their bands (one corpus pass per session)."""
+    return tuple(r for r in _results() if r["split"] == split and r["outcome"] == "ran" and r["predicted"])
+
+
+@cache
+def _results() -> tuple[dict, ...]:
+    return tuple(validate_corpus.results())
+
+
+def held_out() -> tuple[dict, ...]:
+    return predicted("held_out")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_held_out_coverage_of_each_kind(kind: str) -> None:
+    rows = [r for r in held_out() if r["kind"] == kind]
+    if len(rows) < MIN_HELD_OUT_ROWS:
+        pytest.skip(f"{len(rows)} held-out rows of {kind}: too few to judge a coverage")
+    share, _ = validate_corpus.coverage(rows)
+    if not COVERAGE[0] <= share <= COVERAGE[1] and kind in KNOWN_MISSES:
+        pytest.xfail(f"{kind}: {share:.0%} in band: {KNOWN_MISSES[kind]}")
+    assert COVERAGE[0] <= share <= COVERAGE[1], (kind, share, len(rows))
+
+
+def test_a_fitted_groups_band_is_its_quantiles() -> None:
+    """Every held-out row whose band comes from a fitted group: half-width / prediction = (exp(hi) - exp(lo)) / 2 with
+    [lo, hi] = [-q90, -q10] for a time, [q10, q90] for a rate (calc/bands.py), and the group's row count; a row with
+    no comparable measurement says so, with rows 0 and the stated factor of 2."""
+    data = fitted()["bands"]
+    seen = 0
+    for r in held_out():
+        b = r["band"]
+        if b.group in data["groups"]:
+            q = data["groups"][b.group]
+            lo, hi = (-q["q90"], -q["q10"]) if KINDS[r["kind"]][1] > 0 else (q["q10"], q["q90"])
+            half = (math.exp(hi) - math.exp(lo)) / 2
+            assert (b.high - b.low) / 2 / r["predicted"] == pytest.approx(half, rel=1e-9), r["id"]
+            assert b.rows == q["rows"] >= data["min_rows"]
+            seen += 1
+        elif b.rows == 0:
+            assert b.group == NO_BAND
+            assert b.high / r["predicted"] == pytest.approx(math.exp(data["wide_default"]["q90"]))
+    assert seen >= MIN_HELD_OUT_ROWS
+
+
+def test_fitted_group_rows_are_the_fit_rows_of_that_group() -> None:
+    """A group's row count is the number of fit-split rows the fit could predict in that group."""
+    counts: dict[str, int] = {}
+    for r in predicted("fit"):
+        counts[r["band_group"]] = counts.get(r["band_group"], 0) + 1
+    for group, q in fitted()["bands"]["groups"].items():
+        assert q["rows"] == counts.get(group), group
