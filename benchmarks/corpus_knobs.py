@@ -112,6 +112,10 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return lay, gb
 
 
+# litgpt's finetune scripts on several devices build FSDPStrategy(auto_wrap_policy={Block},
+# activation_checkpointing_policy={Block}, ...): every block is checkpointed (finetune/lora.py, 2023-2024).
+FSDP_CHECKPOINTS_BLOCKS_STACKS = ("litgpt",)
+
 QUANT = {"bnb.nf4": ("nf4", False), "bnb.nf4-dq": ("nf4", True), "bnb.int8": ("int8", False)}
 PRECISION = {"bf16-true": "bf16", "bf16-mixed": "mixed", "16-mixed": "mixed", "32-true": "fp32"}
 
@@ -143,4 +147,8 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
             out["method"] = "qlora"
     if k.get("attention") == "unfused":
         out["attention"] = "eager"
+    if k.get("fsdp") and "zero" not in out:
+        out["zero"] = 3  # FSDP full shard is ZeRO-3, as in training_layout
+        if row.stack.name in FSDP_CHECKPOINTS_BLOCKS_STACKS and "recompute" not in out:
+            out["recompute"] = "full"
     return out

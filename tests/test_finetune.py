@@ -246,3 +246,29 @@ def test_parallel_block_shares_one_norm_output_and_plain_mlp_keeps_no_extra_acti
     # Gemma 2 sandwich norms: four norm inputs per layer
     gemma = [b.name for b in layer_buffers(load_model("gemma2-9b"), 1, 256, LayerSetup())]
     assert sum(n.endswith("norm input") or n.startswith("post-norm") for n in gemma) == 4
+
+
+def test_qlora_keeps_every_quantized_linear_input():
+    """bitsandbytes MatMul4Bit saves its input A whenever it needs a gradient (an adapter upstream), so a QLoRA block
+    keeps, beyond LoRA on q,v: the gate/up input (H), the down input (I) and the contiguous copy of O that o_proj
+    reads (H). Llama 2 7B (H 4096, I 11008), 1 x 1000 tokens, bf16: 1000*(4096 + 4096 + 11008)*2 = 38,400,000 B."""
+    m = load_model("llama2-7b")
+    adapted = frozenset({"q_proj", "v_proj"})
+    lora = sum(b.bytes for b in layer_buffers(m, 1, 1000, LayerSetup(full=False, adapted=adapted, lora_rank=8, fused=False)))
+    qlora = sum(b.bytes for b in layer_buffers(m, 1, 1000, LayerSetup(full=False, adapted=adapted, lora_rank=8, fused=False,
+                                                                      quantized=True)))
+    assert qlora - lora == 38_400_000
+
+
+def test_qlora_peak_above_lora_minus_weight_savings():
+    """The QLoRA peak is the LoRA peak less the NF4 weight savings plus the extra saved inputs: on Llama 2 7B the
+    block linears (32 x 202,375,168 = 6,476,005,376 params) save 2 - (1/2 + 1/64 + 4/16384) B each."""
+    m = load_model("llama2-7b")
+    kw = dict(lora_targets="q,v", batch=1, seq=1000, precision="bf16")
+    lora, qlora = finetune_memory(m, method="lora", **kw), finetune_memory(m, method="qlora", **kw)
+    linears = 32 * 202_375_168
+    nf4 = linears // 2 + linears // 64 + 4 * -(-linears // 64 // 256)
+    saved_inputs = 32 * 38_400_000
+    dequant = 11008 * 4096 * 2  # one dequantised matrix in bf16 while its matmul runs
+    expected = lora.allocated_peak_bytes - (2 * linears - nf4) + saved_inputs + dequant
+    assert abs(qlora.allocated_peak_bytes - expected) <= 0.002 * expected

@@ -180,6 +180,27 @@ BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batc
 MicroBatchOpt = Annotated[int, typer.Option("--micro-batch", parser=human_int("--micro-batch"), help="sequences per micro-batch")]
 GlobalBatchOpt = Annotated[int | None, typer.Option(
     "--global-batch", parser=human_int("--global-batch"), help="sequences per optimizer step")]
+GlobalBatchTokensOpt = Annotated[float | None, typer.Option(
+    "--global-batch-tokens", parser=human_float("--global-batch-tokens"),
+    help="tokens per optimizer step, e.g. 16M: the global batch in tokens (= --global-batch x --seq; give one of the two)")]
+
+
+def global_batch_sequences(global_batch: int | None, global_batch_tokens: float | None, seq: int) -> int | None:
+    """The global batch in sequences from either form: --global-batch (sequences) or --global-batch-tokens T, read as
+    T / --seq sequences; refused when both are given or when T is not a whole number of sequences (naming the two
+    nearest token counts that are)."""
+    if global_batch_tokens is None:
+        return global_batch
+    if global_batch is not None:
+        raise LLMCalcError("--global-batch-tokens", "is the global batch in tokens; give it or --global-batch (sequences), "
+                           "not both")
+    sequences = global_batch_tokens / seq
+    if sequences != int(sequences) or sequences < 1:
+        low, high = int(sequences) * seq, (int(sequences) + 1) * seq
+        nearest = f"{low:,} or {high:,}" if low else f"{high:,}"
+        raise LLMCalcError("--global-batch-tokens", f"{global_batch_tokens:,.0f} tokens is {sequences:g} sequences of "
+                           f"{seq:,} tokens, not a whole number; use {nearest} (or --global-batch N)")
+    return int(sequences)
 PromptOpt = Annotated[int, typer.Option("--prompt", parser=human_int("--prompt"), help="input (prompt) tokens per request")]
 OutputOpt = Annotated[int, typer.Option("--output", parser=human_int("--output", minimum=0), help="generated tokens per request")]
 SeqOpt = Annotated[int, typer.Option("--seq", "-s", parser=human_int("--seq"), help="tokens per sequence (training sequence length)")]

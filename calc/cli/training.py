@@ -18,6 +18,7 @@ from calc.cli.options import (
     EpOpt,
     ExplainOpt,
     GlobalBatchOpt,
+    GlobalBatchTokensOpt,
     GpuOpt,
     GpuOptional,
     JsonOpt,
@@ -41,6 +42,7 @@ from calc.cli.options import (
     TpOpt,
     VppOpt,
     ZeroOpt,
+    global_batch_sequences,
     human_float,
     human_int,
 )
@@ -122,6 +124,7 @@ def train_time(
     days: DaysOpt = None,
     mfu_assumed: MfuOpt = None,
     global_batch: GlobalBatchOpt = None,
+    global_batch_tokens: GlobalBatchTokensOpt = None,
     system: SystemOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
@@ -141,6 +144,7 @@ def train_time(
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
     (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
     assumed --mfu. --days D instead of --num-gpus: the smallest whole-node GPU count whose plan finishes in D days."""
+    global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
@@ -322,6 +326,7 @@ def train_step(
     model: ModelArg,
     gpu: GpuOpt,
     global_batch: GlobalBatchOpt = None,
+    global_batch_tokens: GlobalBatchTokensOpt = None,
     num_gpus: NumGpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
@@ -355,6 +360,7 @@ def train_step(
     """Step time of one parallel plan: every term (compute, recompute, TP/EP/CP/PP/DP communication,
     bubble, optimizer) and how much is exposed, tokens/s, MFU, HFU, memory per GPU. A plan that does not
     fit is refused with the memory it needs."""
+    global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import emit_outcome
     from calc.errors import LLMCalcError
     from calc.report.training_views import train_step_view
@@ -392,6 +398,7 @@ def train_plan(
     gpu: GpuOpt,
     num_gpus: NumGpusOpt = None,
     global_batch: GlobalBatchOpt = None,
+    global_batch_tokens: GlobalBatchTokensOpt = None,
     seq: SeqOpt = DEFAULT_SEQ,
     tp: TpOpt = None,
     pp: PpOpt = None,
@@ -419,6 +426,7 @@ def train_plan(
 ) -> None:
     """The fastest TP/PP/DP/CP/EP layouts that fit (with ZeRO stage, micro-batch, recomputation and
     interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch/--recompute pin one."""
+    global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import output_path
     from calc.errors import LLMCalcError
     from calc.report.render import emit

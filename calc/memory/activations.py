@@ -78,6 +78,10 @@ class LayerSetup:
     ``adapted``: matrices with a LoRA adapter (their input is kept for the adapter's A). A frozen matrix
     with neither keeps no input: PyTorch saves mm's input only when the weight needs a gradient
     (torch/csrc/autograd/FunctionsManual, mm_mat2_backward; tools/autograd/derivatives.yaml).
+    ``quantized``: the frozen linears are bitsandbytes 4-/8-bit layers (QLoRA). Their autograd function
+    keeps its input whenever that input needs a gradient, which it does as soon as any adapter sits upstream
+    (bitsandbytes autograd/_functions.py MatMul4Bit.forward: ``if any(ctx.needs_input_grad[:2]): ctx.tensors =
+    (A, B)``; MatMul8bitLt likewise keeps A), so every quantized linear's input is saved, trained or not.
     """
 
     full: bool = True
@@ -91,9 +95,10 @@ class LayerSetup:
     act_bytes: int = 2
     tp: int = 1
     sp: bool = False
+    quantized: bool = False
 
     def keeps_input(self, *names: str) -> bool:
-        return self.full or any(n in self.adapted for n in names)
+        return self.full or self.quantized or any(n in self.adapted for n in names)
 
 
 _SRC_NORM = "RMSNorm/LayerNorm backward needs its input and 1/rms per token (Zhang & Sennrich 2019, eq. 4)"
@@ -158,6 +163,8 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent * (2 if up_trains else 1), 1,
             f"b*s*(r_q + r_kv)*{2 if up_trains else 1}*{b} = {t_tok}*{latent}*{2 if up_trains else 1}*{b}", _SRC_MLA)
     add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
+    if s.quantized:
+        add("o_proj input (contiguous copy of O)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_O_COPY)
     if s.attention == "flash":
         add("log-sum-exp (fp32)", h, tp, f"b*s*h*4/t = {t_tok}*{h}*4/{tp}", _SRC_FLASH, 4)
     else:
@@ -196,6 +203,8 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     return out
 
 
+_SRC_O_COPY = ("eager stacks reshape O (b, h, s, d) -> (b, s, h*d) with a copy (HF attn_output.transpose(1, 2).contiguous(), "
+               "litgpt y.transpose(1, 2).reshape); the quantized o_proj keeps that copy, flash keeps its own O")
 _SRC_MLA = "MLA: the q and kv latents pass an RMSNorm and an up-projection (DeepSeek-V2, arXiv 2405.04434 eq. 9-14)"
 _SRC_MOE = "MoE: each token is dispatched to k experts (k copies of its hidden state kept for the expert weights' grads)"
 _SRC_DORA = "DoRA: y = m * (W0 x + B A x) / ||W0 + B A||_c; dm needs the unscaled output (Liu et al. 2024, eq. 5)"

@@ -289,7 +289,7 @@ def finetune_memory(
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
     setup = LayerSetup(full=full, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
-                       tp=plan.tp, sp=plan.sequence_parallel)
+                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora")
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
