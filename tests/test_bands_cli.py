@@ -154,6 +154,22 @@ def test_tight_when_the_card_lies_inside_the_memory_band(bands_data, need_gib: f
         assert not found.tight
 
 
+def test_the_wide_default_never_makes_a_fit_tight(bands_data) -> None:
+    # No measured group for the peak: its band is the stated factor-2 default (rows 0, "no comparable measurement").
+    # 75 GiB on an 80 GiB card would be tight against 2 x 75 = 150 GiB, but a default is not a memory band: "fits".
+    bands_data({})
+    from calc.memory import inference_memory
+    from calc.report.confidence import annotate
+    from calc.sources.catalog import load_gpu, load_model
+
+    r = inference_memory(load_model("llama3-8b"), gpu=load_gpu("h100"), batch=1, seq=1024)
+    r = r.model_copy(update={"per_gpu_bytes": 75 * GIB, "gpu_memory_bytes": 80 * GIB})
+    payload = r.model_dump(mode="json")
+    found = annotate(r, payload)
+    assert payload["bands"]["per_gpu_bytes"]["rows"] == 0
+    assert payload["fit"] == "fits" and not found.tight
+
+
 def test_a_calibrated_figure_says_so_and_takes_the_calibration_band(cli, tmp_path: Path) -> None:
     # GEMM efficiencies 0.5 at 1e9..1e14 FLOPs but 0.6 at 1e11. Leave-one-out: an inner point is predicted as the
     # mean of its neighbours (halfway in log size), an end point as its neighbour: residuals log(e / predicted) =

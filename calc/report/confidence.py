@@ -251,30 +251,37 @@ def _gpus_band(r: Any, n: float, ctx: Context) -> Band | None:
 
 
 def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str | None] | None:
-    """The three-valued fit of a result and, when tight, the one warning line naming the margin and what makes room."""
+    """The three-valued fit of a result and, when tight, the one warning line naming the margin and what makes room.
+    Only a band measured on the corpus (rows > 0) can make a fit tight: the stated wide default is "no comparable
+    measurement", not a memory band, so against it a fit that fits is "fits"."""
     name = _name(r)
     if name in MEMORY_FIT:
+        bands = {k: b for k, b in bands.items() if b.rows > 0}  # the wide default is no band: it cannot make a fit tight
         need_key, cap_key = MEMORY_FIT[name]
         need, cap = getattr(r, need_key, None), getattr(r, cap_key, None)
-        if need is None or not cap or need_key not in bands:
+        if need is None or not cap:
             return None
-        verdict = fit_verdict(need, cap, bands[need_key].high)
+        high = bands[need_key].high if need_key in bands else need
+        verdict = fit_verdict(need, cap, high)
         margin = (f"{gib(cap - need):.2f} GiB of {gib(cap):.2f} GiB per GPU to spare, but the 80% band of the peak "
-                  f"reaches {gib(bands[need_key].high):.2f} GiB")
+                  f"reaches {gib(high):.2f} GiB")
     elif name == "calc.serving.capacity.ConcurrencyResult":
         b = bands.get("kv_cache_tokens")
         if b is None:
             return None
         # one request of max_tokens must fit the KV cache; the cache may be as small as the band's low end
         need, cap = r.max_tokens, r.kv_cache_tokens  # type: ignore[attr-defined]
-        verdict = "does not fit" if r.max_concurrency < 1 else fit_verdict(need, cap, need * cap / b.low)  # type: ignore[attr-defined]
+        verdict = ("does not fit" if r.max_concurrency < 1 else "fits" if b.rows == 0  # type: ignore[attr-defined]
+                   else fit_verdict(need, cap, need * cap / b.low))
         margin = f"the KV cache holds {cap:,} tokens, but its 80% band goes down to {b.low:,.0f}, under one request of {need:,}"
     elif name == "calc.serving.latency.LatencyResult":
         held = getattr(r, "max_concurrency", None)
         if held is None:
             return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]
         b = figure_band("kv_capacity", held, ctx) if held else None
-        verdict = "does not fit" if not r.fits or not b else fit_verdict(r.batch, held, r.batch * held / b.low)  # type: ignore[attr-defined]
+        b = b if b is not None and b.rows > 0 else None
+        verdict = ("does not fit" if not r.fits else "fits" if not b  # type: ignore[attr-defined]
+                   else fit_verdict(r.batch, held, r.batch * held / b.low))  # type: ignore[attr-defined]  # type: ignore[attr-defined]
         margin = (f"the KV cache admits {held} requests for a batch of {r.batch}, "  # type: ignore[attr-defined]
                   f"but its 80% band goes down to {b.low if b else 0:.1f}")
         name = "calc.serving.capacity.ConcurrencyResult"  # the same ways to make room
@@ -283,7 +290,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         if not r.fits or best is None:  # type: ignore[attr-defined]
             return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]
         b = figure_band("kv_capacity", best.max_concurrency, ctx)
-        verdict = fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low)
+        verdict = ("fits" if b.rows == 0  # no measured KV band: nothing to be tight against
+                   else fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low))
         margin = (f"the best layout's KV cache holds {best.max_concurrency} requests for a batch of {best.batch}, "
                   f"but its 80% band goes down to {b.low:.1f}")
     elif name == "calc.training.plan.PlanSearchResult":
