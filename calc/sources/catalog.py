@@ -100,7 +100,7 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
     near = difflib.get_close_matches(arg.lower(), names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(near)}?" if near else f"`llmcalc {kind}s` lists them"
     if cls is GPUSpec:
-        hint += " Or pass a GPU YAML file; `llmcalc show h100 --yaml` prints a template"
+        hint += "; or pass a GPU YAML file (`llmcalc show h100 --yaml` prints a template)"
     shown = arg if len(arg) <= 80 else arg[:80] + "..."
     raise LLMCalcError(field, f"unknown {kind} {shown!r}; {hint}")
 
