@@ -92,9 +92,9 @@ def lfm2(c: HFConfig) -> Mapping:
         types = ["full_attention" if i in idx else "conv" for i in range(layers)]
     if not isinstance(types, list) or len(types) != layers or set(types) - {"conv", "full_attention"}:
         raise c.fail("layer_types", f"must list 'conv' or 'full_attention' for each of the {layers} layers"[:200])
-    tied = c.bool("tie_embedding", "tie_word_embeddings", default=True)
+    alias = {"tied_embeddings": c.bool("tie_embedding")} if "tie_embedding" in c.data else {}
     spec = llama_like(c, layout={"layer_types": ["full" if t == "full_attention" else "linear" for t in types]},
-                      qk_norm="head", tied_embeddings=tied)
+                      qk_norm="head", tied_default=True, **alias)
     spec["intermediate_size"] = _lfm2_ff_dim(c)
     hidden = spec["hidden_size"]
     spec["mixer"] = {"kind": "short_conv", "num_heads": hidden, "head_dim": 1, "state_size": 0,
