@@ -207,7 +207,7 @@ LFM2 = 1_170_340_608
 
 
 @pytest.mark.parametrize(("name", "total", "catalog"), [
-    ("bamba-9b", BAMBA, "bamba-9b"), ("granite-4.0-h-tiny", GRANITE_TINY, "granite-4.0-h-tiny"),
+    ("bamba-9b", BAMBA, "bamba-9b"), ("granite-4.0-h-tiny", GRANITE_TINY, "granite-4-h-tiny"),
     ("lfm2-1.2b", LFM2, "lfm2-1.2b"),
 ])
 def test_ibm_and_liquid_hybrids_exact(name: str, total: int, catalog: str) -> None:
