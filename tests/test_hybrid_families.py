@@ -185,3 +185,77 @@ def test_falcon_h1_parallel_mixer() -> None:
     assert kv_cache_bytes_per_token(m) == 36 * 2 * 2 * 64 * 2
     assert state_bytes_per_request(m) == 36 * (1792 * 3 + 24 * 64 * 128) * 2
     assert request_cache_bytes(m, 1000) == 1000 * 36 * 2 * 2 * 64 * 2 + 36 * (1792 * 3 + 24 * 64 * 128) * 2
+
+
+# Bamba-9B (32 layers, attention at 9, 18, 27; every layer a SwiGLU MLP, two RMSNorms):
+#   Mamba-2 (128 heads x 64, N 128, 1 group): in_proj 4096*(2*8192 + 2*128 + 128) + conv1d (8192 + 256)*4 + bias 8448
+#            + 3*128 + gated norm 8192 + out_proj 8192*4096 = 102,286,976
+#   29 x (102,286,976 + 176,160,768 + 8192) + 3 x (41,943,040 + 176,160,768 + 8192) + 2 x 128256*4096 + 4096
+#   = 9,780,235,392. Card: 9B.
+BAMBA = 9_780_235_392
+# Granite-4.0-H-Tiny (40 layers, attention at 5, 15, 25, 35, NoPE; every layer MoE + shared expert, tied embedding):
+#   Mamba-2 (48 heads x 64, N 128): 1536*(2*3072 + 2*128 + 48) + (3072 + 256)*4 + 3328 + 3*48 + 3072 + 3072*1536
+#            = 14,642,576; attention 2*1536^2 + 2*1536*512 = 6,291,456
+#   MoE 64 x 3*1536*512 + router 1536*64 + shared 3*1536*1024 = 155,811,840; norms 2*1536
+#   36 x 170,457,488 + 4 x 162,106,368 + 100352*1536 + 1536 = 6,939,037,248. Card: 7B total, 1B active.
+GRANITE_TINY = 6_939_037_248
+# LFM2-1.2B (16 layers: 6 GQA, 10 short conv; SwiGLU 8192 = 256*ceil(int(2*12288/3)/256); tied embedding):
+#   attention 2*2048^2 + 2*2048*512 + q/k norms 2*64 = 10,485,888; short conv 2048*3*2048 + 2048*3 + 2048^2 = 16,783,360
+#   6 x (10,485,888 + 3*2048*8192 + 2*2048) + 10 x (16,783,360 + 50,331,648 + 4096) + 65536*2048 + 2048
+#   = 1,170,340,608, the figure the model card's table gives.
+LFM2 = 1_170_340_608
+
+
+@pytest.mark.parametrize(("name", "total", "catalog"), [
+    ("bamba-9b", BAMBA, "bamba-9b"), ("granite-4.0-h-tiny", GRANITE_TINY, "granite-4-h-tiny"),
+    ("lfm2-1.2b", LFM2, "lfm2-1.2b"),
+])
+def test_ibm_and_liquid_hybrids_exact(name: str, total: int, catalog: str) -> None:
+    assert count_params(_load(name)).total_params == total
+    assert count_params(load_model(catalog)).total_params == total  # the catalog YAML agrees
+
+
+def test_ibm_and_liquid_hand_worked_blocks() -> None:
+    bamba_mixer = 4096 * (2 * 8192 + 2 * 128 + 128) + 8448 * 4 + 8448 + 3 * 128 + 8192 + 8192 * 4096
+    assert bamba_mixer == 102_286_976
+    assert 29 * (bamba_mixer + 3 * 4096 * 14336 + 8192) + 3 * (2 * 4096**2 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 8192) \
+        + 2 * 128256 * 4096 + 4096 == BAMBA
+    granite_mixer = 1536 * (2 * 3072 + 2 * 128 + 48) + 3328 * 4 + 3328 + 3 * 48 + 3072 + 3072 * 1536
+    moe = 64 * 3 * 1536 * 512 + 1536 * 64 + 3 * 1536 * 1024
+    assert 36 * (granite_mixer + moe + 3072) + 4 * (2 * 1536**2 + 2 * 1536 * 512 + moe + 3072) + 100352 * 1536 + 1536 \
+        == GRANITE_TINY
+    # 6 of 64 experts active: 58 idle experts of 3*1536*512 in each of the 40 layers.
+    assert count_params(_load("granite-4.0-h-tiny")).active_params == GRANITE_TINY - 40 * 58 * 3 * 1536 * 512
+    assert 6 * (2 * 2048**2 + 2 * 2048 * 512 + 128 + 3 * 2048 * 8192 + 4096) \
+        + 10 * (2048 * 3 * 2048 + 2048 * 3 + 2048**2 + 3 * 2048 * 8192 + 4096) + 65536 * 2048 + 2048 == LFM2
+
+
+def test_ibm_and_liquid_cache_and_state() -> None:
+    bamba, granite, lfm2 = _load("bamba-9b"), _load("granite-4.0-h-tiny"), _load("lfm2-1.2b")
+    # KV only on the attention layers: 3 x 2 x 8 x 128 x 2 B; 4 x 2 x 4 x 128 x 2 B; 6 x 2 x 8 x 64 x 2 B.
+    assert kv_cache_bytes_per_token(bamba) == 3 * 2 * 8 * 128 * 2
+    assert kv_cache_bytes_per_token(granite) == 4 * 2 * 4 * 128 * 2
+    assert kv_cache_bytes_per_token(lfm2) == 6 * 2 * 8 * 64 * 2
+    # State per request (bf16): Mamba-2 conv (d_in + 2N) x 3 + heads x P x N; LFM2's conv keeps H x (L_cache - 1).
+    assert state_bytes_per_request(bamba) == 29 * (8448 * 3 + 128 * 64 * 128) * 2
+    assert state_bytes_per_request(granite) == 36 * (3328 * 3 + 48 * 64 * 128) * 2
+    assert state_bytes_per_request(lfm2) == 10 * 2048 * 2 * 2
+    assert request_cache_bytes(lfm2, 100_000) - request_cache_bytes(lfm2, 10) == 99_990 * 6 * 2 * 8 * 64 * 2
+
+
+def test_ibm_and_liquid_layouts_are_refused_when_malformed(tmp_path) -> None:
+    import json
+
+    from calc.errors import LLMCalcError
+
+    data = json.loads((FIXTURES / "bamba-9b.json").read_text().replace("Infinity", "1e9"))
+    data["attn_layer_indices"] = [40]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(LLMCalcError, match="attn_layer_indices"):
+        load_model(str(path))
+    data = json.loads((FIXTURES / "lfm2-1.2b.json").read_text())
+    data["layer_types"] = ["conv"] * 15
+    path.write_text(json.dumps(data))
+    with pytest.raises(LLMCalcError, match="layer_types"):
+        load_model(str(path))

@@ -164,6 +164,23 @@ def qwen3_next(c: HFConfig) -> Mapping:
     return spec
 
 
+def mamba2_mixer(c: HFConfig, hidden: int, width: int | None = None) -> dict[str, Any]:
+    """The Mamba-2 mixer of the mamba_-prefixed configs (BambaMixer, reused by GraniteMoeHybrid and FalconH1Mixer):
+    width d_in = ``width`` (default mamba_expand * hidden_size) = mamba_n_heads * mamba_d_head, mamba_d_head 'auto'
+    = d_in / mamba_n_heads; conv1d over d_in + 2*G*N channels with mamba_conv_bias; in_proj / out_proj bias
+    mamba_proj_bias; gated RMSNorm(d_in)."""
+    width = width or c.int("mamba_expand") * hidden
+    heads = c.int("mamba_n_heads")
+    d_head = c.get("mamba_d_head", default="auto")
+    d_head = width // heads if d_head == "auto" else c.int("mamba_d_head")
+    if heads * d_head != width:
+        raise c.fail("mamba_d_head", f"x mamba_n_heads ({d_head}*{heads}) must equal the mixer width ({width})")
+    return {"kind": "mamba2", "num_heads": heads, "head_dim": d_head, "state_size": c.int("mamba_d_state"),
+            "n_groups": c.int("mamba_n_groups"), "conv_kernel": c.int("mamba_d_conv"),
+            "proj_bias": c.bool("mamba_proj_bias", default=False), "conv_bias": c.bool("mamba_conv_bias", default=True),
+            "chunk_size": c.int("mamba_chunk_size")}
+
+
 FALCON_H1 = {"vocab_size": 128000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
              "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192, "mamba_d_ssm": 1024,
              "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_conv": 4, "mamba_expand": 2,
@@ -179,22 +196,14 @@ def falcon_h1(c: HFConfig) -> Mapping:
     Defaults: configuration_falcon_h1 (transformers main, 2026)."""
     c.use_defaults(FALCON_H1)
     hidden = c.int("hidden_size")
-    width = c.int("mamba_d_ssm", default=None) or c.int("mamba_expand") * hidden
-    heads = c.int("mamba_n_heads")
-    d_head = c.get("mamba_d_head", default="auto")
-    d_head = width // heads if d_head == "auto" else c.int("mamba_d_head")
-    if heads * d_head != width:
-        raise c.fail("mamba_d_head", f"x mamba_n_heads ({d_head}*{heads}) must equal the mixer width mamba_d_ssm ({width})")
-    in_bias, out_bias = c.bool("mamba_proj_bias", default=False), c.bool("projectors_bias", default=False)
+    mixer = mamba2_mixer(c, hidden, c.int("mamba_d_ssm", default=None))
+    in_bias, out_bias = mixer["proj_bias"], c.bool("projectors_bias", default=False)
     if in_bias != out_bias:
         raise c.fail("projectors_bias", f"({out_bias}) differs from mamba_proj_bias ({in_bias}); a mixer with a bias on "
                      "only one of in_proj / out_proj is not modelled")
     bias = c.bool("attention_bias", default=False)
     spec = llama_like(c, layout={}, qkv_bias=bias, out_bias=bias, mlp_bias=c.bool("mlp_bias", default=False))
-    spec["mixer"] = {"kind": "mamba2", "num_heads": heads, "head_dim": d_head, "state_size": c.int("mamba_d_state"),
-                     "n_groups": c.int("mamba_n_groups"), "conv_kernel": c.int("mamba_d_conv"), "proj_bias": in_bias,
-                     "conv_bias": c.bool("mamba_conv_bias", default=True), "gated_norm": c.bool("mamba_rms_norm", default=False),
-                     "chunk_size": c.int("mamba_chunk_size"), "parallel": True}
+    spec["mixer"] = {**mixer, "gated_norm": c.bool("mamba_rms_norm", default=False), "parallel": True}
     return spec
 
 
