@@ -8,8 +8,9 @@ Defaults follow each engine's own source, by version (``engine_version``; None =
       >= 0.9: device memory >= 70 GiB and not an A100 ("H100 and MI300x") -> 8192 / 1024, else 2048 / 256
       0.8.x:  2048 / 256
   gpu_memory_utilization 0.9, block_size 16.
-- vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): chunked prefill switched on automatically for
-  max_model_len > 32K, then max_num_batched_tokens 2048, else max(max_model_len, 2048); max_num_seqs 256.
+- vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): from 0.5.4 chunked prefill switched on automatically
+  for max_model_len > 32K (vllm-project/vllm PR #6666, merged 2024-07-23 after v0.5.3), then max_num_batched_tokens
+  2048; otherwise (and always before 0.5.4) max(max_model_len, 2048) (SchedulerConfig); max_num_seqs 256.
 - SGLang (python/sglang/srt/server_args.py):
       < 0.5.4: mem_fraction_static by TP size (0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16+);
                chunked_prefill_size 8192 (2048 under 25 GB)
@@ -42,7 +43,8 @@ VLLM_V1_FROM = (0, 8)  # VLLM_USE_V1 became the default in 0.8.0 (vllm/envs.py)
 VLLM_MEMORY_DEFAULTS_FROM = (0, 9)  # get_batch_defaults by device memory
 SGLANG_HEURISTIC_FROM = (0, 5, 4)  # server_args._handle_gpu_memory_settings (PR #10975)
 
-VLLM_CHUNKED_PREFILL_ABOVE = 32768  # vLLM V0 enables chunked prefill for max_model_len > 32K
+VLLM_CHUNKED_PREFILL_ABOVE = 32768  # vLLM V0 enables chunked prefill for max_model_len > 32K ...
+VLLM_AUTO_CHUNK_FROM = (0, 5, 4)  # ... from 0.5.4 (PR #6666); 0.5.3 profiles one whole max_model_len prefill
 VLLM_CHUNKED_BATCHED_TOKENS = 2048  # its max_num_batched_tokens default once chunked prefill is on
 VLLM_BIG_GPU_BYTES = 70 * 2**30  # get_batch_defaults: "device_memory >= 70 * GiB_bytes and 'a100' not in name"
 SGLANG_SMALL_GPU_BYTES = 25 * 10**9  # SGLang < 0.5.4 halves chunked_prefill_size below this capacity
@@ -131,7 +133,7 @@ class EngineSettings(_Spec):
         context = self.context_len(model_max)
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < context:
             return True  # vLLM refuses a step budget below the context unless prefill is chunked
-        return context > VLLM_CHUNKED_PREFILL_ABOVE
+        return context > VLLM_CHUNKED_PREFILL_ABOVE and self.version() >= VLLM_AUTO_CHUNK_FROM
 
     def _vllm_big_gpu(self, gpu_memory_bytes: int, gpu_name: str) -> bool:
         return (self.version() >= VLLM_MEMORY_DEFAULTS_FROM and gpu_memory_bytes >= VLLM_BIG_GPU_BYTES
