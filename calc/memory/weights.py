@@ -162,7 +162,9 @@ def shipped_dtype_label(m: ModelSpec) -> str:
     if q is None:
         return m.checkpoint_dtype
     detail = f" block {q.block_size[0]}x{q.block_size[1]}" if q.block_size else (f" g{q.group_size}" if q.group_size else "")
-    skip = f", not converted: {', '.join(q.modules_to_not_convert)}" if q.modules_to_not_convert else ""
+    names = q.modules_to_not_convert or []
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    skip = f", not converted: {shown}" if names else ""
     return f"{q.method}{detail} ({q.bits}-bit) + {m.checkpoint_dtype}{skip}"
 
 
