@@ -142,7 +142,7 @@ def train_time(
     explain: ExplainOpt = False,
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
-    (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
+    (train-plan, --global-batch default 4M tokens / --seq rounded up to a multiple of the GPUs; --tp/--pp/... pin a given plan), or at an
     assumed --mfu. --days D instead of --num-gpus: the smallest whole-node GPU count whose plan finishes in D days."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import load_calibration, price_for, training_fit
