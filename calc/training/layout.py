@@ -74,14 +74,6 @@ def pipeline_stage_layers(num_layers: int, pp: int) -> list[int] | None:
     return [first] + [k] * (pp - 2) + [last]
 
 
-def near_even_stages(num_layers: int, pp: int) -> bool:
-    """Even, or Megatron-Core's uneven form with the first and last stages at most one layer short of the middle ones:
-    Llama 3 405B trained 126 layers on PP 16 so ("we reduce one Transformer layer each from the first and the last
-    stages", arXiv 2407.21783 sec. 3.3.2): [7, 8 x 14, 7]. The plan search tries these first (calc.training.plan)."""
-    stages = pipeline_stage_layers(num_layers, pp)
-    return stages is not None and min(stages[0], stages[-1]) >= max(stages) - 1
-
-
 def uneven_stage_note(num_layers: int, pp: int) -> str:
     """'' for an even split; else the uneven Megatron-Core form in its own flags, for the plan string."""
     stages = pipeline_stage_layers(num_layers, pp)

@@ -3,10 +3,10 @@
 Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   TP   divides the heads (and the KV heads, or is a multiple of them), at most one node unless allowed
   CP   1, 2, 4, ... while s/c >= 1,024 tokens per GPU
-  PP   a degree dividing the remaining GPUs, with the layers split evenly (L/p each) or in Megatron-Core's uneven
-       form with the first and last stages one layer short (Llama 3 405B: 126 layers on PP 16 as 7/8x14/7;
-       calc.training.layout.near_even_stages); only when none of those fits, any Megatron-Core uneven form (equal
-       middle stages, fewer layers first/last). An uneven split is stated in the plan string; a pinned --pp may be any
+  PP   a degree dividing the remaining GPUs whose layers Megatron-Core can place: L/p each, or its uneven form (equal
+       middle stages of ceil(L/p), fewer layers first/last: calc.training.layout.pipeline_stage_layers; Llama 3 405B
+       ran 126 layers on PP 16 as 7/8x14/7), stated in the plan string. The step model times the fullest stage, so an
+       uneven split pays for its idle layers; between equal step times an even split ranks first
   DP   the rest; EP (MoE only) divides the experts and DP x CP; micro-batch b in 1, 2, 4, 8 with d*b | B
   VPP  interleaving v = 2..8 when every stage keeps >= v layers and p divides the micro-batch count
        (uneven chunks allowed, as Megatron-Core's first/last-stage layer counts allow)
@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.model.parallel import tp_splits_kv_heads
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout, layout_is_valid, near_even_stages, zero_with_pp_problem
+from calc.training.layout import Layout, layout_is_valid, pipeline_stage_layers, zero_with_pp_problem
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev
 
@@ -48,7 +48,6 @@ class SearchSpace:
     max_cp: int = 32
     max_vpp: int = MAX_VPP
     fixed: tuple[tuple[str, Any], ...] = ()  # e.g. (("tp", 8), ("recompute", "full")): what the user pinned
-    uneven_pp: bool = False  # also try every Megatron-Core uneven split, not only the near-even ones
 
 
 class PlanSearchResult(BaseModel):
@@ -144,8 +143,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
     for tp in _pinned(space, "tp", _tp_choices(cost, n, space)):
         for cp in _pinned(space, "cp", _cp_choices(cost, n // tp, space)):
             rest = n // (tp * cp)
-            pps = [p for p in _divisors(rest) if p <= m.num_layers
-                   and (near_even_stages(m.num_layers, p) or space.uneven_pp or "pp" in dict(space.fixed))]
+            pps = [p for p in _divisors(rest) if pipeline_stage_layers(m.num_layers, p) is not None]
             for pp in _pinned(space, "pp", pps):
                 dp = rest // pp
                 eps = [e for e in _divisors(experts) if (dp * cp) % e == 0] if m.moe else [1]
@@ -191,22 +189,20 @@ def search_plans(
         raise LLMCalcError("--global-batch", f"must be >= 1, got {global_batch}")
     check_pins(cost, num_gpus, space)
     considered, fitting = enumerate_fitting(cost, num_gpus, global_batch, space)
-    if not fitting and not space.uneven_pp:  # no PP dividing the layers fits: Megatron-Core's uneven stages too
-        space = replace(space, uneven_pp=True)
-        considered, fitting = enumerate_fitting(cost, num_gpus, global_batch, space)
     if considered == 0:
         pins = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in space.fixed)
         raise LLMCalcError("--global-batch", f"no layout of {num_gpus} GPUs has DP x micro-batch dividing {global_batch}"
                            + (f" with {pins}" if pins else "") + "; change --global-batch or the pinned degrees")
-    timed: list[tuple[float, Layout]] = []
+    timed: list[tuple[float, bool, Layout]] = []
     for layout, micro in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
             if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.memory_bytes:
                 continue  # interleaving keeps more micro-batches' activations on the first stage
-            timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, candidate))
-    timed.sort(key=lambda item: item[0])
-    plans = [train_step(cost, layout, global_batch=global_batch) for _, layout in timed[:top]]
+            uneven = cost.m.num_layers % candidate.pp != 0
+            timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, uneven, candidate))
+    timed.sort(key=lambda item: item[:2])
+    plans = [train_step(cost, layout, global_batch=global_batch) for _, _, layout in timed[:top]]
     if plans:
         best = plans[0]
         verdict = (f"fastest of {len(timed)} fitting layouts and interleavings: {best.layout}: "
@@ -241,7 +237,7 @@ def what_would_fit(cost: ModelCost, num_gpus: int, global_batch: int, space: Sea
             continue
         fixed = tuple((k, v) for k, v in space.fixed if k != name) + (((name, value),) if value is not None else ())
         try:
-            fits = enumerate_fitting(cost, num_gpus, global_batch, replace(space, fixed=fixed, uneven_pp=True))[1]
+            fits = enumerate_fitting(cost, num_gpus, global_batch, replace(space, fixed=fixed))[1]
         except LLMCalcError:
             fits = []
         if fits:
