@@ -41,9 +41,11 @@ def test_mla_kv_assumption_does_not_claim_kv_heads_split(cli) -> None:
 
 
 def test_train_plan_lists_no_zero_duplicates_without_data_parallelism(cli) -> None:
-    # 13 GPUs of llama3-8b (32 layers): 13 is prime, so the only layouts are TP1 PP13 DP1 and TP13 (13 does not
-    # divide the 32 heads) -> DP is 1 and ZeRO has nothing to shard; "ZeRO0" and "ZeRO1" rows were identical.
-    data = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "13", "--global-batch", "64", "--seq", "4096",
+    # 11 GPUs of llama3-8b (32 layers): 11 is prime, so the only layouts are TP1 PP11 DP1 (Megatron's uneven
+    # [3, 3 x 9, 2]) and TP11 (11 does not divide the 32 heads) -> DP is 1 and ZeRO has nothing to shard; "ZeRO0" and
+    # "ZeRO1" rows were identical. (Was 13 GPUs: PP 13 needs 11 x 3 = 33 > 32 layers in the middle, which Megatron
+    # cannot place, so 13 GPUs now have no layout.)
+    data = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "11", "--global-batch", "64", "--seq", "4096",
                "--json").json()
     layouts = [p["layout"] for p in data["plans"]]
     assert layouts and all("DP1" in x and "ZeRO0" in x for x in layouts)

@@ -32,3 +32,58 @@ def test_train_time_days_and_num_gpus_are_one_question(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --days:"), r.err
     r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus:"), r.err
+
+
+def test_largest_gpus_within_budget_bisects_whole_nodes() -> None:
+    from calc.training.sizing import largest_gpus_within_budget
+
+    # cost rises 1% per node past the first (MFU falling with scale): 1000 x (1 + 0.01 (n/8 - 1)) <= 1100 -> n/8 <= 11
+    assert largest_gpus_within_budget(lambda n: 1000 * (1 + 0.01 * (n / 8 - 1)), 1100, 8, 8) == 88
+    # even the fewest that fit (64) cost more than the budget: None
+    assert largest_gpus_within_budget(lambda n: 1000.0, 999, 64, 8) is None
+
+
+def _flops_per_token_llama3_8b(seq: int) -> float:
+    # PaLM convention (full s x s attention): 6 N + 12 L H s, L 32, H 4096, N the matmul weights: 8.03e9 (Meta's
+    # model card) less the input embedding 128,256 x 4,096 (a lookup, no FLOPs; the output head is a matmul)
+    return 6 * (8.03e9 - 128256 * 4096) + 12 * 32 * 4096 * seq
+
+
+def test_budget_with_days_is_the_cheapest_on_time(cli) -> None:
+    # 1T tokens at an assumed MFU 0.4 on H100 (989.4 TFLOP/s bf16 dense), seq 4096:
+    # GPU-hours = 1e12 x 5.15e10 / (989.4e12 x 0.4 x 3600) ~ 36,100; in 10 days: >= 151 -> 152 GPUs (19 nodes); $2/h: ~$72K
+    hours = 1e12 * _flops_per_token_llama3_8b(4096) / (989.4e12 * 0.4 * 3600)
+    gpus = -(-hours / 240 // 8) * 8
+    args = ("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "1T", "--seq", "4096", "--mfu", "0.4",
+            "--days", "10", "--price", "2")
+    r = cli(*args, "--budget", "90k", "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["num_gpus"] == gpus and d["days"] <= 10
+    assert abs(d["cost"] - 2 * hours) / (2 * hours) < 0.03
+    short = cli(*args, "--budget", "60k")
+    assert short.code == 2 and short.err.strip().splitlines()[-1].startswith("llmcalc: error: --budget:"), short.err
+    assert f"{int(gpus)} GPUs" in short.err and f"raise --budget to ${2 * hours / 1000:.0f}," in short.err
+
+
+def test_budget_alone_is_the_fastest_within_it(cli) -> None:
+    base = ("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "1T", "--price", "2")
+    r = cli(*base, "--budget", "100k", "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    n = d["num_gpus"]
+    # at least the ~$72K run at MFU 0.4 is affordable; the plan's MFU sits near 0.45, so the spend is 2 x GPU-hours
+    assert n % 8 == 0 and d["cost"] <= 100e3
+    assert abs(d["cost"] - 2 * d["gpu_hours"]) < 1
+    more = cli(*base, "--num-gpus", str(n + 8), "--json")  # one node more is past the budget (or does not fit)
+    assert more.code != 0 or more.json()["cost"] > 100e3
+
+
+def test_budget_needs_a_price_and_a_scale_dependent_mfu(cli) -> None:
+    base = ("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "1T", "--budget", "100k")
+    r = cli(*base)
+    assert r.code == 2 and "--price" in r.err and r.err.strip().splitlines()[-1].startswith("llmcalc: error: --budget:")
+    r = cli(*base, "--price", "2", "--mfu", "0.4")
+    assert r.code == 2 and "llmcalc: error: --budget:" in r.err and "--days" in r.err
+    r = cli(*base, "--price", "2", "--num-gpus", "64")
+    assert r.code == 2 and "llmcalc: error: --budget:" in r.err

@@ -52,4 +52,7 @@ def test_default_global_batch() -> None:
     from calc.training.plan import default_global_batch
 
     assert default_global_batch(4096, 64) == 1024  # 4M tokens / 4096 = 1024 sequences
-    assert default_global_batch(8192, 16384) == 2048  # one sequence per 8 GPUs beats 4M / 8192 = 512
+    assert default_global_batch(8192, 16384) == 2048  # past 8 x 512 GPUs: one sequence per 8 GPUs (16,384 / 8)
+    assert default_global_batch(4096, 264) == 1056  # 1,024 rounded up to a multiple of 264: 4 x 264 (8 x 33 GPUs)
+    assert default_global_batch(4096, 1032) == 1032  # one sequence per GPU: the smallest multiple of 1,032 >= 1,024
+    assert default_global_batch(8192, 4096) == 4096  # 8 x 512 = 4,096 GPUs is the last count at one per GPU

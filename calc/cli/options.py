@@ -209,6 +209,9 @@ MaxModelLenOpt = Annotated[int | None, typer.Option(
 TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
 DaysOpt = Annotated[float | None, typer.Option(
     "--days", parser=human_float("--days"), help="finish within D days: answers the smallest whole-node GPU count (no --num-gpus)")]
+BudgetOpt = Annotated[float | None, typer.Option(
+    "--budget", parser=human_float("--budget"),
+    help="spend at most USD (needs --price): the fastest whole-node GPU count within it; with --days the cheapest on time")]
 
 # --- numbers and formats -------------------------------------------------------------------
 DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),

@@ -10,6 +10,7 @@ import typer
 from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
+    BudgetOpt,
     CalibrationOpt,
     CausalOpt,
     CpOpt,
@@ -122,6 +123,7 @@ def train_time(
     tokens: TokensOpt = None,
     seq: SeqOpt = DEFAULT_SEQ,
     days: DaysOpt = None,
+    budget: BudgetOpt = None,
     mfu_assumed: MfuOpt = None,
     global_batch: GlobalBatchOpt = None,
     global_batch_tokens: GlobalBatchTokensOpt = None,
@@ -142,8 +144,9 @@ def train_time(
     explain: ExplainOpt = False,
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
-    (train-plan, --global-batch default max(4M tokens / --seq, GPUs / 8); --tp/--pp/... pin a given plan), or at an
-    assumed --mfu. --days D instead of --num-gpus: the smallest whole-node GPU count whose plan finishes in D days."""
+    (train-plan, --global-batch default 4M tokens / --seq rounded up to a multiple of the GPUs; --tp/--pp/... pin a given plan), or at an
+    assumed --mfu. --days D instead of --num-gpus: the smallest whole-node GPU count whose plan finishes in D days;
+    --budget USD (with --price): the fastest count within it, or with --days the cheapest on time within it."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
@@ -155,11 +158,18 @@ def train_time(
         raise LLMCalcError("--tokens", "missing; give the training tokens, e.g. 2T")
     if days is not None and num_gpus is not None:
         raise LLMCalcError("--days", "asks for the GPU count that finishes in time; give --days or --num-gpus, not both")
-    if num_gpus is None and days is None:
-        raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model? (or --days D for the count that finishes in D days)")
+    if budget is not None and num_gpus is not None:
+        raise LLMCalcError("--budget", "asks for the GPU count the budget buys; give --budget or --num-gpus, not both")
+    if num_gpus is None and days is None and budget is None:
+        raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model? (or --days D for the count that finishes "
+                           "in D days, --budget USD with --price for the fastest within it)")
     m, g = _specs(model, gpu, seq)
-    if days is not None:
-        num_gpus = _gpus_for_days(m, g, days, tokens, seq, mfu_assumed, global_batch, system, dtype, calibration, causal)
+    unit_price = price_for(price, g.name, old_price)
+    if budget is not None and unit_price is None:
+        raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
+    if days is not None or budget is not None:
+        num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
+                                    calibration, causal)
     if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
@@ -188,45 +198,83 @@ def train_time(
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
-        dtype=dtype, price_per_gpu_hour=price_for(price, g.name, old_price), causal=causal,
+        dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
         calibration=load_calibration(calibration), plan=plan,
     )
     emit(result, as_json, explain, train_time_view)
 
 
-def _gpus_for_days(m: Any, g: Any, days: float, tokens: float, seq: int, mfu_assumed: float | None,
-                   global_batch: int | None, system: str | None, dtype: str, calibration: str | None, causal: bool) -> int:
-    """The smallest whole-node GPU count whose train-time (best plan's MFU, or --mfu) is at most ``days``
-    (calc.training.sizing.smallest_gpus_within); refused naming --days when none up to its limit does."""
+def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
+                     seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
+                     calibration: str | None, causal: bool) -> int:
+    """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
+      --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
+      --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
+      both                the smallest count on time (the cheapest), refused when it costs more than USD
+    Refused naming the flag and the figure that would do when no count qualifies."""
     from calc.cli.common import load_calibration
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
     from calc.training.plan import best_plan
-    from calc.training.sizing import MAX_GPUS, smallest_gpus_within
+    from calc.training.sizing import MAX_GPUS, largest_gpus_within_budget, smallest_gpus_within
     from calc.units import abbrev, check_positive, count
 
-    check_positive(days, "--days")
+    for flag, value in (("--days", days), ("--budget", budget)):
+        if value is not None:
+            check_positive(value, flag)
+    if budget is not None and days is None and mfu_assumed is not None:
+        raise LLMCalcError("--budget", "with an assumed --mfu the cost is the same on any GPU count (GPU-hours = FLOPs / "
+                           "(peak x MFU)), so no count is the fastest within it: give --days too, or drop --mfu")
     node = load_system(system) if system else system_for_gpu(g)
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
                                                                       None, None, None, None, None)
     calib = load_calibration(calibration)
+    per_node = node.gpus_per_node if node is not None else 8
+    runs: dict[int, Any] = {}
+
+    def run_at(n: int) -> Any:
+        if n not in runs:
+            plan = None
+            if cost is not None:
+                try:
+                    plan = best_plan(cost, n, global_batch)
+                except LLMCalcError:
+                    runs[n] = None  # nothing fits on n GPUs (or the batch does not split): more GPUs
+                    return None
+            runs[n] = engine.train_time(m, g, num_gpus=n, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
+                                        dtype=dtype, causal=causal, calibration=calib, plan=plan, price_per_gpu_hour=price)
+        return runs[n]
 
     def days_at(n: int) -> float | None:
-        plan = None
-        if cost is not None:
-            try:
-                plan = best_plan(cost, n, global_batch)
-            except LLMCalcError:
-                return None  # nothing fits on n GPUs (or the batch does not split): more GPUs
-        return engine.train_time(m, g, num_gpus=n, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4, dtype=dtype,
-                                 causal=causal, calibration=calib, plan=plan).days
+        r = run_at(n)
+        return None if r is None else r.days
 
-    n = smallest_gpus_within(days_at, days, node.gpus_per_node if node is not None else 8)
-    if n is None:
-        raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {m.name} on {abbrev(tokens)} tokens in {count(days)} days; "
+    def cost_at(n: int) -> float | None:
+        r = run_at(n)
+        return None if r is None else r.cost
+
+    what = f"{m.name} on {abbrev(tokens)} tokens"
+    smallest = smallest_gpus_within(days_at, float("inf") if days is None else days, per_node)
+    if smallest is None:
+        if days is None:
+            raise LLMCalcError("--budget", f"no GPU count up to {MAX_GPUS:,} fits {what}; shorten --seq or use GPUs with more memory")
+        raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {what} in {count(days)} days; "
                            "allow more days or fewer tokens")
-    return n
+    if budget is None:
+        return smallest
+    need = cost_at(smallest)
+    assert need is not None  # smallest fits
+    if need > budget:
+        on_time = f" in {count(days)} days" if days is not None else ""
+        raise LLMCalcError("--budget", f"${budget:,.0f} is short: training {what}{on_time} needs at least {smallest:,} GPUs "
+                           f"costing ${need:,.0f} ({run_at(smallest).days:.1f} days); raise --budget to ${need:,.0f}"
+                           + (" or allow more days" if days is not None else " or train on fewer tokens"))
+    if days is not None:
+        return smallest
+    best = largest_gpus_within_budget(cost_at, budget, smallest, per_node)
+    assert best is not None  # smallest is within the budget
+    return best
 
 
 # --- training performance model: train-step, train-plan -----------------------------------------

@@ -48,6 +48,41 @@ class Layout:
         return replace(self, **changes)
 
 
+def pipeline_stage_layers(num_layers: int, pp: int) -> list[int] | None:
+    """Decoder layers per pipeline stage as Megatron-Core places them; None when it cannot.
+
+    Even when p divides L (L/p each). Otherwise Megatron-Core's uneven form
+    (``--decoder-first-pipeline-num-layers F --decoder-last-pipeline-num-layers E``, megatron/core/transformer/
+    transformer_block.py get_num_layers_to_build): the p - 2 middle stages hold k = ceil(L/p) layers each and the
+    first and last stages share the remaining R = L - (p - 2) k, F = ceil(R/2) and E = floor(R/2) (the last stage
+    also carries the output head, so it takes the smaller share). Valid when 1 <= E and F <= k, i.e.
+    (p - 2) k <= L - 2 (p = 2: F = k, E = L - k). For L = 32: p = 3 (k = 11, R = 21) gives [11, 11, 10];
+    p = 11 (k = 3, R = 5) gives [3, 3 x 9, 2]; p = 25 (k = 2, the 23 middle stages alone need 46 layers) is refused.
+
+    >>> pipeline_stage_layers(32, 3), pipeline_stage_layers(32, 25)
+    ([11, 11, 10], None)
+    """
+    if pp < 1 or pp > num_layers:
+        return None
+    if num_layers % pp == 0:
+        return [num_layers // pp] * pp
+    k = -(-num_layers // pp)
+    rest = num_layers - (pp - 2) * k
+    first, last = -(-rest // 2), rest // 2
+    if last < 1 or first > k:
+        return None
+    return [first] + [k] * (pp - 2) + [last]
+
+
+def uneven_stage_note(num_layers: int, pp: int) -> str:
+    """'' for an even split; else the uneven Megatron-Core form in its own flags, for the plan string."""
+    stages = pipeline_stage_layers(num_layers, pp)
+    if stages is None or num_layers % pp == 0:
+        return ""
+    return (f" (uneven stages {stages[0]}/{stages[1]}x{pp - 2}/{stages[-1]} layers: --decoder-first-pipeline-num-layers "
+            f"{stages[0]} --decoder-last-pipeline-num-layers {stages[-1]})")
+
+
 def num_microbatches(layout: Layout, global_batch: int) -> int:
     """m = B / (d x b): micro-batches each pipeline runs per step."""
     per_replica, rest = divmod(global_batch, layout.dp * layout.micro_batch)
@@ -102,6 +137,10 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--vpp", f"interleaving splits each pipeline stage into VPP chunks; VPP {layout.vpp} needs --pp > 1")
     if layout.pp * layout.vpp > m.num_layers:
         raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
+    if pipeline_stage_layers(m.num_layers, layout.pp) is None:
+        raise LLMCalcError("--pp", f"{layout.pp} stages cannot hold the {m.num_layers} layers of {m.name} as Megatron-Core "
+                           f"splits them (equal middle stages of ceil(L/p) layers, fewer on the first/last); use a PP "
+                           f"dividing {m.num_layers} or one with (p - 2) x ceil(L/p) <= L - 2")
     if seq % (2 * layout.cp if layout.cp > 1 else 1):
         raise LLMCalcError("--cp", f"context parallel {layout.cp} needs the sequence {seq} divisible by 2 x CP (load-balanced chunks)")
     if layout.ep > 1:

@@ -3,7 +3,10 @@
 Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   TP   divides the heads (and the KV heads, or is a multiple of them), at most one node unless allowed
   CP   1, 2, 4, ... while s/c >= 1,024 tokens per GPU
-  PP   any degree dividing the remaining GPUs with at least one layer per stage (uneven stages allowed)
+  PP   a degree dividing the remaining GPUs whose layers Megatron-Core can place: L/p each, or its uneven form (equal
+       middle stages of ceil(L/p), fewer layers first/last: calc.training.layout.pipeline_stage_layers; Llama 3 405B
+       ran 126 layers on PP 16 as 7/8x14/7), stated in the plan string. The step model times the fullest stage, so an
+       uneven split pays for its idle layers; between equal step times an even split ranks first
   DP   the rest; EP (MoE only) divides the experts and DP x CP; micro-batch b in 1, 2, 4, 8 with d*b | B
   VPP  interleaving v = 2..8 when every stage keeps >= v layers and p divides the micro-batch count
        (uneven chunks allowed, as Megatron-Core's first/last-stage layer counts allow)
@@ -18,7 +21,7 @@ Memory is checked first (cheap); only layouts that fit get a step-time evaluatio
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,7 +29,7 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.model.parallel import tp_splits_kv_heads
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
+from calc.training.layout import Layout, layout_is_valid, pipeline_stage_layers, zero_with_pp_problem
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev
 
@@ -140,7 +143,8 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
     for tp in _pinned(space, "tp", _tp_choices(cost, n, space)):
         for cp in _pinned(space, "cp", _cp_choices(cost, n // tp, space)):
             rest = n // (tp * cp)
-            for pp in _pinned(space, "pp", [p for p in _divisors(rest) if p <= m.num_layers]):
+            pps = [p for p in _divisors(rest) if pipeline_stage_layers(m.num_layers, p) is not None]
+            for pp in _pinned(space, "pp", pps):
                 dp = rest // pp
                 eps = [e for e in _divisors(experts) if (dp * cp) % e == 0] if m.moe else [1]
                 for ep in _pinned(space, "ep", eps):
@@ -189,15 +193,16 @@ def search_plans(
         pins = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in space.fixed)
         raise LLMCalcError("--global-batch", f"no layout of {num_gpus} GPUs has DP x micro-batch dividing {global_batch}"
                            + (f" with {pins}" if pins else "") + "; change --global-batch or the pinned degrees")
-    timed: list[tuple[float, Layout]] = []
+    timed: list[tuple[float, bool, Layout]] = []
     for layout, micro in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
             if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.memory_bytes:
                 continue  # interleaving keeps more micro-batches' activations on the first stage
-            timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, candidate))
-    timed.sort(key=lambda item: item[0])
-    plans = [train_step(cost, layout, global_batch=global_batch) for _, layout in timed[:top]]
+            uneven = cost.m.num_layers % candidate.pp != 0
+            timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, uneven, candidate))
+    timed.sort(key=lambda item: item[:2])
+    plans = [train_step(cost, layout, global_batch=global_batch) for _, _, layout in timed[:top]]
     if plans:
         best = plans[0]
         verdict = (f"fastest of {len(timed)} fitting layouts and interleavings: {best.layout}: "
@@ -232,8 +237,7 @@ def what_would_fit(cost: ModelCost, num_gpus: int, global_batch: int, space: Sea
             continue
         fixed = tuple((k, v) for k, v in space.fixed if k != name) + (((name, value),) if value is not None else ())
         try:
-            fits = enumerate_fitting(cost, num_gpus, global_batch, SearchSpace(space.cross_node_tp, space.micro_batches,
-                                     space.zero_stages, space.max_cp, space.max_vpp, fixed))[1]
+            fits = enumerate_fitting(cost, num_gpus, global_batch, replace(space, fixed=fixed))[1]
         except LLMCalcError:
             fits = []
         if fits:
@@ -255,7 +259,7 @@ def smallest_fitting_gpu_count(cost: ModelCost, num_gpus: int, global_batch: int
 
 
 DEFAULT_BATCH_TOKENS = 2**22  # 4M tokens per step (Llama 2: 4M; GPT-3 175B: 3.2M) when no --global-batch is given
-GPUS_PER_SEQUENCE = 8  # ... and at least one sequence per 8 GPUs (Llama 3 405B: 2,048 x 8K on 16,384 H100s)
+GPUS_PER_SEQUENCE = 8  # ... and one sequence per 8 GPUs past 8x that batch (Llama 3 405B: 2,048 x 8K on 16,384 H100s)
 
 
 # The largest published pre-training batches: Llama 3 405B 16M tokens (arXiv 2407.21783 sec. 3.4.1); DeepSeek-V3
@@ -279,9 +283,17 @@ def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpu
 
 
 def default_global_batch(seq: int, num_gpus: int = 1) -> int:
-    """Sequences per step when none is given: max(4M tokens / s, N / 8). Large clusters train with larger
-    batches (Llama 3: 16M tokens on 16K GPUs); a fixed 4M would leave DP x micro-batch too small to fill them."""
-    return max(DEFAULT_BATCH_TOKENS // seq, -(-num_gpus // GPUS_PER_SEQUENCE), 1)
+    """Sequences per step when none is given: B0 = 4M tokens / s rounded up to a multiple of N,
+        B = N x ceil(B0 / N)                       while N <= 8 B0 (at most 8x the 4M-token base batch),
+        B = ceil(N / 8)                            past it (one sequence per 8 GPUs: Llama 3 405B, 2,048 x 8K on 16K).
+    A multiple of N lets every GPU count split the batch over pure data parallelism, as a planner sizes the batch
+    to the cluster (global batch = DP x micro-batch x accumulation in Megatron/DeepSpeed): a fixed 1,024 sequences
+    on 264 GPUs (8 x 33) left only layouts with 11 or 33 pipeline stages and made MFU jump with N. B is within
+    [B0, 2 B0) up to N = B0, then N sequences (one per GPU) up to 8 B0."""
+    base = max(DEFAULT_BATCH_TOKENS // seq, 1)
+    if num_gpus > GPUS_PER_SEQUENCE * base:
+        return -(-num_gpus // GPUS_PER_SEQUENCE)
+    return num_gpus * -(-base // num_gpus)
 
 
 def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:

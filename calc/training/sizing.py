@@ -17,6 +17,33 @@ def smallest_gpus_within(days_at: Callable[[int], float | None], days: float, no
         d = days_at(n)
         return d is not None and d <= days
 
+    return first_gpus_where(ok, node, max_gpus)
+
+
+def largest_gpus_within_budget(cost_at: Callable[[int], float | None], budget: float, smallest: int, node: int,
+                               max_gpus: int = MAX_GPUS) -> int | None:
+    """The largest multiple of ``node`` GPUs n >= ``smallest`` (the fewest that fit) whose run costs at most ``budget``.
+
+    cost(n) = n x days(n) x 24 x price = tokens x 6N-ish FLOPs / (MFU(n) x peak) x price: flat at a fixed MFU and
+    rising as the MFU of larger clusters falls, while days(n) fall; so the largest count within the budget is the
+    fastest run it buys. Found as one node short of the first count past the budget (first_gpus_where); None when
+    even ``smallest`` costs more; ``max_gpus`` when no count up to it does."""
+    def over(n: int) -> bool:
+        if n < smallest:
+            return False
+        c = cost_at(n)
+        return c is None or c > budget
+
+    if over(smallest):
+        return None
+    first_over = first_gpus_where(over, node, max_gpus)
+    return max_gpus if first_over is None else first_over - node
+
+
+def first_gpus_where(ok: Callable[[int], bool], node: int, max_gpus: int = MAX_GPUS) -> int | None:
+    """The smallest multiple of ``node`` with ok(n), for a predicate false below some count and true from it on:
+    doubling (node, 2 node, 4 node, ...) to the first true count, then bisecting over whole nodes; None when no
+    count up to ``max_gpus`` is."""
     low, high = 0, node  # low: nodes known too few (0: none tried); high: a candidate count
     while not ok(high):
         if high * 2 > max_gpus:

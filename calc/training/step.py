@@ -5,7 +5,8 @@ pipeline bubble and stage sends, data-parallel gradient reduction, ZeRO-3 gather
 with m = B/(d*b) micro-batches and t_mb the forward + backward time of one micro-batch on the slowest
 pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; calc.training.cost).
   bubble      1F1B (p-1)/m of the pipelined time, interleaved (p-1)/(v m) (Narayanan et al. 2021,
-              arXiv 2104.04473 sec. 2.2); stages hold ceil/floor(L/p) layers, the head on the last one
+              arXiv 2104.04473 sec. 2.2); stages hold L/p layers (or Megatron-Core's uneven
+              form: ceil(L/p) in the middle, fewer first/last), the head on the last one
   p2p         each micro-batch sends its activation b*s/c*H*bytes/t forward and the gradient back, v times
               with interleaving (scatter/gather over TP, sec. 4.1), on the link between stages
   DP          gradients (N_local x grad bytes) all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
@@ -34,7 +35,7 @@ from calc.memory.training import (
     training_bytes_per_gpu,
 )
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout
+from calc.training.layout import Layout, pipeline_stage_layers, uneven_stage_note
 from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
@@ -63,12 +64,13 @@ class StepTerms:
 
 
 def stage_layers(num_layers: int, pp: int) -> list[tuple[int, int]]:
-    """(first layer, layer count) per stage: L // p each, the L mod p extra layers on the first stages
-    (the last stage also carries the output head)."""
-    base, extra = divmod(num_layers, pp)
+    """(first layer, layer count) per stage, as Megatron-Core places them (calc.training.layout.pipeline_stage_layers:
+    L/p each, or equal middle stages of ceil(L/p) with fewer on the first/last; the last also carries the head)."""
+    counts = pipeline_stage_layers(num_layers, pp)
+    if counts is None:
+        raise ValueError(f"{pp} pipeline stages cannot hold {num_layers} layers (check_training_layout refuses it)")
     out, start = [], 0
-    for i in range(pp):
-        count = base + (1 if i < extra else 0)
+    for count in counts:
         out.append((start, count))
         start += count
     return out
@@ -321,7 +323,8 @@ def train_step(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
         dp=layout.dp, cp=layout.cp, ep=layout.ep, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
-        layout=layout.label(), dtype=cost.dtype, memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
+        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp),
+        dtype=cost.dtype, memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
     )
     assumptions = base["assumptions"]
