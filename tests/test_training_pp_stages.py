@@ -34,8 +34,8 @@ def test_uneven_forms_for_32_layers() -> None:
 def test_uneven_plan_string_names_megatron_flags() -> None:
     cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
     r = train_step(cost, Layout(tp=8, pp=3, dp=1), global_batch=24)
-    assert "--decoder-first-pipeline-num-layers 11 --decoder-last-pipeline-num-layers 10" in r.layout
-    assert "uneven" not in train_step(cost, Layout(tp=8, pp=4, dp=1), global_batch=24).layout
+    assert " first11 last10" in r.layout  # Megatron-Core --decoder-first/last-pipeline-num-layers 11 / 10
+    assert " first" not in train_step(cost, Layout(tp=8, pp=4, dp=1), global_batch=24).layout
 
 
 def test_search_enumerates_what_megatron_places() -> None:
@@ -45,7 +45,7 @@ def test_search_enumerates_what_megatron_places() -> None:
     r = search_plans(cost, 96, 96, top=100000)
     assert 24 not in {p.pp for p in r.plans} and {3, 12} <= {p.pp for p in r.plans}
     pinned = search_plans(cost, 40, 40, top=5, space=SearchSpace(fixed=(("pp", 5),)))
-    assert all("--decoder-first-pipeline-num-layers 6" in p.layout for p in pinned.plans)
+    assert all(" first6 " in p.layout + " " for p in pinned.plans)
 
 
 def test_mfu_smooth_over_node_counts() -> None:

@@ -388,7 +388,7 @@ def latency_view(r: Any) -> RenderableType:
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
         ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
-        (f"end to end ({r.output} tokens)", f"{r.e2e_s:.3f} s"),
+        (f"end to end ({plural(r.output, 'token')})", f"{r.e2e_s:.3f} s"),
     ])
     return Group(table, facts, Text(r.verdict, style="bold"))
 

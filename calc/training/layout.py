@@ -75,12 +75,13 @@ def pipeline_stage_layers(num_layers: int, pp: int) -> list[int] | None:
 
 
 def uneven_stage_note(num_layers: int, pp: int) -> str:
-    """'' for an even split; else the uneven Megatron-Core form in its own flags, for the plan string."""
+    """'' for an even split; else the uneven Megatron-Core split for the plan string, e.g. " first11 last10" for 32
+    layers on PP 3 (stages 11/11/10): Megatron-Core's --decoder-first-pipeline-num-layers 11
+    --decoder-last-pipeline-num-layers 10, the middle stages taking the rest evenly."""
     stages = pipeline_stage_layers(num_layers, pp)
     if stages is None or num_layers % pp == 0:
         return ""
-    return (f" (uneven stages {stages[0]}/{stages[1]}x{pp - 2}/{stages[-1]} layers: --decoder-first-pipeline-num-layers "
-            f"{stages[0]} --decoder-last-pipeline-num-layers {stages[-1]})")
+    return f" first{stages[0]} last{stages[-1]}"
 
 
 def num_microbatches(layout: Layout, global_batch: int) -> int:
