@@ -32,7 +32,11 @@ def per_spec(fn: Callable[..., R]) -> Callable[..., R]:
         key = id(spec)
         entry = cache.get(key)
         if entry is None or entry[0]() is not spec:
-            entry = cache[key] = (weakref.ref(spec, lambda ref: _forget(ref, key)), {})
+            try:
+                ref = weakref.ref(spec, lambda ref: _forget(ref, key))
+            except TypeError:  # an object that takes no weak reference: not remembered
+                return fn(spec, *args, **kwargs)
+            entry = cache[key] = (ref, {})
         results = entry[1]
         call = (args, tuple(kwargs.items())) if kwargs else args
         try:
