@@ -76,11 +76,11 @@ def __getattr__(name: str) -> Any:
 
 
 def _command_named(args: list[str]) -> str | None:
-    """The command a command line runs: its first word, when that is a command (the root's own options
-    take no value). None for anything else (root --help, a typo, shell completion): then the whole app."""
-    word = next((a for a in args if not a.startswith("-")), None)
-    if word in SHORT_HELP and not any(k.startswith("_LLMCALC_COMPLETE") for k in os.environ):
-        return word
+    """The command a command line runs when its first argument names one (--debug already taken out).
+    None for anything else (a root option such as --help before it, a typo, shell completion): then
+    the whole app answers, as the root's options and errors need every command."""
+    if args and args[0] in SHORT_HELP and not any(k.startswith("_LLMCALC_COMPLETE") for k in os.environ):
+        return args[0]
     return None
 
 
