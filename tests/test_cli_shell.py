@@ -107,6 +107,11 @@ def test_help_groups_the_commands_with_whole_descriptions() -> None:
     assert len(commands) == 20 and len(set(commands)) == 20
 
 
+def test_root_help_before_a_command_still_lists_every_command() -> None:
+    # a run builds only the command it names (calc.cli.app); a root option before the name is the root's
+    assert run_cli("--help", "params").out == run_cli("-h", "serve").out == run_cli("--help").out
+
+
 def test_short_h_is_help_everywhere() -> None:
     assert run_cli("-h").out == run_cli("--help").out
     r = run_cli("latency", "-h")

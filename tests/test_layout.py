@@ -12,7 +12,7 @@ import calc
 ROOT = Path(calc.__file__).parent
 # Higher rank may import lower (or equal within its own folder), never higher.
 RANK = {"cli": 8, "report": 7, "training": 6, "serving": 6, "memory": 5, "hardware": 4, "model": 3,
-        "sources": 2, "specs": 1, "units": 0, "fitted": 0, "bands": 0, "errors": 0, "sanity": 0, "": 9}
+        "sources": 2, "specs": 1, "units": 0, "memo": 0, "fitted": 0, "bands": 0, "errors": 0, "sanity": 0, "": 9}
 
 
 def _folder(module: str) -> str:

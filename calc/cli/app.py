@@ -7,27 +7,82 @@ take their options from calc.cli.options; engine modules are imported inside eac
 
 from __future__ import annotations
 
+import os
 import re
 import sys
-from typing import Annotated
+from collections.abc import Iterable
+from functools import cache
+from importlib import import_module
+from typing import Annotated, Any
+
+# No pydantic plugin (an observability hook found by scanning every installed package's entry points)
+# has a use in a one-shot sizing command; skipping the scan saves its time at the first spec built.
+# An explicit PYDANTIC_DISABLE_PLUGINS in the environment still wins.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
 
-from calc.cli import bench, catalog, memory, model, report, serving, training
 from calc.cli.shell import SHORT_HELP, Group, command_settings
 from calc.errors import LLMCalcError
 
-app = typer.Typer(
-    name="llmcalc",
-    help="Exact, explained sizing arithmetic for LLMs: parameters, FLOPs, memory (inference, training, fine-tuning), "
-    "MFU, training step time and plans, serving capacity and latency, calibration.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    rich_markup_mode=None,
-    cls=Group,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# Each command: the module of calc.cli that holds it and its function there. A run imports and builds only
+# the command it names (typer reads every registered function's signature before parsing anything);
+# the root's --help, and anything else, gets every command.
+_WHERE = {
+    "models": ("catalog", "models"), "gpus": ("catalog", "gpus"), "systems": ("catalog", "systems"),
+    "show": ("catalog", "show"), "import": ("catalog", "import_config"), "params": ("model", "params"),
+    "flops": ("model", "flops"), "memory": ("memory", "memory"), "mfu": ("training", "mfu"),
+    "train-step": ("training", "train_step"), "train-plan": ("training", "train_plan"),
+    "train-time": ("training", "train_time"), "latency": ("serving", "latency"),
+    "concurrency": ("serving", "concurrency"), "serve": ("serving", "serve"), "compare": ("report", "compare"),
+    "report": ("report", "report"), "bench": ("bench", "bench"), "validate": ("bench", "validate"),
+    "calibrate": ("bench", "calibrate"),
+}
+
+
+def build_app(names: Iterable[str] = SHORT_HELP) -> typer.Typer:
+    """The llmcalc app with the commands ``names`` (default: all), in the order of `llmcalc --help`."""
+    wanted = set(names)
+    app = typer.Typer(
+        name="llmcalc",
+        help="Exact, explained sizing arithmetic for LLMs: parameters, FLOPs, memory (inference, training, "
+        "fine-tuning), MFU, training step time and plans, serving capacity and latency, calibration.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+        rich_markup_mode=None,
+        cls=Group,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    for name in SHORT_HELP:
+        if name in wanted:
+            module, function = _WHERE[name]
+            app.command(name, **command_settings(name))(getattr(import_module(f"calc.cli.{module}"), function))
+    app.callback()(_root)
+    return app
+
+
+@cache
+def _app_for(command: str | None) -> typer.Typer:
+    """The app that runs ``command`` (only it), or the whole app for None."""
+    return build_app([command] if command else SHORT_HELP)
+
+
+def __getattr__(name: str) -> Any:
+    """``calc.cli.app.app``: the whole app, built on first use."""
+    if name == "app":
+        return _app_for(None)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _command_named(args: list[str]) -> str | None:
+    """The command a command line runs when its first argument names one (--debug already taken out).
+    None for anything else (a root option such as --help before it, a typo, shell completion): then
+    the whole app answers, as the root's options and errors need every command."""
+    if args and args[0] in SHORT_HELP and not any(k.startswith("_LLMCALC_COMPLETE") for k in os.environ):
+        return args[0]
+    return None
+
 
 # Typer wraps an option parser's ValueError as "Invalid value for '--x': Value error, --x: ..."; our
 # messages already name the flag, so the wrapper is dropped.
@@ -42,18 +97,6 @@ def _flag_first(message: str) -> str:
     flag, rest = match.groups()
     return rest if rest.startswith(f"{flag}:") else f"{flag}: {rest}"
 
-_FUNCTIONS = {
-    "models": catalog.models, "gpus": catalog.gpus, "systems": catalog.systems, "show": catalog.show,
-    "import": catalog.import_config, "params": model.params, "flops": model.flops, "memory": memory.memory,
-    "mfu": training.mfu, "train-step": training.train_step, "train-plan": training.train_plan,
-    "train-time": training.train_time, "latency": serving.latency, "concurrency": serving.concurrency,
-    "serve": serving.serve, "compare": report.compare, "report": report.report, "bench": bench.bench,
-    "validate": bench.validate, "calibrate": bench.calibrate,
-}
-for _name in SHORT_HELP:  # in the order of `llmcalc --help`
-    app.command(_name, **command_settings(_name))(_FUNCTIONS[_name])
-
-
 def _version(value: bool) -> None:
     if value:
         from calc import __version__
@@ -62,7 +105,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks on errors (also after the command name)")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
@@ -109,7 +151,7 @@ def main() -> None:
     args, debug = _split_debug(sys.argv[1:])
     reset_notes()
     try:
-        code = app(args=args, standalone_mode=False)
+        code = _app_for(_command_named(args))(args=args, standalone_mode=False)
     except NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n")
         sys.exit(0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from itertools import accumulate
 
+from calc.memo import per_spec
 from calc.model.layers import attention_layers, mixer_layer_flags
 from calc.model.mixers import state_dtype, state_elements
 from calc.model.parallel import kv_heads_per_gpu, layers_per_stage, pp_stage_layers
@@ -51,6 +52,11 @@ def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16",
     """
     if tokens < 0:
         raise ValueError(f"tokens must be >= 0, got {tokens}")
+    return _kv_cache_bytes_for_tokens(m, tokens, kv_dtype, tp, pp)
+
+
+@per_spec
+def _kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int) -> int:
     seen = [a.tokens_seen(tokens) for a in attention_layers(m)]
     stages = pp_stage_layers(m.num_layers, pp)
     busiest = max(sum(seen[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))

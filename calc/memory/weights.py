@@ -9,6 +9,7 @@ import re
 from fractions import Fraction
 
 from calc.errors import LLMCalcError
+from calc.memo import per_spec
 from calc.model.parallel import pp_stage_layers
 from calc.model.params import Tensor, layer_blocks, model_tensors, mtp_tensors, tensor_copies
 from calc.specs import ModelSpec, QuantSpec
@@ -198,6 +199,21 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     >>> weights_per_gpu(m, "bf16", pp=4) == (8 * 202_383_360 + 4096 + 131_072_000) * 2  # last stage: + final norm
     True
     """
+    layers, first, last, embedding = _stage_parts(m, dtype, ep, with_mtp, group_size)
+    if pp > 1 and m.tied_embeddings:
+        last += embedding
+    stages, start, busiest = pp_stage_layers(m.num_layers, pp), 0, Fraction(0)
+    for s, n in enumerate(stages):
+        here = sum(layers[start : start + n], Fraction(0)) + (first if s == 0 else 0) + (last if s == pp - 1 else 0)
+        busiest, start = max(busiest, here), start + n
+    return math.ceil(busiest / tp)
+
+
+@per_spec
+def _stage_parts(m: ModelSpec, dtype: str | None, ep: int, with_mtp: bool,
+                 group_size: int | None) -> tuple[tuple[Fraction, ...], Fraction, Fraction, Fraction]:
+    """What ``weights_per_gpu`` places, before any TP / PP split: each decoder layer's bytes, the first
+    stage's end tensors, the last stage's, and the embedding (the head's copy on the last stage when tied)."""
     def size(t: Tensor, layer: int = 0) -> Fraction:
         if group_size:
             return t.params * (dtype_bytes(dtype or m.checkpoint_dtype) + Fraction(2, group_size))
@@ -210,10 +226,5 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     ends = model_tensors(m) + (mtp_tensors(m) if with_mtp else [])
     first = sum((size(t) for t in ends if t.component in _FIRST_STAGE), Fraction(0))
     last = sum((size(t) for t in ends if t.component not in _FIRST_STAGE), Fraction(0))
-    if pp > 1 and m.tied_embeddings:
-        last += sum((size(t) for t in ends if t.component == "embedding"), Fraction(0))
-    stages, start, busiest = pp_stage_layers(m.num_layers, pp), 0, Fraction(0)
-    for s, n in enumerate(stages):
-        here = sum(layers[start : start + n], Fraction(0)) + (first if s == 0 else 0) + (last if s == pp - 1 else 0)
-        busiest, start = max(busiest, here), start + n
-    return math.ceil(busiest / tp)
+    embedding = sum((size(t) for t in ends if t.component == "embedding"), Fraction(0))
+    return tuple(layers), first, last, embedding

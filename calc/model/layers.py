@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calc.memo import per_spec
 from calc.specs import AttentionKind, ModelSpec
 
 
@@ -62,9 +63,22 @@ def attention_layers(m: ModelSpec) -> list[LayerAttention]:
     >>> {a.kind for a in attention_layers(load_model("llama2-7b"))}
     {'full'}
     """
+    return list(_attention_layers(m))
+
+
+@per_spec
+def _attention_layers(m: ModelSpec) -> tuple[LayerAttention, ...]:
     kinds = m.layer_types or ["full"] * m.num_layers
     windows = {"full": None, "none": None, "linear": None, "sliding": m.sliding_window, "chunked": m.attention_chunk_size}
-    return [LayerAttention(kind, windows[kind]) for kind in kinds]
+    return tuple(LayerAttention(kind, windows[kind]) for kind in kinds)
+
+
+@per_spec
+def keys_seen(m: ModelSpec, context: float) -> float:
+    """Keys one query with ``context`` tokens before it reads, summed over the layers:
+    sum_l tokens_seen_l(context) = L x context when every layer is full; a sliding / chunked layer
+    reaches at most its window, a layer without softmax attention none."""
+    return sum(layer.tokens_seen(context) for layer in _attention_layers(m))
 
 
 def mixer_layer_flags(m: ModelSpec) -> list[bool]:

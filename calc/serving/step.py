@@ -49,7 +49,7 @@ from calc.hardware.efficiency import (
 from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
 from calc.model.flops import attention_dims, mixer_scan_flops
-from calc.model.layers import attention_layers
+from calc.model.layers import attention_layers, keys_seen
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -319,8 +319,7 @@ def step_time(
     # keys one query sees, summed over the layers: L x context when every layer is full; a sliding /
     # chunked layer reaches at most its window (calc.model.layers), and holds at most that much KV.
     layers = attention_layers(m)
-    decode_keys = sum(layer.tokens_seen(decode_context) for layer in layers)
-    prefill_keys = sum(layer.tokens_seen(prefill_context) for layer in layers)
+    decode_keys, prefill_keys = keys_seen(m, decode_context), keys_seen(m, prefill_context)
     d_qk_dec, d_v_dec = mla_decode_dims(m) or (d_qk, d_v)  # MLA decodes absorbed over the latent
     attn_flops = 2 * m.num_heads * ((d_qk_dec + d_v_dec) * decode_seqs * queries_per_seq * decode_keys
                                     + (d_qk + d_v) * prefill_tokens * prefill_keys) / tp

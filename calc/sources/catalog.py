@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
+from calc.memo import per_spec
 from calc.sources.safeload import load_mapping
 from calc.specs import GPUSpec, ModelSpec, spec_from_mapping
 from calc.specs.system import SystemSpec
@@ -40,13 +42,31 @@ def _catalog_files(folder: str) -> dict[str, Path]:
     return {_key(p.stem): p for p in sorted(catalog_dir(folder).glob("*.yaml"))}
 
 
+_LOADED: dict[tuple[type, Path], Any] = {}  # each shipped file parsed once a process, whichever option named it
+
+
 def _load_catalog_file(cls: type[SpecT], path: Path, field: str) -> SpecT:
-    return spec_from_mapping(cls, load_mapping(path, field), path.name, field)
+    spec = _LOADED.get((cls, path))
+    if spec is None:
+        spec = _LOADED[cls, path] = spec_from_mapping(cls, load_mapping(path, field), path.name, field)
+    return spec
 
 
 @cache
 def list_specs(cls: type[SpecT], folder: str) -> tuple[SpecT, ...]:
     return tuple(_load_catalog_file(cls, p, folder) for p in _catalog_files(folder).values())
+
+
+def _specs_mentioning(cls: type[SpecT], folder: str, key: str) -> Iterator[SpecT]:
+    """The catalog's specs, in listing order, without parsing the files that cannot name ``key``.
+
+    A YAML scalar written without backslash escapes keeps its characters in the file's text (folded
+    lines only add spaces), so a name or alias whose _key is ``key`` leaves ``key`` in the _key of its
+    file's text; a file without a backslash whose keyed text lacks ``key`` can hold no such value."""
+    for path in _catalog_files(folder).values():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if "\\" in text or key in _key(text):
+            yield _load_catalog_file(cls, path, folder)
 
 
 MAX_NAME_CHARS = 4096  # a path can be long; a catalog name is short
@@ -66,7 +86,7 @@ def _looks_like_path(arg: str) -> bool:
 
 
 def _by_alias(cls: type[SpecT], key: str, folder: str) -> SpecT | None:
-    for spec in list_specs(cls, folder):
+    for spec in _specs_mentioning(cls, folder, key):
         if key in {_key(alias) for alias in spec.aliases}:
             return spec
     return None
@@ -168,9 +188,10 @@ def list_systems() -> tuple[SystemSpec, ...]:
     return list_specs(SystemSpec, "system_specs")
 
 
+@per_spec
 def system_for_gpu(gpu: GPUSpec) -> SystemSpec | None:
     """The shipped node type built from this GPU (first by name), or None when none is shipped."""
-    return next((s for s in list_systems() if s.gpu == gpu.name), None)
+    return next((s for s in _specs_mentioning(SystemSpec, "system_specs", _key(gpu.name)) if s.gpu == gpu.name), None)
 
 
 def spec_yaml(spec: BaseModel, comments: list[str]) -> str:
