@@ -138,6 +138,8 @@ def layer_tensors(m: ModelSpec, moe_layer: bool, mixer: str = "attention", ffn: 
         out += moe_tensors(m)
     elif ffn == "dense":
         out += mlp_tensors(m, m.intermediate_size)
+        if m.activation == "xielu":  # transformers XIELUActivation: alpha_p, alpha_n are (1,) parameters per MLP
+            out.append(Tensor("mlp", 2, "xIELU alpha_p + alpha_n = 2"))
     per_norm = "2*H" if m.has_norm_bias else "H"
     return [*out, Tensor("norms", norms, f"{m.norms_per_layer} {m.norm} x {per_norm} = {norms}")]
 

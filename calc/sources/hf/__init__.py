@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.sources.hf.apertus import MAPPERS as APERTUS
 from calc.sources.hf.classic import MAPPERS as CLASSIC
 from calc.sources.hf.cohere import MAPPERS as COHERE
 from calc.sources.hf.config import HFConfig, Mapping
 from calc.sources.hf.deepseek import MAPPERS as DEEPSEEK
+from calc.sources.hf.ernie import MAPPERS as ERNIE
 from calc.sources.hf.exaone import MAPPERS as EXAONE
 from calc.sources.hf.gemma import MAPPERS as GEMMA
 from calc.sources.hf.glm import MAPPERS as GLM
@@ -33,7 +35,7 @@ from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
     **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **EXAONE, **CLASSIC,
-    **SSM, **NEMOTRON, **GRANITE_HYBRID,
+    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS,
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
