@@ -133,3 +133,29 @@ def test_serve_and_latency_share_the_end_to_end_formula() -> None:
             x.batch / ((x.ttft_ms + (output - 1) * x.tpot_ms) / 1e3), rel=1e-9)
     r = latency(m, gpu, prompt=1000, output=200)
     assert r.e2e_s == pytest.approx(r.ttft_s + 199 * r.tpot_s, rel=1e-12)
+
+
+def test_moe_routing_traffic_by_hand() -> None:
+    """Qwen3-235B-A22B (H 4096, E 128, top-8, 94 MoE layers), 1,000 tokens on one rank at 1 TB/s:
+    router 1000 x 128 x 12 B = 1.536 MB, permute/unpermute 1000 x 8 x 4096 x 6 B = 196.608 MB, combine
+    1000 x 4096 x 2 B = 8.192 MB: 206.336 MB a layer, x 94 = 19.395584 GB -> 19.395584 ms. Under EP with
+    TP 2 inside each attention group a rank routes half the group's tokens: half the time."""
+    from calc.serving.step import moe_routing_s
+
+    m = load_model("qwen3-235b-a22b")
+    assert moe_routing_s(m, 1000, 1, 1, 1e12) == pytest.approx(19.395584e-3)
+    assert moe_routing_s(m, 1000, 2, 8, 1e12) == pytest.approx(19.395584e-3 / 2)
+    assert moe_routing_s(load_model("llama3-8b"), 1000, 1, 1, 1e12) == 0.0
+
+
+def test_moe_step_adds_routing_traffic() -> None:
+    """The step of an MoE model carries the routing term on top of the same GEMMs, attention and comm: the
+    difference between its total and the sum of the other parts is exactly moe_routing_s at the step's
+    bandwidth (H200 4.8 TB/s x 0.9)."""
+    from calc.serving.step import moe_routing_s, step_time
+
+    m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
+    st = step_time(m, gpu, DEFAULT_ASSUMPTIONS, tp=1, ep=8, dtype="fp8", decode_seqs=64, decode_context=1000)
+    routing = moe_routing_s(m, 64, 1, 8, 4.8e12 * 0.9)
+    assert routing == pytest.approx(94 * (64 * 128 * 12 + 64 * 8 * 4096 * 6 + 64 * 4096 * 2) / 4.32e12)
+    assert st.memory_s - routing == pytest.approx(st.bytes_read / 4.32e12)

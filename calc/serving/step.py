@@ -13,7 +13,8 @@
               their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
               parallelism + MoE layers x dispatch/combine (calc.serving.moe.a2a_s)
     MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
-    step    = GEMMs + attention + comm + per-step overhead (ServingAssumptions.step_overhead_s)
+    routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
+    step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
 A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
 whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
 reproduces the fitted predictions:
@@ -50,6 +51,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
 from calc.model.flops import attention_dims, mixer_scan_flops
 from calc.model.layers import attention_layers, keys_seen
+from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -289,6 +291,19 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
                       inter_node_gb_s=a.internode_gb_s)
 
 
+def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float) -> float:
+    """Seconds of every MoE layer's router, top-k and permute / unpermute on one rank (memory-bound kernels beside
+    the grouped GEMM; bytes from calc.model.moe_routing, dropless: capacity factor 1):
+        (L - L_dense) x moe_routing_bytes(T_rank) / (HBM x memory efficiency)
+    T_rank: the tokens this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and
+    permutes every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel
+    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts)."""
+    if not m.moe or tokens <= 0:
+        return 0.0
+    per_rank = tokens / tp if ep > 1 else tokens
+    return (m.num_layers - m.moe.num_dense_layers) * moe_routing_bytes(m, per_rank) / bandwidth
+
+
 def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
     """One TP all-reduce: the faster of ring and tree, as NCCL's tuner (and vLLM's custom all-reduce for
     small messages) picks per size; at decode sizes the per-step latency decides."""
@@ -340,14 +355,15 @@ def step_time(
         comm += (m.num_layers - m.moe.num_dense_layers) * a2a_s(m, system, a, tokens, tp, ep)
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
+    routing = moe_routing_s(m, tokens, tp, ep, bandwidth)
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
-    memory = weight_bytes / bandwidth + attn_memory
-    total = gemm_s + max(attn_compute, attn_memory) + comm + a.step_overhead_s
+    memory = weight_bytes / bandwidth + attn_memory + routing
+    total = gemm_s + max(attn_compute, attn_memory) + routing + comm + a.step_overhead_s
     if getattr(calibration, "time_model", None) == "roofline":  # fitted by calibrate --from-runs (module docstring)
         e_c = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY  # the fit's own defaults without such runs
         e_m = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
         compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
-        memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m)
+        memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m) + routing
         total = max(compute, memory) + comm + a.step_overhead_s
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,

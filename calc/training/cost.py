@@ -63,6 +63,7 @@ from calc.hardware.efficiency import (
 from calc.memory.training import routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
+from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_bytes
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
@@ -77,12 +78,6 @@ EW_I_PASSES = 2.0
 # Unfused softmax path per score element, forward: scale-mask-softmax read + write (2 x 2 B), dropout read
 # + write + 1 B mask (5 B) = 9 B; backward about twice that.
 SOFTMAX_BYTES_FWD = 9.0
-# MoE router: fp32 logits [T, E] written, read by softmax / top-k, probabilities written (3 x 4 B per element).
-ROUTER_BYTES_PER_LOGIT = 12.0
-# Permute: read + write each routed copy (2 x 2 B per element of T*k*cf*H); unpermute: read the copies (2 B), write
-# the combined token (2 B per element of T*H).
-PERMUTE_BYTES_PER_COPY = 6.0
-COMBINE_BYTES_PER_TOKEN = 2.0
 # fp8 recipe: HBM bytes per element of each fp8 GEMM operand cast (module docstring): read 2 + write 1 + transposed /
 # column-wise copy 1 (amax fused: delayed scaling, MXFP8); a current-scaling recipe's separate amax pass would add 2.
 FP8_CAST_BYTES = 4.0
@@ -223,14 +218,9 @@ class ModelCost:
         return per * (rows * k + k * n), per * rows * n
 
     def moe_routing_s(self, tokens: float) -> float:
-        """Forward seconds of one MoE layer's router and permute / unpermute for ``tokens`` tokens (module docstring):
+        """Forward seconds of one MoE layer's router and permute / unpermute for ``tokens`` tokens (calc.model.moe_routing):
             (T E ROUTER_BYTES_PER_LOGIT + T k cf H PERMUTE_BYTES_PER_COPY + T H COMBINE_BYTES_PER_TOKEN) / HBM."""
-        moe = self.m.moe
-        assert moe is not None
-        copies = tokens * moe.experts_per_token * self.eff.capacity_factor
-        moved = (tokens * moe.num_experts * ROUTER_BYTES_PER_LOGIT + copies * self.m.hidden_size * PERMUTE_BYTES_PER_COPY
-                 + tokens * self.m.hidden_size * COMBINE_BYTES_PER_TOKEN)
-        return moved / self.hbm
+        return moe_routing_bytes(self.m, tokens, self.eff.capacity_factor) / self.hbm
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]

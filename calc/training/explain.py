@@ -13,14 +13,9 @@ from typing import Any
 from calc.hardware.collectives import group_link, group_shape
 from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
 from calc.hardware.peaks import peak_tflops
+from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
 from calc.model.parallel import tp_activation_bytes
-from calc.training.cost import (
-    COMBINE_BYTES_PER_TOKEN,
-    PERMUTE_BYTES_PER_COPY,
-    ROUTER_BYTES_PER_LOGIT,
-    LayerCost,
-    ModelCost,
-)
+from calc.training.cost import LayerCost, ModelCost
 from calc.training.layout import Layout
 from calc.units import TERA, abbrev
 
