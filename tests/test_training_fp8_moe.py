@@ -87,3 +87,37 @@ def test_explain_names_the_new_terms() -> None:
     assert r.fits
     text = "\n".join(r.explain)
     assert "fp8 casts" in text and "router/permute" in text and "bf16 peak" in text
+
+
+def _qwen3_moe() -> ModelCost:
+    return ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "bf16")
+
+
+def test_ep_imbalance_is_the_expected_maximum_over_ranks() -> None:
+    # Qwen3-30B-A3B: 128 routed experts. EP 8: 16 experts per rank, rank CV = 0.3 / sqrt(16) = 0.075;
+    # expected max of 8 ranks ~ 1 + 0.075 x sqrt(2 ln 8) = 1 + 0.075 x 2.0393 = 1.15295
+    cost = _qwen3_moe()
+    assert cost.ep_imbalance(8) == pytest.approx(1.15295, rel=1e-4)
+    # EP 32: 4 per rank, 0.15 x sqrt(2 ln 32) = 0.15 x 2.6328 -> 1.39492
+    assert cost.ep_imbalance(32) == pytest.approx(1.39492, rel=1e-4)
+    assert cost.ep_imbalance(1) == 1.0  # one rank holds every expert: no rank waits for another
+    assert _llama8b("bf16").ep_imbalance(8) == 1.0  # dense model
+
+
+def test_ep_imbalance_scales_the_slowest_ranks_expert_tokens_and_all_to_all() -> None:
+    # b = 1, s = 4096, EP 8: balanced tokens per local expert = T k e / E = 4096 x 8 x 8 / 128 = 2048;
+    # the most-loaded rank's experts each see 2048 x 1.15295 = 2361.2
+    cost = _qwen3_moe()
+    moe_kind = [i for i, (kind, _, _) in enumerate(cost.kinds) if kind == "moe"][0]
+    rows = {name: r for name, r, *_ in cost.layer_gemms(moe_kind, 1, 1, 1, 8)}
+    assert rows["experts.down_proj"] == pytest.approx(2048 * 1.15295, rel=1e-4)
+    # all-to-all volume of that rank: T k H x 2 B x imbalance = 4096 x 8 x 2048 x 2 x 1.15295 = 154.74 MB
+    assert cost.ep_routed_bytes(4096, 8) == pytest.approx(4096 * 8 * 2048 * 2 * 1.15295, rel=1e-4)
+
+
+def test_balanced_routing_recovers_the_even_split() -> None:
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "bf16",
+                     Efficiencies(expert_load_cv=0.0))
+    assert cost.ep_imbalance(8) == 1.0
+    assert cost.ep_routed_bytes(4096, 8) == 4096 * 8 * 2048 * 2

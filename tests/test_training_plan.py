@@ -27,7 +27,10 @@ def test_405b_on_16k_h100_lists_tp8_inside_a_node() -> None:
     ("mixtral-8x7b", "h100", "dgx-h100", 64), ("deepseek-v3", "h800", "hgx-h800", 2048),
 ])
 def test_moe_models_consider_expert_parallelism(name: str, gpu: str, system: str, gpus: int) -> None:
-    cost = ModelCost(load_model(name), load_gpu(gpu), load_system(system), 4096)
+    # balanced routing (expert_load_cv 0): with 8 experts an EP-8 rank holds one, and the default imbalance prior
+    # (calc.training.cost ep_imbalance, 1.61 at EP 8) ranks TP ahead; this checks that the search weighs EP at all
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model(name), load_gpu(gpu), load_system(system), 4096, eff=Efficiencies(expert_load_cv=0.0))
     r = search_plans(cost, gpus, 1024)
     assert r.plans and any(p.ep > 1 for p in r.plans)
 

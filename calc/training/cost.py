@@ -5,7 +5,7 @@ is plain floats with small caches (the plan search calls it thousands of times).
 
 Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
   GEMMs       each weight [k, n] of the layer: gemm_time(T, n/t, k) (row-parallel o_proj/down_proj split
-              k instead); routed experts: E/e local experts, each a GEMM of T*k*e*cf/E tokens (grouped)
+              k instead); routed experts: E/e local experts, each a GEMM of T*k*e*cf*imb/E tokens (grouped; imb below)
   attention   flash (fused) kernel: 2*b*(h/t)*(d_qk+d_v)*pairs/c FLOPs with pairs = s(s+1)/2 (causal, the
               masked half skipped) at the flash rate; backward 2.5x forward (it recomputes Q K^T).
               Unfused (Megatron 2021-22): two batched GEMMs over the full s x s scores + softmax/dropout
@@ -29,6 +29,13 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               moe_permute / moe_unpermute, TE fused permute). Routed experts run as one grouped GEMM whose
               rate below one 128-row tile of tokens per expert is grouped_gemm_efficiency of a dense GEMM's
               (calc.hardware.efficiency.grouped_gemm_rate).
+  imbalance   with EP the all-to-all and the grouped GEMMs wait for the most-loaded EP rank (moe_ep_imbalance):
+              a rank holds E/e experts whose per-batch loads scatter with coefficient of variation cv around
+              the balanced share (aux-loss routing is balanced on average, not per batch); treating them as
+              independent, the rank's load has cv/sqrt(E/e), and the expected maximum of e such ranks is
+              about mean x (1 + cv/sqrt(E/e) x sqrt(2 ln e)) (the Gaussian extreme-value approximation). The
+              slowest rank's routed tokens (grouped GEMMs, their fp8 casts) and its all-to-all receive volume
+              scale by that factor; 1 without EP (e = 1: one grouped GEMM does all the experts' work).
   backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad).
   recompute   full: one more forward (compute and its TP communication); selective: the attention core
               forward (nothing extra with flash attention, whose backward recomputes it anyway).
@@ -81,6 +88,10 @@ SOFTMAX_BYTES_FWD = 9.0
 # fp8 recipe: HBM bytes per element of each fp8 GEMM operand cast (module docstring): read 2 + write 1 + transposed /
 # column-wise copy 1 (amax fused: delayed scaling, MXFP8); a current-scaling recipe's separate amax pass would add 2.
 FP8_CAST_BYTES = 4.0
+# Per-batch coefficient of variation of one expert's token load around the balanced share under auxiliary-loss
+# balancing: an assumed prior (no MoE training row is in the corpus fit split), of the order of the per-batch maximal
+# violation aux-loss-controlled training leaves (Wang et al. 2024, arXiv 2408.15664, "MaxVio_batch").
+EXPERT_LOAD_CV = 0.3
 # Cross-entropy over the vocabulary: fp32 logits written, read for softmax, gradient written (3 x 4 B).
 CROSS_ENTROPY_BYTES = 12.0
 
@@ -120,6 +131,7 @@ class Efficiencies:
     dropout: float = 0.0  # dropout probability of the recipe (Llama: 0; GPT-3 / Megatron 2021-22: 0.1): 1-byte masks kept
     grouped_gemm_efficiency: float = GROUPED_GEMM_EFFICIENCY  # routed-expert GEMM rate below one tile of tokens per expert
     fp8_cast_bytes: float = FP8_CAST_BYTES  # HBM bytes per operand element cast to fp8 (amax, cast, transposed copy)
+    expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
 
     def describe(self) -> list[str]:
         return [
@@ -136,6 +148,8 @@ class Efficiencies:
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
             f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
             "(DeepGEMM masked layout); router + permute/unpermute memory-bound",
+            f"MoE load imbalance: per-batch expert-load CV {self.expert_load_cv:g}; with EP the most-loaded rank sets "
+            "the pace of the grouped GEMMs and the all-to-all",
             f"fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; "
             f"{self.fp8_cast_bytes:g} B of HBM traffic per fp8 operand element cast",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
@@ -217,6 +231,21 @@ class ModelCost:
         per = self.eff.fp8_cast_bytes * count / self.hbm
         return per * (rows * k + k * n), per * rows * n
 
+    def ep_imbalance(self, ep: int) -> float:
+        """max / mean routed tokens over the ``ep`` expert-parallel ranks (module docstring, "imbalance"):
+            1 + cv / sqrt(E / e) x sqrt(2 ln e),   1 when e = 1 or the model has no routed experts."""
+        moe = self.m.moe
+        if moe is None or ep <= 1:
+            return 1.0
+        per_rank = max(moe.num_experts / ep, 1.0)
+        return 1.0 + self.eff.expert_load_cv / math.sqrt(per_rank) * math.sqrt(2 * math.log(ep))
+
+    def ep_routed_bytes(self, tokens: float, ep: int) -> float:
+        """Bytes one all-to-all (dispatch or combine) moves for the most-loaded EP rank: T k cf H bytes x imbalance."""
+        moe = self.m.moe
+        assert moe is not None
+        return tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem * self.ep_imbalance(ep)
+
     def moe_routing_s(self, tokens: float) -> float:
         """Forward seconds of one MoE layer's router and permute / unpermute for ``tokens`` tokens (calc.model.moe_routing):
             (T E ROUTER_BYTES_PER_LOGIT + T k cf H PERMUTE_BYTES_PER_COPY + T H COMBINE_BYTES_PER_TOKEN) / HBM."""
@@ -279,8 +308,7 @@ class ModelCost:
                 ar = self.coll("allreduce", act, tp)
                 cost.tp_fwd = cost.tp_bwd = 2 * ar
         if moe_layer and m.moe and ep > 1:
-            routed = T * m.moe.experts_per_token * eff.capacity_factor * m.hidden_size * self.elem
-            a2a = 2 * self.coll("all_to_all", routed, ep, tp * cp)
+            a2a = 2 * self.coll("all_to_all", self.ep_routed_bytes(T, ep), ep, tp * cp)
             cost.ep_fwd = cost.ep_bwd = a2a
         if cp > 1:
             kv_width = heads * (d_qk + d_v) if m.mla else kv_heads_per_gpu(m, tp) * 2 * m.dim_per_head
@@ -321,7 +349,7 @@ class ModelCost:
             k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
             if t.copies > 1:  # routed experts: E/e local, each with T*k*e*cf/E tokens, one grouped GEMM
                 local = math.ceil(t.copies / ep)
-                tokens = max(T * t.used * ep * self.eff.capacity_factor / t.copies, 1.0)
+                tokens = max(T * t.used * ep * self.eff.capacity_factor * self.ep_imbalance(ep) / t.copies, 1.0)
                 seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_rate(tokens, self.eff.grouped_gemm_efficiency)
                 out.append((name, tokens, n_l, k_l, local, seconds, *self.fp8_cast_s(tokens, n_l, k_l, local)))
             else:

@@ -83,8 +83,9 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      f"{' + 2 recomputed' if layout.recompute == 'full' else ''}; x {t.stage_layers} layers x m = "
                      f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
     if ep > 1 and m.moe:
-        routed = T * m.moe.experts_per_token * eff.capacity_factor * m.hidden_size * cost.elem
-        lines.append(f"ep_comm_s: all-to-all of T*k*cf*H*bytes = {_mb(routed)} over {_where(cost, ep, tp * cp)} = "
+        routed = cost.ep_routed_bytes(T, ep)
+        lines.append(f"ep_comm_s: all-to-all of T*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
+                     f"= {_mb(routed)} over {_where(cost, ep, tp * cp)} = "
                      f"{_ms(cost.coll('all_to_all', routed, ep, tp * cp))}; dispatch + combine, forward and backward, per MoE layer "
                      f"x m = {t.totals['ep_comm_s']:.4f} s, hidden {eff.ep_overlap:.0%} -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
