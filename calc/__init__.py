@@ -29,7 +29,7 @@ _EXPORTS = {
     "korthikanti_layer_bytes": "calc.memory",
     "derived_peak_tflops": "calc.hardware.peaks", "summarize_gpu": "calc.hardware.peaks", "peak_tflops": "calc.hardware.peaks",
     "mfu": "calc.training.mfu", "train_time": "calc.training.mfu", "latency": "calc.serving.latency",
-    "concurrency": "calc.serving.latency",
+    "concurrency": "calc.serving.capacity",
     "SystemSpec": "calc.specs.system", "load_system": "calc.sources.catalog", "list_systems": "calc.sources.catalog",
     "ModelCost": "calc.training.cost", "Layout": "calc.training.layout", "train_step": "calc.training.step",
     "search_plans": "calc.training.plan",
