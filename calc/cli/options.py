@@ -224,8 +224,8 @@ CausalPrefillOpt = Annotated[bool, typer.Option(
     "(default); --non-causal: every token sees the whole prompt")]
 ReserveOpt = Annotated[float | None, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
-    help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: inference 1, training 0.5 + "
-         "5% allocator fragmentation)")]
+    help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: memory --mode infer 1 incl. "
+         "allocator slack; the serving engines 0.5 non-torch; training 0.5 + 5% allocator fragmentation)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]
