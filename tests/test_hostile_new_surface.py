@@ -42,6 +42,12 @@ CASES: dict[str, tuple[list[str], int, list[str]]] = {
                                                     ["--global-batch-tokens: 1.5 tokens", "use 4,096"]),
     "global-batch-tokens 4M shown whole": ([*STEP, "--global-batch-tokens", "4M"], 2,
                                            ["4,000,000 tokens", "3,997,696 or 4,001,792"]),
+    # A pure Mamba-2 model has no q/k/v/o/gate/up/down/experts matrix: no --lora-targets value can help, so the fix
+    # offered is --method full, not another target list.
+    "lora on an SSM-only model": (["memory", "tests/fixtures/hf/mamba-codestral-7b-v0.1.json", "--mode", "finetune"], 2,
+                                  ["--lora-targets", "--method full"]),
+    "lora experts on a dense model": (["memory", "llama3-8b", "--mode", "finetune", "--lora-targets", "experts"], 2,
+                                      ["--lora-targets", "experts need an MoE model"]),
 }
 
 
