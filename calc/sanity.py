@@ -30,9 +30,33 @@ MIN_EFFICIENCY = 0.01
 PEAK_SLACK = 1.05
 
 
+# Warnings the CLI holds back while a command runs (None: print at once, as a library call does).
+_HELD: list[str] | None = None
+
+
 def warn(field: str, message: str) -> None:
-    """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line."""
-    sys.stderr.write(f"llmcalc: warning: {one_line(f'{field}: {message}')}\n")
+    """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line (held back while the CLI runs)."""
+    line = f"llmcalc: warning: {one_line(f'{field}: {message}')}\n"
+    if _HELD is None:
+        sys.stderr.write(line)
+    else:
+        _HELD.append(line)
+
+
+def hold_warnings() -> None:
+    """Hold warnings back until `release_warnings`: a command that ends in a refusal prints the one
+    error line alone, not a warning about an input it then refused (issue: the one-line rule)."""
+    global _HELD
+    _HELD = []
+
+
+def release_warnings(show: bool) -> None:
+    """Stop holding warnings; print the held ones if ``show`` (an answer), drop them if not (a refusal)."""
+    global _HELD
+    held, _HELD = _HELD or [], None
+    if show:
+        for line in held:
+            sys.stderr.write(line)
 
 
 def _percent(fraction: float) -> str:

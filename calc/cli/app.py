@@ -147,36 +147,43 @@ def main() -> None:
         from click import ClickException  # type: ignore[no-redef]
         from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
     from calc.cli.options import flush_notes, reset_notes
+    from calc.sanity import hold_warnings, release_warnings
 
     args, debug = _split_debug(sys.argv[1:])
     reset_notes()
+    hold_warnings()  # a refusal stays one line: warnings print after an answer only
     try:
-        code = _app_for(_command_named(args))(args=args, standalone_mode=False)
-    except NoArgsIsHelpError as exc:
-        sys.stdout.write(exc.ctx.get_help() + "\n")
-        sys.exit(0)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _fail("aborted")
-    except LLMCalcError as exc:
-        if debug:
-            raise
-        _fail(str(exc))
-    except ClickException as exc:
-        if debug:
-            raise
-        _fail(_flag_first(exc.format_message().replace("\n", " ")))
-    except OSError as exc:  # writing --plot/--save, a closed pipe
-        if debug:
-            raise
-        _fail(f"cannot write output: {exc.strerror or exc}".replace("\n", " "))
-    except Exception as exc:  # noqa: BLE001 - every other exception is a bug: one line, never a traceback
-        if debug:
-            raise
-        _internal(exc)
-    flush_notes()  # what a suffixed number was read as, under the answer
-    sys.exit(code if isinstance(code, int) else 0)
+        try:
+            code = _app_for(_command_named(args))(args=args, standalone_mode=False)
+        except NoArgsIsHelpError as exc:
+            sys.stdout.write(exc.ctx.get_help() + "\n")
+            sys.exit(0)
+        except typer.Exit as exc:
+            release_warnings(show=not exc.exit_code)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _fail("aborted")
+        except LLMCalcError as exc:
+            if debug:
+                raise
+            _fail(str(exc))
+        except ClickException as exc:
+            if debug:
+                raise
+            _fail(_flag_first(exc.format_message().replace("\n", " ")))
+        except OSError as exc:  # writing --plot/--save, a closed pipe
+            if debug:
+                raise
+            _fail(f"cannot write output: {exc.strerror or exc}".replace("\n", " "))
+        except Exception as exc:  # noqa: BLE001 - every other exception is a bug: one line, never a traceback
+            if debug:
+                raise
+            _internal(exc)
+        release_warnings(show=True)
+        flush_notes()  # what a suffixed number was read as, under the answer
+        sys.exit(code if isinstance(code, int) else 0)
+    finally:
+        release_warnings(show=False)  # whatever is still held belongs to a refusal
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ calc.serving (engine memory as vLLM/SGLang allocate it, step time, layouts)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -58,6 +59,9 @@ from calc.cli.options import (
 )
 from calc.errors import LLMCalcError
 
+# A release as --engine-version takes it: 0.11, v0.6.3, 0.6.3.post1, 0.11.0rc2, 0.6.3.dev114 (not -0.5 or 1e30).
+RELEASE = re.compile(r"v?\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z][A-Za-z0-9.]*)?")
+
 DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_context_gib
 
 
@@ -76,7 +80,7 @@ def _settings(engine: Engine, util: float | None, max_model_len: int | None, bat
     if engine == Engine.trtllm:
         refuse("--gpu-memory-utilization", util, "is a vLLM setting; TRT-LLM keeps 0.9 of the memory free after "
                                                  "weights and activations for its KV cache")
-    if version is not None and version_tuple(version) is None:
+    if version is not None and (version_tuple(version) is None or not RELEASE.fullmatch(version.strip())):
         raise LLMCalcError("--engine-version", f"{version!r} is not a release number; give one such as 0.8 or 0.11")
     given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
              "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk,

@@ -127,7 +127,10 @@ def lora_params(m: ModelSpec, rank: int, targets: tuple[str, ...] | str, dora: b
             explain.append(f"{a.name} ({a.component}): {count} layers x {copies}(r*(d_in+d_out){' + d_out' if dora else ''}) = "
                            f"{count} x {copies}({rank}*({a.d_in}+{a.d_out}){magnitude}) = {count * per:,}")
     if not by_group:
-        raise LLMCalcError("--lora-targets", f"{m.name} has none of {', '.join(groups)} (experts need an MoE model)")
+        everything = adapted_matrices(m, tuple(g for g in GROUPS if g != "all-linear") + ("experts",))
+        fix = ("experts need an MoE model" if any(mats for _, mats in everything) else
+               "an SSM-only model has no attention or MLP projection to adapt: use --method full")
+        raise LLMCalcError("--lora-targets", f"{m.name} has none of {', '.join(groups)} ({fix})")
     total = sum(by_group.values())
     explain.append(f"trainable adapter parameters = {total:,}")
     return LoraCount(rank=rank, targets=list(groups), dora=dora, trainable_params=total, by_group=by_group,

@@ -1,0 +1,76 @@
+"""Hostile inputs on the options added late (train-time --days/--budget, --global-batch-tokens, --engine-version,
+--emit, serving targets) and on the hybrid models and new GPUs, found by a ~600-invocation sweep.
+
+Same rule as tests/test_hostile.py: a refusal is exit 2 and ONE stderr line `llmcalc: error: FLAG: ...` naming the
+flag at fault, never a traceback; an answer is exit 0 with only warning/note lines on stderr. The expected flag and
+text in each row are written down from the input, not copied from the output.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+
+TT = ["train-time", "llama3-8b", "--tokens", "1T"]
+LAT = ["latency", "llama3-8b", "--gpu", "h100-sxm", "--prompt", "512"]
+STEP = ["train-step", "llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "8", "-s", "4096"]
+
+# (args, exit code, what stderr must contain)
+CASES: dict[str, tuple[list[str], int, list[str]]] = {
+    # --engine-version: a release number, not any text that happens to contain one ("-0.5" was read as 0.5).
+    "engine-version negative": ([*LAT, "--engine-version", "-0.5"], 2, ["--engine-version", "'-0.5'"]),
+    "engine-version trailing text": ([*LAT, "--engine-version", "0.5 junk"], 2, ["--engine-version"]),
+    "engine-version trailing dot": ([*LAT, "--engine-version", "0.5."], 2, ["--engine-version"]),
+    "engine-version exponent": ([*LAT, "--engine-version", "1e30"], 2, ["--engine-version"]),
+    "engine-version v-prefixed": ([*LAT, "--engine-version", "v0.6.3"], 0, []),
+    "engine-version dev build": ([*LAT, "--engine-version", "0.6.3.dev114"], 0, []),
+    "engine-version release candidate": ([*LAT, "--engine-version", "0.11.0rc2"], 0, []),
+    "engine-version post release": (["serve", "llama3-8b", "--gpu", "h100-sxm", "--prompt", "512", "--engine", "sglang",
+                                     "--engine-version", "0.4.3.post2"], 0, []),
+    # A refusal after a warning stays one line: the warning about the MFU assumed for a GPU with no node type (or a
+    # batch beyond any published run) is dropped when the command then refuses the input.
+    "train-time t4 bf16: error alone": ([*TT, "--num-gpus", "16", "--gpu", "t4"], 2, ["--dtype", "bf16"]),
+    "train-time v100 bf16: error alone": ([*TT, "--num-gpus", "64", "--gpu", "v100-32g", "--dtype", "bf16"], 2,
+                                          ["--dtype", "fp16"]),
+    "train-step 1e15-token batch that does not fit: error alone": ([*STEP, "--global-batch-tokens", "1e15"], 2,
+                                                                   ["--num-gpus", "does not fit"]),
+    # ... and on an answer the warning still prints.
+    "train-time 1e30-token batch: warned": ([*TT, "--gpu", "h100-sxm", "--num-gpus", "64", "--global-batch-tokens", "1e30"], 0,
+                                            ["warning", "--global-batch"]),
+    # --global-batch-tokens 1.5 is 1.5 tokens, not "2 tokens" (it was printed rounded to a whole number).
+    "global-batch-tokens fraction shown as typed": ([*STEP, "--global-batch-tokens", "1.5"], 2,
+                                                    ["--global-batch-tokens: 1.5 tokens", "use 4,096"]),
+    "global-batch-tokens 4M shown whole": ([*STEP, "--global-batch-tokens", "4M"], 2,
+                                           ["4,000,000 tokens", "3,997,696 or 4,001,792"]),
+    # A pure Mamba-2 model has no q/k/v/o/gate/up/down/experts matrix: no --lora-targets value can help, so the fix
+    # offered is --method full, not another target list.
+    "lora on an SSM-only model": (["memory", "tests/fixtures/hf/mamba-codestral-7b-v0.1.json", "--mode", "finetune"], 2,
+                                  ["--lora-targets", "--method full"]),
+    "lora experts on a dense model": (["memory", "llama3-8b", "--mode", "finetune", "--lora-targets", "experts"], 2,
+                                      ["--lora-targets", "experts need an MoE model"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_new_surface(case: str) -> None:
+    args, code, needles = CASES[case]
+    r = run_cli(*args)
+    assert "Traceback" not in r.err + r.out, r.err
+    assert r.code == code, (r.code, r.err[-500:])
+    lines = r.err.strip().splitlines()
+    if code == 2:
+        assert len(lines) == 1 and lines[0].startswith("llmcalc: error: "), r.err
+    else:
+        assert all(line.startswith(("llmcalc: warning: ", "llmcalc: note: ")) for line in lines), r.err
+    for needle in needles:
+        assert needle in r.err, (needle, r.err)
+
+
+def test_library_warnings_print_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Outside the CLI (and after a CLI refusal) `warn` writes at once: holding back is the CLI's, not the library's."""
+    from calc.sanity import warn
+
+    run_cli(*TT, "--num-gpus", "16", "--gpu", "t4")  # a refusal that had held a warning
+    capsys.readouterr()
+    warn("--x", "y")
+    assert capsys.readouterr().err == "llmcalc: warning: --x: y\n"
