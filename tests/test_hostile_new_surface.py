@@ -74,3 +74,11 @@ def test_library_warnings_print_at_once(capsys: pytest.CaptureFixture[str]) -> N
     capsys.readouterr()
     warn("--x", "y")
     assert capsys.readouterr().err == "llmcalc: warning: --x: y\n"
+
+
+def test_the_batch_warning_names_the_form_the_user_typed(cli) -> None:
+    # 128M tokens at seq 4,096 = 31,250 sequences: beyond the ~63M-token largest published batch either way.
+    tokens = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--global-batch-tokens", "128M", "--seq", "4096")
+    assert "--global-batch-tokens: 128M tokens per step (31,250 sequences of 4,096)" in tokens.err
+    seqs = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "31250", "--seq", "4096")
+    assert "--global-batch: 31,250 sequences (the batch is in sequences, not tokens)" in seqs.err

@@ -176,7 +176,8 @@ def train_time(
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
 
-    _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g))
+    _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g),
+                global_batch_tokens is not None)
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
@@ -317,12 +318,14 @@ RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help=(
     "pin recomputation: none, selective (Megatron: the attention core), full (default: the lightest that fits)"))]
 
 
-def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: Any) -> None:
-    """One stderr line per scale finding (calc.training.plan.scale_warnings), for every training command."""
+def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: Any, tokens_form: bool = False) -> None:
+    """One stderr line per scale finding (calc.training.plan.scale_warnings), for every training command; the batch
+    warning names the flag the user typed (--global-batch-tokens when ``tokens_form``)."""
     from calc.sanity import warn
     from calc.training.plan import scale_warnings
 
-    for line in scale_warnings(num_gpus, global_batch, seq, node.gpus_per_node if node is not None else None):
+    flag = "--global-batch-tokens" if tokens_form else "--global-batch"
+    for line in scale_warnings(num_gpus, global_batch, seq, node.gpus_per_node if node is not None else None, flag):
         field, _, message = line.partition(": ")
         warn(field, message)
 
@@ -429,7 +432,7 @@ def train_step(
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
-    _warn_scale(layout.num_gpus, global_batch, seq, cost.system)
+    _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 
     result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus,
@@ -491,7 +494,7 @@ def train_plan(
                  ep_overlap, capacity_factor, gemm_plateau, activations)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
-    _warn_scale(num_gpus, global_batch, seq, cost.system)
+    _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))

@@ -268,13 +268,17 @@ GPUS_PER_SEQUENCE = 8  # ... and one sequence per 8 GPUs past 8x that batch (Lla
 LARGEST_PUBLISHED_BATCH_TOKENS = 64 * 2**20
 
 
-def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None) -> list[str]:
+def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None,
+                   batch_flag: str = "--global-batch") -> list[str]:
     """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, and a
-    GPU count that leaves a node part-filled (each rank group then straddles nodes)."""
+    GPU count that leaves a node part-filled (each rank group then straddles nodes). ``batch_flag``: the form the
+    user gave the batch in (--global-batch in sequences, or --global-batch-tokens)."""
     out = []
     if global_batch is not None and global_batch * seq > LARGEST_PUBLISHED_BATCH_TOKENS:
-        out.append(f"--global-batch: {global_batch:,} sequences (the batch is in sequences, not tokens) x {seq:,} = "
-                   f"{abbrev(global_batch * seq)} tokens per step, beyond the largest published pre-training batch "
+        size = (f"{global_batch:,} sequences (the batch is in sequences, not tokens) x {seq:,} = "
+                f"{abbrev(global_batch * seq)} tokens per step" if batch_flag == "--global-batch"
+                else f"{abbrev(global_batch * seq)} tokens per step ({global_batch:,} sequences of {seq:,})")
+        out.append(f"{batch_flag}: {size}, beyond the largest published pre-training batch "
                    "(~63M tokens: DeepSeek-V3 15,360 x 4K; Llama 3 405B: 16M)")
     if num_gpus is not None and gpus_per_node and num_gpus > gpus_per_node and num_gpus % gpus_per_node:
         out.append(f"--num-gpus: {num_gpus:,} is not a multiple of the {gpus_per_node} GPUs per node: the last node is "
