@@ -5,7 +5,7 @@
 
 tests/test_readme_examples.py checks that every shown line is printed; this script is how a change of output
 reaches the README: each shown line that is no longer printed is replaced by the printed line closest to it
-(difflib ratio >= 0.5, on lines with table borders dropped), rendered at 100 columns. A shown line with no
+(difflib ratio >= 0.5, on lines with table borders dropped), rendered at the test's 200 columns. A shown line with no
 close match is reported, not guessed: the README text around it needs a human.
 """
 
@@ -13,44 +13,29 @@ from __future__ import annotations
 
 import difflib
 import os
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-os.environ["COLUMNS"] = "100"
+os.environ["COLUMNS"] = "200"  # the width tests/test_readme_examples.py compares at
 
 from conftest import run_cli  # noqa: E402
-from test_readme_examples import FIXTURES, README, _norm, examples  # noqa: E402
-
-
-def _scratch() -> Path:
-    import re
-
-    from calc.sources.catalog import catalog_dir
-
-    folder = Path(tempfile.mkdtemp(prefix="readme-"))
-    for name, text in FIXTURES.items():
-        (folder / name).write_text(text)
-    h100 = (catalog_dir("hardware_specs") / "h100-sxm.yaml").read_text()
-    (folder / "bad-gpu.yaml").write_text(re.sub(r"(?m)^memory_gb:.*$", "memory_gb: .nan", h100))
-    return folder
+from test_readme_examples import README, _norm, command_args, examples, write_fixtures  # noqa: E402
 
 
 def refreshed() -> tuple[list[str], list[str]]:
     """(README lines with stale shown lines replaced, notes on lines that need a human)."""
     lines = README.read_text().splitlines()
     notes: list[str] = []
-    os.chdir(_scratch())
+    os.chdir(write_fixtures(Path(tempfile.mkdtemp(prefix="readme-"))))
     for number, command, shown in examples():
-        args = [a for a in shlex.split(command)[1:] if a not in (">/dev/null", "2>/dev/null")]
+        args, quiet = command_args(command)
         if "..." in args:
             notes.append(f"README:{number}: command elided with '...'")
             continue
         r = run_cli(*args)
-        quiet = ">/dev/null" in command
         printed = ([] if quiet else r.out.splitlines()) + r.err.splitlines()
         text = "\n".join(_norm(p) for p in printed)
         used = {_norm(w) for w in shown if _norm(w) and _norm(w) in text}

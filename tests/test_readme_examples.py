@@ -22,7 +22,6 @@ _BORDERS = str.maketrans({c: " " for c in "│┃┏┓┗┛┡┩┝┥━─�
 # Files the README's examples read, written as the README's text describes them.
 FIXTURES: dict[str, str] = {
     "deep.yaml": "[" * 200_000,
-    "bad-gpu.yaml": "",  # the shipped H100 spec with memory_gb: .nan (made in `scratch`)
     "runs.csv": (
         "model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\n"
         "llama2-7b,h100,1,1,2048,,0.061,\n"
@@ -68,10 +67,9 @@ def test_readme_has_examples():
     assert len(EXAMPLES) >= 15
 
 
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    """One folder for all examples, in README order: a file one example saves, the next one reads."""
-    folder = tmp_path_factory.mktemp("readme")
+def write_fixtures(folder: Path) -> Path:
+    """The files the examples read, in ``folder``: FIXTURES, and bad-gpu.yaml = the shipped H100 spec with
+    memory_gb: .nan (also used by benchmarks/update_readme_examples.py)."""
     for name, text in FIXTURES.items():
         (folder / name).write_text(text)
     from calc.sources.catalog import catalog_dir
@@ -81,14 +79,24 @@ def scratch(tmp_path_factory):
     return folder
 
 
+def command_args(command: str) -> tuple[list[str], bool]:
+    """The CLI arguments of a shown command line, and whether it sends stdout to /dev/null (only stderr shown)."""
+    args = shlex.split(command)[1:]
+    return [a for a in args if a not in (">/dev/null", "2>/dev/null")], ">/dev/null" in args
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """One folder for all examples, in README order: a file one example saves, the next one reads."""
+    return write_fixtures(tmp_path_factory.mktemp("readme"))
+
+
 @pytest.mark.parametrize(("line", "command", "shown"), EXAMPLES, ids=[f"README:{e[0]}" for e in EXAMPLES])
 def test_readme_example(line, command, shown, scratch, monkeypatch):
     monkeypatch.chdir(scratch)
     monkeypatch.setenv("COLUMNS", "200")
-    args = shlex.split(command)[1:]
+    args, quiet_stdout = command_args(command)  # quiet: the README shows only stderr
     assert "..." not in args, f"README line {line}: write the command out in full"
-    quiet_stdout = ">/dev/null" in args  # the README shows only stderr for these
-    args = [a for a in args if a not in (">/dev/null", "2>/dev/null")]
     result = run_cli(*args)
     if quiet_stdout:
         result.out = ""
