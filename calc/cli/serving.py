@@ -178,9 +178,10 @@ def latency(
     a = _assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
-    from calc.serving.capacity import batch_fit_problem
+    from calc.serving.capacity import batch_fit_problem, deployment_memory
 
-    problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a)
+    mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a)  # one capacity call for fit and band
+    problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
         raise LLMCalcError("--num-gpus", problem)
     result = engine_mod.latency(
@@ -188,10 +189,7 @@ def latency(
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
-    from calc.serving.capacity import deployment_memory
-
-    held = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a).max_concurrency
-    result = result.model_copy(update={"max_concurrency": held, **({"fits": False, "verdict": problem} if problem else {})})
+    result = result.model_copy(update={"max_concurrency": mem.max_concurrency, **({"fits": False, "verdict": problem} if problem else {})})
     emit(result, as_json, explain, latency_view)
     if problem:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
         raise LLMCalcError("--num-gpus", problem)

@@ -116,12 +116,12 @@ def deployment_memory(
 
 def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
-    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, mem: EngineMemory | None = None,
 ) -> str | None:
     """Fit first: why the engine's KV cache cannot admit ``batch`` requests of ``tokens`` (prompt + output), with
     the GPUs that would, or None when it can: batch <= the max concurrency `concurrency` prints for the same
-    deployment."""
-    mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
+    deployment. ``mem``: that deployment's deployment_memory when the caller already has it."""
+    mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
     if mem.max_concurrency >= batch:
         return None
     need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
