@@ -5,12 +5,10 @@ ChunkedLocalAttentionSpec in vllm/v1/kv_cache_interface.py); layers without atte
 
 from __future__ import annotations
 
-from itertools import accumulate
-
 from calc.memo import per_spec
 from calc.model.layers import attention_layers, mixer_layer_flags
 from calc.model.mixers import state_dtype, state_elements
-from calc.model.parallel import kv_heads_per_gpu, layers_per_stage, pp_stage_layers
+from calc.model.parallel import busiest_stage_sum, kv_heads_per_gpu, layers_per_stage
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes, exact_bytes
 
@@ -20,9 +18,7 @@ def softmax_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
     (linear-attention / state-space layers keep a constant state instead, ``state_bytes_per_request``)."""
     if m.layer_types is None:
         return layers_per_stage(m, pp)
-    soft = [a.softmax for a in attention_layers(m)]
-    stages = pp_stage_layers(m.num_layers, pp)
-    return max(sum(soft[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
+    return busiest_stage_sum([a.softmax for a in attention_layers(m)], pp)
 
 
 def kv_elements_per_token(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
@@ -57,9 +53,7 @@ def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16",
 
 @per_spec
 def _kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int) -> int:
-    seen = [a.tokens_seen(tokens) for a in attention_layers(m)]
-    stages = pp_stage_layers(m.num_layers, pp)
-    busiest = max(sum(seen[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
+    busiest = busiest_stage_sum([a.tokens_seen(tokens) for a in attention_layers(m)], pp)
     return exact_bytes(busiest * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
 
 
@@ -77,9 +71,7 @@ def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, 
 def mixer_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
     """Layers with a state-space / linear-attention mixer on the busiest pipeline stage (every layer when the
     mixer runs beside attention, Falcon-H1)."""
-    has = mixer_layer_flags(m)
-    stages = pp_stage_layers(m.num_layers, pp)
-    return max(sum(has[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
+    return busiest_stage_sum(mixer_layer_flags(m), pp)
 
 
 def state_bytes_per_request(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:

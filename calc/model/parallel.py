@@ -8,6 +8,8 @@ them and replicated (one per GPU) when TP is a multiple of them (as vLLM and Meg
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from itertools import accumulate
 
 from calc.errors import LLMCalcError
 from calc.specs import ModelSpec, Parallelism
@@ -56,6 +58,17 @@ def pp_stage_layers(num_layers: int, pp: int) -> list[int]:
     for i in range(2, num_layers % pp + 2):
         partitions[-i] += 1
     return partitions
+
+
+def busiest_stage_sum(per_layer: Sequence[int], pp: int) -> int:
+    """The largest per-stage sum of a per-layer quantity (layers of a kind, tokens a layer caches) over the
+    pipeline stages of pp_stage_layers: what the busiest stage holds.
+
+    >>> busiest_stage_sum([1] * 30, 4), busiest_stage_sum([1, 0] * 15, 4)
+    (8, 4)
+    """
+    stages = pp_stage_layers(len(per_layer), pp)
+    return max(sum(per_layer[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
 
 
 def layers_per_stage(m: ModelSpec, pp: int) -> int:
