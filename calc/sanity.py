@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from calc.errors import LLMCalcError, one_line
+from calc.units import percent
 
 # Highest MFU published for a large run: ~0.55-0.6 (PaLM 540B 46.2%, arXiv 2204.02311 table 3;
 # MegaScale 55.2% at 175B, arXiv 2402.15627 table 2). Above this an observed rate is suspicious.
@@ -59,13 +60,6 @@ def release_warnings(show: bool) -> None:
             sys.stderr.write(line)
 
 
-def _percent(fraction: float) -> str:
-    """A fraction as a percentage that stays readable: '163.5%', '4.9T%' (units.percent)."""
-    from calc.units import percent
-
-    return percent(fraction)
-
-
 def check_mfu(mfu: float, field: str) -> list[str]:
     """Refuse MFU above 100% (more FLOPs than the GPUs can do); warn above SUSPICIOUS_MFU.
 
@@ -73,12 +67,12 @@ def check_mfu(mfu: float, field: str) -> list[str]:
     means the throughput given in ``field`` is impossible on that GPU count and dtype.
     """
     if mfu > 1:
-        raise LLMCalcError(field, f"implies MFU {_percent(mfu)}, above 100% of the GPUs' dense peak; "
+        raise LLMCalcError(field, f"implies MFU {percent(mfu)}, above 100% of the GPUs' dense peak; "
                                   "check the throughput, --num-gpus and --dtype")
     if mfu > SUSPICIOUS_MFU:
         return [f"{field}: implies MFU {mfu:.1%}, above any published large run (~55-60%); check the inputs"]
     if mfu < TINY_MFU:
-        return [f"{field}: implies MFU {_percent(mfu)}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
+        return [f"{field}: implies MFU {percent(mfu)}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
     return []
 
 

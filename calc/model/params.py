@@ -251,10 +251,9 @@ def _kind_name(m: ModelSpec, mixer: str, ffn: str) -> str:
 
 def layer_blocks(m: ModelSpec) -> list[tuple[str, list[Tensor]]]:
     """(kind, tensors) of each of the num_layers blocks in order; blocks of one kind share one tensor list."""
-    cache: dict[tuple[str, str], tuple[str, list[Tensor]]] = {}
-    for sig in set(layer_signatures(m)):
-        cache[sig] = (_kind_name(m, *sig), layer_tensors(m, sig[1] == "moe", *sig))
-    return [cache[sig] for sig in layer_signatures(m)]
+    signatures = layer_signatures(m)
+    cache = {sig: (_kind_name(m, *sig), layer_tensors(m, sig[1] == "moe", *sig)) for sig in set(signatures)}
+    return [cache[sig] for sig in signatures]
 
 
 def layer_kinds(m: ModelSpec) -> list[tuple[str, int, list[Tensor]]]:

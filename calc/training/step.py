@@ -87,6 +87,11 @@ def _kind_counts(cost: ModelCost, start: int, count: int) -> list[tuple[int, int
     return out
 
 
+# sac (torchtitan op-level SAC) recomputes every second matmul: half the non-attention forward, in the step time
+# (_stage_cost) and in the HFU count (hfu_flops) alike.
+SAC_RECOMPUTE_SHARE = 0.5
+
+
 def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
     eff = cost.eff
     full, selective = layout.recompute == "full", layout.recompute == "selective"
@@ -95,9 +100,8 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp)
         s["fwd"] += n * lc.fwd
         s["bwd"] += n * lc.bwd
-        # sac (torchtitan op-level SAC) recomputes every second matmul: half the non-attention forward
         s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash
-                         else 0.5 * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac" else 0.0)
+                         else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac" else 0.0)
         tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else 0.0)
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else 0.0)
         s["tp_total"] += n * tp
@@ -294,7 +298,8 @@ def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
     """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
     the attention core), the count Korthikanti et al. 2022 call HFU."""
     extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq,
-             "sac": 0.5 * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq)}.get(layout.recompute, 0.0)
+             "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq),
+             }.get(layout.recompute, 0.0)
     return global_batch * (cost.model_flops_per_seq + extra)
 
 
