@@ -2,7 +2,7 @@
 
 Each YAML file holds one source group (a whole table, a whole log thread, a whole paper): a mapping
 ``{source_group: str, rows: [Row, ...]}``. The held-out split is chosen by source group, never by row
-(``split_of``), so a table is either fitted on or held out whole.
+(``split_of_source``, frozen in ``data/corpus_split.yaml``), so a table is either fitted on or held out whole.
 
 Knob names follow llmcalc's own option vocabulary (``tp pp dp cp ep vpp micro_batch global_batch seq
 recompute zero prompt output batch max_model_len kv_dtype engine gpu_memory_utilization method
@@ -39,9 +39,13 @@ Kind = Literal[
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
-# The share of rows held out, by whole sources taken in the order of sha256(source) (held_out_sources).
-# Fixed before any fit; never changed to move a row.
+# The share of rows held out, by whole sources taken in the order of sha256(source) (held_out_sources): the rule
+# that chose the split frozen in SPLIT_FILE. Fixed before any fit; never changed to move a row.
 HELD_OUT_SHARE = 0.35
+# The frozen split (source -> fit | held_out), and the rule for a source added after it was frozen: held out when
+# sha256(source)[:8] / 16^8 < NEW_SOURCE_HELD_OUT, so adding a source never moves an existing one.
+SPLIT_FILE = Path(__file__).resolve().parent / "data" / "corpus_split.yaml"
+NEW_SOURCE_HELD_OUT = 0.40
 
 
 class _Strict(BaseModel):
@@ -131,6 +135,25 @@ def held_out_sources(sizes: dict[str, int]) -> set[str]:
     return out
 
 
+def _hash_fraction(source: str) -> float:
+    return int(hashlib.sha256(source.encode()).hexdigest()[:8], 16) / 16**8
+
+
+def frozen_split() -> dict[str, str]:
+    """source -> "fit" | "held_out" as frozen in SPLIT_FILE."""
+    with SPLIT_FILE.open() as f:
+        data = yaml.safe_load(f)
+    return {s: split for split in ("fit", "held_out") for s in data[split]}
+
+
+def split_of_source(source: str, frozen: dict[str, str] | None = None) -> str:
+    """The split of a whole source: its frozen split, else the hash rule for sources added later."""
+    frozen = frozen_split() if frozen is None else frozen
+    if source in frozen:
+        return frozen[source]
+    return "held_out" if _hash_fraction(source) < NEW_SOURCE_HELD_OUT else "fit"
+
+
 def load_groups(folder: Path = CORPUS_DIR) -> list[SourceGroup]:
     """Every source group in the corpus folder, validated; ids unique across the corpus."""
     groups = []
@@ -155,8 +178,5 @@ def source_of(group: SourceGroup) -> str:
 def load_corpus(folder: Path = CORPUS_DIR) -> list[tuple[Row, str, str]]:
     """(row, source, split) for every row: the source is the whole table set (source_of), never part of one."""
     groups = load_groups(folder)
-    sizes: dict[str, int] = {}
-    for g in groups:
-        sizes[source_of(g)] = sizes.get(source_of(g), 0) + len(g.rows)
-    held = held_out_sources(sizes)
-    return [(r, source_of(g), "held_out" if source_of(g) in held else "fit") for g in groups for r in g.rows]
+    frozen = frozen_split()
+    return [(r, source_of(g), split_of_source(source_of(g), frozen)) for g in groups for r in g.rows]

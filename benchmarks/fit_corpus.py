@@ -4,7 +4,7 @@
     python benchmarks/fit_corpus.py --check    # exit 1 when the shipped file differs from the fit (date aside)
 
 Procedure (declared before looking at held-out rows; held-out rows are never read here):
-1. Rows: the corpus rows of the FIT split (corpus_schema.held_out_sources: whole sources), that ran
+1. Rows: the corpus rows of the FIT split (corpus_schema.split_of_source: whole sources, frozen), that ran
    (an out-of-memory row is a bound, not a value) and that the engine can predict (corpus_predict).
 2. Parameters: the GEMM plateau per GPU generation, and per generation for fp8 GEMMs (calc.hardware.efficiency.
    plateau_key), informed by every training and serving time/throughput row of that generation and dtype; the

@@ -49,3 +49,13 @@ def test_megatron_hfu_counts_the_recomputation_forward() -> None:
     hfu = cp.megatron_flops(1, 2048, 1, 2048, 0, recompute_counted=True)
     assert hfu == pytest.approx(96 * 2048**3 * (7 / 6))
     assert cp.megatron_flops(1, 2048, 1, 2048, 0, recompute_counted=False) == pytest.approx(hfu * 0.75)
+
+
+def test_new_sources_follow_the_hash_rule_and_frozen_ones_keep_their_split() -> None:
+    # sha256("x")[:8] = 2d711642 -> 0.178 < 0.40: held out; sha256("a")[:8] = ca978112 -> 0.791: fit.
+    assert cs.split_of_source("x", {}) == "held_out"
+    assert cs.split_of_source("a", {}) == "fit"
+    # a frozen source keeps its split whatever its hash says
+    assert cs.split_of_source("x", {"x": "fit"}) == "fit"
+    frozen = cs.frozen_split()
+    assert all(split == frozen[source] for _row, source, split in ROWS if source in frozen)
