@@ -29,6 +29,7 @@ for _path in (REPO, REPO / "benchmarks"):
 from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout  # noqa: E402
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
+from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
@@ -38,7 +39,7 @@ from calc.specs import GPUSpec, ModelSpec  # noqa: E402
 from calc.units import GIB, TERA  # noqa: E402
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
-TRAINING_KINDS = ("training_throughput", "training_mfu", "training_step_time", "training_gpu_hours")
+TRAINING_KINDS = tuple(k for k, (family, _sign) in KINDS.items() if family == "training")  # calc.bands: one list
 LATENCY_FIELD = {"serving_ttft": "ttft_s", "serving_tpot": "tpot_s", "serving_e2e": "e2e_s"}
 ENGINE_KNOBS = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "enable_chunked_prefill",
                 "max_num_seqs", "block_size", "mem_fraction_static", "chunked_prefill_size")

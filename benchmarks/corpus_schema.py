@@ -21,23 +21,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from calc.bands import KINDS as BAND_KINDS
+
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 
-Kind = Literal[
-    "training_throughput",  # tokens/s per GPU (or per cluster: say so in unit)
-    "training_mfu",  # model FLOPs utilisation, fraction; metric says which FLOP convention
-    "training_step_time",  # seconds per optimizer step
-    "training_gpu_hours",  # GPU-hours of a whole published run
-    "serving_ttft",  # time to first token
-    "serving_tpot",  # time per output token / inter-token latency
-    "serving_e2e",  # end-to-end request latency
-    "serving_throughput",  # output (or total: say so) tokens/s
-    "kv_capacity",  # KV-cache tokens an engine allocated (from its log)
-    "finetune_peak_memory",
-    "training_peak_memory",
-    "inference_peak_memory",
-]
-KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+# The kinds of measurement, each with its band family and orientation: calc.bands.KINDS is the one list
+# (training_throughput: tokens/s per GPU, or per cluster as the unit says; training_mfu: a fraction, the metric
+# says which FLOP convention; training_step_time: s per optimizer step; training_gpu_hours: a whole published run;
+# serving_ttft / serving_tpot / serving_e2e: time to first token, per output token, whole request;
+# serving_throughput: output (or total: say so) tokens/s; kv_capacity: KV-cache tokens an engine allocated, from
+# its log; finetune/training/inference_peak_memory: peak bytes, the metric says allocated or reserved).
+KINDS: tuple[str, ...] = tuple(BAND_KINDS)
+Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 # The share of rows held out, by whole sources taken in the order of sha256(source) (held_out_sources): the rule
 # that chose the split frozen in SPLIT_FILE. Fixed before any fit; never changed to move a row.
@@ -158,7 +153,9 @@ def load_groups(folder: Path = CORPUS_DIR) -> list[SourceGroup]:
     """Every source group in the corpus folder, validated; ids unique across the corpus."""
     groups = []
     for path in sorted(folder.glob("*.yaml")):
-        with path.open() as f:
+        # yaml.safe_load, not calc.sources.safeload: the corpus is the project's own data and uses anchors for
+        # rows that repeat a source; safeload refuses anchors in user specs.
+        with path.open(encoding="utf-8") as f:
             groups.append(SourceGroup.model_validate(yaml.safe_load(f)))
     ids = [r.id for g in groups for r in g.rows]
     dupes = sorted({i for i in ids if ids.count(i) > 1})

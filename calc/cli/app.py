@@ -22,22 +22,11 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
 
-from calc.cli.shell import SHORT_HELP, Group, command_settings
+from calc.cli.shell import SHORT_HELP, WHERE, Group, command_settings
 from calc.errors import LLMCalcError
 
-# Each command: the module of calc.cli that holds it and its function there. A run imports and builds only
-# the command it names (typer reads every registered function's signature before parsing anything);
-# the root's --help, and anything else, gets every command.
-_WHERE = {
-    "models": ("catalog", "models"), "gpus": ("catalog", "gpus"), "systems": ("catalog", "systems"),
-    "show": ("catalog", "show"), "import": ("catalog", "import_config"), "params": ("model", "params"),
-    "flops": ("model", "flops"), "memory": ("memory", "memory"), "mfu": ("training", "mfu"),
-    "train-step": ("training", "train_step"), "train-plan": ("training", "train_plan"),
-    "train-time": ("training", "train_time"), "latency": ("serving", "latency"),
-    "concurrency": ("serving", "concurrency"), "serve": ("serving", "serve"), "compare": ("report", "compare"),
-    "report": ("report", "report"), "bench": ("bench", "bench"), "validate": ("bench", "validate"),
-    "calibrate": ("bench", "calibrate"),
-}
+# A run imports and builds only the command it names (typer reads every registered function's signature before
+# parsing anything); the root's --help, and anything else, gets every command. Where each lives: shell.WHERE.
 
 
 def build_app(names: Iterable[str] = SHORT_HELP) -> typer.Typer:
@@ -56,7 +45,7 @@ def build_app(names: Iterable[str] = SHORT_HELP) -> typer.Typer:
     )
     for name in SHORT_HELP:
         if name in wanted:
-            module, function = _WHERE[name]
+            module, function = WHERE[name]
             app.command(name, **command_settings(name))(getattr(import_module(f"calc.cli.{module}"), function))
     app.callback()(_root)
     return app

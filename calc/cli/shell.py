@@ -22,32 +22,33 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click.exceptions import ClickException  # type: ignore[no-redef]
     from click.formatting import HelpFormatter  # type: ignore[no-redef]
 
-# (panel, command, the one-line description of `llmcalc --help`): each at most 60 characters so that the
-# list never truncates a description at 80 columns.
-COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("Catalogs", "models", "model catalog with exact parameter counts"),
-    ("Catalogs", "gpus", "GPU catalog with derived and datasheet dense peaks"),
-    ("Catalogs", "systems", "node types: GPUs per node, NVLink, network"),
-    ("Catalogs", "show", "one model or GPU spec (GPUs with their peak derivation)"),
-    ("Catalogs", "import", "write our model YAML for a HuggingFace config.json"),
-    ("Models", "params", "exact parameters per component, beside 12*L*H^2 + V*H"),
-    ("Models", "flops", "FLOPs of a forward pass and a training step, per token"),
-    ("Memory", "memory", "memory per GPU (infer, train, finetune) and the fit"),
-    ("Training", "mfu", "MFU of a finished run (tokens, GPU-hours or step time)"),
-    ("Training", "train-step", "step time of one parallel plan, term by term"),
-    ("Training", "train-plan", "the fastest TP/PP/DP/CP/EP layouts that fit"),
-    ("Training", "train-time", "days, GPU-hours and cost to train on D tokens"),
-    ("Serving", "latency", "TTFT, TPOT and end-to-end time of a static batch"),
-    ("Serving", "concurrency", "KV-cache tokens and max concurrency as the engine logs"),
-    ("Serving", "serve", "layouts ranked by tokens/s per GPU, GPUs for a rate"),
-    ("Serving", "compare", "one serving workload on several GPUs, with cost"),
-    ("Reports", "report", "one page for one workload: memory, fit, time, chart"),
-    ("Measurement & calibration", "bench", "measure this machine's GEMMs, bandwidth and ops"),
-    ("Measurement & calibration", "validate", "time real decoder layers in torch against the prediction"),
-    ("Measurement & calibration", "calibrate", "fit the efficiencies to your measured runs"),
+# (panel, command, the one-line description of `llmcalc --help`, "module:function" of calc.cli that holds it):
+# each description at most 60 characters so that the list never truncates one at 80 columns.
+COMMANDS: tuple[tuple[str, str, str, str], ...] = (
+    ("Catalogs", "models", "model catalog with exact parameter counts", "catalog:models"),
+    ("Catalogs", "gpus", "GPU catalog with derived and datasheet dense peaks", "catalog:gpus"),
+    ("Catalogs", "systems", "node types: GPUs per node, NVLink, network", "catalog:systems"),
+    ("Catalogs", "show", "one model or GPU spec (GPUs with their peak derivation)", "catalog:show"),
+    ("Catalogs", "import", "write our model YAML for a HuggingFace config.json", "catalog:import_config"),
+    ("Models", "params", "exact parameters per component, beside 12*L*H^2 + V*H", "model:params"),
+    ("Models", "flops", "FLOPs of a forward pass and a training step, per token", "model:flops"),
+    ("Memory", "memory", "memory per GPU (infer, train, finetune) and the fit", "memory:memory"),
+    ("Training", "mfu", "MFU of a finished run (tokens, GPU-hours or step time)", "training:mfu"),
+    ("Training", "train-step", "step time of one parallel plan, term by term", "training:train_step"),
+    ("Training", "train-plan", "the fastest TP/PP/DP/CP/EP layouts that fit", "training:train_plan"),
+    ("Training", "train-time", "days, GPU-hours and cost to train on D tokens", "training:train_time"),
+    ("Serving", "latency", "TTFT, TPOT and end-to-end time of a static batch", "serving:latency"),
+    ("Serving", "concurrency", "KV-cache tokens and max concurrency as the engine logs", "serving:concurrency"),
+    ("Serving", "serve", "layouts ranked by tokens/s per GPU, GPUs for a rate", "serving:serve"),
+    ("Serving", "compare", "one serving workload on several GPUs, with cost", "report:compare"),
+    ("Reports", "report", "one page for one workload: memory, fit, time, chart", "report:report"),
+    ("Measurement & calibration", "bench", "measure this machine's GEMMs, bandwidth and ops", "bench:bench"),
+    ("Measurement & calibration", "validate", "time real decoder layers in torch against the prediction", "bench:validate"),
+    ("Measurement & calibration", "calibrate", "fit the efficiencies to your measured runs", "bench:calibrate"),
 )
-SHORT_HELP = {name: text for _, name, text in COMMANDS}
-PANEL = {name: panel for panel, name, _ in COMMANDS}
+SHORT_HELP = {name: text for _, name, text, _ in COMMANDS}
+PANEL = {name: panel for panel, name, _, _ in COMMANDS}
+WHERE = {name: tuple(where.split(":")) for _, name, _, where in COMMANDS}  # command -> (module, function)
 
 # `memory` takes the options of three modes: its help groups them (parameter name -> panel).
 _MEMORY_PANELS = {
