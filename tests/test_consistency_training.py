@@ -73,7 +73,7 @@ def test_train_plan_nothing_fits_names_what_would() -> None:
     r = search_plans(cost, 16, 32, space=pinned)
     # 70B, ZeRO-0 on 16 GPUs: 16 B x 70.6e9 / 16 = 70.6 GB of states per GPU at best (TP x PP = 16), leaving under
     # 10 GB for 8K-token activations of 80 layers without recomputation: nothing fits as pinned
-    assert r.plans == [] and r.verdict.startswith("nothing fits")
+    assert r.plans == [] and r.verdict.startswith("does not fit")
     assert "fits with --recompute full" in r.verdict  # the first relaxation tried, and it fits:
     assert enumerate_fitting(cost, 16, 32, SearchSpace(fixed=(("recompute", "full"), ("zero", 0))))[1]
 

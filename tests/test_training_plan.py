@@ -41,7 +41,7 @@ def test_pinned_degree_and_no_fit_message() -> None:
     assert r.plans and all(p.tp == 4 for p in r.plans)
     big = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
     none = search_plans(big, 8, 8)
-    assert none.plans == [] and none.verdict.startswith("nothing fits: no layout")
+    assert none.plans == [] and none.verdict.startswith("does not fit: no layout")
     # the count it names fits (memory check) and half of it does not: 405B x 16 B of states alone is 6.5 TB,
     # more than 8 x 80 GB; the verdict names the doubling that first fits
     more = int(none.verdict.rsplit("fits on ", 1)[1].split(" GPUs")[0])

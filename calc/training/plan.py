@@ -209,7 +209,7 @@ def search_plans(
                    f"{best.step_time_s:.3f} s/step, MFU {best.mfu:.1%}, "
                    f"{best.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU")
     else:
-        verdict = (f"nothing fits: no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch "
+        verdict = (f"does not fit: no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch "
                    f"{global_batch}{what_would_fit(cost, num_gpus, global_batch, space)}")
     return PlanSearchResult(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=num_gpus, global_batch=global_batch,
@@ -305,7 +305,5 @@ def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, s
     batch = global_batch or default_global_batch(cost.seq, num_gpus)
     result = search_plans(cost, num_gpus, batch, top=1, space=space)
     if not result.plans:
-        # the fit-first vocabulary of every training answer: "does not fit"
-        raise LLMCalcError("--num-gpus", result.verdict.replace("nothing fits:", "does not fit:", 1)
-                           + "; give --mfu to assume one instead")
+        raise LLMCalcError("--num-gpus", result.verdict + "; give --mfu to assume one instead")
     return result.plans[0]
