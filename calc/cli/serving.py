@@ -165,8 +165,8 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
-    from calc.cli.common import load_calibration
-    from calc.report.render import emit, latency_view
+    from calc.cli.common import emit_outcome, load_calibration
+    from calc.report.render import latency_view
     from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
@@ -190,9 +190,7 @@ def latency(
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency, **({"fits": False, "verdict": problem} if problem else {})})
-    emit(result, as_json, explain, latency_view)
-    if problem:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
-        raise LLMCalcError("--num-gpus", problem)
+    emit_outcome(result, as_json, explain, latency_view, problem or None)  # JSON says fits: false, then exit 2
 
 
 def concurrency(
@@ -221,8 +219,8 @@ def concurrency(
 ) -> None:
     """Requests of --max-model-len tokens (default: the model's context window, as vLLM does) the
     engine's KV cache holds at once, in the engine's own terms (# GPU blocks, KV cache tokens)."""
-    from calc.cli.common import check_context
-    from calc.report.render import concurrency_view, emit
+    from calc.cli.common import check_context, emit_outcome
+    from calc.report.render import concurrency_view
     from calc.serving import capacity as engine_mod
     from calc.sources.catalog import load_gpu, load_model
 
@@ -236,9 +234,8 @@ def concurrency(
                                     dtype=given_dtype(ctx, dtype),
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=_assumptions(reserve_gib))
-    emit(result, as_json, explain, concurrency_view)
-    if result.max_concurrency < 1:  # one exit code per outcome: 2 after the table or the JSON, as `memory`
-        raise LLMCalcError("--num-gpus", f"does not fit: {result.verdict}")
+    emit_outcome(result, as_json, explain, concurrency_view,
+                 f"does not fit: {result.verdict}" if result.max_concurrency < 1 else None)  # exit 2 as `memory`
 
 
 def serve(
@@ -277,8 +274,8 @@ def serve(
 ) -> None:
     """Layouts (replica x TP x PP) meeting --ttft-ms/--tpot-ms, ranked by the fewest GPUs for --rate
     requests/s or --users concurrent users (else by output tokens/s per GPU); says which resource binds."""
-    from calc.cli.common import check_context, load_calibration, output_path
-    from calc.report.render import emit, serve_view
+    from calc.cli.common import check_context, emit_outcome, load_calibration, output_path
+    from calc.report.render import serve_view
     from calc.serving.plan import serve_plan
     from calc.sources.catalog import load_gpu, load_model
 
@@ -317,8 +314,6 @@ def serve(
         plot_serve_frontier(result, str(plot_path))
     if not result.fits and not as_json:
         raise LLMCalcError("--num-gpus", result.verdict)
-    emit(result, as_json, explain, serve_view)
-    if not result.fits:  # the JSON says fits: false; the exit code is the refusal's, whatever the format
-        raise LLMCalcError("--num-gpus", result.verdict)
+    emit_outcome(result, as_json, explain, serve_view, None if result.fits else result.verdict)  # JSON, then exit 2
     if result.launch and not as_json:
         print(result.launch, flush=True)  # plain: a command line to paste must not wrap at the terminal width
