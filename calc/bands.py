@@ -91,7 +91,6 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     """
     if kind not in KINDS:
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
-    sign = KINDS[kind][1]
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
     family = FAMILY.get(pool)
@@ -104,5 +103,16 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         q, name = data["families"][family], f"{family} (prefill and decode, all generations: {thin}, and {pool} too)"
     else:
         q, name = {**data["wide_default"], "rows": 0}, NO_BAND
-    lo, hi = (-q["q90"], -q["q10"]) if sign > 0 else (q["q10"], q["q90"])
-    return Band(low=value * math.exp(lo), high=value * math.exp(hi), level=data["level"], rows=q["rows"], group=name)
+    low, high = oriented(kind, value, q["q10"], q["q90"])
+    return Band(low=low, high=high, level=data["level"], rows=q["rows"], group=name)
+
+
+def oriented(kind: str, value: float, q10: float, q90: float) -> tuple[float, float]:
+    """The band's ends from residual quantiles (module docstring): a time-like figure p lies in
+    [p exp(-q90), p exp(-q10)], a rate in [p exp(q10), p exp(q90)].
+
+    >>> [round(x, 3) for x in oriented("serving_ttft", 1.0, -0.1, 0.2)], [round(x, 3) for x in oriented("training_mfu", 1.0, -0.1, 0.2)]
+    ([0.819, 1.105], [0.905, 1.221])
+    """
+    lo, hi = (-q90, -q10) if KINDS[kind][1] > 0 else (q10, q90)
+    return value * math.exp(lo), value * math.exp(hi)

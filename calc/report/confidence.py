@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from calc.bands import KINDS, NO_BAND, Band, band
+from calc.bands import KINDS, NO_BAND, Band, band, oriented
 from calc.fitted import fitted
 from calc.units import figure, gib, human, percent
 
@@ -189,19 +189,13 @@ def calibration_residuals(cal: Any) -> list[float]:
     return out
 
 
-def _oriented(kind: str, value: float, q10: float, q90: float) -> tuple[float, float]:
-    """calc.bands' orientation: a time-like figure p lies in [p exp(-q90), p exp(-q10)], a rate in [p exp(q10), p exp(q90)]."""
-    lo, hi = (-q90, -q10) if KINDS[kind][1] > 0 else (q10, q90)
-    return value * math.exp(lo), value * math.exp(hi)
-
-
 def figure_band(kind: str, value: float, ctx: Context, *, assumed: bool = False) -> Band:
     """The band of one figure: the corpus band (calc.bands.band), the calibration's residual band for a time or
     rate when --calibration is given, or the stated wide default for a figure computed from an assumed MFU."""
     data = fitted()["bands"]
     if assumed:
         q = data["wide_default"]
-        return Band(*_oriented(kind, value, q["q10"], q["q90"]), level=data["level"], rows=0, group=ASSUMED)
+        return Band(*oriented(kind, value, q["q10"], q["q90"]), level=data["level"], rows=0, group=ASSUMED)
     corpus = band(kind, value, gpu=_arch(ctx.gpu) if ctx.gpu else "unknown", dtype=ctx.dtype,
                   moe=_moe(ctx.model) if ctx.model else False)
     if ctx.calibration is None or KINDS[kind][0] not in ("training", "serving"):
@@ -211,7 +205,7 @@ def figure_band(kind: str, value: float, ctx: Context, *, assumed: bool = False)
         return Band(corpus.low, corpus.high, corpus.level, corpus.rows,
                     f"calibrated, but its {len(r)} residuals are too few for a band: corpus band {corpus.group}")
     q = statistics.quantiles(r, n=10, method="inclusive")
-    return Band(*_oriented(kind, value, q[0], q[8]), level=data["level"], rows=len(r),
+    return Band(*oriented(kind, value, q[0], q[8]), level=data["level"], rows=len(r),
                 group=f"calibrated: band from the calibration's {len(r)} leave-one-out residuals "
                       f"({ctx.calibration.device_name}, {ctx.calibration.date}); the step model's structure not included")
 
