@@ -31,32 +31,42 @@ MIN_EFFICIENCY = 0.01
 PEAK_SLACK = 1.05
 
 
-# Warnings the CLI holds back while a command runs (None: print at once, as a library call does).
-_HELD: list[str] | None = None
+# Warnings and notes the CLI holds back while a command runs, by key (None: print at once, as a library call does).
+_HELD: dict[str, str] | None = None
+
+
+def _say(key: str, line: str) -> None:
+    if _HELD is None:
+        sys.stderr.write(line)
+    else:
+        _HELD.setdefault(key, line)
 
 
 def warn(field: str, message: str) -> None:
     """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line (held back while the CLI runs)."""
     line = f"llmcalc: warning: {one_line(f'{field}: {message}')}\n"
-    if _HELD is None:
-        sys.stderr.write(line)
-    else:
-        _HELD.append(line)
+    _say(line, line)
+
+
+def note(key: str, message: str) -> None:
+    """Print ``llmcalc: note: message`` once per ``key`` (held back, and printed under the warnings, while the CLI
+    runs): what a suffixed number was read as (calc.cli.options.note_suffix)."""
+    _say(f"note {key}", f"llmcalc: note: {one_line(message)}\n")
 
 
 def hold_warnings() -> None:
-    """Hold warnings back until `release_warnings`: a command that ends in a refusal prints the one
+    """Hold warnings and notes back until `release_warnings`: a command that ends in a refusal prints the one
     error line alone, not a warning about an input it then refused (issue: the one-line rule)."""
     global _HELD
-    _HELD = []
+    _HELD = {}
 
 
 def release_warnings(show: bool) -> None:
-    """Stop holding warnings; print the held ones if ``show`` (an answer), drop them if not (a refusal)."""
+    """Stop holding; print the held warnings, then the notes, if ``show`` (an answer); drop them if not (a refusal)."""
     global _HELD
-    held, _HELD = _HELD or [], None
+    held, _HELD = _HELD or {}, None
     if show:
-        for line in held:
+        for _key, line in sorted(held.items(), key=lambda item: item[0].startswith("note ")):
             sys.stderr.write(line)
 
 

@@ -135,11 +135,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - depends on the installed typer
         from click import ClickException  # type: ignore[no-redef]
         from click.exceptions import NoArgsIsHelpError  # type: ignore[no-redef]
-    from calc.cli.options import flush_notes, reset_notes
     from calc.sanity import hold_warnings, release_warnings
 
     args, debug = _split_debug(sys.argv[1:])
-    reset_notes()
     hold_warnings()  # a refusal stays one line: warnings print after an answer only
     try:
         try:
@@ -168,8 +166,7 @@ def main() -> None:
             if debug:
                 raise
             _internal(exc)
-        release_warnings(show=True)
-        flush_notes()  # what a suffixed number was read as, under the answer
+        release_warnings(show=True)  # warnings, then what a suffixed number was read as, under the answer
         sys.exit(code if isinstance(code, int) else 0)
     finally:
         release_warnings(show=False)  # whatever is still held belongs to a refusal

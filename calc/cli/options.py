@@ -27,30 +27,14 @@ DEFAULT_SEQ = 4096  # --seq: the training sequence length of current pre-trainin
 T = TypeVar("T")
 
 
-_NOTES: dict[str, str] = {}
-
-
-def reset_notes() -> None:
-    """Forget the notes of a previous invocation (the CLI runs in-process in the tests)."""
-    _NOTES.clear()
-
-
 def note_suffix(flag: str, text: str, value: float) -> None:
     """Where a number was typed with a suffix (`16K`, `15T`), note what it was read as (once per option), so
-    that `--num-gpus 16K` (16,000 GPUs, not 16) never passes without a word; `flush_notes` prints them."""
+    that `--num-gpus 16K` (16,000 GPUs, not 16) never passes without a word; printed under the answer only."""
+    from calc.sanity import note
     from calc.units import count
 
-    if text.rstrip().upper().endswith(tuple("KMBGTP")) and flag not in _NOTES:
-        _NOTES[flag] = f"llmcalc: note: {flag} {text.strip()} read as {count(value)}"
-
-
-def flush_notes() -> None:
-    """Print the notes on stderr, one line each: after an answer only (a refusal stays one line)."""
-    import sys
-
-    for line in _NOTES.values():
-        sys.stderr.write(line + "\n")
-    _NOTES.clear()
+    if text.rstrip().upper().endswith(tuple("KMBGTP")):
+        note(flag, f"{flag} {text.strip()} read as {count(value)}")
 
 
 def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[str], int]:
