@@ -21,6 +21,8 @@ never needs more GPUs, and a higher rate never fewer.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -210,18 +212,15 @@ def serve_plan(
         raise LLMCalcError("--draft", f"{draft.name} has a vocabulary of {draft.vocab_size:,} tokens, {m.name} "
                                       f"{m.vocab_size:,}: a draft model proposes token ids in the target's tokenizer; "
                                       "pick one of the same family, or --speculative ngram")
-    s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
-    fmt = weight_format(m, gpu, dtype)
-    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
-    gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
+    setup = _Setup.of(m, gpu, s, prompt, output, dtype, kv_dtype, calibration, a)
+    s, fmt, kv_dtype, gpu_run, hook, eff = setup.s, setup.fmt, setup.kv_dtype, setup.gpu_run, setup.hook, setup.eff
     layouts = []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
-        mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype,
-                            tokens_per_request=prompt + output, assumptions=a)
-        if mem.max_concurrency < 1:
+        replica = setup.replica(tp, pp, ep)
+        if replica is None:
             continue
-        replica = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
         replica.spec = speculation
+        mem = replica.mem
         layouts.append(_layout(replica, s, ttft_ms, tpot_ms, rate, users, num_gpus, a))
         if disaggregated and pp == 1 and ep == 1 and (num_gpus is None or 2 * tp <= num_gpus):
             split = _Replica(m, gpu_run, mem, prompt, output, hook, a, dtype, kv_dtype)
@@ -265,17 +264,49 @@ def max_load_layout(
     the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
     B = min(max concurrency, max_num_seqs), so tokens_per_s = B / TPOT(B). The same replica model `serve` ranks; None
     when not one request fits."""
-    s = request_settings(settings or EngineSettings(), prompt + output)
-    fmt = weight_format(m, gpu, dtype)
-    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype)
-    gpu_run, hook, _ = calibrated_gpu(gpu, fmt.compute_dtype, None)
+    setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
     check_layout(m, Parallelism(tp=tp, pp=pp))
-    mem = engine_memory(m, gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=dtype, kv_dtype=kv_dtype,
-                        tokens_per_request=prompt + output, assumptions=assumptions)
-    if mem.max_concurrency < 1:
+    replica = setup.replica(tp, pp, ep)
+    if replica is None:
         return None
-    replica = _Replica(m, gpu_run, mem, prompt, output, hook, assumptions, dtype, kv_dtype)
-    return _layout(replica, s, None, None, None, None, tp * pp * replica.dp, assumptions)
+    return _layout(replica, setup.s, None, None, None, None, tp * pp * replica.dp, assumptions)
+
+
+@dataclass
+class _Setup:
+    """What every layout of one request shares (serve_plan and max_load_layout alike): the engine settings for the
+    request, the weight format, the KV dtype (the engine's auto, calc.serving.engine_memory.resolve_kv_dtype) and
+    the GPU as calibrated."""
+
+    m: ModelSpec
+    gpu: GPUSpec
+    s: EngineSettings
+    prompt: int
+    output: int
+    dtype: str | None
+    fmt: Any
+    kv_dtype: str
+    gpu_run: GPUSpec
+    hook: Any
+    eff: Any
+    a: ServingAssumptions
+
+    @classmethod
+    def of(cls, m: ModelSpec, gpu: GPUSpec, s: EngineSettings, prompt: int, output: int, dtype: str | None,
+           kv_dtype: str | None, calibration: Calibration | None, a: ServingAssumptions) -> _Setup:
+        s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
+        fmt = weight_format(m, gpu, dtype)
+        gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
+        return cls(m, gpu, s, prompt, output, dtype, fmt, resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype),
+                   gpu_run, hook, eff, a)
+
+    def replica(self, tp: int, pp: int, ep: int) -> _Replica | None:
+        """One TP x PP (x EP) replica with its engine memory; None when not one request fits."""
+        mem = engine_memory(self.m, self.gpu, settings=self.s, tp=tp, pp=pp, ep=ep, dtype=self.dtype,
+                            kv_dtype=self.kv_dtype, tokens_per_request=self.prompt + self.output, assumptions=self.a)
+        if mem.max_concurrency < 1:
+            return None
+        return _Replica(self.m, self.gpu_run, mem, self.prompt, self.output, self.hook, self.a, self.dtype, self.kv_dtype)
 
 
 def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
