@@ -189,7 +189,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         k = m.moe.experts_per_token
         add("MoE routed token copies (expert inputs)", (k - 1) * H, sp, f"b*s*(k-1)*H*{b} = {t_tok}*{k - 1}*{H}*{b}", _SRC_MOE)
     if m.moe:
-        add("router probabilities (fp32)", m.moe.num_experts, 1, f"b*s*E*4 = {t_tok}*{m.moe.num_experts}*4", _SRC_MOE, 4)
+        add("router probabilities (fp32)", m.moe.router_slots, 1, f"b*s*E*4 = {t_tok}*{m.moe.router_slots}*4", _SRC_MOE, 4)
     if s.adapted and s.lora_rank:
         mats = _adapted_shapes(m, s.adapted)
         n = len(mats)

@@ -5,12 +5,12 @@
           + T x k x cf x H x PERMUTE_BYTES_PER_COPY  permute: read + write each routed copy (2 x 2 B); unpermute
                                                     reads the copies again (2 B)
           + T x H x COMBINE_BYTES_PER_TOKEN          combine: write the weighted sum of each token (2 B)
-T tokens, E experts, k experts per token, cf the capacity factor (1: dropless, as serving engines and
-Megatron-Core's dropless MoE run), H the hidden size. Kernels: Megatron-Core moe_permute / moe_unpermute and
-TE's fused permute (training); vLLM's fused_moe moe_align_block_size + gather/scatter and topk_softmax
-(vllm/model_executor/layers/fused_moe/), SGLang's and TensorRT-LLM's fused MoE routing (serving): separate
-memory-bound passes beside the grouped GEMM. One formula for training (calc.training.cost) and serving
-(calc.serving.step).
+T tokens, E experts (router slots: E+Z with LongCat-Flash zero experts), k experts per token, cf the capacity
+factor (1: dropless, as serving engines and Megatron-Core's dropless MoE run), H the hidden size.
+Kernels: Megatron-Core moe_permute / moe_unpermute and TE's fused permute (training); vLLM's fused_moe
+moe_align_block_size + gather/scatter and topk_softmax (vllm/model_executor/layers/fused_moe/), SGLang's and
+TensorRT-LLM's fused MoE routing (serving): separate memory-bound passes beside the grouped GEMM. One formula for
+training (calc.training.cost) and serving (calc.serving.step).
 """
 
 from __future__ import annotations
@@ -29,5 +29,5 @@ def moe_routing_bytes(m: ModelSpec, tokens: float, capacity_factor: float = 1.0)
     if not m.moe:
         return 0.0
     copies = tokens * m.moe.experts_per_token * capacity_factor
-    return (tokens * m.moe.num_experts * ROUTER_BYTES_PER_LOGIT + copies * m.hidden_size * PERMUTE_BYTES_PER_COPY
+    return (tokens * m.moe.router_slots * ROUTER_BYTES_PER_LOGIT + copies * m.hidden_size * PERMUTE_BYTES_PER_COPY
             + tokens * m.hidden_size * COMBINE_BYTES_PER_TOKEN)

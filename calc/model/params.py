@@ -91,7 +91,9 @@ def mlp_tensors(m: ModelSpec, width: int, component: str = "mlp", bias: bool | N
 
 
 def moe_tensors(m: ModelSpec) -> list[Tensor]:
-    """E routed experts of 3*H*I_e (k active per token), router H*E, shared experts, their gate."""
+    """E routed experts of 3*H*I_e (k active per token), router H*E, shared experts, their gate. With Z zero-computation
+    (identity) experts (LongCat-Flash, modeling_longcat_flash LongcatFlashTopkRouter) the router and its correction bias
+    span E+Z slots while only the E FFN experts hold weights."""
     assert m.moe is not None
     e, H = m.moe, m.hidden_size
     experts = [
@@ -110,12 +112,13 @@ def moe_tensors(m: ModelSpec) -> list[Tensor]:
         width = e.expert_intermediate_size * (2 if m.gated_mlp else 1) + H
         experts.append(Tensor("experts", e.num_experts * width, f"expert biases: E*({'2' if m.gated_mlp else ''}I_e+H) = "
                               f"{e.num_experts}*{width}", active=e.experts_per_token * width))
+    slots, over = e.router_slots, ("(E+Z)", f"E+Z = {e.num_experts}+{e.zero_experts}") if e.zero_experts else ("E", "E")
     out = [
         *experts,
-        *_linear("router", "router", H, e.num_experts, e.router_linear_bias, "H*E"),
+        *_linear("router", "router", H, slots, e.router_linear_bias, f"H*{over[0]}"),
     ]
     if e.router_bias:
-        out.append(Tensor("router", e.num_experts, f"e_score_correction_bias: E = {e.num_experts}"))
+        out.append(Tensor("router", slots, f"e_score_correction_bias: {over[1]} = {slots}"))
     if e.num_shared_experts:
         out += mlp_tensors(m, e.shared_intermediate_size, "shared_experts", bias=False)
     if e.shared_expert_gate:

@@ -52,6 +52,15 @@ class MoESpec(_Spec):
     )
     expert_bias: bool = Field(False, description="gpt-oss: every expert's projections carry biases")
     router_linear_bias: bool = Field(False, description="gpt-oss / phimoe-style router Linear with a bias (E)")
+    zero_experts: NonNegativeInt = Field(0, description=(
+        "LongCat-Flash zero-computation (identity) experts: router slots without parameters; experts_per_token "
+        "then counts the FFN experts a token reaches on average"))
+
+    @property
+    def router_slots(self) -> int:
+        """Experts the router scores: E routed FFN experts + Z identity experts (LongCat-Flash, arXiv 2509.01322
+        section 2.1: the router, its logits and its correction bias span all E+Z slots; only E hold weights)."""
+        return self.num_experts + self.zero_experts
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:

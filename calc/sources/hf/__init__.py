@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.sources.hf.afmoe import MAPPERS as AFMOE
 from calc.sources.hf.apertus import MAPPERS as APERTUS
+from calc.sources.hf.arcee import MAPPERS as ARCEE
 from calc.sources.hf.classic import MAPPERS as CLASSIC
 from calc.sources.hf.cohere import MAPPERS as COHERE
 from calc.sources.hf.config import HFConfig, Mapping
@@ -23,6 +25,8 @@ from calc.sources.hf.gpt_oss import MAPPERS as GPT_OSS
 from calc.sources.hf.granite_hybrid import MAPPERS as GRANITE_HYBRID
 from calc.sources.hf.llama import MAPPERS as LLAMA
 from calc.sources.hf.llama4 import MAPPERS as LLAMA4
+from calc.sources.hf.longcat import MAPPERS as LONGCAT
+from calc.sources.hf.minimax import MAPPERS as MINIMAX
 from calc.sources.hf.nemotron import MAPPERS as NEMOTRON
 from calc.sources.hf.olmo import MAPPERS as OLMO
 from calc.sources.hf.phi import MAPPERS as PHI
@@ -35,7 +39,7 @@ from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
     **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **EXAONE, **CLASSIC,
-    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS,
+    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS, **MINIMAX, **LONGCAT, **ARCEE, **AFMOE,
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
@@ -54,6 +58,8 @@ SHAPE_FIELDS = frozenset({
     "num_experts_per_tok", "experts_per_token", "moe_intermediate_size", "n_shared_experts", "vocab_size",
     "shared_expert_intermediate_size", "sliding_window", "sliding_window_pattern", "first_k_dense_replace",
     "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_routed_experts",
+    "zero_expert_num", "expert_ffn_hidden_size", "moe_topk", "num_shared_experts", "num_dense_layers", "num_layers",
+    "hidden_size", "num_attention_heads",
 })
 
 
