@@ -62,6 +62,13 @@ def test_sglang_and_trtllm_lines(cli) -> None:
     sgl = emitted(cli, "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "sglang")
     assert sgl.startswith("python -m sglang.launch_server --model-path meta-llama/Meta-Llama-3-8B --tp ")
     assert "--context-length 1200" in sgl and "--mem-fraction-static" in sgl and "--kv-cache-dtype auto" in sgl
+    # the fraction the plan was sized with (SGLang >= 0.5.4 by GPU memory), not the old by-TP table: on an H100
+    # (81,559 MiB as the device reports it: chunk 8192, CUDA-graph bs 256 below TP 4) reserved =
+    # 512 + 1.5 x 8192 + 2 x 256 + 1024 x TP x PP / 8 MiB, above the 10,240 floor; fraction = 1 - reserved / 81,559
+    words = sgl.split()
+    tp, pp = int(words[words.index("--tp") + 1]), int(words[words.index("--pp-size") + 1])
+    reserved = 512 + 12288 + 512 + 1024 * tp * pp / 8
+    assert float(words[words.index("--mem-fraction-static") + 1]) == round((81559 - reserved) / 81559, 3)
     trt = emitted(cli, "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "trtllm")
     assert trt.startswith("trtllm-serve meta-llama/Meta-Llama-3-8B --backend pytorch --tp_size ")
     assert "--max_seq_len 1200" in trt and "--max_num_tokens 8192" in trt

@@ -28,8 +28,11 @@ def model_id(m: ModelSpec) -> str:
     return m.hf_id or m.name
 
 
-def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int) -> str:
-    """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line."""
+def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
+                   gpu_memory_bytes: int = 0) -> str:
+    """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line. SGLang's
+    --mem-fraction-static is the fraction the plan was sized with (EngineSettings.mem_fraction on the GPU's memory:
+    by GPU memory from SGLang 0.5.4, by TP before)."""
     dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
     seqs = math.ceil(best.batch / dp)  # each data-parallel attention group runs its own share
     fp8_kv = kv_dtype == "fp8"
@@ -48,7 +51,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
         else:
             parallel = f"--tp {best.tp} --pp-size {best.pp}"
         return (f"python -m sglang.launch_server --model-path {name} {parallel} "
-                f"--mem-fraction-static {s.mem_fraction(best.tp, 0, best.pp):g} --context-length {s.max_model_len} "
+                f"--mem-fraction-static {s.mem_fraction(best.tp, gpu_memory_bytes, best.pp):g} --context-length {s.max_model_len} "
                 f"--max-running-requests {best.batch} --chunked-prefill-size {batched_tokens} "
                 f"--kv-cache-dtype {'fp8_e4m3' if fp8_kv else 'auto'}")
     if emit == "trtllm":
