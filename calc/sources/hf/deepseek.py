@@ -21,6 +21,26 @@ def _routed_experts(c: HFConfig, v3: bool) -> int | None:
     return routed
 
 
+def mla_head_dim(c: HFConfig) -> int:
+    """The query/key head width of MLA: qk_nope_head_dim + qk_rope_head_dim (modeling_deepseek_v3 qk_head_dim)."""
+    return c.int("qk_nope_head_dim") + c.int("qk_rope_head_dim")
+
+
+def mla(c: HFConfig, *, q_lora_optional: bool = False, v32: bool = False) -> Mapping:
+    """MLA's latent ranks and head widths (modeling_deepseek_v3 DeepseekV3Attention: q_a/q_b when q_lora_rank is set,
+    kv_a_proj_with_mqa, kv_b, o); ``q_lora_optional``: a null q_lora_rank is a plain q_proj (DeepSeek-V2-Lite).
+    DeepSeek-V3.2 (``v32``) adds DSA's lightning indexer: index_n_heads heads of index_head_dim."""
+    return {
+        "q_lora_rank": c.int("q_lora_rank", default=None) if q_lora_optional else c.int("q_lora_rank"),
+        "kv_lora_rank": c.int("kv_lora_rank"),
+        "qk_nope_head_dim": c.int("qk_nope_head_dim"),
+        "qk_rope_head_dim": c.int("qk_rope_head_dim"),
+        "v_head_dim": c.int("v_head_dim"),
+        "index_n_heads": c.int("index_n_heads", default=0) if v32 else 0,
+        "index_head_dim": c.int("index_head_dim", default=0) if v32 else 0,
+    }
+
+
 def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
     if v3:
         c.use_defaults(DEEPSEEK_V3)
@@ -37,7 +57,7 @@ def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
         "hidden_size": c.int("hidden_size"),
         "num_heads": heads,
         "num_kv_heads": heads,
-        "head_dim": c.int("qk_nope_head_dim") + c.int("qk_rope_head_dim"),
+        "head_dim": mla_head_dim(c),
         "intermediate_size": c.int("intermediate_size"),
         "vocab_size": c.int("vocab_size"),
         "max_position_embeddings": c.int("max_position_embeddings", default=2048),
@@ -48,16 +68,7 @@ def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
         "activation": c.get("hidden_act", default="silu"),
         "qkv_bias": bias,
         "out_bias": bias,
-        "mla": {
-            "q_lora_rank": c.int("q_lora_rank", default=None),
-            "kv_lora_rank": c.int("kv_lora_rank"),
-            "qk_nope_head_dim": c.int("qk_nope_head_dim"),
-            "qk_rope_head_dim": c.int("qk_rope_head_dim"),
-            "v_head_dim": c.int("v_head_dim"),
-            # DeepSeek-V3.2: DSA's lightning indexer (index_n_heads heads of index_head_dim); absent before.
-            "index_n_heads": c.int("index_n_heads", default=0) if v32 else 0,
-            "index_head_dim": c.int("index_head_dim", default=0) if v32 else 0,
-        },
+        "mla": mla(c, q_lora_optional=True, v32=v32),
         # num_nextn_predict_layers: MTP modules in the checkpoint, not built by transformers.
         "mtp_layers": c.int("num_nextn_predict_layers", default=0),
     }

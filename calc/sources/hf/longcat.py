@@ -4,6 +4,7 @@ and a shortcut-connected MoE whose router also picks zero-computation (identity)
 from __future__ import annotations
 
 from calc.sources.hf.config import HFConfig, Mapping, rope_scaling_factor
+from calc.sources.hf.deepseek import mla, mla_head_dim
 
 # configuration_longcat_flash defaults (transformers main): the LongCat-Flash-Chat shapes.
 LONGCAT_FLASH = {"vocab_size": 131072, "hidden_size": 6144, "num_layers": 28, "num_attention_heads": 64,
@@ -52,7 +53,7 @@ def longcat_flash(c: HFConfig) -> Mapping:
         "hidden_size": c.int("hidden_size"),
         "num_heads": heads,
         "num_kv_heads": heads,
-        "head_dim": c.int("qk_nope_head_dim") + c.int("qk_rope_head_dim"),
+        "head_dim": mla_head_dim(c),
         "intermediate_size": ffn,
         "vocab_size": c.int("vocab_size"),
         "max_position_embeddings": c.int("max_position_embeddings"),
@@ -63,13 +64,7 @@ def longcat_flash(c: HFConfig) -> Mapping:
         "activation": c.get("hidden_act", default="silu"),
         "qkv_bias": bias,
         "out_bias": bias,
-        "mla": {
-            "q_lora_rank": c.int("q_lora_rank"),
-            "kv_lora_rank": c.int("kv_lora_rank"),
-            "qk_nope_head_dim": c.int("qk_nope_head_dim"),
-            "qk_rope_head_dim": c.int("qk_rope_head_dim"),
-            "v_head_dim": c.int("v_head_dim"),
-        },
+        "mla": mla(c),
         "ffn_types": ["moe", "dense"] * layers,
         "moe": {
             "num_experts": routed,
