@@ -40,7 +40,7 @@ def warn(field: str, message: str) -> None:
     line = f"llmcalc: warning: {one_line(f'{field}: {message}')}\n"
     if _HELD is None:
         sys.stderr.write(line)
-    else:
+    elif line not in _HELD:  # a spec read twice in one command (a config.json path) warns once
         _HELD.append(line)
 
 
