@@ -45,7 +45,7 @@ def _say(key: str, line: str) -> None:
 def warn(field: str, message: str) -> None:
     """Print ``llmcalc: warning: FIELD: message`` on stderr, as one line (held back while the CLI runs)."""
     line = f"llmcalc: warning: {one_line(f'{field}: {message}')}\n"
-    _say(line, line)
+    _say(line, line)  # keyed by the line: a spec read twice in one command (a config.json path) warns once
 
 
 def note(key: str, message: str) -> None:

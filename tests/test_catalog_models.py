@@ -19,9 +19,9 @@ PUBLISHED = {
     "qwen3-4b": (4.0e9, None, 0.01), "qwen3-8b": (8.2e9, None, 0.002), "qwen3-14b": (14.8e9, None, 0.003),
     "qwen3-32b": (32.8e9, None, 0.002), "qwen3-30b-a3b": (30.5e9, 3.3e9, 0.02), "qwen3-235b-a22b": (235e9, 22e9, 0.01),
     "gemma2-9b": (9.24e9, None, 0.001), "gemma2-27b": (27.2e9, None, 0.002),
-    # Gemma 3 report (arXiv 2503.19786) Table 1: embedding + non-embedding of the language model.
-    "gemma3-1b": (1.0e9, None, 0.001), "gemma3-4b": ((675 + 3209) * 1e6, None, 0.002),
-    "gemma3-12b": ((1012 + 10759) * 1e6, None, 0.001), "gemma3-27b": ((1416 + 25600) * 1e6, None, 0.001),
+    # Gemma 3 report (arXiv 2503.19786) Table 1: vision encoder + embedding + non-embedding (the -it checkpoints).
+    "gemma3-1b": (1.0e9, None, 0.001), "gemma3-4b": ((417 + 675 + 3209) * 1e6, None, 0.002),
+    "gemma3-12b": ((417 + 1012 + 10759) * 1e6, None, 0.001), "gemma3-27b": ((417 + 1416 + 25600) * 1e6, None, 0.001),
     "mistral-nemo-12b": (12.2e9, None, 0.005), "mistral-small-24b": (23.6e9, None, 0.002),
     "mixtral-8x22b": (141e9, 39e9, 0.005), "phi-3.5-moe": (41.9e9, 6.6e9, 0.01), "phi-4": (14.7e9, None, 0.003),
     "deepseek-v2": (236e9, 21e9, 0.02), "deepseek-v3": (671e9, 37e9, 0.01), "kimi-k2": (1.03e12, 32e9, 0.03),
@@ -53,3 +53,24 @@ def test_catalog_yaml_heads_with_source_and_published_total() -> None:
     for name in PUBLISHED:
         head = (catalog_dir("model_configs") / f"{name}.yaml").read_text().splitlines()[:3]
         assert any("Source" in line or "source" in line for line in head), name
+
+
+# Multimodal checkpoints: the catalog name counts what the checkpoint holds, vision tower included, exactly as the
+# hub's safetensors parameter count (HF API `safetensors.total`, = the index's total_size / 2 in bf16):
+# google/gemma-3-4b-it 4,300,079,472 (total_size 8,600,158,944), gemma-3-12b-it 12,187,325,040, gemma-3-27b-it
+# 27,432,406,640; Llama-4-Scout-17B-16E-Instruct 108,641,793,536, Llama-4-Maverick-17B-128E-Instruct
+# 401,583,781,376. Active counts the language model only (the tower never sees a text token): Gemma 3 text
+# models 3,880,263,168 / 11,766,034,176 / 27,009,346,304 (gemma-3-4b-it's text_config, counted in test_hf_families).
+MULTIMODAL = {"gemma3-4b": (4_300_079_472, 3_880_263_168), "gemma3-12b": (12_187_325_040, 11_766_034_176),
+              "gemma3-27b": (27_432_406_640, 27_009_346_304), "llama4-scout": (108_641_793_536, None),
+              "llama4-maverick": (401_583_781_376, None)}
+
+
+@pytest.mark.parametrize("name", sorted(MULTIMODAL))
+def test_multimodal_entry_counts_its_checkpoint(name: str) -> None:
+    p, m = count_params(load_model(name)), load_model(name)
+    total, text = MULTIMODAL[name]
+    assert p.total_params == total
+    assert m.vision_params > 0 and p.components["vision"] == m.vision_params
+    if text is not None:
+        assert p.total_params - m.vision_params == p.active_params == text

@@ -65,3 +65,108 @@ def test_modelopt_fp8_and_nvfp4() -> None:
     g = _groups({"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "exclude_modules": ["lm_head"]})
     assert g["attention"] == 2 * 4 * (2048 + 64 * 4 + 8)
     assert g["mlp"] == 2 * (2 * (4096 + 128 * 4 + 8) + (4096 + 64 * 8 + 8))
+
+
+# torchao: quant_type as transformers writes it (TorchAoConfig.to_dict -> torchao core/config.py config_to_dict;
+# the dicts below are what torchao 0.18.0 config_to_dict printed). Layouts from torchao/quantization/quantize_/
+# workflows/*: Int4Tensor qdata (N, K/2) + bf16 scale and zero_point (K/G, N); Int8Tensor int8 + fp32 scale +
+# int8 zero point per row; Float8Tensor fp8 + fp32 scale per row / per tensor; IntxUnpackedToInt8Tensor int8
+# per weight + bf16 scale + int8 zero point per group. Version 1 (the string form): int4 tinygemm tiles pad
+# out to 8 and in to 1024 with bf16 (scale, zero) pairs; int8 keeps a bf16 scale and an int64 zero point per row.
+def _ao(entry: dict, **extra) -> dict:
+    return {"quant_method": "torchao", "quant_type": {"default": entry}, **extra}
+
+
+_PER_ROW = {"_type": "PerRow", "_version": 1, "_data": {"dim": -1}}
+_INT4_PLAIN = {"_type": "Int4WeightOnlyConfig", "_version": 2, "_data": {
+    "group_size": 32, "set_inductor_config": True, "int4_packing_format": {"_type": "Int4PackingFormat", "_data": "PLAIN"},
+    "int4_choose_qparams_algorithm": {"_type": "Int4ChooseQParamsAlgorithm", "_data": "TINYGEMM"}, "int4_tile_packed_ntile": 8}}
+_INT8 = {"_type": "Int8WeightOnlyConfig", "_version": 2, "_data": {"group_size": None, "granularity": _PER_ROW}}
+
+
+def test_torchao_int4_plain_tiles_and_skips() -> None:
+    # plain g32: a 64x64 matrix is 4096/2 + 64 rows x 2 groups x (2 + 2) B = 2560; gate/up 4096 + 128*2*4 = 5120,
+    # down (128 in) 4096 + 64*4*4 = 5120.
+    g = _groups(_ao(_INT4_PLAIN))
+    assert g["attention"] == 2 * 4 * 2560
+    assert g["mlp"] == 2 * 3 * 5120
+    assert {k: g[k] for k in OUTSIDE} == OUTSIDE
+    # string form (version 1, tinygemm tiles): in padded 64 -> 1024: q/k/v/o 64*1024/2 + 64*32*4 = 40960,
+    # gate/up 128*1024/2 + 128*32*4 = 81920, down 40960.
+    g = _groups({"quant_method": "torchao", "quant_type": "int4_weight_only", "quant_type_kwargs": {"group_size": 32}})
+    assert g["attention"] == 2 * 4 * 40960
+    assert g["mlp"] == 2 * (2 * 81920 + 40960)
+    # group 48 does not divide K = 64: torchao leaves those weights unquantized (bf16); down (K 128) neither.
+    g = _groups(_ao({**_INT4_PLAIN, "_data": {**_INT4_PLAIN["_data"], "group_size": 48}}))
+    assert g["attention"] == 2 * 4 * 4096 * 2 and g["mlp"] == 2 * 3 * 8192 * 2
+
+
+def test_torchao_int8_fp8_intx_and_embeddings() -> None:
+    # Int8 v2 per row: 4096 + 64 x (fp32 4 + int8 1) = 4416 per 64x64; v1 string: 4096 + 64 x (bf16 2 + int64 8).
+    assert _groups(_ao(_INT8))["attention"] == 2 * 4 * 4416
+    assert _groups({"quant_method": "torchao", "quant_type": "int8_weight_only", "quant_type_kwargs": {}})["attention"] == 2 * 4 * 4736
+    # Float8 dynamic: per-tensor by default (one fp32 scale): 4096 + 4; per-row weight: 4096 + 64*4.
+    fp8 = {"_type": "Float8DynamicActivationFloat8WeightConfig", "_version": 2, "_data": {
+        "granularity": [{"_type": "PerTensor", "_version": 1, "_data": {}}, {"_type": "PerTensor", "_version": 1, "_data": {}}]}}
+    assert _groups(_ao(fp8))["attention"] == 2 * 4 * 4100
+    assert _groups(_ao({**fp8, "_data": {"granularity": [_PER_ROW, _PER_ROW]}}))["attention"] == 2 * 4 * 4352
+    # Intx int4 group 32, unpacked to int8: 4096 + 64 rows x 2 groups x (bf16 2 + int8 1) = 4480.
+    intx = {"_type": "IntxWeightOnlyConfig", "_version": 2, "_data": {
+        "weight_dtype": {"_type": "torch.dtype", "_data": "int4"}, "granularity": {"_type": "PerGroup", "_version": 1,
+                                                                                  "_data": {"group_size": 32}},
+        "scale_dtype": None, "intx_packing_format": {"_type": "IntxPackingFormat", "_data": "UNPACKED_TO_INT8"}}}
+    assert _groups(_ao(intx))["attention"] == 2 * 4 * 4480
+    # include_input_output_embeddings: the embedding (100 rows of 64) and head quantized too: 6400 + 100 x 5.
+    g = _groups(_ao(_INT8, include_input_output_embeddings=True, modules_to_not_convert=[]))
+    assert g["embedding"] == g["lm_head"] == 6400 + 100 * 5
+
+
+def test_torchao_matrix_bytes_match_torchao_on_cpu() -> None:
+    # A 768-in x 200-out bf16 Linear: qdata 153,600 B; plus per row fp32 scale (+ int8 zero point for int8),
+    # or per group of 32 a bf16 scale + int8 zero point (intx), or per group of 64 fp32 + int8 (int8 PerGroup).
+    # torchao 0.18.0 on CPU (quantize_, summing the tensor subclass's qdata/scale/zero_point bytes) stored the same.
+    from calc.memory.weights import quantized_matrix_bytes
+    from calc.specs import QuantSpec
+
+    def ao(**kw) -> int:
+        return int(quantized_matrix_bytes(QuantSpec(method="torchao", **kw), 768, 200))
+
+    assert ao(bits=8, strategy="channel", scale_bytes=4, zero_point_bytes=1) == 153_600 + 200 * 5 == 154_600
+    assert ao(bits=8, strategy="channel", scale_bytes=4) == 153_600 + 200 * 4 == 154_400
+    assert ao(bits=8, strategy="group", group_size=32, scale_bytes=2, zero_point_bytes=1) == 153_600 + 200 * 24 * 3 == 168_000
+    assert ao(bits=8, strategy="group", group_size=64, scale_bytes=4, zero_point_bytes=1) == 153_600 + 200 * 12 * 5 == 165_600
+
+
+def test_torchao_qwen3_8b_int4_checkpoint() -> None:
+    # Qwen3-8B (tests/fixtures/hf/qwen3-8b.json) with Int4WeightOnlyConfig g128 plain, as pytorch/Qwen3-8B-INT4:
+    # per block the Linear weights are 4096*(4096 + 1024 + 1024 + 4096) + 3*4096*12288 = 192,937,984, each at
+    # 1/2 + 4/128 B = 102,498,304 B; x 36 = 3,689,938,944. bf16: embedding and head 2 x 151936*4096*2 =
+    # 2,489,319,424; norms (36 x (2*4096 + 2*128) + 4096) * 2 = 616,448. Total 6,179,874,816 B (the model card's
+    # "6.27 GB needed" is vLLM's peak, weights plus activations).
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "fixtures/hf/qwen3-8b.json").read_text())
+    q = _ao({**_INT4_PLAIN, "_data": {**_INT4_PLAIN["_data"], "group_size": 128}})
+    assert sum(weight_bytes_by_group(model_from_hf_config({**data, "quantization_config": q})).values()) == 6_179_874_816
+
+
+def test_unknown_quant_method_warns_and_answers(tmp_path, cli) -> None:
+    # An unmodelled method is priced at torch_dtype, with one warning naming it and the dtype assumed.
+    path = tmp_path / "config.json"
+    import json
+
+    for method, shown in (("hqq", "'hqq'"), ("eetq", "'eetq'"), ("quark", "'quark'"), ("aqlm", "'aqlm'")):
+        path.write_text(json.dumps({**BASE, "quantization_config": {"quant_method": method, "bits": 4}}))
+        r = cli("memory", str(path), "--mode", "infer")
+        assert r.code == 0, r.err
+        lines = [line for line in r.err.splitlines() if "quant_method" in line]
+        assert len(lines) == 1 and shown in lines[0] and "bf16 (torch_dtype bfloat16)" in lines[0], r.err
+    # a torchao scheme outside the modelled ones warns too; a missing or non-string method stays refused.
+    path.write_text(json.dumps({**BASE, "quantization_config": {"quant_method": "torchao", "quant_type": "autoquant"}}))
+    r = cli("params", str(path))
+    assert r.code == 0 and "'autoquant'" in r.err
+    for bad in ({"bits": 4}, {"quant_method": 4}):
+        path.write_text(json.dumps({**BASE, "quantization_config": bad}))
+        r = cli("params", str(path))
+        assert r.code == 2 and "quantization_config.quant_method" in r.err

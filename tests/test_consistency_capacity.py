@@ -99,17 +99,18 @@ def test_a_request_holds_prompt_plus_output_minus_one_slots():
 
 def test_gemma3_log_line_and_max_concurrency_by_hand(cli):
     # gemma3-4b: 34 layers (29 sliding, window 1024; 5 full), 4 KV heads x 256, tied embeddings.
-    # weights 3,880,263,168 x 2 = 7,760,526,336 B; vLLM V1 profile run of 8192 tokens: 8192 x (3 x 2560 + 3 x 10240)
+    # weights: the checkpoint vLLM loads (Gemma3ForConditionalGeneration, vision tower included) 4,300,079,472 x 2 =
+    # 8,600,158,944 B (the safetensors total_size); vLLM V1 profile run of 8192 tokens: 8192 x (3 x 2560 + 3 x 10240)
     # x 2 = 629,145,600 + logits 1024 x 262,208 x 2 = 537,001,984. KV per layer and token 2 x 4 x 256 x 2 = 4096 B;
     # block 16 x 34 x 4096 = 2,228,224 B.
-    # (76,968,728,985 - 7,760,526,336 - 629,145,600 - 537,001,984 - 536,870,912) // 2,228,224 = 30,295 blocks;
-    # 30,295 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 328 requests.
-    blocks = (USABLE - 7_760_526_336 - 629_145_600 - 537_001_984 - NON_TORCH) // (16 * 34 * 4096)
-    assert blocks == 30_295
+    # (76,968,728,985 - 8,600,158,944 - 629,145,600 - 537,001,984 - 536,870,912) // 2,228,224 = 29,918 blocks;
+    # 29,918 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 324 requests.
+    blocks = (USABLE - 8_600_158_944 - 629_145_600 - 537_001_984 - NON_TORCH) // (16 * 34 * 4096)
+    assert blocks == 29_918
     per_request = 5 * 4096 * 4096 + 29 * 1024 * 4096  # full layers hold 4096 tokens, sliding ones their 1024
     ours = blocks * 16 * 34 * 4096 // per_request
     r = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096", "--json").json()
-    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 328
+    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 324
     # vLLM V1 logs num_blocks / cdiv(max_model_len, block_size) (kv_cache_utils.get_max_concurrency_for_kv_cache_config)
     assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 256:.2f}x" in r["engine_log"]
     table = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096").out

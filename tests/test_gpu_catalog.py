@@ -64,6 +64,44 @@ def test_derived_dense_peak_matches_the_datasheet(name: str) -> None:
     assert gpu.datasheet_peak_tflops[dtype] == sheet
 
 
+# The catalog's earlier GPUs, the same check (name: dtype, dense datasheet TFLOPS, derivation by hand, tolerance):
+# A100 whitepaper 108 SMs x 4 TCs x 512 dense FLOPs/clk at 1410 MHz; H100 whitepaper SXM5 132 SMs / PCIe 114 SMs x
+# 1024 at 1830 / 1620 MHz (H200, H800: the SXM5 die and clock); HGX B200 72 PF sparse FP8 / 8 GPUs / 4 = 2.25 PF
+# bf16 dense at 148 SMs x 2048 (1856 MHz implied); Ada whitepaper L4 58 SMs, L40S 142 SMs x 256 (the datasheet
+# counts 2490 MHz, the YAML's boost 2520: 1.2%, its peak_note says so); RTX 3090 82 SMs x 128 at 1695 MHz, RTX 4090
+# 128 SMs x 128 at 2520 MHz (FP32 accumulate); MI300X 304 CUs x 4 x 512 at 2100 MHz; T4 40 SMs x 8 x 128 at 1590.
+EARLIER = {
+    "a100-40g": ("bf16", 312.0, 108 * 4 * 512 * 1410e6, 0.01), "a100-80g": ("bf16", 312.0, 108 * 4 * 512 * 1410e6, 0.01),
+    "h100-pcie": ("bf16", 756.0, 114 * 4 * 1024 * 1620e6, 0.01), "h200": ("bf16", 989.4, 132 * 4 * 1024 * 1830e6, 0.01),
+    "h800": ("bf16", 989.4, 132 * 4 * 1024 * 1830e6, 0.01), "b200": ("bf16", 2250.0, 148 * 4 * 2048 * 1856e6, 0.01),
+    "l4": ("bf16", 121.0, 58 * 4 * 256 * 2040e6, 0.01), "l40s": ("bf16", 362.05, 142 * 4 * 256 * 2520e6, 0.015),
+    "rtx3090": ("bf16", 71.0, 82 * 4 * 128 * 1695e6, 0.01), "rtx4090": ("bf16", 165.2, 128 * 4 * 128 * 2520e6, 0.01),
+    "mi300x": ("bf16", 1307.4, 304 * 4 * 512 * 2100e6, 0.01), "t4": ("fp16", 65.0, 40 * 8 * 128 * 1590e6, 0.01),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EARLIER))
+def test_earlier_gpus_derived_peak(name: str) -> None:
+    dtype, sheet, by_hand, tol = EARLIER[name]
+    gpu = load_gpu(name)
+    assert derived_peak_tflops(gpu)[dtype] == pytest.approx(by_hand / 1e12, rel=1e-9)
+    assert derived_peak_tflops(gpu)[dtype] == pytest.approx(sheet, rel=tol)
+    assert gpu.datasheet_peak_tflops[dtype] == sheet
+    assert gpu.source and (tol == 0.01 or gpu.peak_note)
+
+
+def test_every_gpu_has_a_source_and_a_derivation_test() -> None:
+    # H20: NVIDIA publishes no per-SM rate for the cut-down die; datasheet 148 TFLOPS bf16 dense, derivation absent.
+    h20 = load_gpu("h20")
+    assert derived_peak_tflops(h20) == {} and h20.datasheet_peak_tflops["bf16"] == 148.0 and h20.peak_note
+    from calc.sources.catalog import list_gpus
+
+    tested = set(DATASHEET) | set(EARLIER) | {"a800", "h100-sxm", "h20"}  # a800, h100-sxm: tests/test_hardware.py
+    for gpu in list_gpus():
+        assert gpu.source, gpu.name
+        assert gpu.name in tested, f"{gpu.name}: add its derived peak, worked by hand, to a test"
+
+
 @pytest.mark.parametrize("name", sorted(DATASHEET))
 def test_memory_as_the_device_reports_it(name: str) -> None:
     gpu = load_gpu(name)

@@ -186,9 +186,14 @@ FILES: dict[str, str | bytes] = {
     "hf-quant-block-int.json": as_json(changed(HF, quantization_config={"quant_method": "fp8", "weight_block_size": 128})),
     "hf-quant-block-three.json": as_json(changed(HF, quantization_config={"quant_method": "fp8",
                                                                          "weight_block_size": [128, 128, 128]})),
-    "hf-quant-garbage.json": as_json(changed(HF, quantization_config={"quant_method": "garbage"})),
+    # a method that is a string but unknown ("garbage", "hqq") warns and answers (test_checkpoint_formats); one that
+    # is not a string is refused
+    "hf-quant-garbage.json": as_json(changed(HF, quantization_config={"quant_method": ["gptq"]})),
     "hf-quant-no-method.json": as_json(changed(HF, quantization_config={"bits": 4})),
     "hf-quant-text.json": as_json(changed(HF, quantization_config="mxfp4")),
+    "hf-quant-torchao-type.json": as_json(changed(HF, quantization_config={"quant_method": "torchao", "quant_type": 4})),
+    "hf-quant-torchao-group.json": as_json(changed(HF, quantization_config={
+        "quant_method": "torchao", "quant_type": {"default": {"_type": "Int4WeightOnlyConfig", "_data": {"group_size": 0}}}})),
     "hf-quant-bnb-neither.json": as_json(changed(HF, quantization_config={"quant_method": "bitsandbytes"})),
     "hf-routed-zero.json": as_json(changed(HF, model_type="deepseek_v3", n_routed_experts=0, num_experts_per_tok=2,
                                            moe_intermediate_size=1408, kv_lora_rank=512, qk_nope_head_dim=128,
@@ -289,7 +294,8 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-quant-block-int.json": "quantization_config.weight_block_size",
         "hf-quant-block-three.json": "quantization_config.weight_block_size",
         "hf-quant-garbage.json": "quantization_config.quant_method", "hf-quant-no-method.json": "quantization_config.quant_method",
-        "hf-quant-text.json": "'quantization_config'", "hf-quant-bnb-neither.json": "load_in_4bit",
+        "hf-quant-text.json": "'quantization_config'", "hf-quant-torchao-type.json": "quantization_config.quant_type",
+        "hf-quant-torchao-group.json": "quantization_config.quant_type._data.group_size", "hf-quant-bnb-neither.json": "load_in_4bit",
         "hf-routed-zero.json": "n_routed_experts", "hf-huge-int.json": "vocab_size", "hf-rope-inf.json": "rope_scaling.factor",
     }
     for name, field in expect.items():

@@ -87,6 +87,8 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
         return Fraction(n, 2) + math.ceil(n_in / (q.group_size or 16)) * n_out + 8
     if q.method == "compressed_tensors":
         return _compressed_tensors_bytes(q, n_in, n_out)
+    if q.method == "torchao":
+        return _torchao_bytes(q, n_in, n_out)
     if q.method == "mxfp4":
         return Fraction(n, 2) + math.ceil(n_in / (q.group_size or 32)) * n_out
     if q.method in ("gptq", "awq"):
@@ -118,13 +120,35 @@ def _compressed_tensors_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
     return out + (Fraction(scales * q.bits, 8) if q.zero_points else 0)
 
 
+def _torchao_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
+    """torchao (calc.sources.hf.torchao): the matrix padded up to multiples of ``pad_to`` (tinygemm tiles),
+    bits/8 per weight, and (scale + zero point) bytes per scale: tensor 1, channel n_out, group n_out*ceil(in/G)."""
+    if q.pad_to:
+        n_out, n_in = -(-n_out // q.pad_to[0]) * q.pad_to[0], -(-n_in // q.pad_to[1]) * q.pad_to[1]
+    scales = {"channel": n_out, "group": n_out * math.ceil(n_in / (q.group_size or n_in))}.get(q.strategy or "", 1)
+    return Fraction(n_in * n_out * q.bits, 8) + scales * (q.scale_bytes + q.zero_point_bytes)
+
+
+def _quantized_shape(m: ModelSpec, q: QuantSpec, t: Tensor) -> tuple[int, int] | None:
+    """(n_in, n_out) of a tensor the quantizer converts, None for one it leaves at the checkpoint dtype.
+    torchao's include_input_output_embeddings converts the embedding (V rows of H) and the head too; torchao
+    skips a weight whose inputs are not a multiple of the group (quant_api _int4_weight_only_quantize_tensor)."""
+    if q.include_embeddings and t.component in ("embedding", "lm_head") and t.params and not t.shape:
+        return m.hidden_size, t.params // m.hidden_size
+    if t.component not in QUANTIZED_COMPONENTS + (("embedding", "lm_head") if q.include_embeddings else ()) or not t.shape:
+        return None
+    if q.method == "torchao" and q.strategy == "group" and q.group_size and t.shape[0] % q.group_size:
+        return None
+    return t.shape
+
+
 def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None, layer: int = 0) -> Fraction:
     q = m.quantization
     if dtype is not None or q is None:
         return dtype_bytes(dtype or m.checkpoint_dtype) * t.params
-    if t.component in QUANTIZED_COMPONENTS and t.shape and t.params \
-            and not _skipped(t.component, t.name, q.modules_to_not_convert, layer):
-        n_in, n_out = t.shape
+    shape = _quantized_shape(m, q, t) if t.params else None
+    if shape and not _skipped(t.component, t.name, q.modules_to_not_convert, layer):
+        n_in, n_out = shape
         return quantized_matrix_bytes(q, n_in, n_out) * (t.params // (n_in * n_out))
     return dtype_bytes(m.checkpoint_dtype) * t.params
 
@@ -163,6 +187,7 @@ def shipped_dtype_label(m: ModelSpec) -> str:
     if q is None:
         return m.checkpoint_dtype
     detail = f" block {q.block_size[0]}x{q.block_size[1]}" if q.block_size else (f" g{q.group_size}" if q.group_size else "")
+    detail = (f" {q.scheme}" if q.scheme else "") + detail
     names = q.modules_to_not_convert or []
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     skip = f", not converted: {shown}" if names else ""

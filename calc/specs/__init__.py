@@ -135,7 +135,8 @@ class QuantSpec(_Spec):
     """
 
     method: Literal["fp8", "mxfp4", "gptq", "awq", "bnb_nf4", "bnb_fp4", "bnb_int8", "fbgemm_fp8", "compressed_tensors",
-                    "modelopt_fp8", "modelopt_nvfp4"]
+                    "modelopt_fp8", "modelopt_nvfp4", "torchao"]
+    scheme: str = Field("", max_length=64, description="the quantizer's name for the scheme (torchao: Int4WeightOnlyConfig)")
     bits: int = Field(8, ge=2, le=8)
     group_size: PositiveInt | None = Field(None, description="weights per scale along the input dim (GPTQ/AWQ 128, MXFP4 32, NF4 64)")
     block_size: tuple[PositiveInt, PositiveInt] | None = Field(None, description="fp8 weight_block_size [out, in] (DeepSeek-V3 128x128)")
@@ -145,6 +146,12 @@ class QuantSpec(_Spec):
         None, description="compressed-tensors: one weight scale per tensor, output row, group of the input, or block")
     packed: bool = Field(False, description="compressed-tensors pack-quantized: int32 words + a weight_shape (2 x int64)")
     input_scale: bool = Field(False, description="a static activation scale stored per Linear")
+    scale_bytes: int = Field(2, ge=1, le=8, description="torchao: bytes of one scale (bf16 2, fp32 4)")
+    zero_point_bytes: int = Field(0, ge=0, le=8, description="torchao: bytes of one zero point (none 0, int8 1, bf16 2, int64 8)")
+    pad_to: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="torchao tinygemm tile packing: (out, in) padded up to multiples of these (8 or 16, 1024)")
+    include_embeddings: bool = Field(False, description="torchao include_input_output_embeddings: the embedding and "
+                                     "output head are quantized too")
     modules_to_not_convert: list[str] = Field(default_factory=list)
 
 

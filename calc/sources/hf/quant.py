@@ -1,70 +1,94 @@
 """``quantization_config`` -> QuantSpec fields: which method, bits, group / block size, zero points,
 and the modules left at the checkpoint dtype. Field names follow transformers' quantizer configs
 (utils/quantization_config.py: FineGrainedFP8Config, Mxfp4Config, GPTQConfig, AwqConfig,
-BitsAndBytesConfig)."""
+BitsAndBytesConfig, TorchAoConfig). A method outside these is priced at torch_dtype with one warning line."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from calc.sources.hf.config import HFConfig
+from calc.sources.hf.torchao import Unmodelled, torchao
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-MODELLED = ("fp8", "mxfp4", "gptq", "awq", "bitsandbytes", "fbgemm_fp8", "compressed-tensors", "modelopt")
+_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+MODELLED = ("fp8", "mxfp4", "gptq", "awq", "bitsandbytes", "fbgemm_fp8", "compressed-tensors", "modelopt", "torchao")
 _FIELD = "quantization_config"
 
 
 def quantization(c: HFConfig) -> dict[str, Any]:
     """Spec fields for the checkpoint as shipped; {} when the config has no quantization_config.
 
-    A quantization_config that is not a mapping, names no method, names one we do not model, or has a
-    malformed part is refused naming the field: pricing such a checkpoint at bf16 would be silently wrong
-    (gpt-oss-20b's MXFP4 weights are 13.8 GB, 41.8 GB at bf16)."""
+    A quantization_config that is not a mapping, names no method (quant_method missing or not a string),
+    or has a malformed part is refused naming the field. A well-formed method or scheme llmcalc does not
+    model (hqq, eetq, quark, aqlm, a ModelOpt W4A8 algorithm, a torchao scheme outside calc.sources.hf.torchao)
+    is priced at torch_dtype with one warning line naming it: the answer goes on, never silently (gpt-oss-20b's
+    MXFP4 weights are 13.8 GB, 41.8 GB at bf16, so the figure is an upper bound for a low-bit format)."""
     q = c.get(_FIELD, default=None)
     if q is None:
         return {}
     if not isinstance(q, dict):
         raise c.fail(_FIELD, f"must be a mapping with a quant_method, got {type(q).__name__}")
     method = q.get("quant_method")
-    if not isinstance(method, str) or method.lower() not in MODELLED:
+    if not isinstance(method, str) or not method.strip():
         shown = repr(method) if len(repr(method)) <= 40 else repr(method)[:40] + "..."
-        raise c.fail(f"{_FIELD}.quant_method", f"{shown} is not a method llmcalc models ({', '.join(MODELLED)}); "
-                     "delete quantization_config to price the weights at torch_dtype or with --dtype")
+        raise c.fail(f"{_FIELD}.quant_method", f"must name the method as a string ({', '.join(MODELLED)}, ...), got {shown}")
     method = method.lower()
+    dtype = _DTYPES.get(str(c.data.get("torch_dtype") or c.data.get("dtype") or "bfloat16"), "bf16")
+    if method not in MODELLED:
+        return _unmodelled(c, f"quant_method {method!r}", dtype)
     skip = (q.get("modules_to_not_convert") or q.get("llm_int8_skip_modules") or q.get("ignored_layers") or q.get("ignore")
             or q.get("exclude_modules") or [])
     if not isinstance(skip, list):
         raise c.fail(f"{_FIELD}.modules_to_not_convert", f"must be a list of module names, got {skip!r}"[:200])
-    spec: dict[str, Any] = {"modules_to_not_convert": skip}
+    try:
+        spec = {"modules_to_not_convert": skip, **_method_fields(c, q, method, _BYTES[dtype])}
+    except Unmodelled as exc:
+        return _unmodelled(c, f"{method} {exc}", dtype)
+    return {"quantization": spec, "checkpoint_dtype": dtype}
+
+
+def _unmodelled(c: HFConfig, what: str, dtype: str) -> dict[str, Any]:
+    """Warn once, naming the format and what was assumed, and price every weight at the checkpoint dtype."""
+    from calc.sanity import warn
+
+    given = c.data.get("torch_dtype") or c.data.get("dtype")
+    source = f"torch_dtype {given}" if given else "bf16, as the config gives no torch_dtype"
+    warn(_FIELD, f"{c.where}: {what[:80]} is not a format llmcalc models; weights priced at {dtype} ({source}), "
+                 "an upper bound for a low-bit checkpoint")
+    return {"checkpoint_dtype": dtype}
+
+
+def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) -> dict[str, Any]:
+    """QuantSpec fields of one modelled method (raises Unmodelled for a well-formed variant it does not model)."""
     if method == "fbgemm_fp8":
-        spec |= {"method": "fbgemm_fp8", "bits": 8}
-    elif method == "compressed-tensors":
-        spec |= _compressed_tensors(c, q)
-    elif method == "modelopt":
+        return {"method": "fbgemm_fp8", "bits": 8}
+    if method == "compressed-tensors":
+        return _compressed_tensors(c, q)
+    if method == "torchao":
+        return torchao(c, q, act_bytes)
+    if method == "modelopt":
         algo = str(q.get("quant_algo", "")).upper()
         if algo not in ("FP8", "NVFP4"):
-            raise c.fail(f"{_FIELD}.quant_algo", f"{algo!r} is not a ModelOpt algorithm llmcalc models (FP8, NVFP4)")
-        spec |= {"method": "modelopt_fp8", "bits": 8} if algo == "FP8" else \
+            raise Unmodelled(f"quant_algo {algo!r}")
+        return {"method": "modelopt_fp8", "bits": 8} if algo == "FP8" else \
             {"method": "modelopt_nvfp4", "bits": 4, "group_size": q.get("group_size", 16)}
-    elif method == "fp8":
-        spec |= {"method": "fp8", "bits": 8, "block_size": _block(c, q.get("weight_block_size"))}
-    elif method == "mxfp4":
-        spec |= {"method": "mxfp4", "bits": 4, "group_size": 32}
-    elif method in ("gptq", "awq"):
+    if method == "fp8":
+        return {"method": "fp8", "bits": 8, "block_size": _block(c, q.get("weight_block_size"))}
+    if method == "mxfp4":
+        return {"method": "mxfp4", "bits": 4, "group_size": 32}
+    if method in ("gptq", "awq"):
         bits = q.get("bits", q.get("w_bit", 4))
         group = q.get("group_size", q.get("q_group_size", 128))
         zeros = True if method == "gptq" else bool(q.get("zero_point", True))
-        spec |= {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros}
-    elif q.get("load_in_4bit") is True:  # bitsandbytes
+        return {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros}
+    if q.get("load_in_4bit") is True:  # bitsandbytes
         kind = q.get("bnb_4bit_quant_type", "fp4")
-        spec |= {"method": f"bnb_{kind}", "bits": 4, "group_size": 64,
-                 "double_quant": bool(q.get("bnb_4bit_use_double_quant", False))}
-    elif q.get("load_in_8bit") is True:
-        spec |= {"method": "bnb_int8", "bits": 8}
-    else:
-        raise c.fail(f"{_FIELD}.load_in_4bit", "bitsandbytes sets neither load_in_4bit nor load_in_8bit to true")
-    dtype = _DTYPES.get(str(c.data.get("torch_dtype") or c.data.get("dtype") or "bfloat16"), "bf16")
-    return {"quantization": spec, "checkpoint_dtype": dtype}
+        return {"method": f"bnb_{kind}", "bits": 4, "group_size": 64,
+                "double_quant": bool(q.get("bnb_4bit_use_double_quant", False))}
+    if q.get("load_in_8bit") is True:
+        return {"method": "bnb_int8", "bits": 8}
+    raise c.fail(f"{_FIELD}.load_in_4bit", "bitsandbytes sets neither load_in_4bit nor load_in_8bit to true")
 
 
 def _block(c: HFConfig, block: Any) -> tuple[Any, Any] | None:
