@@ -21,7 +21,7 @@ DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 # model's ``mixer`` (state-space or linear attention, no KV cache), "none" = no token mixer (an MLP-only block).
 AttentionKind = Literal["full", "sliding", "chunked", "linear", "none"]
 FFNKind = Literal["dense", "moe", "none"]
-MixerKind = Literal["mamba", "mamba2", "gated_deltanet", "short_conv", "lightning"]
+MixerKind = Literal["mamba", "mamba2", "gated_deltanet", "kda", "short_conv", "lightning"]
 TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8", "fp4"]  # fp4: NVFP4/MXFP4 tensor peak (Blackwell, CDNA4)
 
 
@@ -87,6 +87,8 @@ class MixerSpec(_Spec):
     gated_deltanet (Qwen3-Next, arXiv 2412.06464): num_heads value heads of head_dim d_v, n_groups key
     heads of state_size d_k. short_conv (LFM2): num_heads = H channels, head_dim 1, state_size 0.
     lightning (MiniMax-01, arXiv 2501.08313): num_heads heads of head_dim d, state_size d.
+    kda (Kimi Delta Attention, Kimi Linear arXiv 2510.26692): num_heads heads of head_dim d, state_size d (the key
+    width), n_groups = num_heads (q and k have as many heads as v).
     """
 
     kind: MixerKind
@@ -111,8 +113,8 @@ class MixerSpec(_Spec):
     @property
     def conv_channels(self) -> int:
         """Channels the causal conv1d runs over: mamba / short_conv d_inner; mamba2 d_inner + 2*G*N (x, B, C);
-        gated_deltanet 2*n_k*d_k + n_v*d_v (q, k, v); lightning none."""
-        if self.kind in ("mamba2", "gated_deltanet"):
+        gated_deltanet and kda 2*n_k*d_k + n_v*d_v (q, k, v); lightning none."""
+        if self.kind in ("mamba2", "gated_deltanet", "kda"):
             return self.d_inner + 2 * self.n_groups * self.state_size
         return 0 if self.kind == "lightning" else self.d_inner
 

@@ -21,6 +21,21 @@ def _routed_experts(c: HFConfig, v3: bool) -> int | None:
     return routed
 
 
+def mla_fields(c: HFConfig, v32: bool = False) -> Mapping:
+    """The MLA block of a DeepSeek-style config (modeling_deepseek_v3 DeepseekV3Attention; Kimi Linear's
+    KimiMLAAttention reads the same fields)."""
+    return {
+        "q_lora_rank": c.int("q_lora_rank", default=None),
+        "kv_lora_rank": c.int("kv_lora_rank"),
+        "qk_nope_head_dim": c.int("qk_nope_head_dim"),
+        "qk_rope_head_dim": c.int("qk_rope_head_dim"),
+        "v_head_dim": c.int("v_head_dim"),
+        # DeepSeek-V3.2: DSA's lightning indexer (index_n_heads heads of index_head_dim); absent before.
+        "index_n_heads": c.int("index_n_heads", default=0) if v32 else 0,
+        "index_head_dim": c.int("index_head_dim", default=0) if v32 else 0,
+    }
+
+
 def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
     if v3:
         c.use_defaults(DEEPSEEK_V3)
@@ -48,16 +63,7 @@ def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
         "activation": c.get("hidden_act", default="silu"),
         "qkv_bias": bias,
         "out_bias": bias,
-        "mla": {
-            "q_lora_rank": c.int("q_lora_rank", default=None),
-            "kv_lora_rank": c.int("kv_lora_rank"),
-            "qk_nope_head_dim": c.int("qk_nope_head_dim"),
-            "qk_rope_head_dim": c.int("qk_rope_head_dim"),
-            "v_head_dim": c.int("v_head_dim"),
-            # DeepSeek-V3.2: DSA's lightning indexer (index_n_heads heads of index_head_dim); absent before.
-            "index_n_heads": c.int("index_n_heads", default=0) if v32 else 0,
-            "index_head_dim": c.int("index_head_dim", default=0) if v32 else 0,
-        },
+        "mla": mla_fields(c, v32),
         # num_nextn_predict_layers: MTP modules in the checkpoint, not built by transformers.
         "mtp_layers": c.int("num_nextn_predict_layers", default=0),
     }
