@@ -33,11 +33,12 @@ from calc.sources.hf.qwen import MAPPERS as QWEN
 from calc.sources.hf.ssm import MAPPERS as SSM
 from calc.sources.hf.starcoder2 import MAPPERS as STARCODER2
 from calc.sources.hf.vision import gemma3_vision_params, llama4_vision_params, mistral3_vision_params
+from calc.sources.hf.zamba2 import MAPPERS as ZAMBA2
 from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
     **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **EXAONE, **CLASSIC,
-    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS, **MINIMAX, **KIMI_LINEAR,
+    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS, **MINIMAX, **KIMI_LINEAR, **ZAMBA2,
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}
