@@ -123,6 +123,18 @@ CONFIGS = {
     "falcon_mamba": ({"model_type": "falcon_mamba", "hidden_size": 768, "num_hidden_layers": 24, "state_size": 16,
                       "expand": 2, "conv_kernel": 4, "vocab_size": 50280, "tie_word_embeddings": False},
                      129_135_360 + 50280 * 768),
+    # MiniMax, transformers' format, layer_types by default: layer 0 softmax, layer 1 lightning (H 64, 4 heads of 16,
+    # 2 KV heads, 4 experts of 128): attention 64*64 + 2*64*32 + 64*64 = 12,288; lightning qkv 64*192 + gate 64*64
+    # + norm 64 + out 64*64 = 20,544; MoE 4 x 3*64*128 + router 64*4 = 98,560; 2 norms 128 per layer;
+    # + 2 x 100*64 + 64 = 243,072.
+    "minimax": ({"model_type": "minimax", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128, "num_local_experts": 4,
+                 "num_experts_per_tok": 2, "vocab_size": 100}, 243_072),
+    # The checkpoints' remote-code format (attn_type_list, 1 = softmax): the same two layers the other way round.
+    "minimax_text_01": ({"model_type": "minimax_text_01", "hidden_size": 64, "num_hidden_layers": 2,
+                         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 128,
+                         "num_local_experts": 4, "num_experts_per_tok": 2, "vocab_size": 100, "attn_type_list": [0, 1]},
+                        243_072),
 }
 
 

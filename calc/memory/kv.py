@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from calc.memo import per_spec
 from calc.model.layers import attention_layers, mixer_layer_flags
-from calc.model.mixers import state_dtype, state_elements
+from calc.model.mixers import state_bytes
 from calc.model.parallel import busiest_stage_sum, kv_heads_per_gpu, layers_per_stage
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes, exact_bytes
@@ -76,8 +76,8 @@ def mixer_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
 
 def state_bytes_per_request(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
     """Bytes of the constant per-request state (conv state + SSM / linear-attention state) on the busiest
-    GPU: mixer layers of the busiest stage x calc.model.mixers.state_elements / t x bytes of the state dtype
-    (the model dtype, as vLLM keeps it; fp32 for lightning attention). 0 for a pure transformer. It does not
+    GPU: mixer layers of the busiest stage x calc.model.mixers.state_bytes (conv state in the model dtype, the
+    recurrent state in the dtype vLLM keeps it: the model dtype, fp32 for Kimi Delta Attention). 0 for a pure transformer. It does not
     grow with the tokens: a request of 10 tokens and one of 100k hold the same.
 
     >>> from calc.sources.catalog import load_model
@@ -87,7 +87,7 @@ def state_bytes_per_request(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
     x = m.mixer
     if x is None:
         return 0
-    return exact_bytes(mixer_layers_per_stage(m, pp) * state_elements(x, tp), state_dtype(x, m.checkpoint_dtype))
+    return mixer_layers_per_stage(m, pp) * state_bytes(x, m.checkpoint_dtype, tp)
 
 
 def request_cache_bytes(m: ModelSpec, tokens: int, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from calc.model import shared_block
 from calc.model.mixers import mixer_tensors
 from calc.model.tensor import Tensor
 from calc.model.tensor import linear as _linear
@@ -133,7 +134,9 @@ def layer_tensors(m: ModelSpec, moe_layer: bool, mixer: str = "attention", ffn: 
     ffn = ffn or ("moe" if moe_layer else "dense")
     norms = m.norms_per_layer * _norm_size(m, m.hidden_size)
     out: list[Tensor] = []
-    if mixer == "attention":
+    if mixer == "attention" and m.shared_block:  # Zamba2: the shared block (stored once) + this position's own
+        out += shared_block.used_tensors(m) + shared_block.position_tensors(m)
+    elif mixer == "attention":
         out += attention_tensors(m)
     if m.mixer and (mixer == "linear" or (mixer == "attention" and m.mixer.parallel)):
         out += mixer_tensors(m.mixer, m.hidden_size)
@@ -148,7 +151,8 @@ def layer_tensors(m: ModelSpec, moe_layer: bool, mixer: str = "attention", ffn: 
 
 
 def model_tensors(m: ModelSpec) -> list[Tensor]:
-    """Everything outside the blocks: embeddings, positions, final norm, output head."""
+    """Everything outside the blocks: embeddings, positions, final norm, output head, and Zamba2's shared
+    transformer blocks (stored once, calc.model.shared_block)."""
     H, V = m.hidden_size, m.vocab_size
     out = [Tensor("embedding", V * H, f"token embedding: V*H = {V}*{H}")]
     if m.position_embedding == "learned":
@@ -159,6 +163,8 @@ def model_tensors(m: ModelSpec) -> list[Tensor]:
         out.append(Tensor("norms", _norm_size(m, H), f"embedding {m.norm}: {_norm_size(m, H)}"))
     if m.final_norm:
         out.append(Tensor("norms", _norm_size(m, H), f"final {m.norm}: {_norm_size(m, H)}"))
+    if m.shared_block:
+        out += shared_block.stored_tensors(m)
     if m.vision_params:
         out.append(Tensor("vision", m.vision_params, f"vision tower + projector: {m.vision_params:,} (not active for text)",
                           active=0))
@@ -247,7 +253,8 @@ def _kind_name(m: ModelSpec, mixer: str, ffn: str) -> str:
     if mixer == "attention" and not m.mixer:
         return ffn if ffn != "none" else "attention"
     kind = m.mixer.kind if m.mixer else "linear"
-    head = {"linear": kind, "none": "", "attention": "attention" + (f"+{kind}" if m.mixer and m.mixer.parallel else "")}[mixer]
+    attention = "shared_block" if m.shared_block else "attention"
+    head = {"linear": kind, "none": "", "attention": attention + (f"+{kind}" if m.mixer and m.mixer.parallel else "")}[mixer]
     tail = {"dense": "mlp", "moe": "moe", "none": ""}[ffn]
     return "+".join(p for p in (head, tail) if p) or "empty"
 

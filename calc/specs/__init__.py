@@ -12,8 +12,8 @@ from calc.specs.bounds import check_bounds
 from calc.specs.mapping import spec_from_mapping, validation_error
 
 __all__ = [
-    "AttentionKind", "FFNKind", "GPUSpec", "MLASpec", "MixerSpec", "ModelSpec", "MoESpec", "Parallelism", "QuantSpec", "spec_from_mapping",
-    "validation_error",
+    "AttentionKind", "FFNKind", "GPUSpec", "MLASpec", "MixerSpec", "ModelSpec", "MoESpec", "Parallelism", "QuantSpec",
+    "SharedBlockSpec", "spec_from_mapping", "validation_error",
 ]
 
 DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
@@ -21,7 +21,7 @@ DTypeName = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 # model's ``mixer`` (state-space or linear attention, no KV cache), "none" = no token mixer (an MLP-only block).
 AttentionKind = Literal["full", "sliding", "chunked", "linear", "none"]
 FFNKind = Literal["dense", "moe", "none"]
-MixerKind = Literal["mamba", "mamba2", "gated_deltanet", "short_conv", "lightning"]
+MixerKind = Literal["mamba", "mamba2", "gated_deltanet", "kda", "short_conv", "lightning"]
 TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8", "fp4"]  # fp4: NVFP4/MXFP4 tensor peak (Blackwell, CDNA4)
 
 
@@ -96,6 +96,8 @@ class MixerSpec(_Spec):
     gated_deltanet (Qwen3-Next, arXiv 2412.06464): num_heads value heads of head_dim d_v, n_groups key
     heads of state_size d_k. short_conv (LFM2): num_heads = H channels, head_dim 1, state_size 0.
     lightning (MiniMax-01, arXiv 2501.08313): num_heads heads of head_dim d, state_size d.
+    kda (Kimi Delta Attention, Kimi Linear arXiv 2510.26692): num_heads heads of head_dim d, state_size d (the key
+    width), n_groups = num_heads (q and k have as many heads as v).
     """
 
     kind: MixerKind
@@ -120,10 +122,24 @@ class MixerSpec(_Spec):
     @property
     def conv_channels(self) -> int:
         """Channels the causal conv1d runs over: mamba / short_conv d_inner; mamba2 d_inner + 2*G*N (x, B, C);
-        gated_deltanet 2*n_k*d_k + n_v*d_v (q, k, v); lightning none."""
-        if self.kind in ("mamba2", "gated_deltanet"):
+        gated_deltanet and kda 2*n_k*d_k + n_v*d_v (q, k, v); lightning none."""
+        if self.kind in ("mamba2", "gated_deltanet", "kda"):
             return self.d_inner + 2 * self.n_groups * self.state_size
         return 0 if self.kind == "lightning" else self.d_inner
+
+
+class SharedBlockSpec(_Spec):
+    """Zamba2's shared transformer blocks (arXiv 2411.15242; transformers modeling_zamba2, vLLM zamba2.py): the
+    'full' layers each run one of ``num_blocks`` attention + gated-MLP blocks whose weights are shared across the
+    positions (position j uses block j mod num_blocks), on the concatenation of the hidden state and the token
+    embedding (``input_width`` = 2H), then a per-position Linear(H, H). Each position has its own low-rank
+    adapters (``adapter_rank``): on the MLP's gate/up projection always, on q/k/v with ``attention_adapters``;
+    and its own KV cache. calc.model.shared_block holds the tensors."""
+
+    num_blocks: PositiveInt = Field(description="num_mem_blocks: distinct shared blocks")
+    input_width: PositiveInt = Field(description="attention_hidden_size: width the shared attention reads (2H)")
+    adapter_rank: NonNegativeInt = Field(description="rank of the per-position adapters")
+    attention_adapters: bool = Field(False, description="use_shared_attention_adapter: q/k/v adapters per position")
 
 
 class QuantSpec(_Spec):
@@ -195,6 +211,8 @@ class ModelSpec(_Spec):
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     mixer: MixerSpec | None = Field(None, description="state-space / linear-attention mixer of the 'linear' layers")
+    shared_block: SharedBlockSpec | None = Field(
+        None, description="Zamba2: the 'full' layers run shared attention + MLP blocks (weights stored once)")
     attention_output_gate: bool = Field(False, description="Qwen3-Next: q_proj also emits a sigmoid gate per head (H*h*d)")
     ffn_types: list[FFNKind] | None = Field(
         None, description="FFN of each layer, num_layers long; None = dense, or MoE after moe.num_dense_layers")
@@ -248,6 +266,8 @@ class ModelSpec(_Spec):
                 raise ValueError("layer_types has 'chunked' layers but attention_chunk_size is not set")
             if "linear" in self.layer_types and not self.mixer:
                 raise ValueError("layer_types has 'linear' layers but no mixer is set")
+        if self.shared_block and "full" not in (self.layer_types or []):
+            raise ValueError("shared_block is set but no layer is 'full' (the positions that run it)")
         if self.mixer and self.mixer.parallel is False and "linear" not in (self.layer_types or []):
             raise ValueError("mixer is set but no layer is 'linear' (nor mixer.parallel)")
         if self.ffn_types is not None:

@@ -23,10 +23,12 @@ from calc.sources.hf.gemma import MAPPERS as GEMMA
 from calc.sources.hf.glm import MAPPERS as GLM
 from calc.sources.hf.gpt_oss import MAPPERS as GPT_OSS
 from calc.sources.hf.granite_hybrid import MAPPERS as GRANITE_HYBRID
+from calc.sources.hf.kimi_linear import MAPPERS as KIMI_LINEAR
 from calc.sources.hf.llama import MAPPERS as LLAMA
 from calc.sources.hf.llama4 import MAPPERS as LLAMA4
 from calc.sources.hf.longcat import MAPPERS as LONGCAT
 from calc.sources.hf.minimax import MAPPERS as MINIMAX
+from calc.sources.hf.minimax_m2 import MAPPERS as MINIMAX_M2
 from calc.sources.hf.nemotron import MAPPERS as NEMOTRON
 from calc.sources.hf.olmo import MAPPERS as OLMO
 from calc.sources.hf.phi import MAPPERS as PHI
@@ -35,11 +37,13 @@ from calc.sources.hf.qwen import MAPPERS as QWEN
 from calc.sources.hf.ssm import MAPPERS as SSM
 from calc.sources.hf.starcoder2 import MAPPERS as STARCODER2
 from calc.sources.hf.vision import gemma3_vision_params, llama4_vision_params, mistral3_vision_params
+from calc.sources.hf.zamba2 import MAPPERS as ZAMBA2
 from calc.specs import ModelSpec, spec_from_mapping
 
 MAPPERS: dict[str, Callable[[HFConfig], Mapping]] = {
     **LLAMA, **QWEN, **GEMMA, **PHI, **DEEPSEEK, **GLM, **GPT_OSS, **LLAMA4, **OLMO, **STARCODER2, **COHERE, **EXAONE, **CLASSIC,
-    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS, **MINIMAX, **LONGCAT, **ARCEE, **AFMOE,
+    **SSM, **NEMOTRON, **GRANITE_HYBRID, **ERNIE, **APERTUS, **MINIMAX, **MINIMAX_M2, **LONGCAT, **ARCEE, **AFMOE,
+    **KIMI_LINEAR, **ZAMBA2,
 }
 # Multimodal wrappers whose language model sits in text_config (we size the language model only).
 _TEXT_CONFIG = {"llama4": "llama4_text", "gemma3": "gemma3_text", "mistral3": "mistral"}

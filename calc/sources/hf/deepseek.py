@@ -29,7 +29,8 @@ def mla_head_dim(c: HFConfig) -> int:
 def mla(c: HFConfig, *, q_lora_optional: bool = False, v32: bool = False) -> Mapping:
     """MLA's latent ranks and head widths (modeling_deepseek_v3 DeepseekV3Attention: q_a/q_b when q_lora_rank is set,
     kv_a_proj_with_mqa, kv_b, o); ``q_lora_optional``: a null q_lora_rank is a plain q_proj (DeepSeek-V2-Lite).
-    DeepSeek-V3.2 (``v32``) adds DSA's lightning indexer: index_n_heads heads of index_head_dim."""
+    DeepSeek-V3.2 (``v32``) adds DSA's lightning indexer: index_n_heads heads of index_head_dim. Kimi Linear's
+    KimiMLAAttention and LongCat-Flash's MLA read the same fields."""
     return {
         "q_lora_rank": c.int("q_lora_rank", default=None) if q_lora_optional else c.int("q_lora_rank"),
         "kv_lora_rank": c.int("kv_lora_rank"),
