@@ -4,7 +4,8 @@ Each identity is checked through two commands (or engine functions), and each ag
 out by hand from the specs (H100 SXM: 85,520,809,984 B; 0.5 GiB non-torch memory) and the default engine,
 vLLM V1 (0.11): utilisation 0.9, block 16; on a device of >= 70 GiB that is not an A100 (EngineArgs.get_batch_defaults,
 vLLM >= 0.9) max_num_batched_tokens 8192 and max_num_seqs 1024, so the profile run is 8192 tokens whatever
-max_model_len is (chunked prefill is always on in V1) and its sampler logits min(1024, 8192) = 1024 rows."""
+max_model_len is (chunked prefill is always on in V1) and its sampler logits min(1024, 8192) = 1024 rows, 14 B per
+logit (bf16 logits 2 + fp32 copy 4 + fp32 probs 4 + exponential noise 4: vllm/v1/sample/sampler.py)."""
 
 from __future__ import annotations
 
@@ -42,12 +43,12 @@ def test_report_shows_the_pool_concurrency_and_serve_compute(cli):
 def test_report_pool_by_hand():
     # qwen2.5-7b bf16 (7,615,616,512 params): weights 15,231,233,024 B; vLLM V1 on an H100: profile run of
     # max_num_batched_tokens 8192 tokens (not max_model_len 1280): per token 3 x 3584 + 3 x 18944 (gated MLP) =
-    # 67,584 values x 2 B x 8192 = 1,107,296,256 + logits 1024 x 152,064 x 2 = 311,427,072 -> 1,418,723,328 B.
+    # 67,584 values x 2 B x 8192 = 1,107,296,256 + sampler 1024 x 152,064 x 14 = 2,179,989,504 -> 3,287,285,760 B.
     # KV/token = 2 x 28 x 4 x 128 x 2 = 57,344 B; block 917,504 B.
-    # (76,968,728,985 - 15,231,233,024 - 1,418,723,328 - 536,870,912) // 917,504 = 65,157 blocks -> 814 requests.
-    budget = USABLE - 15_231_233_024 - 1_418_723_328 - NON_TORCH
+    # (76,968,728,985 - 15,231,233,024 - 3,287,285,760 - 536,870,912) // 917,504 = 63,120 blocks -> 789 requests.
+    budget = USABLE - 15_231_233_024 - 3_287_285_760 - NON_TORCH
     blocks = budget // 917_504
-    assert blocks == 65_157
+    assert blocks == 63_120
     r = concurrency(load_model("qwen2.5-7b"), load_gpu("h100"), max_tokens=1280, dtype=None)
     assert r.num_gpu_blocks == blocks and r.kv_cache_tokens == 16 * blocks
     assert r.max_concurrency == blocks // 80  # 1280 - 1 slots = 80 blocks
@@ -57,13 +58,13 @@ def test_report_pool_by_hand():
 
 def test_llama3_8b_concurrency_and_latency_agree_by_hand(cli):
     # weights 8,030,261,248 x 2 = 16,060,522,496 B; vLLM V1 profile run of 8192 tokens (max_num_batched_tokens):
-    # 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 + logits 1024 x 128,256 x 2 = 262,668,288.
+    # 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 + sampler 1024 x 128,256 x 14 = 1,838,678,016.
     # KV/token 2 x 32 x 8 x 128 x 2 = 131,072 B, block 2,097,152 B; a 4096-token request: 4095 slots = 256 blocks.
-    # (76,968,728,985 - 16,060,522,496 - 905,969,664 - 262,668,288 - 536,870,912) // 2,097,152 = 28,230 blocks.
-    blocks = (USABLE - 16_060_522_496 - 905_969_664 - 262_668_288 - NON_TORCH) // 2_097_152
-    assert blocks == 28_230
+    # (76,968,728,985 - 16,060,522,496 - 905,969,664 - 1,838,678,016 - 536,870,912) // 2,097,152 = 27,478 blocks.
+    blocks = (USABLE - 16_060_522_496 - 905_969_664 - 1_838_678_016 - NON_TORCH) // 2_097_152
+    assert blocks == 27_478
     fits = blocks // 256
-    assert fits == 110
+    assert fits == 107
     conc = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "4096", "--json")
     assert conc.code == 0 and conc.json()["max_concurrency"] == fits
     base = ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "2048", "--output", "2048", "--json")
@@ -101,16 +102,16 @@ def test_gemma3_log_line_and_max_concurrency_by_hand(cli):
     # gemma3-4b: 34 layers (29 sliding, window 1024; 5 full), 4 KV heads x 256, tied embeddings.
     # weights: the checkpoint vLLM loads (Gemma3ForConditionalGeneration, vision tower included) 4,300,079,472 x 2 =
     # 8,600,158,944 B (the safetensors total_size); vLLM V1 profile run of 8192 tokens: 8192 x (3 x 2560 + 3 x 10240)
-    # x 2 = 629,145,600 + logits 1024 x 262,208 x 2 = 537,001,984. KV per layer and token 2 x 4 x 256 x 2 = 4096 B;
+    # x 2 = 629,145,600 + sampler 1024 x 262,208 x 14 = 3,759,013,888. KV per layer and token 2 x 4 x 256 x 2 = 4096 B;
     # block 16 x 34 x 4096 = 2,228,224 B.
-    # (76,968,728,985 - 8,600,158,944 - 629,145,600 - 537,001,984 - 536,870,912) // 2,228,224 = 29,918 blocks;
-    # 29,918 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 324 requests.
-    blocks = (USABLE - 8_600_158_944 - 629_145_600 - 537_001_984 - NON_TORCH) // (16 * 34 * 4096)
-    assert blocks == 29_918
+    # (76,968,728,985 - 8,600,158,944 - 629,145,600 - 3,759,013,888 - 536,870,912) // 2,228,224 = 28,472 blocks;
+    # 28,472 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 308 requests.
+    blocks = (USABLE - 8_600_158_944 - 629_145_600 - 3_759_013_888 - NON_TORCH) // (16 * 34 * 4096)
+    assert blocks == 28_472
     per_request = 5 * 4096 * 4096 + 29 * 1024 * 4096  # full layers hold 4096 tokens, sliding ones their 1024
     ours = blocks * 16 * 34 * 4096 // per_request
     r = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096", "--json").json()
-    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 324
+    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 308
     # vLLM V1 logs num_blocks / cdiv(max_model_len, block_size) (kv_cache_utils.get_max_concurrency_for_kv_cache_config)
     assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 256:.2f}x" in r["engine_log"]
     table = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096").out

@@ -55,3 +55,15 @@ def test_serving_prediction_is_affine_in_the_step_overhead() -> None:
         params["step_overhead_s"][e.keys["step_overhead_s"]] = 3.7e-3
         direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": 3.7e-3})
         assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
+
+
+def test_a_source_of_memory_rows_never_moves_the_folds() -> None:
+    """folds() deals only groups with a row that depends on a fitted parameter: adding a KV-capacity source (no
+    parameter) leaves every other group in its fold."""
+    rows, _ = fc.entries()
+    memory_only = {e.group for e in rows} - {e.group for e in rows if e.keys}
+    assert "vllm-issue-17469-qwen3-30b-a3b-a10x4" in memory_only
+    dealt = fc.folds(rows)
+    assert set().union(*dealt) == {e.group for e in rows if e.keys}
+    without = fc.folds([e for e in rows if e.group != "vllm-issue-17469-qwen3-30b-a3b-a10x4"])
+    assert without == dealt

@@ -94,15 +94,16 @@ def test_bad_engine_inputs() -> None:
 def test_vllm_v1_blocks_llama2_70b_tp2_a800() -> None:
     # vLLM V1 (current): an A800 (80 GiB, not an "a100" by name) gets the big-GPU defaults of
     # EngineArgs.get_batch_defaults for `vllm serve`: max_num_batched_tokens 8192, max_num_seqs 1024; chunked always.
-    # profile run: 8192 x (3 x 8192 + 3 x 28672 / 2) x 2 = 1,107,296,256 + logits min(1024, 8192) x 32000 x 2
-    #   = 65,536,000 -> 1,172,832,256 B.
-    # budget = 77,309,411,328 - 68,976,648,192 - 1,172,832,256 - 805,306,368 = 6,354,624,512 B (5.92 GiB)
-    # blocks = floor(6,354,624,512 / 2,621,440) = 2424; tokens 38,784; 4000-token requests (250 blocks) -> 9.
+    # profile run: 8192 x (3 x 8192 + 3 x 28672 / 2) x 2 = 1,107,296,256 + the sampler on min(1024, 8192) rows at
+    #   14 B per logit (bf16 logits, fp32 copy, fp32 probs, noise q): 1024 x 32000 x 14 = 458,752,000 -> 1,566,048,256 B.
+    # budget = 77,309,411,328 - 68,976,648,192 - 1,566,048,256 - 805,306,368 = 5,961,408,512 B (5.55 GiB)
+    # blocks = floor(5,961,408,512 / 2,621,440) = 2274 (2274 x 2,621,440 = 5,961,154,560); tokens 36,384;
+    # 4000-token requests (250 blocks) -> 9.
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.batched_tokens == 8192 and mem.max_num_seqs == 1024 and mem.chunked_prefill
-    assert mem.kv_budget_bytes == 6_354_624_512
-    assert mem.num_gpu_blocks == 2424 and mem.kv_cache_tokens == 38_784 and mem.max_concurrency == 9
-    assert mem.log[:2] == ["Available KV cache memory: 5.92 GiB", "GPU KV cache size: 38,784 tokens"]
+    assert mem.kv_budget_bytes == 5_961_408_512
+    assert mem.num_gpu_blocks == 2274 and mem.kv_cache_tokens == 36_384 and mem.max_concurrency == 9
+    assert mem.log[:2] == ["Available KV cache memory: 5.55 GiB", "GPU KV cache size: 36,384 tokens"]
 
 
 def test_vllm_v1_defaults_by_version_and_gpu() -> None:
@@ -144,3 +145,24 @@ def test_trtllm_pytorch_backend_kv() -> None:
     assert mem.block_size == 32 and mem.batched_tokens == 8192
     assert mem.kv_cache_tokens == 463_424
     assert mem.log == ["[MemUsageChange] Allocated 56.57 GiB for max tokens in paged KV cache (463424)."]
+
+
+def test_vllm_v1_profile_sampler_holds_fourteen_bytes_per_logit() -> None:
+    # vLLM V1's profile run samples min(max_num_seqs, max_num_batched_tokens) rows (gpu_model_runner.py
+    # _dummy_sampler_run; sampler.py): bf16 logits 2 B + fp32 copy 4 B + fp32 probs 4 B + exponential noise q 4 B
+    # = 14 B per logit. Qwen3-30B-A3B, TP 4, vLLM 0.8.5 on an A10 (defaults 2048 batched tokens, 256 sequences):
+    #   forward  2048 x (3 x 2048 + 8 experts x 768 x 3 / 4) x 2 = 2048 x 10,752 x 2 = 44,040,192 B
+    #   sampler  256 x 151,936 x 14 = 544,538,624 B   (V0, chunked to 2048: 256 x 151,936 x 2 = 77,791,232 B)
+    # A10 24,146,608,128 B x 0.9 = int 21,731,947,315; weights 30,532,122,624 x 2 / 4 = 15,266,061,312;
+    # non-torch 0.5 + 0.25 GiB = 805,306,368; budget = 21,731,947,315 - 15,266,061,312 - 588,578,816 - 805,306,368
+    # = 5,072,000,819 B; block = 16 x (48 layers x 1 KV head x 128 x 2 x 2 B = 24,576) = 393,216 B
+    # -> 12,898 blocks (12,898 x 393,216 = 5,071,699,968) = 206,368 tokens (the log of vllm issue #17469: 198,784).
+    m, gpu = load_model("qwen3-30b-a3b"), load_gpu("a10")
+    v1 = engine_memory(m, gpu, settings=EngineSettings(engine_version="0.8.5", max_model_len=8192), tp=4)
+    v0 = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", max_model_len=8192, enable_chunked_prefill=True),
+                       tp=4)
+    assert v1.batched_tokens == v0.batched_tokens == 2048 and v1.max_num_seqs == v0.max_num_seqs == 256
+    assert v1.activation_peak_bytes == 44_040_192 + 544_538_624
+    assert v0.activation_peak_bytes == 44_040_192 + 77_791_232
+    assert v1.kv_budget_bytes == 5_072_000_819
+    assert v1.num_gpu_blocks == 12_898 and v1.kv_cache_tokens == 206_368

@@ -82,17 +82,29 @@ class EngineMemory(BaseModel):
     explain: list[str]
 
 
-def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int) -> int:
+# Bytes per logit the profile run's sampling step holds at its peak. vLLM V1 (vllm/v1/worker/gpu_model_runner.py
+# profile_run -> _dummy_sampler_run, which samples the last token of min(max_num_seqs, max_num_batched_tokens) dummy
+# requests with temperature set and no top-k/top-p; vllm/v1/sample/sampler.py Sampler.forward): the bf16 logits
+# compute_logits returns (2 B) stay referenced while apply_temperature makes an fp32 copy (logits.to(torch.float32),
+# 4 B), get_probs a float32 softmax (4 B) and random_sample the exponential noise q = torch.empty_like(probs) (4 B):
+# 2 + 4 + 4 + 4 = 14 B. Elsewhere only the 16-bit logits are charged (2 B).
+LOGIT_BYTES = 2
+VLLM_V1_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 4
+
+
+def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES) -> int:
     """Peak of the profile forward of T tokens on one rank (16-bit activations):
     T x (3H + MLP width/t) x 2 [residual, normed input, layer output before the all-reduce; gate+up
-    (2I/t) and the activation (I/t) for a gated MLP] + logits of n = min(max_num_seqs, T) rows x V."""
+    (2I/t) and the activation (I/t) for a gated MLP] + the sampling step on n = min(max_num_seqs, T) rows:
+    n x V x ``logit_bytes`` (LOGIT_BYTES for the bare 16-bit logits, VLLM_V1_SAMPLER_LOGIT_BYTES for vLLM V1's
+    sampler). The two terms are added: an upper bound, since the forward's intermediates are freed before sampling."""
     width = m.moe.expert_intermediate_size * m.moe.experts_per_token + m.moe.shared_intermediate_size \
         if m.moe else m.intermediate_size
     mlp = width * (3 if m.gated_mlp else 2) / tp
     qkv = (m.num_heads + 2 * m.kv_heads) * m.dim_per_head / tp
     elem = dtype_bytes(ACT_DTYPE)
     per_token = 3 * m.hidden_size + max(mlp, qkv)
-    return math.ceil(tokens * per_token * elem + min(logits_rows, tokens) * m.vocab_size * elem)
+    return math.ceil(tokens * per_token * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes)
 
 
 ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
@@ -147,13 +159,16 @@ def engine_memory(
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
     if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
-        act = activation_peak_bytes(m, batched, tp, seqs)
+        act = activation_peak_bytes(m, batched, tp, seqs,
+                                    VLLM_V1_SAMPLER_LOGIT_BYTES if acc == "vllm-v1" else LOGIT_BYTES)
         budget = usable - weights - act - non_torch
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
                        f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f} = {budget / GIB:.2f} GiB")
         setting_line = (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
                         f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), logits of "
-                        f"{min(seqs, batched)} sequences; max_num_seqs {seqs}"
+                        f"{min(seqs, batched)} sequences"
+                        + (f" sampled in fp32 ({VLLM_V1_SAMPLER_LOGIT_BYTES} B per logit)" if acc == "vllm-v1" else "")
+                        + f"; max_num_seqs {seqs}"
                         + ("; CUDA graphs captured after the KV cache, in the margin" if acc == "vllm-v1" else ""))
     elif acc == "trtllm":
         act = activation_peak_bytes(m, batched, tp, seqs)
