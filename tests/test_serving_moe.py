@@ -139,12 +139,16 @@ def test_moe_routing_traffic_by_hand() -> None:
     """Qwen3-235B-A22B (H 4096, E 128, top-8, 94 MoE layers), 1,000 tokens on one rank at 1 TB/s:
     router 1000 x 128 x 12 B = 1.536 MB, permute/unpermute 1000 x 8 x 4096 x 6 B = 196.608 MB, combine
     1000 x 4096 x 2 B = 8.192 MB: 206.336 MB a layer, x 94 = 19.395584 GB -> 19.395584 ms. Under EP with
-    TP 2 inside each attention group a rank routes half the group's tokens: half the time."""
+    TP 2 inside each attention group a rank routes half the group's tokens: half the time. The fused-MoE
+    kernel chain adds its fixed latency once per MoE layer: 94 x 20 us = 1.88 ms."""
     from calc.serving.step import moe_routing_s
 
     m = load_model("qwen3-235b-a22b")
-    assert moe_routing_s(m, 1000, 1, 1, 1e12) == pytest.approx(19.395584e-3)
-    assert moe_routing_s(m, 1000, 2, 8, 1e12) == pytest.approx(19.395584e-3 / 2)
+    traffic = ServingAssumptions(moe_kernel_floor_s=0.0)
+    assert moe_routing_s(m, 1000, 1, 1, 1e12, traffic) == pytest.approx(19.395584e-3)
+    assert moe_routing_s(m, 1000, 2, 8, 1e12, traffic) == pytest.approx(19.395584e-3 / 2)
+    assert moe_routing_s(m, 1000, 1, 1, 1e12, ServingAssumptions(moe_kernel_floor_s=20e-6)) == pytest.approx(
+        19.395584e-3 + 1.88e-3)
     assert moe_routing_s(load_model("llama3-8b"), 1000, 1, 1, 1e12) == 0.0
 
 
@@ -157,5 +161,50 @@ def test_moe_step_adds_routing_traffic() -> None:
     m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
     st = step_time(m, gpu, DEFAULT_ASSUMPTIONS, tp=1, ep=8, dtype="fp8", decode_seqs=64, decode_context=1000)
     routing = moe_routing_s(m, 64, 1, 8, 4.8e12 * 0.9)
-    assert routing == pytest.approx(94 * (64 * 128 * 12 + 64 * 8 * 4096 * 6 + 64 * 4096 * 2) / 4.32e12)
+    assert routing == pytest.approx(94 * ((64 * 128 * 12 + 64 * 8 * 4096 * 6 + 64 * 4096 * 2) / 4.32e12
+                                          + DEFAULT_ASSUMPTIONS.moe_kernel_floor_s))
     assert st.memory_s - routing == pytest.approx(st.bytes_read / 4.32e12)
+
+
+def test_grouped_gemm_waves_count_every_expert() -> None:
+    """A grouped GEMM launches all experts' tiles in one kernel: 33 experts of a [256, 2048] @ [2048, 256] GEMM are
+    2 x 2 x 33 = 132 CTAs, one full wave of an H100's 132 SMs (1.0); 34 experts are 136 CTAs, two waves: 136 / 264.
+    A single such GEMM alone would split K (2048 / 1024 = 2 ways): 8 CTAs of 132."""
+    from calc.serving.step import wave_efficiency
+
+    h100 = load_gpu("h100")
+    assert wave_efficiency(h100, 256, 256, 2048, groups=33) == 1.0
+    assert wave_efficiency(h100, 256, 256, 2048, groups=34) == pytest.approx(136 / 264)
+    assert wave_efficiency(h100, 256, 256, 2048) == pytest.approx(8 / 132)
+
+
+def test_fp8_grouped_gemm_rate_only_above_one_tile() -> None:
+    """fp8 grouped GEMMs at >= 128 tokens per expert run at fp8_grouped_gemm_rate of the dense rate; 16-bit ones at
+    the dense rate; below one tile both at grouped_gemm_efficiency (calc.serving.moe.expert_gemm_rate)."""
+    from calc.serving.moe import expert_gemm_rate
+
+    a = ServingAssumptions(grouped_gemm_efficiency=0.8, fp8_grouped_gemm_rate=0.5)
+    assert expert_gemm_rate(127, a, "fp8") == 0.8
+    assert expert_gemm_rate(128, a, "fp8") == 0.5
+    assert expert_gemm_rate(128, a, "bf16") == 1.0
+
+
+@pytest.mark.parametrize(("tokens", "measured_us"), [(1, 31.5), (64, 104.4), (4096, 357.0), (16384, 1355.9)])
+def test_moe_layer_reproduces_aiconfigurator_measurements(tokens: int, measured_us: float,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Qwen3-235B-A22B-FP8 MoE layer (fused experts + routing, no all-to-all) on H200 with EP8, balanced routing,
+    ``tokens`` tokens into the EP group (8 attention ranks of tokens / 8): aiconfigurator 0.12's measured vLLM 0.24
+    table (aiconfigurator_core/systems/data/h200_sxm/moe/vllm/0.24.0/moe_perf.parquet, moe_dtype fp8_block,
+    hidden 4096, inter 1536, topk 8, 128 experts, moe_ep_size 8, distribution balanced): 31.5 us at 1 token,
+    104.4 us at 64, 357.0 us at 4,096, 1,355.9 us at 16,384. Within 25% each."""
+    import calc.serving.step as step
+    from calc.hardware.efficiency import memory_efficiency
+    from calc.serving.step import moe_routing_s
+
+    m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
+    a = ServingAssumptions(expert_imbalance=1.0)
+    experts = [g for g in step.model_gemms(m)[0] if g.expert]
+    monkeypatch.setattr(step, "model_gemms", lambda _m: (experts, 0))
+    seconds = weight_gemm_time(m, gpu, tokens / 8, 0, 1, "fp8", None, 8, a)[0]
+    seconds += moe_routing_s(m, tokens / 8, 1, 8, gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu), a)
+    assert seconds / 94 == pytest.approx(measured_us * 1e-6, rel=0.25)

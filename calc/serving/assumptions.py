@@ -11,9 +11,21 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   is read from calc/data/fitted_defaults.json (benchmarks/fit_corpus.py).
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
 - MoE serving (calc.serving.moe):
-  grouped_gemm_efficiency: the rate of a routed-expert grouped GEMM at decode-sized tokens per expert (below
-  one 128-row tile) relative to a dense GEMM of the same shape; the curve and its default (0.7, DeepGEMM's
-  masked-layout figure) live in calc.hardware.efficiency.grouped_gemm_rate, shared with training.
+  grouped_gemm_efficiency / fp8_grouped_gemm_rate / moe_kernel_floor_s: the serving engines' fused-MoE kernels
+  (calc.serving.moe.expert_gemm_rate; the routing term of calc.serving.step). Chosen together against the MoE
+  op tables aiconfigurator 0.12 measured for vLLM 0.24 (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm}/
+  moe/vllm/0.24.0/moe_perf.parquet, balanced routing; Qwen3-235B-A22B and Qwen3-30B-A3B expert shapes, fp8
+  block-scaled and bf16, EP4 / EP8 / TP1-8, 1-16,384 tokens; 272 points): median |log(ours / measured)| 0.13
+  (0.23 with the earlier 0.7 / none / 0). Points it reproduces (tests/test_serving_moe.py): one token through
+  a Qwen3-235B-A22B-FP8 MoE layer on H200 EP8 takes 31.5 us (a kernel chain, not the 1/8 expert's weights);
+  16,384 tokens 1.36 ms, ~0.23 of the fp8 peak where a dense fp8 GEMM reaches ~0.53 (DeepGemm
+  Fp8BlockScaledMM, same database: 1.05 ms for 16,384 x 4,096 x 8,192): fp8 block-scaled grouped GEMMs at
+  about half the dense rate (0.5; TensorRT-LLM 1.3's table gives 0.35, SGLang 0.5.14's 0.6); bf16 grouped
+  GEMMs at the dense rate (the same fit gives 1.0: no derate). Below one 128-row tile per expert the
+  kernels stream the touched experts' weights at 0.8 of a dense GEMM's stream, plus 20 us per MoE layer for
+  the chain (router top-k, align / permute, activation quantisation, SiLU, unpermute: ~5 kernels at ~4 us).
+  DeepGEMM's own grouped kernels are faster (README, H800: 1,233 TFLOPS at 1,024 tokens per group), which
+  an engine running them reaches; the defaults follow what vLLM runs by default.
   expert_imbalance: max / mean tokens an expert-parallel rank receives (the busiest rank gates the step);
   SGLang's large-scale EP report (lmsys.org/blog/2025-05-05-large-scale-ep) measures a "balancedness"
   (mean / max GPU load) of about 0.75-0.8 for DeepSeek-V3 without EPLB: max / mean ~ 1.3.
@@ -29,7 +41,6 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from calc.fitted import parameter
-from calc.hardware.efficiency import GROUPED_GEMM_EFFICIENCY
 
 
 class ServingAssumptions(BaseModel):
@@ -38,10 +49,13 @@ class ServingAssumptions(BaseModel):
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
-    grouped_gemm_efficiency: float = Field(GROUPED_GEMM_EFFICIENCY, gt=0, le=1,
+    grouped_gemm_efficiency: float = Field(0.8, gt=0, le=1,
                                            description="MoE grouped GEMM rate at decode-sized tokens per expert")
     expert_imbalance: float = Field(1.3, ge=1, description="max / mean tokens per expert-parallel rank")
     a2a_latency_s: float = Field(40e-6, ge=0, description="fixed cost of one low-latency dispatch / combine call")
+    fp8_grouped_gemm_rate: float = Field(0.5, gt=0, le=1, description=(
+        "fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
+    moe_kernel_floor_s: float = Field(20e-6, ge=0, description="fixed latency of one MoE layer's fused kernel chain")
 
     def lines(self) -> list[str]:
         return [
@@ -51,8 +65,9 @@ class ServingAssumptions(BaseModel):
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
-            f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
-            f"(DeepGEMM masked layout); busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
+            f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
+            f"fp8 at {self.fp8_grouped_gemm_rate:g} above, {self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per "
+            f"layer (aiconfigurator's vLLM MoE tables); busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
             f"(SGLang large-scale EP, no EPLB); low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)",
         ]
 

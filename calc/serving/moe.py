@@ -8,12 +8,16 @@ t = 1 is pure data-parallel attention; d = 1 is attention TP with the experts sp
 Named terms (defaults in calc.serving.assumptions, each with its source):
 - all-to-all dispatch + combine per MoE layer (a2a_s);
 - the busiest EP rank's tokens: expert_imbalance x the mean;
-- grouped-GEMM efficiency at decode-sized tokens per expert (grouped_gemm_efficiency).
+- the fused-MoE grouped GEMM's rate against a dense GEMM of the same per-expert shape: grouped_gemm_efficiency
+  below one 128-row tile of tokens per expert (decode), grouped_gemm_plateau above (expert_gemm_rate);
+- the fixed latency of the fused-MoE kernel chain per MoE layer (moe_kernel_floor_s, in calc.serving.step's
+  routing term).
 MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
 """
 
 from __future__ import annotations
 
+from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import ModelSpec
 from calc.specs.system import SystemSpec
@@ -24,6 +28,31 @@ A2A_EFFICIENCY_NVLINK = 153 / 160
 A2A_EFFICIENCY_NIC = 43 / 50
 LOW_LATENCY_MAX_TOKENS = 256  # DeepEP: low-latency mode for num_max_dispatch_tokens_per_rank below 256 (decode)
 DISPATCH_BYTES, COMBINE_BYTES = 1, 2  # FP8 dispatch, BF16 combine (DeepEP / DeepSeek-V3 inference)
+
+
+def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16") -> float:
+    """Rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape
+    (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries):
+
+        r(T_e) = a.grouped_gemm_efficiency   T_e < 128 tokens per expert (decode: weight streaming)
+               = a.fp8_grouped_gemm_rate     otherwise, an fp8 (block-scaled) grouped GEMM (prefill: compute)
+               = 1                           otherwise, 16-bit (the dense GEMM's rate)
+
+    Both defaults are read off the per-op MoE tables aiconfigurator 0.12 measured on H100 / H200 SXM
+    (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm}/moe/vllm/0.24.0/moe_perf.parquet, balanced routing:
+    vLLM's fused_moe, fp8 block-scaled and bf16; ServingAssumptions docstring has the points). The serving
+    engines' fused-MoE kernels sit well below DeepGEMM's own grouped-GEMM table (deepseek-ai/DeepGEMM README,
+    H800: 1,233 TFLOPS at 1,024 tokens per group, masked layout, ~0.9 of its dense GEMMs), which is what a
+    DeepGEMM path reaches.
+
+    >>> from calc.serving.assumptions import ServingAssumptions
+    >>> a = ServingAssumptions(grouped_gemm_efficiency=0.6, fp8_grouped_gemm_rate=0.4)
+    >>> expert_gemm_rate(64, a, "fp8"), expert_gemm_rate(1024, a, "fp8"), expert_gemm_rate(1024, a, "bf16")
+    (0.6, 0.4, 1.0)
+    """
+    if tokens_per_expert < GROUPED_GEMM_TILE_ROWS:
+        return a.grouped_gemm_efficiency
+    return a.fp8_grouped_gemm_rate if dtype.startswith("fp8") else 1.0
 
 
 def attention_ranks(tp: int, ep: int) -> int:

@@ -44,7 +44,6 @@ from calc.hardware.efficiency import (
     flash_attention_rate,
     gemm_plateau,
     gemm_time,
-    grouped_gemm_rate,
     memory_efficiency,
 )
 from calc.hardware.peaks import peak_tflops
@@ -55,7 +54,7 @@ from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.moe import a2a_s, attention_ranks, mla_decode_dims
+from calc.serving.moe import a2a_s, attention_ranks, expert_gemm_rate, mla_decode_dims
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -148,14 +147,24 @@ def experts_touched(experts: int, top_k: int, tokens: float) -> float:
     return experts * (1 - (1 - top_k / experts) ** tokens)
 
 
-def wave_efficiency(gpu: GPUSpec, m: float, n: float, k: float) -> float:
+def wave_efficiency(gpu: GPUSpec, m: float, n: float, k: float, groups: float = 1) -> float:
     """Share of the SMs a GEMM's CTAs keep busy: CTAs / (waves x SMs), CTAs = ceil(M/128) x ceil(N/128)
     x splits, split-K up to K/1024 ways while CTAs < SMs (NVIDIA "Matrix Multiplication Background
     User's Guide", wave quantisation). At serving token counts (M of a few hundred, N or K sliced by TP)
-    a GEMM fills one partial wave: the small-GEMM inefficiency."""
+    a GEMM fills one partial wave: the small-GEMM inefficiency. ``groups`` > 1: a grouped GEMM (the routed
+    experts) launches every group's tiles in one kernel (vLLM fused_moe's grid is the sum of the experts'
+    tiles, CUTLASS / DeepGEMM grouped GEMMs a persistent scheduler over all groups), so the CTAs of all
+    ceil(groups) GEMMs share the waves; no split-K.
+
+    >>> wave_efficiency(type("G", (), {"sms": 132})(), 256, 256, 2048, groups=33)
+    1.0
+    """
     if not gpu.sms or m < TILE:
         return 1.0  # below one tile of rows the kernels are GEMV / split-K: streaming-bound, SMs all busy
     tiles = math.ceil(m / TILE) * math.ceil(n / TILE)
+    if groups > 1:
+        ctas = tiles * math.ceil(groups)
+        return ctas / (math.ceil(ctas / gpu.sms) * gpu.sms)
     ctas = tiles * max(min(math.ceil(gpu.sms / tiles), int(k // SPLIT_K_MIN)), 1)
     return ctas / (math.ceil(ctas / gpu.sms) * gpu.sms)
 
@@ -212,9 +221,10 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
             t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED),
                     weights / bandwidth + GEMM_LAUNCH_S)
         else:
-            t = gemm_time(_at_wave(seen, wave_efficiency(gpu, per, n, k)), per, n, k, gemm_dtype, calibration, batch=touched)
-        if g.expert:  # a grouped GEMM: below one tile of tokens per expert, slower (calc.hardware.efficiency)
-            t /= grouped_gemm_rate(per, a.grouped_gemm_efficiency)
+            wave = wave_efficiency(gpu, per, n, k, touched if g.expert else 1)
+            t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
+        if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
+            t /= expert_gemm_rate(per, a, gemm_dtype)
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights
@@ -291,17 +301,20 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
                       inter_node_gb_s=a.internode_gb_s)
 
 
-def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float) -> float:
+def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float,
+                  a: ServingAssumptions | None = None) -> float:
     """Seconds of every MoE layer's router, top-k and permute / unpermute on one rank (memory-bound kernels beside
     the grouped GEMM; bytes from calc.model.moe_routing, dropless: capacity factor 1):
         (L - L_dense) x moe_routing_bytes(T_rank) / (HBM x memory efficiency)
     T_rank: the tokens this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and
     permutes every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel
-    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts)."""
+    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts); plus, per MoE layer, the fixed
+    latency of the fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
     if not m.moe or tokens <= 0:
         return 0.0
     per_rank = tokens / tp if ep > 1 else tokens
-    return (m.num_layers - m.moe.num_dense_layers) * moe_routing_bytes(m, per_rank) / bandwidth
+    layers = m.num_layers - m.moe.num_dense_layers
+    return layers * (moe_routing_bytes(m, per_rank) / bandwidth + (a or DEFAULT_ASSUMPTIONS).moe_kernel_floor_s)
 
 
 def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
@@ -355,7 +368,7 @@ def step_time(
         comm += (m.num_layers - m.moe.num_dense_layers) * a2a_s(m, system, a, tokens, tp, ep)
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
-    routing = moe_routing_s(m, tokens, tp, ep, bandwidth)
+    routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a)
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory + routing
     total = gemm_s + max(attn_compute, attn_memory) + routing + comm + a.step_overhead_s
