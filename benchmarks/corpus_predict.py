@@ -8,7 +8,8 @@ Each kind calls the engine function its command calls: training rows ``train_ste
 serving latency ``latency`` (``latency``), max-load throughput ``max_load_layout`` (``serve``'s replica model), peaks
 ``train_step`` / ``inference_memory``, KV capacity ``engine_memory`` (``concurrency``), fine-tuning peaks
 ``finetune_memory`` (``memory --mode finetune``). ``overrides`` replaces fitted defaults for the fit
-(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "step_overhead_s": value or {engine family: value}}; without it a
+(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "stack_efficiency": {stack: value}, "step_overhead_s": value or
+{engine family: value}}; without it a
 serving row runs at its engine family's fitted overhead.
 """
 
@@ -29,6 +30,7 @@ for _path in (REPO, REPO / "benchmarks"):
 from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout  # noqa: E402
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
+import calc.training.stack as stack  # noqa: E402
 from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
@@ -36,6 +38,7 @@ from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
 from calc.specs import GPUSpec, ModelSpec  # noqa: E402
+from calc.training.fp8_recipe import recipe_of  # noqa: E402
 from calc.units import GIB, TERA  # noqa: E402
 
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
@@ -94,6 +97,23 @@ def plateau_override(values: dict[str, float] | None) -> Iterator[None]:
         efficiency.GEMM_PLATEAU.update(saved)
 
 
+def _assumed(row: Any, key: str) -> Any:
+    a = row.assumed.get(key)
+    return a.value if a is not None else None
+
+
+@contextmanager
+def stack_override(values: dict[str, float] | None) -> Iterator[None]:
+    """Temporarily replace fitted stack efficiencies (keys as calc.training.stack.stack_key) for the fit."""
+    saved = dict(stack.OVERRIDES)
+    try:
+        stack.OVERRIDES.update(values or {})
+        yield
+    finally:
+        stack.OVERRIDES.clear()
+        stack.OVERRIDES.update(saved)
+
+
 def _system(row: Any, k: dict[str, Any], gpu: GPUSpec) -> Any:
     system = load_system(k["system"]) if "system" in k else system_for_gpu(gpu)
     if system is None:
@@ -118,7 +138,8 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     k = knobs(row)
     if "seq" not in k:
         raise CannotPredict("no sequence length given or assumed")
-    eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)))
+    eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
+                       stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")))
     dtype = _training_dtype(row)
     cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)
     n = row.hardware.num_gpus
@@ -312,7 +333,7 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
         overhead = overhead[engine_family(row)]
     assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"step_overhead_s": overhead})
     m, gpu = row_model(row), row_gpu(row)
-    with plateau_override(overrides.get("gemm_plateau")):
+    with plateau_override(overrides.get("gemm_plateau")), stack_override(overrides.get("stack_efficiency")):
         if row.kind in TRAINING_KINDS or row.kind == "training_peak_memory":
             return _training(row, m, gpu)
         if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
@@ -359,6 +380,8 @@ def parameter_keys(row: Any) -> dict[str, str]:
     if row.kind in TRAINING_KINDS or row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS
                                                       else row.dtype)
+    if row.kind in TRAINING_KINDS:
+        keys["stack_efficiency"] = stack.stack_key(row.stack.name)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         keys["step_overhead_s"] = engine_family(row)
     return keys

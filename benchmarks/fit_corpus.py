@@ -9,14 +9,18 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
 2. Parameters: the GEMM plateau per GPU generation, and per generation for fp8 GEMMs (calc.hardware.efficiency.
    plateau_key), informed by every training and serving time/throughput row of that generation and dtype; the
    serving per-step overhead per engine family (vllm, sglang, trtllm, lmdeploy), informed by that engine's
-   serving latency/throughput rows. Each starts at PRIOR (the
+   serving latency/throughput rows; the training stack efficiency per named stack (calc.training.stack: fsdp,
+   llm-foundry, deepspeed; megatron is the reference, 1 by definition), informed by that stack's training rows of
+   every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau).
+   Each starts at PRIOR (the
    hand-set values the engine had before the corpus). A parameter is fitted only when its rows come from at
    least MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled
    from another generation). The flash-attention rate and the sustained fraction are not separable from the
    plateau by this corpus (no attention-only rows, no bench calibrations): kept at PRIOR, marked unfitted.
 3. Objective: median over the parameter's rows of |log(predicted / measured)| (robust to the few rows whose
    setting the engine does not model), ties broken by the mean squared log error. Minimised by grid search
-   (plateau 0.30-0.90 by 0.05, overhead 0-8 ms by 0.5 ms, then by 0.01 / 0.25 ms around the best),
+   (plateau 0.20-0.95 by 0.05, stack efficiency 0.50-1.30 by 0.05, overhead 0-8 ms by 0.5 ms, then by 0.01 /
+   0.01 / 0.25 ms around the best),
    coordinate-wise, PASSES times over all parameters.
 4. Cross-validation: K_FOLDS folds of whole source groups (sorted by the sha256 of their name, dealt in turn);
    each fold is refitted by steps 2-3 without it and predicted with that fold's fit. The CV error of a parameter
@@ -60,18 +64,23 @@ PRIOR: dict[str, dict[str, float]] = {
     # FlashAttention-2 fwd+bwd ~56-64% of A100 peak, ~35% of H100; FlashAttention-3 ~55-75% of H100 (Dao 2023; Shah 2024).
     "flash_attention_peak": {"Ampere": 0.58, "Hopper": 0.45, "Ada": 0.45, "Blackwell": 0.45, "CDNA3": 0.30, "other": 0.40},
     "sustained_fraction": {"all": 0.82},  # 0.71 / 0.87: the Ampere plateau over an isolated cuBLAS GEMM
+    # Training stack efficiency on every compute kernel (calc.training.stack): Megatron the reference (1 by definition).
+    "stack_efficiency": {"megatron": 1.0, "fsdp": 1.0, "llm-foundry": 1.0, "deepspeed": 1.0, "other": 1.0},
     # Scheduler, input preparation, sampling per step, per engine family (corpus_predict.engine_family); "vllm" is
     # the engine's default (calc.serving.assumptions).
     "step_overhead_s": {"vllm": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3, "other": 2.0e-3},
 }
 NOT_SEPARABLE = {
-    "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows)",
+    "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
+                            "only (training reads the kernel benchmark tables of calc.hardware.attention)",
     "sustained_fraction": "unfitted: no data (no corpus row carries a `bench` calibration)",
 }
 # Coarse grids, then a fine grid around the coarse best (FINE_STEPS steps of FINE each way).
 GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
+         "stack_efficiency": [round(0.50 + 0.05 * i, 2) for i in range(17)],
          "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)]}
-FINE = {"gemm_plateau": 0.01, "step_overhead_s": 0.25e-3}
+FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3}
+REFERENCE = {("stack_efficiency", "megatron"): "reference: 1 by definition (the GEMM plateaus are Megatron-class rates)"}
 FINE_STEPS = 4
 MIN_GROUPS = 2
 K_FOLDS = 5
@@ -124,10 +133,12 @@ class Predictions:
     def __init__(self) -> None:
         self.cache: dict[tuple, float] = {}
 
-    def _engine(self, e: Entry, plateau: float, overhead: float) -> float:
-        key = (e.row.id, plateau, overhead)
+    def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0) -> float:
+        key = (e.row.id, plateau, overhead, stack)
         if key not in self.cache:
-            overrides = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead} if e.keys else {}
+            overrides: dict[str, Any] = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead} if e.keys else {}
+            if "stack_efficiency" in e.keys:
+                overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
             self.cache[key] = cp.predict(e.row, overrides)
         return self.cache[key]
 
@@ -135,6 +146,8 @@ class Predictions:
         if not e.keys:  # a memory row: no fitted parameter
             return self._engine(e, 0.0, 0.0)
         plateau = params["gemm_plateau"][e.keys["gemm_plateau"]]
+        if "stack_efficiency" in e.keys:
+            return self._engine(e, plateau, 0.0, params["stack_efficiency"][e.keys["stack_efficiency"]])
         if "step_overhead_s" not in e.keys:
             return self._engine(e, plateau, 0.0)
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
@@ -160,7 +173,8 @@ def fit(rows: list[Entry], preds: Predictions) -> dict[str, dict[str, float]]:
     """Steps 2-3 of the module docstring on these rows: coordinate-wise grid search from PRIOR."""
     params = {name: dict(values) for name, values in PRIOR.items()}
     targets = [("step_overhead_s", k) for k in PRIOR["step_overhead_s"] if k != "other"] + \
-        [("gemm_plateau", k) for k in PRIOR["gemm_plateau"] if k != "other"]
+        [("gemm_plateau", k) for k in PRIOR["gemm_plateau"] if k != "other"] + \
+        [("stack_efficiency", k) for k in PRIOR["stack_efficiency"] if k != "other" and ("stack_efficiency", k) not in REFERENCE]
     for _ in range(PASSES):
         for name, key in targets:
             use = informing(rows, name, key)
@@ -232,6 +246,10 @@ def run() -> dict[str, Any]:
             groups = sorted({e.group for e in use})
             if name in NOT_SEPARABLE:
                 entry["status"] = NOT_SEPARABLE[name]
+            elif (name, key) in REFERENCE:
+                entry["status"] = REFERENCE[(name, key)]
+            elif key == "other" and name == "stack_efficiency":
+                entry["status"] = f"unfitted: stacks the engine does not name ({len(use)} fit rows); 1, as the reference"
             elif key == "other" and name == "step_overhead_s":
                 entry["status"] = f"unfitted: the rest ({len(use)} fit rows of engines without their own key); not one overhead"
             elif key == "other" or len(groups) < MIN_GROUPS:

@@ -285,6 +285,21 @@ class Attention(StrEnum):
     unfused = "unfused"
 
 
+class Stack(StrEnum):  # calc.training.stack.STACKS
+    megatron = "megatron"
+    fsdp = "fsdp"
+    llm_foundry = "llm-foundry"
+    deepspeed = "deepspeed"
+
+
+class Fp8Recipe(StrEnum):  # calc.training.fp8_recipe.FP8_RECIPES
+    delayed = "delayed"
+    tensorwise = "tensorwise"
+    rowwise = "rowwise"
+    mxfp8 = "mxfp8"
+    blockwise = "blockwise"
+
+
 class Activations(StrEnum):
     per_tensor = "per-tensor"
     textbook = "textbook"
@@ -294,6 +309,11 @@ ActivationsModelOpt = Annotated[Activations, typer.Option(
     "--activations", help="activation memory: per-tensor (the tensors kept, per architecture) or textbook (Korthikanti 2022)")]
 AttentionOpt = Annotated[Attention, typer.Option(
     "--attention", help="attention kernel: flash (fused, causal half) or unfused (full s x s scores, Megatron 2021-22)")]
+StackOpt = Annotated[Stack | None, typer.Option(
+    "--stack", help="training framework: megatron (default; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + SDPA), "
+    "llm-foundry, deepspeed: sets the attention kernel, the fp8 recipe and the fitted stack efficiency")]
+Fp8RecipeOpt = Annotated[Fp8Recipe | None, typer.Option(
+    "--fp8-recipe", help="fp8 scaling recipe (fp8 runs): delayed, tensorwise, rowwise, mxfp8, blockwise (default: the stack's)")]
 CollectiveEffOpt = Annotated[float | None, typer.Option(
     "--collective-eff", parser=human_float("--collective-eff", maximum=1.0), help="achieved busBW / link bandwidth (default 0.8)")]
 OverlapEffOpt = Annotated[float | None, typer.Option(
@@ -349,7 +369,8 @@ def _specs(model: str, gpu: str, seq: int) -> tuple[Any, Any]:
 def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
           capacity_factor: float | None, gemm_plateau: float | None = None,
-          activations: Activations = Activations.per_tensor) -> Any:
+          activations: Activations = Activations.per_tensor, stack: Stack | None = None,
+          fp8_recipe: Fp8Recipe | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -366,7 +387,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
-                                   "gemm_plateau": gemm_plateau}.items() if v is not None}
+                                   "gemm_plateau": gemm_plateau, "stack": stack and stack.value,
+                                   "fp8_recipe": fp8_recipe and fp8_recipe.value}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -392,6 +414,8 @@ def train_step(
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
     attention: AttentionOpt = Attention.flash,
+    stack: StackOpt = None,
+    fp8_recipe: Fp8RecipeOpt = None,
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
@@ -429,7 +453,7 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
@@ -462,6 +486,8 @@ def train_plan(
     top: Annotated[int, typer.Option("--top", parser=human_int("--top", maximum=1000), help="plans to show")] = 10,
     system: SystemOpt = None,
     attention: AttentionOpt = Attention.flash,
+    stack: StackOpt = None,
+    fp8_recipe: Fp8RecipeOpt = None,
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
@@ -491,7 +517,7 @@ def train_plan(
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -6,8 +6,10 @@ is plain floats with small caches (the plan search calls it thousands of times).
 Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
   GEMMs       each weight [k, n] of the layer: gemm_time(T, n/t, k) (row-parallel o_proj/down_proj split
               k instead); routed experts: E/e local experts, each a GEMM of T*k*e*cf*imb/E tokens (grouped; imb below)
-  attention   flash (fused) kernel: 2*b*(h/t)*(d_qk+d_v)*pairs/c FLOPs with pairs = s(s+1)/2 (causal, the
-              masked half skipped) at the flash rate; backward 2.5x forward (it recomputes Q K^T).
+  attention   flash (fused) kernel: F = 2*b*(h/t)*(d_qk+d_v)*pairs/c FLOPs with pairs = s(s+1)/2 (causal, the
+              masked half skipped); forward F / R_fwd, backward 2.5 F / R_bwd (it recomputes Q K^T), the rates of the
+              stack's kernel at head dim (d_qk+d_v)/2 and the per-rank query length s/c, causal
+              (calc.hardware.attention: FlashAttention-2/3 and cuDNN benchmark tables; calc.training.stack).
               Unfused (Megatron 2021-22): two batched GEMMs over the full s x s scores + softmax/dropout
               memory traffic of b*(h/t)*(s/c)*s*SOFTMAX_BYTES bytes.
   elementwise norms, residual adds, dropout, activation: (EW_H*T*H/(t if SP) + EW_I*T*I/t) elements x dtype
@@ -37,6 +39,9 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               slowest rank's routed tokens (grouped GEMMs, their fp8 casts) and its all-to-all receive volume
               scale by that factor; 1 without EP (e = 1: one grouped GEMM does all the experts' work).
   backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad).
+  stack       every compute kernel time above (GEMMs, attention, elementwise, casts, routing, head) / e_stack, the
+              stack's fitted efficiency (calc.training.stack; 1 for Megatron, the reference).
+  fp8 recipe  cast bytes and scaled-GEMM rate of the recipe (calc.training.fp8_recipe), the stack's default unless given.
   recompute   full: one more forward (compute and its TP communication); selective: the attention core
               forward (nothing extra with flash attention, whose backward recomputes it anyway).
 Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2):
@@ -55,6 +60,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from calc.hardware.attention import attention_rate
 from calc.hardware.collectives import collective_time
 from calc.hardware.efficiency import (
     COLLECTIVE_EFFICIENCY,
@@ -62,7 +68,6 @@ from calc.hardware.efficiency import (
     GROUPED_GEMM_EFFICIENCY,
     OVERLAP_EFFICIENCY,
     exposed_time,
-    flash_attention_rate,
     gemm_time,
     grouped_gemm_rate,
     memory_efficiency,
@@ -75,6 +80,8 @@ from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_by
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
+from calc.training.fp8_recipe import FP8_RECIPES
+from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
 # Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
@@ -85,9 +92,6 @@ EW_I_PASSES = 2.0
 # Unfused softmax path per score element, forward: scale-mask-softmax read + write (2 x 2 B), dropout read
 # + write + 1 B mask (5 B) = 9 B; backward about twice that.
 SOFTMAX_BYTES_FWD = 9.0
-# fp8 recipe: HBM bytes per element of each fp8 GEMM operand cast (module docstring): read 2 + write 1 + transposed /
-# column-wise copy 1 (amax fused: delayed scaling, MXFP8); a current-scaling recipe's separate amax pass would add 2.
-FP8_CAST_BYTES = 4.0
 # Per-batch coefficient of variation of one expert's token load around the balanced share under auxiliary-loss
 # balancing: an assumed prior (no MoE training row is in the corpus fit split), of the order of the per-batch maximal
 # violation aux-loss-controlled training leaves (Wang et al. 2024, arXiv 2408.15664, "MaxVio_batch").
@@ -130,8 +134,15 @@ class Efficiencies:
     activations: str = "per-tensor"  # activation memory model: "per-tensor" (calc.memory.activations) or "textbook"
     dropout: float = 0.0  # dropout probability of the recipe (Llama: 0; GPT-3 / Megatron 2021-22: 0.1): 1-byte masks kept
     grouped_gemm_efficiency: float = GROUPED_GEMM_EFFICIENCY  # routed-expert GEMM rate below one tile of tokens per expert
-    fp8_cast_bytes: float = FP8_CAST_BYTES  # HBM bytes per operand element cast to fp8 (amax, cast, transposed copy)
+    fp8_cast_bytes: float | None = None  # HBM bytes per fp8 operand element cast (None: the recipe's, calc.training.fp8_recipe)
+    stack: str = "megatron"  # training framework (calc.training.stack): attention kernel, fp8 recipe, fitted efficiency
+    attention_kernel: str | None = None  # fa2 | fa3 | cudnn | triton (None: the stack's on this GPU)
+    fp8_recipe: str | None = None  # delayed | tensorwise | rowwise | mxfp8 | blockwise (None: the stack's default)
+    stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
+
+    def resolved_stack_efficiency(self) -> float:
+        return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
 
     def describe(self) -> list[str]:
         return [
@@ -150,8 +161,13 @@ class Efficiencies:
             "(DeepGEMM masked layout); router + permute/unpermute memory-bound",
             f"MoE load imbalance: per-batch expert-load CV {self.expert_load_cv:g}; with EP the most-loaded rank sets "
             "the pace of the grouped GEMMs and the all-to-all",
-            f"fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; "
-            f"{self.fp8_cast_bytes:g} B of HBM traffic per fp8 operand element cast",
+            "fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; recipe "
+            f"{self.fp8_recipe or FP8_RECIPE.get(stack_key(self.stack), 'delayed')}"
+            + (f", {self.fp8_cast_bytes:g} B per operand element cast (given)" if self.fp8_cast_bytes is not None else ""),
+            f"stack {stack_key(self.stack)}: efficiency {self.resolved_stack_efficiency():.2f} on every compute kernel "
+            "(calc.training.stack; megatron = 1); attention kernel "
+            + (self.attention_kernel or f"{ATTENTION_KERNEL.get(stack_key(self.stack), 'fa2')} (the stack's)")
+            + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
@@ -203,7 +219,15 @@ class ModelCost:
         self.core_dtype = "bf16" if self.fp8 else self.dtype
         self.elem = float(dtype_bytes(self.core_dtype))
         self.hbm = self.gpu.hbm_tb_s * 1e12 * memory_efficiency(self.gpu, self.calibration)
-        self.flash_rate = flash_attention_rate(self.gpu, self.core_dtype)
+        stack = stack_key(self.eff.stack)
+        self.attention_kernel = self.eff.attention_kernel or ATTENTION_KERNEL.get(stack, "fa2")
+        self.fp8_recipe = self.eff.fp8_recipe or FP8_RECIPE.get(stack, "delayed")
+        cast_bytes, self.fp8_gemm_rate = FP8_RECIPES[self.fp8_recipe]
+        self.fp8_cast_bytes = self.eff.fp8_cast_bytes if self.eff.fp8_cast_bytes is not None else cast_bytes
+        self.kernel_scale = 1.0 / self.eff.resolved_stack_efficiency()  # every compute kernel's time x this
+        d_qk, d_v = attention_dims(self.m)
+        self.attention_head_dim = (d_qk + d_v) / 2
+        self._attn_rates = lru_cache(maxsize=None)(self._attn_rates_uncached)
         f = forward_flops(self.m, 1, self.seq)  # full s x s convention: PaLM / Megatron MFU
         self.model_flops_per_seq = 3 * f.forward_flops
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
@@ -217,9 +241,16 @@ class ModelCost:
 
     # -- primitives -------------------------------------------------------------------------------
     def _gemm_uncached(self, m: float, n: float, k: float, batch: int = 1, core: bool = False) -> float:
-        """A weight GEMM at the run's dtype, or (``core``) one that stays in the core dtype (bf16 in fp8 runs)."""
-        return gemm_time(self.gpu, m, n, k, self.core_dtype if core else self.dtype, self.calibration, batch,
-                         self.eff.gemm_plateau)
+        """A weight GEMM at the run's dtype, or (``core``) one that stays in the core dtype (bf16 in fp8 runs); an fp8
+        GEMM at its recipe's scaled-GEMM rate (calc.training.fp8_recipe)."""
+        seconds = gemm_time(self.gpu, m, n, k, self.core_dtype if core else self.dtype, self.calibration, batch,
+                            self.eff.gemm_plateau)
+        return seconds / (1.0 if core or not self.fp8 else self.fp8_gemm_rate)
+
+    def _attn_rates_uncached(self, cp: int) -> tuple[float, float]:
+        """(forward, backward) FLOP/s of the attention kernel at this run's head dim and per-rank query length s/c."""
+        return tuple(attention_rate(self.gpu, self.attention_kernel, d, self.attention_head_dim, self.seq / cp, True,
+                                    self.core_dtype) for d in ("fwd", "bwd"))  # type: ignore[return-value]
 
     def fp8_cast_s(self, rows: float, n: float, k: float, count: int = 1) -> tuple[float, float]:
         """(forward, backward) seconds of the fp8 casts of one fp8 GEMM [rows, k] @ [k, n] (x ``count`` experts):
@@ -228,7 +259,7 @@ class ModelCost:
         0 outside fp8 runs."""
         if not self.fp8:
             return 0.0, 0.0
-        per = self.eff.fp8_cast_bytes * count / self.hbm
+        per = self.fp8_cast_bytes * count / self.hbm
         return per * (rows * k + k * n), per * rows * n
 
     def ep_imbalance(self, ep: int) -> float:
@@ -284,8 +315,9 @@ class ModelCost:
             pairs = self.seq * (self.seq + 1) / 2 / cp * self.attention_share
             attn_flops = 2 * b * heads * (d_qk + d_v) * pairs
             attn_flops += mixer_scan_flops(m, T) / (m.num_layers * tp)  # SSM / linear-attention scan, mean per layer
-            attn_fwd = attn_flops / self.flash_rate
-            attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_fwd
+            rate_fwd, rate_bwd = self._attn_rates(cp)
+            attn_fwd = attn_flops / rate_fwd
+            attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_flops / rate_bwd
         else:
             batch = int(b * heads)
             scores = self._gemm(s_local, self.seq, d_qk, batch, True) + self._gemm(s_local, d_v, self.seq, batch, True)
@@ -296,6 +328,9 @@ class ModelCost:
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
         routing = self.moe_routing_s(T) if moe_layer and m.moe else 0.0
+        k = self.kernel_scale  # the stack's efficiency on every compute kernel
+        gemms, attn_fwd, attn_bwd, ew_t, routing = gemms * k, attn_fwd * k, attn_bwd * k, ew_t * k, routing * k
+        cast_fwd, cast_bwd = cast_fwd * k, cast_bwd * k
         cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing,
                          bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing)
@@ -329,7 +364,8 @@ class ModelCost:
             k, n = t.shape  # type: ignore[misc]
             fwd += self._gemm(T, n / tp, k, 1, True)
         ce = T * self.m.vocab_size / tp * CROSS_ENTROPY_BYTES / self.hbm
-        return fwd + ce / 2, 2 * fwd + ce / 2
+        k = self.kernel_scale
+        return (fwd + ce / 2) * k, (2 * fwd + ce / 2) * k
 
     def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int
                     ) -> list[tuple[str, float, float, float, int, float, float, float]]:

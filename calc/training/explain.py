@@ -54,8 +54,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
         f"slowest stage #{t.stage_index}: {t.stage_layers} layers{' + output head' if t.stage_index == pp - 1 else ''}",
         f"one {cost.kinds[kind][0]} layer forward = GEMMs {_ms(lc.gemm_fwd)} + attention {_ms(lc.attn_fwd)} "
-        f"({'flash, causal half' if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}) + elementwise "
-        f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = 2 x GEMMs + {'2.5' if eff.flash else '2'} x attention "
+        f"({_attention_note(cost, cp) if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}) + elementwise "
+        f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = 2 x GEMMs + {_BWD_FLASH if eff.flash else '2 x attention'} "
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
     core_peak = peak_tflops(cost.gpu, cost.core_dtype) * TERA
@@ -64,7 +64,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
         grouped = (f", grouped: {eff.grouped_gemm_efficiency:g} of the dense rate below 128 tokens per expert"
                    if count > 1 and rows < GROUPED_GEMM_TILE_ROWS else "")
-        cast = (f"; fp8 casts {eff.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
+        cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
                 if cast_f else "")
         lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
                      f"({achieved:.0%} of {'bf16 ' if bf16 else ''}peak{grouped}){cast}")
@@ -121,3 +121,14 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                  f"{abbrev(cost.model_flops_per_seq, digits=4)} / "
                  f"({t.step_time_s:.4f} x {layout.num_gpus:,} x {abbrev(peak, digits=4)}) = {mfu:.4f}")
     return lines
+
+
+_BWD_FLASH = "2.5 x attention FLOPs at the backward rate"
+
+
+def _attention_note(cost: ModelCost, cp: int) -> str:
+    """The flash kernel and its forward / backward rates at this run's head dim and per-rank sequence."""
+    fwd, bwd = cost._attn_rates(cp)
+    return (f"{cost.attention_kernel} flash kernel, causal half, head dim {cost.attention_head_dim:g}, s/c {cost.seq // cp:,}: "
+            f"{fwd / TERA:.0f} TFLOP/s forward, {bwd / TERA:.0f} backward")
+
