@@ -123,6 +123,11 @@ def band_group(row: Any) -> str:
     return group_name(row.kind, cp.row_gpu(row).arch, row.dtype, bool(cp.row_model(row).moe))
 
 
+def _base_key(key: str) -> str:
+    """The 16-bit plateau key of a generation ("Hopper/fp8" -> "Hopper")."""
+    return key.split("/")[0]
+
+
 class Predictions:
     """Cached predictions by (row, the parameter values it depends on).
 
@@ -133,26 +138,32 @@ class Predictions:
     def __init__(self) -> None:
         self.cache: dict[tuple, float] = {}
 
-    def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0) -> float:
-        key = (e.row.id, plateau, overhead, stack)
+    def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None) -> float:
+        key = (e.row.id, plateau, overhead, stack, base)
         if key not in self.cache:
             overrides: dict[str, Any] = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead} if e.keys else {}
+            if base is not None:  # an fp8 run's bf16 GEMMs (attention projections kept at bf16, the head) read this
+                overrides["gemm_plateau"][_base_key(e.keys["gemm_plateau"])] = base
             if "stack_efficiency" in e.keys:
                 overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
             self.cache[key] = cp.predict(e.row, overrides)
         return self.cache[key]
 
     def predict(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
+        """The prediction with every parameter the row reads taken from ``params`` (an fp8 row also reads its
+        generation's 16-bit plateau, so the fit is a fixed point: re-running it on its own output changes nothing)."""
         if not e.keys:  # a memory row: no fitted parameter
             return self._engine(e, 0.0, 0.0)
         plateau = params["gemm_plateau"][e.keys["gemm_plateau"]]
+        base_key = _base_key(e.keys["gemm_plateau"])
+        base = params["gemm_plateau"].get(base_key) if base_key != e.keys["gemm_plateau"] else None
         if "stack_efficiency" in e.keys:
-            return self._engine(e, plateau, 0.0, params["stack_efficiency"][e.keys["stack_efficiency"]])
+            return self._engine(e, plateau, 0.0, params["stack_efficiency"][e.keys["stack_efficiency"]], base)
         if "step_overhead_s" not in e.keys:
-            return self._engine(e, plateau, 0.0)
+            return self._engine(e, plateau, 0.0, base=base)
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
         sign = FAMILY[e.row.kind][1]
-        t0, t1 = (self._engine(e, plateau, x) ** sign for x in (0.0, 1e-3))
+        t0, t1 = (self._engine(e, plateau, x, base=base) ** sign for x in (0.0, 1e-3))
         return (t0 + (t1 - t0) * o / 1e-3) ** sign
 
     def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
