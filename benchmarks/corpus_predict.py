@@ -26,7 +26,7 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout  # noqa: E402
+from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout, training_loss  # noqa: E402
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
@@ -117,7 +117,9 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     k = knobs(row)
     if "seq" not in k:
         raise CannotPredict("no sequence length given or assumed")
-    eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)))
+    loss = training_loss(row, k)
+    eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
+                       **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
     cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)
     n = row.hardware.num_gpus

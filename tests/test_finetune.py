@@ -156,9 +156,14 @@ def test_pretraining_memory_uses_per_tensor_activations(llama3):
 
     # 32 layers x 285,491,200 B (the layer worked out above) = 9,135,718,400
     # + final norm input 2048*(4096*2 + 4) = 16,785,408 + lm_head input 2048*4096*2 = 16,777,216
-    # + max(fp32 loss 12 B x 2048 x 128,256 = 3,152,019,456, backward workspace 2 x 117,440,512) = 12,321,300,480
+    # + max(loss buffers, backward workspace 2 x 117,440,512): Megatron's vocab-parallel CE (the training default)
+    # 6 B x 2048 x 128,256 = 1,576,009,728 -> 10,745,290,752; torch CE on fp32 logits 12 B -> 3,152,019,456
+    # -> 12,321,300,480; flash-attn's fused CE 4 B -> 1,050,673,152 -> 10,219,954,176
     r = training_memory(llama3, micro_batch=1, seq=2048, fused=True)
-    assert r.per_gpu["activations"] == 12_321_300_480
+    assert r.per_gpu["activations"] == 10_745_290_752
+    assert training_memory(llama3, micro_batch=1, seq=2048, fused=True, loss="fp32").per_gpu["activations"] == 12_321_300_480
+    assert training_memory(llama3, micro_batch=1, seq=2048, fused=True, loss="flash-ce").per_gpu["activations"] == \
+        10_219_954_176
     # the textbook figure stays beside it: Korthikanti with FlashAttention 34*s*b*h per layer + embedding s*b*h
     # + output 4*s*b*h*(1 + V/h) = 32*34*2048*4096 + 2048*4096 + 4*2048*(4096 + 128256)
     assert r.textbook_activation_bytes == 32 * 34 * 2048 * 4096 + 2048 * 4096 + 4 * 2048 * (4096 + 128_256)

@@ -222,6 +222,13 @@ def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, in
     return out
 
 
+# Bytes per logit (over the vocabulary shard) at the loss backward's start, for the whole-logits losses of training
+# stacks (lm_head_buffers explains each): Megatron-Core's vocab-parallel CE 4 (fp32 softmax) + 2 (bf16 grad cast);
+# flash-attn's fused CE 2 (bf16 logits saved) + 2 (bf16 dlogits).
+LOSS_BYTES_PER_LOGIT = {"megatron": 6, "flash-ce": 4}
+TRAINING_LOSSES = ("fp32", "megatron", "flash-ce", "chunked", "fused")
+
+
 def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
                     tp: int = 1, compiled: bool = False) -> list[Buffer]:
     """Final norm, output-head input, logits and the cross-entropy buffers.
@@ -234,17 +241,28 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     arXiv 2411.09009, torchtune LinearCrossEntropyLoss): only one chunk of logits ever exists: 12/C.
     A compiled chunked loss (torchtune compile=True runs training.compile_loss) fuses upcast, log-softmax and
     NLL per chunk: it keeps the bf16 logits and a per-row log-sum-exp, and writes one chunk's bf16 gradient: 2 + 2/C.
+    Megatron-Core's vocab-parallel cross-entropy (``"megatron"``; megatron/core/tensor_parallel/cross_entropy.py,
+    VocabParallelCrossEntropy): calculate_logits_max upcasts the bf16 logits once (4 B), exp and the division by the
+    sum run in place, the fp32 softmax is the one saved tensor, and backward turns it into the gradient in place;
+    autograd then casts that gradient to the bf16 logits' dtype (2 B): 4 + 2 = 6 B per logit at the backward's start
+    (in forward: the bf16 logits, still referenced by GPTModel.forward, + the fp32 copy: 2 + 4 = 6 B).
+    FlashAttention's fused cross-entropy (``"flash-ce"``; flash_attn/losses/cross_entropy.py, llm-foundry's default
+    loss_fn "fused_crossentropy"): the Triton kernel reads the bf16 logits, saves them and a per-row fp32
+    log-sum-exp, and backward writes a new bf16 dlogits (inplace_backward=False): 2 + 2 = 4 B per logit.
     """
     tok = batch * seq
     V = m.vocab_size
     out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
-    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks}[loss]
+    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks,
+                 "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[loss]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
            "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
-           "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits"}[loss]
+           "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits",
+           "megatron": "Megatron-Core vocab-parallel cross-entropy: fp32 softmax saved, gradient in place, bf16 cast",
+           "flash-ce": "flash_attn.losses.cross_entropy: bf16 logits saved + bf16 dlogits"}[loss]
     out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
     return out
 

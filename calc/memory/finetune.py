@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.memory.activations import (
     RECOMPUTE_LEVELS,
+    TRAINING_LOSSES,
     Buffer,
     LayerSetup,
     korthikanti_layer_bytes,
@@ -52,7 +53,7 @@ from calc.units import GIB, dtype_bytes, gib
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS = ("full", "lora", "qlora", "dora")
-LOSSES = ("fp32", "chunked", "fused")
+LOSSES = TRAINING_LOSSES  # calc.memory.activations.lm_head_buffers: the cross-entropy buffers of each
 NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 
 DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
@@ -360,7 +361,8 @@ def finetune_memory(
         + (", fp32 master 4 B" if precision == "mixed" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
         f"activations tensor by tensor: attention {attention}, {'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
-        f", recompute {recompute}, dropout {dropout:g}, loss {loss}" + (f" in {loss_chunks} chunks" if loss != "fp32" else ""),
+        f", recompute {recompute}, dropout {dropout:g}, loss {loss}"
+        + (f" in {loss_chunks} chunks" if loss in ("chunked", "fused") else ""),
         "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
         + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
         f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"

@@ -67,7 +67,7 @@ from calc.hardware.efficiency import (
     grouped_gemm_rate,
     memory_efficiency,
 )
-from calc.memory.training import routed_expert_params
+from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
@@ -132,6 +132,7 @@ class Efficiencies:
     grouped_gemm_efficiency: float = GROUPED_GEMM_EFFICIENCY  # routed-expert GEMM rate below one tile of tokens per expert
     fp8_cast_bytes: float = FP8_CAST_BYTES  # HBM bytes per operand element cast to fp8 (amax, cast, transposed copy)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
+    loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
 
     def describe(self) -> list[str]:
         return [
@@ -142,8 +143,8 @@ class Efficiencies:
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
-            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; fp32 loss 12 B per logit "
-                                                       "on the last stage)" if self.activations == "per-tensor"
+            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; "
+                                                       f"{self.loss} cross-entropy on the last stage)" if self.activations == "per-tensor"
                                                        else " (Korthikanti et al. 2022 GPT formula)")
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
             f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
