@@ -117,6 +117,10 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     k = knobs(row)
     if "seq" not in k:
         raise CannotPredict("no sequence length given or assumed")
+    if k.get("method", "full") not in ("full", "pretrain", "sft"):
+        raise CannotPredict(f"method {k['method']} through train-step: it prices full training (weight gradients and Adam "
+                            "states on every parameter, every weight-gradient GEMM); a frozen base with adapters is priced "
+                            "by memory --mode finetune and not timed")
     loss = training_loss(row, k)
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        **({"loss": loss} if loss else {}))
