@@ -11,7 +11,7 @@ from typing import Literal
 from calc.model.parallel import ROW_PARALLEL
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full", "sac"]
+Recompute = Literal["none", "selective", "full", "sac", "deepseek"]
 # The recomputation levels, one meaning in every command (memory --mode train/finetune, train-step, train-plan):
 RECOMPUTE_LEVELS: dict[str, str] = {
     "none": "keep every saved tensor of every layer",
@@ -20,6 +20,8 @@ RECOMPUTE_LEVELS: dict[str, str] = {
     "full": "Megatron full / PyTorch activation checkpointing of every layer: keep each layer's input, recompute it",
     "sac": "torchtitan op-level selective AC (activation_checkpoint.mode=selective, selective_ac_option=op): "
            "keep every second matmul output and the attention kernel outputs, recompute the rest",
+    "deepseek": "DeepSeek-V3's recomputation (arXiv 2412.19437 sec. 3.2.3; Megatron-Core --recompute-modules layernorm "
+                "mla_up_proj): drop the RMSNorm outputs and the MLA up-projection outputs (Q, K, V), recompute them",
 }
 
 
@@ -267,6 +269,37 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     return out
 
 
+_SRC_NORM_UP = ("DeepSeek-V3 sec. 3.2.3: 'we recompute all RMSNorm operations and MLA up-projections during back-propagation'; "
+                "Megatron-Core recompute_modules layernorm (input/pre-MLP norms) and mla_up_proj (up-projection + RoPE)")
+# the tensors DeepSeek-style recomputation drops (names of layer_buffers): the norm outputs, and with MLA the
+# up-projected Q, K, V and the normed latents the up-projections read
+NORM_UP_DROPPED = ("q/k/v input (norm output)", "gate/up input (norm output)")
+MLA_UP_DROPPED = ("Q, K, V after RoPE", "MLA latents (norm inputs + up-projection inputs)")
+
+
+def _norm_up_dropped(m: ModelSpec) -> tuple[str, ...]:
+    return NORM_UP_DROPPED + (MLA_UP_DROPPED if m.mla else ())
+
+
+def norm_up_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one block under DeepSeek-V3's recomputation of RMSNorm and MLA up-projections
+    (arXiv 2412.19437 sec. 3.2.3; Megatron-Core ``--recompute-granularity selective --recompute-modules layernorm
+    mla_up_proj``): ``layer_buffers`` less the norm outputs (the q/k/v-or-latent projections' and the MLP's /
+    router's input: recomputed from the kept norm input) and, for MLA, less the up-projected Q, K, V and the normed
+    latents; what the recomputation reads stays: the latents before their norms (r_q + r_kv) and the RoPE key
+    (d_rope) per token, b*s*(r_q + r_kv + d_rope)*bytes. Per token of DeepSeek-V3 (H 7168, 128 heads, Q/K 192 and
+    V 128 per head, r_q 1536, r_kv 512, d_rope 64): 2 x 7168 norm outputs + 128 x (2 x 192 + 128) Q/K/V + 2048 normed
+    latents dropped, 2048 + 64 latents kept. Without MLA only the norm outputs go."""
+    out = [b for b in layer_buffers(m, batch, seq, s) if b.name not in _norm_up_dropped(m)]
+    if m.mla:
+        a = m.mla
+        width = (a.q_lora_rank or 0) + a.kv_lora_rank + a.qk_rope_head_dim
+        n = math.ceil(batch * seq * width * s.act_bytes)
+        out.append(Buffer("MLA latents + RoPE key (recompute inputs)", n,
+                          f"b*s*(r_q + r_kv + d_rope)*{s.act_bytes} = {batch * seq}*{width}*{s.act_bytes} = {n:,} B", _SRC_NORM_UP))
+    return out
+
+
 _SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
             "and the attention kernel outputs; recompute the rest from the layer input)")
 
@@ -315,7 +348,8 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
                       offload_layers: int | None = None) -> StageActivations:
     """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
     recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
-    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed).
+    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed); deepseek:
+    ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward.
     ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
     Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
     if s.attention == "eager" and recompute == "selective":
@@ -333,4 +367,11 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         layer = sac_layer_buffers(m, batch, seq, s)
         per = sum(b.bytes for b in layer)
         return StageActivations(layer, kept * per, full_bytes, f"{kept} layers x {per:,} B (op-level SAC) + one layer recomputed")
+    if recompute == "deepseek":  # one layer's dropped tensors are rebuilt at a time in backward
+        layer = norm_up_layer_buffers(m, batch, seq, s)
+        per = sum(b.bytes for b in layer)
+        dropped = sum(b.bytes for b in full_layer if b.name in _norm_up_dropped(m))
+        return StageActivations(layer, kept * per, dropped,
+                                f"{kept} layers x {per:,} B (norm outputs and MLA up-projections dropped) + their "
+                                f"{dropped:,} B recomputed for one layer")
     return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")
