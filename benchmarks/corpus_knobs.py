@@ -126,6 +126,9 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
 # litgpt's finetune scripts on several devices build FSDPStrategy(auto_wrap_policy={Block},
 # activation_checkpointing_policy={Block}, ...): every block is checkpointed (finetune/lora.py, 2023-2024).
 FSDP_CHECKPOINTS_BLOCKS_STACKS = ("litgpt",)
+# ... and load the checkpoint with fabric.load_raw into the FSDP-wrapped model: Lightning gathers every weight first
+# (calc.memory.finetune._gathered_load_peak)
+GATHERED_LOAD_STACKS = ("litgpt",)
 
 QUANT = {"bnb.nf4": ("nf4", False), "bnb.nf4-dq": ("nf4", True), "bnb.int8": ("int8", False)}
 PRECISION = {"bf16-true": "bf16", "bf16-mixed": "mixed", "16-mixed": "mixed", "32-true": "fp32"}
@@ -162,4 +165,6 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
         out["zero"] = 3  # FSDP full shard is ZeRO-3, as in training_layout
         if row.stack.name in FSDP_CHECKPOINTS_BLOCKS_STACKS and "recompute" not in out:
             out["recompute"] = "full"
+        if row.stack.name in GATHERED_LOAD_STACKS:
+            out["gathered_load"] = True
     return out

@@ -10,6 +10,7 @@ from calc.memory.finetune import finetune_memory, nf4_bytes
 from calc.memory.optimizers import optimizer_state_bytes
 from calc.model.lora import lora_params, parse_targets
 from calc.sources.catalog import load_model
+from calc.specs import Parallelism
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +278,24 @@ def test_qlora_peak_above_lora_minus_weight_savings():
     dequant = 11008 * 4096 * 2  # one dequantised matrix in bf16 while its matmul runs
     expected = lora.allocated_peak_bytes - (2 * linears - nf4) + saved_inputs + dequant
     assert abs(qlora.allocated_peak_bytes - expected) <= 0.002 * expected
+
+
+def test_lightning_fsdp_gathered_load_peak() -> None:
+    """litgpt's multi-GPU LoRA (Lightning FSDP, bf16-true) loads the checkpoint by gathering every weight first
+    (lightning/fabric/strategies/fsdp.py _load_raw_module_state). llama2-7b: 6,738,415,616 parameters (Meta's count)
+    + LoRA r=8 on q, v: 2 x 32 layers x 8 x (4096 + 4096) = 4,194,304; all in bf16: 13,485,219,840 B whole on each GPU
+    + its own shard of 2 GPUs 6,742,609,920 = 20,227,829,760 B allocated, above the step's own peak; x 1.05
+    (allocator) + 0.5 GiB context = 21,239,221,248 + 536,870,912 = 21,776,092,160 B (litgpt's resource table measured
+    22.18 GB with max_memory_allocated)."""
+    from calc.memory.finetune import GATHERED_LOAD, finetune_memory
+
+    m = load_model("llama2-7b")
+    job = dict(plan=Parallelism(dp=2), method="lora", precision="bf16", zero=3, recompute="full", seq=1304, batch=1)
+    r = finetune_memory(m, **job, gathered_load=True)
+    assert r.per_gpu["weights"] == 6_742_609_920
+    assert r.per_gpu_bytes == 21_776_092_160
+    assert sum(v for k, v in r.per_gpu.items() if k not in ("allocator fragmentation", "CUDA context")) == 20_227_829_760
+    plain = finetune_memory(m, **job)
+    assert GATHERED_LOAD not in plain.per_gpu and plain.per_gpu_bytes < r.per_gpu_bytes
+    # one GPU: nothing is sharded, nothing gathered
+    assert GATHERED_LOAD not in finetune_memory(m, method="lora", precision="bf16", seq=1304, gathered_load=True).per_gpu
