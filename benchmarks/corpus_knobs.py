@@ -79,8 +79,19 @@ def auto_kv_dtype(weight_dtype: str) -> str:
 # and its tensor-parallel plan (parallelize_llama apply_tp) always runs sequence parallelism on norms and residuals.
 OP_LEVEL_SAC_STACKS = ("torchtitan",)
 
+# The cross-entropy a stack runs when the row does not say (calc.memory.activations.lm_head_buffers; the engine's
+# default is Megatron-Core's vocab-parallel CE): llm-foundry's ComposerMPTCausalLM takes loss_fn "fused_crossentropy"
+# (flash_attn.losses.cross_entropy) by default (llmfoundry/models/mpt/modeling_mpt.py); torchtitan's
+# cross_entropy_loss runs torch cross_entropy on pred.float() (torchtitan/components/loss.py).
+STACK_LOSS = {"llm-foundry": "flash-ce", "torchtitan": "fp32"}
+
 # NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
 DISTRIBUTED_OPTIMIZER_STACKS = ("nemo", "megatron-bridge")
+
+
+def training_loss(row: Any, k: dict[str, Any]) -> str | None:
+    """The row's cross-entropy (its ``loss`` knob, else its stack's ``STACK_LOSS``); None: the engine's default."""
+    return k.get("loss") or STACK_LOSS.get(row.stack.name)
 
 
 def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -115,6 +126,9 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
 # litgpt's finetune scripts on several devices build FSDPStrategy(auto_wrap_policy={Block},
 # activation_checkpointing_policy={Block}, ...): every block is checkpointed (finetune/lora.py, 2023-2024).
 FSDP_CHECKPOINTS_BLOCKS_STACKS = ("litgpt",)
+# ... and load the checkpoint with fabric.load_raw into the FSDP-wrapped model: Lightning gathers every weight first
+# (calc.memory.finetune._gathered_load_peak)
+GATHERED_LOAD_STACKS = ("litgpt",)
 
 QUANT = {"bnb.nf4": ("nf4", False), "bnb.nf4-dq": ("nf4", True), "bnb.int8": ("int8", False)}
 PRECISION = {"bf16-true": "bf16", "bf16-mixed": "mixed", "16-mixed": "mixed", "32-true": "fp32"}
@@ -151,4 +165,6 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
         out["zero"] = 3  # FSDP full shard is ZeRO-3, as in training_layout
         if row.stack.name in FSDP_CHECKPOINTS_BLOCKS_STACKS and "recompute" not in out:
             out["recompute"] = "full"
+        if row.stack.name in GATHERED_LOAD_STACKS:
+            out["gathered_load"] = True
     return out

@@ -27,7 +27,7 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout  # noqa: E402
+from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout, training_loss  # noqa: E402
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
@@ -138,8 +138,14 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     k = knobs(row)
     if "seq" not in k:
         raise CannotPredict("no sequence length given or assumed")
+    if k.get("method", "full") not in ("full", "pretrain", "sft"):
+        raise CannotPredict(f"method {k['method']} through train-step: it prices full training (weight gradients and Adam "
+                            "states on every parameter, every weight-gradient GEMM); a frozen base with adapters is priced "
+                            "by memory --mode finetune and not timed")
+    loss = training_loss(row, k)
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
-                       stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")))
+                       stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
+                       **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
     cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)
     n = row.hardware.num_gpus

@@ -10,6 +10,7 @@ from calc.memory.finetune import finetune_memory, nf4_bytes
 from calc.memory.optimizers import optimizer_state_bytes
 from calc.model.lora import lora_params, parse_targets
 from calc.sources.catalog import load_model
+from calc.specs import Parallelism
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +157,14 @@ def test_pretraining_memory_uses_per_tensor_activations(llama3):
 
     # 32 layers x 285,491,200 B (the layer worked out above) = 9,135,718,400
     # + final norm input 2048*(4096*2 + 4) = 16,785,408 + lm_head input 2048*4096*2 = 16,777,216
-    # + max(fp32 loss 12 B x 2048 x 128,256 = 3,152,019,456, backward workspace 2 x 117,440,512) = 12,321,300,480
+    # + max(loss buffers, backward workspace 2 x 117,440,512): Megatron's vocab-parallel CE (the training default)
+    # 6 B x 2048 x 128,256 = 1,576,009,728 -> 10,745,290,752; torch CE on fp32 logits 12 B -> 3,152,019,456
+    # -> 12,321,300,480; flash-attn's fused CE 4 B -> 1,050,673,152 -> 10,219,954,176
     r = training_memory(llama3, micro_batch=1, seq=2048, fused=True)
-    assert r.per_gpu["activations"] == 12_321_300_480
+    assert r.per_gpu["activations"] == 10_745_290_752
+    assert training_memory(llama3, micro_batch=1, seq=2048, fused=True, loss="fp32").per_gpu["activations"] == 12_321_300_480
+    assert training_memory(llama3, micro_batch=1, seq=2048, fused=True, loss="flash-ce").per_gpu["activations"] == \
+        10_219_954_176
     # the textbook figure stays beside it: Korthikanti with FlashAttention 34*s*b*h per layer + embedding s*b*h
     # + output 4*s*b*h*(1 + V/h) = 32*34*2048*4096 + 2048*4096 + 4*2048*(4096 + 128256)
     assert r.textbook_activation_bytes == 32 * 34 * 2048 * 4096 + 2048 * 4096 + 4 * 2048 * (4096 + 128_256)
@@ -272,3 +278,24 @@ def test_qlora_peak_above_lora_minus_weight_savings():
     dequant = 11008 * 4096 * 2  # one dequantised matrix in bf16 while its matmul runs
     expected = lora.allocated_peak_bytes - (2 * linears - nf4) + saved_inputs + dequant
     assert abs(qlora.allocated_peak_bytes - expected) <= 0.002 * expected
+
+
+def test_lightning_fsdp_gathered_load_peak() -> None:
+    """litgpt's multi-GPU LoRA (Lightning FSDP, bf16-true) loads the checkpoint by gathering every weight first
+    (lightning/fabric/strategies/fsdp.py _load_raw_module_state). llama2-7b: 6,738,415,616 parameters (Meta's count)
+    + LoRA r=8 on q, v: 2 x 32 layers x 8 x (4096 + 4096) = 4,194,304; all in bf16: 13,485,219,840 B whole on each GPU
+    + its own shard of 2 GPUs 6,742,609,920 = 20,227,829,760 B allocated, above the step's own peak; x 1.05
+    (allocator) + 0.5 GiB context = 21,239,221,248 + 536,870,912 = 21,776,092,160 B (litgpt's resource table measured
+    22.18 GB with max_memory_allocated)."""
+    from calc.memory.finetune import GATHERED_LOAD, finetune_memory
+
+    m = load_model("llama2-7b")
+    job = dict(plan=Parallelism(dp=2), method="lora", precision="bf16", zero=3, recompute="full", seq=1304, batch=1)
+    r = finetune_memory(m, **job, gathered_load=True)
+    assert r.per_gpu["weights"] == 6_742_609_920
+    assert r.per_gpu_bytes == 21_776_092_160
+    assert sum(v for k, v in r.per_gpu.items() if k not in ("allocator fragmentation", "CUDA context")) == 20_227_829_760
+    plain = finetune_memory(m, **job)
+    assert GATHERED_LOAD not in plain.per_gpu and plain.per_gpu_bytes < r.per_gpu_bytes
+    # one GPU: nothing is sharded, nothing gathered
+    assert GATHERED_LOAD not in finetune_memory(m, method="lora", precision="bf16", seq=1304, gathered_load=True).per_gpu

@@ -137,10 +137,12 @@ def test_memory_train_and_finetune_full_are_one_engine(cli) -> None:
     root unit (embedding + head 2 x 128,256 x 4096 + norm 4096 = 1,050,677,248 params) in bf16 + fp32 grads
     = 6 x 1,050,677,248 = 6,304,063,488 (two blocks: 2 x 218,112,000 x 2 + 4 x 218,112,000 = 1,744,896,000, smaller).
     `memory --mode train` prices a Megatron-class stack (fused norms/SwiGLU, expandable segments: 0 fragmentation), as
-    train-step does; fine-tuning defaults to eager PEFT/HF (5%): the same job is finetune --compile --fragmentation 0."""
+    train-step does, with Megatron-Core's vocab-parallel cross-entropy; fine-tuning defaults to eager PEFT/HF (5%) and
+    torch's fp32 cross-entropy: the same job is finetune --compile --fragmentation 0 --loss megatron."""
     job = ("llama3-8b", "--zero", "3", "--num-gpus", "8", "--gpu", "h100", "--seq", "4096", "--json")
     train = cli("memory", "--mode", "train", *job).json()
-    full = cli("memory", "--mode", "finetune", "--method", "full", *job, "--compile", "--fragmentation", "0").json()
+    full = cli("memory", "--mode", "finetune", "--method", "full", *job, "--compile", "--fragmentation", "0",
+               "--loss", "megatron").json()
     eager = cli("memory", "--mode", "finetune", "--method", "full", *job).json()
     assert train["per_gpu_bytes"] == full["per_gpu_bytes"]
     assert train["per_gpu"]["weights"] == full["per_gpu"]["weights"] == 2_007_565_312
@@ -162,3 +164,40 @@ def test_selective_means_megatron_in_every_mode(cli) -> None:
         selective = cli("memory", *mode, *job, "--recompute", "selective").json()["per_gpu_bytes"]
         sac = cli("memory", *mode, *job, "--recompute", "sac").json()["per_gpu_bytes"]
         assert selective == none and sac < none
+
+
+def test_loss_buffers_per_stack() -> None:
+    """The last stage's cross-entropy buffers by stack (calc.memory.activations.lm_head_buffers), llama3-8b
+    (V = 128,256), 4096 tokens, TP 8: 4096 x 128,256 = 525,336,576 logits, 65,667,072 per TP rank.
+    Megatron-Core vocab-parallel CE: fp32 softmax 4 B + bf16 gradient cast 2 B = 6 B -> 394,002,432 B;
+    flash-attn fused CE: bf16 logits 2 B + bf16 dlogits 2 B = 4 B -> 262,668,288 B; torch CE on fp32 logits 12 B
+    -> 788,004,864 B."""
+    from calc.memory.activations import lm_head_buffers
+
+    m = load_model("llama3-8b")
+    for loss, expected in (("megatron", 394_002_432), ("flash-ce", 262_668_288), ("fp32", 788_004_864)):
+        assert lm_head_buffers(m, 1, 4096, loss, 8, 2, True, 8)[-1].bytes == expected
+
+
+def test_unknown_training_loss_is_refused() -> None:
+    from calc.errors import LLMCalcError
+
+    with pytest.raises(LLMCalcError, match="--loss"):
+        training_memory(load_model("llama3-8b"), loss="bf16")
+
+
+def test_corpus_stack_loss() -> None:
+    """llm-foundry runs flash-attn's fused CE by default (ComposerMPTCausalLM loss_fn 'fused_crossentropy'),
+    torchtitan torch CE on fp32 logits; a row's own loss knob wins; other stacks take the engine's default."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from types import SimpleNamespace
+
+    from corpus_knobs import training_loss
+
+    def row(stack: str) -> SimpleNamespace:
+        return SimpleNamespace(stack=SimpleNamespace(name=stack))
+
+    assert training_loss(row("llm-foundry"), {}) == "flash-ce"
+    assert training_loss(row("torchtitan"), {}) == "fp32"
+    assert training_loss(row("llm-foundry"), {"loss": "fp32"}) == "fp32"
+    assert training_loss(row("megatron-bridge"), {}) is None

@@ -32,7 +32,9 @@ DoubleQuantOpt = Annotated[bool, _opt("--no-double-quant", "qlora: keep fp32 abs
 GradAccumOpt = Annotated[int | None, _opt("--grad-accum", "finetune: micro-batches per step; gradients persist (default 1)",
                                           human_int("--grad-accum"))]
 CompileOpt = Annotated[bool, _opt("--compile", "finetune: torch.compile fuses elementwise ops (norm upcast, silu kept out)")]
-LossOpt = Annotated[str | None, _opt("--loss", "finetune: fp32 (plain cross-entropy), chunked or fused (default fp32)")]
+LossOpt = Annotated[str | None, _opt("--loss", "cross-entropy buffers: fp32 (torch CE on upcast logits, 12 B/logit), megatron "
+                                              "(Megatron-Core vocab-parallel CE, 6 B), flash-ce (flash-attn fused CE, 4 B), "
+                                              "chunked or fused (default: fp32 for finetune, megatron for --mode train)")]
 LossChunksOpt = Annotated[int | None, _opt("--loss-chunks", "finetune: chunks of a chunked/fused loss (default 8)",
                                            human_int("--loss-chunks"))]
 DropoutOpt = Annotated[float | None, _opt("--dropout", "finetune: hidden/attention dropout of the config (default 0)",
@@ -105,7 +107,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if method not in ("lora", "dora"):
         refuse("--dtype", dtype, "is the frozen base dtype of --method lora/dora; full uses --precision, qlora --quant",
                DEFAULT_DTYPE)
-    if (o["--loss"] or "fp32") == "fp32":
+    if (o["--loss"] or "fp32") not in ("chunked", "fused"):
         refuse("--loss-chunks", o["--loss-chunks"], "applies to --loss chunked or fused")
     offload = _offloads(o["--offload"])
     if zero and plan.dp == 1:

@@ -139,7 +139,9 @@ def memory(
         emit_outcome(result, as_json, explain, finetune_view, memory_refusal(result))
         return
     for flag, value in finetune_only.items():
-        refuse(flag, value, "is a fine-tuning option; use --mode finetune")
+        if flag != "--loss" or mode is Mode.infer:
+            refuse(flag, value, "is a fine-tuning option; use --mode finetune" if flag != "--loss" else
+                   "is a training option; use --mode train or finetune")
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
@@ -152,7 +154,7 @@ def memory(
                                      ("--dtype", dtype, DEFAULT_DTYPE)):
             refuse(flag, value, why, default)
     from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, training_memory
-    from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
+    from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB, MEGATRON_LOSS
 
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
@@ -178,5 +180,5 @@ def memory(
         result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
                                  recompute=recompute.value, flash=flash,
                                  reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib,
-                                 activations_model=activations or "per-tensor")
+                                 activations_model=activations or "per-tensor", loss=(loss or MEGATRON_LOSS).lower())
     emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else fit_refusal(result))

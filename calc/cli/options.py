@@ -132,6 +132,7 @@ class Recompute(StrEnum):
     selective = "selective"
     full = "full"
     sac = "sac"
+    deepseek = "deepseek"
 
 
 # --- what model, what hardware -------------------------------------------------------------
@@ -157,7 +158,8 @@ ZeroOpt = Annotated[int, typer.Option("--zero", parser=human_int("--zero", minim
 RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help=(
     "activation recomputation, the same in every mode: none; full (keep each layer's input, recompute the layer); "
     "selective: Megatron's (recompute the attention core: nothing more under flash attention); sac: torchtitan's "
-    "op-level selective AC (keep every second matmul output and the attention outputs)"))]
+    "op-level selective AC (keep every second matmul output and the attention outputs); deepseek: DeepSeek-V3's "
+    "(recompute the norms and MLA up-projections; Megatron --recompute-modules layernorm mla_up_proj)"))]
 
 # --- workload: one name per sequence concept -----------------------------------------------
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batch"), help="sequences (requests) per batch")]

@@ -11,7 +11,7 @@ from typing import Literal
 from calc.model.parallel import ROW_PARALLEL
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full", "sac"]
+Recompute = Literal["none", "selective", "full", "sac", "deepseek"]
 # The recomputation levels, one meaning in every command (memory --mode train/finetune, train-step, train-plan):
 RECOMPUTE_LEVELS: dict[str, str] = {
     "none": "keep every saved tensor of every layer",
@@ -20,6 +20,8 @@ RECOMPUTE_LEVELS: dict[str, str] = {
     "full": "Megatron full / PyTorch activation checkpointing of every layer: keep each layer's input, recompute it",
     "sac": "torchtitan op-level selective AC (activation_checkpoint.mode=selective, selective_ac_option=op): "
            "keep every second matmul output and the attention kernel outputs, recompute the rest",
+    "deepseek": "DeepSeek-V3's recomputation (arXiv 2412.19437 sec. 3.2.3; Megatron-Core --recompute-modules layernorm "
+                "mla_up_proj): drop the RMSNorm outputs and the MLA up-projection outputs (Q, K, V), recompute them",
 }
 
 
@@ -222,6 +224,13 @@ def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, in
     return out
 
 
+# Bytes per logit (over the vocabulary shard) at the loss backward's start, for the whole-logits losses of training
+# stacks (lm_head_buffers explains each): Megatron-Core's vocab-parallel CE 4 (fp32 softmax) + 2 (bf16 grad cast);
+# flash-attn's fused CE 2 (bf16 logits saved) + 2 (bf16 dlogits).
+LOSS_BYTES_PER_LOGIT = {"megatron": 6, "flash-ce": 4}
+TRAINING_LOSSES = ("fp32", "megatron", "flash-ce", "chunked", "fused")
+
+
 def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
                     tp: int = 1, compiled: bool = False) -> list[Buffer]:
     """Final norm, output-head input, logits and the cross-entropy buffers.
@@ -234,18 +243,60 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     arXiv 2411.09009, torchtune LinearCrossEntropyLoss): only one chunk of logits ever exists: 12/C.
     A compiled chunked loss (torchtune compile=True runs training.compile_loss) fuses upcast, log-softmax and
     NLL per chunk: it keeps the bf16 logits and a per-row log-sum-exp, and writes one chunk's bf16 gradient: 2 + 2/C.
+    Megatron-Core's vocab-parallel cross-entropy (``"megatron"``; megatron/core/tensor_parallel/cross_entropy.py,
+    VocabParallelCrossEntropy): calculate_logits_max upcasts the bf16 logits once (4 B), exp and the division by the
+    sum run in place, the fp32 softmax is the one saved tensor, and backward turns it into the gradient in place;
+    autograd then casts that gradient to the bf16 logits' dtype (2 B): 4 + 2 = 6 B per logit at the backward's start
+    (in forward: the bf16 logits, still referenced by GPTModel.forward, + the fp32 copy: 2 + 4 = 6 B).
+    FlashAttention's fused cross-entropy (``"flash-ce"``; flash_attn/losses/cross_entropy.py, llm-foundry's default
+    loss_fn "fused_crossentropy"): the Triton kernel reads the bf16 logits, saves them and a per-row fp32
+    log-sum-exp, and backward writes a new bf16 dlogits (inplace_backward=False): 2 + 2 = 4 B per logit.
     """
     tok = batch * seq
     V = m.vocab_size
     out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
-    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks}[loss]
+    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks,
+                 "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[loss]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
            "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
-           "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits"}[loss]
+           "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits",
+           "megatron": "Megatron-Core vocab-parallel cross-entropy: fp32 softmax saved, gradient in place, bf16 cast",
+           "flash-ce": "flash_attn.losses.cross_entropy: bf16 logits saved + bf16 dlogits"}[loss]
     out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
+    return out
+
+
+_SRC_NORM_UP = ("DeepSeek-V3 sec. 3.2.3: 'we recompute all RMSNorm operations and MLA up-projections during back-propagation'; "
+                "Megatron-Core recompute_modules layernorm (input/pre-MLP norms) and mla_up_proj (up-projection + RoPE)")
+# the tensors DeepSeek-style recomputation drops (names of layer_buffers): the norm outputs, and with MLA the
+# up-projected Q, K, V and the normed latents the up-projections read
+NORM_UP_DROPPED = ("q/k/v input (norm output)", "gate/up input (norm output)")
+MLA_UP_DROPPED = ("Q, K, V after RoPE", "MLA latents (norm inputs + up-projection inputs)")
+
+
+def _norm_up_dropped(m: ModelSpec) -> tuple[str, ...]:
+    return NORM_UP_DROPPED + (MLA_UP_DROPPED if m.mla else ())
+
+
+def norm_up_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one block under DeepSeek-V3's recomputation of RMSNorm and MLA up-projections
+    (arXiv 2412.19437 sec. 3.2.3; Megatron-Core ``--recompute-granularity selective --recompute-modules layernorm
+    mla_up_proj``): ``layer_buffers`` less the norm outputs (the q/k/v-or-latent projections' and the MLP's /
+    router's input: recomputed from the kept norm input) and, for MLA, less the up-projected Q, K, V and the normed
+    latents; what the recomputation reads stays: the latents before their norms (r_q + r_kv) and the RoPE key
+    (d_rope) per token, b*s*(r_q + r_kv + d_rope)*bytes. Per token of DeepSeek-V3 (H 7168, 128 heads, Q/K 192 and
+    V 128 per head, r_q 1536, r_kv 512, d_rope 64): 2 x 7168 norm outputs + 128 x (2 x 192 + 128) Q/K/V + 2048 normed
+    latents dropped, 2048 + 64 latents kept. Without MLA only the norm outputs go."""
+    out = [b for b in layer_buffers(m, batch, seq, s) if b.name not in _norm_up_dropped(m)]
+    if m.mla:
+        a = m.mla
+        width = (a.q_lora_rank or 0) + a.kv_lora_rank + a.qk_rope_head_dim
+        n = math.ceil(batch * seq * width * s.act_bytes)
+        out.append(Buffer("MLA latents + RoPE key (recompute inputs)", n,
+                          f"b*s*(r_q + r_kv + d_rope)*{s.act_bytes} = {batch * seq}*{width}*{s.act_bytes} = {n:,} B", _SRC_NORM_UP))
     return out
 
 
@@ -297,7 +348,8 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
                       offload_layers: int | None = None) -> StageActivations:
     """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
     recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
-    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed).
+    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed); deepseek:
+    ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward.
     ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
     Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
     if s.attention == "eager" and recompute == "selective":
@@ -315,4 +367,11 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         layer = sac_layer_buffers(m, batch, seq, s)
         per = sum(b.bytes for b in layer)
         return StageActivations(layer, kept * per, full_bytes, f"{kept} layers x {per:,} B (op-level SAC) + one layer recomputed")
+    if recompute == "deepseek":  # one layer's dropped tensors are rebuilt at a time in backward
+        layer = norm_up_layer_buffers(m, batch, seq, s)
+        per = sum(b.bytes for b in layer)
+        dropped = sum(b.bytes for b in full_layer if b.name in _norm_up_dropped(m))
+        return StageActivations(layer, kept * per, dropped,
+                                f"{kept} layers x {per:,} B (norm outputs and MLA up-projections dropped) + their "
+                                f"{dropped:,} B recomputed for one layer")
     return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")

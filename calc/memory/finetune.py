@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.memory.activations import (
     RECOMPUTE_LEVELS,
+    TRAINING_LOSSES,
     Buffer,
     LayerSetup,
     korthikanti_layer_bytes,
@@ -52,7 +53,7 @@ from calc.units import GIB, dtype_bytes, gib
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS = ("full", "lora", "qlora", "dora")
-LOSSES = ("fp32", "chunked", "fused")
+LOSSES = TRAINING_LOSSES  # calc.memory.activations.lm_head_buffers: the cross-entropy buffers of each
 NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 
 DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
@@ -138,6 +139,19 @@ def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], ran
         return [(count, *t.shape) for _k, count, ts in layer_kinds(m) for t in ts if t.shape]
     return [(count * a.copies, d_in, d_out) for count, mats in adapted_matrices(m, targets) for a in mats
             for d_in, d_out in ((a.d_in, rank), (rank, a.d_out))]
+
+
+GATHERED_LOAD = "checkpoint load (all weights gathered), beyond the step's peak"
+
+
+def _gathered_load_peak(base: int, local_shard: int, shards: int) -> int:
+    """Allocated bytes while a full checkpoint is loaded into an FSDP-sharded model by Lightning Fabric
+    (lightning/fabric/strategies/fsdp.py ``_load_raw_module_state``: "Loads the state dict into the module by gathering
+    all weights first and then writing back to each shard", under FSDP's FULL_STATE_DICT context): every frozen and
+    trained weight unsharded at once (the base's bytes / (t*p)) beside the local shards it writes back into; no
+    activation, gradient or optimizer state exists yet (AdamW allocates its moments at the first step). litgpt's
+    finetune scripts load this way on several devices (``fabric.load_raw`` after ``fabric.setup_module``)."""
+    return math.ceil(base / shards) + local_shard
 
 
 def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
@@ -237,13 +251,15 @@ def finetune_memory(
     optimizer_in_backward: bool = False, cuda_context_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
     fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
     shard_embeddings_separately: bool = False,
-    offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True,
+    offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
     Sharding: TP/PP split every weight, gradient and state by t*p; ZeRO over d: stage 1 shards the
     optimizer states and master, 2 also gradients, 3 (= FSDP full shard) also weights, and then holds
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
+    ``gathered_load``: the checkpoint is loaded into the sharded model by gathering every weight first
+    (``_gathered_load_peak``, Lightning Fabric's FSDP loader); the peak is the larger of that and the step's.
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
@@ -312,6 +328,17 @@ def finetune_memory(
         micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
         loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients)
+    if gathered_load and zero == 3 and zero_ranks > 1:
+        step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
+        beyond = _gathered_load_peak(base, weights, shards) - step_allocated
+        if beyond > 0:
+            transients[GATHERED_LOAD] = beyond
+            engine = training_bytes_per_gpu(
+                m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
+                micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash",
+                reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
+                states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
+                offload_layers=offload_layers, fsdp=fsdp, transients=transients)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations")}
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]
@@ -320,7 +347,7 @@ def finetune_memory(
     activations = engine["activations"]
     layer, recompute_buf = stage.layer, stage.recompute
     backward_ws = stage.backward_workspace
-    dequant, dora_tmp = transients.values()
+    dequant, dora_tmp = transients["QLoRA dequantised weight"], transients["DoRA weight-norm temporaries"]
     stage_name = "one GPU's layers" if plan.pp == 1 else \
         f"fullest pipeline stage (first: {plan.pp} micro-batches in flight; last: 1 micro-batch + output head)"
     act_formula = stage.formula
@@ -339,7 +366,7 @@ def finetune_memory(
                   offload_optimizer=offload_optimizer, offload_params=offload_params, offload_activations=offload_activations,
                   optimizer_in_backward=optimizer_in_backward, cuda_context_gib=cuda_context_gib, fragmentation=fragmentation,
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
-                  offload_layers_in_flight=offload_layers_in_flight, suggest=False)
+                  offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -360,7 +387,8 @@ def finetune_memory(
         + (", fp32 master 4 B" if precision == "mixed" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
         f"activations tensor by tensor: attention {attention}, {'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
-        f", recompute {recompute}, dropout {dropout:g}, loss {loss}" + (f" in {loss_chunks} chunks" if loss != "fp32" else ""),
+        f", recompute {recompute}, dropout {dropout:g}, loss {loss}"
+        + (f" in {loss_chunks} chunks" if loss in ("chunked", "fused") else ""),
         "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
         + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
         f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"

@@ -1,6 +1,6 @@
 """Training memory: states by recipe sharded by ZeRO (Rajbhandari et al. 2020, arXiv 1910.02054)
 plus activations per GPU on the fullest pipeline stage: per architecture, tensor by tensor (calc.memory.activations:
-the tensors autograd keeps, logits and the fp32 loss), with the textbook Korthikanti et al. 2022 figure beside it."""
+the tensors autograd keeps, logits and the cross-entropy's buffers), with the textbook Korthikanti et al. 2022 figure beside it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from calc.errors import LLMCalcError
-from calc.memory.activations import LayerSetup, Recompute, korthikanti_layer_bytes, lm_head_buffers, stage_activations
+from calc.memory.activations import (
+    TRAINING_LOSSES,
+    LayerSetup,
+    Recompute,
+    korthikanti_layer_bytes,
+    lm_head_buffers,
+    stage_activations,
+)
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -31,6 +38,9 @@ EXPANDABLE_SEGMENTS_FRAGMENTATION = 0.0
 # appear during the backward instead). Fine-tuning (calc.memory.finetune) prices eager PyTorch/PEFT instead.
 MEGATRON_FUSED = True
 MEGATRON_FRAGMENTATION = EXPANDABLE_SEGMENTS_FRAGMENTATION
+# ... and Megatron-Core's vocab-parallel cross-entropy on the last stage: 6 B per logit (calc.memory.activations
+# lm_head_buffers, "megatron"), not the 12 B of torch cross_entropy on upcast logits (torchtitan's loss, "fp32").
+MEGATRON_LOSS = "megatron"
 DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
 
 RECIPES: dict[str, tuple[int, int, int]] = {
@@ -64,13 +74,14 @@ def training_memory(
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
     in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
-    fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True,
+    fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True, loss: str = MEGATRON_LOSS,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
     ``activations_model``: "per-tensor" (default) counts the tensors a SwiGLU/GQA/RMSNorm block really keeps
     (fused norm kernels, FlashAttention or eager scores, every matmul input since all weights train), the
-    logits with the fp32 loss (12 B per logit in its backward) and the backward workspace; "textbook" is
+    logits with the loss buffers (``loss``: Megatron's vocab-parallel CE, 6 B per logit in its backward, by default)
+    and the backward workspace; "textbook" is
     Korthikanti et al.'s GPT-3 formula below, shown in --explain either way.
 
     states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
@@ -80,9 +91,12 @@ def training_memory(
     train-plan use, so a plan priced here and timed there has one memory figure. Defaults are the Megatron-class
     settings train-step prices plans with (``MEGATRON_FUSED``: fused norm and SwiGLU kernels; ``grad_buffer``: the
     persistent gradient buffer; ``MEGATRON_FRAGMENTATION``: expandable segments); ``fused=False`` is eager PyTorch
-    (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead.
+    (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead;
+    ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``).
     """
     plan = check_layout(m, plan or Parallelism())
+    if loss not in TRAINING_LOSSES:
+        raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(TRAINING_LOSSES)}")
     if recipe not in RECIPES:
         raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     if zero not in (0, 1, 2, 3):
@@ -112,6 +126,7 @@ def training_memory(
             ep=ep, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
+            loss=loss,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -119,7 +134,7 @@ def training_memory(
     textbook = per_gpu_for(plan, "textbook")["activations"]
     per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
     activations = per_tensor if activations_model == "per-tensor" else textbook
-    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight)
+    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight, loss)
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     overhead = per_gpu["allocator fragmentation"] + per_gpu["CUDA context"]
@@ -146,7 +161,7 @@ def training_memory(
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
             f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}" + (f"; routed experts split EP {ep}" if ep > 1 else ""),
             (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
-             f"{'FlashAttention' if flash else 'eager attention'}, fp32 loss), "
+             f"{'FlashAttention' if flash else 'eager attention'}, {loss} cross-entropy), "
              f"recompute={recompute}" if activations_model == "per-tensor" else
              f"activations: Korthikanti et al. 2022, recompute={recompute}, score term {score_term}")
             + f", sequence parallel={plan.sequence_parallel}, {in_flight:g} microbatch(es) in flight on stage 1",
@@ -364,10 +379,10 @@ def training_bytes_per_gpu(
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
-                        fused: bool, total: int, in_flight: float) -> list[str]:
+                        fused: bool, total: int, in_flight: float, loss: str = MEGATRON_LOSS) -> list[str]:
     """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
     setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=plan.tp, sp=plan.sequence_parallel)
-    per = layer_activations(m, micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, setup=setup)
+    per = layer_activations(m, micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, setup=setup, loss=loss)
     p, n = plan.pp, m.num_layers
     level = "none" if recompute == "selective" and flash else ("selective" if recompute == "sac" else recompute)
     stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)

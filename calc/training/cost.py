@@ -72,7 +72,7 @@ from calc.hardware.efficiency import (
     grouped_gemm_rate,
     memory_efficiency,
 )
-from calc.memory.training import routed_expert_params
+from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
@@ -140,6 +140,7 @@ class Efficiencies:
     fp8_recipe: str | None = None  # delayed | tensorwise | rowwise | mxfp8 | blockwise (None: the stack's default)
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
+    loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -153,8 +154,8 @@ class Efficiencies:
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
-            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; fp32 loss 12 B per logit "
-                                                       "on the last stage)" if self.activations == "per-tensor"
+            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; "
+                                                       f"{self.loss} cross-entropy on the last stage)" if self.activations == "per-tensor"
                                                        else " (Korthikanti et al. 2022 GPT formula)")
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
             f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
@@ -171,6 +172,12 @@ class Efficiencies:
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
+# DeepSeek-style recompute (calc.memory.activations.norm_up_layer_buffers): the MLA up-projections it re-runs, and the
+# norms' traffic (read the input, write the output: 2 passes of H per norm per token)
+MLA_UP_PROJECTIONS = ("q_b_proj", "kv_b_proj")
+NORM_PASSES = 2
+
+
 @dataclass
 class LayerCost:
     """Seconds for one layer, one micro-batch, one GPU (all floats, no pydantic: the hot path)."""
@@ -183,6 +190,7 @@ class LayerCost:
     cast_fwd: float = 0.0  # fp8 casts of the GEMM inputs and weights (0 outside fp8 runs), forward
     cast_bwd: float = 0.0  # fp8 casts of the output gradients, backward
     moe_fwd: float = 0.0  # router + permute / unpermute traffic, forward (the same again in backward)
+    norm_up_fwd: float = 0.0  # the norms and MLA up-projections, forward (what DeepSeek-style recompute repeats)
     tp_fwd: float = 0.0  # TP collectives, forward
     tp_bwd: float = 0.0
     ep_fwd: float = 0.0
@@ -233,6 +241,9 @@ class ModelCost:
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq
+        # DeepSeek-style recompute repeats the MLA up-projections: 2 x s x their parameters, over every layer
+        self.up_projection_flops_per_seq = sum(2 * self.seq * t.matmul * count for _k, count, ts in self.kinds
+                                               for t in ts if t.name in MLA_UP_PROJECTIONS and t.shape)
         self.attention_share = attention_share(self.m, self.seq)
         self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
         self._layer = lru_cache(maxsize=None)(self._layer_uncached)
@@ -328,12 +339,15 @@ class ModelCost:
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
         routing = self.moe_routing_s(T) if moe_layer and m.moe else 0.0
+        up = sum(g[5] + g[6] for g in listed if g[0].rsplit(".", 1)[-1] in MLA_UP_PROJECTIONS)
+        norms = NORM_PASSES * T * m.norms_per_layer * m.hidden_size / (tp if sp else 1) * self.elem / self.hbm
         k = self.kernel_scale  # the stack's efficiency on every compute kernel
         gemms, attn_fwd, attn_bwd, ew_t, routing = gemms * k, attn_fwd * k, attn_bwd * k, ew_t * k, routing * k
-        cast_fwd, cast_bwd = cast_fwd * k, cast_bwd * k
+        cast_fwd, cast_bwd, up, norms = cast_fwd * k, cast_bwd * k, up * k, norms * k
         cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing,
                          bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
-                         gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing)
+                         gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing,
+                         norm_up_fwd=up + norms)
         act = tp_activation_bytes(m, T, self.elem)
         if tp > 1:
             if sp:

@@ -73,7 +73,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      f"T*H*{COMBINE_BYTES_PER_TOKEN:g}) B / HBM = {_ms(lc.moe_fwd)} forward, the same in backward")
     lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
     if layout.recompute != "none":
-        what = "one more forward of each layer" if layout.recompute == "full" else "the attention core forward"
+        what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
+                "sac": "half the non-attention forward (every second matmul)"}.get(layout.recompute, "the attention core forward")
         lines.append(f"recompute_s = m x {what} = {micro} x {_ms(st['rec'])} = {t.exposed['recompute_s']:.4f} s")
     if tp > 1:
         kinds = ("all_gather", "reduce_scatter") if layout.sp else ("allreduce",)

@@ -14,8 +14,8 @@ from calc.errors import LLMCalcError
 from calc.model.parallel import tp_splits_kv_heads
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full", "sac"]
-RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac")
+Recompute = Literal["none", "selective", "full", "sac", "deepseek"]
+RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac", "deepseek")
 
 
 @dataclass(frozen=True, slots=True)

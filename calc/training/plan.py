@@ -14,7 +14,8 @@ Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   Validity is calc.training.layout.check_training_layout's, the function train-step refuses a layout with: the
   search enumerates exactly the layouts train-step accepts (then narrows TP to a node and CP to >= 4K tokens).
   recompute: for each ZeRO stage the lightest level that fits (recomputation never speeds a step up);
-  "selective" is skipped with flash attention, where it saves nothing more than flash already does.
+  "selective" is skipped with flash attention, where it saves nothing more than flash already does; MLA models
+  try DeepSeek's norm + up-projection recomputation ("deepseek") before "full".
 Memory is checked first (cheap); only layouts that fit get a step-time evaluation, in plain floats.
 """
 
@@ -90,7 +91,11 @@ def _pinned(space: SearchSpace, name: str, choices: list[Any]) -> list[Any]:
 
 
 def _recompute_levels(cost: ModelCost, space: SearchSpace) -> list[str]:
+    """Lightest first. An MLA model (DeepSeek-V2/V3) also tries DeepSeek's own recomputation of the norms and MLA
+    up-projections (calc.memory.activations.norm_up_layer_buffers) before full recomputation."""
     levels = ["none", "full"] if cost.eff.flash else ["none", "selective", "full"]
+    if cost.m.mla:
+        levels.insert(-1, "deepseek")
     pins = dict(space.fixed)
     return [pins["recompute"]] if "recompute" in pins else levels
 
@@ -242,7 +247,8 @@ def what_would_fit(cost: ModelCost, num_gpus: int, global_batch: int, space: Sea
             fits = []
         if fits:
             return f"; fits with {label} (e.g. {fits[0][0].label()})"
-    tried = "" if {"zero", "recompute"} & pins.keys() else " (ZeRO 0-3 and recompute none/full tried)"
+    levels = "/".join(_recompute_levels(cost, SearchSpace()))
+    tried = "" if {"zero", "recompute"} & pins.keys() else f" (ZeRO 0-3 and recompute {levels} tried)"
     more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
     return tried + (f"; fits on {more} GPUs" if more else "; none up to 64x as many GPUs fits either: "
                     "shorten --seq or use GPUs with more memory")

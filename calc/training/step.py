@@ -101,7 +101,8 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         s["fwd"] += n * lc.fwd
         s["bwd"] += n * lc.bwd
         s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash
-                         else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac" else 0.0)
+                         else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac"
+                         else lc.norm_up_fwd if layout.recompute == "deepseek" else 0.0)
         tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else 0.0)
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else 0.0)
         s["tp_total"] += n * tp
@@ -195,6 +196,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
         fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
+        loss=cost.eff.loss,
     )
 
 
@@ -296,10 +298,10 @@ class TrainStepResult(BaseModel):
 
 def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
     """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
-    the attention core), the count Korthikanti et al. 2022 call HFU."""
+    the attention core; deepseek: the MLA up-projections), the count Korthikanti et al. 2022 call HFU."""
     extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq,
              "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq),
-             }.get(layout.recompute, 0.0)
+             "deepseek": cost.up_projection_flops_per_seq}.get(layout.recompute, 0.0)
     return global_batch * (cost.model_flops_per_seq + extra)
 
 
