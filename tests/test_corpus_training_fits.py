@@ -18,6 +18,13 @@ from benchmarks.corpus_predict import TRAINING_KINDS, predict_or_reason
 from benchmarks.corpus_schema import load_corpus
 
 KNOWN_REFUSED = frozenset({
+    # Megatron-MoE-ModelZoo Qwen3-235B (added with the corpus-more sources): 105 GiB predicted at TP4 PP8x4 EP8 with
+    # norm/MoE recompute at 16K-128K on H100, 269 GiB for the MXFP8 MBS3 run that offloads expert activations to the CPU
+    "moezoo-qwen3-235b-h100-longctx-16k-dropless",
+    "moezoo-qwen3-235b-h100-longctx-32k-dropless",
+    "moezoo-qwen3-235b-h100-longctx-64k-dropless",
+    "moezoo-qwen3-235b-h100-longctx-128k-dropless",
+    "moezoo-qwen3-235b-gb200-256-fp8-4k",
     "bridge-25.11-pretrain-llama3-70b-gb200-64-fp8-cs",
     "bridge-25.11-pretrain-llama3.1-405b-gb200-256-fp8-cs",
     "bridge-25.11-pretrain-gpt-oss-120b-h100-sxm-64-bf16",
