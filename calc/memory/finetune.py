@@ -52,7 +52,7 @@ from calc.units import GIB, dtype_bytes, gib
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS = ("full", "lora", "qlora", "dora")
-LOSSES = ("fp32", "chunked", "fused")
+LOSSES = ("fp32", "chunked", "fused", "bf16")
 NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 
 DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
@@ -149,6 +149,42 @@ def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bo
                                 block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None)
 
 
+def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, shards: int, zero_ranks: int, zero: int,
+                        grad_accum: int, mixed_units: bool, no_sync: bool) -> tuple[int, str]:
+    """Gradient bytes per GPU under FSDP (ZeRO-3 over ``zero_ranks``), with the formula, for two behaviours of
+    PyTorch FSDP (1.x, FlatParameter) that a frozen-base method meets:
+
+    ``mixed_units``: one FSDP unit per block holds the frozen weights and their adapters together
+    (``use_orig_params=True``, as Lightning Fabric's FSDPStrategy sets). The unit's flat parameter then requires
+    grad as a whole and autograd produces the gradient of every weight in it: "FSDP supports mixing frozen and
+    non-frozen, but we recommend not doing so since then the gradient memory usage will be higher than expected
+    (namely, equivalent to not freezing those parameters)" (torch.distributed.fsdp.FullyShardedDataParallel
+    docstring). Gradients = every block weight x w (the embedding/head root unit stays frozen: no gradient).
+
+    ``no_sync``: micro-batches accumulate inside ``FSDP.no_sync()`` (Lightning ``fabric.no_backward_sync``, as
+    litgpt's finetune scripts do): "FSDP will accumulate the full model gradients (instead of gradient shards)
+    until the eventual sync" (FullyShardedDataParallel.no_sync docstring), so with ``grad_accum`` > 1 the
+    gradients are not divided by the ZeRO ranks.
+
+        grads = G / (t*p) / (d if sharded else 1),   G = block params x w (mixed units) or adapters x w
+
+    >>> from calc.specs import ModelSpec
+    >>> m = ModelSpec(name="t", hidden_size=64, num_layers=2, num_heads=4, vocab_size=100, intermediate_size=128)
+    >>> fsdp_gradient_bytes(m, 10, 2, shards=1, zero_ranks=4, zero=3, grad_accum=1, mixed_units=False, no_sync=False)[0]
+    3
+    """
+    grads = trainable_bytes
+    formula = f"adapters {trainable_bytes:,} B"
+    if mixed_units:
+        block = sum(count * t.params for _k, count, ts in layer_kinds(m) for t in ts)
+        grads = block * w_bytes
+        formula = f"every block weight (frozen ones in the adapters' FSDP units) {block:,}*{w_bytes}"
+    unsharded = no_sync and grad_accum > 1
+    divisor = shards * (zero_ranks if zero >= 2 and not unsharded else 1)
+    formula += f" / {divisor}" + (" (accumulated unsharded under no_sync)" if unsharded and zero_ranks > 1 else "")
+    return math.ceil(grads / divisor), formula
+
+
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
                   zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int) -> None:
     """One-line errors naming the flag, before any arithmetic."""
@@ -237,13 +273,17 @@ def finetune_memory(
     optimizer_in_backward: bool = False, cuda_context_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
     fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
     shard_embeddings_separately: bool = False,
-    offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True,
+    offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, fsdp_mixed_units: bool = False,
+    fsdp_no_sync: bool = False, litgpt_block: bool = False, suggest: bool = True,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
     Sharding: TP/PP split every weight, gradient and state by t*p; ZeRO over d: stage 1 shards the
     optimizer states and master, 2 also gradients, 3 (= FSDP full shard) also weights, and then holds
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
+    ``fsdp_mixed_units`` / ``fsdp_no_sync``: FSDP units holding frozen weights with their adapters, and gradient
+    accumulation under no_sync (``fsdp_gradient_bytes``; litgpt's multi-GPU finetune scripts do both).
+    ``litgpt_block``: the block's saved tensors as litgpt's code keeps them (calc.memory.activations.litgpt_buffers).
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
@@ -272,6 +312,12 @@ def finetune_memory(
     if full:
         largest = max(largest, m.vocab_size * m.hidden_size)
     grads = (largest * w_bytes // shards) if optimizer_in_backward and full else zshard(grads_all, 2)
+    sharded_fsdp = zero == 3 and zero_ranks > 1
+    mixed = fsdp_mixed_units and sharded_fsdp and not full
+    grads_formula = ""
+    if sharded_fsdp and (mixed or fsdp_no_sync) and not (optimizer_in_backward and full):
+        grads, grads_formula = fsdp_gradient_bytes(m, grads_all, w_bytes, shards=shards, zero_ranks=zero_ranks, zero=zero,
+                                                   grad_accum=grad_accum, mixed_units=mixed, no_sync=fsdp_no_sync)
     cpu = 0
     paged = 0
     master_gpu = zshard(master, 1)
@@ -287,9 +333,9 @@ def finetune_memory(
 
     # --- activations and the peak: the training engine (calc.memory.training) ------------------------------
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
-    setup = LayerSetup(full=full, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
+    setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
-                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora")
+                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block)
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
@@ -304,7 +350,7 @@ def finetune_memory(
         transients["DoRA weight-norm temporaries"] = \
             2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
     fsdp = 0
-    if zero == 3 and zero_ranks > 1 or offload_params:
+    if sharded_fsdp or offload_params:
         fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately)
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
     engine = training_bytes_per_gpu(
@@ -339,7 +385,8 @@ def finetune_memory(
                   offload_optimizer=offload_optimizer, offload_params=offload_params, offload_activations=offload_activations,
                   optimizer_in_backward=optimizer_in_backward, cuda_context_gib=cuda_context_gib, fragmentation=fragmentation,
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
-                  offload_layers_in_flight=offload_layers_in_flight, suggest=False)
+                  offload_layers_in_flight=offload_layers_in_flight, fsdp_mixed_units=fsdp_mixed_units,
+                  fsdp_no_sync=fsdp_no_sync, litgpt_block=litgpt_block, suggest=False)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -365,6 +412,8 @@ def finetune_memory(
         + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
         f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"
         + (f"; FSDP keeps {fsdp_layers_in_flight} unsharded layers (or the embedding/head unit) in flight" if fsdp else "")
+        + ("; FSDP units hold frozen weights with their adapters: gradients of every block weight" if mixed else "")
+        + ("; micro-batches accumulate under no_sync: unsharded gradients" if fsdp_no_sync and grad_accum > 1 and sharded_fsdp else "")
         + ("; optimizer (and master) offloaded to CPU" if offload_optimizer else "")
         + ("; parameters offloaded to CPU" if offload_params else "")
         + (f"; activations offloaded to CPU, {offload_layers_in_flight} layers on GPU" if offload_activations else ""),
@@ -375,6 +424,7 @@ def finetune_memory(
         *([] if full else [f"  {line}" for line in lora.explain]),
         f"weights = {base_formula} = {base:,} B, per GPU {weights:,} B",
         f"fp32 master = 4*{trainable:,} = {master:,} B; optimizer states ({optimizer}) = {states:,} B; gradients = {grads_all:,} B",
+        *([f"FSDP gradients per GPU = {grads_formula} = {grads:,} B"] if grads_formula else []),
         "per-layer saved tensors (one layer):",
         *[f"  {b.name}: {b.formula}  [{b.source}]" for b in layer],
         f"activations ({stage_name}): one stage {act_formula}; head inputs {head_saved:,} B; "
