@@ -167,11 +167,7 @@ def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, sha
     gradients are not divided by the ZeRO ranks.
 
         grads = G / (t*p) / (d if sharded else 1),   G = block params x w (mixed units) or adapters x w
-
-    >>> from calc.specs import ModelSpec
-    >>> m = ModelSpec(name="t", hidden_size=64, num_layers=2, num_heads=4, vocab_size=100, intermediate_size=128)
-    >>> fsdp_gradient_bytes(m, 10, 2, shards=1, zero_ranks=4, zero=3, grad_accum=1, mixed_units=False, no_sync=False)[0]
-    3
+    (Llama 2 7B, LoRA, 2 GPUs, both: 6,476,267,520 block weights x 2 B = 12.95 GB a GPU; tests/test_finetune_litgpt.py)
     """
     grads = trainable_bytes
     formula = f"adapters {trainable_bytes:,} B"
@@ -233,33 +229,46 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
 
+OFFLOAD_RUNGS = (("optimizer", "offload_optimizer"), ("activations", "offload_activations"), ("params", "offload_params"))
+
+
 def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
     """The first change, in order of cost to the run, whose peak fits on this GPU count: each rung keeps the ones
     before it. ZeRO-3 (FSDP full shard, when there are DP ranks to shard over), ``--recompute full``, CPU offload
-    of the optimizer, then of the parameters too (DeepSpeed ZeRO-Offload / FSDP CPU offload), then
-    ``--method qlora`` (NF4 base). Answer.AI's FSDP + QLoRA recipe trains Llama-2 70B on 2 x 24 GB this way
-    (FSDP, gradient checkpointing, CPU offload; answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits
-    (more GPUs is the answer then: ``min_gpus``)."""
+    of the optimizer states (a host-side step), of the activation checkpoints (copied out and back on a side
+    stream, overlapped with compute: torchtune ``enable_activation_offloading``), then of the parameters (DeepSpeed
+    ZeRO-Offload / FSDP CPU offload: every weight crosses PCIe twice a step), then ``--method qlora`` (NF4 base).
+    An offload rung that frees nothing (the optimizer of a few adapters) is left out of the answer. Answer.AI's FSDP
+    + QLoRA recipe trains Llama-2 70B on 2 x 24 GB with FSDP, gradient checkpointing and CPU offload
+    (answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits (more GPUs is the answer then: ``min_gpus``)."""
     changes: dict[str, Any] = {}
     flags: list[str] = []
+    offloads: list[str] = []
     rungs: list[tuple[str, dict[str, Any]]] = []
     if zero < 3 and plan.dp > 1:
         rungs.append(("--zero 3", {"zero": 3}))
     if common["recompute"] != "full":
         rungs.append(("--recompute full", {"recompute": "full"}))
-    if not common["offload_optimizer"]:
-        rungs.append(("--offload optimizer", {"offload_optimizer": True}))
-    if not common["offload_params"]:
-        rungs.append(("--offload optimizer,params", {"offload_optimizer": True, "offload_params": True}))
+    rungs += [(f"--offload {name}", {key: True}) for name, key in OFFLOAD_RUNGS if not common[key]]
     if method in ("full", "lora", "dora"):
         rungs.append(("--method qlora", {"method": "qlora"}))
+    before = finetune_memory(m, plan=plan, **{**common, "method": method, "zero": zero}).per_gpu_bytes
     for flag, change in rungs:
         changes.update(change)
-        flags = [f for f in flags if not (f.startswith("--offload") and flag.startswith("--offload"))] + [flag]
         args = {**common, "method": method, "zero": zero, **changes}
-        r = finetune_memory(m, plan=plan, **args)
-        if r.per_gpu_bytes <= gpu.memory_bytes:
-            return [f"{' '.join(flags)} ({gib(r.per_gpu_bytes):.1f} GiB)"]
+        peak = finetune_memory(m, plan=plan, **args).per_gpu_bytes
+        if flag.startswith("--offload"):
+            if before - peak < GIB // 10:  # frees under 0.1 GiB: not a change worth naming
+                before = peak
+                continue
+            offloads.append(flag.split()[1])
+        else:
+            flags.append(flag)
+        before = peak
+        if peak <= gpu.memory_bytes:
+            shown = [f for f in flags if f != "--method qlora"] + ([f"--offload {','.join(offloads)}"] if offloads else []) \
+                + (["--method qlora"] if "--method qlora" in flags else [])
+            return [f"{' '.join(shown)} ({gib(peak):.1f} GiB)"]
     return []
 
 
