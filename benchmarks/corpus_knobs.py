@@ -20,7 +20,8 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
              "lora_targets", "quantization", "fp8_recipe", "system")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
-              "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations")
+              "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
+              "shard_embeddings_separately")
 
 
 class Unrepresentable(Exception):
@@ -147,7 +148,7 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "optimizer", "loss",
                                                     "recompute", "attention", "zero", "fused", "optimizer_in_backward",
                                                     "grad_accum", "offload_params", "offload_optimizer",
-                                                    "offload_activations") if key in k}
+                                                    "offload_activations", "shard_embeddings_separately") if key in k}
     out["method"] = method
     if (recompute := stack_recompute(row, k)) is not None:
         out["recompute"] = recompute

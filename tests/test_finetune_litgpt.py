@@ -151,3 +151,10 @@ def test_70b_qlora_on_two_24gb_cards_names_the_change_that_fits():
                             offload_activations=True, suggest=False)
     assert fixed.per_gpu_bytes <= gpu.memory_bytes
     assert short.per_gpu_bytes - fixed.per_gpu_bytes > 78 * 4096 * 8192 * 2  # 78 of the 80 checkpoints leave
+
+
+def test_torchtune_custom_sharded_layers_reach_the_engine():
+    # torchtune's 70B full recipe: custom_sharded_layers [tok_embeddings, output] (recorded as
+    # shard_embeddings_separately); the knob used to be dropped on the way to finetune_memory
+    row = _row("torchtune", method="full", seq=2048, batch=2, dp=8, zero=3, shard_embeddings_separately=True)
+    assert finetune_kwargs(row, knobs(row))["shard_embeddings_separately"] is True
