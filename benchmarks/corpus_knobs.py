@@ -124,7 +124,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
 # unit holds the frozen weights with their LoRA matrices, and Fabric's FSDPStrategy wraps with use_orig_params=True
 # ("sets `use_orig_params=True` to keep the reference to the original parameters in the optimizer"): the unit's
 # gradient covers its frozen weights too. Micro-batches accumulate under ``fabric.no_backward_sync(model,
-# enabled=is_accumulating)`` (FSDP.no_sync: unsharded gradients). litgpt commit 8641822 finetune/lora.py.
+# enabled=is_accumulating)`` (FSDP.no_sync: unsharded gradients). Lightning 2.1's FSDPStrategy is FSDP1, whose root
+# unit (embedding, head, final norm) stays gathered from forward to backward. litgpt commit 8641822 finetune/lora.py.
 FSDP_CHECKPOINTS_BLOCKS_STACKS = ("litgpt",)
 
 # litgpt's finetune scripts (commit 8641822 finetune/lora.py): ``logits = model(input_ids, lm_head_chunk_size=128)`` then
@@ -179,5 +180,5 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
         if row.stack.name in FSDP_CHECKPOINTS_BLOCKS_STACKS:
             if "recompute" not in out:
                 out["recompute"] = "full"
-            out["fsdp_mixed_units"] = out["fsdp_no_sync"] = True
+            out["fsdp_mixed_units"] = out["fsdp_no_sync"] = out["fsdp1_root"] = True
     return out

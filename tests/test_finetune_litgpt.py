@@ -96,7 +96,7 @@ def test_litgpt_row_knobs_follow_its_finetune_script():
     kw = finetune_kwargs(row, knobs(row))
     # lm_head_chunk_size=128 over 1304 tokens: 11 chunks; lora_dropout = 0.05; 128 / (2 x 2) micro-batches a step
     assert (kw["loss"], kw["loss_chunks"], kw["lora_dropout"], kw["grad_accum"]) == ("bf16", 11, 0.05, 32)
-    assert kw["zero"] == 3 and kw["recompute"] == "full" and kw["fsdp_mixed_units"] and kw["fsdp_no_sync"]
+    assert kw["zero"] == 3 and kw["recompute"] == "full" and kw["fsdp_mixed_units"] and kw["fsdp_no_sync"] and kw["fsdp1_root"]
     single = _row("litgpt", method="lora", seq=1304, micro_batch=1)
     assert "fsdp_mixed_units" not in finetune_kwargs(single, knobs(single))
 
@@ -158,3 +158,13 @@ def test_torchtune_custom_sharded_layers_reach_the_engine():
     # shard_embeddings_separately); the knob used to be dropped on the way to finetune_memory
     row = _row("torchtune", method="full", seq=2048, batch=2, dp=8, zero=3, shard_embeddings_separately=True)
     assert finetune_kwargs(row, knobs(row))["shard_embeddings_separately"] is True
+
+
+def test_fsdp1_root_unit_stays_gathered_beside_the_blocks():
+    """Llama 2 7B on 2 GPUs, FSDP: a block is 6,476,267,520 / 32 = 202,383,360 weights (404,766,720 B in bf16), two in
+    flight 809,533,440 B; the root unit is embedding + head + final norm = 262,148,096 weights = 524,296,192 B.
+    FSDP2 / torchtitan: the larger of the two; FSDP1 (Lightning 2.1): the root stays gathered, so both."""
+    m = load_model("llama2-7b")
+    common = dict(method="lora", precision="bf16", seq=1304, recompute="full", zero=3, plan=Parallelism(dp=2))
+    assert finetune_memory(m, **common).per_gpu["FSDP unsharded layers"] == 809_533_440
+    assert finetune_memory(m, fsdp1_root=True, **common).per_gpu["FSDP unsharded layers"] == 809_533_440 + 524_296_192

@@ -141,12 +141,14 @@ def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], ran
 
 
 def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
-                    separate_embeddings: bool) -> int:
+                    separate_embeddings: bool, root_resident: bool = False) -> int:
     """FSDP units in flight (calc.memory.training.fsdp_in_flight_bytes), the blocks in NF4 for QLoRA (the
-    embedding/head unit stays bf16) and their fp32 gradients only when every weight trains."""
+    embedding/head unit stays bf16) and their fp32 gradients only when every weight trains; ``root_resident``:
+    FSDP1 keeps the root unit gathered beside the blocks."""
     nf4 = method == "qlora" and base_dtype == "nf4"
     return fsdp_in_flight_bytes(m, tp, layers, separate_embeddings, trains=method == "full",
-                                block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None)
+                                block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None,
+                                root_resident=root_resident)
 
 
 def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, shards: int, zero_ranks: int, zero: int,
@@ -283,7 +285,7 @@ def finetune_memory(
     fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, fsdp_mixed_units: bool = False,
-    fsdp_no_sync: bool = False, litgpt_block: bool = False, suggest: bool = True,
+    fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False, suggest: bool = True,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -292,6 +294,8 @@ def finetune_memory(
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
     ``fsdp_mixed_units`` / ``fsdp_no_sync``: FSDP units holding frozen weights with their adapters, and gradient
     accumulation under no_sync (``fsdp_gradient_bytes``; litgpt's multi-GPU finetune scripts do both).
+    ``fsdp1_root``: PyTorch FSDP1 keeps the root unit (embedding, head, final norm) gathered from forward to backward,
+    beside the blocks in flight (``fsdp_in_flight_bytes`` root_resident; Lightning's FSDPStrategy of 2023 is FSDP1).
     ``litgpt_block``: the block's saved tensors as litgpt's code keeps them (calc.memory.activations.litgpt_buffers).
     """
     plan = check_layout(m, plan or Parallelism())
@@ -360,7 +364,8 @@ def finetune_memory(
             2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
     fsdp = 0
     if sharded_fsdp or offload_params:
-        fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately)
+        fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately,
+                               root_resident=fsdp1_root)
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
     engine = training_bytes_per_gpu(
         m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
@@ -395,7 +400,7 @@ def finetune_memory(
                   optimizer_in_backward=optimizer_in_backward, cuda_context_gib=cuda_context_gib, fragmentation=fragmentation,
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, fsdp_mixed_units=fsdp_mixed_units,
-                  fsdp_no_sync=fsdp_no_sync, litgpt_block=litgpt_block, suggest=False)
+                  fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root, litgpt_block=litgpt_block, suggest=False)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -440,7 +445,7 @@ def finetune_memory(
         f"with logits/loss or backward workspace = {activations:,} B",
         f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
-        *([f"FSDP in flight = max({fsdp_layers_in_flight} unsharded blocks"
+        *([f"FSDP in flight = {'sum' if fsdp1_root else 'max'}({fsdp_layers_in_flight} unsharded blocks"
            f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
            f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
         *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),
