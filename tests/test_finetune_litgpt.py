@@ -168,3 +168,13 @@ def test_fsdp1_root_unit_stays_gathered_beside_the_blocks():
     common = dict(method="lora", precision="bf16", seq=1304, recompute="full", zero=3, plan=Parallelism(dp=2))
     assert finetune_memory(m, **common).per_gpu["FSDP unsharded layers"] == 809_533_440
     assert finetune_memory(m, fsdp1_root=True, **common).per_gpu["FSDP unsharded layers"] == 809_533_440 + 524_296_192
+
+
+def test_litgpt_qlora_keeps_both_the_norm_output_and_its_dropped_copy():
+    # bitsandbytes MatMul4Bit keeps the qkv linear's input (the norm output) and lora_A keeps the dropout's output:
+    # one more b*s*H*2 than LoRA on a bf16 base: 1304 x 4096 x 2 = 10,682,368 B a layer
+    m = load_model("llama2-7b")
+    lora = LayerSetup(full=False, adapted=QV, lora_rank=8, lora_dropout=0.05, litgpt=True)
+    qlora = LayerSetup(full=False, adapted=QV, lora_rank=8, lora_dropout=0.05, litgpt=True, quantized=True)
+    extra = sum(b.bytes for b in litgpt_buffers(m, 1304, qlora)) - sum(b.bytes for b in litgpt_buffers(m, 1304, lora))
+    assert extra == 10_682_368

@@ -221,7 +221,8 @@ def litgpt_buffers(m: ModelSpec, tokens: int, s: LayerSetup) -> list[Buffer]:
       fused qkv output behind the view v:       (h + g)*d per token   (qkv is (h+2g)*d; Q', K' copies and v counted)
       LoRA on a subset of q, k, v (zero_pad):   sum of the adapted outputs (index_copy's saved source, B A x)
       lora_dropout (one nn.Dropout on the fused input): a 1-byte mask of H; the dropped copy replaces the kept
-                                                 norm output as the input dA needs (q/k/v input already counted)
+                                                 norm output as the input dA needs (q/k/v input already counted),
+                                                 unless the qkv linear is 4-bit: MatMul4Bit keeps the norm output too
     Bytes = tokens x elements x act bytes (the mask 1 B), divided by TP for head-split tensors."""
     b, tp = s.act_bytes, s.tp
     H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
@@ -235,6 +236,9 @@ def litgpt_buffers(m: ModelSpec, tokens: int, s: LayerSetup) -> list[Buffer]:
                           f"b*s*{width}*{b}/t = {tokens}*{width}*{b}/{tp}", _SRC_LITGPT))
     if s.lora_rank and adapted and s.lora_dropout:
         out.append(Buffer("LoRA dropout mask (shared qkv input)", tokens * H, f"b*s*H*1 B = {tokens}*{H}", _SRC_LITGPT))
+        if s.quantized:  # the 4-bit qkv linear keeps the norm output and lora_A its dropped copy: both stay
+            out.append(Buffer("LoRA dropout copy (beside the norm output the quantized qkv keeps)", tokens * H * b,
+                              f"b*s*H*{b} = {tokens}*{H}*{b}", _SRC_LITGPT))
     return out
 
 
