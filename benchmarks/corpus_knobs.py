@@ -20,7 +20,8 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
              "lora_targets", "quantization", "fp8_recipe", "system")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
-              "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations")
+              "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
+              "shard_embeddings_separately")
 
 
 class Unrepresentable(Exception):
@@ -94,6 +95,14 @@ def training_loss(row: Any, k: dict[str, Any]) -> str | None:
     return k.get("loss") or STACK_LOSS.get(row.stack.name)
 
 
+def stack_recompute(row: Any, k: dict[str, Any]) -> str | None:
+    """The row's recompute level in the engine's names: torchtitan's selective AC is op-level SAC, the engine's "sac"
+    (not Megatron's selective, which under FlashAttention recomputes nothing); None when the row names none."""
+    if k.get("recompute") == "selective" and row.stack.name in OP_LEVEL_SAC_STACKS:
+        return "sac"
+    return k["recompute"] if k.get("recompute") in ("none", "selective", "full", "sac") else None
+
+
 def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """(Layout keywords, global batch). DP, when the source gives only the GPU count, is what the other axes leave
     (n / (TP x PP x CP)); FSDP is ZeRO-3 (FULL_SHARD); the global batch, when not given, is micro_batch x DP x
@@ -104,10 +113,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
         lay["sp"] = k["sp"]
     elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:
         lay["sp"] = True  # torchtitan's TP plan always shards norms/residuals by sequence (SequenceParallel)
-    if k.get("recompute") == "selective" and row.stack.name in OP_LEVEL_SAC_STACKS:
-        lay["recompute"] = "sac"  # torchtitan's selective AC is op-level SAC, the engine's "sac" (not Megatron's selective)
-    elif k.get("recompute") in ("none", "selective", "full", "sac"):
-        lay["recompute"] = k["recompute"]
+    if (recompute := stack_recompute(row, k)) is not None:
+        lay["recompute"] = recompute
     if k.get("fsdp") and "zero" not in lay:
         lay["zero"] = 3
     if "zero" not in lay and row.stack.name in DISTRIBUTED_OPTIMIZER_STACKS:
@@ -124,11 +131,23 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 # litgpt's finetune scripts on several devices build FSDPStrategy(auto_wrap_policy={Block},
-# activation_checkpointing_policy={Block}, ...): every block is checkpointed (finetune/lora.py, 2023-2024).
+# activation_checkpointing_policy={Block}, ...): every block is checkpointed (finetune/lora.py, 2023-2024). Each Block
+# unit holds the frozen weights with their LoRA matrices, and Fabric's FSDPStrategy wraps with use_orig_params=True
+# ("sets `use_orig_params=True` to keep the reference to the original parameters in the optimizer"): the unit's
+# gradient covers its frozen weights too. Micro-batches accumulate under ``fabric.no_backward_sync(model,
+# enabled=is_accumulating)`` (FSDP.no_sync: unsharded gradients). Lightning 2.1's FSDPStrategy is FSDP1, whose root
+# unit (embedding, head, final norm) stays gathered from forward to backward. litgpt commit 8641822 finetune/lora.py.
 FSDP_CHECKPOINTS_BLOCKS_STACKS = ("litgpt",)
 # ... and load the checkpoint with fabric.load_raw into the FSDP-wrapped model: Lightning gathers every weight first
 # (calc.memory.finetune._gathered_load_peak)
 GATHERED_LOAD_STACKS = ("litgpt",)
+
+# litgpt's finetune scripts (commit 8641822 finetune/lora.py): ``logits = model(input_ids, lm_head_chunk_size=128)`` then
+# ``chunked_cross_entropy(logits, targets[..., 1:])``: bf16 logit chunks of 128 tokens, cross-entropy on bf16;
+# ``lora_dropout = 0.05``; the block as lit_gpt/model.py and lora.py write it (finetune_memory litgpt_block).
+LITGPT_STACKS = ("litgpt",)
+LITGPT_LM_HEAD_CHUNK = 128
+LITGPT_LORA_DROPOUT = 0.05
 
 QUANT = {"bnb.nf4": ("nf4", False), "bnb.nf4-dq": ("nf4", True), "bnb.int8": ("int8", False)}
 PRECISION = {"bf16-true": "bf16", "bf16-mixed": "mixed", "16-mixed": "mixed", "32-true": "fp32"}
@@ -144,8 +163,10 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "optimizer", "loss",
                                                     "recompute", "attention", "zero", "fused", "optimizer_in_backward",
                                                     "grad_accum", "offload_params", "offload_optimizer",
-                                                    "offload_activations") if key in k}
+                                                    "offload_activations", "shard_embeddings_separately") if key in k}
     out["method"] = method
+    if (recompute := stack_recompute(row, k)) is not None:
+        out["recompute"] = recompute
     if "seq" not in k:
         raise Unrepresentable("no sequence length given or assumed")
     out["seq"] = k["seq"]
@@ -161,10 +182,19 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
             out["method"] = "qlora"
     if k.get("attention") == "unfused":
         out["attention"] = "eager"
+    if row.stack.name in LITGPT_STACKS:
+        out["litgpt_block"] = True
+        out.setdefault("lora_dropout", LITGPT_LORA_DROPOUT)
+        if "loss" not in out:
+            out["loss"], out["loss_chunks"] = "bf16", -(-k["seq"] // LITGPT_LM_HEAD_CHUNK)
+    if "grad_accum" not in out and k.get("global_batch"):
+        out["grad_accum"] = max(k["global_batch"] // (out["batch"] * k.get("dp", 1)), 1)
     if k.get("fsdp") and "zero" not in out:
         out["zero"] = 3  # FSDP full shard is ZeRO-3, as in training_layout
-        if row.stack.name in FSDP_CHECKPOINTS_BLOCKS_STACKS and "recompute" not in out:
-            out["recompute"] = "full"
+        if row.stack.name in FSDP_CHECKPOINTS_BLOCKS_STACKS:
+            if "recompute" not in out:
+                out["recompute"] = "full"
+            out["fsdp_mixed_units"] = out["fsdp_no_sync"] = out["fsdp1_root"] = True
         if row.stack.name in GATHERED_LOAD_STACKS:
             out["gathered_load"] = True
     return out

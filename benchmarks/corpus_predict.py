@@ -318,7 +318,7 @@ def finetune_peak_gib(m: ModelSpec, settings: dict[str, Any], metric: str) -> fl
 
     plan, rest = finetune_settings(settings)
     r = finetune_memory(m, plan=plan, **rest)
-    return (r.reserved_peak_bytes if metric == "reserved" else r.per_gpu_bytes) / GIB
+    return {"reserved": r.reserved_peak_bytes, "allocated": r.allocated_peak_bytes}.get(metric, r.per_gpu_bytes) / GIB
 
 
 def _finetune(row: Any, m: ModelSpec) -> float:

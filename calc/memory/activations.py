@@ -84,6 +84,8 @@ class LayerSetup:
     keeps its input whenever that input needs a gradient, which it does as soon as any adapter sits upstream
     (bitsandbytes autograd/_functions.py MatMul4Bit.forward: ``if any(ctx.needs_input_grad[:2]): ctx.tensors =
     (A, B)``; MatMul8bitLt likewise keeps A), so every quantized linear's input is saved, trained or not.
+    ``litgpt``: the block as litgpt writes it (lit_gpt/model.py, lora.py, rmsnorm.py at commit 8641822, the code of
+    its published resource tables; ``litgpt_buffers``).
     """
 
     full: bool = True
@@ -98,6 +100,7 @@ class LayerSetup:
     tp: int = 1
     sp: bool = False
     quantized: bool = False
+    litgpt: bool = False
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -114,9 +117,10 @@ _SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021,
 def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
     """Fused norm kernels keep the input (act bytes) + fp32 1/rms per token; the eager HF RMSNorm upcasts
     first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token."""
-    per = (width * s.act_bytes if s.fused else 4 * width) + 4
-    formula = f"tokens*({'H*' + str(s.act_bytes) if s.fused else '4*H fp32 upcast'} + 4) = {tokens}*({width}*" \
-              f"{s.act_bytes if s.fused else 4} + 4)"
+    kept = s.fused or s.litgpt  # litgpt's RMSNorm/LayerNorm of commit 8641822 keep the bf16 input (no upcast)
+    per = (width * s.act_bytes if kept else 4 * width) + 4
+    formula = f"tokens*({'H*' + str(s.act_bytes) if kept else '4*H fp32 upcast'} + 4) = {tokens}*({width}*" \
+              f"{s.act_bytes if kept else 4} + 4)"
     return Buffer(name, tokens * per, f"{formula} = {tokens * per:,} B", _SRC_NORM)
 
 
@@ -158,6 +162,8 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     if qkv_input:
         add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
     add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    if s.litgpt and not m.mla:
+        out += litgpt_buffers(m, t_tok, s)
     if m.mla:
         a = m.mla
         latent = (a.q_lora_rank or 0) + a.kv_lora_rank
@@ -196,12 +202,45 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         mats = _adapted_shapes(m, s.adapted)
         n = len(mats)
         add("LoRA A x (adapter intermediates)", n * s.lora_rank, 1, f"b*s*{n} adapters*r*{b} = {t_tok}*{n}*{s.lora_rank}*{b}", _SRC_LORA)
-        if s.lora_dropout:
+        if s.lora_dropout and not s.litgpt:
             d_in = sum(i for i, _o in mats)
             add("LoRA dropout copies + masks", d_in, 1, f"b*s*sum(d_in)*({b}+1) = {t_tok}*{d_in}*{b + 1}", _SRC_LORA, b + 1)
         if s.dora:
             d_out = sum(o for _i, o in mats)
             add("DoRA base outputs (for the magnitude)", d_out, 1, f"b*s*sum(d_out)*{b} = {t_tok}*{d_out}*{b}", _SRC_DORA)
+    return out
+
+
+_SRC_LITGPT = ("litgpt commit 8641822: CausalSelfAttention takes q, k, v as views of the fused qkv output; RoPE copies "
+               "q and k, v stays a view, so the attention kernel's saved v keeps the whole qkv tensor; LoRAQKVLinear "
+               "zero_pad index_copy keeps its source (B A x of the adapted q/k/v); one lora_dropout on the shared input")
+
+
+def litgpt_buffers(m: ModelSpec, tokens: int, s: LayerSetup) -> list[Buffer]:
+    """What litgpt's block (commit 8641822) keeps beyond the engine's Q, K, V (checked by counting the tensors
+    autograd saves, torch.autograd.graph.saved_tensors_hooks, on a bf16 LoRA block of that code):
+
+      fused qkv output behind the view v:       (h + g)*d per token   (qkv is (h+2g)*d; Q', K' copies and v counted)
+      LoRA on a subset of q, k, v (zero_pad):   sum of the adapted outputs (index_copy's saved source, B A x)
+      lora_dropout (one nn.Dropout on the fused input): a 1-byte mask of H; the dropped copy replaces the kept
+                                                 norm output as the input dA needs (q/k/v input already counted),
+                                                 unless the qkv linear is 4-bit: MatMul4Bit keeps the norm output too
+    Bytes = tokens x elements x act bytes (the mask 1 B), divided by TP for head-split tensors."""
+    b, tp = s.act_bytes, s.tp
+    H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
+    out = [Buffer("fused qkv output (kept by the view v)", math.ceil(tokens * (h + g) * d * b / tp),
+                  f"b*s*(h+g)*d*{b}/t = {tokens}*{(h + g) * d}*{b}/{tp}", _SRC_LITGPT)]
+    qkv_names = ("q_proj", "k_proj", "v_proj")
+    adapted = [n for n in qkv_names if n in s.adapted]
+    if s.lora_rank and adapted and len(adapted) < 3:
+        width = sum(h * d if n == "q_proj" else g * d for n in adapted)
+        out.append(Buffer("LoRA zero_pad source (B A x of the adapted q/k/v)", math.ceil(tokens * width * b / tp),
+                          f"b*s*{width}*{b}/t = {tokens}*{width}*{b}/{tp}", _SRC_LITGPT))
+    if s.lora_rank and adapted and s.lora_dropout:
+        out.append(Buffer("LoRA dropout mask (shared qkv input)", tokens * H, f"b*s*H*1 B = {tokens}*{H}", _SRC_LITGPT))
+        if s.quantized:  # the 4-bit qkv linear keeps the norm output and lora_A its dropped copy: both stay
+            out.append(Buffer("LoRA dropout copy (beside the norm output the quantized qkv keeps)", tokens * H * b,
+                              f"b*s*H*{b} = {tokens}*{H}*{b}", _SRC_LITGPT))
     return out
 
 
@@ -228,7 +267,7 @@ def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, in
 # stacks (lm_head_buffers explains each): Megatron-Core's vocab-parallel CE 4 (fp32 softmax) + 2 (bf16 grad cast);
 # flash-attn's fused CE 2 (bf16 logits saved) + 2 (bf16 dlogits).
 LOSS_BYTES_PER_LOGIT = {"megatron": 6, "flash-ce": 4}
-TRAINING_LOSSES = ("fp32", "megatron", "flash-ce", "chunked", "fused")
+TRAINING_LOSSES = ("fp32", "megatron", "flash-ce", "chunked", "fused", "bf16")
 
 
 def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
@@ -251,20 +290,24 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     FlashAttention's fused cross-entropy (``"flash-ce"``; flash_attn/losses/cross_entropy.py, llm-foundry's default
     loss_fn "fused_crossentropy"): the Triton kernel reads the bf16 logits, saves them and a per-row fp32
     log-sum-exp, and backward writes a new bf16 dlogits (inplace_backward=False): 2 + 2 = 4 B per logit.
+    bf16 (litgpt: ``model(x, lm_head_chunk_size=128)`` + ``chunked_cross_entropy``, lit_gpt/utils.py at commit
+    8641822): cross_entropy runs on each bf16 logit chunk without an upcast, so every chunk's bf16 log-softmax is
+    kept until backward beside the bf16 logits, and backward writes one chunk's two bf16 gradients: 2 + 2 + 4/C.
     """
     tok = batch * seq
     V = m.vocab_size
     out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
-    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks,
+    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks, "bf16": 4 + 4 / chunks,
                  "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[loss]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
            "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
            "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits",
            "megatron": "Megatron-Core vocab-parallel cross-entropy: fp32 softmax saved, gradient in place, bf16 cast",
-           "flash-ce": "flash_attn.losses.cross_entropy: bf16 logits saved + bf16 dlogits"}[loss]
+           "flash-ce": "flash_attn.losses.cross_entropy: bf16 logits saved + bf16 dlogits",
+           "bf16": "litgpt chunked_cross_entropy on bf16 logit chunks: log-softmax kept in bf16 for every chunk"}[loss]
     out.append(Buffer(f"logits + cross-entropy ({loss})", n, f"b*s*V*{per_logit:g} B/t = {tok}*{V}*{per_logit:g}/{tp} = {n:,} B", src))
     return out
 

@@ -155,12 +155,46 @@ def _gathered_load_peak(base: int, local_shard: int, shards: int) -> int:
 
 
 def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
-                    separate_embeddings: bool) -> int:
+                    separate_embeddings: bool, root_resident: bool = False) -> int:
     """FSDP units in flight (calc.memory.training.fsdp_in_flight_bytes), the blocks in NF4 for QLoRA (the
-    embedding/head unit stays bf16) and their fp32 gradients only when every weight trains."""
+    embedding/head unit stays bf16) and their fp32 gradients only when every weight trains; ``root_resident``:
+    FSDP1 keeps the root unit gathered beside the blocks."""
     nf4 = method == "qlora" and base_dtype == "nf4"
     return fsdp_in_flight_bytes(m, tp, layers, separate_embeddings, trains=method == "full",
-                                block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None)
+                                block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None,
+                                root_resident=root_resident)
+
+
+def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, shards: int, zero_ranks: int, zero: int,
+                        grad_accum: int, mixed_units: bool, no_sync: bool) -> tuple[int, str]:
+    """Gradient bytes per GPU under FSDP (ZeRO-3 over ``zero_ranks``), with the formula, for two behaviours of
+    PyTorch FSDP (1.x, FlatParameter) that a frozen-base method meets:
+
+    ``mixed_units``: one FSDP unit per block holds the frozen weights and their adapters together
+    (``use_orig_params=True``, as Lightning Fabric's FSDPStrategy sets). The unit's flat parameter then requires
+    grad as a whole and autograd produces the gradient of every weight in it: "FSDP supports mixing frozen and
+    non-frozen, but we recommend not doing so since then the gradient memory usage will be higher than expected
+    (namely, equivalent to not freezing those parameters)" (torch.distributed.fsdp.FullyShardedDataParallel
+    docstring). Gradients = every block weight x w (the embedding/head root unit stays frozen: no gradient).
+
+    ``no_sync``: micro-batches accumulate inside ``FSDP.no_sync()`` (Lightning ``fabric.no_backward_sync``, as
+    litgpt's finetune scripts do): "FSDP will accumulate the full model gradients (instead of gradient shards)
+    until the eventual sync" (FullyShardedDataParallel.no_sync docstring), so with ``grad_accum`` > 1 the
+    gradients are not divided by the ZeRO ranks.
+
+        grads = G / (t*p) / (d if sharded else 1),   G = block params x w (mixed units) or adapters x w
+    (Llama 2 7B, LoRA, 2 GPUs, both: 6,476,267,520 block weights x 2 B = 12.95 GB a GPU; tests/test_finetune_litgpt.py)
+    """
+    grads = trainable_bytes
+    formula = f"adapters {trainable_bytes:,} B"
+    if mixed_units:
+        block = sum(count * t.params for _k, count, ts in layer_kinds(m) for t in ts)
+        grads = block * w_bytes
+        formula = f"every block weight (frozen ones in the adapters' FSDP units) {block:,}*{w_bytes}"
+    unsharded = no_sync and grad_accum > 1
+    divisor = shards * (zero_ranks if zero >= 2 and not unsharded else 1)
+    formula += f" / {divisor}" + (" (accumulated unsharded under no_sync)" if unsharded and zero_ranks > 1 else "")
+    return math.ceil(grads / divisor), formula
 
 
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
@@ -211,33 +245,46 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
 
+OFFLOAD_RUNGS = (("optimizer", "offload_optimizer"), ("activations", "offload_activations"), ("params", "offload_params"))
+
+
 def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
     """The first change, in order of cost to the run, whose peak fits on this GPU count: each rung keeps the ones
     before it. ZeRO-3 (FSDP full shard, when there are DP ranks to shard over), ``--recompute full``, CPU offload
-    of the optimizer, then of the parameters too (DeepSpeed ZeRO-Offload / FSDP CPU offload), then
-    ``--method qlora`` (NF4 base). Answer.AI's FSDP + QLoRA recipe trains Llama-2 70B on 2 x 24 GB this way
-    (FSDP, gradient checkpointing, CPU offload; answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits
-    (more GPUs is the answer then: ``min_gpus``)."""
+    of the optimizer states (a host-side step), of the activation checkpoints (copied out and back on a side
+    stream, overlapped with compute: torchtune ``enable_activation_offloading``), then of the parameters (DeepSpeed
+    ZeRO-Offload / FSDP CPU offload: every weight crosses PCIe twice a step), then ``--method qlora`` (NF4 base).
+    An offload rung that frees nothing (the optimizer of a few adapters) is left out of the answer. Answer.AI's FSDP
+    + QLoRA recipe trains Llama-2 70B on 2 x 24 GB with FSDP, gradient checkpointing and CPU offload
+    (answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits (more GPUs is the answer then: ``min_gpus``)."""
     changes: dict[str, Any] = {}
     flags: list[str] = []
+    offloads: list[str] = []
     rungs: list[tuple[str, dict[str, Any]]] = []
     if zero < 3 and plan.dp > 1:
         rungs.append(("--zero 3", {"zero": 3}))
     if common["recompute"] != "full":
         rungs.append(("--recompute full", {"recompute": "full"}))
-    if not common["offload_optimizer"]:
-        rungs.append(("--offload optimizer", {"offload_optimizer": True}))
-    if not common["offload_params"]:
-        rungs.append(("--offload optimizer,params", {"offload_optimizer": True, "offload_params": True}))
+    rungs += [(f"--offload {name}", {key: True}) for name, key in OFFLOAD_RUNGS if not common[key]]
     if method in ("full", "lora", "dora"):
         rungs.append(("--method qlora", {"method": "qlora"}))
+    before = finetune_memory(m, plan=plan, **{**common, "method": method, "zero": zero}).per_gpu_bytes
     for flag, change in rungs:
         changes.update(change)
-        flags = [f for f in flags if not (f.startswith("--offload") and flag.startswith("--offload"))] + [flag]
         args = {**common, "method": method, "zero": zero, **changes}
-        r = finetune_memory(m, plan=plan, **args)
-        if r.per_gpu_bytes <= gpu.memory_bytes:
-            return [f"{' '.join(flags)} ({gib(r.per_gpu_bytes):.1f} GiB)"]
+        peak = finetune_memory(m, plan=plan, **args).per_gpu_bytes
+        if flag.startswith("--offload"):
+            if before - peak < GIB // 10:  # frees under 0.1 GiB: not a change worth naming
+                before = peak
+                continue
+            offloads.append(flag.split()[1])
+        else:
+            flags.append(flag)
+        before = peak
+        if peak <= gpu.memory_bytes:
+            shown = [f for f in flags if f != "--method qlora"] + ([f"--offload {','.join(offloads)}"] if offloads else []) \
+                + (["--method qlora"] if "--method qlora" in flags else [])
+            return [f"{' '.join(shown)} ({gib(peak):.1f} GiB)"]
     return []
 
 
@@ -252,6 +299,7 @@ def finetune_memory(
     fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
+    fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -260,6 +308,11 @@ def finetune_memory(
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
     ``gathered_load``: the checkpoint is loaded into the sharded model by gathering every weight first
     (``_gathered_load_peak``, Lightning Fabric's FSDP loader); the peak is the larger of that and the step's.
+    ``fsdp_mixed_units`` / ``fsdp_no_sync``: FSDP units holding frozen weights with their adapters, and gradient
+    accumulation under no_sync (``fsdp_gradient_bytes``; litgpt's multi-GPU finetune scripts do both).
+    ``fsdp1_root``: PyTorch FSDP1 keeps the root unit (embedding, head, final norm) gathered from forward to backward,
+    beside the blocks in flight (``fsdp_in_flight_bytes`` root_resident; Lightning's FSDPStrategy of 2023 is FSDP1).
+    ``litgpt_block``: the block's saved tensors as litgpt's code keeps them (calc.memory.activations.litgpt_buffers).
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
@@ -288,6 +341,12 @@ def finetune_memory(
     if full:
         largest = max(largest, m.vocab_size * m.hidden_size)
     grads = (largest * w_bytes // shards) if optimizer_in_backward and full else zshard(grads_all, 2)
+    sharded_fsdp = zero == 3 and zero_ranks > 1
+    mixed = fsdp_mixed_units and sharded_fsdp and not full
+    grads_formula = ""
+    if sharded_fsdp and (mixed or fsdp_no_sync) and not (optimizer_in_backward and full):
+        grads, grads_formula = fsdp_gradient_bytes(m, grads_all, w_bytes, shards=shards, zero_ranks=zero_ranks, zero=zero,
+                                                   grad_accum=grad_accum, mixed_units=mixed, no_sync=fsdp_no_sync)
     cpu = 0
     paged = 0
     master_gpu = zshard(master, 1)
@@ -303,9 +362,9 @@ def finetune_memory(
 
     # --- activations and the peak: the training engine (calc.memory.training) ------------------------------
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
-    setup = LayerSetup(full=full, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
+    setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
-                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora")
+                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block)
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
@@ -320,8 +379,9 @@ def finetune_memory(
         transients["DoRA weight-norm temporaries"] = \
             2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
     fsdp = 0
-    if zero == 3 and zero_ranks > 1 or offload_params:
-        fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately)
+    if sharded_fsdp or offload_params:
+        fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately,
+                               root_resident=fsdp1_root)
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
     engine = training_bytes_per_gpu(
         m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
@@ -366,7 +426,9 @@ def finetune_memory(
                   offload_optimizer=offload_optimizer, offload_params=offload_params, offload_activations=offload_activations,
                   optimizer_in_backward=optimizer_in_backward, cuda_context_gib=cuda_context_gib, fragmentation=fragmentation,
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
-                  offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load)
+                  offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
+                  fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
+                  litgpt_block=litgpt_block)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -393,6 +455,8 @@ def finetune_memory(
         + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
         f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"
         + (f"; FSDP keeps {fsdp_layers_in_flight} unsharded layers (or the embedding/head unit) in flight" if fsdp else "")
+        + ("; FSDP units hold frozen weights with their adapters: gradients of every block weight" if mixed else "")
+        + ("; micro-batches accumulate under no_sync: unsharded gradients" if fsdp_no_sync and grad_accum > 1 and sharded_fsdp else "")
         + ("; optimizer (and master) offloaded to CPU" if offload_optimizer else "")
         + ("; parameters offloaded to CPU" if offload_params else "")
         + (f"; activations offloaded to CPU, {offload_layers_in_flight} layers on GPU" if offload_activations else ""),
@@ -403,13 +467,14 @@ def finetune_memory(
         *([] if full else [f"  {line}" for line in lora.explain]),
         f"weights = {base_formula} = {base:,} B, per GPU {weights:,} B",
         f"fp32 master = 4*{trainable:,} = {master:,} B; optimizer states ({optimizer}) = {states:,} B; gradients = {grads_all:,} B",
+        *([f"FSDP gradients per GPU = {grads_formula} = {grads:,} B"] if grads_formula else []),
         "per-layer saved tensors (one layer):",
         *[f"  {b.name}: {b.formula}  [{b.source}]" for b in layer],
         f"activations ({stage_name}): one stage {act_formula}; head inputs {head_saved:,} B; "
         f"with logits/loss or backward workspace = {activations:,} B",
         f"  {head[-1].name}: {head[-1].formula}  [{head[-1].source}]",
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
-        *([f"FSDP in flight = max({fsdp_layers_in_flight} unsharded blocks"
+        *([f"FSDP in flight = {'sum' if fsdp1_root else 'max'}({fsdp_layers_in_flight} unsharded blocks"
            f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
            f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
         *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),

@@ -262,13 +262,16 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
 
 
 def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
-                         trains: bool = True, block_bytes: Callable[[int], int] | None = None) -> int:
+                         trains: bool = True, block_bytes: Callable[[int], int] | None = None,
+                         root_resident: bool = False) -> int:
     """ZeRO-3 / FSDP full shard: unsharded units alive at once: ``layers`` blocks (the one computing + the one
     prefetched), or the root unit (embedding + output head + final norm, gathered together unless sharded as
     their own units, as torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights
     (``block_bytes`` maps a block's parameters to its stored bytes: NF4 for QLoRA, FSDP2 all-gathers the
     quantised shards) plus, when they train, their unreduced gradients (fp32 reduce buffer, 4 B; FSDP2
-    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan)."""
+    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan). ``root_resident``: FSDP1 keeps the root unit
+    unsharded from its forward to its backward ("Do not free the root's parameters in the post-forward for
+    FULL_SHARD", torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard), so it adds to the blocks."""
     def unit(params: int, count: int, stored: Callable[[int], int]) -> int:
         params //= tp
         return count * stored(params) + (params * 4 if trains else 0)
@@ -276,7 +279,8 @@ def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYER
     block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
-    return max(unit(block, layers, block_bytes or (lambda n: 2 * n)), unit(root, 1, lambda n: 2 * n))
+    blocks, root_unit = unit(block, layers, block_bytes or (lambda n: 2 * n)), unit(root, 1, lambda n: 2 * n)
+    return blocks + root_unit if root_resident else max(blocks, root_unit)
 
 
 def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: bool, activations: int, fsdp: int = 0,
