@@ -33,6 +33,12 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    kinds; serving decode: TPOT, e2e, throughput; serving prefill: TTFT) per band group pool | generation | dtype
    class | dense/MoE; the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the pool's where the
    pool has, the family's (serving) where that has, else the stated wide default (a factor of 2 either way).
+6. Spread: leave one fit source group out at a time and read its rows' bands from the rest (step 5's chain); the
+   quantiles are spread about their median by the smallest factor k (1.00-4.00 by 0.05) that puts BAND_LEVEL of the
+   left-out rows inside, per pool: one k for bands read from the row's own band group, one for fallbacks (pool,
+   family); a pool with too few left-out rows takes the k over all pools.
+   Rows of one source share a stack and a setting, so plain quantiles over rows are narrower than the scatter
+   between sources that a new user's run meets (fit_corpus.spread_factors).
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ PASSES = 2
 MIN_BAND_ROWS = 8
 BAND_LEVEL = 0.8
 WIDE = math.log(2.0)  # the stated wide band: a factor of 2 either way
+SPREAD_GRID = [round(1.0 + 0.05 * i, 2) for i in range(61)]  # 1.00 .. 4.00
 
 FAMILY = KINDS  # corpus kind -> (band family, +1 time-like / -1 rate-like)
 
@@ -218,27 +225,99 @@ def cross_validate(rows: list[Entry], preds: Predictions) -> dict[str, float]:
     return out
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
+def _raw_quantiles(values: list[float]) -> tuple[float, float, float]:
     q = statistics.quantiles(values, n=10, method="inclusive")
-    return {"q10": round(q[0], 4), "q90": round(q[8], 4), "rows": len(values)}
+    return q[0], statistics.median(values), q[8]
+
+
+def _quantiles(values: list[float], k: float) -> dict[str, float]:
+    """q10 and q90 of ``values`` spread about their median by ``k`` (step 6), with the raw quantiles beside them."""
+    q10, q50, q90 = _raw_quantiles(values)
+    return {"q10": round(q50 + k * (q10 - q50), 4), "q90": round(q50 + k * (q90 - q50), 4), "q50": round(q50, 4),
+            "q10_raw": round(q10, 4), "q90_raw": round(q90, 4), "rows": len(values)}
+
+
+LEVELS = ("groups", "pools", "families")
+
+
+def _by_level(rows: list[Entry], r: dict[str, float]) -> dict[str, dict[str, list[float]]]:
+    """Time-oriented residuals per band group, per pool and per family (calc.bands: the pools share one prediction)."""
+    by: dict[str, dict[str, list[float]]] = {level: {} for level in LEVELS}
+    for e in rows:
+        pool = pool_of(e.row.kind)
+        by["groups"].setdefault(e.band_group, []).append(r[e.row.id])
+        by["pools"].setdefault(pool, []).append(r[e.row.id])
+        if pool in POOL_FAMILY:
+            by["families"].setdefault(POOL_FAMILY[pool], []).append(r[e.row.id])
+    return by
+
+
+def _chain(e: Entry, by: dict[str, dict[str, list[float]]]) -> tuple[str, list[float]] | None:
+    """calc.bands.band's chain for a row: its band group, else its pool, else its family, each with >= MIN_BAND_ROWS."""
+    pool = pool_of(e.row.kind)
+    for level, key in (("groups", e.band_group), ("pools", pool), ("families", POOL_FAMILY.get(pool))):
+        values = by[level].get(key) if key else None
+        if values and len(values) >= MIN_BAND_ROWS:
+            return ("group" if level == "groups" else "fallback"), values
+    return None
+
+
+def spread_factors(rows: list[Entry], r: dict[str, float]) -> dict[str, Any]:
+    """Step 6: leave one source group out of the fit split at a time, read each of its rows' band from the other
+    groups' residuals (the chain of calc.bands), and find the smallest factor k (SPREAD_GRID) by which the quantiles
+    must be spread about their median for BAND_LEVEL of the left-out rows to fall inside, per pool (calc.bands.POOL)
+    and level: rows read from their own band group, rows read from a fallback (pool or family). A pool x level with
+    fewer than MIN_BAND_ROWS left-out rows takes the level's k over all pools. The corpus' rows of one source share a
+    stack and a setting, so quantiles over rows understate how far a new source lands; this is what makes an 80%
+    band hold 80% of rows from a source it never saw."""
+    seen: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    for source in sorted({e.group for e in rows}):
+        by = _by_level([e for e in rows if e.group != source], r)
+        for e in rows:
+            if e.group == source and (found := _chain(e, by)) is not None:
+                point = (r[e.row.id], *_raw_quantiles(found[1]))
+                seen.setdefault((pool_of(e.row.kind), found[0]), []).append(point)
+                seen.setdefault(("all", found[0]), []).append(point)
+
+    def covered(k: float, points: list[tuple[float, float, float, float]]) -> float:
+        return sum(q50 + k * (q10 - q50) <= x <= q50 + k * (q90 - q50) for x, q10, q50, q90 in points) / len(points)
+
+    out: dict[str, Any] = {}
+    for (pool, level), points in sorted(seen.items()):
+        k = next((k for k in SPREAD_GRID if covered(k, points) >= BAND_LEVEL), SPREAD_GRID[-1])
+        out.setdefault(pool, {})[level] = {"k": k, "rows": len(points), "coverage_at_1": round(covered(1.0, points), 4),
+                                           "coverage_at_k": round(covered(k, points), 4)}
+    for level in ("group", "fallback"):
+        out.setdefault("all", {}).setdefault(level, {"k": 1.0, "rows": 0})
+    return out
+
+
+def spread_of(spread: dict[str, Any], pool: str, level: str) -> float:
+    """The k of a pool and level (spread_factors), the level's k over all pools where the pool has too few rows."""
+    own = spread.get(pool, {}).get(level)
+    return own["k"] if own and own["rows"] >= MIN_BAND_ROWS else spread["all"][level]["k"]
 
 
 def bands(rows: list[Entry], cv: dict[str, float]) -> dict[str, Any]:
-    """Step 5: time-oriented residual quantiles per band group, per pool and per family (calc.bands: the pools share
-    one prediction), each where it has >= MIN_BAND_ROWS rows; ``cv`` holds each row's residual (out-of-fold, or at the
-    shipped values where a parameter it depends on was not fitted)."""
-    by: dict[str, dict[str, list[float]]] = {"groups": {}, "pools": {}, "families": {}}
-    for e in rows:
-        r = cv[e.row.id] * FAMILY[e.row.kind][1]
-        pool = pool_of(e.row.kind)
-        by["groups"].setdefault(e.band_group, []).append(r)
-        by["pools"].setdefault(pool, []).append(r)
-        if pool in POOL_FAMILY:
-            by["families"].setdefault(POOL_FAMILY[pool], []).append(r)
+    """Steps 5-6: time-oriented residual quantiles per band group, per pool and per family, each where it has
+    >= MIN_BAND_ROWS rows, spread by the leave-one-source-out factor of its level (spread_factors); ``cv`` holds each
+    row's residual (out-of-fold, or at the shipped values where a parameter it depends on was not fitted)."""
+    r = {e.row.id: cv[e.row.id] * FAMILY[e.row.kind][1] for e in rows}
+    by = _by_level(rows, r)
+    spread = spread_factors(rows, r)
+    pool_of_group = {e.band_group: pool_of(e.row.kind) for e in rows}
+
+    def k(level: str, name: str) -> float:
+        if level == "groups":
+            return spread_of(spread, pool_of_group[name], "group")
+        return spread_of(spread, name, "fallback") if level == "pools" else spread["all"]["fallback"]["k"]
+
     return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS,
-            "orientation": "q10/q90 of log(predicted/measured) for time-like figures; a rate's band uses them negated",
+            "orientation": "q10/q90 of log(predicted/measured) for time-like figures, spread about q50 by the level's "
+                           "leave-one-source-out factor; a rate's band uses them negated",
+            "spread": spread,
             "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
-            **{level: {k: _quantiles(v) for k, v in sorted(values.items()) if len(v) >= MIN_BAND_ROWS}
+            **{level: {name: _quantiles(v, k(level, name)) for name, v in sorted(values.items()) if len(v) >= MIN_BAND_ROWS}
                for level, values in by.items()}}
 
 

@@ -17,13 +17,7 @@ COVERAGE = (0.6, 0.95)  # loose bounds on the 70-90% target: 10-50 rows give a s
 # Kinds whose held-out coverage is outside COVERAGE today, and why (README "misses:" line). A known miss is
 # an expected failure while it lasts; it passes (XPASS, not hidden) once the engine's physics brings it in.
 KNOWN_MISSES = {
-    "training_throughput": "the fit split's Hopper fp8 training rows (torchtitan, llm-foundry) run ~2x under the "
-                           "prediction, the held-out ones (NeMo, Megatron-Bridge) near it: the group band misses them",
     "serving_e2e": "the decode pool's band is wider than the held-out e2e rows' error (every one inside)",
-    "training_mfu": "every held-out MFU row inside its band (above the 95% bound): the Hopper fp8 GEMM plateau it shares "
-                    "with the vLLM serving rows moved 0.53 -> 0.56 once vLLM V1's profile-run sampler was charged (issue "
-                    "24); the Hopper fp8 MFU rows' predictions and out-of-fold residuals moved with it (23 -> 25 of 25 "
-                    "inside)",
 }
 
 

@@ -39,8 +39,8 @@ def test_adoption_never_reads_held_out_rows() -> None:
 
 
 def test_a_generation_without_data_keeps_its_prior_and_says_so() -> None:
-    entry = fc.shipped_without_date()["parameters"]["gemm_plateau"]["Blackwell"]
-    assert entry["value"] == fc.PRIOR["gemm_plateau"]["Blackwell"]
+    entry = fc.shipped_without_date()["parameters"]["gemm_plateau"]["CDNA3/fp8"]
+    assert entry["value"] == fc.PRIOR["gemm_plateau"]["CDNA3/fp8"]
     assert entry["status"].startswith("unfitted: no data")
 
 
