@@ -183,7 +183,7 @@ def test_unknown_training_loss_is_refused() -> None:
     from calc.errors import LLMCalcError
 
     with pytest.raises(LLMCalcError, match="--loss"):
-        training_memory(load_model("llama3-8b"), loss="bf16")
+        training_memory(load_model("llama3-8b"), loss="bfloat16-ce")
 
 
 def test_corpus_stack_loss() -> None:
