@@ -14,7 +14,13 @@ from calc.memory.weights import weight_bytes_by_group
 from calc.model.params import count_params
 from calc.sources.catalog import load_model
 
-DATA = json.loads((Path(__file__).parent / "data" / "checkpoints.json").read_text())
+DATA_DIR = Path(__file__).parent / "data"
+DATA = json.loads((DATA_DIR / "checkpoints.json").read_text())
+
+
+def _model(name: str):
+    """A catalog name, or configs/<file>: a checkpoint's config.json kept under benchmarks/data/configs."""
+    return load_model(str(DATA_DIR / name) if name.startswith("configs/") else name)
 
 
 def _table(title: str, header: str, rows: list[tuple[str, str, str, float, str]]) -> list[str]:
@@ -27,9 +33,10 @@ def _table(title: str, header: str, rows: list[tuple[str, str, str, float, str]]
 def main() -> None:
     shipped = []
     for row in DATA["checkpoints"]:
-        ours = sum(weight_bytes_by_group(load_model(row["model"])).values())
+        ours = sum(weight_bytes_by_group(_model(row["model"])).values())
         err = 100 * (ours - row["published_bytes"]) / row["published_bytes"]
-        shipped.append((row["model"], row["published"], f"{ours / 2**30:.2f} GiB ({ours / 1e9:.1f} GB)", err, row["source"]))
+        name = row["model"].removeprefix("configs/").removesuffix(".json")
+        shipped.append((name, row["published"], f"{ours / 2**30:.2f} GiB ({ours / 1e9:.1f} GB)", err, row["source"]))
     totals = []
     for row in DATA["totals"]:
         ours = count_params(load_model(row["model"])).total_params

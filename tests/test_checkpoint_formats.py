@@ -170,3 +170,31 @@ def test_unknown_quant_method_warns_and_answers(tmp_path, cli) -> None:
         path.write_text(json.dumps({**BASE, "quantization_config": bad}))
         r = cli("params", str(path))
         assert r.code == 2 and "quantization_config.quant_method" in r.err
+
+
+def _shipped(name: str) -> int:
+    from pathlib import Path
+
+    from calc.sources.catalog import load_model
+
+    path = Path(__file__).parents[1] / "benchmarks/data/configs" / name
+    return sum(weight_bytes_by_group(load_model(str(path))).values())
+
+
+def test_real_compressed_tensors_and_modelopt_checkpoints_within_1pct() -> None:
+    # Llama-3.1-8B: per block the Linear weights are 4096*(4096 + 1024 + 1024 + 4096) + 3*4096*14336 = 218,103,808,
+    # x 32 = 6,979,321,856 quantized; embedding + untied head 2 x 128256*4096 x 2 B = 2,101,346,304 bf16;
+    # norms (32*2 + 1) * 4096 * 2 B = 532,480.
+    # RedHatAI Meta-Llama-3.1-8B-Instruct-FP8-dynamic (compressed-tensors fp8, per-channel bf16 scale, dynamic
+    # activations): 6,979,321,856 x 1 B + 32 x 43,008 output rows x 2 B = 2,752,512 -> 9,083,953,152 B.
+    # vLLM logs "Loading model weights took 8.4939 GB" (GiB) = 9,120,255,679 B: it keeps the scales in fp32
+    # (+2,752,512) and a bf16 rope cos/sin cache of 131072 x 128 x 2 B = 33,554,432, which the checkpoint lacks.
+    fp8 = _shipped("llama-3.1-8b-instruct-fp8-dynamic.json")
+    assert fp8 == 6_979_321_856 + 2_752_512 + 2_101_346_304 + 532_480
+    assert abs(fp8 / 9_120_255_679 - 1) < 0.01
+    # nvidia/Llama-3.1-8B-Instruct-FP4 (ModelOpt NVFP4, group 16, lm_head excluded): 6,979,321,856 / 2 + one e4m3
+    # scale per 16 = 436,207,616 + 224 Linears x (fp32 weight_scale_2 + input_scale) 1,792 -> 6,027,749,120 B;
+    # vLLM 0.13.0 "Model loading took 5.6473 GiB" = 6,063,742,203 B (the rope cache again).
+    nvfp4 = _shipped("llama-3.1-8b-instruct-nvfp4.json")
+    assert nvfp4 == 3_489_660_928 + 436_207_616 + 1_792 + 2_101_346_304 + 532_480
+    assert abs(nvfp4 / 6_063_742_203 - 1) < 0.01
