@@ -57,6 +57,17 @@ def test_compressed_tensors_fp8_channel_static_and_regex_ignore() -> None:
     assert g["mlp"] == 2 * (2 * (8192 + 2 * 128 + 2) + 8192 * 2)
 
 
+def test_legacy_compression_config_is_read_as_compressed_tensors() -> None:
+    # early llm-compressor checkpoints: the same scheme under compression_config (no quantization_config), as vLLM
+    # reads it; priced exactly as the quantization_config form above, not as bf16
+    scheme = {"format": "float-quantized", "ignore": ["lm_head"],
+              "config_groups": {"group_0": {"targets": ["Linear"],
+                                            "weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}}
+    legacy = weight_bytes_by_group(model_from_hf_config({**BASE, "compression_config": scheme}))
+    assert legacy["attention"] == 2 * 4 * (4096 + 2 * 64)  # fp8 weight + bf16 scale per output row
+    assert legacy == _groups({"quant_method": "compressed-tensors", **scheme})
+
+
 def test_modelopt_fp8_and_nvfp4() -> None:
     # FP8: 1 B/weight + fp32 weight_scale + fp32 input_scale per Linear.
     g = _groups({"quant_method": "modelopt", "quant_algo": "FP8", "exclude_modules": ["lm_head"]})

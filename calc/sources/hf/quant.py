@@ -25,6 +25,12 @@ def quantization(c: HFConfig) -> dict[str, Any]:
     is priced at torch_dtype with one warning line naming it: the answer goes on, never silently (gpt-oss-20b's
     MXFP4 weights are 13.8 GB, 41.8 GB at bf16, so the figure is an upper bound for a low-bit format)."""
     q = c.get(_FIELD, default=None)
+    legacy = c.data.get("compression_config")
+    if q is None and isinstance(legacy, dict):
+        # compressed-tensors checkpoints written by early llm-compressor / sparseml keep the scheme under
+        # compression_config; vLLM falls back to that key when quantization_config is absent (ModelConfig
+        # _parse_quant_hf_config in vllm/config)
+        q = {"quant_method": "compressed-tensors", **legacy}
     if q is None:
         return {}
     if not isinstance(q, dict):
