@@ -406,9 +406,19 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
 
 def how_sure_lines(found: Annotated) -> list[str]:
     """The block under a table: one line per banded figure. A serving plan's layouts and a plan search's plans are
-    many: only the best (first) is shown; all of them are in the JSON."""
-    return [{"layouts[0]": "best layout ", "plans[0]": "best plan "}.get(where, "") + band_line(figures[key], getattr(result, key), b)
-            for where, bands, figures, result in found.blocks if _shown_block(where) for key, b in bands.items()]
+    many: only the best (first) is shown; all of them are in the JSON. A best layout's figure that repeats the
+    headline's (serve's GPUs needed when sizing for a rate) is shown once."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for where, bands, figures, result in found.blocks:
+        if not _shown_block(where):
+            continue
+        for key, b in bands.items():
+            line = band_line(figures[key], getattr(result, key), b)
+            if line not in seen:
+                seen.add(line)
+                lines.append({"layouts[0]": "best layout ", "plans[0]": "best plan "}.get(where, "") + line)
+    return lines
 
 
 def _shown_block(where: str) -> bool:
