@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
+INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
              "max_num_batched_tokens", "chunked_prefill_size")
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
@@ -108,7 +108,7 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     (n / (TP x PP x CP)); FSDP is ZeRO-3 (FULL_SHARD); the global batch, when not given, is micro_batch x DP x
     grad_accum (grad_accum 1 unless given)."""
     n = row.hardware.num_gpus
-    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero") if key in k}
+    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero") if key in k}
     if k.get("sp") is not None:
         lay["sp"] = k["sp"]
     elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:

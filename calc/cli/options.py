@@ -153,6 +153,9 @@ PpOpt = Annotated[int | None, typer.Option("--pp", parser=human_int("--pp", maxi
 DpOpt = Annotated[int | None, typer.Option("--dp", parser=human_int("--dp", maximum=10**6), help="data-parallel degree")]
 CpOpt = Annotated[int | None, typer.Option("--cp", parser=human_int("--cp", maximum=4096), help="context-parallel degree")]
 EpOpt = Annotated[int | None, typer.Option("--ep", parser=human_int("--ep", maximum=4096), help="expert-parallel degree (MoE)")]
+EtpOpt = Annotated[int | None, typer.Option("--etp", parser=human_int("--etp", maximum=4096), help=(
+    "expert tensor-parallel degree (MoE; default: TP, as Megatron-Core). The experts' grid ETP x EP folds over "
+    "TP x CP x DP, so --etp 1 lets EP span the TP ranks (Megatron's MoE parallel folding)"))]
 SpOpt = Annotated[bool, typer.Option("--sp", help="Megatron sequence parallelism (with TP)")]
 ZeroOpt = Annotated[int, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3), help="ZeRO stage 0-3")]
 RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help=(

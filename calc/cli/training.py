@@ -17,6 +17,7 @@ from calc.cli.options import (
     DaysOpt,
     DpOpt,
     EpOpt,
+    EtpOpt,
     ExplainOpt,
     GlobalBatchOpt,
     GlobalBatchTokensOpt,
@@ -406,6 +407,7 @@ def train_step(
     dp: DpOpt = None,
     cp: CpOpt = None,
     ep: EpOpt = None,
+    etp: EtpOpt = None,
     vpp: VppOpt = 1,
     sp: SpOpt = False,
     micro_batch: MicroBatchOpt = 1,
@@ -454,7 +456,7 @@ def train_step(
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
-    layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
+    layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB

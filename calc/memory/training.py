@@ -19,7 +19,7 @@ from calc.memory.activations import (
     stage_activations,
 )
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
-from calc.model.parallel import check_layout, layers_per_stage
+from calc.model.parallel import check_layout, expert_grid_problem, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
@@ -73,7 +73,7 @@ def training_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, recipe: str = "bf16-adam",
     zero: int = 0, micro_batch: int = 1, seq: int = 2048, recompute: Recompute = "none", flash: bool = True,
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
-    in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
+    etp: int | None = None, in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
     fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True, loss: str = MEGATRON_LOSS,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
@@ -86,7 +86,8 @@ def training_memory(
 
     states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
     stage 2 also g, stage 3 also w, over the d*c ranks (Megatron's distributed optimizer shards over DP x CP);
-    routed experts split e ways (``ep``), their states sharded over d*c/e. Activations: ``training_bytes_per_gpu``
+    routed experts split e ways (``ep``) and ETP ways (``etp``, None: t), their states sharded over EDP = t*d*c/(ETP*e)
+    (``shard_states``). Activations: ``training_bytes_per_gpu``
     (``in_flight`` micro-batches on the first stage, default p; CP splits s), the same function train-step and
     train-plan use, so a plan priced here and timed there has one memory figure. Defaults are the Megatron-class
     settings train-step prices plans with (``MEGATRON_FUSED``: fused norm and SwiGLU kernels; ``grad_buffer``: the
@@ -106,10 +107,11 @@ def training_memory(
             raise LLMCalcError(name, f"must be >= 1, got {value}")
     if seq % plan.cp:
         raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
-    if ep > 1 and (m.moe is None or m.moe.num_experts % ep or (plan.dp * plan.cp) % ep):
-        raise LLMCalcError("--ep", f"EP {ep} must divide the experts of a MoE model and DP x CP = {plan.dp * plan.cp}")
+    problem = expert_grid_problem(m, plan.tp, plan.cp, plan.dp, ep, etp)
+    if problem:
+        raise LLMCalcError(*problem)
     params = count_params(m).total_params
-    experts = routed_expert_params(m) if ep > 1 else 0
+    experts = routed_expert_params(m) if m.moe else 0
     w, g, o = RECIPES[recipe]
     reserve = int(reserve_gib * GIB)
 
@@ -123,7 +125,7 @@ def training_memory(
         # DP does not change activations: the per-tensor figure (or the textbook one) for this TP x PP x CP.
         return training_bytes_per_gpu(
             m, params=params, expert_params=experts, tp=layout.tp, pp=layout.pp, dp=layout.dp * layout.cp, cp=layout.cp,
-            ep=ep, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
+            ep=ep, etp=etp, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
             loss=loss,
@@ -314,25 +316,28 @@ def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: 
 
 
 def shard_states(dense: tuple[float, float, float], experts: tuple[float, float, float], *, tp: int, pp: int, dp: int,
-                 ep: int, zero: int) -> tuple[int, int, int]:
+                 ep: int, zero: int, etp: int | None = None) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per GPU from their totals before sharding, (dense, routed experts).
 
-    Dense tensors split by t*p, routed experts by t*p*e (expert parallelism holds E/e experts per rank).
-    ZeRO over the d (= DP x CP) ranks: stage >= 1 shards optimizer state (and fp32 master), >= 2 gradients,
-    3 weights. Experts shard over the expert-data-parallel group d/e (Megatron's distributed optimizer keeps
-    one expert-DP group per expert: DP x CP / EP ranks hold each expert's states)."""
-    edp = max(dp // ep, 1)
+    Dense tensors split by t*p, routed experts by u*p*e (expert parallelism holds E/e experts per rank, expert tensor
+    parallelism u = ``etp`` a 1/u slice of each; None: u = t, Megatron's default). ZeRO over the d (= DP x CP) ranks:
+    stage >= 1 shards optimizer state (and fp32 master), >= 2 gradients, 3 weights. Experts shard over the
+    expert-data-parallel group EDP = t*d / (u*e) (megatron/core/parallel_state.py: expert_data_parallel_size =
+    world / (ETP x EP x PP); the distributed optimizer shards each expert's states over its EDP group,
+    megatron/core/optimizer/__init__.py builds the expert optimizer on the expert-DP group)."""
+    etp = tp if etp is None else etp
+    edp = max(tp * dp // (etp * ep), 1)
 
     def split(i: int, stage: int) -> int:
         return math.ceil(dense[i] / (tp * pp) / (dp if zero >= stage else 1)
-                         + experts[i] / (tp * pp * ep) / (edp if zero >= stage else 1))
+                         + experts[i] / (etp * pp * ep) / (edp if zero >= stage else 1))
 
     return split(0, 3), split(1, 2), split(2, 1)
 
 
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
-    sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
+    etp: int | None = None, sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
     recompute: Recompute = "none", flash: bool = True, reserve_bytes: int | None = None, in_flight: float | None = None,
     activations_model: str = "per-tensor", dropout: float = 0.0, cache: dict | None = None, fused: bool = True,
     grad_accum: int = 1, fragmentation: float = DEFAULT_FRAGMENTATION, states: dict[str, int] | None = None,
@@ -358,7 +363,7 @@ def training_bytes_per_gpu(
         dense = params - expert_params
         weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
                                                  (expert_params * w, expert_params * g, expert_params * o),
-                                                 tp=tp, pp=pp, dp=dp, ep=ep, zero=zero)
+                                                 tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
         states, gradients = {"weights": weights, "optimizer": optimizer}, grads
     if activations_model == "textbook":
         activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)

@@ -39,6 +39,33 @@ def tp_splits_kv_heads(m: ModelSpec, tp: int) -> bool:
     return bool(m.mla) or m.kv_heads % tp == 0 or tp % m.kv_heads == 0
 
 
+def expert_grid_problem(m: ModelSpec, tp: int, cp: int, dp: int, ep: int, etp: int | None) -> tuple[str, str] | None:
+    """(flag, message) when the MoE grid ETP x EP x EDP cannot fold over the t*c*d ranks of a stage, else None
+    (``etp`` None: ETP = TP; the expert grid of calc.training.layout).
+
+    Megatron-Core (parallel_state.py initialize_model_parallel) requires world % (ETP x EP x PP) == 0, i.e. ETP x EP
+    divides t*c*d; EP must divide the experts and a given ETP the expert FFN width (each rank a 1/ETP column/row slice).
+    With the default ETP = TP this is "EP divides DP x CP"; ETP 1 lets EP span the TP ranks too."""
+    given = etp is not None
+    etp = tp if etp is None else etp
+    if given and not m.moe:
+        return "--etp", f"{m.name} has no experts; expert tensor parallelism needs a MoE model (drop --etp)"
+    if ep > 1 and not m.moe:
+        return "--ep", f"{m.name} has no experts; expert parallelism needs a MoE model (use --ep 1)"
+    if not m.moe:
+        return None
+    if m.moe.num_experts % ep:
+        return "--ep", f"{ep} does not divide the {m.moe.num_experts} experts of {m.name}"
+    if given and m.moe.expert_intermediate_size % etp:
+        return "--etp", f"ETP {etp} does not divide the expert FFN width {m.moe.expert_intermediate_size} of {m.name}"
+    ranks = tp * cp * dp
+    if ranks % (ep * etp):
+        return "--ep", (f"EP {ep} x ETP {etp} = {ep * etp} must divide TP x CP x DP = {ranks} (Megatron-Core's expert grid "
+                        "ETP x EP x EDP folds over a stage's ranks)" + ("; --etp 1 lets EP span the TP ranks"
+                                                                         if etp > 1 and ranks % ep == 0 else ""))
+    return None
+
+
 def kv_heads_per_gpu(m: ModelSpec, tp: int) -> int:
     """g/t KV heads per GPU, at least 1 (replicated when t > g). The one place this is computed:
     calc.memory.kv (cache bytes), calc.hardware.model_ops (attention ops) and calc.training.cost (CP

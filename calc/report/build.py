@@ -145,11 +145,11 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
     from calc.training.layout import Layout
     from calc.training.step import in_flight_microbatches
 
-    layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, vpp=step.vpp, sp=step.sp,
+    layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
     return training_memory(m, gpu=gpu, plan=Parallelism(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, sequence_parallel=step.sp),
                            recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
-                           ep=step.ep, in_flight=in_flight_microbatches(layout, step.num_microbatches),
+                           ep=step.ep, etp=step.etp, in_flight=in_flight_microbatches(layout, step.num_microbatches),
                            grad_accum=step.num_microbatches)  # Megatron-class defaults, as train-step
 
 

@@ -5,7 +5,11 @@ is plain floats with small caches (the plan search calls it thousands of times).
 
 Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
   GEMMs       each weight [k, n] of the layer: gemm_time(T, n/t, k) (row-parallel o_proj/down_proj split
-              k instead); routed experts: E/e local experts, each a GEMM of T*k*e*cf*imb/E tokens (grouped; imb below)
+              k instead); routed experts on the MoE grid ETP x EP (calc.training.layout; u = ETP, Megatron default t):
+              E/e local experts split u ways, each a GEMM of (T/t)*k*e*u*cf*imb/E tokens (grouped; imb below): the
+              MoE layer takes the sequence-parallel slice T/t of each rank (Megatron-Core's moe_layer.py refuses TP
+              without SP in training, so it is priced in that form), the all-to-all gathers the copies of the e
+              EP ranks and the ETP all-gather those of the u ETP ranks (token_dispatcher.py MoEAlltoAllTokenDispatcher)
   attention   flash (fused) kernel: F = 2*b*(h/t)*(d_qk+d_v)*pairs/c FLOPs with pairs = s(s+1)/2 (causal, the
               masked half skipped); forward F / R_fwd, backward 2.5 F / R_bwd (it recomputes Q K^T), the rates of the
               stack's kernel at head dim (d_qk+d_v)/2 and the per-rank query length s/c, causal
@@ -47,8 +51,12 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
 Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2):
   TP          forward 2 all-reduces of T*H*bytes, backward 2; with SP each becomes all-gather +
               reduce-scatter, and the backward re-gathers its inputs (2 more all-gathers)
-  EP          per MoE layer, dispatch + combine all-to-all of T*k*cf*H*bytes (bf16 in fp8 runs), forward and
-              backward (calc.hardware.collectives.collective_time "all_to_all")
+  EP          per MoE layer, dispatch + combine all-to-all of (T/t)*k*cf*H*bytes x imb (bf16 in fp8 runs) over the EP
+              group of e ranks u apart (Megatron's expert rank order tp-ep-dp: NVLink when u*e fits in a node, else
+              the NIC for the share leaving the node; calc.hardware.collectives.collective_time "all_to_all"); with
+              u > 1 the dispatcher then all-gathers the received copies over the u ETP ranks (output u x that) and the
+              combine reduce-scatters them back (token_dispatcher.py dispatch_postprocess / combine_preprocess);
+              forward and backward alike
   CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
               attention compute of each block where it is longer; backward passes K/V and their grads
 The stage-level terms (bubble, p2p, DP, optimizer) are assembled in calc.training.step.
@@ -283,7 +291,8 @@ class ModelCost:
         return 1.0 + self.eff.expert_load_cv / math.sqrt(per_rank) * math.sqrt(2 * math.log(ep))
 
     def ep_routed_bytes(self, tokens: float, ep: int) -> float:
-        """Bytes one all-to-all (dispatch or combine) moves for the most-loaded EP rank: T k cf H bytes x imbalance."""
+        """Bytes one all-to-all (dispatch or combine) moves for the most-loaded EP rank: T k cf H bytes x imbalance,
+        ``tokens`` the rank's MoE input (its sequence-parallel slice T/t)."""
         moe = self.m.moe
         assert moe is not None
         return tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem * self.ep_imbalance(ep)
@@ -308,15 +317,24 @@ class ModelCost:
         return gate * m.intermediate_size
 
     # -- one layer ----------------------------------------------------------------------------------
-    def layer(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool) -> LayerCost:
-        return self._layer(kind_index, b, tp, cp, ep, sp)
+    def layer(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool, etp: int | None = None) -> LayerCost:
+        """One layer's costs; ``etp`` the expert tensor-parallel size (None: TP, Megatron's default)."""
+        return self._layer(kind_index, b, tp, cp, ep, sp, tp if etp is None else etp)
 
-    def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool) -> LayerCost:
+    def ep_comm_s(self, tokens: float, tp: int, ep: int, etp: int) -> float:
+        """Forward seconds of one MoE layer's token exchange (module docstring, "EP"), ``tokens`` = T per rank:
+            2 x all_to_all(R, e ranks u apart) + all_gather(u R, u) + reduce_scatter(u R, u),  R = ep_routed_bytes(T/t)
+        (dispatch + combine; the ETP pair only when u > 1). 0 when e = u = 1."""
+        routed = self.ep_routed_bytes(tokens / tp, ep)
+        a2a = 2 * self.coll("all_to_all", routed, ep, etp)
+        return a2a + self.coll("all_gather", routed * etp, etp) + self.coll("reduce_scatter", routed * etp, etp)
+
+    def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool, etp: int) -> LayerCost:
         m, eff = self.m, self.eff
         kind = self.kinds[kind_index][0]
         s_local = self.seq // cp
         T = b * s_local
-        listed = self.layer_gemms(kind_index, b, tp, cp, ep)
+        listed = self.layer_gemms(kind_index, b, tp, cp, ep, etp)
         gemms = sum(g[5] for g in listed)
         cast_fwd = sum(g[6] for g in listed)
         cast_bwd = sum(g[7] for g in listed)
@@ -356,9 +374,8 @@ class ModelCost:
             else:
                 ar = self.coll("allreduce", act, tp)
                 cost.tp_fwd = cost.tp_bwd = 2 * ar
-        if moe_layer and m.moe and ep > 1:
-            a2a = 2 * self.coll("all_to_all", self.ep_routed_bytes(T, ep), ep, tp * cp)
-            cost.ep_fwd = cost.ep_bwd = a2a
+        if moe_layer and m.moe and ep * etp > 1:
+            cost.ep_fwd = cost.ep_bwd = self.ep_comm_s(T, tp, ep, etp)
         if cp > 1:
             kv_width = heads * (d_qk + d_v) if m.mla else kv_heads_per_gpu(m, tp) * 2 * m.dim_per_head
             block = b * s_local * kv_width * self.elem
@@ -381,10 +398,12 @@ class ModelCost:
         k = self.kernel_scale
         return (fwd + ce / 2) * k, (2 * fwd + ce / 2) * k
 
-    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int
+    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int, etp: int | None = None
                     ) -> list[tuple[str, float, float, float, int, float, float, float]]:
         """(name, m, n, k, count, seconds, fp8 cast forward s, fp8 cast backward s) of each weight GEMM of a layer
-        kind after TP/EP slicing (the router stays in the core dtype, no cast); also what --explain lists."""
+        kind after TP/EP slicing, routed experts split by ETP ``etp`` (None: TP) and fed (T/t) k e u cf imb / E tokens
+        each (module docstring; the router stays in the core dtype, no cast); also what --explain lists."""
+        etp = tp if etp is None else etp
         kind, _, tensors = self.kinds[kind_index]
         T = b * self.seq // cp
         out = []
@@ -396,10 +415,11 @@ class ModelCost:
             if t.component == "router":  # replicated, not split by TP; bf16 in fp8 runs
                 out.append((name, T, n, k, 1, self._gemm(T, n, k, 1, True), 0.0, 0.0))
                 continue
-            k_l, n_l = (k / tp, n) if t.name in ROW_PARALLEL else (k, n / tp)
-            if t.copies > 1:  # routed experts: E/e local, each with T*k*e*cf/E tokens, one grouped GEMM
+            split = etp if t.copies > 1 else tp
+            k_l, n_l = (k / split, n) if t.name in ROW_PARALLEL else (k, n / split)
+            if t.copies > 1:  # routed experts: E/e local, each with (T/t)*k*e*u*cf/E tokens, one grouped GEMM
                 local = math.ceil(t.copies / ep)
-                tokens = max(T * t.used * ep * self.eff.capacity_factor * self.ep_imbalance(ep) / t.copies, 1.0)
+                tokens = max(T / tp * etp * t.used * ep * self.eff.capacity_factor * self.ep_imbalance(ep) / t.copies, 1.0)
                 seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_rate(tokens, self.eff.grouped_gemm_efficiency)
                 out.append((name, tokens, n_l, k_l, local, seconds, *self.fp8_cast_s(tokens, n_l, k_l, local)))
             else:

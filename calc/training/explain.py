@@ -48,7 +48,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
     T = b * cost.seq // cp
     kind = cost.layer_kind_sequence()[-1]  # the model's main block kind (MoE where there is one)
-    lc = cost.layer(kind, b, tp, cp, ep, layout.sp)
+    etp = layout.expert_tp
+    lc = cost.layer(kind, b, tp, cp, ep, layout.sp, etp)
     act = tp_activation_bytes(m, T, cost.elem)
     lines = [
         f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
@@ -59,7 +60,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
     core_peak = peak_tflops(cost.gpu, cost.core_dtype) * TERA
-    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep):
+    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp):
         bf16 = cost.fp8 and name.startswith("router")
         achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
         grouped = (f", grouped: {eff.grouped_gemm_efficiency:g} of the dense rate below 128 tokens per expert"
@@ -83,11 +84,12 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      f"= {_ms(each)}; per layer 2 forward + 2 backward{' + 2 AG re-gathered in backward' if layout.sp else ''}"
                      f"{' + 2 recomputed' if layout.recompute == 'full' else ''}; x {t.stage_layers} layers x m = "
                      f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
-    if ep > 1 and m.moe:
-        routed = cost.ep_routed_bytes(T, ep)
-        lines.append(f"ep_comm_s: all-to-all of T*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
-                     f"= {_mb(routed)} over {_where(cost, ep, tp * cp)} = "
-                     f"{_ms(cost.coll('all_to_all', routed, ep, tp * cp))}; dispatch + combine, forward and backward, per MoE layer "
+    if ep * etp > 1 and m.moe:
+        routed = cost.ep_routed_bytes(T / tp, ep)
+        gather = (f" + ETP all-gather + reduce-scatter of {etp} x that on {_where(cost, etp, 1)}" if etp > 1 else "")
+        lines.append(f"ep_comm_s: all-to-all of (T/t)*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
+                     f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather} = "
+                     f"{_ms(cost.ep_comm_s(T, tp, ep, etp))} dispatch + combine, forward and backward, per MoE layer "
                      f"x m = {t.totals['ep_comm_s']:.4f} s, hidden {eff.ep_overlap:.0%} -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
         lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} "

@@ -1,8 +1,18 @@
 """A training layout (how the run is split) and the checks that make it valid for a model and batch.
 
-Ranks are ordered TP fastest, then CP, then DP (EP carved out of DP x CP), then PP outermost, as
-Megatron-Core orders them (``tp-cp-ep-dp-pp``); so a TP group has stride 1, a CP group stride t,
-the DP group stride t*c, the EP group stride t*c, pipeline neighbours t*c*d ranks apart.
+Ranks are ordered TP fastest, then CP, then DP, then PP outermost, as Megatron-Core orders them (``tp-cp-ep-dp-pp``,
+megatron/core/parallel_state.py initialize_model_parallel); so a TP group has stride 1, a CP group stride t, the DP
+group stride t*c, pipeline neighbours t*c*d ranks apart.
+
+MoE layers are laid out on their own grid over the same t*c*d ranks of a pipeline stage ("MoE parallel folding",
+Liu et al. 2025, arXiv 2504.14960; megatron/core/transformer/moe/README.md "MoE Parallel Folding"):
+ETP x EP x EDP = t*c*d, ordered ``tp-ep-dp`` with ETP fastest (parallel_state.py builds a second RankGenerator with
+tp=expert_tensor_parallel_size, ep=expert_model_parallel_size, dp=world/(ETP x EP x PP), cp=1). So the EP group is
+EP ranks ETP apart: ranks {r0 + j x ETP, j < EP} of ETP x EP consecutive ranks, one node's NVLink when ETP x EP <= GPUs
+per node; the expert-DP group (the one the experts' gradients and distributed-optimizer states shard over) is
+EDP = t*c*d / (ETP x EP) ranks ETP x EP apart. ETP defaults to TP (megatron/training/arguments.py:
+``if args.expert_tensor_parallel_size is None: args.expert_tensor_parallel_size = args.tensor_model_parallel_size``),
+which makes EP divide c*d: the classic "EP inside DP" layout.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
-from calc.model.parallel import tp_splits_kv_heads
+from calc.model.parallel import expert_grid_problem, tp_splits_kv_heads
 from calc.specs import ModelSpec
 
 Recompute = Literal["none", "selective", "full", "sac", "deepseek"]
@@ -20,7 +30,8 @@ RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac", 
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """TP x CP x DP x PP GPUs (EP inside DP x CP), interleaving, micro-batch, ZeRO and recomputation."""
+    """TP x CP x DP x PP GPUs, the MoE grid ETP x EP x EDP folded over TP x CP x DP, interleaving, micro-batch, ZeRO
+    and recomputation. ``etp`` None is Megatron's default, ETP = TP."""
 
     tp: int = 1
     pp: int = 1
@@ -32,15 +43,28 @@ class Layout:
     micro_batch: int = 1
     zero: int = 0
     recompute: Recompute = "none"
+    etp: int | None = None
 
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
 
+    @property
+    def expert_tp(self) -> int:
+        """ETP: the ranks one expert's weights are split over (Megatron default: TP)."""
+        return self.tp if self.etp is None else self.etp
+
+    @property
+    def edp(self) -> int:
+        """Expert data-parallel size EDP = t*c*d / (ETP x EP) (parallel_state.py expert_data_parallel_size, per stage):
+        the ranks holding the same experts, over which their gradients reduce and their optimizer states shard."""
+        return max(self.tp * self.cp * self.dp // (self.expert_tp * self.ep), 1)
+
     def label(self) -> str:
         parts = [f"TP{self.tp}", f"PP{self.pp}" + (f"x{self.vpp}" if self.vpp > 1 else ""), f"DP{self.dp}"]
         parts += [f"CP{self.cp}"] if self.cp > 1 else []
         parts += [f"EP{self.ep}"] if self.ep > 1 else []
+        parts += [f"ETP{self.etp}"] if self.etp is not None and self.etp != self.tp else []
         parts += [f"mb{self.micro_batch}", f"ZeRO{self.zero}", f"rc:{self.recompute}"] + (["SP"] if self.sp else [])
         return " ".join(parts)
 
@@ -123,7 +147,8 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
     L need not divide by p x v: the stages' chunks are then uneven (ceil / floor of L / (p v) layers), as
     Megatron-Core allows with its first/last-stage layer counts, and the step model times the fullest stage."""
     for flag, value in (("--tp", layout.tp), ("--pp", layout.pp), ("--dp", layout.dp), ("--cp", layout.cp),
-                        ("--ep", layout.ep), ("--vpp", layout.vpp), ("--micro-batch", layout.micro_batch), ("--seq", seq)):
+                        ("--ep", layout.ep), ("--etp", layout.expert_tp),
+                        ("--vpp", layout.vpp), ("--micro-batch", layout.micro_batch), ("--seq", seq)):
         if value < 1:
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
     if num_gpus is not None and layout.num_gpus != num_gpus:
@@ -144,13 +169,9 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
                            f"dividing {m.num_layers} or one with (p - 2) x ceil(L/p) <= L - 2")
     if seq % (2 * layout.cp if layout.cp > 1 else 1):
         raise LLMCalcError("--cp", f"context parallel {layout.cp} needs the sequence {seq} divisible by 2 x CP (load-balanced chunks)")
-    if layout.ep > 1:
-        if not m.moe:
-            raise LLMCalcError("--ep", f"{m.name} has no experts; expert parallelism needs a MoE model (use --ep 1)")
-        if m.moe.num_experts % layout.ep:
-            raise LLMCalcError("--ep", f"{layout.ep} does not divide the {m.moe.num_experts} experts of {m.name}")
-        if (layout.dp * layout.cp) % layout.ep:
-            raise LLMCalcError("--ep", f"EP {layout.ep} must divide DP x CP = {layout.dp * layout.cp} (experts spread over DP ranks)")
+    problem = expert_grid_problem(m, layout.tp, layout.cp, layout.dp, layout.ep, layout.etp)
+    if problem:
+        raise LLMCalcError(*problem)
     if layout.zero not in (0, 1, 2, 3):
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {layout.zero}")
     problem = zero_with_pp_problem(layout.zero, layout.pp)

@@ -97,7 +97,7 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
     full, selective = layout.recompute == "full", layout.recompute == "selective"
     s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "tp_total", "ep_total", "cp_total"), 0.0)
     for index, n in _kind_counts(cost, start, count):
-        lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp)
+        lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp, layout.expert_tp)
         s["fwd"] += n * lc.fwd
         s["bwd"] += n * lc.bwd
         s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash
@@ -137,14 +137,15 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     if pp > 1:
         act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
         p2p = micro * 2 * v * cost.coll("p2p", act, 2, tp * cp * dp)
+    # routed experts: split ETP x EP ways, reduced / sharded over the EDP ranks ETP x EP apart (calc.training.layout)
+    etp, edp = layout.expert_tp, layout.edp
     dense = (cost.total_params - cost.expert_params) / (tp * pp)
-    experts = cost.expert_params / (tp * pp * ep)
+    experts = cost.expert_params / (etp * pp * ep)
     local = dense + experts
     dpc = dp * cp
-    edp = max(dpc // ep, 1)
 
     def over_dp(kind: str, per_param: float) -> float:
-        return cost.coll(kind, dense * per_param, dpc, tp) + cost.coll(kind, experts * per_param, edp, tp * ep)
+        return cost.coll(kind, dense * per_param, dpc, tp) + cost.coll(kind, experts * per_param, edp, etp * ep)
 
     dp_total = dp_exposed = zero_total = zero_exposed = 0.0
     if layout.zero == 3:
@@ -162,7 +163,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
             gather = over_dp("all_gather", cost.elem)
             dp_total += gather
             dp_exposed += gather
-    opt_params = local / (dpc if layout.zero >= 1 else 1)
+    opt_params = dense / dpc + experts / edp if layout.zero >= 1 else local  # the distributed optimizer's shard
     optimizer = opt_params * eff.optimizer_bytes_per_param / cost.hbm
     exposed = {
         "compute_s": micro * (worst["fwd"] + worst["bwd"]),
@@ -191,7 +192,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
     flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``)."""
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
-        dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, sp=layout.sp, zero=layout.zero,
+        dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, etp=layout.expert_tp, sp=layout.sp, zero=layout.zero,
         micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
@@ -257,6 +258,7 @@ class TrainStepResult(BaseModel):
     dp: int
     cp: int
     ep: int
+    etp: int | None = None  # expert tensor-parallel size as given (None: Megatron's default, ETP = TP)
     vpp: int
     sp: bool
     micro_batch: int
@@ -328,7 +330,7 @@ def train_step(
     n = layout.num_gpus
     base = dict(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
-        dp=layout.dp, cp=layout.cp, ep=layout.ep, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
+        dp=layout.dp, cp=layout.cp, ep=layout.ep, etp=layout.etp, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
         layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp),
         dtype=cost.dtype, memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
