@@ -94,3 +94,19 @@ def test_torchtitan_pp_rows_map_to_fsdp_pp() -> None:
             except Exception:  # noqa: BLE001 - rows the knobs cannot represent are not this test's concern
                 continue
             assert lay.get("sharding", "zero") == "zero"
+
+
+def test_train_step_sharding_flag(cli) -> None:
+    base = ("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--pp", "4", "--zero", "3")
+    refused = cli(*base)
+    assert refused.code == 2 and "--zero" in refused.err and "--sharding fsdp-pp" in refused.err
+    d = cli(*base, "--sharding", "fsdp-pp", "--json").json()
+    # PP 4: 8,030,261,248 / 4 = 2,007,565,312 parameters per GPU: bf16 weights 4,015,130,624 B, fp32 gradients
+    # 8,030,261,248 B, fp32 master + Adam 12 x 2,007,565,312 / DP 4 = 6,022,695,936 B
+    assert (d["memory_per_gpu"]["weights"], d["memory_per_gpu"]["gradients"], d["memory_per_gpu"]["optimizer"]) == (
+        4_015_130_624, 8_030_261_248, 6_022_695_936)
+    assert "FSDP+PP" in d["layout"]
+    pp1 = tuple("1" if a == "4" else a for a in base)  # --pp 1
+    for args in ((*pp1, "--sharding", "fsdp-pp"), (*base, "--sharding", "hsdp")):
+        r = cli(*args)
+        assert r.code == 2 and r.err.count("\n") == 1 and "--sharding" in r.err

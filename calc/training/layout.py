@@ -117,7 +117,7 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> s
         return None
     if zero >= 2 and pp > 1:
         return f"ZeRO-{zero} with PP {pp}: stages 2 and 3 shard the gradients every micro-batch accumulates into; " \
-               f"with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3, or sharding {FSDP_PP}: " \
+               f"with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3, or --sharding {FSDP_PP}: " \
                "torchtitan's FSDP2 with PP)"
     return None
 
@@ -171,7 +171,7 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {layout.zero}")
     problem = zero_with_pp_problem(layout.zero, layout.pp, layout.sharding)
     if problem:
-        raise LLMCalcError("--zero", problem)
+        raise LLMCalcError("--zero" if layout.sharding == ZERO_SHARDING else "--sharding", problem)
     if layout.recompute not in RECOMPUTE_CHOICES:
         raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
     if layout.sp and layout.tp == 1:
