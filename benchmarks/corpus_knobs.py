@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from calc.memory.training import FSDP_PP
+
 INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
              "max_num_batched_tokens", "chunked_prefill_size")
@@ -86,6 +88,11 @@ OP_LEVEL_SAC_STACKS = ("torchtitan",)
 # cross_entropy_loss runs torch cross_entropy on pred.float() (torchtitan/components/loss.py).
 STACK_LOSS = {"llm-foundry": "flash-ce", "torchtitan": "fp32"}
 
+# torchtitan runs FSDP2 under pipeline parallelism as its own sharding (calc.memory.training.fsdp_pp_states): each stage
+# fully_shard-ed with reshard_after_forward=False when PP is on (torchtitan/parallelisms/parallelize_llama.py apply_fsdp),
+# gradients reduce-scattered once after the last micro-batch (torch/distributed/pipelining/stage.py).
+FSDP_PP_STACKS = ("torchtitan",)
+
 # NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
 DISTRIBUTED_OPTIMIZER_STACKS = ("nemo", "megatron-bridge")
 
@@ -106,7 +113,8 @@ def stack_recompute(row: Any, k: dict[str, Any]) -> str | None:
 def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """(Layout keywords, global batch). DP, when the source gives only the GPU count, is what the other axes leave
     (n / (TP x PP x CP)); FSDP is ZeRO-3 (FULL_SHARD); the global batch, when not given, is micro_batch x DP x
-    grad_accum (grad_accum 1 unless given)."""
+    grad_accum (grad_accum 1 unless given). FSDP with PP > 1 on a stack that runs it (``FSDP_PP_STACKS``) is
+    the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse)."""
     n = row.hardware.num_gpus
     lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero") if key in k}
     if k.get("sp") is not None:
@@ -117,6 +125,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
         lay["recompute"] = recompute
     if k.get("fsdp") and "zero" not in lay:
         lay["zero"] = 3
+    if lay.get("zero") == 3 and lay.get("pp", 1) > 1 and row.stack.name in FSDP_PP_STACKS:
+        lay["sharding"] = FSDP_PP
     if "zero" not in lay and row.stack.name in DISTRIBUTED_OPTIMIZER_STACKS:
         lay["zero"] = 1
     if "dp" not in lay:

@@ -413,6 +413,10 @@ def train_step(
     micro_batch: MicroBatchOpt = 1,
     seq: SeqOpt = DEFAULT_SEQ,
     zero: ZeroOpt = 0,
+    sharding: Annotated[str, typer.Option(
+        "--sharding", help="zero (ZeRO stage --zero, DeepSpeed / Megatron) or fsdp-pp (torchtitan's FSDP2 with --pp > 1 "
+        "and --zero 3: stage weights gathered and fp32 gradients unsharded all step, one all-gather and one "
+        "reduce-scatter per step)")] = "zero",
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
     attention: AttentionOpt = Attention.flash,
@@ -457,7 +461,7 @@ def train_step(
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
-                    recompute=recompute.value)  # type: ignore[arg-type]
+                    recompute=recompute.value, sharding=sharding)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 

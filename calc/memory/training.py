@@ -42,6 +42,13 @@ MEGATRON_FRAGMENTATION = EXPANDABLE_SEGMENTS_FRAGMENTATION
 # lm_head_buffers, "megatron"), not the 12 B of torch cross_entropy on upcast logits (torchtitan's loss, "fp32").
 MEGATRON_LOSS = "megatron"
 DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
+# How the data-parallel ranks shard the training states (``Layout.sharding``): "zero" is ZeRO stage 0-3 as DeepSpeed and
+# Megatron's distributed optimizer shard them (ZeRO-2/3 refused with PP, calc.training.layout.zero_with_pp_problem);
+# FSDP_PP is torchtitan's FSDP2 under pipeline parallelism (``fsdp_pp_states``).
+ZERO_SHARDING = "zero"
+FSDP_PP = "fsdp-pp"
+SHARDINGS = (ZERO_SHARDING, FSDP_PP)
+FSDP_REDUCE_BYTES = 4  # FSDP2 MixedPrecisionPolicy(reduce_dtype=float32), torchtitan's mixed_precision_reduce default
 
 RECIPES: dict[str, tuple[int, int, int]] = {
     # bf16 weights 2 + bf16 grads 2 + fp32 master 4 + Adam m 4 + v 4 = 16 (ZeRO paper section 3.1).
@@ -75,6 +82,7 @@ def training_memory(
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
     etp: int | None = None, in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
     fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True, loss: str = MEGATRON_LOSS,
+    sharding: str = ZERO_SHARDING,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -93,7 +101,8 @@ def training_memory(
     settings train-step prices plans with (``MEGATRON_FUSED``: fused norm and SwiGLU kernels; ``grad_buffer``: the
     persistent gradient buffer; ``MEGATRON_FRAGMENTATION``: expandable segments); ``fused=False`` is eager PyTorch
     (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead;
-    ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``).
+    ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``); ``sharding``
+    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``.
     """
     plan = check_layout(m, plan or Parallelism())
     if loss not in TRAINING_LOSSES:
@@ -102,6 +111,8 @@ def training_memory(
         raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     if zero not in (0, 1, 2, 3):
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
+    if sharding not in SHARDINGS:
+        raise LLMCalcError("--sharding", f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}")
     for name, value in (("--batch", micro_batch), ("--seq", seq)):
         if value < 1:
             raise LLMCalcError(name, f"must be >= 1, got {value}")
@@ -128,7 +139,7 @@ def training_memory(
             ep=ep, etp=etp, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
-            loss=loss,
+            loss=loss, sharding=sharding,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -161,7 +172,9 @@ def training_memory(
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, textbook_activation_bytes=textbook, **verdict,
         assumptions=[
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
-            f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}" + (f"; routed experts split EP {ep}" if ep > 1 else ""),
+            (f"torchtitan FSDP2 with PP: stage weights gathered and fp32 gradients unsharded all step, fp32 master + "
+             f"Adam sharded over DP x CP {plan.dp * plan.cp}" if sharding == FSDP_PP else
+             f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}") + (f"; routed experts split EP {ep}" if ep > 1 else ""),
             (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
              f"{'FlashAttention' if flash else 'eager attention'}, {loss} cross-entropy), "
              f"recompute={recompute}" if activations_model == "per-tensor" else
@@ -335,6 +348,33 @@ def shard_states(dense: tuple[float, float, float], experts: tuple[float, float,
     return split(0, 3), split(1, 2), split(2, 1)
 
 
+def fsdp_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp: int, dp: int, ep: int,
+                   etp: int | None = None) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per GPU of torchtitan's FSDP2 with pipeline parallelism, from the
+    stage-independent parameter counts (``dense``, routed ``experts``), ``w``/``o`` the recipe's bytes per parameter.
+
+    torchtitan wraps each pipeline stage's blocks with ``fully_shard(..., reshard_after_forward=False)`` when PP is on
+    ("For PP, do not reshard after forward to avoid per-microbatch all-gathers", torchtitan/parallelisms/
+    parallelize_llama.py apply_fsdp at 9dec370; later torchtitan/distributed/utils.py, reshard_after_forward_policy
+    "default": False with PP), and torch's pipeline stage runs every backward but the last with
+    ``set_reshard_after_backward(False)`` and ``set_requires_gradient_sync(False)``, calling FSDP's post-backward
+    (the reduce-scatter) once after the last micro-batch (torch/distributed/pipelining/stage.py
+    _PipelineStageBase.backward_maybe_with_nosync). FSDP2 accumulates those unsynced gradients unsharded in the
+    reduce dtype (torch/distributed/_composable/fsdp/_fsdp_param.py FSDPParam.to_accumulated_grad_if_needed:
+    ``self.unsharded_accumulated_grad = unsharded_grad.to(self.reduce_dtype)``), fp32 in torchtitan. So each GPU holds,
+    for its stage's N/(t p) parameters (experts N_e/(t p e), sharded over d/e):
+        weights    = w x N/(t p)               the bf16 all-gathered parameters, alive the whole step (unsharded)
+        gradients  = 4 x N/(t p)               fp32 accumulated unsharded gradients (FSDP_REDUCE_BYTES)
+        optimizer  = o x N/(t p d)             fp32 sharded parameters (the master) + Adam m, v, sharded over DP
+    i.e. ZeRO-1's placement (``shard_states`` at stage 1) with fp32 gradients; the fp32 sharded gradients the final
+    reduce-scatter writes (4 N/(t p d)) replace the unsharded ones as they are freed and are not added.
+    Worked: 8e9 parameters, t = 2, p = 4, d = 8, bf16-adam (w 2, o 12): 1e9 per stage-rank -> weights 2 GB,
+    gradients 4 GB, optimizer 12e9 / 8 = 1.5 GB."""
+    return shard_states((dense * w, dense * FSDP_REDUCE_BYTES, dense * o),
+                        (experts * w, experts * FSDP_REDUCE_BYTES, experts * o), tp=tp, pp=pp, dp=dp, ep=ep, zero=1,
+                        etp=etp)
+
+
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     etp: int | None = None, sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
@@ -343,7 +383,7 @@ def training_bytes_per_gpu(
     grad_accum: int = 1, fragmentation: float = DEFAULT_FRAGMENTATION, states: dict[str, int] | None = None,
     gradients: int | None = None, setup: LayerSetup | None = None, loss: str = "fp32", loss_chunks: int = 8,
     lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
-    transients: dict[str, int] | None = None, grad_buffer: bool = False,
+    transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -352,7 +392,10 @@ def training_bytes_per_gpu(
     passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
     (default p): per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
-    formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``). The
+    formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``).
+    ``sharding`` FSDP_PP: torchtitan's FSDP2 with PP (``fsdp_pp_states``): the stage's weights stay gathered and
+    its fp32 gradients accumulate unsharded from the first backward, beside the micro-batches still in flight
+    (persisting), no FSDP units in flight beyond them. The
     peak is assembled by ``assemble_peak`` (gradients persist as ``gradients_persist`` says), ``reserve_bytes``
     being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
     per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused)."""
@@ -361,9 +404,12 @@ def training_bytes_per_gpu(
     if states is None:
         w, g, o = RECIPES[recipe]
         dense = params - expert_params
-        weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
-                                                 (expert_params * w, expert_params * g, expert_params * o),
-                                                 tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
+        if sharding == FSDP_PP:
+            weights, grads, optimizer = fsdp_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
+        else:
+            weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
+                                                     (expert_params * w, expert_params * g, expert_params * o),
+                                                     tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
         states, gradients = {"weights": weights, "optimizer": optimizer}, grads
     if activations_model == "textbook":
         activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)
@@ -379,9 +425,10 @@ def training_bytes_per_gpu(
                 cache[key] = per
         activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers)
     if fsdp is None:
-        fsdp = fsdp_in_flight_bytes(m, tp) if zero == 3 and dp > 1 else 0
+        fsdp = fsdp_in_flight_bytes(m, tp) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
+    persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
-        states, gradients=gradients or 0, gradients_persist=gradients_persist(grad_accum, grad_buffer, zero),
+        states, gradients=gradients or 0, gradients_persist=persist,
         activations=activations, fsdp=fsdp,
         transients=transients, fragmentation=fragmentation,
         cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes)

@@ -13,6 +13,7 @@ from typing import Any
 from calc.hardware.collectives import group_link, group_shape
 from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
 from calc.hardware.peaks import peak_tflops
+from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
 from calc.model.parallel import tp_activation_bytes
 from calc.training.cost import LayerCost, ModelCost
@@ -104,7 +105,13 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      f"{_ms(cost.coll('p2p', sent, 2, tp * cp * dp))} = {t.exposed['pp_p2p_s']:.4f} s")
     local = t.local_params
     if dp * cp > 1:
-        if layout.zero == 3:
+        if layout.sharding == FSDP_PP:
+            lines.append(f"zero_gather_s (FSDP+PP): one weight all-gather per step ({_mb(local * cost.elem)}) + one gradient "
+                         f"reduce-scatter after the last backward ({_mb(local * eff.grad_reduce_bytes)}) over "
+                         f"{_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s in all; exposed "
+                         f"{t.exposed['zero_gather_s']:.4f} s (the first layer's gather + (1 - {eff.overlap:g}) x the rest "
+                         "under the first forward + the whole reduce-scatter)")
+        elif layout.zero == 3:
             lines.append(f"zero_gather_s: per micro-batch 2 weight all-gathers ({_mb(local * cost.elem)}) + gradient reduce-scatter "
                          f"({_mb(local * eff.grad_reduce_bytes)}) over {_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s "
                          f"in all; exposed {t.exposed['zero_gather_s']:.4f} s (overflow + (1 - {eff.overlap:g}) x overlapped "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
+from calc.memory.training import FSDP_PP, SHARDINGS, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, tp_splits_kv_heads
 from calc.specs import ModelSpec
 
@@ -31,7 +32,10 @@ RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac", 
 @dataclass(frozen=True, slots=True)
 class Layout:
     """TP x CP x DP x PP GPUs, the MoE grid ETP x EP x EDP folded over TP x CP x DP, interleaving, micro-batch, ZeRO
-    and recomputation. ``etp`` None is Megatron's default, ETP = TP."""
+    and recomputation. ``etp`` None is Megatron's default, ETP = TP.
+
+    ``sharding``: "zero" (ZeRO stage ``zero``, DeepSpeed / Megatron) or "fsdp-pp", torchtitan's FSDP2 under pipeline
+    parallelism (``zero`` 3 and ``pp`` > 1; calc.memory.training.fsdp_pp_states)."""
 
     tp: int = 1
     pp: int = 1
@@ -44,6 +48,7 @@ class Layout:
     zero: int = 0
     recompute: Recompute = "none"
     etp: int | None = None
+    sharding: str = ZERO_SHARDING
 
     @property
     def num_gpus(self) -> int:
@@ -65,7 +70,8 @@ class Layout:
         parts += [f"CP{self.cp}"] if self.cp > 1 else []
         parts += [f"EP{self.ep}"] if self.ep > 1 else []
         parts += [f"ETP{self.etp}"] if self.etp is not None and self.etp != self.tp else []
-        parts += [f"mb{self.micro_batch}", f"ZeRO{self.zero}", f"rc:{self.recompute}"] + (["SP"] if self.sp else [])
+        sharding = "FSDP+PP" if self.sharding == FSDP_PP else f"ZeRO{self.zero}"
+        parts += [f"mb{self.micro_batch}", sharding, f"rc:{self.recompute}"] + (["SP"] if self.sp else [])
         return " ".join(parts)
 
     def with_(self, **changes: object) -> Layout:
@@ -120,13 +126,23 @@ def num_microbatches(layout: Layout, global_batch: int) -> int:
     return per_replica
 
 
-def zero_with_pp_problem(zero: int, pp: int) -> str | None:
+def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> str | None:
     """ZeRO-2/3 shard gradients (and weights) that every micro-batch of a pipeline stage accumulates into: DeepSpeed
     refuses them with pipeline parallelism ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism",
-    deepspeed/runtime/pipe/engine.py) and Megatron-Core's distributed optimizer is ZeRO-1. None when allowed."""
+    deepspeed/runtime/pipe/engine.py) and Megatron-Core's distributed optimizer is ZeRO-1. torchtitan's FSDP2 with PP
+    (``sharding`` "fsdp-pp") keeps each stage's weights and gradients unsharded through the step instead, so it is
+    allowed, and only with ZeRO-3 (FSDP full shard) and PP > 1. None when allowed."""
+    if sharding not in SHARDINGS:
+        return f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}"
+    if sharding == FSDP_PP:
+        if zero != 3 or pp < 2:
+            return f"sharding {FSDP_PP} is FSDP2 (ZeRO-3) under pipeline parallelism: it needs --zero 3 and --pp > 1, " \
+                   f"got ZeRO-{zero} and PP {pp}"
+        return None
     if zero >= 2 and pp > 1:
         return f"ZeRO-{zero} with PP {pp}: stages 2 and 3 shard the gradients every micro-batch accumulates into; " \
-               "with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3)"
+               f"with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3, or --sharding {FSDP_PP}: " \
+               "torchtitan's FSDP2 with PP)"
     return None
 
 
@@ -174,9 +190,9 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError(*problem)
     if layout.zero not in (0, 1, 2, 3):
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {layout.zero}")
-    problem = zero_with_pp_problem(layout.zero, layout.pp)
+    problem = zero_with_pp_problem(layout.zero, layout.pp, layout.sharding)
     if problem:
-        raise LLMCalcError("--zero", problem)
+        raise LLMCalcError("--zero" if layout.sharding == ZERO_SHARDING else "--sharding", problem)
     if layout.recompute not in RECOMPUTE_CHOICES:
         raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
     if layout.sp and layout.tp == 1:

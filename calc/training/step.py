@@ -14,6 +14,12 @@ pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; c
               last backward except the last bucket (PyTorch DDP / Megatron DDP)
   ZeRO-3      per micro-batch: weights all-gathered for forward and again for backward, gradients
               reduce-scattered; hidden under that micro-batch's compute at the overlap efficiency
+  FSDP+PP     torchtitan's FSDP2 with PP (calc.memory.training.fsdp_pp_states): the stage's weights are
+              all-gathered once per step (reshard_after_forward=False: the first micro-batch's forward gathers,
+              no later one re-gathers; the first layer's gather exposed, the rest hidden under that forward at
+              the overlap efficiency) and its fp32 gradients reduce-scattered once, after the last backward
+              (torch/distributed/pipelining/stage.py runs FSDP's post-backward then, with no compute left to
+              hide it under: exposed whole)
   optimizer   N_local (/d*c with ZeRO >= 1) x 28 B of HBM traffic (Adam, mixed precision)
 MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
 HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core).
@@ -30,6 +36,7 @@ from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
+    FSDP_PP,
     MEGATRON_FRAGMENTATION,
     MEGATRON_FUSED,
     training_bytes_per_gpu,
@@ -148,7 +155,13 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         return cost.coll(kind, dense * per_param, dpc, tp) + cost.coll(kind, experts * per_param, edp, etp * ep)
 
     dp_total = dp_exposed = zero_total = zero_exposed = 0.0
-    if layout.zero == 3:
+    if layout.sharding == FSDP_PP:
+        gather = over_dp("all_gather", cost.elem)
+        scatter = over_dp("reduce_scatter", eff.grad_reduce_bytes)
+        first_gather = gather / max(stages[worst_i][1], 1)
+        zero_total = gather + scatter
+        zero_exposed = first_gather + exposed_time(gather - first_gather, worst["fwd"], eff.overlap) + scatter
+    elif layout.zero == 3:
         per_mb = 2 * over_dp("all_gather", cost.elem) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
         first_gather = over_dp("all_gather", cost.elem) / max(stages[worst_i][1], 1)
         zero_total = micro * per_mb
@@ -197,7 +210,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
         fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
-        loss=cost.eff.loss,
+        loss=cost.eff.loss, sharding=layout.sharding,
     )
 
 
@@ -234,7 +247,8 @@ TERM_FORMULAS = {
     "pp_bubble_s": "(p-1)/v x t_microbatch",
     "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) between stages",
     "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
-    "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch",
+    "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch; FSDP+PP: one weight AG "
+                     "per step (first layer exposed, the rest under the first forward) + one gradient RS after the last backward",
     "optimizer_s": "local parameters (/d*c with ZeRO >= 1) x bytes per parameter / HBM bandwidth",
 }
 
