@@ -31,7 +31,8 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
 5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
    time (a rate's residual flips sign), pooled where kinds share one prediction (calc.bands POOL: the training
    kinds; serving decode: TPOT, e2e, throughput; serving prefill: TTFT) per band group pool | generation | dtype
-   class | dense/MoE; the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows, the pool's where the
+   class | dense/MoE; the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows from >= MIN_GROUPS source
+   groups (one source says nothing of the scatter between sources), the pool's where the
    pool has, the family's (serving) where that has, else the stated wide default (a factor of 2 either way).
 6. Spread: leave one fit source group out at a time and read its rows' bands from the rest (step 5's chain); the
    quantiles are spread about their median by the smallest factor k (1.00-4.00 by 0.05) that puts BAND_LEVEL of the
@@ -240,25 +241,37 @@ def _quantiles(values: list[float], k: float) -> dict[str, float]:
 LEVELS = ("groups", "pools", "families")
 
 
-def _by_level(rows: list[Entry], r: dict[str, float]) -> dict[str, dict[str, list[float]]]:
-    """Time-oriented residuals per band group, per pool and per family (calc.bands: the pools share one prediction)."""
-    by: dict[str, dict[str, list[float]]] = {level: {} for level in LEVELS}
+Levels = dict[str, dict[str, tuple[list[float], set[str]]]]
+
+
+def _by_level(rows: list[Entry], r: dict[str, float]) -> Levels:
+    """Time-oriented residuals, and the source groups they come from, per band group, per pool and per family
+    (calc.bands: the pools share one prediction)."""
+    by: Levels = {level: {} for level in LEVELS}
     for e in rows:
         pool = pool_of(e.row.kind)
-        by["groups"].setdefault(e.band_group, []).append(r[e.row.id])
-        by["pools"].setdefault(pool, []).append(r[e.row.id])
-        if pool in POOL_FAMILY:
-            by["families"].setdefault(POOL_FAMILY[pool], []).append(r[e.row.id])
+        names = {"groups": e.band_group, "pools": pool, "families": POOL_FAMILY.get(pool)}
+        for level, name in names.items():
+            if name:
+                values, sources = by[level].setdefault(name, ([], set()))
+                values.append(r[e.row.id])
+                sources.add(e.group)
     return by
 
 
-def _chain(e: Entry, by: dict[str, dict[str, list[float]]]) -> tuple[str, list[float]] | None:
-    """calc.bands.band's chain for a row: its band group, else its pool, else its family, each with >= MIN_BAND_ROWS."""
+def _usable(entry: tuple[list[float], set[str]] | None) -> bool:
+    """A band needs MIN_BAND_ROWS rows from MIN_GROUPS source groups: one source's rows share a stack and a setting
+    and say nothing of how far another source lands (the rule a fitted parameter follows too)."""
+    return entry is not None and len(entry[0]) >= MIN_BAND_ROWS and len(entry[1]) >= MIN_GROUPS
+
+
+def _chain(e: Entry, by: Levels) -> tuple[str, list[float]] | None:
+    """calc.bands.band's chain for a row: its band group, else its pool, else its family, each where usable."""
     pool = pool_of(e.row.kind)
     for level, key in (("groups", e.band_group), ("pools", pool), ("families", POOL_FAMILY.get(pool))):
-        values = by[level].get(key) if key else None
-        if values and len(values) >= MIN_BAND_ROWS:
-            return ("group" if level == "groups" else "fallback"), values
+        entry = by[level].get(key) if key else None
+        if _usable(entry):
+            return ("group" if level == "groups" else "fallback"), entry[0]
     return None
 
 
@@ -312,12 +325,12 @@ def bands(rows: list[Entry], cv: dict[str, float]) -> dict[str, Any]:
             return spread_of(spread, pool_of_group[name], "group")
         return spread_of(spread, name, "fallback") if level == "pools" else spread["all"]["fallback"]["k"]
 
-    return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS,
+    return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS, "min_sources": MIN_GROUPS,
             "orientation": "q10/q90 of log(predicted/measured) for time-like figures, spread about q50 by the level's "
                            "leave-one-source-out factor; a rate's band uses them negated",
             "spread": spread,
             "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
-            **{level: {name: _quantiles(v, k(level, name)) for name, v in sorted(values.items()) if len(v) >= MIN_BAND_ROWS}
+            **{level: {name: _quantiles(v[0], k(level, name)) for name, v in sorted(values.items()) if _usable(v)}
                for level, values in by.items()}}
 
 

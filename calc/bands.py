@@ -27,7 +27,8 @@ lies, 80% of the time, in
 
     [p exp(-q90), p exp(-q10)]
 
-and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows; else its pool
+and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows from >= min_sources
+source groups; else its pool
 over all generations; else (prefill) the serving family; else no comparable measurement: the stated wide default
 (a factor of 2 either way), reported with ``rows`` 0 and group ``NO_BAND``, and printed as "no band".
 """
@@ -94,7 +95,7 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
     family = FAMILY.get(pool)
-    thin = f"{group} has fewer than {data['min_rows']} rows"
+    thin = f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources"
     if group in data["groups"]:
         q, name = data["groups"][group], group
     elif pool in data["pools"]:
