@@ -203,36 +203,60 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         raise CannotPredict("--enforce-eager (no CUDA/HIP graphs): the per-kernel launch cost of eager steps is not "
                             "modelled (the step overhead is fitted on graph-captured engines)")
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
-    _static_batch_fits(row, k, m, gpu, tp, pp, assumptions)
-    r = latency(m, gpu, num_gpus=tp * pp, batch=k["batch"], prompt=k["prompt"], output=k["output"],
-                dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), causal=True, tp=tp, pp=pp,
-                assumptions=assumptions)
+    waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
+    runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],
+                    dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), causal=True, tp=tp, pp=pp,
+                    assumptions=assumptions) for b in waves]
+    r = runs[0]
+    e2e = sum(w.e2e_s for w in runs)
     if row.kind == "serving_throughput":  # a static batch: tokens over its end-to-end time
         per_request = k["output"] + (k["prompt"] if "total" in row.measured.metric else 0)
-        value = k["batch"] * per_request / r.e2e_s
+        value = k["batch"] * per_request / e2e
         return value / row.hardware.num_gpus if row.measured.unit.endswith("/gpu") else value
+    if row.kind == "serving_e2e":
+        return e2e * 1e3 if row.measured.unit == "ms" else e2e
     seconds = getattr(r, LATENCY_FIELD[row.kind])
     return seconds * 1e3 if row.measured.unit == "ms" else seconds
 
 
-def _static_batch_fits(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: int, pp: int,
-                       assumptions: ServingAssumptions) -> None:
-    """Fit first, as `latency` does (calc.serving.capacity.batch_fit_problem): a static batch whose KV cache the
-    engine (vLLM, SGLang: the accountings modelled) cannot hold runs in waves or preempts, which the one-batch latency
-    model does not price; such a row is reported, not predicted as if it ran at once."""
-    from calc.serving.capacity import batch_fit_problem
+def wave_sizes(batch: int, capacity: int) -> list[int]:
+    """A batch of ``batch`` equal requests through a cache holding ``capacity`` of them at their longest, as
+    vLLM V0 runs an offline batch submitted at once: ceil(batch / capacity) waves of whole requests, the last one
+    the remainder. V0's scheduler (vllm/core/scheduler.py at v0.6.3, _schedule_default / _schedule_chunked_prefill)
+    admits prompts while their blocks fit, and when a decode step finds no free block it preempts the running group
+    admitted last (_preempt: PreemptionMode.RECOMPUTE whenever the group has one sequence, the default), putting it
+    back at the front of the waiting queue to be re-prefilled when the earlier requests finish and free their blocks.
+    Equal requests grow in step, so the ones still running when the cache is full are the first ``capacity``; the
+    recompute of the preempted prefixes is not priced (a first model). E.g. 10 requests, room for 4: [4, 4, 2]."""
+    full, rest = divmod(batch, capacity)
+    return [capacity] * full + ([rest] if rest else [])
+
+
+def _batch_waves(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: int, pp: int,
+                 assumptions: ServingAssumptions) -> list[int]:
+    """Fit first, as `latency` does (calc.serving.capacity.batch_fit_problem), with the engine's accounting at the
+    row's version: the batch when its KV cache fits; for vLLM V0's end-to-end time of a whole batch, the waves it
+    runs in (wave_sizes); any other batch the cache cannot hold (preemption interleaved with TTFT / TPOT, or
+    V1 / SGLang schedulers) is reported, not predicted as if it ran at once."""
+    from calc.serving.capacity import deployment_memory
     from calc.specs import Parallelism
     from calc.specs.serving import EngineSettings
 
     engine = {"vllm-v0": "vllm"}.get(row.stack.name, row.stack.name)
     if engine not in ("vllm", "sglang"):
-        return
-    settings = EngineSettings(engine=engine, **{key: k[key] for key in ENGINE_KNOBS if key in k})
-    problem = batch_fit_problem(m, gpu, Parallelism(tp=tp, pp=pp), settings, _serving_dtype(row, k), k.get("kv_dtype"),
-                                k["batch"], k["prompt"] + k["output"], assumptions)
-    if problem:
-        raise CannotPredict(f"the batch exceeds the engine's KV cache (it runs in waves / preempts, not modelled): "
-                            f"{problem.split('; needs')[0].split('; no layout')[0]}")
+        return [k["batch"]]
+    version = None if row.stack.version in ("", "unknown") else str(row.stack.version)
+    settings = EngineSettings(engine=row.stack.name, engine_version=version,
+                              **{key: k[key] for key in ENGINE_KNOBS if key in k})
+    mem = deployment_memory(m, gpu, Parallelism(tp=tp, pp=pp), settings, _serving_dtype(row, k), k.get("kv_dtype"),
+                            k["prompt"] + k["output"], assumptions)
+    if mem.max_concurrency >= k["batch"]:
+        return [k["batch"]]
+    if mem.max_concurrency >= 1 and settings.accounting() == "vllm-v0" and row.kind in ("serving_e2e", "serving_throughput"):
+        return wave_sizes(k["batch"], mem.max_concurrency)
+    raise CannotPredict(f"the batch exceeds the engine's KV cache (it preempts, not modelled here): the "
+                        f"{mem.engine} KV cache holds {mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of "
+                        f"{k['prompt'] + k['output']:,}, batch {k['batch']} needs more")
 
 
 # TensorRT-LLM's LLM API / trtllm-bench defaults (BuildConfig): max_batch_size 2048, max_num_tokens 8192.

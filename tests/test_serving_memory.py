@@ -46,10 +46,11 @@ def test_utilization_and_block_size_change_the_answer() -> None:
 
 
 def test_chunked_prefill_shrinks_the_profile_run() -> None:
-    # 131072-token context: vLLM chunks prefill (2048-token steps); forcing whole prompts profiles 131072 tokens.
+    # 131072-token context: vLLM V0 0.6.5 chunks prefill (2048-token steps; 512 before 0.6.5); forcing whole
+    # prompts profiles 131072 tokens.
     m, gpu = load_model("llama3-8b"), load_gpu("h100")
-    chunked = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", max_model_len=131072))
-    whole = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", max_model_len=131072,
+    chunked = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", engine_version="0.6.5", max_model_len=131072))
+    whole = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", engine_version="0.6.5", max_model_len=131072,
                                                           enable_chunked_prefill=False))
     assert chunked.batched_tokens == 2048 and whole.batched_tokens == 131072
     # activations scale with the tokens (logits rows capped at 256 in both): 64x the per-token part
@@ -152,14 +153,15 @@ def test_vllm_v1_profile_sampler_holds_fourteen_bytes_per_logit() -> None:
     # _dummy_sampler_run; sampler.py): bf16 logits 2 B + fp32 copy 4 B + fp32 probs 4 B + exponential noise q 4 B
     # = 14 B per logit. Qwen3-30B-A3B, TP 4, vLLM 0.8.5 on an A10 (defaults 2048 batched tokens, 256 sequences):
     #   forward  2048 x (3 x 2048 + 8 experts x 768 x 3 / 4) x 2 = 2048 x 10,752 x 2 = 44,040,192 B
-    #   sampler  256 x 151,936 x 14 = 544,538,624 B   (V0, chunked to 2048: 256 x 151,936 x 2 = 77,791,232 B)
+    #   sampler  256 x 151,936 x 14 = 544,538,624 B   (V0 0.6.5, chunked to 2048: 256 x 151,936 x 2 = 77,791,232 B)
     # A10 24,146,608,128 B x 0.9 = int 21,731,947,315; weights 30,532,122,624 x 2 / 4 = 15,266,061,312;
     # non-torch 0.5 + 0.25 GiB = 805,306,368; budget = 21,731,947,315 - 15,266,061,312 - 588,578,816 - 805,306,368
     # = 5,072,000,819 B; block = 16 x (48 layers x 1 KV head x 128 x 2 x 2 B = 24,576) = 393,216 B
     # -> 12,898 blocks (12,898 x 393,216 = 5,071,699,968) = 206,368 tokens (the log of vllm issue #17469: 198,784).
     m, gpu = load_model("qwen3-30b-a3b"), load_gpu("a10")
     v1 = engine_memory(m, gpu, settings=EngineSettings(engine_version="0.8.5", max_model_len=8192), tp=4)
-    v0 = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", max_model_len=8192, enable_chunked_prefill=True),
+    v0 = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", engine_version="0.6.5", max_model_len=8192,
+                                                       enable_chunked_prefill=True),
                        tp=4)
     assert v1.batched_tokens == v0.batched_tokens == 2048 and v1.max_num_seqs == v0.max_num_seqs == 256
     assert v1.activation_peak_bytes == 44_040_192 + 544_538_624

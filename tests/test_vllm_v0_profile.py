@@ -15,7 +15,8 @@ def test_vllm_053_profiles_whole_context_054_chunks():
     old = EngineSettings(engine="vllm-v0", engine_version="0.5.3", max_model_len=131072)
     new = EngineSettings(engine="vllm-v0", engine_version="0.5.4", max_model_len=131072)
     assert not old.chunked(131072) and old.batched_tokens(131072, 80 * 2**30) == 131072  # max(max_model_len, 2048)
-    assert new.chunked(131072) and new.batched_tokens(131072, 80 * 2**30) == 2048
+    # vllm/config.py SchedulerConfig at 0.5.4 (sdist): chunked prefill on, none given -> max_num_batched_tokens = 512
+    assert new.chunked(131072) and new.batched_tokens(131072, 80 * 2**30) == 512
 
 
 def test_405b_fp8_weights_per_gpu_tp8():

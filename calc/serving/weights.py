@@ -6,6 +6,9 @@ bytes per weight of a tensor group c = calc.memory.weights.weight_bytes_by_group
 Compute of a quantized group (what vLLM's kernels do, vllm/model_executor/layers/quantization/):
     fp8 weights      -> fp8 tensor peak where the GPU has one (fp8.py: CUTLASS/DeepGEMM block-fp8 W8A8,
                         activations quantised per 128-token group); else bf16 (FP8 Marlin, weight-only).
+    fbgemm_fp8       -> the same (fbgemm_fp8.py at v0.6.3: fp8 weight + fp32 per-output-channel weight_scale;
+                        apply_fp8_linear = cutlass_scaled_mm W8A8 with per-token dynamic activation scales;
+                        FP8 Marlin weight-only only when the device lacks capability 8.9, use_marlin).
     4-bit weights    -> dequantised to bf16 inside the kernel (Marlin for GPTQ/AWQ/NF4, mxfp4.py's Marlin /
                         Triton MoE on Hopper); an fp4 tensor peak only where the GPU spec lists one.
     int8 (bnb)       -> dequantised to bf16.
@@ -116,7 +119,7 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> Weight
     groups = shipped_group_bytes(m)
     per = {c: Fraction(b, params[c]) for c, b in groups.items() if params.get(c)}
     quantized = [c for c, b in per.items() if b != dtype_bytes(act)]
-    if q.method == "fp8":
+    if q.method in ("fp8", "fbgemm_fp8"):
         store, compute = "fp8", "fp8" if "fp8" in peaks else act
     elif q.method == "mxfp4" and "fp4" in peaks:
         store, compute = "int4", "fp4"

@@ -9,8 +9,14 @@ Defaults follow each engine's own source, by version (``engine_version``; None =
       0.8.x:  2048 / 256
   gpu_memory_utilization 0.9, block_size 16.
 - vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): from 0.5.4 chunked prefill switched on automatically
-  for max_model_len > 32K (vllm-project/vllm PR #6666, merged 2024-07-23 after v0.5.3), then max_num_batched_tokens
-  2048; otherwise (and always before 0.5.4) max(max_model_len, 2048) (SchedulerConfig); max_num_seqs 256.
+  for max_model_len > 32K (vllm-project/vllm PR #6666, merged 2024-07-23 after v0.5.3; vllm/engine/arg_utils.py
+  create_engine_config: CUDA, no sliding window, no speculative model, no LoRA, not multimodal), then
+  max_num_batched_tokens 512 up to 0.6.4.post1 and 2048 from 0.6.5 (vllm/config.py SchedulerConfig: "It is the
+  values that have the best balance between ITL and TTFT on A100", read in the 0.5.4, 0.6.3.post1, 0.6.4 and 0.6.5
+  sdists); otherwise (and always before 0.5.4) max(max_model_len, 2048); max_num_seqs 256. V0 has no usage-context
+  defaults (0.6.5 and later override max_num_batched_tokens by usage context for V1 only, _override_v1_engine_args).
+  An explicit enable_chunked_prefill=False keeps whole-prompt steps (benchmarks/benchmark_throughput.py up to 0.6.3
+  passed its store_true --enable-chunked-prefill, i.e. False, to LLM; from PR #9529, in 0.6.4, it takes EngineArgs).
 - SGLang (python/sglang/srt/server_args.py):
       < 0.5.4: mem_fraction_static by TP size (0.88 at TP 1, 0.87 at 2, 0.85 at 4, 0.81 at 8, 0.79 at 16+);
                chunked_prefill_size 8192 (2048 under 25 GB)
@@ -45,7 +51,9 @@ SGLANG_HEURISTIC_FROM = (0, 5, 4)  # server_args._handle_gpu_memory_settings (PR
 
 VLLM_CHUNKED_PREFILL_ABOVE = 32768  # vLLM V0 enables chunked prefill for max_model_len > 32K ...
 VLLM_AUTO_CHUNK_FROM = (0, 5, 4)  # ... from 0.5.4 (PR #6666); 0.5.3 profiles one whole max_model_len prefill
-VLLM_CHUNKED_BATCHED_TOKENS = 2048  # its max_num_batched_tokens default once chunked prefill is on
+VLLM_CHUNKED_BATCHED_TOKENS = 2048  # its max_num_batched_tokens default once chunked prefill is on (V1; V0 >= 0.6.5)
+VLLM_V0_CHUNKED_BATCHED_TOKENS_OLD = 512  # V0 0.5.4 to 0.6.4.x (vllm/config.py SchedulerConfig.__init__)
+VLLM_V0_CHUNK_2048_FROM = (0, 6, 5)  # SchedulerConfig.__post_init__: 2048 from 0.6.5
 VLLM_BIG_GPU_BYTES = 70 * 2**30  # get_batch_defaults: "device_memory >= 70 * GiB_bytes and 'a100' not in name"
 SGLANG_SMALL_GPU_BYTES = 25 * 10**9  # SGLang < 0.5.4 halves chunked_prefill_size below this capacity
 TRTLLM_MAX_NUM_TOKENS = 8192
@@ -155,7 +163,7 @@ class EngineSettings(_Spec):
         if acc == "vllm-v1":
             return 8192 if self._vllm_big_gpu(gpu_memory_bytes, gpu_name) else VLLM_CHUNKED_BATCHED_TOKENS
         if self.chunked(model_max):
-            return VLLM_CHUNKED_BATCHED_TOKENS
+            return vllm_v0_chunked_batched_tokens(self.version())
         return max(self.context_len(model_max), VLLM_CHUNKED_BATCHED_TOKENS)
 
     def seqs(self, gpu_memory_bytes: int, gpu_name: str = "") -> int:
@@ -185,6 +193,12 @@ class EngineSettings(_Spec):
             chunk, graph_bs = sglang_buckets(mib, tp)
             return sglang_heuristic_fraction(mib, tp, pp, self.chunked_prefill_size or chunk, graph_bs)
         return sglang_mem_fraction_default(tp)
+
+
+def vllm_v0_chunked_batched_tokens(version: tuple[int, ...]) -> int:
+    """vLLM V0's max_num_batched_tokens when chunked prefill is on and none is given (vllm/config.py
+    SchedulerConfig, single-step scheduling): 512 before 0.6.5, 2048 from 0.6.5."""
+    return VLLM_CHUNKED_BATCHED_TOKENS if version >= VLLM_V0_CHUNK_2048_FROM else VLLM_V0_CHUNKED_BATCHED_TOKENS_OLD
 
 
 def whole_blocks(tokens: int, block: int) -> int:

@@ -1,0 +1,49 @@
+"""vLLM V0 (0.5.4-0.6.x) offline accounting, read from the engine's own sources (vllm sdists 0.6.3.post1, 0.6.4,
+0.6.5): the chunked-prefill step budget by version, fbgemm_fp8 GEMMs on fp8 tensor cores, offline batches in waves."""
+
+import sys
+from pathlib import Path
+
+from calc.serving.weights import weight_format
+from calc.sources.catalog import load_gpu, load_model
+from calc.specs.serving import EngineSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from corpus_predict import wave_sizes  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "benchmarks/data/corpus/configs/llama-3.1-405b-instruct-fp8.json"
+H100 = 85_520_809_984
+
+
+def test_v0_chunked_step_budget_is_512_before_065():
+    # vllm/config.py SchedulerConfig at 0.6.3.post1 / 0.6.4: chunked prefill on, none given -> 512 tokens;
+    # max_model_len 91,680 > 32,768 switches chunking on (arg_utils.create_engine_config)
+    s = EngineSettings(engine="vllm-v0", engine_version="0.6.3.post2.dev308", max_model_len=91_680)
+    assert s.chunked(131_072)
+    assert s.batched_tokens(131_072, H100, "h100-sxm", 8) == 512
+
+
+def test_v0_chunked_step_budget_is_2048_from_065():
+    # vllm/config.py SchedulerConfig.__post_init__ at 0.6.5: self.max_num_batched_tokens = 2048
+    s = EngineSettings(engine="vllm-v0", engine_version="0.6.5", max_model_len=91_680)
+    assert s.batched_tokens(131_072, H100, "h100-sxm", 8) == 2048
+
+
+def test_v0_chunking_off_profiles_the_whole_context():
+    # benchmark_throughput.py at 0.6.3 passes enable_chunked_prefill=False: max(max_model_len, 2048) = 91,680
+    s = EngineSettings(engine="vllm-v0", engine_version="0.6.3", max_model_len=91_680, enable_chunked_prefill=False)
+    assert s.batched_tokens(131_072, H100, "h100-sxm", 8) == 91_680
+
+
+def test_fbgemm_fp8_multiplies_on_fp8_tensor_cores_from_sm89():
+    # fbgemm_fp8.py: use_marlin = not has_device_capability(89); else apply_fp8_linear (cutlass W8A8)
+    m = load_model(str(CONFIG))
+    assert weight_format(m, load_gpu("h100"), None).compute_dtype == "fp8"
+    assert weight_format(m, load_gpu("a100"), None).compute_dtype == "bf16"  # FP8 Marlin, weight-only
+
+
+def test_waves_of_whole_requests():
+    # 10 equal requests, room for 4 at their longest: 4, 4, then the remaining 2
+    assert wave_sizes(10, 4) == [4, 4, 2]
+    assert wave_sizes(8, 4) == [4, 4]
+    assert wave_sizes(3, 4) == [3]
