@@ -118,13 +118,19 @@ def test_state_per_request_is_constant_and_exact() -> None:
 
 
 def test_concurrency_counts_the_state(cli) -> None:
-    # Kimi Linear on 2 H100s (TP 2): a request of 32,768 tokens holds, across the 2 GPUs, the MLA latent on each
-    # (replicated) 2 x 32,768 x 8,064 B and the KDA state once (split by heads) 43,417,600 B.
+    # Kimi Linear on 2 H100s (TP 2) under vLLM V1's hybrid allocator (calc.serving.hybrid_alloc): 7 MLA layers of
+    # (512 + 64) x 2 = 1,152 B per token (replicated), 20 KDA layers of 43,417,600 / 20 / 2 = 1,085,440 B of state
+    # per rank. MLA aligns blocks to 64: 64 x ceil(1,085,440 / (64 x 1,152)) = 64 x 15 = 960 tokens; page =
+    # 960 x 1,152 = 1,105,920 B. Groups of 7 (20 >= 1.5 x 7): 1 MLA + ceil(20 / 7) = 3 state groups; a block index
+    # holds 7 pages = 7,741,440 B per rank. 32,768 tokens -> 32,767 slots -> ceil(32,767 / 960) = 35 attention
+    # blocks + 3 state blocks = 38 blocks, on each of the 2 GPUs.
     r = cli("concurrency", str(KIMI_FILE), "--gpu", "h100", "--tp", "2", "--max-model-len", "32768", "--json")
     assert r.code == 0, r.err
     d = r.json()
-    assert d["kv_cache_bytes_per_request"] == 2 * 32_768 * 8_064 + 43_417_600
-    assert d["max_concurrency"] == d["free_bytes"] // d["kv_cache_bytes_per_request"] >= 1
+    assert d["block_size"] == 960 and d["kv_block_bytes"] == 2 * 7_741_440
+    assert d["kv_cache_bytes_per_request"] == 2 * 38 * 7_741_440
+    assert d["num_gpu_blocks"] == d["free_bytes"] // 2 // 7_741_440
+    assert d["max_concurrency"] == d["num_gpu_blocks"] // 38 >= 1
     r = cli("concurrency", str(MINIMAX_FILE), "--gpu", "h100", "--tp", "8", "--pp", "2", "--max-model-len", "131072")
     assert r.code == 0, r.err
 

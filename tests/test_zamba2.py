@@ -82,9 +82,14 @@ def test_cli_params_and_concurrency(cli) -> None:
     r = cli("concurrency", str(FIXTURE), "--gpu", "h100", "--max-model-len", "4096", "--json")
     assert r.code == 0, r.err
     d = r.json()
-    # 4,096 tokens of KV on the 13 positions + the 81 layers' state.
-    assert d["kv_cache_bytes_per_request"] == 4096 * 372_736 + 77_925_888
-    assert d["max_concurrency"] == d["free_bytes"] // d["kv_cache_bytes_per_request"] >= 1
+    # vLLM V1's hybrid allocator (calc.serving.hybrid_alloc): attention 2 x 32 x 224 x 2 = 28,672 B per token per
+    # position; state (7424 x 3 + 112 x 64 x 64) x 2 = 962,048 B per layer -> blocks of 16 x ceil(962,048 /
+    # (16 x 28,672)) = 16 x 3 = 48 tokens, page 48 x 28,672 = 1,376,256 B. 13 attention vs 81 state layers:
+    # groups of 13, 1 attention + ceil(81 / 13) = 7 state groups; a block index holds 13 pages = 17,891,328 B.
+    # 4,096 tokens -> 4,095 slots -> ceil(4,095 / 48) = 86 attention blocks + 7 state blocks = 93.
+    assert d["block_size"] == 48
+    assert d["kv_cache_bytes_per_request"] == 93 * 13 * 1_376_256 == 1_663_893_504
+    assert d["max_concurrency"] == d["free_bytes"] // 17_891_328 // 93 >= 1
 
 
 def test_malformed_layout_is_refused(tmp_path, cli) -> None:

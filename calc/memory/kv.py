@@ -95,16 +95,14 @@ def request_cache_bytes(m: ModelSpec, tokens: int, kv_dtype: str = "bf16", tp: i
     capped at their window) + the constant state of its linear-attention / state-space layers.
     The one per-request rule `memory --mode infer`, `concurrency`, `serve` and `report` share.
 
-    Not modelled: vLLM V1's hybrid allocator (vllm/v1/core/kv_cache_utils.py, unify_kv_cache_spec_page_size and
-    the layer grouping; vllm/model_executor/models/config.py HybridAttentionMambaModelConfig) raises the attention
-    block size to 16 * ceil(state page / (16 * attention bytes per token per layer)) so one page fits a layer's
-    state, pads the state page to the attention page, and gives each request one page per state-layer group.
-    Worked by hand (bf16): Nemotron-H-8B, state page 2,158,592 B, attention 4,096 B/token/layer -> 528-token
-    blocks; a request of 8,192 tokens holds 4 layers x 2,162,688 B x (16 + 6 groups) = 190,316,544 B against
-    186,023,936 B here (+2.3%); Qwen3-Next (544-token blocks, 12-layer groups) +4% at 1,000 tokens but +27% at 100
-    tokens. The long-request capacity `concurrency` reports moves by a few percent; the grouping rule (group size
-    = the smallest layer-type count unless padding wastes more) was not checked against a fetched copy of vLLM in
-    this pass, so it is documented here rather than guessed into the block accounting."""
+    This is the engine-free count. Under vLLM V1 (0.10 on) a hybrid model's requests take blocks from one shared
+    pool instead (calc.serving.hybrid_alloc, used by calc.serving.engine_memory): the attention block size is
+    raised to 16 x ceil(state page / (16 x attention bytes per token per layer)) so one page holds a layer's state
+    (vllm/model_executor/models/config.py HybridAttentionMambaModelConfig.verify_and_update_config), the state
+    page is padded to it, layers are grouped (vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size)
+    and a request holds ceil(slots / B) blocks per attention group and one block per state group. Worked by hand
+    (bf16, one rank): Nemotron-H-8B 528-token blocks, 8,192 tokens hold 22 blocks x 4 layers x 2,162,688 B =
+    190,316,544 B against 186,023,936 B here."""
     return kv_cache_bytes_for_tokens(m, tokens, kv_dtype, tp, pp) + state_bytes_per_request(m, tp, pp)
 
 

@@ -65,7 +65,7 @@ def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
             requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_bytes,
             # the one per-request rule of admission (as `concurrency` counts it)
             kv_cache_bytes=requests * conc.num_gpus * request_kv_bytes(m, tokens, conc.kv_dtype, conc.tp, conc.pp,
-                                                                       conc.block_size),
+                                                                       conc.block_size, conc.hybrid),
             other_bytes=conc.reserve_bytes + conc.activation_bytes,
         )
 

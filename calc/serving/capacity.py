@@ -10,12 +10,13 @@ with a request of T = prompt + output tokens holding T - 1 slots in whole blocks
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
+from calc.serving.hybrid_alloc import HybridPool
 from calc.serving.latency import serving_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -50,6 +51,7 @@ class ConcurrencyResult(BaseModel):
     kv_block_bytes: int
     max_concurrency: int
     window_capped: bool  # sliding-window / chunked layers hold at most their window of a request
+    hybrid: HybridPool | None = Field(None, exclude=True)  # vLLM V1's hybrid allocator, for the per-request rule
     shortfall_bytes: int
     engine_log: list[str]
     table: list[ConcurrencyRow]
@@ -76,7 +78,7 @@ def concurrency(
     blocks = mem.num_gpu_blocks
 
     def row(tokens: int) -> ConcurrencyRow:
-        per = request_kv_bytes(m, tokens, mem.kv_dtype, mem.tp, mem.pp, mem.block_size)
+        per = request_kv_bytes(m, tokens, mem.kv_dtype, mem.tp, mem.pp, mem.block_size, mem.hybrid)
         return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
                               max_concurrency=blocks * mem.block_bytes // per if per else 0)
 
@@ -98,7 +100,8 @@ def concurrency(
         activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
-        max_concurrency=count, window_capped=mem.window_capped, shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
+        max_concurrency=count, window_capped=mem.window_capped, hybrid=mem.hybrid,
+        shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
         table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
         verdict=verdict, explain=mem.explain,
     )

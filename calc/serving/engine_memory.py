@@ -18,6 +18,10 @@ the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fr
 TensorRT-LLM PyTorch backend (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator): after the weights
 and a profile forward of max_num_tokens, KV = free_gpu_memory_fraction x free memory;
     "[MemUsageChange] Allocated X GiB for max tokens in paged KV cache (N)" (cpp kvCacheManager.cpp).
+vLLM V1 from 0.10 with a model mixing softmax attention and state-space / linear-attention layers: the hybrid
+allocator (calc.serving.hybrid_alloc: attention block raised so a page holds one layer's state, layers in
+KV-cache groups, num_blocks = available // (page x layers per group), a request holds ceil(slots / B) blocks per
+attention group and one per state group).
 Admission (ours, the one rule every command uses): a request of T = prompt + output tokens holds at its
 longest T - 1 KV slots (kv_slots) in whole blocks, sliding-window / chunked layers capped at their window
 (the hybrid manager frees blocks outside it); max concurrency = floor(blocks x block bytes / that).
@@ -35,6 +39,7 @@ from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, 
 from calc.memory.weights import weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
@@ -75,6 +80,7 @@ class EngineMemory(BaseModel):
     shared_prefix: int
     max_concurrency: int
     window_capped: bool  # local layers hold less than the request's slots (their window)
+    hybrid: HybridPool | None = None  # vLLM V1's hybrid allocator (attention + state layers), else None
     concurrency_ratio: float
     fits: bool
     log: list[str]
@@ -153,7 +159,11 @@ def engine_memory(
     non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp * ep > 1 else 0)) * GIB)
     page = s.page_tokens()
     block_bytes = page * kv_token
-    if block_bytes == 0:  # no softmax layer (pure Mamba / linear attention): one page per request holds its state,
+    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len) \
+        if acc == "vllm-v1" and s.version() >= VLLM_HYBRID_FROM else None
+    if pool:
+        page, block_bytes = pool.block_size, pool.block_bytes
+    elif block_bytes == 0:  # no softmax layer (pure Mamba / linear attention): one page per request holds its state,
         # as vLLM V1 sizes a state-only model's page to max_model_len (vllm/v1/core/kv_cache_utils.py)
         page = max_len
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
@@ -189,28 +199,33 @@ def engine_memory(
                        f"{weights / GIB:.2f} = {budget / GIB:.2f} GiB (activations live in the {1 - frac:.2f} margin)")
         setting_line = f"mem_fraction_static {frac:g}; chunked_prefill_size {batched:,}"
     blocks = max(budget // block_bytes, 0)
-    tokens = blocks * page
+    tokens = pool.log_tokens(blocks) if pool else blocks * page
     # Whole blocks of the request's KV slots; layers with a sliding window / attention chunk keep at most
     # their window (kv_cache_bytes_for_tokens), so a request costs less than slots x per-token bytes there.
-    shared_blocks = shared_prefix // page
+    # The hybrid allocator runs without prefix caching (vLLM's default for hybrid models): nothing is shared.
+    shared_blocks = 0 if pool else shared_prefix // page
     shared_bytes = kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
-    per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page) - shared_bytes
-    capped = per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
+    per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page, pool) - shared_bytes
+    capped = not pool and per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
     room = blocks * block_bytes - shared_bytes
     concurrency = max(room // per_request, 0) if room > 0 else 0
-    ratio = blocks / whole_blocks(max_len, page)
+    ratio = blocks / (pool.max_len_blocks() if pool else whole_blocks(max_len, page))
     fits = concurrency >= 1
-    log = _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes)
+    log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes)
     explain = [
         f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
         f"({weights / GIB:.2f} GiB)",
         budget_line,
-        f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B",
-        f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens",
-        f"KV per request = {per_request:,} B ({request:,} - 1 = {kv_slots(request):,} slots in whole blocks"
-        f"{', local layers capped at their window' if capped else ''})"
-        + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else ""),
+        (pool.describe() if pool else
+         f"KV bytes/token on a rank = {kv_token:,} ({kv_dtype}); block = {page} x {kv_token:,} = {block_bytes:,} B"),
+        f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens"
+        + (f" ({blocks:,} // {pool.num_groups} groups x {min(page, max_len)})" if pool else ""),
+        (f"KV per request = {pool.request_blocks(kv_slots(request))} blocks x {block_bytes:,} B = {per_request:,} B "
+         f"(ceil({kv_slots(request):,} slots / {page}) per attention group, one per state group)" if pool else
+         f"KV per request = {per_request:,} B ({request:,} - 1 = {kv_slots(request):,} slots in whole blocks"
+         f"{', local layers capped at their window' if capped else ''})"
+         + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "")),
         f"max concurrency for {request:,} tokens = floor(({blocks:,} x {block_bytes:,} - {shared_bytes:,}) / {per_request:,})"
         f" = {concurrency}",
     ]
@@ -221,7 +236,10 @@ def engine_memory(
         f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
         f"non-torch memory {assumptions.cuda_context_gib:g} GiB per GPU"
         + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp * ep > 1 else ""),
-    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"] if shared_prefix else [])
+    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"]
+         if shared_prefix and not pool else []) \
+      + (["hybrid model: prefix caching off (vLLM's default for hybrid models), one state block per request"
+          + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if pool else [])
     return EngineMemory(
         engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
@@ -229,7 +247,8 @@ def engine_memory(
         kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len,
         batched_tokens=batched, max_num_seqs=seqs,
         chunked_prefill=s.chunked(m.max_position_embeddings), tokens_per_request=request, shared_prefix=shared_prefix,
-        max_concurrency=concurrency, window_capped=capped, concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
+        max_concurrency=concurrency, window_capped=capped, hybrid=pool,
+        concurrency_ratio=ratio, fits=fits, log=log, assumptions=assumption_lines,
         explain=explain,
     )
 
@@ -250,11 +269,15 @@ def kv_slots(tokens: int) -> int:
     return max(tokens - 1, 1)
 
 
-def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int, block_size: int) -> int:
+def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int, block_size: int,
+                     pool: HybridPool | None = None) -> int:
     """KV bytes one request of ``tokens`` (prompt + output) holds on the busiest rank at its longest: its
     kv_slots in whole blocks of ``block_size``, local layers capped at their window, + the constant state of
-    linear-attention / state-space layers (calc.memory.kv.request_cache_bytes). The one per-request rule of
-    admission (engine_memory, `concurrency`'s table, `report`'s chart)."""
+    linear-attention / state-space layers (calc.memory.kv.request_cache_bytes). Under vLLM V1's hybrid allocator
+    (``pool``): its blocks from the shared pool (HybridPool.request_blocks) x block bytes. The one per-request
+    rule of admission (engine_memory, `concurrency`'s table, `report`'s chart)."""
+    if pool:
+        return pool.request_blocks(kv_slots(tokens)) * pool.block_bytes
     return request_cache_bytes(m, whole_blocks(kv_slots(tokens), block_size) * block_size, kv_dtype, tp, pp)
 
 
