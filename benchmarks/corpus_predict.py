@@ -86,32 +86,20 @@ def megatron_flops(global_batch: int, seq: int, layers: int, hidden: int, vocab:
 
 
 @contextmanager
-def plateau_override(values: dict[str, float] | None) -> Iterator[None]:
-    """Temporarily replace fitted GEMM plateaus (keys as calc.hardware.efficiency.plateau_key) for the fit."""
-    saved = dict(efficiency.GEMM_PLATEAU)
+def _overridden(table: dict[str, float], values: dict[str, float] | None) -> Iterator[None]:
+    """Temporarily update a module-level table of defaults (the fit's candidate values), restoring it after."""
+    saved = dict(table)
     try:
-        efficiency.GEMM_PLATEAU.update(values or {})
+        table.update(values or {})
         yield
     finally:
-        efficiency.GEMM_PLATEAU.clear()
-        efficiency.GEMM_PLATEAU.update(saved)
+        table.clear()
+        table.update(saved)
 
 
 def _assumed(row: Any, key: str) -> Any:
     a = row.assumed.get(key)
     return a.value if a is not None else None
-
-
-@contextmanager
-def stack_override(values: dict[str, float] | None) -> Iterator[None]:
-    """Temporarily replace fitted stack efficiencies (keys as calc.training.stack.stack_key) for the fit."""
-    saved = dict(stack.OVERRIDES)
-    try:
-        stack.OVERRIDES.update(values or {})
-        yield
-    finally:
-        stack.OVERRIDES.clear()
-        stack.OVERRIDES.update(saved)
 
 
 def _system(row: Any, k: dict[str, Any], gpu: GPUSpec) -> Any:
@@ -363,7 +351,10 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
         overhead = overhead[engine_family(row)]
     assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"step_overhead_s": overhead})
     m, gpu = row_model(row), row_gpu(row)
-    with plateau_override(overrides.get("gemm_plateau")), stack_override(overrides.get("stack_efficiency")):
+    # fitted GEMM plateaus (keys as calc.hardware.efficiency.plateau_key) and stack efficiencies
+    # (calc.training.stack.stack_key) replaced by the fit's candidates for this prediction
+    with _overridden(efficiency.GEMM_PLATEAU, overrides.get("gemm_plateau")), \
+            _overridden(stack.OVERRIDES, overrides.get("stack_efficiency")):
         if row.kind in TRAINING_KINDS or row.kind == "training_peak_memory":
             return _training(row, m, gpu)
         if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
