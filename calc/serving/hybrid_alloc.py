@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from calc.memory.kv import kv_elements_per_layer_token
 from calc.model.layers import attention_layers, mixer_layer_flags
 from calc.model.mixers import state_bytes
-from calc.model.parallel import pp_stage_layers
+from calc.model.parallel import busiest_stage_sum
 from calc.specs import ModelSpec
 from calc.units import exact_bytes
 
@@ -138,10 +138,8 @@ def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int |
         n = math.ceil(len(layers) / size)
         groups += [layers[i::n] for i in range(n)]
         types.append(KVGroup(kind=kind, window=window, layers=len(layers), groups=n))
-    bounds, start = [], 0
-    for n in pp_stage_layers(m.num_layers, pp):
-        bounds.append((start, start + n))
-        start += n
-    rank_layers = max(sum(lo <= i < hi for i in g) for g in groups for lo, hi in bounds)
+    # the most layers one group has on one pipeline stage (vLLM's stage split, parallel.pp_stage_layers)
+    rank_layers = max(busiest_stage_sum([i in members for i in range(m.num_layers)], pp)
+                      for members in map(set, groups))
     return HybridPool(block_size=block, attention_bytes_per_token=a, state_page_bytes=s, page_bytes=block * a,
                       group_size=size, rank_group_layers=rank_layers, types=types, max_model_len=max_model_len)
