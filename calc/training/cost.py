@@ -153,6 +153,14 @@ class Efficiencies:
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
 
+    def resolved_attention_kernel(self) -> str:
+        """The attention kernel as given, else the stack's (calc.training.stack.ATTENTION_KERNEL)."""
+        return self.attention_kernel or ATTENTION_KERNEL.get(stack_key(self.stack), "fa2")
+
+    def resolved_fp8_recipe(self) -> str:
+        """The fp8 recipe as given, else the stack's default (calc.training.stack.FP8_RECIPE)."""
+        return self.fp8_recipe or FP8_RECIPE.get(stack_key(self.stack), "delayed")
+
     def describe(self) -> list[str]:
         return [
             f"collective efficiency {self.collective:.0%} of link bandwidth (NCCL busBW)",
@@ -171,11 +179,11 @@ class Efficiencies:
             f"MoE load imbalance: per-batch expert-load CV {self.expert_load_cv:g}; with EP the most-loaded rank sets "
             "the pace of the grouped GEMMs and the all-to-all",
             "fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; recipe "
-            f"{self.fp8_recipe or FP8_RECIPE.get(stack_key(self.stack), 'delayed')}"
+            f"{self.resolved_fp8_recipe()}"
             + (f", {self.fp8_cast_bytes:g} B per operand element cast (given)" if self.fp8_cast_bytes is not None else ""),
             f"stack {stack_key(self.stack)}: efficiency {self.resolved_stack_efficiency():.2f} on every compute kernel "
             "(calc.training.stack; megatron = 1); attention kernel "
-            + (self.attention_kernel or f"{ATTENTION_KERNEL.get(stack_key(self.stack), 'fa2')} (the stack's)")
+            + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
@@ -235,9 +243,8 @@ class ModelCost:
         self.core_dtype = "bf16" if self.fp8 else self.dtype
         self.elem = float(dtype_bytes(self.core_dtype))
         self.hbm = self.gpu.hbm_tb_s * 1e12 * memory_efficiency(self.gpu, self.calibration)
-        stack = stack_key(self.eff.stack)
-        self.attention_kernel = self.eff.attention_kernel or ATTENTION_KERNEL.get(stack, "fa2")
-        self.fp8_recipe = self.eff.fp8_recipe or FP8_RECIPE.get(stack, "delayed")
+        self.attention_kernel = self.eff.resolved_attention_kernel()
+        self.fp8_recipe = self.eff.resolved_fp8_recipe()
         cast_bytes, self.fp8_gemm_rate = FP8_RECIPES[self.fp8_recipe]
         self.fp8_cast_bytes = self.eff.fp8_cast_bytes if self.eff.fp8_cast_bytes is not None else cast_bytes
         self.kernel_scale = 1.0 / self.eff.resolved_stack_efficiency()  # every compute kernel's time x this
