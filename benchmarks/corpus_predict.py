@@ -220,6 +220,14 @@ def wave_sizes(batch: int, capacity: int) -> list[int]:
     return [capacity] * full + ([rest] if rest else [])
 
 
+def _engine_settings(row: Any, k: dict[str, Any]) -> Any:
+    """The engine the row ran (its stack name and version, "unknown" as the current release) with its knobs."""
+    from calc.specs.serving import EngineSettings
+
+    version = None if row.stack.version in ("", "unknown") else str(row.stack.version)
+    return EngineSettings(engine=row.stack.name, engine_version=version, **{key: k[key] for key in ENGINE_KNOBS if key in k})
+
+
 def _batch_waves(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: int, pp: int,
                  assumptions: ServingAssumptions) -> list[int]:
     """Fit first, as `latency` does (calc.serving.capacity.batch_fit_problem), with the engine's accounting at the
@@ -228,14 +236,11 @@ def _batch_waves(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: in
     V1 / SGLang schedulers) is reported, not predicted as if it ran at once."""
     from calc.serving.capacity import deployment_memory
     from calc.specs import Parallelism
-    from calc.specs.serving import EngineSettings
 
     engine = {"vllm-v0": "vllm"}.get(row.stack.name, row.stack.name)
     if engine not in ("vllm", "sglang"):
         return [k["batch"]]
-    version = None if row.stack.version in ("", "unknown") else str(row.stack.version)
-    settings = EngineSettings(engine=row.stack.name, engine_version=version,
-                              **{key: k[key] for key in ENGINE_KNOBS if key in k})
+    settings = _engine_settings(row, k)
     mem = deployment_memory(m, gpu, Parallelism(tp=tp, pp=pp), settings, _serving_dtype(row, k), k.get("kv_dtype"),
                             k["prompt"] + k["output"], assumptions)
     if mem.max_concurrency >= k["batch"]:
@@ -281,14 +286,12 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
 
 def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.serving.engine_memory import engine_memory
-    from calc.specs.serving import EngineSettings
 
     k = knobs(row)
     engine = row.stack.name
     if engine not in ("vllm", "vllm-v0", "sglang", "trtllm"):
         raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, vllm-v0, sglang, trtllm)")
-    version = None if row.stack.version in ("", "unknown") else str(row.stack.version)
-    settings = EngineSettings(engine=engine, engine_version=version, **{key: k[key] for key in ENGINE_KNOBS if key in k})
+    settings = _engine_settings(row, k)
     capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
     mem = engine_memory(m, gpu, settings=settings, tp=k.get("tp", 1), pp=k.get("pp", 1),
                         dtype=None if k.get("weights_as_shipped") else row.dtype, kv_dtype=k.get("kv_dtype"),
