@@ -70,7 +70,11 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
     (ceil(out/b0) * ceil(in/b1)), or one fp32 per tensor without blocks.
     MXFP4 (OCP MX spec; gpt-oss *_blocks/*_scales): 4 bits/weight + one E8M0 byte per 32 along the input.
     GPTQ/AWQ: bits/8 per weight + fp16 scales and packed zero points per group of the input per output
-    (+ GPTQ's int32 g_idx per input row). bitsandbytes NF4/FP4: 4 bits + fp32 absmax per 64 weights (double
+    (+ GPTQ's int32 g_idx per input row, + an fp16 bias per output row where AutoGPTQ wrote one).
+    fbgemm_fp8 (Meta's Llama-3.1-405B-Instruct-FP8): 1 B/weight + fp32 weight_scale per output row; the
+    activation bound is the config's activation_scale_ub, not a tensor (vLLM fbgemm_fp8.py FBGEMMFp8Config
+    takes input_scale_ub from the config and creates weight and weight_scale only; the 405B checkpoint holds
+    1,509 tensors = 1,137 bf16/fp8 weights and norms + 372 weight_scale, one per fp8 Linear). bitsandbytes NF4/FP4: 4 bits + fp32 absmax per 64 weights (double
     quant: 1 byte per 64 + fp32 per 256 blocks); int8: 1 B + fp32 scale per output row.
     """
     n = n_in * n_out
@@ -79,8 +83,8 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
             b_out, b_in = q.block_size
             return Fraction(n + 4 * math.ceil(n_out / b_out) * math.ceil(n_in / b_in))
         return Fraction(n + 4)
-    if q.method == "fbgemm_fp8":  # FbgemmFp8Linear: fp8 weight, fp32 weight_scale (out, 1), input_scale_ub
-        return Fraction(n + 4 * n_out + 4)
+    if q.method == "fbgemm_fp8":  # fp8 weight + fp32 weight_scale (out, 1); input_scale_ub is not stored
+        return Fraction(n + 4 * n_out)
     if q.method == "modelopt_fp8":  # ModelOpt FP8: per-tensor fp32 weight_scale and input_scale
         return Fraction(n + 8)
     if q.method == "modelopt_nvfp4":  # NVFP4: e2m1 + one fp8 (e4m3) scale per 16 inputs + fp32 weight_scale_2, input_scale
@@ -93,7 +97,7 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
         return Fraction(n, 2) + math.ceil(n_in / (q.group_size or 32)) * n_out
     if q.method in ("gptq", "awq"):
         groups = math.ceil(n_in / q.group_size) if q.group_size else 1
-        out = Fraction(n * q.bits, 8) + groups * n_out * 2
+        out = Fraction(n * q.bits, 8) + groups * n_out * 2 + (2 * n_out if q.linear_bias else 0)
         if q.zero_points:
             out += Fraction(groups * n_out * q.bits, 8)
         return out + (4 * n_in if q.method == "gptq" else 0)
@@ -107,7 +111,8 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
 def _compressed_tensors_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
     """compressed-tensors: bits/8 per weight + bf16 scales (tensor 1, channel n_out, group n_out*ceil(in/G),
     block ceil(out/b0)*ceil(in/b1)), zero points at the weight's bits when asymmetric, pack-quantized's
-    weight_shape (2 x int64), and a bf16 input_scale when activations are static."""
+    weight_shape (2 x int64: torch.tensor(weight.shape), pack_quantized.py), an int32 weight_g_idx per input
+    column with actorder group, and a bf16 input_scale when activations are static."""
     if q.strategy == "channel":
         scales = n_out
     elif q.strategy == "group":
@@ -116,7 +121,8 @@ def _compressed_tensors_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
         scales = math.ceil(n_out / q.block_size[0]) * math.ceil(n_in / q.block_size[1])
     else:
         scales = 1
-    out = Fraction(n_in * n_out * q.bits, 8) + 2 * scales + (16 if q.packed else 0) + (2 if q.input_scale else 0)
+    out = Fraction(n_in * n_out * q.bits, 8) + 2 * scales + (16 if q.packed else 0) + (2 if q.input_scale else 0) \
+        + (4 * n_in if q.g_idx else 0)
     return out + (Fraction(scales * q.bits, 8) if q.zero_points else 0)
 
 

@@ -162,6 +162,9 @@ class QuantSpec(_Spec):
         None, description="compressed-tensors: one weight scale per tensor, output row, group of the input, or block")
     packed: bool = Field(False, description="compressed-tensors pack-quantized: int32 words + a weight_shape (2 x int64)")
     input_scale: bool = Field(False, description="a static activation scale stored per Linear")
+    g_idx: bool = Field(False, description="compressed-tensors actorder group: an int32 weight_g_idx per input column")
+    linear_bias: bool = Field(False, description="AutoGPTQ (<= 0.7.1) writes a zero fp16 bias of out_features "
+                              "with every QuantLinear, whether or not the layer had one")
     scale_bytes: int = Field(2, ge=1, le=8, description="torchao: bytes of one scale (bf16 2, fp32 4)")
     zero_point_bytes: int = Field(0, ge=0, le=8, description="torchao: bytes of one zero point (none 0, int8 1, bf16 2, int64 8)")
     pad_to: tuple[PositiveInt, PositiveInt] | None = Field(

@@ -87,7 +87,8 @@ def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) 
         bits = q.get("bits", q.get("w_bit", 4))
         group = q.get("group_size", q.get("q_group_size", 128))
         zeros = True if method == "gptq" else bool(q.get("zero_point", True))
-        return {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros}
+        return {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros,
+                "linear_bias": method == "gptq" and _written_by_autogptq(q)}
     if q.get("load_in_4bit") is True:  # bitsandbytes
         kind = q.get("bnb_4bit_quant_type", "fp4")
         return {"method": f"bnb_{kind}", "bits": 4, "group_size": 64,
@@ -95,6 +96,17 @@ def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) 
     if q.get("load_in_8bit") is True:
         return {"method": "bnb_int8", "bits": 8}
     raise c.fail(f"{_FIELD}.load_in_4bit", "bitsandbytes sets neither load_in_4bit nor load_in_8bit to true")
+
+
+def _written_by_autogptq(q: dict[str, Any]) -> bool:
+    """A GPTQ quantization_config written by AutoGPTQ: its BaseQuantizeConfig.to_dict (auto_gptq/modeling/_base.py
+    at v0.7.1, the last release) is the one writer with ``model_file_base_name``; GPTQModel writes a ``meta``
+    block naming itself. AutoGPTQ up to v0.7.1 builds every QuantLinear with bias=True (modeling/_utils.py
+    make_quant; made conditional on the layer's own bias only after the release, commit 82070a1, 2024-03-25),
+    so its checkpoints carry a zero bias of out_features per quantized Linear."""
+    meta = q.get("meta")
+    by_gptqmodel = isinstance(meta, dict) and "gptqmodel" in str(meta.get("quantizer", "")).lower()
+    return "model_file_base_name" in q and not by_gptqmodel
 
 
 def _block(c: HFConfig, block: Any) -> tuple[Any, Any] | None:
@@ -108,8 +120,8 @@ def _block(c: HFConfig, block: Any) -> tuple[Any, Any] | None:
 
 def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
     """compressed-tensors (llm-compressor): the one config group that targets Linear layers, its weights'
-    num_bits / strategy / group_size / block_structure / symmetric, the format (pack-quantized stores int32
-    words and a weight_shape), and a static input_activations scale. Mixed groups are refused."""
+    num_bits / strategy / group_size / block_structure / symmetric / actorder, the format (pack-quantized stores
+    int32 words and a weight_shape), and a static input_activations scale. Mixed groups are refused."""
     groups = q.get("config_groups")
     if not isinstance(groups, dict) or len(groups) != 1:
         raise c.fail(f"{_FIELD}.config_groups", "must hold exactly one quantization group (mixed schemes are not modelled)")
@@ -122,8 +134,12 @@ def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
         raise c.fail(f"{_FIELD}.config_groups.weights.strategy", f"{strategy!r} is not tensor, channel, group or block")
     acts = group.get("input_activations")
     block = w.get("block_structure")
+    # actorder true / "group" / "dynamic" is GROUP (quant_args.py validate_actorder and its aliases); only GROUP
+    # registers a weight_g_idx (lifecycle/initialize.py), which pack_quantized.py saves beside the packed weight
+    actorder = w.get("actorder")
     return {"method": "compressed_tensors", "bits": w["num_bits"], "strategy": strategy,
             "group_size": w.get("group_size") if strategy == "group" else None,
             "block_size": _block(c, block) if strategy == "block" else None,
             "zero_points": w.get("symmetric") is False, "packed": q.get("format") == "pack-quantized",
-            "input_scale": isinstance(acts, dict) and acts.get("dynamic") is False}
+            "input_scale": isinstance(acts, dict) and acts.get("dynamic") is False,
+            "g_idx": strategy == "group" and (actorder is True or str(actorder).lower() in ("group", "dynamic"))}
