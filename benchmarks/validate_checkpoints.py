@@ -19,8 +19,8 @@ DATA = json.loads((DATA_DIR / "checkpoints.json").read_text())
 
 
 def _model(name: str):
-    """A catalog name, or configs/<file>: a checkpoint's config.json kept under benchmarks/data/configs."""
-    return load_model(str(DATA_DIR / name) if name.startswith("configs/") else name)
+    """A catalog name, or a config.json kept under benchmarks/data (configs/<file>, corpus/configs/<file>)."""
+    return load_model(str(DATA_DIR / name) if name.endswith((".json", ".yaml")) else name)
 
 
 def _table(title: str, header: str, rows: list[tuple[str, str, str, float, str]]) -> list[str]:
@@ -35,7 +35,7 @@ def main() -> None:
     for row in DATA["checkpoints"]:
         ours = sum(weight_bytes_by_group(_model(row["model"])).values())
         err = 100 * (ours - row["published_bytes"]) / row["published_bytes"]
-        name = row["model"].removeprefix("configs/").removesuffix(".json")
+        name = row["model"].rsplit("/", 1)[-1].removesuffix(".json")
         shipped.append((name, row["published"], f"{ours / 2**30:.2f} GiB ({ours / 1e9:.1f} GB)", err, row["source"]))
     totals = []
     for row in DATA["totals"]:
