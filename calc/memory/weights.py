@@ -74,8 +74,9 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
     fbgemm_fp8 (Meta's Llama-3.1-405B-Instruct-FP8): 1 B/weight + fp32 weight_scale per output row; the
     activation bound is the config's activation_scale_ub, not a tensor (vLLM fbgemm_fp8.py FBGEMMFp8Config
     takes input_scale_ub from the config and creates weight and weight_scale only; the 405B checkpoint holds
-    1,509 tensors = 1,137 bf16/fp8 weights and norms + 372 weight_scale, one per fp8 Linear). bitsandbytes NF4/FP4: 4 bits + fp32 absmax per 64 weights (double
-    quant: 1 byte per 64 + fp32 per 256 blocks); int8: 1 B + fp32 scale per output row.
+    1,509 tensors = 1,137 bf16/fp8 weights and norms + 372 weight_scale, one per fp8 Linear).
+    bitsandbytes NF4/FP4: 4 bits + fp32 absmax per 64 weights (double quant: 1 byte per 64 + fp32 per 256
+    blocks); int8: 1 B + fp32 scale per output row.
     """
     n = n_in * n_out
     if q.method == "fp8":
