@@ -30,6 +30,11 @@ _MODULE_PATHS = {
 
 
 _LAYER_NAMED = re.compile(r"layers\.\d+")  # a pattern that names one block (model.layers.0.mlp)
+# Linears inside a quantized component that every checkpoint keeps at its dtype: the router of an MTP block (the
+# same bf16 gate as the main layers'), and DeepSeek-V3.2's indexer weights_proj (DeepSeek inference/model.py:
+# "weights_proj in the checkpoint is stored in bf16"; vLLM builds it without a quant_config). Hub parameter
+# totals, which count fp8 scale elements, confirm both: DeepSeek-V3 684,531,386,000, V3.2-Exp 685,396,921,376.
+_NEVER_QUANTIZED = ("router", "indexer.weights_proj")
 
 
 def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
@@ -142,7 +147,8 @@ def _quantized_shape(m: ModelSpec, q: QuantSpec, t: Tensor) -> tuple[int, int] |
     skips a weight whose inputs are not a multiple of the group (quant_api _int4_weight_only_quantize_tensor)."""
     if q.include_embeddings and t.component in ("embedding", "lm_head") and t.params and not t.shape:
         return m.hidden_size, t.params // m.hidden_size
-    if t.component not in QUANTIZED_COMPONENTS + (("embedding", "lm_head") if q.include_embeddings else ()) or not t.shape:
+    if t.component not in QUANTIZED_COMPONENTS + (("embedding", "lm_head") if q.include_embeddings else ()) or not t.shape \
+            or t.name in _NEVER_QUANTIZED:
         return None
     if q.method == "torchao" and q.strategy == "group" and q.group_size and t.shape[0] % q.group_size:
         return None
