@@ -53,10 +53,15 @@ def mamba(c: HFConfig) -> Mapping:
 
 
 def _mamba2_mixer(c: HFConfig, hidden: int, p: str = "") -> dict[str, Any]:
-    """Mamba2Mixer fields (modeling_mamba2; NemotronH / Bamba use mamba_-prefixed names, ``p``)."""
+    """Mamba2Mixer fields (modeling_mamba2; NemotronH / Bamba use mamba_-prefixed names, ``p``).
+
+    Mamba2Mixer's width is expand * hidden_size, so there num_heads * head_dim must match it; NemotronHMamba2Mixer's
+    is mamba_num_heads * mamba_head_dim and ignores ``expand`` (modeling_nemotron_h: intermediate_size =
+    config.mamba_num_heads * config.mamba_head_dim): Nemotron 3 Nano 30B-A3B writes expand 2 with 64 heads of
+    64 on hidden 2688 (4096, not 5376), Nemotron Nano 9B v2 128 heads of 80 on hidden 4480."""
     heads = c.int(f"{p}num_heads")
     head_dim = c.int(f"{p}head_dim")
-    expand = c.int("expand", default=None)
+    expand = c.int("expand", default=None) if not p else None
     if expand is not None and expand * hidden != heads * head_dim:
         raise c.fail(f"{p}num_heads", f"x {p}head_dim ({heads}*{head_dim}) must equal expand * hidden_size ({expand}*{hidden})")
     return {"kind": "mamba2", "num_heads": heads, "head_dim": head_dim, "state_size": c.int("ssm_state_size", "state_size"),
