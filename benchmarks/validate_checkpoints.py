@@ -10,17 +10,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calc.memory.weights import weight_bytes_by_group
-from calc.model.params import count_params
+from calc.memory.weights import fp8_scale_elements, weight_bytes_by_group
+from calc.model.params import count_params, mtp_tensors
 from calc.sources.catalog import load_model
 
 DATA_DIR = Path(__file__).parent / "data"
+REPO = DATA_DIR.parents[1]
 DATA = json.loads((DATA_DIR / "checkpoints.json").read_text())
 
 
 def _model(name: str):
-    """A catalog name, or a config.json kept under benchmarks/data (configs/<file>, corpus/configs/<file>)."""
-    return load_model(str(DATA_DIR / name) if name.endswith((".json", ".yaml")) else name)
+    """A catalog name, or a config.json: under benchmarks/data (configs/<file>, corpus/configs/<file>) or the
+    repository (tests/fixtures/hf/<file>)."""
+    if not name.endswith((".json", ".yaml")):
+        return load_model(name)
+    return load_model(str(DATA_DIR / name if (DATA_DIR / name).is_file() else REPO / name))
+
+
+def hub_count(row: dict) -> int:
+    """What the Hub's safetensors total counts for a hub_totals row: the parameters transformers builds, plus the
+    MTP modules the checkpoint ships ("mtp") and the fp8 scale_inv elements ("fp8_scales") where the row says so."""
+    m = _model(row["model"])
+    mtp = "mtp" in row["counts"]
+    return (count_params(m).total_params + (sum(t.params for t in mtp_tensors(m)) if mtp else 0)
+            + (fp8_scale_elements(m, with_mtp=mtp) if "fp8_scales" in row["counts"] else 0))
 
 
 def _table(title: str, header: str, rows: list[tuple[str, str, str, float, str]]) -> list[str]:
@@ -42,10 +55,18 @@ def main() -> None:
         ours = count_params(load_model(row["model"])).total_params
         err = 100 * (ours - row["published"]) / row["published"]
         totals.append((row["model"], f"{row['published'] / 1e9:g}B", f"{ours:,}", err, row["source"]))
+    hub = []
+    for row in DATA["hub_totals"]:
+        ours = hub_count(row)
+        counted = " + ".join(["params", *row["counts"]])
+        hub.append((row["hub_id"], f"{row['hub']:,} ({counted})", f"{ours:,}", 100 * (ours - row["hub"]) / row["hub"],
+                    "sources " + row["sources"] + ("" if row.get("exact", True) else "; " + row["why"])))
     lines = _table("Checkpoint bytes as shipped (memory MODEL, no --dtype)", "| model | published | llmcalc | error | source |",
                    shipped)
     lines += _table("Exact totals vs published (rounded) totals", "| model | published | llmcalc (exact) | error | source |",
                     totals)
+    lines += _table("Exact totals vs the Hub's safetensors totals (sources in checkpoints.json hub_sources)",
+                    "| repository | hub total (llmcalc adds to params) | llmcalc | error | source |", hub)
     print("\n".join(lines))
 
 

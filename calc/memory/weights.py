@@ -188,6 +188,24 @@ def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool
     return {k: math.ceil(v) for k, v in groups.items()}
 
 
+def fp8_scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
+    """fp32 scale_inv elements an fp8 block-quantized checkpoint stores beside its weights: per converted
+    (n_in x n_out) matrix ceil(n_out/b0) * ceil(n_in/b1) (one per tensor without blocks); 0 for other formats.
+    The Hub's safetensors parameter total counts them (DeepSeek-V3: 671,026,419,200 parameters + 13,463,426,304
+    in the MTP block + 41,540,496 scales = the hub's 684,531,386,000)."""
+    q = m.quantization
+    if q is None or q.method != "fp8":
+        return 0
+    total = 0
+    for t, copies in tensor_copies(m, with_mtp):
+        shape = _quantized_shape(m, q, t) if t.params else None
+        if shape and not _skipped(t.component, t.name, q.modules_to_not_convert):
+            n_in, n_out = shape
+            blocks = math.ceil(n_out / q.block_size[0]) * math.ceil(n_in / q.block_size[1]) if q.block_size else 1
+            total += copies * (t.params // (n_in * n_out)) * blocks
+    return total
+
+
 def _per_layer(m: ModelSpec, dtype: str | None) -> bool:
     """Whether a modules_to_not_convert entry names one block, so blocks of one kind differ in bytes."""
     q = m.quantization
