@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calc.memory.weights import fp8_scale_elements, weight_bytes_by_group
+from calc.memory.weights import scale_elements, weight_bytes_by_group
 from calc.model.params import count_params, mtp_tensors
 from calc.sources.catalog import load_model
 
@@ -29,11 +29,11 @@ def _model(name: str):
 
 def hub_count(row: dict) -> int:
     """What the Hub's safetensors total counts for a hub_totals row: the parameters transformers builds, plus the
-    MTP modules the checkpoint ships ("mtp") and the fp8 scale_inv elements ("fp8_scales") where the row says so."""
+    MTP modules the checkpoint ships ("mtp") and the scale elements ("scales") where the row says so."""
     m = _model(row["model"])
     mtp = "mtp" in row["counts"]
     return (count_params(m).total_params + (sum(t.params for t in mtp_tensors(m)) if mtp else 0)
-            + (fp8_scale_elements(m, with_mtp=mtp) if "fp8_scales" in row["counts"] else 0))
+            + (scale_elements(m, with_mtp=mtp) if "scales" in row["counts"] else 0))
 
 
 def _table(title: str, header: str, rows: list[tuple[str, str, str, float, str]]) -> list[str]:

@@ -30,13 +30,29 @@ def test_known_differences_stay_explained() -> None:
     assert gaps["nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"] == 23 * 128
 
 
-def test_deepseek_fp8_scale_elements_by_hand() -> None:
+def test_deepseek_scale_elements_by_hand() -> None:
     # Per layer (7168 hidden, 128x128 blocks): q_a 12*56 + q_b 192*12 + kv_a 5*56 + kv_b 256*4 + o 56*128 = 11,448;
     # dense MLP (3 layers) 3 x 144*56 = 24,192; MoE (58 layers + the MTP block) 256 x 3 x 16*56 + shared 3 x 896
     # = 690,816. 62 x 11,448 + 3 x 24,192 + 59 x 690,816 = 41,540,496; the MTP router and eh_proj are bf16.
-    from calc.memory.weights import fp8_scale_elements
+    from calc.memory.weights import scale_elements
     from calc.sources.catalog import load_model
 
-    assert fp8_scale_elements(load_model("deepseek-v3"), with_mtp=True) == 41_540_496
-    assert fp8_scale_elements(load_model("deepseek-v3")) == 41_540_496 - 690_816 - 11_448
-    assert fp8_scale_elements(load_model("qwen3-8b")) == 0  # not fp8
+    assert scale_elements(load_model("deepseek-v3"), with_mtp=True) == 41_540_496
+    assert scale_elements(load_model("deepseek-v3")) == 41_540_496 - 690_816 - 11_448
+    assert scale_elements(load_model("qwen3-8b")) == 0  # not quantized
+
+
+def test_scale_elements_of_compressed_tensors_layouts() -> None:
+    # Llama-3.1-8B, 224 Linears, 43,008 output rows per block: FP8-dynamic one scale per row = 32 x 43,008;
+    # FP8 static per-tensor: a weight scale and an input scale per Linear = 448. Packed int4 stores fewer
+    # elements than weights: no such count.
+    from pathlib import Path
+
+    from calc.memory.weights import scale_elements
+    from calc.sources.catalog import load_model
+
+    configs = Path(__file__).resolve().parents[1] / "benchmarks/data/configs"
+    assert scale_elements(load_model(str(configs / "llama-3.1-8b-instruct-fp8-dynamic.json"))) == 32 * 43_008
+    assert scale_elements(load_model(str(configs / "llama-3.1-8b-instruct-fp8-static.json"))) == 224 * 2
+    with pytest.raises(ValueError, match="one element per weight"):
+        scale_elements(load_model(str(configs / "llama-3.3-70b-instruct-w4a16.json")))

@@ -188,21 +188,37 @@ def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool
     return {k: math.ceil(v) for k, v in groups.items()}
 
 
-def fp8_scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
-    """fp32 scale_inv elements an fp8 block-quantized checkpoint stores beside its weights: per converted
-    (n_in x n_out) matrix ceil(n_out/b0) * ceil(n_in/b1) (one per tensor without blocks); 0 for other formats.
-    The Hub's safetensors parameter total counts them (DeepSeek-V3: 671,026,419,200 parameters + 13,463,426,304
-    in the MTP block + 41,540,496 scales = the hub's 684,531,386,000)."""
+def scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
+    """Scale elements a checkpoint stores beside weights kept one element per weight (what the Hub's safetensors
+    parameter total counts on top of the parameters): fp8 block-quantized, one fp32 scale_inv per
+    ceil(n_out/b0) * ceil(in/b1) block (per tensor without blocks); compressed-tensors unpacked (float- or
+    int-quantized), one scale per tensor / output row / group / block, as many zero points when asymmetric, an
+    input_scale when activations are static and a g_idx per input column with actorder group (the layouts of
+    _compressed_tensors_bytes). 0 without quantization. Packed or sub-byte formats store fewer elements than
+    weights, so the question has no such answer for them: ValueError.
+
+    DeepSeek-V3: 671,026,419,200 parameters + 13,463,426,304 in the MTP block + 41,540,496 scales = the Hub's
+    684,531,386,000; RedHatAI Meta-Llama-3.1-8B-Instruct-FP8-dynamic: 8,030,261,248 + 32 x 43,008 rows."""
     q = m.quantization
-    if q is None or q.method != "fp8":
+    if q is None:
         return 0
+    if q.method not in ("fp8", "compressed_tensors") or q.packed or q.bits != 8:
+        raise ValueError(f"{q.method} ({q.bits}-bit{', packed' if q.packed else ''}) does not store one element per weight")
     total = 0
     for t, copies in tensor_copies(m, with_mtp):
         shape = _quantized_shape(m, q, t) if t.params else None
         if shape and not _skipped(t.component, t.name, q.modules_to_not_convert):
             n_in, n_out = shape
-            blocks = math.ceil(n_out / q.block_size[0]) * math.ceil(n_in / q.block_size[1]) if q.block_size else 1
-            total += copies * (t.params // (n_in * n_out)) * blocks
+            if q.block_size:
+                scales = math.ceil(n_out / q.block_size[0]) * math.ceil(n_in / q.block_size[1])
+            elif q.strategy == "channel":
+                scales = n_out
+            elif q.strategy == "group":
+                scales = n_out * math.ceil(n_in / (q.group_size or n_in))
+            else:
+                scales = 1
+            extra = scales * (2 if q.zero_points else 1) + (1 if q.input_scale else 0) + (n_in if q.g_idx else 0)
+            total += copies * (t.params // (n_in * n_out)) * extra
     return total
 
 
