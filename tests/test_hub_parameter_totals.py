@@ -56,3 +56,22 @@ def test_scale_elements_of_compressed_tensors_layouts() -> None:
     assert scale_elements(load_model(str(configs / "llama-3.1-8b-instruct-fp8-static.json"))) == 224 * 2
     with pytest.raises(ValueError, match="one element per weight"):
         scale_elements(load_model(str(configs / "llama-3.3-70b-instruct-w4a16.json")))
+
+
+def test_llama4_maverick_fbgemm_fp8_quantizes_the_routed_experts_only() -> None:
+    # meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8 (fbgemm_fp8): the Hub counts 401,649,841,664 elements
+    # (source C), the bf16 checkpoint 401,583,781,376 (source C; llmcalc's count of the catalog model). The
+    # difference, 66,060,288 = 24 MoE layers x 128 experts x (16,384 gate_up + 5,120 down output rows), is one fp32
+    # weight_scale per output row of the routed experts and nothing else: attention, the shared expert and the
+    # dense layers' MLPs stay bf16, and no input_scale_ub tensor is stored. Meta's config names those modules
+    # by their own paths; the generic patterns below stand in for them.
+    from calc.memory.weights import scale_elements
+    from calc.model.params import count_params
+    from calc.sources.catalog import load_model
+    from calc.specs import QuantSpec
+
+    m = load_model("llama4-maverick")
+    assert count_params(m).total_params == 401_583_781_376
+    keep = ["self_attn", "shared_expert", *(f"model.layers.*.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj"))]
+    fp8 = m.model_copy(update={"quantization": QuantSpec(method="fbgemm_fp8", bits=8, modules_to_not_convert=keep)})
+    assert scale_elements(fp8) == 24 * 128 * (16_384 + 5_120) == 401_649_841_664 - 401_583_781_376

@@ -191,7 +191,8 @@ def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool
 def scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
     """Scale elements a checkpoint stores beside weights kept one element per weight (what the Hub's safetensors
     parameter total counts on top of the parameters): fp8 block-quantized, one fp32 scale_inv per
-    ceil(n_out/b0) * ceil(in/b1) block (per tensor without blocks); compressed-tensors unpacked (float- or
+    ceil(n_out/b0) * ceil(in/b1) block (per tensor without blocks); fbgemm_fp8, one weight_scale per output row;
+    compressed-tensors unpacked (float- or
     int-quantized), one scale per tensor / output row / group / block, as many zero points when asymmetric, an
     input_scale when activations are static and a g_idx per input column with actorder group (the layouts of
     _compressed_tensors_bytes). 0 without quantization. Packed or sub-byte formats store fewer elements than
@@ -202,7 +203,7 @@ def scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
     q = m.quantization
     if q is None:
         return 0
-    if q.method not in ("fp8", "compressed_tensors") or q.packed or q.bits != 8:
+    if q.method not in ("fp8", "fbgemm_fp8", "compressed_tensors") or q.packed or q.bits != 8:
         raise ValueError(f"{q.method} ({q.bits}-bit{', packed' if q.packed else ''}) does not store one element per weight")
     total = 0
     for t, copies in tensor_copies(m, with_mtp):
@@ -211,7 +212,7 @@ def scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
             n_in, n_out = shape
             if q.block_size:
                 scales = math.ceil(n_out / q.block_size[0]) * math.ceil(n_in / q.block_size[1])
-            elif q.strategy == "channel":
+            elif q.strategy == "channel" or q.method == "fbgemm_fp8":
                 scales = n_out
             elif q.strategy == "group":
                 scales = n_out * math.ceil(n_in / (q.group_size or n_in))
