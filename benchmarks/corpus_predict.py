@@ -298,6 +298,8 @@ def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
                         capacity_bytes=capacity)
     if mem.kv_cache_tokens <= 0:
         raise CannotPredict("the engine predicts no room for a KV cache (0 tokens)")
+    if row.measured.unit == "GiB":  # the log's "Available KV cache memory" (vLLM V1 gpu_worker.py), not its tokens
+        return mem.kv_budget_bytes / GIB
     return float(mem.kv_cache_tokens)
 
 
