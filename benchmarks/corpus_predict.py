@@ -293,9 +293,11 @@ def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
         raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, vllm-v0, sglang, trtllm)")
     settings = _engine_settings(row, k)
     capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
+    # a row whose log names the top-k / top-p sampler (vLLM V1) says so; else the release's default install
+    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"vllm_flashinfer_sampler": k.get("vllm_flashinfer_sampler")})
     mem = engine_memory(m, gpu, settings=settings, tp=k.get("tp", 1), pp=k.get("pp", 1),
                         dtype=None if k.get("weights_as_shipped") else row.dtype, kv_dtype=k.get("kv_dtype"),
-                        capacity_bytes=capacity)
+                        capacity_bytes=capacity, assumptions=assumptions)
     if mem.kv_cache_tokens <= 0:
         raise CannotPredict("the engine predicts no room for a KV cache (0 tokens)")
     if row.measured.unit == "GiB":  # the log's "Available KV cache memory" (vLLM V1 gpu_worker.py), not its tokens

@@ -12,6 +12,8 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   vllm_counts_cuda_context). Startup logs print it: "non_torch_memory takes 0.12GiB" (V0 worker.py, one H100),
   "0.07 GiB for non-torch memory" (V1, gemma-3-4b, vllm-project/vllm PR #21489), non_torch_increase 0.11 GiB (V1,
   one A100, ovg-project/kvcached PR #448): 0.1 GiB.
+- vllm_flashinfer_sampler: which top-k / top-p sampler vLLM V1's profile run uses (38 B per logit for the
+  PyTorch-native sort, 14 B for FlashInfer; calc.serving.engine_memory); None = the release's default install.
 - cuda_graph_gib: vLLM V1's CUDA-graph memory estimate, subtracted inside gpu_memory_utilization from 0.20
   (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1 in the 0.20.0 and 0.21.0 sdists' vllm/envs.py, 0 in
   0.19.1's; gpu_worker.py determine_available_memory subtracts cudagraph_memory_estimate_applied). The estimate is
@@ -61,6 +63,9 @@ class ServingAssumptions(BaseModel):
     profile_non_torch_gib: float = Field(0.1, ge=0, description=(
         "non-torch memory a vLLM release counts above its baseline snapshot (workspaces of the load and profile run)"))
     cuda_graph_gib: float = Field(0.5, ge=0, description="vLLM V1 >= 0.20: CUDA-graph memory estimate inside the utilization")
+    vllm_flashinfer_sampler: bool | None = Field(None, description=(
+        "vLLM V1's profile sampler runs FlashInfer (True) or the PyTorch-native sort (False); None: the release's "
+        "default install (FlashInfer from 0.21, calc.serving.engine_memory)"))
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)

@@ -91,16 +91,30 @@ class EngineMemory(BaseModel):
 
 
 # Bytes per logit the profile run's sampling step holds at its peak. vLLM V1 (vllm/v1/worker/gpu_model_runner.py
-# profile_run -> _dummy_sampler_run, which samples the last token of min(max_num_seqs, max_num_batched_tokens) dummy
-# requests with temperature 0.5, top_p 0.9 and top_k = vocab - 1 in every release read, 0.8.5 to 0.29.0;
-# vllm/v1/sample/sampler.py Sampler.forward at 0.11.0): the bf16 logits compute_logits returns (2 B) stay referenced
-# while Sampler.forward makes an fp32 copy (logits.to(torch.float32), 4 B; apply_temperature divides it in place).
-# With top-k and top-p set, TopKTopPSampler.forward_cuda (the V1 default whenever FlashInfer is installed, as in
-# the vllm-openai images: VLLM_USE_FLASHINFER_SAMPLER None means on in V1; ops/topk_topp_sampler.py) hands the
-# logits to flashinfer top_k_top_p_sampling_from_logits, which masks the top-k into a new fp32 tensor (4 B) and
-# softmaxes it (4 B): 2 + 4 + 4 + 4 = 14 B. (Without FlashInfer, forward_native's apply_top_k_top_p sorts the fp32
-# logits into values 4 B + int64 indices 8 B, adds bool masks, a softmax and a scatter: about 28 B at its peak;
-# not the default here.) Elsewhere only the 16-bit logits are charged (2 B).
+# profile_run -> _dummy_sampler_run) samples the last token of min(max_num_seqs, max_num_batched_tokens) dummy
+# requests with temperature 0.5, top_p 0.9 and top_k = vocab - 1 (every release read, 0.8.5 to 0.29.0). The bf16
+# logits compute_logits returns (2 B) stay referenced while Sampler.forward makes an fp32 copy (4 B; vllm/v1/sample/
+# sampler.py, apply_temperature divides it in place); then TopKTopPSampler (vllm/v1/sample/ops/topk_topp_sampler.py):
+#   PyTorch-native (forward_native -> apply_top_k_top_p): logits.sort(dim=-1) writes sorted values (4 B) and int64
+#     indices (8 B); ATen's CUDA sort (aten/src/ATen/native/cuda/Sort.cu sort_out_stable_cuda) also builds an int64
+#     iota as the values-in (8 B) and cub::DeviceSegmentedRadixSort::SortPairs keeps alternate key / value buffers in
+#     its temp storage (4 + 8 B): 2 + 4 + 4 + 8 + 8 + 12 = 38 B at the sort (the masks, softmax and scatter after it
+#     hold 28 B).
+#   FlashInfer (forward_cuda): from 0.10.2 flashinfer_sample hands the logits to top_k_top_p_sampling_from_logits,
+#     which writes a top-k-masked copy (torch.empty_like, 4 B) and its softmax (4 B) (flashinfer 0.3.1 sampling.py):
+#     2 + 4 + 4 + 4 = 14 B; 0.8.5 - 0.10.0 softmax the logits first (4 B) and sample from the probabilities in place:
+#     2 + 4 + 4 = 10 B.
+# Which one runs by release: up to 0.11 FlashInfer whenever it is installed (VLLM_USE_FLASHINFER_SAMPLER None means
+# on), but the pip wheels do not install it (requirements/cuda.txt of 0.8.5 - 0.11.0 has no flashinfer-python; the
+# vllm-openai Docker image does); 0.12 - 0.20 PyTorch-native unless VLLM_USE_FLASHINFER_SAMPLER=1 ("Users must opt in
+# explicitly"); from 0.21 FlashInfer (envs default True, flashinfer-python pinned in requirements/cuda.txt).
+# ServingAssumptions.vllm_flashinfer_sampler overrides the release's default. Elsewhere only the 16-bit logits are
+# charged (2 B).
+LOGIT_BYTES = 2
+VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 8 + 8 + 4 + 8
+VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES = {(0,): 2 + 4 + 4, (0, 10, 2): 2 + 4 + 4 + 4}
+VLLM_V1_FLASHINFER_SAMPLER_FROM = (0, 21)
+
 # vLLM V0's profile run (vllm/worker/model_runner.py profile_run) samples its max_num_seqs dummy sequences with
 # SamplingParams(top_p=0.99, top_k=vocab - 1) (0.4.1, 0.5.3.post1, 0.6.3, 0.7.2 sdists), so Sampler.forward
 # (vllm/model_executor/layers/sampler.py) runs _apply_top_k_top_p, whose peak is at its last line:
@@ -112,16 +126,28 @@ class EngineMemory(BaseModel):
 # (The fp32 probs, logprobs and exponential noise that follow hold 2 + 4 + 4 + 4 + 4 = 18 B at most.) Releases
 # between 0.5.3.post1 and 0.6.2 were not read; they are charged as the earlier ones.
 VLLM_V0_SAMPLER_LOGIT_BYTES = {(0,): 28, (0, 6, 2): 32}
-LOGIT_BYTES = 2
-VLLM_V1_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 4
 
 
-def sampler_logit_bytes(accounting: str, version: tuple[int, ...]) -> int:
+def _since(table: dict[tuple[int, ...], int], version: tuple[int, ...]) -> int:
+    """The entry of the latest release in ``table`` (first release -> value) at or before ``version``."""
+    return table[max(since for since in table if version >= since)]
+
+
+def vllm_flashinfer_sampler(version: tuple[int, ...], a: ServingAssumptions) -> bool:
+    """Whether vLLM V1's sampler runs FlashInfer's top-k / top-p kernel: as assumed, else the release's default
+    install (FlashInfer from 0.21; the PyTorch-native sort before, comments above)."""
+    if a.vllm_flashinfer_sampler is not None:
+        return a.vllm_flashinfer_sampler
+    return version >= VLLM_V1_FLASHINFER_SAMPLER_FROM
+
+
+def sampler_logit_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions = DEFAULT_ASSUMPTIONS) -> int:
     """Bytes per logit the engine's profile-run sampler holds at its peak (comments above); LOGIT_BYTES elsewhere."""
     if accounting == "vllm-v1":
-        return VLLM_V1_SAMPLER_LOGIT_BYTES
+        return _since(VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES, version) if vllm_flashinfer_sampler(version, a) \
+            else VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES
     if accounting == "vllm-v0":
-        return max(b for since, b in VLLM_V0_SAMPLER_LOGIT_BYTES.items() if version >= since)
+        return _since(VLLM_V0_SAMPLER_LOGIT_BYTES, version)
     return LOGIT_BYTES
 
 # Which non-torch memory a vLLM release subtracts, read in the sdists (vllm/worker/worker.py and
@@ -243,7 +269,7 @@ def engine_memory(
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
     if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
-        logit_bytes = sampler_logit_bytes(acc, s.version())
+        logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions)
         act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes)
         budget = usable - weights - act - non_torch - graphs
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
@@ -252,7 +278,9 @@ def engine_memory(
         setting_line = (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
                         f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), logits of "
                         f"{min(seqs, batched)} sequences"
-                        + f" sampled with top-k / top-p ({logit_bytes} B per logit)"
+                        + f" sampled with top-k / top-p ({logit_bytes} B per logit"
+                        + (f", {'FlashInfer' if vllm_flashinfer_sampler(s.version(), assumptions) else 'PyTorch-native sort'}"
+                           if acc == "vllm-v1" else "") + ")"
                         + f"; max_num_seqs {seqs}"
                         + (("; CUDA-graph memory estimated and subtracted (>= 0.20)" if graphs else
                             "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
