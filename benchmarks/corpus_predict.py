@@ -274,8 +274,11 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     settings = EngineSettings(gpu_memory_utilization=k.get("kv_cache_free_gpu_mem_fraction", k.get("gpu_memory_utilization", 0.9)),
                               max_num_seqs=k.get("max_batch_size", TRTLLM_MAX_BATCH if row.stack.name == "trtllm" else 256),
                               max_num_batched_tokens=k.get("max_num_batched_tokens", TRTLLM_MAX_TOKENS))
+    # The proxy engine is vLLM V1, but the sampler is TensorRT-LLM's own, not vLLM's PyTorch-native top-k/top-p sort
+    # (38 B per logit on max_batch_size rows): its profile is priced at the FlashInfer sampler's bytes.
+    proxy = assumptions.model_copy(update={"vllm_flashinfer_sampler": True})
     lay = max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
-                          kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=assumptions, ep=ep)
+                          kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=proxy, ep=ep)
     if lay is None:
         raise CannotPredict("the engine predicts no room for one request's KV cache")
     metric = row.measured.metric.lower()  # "Total Output Throughput" counts output tokens only
@@ -293,11 +296,15 @@ def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
         raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, vllm-v0, sglang, trtllm)")
     settings = _engine_settings(row, k)
     capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
+    # a row whose log names the top-k / top-p sampler (vLLM V1) says so; else the release's default install
+    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"vllm_flashinfer_sampler": k.get("vllm_flashinfer_sampler")})
     mem = engine_memory(m, gpu, settings=settings, tp=k.get("tp", 1), pp=k.get("pp", 1),
                         dtype=None if k.get("weights_as_shipped") else row.dtype, kv_dtype=k.get("kv_dtype"),
-                        capacity_bytes=capacity)
+                        capacity_bytes=capacity, assumptions=assumptions)
     if mem.kv_cache_tokens <= 0:
         raise CannotPredict("the engine predicts no room for a KV cache (0 tokens)")
+    if row.measured.unit == "GiB":  # the log's "Available KV cache memory" (vLLM V1 gpu_worker.py), not its tokens
+        return mem.kv_budget_bytes / GIB
     return float(mem.kv_cache_tokens)
 
 

@@ -1,11 +1,13 @@
 """Cross-command identities of serving capacity and inference memory (issue 20; issue 24 item 7): one
 capacity rule and one weight placement, so every command admits the same requests for the same deployment.
 Each identity is checked through two commands (or engine functions), and each against a number worked
-out by hand from the specs (H100 SXM: 85,520,809,984 B; 0.5 GiB non-torch memory) and the default engine,
-vLLM V1 (0.11): utilisation 0.9, block 16; on a device of >= 70 GiB that is not an A100 (EngineArgs.get_batch_defaults,
-vLLM >= 0.9) max_num_batched_tokens 8192 and max_num_seqs 1024, so the profile run is 8192 tokens whatever
-max_model_len is (chunked prefill is always on in V1) and its sampler logits min(1024, 8192) = 1024 rows, 14 B per
-logit (bf16 logits 2 + fp32 copy 4 + fp32 probs 4 + exponential noise 4: vllm/v1/sample/sampler.py)."""
+out by hand from the specs (H100 SXM: 85,520,809,984 B) and the default engine, vLLM V1 (0.11): utilisation 0.9,
+block 16; non-torch memory 0.1 GiB (V1 >= 0.9.1 counts only what appears above its snapshot, the CUDA context is
+outside it); on a device of >= 70 GiB that is not an A100 (EngineArgs.get_batch_defaults, vLLM >= 0.9)
+max_num_batched_tokens 8192 and max_num_seqs 1024, so the profile run is 8192 tokens whatever max_model_len is
+(chunked prefill is always on in V1) and its sampler logits min(1024, 8192) = 1024 rows at 38 B per logit (the
+PyTorch-native top-k/top-p sort of a pip 0.11 install: bf16 logits 2 + fp32 copy 4 + sorted values 4 + int64 indices
+8 + int64 iota 8 + CUB alternate key/value buffers 12), the peak of the profile when it outweighs the forward."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from calc.specs.serving import EngineSettings
 
 H100_BYTES = 85_520_809_984
 USABLE = 76_968_728_985  # int(0.9 x 85,520,809,984)
-NON_TORCH = 2**29  # 0.5 GiB
+NON_TORCH = 107_374_182  # int(0.1 x 2^30)
 
 
 # -- 1. report: one KV pool and one batch-1 TTFT ------------------------------------------------------
@@ -42,13 +44,14 @@ def test_report_shows_the_pool_concurrency_and_serve_compute(cli):
 
 def test_report_pool_by_hand():
     # qwen2.5-7b bf16 (7,615,616,512 params): weights 15,231,233,024 B; vLLM V1 on an H100: profile run of
-    # max_num_batched_tokens 8192 tokens (not max_model_len 1280): per token 3 x 3584 + 3 x 18944 (gated MLP) =
-    # 67,584 values x 2 B x 8192 = 1,107,296,256 + sampler 1024 x 152,064 x 14 = 2,179,989,504 -> 3,287,285,760 B.
+    # max_num_batched_tokens 8192 tokens (not max_model_len 1280): forward per token 3 x 3584 + 3 x 18944 (gated MLP)
+    # = 67,584 values x 2 B x 8192 = 1,107,296,256 B; sampling phase (larger) 8192 x 3584 x 2 = 58,720,256 hidden
+    # states + 1024 x 152,064 x 38 = 5,917,114,368 -> 5,975,834,624 B.
     # KV/token = 2 x 28 x 4 x 128 x 2 = 57,344 B; block 917,504 B.
-    # (76,968,728,985 - 15,231,233,024 - 3,287,285,760 - 536,870,912) // 917,504 = 63,120 blocks -> 789 requests.
-    budget = USABLE - 15_231_233_024 - 3_287_285_760 - NON_TORCH
+    # (76,968,728,985 - 15,231,233,024 - 5,975,834,624 - 107,374,182) // 917,504 = 60,658 blocks -> 758 requests.
+    budget = USABLE - 15_231_233_024 - 5_975_834_624 - NON_TORCH
     blocks = budget // 917_504
-    assert blocks == 63_120
+    assert blocks == 60_658
     r = concurrency(load_model("qwen2.5-7b"), load_gpu("h100"), max_tokens=1280, dtype=None)
     assert r.num_gpu_blocks == blocks and r.kv_cache_tokens == 16 * blocks
     assert r.max_concurrency == blocks // 80  # 1280 - 1 slots = 80 blocks
@@ -58,13 +61,14 @@ def test_report_pool_by_hand():
 
 def test_llama3_8b_concurrency_and_latency_agree_by_hand(cli):
     # weights 8,030,261,248 x 2 = 16,060,522,496 B; vLLM V1 profile run of 8192 tokens (max_num_batched_tokens):
-    # 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 + sampler 1024 x 128,256 x 14 = 1,838,678,016.
+    # forward 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664, below the sampling phase 8192 x 4096 x 2 = 67,108,864
+    # + 1024 x 128,256 x 38 = 4,990,697,472 -> 5,057,806,336 B.
     # KV/token 2 x 32 x 8 x 128 x 2 = 131,072 B, block 2,097,152 B; a 4096-token request: 4095 slots = 256 blocks.
-    # (76,968,728,985 - 16,060,522,496 - 905,969,664 - 1,838,678,016 - 536,870,912) // 2,097,152 = 27,478 blocks.
-    blocks = (USABLE - 16_060_522_496 - 905_969_664 - 1_838_678_016 - NON_TORCH) // 2_097_152
-    assert blocks == 27_478
+    # (76,968,728,985 - 16,060,522,496 - 5,057,806,336 - 107,374,182) // 2,097,152 = 26,580 blocks.
+    blocks = (USABLE - 16_060_522_496 - 5_057_806_336 - NON_TORCH) // 2_097_152
+    assert blocks == 26_580
     fits = blocks // 256
-    assert fits == 107
+    assert fits == 103
     conc = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "4096", "--json")
     assert conc.code == 0 and conc.json()["max_concurrency"] == fits
     base = ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "2048", "--output", "2048", "--json")
@@ -101,17 +105,18 @@ def test_a_request_holds_prompt_plus_output_minus_one_slots():
 def test_gemma3_log_line_and_max_concurrency_by_hand(cli):
     # gemma3-4b: 34 layers (29 sliding, window 1024; 5 full), 4 KV heads x 256, tied embeddings.
     # weights: the checkpoint vLLM loads (Gemma3ForConditionalGeneration, vision tower included) 4,300,079,472 x 2 =
-    # 8,600,158,944 B (the safetensors total_size); vLLM V1 profile run of 8192 tokens: 8192 x (3 x 2560 + 3 x 10240)
-    # x 2 = 629,145,600 + sampler 1024 x 262,208 x 14 = 3,759,013,888. KV per layer and token 2 x 4 x 256 x 2 = 4096 B;
-    # block 16 x 34 x 4096 = 2,228,224 B.
-    # (76,968,728,985 - 8,600,158,944 - 629,145,600 - 3,759,013,888 - 536,870,912) // 2,228,224 = 28,472 blocks;
-    # 28,472 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 308 requests.
-    blocks = (USABLE - 8_600_158_944 - 629_145_600 - 3_759_013_888 - NON_TORCH) // (16 * 34 * 4096)
-    assert blocks == 28_472
+    # 8,600,158,944 B (the safetensors total_size); vLLM V1 profile run of 8192 tokens: forward 8192 x (3 x 2560 +
+    # 3 x 10240) x 2 = 629,145,600, below the sampling phase 8192 x 2560 x 2 = 41,943,040 + 1024 x 262,208 x 38 =
+    # 10,203,037,696 -> 10,244,980,736 B. KV per layer and token 2 x 4 x 256 x 2 = 4096 B; block 16 x 34 x 4096
+    # = 2,228,224 B.
+    # (76,968,728,985 - 8,600,158,944 - 10,244,980,736 - 107,374,182) // 2,228,224 = 26,036 blocks;
+    # 26,036 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 282 requests.
+    blocks = (USABLE - 8_600_158_944 - 10_244_980_736 - NON_TORCH) // (16 * 34 * 4096)
+    assert blocks == 26_036
     per_request = 5 * 4096 * 4096 + 29 * 1024 * 4096  # full layers hold 4096 tokens, sliding ones their 1024
     ours = blocks * 16 * 34 * 4096 // per_request
     r = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096", "--json").json()
-    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 308
+    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 282
     # vLLM V1 logs num_blocks / cdiv(max_model_len, block_size) (kv_cache_utils.get_max_concurrency_for_kv_cache_config)
     assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 256:.2f}x" in r["engine_log"]
     table = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096").out

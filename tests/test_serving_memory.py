@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from calc.errors import LLMCalcError
+from calc.serving.assumptions import ServingAssumptions
 from calc.serving.capacity import concurrency
 from calc.serving.engine_memory import engine_memory
 from calc.sources.catalog import load_gpu, load_model
@@ -16,22 +17,25 @@ GIB = 2**30
 def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     # A800 reports 81920 MiB = 85,899,345,920 B; x 0.9 = int 77,309,411,328.
     # weights per rank: 68,976,648,192 params x 2 B / 2 = 68,976,648,192 B.
-    # max_model_len = 4096 (model), no chunked prefill -> profile run of max(4096, 2048) = 4096 tokens:
-    #   4096 x (3 x 8192 + 3 x 28672 / 2) x 2 = 553,648,128 + logits min(256, 4096) x 32000 x 2 = 16,384,000
-    #   = 570,032,128 B.  non-torch 0.5 + 0.25 GiB = 805,306,368 B.
-    # budget = 77,309,411,328 - 68,976,648,192 - 570,032,128 - 805,306,368 = 6,957,424,640 B.
+    # max_model_len = 4096 (model), no chunked prefill -> profile run of max(4096, 2048) = 4096 tokens, the larger of
+    #   forward  4096 x (3 x 8192 + 3 x 28672 / 2) x 2 = 553,648,128 B and
+    #   sampling 4096 x 8192 x 2 + 256 rows x 32000 x 28 B (V0 "0.6" < 0.6.2: 16-bit top-k/top-p sort) = 296,484,864 B.
+    # non-torch: V0 before 0.6.4 reads its initial free memory after the CUDA context exists, so only the
+    #   0.1 GiB of workspaces + 0.25 GiB communication buffers (TP 2): int(0.35 x 2^30) = 375,809,638 B.
+    # budget = 77,309,411,328 - 68,976,648,192 - 553,648,128 - 375,809,638 = 7,403,305,370 B.
     # KV/token/rank = 2 x 80 x (8/2) x 128 x 2 = 163,840 B; block of 16 = 2,621,440 B.
-    # blocks = floor(6,957,424,640 / 2,621,440) = 2654; tokens 42,464; 4000-token requests take 250 blocks -> 10.
+    # blocks = floor(7,403,305,370 / 2,621,440) = 2824; tokens 45,184; 4000-token requests take 250 blocks -> 11.
     v0 = EngineSettings(engine="vllm-v0")
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), settings=v0, tp=2, dtype="fp16", tokens_per_request=4000)
-    assert mem.kv_budget_bytes == 6_957_424_640
-    assert mem.num_gpu_blocks == 2654 and mem.kv_cache_tokens == 42_464
-    assert mem.max_concurrency == 10
-    assert "# GPU blocks: 2654, # CPU blocks: 0" in mem.log
-    # `concurrency` sets max_model_len = the request (4000): profile run 4000 x 67,584 x 2 + 16,384,000
-    # = 557,056,000 B; budget 6,970,400,768 B / 2,621,440 = 2658.997 -> 2658 blocks = 42,528 tokens -> 10.
+    assert mem.activation_peak_bytes == 553_648_128
+    assert mem.kv_budget_bytes == 7_403_305_370
+    assert mem.num_gpu_blocks == 2824 and mem.kv_cache_tokens == 45_184
+    assert mem.max_concurrency == 11
+    assert "# GPU blocks: 2824, # CPU blocks: 0" in mem.log
+    # `concurrency` sets max_model_len = the request (4000): forward 4000 x 67,584 x 2 = 540,672,000 B;
+    # budget 7,416,281,498 B / 2,621,440 = 2829.1 -> 2829 blocks = 45,264 tokens -> 11.
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000, settings=v0)
-    assert r.num_gpu_blocks == 2658 and r.kv_cache_tokens == 42_528 and r.max_concurrency == 10
+    assert r.num_gpu_blocks == 2829 and r.kv_cache_tokens == 45_264 and r.max_concurrency == 11
     assert r.kv_cache_bytes_per_request == 2 * 250 * 2_621_440
 
 
@@ -53,9 +57,11 @@ def test_chunked_prefill_shrinks_the_profile_run() -> None:
     whole = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", engine_version="0.6.5", max_model_len=131072,
                                                           enable_chunked_prefill=False))
     assert chunked.batched_tokens == 2048 and whole.batched_tokens == 131072
-    # activations scale with the tokens (logits rows capped at 256 in both): 64x the per-token part
-    per_token = (3 * 4096 + 3 * 14336) * 2
-    assert whole.activation_peak_bytes - chunked.activation_peak_bytes == (131072 - 2048) * per_token
+    # whole prompts: the forward of 131072 tokens, 131072 x (3 x 4096 + 3 x 14336) x 2 = 14,495,514,624 B, outweighs
+    # the sampling phase; chunked: the sampling phase outweighs the 2048-token forward (226,492,416 B): hidden states
+    # 2048 x 4096 x 2 = 16,777,216 + 256 rows x 128,256 x 32 B (V0 0.6.5 top-k/top-p sort) = 1,050,673,152.
+    assert whole.activation_peak_bytes == 131072 * (3 * 4096 + 3 * 14336) * 2 == 14_495_514_624
+    assert chunked.activation_peak_bytes == 16_777_216 + 1_050_673_152
 
 
 def test_sglang_pool() -> None:
@@ -81,7 +87,7 @@ def test_shared_prefix_admits_more_requests() -> None:
     m, gpu = load_model("llama2-70b"), load_gpu("a800")
     mem = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0"), tp=2, dtype="fp16", tokens_per_request=4000,
                         shared_prefix=2000)
-    assert mem.max_concurrency == (2654 - 125) // 125
+    assert mem.max_concurrency == (2824 - 125) // 125
 
 
 def test_bad_engine_inputs() -> None:
@@ -95,16 +101,19 @@ def test_bad_engine_inputs() -> None:
 def test_vllm_v1_blocks_llama2_70b_tp2_a800() -> None:
     # vLLM V1 (current): an A800 (80 GiB, not an "a100" by name) gets the big-GPU defaults of
     # EngineArgs.get_batch_defaults for `vllm serve`: max_num_batched_tokens 8192, max_num_seqs 1024; chunked always.
-    # profile run: 8192 x (3 x 8192 + 3 x 28672 / 2) x 2 = 1,107,296,256 + the sampler on min(1024, 8192) rows at
-    #   14 B per logit (bf16 logits, fp32 copy, fp32 probs, noise q): 1024 x 32000 x 14 = 458,752,000 -> 1,566,048,256 B.
-    # budget = 77,309,411,328 - 68,976,648,192 - 1,566,048,256 - 805,306,368 = 5,961,408,512 B (5.55 GiB)
-    # blocks = floor(5,961,408,512 / 2,621,440) = 2274 (2274 x 2,621,440 = 5,961,154,560); tokens 36,384;
-    # 4000-token requests (250 blocks) -> 9.
+    # profile run (the larger phase): forward 8192 x (3 x 8192 + 3 x 28672 / 2) x 2 = 1,107,296,256 B; sampling
+    #   8192 x 8192 x 2 = 134,217,728 hidden states + min(1024, 8192) rows x 32000 x 38 B (0.11: PyTorch-native
+    #   top-k/top-p sort: bf16 2 + fp32 4 + sorted 4 + int64 indices 8 + int64 iota 8 + CUB alternate buffers 12)
+    #   = 1,245,184,000 -> 1,379,401,728 B.
+    # non-torch: V1 >= 0.9.1 counts only the increase over its snapshot: 0.1 + 0.25 (TP 2) GiB = 375,809,638 B.
+    # budget = 77,309,411,328 - 68,976,648,192 - 1,379,401,728 - 375,809,638 = 6,577,551,770 B (6.13 GiB)
+    # blocks = floor(6,577,551,770 / 2,621,440) = 2509; tokens 40,144; 4000-token requests (250 blocks) -> 10.
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.batched_tokens == 8192 and mem.max_num_seqs == 1024 and mem.chunked_prefill
-    assert mem.kv_budget_bytes == 5_961_408_512
-    assert mem.num_gpu_blocks == 2274 and mem.kv_cache_tokens == 36_384 and mem.max_concurrency == 9
-    assert mem.log[:2] == ["Available KV cache memory: 5.55 GiB", "GPU KV cache size: 36,384 tokens"]
+    assert mem.activation_peak_bytes == 1_379_401_728
+    assert mem.kv_budget_bytes == 6_577_551_770
+    assert mem.num_gpu_blocks == 2509 and mem.kv_cache_tokens == 40_144 and mem.max_concurrency == 10
+    assert mem.log[:2] == ["Available KV cache memory: 6.13 GiB", "GPU KV cache size: 40,144 tokens"]
 
 
 def test_vllm_v1_defaults_by_version_and_gpu() -> None:
@@ -137,34 +146,40 @@ def test_sglang_054_mem_fraction_heuristic() -> None:
 
 def test_trtllm_pytorch_backend_kv() -> None:
     # TRT-LLM PyTorch backend, Llama-3-8B on one H100 (85,520,809,984 B): free = capacity - non-torch 0.5 GiB
-    # - weights 16,060,522,496 - profile peak of max_num_tokens 8192:
-    #   8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 + logits min(2048, 8192) x 128256 x 2 = 525,336,576
-    #   = 1,431,306,240 -> free = 85,520,809,984 - 536,870,912 - 16,060,522,496 - 1,431,306,240 = 67,492,110,336;
-    # KV = int(0.9 x free) = 60,742,899,302; per token 131,072 B; block 32 tokens = 4,194,304 B
-    # -> 14,482 blocks = 463,424 tokens.
+    # - weights 16,060,522,496 - profile peak of max_num_tokens 8192, the larger of the forward
+    #   8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 and the logits phase 8192 x 4096 x 2 + min(2048, 8192) x
+    #   128256 x 2 = 592,445,440 -> free = 85,520,809,984 - 536,870,912 - 16,060,522,496 - 905,969,664
+    #   = 68,017,446,912; KV = int(0.9 x free) = 61,215,702,220; per token 131,072 B; block 32 tokens = 4,194,304 B
+    # -> 14,594 blocks = 467,008 tokens (14,594 x 4 MiB = 57.01 GiB).
     mem = engine_memory(load_model("llama3-8b"), load_gpu("h100"), settings=EngineSettings(engine="trtllm"))
     assert mem.block_size == 32 and mem.batched_tokens == 8192
-    assert mem.kv_cache_tokens == 463_424
-    assert mem.log == ["[MemUsageChange] Allocated 56.57 GiB for max tokens in paged KV cache (463424)."]
+    assert mem.kv_cache_tokens == 467_008
+    assert mem.log == ["[MemUsageChange] Allocated 57.01 GiB for max tokens in paged KV cache (467008)."]
 
 
-def test_vllm_v1_profile_sampler_holds_fourteen_bytes_per_logit() -> None:
-    # vLLM V1's profile run samples min(max_num_seqs, max_num_batched_tokens) rows (gpu_model_runner.py
-    # _dummy_sampler_run; sampler.py): bf16 logits 2 B + fp32 copy 4 B + fp32 probs 4 B + exponential noise q 4 B
-    # = 14 B per logit. Qwen3-30B-A3B, TP 4, vLLM 0.8.5 on an A10 (defaults 2048 batched tokens, 256 sequences):
-    #   forward  2048 x (3 x 2048 + 8 experts x 768 x 3 / 4) x 2 = 2048 x 10,752 x 2 = 44,040,192 B
-    #   sampler  256 x 151,936 x 14 = 544,538,624 B   (V0 0.6.5, chunked to 2048: 256 x 151,936 x 2 = 77,791,232 B)
+def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:
+    # vLLM V1's profile run samples min(max_num_seqs, max_num_batched_tokens) rows with top_p 0.9, top_k = V - 1
+    # (gpu_model_runner.py _dummy_sampler_run). Qwen3-30B-A3B, TP 4, vLLM 0.8.5 on an A10 (defaults 2048 batched
+    # tokens, 256 sequences); forward 2048 x (3 x 2048 + 8 experts x 768 x 3 / 4) x 2 = 44,040,192 B, below either
+    # sampling phase (hidden states 2048 x 2048 x 2 = 8,388,608 B +):
+    #   PyTorch-native sort (0.8.5 pip wheel, no FlashInfer): 256 x 151,936 x 38 = 1,478,033,408 -> 1,486,422,016 B
+    #   FlashInfer (0.8.5: fp32 logits then softmax, 2 + 4 + 4 B): 256 x 151,936 x 10 = 388,956,160 -> 397,344,768 B
+    #   V0 0.6.5 chunked to 2048 (fp32 top-k/top-p sort, 32 B): 256 x 151,936 x 32 = 1,244,659,712 -> 1,253,048,320 B
     # A10 24,146,608,128 B x 0.9 = int 21,731,947,315; weights 30,532,122,624 x 2 / 4 = 15,266,061,312;
-    # non-torch 0.5 + 0.25 GiB = 805,306,368; budget = 21,731,947,315 - 15,266,061,312 - 588,578,816 - 805,306,368
-    # = 5,072,000,819 B; block = 16 x (48 layers x 1 KV head x 128 x 2 x 2 B = 24,576) = 393,216 B
-    # -> 12,898 blocks (12,898 x 393,216 = 5,071,699,968) = 206,368 tokens (the log of vllm issue #17469: 198,784).
+    # non-torch 0.5 + 0.25 GiB = 805,306,368 (0.8.5 counts the CUDA context); KV block 16 x 24,576 = 393,216 B:
+    #   native:     21,731,947,315 - 15,266,061,312 - 1,486,422,016 - 805,306,368 = 4,174,157,619 -> 10,615 blocks
+    #   FlashInfer: 21,731,947,315 - 15,266,061,312 - 397,344,768 - 805,306,368 = 5,263,234,867 -> 13,385 blocks
+    # = 169,840 and 214,160 tokens (the log of vllm issue #17469, a docker image with FlashInfer: 198,784).
     m, gpu = load_model("qwen3-30b-a3b"), load_gpu("a10")
-    v1 = engine_memory(m, gpu, settings=EngineSettings(engine_version="0.8.5", max_model_len=8192), tp=4)
+    s = EngineSettings(engine_version="0.8.5", max_model_len=8192)
+    native = engine_memory(m, gpu, settings=s, tp=4)
+    fi = engine_memory(m, gpu, settings=s, tp=4, assumptions=ServingAssumptions(vllm_flashinfer_sampler=True))
     v0 = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0", engine_version="0.6.5", max_model_len=8192,
                                                        enable_chunked_prefill=True),
                        tp=4)
-    assert v1.batched_tokens == v0.batched_tokens == 2048 and v1.max_num_seqs == v0.max_num_seqs == 256
-    assert v1.activation_peak_bytes == 44_040_192 + 544_538_624
-    assert v0.activation_peak_bytes == 44_040_192 + 77_791_232
-    assert v1.kv_budget_bytes == 5_072_000_819
-    assert v1.num_gpu_blocks == 12_898 and v1.kv_cache_tokens == 206_368
+    assert native.batched_tokens == v0.batched_tokens == 2048 and native.max_num_seqs == v0.max_num_seqs == 256
+    assert native.activation_peak_bytes == 1_486_422_016
+    assert fi.activation_peak_bytes == 397_344_768
+    assert v0.activation_peak_bytes == 1_253_048_320
+    assert native.kv_budget_bytes == 4_174_157_619 and fi.kv_budget_bytes == 5_263_234_867
+    assert native.kv_cache_tokens == 169_840 and fi.kv_cache_tokens == 214_160

@@ -129,9 +129,14 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
 
 
 def _assumptions(reserve_gib: float) -> Any:
+    """--reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
+    CUDA context where the release counts it, else the workspaces above its snapshot: calc.serving.engine_memory
+    non_torch_bytes); at its default each release keeps its own (ServingAssumptions)."""
     from calc.serving.assumptions import ServingAssumptions
 
-    return ServingAssumptions(cuda_context_gib=reserve_gib)
+    if reserve_gib == DEFAULT_NON_TORCH_GIB:
+        return ServingAssumptions(cuda_context_gib=reserve_gib)
+    return ServingAssumptions(cuda_context_gib=reserve_gib, profile_non_torch_gib=reserve_gib)
 
 
 def latency(

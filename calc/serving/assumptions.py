@@ -6,6 +6,20 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   typical 0.3-0.6 GiB on NVIDIA parts.
 - comm_buffer_gib: NCCL communicator buffers and vLLM's custom all-reduce buffers on each GPU when
   the model is split (TP or PP > 1).
+- profile_non_torch_gib: the non-torch memory that appears after a vLLM release's baseline snapshot (cuBLAS /
+  attention-backend workspaces created by the load and the profile run), for the releases that measure the
+  non-torch term as an increase over a snapshot taken once the CUDA context exists (calc.serving.engine_memory
+  vllm_counts_cuda_context). Startup logs print it: "non_torch_memory takes 0.12GiB" (V0 worker.py, one H100),
+  "0.07 GiB for non-torch memory" (V1, gemma-3-4b, vllm-project/vllm PR #21489), non_torch_increase 0.11 GiB (V1,
+  one A100, ovg-project/kvcached PR #448): 0.1 GiB.
+- vllm_flashinfer_sampler: which top-k / top-p sampler vLLM V1's profile run uses (38 B per logit for the
+  PyTorch-native sort, 14 B for FlashInfer; calc.serving.engine_memory); None = the release's default install.
+- cuda_graph_gib: vLLM V1's CUDA-graph memory estimate, subtracted inside gpu_memory_utilization from 0.20
+  (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1 in the 0.20.0 and 0.21.0 sdists' vllm/envs.py, 0 in
+  0.19.1's; gpu_worker.py determine_available_memory subtracts cudagraph_memory_estimate_applied). The estimate is
+  profiled per model (gpu_model_runner.py profile_cudagraph_memory: the first two graphs of each mode captured,
+  the second's size extrapolated to the rest); logs of 0.2x releases print "Estimated CUDA graph memory:" 0.36,
+  0.36, 0.43, 0.55, 0.58 GiB for one-GPU small / mid models and 1.9 - 5.0 GiB for large MoE ones: 0.5 GiB.
 - step_overhead_s: per scheduler step, the CPU work vLLM/SGLang do between forward passes
   (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs. Its default
   is read from calc/data/fitted_defaults.json (benchmarks/fit_corpus.py).
@@ -46,6 +60,12 @@ from calc.fitted import parameter
 class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
     comm_buffer_gib: float = Field(0.25, ge=0)
+    profile_non_torch_gib: float = Field(0.1, ge=0, description=(
+        "non-torch memory a vLLM release counts above its baseline snapshot (workspaces of the load and profile run)"))
+    cuda_graph_gib: float = Field(0.5, ge=0, description="vLLM V1 >= 0.20: CUDA-graph memory estimate inside the utilization")
+    vllm_flashinfer_sampler: bool | None = Field(None, description=(
+        "vLLM V1's profile sampler runs FlashInfer (True) or the PyTorch-native sort (False); None: the release's "
+        "default install (FlashInfer from 0.21, calc.serving.engine_memory)"))
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
@@ -61,6 +81,8 @@ class ServingAssumptions(BaseModel):
         return [
             f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
             f"NCCL / custom all-reduce buffers per GPU when split = {self.comm_buffer_gib:g} GiB",
+            f"non-torch memory above a vLLM baseline snapshot (load / profile workspaces) = {self.profile_non_torch_gib:g} GiB; "
+            f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB",
             f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms",
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",

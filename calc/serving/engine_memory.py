@@ -4,14 +4,20 @@ vLLM V1 (``vllm``; vllm/v1/worker/gpu_worker.py determine_available_memory): loa
 profile forward of max_num_batched_tokens tokens (chunked prefill is always on) and the sampler on
 min(max_num_seqs, max_num_batched_tokens) rows, then
     requested = gpu_memory_utilization x total
-    available KV = requested - (weights + activation peak + non-torch memory)
+    available KV = requested - (weights + activation peak + non-torch memory [+ CUDA-graph estimate, >= 0.20])
 CUDA graphs are captured after the KV cache is allocated (compile_or_warm_up_model runs after
-initialize_from_config), so their memory sits in the 1 - gpu_memory_utilization margin, not in this sum.
+initialize_from_config); up to 0.19 their memory sits in the 1 - gpu_memory_utilization margin, from 0.20 an
+estimate profiled beforehand is subtracted (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on by default;
+ServingAssumptions.cuda_graph_gib). Which non-torch memory counts changed by release (vllm_counts_cuda_context).
     GPU KV cache size = floor(available / page bytes) x block_size tokens
     "Maximum concurrency for max_model_len tokens per request" = blocks / ceil(max_model_len / block_size)
         (vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config, one full-attention group)
 vLLM V0 (``vllm-v0``; vllm/worker/worker.py determine_num_available_blocks): the same sum, with the profile
 run of max(max_model_len, 2048) tokens unless chunked prefill is on (above 32K context); logs "# GPU blocks".
+The activation peak is the larger of the profile forward and the sampling step after it (activation_peak_bytes);
+the sampler's bytes per logit follow the release's top-k / top-p code (sampler_logit_bytes). Releases read for
+this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 0.6.5, 0.7.2, 0.8.5, 0.9.0, 0.9.1,
+0.9.2, 0.10.0, 0.10.1.1, 0.10.2, 0.11.0, 0.12.0, 0.14.0, 0.17.0, 0.19.0, 0.19.1, 0.20.0, 0.21.0, 0.29.0 (PyPI).
 SGLang (python/sglang/srt/model_executor/model_runner.py profile_max_num_token): total = free memory after
 the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fraction_static);
     max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
@@ -89,28 +95,125 @@ class EngineMemory(BaseModel):
 
 
 # Bytes per logit the profile run's sampling step holds at its peak. vLLM V1 (vllm/v1/worker/gpu_model_runner.py
-# profile_run -> _dummy_sampler_run, which samples the last token of min(max_num_seqs, max_num_batched_tokens) dummy
-# requests with temperature set and no top-k/top-p; vllm/v1/sample/sampler.py Sampler.forward): the bf16 logits
-# compute_logits returns (2 B) stay referenced while apply_temperature makes an fp32 copy (logits.to(torch.float32),
-# 4 B), get_probs a float32 softmax (4 B) and random_sample the exponential noise q = torch.empty_like(probs) (4 B):
-# 2 + 4 + 4 + 4 = 14 B. Elsewhere only the 16-bit logits are charged (2 B).
+# profile_run -> _dummy_sampler_run) samples the last token of min(max_num_seqs, max_num_batched_tokens) dummy
+# requests with temperature 0.5, top_p 0.9 and top_k = vocab - 1 (every release read, 0.8.5 to 0.29.0). The bf16
+# logits compute_logits returns (2 B) stay referenced while Sampler.forward makes an fp32 copy (4 B; vllm/v1/sample/
+# sampler.py, apply_temperature divides it in place); then TopKTopPSampler (vllm/v1/sample/ops/topk_topp_sampler.py):
+#   PyTorch-native (forward_native -> apply_top_k_top_p): logits.sort(dim=-1) writes sorted values (4 B) and int64
+#     indices (8 B); ATen's CUDA sort (aten/src/ATen/native/cuda/Sort.cu sort_out_stable_cuda) also builds an int64
+#     iota as the values-in (8 B) and cub::DeviceSegmentedRadixSort::SortPairs keeps alternate key / value buffers in
+#     its temp storage (4 + 8 B): 2 + 4 + 4 + 8 + 8 + 12 = 38 B at the sort (the masks, softmax and scatter after it
+#     hold 28 B).
+#   FlashInfer (forward_cuda): from 0.10.2 flashinfer_sample hands the logits to top_k_top_p_sampling_from_logits,
+#     which writes a top-k-masked copy (torch.empty_like, 4 B) and its softmax (4 B) (flashinfer 0.3.1 sampling.py):
+#     2 + 4 + 4 + 4 = 14 B; 0.8.5 - 0.10.0 softmax the logits first (4 B) and sample from the probabilities in place:
+#     2 + 4 + 4 = 10 B.
+# Which one runs by release: up to 0.11 FlashInfer whenever it is installed (VLLM_USE_FLASHINFER_SAMPLER None means
+# on), but the pip wheels do not install it (requirements/cuda.txt of 0.8.5 - 0.11.0 has no flashinfer-python; the
+# vllm-openai Docker image does); 0.12 - 0.20 PyTorch-native unless VLLM_USE_FLASHINFER_SAMPLER=1 ("Users must opt in
+# explicitly"); from 0.21 FlashInfer (envs default True, flashinfer-python pinned in requirements/cuda.txt).
+# ServingAssumptions.vllm_flashinfer_sampler overrides the release's default. Elsewhere only the 16-bit logits are
+# charged (2 B).
 LOGIT_BYTES = 2
-VLLM_V1_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 4
+VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 8 + 8 + 4 + 8
+VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES = {(0,): 2 + 4 + 4, (0, 10, 2): 2 + 4 + 4 + 4}
+VLLM_V1_FLASHINFER_SAMPLER_FROM = (0, 21)
+
+# vLLM V0's profile run (vllm/worker/model_runner.py profile_run) samples its max_num_seqs dummy sequences with
+# SamplingParams(top_p=0.99, top_k=vocab - 1) (0.4.1, 0.5.3.post1, 0.6.3, 0.7.2 sdists), so Sampler.forward
+# (vllm/model_executor/layers/sampler.py) runs _apply_top_k_top_p, whose peak is at its last line:
+#   <= 0.5.x (16-bit logits, no upcast; 0.4.1 and 0.5.3.post1): the caller's logits 2 + sorted values 2 + int64
+#     indices 8 + bool top-k mask 1 + softmax 2 + cumsum 2 + bool top-p mask 1 + inverse indices (int64 scatter) 8
+#     + gathered logits 2 = 28 B;
+#   from 0.6.2 (logits = logits.to(torch.float) first; 0.6.2, 0.6.3, 0.7.2): the caller's 16-bit logits 2 + fp32
+#     logits 4 + sorted values 4 + indices 8 + mask 1 + softmax 4 + cumsum 4 + mask 1 + scattered logits 4 = 32 B.
+# (The fp32 probs, logprobs and exponential noise that follow hold 2 + 4 + 4 + 4 + 4 = 18 B at most.) Releases
+# between 0.5.3.post1 and 0.6.2 were not read; they are charged as the earlier ones.
+VLLM_V0_SAMPLER_LOGIT_BYTES = {(0,): 28, (0, 6, 2): 32}
+
+
+def _since(table: dict[tuple[int, ...], int], version: tuple[int, ...]) -> int:
+    """The entry of the latest release in ``table`` (first release -> value) at or before ``version``."""
+    return table[max(since for since in table if version >= since)]
+
+
+def vllm_flashinfer_sampler(version: tuple[int, ...], a: ServingAssumptions) -> bool:
+    """Whether vLLM V1's sampler runs FlashInfer's top-k / top-p kernel: as assumed, else the release's default
+    install (FlashInfer from 0.21; the PyTorch-native sort before, comments above)."""
+    if a.vllm_flashinfer_sampler is not None:
+        return a.vllm_flashinfer_sampler
+    return version >= VLLM_V1_FLASHINFER_SAMPLER_FROM
+
+
+def sampler_logit_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions = DEFAULT_ASSUMPTIONS) -> int:
+    """Bytes per logit the engine's profile-run sampler holds at its peak (comments above); LOGIT_BYTES elsewhere."""
+    if accounting == "vllm-v1":
+        return _since(VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES, version) if vllm_flashinfer_sampler(version, a) \
+            else VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES
+    if accounting == "vllm-v0":
+        return _since(VLLM_V0_SAMPLER_LOGIT_BYTES, version)
+    return LOGIT_BYTES
+
+# Which non-torch memory a vLLM release subtracts, read in the sdists (vllm/worker/worker.py and
+# vllm/v1/worker/gpu_worker.py determine_num_available_blocks / determine_available_memory; vllm/utils memory_profiling):
+#   V0 <= 0.6.3      peak = init free - free after the profile; init free is read after the CUDA context exists
+#                    (torch.cuda.mem_get_info in init_device): the context is not counted, NCCL buffers are.
+#   V0 0.6.4.x       peak = torch peak + (total - free - torch allocated): everything outside torch, context included.
+#   V0 >= 0.6.5      memory_profiling over a baseline (total - init free, then a MemorySnapshot) taken after the
+#                    context, before NCCL init: the increase above it (NCCL, workspaces), not the context.
+#   V1 0.8.x, 0.9.0  as V0 0.6.4 (torch peak + total - free - torch allocated): context included.
+#   V1 >= 0.9.1      memory_profiling over init_snapshot (PR #19312; the 0.9.1 sdist has it, 0.9.0 not); from 0.11.0
+#                    the snapshot is taken after init_worker_distributed_environment (PR #25359), but NCCL >= 2.22
+#                    connects its channels (and allocates their buffers) at the first collective
+#                    (NCCL_RUNTIME_CONNECT=1 by default), inside the profile run, so the communication term stays.
+VLLM_V0_TOTAL_USED_FROM = (0, 6, 4)
+VLLM_V0_BASELINE_FROM = (0, 6, 5)
+VLLM_V1_BASELINE_FROM = (0, 9, 1)
+VLLM_GRAPH_ESTIMATE_FROM = (0, 20)  # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default 1 (0.20.0 sdist; 0 in 0.19.1)
+
+
+def vllm_counts_cuda_context(accounting: str, version: tuple[int, ...]) -> bool:
+    """Whether the engine's KV budget subtracts the CUDA context (table above); SGLang and TRT-LLM measure free
+    memory after the context is up and are charged it as before (their free memory excludes it)."""
+    if accounting == "vllm-v1":
+        return version < VLLM_V1_BASELINE_FROM
+    if accounting == "vllm-v0":
+        return VLLM_V0_TOTAL_USED_FROM <= version < VLLM_V0_BASELINE_FROM
+    return True
+
+
+def non_torch_bytes(accounting: str, version: tuple[int, ...], split: bool, a: ServingAssumptions) -> tuple[int, str]:
+    """(bytes, line) of the non-torch memory the engine subtracts on one rank: the CUDA context and workspaces
+    (cuda_context_gib) where it counts them, else only the workspaces that appear above its baseline snapshot
+    (profile_non_torch_gib); + NCCL / all-reduce buffers (comm_buffer_gib) when the model is split."""
+    context = vllm_counts_cuda_context(accounting, version)
+    first = a.cuda_context_gib if context else a.profile_non_torch_gib
+    line = (f"non-torch memory {a.cuda_context_gib:g} GiB per GPU (CUDA context and workspaces)" if context else
+            f"non-torch memory {a.profile_non_torch_gib:g} GiB per GPU (workspaces above the engine's baseline snapshot; "
+            "the CUDA context is outside its count)")
+    if split:
+        line += f" + {a.comm_buffer_gib:g} GiB communication buffers"
+    return int((first + (a.comm_buffer_gib if split else 0)) * GIB), line
 
 
 def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES) -> int:
-    """Peak of the profile forward of T tokens on one rank (16-bit activations):
-    T x (3H + MLP width/t) x 2 [residual, normed input, layer output before the all-reduce; gate+up
-    (2I/t) and the activation (I/t) for a gated MLP] + the sampling step on n = min(max_num_seqs, T) rows:
-    n x V x ``logit_bytes`` (LOGIT_BYTES for the bare 16-bit logits, VLLM_V1_SAMPLER_LOGIT_BYTES for vLLM V1's
-    sampler). The two terms are added: an upper bound, since the forward's intermediates are freed before sampling."""
+    """Peak of the profile run of T tokens on one rank (16-bit activations), the larger of its two phases (the
+    engines run them one after the other: vllm/v1/worker/gpu_model_runner.py profile_run calls _dummy_run, then
+    _dummy_sampler_run on its output; V0 model_runner.profile_run runs the model, then compute_logits and sample):
+      forward  T x (3H + MLP width/t) x 2  [residual, normed input, layer output before the all-reduce; gate+up
+               (2I/t) and the activation (I/t) for a gated MLP]
+      sampling T x H x 2 (the forward's hidden states, still referenced) + n x V x ``logit_bytes`` on
+               n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine).
+    The forward's intermediates are freed before the sampler runs, so the two do not add."""
     width = m.moe.expert_intermediate_size * m.moe.experts_per_token + m.moe.shared_intermediate_size \
         if m.moe else m.intermediate_size
     mlp = width * (3 if m.gated_mlp else 2) / tp
     qkv = (m.num_heads + 2 * m.kv_heads) * m.dim_per_head / tp
     elem = dtype_bytes(ACT_DTYPE)
     per_token = 3 * m.hidden_size + max(mlp, qkv)
-    return math.ceil(tokens * per_token * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes)
+    forward = tokens * per_token * elem
+    sampling = tokens * m.hidden_size * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes
+    return math.ceil(max(forward, sampling))
 
 
 ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
@@ -156,7 +259,8 @@ def engine_memory(
     acc = s.accounting()
     batched = s.batched_tokens(m.max_position_embeddings, cap, gpu.name, tp)
     seqs = s.seqs(cap, gpu.name)
-    non_torch = int((assumptions.cuda_context_gib + (assumptions.comm_buffer_gib if tp * pp * ep > 1 else 0)) * GIB)
+    non_torch, non_torch_line = non_torch_bytes(acc, s.version(), tp * pp * ep > 1, assumptions)
+    graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
     block_bytes = page * kv_token
     pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len) \
@@ -169,17 +273,21 @@ def engine_memory(
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
     if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
-        act = activation_peak_bytes(m, batched, tp, seqs,
-                                    VLLM_V1_SAMPLER_LOGIT_BYTES if acc == "vllm-v1" else LOGIT_BYTES)
-        budget = usable - weights - act - non_torch
+        logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions)
+        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes)
+        budget = usable - weights - act - non_torch - graphs
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
-                       f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f} = {budget / GIB:.2f} GiB")
+                       f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f}"
+                       + (f" - CUDA-graph estimate {graphs / GIB:.2f}" if graphs else "") + f" = {budget / GIB:.2f} GiB")
         setting_line = (f"gpu_memory_utilization {s.gpu_memory_utilization:g}; profile run of {batched:,} tokens "
                         f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), logits of "
                         f"{min(seqs, batched)} sequences"
-                        + (f" sampled in fp32 ({VLLM_V1_SAMPLER_LOGIT_BYTES} B per logit)" if acc == "vllm-v1" else "")
+                        + f" sampled with top-k / top-p ({logit_bytes} B per logit"
+                        + (f", {'FlashInfer' if vllm_flashinfer_sampler(s.version(), assumptions) else 'PyTorch-native sort'}"
+                           if acc == "vllm-v1" else "") + ")"
                         + f"; max_num_seqs {seqs}"
-                        + ("; CUDA graphs captured after the KV cache, in the margin" if acc == "vllm-v1" else ""))
+                        + (("; CUDA-graph memory estimated and subtracted (>= 0.20)" if graphs else
+                            "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
     elif acc == "trtllm":
         act = activation_peak_bytes(m, batched, tp, seqs)
         free = cap - non_torch - weights - act
@@ -234,8 +342,7 @@ def engine_memory(
         f"engine {s.engine} {'.'.join(map(str, s.version()))} ({acc} accounting); max_model_len {max_len:,}; "
         + setting_line,
         f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
-        f"non-torch memory {assumptions.cuda_context_gib:g} GiB per GPU"
-        + (f" + {assumptions.comm_buffer_gib:g} GiB communication buffers" if tp * pp * ep > 1 else ""),
+        non_torch_line,
     ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"]
          if shared_prefix and not pool else []) \
       + (["hybrid model: prefix caching off (vLLM's default for hybrid models), one state block per request"
