@@ -67,13 +67,33 @@ def test_fp8_head_and_router_stay_bf16() -> None:
 def test_moe_router_and_permute_traffic() -> None:
     # Qwen3-30B-A3B, T = 4096 tokens, E = 128, top-8, H = 2048:
     # router 4096 x 128 x 12 B = 6.29 MB; permute 4096 x 8 x 2048 x 6 B = 402.65 MB; combine 4096 x 2048 x 2 B = 16.78 MB
+    # one rank holds all 128 experts (EP 1), so the dispatcher's two local sorts run too (sort_chunks_by_idxs,
+    # num_local_experts > 1): 2 x 4096 x 8 copies x 2048 x 4 B = 536.87 MB
     cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
     moved = 6_291_456 + 402_653_184 + 16_777_216
-    assert cost.moe_routing_s(4096) == pytest.approx(moved / H100_HBM_B_S)
-    lc = cost.layer(0, 1, 1, 1, 8, False)
-    assert lc.moe_fwd == pytest.approx(moved / H100_HBM_B_S)
+    assert cost.moe_routing_s(4096) == pytest.approx((moved + 536_870_912) / H100_HBM_B_S)
     dense = _llama8b("bf16").layer(0, 1, 1, 1, 1, False)
     assert dense.moe_fwd == 0.0
+
+
+def test_deepseek_v3_dispatcher_traffic_per_rank() -> None:
+    # DeepSeek-V3 (H 7168, 256 routed experts, top-8) on GB200 (8.0 TB/s HBM x 0.9), b = 1, s = 4096, TP 2 with SP,
+    # EP 32, ETP 1, balanced routing: each rank routes its sequence-parallel slice of 2048 tokens
+    #   router   2048 x 256 logits x 12 B                = 6,291,456 B
+    #   permute  2048 x 8 copies x 7168 x 6 B            = 704,643,072 B
+    #   combine  2048 x 7168 x 2 B                       = 29,360,128 B
+    #   2 local sorts (8 experts per rank): 2 x 16,384 received copies x 7168 x 4 B = 939,524,096 B
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("deepseek-v3"), load_gpu("gb200"), load_system("gb200-nvl72"), 4096,
+                     eff=Efficiencies(expert_load_cv=0.0))
+    per_token = 6_291_456 + 704_643_072 + 29_360_128 + 939_524_096
+    assert per_token == 1_679_818_752
+    hbm = 8.0e12 * 0.9
+    assert cost.moe_routing_s(4096, tp=2, ep=32, etp=1) == pytest.approx(per_token / hbm, rel=1e-9)  # 0.2333 ms
+    moe_kind = [i for i, (kind, _, _) in enumerate(cost.kinds) if kind == "moe"][0]
+    assert cost.layer(moe_kind, 1, 2, 1, 32, True, 1).moe_fwd == pytest.approx(per_token / hbm, rel=1e-9)
+    # EP 256: one expert per rank, no local sort
+    assert cost.moe_routing_s(4096, tp=2, ep=256, etp=1) == pytest.approx((per_token - 939_524_096) / hbm, rel=1e-9)
 
 
 def test_grouped_gemm_rate_is_one_curve() -> None:

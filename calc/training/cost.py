@@ -29,9 +29,11 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               cores take only TN operands; MXFP8 keeps row- and column-wise scaled copies; TE Float8Tensor /
               MXFP8Tensor) = 4 B. Delayed scaling and MXFP8 find the amax / block scales inside the cast
               kernel; current (per-tensor dynamic) scaling reads the input once more for its amax (+2 B: 6).
-  MoE         router (fp32 logits [T, E]: written, read by softmax/top-k, probs written: 12 B each) and
-              permute / unpermute (gather the T*k*cf routed copies of H: read + write 2 B each; combine
-              reads them and writes T*H): memory-bound, the same traffic again in backward (Megatron-Core
+  MoE         on the rank's sequence-parallel slice T/t: router (fp32 logits [T/t, E]: written, read by softmax/top-k,
+              probs written: 12 B each) and permute / unpermute (gather the T/t*k*cf routed copies of H: read +
+              write 2 B each; combine reads them and writes T/t*H), and, on a rank holding more than one expert,
+              the dispatcher's two local sorts of the received copies (sort_chunks_by_idxs, read + write 4 B per
+              copy each; calc.hardware.moe_ops): memory-bound, the same traffic again in backward (Megatron-Core
               moe_permute / moe_unpermute, TE fused permute). Routed experts run as one grouped GEMM whose
               rate below one 128-row tile of tokens per expert is grouped_gemm_efficiency of a dense GEMM's
               (calc.hardware.efficiency.grouped_gemm_rate).
@@ -80,6 +82,7 @@ from calc.hardware.efficiency import (
     grouped_gemm_rate,
     memory_efficiency,
 )
+from calc.hardware.moe_ops import local_sort_bytes
 from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
@@ -304,10 +307,17 @@ class ModelCost:
         assert moe is not None
         return tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem * self.ep_imbalance(ep)
 
-    def moe_routing_s(self, tokens: float) -> float:
-        """Forward seconds of one MoE layer's router and permute / unpermute for ``tokens`` tokens (calc.model.moe_routing):
-            (T E ROUTER_BYTES_PER_LOGIT + T k cf H PERMUTE_BYTES_PER_COPY + T H COMBINE_BYTES_PER_TOKEN) / HBM."""
-        return moe_routing_bytes(self.m, tokens, self.eff.capacity_factor) / self.hbm
+    def moe_routing_s(self, tokens: float, tp: int = 1, ep: int = 1, etp: int = 1) -> float:
+        """Forward seconds of one MoE layer's router, permute / unpermute (calc.model.moe_routing) and the dispatcher's two
+        local sorts (calc.hardware.moe_ops) on one rank, ``tokens`` = T per rank, routed on its sequence-parallel slice T/t:
+            (T/t E ROUTER_BYTES_PER_LOGIT + T/t k cf H PERMUTE_BYTES_PER_COPY + T/t H COMBINE_BYTES_PER_TOKEN
+             + local_sort_bytes(T/t k cf u imb, H, ceil(E/e))) / HBM."""
+        moe = self.m.moe
+        assert moe is not None
+        mine = tokens / tp
+        received = mine * moe.experts_per_token * self.eff.capacity_factor * etp * self.ep_imbalance(ep)
+        sorts = local_sort_bytes(received, self.m.hidden_size, math.ceil(moe.num_experts / ep))
+        return (moe_routing_bytes(self.m, mine, self.eff.capacity_factor) + sorts) / self.hbm
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
@@ -363,7 +373,7 @@ class ModelCost:
         moe_layer = kind == "moe"
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
-        routing = self.moe_routing_s(T) if moe_layer and m.moe else 0.0
+        routing = self.moe_routing_s(T, tp, ep, etp) if moe_layer and m.moe else 0.0
         up = sum(g[5] + g[6] for g in listed if g[0].rsplit(".", 1)[-1] in MLA_UP_PROJECTIONS)
         norms = NORM_PASSES * T * m.norms_per_layer * m.hidden_size / (tp if sp else 1) * self.elem / self.hbm
         k = self.kernel_scale  # the stack's efficiency on every compute kernel

@@ -12,6 +12,7 @@ from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
 from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
+from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
@@ -71,8 +72,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
                      f"({achieved:.0%} of {'bf16 ' if bf16 else ''}peak{grouped}){cast}")
     if lc.moe_fwd:
-        lines.append(f"  MoE router + permute/unpermute: (T*E*{ROUTER_BYTES_PER_LOGIT:g} + T*k*cf*H*{PERMUTE_BYTES_PER_COPY:g} + "
-                     f"T*H*{COMBINE_BYTES_PER_TOKEN:g}) B / HBM = {_ms(lc.moe_fwd)} forward, the same in backward")
+        lines.append(f"  MoE router + permute/unpermute on the rank's T/t tokens: (T/t*E*{ROUTER_BYTES_PER_LOGIT:g} + "
+                     f"T/t*k*cf*H*{PERMUTE_BYTES_PER_COPY:g} + T/t*H*{COMBINE_BYTES_PER_TOKEN:g} + local sorts "
+                     f"{LOCAL_SORTS} x received copies x H x {LOCAL_SORT_BYTES_PER_COPY:g} when a rank holds > 1 expert) B / HBM = "
+                     f"{_ms(lc.moe_fwd)} forward, the same in backward")
     lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
     if layout.recompute != "none":
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",

@@ -1,0 +1,45 @@
+"""Training-side MoE dispatcher traffic beyond the router and the global permute (calc.model.moe_routing).
+
+Megatron-Core's all-to-all token dispatcher (megatron/core/transformer/moe/token_dispatcher.py,
+MoEAlltoAllTokenDispatcher, workflow in its docstring) runs, per MoE layer and micro-batch, on the rank's
+sequence-parallel slice of T/t tokens:
+
+    (1) preprocess          routing metadata
+    (2) dispatch_preprocess permute: the T/t x k routed copies gathered by destination       (calc.model.moe_routing)
+    (3) token_dispatch      all-to-all over EP                                                 (calc.hardware.collectives)
+    (4) dispatch_postprocess all-gather over ETP, then sort_chunks_by_idxs "if num_local_experts > 1":
+                            the received copies re-ordered by local expert                     <- LOCAL_SORT_BYTES_PER_COPY
+    (5) combine_preprocess  sort_chunks_by_idxs back (if num_local_experts > 1), reduce-scatter over ETP
+                                                                                               <- LOCAL_SORT_BYTES_PER_COPY
+    (6) token_combine       all-to-all over EP
+    (7) combine_postprocess unpermute: weighted sum of the k copies of each token             (calc.model.moe_routing)
+
+so a rank holding more than one expert copies every received row twice more than the permute / unpermute
+pair of calc.model.moe_routing counts: each sort reads and writes the row (2 + 2 B in bf16), the same again in
+backward (the sorts' autograd functions apply the inverse index). The Megatron DeepSeek-V3 GB200 write-up
+(docs/discussions/deepseek-v3-gb200-optimization, sec. 2.1.1) names the pair: "The AlltoAll dispatcher using the
+NCCL backend requires one global and one local permute before and after EP communication".
+"""
+
+from __future__ import annotations
+
+# sort_chunks_by_idxs per received copy of H elements: read 2 B + write 2 B (bf16 activations; fp8 runs dispatch bf16)
+LOCAL_SORT_BYTES_PER_COPY = 4.0
+LOCAL_SORTS = 2  # dispatch_postprocess sort + combine_preprocess unsort
+
+
+def local_sort_bytes(received_copies: float, hidden: int, local_experts: int) -> float:
+    """HBM bytes, forward, of the two local sorts of one MoE layer on one rank (module docstring):
+
+        LOCAL_SORTS x received_copies x H x LOCAL_SORT_BYTES_PER_COPY    when the rank holds > 1 expert, else 0
+
+    ``received_copies`` the routed rows the rank's experts process (after the EP all-to-all and the ETP all-gather).
+
+    >>> local_sort_bytes(1000, 7168, 8) / 1e6   # 2 x 1000 x 7168 x 4 B
+    57.344
+    >>> local_sort_bytes(1000, 7168, 1)
+    0.0
+    """
+    if local_experts <= 1:
+        return 0.0
+    return LOCAL_SORTS * received_copies * hidden * LOCAL_SORT_BYTES_PER_COPY
