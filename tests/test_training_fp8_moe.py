@@ -143,3 +143,29 @@ def test_balanced_routing_recovers_the_even_split() -> None:
                      Efficiencies(expert_load_cv=0.0))
     assert cost.ep_imbalance(8) == 1.0
     assert cost.ep_routed_bytes(4096, 8) == 4096 * 8 * 2048 * 2
+
+
+def test_grouped_gemm_ramp_reads_deepgemm_table() -> None:
+    # DeepGEMM README (H800, fp8): masked layout vs contiguous layout at 4096-8192 rows per group
+    #   1024 rows: 1233/1346 and 925/1214 -> mean 0.8392;  512 rows: 1040/1346 and 916/1214 -> mean 0.7636
+    #   256 rows: 932/1346 and 815/1214 -> mean 0.6819 (the 0.7 floor)
+    from calc.hardware.moe_ops import grouped_gemm_ramp
+    table_1024 = (1233 / 1346 + 925 / 1214) / 2
+    table_512 = (1040 / 1346 + 916 / 1214) / 2
+    assert grouped_gemm_ramp(1024, 0.7) == pytest.approx(table_1024, rel=0.015)  # 0.85
+    assert grouped_gemm_ramp(512, 0.7) == pytest.approx(table_512, rel=0.015)  # 0.775
+    assert grouped_gemm_ramp(256, 0.7) == pytest.approx((932 / 1346 + 815 / 1214) / 2, abs=0.02)
+    assert grouped_gemm_ramp(4096, 0.7) == 1.0 and grouped_gemm_ramp(64, 0.5) == 0.5
+
+
+def test_training_expert_gemms_run_at_the_ramp_rate() -> None:
+    # Qwen3-30B-A3B, b = 1, s = 4096, EP 8, balanced: 4096 x 8 x 8 / 128 = 2048 tokens per expert, 16 local experts;
+    # ramp = 0.7 + 0.3 x log2(2048 / 256) / log2(4096 / 256) = 0.7 + 0.3 x 3/4 = 0.925 of the dense grouped rate
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "bf16",
+                     Efficiencies(expert_load_cv=0.0))
+    moe_kind = [i for i, (kind, _, _) in enumerate(cost.kinds) if kind == "moe"][0]
+    rows = {g[0]: g for g in cost.layer_gemms(moe_kind, 1, 1, 1, 8)}
+    name, tokens, n, k, count, seconds = rows["experts.down_proj"][:6]
+    assert (tokens, count) == (2048, 16)
+    assert cost._gemm(tokens, n, k, count) / seconds == pytest.approx(0.925, rel=1e-9)

@@ -11,8 +11,7 @@ import math
 from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
-from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
-from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS
+from calc.hardware.moe_ops import GROUPED_RAMP_ROWS, LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, grouped_gemm_ramp
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
@@ -65,8 +64,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp):
         bf16 = cost.fp8 and name.startswith("router")
         achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
-        grouped = (f", grouped: {eff.grouped_gemm_efficiency:g} of the dense rate below 128 tokens per expert"
-                   if count > 1 and rows < GROUPED_GEMM_TILE_ROWS else "")
+        ramp = grouped_gemm_ramp(rows, eff.grouped_gemm_efficiency)
+        grouped = (f", grouped: {ramp:.3g} of the dense rate at {rows:,.0f} tokens per expert "
+                   f"({eff.grouped_gemm_efficiency:g} at <= {GROUPED_RAMP_ROWS[0]:g}, 1 at {GROUPED_RAMP_ROWS[1]:g})"
+                   if count > 1 and ramp < 1 else "")
         cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
                 if cast_f else "")
         lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
