@@ -169,3 +169,20 @@ def test_training_expert_gemms_run_at_the_ramp_rate() -> None:
     name, tokens, n, k, count, seconds = rows["experts.down_proj"][:6]
     assert (tokens, count) == (2048, 16)
     assert cost._gemm(tokens, n, k, count) / seconds == pytest.approx(0.925, rel=1e-9)
+
+
+def test_deepseek_v3_all_to_all_volume_and_nvlink_rate_against_deepep() -> None:
+    # the dispatch of one rank: its sequence-parallel slice (4096 / TP 2 = 2048 tokens) x top-8 x H 7168 x 2 B
+    # = 234,881,024 B (balanced routing), each routed copy sent once (Megatron's all-to-all dispatcher does not dedupe)
+    from calc.hardware.collectives import collective_time
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("deepseek-v3"), load_gpu("gb200"), load_system("gb200-nvl72"), 4096,
+                     eff=Efficiencies(expert_load_cv=0.0))
+    assert cost.ep_routed_bytes(2048, 32) == 2048 * 8 * 7168 * 2 == 234_881_024
+    # DeepEP README (V2, SM100, EP 8 on NVLink, 8K tokens x 7168 hidden x top-8, BF16 combine): 740 GB/s logical
+    # bandwidth (726 dispatch). The engine's all-to-all of the same 8192 x 8 x 7168 x 2 B = 939.5 MB inside an NVL72
+    # domain: 7/8 of it at 900 GB/s x 0.8 + 7 x 3 us = 1.163 ms, i.e. 808 GB/s logical: within 10% of DeepEP's kernel
+    size = 8192 * 8 * 7168 * 2
+    seconds = collective_time("all_to_all", cost.system, size, 8, 1, cost.eff.collective)
+    assert seconds == pytest.approx(7 / 8 * size / (900e9 * 0.8) + 7 * 3e-6, rel=1e-9)
+    assert size / seconds / 1e9 == pytest.approx(740, rel=0.10)
