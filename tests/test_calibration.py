@@ -148,6 +148,9 @@ def test_attention_and_memory_ops() -> None:
     norm, act = memory_ops(m, "prefill", 64)
     assert norm.elements_moved == 2 * 64 * 4096  # read + write [64, 4096]
     assert act.elements_moved == 3 * 64 * 11008  # SwiGLU: read gate and up, write one
+    # routed experts: each of 64 tokens' 8 copies runs SwiGLU at Qwen3-30B-A3B's expert width 768
+    _, moe_act = memory_ops(load_model("qwen3-30b-a3b"), "prefill", 64)
+    assert (moe_act.tokens, moe_act.elements_moved) == (512, 3 * 512 * 768)
 
 
 def test_model_ops_refuse_an_impossible_tp() -> None:

@@ -31,7 +31,8 @@ def test_rs_ag_a2a_p2p_tree_hand_worked() -> None:
     # 256 MB over 4 GPUs at 200 GB/s: 3/4*256e6/200e9 = 0.96 ms (+3 steps x 5 us)
     assert reduce_scatter_time(256e6, 4, 200, 5e-6) == pytest.approx(0.96e-3 + 15e-6)
     assert all_gather_time(256e6, 4, 200, 5e-6) == pytest.approx(0.96e-3 + 15e-6)
-    assert all_to_all_time(256e6, 4, 200, 5e-6) == pytest.approx(0.96e-3 + 15e-6)
+    # all-to-all: the same bytes, its 3 peer transfers in flight together: one step of latency
+    assert all_to_all_time(256e6, 4, 200, 5e-6) == pytest.approx(0.96e-3 + 5e-6)
     # p2p 100 MB at 50 GB/s = 2 ms + 10 us
     assert p2p_time(100e6, 50, 10e-6) == pytest.approx(2.01e-3)
     # tree: 2*S/B = 2*1e9/25e9 = 80 ms + 2*ceil(log2 64)=12 steps x 10 us
@@ -64,6 +65,9 @@ def test_all_to_all_across_nodes_is_nic_bound() -> None:
     # 16 GPUs on 2 nodes, 100 MB each: 8/16 of it leaves the node at 50 GB/s = 1 ms (+1 step x 10 us);
     # the 7/16 staying inside at 450 GB/s takes 0.097 ms + 21 us: the NIC share dominates.
     assert collective_time("all_to_all", dgx, 100e6, 16) == pytest.approx(1e-3 + 10e-6)
+    # 128 ranks two per node over 64 nodes (EP 128 four apart): 126/128 of 40 MB leave at 50 GB/s = 0.7875 ms
+    # + one 10 us step (not 63 x 10 us: every peer's transfer is in flight at once, as DeepEP's EP-128 dispatch shows)
+    assert collective_time("all_to_all", dgx, 40e6, 128, stride=4) == pytest.approx(126 / 128 * 40e6 / 50e9 + 10e-6)
 
 
 def test_system_catalog() -> None:

@@ -67,13 +67,33 @@ def test_fp8_head_and_router_stay_bf16() -> None:
 def test_moe_router_and_permute_traffic() -> None:
     # Qwen3-30B-A3B, T = 4096 tokens, E = 128, top-8, H = 2048:
     # router 4096 x 128 x 12 B = 6.29 MB; permute 4096 x 8 x 2048 x 6 B = 402.65 MB; combine 4096 x 2048 x 2 B = 16.78 MB
+    # one rank holds all 128 experts (EP 1), so the dispatcher's two local sorts run too (sort_chunks_by_idxs,
+    # num_local_experts > 1): 2 x 4096 x 8 copies x 2048 x 4 B = 536.87 MB
     cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
     moved = 6_291_456 + 402_653_184 + 16_777_216
-    assert cost.moe_routing_s(4096) == pytest.approx(moved / H100_HBM_B_S)
-    lc = cost.layer(0, 1, 1, 1, 8, False)
-    assert lc.moe_fwd == pytest.approx(moved / H100_HBM_B_S)
+    assert cost.moe_routing_s(4096) == pytest.approx((moved + 536_870_912) / H100_HBM_B_S)
     dense = _llama8b("bf16").layer(0, 1, 1, 1, 1, False)
     assert dense.moe_fwd == 0.0
+
+
+def test_deepseek_v3_dispatcher_traffic_per_rank() -> None:
+    # DeepSeek-V3 (H 7168, 256 routed experts, top-8) on GB200 (8.0 TB/s HBM x 0.9), b = 1, s = 4096, TP 2 with SP,
+    # EP 32, ETP 1, balanced routing: each rank routes its sequence-parallel slice of 2048 tokens
+    #   router   2048 x 256 logits x 12 B                = 6,291,456 B
+    #   permute  2048 x 8 copies x 7168 x 6 B            = 704,643,072 B
+    #   combine  2048 x 7168 x 2 B                       = 29,360,128 B
+    #   2 local sorts (8 experts per rank): 2 x 16,384 received copies x 7168 x 4 B = 939,524,096 B
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("deepseek-v3"), load_gpu("gb200"), load_system("gb200-nvl72"), 4096,
+                     eff=Efficiencies(expert_load_cv=0.0))
+    per_token = 6_291_456 + 704_643_072 + 29_360_128 + 939_524_096
+    assert per_token == 1_679_818_752
+    hbm = 8.0e12 * 0.9
+    assert cost.moe_routing_s(4096, tp=2, ep=32, etp=1) == pytest.approx(per_token / hbm, rel=1e-9)  # 0.2333 ms
+    moe_kind = [i for i, (kind, _, _) in enumerate(cost.kinds) if kind == "moe"][0]
+    assert cost.layer(moe_kind, 1, 2, 1, 32, True, 1).moe_fwd == pytest.approx(per_token / hbm, rel=1e-9)
+    # EP 256: one expert per rank, no local sort
+    assert cost.moe_routing_s(4096, tp=2, ep=256, etp=1) == pytest.approx((per_token - 939_524_096) / hbm, rel=1e-9)
 
 
 def test_grouped_gemm_rate_is_one_curve() -> None:
@@ -123,3 +143,46 @@ def test_balanced_routing_recovers_the_even_split() -> None:
                      Efficiencies(expert_load_cv=0.0))
     assert cost.ep_imbalance(8) == 1.0
     assert cost.ep_routed_bytes(4096, 8) == 4096 * 8 * 2048 * 2
+
+
+def test_grouped_gemm_ramp_reads_deepgemm_table() -> None:
+    # DeepGEMM README (H800, fp8): masked layout vs contiguous layout at 4096-8192 rows per group
+    #   1024 rows: 1233/1346 and 925/1214 -> mean 0.8392;  512 rows: 1040/1346 and 916/1214 -> mean 0.7636
+    #   256 rows: 932/1346 and 815/1214 -> mean 0.6819 (the 0.7 floor)
+    from calc.hardware.moe_ops import grouped_gemm_ramp
+    table_1024 = (1233 / 1346 + 925 / 1214) / 2
+    table_512 = (1040 / 1346 + 916 / 1214) / 2
+    assert grouped_gemm_ramp(1024, 0.7) == pytest.approx(table_1024, rel=0.015)  # 0.85
+    assert grouped_gemm_ramp(512, 0.7) == pytest.approx(table_512, rel=0.015)  # 0.775
+    assert grouped_gemm_ramp(256, 0.7) == pytest.approx((932 / 1346 + 815 / 1214) / 2, abs=0.02)
+    assert grouped_gemm_ramp(4096, 0.7) == 1.0 and grouped_gemm_ramp(64, 0.5) == 0.5
+
+
+def test_training_expert_gemms_run_at_the_ramp_rate() -> None:
+    # Qwen3-30B-A3B, b = 1, s = 4096, EP 8, balanced: 4096 x 8 x 8 / 128 = 2048 tokens per expert, 16 local experts;
+    # ramp = 0.7 + 0.3 x log2(2048 / 256) / log2(4096 / 256) = 0.7 + 0.3 x 3/4 = 0.925 of the dense grouped rate
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "bf16",
+                     Efficiencies(expert_load_cv=0.0))
+    moe_kind = [i for i, (kind, _, _) in enumerate(cost.kinds) if kind == "moe"][0]
+    rows = {g[0]: g for g in cost.layer_gemms(moe_kind, 1, 1, 1, 8)}
+    name, tokens, n, k, count, seconds = rows["experts.down_proj"][:6]
+    assert (tokens, count) == (2048, 16)
+    assert cost._gemm(tokens, n, k, count) / seconds == pytest.approx(0.925, rel=1e-9)
+
+
+def test_deepseek_v3_all_to_all_volume_and_nvlink_rate_against_deepep() -> None:
+    # the dispatch of one rank: its sequence-parallel slice (4096 / TP 2 = 2048 tokens) x top-8 x H 7168 x 2 B
+    # = 234,881,024 B (balanced routing), each routed copy sent once (Megatron's all-to-all dispatcher does not dedupe)
+    from calc.hardware.collectives import collective_time
+    from calc.training.cost import Efficiencies
+    cost = ModelCost(load_model("deepseek-v3"), load_gpu("gb200"), load_system("gb200-nvl72"), 4096,
+                     eff=Efficiencies(expert_load_cv=0.0))
+    assert cost.ep_routed_bytes(2048, 32) == 2048 * 8 * 7168 * 2 == 234_881_024
+    # DeepEP README (V2, SM100, EP 8 on NVLink, 8K tokens x 7168 hidden x top-8, BF16 combine): 740 GB/s logical
+    # bandwidth (726 dispatch). The engine's all-to-all of the same 8192 x 8 x 7168 x 2 B = 939.5 MB inside an NVL72
+    # domain: 7/8 of it at 900 GB/s x 0.8 + one 3 us step = 1.145 ms, i.e. 821 GB/s logical: within 11% of DeepEP's
+    size = 8192 * 8 * 7168 * 2
+    seconds = collective_time("all_to_all", cost.system, size, 8, 1, cost.eff.collective)
+    assert seconds == pytest.approx(7 / 8 * size / (900e9 * 0.8) + 3e-6, rel=1e-9)
+    assert size / seconds / 1e9 == pytest.approx(740, rel=0.12)

@@ -99,16 +99,20 @@ def attention_op(m: ModelSpec, phase: str, tokens: int, context: int, tp: int = 
 
 
 def memory_ops(m: ModelSpec, phase: str, tokens: int, tp: int = 1) -> list[Op]:
-    """A norm over [tokens, H] (read + write) and the MLP activation over [tokens, I/t]
-    (gated: read gate and up, write one; plain: read one, write one)."""
+    """A norm over [tokens, H] (read + write) and the MLP activation over [rows, I/t] (gated: read gate and up, write
+    one; plain: read one, write one). rows = tokens for a dense MLP; for routed experts every token's k copies run
+    the activation, rows = tokens x k, at the expert width I_e (Megatron-Core's grouped MLP applies it to the permuted
+    [T k, I_e] activations)."""
     width = m.moe.expert_intermediate_size if m.moe else m.intermediate_size
+    rows = tokens * m.moe.experts_per_token if m.moe else tokens
     inner = math.ceil(width / tp)
     act_read = 2 if m.gated_mlp else 1
     return [
         Op("memory", f"{m.norm}", phase, tokens, flops=0.0, elements_moved=2.0 * tokens * m.hidden_size,
            elements=tokens * m.hidden_size, n=m.hidden_size, norm=m.norm),
-        Op("memory", f"{m.activation}{' x up' if m.gated_mlp else ''}", phase, tokens, flops=0.0,
-           elements_moved=float((act_read + 1) * tokens * inner), elements=tokens * inner, n=inner,
+        Op("memory", f"{m.activation}{' x up' if m.gated_mlp else ''}{f' (routed: {rows // tokens} copies per token)' if m.moe else ''}",
+           phase, rows, flops=0.0,
+           elements_moved=float((act_read + 1) * rows * inner), elements=rows * inner, n=inner,
            norm="gated" if m.gated_mlp else "plain"),
     ]
 

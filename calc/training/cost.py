@@ -29,12 +29,15 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               cores take only TN operands; MXFP8 keeps row- and column-wise scaled copies; TE Float8Tensor /
               MXFP8Tensor) = 4 B. Delayed scaling and MXFP8 find the amax / block scales inside the cast
               kernel; current (per-tensor dynamic) scaling reads the input once more for its amax (+2 B: 6).
-  MoE         router (fp32 logits [T, E]: written, read by softmax/top-k, probs written: 12 B each) and
-              permute / unpermute (gather the T*k*cf routed copies of H: read + write 2 B each; combine
-              reads them and writes T*H): memory-bound, the same traffic again in backward (Megatron-Core
+  MoE         on the rank's sequence-parallel slice T/t: router (fp32 logits [T/t, E]: written, read by softmax/top-k,
+              probs written: 12 B each) and permute / unpermute (gather the T/t*k*cf routed copies of H: read +
+              write 2 B each; combine reads them and writes T/t*H), and, on a rank holding more than one expert,
+              the dispatcher's two local sorts of the received copies (sort_chunks_by_idxs, read + write 4 B per
+              copy each; calc.hardware.moe_ops): memory-bound, the same traffic again in backward (Megatron-Core
               moe_permute / moe_unpermute, TE fused permute). Routed experts run as one grouped GEMM whose
-              rate below one 128-row tile of tokens per expert is grouped_gemm_efficiency of a dense GEMM's
-              (calc.hardware.efficiency.grouped_gemm_rate).
+              rate, relative to a dense GEMM of the same per-expert shape, is grouped_gemm_efficiency at <= 256
+              tokens per expert, rising linearly in log2(tokens) to 1 at 4096 (DeepGEMM's grouped-GEMM tables;
+              calc.hardware.moe_ops.grouped_gemm_ramp).
   imbalance   with EP the all-to-all and the grouped GEMMs wait for the most-loaded EP rank (moe_ep_imbalance):
               a rank holds E/e experts whose per-batch loads scatter with coefficient of variation cv around
               the balanced share (aux-loss routing is balanced on average, not per batch); treating them as
@@ -77,9 +80,9 @@ from calc.hardware.efficiency import (
     OVERLAP_EFFICIENCY,
     exposed_time,
     gemm_time,
-    grouped_gemm_rate,
     memory_efficiency,
 )
+from calc.hardware.moe_ops import grouped_gemm_ramp, local_sort_bytes
 from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
@@ -141,7 +144,7 @@ class Efficiencies:
     gemm_plateau: float | None = None  # None: the GPU generation's default (calc.hardware.efficiency.GEMM_PLATEAU)
     activations: str = "per-tensor"  # activation memory model: "per-tensor" (calc.memory.activations) or "textbook"
     dropout: float = 0.0  # dropout probability of the recipe (Llama: 0; GPT-3 / Megatron 2021-22: 0.1): 1-byte masks kept
-    grouped_gemm_efficiency: float = GROUPED_GEMM_EFFICIENCY  # routed-expert GEMM rate below one tile of tokens per expert
+    grouped_gemm_efficiency: float = GROUPED_GEMM_EFFICIENCY  # routed-expert GEMM rate at <= 256 tokens per expert (ramp to 1 at 4096)
     fp8_cast_bytes: float | None = None  # HBM bytes per fp8 operand element cast (None: the recipe's, calc.training.fp8_recipe)
     stack: str = "megatron"  # training framework (calc.training.stack): attention kernel, fp8 recipe, fitted efficiency
     attention_kernel: str | None = None  # fa2 | fa3 | cudnn | triton (None: the stack's on this GPU)
@@ -174,8 +177,9 @@ class Efficiencies:
                                                        f"{self.loss} cross-entropy on the last stage)" if self.activations == "per-tensor"
                                                        else " (Korthikanti et al. 2022 GPT formula)")
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
-            f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert "
-            "(DeepGEMM masked layout); router + permute/unpermute memory-bound",
+            f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate at <= 256 tokens per expert, "
+            "rising in log2(tokens) to 1 at 4096 (DeepGEMM grouped-GEMM tables); router, permute/unpermute and the "
+            "dispatcher's local sorts memory-bound",
             f"MoE load imbalance: per-batch expert-load CV {self.expert_load_cv:g}; with EP the most-loaded rank sets "
             "the pace of the grouped GEMMs and the all-to-all",
             "fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; recipe "
@@ -304,10 +308,17 @@ class ModelCost:
         assert moe is not None
         return tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem * self.ep_imbalance(ep)
 
-    def moe_routing_s(self, tokens: float) -> float:
-        """Forward seconds of one MoE layer's router and permute / unpermute for ``tokens`` tokens (calc.model.moe_routing):
-            (T E ROUTER_BYTES_PER_LOGIT + T k cf H PERMUTE_BYTES_PER_COPY + T H COMBINE_BYTES_PER_TOKEN) / HBM."""
-        return moe_routing_bytes(self.m, tokens, self.eff.capacity_factor) / self.hbm
+    def moe_routing_s(self, tokens: float, tp: int = 1, ep: int = 1, etp: int = 1) -> float:
+        """Forward seconds of one MoE layer's router, permute / unpermute (calc.model.moe_routing) and the dispatcher's two
+        local sorts (calc.hardware.moe_ops) on one rank, ``tokens`` = T per rank, routed on its sequence-parallel slice T/t:
+            (T/t E ROUTER_BYTES_PER_LOGIT + T/t k cf H PERMUTE_BYTES_PER_COPY + T/t H COMBINE_BYTES_PER_TOKEN
+             + local_sort_bytes(T/t k cf u imb, H, ceil(E/e))) / HBM."""
+        moe = self.m.moe
+        assert moe is not None
+        mine = tokens / tp
+        received = mine * moe.experts_per_token * self.eff.capacity_factor * etp * self.ep_imbalance(ep)
+        sorts = local_sort_bytes(received, self.m.hidden_size, math.ceil(moe.num_experts / ep))
+        return (moe_routing_bytes(self.m, mine, self.eff.capacity_factor) + sorts) / self.hbm
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
@@ -363,7 +374,7 @@ class ModelCost:
         moe_layer = kind == "moe"
         ew = (EW_H_PASSES * T * m.hidden_size / (tp if sp else 1) + EW_I_PASSES * T * self.mlp_width(moe_layer) / tp)
         ew_t = ew * self.elem / self.hbm
-        routing = self.moe_routing_s(T) if moe_layer and m.moe else 0.0
+        routing = self.moe_routing_s(T, tp, ep, etp) if moe_layer and m.moe else 0.0
         up = sum(g[5] + g[6] for g in listed if g[0].rsplit(".", 1)[-1] in MLA_UP_PROJECTIONS)
         norms = NORM_PASSES * T * m.norms_per_layer * m.hidden_size / (tp if sp else 1) * self.elem / self.hbm
         k = self.kernel_scale  # the stack's efficiency on every compute kernel
@@ -427,7 +438,7 @@ class ModelCost:
             if t.copies > 1:  # routed experts: E/e local, each with (T/t)*k*e*u*cf/E tokens, one grouped GEMM
                 local = math.ceil(t.copies / ep)
                 tokens = max(T / tp * etp * t.used * ep * self.eff.capacity_factor * self.ep_imbalance(ep) / t.copies, 1.0)
-                seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_rate(tokens, self.eff.grouped_gemm_efficiency)
+                seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_ramp(tokens, self.eff.grouped_gemm_efficiency)
                 out.append((name, tokens, n_l, k_l, local, seconds, *self.fp8_cast_s(tokens, n_l, k_l, local)))
             else:
                 out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l), *self.fp8_cast_s(T, n_l, k_l)))

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
-from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
+from calc.hardware.moe_ops import GROUPED_RAMP_ROWS, LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, grouped_gemm_ramp
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
@@ -64,15 +64,19 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp):
         bf16 = cost.fp8 and name.startswith("router")
         achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
-        grouped = (f", grouped: {eff.grouped_gemm_efficiency:g} of the dense rate below 128 tokens per expert"
-                   if count > 1 and rows < GROUPED_GEMM_TILE_ROWS else "")
+        ramp = grouped_gemm_ramp(rows, eff.grouped_gemm_efficiency)
+        grouped = (f", grouped: {ramp:.3g} of the dense rate at {rows:,.0f} tokens per expert "
+                   f"({eff.grouped_gemm_efficiency:g} at <= {GROUPED_RAMP_ROWS[0]:g}, 1 at {GROUPED_RAMP_ROWS[1]:g})"
+                   if count > 1 and ramp < 1 else "")
         cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
                 if cast_f else "")
         lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
                      f"({achieved:.0%} of {'bf16 ' if bf16 else ''}peak{grouped}){cast}")
     if lc.moe_fwd:
-        lines.append(f"  MoE router + permute/unpermute: (T*E*{ROUTER_BYTES_PER_LOGIT:g} + T*k*cf*H*{PERMUTE_BYTES_PER_COPY:g} + "
-                     f"T*H*{COMBINE_BYTES_PER_TOKEN:g}) B / HBM = {_ms(lc.moe_fwd)} forward, the same in backward")
+        lines.append(f"  MoE router + permute/unpermute on the rank's T/t tokens: (T/t*E*{ROUTER_BYTES_PER_LOGIT:g} + "
+                     f"T/t*k*cf*H*{PERMUTE_BYTES_PER_COPY:g} + T/t*H*{COMBINE_BYTES_PER_TOKEN:g} + local sorts "
+                     f"{LOCAL_SORTS} x received copies x H x {LOCAL_SORT_BYTES_PER_COPY:g} when a rank holds > 1 expert) B / HBM = "
+                     f"{_ms(lc.moe_fwd)} forward, the same in backward")
     lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
     if layout.recompute != "none":
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
