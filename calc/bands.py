@@ -20,17 +20,21 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
 - KV capacity and each peak-memory kind (fine-tuning, training, inference: optimizer states vs KV cache) stay
   pools of their own, with no family fallback: their errors do not share a cause.
 
-benchmarks/fit_corpus.py writes, per band group (pool | GPU generation | dtype class | dense/moe), per pool and per
-family, the 10% and 90% quantiles q10, q90 of r, taken over the out-of-fold predictions of the fit split
-(calc/data/fitted_defaults.json, "bands"). For a prediction p of a time-like figure the measured value m = p exp(-r)
-lies, 80% of the time, in
+benchmarks/fit_bands.py (run by benchmarks/fit_corpus.py) writes, per band group (pool | GPU generation | dtype
+class | dense/moe), per pool and per family, the 10% and 90% quantiles q10, q90 of r over the out-of-fold
+residuals of the fit split, each source group's rows weighing 1 in all, spread about their median by a
+leave-one-source-out factor, with the stacks each group holds (calc/data/fitted_defaults.json, "bands"). For a
+prediction p of a time-like figure the measured value m = p exp(-r) lies, 80% of the time, in
 
     [p exp(-q90), p exp(-q10)]
 
-and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows from >= min_sources
-source groups; else its pool
-over all generations; else (prefill) the serving family; else no comparable measurement: the stated wide default
-(a factor of 2 either way), reported with ``rows`` 0 and group ``NO_BAND``, and printed as "no band".
+and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows from
+>= min_sources source groups and holds rows of the figure's stack (``stack``: a stack the group has never seen
+makes its scatter that of other stacks' settings); else its pool over all generations; else (prefill) the serving
+family; else no comparable measurement. Two cases are "no band" (``rows`` 0, group starting ``NO_BAND``, printed as
+"no band: no comparable measurement"): no usable rows at all, given the stated wide default (a factor of 2 either
+way); and a band wider than ``max_half_width`` of the prediction either way, whose rows do not resemble the figure
+enough to bound it: its ends are kept, to show how far they scatter.
 """
 
 from __future__ import annotations
@@ -82,9 +86,24 @@ def group_name(kind: str, gpu: str, dtype: str, moe: bool) -> str:
     return f"{pool_of(kind)}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
 
 
-def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False) -> Band:
+def stack_of(kind: str, name: str) -> str:
+    """The stack a band group tells apart: for a training kind the named stack a framework runs as
+    (calc.training.stack.stack_key: torchtitan -> fsdp, nemo -> megatron), for other kinds the name as given (a
+    serving engine family); a framework the engine does not name keeps its own name (two unknown stacks are not one).
+
+    >>> stack_of("training_mfu", "NeMo"), stack_of("training_mfu", "maxtext"), stack_of("serving_ttft", "vLLM")
+    ('megatron', 'maxtext', 'vllm')
+    """
+    from calc.training.stack import stack_key
+
+    key = stack_key(name) if KINDS[kind][0] == "training" else name.lower()
+    return name.lower() if key == "other" else key
+
+
+def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False, stack: str | None = None) -> Band:
     """The 80% band around ``value`` (a prediction of a corpus ``kind``) for a GPU generation (``gpu``: the
-    GPUSpec.arch, e.g. "Hopper"), dtype and dense/MoE model (module docstring).
+    GPUSpec.arch, e.g. "Hopper"), dtype, dense/MoE model and, where known, the stack or engine that runs it
+    (``stack``, read through stack_of; None: not known, the group's band applies) (module docstring).
 
     >>> b = band("training_mfu", 0.5, gpu="Ampere")
     >>> b.low < 0.5 < b.high, b.level
@@ -95,16 +114,25 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
     family = FAMILY.get(pool)
-    thin = f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources"
-    if group in data["groups"]:
-        q, name = data["groups"][group], group
+    own = data["groups"].get(group)
+    key = stack_of(kind, stack) if stack else None
+    unseen = own is not None and key is not None and key not in own.get("stacks", [key])
+    why = (f"{group} holds no {key} rows" if unseen
+           else f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources")
+    if own is not None and not unseen:
+        q, name = own, group
     elif pool in data["pools"]:
-        q, name = data["pools"][pool], f"{pool} (all generations: {thin})"
+        q, name = data["pools"][pool], f"{pool} (all generations: {why})"
     elif family in data["families"]:
-        q, name = data["families"][family], f"{family} (prefill and decode, all generations: {thin}, and {pool} too)"
+        q, name = data["families"][family], f"{family} (prefill and decode, all generations: {why}, and {pool} too)"
     else:
-        q, name = {**data["wide_default"], "rows": 0}, NO_BAND
+        low, high = oriented(kind, value, data["wide_default"]["q10"], data["wide_default"]["q90"])
+        return Band(low=low, high=high, level=data["level"], rows=0, group=NO_BAND)
     low, high = oriented(kind, value, q["q10"], q["q90"])
+    cap = data.get("max_half_width")
+    if cap is not None and (high - low) / 2 > cap * value:
+        return Band(low=low, high=high, level=data["level"], rows=0,
+                    group=f"{NO_BAND} (the nearest rows, {q['rows']} of {name}, scatter beyond ±{cap:.0%})")
     return Band(low=low, high=high, level=data["level"], rows=q["rows"], group=name)
 
 
