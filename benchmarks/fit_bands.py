@@ -26,8 +26,9 @@ unseen-stack rule together took the fit split's out-of-source coverage from 73% 
 half-width of 34% (33% before); a generation level between group and pool, 3 sources per group, and the dropping
 of the serving family did not help and are not used. Held-out rows are never read here.
 
-Reading a band (calc.bands.band) adds one rule: a band wider than MAX_HALF_WIDTH of the prediction either way is no
-band ("no band: no comparable measurement", rows 0): its rows do not resemble the figure enough to bound it.
+Reading a band (calc.bands.band) adds one rule: a band wider than MAX_HALF_WIDTH of the prediction either way
+(calc.bands.too_wide, on its log width) is no band ("no band: no comparable measurement", rows 0): its rows do not
+resemble the figure enough to bound it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from calc.bands import FAMILY, KINDS, pool_of
+from calc.bands import FAMILY, KINDS, pool_of, too_wide
 
 MIN_BAND_ROWS = 8
 MIN_SOURCES = 2
@@ -66,7 +67,7 @@ def weighted_quantile(values: list[float], weights: list[float], q: float) -> fl
     (Hyndman & Fan 1996, definition 5).
 
     >>> weighted_quantile([0.0, 1.0, 2.0, 3.0], [1, 1, 1, 1], 0.5), weighted_quantile([0.0, 10.0], [3, 1], 0.5)
-    (1.5, 3.333333333333333)
+    (1.5, 2.5)
     """
     pairs = sorted(zip(values, weights, strict=True))
     total = sum(w for _, w in pairs)
@@ -198,7 +199,7 @@ def out_of_source(rows: list[BandRow]) -> list[tuple[BandRow, tuple[float, float
             q10, q50, q90 = source_quantiles(found[1])
             k = spread_of(spread, pool_of(row.kind), found[0])
             lo, hi = q50 + k * (q10 - q50), q50 + k * (q90 - q50)
-            out.append((row, (lo, hi) if half_width(row.kind, lo, hi) <= MAX_HALF_WIDTH else None))
+            out.append((row, None if too_wide(lo, hi, MAX_HALF_WIDTH) else (lo, hi)))
     return out
 
 

@@ -33,8 +33,9 @@ and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it ha
 makes its scatter that of other stacks' settings); else its pool over all generations; else (prefill) the serving
 family; else no comparable measurement. Two cases are "no band" (``rows`` 0, group starting ``NO_BAND``, printed as
 "no band: no comparable measurement"): no usable rows at all, given the stated wide default (a factor of 2 either
-way); and a band wider than ``max_half_width`` of the prediction either way, whose rows do not resemble the figure
-enough to bound it: its ends are kept, to show how far they scatter.
+way); and a band wider than ``max_half_width`` of the prediction either way (too_wide: read on its log width, so a
+time and its rate agree), whose rows do not resemble the figure enough to bound it: its ends are kept, to show how
+far they scatter.
 """
 
 from __future__ import annotations
@@ -130,10 +131,22 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         return Band(low=low, high=high, level=data["level"], rows=0, group=NO_BAND)
     low, high = oriented(kind, value, q["q10"], q["q90"])
     cap = data.get("max_half_width")
-    if cap is not None and (high - low) / 2 > cap * value:
+    if cap is not None and too_wide(q["q10"], q["q90"], cap):
         return Band(low=low, high=high, level=data["level"], rows=0,
                     group=f"{NO_BAND} (the nearest rows, {q['rows']} of {name}, scatter beyond ±{cap:.0%})")
     return Band(low=low, high=high, level=data["level"], rows=q["rows"], group=name)
+
+
+def too_wide(q10: float, q90: float, cap: float) -> bool:
+    """A band is no band when its half-width, read on the band of the same log width centred on the prediction,
+    [p exp(-w/2), p exp(w/2)] with w = q90 - q10, exceeds ``cap`` of the prediction: sinh(w / 2) > cap. Read so, a
+    time and the rate that is its inverse (one residual) are banded alike; cap 1 (±100%) is w > 2 asinh(1) = 1.763,
+    a band spanning more than a factor 5.83 from end to end.
+
+    >>> too_wide(-0.8, 0.9, 1.0), too_wide(-0.9, 0.9, 1.0)
+    (False, True)
+    """
+    return math.sinh((q90 - q10) / 2) > cap
 
 
 def oriented(kind: str, value: float, q10: float, q90: float) -> tuple[float, float]:
