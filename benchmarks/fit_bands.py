@@ -1,7 +1,7 @@
 """Error bands from the fit split's residuals (steps 5-6 of benchmarks/fit_corpus.py): calc/data/fitted_defaults.json "bands".
 
 Input: one BandRow per fit-split row: its source group, corpus kind, band group (calc.bands.group_name), the stack it
-ran (calc.bands.stack_of) and r = log(predicted / measured) read as a time (a rate's residual negated; calc.bands).
+ran (fit_corpus.row_stack) and r = log(predicted / measured) read as a time (a rate's residual negated; calc.bands).
 
 1. Levels. Each row is counted in its band group (pool | generation | dtype class | dense/MoE), its pool (calc.bands
    POOL: kinds of one prediction) and its family (calc.bands.FAMILY: serving prefill + decode). A level's entry is
@@ -56,7 +56,7 @@ class BandRow:
     source: str  # source group
     kind: str
     band_group: str
-    stack: str  # calc.bands.stack_of(kind, the row's stack name)
+    stack: str  # benchmarks/fit_corpus.row_stack: the named stack or engine family, else the stack's name
     r: float  # log(predicted / measured) read as a time
 
 

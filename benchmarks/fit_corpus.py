@@ -51,7 +51,7 @@ import corpus_predict as cp  # noqa: E402
 from corpus_schema import load_corpus  # noqa: E402
 from fit_bands import BandRow, band_table  # noqa: E402
 
-from calc.bands import KINDS, group_name, stack_of  # noqa: E402
+from calc.bands import KINDS, group_name  # noqa: E402
 from calc.fitted import FITTED_PATH  # noqa: E402
 
 PRIOR: dict[str, dict[str, float]] = {
@@ -214,10 +214,13 @@ def cross_validate(rows: list[Entry], preds: Predictions) -> dict[str, float]:
 
 
 def row_stack(row: Any) -> str:
-    """The stack a row's band is told apart by (calc.bands.stack_of): a serving row's engine family where the engine
-    names it (corpus_predict.engine_family: nim-trtllm runs trtllm), else its stack's name."""
-    engine = cp.parameter_keys(row).get("step_overhead_s")
-    return stack_of(row.kind, engine if engine and engine != "other" else row.stack.name)
+    """The stack a row's band is told apart by (calc.bands.band's ``stack``): the key of the fitted parameter the
+    row's stack reads, a training row's named stack (calc.training.stack.stack_key: torchtitan runs as fsdp, NeMo as
+    megatron) or a serving row's engine family (corpus_predict.engine_family: nim-trtllm runs trtllm); a stack the
+    engine does not name, or a memory row's, by its own name in lower case (two unknown stacks are not one)."""
+    keys = cp.parameter_keys(row)
+    key = keys.get("stack_efficiency") or keys.get("step_overhead_s")
+    return key if key and key != "other" else row.stack.name.lower()
 
 
 def band_rows(rows: list[Entry], residuals: dict[str, float]) -> list[BandRow]:

@@ -87,24 +87,12 @@ def group_name(kind: str, gpu: str, dtype: str, moe: bool) -> str:
     return f"{pool_of(kind)}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
 
 
-def stack_of(kind: str, name: str) -> str:
-    """The stack a band group tells apart: for a training kind the named stack a framework runs as
-    (calc.training.stack.stack_key: torchtitan -> fsdp, nemo -> megatron), for other kinds the name as given (a
-    serving engine family); a framework the engine does not name keeps its own name (two unknown stacks are not one).
-
-    >>> stack_of("training_mfu", "NeMo"), stack_of("training_mfu", "maxtext"), stack_of("serving_ttft", "vLLM")
-    ('megatron', 'maxtext', 'vllm')
-    """
-    from calc.training.stack import stack_key
-
-    key = stack_key(name) if KINDS[kind][0] == "training" else name.lower()
-    return name.lower() if key == "other" else key
-
-
 def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False, stack: str | None = None) -> Band:
     """The 80% band around ``value`` (a prediction of a corpus ``kind``) for a GPU generation (``gpu``: the
     GPUSpec.arch, e.g. "Hopper"), dtype, dense/MoE model and, where known, the stack or engine that runs it
-    (``stack``, read through stack_of; None: not known, the group's band applies) (module docstring).
+    (``stack``: the key benchmarks/fit_corpus.row_stack gives a corpus row, a training stack as
+    calc.training.stack.stack_key names it, a serving engine family, else the name in lower case; None: not known,
+    the group's band applies) (module docstring).
 
     >>> b = band("training_mfu", 0.5, gpu="Ampere")
     >>> b.low < 0.5 < b.high, b.level
@@ -116,9 +104,8 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
     family = FAMILY.get(pool)
     own = data["groups"].get(group)
-    key = stack_of(kind, stack) if stack else None
-    unseen = own is not None and key is not None and key not in own.get("stacks", [key])
-    why = (f"{group} holds no {key} rows" if unseen
+    unseen = own is not None and stack is not None and stack not in own.get("stacks", [stack])
+    why = (f"{group} holds no {stack} rows" if unseen
            else f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources")
     if own is not None and not unseen:
         q, name = own, group

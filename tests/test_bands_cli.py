@@ -247,3 +247,17 @@ def test_a_band_too_wide_prints_as_no_band_with_its_ends() -> None:
     assert line.startswith("step time ") and "stated default" not in line
     assert ": no band: no comparable measurement (the nearest rows, 40 of training, scatter beyond ±100%: 1" in line
     assert line.endswith("7.5 s, 80%)")
+
+
+def test_a_result_naming_its_stack_or_engine_picks_the_band_by_it() -> None:
+    """Context keys a result's stack as benchmarks/fit_corpus.row_stack keys a corpus row: a training framework by
+    the named stack it runs as (torchtitan -> fsdp), an engine by its family (vLLM V0 is vllm)."""
+    from pydantic import create_model
+
+    from calc.report.confidence import Context
+
+    Trained, Served = create_model("Trained", stack=(str, ...)), create_model("Served", engine=(str, ...))
+    assert Context().inside(Trained(stack="torchtitan")).stack == "fsdp"
+    assert Context().inside(Trained(stack="MaxText")).stack == "maxtext"  # not a named stack: its own name
+    assert Context().inside(Served(engine="vllm-v0")).stack == "vllm"
+    assert Context(stack="sglang").inside(create_model("Part")()).stack == "sglang"  # from the enclosing result

@@ -72,12 +72,12 @@ def test_fitted_table_rules_in_calc_bands(monkeypatch) -> None:
             "pools": {"training": {"q10": -2.0, "q90": 0.0, "rows": 40, "stacks": ["fsdp", "megatron"]},
                       "serving_decode": {"q10": -1.5, "q90": 0.0, "rows": 30, "stacks": ["vllm"]}}}
     monkeypatch.setattr(bands, "fitted", lambda: {"bands": data})
-    own = bands.band("training_step_time", 1.0, gpu="Hopper", stack="nemo")  # nemo runs as megatron
+    own = bands.band("training_step_time", 1.0, gpu="Hopper", stack="megatron")
     assert (own.low, own.high, own.rows, own.group) == (pytest.approx(math.exp(-0.2)), pytest.approx(math.exp(0.1)), 24, G)
     assert bands.band("training_step_time", 1.0, gpu="Hopper").group == G  # stack not known: the group's band
-    # torchtitan runs as fsdp, which the group has no rows of: the pool, a time in [exp(0), exp(2)] = [1, 7.39]; its
+    # fsdp, which the group has no rows of: the pool, a time in [exp(0), exp(2)] = [1, 7.39]; its
     # log width 2 centred, [exp(-1), exp(1)], has half-width sinh(1) = 1.18 > 1: no band, its ends kept
-    far = bands.band("training_step_time", 1.0, gpu="Hopper", stack="torchtitan")
+    far = bands.band("training_step_time", 1.0, gpu="Hopper", stack="fsdp")
     assert (far.low, far.high, far.rows) == (pytest.approx(1.0), pytest.approx(math.exp(2.0)), 0)
     assert far.group.startswith("no comparable measurement (the nearest rows, 40 of training (all generations: "
                                 f"{G} holds no fsdp rows)")

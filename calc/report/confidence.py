@@ -171,9 +171,20 @@ class Context:
 
     def inside(self, r: BaseModel) -> Context:
         dtype = getattr(r, "dtype", None) or getattr(r, "precision", None) or self.dtype
-        stack = getattr(r, "stack", None) or getattr(r, "engine", None)
         return Context(getattr(r, "gpu", None) or self.gpu, str(dtype), getattr(r, "model", None) or self.model,
-                       self.calibration, stack if isinstance(stack, str) else self.stack)
+                       self.calibration, _stack(r) or self.stack)
+
+
+def _stack(r: BaseModel) -> str | None:
+    """The band's stack key of a result that names its training ``stack`` or serving ``engine``, as
+    benchmarks/fit_corpus.row_stack keys a corpus row: a named training stack (calc.training.stack.stack_key), an
+    engine (vllm, sglang, trtllm: their own family), else the name in lower case."""
+    from calc.training.stack import stack_key
+
+    stack, engine = getattr(r, "stack", None), getattr(r, "engine", None)
+    if isinstance(stack, str):
+        return stack_key(stack) if stack_key(stack) != "other" else stack.lower()
+    return {"vllm-v0": "vllm"}.get(engine, engine.lower()) if isinstance(engine, str) else None
 
 
 def calibration_residuals(cal: Any) -> list[float]:
@@ -402,7 +413,7 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
         why = b.group.removeprefix(NO_BAND).strip(" ()")
         factor = math.exp(fitted()["bands"]["wide_default"]["q90"])
         spread = f"{_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%}"
-        if math.isclose(b.high / b.low, factor**2, rel_tol=1e-6):
+        if b.low <= 0 or math.isclose(b.high / b.low, factor**2, rel_tol=1e-6):  # a zero figure: the default's
             return f"{shown}: no band: {NO_BAND} ({why + '; ' if why else ''}stated default ×/÷{factor:.3g}: {spread})"
         return f"{shown}: no band: {NO_BAND} ({why}: {spread})"
     return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group})"
