@@ -28,18 +28,9 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    error beats the PRIOR value's error on the same rows; otherwise PRIOR stays ("unfitted: fit did not beat the
    prior in cross-validation"). Adoption is decided on the fit split's cross-validation alone: held-out rows are
    never read here, not even to veto a value.
-5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
-   time (a rate's residual flips sign), pooled where kinds share one prediction (calc.bands POOL: the training
-   kinds; serving decode: TPOT, e2e, throughput; serving prefill: TTFT) per band group pool | generation | dtype
-   class | dense/MoE; the 10% and 90% quantiles where a group has >= MIN_BAND_ROWS rows from >= MIN_GROUPS source
-   groups (one source says nothing of the scatter between sources), the pool's where the
-   pool has, the family's (serving) where that has, else the stated wide default (a factor of 2 either way).
-6. Spread: leave one fit source group out at a time and read its rows' bands from the rest (step 5's chain); the
-   quantiles are spread about their median by the smallest factor k (1.00-4.00 by 0.05) that puts BAND_LEVEL of the
-   left-out rows inside, per pool: one k for bands read from the row's own band group, one for fallbacks (pool,
-   family); a pool with too few left-out rows takes the k over all pools.
-   Rows of one source share a stack and a setting, so plain quantiles over rows are narrower than the scatter
-   between sources that a new user's run meets (fit_corpus.spread_factors).
+5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter) go to
+   benchmarks/fit_bands.py (its docstring: levels, one source one vote, the unseen-stack rule, the
+   leave-one-source-out spread factor), which writes the "bands" section.
 """
 
 from __future__ import annotations
@@ -58,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus_predict as cp  # noqa: E402
 from corpus_schema import load_corpus  # noqa: E402
+from fit_bands import BandRow, band_table  # noqa: E402
 
-from calc.bands import FAMILY as POOL_FAMILY  # noqa: E402
-from calc.bands import KINDS, group_name, pool_of  # noqa: E402
+from calc.bands import KINDS, group_name  # noqa: E402
 from calc.fitted import FITTED_PATH  # noqa: E402
 
 PRIOR: dict[str, dict[str, float]] = {
@@ -92,10 +83,6 @@ FINE_STEPS = 4
 MIN_GROUPS = 2
 K_FOLDS = 5
 PASSES = 2
-MIN_BAND_ROWS = 8
-BAND_LEVEL = 0.8
-WIDE = math.log(2.0)  # the stated wide band: a factor of 2 either way
-SPREAD_GRID = [round(1.0 + 0.05 * i, 2) for i in range(61)]  # 1.00 .. 4.00
 
 FAMILY = KINDS  # corpus kind -> (band family, +1 time-like / -1 rate-like)
 
@@ -226,112 +213,20 @@ def cross_validate(rows: list[Entry], preds: Predictions) -> dict[str, float]:
     return out
 
 
-def _raw_quantiles(values: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(values, n=10, method="inclusive")
-    return q[0], statistics.median(values), q[8]
+def row_stack(row: Any) -> str:
+    """The stack a row's band is told apart by (calc.bands.band's ``stack``): the key of the fitted parameter the
+    row's stack reads, a training row's named stack (calc.training.stack.stack_key: torchtitan runs as fsdp, NeMo as
+    megatron) or a serving row's engine family (corpus_predict.engine_family: nim-trtllm runs trtllm); a stack the
+    engine does not name, or a memory row's, by its own name in lower case (two unknown stacks are not one)."""
+    keys = cp.parameter_keys(row)
+    key = keys.get("stack_efficiency") or keys.get("step_overhead_s")
+    return key if key and key != "other" else row.stack.name.lower()
 
 
-def _quantiles(values: list[float], k: float) -> dict[str, float]:
-    """q10 and q90 of ``values`` spread about their median by ``k`` (step 6), with the raw quantiles beside them."""
-    q10, q50, q90 = _raw_quantiles(values)
-    return {"q10": round(q50 + k * (q10 - q50), 4), "q90": round(q50 + k * (q90 - q50), 4), "q50": round(q50, 4),
-            "q10_raw": round(q10, 4), "q90_raw": round(q90, 4), "rows": len(values)}
-
-
-LEVELS = ("groups", "pools", "families")
-
-
-Levels = dict[str, dict[str, tuple[list[float], set[str]]]]
-
-
-def _by_level(rows: list[Entry], r: dict[str, float]) -> Levels:
-    """Time-oriented residuals, and the source groups they come from, per band group, per pool and per family
-    (calc.bands: the pools share one prediction)."""
-    by: Levels = {level: {} for level in LEVELS}
-    for e in rows:
-        pool = pool_of(e.row.kind)
-        names = {"groups": e.band_group, "pools": pool, "families": POOL_FAMILY.get(pool)}
-        for level, name in names.items():
-            if name:
-                values, sources = by[level].setdefault(name, ([], set()))
-                values.append(r[e.row.id])
-                sources.add(e.group)
-    return by
-
-
-def _usable(entry: tuple[list[float], set[str]] | None) -> bool:
-    """A band needs MIN_BAND_ROWS rows from MIN_GROUPS source groups: one source's rows share a stack and a setting
-    and say nothing of how far another source lands (the rule a fitted parameter follows too)."""
-    return entry is not None and len(entry[0]) >= MIN_BAND_ROWS and len(entry[1]) >= MIN_GROUPS
-
-
-def _chain(e: Entry, by: Levels) -> tuple[str, list[float]] | None:
-    """calc.bands.band's chain for a row: its band group, else its pool, else its family, each where usable."""
-    pool = pool_of(e.row.kind)
-    for level, key in (("groups", e.band_group), ("pools", pool), ("families", POOL_FAMILY.get(pool))):
-        entry = by[level].get(key) if key else None
-        if _usable(entry):
-            return ("group" if level == "groups" else "fallback"), entry[0]
-    return None
-
-
-def spread_factors(rows: list[Entry], r: dict[str, float]) -> dict[str, Any]:
-    """Step 6: leave one source group out of the fit split at a time, read each of its rows' band from the other
-    groups' residuals (the chain of calc.bands), and find the smallest factor k (SPREAD_GRID) by which the quantiles
-    must be spread about their median for BAND_LEVEL of the left-out rows to fall inside, per pool (calc.bands.POOL)
-    and level: rows read from their own band group, rows read from a fallback (pool or family). A pool x level with
-    fewer than MIN_BAND_ROWS left-out rows takes the level's k over all pools. The corpus' rows of one source share a
-    stack and a setting, so quantiles over rows understate how far a new source lands; this is what makes an 80%
-    band hold 80% of rows from a source it never saw."""
-    seen: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
-    for source in sorted({e.group for e in rows}):
-        by = _by_level([e for e in rows if e.group != source], r)
-        for e in rows:
-            if e.group == source and (found := _chain(e, by)) is not None:
-                point = (r[e.row.id], *_raw_quantiles(found[1]))
-                seen.setdefault((pool_of(e.row.kind), found[0]), []).append(point)
-                seen.setdefault(("all", found[0]), []).append(point)
-
-    def covered(k: float, points: list[tuple[float, float, float, float]]) -> float:
-        return sum(q50 + k * (q10 - q50) <= x <= q50 + k * (q90 - q50) for x, q10, q50, q90 in points) / len(points)
-
-    out: dict[str, Any] = {}
-    for (pool, level), points in sorted(seen.items()):
-        k = next((k for k in SPREAD_GRID if covered(k, points) >= BAND_LEVEL), SPREAD_GRID[-1])
-        out.setdefault(pool, {})[level] = {"k": k, "rows": len(points), "coverage_at_1": round(covered(1.0, points), 4),
-                                           "coverage_at_k": round(covered(k, points), 4)}
-    for level in ("group", "fallback"):
-        out.setdefault("all", {}).setdefault(level, {"k": 1.0, "rows": 0})
-    return out
-
-
-def spread_of(spread: dict[str, Any], pool: str, level: str) -> float:
-    """The k of a pool and level (spread_factors), the level's k over all pools where the pool has too few rows."""
-    own = spread.get(pool, {}).get(level)
-    return own["k"] if own and own["rows"] >= MIN_BAND_ROWS else spread["all"][level]["k"]
-
-
-def bands(rows: list[Entry], cv: dict[str, float]) -> dict[str, Any]:
-    """Steps 5-6: time-oriented residual quantiles per band group, per pool and per family, each where it has
-    >= MIN_BAND_ROWS rows, spread by the leave-one-source-out factor of its level (spread_factors); ``cv`` holds each
-    row's residual (out-of-fold, or at the shipped values where a parameter it depends on was not fitted)."""
-    r = {e.row.id: cv[e.row.id] * FAMILY[e.row.kind][1] for e in rows}
-    by = _by_level(rows, r)
-    spread = spread_factors(rows, r)
-    pool_of_group = {e.band_group: pool_of(e.row.kind) for e in rows}
-
-    def k(level: str, name: str) -> float:
-        if level == "groups":
-            return spread_of(spread, pool_of_group[name], "group")
-        return spread_of(spread, name, "fallback") if level == "pools" else spread["all"]["fallback"]["k"]
-
-    return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS, "min_sources": MIN_GROUPS,
-            "orientation": "q10/q90 of log(predicted/measured) for time-like figures, spread about q50 by the level's "
-                           "leave-one-source-out factor; a rate's band uses them negated",
-            "spread": spread,
-            "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
-            **{level: {name: _quantiles(v[0], k(level, name)) for name, v in sorted(values.items()) if _usable(v)}
-               for level, values in by.items()}}
+def band_rows(rows: list[Entry], residuals: dict[str, float]) -> list[BandRow]:
+    """The rows fit_bands reads: source group, kind, band group, stack, residual read as a time (a rate's negated)."""
+    return [BandRow(e.row.id, e.group, e.row.kind, e.band_group, row_stack(e.row), residuals[e.row.id] * FAMILY[e.row.kind][1])
+            for e in rows]
 
 
 def run() -> dict[str, Any]:
@@ -380,7 +275,7 @@ def run() -> dict[str, Any]:
         "rows_used": sorted(e.row.id for e in rows),
         "rows_not_predicted": {row.id: why for row, why in skipped},
         "parameters": parameters,
-        "bands": bands(rows, band_residuals),
+        "bands": band_table(band_rows(rows, band_residuals)),
     }
 
 

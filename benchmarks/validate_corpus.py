@@ -5,8 +5,9 @@
 Error = predicted / measured - 1. Groups: GPU generation | dtype class | dense/MoE. Held-out rows are
 predicted with the shipped (fitted) defaults and with the PRIOR values of benchmarks/fit_corpus.py, so the
 table shows what the fit changed on rows it never saw; a band holds a row when its measured value lies inside
-calc.bands.band(...) around the prediction. Under the band table, "misses:" names every kind whose held-out
-coverage falls outside COVERAGE_TARGET or whose median half-width exceeds MAX_HALF_WIDTH (issue 23's acceptance).
+calc.bands.band(...) around the prediction; a row printed as "no band" (calc.bands: rows 0) is counted apart, not
+in the coverage. Under the band table, "misses:" names every kind whose held-out coverage falls outside
+COVERAGE_TARGET, whose median half-width exceeds MAX_HALF_WIDTH (issue 23's acceptance) or that has rows with no band.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus_predict as cp  # noqa: E402
 from corpus_schema import load_corpus  # noqa: E402
-from fit_corpus import PRIOR  # noqa: E402
+from fit_corpus import PRIOR, row_stack  # noqa: E402
 
 from calc.bands import band, dtype_class, group_name  # noqa: E402
 
@@ -35,7 +36,7 @@ def results() -> list[dict]:
         prior, _ = cp.predict_or_reason(row, PRIOR_OVERRIDES)
         gpu, model = cp.row_gpu(row), cp.row_model(row)
         group = f"{gpu.arch} {dtype_class(row.dtype)} {'MoE' if model.moe else 'dense'}"
-        b = band(row.kind, pred, gpu=gpu.arch, dtype=row.dtype, moe=bool(model.moe)) if pred else None
+        b = band(row.kind, pred, gpu=gpu.arch, dtype=row.dtype, moe=bool(model.moe), stack=row_stack(row)) if pred else None
         out.append({"id": row.id, "split": split, "kind": row.kind, "group": group, "source_group": source_group,
                     "outcome": row.outcome, "measured": row.measured.value, "predicted": pred, "why": why, "prior": prior,
                     "band": b, "band_group": group_name(row.kind, gpu.arch, row.dtype, bool(model.moe))})
@@ -47,9 +48,15 @@ MAX_HALF_WIDTH = 0.30  # ... and is not wider than +-30% at the median
 
 
 def coverage(rows: list[dict]) -> tuple[float, float]:
-    """(share of rows whose measured value lies inside the band, median band half-width over the prediction)."""
+    """(share of rows whose measured value lies inside the band, median band half-width over the prediction), over
+    the rows given; the table passes the rows with a band (banded)."""
     inside = sum(r["band"].low <= r["measured"] <= r["band"].high for r in rows)
     return inside / len(rows), statistics.median((r["band"].high - r["band"].low) / 2 / r["predicted"] for r in rows)
+
+
+def banded(rows: list[dict]) -> list[dict]:
+    """The rows whose figure has a band: not "no band: no comparable measurement" (calc.bands: rows 0)."""
+    return [r for r in rows if r["band"].rows > 0]
 
 
 def _stats(rows: list[dict], key: str = "predicted") -> dict:
@@ -94,21 +101,27 @@ def markdown(res: list[dict] | None = None) -> str:
         lines.append("")
     held = [r for r in ran if r["split"] == "held_out"]
     lines += ["#### Held-out rows: shipped defaults vs the prior values, and the 80% bands", "",
-              "| kind | rows | mean abs error (prior) | mean abs error (fitted) | in band | median band half-width |",
-              "|---|---:|---:|---:|---:|---:|"]
+              "| kind | rows | mean abs error (prior) | mean abs error (fitted) | in band | median band half-width | no band |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     misses = []
     for kind in sorted({r["kind"] for r in held}) + ["all"]:
         rows = held if kind == "all" else [r for r in held if r["kind"] == kind]
-        share, half = coverage(rows)
-        inside = round(share * len(rows))
-        lines.append(f"| {kind} | {len(rows)} | {_stats(rows, 'prior')['mae']:.1%} | {_stats(rows)['mae']:.1%} | "
-                     f"{inside}/{len(rows)} ({share:.0%}) | {half:.0%} |")
-        why = ([] if COVERAGE_TARGET[0] <= share <= COVERAGE_TARGET[1] else [f"{share:.0%} in band"]) + \
-            ([f"median half-width {half:.0%}"] if half > MAX_HALF_WIDTH else [])
+        with_band = banded(rows)
+        none = len(rows) - len(with_band)
+        if with_band:
+            share, half = coverage(with_band)
+            shown = f"{round(share * len(with_band))}/{len(with_band)} ({share:.0%}) | {half:.0%}"
+            why = ([] if COVERAGE_TARGET[0] <= share <= COVERAGE_TARGET[1] else [f"{share:.0%} in band"]) + \
+                ([f"median half-width {half:.0%}"] if half > MAX_HALF_WIDTH else [])
+        else:
+            shown, why = "- | -", []
+        lines.append(f"| {kind} | {len(rows)} | {_stats(rows, 'prior')['mae']:.1%} | {_stats(rows)['mae']:.1%} | {shown} | {none} |")
+        why += [f"{none} with no band"] if none else []
         if why and kind != "all":
             misses.append(f"{kind} ({', '.join(why)}, {len(rows)} rows)")
     lines += ["", f"Target: {COVERAGE_TARGET[0]:.0%}-{COVERAGE_TARGET[1]:.0%} of held-out rows in the 80% band, median "
-              f"half-width at most {MAX_HALF_WIDTH:.0%}. misses: " + ("; ".join(misses) or "none") + "."]
+              f"half-width at most {MAX_HALF_WIDTH:.0%}; \"no band\": rows whose figure is printed as \"no band: no "
+              "comparable measurement\" (calc.bands), counted apart. misses: " + ("; ".join(misses) or "none") + "."]
     skipped = [r for r in res if not r["predicted"]]
     oom = [r for r in res if r["outcome"] == "oom" and r["predicted"]]
     lines.append("")

@@ -20,17 +20,22 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
 - KV capacity and each peak-memory kind (fine-tuning, training, inference: optimizer states vs KV cache) stay
   pools of their own, with no family fallback: their errors do not share a cause.
 
-benchmarks/fit_corpus.py writes, per band group (pool | GPU generation | dtype class | dense/moe), per pool and per
-family, the 10% and 90% quantiles q10, q90 of r, taken over the out-of-fold predictions of the fit split
-(calc/data/fitted_defaults.json, "bands"). For a prediction p of a time-like figure the measured value m = p exp(-r)
-lies, 80% of the time, in
+benchmarks/fit_bands.py (run by benchmarks/fit_corpus.py) writes, per band group (pool | GPU generation | dtype
+class | dense/moe), per pool and per family, the 10% and 90% quantiles q10, q90 of r over the out-of-fold
+residuals of the fit split, each source group's rows weighing 1 in all, spread about their median by a
+leave-one-source-out factor, with the stacks each group holds (calc/data/fitted_defaults.json, "bands"). For a
+prediction p of a time-like figure the measured value m = p exp(-r) lies, 80% of the time, in
 
     [p exp(-q90), p exp(-q10)]
 
-and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows from >= min_sources
-source groups; else its pool
-over all generations; else (prefill) the serving family; else no comparable measurement: the stated wide default
-(a factor of 2 either way), reported with ``rows`` 0 and group ``NO_BAND``, and printed as "no band".
+and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows from
+>= min_sources source groups and holds rows of the figure's stack (``stack``: a stack the group has never seen
+makes its scatter that of other stacks' settings); else its pool over all generations; else (prefill) the serving
+family; else no comparable measurement. Two cases are "no band" (``rows`` 0, group starting ``NO_BAND``, printed as
+"no band: no comparable measurement"): no usable rows at all, given the stated wide default (a factor of 2 either
+way); and a band wider than ``max_half_width`` of the prediction either way (too_wide: read on its log width, so a
+time and its rate agree), whose rows do not resemble the figure enough to bound it: its ends are kept, to show how
+far they scatter.
 """
 
 from __future__ import annotations
@@ -82,9 +87,12 @@ def group_name(kind: str, gpu: str, dtype: str, moe: bool) -> str:
     return f"{pool_of(kind)}|{gpu}|{dtype_class(dtype)}|{'moe' if moe else 'dense'}"
 
 
-def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False) -> Band:
+def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = False, stack: str | None = None) -> Band:
     """The 80% band around ``value`` (a prediction of a corpus ``kind``) for a GPU generation (``gpu``: the
-    GPUSpec.arch, e.g. "Hopper"), dtype and dense/MoE model (module docstring).
+    GPUSpec.arch, e.g. "Hopper"), dtype, dense/MoE model and, where known, the stack or engine that runs it
+    (``stack``: the key benchmarks/fit_corpus.row_stack gives a corpus row, a training stack as
+    calc.training.stack.stack_key names it, a serving engine family, else the name in lower case; None: not known,
+    the group's band applies) (module docstring).
 
     >>> b = band("training_mfu", 0.5, gpu="Ampere")
     >>> b.low < 0.5 < b.high, b.level
@@ -95,17 +103,37 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
     family = FAMILY.get(pool)
-    thin = f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources"
-    if group in data["groups"]:
-        q, name = data["groups"][group], group
+    own = data["groups"].get(group)
+    unseen = own is not None and stack is not None and stack not in own.get("stacks", [stack])
+    why = (f"{group} holds no {stack} rows" if unseen
+           else f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources")
+    if own is not None and not unseen:
+        q, name = own, group
     elif pool in data["pools"]:
-        q, name = data["pools"][pool], f"{pool} (all generations: {thin})"
+        q, name = data["pools"][pool], f"{pool} (all generations: {why})"
     elif family in data["families"]:
-        q, name = data["families"][family], f"{family} (prefill and decode, all generations: {thin}, and {pool} too)"
+        q, name = data["families"][family], f"{family} (prefill and decode, all generations: {why}, and {pool} too)"
     else:
-        q, name = {**data["wide_default"], "rows": 0}, NO_BAND
+        low, high = oriented(kind, value, data["wide_default"]["q10"], data["wide_default"]["q90"])
+        return Band(low=low, high=high, level=data["level"], rows=0, group=NO_BAND)
     low, high = oriented(kind, value, q["q10"], q["q90"])
+    cap = data.get("max_half_width")
+    if cap is not None and too_wide(q["q10"], q["q90"], cap):
+        return Band(low=low, high=high, level=data["level"], rows=0,
+                    group=f"{NO_BAND} (the nearest rows, {q['rows']} of {name}, scatter beyond ±{cap:.0%})")
     return Band(low=low, high=high, level=data["level"], rows=q["rows"], group=name)
+
+
+def too_wide(q10: float, q90: float, cap: float) -> bool:
+    """A band is no band when its half-width, read on the band of the same log width centred on the prediction,
+    [p exp(-w/2), p exp(w/2)] with w = q90 - q10, exceeds ``cap`` of the prediction: sinh(w / 2) > cap. Read so, a
+    time and the rate that is its inverse (one residual) are banded alike; cap 1 (±100%) is w > 2 asinh(1) = 1.763,
+    a band spanning more than a factor 5.83 from end to end.
+
+    >>> too_wide(-0.8, 0.9, 1.0), too_wide(-0.9, 0.9, 1.0)
+    (False, True)
+    """
+    return math.sinh((q90 - q10) / 2) > cap
 
 
 def oriented(kind: str, value: float, q10: float, q90: float) -> tuple[float, float]:

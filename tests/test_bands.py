@@ -35,9 +35,17 @@ def test_a_group_with_rows_uses_its_own_quantiles() -> None:
 
 
 def test_a_thin_group_falls_back_to_its_pool() -> None:
-    pool = fitted()["bands"]["pools"]["serving_prefill"]
+    data = fitted()["bands"]
+    pool = data["pools"]["serving_prefill"]
     b = band("serving_ttft", 100.0, gpu="Blackwell", dtype="fp8")
-    assert b.rows == pool["rows"] and b.group.startswith("serving_prefill (all generations")
+    # a time: [p exp(-q90), p exp(-q10)] of the pool, kept even when too wide to be a band (rows 0 then): wider
+    # than ±max_half_width on the band of the same log width centred on p, sinh((q90 - q10) / 2)
+    assert (b.low, b.high) == (pytest.approx(100 * math.exp(-pool["q90"])), pytest.approx(100 * math.exp(-pool["q10"])))
+    if math.sinh((pool["q90"] - pool["q10"]) / 2) > data["max_half_width"]:
+        assert b.rows == 0 and b.group.startswith(f"no comparable measurement (the nearest rows, {pool['rows']} of "
+                                                  "serving_prefill (all generations")
+    else:
+        assert b.rows == pool["rows"] and b.group.startswith("serving_prefill (all generations")
 
 
 def test_kinds_of_one_prediction_share_a_band() -> None:

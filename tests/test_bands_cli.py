@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -52,24 +53,32 @@ POOL = {"training_step_time": "training", "training_mfu": "training", "training_
         "serving_ttft": "serving_prefill"}
 
 
+# The results of serve and concurrency name their engine (vllm by default); train-step's and latency's name none.
+_ENGINE = {"serve": "vllm", "concurrency": "vllm"}
+
+
 def expected_band(command: tuple[str, ...], key: str, value: float) -> tuple[float, float, int]:
     """(low, high, rows) by calc/bands.py's docstring: the finest group pool|Hopper|16-bit|dense (llama3-8b in bf16 on
-    an H100) if the shipped file has it with >= min_rows rows, else the pool's quantiles, else (serving) the
-    family's, else the wide default (a factor of 2); time-like figures p lie in [p exp(-q90), p exp(-q10)], rates
-    in [p exp(q10), p exp(q90)]."""
+    an H100) if the shipped file has it with >= min_rows rows and, where the result names its engine, rows of that
+    engine; else the pool's quantiles, else (serving) the family's, else the wide default (a factor of 2); time-like
+    figures p lie in [p exp(-q90), p exp(-q10)], rates in [p exp(q10), p exp(q90)]; a band from rows wider than
+    max_half_width either way (on its log width) keeps its ends with rows 0 (no band)."""
     if key == "per_gpu_bytes":
         kind, sign = ("finetune_peak_memory" if "finetune" in command else _PEAK[command[0]]), 1
     else:
         kind, sign = KEY_KIND[key]
     pool = POOL.get(kind, kind)
     group = SHIPPED["groups"].get(f"{pool}|Hopper|16-bit|dense")
-    if group and group["rows"] >= SHIPPED["min_rows"]:
+    engine = _ENGINE.get(command[0])
+    if group and group["rows"] >= SHIPPED["min_rows"] and (engine is None or engine in group["stacks"]):
         q = group
     else:
         q = SHIPPED["pools"].get(pool) or SHIPPED["families"].get("serving" if pool.startswith("serving") else "") \
             or {**SHIPPED["wide_default"], "rows": 0}
     lo, hi = (-q["q90"], -q["q10"]) if sign > 0 else (q["q10"], q["q90"])
-    return value * math.exp(lo), value * math.exp(hi), q["rows"]
+    # no band when the band of the same log width centred on p has half-width sinh((q90 - q10) / 2) over the cap
+    return value * math.exp(lo), value * math.exp(hi), \
+        0 if math.sinh((q["q90"] - q["q10"]) / 2) > SHIPPED["max_half_width"] else q["rows"]
 
 
 def _at(data, path: str):
@@ -201,3 +210,54 @@ def test_report_pages_and_train_plan_explain_carry_the_bands(cli) -> None:
     assert "<h2>How sure</h2>" in html and all(f"<li>{line}" in html for line in shown)
     plan = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--top", "2", "--explain")
     assert plan.code == 0 and "band of plans[0].step_time_s: 80% band" in " ".join(plan.out.split())
+
+
+def _labels(key: str) -> set[str]:
+    """The "How sure" labels a JSON key prints under (calc.report.confidence.FIGURES), any result class."""
+    from calc.report.confidence import FIGURES
+
+    out = set()
+    for table in FIGURES.values():
+        fig = table.get(key)
+        if fig is not None:
+            out |= {fig.label} if not callable(fig) else {"memory per GPU"}
+    return out
+
+
+@pytest.mark.parametrize("args", list(COMMANDS), ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_table_prints_each_figure_with_its_band_or_the_no_band_phrase(cli, args) -> None:
+    """Issue 23: no figure is printed without its band or an explicit "no band: no comparable measurement"."""
+    r = cli(*args)
+    assert r.code == 0, r.err
+    block = r.out.split("How sure (80% bands from the measurement corpus):")[1].splitlines()
+    lines = [line.strip() for line in block if line.startswith("  ")]
+    for line in lines:
+        assert re.search(r"\(.+, 80%, \d+ rows: .+\)$", line) or ": no band: no comparable measurement (" in line, line
+    for keys in COMMANDS[args].values():
+        for key in keys:
+            assert any(label in line for line in lines for label in _labels(key)), (key, lines)
+
+
+def test_a_band_too_wide_prints_as_no_band_with_its_ends() -> None:
+    from calc.bands import Band
+    from calc.report.confidence import Figure, band_line
+
+    why = "no comparable measurement (the nearest rows, 40 of training, scatter beyond ±100%)"
+    line = band_line(Figure("training_step_time", "step time", "s"), 2.0, Band(1.0, 7.5, 0.8, 0, why))
+    assert line.startswith("step time ") and "stated default" not in line
+    assert ": no band: no comparable measurement (the nearest rows, 40 of training, scatter beyond ±100%: 1" in line
+    assert line.endswith("7.5 s, 80%)")
+
+
+def test_a_result_naming_its_stack_or_engine_picks_the_band_by_it() -> None:
+    """Context keys a result's stack as benchmarks/fit_corpus.row_stack keys a corpus row: a training framework by
+    the named stack it runs as (torchtitan -> fsdp), an engine by its family (vLLM V0 is vllm)."""
+    from pydantic import create_model
+
+    from calc.report.confidence import Context
+
+    Trained, Served = create_model("Trained", stack=(str, ...)), create_model("Served", engine=(str, ...))
+    assert Context().inside(Trained(stack="torchtitan")).stack == "fsdp"
+    assert Context().inside(Trained(stack="MaxText")).stack == "maxtext"  # not a named stack: its own name
+    assert Context().inside(Served(engine="vllm-v0")).stack == "vllm"
+    assert Context(stack="sglang").inside(create_model("Part")()).stack == "sglang"  # from the enclosing result

@@ -167,11 +167,24 @@ class Context:
     dtype: str = "bf16"
     model: str | None = None
     calibration: Any = None
+    stack: str | None = None  # the training stack or serving engine, where the result names it (calc.bands.band)
 
     def inside(self, r: BaseModel) -> Context:
         dtype = getattr(r, "dtype", None) or getattr(r, "precision", None) or self.dtype
         return Context(getattr(r, "gpu", None) or self.gpu, str(dtype), getattr(r, "model", None) or self.model,
-                       self.calibration)
+                       self.calibration, _stack(r) or self.stack)
+
+
+def _stack(r: BaseModel) -> str | None:
+    """The band's stack key of a result that names its training ``stack`` or serving ``engine``, as
+    benchmarks/fit_corpus.row_stack keys a corpus row: a named training stack (calc.training.stack.stack_key), an
+    engine (vllm, sglang, trtllm: their own family), else the name in lower case."""
+    from calc.training.stack import stack_key
+
+    stack, engine = getattr(r, "stack", None), getattr(r, "engine", None)
+    if isinstance(stack, str):
+        return stack_key(stack) if stack_key(stack) != "other" else stack.lower()
+    return {"vllm-v0": "vllm"}.get(engine, engine.lower()) if isinstance(engine, str) else None
 
 
 def calibration_residuals(cal: Any) -> list[float]:
@@ -197,7 +210,7 @@ def figure_band(kind: str, value: float, ctx: Context, *, assumed: bool = False)
         q = data["wide_default"]
         return Band(*oriented(kind, value, q["q10"], q["q90"]), level=data["level"], rows=0, group=ASSUMED)
     corpus = band(kind, value, gpu=_arch(ctx.gpu) if ctx.gpu else "unknown", dtype=ctx.dtype,
-                  moe=_moe(ctx.model) if ctx.model else False)
+                  moe=_moe(ctx.model) if ctx.model else False, stack=ctx.stack)
     if ctx.calibration is None or KINDS[kind][0] not in ("training", "serving"):
         return corpus
     r = calibration_residuals(ctx.calibration)
@@ -396,11 +409,13 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
         fig, value, b = Figure(fig.kind, fig.label, "ms"), value * 1e3, Band(b.low * 1e3, b.high * 1e3, b.level, b.rows, b.group)
     unit = "" if fig.unit == "%" else f" {fig.unit}"
     shown = f"{fig.label} {_shown(value, fig.unit)}{unit}"
-    if b.rows == 0:  # the stated wide default: a factor f either way, f = exp(q90) of the default
+    if b.rows == 0:  # no band: the stated wide default (a factor f either way, f = exp(q90)), or rows too scattered
         why = b.group.removeprefix(NO_BAND).strip(" ()")
         factor = math.exp(fitted()["bands"]["wide_default"]["q90"])
-        return (f"{shown}: no band: {NO_BAND} ({why + '; ' if why else ''}stated default ×/÷{factor:.3g}: "
-                f"{_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%})")
+        spread = f"{_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}{unit}, {b.level:.0%}"
+        if b.low <= 0 or math.isclose(b.high / b.low, factor**2, rel_tol=1e-6):  # a zero figure: the default's
+            return f"{shown}: no band: {NO_BAND} ({why + '; ' if why else ''}stated default ×/÷{factor:.3g}: {spread})"
+        return f"{shown}: no band: {NO_BAND} ({why}: {spread})"
     return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group})"
 
 

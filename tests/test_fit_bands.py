@@ -1,0 +1,89 @@
+"""benchmarks/fit_bands.py: band quantiles with one vote per source, the unseen-stack rule and the
+leave-one-source-out spread factor, on small residual sets whose quantiles are worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from fit_bands import BandRow, band_table, by_level, chain, source_quantiles, spread_factors, weighted_quantile
+
+G = "training|Hopper|16-bit|dense"
+
+
+def rows(source: str, r: float, n: int = 8, stack: str = "megatron", group: str = G, kind: str = "training_step_time"):
+    return [BandRow(f"{source}-{i}", source, kind, group, stack, r) for i in range(n)]
+
+
+def test_weighted_quantile_midpoint_rule() -> None:
+    # equal weights: p_i = (i - 1/2) / 4 = 1/8, 3/8, 5/8, 7/8; q = 0.5 halfway between 1 and 2; q = 0.1 < 1/8: x_1
+    assert weighted_quantile([3.0, 1.0, 0.0, 2.0], [1, 1, 1, 1], 0.5) == pytest.approx(1.5)
+    assert weighted_quantile([3.0, 1.0, 0.0, 2.0], [1, 1, 1, 1], 0.1) == 0.0
+    assert weighted_quantile([3.0, 1.0, 0.0, 2.0], [1, 1, 1, 1], 0.9) == 3.0
+    # weights 3, 1: p = 1.5/4 = 0.375 (x = 0), 3.5/4 = 0.875 (x = 10); q = 0.5: 10 x 0.125 / 0.5 = 2.5
+    assert weighted_quantile([0.0, 10.0], [3, 1], 0.5) == pytest.approx(2.5)
+
+
+def test_each_source_weighs_the_same() -> None:
+    # ten rows at 0 from A (weight 1/10 each), two at 1 from B (1/2 each), total 2. A's rows sit at p = 0.025 .. 0.475,
+    # B's at (1 + 0.25) / 2 = 0.625 and (1.5 + 0.25) / 2 = 0.875. q10 = 0; q50 between 0.475 (0) and 0.625 (1):
+    # 0.025 / 0.15 = 1/6; q90 > 0.875: 1. Unweighted, B's two rows would not even reach the median.
+    q10, q50, q90 = source_quantiles(rows("A", 0.0, 10) + rows("B", 1.0, 2))
+    assert (q10, q50, q90) == (0.0, pytest.approx(1 / 6), 1.0)
+
+
+def test_a_stack_the_group_has_not_seen_reads_the_pool() -> None:
+    fit = rows("A", 0.0, 4) + rows("B", 0.5, 4) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense")
+    by = by_level(fit)
+    seen, unseen = rows("D", 0.0, 1)[0], rows("E", 0.0, 1, stack="fsdp")[0]
+    assert chain(seen, by) == ("group", by["groups"][G])  # 8 rows from 2 sources, megatron among them
+    assert chain(unseen, by) == ("fallback", by["pools"]["training"])  # no fsdp row in the group
+    assert chain(rows("F", 0.0, 1, group="training|Blackwell|fp8|dense")[0], by)[0] == "fallback"  # no group at all
+
+
+def test_spread_factor_and_band_by_hand() -> None:
+    # Three sources of 8 rows, residuals 0, 0.25, 0.5. Leave the 0-source out: the others' quantiles (each row 1/16)
+    # are q10 = 0.25, q50 = 0.375 (between p = 15/32 and 17/32), q90 = 0.5; 0 is inside once 0.375 - k 0.125 <= 0:
+    # k >= 3. Leave 0.25 out: 0, 0.25, 0.5 about q50 0.25 hold it at k = 1. Leave 0.5 out: 0.125 + k 0.125 >= 0.5:
+    # k >= 3. So 1/3 of the 24 left-out rows are inside at k = 1, all at k = 3: k = 3.00.
+    fit = rows("S1", 0.0) + rows("S2", 0.25) + rows("S3", 0.5)
+    spread = spread_factors(fit)
+    assert spread["training"]["group"] == {"k": 3.0, "rows": 24, "coverage_at_1": pytest.approx(1 / 3, abs=1e-4),
+                                           "coverage_at_k": 1.0}
+    # All 24 rows: S1 at p <= 7.5/24, S2 from 8.5/24 to 15.5/24, S3 above: q10 = 0, q50 = 0.25, q90 = 0.5, spread by
+    # 3 about 0.25: [-0.5, 1.0].
+    g = band_table(fit)["groups"][G]
+    assert (g["q10"], g["q50"], g["q90"], g["rows"], g["sources"], g["stacks"]) == (-0.5, 0.25, 1.0, 24, 3, ["megatron"])
+
+
+def test_one_source_is_no_band() -> None:
+    # 20 rows from one source: no group, pool or family is usable (2 source groups needed)
+    table = band_table(rows("A", 0.1, 20))
+    assert (table["groups"], table["pools"], table["families"]) == ({}, {}, {})
+
+
+def test_fitted_table_rules_in_calc_bands(monkeypatch) -> None:
+    """calc.bands.band reads the table: an unseen stack reads the pool; a band over ±100% is no band, ends kept."""
+    from calc import bands
+
+    data = {"level": 0.8, "min_rows": 8, "min_sources": 2, "max_half_width": 1.0,
+            "wide_default": {"q10": -math.log(2), "q90": math.log(2)}, "families": {},
+            "groups": {G: {"q10": -0.1, "q90": 0.2, "rows": 24, "stacks": ["megatron"]}},
+            "pools": {"training": {"q10": -2.0, "q90": 0.0, "rows": 40, "stacks": ["fsdp", "megatron"]},
+                      "serving_decode": {"q10": -1.5, "q90": 0.0, "rows": 30, "stacks": ["vllm"]}}}
+    monkeypatch.setattr(bands, "fitted", lambda: {"bands": data})
+    own = bands.band("training_step_time", 1.0, gpu="Hopper", stack="megatron")
+    assert (own.low, own.high, own.rows, own.group) == (pytest.approx(math.exp(-0.2)), pytest.approx(math.exp(0.1)), 24, G)
+    assert bands.band("training_step_time", 1.0, gpu="Hopper").group == G  # stack not known: the group's band
+    # fsdp, which the group has no rows of: the pool, a time in [exp(0), exp(2)] = [1, 7.39]; its
+    # log width 2 centred, [exp(-1), exp(1)], has half-width sinh(1) = 1.18 > 1: no band, its ends kept
+    far = bands.band("training_step_time", 1.0, gpu="Hopper", stack="fsdp")
+    assert (far.low, far.high, far.rows) == (pytest.approx(1.0), pytest.approx(math.exp(2.0)), 0)
+    assert far.group.startswith("no comparable measurement (the nearest rows, 40 of training (all generations: "
+                                f"{G} holds no fsdp rows)")
+    # log width 1.5: sinh(0.75) = 0.82 <= 1, a band, though as a time [1, exp(1.5)] = [1, 4.48] its plain half-width
+    # is 1.74: a time and the rate that is its inverse ([exp(-1.5), 1] = [0.22, 1]) are banded alike
+    tpot = bands.band("serving_tpot", 1.0, gpu="Hopper")
+    rate = bands.band("serving_throughput", 1.0, gpu="Hopper")
+    assert (tpot.low, tpot.high, tpot.rows) == (pytest.approx(1.0), pytest.approx(math.exp(1.5)), 30)
+    assert (rate.low, rate.high, rate.rows) == (pytest.approx(math.exp(-1.5)), pytest.approx(1.0), 30)
