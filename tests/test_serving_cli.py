@@ -232,3 +232,27 @@ def test_serve_emit_line_is_printed_whole(cli) -> None:
     assert line.endswith("--block-size 16") and "--max-num-seqs" in line  # one line, not wrapped at 80 columns
     assert line.startswith("vllm serve meta-llama/Meta-Llama-3-8B ")  # the HuggingFace id, not the catalog name
     assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--emit", "vllm", "--json").json()["launch"] == line
+
+
+def test_expert_imbalance_flag_reaches_the_ep_layouts(cli) -> None:
+    """--expert-imbalance (calc.serving.assumptions.expert_imbalance) in serve and report: the busiest
+    expert-parallel rank's tokens, printed by --explain; an EP layout's TPOT grows with it, a TP-only one's does not
+    (it applies to EP ranks only); below 1 refused naming the flag."""
+    query = ["serve", "qwen3-235b-a22b", "--gpu", "h100", "--dtype", "fp8", "--prompt", "4000", "--output", "1000",
+             "--num-gpus", "8"]
+
+    def tpot(imbalance: str) -> dict[str, float]:
+        data = cli(*query, "--expert-imbalance", imbalance, "--json").json()
+        return {x["name"]: x["tpot_ms"] for x in data["layouts"]}
+
+    base, skewed = tpot("1.3"), tpot("2")
+    ep = [name for name in base if "EP" in name]
+    tp_only = [name for name in base if "EP" not in name]
+    assert ep and tp_only
+    assert all(skewed[name] > base[name] for name in ep)
+    assert all(skewed[name] == base[name] for name in tp_only)
+    assert "at 2 x the mean tokens" in cli(*query, "--expert-imbalance", "2", "--explain").out
+    r = cli(*query, "--expert-imbalance", "0.9")
+    assert r.code == 2 and "--expert-imbalance" in r.err and "Traceback" not in r.err
+    r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", "train", "--expert-imbalance", "2")
+    assert r.code == 2 and "--expert-imbalance" in r.err

@@ -208,3 +208,16 @@ def test_moe_layer_reproduces_aiconfigurator_measurements(tokens: int, measured_
     seconds = weight_gemm_time(m, gpu, tokens / 8, 0, 1, "fp8", None, 8, a)[0]
     seconds += moe_routing_s(m, tokens / 8, 1, 8, gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu), a)
     assert seconds / 94 == pytest.approx(measured_us * 1e-6, rel=0.25)
+
+
+def test_attention_runs_in_the_kv_cache_dtype() -> None:
+    # Qwen3-235B-A22B with fp8 weights on H200, TP 4, one 4,000-token causal prefill (each query sees 2,000.5 keys):
+    # attention FLOPs = 2 x 64 heads x (128 + 128) x 4,000 x 2,000.5 x 94 layers / 4 = 6,161,924,096,000.
+    # With the default 16-bit KV cache vLLM runs FA3 in bf16: / (989.4 TFLOPS x 0.45 Hopper flash) = 13.840 ms; with
+    # an fp8 KV cache its fp8 path: / (1,978.9 x 0.45) = 6.920 ms. The weight GEMMs are the same in both, so the
+    # compute parts differ by the attention alone: 6.920 ms.
+    m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
+    common = dict(tp=4, dtype="fp8", prefill_tokens=4000, prefill_context=2000.5)
+    bf16 = step_time(m, gpu, DEFAULT_ASSUMPTIONS, kv_dtype="bf16", **common)
+    fp8 = step_time(m, gpu, DEFAULT_ASSUMPTIONS, kv_dtype="fp8", **common)
+    assert bf16.compute_s - fp8.compute_s == pytest.approx(13.840e-3 - 6.920e-3, rel=1e-3)

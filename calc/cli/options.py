@@ -216,6 +216,10 @@ ReserveOpt = Annotated[float | None, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
     help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: memory --mode infer 1 incl. "
          "allocator slack; the serving engines 0.5 non-torch; training 0.5 + 5% allocator fragmentation)")]
+ExpertImbalanceOpt = Annotated[float | None, typer.Option(
+    "--expert-imbalance", parser=human_float("--expert-imbalance"),
+    help="MoE with expert parallelism: max / mean tokens the busiest EP rank receives, >= 1 (default 1.3, SGLang's "
+         "large-scale EP balancedness without EPLB; aiconfigurator's power-law routing, alpha 1.2, reads ~1.5-2.1 at EP 4-8)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

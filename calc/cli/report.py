@@ -17,6 +17,7 @@ from calc.cli.options import (
     BatchOpt,
     CalibrationOpt,
     DtypeOpt,
+    ExpertImbalanceOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -42,6 +43,7 @@ from calc.cli.options import (
     given_dtype,
     refuse,
 )
+from calc.cli.serving import DEFAULT_NON_TORCH_GIB, serving_assumptions
 
 
 class ReportFormat(StrEnum):
@@ -65,6 +67,7 @@ def report(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    expert_imbalance: ExpertImbalanceOpt = None,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
@@ -123,7 +126,7 @@ def report(
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
-                            ("--tpot-ms", tpot_ms), ("--rate", rate)):
+                            ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance)):
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
@@ -148,6 +151,7 @@ def report(
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
+        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance),
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart

@@ -25,6 +25,7 @@ from calc.cli.options import (
     Engine,
     EngineOpt,
     EngineVersionOpt,
+    ExpertImbalanceOpt,
     ExplainOpt,
     GpuMemUtilOpt,
     GpuOpt,
@@ -128,15 +129,20 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     return num_gpus or (tp or 1) * (pp or 1)
 
 
-def _assumptions(reserve_gib: float) -> Any:
-    """--reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
+def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None) -> Any:
+    """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
+
+    --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
     CUDA context where the release counts it, else the workspaces above its snapshot: calc.serving.engine_memory
     non_torch_bytes); at its default each release keeps its own (ServingAssumptions)."""
-    from calc.serving.assumptions import ServingAssumptions
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 
+    if expert_imbalance is not None and expert_imbalance < 1:
+        raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
+    imbalance = expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance
     if reserve_gib == DEFAULT_NON_TORCH_GIB:
-        return ServingAssumptions(cuda_context_gib=reserve_gib)
-    return ServingAssumptions(cuda_context_gib=reserve_gib, profile_non_torch_gib=reserve_gib)
+        return ServingAssumptions(cuda_context_gib=reserve_gib, expert_imbalance=imbalance)
+    return ServingAssumptions(cuda_context_gib=reserve_gib, profile_non_torch_gib=reserve_gib, expert_imbalance=imbalance)
 
 
 def latency(
@@ -180,7 +186,7 @@ def latency(
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
-    a = _assumptions(reserve_gib)
+    a = serving_assumptions(reserve_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
@@ -238,7 +244,7 @@ def concurrency(
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=given_dtype(ctx, dtype),
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
-                                    assumptions=_assumptions(reserve_gib))
+                                    assumptions=serving_assumptions(reserve_gib))
     emit_outcome(result, as_json, explain, concurrency_view,
                  f"does not fit: {result.verdict}" if result.max_concurrency < 1 else None)  # exit 2 as `memory`
 
@@ -266,6 +272,7 @@ def serve(
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    expert_imbalance: ExpertImbalanceOpt = None,
     emit_engine: EmitOpt = None,
     speculative: SpecMethodOpt = None,
     draft: DraftOpt = None,
@@ -302,7 +309,7 @@ def serve(
                   mem_fraction_static, chunked_prefill_size, engine_version)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
-                        calibration=load_calibration(calibration), assumptions=_assumptions(reserve_gib),
+                        calibration=load_calibration(calibration), assumptions=serving_assumptions(reserve_gib, expert_imbalance),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)

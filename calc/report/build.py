@@ -15,6 +15,7 @@ from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.capacity import ConcurrencyResult, concurrency
 from calc.serving.engine_memory import request_kv_bytes
 from calc.serving.latency import LatencyResult, latency
@@ -85,6 +86,7 @@ def build_report(
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
     serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
@@ -106,7 +108,7 @@ def build_report(
                                   price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
         )
     max_tokens = prompt + output
-    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype)
+    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, assumptions=assumptions)
     return Report(
         mode=mode, model=m.name, gpu=gpu.name, num_gpus=num_gpus, params=params,
         flops=forward_flops(m, batch, prompt),
@@ -114,11 +116,12 @@ def build_report(
                                 batch=batch, seq=max_tokens),
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
-                        kv_dtype=kv_dtype, calibration=calibration).model_copy(update={"max_concurrency": conc.max_concurrency}),
+                        kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
+                        ).model_copy(update={"max_concurrency": conc.max_concurrency}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
                            num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype,
-                           calibration=calibration) if output >= 1 else None,
+                           calibration=calibration, assumptions=assumptions) if output >= 1 else None,
     )
 
 

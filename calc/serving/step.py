@@ -256,6 +256,21 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     return gpu, calibration, eff.model_copy(update={"source": source})
 
 
+def attention_dtype(act: str, kv_dtype: str) -> str:
+    """The dtype the attention kernel's tensor-core math runs in: the KV cache's, not the weights'. vLLM's
+    FlashAttention backend (vllm/v1/attention/backends/flash_attn.py) quantizes the query to fp8 and runs FA3's fp8
+    path (q/k/v descales) only when kv_cache_dtype is fp8; with a 16-bit cache (the ``auto`` default, also for an
+    FP8 weight checkpoint) Q K^T and P V run in 16 bits. TensorRT-LLM's fp8 context FMHA likewise needs the fp8 KV
+    cache. So: fp8 KV -> fp8, else the 16-bit activation dtype (bf16 for fp8 / int8 / int4 weights).
+
+    >>> attention_dtype("fp8", "bf16"), attention_dtype("fp8", "fp8"), attention_dtype("fp16", "fp16")
+    ('bf16', 'fp8', 'fp16')
+    """
+    if kv_dtype.startswith("fp8"):
+        return "fp8"
+    return act if act in ("bf16", "fp16", "fp32") else "bf16"
+
+
 def _attention_rate(gpu: GPUSpec, act: str, calibration: Any, layer_flops: float) -> float:
     """FLOP/s of one layer's attention: the calibration's "attention" efficiency at that layer's FLOPs
     times the peak, else the flash-attention default (calc.hardware.efficiency.flash_attention_rate)."""
@@ -360,7 +375,8 @@ def step_time(
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
-    attn_compute = attn_flops / _attention_rate(gpu, act, calibration, attn_flops / len(layers)) if attn_flops else 0.0
+    attn_rate = _attention_rate(gpu, attention_dtype(act, kv_dtype), calibration, attn_flops / len(layers))
+    attn_compute = attn_flops / attn_rate if attn_flops else 0.0
     attn_memory = kv_read / bandwidth
     payload = tp_activation_bytes(m, tokens, ACT_BYTES)
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
