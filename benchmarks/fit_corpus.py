@@ -12,8 +12,7 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    serving latency/throughput rows; the training stack efficiency per named stack (calc.training.stack: fsdp,
    llm-foundry, deepspeed; megatron is the reference, 1 by definition), informed by that stack's training rows of
    every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau).
-   Each starts at PRIOR (the
-   hand-set values the engine had before the corpus). A parameter is free only when its rows come from at least
+   Each starts at PRIOR (the hand-set values the engine had before the corpus). A parameter is free only when its rows come from at least
    MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled from another
    generation). The flash-attention rate and the sustained fraction are not separable from the plateau by this
    corpus (no attention-only rows, no bench calibrations): kept at PRIOR, marked unfitted.
@@ -26,23 +25,24 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    by the same weights on the squared log error. The parameters are confounded (a training row's time is about
    GEMM/(plateau x stack) + the rest; an fp8 run also reads its generation's 16-bit plateau; a serving row reads
    the plateau and its engine's overhead), so J is minimised jointly, not one parameter on its own rows after
-   another: block coordinate descent on J over a lattice (each parameter's coarse grid in the first sweep, then
-   FINE_STEPS lattice steps of FINE either way), plus, for every pair of parameters that share rows, moves along
-   both diagonals of the pair (the valley plateau x stack = constant), repeated until a sweep moves nothing
-   (a move is taken only when it lowers J, so the search ends; MAX_SWEEPS guards it). Megatron is the stack
+   another: block coordinate descent on J over a lattice inside BOUNDS (a first sweep over each parameter's coarse
+   GRIDS, then FINE_STEPS steps of FINE either way around its best; later sweeps step by FINE while J falls), plus,
+   for every confounded pair of parameters that share rows (confounded()), one FINE step along either diagonal of
+   the pair (the valley plateau x stack = constant), repeated until a sweep moves nothing (a move is taken only
+   when it lowers J, so the search ends; MAX_SWEEPS guards it). Megatron is the stack
    reference (1), so its rows pin each generation's plateau and the other stacks' rows their factor.
 4. Cross-validation and adoption: leave one source group out (folds(): a parameter has 2-4 source groups, which
-   K fixed folds can hold all at once); each group's rows are predicted with steps 2-3 refitted without it. The CV error of a
-   parameter is the source-balanced mean |log| (step 3's cell weights) of those out-of-fold residuals over its
+   K fixed folds can hold all at once); each group's rows are predicted with steps 2-3 refitted without it. The CV
+   error of a parameter is the source-balanced mean |log| (step 3's cell weights) of those out-of-fold residuals over its
    rows; its prior error the same at PRIOR. A fitted value is adopted only if its CV error beats the PRIOR's on the
    same rows. Because the fit is joint, a losing parameter is not simply reset (the others were fitted with it
    free): the one that loses most (CV over prior error) is fixed at PRIOR ("unfitted: fit did not beat the prior
    in cross-validation", with the numbers of that round) and the rest are refitted and cross-validated again,
    until every free parameter beats its prior. A value on the edge of its BOUNDS is fixed at PRIOR first ("unfitted:
    the fit runs to the edge of its range"): the objective still falls there, so the rows ask for something the
-   parameter cannot mean (e.g. a 20 ms vLLM step overhead to cover rows whose setting the engine does not model),
-   and a CV win bought that way is not a value to ship. Adoption is decided on the fit split's cross-validation alone:
-   held-out rows are never read here, not even to veto a value.
+   parameter cannot mean (the vLLM step overhead runs to 8 ms to cover dstack rows whose setting the engine does
+   not model), and a CV win bought that way is not a value to ship. Adoption is decided on the fit split's
+   cross-validation alone: held-out rows are never read here, not even to veto a value.
 5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter), oriented as
    time (a rate's residual flips sign), pooled where kinds share one prediction (calc.bands POOL: the training
    kinds; serving decode: TPOT, e2e, throughput; serving prefill: TTFT) per band group pool | generation | dtype
