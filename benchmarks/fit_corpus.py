@@ -12,22 +12,37 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    serving latency/throughput rows; the training stack efficiency per named stack (calc.training.stack: fsdp,
    llm-foundry, deepspeed; megatron is the reference, 1 by definition), informed by that stack's training rows of
    every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau).
-   Each starts at PRIOR (the
-   hand-set values the engine had before the corpus). A parameter is fitted only when its rows come from at
-   least MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled
-   from another generation). The flash-attention rate and the sustained fraction are not separable from the
-   plateau by this corpus (no attention-only rows, no bench calibrations): kept at PRIOR, marked unfitted.
-3. Objective: median over the parameter's rows of |log(predicted / measured)| (robust to the few rows whose
-   setting the engine does not model), ties broken by the mean squared log error. Minimised by grid search
-   (plateau 0.20-0.95 by 0.05, stack efficiency 0.50-1.30 by 0.05, overhead 0-8 ms by 0.5 ms, then by 0.01 /
-   0.01 / 0.25 ms around the best),
-   coordinate-wise, PASSES times over all parameters.
-4. Cross-validation: K_FOLDS folds of whole source groups (sorted by the sha256 of their name, dealt in turn);
-   each fold is refitted by steps 2-3 without it and predicted with that fold's fit. The CV error of a parameter
-   is the median |log| of those out-of-fold residuals over its rows. A fitted value is adopted only if its CV
-   error beats the PRIOR value's error on the same rows; otherwise PRIOR stays ("unfitted: fit did not beat the
-   prior in cross-validation"). Adoption is decided on the fit split's cross-validation alone: held-out rows are
-   never read here, not even to veto a value.
+   Each starts at PRIOR (the hand-set values the engine had before the corpus). A parameter is free only when its rows come from at least
+   MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled from another
+   generation). The flash-attention rate and the sustained fraction are not separable from the plateau by this
+   corpus (no attention-only rows, no bench calibrations): kept at PRIOR, marked unfitted.
+3. Objective: ONE for all free parameters together, source-balanced (objective()):
+       J(theta) = sum over cells c of (1 / n_c) sum_{i in c} |log(predicted_i(theta) / measured_i)|
+   where a cell is one source group's rows that read the same fitted parameters (Entry.keys), n_c its row count.
+   Every cell weighs 1 whatever its row count: a 60-row table does not outvote a 5-row paper, and duplicating a
+   source's rows leaves J, so the fit, unchanged. The absolute (L1) loss is the weighted-median analogue of the
+   old per-parameter median (robust to the few rows whose setting the engine does not model); ties are broken
+   by the same weights on the squared log error. The parameters are confounded (a training row's time is about
+   GEMM/(plateau x stack) + the rest; an fp8 run also reads its generation's 16-bit plateau; a serving row reads
+   the plateau and its engine's overhead), so J is minimised jointly, not one parameter on its own rows after
+   another: block coordinate descent on J over a lattice inside BOUNDS (a first sweep over each parameter's coarse
+   GRIDS, then FINE_STEPS steps of FINE either way around its best; later sweeps step by FINE while J falls), plus,
+   for every confounded pair of parameters that share rows (confounded()), one FINE step along either diagonal of
+   the pair (the valley plateau x stack = constant), repeated until a sweep moves nothing (a move is taken only
+   when it lowers J, so the search ends; MAX_SWEEPS guards it). Megatron is the stack
+   reference (1), so its rows pin each generation's plateau and the other stacks' rows their factor.
+4. Cross-validation and adoption: leave one source group out (folds(): a parameter has 2-4 source groups, which
+   K fixed folds can hold all at once); each group's rows are predicted with steps 2-3 refitted without it. The CV
+   error of a parameter is the source-balanced mean |log| (step 3's cell weights) of those out-of-fold residuals over its
+   rows; its prior error the same at PRIOR. A fitted value is adopted only if its CV error beats the PRIOR's on the
+   same rows. Because the fit is joint, a losing parameter is not simply reset (the others were fitted with it
+   free): the one that loses most (CV over prior error) is fixed at PRIOR ("unfitted: fit did not beat the prior
+   in cross-validation", with the numbers of that round) and the rest are refitted and cross-validated again,
+   until every free parameter beats its prior. A value on the edge of its BOUNDS is fixed at PRIOR first ("unfitted:
+   the fit runs to the edge of its range"): the objective still falls there, so the rows ask for something the
+   parameter cannot mean (the vLLM step overhead runs to 8 ms to cover dstack rows whose setting the engine does
+   not model), and a CV win bought that way is not a value to ship. Adoption is decided on the fit split's
+   cross-validation alone: held-out rows are never read here, not even to veto a value.
 5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter) go to
    benchmarks/fit_bands.py (its docstring: levels, one source one vote, the unseen-stack rule, the
    leave-one-source-out spread factor), which writes the "bands" section.
@@ -38,8 +53,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -73,16 +88,18 @@ NOT_SEPARABLE = {
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",
     "sustained_fraction": "unfitted: no data (no corpus row carries a `bench` calibration)",
 }
-# Coarse grids, then a fine grid around the coarse best (FINE_STEPS steps of FINE each way).
+# Coarse grids (first sweep), then a lattice of FINE steps around the current value (FINE_STEPS either way), inside
+# BOUNDS: the range a value can mean (a large GEMM's fraction of peak, a stack's factor about the reference, a
+# per-step overhead of a few ms). A fit that ends on a bound is not a minimum and is not adopted (step 4).
 GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
          "stack_efficiency": [round(0.50 + 0.05 * i, 2) for i in range(17)],
          "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)]}
 FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3}
+BOUNDS = {"gemm_plateau": (0.20, 0.95), "stack_efficiency": (0.50, 1.30), "step_overhead_s": (0.0, 8e-3)}
 REFERENCE = {("stack_efficiency", "megatron"): "reference: 1 by definition (the GEMM plateaus are Megatron-class rates)"}
 FINE_STEPS = 4
 MIN_GROUPS = 2
-K_FOLDS = 5
-PASSES = 2
+MAX_SWEEPS = 30
 
 FAMILY = KINDS  # corpus kind -> (band family, +1 time-like / -1 rate-like)
 
@@ -128,9 +145,11 @@ class Predictions:
 
     A serving time is affine in the per-step overhead o (calc.serving.step: each step = compute + o; e2e = TTFT +
     (T - 1) TPOT), a serving rate is its inverse: two engine calls per plateau (o = 0 and o = 1 ms) give the
-    prediction at every o exactly (tests/test_fit_corpus.py checks it against a direct call)."""
+    prediction at every o exactly (tests/test_fit_corpus.py checks it against a direct call). ``engine`` is
+    corpus_predict.predict (row, overrides) -> value; a test passes a model whose true parameters it knows."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Callable[[Any, dict[str, Any]], float] = cp.predict) -> None:
+        self.engine = engine
         self.cache: dict[tuple, float] = {}
 
     def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None) -> float:
@@ -141,7 +160,7 @@ class Predictions:
                 overrides["gemm_plateau"][_base_key(e.keys["gemm_plateau"])] = base
             if "stack_efficiency" in e.keys:
                 overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
-            self.cache[key] = cp.predict(e.row, overrides)
+            self.cache[key] = self.engine(e.row, overrides)
         return self.cache[key]
 
     def predict(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
@@ -166,49 +185,139 @@ class Predictions:
         return math.log(self.predict(e, params) / e.row.measured.value)
 
 
-def objective(residuals: list[float]) -> tuple[float, float]:
-    """(median |r|, mean r^2): the first minimised, the second breaks ties."""
-    return statistics.median(abs(r) for r in residuals), statistics.fmean(r * r for r in residuals)
+Target = tuple[str, str]  # (parameter, key), e.g. ("gemm_plateau", "Hopper/fp8")
+TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau")
+                         for key in PRIOR[name] if key != "other" and (name, key) not in REFERENCE]
+
+
+def reads(e: Entry) -> set[Target]:
+    """The fitted parameters a row's prediction reads: its own keys, and an fp8 row's 16-bit plateau of its generation."""
+    out = set(e.keys.items())
+    if "gemm_plateau" in e.keys and _base_key(e.keys["gemm_plateau"]) != e.keys["gemm_plateau"]:
+        out.add(("gemm_plateau", _base_key(e.keys["gemm_plateau"])))
+    return out
+
+
+def cell_weights(rows: list[Entry]) -> dict[str, float]:
+    """Step 3's weight of each row that reads a fitted parameter: 1 / the rows of its cell (its source group's rows
+    with the same keys), so every cell weighs 1 in the objective whatever its row count."""
+    cell = {e.row.id: (e.group, tuple(sorted(e.keys.items()))) for e in rows if e.keys}
+    count: dict[tuple, int] = {}
+    for c in cell.values():
+        count[c] = count.get(c, 0) + 1
+    return {row_id: 1.0 / count[c] for row_id, c in cell.items()}
+
+
+def objective(residuals: list[tuple[float, float]]) -> tuple[float, float]:
+    """Step 3 over (weight, log residual) pairs: (sum w |r|, sum w r^2), the first minimised, the second breaks ties."""
+    return math.fsum(w * abs(r) for w, r in residuals), math.fsum(w * r * r for w, r in residuals)
+
+
+def balanced_error(rows: list[Entry], residual: dict[str, float]) -> float:
+    """The source-balanced mean |log error| of these rows: the mean over their cells of each cell's mean |r|."""
+    w = cell_weights(rows)
+    return math.fsum(w[e.row.id] * abs(residual[e.row.id]) for e in rows) / math.fsum(w.values())
 
 
 def informing(rows: list[Entry], name: str, key: str) -> list[Entry]:
     return [e for e in rows if e.keys.get(name) == key]
 
 
-def fit(rows: list[Entry], preds: Predictions) -> dict[str, dict[str, float]]:
-    """Steps 2-3 of the module docstring on these rows: coordinate-wise grid search from PRIOR."""
-    params = {name: dict(values) for name, values in PRIOR.items()}
-    targets = [("step_overhead_s", k) for k in PRIOR["step_overhead_s"] if k != "other"] + \
-        [("gemm_plateau", k) for k in PRIOR["gemm_plateau"] if k != "other"] + \
-        [("stack_efficiency", k) for k in PRIOR["stack_efficiency"] if k != "other" and ("stack_efficiency", k) not in REFERENCE]
-    for _ in range(PASSES):
-        for name, key in targets:
-            use = informing(rows, name, key)
-            if len({e.group for e in use}) < MIN_GROUPS:
-                continue
-            def score(value: float, name: str = name, key: str = key, use: list[Entry] = use) -> tuple[float, float]:
-                return objective([preds.residual(e, {**params, name: {**params[name], key: value}}) for e in use])
+def free_targets(rows: list[Entry], free: set[Target] | None = None) -> list[Target]:
+    """The parameters step 2 lets move on these rows: informed by >= MIN_GROUPS source groups (and in ``free``)."""
+    return [t for t in TARGETS if (free is None or t in free) and len({e.group for e in informing(rows, *t)}) >= MIN_GROUPS]
 
-            coarse = min(GRIDS[name], key=score)
-            fine = [round(coarse + FINE[name] * i, 6) for i in range(-FINE_STEPS, FINE_STEPS + 1)]
-            params[name][key] = min((v for v in fine if v >= 0), key=score)
+
+def confounded(a: Target, b: Target) -> bool:
+    """Pairs whose effects on a row's prediction trade off (one lattice step of each along a diagonal keeps the
+    prediction about constant): a GEMM plateau and a stack efficiency (training time ~ GEMM / (plateau x stack)),
+    and a generation's 16-bit and fp8 plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
+    names = {a[0], b[0]}
+    if names == {"gemm_plateau", "stack_efficiency"}:
+        return True
+    return names == {"gemm_plateau"} and _base_key(a[1]) == _base_key(b[1])
+
+
+def _lattice(name: str, centre: float) -> list[float]:
+    lo, hi = BOUNDS[name]
+    values = (round(centre + FINE[name] * i, 6) for i in range(-FINE_STEPS, FINE_STEPS + 1))
+    return [v for v in values if lo <= v <= hi]
+
+
+def fit(rows: list[Entry], preds: Predictions, free: set[Target] | None = None) -> dict[str, dict[str, float]]:
+    """Steps 2-3 of the module docstring on these rows: the joint minimum of the source-balanced objective over the
+    free parameters, by block coordinate descent and pairwise diagonal moves from PRIOR (the others stay at PRIOR)."""
+    params = {name: dict(values) for name, values in PRIOR.items()}
+    targets = free_targets(rows, free)
+    weight = cell_weights(rows)
+    use = {t: [e for e in rows if t in reads(e)] for t in targets}
+
+    def score(trial: dict[tuple[str, str], float]) -> tuple[float, float]:
+        """J over the rows that read a moved parameter (the other rows' terms do not change)."""
+        trial_params = {name: dict(values) for name, values in params.items()}
+        for (name, key), v in trial.items():
+            trial_params[name][key] = v
+        seen = {e.row.id: e for t in trial for e in use[t]}
+        return objective([(weight[i], preds.residual(e, trial_params)) for i, e in sorted(seen.items())])
+
+    def move(candidates: list[dict[Target, float]]) -> bool:
+        """Take the best candidate when it lowers J (ties keep the current values, so the search ends)."""
+        current = {t: params[t[0]][t[1]] for t in candidates[0]}
+        scores = [score(c) for c in candidates]
+        best = candidates[scores.index(min(scores))]
+        if min(scores) < score(current):
+            for (name, key), v in best.items():
+                params[name][key] = v
+            return True
+        return False
+
+    def step(t: Target) -> bool:
+        """Lattice steps of FINE along one parameter while J falls (one direction, then the other)."""
+        for direction in (1, -1):
+            stepped = False
+            while BOUNDS[t[0]][0] <= (v := round(params[t[0]][t[1]] + FINE[t[0]] * direction, 6)) <= BOUNDS[t[0]][1] \
+                    and move([{t: params[t[0]][t[1]]}, {t: v}]):
+                stepped = True
+            if stepped:
+                return True
+        return False
+
+    shared = {(a, b) for a in targets for b in targets if {e.row.id for e in use[a]} & {e.row.id for e in use[b]}}
+    pairs = [(a, b) for i, a in enumerate(targets) for b in targets[i + 1:] if (a, b) in shared and confounded(a, b)]
+    for name, key in targets:  # sweep 0: each parameter's coarse grid, then the lattice around its best
+        t = (name, key)
+        coarse = min(([params[name][key]] + GRIDS[name]), key=lambda v, t=t: score({t: v}))
+        move([{t: v} for v in [params[name][key]] + _lattice(name, coarse)])
+    for _ in range(MAX_SWEEPS):
+        moved = False
+        for t in targets:
+            moved |= step(t)
+        for a, b in pairs:  # one lattice step along either diagonal of the pair
+            candidates = [{a: params[a[0]][a[1]], b: params[b[0]][b[1]]}] + [
+                {a: round(params[a[0]][a[1]] + FINE[a[0]] * i, 6), b: round(params[b[0]][b[1]] + FINE[b[0]] * j, 6)}
+                for i in (1, -1) for j in (1, -1)]
+            moved |= move([c for c in candidates if all(BOUNDS[n][0] <= v <= BOUNDS[n][1] for (n, _k), v in c.items())])
+        if not moved:
+            break
     return params
 
 
 def folds(rows: list[Entry]) -> list[set[str]]:
-    """K_FOLDS sets of whole source groups, dealt in the order of their names' sha256. Only groups with a row that
-    depends on a fitted parameter are dealt: a source of memory rows (KV capacity, peak memory) informs no fit, so
-    adding one never moves the other sources between folds."""
+    """One fold per source group (leave one source group out), in the order of their names' sha256. A parameter is
+    informed by 2-4 source groups, so K fixed folds dealt in turn can hold all of one parameter's groups at once
+    (5 folds put the three fsdp sources and the main Megatron source in one): its CV then measures nothing. Only
+    groups with a row that depends on a fitted parameter are dealt: a source of memory rows (KV capacity, peak
+    memory) informs no fit, so adding one never moves the other sources between folds."""
     groups = sorted({e.group for e in rows if e.keys}, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
-    return [set(groups[i::K_FOLDS]) for i in range(K_FOLDS)]
+    return [{g} for g in groups]
 
 
-def cross_validate(rows: list[Entry], preds: Predictions) -> dict[str, float]:
+def cross_validate(rows: list[Entry], preds: Predictions, free: set[Target] | None = None) -> dict[str, float]:
     """Out-of-fold residual of every row: each fold predicted with the fit of the others (a row of a group that
     depends on no fitted parameter has one residual whatever the fit: it is taken at the prior values)."""
     out = {e.row.id: preds.residual(e, PRIOR) for e in rows}
     for held in folds(rows):
-        params = fit([e for e in rows if e.group not in held], preds)
+        params = fit([e for e in rows if e.group not in held], preds, free)
         out |= {e.row.id: preds.residual(e, params) for e in rows if e.group in held}
     return out
 
@@ -223,6 +332,31 @@ def row_stack(row: Any) -> str:
     return key if key and key != "other" else row.stack.name.lower()
 
 
+def adopt(rows: list[Entry], preds: Predictions) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[Target, dict[str, Any]]]:
+    """Step 4: (the joint fit of the adopted parameters, its out-of-fold residuals, {parameter: its CV record}).
+    Fit and cross-validate the free parameters jointly; while one ends on the edge of its BOUNDS or loses to its
+    prior in CV, fix that one (an edge first, else the one that loses most) at PRIOR and refit the rest."""
+    free = set(free_targets(rows))
+    prior = {e.row.id: preds.residual(e, PRIOR) for e in rows}
+    records: dict[Target, dict[str, Any]] = {}
+    while True:
+        cv, params = cross_validate(rows, preds, free), fit(rows, preds, free)
+        losing = []
+        for t in sorted(free):
+            use = informing(rows, *t)
+            record = {"rows": sorted(e.row.id for e in use), "groups": sorted({e.group for e in use}),
+                      "cv_error": round(balanced_error(use, cv), 4), "prior_error": round(balanced_error(use, prior), 4)}
+            records[t] = record
+            if params[t[0]][t[1]] in BOUNDS[t[0]]:
+                losing.append((math.inf, t))
+                record["edge"] = params[t[0]][t[1]]
+            elif record["cv_error"] >= record["prior_error"]:
+                losing.append((record["cv_error"] / max(record["prior_error"], 1e-12), t))
+        if not losing:
+            return params, cv, {t: {**r, "adopted": t in free} for t, r in records.items()}
+        free.discard(max(losing)[1])
+
+
 def band_rows(rows: list[Entry], residuals: dict[str, float]) -> list[BandRow]:
     """The rows fit_bands reads: source group, kind, band group, stack, residual read as a time (a rate's negated)."""
     return [BandRow(e.row.id, e.group, e.row.kind, e.band_group, row_stack(e.row), residuals[e.row.id] * FAMILY[e.row.kind][1])
@@ -233,8 +367,7 @@ def run() -> dict[str, Any]:
     """The whole procedure; the returned document is what the data file holds (without its date)."""
     rows, skipped = entries()
     preds = Predictions()
-    final = fit(rows, preds)
-    cv = cross_validate(rows, preds)
+    final, cv, records = adopt(rows, preds)
     parameters: dict[str, dict[str, Any]] = {}
     for name, values in PRIOR.items():
         parameters[name] = {}
@@ -250,17 +383,18 @@ def run() -> dict[str, Any]:
                 entry["status"] = f"unfitted: stacks the engine does not name ({len(use)} fit rows); 1, as the reference"
             elif key == "other" and name == "step_overhead_s":
                 entry["status"] = f"unfitted: the rest ({len(use)} fit rows of engines without their own key); not one overhead"
-            elif key == "other" or len(groups) < MIN_GROUPS:
+            elif (name, key) not in records:
                 entry["status"] = f"unfitted: no data ({len(use)} fit rows from {len(groups)} source groups; {MIN_GROUPS} needed)"
             else:
-                fitted_error = statistics.median(abs(cv[e.row.id]) for e in use)
-                prior_error = statistics.median(abs(preds.residual(e, PRIOR)) for e in use)
-                entry |= {"rows": sorted(e.row.id for e in use), "groups": groups, "cv_error": round(fitted_error, 4),
-                          "prior_error": round(prior_error, 4)}
-                if fitted_error < prior_error:
-                    entry |= {"value": final[name][key], "status": "fitted"}
+                record = dict(records[(name, key)])
+                edge = record.pop("edge", None)
+                if record.pop("adopted"):
+                    entry |= {**record, "value": final[name][key], "status": "fitted"}
+                elif edge is not None:
+                    entry |= {**record, "status": f"unfitted: the fit runs to the edge of its range ({edge:g}, range "
+                                                  f"{BOUNDS[name][0]:g}-{BOUNDS[name][1]:g})"}
                 else:
-                    entry["status"] = "unfitted: fit did not beat the prior in cross-validation"
+                    entry |= {**record, "status": "unfitted: fit did not beat the prior in cross-validation"}
             parameters[name][key] = entry
     # Band residuals: out-of-fold where every parameter a row depends on was adopted; where one was kept at its
     # prior (not fitted), the shipped value is not a fit, so the row's residual at the shipped values is the honest one.
@@ -270,8 +404,10 @@ def run() -> dict[str, Any]:
                       else preds.residual(e, shipped) for e in rows}
     return {
         "about": "Written by benchmarks/fit_corpus.py (read its docstring); the engine reads its defaults from here.",
-        "objective": "median |log(predicted/measured)| over the parameter's fit rows, ties by mean squared log error",
-        "cross_validation": f"{K_FOLDS} folds of whole source groups inside the fit split",
+        "objective": "joint, source-balanced: sum over cells (a source group's rows reading the same parameters) of the "
+                     "cell's mean |log(predicted/measured)|, ties by the same on the squared log error; cv_error and "
+                     "prior_error are that mean over the parameter's cells",
+        "cross_validation": "leave one source group out, inside the fit split",
         "rows_used": sorted(e.row.id for e in rows),
         "rows_not_predicted": {row.id: why for row, why in skipped},
         "parameters": parameters,

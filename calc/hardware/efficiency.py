@@ -26,8 +26,8 @@ from calc.units import TERA, dtype_bytes
 
 # Large-GEMM plateau (fraction of dense peak) sustained inside a step, per architecture ("Hopper") and, for
 # fp8 GEMMs, per architecture and dtype ("Hopper/fp8": a fraction of the fp8 peak). The values are READ from
-# calc/data/fitted_defaults.json, the output of benchmarks/fit_corpus.py: each fitted on the corpus rows of its
-# generation and dtype (median |log(predicted/measured)|, 5-fold cross-validated over source groups), or kept
+# calc/data/fitted_defaults.json, the output of benchmarks/fit_corpus.py: fitted jointly with the stack factors and
+# engine overheads (source-balanced mean |log(predicted/measured)|, leave-one-source-out cross-validated), or kept
 # at its previous value and marked "unfitted: no data" there. An isolated cuBLAS GEMM reaches ~0.87 of an
 # A100's peak, ~0.80 of an H100's (HARDWARE.md); a step sustains less (clocks sag, kernels share the GPU).
 _PLATEAUS = parameter("gemm_plateau")
