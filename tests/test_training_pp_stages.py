@@ -50,15 +50,19 @@ def test_search_enumerates_what_megatron_places() -> None:
 
 def test_mfu_smooth_over_node_counts() -> None:
     """llama3-8b on N = 256, 264, ..., 2048 H100 (whole 8-GPU nodes, the default batch): neighbouring counts differ
-    by at most 10% of the MFU (relative). Physics of the bound: one node more changes N by <= 8/256 = 3%; at a fixed layout the
+    by at most 5% of the MFU (relative), 15% where the batch per GPU halves.
+    Physics of the bound: one node more changes N by <= 8/256 = 3%; at a fixed layout the
     ring all-reduce per GPU, 2 (N-1)/N x P bytes, changes by < 8/N^2 (nothing). The default batch per GPU (B/N
     sequences of 4,096) only steps once, from 2 to 1 at N = 1,024, halving the micro-batch: GEMM rows 8K -> 4K
     (both past the tile plateau, a few %) and twice the per-token share of the per-step DP tail and optimizer
     (about 5% of a step) and ZeRO-3's per-micro-batch weight gathers (fixed bytes) hidden under half the compute: together
-    <= ~10% of the MFU. The old search jumped 21% <-> 58% there (PP 25 for 32 layers; 264 GPUs had no layout at all)."""
+    10-15% of the MFU (the faster the GEMMs, the larger that fixed share: 11% at the fitted Hopper plateau 0.68),
+    and nowhere else more than the node's 3% plus a ZeRO/micro-batch switch (<= 5%). The old search jumped
+    21% <-> 58% there (PP 25 for 32 layers; 264 GPUs had no layout at all)."""
     m, g = load_model("llama3-8b"), load_gpu("h100")
     cost = ModelCost(m, g, system_for_gpu(g), DEFAULT_SEQ)
     mfus = [best_plan(cost, n).mfu for n in range(256, 2049, 8)]
-    steps = [abs(b - a) / a for a, b in zip(mfus, mfus[1:], strict=False)]
-    assert max(steps) <= 0.10
+    steps = {n: abs(b - a) / a for n, a, b in zip(range(264, 2049, 8), mfus, mfus[1:], strict=False)}
+    assert steps.pop(1024) <= 0.15  # the batch per GPU halves here (2 048 sequences over 1 024 GPUs)
+    assert max(steps.values()) <= 0.05
     assert 0.2 < min(mfus) and max(mfus) < 0.7
