@@ -8,7 +8,11 @@ parts, a plan search's plans, a serving plan's layouts), and beside each listed 
     fit:   "fits" | "tight" | "does not fit"              right after the boolean ``fits``.
 
 The GPU generation (GPUSpec.arch), dtype and dense/MoE that pick a band group are read from the result (``gpu``,
-``dtype`` or ``precision``, ``model``), or inherited from the result it is nested in.
+``dtype`` or ``precision``, ``model``), or inherited from the result it is nested in; so is the stack the band is read
+for (calc.bands.band ``stack``: a group holding no rows of it gives way to its pool): a training result's ``stack``
+(train-step, train-plan's plans, train-time's plan: megatron when no --stack is given, the step model's reference) or
+a serving result's ``engine`` (latency, concurrency, serve: vllm by default), by its family (vllm-v0 is vllm).
+--explain names it after each band's group.
 
 Two figures are derived rather than looked up:
 
