@@ -53,8 +53,9 @@ POOL = {"training_step_time": "training", "training_mfu": "training", "training_
         "serving_ttft": "serving_prefill"}
 
 
-# The results of serve and concurrency name their engine (vllm by default); train-step's and latency's name none.
-_ENGINE = {"serve": "vllm", "concurrency": "vllm"}
+# Every banded result names its engine (vllm by default) or training stack (megatron by default: no --stack given).
+_ENGINE = {"serve": "vllm", "concurrency": "vllm", "latency": "vllm", "report": "vllm", "train-step": "megatron",
+           "train-plan": "megatron", "train-time": "megatron"}
 
 
 def expected_band(command: tuple[str, ...], key: str, value: float) -> tuple[float, float, int]:

@@ -200,7 +200,8 @@ def latency(
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
     )
-    result = result.model_copy(update={"max_concurrency": mem.max_concurrency, **({"fits": False, "verdict": problem} if problem else {})})
+    result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
+                                       **({"fits": False, "verdict": problem} if problem else {})})
     emit_outcome(result, as_json, explain, latency_view, problem or None)  # JSON says fits: false, then exit 2
 
 

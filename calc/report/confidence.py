@@ -8,7 +8,11 @@ parts, a plan search's plans, a serving plan's layouts), and beside each listed 
     fit:   "fits" | "tight" | "does not fit"              right after the boolean ``fits``.
 
 The GPU generation (GPUSpec.arch), dtype and dense/MoE that pick a band group are read from the result (``gpu``,
-``dtype`` or ``precision``, ``model``), or inherited from the result it is nested in.
+``dtype`` or ``precision``, ``model``), or inherited from the result it is nested in; so is the stack the band is read
+for (calc.bands.band ``stack``: a group holding no rows of it gives way to its pool): a training result's ``stack``
+(train-step, train-plan's plans, train-time's plan: megatron when no --stack is given, the step model's reference) or
+a serving result's ``engine`` (latency, concurrency, serve: vllm by default), by its family (vllm-v0 is vllm).
+--explain names it after each band's group.
 
 Two figures are derived rather than looked up:
 
@@ -34,7 +38,7 @@ import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -179,11 +183,11 @@ def _stack(r: BaseModel) -> str | None:
     """The band's stack key of a result that names its training ``stack`` or serving ``engine``, as
     benchmarks/fit_corpus.row_stack keys a corpus row: a named training stack (calc.training.stack.stack_key), an
     engine (vllm, sglang, trtllm: their own family), else the name in lower case."""
-    from calc.training.stack import stack_key
+    from calc.training.stack import band_stack
 
     stack, engine = getattr(r, "stack", None), getattr(r, "engine", None)
     if isinstance(stack, str):
-        return stack_key(stack) if stack_key(stack) != "other" else stack.lower()
+        return band_stack(stack)
     return {"vllm-v0": "vllm"}.get(engine, engine.lower()) if isinstance(engine, str) else None
 
 
@@ -315,6 +319,7 @@ class Annotated:
 
     blocks: list[tuple[str, dict[str, Band], dict[str, Figure], Any]]
     tight: list[str]
+    stacks: dict[int, str] = field(default_factory=dict)  # block index -> the stack or engine its bands were read for
 
 
 def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annotated | None = None,
@@ -329,6 +334,8 @@ def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annot
         if bands:
             payload["bands"] = {k: {"low": b.low, "high": b.high, "level": b.level, "rows": b.rows, "group": b.group}
                                 for k, b in bands.items()}
+            if inner.stack is not None:
+                found.stacks[len(found.blocks)] = inner.stack
             found.blocks.append((where, bands, _figures(result), result))
         fit = fit_of(result, bands, inner)
         if fit is not None:
@@ -451,9 +458,16 @@ def how_sure_text(result: BaseModel, explain: bool = False) -> list[str]:
 HOW_SURE_TITLE = "How sure (80% bands from the measurement corpus):"
 
 
+def _stack_word(kind: str) -> str:
+    """What a band's stack is called for a figure: a serving figure's is the engine, a training figure's the stack."""
+    return "engine" if kind.startswith(("serving", "kv_", "inference")) or kind == "gpus_needed" else "stack"
+
+
 def explain_lines(found: Annotated) -> list[str]:
-    """--explain: which band group each figure's band comes from, and how many rows."""
+    """--explain: which band group each figure's band comes from, how many rows, and the stack (training) or engine
+    family (serving) it was read for (calc.bands.band: a group without rows of it gives way to the pool)."""
     return [f"band of {where + '.' if where else ''}{key}: {b.level:.0%} band {_range(b, figures[key].unit)} from "
             + (f"{b.rows} rows, group {b.group}" if b.rows else b.group)
-            for where, bands, figures, _ in found.blocks if _shown_block(where)
+            + (f"; read for {_stack_word(figures[key].kind)} {found.stacks[i]}" if i in found.stacks else "")
+            for i, (where, bands, figures, _) in enumerate(found.blocks) if _shown_block(where)
             for key, b in bands.items()]

@@ -72,6 +72,7 @@ class LatencyResult(BaseModel):
     ttft_at_full_peak_s: float
     fits: bool = True  # False: the engine's KV cache cannot hold the batch (the CLI then exits 2)
     max_concurrency: int | None = None  # requests the engine's KV cache admits (set by the CLI's fit check): the fit verdict
+    engine: str | None = None  # --engine, as concurrency names it (set with max_concurrency): its family picks the band
     verdict: str
     explain: list[str]
 

@@ -42,6 +42,14 @@ def stack_key(name: str | None) -> str:
     return name if name in STACKS else "other"
 
 
+def band_stack(name: str | None) -> str:
+    """The stack key a run's band is read by (calc.bands.band ``stack``), as benchmarks/fit_corpus.row_stack keys a
+    training row: the named stack the framework runs as (torchtitan -> fsdp; none given: megatron), else its own name
+    in lower case (two unknown frameworks are not one)."""
+    key = stack_key(name)
+    return key if key != "other" or not name else name.lower()
+
+
 def default_efficiency(stack: str) -> float:
     """e_stack of a named stack from the fitted defaults (1 for the reference, an unfitted or unknown stack)."""
     try:

@@ -43,6 +43,7 @@ from calc.memory.training import (
 )
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, pipeline_stage_layers, uneven_stage_note
+from calc.training.stack import band_stack
 from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
@@ -283,6 +284,7 @@ class TrainStepResult(BaseModel):
     num_microbatches: int
     layout: str
     dtype: str = "bf16"  # the compute dtype: picks the band group (calc.report.confidence)
+    stack: str = "megatron"  # the training stack (calc.training.stack.band_stack; megatron when none is given): the band's stack
     memory_per_gpu_bytes: int
     memory_per_gpu: dict[str, int]
     gpu_memory_bytes: int
@@ -347,7 +349,8 @@ def train_step(
         dp=layout.dp, cp=layout.cp, ep=layout.ep, etp=layout.etp, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
         layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp),
-        dtype=cost.dtype, memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
+        dtype=cost.dtype, stack=band_stack(cost.eff.stack),
+        memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
     )
     assumptions = base["assumptions"]
