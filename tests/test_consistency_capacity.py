@@ -1,7 +1,8 @@
 """Cross-command identities of serving capacity and inference memory (issue 20; issue 24 item 7): one
 capacity rule and one weight placement, so every command admits the same requests for the same deployment.
 Each identity is checked through two commands (or engine functions), and each against a number worked
-out by hand from the specs (H100 SXM: 85,520,809,984 B) and the default engine, vLLM V1 (0.11): utilisation 0.9,
+out by hand from the specs (H100 SXM: CUDA total 81105 MiB = 85,044,756,480 B, the total torch.cuda.mem_get_info
+reports and vLLM budgets on) and the default engine, vLLM V1 (0.11): utilisation 0.9,
 block 16; non-torch memory 0.1 GiB (V1 >= 0.9.1 counts only what appears above its snapshot, the CUDA context is
 outside it); on a device of >= 70 GiB that is not an A100 (EngineArgs.get_batch_defaults, vLLM >= 0.9)
 max_num_batched_tokens 8192 and max_num_seqs 1024, so the profile run is 8192 tokens whatever max_model_len is
@@ -25,8 +26,8 @@ from calc.sources.catalog import list_models, load_gpu, load_model
 from calc.specs import Parallelism
 from calc.specs.serving import EngineSettings
 
-H100_BYTES = 85_520_809_984
-USABLE = 76_968_728_985  # int(0.9 x 85,520,809,984)
+H100_BYTES = 85_044_756_480  # 81105 MiB
+USABLE = 76_540_280_832  # int(0.9 x 85,044,756,480)
 NON_TORCH = 107_374_182  # int(0.1 x 2^30)
 
 
@@ -48,10 +49,10 @@ def test_report_pool_by_hand():
     # = 67,584 values x 2 B x 8192 = 1,107,296,256 B; sampling phase (larger) 8192 x 3584 x 2 = 58,720,256 hidden
     # states + 1024 x 152,064 x 38 = 5,917,114,368 -> 5,975,834,624 B.
     # KV/token = 2 x 28 x 4 x 128 x 2 = 57,344 B; block 917,504 B.
-    # (76,968,728,985 - 15,231,233,024 - 5,975,834,624 - 107,374,182) // 917,504 = 60,658 blocks -> 758 requests.
+    # (76,540,280,832 - 15,231,233,024 - 5,975,834,624 - 107,374,182) // 917,504 = 60,191 blocks -> 752 requests.
     budget = USABLE - 15_231_233_024 - 5_975_834_624 - NON_TORCH
     blocks = budget // 917_504
-    assert blocks == 60_658
+    assert blocks == 60_191
     r = concurrency(load_model("qwen2.5-7b"), load_gpu("h100"), max_tokens=1280, dtype=None)
     assert r.num_gpu_blocks == blocks and r.kv_cache_tokens == 16 * blocks
     assert r.max_concurrency == blocks // 80  # 1280 - 1 slots = 80 blocks
@@ -64,9 +65,9 @@ def test_llama3_8b_concurrency_and_latency_agree_by_hand(cli):
     # forward 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664, below the sampling phase 8192 x 4096 x 2 = 67,108,864
     # + 1024 x 128,256 x 38 = 4,990,697,472 -> 5,057,806,336 B.
     # KV/token 2 x 32 x 8 x 128 x 2 = 131,072 B, block 2,097,152 B; a 4096-token request: 4095 slots = 256 blocks.
-    # (76,968,728,985 - 16,060,522,496 - 5,057,806,336 - 107,374,182) // 2,097,152 = 26,580 blocks.
+    # (76,540,280,832 - 16,060,522,496 - 5,057,806,336 - 107,374,182) // 2,097,152 = 26,376 blocks -> 103 requests.
     blocks = (USABLE - 16_060_522_496 - 5_057_806_336 - NON_TORCH) // 2_097_152
-    assert blocks == 26_580
+    assert blocks == 26_376
     fits = blocks // 256
     assert fits == 103
     conc = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "4096", "--json")
@@ -109,14 +110,14 @@ def test_gemma3_log_line_and_max_concurrency_by_hand(cli):
     # 3 x 10240) x 2 = 629,145,600, below the sampling phase 8192 x 2560 x 2 = 41,943,040 + 1024 x 262,208 x 38 =
     # 10,203,037,696 -> 10,244,980,736 B. KV per layer and token 2 x 4 x 256 x 2 = 4096 B; block 16 x 34 x 4096
     # = 2,228,224 B.
-    # (76,968,728,985 - 8,600,158,944 - 10,244,980,736 - 107,374,182) // 2,228,224 = 26,036 blocks;
-    # 26,036 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 282 requests.
+    # (76,540,280,832 - 8,600,158,944 - 10,244,980,736 - 107,374,182) // 2,228,224 = 25,844 blocks;
+    # 25,844 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 280 requests.
     blocks = (USABLE - 8_600_158_944 - 10_244_980_736 - NON_TORCH) // (16 * 34 * 4096)
-    assert blocks == 26_036
+    assert blocks == 25_844
     per_request = 5 * 4096 * 4096 + 29 * 1024 * 4096  # full layers hold 4096 tokens, sliding ones their 1024
     ours = blocks * 16 * 34 * 4096 // per_request
     r = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096", "--json").json()
-    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 282
+    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 280
     # vLLM V1 logs num_blocks / cdiv(max_model_len, block_size) (kv_cache_utils.get_max_concurrency_for_kv_cache_config)
     assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 256:.2f}x" in r["engine_log"]
     table = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096").out
@@ -202,6 +203,6 @@ def test_does_not_fit_exits_2_with_and_without_json(cli, args):
 
 
 def test_fits_exits_0(cli):
-    assert load_gpu("h100").memory_bytes == H100_BYTES  # the capacity every derivation above starts from
+    assert load_gpu("h100").cuda_total_bytes == H100_BYTES  # the capacity every derivation above starts from
     for args in (("memory", "llama3-8b", "--gpu", "h100"), ("concurrency", "llama3-8b", "--gpu", "h100")):
         assert cli(*args).code == cli(*args, "--json").code == 0

@@ -15,27 +15,29 @@ GIB = 2**30
 
 
 def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
-    # A800 reports 81920 MiB = 85,899,345,920 B; x 0.9 = int 77,309,411,328.
+    # A800: CUDA reports 81157 MiB (mem_get_info total; the A100-SXM4-80GB reading, nvidia-smi's 81920 less the
+    # driver reserve) = 85,099,282,432 B; x 0.9 = int 76,589,354,188.
     # weights per rank: 68,976,648,192 params x 2 B / 2 = 68,976,648,192 B.
     # max_model_len = 4096 (model), no chunked prefill -> profile run of max(4096, 2048) = 4096 tokens, the larger of
     #   forward  4096 x (3 x 8192 + 3 x 28672 / 2) x 2 = 553,648,128 B and
     #   sampling 4096 x 8192 x 2 + 256 rows x 32000 x 28 B (V0 "0.6" < 0.6.2: 16-bit top-k/top-p sort) = 296,484,864 B.
     # non-torch: V0 before 0.6.4 reads its initial free memory after the CUDA context exists, so only the
     #   0.1 GiB of workspaces + 0.25 GiB communication buffers (TP 2): int(0.35 x 2^30) = 375,809,638 B.
-    # budget = 77,309,411,328 - 68,976,648,192 - 553,648,128 - 375,809,638 = 7,403,305,370 B.
+    # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 375,809,638 = 6,683,248,230 B.
     # KV/token/rank = 2 x 80 x (8/2) x 128 x 2 = 163,840 B; block of 16 = 2,621,440 B.
-    # blocks = floor(7,403,305,370 / 2,621,440) = 2824; tokens 45,184; 4000-token requests take 250 blocks -> 11.
+    # blocks = floor(6,683,248,230 / 2,621,440) = 2549; tokens 40,784; 4000-token requests take 250 blocks -> 10.
     v0 = EngineSettings(engine="vllm-v0")
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), settings=v0, tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.activation_peak_bytes == 553_648_128
-    assert mem.kv_budget_bytes == 7_403_305_370
-    assert mem.num_gpu_blocks == 2824 and mem.kv_cache_tokens == 45_184
-    assert mem.max_concurrency == 11
-    assert "# GPU blocks: 2824, # CPU blocks: 0" in mem.log
+    assert mem.kv_budget_bytes == 6_683_248_230
+    assert mem.num_gpu_blocks == 2549 and mem.kv_cache_tokens == 40_784
+    assert mem.max_concurrency == 10
+    assert "# GPU blocks: 2549, # CPU blocks: 0" in mem.log
     # `concurrency` sets max_model_len = the request (4000): forward 4000 x 67,584 x 2 = 540,672,000 B;
-    # budget 7,416,281,498 B / 2,621,440 = 2829.1 -> 2829 blocks = 45,264 tokens -> 11.
+    # budget 76,589,354,188 - 68,976,648,192 - 540,672,000 - 375,809,638 = 6,696,224,358 B / 2,621,440 = 2554.4
+    # -> 2554 blocks = 40,864 tokens -> 10.
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000, settings=v0)
-    assert r.num_gpu_blocks == 2829 and r.kv_cache_tokens == 45_264 and r.max_concurrency == 11
+    assert r.num_gpu_blocks == 2554 and r.kv_cache_tokens == 40_864 and r.max_concurrency == 10
     assert r.kv_cache_bytes_per_request == 2 * 250 * 2_621_440
 
 
@@ -43,8 +45,9 @@ def test_utilization_and_block_size_change_the_answer() -> None:
     m, gpu = load_model("llama3-8b"), load_gpu("h100")
     base = engine_memory(m, gpu, settings=EngineSettings(max_model_len=8192))
     lower = engine_memory(m, gpu, settings=EngineSettings(max_model_len=8192, gpu_memory_utilization=0.8))
-    # 0.1 x 81559 MiB = 8,552,107,622 B less budget; / 131,072 B per token (32 x 8 x 128 x 2 x 2) = 65,247 tokens
-    assert base.kv_cache_tokens - lower.kv_cache_tokens == pytest.approx(65_247, abs=32)
+    # 0.1 x 81105 MiB (the CUDA total) = 8,504,475,648 B less budget; / 131,072 B per token (32 x 8 x 128 x 2 x 2)
+    # = 64,884 tokens
+    assert base.kv_cache_tokens - lower.kv_cache_tokens == pytest.approx(64_884, abs=32)
     big_blocks = engine_memory(m, gpu, settings=EngineSettings(max_model_len=8192, block_size=32))
     assert big_blocks.kv_cache_tokens % 32 == 0 and big_blocks.kv_cache_tokens <= base.kv_cache_tokens
 
@@ -66,11 +69,12 @@ def test_chunked_prefill_shrinks_the_profile_run() -> None:
 
 def test_sglang_pool() -> None:
     # Llama-3-8B on one H100, SGLang 0.5.3, mem_fraction_static 0.88 (its TP-1 default before 0.5.4):
-    # total = 81559 MiB - 0.5 GiB = 85,520,809,984 - 536,870,912 = 84,983,939,072 B; x 0.88 = int 74,785,866,383
-    # weights 8,030,261,248 x 2 = 16,060,522,496 B; pool = 58,725,343,887 B / 131,072 B per token = 448,038 tokens.
+    # total = free after the context = CUDA total 81105 MiB - 0.5 GiB = 85,044,756,480 - 536,870,912
+    # = 84,507,885,568 B; x 0.88 = int 74,366,939,299; weights 8,030,261,248 x 2 = 16,060,522,496 B;
+    # pool = 58,306,416,803 B / 131,072 B per token = 444,842 tokens.
     mem = engine_memory(load_model("llama3-8b"), load_gpu("h100"), settings=EngineSettings(engine="sglang", engine_version="0.5.3"))
-    assert mem.kv_cache_tokens == 448_038
-    assert "max_total_num_tokens=448038" in mem.log
+    assert mem.kv_cache_tokens == 444_842
+    assert "max_total_num_tokens=444842" in mem.log
 
 
 def test_fp8_kv_doubles_the_tokens() -> None:
@@ -87,7 +91,7 @@ def test_shared_prefix_admits_more_requests() -> None:
     m, gpu = load_model("llama2-70b"), load_gpu("a800")
     mem = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0"), tp=2, dtype="fp16", tokens_per_request=4000,
                         shared_prefix=2000)
-    assert mem.max_concurrency == (2824 - 125) // 125
+    assert mem.max_concurrency == (2549 - 125) // 125
 
 
 def test_bad_engine_inputs() -> None:
@@ -106,14 +110,14 @@ def test_vllm_v1_blocks_llama2_70b_tp2_a800() -> None:
     #   top-k/top-p sort: bf16 2 + fp32 4 + sorted 4 + int64 indices 8 + int64 iota 8 + CUB alternate buffers 12)
     #   = 1,245,184,000 -> 1,379,401,728 B.
     # non-torch: V1 >= 0.9.1 counts only the increase over its snapshot: 0.1 + 0.25 (TP 2) GiB = 375,809,638 B.
-    # budget = 77,309,411,328 - 68,976,648,192 - 1,379,401,728 - 375,809,638 = 6,577,551,770 B (6.13 GiB)
-    # blocks = floor(6,577,551,770 / 2,621,440) = 2509; tokens 40,144; 4000-token requests (250 blocks) -> 10.
+    # budget = 76,589,354,188 - 68,976,648,192 - 1,379,401,728 - 375,809,638 = 5,857,494,630 B (5.46 GiB)
+    # blocks = floor(5,857,494,630 / 2,621,440) = 2234; tokens 35,744; 4000-token requests (250 blocks) -> 8.
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.batched_tokens == 8192 and mem.max_num_seqs == 1024 and mem.chunked_prefill
     assert mem.activation_peak_bytes == 1_379_401_728
-    assert mem.kv_budget_bytes == 6_577_551_770
-    assert mem.num_gpu_blocks == 2509 and mem.kv_cache_tokens == 40_144 and mem.max_concurrency == 10
-    assert mem.log[:2] == ["Available KV cache memory: 6.13 GiB", "GPU KV cache size: 40,144 tokens"]
+    assert mem.kv_budget_bytes == 5_857_494_630
+    assert mem.num_gpu_blocks == 2234 and mem.kv_cache_tokens == 35_744 and mem.max_concurrency == 8
+    assert mem.log[:2] == ["Available KV cache memory: 5.46 GiB", "GPU KV cache size: 35,744 tokens"]
 
 
 def test_vllm_v1_defaults_by_version_and_gpu() -> None:
@@ -129,7 +133,8 @@ def test_vllm_v1_defaults_by_version_and_gpu() -> None:
 
 
 def test_sglang_054_mem_fraction_heuristic() -> None:
-    # SGLang >= 0.5.4 server_args._handle_gpu_memory_settings on an H100 (81559 MiB), TP 1:
+    # SGLang >= 0.5.4 server_args._handle_gpu_memory_settings on an H100 (nvidia-smi 81559 MiB: the heuristic reads
+    # get_device_memory_capacity, nvidia-smi memory.total), TP 1:
     # bucket < 90 GiB -> chunked_prefill_size 8192, cuda_graph_max_bs 256;
     # reserved = 512 + 1.5 x 8192 + 2 x 256 + 1 x 1 / 8 x 1024 = 13,440 MiB (> 10,240 floor);
     # mem_fraction_static = round((81559 - 13440) / 81559, 3) = round(0.83521, 3) = 0.835.
@@ -139,22 +144,22 @@ def test_sglang_054_mem_fraction_heuristic() -> None:
     assert s.mem_fraction(1, gpu.memory_bytes) == 0.835 and s.mem_fraction(8, gpu.memory_bytes) == 0.818
     mem = engine_memory(load_model("llama3-8b"), gpu, settings=s)
     assert mem.batched_tokens == 8192
-    # pool = int(0.835 x 84,983,939,072) - 16,060,522,496 = 70,961,589,125 - 16,060,522,496 = 54,901,066,629
-    # / 131,072 B per token = 418,861 tokens
-    assert mem.kv_cache_tokens == 418_861
+    # pool = int(0.835 x 84,507,885,568 (CUDA total 81105 MiB - 0.5 GiB)) - 16,060,522,496 = 70,564,084,449
+    # - 16,060,522,496 = 54,503,561,953 / 131,072 B per token = 415,829 tokens
+    assert mem.kv_cache_tokens == 415_829
 
 
 def test_trtllm_pytorch_backend_kv() -> None:
-    # TRT-LLM PyTorch backend, Llama-3-8B on one H100 (85,520,809,984 B): free = capacity - non-torch 0.5 GiB
+    # TRT-LLM PyTorch backend, Llama-3-8B on one H100 (CUDA total 81105 MiB = 85,044,756,480 B): free = total - non-torch 0.5 GiB
     # - weights 16,060,522,496 - profile peak of max_num_tokens 8192, the larger of the forward
     #   8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 and the logits phase 8192 x 4096 x 2 + min(2048, 8192) x
-    #   128256 x 2 = 592,445,440 -> free = 85,520,809,984 - 536,870,912 - 16,060,522,496 - 905,969,664
-    #   = 68,017,446,912; KV = int(0.9 x free) = 61,215,702,220; per token 131,072 B; block 32 tokens = 4,194,304 B
-    # -> 14,594 blocks = 467,008 tokens (14,594 x 4 MiB = 57.01 GiB).
+    #   128256 x 2 = 592,445,440 -> free = 85,044,756,480 - 536,870,912 - 16,060,522,496 - 905,969,664
+    #   = 67,541,393,408; KV = int(0.9 x free) = 60,787,254,067; per token 131,072 B; block 32 tokens = 4,194,304 B
+    # -> 14,492 blocks = 463,744 tokens (14,492 x 4 MiB = 56.61 GiB).
     mem = engine_memory(load_model("llama3-8b"), load_gpu("h100"), settings=EngineSettings(engine="trtllm"))
     assert mem.block_size == 32 and mem.batched_tokens == 8192
-    assert mem.kv_cache_tokens == 467_008
-    assert mem.log == ["[MemUsageChange] Allocated 57.01 GiB for max tokens in paged KV cache (467008)."]
+    assert mem.kv_cache_tokens == 463_744
+    assert mem.log == ["[MemUsageChange] Allocated 56.61 GiB for max tokens in paged KV cache (463744)."]
 
 
 def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:
@@ -165,11 +170,12 @@ def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:
     #   PyTorch-native sort (0.8.5 pip wheel, no FlashInfer): 256 x 151,936 x 38 = 1,478,033,408 -> 1,486,422,016 B
     #   FlashInfer (0.8.5: fp32 logits then softmax, 2 + 4 + 4 B): 256 x 151,936 x 10 = 388,956,160 -> 397,344,768 B
     #   V0 0.6.5 chunked to 2048 (fp32 top-k/top-p sort, 32 B): 256 x 151,936 x 32 = 1,244,659,712 -> 1,253,048,320 B
-    # A10 24,146,608,128 B x 0.9 = int 21,731,947,315; weights 30,532,122,624 x 2 / 4 = 15,266,061,312;
-    # non-torch 0.5 + 0.25 GiB = 805,306,368 (0.8.5 counts the CUDA context); KV block 16 x 24,576 = 393,216 B:
-    #   native:     21,731,947,315 - 15,266,061,312 - 1,486,422,016 - 805,306,368 = 4,174,157,619 -> 10,615 blocks
-    #   FlashInfer: 21,731,947,315 - 15,266,061,312 - 397,344,768 - 805,306,368 = 5,263,234,867 -> 13,385 blocks
-    # = 169,840 and 214,160 tokens (the log of vllm issue #17469, a docker image with FlashInfer: 198,784).
+    # A10: CUDA total 22587 MiB (the A10G reading) = 23,684,186,112 B x 0.9 = int 21,315,767,500; weights
+    # 30,532,122,624 x 2 / 4 = 15,266,061,312; non-torch 0.5 + 0.25 GiB = 805,306,368 (0.8.5 counts the CUDA
+    # context); KV block 16 x 24,576 = 393,216 B:
+    #   native:     21,315,767,500 - 15,266,061,312 - 1,486,422,016 - 805,306,368 = 3,757,977,804 -> 9,557 blocks
+    #   FlashInfer: 21,315,767,500 - 15,266,061,312 - 397,344,768 - 805,306,368 = 4,847,055,052 -> 12,326 blocks
+    # = 152,912 and 197,216 tokens (the log of vllm issue #17469, a docker image with FlashInfer: 198,784).
     m, gpu = load_model("qwen3-30b-a3b"), load_gpu("a10")
     s = EngineSettings(engine_version="0.8.5", max_model_len=8192)
     native = engine_memory(m, gpu, settings=s, tp=4)
@@ -181,5 +187,5 @@ def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:
     assert native.activation_peak_bytes == 1_486_422_016
     assert fi.activation_peak_bytes == 397_344_768
     assert v0.activation_peak_bytes == 1_253_048_320
-    assert native.kv_budget_bytes == 4_174_157_619 and fi.kv_budget_bytes == 5_263_234_867
-    assert native.kv_cache_tokens == 169_840 and fi.kv_cache_tokens == 214_160
+    assert native.kv_budget_bytes == 3_757_977_804 and fi.kv_budget_bytes == 4_847_055_052
+    assert native.kv_cache_tokens == 152_912 and fi.kv_cache_tokens == 197_216

@@ -3,7 +3,7 @@
 vLLM V1 (``vllm``; vllm/v1/worker/gpu_worker.py determine_available_memory): load the weights, run one
 profile forward of max_num_batched_tokens tokens (chunked prefill is always on) and the sampler on
 min(max_num_seqs, max_num_batched_tokens) rows, then
-    requested = gpu_memory_utilization x total
+    requested = gpu_memory_utilization x total   (total: torch.cuda.mem_get_info()[1], GPUSpec.cuda_total_bytes)
     available KV = requested - (weights + activation peak + non-torch memory [+ CUDA-graph estimate, >= 0.20])
 CUDA graphs are captured after the KV cache is allocated (compile_or_warm_up_model runs after
 initialize_from_config); up to 0.19 their memory sits in the 1 - gpu_memory_utilization margin, from 0.20 an
@@ -247,7 +247,15 @@ def engine_memory(
         raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, EP {ep} a multiple of TP {tp} (data-parallel "
                            f"attention groups of TP ranks, calc.serving.moe) and {ep} dividing its experts")
     kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
-    cap = capacity_bytes or gpu.memory_bytes
+    # The budgets start from the device total CUDA reports (GPUSpec.cuda_total_bytes, below nvidia-smi's by the
+    # driver's reserve): vLLM V1 gpu_worker.py requested_memory = gpu_memory_utilization x init_snapshot.total_memory
+    # (MemorySnapshot: torch.cuda.mem_get_info()[1]); V0 worker.py total_gpu_memory of torch.cuda.mem_get_info();
+    # SGLang get_available_gpu_memory and TRT-LLM KvCacheCreator read the free memory of mem_get_info. The
+    # engines' size heuristics read the device's memory (SGLang get_device_memory_capacity: nvidia-smi
+    # memory.total; vLLM get_batch_defaults: get_device_total_memory, the CUDA total, no threshold between the
+    # two for any GPU): they take ``device``.
+    cap = capacity_bytes or gpu.cuda_total_bytes
+    device = capacity_bytes or gpu.memory_bytes
     max_len = s.context_len(m.max_position_embeddings)
     request = tokens_per_request or max_len
     if request > max_len:
@@ -257,8 +265,8 @@ def engine_memory(
     weights = weights_per_gpu(m, dtype, tp, pp, attention_ranks(tp, ep))  # experts / (d x t) = experts / EP
     kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
     acc = s.accounting()
-    batched = s.batched_tokens(m.max_position_embeddings, cap, gpu.name, tp)
-    seqs = s.seqs(cap, gpu.name)
+    batched = s.batched_tokens(m.max_position_embeddings, device, gpu.name, tp)
+    seqs = s.seqs(device, gpu.name)
     non_torch, non_torch_line = non_torch_bytes(acc, s.version(), tp * pp * ep > 1, assumptions)
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
@@ -299,7 +307,7 @@ def engine_memory(
         setting_line = (f"free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}; max_num_tokens {batched:,}; "
                         f"max_batch_size {seqs}; tokens_per_block {page}")
     else:
-        frac = s.mem_fraction(tp, cap, pp)
+        frac = s.mem_fraction(tp, device, pp)
         total = cap - non_torch
         usable, act = int(frac * total), 0
         budget = usable - weights
@@ -321,7 +329,7 @@ def engine_memory(
     fits = concurrency >= 1
     log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes)
     explain = [
-        f"capacity as the device reports it = {cap:,} B ({cap / GIB:.2f} GiB)",
+        f"device total as CUDA reports it (torch.cuda.mem_get_info) = {cap:,} B ({cap / GIB:.2f} GiB)",
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
         f"({weights / GIB:.2f} GiB)",
         budget_line,

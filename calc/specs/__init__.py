@@ -323,6 +323,10 @@ class GPUSpec(_Spec):
 
     memory_gb: float = Field(gt=0, description="datasheet memory, GB (1e9)")
     memory_visible_mib: PositiveInt | None = Field(None, description="memory the device reports, MiB")
+    memory_cuda_total_mib: PositiveInt | None = Field(None, description=(
+        "device total as CUDA reports it, MiB: torch.cuda.mem_get_info()[1] (cudaMemGetInfo's total, the "
+        "cudaDeviceProp.totalGlobalMem torch.cuda.get_device_properties prints), ECC on, default driver; below "
+        "memory_visible_mib (nvidia-smi's total) by what the driver keeps for itself"))
     hbm_tb_s: float = Field(gt=0, description="memory bandwidth, TB/s (1e12)")
     interconnect_gb_s: float = Field(0, gt=0, description=(
         "GPU-GPU link, bidirectional GB/s, > 0 when given; left out = none stated (TP traffic priced at the "
@@ -347,6 +351,24 @@ class GPUSpec(_Spec):
         if self.memory_visible_mib:
             return self.memory_visible_mib * 2**20
         return int(self.memory_gb * 10**9)
+
+    @property
+    def cuda_total_bytes(self) -> int:
+        """The device total the serving engines budget on: what torch.cuda.mem_get_info()[1] reports
+        (memory_cuda_total_mib) where a reading is known, else memory_bytes. vLLM V1 requests
+        gpu_memory_utilization x MemorySnapshot.total_memory (vllm/utils, torch.cuda.mem_get_info), V0 the total
+        of torch.cuda.mem_get_info() (vllm/worker/worker.py); SGLang and TRT-LLM size from the free memory
+        mem_get_info reports, which is at most this total."""
+        if self.memory_cuda_total_mib:
+            return self.memory_cuda_total_mib * 2**20
+        return self.memory_bytes
+
+    @model_validator(mode="after")
+    def _cuda_total_below_visible(self) -> GPUSpec:
+        if self.memory_cuda_total_mib and self.memory_cuda_total_mib > self.memory_bytes // 2**20:
+            raise ValueError(f"memory_cuda_total_mib ({self.memory_cuda_total_mib}) exceeds the device's memory "
+                             f"({self.memory_bytes // 2**20} MiB): CUDA reports at most what nvidia-smi does")
+        return self
 
 
 class Parallelism(_Spec):

@@ -56,6 +56,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "datasheet_peak_tflops": (1e-3, 100_000),
     "memory_gb": (0.1, 100_000),
     "memory_visible_mib": (1, 100_000_000),
+    "memory_cuda_total_mib": (1, 100_000_000),
     "hbm_tb_s": (1e-3, 1_000),
     "interconnect_gb_s": (1e-3, 1_000_000),
     "tdp_w": (1, 100_000),
