@@ -171,9 +171,9 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
     method = k.get("method", "lora")
     if method in ("adapter", "adapter_v2"):
         raise Unrepresentable(f"method {method} (LLaMA-Adapter prompts/gates) is not modelled: lora, qlora, dora, full")
-    out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "optimizer", "loss",
-                                                    "recompute", "attention", "zero", "fused", "optimizer_in_backward",
-                                                    "grad_accum", "offload_params", "offload_optimizer",
+    out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "lora_dropout",
+                                                    "optimizer", "loss", "recompute", "attention", "zero", "fused",
+                                                    "optimizer_in_backward", "grad_accum", "offload_params", "offload_optimizer",
                                                     "offload_activations", "shard_embeddings_separately") if key in k}
     out["method"] = method
     if (recompute := stack_recompute(row, k)) is not None:
