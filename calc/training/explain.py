@@ -61,15 +61,17 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
     core_peak = peak_tflops(cost.gpu, cost.core_dtype) * TERA
-    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp):
+    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp, layout.sp):
         bf16 = cost.fp8 and name.startswith("router")
         achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
         ramp = grouped_gemm_ramp(rows, eff.grouped_gemm_efficiency)
         grouped = (f", grouped: {ramp:.3g} of the dense rate at {rows:,.0f} tokens per expert "
                    f"({eff.grouped_gemm_efficiency:g} at <= {GROUPED_RAMP_ROWS[0]:g}, 1 at {GROUPED_RAMP_ROWS[1]:g})"
                    if count > 1 and ramp < 1 else "")
-        cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
-                if cast_f else "")
+        rule = ("Megatron-Core TE rules, calc.training.fp8_recipe: shared / norm-fused inputs, weights once per step"
+                if cost.te_layout else "x ([m,k] + [k,n]) forward, x [m,n] backward")
+        cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B ({rule}) = {_ms(cast_f)} forward, {_ms(cast_b)} backward"
+                if cast_f or cast_b else "")
         lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
                      f"({achieved:.0%} of {'bf16 ' if bf16 else ''}peak{grouped}){cast}")
     if lc.moe_fwd:
