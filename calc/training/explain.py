@@ -89,7 +89,9 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         each = sum(cost.coll(k, act, tp) for k in kinds)
         lines.append(f"tp_comm_s: {'AG + RS' if layout.sp else 'all-reduce'} of T*H*bytes = {_mb(act)} on {_where(cost, tp, 1)} "
                      f"= {_ms(each)}; per layer 2 forward + 2 backward{' + 2 AG re-gathered in backward' if layout.sp else ''}"
-                     f"{' + 2 recomputed' if layout.recompute == 'full' else ''}; x {t.stage_layers} layers x m = "
+                     f"{' + 2 recomputed' if layout.recompute == 'full' else ''}"
+                     f"{' (fp8 run: the all-gathers move 1 B per element, calc.training.cost TP)' if cost.te_layout and layout.sp else ''}"
+                     f"; x {t.stage_layers} layers x m = "
                      f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
     if ep * etp > 1 and m.moe:
         routed = cost.ep_routed_bytes(T / tp, ep)
