@@ -10,7 +10,7 @@ from calc.sources.catalog import load_gpu, load_model, load_system
 from calc.training.cost import Efficiencies, ModelCost
 
 HBM = 3.35e12 * 0.9
-T, H, KV, I = 8192, 4096, 1024, 14336
+T, H = 8192, 4096  # tokens per micro-batch, hidden size (KV width 1024, MLP width 14336 in the comments)
 
 
 def _cost(dtype: str = "fp8", recipe: str | None = None) -> ModelCost:
