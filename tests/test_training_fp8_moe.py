@@ -7,7 +7,7 @@ import pytest
 
 from calc.hardware.efficiency import grouped_gemm_rate
 from calc.sources.catalog import load_gpu, load_model, load_system
-from calc.training.cost import ModelCost
+from calc.training.cost import Efficiencies, ModelCost
 from calc.training.layout import Layout
 from calc.training.step import train_step
 
@@ -42,8 +42,11 @@ def test_fp8_elementwise_traffic_is_bf16() -> None:
 
 def test_fp8_cast_bytes_per_gemm_operand() -> None:
     # q_proj of Llama-3-8B at T = 8192: input [8192, 4096], weight [4096, 4096], output gradient [8192, 4096];
-    # 4 B of HBM traffic per element cast (read 2 + fp8 write 1 + transposed copy 1)
-    cost = _llama8b("fp8")
+    # 4 B of HBM traffic per element cast (read 2 + fp8 write 1 + transposed copy 1), every operand of every GEMM cast
+    # (a stack without Megatron-Core's fused TE linears: llm-foundry's te.Linear, delayed scaling; the Megatron layout
+    # is tests/test_fp8_megatron_casts.py)
+    cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 8192, "fp8",
+                     Efficiencies(stack="llm-foundry"))
     fwd, bwd = cost.fp8_cast_s(8192, 4096, 4096)
     assert fwd == pytest.approx(4 * (8192 * 4096 + 4096 * 4096) / H100_HBM_B_S)  # 201.3 MB: 66.8 us
     assert fwd == pytest.approx(66.77e-6, rel=1e-3)

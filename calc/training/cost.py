@@ -29,6 +29,11 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               cores take only TN operands; MXFP8 keeps row- and column-wise scaled copies; TE Float8Tensor /
               MXFP8Tensor) = 4 B. Delayed scaling and MXFP8 find the amax / block scales inside the cast
               kernel; current (per-tensor dynamic) scaling reads the input once more for its amax (+2 B: 6).
+              Megatron-Core (stack megatron, Transformer Engine modules) casts less (calc.training.fp8_recipe,
+              "Megatron-Core"): one input cast for q/k/v (linear_qkv) and one for gate/up (linear_fc1); the norm-fed
+              inputs quantized inside the RMSNorm kernel (delayed, MXFP8: 0 B more); weights cast once per step (left
+              out per micro-batch); with SP the norm output and the row-parallel output gradient cast on the T/t local
+              rows and all-gathered in fp8, their transposed copy made after the gather (2 B per gathered element).
   MoE         on the rank's sequence-parallel slice T/t: router (fp32 logits [T/t, E]: written, read by softmax/top-k,
               probs written: 12 B each) and permute / unpermute (gather the T/t*k*cf routed copies of H: read +
               write 2 B each; combine reads them and writes T/t*H), and, on a rank holding more than one expert,
@@ -53,7 +58,12 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               forward (nothing extra with flash attention, whose backward recomputes it anyway).
 Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2):
   TP          forward 2 all-reduces of T*H*bytes, backward 2; with SP each becomes all-gather +
-              reduce-scatter, and the backward re-gathers its inputs (2 more all-gathers)
+              reduce-scatter, and the backward re-gathers its inputs (2 more all-gathers). In a Megatron-Core fp8
+              run with SP the all-gathers of the TE LayerNorm-linears' inputs (forward and the backward re-gather) and
+              of the row-parallel GEMMs' output gradients move fp8, 1 B per element (Transformer Engine
+              layernorm_linear.py / base.py, gather_along_first_dim(..., quantizer=...)): both pairs in a dense
+              layer, the attention's alone in a MoE layer (its MLP input feeds the bf16 router); reduce-scatters
+              stay bf16
   EP          per MoE layer, dispatch + combine all-to-all of (T/t)*k*cf*H*bytes x imb (bf16 in fp8 runs) over the EP
               group of e ranks u apart (Megatron's expert rank order tp-ep-dp: NVLink when u*e fits in a node, else
               the NIC for the share leaving the node; calc.hardware.collectives.collective_time "all_to_all"); with
@@ -91,7 +101,13 @@ from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_by
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
-from calc.training.fp8_recipe import FP8_RECIPES
+from calc.training.fp8_recipe import (
+    FP8_RECIPES,
+    FP8_TRANSPOSE_BYTES,
+    NORM_FED_COMPONENTS,
+    NORM_FUSED_RECIPES,
+    SHARED_INPUT_GROUPS,
+)
 from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
@@ -251,6 +267,8 @@ class ModelCost:
         self.fp8_recipe = self.eff.resolved_fp8_recipe()
         cast_bytes, self.fp8_gemm_rate = FP8_RECIPES[self.fp8_recipe]
         self.fp8_cast_bytes = self.eff.fp8_cast_bytes if self.eff.fp8_cast_bytes is not None else cast_bytes
+        # Megatron-Core's Transformer Engine layout (fused linears, norm-fused casts, cached weights, fp8 gathers)
+        self.te_layout = self.fp8 and stack_key(self.eff.stack) == "megatron"
         self.kernel_scale = 1.0 / self.eff.resolved_stack_efficiency()  # every compute kernel's time x this
         d_qk, d_v = attention_dims(self.m)
         self.attention_head_dim = (d_qk + d_v) / 2
@@ -282,15 +300,43 @@ class ModelCost:
         return tuple(attention_rate(self.gpu, self.attention_kernel, d, self.attention_head_dim, self.seq / cp, True,
                                     self.core_dtype) for d in ("fwd", "bwd"))  # type: ignore[return-value]
 
-    def fp8_cast_s(self, rows: float, n: float, k: float, count: int = 1) -> tuple[float, float]:
-        """(forward, backward) seconds of the fp8 casts of one fp8 GEMM [rows, k] @ [k, n] (x ``count`` experts):
-            forward  = fp8_cast_bytes x count x (rows k + k n) / HBM    (input and weight)
-            backward = fp8_cast_bytes x count x rows n / HBM            (output gradient)
+    def fp8_cast_s(self, rows: float, n: float, k: float, count: int = 1, name: str = "", component: str = "",
+                   tp: int = 1, sp: bool = False) -> tuple[float, float]:
+        """(forward, backward) seconds of the fp8 casts of one fp8 GEMM [rows, k] @ [k, n] (x ``count`` experts), c =
+        fp8_cast_bytes:
+            forward  = c x count x (rows k + k n) / HBM    (input and weight)
+            backward = c x count x rows n / HBM            (output gradient)
+        In Megatron-Core's Transformer Engine layout (``te_layout``; calc.training.fp8_recipe, "Megatron-Core"), for
+        the projection ``name`` of ``component``:
+            weight       0 per micro-batch (cast once per step)
+            input        0 for all but the first projection of a SHARED_INPUT_GROUPS group (one TE linear, one cast);
+                         of the first, in a NORM_FED_COMPONENTS component, f = 0 (NORM_FUSED_RECIPES) else c per
+                         element, and when all-gathered (SP, t > 1) instead
+                         ((f or c - 1) x rows / t + FP8_TRANSPOSE_BYTES x rows) x k
+            out. grad.   of a row-parallel GEMM (o_proj, down_proj) under SP, t > 1:
+                         ((c - 1) x rows / t + FP8_TRANSPOSE_BYTES x rows) x n
         0 outside fp8 runs."""
         if not self.fp8:
             return 0.0, 0.0
-        per = self.fp8_cast_bytes * count / self.hbm
-        return per * (rows * k + k * n), per * rows * n
+        c = self.fp8_cast_bytes
+        if not self.te_layout:
+            per = c * count / self.hbm
+            return per * (rows * k + k * n), per * rows * n
+        gathered = sp and tp > 1
+        group = next((g for g in SHARED_INPUT_GROUPS if name in g), None)
+        if group is not None and name != group[0]:
+            input_bytes = 0.0
+        elif group is not None and component in NORM_FED_COMPONENTS:  # a TE LayerNorm-linear's input
+            fused = self.fp8_recipe in NORM_FUSED_RECIPES
+            if gathered:
+                input_bytes = ((0.0 if fused else c - 1) * rows / tp + FP8_TRANSPOSE_BYTES * rows) * k
+            else:
+                input_bytes = (0.0 if fused else c) * rows * k
+        else:
+            input_bytes = c * rows * k
+        row_parallel = name in ROW_PARALLEL and count == 1
+        grad_bytes = ((c - 1) * rows / tp + FP8_TRANSPOSE_BYTES * rows) * n if gathered and row_parallel else c * rows * n
+        return input_bytes * count / self.hbm, grad_bytes * count / self.hbm
 
     def ep_imbalance(self, ep: int) -> float:
         """max / mean routed tokens over the ``ep`` expert-parallel ranks (module docstring, "imbalance"):
@@ -352,7 +398,7 @@ class ModelCost:
         kind = self.kinds[kind_index][0]
         s_local = self.seq // cp
         T = b * s_local
-        listed = self.layer_gemms(kind_index, b, tp, cp, ep, etp)
+        listed = self.layer_gemms(kind_index, b, tp, cp, ep, etp, sp)
         gemms = sum(g[5] for g in listed)
         cast_fwd = sum(g[6] for g in listed)
         cast_bwd = sum(g[7] for g in listed)
@@ -387,8 +433,12 @@ class ModelCost:
         act = tp_activation_bytes(m, T, self.elem)
         if tp > 1:
             if sp:
-                pair = self.coll("all_gather", act, tp) + self.coll("reduce_scatter", act, tp)
-                cost.tp_fwd, cost.tp_bwd = 2 * pair, 2 * pair + 2 * self.coll("all_gather", act, tp)
+                # all-gathers in fp8 (module docstring, TP): both of a dense layer's, the attention's in a MoE layer
+                fp8_gathers = (1 if moe_layer else 2) if self.te_layout else 0
+                gathers = (fp8_gathers * self.coll("all_gather", tp_activation_bytes(m, T, 1.0), tp)
+                           + (2 - fp8_gathers) * self.coll("all_gather", act, tp))
+                scatters = 2 * self.coll("reduce_scatter", act, tp)
+                cost.tp_fwd, cost.tp_bwd = gathers + scatters, 2 * gathers + scatters
             else:
                 ar = self.coll("allreduce", act, tp)
                 cost.tp_fwd = cost.tp_bwd = 2 * ar
@@ -416,11 +466,12 @@ class ModelCost:
         k = self.kernel_scale
         return (fwd + ce / 2) * k, (2 * fwd + ce / 2) * k
 
-    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int, etp: int | None = None
+    def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int, etp: int | None = None, sp: bool = False
                     ) -> list[tuple[str, float, float, float, int, float, float, float]]:
         """(name, m, n, k, count, seconds, fp8 cast forward s, fp8 cast backward s) of each weight GEMM of a layer
         kind after TP/EP slicing, routed experts split by ETP ``etp`` (None: TP) and fed (T/t) k e u cf imb / E tokens
-        each (module docstring; the router stays in the core dtype, no cast); also what --explain lists."""
+        each (module docstring; the router stays in the core dtype, no cast; ``sp``: sequence parallelism, which
+        decides where Megatron-Core's fp8 casts run, fp8_cast_s); also what --explain lists."""
         etp = tp if etp is None else etp
         kind, _, tensors = self.kinds[kind_index]
         T = b * self.seq // cp
@@ -439,9 +490,11 @@ class ModelCost:
                 local = math.ceil(t.copies / ep)
                 tokens = max(T / tp * etp * t.used * ep * self.eff.capacity_factor * self.ep_imbalance(ep) / t.copies, 1.0)
                 seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_ramp(tokens, self.eff.grouped_gemm_efficiency)
-                out.append((name, tokens, n_l, k_l, local, seconds, *self.fp8_cast_s(tokens, n_l, k_l, local)))
+                casts = self.fp8_cast_s(tokens, n_l, k_l, local, t.name, t.component, tp, sp)
+                out.append((name, tokens, n_l, k_l, local, seconds, *casts))
             else:
-                out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l), *self.fp8_cast_s(T, n_l, k_l)))
+                casts = self.fp8_cast_s(T, n_l, k_l, 1, t.name, t.component, tp, sp)
+                out.append((name, T, n_l, k_l, 1, self._gemm(T, n_l, k_l), *casts))
         return out
 
     def layer_kind_sequence(self) -> list[int]:

@@ -61,15 +61,17 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
     core_peak = peak_tflops(cost.gpu, cost.core_dtype) * TERA
-    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp):
+    for name, rows, n, k, count, seconds, cast_f, cast_b in cost.layer_gemms(kind, b, tp, cp, ep, etp, layout.sp):
         bf16 = cost.fp8 and name.startswith("router")
         achieved = 2 * rows * n * k * count / seconds / (core_peak if bf16 else peak)
         ramp = grouped_gemm_ramp(rows, eff.grouped_gemm_efficiency)
         grouped = (f", grouped: {ramp:.3g} of the dense rate at {rows:,.0f} tokens per expert "
                    f"({eff.grouped_gemm_efficiency:g} at <= {GROUPED_RAMP_ROWS[0]:g}, 1 at {GROUPED_RAMP_ROWS[1]:g})"
                    if count > 1 and ramp < 1 else "")
-        cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B x ([m,k] + [k,n]) = {_ms(cast_f)} forward, x [m,n] = {_ms(cast_b)} backward"
-                if cast_f else "")
+        rule = ("Megatron-Core TE rules, calc.training.fp8_recipe: shared / norm-fused inputs, weights once per step"
+                if cost.te_layout else "x ([m,k] + [k,n]) forward, x [m,n] backward")
+        cast = (f"; fp8 casts {cost.fp8_cast_bytes:g} B ({rule}) = {_ms(cast_f)} forward, {_ms(cast_b)} backward"
+                if cast_f or cast_b else "")
         lines.append(f"  GEMM {name}: {count} x [{rows:,.0f}, {k:,.0f}] @ [{k:,.0f}, {n:,.0f}] = {_ms(seconds)} "
                      f"({achieved:.0%} of {'bf16 ' if bf16 else ''}peak{grouped}){cast}")
     if lc.moe_fwd:
@@ -87,7 +89,9 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         each = sum(cost.coll(k, act, tp) for k in kinds)
         lines.append(f"tp_comm_s: {'AG + RS' if layout.sp else 'all-reduce'} of T*H*bytes = {_mb(act)} on {_where(cost, tp, 1)} "
                      f"= {_ms(each)}; per layer 2 forward + 2 backward{' + 2 AG re-gathered in backward' if layout.sp else ''}"
-                     f"{' + 2 recomputed' if layout.recompute == 'full' else ''}; x {t.stage_layers} layers x m = "
+                     f"{' + 2 recomputed' if layout.recompute == 'full' else ''}"
+                     f"{' (fp8 run: the all-gathers move 1 B per element, calc.training.cost TP)' if cost.te_layout and layout.sp else ''}"
+                     f"; x {t.stage_layers} layers x m = "
                      f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
     if ep * etp > 1 and m.moe:
         routed = cost.ep_routed_bytes(T / tp, ep)

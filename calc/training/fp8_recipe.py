@@ -21,6 +21,33 @@ the step model's (calc.training.cost). Per element of each operand:
               copies: 2 + 1 + 1 = 4 B.
   blockwise   DeepSeek-V3 style 1x128 activation tiles / 128x128 weight blocks (TE Float8BlockScaling, DeepGEMM): scales
               found inside the tile cast: 4 B.
+
+Where a Megatron-Core step (Transformer Engine modules: TELayerNormColumnParallelLinear, TERowParallelLinear; stack
+"megatron") casts less than one full cast per GEMM operand per micro-batch (Transformer Engine at commit d0067d0,
+transformer_engine/pytorch/module/{layernorm_linear,linear,base}.py; Megatron-LM megatron/core/extensions/
+transformer_engine.py), calc.training.cost prices:
+
+  shared input   Megatron's linear_qkv holds q, k, v and linear_fc1 holds gate and up as ONE TE linear: their common
+                 input is cast once (SHARED_INPUT_GROUPS), not once per projection.
+  norm fusion    linear_qkv and the dense MLP's linear_fc1 are TELayerNormColumnParallelLinear: the RMSNorm kernel writes
+                 its output already quantized (layernorm_linear.py: ``with_quantized_norm``, ``apply_normalization(...,
+                 input_quantizer)``), rowwise 1 B + columnwise 1 B in place of the bf16 write the elementwise term already
+                 prices: 0 B more for recipes whose scale is known before the kernel (NORM_FUSED_RECIPES: delayed scaling
+                 reads it from the amax history; MXFP8 finds its 1x32 block scales inside the kernel). Current scaling
+                 (tensorwise) needs the tensor's amax before the cast and blockwise is not fused here: full cast.
+  fp8 gathers    with sequence parallelism the quantized norm output and the row-parallel GEMM's output gradient are
+                 cast on the rank's T/t rows and all-gathered in fp8 (layernorm_linear.py ``gather_along_first_dim(ln_out,
+                 tp_group, quantizer=quantizer)``; base.py ``grad_output_preprocess``: "FP8 with all-gather: ... fused
+                 cast + transpose"); a per-tensor fp8 all-gather carries rowwise data only
+                 (``supports_only_rowwise_all_gather``), so the columnwise copy is made after the gather:
+                 (cast - 1) B per element of the T/t local rows (0 when norm-fused) + FP8_TRANSPOSE_BYTES per element of
+                 the T gathered rows. The all-gathers themselves move 1 B per element (calc.training.cost, TP).
+  weights        Megatron's TE wrappers pass ``is_first_microbatch`` (True only on the first micro-batch after an optimizer
+                 step) and TE keeps the quantized weight and its transpose in a workspace (``update_workspace`` /
+                 ``cache_weight`` in linear.py / layernorm_mlp.py): a weight is cast once per step, not once per
+                 micro-batch. Per micro-batch that is 1/m of a weight cast (Llama-3.1-70B, TP 4: 214 M elements x 4 B /
+                 3.0 TB/s = 0.29 ms per layer per step against 64 micro-batches x ~13 ms): left out of the
+                 per-micro-batch layer cost.
 """
 
 from __future__ import annotations
@@ -34,6 +61,12 @@ FP8_RECIPES: dict[str, tuple[float, float]] = {
     "mxfp8": (4.0, 1.0),
     "blockwise": (4.0, 1.0),
 }
+# Megatron-Core / Transformer Engine (module docstring): projections one TE linear holds, the first of each group carrying
+# the group's one input cast; the components whose first group is fed by a TE LayerNorm-fused linear
+SHARED_INPUT_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+NORM_FED_COMPONENTS = frozenset({"attention", "mlp"})
+NORM_FUSED_RECIPES = frozenset({"delayed", "mxfp8"})
+FP8_TRANSPOSE_BYTES = 2.0  # read the gathered rowwise fp8 copy (1 B) and write its transpose (1 B)
 # How sources name a recipe (corpus rows, user input), mapped to the recipe above (first match wins).
 SPELLINGS = (("rowwise", "rowwise"), ("mxfp8", "mxfp8"), ("blockwise", "blockwise"), ("current", "tensorwise"),
              ("tensorwise", "tensorwise"), ("dynamic", "tensorwise"), ("delayed", "delayed"))
