@@ -190,6 +190,11 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     if k.get("enforce_eager"):
         raise CannotPredict("--enforce-eager (no CUDA/HIP graphs): the per-kernel launch cost of eager steps is not "
                             "modelled (the step overhead is fitted on graph-captured engines)")
+    eager_from = v0_eager_context(row, k)
+    if eager_from is not None and row.kind != "serving_ttft" and k["prompt"] + k["output"] - 1 > eager_from:
+        raise CannotPredict(f"vLLM V0 runs a decode step eager (no CUDA graph) once a sequence is longer than "
+                            f"max_seq_len_to_capture {eager_from:,}; this row's reach {k['prompt'] + k['output'] - 1:,} "
+                            "tokens: the per-kernel launch cost of eager steps is not modelled")
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
     waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
     runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],
@@ -205,6 +210,26 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         return e2e * 1e3 if row.measured.unit == "ms" else e2e
     seconds = getattr(r, LATENCY_FIELD[row.kind])
     return seconds * 1e3 if row.measured.unit == "ms" else seconds
+
+
+# vLLM V0's default --max-seq-len-to-capture (vllm/engine/arg_utils.py EngineArgs and vllm/entrypoints/llm.py LLM,
+# v0.5 - v0.7: max_seq_len_to_capture: int = 8192).
+VLLM_V0_MAX_SEQ_LEN_TO_CAPTURE = 8192
+
+
+def v0_eager_context(row: Any, k: dict[str, Any]) -> int | None:
+    """The sequence length past which vLLM V0 runs a decode step without its CUDA graph, or None (not V0).
+
+    vllm/worker/model_runner.py (v0.6.3) ModelInputForGPUBuilder._use_captured_graph replays a captured graph only
+    when the batch is decode-only, enforce_eager is off, ``max_decode_seq_len <= max_seq_len_to_capture`` and the
+    batch is at most the largest captured size; otherwise the step runs eager, launching every kernel from Python.
+    The graphs are captured for sequences up to max_seq_len_to_capture (default 8192, EngineArgs), so a request whose
+    prompt + generated tokens exceed it decodes eager from that point on. E.g. a 32,784-token prompt decodes every
+    step eager; 2,048 + 2,048 tokens never does. A prefill step is never graph-captured in V0 at any length, so a
+    TTFT is unaffected. V1 (0.8+) captures piecewise graphs without this length test."""
+    if row.stack.name not in ("vllm", "vllm-v0") or _engine_settings(row, k).accounting() != "vllm-v0":
+        return None
+    return int(k.get("max_seq_len_to_capture", VLLM_V0_MAX_SEQ_LEN_TO_CAPTURE))
 
 
 def wave_sizes(batch: int, capacity: int) -> list[int]:

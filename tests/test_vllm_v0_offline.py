@@ -47,3 +47,31 @@ def test_waves_of_whole_requests():
     assert wave_sizes(10, 4) == [4, 4, 2]
     assert wave_sizes(8, 4) == [4, 4]
     assert wave_sizes(3, 4) == [3]
+
+
+def _row(prompt: int, output: int, version: str = "0.6.3.post2.dev308", kind: str = "serving_e2e"):
+    from types import SimpleNamespace
+    return SimpleNamespace(kind=kind, stack=SimpleNamespace(name="vllm", version=version),
+                           hardware=SimpleNamespace(num_gpus=8), dtype="fp8"), {
+        "batch": 4, "prompt": prompt, "output": output, "tp": 8, "max_model_len": 91_680}
+
+
+def test_v0_decodes_eager_past_max_seq_len_to_capture():
+    # vllm/worker/model_runner.py (0.6.3) _use_captured_graph: max_decode_seq_len <= max_seq_len_to_capture (8192)
+    from corpus_predict import v0_eager_context
+    row, k = _row(32_784, 2_048)
+    assert v0_eager_context(row, k) == 8192  # a 32,784-token prompt decodes at 32,784 > 8,192: eager
+    row, k = _row(2_048, 2_048, version="0.8.0")  # V1: no such length test
+    assert v0_eager_context(row, k) is None
+
+
+def test_v0_eager_decode_rows_are_refused_not_priced_as_graphs():
+    # dstack's 8x H100 vLLM 0.6.3 rows: 32,784 + 2,048 tokens decode eager (refused, as --enforce-eager rows are);
+    # 2,048 + 2,048 = 4,096 <= 8,192 stays on CUDA graphs (predicted)
+    from corpus_predict import predict_or_reason
+    from corpus_schema import load_corpus
+    rows = {row.id: row for row, _, _ in load_corpus()}
+    pred, why = predict_or_reason(rows["dstack-405b-h100-metafp8-tp8-b4-32784-2048-e2e"])
+    assert pred is None and "max_seq_len_to_capture 8,192" in why
+    pred, _ = predict_or_reason(rows["dstack-405b-h100-metafp8-tp8-b4-2048-2048-e2e"])
+    assert pred is not None
