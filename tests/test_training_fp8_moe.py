@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from calc.hardware.efficiency import grouped_gemm_rate
 from calc.sources.catalog import load_gpu, load_model, load_system
 from calc.training.cost import Efficiencies, ModelCost
 from calc.training.layout import Layout
@@ -99,13 +98,6 @@ def test_deepseek_v3_dispatcher_traffic_per_rank() -> None:
     assert cost.moe_routing_s(4096, tp=2, ep=256, etp=1) == pytest.approx((per_token - 939_524_096) / hbm, rel=1e-9)
 
 
-def test_grouped_gemm_rate_is_one_curve() -> None:
-    # below one 128-row tile of tokens per expert: 0.7 of the dense rate (DeepGEMM masked layout, 0.61 / 0.9 of HBM)
-    assert grouped_gemm_rate(127) == pytest.approx(0.61 / 0.9, abs=0.03)
-    assert grouped_gemm_rate(128) == 1.0
-    assert grouped_gemm_rate(10, 0.5) == 0.5
-
-
 def test_explain_names_the_new_terms() -> None:
     cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "fp8")
     r = train_step(cost, Layout(dp=16, ep=8, zero=1), global_batch=64, num_gpus=16)
@@ -152,7 +144,7 @@ def test_grouped_gemm_ramp_reads_deepgemm_table() -> None:
     # DeepGEMM README (H800, fp8): masked layout vs contiguous layout at 4096-8192 rows per group
     #   1024 rows: 1233/1346 and 925/1214 -> mean 0.8392;  512 rows: 1040/1346 and 916/1214 -> mean 0.7636
     #   256 rows: 932/1346 and 815/1214 -> mean 0.6819 (the 0.7 floor)
-    from calc.hardware.moe_ops import grouped_gemm_ramp
+    from calc.hardware.efficiency import grouped_gemm_ramp
     table_1024 = (1233 / 1346 + 925 / 1214) / 2
     table_512 = (1040 / 1346 + 916 / 1214) / 2
     assert grouped_gemm_ramp(1024, 0.7) == pytest.approx(table_1024, rel=0.015)  # 0.85

@@ -61,29 +61,38 @@ FLASH_ATTENTION_OTHER = _FLASH["other"]
 FLASH_BACKWARD_FLOPS_RATIO = 2.5
 
 
-# Grouped GEMM of the routed experts (one kernel over the E/e local experts, each its own [T_e, k] @ [k, n]).
-# Each expert's GEMM is already tile-quantised by gemm_time (rows padded to a 128-row tile: DeepGEMM's
-# contiguous layout aligns every group's M to 128). Below one tile of tokens per expert the kernel is no longer
-# compute-bound on its rows and streams each expert's weights at less than a dense GEMM does: DeepGEMM's README
-# (deepseek-ai/DeepGEMM, "Grouped GEMMs for MoE models (masked layout)", H800) reports ~2.05 TB/s at 256 expected
-# tokens per group, 0.61 of the 3.35 TB/s HBM, where a dense weight stream reaches ~0.9: 0.61 / 0.9 ~ 0.7.
+# Grouped GEMM of the routed experts (one kernel over the E/e local experts, each its own [T_e, k] @ [k, n],
+# T_e rows padded to a 128-row tile by gemm_time). DeepGEMM's README (deepseek-ai/DeepGEMM @ 327ec92f, H800 SXM5, fp8,
+# "Grouped GEMMs for MoE models") measures, against its contiguous layout at 4096-8192 rows per group (1346 and 1214
+# TFLOPS at N 4096 K 7168 and N 7168 K 2048, the rate of a dense GEMM of the same shape: 1410 and 1168 in its dense
+# table), the masked layout at fewer rows per group: 1024 rows 1233 / 925 TFLOPS (0.92 / 0.76 of the contiguous rate,
+# mean 0.84), 512 rows 1040 / 916 (0.77 / 0.75, mean 0.76), 256 rows 932 / 815 (0.69 / 0.67, mean 0.68). A ramp linear in
+# log2(rows) from the named floor at GROUPED_RAMP_ROWS[0] to 1 at GROUPED_RAMP_ROWS[1] reads 0.775 at 512 and 0.85 at
+# 1024 with the 0.7 floor: the table's means within 1.5%.
 GROUPED_GEMM_EFFICIENCY = 0.7
-GROUPED_GEMM_TILE_ROWS = TILE_MN
+GROUPED_RAMP_ROWS = (256.0, 4096.0)
+GROUPED_GEMM_TILE_ROWS = TILE_MN  # one row tile per expert (serving's decode-sized threshold, calc.serving.moe)
 
 
-def grouped_gemm_rate(tokens_per_expert: float, efficiency: float = GROUPED_GEMM_EFFICIENCY) -> float:
-    """Rate of a routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape:
+def grouped_gemm_ramp(tokens_per_expert: float, floor: float = GROUPED_GEMM_EFFICIENCY) -> float:
+    """Rate of the routed experts' grouped GEMM relative to a dense GEMM of the same per-expert shape (see above):
 
-        r(T_e) = efficiency   when T_e < 128 (less than one row tile per expert: decode-sized, weight-streaming)
-               = 1            otherwise (the per-expert tile quantisation of gemm_time carries the padding loss)
+        r(T_e) = floor                                                    T_e <= 256
+               = floor + (1 - floor) log2(T_e / 256) / log2(4096 / 256)   256 < T_e < 4096
+               = 1                                                        T_e >= 4096
 
-    One curve for serving (calc.serving.step) and training (calc.training.cost); ``efficiency`` is the named input
-    (serving: ServingAssumptions.grouped_gemm_efficiency, training: Efficiencies.grouped_gemm_efficiency).
+    ``floor`` the named input (training: Efficiencies.grouped_gemm_efficiency, 0.7: DeepGEMM's 0.68 at 256 rows;
+    serving times its fused-MoE kernels from measured tables instead, calc.serving.moe).
 
-    >>> grouped_gemm_rate(64), grouped_gemm_rate(2048)
-    (0.7, 1.0)
+    >>> round(grouped_gemm_ramp(1024, 0.7), 3), grouped_gemm_ramp(100, 0.7), grouped_gemm_ramp(8192, 0.7)
+    (0.85, 0.7, 1.0)
     """
-    return efficiency if tokens_per_expert < GROUPED_GEMM_TILE_ROWS else 1.0
+    lo, hi = GROUPED_RAMP_ROWS
+    if tokens_per_expert <= lo:
+        return floor
+    if tokens_per_expert >= hi:
+        return 1.0
+    return floor + (1.0 - floor) * math.log2(tokens_per_expert / lo) / math.log2(hi / lo)
 
 
 def _calibrated(calibration: Any, op_kind: str, size: float) -> float | None:

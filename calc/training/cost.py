@@ -42,7 +42,7 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               moe_permute / moe_unpermute, TE fused permute). Routed experts run as one grouped GEMM whose
               rate, relative to a dense GEMM of the same per-expert shape, is grouped_gemm_efficiency at <= 256
               tokens per expert, rising linearly in log2(tokens) to 1 at 4096 (DeepGEMM's grouped-GEMM tables;
-              calc.hardware.moe_ops.grouped_gemm_ramp).
+              calc.hardware.efficiency.grouped_gemm_ramp).
   imbalance   with EP the all-to-all and the grouped GEMMs wait for the most-loaded EP rank (moe_ep_imbalance):
               a rank holds E/e experts whose per-batch loads scatter with coefficient of variation cv around
               the balanced share (aux-loss routing is balanced on average, not per batch); treating them as
@@ -90,9 +90,10 @@ from calc.hardware.efficiency import (
     OVERLAP_EFFICIENCY,
     exposed_time,
     gemm_time,
+    grouped_gemm_ramp,
     memory_efficiency,
 )
-from calc.hardware.moe_ops import grouped_gemm_ramp, local_sort_bytes
+from calc.hardware.moe_ops import local_sort_bytes
 from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers

@@ -11,7 +11,8 @@ import math
 from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
-from calc.hardware.moe_ops import GROUPED_RAMP_ROWS, LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, grouped_gemm_ramp
+from calc.hardware.efficiency import GROUPED_RAMP_ROWS, grouped_gemm_ramp
+from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
