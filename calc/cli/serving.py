@@ -139,10 +139,9 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
-    imbalance = expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance
-    if reserve_gib == DEFAULT_NON_TORCH_GIB:
-        return ServingAssumptions(cuda_context_gib=reserve_gib, expert_imbalance=imbalance)
-    return ServingAssumptions(cuda_context_gib=reserve_gib, profile_non_torch_gib=reserve_gib, expert_imbalance=imbalance)
+    given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
+    return ServingAssumptions(cuda_context_gib=reserve_gib,
+                              expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
 def latency(
