@@ -157,7 +157,7 @@ def train_time(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, dtype=dtype, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
-        plan=plan.layout if plan is not None else None, stack=getattr(plan, "stack", None),
+        plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
         + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")
         + f"({figure(gpu_hours)} GPU-hours{cost_text})",
