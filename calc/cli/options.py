@@ -220,6 +220,16 @@ ExpertImbalanceOpt = Annotated[float | None, typer.Option(
     "--expert-imbalance", parser=human_float("--expert-imbalance"),
     help="MoE with expert parallelism: max / mean tokens the busiest EP rank receives, >= 1 (default 1.3, SGLang's "
          "large-scale EP balancedness without EPLB; aiconfigurator's power-law routing, alpha 1.2, reads ~1.5-2.1 at EP 4-8)")]
+class Fp8Scales(StrEnum):
+    block = "block"
+    tensor = "tensor"
+
+
+Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
+    "--fp8-moe-scales",
+    help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
+         "the default) or tensor (one scale per tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, "
+         "faster above 128 tokens per expert)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

@@ -106,9 +106,10 @@ class ServingAssumptions(BaseModel):
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
             f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
-            f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor) above, "
-            f"fp8 experts taken as {self.fp8_moe_scales}-scaled, {self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per "
-            f"layer (aiconfigurator's vLLM MoE tables); busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
+            f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
+            f"TensorRT-LLM's tables) above, fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
+            f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
+            f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
             f"(SGLang large-scale EP, no EPLB); low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)",
         ]
 
