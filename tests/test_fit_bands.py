@@ -6,7 +6,17 @@ from __future__ import annotations
 import math
 
 import pytest
-from fit_bands import BandRow, band_table, by_level, chain, source_quantiles, spread_factors, spread_of, weighted_quantile
+from fit_bands import (
+    BandRow,
+    band_table,
+    by_level,
+    chain,
+    out_of_source_table,
+    source_quantiles,
+    spread_factors,
+    spread_of,
+    weighted_quantile,
+)
 
 G = "training|Hopper|16-bit|dense"
 
@@ -72,6 +82,20 @@ def test_spread_counts_one_vote_per_source_and_may_narrow() -> None:
     g = band_table(fit)["groups"][G]
     assert (g["q10_raw"], g["q50"], g["q90_raw"]) == (pytest.approx(-5 / 6, abs=1e-4), 0.0, pytest.approx(5 / 6, abs=1e-4))
     assert (g["q10"], g["q90"]) == (pytest.approx(-5 / 12, abs=1e-4), pytest.approx(5 / 12, abs=1e-4))
+
+
+def test_out_of_source_table_refits_k_without_the_left_out_source() -> None:
+    # The sources of the test above. Leave T1 out: inside the rest, leaving a T out holds it (W's -1 rows span p up
+    # to 19.5/20 x 1/6 > 0.1, so q10 = -1, q90 = 1), leaving W out does not: 3 of 4 sources at every k, never 80%, so
+    # k = 4 (the grid's end); T1's band from the rest (q10 = -1, q50 = 0, q90 = 1 as above) spread by 4, [-4, 4], is
+    # wider than +-100% (sinh(4) > 1): no band. Leave W out: the T rows are all 0, k = 0.5, band [0, 0]: W's rows at
+    # -1 and +1 are outside, half-width 0.
+    fit = [row for s in ("T1", "T2", "T3", "T4") for row in rows(s, 0.0)] + rows("W", -1.0, 20) + [
+        BandRow(f"W+{i}", "W", "training_step_time", G, "megatron", 1.0) for i in range(20)]
+    table = out_of_source_table(fit)
+    assert "| T1 | training_step_time | 8 | 0 | - | - |" in table
+    assert "| W | training_step_time | 40 | 40 | 0% | 0% |" in table
+    assert "| training_step_time | 72 | 40 | 0% | 0% | 0% |" in table  # kind table: 40 banded rows, one source
 
 
 def test_a_spread_from_one_source_reads_the_levels_k() -> None:
