@@ -43,27 +43,31 @@ def test_each_source_weighs_the_same() -> None:
 
 
 def test_a_stack_the_group_has_not_seen_reads_the_pool() -> None:
-    fit = rows("A", 0.0, 4) + rows("B", 0.5, 4) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense")
+    fit = rows("A", 0.0, 4) + rows("B", 0.5, 2) + rows("H", 0.25, 2) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense")
     by = by_level(fit)
     seen, unseen = rows("D", 0.0, 1)[0], rows("E", 0.0, 1, stack="fsdp")[0]
-    assert chain(seen, by) == ("group", by["groups"][G])  # 8 rows from 2 sources, megatron among them
+    assert chain(seen, by) == ("group", by["groups"][G])  # 8 rows from 3 sources, megatron among them
+    two = by_level(rows("A", 0.0, 4) + rows("B", 0.5, 4) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense"))
+    assert chain(seen, two) == ("fallback", two["pools"]["training"])  # 8 rows from 2 sources: a group needs 3
     assert chain(unseen, by) == ("fallback", by["pools"]["training"])  # no fsdp row in the group
     assert chain(rows("F", 0.0, 1, group="training|Blackwell|fp8|dense")[0], by)[0] == "fallback"  # no group at all
 
 
 def test_spread_factor_and_band_by_hand() -> None:
-    # Three sources of 8 rows, residuals 0, 0.25, 0.5. Leave the 0-source out: the others' quantiles (each row 1/16)
-    # are q10 = 0.25, q50 = 0.375 (between p = 15/32 and 17/32), q90 = 0.5; 0 is inside once 0.375 - k 0.125 <= 0:
-    # k >= 3. Leave 0.25 out: 0, 0.25, 0.5 about q50 0.25 hold it at k = 1. Leave 0.5 out: 0.125 + k 0.125 >= 0.5:
-    # k >= 3. So 1/3 of the 24 left-out rows are inside at k = 1, all at k = 3: k = 3.00.
-    fit = rows("S1", 0.0) + rows("S2", 0.25) + rows("S3", 0.5)
+    # Four sources of 8 rows, residuals 0, 0.25, 0.5, 0.75 (one left out, the group keeps 3 sources). Leave the
+    # 0-source out: the others' quantiles (each row 1/24) are q10 = 0.25 (its rows up to p = 7.5/24), q50 = 0.5,
+    # q90 = 0.75; 0 is inside once 0.5 - k 0.25 <= 0: k >= 2; the 0.75-source the same way. Leave 0.25 out: q10 = 0,
+    # q50 = 0.5, q90 = 0.75, inside once 0.5 - k 0.5 <= 0.25: k >= 0.5; 0.5 the same way. So 2 of 4 sources are
+    # inside at k = 1, all at k = 2: k = 2.00.
+    fit = rows("S1", 0.0) + rows("S2", 0.25) + rows("S3", 0.5) + rows("S4", 0.75)
     spread = spread_factors(fit)
-    assert spread["training"]["group"] == {"k": 3.0, "rows": 24, "sources": 3,
-                                           "coverage_at_1": pytest.approx(1 / 3, abs=1e-4), "coverage_at_k": 1.0}
-    # All 24 rows: S1 at p <= 7.5/24, S2 from 8.5/24 to 15.5/24, S3 above: q10 = 0, q50 = 0.25, q90 = 0.5, spread by
-    # 3 about 0.25: [-0.5, 1.0].
+    assert spread["training"]["group"] == {"k": 2.0, "rows": 32, "sources": 4, "coverage_at_1": 0.5, "coverage_at_k": 1.0}
+    # All 32 rows: S1 at p <= 7.5/32 < 0.1, so q10 = 0; q50 between S2's last (15.5/32) and S3's first (16.5/32):
+    # 0.375; q90 = 0.75. Spread by 2 about 0.375: [-0.375, 1.125].
     g = band_table(fit)["groups"][G]
-    assert (g["q10"], g["q50"], g["q90"], g["rows"], g["sources"], g["stacks"]) == (-0.5, 0.25, 1.0, 24, 3, ["megatron"])
+    assert (g["q10"], g["q50"], g["q90"], g["rows"], g["sources"], g["stacks"]) == (-0.375, 0.375, 1.125, 32, 4, ["megatron"])
+    # Three sources: a left-out source leaves its group two, so its rows read the pool (the fallback level)
+    assert set(spread_factors(fit[:24])["training"]) == {"fallback"}
 
 
 def test_spread_counts_one_vote_per_source_and_may_narrow() -> None:
