@@ -58,6 +58,12 @@ NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 
 DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
 
+# What each adapted matrix keeps of its input (calc.memory.activations.LayerSetup.adapter_copy_bytes): "shared", adapters
+# in the block's dtype read its input uncast (litgpt, torchtune); "fp32", PEFT's fp32 adapters (autocast_adapter_dtype=True)
+# without autocast: each adapted layer casts its input to fp32 and keeps that copy; "autocast", the same under bf16/fp16
+# autocast: lora_A's linear keeps a 16-bit re-cast of the copy (peft 0.20 tuners/lora/layer.py Linear.forward).
+ADAPTER_INPUTS = {"shared": 0, "fp32": 4, "autocast": 2}
+
 
 def nf4_bytes(params: int, double_quant: bool = True) -> int:
     """QLoRA NF4 storage (Dettmers et al. 2023, arXiv 2305.14314 section 3): 4 bits per weight plus one
@@ -198,7 +204,8 @@ def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, sha
 
 
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
-                  zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int) -> None:
+                  zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int,
+                  adapter_inputs: str = "shared") -> None:
     """One-line errors naming the flag, before any arithmetic."""
     check_optimizer(optimizer, precision)
     if base_dtype not in ("nf4", "int8"):
@@ -220,6 +227,22 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
         raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
     if seq % cp:
         raise LLMCalcError("--cp", f"{cp} must divide the sequence length {seq}")
+    if adapter_inputs not in ADAPTER_INPUTS:
+        raise LLMCalcError("--adapter-inputs", f"use {', '.join(ADAPTER_INPUTS)}, got {adapter_inputs!r}")
+
+
+def dora_norm_temporaries(m: ModelSpec, targets: tuple[str, ...], a: int) -> int:
+    """Bytes alive at once while one DoRA layer computes its weight norm ||W + s B A||_c in the forward (peft 0.20
+    tuners/lora/dora.py ``get_lora_weight`` + ``forward`` + ``get_weight_norm``; torchtune 0.7 modules/peft/dora.py
+    DoRALinear.forward the same), in the adapter's dtype of ``a`` bytes, for the largest adapted matrix (d_in x d_out):
+      x_eye = eye(d_in)                      d_in^2 x a   (kept by lora_A's graph while lora_weight lives)
+      lora_weight = lora_B(lora_A(x_eye)).T  d_in*d_out x a
+      weight.to(x.dtype)                     d_in*d_out x a, a copy only when the adapter dtype is not the base's bf16
+      scaling * lora_weight, W + that        2 x d_in*d_out x a
+    = a*(d_in^2 + d_in*d_out*(3 + copy)). Llama 3.2 3B q_proj (3072 x 3072), PEFT fp32: 4*(3072^2 + 3072^2*4) =
+    188,743,680 B; bf16 adapters on a bf16 base: 2*(3072^2 + 3072^2*3) = 75,497,472 B."""
+    copy = 1 if a != 2 else 0
+    return max(a * (x.d_in ** 2 + x.d_in * x.d_out * (3 + copy)) for _c, mats in adapted_matrices(m, targets) for x in mats)
 
 
 def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_bytes: int, base_dtype: str,
@@ -300,6 +323,7 @@ def finetune_memory(
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
     fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
+    adapter_inputs: str = "shared",
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -313,11 +337,14 @@ def finetune_memory(
     ``fsdp1_root``: PyTorch FSDP1 keeps the root unit (embedding, head, final norm) gathered from forward to backward,
     beside the blocks in flight (``fsdp_in_flight_bytes`` root_resident; Lightning's FSDPStrategy of 2023 is FSDP1).
     ``litgpt_block``: the block's saved tensors as litgpt's code keeps them (calc.memory.activations.litgpt_buffers).
+    ``adapter_inputs``: shared, fp32 or autocast (``ADAPTER_INPUTS``): whether each adapted matrix keeps its own copy of
+    its input, cast to PEFT's fp32 adapter dtype (calc.memory.activations.adapter_buffers).
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
-                  loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp)
+                  loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,
+                  adapter_inputs=adapter_inputs)
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = count_params(m).total_params
@@ -364,7 +391,8 @@ def finetune_memory(
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
     setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
-                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block)
+                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
+                       adapter_copy_bytes=0 if full else ADAPTER_INPUTS[adapter_inputs])
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
@@ -376,8 +404,8 @@ def finetune_memory(
         transients["QLoRA dequantised weight"] = \
             max(t.params for _k, _c, ts in layer_kinds(m) for t in ts if t.shape) * 2 // plan.tp
     if method == "dora":
-        transients["DoRA weight-norm temporaries"] = \
-            2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
+        transients["DoRA weight-norm temporaries"] = dora_norm_temporaries(
+            m, targets, 2 if adapter_inputs == "shared" else 4) // plan.tp  # PEFT: x cast to fp32, autocast or not
     fsdp = 0
     if sharded_fsdp or offload_params:
         fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately,
@@ -428,7 +456,7 @@ def finetune_memory(
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
-                  litgpt_block=litgpt_block)
+                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -444,7 +472,8 @@ def finetune_memory(
     alpha = lora_alpha if lora_alpha is not None else (2 * lora_rank if not full else None)
     assumptions = [
         f"method {method}" + ("" if full else f": rank {lora_rank}, alpha {alpha} (scales the update, no memory effect), "
-                                              f"targets {','.join(targets)}, base frozen (no gradients, no optimizer states)"),
+                                              f"targets {','.join(targets)}, base frozen (no gradients, no optimizer states), "
+                                              f"adapter inputs {adapter_inputs}"),
         f"optimizer {optimizer}, precision {precision}: weights/grads {w_bytes} B"
         + (", fp32 master 4 B" if precision == "mixed" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
@@ -478,7 +507,7 @@ def finetune_memory(
            f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
            f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
         *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),
-        *([f"DoRA weight-norm temporaries = 2 x largest adapted matrix in bf16 (W + BA and its norm input) = {dora_tmp:,} B"]
+        *([f"DoRA weight-norm temporaries = largest adapted matrix's a*(d_in^2 + d_in*d_out*(3 + cast copy)) = {dora_tmp:,} B"]
           if dora_tmp else []),
         *([f"paged optimizer states (CUDA unified memory, outside the allocator) = {paged:,} B"] if paged else []),
         *([f"offloaded to CPU = {cpu:,} B"] if cpu else []),
