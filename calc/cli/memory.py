@@ -8,6 +8,7 @@ import typer
 
 from calc.cli.finetune import (
     ActivationsOpt,
+    AdapterInputsOpt,
     CompileOpt,
     ContextOpt,
     DoubleQuantOpt,
@@ -85,6 +86,7 @@ def memory(
     lora_alpha: LoraAlphaOpt = None,
     lora_targets: LoraTargetsOpt = None,
     lora_dropout: LoraDropoutOpt = None,
+    adapter_inputs: AdapterInputsOpt = None,
     optimizer: OptimizerOpt = None,
     precision: PrecisionOpt = None,
     quant: QuantOpt = None,
@@ -116,7 +118,8 @@ def memory(
     from calc.specs import Parallelism
 
     finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
-                     "--lora-dropout": lora_dropout, "--optimizer": optimizer, "--precision": precision, "--quant": quant,
+                     "--lora-dropout": lora_dropout, "--adapter-inputs": adapter_inputs, "--optimizer": optimizer,
+                     "--precision": precision, "--quant": quant,
                      "--no-double-quant": no_double_quant, "--grad-accum": grad_accum, "--compile": compile_, "--loss": loss,
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
