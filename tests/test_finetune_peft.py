@@ -89,3 +89,13 @@ def test_peak_moves_by_the_copies(llama32):
     assert fp32.allocated_peak_bytes - shared.allocated_peak_bytes == 28 * 57_016_320
     with pytest.raises(LLMCalcError, match="--adapter-inputs"):
         finetune_memory(llama32, adapter_inputs="fp16", **kw)
+
+
+def test_eager_rmsnorm_keeps_the_weight_operand_when_the_weight_trains(llama32):
+    # HF LlamaRMSNorm: fp32 upcast 4*H + 1/rms 4 B per token; a trained weight also keeps the bf16 normalised input
+    # (self.weight * hidden_states.to(input_dtype)): + 2*H. 3,072 tokens: 3072*(4*3072 + 4 + 2*3072) = 56,635,392 B;
+    # frozen (LoRA): 3072*(4*3072 + 4) = 37,761,024 B
+    full = _bufs(llama32, LayerSetup(full=True, fused=False))
+    lora = _bufs(llama32, LayerSetup(full=False, adapted=QV, lora_rank=8, fused=False))
+    assert full["attn norm input"] == 56_635_392 and full["mlp norm input"] == 56_635_392
+    assert lora["attn norm input"] == 37_761_024

@@ -129,11 +129,16 @@ _SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021,
 
 def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
     """Fused norm kernels keep the input (act bytes) + fp32 1/rms per token; the eager HF RMSNorm upcasts
-    first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token."""
+    first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token. When its weight trains (full
+    fine-tuning) the eager norm's last product ``self.weight * hidden_states.to(input_dtype)`` (transformers
+    models/llama/modeling_llama.py LlamaRMSNorm.forward) also keeps its other operand, the normalised input cast back
+    to the activation dtype: + H*act bytes (the norm output the next matmul keeps is a different tensor, the product)."""
     kept = s.fused or s.litgpt  # litgpt's RMSNorm/LayerNorm of commit 8641822 keep the bf16 input (no upcast)
-    per = (width * s.act_bytes if kept else 4 * width) + 4
-    formula = f"tokens*({'H*' + str(s.act_bytes) if kept else '4*H fp32 upcast'} + 4) = {tokens}*({width}*" \
-              f"{s.act_bytes if kept else 4} + 4)"
+    weight_operand = s.full and not kept
+    per = (width * s.act_bytes if kept else 4 * width) + 4 + (width * s.act_bytes if weight_operand else 0)
+    formula = f"tokens*({'H*' + str(s.act_bytes) if kept else '4*H fp32 upcast'} + 4" \
+              f"{' + H*' + str(s.act_bytes) + ' weight operand' if weight_operand else ''}) = {tokens}*({width}*" \
+              f"{s.act_bytes if kept else 4} + 4{' + ' + str(width * s.act_bytes) if weight_operand else ''})"
     return Buffer(name, tokens * per, f"{formula} = {tokens * per:,} B", _SRC_NORM)
 
 
