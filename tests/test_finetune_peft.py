@@ -99,3 +99,17 @@ def test_eager_rmsnorm_keeps_the_weight_operand_when_the_weight_trains(llama32):
     lora = _bufs(llama32, LayerSetup(full=False, adapted=QV, lora_rank=8, fused=False))
     assert full["attn norm input"] == 56_635_392 and full["mlp norm input"] == 56_635_392
     assert lora["attn norm input"] == 37_761_024
+
+
+def test_prepare_kbit_casts_the_rest_to_fp32_and_the_checkpoints():
+    # Llama 2 7B: block linears 32 x (4*4096^2 + 3*4096*11008) = 6,476,005,376; rest (embedding + head 2*32000*4096,
+    # norms 65*4096) = 262,410,240. prepare_model_for_kbit_training casts the rest to fp32: + 262,410,240*2 =
+    # 524,820,480 B of weights. Checkpointed layer inputs at seq 1024: 32 x 1024*4096*(4 - 2) = 268,435,456 B more.
+    m = load_model("llama2-7b")
+    kw = dict(method="qlora", batch=1, seq=1024, recompute="full", suggest=False)
+    plain = finetune_memory(m, **kw)
+    prep = finetune_memory(m, prepare_kbit=True, **kw)
+    assert prep.per_gpu["weights"] - plain.per_gpu["weights"] == 524_820_480
+    assert prep.activation_bytes - plain.activation_bytes == 268_435_456
+    with pytest.raises(LLMCalcError, match="--prepare-kbit"):
+        finetune_memory(m, method="lora", prepare_kbit=True, suggest=False)

@@ -109,6 +109,7 @@ class LayerSetup:
     quantized: bool = False
     litgpt: bool = False
     adapter_copy_bytes: int = 0
+    residual_bytes: int = 0  # bytes of the residual stream when not act_bytes (fp32 after PEFT's kbit preparation)
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -453,9 +454,10 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
     full_bytes = sum(b.bytes for b in full_layer)
     kept = (min(n_layers, offload_layers) if offload_layers else n_layers) * in_flight
     if recompute == "full":
-        layer_input = math.ceil(batch * seq * m.hidden_size * s.act_bytes / (s.tp if s.sp else 1))
+        rb = s.residual_bytes or s.act_bytes
+        layer_input = math.ceil(batch * seq * m.hidden_size * rb / (s.tp if s.sp else 1))
         return StageActivations(full_layer, kept * layer_input, full_bytes,
-                                f"{kept} checkpointed layer inputs x b*s*H*{s.act_bytes} ({layer_input:,} B) "
+                                f"{kept} checkpointed layer inputs x b*s*H*{rb} ({layer_input:,} B) "
                                 f"+ one layer recomputed ({full_bytes:,} B)")
     if recompute == "selective":
         layer = sac_layer_buffers(m, batch, seq, s)

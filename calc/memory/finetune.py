@@ -205,7 +205,7 @@ def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, sha
 
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
                   zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int,
-                  adapter_inputs: str = "shared") -> None:
+                  adapter_inputs: str = "shared", prepare_kbit: bool = False) -> None:
     """One-line errors naming the flag, before any arithmetic."""
     check_optimizer(optimizer, precision)
     if base_dtype not in ("nf4", "int8"):
@@ -229,6 +229,8 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
         raise LLMCalcError("--cp", f"{cp} must divide the sequence length {seq}")
     if adapter_inputs not in ADAPTER_INPUTS:
         raise LLMCalcError("--adapter-inputs", f"use {', '.join(ADAPTER_INPUTS)}, got {adapter_inputs!r}")
+    if prepare_kbit and method != "qlora":
+        raise LLMCalcError("--prepare-kbit", "casts the non-quantized weights of a 4-/8-bit base: use --method qlora")
 
 
 def dora_norm_temporaries(m: ModelSpec, targets: tuple[str, ...], a: int) -> int:
@@ -246,10 +248,11 @@ def dora_norm_temporaries(m: ModelSpec, targets: tuple[str, ...], a: int) -> int
 
 
 def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_bytes: int, base_dtype: str,
-                       double_quant: bool, frozen_dtype: str) -> tuple[int, str]:
+                       double_quant: bool, frozen_dtype: str, rest_bytes: int = 2) -> tuple[int, str]:
     """Weights held before sharding, with the formula: full N*w; LoRA/DoRA a frozen base in ``frozen_dtype`` plus the
     adapters; QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
-    row), embeddings, norms and head in bf16, plus the adapters."""
+    row), embeddings, norms and head in bf16 (``rest_bytes`` 2; 4 after PEFT's prepare_model_for_kbit_training), plus
+    the adapters."""
     if method == "full":
         return total * w_bytes, f"N*{w_bytes} = {total:,}*{w_bytes}"
     linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
@@ -262,9 +265,10 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
         q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
         q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
             f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
-    fb = dtype_bytes(frozen_dtype) if not quantised else 2
+    fb = dtype_bytes(frozen_dtype) if not quantised else rest_bytes
     base = math.ceil(rest * fb) + q_bytes + trainable * w_bytes
-    formula = f"{q_formula} + rest bf16 {rest:,}*2" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
+    formula = f"{q_formula} + rest {'bf16' if fb == 2 else 'fp32'} {rest:,}*{fb}" if quantised \
+        else f"frozen base N*{fb} = {total:,}*{fb}"
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
 
@@ -323,7 +327,7 @@ def finetune_memory(
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
     fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
-    adapter_inputs: str = "shared",
+    adapter_inputs: str = "shared", prepare_kbit: bool = False,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -339,12 +343,17 @@ def finetune_memory(
     ``litgpt_block``: the block's saved tensors as litgpt's code keeps them (calc.memory.activations.litgpt_buffers).
     ``adapter_inputs``: shared, fp32 or autocast (``ADAPTER_INPUTS``): whether each adapted matrix keeps its own copy of
     its input, cast to PEFT's fp32 adapter dtype (calc.memory.activations.adapter_buffers).
+    ``prepare_kbit``: QLoRA after PEFT's ``prepare_model_for_kbit_training`` (peft 0.20 utils/other.py: "cast all non
+    INT8 parameters to fp32": every bf16/fp16 parameter that is not a Params4bit, i.e. embeddings, norms and head, becomes
+    fp32): those weights at 4 B, and the residual stream they produce is fp32 (the fp32 embedding output, the fp32 norm
+    weights' products), so each checkpointed layer input of ``recompute="full"`` (the function's default gradient
+    checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
                   loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,
-                  adapter_inputs=adapter_inputs)
+                  adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = count_params(m).total_params
@@ -359,7 +368,8 @@ def finetune_memory(
         return math.ceil(value / shards / (zero_ranks if zero >= stage else 1))
 
     # --- weights -------------------------------------------------------------------------------------
-    base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype)
+    base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype,
+                                            rest_bytes=4 if prepare_kbit else 2)
     weights = 0 if offload_params else zshard(base, 3)
     master = master_bytes(precision, trainable)
     states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
@@ -392,7 +402,8 @@ def finetune_memory(
     setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
                        tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
-                       adapter_copy_bytes=0 if full else ADAPTER_INPUTS[adapter_inputs])
+                       adapter_copy_bytes=0 if full else ADAPTER_INPUTS[adapter_inputs],
+                       residual_bytes=4 if prepare_kbit else 0)
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
@@ -456,7 +467,7 @@ def finetune_memory(
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
-                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs)
+                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -473,7 +484,9 @@ def finetune_memory(
     assumptions = [
         f"method {method}" + ("" if full else f": rank {lora_rank}, alpha {alpha} (scales the update, no memory effect), "
                                               f"targets {','.join(targets)}, base frozen (no gradients, no optimizer states), "
-                                              f"adapter inputs {adapter_inputs}"),
+                                              f"adapter inputs {adapter_inputs}"
+                                              + ("; PEFT prepare_model_for_kbit_training: embeddings, norms, head and the "
+                                                 "residual stream in fp32" if prepare_kbit else "")),
         f"optimizer {optimizer}, precision {precision}: weights/grads {w_bytes} B"
         + (", fp32 master 4 B" if precision == "mixed" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
