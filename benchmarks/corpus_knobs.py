@@ -24,7 +24,7 @@ STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", 
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately")
+              "shard_embeddings_separately", "kv_repeated")
 
 
 class Unrepresentable(Exception):
@@ -174,7 +174,8 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "lora_dropout",
                                                     "optimizer", "loss", "recompute", "attention", "zero", "fused",
                                                     "optimizer_in_backward", "grad_accum", "offload_params", "offload_optimizer",
-                                                    "offload_activations", "shard_embeddings_separately", "adapter_inputs") if key in k}
+                                                    "offload_activations", "shard_embeddings_separately", "adapter_inputs",
+                                                    "kv_repeated") if key in k}
     out["method"] = method
     if (recompute := stack_recompute(row, k)) is not None:
         out["recompute"] = recompute

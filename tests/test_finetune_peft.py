@@ -113,3 +113,15 @@ def test_prepare_kbit_casts_the_rest_to_fp32_and_the_checkpoints():
     assert prep.activation_bytes - plain.activation_bytes == 268_435_456
     with pytest.raises(LLMCalcError, match="--prepare-kbit"):
         finetune_memory(m, method="lora", prepare_kbit=True, suggest=False)
+
+
+def test_repeated_kv_keeps_k_and_v_at_every_query_head(llama32):
+    # Llama 3.2 3B: 24 query heads, 8 KV heads, d 128. SDPA with GQA keeps Q, K, V: 3072*(24 + 2*8)*128*2 = 31,457,280 B;
+    # after repeat_kv K and V have 24 heads each: 3072*3*24*128*2 = 56,623,104 B
+    plain = _bufs(llama32, LayerSetup(full=False, adapted=QV, lora_rank=8))
+    rep = _bufs(llama32, LayerSetup(full=False, adapted=QV, lora_rank=8, kv_repeated=True))
+    assert plain["Q, K, V after RoPE"] == 31_457_280
+    assert rep["Q, K, V after RoPE"] == 56_623_104
+    # an MHA model (Llama 2 7B, 32 = 32 heads) has nothing to repeat: 1024*(3*4096)*2 = 25,165,824 B either way
+    l2 = load_model("llama2-7b")
+    assert _bufs(l2, LayerSetup(kv_repeated=True), 1024)["Q, K, V after RoPE"] == 25_165_824

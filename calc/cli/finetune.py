@@ -30,6 +30,9 @@ AdapterInputsOpt = Annotated[str | None, _opt(
                         "bf16 autocast: a bf16 copy each) (default shared)")]
 PrepareKbitOpt = Annotated[bool, _opt(
     "--prepare-kbit", "qlora: PEFT prepare_model_for_kbit_training (embeddings, norms, head and residual stream in fp32)")]
+RepeatKvOpt = Annotated[bool, _opt(
+    "--repeat-kv", "finetune: K and V copied to every query head before attention (transformers repeat_kv: padded "
+                   "batches under SDPA, eager attention)")]
 OptimizerOpt = Annotated[str | None, _opt(
     "--optimizer", "finetune: adamw, adamw8bit, paged-adamw8bit, paged-adamw, adafactor, sgd, lion (default adamw)")]
 PrecisionOpt = Annotated[str | None, _opt("--precision", "finetune: mixed (bf16 + fp32 master), bf16 (pure) or fp32 (default mixed)")]
@@ -127,7 +130,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
         adapter_inputs=(o["--adapter-inputs"] or "shared").lower(),
         optimizer=(o["--optimizer"] or "adamw").lower(), precision=(o["--precision"] or "mixed").lower(),
         base_dtype=(o["--quant"] or "nf4").lower(), double_quant=not o["--no-double-quant"], frozen_dtype=dtype,
-        prepare_kbit=bool(o["--prepare-kbit"]),
+        prepare_kbit=bool(o["--prepare-kbit"]), kv_repeated=bool(o["--repeat-kv"]),
         grad_accum=o["--grad-accum"] or 1, recompute=recompute, attention="flash" if flash else "eager",
         fused=bool(o["--compile"]), loss=(o["--loss"] or "fp32").lower(), loss_chunks=o["--loss-chunks"] or 8,
         dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload, offload_params="params" in offload,
@@ -145,5 +148,6 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
 
 FINETUNE_FLAGS = ("--method", "--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs",
                   "--optimizer", "--precision",
-                  "--quant", "--no-double-quant", "--prepare-kbit", "--grad-accum", "--compile", "--loss", "--loss-chunks", "--dropout",
+                  "--quant", "--no-double-quant", "--prepare-kbit", "--repeat-kv",
+                  "--grad-accum", "--compile", "--loss", "--loss-chunks", "--dropout",
                   "--offload", "--optimizer-in-backward", "--cuda-context-gib", "--fragmentation")

@@ -28,6 +28,7 @@ from calc.cli.finetune import (
     PrecisionOpt,
     PrepareKbitOpt,
     QuantOpt,
+    RepeatKvOpt,
 )
 from calc.cli.options import (
     DEFAULT_BATCH,
@@ -93,6 +94,7 @@ def memory(
     quant: QuantOpt = None,
     no_double_quant: DoubleQuantOpt = False,
     prepare_kbit: PrepareKbitOpt = False,
+    repeat_kv: RepeatKvOpt = False,
     grad_accum: GradAccumOpt = None,
     compile_: CompileOpt = False,
     loss: LossOpt = None,
@@ -122,7 +124,8 @@ def memory(
     finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
                      "--lora-dropout": lora_dropout, "--adapter-inputs": adapter_inputs, "--optimizer": optimizer,
                      "--precision": precision, "--quant": quant, "--no-double-quant": no_double_quant,
-                     "--prepare-kbit": prepare_kbit, "--grad-accum": grad_accum, "--compile": compile_, "--loss": loss,
+                     "--prepare-kbit": prepare_kbit, "--repeat-kv": repeat_kv,
+                     "--grad-accum": grad_accum, "--compile": compile_, "--loss": loss,
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
                      "--fragmentation": fragmentation}

@@ -110,6 +110,7 @@ class LayerSetup:
     litgpt: bool = False
     adapter_copy_bytes: int = 0
     residual_bytes: int = 0  # bytes of the residual stream when not act_bytes (fp32 after PEFT's kbit preparation)
+    kv_repeated: bool = False  # K and V copied out to every query head before attention (``layer_buffers``)
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -150,6 +151,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
       attn norm: H (+4 B 1/rms)          q,k,v input: H (if any trains/adapted)
       Q, K, V after RoPE: (h + 2g)*d     attention out O: h*d, log-sum-exp: h fp32
       eager instead of flash: + h*s softmax values per token (the b*h*s*s matrix)
+      (``kv_repeated``: K and V at h heads, 3*h*d: transformers' repeat_kv when SDPA gets a padding mask)
       mlp norm: H (+4 B)                 gate/up input: H (if trains/adapted)
       gate, up outputs: 2*I (gated; I plain)   down input: I (if trains/adapted)
       LoRA: r per adapted matrix (A x);  dropout masks 1 B per element where p > 0
@@ -180,7 +182,11 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     qkv_input = s.keeps_block_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
     if qkv_input:
         add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
-    add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    if s.kv_repeated and not m.mla and g < h:
+        qkv = 3 * h * d
+        add("Q, K, V after RoPE", qkv, tp, f"b*s*3h*d*{b}/t (K, V repeated to h heads) = {t_tok}*{qkv}*{b}/{tp}", _SRC_REPEAT_KV)
+    else:
+        add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
     if s.litgpt and not m.mla:
         out += litgpt_buffers(m, t_tok, s)
     if m.mla:
@@ -222,6 +228,8 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     return out
 
 
+_SRC_REPEAT_KV = ("transformers integrations/sdpa_attention.py: repeat_kv (expand + reshape, a copy) of K and V to every "
+                  "query head unless use_gqa_in_sdpa (torch >= 2.5 and attention_mask is None); the kernel keeps the copies")
 _SRC_PEFT_CAST = ("PEFT 0.20 tuners/lora/layer.py Linear.forward: x = self._cast_input_dtype(x, lora_A.weight.dtype) for each "
                   "adapted layer; lora_A's linear keeps that copy (under autocast its bf16 re-cast)")
 

@@ -327,7 +327,7 @@ def finetune_memory(
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
     fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
-    adapter_inputs: str = "shared", prepare_kbit: bool = False,
+    adapter_inputs: str = "shared", prepare_kbit: bool = False, kv_repeated: bool = False,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -348,6 +348,9 @@ def finetune_memory(
     fp32): those weights at 4 B, and the residual stream they produce is fp32 (the fp32 embedding output, the fp32 norm
     weights' products), so each checkpointed layer input of ``recompute="full"`` (the function's default gradient
     checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
+    ``kv_repeated``: a grouped-query model's K and V are copied out to every query head before attention and those
+    copies are what the kernel keeps (transformers integrations/sdpa_attention.py ``repeat_kv`` unless
+    ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
@@ -403,7 +406,7 @@ def finetune_memory(
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
                        tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
                        adapter_copy_bytes=0 if full else ADAPTER_INPUTS[adapter_inputs],
-                       residual_bytes=4 if prepare_kbit else 0)
+                       residual_bytes=4 if prepare_kbit else 0, kv_repeated=kv_repeated)
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
@@ -467,7 +470,7 @@ def finetune_memory(
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
-                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
+                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit, kv_repeated=kv_repeated)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -490,7 +493,8 @@ def finetune_memory(
         f"optimizer {optimizer}, precision {precision}: weights/grads {w_bytes} B"
         + (", fp32 master 4 B" if precision == "mixed" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
-        f"activations tensor by tensor: attention {attention}, {'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
+        f"activations tensor by tensor: attention {attention}{' (K, V repeated to every head)' if kv_repeated else ''}, "
+        f"{'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
         f", recompute {recompute}, dropout {dropout:g}, loss {loss}"
         + (f" in {loss_chunks} chunks" if loss in ("chunked", "fused") else ""),
         "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
