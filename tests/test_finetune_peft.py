@@ -125,3 +125,15 @@ def test_repeated_kv_keeps_k_and_v_at_every_query_head(llama32):
     # an MHA model (Llama 2 7B, 32 = 32 heads) has nothing to repeat: 1024*(3*4096)*2 = 25,165,824 B either way
     l2 = load_model("llama2-7b")
     assert _bufs(l2, LayerSetup(kv_repeated=True), 1024)["Q, K, V after RoPE"] == 25_165_824
+
+
+def test_qlora_under_autocast_shares_the_input(llama32):
+    # PEFT's bnb Linear4bit LoRA casts the adapter input only without autocast: q,v at 3,072 tokens, fp32 copies
+    # 3072*6144*4 = 75,497,472 B more than autocast, where the adapters read the 4-bit layer's own bf16 input
+    kw = dict(method="qlora", lora_rank=8, lora_targets="q,v", batch=1, seq=3072, suggest=False)
+    auto = finetune_memory(llama32, adapter_inputs="autocast", **kw)
+    shared = finetune_memory(llama32, adapter_inputs="shared", **kw)
+    fp32 = finetune_memory(llama32, adapter_inputs="fp32", **kw)
+    assert auto.per_gpu_bytes == shared.per_gpu_bytes
+    # A x in fp32 too: 3072*2*8*(4 - 2) = 98,304 B; 28 blocks
+    assert fp32.allocated_peak_bytes - shared.allocated_peak_bytes == 28 * (75_497_472 + 98_304)

@@ -27,7 +27,7 @@ LoraDropoutOpt = Annotated[float | None, _opt("--lora-dropout", "finetune: dropo
 AdapterInputsOpt = Annotated[str | None, _opt(
     "--adapter-inputs", "finetune: what each adapter keeps of its input: shared (adapters in the model dtype: litgpt, "
                         "torchtune), fp32 (PEFT fp32 adapters, no autocast: an fp32 copy each) or autocast (PEFT under "
-                        "bf16 autocast: a bf16 copy each) (default shared)")]
+                        "bf16 autocast: a bf16 copy each, none on 4-bit layers) (default shared)")]
 PrepareKbitOpt = Annotated[bool, _opt(
     "--prepare-kbit", "qlora: PEFT prepare_model_for_kbit_training (embeddings, norms, head and residual stream in fp32)")]
 RepeatKvOpt = Annotated[bool, _opt(

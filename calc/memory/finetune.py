@@ -233,6 +233,16 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
         raise LLMCalcError("--prepare-kbit", "casts the non-quantized weights of a 4-/8-bit base: use --method qlora")
 
 
+def _adapter_copy_bytes(method: str, adapter_inputs: str) -> int:
+    """Bytes of each adapted matrix's own input copy (calc.memory.activations.LayerSetup.adapter_copy_bytes): none for
+    a full fine-tune; PEFT's bitsandbytes layers cast only without autocast (peft 0.20 tuners/lora/bnb.py
+    Linear4bit/Linear8bitLt.forward: ``requires_conversion = not torch.is_autocast_enabled()``), so a QLoRA adapter
+    under autocast reads the block's own bf16 input."""
+    if method == "full" or (method == "qlora" and adapter_inputs == "autocast"):
+        return 0
+    return ADAPTER_INPUTS[adapter_inputs]
+
+
 def dora_norm_temporaries(m: ModelSpec, targets: tuple[str, ...], a: int) -> int:
     """Bytes alive at once while one DoRA layer computes its weight norm ||W + s B A||_c in the forward (peft 0.20
     tuners/lora/dora.py ``get_lora_weight`` + ``forward`` + ``get_weight_norm``; torchtune 0.7 modules/peft/dora.py
@@ -405,7 +415,7 @@ def finetune_memory(
     setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
                        tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
-                       adapter_copy_bytes=0 if full else ADAPTER_INPUTS[adapter_inputs],
+                       adapter_copy_bytes=_adapter_copy_bytes(method, adapter_inputs),
                        residual_bytes=4 if prepare_kbit else 0, kv_repeated=kv_repeated)
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
