@@ -20,11 +20,11 @@ INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
-             "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales")
+             "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales", "adapter_inputs")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately")
+              "shard_embeddings_separately", "kv_repeated")
 
 
 class Unrepresentable(Exception):
@@ -190,7 +190,8 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {key: k[key] for key in ("tp", "pp", "dp", "lora_rank", "lora_targets", "lora_dropout",
                                                     "optimizer", "loss", "recompute", "attention", "zero", "fused",
                                                     "optimizer_in_backward", "grad_accum", "offload_params", "offload_optimizer",
-                                                    "offload_activations", "shard_embeddings_separately") if key in k}
+                                                    "offload_activations", "shard_embeddings_separately", "adapter_inputs",
+                                                    "kv_repeated") if key in k}
     out["method"] = method
     if (recompute := stack_recompute(row, k)) is not None:
         out["recompute"] = recompute

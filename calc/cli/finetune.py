@@ -24,6 +24,15 @@ LoraAlphaOpt = Annotated[float | None, _opt("--lora-alpha", "finetune: adapter s
 LoraTargetsOpt = Annotated[str | None, _opt("--lora-targets", "finetune: q,k,v,o,gate,up,down,experts or all-linear (default q,v)")]
 LoraDropoutOpt = Annotated[float | None, _opt("--lora-dropout", "finetune: dropout on the adapter input (default 0)",
                                               human_float("--lora-dropout", allow_zero=True, maximum=1))]
+AdapterInputsOpt = Annotated[str | None, _opt(
+    "--adapter-inputs", "finetune: what each adapter keeps of its input: shared (adapters in the model dtype: litgpt, "
+                        "torchtune), fp32 (PEFT fp32 adapters, no autocast: an fp32 copy each) or autocast (PEFT under "
+                        "bf16 autocast: a bf16 copy each, none on 4-bit layers) (default shared)")]
+PrepareKbitOpt = Annotated[bool, _opt(
+    "--prepare-kbit", "qlora: PEFT prepare_model_for_kbit_training (embeddings, norms, head and residual stream in fp32)")]
+RepeatKvOpt = Annotated[bool, _opt(
+    "--repeat-kv", "finetune: K and V copied to every query head before attention (transformers repeat_kv: padded "
+                   "batches under SDPA, eager attention)")]
 OptimizerOpt = Annotated[str | None, _opt(
     "--optimizer", "finetune: adamw, adamw8bit, paged-adamw8bit, paged-adamw, adafactor, sgd, lion (default adamw)")]
 PrecisionOpt = Annotated[str | None, _opt("--precision", "finetune: mixed (bf16 + fp32 master), bf16 (pure) or fp32 (default mixed)")]
@@ -99,11 +108,12 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     o = {k: options.get(k) for k in FINETUNE_FLAGS}
     method = (o["--method"] or "lora").lower()
     if method == "full":
-        for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout"):
+        for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs"):
             refuse(flag, o[flag], "sets a LoRA adapter; --method full trains every weight")
     if method != "qlora":
         refuse("--quant", o["--quant"], "sets the 4-bit/8-bit base of --method qlora")
         refuse("--no-double-quant", o["--no-double-quant"], "applies to the NF4 base of --method qlora")
+        refuse("--prepare-kbit", o["--prepare-kbit"], "prepares a 4-/8-bit base: --method qlora", False)
     if method not in ("lora", "dora"):
         refuse("--dtype", dtype, "is the frozen base dtype of --method lora/dora; full uses --precision, qlora --quant",
                DEFAULT_DTYPE)
@@ -117,8 +127,10 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     kwargs = dict(
         plan=plan, method=method, lora_rank=o["--lora-rank"] or 8, lora_alpha=o["--lora-alpha"],
         lora_targets=o["--lora-targets"] or "q,v", lora_dropout=o["--lora-dropout"] or 0.0,
+        adapter_inputs=(o["--adapter-inputs"] or "shared").lower(),
         optimizer=(o["--optimizer"] or "adamw").lower(), precision=(o["--precision"] or "mixed").lower(),
         base_dtype=(o["--quant"] or "nf4").lower(), double_quant=not o["--no-double-quant"], frozen_dtype=dtype,
+        prepare_kbit=bool(o["--prepare-kbit"]), kv_repeated=bool(o["--repeat-kv"]),
         grad_accum=o["--grad-accum"] or 1, recompute=recompute, attention="flash" if flash else "eager",
         fused=bool(o["--compile"]), loss=(o["--loss"] or "fp32").lower(), loss_chunks=o["--loss-chunks"] or 8,
         dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload, offload_params="params" in offload,
@@ -134,6 +146,8 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     return result
 
 
-FINETUNE_FLAGS = ("--method", "--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--optimizer", "--precision",
-                  "--quant", "--no-double-quant", "--grad-accum", "--compile", "--loss", "--loss-chunks", "--dropout",
+FINETUNE_FLAGS = ("--method", "--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs",
+                  "--optimizer", "--precision",
+                  "--quant", "--no-double-quant", "--prepare-kbit", "--repeat-kv",
+                  "--grad-accum", "--compile", "--loss", "--loss-chunks", "--dropout",
                   "--offload", "--optimizer-in-backward", "--cuda-context-gib", "--fragmentation")

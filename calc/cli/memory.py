@@ -8,6 +8,7 @@ import typer
 
 from calc.cli.finetune import (
     ActivationsOpt,
+    AdapterInputsOpt,
     CompileOpt,
     ContextOpt,
     DoubleQuantOpt,
@@ -25,7 +26,9 @@ from calc.cli.finetune import (
     OptimizerOpt,
     OptInBwdOpt,
     PrecisionOpt,
+    PrepareKbitOpt,
     QuantOpt,
+    RepeatKvOpt,
 )
 from calc.cli.options import (
     DEFAULT_BATCH,
@@ -85,10 +88,13 @@ def memory(
     lora_alpha: LoraAlphaOpt = None,
     lora_targets: LoraTargetsOpt = None,
     lora_dropout: LoraDropoutOpt = None,
+    adapter_inputs: AdapterInputsOpt = None,
     optimizer: OptimizerOpt = None,
     precision: PrecisionOpt = None,
     quant: QuantOpt = None,
     no_double_quant: DoubleQuantOpt = False,
+    prepare_kbit: PrepareKbitOpt = False,
+    repeat_kv: RepeatKvOpt = False,
     grad_accum: GradAccumOpt = None,
     compile_: CompileOpt = False,
     loss: LossOpt = None,
@@ -116,8 +122,10 @@ def memory(
     from calc.specs import Parallelism
 
     finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
-                     "--lora-dropout": lora_dropout, "--optimizer": optimizer, "--precision": precision, "--quant": quant,
-                     "--no-double-quant": no_double_quant, "--grad-accum": grad_accum, "--compile": compile_, "--loss": loss,
+                     "--lora-dropout": lora_dropout, "--adapter-inputs": adapter_inputs, "--optimizer": optimizer,
+                     "--precision": precision, "--quant": quant, "--no-double-quant": no_double_quant,
+                     "--prepare-kbit": prepare_kbit, "--repeat-kv": repeat_kv,
+                     "--grad-accum": grad_accum, "--compile": compile_, "--loss": loss,
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
                      "--fragmentation": fragmentation}

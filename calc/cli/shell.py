@@ -58,8 +58,8 @@ _MEMORY_PANELS = {
     "Training and fine-tuning (--mode train, finetune)": ("zero", "recompute", "flash"),
     "Training (--mode train)": ("recipe", "activations"),
     "Fine-tuning (--mode finetune)": (
-        "method", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout", "optimizer", "precision", "quant",
-        "no_double_quant", "grad_accum", "compile_", "loss", "loss_chunks", "dropout", "offload",
+        "method", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout", "adapter_inputs", "optimizer", "precision", "quant",
+        "no_double_quant", "prepare_kbit", "repeat_kv", "grad_accum", "compile_", "loss", "loss_chunks", "dropout", "offload",
         "optimizer_in_backward", "cuda_context_gib", "fragmentation"),
     "Output": ("as_json", "explain", "help"),
 }

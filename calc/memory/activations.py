@@ -86,6 +86,13 @@ class LayerSetup:
     (A, B)``; MatMul8bitLt likewise keeps A), so every quantized linear's input is saved, trained or not.
     ``litgpt``: the block as litgpt writes it (lit_gpt/model.py, lora.py, rmsnorm.py at commit 8641822, the code of
     its published resource tables; ``litgpt_buffers``).
+    ``adapter_copy_bytes``: 0 when the adapters are in the block's dtype and read its input as it is (litgpt,
+    torchtune): one saved input serves the frozen matrices' adapters. PEFT casts the input of each adapted layer to
+    the adapter's dtype (peft 0.20 tuners/lora/layer.py Linear.forward: ``x = self._cast_input_dtype(x,
+    lora_A.weight.dtype)``; tuners_utils.py ``_cast_input_dtype``: ``x.to(dtype=dtype)`` when the dtypes differ), and
+    keeps its adapters in fp32 on a bf16 base (``autocast_adapter_dtype=True``, the default): every adapted matrix then
+    keeps its own copy of its input, 4 B an element without autocast, 2 B under bf16 autocast (lora_A's linear casts
+    the fp32 copy back and keeps that); the block's bf16 input is no longer kept for them.
     """
 
     full: bool = True
@@ -101,9 +108,17 @@ class LayerSetup:
     sp: bool = False
     quantized: bool = False
     litgpt: bool = False
+    adapter_copy_bytes: int = 0
+    residual_bytes: int = 0  # bytes of the residual stream when not act_bytes (fp32 after PEFT's kbit preparation)
+    kv_repeated: bool = False  # K and V copied out to every query head before attention (``layer_buffers``)
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
+
+    def keeps_block_input(self, *names: str) -> bool:
+        """The block's own input to these matrices is saved: a trained or 4-bit matrix keeps it, an adapter only when
+        it reads that input uncast (``adapter_copy_bytes`` 0; PEFT's casts keep copies instead, ``layer_buffers``)."""
+        return self.full or self.quantized or (not self.adapter_copy_bytes and any(n in self.adapted for n in names))
 
 
 _SRC_NORM = "RMSNorm/LayerNorm backward needs its input and 1/rms per token (Zhang & Sennrich 2019, eq. 4)"
@@ -116,11 +131,16 @@ _SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021,
 
 def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
     """Fused norm kernels keep the input (act bytes) + fp32 1/rms per token; the eager HF RMSNorm upcasts
-    first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token."""
+    first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token. When its weight trains (full
+    fine-tuning) the eager norm's last product ``self.weight * hidden_states.to(input_dtype)`` (transformers
+    models/llama/modeling_llama.py LlamaRMSNorm.forward) also keeps its other operand, the normalised input cast back
+    to the activation dtype: + H*act bytes (the norm output the next matmul keeps is a different tensor, the product)."""
     kept = s.fused or s.litgpt  # litgpt's RMSNorm/LayerNorm of commit 8641822 keep the bf16 input (no upcast)
-    per = (width * s.act_bytes if kept else 4 * width) + 4
-    formula = f"tokens*({'H*' + str(s.act_bytes) if kept else '4*H fp32 upcast'} + 4) = {tokens}*({width}*" \
-              f"{s.act_bytes if kept else 4} + 4)"
+    weight_operand = s.full and not kept
+    per = (width * s.act_bytes if kept else 4 * width) + 4 + (width * s.act_bytes if weight_operand else 0)
+    formula = f"tokens*({'H*' + str(s.act_bytes) if kept else '4*H fp32 upcast'} + 4" \
+              f"{' + H*' + str(s.act_bytes) + ' weight operand' if weight_operand else ''}) = {tokens}*({width}*" \
+              f"{s.act_bytes if kept else 4} + 4{' + ' + str(width * s.act_bytes) if weight_operand else ''})"
     return Buffer(name, tokens * per, f"{formula} = {tokens * per:,} B", _SRC_NORM)
 
 
@@ -131,6 +151,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
       attn norm: H (+4 B 1/rms)          q,k,v input: H (if any trains/adapted)
       Q, K, V after RoPE: (h + 2g)*d     attention out O: h*d, log-sum-exp: h fp32
       eager instead of flash: + h*s softmax values per token (the b*h*s*s matrix)
+      (``kv_repeated``: K and V at h heads, 3*h*d: transformers' repeat_kv when SDPA gets a padding mask)
       mlp norm: H (+4 B)                 gate/up input: H (if trains/adapted)
       gate, up outputs: 2*I (gated; I plain)   down input: I (if trains/adapted)
       LoRA: r per adapted matrix (A x);  dropout masks 1 B per element where p > 0
@@ -158,10 +179,14 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     for i in range(m.norms_per_layer):  # sandwich-norm models (Gemma 2/3) keep the inputs of their post-norms too
         buf = _norm(names[i] if i < 2 else f"post-norm {i - 1} input", H, t_tok, s)
         out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
-    qkv_input = s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
+    qkv_input = s.keeps_block_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
     if qkv_input:
         add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
-    add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
+    if s.kv_repeated and not m.mla and g < h:
+        qkv = 3 * h * d
+        add("Q, K, V after RoPE", qkv, tp, f"b*s*3h*d*{b}/t (K, V repeated to h heads) = {t_tok}*{qkv}*{b}/{tp}", _SRC_REPEAT_KV)
+    else:
+        add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
     if s.litgpt and not m.mla:
         out += litgpt_buffers(m, t_tok, s)
     if m.mla:
@@ -180,14 +205,14 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         if s.dropout:
             add("attention dropout mask + output", h * seq, tp, f"b*h*s*s*({b}+1)/t", _SRC_EAGER, b + 1)
     shared_norm = m.parallel_block and m.norms_per_layer == 1  # GPT-J/Falcon: attention and MLP read one norm output
-    if s.keeps_input("gate_proj", "up_proj") and not (shared_norm and qkv_input):
+    if s.keeps_block_input("gate_proj", "up_proj") and not (shared_norm and qkv_input):
         add("gate/up input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
     n_up = 2 if m.gated_mlp else 1
     add("MLP up outputs (gate, up)" if m.gated_mlp else "MLP up output", n_up * width, tp,
         f"b*s*{n_up}*I*{b}/t = {t_tok}*{n_up}*{width}*{b}/{tp}", _SRC_GLU)
     if not s.fused and m.gated_mlp:  # act(gate) for the product's backward; a plain MLP's act output is the down input
         add("activation output (unfused silu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
-    if s.keeps_input("down_proj"):
+    if s.keeps_block_input("down_proj"):
         add("down input (act(gate)*up)" if m.gated_mlp else "down input (act(up))", width, tp,
             f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
     if s.dropout:
@@ -199,15 +224,50 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     if m.moe:
         add("router probabilities (fp32)", m.moe.router_slots, 1, f"b*s*E*4 = {t_tok}*{m.moe.router_slots}*4", _SRC_MOE, 4)
     if s.adapted and s.lora_rank:
-        mats = _adapted_shapes(m, s.adapted)
-        n = len(mats)
-        add("LoRA A x (adapter intermediates)", n * s.lora_rank, 1, f"b*s*{n} adapters*r*{b} = {t_tok}*{n}*{s.lora_rank}*{b}", _SRC_LORA)
-        if s.lora_dropout and not s.litgpt:
-            d_in = sum(i for i, _o in mats)
-            add("LoRA dropout copies + masks", d_in, 1, f"b*s*sum(d_in)*({b}+1) = {t_tok}*{d_in}*{b + 1}", _SRC_LORA, b + 1)
-        if s.dora:
-            d_out = sum(o for _i, o in mats)
-            add("DoRA base outputs (for the magnitude)", d_out, 1, f"b*s*sum(d_out)*{b} = {t_tok}*{d_out}*{b}", _SRC_DORA)
+        out += adapter_buffers(m, t_tok, s)
+    return out
+
+
+_SRC_REPEAT_KV = ("transformers integrations/sdpa_attention.py: repeat_kv (expand + reshape, a copy) of K and V to every "
+                  "query head unless use_gqa_in_sdpa (torch >= 2.5 and attention_mask is None); the kernel keeps the copies")
+_SRC_PEFT_CAST = ("PEFT 0.20 tuners/lora/layer.py Linear.forward: x = self._cast_input_dtype(x, lora_A.weight.dtype) for each "
+                  "adapted layer; lora_A's linear keeps that copy (under autocast its bf16 re-cast)")
+
+
+def adapter_buffers(m: ModelSpec, tokens: int, s: LayerSetup) -> list[Buffer]:
+    """What the LoRA / DoRA adapters of one block keep, per token (a = ``adapter_copy_bytes`` or the act bytes b):
+
+      A x (lora_B's input):                     r x a per adapted matrix
+      PEFT's cast input copies (a > 0):         sum(d_in) x a (the block's bf16 input is then not kept for them)
+      lora_dropout, p > 0:                      a 1-byte mask per element of sum(d_in); its dropped copy (b B an element)
+                                                is what lora_A keeps: added when the input is shared, it is the copy
+                                                itself under PEFT's cast
+      DoRA (peft 0.20 tuners/lora/dora.py DoraLinearLayer.forward, ``result_dora = (mag_norm_scale - 1) * base_result
+      + mag_norm_scale * lora_result * scaling``; torchtune DoRALinear.forward the same): both products save their
+      other operand for the magnitude's gradient: the base output (b) and the adapter output (a), sum(d_out) x (b + a)
+    (Llama 3.2 3B, q and v at r 32, PEFT fp32 without autocast, 3,072 tokens: 3072 x (3072 + 3072) x 4 = 75,497,472 B
+    of input copies and 3072 x 2 x 32 x 4 = 786,432 B of A x a block; tests/test_finetune_peft.py)"""
+    b = s.act_bytes
+    a = s.adapter_copy_bytes or b
+    mats = _adapted_shapes(m, s.adapted)
+    n, d_in, d_out = len(mats), sum(i for i, _o in mats), sum(o for _i, o in mats)
+    out: list[Buffer] = []
+
+    def add(name: str, elems: int, elem_bytes: float, formula: str, source: str) -> None:
+        size = math.ceil(tokens * elems * elem_bytes)
+        out.append(Buffer(name, size, f"{formula} = {size:,} B", source))
+
+    add("LoRA A x (adapter intermediates)", n * s.lora_rank, a, f"b*s*{n} adapters*r*{a} = {tokens}*{n}*{s.lora_rank}*{a}",
+        _SRC_LORA)
+    if s.adapter_copy_bytes:
+        add("LoRA input copies (cast to the adapter dtype)", d_in, a, f"b*s*sum(d_in)*{a} = {tokens}*{d_in}*{a}", _SRC_PEFT_CAST)
+        if s.lora_dropout:
+            add("LoRA dropout masks", d_in, 1, f"b*s*sum(d_in)*1 = {tokens}*{d_in}", _SRC_LORA)
+    elif s.lora_dropout and not s.litgpt:
+        add("LoRA dropout copies + masks", d_in, b + 1, f"b*s*sum(d_in)*({b}+1) = {tokens}*{d_in}*{b + 1}", _SRC_LORA)
+    if s.dora:
+        add("DoRA base + adapter outputs (for the magnitude)", d_out, b + a,
+            f"b*s*sum(d_out)*({b}+{a}) = {tokens}*{d_out}*{b + a}", _SRC_DORA)
     return out
 
 
@@ -402,9 +462,10 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
     full_bytes = sum(b.bytes for b in full_layer)
     kept = (min(n_layers, offload_layers) if offload_layers else n_layers) * in_flight
     if recompute == "full":
-        layer_input = math.ceil(batch * seq * m.hidden_size * s.act_bytes / (s.tp if s.sp else 1))
+        rb = s.residual_bytes or s.act_bytes
+        layer_input = math.ceil(batch * seq * m.hidden_size * rb / (s.tp if s.sp else 1))
         return StageActivations(full_layer, kept * layer_input, full_bytes,
-                                f"{kept} checkpointed layer inputs x b*s*H*{s.act_bytes} ({layer_input:,} B) "
+                                f"{kept} checkpointed layer inputs x b*s*H*{rb} ({layer_input:,} B) "
                                 f"+ one layer recomputed ({full_bytes:,} B)")
     if recompute == "selective":
         layer = sac_layer_buffers(m, batch, seq, s)

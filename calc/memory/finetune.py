@@ -58,6 +58,12 @@ NF4_BLOCK, NF4_SCALE_BLOCK = 64, 256
 
 DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT = 2  # activation offload: the layer computed + the one being copied
 
+# What each adapted matrix keeps of its input (calc.memory.activations.LayerSetup.adapter_copy_bytes): "shared", adapters
+# in the block's dtype read its input uncast (litgpt, torchtune); "fp32", PEFT's fp32 adapters (autocast_adapter_dtype=True)
+# without autocast: each adapted layer casts its input to fp32 and keeps that copy; "autocast", the same under bf16/fp16
+# autocast: lora_A's linear keeps a 16-bit re-cast of the copy (peft 0.20 tuners/lora/layer.py Linear.forward).
+ADAPTER_INPUTS = {"shared": 0, "fp32": 4, "autocast": 2}
+
 
 def nf4_bytes(params: int, double_quant: bool = True) -> int:
     """QLoRA NF4 storage (Dettmers et al. 2023, arXiv 2305.14314 section 3): 4 bits per weight plus one
@@ -198,7 +204,8 @@ def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, sha
 
 
 def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: str, loss: str, recompute: str, attention: str,
-                  zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int) -> None:
+                  zero: int, batch: int, seq: int, grad_accum: int, loss_chunks: int, optimizer_in_backward: bool, cp: int,
+                  adapter_inputs: str = "shared", prepare_kbit: bool = False) -> None:
     """One-line errors naming the flag, before any arithmetic."""
     check_optimizer(optimizer, precision)
     if base_dtype not in ("nf4", "int8"):
@@ -220,13 +227,42 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
         raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
     if seq % cp:
         raise LLMCalcError("--cp", f"{cp} must divide the sequence length {seq}")
+    if adapter_inputs not in ADAPTER_INPUTS:
+        raise LLMCalcError("--adapter-inputs", f"use {', '.join(ADAPTER_INPUTS)}, got {adapter_inputs!r}")
+    if prepare_kbit and method != "qlora":
+        raise LLMCalcError("--prepare-kbit", "casts the non-quantized weights of a 4-/8-bit base: use --method qlora")
+
+
+def _adapter_copy_bytes(method: str, adapter_inputs: str) -> int:
+    """Bytes of each adapted matrix's own input copy (calc.memory.activations.LayerSetup.adapter_copy_bytes): none for
+    a full fine-tune; PEFT's bitsandbytes layers cast only without autocast (peft 0.20 tuners/lora/bnb.py
+    Linear4bit/Linear8bitLt.forward: ``requires_conversion = not torch.is_autocast_enabled()``), so a QLoRA adapter
+    under autocast reads the block's own bf16 input."""
+    if method == "full" or (method == "qlora" and adapter_inputs == "autocast"):
+        return 0
+    return ADAPTER_INPUTS[adapter_inputs]
+
+
+def dora_norm_temporaries(m: ModelSpec, targets: tuple[str, ...], a: int) -> int:
+    """Bytes alive at once while one DoRA layer computes its weight norm ||W + s B A||_c in the forward (peft 0.20
+    tuners/lora/dora.py ``get_lora_weight`` + ``forward`` + ``get_weight_norm``; torchtune 0.7 modules/peft/dora.py
+    DoRALinear.forward the same), in the adapter's dtype of ``a`` bytes, for the largest adapted matrix (d_in x d_out):
+      x_eye = eye(d_in)                      d_in^2 x a   (kept by lora_A's graph while lora_weight lives)
+      lora_weight = lora_B(lora_A(x_eye)).T  d_in*d_out x a
+      weight.to(x.dtype)                     d_in*d_out x a, a copy only when the adapter dtype is not the base's bf16
+      scaling * lora_weight, W + that        2 x d_in*d_out x a
+    = a*(d_in^2 + d_in*d_out*(3 + copy)). Llama 3.2 3B q_proj (3072 x 3072), PEFT fp32: 4*(3072^2 + 3072^2*4) =
+    188,743,680 B; bf16 adapters on a bf16 base: 2*(3072^2 + 3072^2*3) = 75,497,472 B."""
+    copy = 1 if a != 2 else 0
+    return max(a * (x.d_in ** 2 + x.d_in * x.d_out * (3 + copy)) for _c, mats in adapted_matrices(m, targets) for x in mats)
 
 
 def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_bytes: int, base_dtype: str,
-                       double_quant: bool, frozen_dtype: str) -> tuple[int, str]:
+                       double_quant: bool, frozen_dtype: str, rest_bytes: int = 2) -> tuple[int, str]:
     """Weights held before sharding, with the formula: full N*w; LoRA/DoRA a frozen base in ``frozen_dtype`` plus the
     adapters; QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
-    row), embeddings, norms and head in bf16, plus the adapters."""
+    row), embeddings, norms and head in bf16 (``rest_bytes`` 2; 4 after PEFT's prepare_model_for_kbit_training), plus
+    the adapters."""
     if method == "full":
         return total * w_bytes, f"N*{w_bytes} = {total:,}*{w_bytes}"
     linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
@@ -239,9 +275,10 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
         q_bytes = nf4_bytes(quantised, double_quant) if quantised else 0
         q_formula = f"linears in NF4: {quantised:,}*(1/2 + 1/64 + 4/(64*256))" if double_quant else \
             f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
-    fb = dtype_bytes(frozen_dtype) if not quantised else 2
+    fb = dtype_bytes(frozen_dtype) if not quantised else rest_bytes
     base = math.ceil(rest * fb) + q_bytes + trainable * w_bytes
-    formula = f"{q_formula} + rest bf16 {rest:,}*2" if quantised else f"frozen base N*{fb} = {total:,}*{fb}"
+    formula = f"{q_formula} + rest {'bf16' if fb == 2 else 'fp32'} {rest:,}*{fb}" if quantised \
+        else f"frozen base N*{fb} = {total:,}*{fb}"
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
 
@@ -300,6 +337,7 @@ def finetune_memory(
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
     fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
+    adapter_inputs: str = "shared", prepare_kbit: bool = False, kv_repeated: bool = False,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -313,11 +351,22 @@ def finetune_memory(
     ``fsdp1_root``: PyTorch FSDP1 keeps the root unit (embedding, head, final norm) gathered from forward to backward,
     beside the blocks in flight (``fsdp_in_flight_bytes`` root_resident; Lightning's FSDPStrategy of 2023 is FSDP1).
     ``litgpt_block``: the block's saved tensors as litgpt's code keeps them (calc.memory.activations.litgpt_buffers).
+    ``adapter_inputs``: shared, fp32 or autocast (``ADAPTER_INPUTS``): whether each adapted matrix keeps its own copy of
+    its input, cast to PEFT's fp32 adapter dtype (calc.memory.activations.adapter_buffers).
+    ``prepare_kbit``: QLoRA after PEFT's ``prepare_model_for_kbit_training`` (peft 0.20 utils/other.py: "cast all non
+    INT8 parameters to fp32": every bf16/fp16 parameter that is not a Params4bit, i.e. embeddings, norms and head, becomes
+    fp32): those weights at 4 B, and the residual stream they produce is fp32 (the fp32 embedding output, the fp32 norm
+    weights' products), so each checkpointed layer input of ``recompute="full"`` (the function's default gradient
+    checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
+    ``kv_repeated``: a grouped-query model's K and V are copied out to every query head before attention and those
+    copies are what the kernel keeps (transformers integrations/sdpa_attention.py ``repeat_kv`` unless
+    ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
     """
     plan = check_layout(m, plan or Parallelism())
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
-                  loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp)
+                  loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,
+                  adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = count_params(m).total_params
@@ -332,7 +381,8 @@ def finetune_memory(
         return math.ceil(value / shards / (zero_ranks if zero >= stage else 1))
 
     # --- weights -------------------------------------------------------------------------------------
-    base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype)
+    base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype,
+                                            rest_bytes=4 if prepare_kbit else 2)
     weights = 0 if offload_params else zshard(base, 3)
     master = master_bytes(precision, trainable)
     states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
@@ -364,7 +414,9 @@ def finetune_memory(
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
     setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
-                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block)
+                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
+                       adapter_copy_bytes=_adapter_copy_bytes(method, adapter_inputs),
+                       residual_bytes=4 if prepare_kbit else 0, kv_repeated=kv_repeated)
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
@@ -376,8 +428,8 @@ def finetune_memory(
         transients["QLoRA dequantised weight"] = \
             max(t.params for _k, _c, ts in layer_kinds(m) for t in ts if t.shape) * 2 // plan.tp
     if method == "dora":
-        transients["DoRA weight-norm temporaries"] = \
-            2 * max(a.d_in * a.d_out for _c, mats in adapted_matrices(m, targets) for a in mats) * 2 // plan.tp
+        transients["DoRA weight-norm temporaries"] = dora_norm_temporaries(
+            m, targets, 2 if adapter_inputs == "shared" else 4) // plan.tp  # PEFT: x cast to fp32, autocast or not
     fsdp = 0
     if sharded_fsdp or offload_params:
         fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately,
@@ -428,7 +480,7 @@ def finetune_memory(
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
-                  litgpt_block=litgpt_block)
+                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit, kv_repeated=kv_repeated)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -444,11 +496,15 @@ def finetune_memory(
     alpha = lora_alpha if lora_alpha is not None else (2 * lora_rank if not full else None)
     assumptions = [
         f"method {method}" + ("" if full else f": rank {lora_rank}, alpha {alpha} (scales the update, no memory effect), "
-                                              f"targets {','.join(targets)}, base frozen (no gradients, no optimizer states)"),
+                                              f"targets {','.join(targets)}, base frozen (no gradients, no optimizer states), "
+                                              f"adapter inputs {adapter_inputs}"
+                                              + ("; PEFT prepare_model_for_kbit_training: embeddings, norms, head and the "
+                                                 "residual stream in fp32" if prepare_kbit else "")),
         f"optimizer {optimizer}, precision {precision}: weights/grads {w_bytes} B"
         + (", fp32 master 4 B" if precision == "mixed" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
-        f"activations tensor by tensor: attention {attention}, {'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
+        f"activations tensor by tensor: attention {attention}{' (K, V repeated to every head)' if kv_repeated else ''}, "
+        f"{'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
         f", recompute {recompute}, dropout {dropout:g}, loss {loss}"
         + (f" in {loss_chunks} chunks" if loss in ("chunked", "fused") else ""),
         "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
@@ -478,7 +534,7 @@ def finetune_memory(
            f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
            f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
         *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),
-        *([f"DoRA weight-norm temporaries = 2 x largest adapted matrix in bf16 (W + BA and its norm input) = {dora_tmp:,} B"]
+        *([f"DoRA weight-norm temporaries = largest adapted matrix's a*(d_in^2 + d_in*d_out*(3 + cast copy)) = {dora_tmp:,} B"]
           if dora_tmp else []),
         *([f"paged optimizer states (CUDA unified memory, outside the allocator) = {paged:,} B"] if paged else []),
         *([f"offloaded to CPU = {cpu:,} B"] if cpu else []),
