@@ -81,7 +81,9 @@ PRIOR: dict[str, dict[str, float]] = {
     "stack_efficiency": {"megatron": 1.0, "fsdp": 1.0, "llm-foundry": 1.0, "deepspeed": 1.0, "other": 1.0},
     # Scheduler, input preparation, sampling per step, per engine family (corpus_predict.engine_family); "vllm" is
     # the engine's default (calc.serving.assumptions).
-    "step_overhead_s": {"vllm": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3, "other": 2.0e-3},
+    # vLLM V0 (releases before 0.8) apart from V1: another scheduler and per-step input path (corpus_predict.engine_family).
+    "step_overhead_s": {"vllm": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3,
+                        "other": 2.0e-3},
 }
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
@@ -329,6 +331,7 @@ def row_stack(row: Any) -> str:
     engine does not name, or a memory row's, by its own name in lower case (two unknown stacks are not one)."""
     keys = cp.parameter_keys(row)
     key = keys.get("stack_efficiency") or keys.get("step_overhead_s")
+    key = {"vllm-v0": "vllm"}.get(key, key)  # a band reads vLLM V0 and V1 as one family (calc.report.confidence)
     return key if key and key != "other" else row.stack.name.lower()
 
 

@@ -22,6 +22,7 @@ from calc.cli.options import (
     DraftOpt,
     DtypeOpt,
     EmitOpt,
+    EnforceEagerOpt,
     Engine,
     EngineOpt,
     EngineVersionOpt,
@@ -47,6 +48,7 @@ from calc.cli.options import (
     SpecMethod,
     SpecMethodOpt,
     SpecTokensOpt,
+    StepOverheadOpt,
     TpOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -129,18 +131,26 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     return num_gpus or (tp or 1) * (pp or 1)
 
 
-def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None) -> Any:
+def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, settings: Any = None,
+                        step_overhead_ms: float | None = None, enforce_eager: bool = False) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
     CUDA context where the release counts it, else the workspaces above its snapshot: calc.serving.engine_memory
-    non_torch_bytes); at its default each release keeps its own (ServingAssumptions)."""
-    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+    non_torch_bytes); at its default each release keeps its own (ServingAssumptions).
+    --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
+    --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
+    --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager)."""
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
     given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
-    return ServingAssumptions(cuda_context_gib=reserve_gib,
+    if step_overhead_ms is not None:
+        given["step_overhead_s"] = step_overhead_ms / 1e3
+    elif settings is not None:
+        given["step_overhead_s"] = engine_step_overhead_s(settings)
+    return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
@@ -169,6 +179,8 @@ def latency(
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -185,7 +197,7 @@ def latency(
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
-    a = serving_assumptions(reserve_gib)
+    a = serving_assumptions(reserve_gib, settings=s, step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
@@ -273,6 +285,8 @@ def serve(
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     expert_imbalance: ExpertImbalanceOpt = None,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     emit_engine: EmitOpt = None,
     speculative: SpecMethodOpt = None,
     draft: DraftOpt = None,
@@ -309,7 +323,8 @@ def serve(
                   mem_fraction_static, chunked_prefill_size, engine_version)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
-                        calibration=load_calibration(calibration), assumptions=serving_assumptions(reserve_gib, expert_imbalance),
+                        calibration=load_calibration(calibration),
+                        assumptions=serving_assumptions(reserve_gib, expert_imbalance, s, step_overhead_ms, enforce_eager),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)
