@@ -89,6 +89,10 @@ def test_engine_picks_its_fitted_overhead(cli) -> None:  # noqa: ANN001
     assert trt["step_overhead_s"] == values["trtllm"]
     v0 = cli(*LATENCY, "--engine", "vllm", "--engine-version", "0.6.3").json()
     assert v0["step_overhead_s"] == values.get("vllm-v0", values["other"])
+    explain = " ".join(cli(*LATENCY[:-1], "--engine", "trtllm", "--explain").out.split())
+    assert f"per-step scheduling/launch overhead = {values['trtllm'] * 1e3:g} ms (trtllm: " in explain
+    given = " ".join(cli(*LATENCY[:-1], "--step-overhead-ms", "6", "--explain").out.split())
+    assert "per-step scheduling/launch overhead = 6 ms (--step-overhead-ms)" in given
 
 
 def test_enforce_eager_is_explained_and_emitted(cli) -> None:  # noqa: ANN001

@@ -141,15 +141,18 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
     --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager)."""
-    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s
+    from calc.fitted import describe
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s, overhead_family
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
     given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
     if step_overhead_ms is not None:
-        given["step_overhead_s"] = step_overhead_ms / 1e3
+        given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:
-        given["step_overhead_s"] = engine_step_overhead_s(settings)
+        family = overhead_family(settings)
+        given |= {"step_overhead_s": engine_step_overhead_s(settings),
+                  "step_overhead_from": f"{family}: {describe('step_overhead_s', family)}"}
     return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 

@@ -73,6 +73,7 @@ class ServingAssumptions(BaseModel):
         "vLLM V1's profile sampler runs FlashInfer (True) or the PyTorch-native sort (False); None: the release's "
         "default install (FlashInfer from 0.21, calc.serving.engine_memory)"))
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
+    step_overhead_from: str = Field("", description="where step_overhead_s came from, for --explain (set by the CLI)")
     eager: bool = Field(False, description="steps run eager, no CUDA / HIP graph (vLLM --enforce-eager): calc.serving.eager")
     eager_launch_s: float | None = Field(None, ge=0, description=(
         "host seconds per eager kernel launch; None: by GPU vendor (calc.serving.eager.LAUNCH_S)"))
@@ -92,7 +93,8 @@ class ServingAssumptions(BaseModel):
             f"NCCL / custom all-reduce buffers per GPU when split = {self.comm_buffer_gib:g} GiB",
             f"non-torch memory above a vLLM baseline snapshot (load / profile workspaces) = {self.profile_non_torch_gib:g} GiB; "
             f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB",
-            f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms",
+            f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms"
+            + (f" ({self.step_overhead_from})" if self.step_overhead_from else ""),
             *(["eager steps (no CUDA / HIP graph): max(forward, kernels x launch) + overhead, launch "
                + (f"{self.eager_launch_s * 1e6:g} us" if self.eager_launch_s is not None else "by vendor: CUDA 5 us, HIP 11 us")
                + " per kernel (calc.serving.eager)"] if self.eager else []),
@@ -114,6 +116,10 @@ def engine_step_overhead_s(settings: Any) -> float:
     EngineSettings.accounting) read "vllm-v0", later ones "vllm", SGLang and TensorRT-LLM their own; a family the data
     file does not hold reads its "other" value (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
     values = parameter("step_overhead_s")
-    family = settings.accounting().replace("vllm-v1", "vllm")
-    return values.get(family, values["other"])
+    return values.get(overhead_family(settings), values["other"])
+
+
+def overhead_family(settings: Any) -> str:
+    """The step-overhead key of an engine: vllm (V1), vllm-v0 (vLLM before 0.8), sglang, trtllm."""
+    return str(settings.accounting()).replace("vllm-v1", "vllm")
 
