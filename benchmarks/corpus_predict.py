@@ -192,6 +192,8 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
                                   and k["prompt"] + k["output"] - 1 > eager_from):
         # --enforce-eager, or vLLM V0 decoding past max_seq_len_to_capture: every step eager (calc.serving.eager)
         assumptions = assumptions.model_copy(update={"eager": True})
+    elif eager_from is not None:  # vLLM V0 never captures a step holding prompt tokens
+        assumptions = assumptions.model_copy(update={"eager_prefill": True})
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
     waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
     runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],

@@ -126,3 +126,20 @@ def test_corpus_rows_read_the_vllm_v0_key_by_release() -> None:
     value, why = cp.predict_or_reason(next(r for r, _g, _s in load_corpus()
                                            if r.id == "dstack-405b-mi300x-amdfp8kv-tp8-b4-128-2048-e2e"))
     assert value is not None, why  # an --enforce-eager row is predicted, not refused
+
+
+def test_vllm_v0_prefill_runs_eager_and_its_decode_on_graphs() -> None:
+    # V0 replays a graph for decode-only batches alone: a one-token prefill of Llama 2 7B at 30 us a launch takes
+    # 320 x 30 us = 9.6 ms of launches (over its ~8.3 ms forward) + 2 ms; the decode step keeps the graph price
+    m, g = load_model("llama2-7b"), load_gpu("a100")
+    run = dict(batch=1, prompt=1, output=2, dtype="fp16")
+    graph = latency(m, g, **run)
+    v0 = latency(m, g, **run, assumptions=ServingAssumptions(eager_prefill=True, eager_launch_s=30e-6))
+    assert v0.ttft_s * 1e3 == pytest.approx(320 * 0.030 + 2.0, rel=1e-9)
+    assert v0.tpot_s == pytest.approx(graph.tpot_s, rel=1e-12)
+
+
+def test_engine_vllm_v0_sets_eager_prefill(cli) -> None:  # noqa: ANN001
+    out = " ".join(cli(*LATENCY[:-1], "--engine", "vllm-v0", "--explain").out.split())
+    assert "vLLM V0: steps holding prompt tokens run eager" in out
+    assert "vLLM V0: steps holding prompt tokens run eager" not in " ".join(cli(*LATENCY[:-1], "--explain").out.split())

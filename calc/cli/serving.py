@@ -153,7 +153,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
         family = overhead_family(settings)
         given |= {"step_overhead_s": engine_step_overhead_s(settings),
                   "step_overhead_from": f"{family}: {describe('step_overhead_s', family)}"}
-    return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager,
+    v0 = settings is not None and settings.accounting() == "vllm-v0"  # V0 never captures a step holding prompt tokens
+    return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager, eager_prefill=v0,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 

@@ -75,6 +75,9 @@ class ServingAssumptions(BaseModel):
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
     step_overhead_from: str = Field("", description="where step_overhead_s came from, for --explain (set by the CLI)")
     eager: bool = Field(False, description="steps run eager, no CUDA / HIP graph (vLLM --enforce-eager): calc.serving.eager")
+    eager_prefill: bool = Field(False, description=(
+        "steps holding prompt tokens run eager (vLLM V0: vllm/worker/model_runner.py _use_captured_graph replays a graph "
+        "for decode-only batches alone); set for --engine vllm-v0 / a release before 0.8"))
     eager_launch_s: float | None = Field(None, ge=0, description=(
         "host seconds per eager kernel launch; None: by GPU vendor (calc.serving.eager.LAUNCH_S)"))
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
@@ -98,6 +101,8 @@ class ServingAssumptions(BaseModel):
             *(["eager steps (no CUDA / HIP graph): max(forward, kernels x launch) + overhead, launch "
                + (f"{self.eager_launch_s * 1e6:g} us" if self.eager_launch_s is not None else "by vendor: CUDA 5 us, HIP 11 us")
                + " per kernel (calc.serving.eager)"] if self.eager else []),
+            *(["vLLM V0: steps holding prompt tokens run eager (no graph for a prefill), max(forward, kernels x launch) "
+               "+ overhead (calc.serving.eager)"] if self.eager_prefill and not self.eager else []),
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",

@@ -15,8 +15,8 @@
     MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
     routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
     step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
-    eager (ServingAssumptions.eager: no CUDA / HIP graph): step = max(forward, kernels x launch) + overhead, the
-              host issuing every kernel (calc.serving.eager)
+    eager (ServingAssumptions.eager: no CUDA / HIP graph; eager_prefill: every step holding prompt tokens, as vLLM V0
+              runs them): step = max(forward, kernels x launch) + overhead, the host issuing every kernel (calc.serving.eager)
 A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
 whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
 reproduces the fitted predictions:
@@ -398,7 +398,8 @@ def step_time(
         compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
         memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m) + routing
         forward = max(compute, memory) + comm
-    launches = forward_kernels(m, gpu, dtype, tp) * launch_s(gpu, a.eager_launch_s) if a.eager else 0.0
+    eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
+    launches = forward_kernels(m, gpu, dtype, tp) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
     total = max(forward, launches) + a.step_overhead_s  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
     if launches > forward:
