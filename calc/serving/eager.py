@@ -11,8 +11,9 @@ the host but the host does not wait for the GPU either:
 A decode step of a large model on many GPUs is GPU-bound either way; one of a small model, or a short prefill, is
 host-bound eager.
 
-Kernels per forward, counted from vLLM's model code (vllm/model_executor/models/llama.py at v0.6.3,
-LlamaDecoderLayer.forward and LlamaAttention / LlamaMLP.forward) as it runs each decoder layer:
+Kernels per forward, counted from vLLM's model code (vllm-project/vllm vllm/model_executor/models/llama.py at commit
+0035bdf2, a V0 release of 2024: LlamaDecoderLayer.forward and LlamaAttention / LlamaMLP.forward; the o_proj and
+down_proj RowParallelLinear layers all-reduce their output) as it runs each decoder layer:
     fused add + RMSNorm (input_layernorm), qkv_proj GEMM, rotary_emb, reshape_and_cache (the KV write), the attention
     kernel, o_proj GEMM, [TP all-reduce], fused add + RMSNorm (post_attention_layernorm), gate_up_proj GEMM,
     SiluAndMul, down_proj GEMM, [TP all-reduce]
