@@ -20,7 +20,7 @@ INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
-             "lora_targets", "quantization", "fp8_recipe", "system")
+             "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
@@ -77,6 +77,22 @@ def auto_kv_dtype(weight_dtype: str) -> str:
     engine's own default, KV = --dtype, would store fp8 KV for an fp8 checkpoint; 16-bit rows keep their dtype, and
     quantized ones take bf16 (fp16 has the same two bytes)."""
     return weight_dtype if weight_dtype in SIXTEEN_BIT else "bf16"
+
+
+# The fp8 scale granularity of a stack's FP8 weights when the row does not say (fp8_scales: block | tensor; the
+# engine's calc.serving.assumptions fp8_moe_scales, default "block"): TensorRT-LLM's QuantAlgo FP8 (trtllm-bench build
+# --quantization FP8, NVIDIA ModelOpt "-FP8" checkpoints, hf_quant_config quant_algo "FP8") is one scale per tensor,
+# a QuantAlgo apart from FP8_BLOCK_SCALES (tensorrt_llm/quantization/mode.py; tensorrt_llm/bench/build/tuning.py
+# BYTES_PER_ELEM lists both), and its MoE runs CUTLASS's per-tensor fp8 grouped GEMM.
+STACK_FP8_SCALES = {"trtllm": "tensor", "nim-trtllm": "tensor"}
+
+
+def fp8_scales(row: Any, k: dict[str, Any]) -> str | None:
+    """The row's fp8 scale granularity (its ``fp8_scales`` knob, else its stack's STACK_FP8_SCALES) for fp8 rows;
+    None: the engine's default."""
+    if not row.dtype.startswith("fp8"):
+        return None
+    return k.get("fp8_scales") or STACK_FP8_SCALES.get(row.stack.name)
 
 
 # torchtitan's activation_checkpoint mode "selective" (selective_ac_option "op" in its llama configs) is op-level SAC,

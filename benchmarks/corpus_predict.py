@@ -27,7 +27,7 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from corpus_knobs import Unrepresentable, finetune_kwargs, knobs, training_layout, training_loss  # noqa: E402
+from corpus_knobs import Unrepresentable, finetune_kwargs, fp8_scales, knobs, training_layout, training_loss  # noqa: E402
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
@@ -177,6 +177,8 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     from calc.serving.latency import latency
 
     k = knobs(row)
+    if (scales := fp8_scales(row, k)) is not None:
+        assumptions = assumptions.model_copy(update={"fp8_moe_scales": scales})
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
                             "(static batches and max-load throughput are)")

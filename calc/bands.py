@@ -29,7 +29,7 @@ prediction p of a time-like figure the measured value m = p exp(-r) lies, 80% of
     [p exp(-q90), p exp(-q10)]
 
 and for a rate in [p exp(q10), p exp(q90)]. The chain: the band group when it has >= min_rows rows from
->= min_sources source groups and holds rows of the figure's stack (``stack``: a stack the group has never seen
+>= min_group_sources source groups (a pool: min_sources) and holds rows of the figure's stack (``stack``: a stack the group has never seen
 makes its scatter that of other stacks' settings); else its pool over all generations; else (prefill) the serving
 family; else no comparable measurement. Two cases are "no band" (``rows`` 0, group starting ``NO_BAND``, printed as
 "no band: no comparable measurement"): no usable rows at all, given the stated wide default (a factor of 2 either
@@ -106,7 +106,8 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     own = data["groups"].get(group)
     unseen = own is not None and stack is not None and stack not in own.get("stacks", [stack])
     why = (f"{group} holds no {stack} rows" if unseen
-           else f"{group} has fewer than {data['min_rows']} rows from {data.get('min_sources', 1)} sources")
+           else f"{group} has fewer than {data['min_rows']} rows from "
+                f"{data.get('min_group_sources', data.get('min_sources', 1))} sources")
     if own is not None and not unseen:
         q, name = own, group
     elif pool in data["pools"]:

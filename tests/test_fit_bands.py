@@ -6,7 +6,17 @@ from __future__ import annotations
 import math
 
 import pytest
-from fit_bands import BandRow, band_table, by_level, chain, source_quantiles, spread_factors, weighted_quantile
+from fit_bands import (
+    BandRow,
+    band_table,
+    by_level,
+    chain,
+    out_of_source_table,
+    source_quantiles,
+    spread_factors,
+    spread_of,
+    weighted_quantile,
+)
 
 G = "training|Hopper|16-bit|dense"
 
@@ -33,27 +43,72 @@ def test_each_source_weighs_the_same() -> None:
 
 
 def test_a_stack_the_group_has_not_seen_reads_the_pool() -> None:
-    fit = rows("A", 0.0, 4) + rows("B", 0.5, 4) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense")
+    fit = rows("A", 0.0, 4) + rows("B", 0.5, 2) + rows("H", 0.25, 2) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense")
     by = by_level(fit)
     seen, unseen = rows("D", 0.0, 1)[0], rows("E", 0.0, 1, stack="fsdp")[0]
-    assert chain(seen, by) == ("group", by["groups"][G])  # 8 rows from 2 sources, megatron among them
+    assert chain(seen, by) == ("group", by["groups"][G])  # 8 rows from 3 sources, megatron among them
+    two = by_level(rows("A", 0.0, 4) + rows("B", 0.5, 4) + rows("C", 1.0, 8, group="training|Ampere|16-bit|dense"))
+    assert chain(seen, two) == ("fallback", two["pools"]["training"])  # 8 rows from 2 sources: a group needs 3
     assert chain(unseen, by) == ("fallback", by["pools"]["training"])  # no fsdp row in the group
     assert chain(rows("F", 0.0, 1, group="training|Blackwell|fp8|dense")[0], by)[0] == "fallback"  # no group at all
 
 
 def test_spread_factor_and_band_by_hand() -> None:
-    # Three sources of 8 rows, residuals 0, 0.25, 0.5. Leave the 0-source out: the others' quantiles (each row 1/16)
-    # are q10 = 0.25, q50 = 0.375 (between p = 15/32 and 17/32), q90 = 0.5; 0 is inside once 0.375 - k 0.125 <= 0:
-    # k >= 3. Leave 0.25 out: 0, 0.25, 0.5 about q50 0.25 hold it at k = 1. Leave 0.5 out: 0.125 + k 0.125 >= 0.5:
-    # k >= 3. So 1/3 of the 24 left-out rows are inside at k = 1, all at k = 3: k = 3.00.
-    fit = rows("S1", 0.0) + rows("S2", 0.25) + rows("S3", 0.5)
+    # Four sources of 8 rows, residuals 0, 0.25, 0.5, 0.75 (one left out, the group keeps 3 sources). Leave the
+    # 0-source out: the others' quantiles (each row 1/24) are q10 = 0.25 (its rows up to p = 7.5/24), q50 = 0.5,
+    # q90 = 0.75; 0 is inside once 0.5 - k 0.25 <= 0: k >= 2; the 0.75-source the same way. Leave 0.25 out: q10 = 0,
+    # q50 = 0.5, q90 = 0.75, inside once 0.5 - k 0.5 <= 0.25: k >= 0.5; 0.5 the same way. So 2 of 4 sources are
+    # inside at k = 1, all at k = 2: k = 2.00.
+    fit = rows("S1", 0.0) + rows("S2", 0.25) + rows("S3", 0.5) + rows("S4", 0.75)
     spread = spread_factors(fit)
-    assert spread["training"]["group"] == {"k": 3.0, "rows": 24, "coverage_at_1": pytest.approx(1 / 3, abs=1e-4),
-                                           "coverage_at_k": 1.0}
-    # All 24 rows: S1 at p <= 7.5/24, S2 from 8.5/24 to 15.5/24, S3 above: q10 = 0, q50 = 0.25, q90 = 0.5, spread by
-    # 3 about 0.25: [-0.5, 1.0].
+    assert spread["training"]["group"] == {"k": 2.0, "rows": 32, "sources": 4, "coverage_at_1": 0.5, "coverage_at_k": 1.0}
+    # All 32 rows: S1 at p <= 7.5/32 < 0.1, so q10 = 0; q50 between S2's last (15.5/32) and S3's first (16.5/32):
+    # 0.375; q90 = 0.75. Spread by 2 about 0.375: [-0.375, 1.125].
     g = band_table(fit)["groups"][G]
-    assert (g["q10"], g["q50"], g["q90"], g["rows"], g["sources"], g["stacks"]) == (-0.5, 0.25, 1.0, 24, 3, ["megatron"])
+    assert (g["q10"], g["q50"], g["q90"], g["rows"], g["sources"], g["stacks"]) == (-0.375, 0.375, 1.125, 32, 4, ["megatron"])
+    # Three sources: a left-out source leaves its group two, so its rows read the pool (the fallback level)
+    assert set(spread_factors(fit[:24])["training"]) == {"fallback"}
+
+
+def test_spread_counts_one_vote_per_source_and_may_narrow() -> None:
+    # Four tight sources T1-T4 of 8 rows at 0, one wide source W of 40 rows, 20 at -1 and 20 at +1.
+    # Leave a T out: W weighs 1/4 and its -1 rows sit at p <= 19.5/20 x 1/8 = 0.122 > 0.1, so q10 = -1, q50 = 0,
+    # q90 = 1: the T rows at 0 are inside for every k. Leave W out: every other row is 0, q10 = q50 = q90 = 0, so
+    # W's rows at -1 and +1 are outside for every k. One vote per source: 4 of 5 sources inside whatever k, so the
+    # smallest k on the grid, 0.5, holds 80%. Counted by rows it would be 32 of 72 (44%), never 80%.
+    fit = [row for s in ("T1", "T2", "T3", "T4") for row in rows(s, 0.0)] + rows("W", -1.0, 20) + [
+        BandRow(f"W+{i}", "W", "training_step_time", G, "megatron", 1.0) for i in range(20)]
+    assert spread_factors(fit)["training"]["group"] == {"k": 0.5, "rows": 72, "sources": 5, "coverage_at_1": 0.8,
+                                                        "coverage_at_k": 0.8}
+    # All 72 rows, each source weighing 1/5: W's 20 rows at -1 span p in [0, 0.1], the last at 19.5/20 x 0.1 = 0.0975;
+    # the first T row (weight 1/40) sits at 0.1 + 1/80 = 0.1125. q10 = -1 + (0.1 - 0.0975) / (0.1125 - 0.0975) = -5/6,
+    # q90 = 5/6 the same way, q50 = 0; spread by k = 0.5: -5/12 and 5/12.
+    g = band_table(fit)["groups"][G]
+    assert (g["q10_raw"], g["q50"], g["q90_raw"]) == (pytest.approx(-5 / 6, abs=1e-4), 0.0, pytest.approx(5 / 6, abs=1e-4))
+    assert (g["q10"], g["q90"]) == (pytest.approx(-5 / 12, abs=1e-4), pytest.approx(5 / 12, abs=1e-4))
+
+
+def test_out_of_source_table_refits_k_without_the_left_out_source() -> None:
+    # The sources of the test above. Leave T1 out: inside the rest, leaving a T out holds it (W's -1 rows span p up
+    # to 19.5/20 x 1/6 > 0.1, so q10 = -1, q90 = 1), leaving W out does not: 3 of 4 sources at every k, never 80%, so
+    # k = 4 (the grid's end); T1's band from the rest (q10 = -1, q50 = 0, q90 = 1 as above) spread by 4, [-4, 4], is
+    # wider than +-100% (sinh(4) > 1): no band. Leave W out: the T rows are all 0, k = 0.5, band [0, 0]: W's rows at
+    # -1 and +1 are outside, half-width 0.
+    fit = [row for s in ("T1", "T2", "T3", "T4") for row in rows(s, 0.0)] + rows("W", -1.0, 20) + [
+        BandRow(f"W+{i}", "W", "training_step_time", G, "megatron", 1.0) for i in range(20)]
+    table = out_of_source_table(fit)
+    assert "| T1 | training_step_time | 8 | 0 | - | - |" in table
+    assert "| W | training_step_time | 40 | 40 | 0% | 0% |" in table
+    assert "| training_step_time | 72 | 40 | 0% | 0% | 0% |" in table  # kind table: 40 banded rows, one source
+
+
+def test_a_spread_from_one_source_reads_the_levels_k() -> None:
+    # 20 left-out rows of the training group all from one source: its share inside is no coverage; the level's k over
+    # all pools (2.0) applies. Two sources: the pool's own k.
+    spread = {"all": {"group": {"k": 2.0, "rows": 50, "sources": 6}},
+              "training": {"group": {"k": 1.0, "rows": 20, "sources": 1}},
+              "serving_decode": {"group": {"k": 1.5, "rows": 20, "sources": 2}}}
+    assert (spread_of(spread, "training", "group"), spread_of(spread, "serving_decode", "group")) == (2.0, 1.5)
 
 
 def test_one_source_is_no_band() -> None:

@@ -256,3 +256,19 @@ def test_expert_imbalance_flag_reaches_the_ep_layouts(cli) -> None:
     assert r.code == 2 and "--expert-imbalance" in r.err and "Traceback" not in r.err
     r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", "train", "--expert-imbalance", "2")
     assert r.code == 2 and "--expert-imbalance" in r.err
+
+
+def test_fp8_moe_scales_flag(cli) -> None:
+    """--fp8-moe-scales (calc.serving.assumptions.fp8_moe_scales) in latency and serve: printed by --explain; per-tensor
+    fp8 experts run their prefill-sized grouped GEMMs at 0.8 of the dense rate, not the block-scaled 0.5, so a
+    prefill of 64 x 2,000 tokens (1,000 tokens per expert, top-8 of 128) is faster; a bad value exits 2 naming the flag."""
+    query = ["latency", "qwen3-30b-a3b", "--gpu", "h100", "--batch", "64", "--prompt", "2000", "--output", "16",
+             "--dtype", "fp8"]
+    block = cli(*query, "--json").json()
+    tensor = cli(*query, "--fp8-moe-scales", "tensor", "--json").json()
+    assert tensor["ttft_s"] < block["ttft_s"]
+    assert "taken as tensor-scaled" in cli(*query, "--fp8-moe-scales", "tensor", "--explain").out
+    r = cli(*query, "--fp8-moe-scales", "nope")
+    assert r.code == 2 and "--fp8-moe-scales" in r.err and "Traceback" not in r.err
+    serve = ["serve", "qwen3-30b-a3b", "--gpu", "h100", "--dtype", "fp8", "--prompt", "2000", "--output", "200"]
+    assert "taken as tensor-scaled" in cli(*serve, "--fp8-moe-scales", "tensor", "--explain").out

@@ -221,3 +221,65 @@ def test_attention_runs_in_the_kv_cache_dtype() -> None:
     bf16 = step_time(m, gpu, DEFAULT_ASSUMPTIONS, kv_dtype="bf16", **common)
     fp8 = step_time(m, gpu, DEFAULT_ASSUMPTIONS, kv_dtype="fp8", **common)
     assert bf16.compute_s - fp8.compute_s == pytest.approx(13.840e-3 - 6.920e-3, rel=1e-3)
+
+
+def test_fused_moe_row_tile_by_hand() -> None:
+    """vLLM / SGLang fused_moe pad each expert's rows to BLOCK_SIZE_M: 16 when the step's M <= E, else 64
+    (get_default_config), against gemm_time's 128. One token (M = 1 <= 128 experts): q(1, 16) / q(1, 128) = (1/16) /
+    (1/128) = 8. 20 rows per expert in a 200-token step (M > E: 64 rows): (20/64) / (20/128) = 2. 100 rows under 64:
+    100/128 either way = 1. From 128 rows on the GEMM's own tile quantisation: 1."""
+    from calc.serving.moe import expert_row_tile
+
+    assert expert_row_tile(1, 1, 128) == pytest.approx(8.0)
+    assert expert_row_tile(20, 200, 128) == pytest.approx(2.0)
+    assert expert_row_tile(100, 1000, 128) == pytest.approx(1.0)
+    assert expert_row_tile(128, 128, 8) == 1.0
+
+
+def test_one_token_streams_the_touched_experts_on_a_low_compute_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qwen3-30B-A3B (48 MoE layers, 128 experts, top-8, hidden 2048, expert 768) in bf16 on an H20 (148 TFLOP/s bf16,
+    4.0 TB/s): one decode token touches 8 experts, one row each. Padded to 16 rows the gate_up GEMM's compute is
+    2 x 16 x 2048 x 1536 = 100.7 MFLOP per expert, 0.68 us at 148 TFLOP/s x 1.0 even at full peak... below its
+    (1 x 2048 + 2048 x 1536 + 1 x 1536) x 2 B = 6,298,624 B / (4.0e12 x 0.9) = 1.7496 us of streaming: each expert GEMM
+    is memory-bound. So the layer's experts take 8 x 1.7496 us + 4 us launch for gate_up and, for down ((768 + 768 x
+    2048 + 2048) x 2 B = 3,151,360 B: 0.87538 us), 8 x 0.87538 + 4 us, both over the 0.8 decode grouped rate:
+    (17.997 + 11.003) / 0.8 = 36.25 us per layer, x 48 layers = 1.740 ms. (With the 128-row pad the gate_up compute
+    alone, 805 MFLOP per expert, would be 5.4 us at full peak: compute-bound.)"""
+    import calc.serving.step as step
+
+    m, gpu = load_model("qwen3-30b-a3b"), load_gpu("h20")
+    experts = [g for g in step.model_gemms(m)[0] if g.expert]
+    monkeypatch.setattr(step, "model_gemms", lambda _m: (experts, 0))
+    seconds = weight_gemm_time(m, gpu, 1, 0, 1, "bf16", None, 1, DEFAULT_ASSUMPTIONS)[0]
+    gate_up = 8 * 6_298_624 / (4.0e12 * 0.9) + 4e-6
+    down = 8 * 3_151_360 / (4.0e12 * 0.9) + 4e-6
+    assert seconds == pytest.approx(48 * (gate_up + down) / 0.8, rel=1e-6)
+
+
+def test_fp8_moe_scales_pick_the_grouped_rate() -> None:
+    """Above one 128-row tile per expert an fp8 grouped GEMM runs at fp8_grouped_gemm_rate with block scales (the
+    default) and at fp8_tensor_grouped_gemm_rate with one scale per tensor (TensorRT-LLM QuantAlgo FP8); 16-bit
+    experts at the dense rate either way."""
+    from calc.serving.moe import expert_gemm_rate
+
+    block = ServingAssumptions(fp8_grouped_gemm_rate=0.5, fp8_tensor_grouped_gemm_rate=0.8)
+    tensor = block.model_copy(update={"fp8_moe_scales": "tensor"})
+    assert expert_gemm_rate(512, block, "fp8") == 0.5
+    assert expert_gemm_rate(512, tensor, "fp8") == 0.8
+    assert expert_gemm_rate(512, tensor, "bf16") == 1.0
+    assert expert_gemm_rate(64, tensor, "fp8") == tensor.grouped_gemm_efficiency
+
+
+def test_trtllm_fp8_rows_run_per_tensor_scales() -> None:
+    """TensorRT-LLM's FP8 (ModelOpt / --quantization FP8) is one scale per tensor (corpus_knobs.STACK_FP8_SCALES);
+    a row's own fp8_scales knob wins; 16-bit rows have none."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from corpus_knobs import fp8_scales
+
+    def row(stack: str, dtype: str) -> SimpleNamespace:
+        return SimpleNamespace(stack=SimpleNamespace(name=stack), dtype=dtype)
+
+    assert fp8_scales(row("trtllm", "fp8"), {}) == "tensor"
+    assert fp8_scales(row("vllm", "fp8"), {}) is None
+    assert fp8_scales(row("vllm", "fp8"), {"fp8_scales": "tensor"}) == "tensor"
+    assert fp8_scales(row("trtllm", "bf16"), {}) is None

@@ -225,6 +225,16 @@ StepOverheadOpt = Annotated[float | None, typer.Option(
     help="engine CPU time per scheduler step, ms (default: the engine's fitted value: vllm, vllm-v0, sglang, trtllm)")]
 EnforceEagerOpt = Annotated[bool, typer.Option(
     "--enforce-eager", help="steps run without CUDA / HIP graphs (vLLM --enforce-eager): every kernel launched by the host")]
+class Fp8Scales(StrEnum):
+    block = "block"
+    tensor = "tensor"
+
+
+Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
+    "--fp8-moe-scales",
+    help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
+         "the default) or tensor (one scale per tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, "
+         "faster above 128 tokens per expert)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

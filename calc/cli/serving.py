@@ -28,6 +28,7 @@ from calc.cli.options import (
     EngineVersionOpt,
     ExpertImbalanceOpt,
     ExplainOpt,
+    Fp8MoeScalesOpt,
     GpuMemUtilOpt,
     GpuOpt,
     JsonOpt,
@@ -131,8 +132,8 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     return num_gpus or (tp or 1) * (pp or 1)
 
 
-def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, settings: Any = None,
-                        step_overhead_ms: float | None = None, enforce_eager: bool = False) -> Any:
+def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
+                        settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -147,6 +148,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
     given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
+    if fp8_moe_scales is not None:
+        given["fp8_moe_scales"] = str(fp8_moe_scales)
     if step_overhead_ms is not None:
         given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:
@@ -183,6 +186,7 @@ def latency(
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     calibration: CalibrationOpt = None,
@@ -201,7 +205,8 @@ def latency(
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
-    a = serving_assumptions(reserve_gib, settings=s, step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager)
+    a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
+                            enforce_eager=enforce_eager)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
@@ -289,6 +294,7 @@ def serve(
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     expert_imbalance: ExpertImbalanceOpt = None,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     emit_engine: EmitOpt = None,
@@ -328,7 +334,8 @@ def serve(
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),
-                        assumptions=serving_assumptions(reserve_gib, expert_imbalance, s, step_overhead_ms, enforce_eager),
+                        assumptions=serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms,
+                                                        enforce_eager),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)

@@ -44,6 +44,17 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   the chain (router top-k, align / permute, activation quantisation, SiLU, unpermute: ~5 kernels at ~4 us).
   DeepGEMM's own grouped kernels are faster (README, H800: 1,233 TFLOPS at 1,024 tokens per group), which
   an engine running them reaches; the defaults follow what vLLM runs by default.
+  fp8_moe_scales / fp8_tensor_grouped_gemm_rate: fp8 experts with one scale per tensor (TensorRT-LLM's QuantAlgo
+  FP8: trtllm-bench --quantization FP8, NVIDIA ModelOpt "-FP8" checkpoints) run CUTLASS's plain fp8 grouped GEMM,
+  not a block-scaled one (QuantAlgo FP8_BLOCK_SCALES, the 128 x 128 weight blocks of DeepSeek-V3 / Qwen3-FP8
+  checkpoints: DeepGEMM, triton or CUTLASS blockwise kernels that rescale every K block). aiconfigurator 0.12's
+  TensorRT-LLM 1.3.0rc20 MoE tables (systems/data/{h100_sxm,h200_sxm}/moe/trtllm/1.3.0rc20/moe_perf.parquet,
+  balanced routing, the catalog's Mixtral 8x7B / 8x22B, Qwen3-235B-A22B / 30B-A3B and Llama 4 Scout / Maverick
+  expert shapes, TP 1-8 or EP 2-8, >= 128 tokens per expert), timed against this model's own dense GEMM at the
+  same per-expert shape after the routing term: per-tensor fp8 at a pooled median 0.82 of the dense fp8 rate (884
+  points; 0.9-1.4 for Mixtral's large experts, 0.5-0.7 for Qwen3's small ones), fp8 block-scaled at 0.60 (806
+  points), bf16 at 0.88 (912): per-tensor fp8 at 0.8, block-scaled at fp8_grouped_gemm_rate. Which applies:
+  fp8_moe_scales, "block" by default (what vLLM / SGLang serve from shipped FP8 checkpoints).
   expert_imbalance: max / mean tokens an expert-parallel rank receives (the busiest rank gates the step);
   SGLang's large-scale EP report (lmsys.org/blog/2025-05-05-large-scale-ep) measures a "balancedness"
   (mean / max GPU load) of about 0.75-0.8 for DeepSeek-V3 without EPLB: max / mean ~ 1.3.
@@ -56,7 +67,7 @@ calc.hardware.efficiency and the node's SystemSpec (calc.hardware.collectives), 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -89,6 +100,11 @@ class ServingAssumptions(BaseModel):
     fp8_grouped_gemm_rate: float = Field(0.5, gt=0, le=1, description=(
         "fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
     moe_kernel_floor_s: float = Field(20e-6, ge=0, description="fixed latency of one MoE layer's fused kernel chain")
+    fp8_moe_scales: Literal["block", "tensor"] = Field("block", description=(
+        "fp8 expert weights with 128 x 128 block scales (DeepGEMM / triton block kernels) or one scale per tensor "
+        "(CUTLASS fp8 grouped GEMM: TensorRT-LLM / ModelOpt FP8)"))
+    fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
+        "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
 
     def lines(self) -> list[str]:
         return [
@@ -107,8 +123,10 @@ class ServingAssumptions(BaseModel):
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
             f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
-            f"fp8 at {self.fp8_grouped_gemm_rate:g} above, {self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per "
-            f"layer (aiconfigurator's vLLM MoE tables); busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
+            f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
+            f"TensorRT-LLM's tables) above, fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
+            f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
+            f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
             f"(SGLang large-scale EP, no EPLB); low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)",
         ]
 

@@ -11,11 +11,15 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
 - the fused-MoE grouped GEMM's rate against a dense GEMM of the same per-expert shape: grouped_gemm_efficiency
   below one 128-row tile of tokens per expert (decode), grouped_gemm_plateau above (expert_gemm_rate);
 - the fixed latency of the fused-MoE kernel chain per MoE layer (moe_kernel_floor_s, in calc.serving.step's
-  routing term).
+  routing term);
+- the fused-MoE kernel's row tile below one 128-row tile per expert (expert_row_tile);
+- fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales).
 MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
 """
 
 from __future__ import annotations
+
+import math
 
 from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
 from calc.serving.assumptions import ServingAssumptions
@@ -34,25 +38,61 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     """Rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape
     (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries):
 
-        r(T_e) = a.grouped_gemm_efficiency   T_e < 128 tokens per expert (decode: weight streaming)
-               = a.fp8_grouped_gemm_rate     otherwise, an fp8 (block-scaled) grouped GEMM (prefill: compute)
-               = 1                           otherwise, 16-bit (the dense GEMM's rate)
+        r(T_e) = a.grouped_gemm_efficiency        T_e < 128 tokens per expert (decode: weight streaming)
+               = a.fp8_grouped_gemm_rate          otherwise, an fp8 block-scaled grouped GEMM (prefill: compute)
+               = a.fp8_tensor_grouped_gemm_rate   otherwise, fp8 with per-tensor scales (a.fp8_moe_scales "tensor")
+               = 1                                otherwise, 16-bit (the dense GEMM's rate)
 
     Both defaults are read off the per-op MoE tables aiconfigurator 0.12 measured on H100 / H200 SXM
     (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm}/moe/vllm/0.24.0/moe_perf.parquet, balanced routing:
     vLLM's fused_moe, fp8 block-scaled and bf16; ServingAssumptions docstring has the points). The serving
     engines' fused-MoE kernels sit well below DeepGEMM's own grouped-GEMM table (deepseek-ai/DeepGEMM README,
     H800: 1,233 TFLOPS at 1,024 tokens per group, masked layout, ~0.9 of its dense GEMMs), which is what a
-    DeepGEMM path reaches.
+    DeepGEMM path reaches. The per-tensor rate: aiconfigurator's TensorRT-LLM 1.3.0rc20 MoE tables
+    (calc.serving.assumptions).
 
     >>> from calc.serving.assumptions import ServingAssumptions
     >>> a = ServingAssumptions(grouped_gemm_efficiency=0.6, fp8_grouped_gemm_rate=0.4)
     >>> expert_gemm_rate(64, a, "fp8"), expert_gemm_rate(1024, a, "fp8"), expert_gemm_rate(1024, a, "bf16")
     (0.6, 0.4, 1.0)
+    >>> expert_gemm_rate(1024, a.model_copy(update={"fp8_moe_scales": "tensor"}), "fp8")
+    0.8
     """
     if tokens_per_expert < GROUPED_GEMM_TILE_ROWS:
         return a.grouped_gemm_efficiency
-    return a.fp8_grouped_gemm_rate if dtype.startswith("fp8") else 1.0
+    if not dtype.startswith("fp8"):
+        return 1.0
+    return a.fp8_tensor_grouped_gemm_rate if a.fp8_moe_scales == "tensor" else a.fp8_grouped_gemm_rate
+
+
+# vLLM / SGLang fused_moe (get_default_config in vllm/model_executor/layers/fused_moe/fused_moe.py and
+# sglang/srt/layers/moe/fused_moe_triton/fused_moe.py): {"BLOCK_SIZE_M": 64, ...} by default, and "A heuristic: fused
+# marlin works faster with this config for small M: if M <= E ...: BLOCK_SIZE_M 16". moe_align_block_size pads each
+# expert's token rows to a multiple of BLOCK_SIZE_M, so that is the row tile a decode step pays for.
+FUSED_MOE_SMALL_ROWS, FUSED_MOE_ROWS = 16, 64
+
+
+def expert_row_tile(tokens_per_expert: float, step_tokens: float, experts: int) -> float:
+    """Compute the routed experts' grouped GEMM pays for, relative to calc.hardware.efficiency.gemm_time's 128-row
+    tile quantisation, below one 128-row tile per expert (above it: 1, the GEMM's own quantisation):
+
+        q(T_e, b) / q(T_e, 128),   q(x, t) = x / (ceil(x / t) t),   b = 16 when the step's M <= E tokens, else 64
+
+    b is the fused-MoE kernel's BLOCK_SIZE_M (FUSED_MOE_SMALL_ROWS / FUSED_MOE_ROWS). One token through top-k experts
+    multiplies 16 rows, not 128: on a GPU whose fp8/bf16 peak is low against its bandwidth (H20: 148 TFLOP/s bf16 at
+    4 TB/s) a 128-row pad would make a batch-1 decode compute-bound, which the kernel is not.
+
+    >>> expert_row_tile(1, 1, 128), expert_row_tile(20, 200, 128), expert_row_tile(200, 200, 128)
+    (8.0, 2.0, 1.0)
+    """
+    if tokens_per_expert >= GROUPED_GEMM_TILE_ROWS:
+        return 1.0
+    tile = FUSED_MOE_SMALL_ROWS if step_tokens <= experts else FUSED_MOE_ROWS
+
+    def q(x: float, t: int) -> float:
+        return x / (math.ceil(x / t) * t)
+
+    return q(tokens_per_expert, tile) / q(tokens_per_expert, GROUPED_GEMM_TILE_ROWS)
 
 
 def attention_ranks(tp: int, ep: int) -> int:

@@ -57,7 +57,7 @@ from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
-from calc.serving.moe import a2a_s, attention_ranks, expert_gemm_rate, mla_decode_dims
+from calc.serving.moe import a2a_s, attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -195,7 +195,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     on this rank, the busiest rank seeing expert_imbalance x the mean tokens per expert. TP slices every other
     matrix (and the experts without EP) as calc.model.parallel.tp_shard (column / row parallel, the latent
     projections and router whole). A routed expert below 128 tokens (decode) runs as a grouped GEMM at
-    grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions).
+    grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions), its rows padded to the fused-MoE
+    kernel's row tile, not 128 (calc.serving.moe.expert_row_tile).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
     A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
     penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
@@ -226,6 +227,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                     weights / bandwidth + GEMM_LAUNCH_S)
         else:
             wave = wave_efficiency(gpu, per, n, k, touched if g.expert else 1)
+            if g.expert and not (fmt.weight_only and g.component in fmt.storage):  # Marlin's 16-row tile is in seen
+                wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
             t /= expert_gemm_rate(per, a, gemm_dtype)
