@@ -46,6 +46,7 @@ from calc.cli.options import (
     refuse,
 )
 from calc.cli.serving import DEFAULT_NON_TORCH_GIB, serving_assumptions
+from calc.specs.serving import EngineSettings
 
 
 class ReportFormat(StrEnum):
@@ -156,8 +157,8 @@ def report(
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, step_overhead_ms=step_overhead_ms,
-                                        enforce_eager=enforce_eager),
+        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
+                                        step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager),  # latency's
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
