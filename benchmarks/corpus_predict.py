@@ -189,14 +189,13 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     if k.get("burst") and k["batch"] > 1 and row.kind in ("serving_tpot", "serving_e2e"):
         raise CannotPredict(f"a burst of {k['batch']} requests into a continuous-batching server: decode steps run "
                             "interleaved with the later requests' prefill chunks, not the static batch's separate phases")
-    if k.get("enforce_eager"):
-        raise CannotPredict("--enforce-eager (no CUDA/HIP graphs): the per-kernel launch cost of eager steps is not "
-                            "modelled (the step overhead is fitted on graph-captured engines)")
     eager_from = v0_eager_context(row, k)
-    if eager_from is not None and row.kind != "serving_ttft" and k["prompt"] + k["output"] - 1 > eager_from:
-        raise CannotPredict(f"vLLM V0 runs a decode step eager (no CUDA graph) once a sequence is longer than "
-                            f"max_seq_len_to_capture {eager_from:,}; this row's reach {k['prompt'] + k['output'] - 1:,} "
-                            "tokens: the per-kernel launch cost of eager steps is not modelled")
+    if k.get("enforce_eager") or (eager_from is not None and row.kind != "serving_ttft"
+                                  and k["prompt"] + k["output"] - 1 > eager_from):
+        # --enforce-eager, or vLLM V0 decoding past max_seq_len_to_capture: every step eager (calc.serving.eager)
+        assumptions = assumptions.model_copy(update={"eager": True})
+    elif eager_from is not None:  # vLLM V0 never captures a step holding prompt tokens
+        assumptions = assumptions.model_copy(update={"eager_prefill": True})
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
     waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
     runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],
@@ -384,8 +383,8 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     """The engine's prediction for a corpus row, in the row's measured unit; CannotPredict says why not."""
     overrides = overrides or {}
     overhead = overrides.get("step_overhead_s", parameter("step_overhead_s"))  # a value, or {engine family: value}
-    if isinstance(overhead, dict):
-        overhead = overhead[engine_family(row)]
+    if isinstance(overhead, dict):  # a family the data file does not hold yet reads "other" (engine_step_overhead_s)
+        overhead = overhead.get(engine_family(row), overhead["other"])
     assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"step_overhead_s": overhead})
     m, gpu = row_model(row), row_gpu(row)
     # fitted GEMM plateaus (keys as calc.hardware.efficiency.plateau_key) and stack efficiencies
@@ -422,13 +421,19 @@ def predict_or_reason(row: Any, overrides: dict[str, Any] | None = None) -> tupl
     return _ANSWERS[key]
 
 
-ENGINE_FAMILY = {"vllm": "vllm", "vllm-v0": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim-trtllm": "trtllm",
+ENGINE_FAMILY = {"vllm": "vllm", "vllm-v0": "vllm-v0", "sglang": "sglang", "trtllm": "trtllm", "nim-trtllm": "trtllm",
                  "lmdeploy": "lmdeploy"}
 
 
 def engine_family(row: Any) -> str:
-    """The serving engine whose per-step overhead a row informs; unlisted stacks share "other" (never fitted)."""
-    return ENGINE_FAMILY.get(row.stack.name, "other")
+    """The serving engine whose per-step overhead a row informs; unlisted stacks share "other" (never fitted). vLLM
+    by release: before 0.8 the V0 engine ("vllm-v0": its own scheduler, input preparation and driver-worker broadcast
+    every step, EngineSettings.accounting), from 0.8 V1 ("vllm"), as calc.serving.assumptions.engine_step_overhead_s
+    reads them for --engine / --engine-version."""
+    family = ENGINE_FAMILY.get(row.stack.name, "other")
+    if family == "vllm" and _engine_settings(row, knobs(row)).accounting() == "vllm-v0":
+        return "vllm-v0"
+    return family
 
 
 def parameter_keys(row: Any) -> dict[str, str]:

@@ -8,8 +8,9 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    (an out-of-memory row is a bound, not a value) and that the engine can predict (corpus_predict).
 2. Parameters: the GEMM plateau per GPU generation, and per generation for fp8 GEMMs (calc.hardware.efficiency.
    plateau_key), informed by every training and serving time/throughput row of that generation and dtype; the
-   serving per-step overhead per engine family (vllm, sglang, trtllm, lmdeploy), informed by that engine's
-   serving latency/throughput rows; the training stack efficiency per named stack (calc.training.stack: fsdp,
+   serving per-step overhead per engine family (vllm V1, vllm-v0 for releases before 0.8, sglang, trtllm,
+   lmdeploy), informed by that engine's serving latency/throughput rows; the training stack efficiency per named
+   stack (calc.training.stack: fsdp,
    llm-foundry, deepspeed; megatron is the reference, 1 by definition), informed by that stack's training rows of
    every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau).
    Each starts at PRIOR (the hand-set values the engine had before the corpus). A parameter is free only when its rows come from at least
@@ -40,9 +41,10 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    in cross-validation", with the numbers of that round) and the rest are refitted and cross-validated again,
    until every free parameter beats its prior. A value on the edge of its BOUNDS is fixed at PRIOR first ("unfitted:
    the fit runs to the edge of its range"): the objective still falls there, so the rows ask for something the
-   parameter cannot mean (the vLLM step overhead runs to 8 ms to cover dstack rows whose setting the engine does
-   not model), and a CV win bought that way is not a value to ship. Adoption is decided on the fit split's
-   cross-validation alone: held-out rows are never read here, not even to veto a value.
+   parameter cannot mean (the vLLM V0 step overhead runs to 8 ms to cover dstack rows whose setting the engine does
+   not model: batches past the KV cache, the Meta FP8 checkpoint on ROCm, burst TTFTs of vLLM 0.6.3 on MI300X),
+   and a CV win bought that way is not a value to ship. Adoption is decided on the fit split's cross-validation
+   alone: held-out rows are never read here, not even to veto a value.
 5. Bands: the out-of-fold residuals (at the shipped values for rows of an unfitted parameter) go to
    benchmarks/fit_bands.py (its docstring: levels, one source one vote, the unseen-stack rule, the
    leave-one-source-out spread factor), which writes the "bands" section.
@@ -81,7 +83,9 @@ PRIOR: dict[str, dict[str, float]] = {
     "stack_efficiency": {"megatron": 1.0, "fsdp": 1.0, "llm-foundry": 1.0, "deepspeed": 1.0, "other": 1.0},
     # Scheduler, input preparation, sampling per step, per engine family (corpus_predict.engine_family); "vllm" is
     # the engine's default (calc.serving.assumptions).
-    "step_overhead_s": {"vllm": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3, "other": 2.0e-3},
+    # vLLM V0 (releases before 0.8) apart from V1: another scheduler and per-step input path (corpus_predict.engine_family).
+    "step_overhead_s": {"vllm": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3,
+                        "other": 2.0e-3},
 }
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
@@ -329,6 +333,7 @@ def row_stack(row: Any) -> str:
     engine does not name, or a memory row's, by its own name in lower case (two unknown stacks are not one)."""
     keys = cp.parameter_keys(row)
     key = keys.get("stack_efficiency") or keys.get("step_overhead_s")
+    key = {"vllm-v0": "vllm"}.get(key, key)  # a band reads vLLM V0 and V1 as one family (calc.report.confidence)
     return key if key and key != "other" else row.stack.name.lower()
 
 

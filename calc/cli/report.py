@@ -17,6 +17,7 @@ from calc.cli.options import (
     BatchOpt,
     CalibrationOpt,
     DtypeOpt,
+    EnforceEagerOpt,
     ExpertImbalanceOpt,
     GpuOpt,
     JsonOpt,
@@ -36,6 +37,7 @@ from calc.cli.options import (
     RateOpt,
     RecomputeOpt,
     SeqOptional,
+    StepOverheadOpt,
     TokensOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -44,6 +46,7 @@ from calc.cli.options import (
     refuse,
 )
 from calc.cli.serving import DEFAULT_NON_TORCH_GIB, serving_assumptions
+from calc.specs.serving import EngineSettings
 
 
 class ReportFormat(StrEnum):
@@ -68,6 +71,8 @@ def report(
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
@@ -126,7 +131,8 @@ def report(
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
-                            ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance)):
+                            ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance),
+                            ("--step-overhead-ms", step_overhead_ms), ("--enforce-eager", enforce_eager or None)):
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
@@ -151,7 +157,8 @@ def report(
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance),
+        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
+                                        step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager),  # latency's
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart

@@ -22,6 +22,7 @@ from calc.cli.options import (
     DraftOpt,
     DtypeOpt,
     EmitOpt,
+    EnforceEagerOpt,
     Engine,
     EngineOpt,
     EngineVersionOpt,
@@ -48,6 +49,7 @@ from calc.cli.options import (
     SpecMethod,
     SpecMethodOpt,
     SpecTokensOpt,
+    StepOverheadOpt,
     TpOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -130,20 +132,32 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     return num_gpus or (tp or 1) * (pp or 1)
 
 
-def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None) -> Any:
+def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
+                        settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
     CUDA context where the release counts it, else the workspaces above its snapshot: calc.serving.engine_memory
-    non_torch_bytes); at its default each release keeps its own (ServingAssumptions)."""
-    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+    non_torch_bytes); at its default each release keeps its own (ServingAssumptions).
+    --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
+    --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
+    --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager)."""
+    from calc.fitted import describe
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s, overhead_family
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
     given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
     if fp8_moe_scales is not None:
         given["fp8_moe_scales"] = str(fp8_moe_scales)
-    return ServingAssumptions(cuda_context_gib=reserve_gib,
+    if step_overhead_ms is not None:
+        given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
+    elif settings is not None:
+        family = overhead_family(settings)
+        given |= {"step_overhead_s": engine_step_overhead_s(settings),
+                  "step_overhead_from": f"{family}: {describe('step_overhead_s', family)}"}
+    v0 = settings is not None and settings.accounting() == "vllm-v0"  # V0 never captures a step holding prompt tokens
+    return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager, eager_prefill=v0,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
@@ -173,6 +187,8 @@ def latency(
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -189,7 +205,8 @@ def latency(
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
-    a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales)
+    a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
+                            enforce_eager=enforce_eager)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
@@ -278,6 +295,8 @@ def serve(
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     emit_engine: EmitOpt = None,
     speculative: SpecMethodOpt = None,
     draft: DraftOpt = None,
@@ -315,7 +334,8 @@ def serve(
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),
-                        assumptions=serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales),
+                        assumptions=serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms,
+                                                        enforce_eager),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)

@@ -23,6 +23,10 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
 - step_overhead_s: per scheduler step, the CPU work vLLM/SGLang do between forward passes
   (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs. Its default
   is read from calc/data/fitted_defaults.json (benchmarks/fit_corpus.py).
+  The per-engine default (engine_step_overhead: vllm for V1, vllm-v0 for releases before 0.8, sglang, trtllm)
+  is what latency / serve / report use for --engine; --step-overhead-ms overrides it.
+- eager / eager_launch_s: an eager step (no CUDA / HIP graph) is max(forward, kernels x launch) + overhead, the
+  kernels counted from vLLM's model code and the launch cost by vendor (calc.serving.eager, its sources).
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
 - MoE serving (calc.serving.moe):
   grouped_gemm_efficiency / fp8_grouped_gemm_rate / moe_kernel_floor_s: the serving engines' fused-MoE kernels
@@ -63,7 +67,7 @@ calc.hardware.efficiency and the node's SystemSpec (calc.hardware.collectives), 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -80,6 +84,13 @@ class ServingAssumptions(BaseModel):
         "vLLM V1's profile sampler runs FlashInfer (True) or the PyTorch-native sort (False); None: the release's "
         "default install (FlashInfer from 0.21, calc.serving.engine_memory)"))
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
+    step_overhead_from: str = Field("", description="where step_overhead_s came from, for --explain (set by the CLI)")
+    eager: bool = Field(False, description="steps run eager, no CUDA / HIP graph (vLLM --enforce-eager): calc.serving.eager")
+    eager_prefill: bool = Field(False, description=(
+        "steps holding prompt tokens run eager (vLLM V0: vllm/worker/model_runner.py _use_captured_graph replays a graph "
+        "for decode-only batches alone); set for --engine vllm-v0 / a release before 0.8"))
+    eager_launch_s: float | None = Field(None, ge=0, description=(
+        "host seconds per eager kernel launch; None: by GPU vendor (calc.serving.eager.LAUNCH_S)"))
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
     grouped_gemm_efficiency: float = Field(0.8, gt=0, le=1,
@@ -101,7 +112,13 @@ class ServingAssumptions(BaseModel):
             f"NCCL / custom all-reduce buffers per GPU when split = {self.comm_buffer_gib:g} GiB",
             f"non-torch memory above a vLLM baseline snapshot (load / profile workspaces) = {self.profile_non_torch_gib:g} GiB; "
             f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB",
-            f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms",
+            f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms"
+            + (f" ({self.step_overhead_from})" if self.step_overhead_from else ""),
+            *(["eager steps (no CUDA / HIP graph): max(forward, kernels x launch) + overhead, launch "
+               + (f"{self.eager_launch_s * 1e6:g} us" if self.eager_launch_s is not None else "by vendor: CUDA 5 us, HIP 11 us")
+               + " per kernel (calc.serving.eager)"] if self.eager else []),
+            *(["vLLM V0: steps holding prompt tokens run eager (no graph for a prefill), max(forward, kernels x launch) "
+               "+ overhead (calc.serving.eager)"] if self.eager_prefill and not self.eager else []),
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
@@ -115,3 +132,17 @@ class ServingAssumptions(BaseModel):
 
 
 DEFAULT_ASSUMPTIONS = ServingAssumptions()
+
+
+def engine_step_overhead_s(settings: Any) -> float:
+    """The fitted per-step overhead of the engine ``settings`` name (an EngineSettings): vLLM releases before 0.8 (V0,
+    EngineSettings.accounting) read "vllm-v0", later ones "vllm", SGLang and TensorRT-LLM their own; a family the data
+    file does not hold reads its "other" value (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
+    values = parameter("step_overhead_s")
+    return values.get(overhead_family(settings), values["other"])
+
+
+def overhead_family(settings: Any) -> str:
+    """The step-overhead key of an engine: vllm (V1), vllm-v0 (vLLM before 0.8), sglang, trtllm."""
+    return str(settings.accounting()).replace("vllm-v1", "vllm")
+

@@ -154,4 +154,5 @@ def _step_line(label: str, st: StepTime, tp: int) -> str:
     return (f"{label}: FLOPs/GPU {abbrev(st.flops, digits=4)}, bytes/GPU {human(st.bytes_read, 'B', 4)}; weight GEMMs (shape by shape) "
             f"{_ms(st.gemm_s)} ms of which compute beyond weight streaming {_ms(st.compute_s)} ms, memory "
             f"{_ms(st.memory_s)} ms; TP all-reduces {_ms(st.comm_s)} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
-            f"step = {_ms(st.total_s)} ms ({st.bound}-bound)")
+            + (f"eager: host kernel launches {_ms(st.launch_s)} ms, step = overhead + max(forward, launches); " if st.launch_s else "")
+            + f"step = {_ms(st.total_s)} ms ({st.bound}-bound)")

@@ -29,10 +29,23 @@ def model_id(m: ModelSpec) -> str:
 
 
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
-                   gpu_memory_bytes: int = 0) -> str:
+                   gpu_memory_bytes: int = 0, eager: bool = False) -> str:
     """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line. SGLang's
     --mem-fraction-static is the fraction the plan was sized with (EngineSettings.mem_fraction on the GPU's memory:
-    by GPU memory from SGLang 0.5.4, by TP before)."""
+    by GPU memory from SGLang 0.5.4, by TP before). ``eager``: the plan was timed without CUDA graphs (--enforce-eager),
+    so the line says so (vLLM --enforce-eager, SGLang --disable-cuda-graph; TensorRT-LLM's trtllm-serve takes it in an
+    extra-options file, not a flag: refused)."""
+    line = _launch_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes)
+    if not eager:
+        return line
+    if emit == "trtllm":
+        raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
+                                              "file); emit vllm or sglang, or drop --enforce-eager")
+    return line + (" --enforce-eager" if emit == "vllm" else " --disable-cuda-graph")
+
+
+def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
+                 gpu_memory_bytes: int) -> str:
     dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
     seqs = math.ceil(best.batch / dp)  # each data-parallel attention group runs its own share
     fp8_kv = kv_dtype == "fp8"

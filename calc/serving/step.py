@@ -15,6 +15,8 @@
     MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
     routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
     step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
+    eager (ServingAssumptions.eager: no CUDA / HIP graph; eager_prefill: every step holding prompt tokens, as vLLM V0
+              runs them): step = max(forward, kernels x launch) + overhead, the host issuing every kernel (calc.serving.eager)
 A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
 whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
 reproduces the fitted predictions:
@@ -54,6 +56,7 @@ from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.eager import forward_kernels, launch_s
 from calc.serving.moe import a2a_s, attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
@@ -74,6 +77,7 @@ class StepTime(BaseModel):
     overhead_s: float
     total_s: float
     bound: str
+    launch_s: float = 0.0  # eager: the host's kernel launches (calc.serving.eager); 0 with a graph
 
 
 FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
@@ -390,14 +394,19 @@ def step_time(
     routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a)
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory + routing
-    total = gemm_s + max(attn_compute, attn_memory) + routing + comm + a.step_overhead_s
+    forward = gemm_s + max(attn_compute, attn_memory) + routing + comm
     if getattr(calibration, "time_model", None) == "roofline":  # fitted by calibrate --from-runs (module docstring)
         e_c = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY  # the fit's own defaults without such runs
         e_m = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
         compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
         memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m) + routing
-        total = max(compute, memory) + comm + a.step_overhead_s
+        forward = max(compute, memory) + comm
+    eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
+    launches = forward_kernels(m, gpu, dtype, tp) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
+    total = max(forward, launches) + a.step_overhead_s  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
+    if launches > forward:
+        parts["host launches"] = launches
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
-                    gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s,
+                    gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s, launch_s=launches,
                     total_s=total, bound=max(parts, key=parts.__getitem__))
