@@ -72,6 +72,9 @@ Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2
               forward and backward alike
   CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
               attention compute of each block where it is longer; backward passes K/V and their grads
+Host launch per layer (calc.training.host): the forward and backward ops the host issues (weight GEMM launches, one
+per local expert; norms, adds, rotary, activation, attention core, TP collectives; MoE router and dispatcher) x
+host_op_s, set against the pass's GPU time in calc.training.step.
 The stage-level terms (bubble, p2p, DP, optimizer) are assembled in calc.training.step.
 """
 
@@ -109,6 +112,7 @@ from calc.training.fp8_recipe import (
     NORM_FUSED_RECIPES,
     SHARED_INPUT_GROUPS,
 )
+from calc.training.host import HOST_OP_S, layer_host_ops
 from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
@@ -169,6 +173,7 @@ class Efficiencies:
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
+    host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -206,6 +211,8 @@ class Efficiencies:
             "(calc.training.stack; megatron = 1); attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
+            f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
+            "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
@@ -235,6 +242,8 @@ class LayerCost:
     cp_fwd: float = 0.0  # exposed ring-attention transfer
     cp_bwd: float = 0.0
     cp_total: float = 0.0
+    host_fwd: float = 0.0  # host (CPU) seconds launching the forward's ops (calc.training.host)
+    host_bwd: float = 0.0
 
 
 @dataclass
@@ -431,6 +440,9 @@ class ModelCost:
                          bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing,
                          norm_up_fwd=up + norms)
+        ops_fwd, ops_bwd = layer_host_ops(sum(g[4] for g in listed), m.norms_per_layer, eff.flash, tp, sp,
+                                          moe_layer and m.moe is not None)
+        cost.host_fwd, cost.host_bwd = ops_fwd * eff.host_op_s, ops_bwd * eff.host_op_s
         act = tp_activation_bytes(m, T, self.elem)
         if tp > 1:
             if sp:

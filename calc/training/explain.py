@@ -85,6 +85,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
                 "sac": "half the non-attention forward (every second matmul)"}.get(layout.recompute, "the attention core forward")
         lines.append(f"recompute_s = m x {what} = {micro} x {_ms(st['rec'])} = {t.exposed['recompute_s']:.4f} s")
+    lines.append(f"host_s: one {cost.kinds[kind][0]} layer launches {lc.host_fwd / eff.host_op_s if eff.host_op_s else 0:.0f} ops "
+                 f"forward, {lc.host_bwd / eff.host_op_s if eff.host_op_s else 0:.0f} backward x {eff.host_op_s * 1e6:g} us = "
+                 f"{_ms(lc.host_fwd)} / {_ms(lc.host_bwd)} of host time (calc.training.host); each pass exposes "
+                 f"max(0, host - its GPU time); x layers x m = {t.exposed['host_s']:.4f} s")
     if tp > 1:
         kinds = ("all_gather", "reduce_scatter") if layout.sp else ("allreduce",)
         each = sum(cost.coll(k, act, tp) for k in kinds)
