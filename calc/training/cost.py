@@ -440,7 +440,7 @@ class ModelCost:
                          bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing,
                          norm_up_fwd=up + norms)
-        ops_fwd, ops_bwd = layer_host_ops(sum(g[4] for g in listed), m.norms_per_layer, eff.flash, tp, sp,
+        ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed), m.norms_per_layer, eff.flash, tp, sp,
                                           moe_layer and m.moe is not None)
         cost.host_fwd, cost.host_bwd = ops_fwd * eff.host_op_s, ops_bwd * eff.host_op_s
         act = tp_activation_bytes(m, T, self.elem)
@@ -466,6 +466,13 @@ class ModelCost:
             cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
             cost.cp_total = fwd_total + bwd_total
         return cost
+
+    def gemm_launches(self, listed: list[tuple]) -> int:
+        """GEMM kernels one forward of a layer launches, from its layer_gemms entries (count = local experts for routed
+        ones): on Megatron-Core a SHARED_INPUT_GROUPS group is one fused linear (linear_qkv, linear_fc1), one launch."""
+        fused = stack_key(self.eff.stack) == "megatron"
+        skipped = {name for group in SHARED_INPUT_GROUPS for name in group[1:]} if fused else set()
+        return sum(g[4] for g in listed if g[0].rsplit(".", 1)[-1] not in skipped)
 
     # -- the output head (last stage) -------------------------------------------------------------
     def head_cost(self, b: int, tp: int, cp: int) -> tuple[float, float]:

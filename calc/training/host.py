@@ -17,7 +17,8 @@ dispatcher and per-expert GEMM launches on few tokens each.
 Ops of one layer, forward (Megatron-Core with Transformer Engine modules, fused kernels where the stack fuses):
     weight GEMMs     one launch per weight GEMM; a routed-expert weight one per local expert (TE's grouped GEMM loops
                      one cuBLAS GEMM per expert: transformer_engine/common/gemm/cublaslt_gemm.cu,
-                     multi_stream_cublas_gemm)
+                     multi_stream_cublas_gemm); Megatron-Core fuses q/k/v (linear_qkv) and gate/up (linear_fc1) into
+                     one GEMM each (calc.training.cost.ModelCost.gemm_launches)
     layer ops        norms_per_layer norms + 2 residual adds + 2 rotary embeddings (q, k) + 1 activation, and the
                      attention core: 1 fused kernel, or UNFUSED_ATTENTION_OPS (QK^T, softmax, dropout, PV)
     TP               4 collectives with TP > 1 (2 all-reduces, or with SP 2 all-gathers + 2 reduce-scatters)

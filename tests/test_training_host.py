@@ -1,0 +1,88 @@
+"""Host launch floor of the training step (calc.training.host): op counts worked by hand from the layer's structure,
+max(GPU, host) per pass, dense plans untouched at the default, the --host-op-us flag."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.cost import Efficiencies, ModelCost
+from calc.training.host import HOST_OP_S, exposed_host_s, layer_host_ops
+from calc.training.layout import Layout, check_training_layout
+from calc.training.step import step_terms
+
+
+def test_layer_ops_hand_counted() -> None:
+    # A DeepSeek-V3 MoE layer on TP2 + SP, EP32, unfused attention (the dgxc GB200 layout), Megatron-Core:
+    # GEMM launches: q_a, q_b, kv_a, kv_b, o (5) + router (1) + shared fc1, fc2 (2) + routed fc1, fc2 x 8 local (16) = 24
+    # other: 4 norms (input, pre-MLP, q_a, kv_a) + 2 adds + 2 rotary + 1 activation (5) + unfused attention 4
+    #        + TP collectives 4 + router 72 + dispatcher 8 = 97
+    # forward 24 + 97 = 121; backward 2 x 24 + 97 + 2 SP re-gathers = 147
+    assert layer_host_ops(24, 4, False, 2, True, True) == (121, 147)
+    # the same layer without TP, with a fused attention kernel: other = 4 + 5 + 1 + 72 + 8 = 90
+    assert layer_host_ops(24, 4, True, 1, False, True) == (114, 138)
+
+
+def test_exposed_is_the_excess_over_the_gpu() -> None:
+    assert exposed_host_s(0.5, 0.25) == 0.25
+    assert exposed_host_s(0.25, 0.5) == 0.0
+
+
+def _qwen3_moe(host_op_s: float = HOST_OP_S) -> ModelCost:
+    return ModelCost(load_model("qwen3-30b-a3b"), load_gpu("b200"), load_system("dgx-b200"), 4096, "bf16",
+                     Efficiencies(host_op_s=host_op_s))
+
+
+def test_qwen3_moe_layer_host_time_hand_worked() -> None:
+    # qwen3-30b-a3b (48 MoE layers, 128 experts top-8, no shared expert, 2 norms) on 8 GPUs, EP8: 16 local experts.
+    # Megatron launches: linear_qkv 1 + o_proj 1 + router 1 + routed fc1 16 + fc2 16 = 35
+    # other: 2 norms + 5 + fused attention 1 + router 72 + dispatcher 8 = 88 -> forward 123, backward 70 + 88 = 158
+    cost = _qwen3_moe()
+    lc = cost.layer(0, 1, 1, 1, 8, False)
+    assert lc.host_fwd == pytest.approx(123 * 15e-6)
+    assert lc.host_bwd == pytest.approx(158 * 15e-6)
+
+
+def test_a_binding_host_sets_the_layer_time() -> None:
+    # At 1 ms per op the host binds on every pass: each of the 48 layers costs (123 + 158) ops x 1 ms per micro-batch
+    # whatever its GPU time, so compute + host + EP (the GPU pass folded into the max) = m x 48 x 281 ms + the head.
+    cost = _qwen3_moe(1e-3)
+    layout = Layout(tp=1, dp=8, ep=8, zero=1)
+    micro = check_training_layout(cost.m, layout, 8, 64, cost.seq)
+    t = step_terms(cost, layout, 64, micro)
+    head_f, head_b = cost.head_cost(1, 1, 1)
+    layers = t.exposed["compute_s"] + t.exposed["host_s"] + t.exposed["ep_comm_s"] - micro * (head_f + head_b)
+    assert micro == 8
+    assert layers == pytest.approx(micro * 48 * 281e-3)
+    # host 0: no host term, the step as without the floor
+    off = step_terms(_qwen3_moe(0.0), layout, 64, micro)
+    assert off.exposed["host_s"] == 0.0
+    assert t.step_time_s > off.step_time_s
+
+
+def test_dense_plan_untouched_at_the_default() -> None:
+    # Llama-3 8B, seq 8192 on 8 H100: a layer's forward is several ms of GPU work against ~15 ops x 15 us.
+    cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 8192)
+    layout = Layout(tp=1, dp=8, zero=1)
+    t = step_terms(cost, layout, 32, 4)
+    assert t.exposed["host_s"] == 0.0
+    off = step_terms(ModelCost(cost.m, cost.gpu, cost.system, 8192, "bf16", replace(cost.eff, host_op_s=0.0)), layout, 32, 4)
+    assert t.step_time_s == off.step_time_s
+
+
+def test_cli_flag_and_explain(cli) -> None:
+    args = ("train-step", "qwen3-30b-a3b", "--gpu", "b200", "--num-gpus", "8", "--ep", "8", "--global-batch", "64",
+            "--seq", "4096")
+    base = cli(*args, "--json").json()
+    slow = cli(*args, "--host-op-us", "1000", "--json").json()
+    none = cli(*args, "--host-op-us", "0", "--json").json()
+    assert none["host_s"] == 0.0
+    assert slow["host_s"] > base["host_s"] >= 0.0
+    assert slow["step_time_s"] > none["step_time_s"]
+    explained = cli(*args, "--host-op-us", "20", "--explain")
+    assert "host launch: 20 us of CPU per launched op" in explained.out
+    assert "123 ops forward, 158 backward x 20 us" in explained.out
+    bad = cli(*args, "--host-op-us", "-1")
+    assert bad.code == 2 and "--host-op-us" in bad.err
