@@ -24,7 +24,7 @@ STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", 
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately")
+              "shard_embeddings_separately", "ep_overlap_1f1b")
 
 
 class Unrepresentable(Exception):

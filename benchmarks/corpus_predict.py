@@ -133,7 +133,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     loss = training_loss(row, k)
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
-                       **({"loss": loss} if loss else {}))
+                       ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
     cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)
     n = row.hardware.num_gpus

@@ -86,3 +86,36 @@ def test_cli_flag_and_explain(cli) -> None:
     assert "123 ops forward, 158 backward x 20 us" in explained.out
     bad = cli(*args, "--host-op-us", "-1")
     assert bad.code == 2 and "--host-op-us" in bad.err
+
+
+def test_1f1b_a2a_overlap_hides_under_the_other_pass() -> None:
+    # Megatron combined 1F1B (pipeline_parallel/combined_1f1b.py): each MoE layer's forward all-to-all runs under the
+    # backward compute of another micro-batch and vice versa; with overlap efficiency o a transfer e under a window w
+    # exposes max(0, e - w) + (1 - o) min(e, w). qwen3-30b-a3b on 16 H100 (2 nodes), EP16: the A2A crosses the NIC.
+    eff = Efficiencies(host_op_s=0.0)
+    cost = ModelCost(load_model("qwen3-30b-a3b"), load_gpu("h100"), load_system("dgx-h100"), 4096, "bf16", eff)
+    layout = Layout(tp=1, dp=16, ep=16, zero=1)
+    plain = step_terms(cost, layout, 64, 4)
+    lc = cost.layer(0, 1, 1, 1, 16, False)
+    assert lc.ep_fwd == lc.ep_bwd > 0
+    o = eff.overlap
+
+    def exposed(e: float, w: float) -> float:
+        return max(0.0, e - w) + (1 - o) * min(e, w)
+
+    overlapped = step_terms(ModelCost(cost.m, cost.gpu, cost.system, 4096, "bf16", replace(eff, ep_overlap_1f1b=True)),
+                            layout, 64, 4)
+    assert plain.exposed["ep_comm_s"] == pytest.approx(4 * 48 * 2 * lc.ep_fwd)
+    assert overlapped.exposed["ep_comm_s"] == pytest.approx(4 * 48 * (exposed(lc.ep_fwd, lc.bwd) + exposed(lc.ep_bwd, lc.fwd)))
+    assert overlapped.totals["ep_comm_s"] == plain.totals["ep_comm_s"]
+    assert overlapped.step_time_s < plain.step_time_s
+
+
+def test_cli_1f1b_flag(cli) -> None:
+    args = ("train-step", "qwen3-30b-a3b", "--gpu", "h100", "--num-gpus", "16", "--ep", "16", "--global-batch", "64",
+            "--seq", "4096")
+    plain, overlapped = cli(*args, "--json").json(), cli(*args, "--ep-overlap-1f1b", "--json").json()
+    assert overlapped["ep_comm_s"] < plain["ep_comm_s"]
+    assert "combined 1F1B" in cli(*args, "--ep-overlap-1f1b", "--explain").out
+    both = cli(*args, "--ep-overlap-1f1b", "--ep-overlap", "0.5")
+    assert both.code == 2 and "--ep-overlap-1f1b" in both.err

@@ -330,6 +330,9 @@ EpOverlapOpt = Annotated[float | None, typer.Option(
 PlateauOpt = Annotated[float | None, typer.Option(
     "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
     help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
+EpOverlap1f1bOpt = Annotated[bool, typer.Option(
+    "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
+    "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
 HostOpOpt = Annotated[float | None, typer.Option(
     "--host-op-us", parser=human_float("--host-op-us", allow_zero=True, maximum=10000.0),
     help="host (CPU) microseconds per launched op in eager training: a layer's forward / backward costs max(GPU time, "
@@ -378,7 +381,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
-          fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None) -> Any:
+          fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -393,11 +396,15 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--system", f"{node.name} is built from {node.gpu}, not {g.name}")
     if m.moe is None and capacity_factor is not None:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
+    if ep_overlap_1f1b and ep_overlap is not None:
+        raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
+                           "compute); --ep-overlap sets a fixed share instead: give one of them")
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
                                    "gemm_plateau": gemm_plateau, "stack": stack and stack.value,
                                    "fp8_recipe": fp8_recipe and fp8_recipe.value,
-                                   "host_op_s": None if host_op_us is None else host_op_us * 1e-6}.items() if v is not None}
+                                   "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
+                                   "ep_overlap_1f1b": ep_overlap_1f1b or None}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -434,6 +441,7 @@ def train_step(
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
+    ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -468,7 +476,7 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
@@ -507,6 +515,7 @@ def train_plan(
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
+    ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -533,7 +542,7 @@ def train_plan(
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -157,6 +157,9 @@ class Efficiencies:
     overlap: float = OVERLAP_EFFICIENCY
     tp_overlap: float = 0.0  # share of TP collectives hidden (0: Megatron default; TE comm-overlap hides some)
     ep_overlap: float = 0.0  # share of expert all-to-all hidden (DeepSeek DualPipe hides most)
+    # Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): one micro-batch's forward all-to-all runs under
+    # another's backward compute and vice versa (calc.training.step); replaces ep_overlap when set
+    ep_overlap_1f1b: bool = False
     capacity_factor: float = 1.0  # tokens an expert processes / the balanced share (1 = dropless, balanced)
     grad_reduce_bytes: int = 4  # bytes per gradient element reduced over DP (Megatron/FSDP reduce in fp32)
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
@@ -190,7 +193,9 @@ class Efficiencies:
         return [
             f"collective efficiency {self.collective:.0%} of link bandwidth (NCCL busBW)",
             f"overlap efficiency {self.overlap:.0%} (share of an overlappable transfer hidden under compute)",
-            f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all hidden {self.ep_overlap:.0%}",
+            f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all "
+            + ("under the other micro-batch's compute (Megatron combined 1F1B A2A overlap)" if self.ep_overlap_1f1b
+               else f"hidden {self.ep_overlap:.0%}"),
             f"expert capacity factor {self.capacity_factor:g}; DP gradients reduced at {self.grad_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",

@@ -104,7 +104,9 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         lines.append(f"ep_comm_s: all-to-all of (T/t)*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
                      f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather} = "
                      f"{_ms(cost.ep_comm_s(T, tp, ep, etp))} dispatch + combine, forward and backward, per MoE layer "
-                     f"x m = {t.totals['ep_comm_s']:.4f} s, hidden {eff.ep_overlap:.0%} -> {t.exposed['ep_comm_s']:.4f} s")
+                     f"x m = {t.totals['ep_comm_s']:.4f} s, "
+                     + ("under the other micro-batch's backward / forward compute (combined 1F1B)" if eff.ep_overlap_1f1b
+                        else f"hidden {eff.ep_overlap:.0%}") + f" -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
         lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} "
                      f"each, under attention {_ms(lc.attn_fwd)} forward: {t.totals['cp_comm_s']:.4f} s, exposed "

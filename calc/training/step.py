@@ -6,6 +6,10 @@ with m = B/(d*b) micro-batches and t_mb the forward + backward time of one micro
 pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; calc.training.cost), and the host
 launch time each layer's forward / backward pass spends beyond that pass's GPU time (calc.training.host:
 a pass costs max(GPU, host ops x host_op_s); full recomputation launches the forward twice).
+  EP 1F1B     with Megatron-Core's --overlap-moe-expert-parallel-comm (pipeline_parallel/combined_1f1b.py: "EP A2A in
+              forward step is hidden by the attention/mlp computation in the backward step, and vice versa") each
+              MoE layer exposes exposed_time(A2A_fwd, backward compute) + exposed_time(A2A_bwd, forward compute) at the
+              overlap efficiency (the first forward and last backward of a stage, 1 of m, left out)
   bubble      1F1B (p-1)/m of the pipelined time, interleaved (p-1)/(v m) (Narayanan et al. 2021,
               arXiv 2104.04473 sec. 2.2); stages hold L/p layers (or Megatron-Core's uneven
               form: ceil(L/p) in the middle, fewer first/last), the head on the last one
@@ -119,12 +123,17 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         s["tp_total"] += n * tp
         s["ep_total"] += n * ep
         s["tp"] += n * tp * (1 - eff.tp_overlap)
-        s["ep"] += n * ep * (1 - eff.ep_overlap)
+        if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
+            s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
+                            + (lc.ep_fwd if full else 0.0))
+        else:
+            s["ep"] += n * ep * (1 - eff.ep_overlap)
         s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
         s["cp_total"] += n * lc.cp_total
         # each pass costs max(GPU, host launches) (calc.training.host): the GPU pass with its exposed communication
-        gpu_fwd = lc.fwd + lc.tp_fwd * (1 - eff.tp_overlap) + lc.ep_fwd * (1 - eff.ep_overlap) + lc.cp_fwd
-        gpu_bwd = lc.bwd + lc.tp_bwd * (1 - eff.tp_overlap) + lc.ep_bwd * (1 - eff.ep_overlap) + lc.cp_bwd
+        ep_share = 0.0 if eff.ep_overlap_1f1b else 1 - eff.ep_overlap  # 1F1B: the A2A sits under the other pass
+        gpu_fwd = lc.fwd + lc.tp_fwd * (1 - eff.tp_overlap) + lc.ep_fwd * ep_share + lc.cp_fwd
+        gpu_bwd = lc.bwd + lc.tp_bwd * (1 - eff.tp_overlap) + lc.ep_bwd * ep_share + lc.cp_bwd
         s["host"] += n * (exposed_host_s(lc.host_fwd, gpu_fwd) * (2 if full else 1) + exposed_host_s(lc.host_bwd, gpu_bwd))
     if last:
         hf, hb = cost.head_cost(layout.micro_batch, layout.tp, layout.cp)
