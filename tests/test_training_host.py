@@ -119,3 +119,39 @@ def test_cli_1f1b_flag(cli) -> None:
     assert "combined 1F1B" in cli(*args, "--ep-overlap-1f1b", "--explain").out
     both = cli(*args, "--ep-overlap-1f1b", "--ep-overlap", "0.5")
     assert both.code == 2 and "--ep-overlap-1f1b" in both.err
+
+
+def test_deepep_sends_a_token_once_per_node() -> None:
+    # Qwen3-235B (128 experts, top-8) with EP32 on DGX H100 (8 GPUs per node): the EP group spans 4 nodes of 32 experts.
+    # A node is missed by all 8 experts with probability (96/128)(95/127)...(89/121) = 0.0927; a token reaches
+    # 4 x 0.9073 = 3.629 nodes where the all-to-all dispatcher sends 8 copies: NIC bytes x 3.629 / 8 = 0.4536.
+    from calc.hardware.collectives import collective_time
+    from calc.hardware.moe_ops import deepep_nic_scale
+
+    missed = 1.0
+    for i in range(8):
+        missed *= (96 - i) / (128 - i)
+    assert missed == pytest.approx(0.0927, abs=1e-4)
+    assert deepep_nic_scale(128, 8, 4) == pytest.approx(4 * (1 - missed) / 8)
+    assert deepep_nic_scale(128, 8, 1) == 1.0
+    # the all-to-all across nodes is NIC-bound here: (n - n_in)/n R / (50 GB/s x eff) + latency, scaled on the NIC part
+    system = load_system("dgx-h100")
+    m = load_model("qwen3-235b-a22b")
+    a2a, deep = (ModelCost(m, load_gpu("h100"), system, 4096, "bf16", Efficiencies(dispatcher=d)).ep_comm_s(4096, 2, 32, 1)
+                 for d in ("alltoall", "deepep"))
+    routed = ModelCost(m, load_gpu("h100"), system, 4096).ep_routed_bytes(2048, 32)
+    eff = Efficiencies().collective
+    nic = 24 / 32 * routed / (system.inter_node_gb_s * 1e9 * eff)
+    assert a2a == pytest.approx(2 * (nic + system.inter_node_latency_s))
+    assert deep == pytest.approx(2 * (0.4536 * nic + system.inter_node_latency_s), rel=1e-3)
+    assert collective_time("all_to_all", system, routed, 32, 1, eff, 0.5) < collective_time("all_to_all", system, routed, 32, 1, eff)
+
+
+def test_cli_dispatcher_flag(cli) -> None:
+    args = ("train-step", "qwen3-30b-a3b", "--gpu", "h100", "--num-gpus", "16", "--ep", "16", "--global-batch", "64",
+            "--seq", "4096")
+    plain, deep = cli(*args, "--json").json(), cli(*args, "--dispatcher", "deepep", "--json").json()
+    assert deep["ep_comm_s"] < plain["ep_comm_s"]
+    assert "a token once per node" in cli(*args, "--dispatcher", "deepep", "--explain").out
+    dense = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--dispatcher", "deepep")
+    assert dense.code == 2 and "--dispatcher" in dense.err

@@ -330,6 +330,14 @@ EpOverlapOpt = Annotated[float | None, typer.Option(
 PlateauOpt = Annotated[float | None, typer.Option(
     "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
     help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
+class Dispatcher(StrEnum):  # calc.hardware.moe_ops.DISPATCHERS
+    alltoall = "alltoall"
+    deepep = "deepep"
+
+
+DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
+    "--dispatcher", help="MoE token dispatcher: alltoall (Megatron's NCCL all-to-all, one copy per routed expert; "
+    "default) or deepep (DeepEP / HybridEP: a token crosses the NIC once per destination node)")]
 EpOverlap1f1bOpt = Annotated[bool, typer.Option(
     "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
     "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
@@ -381,7 +389,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
-          fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False) -> Any:
+          fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
+          dispatcher: Dispatcher | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -396,6 +405,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--system", f"{node.name} is built from {node.gpu}, not {g.name}")
     if m.moe is None and capacity_factor is not None:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
+    if m.moe is None and dispatcher is not None:
+        raise LLMCalcError("--dispatcher", f"{m.name} has no experts")
     if ep_overlap_1f1b and ep_overlap is not None:
         raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
                            "compute); --ep-overlap sets a fixed share instead: give one of them")
@@ -404,7 +415,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "gemm_plateau": gemm_plateau, "stack": stack and stack.value,
                                    "fp8_recipe": fp8_recipe and fp8_recipe.value,
                                    "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
-                                   "ep_overlap_1f1b": ep_overlap_1f1b or None}.items() if v is not None}
+                                   "ep_overlap_1f1b": ep_overlap_1f1b or None,
+                                   "dispatcher": dispatcher and dispatcher.value}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -442,6 +454,7 @@ def train_step(
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
+    dispatcher: DispatcherOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -476,7 +489,8 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
+                 dispatcher)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
@@ -516,6 +530,7 @@ def train_plan(
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
+    dispatcher: DispatcherOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -542,7 +557,8 @@ def train_plan(
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
+                 dispatcher)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

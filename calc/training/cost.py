@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from calc.hardware.attention import attention_rate
-from calc.hardware.collectives import collective_time
+from calc.hardware.collectives import collective_time, group_shape
 from calc.hardware.efficiency import (
     COLLECTIVE_EFFICIENCY,
     FLASH_BACKWARD_FLOPS_RATIO,
@@ -96,7 +96,7 @@ from calc.hardware.efficiency import (
     grouped_gemm_ramp,
     memory_efficiency,
 )
-from calc.hardware.moe_ops import local_sort_bytes
+from calc.hardware.moe_ops import deepep_nic_scale, local_sort_bytes
 from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
@@ -160,6 +160,7 @@ class Efficiencies:
     # Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): one micro-batch's forward all-to-all runs under
     # another's backward compute and vice versa (calc.training.step); replaces ep_overlap when set
     ep_overlap_1f1b: bool = False
+    dispatcher: str = "alltoall"  # alltoall (Megatron's NCCL all-to-all: k copies) | deepep (once per node over the NIC)
     capacity_factor: float = 1.0  # tokens an expert processes / the balanced share (1 = dropless, balanced)
     grad_reduce_bytes: int = 4  # bytes per gradient element reduced over DP (Megatron/FSDP reduce in fp32)
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
@@ -196,6 +197,9 @@ class Efficiencies:
             f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all "
             + ("under the other micro-batch's compute (Megatron combined 1F1B A2A overlap)" if self.ep_overlap_1f1b
                else f"hidden {self.ep_overlap:.0%}"),
+            f"MoE token dispatcher {self.dispatcher}: "
+            + ("a token crosses the NIC once per destination node (calc.hardware.moe_ops.deepep_nic_scale)"
+               if self.dispatcher == "deepep" else "one copy per routed expert (NCCL all-to-all)"),
             f"expert capacity factor {self.capacity_factor:g}; DP gradients reduced at {self.grad_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
@@ -403,9 +407,14 @@ class ModelCost:
     def ep_comm_s(self, tokens: float, tp: int, ep: int, etp: int) -> float:
         """Forward seconds of one MoE layer's token exchange (module docstring, "EP"), ``tokens`` = T per rank:
             2 x all_to_all(R, e ranks u apart) + all_gather(u R, u) + reduce_scatter(u R, u),  R = ep_routed_bytes(T/t)
-        (dispatch + combine; the ETP pair only when u > 1). 0 when e = u = 1."""
+        (dispatch + combine; the ETP pair only when u > 1). 0 when e = u = 1. With the deepep dispatcher the NIC share
+        of each all-to-all is scaled by deepep_nic_scale(E, k, nodes the EP group spans) (calc.hardware.moe_ops)."""
         routed = self.ep_routed_bytes(tokens / tp, ep)
-        a2a = 2 * self.coll("all_to_all", routed, ep, etp)
+        if self.eff.dispatcher == "deepep" and self.m.moe is not None and ep > 1:
+            nic = deepep_nic_scale(self.m.moe.num_experts, self.m.moe.experts_per_token, group_shape(self.system, ep, etp)[1])
+            a2a = 2 * collective_time("all_to_all", self.system, routed, ep, etp, self.eff.collective, nic)
+        else:
+            a2a = 2 * self.coll("all_to_all", routed, ep, etp)
         return a2a + self.coll("all_gather", routed * etp, etp) + self.coll("reduce_scatter", routed * etp, etp)
 
     def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool, etp: int) -> LayerCost:

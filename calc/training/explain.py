@@ -12,7 +12,7 @@ from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
 from calc.hardware.efficiency import GROUPED_RAMP_ROWS, grouped_gemm_ramp
-from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS
+from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, deepep_nic_scale
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
@@ -36,6 +36,12 @@ def _extra_fwd(lc: LayerCost) -> str:
 
 def _extra_bwd(lc: LayerCost) -> str:
     return (f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
+
+
+def _deepep_scale(cost: ModelCost, ep: int, etp: int) -> float:
+    moe = cost.m.moe
+    assert moe is not None
+    return deepep_nic_scale(moe.num_experts, moe.experts_per_token, group_shape(cost.system, ep, etp)[1])
 
 
 def _where(cost: ModelCost, group: int, stride: int) -> str:
@@ -102,7 +108,9 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         routed = cost.ep_routed_bytes(T / tp, ep)
         gather = (f" + ETP all-gather + reduce-scatter of {etp} x that on {_where(cost, etp, 1)}" if etp > 1 else "")
         lines.append(f"ep_comm_s: all-to-all of (T/t)*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
-                     f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather} = "
+                     f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather}"
+                     + (f" (deepep: the NIC share x {_deepep_scale(cost, ep, etp):.3f}, a token once per node)"
+                        if eff.dispatcher == "deepep" else "") + " = "
                      f"{_ms(cost.ep_comm_s(T, tp, ep, etp))} dispatch + combine, forward and backward, per MoE layer "
                      f"x m = {t.totals['ep_comm_s']:.4f} s, "
                      + ("under the other micro-batch's backward / forward compute (combined 1F1B)" if eff.ep_overlap_1f1b
