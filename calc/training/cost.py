@@ -69,7 +69,9 @@ Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2
               the NIC for the share leaving the node; calc.hardware.collectives.collective_time "all_to_all"); with
               u > 1 the dispatcher then all-gathers the received copies over the u ETP ranks (output u x that) and the
               combine reduce-scatters them back (token_dispatcher.py dispatch_postprocess / combine_preprocess);
-              forward and backward alike
+              forward and backward alike. The deepep dispatcher (DeepEP, HybridEP) sends a token once per destination
+              node over the NIC instead of once per routed expert: the NIC share x deepep_nic_scale
+              (calc.hardware.moe_ops); how much of it hides: calc.training.step (ep_overlap, or the combined 1F1B)
   CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
               attention compute of each block where it is longer; backward passes K/V and their grads
 Host launch per layer (calc.training.host): the forward and backward ops the host issues (weight GEMM launches, one
