@@ -20,11 +20,11 @@ INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
-             "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales", "adapter_inputs")
+             "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales", "adapter_inputs", "dispatcher")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately", "kv_repeated")
+              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b")
 
 
 class Unrepresentable(Exception):

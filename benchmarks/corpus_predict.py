@@ -116,6 +116,21 @@ def _training_dtype(row: Any) -> str:
     return "bf16" if row.dtype == "mixed" else row.dtype
 
 
+# How sources name the MoE token dispatcher -> calc.hardware.moe_ops.DISPATCHERS. HybridEP: "an Expert Parallel (EP)
+# communication library ... with functions similar to DeepEP" (Megatron-LM deepseek-v3-gb200-optimization, sec. 2).
+DISPATCHER_SPELLINGS = {"a2a": "alltoall", "alltoall": "alltoall", "deepep": "deepep", "hybridep": "deepep"}
+
+
+def dispatcher_of(name: str | None) -> str:
+    """The engine's dispatcher for a row's spelling (None: Megatron's default all-to-all); an unknown one is refused."""
+    if name is None:
+        return "alltoall"
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in DISPATCHER_SPELLINGS:
+        raise CannotPredict(f"dispatcher {name!r}: the engine knows {', '.join(sorted(set(DISPATCHER_SPELLINGS)))}")
+    return DISPATCHER_SPELLINGS[key]
+
+
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.training.cost import Efficiencies, ModelCost
     from calc.training.layout import Layout
@@ -133,6 +148,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     loss = training_loss(row, k)
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
+                       ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=dispatcher_of(k.get("dispatcher")),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
     cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)

@@ -141,6 +141,7 @@ def train_time(
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     causal: CausalOpt = False,
     calibration: CalibrationOpt = None,
+    host_op_us: HostOpOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -170,7 +171,7 @@ def train_time(
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
     if days is not None or budget is not None:
         num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
-                                    calibration, causal)
+                                    calibration, causal, host_op_us)
     if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
@@ -181,7 +182,8 @@ def train_time(
                 global_batch_tokens is not None)
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
-                    ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute))
+                    ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
+                    ("--host-op-us", host_op_us))
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -196,7 +198,8 @@ def train_time(
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-        plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None),
+        plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
+                               host_op_us=host_op_us),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
@@ -208,7 +211,7 @@ def train_time(
 
 def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
-                     calibration: str | None, causal: bool) -> int:
+                     calibration: str | None, causal: bool, host_op_us: float | None = None) -> int:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -230,7 +233,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                            "(peak x MFU)), so no count is the fastest within it: give --days too, or drop --mfu")
     node = load_system(system) if system else system_for_gpu(g)
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
-                                                                      None, None, None, None, None)
+                                                                      None, None, None, None, None, host_op_us=host_op_us)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -327,6 +330,21 @@ EpOverlapOpt = Annotated[float | None, typer.Option(
 PlateauOpt = Annotated[float | None, typer.Option(
     "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
     help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
+class Dispatcher(StrEnum):  # calc.hardware.moe_ops.DISPATCHERS
+    alltoall = "alltoall"
+    deepep = "deepep"
+
+
+DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
+    "--dispatcher", help="MoE token dispatcher: alltoall (Megatron's NCCL all-to-all, one copy per routed expert; "
+    "default) or deepep (DeepEP / HybridEP: a token crosses the NIC once per destination node)")]
+EpOverlap1f1bOpt = Annotated[bool, typer.Option(
+    "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
+    "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
+HostOpOpt = Annotated[float | None, typer.Option(
+    "--host-op-us", parser=human_float("--host-op-us", allow_zero=True, maximum=10000.0),
+    help="host (CPU) microseconds per launched op in eager training: a layer's forward / backward costs max(GPU time, "
+    "ops x this) (default 15; 0 never binds; calc.training.host)")]
 CapacityOpt = Annotated[float | None, typer.Option(
     "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (default 1.0)")]
 
@@ -371,7 +389,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
-          fp8_recipe: Fp8Recipe | None = None) -> Any:
+          fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
+          dispatcher: Dispatcher | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -386,10 +405,18 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--system", f"{node.name} is built from {node.gpu}, not {g.name}")
     if m.moe is None and capacity_factor is not None:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
+    if m.moe is None and dispatcher is not None:
+        raise LLMCalcError("--dispatcher", f"{m.name} has no experts")
+    if ep_overlap_1f1b and ep_overlap is not None:
+        raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
+                           "compute); --ep-overlap sets a fixed share instead: give one of them")
     overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
                                    "gemm_plateau": gemm_plateau, "stack": stack and stack.value,
-                                   "fp8_recipe": fp8_recipe and fp8_recipe.value}.items() if v is not None}
+                                   "fp8_recipe": fp8_recipe and fp8_recipe.value,
+                                   "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
+                                   "ep_overlap_1f1b": ep_overlap_1f1b or None,
+                                   "dispatcher": dispatcher and dispatcher.value}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -426,8 +453,11 @@ def train_step(
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
+    ep_overlap_1f1b: EpOverlap1f1bOpt = False,
+    dispatcher: DispatcherOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
+    host_op_us: HostOpOpt = None,
     activations: ActivationsModelOpt = Activations.per_tensor,
     measured_step_time: Annotated[float | None, typer.Option(
         "--measured-step-time", parser=human_float("--measured-step-time"),
@@ -459,7 +489,8 @@ def train_step(
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
+                 dispatcher)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding)  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
@@ -498,8 +529,11 @@ def train_plan(
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
     ep_overlap: EpOverlapOpt = None,
+    ep_overlap_1f1b: EpOverlap1f1bOpt = False,
+    dispatcher: DispatcherOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
+    host_op_us: HostOpOpt = None,
     activations: ActivationsModelOpt = Activations.per_tensor,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
@@ -523,7 +557,8 @@ def train_plan(
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
+                 dispatcher)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -136,15 +136,18 @@ _FLAT = {
 
 
 def collective_time(
-    kind: Collective, system: SystemSpec, num_bytes: float, group_size: int, stride: int = 1, efficiency: float = 1.0
+    kind: Collective, system: SystemSpec, num_bytes: float, group_size: int, stride: int = 1, efficiency: float = 1.0,
+    nic_scale: float = 1.0,
 ) -> float:
     """Time of a collective of ``num_bytes`` on a group laid out on ``system``.
 
     One node: the flat ring on the node link. Across nodes (n_in per node, n_out nodes):
       all-reduce      = RS_in(S) + AR_out(S/n_in on the NIC) + AG_in(S)
       reduce-scatter  = RS_in(S) + RS_out(S/n_in on the NIC)   (all-gather: the mirror image)
-      all-to-all      = max(inside part on NVLink, the (n - n_in)/n share crossing the NIC)
-    p2p: one message on the slowest hop between the two ranks ``stride`` apart.
+      all-to-all      = max(inside part on NVLink, the (n - n_in)/n share crossing the NIC x nic_scale)
+    p2p: one message on the slowest hop between the two ranks ``stride`` apart. ``nic_scale`` (all-to-all only): the
+    bytes that cross the NIC relative to a plain all-to-all's (a dispatcher that sends a token once per node, DeepEP:
+    calc.hardware.moe_ops.deepep_nic_scale).
     """
     if kind == "p2p":
         bw, lat = group_link(system, 2, stride)
@@ -159,7 +162,7 @@ def collective_time(
         return flat(num_bytes, group_size, b_in, a_in, efficiency)
     if kind == "all_to_all":
         inside = (n_in - 1) / group_size * num_bytes / (b_in * 1e9 * efficiency) + a_in
-        outside = (group_size - n_in) / group_size * num_bytes / (b_out * 1e9 * efficiency) + a_out
+        outside = nic_scale * (group_size - n_in) / group_size * num_bytes / (b_out * 1e9 * efficiency) + a_out
         return max(inside, outside)
     outer = flat(num_bytes / n_in, n_out, b_out, a_out, efficiency)
     if kind in ("reduce_scatter", "all_gather"):

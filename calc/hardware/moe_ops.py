@@ -23,6 +23,8 @@ NCCL backend requires one global and one local permute before and after EP commu
 
 from __future__ import annotations
 
+from math import comb
+
 # sort_chunks_by_idxs per received copy of H elements: read 2 B + write 2 B (bf16 activations; fp8 runs dispatch bf16)
 LOCAL_SORT_BYTES_PER_COPY = 4.0
 LOCAL_SORTS = 2  # dispatch_postprocess sort + combine_preprocess unsort
@@ -43,3 +45,31 @@ def local_sort_bytes(received_copies: float, hidden: int, local_experts: int) ->
     if local_experts <= 1:
         return 0.0
     return LOCAL_SORTS * received_copies * hidden * LOCAL_SORT_BYTES_PER_COPY
+
+
+DISPATCHERS = ("alltoall", "deepep")
+
+
+def deepep_nic_scale(num_experts: int, top_k: int, nodes: int) -> float:
+    """Bytes a DeepEP dispatch (or combine) sends over the NIC relative to Megatron's all-to-all dispatcher, the EP
+    group spanning ``nodes`` nodes of num_experts / nodes experts each.
+
+    The all-to-all dispatcher permutes T x k copies (one per routed expert) and sends the (N-1)/N of them bound for
+    other nodes over the NIC. DeepEP's normal (internode) kernels send a token once per destination node over RDMA
+    and forward it inside that node over NVLink (deepseek-ai/DeepEP docs/legacy.md, "Normal kernels with NVLink and
+    RDMA forwarding"; the layout kernel's num_tokens_per_rdma_rank / is_token_in_rank). With the k experts drawn
+    uniformly without replacement, a node of E/N experts is missed with probability C(E - E/N, k) / C(E, k), so a
+    token reaches N (1 - C(E - E/N, k) / C(E, k)) nodes, (N-1)/N of them remote:
+
+        scale = N (1 - C(E - E/N, k) / C(E, k)) / k        (1 on one node, or when k = 1)
+
+    >>> round(deepep_nic_scale(128, 8, 8), 3)   # Qwen3-235B over 8 nodes: 5.34 nodes per token of 8 copies
+    0.667
+    >>> deepep_nic_scale(128, 1, 8)
+    1.0
+    """
+    if nodes <= 1 or top_k <= 1:
+        return 1.0
+    per_node = num_experts / nodes
+    missed = comb(num_experts - round(per_node), top_k) / comb(num_experts, top_k)
+    return nodes * (1 - missed) / top_k

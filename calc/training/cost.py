@@ -69,9 +69,14 @@ Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2
               the NIC for the share leaving the node; calc.hardware.collectives.collective_time "all_to_all"); with
               u > 1 the dispatcher then all-gathers the received copies over the u ETP ranks (output u x that) and the
               combine reduce-scatters them back (token_dispatcher.py dispatch_postprocess / combine_preprocess);
-              forward and backward alike
+              forward and backward alike. The deepep dispatcher (DeepEP, HybridEP) sends a token once per destination
+              node over the NIC instead of once per routed expert: the NIC share x deepep_nic_scale
+              (calc.hardware.moe_ops); how much of it hides: calc.training.step (ep_overlap, or the combined 1F1B)
   CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
               attention compute of each block where it is longer; backward passes K/V and their grads
+Host launch per layer (calc.training.host): the forward and backward ops the host issues (weight GEMM launches, one
+per local expert; norms, adds, rotary, activation, attention core, TP collectives; MoE router and dispatcher) x
+host_op_s, set against the pass's GPU time in calc.training.step.
 The stage-level terms (bubble, p2p, DP, optimizer) are assembled in calc.training.step.
 """
 
@@ -82,7 +87,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from calc.hardware.attention import attention_rate
-from calc.hardware.collectives import collective_time
+from calc.hardware.collectives import collective_time, group_shape
 from calc.hardware.efficiency import (
     COLLECTIVE_EFFICIENCY,
     FLASH_BACKWARD_FLOPS_RATIO,
@@ -93,7 +98,7 @@ from calc.hardware.efficiency import (
     grouped_gemm_ramp,
     memory_efficiency,
 )
-from calc.hardware.moe_ops import local_sort_bytes
+from calc.hardware.moe_ops import deepep_nic_scale, local_sort_bytes
 from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
@@ -109,6 +114,7 @@ from calc.training.fp8_recipe import (
     NORM_FUSED_RECIPES,
     SHARED_INPUT_GROUPS,
 )
+from calc.training.host import HOST_OP_S, layer_host_ops
 from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
@@ -153,6 +159,10 @@ class Efficiencies:
     overlap: float = OVERLAP_EFFICIENCY
     tp_overlap: float = 0.0  # share of TP collectives hidden (0: Megatron default; TE comm-overlap hides some)
     ep_overlap: float = 0.0  # share of expert all-to-all hidden (DeepSeek DualPipe hides most)
+    # Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): one micro-batch's forward all-to-all runs under
+    # another's backward compute and vice versa (calc.training.step); replaces ep_overlap when set
+    ep_overlap_1f1b: bool = False
+    dispatcher: str = "alltoall"  # alltoall (Megatron's NCCL all-to-all: k copies) | deepep (once per node over the NIC)
     capacity_factor: float = 1.0  # tokens an expert processes / the balanced share (1 = dropless, balanced)
     grad_reduce_bytes: int = 4  # bytes per gradient element reduced over DP (Megatron/FSDP reduce in fp32)
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
@@ -169,6 +179,7 @@ class Efficiencies:
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
+    host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -185,7 +196,12 @@ class Efficiencies:
         return [
             f"collective efficiency {self.collective:.0%} of link bandwidth (NCCL busBW)",
             f"overlap efficiency {self.overlap:.0%} (share of an overlappable transfer hidden under compute)",
-            f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all hidden {self.ep_overlap:.0%}",
+            f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all "
+            + ("under the other micro-batch's compute (Megatron combined 1F1B A2A overlap)" if self.ep_overlap_1f1b
+               else f"hidden {self.ep_overlap:.0%}"),
+            f"MoE token dispatcher {self.dispatcher}: "
+            + ("a token crosses the NIC once per destination node (calc.hardware.moe_ops.deepep_nic_scale)"
+               if self.dispatcher == "deepep" else "one copy per routed expert (NCCL all-to-all)"),
             f"expert capacity factor {self.capacity_factor:g}; DP gradients reduced at {self.grad_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
@@ -206,6 +222,8 @@ class Efficiencies:
             "(calc.training.stack; megatron = 1); attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
+            f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
+            "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
 
 
@@ -235,6 +253,8 @@ class LayerCost:
     cp_fwd: float = 0.0  # exposed ring-attention transfer
     cp_bwd: float = 0.0
     cp_total: float = 0.0
+    host_fwd: float = 0.0  # host (CPU) seconds launching the forward's ops (calc.training.host)
+    host_bwd: float = 0.0
 
 
 @dataclass
@@ -389,9 +409,14 @@ class ModelCost:
     def ep_comm_s(self, tokens: float, tp: int, ep: int, etp: int) -> float:
         """Forward seconds of one MoE layer's token exchange (module docstring, "EP"), ``tokens`` = T per rank:
             2 x all_to_all(R, e ranks u apart) + all_gather(u R, u) + reduce_scatter(u R, u),  R = ep_routed_bytes(T/t)
-        (dispatch + combine; the ETP pair only when u > 1). 0 when e = u = 1."""
+        (dispatch + combine; the ETP pair only when u > 1). 0 when e = u = 1. With the deepep dispatcher the NIC share
+        of each all-to-all is scaled by deepep_nic_scale(E, k, nodes the EP group spans) (calc.hardware.moe_ops)."""
         routed = self.ep_routed_bytes(tokens / tp, ep)
-        a2a = 2 * self.coll("all_to_all", routed, ep, etp)
+        if self.eff.dispatcher == "deepep" and self.m.moe is not None and ep > 1:
+            nic = deepep_nic_scale(self.m.moe.num_experts, self.m.moe.experts_per_token, group_shape(self.system, ep, etp)[1])
+            a2a = 2 * collective_time("all_to_all", self.system, routed, ep, etp, self.eff.collective, nic)
+        else:
+            a2a = 2 * self.coll("all_to_all", routed, ep, etp)
         return a2a + self.coll("all_gather", routed * etp, etp) + self.coll("reduce_scatter", routed * etp, etp)
 
     def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool, etp: int) -> LayerCost:
@@ -431,6 +456,9 @@ class ModelCost:
                          bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing,
                          norm_up_fwd=up + norms)
+        ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed), m.norms_per_layer, eff.flash, tp, sp,
+                                          moe_layer and m.moe is not None)
+        cost.host_fwd, cost.host_bwd = ops_fwd * eff.host_op_s, ops_bwd * eff.host_op_s
         act = tp_activation_bytes(m, T, self.elem)
         if tp > 1:
             if sp:
@@ -454,6 +482,13 @@ class ModelCost:
             cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
             cost.cp_total = fwd_total + bwd_total
         return cost
+
+    def gemm_launches(self, listed: list[tuple]) -> int:
+        """GEMM kernels one forward of a layer launches, from its layer_gemms entries (count = local experts for routed
+        ones): on Megatron-Core a SHARED_INPUT_GROUPS group is one fused linear (linear_qkv, linear_fc1), one launch."""
+        fused = stack_key(self.eff.stack) == "megatron"
+        skipped = {name for group in SHARED_INPUT_GROUPS for name in group[1:]} if fused else set()
+        return sum(g[4] for g in listed if g[0].rsplit(".", 1)[-1] not in skipped)
 
     # -- the output head (last stage) -------------------------------------------------------------
     def head_cost(self, b: int, tp: int, cp: int) -> tuple[float, float]:

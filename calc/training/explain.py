@@ -12,7 +12,7 @@ from typing import Any
 
 from calc.hardware.collectives import group_link, group_shape
 from calc.hardware.efficiency import GROUPED_RAMP_ROWS, grouped_gemm_ramp
-from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS
+from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, deepep_nic_scale
 from calc.hardware.peaks import peak_tflops
 from calc.memory.training import FSDP_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
@@ -36,6 +36,12 @@ def _extra_fwd(lc: LayerCost) -> str:
 
 def _extra_bwd(lc: LayerCost) -> str:
     return (f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
+
+
+def _deepep_scale(cost: ModelCost, ep: int, etp: int) -> float:
+    moe = cost.m.moe
+    assert moe is not None
+    return deepep_nic_scale(moe.num_experts, moe.experts_per_token, group_shape(cost.system, ep, etp)[1])
 
 
 def _where(cost: ModelCost, group: int, stride: int) -> str:
@@ -85,6 +91,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
                 "sac": "half the non-attention forward (every second matmul)"}.get(layout.recompute, "the attention core forward")
         lines.append(f"recompute_s = m x {what} = {micro} x {_ms(st['rec'])} = {t.exposed['recompute_s']:.4f} s")
+    lines.append(f"host_s: one {cost.kinds[kind][0]} layer launches {lc.host_fwd / eff.host_op_s if eff.host_op_s else 0:.0f} ops "
+                 f"forward, {lc.host_bwd / eff.host_op_s if eff.host_op_s else 0:.0f} backward x {eff.host_op_s * 1e6:g} us = "
+                 f"{_ms(lc.host_fwd)} / {_ms(lc.host_bwd)} of host time (calc.training.host); each pass exposes "
+                 f"max(0, host - its GPU time); x layers x m = {t.exposed['host_s']:.4f} s")
     if tp > 1:
         kinds = ("all_gather", "reduce_scatter") if layout.sp else ("allreduce",)
         each = sum(cost.coll(k, act, tp) for k in kinds)
@@ -98,9 +108,13 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         routed = cost.ep_routed_bytes(T / tp, ep)
         gather = (f" + ETP all-gather + reduce-scatter of {etp} x that on {_where(cost, etp, 1)}" if etp > 1 else "")
         lines.append(f"ep_comm_s: all-to-all of (T/t)*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
-                     f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather} = "
+                     f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather}"
+                     + (f" (deepep: the NIC share x {_deepep_scale(cost, ep, etp):.3f}, a token once per node)"
+                        if eff.dispatcher == "deepep" else "") + " = "
                      f"{_ms(cost.ep_comm_s(T, tp, ep, etp))} dispatch + combine, forward and backward, per MoE layer "
-                     f"x m = {t.totals['ep_comm_s']:.4f} s, hidden {eff.ep_overlap:.0%} -> {t.exposed['ep_comm_s']:.4f} s")
+                     f"x m = {t.totals['ep_comm_s']:.4f} s, "
+                     + ("under the other micro-batch's backward / forward compute (combined 1F1B)" if eff.ep_overlap_1f1b
+                        else f"hidden {eff.ep_overlap:.0%}") + f" -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
         lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} "
                      f"each, under attention {_ms(lc.attn_fwd)} forward: {t.totals['cp_comm_s']:.4f} s, exposed "

@@ -3,7 +3,13 @@ pipeline bubble and stage sends, data-parallel gradient reduction, ZeRO-3 gather
 
     step = m x t_mb + (p-1)/v x t_mb + p2p + DP exposed + ZeRO-3 exposed + optimizer
 with m = B/(d*b) micro-batches and t_mb the forward + backward time of one micro-batch on the slowest
-pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; calc.training.cost).
+pipeline stage (its compute, recomputation and exposed TP/EP/CP communication; calc.training.cost), and the host
+launch time each layer's forward / backward pass spends beyond that pass's GPU time (calc.training.host:
+a pass costs max(GPU, host ops x host_op_s); full recomputation launches the forward twice).
+  EP 1F1B     with Megatron-Core's --overlap-moe-expert-parallel-comm (pipeline_parallel/combined_1f1b.py: "EP A2A in
+              forward step is hidden by the attention/mlp computation in the backward step, and vice versa") each
+              MoE layer exposes exposed_time(A2A_fwd, backward compute) + exposed_time(A2A_bwd, forward compute) at the
+              overlap efficiency (the first forward and last backward of a stage, 1 of m, left out)
   bubble      1F1B (p-1)/m of the pipelined time, interleaved (p-1)/(v m) (Narayanan et al. 2021,
               arXiv 2104.04473 sec. 2.2); stages hold L/p layers (or Megatron-Core's uneven
               form: ceil(L/p) in the middle, fewer first/last), the head on the last one
@@ -42,12 +48,13 @@ from calc.memory.training import (
     training_bytes_per_gpu,
 )
 from calc.training.cost import ModelCost
+from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, pipeline_stage_layers, uneven_stage_note
 from calc.training.stack import band_stack
 from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
-    "compute_s", "recompute_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
+    "compute_s", "recompute_s", "host_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
     "dp_comm_s", "zero_gather_s", "optimizer_s",
 )
 
@@ -103,7 +110,7 @@ SAC_RECOMPUTE_SHARE = 0.5
 def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
     eff = cost.eff
     full, selective = layout.recompute == "full", layout.recompute == "selective"
-    s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "tp_total", "ep_total", "cp_total"), 0.0)
+    s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "host", "tp_total", "ep_total", "cp_total"), 0.0)
     for index, n in _kind_counts(cost, start, count):
         lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp, layout.expert_tp)
         s["fwd"] += n * lc.fwd
@@ -116,14 +123,23 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         s["tp_total"] += n * tp
         s["ep_total"] += n * ep
         s["tp"] += n * tp * (1 - eff.tp_overlap)
-        s["ep"] += n * ep * (1 - eff.ep_overlap)
+        if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
+            s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
+                            + (lc.ep_fwd if full else 0.0))
+        else:
+            s["ep"] += n * ep * (1 - eff.ep_overlap)
         s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
         s["cp_total"] += n * lc.cp_total
+        # each pass costs max(GPU, host launches) (calc.training.host): the GPU pass with its exposed communication
+        ep_share = 0.0 if eff.ep_overlap_1f1b else 1 - eff.ep_overlap  # 1F1B: the A2A sits under the other pass
+        gpu_fwd = lc.fwd + lc.tp_fwd * (1 - eff.tp_overlap) + lc.ep_fwd * ep_share + lc.cp_fwd
+        gpu_bwd = lc.bwd + lc.tp_bwd * (1 - eff.tp_overlap) + lc.ep_bwd * ep_share + lc.cp_bwd
+        s["host"] += n * (exposed_host_s(lc.host_fwd, gpu_fwd) * (2 if full else 1) + exposed_host_s(lc.host_bwd, gpu_bwd))
     if last:
         hf, hb = cost.head_cost(layout.micro_batch, layout.tp, layout.cp)
         s["fwd"] += hf
         s["bwd"] += hb
-    s["t_mb"] = s["fwd"] + s["bwd"] + s["rec"] + s["tp"] + s["ep"] + s["cp"]
+    s["t_mb"] = s["fwd"] + s["bwd"] + s["rec"] + s["tp"] + s["ep"] + s["cp"] + s["host"]
     return s
 
 
@@ -182,6 +198,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     exposed = {
         "compute_s": micro * (worst["fwd"] + worst["bwd"]),
         "recompute_s": micro * worst["rec"],
+        "host_s": micro * worst["host"],
         "tp_comm_s": micro * worst["tp"],
         "ep_comm_s": micro * worst["ep"],
         "cp_comm_s": micro * worst["cp"],
@@ -242,6 +259,7 @@ TERM_FORMULAS = {
     "compute_s": "m x (forward + backward of the slowest stage's layers [+ head]): GEMMs at their shape's efficiency, "
                  "attention, elementwise traffic",
     "recompute_s": "m x recomputed forward (full: whole layers; selective: attention core)",
+    "host_s": "m x layers x max(0, host ops x host_op_s - GPU time) per forward / backward pass (calc.training.host)",
     "tp_comm_s": "m x layers x (2 AR forward + 2 AR backward of b*s/c*H*bytes; SP: AG+RS each, +2 AG in backward)",
     "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
     "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
@@ -297,6 +315,7 @@ class TrainStepResult(BaseModel):
     bubble_fraction: float | None
     compute_s: float | None
     recompute_s: float | None
+    host_s: float | None
     tp_comm_s: float | None
     ep_comm_s: float | None
     cp_comm_s: float | None
