@@ -1,6 +1,7 @@
 """vLLM 0.5.2 (V0) sizes its profile run from one whole max_model_len prefill; auto-chunking above 32K came in
-0.5.3 (vllm-project/vllm PR #6666: arg_utils.py "use_long_context" is in the 0.5.3 sdist, not in 0.5.2's). Meta's Llama-3.1-405B-Instruct-FP8 (fbgemm_fp8) keeps attention, the first and
-last layers and lm_head in bf16: weights per GPU at TP 8 worked out by hand below."""
+0.5.3 (vllm-project/vllm PR #6666: arg_utils.py "use_long_context" is in the 0.5.3 sdist, not in 0.5.2's).
+Meta's Llama-3.1-405B-Instruct-FP8 (fbgemm_fp8) keeps attention, the first and last layers and lm_head in bf16:
+weights per GPU at TP 8 worked out by hand below."""
 
 from pathlib import Path
 
