@@ -203,14 +203,16 @@ def test_pipeline_prefill_of_one_request_is_not_split_across_stages() -> None:
 
 
 def test_concurrency_table_groups_thousands() -> None:
-    # "1939" beside "1,024" in the same table: llama4-scout on 8 x h100 holds 1,925,776 KV tokens (vLLM V0 0.6.5's
-    # accounting on the CUDA total); at 1,024 tokens per request (1,023 slots = 64 blocks of 16, its chunked layers
-    # hold all of them) that is floor(1,925,776 / 1,024) = 1,880 requests
+    # "1939" beside "1,024" in the same table: llama4-scout on 8 x h100 holds 1,913,136 KV tokens (vLLM V0 0.6.5's
+    # accounting on the CUDA total: the budget 47,327,874,074 B per rank with a 32 B-per-logit sampler, less the
+    # 6 B per logit the ATen sort adds at its peak, 256 x 202,048 x 6 = 310,345,728 -> 47,017,528,346 B /
+    # 393,216 B per block = 119,571 blocks x 16); at 1,024 tokens per request (1,023 slots = 64 blocks of 16, its
+    # chunked layers hold all of them) that is floor(119,571 / 64) = 1,868 requests
     r = run_cli("concurrency", "llama4-scout", "--gpu", "h100", "--num-gpus", "8", "--max-model-len", "65536",
                 "--engine", "vllm-v0", "--engine-version", "0.6.5")
     assert r.code == 0, r.err
-    assert "1,925,776 tokens" in r.out
-    assert "1,880" in r.out and " 1880 " not in r.out
+    assert "1,913,136 tokens" in r.out
+    assert "1,868" in r.out and " 1868 " not in r.out
 
 
 def test_negative_numbers_are_called_negative_not_not_a_number() -> None:

@@ -20,7 +20,8 @@ def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     # weights per rank: 68,976,648,192 params x 2 B / 2 = 68,976,648,192 B.
     # max_model_len = 4096 (model), no chunked prefill -> profile run of max(4096, 2048) = 4096 tokens, the larger of
     #   forward  4096 x (3 x 8192 + 3 x 28672 / 2) x 2 = 553,648,128 B and
-    #   sampling 4096 x 8192 x 2 + 256 rows x 32000 x 28 B (V0 "0.6" < 0.6.2: 16-bit top-k/top-p sort) = 296,484,864 B.
+    #   sampling 4096 x 8192 x 2 + 256 rows x 32000 x 30 B (V0 "0.6" < 0.6.2: 16-bit top-k/top-p sort, at the sort:
+    #   2 + 2 + 8 + iota 8 + cub 2 + 8) = 67,108,864 + 245,760,000 = 312,868,864 B.
     # non-torch: V0 before 0.6.4 reads its initial free memory after the CUDA context exists, so only the
     #   0.1 GiB of workspaces + 0.25 GiB communication buffers (TP 2): int(0.35 x 2^30) = 375,809,638 B.
     # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 375,809,638 = 6,683,248,230 B.
@@ -62,9 +63,10 @@ def test_chunked_prefill_shrinks_the_profile_run() -> None:
     assert chunked.batched_tokens == 2048 and whole.batched_tokens == 131072
     # whole prompts: the forward of 131072 tokens, 131072 x (3 x 4096 + 3 x 14336) x 2 = 14,495,514,624 B, outweighs
     # the sampling phase; chunked: the sampling phase outweighs the 2048-token forward (226,492,416 B): hidden states
-    # 2048 x 4096 x 2 = 16,777,216 + 256 rows x 128,256 x 32 B (V0 0.6.5 top-k/top-p sort) = 1,050,673,152.
+    # 2048 x 4096 x 2 = 16,777,216 + 256 rows x 128,256 x 38 B (V0 0.6.5 top-k/top-p: fp32 logits sorted by ATen,
+    # 2 + 4 + values 4 + indices 8 + iota 8 + cub's alternate keys 4 and values 8) = 1,247,674,368.
     assert whole.activation_peak_bytes == 131072 * (3 * 4096 + 3 * 14336) * 2 == 14_495_514_624
-    assert chunked.activation_peak_bytes == 16_777_216 + 1_050_673_152
+    assert chunked.activation_peak_bytes == 16_777_216 + 1_247_674_368
 
 
 def test_sglang_pool() -> None:
@@ -169,7 +171,8 @@ def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:
     # sampling phase (hidden states 2048 x 2048 x 2 = 8,388,608 B +):
     #   PyTorch-native sort (0.8.5 pip wheel, no FlashInfer): 256 x 151,936 x 38 = 1,478,033,408 -> 1,486,422,016 B
     #   FlashInfer (0.8.5: fp32 logits then softmax, 2 + 4 + 4 B): 256 x 151,936 x 10 = 388,956,160 -> 397,344,768 B
-    #   V0 0.6.5 chunked to 2048 (fp32 top-k/top-p sort, 32 B): 256 x 151,936 x 32 = 1,244,659,712 -> 1,253,048,320 B
+    #   V0 0.6.5 chunked to 2048 (fp32 top-k/top-p: the same ATen sort, 2 + 4 + 4 + 8 + iota 8 + cub 4 + 8 = 38 B):
+    #     256 x 151,936 x 38 = 1,478,033,408 -> 1,486,422,016 B
     # A10: CUDA total 22587 MiB (the A10G reading) = 23,684,186,112 B x 0.9 = int 21,315,767,500; weights
     # 30,532,122,624 x 2 / 4 = 15,266,061,312; non-torch 0.5 + 0.25 GiB = 805,306,368 (0.8.5 counts the CUDA
     # context); KV block 16 x 24,576 = 393,216 B:
@@ -186,6 +189,6 @@ def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:
     assert native.batched_tokens == v0.batched_tokens == 2048 and native.max_num_seqs == v0.max_num_seqs == 256
     assert native.activation_peak_bytes == 1_486_422_016
     assert fi.activation_peak_bytes == 397_344_768
-    assert v0.activation_peak_bytes == 1_253_048_320
+    assert v0.activation_peak_bytes == 1_486_422_016
     assert native.kv_budget_bytes == 3_757_977_804 and fi.kv_budget_bytes == 4_847_055_052
     assert native.kv_cache_tokens == 152_912 and fi.kv_cache_tokens == 197_216

@@ -41,25 +41,26 @@ def test_gpt_oss_weights_as_shipped_per_rank():
 
 def test_gpt_oss_kv_tokens_on_one_h100_by_hand():
     """vLLM V0 ("0.6") on one H100 (CUDA total 81,105 MiB = 85,044,756,480 B), max_model_len 8192 (no chunked prefill: the
-    profile run is 8192 tokens, logits of max_num_seqs 256 rows sampled with top-k / top-p, 28 B per logit before 0.6.2):
+    profile run is 8192 tokens, logits of max_num_seqs 256 rows sampled with top-k / top-p, 30 B per logit at the sort
+    before 0.6.2):
       usable     = int(0.9 x 85,044,756,480)                               = 76,540,280,832
       activation = the larger of the forward 8192 x (3 x 2880 + 3 x 4 x 2880) x 2 = 707,788,800 and the sampling
-                   phase 8192 x 2880 x 2 + 256 x 201,088 x 28 = 47,185,920 + 1,441,398,784 = 1,488,584,704
+                   phase 8192 x 2880 x 2 + 256 x 201,088 x 30 = 47,185,920 + 1,544,355,840 = 1,591,541,760
       non-torch  = 0.1 GiB (V0 before 0.6.4 reads its free memory after the CUDA context exists) = 107,374,182
-      budget     = 76,540,280,832 - 65,248,815,744 - 1,488,584,704 - 107,374,182 = 9,695,506,202
+      budget     = 76,540,280,832 - 65,248,815,744 - 1,591,541,760 - 107,374,182 = 9,592,549,146
       KV/token   = 36 layers x 2 x 8 heads x 64 x 2 B = 73,728; block = 16 x 73,728 = 1,179,648
-      blocks     = floor(9,695,506,202 / 1,179,648) = 8,218 (8,218 x 1,179,648 = 9,694,347,264)
-      tokens     = 131,488
+      blocks     = floor(9,592,549,146 / 1,179,648) = 8,131 (8,131 x 1,179,648 = 9,591,717,888)
+      tokens     = 130,096
       one 8K request: 18 full layers x 8192 + 18 window layers x 128 tokens, x 2048 B = 306,708,480 B
-      concurrency = floor(9,694,347,264 / 306,708,480) = 31"""
+      concurrency = floor(9,591,717,888 / 306,708,480) = 31"""
     m, g = load_model("gpt-oss-120b"), load_gpu("h100")
     mem = engine_memory(m, g, settings=EngineSettings(engine="vllm-v0", max_model_len=8192), dtype=None,
                         tokens_per_request=8192)
     assert mem.dtype == "as-shipped" and mem.kv_dtype == "bf16"
     assert mem.weights_bytes == GPT_OSS_SHIPPED
-    assert mem.activation_peak_bytes == 1_488_584_704
-    assert mem.kv_budget_bytes == 9_695_506_202
-    assert mem.num_gpu_blocks == 8_218 and mem.kv_cache_tokens == 131_488
+    assert mem.activation_peak_bytes == 1_591_541_760
+    assert mem.kv_budget_bytes == 9_592_549_146
+    assert mem.num_gpu_blocks == 8_131 and mem.kv_cache_tokens == 130_096
     assert mem.kv_bytes_per_request == 306_708_480 and mem.max_concurrency == 31
     # the same model priced in bf16 does not fit one H100 at all
     assert engine_memory(m, g, settings=EngineSettings(max_model_len=8192), dtype="bf16").max_concurrency == 0

@@ -121,15 +121,22 @@ VLLM_V1_FLASHINFER_SAMPLER_FROM = (0, 21)
 
 # vLLM V0's profile run (vllm/worker/model_runner.py profile_run) samples its max_num_seqs dummy sequences with
 # SamplingParams(top_p=0.99, top_k=vocab - 1) (0.4.1, 0.5.3.post1, 0.6.3, 0.7.2 sdists), so Sampler.forward
-# (vllm/model_executor/layers/sampler.py) runs _apply_top_k_top_p, whose peak is at its last line:
+# (vllm/model_executor/layers/sampler.py) runs _apply_top_k_top_p, which opens with logits.sort(dim=-1): the same
+# ATen CUDA sort as V1's PyTorch-native path (comment above), which holds, besides its sorted values and int64
+# indices, an int64 iota (the values-in, 8 B) and cub's alternate key / value buffers (key size + 8 B). The peak
+# is at that sort:
 #   <= 0.5.x (16-bit logits, no upcast; 0.4.1 and 0.5.3.post1): the caller's logits 2 + sorted values 2 + int64
-#     indices 8 + bool top-k mask 1 + softmax 2 + cumsum 2 + bool top-p mask 1 + inverse indices (int64 scatter) 8
-#     + gathered logits 2 = 28 B;
+#     indices 8 + iota 8 + cub's alternate keys 2 and values 8 = 30 B (the end of the function, after the sort's
+#     temporaries are freed, holds 28 B: the masks 1 + 1, softmax 2, cumsum 2, scattered logits 2 on top of 20);
 #   from 0.6.2 (logits = logits.to(torch.float) first; 0.6.2, 0.6.3, 0.7.2): the caller's 16-bit logits 2 + fp32
-#     logits 4 + sorted values 4 + indices 8 + mask 1 + softmax 4 + cumsum 4 + mask 1 + scattered logits 4 = 32 B.
+#     logits 4 + sorted values 4 + indices 8 + iota 8 + cub's alternate keys 4 and values 8 = 38 B (the end holds
+#     32 B: 2 + 4 + 4 + 8 + mask 1 + softmax 4 + cumsum 4 + mask 1 + scattered logits 4).
 # (The fp32 probs, logprobs and exponential noise that follow hold 2 + 4 + 4 + 4 + 4 = 18 B at most.) Releases
-# between 0.5.3.post1 and 0.6.2 were not read; they are charged as the earlier ones.
-VLLM_V0_SAMPLER_LOGIT_BYTES = {(0,): 28, (0, 6, 2): 32}
+# between 0.5.3.post1 and 0.6.2 were not read; they are charged as the earlier ones. A fit row agrees: vLLM 0.7.2
+# on 2 x RTX 4090 (vllm-project/vllm issue #13061) logs a 0.19 GiB activation peak on the rank that does not sample
+# and 1.23 GiB less KV memory on the driver rank that samples 256 x 152,064 logits: ~39 B per logit with the
+# forward's peak.
+VLLM_V0_SAMPLER_LOGIT_BYTES = {(0,): 2 + 2 + 8 + 8 + 2 + 8, (0, 6, 2): 2 + 4 + 4 + 8 + 8 + 4 + 8}
 
 
 def _since(table: dict[tuple[int, ...], int], version: tuple[int, ...]) -> int:

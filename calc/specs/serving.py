@@ -8,12 +8,13 @@ Defaults follow each engine's own source, by version (``engine_version``; None =
       >= 0.9: device memory >= 70 GiB and not an A100 ("H100 and MI300x") -> 8192 / 1024, else 2048 / 256
       0.8.x:  2048 / 256
   gpu_memory_utilization 0.9, block_size 16.
-- vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): from 0.5.4 chunked prefill switched on automatically
-  for max_model_len > 32K (vllm-project/vllm PR #6666, merged 2024-07-23 after v0.5.3; vllm/engine/arg_utils.py
-  create_engine_config: CUDA, no sliding window, no speculative model, no LoRA, not multimodal), then
-  max_num_batched_tokens 512 up to 0.6.4.post1 and 2048 from 0.6.5 (vllm/config.py SchedulerConfig: "It is the
-  values that have the best balance between ITL and TTFT on A100", read in the 0.5.4, 0.6.3.post1, 0.6.4 and 0.6.5
-  sdists); otherwise (and always before 0.5.4) max(max_model_len, 2048); max_num_seqs 256. V0 has no usage-context
+- vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): from 0.5.3 chunked prefill switched on automatically
+  for max_model_len > 32K (vllm-project/vllm PR #6666; vllm/engine/arg_utils.py create_engine_config, "use_long_context
+  = max_model_len > 32768", present in the 0.5.3 and 0.5.3.post1 sdists, absent from 0.5.2's: CUDA, no sliding
+  window, no speculative model, no LoRA or prompt adapter, no prefix caching), then max_num_batched_tokens 512 up to
+  0.6.4.post1 and 2048 from 0.6.5 (vllm/config.py SchedulerConfig: "It is the values that have the best balance
+  between ITL and TTFT on A100", read in the 0.5.3, 0.5.4, 0.6.3.post1, 0.6.4 and 0.6.5 sdists); otherwise (and
+  always before 0.5.3) max(max_model_len, 2048); max_num_seqs 256. V0 has no usage-context
   defaults (0.6.5 and later override max_num_batched_tokens by usage context for V1 only, _override_v1_engine_args).
   An explicit enable_chunked_prefill=False keeps whole-prompt steps (benchmarks/benchmark_throughput.py up to 0.6.3
   passed its store_true --enable-chunked-prefill, i.e. False, to LLM; from PR #9529, in 0.6.4, it takes EngineArgs).
@@ -50,9 +51,9 @@ VLLM_MEMORY_DEFAULTS_FROM = (0, 9)  # get_batch_defaults by device memory
 SGLANG_HEURISTIC_FROM = (0, 5, 4)  # server_args._handle_gpu_memory_settings (PR #10975)
 
 VLLM_CHUNKED_PREFILL_ABOVE = 32768  # vLLM V0 enables chunked prefill for max_model_len > 32K ...
-VLLM_AUTO_CHUNK_FROM = (0, 5, 4)  # ... from 0.5.4 (PR #6666); 0.5.3 profiles one whole max_model_len prefill
+VLLM_AUTO_CHUNK_FROM = (0, 5, 3)  # ... from 0.5.3 (PR #6666; in the 0.5.3 sdist); 0.5.2 profiles one whole prefill
 VLLM_CHUNKED_BATCHED_TOKENS = 2048  # its max_num_batched_tokens default once chunked prefill is on (V1; V0 >= 0.6.5)
-VLLM_V0_CHUNKED_BATCHED_TOKENS_OLD = 512  # V0 0.5.4 to 0.6.4.x (vllm/config.py SchedulerConfig.__init__)
+VLLM_V0_CHUNKED_BATCHED_TOKENS_OLD = 512  # V0 0.5.3 to 0.6.4.x (vllm/config.py SchedulerConfig.__init__)
 VLLM_V0_CHUNK_2048_FROM = (0, 6, 5)  # SchedulerConfig.__post_init__: 2048 from 0.6.5
 VLLM_BIG_GPU_BYTES = 70 * 2**30  # get_batch_defaults: "device_memory >= 70 * GiB_bytes and 'a100' not in name"
 SGLANG_SMALL_GPU_BYTES = 25 * 10**9  # SGLang < 0.5.4 halves chunked_prefill_size below this capacity
