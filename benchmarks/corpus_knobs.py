@@ -24,7 +24,7 @@ STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", 
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately")
+              "shard_embeddings_separately", "pp_embedding", "pp_loss")
 
 
 class Unrepresentable(Exception):
@@ -118,6 +118,7 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse)."""
     n = row.hardware.num_gpus
     lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero") if key in k}
+    lay.update({key: k[key] for key in ("pp_embedding", "pp_loss") if k.get(key)})
     if k.get("sp") is not None:
         lay["sp"] = k["sp"]
     elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:

@@ -243,6 +243,12 @@ ZeroOptional = Annotated[int | None, typer.Option(
 # --- training performance (train-step, train-plan, train-time) -------------------------------
 VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
                                      help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+PpEmbeddingOpt = Annotated[bool, typer.Option(
+    "--pp-embedding", help="count the embedding as a layer of the first pipeline stage (Megatron-Core "
+    "--account-for-embedding-in-pipeline-split: L + 1 (+ 1 with --pp-loss) layers split evenly over PP x VPP)")]
+PpLossOpt = Annotated[bool, typer.Option(
+    "--pp-loss", help="count the loss as a layer of the last pipeline stage (Megatron-Core "
+    "--account-for-loss-in-pipeline-split)")]
 SystemOpt = Annotated[str | None, typer.Option(
     "--system", help="node type: GPUs per node, NVLink and NIC bandwidth (see system_specs/; default: the one built from --gpu)")]
 

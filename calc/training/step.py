@@ -71,10 +71,11 @@ class StepTerms:
         return global_batch * cost.model_flops_per_seq / (self.step_time_s * num_gpus * peak)
 
 
-def stage_layers(num_layers: int, pp: int) -> list[tuple[int, int]]:
+def stage_layers(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> list[tuple[int, int]]:
     """(first layer, layer count) per stage, as Megatron-Core places them (calc.training.layout.pipeline_stage_layers:
-    L/p each, or equal middle stages of ceil(L/p) with fewer on the first/last; the last also carries the head)."""
-    counts = pipeline_stage_layers(num_layers, pp)
+    L/p each, or equal middle stages of ceil(L/p) with fewer on the first/last, or (L + e + l)/p with the embedding /
+    loss counted as a layer of the first / last stage; the last also carries the head)."""
+    counts = pipeline_stage_layers(num_layers, pp, embedding, loss)
     if counts is None:
         raise ValueError(f"{pp} pipeline stages cannot hold {num_layers} layers (check_training_layout refuses it)")
     out, start = [], 0
@@ -131,7 +132,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     """Evaluate a (validated) layout: plain floats, no pydantic (the plan search's hot path)."""
     eff, m = cost.eff, cost.m
     tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
-    stages = stage_layers(m.num_layers, pp)
+    stages = stage_layers(m.num_layers, pp, layout.pp_embedding, layout.pp_loss)
     picks = sorted({0, 1, pp - 2, pp - 1} & set(range(pp)))
     worst, worst_i = None, 0
     for i in picks:
@@ -348,7 +349,7 @@ def train_step(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
         dp=layout.dp, cp=layout.cp, ep=layout.ep, etp=layout.etp, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
-        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp),
+        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp, layout.pp_embedding, layout.pp_loss),
         dtype=cost.dtype, stack=band_stack(cost.eff.stack),
         memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
