@@ -243,6 +243,9 @@ ZeroOptional = Annotated[int | None, typer.Option(
 # --- training performance (train-step, train-plan, train-time) -------------------------------
 VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
                                      help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+RecomputeModulesOpt = Annotated[str | None, typer.Option(
+    "--recompute-modules", help="with --recompute selective: Megatron-Core's --recompute-modules, comma-separated "
+    "(layernorm, mla_up_proj, moe_act, moe, mlp, shared_experts, core_attn): their outputs are dropped and rebuilt in backward")]
 PpEmbeddingOpt = Annotated[bool, typer.Option(
     "--pp-embedding", help="count the embedding as a layer of the first pipeline stage (Megatron-Core "
     "--account-for-embedding-in-pipeline-split: L + 1 (+ 1 with --pp-loss) layers split evenly over PP x VPP)")]

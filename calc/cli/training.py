@@ -37,6 +37,7 @@ from calc.cli.options import (
     PpOpt,
     PriceOpt,
     Recompute,
+    RecomputeModulesOpt,
     RecomputeOpt,
     ReserveOpt,
     SeqOpt,
@@ -413,6 +414,7 @@ def train_step(
     vpp: VppOpt = 1,
     pp_embedding: PpEmbeddingOpt = False,
     pp_loss: PpLossOpt = False,
+    recompute_modules: RecomputeModulesOpt = None,
     sp: SpOpt = False,
     micro_batch: MicroBatchOpt = 1,
     seq: SeqOpt = DEFAULT_SEQ,
@@ -465,7 +467,8 @@ def train_step(
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
-                    recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss)  # type: ignore[arg-type]
+                    recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
+                    recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 

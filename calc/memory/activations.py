@@ -86,6 +86,7 @@ class LayerSetup:
     (A, B)``; MatMul8bitLt likewise keeps A), so every quantized linear's input is saved, trained or not.
     ``litgpt``: the block as litgpt writes it (lit_gpt/model.py, lora.py, rmsnorm.py at commit 8641822, the code of
     its published resource tables; ``litgpt_buffers``).
+    ``recompute_modules``: Megatron-Core's ``--recompute-modules`` under selective recomputation (``module_buffers``).
     """
 
     full: bool = True
@@ -101,6 +102,7 @@ class LayerSetup:
     sp: bool = False
     quantized: bool = False
     litgpt: bool = False
+    recompute_modules: frozenset[str] = frozenset()
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -343,6 +345,73 @@ def norm_up_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> 
     return out
 
 
+# Megatron-Core --recompute-granularity selective --recompute-modules (megatron/core/transformer/transformer_config.py
+# recompute_modules): the submodules whose outputs are dropped after the forward and rebuilt in the backward.
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mla_up_proj", "moe_act", "moe", "mlp", "shared_experts")
+_SRC_MODULES = ("Megatron-Core recompute_modules (transformer_config.py): 'layernorm' input_layernorm and pre_mlp_layernorm, "
+                "'mla_up_proj' the MLA up projection and RoPE, 'moe_act' the MoE MLP activation function, 'moe' the MoE "
+                "layer, 'mlp' the dense MLP layer, 'shared_experts' the shared experts, 'core_attn' the attention core; "
+                "each checkpointed module keeps its input and drops its output (CheckpointWithoutOutput)")
+_MLP_BLOCK = ("gate/up input (norm output)", "MLP up outputs (gate, up)", "MLP up output", "down input (act(gate)*up)",
+              "down input (act(up))", "MoE routed token copies (expert inputs)", "router probabilities (fp32)")
+_MLP_BLOCK_OUTPUTS = _MLP_BLOCK[1:]  # the block's input (the pre-MLP norm output) is the checkpoint's input, kept
+
+
+def module_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> tuple[list[Buffer], int]:
+    """(saved tensors of one block, the bytes one layer rebuilds in backward) under Megatron-Core's selective
+    recomputation of ``s.recompute_modules``: ``layer_buffers`` less what each module drops.
+
+      layernorm     the norm outputs (the q/k/v and MLP inputs): rebuilt from the kept norm inputs
+      mla_up_proj   the up-projected Q, K, V and the normed latents; the latents and the RoPE key stay
+                    (as ``norm_up_layer_buffers``): b*s*(r_q + r_kv + d_rope) kept
+      moe_act       the routed experts' activation output act(gate)*up (their down-projection input), rebuilt
+                    from the kept gate/up outputs: the routed share k*I_e / (k*I_e + I_shared) of the down input
+      moe (MoE models) / mlp (dense models): the whole MLP block past its input: gate/up outputs, down input,
+                    routed token copies, router probabilities; the block's input (the pre-MLP norm output) stays
+                    unless layernorm is recomputed too
+      shared_experts the shared experts' share of the up outputs and down input
+      core_attn     nothing under FlashAttention (its backward recomputes the scores anyway)
+    Worked, Qwen3-235B-A22B (H 4096, k 8 x I_e 1536 = 12288, no shared expert) per token, bf16, TP 1: layernorm drops
+    2 x 4096 x 2 = 16 KiB; moe drops the up outputs 2 x 12288 x 2, the down input 12288 x 2, 7 routed copies x 4096 x 2
+    and the router's 128 x 4 fp32: 49152 + 24576 + 57344 + 512 = 131,584 B."""
+    mods = s.recompute_modules
+    full = layer_buffers(m, batch, seq, s)
+    drop: dict[str, float] = {}  # buffer name -> share dropped
+
+    def dropping(names: tuple[str, ...], share: float = 1.0) -> None:
+        for n in names:
+            drop[n] = max(drop.get(n, 0.0), share)
+
+    if "layernorm" in mods:
+        dropping(NORM_UP_DROPPED)
+    if "mla_up_proj" in mods and m.mla:
+        dropping(MLA_UP_DROPPED)
+    if ("moe" in mods and m.moe) or ("mlp" in mods and not m.moe):
+        dropping(_MLP_BLOCK_OUTPUTS)
+    if m.moe:
+        routed = m.moe.expert_intermediate_size * m.moe.experts_per_token
+        shared = m.moe.shared_intermediate_size or 0
+        if "moe_act" in mods:
+            dropping(("down input (act(gate)*up)", "down input (act(up))"), routed / (routed + shared))
+        if "shared_experts" in mods and shared:
+            dropping(("MLP up outputs (gate, up)", "MLP up output", "down input (act(gate)*up)", "down input (act(up))"),
+                     shared / (routed + shared))
+    kept, rebuilt = [], 0
+    for b in full:
+        share = drop.get(b.name, 0.0)
+        gone = math.ceil(b.bytes * share)
+        rebuilt += gone
+        if gone < b.bytes:
+            kept.append(b if not gone else Buffer(b.name, b.bytes - gone, f"{b.formula} x {1 - share:.3g} kept", b.source))
+    if "mla_up_proj" in mods and m.mla:
+        a = m.mla
+        width = (a.q_lora_rank or 0) + a.kv_lora_rank + a.qk_rope_head_dim
+        n = math.ceil(batch * seq * width * s.act_bytes)
+        kept.append(Buffer("MLA latents + RoPE key (recompute inputs)", n,
+                           f"b*s*(r_q + r_kv + d_rope)*{s.act_bytes} = {batch * seq}*{width}*{s.act_bytes} = {n:,} B", _SRC_MODULES))
+    return kept, rebuilt
+
+
 _SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
             "and the attention kernel outputs; recompute the rest from the layer input)")
 
@@ -392,7 +461,9 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
     """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
     recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
     layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed); deepseek:
-    ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward.
+    ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward; none with
+    ``s.recompute_modules`` (Megatron's selective recomputation of named modules under FlashAttention, whose
+    attention core recomputes nothing): ``module_buffers``, the dropped tensors of one layer rebuilt in backward.
     ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
     Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
     if s.attention == "eager" and recompute == "selective":
@@ -417,4 +488,10 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         return StageActivations(layer, kept * per, dropped,
                                 f"{kept} layers x {per:,} B (norm outputs and MLA up-projections dropped) + their "
                                 f"{dropped:,} B recomputed for one layer")
+    if s.recompute_modules:  # Megatron's selective recomputation of named modules (under FlashAttention)
+        layer, rebuilt = module_buffers(m, batch, seq, s)
+        per = sum(b.bytes for b in layer)
+        return StageActivations(layer, kept * per, rebuilt,
+                                f"{kept} layers x {per:,} B (recompute modules {', '.join(sorted(s.recompute_modules))}) "
+                                f"+ their {rebuilt:,} B rebuilt for one layer")
     return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")

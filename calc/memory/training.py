@@ -384,6 +384,7 @@ def training_bytes_per_gpu(
     gradients: int | None = None, setup: LayerSetup | None = None, loss: str = "fp32", loss_chunks: int = 8,
     lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
+    recompute_modules: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -398,7 +399,8 @@ def training_bytes_per_gpu(
     (persisting), no FSDP units in flight beyond them. The
     peak is assembled by ``assemble_peak`` (gradients persist as ``gradients_persist`` says), ``reserve_bytes``
     being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
-    per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused)."""
+    per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused). ``recompute_modules``: Megatron's
+    ``--recompute-modules`` under ``recompute`` "selective" (calc.memory.activations.module_buffers)."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     if states is None:
@@ -415,7 +417,8 @@ def training_bytes_per_gpu(
         activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)
     else:
         if setup is None:
-            setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout)
+            setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
+                               recompute_modules=recompute_modules)
         key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:

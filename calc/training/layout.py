@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
+from calc.memory.activations import RECOMPUTE_MODULES
 from calc.memory.training import FSDP_PP, SHARDINGS, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, tp_splits_kv_heads
 from calc.specs import ModelSpec
@@ -39,7 +40,8 @@ class Layout:
 
     ``pp_embedding`` / ``pp_loss``: Megatron-Core's ``--account-for-embedding-in-pipeline-split`` /
     ``--account-for-loss-in-pipeline-split``: the embedding (loss) counts as one layer of the first (last) virtual
-    stage in the pipeline split (``pipeline_stage_layers``)."""
+    stage in the pipeline split (``pipeline_stage_layers``). ``recompute_modules``: Megatron-Core's
+    ``--recompute-modules`` with ``recompute`` "selective" (calc.memory.activations.module_buffers)."""
 
     tp: int = 1
     pp: int = 1
@@ -55,6 +57,7 @@ class Layout:
     sharding: str = ZERO_SHARDING
     pp_embedding: bool = False
     pp_loss: bool = False
+    recompute_modules: frozenset[str] = frozenset()
 
     @property
     def num_gpus(self) -> int:
@@ -77,7 +80,8 @@ class Layout:
         parts += [f"EP{self.ep}"] if self.ep > 1 else []
         parts += [f"ETP{self.etp}"] if self.etp is not None and self.etp != self.tp else []
         sharding = "FSDP+PP" if self.sharding == FSDP_PP else f"ZeRO{self.zero}"
-        parts += [f"mb{self.micro_batch}", sharding, f"rc:{self.recompute}"] + (["SP"] if self.sp else [])
+        rc = self.recompute + (f"({'+'.join(sorted(self.recompute_modules))})" if self.recompute_modules else "")
+        parts += [f"mb{self.micro_batch}", sharding, f"rc:{rc}"] + (["SP"] if self.sp else [])
         return " ".join(parts)
 
     def with_(self, **changes: object) -> Layout:
@@ -230,6 +234,12 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--zero" if layout.sharding == ZERO_SHARDING else "--sharding", problem)
     if layout.recompute not in RECOMPUTE_CHOICES:
         raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
+    if layout.recompute_modules and layout.recompute != "selective":
+        raise LLMCalcError("--recompute-modules", f"Megatron recomputes named modules under --recompute selective, "
+                           f"not {layout.recompute}")
+    unknown = sorted(set(layout.recompute_modules) - set(RECOMPUTE_MODULES))
+    if unknown:
+        raise LLMCalcError("--recompute-modules", f"unknown module {', '.join(unknown)}; use {', '.join(RECOMPUTE_MODULES)}")
     if layout.sp and layout.tp == 1:
         raise LLMCalcError("--sp", "sequence parallelism splits along the TP group; it needs --tp > 1")
     micro = num_microbatches(layout, global_batch)

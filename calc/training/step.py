@@ -212,7 +212,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
         fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
-        loss=cost.eff.loss, sharding=layout.sharding,
+        loss=cost.eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
     )
 
 
