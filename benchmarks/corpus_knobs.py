@@ -16,7 +16,7 @@ from calc.memory.training import FSDP_PP
 
 INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
-             "max_num_batched_tokens", "chunked_prefill_size")
+             "max_num_batched_tokens", "chunked_prefill_size", "cpu_offload_layers")
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "recompute_modules", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
@@ -112,8 +112,10 @@ def stack_recompute(row: Any, k: dict[str, Any]) -> str | None:
 
 
 # Megatron-MoE-ModelZoo's results tables write --recompute-modules in short: "norm, act" for the H100 Qwen3-235B run
-# whose command (best_practice/qwen3/run_h100_235b.sh at e8650517) passes "--recompute-modules moe_act layernorm".
-RECOMPUTE_MODULE_ALIASES = {"norm": "layernorm", "act": "moe_act"}
+# whose command (best_practice/qwen3/run_h100_235b.sh at e8650517) passes "--recompute-modules moe_act layernorm", and
+# "shared_expert" for Megatron's shared_experts; the Megatron-LM DeepSeek-V3 GB200 report writes "--recompute-modules
+# mlp up_proj" for "the MLA up projection" (its own words), Megatron's mla_up_proj.
+RECOMPUTE_MODULE_ALIASES = {"norm": "layernorm", "act": "moe_act", "shared_expert": "shared_experts", "up_proj": "mla_up_proj"}
 
 
 def recompute_modules(k: dict[str, Any]) -> frozenset[str]:
@@ -135,7 +137,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     grad_accum (grad_accum 1 unless given). FSDP with PP > 1 on a stack that runs it (``FSDP_PP_STACKS``) is
     the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse)."""
     n = row.hardware.num_gpus
-    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero") if key in k}
+    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero", "cpu_offload_layers")
+           if key in k}
     lay.update({key: k[key] for key in ("pp_embedding", "pp_loss") if k.get(key)})
     if k.get("sp") is not None:
         lay["sp"] = k["sp"]

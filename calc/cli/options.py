@@ -246,6 +246,10 @@ VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=
 RecomputeModulesOpt = Annotated[str | None, typer.Option(
     "--recompute-modules", help="with --recompute selective: Megatron-Core's --recompute-modules, comma-separated "
     "(layernorm, mla_up_proj, moe_act, moe, mlp, shared_experts, core_attn): their outputs are dropped and rebuilt in backward")]
+CpuOffloadOpt = Annotated[int, typer.Option(
+    "--cpu-offload-layers", parser=human_int("--cpu-offload-layers", minimum=0, maximum=100000),
+    help="Megatron-Core --cpu-offloading-num-layers: the activations of that many layers kept in host memory "
+    "(PP 1, no recomputation, as Megatron requires)")]
 PpEmbeddingOpt = Annotated[bool, typer.Option(
     "--pp-embedding", help="count the embedding as a layer of the first pipeline stage (Megatron-Core "
     "--account-for-embedding-in-pipeline-split: L + 1 (+ 1 with --pp-loss) layers split evenly over PP x VPP)")]

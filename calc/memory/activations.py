@@ -87,6 +87,8 @@ class LayerSetup:
     ``litgpt``: the block as litgpt writes it (lit_gpt/model.py, lora.py, rmsnorm.py at commit 8641822, the code of
     its published resource tables; ``litgpt_buffers``).
     ``recompute_modules``: Megatron-Core's ``--recompute-modules`` under selective recomputation (``module_buffers``).
+    ``gemm_input_bytes``: bytes per element of a saved GEMM input when the linears keep it quantized (Transformer
+    Engine under fp8: calc.training.fp8_recipe.saved_gemm_input_bytes); 0: the activation dtype's ``act_bytes``.
     """
 
     full: bool = True
@@ -103,6 +105,7 @@ class LayerSetup:
     quantized: bool = False
     litgpt: bool = False
     recompute_modules: frozenset[str] = frozenset()
+    gemm_input_bytes: float = 0.0
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -137,9 +140,17 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
       gate, up outputs: 2*I (gated; I plain)   down input: I (if trains/adapted)
       LoRA: r per adapted matrix (A x);  dropout masks 1 B per element where p > 0
     Head- and width-split tensors divide by TP; norm inputs divide by TP only with SP.
+    fp8 through Transformer Engine (``s.gemm_input_bytes`` g > 0): each TE linear saves its input quantized, g bytes
+    per element (transformer_engine/pytorch/module/linear.py v2.8, _Linear.forward: the quantized ``inputmat`` keeps
+    only its column-wise (or, for an fp8 all-gather, row-wise) data and is what ``saved_inputmat`` holds; likewise the
+    quantized norm output of layernorm_linear.py and the grouped experts' inputs of grouped_linear.py): the q/k/v
+    input, the dense gate/up input, the down input and the MLA up-projection inputs take g bytes; the attention output
+    stays bf16 for the attention backward and o_proj saves its own g-byte copy; a MoE layer keeps the bf16 norm output
+    for the router and the k expert copies at g bytes (k*H*g in place of (k-1)*H*2).
     """
     t_tok = batch * seq
     b, tp = s.act_bytes, s.tp
+    gi = s.gemm_input_bytes or b  # bytes of a saved GEMM input
     sp = tp if s.sp else 1
     H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
     width = m.moe.expert_intermediate_size * m.moe.experts_per_token + (m.moe.shared_intermediate_size or 0) if m.moe \
@@ -162,7 +173,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
     qkv_input = s.keeps_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
     if qkv_input:
-        add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+        add("q/k/v input (norm output)", H, sp, f"b*s*H*{gi:g} = {t_tok}*{H}*{gi:g}", _SRC_MM, gi)
     add("Q, K, V after RoPE", qkv, tp, f"b*s*(h+2g)*d*{b}/t = {t_tok}*{qkv}*{b}/{tp}", _SRC_FLASH)
     if s.litgpt and not m.mla:
         out += litgpt_buffers(m, t_tok, s)
@@ -170,9 +181,12 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         a = m.mla
         latent = (a.q_lora_rank or 0) + a.kv_lora_rank
         up_trains = s.keeps_input("q_b_proj", "kv_b_proj")
-        add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent * (2 if up_trains else 1), 1,
-            f"b*s*(r_q + r_kv)*{2 if up_trains else 1}*{b} = {t_tok}*{latent}*{2 if up_trains else 1}*{b}", _SRC_MLA)
+        per = b + (gi if up_trains else 0)
+        add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent, 1,
+            f"b*s*(r_q + r_kv)*({b}{f' + {gi:g}' if up_trains else ''}) = {t_tok}*{latent}*{per:g}", _SRC_MLA, per)
     add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
+    if s.gemm_input_bytes:
+        add("o_proj input (quantized copy of O)", hd, tp, f"b*s*h*d*{gi:g}/t = {t_tok}*{hd}*{gi:g}/{tp}", _SRC_MM, gi)
     if s.quantized:
         add("o_proj input (contiguous copy of O)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_O_COPY)
     if s.attention == "flash":
@@ -183,7 +197,8 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
             add("attention dropout mask + output", h * seq, tp, f"b*h*s*s*({b}+1)/t", _SRC_EAGER, b + 1)
     shared_norm = m.parallel_block and m.norms_per_layer == 1  # GPT-J/Falcon: attention and MLP read one norm output
     if s.keeps_input("gate_proj", "up_proj") and not (shared_norm and qkv_input):
-        add("gate/up input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+        gu = b if m.moe else gi  # a MoE layer's norm output is the router's bf16 input
+        add("gate/up input (norm output)", H, sp, f"b*s*H*{gu:g} = {t_tok}*{H}*{gu:g}", _SRC_MM, gu)
     n_up = 2 if m.gated_mlp else 1
     add("MLP up outputs (gate, up)" if m.gated_mlp else "MLP up output", n_up * width, tp,
         f"b*s*{n_up}*I*{b}/t = {t_tok}*{n_up}*{width}*{b}/{tp}", _SRC_GLU)
@@ -191,13 +206,15 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         add("activation output (unfused silu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
     if s.keeps_input("down_proj"):
         add("down input (act(gate)*up)" if m.gated_mlp else "down input (act(up))", width, tp,
-            f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
+            f"b*s*I*{gi:g}/t = {t_tok}*{width}*{gi:g}/{tp}", _SRC_MM, gi)
     if s.dropout:
         add("residual dropout masks (attn, mlp)", 2 * H, sp, f"b*s*2*H*1 B = {t_tok}*{2 * H}",
             "torch native_dropout keeps a 1-byte mask", 1)
     if m.moe and s.keeps_input("gate_proj", "up_proj"):
         k = m.moe.experts_per_token
-        add("MoE routed token copies (expert inputs)", (k - 1) * H, sp, f"b*s*(k-1)*H*{b} = {t_tok}*{k - 1}*{H}*{b}", _SRC_MOE)
+        copies = k if s.gemm_input_bytes else k - 1  # quantized: all k expert inputs are new g-byte tensors
+        add("MoE routed token copies (expert inputs)", copies * H, sp,
+            f"b*s*{'k' if s.gemm_input_bytes else '(k-1)'}*H*{gi:g} = {t_tok}*{copies}*{H}*{gi:g}", _SRC_MOE, gi)
     if m.moe:
         add("router probabilities (fp32)", m.moe.router_slots, 1, f"b*s*E*4 = {t_tok}*{m.moe.router_slots}*4", _SRC_MOE, 4)
     if s.adapted and s.lora_rank:

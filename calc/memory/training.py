@@ -278,18 +278,20 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
 
 def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
                          trains: bool = True, block_bytes: Callable[[int], int] | None = None,
-                         root_resident: bool = False) -> int:
+                         root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES) -> int:
     """ZeRO-3 / FSDP full shard: unsharded units alive at once: ``layers`` blocks (the one computing + the one
     prefetched), or the root unit (embedding + output head + final norm, gathered together unless sharded as
     their own units, as torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights
     (``block_bytes`` maps a block's parameters to its stored bytes: NF4 for QLoRA, FSDP2 all-gathers the
-    quantised shards) plus, when they train, their unreduced gradients (fp32 reduce buffer, 4 B; FSDP2
-    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan). ``root_resident``: FSDP1 keeps the root unit
+    quantised shards) plus, when they train, their unreduced gradients (``reduce_bytes``: fp32 reduce buffer, 4 B, FSDP2
+    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan; Megatron-FSDP keeps them in the parameter dtype, 2 B,
+    unless grad_reduce_in_fp32, which Megatron-Core's DistributedDataParallelConfig leaves False).
+    ``root_resident``: FSDP1 keeps the root unit
     unsharded from its forward to its backward ("Do not free the root's parameters in the post-forward for
     FULL_SHARD", torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard), so it adds to the blocks."""
     def unit(params: int, count: int, stored: Callable[[int], int]) -> int:
         params //= tp
-        return count * stored(params) + (params * 4 if trains else 0)
+        return count * stored(params) + (params * reduce_bytes if trains else 0)
 
     block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
@@ -384,7 +386,8 @@ def training_bytes_per_gpu(
     gradients: int | None = None, setup: LayerSetup | None = None, loss: str = "fp32", loss_chunks: int = 8,
     lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
-    recompute_modules: frozenset[str] = frozenset(),
+    recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
+    fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -400,7 +403,9 @@ def training_bytes_per_gpu(
     peak is assembled by ``assemble_peak`` (gradients persist as ``gradients_persist`` says), ``reserve_bytes``
     being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
     per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused). ``recompute_modules``: Megatron's
-    ``--recompute-modules`` under ``recompute`` "selective" (calc.memory.activations.module_buffers)."""
+    ``--recompute-modules`` under ``recompute`` "selective" (calc.memory.activations.module_buffers);
+    ``gemm_input_bytes``: saved GEMM inputs kept quantized (fp8 through Transformer Engine; LayerSetup);
+    ``fsdp_reduce_bytes``: bytes per element of an unsharded unit's gradient (``fsdp_in_flight_bytes``)."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     if states is None:
@@ -418,7 +423,7 @@ def training_bytes_per_gpu(
     else:
         if setup is None:
             setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
-                               recompute_modules=recompute_modules)
+                               recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes)
         key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:
@@ -428,7 +433,7 @@ def training_bytes_per_gpu(
                 cache[key] = per
         activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers)
     if fsdp is None:
-        fsdp = fsdp_in_flight_bytes(m, tp) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
+        fsdp = fsdp_in_flight_bytes(m, tp, reduce_bytes=fsdp_reduce_bytes) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
     persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
         states, gradients=gradients or 0, gradients_persist=persist,

@@ -41,7 +41,9 @@ class Layout:
     ``pp_embedding`` / ``pp_loss``: Megatron-Core's ``--account-for-embedding-in-pipeline-split`` /
     ``--account-for-loss-in-pipeline-split``: the embedding (loss) counts as one layer of the first (last) virtual
     stage in the pipeline split (``pipeline_stage_layers``). ``recompute_modules``: Megatron-Core's
-    ``--recompute-modules`` with ``recompute`` "selective" (calc.memory.activations.module_buffers)."""
+    ``--recompute-modules`` with ``recompute`` "selective" (calc.memory.activations.module_buffers).
+    ``cpu_offload_layers``: Megatron-Core's ``--cpu-offloading-num-layers`` (activations only): the saved tensors of
+    that many of the L layers go to host memory (``offloaded_stage_layers``)."""
 
     tp: int = 1
     pp: int = 1
@@ -58,6 +60,7 @@ class Layout:
     pp_embedding: bool = False
     pp_loss: bool = False
     recompute_modules: frozenset[str] = frozenset()
+    cpu_offload_layers: int = 0
 
     @property
     def num_gpus(self) -> int:
@@ -82,6 +85,7 @@ class Layout:
         sharding = "FSDP+PP" if self.sharding == FSDP_PP else f"ZeRO{self.zero}"
         rc = self.recompute + (f"({'+'.join(sorted(self.recompute_modules))})" if self.recompute_modules else "")
         parts += [f"mb{self.micro_batch}", sharding, f"rc:{rc}"] + (["SP"] if self.sp else [])
+        parts += [f"offload{self.cpu_offload_layers}"] if self.cpu_offload_layers else []
         return " ".join(parts)
 
     def with_(self, **changes: object) -> Layout:
@@ -175,6 +179,31 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> s
     return None
 
 
+def cpu_offload_problem(layout: Layout, num_layers: int) -> str | None:
+    """Megatron-Core's rules for --cpu-offloading (megatron/core/transformer/transformer_config.py __post_init__):
+    0 <= cpu_offloading_num_layers < num_layers, no pipeline parallelism ("Currently there is no support for Pipeline
+    parallelism with CPU offloading") and no activation recomputation ("CPU offloading does not work when activation
+    recomputation is enabled"). None when allowed."""
+    n = layout.cpu_offload_layers
+    if n < 0 or n >= num_layers:
+        return f"CPU offloading can be done only for 0 to {num_layers - 1} of the {num_layers} layers, got {n}"
+    if layout.pp > 1:
+        return f"Megatron-Core has no CPU activation offloading with pipeline parallelism (PP {layout.pp}); use --pp 1"
+    if layout.recompute != "none":
+        return f"Megatron-Core's CPU offloading does not work with activation recomputation (--recompute {layout.recompute})"
+    return None
+
+
+def offloaded_stage_layers(layout: Layout, num_layers: int) -> int | None:
+    """Layers whose saved tensors stay on the GPU under Megatron-Core's CPU offloading, or None without it: L - N.
+    Megatron builds Transformer Engine's offload context with (cpu_offloading_num_layers N, num_layers L)
+    (megatron/core/transformer/transformer_block.py get_cpu_offload_context); TE's group offload handler
+    (transformer_engine/pytorch/cpu_offload.py, num_offload_group N of num_model_group L) copies the saved tensors of
+    N layers to pinned host memory as their forward ends and reloads them in backward, the other L - N stay. E.g.
+    Llama 3 70B, 80 layers, N = 40 (the Megatron-Bridge GB200 FP8 recipe): 40 layers of activations on the GPU."""
+    return num_layers - layout.cpu_offload_layers if layout.cpu_offload_layers else None
+
+
 def layout_is_valid(m: ModelSpec, layout: Layout, global_batch: int, seq: int) -> bool:
     """``check_training_layout`` as a predicate: what the plan search enumerates is exactly what train-step accepts."""
     try:
@@ -237,6 +266,10 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
     if layout.recompute_modules and layout.recompute != "selective":
         raise LLMCalcError("--recompute-modules", f"Megatron recomputes named modules under --recompute selective, "
                            f"not {layout.recompute}")
+    if layout.cpu_offload_layers:
+        problem = cpu_offload_problem(layout, m.num_layers)
+        if problem:
+            raise LLMCalcError("--cpu-offload-layers", problem)
     unknown = sorted(set(layout.recompute_modules) - set(RECOMPUTE_MODULES))
     if unknown:
         raise LLMCalcError("--recompute-modules", f"unknown module {', '.join(unknown)}; use {', '.join(RECOMPUTE_MODULES)}")

@@ -37,13 +37,16 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
+    FSDP_REDUCE_BYTES,
     MEGATRON_FRAGMENTATION,
     MEGATRON_FUSED,
+    RECIPES,
     training_bytes_per_gpu,
 )
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout, pipeline_stage_layers, uneven_stage_note
-from calc.training.stack import band_stack
+from calc.training.fp8_recipe import saved_gemm_input_bytes
+from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
+from calc.training.stack import REFERENCE_STACK, band_stack, stack_key
 from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
@@ -201,10 +204,18 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     )
 
 
+# Megatron-FSDP (and Megatron's DDP buffers) reduce gradients in the parameter dtype unless grad_reduce_in_fp32
+# (megatron/core/distributed/distributed_data_parallel_config.py: ``grad_reduce_in_fp32: bool = False``; the
+# Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B.
+MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
+
+
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                    activations: str | None = None) -> dict[str, int]:
     """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in
-    flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``)."""
+    flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``;
+    under fp8 on a Transformer Engine stack the saved GEMM inputs are quantized, calc.training.fp8_recipe
+    .saved_gemm_input_bytes; Megatron's CPU offloading keeps L - N layers, calc.training.layout.offloaded_stage_layers)."""
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, etp=layout.expert_tp, sp=layout.sp, zero=layout.zero,
@@ -213,6 +224,9 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
         fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
         loss=cost.eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
+        offload_layers=offloaded_stage_layers(layout, cost.m.num_layers),
+        gemm_input_bytes=saved_gemm_input_bytes(cost.dtype, stack_key(cost.eff.stack), cost.eff.resolved_fp8_recipe()),
+        fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack_key(cost.eff.stack) == REFERENCE_STACK else FSDP_REDUCE_BYTES,
     )
 
 
