@@ -19,8 +19,8 @@ INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_
              "max_num_batched_tokens", "chunked_prefill_size", "cpu_offload_layers")
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
-STR_KNOBS = ("recompute", "recompute_modules", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
-             "lora_targets", "quantization", "fp8_recipe", "system")
+STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",
+             "precision", "optimizer", "loss", "lora_targets", "quantization", "fp8_recipe", "system")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
@@ -151,6 +151,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
             raise Unrepresentable(f"recompute_modules with recompute {lay['recompute']}: Megatron recomputes modules "
                                   "under --recompute-granularity selective")
         lay["recompute"], lay["recompute_modules"] = "selective", mods
+    if k.get("offload_modules"):  # Megatron --fine-grained-activation-offloading --offload-modules
+        lay["offload_modules"] = frozenset(str(k["offload_modules"]).replace(",", " ").split())
     if k.get("fsdp") and "zero" not in lay:
         lay["zero"] = 3
     if lay.get("zero") == 3 and lay.get("pp", 1) > 1 and row.stack.name in FSDP_PP_STACKS:

@@ -50,3 +50,33 @@ def test_modules_need_selective_and_known_names() -> None:
         check_training_layout(m, base.with_(recompute="full", recompute_modules=frozenset({"moe"})), 256, 256, 16384)
     with pytest.raises(LLMCalcError, match="unknown module"):
         check_training_layout(m, base.with_(recompute="selective", recompute_modules=frozenset({"attention"})), 256, 256, 16384)
+
+
+def _offloaded_per_token(model: str, offload: tuple[str, ...], recompute: tuple[str, ...] = ()) -> tuple[float, float]:
+    m = load_model(model)
+    base = stage_activations(m, 1, SEQ, LayerSetup(full=True, recompute_modules=frozenset(recompute)), "none", 1, 1)
+    off = stage_activations(m, 1, SEQ, LayerSetup(full=True, recompute_modules=frozenset(recompute),
+                                                  offload_modules=frozenset(offload)), "none", 1, 1)
+    return (base.saved - off.saved) / SEQ, (off.recompute - base.recompute) / SEQ
+
+
+def test_fine_grained_offloading_of_expert_inputs() -> None:
+    # Megatron --offload-modules expert_fc1 moe_act (each module's input to host memory): Qwen3-235B-A22B per token,
+    # bf16, TP 1: expert_fc1's input, the 7 routed copies beyond the norm output 7 x 4096 x 2 = 57,344, and moe_act's
+    # input, the gate/up outputs 2 x 8 x 1536 x 2 = 49,152, leave the GPU; one layer of them is reloaded in backward
+    assert _offloaded_per_token("qwen3-235b-a22b", ("expert_fc1", "moe_act")) == (106_496, 106_496)
+    # with --recompute-modules moe_act the activation output (24,576) is already gone: offloading adds the same 106,496
+    assert _offloaded_per_token("qwen3-235b-a22b", ("expert_fc1", "moe_act"), ("moe_act",)) == (106_496, 106_496)
+    # a dense model has no expert modules to offload; attn_norm is its attention norm input 4096 x 2 + 4
+    assert _offloaded_per_token("llama3-8b", ("expert_fc1", "moe_act")) == (0, 0)
+    assert _offloaded_per_token("llama3-8b", ("attn_norm",)) == (4096 * 2 + 4, 4096 * 2 + 4)
+
+
+def test_offload_modules_checked_as_megatron_does() -> None:
+    m = load_model("qwen3-235b-a22b")
+    base = Layout(tp=1, pp=4, vpp=6, dp=64, ep=64, etp=1, zero=1, micro_batch=3, pp_embedding=True, pp_loss=True)
+    assert check_training_layout(m, base.with_(offload_modules=frozenset({"expert_fc1", "moe_act"})), 256, 3072, 4096) == 16
+    with pytest.raises(LLMCalcError, match="attn_proj cannot be offloaded without core_attn"):
+        check_training_layout(m, base.with_(offload_modules=frozenset({"attn_proj"})), 256, 3072, 4096)
+    with pytest.raises(LLMCalcError, match="unknown module"):
+        check_training_layout(m, base.with_(offload_modules=frozenset({"experts"})), 256, 3072, 4096)

@@ -250,6 +250,9 @@ CpuOffloadOpt = Annotated[int, typer.Option(
     "--cpu-offload-layers", parser=human_int("--cpu-offload-layers", minimum=0, maximum=100000),
     help="Megatron-Core --cpu-offloading-num-layers: the activations of that many layers kept in host memory "
     "(PP 1, no recomputation, as Megatron requires)")]
+OffloadModulesOpt = Annotated[str | None, typer.Option(
+    "--offload-modules", help="Megatron-Core fine-grained activation offloading, comma-separated (attn_norm, qkv_linear, "
+    "core_attn, attn_proj, mlp_norm, expert_fc1, moe_act): each module's input is kept in host memory until its backward")]
 PpEmbeddingOpt = Annotated[bool, typer.Option(
     "--pp-embedding", help="count the embedding as a layer of the first pipeline stage (Megatron-Core "
     "--account-for-embedding-in-pipeline-split: L + 1 (+ 1 with --pp-loss) layers split evenly over PP x VPP)")]

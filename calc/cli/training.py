@@ -30,6 +30,7 @@ from calc.cli.options import (
     ModelArg,
     ModelArgOptional,
     NumGpusOpt,
+    OffloadModulesOpt,
     OldModelOpt,
     OldPriceOpt,
     PlotOpt,
@@ -417,6 +418,7 @@ def train_step(
     pp_loss: PpLossOpt = False,
     recompute_modules: RecomputeModulesOpt = None,
     cpu_offload_layers: CpuOffloadOpt = 0,
+    offload_modules: OffloadModulesOpt = None,
     sp: SpOpt = False,
     micro_batch: MicroBatchOpt = 1,
     seq: SeqOpt = DEFAULT_SEQ,
@@ -471,7 +473,8 @@ def train_step(
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
-                    cpu_offload_layers=cpu_offload_layers)  # type: ignore[arg-type]
+                    cpu_offload_layers=cpu_offload_layers,
+                    offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 

@@ -89,6 +89,7 @@ class LayerSetup:
     ``recompute_modules``: Megatron-Core's ``--recompute-modules`` under selective recomputation (``module_buffers``).
     ``gemm_input_bytes``: bytes per element of a saved GEMM input when the linears keep it quantized (Transformer
     Engine under fp8: calc.training.fp8_recipe.saved_gemm_input_bytes); 0: the activation dtype's ``act_bytes``.
+    ``offload_modules``: Megatron-Core's fine-grained activation offloading (``offloaded_buffers``).
     """
 
     full: bool = True
@@ -106,6 +107,7 @@ class LayerSetup:
     litgpt: bool = False
     recompute_modules: frozenset[str] = frozenset()
     gemm_input_bytes: float = 0.0
+    offload_modules: frozenset[str] = frozenset()
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -413,13 +415,7 @@ def module_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> tuple[l
         if "shared_experts" in mods and shared:
             dropping(("MLP up outputs (gate, up)", "MLP up output", "down input (act(gate)*up)", "down input (act(up))"),
                      shared / (routed + shared))
-    kept, rebuilt = [], 0
-    for b in full:
-        share = drop.get(b.name, 0.0)
-        gone = math.ceil(b.bytes * share)
-        rebuilt += gone
-        if gone < b.bytes:
-            kept.append(b if not gone else Buffer(b.name, b.bytes - gone, f"{b.formula} x {1 - share:.3g} kept", b.source))
+    kept, rebuilt = _without(full, drop)
     if "mla_up_proj" in mods and m.mla:
         a = m.mla
         width = (a.q_lora_rank or 0) + a.kv_lora_rank + a.qk_rope_head_dim
@@ -427,6 +423,52 @@ def module_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> tuple[l
         kept.append(Buffer("MLA latents + RoPE key (recompute inputs)", n,
                            f"b*s*(r_q + r_kv + d_rope)*{s.act_bytes} = {batch * seq}*{width}*{s.act_bytes} = {n:,} B", _SRC_MODULES))
     return kept, rebuilt
+
+
+def _without(layer: list[Buffer], drop: dict[str, float]) -> tuple[list[Buffer], int]:
+    """(the buffers left when ``drop`` {name: share} takes that share of each named one, the bytes taken)."""
+    kept, gone_total = [], 0
+    for b in layer:
+        share = drop.get(b.name, 0.0)
+        gone = math.ceil(b.bytes * share)
+        gone_total += gone
+        if gone < b.bytes:
+            kept.append(b if not gone else Buffer(b.name, b.bytes - gone, f"{b.formula} x {1 - share:.3g} kept", b.source))
+    return kept, gone_total
+
+
+# Megatron-Core fine-grained activation offloading (--fine-grained-activation-offloading --offload-modules;
+# docs/user-guide/features/fine_grained_activation_offloading.md: "Each module offloads its input activation to CPU
+# during forward and reloads it before backward"): the module -> the saved tensors of layer_buffers that are its input.
+OFFLOAD_MODULES: dict[str, tuple[str, ...]] = {
+    "attn_norm": ("attn norm input",),
+    "qkv_linear": ("q/k/v input (norm output)",),
+    "core_attn": ("Q, K, V after RoPE",),
+    "attn_proj": ("attention output O (o_proj input)", "o_proj input (quantized copy of O)"),
+    "mlp_norm": ("mlp norm input",),
+    "expert_fc1": ("MoE routed token copies (expert inputs)",),
+    "moe_act": ("MLP up outputs (gate, up)", "MLP up output"),
+}
+
+
+def offloaded_buffers(m: ModelSpec, layer: list[Buffer], s: LayerSetup) -> tuple[list[Buffer], int]:
+    """(the saved tensors of one layer left on the GPU, the bytes of one layer offloaded) under Megatron-Core's
+    fine-grained activation offloading of ``s.offload_modules`` (OFFLOAD_MODULES: each module's input goes to host
+    memory after its forward, and comes back before its backward). moe_act offloads the routed experts' share
+    k*I_e / (k*I_e + I_shared) of the gate/up outputs (the shared experts' activation is not an expert module);
+    expert_fc1 the k routed token copies. The one layer offloaded is counted back once by the caller: the reload of
+    the layer about to run its backward (Megatron keeps the last group on the GPU to avoid a reload stall)."""
+    drop: dict[str, float] = {}
+    for mod in s.offload_modules:
+        share = 1.0
+        if mod == "moe_act" and m.moe:
+            routed = m.moe.expert_intermediate_size * m.moe.experts_per_token
+            share = routed / (routed + (m.moe.shared_intermediate_size or 0))
+        elif mod in ("moe_act", "expert_fc1") and not m.moe:
+            continue
+        for name in OFFLOAD_MODULES[mod]:
+            drop[name] = max(drop.get(name, 0.0), share)
+    return _without(layer, drop)
 
 
 _SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
@@ -480,7 +522,9 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
     layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed); deepseek:
     ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward; none with
     ``s.recompute_modules`` (Megatron's selective recomputation of named modules under FlashAttention, whose
-    attention core recomputes nothing): ``module_buffers``, the dropped tensors of one layer rebuilt in backward.
+    attention core recomputes nothing): ``module_buffers``, the dropped tensors of one layer rebuilt in backward;
+    ``s.offload_modules`` (Megatron's fine-grained activation offloading): ``offloaded_buffers`` leave the GPU, one
+    layer's of them counted back as reloaded in backward.
     ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
     Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
     if s.attention == "eager" and recompute == "selective":
@@ -505,10 +549,14 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         return StageActivations(layer, kept * per, dropped,
                                 f"{kept} layers x {per:,} B (norm outputs and MLA up-projections dropped) + their "
                                 f"{dropped:,} B recomputed for one layer")
-    if s.recompute_modules:  # Megatron's selective recomputation of named modules (under FlashAttention)
-        layer, rebuilt = module_buffers(m, batch, seq, s)
-        per = sum(b.bytes for b in layer)
-        return StageActivations(layer, kept * per, rebuilt,
-                                f"{kept} layers x {per:,} B (recompute modules {', '.join(sorted(s.recompute_modules))}) "
-                                f"+ their {rebuilt:,} B rebuilt for one layer")
-    return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")
+    if not (s.recompute_modules or s.offload_modules):
+        return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")
+    layer, rebuilt = module_buffers(m, batch, seq, s) if s.recompute_modules else (full_layer, 0)
+    note = [f"recompute modules {', '.join(sorted(s.recompute_modules))}"] if s.recompute_modules else []
+    if s.offload_modules:  # Megatron's fine-grained offloading: one layer's offloaded inputs reloaded at a time
+        layer, offloaded = offloaded_buffers(m, layer, s)
+        rebuilt += offloaded
+        note.append(f"offload modules {', '.join(sorted(s.offload_modules))}")
+    per = sum(b.bytes for b in layer)
+    return StageActivations(layer, kept * per, rebuilt,
+                            f"{kept} layers x {per:,} B ({'; '.join(note)}) + {rebuilt:,} B rebuilt or reloaded for one layer")

@@ -387,7 +387,7 @@ def training_bytes_per_gpu(
     lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
-    fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES,
+    fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -405,7 +405,8 @@ def training_bytes_per_gpu(
     per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused). ``recompute_modules``: Megatron's
     ``--recompute-modules`` under ``recompute`` "selective" (calc.memory.activations.module_buffers);
     ``gemm_input_bytes``: saved GEMM inputs kept quantized (fp8 through Transformer Engine; LayerSetup);
-    ``fsdp_reduce_bytes``: bytes per element of an unsharded unit's gradient (``fsdp_in_flight_bytes``)."""
+    ``fsdp_reduce_bytes``: bytes per element of an unsharded unit's gradient (``fsdp_in_flight_bytes``);
+    ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers)."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     if states is None:
@@ -423,7 +424,8 @@ def training_bytes_per_gpu(
     else:
         if setup is None:
             setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
-                               recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes)
+                               recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
+                               offload_modules=offload_modules)
         key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
-from calc.memory.activations import RECOMPUTE_MODULES
+from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES
 from calc.memory.training import FSDP_PP, SHARDINGS, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, tp_splits_kv_heads
 from calc.specs import ModelSpec
@@ -43,7 +43,8 @@ class Layout:
     stage in the pipeline split (``pipeline_stage_layers``). ``recompute_modules``: Megatron-Core's
     ``--recompute-modules`` with ``recompute`` "selective" (calc.memory.activations.module_buffers).
     ``cpu_offload_layers``: Megatron-Core's ``--cpu-offloading-num-layers`` (activations only): the saved tensors of
-    that many of the L layers go to host memory (``offloaded_stage_layers``)."""
+    that many of the L layers go to host memory (``offloaded_stage_layers``). ``offload_modules``: Megatron-Core's
+    ``--fine-grained-activation-offloading --offload-modules`` (calc.memory.activations.offloaded_buffers)."""
 
     tp: int = 1
     pp: int = 1
@@ -61,6 +62,7 @@ class Layout:
     pp_loss: bool = False
     recompute_modules: frozenset[str] = frozenset()
     cpu_offload_layers: int = 0
+    offload_modules: frozenset[str] = frozenset()
 
     @property
     def num_gpus(self) -> int:
@@ -86,6 +88,7 @@ class Layout:
         rc = self.recompute + (f"({'+'.join(sorted(self.recompute_modules))})" if self.recompute_modules else "")
         parts += [f"mb{self.micro_batch}", sharding, f"rc:{rc}"] + (["SP"] if self.sp else [])
         parts += [f"offload{self.cpu_offload_layers}"] if self.cpu_offload_layers else []
+        parts += [f"offload({'+'.join(sorted(self.offload_modules))})"] if self.offload_modules else []
         return " ".join(parts)
 
     def with_(self, **changes: object) -> Layout:
@@ -270,6 +273,11 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         problem = cpu_offload_problem(layout, m.num_layers)
         if problem:
             raise LLMCalcError("--cpu-offload-layers", problem)
+    unknown = sorted(set(layout.offload_modules) - set(OFFLOAD_MODULES))
+    if unknown:
+        raise LLMCalcError("--offload-modules", f"unknown module {', '.join(unknown)}; use {', '.join(OFFLOAD_MODULES)}")
+    if "attn_proj" in layout.offload_modules and "core_attn" not in layout.offload_modules:
+        raise LLMCalcError("--offload-modules", "attn_proj cannot be offloaded without core_attn (Megatron-Core's rule)")
     unknown = sorted(set(layout.recompute_modules) - set(RECOMPUTE_MODULES))
     if unknown:
         raise LLMCalcError("--recompute-modules", f"unknown module {', '.join(unknown)}; use {', '.join(RECOMPUTE_MODULES)}")
