@@ -75,3 +75,14 @@ def test_megatron_fsdp_unit_gradients_in_bf16() -> None:
     layout = Layout(dp=64, zero=3)
     assert memory_per_gpu(_cost(), layout, 1)["FSDP unsharded layers"] == root * 4
     assert memory_per_gpu(_cost(stack="torchtitan"), layout, 1)["FSDP unsharded layers"] == root * 6
+
+
+def test_memory_mode_train_prices_the_same_fsdp_units_as_train_step() -> None:
+    # memory --mode train is Megatron-class like train-step: ZeRO-3's unsharded root unit 2 V H + H parameters x (2 + 2) B
+    from calc.memory.training import training_memory
+    from calc.specs import Parallelism
+
+    m = load_model("llama3-70b")
+    r = training_memory(m, plan=Parallelism(dp=64), zero=3, seq=4096, in_flight=1)
+    assert r.per_gpu["FSDP unsharded layers"] == (2 * V * H + H) * 4
+    assert r.per_gpu_bytes == sum(memory_per_gpu(_cost(), Layout(dp=64, zero=3), 1).values())

@@ -62,6 +62,13 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+# Megatron-FSDP (and Megatron's DDP buffers) reduce gradients in the parameter dtype unless grad_reduce_in_fp32
+# (megatron/core/distributed/distributed_data_parallel_config.py: ``grad_reduce_in_fp32: bool = False``; the
+# Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B. The
+# Megatron-class default of every training command (memory --mode train, train-step on a Megatron stack).
+MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
+
+
 def gradients_persist(grad_accum: int, grad_buffer: bool, zero: int) -> bool:
     """Whether the gradients are alive beside the activations (counted whole, not only past the freed activations):
     when micro-batches accumulate into them (``grad_accum`` > 1), or in Megatron's persistent gradient buffer
@@ -139,7 +146,7 @@ def training_memory(
             ep=ep, etp=etp, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
-            loss=loss, sharding=sharding,
+            loss=loss, sharding=sharding, fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,

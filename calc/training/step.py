@@ -39,8 +39,8 @@ from calc.memory.training import (
     FSDP_PP,
     FSDP_REDUCE_BYTES,
     MEGATRON_FRAGMENTATION,
+    MEGATRON_FSDP_GRAD_BYTES,
     MEGATRON_FUSED,
-    RECIPES,
     training_bytes_per_gpu,
 )
 from calc.training.cost import ModelCost
@@ -202,12 +202,6 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         step_time_s=sum(exposed.values()), exposed=exposed, totals=totals, micro_batches=micro, t_microbatch_s=t_mb,
         stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
     )
-
-
-# Megatron-FSDP (and Megatron's DDP buffers) reduce gradients in the parameter dtype unless grad_reduce_in_fp32
-# (megatron/core/distributed/distributed_data_parallel_config.py: ``grad_reduce_in_fp32: bool = False``; the
-# Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B.
-MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
 
 
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
