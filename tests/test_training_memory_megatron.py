@@ -77,12 +77,24 @@ def test_megatron_fsdp_unit_gradients_in_bf16() -> None:
     assert memory_per_gpu(_cost(stack="torchtitan"), layout, 1)["FSDP unsharded layers"] == root * 6
 
 
-def test_memory_mode_train_prices_the_same_fsdp_units_as_train_step() -> None:
-    # memory --mode train is Megatron-class like train-step: ZeRO-3's unsharded root unit 2 V H + H parameters x (2 + 2) B
-    from calc.memory.training import training_memory
+def test_memory_mode_train_fsdp_units_named_input() -> None:
+    # memory --mode train keeps PyTorch FSDP's fp32 reduce (as fine-tuning): the root unit 2 V H + H parameters x (2 + 4) B;
+    # with Megatron-FSDP's bf16 gradients (x (2 + 2) B) it prices what train-step prices on a Megatron stack
+    from calc.memory.training import MEGATRON_FSDP_GRAD_BYTES, training_memory
     from calc.specs import Parallelism
 
     m = load_model("llama3-70b")
     r = training_memory(m, plan=Parallelism(dp=64), zero=3, seq=4096, in_flight=1)
-    assert r.per_gpu["FSDP unsharded layers"] == (2 * V * H + H) * 4
-    assert r.per_gpu_bytes == sum(memory_per_gpu(_cost(), Layout(dp=64, zero=3), 1).values())
+    assert r.per_gpu["FSDP unsharded layers"] == (2 * V * H + H) * 6
+    meg = training_memory(m, plan=Parallelism(dp=64), zero=3, seq=4096, in_flight=1, fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES)
+    assert meg.per_gpu["FSDP unsharded layers"] == (2 * V * H + H) * 4
+    assert meg.per_gpu_bytes == sum(memory_per_gpu(_cost(), Layout(dp=64, zero=3), 1).values())
+
+
+def test_report_memory_page_matches_train_step_under_zero3() -> None:
+    from calc.report.build import timed_plan_memory
+    from calc.training.step import train_step
+
+    cost = _cost()
+    step = train_step(cost, Layout(tp=4, dp=16, zero=3, sp=True), global_batch=64)
+    assert timed_plan_memory(cost.m, cost.gpu, step).per_gpu_bytes == step.memory_per_gpu_bytes

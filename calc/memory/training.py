@@ -64,8 +64,8 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 
 # Megatron-FSDP (and Megatron's DDP buffers) reduce gradients in the parameter dtype unless grad_reduce_in_fp32
 # (megatron/core/distributed/distributed_data_parallel_config.py: ``grad_reduce_in_fp32: bool = False``; the
-# Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B. The
-# Megatron-class default of every training command (memory --mode train, train-step on a Megatron stack).
+# Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B
+# (train-step on a Megatron stack; memory --mode train keeps PyTorch FSDP's fp32 reduce, as fine-tuning does).
 MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
 
 
@@ -89,7 +89,7 @@ def training_memory(
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
     etp: int | None = None, in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
     fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True, loss: str = MEGATRON_LOSS,
-    sharding: str = ZERO_SHARDING,
+    sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -109,7 +109,9 @@ def training_memory(
     persistent gradient buffer; ``MEGATRON_FRAGMENTATION``: expandable segments); ``fused=False`` is eager PyTorch
     (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead;
     ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``); ``sharding``
-    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``.
+    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``; ``fsdp_reduce_bytes``
+    the gradient bytes of a ZeRO-3 unit (PyTorch FSDP's fp32 reduce by default, as ``finetune_memory``;
+    MEGATRON_FSDP_GRAD_BYTES for Megatron-FSDP, as train-step on a Megatron stack).
     """
     plan = check_layout(m, plan or Parallelism())
     if loss not in TRAINING_LOSSES:
@@ -146,7 +148,7 @@ def training_memory(
             ep=ep, etp=etp, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
-            loss=loss, sharding=sharding, fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES,
+            loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
