@@ -16,15 +16,16 @@ from calc.memory.training import FSDP_PP
 
 INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
-             "max_num_batched_tokens", "chunked_prefill_size")
+             "max_num_batched_tokens", "chunked_prefill_size", "cpu_offload_layers")
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
-STR_KNOBS = ("recompute", "kv_dtype", "attention", "flop_convention", "method", "precision", "optimizer", "loss",
-             "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales", "adapter_inputs", "dispatcher")
+STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",
+             "precision", "optimizer", "loss", "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales",
+             "adapter_inputs", "dispatcher")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b")
+              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b", "pp_embedding", "pp_loss")
 
 
 class Unrepresentable(Exception):
@@ -127,19 +128,48 @@ def stack_recompute(row: Any, k: dict[str, Any]) -> str | None:
     return k["recompute"] if k.get("recompute") in ("none", "selective", "full", "sac") else None
 
 
+# Megatron-MoE-ModelZoo's results tables write --recompute-modules in short: "norm, act" for the H100 Qwen3-235B run
+# whose command (best_practice/qwen3/run_h100_235b.sh at e8650517) passes "--recompute-modules moe_act layernorm", and
+# "shared_expert" for Megatron's shared_experts; the Megatron-LM DeepSeek-V3 GB200 report writes "--recompute-modules
+# mlp up_proj" for "the MLA up projection" (its own words), Megatron's mla_up_proj.
+RECOMPUTE_MODULE_ALIASES = {"norm": "layernorm", "act": "moe_act", "shared_expert": "shared_experts", "up_proj": "mla_up_proj"}
+
+
+def recompute_modules(k: dict[str, Any]) -> frozenset[str]:
+    """The row's Megatron ``--recompute-modules`` (space- or comma-separated, ModelZoo short names mapped); a module
+    the engine does not know raises Unrepresentable."""
+    from calc.memory.activations import RECOMPUTE_MODULES
+
+    names = str(k.get("recompute_modules") or "").replace(",", " ").split()
+    mods = frozenset(RECOMPUTE_MODULE_ALIASES.get(n, n) for n in names)
+    unknown = sorted(mods - set(RECOMPUTE_MODULES))
+    if unknown:
+        raise Unrepresentable(f"recompute module(s) {', '.join(unknown)} not modelled ({', '.join(RECOMPUTE_MODULES)})")
+    return mods
+
+
 def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """(Layout keywords, global batch). DP, when the source gives only the GPU count, is what the other axes leave
     (n / (TP x PP x CP)); FSDP is ZeRO-3 (FULL_SHARD); the global batch, when not given, is micro_batch x DP x
     grad_accum (grad_accum 1 unless given). FSDP with PP > 1 on a stack that runs it (``FSDP_PP_STACKS``) is
     the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse)."""
     n = row.hardware.num_gpus
-    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero") if key in k}
+    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero", "cpu_offload_layers")
+           if key in k}
+    lay.update({key: k[key] for key in ("pp_embedding", "pp_loss") if k.get(key)})
     if k.get("sp") is not None:
         lay["sp"] = k["sp"]
     elif row.stack.name in OP_LEVEL_SAC_STACKS and lay.get("tp", 1) > 1:
         lay["sp"] = True  # torchtitan's TP plan always shards norms/residuals by sequence (SequenceParallel)
     if (recompute := stack_recompute(row, k)) is not None:
         lay["recompute"] = recompute
+    if mods := recompute_modules(k):
+        if lay.get("recompute") not in (None, "selective"):
+            raise Unrepresentable(f"recompute_modules with recompute {lay['recompute']}: Megatron recomputes modules "
+                                  "under --recompute-granularity selective")
+        lay["recompute"], lay["recompute_modules"] = "selective", mods
+    if k.get("offload_modules"):  # Megatron --fine-grained-activation-offloading --offload-modules
+        lay["offload_modules"] = frozenset(str(k["offload_modules"]).replace(",", " ").split())
     if k.get("fsdp") and "zero" not in lay:
         lay["zero"] = 3
     if lay.get("zero") == 3 and lay.get("pp", 1) > 1 and row.stack.name in FSDP_PP_STACKS:

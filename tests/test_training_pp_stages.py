@@ -66,3 +66,41 @@ def test_mfu_smooth_over_node_counts() -> None:
     assert steps.pop(1024) <= 0.15  # the batch per GPU halves here (2 048 sequences over 1 024 GPUs)
     assert max(steps.values()) <= 0.05
     assert 0.2 < min(mfus) and max(mfus) < 0.7
+
+
+def test_embedding_and_loss_counted_in_the_pipeline_split() -> None:
+    # Megatron-Core transformer_block.get_num_layers_to_build with --account-for-embedding-in-pipeline-split and
+    # --account-for-loss-in-pipeline-split: L' = 126 + 1 + 1 = 128 over PP 16 = 8 per stage; the first stage builds
+    # 8 - 1 = 7 decoder layers (the embedding is its eighth), the last 8 - 1 = 7 (the loss)
+    assert pipeline_stage_layers(126, 16, embedding=True, loss=True) == [7] + [8] * 14 + [7]
+    # Qwen3-235B: 94 + 2 = 96 over PP 32 = 3 per stage: [2, 3 x 30, 2]; embedding only: 95 over PP 5 = 19 -> [18, 19 x 4]
+    assert pipeline_stage_layers(94, 32, embedding=True, loss=True) == [2] + [3] * 30 + [2]
+    assert pipeline_stage_layers(94, 5, embedding=True) == [18] + [19] * 4
+    # 128 mod 12 = 8: Megatron-Core asserts num_layers % pipeline_model_parallel_size == 0
+    assert pipeline_stage_layers(126, 12, embedding=True, loss=True) is None
+
+
+def test_account_for_flags_admit_one_layer_per_virtual_stage() -> None:
+    # PP 16 x VPP 8 = 128 virtual stages over 126 layers: refused as plain layers (128 > 126), accepted when the
+    # embedding and the loss count as layers: 128 / 16 = 8 per rank, / 8 = 1 per virtual stage (transformer_config.py:
+    # the per-rank count must divide by VPP); the first virtual stage builds 1 - 1 = 0 layers (the embedding alone)
+    m = load_model("llama3.1-405b")
+    plain = Layout(tp=4, pp=16, vpp=8, dp=4, sp=True, zero=1)
+    with pytest.raises(LLMCalcError, match="exceeds the 126 layers"):
+        check_training_layout(m, plain, 256, 1536, 8192)
+    assert check_training_layout(m, plain.with_(pp_embedding=True, pp_loss=True), 256, 1536, 8192) == 1536 // 4
+    # Qwen3-235B, PP 32 x VPP 3 over 94 + 2 = 96: one layer per virtual stage
+    q = load_model("qwen3-235b-a22b")
+    with pytest.raises(LLMCalcError, match="exceeds the 94 layers"):
+        check_training_layout(q, Layout(tp=2, pp=32, vpp=3, dp=4, ep=8, etp=1, sp=True, zero=1), 256, 2048, 4096)
+    ok = Layout(tp=2, pp=32, vpp=3, dp=4, ep=8, etp=1, sp=True, zero=1, pp_embedding=True, pp_loss=True)
+    assert check_training_layout(q, ok, 256, 2048, 4096) == 512
+    # ... and PP 16 x VPP 3 = 48 does not divide 96 + ... = 128 for the 405B: Megatron's own rule refuses it
+    with pytest.raises(LLMCalcError, match="must divide by PP 16 x VPP 3"):
+        check_training_layout(m, plain.with_(vpp=3, pp_embedding=True, pp_loss=True), 256, 1536, 8192)
+
+
+def test_account_for_flags_in_the_plan_string() -> None:
+    cost = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
+    r = train_step(cost, Layout(tp=8, pp=16, dp=1, sp=True, zero=1, pp_embedding=True, pp_loss=True), global_batch=32)
+    assert r.layout.endswith(" +embedding +loss")

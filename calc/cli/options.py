@@ -258,6 +258,22 @@ ZeroOptional = Annotated[int | None, typer.Option(
 # --- training performance (train-step, train-plan, train-time) -------------------------------
 VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
                                      help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+RecomputeModulesOpt = Annotated[str | None, typer.Option(
+    "--recompute-modules", help="with --recompute selective: Megatron-Core's --recompute-modules, comma-separated "
+    "(layernorm, mla_up_proj, moe_act, moe, mlp, shared_experts, core_attn): their outputs are dropped and rebuilt in backward")]
+CpuOffloadOpt = Annotated[int, typer.Option(
+    "--cpu-offload-layers", parser=human_int("--cpu-offload-layers", minimum=0, maximum=100000),
+    help="Megatron-Core --cpu-offloading-num-layers: the activations of that many layers kept in host memory "
+    "(PP 1, no recomputation, as Megatron requires)")]
+OffloadModulesOpt = Annotated[str | None, typer.Option(
+    "--offload-modules", help="Megatron-Core fine-grained activation offloading, comma-separated (attn_norm, qkv_linear, "
+    "core_attn, attn_proj, mlp_norm, expert_fc1, moe_act): each module's input is kept in host memory until its backward")]
+PpEmbeddingOpt = Annotated[bool, typer.Option(
+    "--pp-embedding", help="count the embedding as a layer of the first pipeline stage (Megatron-Core "
+    "--account-for-embedding-in-pipeline-split: L + 1 (+ 1 with --pp-loss) layers split evenly over PP x VPP)")]
+PpLossOpt = Annotated[bool, typer.Option(
+    "--pp-loss", help="count the loss as a layer of the last pipeline stage (Megatron-Core "
+    "--account-for-loss-in-pipeline-split)")]
 SystemOpt = Annotated[str | None, typer.Option(
     "--system", help="node type: GPUs per node, NVLink and NIC bandwidth (see system_specs/; default: the one built from --gpu)")]
 

@@ -14,6 +14,7 @@ from calc.cli.options import (
     CalibrationOpt,
     CausalOpt,
     CpOpt,
+    CpuOffloadOpt,
     DaysOpt,
     DpOpt,
     EpOpt,
@@ -29,12 +30,16 @@ from calc.cli.options import (
     ModelArg,
     ModelArgOptional,
     NumGpusOpt,
+    OffloadModulesOpt,
     OldModelOpt,
     OldPriceOpt,
     PlotOpt,
+    PpEmbeddingOpt,
+    PpLossOpt,
     PpOpt,
     PriceOpt,
     Recompute,
+    RecomputeModulesOpt,
     RecomputeOpt,
     ReserveOpt,
     SeqOpt,
@@ -436,6 +441,11 @@ def train_step(
     ep: EpOpt = None,
     etp: EtpOpt = None,
     vpp: VppOpt = 1,
+    pp_embedding: PpEmbeddingOpt = False,
+    pp_loss: PpLossOpt = False,
+    recompute_modules: RecomputeModulesOpt = None,
+    cpu_offload_layers: CpuOffloadOpt = 0,
+    offload_modules: OffloadModulesOpt = None,
     sp: SpOpt = False,
     micro_batch: MicroBatchOpt = 1,
     seq: SeqOpt = DEFAULT_SEQ,
@@ -492,7 +502,10 @@ def train_step(
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
                  dispatcher)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
-                    recompute=recompute.value, sharding=sharding)  # type: ignore[arg-type]
+                    recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
+                    recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
+                    cpu_offload_layers=cpu_offload_layers,
+                    offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 

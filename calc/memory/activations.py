@@ -93,6 +93,10 @@ class LayerSetup:
     keeps its adapters in fp32 on a bf16 base (``autocast_adapter_dtype=True``, the default): every adapted matrix then
     keeps its own copy of its input, 4 B an element without autocast, 2 B under bf16 autocast (lora_A's linear casts
     the fp32 copy back and keeps that); the block's bf16 input is no longer kept for them.
+    ``recompute_modules``: Megatron-Core's ``--recompute-modules`` under selective recomputation (``module_buffers``).
+    ``gemm_input_bytes``: bytes per element of a saved GEMM input when the linears keep it quantized (Transformer
+    Engine under fp8: calc.training.fp8_recipe.saved_gemm_input_bytes); 0: the activation dtype's ``act_bytes``.
+    ``offload_modules``: Megatron-Core's fine-grained activation offloading (``offloaded_buffers``).
     """
 
     full: bool = True
@@ -111,6 +115,9 @@ class LayerSetup:
     adapter_copy_bytes: int = 0
     residual_bytes: int = 0  # bytes of the residual stream when not act_bytes (fp32 after PEFT's kbit preparation)
     kv_repeated: bool = False  # K and V copied out to every query head before attention (``layer_buffers``)
+    recompute_modules: frozenset[str] = frozenset()
+    gemm_input_bytes: float = 0.0
+    offload_modules: frozenset[str] = frozenset()
 
     def keeps_input(self, *names: str) -> bool:
         return self.full or self.quantized or any(n in self.adapted for n in names)
@@ -156,9 +163,17 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
       gate, up outputs: 2*I (gated; I plain)   down input: I (if trains/adapted)
       LoRA: r per adapted matrix (A x);  dropout masks 1 B per element where p > 0
     Head- and width-split tensors divide by TP; norm inputs divide by TP only with SP.
+    fp8 through Transformer Engine (``s.gemm_input_bytes`` g > 0): each TE linear saves its input quantized, g bytes
+    per element (transformer_engine/pytorch/module/linear.py v2.8, _Linear.forward: the quantized ``inputmat`` keeps
+    only its column-wise (or, for an fp8 all-gather, row-wise) data and is what ``saved_inputmat`` holds; likewise the
+    quantized norm output of layernorm_linear.py and the grouped experts' inputs of grouped_linear.py): the q/k/v
+    input, the dense gate/up input, the down input and the MLA up-projection inputs take g bytes; the attention output
+    stays bf16 for the attention backward and o_proj saves its own g-byte copy; a MoE layer keeps the bf16 norm output
+    for the router and the k expert copies at g bytes (k*H*g in place of (k-1)*H*2).
     """
     t_tok = batch * seq
     b, tp = s.act_bytes, s.tp
+    gi = s.gemm_input_bytes or b  # bytes of a saved GEMM input
     sp = tp if s.sp else 1
     H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
     width = m.moe.expert_intermediate_size * m.moe.experts_per_token + (m.moe.shared_intermediate_size or 0) if m.moe \
@@ -181,7 +196,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
     qkv_input = s.keeps_block_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
     if qkv_input:
-        add("q/k/v input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+        add("q/k/v input (norm output)", H, sp, f"b*s*H*{gi:g} = {t_tok}*{H}*{gi:g}", _SRC_MM, gi)
     if s.kv_repeated and not m.mla and g < h:
         qkv = 3 * h * d
         add("Q, K, V after RoPE", qkv, tp, f"b*s*3h*d*{b}/t (K, V repeated to h heads) = {t_tok}*{qkv}*{b}/{tp}", _SRC_REPEAT_KV)
@@ -193,9 +208,12 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         a = m.mla
         latent = (a.q_lora_rank or 0) + a.kv_lora_rank
         up_trains = s.keeps_input("q_b_proj", "kv_b_proj")
-        add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent * (2 if up_trains else 1), 1,
-            f"b*s*(r_q + r_kv)*{2 if up_trains else 1}*{b} = {t_tok}*{latent}*{2 if up_trains else 1}*{b}", _SRC_MLA)
+        per = b + (gi if up_trains else 0)
+        add("MLA latents (norm inputs" + (" + up-projection inputs)" if up_trains else ")"), latent, 1,
+            f"b*s*(r_q + r_kv)*({b}{f' + {gi:g}' if up_trains else ''}) = {t_tok}*{latent}*{per:g}", _SRC_MLA, per)
     add("attention output O (o_proj input)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_FLASH)
+    if s.gemm_input_bytes:
+        add("o_proj input (quantized copy of O)", hd, tp, f"b*s*h*d*{gi:g}/t = {t_tok}*{hd}*{gi:g}/{tp}", _SRC_MM, gi)
     if s.quantized:
         add("o_proj input (contiguous copy of O)", hd, tp, f"b*s*h*d*{b}/t = {t_tok}*{hd}*{b}/{tp}", _SRC_O_COPY)
     if s.attention == "flash":
@@ -206,7 +224,8 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
             add("attention dropout mask + output", h * seq, tp, f"b*h*s*s*({b}+1)/t", _SRC_EAGER, b + 1)
     shared_norm = m.parallel_block and m.norms_per_layer == 1  # GPT-J/Falcon: attention and MLP read one norm output
     if s.keeps_block_input("gate_proj", "up_proj") and not (shared_norm and qkv_input):
-        add("gate/up input (norm output)", H, sp, f"b*s*H*{b} = {t_tok}*{H}*{b}", _SRC_MM)
+        gu = b if m.moe else gi  # a MoE layer's norm output is the router's bf16 input
+        add("gate/up input (norm output)", H, sp, f"b*s*H*{gu:g} = {t_tok}*{H}*{gu:g}", _SRC_MM, gu)
     n_up = 2 if m.gated_mlp else 1
     add("MLP up outputs (gate, up)" if m.gated_mlp else "MLP up output", n_up * width, tp,
         f"b*s*{n_up}*I*{b}/t = {t_tok}*{n_up}*{width}*{b}/{tp}", _SRC_GLU)
@@ -214,13 +233,15 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
         add("activation output (unfused silu)", width, tp, f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_GLU)
     if s.keeps_block_input("down_proj"):
         add("down input (act(gate)*up)" if m.gated_mlp else "down input (act(up))", width, tp,
-            f"b*s*I*{b}/t = {t_tok}*{width}*{b}/{tp}", _SRC_MM)
+            f"b*s*I*{gi:g}/t = {t_tok}*{width}*{gi:g}/{tp}", _SRC_MM, gi)
     if s.dropout:
         add("residual dropout masks (attn, mlp)", 2 * H, sp, f"b*s*2*H*1 B = {t_tok}*{2 * H}",
             "torch native_dropout keeps a 1-byte mask", 1)
     if m.moe and s.keeps_input("gate_proj", "up_proj"):
         k = m.moe.experts_per_token
-        add("MoE routed token copies (expert inputs)", (k - 1) * H, sp, f"b*s*(k-1)*H*{b} = {t_tok}*{k - 1}*{H}*{b}", _SRC_MOE)
+        copies = k if s.gemm_input_bytes else k - 1  # quantized: all k expert inputs are new g-byte tensors
+        add("MoE routed token copies (expert inputs)", copies * H, sp,
+            f"b*s*{'k' if s.gemm_input_bytes else '(k-1)'}*H*{gi:g} = {t_tok}*{copies}*{H}*{gi:g}", _SRC_MOE, gi)
     if m.moe:
         add("router probabilities (fp32)", m.moe.router_slots, 1, f"b*s*E*4 = {t_tok}*{m.moe.router_slots}*4", _SRC_MOE, 4)
     if s.adapted and s.lora_rank:
@@ -403,6 +424,113 @@ def norm_up_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> 
     return out
 
 
+# Megatron-Core --recompute-granularity selective --recompute-modules (megatron/core/transformer/transformer_config.py
+# recompute_modules): the submodules whose outputs are dropped after the forward and rebuilt in the backward.
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mla_up_proj", "moe_act", "moe", "mlp", "shared_experts")
+_SRC_MODULES = ("Megatron-Core recompute_modules (transformer_config.py): 'layernorm' input_layernorm and pre_mlp_layernorm, "
+                "'mla_up_proj' the MLA up projection and RoPE, 'moe_act' the MoE MLP activation function, 'moe' the MoE "
+                "layer, 'mlp' the dense MLP layer, 'shared_experts' the shared experts, 'core_attn' the attention core; "
+                "each checkpointed module keeps its input and drops its output (CheckpointWithoutOutput)")
+_MLP_BLOCK = ("gate/up input (norm output)", "MLP up outputs (gate, up)", "MLP up output", "down input (act(gate)*up)",
+              "down input (act(up))", "MoE routed token copies (expert inputs)", "router probabilities (fp32)")
+_MLP_BLOCK_OUTPUTS = _MLP_BLOCK[1:]  # the block's input (the pre-MLP norm output) is the checkpoint's input, kept
+
+
+def module_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> tuple[list[Buffer], int]:
+    """(saved tensors of one block, the bytes one layer rebuilds in backward) under Megatron-Core's selective
+    recomputation of ``s.recompute_modules``: ``layer_buffers`` less what each module drops.
+
+      layernorm     the norm outputs (the q/k/v and MLP inputs): rebuilt from the kept norm inputs
+      mla_up_proj   the up-projected Q, K, V and the normed latents; the latents and the RoPE key stay
+                    (as ``norm_up_layer_buffers``): b*s*(r_q + r_kv + d_rope) kept
+      moe_act       the routed experts' activation output act(gate)*up (their down-projection input), rebuilt
+                    from the kept gate/up outputs: the routed share k*I_e / (k*I_e + I_shared) of the down input
+      moe (MoE models) / mlp (dense models): the whole MLP block past its input: gate/up outputs, down input,
+                    routed token copies, router probabilities; the block's input (the pre-MLP norm output) stays
+                    unless layernorm is recomputed too
+      shared_experts the shared experts' share of the up outputs and down input
+      core_attn     nothing under FlashAttention (its backward recomputes the scores anyway)
+    Worked, Qwen3-235B-A22B (H 4096, k 8 x I_e 1536 = 12288, no shared expert) per token, bf16, TP 1: layernorm drops
+    2 x 4096 x 2 = 16 KiB; moe drops the up outputs 2 x 12288 x 2, the down input 12288 x 2, 7 routed copies x 4096 x 2
+    and the router's 128 x 4 fp32: 49152 + 24576 + 57344 + 512 = 131,584 B."""
+    mods = s.recompute_modules
+    full = layer_buffers(m, batch, seq, s)
+    drop: dict[str, float] = {}  # buffer name -> share dropped
+
+    def dropping(names: tuple[str, ...], share: float = 1.0) -> None:
+        for n in names:
+            drop[n] = max(drop.get(n, 0.0), share)
+
+    if "layernorm" in mods:
+        dropping(NORM_UP_DROPPED)
+    if "mla_up_proj" in mods and m.mla:
+        dropping(MLA_UP_DROPPED)
+    if ("moe" in mods and m.moe) or ("mlp" in mods and not m.moe):
+        dropping(_MLP_BLOCK_OUTPUTS)
+    if m.moe:
+        routed = m.moe.expert_intermediate_size * m.moe.experts_per_token
+        shared = m.moe.shared_intermediate_size or 0
+        if "moe_act" in mods:
+            dropping(("down input (act(gate)*up)", "down input (act(up))"), routed / (routed + shared))
+        if "shared_experts" in mods and shared:
+            dropping(("MLP up outputs (gate, up)", "MLP up output", "down input (act(gate)*up)", "down input (act(up))"),
+                     shared / (routed + shared))
+    kept, rebuilt = _without(full, drop)
+    if "mla_up_proj" in mods and m.mla:
+        a = m.mla
+        width = (a.q_lora_rank or 0) + a.kv_lora_rank + a.qk_rope_head_dim
+        n = math.ceil(batch * seq * width * s.act_bytes)
+        kept.append(Buffer("MLA latents + RoPE key (recompute inputs)", n,
+                           f"b*s*(r_q + r_kv + d_rope)*{s.act_bytes} = {batch * seq}*{width}*{s.act_bytes} = {n:,} B", _SRC_MODULES))
+    return kept, rebuilt
+
+
+def _without(layer: list[Buffer], drop: dict[str, float]) -> tuple[list[Buffer], int]:
+    """(the buffers left when ``drop`` {name: share} takes that share of each named one, the bytes taken)."""
+    kept, gone_total = [], 0
+    for b in layer:
+        share = drop.get(b.name, 0.0)
+        gone = math.ceil(b.bytes * share)
+        gone_total += gone
+        if gone < b.bytes:
+            kept.append(b if not gone else Buffer(b.name, b.bytes - gone, f"{b.formula} x {1 - share:.3g} kept", b.source))
+    return kept, gone_total
+
+
+# Megatron-Core fine-grained activation offloading (--fine-grained-activation-offloading --offload-modules;
+# docs/user-guide/features/fine_grained_activation_offloading.md: "Each module offloads its input activation to CPU
+# during forward and reloads it before backward"): the module -> the saved tensors of layer_buffers that are its input.
+OFFLOAD_MODULES: dict[str, tuple[str, ...]] = {
+    "attn_norm": ("attn norm input",),
+    "qkv_linear": ("q/k/v input (norm output)",),
+    "core_attn": ("Q, K, V after RoPE",),
+    "attn_proj": ("attention output O (o_proj input)", "o_proj input (quantized copy of O)"),
+    "mlp_norm": ("mlp norm input",),
+    "expert_fc1": ("MoE routed token copies (expert inputs)",),
+    "moe_act": ("MLP up outputs (gate, up)", "MLP up output"),
+}
+
+
+def offloaded_buffers(m: ModelSpec, layer: list[Buffer], s: LayerSetup) -> tuple[list[Buffer], int]:
+    """(the saved tensors of one layer left on the GPU, the bytes of one layer offloaded) under Megatron-Core's
+    fine-grained activation offloading of ``s.offload_modules`` (OFFLOAD_MODULES: each module's input goes to host
+    memory after its forward, and comes back before its backward). moe_act offloads the routed experts' share
+    k*I_e / (k*I_e + I_shared) of the gate/up outputs (the shared experts' activation is not an expert module);
+    expert_fc1 the k routed token copies. The one layer offloaded is counted back once by the caller: the reload of
+    the layer about to run its backward (Megatron keeps the last group on the GPU to avoid a reload stall)."""
+    drop: dict[str, float] = {}
+    for mod in s.offload_modules:
+        share = 1.0
+        if mod == "moe_act" and m.moe:
+            routed = m.moe.expert_intermediate_size * m.moe.experts_per_token
+            share = routed / (routed + (m.moe.shared_intermediate_size or 0))
+        elif mod in ("moe_act", "expert_fc1") and not m.moe:
+            continue
+        for name in OFFLOAD_MODULES[mod]:
+            drop[name] = max(drop.get(name, 0.0), share)
+    return _without(layer, drop)
+
+
 _SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
             "and the attention kernel outputs; recompute the rest from the layer input)")
 
@@ -452,7 +580,11 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
     """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
     recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
     layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed); deepseek:
-    ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward.
+    ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward; none with
+    ``s.recompute_modules`` (Megatron's selective recomputation of named modules under FlashAttention, whose
+    attention core recomputes nothing): ``module_buffers``, the dropped tensors of one layer rebuilt in backward;
+    ``s.offload_modules`` (Megatron's fine-grained activation offloading): ``offloaded_buffers`` leave the GPU, one
+    layer's of them counted back as reloaded in backward.
     ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
     Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
     if s.attention == "eager" and recompute == "selective":
@@ -478,4 +610,14 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         return StageActivations(layer, kept * per, dropped,
                                 f"{kept} layers x {per:,} B (norm outputs and MLA up-projections dropped) + their "
                                 f"{dropped:,} B recomputed for one layer")
-    return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")
+    if not (s.recompute_modules or s.offload_modules):
+        return StageActivations(full_layer, kept * full_bytes, 0, f"{kept} layers x {full_bytes:,} B per layer")
+    layer, rebuilt = module_buffers(m, batch, seq, s) if s.recompute_modules else (full_layer, 0)
+    note = [f"recompute modules {', '.join(sorted(s.recompute_modules))}"] if s.recompute_modules else []
+    if s.offload_modules:  # Megatron's fine-grained offloading: one layer's offloaded inputs reloaded at a time
+        layer, offloaded = offloaded_buffers(m, layer, s)
+        rebuilt += offloaded
+        note.append(f"offload modules {', '.join(sorted(s.offload_modules))}")
+    per = sum(b.bytes for b in layer)
+    return StageActivations(layer, kept * per, rebuilt,
+                            f"{kept} layers x {per:,} B ({'; '.join(note)}) + {rebuilt:,} B rebuilt or reloaded for one layer")

@@ -62,6 +62,13 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+# Megatron-FSDP (and Megatron's DDP buffers) reduce gradients in the parameter dtype unless grad_reduce_in_fp32
+# (megatron/core/distributed/distributed_data_parallel_config.py: ``grad_reduce_in_fp32: bool = False``; the
+# Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B
+# (train-step on a Megatron stack; memory --mode train keeps PyTorch FSDP's fp32 reduce, as fine-tuning does).
+MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
+
+
 def gradients_persist(grad_accum: int, grad_buffer: bool, zero: int) -> bool:
     """Whether the gradients are alive beside the activations (counted whole, not only past the freed activations):
     when micro-batches accumulate into them (``grad_accum`` > 1), or in Megatron's persistent gradient buffer
@@ -82,7 +89,7 @@ def training_memory(
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
     etp: int | None = None, in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
     fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True, loss: str = MEGATRON_LOSS,
-    sharding: str = ZERO_SHARDING,
+    sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -102,7 +109,9 @@ def training_memory(
     persistent gradient buffer; ``MEGATRON_FRAGMENTATION``: expandable segments); ``fused=False`` is eager PyTorch
     (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead;
     ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``); ``sharding``
-    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``.
+    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``; ``fsdp_reduce_bytes``
+    the gradient bytes of a ZeRO-3 unit (PyTorch FSDP's fp32 reduce by default, as ``finetune_memory``;
+    MEGATRON_FSDP_GRAD_BYTES for Megatron-FSDP, as train-step on a Megatron stack).
     """
     plan = check_layout(m, plan or Parallelism())
     if loss not in TRAINING_LOSSES:
@@ -139,7 +148,7 @@ def training_memory(
             ep=ep, etp=etp, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
-            loss=loss, sharding=sharding,
+            loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -278,18 +287,20 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
 
 def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
                          trains: bool = True, block_bytes: Callable[[int], int] | None = None,
-                         root_resident: bool = False) -> int:
+                         root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES) -> int:
     """ZeRO-3 / FSDP full shard: unsharded units alive at once: ``layers`` blocks (the one computing + the one
     prefetched), or the root unit (embedding + output head + final norm, gathered together unless sharded as
     their own units, as torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights
     (``block_bytes`` maps a block's parameters to its stored bytes: NF4 for QLoRA, FSDP2 all-gathers the
-    quantised shards) plus, when they train, their unreduced gradients (fp32 reduce buffer, 4 B; FSDP2
-    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan). ``root_resident``: FSDP1 keeps the root unit
+    quantised shards) plus, when they train, their unreduced gradients (``reduce_bytes``: fp32 reduce buffer, 4 B, FSDP2
+    MixedPrecisionPolicy reduce_dtype=float32 as in torchtitan; Megatron-FSDP keeps them in the parameter dtype, 2 B,
+    unless grad_reduce_in_fp32, which Megatron-Core's DistributedDataParallelConfig leaves False).
+    ``root_resident``: FSDP1 keeps the root unit
     unsharded from its forward to its backward ("Do not free the root's parameters in the post-forward for
     FULL_SHARD", torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard), so it adds to the blocks."""
     def unit(params: int, count: int, stored: Callable[[int], int]) -> int:
         params //= tp
-        return count * stored(params) + (params * 4 if trains else 0)
+        return count * stored(params) + (params * reduce_bytes if trains else 0)
 
     block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
@@ -384,6 +395,8 @@ def training_bytes_per_gpu(
     gradients: int | None = None, setup: LayerSetup | None = None, loss: str = "fp32", loss_chunks: int = 8,
     lm_head_trains: bool = True, offload_layers: int | None = None, fsdp: int | None = None,
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
+    recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
+    fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -398,7 +411,11 @@ def training_bytes_per_gpu(
     (persisting), no FSDP units in flight beyond them. The
     peak is assembled by ``assemble_peak`` (gradients persist as ``gradients_persist`` says), ``reserve_bytes``
     being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
-    per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused)."""
+    per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused). ``recompute_modules``: Megatron's
+    ``--recompute-modules`` under ``recompute`` "selective" (calc.memory.activations.module_buffers);
+    ``gemm_input_bytes``: saved GEMM inputs kept quantized (fp8 through Transformer Engine; LayerSetup);
+    ``fsdp_reduce_bytes``: bytes per element of an unsharded unit's gradient (``fsdp_in_flight_bytes``);
+    ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers)."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     if states is None:
@@ -415,7 +432,9 @@ def training_bytes_per_gpu(
         activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)
     else:
         if setup is None:
-            setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout)
+            setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
+                               recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
+                               offload_modules=offload_modules)
         key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:
@@ -425,7 +444,7 @@ def training_bytes_per_gpu(
                 cache[key] = per
         activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers)
     if fsdp is None:
-        fsdp = fsdp_in_flight_bytes(m, tp) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
+        fsdp = fsdp_in_flight_bytes(m, tp, reduce_bytes=fsdp_reduce_bytes) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
     persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
         states, gradients=gradients or 0, gradients_persist=persist,

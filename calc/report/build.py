@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
+from calc.memory.training import MEGATRON_FSDP_GRAD_BYTES
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -153,7 +154,8 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
     return training_memory(m, gpu=gpu, plan=Parallelism(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, sequence_parallel=step.sp),
                            recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
                            ep=step.ep, etp=step.etp, in_flight=in_flight_microbatches(layout, step.num_microbatches),
-                           grad_accum=step.num_microbatches)  # Megatron-class defaults, as train-step
+                           grad_accum=step.num_microbatches,  # Megatron-class defaults, as train-step
+                           fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES)  # the plan ran on the Megatron stack
 
 
 class CompareRow(BaseModel):

@@ -78,3 +78,20 @@ def recipe_of(text: str | None) -> str | None:
         return None
     low = text.lower()
     return next((name for word, name in SPELLINGS if word in low), None)
+
+
+# Bytes per element of a GEMM input a Transformer Engine linear saves for its backward under fp8 (calc.memory.activations
+# layer_buffers ``gemm_input_bytes``): the fp8 data (1 B; TE v2.8 linear.py keeps only the column-wise or the row-wise copy
+# of the quantized input) plus its scales: per-tensor recipes one scale per tensor (nothing per element), MXFP8 one
+# E8M0 byte per 32 elements (OCP Microscaling Formats v1.0, MXFP8: block size 32, 8-bit shared scale), blockwise one fp32
+# scale per 1x128 tile (TE Float8BlockScaling), rowwise one fp32 scale per row of thousands (left out). torchao's
+# Float8Linear (the fsdp stack) saves the bf16 input instead.
+SAVED_INPUT_BYTES = {"delayed": 1.0, "tensorwise": 1.0, "rowwise": 1.0, "mxfp8": 1.0 + 1 / 32,
+                     "blockwise": 1.0 + 4 / 128}
+TE_STACKS = frozenset({"megatron", "llm-foundry", "deepspeed"})  # stacks whose fp8 linears are Transformer Engine's
+
+
+def saved_gemm_input_bytes(dtype: str, stack: str, recipe: str) -> float:
+    """Bytes per element of a saved GEMM input: SAVED_INPUT_BYTES[recipe] for an fp8 run on a Transformer Engine stack
+    (``stack`` a calc.training.stack key), else 0 (the activations' own dtype)."""
+    return SAVED_INPUT_BYTES[recipe] if dtype.startswith("fp8") and stack in TE_STACKS else 0.0

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
+from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES
 from calc.memory.training import FSDP_PP, SHARDINGS, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, tp_splits_kv_heads
 from calc.specs import ModelSpec
@@ -35,7 +36,15 @@ class Layout:
     and recomputation. ``etp`` None is Megatron's default, ETP = TP.
 
     ``sharding``: "zero" (ZeRO stage ``zero``, DeepSpeed / Megatron) or "fsdp-pp", torchtitan's FSDP2 under pipeline
-    parallelism (``zero`` 3 and ``pp`` > 1; calc.memory.training.fsdp_pp_states)."""
+    parallelism (``zero`` 3 and ``pp`` > 1; calc.memory.training.fsdp_pp_states).
+
+    ``pp_embedding`` / ``pp_loss``: Megatron-Core's ``--account-for-embedding-in-pipeline-split`` /
+    ``--account-for-loss-in-pipeline-split``: the embedding (loss) counts as one layer of the first (last) virtual
+    stage in the pipeline split (``pipeline_stage_layers``). ``recompute_modules``: Megatron-Core's
+    ``--recompute-modules`` with ``recompute`` "selective" (calc.memory.activations.module_buffers).
+    ``cpu_offload_layers``: Megatron-Core's ``--cpu-offloading-num-layers`` (activations only): the saved tensors of
+    that many of the L layers go to host memory (``offloaded_stage_layers``). ``offload_modules``: Megatron-Core's
+    ``--fine-grained-activation-offloading --offload-modules`` (calc.memory.activations.offloaded_buffers)."""
 
     tp: int = 1
     pp: int = 1
@@ -49,6 +58,11 @@ class Layout:
     recompute: Recompute = "none"
     etp: int | None = None
     sharding: str = ZERO_SHARDING
+    pp_embedding: bool = False
+    pp_loss: bool = False
+    recompute_modules: frozenset[str] = frozenset()
+    cpu_offload_layers: int = 0
+    offload_modules: frozenset[str] = frozenset()
 
     @property
     def num_gpus(self) -> int:
@@ -71,15 +85,25 @@ class Layout:
         parts += [f"EP{self.ep}"] if self.ep > 1 else []
         parts += [f"ETP{self.etp}"] if self.etp is not None and self.etp != self.tp else []
         sharding = "FSDP+PP" if self.sharding == FSDP_PP else f"ZeRO{self.zero}"
-        parts += [f"mb{self.micro_batch}", sharding, f"rc:{self.recompute}"] + (["SP"] if self.sp else [])
+        rc = self.recompute + (f"({'+'.join(sorted(self.recompute_modules))})" if self.recompute_modules else "")
+        parts += [f"mb{self.micro_batch}", sharding, f"rc:{rc}"] + (["SP"] if self.sp else [])
+        parts += [f"offload{self.cpu_offload_layers}"] if self.cpu_offload_layers else []
+        parts += [f"offload({'+'.join(sorted(self.offload_modules))})"] if self.offload_modules else []
         return " ".join(parts)
 
     def with_(self, **changes: object) -> Layout:
         return replace(self, **changes)
 
 
-def pipeline_stage_layers(num_layers: int, pp: int) -> list[int] | None:
+def pipeline_stage_layers(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> list[int] | None:
     """Decoder layers per pipeline stage as Megatron-Core places them; None when it cannot.
+
+    ``embedding`` / ``loss`` (``--account-for-embedding-in-pipeline-split`` / ``--account-for-loss-in-pipeline-split``):
+    the embedding and the loss each count as one layer, L' = L + e + l split evenly, L'/p per stage, and the first
+    (last) stage builds one decoder layer fewer (megatron/core/transformer/transformer_block.py
+    get_num_layers_to_build: ``num_layers += 1`` for each, ``assert num_layers % pipeline_model_parallel_size == 0``,
+    then ``num_layers_to_build -= 1`` on the first / last stage). Llama 3.1 405B (126 layers, both) on PP 16:
+    128 / 16 = 8 per stage -> [7, 8 x 14, 7]; on PP 12 (128 mod 12 = 8) Megatron-Core refuses it.
 
     Even when p divides L (L/p each). Otherwise Megatron-Core's uneven form
     (``--decoder-first-pipeline-num-layers F --decoder-last-pipeline-num-layers E``, megatron/core/transformer/
@@ -94,6 +118,15 @@ def pipeline_stage_layers(num_layers: int, pp: int) -> list[int] | None:
     """
     if pp < 1 or pp > num_layers:
         return None
+    if embedding or loss:
+        total = num_layers + embedding + loss
+        if total % pp:
+            return None
+        per = total // pp
+        stages = [per] * pp
+        stages[0] -= embedding
+        stages[-1] -= loss
+        return stages if min(stages) >= 0 else None
     if num_layers % pp == 0:
         return [num_layers // pp] * pp
     k = -(-num_layers // pp)
@@ -104,10 +137,13 @@ def pipeline_stage_layers(num_layers: int, pp: int) -> list[int] | None:
     return [first] + [k] * (pp - 2) + [last]
 
 
-def uneven_stage_note(num_layers: int, pp: int) -> str:
+def uneven_stage_note(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> str:
     """'' for an even split; else the uneven Megatron-Core split for the plan string, e.g. " first11 last10" for 32
     layers on PP 3 (stages 11/11/10): Megatron-Core's --decoder-first-pipeline-num-layers 11
-    --decoder-last-pipeline-num-layers 10, the middle stages taking the rest evenly."""
+    --decoder-last-pipeline-num-layers 10, the middle stages taking the rest evenly. With the embedding / loss counted
+    in the split (``pipeline_stage_layers``): " +embedding" / " +loss" instead (Megatron's account-for flags)."""
+    if embedding or loss:
+        return (" +embedding" if embedding else "") + (" +loss" if loss else "")
     stages = pipeline_stage_layers(num_layers, pp)
     if stages is None or num_layers % pp == 0:
         return ""
@@ -146,6 +182,31 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> s
     return None
 
 
+def cpu_offload_problem(layout: Layout, num_layers: int) -> str | None:
+    """Megatron-Core's rules for --cpu-offloading (megatron/core/transformer/transformer_config.py __post_init__):
+    0 <= cpu_offloading_num_layers < num_layers, no pipeline parallelism ("Currently there is no support for Pipeline
+    parallelism with CPU offloading") and no activation recomputation ("CPU offloading does not work when activation
+    recomputation is enabled"). None when allowed."""
+    n = layout.cpu_offload_layers
+    if n < 0 or n >= num_layers:
+        return f"CPU offloading can be done only for 0 to {num_layers - 1} of the {num_layers} layers, got {n}"
+    if layout.pp > 1:
+        return f"Megatron-Core has no CPU activation offloading with pipeline parallelism (PP {layout.pp}); use --pp 1"
+    if layout.recompute != "none":
+        return f"Megatron-Core's CPU offloading does not work with activation recomputation (--recompute {layout.recompute})"
+    return None
+
+
+def offloaded_stage_layers(layout: Layout, num_layers: int) -> int | None:
+    """Layers whose saved tensors stay on the GPU under Megatron-Core's CPU offloading, or None without it: L - N.
+    Megatron builds Transformer Engine's offload context with (cpu_offloading_num_layers N, num_layers L)
+    (megatron/core/transformer/transformer_block.py get_cpu_offload_context); TE's group offload handler
+    (transformer_engine/pytorch/cpu_offload.py, num_offload_group N of num_model_group L) copies the saved tensors of
+    N layers to pinned host memory as their forward ends and reloads them in backward, the other L - N stay. E.g.
+    Llama 3 70B, 80 layers, N = 40 (the Megatron-Bridge GB200 FP8 recipe): 40 layers of activations on the GPU."""
+    return num_layers - layout.cpu_offload_layers if layout.cpu_offload_layers else None
+
+
 def layout_is_valid(m: ModelSpec, layout: Layout, global_batch: int, seq: int) -> bool:
     """``check_training_layout`` as a predicate: what the plan search enumerates is exactly what train-step accepts."""
     try:
@@ -161,7 +222,10 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
     The one validity rule of train-step and train-plan (which enumerates only layouts this accepts). Interleaving
     (VPP v) needs p x v <= L and the micro-batch count a multiple of p (Megatron-LM's interleaved schedule);
     L need not divide by p x v: the stages' chunks are then uneven (ceil / floor of L / (p v) layers), as
-    Megatron-Core allows with its first/last-stage layer counts, and the step model times the fullest stage."""
+    Megatron-Core allows with its first/last-stage layer counts, and the step model times the fullest stage. With the
+    embedding / loss counted in the split (``layout.pp_embedding`` / ``pp_loss``) Megatron-Core's own rule applies
+    instead (megatron/core/transformer/transformer_config.py __post_init__): L + e + l divisible by p, and the
+    per-stage count by v, i.e. by p x v; e.g. 126 + 2 = 128 layers on PP 16 x VPP 8, one per virtual stage."""
     for flag, value in (("--tp", layout.tp), ("--pp", layout.pp), ("--dp", layout.dp), ("--cp", layout.cp),
                         ("--ep", layout.ep), ("--etp", layout.expert_tp),
                         ("--vpp", layout.vpp), ("--micro-batch", layout.micro_batch), ("--seq", seq)):
@@ -177,9 +241,16 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--tp", f"{layout.tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}")
     if layout.vpp > 1 and layout.pp == 1:
         raise LLMCalcError("--vpp", f"interleaving splits each pipeline stage into VPP chunks; VPP {layout.vpp} needs --pp > 1")
-    if layout.pp * layout.vpp > m.num_layers:
+    accounted = layout.pp_embedding or layout.pp_loss
+    if accounted:
+        total = m.num_layers + layout.pp_embedding + layout.pp_loss
+        if total % (layout.pp * layout.vpp):
+            raise LLMCalcError("--pp", f"with the embedding/loss counted in the pipeline split, the {total} layers of "
+                               f"{m.name} (+{int(layout.pp_embedding)} embedding, +{int(layout.pp_loss)} loss) must "
+                               f"divide by PP {layout.pp} x VPP {layout.vpp} (Megatron-Core's rule)")
+    elif layout.pp * layout.vpp > m.num_layers:
         raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
-    if pipeline_stage_layers(m.num_layers, layout.pp) is None:
+    if not accounted and pipeline_stage_layers(m.num_layers, layout.pp) is None:
         raise LLMCalcError("--pp", f"{layout.pp} stages cannot hold the {m.num_layers} layers of {m.name} as Megatron-Core "
                            f"splits them (equal middle stages of ceil(L/p) layers, fewer on the first/last); use a PP "
                            f"dividing {m.num_layers} or one with (p - 2) x ceil(L/p) <= L - 2")
@@ -195,6 +266,21 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--zero" if layout.sharding == ZERO_SHARDING else "--sharding", problem)
     if layout.recompute not in RECOMPUTE_CHOICES:
         raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
+    if layout.recompute_modules and layout.recompute != "selective":
+        raise LLMCalcError("--recompute-modules", f"Megatron recomputes named modules under --recompute selective, "
+                           f"not {layout.recompute}")
+    if layout.cpu_offload_layers:
+        problem = cpu_offload_problem(layout, m.num_layers)
+        if problem:
+            raise LLMCalcError("--cpu-offload-layers", problem)
+    unknown = sorted(set(layout.offload_modules) - set(OFFLOAD_MODULES))
+    if unknown:
+        raise LLMCalcError("--offload-modules", f"unknown module {', '.join(unknown)}; use {', '.join(OFFLOAD_MODULES)}")
+    if "attn_proj" in layout.offload_modules and "core_attn" not in layout.offload_modules:
+        raise LLMCalcError("--offload-modules", "attn_proj cannot be offloaded without core_attn (Megatron-Core's rule)")
+    unknown = sorted(set(layout.recompute_modules) - set(RECOMPUTE_MODULES))
+    if unknown:
+        raise LLMCalcError("--recompute-modules", f"unknown module {', '.join(unknown)}; use {', '.join(RECOMPUTE_MODULES)}")
     if layout.sp and layout.tp == 1:
         raise LLMCalcError("--sp", "sequence parallelism splits along the TP group; it needs --tp > 1")
     micro = num_microbatches(layout, global_batch)

@@ -43,14 +43,17 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
+    FSDP_REDUCE_BYTES,
     MEGATRON_FRAGMENTATION,
+    MEGATRON_FSDP_GRAD_BYTES,
     MEGATRON_FUSED,
     training_bytes_per_gpu,
 )
 from calc.training.cost import ModelCost
+from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
-from calc.training.layout import Layout, pipeline_stage_layers, uneven_stage_note
-from calc.training.stack import band_stack
+from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
+from calc.training.stack import REFERENCE_STACK, band_stack, stack_key
 from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
@@ -78,10 +81,11 @@ class StepTerms:
         return global_batch * cost.model_flops_per_seq / (self.step_time_s * num_gpus * peak)
 
 
-def stage_layers(num_layers: int, pp: int) -> list[tuple[int, int]]:
+def stage_layers(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> list[tuple[int, int]]:
     """(first layer, layer count) per stage, as Megatron-Core places them (calc.training.layout.pipeline_stage_layers:
-    L/p each, or equal middle stages of ceil(L/p) with fewer on the first/last; the last also carries the head)."""
-    counts = pipeline_stage_layers(num_layers, pp)
+    L/p each, or equal middle stages of ceil(L/p) with fewer on the first/last, or (L + e + l)/p with the embedding /
+    loss counted as a layer of the first / last stage; the last also carries the head)."""
+    counts = pipeline_stage_layers(num_layers, pp, embedding, loss)
     if counts is None:
         raise ValueError(f"{pp} pipeline stages cannot hold {num_layers} layers (check_training_layout refuses it)")
     out, start = [], 0
@@ -147,7 +151,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     """Evaluate a (validated) layout: plain floats, no pydantic (the plan search's hot path)."""
     eff, m = cost.eff, cost.m
     tp, pp, dp, cp, ep, v, b = layout.tp, layout.pp, layout.dp, layout.cp, layout.ep, layout.vpp, layout.micro_batch
-    stages = stage_layers(m.num_layers, pp)
+    stages = stage_layers(m.num_layers, pp, layout.pp_embedding, layout.pp_loss)
     picks = sorted({0, 1, pp - 2, pp - 1} & set(range(pp)))
     worst, worst_i = None, 0
     for i in picks:
@@ -220,7 +224,9 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                    activations: str | None = None) -> dict[str, int]:
     """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in
-    flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``)."""
+    flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``;
+    under fp8 on a Transformer Engine stack the saved GEMM inputs are quantized, calc.training.fp8_recipe
+    .saved_gemm_input_bytes; Megatron's CPU offloading keeps L - N layers, calc.training.layout.offloaded_stage_layers)."""
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, etp=layout.expert_tp, sp=layout.sp, zero=layout.zero,
@@ -228,7 +234,11 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
         activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
         fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
-        loss=cost.eff.loss, sharding=layout.sharding,
+        loss=cost.eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
+        offload_layers=offloaded_stage_layers(layout, cost.m.num_layers),
+        gemm_input_bytes=saved_gemm_input_bytes(cost.dtype, stack_key(cost.eff.stack), cost.eff.resolved_fp8_recipe()),
+        fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack_key(cost.eff.stack) == REFERENCE_STACK else FSDP_REDUCE_BYTES,
+        offload_modules=layout.offload_modules,
     )
 
 
@@ -367,7 +377,7 @@ def train_step(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
         dp=layout.dp, cp=layout.cp, ep=layout.ep, etp=layout.etp, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
-        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp),
+        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp, layout.pp_embedding, layout.pp_loss),
         dtype=cost.dtype, stack=band_stack(cost.eff.stack),
         memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
