@@ -17,7 +17,7 @@ down_proj RowParallelLinear layers all-reduce their output) as it runs each deco
     fused add + RMSNorm (input_layernorm), qkv_proj GEMM, rotary_emb, reshape_and_cache (the KV write), the attention
     kernel, o_proj GEMM, [TP all-reduce], fused add + RMSNorm (post_attention_layernorm), gate_up_proj GEMM,
     SiluAndMul, down_proj GEMM, [TP all-reduce]
-i.e. per layer: every weight GEMM as the engine fuses it (calc.serving.step.model_gemms: 4 for a dense layer), plus
+i.e. per layer: every weight GEMM as the engine fuses it (calc.serving.gemms.model_gemms: 4 for a dense layer), plus
 NON_GEMM_KERNELS_PER_LAYER = 6 (two norms, rotary, KV write, attention, activation), plus 2 all-reduces when TP > 1,
 plus one activation-quantisation kernel before every fp8 GEMM (vllm/_custom_ops.py scaled_fp8_quant, called by
 vllm/model_executor/layers/quantization/utils/w8a8_utils.py apply_fp8_linear), plus, per MoE layer, the fused-MoE
@@ -38,6 +38,7 @@ Both are named assumptions (ServingAssumptions.eager_launch_s overrides them; `-
 
 from __future__ import annotations
 
+from calc.serving.gemms import model_gemms
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 
@@ -62,8 +63,6 @@ def forward_kernels(m: ModelSpec, gpu: GPUSpec, dtype: str | None, tp: int) -> i
     runs them; routed experts one grouped GEMM per projection), one quantisation kernel before each fp8 GEMM, the six
     other kernels of a layer, two all-reduces per layer under TP, the fused-MoE chain of each MoE layer. The head is
     left out."""
-    from calc.serving.step import model_gemms
-
     fmt = weight_format(m, gpu, dtype)
     gemms = 0
     for g in model_gemms(m)[0]:
