@@ -114,6 +114,6 @@ def comm_buffer_bytes(gpu: GPUSpec, ranks: int, engine: str, version: tuple[int,
     total = ring_tree + nvls + CUSTOM_ALLREDUCE_BYTES
     line = (f"{total / GIB:.2f} GiB communication buffers (NCCL {'.'.join(map(str, nccl))}: {COMMUNICATORS} communicators x "
             f"{channels} channels x {sets} connections x {CONNECTION_BYTES / MIB:.2f} MiB"
-            + (f" + NVLS {nvls / GIB:.2f} GiB" if nvls else (" , NVLS off" if ranks > 2 else ""))
+            + (f" + NVLS {nvls / GIB:.2f} GiB" if nvls else (", NVLS off" if ranks > 2 else ""))
             + f" + custom all-reduce {CUSTOM_ALLREDUCE_BYTES // MIB} MiB; calc.serving.comm_memory)")
     return total, line
