@@ -112,7 +112,8 @@ def comm_buffer_bytes(gpu: GPUSpec, ranks: int, engine: str, version: tuple[int,
     nccl = nccl_release(engine, version)
     nvls = COMMUNICATORS * NVLS_CHANNELS[gpu.arch] * nvls_channel_bytes(nccl) * ranks if nvls_on else 0
     total = ring_tree + nvls + CUSTOM_ALLREDUCE_BYTES
-    line = (f"{total / GIB:.2f} GiB communication buffers (NCCL {'.'.join(map(str, nccl))}: {COMMUNICATORS} communicators x "
+    release = ">= 2.22" if nccl >= (2, 22) else ".".join(map(str, nccl))
+    line = (f"{total / GIB:.2f} GiB communication buffers (NCCL {release}: {COMMUNICATORS} communicators x "
             f"{channels} channels x {sets} connections x {CONNECTION_BYTES / MIB:.2f} MiB"
             + (f" + NVLS {nvls / GIB:.2f} GiB" if nvls else (", NVLS off" if ranks > 2 else ""))
             + f" + custom all-reduce {CUSTOM_ALLREDUCE_BYTES // MIB} MiB; calc.serving.comm_memory)")
