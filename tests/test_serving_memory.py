@@ -23,22 +23,25 @@ def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     #   sampling 4096 x 8192 x 2 + 256 rows x 32000 x 30 B (V0 "0.6" < 0.6.2: 16-bit top-k/top-p sort, at the sort:
     #   2 + 2 + 8 + iota 8 + cub 2 + 8) = 67,108,864 + 245,760,000 = 312,868,864 B.
     # non-torch: V0 before 0.6.4 reads its initial free memory after the CUDA context exists, so only the
-    #   0.1 GiB of workspaces + 0.25 GiB communication buffers (TP 2): int(0.35 x 2^30) = 375,809,638 B.
-    # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 375,809,638 = 6,683,248,230 B.
+    #   0.1 GiB of workspaces, int(0.1 x 2^30) = 107,374,182 B, + the communication buffers of TP 2 on the HGX A800
+    #   (NVSwitch, 8 NVLinks: 16 NCCL channels; Ampere: no NVLS; 2 ranks: ring 1 + tree 1 connections per channel):
+    #   2 communicators x 16 x 2 x (LL 524,288 + LL128 4,915,200 + Simple 4,194,304 B) = 616,562,688 B + custom
+    #   all-reduce 3 x 8 MiB = 25,165,824 B -> 749,102,694 B.
+    # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 749,102,694 = 6,309,955,174 B.
     # KV/token/rank = 2 x 80 x (8/2) x 128 x 2 = 163,840 B; block of 16 = 2,621,440 B.
-    # blocks = floor(6,683,248,230 / 2,621,440) = 2549; tokens 40,784; 4000-token requests take 250 blocks -> 10.
+    # blocks = floor(6,309,955,174 / 2,621,440) = 2407; tokens 38,512; 4000-token requests take 250 blocks -> 9.
     v0 = EngineSettings(engine="vllm-v0")
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), settings=v0, tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.activation_peak_bytes == 553_648_128
-    assert mem.kv_budget_bytes == 6_683_248_230
-    assert mem.num_gpu_blocks == 2549 and mem.kv_cache_tokens == 40_784
-    assert mem.max_concurrency == 10
-    assert "# GPU blocks: 2549, # CPU blocks: 0" in mem.log
+    assert mem.kv_budget_bytes == 6_309_955_174
+    assert mem.num_gpu_blocks == 2407 and mem.kv_cache_tokens == 38_512
+    assert mem.max_concurrency == 9
+    assert "# GPU blocks: 2407, # CPU blocks: 0" in mem.log
     # `concurrency` sets max_model_len = the request (4000): forward 4000 x 67,584 x 2 = 540,672,000 B;
-    # budget 76,589,354,188 - 68,976,648,192 - 540,672,000 - 375,809,638 = 6,696,224,358 B / 2,621,440 = 2554.4
-    # -> 2554 blocks = 40,864 tokens -> 10.
+    # budget 76,589,354,188 - 68,976,648,192 - 540,672,000 - 749,102,694 = 6,322,931,302 B / 2,621,440 = 2412.0
+    # -> 2412 blocks = 38,592 tokens -> 9.
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000, settings=v0)
-    assert r.num_gpu_blocks == 2554 and r.kv_cache_tokens == 40_864 and r.max_concurrency == 10
+    assert r.num_gpu_blocks == 2412 and r.kv_cache_tokens == 38_592 and r.max_concurrency == 9
     assert r.kv_cache_bytes_per_request == 2 * 250 * 2_621_440
 
 
@@ -93,7 +96,7 @@ def test_shared_prefix_admits_more_requests() -> None:
     m, gpu = load_model("llama2-70b"), load_gpu("a800")
     mem = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0"), tp=2, dtype="fp16", tokens_per_request=4000,
                         shared_prefix=2000)
-    assert mem.max_concurrency == (2549 - 125) // 125
+    assert mem.max_concurrency == (2407 - 125) // 125  # 2407 blocks: test_vllm_blocks_llama2_70b_tp2_a800
 
 
 def test_bad_engine_inputs() -> None:
@@ -111,15 +114,16 @@ def test_vllm_v1_blocks_llama2_70b_tp2_a800() -> None:
     #   8192 x 8192 x 2 = 134,217,728 hidden states + min(1024, 8192) rows x 32000 x 38 B (0.11: PyTorch-native
     #   top-k/top-p sort: bf16 2 + fp32 4 + sorted 4 + int64 indices 8 + int64 iota 8 + CUB alternate buffers 12)
     #   = 1,245,184,000 -> 1,379,401,728 B.
-    # non-torch: V1 >= 0.9.1 counts only the increase over its snapshot: 0.1 + 0.25 (TP 2) GiB = 375,809,638 B.
-    # budget = 76,589,354,188 - 68,976,648,192 - 1,379,401,728 - 375,809,638 = 5,857,494,630 B (5.46 GiB)
-    # blocks = floor(5,857,494,630 / 2,621,440) = 2234; tokens 35,744; 4000-token requests (250 blocks) -> 8.
+    # non-torch: V1 >= 0.9.1 counts only the increase over its snapshot: 0.1 GiB + TP 2's communication buffers
+    #   on the HGX A800 (test_vllm_blocks_llama2_70b_tp2_a800) = 107,374,182 + 641,728,512 = 749,102,694 B.
+    # budget = 76,589,354,188 - 68,976,648,192 - 1,379,401,728 - 749,102,694 = 5,484,201,574 B (5.11 GiB)
+    # blocks = floor(5,484,201,574 / 2,621,440) = 2092; tokens 33,472; 4000-token requests (250 blocks) -> 8.
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.batched_tokens == 8192 and mem.max_num_seqs == 1024 and mem.chunked_prefill
     assert mem.activation_peak_bytes == 1_379_401_728
-    assert mem.kv_budget_bytes == 5_857_494_630
-    assert mem.num_gpu_blocks == 2234 and mem.kv_cache_tokens == 35_744 and mem.max_concurrency == 8
-    assert mem.log[:2] == ["Available KV cache memory: 5.46 GiB", "GPU KV cache size: 35,744 tokens"]
+    assert mem.kv_budget_bytes == 5_484_201_574
+    assert mem.num_gpu_blocks == 2092 and mem.kv_cache_tokens == 33_472 and mem.max_concurrency == 8
+    assert mem.log[:2] == ["Available KV cache memory: 5.11 GiB", "GPU KV cache size: 33,472 tokens"]
 
 
 def test_vllm_v1_defaults_by_version_and_gpu() -> None:

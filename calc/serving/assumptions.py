@@ -4,8 +4,9 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
 - cuda_context_gib: memory outside PyTorch's allocator on each GPU (CUDA context, cuBLAS/cuDNN
   workspaces). vLLM counts it as "non-torch" memory in its profile (worker.py / gpu_worker.py);
   typical 0.3-0.6 GiB on NVIDIA parts.
-- comm_buffer_gib: NCCL communicator buffers and vLLM's custom all-reduce buffers on each GPU when
-  the model is split (TP or PP > 1).
+- comm_buffer_gib: NCCL communicator buffers and the engines' custom all-reduce buffers on each GPU when
+  the model is split (TP, PP or EP > 1); None (default): by topology, TP width, NCCL release and engine
+  (calc.serving.comm_memory: NCCL's ring / tree / NVLS buffers on NVSwitch nodes, a flat 0.25 GiB elsewhere).
 - profile_non_torch_gib: the non-torch memory that appears after a vLLM release's baseline snapshot (cuBLAS /
   attention-backend workspaces created by the load and the profile run), for the releases that measure the
   non-torch term as an increase over a snapshot taken once the CUDA context exists (calc.serving.engine_memory
@@ -76,7 +77,8 @@ from calc.fitted import parameter
 
 class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
-    comm_buffer_gib: float = Field(0.25, ge=0)
+    comm_buffer_gib: float | None = Field(None, ge=0, description=(
+        "communication buffers per GPU when split; None: calc.serving.comm_memory by topology and TP width"))
     profile_non_torch_gib: float = Field(0.1, ge=0, description=(
         "non-torch memory a vLLM release counts above its baseline snapshot (workspaces of the load and profile run)"))
     cuda_graph_gib: float = Field(0.5, ge=0, description="vLLM V1 >= 0.20: CUDA-graph memory estimate inside the utilization")
@@ -109,7 +111,10 @@ class ServingAssumptions(BaseModel):
     def lines(self) -> list[str]:
         return [
             f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
-            f"NCCL / custom all-reduce buffers per GPU when split = {self.comm_buffer_gib:g} GiB",
+            "NCCL / custom all-reduce buffers per GPU when split = "
+            + (f"{self.comm_buffer_gib:g} GiB" if self.comm_buffer_gib is not None else
+               "by topology (calc.serving.comm_memory: NCCL ring / tree / NVLS buffers on NVSwitch nodes, 0.25 GiB "
+               "elsewhere)"),
             f"non-torch memory above a vLLM baseline snapshot (load / profile workspaces) = {self.profile_non_torch_gib:g} GiB; "
             f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB",
             f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms"

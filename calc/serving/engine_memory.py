@@ -45,6 +45,7 @@ from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, 
 from calc.memory.weights import weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.comm_memory import comm_buffer_bytes
 from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
 from calc.serving.weights import weight_format
@@ -189,18 +190,23 @@ def vllm_counts_cuda_context(accounting: str, version: tuple[int, ...]) -> bool:
     return True
 
 
-def non_torch_bytes(accounting: str, version: tuple[int, ...], split: bool, a: ServingAssumptions) -> tuple[int, str]:
+def non_torch_bytes(accounting: str, version: tuple[int, ...], ranks: int, a: ServingAssumptions,
+                    gpu: GPUSpec, engine: str = "vllm") -> tuple[int, str]:
     """(bytes, line) of the non-torch memory the engine subtracts on one rank: the CUDA context and workspaces
     (cuda_context_gib) where it counts them, else only the workspaces that appear above its baseline snapshot
-    (profile_non_torch_gib); + NCCL / all-reduce buffers (comm_buffer_gib) when the model is split."""
+    (profile_non_torch_gib); + the communication buffers (calc.serving.comm_memory: NCCL's ring / tree / NVLS
+    buffers and the custom all-reduce by topology, or comm_buffer_gib where given) when the model is split over
+    ``ranks`` > 1 GPUs."""
     context = vllm_counts_cuda_context(accounting, version)
     first = a.cuda_context_gib if context else a.profile_non_torch_gib
     line = (f"non-torch memory {a.cuda_context_gib:g} GiB per GPU (CUDA context and workspaces)" if context else
             f"non-torch memory {a.profile_non_torch_gib:g} GiB per GPU (workspaces above the engine's baseline snapshot; "
             "the CUDA context is outside its count)")
-    if split:
-        line += f" + {a.comm_buffer_gib:g} GiB communication buffers"
-    return int((first + (a.comm_buffer_gib if split else 0)) * GIB), line
+    comm = 0
+    if ranks > 1:
+        comm, comm_line = comm_buffer_bytes(gpu, ranks, engine, version, a.comm_buffer_gib)
+        line += " + " + comm_line
+    return int(first * GIB) + comm, line
 
 
 def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES) -> int:
@@ -274,7 +280,8 @@ def engine_memory(
     acc = s.accounting()
     batched = s.batched_tokens(m.max_position_embeddings, device, gpu.name, tp)
     seqs = s.seqs(device, gpu.name)
-    non_torch, non_torch_line = non_torch_bytes(acc, s.version(), tp * pp * ep > 1, assumptions)
+    split = max(tp, ep, 2) if tp * pp * ep > 1 else 1  # the widest group a rank joins (PP alone: pairs)
+    non_torch, non_torch_line = non_torch_bytes(acc, s.version(), split, assumptions, gpu, s.engine)
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
     block_bytes = page * kv_token

@@ -1,0 +1,60 @@
+"""Communication memory per rank (calc.serving.comm_memory): NCCL's buffer constants worked by hand."""
+
+from __future__ import annotations
+
+from calc.serving.assumptions import ServingAssumptions
+from calc.serving.comm_memory import CONNECTION_BYTES, comm_buffer_bytes, nccl_release, nvls_channel_bytes
+from calc.serving.engine_memory import engine_memory
+from calc.sources.catalog import load_gpu, load_model
+from calc.specs.serving import EngineSettings
+
+MIB, GIB = 2**20, 2**30
+CA = 3 * 8 * MIB  # vLLM custom all-reduce: 8 MiB buffer + 8 MiB signal + 8 MiB rank_data
+
+
+def test_one_connection_is_ll_ll128_simple() -> None:
+    # LL: 8 lines x 512 threads x 8 steps x 16 B = 524,288; LL128: 120 elems x 640 threads x 8 steps x 8 B = 4,915,200;
+    # Simple: NCCL_BUFFSIZE 4 MiB = 4,194,304 -> 9,633,792 B (9.19 MiB, the size users see per proxy connection)
+    assert CONNECTION_BYTES == 524_288 + 4_915_200 + 4_194_304 == 9_633_792
+
+
+def test_nvls_buffers_by_nccl_release() -> None:
+    # per NVLS channel and head, both directions: <= 2.20 2 x (4 MiB + 2 MiB credits); 2.21 2 x (1 MiB + 2 MiB);
+    # >= 2.22 2 x 1 MiB. An 8 x H100 log (>= 2.22): "nvlsPerRankSize 33554432" = 16 channels x 2 MiB.
+    assert nvls_channel_bytes((2, 20, 5)) == 12 * MIB
+    assert nvls_channel_bytes((2, 21, 5)) == 6 * MIB
+    assert 16 * nvls_channel_bytes((2, 26, 2)) == 33_554_432
+    assert nccl_release("vllm", (0, 6, 3)) == (2, 20, 5) and nccl_release("vllm-v0", (0, 6, 5)) == (2, 21, 5)
+    assert nccl_release("vllm", (0, 9, 2)) >= (2, 22)
+
+
+def test_h100_tp4_vllm_and_sglang() -> None:
+    h100 = load_gpu("h100")
+    # vLLM >= 0.9: 2 communicators x 24 channels x (ring 1 + tree 2) x 9,633,792 = 1,387,266,048 B
+    # + NVLS 2 x 16 x 2 MiB x 4 heads = 268,435,456 B + custom all-reduce 25,165,824 B = 1,680,867,328 B (1.57 GiB)
+    vllm, line = comm_buffer_bytes(h100, 4, "vllm", (0, 11), None)
+    assert vllm == 1_387_266_048 + 268_435_456 + 25_165_824 == 1_680_867_328
+    assert "NVLS 0.25 GiB" in line and "24 channels" in line
+    # SGLang sets NCCL_NVLS_ENABLE=0: 1,387,266,048 + 25,165,824 = 1,412,431,872 B
+    sglang, line = comm_buffer_bytes(h100, 4, "sglang", (0, 4), None)
+    assert sglang == 1_412_431_872 and "NVLS off" in line
+    # TP 2: no NVLS (NCCL needs > 2 GPUs), tree 1 connection: 2 x 24 x 2 x 9,633,792 + 25,165,824 = 950,009,856 B
+    assert comm_buffer_bytes(h100, 2, "vllm", (0, 11), None)[0] == 950_009_856
+
+
+def test_pcie_flat_and_given_override() -> None:
+    # an L4 node (PCIe, no NVSwitch): the flat 0.25 GiB; a given comm_buffer_gib wins everywhere
+    assert comm_buffer_bytes(load_gpu("l4"), 4, "vllm", (0, 11), None)[0] == GIB // 4
+    assert comm_buffer_bytes(load_gpu("h100"), 8, "vllm", (0, 11), 0.5) == (GIB // 2, "0.5 GiB communication buffers (given)")
+
+
+def test_engine_subtracts_it_and_explains_it() -> None:
+    m, h100 = load_model("llama3-70b"), load_gpu("h100")
+    s = EngineSettings(max_model_len=8192)
+    formula = engine_memory(m, h100, settings=s, tp=4)
+    flat = engine_memory(m, h100, settings=s, tp=4, assumptions=ServingAssumptions(comm_buffer_gib=0.25))
+    # V1 >= 0.9.1: non-torch = int(0.1 GiB) + communication; the formula's 1,680,867,328 B against 0.25 GiB
+    assert formula.non_torch_bytes == int(0.1 * GIB) + 1_680_867_328
+    assert flat.non_torch_bytes == int(0.1 * GIB) + GIB // 4
+    assert flat.kv_budget_bytes - formula.kv_budget_bytes == 1_680_867_328 - GIB // 4
+    assert any("calc.serving.comm_memory" in line for line in formula.assumptions)
