@@ -97,3 +97,16 @@ def test_explain_names_the_recomputed_modules(cli) -> None:
               "--global-batch", "16", "--seq", "4096", "--explain")
     assert out.code == 0, out.err
     assert "recomputed modules layernorm, moe" in out.out
+
+
+def test_core_attn_listed_reruns_the_fused_kernel() -> None:
+    """Listed explicitly, core_attn re-runs the attention forward even under FlashAttention: Megatron-Core wraps the
+    core attention in tensor_parallel.checkpoint (attention.py _checkpointed_attention_forward), whose backward runs
+    the fused kernel's forward again (transformer_config.py warns it is not needed with fused attention). 32 layers x
+    2 micro-batches x one layer's attention forward; its HFU adds the attention FLOPs as plain selective does."""
+    cost = _cost("llama3-8b")
+    lay = Layout(dp=1, recompute="selective", recompute_modules=frozenset({"core_attn"}))
+    attn = cost.layer(0, 1, 1, 1, 1, False).attn_fwd
+    assert attn > 0
+    assert step_terms(cost, lay, 2, 2).exposed["recompute_s"] == pytest.approx(2 * 32 * attn, rel=1e-12)
+    assert hfu_flops(cost, lay, 2) == hfu_flops(cost, Layout(dp=1, recompute="selective"), 2)
