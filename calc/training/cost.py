@@ -56,6 +56,31 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
   fp8 recipe  cast bytes and scaled-GEMM rate of the recipe (calc.training.fp8_recipe), the stack's default unless given.
   recompute   full: one more forward (compute and its TP communication); selective: the attention core
               forward (nothing extra with flash attention, whose backward recomputes it anyway).
+  recompute modules  Megatron-Core --recompute-granularity selective --recompute-modules (NVIDIA/Megatron-LM
+              d98e8a64ddf34856e74b24714e3bedb2f5a39553): each listed module's forward runs once more in the backward,
+              LayerCost.module_recompute; modules nested in another ("moe_act" / "shared_experts" inside "moe") run
+              once more each (the inner checkpoint re-runs inside the outer one's recomputation and again in its own
+              backward), so their times add:
+      layernorm      the input_layernorm and pre_mlp_layernorm (transformer_layer.py, CheckpointWithoutOutput;
+                     skipped there where the norm is fused into a TE linear, IdentityOp): the norms' traffic
+      mla_up_proj    the MLA up projections and RoPE (multi_latent_attention.py, qkv_up_checkpoint): q_b_proj and
+                     kv_b_proj GEMMs (RoPE left out)
+      core_attn      the attention core (attention.py _checkpointed_attention_forward, tensor_parallel.checkpoint):
+                     its forward kernel again, fused / flash included (transformer_config.py warns that fused
+                     attention "no need" to recompute: it costs time and saves nothing)
+      moe_act        the routed experts' activation function (moe/experts.py, CheckpointWithoutOutput): the routed
+                     share k I_e / (k I_e + I_shared) of the activation traffic
+      shared_experts the shared experts (moe_layer.py shared_experts_compute, tensor_parallel.checkpoint): their GEMMs
+                     and activation traffic
+      mlp            the dense MLP of a non-MoE layer (transformer_layer.py, recompute_mlp only when not a MoE layer):
+                     its GEMMs, activation traffic and the MLP's TP collectives (SP all-gather + reduce-scatter or
+                     one all-reduce)
+      moe            the whole MoE layer of a MoE layer (moe_layer.py forward, custom_forward under
+                     tensor_parallel.checkpoint: shared experts, route, preprocess, dispatch, experts, combine,
+                     postprocess): router + expert + shared GEMMs, activation, permute / routing traffic, the MLP's
+                     TP collectives and the EP dispatch + combine (all-to-all, ETP gather / scatter) again
+              The recomputed TP / EP transfers are exposed as the full recomputation's are (tp_comm_s / ep_comm_s);
+              host launches of the recomputed ops are left out.
 Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2):
   TP          forward 2 all-reduces of T*H*bytes, backward 2; with SP each becomes all-gather +
               reduce-scatter, and the backward re-gathers its inputs (2 more all-gathers). In a Megatron-Core fp8
@@ -233,6 +258,26 @@ MLA_UP_PROJECTIONS = ("q_b_proj", "kv_b_proj")
 NORM_PASSES = 2
 
 
+# Megatron-Core --recompute-modules (module docstring, "recompute modules"): the weight components each module's
+# checkpoint re-runs (calc.model.params component names); routed experts count their k active copies (matmul)
+MODULE_COMPONENTS = {"mlp": ("mlp",), "moe": ("experts", "router", "shared_experts"), "shared_experts": ("shared_experts",)}
+
+
+def recompute_module_flops(kinds: list[tuple], seq: int, attention_flops: float) -> dict[str, float]:
+    """Forward FLOPs per sequence each --recompute-modules module re-runs, over all layers (the HFU count):
+        GEMM modules   sum over layers and their component's weights of 2 x s x active parameters (mla_up_proj:
+                       q_b_proj, kv_b_proj; mlp: the dense MLP's; moe: router + k active experts + shared; shared_experts)
+        core_attn      the attention core, full s x s (as selective recomputation in the HFU count)
+        layernorm, moe_act   elementwise, no FLOPs counted."""
+    def flops(keep) -> float:
+        return sum(2 * seq * t.matmul * count for _k, count, ts in kinds for t in ts if t.shape and keep(t))
+
+    out = {mod: flops(lambda t, parts=parts: t.component in parts) for mod, parts in MODULE_COMPONENTS.items()}
+    out["mla_up_proj"] = flops(lambda t: t.name in MLA_UP_PROJECTIONS)
+    out["core_attn"] = attention_flops
+    return out
+
+
 @dataclass
 class LayerCost:
     """Seconds for one layer, one micro-batch, one GPU (all floats, no pydantic: the hot path)."""
@@ -246,6 +291,16 @@ class LayerCost:
     cast_bwd: float = 0.0  # fp8 casts of the output gradients, backward
     moe_fwd: float = 0.0  # router + permute / unpermute traffic, forward (the same again in backward)
     norm_up_fwd: float = 0.0  # the norms and MLA up-projections, forward (what DeepSeek-style recompute repeats)
+    # the pieces Megatron-Core's --recompute-modules re-runs (module_recompute), forward, GEMMs with their fp8 casts:
+    norm_fwd: float = 0.0  # the layer's norms' traffic
+    up_fwd: float = 0.0  # the MLA up-projection GEMMs (q_b_proj, kv_b_proj)
+    mlp_gemm_fwd: float = 0.0  # a dense MLP's GEMMs (gate, up, down)
+    expert_gemm_fwd: float = 0.0  # a MoE layer's router and routed-expert grouped GEMMs
+    shared_gemm_fwd: float = 0.0  # a MoE layer's shared-expert GEMMs
+    act_fwd: float = 0.0  # the MLP activation traffic (EW_I part of ew_fwd), routed + shared
+    act_routed_fwd: float = 0.0  # its routed experts' share
+    tp_mlp_fwd: float = 0.0  # the MLP block's TP collectives, forward (one AG + RS with SP, else one all-reduce)
+    moe: bool = False  # a MoE layer (Megatron's "moe" module applies to it, "mlp" to the others)
     tp_fwd: float = 0.0  # TP collectives, forward
     tp_bwd: float = 0.0
     ep_fwd: float = 0.0
@@ -255,6 +310,31 @@ class LayerCost:
     cp_total: float = 0.0
     host_fwd: float = 0.0  # host (CPU) seconds launching the forward's ops (calc.training.host)
     host_bwd: float = 0.0
+
+    def module_recompute(self, modules: frozenset[str] | tuple[str, ...]) -> tuple[float, float, float]:
+        """(compute, TP, EP) forward seconds one micro-batch of this layer runs again in its backward under
+        Megatron-Core's ``--recompute-granularity selective --recompute-modules`` (module docstring, "recompute
+        modules"): the sum over the listed modules of what each checkpoint re-runs."""
+        compute = tp = ep = 0.0
+        for mod in modules:
+            if mod == "layernorm":
+                compute += self.norm_fwd
+            elif mod == "mla_up_proj":
+                compute += self.up_fwd
+            elif mod == "core_attn":
+                compute += self.attn_fwd
+            elif mod == "moe_act" and self.moe:
+                compute += self.act_routed_fwd
+            elif mod == "shared_experts" and self.moe:
+                compute += self.shared_gemm_fwd + (self.act_fwd - self.act_routed_fwd)
+            elif mod == "mlp" and not self.moe:
+                compute += self.mlp_gemm_fwd + self.act_fwd
+                tp += self.tp_mlp_fwd
+            elif mod == "moe" and self.moe:
+                compute += self.expert_gemm_fwd + self.shared_gemm_fwd + self.act_fwd + self.moe_fwd
+                tp += self.tp_mlp_fwd
+                ep += self.ep_fwd
+        return compute, tp, ep
 
 
 @dataclass
@@ -302,6 +382,7 @@ class ModelCost:
         # DeepSeek-style recompute repeats the MLA up-projections: 2 x s x their parameters, over every layer
         self.up_projection_flops_per_seq = sum(2 * self.seq * t.matmul * count for _k, count, ts in self.kinds
                                                for t in ts if t.name in MLA_UP_PROJECTIONS and t.shape)
+        self.module_flops_per_seq = recompute_module_flops(self.kinds, self.seq, self.layer_attention_flops_per_seq)
         self.attention_share = attention_share(self.m, self.seq)
         self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
         self._layer = lru_cache(maxsize=None)(self._layer_uncached)
@@ -393,6 +474,16 @@ class ModelCost:
     def coll(self, kind: str, num_bytes: float, group: int, stride: int = 1) -> float:
         return self._coll(kind, num_bytes, group, stride) if group > 1 or kind == "p2p" else 0.0
 
+    def routed_width_share(self) -> float:
+        """The routed experts' share k I_e / (k I_e + I_shared) of a MoE layer's active MLP width (the share of its
+        activation traffic that --recompute-modules moe_act re-runs; calc.memory.activations.module_buffers drops the
+        same share of the down-projection input)."""
+        moe = self.m.moe
+        if moe is None:
+            return 0.0
+        routed = moe.experts_per_token * moe.expert_intermediate_size
+        return routed / (routed + (moe.shared_intermediate_size or 0))
+
     def mlp_width(self, moe_layer: bool) -> float:
         """Active MLP width per token (for elementwise traffic): I, or k*I_e + shared for a MoE layer."""
         m = self.m
@@ -449,13 +540,19 @@ class ModelCost:
         routing = self.moe_routing_s(T, tp, ep, etp) if moe_layer and m.moe else 0.0
         up = sum(g[5] + g[6] for g in listed if g[0].rsplit(".", 1)[-1] in MLA_UP_PROJECTIONS)
         norms = NORM_PASSES * T * m.norms_per_layer * m.hidden_size / (tp if sp else 1) * self.elem / self.hbm
+        mlp, experts, shared = (sum(g[5] + g[6] for g in listed if g[0].split(".", 1)[0] in parts)
+                                for parts in (("mlp",), ("experts", "router"), ("shared_experts",)))
+        act = EW_I_PASSES * T * self.mlp_width(moe_layer) / tp * self.elem / self.hbm
+        routed_share = self.routed_width_share() if moe_layer else 0.0
         k = self.kernel_scale  # the stack's efficiency on every compute kernel
         gemms, attn_fwd, attn_bwd, ew_t, routing = gemms * k, attn_fwd * k, attn_bwd * k, ew_t * k, routing * k
         cast_fwd, cast_bwd, up, norms = cast_fwd * k, cast_bwd * k, up * k, norms * k
         cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing,
                          bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing,
-                         norm_up_fwd=up + norms)
+                         norm_up_fwd=up + norms, norm_fwd=norms, up_fwd=up, mlp_gemm_fwd=mlp * k,
+                         expert_gemm_fwd=experts * k, shared_gemm_fwd=shared * k, act_fwd=act * k,
+                         act_routed_fwd=act * k * routed_share, moe=moe_layer and m.moe is not None)
         ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed), m.norms_per_layer, eff.flash, tp, sp,
                                           moe_layer and m.moe is not None)
         cost.host_fwd, cost.host_bwd = ops_fwd * eff.host_op_s, ops_bwd * eff.host_op_s
@@ -468,9 +565,13 @@ class ModelCost:
                            + (2 - fp8_gathers) * self.coll("all_gather", act, tp))
                 scatters = 2 * self.coll("reduce_scatter", act, tp)
                 cost.tp_fwd, cost.tp_bwd = gathers + scatters, 2 * gathers + scatters
+                # the MLP block's pair: its all-gather in fp8 only in a dense fp8 layer (the attention's goes first)
+                cost.tp_mlp_fwd = (self.coll("all_gather", tp_activation_bytes(m, T, 1.0) if fp8_gathers == 2 else act, tp)
+                                   + scatters / 2)
             else:
                 ar = self.coll("allreduce", act, tp)
                 cost.tp_fwd = cost.tp_bwd = 2 * ar
+                cost.tp_mlp_fwd = ar
         if moe_layer and m.moe and ep * etp > 1:
             cost.ep_fwd = cost.ep_bwd = self.ep_comm_s(T, tp, ep, etp)
         if cp > 1:

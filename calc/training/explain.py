@@ -90,6 +90,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     if layout.recompute != "none":
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
                 "sac": "half the non-attention forward (every second matmul)"}.get(layout.recompute, "the attention core forward")
+        if layout.recompute == "selective" and layout.recompute_modules:
+            mods = ", ".join(sorted(layout.recompute_modules))
+            what = (f"the forward of the recomputed modules {mods} (Megatron-Core --recompute-modules; their TP/EP "
+                    "transfers again in tp_comm_s / ep_comm_s; calc.training.cost, 'recompute modules')")
         lines.append(f"recompute_s = m x {what} = {micro} x {_ms(st['rec'])} = {t.exposed['recompute_s']:.4f} s")
     lines.append(f"host_s: one {cost.kinds[kind][0]} layer launches {lc.host_fwd / eff.host_op_s if eff.host_op_s else 0:.0f} ops "
                  f"forward, {lc.host_bwd / eff.host_op_s if eff.host_op_s else 0:.0f} backward x {eff.host_op_s * 1e6:g} us = "

@@ -28,7 +28,8 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               hide it under: exposed whole)
   optimizer   N_local (/d*c with ZeRO >= 1) x 28 B of HBM traffic (Adam, mixed precision)
 MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
-HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core).
+HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core; --recompute-modules:
+the listed modules' GEMMs / attention, calc.training.cost "recompute modules", the same modules the step re-runs).
 """
 
 from __future__ import annotations
@@ -114,22 +115,25 @@ SAC_RECOMPUTE_SHARE = 0.5
 def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
     eff = cost.eff
     full, selective = layout.recompute == "full", layout.recompute == "selective"
+    modules = layout.recompute_modules if selective else frozenset()
     s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "host", "tp_total", "ep_total", "cp_total"), 0.0)
     for index, n in _kind_counts(cost, start, count):
         lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp, layout.expert_tp)
         s["fwd"] += n * lc.fwd
         s["bwd"] += n * lc.bwd
-        s["rec"] += n * (lc.fwd if full else lc.attn_fwd if selective and not eff.flash
+        # Megatron-Core --recompute-modules: the listed modules' forward again (calc.training.cost, "recompute modules")
+        rec, rec_tp, rec_ep = lc.module_recompute(modules) if modules else (0.0, 0.0, 0.0)
+        s["rec"] += n * (lc.fwd if full else rec if modules else lc.attn_fwd if selective and not eff.flash
                          else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac"
                          else lc.norm_up_fwd if layout.recompute == "deepseek" else 0.0)
-        tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else 0.0)
-        ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else 0.0)
+        tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else rec_tp)
+        ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else rec_ep)
         s["tp_total"] += n * tp
         s["ep_total"] += n * ep
         s["tp"] += n * tp * (1 - eff.tp_overlap)
         if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
             s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
-                            + (lc.ep_fwd if full else 0.0))
+                            + (lc.ep_fwd if full else rec_ep))
         else:
             s["ep"] += n * ep * (1 - eff.ep_overlap)
         s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
@@ -268,7 +272,8 @@ def in_flight_microbatches(layout: Layout, micro: int) -> float:
 TERM_FORMULAS = {
     "compute_s": "m x (forward + backward of the slowest stage's layers [+ head]): GEMMs at their shape's efficiency, "
                  "attention, elementwise traffic",
-    "recompute_s": "m x recomputed forward (full: whole layers; selective: attention core)",
+    "recompute_s": "m x recomputed forward (full: whole layers; selective: attention core, or the --recompute-modules "
+                   "listed; their TP/EP transfers in tp_comm_s / ep_comm_s)",
     "host_s": "m x layers x max(0, host ops x host_op_s - GPU time) per forward / backward pass (calc.training.host)",
     "tp_comm_s": "m x layers x (2 AR forward + 2 AR backward of b*s/c*H*bytes; SP: AG+RS each, +2 AG in backward)",
     "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
@@ -345,7 +350,12 @@ class TrainStepResult(BaseModel):
 
 def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
     """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
-    the attention core; deepseek: the MLA up-projections), the count Korthikanti et al. 2022 call HFU."""
+    the attention core, or with --recompute-modules the sum of the listed modules' GEMM / attention FLOPs,
+    calc.training.cost.recompute_module_flops, as the step time re-runs them; deepseek: the MLA up-projections),
+    the count Korthikanti et al. 2022 call HFU."""
+    if layout.recompute == "selective" and layout.recompute_modules:
+        extra = sum(cost.module_flops_per_seq.get(mod, 0.0) for mod in layout.recompute_modules)
+        return global_batch * (cost.model_flops_per_seq + extra)
     extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq,
              "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq),
              "deepseek": cost.up_projection_flops_per_seq}.get(layout.recompute, 0.0)
