@@ -58,3 +58,26 @@ def test_engine_subtracts_it_and_explains_it() -> None:
     assert flat.non_torch_bytes == int(0.1 * GIB) + GIB // 4
     assert flat.kv_budget_bytes - formula.kv_budget_bytes == 1_680_867_328 - GIB // 4
     assert any("calc.serving.comm_memory" in line for line in formula.assumptions)
+
+
+def test_comm_buffer_flag_replaces_the_formula_in_every_serving_command() -> None:
+    """--comm-buffer-gib G: each of the TP 4 ranks keeps G GiB for communication. Llama 3 70B holds, per token and
+    rank, 80 layers x (8 KV heads / 4) x 128 x 2 (K and V) x 2 B = 81,920 B of KV, so 3 GiB more of buffers is
+    3 x 2^30 / 81,920 = 39,321.6 tokens fewer, to the engine's 16-token block."""
+    from conftest import run_cli
+
+    def tokens(*flags: str) -> int:
+        r = run_cli("concurrency", "llama3-70b", "--gpu", "h100", "--tp", "4", "--max-model-len", "8192", "--json", *flags)
+        assert r.code == 0, r.err
+        return r.json()["kv_cache_tokens"]
+
+    per_token_rank = 80 * (8 // 4) * 128 * 2 * 2
+    lost = tokens("--comm-buffer-gib", "0") - tokens("--comm-buffer-gib", "3")
+    assert abs(lost - 3 * 2**30 / per_token_rank) <= 16
+    for command in (("latency", "llama3-70b", "--gpu", "h100", "--tp", "4", "--prompt", "1000", "--output", "100"),
+                    ("serve", "llama3-70b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--tpot-ms", "50")):
+        explained = run_cli(*command, "--comm-buffer-gib", "3", "--explain")
+        assert explained.code == 0, explained.err
+        assert "buffers per GPU when split = 3 GiB" in explained.out  # the assumption line --explain prints
+    bad = run_cli("concurrency", "llama3-70b", "--gpu", "h100", "--tp", "4", "--comm-buffer-gib", "-1")
+    assert bad.code == 2 and "--comm-buffer-gib" in bad.err

@@ -220,6 +220,10 @@ ExpertImbalanceOpt = Annotated[float | None, typer.Option(
     "--expert-imbalance", parser=human_float("--expert-imbalance"),
     help="MoE with expert parallelism: max / mean tokens the busiest EP rank receives, >= 1 (default 1.3, SGLang's "
          "large-scale EP balancedness without EPLB; aiconfigurator's power-law routing, alpha 1.2, reads ~1.5-2.1 at EP 4-8)")]
+CommBufferOpt = Annotated[float | None, typer.Option(
+    "--comm-buffer-gib", parser=human_float("--comm-buffer-gib", allow_zero=True, maximum=1e3),
+    help="per-GPU NCCL / custom all-reduce memory when the model is split, GiB (default: from NCCL's buffer sizes by "
+         "node type, NCCL release and engine: calc.serving.comm_memory)")]
 StepOverheadOpt = Annotated[float | None, typer.Option(
     "--step-overhead-ms", parser=human_float("--step-overhead-ms", allow_zero=True, maximum=1e3),
     help="engine CPU time per scheduler step, ms (default: the engine's fitted value: vllm, vllm-v0, sglang, trtllm)")]

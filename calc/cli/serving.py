@@ -18,6 +18,7 @@ from calc.cli.options import (
     CalibrationOpt,
     CausalPrefillOpt,
     ChunkedPrefillOpt,
+    CommBufferOpt,
     DisaggOpt,
     DraftOpt,
     DtypeOpt,
@@ -133,7 +134,8 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
 
 
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
-                        settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False) -> Any:
+                        settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
+                        comm_buffer_gib: float | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -141,7 +143,9 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     non_torch_bytes); at its default each release keeps its own (ServingAssumptions).
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
     --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
-    --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager)."""
+    --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).
+    --comm-buffer-gib: the per-GPU communication memory of a split model, replacing calc.serving.comm_memory's
+    formula."""
     from calc.fitted import describe
     from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s, overhead_family
 
@@ -150,6 +154,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
     if fp8_moe_scales is not None:
         given["fp8_moe_scales"] = str(fp8_moe_scales)
+    if comm_buffer_gib is not None:
+        given["comm_buffer_gib"] = comm_buffer_gib
     if step_overhead_ms is not None:
         given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:
@@ -186,6 +192,7 @@ def latency(
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
@@ -206,7 +213,7 @@ def latency(
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
-                            enforce_eager=enforce_eager)
+                            enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
@@ -246,6 +253,7 @@ def concurrency(
     chunked_prefill_size: ChunkedPrefillOpt = None,
     shared_prefix: SharedPrefixOpt = 0,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -265,7 +273,7 @@ def concurrency(
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=given_dtype(ctx, dtype),
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
-                                    assumptions=serving_assumptions(reserve_gib))
+                                    assumptions=serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib))
     emit_outcome(result, as_json, explain, concurrency_view,
                  f"does not fit: {result.verdict}" if result.max_concurrency < 1 else None)  # exit 2 as `memory`
 
@@ -293,6 +301,7 @@ def serve(
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
@@ -335,7 +344,7 @@ def serve(
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),
                         assumptions=serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms,
-                                                        enforce_eager),
+                                                        enforce_eager, comm_buffer_gib),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)
