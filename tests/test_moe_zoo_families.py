@@ -163,3 +163,12 @@ def test_cli_params_and_memory(cli, name: str, tp: str) -> None:
         refused = cli("memory", path, "--gpu", "h100")
         assert refused.code == 2 and "needs" in refused.err
         assert cli("memory", path, "--gpu", "h100", "--tp", tp).code == 0
+
+
+def test_moe_active_width_and_routed_share() -> None:
+    """DeepSeek-V3 (config.json: 8 routed experts per token of moe_intermediate_size 2048, 1 shared expert of the
+    same width): a token passes 8 x 2048 + 2048 = 18,432 FFN columns, 16,384 / 18,432 = 8/9 of them routed;
+    Mixtral 8x7B (top-2 of 14,336, no shared expert): 28,672, all routed."""
+    v3, mixtral = load_model("deepseek-v3").moe, load_model("mixtral-8x7b").moe
+    assert (v3.active_width, v3.routed_share) == (18_432, pytest.approx(8 / 9))
+    assert (mixtral.active_width, mixtral.routed_share) == (28_672, 1.0)

@@ -176,8 +176,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
     gi = s.gemm_input_bytes or b  # bytes of a saved GEMM input
     sp = tp if s.sp else 1
     H, h, g, d = m.hidden_size, m.num_heads, m.kv_heads, m.dim_per_head
-    width = m.moe.expert_intermediate_size * m.moe.experts_per_token + (m.moe.shared_intermediate_size or 0) if m.moe \
-        else m.intermediate_size
+    width = m.moe.active_width if m.moe else m.intermediate_size
     hd = h * d
     if m.mla:
         hd = h * m.mla.v_head_dim
@@ -468,13 +467,11 @@ def module_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> tuple[l
     if ("moe" in mods and m.moe) or ("mlp" in mods and not m.moe):
         dropping(_MLP_BLOCK_OUTPUTS)
     if m.moe:
-        routed = m.moe.expert_intermediate_size * m.moe.experts_per_token
-        shared = m.moe.shared_intermediate_size or 0
         if "moe_act" in mods:
-            dropping(("down input (act(gate)*up)", "down input (act(up))"), routed / (routed + shared))
-        if "shared_experts" in mods and shared:
+            dropping(("down input (act(gate)*up)", "down input (act(up))"), m.moe.routed_share)
+        if "shared_experts" in mods and m.moe.shared_intermediate_size:
             dropping(("MLP up outputs (gate, up)", "MLP up output", "down input (act(gate)*up)", "down input (act(up))"),
-                     shared / (routed + shared))
+                     m.moe.shared_intermediate_size / m.moe.active_width)
     kept, rebuilt = _without(full, drop)
     if "mla_up_proj" in mods and m.mla:
         a = m.mla
@@ -522,8 +519,7 @@ def offloaded_buffers(m: ModelSpec, layer: list[Buffer], s: LayerSetup) -> tuple
     for mod in s.offload_modules:
         share = 1.0
         if mod == "moe_act" and m.moe:
-            routed = m.moe.expert_intermediate_size * m.moe.experts_per_token
-            share = routed / (routed + (m.moe.shared_intermediate_size or 0))
+            share = m.moe.routed_share
         elif mod in ("moe_act", "expert_fc1") and not m.moe:
             continue
         for name in OFFLOAD_MODULES[mod]:

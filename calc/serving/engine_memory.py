@@ -218,8 +218,7 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, 
       sampling T x H x 2 (the forward's hidden states, still referenced) + n x V x ``logit_bytes`` on
                n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine).
     The forward's intermediates are freed before the sampler runs, so the two do not add."""
-    width = m.moe.expert_intermediate_size * m.moe.experts_per_token + m.moe.shared_intermediate_size \
-        if m.moe else m.intermediate_size
+    width = m.moe.active_width if m.moe else m.intermediate_size
     mlp = width * (3 if m.gated_mlp else 2) / tp
     qkv = (m.num_heads + 2 * m.kv_heads) * m.dim_per_head / tp
     elem = dtype_bytes(ACT_DTYPE)

@@ -62,6 +62,16 @@ class MoESpec(_Spec):
         section 2.1: the router, its logits and its correction bias span all E+Z slots; only E hold weights)."""
         return self.num_experts + self.zero_experts
 
+    @property
+    def active_width(self) -> int:
+        """FFN width one token passes through in a MoE layer: k routed experts x I_e + the shared block's width."""
+        return self.experts_per_token * self.expert_intermediate_size + self.shared_intermediate_size
+
+    @property
+    def routed_share(self) -> float:
+        """The routed experts' share k I_e / (k I_e + I_shared) of ``active_width`` (1 without shared experts)."""
+        return self.experts_per_token * self.expert_intermediate_size / self.active_width
+
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
         if self.experts_per_token > self.num_experts:

@@ -474,22 +474,12 @@ class ModelCost:
     def coll(self, kind: str, num_bytes: float, group: int, stride: int = 1) -> float:
         return self._coll(kind, num_bytes, group, stride) if group > 1 or kind == "p2p" else 0.0
 
-    def routed_width_share(self) -> float:
-        """The routed experts' share k I_e / (k I_e + I_shared) of a MoE layer's active MLP width (the share of its
-        activation traffic that --recompute-modules moe_act re-runs; calc.memory.activations.module_buffers drops the
-        same share of the down-projection input)."""
-        moe = self.m.moe
-        if moe is None:
-            return 0.0
-        routed = moe.experts_per_token * moe.expert_intermediate_size
-        return routed / (routed + (moe.shared_intermediate_size or 0))
-
     def mlp_width(self, moe_layer: bool) -> float:
         """Active MLP width per token (for elementwise traffic): I, or k*I_e + shared for a MoE layer."""
         m = self.m
         gate = 2 if m.gated_mlp else 1
         if moe_layer and m.moe:
-            return gate * (m.moe.experts_per_token * m.moe.expert_intermediate_size + m.moe.shared_intermediate_size)
+            return gate * m.moe.active_width
         return gate * m.intermediate_size
 
     # -- one layer ----------------------------------------------------------------------------------
@@ -543,7 +533,9 @@ class ModelCost:
         mlp, experts, shared = (sum(g[5] + g[6] for g in listed if g[0].split(".", 1)[0] in parts)
                                 for parts in (("mlp",), ("experts", "router"), ("shared_experts",)))
         act = EW_I_PASSES * T * self.mlp_width(moe_layer) / tp * self.elem / self.hbm
-        routed_share = self.routed_width_share() if moe_layer else 0.0
+        # the routed share of the activation traffic, what --recompute-modules moe_act re-runs (MoESpec.routed_share;
+        # calc.memory.activations.module_buffers drops the same share of the down-projection input)
+        routed_share = m.moe.routed_share if moe_layer and m.moe else 0.0
         k = self.kernel_scale  # the stack's efficiency on every compute kernel
         gemms, attn_fwd, attn_bwd, ew_t, routing = gemms * k, attn_fwd * k, attn_bwd * k, ew_t * k, routing * k
         cast_fwd, cast_bwd, up, norms = cast_fwd * k, cast_bwd * k, up * k, norms * k
