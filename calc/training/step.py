@@ -231,6 +231,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
     flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``;
     under fp8 on a Transformer Engine stack the saved GEMM inputs are quantized, calc.training.fp8_recipe
     .saved_gemm_input_bytes; Megatron's CPU offloading keeps L - N layers, calc.training.layout.offloaded_stage_layers)."""
+    stack = stack_key(cost.eff.stack)
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, etp=layout.expert_tp, sp=layout.sp, zero=layout.zero,
@@ -240,8 +241,8 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
         loss=cost.eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
         offload_layers=offloaded_stage_layers(layout, cost.m.num_layers),
-        gemm_input_bytes=saved_gemm_input_bytes(cost.dtype, stack_key(cost.eff.stack), cost.eff.resolved_fp8_recipe()),
-        fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack_key(cost.eff.stack) == REFERENCE_STACK else FSDP_REDUCE_BYTES,
+        gemm_input_bytes=saved_gemm_input_bytes(cost.dtype, stack, cost.fp8_recipe),
+        fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack == REFERENCE_STACK else FSDP_REDUCE_BYTES,
         offload_modules=layout.offload_modules,
     )
 
