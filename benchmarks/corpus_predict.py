@@ -35,7 +35,7 @@ from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
-from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions  # noqa: E402
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, overhead_family  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
 from calc.specs import GPUSpec, ModelSpec  # noqa: E402
 from calc.training.fp8_recipe import recipe_of  # noqa: E402
@@ -447,9 +447,7 @@ def engine_family(row: Any) -> str:
     every step, EngineSettings.accounting), from 0.8 V1 ("vllm"), as calc.serving.assumptions.engine_step_overhead_s
     reads them for --engine / --engine-version."""
     family = ENGINE_FAMILY.get(row.stack.name, "other")
-    if family == "vllm" and _engine_settings(row, knobs(row)).accounting() == "vllm-v0":
-        return "vllm-v0"
-    return family
+    return overhead_family(_engine_settings(row, knobs(row))) if family.startswith("vllm") else family
 
 
 def parameter_keys(row: Any) -> dict[str, str]:
