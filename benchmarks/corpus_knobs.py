@@ -21,7 +21,7 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",
              "precision", "optimizer", "loss", "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales",
-             "adapter_inputs", "dispatcher")
+             "adapter_inputs", "dispatcher", "moe_collective")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
@@ -94,6 +94,14 @@ def fp8_scales(row: Any, k: dict[str, Any]) -> str | None:
     if not row.dtype.startswith("fp8"):
         return None
     return k.get("fp8_scales") or STACK_FP8_SCALES.get(row.stack.name)
+
+
+def moe_collective(row: Any, k: dict[str, Any]) -> str:
+    """The row's expert-parallel token exchange: its ``moe_collective`` knob, else its stack's default
+    (calc.serving.assumptions.engine_moe_collective, what `--engine` takes)."""
+    from calc.serving.assumptions import engine_moe_collective
+
+    return k.get("moe_collective") or engine_moe_collective(row.stack.name)
 
 
 # torchtitan's activation_checkpoint mode "selective" (selective_ac_option "op" in its llama configs) is op-level SAC,

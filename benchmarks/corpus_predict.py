@@ -27,7 +27,15 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from corpus_knobs import Unrepresentable, finetune_kwargs, fp8_scales, knobs, training_layout, training_loss  # noqa: E402
+from corpus_knobs import (  # noqa: E402
+    Unrepresentable,
+    finetune_kwargs,
+    fp8_scales,
+    knobs,
+    moe_collective,
+    training_layout,
+    training_loss,
+)
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
@@ -195,6 +203,7 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     k = knobs(row)
     if (scales := fp8_scales(row, k)) is not None:
         assumptions = assumptions.model_copy(update={"fp8_moe_scales": scales})
+    assumptions = assumptions.model_copy(update={"moe_collective": moe_collective(row, k)})
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
                             "(static batches and max-load throughput are)")

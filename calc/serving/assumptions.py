@@ -56,6 +56,12 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   points; 0.9-1.4 for Mixtral's large experts, 0.5-0.7 for Qwen3's small ones), fp8 block-scaled at 0.60 (806
   points), bf16 at 0.88 (912): per-tensor fp8 at 0.8, block-scaled at fp8_grouped_gemm_rate. Which applies:
   fp8_moe_scales, "block" by default (what vLLM / SGLang serve from shipped FP8 checkpoints).
+  moe_collective: how tokens reach the experts under expert parallelism: "alltoall" (default; DeepEP-style
+  dispatch + combine, what vLLM --enable-expert-parallel and SGLang --enable-dp-attention run) or "allgather"
+  (TensorRT-LLM's PyTorch backend on Hopper under attention DP: an AllGather of the hidden states before the
+  experts and a ReduceScatter after, its "default fallback" without MNNVL or DeepEP; NVIDIA/TensorRT-LLM
+  tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py select_alltoall_method_type / forward_chunk, 1.0
+  line; calc.serving.moe.allgather_reducescatter_s). --engine trtllm takes "allgather", --moe-collective overrides.
   expert_imbalance: max / mean tokens an expert-parallel rank receives (the busiest rank gates the step);
   SGLang's large-scale EP report (lmsys.org/blog/2025-05-05-large-scale-ep) measures a "balancedness"
   (mean / max GPU load) of about 0.75-0.8 for DeepSeek-V3 without EPLB: max / mean ~ 1.3.
@@ -105,6 +111,8 @@ class ServingAssumptions(BaseModel):
     fp8_moe_scales: Literal["block", "tensor"] = Field("block", description=(
         "fp8 expert weights with 128 x 128 block scales (DeepGEMM / triton block kernels) or one scale per tensor "
         "(CUTLASS fp8 grouped GEMM: TensorRT-LLM / ModelOpt FP8)"))
+    moe_collective: Literal["alltoall", "allgather"] = Field("alltoall", description=(
+        "EP token exchange: DeepEP-style all-to-all, or TensorRT-LLM's all-gather + reduce-scatter (attention DP, Hopper)"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
 
@@ -132,7 +140,10 @@ class ServingAssumptions(BaseModel):
             f"TensorRT-LLM's tables) above, fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
             f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
             f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
-            f"(SGLang large-scale EP, no EPLB); low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)",
+            f"(SGLang large-scale EP, no EPLB); "
+            + (f"low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)" if self.moe_collective == "alltoall"
+               else "experts fed by all-gather + reduce-scatter over the EP group (TensorRT-LLM attention DP, NCCL ring)")
+            + f" (--moe-collective {self.moe_collective})",
         ]
 
 
@@ -145,6 +156,21 @@ def engine_step_overhead_s(settings: Any) -> float:
     file does not hold reads its "other" value (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
     values = parameter("step_overhead_s")
     return values.get(overhead_family(settings), values["other"])
+
+
+# The expert-parallel token exchange an engine runs by default (ServingAssumptions.moe_collective): TensorRT-LLM's
+# PyTorch backend gathers and reduce-scatters on Hopper (fused_moe_cutlass.py select_alltoall_method_type: all-to-all
+# only with MNNVL, or DeepEP when TRTLLM_CAN_USE_DEEP_EP=1); vLLM and SGLang dispatch by all-to-all.
+ENGINE_MOE_COLLECTIVE = {"trtllm": "allgather", "nim-trtllm": "allgather"}
+
+
+def engine_moe_collective(engine: str | None) -> str:
+    """ServingAssumptions.moe_collective for an engine name: ENGINE_MOE_COLLECTIVE, else "alltoall".
+
+    >>> engine_moe_collective("trtllm"), engine_moe_collective("vllm"), engine_moe_collective(None)
+    ('allgather', 'alltoall', 'alltoall')
+    """
+    return ENGINE_MOE_COLLECTIVE.get(engine or "", "alltoall")
 
 
 def overhead_family(settings: Any) -> str:

@@ -13,7 +13,9 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
 - the fixed latency of the fused-MoE kernel chain per MoE layer (moe_kernel_floor_s, in calc.serving.step's
   routing term);
 - the fused-MoE kernel's row tile below one 128-row tile per expert (expert_row_tile);
-- fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales).
+- fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales);
+- the collective that carries tokens to the experts under data-parallel attention (ServingAssumptions.moe_collective):
+  a DeepEP-style all-to-all (a2a_s) or TensorRT-LLM's AllGather + ReduceScatter (allgather_reducescatter_s).
 MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
 """
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import math
 
-from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS
+from calc.hardware.collectives import collective_time
+from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import ModelSpec
 from calc.specs.system import SystemSpec
@@ -121,6 +124,59 @@ def a2a_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, 
     else:
         floor = (ep - 1) * (system.intra_node_latency_s if inside else system.inter_node_latency_s)
     return sent * (DISPATCH_BYTES + COMBINE_BYTES) / bw + 2 * floor
+
+
+# TensorRT-LLM CutlassFusedMoE.forward_chunk gathers each token's top-k expert ids (int32) and routing weights
+# (float32) beside its hidden state: 4 + 4 bytes per (token, expert) pair.
+ROUTING_PAIR_BYTES = 4 + 4
+COMBINE_OUT_BYTES = 2  # the experts' output, reduce-scattered in the activation dtype (bf16)
+
+
+def allgather_reducescatter_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep: int, x_bytes: int,
+                              calibration: object = None) -> float:
+    """Seconds of one MoE layer's AllGather + ReduceScatter over the EP group, the collective TensorRT-LLM's PyTorch
+    backend runs under attention DP when no all-to-all is enabled (ServingAssumptions.moe_collective "allgather"):
+
+        AG = all_gather(S_ag, EP),      S_ag = EP x T_r x (H x b_x + k x 8)   (hidden state + top-k ids and weights)
+        RS = reduce_scatter(S_rs, EP),  S_rs = EP x T_r x H x 2               (each rank's bf16 partial sums)
+        call = AG + RS,   T_r = tokens / t  (the rows each rank holds)
+
+    timed by calc.hardware.collectives (NCCL ring: (EP - 1) steps of the node latency, (EP - 1)/EP x S per GPU at
+    the collective efficiency). b_x = 1 when the experts are per-tensor fp8 (FP8 QDQ quantises x before the gather),
+    else 2 (bf16; block-scaled fp8 quantises inside the fused MoE, after it). Every rank then runs its experts
+    over all EP x T_r gathered rows (calc.serving.step.moe_routing_s counts their permute traffic). No expert
+    imbalance in the volume: every rank receives every token whatever the routing.
+
+    Source: NVIDIA/TensorRT-LLM tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py (the 1.0 line):
+    select_alltoall_method_type returns NotEnabled without attention DP, when moe_ep_size <= top_k, and on Hopper
+    unless MNNVL (GB200 NVL72) or TRTLLM_CAN_USE_DEEP_EP=1 (bf16 only); then forward_chunk quantises x
+    (static_quantize_e4m3_per_tensor for FP8 QDQ) and calls allgather([x, x_sf, token_selected_slots,
+    token_final_scales], mapping, dim=0), and reducescatter_or_allreduce reduce-scatters the fused_moe output.
+    Against a2a_s's dispatch + combine of T_r x k x H x 3 (EP - 1)/EP bytes the volume is about EP / k as large:
+    1 for Qwen3 (top-8) at EP 8, 8 for Llama 4 Maverick (top-1).
+
+    >>> from calc.sources.catalog import load_model, load_system
+    >>> round(allgather_reducescatter_s(load_model("qwen3-235b-a22b"), load_system("dgx-h100"), 0, 1, 8, 1), 9)
+    0.0
+    """
+    if ep <= 1 or not m.moe or tokens <= 0:
+        return 0.0
+    eff = collective_efficiency(calibration)
+    rows = ep * tokens / tp
+    gathered = rows * (m.hidden_size * x_bytes + m.moe.experts_per_token * ROUTING_PAIR_BYTES)
+    partial = rows * m.hidden_size * COMBINE_OUT_BYTES
+    return (collective_time("all_gather", system, gathered, ep, efficiency=eff)
+            + collective_time("reduce_scatter", system, partial, ep, efficiency=eff))
+
+
+def moe_comm_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int,
+               x_bytes: int = 2, calibration: object = None) -> float:
+    """One MoE layer's token exchange under expert parallelism, by ServingAssumptions.moe_collective: "alltoall"
+    (a2a_s: DeepEP / vLLM / SGLang dispatch + combine) or "allgather" (allgather_reducescatter_s: TensorRT-LLM's
+    PyTorch backend on Hopper)."""
+    if a.moe_collective == "allgather":
+        return allgather_reducescatter_s(m, system, tokens, tp, ep, x_bytes, calibration)
+    return a2a_s(m, system, a, tokens, tp, ep)
 
 
 def mla_decode_dims(m: ModelSpec) -> tuple[int, int] | None:

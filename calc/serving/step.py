@@ -11,7 +11,8 @@
               bandwidth = HBM x the default 0.9 or the calibration's "memory" points (its largest: the copy)
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
-              parallelism + MoE layers x dispatch/combine (calc.serving.moe.a2a_s)
+              parallelism + MoE layers x dispatch/combine (calc.serving.moe.moe_comm_s: all-to-all or all-gather +
+              reduce-scatter by ServingAssumptions.moe_collective)
     MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
     routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
     step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
@@ -57,7 +58,7 @@ from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
 from calc.serving.gemms import model_gemms
-from calc.serving.moe import a2a_s, attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims
+from calc.serving.moe import attention_ranks, moe_comm_s, expert_gemm_rate, expert_row_tile, mla_decode_dims
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -288,13 +289,18 @@ def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float,
         (L - L_dense) x moe_routing_bytes(T_rank) / (HBM x memory efficiency)
     T_rank: the tokens this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and
     permutes every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel
-    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts); plus, per MoE layer, the fixed
-    latency of the fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
+    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts); EP x tokens / t when the experts
+    are fed by an all-gather (ServingAssumptions.moe_collective "allgather": every rank permutes and unpermutes all
+    gathered rows, calc.serving.moe.allgather_reducescatter_s); plus, per MoE layer, the fixed latency of the
+    fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
     if not m.moe or tokens <= 0:
         return 0.0
+    a = a or DEFAULT_ASSUMPTIONS
     per_rank = tokens / tp if ep > 1 else tokens
+    if ep > 1 and a.moe_collective == "allgather":
+        per_rank *= ep
     layers = m.num_layers - m.moe.num_dense_layers
-    return layers * (moe_routing_bytes(m, per_rank) / bandwidth + (a or DEFAULT_ASSUMPTIONS).moe_kernel_floor_s)
+    return layers * (moe_routing_bytes(m, per_rank) / bandwidth + a.moe_kernel_floor_s)
 
 
 def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
@@ -345,8 +351,10 @@ def step_time(
     attn_memory = kv_read / bandwidth
     payload = tp_activation_bytes(m, tokens, ACT_BYTES)
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)
-    if ep > 1 and m.moe:  # dispatch + combine of each token's k expert inputs per MoE layer (calc.serving.moe)
-        comm += (m.num_layers - m.moe.num_dense_layers) * a2a_s(m, system, a, tokens, tp, ep)
+    if ep > 1 and m.moe:  # dispatch + combine (or all-gather + reduce-scatter) per MoE layer (calc.serving.moe)
+        fmt = weight_format(m, gpu, dtype)
+        x_bytes = 1 if fmt.compute_dtype.startswith("fp8") and a.fp8_moe_scales == "tensor" else ACT_BYTES
+        comm += (m.num_layers - m.moe.num_dense_layers) * moe_comm_s(m, system, a, tokens, tp, ep, x_bytes, calibration)
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
     routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a)
