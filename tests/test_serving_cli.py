@@ -272,3 +272,14 @@ def test_fp8_moe_scales_flag(cli) -> None:
     assert r.code == 2 and "--fp8-moe-scales" in r.err and "Traceback" not in r.err
     serve = ["serve", "qwen3-30b-a3b", "--gpu", "h100", "--dtype", "fp8", "--prompt", "2000", "--output", "200"]
     assert "taken as tensor-scaled" in cli(*serve, "--fp8-moe-scales", "tensor", "--explain").out
+
+
+def test_moe_collective_flag(cli) -> None:
+    """--moe-collective (calc.serving.assumptions.moe_collective): --engine trtllm takes TensorRT-LLM's all-gather +
+    reduce-scatter, vLLM the all-to-all, the flag overrides either; printed by --explain; a bad value exits 2."""
+    serve = ["serve", "qwen3-30b-a3b", "--gpu", "h100", "--dtype", "fp8", "--prompt", "2000", "--output", "200", "--explain"]
+    assert "(--moe-collective allgather)" in cli(*serve, "--engine", "trtllm").out
+    assert "(--moe-collective alltoall)" in cli(*serve).out
+    assert "(--moe-collective alltoall)" in cli(*serve, "--engine", "trtllm", "--moe-collective", "alltoall").out
+    r = cli(*serve, "--moe-collective", "ring")
+    assert r.code == 2 and "--moe-collective" in r.err and "Traceback" not in r.err

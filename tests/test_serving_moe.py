@@ -12,7 +12,7 @@ import pytest
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory
 from calc.serving.launch import launch_command
-from calc.serving.moe import a2a_s, attention_ranks, mla_decode_dims
+from calc.serving.moe import a2a_s, allgather_reducescatter_s, attention_ranks, mla_decode_dims, moe_comm_s
 from calc.serving.step import step_time, weight_gemm_time
 from calc.sources.catalog import load_gpu, load_model, load_system
 from calc.specs.serving import EngineSettings
@@ -40,6 +40,44 @@ def test_all_to_all_by_hand() -> None:
     # bytes 1024 x 2 x 4096 x 7/8 x 1.3 x 3 = 28,626,124.8 B / 430.3125e9 = 66.524 us; + 42 us
     assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 1024, 1, 8) == pytest.approx(108.524e-6, rel=1e-4)
     assert a2a_s(load_model("llama3-8b"), system, DEFAULT_ASSUMPTIONS, 64, 1, 8) == 0.0  # dense: no experts
+
+
+def test_allgather_reducescatter_by_hand() -> None:
+    """TensorRT-LLM's attention-DP MoE exchange (fused_moe_cutlass.py: allgather of x, top-k ids and weights, then
+    reducescatter of the output), NCCL ring on a DGX H100 (450 GB/s per direction x 0.8 collective efficiency,
+    3 us per ring step). Qwen3-235B-A22B (H 4096, top-8), EP 8, 64 tokens per rank, TP 1, per-tensor fp8 x (1 B):
+    gathered 8 x 64 x (4096 x 1 + 8 x 8) = 2,129,920 B: 7 x 3 us + 7/8 x 2,129,920 / 360e9 = 26.177 us;
+    reduce-scatter of 8 x 64 x 4096 x 2 = 4,194,304 B: 21 us + 7/8 x 4,194,304 / 360e9 = 31.194 us; 57.371 us."""
+    m, system = load_model("qwen3-235b-a22b"), load_system("dgx-h100")
+    assert allgather_reducescatter_s(m, system, 64, 1, 8, 1) == pytest.approx(57.371e-6, rel=1e-4)
+    # bf16 x (block-scaled fp8 or 16-bit experts): 8 x 64 x (8192 + 64) = 4,227,072 B gathered: 21 + 10.274 us
+    assert allgather_reducescatter_s(m, system, 64, 1, 8, 2) == pytest.approx((21 + 10.2741 + 31.1945) * 1e-6, rel=1e-4)
+    assert allgather_reducescatter_s(m, system, 64, 1, 1, 1) == 0.0  # no EP: nothing exchanged
+    assert allgather_reducescatter_s(load_model("llama3-8b"), system, 64, 1, 8, 1) == 0.0
+    # moe_comm_s picks by ServingAssumptions.moe_collective
+    gather = DEFAULT_ASSUMPTIONS.model_copy(update={"moe_collective": "allgather"})
+    assert moe_comm_s(m, system, gather, 64, 1, 8, 1) == allgather_reducescatter_s(m, system, 64, 1, 8, 1)
+    assert moe_comm_s(m, system, DEFAULT_ASSUMPTIONS, 64, 1, 8, 1) == a2a_s(m, system, DEFAULT_ASSUMPTIONS, 64, 1, 8)
+
+
+def test_allgather_volume_against_all_to_all_is_ep_over_k() -> None:
+    """At large token counts the latencies vanish and the ratio of the bytes is the source's EP / k (with the
+    collectives' own efficiencies and the a2a's imbalance): Llama 4 Maverick (top-1, H 5120), EP 8, 4,096 tokens,
+    bf16 x. AG + RS per rank 7/8 x 8 x 4096 x (5120 x 2 + 8 + 5120 x 2) B = 7/8 x 671,350,784 B at 360 GB/s =
+    1.6317 ms (+ 42 us); the all-to-all 4096 x 1 x 5120 x 7/8 x 1.3 x 3 B = 71,565,312 B at 430.3125 GB/s = 166.31 us
+    (+ 42 us)."""
+    m, system = load_model("llama4-maverick"), load_system("dgx-h100")
+    assert allgather_reducescatter_s(m, system, 4096, 1, 8, 2) == pytest.approx(1.6317e-3 + 42e-6, rel=1e-3)
+    assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 4096, 1, 8) == pytest.approx(166.31e-6 + 42e-6, rel=1e-3)
+
+
+def test_engine_moe_collective_default() -> None:
+    from calc.serving.assumptions import engine_moe_collective
+
+    assert engine_moe_collective("trtllm") == "allgather"
+    assert engine_moe_collective("sglang") == "alltoall"
+    assert "all-gather + reduce-scatter" in ServingAssumptions(moe_collective="allgather").lines()[-1]
+    assert "(DeepEP)" in DEFAULT_ASSUMPTIONS.lines()[-1]
 
 
 def test_mla_absorbed_decode_dims() -> None:
@@ -150,6 +188,9 @@ def test_moe_routing_traffic_by_hand() -> None:
     assert moe_routing_s(m, 1000, 1, 1, 1e12, ServingAssumptions(moe_kernel_floor_s=20e-6)) == pytest.approx(
         19.395584e-3 + 1.88e-3)
     assert moe_routing_s(load_model("llama3-8b"), 1000, 1, 1, 1e12) == 0.0
+    # all-gather (TensorRT-LLM): every rank permutes the gathered EP x tokens / t rows: 8 x 1000 at TP 1 = 8 x the time
+    gather = traffic.model_copy(update={"moe_collective": "allgather"})
+    assert moe_routing_s(m, 1000, 1, 8, 1e12, gather) == pytest.approx(8 * 19.395584e-3)
 
 
 def test_moe_step_adds_routing_traffic() -> None:

@@ -239,6 +239,16 @@ Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
     help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
          "the default) or tensor (one scale per tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, "
          "faster above 128 tokens per expert)")]
+class MoeCollective(StrEnum):
+    alltoall = "alltoall"
+    allgather = "allgather"
+
+
+MoeCollectiveOpt = Annotated[MoeCollective | None, typer.Option(
+    "--moe-collective",
+    help="how tokens reach the experts under expert parallelism: alltoall (DeepEP-style dispatch + combine, vLLM / "
+         "SGLang) or allgather (all-gather + reduce-scatter over the EP group, TensorRT-LLM on Hopper); default: "
+         "the engine's (allgather for --engine trtllm)")]
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

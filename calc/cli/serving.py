@@ -39,6 +39,7 @@ from calc.cli.options import (
     MaxNumSeqsOpt,
     MemFractionOpt,
     ModelArg,
+    MoeCollectiveOpt,
     NumGpusOpt,
     OutputOpt,
     PlotOpt,
@@ -135,7 +136,7 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
 
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
-                        comm_buffer_gib: float | None = None) -> Any:
+                        comm_buffer_gib: float | None = None, moe_collective: str | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -145,9 +146,17 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).
     --comm-buffer-gib: the per-GPU communication memory of a split model, replacing calc.serving.comm_memory's
-    formula."""
+    formula.
+    --moe-collective: the expert-parallel token exchange; else the engine's (calc.serving.assumptions
+    engine_moe_collective: all-gather + reduce-scatter for TensorRT-LLM, all-to-all otherwise)."""
     from calc.fitted import describe
-    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s, overhead_family
+    from calc.serving.assumptions import (
+        DEFAULT_ASSUMPTIONS,
+        ServingAssumptions,
+        engine_moe_collective,
+        engine_step_overhead_s,
+        overhead_family,
+    )
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
@@ -156,6 +165,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
         given["fp8_moe_scales"] = str(fp8_moe_scales)
     if comm_buffer_gib is not None:
         given["comm_buffer_gib"] = comm_buffer_gib
+    if moe_collective is not None or settings is not None:
+        given["moe_collective"] = str(moe_collective or engine_moe_collective(settings.engine))
     if step_overhead_ms is not None:
         given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:
@@ -304,6 +315,7 @@ def serve(
     comm_buffer_gib: CommBufferOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    moe_collective: MoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     emit_engine: EmitOpt = None,
@@ -344,7 +356,7 @@ def serve(
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),
                         assumptions=serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms,
-                                                        enforce_eager, comm_buffer_gib),
+                                                        enforce_eager, comm_buffer_gib, moe_collective),
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)

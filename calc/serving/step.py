@@ -58,7 +58,7 @@ from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
 from calc.serving.gemms import model_gemms
-from calc.serving.moe import attention_ranks, moe_comm_s, expert_gemm_rate, expert_row_tile, mla_decode_dims
+from calc.serving.moe import attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims, moe_comm_s
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
