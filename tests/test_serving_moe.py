@@ -71,6 +71,26 @@ def test_allgather_volume_against_all_to_all_is_ep_over_k() -> None:
     assert a2a_s(m, system, DEFAULT_ASSUMPTIONS, 4096, 1, 8) == pytest.approx(166.31e-6 + 42e-6, rel=1e-3)
 
 
+def test_ampere_grouped_gemm_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16-bit grouped GEMMs on Ampere at >= 128 tokens per expert run at ampere_grouped_gemm_rate (0.8: aiconfigurator's
+    A100 TensorRT-LLM 1.0 table, calc.serving.assumptions) of the dense rate; Hopper and fp8 keep theirs; below one
+    tile the decode rate holds. Mixtral 8x7B, 4,096 tokens at TP 2 on an A100 (1,024 tokens per expert): its expert
+    GEMMs take 1 / 0.8 = 1.25 x what they take at rate 1."""
+    import calc.serving.step as step
+    from calc.serving.moe import expert_gemm_rate
+
+    assert expert_gemm_rate(1024, DEFAULT_ASSUMPTIONS, "bf16", "Ampere") == 0.8
+    assert expert_gemm_rate(1024, DEFAULT_ASSUMPTIONS, "bf16", "Hopper") == 1.0
+    assert expert_gemm_rate(1024, DEFAULT_ASSUMPTIONS, "fp8", "Ampere") == DEFAULT_ASSUMPTIONS.fp8_grouped_gemm_rate
+    assert expert_gemm_rate(64, DEFAULT_ASSUMPTIONS, "bf16", "Ampere") == DEFAULT_ASSUMPTIONS.grouped_gemm_efficiency
+    m, gpu = load_model("mixtral-8x7b"), load_gpu("a100-80g")
+    experts = [g for g in step.model_gemms(m)[0] if g.expert]
+    monkeypatch.setattr(step, "model_gemms", lambda _m: (experts, 0))
+    slow = weight_gemm_time(m, gpu, 4096, 0, 2, "bf16", None, 1, DEFAULT_ASSUMPTIONS)[0]
+    dense = weight_gemm_time(m, gpu, 4096, 0, 2, "bf16", None, 1, ServingAssumptions(ampere_grouped_gemm_rate=1.0))[0]
+    assert slow == pytest.approx(1.25 * dense)
+
+
 def test_engine_moe_collective_default() -> None:
     from calc.serving.assumptions import engine_moe_collective
 

@@ -56,6 +56,16 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   points; 0.9-1.4 for Mixtral's large experts, 0.5-0.7 for Qwen3's small ones), fp8 block-scaled at 0.60 (806
   points), bf16 at 0.88 (912): per-tensor fp8 at 0.8, block-scaled at fp8_grouped_gemm_rate. Which applies:
   fp8_moe_scales, "block" by default (what vLLM / SGLang serve from shipped FP8 checkpoints).
+  ampere_grouped_gemm_rate: 16-bit MoE grouped GEMMs on Ampere at >= 128 tokens per expert, against this model's
+  dense GEMM (on Hopper they run at its rate, 1). aiconfigurator's A100 TensorRT-LLM 1.0.0 MoE table
+  (aiconfigurator_core/systems/data/a100_sxm/moe/trtllm/1.0.0/moe_perf.parquet, bfloat16, power_law_1.01 routing,
+  Mixtral 8x7B / 8x22B and Qwen3-235B-A22B expert shapes, moe_tp 1-8, 1,024-16,384 tokens; 108 points) against this
+  model's expert GEMMs + routing at rate 1: a median 1.45x its time; the table holds no balanced points on A100,
+  and the same table on H100 (trtllm/1.3.0rc20, same shapes, moe_tp 1-4) times power_law_1.01 at 1.16x balanced, so
+  balanced routing would take 1.45 / 1.16 = 1.25x: a rate of 0.8. The A100 SGLang 0.5.10 table (balanced, triton
+  fused_moe, TP 4-8) sits at 1.12-1.15x for Mixtral, 1.3-1.4x for Qwen3's small experts. The dense bf16 GEMMs of the
+  same A100 TensorRT-LLM tables run at 0.81-0.84 of this model's time, as the H100 ones do (0.81-0.87): the grouped
+  kernel, not the dense model, is what is slower on Ampere.
   moe_collective: how tokens reach the experts under expert parallelism: "alltoall" (default; DeepEP-style
   dispatch + combine, what vLLM --enable-expert-parallel and SGLang --enable-dp-attention run) or "allgather"
   (TensorRT-LLM's PyTorch backend on Hopper under attention DP: an AllGather of the hidden states before the
@@ -111,6 +121,8 @@ class ServingAssumptions(BaseModel):
     fp8_moe_scales: Literal["block", "tensor"] = Field("block", description=(
         "fp8 expert weights with 128 x 128 block scales (DeepGEMM / triton block kernels) or one scale per tensor "
         "(CUTLASS fp8 grouped GEMM: TensorRT-LLM / ModelOpt FP8)"))
+    ampere_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
+        "16-bit MoE grouped GEMM rate on Ampere at >= 128 tokens per expert, against a dense GEMM"))
     moe_collective: Literal["alltoall", "allgather"] = Field("alltoall", description=(
         "EP token exchange: DeepEP-style all-to-all, or TensorRT-LLM's all-gather + reduce-scatter (attention DP, Hopper)"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
@@ -137,7 +149,8 @@ class ServingAssumptions(BaseModel):
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
             f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
             f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
-            f"TensorRT-LLM's tables) above, fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
+            f"TensorRT-LLM's tables) above, 16-bit at {self.ampere_grouped_gemm_rate:g} on Ampere (aiconfigurator's A100 tables), "
+            f"fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
             f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
             f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
             f"(SGLang large-scale EP, no EPLB); "

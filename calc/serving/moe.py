@@ -13,7 +13,8 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
 - the fixed latency of the fused-MoE kernel chain per MoE layer (moe_kernel_floor_s, in calc.serving.step's
   routing term);
 - the fused-MoE kernel's row tile below one 128-row tile per expert (expert_row_tile);
-- fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales);
+- fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales); 16-bit grouped GEMMs on
+  Ampere (ServingAssumptions.ampere_grouped_gemm_rate);
 - the collective that carries tokens to the experts under data-parallel attention (ServingAssumptions.moe_collective):
   a DeepEP-style all-to-all (a2a_s) or TensorRT-LLM's AllGather + ReduceScatter (allgather_reducescatter_s).
 MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
@@ -37,13 +38,14 @@ LOW_LATENCY_MAX_TOKENS = 256  # DeepEP: low-latency mode for num_max_dispatch_to
 DISPATCH_BYTES, COMBINE_BYTES = 1, 2  # FP8 dispatch, BF16 combine (DeepEP / DeepSeek-V3 inference)
 
 
-def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16") -> float:
+def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16", arch: str = "") -> float:
     """Rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape
     (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries):
 
         r(T_e) = a.grouped_gemm_efficiency        T_e < 128 tokens per expert (decode: weight streaming)
                = a.fp8_grouped_gemm_rate          otherwise, an fp8 block-scaled grouped GEMM (prefill: compute)
                = a.fp8_tensor_grouped_gemm_rate   otherwise, fp8 with per-tensor scales (a.fp8_moe_scales "tensor")
+               = a.ampere_grouped_gemm_rate       otherwise, 16-bit on an Ampere GPU (``arch``)
                = 1                                otherwise, 16-bit (the dense GEMM's rate)
 
     Both defaults are read off the per-op MoE tables aiconfigurator 0.12 measured on H100 / H200 SXM
@@ -52,7 +54,9 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     engines' fused-MoE kernels sit well below DeepGEMM's own grouped-GEMM table (deepseek-ai/DeepGEMM README,
     H800: 1,233 TFLOPS at 1,024 tokens per group, masked layout, ~0.9 of its dense GEMMs), which is what a
     DeepGEMM path reaches. The per-tensor rate: aiconfigurator's TensorRT-LLM 1.3.0rc20 MoE tables
-    (calc.serving.assumptions).
+    (calc.serving.assumptions). The Ampere 16-bit rate: aiconfigurator's A100 tables (calc.serving.assumptions);
+    sm80 has no TMA / warp-specialised grouped GEMM (TensorRT-LLM's sm80 MoE GEMMs are CUTLASS 2.x grouped kernels,
+    vLLM / SGLang's triton fused_moe without TMA), and its grouped GEMM falls further below its dense GEMM than on Hopper.
 
     >>> from calc.serving.assumptions import ServingAssumptions
     >>> a = ServingAssumptions(grouped_gemm_efficiency=0.6, fp8_grouped_gemm_rate=0.4)
@@ -60,11 +64,13 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     (0.6, 0.4, 1.0)
     >>> expert_gemm_rate(1024, a.model_copy(update={"fp8_moe_scales": "tensor"}), "fp8")
     0.8
+    >>> expert_gemm_rate(1024, a, "bf16", "Ampere"), expert_gemm_rate(64, a, "bf16", "Ampere")
+    (0.8, 0.6)
     """
     if tokens_per_expert < GROUPED_GEMM_TILE_ROWS:
         return a.grouped_gemm_efficiency
     if not dtype.startswith("fp8"):
-        return 1.0
+        return a.ampere_grouped_gemm_rate if arch == "Ampere" else 1.0
     return a.fp8_tensor_grouped_gemm_rate if a.fp8_moe_scales == "tensor" else a.fp8_grouped_gemm_rate
 
 

@@ -190,7 +190,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                 wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
-            t /= expert_gemm_rate(per, a, gemm_dtype)
+            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch)
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights
