@@ -15,6 +15,7 @@ serving row runs at its engine family's fitted overhead.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -312,6 +313,7 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     KV cache admits, capped by the engine's max batch (calc.serving.plan.max_load_layout). TensorRT-LLM's KV share
     (kv_cache_free_gpu_mem_fraction of the memory left after weights) is priced with vLLM's accounting at the same
     fraction of the card: the nearest the engine models."""
+    from calc.serving.moe import attention_ranks
     from calc.serving.plan import max_load_layout
     from calc.specs.serving import EngineSettings
 
@@ -328,14 +330,44 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     # The proxy engine is vLLM V1, but the sampler is TensorRT-LLM's own, not vLLM's PyTorch-native top-k/top-p sort
     # (38 B per logit on max_batch_size rows): its profile is priced at the FlashInfer sampler's bytes.
     proxy = assumptions.model_copy(update={"vllm_flashinfer_sampler": True})
-    lay = max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
-                          kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=proxy, ep=ep)
+    def layout(seqs: int) -> Any:
+        return max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
+                               kv_dtype=k.get("kv_dtype"), settings=settings.model_copy(update={"max_num_seqs": seqs}),
+                               assumptions=proxy, ep=ep)
+
+    lay = layout(settings.max_num_seqs)
     if lay is None:
         raise CannotPredict("the engine predicts no room for one request's KV cache")
+    tokens_per_s = lay.tokens_per_s
+    if "num_requests" in k:
+        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, attention_ranks(tp, ep),
+                                               lambda seqs: layout(seqs).tokens_per_s)
     metric = row.measured.metric.lower()  # "Total Output Throughput" counts output tokens only
     per_request = k["output"] + (k["prompt"] if "total" in metric and "output" not in metric else 0)
-    value = lay.tokens_per_s * per_request / k["output"]
+    value = tokens_per_s * per_request / k["output"]
     return value / row.hardware.num_gpus if row.measured.unit.endswith("/gpu") else value
+
+
+def finite_run_tokens_per_s(requests: int, batch: int, ranks: int, tokens_per_s: Any) -> float:
+    """Output tokens/s of an offline run of ``requests`` identical requests, all queued at once, on an engine that runs
+    at most ``batch`` of them together over ``ranks`` attention ranks (``tokens_per_s(s)``: the layout's tokens/s with
+    at most s requests per rank, calc.serving.plan.max_load_layout). Identical requests admitted together finish
+    together, so the run is wave_sizes(requests, batch) waves, each producing b x O tokens in b x O / tps(b) seconds:
+
+        tokens/s = requests x O / sum_w (b_w x O / tps(b_w)) = requests / sum_w (b_w / tps(b_w))
+
+    with a wave of b requests spread ceil(b / ranks) per rank. Fewer requests than the engine admits run as one wave of
+    all of them: an engine never batches more requests than the benchmark sends (trtllm-bench's datasets: TensorRT-LLM
+    docs/source/performance/perf-overview.md, "$num_requests" by ISL/OSL, 30,000 at 128/128 down to 1,000 at
+    20,000/2,000; v0.17 @ 258c754 and v1.0 @ 00f3768).
+
+    >>> finite_run_tokens_per_s(1500, 4096, 1, lambda s: s * 10.0)  # one wave of 1,500 at 10 tokens/s each
+    15000.0
+    >>> finite_run_tokens_per_s(10, 4, 1, lambda s: 100.0)  # waves 4, 4, 2 at 100 tokens/s: 10 / (0.04 + 0.04 + 0.02)
+    100.0
+    """
+    seconds = sum(b / tokens_per_s(math.ceil(b / ranks)) for b in wave_sizes(requests, batch))
+    return requests / seconds
 
 
 def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
