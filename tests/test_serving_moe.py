@@ -344,3 +344,18 @@ def test_trtllm_fp8_rows_run_per_tensor_scales() -> None:
     assert fp8_scales(row("vllm", "fp8"), {}) is None
     assert fp8_scales(row("vllm", "fp8"), {"fp8_scales": "tensor"}) == "tensor"
     assert fp8_scales(row("trtllm", "bf16"), {}) is None
+
+
+def test_finite_run_waves_by_hand() -> None:
+    """trtllm-bench runs a finite dataset (perf-overview $num_requests): 1,500 identical requests on an engine that
+    admits 4,096 run as one wave of 1,500 (not a 4,096 steady state); 10 requests through room for 4 run as waves
+    4, 4, 2. With tokens/s = 10 per request admitted (per rank s, 2 ranks: 20 s): 1,500 requests at 750 per rank ->
+    15,000 tokens/s; waves 4, 4, 2 at 100 tokens/s each -> 10 / (4/100 + 4/100 + 2/100) = 100 tokens/s."""
+    import corpus_predict as cp
+    from corpus_schema import load_corpus
+
+    assert cp.finite_run_tokens_per_s(1500, 4096, 2, lambda s: 20.0 * s) == pytest.approx(15000.0)
+    assert cp.finite_run_tokens_per_s(10, 4, 1, lambda s: 100.0) == pytest.approx(100.0)
+    # a row of the v1.0 perf overview carries its dataset size, read as a knob
+    row = next(r for r, _g, _s in load_corpus() if r.id == "trtllm-po-v1.0-qwen3-235b-a22b-h200-tp8-fp8-128-4096")
+    assert cp.knobs(row)["num_requests"] == 1500
