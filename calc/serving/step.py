@@ -8,6 +8,7 @@
               max(F / (peak x e(F) x SERVING_SUSTAINED), weight bytes / measured bandwidth) + launch
     attention = max(score FLOPs / (peak x e_attn), KV read by every sequence / bandwidth), e_attn the flash-attention
               default (FLASH_ATTENTION_PEAK) or the calibration's "attention" points at one layer's FLOPs;
+              the decode KV read x ServingAssumptions.decode_kv_reads (calc.serving.decode_attention);
               bandwidth = HBM x the default 0.9 or the calibration's "memory" points (its largest: the copy)
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
@@ -335,6 +336,7 @@ def step_time(
     attn_flops += (mixer_scan_flops(m, decode_seqs * queries_per_seq, decode=True) + mixer_scan_flops(m, prefill_tokens)) / tp
     kv_dtype = kv_dtype or act
     kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
+    kv_read *= a.decode_kv_reads  # a kernel reading each KV head once per query head (calc.serving.decode_attention)
     kv_read += (decode_seqs + (prefill_seqs if prefill_tokens else 0)) * state_bytes_per_request(m, tp)  # constant state read
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
