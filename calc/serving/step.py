@@ -57,6 +57,7 @@ from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
+from calc.serving.fp8_fallback import UNFUSED_DQ_BYTES
 from calc.serving.gemms import model_gemms
 from calc.serving.moe import a2a_s, attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims
 from calc.serving.weights import weight_format
@@ -191,6 +192,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
             t /= expert_gemm_rate(per, a, gemm_dtype)
+        elif a.fp8_unfused_dequant and gemm_dtype.startswith("fp8"):  # fp32 out + rescale passes (calc.serving.fp8_fallback)
+            t += UNFUSED_DQ_BYTES * touched * per * n / bandwidth
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights
@@ -362,7 +365,7 @@ def step_time(
         memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m) + routing
         forward = max(compute, memory) + comm
     eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
-    launches = forward_kernels(m, gpu, dtype, tp) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
+    launches = forward_kernels(m, gpu, dtype, tp, a.fp8_unfused_dequant) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
     total = max(forward, launches) + a.step_overhead_s  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
     if launches > forward:
