@@ -36,8 +36,7 @@ from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, overhead_family  # noqa: E402
-from calc.serving.decode_attention import vllm_decode_kv_reads  # noqa: E402
-from calc.serving.fp8_fallback import vllm_fp8_unfused  # noqa: E402
+from calc.serving.engine_kernels import engine_kernels  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
 from calc.specs import GPUSpec, ModelSpec  # noqa: E402
 from calc.training.fp8_recipe import recipe_of  # noqa: E402
@@ -214,13 +213,9 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         assumptions = assumptions.model_copy(update={"eager": True})
     elif eager_from is not None:  # vLLM V0 never captures a step holding prompt tokens
         assumptions = assumptions.model_copy(update={"eager_prefill": True})
-    if row.stack.name in ("vllm", "vllm-v0"):  # ROCm kernels by release: decode attention, fp8 GEMMs
-        version = _engine_settings(row, k).engine_version
-        reads = vllm_decode_kv_reads(m, gpu.vendor, version, k["prompt"] + k["output"] - 1,
-                                     k.get("rocm_custom_pa_max_seq_len"))
-        unfused = vllm_fp8_unfused(gpu.vendor, version,
-                                   m.quantization.method if m.quantization and k.get("weights_as_shipped") else None)
-        assumptions = assumptions.model_copy(update={"decode_kv_reads": reads, "fp8_unfused_dequant": unfused})
+    if row.stack.name in ("vllm", "vllm-v0"):  # the release's ROCm kernels (calc.serving.engine_kernels)
+        assumptions = engine_kernels(assumptions, m, gpu, _engine_settings(row, k), k["prompt"] + k["output"] - 1,
+                                     _serving_dtype(row, k), k.get("rocm_custom_pa_max_seq_len"))
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
     waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
     runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],

@@ -70,3 +70,19 @@ def test_unfused_fallback_moves_24_bytes_per_output_element() -> None:
     assert extra == 735_647_367_168
     bandwidth = g.hbm_tb_s * 1e12 * memory_efficiency(g, None)
     assert abs((unfused.gemm_s - fused.gemm_s) - extra / bandwidth) < 1e-9
+
+
+def test_latency_prices_the_release_kernels_and_explains_them(cli) -> None:  # noqa: ANN001
+    # --engine vllm --engine-version 0.6.3 on MI300X, Meta's FP8 checkpoint, 32,784 + 2,048 tokens: both ROCm paths;
+    # the current release (no version) runs neither, and its TPOT is the lower
+    run = ("latency", str(CONFIG), "--gpu", "mi300x", "--num-gpus", "8", "--prompt", "32784", "--output", "2048",
+           "--batch", "4", "--explain", "--json")
+    old = cli(*run, "--engine", "vllm", "--engine-version", "0.6.3")
+    now = cli(*run, "--engine", "vllm")
+    assert old.code == 0 and now.code == 0
+    import json
+
+    assert json.loads(old.out)["tpot_s"] > json.loads(now.out)["tpot_s"]
+    text = " ".join(cli(*run[:-1], "--engine", "vllm", "--engine-version", "0.6.3").out.split())
+    assert "reads each KV head 16 times per step" in text and "fp8 GEMMs unfused" in text
+    assert "reads each KV head" not in " ".join(cli(*run[:-1], "--engine", "vllm").out.split())
