@@ -45,6 +45,7 @@ from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, overhead_family  # noqa: E402
+from calc.serving.engine_kernels import engine_kernels  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
 from calc.specs import GPUSpec, ModelSpec  # noqa: E402
 from calc.training.fp8_recipe import recipe_of  # noqa: E402
@@ -222,6 +223,9 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         assumptions = assumptions.model_copy(update={"eager": True})
     elif eager_from is not None:  # vLLM V0 never captures a step holding prompt tokens
         assumptions = assumptions.model_copy(update={"eager_prefill": True})
+    if row.stack.name in ("vllm", "vllm-v0"):  # the release's ROCm kernels (calc.serving.engine_kernels)
+        assumptions = engine_kernels(assumptions, m, gpu, _engine_settings(row, k), k["prompt"] + k["output"] - 1,
+                                     _serving_dtype(row, k), k.get("rocm_custom_pa_max_seq_len"))
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
     waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
     runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],

@@ -228,6 +228,9 @@ def latency(
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
+    from calc.serving.engine_kernels import engine_kernels
+
+    a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
 
     mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a)  # one capacity call for fit and band
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
@@ -352,11 +355,15 @@ def serve(
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
+    from calc.serving.engine_kernels import engine_kernels
+
+    a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
+                                           comm_buffer_gib, moe_collective), m, g, s, prompt + output - 1,
+                       given_dtype(ctx, dtype))
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),
-                        assumptions=serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms,
-                                                        enforce_eager, comm_buffer_gib, moe_collective),
+                        assumptions=a,
                         emit=emit_engine.value if emit_engine else None,
                         speculation=_speculation(speculative, draft, spec_tokens, acceptance),
                         disaggregated=disaggregated)

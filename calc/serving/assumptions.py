@@ -28,6 +28,11 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   is what latency / serve / report use for --engine; --step-overhead-ms overrides it.
 - eager / eager_launch_s: an eager step (no CUDA / HIP graph) is max(forward, kernels x launch) + overhead, the
   kernels counted from vLLM's model code and the launch cost by vendor (calc.serving.eager, its sources).
+- decode_kv_reads: how often a decode step reads each KV head; 1 unless the engine runs vLLM's generic paged
+  attention (one thread block per query head), e.g. on ROCm past the custom kernel's length limit
+  (calc.serving.decode_attention, its sources).
+- fp8_unfused_dequant: vLLM's unfused fp8 fallback (ROCm before 0.7.3, per-channel / per-token scales): each fp8
+  GEMM writes fp32 and is rescaled and cast by three more kernels (calc.serving.fp8_fallback, its sources).
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
 - MoE serving (calc.serving.moe):
   grouped_gemm_efficiency / fp8_grouped_gemm_rate / moe_kernel_floor_s: the serving engines' fused-MoE kernels
@@ -109,6 +114,12 @@ class ServingAssumptions(BaseModel):
         "for decode-only batches alone); set for --engine vllm-v0 / a release before 0.8"))
     eager_launch_s: float | None = Field(None, ge=0, description=(
         "host seconds per eager kernel launch; None: by GPU vendor (calc.serving.eager.LAUNCH_S)"))
+    decode_kv_reads: float = Field(1.0, ge=1, description=(
+        "times a decode step reads each KV head: 1 for a GQA-grouped kernel, query heads per KV head for vLLM's generic "
+        "paged attention (ROCm past the custom kernel's length limit): calc.serving.decode_attention"))
+    fp8_unfused_dequant: bool = Field(False, description=(
+        "fp8 GEMMs run to fp32 and are rescaled by separate elementwise passes (vLLM before 0.7.3 on ROCm with "
+        "per-channel scales): calc.serving.fp8_fallback"))
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
     grouped_gemm_efficiency: float = Field(0.8, gt=0, le=1,
@@ -144,6 +155,11 @@ class ServingAssumptions(BaseModel):
                + " per kernel (calc.serving.eager)"] if self.eager else []),
             *(["vLLM V0: steps holding prompt tokens run eager (no graph for a prefill), max(forward, kernels x launch) "
                "+ overhead (calc.serving.eager)"] if self.eager_prefill and not self.eager else []),
+            *([f"decode attention reads each KV head {self.decode_kv_reads:g} times per step (vLLM's generic paged "
+               "attention, one thread block per query head: calc.serving.decode_attention)"] if self.decode_kv_reads != 1 else []),
+            *(["fp8 GEMMs unfused: an fp8 GEMM to fp32, two rescale passes and a cast (+24 B per output element, "
+               "+3 kernels; vLLM before 0.7.3 on ROCm, per-channel scales: calc.serving.fp8_fallback)"]
+              if self.fp8_unfused_dequant else []),
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",

@@ -38,6 +38,7 @@ Both are named assumptions (ServingAssumptions.eager_launch_s overrides them; `-
 
 from __future__ import annotations
 
+from calc.serving.fp8_fallback import UNFUSED_DQ_KERNELS
 from calc.serving.gemms import model_gemms
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
@@ -58,9 +59,10 @@ def launch_s(gpu: GPUSpec, given: float | None = None) -> float:
     return given if given is not None else LAUNCH_S.get(gpu.vendor, LAUNCH_OTHER_S)
 
 
-def forward_kernels(m: ModelSpec, gpu: GPUSpec, dtype: str | None, tp: int) -> int:
+def forward_kernels(m: ModelSpec, gpu: GPUSpec, dtype: str | None, tp: int, unfused_dequant: bool = False) -> int:
     """Kernels one forward launches on each GPU (module docstring): weight GEMMs of every layer (fused as the engine
-    runs them; routed experts one grouped GEMM per projection), one quantisation kernel before each fp8 GEMM, the six
+    runs them; routed experts one grouped GEMM per projection), one quantisation kernel before each fp8 GEMM (and
+    ``unfused_dequant``: UNFUSED_DQ_KERNELS rescale / cast kernels after it, calc.serving.fp8_fallback), the six
     other kernels of a layer, two all-reduces per layer under TP, the fused-MoE chain of each MoE layer. The head is
     left out."""
     fmt = weight_format(m, gpu, dtype)
@@ -69,7 +71,7 @@ def forward_kernels(m: ModelSpec, gpu: GPUSpec, dtype: str | None, tp: int) -> i
         if g.name == "lm_head":
             continue
         quantised = fmt.gemm(gpu, g.component, 1.0)[1].startswith("fp8")
-        gemms += g.layers * (2 if quantised else 1)
+        gemms += g.layers * ((2 + (UNFUSED_DQ_KERNELS if unfused_dequant and not g.expert else 0)) if quantised else 1)
     per_layer = NON_GEMM_KERNELS_PER_LAYER + (ALLREDUCES_PER_LAYER if tp > 1 else 0)
     moe_layers = m.num_layers - m.moe.num_dense_layers if m.moe else 0
     return gemms + m.num_layers * per_layer + moe_layers * MOE_CHAIN_KERNELS

@@ -8,6 +8,7 @@
               max(F / (peak x e(F) x SERVING_SUSTAINED), weight bytes / measured bandwidth) + launch
     attention = max(score FLOPs / (peak x e_attn), KV read by every sequence / bandwidth), e_attn the flash-attention
               default (FLASH_ATTENTION_PEAK) or the calibration's "attention" points at one layer's FLOPs;
+              the decode KV read x ServingAssumptions.decode_kv_reads (calc.serving.decode_attention);
               bandwidth = HBM x the default 0.9 or the calibration's "memory" points (its largest: the copy)
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
@@ -57,6 +58,7 @@ from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
+from calc.serving.fp8_fallback import UNFUSED_DQ_BYTES
 from calc.serving.gemms import model_gemms
 from calc.serving.moe import attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims, moe_comm_s
 from calc.serving.weights import weight_format
@@ -191,6 +193,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
             t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch)
+        elif a.fp8_unfused_dequant and gemm_dtype.startswith("fp8"):  # fp32 out + rescale passes (calc.serving.fp8_fallback)
+            t += UNFUSED_DQ_BYTES * touched * per * n / bandwidth
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights
@@ -341,6 +345,7 @@ def step_time(
     attn_flops += (mixer_scan_flops(m, decode_seqs * queries_per_seq, decode=True) + mixer_scan_flops(m, prefill_tokens)) / tp
     kv_dtype = kv_dtype or act
     kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
+    kv_read *= a.decode_kv_reads  # a kernel reading each KV head once per query head (calc.serving.decode_attention)
     kv_read += (decode_seqs + (prefill_seqs if prefill_tokens else 0)) * state_bytes_per_request(m, tp)  # constant state read
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
@@ -368,7 +373,7 @@ def step_time(
         memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m) + routing
         forward = max(compute, memory) + comm
     eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
-    launches = forward_kernels(m, gpu, dtype, tp) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
+    launches = forward_kernels(m, gpu, dtype, tp, a.fp8_unfused_dequant) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
     total = max(forward, launches) + a.step_overhead_s  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
     if launches > forward:
