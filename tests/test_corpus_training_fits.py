@@ -13,7 +13,8 @@ training) instead of refused: 7 remained, all held out: Megatron-Bridge FSDP / 4
 offload settings the rows did not carry, one NeMo SFT. With those settings read from the recipes (Megatron's recompute
 and offload modules, CPU offloading, the embedding/loss in the pipeline split, ETP 1) and Transformer Engine's fp8
 saved inputs, 2 remain; the 25.11 gpt-oss-120b H100 row read at its recipe's micro-batch 1
-(GPT_OSS_120B_H100_BF16_BASE_CONFIG; the table's MBS 4 repeats the B200 row's and needs ~90 GiB), 1. The list may only shrink: a newly refused run fails this test, a fitting one listed too."""
+(GPT_OSS_120B_H100_BF16_BASE_CONFIG; the table's MBS 4 repeats the B200 row's and needs ~90 GiB), 1. The list may
+only shrink: a newly refused run fails this test, a fitting one listed too."""
 
 from __future__ import annotations
 
