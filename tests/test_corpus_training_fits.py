@@ -12,7 +12,9 @@ Korthikanti's sequence parallelism), and LoRA rows are reported as not modelled 
 training) instead of refused: 7 remained, all held out: Megatron-Bridge FSDP / 405B / MoE recipes whose recompute and
 offload settings the rows did not carry, one NeMo SFT. With those settings read from the recipes (Megatron's recompute
 and offload modules, CPU offloading, the embedding/loss in the pipeline split, ETP 1) and Transformer Engine's fp8
-saved inputs, 2 remain. The list may only shrink: a newly refused run fails this test, a fitting one listed too."""
+saved inputs, 2 remain; the 25.11 gpt-oss-120b H100 row read at its recipe's micro-batch 1
+(GPT_OSS_120B_H100_BF16_BASE_CONFIG; the table's MBS 4 repeats the B200 row's and needs ~90 GiB), 1. The list may
+only shrink: a newly refused run fails this test, a fitting one listed too."""
 
 from __future__ import annotations
 
@@ -20,9 +22,6 @@ from benchmarks.corpus_predict import TRAINING_KINDS, predict_or_reason
 from benchmarks.corpus_schema import load_corpus
 
 KNOWN_REFUSED = frozenset({
-    # the 25.11 table gives MBS 4 with GBS 512 and GA 2 on DP 16 (16 x 4 x 2 = 128, not 512) while the recipe
-    # (GPT_OSS_120B_H100_BF16_BASE_CONFIG) sets MBS 1: 89.9 GiB at MBS 4 with its layernorm + moe_act recomputation
-    "bridge-25.11-pretrain-gpt-oss-120b-h100-sxm-64-bf16",
     # NeMo 24.07 SFT at DP 1: states alone 16 B x 70B / 16 = 65 GiB; the recipe's recompute/fp8-parameter settings
     # are not published with the table
     "nemo-24.07-sft-llama2-70b-h100-16",

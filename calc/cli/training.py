@@ -343,6 +343,17 @@ class Dispatcher(StrEnum):  # calc.hardware.moe_ops.DISPATCHERS
 DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
     "--dispatcher", help="MoE token dispatcher: alltoall (Megatron's NCCL all-to-all, one copy per routed expert; "
     "default) or deepep (DeepEP / HybridEP: a token crosses the NIC once per destination node)")]
+class MoeRouting(StrEnum):  # calc.hardware.moe_ops.MOE_ROUTINGS
+    aux_loss = "aux-loss"
+    force_balanced = "force-balanced"
+    token_drop = "token-drop"
+
+
+MoeRoutingOpt = Annotated[MoeRouting | None, typer.Option(
+    "--moe-routing", help="how tokens reach the experts, which sets the load spread the most-loaded EP rank waits for: "
+    "aux-loss (learned routing, assumed per-batch expert-load CV 0.3; default), force-balanced (Megatron "
+    "--moe-router-force-load-balancing: random top-k logits, a binomial load) or token-drop (capacity factor with "
+    "padding to capacity: no spread)")]
 EpOverlap1f1bOpt = Annotated[bool, typer.Option(
     "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
     "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
@@ -395,7 +406,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
-          dispatcher: Dispatcher | None = None) -> Any:
+          dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -412,6 +423,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
     if m.moe is None and dispatcher is not None:
         raise LLMCalcError("--dispatcher", f"{m.name} has no experts")
+    if m.moe is None and moe_routing is not None:
+        raise LLMCalcError("--moe-routing", f"{m.name} has no experts")
     if ep_overlap_1f1b and ep_overlap is not None:
         raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
                            "compute); --ep-overlap sets a fixed share instead: give one of them")
@@ -421,7 +434,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "fp8_recipe": fp8_recipe and fp8_recipe.value,
                                    "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
                                    "ep_overlap_1f1b": ep_overlap_1f1b or None,
-                                   "dispatcher": dispatcher and dispatcher.value}.items() if v is not None}
+                                   "dispatcher": dispatcher and dispatcher.value,
+                                   "moe_routing": moe_routing and moe_routing.value}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -465,6 +479,7 @@ def train_step(
     ep_overlap: EpOverlapOpt = None,
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
+    moe_routing: MoeRoutingOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -500,7 +515,7 @@ def train_step(
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher)
+                 dispatcher, moe_routing)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
@@ -544,6 +559,7 @@ def train_plan(
     ep_overlap: EpOverlapOpt = None,
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
+    moe_routing: MoeRoutingOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -571,7 +587,7 @@ def train_plan(
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher)
+                 dispatcher, moe_routing)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

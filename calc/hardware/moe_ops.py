@@ -23,6 +23,7 @@ NCCL backend requires one global and one local permute before and after EP commu
 
 from __future__ import annotations
 
+import math
 from math import comb
 
 # sort_chunks_by_idxs per received copy of H elements: read 2 B + write 2 B (bf16 activations; fp8 runs dispatch bf16)
@@ -73,3 +74,33 @@ def deepep_nic_scale(num_experts: int, top_k: int, nodes: int) -> float:
     per_node = num_experts / nodes
     missed = comb(num_experts - round(per_node), top_k) / comb(num_experts, top_k)
     return nodes * (1 - missed) / top_k
+
+
+# How the tokens of a micro-batch reach the experts (Efficiencies.moe_routing), which decides the per-batch load spread
+# the most-loaded EP rank waits for (calc.training.cost.ModelCost.ep_imbalance):
+#   aux-loss        learned routing kept balanced on average by an auxiliary loss / expert bias: an assumed per-batch
+#                   CV of one expert's load (calc.training.cost.EXPERT_LOAD_CV)
+#   force-balanced  Megatron-Core --moe-router-force-load-balancing (TopKRouter.forward: "Apply force load balancing
+#                   with random logits for benchmark", apply_random_logits), the setting of Megatron-Bridge's MoE
+#                   performance recipes: the top-k of i.i.d. random logits, a binomial load (force_balanced_load_cv)
+#   token-drop      --moe-expert-capacity-factor cf with --moe-pad-expert-input-to-capacity (NeMo's
+#                   MegatronTokenDropCallback: cf 1.0, padded): every expert processes exactly its capacity, cf x the
+#                   balanced share, and every rank sends exactly that many rows: no spread
+MOE_ROUTINGS = ("aux-loss", "force-balanced", "token-drop")
+
+
+def force_balanced_load_cv(tokens_per_expert: float, num_experts: int, top_k: int) -> float:
+    """Per-batch coefficient of variation of one expert's load when every token picks its k experts as the top-k of
+    i.i.d. random logits (module note, "force-balanced"): each of the N tokens the expert can receive picks it with
+    probability k/E, so its load is binomial, mean mu = N k / E (``tokens_per_expert``), variance mu (1 - k/E):
+
+        cv = sqrt((1 - k/E) / mu)
+
+    >>> round(force_balanced_load_cv(2048, 128, 8), 5)   # sqrt((1 - 1/16) / 2048)
+    0.0214
+    >>> force_balanced_load_cv(0, 128, 8)
+    0.0
+    """
+    if tokens_per_expert <= 0:
+        return 0.0
+    return math.sqrt((1 - top_k / num_experts) / tokens_per_expert)

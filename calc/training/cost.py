@@ -49,7 +49,11 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               independent, the rank's load has cv/sqrt(E/e), and the expected maximum of e such ranks is
               about mean x (1 + cv/sqrt(E/e) x sqrt(2 ln e)) (the Gaussian extreme-value approximation). The
               slowest rank's routed tokens (grouped GEMMs, their fp8 casts) and its all-to-all receive volume
-              scale by that factor; 1 without EP (e = 1: one grouped GEMM does all the experts' work).
+              scale by that factor; 1 without EP (e = 1: one grouped GEMM does all the experts' work). The cv
+              follows the run's routing (Efficiencies.moe_routing, calc.hardware.moe_ops.MOE_ROUTINGS): the assumed
+              EXPERT_LOAD_CV under aux-loss balancing; under Megatron's force-balanced benchmark routing (random top-k
+              logits) the binomial sqrt((1 - k/E) / mu), mu = (T/t) e u k / E the tokens an expert receives; 0 under
+              token drop padded to capacity (every expert processes exactly cf x its balanced share).
   backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad).
   stack       every compute kernel time above (GEMMs, attention, elementwise, casts, routing, head) / e_stack, the
               stack's fitted efficiency (calc.training.stack; 1 for Megatron, the reference).
@@ -111,6 +115,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from calc.errors import LLMCalcError
 from calc.hardware.attention import attention_rate
 from calc.hardware.collectives import collective_time, group_shape
 from calc.hardware.efficiency import (
@@ -123,7 +128,7 @@ from calc.hardware.efficiency import (
     grouped_gemm_ramp,
     memory_efficiency,
 )
-from calc.hardware.moe_ops import deepep_nic_scale, local_sort_bytes
+from calc.hardware.moe_ops import MOE_ROUTINGS, deepep_nic_scale, force_balanced_load_cv, local_sort_bytes
 from calc.memory.training import MEGATRON_LOSS, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
@@ -203,6 +208,7 @@ class Efficiencies:
     fp8_recipe: str | None = None  # delayed | tensorwise | rowwise | mxfp8 | blockwise (None: the stack's default)
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
+    moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
     host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
 
@@ -238,7 +244,11 @@ class Efficiencies:
             f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate at <= 256 tokens per expert, "
             "rising in log2(tokens) to 1 at 4096 (DeepGEMM grouped-GEMM tables); router, permute/unpermute and the "
             "dispatcher's local sorts memory-bound",
-            f"MoE load imbalance: per-batch expert-load CV {self.expert_load_cv:g}; with EP the most-loaded rank sets "
+            f"MoE routing {self.moe_routing}: "
+            + {"aux-loss": f"per-batch expert-load CV {self.expert_load_cv:g} (assumed)",
+               "force-balanced": "random top-k logits (--moe-router-force-load-balancing), a binomial load per expert",
+               "token-drop": "every expert padded to its capacity, no spread"}.get(self.moe_routing, self.moe_routing)
+            + "; with EP the most-loaded rank sets "
             "the pace of the grouped GEMMs and the all-to-all",
             "fp8 runs: weight GEMMs at the fp8 peak, attention core / norms / router / head in bf16; recipe "
             f"{self.resolved_fp8_recipe()}"
@@ -350,6 +360,8 @@ class ModelCost:
     calibration: object | None = None
 
     def __post_init__(self) -> None:
+        if self.eff.moe_routing not in MOE_ROUTINGS:
+            raise LLMCalcError("--moe-routing", f"{self.eff.moe_routing!r}: one of {', '.join(MOE_ROUTINGS)}")
         if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
             from calc.hardware.calibration import check_calibration
 
@@ -440,21 +452,39 @@ class ModelCost:
         grad_bytes = ((c - 1) * rows / tp + FP8_TRANSPOSE_BYTES * rows) * n if gathered and row_parallel else c * rows * n
         return input_bytes * count / self.hbm, grad_bytes * count / self.hbm
 
-    def ep_imbalance(self, ep: int) -> float:
+    def expert_load_cv(self, tokens: float, ep: int, etp: int = 1) -> float:
+        """Per-batch CV of one expert's load under the run's routing (calc.hardware.moe_ops.MOE_ROUTINGS), ``tokens``
+        the sequence-parallel slice T/t one rank routes:
+            aux-loss        the assumed Efficiencies.expert_load_cv
+            force-balanced  binomial, force_balanced_load_cv(mu, E, k), mu = (T/t) e u k / E the tokens an expert
+                            receives from the e EP ranks and the u ETP ranks that gather for it
+            token-drop      0 (every expert padded to its capacity)"""
+        moe = self.m.moe
+        routing = self.eff.moe_routing
+        if moe is None or routing == "token-drop":
+            return 0.0
+        if routing == "force-balanced":
+            mu = tokens * ep * etp * moe.experts_per_token / moe.num_experts
+            return force_balanced_load_cv(mu, moe.num_experts, moe.experts_per_token)
+        return self.eff.expert_load_cv
+
+    def ep_imbalance(self, ep: int, tokens: float = 0.0, etp: int = 1) -> float:
         """max / mean routed tokens over the ``ep`` expert-parallel ranks (module docstring, "imbalance"):
-            1 + cv / sqrt(E / e) x sqrt(2 ln e),   1 when e = 1 or the model has no routed experts."""
+            1 + cv / sqrt(E / e) x sqrt(2 ln e),   1 when e = 1 or the model has no routed experts,
+        cv = expert_load_cv(tokens, e, u) (``tokens`` only read under force-balanced routing)."""
         moe = self.m.moe
         if moe is None or ep <= 1:
             return 1.0
         per_rank = max(moe.num_experts / ep, 1.0)
-        return 1.0 + self.eff.expert_load_cv / math.sqrt(per_rank) * math.sqrt(2 * math.log(ep))
+        return 1.0 + self.expert_load_cv(tokens, ep, etp) / math.sqrt(per_rank) * math.sqrt(2 * math.log(ep))
 
-    def ep_routed_bytes(self, tokens: float, ep: int) -> float:
+    def ep_routed_bytes(self, tokens: float, ep: int, etp: int = 1) -> float:
         """Bytes one all-to-all (dispatch or combine) moves for the most-loaded EP rank: T k cf H bytes x imbalance,
         ``tokens`` the rank's MoE input (its sequence-parallel slice T/t)."""
         moe = self.m.moe
         assert moe is not None
-        return tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem * self.ep_imbalance(ep)
+        return (tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem
+                * self.ep_imbalance(ep, tokens, etp))
 
     def moe_routing_s(self, tokens: float, tp: int = 1, ep: int = 1, etp: int = 1) -> float:
         """Forward seconds of one MoE layer's router, permute / unpermute (calc.model.moe_routing) and the dispatcher's two
@@ -464,7 +494,7 @@ class ModelCost:
         moe = self.m.moe
         assert moe is not None
         mine = tokens / tp
-        received = mine * moe.experts_per_token * self.eff.capacity_factor * etp * self.ep_imbalance(ep)
+        received = mine * moe.experts_per_token * self.eff.capacity_factor * etp * self.ep_imbalance(ep, mine, etp)
         sorts = local_sort_bytes(received, self.m.hidden_size, math.ceil(moe.num_experts / ep))
         return (moe_routing_bytes(self.m, mine, self.eff.capacity_factor) + sorts) / self.hbm
 
@@ -492,7 +522,7 @@ class ModelCost:
             2 x all_to_all(R, e ranks u apart) + all_gather(u R, u) + reduce_scatter(u R, u),  R = ep_routed_bytes(T/t)
         (dispatch + combine; the ETP pair only when u > 1). 0 when e = u = 1. With the deepep dispatcher the NIC share
         of each all-to-all is scaled by deepep_nic_scale(E, k, nodes the EP group spans) (calc.hardware.moe_ops)."""
-        routed = self.ep_routed_bytes(tokens / tp, ep)
+        routed = self.ep_routed_bytes(tokens / tp, ep, etp)
         if self.eff.dispatcher == "deepep" and self.m.moe is not None and ep > 1:
             nic = deepep_nic_scale(self.m.moe.num_experts, self.m.moe.experts_per_token, group_shape(self.system, ep, etp)[1])
             a2a = 2 * collective_time("all_to_all", self.system, routed, ep, etp, self.eff.collective, nic)
@@ -617,7 +647,8 @@ class ModelCost:
             k_l, n_l = (k / split, n) if t.name in ROW_PARALLEL else (k, n / split)
             if t.copies > 1:  # routed experts: E/e local, each with (T/t)*k*e*u*cf/E tokens, one grouped GEMM
                 local = math.ceil(t.copies / ep)
-                tokens = max(T / tp * etp * t.used * ep * self.eff.capacity_factor * self.ep_imbalance(ep) / t.copies, 1.0)
+                imb = self.ep_imbalance(ep, T / tp, etp)
+                tokens = max(T / tp * etp * t.used * ep * self.eff.capacity_factor * imb / t.copies, 1.0)
                 seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_ramp(tokens, self.eff.grouped_gemm_efficiency)
                 casts = self.fp8_cast_s(tokens, n_l, k_l, local, t.name, t.component, tp, sp)
                 out.append((name, tokens, n_l, k_l, local, seconds, *casts))

@@ -109,9 +109,11 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      f"; x {t.stage_layers} layers x m = "
                      f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
     if ep * etp > 1 and m.moe:
-        routed = cost.ep_routed_bytes(T / tp, ep)
+        routed = cost.ep_routed_bytes(T / tp, ep, etp)
         gather = (f" + ETP all-gather + reduce-scatter of {etp} x that on {_where(cost, etp, 1)}" if etp > 1 else "")
-        lines.append(f"ep_comm_s: all-to-all of (T/t)*k*cf*H*bytes x imbalance {cost.ep_imbalance(ep):.3f} (most-loaded EP rank) "
+        imbalance = cost.ep_imbalance(ep, T / tp, etp)
+        lines.append(f"ep_comm_s: all-to-all of (T/t)*k*cf*H*bytes x imbalance {imbalance:.3f} "
+                     f"(most-loaded EP rank, {eff.moe_routing} routing) "
                      f"= {_mb(routed)} over {_where(cost, ep, etp)} (EP ranks ETP {etp} apart){gather}"
                      + (f" (deepep: the NIC share x {_deepep_scale(cost, ep, etp):.3f}, a token once per node)"
                         if eff.dispatcher == "deepep" else "") + " = "
