@@ -114,6 +114,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from calc.errors import LLMCalcError
 from calc.hardware.attention import attention_rate
 from calc.hardware.collectives import collective_time, group_shape
 from calc.hardware.efficiency import (
@@ -142,7 +143,7 @@ from calc.training.fp8_recipe import (
     SHARED_INPUT_GROUPS,
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
-from calc.training.ring_attention import FP32_BYTES, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
+from calc.training.ring_attention import FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
 from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
@@ -204,6 +205,7 @@ class Efficiencies:
     stack: str = "megatron"  # training framework (calc.training.stack): attention kernel, fp8 recipe, fitted efficiency
     attention_kernel: str | None = None  # fa2 | fa3 | cudnn | triton (None: the stack's on this GPU)
     fp8_recipe: str | None = None  # delayed | tensorwise | rowwise | mxfp8 | blockwise (None: the stack's default)
+    cp_ring: str | None = None  # p2p | allgather: the CP ring implementation (None: the stack's, calc.training.ring_attention)
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
@@ -215,6 +217,12 @@ class Efficiencies:
     def resolved_attention_kernel(self) -> str:
         """The attention kernel as given, else the stack's (calc.training.stack.ATTENTION_KERNEL)."""
         return self.attention_kernel or ATTENTION_KERNEL.get(stack_key(self.stack), "fa2")
+
+    def resolved_cp_ring(self) -> str:
+        """The CP ring implementation as given, else the stack's (calc.training.ring_attention.RING_IMPL)."""
+        if self.cp_ring is not None and self.cp_ring not in RING_IMPLS:
+            raise LLMCalcError("cp_ring", f"{self.cp_ring!r} is not one of {', '.join(RING_IMPLS)}")
+        return self.cp_ring or ring_impl(stack_key(self.stack))
 
     def resolved_fp8_recipe(self) -> str:
         """The fp8 recipe as given, else the stack's default (calc.training.stack.FP8_RECIPE)."""
@@ -250,6 +258,11 @@ class Efficiencies:
             "(calc.training.stack; megatron = 1); attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
+            f"context parallel ring {self.resolved_cp_ring()}" + ("" if self.cp_ring else " (the stack's)") + ": "
+            + ("K/V after repeat_kv all-gathered once, hidden under step 0's attention; fp32 K/V gradients sent on "
+               "after every backward step; fp32 merge of the partial results (PyTorch context_parallel, torchtitan)"
+               if self.resolved_cp_ring() == "allgather" else "K/V blocks of the KV heads sent on every step, hidden "
+               "under the attention (Transformer Engine p2p)") + " (calc.training.ring_attention)",
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
@@ -572,7 +585,7 @@ class ModelCost:
         if moe_layer and m.moe and ep * etp > 1:
             cost.ep_fwd = cost.ep_bwd = self.ep_comm_s(T, tp, ep, etp)
         if cp > 1:  # calc.training.ring_attention: the stack's ring, its transfers and its merge traffic
-            impl = ring_impl(stack_key(eff.stack))
+            impl = eff.resolved_cp_ring()
             kv_width = (heads * (d_qk + d_v) if m.mla
                         else ring_block_heads(impl, heads, kv_heads_per_gpu(m, tp)) * 2 * m.dim_per_head)
             block = b * s_local * kv_width * self.elem
