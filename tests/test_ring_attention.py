@@ -12,13 +12,12 @@ SEQ, CP = 262144, 8
 
 
 def test_merge_bytes_by_hand():
-    # forward: per step after the first: upcast 2+4, out - block_out 4+4+4, sigmoid x diff 4+4, out - that 4+4+4,
-    # torch.cat of the bf16 K/V 2 x (2+2) = 46; once: step 0's upcast 6 + the final downcast 6 = 12
-    # backward: per step: cat K/V 8, dK and dV partial update 2 x (2+1+2 + 4+4) = 26, cat dK/dV 16, dQ += 10 = 60;
-    # once: zeros 12, step 0 dK/dV += 20, cat 16, dQ += 10, dQ downcast 6, dK/dV downcast 12 = 76
+    # compiled (one fused pass per step): forward per step after the first: read fp32 out 4 + bf16 step out 2,
+    # write fp32 out 4 = 10; once: step 0's upcast 2+4 + the final downcast 4+2 = 12
+    # backward per step: dQ += 4+2+4 = 10, dK and dV 2 x (4 + 2 + 4) = 20 -> 30; once: 3 upcasts + 3 downcasts x 6 = 36
     fwd, bwd = ring_merge_bytes("allgather", CP, 1.0)
-    assert fwd == pytest.approx(7 * 46 + 12)
-    assert bwd == pytest.approx(7 * 60 + 76)
+    assert fwd == pytest.approx(7 * 10 + 12)
+    assert bwd == pytest.approx(7 * 30 + 36)
     assert ring_merge_bytes("p2p", CP, 1.0) == (0.0, 0.0)
     assert ring_merge_bytes("allgather", 1, 1.0) == (0.0, 0.0)
 
@@ -50,10 +49,10 @@ def test_torchtitan_ring_moves_query_heads_and_fp32_grads():
     grad_send = 3e-6 + 2 * block / (450e9 * 0.8)  # fp32 dK/dV: twice the bf16 block
     cost, lc = _layer("fsdp")
     assert lc.cp_total == pytest.approx(2 * gather + 8 * grad_send, rel=1e-9)
-    # merge traffic: elements of the output 32,768 x 32 x 128, (7 x 46 + 12) B forward, at the HBM rate / e_stack
+    # merge traffic: elements of the output 32,768 x 32 x 128, (7 x 10 + 12) B forward, at the HBM rate / e_stack
     elements = 32768 * 32 * 128
-    assert lc.ring_merge_fwd == pytest.approx(334 * elements / cost.hbm * cost.kernel_scale, rel=1e-9)
-    assert lc.ring_merge_bwd == pytest.approx(496 * elements / cost.hbm * cost.kernel_scale, rel=1e-9)
+    assert lc.ring_merge_fwd == pytest.approx(82 * elements / cost.hbm * cost.kernel_scale, rel=1e-9)
+    assert lc.ring_merge_bwd == pytest.approx(246 * elements / cost.hbm * cost.kernel_scale, rel=1e-9)
 
 
 def test_megatron_ring_moves_kv_heads_unchanged():

@@ -29,19 +29,19 @@ Implementations (``RING_IMPL`` by named stack, calc.training.stack):
                      backward exposed_time(all_gather(c B, c), A_b / c) + (c-1) exposed_time(p2p(G), A_b / c) + p2p(G)
                  with G = B x 4 / bytes per element (fp32), A_b the attention backward.
                - merge (_SDPAMerger, convert_to_f32): every step's output is upcast and folded into an fp32 running
-                 output with eager elementwise ops, and the backward accumulates dQ, dK, dV in fp32 with torch.cat
-                 partial updates; RING_MERGE_BYTES counts that HBM traffic per element of the rank's attention
-                 output [b, s/c, h/t, d] (d = (d_qk + d_v)/2), on the rank whose ring steps all use its full query
-                 (the last rank: every step i <= rank; it sets the pace):
-                   forward, per step 1..c-1: out.to(fp32) 2+4, out - block_out 4+4+4, sigmoid(.) x diff 4+4,
-                     out - that 4+4+4, torch.cat([k, v]) of the bf16 K/V for the next send 2x(2+2)     = 46 B
-                   forward, once: step 0's upcast 2+4, results() out.to(bf16) 4+2                          = 12 B
-                   backward, per step 1..c-1: torch.cat([k, v]) 8, dK and dV _partial_update (half-chunk
-                     += of the bf16 step gradient 4/2+2/2+4/2, then torch.cat of the fp32 whole 4+4) 2x13,
-                     torch.cat([dK, dV]) for the send 2x(4+4), dQ += 4+2+4                                 = 60 B
-                   backward, once: zeros_like of dQ, dK, dV 3x4, step 0's dK, dV += 2x(4+2+4),
-                     torch.cat([dK, dV]) 16, dQ += 10, dQ.to(bf16) 4+2, the received dK/dV .to(bf16) 2x(4+2) = 76 B
-               (lse terms are per row, h/t x s/c values, d times fewer: left out). These run at the HBM rate.
+                 output, and the backward accumulates dQ, dK, dV in fp32 (torch.cat partial updates). torchtitan
+                 compiles every TransformerBlock with fullgraph=True (parallelize_llama.py apply_compile), so the ring
+                 is traced into the graph and each step's merge is one fused pointwise pass; RING_MERGE_BYTES counts
+                 its HBM traffic per element of the rank's attention output [b, s/c, h/t, d] (d = (d_qk + d_v)/2), on
+                 the rank whose steps all use its full query (the last: every step i <= rank; it sets the pace):
+                   forward, per step 1..c-1: read the fp32 running output 4 and the bf16 step output 2, write the
+                     fp32 output 4 (the torch.cat of K/V for a send the all-gather rotater ignores is dead code)  = 10 B
+                   forward, once: step 0's upcast 2+4, the final downcast 4+2                                = 12 B
+                   backward, per step 1..c-1: dQ += 4+2+4; dK, dV: the received fp32 gradient 4 + the bf16 step
+                     gradient 2, written into the send buffer 4 (torch.cat fused), 2 x 10                      = 30 B
+                   backward, once: step 0's dQ, dK, dV upcast 3 x (2+4), the final downcasts 3 x (4+2)        = 36 B
+                 (lse terms are per row, d times fewer: left out; an eager run executes each op apart, about
+                 46 and 60 B per step). These run at the HBM rate.
 The Transformer Engine ring corrects its output in fused kernels; its merge traffic is not counted (p2p: 0).
 """
 
@@ -52,9 +52,9 @@ from calc.hardware.efficiency import exposed_time
 RING_IMPLS = ("p2p", "allgather")
 # ring implementation per named stack (calc.training.stack.STACKS); a stack not listed runs the p2p ring
 RING_IMPL = {"megatron": "p2p", "fsdp": "allgather"}
-# HBM bytes of merging per element of the rank's attention output: (per ring step after the first, once)
+# HBM bytes of merging per element of the rank's attention output, compiled: (per ring step after the first, once)
 RING_MERGE_BYTES = {"p2p": {"fwd": (0.0, 0.0), "bwd": (0.0, 0.0)},
-                    "allgather": {"fwd": (46.0, 12.0), "bwd": (60.0, 76.0)}}
+                    "allgather": {"fwd": (10.0, 12.0), "bwd": (30.0, 36.0)}}
 FP32_BYTES = 4.0
 
 
