@@ -35,7 +35,8 @@ def _extra_fwd(lc: LayerCost) -> str:
 
 
 def _extra_bwd(lc: LayerCost) -> str:
-    return (f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
+    return ((f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
+            + (f" + ring merge {_ms(lc.ring_merge_bwd)}" if lc.ring_merge_bwd else ""))
 
 
 def _deepep_scale(cost: ModelCost, ep: int, etp: int) -> float:
@@ -63,7 +64,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
         f"slowest stage #{t.stage_index}: {t.stage_layers} layers{' + output head' if t.stage_index == pp - 1 else ''}",
         f"one {cost.kinds[kind][0]} layer forward = GEMMs {_ms(lc.gemm_fwd)} + attention {_ms(lc.attn_fwd)} "
-        f"({_attention_note(cost, cp) if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}) + elementwise "
+        f"({_attention_note(cost, cp) if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}"
+        f"{f'; with the ring merge {_ms(lc.ring_merge_fwd)}' if lc.ring_merge_fwd else ''}) + elementwise "
         f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = 2 x GEMMs + {_BWD_FLASH if eff.flash else '2 x attention'} "
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
