@@ -43,6 +43,12 @@ Implementations (``RING_IMPL`` by named stack, calc.training.stack):
                  (lse terms are per row, d times fewer: left out; an eager run executes each op apart, about
                  46 and 60 B per step). These run at the HBM rate.
 The Transformer Engine ring corrects its output in fused kernels; its merge traffic is not counted (p2p: 0).
+
+Not modelled: the kernel rate of the unmasked steps. calc.training.cost prices all of a rank's attention at the causal
+rate for query length s/c, while steps 1..c-1 run unmasked (s/c) x (s/2c) blocks, which the FlashAttention-3 paper's
+tables (Fig. 5) put higher (FA2, head dim 128, 16k: 370 TFLOP/s unmasked vs 335 causal; cuDNN 595 vs 539). Pricing
+them so would make every CP run faster still (torchtitan Llama 3.1 8B CP8 at 256K: about +8%), against measurements
+that are already slower than predicted; it waits until that loss is understood.
 """
 
 from __future__ import annotations
