@@ -101,8 +101,11 @@ Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2
               forward and backward alike. The deepep dispatcher (DeepEP, HybridEP) sends a token once per destination
               node over the NIC instead of once per routed expert: the NIC share x deepep_nic_scale
               (calc.hardware.moe_ops); how much of it hides: calc.training.step (ep_overlap, or the combined 1F1B)
-  CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
-              attention compute of each block where it is longer; backward passes K/V and their grads
+  CP          ring attention as the stack runs it (calc.training.ring_attention): Transformer Engine's p2p ring
+              (c-1 K/V blocks of the g/t KV heads forward, 2(c-1) backward, hidden under the attention) or
+              torchtitan's (K/V after repeat_kv, all-gathered once under step 0's attention, fp32 K/V gradients
+              sent on after every backward step, the last exposed; plus the fp32 merge traffic of its results,
+              added to the attention's forward and backward time)
 Host launch per layer (calc.training.host): the forward and backward ops the host issues (weight GEMM launches, one
 per local expert; norms, adds, rotary, activation, attention core, TP collectives; MoE router and dispatcher) x
 host_op_s, set against the pass's GPU time in calc.training.step.
@@ -123,7 +126,6 @@ from calc.hardware.efficiency import (
     FLASH_BACKWARD_FLOPS_RATIO,
     GROUPED_GEMM_EFFICIENCY,
     OVERLAP_EFFICIENCY,
-    exposed_time,
     gemm_time,
     grouped_gemm_ramp,
     memory_efficiency,
@@ -145,6 +147,7 @@ from calc.training.fp8_recipe import (
     SHARED_INPUT_GROUPS,
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
+from calc.training.ring_attention import FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
 from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
@@ -206,6 +209,7 @@ class Efficiencies:
     stack: str = "megatron"  # training framework (calc.training.stack): attention kernel, fp8 recipe, fitted efficiency
     attention_kernel: str | None = None  # fa2 | fa3 | cudnn | triton (None: the stack's on this GPU)
     fp8_recipe: str | None = None  # delayed | tensorwise | rowwise | mxfp8 | blockwise (None: the stack's default)
+    cp_ring: str | None = None  # p2p | allgather: the CP ring implementation (None: the stack's, calc.training.ring_attention)
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
@@ -218,6 +222,12 @@ class Efficiencies:
     def resolved_attention_kernel(self) -> str:
         """The attention kernel as given, else the stack's (calc.training.stack.ATTENTION_KERNEL)."""
         return self.attention_kernel or ATTENTION_KERNEL.get(stack_key(self.stack), "fa2")
+
+    def resolved_cp_ring(self) -> str:
+        """The CP ring implementation as given, else the stack's (calc.training.ring_attention.RING_IMPL)."""
+        if self.cp_ring is not None and self.cp_ring not in RING_IMPLS:
+            raise LLMCalcError("cp_ring", f"{self.cp_ring!r} is not one of {', '.join(RING_IMPLS)}")
+        return self.cp_ring or ring_impl(stack_key(self.stack))
 
     def resolved_fp8_recipe(self) -> str:
         """The fp8 recipe as given, else the stack's default (calc.training.stack.FP8_RECIPE)."""
@@ -257,6 +267,11 @@ class Efficiencies:
             "(calc.training.stack; megatron = 1); attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
+            f"context parallel ring {self.resolved_cp_ring()}" + ("" if self.cp_ring else " (the stack's)") + ": "
+            + ("K/V after repeat_kv all-gathered once, hidden under step 0's attention; fp32 K/V gradients sent on "
+               "after every backward step; fp32 merge of the partial results (PyTorch context_parallel, torchtitan)"
+               if self.resolved_cp_ring() == "allgather" else "K/V blocks of the KV heads sent on every step, hidden "
+               "under the attention (Transformer Engine p2p)") + " (calc.training.ring_attention)",
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
@@ -318,6 +333,8 @@ class LayerCost:
     cp_fwd: float = 0.0  # exposed ring-attention transfer
     cp_bwd: float = 0.0
     cp_total: float = 0.0
+    ring_merge_fwd: float = 0.0  # HBM time of merging the ring's partial results (in fwd / attn_fwd and bwd)
+    ring_merge_bwd: float = 0.0
     host_fwd: float = 0.0  # host (CPU) seconds launching the forward's ops (calc.training.host)
     host_bwd: float = 0.0
 
@@ -596,14 +613,19 @@ class ModelCost:
                 cost.tp_mlp_fwd = ar
         if moe_layer and m.moe and ep * etp > 1:
             cost.ep_fwd = cost.ep_bwd = self.ep_comm_s(T, tp, ep, etp)
-        if cp > 1:
-            kv_width = heads * (d_qk + d_v) if m.mla else kv_heads_per_gpu(m, tp) * 2 * m.dim_per_head
+        if cp > 1:  # calc.training.ring_attention: the stack's ring, its transfers and its merge traffic
+            impl = eff.resolved_cp_ring()
+            kv_width = (heads * (d_qk + d_v) if m.mla
+                        else ring_block_heads(impl, heads, kv_heads_per_gpu(m, tp)) * 2 * m.dim_per_head)
             block = b * s_local * kv_width * self.elem
-            step = self.coll("p2p", block, 2, tp)
-            fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step
-            cost.cp_fwd = exposed_time(fwd_total, attn_fwd, eff.overlap)
-            cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
-            cost.cp_total = fwd_total + bwd_total
+            step, gather = self.coll("p2p", block, 2, tp), self.coll("all_gather", cp * block, cp, tp)
+            grad_step = self.coll("p2p", block * FP32_BYTES / self.elem, 2, tp)
+            cost.cp_fwd, cost.cp_bwd, cost.cp_total = ring_comm_s(impl, cp, step, gather, grad_step, attn_fwd, attn_bwd,
+                                                                  eff.overlap)
+            merge_fwd, merge_bwd = ring_merge_bytes(impl, cp, b * s_local * heads * (d_qk + d_v) / 2)
+            merge_fwd, merge_bwd = merge_fwd / self.hbm * k, merge_bwd / self.hbm * k
+            cost.fwd, cost.bwd, cost.attn_fwd = cost.fwd + merge_fwd, cost.bwd + merge_bwd, cost.attn_fwd + merge_fwd
+            cost.ring_merge_fwd, cost.ring_merge_bwd = merge_fwd, merge_bwd
         return cost
 
     def gemm_launches(self, listed: list[tuple]) -> int:

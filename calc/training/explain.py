@@ -35,7 +35,8 @@ def _extra_fwd(lc: LayerCost) -> str:
 
 
 def _extra_bwd(lc: LayerCost) -> str:
-    return (f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
+    return ((f" + fp8 casts {_ms(lc.cast_bwd)}" if lc.cast_bwd else "") + (" + router/permute" if lc.moe_fwd else "")
+            + (f" + ring merge {_ms(lc.ring_merge_bwd)}" if lc.ring_merge_bwd else ""))
 
 
 def _deepep_scale(cost: ModelCost, ep: int, etp: int) -> float:
@@ -63,7 +64,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"micro-batches m = B/(d*b) = {global_batch}/({dp}*{b}) = {micro}; tokens per micro-batch per GPU T = b*s/c = {T:,}",
         f"slowest stage #{t.stage_index}: {t.stage_layers} layers{' + output head' if t.stage_index == pp - 1 else ''}",
         f"one {cost.kinds[kind][0]} layer forward = GEMMs {_ms(lc.gemm_fwd)} + attention {_ms(lc.attn_fwd)} "
-        f"({_attention_note(cost, cp) if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}) + elementwise "
+        f"({_attention_note(cost, cp) if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}"
+        f"{f'; with the ring merge {_ms(lc.ring_merge_fwd)}' if lc.ring_merge_fwd else ''}) + elementwise "
         f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = 2 x GEMMs + {_BWD_FLASH if eff.flash else '2 x attention'} "
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
@@ -122,9 +124,14 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      + ("under the other micro-batch's backward / forward compute (combined 1F1B)" if eff.ep_overlap_1f1b
                         else f"hidden {eff.ep_overlap:.0%}") + f" -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
-        lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} "
-                     f"each, under attention {_ms(lc.attn_fwd)} forward: {t.totals['cp_comm_s']:.4f} s, exposed "
-                     f"{t.exposed['cp_comm_s']:.4f} s (exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
+        ring = eff.resolved_cp_ring()
+        shape = (f"{cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} each, under "
+                 f"attention {_ms(lc.attn_fwd)} forward" if ring == "p2p" else
+                 f"K/V (after repeat_kv) all-gathered once per pass under step 0's attention (1/{cp}), {cp} fp32 K/V "
+                 f"gradient sends in backward (the last exposed); merge traffic {_ms(lc.ring_merge_fwd)} forward, "
+                 f"{_ms(lc.ring_merge_bwd)} backward per layer (in the attention time)")
+        lines.append(f"cp_comm_s: ring attention ({ring}, calc.training.ring_attention), {shape}: {t.totals['cp_comm_s']:.4f} s, "
+                     f"exposed {t.exposed['cp_comm_s']:.4f} s (exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
     if pp > 1:
         sent = act / tp
         bw, _ = group_link(cost.system, 2, tp * cp * dp)
