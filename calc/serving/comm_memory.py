@@ -12,7 +12,9 @@ allocates, read in NVIDIA/nccl's source (tags v2.18.1-1 to v2.30.7-1):
                (src/include/device.h; src/init.cc DEFAULT_*_BUFFSIZE): 9,633,792 B of protocol buffers per
                connection (the 9.19 MiB per proxy connection users measure).
       connection = what the P2P transport allocates for it on the two ranks it joins (src/transport/p2p.cc
-               p2pSendSetup / p2pRecvSetup, every tag read, v2.18.1-1 to v2.26.2-1): the sender a ncclSendMem
+               p2pSendSetup / p2pRecvSetup in v2.18.1-1, v2.19.3-1, v2.20.5-1, v2.21.5-1, v2.22.3-1, v2.26.2-1;
+               the same with the cuMem path off, as vLLM runs NCCL: NCCL_CUMEM_ENABLE=0 in vllm/worker/worker_base.py
+               0.4.3 - 0.5.3 and vllm/env_override.py 0.9.2): the sender a ncclSendMem
                header, plus the Simple buffer when P2P read is on; the receiver a ncclRecvMem header plus the other
                protocols' buffers; each size rounded up by ALIGN_SIZE(size, CUDA_IPC_MIN) (src/include/comm.h:
                CUDA_IPC_MIN 2,097,152; both headers are unions padded to MEM_ALIGN 4,096 B). P2P read is on only
