@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from calc.serving.assumptions import ServingAssumptions
-from calc.serving.comm_memory import CONNECTION_BYTES, comm_buffer_bytes, nccl_release, nvls_channel_bytes
+from calc.serving.comm_memory import (
+    CONNECTION_BYTES,
+    comm_buffer_bytes,
+    connection_bytes,
+    nccl_release,
+    nvls_channel_bytes,
+    nvls_channels,
+)
 from calc.serving.engine_memory import engine_memory
 from calc.sources.catalog import load_gpu, load_model
 from calc.specs.serving import EngineSettings
@@ -18,6 +25,23 @@ def test_one_connection_is_ll_ll128_simple() -> None:
     assert CONNECTION_BYTES == 524_288 + 4_915_200 + 4_194_304 == 9_633_792
 
 
+def test_a_connection_allocates_whole_ipc_granules() -> None:
+    # p2p.cc: each side's size rounded up to CUDA_IPC_MIN 2,097,152 B, each with a 4,096-B header (MEM_ALIGN).
+    # P2P read (A100): sender 4,096 + 4,194,304 = 4,198,400 -> 6,291,456; receiver 4,096 + 524,288 + 4,915,200 =
+    # 5,443,584 -> 6,291,456. No read (Hopper): sender 4,096 -> 2,097,152; receiver 4,096 + 9,633,792 = 9,637,888 ->
+    # 10,485,760. Either way 12,582,912 B (12 MiB), not the 9,633,792 B of buffers.
+    assert connection_bytes(True) == 6_291_456 + 6_291_456 == 12_582_912
+    assert connection_bytes(False) == 2_097_152 + 10_485_760 == 12_582_912
+
+
+def test_nvls_channels_by_nccl_release() -> None:
+    # ncclNvlsSetup in v2.20.5-1 / v2.21.5-1 sizes the buffers by comm->nChannels (the collective channels);
+    # v2.19.3-1 by comm->nvlsChannels, >= v2.22.3-1 by nvlsResources->nChannels (16 on Hopper)
+    h100 = load_gpu("h100")
+    assert nvls_channels(h100, 24, (2, 20, 5)) == 24 and nvls_channels(h100, 24, (2, 21, 5)) == 24
+    assert nvls_channels(h100, 24, (2, 19, 3)) == 16 and nvls_channels(h100, 24, (2, 26, 2)) == 16
+
+
 def test_nvls_buffers_by_nccl_release() -> None:
     # per NVLS channel and head, both directions: <= 2.20 2 x (4 MiB + 2 MiB credits); 2.21 2 x (1 MiB + 2 MiB);
     # >= 2.22 2 x 1 MiB. An 8 x H100 log (>= 2.22): "nvlsPerRankSize 33554432" = 16 channels x 2 MiB.
@@ -30,16 +54,25 @@ def test_nvls_buffers_by_nccl_release() -> None:
 
 def test_h100_tp4_vllm_and_sglang() -> None:
     h100 = load_gpu("h100")
-    # vLLM >= 0.9: 2 communicators x 24 channels x (ring 1 + tree 2) x 9,633,792 = 1,387,266,048 B
-    # + NVLS 2 x 16 x 2 MiB x 4 heads = 268,435,456 B + custom all-reduce 25,165,824 B = 1,680,867,328 B (1.57 GiB)
+    # vLLM >= 0.9: 2 communicators x 24 channels x (ring 1 + tree 2) x 12,582,912 = 1,811,939,328 B
+    # + NVLS 2 x 16 x 2 MiB x 4 heads = 268,435,456 B + custom all-reduce 25,165,824 B = 2,105,540,608 B (1.96 GiB)
     vllm, line = comm_buffer_bytes(h100, 4, "vllm", (0, 11), None)
-    assert vllm == 1_387_266_048 + 268_435_456 + 25_165_824 == 1_680_867_328
-    assert "NVLS 0.25 GiB" in line and "24 channels" in line
-    # SGLang sets NCCL_NVLS_ENABLE=0: 1,387,266,048 + 25,165,824 = 1,412,431,872 B
+    assert vllm == 1_811_939_328 + 268_435_456 + 25_165_824 == 2_105_540_608
+    assert "NVLS 0.25 GiB" in line and "24 channels" in line and "12 MiB" in line
+    # SGLang sets NCCL_NVLS_ENABLE=0: 1,811,939,328 + 25,165,824 = 1,837,105,152 B
     sglang, line = comm_buffer_bytes(h100, 4, "sglang", (0, 4), None)
-    assert sglang == 1_412_431_872 and "NVLS off" in line
-    # TP 2: no NVLS (NCCL needs > 2 GPUs), tree 1 connection: 2 x 24 x 2 x 9,633,792 + 25,165,824 = 950,009,856 B
-    assert comm_buffer_bytes(h100, 2, "vllm", (0, 11), None)[0] == 950_009_856
+    assert sglang == 1_837_105_152 and "NVLS off" in line
+    # TP 2: no NVLS (NCCL needs > 2 GPUs), tree 1 connection: 2 x 24 x 2 x 12,582,912 + 25,165,824 = 1,233,125,376 B
+    assert comm_buffer_bytes(h100, 2, "vllm", (0, 11), None)[0] == 1_233_125_376
+
+
+def test_h100_tp8_under_nccl_2_20_sizes_nvls_by_the_collective_channels() -> None:
+    # vLLM 0.5.3 (torch 2.3 -> NCCL 2.20.5), TP 8: ring / tree 2 x 24 x 3 x 12,582,912 = 1,811,939,328 B; NVLS
+    # 2 communicators x 24 channels x 2 x (4 MiB + 2 MiB) x 8 heads = 4,831,838,208 B (4.5 GiB; 16 channels would
+    # give 3 GiB); custom all-reduce 25,165,824 B: 6,668,943,360 B
+    total, line = comm_buffer_bytes(load_gpu("h100"), 8, "vllm-v0", (0, 5, 3), None)
+    assert total == 1_811_939_328 + 4_831_838_208 + 25_165_824 == 6_668_943_360
+    assert "NCCL 2.20.5" in line and "NVLS 4.50 GiB" in line
 
 
 def test_pcie_flat_and_given_override() -> None:
@@ -53,10 +86,10 @@ def test_engine_subtracts_it_and_explains_it() -> None:
     s = EngineSettings(max_model_len=8192)
     formula = engine_memory(m, h100, settings=s, tp=4)
     flat = engine_memory(m, h100, settings=s, tp=4, assumptions=ServingAssumptions(comm_buffer_gib=0.25))
-    # V1 >= 0.9.1: non-torch = int(0.1 GiB) + communication; the formula's 1,680,867,328 B against 0.25 GiB
-    assert formula.non_torch_bytes == int(0.1 * GIB) + 1_680_867_328
+    # V1 >= 0.9.1: non-torch = int(0.1 GiB) + communication; the formula's 2,105,540,608 B against 0.25 GiB
+    assert formula.non_torch_bytes == int(0.1 * GIB) + 2_105_540_608
     assert flat.non_torch_bytes == int(0.1 * GIB) + GIB // 4
-    assert flat.kv_budget_bytes - formula.kv_budget_bytes == 1_680_867_328 - GIB // 4
+    assert flat.kv_budget_bytes - formula.kv_budget_bytes == 2_105_540_608 - GIB // 4
     assert any("calc.serving.comm_memory" in line for line in formula.assumptions)
 
 

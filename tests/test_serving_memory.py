@@ -25,23 +25,24 @@ def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     # non-torch: V0 before 0.6.4 reads its initial free memory after the CUDA context exists, so only the
     #   0.1 GiB of workspaces, int(0.1 x 2^30) = 107,374,182 B, + the communication buffers of TP 2 on the HGX A800
     #   (NVSwitch, 8 NVLinks: 16 NCCL channels; Ampere: no NVLS; 2 ranks: ring 1 + tree 1 connections per channel):
-    #   2 communicators x 16 x 2 x (LL 524,288 + LL128 4,915,200 + Simple 4,194,304 B) = 616,562,688 B + custom
-    #   all-reduce 3 x 8 MiB = 25,165,824 B -> 749,102,694 B.
-    # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 749,102,694 = 6,309,955,174 B.
+    #   2 communicators x 16 x 2 x 12,582,912 B (a connection: LL 524,288 + LL128 4,915,200 + Simple 4,194,304 B of
+    #   buffers, each side with its 4,096-B header rounded up to NCCL's CUDA_IPC_MIN 2 MiB: 6 + 6 MiB with the
+    #   A800's P2P read) = 805,306,368 B + custom all-reduce 3 x 8 MiB = 25,165,824 B -> 937,846,374 B.
+    # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 937,846,374 = 6,121,211,494 B.
     # KV/token/rank = 2 x 80 x (8/2) x 128 x 2 = 163,840 B; block of 16 = 2,621,440 B.
-    # blocks = floor(6,309,955,174 / 2,621,440) = 2407; tokens 38,512; 4000-token requests take 250 blocks -> 9.
+    # blocks = floor(6,121,211,494 / 2,621,440) = 2335; tokens 37,360; 4000-token requests take 250 blocks -> 9.
     v0 = EngineSettings(engine="vllm-v0")
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), settings=v0, tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.activation_peak_bytes == 553_648_128
-    assert mem.kv_budget_bytes == 6_309_955_174
-    assert mem.num_gpu_blocks == 2407 and mem.kv_cache_tokens == 38_512
+    assert mem.kv_budget_bytes == 6_121_211_494
+    assert mem.num_gpu_blocks == 2335 and mem.kv_cache_tokens == 37_360
     assert mem.max_concurrency == 9
-    assert "# GPU blocks: 2407, # CPU blocks: 0" in mem.log
+    assert "# GPU blocks: 2335, # CPU blocks: 0" in mem.log
     # `concurrency` sets max_model_len = the request (4000): forward 4000 x 67,584 x 2 = 540,672,000 B;
-    # budget 76,589,354,188 - 68,976,648,192 - 540,672,000 - 749,102,694 = 6,322,931,302 B / 2,621,440 = 2412.0
-    # -> 2412 blocks = 38,592 tokens -> 9.
+    # budget 76,589,354,188 - 68,976,648,192 - 540,672,000 - 937,846,374 = 6,134,187,622 B / 2,621,440 = 2340.0
+    # -> 2340 blocks = 37,440 tokens -> 9.
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000, settings=v0)
-    assert r.num_gpu_blocks == 2412 and r.kv_cache_tokens == 38_592 and r.max_concurrency == 9
+    assert r.num_gpu_blocks == 2340 and r.kv_cache_tokens == 37_440 and r.max_concurrency == 9
     assert r.kv_cache_bytes_per_request == 2 * 250 * 2_621_440
 
 
@@ -96,7 +97,7 @@ def test_shared_prefix_admits_more_requests() -> None:
     m, gpu = load_model("llama2-70b"), load_gpu("a800")
     mem = engine_memory(m, gpu, settings=EngineSettings(engine="vllm-v0"), tp=2, dtype="fp16", tokens_per_request=4000,
                         shared_prefix=2000)
-    assert mem.max_concurrency == (2407 - 125) // 125  # 2407 blocks: test_vllm_blocks_llama2_70b_tp2_a800
+    assert mem.max_concurrency == (2335 - 125) // 125  # 2335 blocks: test_vllm_blocks_llama2_70b_tp2_a800
 
 
 def test_bad_engine_inputs() -> None:
@@ -115,15 +116,15 @@ def test_vllm_v1_blocks_llama2_70b_tp2_a800() -> None:
     #   top-k/top-p sort: bf16 2 + fp32 4 + sorted 4 + int64 indices 8 + int64 iota 8 + CUB alternate buffers 12)
     #   = 1,245,184,000 -> 1,379,401,728 B.
     # non-torch: V1 >= 0.9.1 counts only the increase over its snapshot: 0.1 GiB + TP 2's communication buffers
-    #   on the HGX A800 (test_vllm_blocks_llama2_70b_tp2_a800) = 107,374,182 + 641,728,512 = 749,102,694 B.
-    # budget = 76,589,354,188 - 68,976,648,192 - 1,379,401,728 - 749,102,694 = 5,484,201,574 B (5.11 GiB)
-    # blocks = floor(5,484,201,574 / 2,621,440) = 2092; tokens 33,472; 4000-token requests (250 blocks) -> 8.
+    #   on the HGX A800 (test_vllm_blocks_llama2_70b_tp2_a800) = 107,374,182 + 830,472,192 = 937,846,374 B.
+    # budget = 76,589,354,188 - 68,976,648,192 - 1,379,401,728 - 937,846,374 = 5,295,457,894 B (4.93 GiB)
+    # blocks = floor(5,295,457,894 / 2,621,440) = 2020; tokens 32,320; 4000-token requests (250 blocks) -> 8.
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), tp=2, dtype="fp16", tokens_per_request=4000)
     assert mem.batched_tokens == 8192 and mem.max_num_seqs == 1024 and mem.chunked_prefill
     assert mem.activation_peak_bytes == 1_379_401_728
-    assert mem.kv_budget_bytes == 5_484_201_574
-    assert mem.num_gpu_blocks == 2092 and mem.kv_cache_tokens == 33_472 and mem.max_concurrency == 8
-    assert mem.log[:2] == ["Available KV cache memory: 5.11 GiB", "GPU KV cache size: 33,472 tokens"]
+    assert mem.kv_budget_bytes == 5_295_457_894
+    assert mem.num_gpu_blocks == 2020 and mem.kv_cache_tokens == 32_320 and mem.max_concurrency == 8
+    assert mem.log[:2] == ["Available KV cache memory: 4.93 GiB", "GPU KV cache size: 32,320 tokens"]
 
 
 def test_vllm_v1_defaults_by_version_and_gpu() -> None:

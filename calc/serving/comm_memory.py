@@ -5,13 +5,24 @@ node type calc.sources.catalog.system_for_gpu finds for the GPU names "NVSwitch"
 allocates, read in NVIDIA/nccl's source (tags v2.18.1-1 to v2.30.7-1):
 
   per NCCL communicator of n ranks in one node
-    ring + tree  = C x S(n) x (LL + LL128 + Simple)
+    ring + tree  = C x S(n) x connection
       LL     = NCCL_LL_LINES_PER_THREAD 8 x NCCL_LL_MAX_NTHREADS 512 x NCCL_STEPS 8 x 16 B   =   524,288 B
       LL128  = NCCL_LL128_ELEMS_PER_THREAD 120 x NCCL_LL128_MAX_NTHREADS 640 x 8 steps x 8 B = 4,915,200 B
       Simple = NCCL_BUFFSIZE default 4 MiB                                                  = 4,194,304 B
-               (src/include/device.h; src/init.cc DEFAULT_*_BUFFSIZE): 9,633,792 B per connection (the 9.19 MiB
-               per proxy connection users measure); src/transport/p2p.cc gives each connection one set, split
-               between sender (Simple, P2P read) and receiver (LL, LL128).
+               (src/include/device.h; src/init.cc DEFAULT_*_BUFFSIZE): 9,633,792 B of protocol buffers per
+               connection (the 9.19 MiB per proxy connection users measure).
+      connection = what the P2P transport allocates for it on the two ranks it joins (src/transport/p2p.cc
+               p2pSendSetup / p2pRecvSetup in v2.18.1-1, v2.19.3-1, v2.20.5-1, v2.21.5-1, v2.22.3-1, v2.26.2-1;
+               the same with the cuMem path off, as vLLM runs NCCL: NCCL_CUMEM_ENABLE=0 in vllm/worker/worker_base.py
+               0.4.3 - 0.5.3 and vllm/env_override.py 0.9.2): the sender a ncclSendMem
+               header, plus the Simple buffer when P2P read is on; the receiver a ncclRecvMem header plus the other
+               protocols' buffers; each size rounded up by ALIGN_SIZE(size, CUDA_IPC_MIN) (src/include/comm.h:
+               CUDA_IPC_MIN 2,097,152; both headers are unions padded to MEM_ALIGN 4,096 B). P2P read is on only
+               between two GPUs of compute capability 8.0 on NVLink (src/graph/paths.cc ncclTopoCheckP2p):
+                 A100 (read)   align(4,096 + 4,194,304) + align(4,096 + 524,288 + 4,915,200) = 6 MiB + 6 MiB
+                 others        align(4,096)             + align(4,096 + 9,633,792)           = 2 MiB + 10 MiB
+               = 12,582,912 B (12 MiB) a connection either way, a rank holding the send side of one and the
+               receive side of another per ring / tree link.
       S(n)   = connections a rank holds per channel, the busiest rank: ring 1 (its predecessor) + tree 2 (a chain
                inside one node: parent and child) for n > 2, tree 1 for n = 2.
       C      = collective channels: 24 on H100 / H200-class NVSwitch nodes (18 NVLinks; NCCL INFO "24 coll channels,
@@ -23,6 +34,11 @@ allocates, read in NVIDIA/nccl's source (tags v2.18.1-1 to v2.30.7-1):
       channels NVLS_NCHANNELS_SM90 16, SM100 24 in one node (NVLS_NCHANNELS_SM100_NVL, 2.27+); per-channel buffer
       by NCCL release: <= 2.20 NCCL_BUFFSIZE 4 MiB + NVLS_MEM_ALIGN_SIZE 2 MiB of credits, 2.21 NCCL_NVLS_CHUNKSIZE
       128 KiB x 8 steps = 1 MiB + 2 MiB, >= 2.22 1 MiB (credits moved to their own 64-B-per-channel allocation).
+      Channels counted in that size by release: 2.20.x and 2.21.x size it by the communicator's collective
+      channels, not its NVLS channels (v2.20.5-1 / v2.21.5-1 ncclNvlsSetup: "int nChannels = comm->nChannels;
+      ... nvlsPerRankSize = nChannels * 2 * (buffSize + memSize)", called after ncclTopoPostset has set the C
+      collective channels); 2.18, 2.19 (nChannels = comm->nvlsChannels) and >= 2.22 (ncclNvlsBufferSetup:
+      nvlsResources->nChannels) use the NVLS channel count.
       An 8 x H100 log agrees: "NVLS comm ... nHeads 8 buffSize 1048576 nvlsPerRankSize 33554432 nvlsTotalSize
       268435456" (16 x 2 x 1 MiB x 8 = 256 MiB).
   communicators: 2 on the TP ranks, the tensor-parallel GroupCoordinator's torch.distributed ProcessGroupNCCL
@@ -36,9 +52,10 @@ allocates, read in NVIDIA/nccl's source (tags v2.18.1-1 to v2.30.7-1):
   custom all-reduce (vLLM vllm/distributed/device_communicators/custom_all_reduce.py, SGLang's copy; NVLink nodes
     only): max_size 8 MiB of buffer, 8 MiB + meta of signal buffer, 8 MiB of rank_data: 24 MiB.
 
-Worked: H100 TP4 under vLLM >= 0.9: 2 x 24 x 3 x 9,633,792 = 1,387,266,048 B ring / tree + 2 x 16 x 2 x 1 MiB x 4 =
-268,435,456 B NVLS + 25,165,824 B custom all-reduce = 1,680,867,328 B (1.57 GiB); SGLang (no NVLS) 1.32 GiB;
-TP2 (no NVLS) 2 x 24 x 2 x 9,633,792 + 24 MiB = 0.88 GiB.
+Worked: H100 TP4 under vLLM >= 0.9: 2 x 24 x 3 x 12 MiB = 1,811,939,328 B ring / tree + 2 x 16 x 2 x 1 MiB x 4 =
+268,435,456 B NVLS + 25,165,824 B custom all-reduce = 2,105,540,608 B (1.96 GiB); SGLang (no NVLS) 1.71 GiB;
+TP2 (no NVLS) 2 x 24 x 2 x 12 MiB + 24 MiB = 1.15 GiB. H100 TP8 under vLLM 0.5.3 (NCCL 2.20.5): NVLS
+2 x 24 collective channels x 2 x (4 + 2) MiB x 8 heads = 4.5 GiB.
 
 Nodes without NVLink (PCIe: NCCL logs "2 coll channels", ~0.1 GiB of these buffers) and AMD (RCCL, not read) keep
 the flat PCIE_COMM_GIB, the non-torch memory vLLM 0.7.2 logs on 2 x RTX 4090 at TP2 ("non_torch_memory takes
@@ -55,7 +72,11 @@ from calc.units import GIB, MIB
 LL_BYTES = 8 * 512 * 8 * 16
 LL128_BYTES = 120 * 640 * 8 * 8
 SIMPLE_BYTES = 4 * MIB
-CONNECTION_BYTES = LL_BYTES + LL128_BYTES + SIMPLE_BYTES  # 9,633,792 B
+CONNECTION_BYTES = LL_BYTES + LL128_BYTES + SIMPLE_BYTES  # 9,633,792 B of protocol buffers
+CONN_HEADER_BYTES = 4096  # sizeof(ncclSendMem) = sizeof(ncclRecvMem) = MEM_ALIGN (src/include/comm.h)
+CUDA_IPC_MIN = 2 * MIB  # p2p.cc rounds each side's allocation up to it (src/include/comm.h)
+P2P_READ_ARCHS = ("Ampere",)  # compute capability 8.0 (A100 / A800), the only NVSwitch Ampere parts
+NVLS_SIZED_BY_COLL_CHANNELS = ((2, 20), (2, 22))  # NCCL releases whose NVLS buffers count the collective channels
 COMMUNICATORS = 2  # the TP group's ProcessGroupNCCL and PyNcclCommunicator
 COLL_CHANNELS = {"nvswitch": 24, "nvswitch-narrow": 16}
 NVLS_CHANNELS = {"Hopper": 16, "Blackwell": 24}
@@ -71,6 +92,25 @@ def nvls_channel_bytes(nccl: tuple[int, ...]) -> int:
     if nccl < (2, 22):
         return 2 * (1 * MIB + 2 * MIB)
     return 2 * 1 * MIB
+
+
+def _ipc_aligned(size: int) -> int:
+    """``size`` rounded up to CUDA_IPC_MIN (p2p.cc ALIGN_SIZE(size, CUDA_IPC_MIN))."""
+    return -(-size // CUDA_IPC_MIN) * CUDA_IPC_MIN
+
+
+def connection_bytes(p2p_read: bool) -> int:
+    """Bytes one P2P connection allocates, its send side plus its receive side (module docstring): 12 MiB with
+    NCCL's default buffer sizes, with or without P2P read."""
+    send = CONN_HEADER_BYTES + (SIMPLE_BYTES if p2p_read else 0)
+    recv = CONN_HEADER_BYTES + LL_BYTES + LL128_BYTES + (0 if p2p_read else SIMPLE_BYTES)
+    return _ipc_aligned(send) + _ipc_aligned(recv)
+
+
+def nvls_channels(gpu: GPUSpec, coll_channels: int, nccl: tuple[int, ...]) -> int:
+    """Channels NCCL sizes its NVLS buffers by: the collective channels in 2.20.x - 2.21.x, else the NVLS channels."""
+    first, until = NVLS_SIZED_BY_COLL_CHANNELS
+    return coll_channels if first <= nccl < until else NVLS_CHANNELS[gpu.arch]
 
 
 def nccl_release(engine: str, version: tuple[int, ...]) -> tuple[int, ...]:
@@ -107,14 +147,15 @@ def comm_buffer_bytes(gpu: GPUSpec, ranks: int, engine: str, version: tuple[int,
         return int(PCIE_COMM_GIB * GIB), f"{PCIE_COMM_GIB:g} GiB communication buffers (no NVSwitch node: flat)"
     channels = COLL_CHANNELS["nvswitch" if links >= 18 and gpu.arch in NVLS_ARCHS else "nvswitch-narrow"]
     sets = 1 + (2 if ranks > 2 else 1)
-    ring_tree = COMMUNICATORS * channels * sets * CONNECTION_BYTES
+    connection = connection_bytes(gpu.arch in P2P_READ_ARCHS)
+    ring_tree = COMMUNICATORS * channels * sets * connection
     nvls_on = gpu.arch in NVLS_ARCHS and ranks > 2 and engine != "sglang"
     nccl = nccl_release(engine, version)
-    nvls = COMMUNICATORS * NVLS_CHANNELS[gpu.arch] * nvls_channel_bytes(nccl) * ranks if nvls_on else 0
+    nvls = COMMUNICATORS * nvls_channels(gpu, channels, nccl) * nvls_channel_bytes(nccl) * ranks if nvls_on else 0
     total = ring_tree + nvls + CUSTOM_ALLREDUCE_BYTES
     release = ">= 2.22" if nccl >= (2, 22) else ".".join(map(str, nccl))
     line = (f"{total / GIB:.2f} GiB communication buffers (NCCL {release}: {COMMUNICATORS} communicators x "
-            f"{channels} channels x {sets} connections x {CONNECTION_BYTES / MIB:.2f} MiB"
+            f"{channels} channels x {sets} connections x {connection / MIB:.0f} MiB"
             + (f" + NVLS {nvls / GIB:.2f} GiB" if nvls else (", NVLS off" if ranks > 2 else ""))
             + f" + custom all-reduce {CUSTOM_ALLREDUCE_BYTES // MIB} MiB; calc.serving.comm_memory)")
     return total, line
