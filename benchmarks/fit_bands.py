@@ -16,8 +16,9 @@ ran (fit_corpus.row_stack) and r = log(predicted / measured) read as a time (a r
    group (an "unseen stack") skips the group: the group's scatter is that of other stacks' settings.
 4. Spread. Leave one source group out at a time, read each of its rows' band from the other groups (steps 1-3) and
    find the smallest factor k (SPREAD_GRID, 0.5 to 4: a band may narrow as well as widen) that spreads the
-   quantiles about their median enough for BAND_LEVEL of the left-out rows to fall inside, per pool and per level
-   ("group": read from the row's own band group; "fallback": from the pool or family), the left-out rows counted one
+   quantiles about their median enough for BAND_LEVEL of the left-out rows to fall inside, per pool (spread_key)
+   and per level ("group": read from the row's own band group; "fallback": from the pool or family), the left-out
+   rows counted one
    source one vote (each weighs 1 / its source group's left-out rows in that pool x level, as in step 2): a band is
    read for a figure of a source not in the corpus, so the share of sources it holds is what k is set to, and a
    source of 83 rows does not set a pool's k alone. A pool x level with fewer than MIN_BAND_ROWS left-out rows or
@@ -50,6 +51,47 @@ every such entry today is two source groups of one publisher, TensorRT-LLM's per
 torchtitan's two H100 pages, so leaving one out does not leave the publisher out: their agreement is not the scatter
 between sources). Held-out rows are never read here.
 
+Fifth pass (2026-12-02, residuals of that day; issue 23's ideas, each scored by the out-of-source table on the fit
+split: per kind, the mean over source groups of their share inside and the median half-width; the all-kinds line
+first). Today's procedure: 77% of sources (83% of rows) at 41%; serving throughput 89% at 47%, e2e 42% at 42% (one source),
+TPOT 100% at 83%, TTFT 78% at 133%, training throughput / step time / MFU 78% / 85% / 67% at 34% / 41% / 31%,
+fine-tuning memory 83% at 8%, KV 70% at 5% (7 of 11 rows banded), training peak memory no band.
+- A k per pool x dense/MoE class (step 4 per spread_key with SPREAD_BY_CLASS; ``--by-class`` prints its table):
+  75% (82% of rows) at 39%; serving throughput 77% at 41% (its MoE sources no longer read a k set by the dense
+  eager MI300X / H100 405B rows of dstack's two sources), e2e 55% at 53%, TPOT 100% at 80%, training throughput /
+  step time / MFU 78% / 85% / 67% at 33% / 39% / 30%; memory, KV and TTFT unchanged. Within the table's noise (20
+  fit sources, 3 MoE serving ones), and the k's it would ship from 2 sources of one publisher each (serving dense
+  2.45: dstack; training MoE 2.35: NVIDIA's DGX Cloud recipes) are read by no left-out source (one left out leaves
+  one, whose left-out rows take the level's k over all pools). Read only where a class has >= 3 sources (else the
+  pool's k): 78% at 41%, serving throughput back to 89% at 47% (a left-out MoE serving source leaves its class 2),
+  training 33% / 39% / 30% wide, e2e 55% at 53%. Not used; it is kept behind SPREAD_BY_CLASS, with calc.bands
+  reading a pool entry's "moe" quantiles, for when the corpus holds enough MoE sources to test it.
+- (a) A conformal / order-statistic rule. Over n exchangeable sources, [min, max] of their residuals holds a new
+  source with probability (n - 1)/(n + 1), 80% only from n = 9: the training pool (10 sources) qualifies; serving
+  decode (8: 78%), KV (6: 71%), prefill (4: 60%), fine-tuning memory (3: 50%) and training memory (1) are too small.
+  As a finite-sample k (the share inside raised to 0.8 (n + 1)/n of the left-out sources, no band above 1): no
+  band on serving throughput, TPOT or TTFT, e2e 60% at 68%, fine-tuning memory 100% at 13%, training throughput
+  100% at 58%, step time 85% at 81%; all 81% of sources on 247 of 445 rows at 58%: over the level and wider. Not
+  used.
+- (b) A dense / MoE subpool level between band group and pool (pool|dense, pool|moe, the band group's rules): in
+  serving decode alone 74% at 34% (serving throughput 77% at 25%), but no left-out source reads it (the MoE subpool
+  holds 3 sources, the dense one's k comes from dstack's two alone), so its table only measures the pool's k on fewer
+  rows, and the level it would ship is untested (the dense one wider than +-100%: no band for a dense vLLM decode
+  figure); in every pool 77% at 33% with training throughput 34% -> 60% wide; by engine family 78% at 41% with
+  step time banded on 5 of 57 rows. Not used.
+- (c) A training peak-memory band from fine-tuning memory (one engine, calc.memory; a "memory" family or one pool):
+  torchtitan's 14 training-memory rows, its source left out, fall 21% inside at 8-9% (14% with KV in the family):
+  the fit split's only training-memory source is not held by the fine-tuning sources' band. Not used: no band.
+- (d) KV capacity with inference and peak memory as a family: the 4 KV rows without a band gain one (KV 75% of
+  sources at 5%, all 11 rows), the shipped KV band is unchanged (its pool is usable), and inference memory (one
+  source) falls 0-100% inside by variant. The fit split's KV sources agree within 3% (one at 11%): no rule read from
+  them widens a KV band for a new source's scatter. Not used.
+- (e) The dstack sources (eager vLLM V0 on MI300X / H100, 405B) as a group of their own: by vLLM V0 apart from V1 as
+  a band stack the table is unchanged (no fit decode row runs V1); by GPU generation within serving, 78% at 37%
+  with serving throughput banded on 56 of 98 rows; a dense class k (above) keeps it off MoE figures. Not used.
+- A k read only from a class or pool of >= 3 sources (else the level's over all pools): 77% at 40%; a class k read
+  only from its own pool's memory kinds, or k = 1 where a pool is too small: fine-tuning memory falls to 58%.
+
 Reading a band (calc.bands.band) adds one rule: a band wider than MAX_HALF_WIDTH of the prediction either way
 (calc.bands.too_wide, on its log width) is no band ("no band: no comparable measurement", rows 0): its rows do not
 resemble the figure enough to bound it.
@@ -73,6 +115,7 @@ WIDE = math.log(2.0)  # the stated wide band of "no comparable measurement": a f
 MAX_HALF_WIDTH = 1.0  # a band wider than +-100% of the prediction is read as no band (calc.bands.band)
 SPREAD_GRID = [round(0.5 + 0.05 * i, 2) for i in range(71)]  # 0.50 .. 4.00
 LEVELS = ("groups", "pools", "families")
+SPREAD_BY_CLASS = False  # True: step 4's k per pool x dense/MoE class, tried and not used (docstring, fifth pass)
 
 
 @dataclass(frozen=True)
@@ -129,6 +172,12 @@ def by_level(rows: list[BandRow]) -> Levels:
     return out
 
 
+def spread_key(row: BandRow) -> str:
+    """What a row's spread factor is measured and read for (step 4): its pool; with SPREAD_BY_CLASS its pool and
+    dense/MoE class, "training|moe" (the last field of its band group, calc.bands.group_name)."""
+    return f"{pool_of(row.kind)}|{row.band_group.rsplit('|', 1)[1]}" if SPREAD_BY_CLASS else pool_of(row.kind)
+
+
 def usable(rows: list[BandRow] | None, sources: int = MIN_SOURCES) -> bool:
     """>= MIN_BAND_ROWS rows from >= ``sources`` source groups (step 1: MIN_GROUP_SOURCES for a band group)."""
     return rows is not None and len(rows) >= MIN_BAND_ROWS and len({row.source for row in rows}) >= sources
@@ -159,14 +208,15 @@ def _inside(k: float, points: list[Point]) -> float:
 
 
 def spread_factors(rows: list[BandRow]) -> dict[str, Any]:
-    """Step 4: the leave-one-source-out spread factor k per pool and level, with the coverage it reaches."""
+    """Step 4: the leave-one-source-out spread factor k per pool x class (spread_key) and level, with the coverage
+    it reaches."""
     seen: dict[tuple[str, str], list[Point]] = {}
     for source in sorted({row.source for row in rows}):
         by = by_level([row for row in rows if row.source != source])
         for row in rows:
             if row.source == source and (found := chain(row, by)) is not None:
                 point = (source, row.r, *source_quantiles(found[1]))
-                seen.setdefault((pool_of(row.kind), found[0]), []).append(point)
+                seen.setdefault((spread_key(row), found[0]), []).append(point)
                 seen.setdefault(("all", found[0]), []).append(point)
     out: dict[str, Any] = {}
     for (pool, level), points in sorted(seen.items()):
@@ -180,8 +230,8 @@ def spread_factors(rows: list[BandRow]) -> dict[str, Any]:
 
 
 def spread_of(spread: dict[str, Any], pool: str, level: str) -> float:
-    """The k of a pool and level; the level's k over all pools where the pool's left-out rows are fewer than
-    MIN_BAND_ROWS or come from fewer than MIN_SOURCES source groups (one source's share inside is no coverage)."""
+    """The k of a pool x class (spread_key) and level; the level's k over all pools where its left-out rows are fewer
+    than MIN_BAND_ROWS or come from fewer than MIN_SOURCES source groups (one source's share inside is no coverage)."""
     own = spread.get(pool, {}).get(level)
     return own["k"] if own and own["rows"] >= MIN_BAND_ROWS and own["sources"] >= MIN_SOURCES else spread["all"][level]["k"]
 
@@ -199,10 +249,20 @@ def band_table(rows: list[BandRow]) -> dict[str, Any]:
     by = by_level(rows)
     spread = spread_factors(rows)
 
-    def k(level: str, name: str, entry: list[BandRow]) -> float:
-        if level == "groups":
-            return spread_of(spread, pool_of(entry[0].kind), "group")
-        return spread_of(spread, name, "fallback") if level == "pools" else spread["all"]["fallback"]["k"]
+    def k(level: str, name: str, entry: list[BandRow], cls: str = "dense") -> float:
+        if level == "groups":  # a band group is of one class (its name's last field)
+            return spread_of(spread, spread_key(entry[0]), "group")
+        key = f"{name}|{cls}" if SPREAD_BY_CLASS else name
+        return spread_of(spread, key, "fallback") if level == "pools" else spread["all"]["fallback"]["k"]
+
+    def entry_of(level: str, name: str, entry: list[BandRow]) -> dict[str, Any]:
+        """A level's entry; with SPREAD_BY_CLASS a pool's q10, q90 are spread by its dense class's k, and "moe" holds
+        those spread by its MoE class's (calc.bands reads them for a MoE figure)."""
+        out = quantile_entry(entry, k(level, name, entry))
+        if level == "pools" and SPREAD_BY_CLASS:
+            moe = quantile_entry(entry, k(level, name, entry, "moe"))
+            out["moe"] = {"q10": moe["q10"], "q90": moe["q90"]}
+        return out
 
     return {"level": BAND_LEVEL, "min_rows": MIN_BAND_ROWS, "min_sources": MIN_SOURCES, "min_group_sources": MIN_GROUP_SOURCES,
             "max_half_width": MAX_HALF_WIDTH,
@@ -210,7 +270,7 @@ def band_table(rows: list[BandRow]) -> dict[str, Any]:
                            "spread about q50 by the level's leave-one-source-out factor; a rate's band uses them negated",
             "spread": spread,
             "wide_default": {"q10": round(-WIDE, 4), "q90": round(WIDE, 4)},
-            **{level: {name: quantile_entry(entry, k(level, name, entry)) for name, entry in sorted(values.items())
+            **{level: {name: entry_of(level, name, entry) for name, entry in sorted(values.items())
                        if usable(entry, MIN_GROUP_SOURCES if level == "groups" else MIN_SOURCES)}
                for level, values in by.items()}}
 
@@ -231,7 +291,7 @@ def out_of_source(rows: list[BandRow]) -> list[tuple[BandRow, tuple[float, float
                 out.append((row, None))
                 continue
             q10, q50, q90 = source_quantiles(found[1])
-            k = spread_of(spread, pool_of(row.kind), found[0])
+            k = spread_of(spread, spread_key(row), found[0])
             lo, hi = q50 + k * (q10 - q50), q50 + k * (q90 - q50)
             out.append((row, None if too_wide(lo, hi, MAX_HALF_WIDTH) else (lo, hi)))
     return out
@@ -281,8 +341,12 @@ def _kind_table(found: list[tuple[BandRow, tuple[float, float] | None]]) -> list
     return lines
 
 
-if __name__ == "__main__":  # python benchmarks/fit_bands.py: the fit split's out-of-source band table (~2 min)
+if __name__ == "__main__":  # python benchmarks/fit_bands.py [--by-class]: the fit split's out-of-source table (~1 min)
+    import sys
+
     import fit_corpus
+
+    SPREAD_BY_CLASS = "--by-class" in sys.argv  # the table of a k per pool x dense/MoE class (fifth pass, not used)
 
     seen: list[list[BandRow]] = []
     fit_corpus.band_table = lambda rows: seen.append(rows) or band_table(rows)  # the rows run() bands

@@ -23,7 +23,9 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
 benchmarks/fit_bands.py (run by benchmarks/fit_corpus.py) writes, per band group (pool | GPU generation | dtype
 class | dense/moe), per pool and per family, the 10% and 90% quantiles q10, q90 of r over the out-of-fold
 residuals of the fit split, each source group's rows weighing 1 in all, spread about their median by a
-leave-one-source-out factor, with the stacks each group holds (calc/data/fitted_defaults.json, "bands"). For a
+leave-one-source-out factor, with the stacks each group holds (calc/data/fitted_defaults.json, "bands"; a pool
+entry that also holds "moe" quantiles, spread by the factor its MoE rows measured, bands a MoE figure read from the
+pool with those: benchmarks/fit_bands.py SPREAD_BY_CLASS, off today). For a
 prediction p of a time-like figure the measured value m = p exp(-r) lies, 80% of the time, in
 
     [p exp(-q90), p exp(-q10)]
@@ -112,6 +114,8 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         q, name = own, group
     elif pool in data["pools"]:
         q, name = data["pools"][pool], f"{pool} (all generations: {why})"
+        if moe and "moe" in q:  # the pool's quantiles spread by the k its MoE rows measured (module docstring)
+            q, name = {**q, **q["moe"]}, f"{pool} (all generations, spread for MoE: {why})"
     elif family in data["families"]:
         q, name = data["families"][family], f"{family} (prefill and decode, all generations: {why}, and {pool} too)"
     else:

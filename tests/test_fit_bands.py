@@ -142,3 +142,46 @@ def test_fitted_table_rules_in_calc_bands(monkeypatch) -> None:
     rate = bands.band("serving_throughput", 1.0, gpu="Hopper")
     assert (tpot.low, tpot.high, tpot.rows) == (pytest.approx(1.0), pytest.approx(math.exp(1.5)), 30)
     assert (rate.low, rate.high, rate.rows) == (pytest.approx(math.exp(-1.5)), pytest.approx(1.0), 30)
+
+
+def test_the_spread_factor_is_measured_per_dense_or_moe_class(monkeypatch) -> None:
+    # The dense sources S1-S4 of test_spread_factor_and_band_by_hand (band group G: k = 2 by the hand count there)
+    # and the MoE sources T1-T4 + W of test_spread_counts_one_vote_per_source_and_may_narrow (band group GM: k = 0.5
+    # there). Each left-out row reads its own band group, so the quantiles are those tests'; with SPREAD_BY_CLASS
+    # (tried, not used: fit_bands docstring) the k's are counted per class: 2.0 (dense), 0.5 (MoE).
+    import fit_bands
+
+    monkeypatch.setattr(fit_bands, "SPREAD_BY_CLASS", True)
+
+    gm = "training|Hopper|16-bit|moe"
+    fit = rows("S1", 0.0) + rows("S2", 0.25) + rows("S3", 0.5) + rows("S4", 0.75) + [
+        row for s in ("T1", "T2", "T3", "T4") for row in rows(s, 0.0, group=gm)] + rows("W", -1.0, 20, group=gm) + [
+        BandRow(f"W+{i}", "W", "training_step_time", gm, "megatron", 1.0) for i in range(20)]
+    spread = spread_factors(fit)
+    assert (spread["training|dense"]["group"]["k"], spread["training|moe"]["group"]["k"]) == (2.0, 0.5)
+    table = band_table(fit)
+    assert (table["groups"][G]["q10"], table["groups"][G]["q90"]) == (-0.375, 1.125)
+    assert (table["groups"][gm]["q10"], table["groups"][gm]["q90"]) == (pytest.approx(-5 / 12, abs=1e-4),
+                                                                        pytest.approx(5 / 12, abs=1e-4))
+    # One k per pool (the procedure): the 9 sources vote together. S2 and S3 are inside from k = 0.5, T1-T4
+    # at every k, S1 and S4 from k = 2 (S1 left out: q10 = 0.25, q50 = 0.5, so 0.5 - 0.25 k <= 0), W never: 6 of 9
+    # below k = 2, 8 of 9 (89% >= 80%) at 2. So k = 2 for both groups: GM's band 2 x (-5/6, 5/6) = [-5/3, 5/3].
+    monkeypatch.setattr(fit_bands, "SPREAD_BY_CLASS", False)
+    assert spread_factors(fit)["training"]["group"]["k"] == 2.0
+    assert band_table(fit)["groups"][gm]["q90"] == pytest.approx(5 / 3, abs=1e-4)
+
+
+def test_calc_bands_reads_a_pools_moe_entry_for_a_moe_figure(monkeypatch) -> None:
+    """A pool entry with "moe" quantiles (fit_bands with SPREAD_BY_CLASS) bands a MoE figure read from the pool."""
+    from calc import bands
+
+    data = {"level": 0.8, "min_rows": 8, "min_sources": 2, "max_half_width": 1.0, "groups": {}, "families": {},
+            "wide_default": {"q10": -math.log(2), "q90": math.log(2)},
+            "pools": {"training": {"q10": -0.2, "q90": 0.1, "rows": 40, "moe": {"q10": -0.5, "q90": 0.3}}}}
+    monkeypatch.setattr(bands, "fitted", lambda: {"bands": data})
+    # a time p = 1 in [exp(-q90), exp(-q10)]: dense [exp(-0.1), exp(0.2)], MoE [exp(-0.3), exp(0.5)]
+    dense = bands.band("training_step_time", 1.0, gpu="Hopper")
+    moe = bands.band("training_step_time", 1.0, gpu="Hopper", moe=True)
+    assert (dense.low, dense.high) == (pytest.approx(math.exp(-0.1)), pytest.approx(math.exp(0.2)))
+    assert (moe.low, moe.high, moe.rows) == (pytest.approx(math.exp(-0.3)), pytest.approx(math.exp(0.5)), 40)
+    assert moe.group.startswith("training (all generations, spread for MoE:")
