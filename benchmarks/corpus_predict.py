@@ -44,6 +44,7 @@ from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
+from calc.memory.training import peak_by_metric  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, overhead_family  # noqa: E402
 from calc.serving.engine_kernels import engine_kernels  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
@@ -82,7 +83,13 @@ def row_model(row: Any) -> ModelSpec:
 
 
 def row_gpu(row: Any) -> GPUSpec:
-    return _gpu(row.hardware.gpu)
+    """The row's catalog GPU; a published memory that differs from the catalog part's (``hardware.memory_gb``, a
+    variant such as the H100 96GB HBM2e) replaces its capacity, nothing else."""
+    gpu = _gpu(row.hardware.gpu)
+    if row.hardware.memory_gb is None:
+        return gpu
+    return gpu.model_copy(update={"memory_gb": row.hardware.memory_gb, "memory_visible_mib": None,
+                                  "memory_cuda_total_mib": None})
 
 
 def megatron_flops(global_batch: int, seq: int, layers: int, hidden: int, vocab: int, recompute_counted: bool) -> float:
@@ -171,8 +178,9 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     except Unrepresentable as e:
         raise CannotPredict(str(e)) from e
     r = train_step(cost, Layout(**lay), global_batch=global_batch, num_gpus=n)
-    if row.kind == "training_peak_memory":
-        return r.memory_per_gpu_bytes / GIB * (1 if row.measured.unit == "GiB" else GIB / 1e9)
+    if row.kind == "training_peak_memory":  # read as the row's metric reads it (calc.memory.training.peak_by_metric)
+        peak = peak_by_metric(r.memory_per_gpu, peak_metric(row.measured.metric))
+        return peak / GIB * (1 if row.measured.unit == "GiB" else GIB / 1e9)
     if not r.fits:
         raise CannotPredict(f"the engine refuses the published layout {r.layout}: does not fit "
                             f"({r.memory_per_gpu_bytes / GIB:.1f} GiB per GPU predicted; issue 21)")
@@ -419,6 +427,13 @@ def finetune_settings(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     rest = dict(settings)
     plan = Parallelism(**{k: rest.pop(k) for k in FINETUNE_PLAN_KEYS if k in rest})
     return plan, rest
+
+
+def peak_metric(metric: str) -> str:
+    """Which peak a row's metric text names (calc.memory.training.PEAK_METRICS): torch.cuda.max_memory_reserved
+    ("reserved"), max_memory_allocated / the allocator's active bytes ("allocated"), else the device's ("device")."""
+    text = metric.lower()
+    return "reserved" if "reserved" in text else "allocated" if "allocated" in text or "active" in text else "device"
 
 
 def finetune_peak_gib(m: ModelSpec, settings: dict[str, Any], metric: str) -> float:

@@ -73,6 +73,9 @@ class Hardware(_Strict):
     gpus_per_node: int | None = None
     node: str | None = Field(None, description="as published: 'DGX H100', '8x H100 SXM5 NVLink', ...")
     interconnect: str | None = None
+    memory_gb: float | None = Field(None, gt=0, description="the card's memory (GB) as published where the part is a "
+                                    "variant of the catalog GPU (e.g. H100 96GB HBM2e): whether the published layout "
+                                    "fits is judged on it; peaks and rates stay the catalog part's")
 
 
 class Stack(_Strict):

@@ -170,13 +170,15 @@ def test_loss_buffers_per_stack() -> None:
     """The last stage's cross-entropy buffers by stack (calc.memory.activations.lm_head_buffers), llama3-8b
     (V = 128,256), 4096 tokens, TP 8: 4096 x 128,256 = 525,336,576 logits, 65,667,072 per TP rank.
     Megatron-Core vocab-parallel CE: fp32 softmax 4 B + bf16 gradient cast 2 B = 6 B -> 394,002,432 B;
-    flash-attn fused CE: bf16 logits 2 B + bf16 dlogits 2 B = 4 B -> 262,668,288 B; torch CE on fp32 logits 12 B
-    -> 788,004,864 B."""
+    flash-attn fused CE: bf16 logits 2 B + bf16 dlogits 2 B = 4 B -> 262,668,288 B; torch CE on fp32 logits, vocab
+    sharded (TP 8, loss_parallel's decomposed backward: saved log-softmax 4 + zeros 4 + exp 4 + sum 4 = 16 B)
+    -> 1,050,673,152 B; on one device (TP 1, fused aten kernels: 4 + 4 + 4 = 12 B) 12 x 525,336,576 = 6,304,038,912 B."""
     from calc.memory.activations import lm_head_buffers
 
     m = load_model("llama3-8b")
-    for loss, expected in (("megatron", 394_002_432), ("flash-ce", 262_668_288), ("fp32", 788_004_864)):
+    for loss, expected in (("megatron", 394_002_432), ("flash-ce", 262_668_288), ("fp32", 1_050_673_152)):
         assert lm_head_buffers(m, 1, 4096, loss, 8, 2, True, 8)[-1].bytes == expected
+    assert lm_head_buffers(m, 1, 4096, "fp32", 8, 2, True, 1)[-1].bytes == 6_304_038_912
 
 
 def test_unknown_training_loss_is_refused() -> None:

@@ -41,7 +41,8 @@ DoubleQuantOpt = Annotated[bool, _opt("--no-double-quant", "qlora: keep fp32 abs
 GradAccumOpt = Annotated[int | None, _opt("--grad-accum", "finetune: micro-batches per step; gradients persist (default 1)",
                                           human_int("--grad-accum"))]
 CompileOpt = Annotated[bool, _opt("--compile", "finetune: torch.compile fuses elementwise ops (norm upcast, silu kept out)")]
-LossOpt = Annotated[str | None, _opt("--loss", "cross-entropy buffers: fp32 (torch CE on upcast logits, 12 B/logit), megatron "
+LossOpt = Annotated[str | None, _opt("--loss", "cross-entropy buffers: fp32 (torch CE on upcast logits, 12 B/logit; "
+                                              "16 B per logit of the vocab shard under TP, loss_parallel), megatron "
                                               "(Megatron-Core vocab-parallel CE, 6 B), flash-ce (flash-attn fused CE, 4 B), "
                                               "chunked or fused (default: fp32 for finetune, megatron for --mode train)")]
 LossChunksOpt = Annotated[int | None, _opt("--loss-chunks", "finetune: chunks of a chunked/fused loss (default 8)",

@@ -347,6 +347,10 @@ def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, in
 # stacks (lm_head_buffers explains each): Megatron-Core's vocab-parallel CE 4 (fp32 softmax) + 2 (bf16 grad cast);
 # flash-attn's fused CE 2 (bf16 logits saved) + 2 (bf16 dlogits).
 LOSS_BYTES_PER_LOGIT = {"megatron": 6, "flash-ce": 4}
+# torch cross_entropy on fp32 logits: one device (aten log_softmax / nll_loss kernels) 12 B; vocab-sharded under TP
+# (torch.distributed.tensor.parallel.loss_parallel, torchtitan's default with TP) 16 B (lm_head_buffers).
+FP32_CE_BYTES_PER_LOGIT = 12
+LOSS_PARALLEL_BYTES_PER_LOGIT = 16
 TRAINING_LOSSES = ("fp32", "megatron", "flash-ce", "chunked", "fused", "bf16")
 
 
@@ -373,16 +377,28 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     bf16 (litgpt: ``model(x, lm_head_chunk_size=128)`` + ``chunked_cross_entropy``, lit_gpt/utils.py at commit
     8641822): cross_entropy runs on each bf16 logit chunk without an upcast, so every chunk's bf16 log-softmax is
     kept until backward beside the bf16 logits, and backward writes one chunk's two bf16 gradients: 2 + 2 + 4/C.
+    Plain loss under TP (``tp`` > 1, logits sharded over the vocabulary): torch cross_entropy on a vocab-sharded
+    DTensor runs under ``loss_parallel()`` (torchtitan's default with TP: ColwiseParallel output
+    ``output_layouts=Shard(-1)``, torchtitan/parallelisms/parallelize_llama.py and utils.get_train_context at 9dec370;
+    without it the logits are replicated, V per rank). Its handlers (torch/distributed/tensor/parallel/loss.py,
+    read at pytorch 02eef6b) replace the fused aten kernels by their decompositions: forward _log_softmax keeps the
+    fp32 input (4), writes shifted = x - max (4) and a transient exp(shifted) (4), then result (4), beside the bf16
+    logits (2): 14 B; backward _nll_loss_and_log_softmax_backward holds the saved log-softmax (4) and computes
+    (zeros_like(x) + exp(x)) * grad_output: zeros (4) + exp (4) + their sum (4), then the product (4) while the sum is
+    alive: 4 + 4 + 4 + 4 = 16 B per logit of the shard (LOSS_PARALLEL_BYTES_PER_LOGIT; _log_softmax_backward_handler
+    only casts, a no-op on fp32).
     """
     tok = batch * seq
     V = m.vocab_size
     out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
-    per_logit = {"fp32": 12, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks, "bf16": 4 + 4 / chunks,
+    plain = FP32_CE_BYTES_PER_LOGIT if tp == 1 else LOSS_PARALLEL_BYTES_PER_LOGIT
+    per_logit = {"fp32": plain, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks, "bf16": 4 + 4 / chunks,
                  "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[loss]
     n = math.ceil(tok * V * per_logit / tp)
-    src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy)",
+    src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy" + (
+               ")" if tp == 1 else ", vocab-parallel under loss_parallel: decomposed log-softmax and NLL backward)"),
            "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
            "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits",
            "megatron": "Megatron-Core vocab-parallel cross-entropy: fp32 softmax saved, gradient in place, bf16 cast",

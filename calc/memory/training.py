@@ -311,7 +311,8 @@ def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYER
 
 def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: bool, activations: int, fsdp: int = 0,
                   transients: dict[str, int] | None = None, fragmentation: float = DEFAULT_FRAGMENTATION,
-                  cuda_context: int = int(DEFAULT_CUDA_CONTEXT_GIB * GIB)) -> dict[str, int]:
+                  cuda_context: int = int(DEFAULT_CUDA_CONTEXT_GIB * GIB),
+                  cached: dict[str, int] | None = None) -> dict[str, int]:
     """The peak of one training step per GPU, by named part (the values sum to the peak); the one place the
     allocator overhead and the CUDA context are counted, for training and fine-tuning alike:
 
@@ -323,6 +324,8 @@ def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: 
         gradients persist across micro-batches (gradient accumulation, Megatron's grad buffer): added whole
         peak = allocated x (1 + fragmentation) + CUDA context
     ``fragmentation``: torch.cuda.max_memory_reserved / max_memory_allocated - 1 of the caching allocator;
+    ``cached``: blocks the caching allocator keeps reserved at the peak that no allocation of the peak can reuse
+    (``caching_allocator_cached``), added after the fragmentation, each under a name starting "allocator";
     the CUDA context (with cuBLAS/NCCL workspaces) lives outside PyTorch's counters."""
     out = dict(states)
     if gradients_persist:
@@ -335,7 +338,59 @@ def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: 
     out.update(transients or {})
     allocated = sum(out.values())
     out["allocator fragmentation"] = math.ceil(allocated * fragmentation)
+    out.update(cached or {})
     out["CUDA context"] = cuda_context
+    return out
+
+
+ALLOCATOR_PREFIX = "allocator"  # parts of a peak that torch.cuda.max_memory_reserved counts and max_memory_allocated does not
+CUDA_CONTEXT = "CUDA context"
+PEAK_METRICS = ("device", "reserved", "allocated")
+
+
+def peak_by_metric(parts: dict[str, int], metric: str) -> int:
+    """One peak read as a metric reads it: "device" every part (what must fit on the card); "reserved"
+    (torch.cuda.max_memory_reserved, torchtitan's logged "memory") without the CUDA context, which lives outside
+    PyTorch's allocator; "allocated" (max_memory_allocated / active bytes) also without the allocator's parts
+    (fragmentation and the cached blocks of ``caching_allocator_cached``)."""
+    if metric not in PEAK_METRICS:
+        raise ValueError(f"metric {metric!r}: one of {', '.join(PEAK_METRICS)}")
+    drop = (lambda k: False) if metric == "device" else (
+        (lambda k: k == CUDA_CONTEXT) if metric == "reserved" else (lambda k: k == CUDA_CONTEXT or k.startswith(ALLOCATOR_PREFIX)))
+    return sum(v for k, v in parts.items() if not drop(k))
+
+
+def caching_allocator_cached(*, freed_logits: int, sharded_grads: int) -> dict[str, int]:
+    """Bytes PyTorch's caching allocator holds reserved at a torch (FSDP2) training step's peak beyond the live tensors,
+    from its two rules (c10/cuda/CUDACachingAllocator.cpp, header comment: "Allocations are associated with a stream.
+    Once freed, blocks can be re-allocated on the same stream, but not on any other stream. - The allocator attempts
+    to find the smallest cached block that will fit the requested size. [...] If no block is found, the allocator
+    will delegate to cudaMalloc"; an expandable segment, torchtitan's run_llama_train.sh
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, grows at its end under the same best fit). max_memory_reserved
+    counts every cached block, so both are in the figure torchtitan logs and not in max_memory_allocated:
+
+      freed logits   eager torch cross_entropy on logits.float() (loss "fp32"; torchtitan's loss_fn at 9dec370):
+                     the forward lays out the bf16 logits, their fp32 copy and the fp32 log-softmax,
+                     then frees the first two (train.py ``del pred``) into one hole of 2 + 4 = 6 B per logit; the
+                     backward's first fp32 buffer (nll_loss's gradient, 4 B) takes the smallest block that fits, that
+                     hole, leaving 2 B per logit that no later 4 B buffer of the loss fits, so the next one extends
+                     the segment: the bf16 logits' bytes stay reserved through the loss backward
+                     (loss_parallel's decomposed backward, lm_head_buffers, leaves the same 2 B: its zeros and exp
+                     fill the 2 + 4 + 4 B hole, the sum extends, the product reuses exp's block):
+                         ``freed_logits`` = logits per rank x 2 B (what it adds to the fullest stage)
+      RS stream pool FSDP2 allocates each reduce-scatter output, the sharded gradient the optimizer reads, on its
+                     reduce-scatter stream (torch/distributed/_composable/fsdp/_fsdp_collectives.py
+                     foreach_reduce(_scatter): "The RS output is allocated in the RS stream and used in the default
+                     stream (for optimizer)"); zero_grad frees them before the next forward, into that stream's
+                     pool, which the default stream's activations cannot reuse: the step's ``sharded_grads``
+                     (fp32, 4 B x the rank's parameters / d) stay reserved beside the activation peak.
+    Worked (llama3.1-8b, 2 x 8192 tokens, FSDP 8, bf16 logits): 16,384 x 128,256 x 2 = 4,202,692,608 B of freed
+    logits; 8,030,261,248 x 4 / 8 = 4,015,130,624 B of sharded gradients."""
+    out = {}
+    if freed_logits:
+        out[f"{ALLOCATOR_PREFIX}: freed bf16 logits (best fit, loss backward)"] = freed_logits
+    if sharded_grads:
+        out[f"{ALLOCATOR_PREFIX}: reduce-scatter stream pool (sharded fp32 gradients)"] = sharded_grads
     return out
 
 
@@ -397,6 +452,7 @@ def training_bytes_per_gpu(
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
+    caching_allocator: bool = False,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -415,9 +471,13 @@ def training_bytes_per_gpu(
     ``--recompute-modules`` under ``recompute`` "selective" (calc.memory.activations.module_buffers);
     ``gemm_input_bytes``: saved GEMM inputs kept quantized (fp8 through Transformer Engine; LayerSetup);
     ``fsdp_reduce_bytes``: bytes per element of an unsharded unit's gradient (``fsdp_in_flight_bytes``);
-    ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers)."""
+    ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers);
+    ``caching_allocator``: PyTorch's caching allocator without Megatron's buffers (torchtitan / FSDP2 stacks): the
+    blocks it keeps reserved beyond the live tensors (``caching_allocator_cached``: the freed logits on the stage
+    holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP)."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
+    recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
     if states is None:
         w, g, o = RECIPES[recipe]
         dense = params - expert_params
@@ -443,13 +503,25 @@ def training_bytes_per_gpu(
             if cache is not None:
                 cache[key] = per
         activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers)
+    cached: dict[str, int] = {}
+    if caching_allocator:
+        fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
+        sharded_grads = shard_states((0, (params - expert_params) * FSDP_REDUCE_BYTES, 0),
+                                     (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
+                                     etp=etp)[1] if fsdp_sharded and recipe_states else 0
+        freed = 0
+        if activations_model != "textbook" and loss == "fp32":  # counted where the stage holding the loss is the fullest
+            hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
+            bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
+            freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers) - activations
+        cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
     if fsdp is None:
         fsdp = fsdp_in_flight_bytes(m, tp, reduce_bytes=fsdp_reduce_bytes) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
     persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
         states, gradients=gradients or 0, gradients_persist=persist,
         activations=activations, fsdp=fsdp,
-        transients=transients, fragmentation=fragmentation,
+        transients=transients, fragmentation=fragmentation, cached=cached,
         cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes)
 
 

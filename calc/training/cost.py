@@ -250,7 +250,10 @@ class Efficiencies:
             f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; "
                                                        f"{self.loss} cross-entropy on the last stage)" if self.activations == "per-tensor"
                                                        else " (Korthikanti et al. 2022 GPT formula)")
-            + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else ""),
+            + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else "")
+            + ("; PyTorch caching allocator: its cached blocks at the peak counted (freed logits of the eager fp32 "
+               "cross-entropy, FSDP2's reduce-scatter stream pool; calc.memory.training.caching_allocator_cached)"
+               if stack_key(self.stack) == "fsdp" else "; expandable segments, Megatron's buffers: no cached blocks counted"),
             f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate at <= 256 tokens per expert, "
             "rising in log2(tokens) to 1 at 4096 (DeepGEMM grouped-GEMM tables); router, permute/unpermute and the "
             "dispatcher's local sorts memory-bound",

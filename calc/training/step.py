@@ -243,7 +243,7 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
         offload_layers=offloaded_stage_layers(layout, cost.m.num_layers),
         gemm_input_bytes=saved_gemm_input_bytes(cost.dtype, stack, cost.fp8_recipe),
         fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack == REFERENCE_STACK else FSDP_REDUCE_BYTES,
-        offload_modules=layout.offload_modules,
+        offload_modules=layout.offload_modules, caching_allocator=stack == "fsdp",
     )
 
 
