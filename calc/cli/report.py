@@ -151,14 +151,19 @@ def report(
                                      batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
+    assumptions = serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
+                                      step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager)  # latency's
+    if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
+        from calc.serving.engine_kernels import engine_kernels
+
+        assumptions = engine_kernels(assumptions, m, g, EngineSettings(), prompt + output - 1, dtype)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
-                                        step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager),  # latency's
+        assumptions=assumptions,
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
