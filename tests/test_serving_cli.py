@@ -283,3 +283,32 @@ def test_moe_collective_flag(cli) -> None:
     assert "(--moe-collective alltoall)" in cli(*serve, "--engine", "trtllm", "--moe-collective", "alltoall").out
     r = cli(*serve, "--moe-collective", "ring")
     assert r.code == 2 and "--moe-collective" in r.err and "Traceback" not in r.err
+
+
+def test_moe_collective_in_report_as_in_serve(cli) -> None:
+    """--moe-collective in report is serve's option: report's serving section is serve's plan under the same flag,
+    and it moves the expert-parallel layouts only; refused with --mode train / finetune, like --expert-imbalance."""
+    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
+    base = cli("report", *query, "--json").json()["serving"]
+    gathered = cli("report", *query, "--moe-collective", "allgather", "--json").json()["serving"]
+    assert gathered == cli("serve", *query, "--moe-collective", "allgather", "--json").json()
+    before = {x["name"]: x["tpot_ms"] for x in base["layouts"]}
+    after = {x["name"]: x["tpot_ms"] for x in gathered["layouts"]}
+    ep = [name for name in before.keys() & after.keys() if "EP" in name]
+    assert ep and any(after[name] != before[name] for name in ep)
+    assert all(after[name] == before[name] for name in before.keys() & after.keys() if "EP" not in name)
+    for mode in ("train", "finetune"):
+        r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", mode, "--moe-collective", "allgather")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-collective") and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), [
+    ("serve", "--moe-collective", "allgather"), ("serve", "--expert-imbalance", "2"), ("serve", "--fp8-moe-scales", "tensor"),
+    ("latency", "--fp8-moe-scales", "tensor"), ("report", "--moe-collective", "allgather"),
+    ("report", "--expert-imbalance", "2"),
+])
+def test_moe_serving_options_refused_for_a_dense_model(cli, command: str, flag: str, value: str) -> None:
+    """An MoE option on a model without routed experts changes nothing: refused in one line naming the flag."""
+    prompt = ["--prompt", "1000"] if command != "report" else []
+    r = cli(command, "llama3-8b", "--gpu", "h100", *prompt, flag, value)
+    assert r.code == 2 and r.err.strip() == f"llmcalc: error: {flag}: applies to routed experts; llama3-8b has none"

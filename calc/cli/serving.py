@@ -134,6 +134,13 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     return num_gpus or (tp or 1) * (pp or 1)
 
 
+def refuse_moe_options(m: Any, **given: Any) -> None:
+    """The MoE-only serving options (``given`` as flag name without dashes -> value) refused for a model without
+    routed experts: they would change nothing."""
+    for name, value in given.items():
+        refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
+
+
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, moe_collective: str | None = None) -> Any:
@@ -220,6 +227,8 @@ def latency(
 
     ttft_ms = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
     m, g = load_model(model), load_gpu(gpu)
+    if m.moe is None:
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
@@ -347,6 +356,8 @@ def serve(
                                          f"--engine {emit_engine.value}")
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
     m, g = load_model(model), load_gpu(gpu)
+    if m.moe is None:
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, moe_collective=moe_collective)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
         check_context(m, max_model_len, "--max-model-len")
