@@ -141,6 +141,14 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
 
 
+def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) -> None:
+    """--comm-buffer-gib on one GPU: no communicator is built (calc.serving.engine_memory counts the buffers only
+    when the model is split), so it would change nothing."""
+    if gpus == 1:
+        refuse("--comm-buffer-gib", comm_buffer_gib, "is the NCCL / all-reduce memory of a model split over GPUs; "
+                                                     "on 1 GPU there is none: drop it or give --num-gpus > 1")
+
+
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, moe_collective: str | None = None) -> Any:
@@ -235,6 +243,7 @@ def latency(
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
+    refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
     from calc.serving.engine_kernels import engine_kernels
@@ -291,6 +300,7 @@ def concurrency(
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
     tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
+    refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
@@ -363,6 +373,7 @@ def serve(
         check_context(m, max_model_len, "--max-model-len")
     if max_model_len is not None and max_model_len < prompt + output:
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
+    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
