@@ -312,3 +312,18 @@ def test_moe_serving_options_refused_for_a_dense_model(cli, command: str, flag: 
     prompt = ["--prompt", "1000"] if command != "report" else []
     r = cli(command, "llama3-8b", "--gpu", "h100", *prompt, flag, value)
     assert r.code == 2 and r.err.strip() == f"llmcalc: error: {flag}: applies to routed experts; llama3-8b has none"
+
+
+@pytest.mark.parametrize("args", [
+    ("serve", "mixtral-8x7b", "--gpu", "mi300x", "--prompt", "1000", "--engine", "trtllm"),
+    ("latency", "llama3-8b", "--gpu", "mi300x", "--prompt", "1000", "--engine", "trtllm"),
+    ("concurrency", "llama3-8b", "--gpu", "gaudi3", "--engine", "trtllm"),
+    ("serve", "llama3-8b", "--gpu", "mi300x", "--prompt", "1000", "--emit", "trtllm"),
+])
+def test_trtllm_refused_off_nvidia(cli, args: tuple[str, ...]) -> None:
+    """TensorRT-LLM compiles for NVIDIA GPUs only: --engine trtllm (or --emit trtllm choosing it) on an AMD or Intel
+    part is refused in one line naming the flag that chose it, not priced with TensorRT-LLM's all-gather MoE."""
+    r = cli(*args)
+    flag = "--emit" if "--emit" in args else "--engine"
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}: TensorRT-LLM runs on NVIDIA GPUs only")
+    assert r.err.count("\n") == 1

@@ -141,6 +141,14 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
 
 
+def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None:
+    """TensorRT-LLM builds CUDA kernels for NVIDIA GPUs only: refused on another vendor's GPU, naming ``flag`` (the
+    option that chose the engine)."""
+    if engine == Engine.trtllm and g.vendor != "NVIDIA":
+        raise LLMCalcError(flag, f"TensorRT-LLM runs on NVIDIA GPUs only; {g.name} is {g.vendor}'s: "
+                                       "give --engine vllm or sglang")
+
+
 def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) -> None:
     """--comm-buffer-gib on one GPU: no communicator is built (calc.serving.engine_memory counts the buffers only
     when the model is split), so it would change nothing."""
@@ -235,6 +243,7 @@ def latency(
 
     ttft_ms = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
     output = _window_output(ctx, m, prompt, output)
@@ -297,6 +306,7 @@ def concurrency(
     from calc.sources.catalog import load_gpu, load_model
 
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g)
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
     tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
@@ -366,6 +376,7 @@ def serve(
                                          f"--engine {emit_engine.value}")
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, moe_collective=moe_collective)
     check_context(m, prompt + output, "--prompt")
