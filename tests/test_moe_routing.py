@@ -102,3 +102,14 @@ def test_train_time_takes_the_routing_of_its_plan(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-routing:") and r.err.count("\n") == 1
     r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "100B", "--moe-routing", "token-drop")
     assert r.code == 2 and r.err.strip() == "llmcalc: error: --moe-routing: llama3-8b has no experts"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--moe-routing", "token-drop"), ("--dispatcher", "deepep")])
+def test_ep_options_refused_without_expert_parallelism(cli, flag: str, value: str) -> None:
+    """train-step at --ep 1 (the default): every rank holds all experts, so neither the busiest EP rank's load nor the
+    EP token exchange exists; the option would change nothing and is refused in one line. At --ep 2 it is taken."""
+    args = ("train-step", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "32", "--tp", "4", "--pp", "4", "--zero", "1",
+            "--global-batch", "64", "--seq", "4096")
+    r = cli(*args, flag, value)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:") and "--ep 1" in r.err and r.err.count("\n") == 1
+    assert cli(*args, "--ep", "2", flag, value).code == 0

@@ -519,6 +519,13 @@ def train_step(
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
                  dispatcher, moe_routing)
+    if ep_ == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
+        from calc.cli.options import refuse
+
+        refuse("--moe-routing", moe_routing, "sets the load spread the busiest expert-parallel rank waits for; with --ep 1 "
+                                             "every rank holds all experts: give --ep > 1 or drop it")
+        refuse("--dispatcher", dispatcher, "is the expert-parallel token exchange; with --ep 1 there is none: give --ep > 1 "
+                                           "or drop it")
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
