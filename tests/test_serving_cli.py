@@ -327,3 +327,16 @@ def test_trtllm_refused_off_nvidia(cli, args: tuple[str, ...]) -> None:
     flag = "--emit" if "--emit" in args else "--engine"
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}: TensorRT-LLM runs on NVIDIA GPUs only")
     assert r.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), [
+    ("serve", "--moe-collective", "allgather"), ("serve", "--expert-imbalance", "2"),
+    ("report", "--moe-collective", "allgather"), ("report", "--expert-imbalance", "2"),
+])
+def test_ep_serving_options_refused_on_one_gpu(cli, command: str, flag: str, value: str) -> None:
+    """--num-gpus 1 leaves no expert-parallel layout (EP spreads the experts over >= 2 GPUs): the EP options would
+    change nothing and are refused in one line; on 2 GPUs they are taken."""
+    prompt = ["--prompt", "1000"] if command == "serve" else []
+    r = cli(command, "mixtral-8x7b", "--gpu", "h200", *prompt, "--num-gpus", "1", flag, value)
+    assert r.code == 2 and r.err.strip() == f"llmcalc: error: {flag}: applies to expert-parallel layouts; --num-gpus 1 has none"
+    assert cli(command, "mixtral-8x7b", "--gpu", "h200", *prompt, "--num-gpus", "2", flag, value).code == 0

@@ -46,7 +46,7 @@ from calc.cli.options import (
     given_dtype,
     refuse,
 )
-from calc.cli.serving import DEFAULT_NON_TORCH_GIB, refuse_moe_options, serving_assumptions
+from calc.cli.serving import DEFAULT_NON_TORCH_GIB, refuse_ep_options_on_one_gpu, refuse_moe_options, serving_assumptions
 from calc.specs.serving import EngineSettings
 
 
@@ -144,6 +144,7 @@ def report(
     m, g = load_model(model), load_gpu(gpu)
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:

@@ -141,6 +141,14 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
 
 
+def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
+    """The expert-parallel serving options (``given`` as flag name without dashes -> value) refused when --num-gpus 1
+    leaves no expert-parallel layout to apply to (calc.serving.plan._candidates: EP needs >= 2 GPUs)."""
+    if num_gpus == 1:
+        for name, value in given.items():
+            refuse("--" + name.replace("_", "-"), value, "applies to expert-parallel layouts; --num-gpus 1 has none")
+
+
 def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None:
     """TensorRT-LLM builds CUDA kernels for NVIDIA GPUs only: refused on another vendor's GPU, naming ``flag`` (the
     option that chose the engine)."""
@@ -379,6 +387,7 @@ def serve(
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, moe_collective=moe_collective)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
         check_context(m, max_model_len, "--max-model-len")
