@@ -340,3 +340,13 @@ def test_ep_serving_options_refused_on_one_gpu(cli, command: str, flag: str, val
     r = cli(command, "mixtral-8x7b", "--gpu", "h200", *prompt, "--num-gpus", "1", flag, value)
     assert r.code == 2 and r.err.strip() == f"llmcalc: error: {flag}: applies to expert-parallel layouts; --num-gpus 1 has none"
     assert cli(command, "mixtral-8x7b", "--gpu", "h200", *prompt, "--num-gpus", "2", flag, value).code == 0
+
+
+def test_serve_title_names_the_gpus_it_was_given(cli) -> None:
+    """serve --num-gpus 16 fills the 16 GPUs with replicas; the table's title says so, as the verdict line does,
+    rather than "one replica" beside a best layout of 2 replicas."""
+    r = cli("serve", "mixtral-8x7b", "--gpu", "h200", "--num-gpus", "16", "--prompt", "2000")
+    title = " ".join(r.out.split("\n")[0].split())
+    assert r.code == 0 and title.endswith("no targets, 16 GPUs") and "for 16 GPUs" in r.out
+    assert " ".join(cli("serve", "mixtral-8x7b", "--gpu", "h200", "--prompt", "2000").out.split("\n")[0].split()).endswith(
+        "no targets, one replica")
