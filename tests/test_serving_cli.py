@@ -350,3 +350,14 @@ def test_serve_title_names_the_gpus_it_was_given(cli) -> None:
     assert r.code == 0 and title.endswith("no targets, 16 GPUs") and "for 16 GPUs" in r.out
     assert " ".join(cli("serve", "mixtral-8x7b", "--gpu", "h200", "--prompt", "2000").out.split("\n")[0].split()).endswith(
         "no targets, one replica")
+
+
+def test_tight_fit_warning_counts_whole_requests(cli) -> None:
+    """The tight-fit warning names a request count; its band's low end is printed as whole requests (as the
+    "How sure" line does), never as 896.0."""
+    import re
+
+    r = cli("serve", "qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--prompt", "1000", "--output", "1000",
+            "--dtype", "fp8")
+    line = next(x for x in r.err.splitlines() if "fit: tight" in x)
+    assert re.search(r"holds [\d,]+ requests for a batch of [\d,]+, but its 80% band goes down to [\d,]+;", line), line
