@@ -114,3 +114,17 @@ def test_comm_buffer_flag_replaces_the_formula_in_every_serving_command() -> Non
         assert "buffers per GPU when split = 3 GiB" in explained.out  # the assumption line --explain prints
     bad = run_cli("concurrency", "llama3-70b", "--gpu", "h100", "--tp", "4", "--comm-buffer-gib", "-1")
     assert bad.code == 2 and "--comm-buffer-gib" in bad.err
+
+
+def test_comm_buffer_flag_refused_on_one_gpu() -> None:
+    """One GPU builds no communicator (no buffers to size), so --comm-buffer-gib would change nothing: refused in
+    latency, concurrency and serve --num-gpus 1, one line naming the flag."""
+    from conftest import run_cli
+
+    for command in (("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1000"),
+                    ("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192"),
+                    ("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--num-gpus", "1")):
+        r = run_cli(*command, "--comm-buffer-gib", "3")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --comm-buffer-gib:") and r.err.count("\n") == 1, r.err
+    split = run_cli("concurrency", "llama3-8b", "--gpu", "h100", "--tp", "2", "--max-model-len", "8192", "--comm-buffer-gib", "3")
+    assert split.code == 0, split.err

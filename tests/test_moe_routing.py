@@ -78,3 +78,38 @@ def test_cli_routing_flag(cli) -> None:
     dense = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "4096", "--global-batch", "64",
                 "--moe-routing", "token-drop")
     assert dense.code == 2 and dense.err.strip().count("\n") == 0 and "--moe-routing" in dense.err
+
+
+def test_train_time_takes_the_routing_of_its_plan(cli) -> None:
+    """--moe-routing in train-time is train-plan's option: the days come from the best plan's MFU under the same
+    routing (days x MFU fixed: the same FLOPs), printed by --explain; refused with --mfu (no plan) and for a dense
+    model, one line each."""
+    run = ("qwen3-30b-a3b", "--gpu", "b200", "--num-gpus", "8", "--seq", "4096")
+    pins = ("--ep", "8", "--micro-batch", "1", "--host-op-us", "0")  # the GPU, not the host, sets the pace
+    times = {r: cli("train-time", *run, "--tokens", "100B", "--global-batch", "64", *pins, "--moe-routing", r, "--json").json()
+             for r in ("aux-loss", "token-drop")}
+    plan = cli("train-plan", *run, "--global-batch", "64", *pins, "--moe-routing", "token-drop", "--top", "1",
+               "--json").json()["plans"][0]
+    assert times["token-drop"]["plan"] == plan["layout"] and times["token-drop"]["mfu"] == pytest.approx(plan["mfu"])
+    # no load spread under token-drop: the busiest EP rank waits for no more than the mean, so the step is shorter
+    assert times["token-drop"]["mfu"] > times["aux-loss"]["mfu"]
+    assert times["token-drop"]["days"] * times["token-drop"]["mfu"] == pytest.approx(
+        times["aux-loss"]["days"] * times["aux-loss"]["mfu"])
+    explained = cli("train-time", *run, "--tokens", "100B", "--global-batch", "64", *pins, "--moe-routing", "token-drop",
+                    "--explain").out
+    assert "MoE routing token-drop" in " ".join(explained.split())
+    r = cli("train-time", *run, "--tokens", "100B", "--mfu", "0.4", "--moe-routing", "token-drop")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-routing:") and r.err.count("\n") == 1
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "100B", "--moe-routing", "token-drop")
+    assert r.code == 2 and r.err.strip() == "llmcalc: error: --moe-routing: llama3-8b has no experts"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--moe-routing", "token-drop"), ("--dispatcher", "deepep")])
+def test_ep_options_refused_without_expert_parallelism(cli, flag: str, value: str) -> None:
+    """train-step at --ep 1 (the default): every rank holds all experts, so neither the busiest EP rank's load nor the
+    EP token exchange exists; the option would change nothing and is refused in one line. At --ep 2 it is taken."""
+    args = ("train-step", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "32", "--tp", "4", "--pp", "4", "--zero", "1",
+            "--global-batch", "64", "--seq", "4096")
+    r = cli(*args, flag, value)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:") and "--ep 1" in r.err and r.err.count("\n") == 1
+    assert cli(*args, "--ep", "2", flag, value).code == 0

@@ -283,3 +283,81 @@ def test_moe_collective_flag(cli) -> None:
     assert "(--moe-collective alltoall)" in cli(*serve, "--engine", "trtllm", "--moe-collective", "alltoall").out
     r = cli(*serve, "--moe-collective", "ring")
     assert r.code == 2 and "--moe-collective" in r.err and "Traceback" not in r.err
+
+
+def test_moe_collective_in_report_as_in_serve(cli) -> None:
+    """--moe-collective in report is serve's option: report's serving section is serve's plan under the same flag,
+    and it moves the expert-parallel layouts only; refused with --mode train / finetune, like --expert-imbalance."""
+    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
+    base = cli("report", *query, "--json").json()["serving"]
+    gathered = cli("report", *query, "--moe-collective", "allgather", "--json").json()["serving"]
+    assert gathered == cli("serve", *query, "--moe-collective", "allgather", "--json").json()
+    before = {x["name"]: x["tpot_ms"] for x in base["layouts"]}
+    after = {x["name"]: x["tpot_ms"] for x in gathered["layouts"]}
+    ep = [name for name in before.keys() & after.keys() if "EP" in name]
+    assert ep and any(after[name] != before[name] for name in ep)
+    assert all(after[name] == before[name] for name in before.keys() & after.keys() if "EP" not in name)
+    for mode in ("train", "finetune"):
+        r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", mode, "--moe-collective", "allgather")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-collective") and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), [
+    ("serve", "--moe-collective", "allgather"), ("serve", "--expert-imbalance", "2"), ("serve", "--fp8-moe-scales", "tensor"),
+    ("latency", "--fp8-moe-scales", "tensor"), ("report", "--moe-collective", "allgather"),
+    ("report", "--expert-imbalance", "2"),
+])
+def test_moe_serving_options_refused_for_a_dense_model(cli, command: str, flag: str, value: str) -> None:
+    """An MoE option on a model without routed experts changes nothing: refused in one line naming the flag."""
+    prompt = ["--prompt", "1000"] if command != "report" else []
+    r = cli(command, "llama3-8b", "--gpu", "h100", *prompt, flag, value)
+    assert r.code == 2 and r.err.strip() == f"llmcalc: error: {flag}: applies to routed experts; llama3-8b has none"
+
+
+@pytest.mark.parametrize("args", [
+    ("serve", "mixtral-8x7b", "--gpu", "mi300x", "--prompt", "1000", "--engine", "trtllm"),
+    ("latency", "llama3-8b", "--gpu", "mi300x", "--prompt", "1000", "--engine", "trtllm"),
+    ("concurrency", "llama3-8b", "--gpu", "gaudi3", "--engine", "trtllm"),
+    ("serve", "llama3-8b", "--gpu", "mi300x", "--prompt", "1000", "--emit", "trtllm"),
+])
+def test_trtllm_refused_off_nvidia(cli, args: tuple[str, ...]) -> None:
+    """TensorRT-LLM compiles for NVIDIA GPUs only: --engine trtllm (or --emit trtllm choosing it) on an AMD or Intel
+    part is refused in one line naming the flag that chose it, not priced with TensorRT-LLM's all-gather MoE."""
+    r = cli(*args)
+    flag = "--emit" if "--emit" in args else "--engine"
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}: TensorRT-LLM runs on NVIDIA GPUs only")
+    assert r.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), [
+    ("serve", "--moe-collective", "allgather"), ("serve", "--expert-imbalance", "2"),
+    ("report", "--moe-collective", "allgather"), ("report", "--expert-imbalance", "2"),
+])
+def test_ep_serving_options_refused_on_one_gpu(cli, command: str, flag: str, value: str) -> None:
+    """--num-gpus 1 leaves no expert-parallel layout (EP spreads the experts over >= 2 GPUs): the EP options would
+    change nothing and are refused in one line; on 2 GPUs they are taken."""
+    prompt = ["--prompt", "1000"] if command == "serve" else []
+    r = cli(command, "mixtral-8x7b", "--gpu", "h200", *prompt, "--num-gpus", "1", flag, value)
+    assert r.code == 2 and r.err.strip() == f"llmcalc: error: {flag}: applies to expert-parallel layouts; --num-gpus 1 has none"
+    assert cli(command, "mixtral-8x7b", "--gpu", "h200", *prompt, "--num-gpus", "2", flag, value).code == 0
+
+
+def test_serve_title_names_the_gpus_it_was_given(cli) -> None:
+    """serve --num-gpus 16 fills the 16 GPUs with replicas; the table's title says so, as the verdict line does,
+    rather than "one replica" beside a best layout of 2 replicas."""
+    r = cli("serve", "mixtral-8x7b", "--gpu", "h200", "--num-gpus", "16", "--prompt", "2000")
+    title = " ".join(r.out.split("\n")[0].split())
+    assert r.code == 0 and title.endswith("no targets, 16 GPUs") and "for 16 GPUs" in r.out
+    assert " ".join(cli("serve", "mixtral-8x7b", "--gpu", "h200", "--prompt", "2000").out.split("\n")[0].split()).endswith(
+        "no targets, one replica")
+
+
+def test_tight_fit_warning_counts_whole_requests(cli) -> None:
+    """The tight-fit warning names a request count; its band's low end is printed as whole requests (as the
+    "How sure" line does), never as 896.0."""
+    import re
+
+    r = cli("serve", "qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--prompt", "1000", "--output", "1000",
+            "--dtype", "fp8")
+    line = next(x for x in r.err.splitlines() if "fit: tight" in x)
+    assert re.search(r"holds [\d,]+ requests for a batch of [\d,]+, but its 80% band goes down to [\d,]+;", line), line

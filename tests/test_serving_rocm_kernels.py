@@ -86,3 +86,24 @@ def test_latency_prices_the_release_kernels_and_explains_them(cli) -> None:  # n
     text = " ".join(cli(*run[:-1], "--engine", "vllm", "--engine-version", "0.6.3").out.split())
     assert "reads each KV head 16 times per step" in text and "fp8 GEMMs unfused" in text
     assert "reads each KV head" not in " ".join(cli(*run[:-1], "--engine", "vllm").out.split())
+
+
+def test_report_and_compare_price_the_rocm_decode_kernel_as_latency_and_serve_do(cli) -> None:  # noqa: ANN001
+    # Mistral NeMo 12B (40 layers, 32 query heads, 8 KV heads of 128, a 1,024,000-token window) on one MI300X under the
+    # current vLLM: 200,000 + 256 tokens pass the ROCm custom kernel's 128 K limit, so decode runs the generic kernel,
+    # which reads each KV head 32 / 8 = 4 times. At the mean decode context 200,000 + 256 / 2 = 200,128 tokens the KV
+    # cache is 40 x 2 x 8 x 128 x 2 B = 163,840 B per token: 3 extra reads = 3 x 163,840 x 200,128 B per step more
+    # than on an H100 (same weights, one read). report and compare must price it as latency and serve do.
+    run = ("--num-gpus", "1", "--prompt", "200000", "--output", "256")
+    extra = 3 * 163_840 * 200_128
+    assert extra == 98_366_914_560
+    report = {g: cli("report", "mistral-nemo-12b", "--gpu", g, *run, "--json").json() for g in ("mi300x", "h100")}
+    assert (report["mi300x"]["latency"]["decode_bytes_per_step"]
+            - report["h100"]["latency"]["decode_bytes_per_step"]) == extra
+    latency = cli("latency", "mistral-nemo-12b", "--gpu", "mi300x", *run, "--json").json()
+    assert report["mi300x"]["latency"]["tpot_s"] == latency["tpot_s"]
+    targets = (*run, "--tpot-ms", "100")  # batch 1 meets it on both
+    compared = cli("compare", "mistral-nemo-12b", "mi300x", *targets, "--json").json()[0]
+    served = cli("serve", "mistral-nemo-12b", "--gpu", "mi300x", *targets, "--json").json()["best"]
+    assert compared["batch"] == served["batch"] == 1
+    assert compared["tpot_s"] * 1e3 == served["tpot_ms"]

@@ -25,6 +25,7 @@ from calc.cli.options import (
     MfuOpt,
     Mode,
     ModelArg,
+    MoeCollectiveOpt,
     NumGpusOpt,
     OldModelOpt,
     OldPriceOpt,
@@ -45,7 +46,7 @@ from calc.cli.options import (
     given_dtype,
     refuse,
 )
-from calc.cli.serving import DEFAULT_NON_TORCH_GIB, serving_assumptions
+from calc.cli.serving import DEFAULT_NON_TORCH_GIB, refuse_ep_options_on_one_gpu, refuse_moe_options, serving_assumptions
 from calc.specs.serving import EngineSettings
 
 
@@ -71,6 +72,7 @@ def report(
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
+    moe_collective: MoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     tokens: TokensOpt = None,
@@ -117,7 +119,8 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot)):
+                            ("--plot", plot), ("--expert-imbalance", expert_imbalance), ("--moe-collective", moe_collective),
+                            ("--step-overhead-ms", step_overhead_ms), ("--enforce-eager", enforce_eager or None)):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -132,12 +135,16 @@ def report(
     else:
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
                             ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance),
-                            ("--step-overhead-ms", step_overhead_ms), ("--enforce-eager", enforce_eager or None)):
+                            ("--moe-collective", moe_collective), ("--step-overhead-ms", step_overhead_ms),
+                            ("--enforce-eager", enforce_eager or None)):
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
+    if m.moe is None:
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
@@ -151,14 +158,20 @@ def report(
                                      batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
+    assumptions = serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
+                                      step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager,  # latency's
+                                      moe_collective=moe_collective)
+    if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
+        from calc.serving.engine_kernels import engine_kernels
+
+        assumptions = engine_kernels(assumptions, m, g, EngineSettings(), prompt + output - 1, dtype)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
-                                        step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager),  # latency's
+        assumptions=assumptions,
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart

@@ -134,6 +134,37 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
     return num_gpus or (tp or 1) * (pp or 1)
 
 
+def refuse_moe_options(m: Any, **given: Any) -> None:
+    """The MoE-only serving options (``given`` as flag name without dashes -> value) refused for a model without
+    routed experts: they would change nothing."""
+    for name, value in given.items():
+        refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
+
+
+def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
+    """The expert-parallel serving options (``given`` as flag name without dashes -> value) refused when --num-gpus 1
+    leaves no expert-parallel layout to apply to (calc.serving.plan._candidates: EP needs >= 2 GPUs)."""
+    if num_gpus == 1:
+        for name, value in given.items():
+            refuse("--" + name.replace("_", "-"), value, "applies to expert-parallel layouts; --num-gpus 1 has none")
+
+
+def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None:
+    """TensorRT-LLM builds CUDA kernels for NVIDIA GPUs only: refused on another vendor's GPU, naming ``flag`` (the
+    option that chose the engine)."""
+    if engine == Engine.trtllm and g.vendor != "NVIDIA":
+        raise LLMCalcError(flag, f"TensorRT-LLM runs on NVIDIA GPUs only; {g.name} is {g.vendor}'s: "
+                                       "give --engine vllm or sglang")
+
+
+def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) -> None:
+    """--comm-buffer-gib on one GPU: no communicator is built (calc.serving.engine_memory counts the buffers only
+    when the model is split), so it would change nothing."""
+    if gpus == 1:
+        refuse("--comm-buffer-gib", comm_buffer_gib, "is the NCCL / all-reduce memory of a model split over GPUs; "
+                                                     "on 1 GPU there is none: drop it or give --num-gpus > 1")
+
+
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, moe_collective: str | None = None) -> Any:
@@ -220,12 +251,16 @@ def latency(
 
     ttft_ms = alias(ttft_ms, old_ttft, "--ttft-ms", "--target-ttft-ms")
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g)
+    if m.moe is None:
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
     output = _window_output(ctx, m, prompt, output)
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
+    refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     dtype = given_dtype(ctx, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
     from calc.serving.engine_kernels import engine_kernels
@@ -279,9 +314,11 @@ def concurrency(
     from calc.sources.catalog import load_gpu, load_model
 
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g)
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
     tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
+    refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
     s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
@@ -347,11 +384,16 @@ def serve(
                                          f"--engine {emit_engine.value}")
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
+    if m.moe is None:
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, moe_collective=moe_collective)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
         check_context(m, max_model_len, "--max-model-len")
     if max_model_len is not None and max_model_len < prompt + output:
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
+    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)

@@ -147,6 +147,7 @@ def train_time(
     causal: CausalOpt = False,
     calibration: CalibrationOpt = None,
     host_op_us: HostOpOpt = None,
+    moe_routing: MoeRoutingOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -176,7 +177,7 @@ def train_time(
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
     if days is not None or budget is not None:
         num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
-                                    calibration, causal, host_op_us)
+                                    calibration, causal, host_op_us, moe_routing)
     if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
@@ -188,7 +189,7 @@ def train_time(
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
-                    ("--host-op-us", host_op_us))
+                    ("--host-op-us", host_op_us), ("--moe-routing", moe_routing))
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -204,7 +205,7 @@ def train_time(
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                               host_op_us=host_op_us),
+                               host_op_us=host_op_us, moe_routing=moe_routing),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
@@ -216,7 +217,8 @@ def train_time(
 
 def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
-                     calibration: str | None, causal: bool, host_op_us: float | None = None) -> int:
+                     calibration: str | None, causal: bool, host_op_us: float | None = None,
+                     moe_routing: MoeRouting | None = None) -> int:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -238,7 +240,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                            "(peak x MFU)), so no count is the fastest within it: give --days too, or drop --mfu")
     node = load_system(system) if system else system_for_gpu(g)
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
-                                                                      None, None, None, None, None, host_op_us=host_op_us)
+                                                                      None, None, None, None, None, host_op_us=host_op_us,
+                                                                      moe_routing=moe_routing)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -350,7 +353,7 @@ class MoeRouting(StrEnum):  # calc.hardware.moe_ops.MOE_ROUTINGS
 
 
 MoeRoutingOpt = Annotated[MoeRouting | None, typer.Option(
-    "--moe-routing", help="how tokens reach the experts, which sets the load spread the most-loaded EP rank waits for: "
+    "--moe-routing", help="how the router assigns tokens to experts, which sets the load spread the most-loaded EP rank waits for: "
     "aux-loss (learned routing, assumed per-batch expert-load CV 0.3; default), force-balanced (Megatron "
     "--moe-router-force-load-balancing: random top-k logits, a binomial load) or token-drop (capacity factor with "
     "padding to capacity: no spread)")]
@@ -516,6 +519,13 @@ def train_step(
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
                  dispatcher, moe_routing)
+    if ep_ == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
+        from calc.cli.options import refuse
+
+        refuse("--moe-routing", moe_routing, "sets the load spread the busiest expert-parallel rank waits for; with --ep 1 "
+                                             "every rank holds all experts: give --ep > 1 or drop it")
+        refuse("--dispatcher", dispatcher, "is the expert-parallel token exchange; with --ep 1 there is none: give --ep > 1 "
+                                           "or drop it")
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),

@@ -192,12 +192,15 @@ def compare_gpus(
     cost_per_million_tokens over its GPUs. ``dtype`` None: weights as shipped; the peak shown is the one the
     quantized GEMMs run at (calc.serving.weights)."""
     from calc.hardware.peaks import peak_tflops
+    from calc.serving.engine_kernels import engine_kernels
     from calc.serving.weights import weight_format
+    from calc.specs.serving import EngineSettings
 
     rows = []
-    for gpu in gpus:
+    for gpu in gpus:  # vLLM as `serve` runs it by default, with the release's kernels on this GPU (ROCm decode attention)
+        kernels = engine_kernels(DEFAULT_ASSUMPTIONS, m, gpu, EngineSettings(), prompt + output - 1, dtype)
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                          num_gpus=num_gpus, dtype=dtype)
+                          num_gpus=num_gpus, dtype=dtype, assumptions=kernels)
         best = plan.best
         tokens = best.replicas * best.tokens_per_s if best else None  # Layout.tokens_per_s is one replica's B / TPOT
         price = (prices or {}).get(gpu.name)

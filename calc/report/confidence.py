@@ -293,8 +293,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         b = b if b is not None and b.rows > 0 else None
         verdict = ("does not fit" if not r.fits else "fits" if not b  # type: ignore[attr-defined]
                    else fit_verdict(r.batch, held, r.batch * held / b.low))  # type: ignore[attr-defined]  # type: ignore[attr-defined]
-        margin = (f"the KV cache admits {held} requests for a batch of {r.batch}, "  # type: ignore[attr-defined]
-                  f"but its 80% band goes down to {b.low if b else 0:.1f}")
+        margin = (f"the KV cache admits {held:,} requests for a batch of {r.batch:,}, "  # type: ignore[attr-defined]
+                  f"but its 80% band goes down to {b.low if b else 0:,.0f}")  # whole requests, as the band line prints
         name = "calc.serving.capacity.ConcurrencyResult"  # the same ways to make room
     elif name == "calc.serving.plan.ServePlan":
         best = getattr(r, "best", None)
@@ -303,8 +303,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         b = figure_band("kv_capacity", best.max_concurrency, ctx)
         verdict = ("fits" if b.rows == 0  # no measured KV band: nothing to be tight against
                    else fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low))
-        margin = (f"the best layout's KV cache holds {best.max_concurrency} requests for a batch of {best.batch}, "
-                  f"but its 80% band goes down to {b.low:.1f}")
+        margin = (f"the best layout's KV cache holds {best.max_concurrency:,} requests for a batch of {best.batch:,}, "
+                  f"but its 80% band goes down to {b.low:,.0f}")
     elif name == "calc.training.plan.PlanSearchResult":
         return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
     else:

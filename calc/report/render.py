@@ -423,7 +423,8 @@ def concurrency_view(r: Any) -> RenderableType:
 def serve_view(r: Any) -> RenderableType:
     target = ", ".join(x for x in (f"TTFT <= {r.target_ttft_ms:g} ms" if r.target_ttft_ms else "",
                                    f"TPOT <= {r.target_tpot_ms:g} ms" if r.target_tpot_ms else "") if x) or "no targets"
-    traffic = f"{count(r.rate)} req/s" if r.rate else plural(r.users, "user") if r.users else "one replica"
+    traffic = (f"{count(r.rate)} req/s" if r.rate else plural(r.users, "user") if r.users else
+               f"{r.num_gpus} GPUs" if r.num_gpus else "one replica")  # as the verdict line says it
     table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
                   f"{traffic}", title_justify="left")
     for col in ("#", "layout", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):

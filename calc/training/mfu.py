@@ -169,5 +169,6 @@ def train_time(
             f"time = {abbrev(total, digits=4)} / ({num_gpus:,} x {abbrev(peak, digits=4)} x {mfu_assumed:.4f}) = {figure(seconds)} s "
             f"= {figure(seconds / 86400, 2)} days",
             f"GPU-hours = {figure(seconds)} x {num_gpus} / 3600 = {figure(gpu_hours)}",
+            *(f"assumption: {a}" for a in (plan.assumptions if plan is not None else [])),  # the plan's MFU rests on them
         ],
     )
