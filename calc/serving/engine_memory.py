@@ -14,6 +14,7 @@ ServingAssumptions.cuda_graph_gib). Which non-torch memory counts changed by rel
         (vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config, one full-attention group)
 vLLM V0 (``vllm-v0``; vllm/worker/worker.py determine_num_available_blocks): the same sum, with the profile
 run of max(max_model_len, 2048) tokens unless chunked prefill is on (above 32K context); logs "# GPU blocks".
+Its forward runs eagerly: the live set of llama.py by release (vllm_v0_forward_bytes_per_token).
 The activation peak is the larger of the profile forward and the sampling step after it (activation_peak_bytes);
 the sampler's bytes per logit follow the release's top-k / top-p code (sampler_logit_bytes). Releases read for
 this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 0.6.5, 0.7.2, 0.8.5, 0.9.0, 0.9.1,
@@ -245,11 +246,12 @@ VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM = (0, 6, 4)
 
 def vllm_v0_forward_bytes_per_token(m: ModelSpec, tp: int, version: tuple[int, ...], fp8_mlp: bool) -> float | None:
     """Bytes per token of vLLM V0's profile forward at its peak on one rank, for a dense gated-MLP (Llama-class) model
-    (comment above; e = 2 B activations, q = 1 B when the MLP GEMMs quantize their input to fp8, else 0; W = I/t):
-      gate_up GEMM    3H e + q H + 2W e
+    (comment above; e = 2 B activations, f = 1 B when the MLP GEMMs quantize their input to fp8, else 0; W = I/t;
+    Q, K, V = query, key and value widths n_h d, n_kv d, n_kv d):
+      gate_up GEMM    3H e + f H + 2W e
       SiluAndMul      3H e + 2W e + W e
-      down_proj GEMM  3H e + W e + q W + H e       (+ 2W e for the gate_up output still held before 0.6.4)
-      attention       3H e + (q + k + v)/t e + q/t e   [qkv output, attention output, o_proj output; an fp8 copy of
+      down_proj GEMM  3H e + W e + f W + H e       (+ 2W e for the gate_up output still held before 0.6.4)
+      attention       3H e + (Q + K + V)/t e + Q/t e   [qkv output, attention output, o_proj output; an fp8 copy of
                       the qkv / o_proj input is smaller than the MLP's phases and left out]
     the largest of the four. Other V0 model files (qwen2.py, gemma2.py, granite.py in 0.6.4) still hold gate_up after
     0.6.4; the spec names no architecture, so every dense gated model is counted as llama.py runs it. MoE and
@@ -257,12 +259,12 @@ def vllm_v0_forward_bytes_per_token(m: ModelSpec, tp: int, version: tuple[int, .
     if m.moe or not m.gated_mlp:
         return None
     e, h = dtype_bytes(ACT_DTYPE), m.hidden_size
-    q = 1 if fp8_mlp else 0
+    f = 1 if fp8_mlp else 0
     w = m.intermediate_size / tp
     held = 3 * h * e
-    gate_up = held + q * h + 2 * w * e
+    gate_up = held + f * h + 2 * w * e
     silu = held + 3 * w * e
-    down = held + w * e + q * w + h * e + (0 if version >= VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM else 2 * w * e)
+    down = held + w * e + f * w + h * e + (0 if version >= VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM else 2 * w * e)
     attention = held + (m.num_heads * 2 + 2 * m.kv_heads) * m.dim_per_head / tp * e
     return max(gate_up, silu, down, attention)
 
@@ -348,6 +350,9 @@ def engine_memory(
                         + (f", {'FlashInfer' if vllm_flashinfer_sampler(s.version(), assumptions) else 'PyTorch-native sort'}"
                            if acc == "vllm-v1" else "") + ")"
                         + f"; max_num_seqs {seqs}"
+                        + (f"; eager forward {v0_forward:,.0f} B a token (llama.py"
+                           + (", gate+up held through down_proj before 0.6.4" if s.version() < VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM
+                              else "") + (", fp8 copies of the MLP inputs" if fp8_mlp else "") + ")" if v0_forward else "")
                         + (("; CUDA-graph memory estimated and subtracted (>= 0.20)" if graphs else
                             "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
     elif acc == "trtllm":
