@@ -19,7 +19,9 @@ def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     # driver reserve) = 85,099,282,432 B; x 0.9 = int 76,589,354,188.
     # weights per rank: 68,976,648,192 params x 2 B / 2 = 68,976,648,192 B.
     # max_model_len = 4096 (model), no chunked prefill -> profile run of max(4096, 2048) = 4096 tokens, the larger of
-    #   forward  4096 x (3 x 8192 + 3 x 28672 / 2) x 2 = 553,648,128 B and
+    #   forward  4096 x 151,552 = 620,756,992 B (V0 "0.6" < 0.6.4: llama.py's MLP holds the gate+up output through
+    #            down_proj: 3 held [T, H] + gate_up 2I/t + act I/t + down output H = (3 x 8192 + 2 x 14336 + 14336
+    #            + 8192) x 2 = 151,552 B a token) and
     #   sampling 4096 x 8192 x 2 + 256 rows x 32000 x 30 B (V0 "0.6" < 0.6.2: 16-bit top-k/top-p sort, at the sort:
     #   2 + 2 + 8 + iota 8 + cub 2 + 8) = 67,108,864 + 245,760,000 = 312,868,864 B.
     # non-torch: V0 before 0.6.4 reads its initial free memory after the CUDA context exists, so only the
@@ -28,21 +30,21 @@ def test_vllm_blocks_llama2_70b_tp2_a800() -> None:
     #   2 communicators x 16 x 2 x 12,582,912 B (a connection: LL 524,288 + LL128 4,915,200 + Simple 4,194,304 B of
     #   buffers, each side with its 4,096-B header rounded up to NCCL's CUDA_IPC_MIN 2 MiB: 6 + 6 MiB with the
     #   A800's P2P read) = 805,306,368 B + custom all-reduce 3 x 8 MiB = 25,165,824 B -> 937,846,374 B.
-    # budget = 76,589,354,188 - 68,976,648,192 - 553,648,128 - 937,846,374 = 6,121,211,494 B.
+    # budget = 76,589,354,188 - 68,976,648,192 - 620,756,992 - 937,846,374 = 6,054,102,630 B.
     # KV/token/rank = 2 x 80 x (8/2) x 128 x 2 = 163,840 B; block of 16 = 2,621,440 B.
-    # blocks = floor(6,121,211,494 / 2,621,440) = 2335; tokens 37,360; 4000-token requests take 250 blocks -> 9.
+    # blocks = floor(6,054,102,630 / 2,621,440) = 2309; tokens 36,944; 4000-token requests take 250 blocks -> 9.
     v0 = EngineSettings(engine="vllm-v0")
     mem = engine_memory(load_model("llama2-70b"), load_gpu("a800"), settings=v0, tp=2, dtype="fp16", tokens_per_request=4000)
-    assert mem.activation_peak_bytes == 553_648_128
-    assert mem.kv_budget_bytes == 6_121_211_494
-    assert mem.num_gpu_blocks == 2335 and mem.kv_cache_tokens == 37_360
+    assert mem.activation_peak_bytes == 620_756_992
+    assert mem.kv_budget_bytes == 6_054_102_630
+    assert mem.num_gpu_blocks == 2309 and mem.kv_cache_tokens == 36_944
     assert mem.max_concurrency == 9
-    assert "# GPU blocks: 2335, # CPU blocks: 0" in mem.log
-    # `concurrency` sets max_model_len = the request (4000): forward 4000 x 67,584 x 2 = 540,672,000 B;
-    # budget 76,589,354,188 - 68,976,648,192 - 540,672,000 - 937,846,374 = 6,134,187,622 B / 2,621,440 = 2340.0
-    # -> 2340 blocks = 37,440 tokens -> 9.
+    assert "# GPU blocks: 2309, # CPU blocks: 0" in mem.log
+    # `concurrency` sets max_model_len = the request (4000): forward 4000 x 151,552 = 606,208,000 B;
+    # budget 76,589,354,188 - 68,976,648,192 - 606,208,000 - 937,846,374 = 6,068,651,622 B / 2,621,440 = 2315.0
+    # -> 2315 blocks = 37,040 tokens -> 9.
     r = concurrency(load_model("llama2-70b"), load_gpu("a800"), num_gpus=2, max_tokens=4000, settings=v0)
-    assert r.num_gpu_blocks == 2340 and r.kv_cache_tokens == 37_440 and r.max_concurrency == 9
+    assert r.num_gpu_blocks == 2315 and r.kv_cache_tokens == 37_040 and r.max_concurrency == 9
     assert r.kv_cache_bytes_per_request == 2 * 250 * 2_621_440
 
 

@@ -14,6 +14,7 @@ ServingAssumptions.cuda_graph_gib). Which non-torch memory counts changed by rel
         (vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config, one full-attention group)
 vLLM V0 (``vllm-v0``; vllm/worker/worker.py determine_num_available_blocks): the same sum, with the profile
 run of max(max_model_len, 2048) tokens unless chunked prefill is on (above 32K context); logs "# GPU blocks".
+Its forward runs eagerly: the live set of llama.py by release (vllm_v0_forward_bytes_per_token).
 The activation peak is the larger of the profile forward and the sampling step after it (activation_peak_bytes);
 the sampler's bytes per logit follow the release's top-k / top-p code (sampler_logit_bytes). Releases read for
 this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 0.6.5, 0.7.2, 0.8.5, 0.9.0, 0.9.1,
@@ -209,12 +210,14 @@ def non_torch_bytes(accounting: str, version: tuple[int, ...], ranks: int, a: Se
     return int(first * GIB) + comm, line
 
 
-def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES) -> int:
+def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES,
+                          forward_per_token: float | None = None) -> int:
     """Peak of the profile run of T tokens on one rank (16-bit activations), the larger of its two phases (the
     engines run them one after the other: vllm/v1/worker/gpu_model_runner.py profile_run calls _dummy_run, then
     _dummy_sampler_run on its output; V0 model_runner.profile_run runs the model, then compute_logits and sample):
       forward  T x (3H + MLP width/t) x 2  [residual, normed input, layer output before the all-reduce; gate+up
-               (2I/t) and the activation (I/t) for a gated MLP]
+               (2I/t) and the activation (I/t) for a gated MLP]; ``forward_per_token`` bytes instead where the
+               engine's own forward is counted (vLLM V0: vllm_v0_forward_bytes_per_token)
       sampling T x H x 2 (the forward's hidden states, still referenced) + n x V x ``logit_bytes`` on
                n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine).
     The forward's intermediates are freed before the sampler runs, so the two do not add."""
@@ -222,10 +225,48 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, 
     mlp = width * (3 if m.gated_mlp else 2) / tp
     qkv = (m.num_heads + 2 * m.kv_heads) * m.dim_per_head / tp
     elem = dtype_bytes(ACT_DTYPE)
-    per_token = 3 * m.hidden_size + max(mlp, qkv)
-    forward = tokens * per_token * elem
+    per_token = forward_per_token if forward_per_token is not None else (3 * m.hidden_size + max(mlp, qkv)) * elem
+    forward = tokens * per_token
     sampling = tokens * m.hidden_size * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes
     return math.ceil(max(forward, sampling))
+
+
+# vLLM V0 runs the model eagerly (no torch.compile by default), so a tensor lives as long as a Python name holds it.
+# In the Llama decoder (vllm/model_executor/models/llama.py; Mistral and the other LlamaForCausalLM checkpoints run the
+# same file) three [T, H] tensors are held through the MLP: the loop variable of LlamaModel.forward (the layer's input,
+# normed in place by fused_add_rms_norm), the residual, and the MLP's input (the attention output, normed in place).
+# LlamaMLP.forward then computes gate_up = gate_up_proj(x) [T, 2I/t], x = act_fn(gate_up) (SiluAndMul.forward_cuda
+# writes a new [T, I/t] tensor), x = down_proj(x) [T, H]. Up to 0.6.3.post1 the name ``gate_up`` keeps the gate+up
+# output alive through down_proj; vLLM PR #10339 ("Reduce peak memory usage of llama", 2024-11-14, first released in
+# 0.6.4) rebinds x at each step, so gate_up is freed once the activation is written. With fp8 W8A8 weights
+# (fbgemm_fp8 / fp8 on Hopper and Ada: w8a8_utils.apply_fp8_linear, cutlass path) each GEMM first writes an fp8 copy
+# of its input (ops.scaled_fp8_quant, 1 B per element; its per-token fp32 scale, 4 B a token, is left out).
+VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM = (0, 6, 4)
+
+
+def vllm_v0_forward_bytes_per_token(m: ModelSpec, tp: int, version: tuple[int, ...], fp8_mlp: bool) -> float | None:
+    """Bytes per token of vLLM V0's profile forward at its peak on one rank, for a dense gated-MLP (Llama-class) model
+    (comment above; e = 2 B activations, f = 1 B when the MLP GEMMs quantize their input to fp8, else 0; W = I/t;
+    Q, K, V = query, key and value widths n_h d, n_kv d, n_kv d):
+      gate_up GEMM    3H e + f H + 2W e
+      SiluAndMul      3H e + 2W e + W e
+      down_proj GEMM  3H e + W e + f W + H e       (+ 2W e for the gate_up output still held before 0.6.4)
+      attention       3H e + (Q + K + V)/t e + Q/t e   [qkv output, attention output, o_proj output; an fp8 copy of
+                      the qkv / o_proj input is smaller than the MLP's phases and left out]
+    the largest of the four. Other V0 model files (qwen2.py, gemma2.py, granite.py in 0.6.4) still hold gate_up after
+    0.6.4; the spec names no architecture, so every dense gated model is counted as llama.py runs it. MoE and
+    non-gated MLPs keep activation_peak_bytes' forward (None)."""
+    if m.moe or not m.gated_mlp:
+        return None
+    e, h = dtype_bytes(ACT_DTYPE), m.hidden_size
+    f = 1 if fp8_mlp else 0
+    w = m.intermediate_size / tp
+    held = 3 * h * e
+    gate_up = held + f * h + 2 * w * e
+    silu = held + 3 * w * e
+    down = held + w * e + f * w + h * e + (0 if version >= VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM else 2 * w * e)
+    attention = held + (m.num_heads * 2 + 2 * m.kv_heads) * m.dim_per_head / tp * e
+    return max(gate_up, silu, down, attention)
 
 
 ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
@@ -295,7 +336,9 @@ def engine_memory(
     if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
         logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions)
-        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes)
+        fp8_mlp = fmt.compute_dtype == "fp8" and "fp8" in gpu.datasheet_peak_tflops and (not fmt.storage or "mlp" in fmt.storage)
+        v0_forward = vllm_v0_forward_bytes_per_token(m, tp, s.version(), fp8_mlp) if acc == "vllm-v0" else None
+        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes, v0_forward)
         budget = usable - weights - act - non_torch - graphs
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
                        f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f}"
@@ -307,6 +350,9 @@ def engine_memory(
                         + (f", {'FlashInfer' if vllm_flashinfer_sampler(s.version(), assumptions) else 'PyTorch-native sort'}"
                            if acc == "vllm-v1" else "") + ")"
                         + f"; max_num_seqs {seqs}"
+                        + (f"; eager forward {v0_forward:,.0f} B a token (llama.py"
+                           + (", gate+up held through down_proj before 0.6.4" if s.version() < VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM
+                              else "") + (", fp8 copies of the MLP inputs" if fp8_mlp else "") + ")" if v0_forward else "")
                         + (("; CUDA-graph memory estimated and subtracted (>= 0.20)" if graphs else
                             "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
     elif acc == "trtllm":
