@@ -354,6 +354,15 @@ MoeRoutingOpt = Annotated[MoeRouting | None, typer.Option(
     "aux-loss (learned routing, assumed per-batch expert-load CV 0.3; default), force-balanced (Megatron "
     "--moe-router-force-load-balancing: random top-k logits, a binomial load) or token-drop (capacity factor with "
     "padding to capacity: no spread)")]
+class CpComm(StrEnum):  # calc.training.cost.CP_COMMS
+    ring = "ring"
+    allgather = "allgather"
+
+
+CpCommOpt = Annotated[CpComm | None, typer.Option(
+    "--cp-comm", help="how context-parallel ranks get the other ranks' K/V: ring (p2p passes hidden under the "
+    "attention, Megatron-Core / Transformer Engine; default) or allgather (one all-gather forward, all-gather + "
+    "reduce-scatter of dK/dV backward, exposed: Llama 3 405B, arXiv 2407.21783 sec. 3.3.2)")]
 EpOverlap1f1bOpt = Annotated[bool, typer.Option(
     "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
     "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
@@ -406,7 +415,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
-          dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None) -> Any:
+          dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
+          cp_comm: CpComm | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -435,7 +445,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
                                    "ep_overlap_1f1b": ep_overlap_1f1b or None,
                                    "dispatcher": dispatcher and dispatcher.value,
-                                   "moe_routing": moe_routing and moe_routing.value}.items() if v is not None}
+                                   "moe_routing": moe_routing and moe_routing.value,
+                                   "cp_comm": cp_comm and cp_comm.value}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -480,6 +491,7 @@ def train_step(
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
+    cp_comm: CpCommOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -515,7 +527,7 @@ def train_step(
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing)
+                 dispatcher, moe_routing, cp_comm)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
@@ -560,6 +572,7 @@ def train_plan(
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
+    cp_comm: CpCommOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -587,7 +600,7 @@ def train_plan(
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing)
+                 dispatcher, moe_routing, cp_comm)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -101,8 +101,15 @@ Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2
               forward and backward alike. The deepep dispatcher (DeepEP, HybridEP) sends a token once per destination
               node over the NIC instead of once per routed expert: the NIC share x deepep_nic_scale
               (calc.hardware.moe_ops); how much of it hides: calc.training.step (ep_overlap, or the combined 1F1B)
-  CP          ring attention: c-1 steps passing K/V blocks (2*b*(s/c)*(g/t)*d*bytes), hidden under the
-              attention compute of each block where it is longer; backward passes K/V and their grads
+  CP          ring attention (cp_comm "ring", Megatron-Core / TE p2p CP): c-1 steps passing K/V blocks
+              (2*b*(s/c)*(g/t)*d*bytes), hidden under the attention compute of each block where it is longer; backward
+              passes K/V and their grads. All-gather CP (cp_comm "allgather", the Llama 3 405B form: arXiv 2407.21783
+              sec. 3.3.2, "our CP implementation adopts an all-gather based method where we first all-gather the key (K)
+              and value (V) tensors, and then compute attention output for the local query (Q) tensor chunk. Although
+              the all-gather communication latency is exposed in the critical path ..."): forward one all-gather of the
+              c blocks (c x block bytes over the c CP ranks t apart), exposed whole; backward the same all-gather again
+              (the gathered K/V is not kept: the activation memory holds the local block only) and a reduce-scatter of
+              their gradients dK, dV (c x block), exposed whole
 Host launch per layer (calc.training.host): the forward and backward ops the host issues (weight GEMM launches, one
 per local expert; norms, adds, rotary, activation, attention core, TP collectives; MoE router and dispatcher) x
 host_op_s, set against the pass's GPU time in calc.training.step.
@@ -160,6 +167,9 @@ SOFTMAX_BYTES_FWD = 9.0
 # balancing: an assumed prior (no MoE training row is in the corpus fit split), of the order of the per-batch maximal
 # violation aux-loss-controlled training leaves (Wang et al. 2024, arXiv 2408.15664, "MaxVio_batch").
 EXPERT_LOAD_CV = 0.3
+# How context-parallel ranks exchange K/V (module docstring, CP): ring passes (Megatron-Core / Transformer Engine
+# p2p CP, Liu et al. 2023 ring attention) or one all-gather (Llama 3 405B, arXiv 2407.21783 sec. 3.3.2)
+CP_COMMS = ("ring", "allgather")
 # Cross-entropy over the vocabulary: fp32 logits written, read for softmax, gradient written (3 x 4 B).
 CROSS_ENTROPY_BYTES = 12.0
 
@@ -211,6 +221,7 @@ class Efficiencies:
     moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
     host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
+    cp_comm: str = "ring"  # ring (p2p K/V passes hidden under attention) | allgather (Llama 3: exposed; CP_COMMS)
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -257,6 +268,10 @@ class Efficiencies:
             "(calc.training.stack; megatron = 1); attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
+            "context parallelism: " + ("ring (K/V blocks passed c-1 times, hidden under the attention)"
+                                       if self.cp_comm == "ring" else
+                                       "all-gather of K/V forward, all-gather + reduce-scatter of dK/dV backward, "
+                                       "exposed (Llama 3, arXiv 2407.21783 sec. 3.3.2)"),
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
@@ -362,6 +377,8 @@ class ModelCost:
     def __post_init__(self) -> None:
         if self.eff.moe_routing not in MOE_ROUTINGS:
             raise LLMCalcError("--moe-routing", f"{self.eff.moe_routing!r}: one of {', '.join(MOE_ROUTINGS)}")
+        if self.eff.cp_comm not in CP_COMMS:
+            raise LLMCalcError("--cp-comm", f"{self.eff.cp_comm!r}: one of {', '.join(CP_COMMS)}")
         if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
             from calc.hardware.calibration import check_calibration
 
@@ -599,11 +616,17 @@ class ModelCost:
         if cp > 1:
             kv_width = heads * (d_qk + d_v) if m.mla else kv_heads_per_gpu(m, tp) * 2 * m.dim_per_head
             block = b * s_local * kv_width * self.elem
-            step = self.coll("p2p", block, 2, tp)
-            fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step
-            cost.cp_fwd = exposed_time(fwd_total, attn_fwd, eff.overlap)
-            cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
-            cost.cp_total = fwd_total + bwd_total
+            if eff.cp_comm == "allgather":  # exposed in the critical path (module docstring, CP)
+                gather = self.coll("all_gather", cp * block, cp, tp)
+                cost.cp_fwd = gather
+                cost.cp_bwd = gather + self.coll("reduce_scatter", cp * block, cp, tp)
+                cost.cp_total = cost.cp_fwd + cost.cp_bwd
+            else:
+                step = self.coll("p2p", block, 2, tp)
+                fwd_total, bwd_total = (cp - 1) * step, 2 * (cp - 1) * step
+                cost.cp_fwd = exposed_time(fwd_total, attn_fwd, eff.overlap)
+                cost.cp_bwd = exposed_time(bwd_total, attn_bwd, eff.overlap)
+                cost.cp_total = fwd_total + bwd_total
         return cost
 
     def gemm_launches(self, listed: list[tuple]) -> int:
