@@ -26,7 +26,8 @@ STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "a
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b", "pp_embedding", "pp_loss")
+              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b", "pp_embedding", "pp_loss",
+              "pp_p2p_overlap")
 
 
 class Unrepresentable(Exception):

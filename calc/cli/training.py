@@ -363,6 +363,10 @@ CpCommOpt = Annotated[CpComm | None, typer.Option(
     "--cp-comm", help="how context-parallel ranks get the other ranks' K/V: ring (p2p passes hidden under the "
     "attention, Megatron-Core / Transformer Engine; default) or allgather (one all-gather forward, all-gather + "
     "reduce-scatter of dK/dV backward, exposed: Llama 3 405B, arXiv 2407.21783 sec. 3.3.2)")]
+PpP2pOverlapOpt = Annotated[bool, typer.Option(
+    "--pp-p2p-overlap", help="pipeline sends posted asynchronously and hidden under the stage's compute at the overlap "
+    "efficiency (Llama 3 405B's asynchronous p2p, arXiv 2407.21783 sec. 3.3.2; Megatron --overlap-p2p-comm with "
+    "interleaving); default: exposed")]
 EpOverlap1f1bOpt = Annotated[bool, typer.Option(
     "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
     "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
@@ -416,7 +420,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
-          cp_comm: CpComm | None = None) -> Any:
+          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -446,7 +450,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "ep_overlap_1f1b": ep_overlap_1f1b or None,
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
-                                   "cp_comm": cp_comm and cp_comm.value}.items() if v is not None}
+                                   "cp_comm": cp_comm and cp_comm.value,
+                                   "pp_p2p_overlap": pp_p2p_overlap or None}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -492,6 +497,7 @@ def train_step(
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
     cp_comm: CpCommOpt = None,
+    pp_p2p_overlap: PpP2pOverlapOpt = False,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -527,7 +533,7 @@ def train_step(
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
@@ -573,6 +579,7 @@ def train_plan(
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
     cp_comm: CpCommOpt = None,
+    pp_p2p_overlap: PpP2pOverlapOpt = False,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -600,7 +607,7 @@ def train_plan(
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -222,6 +222,9 @@ class Efficiencies:
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
     host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
     cp_comm: str = "ring"  # ring (p2p K/V passes hidden under attention) | allgather (Llama 3: exposed; CP_COMMS)
+    # pipeline sends posted asynchronously and hidden under the stage's compute (calc.training.step, "p2p"); False:
+    # exposed whole, the form the fitted defaults were fitted with
+    pp_p2p_overlap: bool = False
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -272,6 +275,8 @@ class Efficiencies:
                                        if self.cp_comm == "ring" else
                                        "all-gather of K/V forward, all-gather + reduce-scatter of dK/dV backward, "
                                        "exposed (Llama 3, arXiv 2407.21783 sec. 3.3.2)"),
+            "pipeline sends: " + ("asynchronous, hidden under the stage's compute at the overlap efficiency"
+                                  if self.pp_p2p_overlap else "exposed whole"),
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])

@@ -122,16 +122,23 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      + ("under the other micro-batch's backward / forward compute (combined 1F1B)" if eff.ep_overlap_1f1b
                         else f"hidden {eff.ep_overlap:.0%}") + f" -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
-        lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} "
-                     f"each, under attention {_ms(lc.attn_fwd)} forward: {t.totals['cp_comm_s']:.4f} s, exposed "
-                     f"{t.exposed['cp_comm_s']:.4f} s (exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
+        if eff.cp_comm == "allgather":
+            lines.append(f"cp_comm_s: all-gather CP, K/V all-gather {_ms(lc.cp_fwd)} forward, all-gather + dK/dV "
+                         f"reduce-scatter {_ms(lc.cp_bwd)} backward per layer, exposed whole: {t.totals['cp_comm_s']:.4f} s")
+        else:
+            lines.append(f"cp_comm_s: ring attention, {cp - 1} K/V block passes forward (2 x backward) of "
+                         f"{_ms(lc.cp_total / (3 * (cp - 1)))} each, under attention {_ms(lc.attn_fwd)} forward: "
+                         f"{t.totals['cp_comm_s']:.4f} s, exposed {t.exposed['cp_comm_s']:.4f} s "
+                         f"(exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
     if pp > 1:
         sent = act / tp
         bw, _ = group_link(cost.system, 2, tp * cp * dp)
         lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({pp}-1)/{v} x {_ms(t.t_microbatch_s)} = {t.exposed['pp_bubble_s']:.4f} s "
                      f"(bubble fraction of the pipelined time (p-1)/(v m) = {(pp - 1) / (v * micro):.4f})")
         lines.append(f"pp_p2p_s = m x 2 x v x p2p(T*H*bytes/t = {_mb(sent)} at {bw:g} GB/s) = {micro} x 2 x {v} x "
-                     f"{_ms(cost.coll('p2p', sent, 2, tp * cp * dp))} = {t.exposed['pp_p2p_s']:.4f} s")
+                     f"{_ms(cost.coll('p2p', sent, 2, tp * cp * dp))} = {t.totals['pp_p2p_s']:.4f} s"
+                     + (f", asynchronous under the stage's compute: exposed {t.exposed['pp_p2p_s']:.4f} s"
+                        if eff.pp_p2p_overlap else ", exposed"))
     local = t.local_params
     if dp * cp > 1:
         if layout.sharding == FSDP_PP:
