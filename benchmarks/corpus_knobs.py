@@ -22,11 +22,12 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",
              "precision", "optimizer", "loss", "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales",
-             "adapter_inputs", "dispatcher", "moe_collective")
+             "adapter_inputs", "dispatcher", "moe_collective", "cp_comm")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
-              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b", "pp_embedding", "pp_loss")
+              "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b", "pp_embedding", "pp_loss",
+              "pp_p2p_overlap")
 
 
 class Unrepresentable(Exception):
@@ -34,7 +35,8 @@ class Unrepresentable(Exception):
 
 
 def _typed(key: str, value: Any) -> Any | None:
-    """The value as the engine takes it, or None where it is not one (e.g. vpp: 'interleaved', a prose note)."""
+    """The value as the engine takes it, or None where it is not one (a prose note; training_layout refuses a prose
+    vpp rather than dropping it)."""
     if key in INT_KNOBS:
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value) else None
     if key in FLOAT_KNOBS:
@@ -44,6 +46,13 @@ def _typed(key: str, value: Any) -> Any | None:
     if key in BOOL_KNOBS:
         return value if isinstance(value, bool) else None
     return None
+
+
+def _raw(row: Any, key: str) -> Any | None:
+    """The row's value of ``key`` as written (config over assumed), typed or not; None when absent."""
+    if key in row.config:
+        return row.config[key]
+    return row.assumed[key].value if key in row.assumed else None
 
 
 def knobs(row: Any) -> dict[str, Any]:
@@ -163,6 +172,11 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     grad_accum (grad_accum 1 unless given). FSDP with PP > 1 on a stack that runs it (``FSDP_PP_STACKS``) is
     the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse)."""
     n = row.hardware.num_gpus
+    schedule = _raw(row, "vpp")
+    if schedule is not None and "vpp" not in k:
+        # a prose schedule ("interleaved") dropped here would silently price the non-interleaved 1F1B bubble (p - 1)
+        # t_mb instead of (p - 1)/v t_mb: refuse it; the row must give the virtual-stage count
+        raise Unrepresentable(f"vpp {schedule!r} is not a virtual-stage count (give V, the model chunks per pipeline rank)")
     lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero", "cpu_offload_layers")
            if key in k}
     lay.update({key: k[key] for key in ("pp_embedding", "pp_loss") if k.get(key)})

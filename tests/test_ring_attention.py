@@ -15,24 +15,28 @@ def test_merge_bytes_by_hand():
     # compiled (one fused pass per step): forward per step after the first: read fp32 out 4 + bf16 step out 2,
     # write fp32 out 4 = 10; once: step 0's upcast 2+4 + the final downcast 4+2 = 12
     # backward per step: dQ += 4+2+4 = 10, dK and dV 2 x (4 + 2 + 4) = 20 -> 30; once: 3 upcasts + 3 downcasts x 6 = 36
-    fwd, bwd = ring_merge_bytes("allgather", CP, 1.0)
+    fwd, bwd = ring_merge_bytes("torch-allgather", CP, 1.0)
     assert fwd == pytest.approx(7 * 10 + 12)
     assert bwd == pytest.approx(7 * 30 + 36)
     assert ring_merge_bytes("p2p", CP, 1.0) == (0.0, 0.0)
-    assert ring_merge_bytes("allgather", 1, 1.0) == (0.0, 0.0)
+    assert ring_merge_bytes("torch-allgather", 1, 1.0) == (0.0, 0.0)
+    assert ring_merge_bytes("allgather", CP, 1.0) == (0.0, 0.0)  # Llama 3's all-gather CP: no merge pass described
 
 
 def test_allgather_ring_overlap_by_hand():
     # c = 4, all-gather 30 ms, one fp32 dK/dV send 10 ms, attention 80 ms forward / 200 ms backward, overlap 0.85:
     # forward: 30 ms under step 0 (80/4 = 20 ms): 10 ms sticks out + 0.15 x 20 = 13 ms
     # backward: all-gather under 50 ms: 0.15 x 30 = 4.5 ms; 3 sends under 50 ms each: 3 x 1.5 = 4.5 ms; last 10 ms
-    fwd, bwd, total = ring_comm_s("allgather", 4, 0.0, 0.030, 0.010, 0.080, 0.200, 0.85)
+    fwd, bwd, total = ring_comm_s("torch-allgather", 4, 0.0, 0.030, 0.010, 0.080, 0.200, 0.85)
     assert fwd == pytest.approx(0.013)
     assert bwd == pytest.approx(0.0045 + 0.0045 + 0.010)
     assert total == pytest.approx(2 * 0.030 + 4 * 0.010)
     # p2p: 3 block sends of 10 ms under 80 ms (0.15 x 30), 6 under 200 ms (0.15 x 60)
     fwd, bwd, total = ring_comm_s("p2p", 4, 0.010, 0.0, 0.0, 0.080, 0.200, 0.85)
     assert (fwd, bwd, total) == pytest.approx((0.0045, 0.009, 0.09))
+    # Llama 3's all-gather CP: the 30 ms all-gather exposed forward, again backward with a 25 ms reduce-scatter
+    fwd, bwd, total = ring_comm_s("allgather", 4, 0.010, 0.030, 0.010, 0.080, 0.200, 0.85, 0.025)
+    assert (fwd, bwd, total) == pytest.approx((0.030, 0.055, 0.085))
 
 
 def _layer(stack):
@@ -64,11 +68,11 @@ def test_megatron_ring_moves_kv_heads_unchanged():
     assert lc.ring_merge_fwd == lc.ring_merge_bwd == 0.0
 
 
-def test_cp_ring_override_and_unknown():
+def test_cp_comm_override_and_unknown():
     gpu = load_gpu("h100-sxm")
     cost = ModelCost(load_model("llama3.1-8b"), gpu, load_system("dgx-h100"), SEQ, "bf16",
-                     Efficiencies(stack="fsdp", cp_ring="p2p"))
+                     Efficiencies(stack="fsdp", cp_comm="p2p"))
     _, megatron = _layer("megatron")
     assert cost.layer(0, 1, 1, CP, 1, False).cp_total == pytest.approx(megatron.cp_total)
-    with pytest.raises(Exception, match="cp_ring"):
-        Efficiencies(cp_ring="bogus").resolved_cp_ring()
+    with pytest.raises(Exception, match="cp-comm"):
+        Efficiencies(cp_comm="bogus").resolved_cp_comm()

@@ -357,6 +357,22 @@ MoeRoutingOpt = Annotated[MoeRouting | None, typer.Option(
     "aux-loss (learned routing, assumed per-batch expert-load CV 0.3; default), force-balanced (Megatron "
     "--moe-router-force-load-balancing: random top-k logits, a binomial load) or token-drop (capacity factor with "
     "padding to capacity: no spread)")]
+class CpComm(StrEnum):  # calc.training.ring_attention.RING_IMPLS
+    p2p = "p2p"
+    torch_allgather = "torch-allgather"
+    allgather = "allgather"
+
+
+CpCommOpt = Annotated[CpComm | None, typer.Option(
+    "--cp-comm", help="how context-parallel ranks get the other ranks' K/V: p2p (ring passes of the KV heads hidden "
+    "under the attention, Megatron-Core / Transformer Engine), torch-allgather (PyTorch context_parallel as torchtitan "
+    "runs it: K/V after repeat_kv all-gathered once, fp32 gradient passes, fp32 merge) or allgather (one all-gather "
+    "forward, all-gather + reduce-scatter of dK/dV backward, exposed: Llama 3 405B, arXiv 2407.21783 sec. 3.3.2); "
+    "default: the stack's (torch-allgather for --stack fsdp, else p2p)")]
+PpP2pOverlapOpt = Annotated[bool, typer.Option(
+    "--pp-p2p-overlap", help="pipeline sends posted asynchronously and hidden under the stage's compute at the overlap "
+    "efficiency (Llama 3 405B's asynchronous p2p, arXiv 2407.21783 sec. 3.3.2; Megatron --overlap-p2p-comm with "
+    "interleaving); default: exposed")]
 EpOverlap1f1bOpt = Annotated[bool, typer.Option(
     "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
     "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
@@ -409,7 +425,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           capacity_factor: float | None, gemm_plateau: float | None = None,
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
-          dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None) -> Any:
+          dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
+          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
     from dataclasses import replace
 
@@ -438,7 +455,9 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
                                    "ep_overlap_1f1b": ep_overlap_1f1b or None,
                                    "dispatcher": dispatcher and dispatcher.value,
-                                   "moe_routing": moe_routing and moe_routing.value}.items() if v is not None}
+                                   "moe_routing": moe_routing and moe_routing.value,
+                                   "cp_comm": cp_comm and cp_comm.value,
+                                   "pp_p2p_overlap": pp_p2p_overlap or None}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -483,6 +502,8 @@ def train_step(
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
+    cp_comm: CpCommOpt = None,
+    pp_p2p_overlap: PpP2pOverlapOpt = False,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -518,7 +539,7 @@ def train_step(
             dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     if ep_ == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -570,6 +591,8 @@ def train_plan(
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
+    cp_comm: CpCommOpt = None,
+    pp_p2p_overlap: PpP2pOverlapOpt = False,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -597,7 +620,7 @@ def train_plan(
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

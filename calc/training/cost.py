@@ -101,11 +101,17 @@ Communication per layer (Shoeybi et al. 2019; Korthikanti et al. 2022 sec. 4.2.2
               forward and backward alike. The deepep dispatcher (DeepEP, HybridEP) sends a token once per destination
               node over the NIC instead of once per routed expert: the NIC share x deepep_nic_scale
               (calc.hardware.moe_ops); how much of it hides: calc.training.step (ep_overlap, or the combined 1F1B)
-  CP          ring attention as the stack runs it (calc.training.ring_attention): Transformer Engine's p2p ring
-              (c-1 K/V blocks of the g/t KV heads forward, 2(c-1) backward, hidden under the attention) or
-              torchtitan's (K/V after repeat_kv, all-gathered once under step 0's attention, fp32 K/V gradients
-              sent on after every backward step, the last exposed; plus the fp32 merge traffic of its results,
-              added to the attention's forward and backward time)
+  CP          context-parallel attention as the stack runs it (Efficiencies.cp_comm, calc.training.ring_attention):
+              p2p, Transformer Engine's ring (c-1 K/V blocks of the g/t KV heads forward, 2(c-1) backward,
+              hidden under the attention); torch-allgather, torchtitan's (K/V after repeat_kv, all-gathered
+              once under step 0's attention, fp32 K/V gradients sent on after every backward step, the last
+              exposed; plus the fp32 merge traffic of its results, added to the attention's forward and backward
+              time); allgather, the Llama 3 405B form (arXiv 2407.21783 sec. 3.3.2, "our CP implementation
+              adopts an all-gather based method where we first all-gather the key (K) and value (V) tensors, and
+              then compute attention output for the local query (Q) tensor chunk. Although the all-gather
+              communication latency is exposed in the critical path ..."): forward one all-gather of the c
+              blocks, exposed whole; backward the same all-gather again (the gathered K/V is not kept: the
+              activation memory holds the local block only) and a reduce-scatter of dK, dV, exposed whole
 Host launch per layer (calc.training.host): the forward and backward ops the host issues (weight GEMM launches, one
 per local expert; norms, adds, rotary, activation, attention core, TP collectives; MoE router and dispatcher) x
 host_op_s, set against the pass's GPU time in calc.training.step.
@@ -147,7 +153,7 @@ from calc.training.fp8_recipe import (
     SHARED_INPUT_GROUPS,
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
-from calc.training.ring_attention import FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
+from calc.training.ring_attention import CP_COMM_WORDS, FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
 from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
@@ -209,12 +215,16 @@ class Efficiencies:
     stack: str = "megatron"  # training framework (calc.training.stack): attention kernel, fp8 recipe, fitted efficiency
     attention_kernel: str | None = None  # fa2 | fa3 | cudnn | triton (None: the stack's on this GPU)
     fp8_recipe: str | None = None  # delayed | tensorwise | rowwise | mxfp8 | blockwise (None: the stack's default)
-    cp_ring: str | None = None  # p2p | allgather: the CP ring implementation (None: the stack's, calc.training.ring_attention)
+    # p2p | torch-allgather | allgather: how CP ranks exchange K/V (None: the stack's; calc.training.ring_attention)
+    cp_comm: str | None = None
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
     loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
     host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
+    # pipeline sends posted asynchronously and hidden under the stage's compute (calc.training.step, "p2p"); False:
+    # exposed whole, the form the fitted defaults were fitted with
+    pp_p2p_overlap: bool = False
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -223,11 +233,11 @@ class Efficiencies:
         """The attention kernel as given, else the stack's (calc.training.stack.ATTENTION_KERNEL)."""
         return self.attention_kernel or ATTENTION_KERNEL.get(stack_key(self.stack), "fa2")
 
-    def resolved_cp_ring(self) -> str:
-        """The CP ring implementation as given, else the stack's (calc.training.ring_attention.RING_IMPL)."""
-        if self.cp_ring is not None and self.cp_ring not in RING_IMPLS:
-            raise LLMCalcError("cp_ring", f"{self.cp_ring!r} is not one of {', '.join(RING_IMPLS)}")
-        return self.cp_ring or ring_impl(stack_key(self.stack))
+    def resolved_cp_comm(self) -> str:
+        """The CP K/V exchange as given, else the stack's (calc.training.ring_attention.RING_IMPL)."""
+        if self.cp_comm is not None and self.cp_comm not in RING_IMPLS:
+            raise LLMCalcError("--cp-comm", f"{self.cp_comm!r}: one of {', '.join(RING_IMPLS)}")
+        return self.cp_comm or ring_impl(stack_key(self.stack))
 
     def resolved_fp8_recipe(self) -> str:
         """The fp8 recipe as given, else the stack's default (calc.training.stack.FP8_RECIPE)."""
@@ -270,11 +280,10 @@ class Efficiencies:
             "(calc.training.stack; megatron = 1); attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
-            f"context parallel ring {self.resolved_cp_ring()}" + ("" if self.cp_ring else " (the stack's)") + ": "
-            + ("K/V after repeat_kv all-gathered once, hidden under step 0's attention; fp32 K/V gradients sent on "
-               "after every backward step; fp32 merge of the partial results (PyTorch context_parallel, torchtitan)"
-               if self.resolved_cp_ring() == "allgather" else "K/V blocks of the KV heads sent on every step, hidden "
-               "under the attention (Transformer Engine p2p)") + " (calc.training.ring_attention)",
+            f"context parallel K/V exchange {self.resolved_cp_comm()}" + ("" if self.cp_comm else " (the stack's)") + ": "
+            + CP_COMM_WORDS[self.resolved_cp_comm()] + " (calc.training.ring_attention)",
+            "pipeline sends: " + ("asynchronous, hidden under the stage's compute at the overlap efficiency"
+                                  if self.pp_p2p_overlap else "exposed whole"),
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
@@ -382,6 +391,7 @@ class ModelCost:
     def __post_init__(self) -> None:
         if self.eff.moe_routing not in MOE_ROUTINGS:
             raise LLMCalcError("--moe-routing", f"{self.eff.moe_routing!r}: one of {', '.join(MOE_ROUTINGS)}")
+        self.eff.resolved_cp_comm()  # an unknown --cp-comm is refused here, before any pricing
         if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
             from calc.hardware.calibration import check_calibration
 
@@ -617,14 +627,15 @@ class ModelCost:
         if moe_layer and m.moe and ep * etp > 1:
             cost.ep_fwd = cost.ep_bwd = self.ep_comm_s(T, tp, ep, etp)
         if cp > 1:  # calc.training.ring_attention: the stack's ring, its transfers and its merge traffic
-            impl = eff.resolved_cp_ring()
+            impl = eff.resolved_cp_comm()
             kv_width = (heads * (d_qk + d_v) if m.mla
                         else ring_block_heads(impl, heads, kv_heads_per_gpu(m, tp)) * 2 * m.dim_per_head)
             block = b * s_local * kv_width * self.elem
             step, gather = self.coll("p2p", block, 2, tp), self.coll("all_gather", cp * block, cp, tp)
+            scatter = self.coll("reduce_scatter", cp * block, cp, tp) if impl == "allgather" else 0.0
             grad_step = self.coll("p2p", block * FP32_BYTES / self.elem, 2, tp)
             cost.cp_fwd, cost.cp_bwd, cost.cp_total = ring_comm_s(impl, cp, step, gather, grad_step, attn_fwd, attn_bwd,
-                                                                  eff.overlap)
+                                                                  eff.overlap, scatter)
             merge_fwd, merge_bwd = ring_merge_bytes(impl, cp, b * s_local * heads * (d_qk + d_v) / 2)
             merge_fwd, merge_bwd = merge_fwd / self.hbm * k, merge_bwd / self.hbm * k
             cost.fwd, cost.bwd, cost.attn_fwd = cost.fwd + merge_fwd, cost.bwd + merge_bwd, cost.attn_fwd + merge_fwd

@@ -124,21 +124,27 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      + ("under the other micro-batch's backward / forward compute (combined 1F1B)" if eff.ep_overlap_1f1b
                         else f"hidden {eff.ep_overlap:.0%}") + f" -> {t.exposed['ep_comm_s']:.4f} s")
     if cp > 1:
-        ring = eff.resolved_cp_ring()
-        shape = (f"{cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} each, under "
-                 f"attention {_ms(lc.attn_fwd)} forward" if ring == "p2p" else
-                 f"K/V (after repeat_kv) all-gathered once per pass under step 0's attention (1/{cp}), {cp} fp32 K/V "
-                 f"gradient sends in backward (the last exposed); merge traffic {_ms(lc.ring_merge_fwd)} forward, "
-                 f"{_ms(lc.ring_merge_bwd)} backward per layer (in the attention time)")
-        lines.append(f"cp_comm_s: ring attention ({ring}, calc.training.ring_attention), {shape}: {t.totals['cp_comm_s']:.4f} s, "
-                     f"exposed {t.exposed['cp_comm_s']:.4f} s (exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
+        ring = eff.resolved_cp_comm()
+        shape = {"p2p": f"{cp - 1} K/V block passes forward (2 x backward) of {_ms(lc.cp_total / (3 * (cp - 1)))} each, "
+                        f"under attention {_ms(lc.attn_fwd)} forward",
+                 "torch-allgather": f"K/V (after repeat_kv) all-gathered once per pass under step 0's attention (1/{cp}), "
+                                    f"{cp} fp32 K/V gradient sends in backward (the last exposed); merge traffic "
+                                    f"{_ms(lc.ring_merge_fwd)} forward, {_ms(lc.ring_merge_bwd)} backward per layer (in the "
+                                    "attention time)",
+                 "allgather": f"K/V all-gather {_ms(lc.cp_fwd)} forward, all-gather + dK/dV reduce-scatter "
+                              f"{_ms(lc.cp_bwd)} backward per layer, exposed whole"}[ring]
+        lines.append(f"cp_comm_s: context parallelism ({ring}, calc.training.ring_attention), {shape}: "
+                     f"{t.totals['cp_comm_s']:.4f} s, exposed {t.exposed['cp_comm_s']:.4f} s "
+                     f"(exposed = overflow + (1 - {eff.overlap:g}) x overlapped)")
     if pp > 1:
         sent = act / tp
         bw, _ = group_link(cost.system, 2, tp * cp * dp)
         lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({pp}-1)/{v} x {_ms(t.t_microbatch_s)} = {t.exposed['pp_bubble_s']:.4f} s "
                      f"(bubble fraction of the pipelined time (p-1)/(v m) = {(pp - 1) / (v * micro):.4f})")
         lines.append(f"pp_p2p_s = m x 2 x v x p2p(T*H*bytes/t = {_mb(sent)} at {bw:g} GB/s) = {micro} x 2 x {v} x "
-                     f"{_ms(cost.coll('p2p', sent, 2, tp * cp * dp))} = {t.exposed['pp_p2p_s']:.4f} s")
+                     f"{_ms(cost.coll('p2p', sent, 2, tp * cp * dp))} = {t.totals['pp_p2p_s']:.4f} s"
+                     + (f", asynchronous under the stage's compute: exposed {t.exposed['pp_p2p_s']:.4f} s"
+                        if eff.pp_p2p_overlap else ", exposed"))
     local = t.local_params
     if dp * cp > 1:
         if layout.sharding == FSDP_PP:

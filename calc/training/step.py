@@ -15,6 +15,13 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               form: ceil(L/p) in the middle, fewer first/last), the head on the last one
   p2p         each micro-batch sends its activation b*s/c*H*bytes/t forward and the gradient back, v times
               with interleaving (scatter/gather over TP, sec. 4.1), on the link between stages
+              exposed whole by default (the form the fitted defaults absorb). Efficiencies.pp_p2p_overlap: posted
+              asynchronously and hidden under the stage's compute (m x forward + backward) at the overlap efficiency:
+              Llama 3 405B adopts "asynchronous point-to-point communication in PP" (arXiv 2407.21783 sec. 3.3.2);
+              Megatron-LM turns --overlap-p2p-comm on by default with interleaving ("overlap pipeline parallel
+              communication with forward and backward chunks in 1F1B") and off without a virtual pipeline
+              ("non-interleaved schedule does not support overlapping p2p communication"; megatron/training/
+              arguments.py validate_args), which the corpus rows do not yet state (left for a refit: notes/)
   DP          gradients (N_local x grad bytes) all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
               updated bf16 weights all-gathered, exposed) over the d*c ranks, in buckets overlapped with the
               last backward except the last bucket (PyTorch DDP / Megatron DDP)
@@ -165,10 +172,12 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     assert worst is not None
     t_mb = worst["t_mb"]
     bubble = (pp - 1) / v * t_mb
-    p2p = 0.0
+    p2p = p2p_total = 0.0
     if pp > 1:
         act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
-        p2p = micro * 2 * v * cost.coll("p2p", act, 2, tp * cp * dp)
+        p2p = p2p_total = micro * 2 * v * cost.coll("p2p", act, 2, tp * cp * dp)
+        if eff.pp_p2p_overlap:
+            p2p = exposed_time(p2p_total, micro * (worst["fwd"] + worst["bwd"]), eff.overlap)
     # routed experts: split ETP x EP ways, reduced / sharded over the EDP ranks ETP x EP apart (calc.training.layout)
     etp, edp = layout.expert_tp, layout.edp
     dense = (cost.total_params - cost.expert_params) / (tp * pp)
@@ -218,7 +227,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     }
     totals = dict(exposed)
     totals.update(tp_comm_s=micro * worst["tp_total"], ep_comm_s=micro * worst["ep_total"],
-                  cp_comm_s=micro * worst["cp_total"], dp_comm_s=dp_total, zero_gather_s=zero_total)
+                  cp_comm_s=micro * worst["cp_total"], dp_comm_s=dp_total, zero_gather_s=zero_total, pp_p2p_s=p2p_total)
     return StepTerms(
         step_time_s=sum(exposed.values()), exposed=exposed, totals=totals, micro_batches=micro, t_microbatch_s=t_mb,
         stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
@@ -280,7 +289,8 @@ TERM_FORMULAS = {
     "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
     "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
     "pp_bubble_s": "(p-1)/v x t_microbatch",
-    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) between stages",
+    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) between stages; with --pp-p2p-overlap hidden under the stage's "
+                "compute at the overlap efficiency (Llama 3 async p2p)",
     "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
     "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch; FSDP+PP: one weight AG "
                      "per step (first layer exposed, the rest under the first forward) + one gradient RS after the last backward",
