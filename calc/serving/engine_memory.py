@@ -21,9 +21,10 @@ this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 
 SGLang (python/sglang/srt/model_executor/model_runner.py profile_max_num_token): total = free memory after
 the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fraction_static);
     max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
-TensorRT-LLM PyTorch backend (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator): after the weights
-and a profile forward of max_num_tokens, KV = free_gpu_memory_fraction x free memory;
-    "[MemUsageChange] Allocated X GiB for max tokens in paged KV cache (N)" (cpp kvCacheManager.cpp).
+TensorRT-LLM (calc.serving.trtllm_memory, by flow: PyTorch backend from 1.0, TensorRT engines before): KV =
+free_gpu_memory_fraction x (total - weights - the warm-up (engine) activations at max_num_tokens - non-torch
+[- the CUDA-graph pool captured before the estimation, PyTorch backend]), under attention DP with the MoE layers
+on the gathered rows; "[MemUsageChange] Allocated X GiB for max tokens in paged KV cache (N)" (cpp kvCacheManager.cpp).
 vLLM V1 from 0.10 with a model mixing softmax attention and state-space / linear-attention layers: the hybrid
 allocator (calc.serving.hybrid_alloc: attention block raised so a page holds one layer's state, layers in
 KV-cache groups, num_blocks = available // (page x layers per group), a request holds ceil(slots / B) blocks per
@@ -48,6 +49,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
 from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
+from calc.serving.trtllm_memory import trtllm_kv_budget
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
@@ -309,16 +311,14 @@ def engine_memory(
                         + f"; max_num_seqs {seqs}"
                         + (("; CUDA-graph memory estimated and subtracted (>= 0.20)" if graphs else
                             "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
-    elif acc == "trtllm":
-        act = activation_peak_bytes(m, batched, tp, seqs)
-        free = cap - non_torch - weights - act
-        usable = cap - non_torch
-        budget = int(s.free_gpu_memory_fraction * free)
-        budget_line = (f"KV = {s.free_gpu_memory_fraction:g} x free (capacity {cap / GIB:.2f} - non-torch "
-                       f"{non_torch / GIB:.2f} - weights {weights / GIB:.2f} - activation peak {act / GIB:.2f} GiB) = "
-                       f"{budget / GIB:.2f} GiB")
-        setting_line = (f"free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}; max_num_tokens {batched:,}; "
-                        f"max_batch_size {seqs}; tokens_per_block {page}")
+    elif acc == "trtllm":  # TensorRT-LLM's own accounting by flow (calc.serving.trtllm_memory)
+        trt = trtllm_kv_budget(m, total=cap, weights=weights, non_torch=non_torch, fraction=s.free_gpu_memory_fraction,
+                               max_num_tokens=batched, max_batch_size=seqs, max_seq_len=max_len, tp=tp,
+                               dp=attention_ranks(tp, ep), version=s.version(), a=assumptions,
+                               activation_peak=activation_peak_bytes)
+        act, budget, usable = trt.activation, trt.budget, cap - non_torch - trt.graphs
+        budget_line = trt.line
+        setting_line = f"{trt.setting}; tokens_per_block {page}"
     else:
         frac = s.mem_fraction(tp, device, pp)
         total = cap - non_torch
