@@ -49,7 +49,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
 from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
-from calc.serving.trtllm_memory import trtllm_kv_budget
+from calc.serving.trtllm_memory import trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
@@ -340,7 +340,8 @@ def engine_memory(
     concurrency = max(room // per_request, 0) if room > 0 else 0
     ratio = blocks / (pool.max_len_blocks() if pool else whole_blocks(max_len, page))
     fits = concurrency >= 1
-    log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes)
+    log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes,
+                                                     trtllm_backend(s.version()) if acc == "trtllm" else "")
     explain = [
         f"device total as CUDA reports it (torch.cuda.mem_get_info) = {cap:,} B ({cap / GIB:.2f} GiB)",
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
@@ -410,15 +411,18 @@ def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int,
 
 
 def _engine_log(accounting: str, blocks: int, tokens: int, max_model_len: int, ratio: float, budget: int,
-                block_bytes: int) -> list[str]:
+                block_bytes: int, trtllm_flow: str = "") -> list[str]:
     """The startup lines each engine prints, to hold against a real log: vLLM V1 gpu_worker.py ("Available KV
     cache memory") and kv_cache_utils._report_kv_cache_config (whose concurrency counts every layer at
     max_model_len); vLLM V0 executor_base ("# GPU blocks"); SGLang model_runner / memory_pool ("KV Cache is
-    allocated. #tokens", "max_total_num_tokens="); TRT-LLM cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp."""
+    allocated. #tokens", "max_total_num_tokens="); TRT-LLM cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp, after
+    the PyTorch backend's KvCacheCreator.configure_kv_cache_capacity ("Estimated max memory in KV cache : X GiB",
+    tensorrt_llm/_torch/pyexecutor/_util.py)."""
     if accounting == "sglang":
         return [f"KV Cache is allocated. #tokens: {tokens}", f"max_total_num_tokens={tokens}"]
     if accounting == "trtllm":
-        return [f"[MemUsageChange] Allocated {blocks * block_bytes / GIB:.2f} GiB for max tokens in paged KV cache ({tokens})."]
+        return ([f"Estimated max memory in KV cache : {budget / GIB:.2f} GiB"] if trtllm_flow == "pytorch" else []) + \
+            [f"[MemUsageChange] Allocated {blocks * block_bytes / GIB:.2f} GiB for max tokens in paged KV cache ({tokens})."]
     concurrency = f"Maximum concurrency for {max_model_len:,} tokens per request: {ratio:.2f}x"
     if accounting == "vllm-v0":
         return [f"# GPU blocks: {blocks}, # CPU blocks: 0", concurrency]
