@@ -49,7 +49,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
 from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
-from calc.serving.trtllm_memory import trtllm_backend, trtllm_kv_budget
+from calc.serving.trtllm_memory import dummy_requests, trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
@@ -313,9 +313,9 @@ def engine_memory(
                             "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
     elif acc == "trtllm":  # TensorRT-LLM's own accounting by flow (calc.serving.trtllm_memory)
         trt = trtllm_kv_budget(m, total=cap, weights=weights, non_torch=non_torch, fraction=s.free_gpu_memory_fraction,
-                               max_num_tokens=batched, max_batch_size=seqs, max_seq_len=max_len, tp=tp,
-                               dp=attention_ranks(tp, ep), version=s.version(), a=assumptions,
-                               activation_peak=activation_peak_bytes)
+                               max_num_tokens=batched, max_batch_size=seqs, tp=tp, dp=attention_ranks(tp, ep),
+                               forward_peak=activation_peak_bytes(m, batched, tp, dummy_requests(batched, max_len)),
+                               version=s.version(), a=assumptions)
         act, budget, usable = trt.activation, trt.budget, cap - non_torch - trt.graphs
         budget_line = trt.line
         setting_line = f"{trt.setting}; tokens_per_block {page}"

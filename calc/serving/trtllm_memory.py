@@ -94,17 +94,17 @@ class TrtllmBudget(NamedTuple):
 
 
 def trtllm_kv_budget(m: ModelSpec, *, total: int, weights: int, non_torch: int, fraction: float, max_num_tokens: int,
-                     max_batch_size: int, max_seq_len: int, tp: int, dp: int, version: tuple[int, ...],
-                     a: ServingAssumptions, activation_peak) -> TrtllmBudget:  # noqa: ANN001
+                     max_batch_size: int, forward_peak: int, tp: int, dp: int, version: tuple[int, ...],
+                     a: ServingAssumptions) -> TrtllmBudget:
     """KV bytes of one rank under TensorRT-LLM's accounting (module docstring), by flow:
         KV = f x (total - weights - activations - non-torch - CUDA-graph pool [PyTorch backend only])
-    activations = the warm-up forward of max_num_tokens tokens on the rank (``activation_peak``: calc.serving.
-    engine_memory.activation_peak_bytes, sampling the dummy requests' last tokens) or, under attention DP, the
+    activations = the warm-up forward of max_num_tokens tokens on the rank (``forward_peak``: calc.serving.
+    engine_memory.activation_peak_bytes sampling the dummy_requests' last tokens) or, under attention DP, the
     MoE layer on the d x max_num_tokens gathered rows + the residual stream, whichever is larger;
     CUDA-graph pool = cuda_graph_pool_bytes at ServingAssumptions.trtllm_graph_batch (None: max_batch_size).
     """
     flow = trtllm_backend(version)
-    act = activation_peak(m, max_num_tokens, tp, dummy_requests(max_num_tokens, max_seq_len))
+    act = forward_peak
     gathered = moe_gathered_bytes(m, max_num_tokens, dp)
     if gathered:
         act = max(act, gathered + 3 * max_num_tokens * m.hidden_size * ACT_BYTES)
