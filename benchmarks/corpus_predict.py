@@ -317,15 +317,39 @@ def _batch_waves(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: in
                         f"{k['prompt'] + k['output']:,}, batch {k['batch']} needs more")
 
 
-# TensorRT-LLM's LLM API / trtllm-bench defaults (BuildConfig): max_batch_size 2048, max_num_tokens 8192.
-TRTLLM_MAX_BATCH, TRTLLM_MAX_TOKENS = 2048, 8192
+# The step budget of a max-load row that names none (TensorRT-LLM BuildConfig's max_num_tokens default).
+TRTLLM_MAX_TOKENS = 8192
+TRTLLM_BUILD_FRACTION = 0.95  # bench/build/build.py build_command calls get_benchmark_engine_settings without a fraction
+
+
+def trtllm_bench_settings(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: int, pp: int) -> Any:
+    """The engine a trtllm-bench throughput row ran: TensorRT-LLM at the row's release, free_gpu_memory_fraction from
+    --kv_cache_free_gpu_mem_fraction, and max_batch_size / max_num_tokens as given, else trtllm-bench's own
+    (calc.serving.trtllm_memory.bench_engine_settings on the group's ``tp`` x ``pp`` GPUs and the row's ISL / OSL; the
+    engine build of the TensorRT flow at the build's default fraction 0.95, the PyTorch run at the row's)."""
+    from calc.serving.engine_memory import resolve_kv_dtype
+    from calc.serving.trtllm_memory import bench_engine_settings, trtllm_backend
+    from calc.serving.weights import weight_format
+    from calc.specs.serving import EngineSettings
+
+    version = None if row.stack.version in ("", "unknown") else str(row.stack.version)
+    base = EngineSettings(engine="trtllm", engine_version=version,
+                          free_gpu_memory_fraction=k.get("kv_cache_free_gpu_mem_fraction", 0.9))
+    build = trtllm_backend(base.version()) == "tensorrt"
+    fmt = weight_format(m, gpu, _serving_dtype(row, k))
+    bs, tokens = bench_engine_settings(
+        m, gpu.memory_bytes, tp=tp, pp=pp, isl=k["prompt"], osl=k["output"], weight_dtype=fmt.compute_dtype,
+        kv_dtype=resolve_kv_dtype(k.get("kv_dtype"), fmt.act_dtype, m.checkpoint_dtype),
+        fraction=TRTLLM_BUILD_FRACTION if build else base.free_gpu_memory_fraction, engine_build=build)
+    return base.model_copy(update={"max_num_seqs": k.get("max_batch_size", bs),
+                                   "max_num_batched_tokens": k.get("max_num_tokens", tokens)})
 
 
 def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
-    """Offline max-load throughput (trtllm-bench): output tokens/s of the whole TP x PP group at the largest batch its
-    KV cache admits, capped by the engine's max batch (calc.serving.plan.max_load_layout). TensorRT-LLM's KV share
-    (kv_cache_free_gpu_mem_fraction of the memory left after weights) is priced with vLLM's accounting at the same
-    fraction of the card: the nearest the engine models."""
+    """Offline max-load throughput (trtllm-bench and the like): output tokens/s of the whole TP x PP group at the largest
+    batch its KV cache admits, capped by the engine's max batch (calc.serving.plan.max_load_layout). A TensorRT-LLM row
+    runs TensorRT-LLM's own accounting (calc.serving.trtllm_memory) with trtllm-bench's settings (trtllm_bench_settings);
+    other engines' max-load rows keep vLLM V1's accounting at the row's memory fraction."""
     from calc.serving.moe import attention_ranks
     from calc.serving.plan import max_load_layout
     from calc.specs.serving import EngineSettings
@@ -333,16 +357,22 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     if not all(key in k for key in ("prompt", "output")):
         raise CannotPredict("a max-load throughput row needs prompt and output lengths")
     tp, pp, ep = k.get("tp", row.hardware.num_gpus), k.get("pp", 1), k.get("ep", 1)
+    tp_bench = tp  # trtllm-bench --tp: its heuristic sizes the whole group
     if ep > 1:  # TensorRT-LLM --tp_size t --ep_size t with attention DP: t attention ranks of TP 1, experts over t
         if ep != tp:
             raise CannotPredict(f"EP {ep} inside TP {tp} (experts also TP-split, moe_tp = tp / ep) is not modelled")
         tp = 1
-    settings = EngineSettings(gpu_memory_utilization=k.get("kv_cache_free_gpu_mem_fraction", k.get("gpu_memory_utilization", 0.9)),
-                              max_num_seqs=k.get("max_batch_size", TRTLLM_MAX_BATCH if row.stack.name == "trtllm" else 256),
-                              max_num_batched_tokens=k.get("max_num_batched_tokens", TRTLLM_MAX_TOKENS))
-    # The proxy engine is vLLM V1, but the sampler is TensorRT-LLM's own, not vLLM's PyTorch-native top-k/top-p sort
-    # (38 B per logit on max_batch_size rows): its profile is priced at the FlashInfer sampler's bytes.
-    proxy = assumptions.model_copy(update={"vllm_flashinfer_sampler": True})
+    if row.stack.name == "trtllm":  # TensorRT-LLM's own accounting with trtllm-bench's settings
+        settings = trtllm_bench_settings(row, k, m, gpu, tp_bench, pp)
+        # the engine is sized once: a smaller last wave (finite_run_tokens_per_s) keeps its CUDA-graph pool
+        proxy = assumptions.model_copy(update={"trtllm_graph_batch": settings.max_num_seqs})
+    else:
+        settings = EngineSettings(gpu_memory_utilization=k.get("kv_cache_free_gpu_mem_fraction", k.get("gpu_memory_utilization", 0.9)),
+                                  max_num_seqs=k.get("max_batch_size", 256),
+                                  max_num_batched_tokens=k.get("max_num_batched_tokens", TRTLLM_MAX_TOKENS))
+        # The proxy engine is vLLM V1, but the sampler is not vLLM's PyTorch-native top-k/top-p sort (38 B per logit on
+        # max_num_seqs rows): its profile is priced at the FlashInfer sampler's bytes.
+        proxy = assumptions.model_copy(update={"vllm_flashinfer_sampler": True})
     def layout(seqs: int) -> Any:
         return max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
                                kv_dtype=k.get("kv_dtype"), settings=settings.model_copy(update={"max_num_seqs": seqs}),

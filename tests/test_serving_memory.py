@@ -159,16 +159,31 @@ def test_sglang_054_mem_fraction_heuristic() -> None:
 
 
 def test_trtllm_pytorch_backend_kv() -> None:
-    # TRT-LLM PyTorch backend, Llama-3-8B on one H100 (CUDA total 81105 MiB = 85,044,756,480 B): free = total - non-torch 0.5 GiB
-    # - weights 16,060,522,496 - profile peak of max_num_tokens 8192, the larger of the forward
-    #   8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 and the logits phase 8192 x 4096 x 2 + min(2048, 8192) x
-    #   128256 x 2 = 592,445,440 -> free = 85,044,756,480 - 536,870,912 - 16,060,522,496 - 905,969,664
-    #   = 67,541,393,408; KV = int(0.9 x free) = 60,787,254,067; per token 131,072 B; block 32 tokens = 4,194,304 B
-    # -> 14,492 blocks = 463,744 tokens (14,492 x 4 MiB = 56.61 GiB).
+    # TRT-LLM PyTorch backend (1.0), Llama-3-8B on one H100 (CUDA total 81105 MiB = 85,044,756,480 B):
+    # KvCacheCreator: KV = 0.9 x (total - non-torch 0.5 GiB - weights 16,060,522,496 - warm-up peak of max_num_tokens
+    # 8192: the forward 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 (the 2 dummy requests of 8,191 tokens sample
+    # 2 rows only) - the CUDA-graph pool captured before the estimation at max_batch_size 2048:
+    # 2048 x (128,256 logits + 3 x 4096 + 3 x 14336) x 2 = 751,828,992)
+    # free = 85,044,756,480 - 536,870,912 - 16,060,522,496 - 905,969,664 - 751,828,992 = 66,789,564,416
+    # KV = int(0.9 x free) = 60,110,607,974; block 32 x 131,072 = 4,194,304 B -> 14,331 blocks = 458,592 tokens
+    # (14,331 x 4 MiB = 55.98 GiB).
     mem = engine_memory(load_model("llama3-8b"), load_gpu("h100"), settings=EngineSettings(engine="trtllm"))
     assert mem.block_size == 32 and mem.batched_tokens == 8192
-    assert mem.kv_cache_tokens == 463_744
-    assert mem.log == ["[MemUsageChange] Allocated 56.61 GiB for max tokens in paged KV cache (463744)."]
+    assert mem.kv_budget_bytes == 60_110_607_974
+    assert mem.kv_cache_tokens == 458_592
+    # 60,110,607,974 B = 55.98 GiB: _util.py's estimate, then the C++ allocation of the whole blocks
+    assert mem.log == ["Estimated max memory in KV cache : 55.98 GiB",
+                       "[MemUsageChange] Allocated 55.98 GiB for max tokens in paged KV cache (458592)."]
+
+
+def test_trtllm_engine_flow_has_no_graph_pool() -> None:
+    # v0.17 (TensorRT engine flow): the C++ KVCacheManager::calculateMaxNumBlocks takes 0.9 of the memory free after
+    # the engine (weights + activations of the max_num_tokens profile): no CUDA-graph pool. Same numbers as above
+    # without the 751,828,992 B pool: free 67,541,393,408 -> int(0.9 x free) = 60,787,254,067 -> 14,492 blocks.
+    mem = engine_memory(load_model("llama3-8b"), load_gpu("h100"),
+                        settings=EngineSettings(engine="trtllm", engine_version="0.17"))
+    assert mem.kv_budget_bytes == 60_787_254_067
+    assert mem.kv_cache_tokens == 14_492 * 32
 
 
 def test_vllm_v1_profile_sampler_bytes_by_sampler_path() -> None:

@@ -103,6 +103,9 @@ class ServingAssumptions(BaseModel):
     profile_non_torch_gib: float = Field(0.1, ge=0, description=(
         "non-torch memory a vLLM release counts above its baseline snapshot (workspaces of the load and profile run)"))
     cuda_graph_gib: float = Field(0.5, ge=0, description="vLLM V1 >= 0.20: CUDA-graph memory estimate inside the utilization")
+    trtllm_graph_batch: int | None = Field(None, ge=0, description=(
+        "TensorRT-LLM PyTorch backend: largest CUDA-graph batch captured before the KV estimation (its pool counts as "
+        "non-torch memory); None: max_batch_size (trtllm-bench sets cuda_graph_config.max_batch_size to it), 0: no graphs"))
     vllm_flashinfer_sampler: bool | None = Field(None, description=(
         "vLLM V1's profile sampler runs FlashInfer (True) or the PyTorch-native sort (False); None: the release's "
         "default install (FlashInfer from 0.21, calc.serving.engine_memory)"))
@@ -147,7 +150,9 @@ class ServingAssumptions(BaseModel):
                "by topology (calc.serving.comm_memory: NCCL ring / tree / NVLS buffers on NVSwitch nodes, 0.25 GiB "
                "elsewhere)"),
             f"non-torch memory above a vLLM baseline snapshot (load / profile workspaces) = {self.profile_non_torch_gib:g} GiB; "
-            f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB",
+            f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB; TensorRT-LLM CUDA-graph pool at batch "
+            + (f"{self.trtllm_graph_batch}" if self.trtllm_graph_batch is not None else "max_batch_size")
+            + " (logits B x V + per-token intermediates, calc.serving.trtllm_memory)",
             f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms"
             + (f" ({self.step_overhead_from})" if self.step_overhead_from else ""),
             *(["eager steps (no CUDA / HIP graph): max(forward, kernels x launch) + overhead, launch "

@@ -22,9 +22,10 @@ this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 
 SGLang (python/sglang/srt/model_executor/model_runner.py profile_max_num_token): total = free memory after
 the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fraction_static);
     max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
-TensorRT-LLM PyTorch backend (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator): after the weights
-and a profile forward of max_num_tokens, KV = free_gpu_memory_fraction x free memory;
-    "[MemUsageChange] Allocated X GiB for max tokens in paged KV cache (N)" (cpp kvCacheManager.cpp).
+TensorRT-LLM (calc.serving.trtllm_memory, by flow: PyTorch backend from 1.0, TensorRT engines before): KV =
+free_gpu_memory_fraction x (total - weights - the warm-up (engine) activations at max_num_tokens - non-torch
+[- the CUDA-graph pool captured before the estimation, PyTorch backend]), under attention DP with the MoE layers
+on the gathered rows; "[MemUsageChange] Allocated X GiB for max tokens in paged KV cache (N)" (cpp kvCacheManager.cpp).
 vLLM V1 from 0.10 with a model mixing softmax attention and state-space / linear-attention layers: the hybrid
 allocator (calc.serving.hybrid_alloc: attention block raised so a page holds one layer's state, layers in
 KV-cache groups, num_blocks = available // (page x layers per group), a request holds ceil(slots / B) blocks per
@@ -49,6 +50,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
 from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
+from calc.serving.trtllm_memory import dummy_requests, trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
@@ -355,16 +357,14 @@ def engine_memory(
                               else "") + (", fp8 copies of the MLP inputs" if fp8_mlp else "") + ")" if v0_forward else "")
                         + (("; CUDA-graph memory estimated and subtracted (>= 0.20)" if graphs else
                             "; CUDA graphs captured after the KV cache, in the margin") if acc == "vllm-v1" else ""))
-    elif acc == "trtllm":
-        act = activation_peak_bytes(m, batched, tp, seqs)
-        free = cap - non_torch - weights - act
-        usable = cap - non_torch
-        budget = int(s.free_gpu_memory_fraction * free)
-        budget_line = (f"KV = {s.free_gpu_memory_fraction:g} x free (capacity {cap / GIB:.2f} - non-torch "
-                       f"{non_torch / GIB:.2f} - weights {weights / GIB:.2f} - activation peak {act / GIB:.2f} GiB) = "
-                       f"{budget / GIB:.2f} GiB")
-        setting_line = (f"free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}; max_num_tokens {batched:,}; "
-                        f"max_batch_size {seqs}; tokens_per_block {page}")
+    elif acc == "trtllm":  # TensorRT-LLM's own accounting by flow (calc.serving.trtllm_memory)
+        trt = trtllm_kv_budget(m, total=cap, weights=weights, non_torch=non_torch, fraction=s.free_gpu_memory_fraction,
+                               max_num_tokens=batched, max_batch_size=seqs, tp=tp, dp=attention_ranks(tp, ep),
+                               forward_peak=activation_peak_bytes(m, batched, tp, dummy_requests(batched, max_len)),
+                               version=s.version(), a=assumptions)
+        act, budget, usable = trt.activation, trt.budget, cap - non_torch - trt.graphs
+        budget_line = trt.line
+        setting_line = f"{trt.setting}; tokens_per_block {page}"
     else:
         frac = s.mem_fraction(tp, device, pp)
         total = cap - non_torch
@@ -386,7 +386,8 @@ def engine_memory(
     concurrency = max(room // per_request, 0) if room > 0 else 0
     ratio = blocks / (pool.max_len_blocks() if pool else whole_blocks(max_len, page))
     fits = concurrency >= 1
-    log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes)
+    log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes,
+                                                     trtllm_backend(s.version()) if acc == "trtllm" else "")
     explain = [
         f"device total as CUDA reports it (torch.cuda.mem_get_info) = {cap:,} B ({cap / GIB:.2f} GiB)",
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
@@ -456,15 +457,18 @@ def request_kv_bytes(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int,
 
 
 def _engine_log(accounting: str, blocks: int, tokens: int, max_model_len: int, ratio: float, budget: int,
-                block_bytes: int) -> list[str]:
+                block_bytes: int, trtllm_flow: str = "") -> list[str]:
     """The startup lines each engine prints, to hold against a real log: vLLM V1 gpu_worker.py ("Available KV
     cache memory") and kv_cache_utils._report_kv_cache_config (whose concurrency counts every layer at
     max_model_len); vLLM V0 executor_base ("# GPU blocks"); SGLang model_runner / memory_pool ("KV Cache is
-    allocated. #tokens", "max_total_num_tokens="); TRT-LLM cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp."""
+    allocated. #tokens", "max_total_num_tokens="); TRT-LLM cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp, after
+    the PyTorch backend's KvCacheCreator.configure_kv_cache_capacity ("Estimated max memory in KV cache : X GiB",
+    tensorrt_llm/_torch/pyexecutor/_util.py)."""
     if accounting == "sglang":
         return [f"KV Cache is allocated. #tokens: {tokens}", f"max_total_num_tokens={tokens}"]
     if accounting == "trtllm":
-        return [f"[MemUsageChange] Allocated {blocks * block_bytes / GIB:.2f} GiB for max tokens in paged KV cache ({tokens})."]
+        return ([f"Estimated max memory in KV cache : {budget / GIB:.2f} GiB"] if trtllm_flow == "pytorch" else []) + \
+            [f"[MemUsageChange] Allocated {blocks * block_bytes / GIB:.2f} GiB for max tokens in paged KV cache ({tokens})."]
     concurrency = f"Maximum concurrency for {max_model_len:,} tokens per request: {ratio:.2f}x"
     if accounting == "vllm-v0":
         return [f"# GPU blocks: {blocks}, # CPU blocks: 0", concurrency]

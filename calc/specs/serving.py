@@ -28,8 +28,11 @@ Defaults follow each engine's own source, by version (``engine_version``; None =
                at least 10240 on devices above 60 GiB;
                mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3)
   page size 1; max_running_requests follows from the pool.
-- TensorRT-LLM, PyTorch backend (tensorrt_llm/llmapi/llm_args.py): KvCacheConfig.free_gpu_memory_fraction
-  0.9, max_num_tokens 8192, max_batch_size 2048, tokens_per_block 32.
+- TensorRT-LLM (tensorrt_llm/llmapi/llm_args.py, builder.py BuildConfig): KvCacheConfig.free_gpu_memory_fraction
+  0.9, max_num_tokens 8192, max_batch_size 2048, tokens_per_block 32, the same in the releases read (0.17, 1.0);
+  the flow by version (PyTorch backend from 1.0, TensorRT engines before) and its memory accounting in
+  calc.serving.trtllm_memory, with trtllm-bench's own max_batch_size / max_num_tokens heuristic for its throughput
+  runs (bench_engine_settings), which a max_num_seqs / max_num_batched_tokens given here replaces.
 """
 
 from __future__ import annotations
