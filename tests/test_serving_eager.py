@@ -167,3 +167,23 @@ def test_corpus_rows_carry_their_num_scheduler_steps() -> None:
     rows = {row.id: row for row, _group, _split in load_corpus()}
     assert corpus_knobs.knobs(rows["dstack-405b-mi300x-metafp8-eager-tp8-b4-128-2048-e2e"])["num_scheduler_steps"] == 15
     assert "num_scheduler_steps" not in corpus_knobs.knobs(rows["dstack-405b-mi300x-amdfp8kv-tp8-b4-128-2048-e2e"])
+
+
+def test_num_scheduler_steps_flag_takes_the_overhead_off_decode_steps(cli) -> None:  # noqa: ANN001
+    # --step-overhead-ms 6 --num-scheduler-steps 4: a decode step carries 6 / 4 = 1.5 ms, 4.5 ms less than with one step;
+    # the prefill step keeps its 6 ms (TTFT unchanged)
+    base = (*LATENCY, "--engine", "vllm-v0", "--step-overhead-ms", "6")
+    one, four = cli(*base).json(), cli(*base, "--num-scheduler-steps", "4").json()
+    assert one["tpot_s"] - four["tpot_s"] == pytest.approx(4.5e-3, rel=1e-9)
+    assert four["ttft_s"] == pytest.approx(one["ttft_s"], rel=1e-12)
+    assert four["decode_step_overhead_s"] == pytest.approx(1.5e-3, rel=1e-12) and one["decode_step_overhead_s"] is None
+    explain = " ".join(cli(*LATENCY[:-1], "--engine", "vllm-v0", "--num-scheduler-steps", "4", "--explain").out.split())
+    assert "vLLM V0 --num-scheduler-steps 4" in explain
+
+
+@pytest.mark.parametrize("extra", [(), ("--engine", "sglang"), ("--engine", "vllm", "--engine-version", "0.11"),
+                                   ("--engine", "vllm-v0", "--num-scheduler-steps", "0")])
+def test_num_scheduler_steps_refused_where_the_engine_has_none(cli, extra) -> None:  # noqa: ANN001
+    args = (*LATENCY, *extra) if "--num-scheduler-steps" in extra else (*LATENCY, *extra, "--num-scheduler-steps", "8")
+    r = cli(*args)
+    assert r.code == 2 and "--num-scheduler-steps" in r.err and len(r.err.strip().splitlines()) == 1
