@@ -232,6 +232,8 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         assumptions = assumptions.model_copy(update={"eager": True})
     elif eager_from is not None:  # vLLM V0 never captures a step holding prompt tokens
         assumptions = assumptions.model_copy(update={"eager_prefill": True})
+    if k.get("num_scheduler_steps", 1) > 1:  # vLLM V0 multi-step scheduling (calc.serving.step.step_overhead)
+        assumptions = assumptions.model_copy(update={"scheduler_steps": k["num_scheduler_steps"]})
     if row.stack.name in ("vllm", "vllm-v0"):  # the release's ROCm kernels (calc.serving.engine_kernels)
         assumptions = engine_kernels(assumptions, m, gpu, _engine_settings(row, k), k["prompt"] + k["output"] - 1,
                                      _serving_dtype(row, k), k.get("rocm_custom_pa_max_seq_len"))

@@ -143,3 +143,47 @@ def test_engine_vllm_v0_sets_eager_prefill(cli) -> None:  # noqa: ANN001
     out = " ".join(cli(*LATENCY[:-1], "--engine", "vllm-v0", "--explain").out.split())
     assert "vLLM V0: steps holding prompt tokens run eager" in out
     assert "vLLM V0: steps holding prompt tokens run eager" not in " ".join(cli(*LATENCY[:-1], "--explain").out.split())
+
+
+def test_multi_step_scheduling_amortises_the_overhead_not_the_launches() -> None:
+    # vLLM V0 --num-scheduler-steps 15: the scheduler runs once per 15 decode steps (llm_engine.py _has_remaining_steps),
+    # so a decode step carries 2 ms / 15 = 0.1333 ms; the eager launches stay: 2,016 kernels x 11 us = 22.176 ms per step
+    # (Llama 3.1 405B fp8, TP 8, MI300X). The prefill (a single step) keeps the whole 2 ms.
+    m, g = load_model("llama3.1-405b"), load_gpu("mi300x")
+    run = dict(num_gpus=8, batch=4, prompt=128, output=2048, dtype="fp8")
+    one = latency(m, g, **run, assumptions=ServingAssumptions(step_overhead_s=2e-3, eager=True))
+    multi = latency(m, g, **run, assumptions=ServingAssumptions(step_overhead_s=2e-3, eager=True, scheduler_steps=15))
+    assert multi.tpot_s * 1e3 == pytest.approx(22.176 + 2.0 / 15, rel=1e-9)
+    assert one.tpot_s - multi.tpot_s == pytest.approx(2e-3 * 14 / 15, rel=1e-9)
+    assert multi.ttft_s == pytest.approx(one.ttft_s, rel=1e-12)
+    assert any("--num-scheduler-steps 15" in line for line in multi.explain)
+
+
+def test_corpus_rows_carry_their_num_scheduler_steps() -> None:
+    # dstack's MI300X Meta-FP8 runs passed --num-scheduler-step 15 (their CSV's command), the others 1
+    import corpus_knobs
+    from corpus_schema import load_corpus
+
+    rows = {row.id: row for row, _group, _split in load_corpus()}
+    assert corpus_knobs.knobs(rows["dstack-405b-mi300x-metafp8-eager-tp8-b4-128-2048-e2e"])["num_scheduler_steps"] == 15
+    assert "num_scheduler_steps" not in corpus_knobs.knobs(rows["dstack-405b-mi300x-amdfp8kv-tp8-b4-128-2048-e2e"])
+
+
+def test_num_scheduler_steps_flag_takes_the_overhead_off_decode_steps(cli) -> None:  # noqa: ANN001
+    # --step-overhead-ms 6 --num-scheduler-steps 4: a decode step carries 6 / 4 = 1.5 ms, 4.5 ms less than with one step;
+    # the prefill step keeps its 6 ms (TTFT unchanged)
+    base = (*LATENCY, "--engine", "vllm-v0", "--step-overhead-ms", "6")
+    one, four = cli(*base).json(), cli(*base, "--num-scheduler-steps", "4").json()
+    assert one["tpot_s"] - four["tpot_s"] == pytest.approx(4.5e-3, rel=1e-9)
+    assert four["ttft_s"] == pytest.approx(one["ttft_s"], rel=1e-12)
+    assert four["decode_step_overhead_s"] == pytest.approx(1.5e-3, rel=1e-12) and one["decode_step_overhead_s"] is None
+    explain = " ".join(cli(*LATENCY[:-1], "--engine", "vllm-v0", "--num-scheduler-steps", "4", "--explain").out.split())
+    assert "vLLM V0 --num-scheduler-steps 4" in explain
+
+
+@pytest.mark.parametrize("extra", [(), ("--engine", "sglang"), ("--engine", "vllm", "--engine-version", "0.11"),
+                                   ("--engine", "vllm-v0", "--num-scheduler-steps", "0")])
+def test_num_scheduler_steps_refused_where_the_engine_has_none(cli, extra) -> None:  # noqa: ANN001
+    args = (*LATENCY, *extra) if "--num-scheduler-steps" in extra else (*LATENCY, *extra, "--num-scheduler-steps", "8")
+    r = cli(*args)
+    assert r.code == 2 and "--num-scheduler-steps" in r.err and len(r.err.strip().splitlines()) == 1

@@ -229,6 +229,10 @@ StepOverheadOpt = Annotated[float | None, typer.Option(
     help="engine CPU time per scheduler step, ms (default: the engine's fitted value: vllm, vllm-v0, sglang, trtllm)")]
 EnforceEagerOpt = Annotated[bool, typer.Option(
     "--enforce-eager", help="steps run without CUDA / HIP graphs (vLLM --enforce-eager): every kernel launched by the host")]
+SchedulerStepsOpt = Annotated[int | None, typer.Option(
+    "--num-scheduler-steps", parser=human_int("--num-scheduler-steps", maximum=1024),
+    help="vLLM V0 multi-step scheduling (--engine vllm-v0 or a release before 0.8): the scheduler runs once per this "
+         "many decode steps, so a decode step carries 1/N of the step overhead (calc.serving.step.step_overhead)")]
 class Fp8Scales(StrEnum):
     block = "block"
     tensor = "tensor"

@@ -47,6 +47,7 @@ from calc.cli.options import (
     PromptOpt,
     RateOpt,
     ReserveOpt,
+    SchedulerStepsOpt,
     SharedPrefixOpt,
     SpecMethod,
     SpecMethodOpt,
@@ -167,7 +168,8 @@ def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) 
 
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
-                        comm_buffer_gib: float | None = None, moe_collective: str | None = None) -> Any:
+                        comm_buffer_gib: float | None = None, moe_collective: str | None = None,
+                        num_scheduler_steps: int | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -176,6 +178,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
     --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).
+    --num-scheduler-steps: vLLM V0's multi-step scheduling (calc.serving.step.step_overhead); refused for an engine
+    that has none (vLLM V1 from 0.8, SGLang, TensorRT-LLM).
     --comm-buffer-gib: the per-GPU communication memory of a split model, replacing calc.serving.comm_memory's
     formula.
     --moe-collective: the expert-parallel token exchange; else the engine's (calc.serving.assumptions
@@ -205,6 +209,11 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
         given |= {"step_overhead_s": engine_step_overhead_s(settings),
                   "step_overhead_from": f"{family}: {describe('step_overhead_s', family)}"}
     v0 = settings is not None and settings.accounting() == "vllm-v0"  # V0 never captures a step holding prompt tokens
+    if num_scheduler_steps is not None and num_scheduler_steps > 1:
+        if not v0:
+            raise LLMCalcError("--num-scheduler-steps", "multi-step scheduling is vLLM V0's (--engine vllm-v0, or "
+                                                        "--engine vllm with --engine-version below 0.8)")
+        given["scheduler_steps"] = num_scheduler_steps
     return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager, eager_prefill=v0,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
@@ -238,6 +247,7 @@ def latency(
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
+    num_scheduler_steps: SchedulerStepsOpt = None,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -258,7 +268,8 @@ def latency(
     s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
-                            enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib)
+                            enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
+                            num_scheduler_steps=num_scheduler_steps)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     dtype = given_dtype(ctx, dtype)

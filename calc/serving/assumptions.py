@@ -28,6 +28,8 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   is what latency / serve / report use for --engine; --step-overhead-ms overrides it.
 - eager / eager_launch_s: an eager step (no CUDA / HIP graph) is max(forward, kernels x launch) + overhead, the
   kernels counted from vLLM's model code and the launch cost by vendor (calc.serving.eager, its sources).
+- scheduler_steps: vLLM V0's --num-scheduler-steps; a decode step carries step_overhead_s / scheduler_steps
+  (calc.serving.step.step_overhead, its source).
 - decode_kv_reads: how often a decode step reads each KV head; 1 unless the engine runs vLLM's generic paged
   attention (one thread block per query head), e.g. on ROCm past the custom kernel's length limit
   (calc.serving.decode_attention, its sources).
@@ -117,6 +119,10 @@ class ServingAssumptions(BaseModel):
         "for decode-only batches alone); set for --engine vllm-v0 / a release before 0.8"))
     eager_launch_s: float | None = Field(None, ge=0, description=(
         "host seconds per eager kernel launch; None: by GPU vendor (calc.serving.eager.LAUNCH_S)"))
+    scheduler_steps: int = Field(1, ge=1, description=(
+        "vLLM V0 --num-scheduler-steps (multi-step scheduling): the scheduler and the input preparation run once per "
+        "this many decode steps, so a decode step carries step_overhead_s / scheduler_steps; a step holding prompt "
+        "tokens carries all of it (calc.serving.step.step_overhead)"))
     decode_kv_reads: float = Field(1.0, ge=1, description=(
         "times a decode step reads each KV head: 1 for a GQA-grouped kernel, query heads per KV head for vLLM's generic "
         "paged attention (ROCm past the custom kernel's length limit): calc.serving.decode_attention"))
@@ -158,6 +164,9 @@ class ServingAssumptions(BaseModel):
             *(["eager steps (no CUDA / HIP graph): max(forward, kernels x launch) + overhead, launch "
                + (f"{self.eager_launch_s * 1e6:g} us" if self.eager_launch_s is not None else "by vendor: CUDA 5 us, HIP 11 us")
                + " per kernel (calc.serving.eager)"] if self.eager else []),
+            *([f"multi-step scheduling (vLLM V0 --num-scheduler-steps {self.scheduler_steps}): a decode step carries "
+               f"1/{self.scheduler_steps} of the per-step overhead (calc.serving.step.step_overhead)"]
+              if self.scheduler_steps > 1 else []),
             *(["vLLM V0: steps holding prompt tokens run eager (no graph for a prefill), max(forward, kernels x launch) "
                "+ overhead (calc.serving.eager)"] if self.eager_prefill and not self.eager else []),
             *([f"decode attention reads each KV head {self.decode_kv_reads:g} times per step (vLLM's generic paged "

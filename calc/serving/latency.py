@@ -67,6 +67,7 @@ class LatencyResult(BaseModel):
     tpot_s: float
     decode_bound: str
     step_overhead_s: float
+    decode_step_overhead_s: float | None = None  # a decode step's share under multi-step scheduling; None: step_overhead_s
     tokens_per_s: float
     e2e_s: float
     ttft_at_full_peak_s: float
@@ -131,6 +132,7 @@ def latency(
         decode_flops_per_step=dec.flops, decode_bytes_per_step=dec.bytes_read, decode_intensity=dec.flops / dec.bytes_read,
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
+        decode_step_overhead_s=dec.overhead_s if dec.overhead_s != a.step_overhead_s else None,
         tokens_per_s=batch / tpot, e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
         verdict=verdict,
         explain=[

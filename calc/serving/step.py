@@ -316,6 +316,27 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
     return min(collective_time(kind, system, payload, tp, efficiency=eff) for kind in ("allreduce", "tree_allreduce"))
 
 
+def step_overhead(a: ServingAssumptions, prefill_tokens: int) -> float:
+    """Host seconds between two forward passes that a step carries: ServingAssumptions.step_overhead_s, or, for a
+    decode-only step under vLLM V0's multi-step scheduling (``--num-scheduler-steps N``), step_overhead_s / N.
+
+    Source: vLLM V0 (vllm-project/vllm at cb3b2b9b, v0.6.3.dev, as mirrored in ROCm/vllm). vllm/engine/llm_engine.py
+    LLMEngine.step skips Scheduler.schedule() while the scheduled sequence groups have remaining steps
+    (_has_remaining_steps, "Skip the scheduler if there are any remaining steps in the seq groups");
+    vllm/worker/multi_step_worker.py _get_driver_input_and_broadcast runs prepare_model_input only on the first
+    step (is_first_multi_step) and afterwards advances the cached input on the GPU
+    (vllm/worker/multi_step_model_runner.py _advance_step; its wait_previous_step is a stream-side Event.wait, not a
+    host block). A prefill runs as an ordinary single step. The forward itself (its kernels, and every eager launch)
+    is unchanged: multi-step amortises the scheduler, not the launches (calc.serving.eager).
+
+    >>> from calc.serving.assumptions import ServingAssumptions
+    >>> a = ServingAssumptions(step_overhead_s=3e-3, scheduler_steps=15)
+    >>> step_overhead(a, 0), step_overhead(a, 128)
+    (0.0002, 0.003)
+    """
+    return a.step_overhead_s if prefill_tokens > 0 else a.step_overhead_s / a.scheduler_steps
+
+
 def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
@@ -374,10 +395,11 @@ def step_time(
         forward = max(compute, memory) + comm
     eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
     launches = forward_kernels(m, gpu, dtype, tp, a.fp8_unfused_dequant) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
-    total = max(forward, launches) + a.step_overhead_s  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
-    parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": a.step_overhead_s}
+    overhead = step_overhead(a, prefill_tokens)
+    total = max(forward, launches) + overhead  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
+    parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": overhead}
     if launches > forward:
         parts["host launches"] = launches
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
-                    gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=a.step_overhead_s, launch_s=launches,
+                    gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=overhead, launch_s=launches,
                     total_s=total, bound=max(parts, key=parts.__getitem__))
