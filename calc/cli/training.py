@@ -551,7 +551,8 @@ def train_step(
                                            "or drop it")
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
-                    pp_microbatch_group=pp_microbatch_group, recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
+                    pp_microbatch_group=pp_microbatch_group,
+                    recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
                     cpu_offload_layers=cpu_offload_layers,
                     offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
