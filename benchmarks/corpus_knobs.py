@@ -16,7 +16,7 @@ from calc.memory.training import FSDP_PP
 
 INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
-             "max_num_batched_tokens", "chunked_prefill_size", "cpu_offload_layers", "num_requests",
+             "max_num_batched_tokens", "chunked_prefill_size", "cpu_offload_layers", "num_requests", "pp_microbatch_group",
              "rocm_custom_pa_max_seq_len", "num_scheduler_steps")
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
@@ -177,7 +177,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
         # a prose schedule ("interleaved") dropped here would silently price the non-interleaved 1F1B bubble (p - 1)
         # t_mb instead of (p - 1)/v t_mb: refuse it; the row must give the virtual-stage count
         raise Unrepresentable(f"vpp {schedule!r} is not a virtual-stage count (give V, the model chunks per pipeline rank)")
-    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero", "cpu_offload_layers")
+    lay = {key: k[key] for key in ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "zero", "cpu_offload_layers",
+                                   "pp_microbatch_group")
            if key in k}
     lay.update({key: k[key] for key in ("pp_embedding", "pp_loss") if k.get(key)})
     if k.get("sp") is not None:

@@ -120,6 +120,49 @@ def test_interleaved_in_flight_count() -> None:
     assert in_flight_microbatches(Layout(pp=16, vpp=2), 16) == 16 == in_flight_microbatches(Layout(pp=16), 16)
 
 
+def test_microbatch_group_in_flight_count() -> None:
+    # N micro-batches per model chunk (Megatron-Core microbatch_group_size_per_vp_stage, torch
+    # ScheduleInterleaved1F1B microbatches_per_round, Llama 3's tunable N): rank 0 runs 2(p-1) + (v-1)N warm-up
+    # chunk forwards (capped at m v) + 1 in the steady state, each 1/v of the stage.
+    # Llama 3 405B, 8K GPUs: p = 16, v = 8, m = 32. N = p (depth-first, the default): (30 + 7 x 16 + 1)/8 = 143/8
+    default = Layout(pp=16, vpp=8)
+    assert in_flight_microbatches(default, 32) == pytest.approx(17.875)
+    assert in_flight_microbatches(default.with_(pp_microbatch_group=16), 32) == pytest.approx(17.875)
+    # N = m = 32 (breadth-first): (30 + 7 x 32 + 1)/8 = 255/8, one short of all 256 chunk forwards
+    assert in_flight_microbatches(default.with_(pp_microbatch_group=32), 32) == pytest.approx(31.875)
+    # 16K GPUs, m = 16 = N: 30 + 112 = 142 > m v = 128 -> every forward first, 128/8 = 16
+    assert in_flight_microbatches(default, 16) == 16
+    # the paper's Figure 6: p = 4, v = 2, M = 10, N = 5: (6 + 5 + 1)/2 = 6 stage micro-batches on rank 0
+    assert in_flight_microbatches(Layout(pp=4, vpp=2, pp_microbatch_group=5), 10) == 6
+
+
+def test_microbatch_group_memory_and_refusals() -> None:
+    from calc.errors import LLMCalcError
+    from calc.training.layout import check_training_layout
+
+    # Llama 3.1 405B (H 16384, I 53248, 128 heads, 8 KV heads of 128) at TP 8 + SP, s = 8192, b = 1, flash, no
+    # recompute: one layer saves two norm inputs 2 x 8192 x (16384 x 2 + 4)/8, the q/k/v and gate/up inputs
+    # 2 x 8192 x 16384 x 2/8, Q K V 8192 x (128 + 16) x 128 x 2/8, O 8192 x 16384 x 2/8, LSE 8192 x 128 x 4/8,
+    # gate + up 8192 x 2 x 53248 x 2/8, act(gate) x up 8192 x 53248 x 2/8
+    layer = (2 * 8192 * (16384 * 2 + 4) // 8 + 2 * 8192 * 16384 * 2 // 8 + 8192 * 144 * 128 * 2 // 8
+             + 8192 * 16384 * 2 // 8 + 8192 * 128 * 4 // 8 + 8192 * 2 * 53248 * 2 // 8 + 8192 * 53248 * 2 // 8)
+    assert layer == 533_209_088
+    m = load_model("llama3.1-405b")
+    cost = ModelCost(m, load_gpu("h100"), load_system("dgx-h100"), 8192)
+    lay = Layout(tp=8, pp=16, dp=64, vpp=8, sp=True, zero=1, pp_embedding=True, pp_loss=True)
+    dfs = memory_per_gpu(cost, lay, 32)["activations"]
+    bfs = memory_per_gpu(cost, lay.with_(pp_microbatch_group=32), 32)["activations"]
+    # N 16 -> 32: 7 x 16 = 112 more chunk micro-batches of one layer each (8 layers / 8 chunks)
+    assert bfs - dfs == pytest.approx(112 * layer, abs=8)
+    for bad in (lay.with_(pp_microbatch_group=8),  # below PP: the first rank would wait for its chunk-0 outputs
+                lay.with_(pp_microbatch_group=24),  # 32 micro-batches are not whole groups of 24
+                lay.with_(vpp=1, pp_microbatch_group=16)):  # no interleaving
+        with pytest.raises(LLMCalcError) as err:
+            check_training_layout(m, bad, 8192, 2048, 8192)
+        assert err.value.field == "--pp-microbatch-group"
+    assert check_training_layout(m, lay.with_(pp_microbatch_group=32), 8192, 2048, 8192) == 32
+
+
 def test_plan_search_caches_layer_activations() -> None:
     from calc.training.plan import search_plans
 

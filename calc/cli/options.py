@@ -276,6 +276,11 @@ ZeroOptional = Annotated[int | None, typer.Option(
 # --- training performance (train-step, train-plan, train-time) -------------------------------
 VppOpt = Annotated[int, typer.Option("--vpp", parser=human_int("--vpp", maximum=128),
                                      help="interleaved pipeline: model chunks per GPU (virtual stages)")]
+PpMicrobatchGroupOpt = Annotated[int | None, typer.Option(
+    "--pp-microbatch-group", parser=human_int("--pp-microbatch-group", maximum=100000),
+    help="interleaved pipeline: N micro-batches run back to back per model chunk (Megatron-Core "
+    "microbatch_group_size_per_vp_stage; Llama 3's tunable N), PP <= N <= the micro-batches; default PP. "
+    "A larger N keeps (VPP - 1) more chunk-micro-batches in flight per step of N")]
 RecomputeModulesOpt = Annotated[str | None, typer.Option(
     "--recompute-modules", help="with --recompute selective: Megatron-Core's --recompute-modules, comma-separated "
     "(layernorm, mla_up_proj, moe_act, moe, mlp, shared_experts, core_attn): their outputs are dropped and rebuilt in backward")]

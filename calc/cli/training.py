@@ -36,6 +36,7 @@ from calc.cli.options import (
     PlotOpt,
     PpEmbeddingOpt,
     PpLossOpt,
+    PpMicrobatchGroupOpt,
     PpOpt,
     PriceOpt,
     Recompute,
@@ -479,6 +480,7 @@ def train_step(
     vpp: VppOpt = 1,
     pp_embedding: PpEmbeddingOpt = False,
     pp_loss: PpLossOpt = False,
+    pp_microbatch_group: PpMicrobatchGroupOpt = None,
     recompute_modules: RecomputeModulesOpt = None,
     cpu_offload_layers: CpuOffloadOpt = 0,
     offload_modules: OffloadModulesOpt = None,
@@ -549,6 +551,7 @@ def train_step(
                                            "or drop it")
     layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
                     recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
+                    pp_microbatch_group=pp_microbatch_group,
                     recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
                     cpu_offload_layers=cpu_offload_layers,
                     offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]

@@ -44,7 +44,11 @@ class Layout:
     ``--recompute-modules`` with ``recompute`` "selective" (calc.memory.activations.module_buffers).
     ``cpu_offload_layers``: Megatron-Core's ``--cpu-offloading-num-layers`` (activations only): the saved tensors of
     that many of the L layers go to host memory (``offloaded_stage_layers``). ``offload_modules``: Megatron-Core's
-    ``--fine-grained-activation-offloading --offload-modules`` (calc.memory.activations.offloaded_buffers)."""
+    ``--fine-grained-activation-offloading --offload-modules`` (calc.memory.activations.offloaded_buffers).
+    ``pp_microbatch_group``: N, the micro-batches an interleaved schedule runs back to back on one model chunk before
+    the next (Megatron-Core ``microbatch_group_size_per_vp_stage``, torch ScheduleInterleaved1F1B's
+    ``microbatches_per_round``, Llama 3's tunable N, arXiv 2407.21783 sec. 3.3.2 Figure 6); None: PP, the
+    depth-first default of both (calc.training.step.in_flight_microbatches)."""
 
     tp: int = 1
     pp: int = 1
@@ -63,6 +67,7 @@ class Layout:
     recompute_modules: frozenset[str] = frozenset()
     cpu_offload_layers: int = 0
     offload_modules: frozenset[str] = frozenset()
+    pp_microbatch_group: int | None = None
 
     @property
     def num_gpus(self) -> int:
@@ -80,7 +85,8 @@ class Layout:
         return max(self.tp * self.cp * self.dp // (self.expert_tp * self.ep), 1)
 
     def label(self) -> str:
-        parts = [f"TP{self.tp}", f"PP{self.pp}" + (f"x{self.vpp}" if self.vpp > 1 else ""), f"DP{self.dp}"]
+        group = f"N{self.pp_microbatch_group}" if self.pp_microbatch_group is not None else ""
+        parts = [f"TP{self.tp}", f"PP{self.pp}" + (f"x{self.vpp}{group}" if self.vpp > 1 else ""), f"DP{self.dp}"]
         parts += [f"CP{self.cp}"] if self.cp > 1 else []
         parts += [f"EP{self.ep}"] if self.ep > 1 else []
         parts += [f"ETP{self.etp}"] if self.etp is not None and self.etp != self.tp else []
@@ -286,4 +292,27 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
     micro = num_microbatches(layout, global_batch)
     if layout.vpp > 1 and micro % layout.pp:
         raise LLMCalcError("--vpp", f"the interleaved schedule needs the {micro} micro-batches to be a multiple of PP {layout.pp}")
+    if layout.pp_microbatch_group is not None:
+        problem = microbatch_group_problem(layout, micro)
+        if problem:
+            raise LLMCalcError("--pp-microbatch-group", problem)
     return micro
+
+
+def microbatch_group_problem(layout: Layout, micro: int) -> str | None:
+    """Why N = ``layout.pp_microbatch_group`` cannot run, or None. Llama 3 (arXiv 2407.21783 sec. 3.3.2) places its
+    tunable N between the depth-first schedule, "N = PP", and the breadth-first one, "N = M" (PP <= N <= M); both
+    Megatron-Core (micro-batches a multiple of microbatch_group_size_per_vp_stage) and torch (n_microbatches a
+    multiple of the rounds) run the micro-batches in whole groups of N. Below PP the first rank waits for its own
+    chunk-0 outputs to come round the pipeline, a stall the (p - 1)/v bubble term does not price: refused."""
+    n = layout.pp_microbatch_group
+    if n is None:
+        return None
+    if layout.vpp == 1:
+        return "groups micro-batches per model chunk of an interleaved schedule; it needs --vpp > 1"
+    if not layout.pp <= n <= micro:
+        return (f"N = {n} must lie between PP {layout.pp} (depth-first) and the {micro} micro-batches (breadth-first), "
+                "as Llama 3's tunable schedule does (arXiv 2407.21783 sec. 3.3.2)")
+    if micro % n:
+        return f"the {micro} micro-batches must be a multiple of N = {n} (whole groups, as Megatron-Core and torch run them)"
+    return None

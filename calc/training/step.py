@@ -268,13 +268,21 @@ def in_flight_microbatches(layout: Layout, micro: int) -> float:
     """Micro-batches (of a whole stage's layers) whose activations the first stage holds.
 
     1F1B: min(p, m) (p - 1 warm-up forwards + the one in steady state). Interleaved with v chunks of L/(p v)
-    layers (Narayanan et al. 2021 sec. 2.2; Megatron-LM schedules.py: rank 0 runs 2(p-1) + (v-1)p warm-up
-    chunk forwards, capped at the m v it has): (min(2(p-1) + (v-1)p, m v) + 1) chunk-micro-batches of 1/v of
-    the stage = p (1 + (p-1)/(p v)) when m >= p, the factor of Korthikanti et al. 2022 sec. 4.2.3."""
+    layers (Narayanan et al. 2021 sec. 2.2), N micro-batches run back to back per chunk (``layout.pp_microbatch_group``,
+    default p): rank r runs 2(p - r - 1) + (v - 1) N warm-up chunk forwards, capped at the m v it has, before its
+    first backward (Megatron-Core schedules.py get_pp_rank_microbatches with microbatch_group_size_per_vp_stage N,
+    default pipeline_model_parallel_size; torch.distributed.pipelining ScheduleInterleaved1F1B, formerly
+    ScheduleFlexibleInterleaved1F1B, _get_warmup_ops: (n_local_stages - 1) x microbatches_per_round + 2 (p - 1 - rank)),
+    and holds one more in the steady state. Rank 0, the most:
+        (min(2(p - 1) + (v - 1) N, m v) + 1, capped at m v) chunk-micro-batches of 1/v of the stage
+    = p (1 + (p - 1)/(p v)) when N = p <= m, the factor of Korthikanti et al. 2022 sec. 4.2.3. Llama 3's schedule
+    (arXiv 2407.21783 sec. 3.3.2, Figure 6) makes N tunable between depth-first (N = PP) and breadth-first (N = M);
+    a larger N holds (v - 1) more chunk-micro-batches per extra micro-batch of the group."""
     p, v = layout.pp, layout.vpp
     if v == 1:
         return min(p, micro)
-    return min(min(2 * (p - 1) + (v - 1) * p, micro * v) + 1, micro * v) / v
+    group = p if layout.pp_microbatch_group is None else layout.pp_microbatch_group
+    return min(min(2 * (p - 1) + (v - 1) * group, micro * v) + 1, micro * v) / v
 
 
 # -- the public engine function --------------------------------------------------------------------------
