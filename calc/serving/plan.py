@@ -257,19 +257,20 @@ def serve_plan(
 def max_load_layout(
     m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, tp: int, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None,
-    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1, requests: int | None = None,
 ) -> Layout | None:
     """One TP x PP replica (``ep`` > 1: ep / tp data-parallel attention groups, calc.serving.moe) at maximum load
     (an offline benchmark: every request queued at once, no latency target):
     the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
-    B = min(max concurrency, max_num_seqs), so tokens_per_s = B / TPOT(B). The same replica model `serve` ranks; None
-    when not one request fits."""
+    B = min(max concurrency, max_num_seqs, requests), so tokens_per_s = B / TPOT(B): an engine never runs more
+    requests than it was sent (``requests``, the whole replica's), and that cap leaves the engine as launched (its
+    memory profile at max_num_seqs) unchanged. The same replica model `serve` ranks; None when not one request fits."""
     setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
     check_layout(m, Parallelism(tp=tp, pp=pp))
     replica = setup.replica(tp, pp, ep)
     if replica is None:
         return None
-    return _layout(replica, setup.s, None, None, None, None, tp * pp * replica.dp, assumptions)
+    return _layout(replica, setup.s, None, None, None, requests, tp * pp * replica.dp, assumptions)
 
 
 @dataclass
