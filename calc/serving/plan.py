@@ -232,8 +232,10 @@ def serve_plan(
     sizing = (rate or users) and not num_gpus  # the headline is then the fewest GPUs that carry the traffic
     layouts.sort(key=lambda x: (not x.meets_targets, x.gpus_needed if sizing else 0, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
+    seqs_line = (f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}" if s.accounting() != "sglang" else
+                 "max_running_requests from the KV pool (calc.specs.serving.sglang_max_running_requests)")
     assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
-                        f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}, prefill chunk "
+                        f"{seqs_line}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
