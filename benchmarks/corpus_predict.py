@@ -56,7 +56,7 @@ CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpus"
 TRAINING_KINDS = tuple(k for k, (family, _sign) in KINDS.items() if family == "training")  # calc.bands: one list
 LATENCY_FIELD = {"serving_ttft": "ttft_s", "serving_tpot": "tpot_s", "serving_e2e": "e2e_s"}
 ENGINE_KNOBS = ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "enable_chunked_prefill",
-                "max_num_seqs", "block_size", "mem_fraction_static", "chunked_prefill_size")
+                "max_num_seqs", "block_size", "mem_fraction_static", "chunked_prefill_size", "usage_context")
 
 
 class CannotPredict(Exception):
@@ -238,6 +238,11 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
         assumptions = engine_kernels(assumptions, m, gpu, _engine_settings(row, k), k["prompt"] + k["output"] - 1,
                                      _serving_dtype(row, k), k.get("rocm_custom_pa_max_seq_len"))
     tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
+    if row.stack.name in ("vllm", "vllm-v0", "sglang"):  # the layout its flags give (serving_layout); no EP model here
+        tp, pp, ep = serving_layout(row, k)
+        if ep > 1:
+            raise CannotPredict(f"a static batch under expert parallelism (EP {ep}) is not modelled by `latency`; "
+                                "max-load rows are (max_load_layout)")
     waves = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
     runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],
                     dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), causal=True, tp=tp, pp=pp,
@@ -347,46 +352,63 @@ def trtllm_bench_settings(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpe
                                    "max_num_batched_tokens": k.get("max_num_tokens", tokens)})
 
 
+def serving_layout(row: Any, k: dict[str, Any]) -> tuple[int, int, int]:
+    """The (tp, pp, ep) layout the row ran, from its engine's own flags (calc.serving.launch.engine_layout, the inverse
+    of `serve --emit`): vLLM tp / dp (--data-parallel-size) / enable_expert_parallel, SGLang tp / dp / ep (--ep-size)
+    / enable_dp_attention, TensorRT-LLM tp / ep (trtllm-bench's attention DP). tp defaults to the row's GPUs."""
+    from calc.serving.launch import engine_layout
+
+    try:
+        return engine_layout(row.stack.name, k.get("tp", row.hardware.num_gpus), k.get("pp", 1), k.get("dp", 1),
+                             k.get("ep", 1), bool(k.get("enable_expert_parallel")), bool(k.get("enable_dp_attention")))
+    except LLMCalcError as e:
+        raise CannotPredict(str(e)) from e
+
+
 def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
-    """Offline max-load throughput (trtllm-bench and the like): output tokens/s of the whole TP x PP group at the largest
-    batch its KV cache admits, capped by the engine's max batch (calc.serving.plan.max_load_layout). A TensorRT-LLM row
-    runs TensorRT-LLM's own accounting (calc.serving.trtllm_memory) with trtllm-bench's settings (trtllm_bench_settings);
-    other engines' max-load rows keep vLLM V1's accounting at the row's memory fraction."""
+    """Offline max-load throughput (trtllm-bench; vllm bench serve / SGLang with every request sent at once): output
+    tokens/s of the replica the row ran (serving_layout) at the largest batch its KV cache admits, capped by the
+    engine's max batch (calc.serving.plan.max_load_layout), over the row's requests (finite_run_tokens_per_s).
+    vLLM and SGLang rows run their own accounting and defaults at the row's version (_engine_settings: max_num_seqs /
+    max_running_requests and the step budget by version, GPU and usage, calc.specs.serving.EngineSettings).
+    A TensorRT-LLM row runs TensorRT-LLM's own accounting (calc.serving.trtllm_memory) with trtllm-bench's settings
+    (trtllm_bench_settings). Workloads of varying lengths (ShareGPT) are priced at their mean prompt and output: the
+    run's tail, where the longest outputs finish at a shrinking batch, is not."""
     from calc.serving.moe import attention_ranks
     from calc.serving.plan import max_load_layout
-    from calc.specs.serving import EngineSettings
 
     if not all(key in k for key in ("prompt", "output")):
         raise CannotPredict("a max-load throughput row needs prompt and output lengths")
-    tp, pp, ep = k.get("tp", row.hardware.num_gpus), k.get("pp", 1), k.get("ep", 1)
-    tp_bench = tp  # trtllm-bench --tp: its heuristic sizes the whole group
-    if ep > 1:  # TensorRT-LLM --tp_size t --ep_size t with attention DP: t attention ranks of TP 1, experts over t
-        if ep != tp:
-            raise CannotPredict(f"EP {ep} inside TP {tp} (experts also TP-split, moe_tp = tp / ep) is not modelled")
-        tp = 1
+    tp, pp, ep = serving_layout(row, k)
+    proxy = assumptions
     if row.stack.name == "trtllm":  # TensorRT-LLM's own accounting with trtllm-bench's settings
-        settings = trtllm_bench_settings(row, k, m, gpu, tp_bench, pp)
+        # trtllm-bench --tp: its heuristic sizes the whole group (attention DP makes each attention rank TP 1)
+        settings = trtllm_bench_settings(row, k, m, gpu, k.get("tp", row.hardware.num_gpus), pp)
         # the engine is sized once: a smaller last wave (finite_run_tokens_per_s) keeps its CUDA-graph pool
         proxy = assumptions.model_copy(update={"trtllm_graph_batch": settings.max_num_seqs})
+    elif row.stack.name in ("vllm", "vllm-v0", "sglang"):
+        settings = _engine_settings(row, k)
     else:
-        settings = EngineSettings(gpu_memory_utilization=k.get("kv_cache_free_gpu_mem_fraction", k.get("gpu_memory_utilization", 0.9)),
-                                  max_num_seqs=k.get("max_batch_size", 256),
-                                  max_num_batched_tokens=k.get("max_num_batched_tokens", TRTLLM_MAX_TOKENS))
-        # The proxy engine is vLLM V1, but the sampler is not vLLM's PyTorch-native top-k/top-p sort (38 B per logit on
-        # max_num_seqs rows): its profile is priced at the FlashInfer sampler's bytes.
-        proxy = assumptions.model_copy(update={"vllm_flashinfer_sampler": True})
-    def layout(seqs: int) -> Any:
-        return max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
-                               kv_dtype=k.get("kv_dtype"), settings=settings.model_copy(update={"max_num_seqs": seqs}),
-                               assumptions=proxy, ep=ep)
+        raise CannotPredict(f"max-load throughput of {row.stack.name} is not modelled (vllm, sglang, trtllm)")
 
-    lay = layout(settings.max_num_seqs)
+    ranks = attention_ranks(tp, ep)
+
+    def layout(seqs: int | None) -> Any:  # at most ``seqs`` requests running on each attention rank
+        if row.stack.name == "trtllm":  # a wave's cap as max_batch_size (the engine re-profiled at it)
+            return max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
+                                   kv_dtype=k.get("kv_dtype"), settings=settings.model_copy(update={"max_num_seqs": seqs}),
+                                   assumptions=proxy, ep=ep)
+        # vLLM / SGLang: the engine as launched, the wave capped by the requests it holds
+        return max_load_layout(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp, dtype=_serving_dtype(row, k),
+                               kv_dtype=k.get("kv_dtype"), settings=settings, assumptions=proxy, ep=ep,
+                               requests=seqs * ranks if seqs else None)
+
+    lay = layout(settings.max_num_seqs if row.stack.name == "trtllm" else None)
     if lay is None:
         raise CannotPredict("the engine predicts no room for one request's KV cache")
     tokens_per_s = lay.tokens_per_s
     if "num_requests" in k:
-        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, attention_ranks(tp, ep),
-                                               lambda seqs: layout(seqs).tokens_per_s)
+        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, ranks, lambda seqs: layout(seqs).tokens_per_s)
     metric = row.measured.metric.lower()  # "Total Output Throughput" counts output tokens only
     per_request = k["output"] + (k["prompt"] if "total" in metric and "output" not in metric else 0)
     value = tokens_per_s * per_request / k["output"]

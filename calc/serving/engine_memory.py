@@ -375,6 +375,9 @@ def engine_memory(
         setting_line = f"mem_fraction_static {frac:g}; chunked_prefill_size {batched:,}"
     blocks = max(budget // block_bytes, 0)
     tokens = pool.log_tokens(blocks) if pool else blocks * page
+    if acc == "sglang":  # SGLang's cap on running requests follows from its pool (sglang_max_running_requests)
+        seqs = s.seqs(device, gpu.name, pool_tokens=tokens, context_len=max_len, dp=attention_ranks(tp, ep))
+        setting_line += f"; max_running_requests {seqs}"
     # Whole blocks of the request's KV slots; layers with a sliding window / attention chunk keep at most
     # their window (kv_cache_bytes_for_tokens), so a request costs less than slots x per-token bytes there.
     # The hybrid allocator runs without prefix caching (vLLM's default for hybrid models): nothing is shared.

@@ -72,3 +72,52 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
                 f"--ep_size {best.ep} --max_batch_size {best.batch} --max_num_tokens {batched_tokens} "
                 f"--max_seq_len {s.max_model_len} --kv_cache_free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}")
     raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm, sglang or trtllm")
+
+
+def engine_layout(engine: str, tp: int, pp: int = 1, dp: int = 1, ep: int = 1, enable_expert_parallel: bool = False,
+                  enable_dp_attention: bool = False) -> tuple[int, int, int]:
+    """The (tp, pp, ep) layout `serve` ranks (calc.serving.moe: t attention-TP ranks, EP = d x t) for an engine's
+    own parallelism flags: the inverse of _launch_line. ``tp`` / ``pp`` / ``dp`` / ``ep`` are the flags' values:
+    - vLLM (vllm/model_executor/layers/fused_moe/config.py FusedMoEParallelConfig.make): --tensor-parallel-size t
+      --data-parallel-size d --enable-expert-parallel puts the experts whole on EP = d x t ranks, attention TP t on
+      each of the d data-parallel ranks -> (t, pp, d x t); d = 1 is attention TP t with EP = t over the same GPUs.
+      Without --enable-expert-parallel the experts are TP-sharded (over d x t ranks when d > 1, flattened across DP).
+    - SGLang (python/sglang/srt/server_args.py): --tp n [--dp d --enable-dp-attention] [--ep-size e]: attention TP
+      n / d with DP attention (n without), the MoE layers moe_tp = n / e; e = n spreads the experts whole
+      -> (n / d, pp, n); e = 1 with d = 1 is plain TP n -> (n, pp, 1).
+    - TensorRT-LLM (the trtllm-bench rows): --tp_size n --ep_size n with attention DP -> (1, pp, n).
+    A layout the step model cannot time (experts TP-sharded under data-parallel attention, EP and TP mixed inside the
+    MoE layers, data-parallel replicas of a dense model, EP with PP) raises LLMCalcError naming the flag.
+
+    >>> engine_layout("vllm", 8, enable_expert_parallel=True), engine_layout("vllm", 2, dp=4, enable_expert_parallel=True)
+    ((8, 1, 8), (2, 1, 8))
+    >>> engine_layout("sglang", 8, dp=8, ep=8, enable_dp_attention=True), engine_layout("sglang", 8, enable_dp_attention=True)
+    ((1, 1, 8), (8, 1, 1))
+    """
+    if engine in ("vllm", "vllm-v0"):
+        if dp > 1 and not enable_expert_parallel:
+            raise LLMCalcError("--data-parallel-size", f"DP {dp} without --enable-expert-parallel: TP-sharded experts "
+                                                       "under data-parallel attention (or DP replicas) are not modelled")
+        attention_tp, experts = tp, (tp * dp if enable_expert_parallel else 1)
+    elif engine == "sglang":
+        if dp > 1 and not enable_dp_attention:
+            raise LLMCalcError("--dp", f"DP {dp} without --enable-dp-attention runs {dp} replicas behind a router: "
+                                       "predict one replica")
+        if tp % dp:
+            raise LLMCalcError("--dp", f"--tp {tp} is not a multiple of --dp {dp}")
+        attention_tp = tp // dp if enable_dp_attention else tp
+        if ep not in (1, tp):
+            raise LLMCalcError("--ep-size", f"EP {ep} inside TP {tp} (experts also TP-split, moe_tp = tp / ep) is not modelled")
+        if ep == 1 and attention_tp < tp:
+            raise LLMCalcError("--ep-size", "TP-sharded experts under data-parallel attention (--dp > 1 without "
+                                            "--ep-size = --tp) are not modelled")
+        experts = ep
+    elif engine == "trtllm":
+        if ep > 1 and ep != tp:
+            raise LLMCalcError("--ep_size", f"EP {ep} inside TP {tp} (experts also TP-split, moe_tp = tp / ep) is not modelled")
+        attention_tp, experts = (1, ep) if ep > 1 else (tp, 1)
+    else:
+        raise LLMCalcError("--engine", f"unknown engine {engine!r}; use vllm, vllm-v0, sglang or trtllm")
+    if experts > 1 and pp > 1:
+        raise LLMCalcError("--pipeline-parallel-size", "expert parallelism with pipeline stages is not modelled")
+    return attention_tp, pp, experts

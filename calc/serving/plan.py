@@ -232,8 +232,10 @@ def serve_plan(
     sizing = (rate or users) and not num_gpus  # the headline is then the fewest GPUs that carry the traffic
     layouts.sort(key=lambda x: (not x.meets_targets, x.gpus_needed if sizing else 0, -x.tokens_per_s_per_gpu))
     best = layouts[0] if layouts and layouts[0].meets_targets else None
+    seqs_line = (f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}" if s.accounting() != "sglang" else
+                 "max_running_requests from the KV pool (calc.specs.serving.sglang_max_running_requests)")
     assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
-                        f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}, prefill chunk "
+                        f"{seqs_line}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
@@ -257,19 +259,20 @@ def serve_plan(
 def max_load_layout(
     m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, tp: int, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None,
-    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1, requests: int | None = None,
 ) -> Layout | None:
     """One TP x PP replica (``ep`` > 1: ep / tp data-parallel attention groups, calc.serving.moe) at maximum load
     (an offline benchmark: every request queued at once, no latency target):
     the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
-    B = min(max concurrency, max_num_seqs), so tokens_per_s = B / TPOT(B). The same replica model `serve` ranks; None
-    when not one request fits."""
+    B = min(max concurrency, max_num_seqs, requests), so tokens_per_s = B / TPOT(B): an engine never runs more
+    requests than it was sent (``requests``, the whole replica's), and that cap leaves the engine as launched (its
+    memory profile at max_num_seqs) unchanged. The same replica model `serve` ranks; None when not one request fits."""
     setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
     check_layout(m, Parallelism(tp=tp, pp=pp))
     replica = setup.replica(tp, pp, ep)
     if replica is None:
         return None
-    return _layout(replica, setup.s, None, None, None, None, tp * pp * replica.dp, assumptions)
+    return _layout(replica, setup.s, None, None, None, requests, tp * pp * replica.dp, assumptions)
 
 
 @dataclass

@@ -4,9 +4,12 @@ input for serving, kept apart from the model and the hardware as calculon does).
 Defaults follow each engine's own source, by version (``engine_version``; None = the current release):
 - vLLM V1 (``vllm``; the default engine from 0.8.0, the only one from 0.11): chunked prefill is always on
   (vllm/engine/arg_utils.py _set_default_args_v1). max_num_batched_tokens / max_num_seqs for the OpenAI
-  server (``vllm serve``), EngineArgs.get_batch_defaults:
-      >= 0.9: device memory >= 70 GiB and not an A100 ("H100 and MI300x") -> 8192 / 1024, else 2048 / 256
-      0.8.x:  2048 / 256
+  server (``vllm serve``, usage_context "server") and the offline LLM class (``LLM(...)``, benchmark_throughput,
+  usage_context "offline"), EngineArgs.get_batch_defaults (vllm/engine/arg_utils.py, UsageContext.OPENAI_API_SERVER /
+  LLM_CLASS):
+      >= 0.9: device memory >= 70 GiB and not an A100 ("H100 and MI300x") -> server 8192 / 1024, offline 16384 / 1024;
+              else server 2048 / 256, offline 8192 / 256
+      0.8.x:  server 2048 / 256, offline 8192 / 256 (the table's small-GPU column)
   gpu_memory_utilization 0.9, block_size 16.
 - vLLM V0 (``vllm-v0``, or ``vllm`` with a version below 0.8): from 0.5.3 chunked prefill switched on automatically
   for max_model_len > 32K (vllm-project/vllm PR #6666; vllm/engine/arg_utils.py create_engine_config, "use_long_context
@@ -27,7 +30,7 @@ Defaults follow each engine's own source, by version (``engine_version``; None =
                (+ 3 cuda_graph_max_bs dp with DP attention, + 1.5 cuda_graph_max_bs dp above 300),
                at least 10240 on devices above 60 GiB;
                mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3)
-  page size 1; max_running_requests follows from the pool.
+  page size 1; max_running_requests follows from the pool (sglang_max_running_requests).
 - TensorRT-LLM (tensorrt_llm/llmapi/llm_args.py, builder.py BuildConfig): KvCacheConfig.free_gpu_memory_fraction
   0.9, max_num_tokens 8192, max_batch_size 2048, tokens_per_block 32, the same in the releases read (0.17, 1.0);
   the flow by version (PyTorch backend from 1.0, TensorRT engines before) and its memory accounting in
@@ -93,6 +96,35 @@ def sglang_buckets(gpu_mem_mib: float, tp: int) -> tuple[int, int]:
     return 16384, 512
 
 
+SGLANG_MIN_REQ_SLOTS, SGLANG_MAX_REQ_SLOTS = 2048, 4096  # model_runner.init_memory_pool's clamp on max_num_reqs
+SGLANG_REQ_SLOTS_PER_CONTEXT = 512
+
+
+def sglang_max_running_requests(pool_tokens: int, context_len: int, given: int | None = None, dp: int = 1) -> int:
+    """SGLang's cap on running requests of one (data-parallel attention) worker, 0.4 - 0.5.x:
+
+        given None:  min(pool // 2, clamp(int(pool / context_len x 512), 2048, 4096))
+        given R:     R // dp (the worker's share of --max-running-requests under --enable-dp-attention)
+
+    pool = max_total_num_tokens, the worker's KV pool in tokens. python/sglang/srt/model_executor/model_runner.py
+    init_memory_pool sizes the req_to_token pool as max_num_reqs = min(max(int(max_total_num_tokens / context_len
+    * 512), 2048), 4096) when --max-running-requests is not given (else that value), and the scheduler / model runner
+    sets max_running_requests = min(max_total_num_tokens // 2 or the given value // dp_size, req_to_token_pool.size).
+    ``context_len`` is the engine's (--context-length, else the model's window). E.g. a 1,000,000-token pool at a
+    163,840-token context: min(500,000, clamp(3,125)) = 3,125; at a 4,096-token context the clamp gives 4,096.
+
+    >>> sglang_max_running_requests(1_000_000, 163_840), sglang_max_running_requests(1_000_000, 4096)
+    (3125, 4096)
+    >>> sglang_max_running_requests(3000, 131_072), sglang_max_running_requests(10**6, 8192, given=512, dp=2)
+    (1500, 256)
+    """
+    if given:
+        return max(given // dp, 1)
+    slots = min(max(int(pool_tokens / context_len * SGLANG_REQ_SLOTS_PER_CONTEXT), SGLANG_MIN_REQ_SLOTS),
+                SGLANG_MAX_REQ_SLOTS)
+    return max(min(pool_tokens // 2, slots), 0)
+
+
 def sglang_heuristic_fraction(gpu_mem_mib: float, tp: int, pp: int, chunk: int, graph_bs: int, dp: int = 1,
                               dp_attention: bool = False) -> float:
     """mem_fraction_static of SGLang >= 0.5.4 (server_args._handle_gpu_memory_settings), all in MiB:
@@ -124,6 +156,8 @@ class EngineSettings(_Spec):
     chunked_prefill_size: int | None = Field(None, ge=1, description="SGLang: prefill tokens per step")
     free_gpu_memory_fraction: float = Field(TRTLLM_FREE_FRACTION, gt=0, le=1,
                                             description="TRT-LLM: KV share of the memory free after weights and activations")
+    usage_context: Literal["server", "offline"] = Field(
+        "server", description="vLLM: the OpenAI server (vllm serve) or the offline LLM class, whose batch defaults differ")
 
     def version(self) -> tuple[int, ...]:
         return version_tuple(self.engine_version) or version_tuple(CURRENT_VERSION[self.engine]) or (0,)
@@ -164,18 +198,23 @@ class EngineSettings(_Spec):
             return self.max_num_batched_tokens
         if acc == "trtllm":
             return TRTLLM_MAX_NUM_TOKENS
-        if acc == "vllm-v1":
-            return 8192 if self._vllm_big_gpu(gpu_memory_bytes, gpu_name) else VLLM_CHUNKED_BATCHED_TOKENS
+        if acc == "vllm-v1":  # get_batch_defaults: (server, offline) by GPU
+            server, offline = (8192, 16384) if self._vllm_big_gpu(gpu_memory_bytes, gpu_name) else (VLLM_CHUNKED_BATCHED_TOKENS, 8192)
+            return offline if self.usage_context == "offline" else server
         if self.chunked(model_max):
             return vllm_v0_chunked_batched_tokens(self.version())
         return max(self.context_len(model_max), VLLM_CHUNKED_BATCHED_TOKENS)
 
-    def seqs(self, gpu_memory_bytes: int, gpu_name: str = "") -> int:
-        """Requests running at once: max_num_seqs as given, else the engine's default (SGLang has no fixed cap
-        below its pool; 2048 stands for it, as TRT-LLM's max_batch_size)."""
+    def seqs(self, gpu_memory_bytes: int, gpu_name: str = "", pool_tokens: int | None = None, context_len: int = 1,
+             dp: int = 1) -> int:
+        """Requests running at once on one (data-parallel attention) worker: max_num_seqs as given, else the
+        engine's default; SGLang's follows from its KV pool of ``pool_tokens`` at the engine's ``context_len``
+        (sglang_max_running_requests; before the pool is known 2048 stands for it, as TRT-LLM's max_batch_size)."""
+        acc = self.accounting()
+        if acc == "sglang" and pool_tokens is not None:
+            return sglang_max_running_requests(pool_tokens, context_len, self.max_num_seqs, dp)
         if self.max_num_seqs:
             return self.max_num_seqs
-        acc = self.accounting()
         if acc == "vllm-v1":
             return 1024 if self._vllm_big_gpu(gpu_memory_bytes, gpu_name) else 256
         if acc == "vllm-v0":
