@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
-from calc.memory.training import MEGATRON_FSDP_GRAD_BYTES
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -145,17 +144,13 @@ def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, cal
 def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam") -> MemoryResult:
     """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
     ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
-    function train-step prices memory with (calc.memory.training.training_bytes_per_gpu)."""
+    function `memory --mode train` prices a plan with (calc.training.step.layout_memory)."""
     from calc.training.layout import Layout
-    from calc.training.step import in_flight_microbatches
+    from calc.training.step import layout_memory
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
-    return training_memory(m, gpu=gpu, plan=Parallelism(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, sequence_parallel=step.sp),
-                           recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
-                           ep=step.ep, etp=step.etp, in_flight=in_flight_microbatches(layout, step.num_microbatches),
-                           grad_accum=step.num_microbatches,  # Megatron-class defaults, as train-step
-                           fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES)  # the plan ran on the Megatron stack
+    return layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe)
 
 
 class CompareRow(BaseModel):
