@@ -108,3 +108,12 @@ def test_training_total_sums_every_gpu(cli) -> None:
 def test_layout_flags_are_refused_where_they_do_not_apply(cli, mode, flag) -> None:
     r = cli("memory", "llama3-8b", *mode, *flag)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag[0]}: "), r.err
+
+
+def test_report_at_an_assumed_mfu_prices_memory_as_memory_does(cli) -> None:
+    """report --mode train --mfu times no plan; its memory page is `memory --mode train` of the same placement."""
+    report = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "3", "--mfu", "0.4",
+                 "--tokens", "1T", "--json")
+    memory = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "3", "--json")
+    assert report.code == memory.code == 0, (report.err, memory.err)
+    assert report.json()["memory"]["per_gpu_bytes"] == memory.json()["per_gpu_bytes"]

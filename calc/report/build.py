@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
-from calc.memory import MemoryResult, inference_memory, training_memory
+from calc.memory import MemoryResult, inference_memory
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -98,9 +98,13 @@ def build_report(
         best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch)
         if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
             memory = timed_plan_memory(m, gpu, best, recipe)
-        else:
-            memory = training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=1 if zero is None else zero, micro_batch=batch,
-                                     seq=seq)
+        else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
+            from calc.training.layout import Layout
+            from calc.training.step import layout_memory, steady_state_microbatches
+
+            layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel, micro_batch=batch,
+                            zero=1 if zero is None else zero)
+            memory = layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu, recipe=recipe)
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
             flops=forward_flops(m, batch, seq), memory=memory,
