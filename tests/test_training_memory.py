@@ -181,9 +181,11 @@ def test_memory_train_and_finetune_full_are_one_engine(cli) -> None:
     = 6 x 1,050,677,248 = 6,304,063,488 (two blocks: 2 x 218,112,000 x 2 + 4 x 218,112,000 = 1,744,896,000, smaller).
     `memory --mode train` prices a Megatron-class stack (fused norms/SwiGLU, expandable segments: 0 fragmentation), as
     train-step does, with Megatron-Core's vocab-parallel cross-entropy; fine-tuning defaults to eager PEFT/HF (5%) and
-    torch's fp32 cross-entropy: the same job is finetune --compile --fragmentation 0 --loss megatron."""
+    torch's fp32 cross-entropy: the same job is finetune --compile --fragmentation 0 --loss megatron. The FSDP units'
+    gradients are fp32 as PyTorch FSDP reduces them: --stack llm-foundry (the default Megatron stack, as train-step,
+    reduces Megatron-FSDP units in bf16)."""
     job = ("llama3-8b", "--zero", "3", "--num-gpus", "8", "--gpu", "h100", "--seq", "4096", "--json")
-    train = cli("memory", "--mode", "train", *job).json()
+    train = cli("memory", "--mode", "train", *job, "--stack", "llm-foundry").json()
     full = cli("memory", "--mode", "finetune", "--method", "full", *job, "--compile", "--fragmentation", "0",
                "--loss", "megatron").json()
     eager = cli("memory", "--mode", "finetune", "--method", "full", *job).json()

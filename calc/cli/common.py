@@ -146,11 +146,10 @@ def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:
 
     system = system_for_gpu(gpu)
     if system is None:
-        from calc.memory import training_memory
-        from calc.specs import Parallelism
+        from calc.training.layout import Layout
+        from calc.training.step import layout_memory
 
-        require_fit(training_memory(m, gpu=gpu, plan=Parallelism(dp=num_gpus), zero=3, micro_batch=1, seq=seq,
-                                    recompute="full"))
+        require_fit(layout_memory(m, Layout(dp=num_gpus, zero=3, recompute="full"), 1, seq=seq, gpu=gpu))
         return
     from calc.training.cost import ModelCost
     from calc.training.plan import SearchSpace, default_global_batch, enumerate_fitting, what_would_fit

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,27 +36,39 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     BatchOpt,
     CpOpt,
+    CpuOffloadOpt,
     DpOpt,
     DtypeOpt,
+    EpOpt,
+    EtpOpt,
     ExplainOpt,
+    GlobalBatchOpt,
+    GlobalBatchTokensOpt,
     GpuOptional,
     JsonOpt,
     KvDtypeOpt,
     Mode,
     ModelArg,
     NumGpusOpt,
+    OffloadModulesOpt,
+    PpEmbeddingOpt,
+    PpLossOpt,
+    PpMicrobatchGroupOpt,
     PpOpt,
     Recompute,
+    RecomputeModulesOpt,
     RecomputeOpt,
     ReserveOpt,
     SeqOpt,
     SpOpt,
     TpOpt,
+    VppOpt,
     ZeroOpt,
     human_int,
     option_given,
     refuse,
 )
+from calc.cli.training import Fp8RecipeOpt, ShardingOpt, StackOpt
 
 
 def memory(
@@ -74,6 +86,20 @@ def memory(
     dp: DpOpt = None,
     cp: CpOpt = None,
     sequence_parallel: SpOpt = False,
+    ep: EpOpt = None,
+    etp: EtpOpt = None,
+    vpp: VppOpt = 1,
+    pp_embedding: PpEmbeddingOpt = False,
+    pp_loss: PpLossOpt = False,
+    pp_microbatch_group: PpMicrobatchGroupOpt = None,
+    recompute_modules: RecomputeModulesOpt = None,
+    cpu_offload_layers: CpuOffloadOpt = 0,
+    offload_modules: OffloadModulesOpt = None,
+    sharding: ShardingOpt = "zero",
+    stack: StackOpt = None,
+    fp8_recipe: Fp8RecipeOpt = None,
+    global_batch: GlobalBatchOpt = None,
+    global_batch_tokens: GlobalBatchTokensOpt = None,
     zero: ZeroOpt = 0,
     recipe: Annotated[str, typer.Option("--recipe", help="bf16-adam, bf16-adam-fp32-grads, fp32-adam, sgd-momentum")] = "bf16-adam",
     recompute: RecomputeOpt = Recompute.none,
@@ -112,7 +138,10 @@ def memory(
 
     --mode infer: --batch requests of --seq tokens (input + output) each; without --dtype the weights are
     priced as the checkpoint ships (fp8 / MXFP4 / GPTQ / AWQ / bnb from its quantization_config, else bf16). --mode train: --batch is the
-    micro-batch, --seq the training sequence length. --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
+    micro-batch, --seq the training sequence length, the layout flags (--ep, --etp, --vpp, --pp-embedding, --sharding,
+    --stack ...) train-step's, and the per-GPU peak train-step's for the same plan (--global-batch sets the
+    micro-batches per step; default: enough to fill the pipeline), --dtype the compute dtype (fp8: quantized saved GEMM
+    inputs on a Transformer Engine stack). --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
     by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
     fits instead, and the largest micro-batch per sequence length on --gpu."""
     from calc.cli.common import emit_outcome, fit_refusal, memory_refusal, placement
@@ -129,7 +158,17 @@ def memory(
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
                      "--fragmentation": fragmentation}
+    train_only = (("--ep", ep, None), ("--etp", etp, None), ("--vpp", vpp, 1), ("--pp-embedding", pp_embedding, False),
+                  ("--pp-loss", pp_loss, False), ("--pp-microbatch-group", pp_microbatch_group, None),
+                  ("--recompute-modules", recompute_modules, None), ("--cpu-offload-layers", cpu_offload_layers, 0),
+                  ("--offload-modules", offload_modules, None), ("--sharding", sharding, "zero"), ("--stack", stack, None),
+                  ("--fp8-recipe", fp8_recipe, None), ("--global-batch", global_batch, None),
+                  ("--global-batch-tokens", global_batch_tokens, None))
     if mode is not Mode.train:
+        for flag, value, default in train_only:
+            refuse(flag, value, "is a train-step layout option; use --mode train" + (
+                " (fine-tuning prices one model replica per data-parallel rank: --tp, --pp, --dp, --cp, --zero)"
+                if mode is Mode.finetune else ""), default)
         refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
     if mode is not Mode.infer:
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
@@ -158,15 +197,13 @@ def memory(
             refuse(flag, value, why, default)
     else:
         why = "is a serving option; training memory uses --recipe for its dtypes"
-        for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
-                                     ("--dtype", dtype, DEFAULT_DTYPE)):
+        for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None)):
             refuse(flag, value, why, default)
-    from calc.memory import DEFAULT_RESERVE_GIB, inference_memory, training_memory
-    from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB, MEGATRON_LOSS
+    from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
 
     m = load_model(model)
     g = load_gpu(gpu) if gpu else None
-    plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="tp" if mode is Mode.infer else "dp")
+    plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus) if mode is Mode.infer else None
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
         from calc.model.parallel import inference_layout
 
@@ -185,8 +222,44 @@ def memory(
                                   reserve_gib=DEFAULT_RESERVE_GIB if reserve_gib is None else reserve_gib,
                                   with_mtp=mtp)
     else:
-        result = training_memory(m, gpu=g, plan=plan, recipe=recipe, zero=zero, micro_batch=batch, seq=seq,
-                                 recompute=recompute.value, flash=flash,
-                                 reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib,
-                                 activations_model=activations or "per-tensor", loss=(loss or MEGATRON_LOSS).lower())
+        result = _train_memory(m, g, dtype=dtype, recipe=recipe, seq=seq, flash=flash, reserve_gib=reserve_gib,
+                               activations=activations, loss=loss, stack=stack, fp8_recipe=fp8_recipe,
+                               global_batch=global_batch, global_batch_tokens=global_batch_tokens, layout=dict(
+                                   num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, etp=etp, vpp=vpp,
+                                   sp=sequence_parallel, micro_batch=batch, zero=zero, recompute=recompute,
+                                   sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
+                                   pp_microbatch_group=pp_microbatch_group, recompute_modules=recompute_modules,
+                                   cpu_offload_layers=cpu_offload_layers, offload_modules=offload_modules))
     emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else fit_refusal(result))
+
+
+def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: bool, reserve_gib: float | None,
+                  activations: str | None, loss: str | None, stack: Any, fp8_recipe: Any, global_batch: int | None,
+                  global_batch_tokens: float | None, layout: dict[str, Any]) -> Any:
+    """`memory --mode train`: the plan the layout flags name, built as train-step builds it (calc.cli.training
+    .training_layout), checked by its rule (check_training_layout) and priced by the function that prices train-step's
+    memory (calc.training.step.layout_memory: one engine, one per-GPU figure). Without --global-batch the step has
+    calc.training.step.steady_state_microbatches micro-batches per DP rank (1 without PP), so the first stage holds its most."""
+    from dataclasses import replace
+
+    from calc.cli.options import global_batch_sequences
+    from calc.cli.training import _training_dtype, training_layout
+    from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
+    from calc.training.cost import Efficiencies
+    from calc.training.layout import check_training_layout
+    from calc.training.step import layout_memory, steady_state_microbatches
+
+    plan = training_layout(**layout)
+    if plan.ep > 1 and m.moe is None:
+        from calc.errors import LLMCalcError
+
+        raise LLMCalcError("--ep", f"{m.name} has no experts; expert parallelism needs a MoE model")
+    batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
+    if batch is None:
+        batch = steady_state_microbatches(plan) * plan.dp * plan.micro_batch
+    micro = check_training_layout(m, plan, layout["num_gpus"], batch, seq)
+    overrides = {k: v for k, v in {"stack": stack and stack.value, "fp8_recipe": fp8_recipe and fp8_recipe.value,
+                                   "loss": loss and loss.lower()}.items() if v is not None}
+    eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor"), **overrides)
+    return layout_memory(m, plan, micro, seq=seq, gpu=g, dtype=_training_dtype(dtype), eff=eff, recipe=recipe,
+                         reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)

@@ -385,6 +385,38 @@ CapacityOpt = Annotated[float | None, typer.Option(
     "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (default 1.0)")]
 
 
+ShardingOpt = Annotated[str, typer.Option(
+    "--sharding", help="zero (ZeRO stage --zero, DeepSpeed / Megatron) or fsdp-pp (torchtitan's FSDP2 with --pp > 1 "
+    "and --zero 3: stage weights gathered and fp32 gradients unsharded all step, one all-gather and one "
+    "reduce-scatter per step)")]
+
+
+def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp: int | None, cp: int | None,
+                    ep: int | None, etp: int | None, vpp: int, sp: bool, micro_batch: int, zero: int, recompute: Recompute,
+                    sharding: str, pp_embedding: bool, pp_loss: bool, pp_microbatch_group: int | None,
+                    recompute_modules: str | None, cpu_offload_layers: int, offload_modules: str | None) -> Any:
+    """The calc.training.layout.Layout the layout flags name, one builder for train-step and `memory --mode train`:
+    each degree defaults to 1, DP to --num-gpus / (TP x PP x CP) (1 without --num-gpus); module lists are comma- or
+    space-separated. Validity is calc.training.layout.check_training_layout's (with the global batch)."""
+    from calc.errors import LLMCalcError
+    from calc.training.layout import Layout
+
+    tp_, pp_, cp_ = tp or 1, pp or 1, cp or 1
+    if dp is None:
+        if num_gpus is None:
+            dp = 1
+        elif num_gpus % (tp_ * pp_ * cp_):
+            raise LLMCalcError("--num-gpus", f"{num_gpus} is not a multiple of TP x PP x CP = {tp_ * pp_ * cp_}")
+        else:
+            dp = num_gpus // (tp_ * pp_ * cp_)
+    return Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep or 1, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
+                  recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
+                  pp_microbatch_group=pp_microbatch_group,
+                  recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
+                  cpu_offload_layers=cpu_offload_layers,
+                  offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
+
+
 ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
                                              help="pin the ZeRO stage (default: search 0-3)")]
 MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
@@ -488,10 +520,7 @@ def train_step(
     micro_batch: MicroBatchOpt = 1,
     seq: SeqOpt = DEFAULT_SEQ,
     zero: ZeroOpt = 0,
-    sharding: Annotated[str, typer.Option(
-        "--sharding", help="zero (ZeRO stage --zero, DeepSpeed / Megatron) or fsdp-pp (torchtitan's FSDP2 with --pp > 1 "
-        "and --zero 3: stage weights gathered and fp32 gradients unsharded all step, one all-gather and one "
-        "reduce-scatter per step)")] = "zero",
+    sharding: ShardingOpt = "zero",
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
     attention: AttentionOpt = Attention.flash,
@@ -526,35 +555,25 @@ def train_step(
     from calc.cli.common import emit_outcome
     from calc.errors import LLMCalcError
     from calc.report.training_views import train_step_view
-    from calc.training.layout import Layout
     from calc.training.step import train_step as engine
 
     if global_batch is None:
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
-    tp_, pp_, cp_, ep_ = tp or 1, pp or 1, cp or 1, ep or 1
-    if dp is None:
-        if num_gpus is None:
-            dp = 1
-        elif num_gpus % (tp_ * pp_ * cp_):
-            raise LLMCalcError("--num-gpus", f"{num_gpus} is not a multiple of TP x PP x CP = {tp_ * pp_ * cp_}")
-        else:
-            dp = num_gpus // (tp_ * pp_ * cp_)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
                  dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
-    if ep_ == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
+    if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
         refuse("--moe-routing", moe_routing, "sets the load spread the busiest expert-parallel rank waits for; with --ep 1 "
                                              "every rank holds all experts: give --ep > 1 or drop it")
         refuse("--dispatcher", dispatcher, "is the expert-parallel token exchange; with --ep 1 there is none: give --ep > 1 "
                                            "or drop it")
-    layout = Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep_, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
-                    recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
-                    pp_microbatch_group=pp_microbatch_group,
-                    recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
-                    cpu_offload_layers=cpu_offload_layers,
-                    offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
+    layout = training_layout(num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, etp=etp, vpp=vpp, sp=sp,
+                             micro_batch=micro_batch, zero=zero, recompute=recompute, sharding=sharding,
+                             pp_embedding=pp_embedding, pp_loss=pp_loss, pp_microbatch_group=pp_microbatch_group,
+                             recompute_modules=recompute_modules, cpu_offload_layers=cpu_offload_layers,
+                             offload_modules=offload_modules)
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 

@@ -89,7 +89,9 @@ def training_memory(
     reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, activations_model: str = "per-tensor", ep: int = 1,
     etp: int | None = None, in_flight: float | None = None, fused: bool = MEGATRON_FUSED, grad_accum: int = 1,
     fragmentation: float = MEGATRON_FRAGMENTATION, grad_buffer: bool = True, loss: str = MEGATRON_LOSS,
-    sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES,
+    sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, dropout: float = 0.0,
+    recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
+    offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -111,7 +113,13 @@ def training_memory(
     ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``); ``sharding``
     FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``; ``fsdp_reduce_bytes``
     the gradient bytes of a ZeRO-3 unit (PyTorch FSDP's fp32 reduce by default, as ``finetune_memory``;
-    MEGATRON_FSDP_GRAD_BYTES for Megatron-FSDP, as train-step on a Megatron stack).
+    MEGATRON_FSDP_GRAD_BYTES for Megatron-FSDP, as train-step on a Megatron stack); ``dropout``,
+    ``recompute_modules``, ``offload_layers``, ``offload_modules``, ``gemm_input_bytes`` and ``caching_allocator``
+    are passed to ``training_bytes_per_gpu`` as they are (calc.training.step.engine_options maps a train-step layout
+    onto them, so `memory --mode train` and train-step price one plan alike).
+
+    total_bytes is the sum over the GPUs of what each holds, every GPU priced as the fullest stage:
+    per_gpu_bytes x num_gpus (an upper bound with PP, whose other stages hold less).
     """
     plan = check_layout(m, plan or Parallelism())
     if loss not in TRAINING_LOSSES:
@@ -148,7 +156,9 @@ def training_memory(
             ep=ep, etp=etp, sp=layout.sequence_parallel, recipe=recipe, zero=zero, micro_batch=micro_batch, seq=seq,
             recompute=recompute, flash=flash, reserve_bytes=reserve, in_flight=in_flight, activations_model=model,
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
-            loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes,
+            loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes, dropout=dropout,
+            recompute_modules=recompute_modules, offload_layers=offload_layers, offload_modules=offload_modules,
+            gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -177,7 +187,7 @@ def training_memory(
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=n,
         weights_bytes=params * w, kv_cache_bytes_per_token=0, kv_cache_bytes=0,
         activation_bytes=activations, gradient_bytes=params * g, optimizer_bytes=params * o,
-        reserve_bytes=overhead * n, total_bytes=params * (w + g + o) + activations * plan.dp * plan.cp + overhead * n,
+        reserve_bytes=overhead * n, total_bytes=per_gpu_bytes * n,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, textbook_activation_bytes=textbook, **verdict,
         assumptions=[
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",

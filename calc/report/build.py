@@ -12,8 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
-from calc.memory import MemoryResult, inference_memory, training_memory
-from calc.memory.training import MEGATRON_FSDP_GRAD_BYTES
+from calc.memory import MemoryResult, inference_memory
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -99,9 +98,13 @@ def build_report(
         best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch)
         if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
             memory = timed_plan_memory(m, gpu, best, recipe)
-        else:
-            memory = training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=1 if zero is None else zero, micro_batch=batch,
-                                     seq=seq)
+        else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
+            from calc.training.layout import Layout
+            from calc.training.step import layout_memory, steady_state_microbatches
+
+            layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel, micro_batch=batch,
+                            zero=1 if zero is None else zero)
+            memory = layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu, recipe=recipe)
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
             flops=forward_flops(m, batch, seq), memory=memory,
@@ -145,17 +148,13 @@ def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, cal
 def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam") -> MemoryResult:
     """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
     ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
-    function train-step prices memory with (calc.memory.training.training_bytes_per_gpu)."""
+    function `memory --mode train` prices a plan with (calc.training.step.layout_memory)."""
     from calc.training.layout import Layout
-    from calc.training.step import in_flight_microbatches
+    from calc.training.step import layout_memory
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
-    return training_memory(m, gpu=gpu, plan=Parallelism(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, sequence_parallel=step.sp),
-                           recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
-                           ep=step.ep, etp=step.etp, in_flight=in_flight_microbatches(layout, step.num_microbatches),
-                           grad_accum=step.num_microbatches,  # Megatron-class defaults, as train-step
-                           fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES)  # the plan ran on the Megatron stack
+    return layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe)
 
 
 class CompareRow(BaseModel):

@@ -286,13 +286,16 @@ def memory_view(r: Any) -> RenderableType:
         f"(TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}; {plural(r.num_gpus, 'GPU')})",
         "category", Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"),
     )
-    totals = [("weights (all GPUs)", size(r.weights_bytes))]
+    # training: the states once (one model copy before sharding or replication); the total sums every GPU's peak
+    copy = "all GPUs" if r.mode == "infer" else "one model copy"
+    totals = [(f"weights ({copy})", size(r.weights_bytes))]
     totals += [(f"  {group}", size(value)) for group, value in r.weight_bytes_by_group.items()]
     if r.mode == "infer":
         totals += [("KV cache per token", f"{r.kv_cache_bytes_per_token:,} B"), ("KV cache (all requests)", size(r.kv_cache_bytes))]
     else:
-        totals += [("gradients (all GPUs)", size(r.gradient_bytes)), ("optimizer (all GPUs)", size(r.optimizer_bytes))]
-    totals.append(("total (all GPUs)", size(r.total_bytes)))
+        totals += [(f"gradients ({copy})", size(r.gradient_bytes)), (f"optimizer ({copy})", size(r.optimizer_bytes))]
+    totals.append(("total (all GPUs)" if r.mode == "infer" else f"total (all GPUs: per GPU x {r.num_gpus:,})",
+                   size(r.total_bytes)))
     if r.gpu:
         verdict = (
             Text.assemble(("fits", "green"), f": {size(r.headroom_bytes_per_gpu)} headroom per GPU")

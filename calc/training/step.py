@@ -48,6 +48,7 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_tflops
+from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
@@ -56,8 +57,10 @@ from calc.memory.training import (
     MEGATRON_FSDP_GRAD_BYTES,
     MEGATRON_FUSED,
     training_bytes_per_gpu,
+    training_memory,
 )
-from calc.training.cost import ModelCost
+from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
@@ -234,26 +237,50 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     )
 
 
-def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
-                   activations: str | None = None) -> dict[str, int]:
-    """Bytes per GPU of the plan, from the memory engine (ZeRO over d*c ranks, experts over e, micro-batches in
-    flight; per-tensor activations unless ``cost.eff.activations`` says textbook; per-layer figures cached on ``cost``;
-    under fp8 on a Transformer Engine stack the saved GEMM inputs are quantized, calc.training.fp8_recipe
-    .saved_gemm_input_bytes; Megatron's CPU offloading keeps L - N layers, calc.training.layout.offloaded_stage_layers)."""
-    stack = stack_key(cost.eff.stack)
-    return training_bytes_per_gpu(
-        cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
-        dp=layout.dp * layout.cp, cp=layout.cp, ep=layout.ep, etp=layout.expert_tp, sp=layout.sp, zero=layout.zero,
-        micro_batch=layout.micro_batch, seq=cost.seq, recompute=layout.recompute, flash=cost.eff.flash,
-        reserve_bytes=int(reserve_gib * GIB), in_flight=in_flight_microbatches(layout, micro),
-        activations_model=activations or cost.eff.activations, dropout=cost.eff.dropout, cache=cost.activation_cache,
-        fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
-        loss=cost.eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
-        offload_layers=offloaded_stage_layers(layout, cost.m.num_layers),
-        gemm_input_bytes=saved_gemm_input_bytes(cost.dtype, stack, cost.fp8_recipe),
+def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = "bf16", eff: Efficiencies | None = None,
+                   activations: str | None = None) -> dict:
+    """The memory engine's options for a plan (keyword arguments shared by ``training_bytes_per_gpu`` and
+    ``training_memory``), the one mapping from a Layout to memory: ZeRO over d*c ranks (the caller's dp), experts over e,
+    ``in_flight_microbatches`` on the first stage, gradients persisting over the ``micro`` micro-batches, per-tensor
+    activations unless ``eff.activations`` says textbook; under fp8 on a Transformer Engine stack the saved GEMM inputs
+    are quantized (calc.training.fp8_recipe.saved_gemm_input_bytes); Megatron's CPU offloading keeps L - N layers
+    (calc.training.layout.offloaded_stage_layers); Megatron-class kernels and allocator (MEGATRON_FUSED,
+    MEGATRON_FRAGMENTATION, the persistent gradient buffer); a ZeRO-3 unit's gradient in bf16 on the Megatron stack
+    (Megatron-FSDP), fp32 elsewhere; PyTorch's caching-allocator blocks on the fsdp stack."""
+    eff = eff or Efficiencies()
+    stack = stack_key(eff.stack)
+    return dict(
+        ep=layout.ep, etp=layout.etp, zero=layout.zero, micro_batch=layout.micro_batch, recompute=layout.recompute,
+        flash=eff.flash, in_flight=in_flight_microbatches(layout, micro), activations_model=activations or eff.activations,
+        dropout=eff.dropout, fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
+        loss=eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
+        offload_layers=offloaded_stage_layers(layout, num_layers),
+        gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
         fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack == REFERENCE_STACK else FSDP_REDUCE_BYTES,
         offload_modules=layout.offload_modules, caching_allocator=stack == "fsdp",
     )
+
+
+def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
+                   activations: str | None = None) -> dict[str, int]:
+    """Bytes per GPU of the plan, from the memory engine with ``engine_options`` (per-layer figures cached on ``cost``)."""
+    return training_bytes_per_gpu(
+        cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
+        dp=layout.dp * layout.cp, cp=layout.cp, sp=layout.sp, seq=cost.seq, reserve_bytes=int(reserve_gib * GIB),
+        cache=cost.activation_cache,
+        **engine_options(layout, micro, num_layers=cost.m.num_layers, dtype=cost.dtype, eff=cost.eff, activations=activations),
+    )
+
+
+def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None, dtype: str = "bf16",
+                  eff: Efficiencies | None = None, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
+                  recipe: str = "bf16-adam") -> MemoryResult:
+    """The memory page (`memory --mode train`, report) of a plan: ``training_memory`` with ``engine_options``, so its
+    per_gpu_bytes is train-step's memory per GPU for the same layout, ``micro`` micro-batches and efficiencies (with
+    ``recipe`` bf16-adam, the only recipe train-step prices)."""
+    plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
+    return training_memory(m, gpu=gpu, plan=plan, recipe=recipe, seq=seq, reserve_gib=reserve_gib,
+                           **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
 
 
 def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> str:
@@ -283,6 +310,22 @@ def in_flight_microbatches(layout: Layout, micro: int) -> float:
         return min(p, micro)
     group = p if layout.pp_microbatch_group is None else layout.pp_microbatch_group
     return min(min(2 * (p - 1) + (v - 1) * group, micro * v) + 1, micro * v) / v
+
+
+def steady_state_microbatches(layout: Layout) -> int:
+    """The micro-batch count of a step long enough that the first stage holds its most (``in_flight_microbatches``
+    stops growing): 1 without PP; p under 1F1B; interleaved, the smallest multiple of p and of the group N (default
+    p) with m v >= 2(p - 1) + (v - 1) N + 1. `memory --mode train` prices this step when no --global-batch is given
+    (the memory of a real run, whose micro-batch count is at least this)."""
+    if layout.pp == 1:
+        return 1
+    group = layout.pp if layout.pp_microbatch_group is None else layout.pp_microbatch_group
+    unit = math.lcm(layout.pp, group)
+    most = in_flight_microbatches(layout, 10**9)
+    m = unit
+    while in_flight_microbatches(layout, m) < most:
+        m += unit
+    return m
 
 
 # -- the public engine function --------------------------------------------------------------------------
