@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from calc.hardware.collectives import collective_time
+from calc.hardware.collectives import collective_time, fastest_allreduce_time
 from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import ModelSpec
@@ -216,10 +216,10 @@ def naive_broadcast_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep
         rows = EP x T_r,  T_r = tokens / t
         dispatch = all_gather(rows x (H x b_x + E x 2))   (the broadcasts move what an all-gather moves: every rank
                    receives every other rank's rows; b_x the activation bytes, E bf16 router logits per token)
-        combine  = allreduce(rows x H x 2)                (2 (EP - 1)/EP of the buffer per GPU, twice the
-                   reduce-scatter of allgather_reducescatter_s)
+        combine  = allreduce(rows x H x 2)                (ring: 2 (EP - 1)/EP of the buffer per GPU, twice the
+                   reduce-scatter of allgather_reducescatter_s; or the tree, whichever is faster)
 
-    timed by calc.hardware.collectives (NCCL ring at the collective efficiency).
+    timed by calc.hardware.collectives (NCCL ring / tree at the collective efficiency, fastest_allreduce_time).
 
     >>> from calc.sources.catalog import load_model, load_system
     >>> naive_broadcast_s(load_model("qwen3-235b-a22b"), load_system("dgx-h100"), 64, 1, 1)
@@ -231,7 +231,7 @@ def naive_broadcast_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep
     rows = ep * tokens / tp
     gathered = rows * (m.hidden_size * x_bytes + m.moe.num_experts * 2)
     return (collective_time("all_gather", system, gathered, ep, efficiency=eff)
-            + collective_time("allreduce", system, rows * m.hidden_size * COMBINE_OUT_BYTES, ep, efficiency=eff))
+            + fastest_allreduce_time(system, rows * m.hidden_size * COMBINE_OUT_BYTES, ep, eff))
 
 
 def moe_comm_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int,

@@ -41,7 +41,7 @@ from calc.hardware.calibration import (
     Efficiency,
     efficiency_for,
 )
-from calc.hardware.collectives import collective_time
+from calc.hardware.collectives import collective_time, fastest_allreduce_time
 from calc.hardware.efficiency import (
     GEMM_LAUNCH_S,
     collective_efficiency,
@@ -313,7 +313,7 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
     if tp == 1:
         return 0.0
     eff = collective_efficiency(calibration)
-    return min(collective_time(kind, system, payload, tp, efficiency=eff) for kind in ("allreduce", "tree_allreduce"))
+    return fastest_allreduce_time(system, payload, tp, eff)
 
 
 def step_overhead(a: ServingAssumptions, prefill_tokens: int) -> float:
