@@ -106,12 +106,6 @@ def fp8_scales(row: Any, k: dict[str, Any]) -> str | None:
     return k.get("fp8_scales") or STACK_FP8_SCALES.get(row.stack.name)
 
 
-def moe_collective(row: Any, k: dict[str, Any]) -> str:
-    """The row's expert-parallel token exchange: its ``moe_collective`` knob, else its stack's default
-    (calc.serving.assumptions.engine_moe_collective, what `--engine` takes)."""
-    from calc.serving.assumptions import engine_moe_collective
-
-    return k.get("moe_collective") or engine_moe_collective(row.stack.name)
 
 
 # torchtitan's activation_checkpoint mode "selective" (selective_ac_option "op" in its llama configs) is op-level SAC,

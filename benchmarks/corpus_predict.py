@@ -33,7 +33,6 @@ from corpus_knobs import (  # noqa: E402
     finetune_kwargs,
     fp8_scales,
     knobs,
-    moe_collective,
     training_layout,
     training_loss,
 )
@@ -133,19 +132,49 @@ def _training_dtype(row: Any) -> str:
     return "bf16" if row.dtype == "mixed" else row.dtype
 
 
-# How sources name the MoE token dispatcher -> calc.hardware.moe_ops.DISPATCHERS. HybridEP: "an Expert Parallel (EP)
-# communication library ... with functions similar to DeepEP" (Megatron-LM deepseek-v3-gb200-optimization, sec. 2).
-DISPATCHER_SPELLINGS = {"a2a": "alltoall", "alltoall": "alltoall", "deepep": "deepep", "hybridep": "deepep"}
+# How sources name the expert-parallel token exchange -> calc.hardware.moe_ops.DISPATCHERS, training and serving alike.
+# HybridEP: "an Expert Parallel (EP) communication library ... with functions similar to DeepEP" (Megatron-LM
+# deepseek-v3-gb200-optimization, sec. 2); Megatron's "flex" dispatcher runs DeepEP / HybridEP; vLLM's
+# --all2all-backend names (deepep_high_throughput / deepep_low_latency, allgather_reducescatter, naive).
+DISPATCHER_SPELLINGS = {"a2a": "alltoall", "alltoall": "alltoall", "deepep": "deepep", "hybridep": "deepep",
+                        "flex": "deepep", "deepephighthroughput": "deepep", "deepeplowlatency": "deepep",
+                        "allgather": "allgather", "allgatherreducescatter": "allgather", "naive": "naive"}
+# A serving row's old ``moe_collective`` knob: its "alltoall" was the DeepEP-style dispatch (calc.cli.options).
+OLD_MOE_COLLECTIVE = {"alltoall": "deepep", "allgather": "allgather"}
 
 
-def dispatcher_of(name: str | None) -> str:
-    """The engine's dispatcher for a row's spelling (None: Megatron's default all-to-all); an unknown one is refused."""
+def dispatcher_of(name: str | None, default: str = "alltoall") -> str:
+    """The engine's dispatcher for a row's spelling (None: ``default``, Megatron's all-to-all for training); an
+    unknown one is refused."""
     if name is None:
-        return "alltoall"
+        return default
     key = name.lower().replace("-", "").replace("_", "")
     if key not in DISPATCHER_SPELLINGS:
         raise CannotPredict(f"dispatcher {name!r}: the engine knows {', '.join(sorted(set(DISPATCHER_SPELLINGS)))}")
     return DISPATCHER_SPELLINGS[key]
+
+
+def training_dispatcher(name: str | None) -> str:
+    """dispatcher_of for a training row: the dispatchers calc.training.cost prices (moe_ops.TRAINING_DISPATCHERS)."""
+    from calc.hardware.moe_ops import TRAINING_DISPATCHERS
+
+    value = dispatcher_of(name)
+    if value not in TRAINING_DISPATCHERS:
+        raise CannotPredict(f"dispatcher {name!r}: training prices {' and '.join(TRAINING_DISPATCHERS)}")
+    return value
+
+
+def serving_dispatcher(row: Any, k: dict[str, Any]) -> str:
+    """A serving row's expert-parallel token exchange: its ``dispatcher`` knob (or the old ``moe_collective``), else
+    the default of the engine release it ran (calc.serving.assumptions.engine_dispatcher, what `--engine` and
+    `--engine-version` take)."""
+    from calc.serving.assumptions import engine_dispatcher
+    from calc.specs.serving import version_tuple
+
+    if k.get("moe_collective") is not None:
+        return OLD_MOE_COLLECTIVE[k["moe_collective"]]
+    version = None if row.stack.version in ("", "unknown") else version_tuple(str(row.stack.version))
+    return dispatcher_of(k.get("dispatcher"), engine_dispatcher(row.stack.name, version))
 
 
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
@@ -165,7 +194,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     loss = training_loss(row, k)
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
-                       ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=dispatcher_of(k.get("dispatcher")),
+                       ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=training_dispatcher(k.get("dispatcher")),
                        cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap", False),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
@@ -214,7 +243,7 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     k = knobs(row)
     if (scales := fp8_scales(row, k)) is not None:
         assumptions = assumptions.model_copy(update={"fp8_moe_scales": scales})
-    assumptions = assumptions.model_copy(update={"moe_collective": moe_collective(row, k)})
+    assumptions = assumptions.model_copy(update={"dispatcher": serving_dispatcher(row, k)})
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
                             "(static batches and max-load throughput are)")

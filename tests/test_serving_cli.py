@@ -274,37 +274,47 @@ def test_fp8_moe_scales_flag(cli) -> None:
     assert "taken as tensor-scaled" in cli(*serve, "--fp8-moe-scales", "tensor", "--explain").out
 
 
-def test_moe_collective_flag(cli) -> None:
-    """--moe-collective (calc.serving.assumptions.moe_collective): --engine trtllm takes TensorRT-LLM's all-gather +
-    reduce-scatter, vLLM the all-to-all, the flag overrides either; printed by --explain; a bad value exits 2."""
+def test_dispatcher_flag_in_serving(cli) -> None:
+    """--dispatcher (calc.serving.assumptions.dispatcher, train-step's vocabulary): each engine's default from its
+    source by release (vLLM before 0.11 naive, else all-gather + reduce-scatter; SGLang and TensorRT-LLM all-gather),
+    the flag overrides; printed by --explain; a bad value exits 2. --moe-collective is its old hidden spelling, whose
+    "alltoall" was the DeepEP-style dispatch."""
     serve = ["serve", "qwen3-30b-a3b", "--gpu", "h100", "--dtype", "fp8", "--prompt", "2000", "--output", "200", "--explain"]
-    assert "(--moe-collective allgather)" in cli(*serve, "--engine", "trtllm").out
-    assert "(--moe-collective alltoall)" in cli(*serve).out
-    assert "(--moe-collective alltoall)" in cli(*serve, "--engine", "trtllm", "--moe-collective", "alltoall").out
-    r = cli(*serve, "--moe-collective", "ring")
-    assert r.code == 2 and "--moe-collective" in r.err and "Traceback" not in r.err
+    assert "(--dispatcher allgather)" in cli(*serve, "--engine", "trtllm").out
+    assert "(--dispatcher allgather)" in cli(*serve).out
+    assert "(--dispatcher allgather)" in cli(*serve, "--engine", "sglang").out
+    assert "(--dispatcher naive)" in cli(*serve, "--engine-version", "0.10.1").out
+    assert "(--dispatcher deepep)" in cli(*serve, "--engine", "trtllm", "--dispatcher", "deepep").out
+    assert "(--dispatcher alltoall)" in cli(*serve, "--dispatcher", "alltoall").out
+    assert "(--dispatcher deepep)" in cli(*serve, "--moe-collective", "alltoall").out  # the old spelling
+    assert "(--dispatcher allgather)" in cli(*serve, "--moe-collective", "allgather").out
+    r = cli(*serve, "--moe-collective", "allgather", "--dispatcher", "deepep")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-collective") and r.err.count("\n") == 1
+    r = cli(*serve, "--dispatcher", "ring")
+    assert r.code == 2 and "--dispatcher" in r.err and "Traceback" not in r.err
 
 
-def test_moe_collective_in_report_as_in_serve(cli) -> None:
-    """--moe-collective in report is serve's option: report's serving section is serve's plan under the same flag,
-    and it moves the expert-parallel layouts only; refused with --mode train / finetune, like --expert-imbalance."""
+def test_dispatcher_moves_only_ep_layouts_and_is_serve_s_in_report(cli) -> None:
+    """--dispatcher in report is serve's option: report's serving section is serve's plan under the same flag, and
+    each value moves the expert-parallel layouts only; report --mode train / finetune refuse it in one line."""
     query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
     base = cli("report", *query, "--json").json()["serving"]
-    gathered = cli("report", *query, "--moe-collective", "allgather", "--json").json()["serving"]
-    assert gathered == cli("serve", *query, "--moe-collective", "allgather", "--json").json()
     before = {x["name"]: x["tpot_ms"] for x in base["layouts"]}
-    after = {x["name"]: x["tpot_ms"] for x in gathered["layouts"]}
-    ep = [name for name in before.keys() & after.keys() if "EP" in name]
-    assert ep and any(after[name] != before[name] for name in ep)
-    assert all(after[name] == before[name] for name in before.keys() & after.keys() if "EP" not in name)
+    for value in ("deepep", "alltoall", "naive"):
+        other = cli("report", *query, "--dispatcher", value, "--json").json()["serving"]
+        assert other == cli("serve", *query, "--dispatcher", value, "--json").json()
+        after = {x["name"]: x["tpot_ms"] for x in other["layouts"]}
+        ep = [name for name in before.keys() & after.keys() if "EP" in name]
+        assert ep and any(after[name] != before[name] for name in ep), value
+        assert all(after[name] == before[name] for name in before.keys() & after.keys() if "EP" not in name)
     for mode in ("train", "finetune"):
-        r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", mode, "--moe-collective", "allgather")
-        assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-collective") and "Traceback" not in r.err
+        r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", mode, "--dispatcher", "allgather")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --dispatcher") and r.err.count("\n") == 1
 
 
 @pytest.mark.parametrize(("command", "flag", "value"), [
-    ("serve", "--moe-collective", "allgather"), ("serve", "--expert-imbalance", "2"), ("serve", "--fp8-moe-scales", "tensor"),
-    ("latency", "--fp8-moe-scales", "tensor"), ("report", "--moe-collective", "allgather"),
+    ("serve", "--dispatcher", "deepep"), ("serve", "--expert-imbalance", "2"), ("serve", "--fp8-moe-scales", "tensor"),
+    ("latency", "--fp8-moe-scales", "tensor"), ("report", "--dispatcher", "deepep"),
     ("report", "--expert-imbalance", "2"),
 ])
 def test_moe_serving_options_refused_for_a_dense_model(cli, command: str, flag: str, value: str) -> None:
@@ -330,8 +340,8 @@ def test_trtllm_refused_off_nvidia(cli, args: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(("command", "flag", "value"), [
-    ("serve", "--moe-collective", "allgather"), ("serve", "--expert-imbalance", "2"),
-    ("report", "--moe-collective", "allgather"), ("report", "--expert-imbalance", "2"),
+    ("serve", "--dispatcher", "deepep"), ("serve", "--expert-imbalance", "2"),
+    ("report", "--dispatcher", "naive"), ("report", "--expert-imbalance", "2"),
 ])
 def test_ep_serving_options_refused_on_one_gpu(cli, command: str, flag: str, value: str) -> None:
     """--num-gpus 1 leaves no expert-parallel layout (EP spreads the experts over >= 2 GPUs): the EP options would

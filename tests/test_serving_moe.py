@@ -12,7 +12,15 @@ import pytest
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory
 from calc.serving.launch import launch_command
-from calc.serving.moe import a2a_s, allgather_reducescatter_s, attention_ranks, mla_decode_dims, moe_comm_s
+from calc.serving.moe import (
+    a2a_s,
+    allgather_reducescatter_s,
+    attention_ranks,
+    mla_decode_dims,
+    moe_comm_s,
+    naive_broadcast_s,
+    nccl_alltoall_s,
+)
 from calc.serving.step import step_time, weight_gemm_time
 from calc.sources.catalog import load_gpu, load_model, load_system
 from calc.specs.serving import EngineSettings
@@ -54,10 +62,41 @@ def test_allgather_reducescatter_by_hand() -> None:
     assert allgather_reducescatter_s(m, system, 64, 1, 8, 2) == pytest.approx((21 + 10.2741 + 31.1945) * 1e-6, rel=1e-4)
     assert allgather_reducescatter_s(m, system, 64, 1, 1, 1) == 0.0  # no EP: nothing exchanged
     assert allgather_reducescatter_s(load_model("llama3-8b"), system, 64, 1, 8, 1) == 0.0
-    # moe_comm_s picks by ServingAssumptions.moe_collective
-    gather = DEFAULT_ASSUMPTIONS.model_copy(update={"moe_collective": "allgather"})
+    # moe_comm_s picks by ServingAssumptions.dispatcher
+    gather = DEFAULT_ASSUMPTIONS.model_copy(update={"dispatcher": "allgather"})
+    deep = DEFAULT_ASSUMPTIONS.model_copy(update={"dispatcher": "deepep"})
     assert moe_comm_s(m, system, gather, 64, 1, 8, 1) == allgather_reducescatter_s(m, system, 64, 1, 8, 1)
-    assert moe_comm_s(m, system, DEFAULT_ASSUMPTIONS, 64, 1, 8, 1) == a2a_s(m, system, DEFAULT_ASSUMPTIONS, 64, 1, 8)
+    assert moe_comm_s(m, system, deep, 64, 1, 8, 1) == a2a_s(m, system, deep, 64, 1, 8)
+
+
+def test_nccl_alltoall_by_hand() -> None:
+    """--dispatcher alltoall in serving: a plain NCCL all-to-all of every (token, expert) copy, bf16 both ways.
+    Qwen3-235B-A22B (H 4096, top-8), EP 8 on a DGX H100 (450 GB/s x 0.8, 3 us), 64 tokens per rank, TP 1:
+    S = 64 x 8 x 4096 x 2 B x 1.3 = 5,452,595.2 B; one call 3 us + 7/8 x S / 360e9 = 3 + 13.2528 us; dispatch +
+    combine 32.5056 us. DeepEP (a2a_s) on the same: 7/8 x 64 x 8 x 4096 x 1.3 x 3 B = 7,156,531.2 B / 430.3125e9
+    = 16.631 us + 2 x 40 us low-latency floors = 96.631 us."""
+    m, system = load_model("qwen3-235b-a22b"), load_system("dgx-h100")
+    a = ServingAssumptions(dispatcher="alltoall")
+    assert nccl_alltoall_s(m, system, a, 64, 1, 8) == pytest.approx(32.5056e-6, rel=1e-4)
+    assert moe_comm_s(m, system, a, 64, 1, 8) == nccl_alltoall_s(m, system, a, 64, 1, 8)
+    assert a2a_s(m, system, a, 64, 1, 8) == pytest.approx(96.631e-6, rel=1e-4)
+    # TP 2 inside each attention group: each TP rank sends half the group's tokens: 3 + 6.6264 us per call
+    assert nccl_alltoall_s(m, system, a, 64, 2, 8) == pytest.approx(2 * 9.6264e-6, rel=1e-4)
+    assert nccl_alltoall_s(m, system, a, 64, 1, 1) == 0.0
+
+
+def test_naive_broadcast_by_hand() -> None:
+    """--dispatcher naive (vLLM's naive all2all: a broadcast per DP rank of hidden states + router logits, an
+    all-reduce of the gathered buffer). Qwen3-235B-A22B (H 4096, E 128), EP 8 on a DGX H100, 64 tokens per rank, bf16:
+    rows 512; gathered 512 x (4096 x 2 + 128 x 2) = 4,325,376 B: 7 x 3 us + 7/8 x 4,325,376 / 360e9 = 31.5131 us;
+    all-reduce of 512 x 4096 x 2 = 4,194,304 B: ring 42 + 2 x 7/8 x 4,194,304 / 360e9 = 62.389 us, tree
+    6 x 3 + 2 x 4,194,304 / 360e9 = 41.3017 us: the tree; 72.8148 us, against allgather_reducescatter_s's
+    31.5131 - 10.5131 + 10.2741 (no logits, k x 8 B routing) + 31.1945 = 62.4686 us."""
+    m, system = load_model("qwen3-235b-a22b"), load_system("dgx-h100")
+    assert naive_broadcast_s(m, system, 64, 1, 8, 2) == pytest.approx(72.8148e-6, rel=1e-4)
+    assert allgather_reducescatter_s(m, system, 64, 1, 8, 2) == pytest.approx(62.4686e-6, rel=1e-4)
+    assert moe_comm_s(m, system, ServingAssumptions(dispatcher="naive"), 64, 1, 8, 2) == naive_broadcast_s(m, system, 64, 1, 8, 2)
+    assert naive_broadcast_s(load_model("llama3-8b"), system, 64, 1, 8) == 0.0
 
 
 def test_allgather_volume_against_all_to_all_is_ep_over_k() -> None:
@@ -91,13 +130,22 @@ def test_ampere_grouped_gemm_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     assert slow == pytest.approx(1.25 * dense)
 
 
-def test_engine_moe_collective_default() -> None:
-    from calc.serving.assumptions import engine_moe_collective
+def test_engine_dispatcher_default_by_release() -> None:
+    """Each engine's default expert-parallel exchange from its source (calc.serving.assumptions.engine_dispatcher):
+    vLLM VLLM_ALL2ALL_BACKEND "naive" at v0.9.0.1 / v0.9.2 (vllm/envs.py), "allgather_reducescatter" from 0.11;
+    SGLang --moe-a2a-backend "none" (DP-attention gather); TensorRT-LLM NotEnabled on Hopper (all-gather)."""
+    from calc.serving.assumptions import engine_dispatcher
 
-    assert engine_moe_collective("trtllm") == "allgather"
-    assert engine_moe_collective("sglang") == "alltoall"
-    assert "all-gather + reduce-scatter" in ServingAssumptions(moe_collective="allgather").lines()[-1]
-    assert "(DeepEP)" in DEFAULT_ASSUMPTIONS.lines()[-1]
+    assert engine_dispatcher("vllm", (0, 9, 2)) == "naive"
+    assert engine_dispatcher("vllm", (0, 10, 2)) == "naive"
+    assert engine_dispatcher("vllm", (0, 11, 0)) == "allgather"
+    assert engine_dispatcher("vllm") == "allgather"  # the current release
+    assert engine_dispatcher("sglang", (0, 4, 6)) == engine_dispatcher("sglang") == "allgather"
+    assert engine_dispatcher("trtllm", (1, 0)) == "allgather"
+    assert ServingAssumptions().dispatcher == "allgather"
+    assert "all-gather + reduce-scatter" in ServingAssumptions(dispatcher="allgather").lines()[-1]
+    assert "DeepEP" in ServingAssumptions(dispatcher="deepep").lines()[-1]
+    assert "(--dispatcher naive)" in ServingAssumptions(dispatcher="naive").lines()[-1]
 
 
 def test_mla_absorbed_decode_dims() -> None:
@@ -202,15 +250,19 @@ def test_moe_routing_traffic_by_hand() -> None:
     from calc.serving.step import moe_routing_s
 
     m = load_model("qwen3-235b-a22b")
-    traffic = ServingAssumptions(moe_kernel_floor_s=0.0)
+    traffic = ServingAssumptions(moe_kernel_floor_s=0.0, dispatcher="deepep")
     assert moe_routing_s(m, 1000, 1, 1, 1e12, traffic) == pytest.approx(19.395584e-3)
     assert moe_routing_s(m, 1000, 2, 8, 1e12, traffic) == pytest.approx(19.395584e-3 / 2)
     assert moe_routing_s(m, 1000, 1, 1, 1e12, ServingAssumptions(moe_kernel_floor_s=20e-6)) == pytest.approx(
         19.395584e-3 + 1.88e-3)
     assert moe_routing_s(load_model("llama3-8b"), 1000, 1, 1, 1e12) == 0.0
     # all-gather (TensorRT-LLM): every rank permutes the gathered EP x tokens / t rows: 8 x 1000 at TP 1 = 8 x the time
-    gather = traffic.model_copy(update={"moe_collective": "allgather"})
-    assert moe_routing_s(m, 1000, 1, 8, 1e12, gather) == pytest.approx(8 * 19.395584e-3)
+    # (--dispatcher allgather; vLLM's naive broadcasts gather the same rows; NCCL all-to-all sends like DeepEP)
+    for gathered in ("allgather", "naive"):
+        gather = traffic.model_copy(update={"dispatcher": gathered})
+        assert moe_routing_s(m, 1000, 1, 8, 1e12, gather) == pytest.approx(8 * 19.395584e-3)
+    nccl = traffic.model_copy(update={"dispatcher": "alltoall"})
+    assert moe_routing_s(m, 1000, 2, 8, 1e12, nccl) == pytest.approx(19.395584e-3 / 2)
 
 
 def test_moe_step_adds_routing_traffic() -> None:
@@ -220,8 +272,9 @@ def test_moe_step_adds_routing_traffic() -> None:
     from calc.serving.step import moe_routing_s, step_time
 
     m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
-    st = step_time(m, gpu, DEFAULT_ASSUMPTIONS, tp=1, ep=8, dtype="fp8", decode_seqs=64, decode_context=1000)
-    routing = moe_routing_s(m, 64, 1, 8, 4.8e12 * 0.9)
+    deep = ServingAssumptions(dispatcher="deepep")
+    st = step_time(m, gpu, deep, tp=1, ep=8, dtype="fp8", decode_seqs=64, decode_context=1000)
+    routing = moe_routing_s(m, 64, 1, 8, 4.8e12 * 0.9, deep)
     assert routing == pytest.approx(94 * ((64 * 128 * 12 + 64 * 8 * 4096 * 6 + 64 * 4096 * 2) / 4.32e12
                                           + DEFAULT_ASSUMPTIONS.moe_kernel_floor_s))
     assert st.memory_s - routing == pytest.approx(st.bytes_read / 4.32e12)
@@ -263,7 +316,7 @@ def test_moe_layer_reproduces_aiconfigurator_measurements(tokens: int, measured_
     from calc.serving.step import moe_routing_s
 
     m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
-    a = ServingAssumptions(expert_imbalance=1.0)
+    a = ServingAssumptions(expert_imbalance=1.0, dispatcher="deepep")  # each rank routes its own tokens / 8
     experts = [g for g in step.model_gemms(m)[0] if g.expert]
     monkeypatch.setattr(step, "model_gemms", lambda _m: (experts, 0))
     seconds = weight_gemm_time(m, gpu, tokens / 8, 0, 1, "fp8", None, 8, a)[0]

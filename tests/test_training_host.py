@@ -155,3 +155,7 @@ def test_cli_dispatcher_flag(cli) -> None:
     assert "a token once per node" in cli(*args, "--dispatcher", "deepep", "--explain").out
     dense = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--dispatcher", "deepep")
     assert dense.code == 2 and "--dispatcher" in dense.err
+    # one vocabulary with serving: the values training does not price are refused in one line, never ignored
+    for value in ("allgather", "naive"):
+        r = cli(*args, "--dispatcher", value)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --dispatcher: " + value) and r.err.count("\n") == 1

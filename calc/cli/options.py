@@ -243,16 +243,37 @@ Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
     help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
          "the default) or tensor (one scale per tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, "
          "faster above 128 tokens per expert)")]
-class MoeCollective(StrEnum):
+class Dispatcher(StrEnum):  # calc.hardware.moe_ops.DISPATCHERS: one vocabulary for training and serving
+    alltoall = "alltoall"
+    deepep = "deepep"
+    allgather = "allgather"
+    naive = "naive"
+
+
+DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
+    "--dispatcher",
+    help="the expert-parallel token exchange (Megatron --moe-token-dispatcher-type, vLLM --all2all-backend, SGLang "
+         "--moe-a2a-backend): alltoall (NCCL all-to-all, every routed copy sent), deepep (DeepEP: once per destination "
+         "node over the NIC, low-latency kernels at decode sizes), allgather (all-gather of tokens + reduce-scatter of "
+         "outputs over the EP group) or naive (vLLM's broadcasts + all-reduce); default: train-step alltoall, serving "
+         "the engine's (allgather; vLLM before 0.11 naive)")]
+
+
+class OldMoeCollective(StrEnum):
     alltoall = "alltoall"
     allgather = "allgather"
 
 
-MoeCollectiveOpt = Annotated[MoeCollective | None, typer.Option(
-    "--moe-collective",
-    help="how tokens reach the experts under expert parallelism: alltoall (DeepEP-style dispatch + combine, vLLM / "
-         "SGLang) or allgather (all-gather + reduce-scatter over the EP group, TensorRT-LLM on Hopper); default: "
-         "the engine's (allgather for --engine trtllm)")]
+# --moe-collective, serving's old spelling: its "alltoall" was the DeepEP-style dispatch, now --dispatcher deepep.
+OLD_MOE_COLLECTIVE = {"alltoall": Dispatcher.deepep, "allgather": Dispatcher.allgather}
+OldMoeCollectiveOpt = Annotated[OldMoeCollective | None, typer.Option("--moe-collective", hidden=True)]
+
+
+def dispatcher_option(dispatcher: Dispatcher | None, old: OldMoeCollective | None) -> Dispatcher | None:
+    """--dispatcher, or its old serving spelling --moe-collective (alltoall -> deepep, allgather -> allgather)."""
+    return alias(dispatcher, OLD_MOE_COLLECTIVE[old.value] if old is not None else None, "--dispatcher", "--moe-collective")
+
+
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

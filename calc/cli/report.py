@@ -16,6 +16,7 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     BatchOpt,
     CalibrationOpt,
+    DispatcherOpt,
     DtypeOpt,
     EnforceEagerOpt,
     ExpertImbalanceOpt,
@@ -25,9 +26,9 @@ from calc.cli.options import (
     MfuOpt,
     Mode,
     ModelArg,
-    MoeCollectiveOpt,
     NumGpusOpt,
     OldModelOpt,
+    OldMoeCollectiveOpt,
     OldPriceOpt,
     OutputOpt,
     OutputOptional,
@@ -43,6 +44,7 @@ from calc.cli.options import (
     TpotMsOpt,
     TtftMsOpt,
     ZeroOptional,
+    dispatcher_option,
     given_dtype,
     refuse,
 )
@@ -72,7 +74,8 @@ def report(
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
-    moe_collective: MoeCollectiveOpt = None,
+    dispatcher: DispatcherOpt = None,
+    moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     tokens: TokensOpt = None,
@@ -109,6 +112,7 @@ def report(
     from calc.report.views import report_markdown, report_view
     from calc.sources.catalog import load_gpu, load_model
 
+    dispatcher = dispatcher_option(dispatcher, moe_collective)
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
@@ -119,7 +123,7 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), ("--expert-imbalance", expert_imbalance), ("--moe-collective", moe_collective),
+                            ("--plot", plot), ("--expert-imbalance", expert_imbalance), ("--dispatcher", dispatcher),
                             ("--step-overhead-ms", step_overhead_ms), ("--enforce-eager", enforce_eager or None)):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
@@ -135,16 +139,18 @@ def report(
     else:
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
                             ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance),
-                            ("--moe-collective", moe_collective), ("--step-overhead-ms", step_overhead_ms),
+                            ("--step-overhead-ms", step_overhead_ms),
                             ("--enforce-eager", enforce_eager or None)):
             refuse(flag, value, "is a serving option; drop it with --mode train")
+        refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
+                                           "give train-step --dispatcher for another")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
@@ -160,7 +166,7 @@ def report(
         training_fit(m, g, n, seq)
     assumptions = serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
                                       step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager,  # latency's
-                                      moe_collective=moe_collective)
+                                      dispatcher=dispatcher)
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 

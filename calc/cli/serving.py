@@ -20,6 +20,7 @@ from calc.cli.options import (
     ChunkedPrefillOpt,
     CommBufferOpt,
     DisaggOpt,
+    DispatcherOpt,
     DraftOpt,
     DtypeOpt,
     EmitOpt,
@@ -39,8 +40,8 @@ from calc.cli.options import (
     MaxNumSeqsOpt,
     MemFractionOpt,
     ModelArg,
-    MoeCollectiveOpt,
     NumGpusOpt,
+    OldMoeCollectiveOpt,
     OutputOpt,
     PlotOpt,
     PpOpt,
@@ -58,6 +59,7 @@ from calc.cli.options import (
     TtftMsOpt,
     UsersOpt,
     alias,
+    dispatcher_option,
     given_dtype,
     human_float,
     human_int,
@@ -168,7 +170,7 @@ def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) 
 
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
-                        comm_buffer_gib: float | None = None, moe_collective: str | None = None,
+                        comm_buffer_gib: float | None = None, dispatcher: str | None = None,
                         num_scheduler_steps: int | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
@@ -182,13 +184,13 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     that has none (vLLM V1 from 0.8, SGLang, TensorRT-LLM).
     --comm-buffer-gib: the per-GPU communication memory of a split model, replacing calc.serving.comm_memory's
     formula.
-    --moe-collective: the expert-parallel token exchange; else the engine's (calc.serving.assumptions
-    engine_moe_collective: all-gather + reduce-scatter for TensorRT-LLM, all-to-all otherwise)."""
+    --dispatcher: the expert-parallel token exchange (calc.hardware.moe_ops.DISPATCHERS); else the engine's by release
+    (calc.serving.assumptions.engine_dispatcher: vLLM before 0.11 naive, else all-gather + reduce-scatter)."""
     from calc.fitted import describe
     from calc.serving.assumptions import (
         DEFAULT_ASSUMPTIONS,
         ServingAssumptions,
-        engine_moe_collective,
+        engine_dispatcher,
         engine_step_overhead_s,
         overhead_family,
     )
@@ -200,8 +202,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
         given["fp8_moe_scales"] = str(fp8_moe_scales)
     if comm_buffer_gib is not None:
         given["comm_buffer_gib"] = comm_buffer_gib
-    if moe_collective is not None or settings is not None:
-        given["moe_collective"] = str(moe_collective or engine_moe_collective(settings.engine))
+    if dispatcher is not None or settings is not None:
+        given["dispatcher"] = str(dispatcher or engine_dispatcher(settings.engine, settings.version()))
     if step_overhead_ms is not None:
         given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:
@@ -366,7 +368,8 @@ def serve(
     comm_buffer_gib: CommBufferOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
-    moe_collective: MoeCollectiveOpt = None,
+    dispatcher: DispatcherOpt = None,
+    moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     emit_engine: EmitOpt = None,
@@ -394,11 +397,12 @@ def serve(
             raise LLMCalcError("--emit", f"the plan is sized for --engine {engine.value}; emit {engine.value} or size for "
                                          f"--engine {emit_engine.value}")
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
+    dispatcher = dispatcher_option(dispatcher, moe_collective)
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, moe_collective=moe_collective)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
         check_context(m, max_model_len, "--max-model-len")
@@ -411,7 +415,7 @@ def serve(
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                           comm_buffer_gib, moe_collective), m, g, s, prompt + output - 1,
+                                           comm_buffer_gib, dispatcher), m, g, s, prompt + output - 1,
                        given_dtype(ctx, dtype))
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,

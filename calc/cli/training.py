@@ -16,6 +16,8 @@ from calc.cli.options import (
     CpOpt,
     CpuOffloadOpt,
     DaysOpt,
+    Dispatcher,
+    DispatcherOpt,
     DpOpt,
     EpOpt,
     EtpOpt,
@@ -339,14 +341,6 @@ EpOverlapOpt = Annotated[float | None, typer.Option(
 PlateauOpt = Annotated[float | None, typer.Option(
     "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
     help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
-class Dispatcher(StrEnum):  # calc.hardware.moe_ops.DISPATCHERS
-    alltoall = "alltoall"
-    deepep = "deepep"
-
-
-DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
-    "--dispatcher", help="MoE token dispatcher: alltoall (Megatron's NCCL all-to-all, one copy per routed expert; "
-    "default) or deepep (DeepEP / HybridEP: a token crosses the NIC once per destination node)")]
 class MoeRouting(StrEnum):  # calc.hardware.moe_ops.MOE_ROUTINGS
     aux_loss = "aux-loss"
     force_balanced = "force-balanced"
@@ -476,6 +470,11 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--capacity-factor", f"{m.name} has no experts")
     if m.moe is None and dispatcher is not None:
         raise LLMCalcError("--dispatcher", f"{m.name} has no experts")
+    from calc.hardware.moe_ops import TRAINING_DISPATCHERS
+
+    if dispatcher is not None and dispatcher.value not in TRAINING_DISPATCHERS:
+        raise LLMCalcError("--dispatcher", f"{dispatcher.value} is not priced for training (Megatron's all-to-all or "
+                                           f"DeepEP / HybridEP): give {' or '.join(TRAINING_DISPATCHERS)}")
     if m.moe is None and moe_routing is not None:
         raise LLMCalcError("--moe-routing", f"{m.name} has no experts")
     if ep_overlap_1f1b and ep_overlap is not None:

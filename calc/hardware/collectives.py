@@ -101,6 +101,13 @@ def p2p_time(num_bytes: float, bw_gb_s: float, latency_s: float = 0.0, efficienc
     return _alpha_beta(num_bytes, 1, bw_gb_s, latency_s, efficiency)
 
 
+def fastest_allreduce_time(system: SystemSpec, num_bytes: float, group_size: int, efficiency: float = 1.0) -> float:
+    """An all-reduce as NCCL's tuner (and vLLM's custom all-reduce for small messages) runs it: the faster of the ring
+    and the tree (collective_time "allreduce" / "tree_allreduce"); at decode sizes the per-step latency decides."""
+    return min(collective_time(kind, system, num_bytes, group_size, efficiency=efficiency)
+               for kind in ("allreduce", "tree_allreduce"))
+
+
 def group_shape(system: SystemSpec, group_size: int, stride: int = 1) -> tuple[int, int]:
     """(GPUs of the group per node, nodes it spans) for a group of ``group_size`` ranks ``stride`` apart.
 

@@ -48,7 +48,20 @@ def local_sort_bytes(received_copies: float, hidden: int, local_experts: int) ->
     return LOCAL_SORTS * received_copies * hidden * LOCAL_SORT_BYTES_PER_COPY
 
 
-DISPATCHERS = ("alltoall", "deepep")
+# The expert-parallel token exchange, one vocabulary for training and serving (`--dispatcher`; Megatron-Core names
+# the choice --moe-token-dispatcher-type alltoall | allgather | flex):
+#   alltoall   NCCL all-to-all: every (token, routed expert) copy bound for another rank is sent, bf16 both ways
+#              (Megatron MoEAlltoAllTokenDispatcher; calc.serving.moe.nccl_alltoall_s)
+#   deepep     DeepEP normal kernels (one copy per destination node over the NIC, forwarded over NVLink inside it;
+#              Megatron flex / HybridEP, vLLM deepep_high_throughput, SGLang --moe-a2a-backend deepep) and, at decode
+#              sizes, its low-latency kernels (vLLM deepep_low_latency; calc.serving.moe.deepep_s)
+#   allgather  all-gather of every rank's tokens + reduce-scatter of the experts' partial outputs over the EP group
+#              (vLLM allgather_reducescatter, SGLang's DP-attention gather without an a2a backend, TensorRT-LLM on
+#              Hopper without MNNVL / DeepEP; calc.serving.moe.allgather_reducescatter_s)
+#   naive      vLLM's "naive" backend: one broadcast per DP rank, then an all-reduce of the whole gathered buffer
+#              (calc.serving.moe.naive_broadcast_s)
+DISPATCHERS = ("alltoall", "deepep", "allgather", "naive")
+TRAINING_DISPATCHERS = ("alltoall", "deepep")  # what calc.training.cost prices
 
 
 def deepep_nic_scale(num_experts: int, top_k: int, nodes: int) -> float:

@@ -73,12 +73,16 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   fused_moe, TP 4-8) sits at 1.12-1.15x for Mixtral, 1.3-1.4x for Qwen3's small experts. The dense bf16 GEMMs of the
   same A100 TensorRT-LLM tables run at 0.81-0.84 of this model's time, as the H100 ones do (0.81-0.87): the grouped
   kernel, not the dense model, is what is slower on Ampere.
-  moe_collective: how tokens reach the experts under expert parallelism: "alltoall" (default; DeepEP-style
-  dispatch + combine, what vLLM --enable-expert-parallel and SGLang --enable-dp-attention run) or "allgather"
-  (TensorRT-LLM's PyTorch backend on Hopper under attention DP: an AllGather of the hidden states before the
-  experts and a ReduceScatter after, its "default fallback" without MNNVL or DeepEP; NVIDIA/TensorRT-LLM
-  tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py select_alltoall_method_type / forward_chunk, 1.0
-  line; calc.serving.moe.allgather_reducescatter_s). --engine trtllm takes "allgather", --moe-collective overrides.
+  dispatcher: how tokens reach the experts under expert parallelism, the values of calc.hardware.moe_ops.DISPATCHERS
+  (the same `--dispatcher` as train-step): "deepep" (DeepEP normal / low-latency dispatch + combine,
+  calc.serving.moe.a2a_s), "alltoall" (a plain NCCL all-to-all of every routed copy, nccl_alltoall_s), "allgather"
+  (an AllGather of the hidden states before the experts and a ReduceScatter after, allgather_reducescatter_s) or
+  "naive" (vLLM's broadcasts + all-reduce, naive_broadcast_s). Default: the engine's, by release
+  (engine_dispatcher): vLLM's VLLM_ALL2ALL_BACKEND / --all2all-backend default, "naive" before 0.11 and
+  "allgather_reducescatter" from it; SGLang's --moe-a2a-backend "none" (DP attention gathers the tokens:
+  dp_gather, all-gather / all-reduce, then dp_scatter / reduce-scatter); TensorRT-LLM's PyTorch backend on Hopper
+  without MNNVL or DeepEP, its "default fallback" (fused_moe_cutlass.py select_alltoall_method_type / forward_chunk,
+  1.0 line): all three an all-gather + reduce-scatter but vLLM before 0.11.
   expert_imbalance: max / mean tokens an expert-parallel rank receives (the busiest rank gates the step);
   SGLang's large-scale EP report (lmsys.org/blog/2025-05-05-large-scale-ep) measures a "balancedness"
   (mean / max GPU load) of about 0.75-0.8 for DeepSeek-V3 without EPLB: max / mean ~ 1.3.
@@ -143,8 +147,9 @@ class ServingAssumptions(BaseModel):
         "(CUTLASS fp8 grouped GEMM: TensorRT-LLM / ModelOpt FP8)"))
     ampere_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "16-bit MoE grouped GEMM rate on Ampere at >= 128 tokens per expert, against a dense GEMM"))
-    moe_collective: Literal["alltoall", "allgather"] = Field("alltoall", description=(
-        "EP token exchange: DeepEP-style all-to-all, or TensorRT-LLM's all-gather + reduce-scatter (attention DP, Hopper)"))
+    dispatcher: Literal["alltoall", "deepep", "allgather", "naive"] = Field("allgather", description=(
+        "EP token exchange (calc.hardware.moe_ops.DISPATCHERS): NCCL all-to-all, DeepEP, all-gather + reduce-scatter, "
+        "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
 
@@ -184,9 +189,8 @@ class ServingAssumptions(BaseModel):
             f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
             f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
             f"(SGLang large-scale EP, no EPLB); "
-            + (f"low-latency all-to-all {self.a2a_latency_s * 1e6:g} us per call (DeepEP)" if self.moe_collective == "alltoall"
-               else "experts fed by all-gather + reduce-scatter over the EP group (TensorRT-LLM attention DP, NCCL ring)")
-            + f" (--moe-collective {self.moe_collective})",
+            + DISPATCHER_LINES[self.dispatcher].format(latency_us=self.a2a_latency_s * 1e6)
+            + f" (--dispatcher {self.dispatcher})",
         ]
 
 
@@ -201,19 +205,43 @@ def engine_step_overhead_s(settings: Any) -> float:
     return values.get(overhead_family(settings), values["other"])
 
 
-# The expert-parallel token exchange an engine runs by default (ServingAssumptions.moe_collective): TensorRT-LLM's
-# PyTorch backend gathers and reduce-scatters on Hopper (fused_moe_cutlass.py select_alltoall_method_type: all-to-all
-# only with MNNVL, or DeepEP when TRTLLM_CAN_USE_DEEP_EP=1); vLLM and SGLang dispatch by all-to-all.
-ENGINE_MOE_COLLECTIVE = {"trtllm": "allgather", "nim-trtllm": "allgather"}
+DISPATCHER_LINES = {  # --explain, by ServingAssumptions.dispatcher
+    "deepep": "DeepEP dispatch + combine, low-latency kernels at decode sizes ({latency_us:g} us per call)",
+    "alltoall": "NCCL all-to-all of every routed copy, bf16 both ways",
+    "allgather": "experts fed by all-gather + reduce-scatter over the EP group (NCCL ring)",
+    "naive": "experts fed by one broadcast per DP rank + an all-reduce of the gathered rows (vLLM naive)",
+}
+
+# vLLM's default expert-parallel all2all backend (vllm/envs.py VLLM_ALL2ALL_BACKEND, later vllm/config/parallel.py
+# ParallelConfig.all2all_backend / --all2all-backend): "naive" from its introduction (v0.9.0) through the 0.10 line
+# (ROCm/vllm tags v0.9.0.1, v0.9.2 and its 2025-09-06 branches: lambda: os.getenv("VLLM_ALL2ALL_BACKEND", "naive"));
+# "allgather_reducescatter" after vllm-project/vllm PR #23964 (AgRsAll2AllManager, Sept 2025: env_with_choices(...,
+# "allgather_reducescatter", ...)), kept when the option moved to --all2all-backend (PR #33535); PR #33728 (Feb 2026)
+# removed "naive" ("allgather_reducescatter is already the default").
+VLLM_AGRS_DEFAULT_FROM = (0, 11)
 
 
-def engine_moe_collective(engine: str | None) -> str:
-    """ServingAssumptions.moe_collective for an engine name: ENGINE_MOE_COLLECTIVE, else "alltoall".
+def engine_dispatcher(engine: str | None, version: tuple[int, ...] | None = None) -> str:
+    """ServingAssumptions.dispatcher an engine runs when none is asked for (calc.hardware.moe_ops.DISPATCHERS):
 
-    >>> engine_moe_collective("trtllm"), engine_moe_collective("vllm"), engine_moe_collective(None)
-    ('allgather', 'alltoall', 'alltoall')
+        vllm         "naive" before 0.11 (VLLM_ALL2ALL_BACKEND="naive"), "allgather" from 0.11
+                     (allgather_reducescatter: AgRsAll2AllManager all_gatherv + reduce_scatterv over the DP group)
+        sglang       "allgather": --moe-a2a-backend defaults to "none" (0.4.x --enable-deepep-moe off), so under
+                     --enable-dp-attention the MoE layer gathers every DP rank's tokens (dp_gather: all_gather_into_tensor,
+                     or an all-reduce of a zero-padded buffer) and scatters the reduced output back
+                     (python/sglang/srt/layers/dp_attention.py dp_gather / dp_scatter)
+        trtllm       "allgather": fused_moe_cutlass.py select_alltoall_method_type returns NotEnabled on Hopper
+                     without MNNVL or TRTLLM_CAN_USE_DEEP_EP, and forward_chunk allgathers / reducescatters
+        otherwise    "allgather" (the current vLLM's)
+
+    ``version`` None: the engine's current release. DeepEP ("deepep") is opt-in in all three.
+
+    >>> engine_dispatcher("vllm", (0, 10, 1)), engine_dispatcher("vllm", (0, 11, 0)), engine_dispatcher("sglang")
+    ('naive', 'allgather', 'allgather')
     """
-    return ENGINE_MOE_COLLECTIVE.get(engine or "", "alltoall")
+    if engine in ("vllm", "vllm-v0") and version is not None and version < VLLM_AGRS_DEFAULT_FROM:
+        return "naive"
+    return "allgather"
 
 
 def overhead_family(settings: Any) -> str:

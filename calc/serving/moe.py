@@ -15,8 +15,10 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
 - the fused-MoE kernel's row tile below one 128-row tile per expert (expert_row_tile);
 - fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales); 16-bit grouped GEMMs on
   Ampere (ServingAssumptions.ampere_grouped_gemm_rate);
-- the collective that carries tokens to the experts under data-parallel attention (ServingAssumptions.moe_collective):
-  a DeepEP-style all-to-all (a2a_s) or TensorRT-LLM's AllGather + ReduceScatter (allgather_reducescatter_s).
+- the collective that carries tokens to the experts under data-parallel attention (ServingAssumptions.dispatcher, the
+  values of calc.hardware.moe_ops.DISPATCHERS): DeepEP dispatch + combine (a2a_s), a plain NCCL all-to-all
+  (nccl_alltoall_s), an AllGather + ReduceScatter (allgather_reducescatter_s) or vLLM's naive broadcasts + all-reduce
+  (naive_broadcast_s); moe_comm_s picks.
 MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
 """
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from calc.hardware.collectives import collective_time
+from calc.hardware.collectives import collective_time, fastest_allreduce_time
 from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import ModelSpec
@@ -110,7 +112,8 @@ def attention_ranks(tp: int, ep: int) -> int:
 
 
 def a2a_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int) -> float:
-    """Seconds of one MoE layer's dispatch + combine on a rank whose attention group holds ``tokens`` tokens:
+    """Seconds of one MoE layer's DeepEP dispatch + combine (ServingAssumptions.dispatcher "deepep") on a rank whose
+    attention group holds ``tokens`` tokens:
         bytes   = tokens / t x k x H x (1 B dispatch + 2 B combine) x (EP - 1)/EP   (the copies leaving the GPU;
                   each of the t TP ranks sends its 1/t share of the group's tokens)
         call    = bytes / (link x efficiency) + floor
@@ -141,7 +144,8 @@ COMBINE_OUT_BYTES = 2  # the experts' output, reduce-scattered in the activation
 def allgather_reducescatter_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep: int, x_bytes: int,
                               calibration: object = None) -> float:
     """Seconds of one MoE layer's AllGather + ReduceScatter over the EP group, the collective TensorRT-LLM's PyTorch
-    backend runs under attention DP when no all-to-all is enabled (ServingAssumptions.moe_collective "allgather"):
+    backend runs under attention DP when no all-to-all is enabled, and vLLM's allgather_reducescatter backend
+    (ServingAssumptions.dispatcher "allgather"):
 
         AG = all_gather(S_ag, EP),      S_ag = EP x T_r x (H x b_x + k x 8)   (hidden state + top-k ids and weights)
         RS = reduce_scatter(S_rs, EP),  S_rs = EP x T_r x H x 2               (each rank's bf16 partial sums)
@@ -175,13 +179,72 @@ def allgather_reducescatter_s(m: ModelSpec, system: SystemSpec, tokens: int, tp:
             + collective_time("reduce_scatter", system, partial, ep, efficiency=eff))
 
 
+NCCL_A2A_BYTES = 2  # a plain all-to-all moves the bf16 activations both ways (no fp8 dispatch kernel)
+
+
+def nccl_alltoall_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int,
+                    calibration: object = None) -> float:
+    """Seconds of one MoE layer's dispatch + combine by a plain NCCL all-to-all (ServingAssumptions.dispatcher
+    "alltoall", Megatron's MoEAlltoAllTokenDispatcher, calc.hardware.moe_ops): every (token, routed expert) copy
+    bound for another rank is sent, bf16 both ways, the busiest rank's share:
+
+        S = T_r x k x H x 2 B x expert_imbalance,   T_r = tokens / t
+        call = all_to_all(S, EP)  (calc.hardware.collectives: (EP - 1)/EP x S over the link, one step's latency)
+        dispatch + combine = 2 calls
+
+    against a2a_s (DeepEP): no fp8 dispatch (2 + 2 B against 1 + 2 B per copy), NCCL's link efficiency in place of
+    DeepEP's, no low-latency kernel at decode sizes.
+
+    >>> from calc.sources.catalog import load_model, load_system
+    >>> nccl_alltoall_s(load_model("qwen3-235b-a22b"), load_system("dgx-h100"), ServingAssumptions(), 64, 1, 1)
+    0.0
+    """
+    if ep <= 1 or not m.moe or tokens <= 0:
+        return 0.0
+    sent = tokens / tp * m.moe.experts_per_token * m.hidden_size * NCCL_A2A_BYTES * a.expert_imbalance
+    return 2 * collective_time("all_to_all", system, sent, ep, efficiency=collective_efficiency(calibration))
+
+
+def naive_broadcast_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep: int, x_bytes: int = 2,
+                      calibration: object = None) -> float:
+    """Seconds of one MoE layer under vLLM's "naive" all2all backend (ServingAssumptions.dispatcher "naive", the
+    default VLLM_ALL2ALL_BACKEND before allgather_reducescatter): NaiveAll2AllManager.dispatch broadcasts each DP
+    rank's hidden states and router logits to the group in turn (naive_multicast: one dp_group.broadcast per rank
+    into a buffer of every rank's tokens), and combine all-reduces that whole buffer and keeps its own slice
+    (vllm/distributed/device_communicators/all2all.py, v0.9.0 - v0.10.x):
+
+        rows = EP x T_r,  T_r = tokens / t
+        dispatch = all_gather(rows x (H x b_x + E x 2))   (the broadcasts move what an all-gather moves: every rank
+                   receives every other rank's rows; b_x the activation bytes, E bf16 router logits per token)
+        combine  = allreduce(rows x H x 2)                (ring: 2 (EP - 1)/EP of the buffer per GPU, twice the
+                   reduce-scatter of allgather_reducescatter_s; or the tree, whichever is faster)
+
+    timed by calc.hardware.collectives (NCCL ring / tree at the collective efficiency, fastest_allreduce_time).
+
+    >>> from calc.sources.catalog import load_model, load_system
+    >>> naive_broadcast_s(load_model("qwen3-235b-a22b"), load_system("dgx-h100"), 64, 1, 1)
+    0.0
+    """
+    if ep <= 1 or not m.moe or tokens <= 0:
+        return 0.0
+    eff = collective_efficiency(calibration)
+    rows = ep * tokens / tp
+    gathered = rows * (m.hidden_size * x_bytes + m.moe.num_experts * 2)
+    return (collective_time("all_gather", system, gathered, ep, efficiency=eff)
+            + fastest_allreduce_time(system, rows * m.hidden_size * COMBINE_OUT_BYTES, ep, eff))
+
+
 def moe_comm_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int,
                x_bytes: int = 2, calibration: object = None) -> float:
-    """One MoE layer's token exchange under expert parallelism, by ServingAssumptions.moe_collective: "alltoall"
-    (a2a_s: DeepEP / vLLM / SGLang dispatch + combine) or "allgather" (allgather_reducescatter_s: TensorRT-LLM's
-    PyTorch backend on Hopper)."""
-    if a.moe_collective == "allgather":
+    """One MoE layer's token exchange under expert parallelism, by ServingAssumptions.dispatcher
+    (calc.hardware.moe_ops.DISPATCHERS): "deepep" (a2a_s), "alltoall" (nccl_alltoall_s), "allgather"
+    (allgather_reducescatter_s) or "naive" (naive_broadcast_s)."""
+    if a.dispatcher == "allgather":
         return allgather_reducescatter_s(m, system, tokens, tp, ep, x_bytes, calibration)
+    if a.dispatcher == "naive":
+        return naive_broadcast_s(m, system, tokens, tp, ep, x_bytes, calibration)
+    if a.dispatcher == "alltoall":
+        return nccl_alltoall_s(m, system, a, tokens, tp, ep, calibration)
     return a2a_s(m, system, a, tokens, tp, ep)
 
 

@@ -13,7 +13,7 @@
     comm    = L x 2 all-reduces (ring or tree, the faster) of M x H x 2 bytes (Megatron TP, arXiv 1909.08053 sec. 3), with
               their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
               parallelism + MoE layers x dispatch/combine (calc.serving.moe.moe_comm_s: all-to-all or all-gather +
-              reduce-scatter by ServingAssumptions.moe_collective)
+              reduce-scatter by ServingAssumptions.dispatcher)
     MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
     routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
     step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
@@ -41,7 +41,7 @@ from calc.hardware.calibration import (
     Efficiency,
     efficiency_for,
 )
-from calc.hardware.collectives import collective_time
+from calc.hardware.collectives import collective_time, fastest_allreduce_time
 from calc.hardware.efficiency import (
     GEMM_LAUNCH_S,
     collective_efficiency,
@@ -294,14 +294,14 @@ def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float,
     T_rank: the tokens this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and
     permutes every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel
     attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts); EP x tokens / t when the experts
-    are fed by an all-gather (ServingAssumptions.moe_collective "allgather": every rank permutes and unpermutes all
-    gathered rows, calc.serving.moe.allgather_reducescatter_s); plus, per MoE layer, the fixed latency of the
+    are fed by an all-gather (ServingAssumptions.dispatcher "allgather" or "naive": every rank permutes and unpermutes
+    all gathered rows, calc.serving.moe.allgather_reducescatter_s / naive_broadcast_s); plus, per MoE layer, the fixed latency of the
     fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
     if not m.moe or tokens <= 0:
         return 0.0
     a = a or DEFAULT_ASSUMPTIONS
     per_rank = tokens / tp if ep > 1 else tokens
-    if ep > 1 and a.moe_collective == "allgather":
+    if ep > 1 and a.dispatcher in ("allgather", "naive"):
         per_rank *= ep
     layers = m.num_layers - m.moe.num_dense_layers
     return layers * (moe_routing_bytes(m, per_rank) / bandwidth + a.moe_kernel_floor_s)
@@ -313,7 +313,7 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
     if tp == 1:
         return 0.0
     eff = collective_efficiency(calibration)
-    return min(collective_time(kind, system, payload, tp, efficiency=eff) for kind in ("allreduce", "tree_allreduce"))
+    return fastest_allreduce_time(system, payload, tp, eff)
 
 
 def step_overhead(a: ServingAssumptions, prefill_tokens: int) -> float:
