@@ -16,9 +16,14 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     BatchOpt,
     CalibrationOpt,
+    CommBufferOpt,
     DtypeOpt,
     EnforceEagerOpt,
+    Engine,
+    EngineOpt,
+    EngineVersionOpt,
     ExpertImbalanceOpt,
+    Fp8MoeScalesOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -37,6 +42,7 @@ from calc.cli.options import (
     PromptOptional,
     RateOpt,
     RecomputeOpt,
+    ReserveOpt,
     SeqOptional,
     StepOverheadOpt,
     TokensOpt,
@@ -44,10 +50,18 @@ from calc.cli.options import (
     TtftMsOpt,
     ZeroOptional,
     given_dtype,
+    option_given,
     refuse,
 )
-from calc.cli.serving import DEFAULT_NON_TORCH_GIB, refuse_ep_options_on_one_gpu, refuse_moe_options, serving_assumptions
-from calc.specs.serving import EngineSettings
+from calc.cli.serving import (
+    DEFAULT_NON_TORCH_GIB,
+    engine_settings,
+    refuse_engine_on_gpu,
+    refuse_ep_options_on_one_gpu,
+    refuse_moe_options,
+    refuse_unsplit_comm_buffer,
+    serving_assumptions,
+)
 
 
 class ReportFormat(StrEnum):
@@ -75,6 +89,11 @@ def report(
     moe_collective: MoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
+    engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
@@ -111,6 +130,11 @@ def report(
 
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
+    serving = {"--expert-imbalance": expert_imbalance, "--moe-collective": moe_collective,  # the options `serve` takes
+               "--step-overhead-ms": step_overhead_ms, "--enforce-eager": enforce_eager or None,
+               "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
+               "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
+               "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -119,8 +143,7 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), ("--expert-imbalance", expert_imbalance), ("--moe-collective", moe_collective),
-                            ("--step-overhead-ms", step_overhead_ms), ("--enforce-eager", enforce_eager or None)):
+                            ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -134,17 +157,18 @@ def report(
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
-                            ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance),
-                            ("--moe-collective", moe_collective), ("--step-overhead-ms", step_overhead_ms),
-                            ("--enforce-eager", enforce_eager or None)):
+                            ("--tpot-ms", tpot_ms), ("--rate", rate), *serving.items()):
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, moe_collective=moe_collective, fp8_moe_scales=fp8_moe_scales)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, moe_collective=moe_collective)
+    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
@@ -158,20 +182,19 @@ def report(
                                      batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
-    assumptions = serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
-                                      step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager,  # latency's
-                                      moe_collective=moe_collective)
+    assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
+                                      comm_buffer_gib, moe_collective)  # as serve builds them
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
-        assumptions = engine_kernels(assumptions, m, g, EngineSettings(), prompt + output - 1, dtype)
+        assumptions = engine_kernels(assumptions, m, g, s, prompt + output - 1, dtype)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=assumptions,
+        assumptions=assumptions, settings=s if mode is Mode.infer else None,
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
@@ -212,6 +235,11 @@ def compare(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
@@ -232,6 +260,14 @@ def compare(
     if not gpu_names:
         raise LLMCalcError("GPU", "name at least one GPU after the model, e.g. `compare llama2-13b h100 a100`")
     gpus = [load_gpu(name, "GPU") for name in gpu_names]
+    for g in gpus:
+        refuse_engine_on_gpu(engine, g)
+    if m.moe is None:
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
+    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    s = engine_settings(engine, version=engine_version)  # as serve builds them
+    assumptions = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s,
+                                      comm_buffer_gib=comm_buffer_gib)
     check_context(m, prompt + output, "--prompt")
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
@@ -241,7 +277,8 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), prompt=prompt, output=output,
-                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None})
+                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
+                        settings=s, assumptions=assumptions)
     if as_json:
         from calc.report.render import emit_json
 

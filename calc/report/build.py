@@ -22,6 +22,7 @@ from calc.serving.engine_memory import request_kv_bytes
 from calc.serving.latency import LatencyResult, latency
 from calc.serving.plan import ServePlan, serve_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.specs.serving import EngineSettings
 from calc.training.mfu import TrainTimeResult, train_time
 
 
@@ -87,12 +88,13 @@ def build_report(
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
     serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
-    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
     (``serve_gpus`` is serve's --num-gpus: None sizes for ``rate``). Training: params, FLOPs at S, training
-    memory, days/GPU-hours."""
+    memory, days/GPU-hours. ``settings``: the engine (--engine, --engine-version) whose accounting the concurrency
+    and the serving plan follow (vLLM V1 when None, as `concurrency` and `serve` default)."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
@@ -109,7 +111,8 @@ def build_report(
                                   price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
         )
     max_tokens = prompt + output
-    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, assumptions=assumptions)
+    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
+                       assumptions=assumptions)
     return Report(
         mode=mode, model=m.name, gpu=gpu.name, num_gpus=num_gpus, params=params,
         flops=forward_flops(m, batch, prompt),
@@ -121,7 +124,7 @@ def build_report(
                         ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                           num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype,
+                           num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
                            calibration=calibration, assumptions=assumptions) if output >= 1 else None,
     )
 
@@ -185,22 +188,24 @@ def cost_per_million_tokens(gpus: int, price_per_gpu_hour: float, tokens_per_s: 
 def compare_gpus(
     m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int | None = None, dtype: str | None = "bf16", prompt: int = 1024,
     output: int = 256, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
-    prices: dict[str, float] | None = None,
+    prices: dict[str, float] | None = None, settings: EngineSettings | None = None,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> list[CompareRow]:
     """The layout `serve` picks (calc.serving.plan.serve_plan, same request, targets, rate and --num-gpus) on
     each GPU, priced at the batch it runs: output tokens/s = replicas x batch / TPOT, and
     cost_per_million_tokens over its GPUs. ``dtype`` None: weights as shipped; the peak shown is the one the
-    quantized GEMMs run at (calc.serving.weights)."""
+    quantized GEMMs run at (calc.serving.weights). ``settings`` and ``assumptions``: the engine and the serving
+    assumptions as `serve` takes them from its options (vLLM V1 and the defaults when not given)."""
     from calc.hardware.peaks import peak_tflops
     from calc.serving.engine_kernels import engine_kernels
     from calc.serving.weights import weight_format
-    from calc.specs.serving import EngineSettings
 
+    s = settings or EngineSettings()
     rows = []
-    for gpu in gpus:  # vLLM as `serve` runs it by default, with the release's kernels on this GPU (ROCm decode attention)
-        kernels = engine_kernels(DEFAULT_ASSUMPTIONS, m, gpu, EngineSettings(), prompt + output - 1, dtype)
+    for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
+        kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                          num_gpus=num_gpus, dtype=dtype, assumptions=kernels)
+                          num_gpus=num_gpus, dtype=dtype, settings=s, assumptions=kernels)
         best = plan.best
         tokens = best.replicas * best.tokens_per_s if best else None  # Layout.tokens_per_s is one replica's B / TPOT
         price = (prices or {}).get(gpu.name)

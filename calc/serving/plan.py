@@ -239,7 +239,8 @@ def serve_plan(
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     seqs_line = (f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}" if s.accounting() != "sglang" else
                  "max_running_requests from the KV pool (calc.specs.serving.sglang_max_running_requests)")
-    assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
+    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=num_gpus != 1),
+                        f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
                         f"{seqs_line}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
