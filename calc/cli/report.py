@@ -44,6 +44,7 @@ from calc.cli.options import (
     RecomputeOpt,
     ReserveOpt,
     SeqOptional,
+    StackOpt,
     StepOverheadOpt,
     TokensOpt,
     TpotMsOpt,
@@ -99,6 +100,7 @@ def report(
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
+    stack: StackOpt = None,
     calibration: CalibrationOpt = None,
     fmt: Annotated[ReportFormat, typer.Option(
         "--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
@@ -143,7 +145,7 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), *serving.items()):
+                            ("--plot", plot), ("--stack", stack), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -153,7 +155,7 @@ def report(
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
-                            ("--price", price or old_price)):
+                            ("--price", price or old_price), ("--stack", stack)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
@@ -161,6 +163,8 @@ def report(
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
+        if mfu_assumed is not None:
+            refuse("--stack", stack, "sets the stack the plan is timed on; --mfu assumes the MFU instead: give one of them")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g)
@@ -182,6 +186,16 @@ def report(
                                      batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
+    training_cost = None
+    if mode is Mode.train and stack is not None:  # the plan's ModelCost as train-time builds it (calc.cli.training._cost)
+        from calc.cli.training import Attention, _cost
+        from calc.sources.catalog import system_for_gpu
+
+        if system_for_gpu(g) is None:
+            raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
+                                          "report then assumes an MFU)")
+        training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
+                              stack=stack)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_collective)  # as serve builds them
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
@@ -194,7 +208,7 @@ def report(
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=assumptions, settings=s if mode is Mode.infer else None,
+        assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory, training_memory
-from calc.memory.training import MEGATRON_FSDP_GRAD_BYTES
+from calc.memory.training import FSDP_REDUCE_BYTES, MEGATRON_FSDP_GRAD_BYTES
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -24,6 +24,7 @@ from calc.serving.plan import ServePlan, serve_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 from calc.training.mfu import TrainTimeResult, train_time
+from calc.training.stack import REFERENCE_STACK, stack_key
 
 
 class ChartPoint(BaseModel):
@@ -89,18 +90,22 @@ def build_report(
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
     serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
+    training_cost: Any = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
     (``serve_gpus`` is serve's --num-gpus: None sizes for ``rate``). Training: params, FLOPs at S, training
     memory, days/GPU-hours. ``settings``: the engine (--engine, --engine-version) whose accounting the concurrency
-    and the serving plan follow (vLLM V1 when None, as `concurrency` and `serve` default)."""
+    and the serving plan follow (vLLM V1 when None, as `concurrency` and `serve` default). ``training_cost``: the
+    calc.training.cost.ModelCost the plan is searched with (--stack and the efficiencies, as train-time builds it);
+    None: the GPU's node type at the default efficiencies."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
-        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch)
+        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch,
+                                                            training_cost)
         if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
-            memory = timed_plan_memory(m, gpu, best, recipe)
+            memory = timed_plan_memory(m, gpu, best, recipe, training_cost.eff.stack if training_cost else REFERENCE_STACK)
         else:
             memory = training_memory(m, gpu=gpu, plan=plan, recipe=recipe, zero=1 if zero is None else zero, micro_batch=batch,
                                      seq=seq)
@@ -130,25 +135,27 @@ def build_report(
 
 
 def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None,
-                        zero: int | None = None, micro_batch: int = 1) -> Any:
+                        zero: int | None = None, micro_batch: int = 1, cost: Any = None) -> Any:
     """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None),
     with the ZeRO stage pinned when --zero is given and the micro-batch when --batch > 1; None when no node type
-    ships for the GPU (the assumed 0.4 is used then)."""
+    ships for the GPU (the assumed 0.4 is used then). ``cost``: the ModelCost to search with (build_report)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import ModelCost
     from calc.training.plan import SearchSpace, best_plan
 
     system = system_for_gpu(gpu)
-    if system is None:  # no node type to place a plan on: the assumed MFU stays
+    if cost is None and system is None:  # no node type to place a plan on: the assumed MFU stays
         return None
     pins = (("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch > 1)
-    return best_plan(ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus, space=SearchSpace(fixed=pins))
+    return best_plan(cost or ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus, space=SearchSpace(fixed=pins))
 
 
-def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam") -> MemoryResult:
+def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam",
+                      stack: str = REFERENCE_STACK) -> MemoryResult:
     """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
     ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
-    function train-step prices memory with (calc.memory.training.training_bytes_per_gpu)."""
+    function train-step prices memory with (calc.memory.training.training_bytes_per_gpu); the FSDP gradient
+    reduce dtype of the ``stack`` as train-step takes it (calc.training.step.memory_per_gpu)."""
     from calc.training.layout import Layout
     from calc.training.step import in_flight_microbatches
 
@@ -158,7 +165,8 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
                            recipe=recipe, zero=step.zero, micro_batch=step.micro_batch, seq=step.seq, recompute=step.recompute,
                            ep=step.ep, etp=step.etp, in_flight=in_flight_microbatches(layout, step.num_microbatches),
                            grad_accum=step.num_microbatches,  # Megatron-class defaults, as train-step
-                           fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES)  # the plan ran on the Megatron stack
+                           fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack_key(stack) == REFERENCE_STACK
+                           else FSDP_REDUCE_BYTES)
 
 
 class CompareRow(BaseModel):
