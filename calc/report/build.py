@@ -200,7 +200,8 @@ def compare_gpus(
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> list[CompareRow]:
     """The layout `serve` picks (calc.serving.plan.serve_plan, same request, targets, rate and --num-gpus) on
-    each GPU, priced at the batch it runs: output tokens/s = replicas x batch / TPOT, and
+    each GPU, priced at the batch it runs: output tokens/s = serve's tokens/s per GPU x its GPUs = replicas x B x O /
+    (TTFT + (O - 1) x TPOT) (each request's own prefill included, calc.serving.plan.slot_tokens_per_s), and
     cost_per_million_tokens over its GPUs. ``dtype`` None: weights as shipped; the peak shown is the one the
     quantized GEMMs run at (calc.serving.weights). ``settings`` and ``assumptions``: the engine and the serving
     assumptions as `serve` takes them from its options (vLLM V1 and the defaults when not given)."""
@@ -215,7 +216,9 @@ def compare_gpus(
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
                           num_gpus=num_gpus, dtype=dtype, settings=s, assumptions=kernels)
         best = plan.best
-        tokens = best.replicas * best.tokens_per_s if best else None  # Layout.tokens_per_s is one replica's B / TPOT
+        # the deployment's steady-state output rate, each request's prefill included, as serve ranks it
+        # (calc.serving.plan.slot_tokens_per_s): tokens/s per GPU x its GPUs
+        tokens = best.tokens_per_s_per_gpu * best.gpus_needed if best else None
         price = (prices or {}).get(gpu.name)
         rows.append(CompareRow(
             gpu=gpu.name, peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
