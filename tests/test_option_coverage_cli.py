@@ -40,7 +40,18 @@ def test_compare_takes_the_engine_as_serve_does(cli) -> None:
     assert row["max_concurrency"] != cli("compare", "llama3-8b", "h100", "--json").json()[0]["max_concurrency"]
 
 
+def test_compare_step_overhead_adds_to_every_step(cli) -> None:
+    """--step-overhead-ms 10 in place of vLLM's 2 ms (the assumption line serve prints): the same batch (no targets:
+    the KV cap), each decode step 8 ms longer."""
+    default = cli("compare", "llama3-8b", "h100", "--json").json()[0]
+    slower = cli("compare", "llama3-8b", "h100", "--step-overhead-ms", "10", "--json").json()[0]
+    assert slower["batch"] == default["batch"]
+    assert (slower["tpot_s"] - default["tpot_s"]) * 1e3 == pytest.approx(10 - 2, abs=1e-9)
+
+
 @pytest.mark.parametrize("args, flag", [
+    (["compare", "llama3-8b", "h100", "--expert-imbalance", "1.5"], "--expert-imbalance"),  # dense
+    (["compare", "mixtral-8x7b", "h100", "--num-gpus", "1", "--expert-imbalance", "1.5"], "--expert-imbalance"),
     (["report", "llama3-8b", "--gpu", "h100", "--fp8-moe-scales", "tensor"], "--fp8-moe-scales"),  # dense: no experts
     (["compare", "llama3-8b", "h100", "--fp8-moe-scales", "block"], "--fp8-moe-scales"),
     (["report", "llama3-8b", "--gpu", "h100", "--num-gpus", "1", "--comm-buffer-gib", "1"], "--comm-buffer-gib"),

@@ -254,6 +254,9 @@ def compare(
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    expert_imbalance: ExpertImbalanceOpt = None,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
@@ -277,11 +280,12 @@ def compare(
     for g in gpus:
         refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, expert_imbalance=expert_imbalance)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     s = engine_settings(engine, version=engine_version)  # as serve builds them
-    assumptions = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s,
-                                      comm_buffer_gib=comm_buffer_gib)
+    assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
+                                      comm_buffer_gib)
     check_context(m, prompt + output, "--prompt")
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
