@@ -77,9 +77,14 @@ def expected_band(command: tuple[str, ...], key: str, value: float) -> tuple[flo
         q = SHIPPED["pools"].get(pool) or SHIPPED["families"].get("serving" if pool.startswith("serving") else "") \
             or {**SHIPPED["wide_default"], "rows": 0}
     lo, hi = (-q["q90"], -q["q10"]) if sign > 0 else (q["q10"], q["q90"])
+    low, high = value * math.exp(lo), value * math.exp(hi)
+    if key in WHOLE:  # a count reads in whole units, rounded outward (at least 1 GPU)
+        low, high = max(math.floor(low), WHOLE[key]), math.ceil(high)
     # no band when the band of the same log width centred on p has half-width sinh((q90 - q10) / 2) over the cap
-    return value * math.exp(lo), value * math.exp(hi), \
-        0 if math.sinh((q["q90"] - q["q10"]) / 2) > SHIPPED["max_half_width"] else q["rows"]
+    return low, high, 0 if math.sinh((q["q90"] - q["q10"]) / 2) > SHIPPED["max_half_width"] else q["rows"]
+
+
+WHOLE = {"gpus_needed": 1, "max_concurrency": 0}  # count figures -> the least the band's low end may be
 
 
 def _at(data, path: str):

@@ -33,7 +33,9 @@ def test_serve_batch_one_row_is_latency(cli, model: str, tp: int, pp: int) -> No
     assert row["batch"] == 1
     assert row["ttft_ms"] == lat["ttft_s"] * 1e3
     assert row["tpot_ms"] == lat["tpot_s"] * 1e3
-    assert row["tokens_per_s_per_gpu"] == pytest.approx(lat["tokens_per_s"] / (tp * pp), rel=1e-12)
+    # serve's tokens/s per GPU counts each request's whole life, its prefill included (calc.serving.plan, "ranking"):
+    # at batch 1 that is latency's O / e2e = 200 / (TTFT + 199 x TPOT), over the layout's GPUs
+    assert row["tokens_per_s_per_gpu"] == pytest.approx(200 / lat["e2e_s"] / (tp * pp), rel=1e-12)
 
 
 def test_moe_decode_at_batch_one_reads_the_top_k_experts_only() -> None:

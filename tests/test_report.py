@@ -137,8 +137,11 @@ def test_compare_prices_serves_layout_at_its_batch(cli) -> None:
     for row, gpu, price in ((rows[0], "h100", 2.0), (rows[1], "h200", 3.0)):
         best = cli("serve", "llama3-8b", "--gpu", gpu, *SLO, "--json").json()["best"]
         assert (row["gpus"], row["batch"]) == (best["gpus_needed"], best["batch"]) and best["batch"] > 1
-        # by hand from serve's own figures: replicas x batch / TPOT output tokens/s over the layout's GPUs
-        tokens_per_s = best["replicas"] * best["batch"] / (best["tpot_ms"] / 1e3)
+        # by hand from serve's own figures: replicas x B x O / (TTFT + (O - 1) x TPOT) output tokens/s, each request's
+        # prefill included (serve's steady state; a slot is busy from its prefill on: TTFT without the queueing wait)
+        o = int(SLO[SLO.index("--output") + 1])
+        busy_ms = best["ttft_ms"] - best["queue_ms"] + (o - 1) * best["tpot_ms"]
+        tokens_per_s = best["replicas"] * best["batch"] * o / (busy_ms / 1e3)
         assert row["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-9)
         assert row["cost_per_million_tokens"] == pytest.approx(best["gpus_needed"] * price / (tokens_per_s * 3600) * 1e6,
                                                                rel=1e-9)

@@ -321,6 +321,17 @@ PpLossOpt = Annotated[bool, typer.Option(
 SystemOpt = Annotated[str | None, typer.Option(
     "--system", help="node type: GPUs per node, NVLink and NIC bandwidth (see system_specs/; default: the one built from --gpu)")]
 
+class Stack(StrEnum):  # calc.training.stack.STACKS
+    megatron = "megatron"
+    fsdp = "fsdp"
+    llm_foundry = "llm-foundry"
+    deepspeed = "deepspeed"
+
+
+StackOpt = Annotated[Stack | None, typer.Option(
+    "--stack", help="training framework: megatron (default; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + SDPA), "
+    "llm-foundry, deepspeed: sets the attention kernel, the fp8 recipe and the fitted stack efficiency")]
+
 # --- serving engine (issue 14): vLLM / SGLang settings, traffic and targets ----------------------
 
 

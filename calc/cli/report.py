@@ -16,10 +16,15 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     BatchOpt,
     CalibrationOpt,
+    CommBufferOpt,
     DispatcherOpt,
     DtypeOpt,
     EnforceEagerOpt,
+    Engine,
+    EngineOpt,
+    EngineVersionOpt,
     ExpertImbalanceOpt,
+    Fp8MoeScalesOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -38,7 +43,9 @@ from calc.cli.options import (
     PromptOptional,
     RateOpt,
     RecomputeOpt,
+    ReserveOpt,
     SeqOptional,
+    StackOpt,
     StepOverheadOpt,
     TokensOpt,
     TpotMsOpt,
@@ -46,10 +53,18 @@ from calc.cli.options import (
     ZeroOptional,
     dispatcher_option,
     given_dtype,
+    option_given,
     refuse,
 )
-from calc.cli.serving import DEFAULT_NON_TORCH_GIB, refuse_ep_options_on_one_gpu, refuse_moe_options, serving_assumptions
-from calc.specs.serving import EngineSettings
+from calc.cli.serving import (
+    DEFAULT_NON_TORCH_GIB,
+    engine_settings,
+    refuse_engine_on_gpu,
+    refuse_ep_options_on_one_gpu,
+    refuse_moe_options,
+    refuse_unsplit_comm_buffer,
+    serving_assumptions,
+)
 
 
 class ReportFormat(StrEnum):
@@ -78,11 +93,17 @@ def report(
     moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
+    engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
+    stack: StackOpt = None,
     calibration: CalibrationOpt = None,
     fmt: Annotated[ReportFormat, typer.Option(
         "--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
@@ -115,6 +136,11 @@ def report(
     dispatcher = dispatcher_option(dispatcher, moe_collective)
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
+    serving = {"--expert-imbalance": expert_imbalance, "--dispatcher": dispatcher,  # the options `serve` takes
+               "--step-overhead-ms": step_overhead_ms, "--enforce-eager": enforce_eager or None,
+               "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
+               "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
+               "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -123,8 +149,7 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), ("--expert-imbalance", expert_imbalance), ("--dispatcher", dispatcher),
-                            ("--step-overhead-ms", step_overhead_ms), ("--enforce-eager", enforce_eager or None)):
+                            ("--plot", plot), ("--stack", stack), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -134,23 +159,26 @@ def report(
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
-                            ("--price", price or old_price)):
+                            ("--price", price or old_price), ("--stack", stack)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
-        for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
-                            ("--tpot-ms", tpot_ms), ("--rate", rate), ("--expert-imbalance", expert_imbalance),
-                            ("--step-overhead-ms", step_overhead_ms),
-                            ("--enforce-eager", enforce_eager or None)):
-            refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
                                            "give train-step --dispatcher for another")
+        for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
+                            ("--tpot-ms", tpot_ms), ("--rate", rate), *serving.items()):
+            refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
+        if mfu_assumed is not None:
+            refuse("--stack", stack, "sets the stack the plan is timed on; --mfu assumes the MFU instead: give one of them")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
+    refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
+    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
@@ -164,20 +192,29 @@ def report(
                                      batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
-    assumptions = serving_assumptions(DEFAULT_NON_TORCH_GIB, expert_imbalance, settings=EngineSettings(),  # vLLM, as
-                                      step_overhead_ms=step_overhead_ms, enforce_eager=enforce_eager,  # latency's
-                                      dispatcher=dispatcher)
+    training_cost = None
+    if mode is Mode.train and stack is not None:  # the plan's ModelCost as train-time builds it (calc.cli.training._cost)
+        from calc.cli.training import Attention, _cost
+        from calc.sources.catalog import system_for_gpu
+
+        if system_for_gpu(g) is None:
+            raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
+                                          "report then assumes an MFU)")
+        training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
+                              stack=stack)
+    assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
+                                      comm_buffer_gib, dispatcher)  # as serve builds them
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
-        assumptions = engine_kernels(assumptions, m, g, EngineSettings(), prompt + output - 1, dtype)
+        assumptions = engine_kernels(assumptions, m, g, s, prompt + output - 1, dtype)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
-        assumptions=assumptions,
+        assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
     )
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
@@ -218,6 +255,14 @@ def compare(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    engine: EngineOpt = Engine.vllm,
+    engine_version: EngineVersionOpt = None,
+    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    comm_buffer_gib: CommBufferOpt = None,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
+    expert_imbalance: ExpertImbalanceOpt = None,
+    step_overhead_ms: StepOverheadOpt = None,
+    enforce_eager: EnforceEagerOpt = False,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
@@ -238,6 +283,15 @@ def compare(
     if not gpu_names:
         raise LLMCalcError("GPU", "name at least one GPU after the model, e.g. `compare llama2-13b h100 a100`")
     gpus = [load_gpu(name, "GPU") for name in gpu_names]
+    for g in gpus:
+        refuse_engine_on_gpu(engine, g)
+    if m.moe is None:
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, expert_imbalance=expert_imbalance)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
+    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    s = engine_settings(engine, version=engine_version)  # as serve builds them
+    assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
+                                      comm_buffer_gib)
     check_context(m, prompt + output, "--prompt")
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
@@ -247,7 +301,8 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), prompt=prompt, output=output,
-                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None})
+                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
+                        settings=s, assumptions=assumptions)
     if as_json:
         from calc.report.render import emit_json
 

@@ -74,9 +74,11 @@ RELEASE = re.compile(r"v?\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z][A-Za-z0-9.]*)?")
 DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_context_gib
 
 
-def _settings(engine: Engine, util: float | None, max_model_len: int | None, batched: int | None, seqs: int | None,
-              block: int | None, fraction: float | None, chunk: int | None, version: str | None = None) -> Any:
-    """EngineSettings from the options; an option of another engine is refused, not ignored."""
+def engine_settings(engine: Engine, util: float | None = None, max_model_len: int | None = None, batched: int | None = None,
+                    seqs: int | None = None, block: int | None = None, fraction: float | None = None, chunk: int | None = None,
+                    version: str | None = None) -> Any:
+    """EngineSettings from the options (every serving command's, report's and compare's); an option of another engine
+    is refused, not ignored."""
     from calc.specs.serving import EngineSettings, version_tuple
 
     if engine == Engine.sglang:
@@ -267,7 +269,7 @@ def latency(
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
     output = _window_output(ctx, m, prompt, output)
-    s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
+    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
@@ -332,7 +334,7 @@ def concurrency(
     tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
-    s = _settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
+    s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=given_dtype(ctx, dtype),
@@ -410,7 +412,7 @@ def serve(
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
-    s = _settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
+    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     from calc.serving.engine_kernels import engine_kernels
 

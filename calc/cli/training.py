@@ -47,6 +47,8 @@ from calc.cli.options import (
     ReserveOpt,
     SeqOpt,
     SpOpt,
+    Stack,
+    StackOpt,
     SystemOpt,
     TokensOpt,
     TpOpt,
@@ -151,6 +153,7 @@ def train_time(
     calibration: CalibrationOpt = None,
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
+    stack: StackOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -180,7 +183,7 @@ def train_time(
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
     if days is not None or budget is not None:
         num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
-                                    calibration, causal, host_op_us, moe_routing)
+                                    calibration, causal, host_op_us, moe_routing, stack)
     if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
@@ -192,7 +195,7 @@ def train_time(
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
-                    ("--host-op-us", host_op_us), ("--moe-routing", moe_routing))
+                    ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack))
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -208,7 +211,7 @@ def train_time(
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                               host_op_us=host_op_us, moe_routing=moe_routing),
+                               host_op_us=host_op_us, moe_routing=moe_routing, stack=stack),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
@@ -221,7 +224,7 @@ def train_time(
 def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
                      calibration: str | None, causal: bool, host_op_us: float | None = None,
-                     moe_routing: MoeRouting | None = None) -> int:
+                     moe_routing: MoeRouting | None = None, stack: Stack | None = None) -> int:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -244,7 +247,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     node = load_system(system) if system else system_for_gpu(g)
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
                                                                       None, None, None, None, None, host_op_us=host_op_us,
-                                                                      moe_routing=moe_routing)
+                                                                      moe_routing=moe_routing, stack=stack)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -300,13 +303,6 @@ class Attention(StrEnum):
     unfused = "unfused"
 
 
-class Stack(StrEnum):  # calc.training.stack.STACKS
-    megatron = "megatron"
-    fsdp = "fsdp"
-    llm_foundry = "llm-foundry"
-    deepspeed = "deepspeed"
-
-
 class Fp8Recipe(StrEnum):  # calc.training.fp8_recipe.FP8_RECIPES
     delayed = "delayed"
     tensorwise = "tensorwise"
@@ -324,9 +320,6 @@ ActivationsModelOpt = Annotated[Activations, typer.Option(
     "--activations", help="activation memory: per-tensor (the tensors kept, per architecture) or textbook (Korthikanti 2022)")]
 AttentionOpt = Annotated[Attention, typer.Option(
     "--attention", help="attention kernel: flash (fused, causal half) or unfused (full s x s scores, Megatron 2021-22)")]
-StackOpt = Annotated[Stack | None, typer.Option(
-    "--stack", help="training framework: megatron (default; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + SDPA), "
-    "llm-foundry, deepspeed: sets the attention kernel, the fp8 recipe and the fitted stack efficiency")]
 Fp8RecipeOpt = Annotated[Fp8Recipe | None, typer.Option(
     "--fp8-recipe", help="fp8 scaling recipe (fp8 runs): delayed, tensorwise, rowwise, mxfp8, blockwise (default: the stack's)")]
 CollectiveEffOpt = Annotated[float | None, typer.Option(

@@ -21,6 +21,7 @@ from calc.serving.engine_memory import request_kv_bytes
 from calc.serving.latency import LatencyResult, latency
 from calc.serving.plan import ServePlan, serve_plan
 from calc.specs import GPUSpec, ModelSpec, Parallelism
+from calc.specs.serving import EngineSettings
 from calc.training.mfu import TrainTimeResult, train_time
 
 
@@ -86,18 +87,23 @@ def build_report(
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
     serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
-    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
+    training_cost: Any = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
     (``serve_gpus`` is serve's --num-gpus: None sizes for ``rate``). Training: params, FLOPs at S, training
-    memory, days/GPU-hours."""
+    memory, days/GPU-hours. ``settings``: the engine (--engine, --engine-version) whose accounting the concurrency
+    and the serving plan follow (vLLM V1 when None, as `concurrency` and `serve` default). ``training_cost``: the
+    calc.training.cost.ModelCost the plan is searched with (--stack and the efficiencies, as train-time builds it);
+    None: the GPU's node type at the default efficiencies."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
-        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch)
+        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch,
+                                                            training_cost)
         if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
-            memory = timed_plan_memory(m, gpu, best, recipe)
+            memory = timed_plan_memory(m, gpu, best, recipe, training_cost.eff if training_cost else None)
         else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
             from calc.training.layout import Layout
             from calc.training.step import layout_memory, steady_state_microbatches
@@ -112,7 +118,8 @@ def build_report(
                                   price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
         )
     max_tokens = prompt + output
-    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, assumptions=assumptions)
+    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
+                       assumptions=assumptions)
     return Report(
         mode=mode, model=m.name, gpu=gpu.name, num_gpus=num_gpus, params=params,
         flops=forward_flops(m, batch, prompt),
@@ -124,37 +131,39 @@ def build_report(
                         ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                           num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype,
+                           num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
                            calibration=calibration, assumptions=assumptions) if output >= 1 else None,
     )
 
 
 def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None,
-                        zero: int | None = None, micro_batch: int = 1) -> Any:
+                        zero: int | None = None, micro_batch: int = 1, cost: Any = None) -> Any:
     """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None),
     with the ZeRO stage pinned when --zero is given and the micro-batch when --batch > 1; None when no node type
-    ships for the GPU (the assumed 0.4 is used then)."""
+    ships for the GPU (the assumed 0.4 is used then). ``cost``: the ModelCost to search with (build_report)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import ModelCost
     from calc.training.plan import SearchSpace, best_plan
 
     system = system_for_gpu(gpu)
-    if system is None:  # no node type to place a plan on: the assumed MFU stays
+    if cost is None and system is None:  # no node type to place a plan on: the assumed MFU stays
         return None
     pins = (("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch > 1)
-    return best_plan(ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus, space=SearchSpace(fixed=pins))
+    return best_plan(cost or ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus, space=SearchSpace(fixed=pins))
 
 
-def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam") -> MemoryResult:
+def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam",
+                      eff: Any = None) -> MemoryResult:
     """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
     ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
-    function `memory --mode train` prices a plan with (calc.training.step.layout_memory)."""
+    function `memory --mode train` prices a plan with (calc.training.step.layout_memory), on the ``eff`` (stack)
+    the plan was timed with (None: train-step's defaults)."""
     from calc.training.layout import Layout
     from calc.training.step import layout_memory
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
-    return layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe)
+    return layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe, eff=eff)
 
 
 class CompareRow(BaseModel):
@@ -184,24 +193,29 @@ def cost_per_million_tokens(gpus: int, price_per_gpu_hour: float, tokens_per_s: 
 def compare_gpus(
     m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int | None = None, dtype: str | None = "bf16", prompt: int = 1024,
     output: int = 256, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
-    prices: dict[str, float] | None = None,
+    prices: dict[str, float] | None = None, settings: EngineSettings | None = None,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> list[CompareRow]:
     """The layout `serve` picks (calc.serving.plan.serve_plan, same request, targets, rate and --num-gpus) on
-    each GPU, priced at the batch it runs: output tokens/s = replicas x batch / TPOT, and
+    each GPU, priced at the batch it runs: output tokens/s = serve's tokens/s per GPU x its GPUs = replicas x B x O /
+    (TTFT + (O - 1) x TPOT) (each request's own prefill included, calc.serving.plan.slot_tokens_per_s), and
     cost_per_million_tokens over its GPUs. ``dtype`` None: weights as shipped; the peak shown is the one the
-    quantized GEMMs run at (calc.serving.weights)."""
+    quantized GEMMs run at (calc.serving.weights). ``settings`` and ``assumptions``: the engine and the serving
+    assumptions as `serve` takes them from its options (vLLM V1 and the defaults when not given)."""
     from calc.hardware.peaks import peak_tflops
     from calc.serving.engine_kernels import engine_kernels
     from calc.serving.weights import weight_format
-    from calc.specs.serving import EngineSettings
 
+    s = settings or EngineSettings()
     rows = []
-    for gpu in gpus:  # vLLM as `serve` runs it by default, with the release's kernels on this GPU (ROCm decode attention)
-        kernels = engine_kernels(DEFAULT_ASSUMPTIONS, m, gpu, EngineSettings(), prompt + output - 1, dtype)
+    for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
+        kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                          num_gpus=num_gpus, dtype=dtype, assumptions=kernels)
+                          num_gpus=num_gpus, dtype=dtype, settings=s, assumptions=kernels)
         best = plan.best
-        tokens = best.replicas * best.tokens_per_s if best else None  # Layout.tokens_per_s is one replica's B / TPOT
+        # the deployment's steady-state output rate, each request's prefill included, as serve ranks it
+        # (calc.serving.plan.slot_tokens_per_s): tokens/s per GPU x its GPUs
+        tokens = best.tokens_per_s_per_gpu * best.gpus_needed if best else None
         price = (prices or {}).get(gpu.name)
         rows.append(CompareRow(
             gpu=gpu.name, peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),

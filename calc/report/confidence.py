@@ -17,9 +17,11 @@ a serving result's ``engine`` (latency, concurrency, serve: vllm by default), by
 Two figures are derived rather than looked up:
 
 - ``gpus_needed`` (serve): GPUs needed scale as 1 / throughput, so at the throughput band [t_lo, t_hi] of
-  ``tokens_per_s_per_gpu`` = t they lie in [n t / t_hi, n t / t_lo] (not rounded up to whole replicas). A serving
+  ``tokens_per_s_per_gpu`` = t they lie in [n t / t_hi, n t / t_lo], rounded outward to whole GPUs (``whole``; not
+  to whole replicas). A serving
   plan without --rate or --users sizes one replica: its GPU count is the layout itself, not a prediction.
-- ``max_concurrency``: requests held = KV tokens / tokens per request, so it takes the KV-capacity band.
+- ``max_concurrency``: requests held = KV tokens / tokens per request, so it takes the KV-capacity band, rounded
+  outward to whole requests (``whole``).
 
 A user calibration (--calibration, from `bench --save` or `calibrate --save`) replaces the corpus band of every
 time and throughput figure by the calibration's own residual spread: for each measured op point, the efficiency its
@@ -241,13 +243,20 @@ def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
         value = getattr(r, key, None)
         if value is None:
             continue
-        if fig.kind == "gpus_needed":
-            b = _gpus_band(r, float(value), ctx)
-            if b is not None:
-                out[key] = b
-            continue
-        out[key] = figure_band(fig.kind, float(value), ctx, assumed=assumed)
+        b = _gpus_band(r, float(value), ctx) if fig.kind == "gpus_needed" else \
+            figure_band(fig.kind, float(value), ctx, assumed=assumed)
+        if b is not None:
+            out[key] = whole(b, minimum=1) if fig.unit == "GPUs" else whole(b) if fig.unit == "requests" else b
     return out
+
+
+def whole(b: Band, minimum: int = 0) -> Band:
+    """The band of a count (GPUs, requests) in whole units, rounded outward, as a user reads it: [floor(low),
+    ceil(high)], at least ``minimum`` (a deployment has at least 1 GPU). E.g. GPUs needed 6.15-17.0 -> 6-17,
+    requests 3.72-4.06 -> 3-5. (A hair of float noise, 1e-9, is not a unit: 17.0000000001 stays 17.)"""
+    low = max(math.floor(b.low + 1e-9), minimum)
+    high = max(math.ceil(b.high - 1e-9), low)
+    return Band(float(low), float(high), b.level, b.rows, b.group)
 
 
 def _gpus_band(r: Any, n: float, ctx: Context) -> Band | None:

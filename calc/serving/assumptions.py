@@ -153,13 +153,16 @@ class ServingAssumptions(BaseModel):
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
 
-    def lines(self) -> list[str]:
+    def lines(self, moe: bool = True, split: bool = True) -> list[str]:
+        """The assumptions as --explain and JSON ``assumptions`` list them; those that cannot apply are left out: the
+        MoE line for a model without routed experts (``moe`` False), the communication buffers for a deployment on
+        one GPU (``split`` False: no communicator is built, calc.serving.engine_memory)."""
         return [
             f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
-            "NCCL / custom all-reduce buffers per GPU when split = "
-            + (f"{self.comm_buffer_gib:g} GiB" if self.comm_buffer_gib is not None else
-               "by topology (calc.serving.comm_memory: NCCL ring / tree / NVLS buffers on NVSwitch nodes, 0.25 GiB "
-               "elsewhere)"),
+            *(["NCCL / custom all-reduce buffers per GPU when split = "
+               + (f"{self.comm_buffer_gib:g} GiB" if self.comm_buffer_gib is not None else
+                  "by topology (calc.serving.comm_memory: NCCL ring / tree / NVLS buffers on NVSwitch nodes, 0.25 GiB "
+                  "elsewhere)")] if split else []),
             f"non-torch memory above a vLLM baseline snapshot (load / profile workspaces) = {self.profile_non_torch_gib:g} GiB; "
             f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB; TensorRT-LLM CUDA-graph pool at batch "
             + (f"{self.trtllm_graph_batch}" if self.trtllm_graph_batch is not None else "max_batch_size")
@@ -182,15 +185,15 @@ class ServingAssumptions(BaseModel):
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
-            f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
-            f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
-            f"TensorRT-LLM's tables) above, 16-bit at {self.ampere_grouped_gemm_rate:g} on Ampere (aiconfigurator's A100 tables), "
-            f"fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
-            f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
-            f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
-            f"(SGLang large-scale EP, no EPLB); "
-            + DISPATCHER_LINES[self.dispatcher].format(latency_us=self.a2a_latency_s * 1e6)
-            + f" (--dispatcher {self.dispatcher})",
+            *([f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
+               f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
+               f"TensorRT-LLM's tables) above, 16-bit at {self.ampere_grouped_gemm_rate:g} on Ampere (aiconfigurator's A100 tables), "
+               f"fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
+               f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
+               f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
+               f"(SGLang large-scale EP, no EPLB); "
+               + DISPATCHER_LINES[self.dispatcher].format(latency_us=self.a2a_latency_s * 1e6)
+               + f" (--dispatcher {self.dispatcher})"] if moe else []),
         ]
 
 

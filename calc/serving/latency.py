@@ -75,6 +75,7 @@ class LatencyResult(BaseModel):
     max_concurrency: int | None = None  # requests the engine's KV cache admits (set by the CLI's fit check): the fit verdict
     engine: str | None = None  # --engine, as concurrency names it (set with max_concurrency): its family picks the band
     verdict: str
+    assumptions: list[str]  # every assumption the answer rests on, as `serve` and `concurrency` list them
     explain: list[str]
 
 
@@ -122,6 +123,7 @@ def latency(
             reach = "reachable"
         verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "
                    f"{target_ttft_s * 1e3:.0f} ms is {reach}")
+    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=plan.tp * plan.pp > 1)]
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
         dtype=fmt.label, efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
@@ -134,7 +136,7 @@ def latency(
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
         decode_step_overhead_s=dec.overhead_s if dec.overhead_s != a.step_overhead_s else None,
         tokens_per_s=batch / tpot, e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
-        verdict=verdict,
+        verdict=verdict, assumptions=assumption_lines,
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
@@ -143,7 +145,7 @@ def latency(
             f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
             f"{request_seconds(ttft, tpot, output):.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
-        ] + [f"assumption: {line}" for line in [fmt.line, eff.source, *a.lines()]],
+        ] + [f"assumption: {line}" for line in assumption_lines],
     )
 
 

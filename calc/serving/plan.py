@@ -8,8 +8,13 @@ tokens every O steps (a request's own prompt is its TTFT steps, before it decode
     TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/O prefill tokens, causal)
 (at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
-    replica  : B / TPOT output tokens/s, mu = B / (TTFT + (O - 1) x TPOT) requests/s (Little's law; the prefill
-               makes the first token: calc.serving.step.request_seconds, `latency`'s e2e)
+    replica  : B / TPOT output tokens/s while decoding, mu = B / (TTFT + (O - 1) x TPOT) requests/s (Little's law;
+               the prefill makes the first token: calc.serving.step.request_seconds, `latency`'s e2e)
+    ranking  : tokens/s per GPU = replicas x mu x O / GPUs = replicas x B x O / (TTFT + (O - 1) x TPOT) / GPUs, every
+               output token over each slot's whole busy time, its own prefill included. One definition at every
+               batch: B / TPOT would leave out the request's own prefill (TPOT(B) carries only the other B - 1
+               prompts), which at B = 1 is all of the prefill, so long prompts made batch 1 look fastest.
+               (Disaggregated: B / TPOT per decode replica, the prompts priced in the prefill pool's GPUs.)
 B is the largest batch (powers of two, then bisection; at most the KV/engine cap) meeting both targets. For a rate R the
 replicas are the fewest whose queueing delay keeps TTFT within target: B slots in parallel, each
 busy S = TTFT + (O - 1) x TPOT, so M/D/c with c = B (calc.serving.queueing). Sizing for a rate or users, each
@@ -61,8 +66,8 @@ class Layout(BaseModel):
     ttft_ms: float
     tpot_ms: float
     queue_ms: float
-    tokens_per_s: float
-    tokens_per_s_per_gpu: float
+    tokens_per_s: float  # one replica's B / TPOT while decoding
+    tokens_per_s_per_gpu: float  # steady state, prefill included: slot_tokens_per_s x replicas / GPUs (ranked)
     requests_per_s_per_replica: float
     kv_cache_tokens: int
     max_concurrency: int
@@ -234,7 +239,8 @@ def serve_plan(
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     seqs_line = (f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}" if s.accounting() != "sglang" else
                  "max_running_requests from the KV pool (calc.specs.serving.sglang_max_running_requests)")
-    assumption_lines = [fmt.line, eff.source, *a.lines(), f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
+    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=num_gpus != 1),
+                        f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
                         f"{seqs_line}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
@@ -331,7 +337,7 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
         st = r.tpot(b)
         ttft = r.ttft_s(b)
         frontier.append(FrontierPoint(batch=b, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
-                                      tokens_per_s_per_gpu=b / st.total_s / gpr))
+                                      tokens_per_s_per_gpu=slot_tokens_per_s(r, b, st, ttft) / gpr))
         if ok(st, ttft):
             feasible.append((b, st, ttft))
     if not feasible:
@@ -356,6 +362,18 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     sized = [_sized(r, x, True, nxt if x is largest else "fewest", cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
              for x in feasible]
     return min(sized, key=lambda x: (not x.meets_targets, x.gpus_needed, -x.tokens_per_s_per_gpu))
+
+
+def slot_tokens_per_s(r: _Replica, batch: int, st: StepTime, ttft_s: float) -> float:
+    """Output tokens/s of one replica running ``batch`` requests in steady state, the figure `serve` ranks and
+    prints per GPU (module docstring, "ranking"): B x O / (TTFT + (O - 1) x TPOT), each slot busy for a request's
+    whole life (calc.serving.step.request_seconds), its prefill included; a disaggregated decode replica, whose
+    prompts run in the prefill pool: B / TPOT.
+
+    E.g. B = 4, O = 256, TTFT 43 s, TPOT 0.5 s: 4 x 256 / (43 + 255 x 0.5) = 6.0 tokens/s, not 4 / 0.5 = 8."""
+    if r.disagg:
+        return batch / st.total_s
+    return batch * r.o / request_seconds(ttft_s, st.total_s, r.o)
 
 
 def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, cap: int,  # noqa: ANN001
@@ -389,7 +407,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
-        tokens_per_s_per_gpu=replicas * b / st.total_s / total_gpus, requests_per_s_per_replica=mu,
+        tokens_per_s_per_gpu=replicas * slot_tokens_per_s(r, b, st, ttft) / total_gpus, requests_per_s_per_replica=mu,
         kv_cache_tokens=r.mem.kv_cache_tokens * r.dp, max_concurrency=r.mem.max_concurrency * r.dp,
         gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets, binding=binding,
         tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,

@@ -243,17 +243,21 @@ class Efficiencies:
         """The fp8 recipe as given, else the stack's default (calc.training.stack.FP8_RECIPE)."""
         return self.fp8_recipe or FP8_RECIPE.get(stack_key(self.stack), "delayed")
 
-    def describe(self) -> list[str]:
-        return [
+    def describe(self, moe: bool = True, cp: bool = True, fp8: bool = True) -> list[str]:
+        """The assumptions as --explain and JSON ``assumptions`` list them; those that cannot apply to the run are left
+        out: the expert (MoE) lines for a dense model (``moe`` False), the context-parallel K/V exchange without CP
+        (``cp`` False), the fp8 recipe for a run that is not fp8 (``fp8`` False)."""
+        lines = [
             f"collective efficiency {self.collective:.0%} of link bandwidth (NCCL busBW)",
             f"overlap efficiency {self.overlap:.0%} (share of an overlappable transfer hidden under compute)",
-            f"TP communication hidden {self.tp_overlap:.0%}; expert all-to-all "
+            f"TP communication hidden {self.tp_overlap:.0%}" + (("; expert all-to-all "
             + ("under the other micro-batch's compute (Megatron combined 1F1B A2A overlap)" if self.ep_overlap_1f1b
-               else f"hidden {self.ep_overlap:.0%}"),
+               else f"hidden {self.ep_overlap:.0%}")) if moe else ""),
             f"MoE token dispatcher {self.dispatcher}: "
             + ("a token crosses the NIC once per destination node (calc.hardware.moe_ops.deepep_nic_scale)"
                if self.dispatcher == "deepep" else "one copy per routed expert (NCCL all-to-all)"),
-            f"expert capacity factor {self.capacity_factor:g}; DP gradients reduced at {self.grad_reduce_bytes} B/element "
+            (f"expert capacity factor {self.capacity_factor:g}; " if moe else "")
+            + f"DP gradients reduced at {self.grad_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
@@ -287,6 +291,8 @@ class Efficiencies:
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
+        drop = (("MoE ",) if not moe else ()) + (("context parallel ",) if not cp else ()) + (("fp8 runs",) if not fp8 else ())
+        return [line for line in lines if not line.startswith(drop)] if drop else lines
 
 
 # DeepSeek-style recompute (calc.memory.activations.norm_up_layer_buffers): the MLA up-projections it re-runs, and the

@@ -121,6 +121,7 @@ class TrainTimeResult(BaseModel):
     plan: str | None = None
     stack: str | None = None  # the predicted plan's training stack (its band's stack); None with an assumed --mfu
     verdict: str
+    assumptions: list[str] = []  # what the days rest on, as train-step / serve list them: the plan's, or the assumed MFU
     explain: list[str]
     warnings: list[str] = []
 
@@ -153,6 +154,8 @@ def train_time(
         best = total / (num_gpus * peak * efficiency_for(gpu, dtype, calibration).compute) / 86400
     cost = gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None
     cost_text = f", cost {figure(cost)} at {price_per_gpu_hour:g}/GPU-h" if cost is not None else ""
+    assumptions = plan.assumptions if plan is not None else [f"MFU {mfu_assumed:g} assumed, not predicted (--mfu; "
+                                                             "0.4 where no node type ships for the GPU)"]
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, dtype=dtype, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
@@ -160,7 +163,7 @@ def train_time(
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
         + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")
-        + f"({figure(gpu_hours)} GPU-hours{cost_text})",
+        + f"({figure(gpu_hours)} GPU-hours{cost_text})", assumptions=assumptions,
         explain=[
             f"MFU {mfu_assumed:.4f}: {source}",
             f"FLOPs = D x 3*forward/S = {abbrev(tokens, digits=4)} x {abbrev(f.per_token_training_flops, digits=4)} = "
@@ -170,5 +173,6 @@ def train_time(
             f"= {figure(seconds / 86400, 2)} days",
             f"GPU-hours = {figure(seconds)} x {num_gpus} / 3600 = {figure(gpu_hours)}",
             *(f"assumption: {a}" for a in (plan.assumptions if plan is not None else [])),  # the plan's MFU rests on them
+            # (an assumed MFU is the first line's)
         ],
     )

@@ -219,7 +219,8 @@ def search_plans(
     return PlanSearchResult(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=num_gpus, global_batch=global_batch,
         seq=cost.seq, layouts_considered=considered, layouts_fitting=len(fitting), layouts_timed=len(timed), plans=plans,
-        verdict=verdict, assumptions=cost.eff.describe() + [
+        verdict=verdict, assumptions=cost.eff.describe(moe=cost.m.moe is not None, cp=any(p.cp > 1 for p in plans),
+                                                       fp8=cost.dtype.startswith("fp8")) + [
             f"TP within a node ({cost.system.gpus_per_node} GPUs)" if not space.cross_node_tp else "TP may cross nodes",
             f"micro-batches tried: {', '.join(map(str, space.micro_batches))}; ZeRO 2/3 only without PP; SP whenever TP > 1",
         ],

@@ -452,7 +452,8 @@ def train_step(
         layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp, layout.pp_embedding, layout.pp_loss),
         dtype=cost.dtype, stack=band_stack(cost.eff.stack),
         memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
-        assumptions=cost.eff.describe() + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
+        assumptions=cost.eff.describe(moe=cost.m.moe is not None, cp=layout.cp > 1, fp8=cost.dtype.startswith("fp8"))
+        + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
     )
     assumptions = base["assumptions"]
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \
