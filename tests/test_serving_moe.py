@@ -286,20 +286,15 @@ def test_attention_runs_in_the_kv_cache_dtype() -> None:
 
 def test_fused_moe_row_tile_by_hand() -> None:
     """vLLM / SGLang fused_moe pad each expert's rows to BLOCK_SIZE_M: 16 when the step's M <= E, else 64
-    (get_default_config), against gemm_time's row tile (128 on a generation without a tile list, 64 on Hopper and
-    Ampere). Against 128: one token (M = 1 <= 128 experts): q(1, 16) / q(1, 128) = (1/16) / (1/128) = 8. 20 rows per
-    expert in a 200-token step (M > E: 64 rows): (20/64) / (20/128) = 2. 100 rows under 64: 100/128 either way = 1.
-    Against 64: one token 64/16 = 4; 20 rows under 64 either way: 1; 100 rows in a 100-token step (16-row blocks):
-    (100/112) / (100/128) = 128/112 = 1.142857. From 128 rows on the GEMM's own tile quantisation: 1."""
+    (get_default_config), against gemm_time's 128. One token (M = 1 <= 128 experts): q(1, 16) / q(1, 128) = (1/16) /
+    (1/128) = 8. 20 rows per expert in a 200-token step (M > E: 64 rows): (20/64) / (20/128) = 2. 100 rows under 64:
+    100/128 either way = 1. From 128 rows on the GEMM's own tile quantisation: 1."""
     from calc.serving.moe import expert_row_tile
 
-    assert expert_row_tile(1, 1, 128, 128) == pytest.approx(8.0)
-    assert expert_row_tile(20, 200, 128, 128) == pytest.approx(2.0)
-    assert expert_row_tile(100, 1000, 128, 128) == pytest.approx(1.0)
-    assert expert_row_tile(1, 1, 128, 64) == pytest.approx(4.0)
-    assert expert_row_tile(20, 200, 128, 64) == pytest.approx(1.0)
-    assert expert_row_tile(100, 100, 128, 64) == pytest.approx(128 / 112)
-    assert expert_row_tile(128, 128, 8, 64) == 1.0
+    assert expert_row_tile(1, 1, 128) == pytest.approx(8.0)
+    assert expert_row_tile(20, 200, 128) == pytest.approx(2.0)
+    assert expert_row_tile(100, 1000, 128) == pytest.approx(1.0)
+    assert expert_row_tile(128, 128, 8) == 1.0
 
 
 def test_one_token_streams_the_touched_experts_on_a_low_compute_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

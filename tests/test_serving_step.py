@@ -15,30 +15,26 @@ from calc.specs.serving import EngineSettings
 
 # Llama-2-7B on one A100-80GB, fp16, by calc.hardware.efficiency's defaults: Ampere GEMM plateau e (0.71),
 # HBM 0.9 x 2.039 TB/s = 1.8351e12 B/s, 4 us per GEMM launch; flash attention 0.58 of 312 TFLOPS.
-# Every weight GEMM at M <= 64 rows is padded to one 64-row tile (q = M/64: the smallest CTA tile CUTLASS ships
-# for Ampere, 64x64, calc.hardware.efficiency.GEMM_TILES), so its compute time per weight element is
-# 2 x 64 / (312e12 x 0.71) = 5.778e-13 s, below streaming it (2 / 1.8351e12 = 1.0899e-12 s): each GEMM streams
-# its weights and one row in and out, (k n + k + n) x 2 B. Batch 1: 6,607,077,376 matmul weights + 2,141,440
-# activation elements (32 layers x (qkv 4096 + 12288, o 4096 + 4096, gate_up 4096 + 22016, down 11008 + 4096) +
-# the head 4096 + 32000) = 13,218,437,632 B -> 7.2031 ms, plus 129 GEMM launches (32 layers x qkv, o, gate_up,
-# down + the head) = 0.516 ms, plus the per-step overhead 2 ms.
+# Every weight GEMM at M <= 128 rows is padded to one 128-row tile (q = M/128), so its compute time per
+# weight element is 2 x 128 / (312e12 x 0.71) = 1.1557e-12 s, just above streaming it (2 / 1.8351e12 =
+# 1.0899e-12 s): 6,607,077,376 matmul weights -> 7.6356 ms, plus 129 GEMM launches (32 layers x qkv, o,
+# gate_up, down + the head) = 0.516 ms, plus the per-step overhead 2 ms.
 PLATEAU = GEMM_PLATEAU["Ampere"]
+GEMMS_MS = 6_607_077_376 * 2 * 128 / (312e12 * PLATEAU) * 1e3 + 129 * 4e-3
 BANDWIDTH = 2.039e12 * 0.9
-LLAMA2_7B_GEMMS = ((4096, 12288), (4096, 4096), (4096, 22016), (11008, 4096))  # (K, N) of qkv, o, gate_up, down
 
 
 def test_decode_step_batch_1() -> None:
     # context 512 + 1: KV read 513 x 524,288 B / 1.8351e12 = 0.1466 ms (its attention FLOPs take 1.5 us)
     r = latency(load_model("llama2-7b"), load_gpu("a100"), batch=1, prompt=512, output=1, dtype="fp16")
-    gemms = 32 * sum(_gemm_ms(1, k, n) for k, n in LLAMA2_7B_GEMMS) + _gemm_ms(1, 4096, 32000)
-    assert gemms == pytest.approx(7.7191 if PLATEAU == 0.71 else gemms, abs=1e-3)
-    assert r.tpot_s * 1e3 == pytest.approx(gemms + 513 * 524_288 / BANDWIDTH * 1e3 + 2.0, rel=1e-3)  # 9.87 ms
+    assert GEMMS_MS == pytest.approx(8.1516 if PLATEAU == 0.71 else GEMMS_MS, abs=1e-3)
+    assert r.tpot_s * 1e3 == pytest.approx(GEMMS_MS + 513 * 524_288 / BANDWIDTH * 1e3 + 2.0, rel=1e-3)  # 10.19 ms
 
 
 def _gemm_ms(m_rows: int, k: int, n: int) -> float:
-    """One fp16 GEMM [M <= 64, K] @ [K, N] on the A100: max(one 64-row tile of compute, weights + activations in and
-    out streamed) + the 4 us launch (calc.hardware.efficiency.gemm_time)."""
-    compute = 2 * 64 * k * n / (312e12 * PLATEAU)
+    """One fp16 GEMM [M, K] @ [K, N] on the A100: max(one 128-row tile of compute, weights + activations in and out
+    streamed) + the 4 us launch (calc.hardware.efficiency.gemm_time)."""
+    compute = 2 * 128 * k * n / (312e12 * PLATEAU)
     memory = (m_rows * k + k * n + m_rows * n) * 2 / BANDWIDTH
     return (max(compute, memory) + 4e-6) * 1e3
 
@@ -48,7 +44,8 @@ def test_decode_step_batch_64() -> None:
     # o 4096 x 4096, gate_up 4096 x 22016, down 11008 x 4096, and the head 4096 x 32000; at 64 rows the activations
     # streamed in and out add 64 (K + N) x 2 B to each. KV read 64 x 192 x 524,288 B = 6,442,450,944 B -> 3.5107 ms
     # (attention FLOPs 0.036 ms hide under it); plus the 2 ms overhead.
-    gemms = 32 * sum(_gemm_ms(64, k, n) for k, n in LLAMA2_7B_GEMMS) + _gemm_ms(64, 4096, 32000)
+    gemms = 32 * sum(_gemm_ms(64, k, n) for k, n in ((4096, 12288), (4096, 4096), (4096, 22016), (11008, 4096))) \
+        + _gemm_ms(64, 4096, 32000)
     r = latency(load_model("llama2-7b"), load_gpu("a100"), batch=64, prompt=128, output=128, dtype="fp16")
     assert r.tpot_s * 1e3 == pytest.approx(gemms + 6_442_450_944 / BANDWIDTH * 1e3 + 2.0, rel=1e-3)
     assert r.tokens_per_s == pytest.approx(64 / r.tpot_s)

@@ -2,9 +2,8 @@
 
 GEMM (an [m,k] @ [k,n] matmul, F = 2 m n k FLOPs, bytes = (m k + k n + m n) x dtype):
     t = max(F / (P x e_max x q), bytes / (HBM x e_mem)) + t_launch,     efficiency = F / P / t
-with q = m/ceil_tm(m) x n/ceil_tn(n) x k/ceil64(k) the tile quantisation of the tm x tn x 64 CTA tile that pads
-this shape least among the tiles the GEMM libraries ship for the generation (GEMM_TILES, gemm_tile; NVIDIA "Matrix
-Multiplication Background User's Guide", tile and wave quantisation), so small or
+with q = m/ceil128(m) x n/ceil128(n) x k/ceil64(k) the tile quantisation of a 128 x 128 x 64 CTA tile
+(NVIDIA "Matrix Multiplication Background User's Guide", tile and wave quantisation), so small or
 skinny shapes (after TP slicing) fall further below peak: the roofline term for skinny ones, the
 launch term for small ones. e_max is the large-GEMM plateau measured on each generation (HARDWARE.md:
 A100 ~87% of dense peak, H100 ~80%, Blackwell ~75%, MI300X ~50%).
@@ -16,7 +15,6 @@ returns a measured efficiency or None (op_kind "gemm" with size = 2 m n k; "memo
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -39,28 +37,7 @@ GEMM_PLATEAU_OTHER = _PLATEAUS["other"]
 # Ampere plateau over the isolated cuBLAS plateau). No corpus row carries a bench calibration: unfitted.
 SUSTAINED_FRACTION = parameter("sustained_fraction")["all"]
 GEMM_LAUNCH_S = 4e-6  # fixed cost per GEMM kernel (launch + prologue/epilogue), seconds
-TILE_MN, TILE_K = 128, 64  # TILE_MN: the one output tile of a generation without a sourced tile list
-# CTA output tiles (M rows x N columns) the GEMM libraries ship per generation; a library picks one per shape (cuBLAS /
-# cuBLASLt heuristics, CUTLASS's profiler, TensorRT-LLM's tuned GEMMs), so gemm_time pads a GEMM to the one that wastes
-# least (gemm_tile). Sources:
-# - Hopper: the tensor-core instruction is wgmma.mma_async, one warpgroup computing an m64nNk16 block (fp8: k32), N a
-#   multiple of 8 up to 256 (PTX ISA 8.x, sec. 9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate", Matrix
-#   Shape; the same list is NVIDIA/cutlass python/cutlass_library/sm90_shapes.py @ 56e011a3, SM90_WGMMA_SHAPES_*: every
-#   M = 64). CUTLASS 3 builds a CTA tile as that instruction x SM90_MMA_MULTIPLIERS (same file): the default 64x128 x
-#   (2,1,4) = 128x128 (level 0), (1,1,4) = 64x128, 64x256 x (2,1,4) = 128x256 (level 1), (4,1,4) = 256x128 (level 2).
-# - Ampere (and Ada, which runs the same sm_80 mma.sync.m16n8k16 kernels): NVIDIA/cutlass
-#   python/cutlass_library/generator.py GenerateSM80_TensorOp_16816, tile_descriptions: 256x128, 128x256, 256x64,
-#   64x256, 128x128, 128x64, 64x128, 64x64.
-# The smallest tile of each list is no longer than the others in both M and N, so the least padding is always its own:
-# decode's few hundred rows pad to 64, not 128 (175 + 87 = 262 rows: 320, not 384). Larger tiles reuse more operands
-# per FLOP; that efficiency is the fitted plateau's (measured on large GEMMs), no separate penalty is applied.
-GEMM_TILES: dict[str, tuple[tuple[int, int], ...]] = {
-    "Hopper": ((64, 128), (128, 128), (128, 256), (256, 128)),
-    "Ampere": ((64, 64), (64, 128), (128, 64), (128, 128), (64, 256), (256, 64), (128, 256), (256, 128)),
-}
-GEMM_TILES["Ada"] = GEMM_TILES["Ampere"]
-GEMM_TILES_OTHER = ((TILE_MN, TILE_MN),)
-_N_ANY = 256  # a column count every listed tile's N divides (model widths are multiples of 256)
+TILE_MN, TILE_K = 128, 64
 MEMORY_EFFICIENCY: dict[str, float] = {"CDNA3": 0.80}  # HBM streaming; NVIDIA parts default to 0.9
 COLLECTIVE_EFFICIENCY = 0.80  # achieved NCCL busBW / link bandwidth (NVLink A100 ~240 of 300 GB/s)
 # Share of an overlapped transfer that is really hidden: the rest (NCCL kernels take SMs and HBM bandwidth
@@ -85,7 +62,7 @@ FLASH_BACKWARD_FLOPS_RATIO = 2.5
 
 
 # Grouped GEMM of the routed experts (one kernel over the E/e local experts, each its own [T_e, k] @ [k, n],
-# T_e rows padded to the row tile of gemm_tile by gemm_time). DeepGEMM's README (deepseek-ai/DeepGEMM @ 327ec92f, H800 SXM5, fp8,
+# T_e rows padded to a 128-row tile by gemm_time). DeepGEMM's README (deepseek-ai/DeepGEMM @ 327ec92f, H800 SXM5, fp8,
 # "Grouped GEMMs for MoE models") measures, against its contiguous layout at 4096-8192 rows per group (1346 and 1214
 # TFLOPS at N 4096 K 7168 and N 7168 K 2048, the rate of a dense GEMM of the same shape: 1410 and 1168 in its dense
 # table), the masked layout at fewer rows per group: 1024 rows 1233 / 925 TFLOPS (0.92 / 0.76 of the contiguous rate,
@@ -94,7 +71,7 @@ FLASH_BACKWARD_FLOPS_RATIO = 2.5
 # 1024 with the 0.7 floor: the table's means within 1.5%.
 GROUPED_GEMM_EFFICIENCY = 0.7
 GROUPED_RAMP_ROWS = (256.0, 4096.0)
-GROUPED_GEMM_TILE_ROWS = TILE_MN  # 128 rows per expert: serving's decode-sized threshold (calc.serving.moe)
+GROUPED_GEMM_TILE_ROWS = TILE_MN  # one row tile per expert (serving's decode-sized threshold, calc.serving.moe)
 
 
 def grouped_gemm_ramp(tokens_per_expert: float, floor: float = GROUPED_GEMM_EFFICIENCY) -> float:
@@ -154,35 +131,6 @@ def _quant(x: float, tile: int) -> float:
     return x / (math.ceil(x / tile) * tile)
 
 
-@functools.lru_cache(maxsize=4096)
-def gemm_tile(arch: str, m: float, n: float) -> tuple[int, int]:
-    """(tm, tn): the CTA tile of GEMM_TILES[arch] that pads an m x n output least, ties to the larger tile, then to the first listed:
-
-        argmax over (tm, tn) of  m / (ceil(m / tm) tm) x n / (ceil(n / tn) tn)
-
-    >>> gemm_tile("Hopper", 262, 4096), gemm_tile("Hopper", 4096, 4096), gemm_tile("Volta", 262, 4096)
-    ((64, 128), (128, 256), (128, 128))
-    """
-    tiles = GEMM_TILES.get(arch, GEMM_TILES_OTHER)
-    return max(tiles, key=lambda t: (_quant(m, t[0]) * _quant(n, t[1]), t[0] * t[1]))
-
-
-def row_tile(arch: str, m: float) -> int:
-    """The row tile (tm of gemm_tile) gemm_time pads an m-row GEMM to, for a width every listed tile divides."""
-    return gemm_tile(arch, m, _N_ANY)[0]
-
-
-def tile_quantisation(arch: str, m: float, n: float, k: float) -> float:
-    """q = m / ceil_tm(m) x n / ceil_tn(n) x k / ceil64(k), (tm, tn) = gemm_tile(arch, m, n): the useful share of
-    the padded tiles' FLOPs (module docstring).
-
-    >>> round(tile_quantisation("Hopper", 262, 4096, 4096), 4), round(tile_quantisation("Volta", 262, 4096, 4096), 4)
-    (0.8187, 0.6823)
-    """
-    tm, tn = gemm_tile(arch, m, n)
-    return _quant(m, tm) * _quant(n, tn) * _quant(k, TILE_K)
-
-
 def gemm_time(
     gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1,
     plateau: float | None = None, sustained: float = SUSTAINED_FRACTION,
@@ -197,7 +145,7 @@ def gemm_time(
     measured = _calibrated(calibration, "gemm", flops)
     if measured:  # an isolated GEMM measured by `bench`, derated by ``sustained``
         return batch * flops / (peak * measured * sustained) + GEMM_LAUNCH_S
-    q = tile_quantisation(gpu.arch, m, n, k)
+    q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
     compute = flops / (peak * (plateau or gemm_plateau(gpu, dtype)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
     memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))

@@ -12,7 +12,7 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
   below one 128-row tile of tokens per expert (decode), grouped_gemm_plateau above (expert_gemm_rate);
 - the fixed latency of the fused-MoE kernel chain per MoE layer (moe_kernel_floor_s, in calc.serving.step's
   routing term);
-- the fused-MoE kernel's row tile below 128 rows per expert (expert_row_tile);
+- the fused-MoE kernel's row tile below one 128-row tile per expert (expert_row_tile);
 - fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales); 16-bit grouped GEMMs on
   Ampere (ServingAssumptions.ampere_grouped_gemm_rate);
 - the collective that carries tokens to the experts under data-parallel attention (ServingAssumptions.moe_collective):
@@ -81,21 +81,18 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
 FUSED_MOE_SMALL_ROWS, FUSED_MOE_ROWS = 16, 64
 
 
-def expert_row_tile(tokens_per_expert: float, step_tokens: float, experts: int, gemm_rows: int) -> float:
-    """Compute the routed experts' grouped GEMM pays for, relative to calc.hardware.efficiency.gemm_time's tile
-    quantisation (its row tile ``gemm_rows``: calc.hardware.efficiency.row_tile, 64 on Hopper and Ampere), below
-    128 tokens per expert (above it: 1, the GEMM's own quantisation):
+def expert_row_tile(tokens_per_expert: float, step_tokens: float, experts: int) -> float:
+    """Compute the routed experts' grouped GEMM pays for, relative to calc.hardware.efficiency.gemm_time's 128-row
+    tile quantisation, below one 128-row tile per expert (above it: 1, the GEMM's own quantisation):
 
-        q(T_e, b) / q(T_e, gemm_rows),   q(x, t) = x / (ceil(x / t) t),   b = 16 when the step's M <= E tokens, else 64
+        q(T_e, b) / q(T_e, 128),   q(x, t) = x / (ceil(x / t) t),   b = 16 when the step's M <= E tokens, else 64
 
     b is the fused-MoE kernel's BLOCK_SIZE_M (FUSED_MOE_SMALL_ROWS / FUSED_MOE_ROWS). One token through top-k experts
-    multiplies 16 rows, not 64 or 128: on a GPU whose fp8/bf16 peak is low against its bandwidth (H20: 148 TFLOP/s bf16
-    at 4 TB/s) a 128-row pad would make a batch-1 decode compute-bound, which the kernel is not.
+    multiplies 16 rows, not 128: on a GPU whose fp8/bf16 peak is low against its bandwidth (H20: 148 TFLOP/s bf16 at
+    4 TB/s) a 128-row pad would make a batch-1 decode compute-bound, which the kernel is not.
 
-    >>> expert_row_tile(1, 1, 128, 128), expert_row_tile(20, 200, 128, 128), expert_row_tile(200, 200, 128, 128)
+    >>> expert_row_tile(1, 1, 128), expert_row_tile(20, 200, 128), expert_row_tile(200, 200, 128)
     (8.0, 2.0, 1.0)
-    >>> expert_row_tile(1, 1, 128, 64), expert_row_tile(20, 200, 128, 64), round(expert_row_tile(100, 100, 128, 64), 3)
-    (4.0, 1.0, 1.143)
     """
     if tokens_per_expert >= GROUPED_GEMM_TILE_ROWS:
         return 1.0
@@ -104,7 +101,7 @@ def expert_row_tile(tokens_per_expert: float, step_tokens: float, experts: int, 
     def q(x: float, t: int) -> float:
         return x / (math.ceil(x / t) * t)
 
-    return q(tokens_per_expert, tile) / q(tokens_per_expert, gemm_rows)
+    return q(tokens_per_expert, tile) / q(tokens_per_expert, GROUPED_GEMM_TILE_ROWS)
 
 
 def attention_ranks(tp: int, ep: int) -> int:

@@ -49,7 +49,6 @@ from calc.hardware.efficiency import (
     gemm_plateau,
     gemm_time,
     memory_efficiency,
-    row_tile,
 )
 from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
@@ -158,7 +157,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     matrix (and the experts without EP) as calc.model.parallel.tp_shard (column / row parallel, the latent
     projections and router whole). A routed expert below 128 tokens (decode) runs as a grouped GEMM at
     grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions), its rows padded to the fused-MoE
-    kernel's row tile, not gemm_time's (calc.serving.moe.expert_row_tile).
+    kernel's row tile, not 128 (calc.serving.moe.expert_row_tile).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
     A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
     penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
@@ -190,7 +189,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         else:
             wave = wave_efficiency(gpu, per, n, k, touched if g.expert else 1)
             if g.expert and not (fmt.weight_only and g.component in fmt.storage):  # Marlin's 16-row tile is in seen
-                wave *= expert_row_tile(per, rows * group, g.copies, row_tile(gpu.arch, per))
+                wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
             t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch)

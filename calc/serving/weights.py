@@ -28,7 +28,7 @@ import math
 from fractions import Fraction
 from typing import NamedTuple
 
-from calc.hardware.efficiency import TILE_MN, row_tile
+from calc.hardware.efficiency import TILE_MN
 from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import COMPUTE_DTYPE, dtype_bytes
@@ -55,7 +55,7 @@ class WeightFormat(NamedTuple):
         scale = float(dtype_bytes(key)) / self.elem(component)
         rows_tile = 1.0
         if self.weight_only and rows < GEMM_TILE_ROWS:
-            rows_tile = _quant(rows, WEIGHT_ONLY_TILE_ROWS) / _quant(rows, row_tile(gpu.arch, rows))
+            rows_tile = _quant(rows, WEIGHT_ONLY_TILE_ROWS) / _quant(rows, GEMM_TILE_ROWS)
         return _view(gpu, key, self.compute_dtype, scale, rows_tile), key
 
     @property
@@ -64,7 +64,7 @@ class WeightFormat(NamedTuple):
         return bool(self.storage) and self.compute_dtype == self.act_dtype
 
 
-GEMM_TILE_ROWS = TILE_MN  # below 128 rows a weight-only GEMM runs Marlin's 16-row tile, not gemm_time's row_tile
+GEMM_TILE_ROWS = TILE_MN  # the row tile calc.hardware.efficiency.gemm_time quantises by
 WEIGHT_ONLY_TILE_ROWS = 16  # Marlin's row block
 _VIEWS: dict[tuple, tuple[GPUSpec, GPUSpec]] = {}
 
