@@ -69,6 +69,37 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
 
 
+@dataclass(frozen=True)
+class StackMemory:
+    """What a training stack's defaults decide in the memory engine (calc.training.stack.MEMORY names one per stack;
+    each flag --loss, --compile, --fragmentation overrides its field):
+      loss               cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
+      fused              fused norm / SwiGLU kernels (Megatron's fusions, or torch.compile): silu(gate) not kept
+      fragmentation      allocator reserved / allocated - 1
+      grad_buffer        gradients live from wrap time (Megatron's param_and_grad_buffer), not only from the backward
+      fsdp_reduce_bytes  bytes per element of an unsharded FSDP unit's gradient (fsdp_in_flight_bytes)
+      caching_allocator  the caching allocator's cached blocks counted (caching_allocator_cached)"""
+
+    loss: str
+    fused: bool
+    fragmentation: float
+    grad_buffer: bool
+    fsdp_reduce_bytes: int
+    caching_allocator: bool
+
+
+# Megatron-class stacks, as train-step has always priced them (the constants above).
+MEGATRON_MEMORY = StackMemory(loss=MEGATRON_LOSS, fused=MEGATRON_FUSED, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
+                              fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES, caching_allocator=False)
+# Hugging Face Trainer / PEFT in eager PyTorch, as fine-tuning (calc.memory.finetune.finetune_memory's defaults) prices it:
+# torch cross_entropy on fp32-upcast logits (transformers loss/loss_utils.py ForCausalLMLoss: ``logits.float()``), no
+# torch.compile (TrainingArguments.torch_compile=False: silu(gate) kept), the default caching allocator (no expandable
+# segments: DEFAULT_FRAGMENTATION), gradients allocated by the first backward (zero_grad(set_to_none=True), no
+# persistent buffer), PyTorch FSDP's fp32 gradient reduce (FSDP_REDUCE_BYTES).
+HF_MEMORY = StackMemory(loss="fp32", fused=False, fragmentation=DEFAULT_FRAGMENTATION, grad_buffer=False,
+                        fsdp_reduce_bytes=FSDP_REDUCE_BYTES, caching_allocator=False)
+
+
 def gradients_persist(grad_accum: int, grad_buffer: bool, zero: int) -> bool:
     """Whether the gradients are alive beside the activations (counted whole, not only past the freed activations):
     when micro-batches accumulate into them (``grad_accum`` > 1), or in Megatron's persistent gradient buffer
