@@ -303,6 +303,7 @@ class Stack(StrEnum):  # calc.training.stack.STACKS
     fsdp = "fsdp"
     llm_foundry = "llm-foundry"
     deepspeed = "deepspeed"
+    hf = "hf"
 
 
 class Fp8Recipe(StrEnum):  # calc.training.fp8_recipe.FP8_RECIPES
@@ -323,8 +324,10 @@ ActivationsModelOpt = Annotated[Activations, typer.Option(
 AttentionOpt = Annotated[Attention, typer.Option(
     "--attention", help="attention kernel: flash (fused, causal half) or unfused (full s x s scores, Megatron 2021-22)")]
 StackOpt = Annotated[Stack | None, typer.Option(
-    "--stack", help="training framework: megatron (default; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + SDPA), "
-    "llm-foundry, deepspeed: sets the attention kernel, the fp8 recipe and the fitted stack efficiency")]
+    "--stack", help="training framework: megatron (default for train; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + "
+    "SDPA), llm-foundry, deepspeed, hf (HF Trainer / PEFT, eager PyTorch; default for memory --mode finetune): sets the "
+    "attention kernel, the fp8 recipe, the fitted stack efficiency and the memory settings (loss, fusions, allocator, "
+    "gradient buffer; calc.training.stack.MEMORY)")]
 Fp8RecipeOpt = Annotated[Fp8Recipe | None, typer.Option(
     "--fp8-recipe", help="fp8 scaling recipe (fp8 runs): delayed, tensorwise, rowwise, mxfp8, blockwise (default: the stack's)")]
 CollectiveEffOpt = Annotated[float | None, typer.Option(

@@ -549,7 +549,7 @@ def training_bytes_per_gpu(
         fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
         sharded_grads = shard_states((0, (params - expert_params) * FSDP_REDUCE_BYTES, 0),
                                      (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
-                                     etp=etp)[1] if fsdp_sharded and recipe_states else 0
+                                     etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
         freed = 0
         if activations_model != "textbook" and loss == "fp32":  # counted where the stage holding the loss is the fullest
             hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes

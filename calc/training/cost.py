@@ -198,6 +198,16 @@ def stack_memory_line(stack: str, mem: StackMemory) -> str:
             + f", FSDP unit gradients {mem.fsdp_reduce_bytes} B/element (calc.training.stack.MEMORY)")
 
 
+def other_stack_note(stack: str, mode: str, peak: int, theirs: int) -> str | None:
+    """The line a memory output adds when the other memory mode's default ``stack`` prices the same job differently
+    (None when it prices it alike): the peak under that stack, and the flag that gives it here."""
+    if theirs == peak:
+        return None
+    return (f"under --stack {stack} ({mode}'s default) this job peaks at {theirs / 2**30:.2f} GiB per GPU "
+            f"(here {peak / 2**30:.2f} GiB): the stacks differ in loss, fusions, allocator and gradient buffers; "
+            f"give --stack {stack} for that figure")
+
+
 @dataclass(frozen=True)
 class Efficiencies:
     """Every assumption of the step-time model that is not a hardware fact, with its default."""
