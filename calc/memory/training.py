@@ -35,7 +35,8 @@ EXPANDABLE_SEGMENTS_FRAGMENTATION = 0.0
 # (--bias-swiglu-fusion, default on: silu(gate) not kept), expandable segments, and the persistent gradient buffer
 # (megatron/core/distributed/param_and_grad_buffer.py allocates main_grad for every local parameter when the model
 # is wrapped, whether or not micro-batches accumulate; with ZeRO-2/3, FSDP/DeepSpeed style, sharded gradients
-# appear during the backward instead). Fine-tuning (calc.memory.finetune) prices eager PyTorch/PEFT instead.
+# appear during the backward instead). These are the megatron stack's settings (MEGATRON_MEMORY); fine-tuning
+# (calc.memory.finetune) defaults to eager HF Trainer / PEFT (HF_MEMORY); calc.training.stack.MEMORY maps each stack to one.
 MEGATRON_FUSED = True
 MEGATRON_FRAGMENTATION = EXPANDABLE_SEGMENTS_FRAGMENTATION
 # ... and Megatron-Core's vocab-parallel cross-entropy on the last stage: 6 B per logit (calc.memory.activations
@@ -515,7 +516,9 @@ def training_bytes_per_gpu(
     ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers);
     ``caching_allocator``: PyTorch's caching allocator without Megatron's buffers (torchtitan / FSDP2 stacks): the
     blocks it keeps reserved beyond the live tensors (``caching_allocator_cached``: the freed logits on the stage
-    holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP)."""
+    holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP, for every
+    weight when every weight trains: the recipe's states, or a caller's own states with ``lm_head_trains``, a full
+    fine-tune))."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
