@@ -30,9 +30,10 @@ def test_train_report_json_is_union(cli) -> None:
     plan = report["train_time"]["plan"].split()
     assert plan[:3] == ["TP1", "PP1", "DP64"], plan
     micro, recompute = next(p[2:] for p in plan if p.startswith("mb")), next(p[3:] for p in plan if p.startswith("rc:"))
+    # the step train-time searched: 4M tokens / 4,096 = 1,024 sequences, a multiple of the 64 GPUs (default_global_batch)
     assert report["memory"] == cli("memory", "llama2-7b", "--mode", "train", "--gpu", "a100", "--num-gpus", "64",
                                    "--seq", "4096", "--zero", "1", "--batch", micro, "--recompute", recompute,
-                                   "--json").json()
+                                   "--global-batch", "1024", "--json").json()
 
 
 def test_chart_agrees_with_concurrency(cli) -> None:

@@ -40,11 +40,12 @@ QuantOpt = Annotated[str | None, _opt("--quant", "qlora: base in nf4 (default) o
 DoubleQuantOpt = Annotated[bool, _opt("--no-double-quant", "qlora: keep fp32 absmax per 64 weights (no double quantisation)")]
 GradAccumOpt = Annotated[int | None, _opt("--grad-accum", "finetune: micro-batches per step; gradients persist (default 1)",
                                           human_int("--grad-accum"))]
-CompileOpt = Annotated[bool, _opt("--compile", "finetune: torch.compile fuses elementwise ops (norm upcast, silu kept out)")]
+CompileOpt = Annotated[bool | None, _opt("--compile/--no-compile", "train, finetune: fused elementwise ops (torch.compile, or "
+                                         "Megatron's fusions: norm upcast, silu kept out) or eager ones (default: the stack's)")]
 LossOpt = Annotated[str | None, _opt("--loss", "cross-entropy buffers: fp32 (torch CE on upcast logits, 12 B/logit; "
                                               "16 B per logit of the vocab shard under TP, loss_parallel), megatron "
                                               "(Megatron-Core vocab-parallel CE, 6 B), flash-ce (flash-attn fused CE, 4 B), "
-                                              "chunked or fused (default: fp32 for finetune, megatron for --mode train)")]
+                                              "chunked or fused (default: the stack's: fp32 on hf, megatron on megatron)")]
 LossChunksOpt = Annotated[int | None, _opt("--loss-chunks", "finetune: chunks of a chunked/fused loss (default 8)",
                                            human_int("--loss-chunks"))]
 DropoutOpt = Annotated[float | None, _opt("--dropout", "finetune: hidden/attention dropout of the config (default 0)",
@@ -54,7 +55,8 @@ OptInBwdOpt = Annotated[bool, _opt("--optimizer-in-backward", "finetune: step ea
 ContextOpt = Annotated[float | None, _opt("--cuda-context-gib", "finetune: CUDA context per GPU, GiB (default 0.5)",
                                           human_float("--cuda-context-gib", allow_zero=True, maximum=100))]
 ActivationsOpt = Annotated[str | None, _opt("--activations", "train: per-tensor (default) or textbook (Korthikanti et al. 2022)")]
-FragOpt = Annotated[float | None, _opt("--fragmentation", "finetune: allocator reserved/allocated - 1 (default 0.05)",
+FragOpt = Annotated[float | None, _opt("--fragmentation", "train, finetune: allocator reserved/allocated - 1 (default: the "
+                                                        "stack's: 0.05 on hf, 0 on megatron)",
                                        human_float("--fragmentation", allow_zero=True, maximum=10))]
 
 
@@ -103,11 +105,19 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
                     plan: Any, zero: int, options: dict[str, Any]) -> Any:
     """The FinetuneResult named by the options (defaults: LoRA r=8 on q,v, AdamW, mixed precision), with the
     largest batch x sequence table when a GPU is given."""
+    from dataclasses import replace
+
     from calc.memory.finetune import finetune_memory, fit_table
     from calc.sources.catalog import load_gpu, load_model
+    from calc.training.cost import other_stack_note, stack_memory_line
+    from calc.training.stack import DEFAULT_STACK, HF_STACK, memory_defaults, stack_key
 
     o = {k: options.get(k) for k in FINETUNE_FLAGS}
     method = (o["--method"] or "lora").lower()
+    stack = o["--stack"] or DEFAULT_STACK["finetune"]
+    if method != "full" and stack_key(stack) != HF_STACK:
+        raise LLMCalcError("--stack", f"{stack}: adapters (--method {method}) are priced as PEFT runs them (--stack hf); "
+                                      "another stack applies to --method full")
     if method == "full":
         for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs"):
             refuse(flag, o[flag], "sets a LoRA adapter; --method full trains every weight")
@@ -118,7 +128,9 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if method not in ("lora", "dora"):
         refuse("--dtype", dtype, "is the frozen base dtype of --method lora/dora; full uses --precision, qlora --quant",
                DEFAULT_DTYPE)
-    if (o["--loss"] or "fp32") not in ("chunked", "fused"):
+    mem = memory_defaults(stack)
+    loss = (o["--loss"] or mem.loss).lower()
+    if loss not in ("chunked", "fused"):
         refuse("--loss-chunks", o["--loss-chunks"], "applies to --loss chunked or fused")
     offload = _offloads(o["--offload"])
     if zero and plan.dp == 1:
@@ -133,15 +145,31 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
         base_dtype=(o["--quant"] or "nf4").lower(), double_quant=not o["--no-double-quant"], frozen_dtype=dtype,
         prepare_kbit=bool(o["--prepare-kbit"]), kv_repeated=bool(o["--repeat-kv"]),
         grad_accum=o["--grad-accum"] or 1, recompute=recompute, attention="flash" if flash else "eager",
-        fused=bool(o["--compile"]), loss=(o["--loss"] or "fp32").lower(), loss_chunks=o["--loss-chunks"] or 8,
+        fused=mem.fused if o["--compile"] is None else o["--compile"], loss=loss, loss_chunks=o["--loss-chunks"] or 8,
+        fragmentation=mem.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
+        grad_buffer=mem.grad_buffer, fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator,
         dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload, offload_params="params" in offload,
         offload_activations="activations" in offload, optimizer_in_backward=bool(o["--optimizer-in-backward"]),
     )
     if o["--cuda-context-gib"] is not None:
         kwargs["cuda_context_gib"] = o["--cuda-context-gib"]
-    if o["--fragmentation"] is not None:
-        kwargs["fragmentation"] = o["--fragmentation"]
     result = finetune_memory(m, gpu=g, batch=batch, seq=seq, **kwargs)
+    other = DEFAULT_STACK["train"]
+    note = None
+    if method == "full" and stack_key(stack) != other:
+        # the peak the same job gets under train-step's default stack (its loss, fusions, allocator, buffers)
+        theirs = memory_defaults(other)
+        alt = finetune_memory(m, batch=batch, seq=seq, **{
+            **kwargs, "fused": theirs.fused if o["--compile"] is None else o["--compile"],
+            "loss": (o["--loss"] or theirs.loss).lower(),
+            "fragmentation": theirs.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
+            "grad_buffer": theirs.grad_buffer, "fsdp_reduce_bytes": theirs.fsdp_reduce_bytes,
+            "caching_allocator": theirs.caching_allocator, "suggest": False})
+        note = other_stack_note(other, "--mode train", result.per_gpu_bytes, alt.per_gpu_bytes)
+    result = result.model_copy(update={"stack": stack_key(stack), "stack_note": note,
+                                       "assumptions": [*result.assumptions, stack_memory_line(stack, replace(
+                                           mem, loss=loss, fused=kwargs["fused"], fragmentation=kwargs["fragmentation"])),
+                                           *([note] if note else [])]})
     if g is not None:
         result = result.model_copy(update={"fit_table": fit_table(m, g, **kwargs)})
     return result
@@ -151,4 +179,4 @@ FINETUNE_FLAGS = ("--method", "--lora-rank", "--lora-alpha", "--lora-targets", "
                   "--optimizer", "--precision",
                   "--quant", "--no-double-quant", "--prepare-kbit", "--repeat-kv",
                   "--grad-accum", "--compile", "--loss", "--loss-chunks", "--dropout",
-                  "--offload", "--optimizer-in-backward", "--cuda-context-gib", "--fragmentation")
+                  "--offload", "--optimizer-in-backward", "--cuda-context-gib", "--fragmentation", "--stack")

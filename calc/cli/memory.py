@@ -61,6 +61,7 @@ from calc.cli.options import (
     ReserveOpt,
     SeqOpt,
     SpOpt,
+    StackOpt,
     TpOpt,
     VppOpt,
     ZeroOpt,
@@ -68,7 +69,7 @@ from calc.cli.options import (
     option_given,
     refuse,
 )
-from calc.cli.training import Fp8RecipeOpt, ShardingOpt, StackOpt
+from calc.cli.training import Fp8RecipeOpt, ShardingOpt
 
 
 def memory(
@@ -122,7 +123,7 @@ def memory(
     prepare_kbit: PrepareKbitOpt = False,
     repeat_kv: RepeatKvOpt = False,
     grad_accum: GradAccumOpt = None,
-    compile_: CompileOpt = False,
+    compile_: CompileOpt = None,
     loss: LossOpt = None,
     loss_chunks: LossChunksOpt = None,
     dropout: DropoutOpt = None,
@@ -161,7 +162,7 @@ def memory(
     train_only = (("--ep", ep, None), ("--etp", etp, None), ("--vpp", vpp, 1), ("--pp-embedding", pp_embedding, False),
                   ("--pp-loss", pp_loss, False), ("--pp-microbatch-group", pp_microbatch_group, None),
                   ("--recompute-modules", recompute_modules, None), ("--cpu-offload-layers", cpu_offload_layers, 0),
-                  ("--offload-modules", offload_modules, None), ("--sharding", sharding, "zero"), ("--stack", stack, None),
+                  ("--offload-modules", offload_modules, None), ("--sharding", sharding, "zero"),
                   ("--fp8-recipe", fp8_recipe, None), ("--global-batch", global_batch, None),
                   ("--global-batch-tokens", global_batch_tokens, None))
     if mode is not Mode.train:
@@ -170,6 +171,8 @@ def memory(
                 " (fine-tuning prices one model replica per data-parallel rank: --tp, --pp, --dp, --cp, --zero)"
                 if mode is Mode.finetune else ""), default)
         refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
+    if mode is Mode.infer:
+        refuse("--stack", stack, "is a training stack; use --mode train or finetune")
     if mode is not Mode.infer:
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
     if mode is Mode.finetune:
@@ -182,12 +185,12 @@ def memory(
         refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation")
         result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
                                  plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
-                                 options=finetune_only)
+                                 options={**finetune_only, "--stack": stack and stack.value})
         emit_outcome(result, as_json, explain, finetune_view, memory_refusal(result))
         return
     for flag, value in finetune_only.items():
-        if flag != "--loss" or mode is Mode.infer:
-            refuse(flag, value, "is a fine-tuning option; use --mode finetune" if flag != "--loss" else
+        if flag not in TRAIN_MEMORY_FLAGS or mode is Mode.infer:
+            refuse(flag, value, "is a fine-tuning option; use --mode finetune" if flag not in TRAIN_MEMORY_FLAGS else
                    "is a training option; use --mode train or finetune")
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
@@ -224,6 +227,7 @@ def memory(
     else:
         result = _train_memory(m, g, dtype=dtype, recipe=recipe, seq=seq, flash=flash, reserve_gib=reserve_gib,
                                activations=activations, loss=loss, stack=stack, fp8_recipe=fp8_recipe,
+                               fused=compile_, fragmentation=fragmentation,
                                global_batch=global_batch, global_batch_tokens=global_batch_tokens, layout=dict(
                                    num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, etp=etp, vpp=vpp,
                                    sp=sequence_parallel, micro_batch=batch, zero=zero, recompute=recompute,
@@ -233,9 +237,14 @@ def memory(
     emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else fit_refusal(result))
 
 
+# fine-tuning flags `memory --mode train` takes too: they override the stack's memory settings (calc.training.stack.MEMORY)
+TRAIN_MEMORY_FLAGS = ("--loss", "--compile", "--fragmentation")
+
+
 def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: bool, reserve_gib: float | None,
                   activations: str | None, loss: str | None, stack: Any, fp8_recipe: Any, global_batch: int | None,
-                  global_batch_tokens: float | None, layout: dict[str, Any]) -> Any:
+                  global_batch_tokens: float | None, layout: dict[str, Any], fused: bool | None = None,
+                  fragmentation: float | None = None) -> Any:
     """`memory --mode train`: the plan the layout flags name, built as train-step builds it (calc.cli.training
     .training_layout), checked by its rule (check_training_layout) and priced by the function that prices train-step's
     memory (calc.training.step.layout_memory: one engine, one per-GPU figure). Without --global-batch the step has
@@ -247,7 +256,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
     from calc.training.cost import Efficiencies
     from calc.training.layout import check_training_layout
-    from calc.training.step import layout_memory, steady_state_microbatches
+    from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
     plan = training_layout(**layout)
     if plan.ep > 1 and m.moe is None:
@@ -259,7 +268,9 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
         batch = steady_state_microbatches(plan) * plan.dp * plan.micro_batch
     micro = check_training_layout(m, plan, layout["num_gpus"], batch, seq)
     overrides = {k: v for k, v in {"stack": stack and stack.value, "fp8_recipe": fp8_recipe and fp8_recipe.value,
-                                   "loss": loss and loss.lower()}.items() if v is not None}
+                                   "loss": loss and loss.lower(), "fused": fused, "fragmentation": fragmentation}.items()
+                 if v is not None}
     eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor"), **overrides)
-    return layout_memory(m, plan, micro, seq=seq, gpu=g, dtype=_training_dtype(dtype), eff=eff, recipe=recipe,
-                         reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
+    kwargs = dict(seq=seq, dtype=_training_dtype(dtype), recipe=recipe,
+                  reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
+    return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff, **kwargs)

@@ -326,11 +326,14 @@ class Stack(StrEnum):  # calc.training.stack.STACKS
     fsdp = "fsdp"
     llm_foundry = "llm-foundry"
     deepspeed = "deepspeed"
+    hf = "hf"
 
 
 StackOpt = Annotated[Stack | None, typer.Option(
-    "--stack", help="training framework: megatron (default; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + SDPA), "
-    "llm-foundry, deepspeed: sets the attention kernel, the fp8 recipe and the fitted stack efficiency")]
+    "--stack", help="training framework: megatron (default for train; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + "
+    "SDPA), llm-foundry, deepspeed, hf (HF Trainer / PEFT, eager PyTorch; default for memory --mode finetune): sets the "
+    "attention kernel, the fp8 recipe, the fitted stack efficiency and the memory settings (loss, fusions, allocator, "
+    "gradient buffer; calc.training.stack.MEMORY)")]
 
 # --- serving engine (issue 14): vLLM / SGLang settings, traffic and targets ----------------------
 

@@ -114,7 +114,7 @@ def report(
     optimizer: OptimizerOpt = None,
     precision: PrecisionOpt = None,
     recompute: RecomputeOpt = None,
-    compile_: CompileOpt = False,
+    compile_: CompileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions; the

@@ -55,14 +55,15 @@ _MEMORY_PANELS = {
     "Workload": ("mode", "dtype", "batch", "seq"),
     "Placement": ("gpu", "num_gpus", "tp", "pp", "dp", "cp", "sequence_parallel", "reserve_gib"),
     "Inference (--mode infer)": ("kv_dtype", "group_size", "mtp"),
-    "Training and fine-tuning (--mode train, finetune)": ("zero", "recompute", "flash"),
+    "Training and fine-tuning (--mode train, finetune)": ("zero", "recompute", "flash", "stack", "compile_", "loss",
+                                                          "fragmentation"),
     "Training (--mode train)": (
         "recipe", "activations", "ep", "etp", "vpp", "pp_embedding", "pp_loss", "pp_microbatch_group", "recompute_modules",
-        "cpu_offload_layers", "offload_modules", "sharding", "stack", "fp8_recipe", "global_batch", "global_batch_tokens"),
+        "cpu_offload_layers", "offload_modules", "sharding", "fp8_recipe", "global_batch", "global_batch_tokens"),
     "Fine-tuning (--mode finetune)": (
         "method", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout", "adapter_inputs", "optimizer", "precision", "quant",
-        "no_double_quant", "prepare_kbit", "repeat_kv", "grad_accum", "compile_", "loss", "loss_chunks", "dropout", "offload",
-        "optimizer_in_backward", "cuda_context_gib", "fragmentation"),
+        "no_double_quant", "prepare_kbit", "repeat_kv", "grad_accum", "loss_chunks", "dropout", "offload",
+        "optimizer_in_backward", "cuda_context_gib"),
     "Output": ("as_json", "explain", "help"),
 }
 OPTION_PANELS: dict[str, dict[str, str]] = {

@@ -39,9 +39,11 @@ from calc.memory.optimizers import (
 from calc.memory.result import _search_min_gpus, _verdict
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
-    DEFAULT_FRAGMENTATION,
     DEFAULT_FSDP_LAYERS_IN_FLIGHT,
+    FSDP_REDUCE_BYTES,
+    HF_MEMORY,
     fsdp_in_flight_bytes,
+    gradients_persist,
     training_bytes_per_gpu,
 )
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
@@ -134,6 +136,8 @@ class FinetuneResult(BaseModel):
     min_gpus: int | None
     fits_with: list[str]
     fit_table: list[FitRow] = []
+    stack: str | None = None  # the training stack whose memory settings priced it (calc.training.stack.MEMORY)
+    stack_note: str | None = None  # the peak under the other memory mode's default stack, when it differs
     warnings: list[str] = []
     assumptions: list[str]
     explain: list[str]
@@ -161,14 +165,14 @@ def _gathered_load_peak(base: int, local_shard: int, shards: int) -> int:
 
 
 def _fsdp_in_flight(m: ModelSpec, method: str, base_dtype: str, double_quant: bool, tp: int, layers: int,
-                    separate_embeddings: bool, root_resident: bool = False) -> int:
+                    separate_embeddings: bool, root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES) -> int:
     """FSDP units in flight (calc.memory.training.fsdp_in_flight_bytes), the blocks in NF4 for QLoRA (the
     embedding/head unit stays bf16) and their fp32 gradients only when every weight trains; ``root_resident``:
     FSDP1 keeps the root unit gathered beside the blocks."""
     nf4 = method == "qlora" and base_dtype == "nf4"
     return fsdp_in_flight_bytes(m, tp, layers, separate_embeddings, trains=method == "full",
                                 block_bytes=(lambda n: nf4_bytes(n, double_quant)) if nf4 else None,
-                                root_resident=root_resident)
+                                root_resident=root_resident, reduce_bytes=reduce_bytes)
 
 
 def fsdp_gradient_bytes(m: ModelSpec, trainable_bytes: int, w_bytes: int, *, shards: int, zero_ranks: int, zero: int,
@@ -330,14 +334,16 @@ def finetune_memory(
     lora_rank: int = 8, lora_alpha: float | None = None, lora_targets: str | tuple[str, ...] = "q,v", lora_dropout: float = 0.0,
     optimizer: str = "adamw", precision: str = "mixed", base_dtype: str = "nf4", double_quant: bool = True, frozen_dtype: str = "bf16",
     batch: int = 1, seq: int = 2048, grad_accum: int = 1, recompute: str = "none", attention: str = "flash",
-    fused: bool = False, loss: str = "fp32", loss_chunks: int = 8, dropout: float = 0.0, zero: int = 0,
+    fused: bool = HF_MEMORY.fused, loss: str = HF_MEMORY.loss, loss_chunks: int = 8, dropout: float = 0.0, zero: int = 0,
     offload_optimizer: bool = False, offload_params: bool = False, offload_activations: bool = False,
     optimizer_in_backward: bool = False, cuda_context_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
-    fragmentation: float = DEFAULT_FRAGMENTATION, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
+    fragmentation: float = HF_MEMORY.fragmentation, fsdp_layers_in_flight: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT,
     shard_embeddings_separately: bool = False,
     offload_layers_in_flight: int = DEFAULT_OFFLOAD_LAYERS_IN_FLIGHT, suggest: bool = True, gathered_load: bool = False,
     fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
     adapter_inputs: str = "shared", prepare_kbit: bool = False, kv_repeated: bool = False,
+    grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
+    caching_allocator: bool = HF_MEMORY.caching_allocator,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -358,6 +364,8 @@ def finetune_memory(
     fp32): those weights at 4 B, and the residual stream they produce is fp32 (the fp32 embedding output, the fp32 norm
     weights' products), so each checkpointed layer input of ``recompute="full"`` (the function's default gradient
     checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
+    ``fused``, ``loss``, ``fragmentation``, ``grad_buffer``, ``fsdp_reduce_bytes``, ``caching_allocator``: the stack's
+    memory settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF Trainer / PEFT in eager PyTorch.
     ``kv_repeated``: a grouped-query model's K and V are copied out to every query head before attention and those
     copies are what the kernel keeps (transformers integrations/sdpa_attention.py ``repeat_kv`` unless
     ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
@@ -433,13 +441,14 @@ def finetune_memory(
     fsdp = 0
     if sharded_fsdp or offload_params:
         fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately,
-                               root_resident=fsdp1_root)
+                               root_resident=fsdp1_root, reduce_bytes=fsdp_reduce_bytes)
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
     engine = training_bytes_per_gpu(
         m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
         micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
-        loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients)
+        loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
+        grad_buffer=grad_buffer, caching_allocator=caching_allocator)
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
@@ -450,7 +459,8 @@ def finetune_memory(
                 micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash",
                 reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
-                offload_layers=offload_layers, fsdp=fsdp, transients=transients)
+                offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
+                caching_allocator=caching_allocator)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations")}
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]
@@ -465,7 +475,7 @@ def finetune_memory(
     act_formula = stage.formula
     head_saved = sum(b.bytes for b in head[:-1])
     forward_end = activations
-    backward_end = 0 if grad_accum > 1 else grads
+    backward_end = 0 if gradients_persist(grad_accum, grad_buffer, zero) else grads
 
     textbook = math.ceil(n_layers * plan.pp * korthikanti_layer_bytes(
         s_local, batch, m.hidden_size, m.num_heads, plan.tp, plan.sequence_parallel,
@@ -480,7 +490,8 @@ def finetune_memory(
                   fsdp_layers_in_flight=fsdp_layers_in_flight, shard_embeddings_separately=shard_embeddings_separately,
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
-                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit, kv_repeated=kv_repeated)
+                  litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit, kv_repeated=kv_repeated,
+                  grad_buffer=grad_buffer, fsdp_reduce_bytes=fsdp_reduce_bytes, caching_allocator=caching_allocator)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
@@ -508,7 +519,8 @@ def finetune_memory(
         f", recompute {recompute}, dropout {dropout:g}, loss {loss}"
         + (f" in {loss_chunks} chunks" if loss in ("chunked", "fused") else ""),
         "peak = persistent + max(forward end: activations + max(logits/loss, backward workspace), backward end: gradients)"
-        + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else ""),
+        + ("; gradients persist across micro-batches (grad accumulation)" if grad_accum > 1 else
+           "; gradients persist in a buffer allocated at wrap time" if gradients_persist(grad_accum, grad_buffer, zero) else ""),
         f"ZeRO stage {zero} over DP {dp}; TP {plan.tp} x PP {plan.pp}"
         + (f"; FSDP keeps {fsdp_layers_in_flight} unsharded layers (or the embedding/head unit) in flight" if fsdp else "")
         + ("; FSDP units hold frozen weights with their adapters: gradients of every block weight" if mixed else "")
@@ -532,7 +544,7 @@ def finetune_memory(
         f"backward workspace = recomputed layer {recompute_buf:,} + 2 x largest tensor of a layer = {backward_ws:,} B",
         *([f"FSDP in flight = {'sum' if fsdp1_root else 'max'}({fsdp_layers_in_flight} unsharded blocks"
            f"{' (NF4)' if method == 'qlora' and base_dtype == 'nf4' else ''}, the bf16 embedding/head unit)"
-           f"{' + their fp32 gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
+           f"{f' + their {fsdp_reduce_bytes} B gradients' if full else ''} = {fsdp:,} B"] if fsdp else []),
         *([f"QLoRA dequantised weight = largest block matrix in bf16 = {dequant:,} B"] if dequant else []),
         *([f"DoRA weight-norm temporaries = largest adapted matrix's a*(d_in^2 + d_in*d_out*(3 + cast copy)) = {dora_tmp:,} B"]
           if dora_tmp else []),

@@ -44,6 +44,8 @@ class MemoryResult(BaseModel):
     assumptions: list[str]
     explain: list[str]
     warnings: list[str] = []
+    stack: str | None = None  # the training stack whose memory settings priced it (calc.training.stack.MEMORY)
+    stack_note: str | None = None  # the peak under the other memory mode's default stack, when it differs
     textbook_activation_bytes: int | None = None  # training: Korthikanti et al. 2022, beside the per-tensor figure
 
 

@@ -35,7 +35,8 @@ EXPANDABLE_SEGMENTS_FRAGMENTATION = 0.0
 # (--bias-swiglu-fusion, default on: silu(gate) not kept), expandable segments, and the persistent gradient buffer
 # (megatron/core/distributed/param_and_grad_buffer.py allocates main_grad for every local parameter when the model
 # is wrapped, whether or not micro-batches accumulate; with ZeRO-2/3, FSDP/DeepSpeed style, sharded gradients
-# appear during the backward instead). Fine-tuning (calc.memory.finetune) prices eager PyTorch/PEFT instead.
+# appear during the backward instead). These are the megatron stack's settings (MEGATRON_MEMORY); fine-tuning
+# (calc.memory.finetune) defaults to eager HF Trainer / PEFT (HF_MEMORY); calc.training.stack.MEMORY maps each stack to one.
 MEGATRON_FUSED = True
 MEGATRON_FRAGMENTATION = EXPANDABLE_SEGMENTS_FRAGMENTATION
 # ... and Megatron-Core's vocab-parallel cross-entropy on the last stage: 6 B per logit (calc.memory.activations
@@ -67,6 +68,37 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 # Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B
 # (train-step on a Megatron stack; memory --mode train keeps PyTorch FSDP's fp32 reduce, as fine-tuning does).
 MEGATRON_FSDP_GRAD_BYTES = RECIPES["bf16-adam"][1]
+
+
+@dataclass(frozen=True)
+class StackMemory:
+    """What a training stack's defaults decide in the memory engine (calc.training.stack.MEMORY names one per stack;
+    each flag --loss, --compile, --fragmentation overrides its field):
+      loss               cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
+      fused              fused norm / SwiGLU kernels (Megatron's fusions, or torch.compile): silu(gate) not kept
+      fragmentation      allocator reserved / allocated - 1
+      grad_buffer        gradients live from wrap time (Megatron's param_and_grad_buffer), not only from the backward
+      fsdp_reduce_bytes  bytes per element of an unsharded FSDP unit's gradient (fsdp_in_flight_bytes)
+      caching_allocator  the caching allocator's cached blocks counted (caching_allocator_cached)"""
+
+    loss: str
+    fused: bool
+    fragmentation: float
+    grad_buffer: bool
+    fsdp_reduce_bytes: int
+    caching_allocator: bool
+
+
+# Megatron-class stacks, as train-step has always priced them (the constants above).
+MEGATRON_MEMORY = StackMemory(loss=MEGATRON_LOSS, fused=MEGATRON_FUSED, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
+                              fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES, caching_allocator=False)
+# Hugging Face Trainer / PEFT in eager PyTorch, as fine-tuning (calc.memory.finetune.finetune_memory's defaults) prices it:
+# torch cross_entropy on fp32-upcast logits (transformers loss/loss_utils.py ForCausalLMLoss: ``logits.float()``), no
+# torch.compile (TrainingArguments.torch_compile=False: silu(gate) kept), the default caching allocator (no expandable
+# segments: DEFAULT_FRAGMENTATION), gradients allocated by the first backward (zero_grad(set_to_none=True), no
+# persistent buffer), PyTorch FSDP's fp32 gradient reduce (FSDP_REDUCE_BYTES).
+HF_MEMORY = StackMemory(loss="fp32", fused=False, fragmentation=DEFAULT_FRAGMENTATION, grad_buffer=False,
+                        fsdp_reduce_bytes=FSDP_REDUCE_BYTES, caching_allocator=False)
 
 
 def gradients_persist(grad_accum: int, grad_buffer: bool, zero: int) -> bool:
@@ -484,7 +516,9 @@ def training_bytes_per_gpu(
     ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers);
     ``caching_allocator``: PyTorch's caching allocator without Megatron's buffers (torchtitan / FSDP2 stacks): the
     blocks it keeps reserved beyond the live tensors (``caching_allocator_cached``: the freed logits on the stage
-    holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP)."""
+    holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP, for every
+    weight when every weight trains: the recipe's states, or a caller's own states with ``lm_head_trains``, a full
+    fine-tune))."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
@@ -518,7 +552,7 @@ def training_bytes_per_gpu(
         fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
         sharded_grads = shard_states((0, (params - expert_params) * FSDP_REDUCE_BYTES, 0),
                                      (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
-                                     etp=etp)[1] if fsdp_sharded and recipe_states else 0
+                                     etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
         freed = 0
         if activations_model != "textbook" and loss == "fp32":  # counted where the stage holding the loss is the fullest
             hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes

@@ -106,11 +106,11 @@ def build_report(
             memory = timed_plan_memory(m, gpu, best, recipe, training_cost.eff if training_cost else None)
         else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
             from calc.training.layout import Layout
-            from calc.training.step import layout_memory, steady_state_microbatches
+            from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
             layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel, micro_batch=batch,
                             zero=1 if zero is None else zero)
-            memory = layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu, recipe=recipe)
+            memory = stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu, recipe=recipe)
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
             flops=forward_flops(m, batch, seq), memory=memory,
@@ -159,11 +159,11 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
     function `memory --mode train` prices a plan with (calc.training.step.layout_memory), on the ``eff`` (stack)
     the plan was timed with (None: train-step's defaults)."""
     from calc.training.layout import Layout
-    from calc.training.step import layout_memory
+    from calc.training.step import stacked_layout_memory
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
-    return layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe, eff=eff)
+    return stacked_layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe, eff=eff)
 
 
 class CompareRow(BaseModel):

@@ -121,7 +121,7 @@ The stage-level terms (bubble, p2p, DP, optimizer) are assembled in calc.trainin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from calc.errors import LLMCalcError
@@ -137,7 +137,7 @@ from calc.hardware.efficiency import (
     memory_efficiency,
 )
 from calc.hardware.moe_ops import MOE_ROUTINGS, deepep_nic_scale, force_balanced_load_cv, local_sort_bytes
-from calc.memory.training import MEGATRON_LOSS, routed_expert_params
+from calc.memory.training import StackMemory, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
@@ -154,7 +154,7 @@ from calc.training.fp8_recipe import (
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
 from calc.training.ring_attention import CP_COMM_WORDS, FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
-from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, stack_efficiency, stack_key
+from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, memory_defaults, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
 # Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
@@ -190,6 +190,24 @@ def attention_share(m: ModelSpec, seq: int) -> float:
     return sum(shares) / len(shares) if shares else 1.0
 
 
+def stack_memory_line(stack: str, mem: StackMemory) -> str:
+    """One line naming the stack and what it sets in the memory engine (calc.training.stack.MEMORY)."""
+    return (f"stack {stack_key(stack) if stack_key(stack) != 'other' else stack}: {mem.loss} cross-entropy, "
+            f"{'fused norm/SwiGLU' if mem.fused else 'eager (unfused) elementwise'}, allocator fragmentation "
+            f"{mem.fragmentation:.0%}, gradients " + ("in a persistent buffer" if mem.grad_buffer else "from the backward")
+            + f", FSDP unit gradients {mem.fsdp_reduce_bytes} B/element (calc.training.stack.MEMORY)")
+
+
+def other_stack_note(stack: str, mode: str, peak: int, theirs: int) -> str | None:
+    """The line a memory output adds when the other memory mode's default ``stack`` prices the same job differently
+    (None when it prices it alike): the peak under that stack, and the flag that gives it here."""
+    if theirs == peak:
+        return None
+    return (f"under --stack {stack} ({mode}'s default) this job peaks at {theirs / 2**30:.2f} GiB per GPU "
+            f"(here {peak / 2**30:.2f} GiB): the stacks differ in loss, fusions, allocator and gradient buffers; "
+            f"give --stack {stack} for that figure")
+
+
 @dataclass(frozen=True)
 class Efficiencies:
     """Every assumption of the step-time model that is not a hardware fact, with its default."""
@@ -220,11 +238,21 @@ class Efficiencies:
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
-    loss: str = MEGATRON_LOSS  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers)
+    # memory settings of the stack (calc.training.stack.MEMORY) a flag overrides; None: the stack's
+    loss: str | None = None  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers; --loss)
+    fused: bool | None = None  # fused norm / SwiGLU kernels or torch.compile (--compile / --no-compile)
+    fragmentation: float | None = None  # allocator reserved / allocated - 1 (--fragmentation)
     host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
     # pipeline sends posted asynchronously and hidden under the stage's compute (calc.training.step, "p2p"); False:
     # exposed whole, the form the fitted defaults were fitted with
     pp_p2p_overlap: bool = False
+
+    def resolved_memory(self) -> StackMemory:
+        """The stack's memory settings (calc.training.stack.memory_defaults) with the loss, fusion and fragmentation
+        given here in place of its defaults."""
+        given = {k: v for k, v in (("loss", self.loss), ("fused", self.fused), ("fragmentation", self.fragmentation))
+                 if v is not None}
+        return replace(memory_defaults(self.stack), **given)
 
     def resolved_stack_efficiency(self) -> float:
         return self.stack_efficiency if self.stack_efficiency is not None else stack_efficiency(self.stack)
@@ -261,13 +289,14 @@ class Efficiencies:
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
-            f"activation memory: {self.activations}" + (" (tensor by tensor, calc.memory.activations; "
-                                                       f"{self.loss} cross-entropy on the last stage)" if self.activations == "per-tensor"
-                                                       else " (Korthikanti et al. 2022 GPT formula)")
+            f"activation memory: {self.activations}"
+            + (f" (tensor by tensor, calc.memory.activations; {self.resolved_memory().loss} cross-entropy on the last stage)"
+               if self.activations == "per-tensor" else " (Korthikanti et al. 2022 GPT formula)")
             + f", dropout {self.dropout:g}" + (" (1-byte masks kept)" if self.dropout else "")
             + ("; PyTorch caching allocator: its cached blocks at the peak counted (freed logits of the eager fp32 "
                "cross-entropy, FSDP2's reduce-scatter stream pool; calc.memory.training.caching_allocator_cached)"
-               if stack_key(self.stack) == "fsdp" else "; expandable segments, Megatron's buffers: no cached blocks counted"),
+               if self.resolved_memory().caching_allocator else "; no cached blocks counted"),
+            stack_memory_line(self.stack, self.resolved_memory()),
             f"MoE grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate at <= 256 tokens per expert, "
             "rising in log2(tokens) to 1 at 4096 (DeepGEMM grouped-GEMM tables); router, permute/unpermute and the "
             "dispatcher's local sorts memory-bound",

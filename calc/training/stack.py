@@ -11,6 +11,23 @@ Named stacks (``--stack``), and what each runs by default, from the frameworks' 
                submit_benchmarks.py: ``--attn_impl`` default 'triton', the FlashAttention-1-era Triton kernel); fp8
                through TE (``amp_fp8``, DelayedScaling).
   deepspeed    DeepSpeed (ZeRO, pipeline engine): FlashAttention-2 via the model code; fp8 through TE, delayed.
+  hf           Hugging Face transformers Trainer / PEFT / TRL in eager PyTorch (fine-tuning's stack): SDPA, whose flash
+               backend is FlashAttention-2; fp8 by torchao Float8Linear (accelerate's AORecipeKwargs), tensorwise.
+
+What each stack decides in the memory engine (``MEMORY``, a calc.memory.training.StackMemory; the flags --loss, --compile,
+--fragmentation override one field each), the same in `memory --mode train`, train-step and `memory --mode finetune
+--method full`:
+  megatron     MEGATRON_MEMORY: Megatron-Core vocab-parallel cross-entropy (6 B/logit), fused norm and bias-SwiGLU,
+               expandable segments (no fragmentation), the persistent gradient buffer (param_and_grad_buffer.py), a
+               Megatron-FSDP unit's gradient in bf16 (grad_reduce_in_fp32 False).
+  fsdp, llm-foundry, deepspeed
+               as train-step has priced them: Megatron's loss, fusions, allocator and buffer (their own losses are a
+               corpus row's knob), an FSDP unit's gradient in fp32 (FSDP_REDUCE_BYTES); fsdp also counts PyTorch's
+               caching-allocator blocks (calc.memory.training.caching_allocator_cached).
+  hf           HF_MEMORY, fine-tuning's defaults (calc.memory.finetune.finetune_memory): torch cross-entropy on fp32
+               logits (12 B/logit), no torch.compile, 5% allocator fragmentation, gradients from the first backward,
+               fp32 FSDP gradients.
+`--mode finetune` defaults to hf, `--mode train` / train-step to megatron (DEFAULT_STACK): each mode its users' stack.
 
 The stack efficiency e_stack scales every compute kernel's time by 1 / e_stack (launch gaps, unfused small ops,
 framework overhead between kernels that the kernel-level rates do not see). Megatron is the reference (1 by
@@ -21,16 +38,30 @@ rows of that stack from at least two source groups and the fit beats 1 in cross-
 
 from __future__ import annotations
 
-from calc.fitted import fitted
+from dataclasses import replace
 
-STACKS = ("megatron", "fsdp", "llm-foundry", "deepspeed")
+from calc.fitted import fitted
+from calc.memory.training import FSDP_REDUCE_BYTES, HF_MEMORY, MEGATRON_MEMORY, StackMemory
+
+STACKS = ("megatron", "fsdp", "llm-foundry", "deepspeed", "hf")
 REFERENCE_STACK = "megatron"
+HF_STACK = "hf"
+# The stack each memory mode prices by default: its users' (train-step's Megatron plans; fine-tuning's HF Trainer / PEFT).
+DEFAULT_STACK = {"train": REFERENCE_STACK, "finetune": HF_STACK}
 # Attention kernel (calc.hardware.attention.KERNELS) per stack on an sm90+ part; Ampere-class parts run FA2 (or triton).
-ATTENTION_KERNEL = {"megatron": "cudnn", "fsdp": "fa2", "llm-foundry": "triton", "deepspeed": "fa2"}
-FP8_RECIPE = {"megatron": "delayed", "fsdp": "tensorwise", "llm-foundry": "delayed", "deepspeed": "delayed"}
+ATTENTION_KERNEL = {"megatron": "cudnn", "fsdp": "fa2", "llm-foundry": "triton", "deepspeed": "fa2", "hf": "fa2"}
+FP8_RECIPE = {"megatron": "delayed", "fsdp": "tensorwise", "llm-foundry": "delayed", "deepspeed": "delayed", "hf": "tensorwise"}
+# The memory engine's settings per stack (module docstring); a stack the engine does not know ("other") prices as
+# the non-Megatron stacks do.
+_NON_MEGATRON = replace(MEGATRON_MEMORY, fsdp_reduce_bytes=FSDP_REDUCE_BYTES)
+MEMORY: dict[str, StackMemory] = {
+    "megatron": MEGATRON_MEMORY, "fsdp": replace(_NON_MEGATRON, caching_allocator=True), "llm-foundry": _NON_MEGATRON,
+    "deepspeed": _NON_MEGATRON, "hf": HF_MEMORY, "other": _NON_MEGATRON,
+}
 # Corpus / user spellings of a stack, mapped to the named stack whose defaults they run.
 ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "megatron", "megatron-core": "megatron",
-           "torchtitan": "fsdp", "torchtune": "fsdp", "pytorch-fsdp": "fsdp", "fsdp2": "fsdp", "composer": "llm-foundry"}
+           "torchtitan": "fsdp", "torchtune": "fsdp", "pytorch-fsdp": "fsdp", "fsdp2": "fsdp", "composer": "llm-foundry",
+           "transformers": "hf", "hf-trainer": "hf", "peft": "hf", "peft-hf-trainer": "hf", "trl": "hf"}
 
 
 def stack_key(name: str | None) -> str:
@@ -40,6 +71,11 @@ def stack_key(name: str | None) -> str:
     name = name.lower()
     name = ALIASES.get(name, name)
     return name if name in STACKS else "other"
+
+
+def memory_defaults(name: str | None) -> StackMemory:
+    """The memory engine's settings of a stack (``MEMORY``; none given: the reference stack's)."""
+    return MEMORY[stack_key(name)]
 
 
 def band_stack(name: str | None) -> str:

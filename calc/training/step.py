@@ -52,10 +52,6 @@ from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
-    FSDP_REDUCE_BYTES,
-    MEGATRON_FRAGMENTATION,
-    MEGATRON_FSDP_GRAD_BYTES,
-    MEGATRON_FUSED,
     training_bytes_per_gpu,
     training_memory,
 )
@@ -64,7 +60,7 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
-from calc.training.stack import REFERENCE_STACK, band_stack, stack_key
+from calc.training.stack import band_stack, stack_key
 from calc.units import GIB, TERA, figure
 
 TERM_KEYS = (
@@ -244,20 +240,21 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
     ``in_flight_microbatches`` on the first stage, gradients persisting over the ``micro`` micro-batches, per-tensor
     activations unless ``eff.activations`` says textbook; under fp8 on a Transformer Engine stack the saved GEMM inputs
     are quantized (calc.training.fp8_recipe.saved_gemm_input_bytes); Megatron's CPU offloading keeps L - N layers
-    (calc.training.layout.offloaded_stage_layers); Megatron-class kernels and allocator (MEGATRON_FUSED,
-    MEGATRON_FRAGMENTATION, the persistent gradient buffer); a ZeRO-3 unit's gradient in bf16 on the Megatron stack
-    (Megatron-FSDP), fp32 elsewhere; PyTorch's caching-allocator blocks on the fsdp stack."""
+    (calc.training.layout.offloaded_stage_layers); the loss, fusions, allocator fragmentation, gradient buffer, FSDP
+    unit gradient bytes and caching-allocator blocks of the stack (``eff.resolved_memory()``, calc.training.stack.MEMORY:
+    Megatron's on the default stack, a ZeRO-3 unit's gradient fp32 off it, HF Trainer's eager settings on hf)."""
     eff = eff or Efficiencies()
     stack = stack_key(eff.stack)
+    mem = eff.resolved_memory()
     return dict(
         ep=layout.ep, etp=layout.etp, zero=layout.zero, micro_batch=layout.micro_batch, recompute=layout.recompute,
         flash=eff.flash, in_flight=in_flight_microbatches(layout, micro), activations_model=activations or eff.activations,
-        dropout=eff.dropout, fused=MEGATRON_FUSED, grad_accum=micro, fragmentation=MEGATRON_FRAGMENTATION, grad_buffer=True,
-        loss=eff.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
+        dropout=eff.dropout, fused=mem.fused, grad_accum=micro, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
+        loss=mem.loss, sharding=layout.sharding, recompute_modules=layout.recompute_modules,
         offload_layers=offloaded_stage_layers(layout, num_layers),
         gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
-        fsdp_reduce_bytes=MEGATRON_FSDP_GRAD_BYTES if stack == REFERENCE_STACK else FSDP_REDUCE_BYTES,
-        offload_modules=layout.offload_modules, caching_allocator=stack == "fsdp",
+        fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
+        caching_allocator=mem.caching_allocator,
     )
 
 
@@ -281,6 +278,29 @@ def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GP
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
     return training_memory(m, gpu=gpu, plan=plan, recipe=recipe, seq=seq, reserve_gib=reserve_gib,
                            **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
+
+
+def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None,
+                          dtype: str = "bf16", eff: Efficiencies | None = None,
+                          reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, recipe: str = "bf16-adam") -> MemoryResult:
+    """``layout_memory`` as a training memory page shows it (`memory --mode train`, report's timed plan): the stack it
+    was priced on, its memory settings line, and, when fine-tuning's default stack (calc.training.stack.DEFAULT_STACK)
+    prices the same job differently, the peak under that stack (calc.training.cost.other_stack_note)."""
+    from dataclasses import replace
+
+    from calc.training.cost import other_stack_note, stack_memory_line
+    from calc.training.stack import DEFAULT_STACK
+
+    eff = eff or Efficiencies()
+    kwargs = dict(seq=seq, dtype=dtype, reserve_gib=reserve_gib, recipe=recipe)
+    result = layout_memory(m, layout, micro, gpu=gpu, eff=eff, **kwargs)
+    other, note = DEFAULT_STACK["finetune"], None
+    if stack_key(eff.stack) != other:
+        theirs = layout_memory(m, layout, micro, eff=replace(eff, stack=other), **kwargs).per_gpu_bytes
+        note = other_stack_note(other, "--mode finetune", result.per_gpu_bytes, theirs)
+    return result.model_copy(update={
+        "stack": stack_key(eff.stack), "stack_note": note,
+        "assumptions": [*result.assumptions, stack_memory_line(eff.stack, eff.resolved_memory()), *([note] if note else [])]})
 
 
 def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> str:
