@@ -152,6 +152,11 @@ class ServingAssumptions(BaseModel):
         "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
+    moe_permute_scope: Literal["gathered", "zero-fill", "local"] = Field("zero-fill", description=(
+        "which routed copies an all-gather-fed rank's permute / unpermute touches (calc.serving.step.MOE_PERMUTE_SCOPES): "
+        "every gathered row's (TensorRT-LLM CUTLASS MoE), zero-fill + sum over every gathered copy and the expert "
+        "output only for local ones (vLLM / SGLang Triton fused MoE with an expert map), or local copies only "
+        "(vLLM DeepGEMM ep_scatter / ep_gather); default: the engine's (engine_permute_scope)"))
 
     def lines(self) -> list[str]:
         return [
@@ -190,7 +195,9 @@ class ServingAssumptions(BaseModel):
             f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
             f"(SGLang large-scale EP, no EPLB); "
             + DISPATCHER_LINES[self.dispatcher].format(latency_us=self.a2a_latency_s * 1e6)
-            + f" (--dispatcher {self.dispatcher})",
+            + f" (--dispatcher {self.dispatcher})"
+            + (f"; permute / unpermute under an all-gather: {PERMUTE_SCOPE_LINES[self.moe_permute_scope]}"
+               if self.dispatcher in ("allgather", "naive") else ""),
         ]
 
 
@@ -211,6 +218,26 @@ DISPATCHER_LINES = {  # --explain, by ServingAssumptions.dispatcher
     "allgather": "experts fed by all-gather + reduce-scatter over the EP group (NCCL ring)",
     "naive": "experts fed by one broadcast per DP rank + an all-reduce of the gathered rows (vLLM naive)",
 }
+
+PERMUTE_SCOPE_LINES = {  # --explain, by ServingAssumptions.moe_permute_scope
+    "gathered": "every rank permutes all EP x T gathered rows' routed copies (TensorRT-LLM CUTLASS MoE)",
+    "zero-fill": "4 B per element of every gathered routed copy (zero-fill + top-k sum) and 2 B of the local experts' "
+                 "(vLLM / SGLang Triton fused MoE, expert map)",
+    "local": "only the local experts' routed copies (vLLM DeepGEMM ep_scatter / ep_gather)",
+}
+
+
+def engine_permute_scope(engine: str | None) -> str:
+    """ServingAssumptions.moe_permute_scope an engine runs (calc.serving.step.MOE_PERMUTE_SCOPES): "gathered" for
+    TensorRT-LLM (PyTorch backend CutlassFusedMoE: fused_moe_cutlass.py forward_chunk all-gathers x and the routing,
+    then the fused MoE op expands every gathered row), "zero-fill" for vLLM (both V1 and V0: fused_experts_impl with an
+    expert_map) and SGLang (fused_moe_triton, the same kernel lineage) and for any other name.
+
+    >>> engine_permute_scope("trtllm"), engine_permute_scope("vllm"), engine_permute_scope("sglang")
+    ('gathered', 'zero-fill', 'zero-fill')
+    """
+    return "gathered" if engine == "trtllm" else "zero-fill"
+
 
 # vLLM's default expert-parallel all2all backend (vllm/envs.py VLLM_ALL2ALL_BACKEND, later vllm/config/parallel.py
 # ParallelConfig.all2all_backend / --all2all-backend): "naive" from its introduction (v0.9.0) through the 0.10 line

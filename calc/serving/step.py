@@ -54,7 +54,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
 from calc.model.flops import attention_dims, mixer_scan_flops
 from calc.model.layers import attention_layers, keys_seen
-from calc.model.moe_routing import moe_routing_bytes
+from calc.model.moe_routing import PERMUTE_BYTES_PER_COPY, moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
@@ -286,25 +286,58 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
                       inter_node_gb_s=a.internode_gb_s)
 
 
+# Bytes per element of each routed copy an all-gather-fed rank moves (ServingAssumptions.moe_permute_scope):
+# (over every copy of the EP x T gathered rows, over the copies routed to this rank's experts). Each sums to
+# PERMUTE_BYTES_PER_COPY (6: read + write the copy, read it back to unpermute), so at EP 1 all three are the same.
+MOE_PERMUTE_SCOPES: dict[str, tuple[float, float]] = {
+    "gathered": (PERMUTE_BYTES_PER_COPY, 0.0),
+    "zero-fill": (4.0, PERMUTE_BYTES_PER_COPY - 4.0),
+    "local": (0.0, PERMUTE_BYTES_PER_COPY),
+}
+
+
 def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float,
                   a: ServingAssumptions | None = None) -> float:
     """Seconds of every MoE layer's router, top-k and permute / unpermute on one rank (memory-bound kernels beside
     the grouped GEMM; bytes from calc.model.moe_routing, dropless: capacity factor 1):
-        (L - L_dense) x moe_routing_bytes(T_rank) / (HBM x memory efficiency)
-    T_rank: the tokens this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and
-    permutes every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel
-    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts); EP x tokens / t when the experts
-    are fed by an all-gather (ServingAssumptions.dispatcher "allgather" or "naive": every rank permutes and unpermutes
-    all gathered rows, calc.serving.moe.allgather_reducescatter_s / naive_broadcast_s); plus, per MoE layer, the fixed latency of the
-    fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
+        (L - L_dense) x moe_routing_bytes(T_rank, copy bytes c) / (HBM x memory efficiency)
+    T_rank: the rows this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and permutes
+    every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel attention
+    group dispatches its 1/t share, as calc.serving.moe.a2a_s counts; c = 6 B); EP x tokens / t when the experts
+    are fed by an all-gather (ServingAssumptions.dispatcher "allgather" or "naive": calc.serving.moe
+    allgather_reducescatter_s / naive_broadcast_s). The router / top-k (E x 12 B) and the output write (H x 2 B)
+    then cover every gathered row, and of the 6 B per element of a routed copy g cover every gathered copy and l
+    only the copies routed to this rank's E / EP experts (ServingAssumptions.moe_permute_scope, MOE_PERMUTE_SCOPES):
+        c = g + l / EP
+      gathered  (6, 0)  TensorRT-LLM 1.0 PyTorch backend, CutlassFusedMoE (tensorrt_llm/_torch/modules/fused_moe/
+                        fused_moe_cutlass.py forward_chunk: allgather([x, x_sf, token_selected_experts, scales]) and
+                        the fused MoE op expands every gathered row's k copies; notes/moeserve-trtllm-moe-throughput.md)
+      zero-fill (4, 2)  vLLM fused_experts_impl / TritonExperts (vllm/model_executor/layers/fused_moe/fused_moe.py,
+                        2025-26 main): moe_align_block_size(..., expert_map, ignore_invalid_experts=True) gives the
+                        GEMMs only local (token, expert) pairs and they read A rows in place (no permute copy), but
+                        ``if expert_map is not None: intermediate_cache3.zero_()`` writes [M, k, H] (2 B every
+                        copy), ops.moe_sum reads it all (2 B every copy) and the w2 GEMM writes the local copies
+                        (2 B). SGLang's fused_moe_triton (adapted from vLLM a6221a14) is taken the same: its fused
+                        kernel writes zeros for filtered experts (write_zeros_to_output) and moe_sum_reduce reads
+                        every [M, k, H] copy (not byte-checked against a 0.5.x tag).
+      local     (0, 6)  vLLM DeepGEMM experts (deep_gemm_moe.py: ep_scatter copies only local pairs into the aligned
+                        buffer, ep_gather sums them into each row's output): opt-in here, DeepGEMM being an optional
+                        install and taken only at >= 128 rows (_valid_deep_gemm).
+    Not counted: the vLLM / SGLang activation (silu_and_mul) runs over all M x k rows of the w1 output
+    ([M x k, 2I] read, [M x k, I] written), local or not; TensorRT-LLM routes before its all-gather (its top-k covers
+    T, not EP x T: E x 12 B per row, under 1% of the total). Plus, per MoE layer, the fixed latency of the fused-MoE
+    kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
     if not m.moe or tokens <= 0:
         return 0.0
     a = a or DEFAULT_ASSUMPTIONS
     per_rank = tokens / tp if ep > 1 else tokens
+    copy_bytes = PERMUTE_BYTES_PER_COPY
     if ep > 1 and a.dispatcher in ("allgather", "naive"):
         per_rank *= ep
+        every, local = MOE_PERMUTE_SCOPES[a.moe_permute_scope]
+        copy_bytes = every + local / ep
     layers = m.num_layers - m.moe.num_dense_layers
-    return layers * (moe_routing_bytes(m, per_rank) / bandwidth + a.moe_kernel_floor_s)
+    return layers * (moe_routing_bytes(m, per_rank, copy_bytes=copy_bytes) / bandwidth + a.moe_kernel_floor_s)
 
 
 def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
