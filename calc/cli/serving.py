@@ -206,7 +206,7 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     if dispatcher is not None or settings is not None:
         given["dispatcher"] = str(dispatcher or engine_dispatcher(settings.engine, settings.version()))
     if settings is not None:
-        given["moe_permute_scope"] = engine_permute_scope(settings.engine)
+        given["moe_permute_scope"] = engine_permute_scope(settings.engine, settings.version())
     if step_overhead_ms is not None:
         given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:

@@ -152,11 +152,11 @@ class ServingAssumptions(BaseModel):
         "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
-    moe_permute_scope: Literal["gathered", "zero-fill", "local"] = Field("zero-fill", description=(
+    moe_permute_scope: Literal["local", "zero-fill", "deepgemm", "gathered"] = Field("deepgemm", description=(
         "which routed copies an all-gather-fed rank's permute / unpermute touches (calc.serving.step.MOE_PERMUTE_SCOPES): "
-        "every gathered row's (TensorRT-LLM CUTLASS MoE), zero-fill + sum over every gathered copy and the expert "
-        "output only for local ones (vLLM / SGLang Triton fused MoE with an expert map), or local copies only "
-        "(vLLM DeepGEMM ep_scatter / ep_gather); default: the engine's (engine_permute_scope)"))
+        "only its local experts' (TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM), a zero-fill + top-k sum over every gathered "
+        "copy (vLLM / SGLang Triton fused MoE with an expert map), vLLM's choice between the two (deepgemm), or every "
+        "gathered copy (gathered); default: the engine's (engine_permute_scope)"))
 
     def lines(self) -> list[str]:
         return [
@@ -220,23 +220,38 @@ DISPATCHER_LINES = {  # --explain, by ServingAssumptions.dispatcher
 }
 
 PERMUTE_SCOPE_LINES = {  # --explain, by ServingAssumptions.moe_permute_scope
-    "gathered": "every rank permutes all EP x T gathered rows' routed copies (TensorRT-LLM CUTLASS MoE)",
+    "local": "only the local experts' routed copies are permuted and summed, every gathered row written "
+             "(TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM)",
     "zero-fill": "4 B per element of every gathered routed copy (zero-fill + top-k sum) and 2 B of the local experts' "
                  "(vLLM / SGLang Triton fused MoE, expert map)",
-    "local": "only the local experts' routed copies (vLLM DeepGEMM ep_scatter / ep_gather)",
+    "deepgemm": "vLLM's: local copies only on DeepGEMM (block-fp8 experts on Hopper / Blackwell, >= 128 gathered rows), "
+                "else the Triton zero-fill + top-k sum over every gathered copy",
+    "gathered": "every rank permutes all EP x T gathered rows' routed copies (upper bound)",
 }
 
 
-def engine_permute_scope(engine: str | None) -> str:
-    """ServingAssumptions.moe_permute_scope an engine runs (calc.serving.step.MOE_PERMUTE_SCOPES): "gathered" for
-    TensorRT-LLM (PyTorch backend CutlassFusedMoE: fused_moe_cutlass.py forward_chunk all-gathers x and the routing,
-    then the fused MoE op expands every gathered row), "zero-fill" for vLLM (both V1 and V0: fused_experts_impl with an
-    expert_map) and SGLang (fused_moe_triton, the same kernel lineage) and for any other name.
+def engine_permute_scope(engine: str | None, version: tuple[int, ...] | None = None) -> str:
+    """ServingAssumptions.moe_permute_scope an engine runs (calc.serving.step.MOE_PERMUTE_SCOPES, sources there):
+    "local" for TensorRT-LLM (CUTLASS MoE: expandInputRowsKernel and finalizeMoeRoutingKernel touch only local
+    copies), "zero-fill" for SGLang (fused_moe_triton with filter_expert + moe_sum_reduce over [M, k, H]) and for
+    vLLM V0 and vLLM releases before VLLM_DEEPGEMM_DEFAULT_FROM (VLLM_USE_DEEP_GEMM defaulted to "0": the Triton
+    kernels), "deepgemm" for vLLM from then on and any other name (DeepGEMM's ep_scatter / ep_gather for block-fp8
+    experts, else Triton's zero-fill). ``version`` None: the current release.
 
-    >>> engine_permute_scope("trtllm"), engine_permute_scope("vllm"), engine_permute_scope("sglang")
-    ('gathered', 'zero-fill', 'zero-fill')
+    >>> engine_permute_scope("trtllm"), engine_permute_scope("sglang"), engine_permute_scope("vllm")
+    ('local', 'zero-fill', 'deepgemm')
+    >>> engine_permute_scope("vllm", (0, 10, 1)), engine_permute_scope("vllm-v0")
+    ('zero-fill', 'zero-fill')
     """
-    return "gathered" if engine == "trtllm" else "zero-fill"
+    if engine == "vllm-v0" or (engine == "vllm" and version is not None and version < VLLM_DEEPGEMM_DEFAULT_FROM):
+        return "zero-fill"
+    return {"trtllm": "local", "sglang": "zero-fill"}.get(engine or "", "deepgemm")
+
+
+# vllm/envs.py VLLM_USE_DEEP_GEMM: default "0" in the releases that introduced it (still "0" where
+# VLLM_USE_DEEP_GEMM_E8M0 already existed, the 0.10 line), "1" in current main (with VLLM_MOE_USE_DEEP_GEMM "1").
+# The release that flipped it was not read here; taken as 0.11, the AgRs boundary (VLLM_AGRS_DEFAULT_FROM).
+VLLM_DEEPGEMM_DEFAULT_FROM = (0, 11)
 
 
 # vLLM's default expert-parallel all2all backend (vllm/envs.py VLLM_ALL2ALL_BACKEND, later vllm/config/parallel.py
