@@ -169,12 +169,17 @@ def serving_dispatcher(row: Any, k: dict[str, Any]) -> str:
     the default of the engine release it ran (calc.serving.assumptions.engine_dispatcher, what `--engine` and
     `--engine-version` take)."""
     from calc.serving.assumptions import engine_dispatcher
-    from calc.specs.serving import version_tuple
 
     if k.get("moe_collective") is not None:
         return OLD_MOE_COLLECTIVE[k["moe_collective"]]
-    version = None if row.stack.version in ("", "unknown") else version_tuple(str(row.stack.version))
-    return dispatcher_of(k.get("dispatcher"), engine_dispatcher(row.stack.name, version))
+    return dispatcher_of(k.get("dispatcher"), engine_dispatcher(row.stack.name, stack_version(row)))
+
+
+def stack_version(row: Any) -> tuple[int, ...] | None:
+    """The engine release a row ran as a version tuple; None when the source does not say (the current release)."""
+    from calc.specs.serving import version_tuple
+
+    return None if row.stack.version in ("", "unknown") else version_tuple(str(row.stack.version))
 
 
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
@@ -238,12 +243,14 @@ def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
 
 
 def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
+    from calc.serving.assumptions import engine_permute_scope
     from calc.serving.latency import latency
 
     k = knobs(row)
     if (scales := fp8_scales(row, k)) is not None:
         assumptions = assumptions.model_copy(update={"fp8_moe_scales": scales})
-    assumptions = assumptions.model_copy(update={"dispatcher": serving_dispatcher(row, k)})
+    assumptions = assumptions.model_copy(update={"dispatcher": serving_dispatcher(row, k),
+                                                 "moe_permute_scope": engine_permute_scope(row.stack.name, stack_version(row))})
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
                             "(static batches and max-load throughput are)")

@@ -294,6 +294,24 @@ def test_dispatcher_flag_in_serving(cli) -> None:
     assert r.code == 2 and "--dispatcher" in r.err and "Traceback" not in r.err
 
 
+def test_moe_permute_scope_flag_in_serve(cli) -> None:
+    """--moe-permute-scope (ServingAssumptions.moe_permute_scope): each engine's default (TensorRT-LLM local, SGLang
+    zero-fill, vLLM deepgemm) in --explain, the flag overrides it; fewer bytes per gathered copy never cost GPUs
+    (gathered >= zero-fill >= local); refused in one line for a dense model, on one GPU, or for a bad value."""
+    serve = ["serve", "qwen3-235b-a22b", "--gpu", "h100", "--dtype", "fp8", "--prompt", "4000", "--output", "1000",
+             "--ttft-ms", "2000", "--tpot-ms", "50", "--rate", "10"]
+    assert "(TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM)" in cli(*serve, "--engine", "trtllm", "--explain").out
+    assert "(vLLM / SGLang Triton fused MoE, expert map)" in cli(*serve, "--engine", "sglang", "--explain").out
+    assert "vLLM's: local copies only on DeepGEMM" in cli(*serve, "--explain").out
+    assert "every rank permutes all EP x T" in cli(*serve, "--moe-permute-scope", "gathered", "--explain").out
+    gpus = [cli(*serve, "--moe-permute-scope", v, "--json").json()["gpus_needed"] for v in ("gathered", "zero-fill", "local")]
+    assert gpus == sorted(gpus, reverse=True)
+    for extra in (["serve", "llama3-8b", "--gpu", "h100", "--prompt", "100", "--output", "10"],
+                  [*serve, "--num-gpus", "1"], [*serve, "--moe-permute-scope", "all"]):
+        r = cli(*extra, "--moe-permute-scope", "local") if extra[-1] != "all" else cli(*extra)
+        assert r.code == 2 and "--moe-permute-scope" in r.err and "Traceback" not in r.err
+
+
 def test_dispatcher_moves_only_ep_layouts_and_is_serve_s_in_report(cli) -> None:
     """--dispatcher in report is serve's option: report's serving section is serve's plan under the same flag, and
     each value moves the expert-parallel layouts only; report --mode train / finetune refuse it in one line."""

@@ -256,13 +256,73 @@ def test_moe_routing_traffic_by_hand() -> None:
     assert moe_routing_s(m, 1000, 1, 1, 1e12, ServingAssumptions(moe_kernel_floor_s=20e-6)) == pytest.approx(
         19.395584e-3 + 1.88e-3)
     assert moe_routing_s(load_model("llama3-8b"), 1000, 1, 1, 1e12) == 0.0
-    # all-gather (TensorRT-LLM): every rank permutes the gathered EP x tokens / t rows: 8 x 1000 at TP 1 = 8 x the time
-    # (--dispatcher allgather; vLLM's naive broadcasts gather the same rows; NCCL all-to-all sends like DeepEP)
+    # all-gather, TensorRT-LLM's CUTLASS MoE ("gathered"): every rank permutes the gathered EP x tokens / t rows:
+    # 8 x 1000 at TP 1 = 8 x the time (vLLM's naive broadcasts gather the same rows; NCCL all-to-all sends like DeepEP)
     for gathered in ("allgather", "naive"):
-        gather = traffic.model_copy(update={"dispatcher": gathered})
+        gather = traffic.model_copy(update={"dispatcher": gathered, "moe_permute_scope": "gathered"})
         assert moe_routing_s(m, 1000, 1, 8, 1e12, gather) == pytest.approx(8 * 19.395584e-3)
     nccl = traffic.model_copy(update={"dispatcher": "alltoall"})
     assert moe_routing_s(m, 1000, 2, 8, 1e12, nccl) == pytest.approx(19.395584e-3 / 2)
+
+
+@pytest.mark.parametrize(("scope", "seconds"), [("gathered", 155.164672e-3), ("zero-fill", 112.041984e-3),
+                                               ("local", 25.796608e-3)])
+def test_allgather_routing_by_engine_scope(scope: str, seconds: float) -> None:
+    """Qwen3-235B-A22B (H 4096, E 128, top-8, 94 MoE layers), 1,000 tokens per rank, TP 1, EP 8 fed by an all-gather:
+    8,000 gathered rows on every rank at 1 TB/s. Router 8000 x 128 x 12 B = 12.288 MB and output write 8000 x 4096 x 2 B
+    = 65.536 MB on every row; 64,000 routed copies x 4096 elements = 262.144 M elements at c bytes each:
+      gathered  (upper bound)                 c = 6:           1572.864 MB -> 1650.688 MB a layer x 94 = 155.164672 ms
+      zero-fill (vLLM / SGLang Triton)        c = 4 + 2 / 8:   1114.112 MB -> 1191.936 MB x 94 = 112.041984 ms
+      local     (TensorRT-LLM, vLLM DeepGEMM) c = 6 / 8:        196.608 MB ->  274.432 MB x 94 =  25.796608 ms"""
+    from calc.serving.step import moe_routing_s
+
+    m = load_model("qwen3-235b-a22b")
+    a = ServingAssumptions(moe_kernel_floor_s=0.0, dispatcher="allgather", moe_permute_scope=scope)
+    assert moe_routing_s(m, 1000, 1, 8, 1e12, a) == pytest.approx(seconds)
+    # at EP 1 nothing is gathered and every scope moves the 6 B of each copy: the 19.395584 ms of one rank above
+    assert moe_routing_s(m, 1000, 1, 1, 1e12, a) == pytest.approx(19.395584e-3)
+
+
+def test_vllm_deepgemm_scope_by_rows_and_dtype() -> None:
+    """vLLM ("deepgemm"): block-fp8 experts at >= 128 gathered rows run DeepGEMM (local copies only, 25.796608 ms as
+    above); bf16 experts, or 10 tokens x 8 = 80 gathered rows (< 128), the Triton zero-fill: 80 rows are 1/100 of the
+    8,000 above, 1.12041984 ms."""
+    from calc.serving.step import moe_routing_s
+
+    m = load_model("qwen3-235b-a22b")
+    a = ServingAssumptions(moe_kernel_floor_s=0.0, dispatcher="allgather", moe_permute_scope="deepgemm")
+    assert moe_routing_s(m, 1000, 1, 8, 1e12, a, deepgemm=True) == pytest.approx(25.796608e-3)
+    assert moe_routing_s(m, 1000, 1, 8, 1e12, a, deepgemm=False) == pytest.approx(112.041984e-3)
+    assert moe_routing_s(m, 10, 1, 8, 1e12, a, deepgemm=True) == pytest.approx(1.12041984e-3)
+
+
+def test_step_hands_deepgemm_for_block_fp8_on_hopper() -> None:
+    """A vLLM step of Qwen3-235B-A22B on H200 at EP 8 (all-gather, 64 decode rows per rank -> 512 gathered): fp8 with
+    block scales runs DeepGEMM (local copies), bf16 the Triton zero-fill; the step's routing is the one priced so."""
+    from calc.hardware.efficiency import memory_efficiency
+    from calc.serving.step import moe_routing_s, step_time
+
+    m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
+    a = ServingAssumptions(dispatcher="allgather", moe_permute_scope="deepgemm")
+    bw = gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu)
+    for dtype, deepgemm in (("fp8", True), ("bf16", False)):
+        st = step_time(m, gpu, a, tp=1, ep=8, dtype=dtype, decode_seqs=64, decode_context=1000)
+        assert st.memory_s - st.bytes_read / bw == pytest.approx(moe_routing_s(m, 64, 1, 8, bw, a, deepgemm))
+    assert moe_routing_s(m, 64, 1, 8, bw, a, True) < moe_routing_s(m, 64, 1, 8, bw, a, False)
+
+
+def test_engine_permute_scope_reaches_the_assumptions() -> None:
+    """--engine trtllm prices local copies, --engine sglang the zero-fill, --engine vllm DeepGEMM-or-Triton (0.10
+    the Triton zero-fill), and --explain says which."""
+    from calc.cli.serving import serving_assumptions
+    from calc.specs.serving import EngineSettings
+
+    for settings, scope in ((EngineSettings(engine="trtllm"), "local"), (EngineSettings(engine="sglang"), "zero-fill"),
+                            (EngineSettings(engine="vllm"), "deepgemm"),
+                            (EngineSettings(engine="vllm", engine_version="0.10.1"), "zero-fill")):
+        a = serving_assumptions(4.0, settings=settings)
+        assert a.moe_permute_scope == scope
+        assert any("permute / unpermute under an all-gather" in line for line in a.lines())
 
 
 def test_moe_step_adds_routing_traffic() -> None:

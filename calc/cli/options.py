@@ -259,6 +259,21 @@ DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
          "the engine's (allgather; vLLM before 0.11 naive)")]
 
 
+class PermuteScope(StrEnum):  # ServingAssumptions.moe_permute_scope (calc.serving.step.MOE_PERMUTE_SCOPES)
+    local = "local"
+    zero_fill = "zero-fill"
+    deepgemm = "deepgemm"
+    gathered = "gathered"
+
+
+PermuteScopeOpt = Annotated[PermuteScope | None, typer.Option(
+    "--moe-permute-scope",
+    help="under an all-gather exchange, which routed copies a rank's permute / unpermute touches: local (its experts' "
+         "only: TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM), zero-fill (a zero-fill + top-k sum over every gathered copy: "
+         "vLLM / SGLang Triton), deepgemm (vLLM: local on DeepGEMM for block-fp8 on Hopper / Blackwell, else "
+         "zero-fill) or gathered (every gathered copy, an upper bound); default: the engine's")]
+
+
 class OldMoeCollective(StrEnum):
     alltoall = "alltoall"
     allgather = "allgather"

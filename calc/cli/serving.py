@@ -43,6 +43,7 @@ from calc.cli.options import (
     NumGpusOpt,
     OldMoeCollectiveOpt,
     OutputOpt,
+    PermuteScopeOpt,
     PlotOpt,
     PpOpt,
     PromptOpt,
@@ -173,7 +174,7 @@ def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) 
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
-                        num_scheduler_steps: int | None = None) -> Any:
+                        num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -187,12 +188,15 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     --comm-buffer-gib: the per-GPU communication memory of a split model, replacing calc.serving.comm_memory's
     formula.
     --dispatcher: the expert-parallel token exchange (calc.hardware.moe_ops.DISPATCHERS); else the engine's by release
-    (calc.serving.assumptions.engine_dispatcher: vLLM before 0.11 naive, else all-gather + reduce-scatter)."""
+    (calc.serving.assumptions.engine_dispatcher: vLLM before 0.11 naive, else all-gather + reduce-scatter).
+    --moe-permute-scope: which routed copies an all-gather-fed rank permutes; else the engine's
+    (calc.serving.assumptions.engine_permute_scope)."""
     from calc.fitted import describe
     from calc.serving.assumptions import (
         DEFAULT_ASSUMPTIONS,
         ServingAssumptions,
         engine_dispatcher,
+        engine_permute_scope,
         engine_step_overhead_s,
         overhead_family,
     )
@@ -206,6 +210,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
         given["comm_buffer_gib"] = comm_buffer_gib
     if dispatcher is not None or settings is not None:
         given["dispatcher"] = str(dispatcher or engine_dispatcher(settings.engine, settings.version()))
+    if moe_permute_scope is not None or settings is not None:
+        given["moe_permute_scope"] = str(moe_permute_scope or engine_permute_scope(settings.engine, settings.version()))
     if step_overhead_ms is not None:
         given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
     elif settings is not None:
@@ -371,6 +377,7 @@ def serve(
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     dispatcher: DispatcherOpt = None,
+    moe_permute_scope: PermuteScopeOpt = None,
     moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
@@ -403,8 +410,10 @@ def serve(
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher,
+                           moe_permute_scope=moe_permute_scope)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
+                                 moe_permute_scope=moe_permute_scope)
     check_context(m, prompt + output, "--prompt")
     if max_model_len is not None:
         check_context(m, max_model_len, "--max-model-len")
@@ -417,7 +426,8 @@ def serve(
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                           comm_buffer_gib, dispatcher), m, g, s, prompt + output - 1,
+                                           comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope),
+                       m, g, s, prompt + output - 1,
                        given_dtype(ctx, dtype))
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,

@@ -22,12 +22,15 @@ PERMUTE_BYTES_PER_COPY = 6.0
 COMBINE_BYTES_PER_TOKEN = 2.0
 
 
-def moe_routing_bytes(m: ModelSpec, tokens: float, capacity_factor: float = 1.0) -> float:
+def moe_routing_bytes(m: ModelSpec, tokens: float, capacity_factor: float = 1.0,
+                      copy_bytes: float = PERMUTE_BYTES_PER_COPY) -> float:
     """HBM bytes of one MoE layer's router + permute / unpermute for ``tokens`` tokens (module docstring); 0 for a
-    dense model.
+    dense model. ``copy_bytes``: bytes per element of each routed copy (PERMUTE_BYTES_PER_COPY when this rank moves
+    every copy; a serving rank fed by an all-gather moves some copies only for its local experts:
+    calc.serving.step.moe_routing_s).
     """
     if not m.moe:
         return 0.0
     copies = tokens * m.moe.experts_per_token * capacity_factor
-    return (tokens * m.moe.router_slots * ROUTER_BYTES_PER_LOGIT + copies * m.hidden_size * PERMUTE_BYTES_PER_COPY
+    return (tokens * m.moe.router_slots * ROUTER_BYTES_PER_LOGIT + copies * m.hidden_size * copy_bytes
             + tokens * m.hidden_size * COMBINE_BYTES_PER_TOKEN)

@@ -152,6 +152,11 @@ class ServingAssumptions(BaseModel):
         "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
+    moe_permute_scope: Literal["local", "zero-fill", "deepgemm", "gathered"] = Field("deepgemm", description=(
+        "which routed copies an all-gather-fed rank's permute / unpermute touches (calc.serving.step.MOE_PERMUTE_SCOPES): "
+        "only its local experts' (TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM), a zero-fill + top-k sum over every gathered "
+        "copy (vLLM / SGLang Triton fused MoE with an expert map), vLLM's choice between the two (deepgemm), or every "
+        "gathered copy (gathered); default: the engine's (engine_permute_scope)"))
 
     def lines(self, moe: bool = True, split: bool = True) -> list[str]:
         """The assumptions as --explain and JSON ``assumptions`` list them; those that cannot apply are left out: the
@@ -193,7 +198,9 @@ class ServingAssumptions(BaseModel):
                f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
                f"(SGLang large-scale EP, no EPLB); "
                + DISPATCHER_LINES[self.dispatcher].format(latency_us=self.a2a_latency_s * 1e6)
-               + f" (--dispatcher {self.dispatcher})"] if moe else []),
+               + f" (--dispatcher {self.dispatcher})"
+               + (f"; permute / unpermute under an all-gather: {PERMUTE_SCOPE_LINES[self.moe_permute_scope]}"
+                  if self.dispatcher in ("allgather", "naive") else "")] if moe else []),
         ]
 
 
@@ -214,6 +221,41 @@ DISPATCHER_LINES = {  # --explain, by ServingAssumptions.dispatcher
     "allgather": "experts fed by all-gather + reduce-scatter over the EP group (NCCL ring)",
     "naive": "experts fed by one broadcast per DP rank + an all-reduce of the gathered rows (vLLM naive)",
 }
+
+PERMUTE_SCOPE_LINES = {  # --explain, by ServingAssumptions.moe_permute_scope
+    "local": "only the local experts' routed copies are permuted and summed, every gathered row written "
+             "(TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM)",
+    "zero-fill": "4 B per element of every gathered routed copy (zero-fill + top-k sum) and 2 B of the local experts' "
+                 "(vLLM / SGLang Triton fused MoE, expert map)",
+    "deepgemm": "vLLM's: local copies only on DeepGEMM (block-fp8 experts on Hopper / Blackwell, >= 128 gathered rows), "
+                "else the Triton zero-fill + top-k sum over every gathered copy",
+    "gathered": "every rank permutes all EP x T gathered rows' routed copies (upper bound)",
+}
+
+
+def engine_permute_scope(engine: str | None, version: tuple[int, ...] | None = None) -> str:
+    """ServingAssumptions.moe_permute_scope an engine runs (calc.serving.step.MOE_PERMUTE_SCOPES, sources there):
+    "local" for TensorRT-LLM (CUTLASS MoE: expandInputRowsKernel and finalizeMoeRoutingKernel touch only local
+    copies), "zero-fill" for SGLang (fused_moe_triton with filter_expert + moe_sum_reduce over [M, k, H]) and for
+    vLLM V0 and vLLM releases before VLLM_DEEPGEMM_DEFAULT_FROM (VLLM_USE_DEEP_GEMM defaulted to "0": the Triton
+    kernels), "deepgemm" for vLLM from then on and any other name (DeepGEMM's ep_scatter / ep_gather for block-fp8
+    experts, else Triton's zero-fill). ``version`` None: the current release.
+
+    >>> engine_permute_scope("trtllm"), engine_permute_scope("sglang"), engine_permute_scope("vllm")
+    ('local', 'zero-fill', 'deepgemm')
+    >>> engine_permute_scope("vllm", (0, 10, 1)), engine_permute_scope("vllm-v0")
+    ('zero-fill', 'zero-fill')
+    """
+    if engine == "vllm-v0" or (engine == "vllm" and version is not None and version < VLLM_DEEPGEMM_DEFAULT_FROM):
+        return "zero-fill"
+    return {"trtllm": "local", "sglang": "zero-fill"}.get(engine or "", "deepgemm")
+
+
+# vllm/envs.py VLLM_USE_DEEP_GEMM: default "0" in the releases that introduced it (still "0" where
+# VLLM_USE_DEEP_GEMM_E8M0 already existed, the 0.10 line), "1" in current main (with VLLM_MOE_USE_DEEP_GEMM "1").
+# The release that flipped it was not read here; taken as 0.11, the AgRs boundary (VLLM_AGRS_DEFAULT_FROM).
+VLLM_DEEPGEMM_DEFAULT_FROM = (0, 11)
+
 
 # vLLM's default expert-parallel all2all backend (vllm/envs.py VLLM_ALL2ALL_BACKEND, later vllm/config/parallel.py
 # ParallelConfig.all2all_backend / --all2all-backend): "naive" from its introduction (v0.9.0) through the 0.10 line

@@ -153,8 +153,10 @@ def allgather_reducescatter_s(m: ModelSpec, system: SystemSpec, tokens: int, tp:
 
     timed by calc.hardware.collectives (NCCL ring: (EP - 1) steps of the node latency, (EP - 1)/EP x S per GPU at
     the collective efficiency). b_x = 1 when the experts are per-tensor fp8 (FP8 QDQ quantises x before the gather),
-    else 2 (bf16; block-scaled fp8 quantises inside the fused MoE, after it). Every rank then runs its experts
-    over all EP x T_r gathered rows (calc.serving.step.moe_routing_s counts their permute traffic). No expert
+    else 2 (bf16; block-scaled fp8 quantises inside the fused MoE, after it). Every rank then routes all EP x T_r
+    gathered rows through its local experts (calc.serving.step.moe_routing_s counts the permute traffic, by engine:
+    only the local copies in TensorRT-LLM's CUTLASS MoE and vLLM's DeepGEMM, a zero-fill + sum over every gathered
+    copy in the Triton kernels). No expert
     imbalance in the volume: every rank receives every token whatever the routing.
 
     Source: NVIDIA/TensorRT-LLM tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py (the 1.0 line):

@@ -54,7 +54,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
 from calc.model.flops import attention_dims, mixer_scan_flops
 from calc.model.layers import attention_layers, keys_seen
-from calc.model.moe_routing import moe_routing_bytes
+from calc.model.moe_routing import PERMUTE_BYTES_PER_COPY, moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
@@ -286,25 +286,90 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
                       inter_node_gb_s=a.internode_gb_s)
 
 
+# Bytes per element of each routed copy an all-gather-fed rank moves (ServingAssumptions.moe_permute_scope):
+# (over every copy of the EP x T gathered rows, over the copies routed to this rank's experts). Each sums to
+# PERMUTE_BYTES_PER_COPY (6: write the copy, write its expert output, read it back to sum), so at EP 1 all are the same.
+MOE_PERMUTE_SCOPES: dict[str, tuple[float, float]] = {
+    "gathered": (PERMUTE_BYTES_PER_COPY, 0.0),
+    "zero-fill": (4.0, PERMUTE_BYTES_PER_COPY - 4.0),
+    "local": (0.0, PERMUTE_BYTES_PER_COPY),
+}
+DEEPGEMM_MIN_ROWS = 128  # vLLM _valid_deep_gemm_shape: M >= get_mk_alignment_for_contiguous_layout()[0] (128)
+DEEPGEMM_ARCHS = ("Hopper", "Blackwell")  # DeepGEMM's sm90 / sm100 kernels
+
+
+def permute_scope(a: ServingAssumptions, gathered_rows: float, deepgemm: bool) -> str:
+    """The MOE_PERMUTE_SCOPES row an all-gather-fed rank runs: ServingAssumptions.moe_permute_scope, with vLLM's
+    "deepgemm" resolved as vLLM's fused_experts does (vllm/model_executor/layers/fused_moe/fused_moe.py fused_experts:
+    DeepGEMM when allowed (VLLM_USE_DEEP_GEMM, block-fp8 experts), N > 512 and _valid_deep_gemm(M >= 128 rows),
+    else the Triton kernels): "local" for block-scaled fp8 experts on Hopper / Blackwell at >= 128 gathered rows,
+    "zero-fill" otherwise.
+
+    >>> from calc.serving.assumptions import ServingAssumptions
+    >>> a = ServingAssumptions(moe_permute_scope="deepgemm")
+    >>> permute_scope(a, 128, True), permute_scope(a, 127, True), permute_scope(a, 4096, False)
+    ('local', 'zero-fill', 'zero-fill')
+    """
+    if a.moe_permute_scope != "deepgemm":
+        return a.moe_permute_scope
+    return "local" if deepgemm and gathered_rows >= DEEPGEMM_MIN_ROWS else "zero-fill"
+
+
 def moe_routing_s(m: ModelSpec, tokens: int, tp: int, ep: int, bandwidth: float,
-                  a: ServingAssumptions | None = None) -> float:
+                  a: ServingAssumptions | None = None, deepgemm: bool = False) -> float:
     """Seconds of every MoE layer's router, top-k and permute / unpermute on one rank (memory-bound kernels beside
     the grouped GEMM; bytes from calc.model.moe_routing, dropless: capacity factor 1):
-        (L - L_dense) x moe_routing_bytes(T_rank) / (HBM x memory efficiency)
-    T_rank: the tokens this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and
-    permutes every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel
-    attention group dispatches its 1/t share, as calc.serving.moe.a2a_s counts); EP x tokens / t when the experts
-    are fed by an all-gather (ServingAssumptions.dispatcher "allgather" or "naive": every rank permutes and unpermutes
-    all gathered rows, calc.serving.moe.allgather_reducescatter_s / naive_broadcast_s); plus, per MoE layer, the fixed latency of the
-    fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
+        (L - L_dense) x moe_routing_bytes(T_rank, copy bytes c) / (HBM x memory efficiency)
+    T_rank: the rows this rank routes: the group's ``tokens`` under TP alone (vLLM's fused_moe routes and permutes
+    every token on every TP rank), tokens / t with expert parallelism (each TP rank of a data-parallel attention
+    group dispatches its 1/t share, as calc.serving.moe.a2a_s counts; c = 6 B); EP x tokens / t when the experts
+    are fed by an all-gather (ServingAssumptions.dispatcher "allgather" or "naive": calc.serving.moe
+    allgather_reducescatter_s / naive_broadcast_s). The router / top-k (E x 12 B) and the output write (H x 2 B)
+    then cover every gathered row, and of the 6 B per element of a routed copy g cover every gathered copy and l
+    only the copies routed to this rank's E / EP experts (ServingAssumptions.moe_permute_scope, MOE_PERMUTE_SCOPES;
+    ``deepgemm``: the experts are block-scaled fp8, which vLLM runs on DeepGEMM: permute_scope):
+        c = g + l / EP
+      local     (0, 6)  TensorRT-LLM's CUTLASS MoE (cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu
+                        @ 000dea27: fusedBuildExpertMapsSortFirstTokenKernel sorts experts outside
+                        [start_expert, end_expert) past expert_first_token_offset[num_experts_per_node];
+                        expandInputRowsKernel copies only permuted rows below that count; under all-gather +
+                        reduce-scatter finalizeMoeRoutingKernelLauncher runs finalizeMoeRoutingKernel, one block per
+                        gathered row, which skips non-local experts (reads local copies only) and writes every row,
+                        "must fill invalid output tokens with zeros"); vLLM's DeepGEMM experts (deep_gemm_moe.py:
+                        ep_scatter copies only local pairs, ep_gather sums them into each gathered row's output).
+      zero-fill (4, 2)  vLLM's Triton fused_experts_impl (fused_moe.py, current main): moe_align_block_size(...,
+                        expert_map, ignore_invalid_experts=True) hands the GEMMs only local (token, expert) pairs and
+                        they read A rows in place, but ``if expert_map is not None: intermediate_cache3.zero_()``
+                        writes [M, k, H] (2 B every copy), ops.moe_sum reads it all (2 B every copy) and the w2 GEMM
+                        writes the local copies (2 B). SGLang's fused_moe_triton (python/sglang/srt/layers/moe/
+                        fused_moe_triton/fused_moe.py, adapted from vLLM a6221a14): fused_moe_kernel with filter_expert
+                        writes zeros for every non-local block (write_zeros_to_output) and moe_sum_reduce reads every
+                        [M, k, H] copy: 4 B every copy, within 2 / EP B of this row.
+      deepgemm          vLLM's choice between the two (permute_scope).
+      gathered  (6, 0)  every gathered copy permuted and read back: the upper bound this term priced before; no engine
+                        read here runs it.
+    Not counted, as for dense MLPs: the activation (silu_and_mul), which the Triton kernels run over all M x k rows of
+    the w1 output ([M x k, 2I] read, [M x k, I] written) local or not, and SGLang's zero write of the non-local w1
+    rows. TensorRT-LLM routes before its all-gather (top-k over T, not EP x T: E x 12 B per row, under 1% here).
+    Plus, per MoE layer, the fixed latency of the fused-MoE kernel chain (ServingAssumptions.moe_kernel_floor_s)."""
     if not m.moe or tokens <= 0:
         return 0.0
     a = a or DEFAULT_ASSUMPTIONS
     per_rank = tokens / tp if ep > 1 else tokens
+    copy_bytes = PERMUTE_BYTES_PER_COPY
     if ep > 1 and a.dispatcher in ("allgather", "naive"):
         per_rank *= ep
+        every, local = MOE_PERMUTE_SCOPES[permute_scope(a, per_rank, deepgemm)]
+        copy_bytes = every + local / ep
     layers = m.num_layers - m.moe.num_dense_layers
-    return layers * (moe_routing_bytes(m, per_rank) / bandwidth + a.moe_kernel_floor_s)
+    return layers * (moe_routing_bytes(m, per_rank, copy_bytes=copy_bytes) / bandwidth + a.moe_kernel_floor_s)
+
+
+def runs_deepgemm(gpu: GPUSpec, compute_dtype: str, a: ServingAssumptions) -> bool:
+    """Block-scaled fp8 experts on a GPU DeepGEMM serves (DEEPGEMM_ARCHS): what vLLM's Fp8MoEMethod hands to
+    DeepGEMM (allow_deep_gemm: VLLM_USE_DEEP_GEMM, default "1" in current vllm/envs.py, and a block-quantised
+    checkpoint; ServingAssumptions.fp8_moe_scales "block")."""
+    return compute_dtype.startswith("fp8") and a.fp8_moe_scales == "block" and gpu.arch in DEEPGEMM_ARCHS
 
 
 def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = None) -> float:
@@ -383,7 +448,8 @@ def step_time(
         comm += (m.num_layers - m.moe.num_dense_layers) * moe_comm_s(m, system, a, tokens, tp, ep, x_bytes, calibration)
     if pp > 1:
         comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
-    routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a)
+    routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a,
+                            runs_deepgemm(gpu, weight_format(m, gpu, dtype).compute_dtype, a))
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory + routing
     forward = gemm_s + max(attn_compute, attn_memory) + routing + comm
