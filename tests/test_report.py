@@ -156,3 +156,29 @@ def test_compare_prices_serves_layout_at_its_batch(cli) -> None:
 def test_targets_and_batch_refused_where_they_change_nothing(cli, args: list[str], flag: str) -> None:
     r = cli(*args)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+
+
+def test_report_json_lists_its_assumptions_once(cli) -> None:
+    """report --json has a top-level ``assumptions`` as every other command: serving, the concurrency answer's and
+    the serving plan's; training, the memory page's and the training time's, each line once."""
+    infer = cli("report", *INFER, "--prompt", "3000", "--output", "1000", "--json").json()
+    parts = infer["concurrency"]["assumptions"] + infer["serving"]["assumptions"]
+    assert infer["assumptions"] == list(dict.fromkeys(parts))
+    assert len(infer["assumptions"]) < len(parts)  # the two share lines (weights, efficiency): printed once
+    train = cli("report", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--mode", "train", "--json").json()
+    assert train["assumptions"] == list(dict.fromkeys(train["memory"]["assumptions"]
+                                                      + train["train_time"]["assumptions"]))
+    assert "recipe bf16-adam: 2 B weights + 2 B gradients + 12 B optimizer per parameter" in train["assumptions"]
+
+
+def test_train_plan_json_has_explain_as_train_step(cli) -> None:
+    """train-plan --json carries ``explain`` (what --explain prints): the search's assumptions, then the best plan's
+    derivation without its assumption lines (the search's own)."""
+    args = ["llama2-7b", "--gpu", "a100", "--num-gpus", "8", "--global-batch", "64"]
+    plan = cli("train-plan", *args, "--json").json()
+    n = len(plan["assumptions"])
+    assert plan["explain"][:n] == [f"assumption: {a}" for a in plan["assumptions"]]
+    best = [line for line in plan["plans"][0]["explain"] if not line.startswith("assumption:")]
+    assert plan["explain"][n:] == [f"best plan: {line}" for line in best] and best
+    none = cli("train-plan", "llama2-70b", "--gpu", "a100", "--num-gpus", "1", "--global-batch", "64", "--json")
+    assert none.code == 2 and none.json()["explain"] == [f"assumption: {a}" for a in none.json()["assumptions"]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory
@@ -54,6 +54,14 @@ class Report(BaseModel):
     train_time: TrainTimeResult | None = None
     chart: MemoryChart | None = None
     serving: ServePlan | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def assumptions(self) -> list[str]:
+        """The page's assumptions, once each, as its sections list them: serving, the concurrency answer's and the
+        serving plan's; training, the memory page's and the training time's (its plan's, or the assumed MFU)."""
+        parts = ([self.concurrency, self.serving] if self.mode == "infer" else [self.memory, self.train_time])
+        return list(dict.fromkeys(a for part in parts if part is not None for a in part.assumptions))
 
 
 def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
