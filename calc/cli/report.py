@@ -216,6 +216,12 @@ def report(
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
     )
+    if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
+        if as_json:
+            from calc.report.render import emit_json
+
+            emit_json(result)
+        raise LLMCalcError("--num-gpus", result.verdict or "does not fit")
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
 
