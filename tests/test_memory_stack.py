@@ -126,3 +126,19 @@ def test_train_step_prices_the_stack_as_memory_does(cli, stack) -> None:
     job = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--global-batch", "16", "--stack", stack, "--json")
     step = cli("train-step", *job).json()
     assert step["memory_per_gpu_bytes"] == cli("memory", *job, "--mode", "train").json()["per_gpu_bytes"]
+
+
+@pytest.mark.parametrize("stack", [None, "hf", "megatron"])
+def test_report_finetune_takes_the_stack_as_memory_does(cli, stack) -> None:
+    """report --mode finetune takes --stack with memory --mode finetune's default (hf) and prints its finetune page
+    byte for byte; adapters on another stack are refused there too, naming --stack."""
+    job = ["llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--mode", "finetune", "--method", "full",
+           *(["--stack", stack] if stack else []), "--json"]
+    page = cli("report", *job).json()["finetune"]
+    assert page == cli("memory", *job).json()
+    assert page["stack"] == (stack or "hf")
+
+
+def test_report_finetune_refuses_adapters_on_megatron(cli) -> None:
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--stack", "megatron")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --stack: megatron: adapters"), r.err

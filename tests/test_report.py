@@ -156,3 +156,46 @@ def test_compare_prices_serves_layout_at_its_batch(cli) -> None:
 def test_targets_and_batch_refused_where_they_change_nothing(cli, args: list[str], flag: str) -> None:
     r = cli(*args)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+
+
+def test_report_json_lists_its_assumptions_once(cli) -> None:
+    """report --json has a top-level ``assumptions`` as every other command: serving, the concurrency answer's and
+    the serving plan's; training, the memory page's and the training time's, each line once."""
+    infer = cli("report", *INFER, "--prompt", "3000", "--output", "1000", "--json").json()
+    parts = infer["concurrency"]["assumptions"] + infer["serving"]["assumptions"]
+    assert infer["assumptions"] == list(dict.fromkeys(parts))
+    assert len(infer["assumptions"]) < len(parts)  # the two share lines (weights, efficiency): printed once
+    train = cli("report", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--mode", "train", "--json").json()
+    assert train["assumptions"] == list(dict.fromkeys(train["memory"]["assumptions"]
+                                                      + train["train_time"]["assumptions"]))
+    assert "recipe bf16-adam: 2 B weights + 2 B gradients + 12 B optimizer per parameter" in train["assumptions"]
+
+
+def test_train_plan_json_has_explain_as_train_step(cli) -> None:
+    """train-plan --json carries ``explain`` (what --explain prints): the search's assumptions, then the best plan's
+    derivation without its assumption lines (the search's own)."""
+    args = ["llama2-7b", "--gpu", "a100", "--num-gpus", "8", "--global-batch", "64"]
+    plan = cli("train-plan", *args, "--json").json()
+    n = len(plan["assumptions"])
+    assert plan["explain"][:n] == [f"assumption: {a}" for a in plan["assumptions"]]
+    best = [line for line in plan["plans"][0]["explain"] if not line.startswith("assumption:")]
+    assert plan["explain"][n:] == [f"best plan: {line}" for line in best] and best
+    none = cli("train-plan", "llama2-70b", "--gpu", "a100", "--num-gpus", "1", "--global-batch", "64", "--json")
+    assert none.code == 2 and none.json()["explain"] == [f"assumption: {a}" for a in none.json()["assumptions"]]
+
+
+def test_train_report_json_says_does_not_fit(cli) -> None:
+    """report --mode train --json where no layout fits answers in JSON as latency / serve / train-plan do (fits
+    false, fit "does not fit", the search's verdict), then exits 2 with the one error line. By hand: llama3-70b
+    has 70.55e9 parameters; bf16-adam keeps 2 + 2 + 12 = 16 B each = 1,051 GiB, which ZeRO cannot split on 1 GPU
+    against an H100's 80 GB."""
+    args = ["report", "llama3-70b", "--gpu", "h100", "--num-gpus", "1", "--mode", "train"]
+    r = cli(*args, "--json")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: does not fit"), r.err
+    assert len(r.err.strip().splitlines()) == 1
+    d = r.json()
+    assert (d["fits"], d["fit"], d["memory"], d["train_time"]) == (False, "does not fit", None, None)
+    assert d["verdict"].startswith("does not fit: no layout of llama3-70b fits on 1 x h100-sxm")
+    assert d["params"]["total_params"] == 70_553_706_496
+    plain = cli(*args)  # the table is refused before it is drawn, with the same line
+    assert plain.code == 2 and plain.out == "" and plain.err == r.err

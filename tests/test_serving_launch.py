@@ -91,3 +91,41 @@ def test_quantized_weights_keep_a_16_bit_kv_cache(dtype: str) -> None:
     assert auto.kv_dtype == "bf16" and auto.kv_bytes_per_token == 131_072
     fp8 = engine_memory(m, g, dtype=dtype, kv_dtype="fp8", tokens_per_request=4096)
     assert fp8.kv_dtype == "fp8" and fp8.kv_bytes_per_token == 65_536
+
+
+# vLLM's all2all backends (vllm/envs.py VLLM_ALL2ALL_BACKEND choices; --all2all-backend): the values a line may carry
+VLLM_ALL2ALL_BACKENDS = ("naive", "pplx", "allgather_reducescatter", "deepep_high_throughput", "deepep_low_latency")
+MOE_JOB = ("deepseek-v3", "--gpu", "h200", "--num-gpus", "16", "--prompt", "1000", "--output", "1000")
+
+
+def launch(cli, *args: str):  # noqa: ANN001, ANN201
+    r = cli("serve", *MOE_JOB, *args, "--json")
+    return r.code, (r.json()["launch"] if r.code == 0 else r.err)
+
+
+@pytest.mark.parametrize(("dispatcher", "backend"), [("deepep", "deepep_low_latency"), ("naive", "naive"),
+                                                     ("allgather", None)])
+def test_vllm_line_carries_a_non_default_dispatcher(cli, dispatcher: str, backend: str | None) -> None:
+    """vLLM 0.11 (the current release here) runs allgather_reducescatter by default: any other --dispatcher goes on
+    the line as --all2all-backend, in vLLM's own value names (deepep: the low-latency kernels serve prices decode
+    with); the default adds nothing."""
+    code, line = launch(cli, "--emit", "vllm", "--dispatcher", dispatcher)
+    assert code == 0 and "--enable-expert-parallel" in line, line
+    p = vllm_parser()
+    p.add_argument("--all2all-backend", choices=VLLM_ALL2ALL_BACKENDS)
+    assert p.parse_args(shlex.split(line)[2:]).all2all_backend == backend
+
+
+def test_dispatcher_by_engine_and_version(cli) -> None:
+    """Before 0.11 the backend is vLLM's VLLM_ALL2ALL_BACKEND variable (default naive) and has no
+    allgather_reducescatter; SGLang runs DeepEP with --moe-a2a-backend deepep, its default "none" is allgather;
+    a dispatcher an engine has no setting for is refused in one line naming --dispatcher."""
+    code, line = launch(cli, "--emit", "vllm", "--engine-version", "0.10.1", "--dispatcher", "deepep")
+    assert code == 0 and line.startswith("VLLM_ALL2ALL_BACKEND=deepep_low_latency vllm serve "), line
+    assert "--all2all-backend" not in line
+    assert launch(cli, "--emit", "sglang", "--dispatcher", "deepep")[1].endswith(" --moe-a2a-backend deepep")
+    assert "--moe-a2a-backend" not in launch(cli, "--emit", "sglang", "--dispatcher", "allgather")[1]
+    for args in (("vllm", "--engine-version", "0.10.1", "--dispatcher", "allgather"), ("vllm", "--dispatcher", "alltoall"),
+                 ("sglang", "--dispatcher", "alltoall"), ("trtllm", "--dispatcher", "deepep")):
+        code, err = launch(cli, "--emit", *args)
+        assert code == 2 and err.startswith("llmcalc: error: --dispatcher: ") and err.count("\n") == 1, err

@@ -149,11 +149,12 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), ("--stack", stack), *serving.items()):
+                            ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
-                        zero=zero or 0, options=finetune, fmt=fmt.value, as_json=as_json)
+                        zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune
+                        fmt=fmt.value, as_json=as_json)
         return
     for flag, value in finetune.items():
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
@@ -216,6 +217,12 @@ def report(
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
     )
+    if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
+        if as_json:
+            from calc.report.render import emit_json
+
+            emit_json(result)
+        raise LLMCalcError("--num-gpus", result.verdict or "does not fit")
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
 

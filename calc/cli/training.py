@@ -651,9 +651,6 @@ def train_plan(
         from calc.report.confidence import how_sure_text
         from calc.report.render import console, explain_panel
 
-        lines = [f"assumption: {a}" for a in result.assumptions]
-        if result.plans:
-            lines += [f"best plan: {line}" for line in result.plans[0].explain if not line.startswith("assumption:")]
-        console.print(explain_panel(lines + how_sure_text(result, explain=True)))
+        console.print(explain_panel(result.explain + how_sure_text(result, explain=True)))
     if not result.plans:  # one exit code per outcome, whatever the format
         raise LLMCalcError("--num-gpus", result.verdict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory
@@ -48,12 +48,22 @@ class Report(BaseModel):
     num_gpus: int
     params: ParamCount
     flops: FlopsResult
-    memory: MemoryResult
+    memory: MemoryResult | None  # None only when no training layout fits (``fits`` False)
     concurrency: ConcurrencyResult | None = None
     latency: LatencyResult | None = None
     train_time: TrainTimeResult | None = None
     chart: MemoryChart | None = None
     serving: ServePlan | None = None
+    fits: bool = True  # False: no training layout fits the GPUs (as train-plan); ``verdict`` says what would
+    verdict: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def assumptions(self) -> list[str]:
+        """The page's assumptions, once each, as its sections list them: serving, the concurrency answer's and the
+        serving plan's; training, the memory page's and the training time's (its plan's, or the assumed MFU)."""
+        parts = ([self.concurrency, self.serving] if self.mode == "infer" else [self.memory, self.train_time])
+        return list(dict.fromkeys(a for part in parts if part is not None for a in part.assumptions))
 
 
 def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
@@ -102,6 +112,11 @@ def build_report(
         plan = plan or Parallelism(dp=num_gpus)
         best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, batch,
                                                             training_cost)
+        if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
+            return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
+                          flops=forward_flops(m, batch, seq), memory=None, fits=False,
+                          verdict=best.verdict + "; give --mfu to assume one instead")
+        best = best.plans[0] if best is not None else None
         if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
             memory = timed_plan_memory(m, gpu, best, recipe, training_cost.eff if training_cost else None)
         else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
@@ -138,18 +153,20 @@ def build_report(
 
 def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None,
                         zero: int | None = None, micro_batch: int = 1, cost: Any = None) -> Any:
-    """The fastest fitting layout (train-plan) whose predicted MFU replaces an assumed one (mfu_assumed=None),
-    with the ZeRO stage pinned when --zero is given and the micro-batch when --batch > 1; None when no node type
-    ships for the GPU (the assumed 0.4 is used then). ``cost``: the ModelCost to search with (build_report)."""
+    """The train-plan search (top 1) whose fastest fitting layout's predicted MFU replaces an assumed one
+    (mfu_assumed=None), with the ZeRO stage pinned when --zero is given and the micro-batch when --batch > 1, on
+    train-plan's global batch (calc.training.plan.default_global_batch); no plans when nothing fits; None when no
+    node type ships for the GPU (the assumed 0.4 is used then). ``cost``: the ModelCost to search with (build_report)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import ModelCost
-    from calc.training.plan import SearchSpace, best_plan
+    from calc.training.plan import SearchSpace, default_global_batch, search_plans
 
     system = system_for_gpu(gpu)
     if cost is None and system is None:  # no node type to place a plan on: the assumed MFU stays
         return None
     pins = (("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch > 1)
-    return best_plan(cost or ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus, space=SearchSpace(fixed=pins))
+    return search_plans(cost or ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus,
+                        default_global_batch(seq, num_gpus), top=1, space=SearchSpace(fixed=pins))
 
 
 def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam",

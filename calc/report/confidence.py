@@ -316,6 +316,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
                   f"but its 80% band goes down to {b.low:,.0f}")
     elif name == "calc.training.plan.PlanSearchResult":
         return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
+    elif name == "calc.report.build.Report":
+        return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]  # else its memory's (FIT_FROM)
     else:
         return None
     line = f"fit: tight: {margin}; {ROOM.get(name, 'more GPUs')} would make room" if verdict == "tight" else None

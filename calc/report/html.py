@@ -102,7 +102,7 @@ def report_html(r: Any) -> str:
                             [[x.name, x.gpus_needed, x.batch, f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}",
                               f"{x.tokens_per_s_per_gpu:,.0f}", f"{x.kv_cache_tokens:,}", x.binding] for x in s.layouts]),
                      frontier_svg(s), "<h2>Assumptions</h2>",
-                     "<ul>" + "".join(f"<li>{escape(a)}</li>" for a in dict.fromkeys(c.assumptions + s.assumptions)) + "</ul>"]
+                     "<ul>" + "".join(f"<li>{escape(a)}</li>" for a in r.assumptions) + "</ul>"]
     else:
         body += ["<h2>Training time</h2>", f"<p>{escape(r.train_time.verdict)}</p>"]
     sure = how_sure_text(r)

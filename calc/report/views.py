@@ -119,16 +119,14 @@ def report_markdown(r: Any) -> str:
             out.append("")
             sections.append(("Serving plan", r.serving.explain))
         sections += [("Concurrency", c.explain), ("Latency", lat.explain)]
-        assumptions = c.assumptions
     else:
         t = r.train_time
         out += ["## Training time", "", f"- {t.verdict}", ""]
         sections.append(("Training time", t.explain))
-        assumptions = mem.assumptions
     sure = how_sure_text(r)
     if sure:
         out += ["## How sure", "", HOW_SURE_TITLE, ""] + [f"- {line}" for line in sure] + [""]
-    out += ["## Assumptions", ""] + [f"- {a}" for a in assumptions] + [""]
+    out += ["## Assumptions", ""] + [f"- {a}" for a in r.assumptions] + [""]
     out += ["## Derivations", ""]
     for title, lines in sections:
         out += [f"### {title}", "", "```text", *lines, "```", ""]

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.serving.assumptions import VLLM_AGRS_DEFAULT_FROM, engine_dispatcher
 from calc.serving.moe import attention_ranks
 from calc.specs import ModelSpec
 from calc.specs.serving import EngineSettings
@@ -28,14 +29,55 @@ def model_id(m: ModelSpec) -> str:
     return m.hf_id or m.name
 
 
+# How each engine spells a --dispatcher (calc.hardware.moe_ops.DISPATCHERS) that is not its default
+# (calc.serving.assumptions.engine_dispatcher); notes/dispatcher-one-vocabulary.md has the sources.
+# vLLM: the all2all backend (vllm/envs.py VLLM_ALL2ALL_BACKEND from v0.9.0; ParallelConfig.all2all_backend /
+# --all2all-backend later, same values): "naive" (NaiveAll2AllManager: broadcast + all-reduce), from 0.11
+# "allgather_reducescatter" (PR #23964, AgRsAll2AllManager), "deepep_high_throughput" (DeepEP normal kernels) and
+# "deepep_low_latency" (DeepEP low-latency kernels). One backend serves every step, and llmcalc's deepep prices the
+# decode steps (which set TPOT and the batch) with the low-latency kernels (calc.serving.moe.a2a_s): deepep ->
+# deepep_low_latency. vLLM has no plain NCCL all-to-all backend (pplx is its own kernel): alltoall is refused.
+# The flag is emitted from 0.11, the project's boundary for allgather_reducescatter (VLLM_AGRS_DEFAULT_FROM); before it
+# the same value goes in the VLLM_ALL2ALL_BACKEND environment variable, where no allgather_reducescatter exists.
+VLLM_ALL2ALL = {"naive": "naive", "allgather": "allgather_reducescatter", "deepep": "deepep_low_latency"}
+# SGLang (python/sglang/srt/server_args.py): --moe-a2a-backend "none" (the default: DP attention gathers the tokens,
+# priced as allgather) or "deepep"; no plain all-to-all or naive backend.
+SGLANG_A2A = {"deepep": "deepep"}
+
+
+def dispatcher_flag(emit: str, dispatcher: str, version: tuple[int, ...]) -> tuple[str, str]:
+    """(environment prefix, flag) that make ``emit``'s engine at ``version`` run ``dispatcher``, a value that is not
+    its default; LLMCalcError naming --dispatcher when the engine has no spelling for it at that version.
+
+    >>> dispatcher_flag("vllm", "deepep", (0, 11)), dispatcher_flag("vllm", "deepep", (0, 10, 1))
+    (('', '--all2all-backend deepep_low_latency'), ('VLLM_ALL2ALL_BACKEND=deepep_low_latency', ''))
+    >>> dispatcher_flag("sglang", "deepep", (0, 5, 4))
+    ('', '--moe-a2a-backend deepep')
+    """
+    if emit == "vllm":
+        value = VLLM_ALL2ALL.get(dispatcher)
+        agrs = version >= VLLM_AGRS_DEFAULT_FROM
+        if value is not None and version >= (0, 9) and (agrs or dispatcher != "allgather"):
+            return ("", f"--all2all-backend {value}") if agrs else (f"VLLM_ALL2ALL_BACKEND={value}", "")
+    elif emit == "sglang" and dispatcher in SGLANG_A2A:
+        return "", f"--moe-a2a-backend {SGLANG_A2A[dispatcher]}"
+    raise LLMCalcError("--dispatcher", f"{dispatcher}: {emit} {'.'.join(map(str, version))} has no setting for it "
+                                       "to emit; drop --emit, or give a dispatcher the engine runs")
+
+
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
-                   gpu_memory_bytes: int = 0, eager: bool = False) -> str:
+                   gpu_memory_bytes: int = 0, eager: bool = False, dispatcher: str | None = None) -> str:
     """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line. SGLang's
     --mem-fraction-static is the fraction the plan was sized with (EngineSettings.mem_fraction on the GPU's memory:
     by GPU memory from SGLang 0.5.4, by TP before). ``eager``: the plan was timed without CUDA graphs (--enforce-eager),
     so the line says so (vLLM --enforce-eager, SGLang --disable-cuda-graph; TensorRT-LLM's trtllm-serve takes it in an
-    extra-options file, not a flag: refused)."""
+    extra-options file, not a flag: refused). ``dispatcher``: the plan's (ServingAssumptions.dispatcher); under
+    expert parallelism one that is not the engine's default at its version goes on the line (dispatcher_flag)."""
     line = _launch_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes)
+    if dispatcher is not None and best.ep > 1:
+        if dispatcher != engine_dispatcher(s.engine, s.version()):
+            env, flag = dispatcher_flag(emit, dispatcher, s.version())
+            line = " ".join(part for part in (env, line, flag) if part)
     if not eager:
         return line
     if emit == "trtllm":

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
 from calc.model.parallel import tp_splits_kv_heads
@@ -64,6 +64,15 @@ class PlanSearchResult(BaseModel):
     plans: list[TrainStepResult]
     verdict: str
     assumptions: list[str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def explain(self) -> list[str]:
+        """What --explain prints, as train-step's ``explain``: the search's assumptions, then the best plan's
+        derivation (its own assumption lines are the search's, not repeated)."""
+        best = self.plans[0].explain if self.plans else []
+        return [f"assumption: {a}" for a in self.assumptions] + [
+            f"best plan: {line}" for line in best if not line.startswith("assumption:")]
 
 
 def _divisors(n: int) -> list[int]:
