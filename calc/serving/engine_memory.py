@@ -112,14 +112,26 @@ class EngineMemory(BaseModel):
 #     which writes a top-k-masked copy (torch.empty_like, 4 B) and its softmax (4 B) (flashinfer 0.3.1 sampling.py):
 #     2 + 4 + 4 + 4 = 14 B; 0.8.5 - 0.10.0 softmax the logits first (4 B) and sample from the probabilities in place:
 #     2 + 4 + 4 = 10 B.
+#   Triton masking (from 0.17.0): forward_native's apply_top_k_top_p hands batches of >= 8 rows to
+#     apply_top_k_top_p_triton (vllm/v1/sample/ops/topk_topp_triton.py, new in the 0.17.0 sdist, absent from 0.16.0's;
+#     vllm-project/vllm PR #33538 "[Kernel] Triton-based Top-k and Top-p sampler kernels", listed in the v0.17.0
+#     release notes), which masks the fp32 logits in place (pivot search, no sort) with one cached scratch buffer of
+#     min(next_power_of_2(min(SMs, rows)), SMs) x vocab fp32 (logits.new_empty, kept in _TRITON_BUFFER_CACHE); then
+#     logits.softmax(dtype=float32) (4 B) and random_sample's torch.empty_like(probs).exponential_() (4 B), divided in
+#     place: 2 + 4 + 4 + 4 = 14 B per logit + the buffer (sampler_scratch_bytes). Fewer than 8 rows keep the sort.
 # Which one runs by release: up to 0.11 FlashInfer whenever it is installed (VLLM_USE_FLASHINFER_SAMPLER None means
 # on), but the pip wheels do not install it (requirements/cuda.txt of 0.8.5 - 0.11.0 has no flashinfer-python; the
-# vllm-openai Docker image does); 0.12 - 0.20 PyTorch-native unless VLLM_USE_FLASHINFER_SAMPLER=1 ("Users must opt in
-# explicitly"); from 0.21 FlashInfer (envs default True, flashinfer-python pinned in requirements/cuda.txt).
+# vllm-openai Docker image does); 0.12 - 0.20 PyTorch-native (forward_native) unless VLLM_USE_FLASHINFER_SAMPLER=1
+# ("Users must opt in explicitly"), its masking the sort up to 0.16 and Triton from 0.17; from 0.21 FlashInfer (envs
+# default True, flashinfer-python pinned in requirements/cuda.txt).
 # ServingAssumptions.vllm_flashinfer_sampler overrides the release's default. Elsewhere only the 16-bit logits are
 # charged (2 B).
 LOGIT_BYTES = 2
 VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 8 + 8 + 4 + 8
+VLLM_V1_TRITON_TOPK_TOPP_FROM = (0, 17)
+VLLM_V1_TRITON_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 4
+VLLM_V1_TRITON_MIN_ROWS = 8  # topk_topp_sampler.py apply_top_k_top_p (0.17.0): HAS_TRITON and logits.shape[0] >= 8
+FP32_BYTES = 4
 VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES = {(0,): 2 + 4 + 4, (0, 10, 2): 2 + 4 + 4 + 4}
 VLLM_V1_FLASHINFER_SAMPLER_FROM = (0, 21)
 
@@ -156,10 +168,39 @@ def vllm_flashinfer_sampler(version: tuple[int, ...], a: ServingAssumptions) -> 
     return version >= VLLM_V1_FLASHINFER_SAMPLER_FROM
 
 
-def sampler_logit_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions = DEFAULT_ASSUMPTIONS) -> int:
-    """Bytes per logit the engine's profile-run sampler holds at its peak (comments above); LOGIT_BYTES elsewhere."""
+def vllm_triton_topk_topp(version: tuple[int, ...], a: ServingAssumptions, rows: int) -> bool:
+    """Whether vLLM V1's PyTorch-native sampler masks ``rows`` rows with the Triton top-k / top-p kernel (>= 0.17,
+    at least 8 rows, FlashInfer not in use; comments above)."""
+    return (version >= VLLM_V1_TRITON_TOPK_TOPP_FROM and rows >= VLLM_V1_TRITON_MIN_ROWS
+            and not vllm_flashinfer_sampler(version, a))
+
+
+def sampler_scratch_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions, rows: int, vocab: int,
+                          sms: int | None) -> int:
+    """The Triton top-k / top-p kernel's cached fp32 buffer (vLLM V1 >= 0.17, topk_topp_triton.py
+    apply_top_k_top_p_triton): min(next_power_of_2(min(SMs, rows)), SMs) rows of the vocabulary x 4 B; 0 elsewhere
+    or where the GPU's SM count is not in the catalog."""
+    if accounting != "vllm-v1" or not sms or not vllm_triton_topk_topp(version, a, rows):
+        return 0
+    programs = min(sms, rows)
+    return min(1 << (programs - 1).bit_length(), sms) * vocab * FP32_BYTES
+
+
+def _sampler_label(version: tuple[int, ...], a: ServingAssumptions, rows: int) -> str:
+    if vllm_flashinfer_sampler(version, a):
+        return "FlashInfer"
+    return "PyTorch-native, Triton top-k/top-p (>= 0.17)" if vllm_triton_topk_topp(version, a, rows) \
+        else "PyTorch-native sort"
+
+
+def sampler_logit_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+                        rows: int = VLLM_V1_TRITON_MIN_ROWS) -> int:
+    """Bytes per logit the engine's profile-run sampler holds at its peak on ``rows`` rows (comments above);
+    LOGIT_BYTES elsewhere."""
     if accounting == "vllm-v1":
-        return _since(VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES, version) if vllm_flashinfer_sampler(version, a) \
+        if vllm_flashinfer_sampler(version, a):
+            return _since(VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES, version)
+        return VLLM_V1_TRITON_SAMPLER_LOGIT_BYTES if vllm_triton_topk_topp(version, a, rows) \
             else VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES
     if accounting == "vllm-v0":
         return _since(VLLM_V0_SAMPLER_LOGIT_BYTES, version)
@@ -213,7 +254,7 @@ def non_torch_bytes(accounting: str, version: tuple[int, ...], ranks: int, a: Se
 
 
 def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES,
-                          forward_per_token: float | None = None) -> int:
+                          forward_per_token: float | None = None, sampler_scratch: int = 0) -> int:
     """Peak of the profile run of T tokens on one rank (16-bit activations), the larger of its two phases (the
     engines run them one after the other: vllm/v1/worker/gpu_model_runner.py profile_run calls _dummy_run, then
     _dummy_sampler_run on its output; V0 model_runner.profile_run runs the model, then compute_logits and sample):
@@ -221,7 +262,8 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, 
                (2I/t) and the activation (I/t) for a gated MLP]; ``forward_per_token`` bytes instead where the
                engine's own forward is counted (vLLM V0: vllm_v0_forward_bytes_per_token)
       sampling T x H x 2 (the forward's hidden states, still referenced) + n x V x ``logit_bytes`` on
-               n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine).
+               n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine)
+               + ``sampler_scratch`` (the sampler's fixed buffers: sampler_scratch_bytes).
     The forward's intermediates are freed before the sampler runs, so the two do not add."""
     width = m.moe.active_width if m.moe else m.intermediate_size
     mlp = width * (3 if m.gated_mlp else 2) / tp
@@ -229,7 +271,7 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, 
     elem = dtype_bytes(ACT_DTYPE)
     per_token = forward_per_token if forward_per_token is not None else (3 * m.hidden_size + max(mlp, qkv)) * elem
     forward = tokens * per_token
-    sampling = tokens * m.hidden_size * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes
+    sampling = tokens * m.hidden_size * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes + sampler_scratch
     return math.ceil(max(forward, sampling))
 
 
@@ -337,10 +379,12 @@ def engine_memory(
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
     if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
-        logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions)
+        rows = min(seqs, batched)
+        logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions, rows)
+        scratch = sampler_scratch_bytes(acc, s.version(), assumptions, rows, m.vocab_size, gpu.sms)
         fp8_mlp = fmt.compute_dtype == "fp8" and "fp8" in gpu.datasheet_peak_tflops and (not fmt.storage or "mlp" in fmt.storage)
         v0_forward = vllm_v0_forward_bytes_per_token(m, tp, s.version(), fp8_mlp) if acc == "vllm-v0" else None
-        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes, v0_forward)
+        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes, v0_forward, scratch)
         budget = usable - weights - act - non_torch - graphs
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
                        f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f}"
@@ -349,8 +393,8 @@ def engine_memory(
                         f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), logits of "
                         f"{min(seqs, batched)} sequences"
                         + f" sampled with top-k / top-p ({logit_bytes} B per logit"
-                        + (f", {'FlashInfer' if vllm_flashinfer_sampler(s.version(), assumptions) else 'PyTorch-native sort'}"
-                           if acc == "vllm-v1" else "") + ")"
+                        + (f", {_sampler_label(s.version(), assumptions, rows)}" if acc == "vllm-v1" else "")
+                        + (f" + Triton buffer {scratch / GIB:.3f} GiB" if scratch else "") + ")"
                         + f"; max_num_seqs {seqs}"
                         + (f"; eager forward {v0_forward:,.0f} B a token (llama.py"
                            + (", gate+up held through down_proj before 0.6.4" if s.version() < VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM
