@@ -18,7 +18,7 @@ Its forward runs eagerly: the live set of llama.py by release (vllm_v0_forward_b
 The activation peak is the larger of the profile forward and the sampling step after it (activation_peak_bytes);
 the sampler's bytes per logit follow the release's top-k / top-p code (sampler_logit_bytes). Releases read for
 this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 0.6.5, 0.7.2, 0.8.5, 0.9.0, 0.9.1,
-0.9.2, 0.10.0, 0.10.1.1, 0.10.2, 0.11.0, 0.12.0, 0.14.0, 0.17.0, 0.19.0, 0.19.1, 0.20.0, 0.21.0, 0.29.0 (PyPI).
+0.9.2, 0.10.0, 0.10.1.1, 0.10.2, 0.11.0, 0.12.0, 0.14.0, 0.16.0, 0.17.0, 0.19.0, 0.19.1, 0.20.0, 0.21.0, 0.29.0 (PyPI).
 SGLang (python/sglang/srt/model_executor/model_runner.py profile_max_num_token): total = free memory after
 the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fraction_static);
     max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
