@@ -48,7 +48,7 @@ from calc.memory.weights import weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
-from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
+from calc.serving.hybrid_alloc import HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
 from calc.serving.trtllm_memory import dummy_requests, trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
@@ -369,8 +369,7 @@ def engine_memory(
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
     block_bytes = page * kv_token
-    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len) \
-        if acc == "vllm-v1" and s.version() >= VLLM_HYBRID_FROM else None
+    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len, s.version()) if acc == "vllm-v1" else None
     if pool:
         page, block_bytes = pool.block_size, pool.block_bytes
     elif block_bytes == 0:  # no softmax layer (pure Mamba / linear attention): one page per request holds its state,
@@ -424,11 +423,15 @@ def engine_memory(
         setting_line += f"; max_running_requests {seqs}"
     # Whole blocks of the request's KV slots; layers with a sliding window / attention chunk keep at most
     # their window (kv_cache_bytes_for_tokens), so a request costs less than slots x per-token bytes there.
-    # The hybrid allocator runs without prefix caching (vLLM's default for hybrid models): nothing is shared.
-    shared_blocks = 0 if pool else shared_prefix // page
-    shared_bytes = kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
+    # The hybrid allocator with state layers runs without prefix caching (vLLM's default for hybrid models):
+    # nothing is shared; a full + local attention pool shares the prefix's blocks of its full-attention groups.
+    state_pool = pool is not None and pool.has_state
+    shared_blocks = 0 if state_pool else shared_prefix // page
+    shared_bytes = pool.shared_bytes(shared_blocks * page) if pool else \
+        kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
     per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page, pool) - shared_bytes
-    capped = not pool and per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
+    capped = pool.window_capped(kv_slots(request)) if pool else \
+        per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
     room = blocks * block_bytes - shared_bytes
     concurrency = max(room // per_request, 0) if room > 0 else 0
     ratio = blocks / (pool.max_len_blocks() if pool else whole_blocks(max_len, page))
@@ -445,7 +448,9 @@ def engine_memory(
         f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens"
         + (f" ({blocks:,} // {pool.num_groups} groups x {min(page, max_len)})" if pool else ""),
         (f"KV per request = {pool.request_blocks(kv_slots(request))} blocks x {block_bytes:,} B = {per_request:,} B "
-         f"(ceil({kv_slots(request):,} slots / {page}) per attention group, one per state group)" if pool else
+         f"(ceil({kv_slots(request):,} slots / {page}) per full-attention group"
+         + (", local groups at most their window" if capped else "") + (", one per state group" if state_pool else "")
+         + ")" + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "") if pool else
          f"KV per request = {per_request:,} B ({request:,} - 1 = {kv_slots(request):,} slots in whole blocks"
          f"{', local layers capped at their window' if capped else ''})"
          + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "")),
@@ -458,10 +463,10 @@ def engine_memory(
         + setting_line,
         f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
         non_torch_line,
-    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"]
-         if shared_prefix and not pool else []) \
+    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks"
+          + (" of each full-attention group)" if pool else ")")] if shared_prefix and not state_pool else []) \
       + (["hybrid model: prefix caching off (vLLM's default for hybrid models), one state block per request"
-          + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if pool else [])
+          + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if state_pool else [])
     return EngineMemory(
         engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
