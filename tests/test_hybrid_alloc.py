@@ -127,6 +127,10 @@ def test_gemma3_27b_sliding_window_groups() -> None:
     assert f"GPU KV cache size: {blocks // 7 * 16:,} tokens" in mem.log
     assert mem.kv_bytes_per_request == 896 * 1_310_720 == 1_174_405_120
     assert mem.max_concurrency == blocks // 896 and mem.window_capped
+    # "Maximum concurrency" (get_max_concurrency_for_kv_cache_config, SlidingWindowSpec.max_memory_usage_bytes):
+    # full 8192 / 16 = 512 blocks, each sliding group cdiv(min(1023 + 8192 batched, 8192), 16) + 1 = 513:
+    # 512 + 6 x 513 = 3,590 blocks.
+    assert f"Maximum concurrency for 8,192 tokens per request: {blocks / 3590:.2f}x" in mem.log
     # Prefix caching stays on (no state layer): 4,096 shared tokens are 256 blocks of the one full group.
     shared = _gemma("gemma3-27b", "0.19.0", shared=4096)
     assert shared.kv_bytes_per_request == (896 - 256) * 1_310_720

@@ -369,7 +369,7 @@ def engine_memory(
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
     block_bytes = page * kv_token
-    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len, s.version()) if acc == "vllm-v1" else None
+    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len, s.version(), batched) if acc == "vllm-v1" else None
     if pool:
         page, block_bytes = pool.block_size, pool.block_bytes
     elif block_bytes == 0:  # no softmax layer (pure Mamba / linear attention): one page per request holds its state,

@@ -24,7 +24,9 @@ vllm/v1/core/single_type_kv_cache_manager.py.
 5. Logs (_report_kv_cache_config): "GPU KV cache size: num_blocks // groups x min block size tokens" (min over the
    groups' block sizes: B, or max_model_len when shorter, the state groups' block size);
    "Maximum concurrency for L tokens per request: num_blocks / (sum over groups of blocks at L)"
-   (get_max_concurrency_for_kv_cache_config; a state group counts one block, MambaSpec.max_memory_usage_bytes).
+   (get_max_concurrency_for_kv_cache_config; a state group counts one block, MambaSpec.max_memory_usage_bytes;
+   a sliding group cdiv(min(W - 1 + max_num_batched_tokens, L), B) + 1, SlidingWindowSpec, and a chunked one
+   cdiv(min(C + max_num_batched_tokens, L), B), ChunkedLocalAttentionSpec: vllm/v1/kv_cache_interface.py, 0.19.0).
 Prefix caching stays off: vllm/engine/arg_utils.py defaults enable_prefix_caching False for hybrid models, so
 mamba_cache_mode is 'none' (no shared-prefix blocks, one state block per request).
 
@@ -80,6 +82,7 @@ class HybridPool(BaseModel):
     rank_group_layers: int  # the most layers a group has on the busiest rank: tensors sharing a block index
     types: list[KVGroup]
     max_model_len: int
+    batched_tokens: int = 0  # max_num_batched_tokens: the chunk a local group's log bound adds to its window
 
     @property
     def block_bytes(self) -> int:
@@ -123,10 +126,21 @@ class HybridPool(BaseModel):
         return num_blocks // self.num_groups * smallest
 
     def max_len_blocks(self) -> int:
-        """Blocks per request in the "Maximum concurrency" log: every attention group at max_model_len
-        (cdiv(max_model_len, B); sliding groups as the engine bounds them are not modelled: capped at the window),
-        one per state group."""
-        return self.request_blocks(self.max_model_len)
+        """Blocks per request in the "Maximum concurrency" log (max_memory_usage_bytes of each group's spec):
+        a full group cdiv(max_model_len, B), a sliding one cdiv(min(W - 1 + batched, max_model_len), B) + 1, a
+        chunked one cdiv(min(C + batched, max_model_len), B), a state group one block."""
+        n = self.max_model_len
+
+        def per_group(t: KVGroup) -> int:
+            if t.kind == "state":
+                return 1
+            if t.kind == "sliding" and t.window:
+                return math.ceil(min(t.window - 1 + self.batched_tokens, n) / self.block_size) + 1
+            if t.kind == "chunked" and t.window:
+                return math.ceil(min(t.window + self.batched_tokens, n) / self.block_size)
+            return math.ceil(n / self.block_size)
+
+        return sum(t.groups * per_group(t) for t in self.types)
 
     def log(self) -> list[str]:
         if not self.has_state:
@@ -149,7 +163,8 @@ class HybridPool(BaseModel):
 
 
 def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int | None,
-                max_model_len: int, version: tuple[int, ...] = VLLM_HYBRID_FROM) -> HybridPool | None:
+                max_model_len: int, version: tuple[int, ...] = VLLM_HYBRID_FROM,
+                batched_tokens: int = 0) -> HybridPool | None:
     """The pool vLLM V1 ``version`` builds for a model with both softmax-attention and state layers (>= 0.10) or
     with full and local (sliding-window / chunked) attention layers (>= 0.9.1); None for any other model (one
     attention kind keeps the one-group accounting; pure state-space models one page per request)."""
@@ -180,4 +195,5 @@ def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int |
     rank_layers = max(busiest_stage_sum([i in members for i in range(m.num_layers)], pp)
                       for members in map(set, groups))
     return HybridPool(block_size=block, attention_bytes_per_token=a, state_page_bytes=s, page_bytes=block * a,
-                      group_size=size, rank_group_layers=rank_layers, types=types, max_model_len=max_model_len)
+                      group_size=size, rank_group_layers=rank_layers, types=types, max_model_len=max_model_len,
+                      batched_tokens=batched_tokens)
