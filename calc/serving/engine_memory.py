@@ -29,7 +29,8 @@ on the gathered rows; "[MemUsageChange] Allocated X GiB for max tokens in paged 
 vLLM V1 from 0.10 with a model mixing softmax attention and state-space / linear-attention layers: the hybrid
 allocator (calc.serving.hybrid_alloc: attention block raised so a page holds one layer's state, layers in
 KV-cache groups, num_blocks = available // (page x layers per group), a request holds ceil(slots / B) blocks per
-attention group and one per state group).
+attention group and one per state group); from 0.9.1 the same groups for full + sliding-window / chunked attention
+(16-token pages; padded groups: "GPU KV cache size" = num_blocks // groups x 16).
 Admission (ours, the one rule every command uses): a request of T = prompt + output tokens holds at its
 longest T - 1 KV slots (kv_slots) in whole blocks, sliding-window / chunked layers capped at their window
 (the hybrid manager frees blocks outside it); max concurrency = floor(blocks x block bytes / that).
