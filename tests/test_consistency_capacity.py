@@ -108,20 +108,22 @@ def test_gemma3_log_line_and_max_concurrency_by_hand(cli):
     # weights: the checkpoint vLLM loads (Gemma3ForConditionalGeneration, vision tower included) 4,300,079,472 x 2 =
     # 8,600,158,944 B (the safetensors total_size); vLLM V1 profile run of 8192 tokens: forward 8192 x (3 x 2560 +
     # 3 x 10240) x 2 = 629,145,600, below the sampling phase 8192 x 2560 x 2 = 41,943,040 + 1024 x 262,208 x 38 =
-    # 10,203,037,696 -> 10,244,980,736 B. KV per layer and token 2 x 4 x 256 x 2 = 4096 B; block 16 x 34 x 4096
-    # = 2,228,224 B.
-    # (76,540,280,832 - 8,600,158,944 - 10,244,980,736 - 107,374,182) // 2,228,224 = 25,844 blocks;
-    # 25,844 x 2,228,224 // (5 x 4096 x 4096 + 29 x 1024 x 4096 = 205,520,896) = 280 requests.
-    blocks = (USABLE - 8_600_158_944 - 10_244_980_736 - NON_TORCH) // (16 * 34 * 4096)
-    assert blocks == 25_844
-    per_request = 5 * 4096 * 4096 + 29 * 1024 * 4096  # full layers hold 4096 tokens, sliding ones their 1024
-    ours = blocks * 16 * 34 * 4096 // per_request
+    # 10,203,037,696 -> 10,244,980,736 B. KV per layer and token 2 x 4 x 256 x 2 = 4096 B.
+    # The hybrid KV-cache groups (vLLM V1 >= 0.9.1, kv_cache_utils.py _get_kv_cache_groups_uniform_page_size):
+    # 29 >= 1.5 x 5 -> groups of 5: ceil(29 / 5) = 6 sliding groups (one padding layer) + 1 full = 7; a block index
+    # holds 5 pages of 16 x 4096 = 327,680 B.
+    # (76,540,280,832 - 8,600,158,944 - 10,244,980,736 - 107,374,182) // 327,680 = 175,743 blocks;
+    # a request of 4096 tokens (4095 slots): 256 full blocks + 6 x 1024 / 16 = 384 sliding ones = 640 -> 274 requests.
+    blocks = (USABLE - 8_600_158_944 - 10_244_980_736 - NON_TORCH) // (5 * 16 * 4096)
+    assert blocks == 175_743
     r = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096", "--json").json()
-    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == ours == 280
-    # vLLM V1 logs num_blocks / cdiv(max_model_len, block_size) (kv_cache_utils.get_max_concurrency_for_kv_cache_config)
-    assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 256:.2f}x" in r["engine_log"]
+    assert r["num_gpu_blocks"] == blocks and r["max_concurrency"] == blocks // 640 == 274
+    # "GPU KV cache size" = blocks // 7 groups x 16; "Maximum concurrency" = blocks / (256 full + 6 sliding groups x
+    # (cdiv(min(1023 + 8192, 4096), 16) + 1 = 257)) = blocks / 1798 (get_max_concurrency_for_kv_cache_config)
+    assert f"GPU KV cache size: {blocks // 7 * 16:,} tokens" in r["engine_log"]
+    assert f"Maximum concurrency for 4,096 tokens per request: {blocks / 1798:.2f}x" in r["engine_log"]
     table = cli("concurrency", "gemma3-4b", "--gpu", "h100", "--max-model-len", "4096").out
-    assert "every layer counted at max_model_len" in table and "capped at their window" in table
+    assert "summed over the KV-cache groups" in table and "capped at their window" in table
 
 
 def test_log_divides_by_whole_blocks_of_max_model_len():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from calc.serving.assumptions import ServingAssumptions
-from calc.serving.engine_memory import engine_memory
+from calc.serving.engine_memory import engine_memory, sampler_logit_bytes, sampler_scratch_bytes
 from calc.sources.catalog import load_gpu, load_model
 from calc.specs.serving import EngineSettings
 
@@ -41,19 +41,56 @@ def test_cuda_graph_estimate_from_0_20() -> None:
 
 
 def test_sampler_path_by_release() -> None:
-    # Llama-3-8B on an H100 (1024 rows of 128,256 logits; hidden states 8192 x 4096 x 2 = 67,108,864 B):
-    #   0.20 (PyTorch-native sort, 38 B): 67,108,864 + 1024 x 128,256 x 38 = 5,057,806,336 B
-    #   0.21 (FlashInfer, 14 B):           67,108,864 + 1024 x 128,256 x 14 = 1,905,786,880 B
-    # both above the forward of 8192 tokens, 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 B.
+    # Llama-3-8B on an H100 (132 SMs; 1024 rows of 128,256 logits; hidden states 8192 x 4096 x 2 = 67,108,864 B):
+    #   0.16 (PyTorch-native sort, 38 B): 67,108,864 + 1024 x 128,256 x 38 = 5,057,806,336 B
+    #   0.17 - 0.20 (forward_native masks >= 8 rows with the Triton kernel, PR #33538: bf16 logits 2 + fp32 4 + softmax
+    #     4 + exponential noise 4 = 14 B, + its buffer min(next_pow2(min(132, 1024)), 132) = 132 rows x 128,256 x 4 B
+    #     = 67,719,168 B): 67,108,864 + 1,838,678,016 + 67,719,168 = 1,973,506,048 B
+    #   0.21 (FlashInfer, 14 B, no Triton buffer): 67,108,864 + 1024 x 128,256 x 14 = 1,905,786,880 B
+    # all above the forward of 8192 tokens, 8192 x (3 x 4096 + 3 x 14336) x 2 = 905,969,664 B.
     m, gpu = load_model("llama3-8b"), load_gpu("h100")
-    native = engine_memory(m, gpu, settings=EngineSettings(engine_version="0.20.0", max_model_len=4096))
-    flashinfer = engine_memory(m, gpu, settings=EngineSettings(engine_version="0.21.0", max_model_len=4096))
-    assert native.activation_peak_bytes == 5_057_806_336
-    assert flashinfer.activation_peak_bytes == 1_905_786_880
+
+    def peak(version: str, **kw) -> int:
+        return engine_memory(m, gpu, settings=EngineSettings(engine_version=version, max_model_len=4096),
+                             **kw).activation_peak_bytes
+
+    assert peak("0.16.0") == 5_057_806_336
+    assert peak("0.17.0") == peak("0.20.0") == 1_973_506_048
+    assert peak("0.21.0") == 1_905_786_880
+    # VLLM_USE_FLASHINFER_SAMPLER=1 on 0.19 skips the Triton masking (forward_cuda -> flashinfer_sample)
+    assert peak("0.19.0", assumptions=ServingAssumptions(vllm_flashinfer_sampler=True)) == 1_905_786_880
     # a 0.11 Docker image has FlashInfer installed: the assumption switches the path (0.10.2+ kernel: 14 B)
-    docker = engine_memory(m, gpu, settings=EngineSettings(engine_version="0.11.0", max_model_len=4096),
-                           assumptions=ServingAssumptions(vllm_flashinfer_sampler=True))
-    assert docker.activation_peak_bytes == 1_905_786_880
+    assert peak("0.11.0", assumptions=ServingAssumptions(vllm_flashinfer_sampler=True)) == 1_905_786_880
+
+
+def test_qwen3_14b_profile_peak_drops_at_0_17() -> None:
+    # Qwen3-14B on one H100 at max_model_len 8192 (defaults 8192 batched tokens, 1024 sequences; H 5120, V 151,936):
+    #   hidden states 8192 x 5120 x 2 = 83,886,080 B; 1024 x 151,936 = 155,582,464 logits
+    #   0.16: 83,886,080 + 155,582,464 x 38 = 5,996,019,712 B (5.58 GiB)
+    #   0.17: 83,886,080 + 155,582,464 x 14 + 132 x 151,936 x 4 = 83,886,080 + 2,178,154,496 + 80,222,208
+    #         = 2,342,262,784 B (2.18 GiB)
+    # above the forward, 8192 x (3 x 5120 + 3 x 17408) x 2 = 1,107,296,256 B. (The llm-d-planner version sweep logs
+    # 5.64 and 2.23 GiB of activation peak for these two releases.)
+    m, gpu = load_model("qwen3-14b"), load_gpu("h100")
+    old, new = (engine_memory(m, gpu, settings=EngineSettings(engine_version=v, max_model_len=8192))
+                for v in ("0.16.0", "0.17.0"))
+    assert old.activation_peak_bytes == 5_996_019_712
+    assert new.activation_peak_bytes == 2_342_262_784
+    assert new.kv_budget_bytes - old.kv_budget_bytes == 5_996_019_712 - 2_342_262_784
+
+
+def test_triton_buffer_and_small_batches() -> None:
+    # topk_topp_triton.py apply_top_k_top_p_triton: buffer rows = min(next_power_of_2(min(SMs, rows)), SMs)
+    # (132 SMs: 100 rows -> 128, 200 rows -> 132, 8 rows -> 8); apply_top_k_top_p sorts below 8 rows.
+    a, v = ServingAssumptions(), 1000
+    assert sampler_scratch_bytes("vllm-v1", (0, 17), a, 100, v, 132) == 128 * 1000 * 4
+    assert sampler_scratch_bytes("vllm-v1", (0, 17), a, 200, v, 132) == 132 * 1000 * 4
+    assert sampler_scratch_bytes("vllm-v1", (0, 17), a, 8, v, 132) == 8 * 1000 * 4
+    assert sampler_scratch_bytes("vllm-v1", (0, 17), a, 7, v, 132) == 0
+    assert sampler_scratch_bytes("vllm-v1", (0, 16), a, 200, v, 132) == 0
+    assert sampler_logit_bytes("vllm-v1", (0, 17), a, 7) == 38
+    assert sampler_logit_bytes("vllm-v1", (0, 17), a, 8) == 14
+    assert sampler_logit_bytes("vllm-v1", (0, 16, 0), a, 8) == 38
 
 
 def test_llmd_llama3_8b_log_arithmetic() -> None:

@@ -101,3 +101,51 @@ def test_pure_attention_and_older_vllm_unchanged() -> None:
     # vLLM 0.9 ran hybrid models on V0's engine, not V1's hybrid allocator: 16-token blocks, no groups.
     old = _mem("nemotron-h-8b-base-8k", 8192, version="0.9.2")
     assert old.hybrid is None and old.block_size == 16
+
+
+def _gemma(name: str, version: str, shared: int = 0):
+    s = EngineSettings(engine="vllm", engine_version=version, max_model_len=8192)
+    return engine_memory(load_model(name), load_gpu("h100"), settings=s, tokens_per_request=8192, shared_prefix=shared)
+
+
+def test_gemma3_27b_sliding_window_groups() -> None:
+    # Gemma 3 27B: 62 layers, 52 sliding (window 1024) + 10 full; 16 KV heads x 128, bf16: a = 2 x 16 x 128 x 2
+    # = 8,192 B per token per layer; page = 16 x 8,192 = 131,072 B. Groups (kv_cache_utils.py
+    # _get_kv_cache_groups_uniform_page_size, 0.19.0): 52 >= 1.5 x 10 -> groups of 10: ceil(52 / 10) = 6 sliding
+    # groups (8 padding layers) + 1 full = 7; a block index holds 10 pages = 1,310,720 B.
+    # "GPU KV cache size" = num_blocks // 7 x 16. A request of 8,192 tokens (8,191 slots): the full group
+    # ceil(8191 / 16) = 512 blocks, each sliding group min(8192, 1024) / 16 = 64: 512 + 6 x 64 = 896 blocks
+    # = 1,174,405,120 B (one group without padding would be 10 x 8192 x 8192 + 52 x 1024 x 8192 = 1,107,296,256 B).
+    mem = _gemma("gemma3-27b", "0.19.0")
+    pool = mem.hybrid
+    assert pool is not None and not pool.has_state
+    assert [(t.kind, t.window, t.layers, t.groups) for t in pool.types] == [("sliding", 1024, 52, 6), ("full", None, 10, 1)]
+    assert (mem.block_size, pool.page_bytes, mem.block_bytes) == (16, 131_072, 1_310_720)
+    blocks = mem.kv_budget_bytes // 1_310_720
+    assert mem.num_gpu_blocks == blocks > 0
+    assert mem.kv_cache_tokens == blocks // 7 * 16
+    assert f"GPU KV cache size: {blocks // 7 * 16:,} tokens" in mem.log
+    assert mem.kv_bytes_per_request == 896 * 1_310_720 == 1_174_405_120
+    assert mem.max_concurrency == blocks // 896 and mem.window_capped
+    # "Maximum concurrency" (get_max_concurrency_for_kv_cache_config, SlidingWindowSpec.max_memory_usage_bytes):
+    # full 8192 / 16 = 512 blocks, each sliding group cdiv(min(1023 + 8192 batched, 8192), 16) + 1 = 513:
+    # 512 + 6 x 513 = 3,590 blocks.
+    assert f"Maximum concurrency for 8,192 tokens per request: {blocks / 3590:.2f}x" in mem.log
+    # Prefix caching stays on (no state layer): 4,096 shared tokens are 256 blocks of the one full group.
+    shared = _gemma("gemma3-27b", "0.19.0", shared=4096)
+    assert shared.kv_bytes_per_request == (896 - 256) * 1_310_720
+    # Before 0.9.1 (no hybrid KV-cache groups in V1): one group, 16-token blocks of all 62 layers.
+    old = _gemma("gemma3-27b", "0.9.0")
+    assert old.hybrid is None and old.block_bytes == 16 * 62 * 8_192
+    assert _gemma("gemma3-27b", "0.9.1").hybrid is not None
+
+
+def test_gemma2_9b_even_groups_match_one_group() -> None:
+    # Gemma 2 9B: 42 layers alternating, 21 sliding (4096) + 21 full -> groups of 21, 2 groups, no padding;
+    # a = 2 x 8 x 256 x 2 = 8,192 B, block index = 21 x 16 x 8,192 = 2,752,512 B; tokens = blocks // 2 x 16.
+    mem = _gemma("gemma2-9b", "0.19.0")
+    assert mem.hybrid.num_groups == 2 and mem.block_bytes == 2_752_512
+    blocks = mem.kv_budget_bytes // 2_752_512
+    assert mem.kv_cache_tokens == blocks // 2 * 16
+    # within one block pair of the one-group count, budget / (42 x 8,192 B per token) in 16-token blocks
+    assert abs(mem.kv_cache_tokens - mem.kv_budget_bytes // (16 * 42 * 8_192) * 16) <= 32

@@ -240,8 +240,10 @@ def test_report_chart_caps_sliding_window_layers_at_their_window() -> None:
     # gemma-3-27b: the chart grew KV linearly (32K tokens: 2,995,739,688,960 B at 180 requests) while `concurrency`
     # caps its 52 local layers at the 1,024-token window. By hand, TP 2 (8 of 16 KV heads per rank, d 128, bf16):
     # 2 x 8 x 128 x 2 B = 4,096 B per token-layer per rank; 10 global layers x 32,768 + 52 local x 1,024 =
-    # 380,928 token-layers -> 1,560,281,088 B per rank, x 2 ranks = 3,120,562,176 B per request
+    # 380,928 token-layers. vLLM V1's hybrid KV-cache groups (>= 0.9.1, kv_cache_utils.py
+    # _get_kv_cache_groups_uniform_page_size) pad the 52 local layers to 6 groups of 10: 10 x 32,768 + 60 x 1,024 =
+    # 389,120 token-layers -> 1,593,835,520 B per rank, x 2 ranks = 3,187,671,040 B per request
     r = run_cli("report", "gemma-3-27b", "--gpu", "h100", "--num-gpus", "2", "--json")
     assert r.code == 0, r.err
     point = next(p for p in r.json()["chart"]["vs_context"] if p["tokens_per_request"] == 32768)
-    assert point["kv_cache_bytes"] == point["requests"] * 3_120_562_176
+    assert point["kv_cache_bytes"] == point["requests"] * 3_187_671_040

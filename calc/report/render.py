@@ -411,7 +411,11 @@ def concurrency_view(r: Any) -> RenderableType:
                             + (", local layers capped at their window)" if r.window_capped else ")")),
     ])
     caption = None
-    if r.engine.startswith("vllm"):
+    if r.engine.startswith("vllm") and r.hybrid:
+        caption = ("vLLM's 'Maximum concurrency' = GPU blocks / the blocks of one max_model_len request summed over the "
+                   "KV-cache groups (a sliding group bounded by window - 1 + max_num_batched_tokens tokens + 1 block, a "
+                   "state group 1; vllm/v1/core/kv_cache_utils.py get_max_concurrency_for_kv_cache_config)")
+    elif r.engine.startswith("vllm"):
         caption = ("vLLM's 'Maximum concurrency' = GPU blocks / ceil(max_model_len / block size): every layer counted at "
                    "max_model_len" + (", sliding-window layers uncapped, so below the max concurrency above" if r.window_capped
                                       else "") + " (vllm/v1/core/kv_cache_utils.py)")

@@ -14,7 +14,8 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   "0.07 GiB for non-torch memory" (V1, gemma-3-4b, vllm-project/vllm PR #21489), non_torch_increase 0.11 GiB (V1,
   one A100, ovg-project/kvcached PR #448): 0.1 GiB.
 - vllm_flashinfer_sampler: which top-k / top-p sampler vLLM V1's profile run uses (38 B per logit for the
-  PyTorch-native sort, 14 B for FlashInfer; calc.serving.engine_memory); None = the release's default install.
+  PyTorch-native sort up to 0.16, 14 B + one SMs x vocab fp32 buffer for its Triton masking from 0.17, 14 B for
+  FlashInfer; calc.serving.engine_memory); None = the release's default install.
 - cuda_graph_gib: vLLM V1's CUDA-graph memory estimate, subtracted inside gpu_memory_utilization from 0.20
   (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1 in the 0.20.0 and 0.21.0 sdists' vllm/envs.py, 0 in
   0.19.1's; gpu_worker.py determine_available_memory subtracts cudagraph_memory_estimate_applied). The estimate is

@@ -18,7 +18,7 @@ Its forward runs eagerly: the live set of llama.py by release (vllm_v0_forward_b
 The activation peak is the larger of the profile forward and the sampling step after it (activation_peak_bytes);
 the sampler's bytes per logit follow the release's top-k / top-p code (sampler_logit_bytes). Releases read for
 this accounting: the vllm sdists 0.4.1, 0.5.3.post1, 0.6.2, 0.6.3, 0.6.4.post1, 0.6.5, 0.7.2, 0.8.5, 0.9.0, 0.9.1,
-0.9.2, 0.10.0, 0.10.1.1, 0.10.2, 0.11.0, 0.12.0, 0.14.0, 0.17.0, 0.19.0, 0.19.1, 0.20.0, 0.21.0, 0.29.0 (PyPI).
+0.9.2, 0.10.0, 0.10.1.1, 0.10.2, 0.11.0, 0.12.0, 0.14.0, 0.16.0, 0.17.0, 0.19.0, 0.19.1, 0.20.0, 0.21.0, 0.29.0 (PyPI).
 SGLang (python/sglang/srt/model_executor/model_runner.py profile_max_num_token): total = free memory after
 the CUDA context and NCCL are up; rest = (total - weights) - total x (1 - mem_fraction_static);
     max_total_num_tokens = floor(rest / KV bytes per token)  (activations live in the 1 - f margin).
@@ -29,7 +29,8 @@ on the gathered rows; "[MemUsageChange] Allocated X GiB for max tokens in paged 
 vLLM V1 from 0.10 with a model mixing softmax attention and state-space / linear-attention layers: the hybrid
 allocator (calc.serving.hybrid_alloc: attention block raised so a page holds one layer's state, layers in
 KV-cache groups, num_blocks = available // (page x layers per group), a request holds ceil(slots / B) blocks per
-attention group and one per state group).
+attention group and one per state group); from 0.9.1 the same groups for full + sliding-window / chunked attention
+(16-token pages; padded groups: "GPU KV cache size" = num_blocks // groups x 16).
 Admission (ours, the one rule every command uses): a request of T = prompt + output tokens holds at its
 longest T - 1 KV slots (kv_slots) in whole blocks, sliding-window / chunked layers capped at their window
 (the hybrid manager frees blocks outside it); max concurrency = floor(blocks x block bytes / that).
@@ -48,7 +49,7 @@ from calc.memory.weights import weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
-from calc.serving.hybrid_alloc import VLLM_HYBRID_FROM, HybridPool, hybrid_pool
+from calc.serving.hybrid_alloc import HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
 from calc.serving.trtllm_memory import dummy_requests, trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
@@ -112,14 +113,26 @@ class EngineMemory(BaseModel):
 #     which writes a top-k-masked copy (torch.empty_like, 4 B) and its softmax (4 B) (flashinfer 0.3.1 sampling.py):
 #     2 + 4 + 4 + 4 = 14 B; 0.8.5 - 0.10.0 softmax the logits first (4 B) and sample from the probabilities in place:
 #     2 + 4 + 4 = 10 B.
+#   Triton masking (from 0.17.0): forward_native's apply_top_k_top_p hands batches of >= 8 rows to
+#     apply_top_k_top_p_triton (vllm/v1/sample/ops/topk_topp_triton.py, new in the 0.17.0 sdist, absent from 0.16.0's;
+#     vllm-project/vllm PR #33538 "[Kernel] Triton-based Top-k and Top-p sampler kernels", listed in the v0.17.0
+#     release notes), which masks the fp32 logits in place (pivot search, no sort) with one cached scratch buffer of
+#     min(next_power_of_2(min(SMs, rows)), SMs) x vocab fp32 (logits.new_empty, kept in _TRITON_BUFFER_CACHE); then
+#     logits.softmax(dtype=float32) (4 B) and random_sample's torch.empty_like(probs).exponential_() (4 B), divided in
+#     place: 2 + 4 + 4 + 4 = 14 B per logit + the buffer (sampler_scratch_bytes). Fewer than 8 rows keep the sort.
 # Which one runs by release: up to 0.11 FlashInfer whenever it is installed (VLLM_USE_FLASHINFER_SAMPLER None means
 # on), but the pip wheels do not install it (requirements/cuda.txt of 0.8.5 - 0.11.0 has no flashinfer-python; the
-# vllm-openai Docker image does); 0.12 - 0.20 PyTorch-native unless VLLM_USE_FLASHINFER_SAMPLER=1 ("Users must opt in
-# explicitly"); from 0.21 FlashInfer (envs default True, flashinfer-python pinned in requirements/cuda.txt).
+# vllm-openai Docker image does); 0.12 - 0.20 PyTorch-native (forward_native) unless VLLM_USE_FLASHINFER_SAMPLER=1
+# ("Users must opt in explicitly"), its masking the sort up to 0.16 and Triton from 0.17; from 0.21 FlashInfer (envs
+# default True, flashinfer-python pinned in requirements/cuda.txt).
 # ServingAssumptions.vllm_flashinfer_sampler overrides the release's default. Elsewhere only the 16-bit logits are
 # charged (2 B).
 LOGIT_BYTES = 2
 VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 8 + 8 + 4 + 8
+VLLM_V1_TRITON_TOPK_TOPP_FROM = (0, 17)
+VLLM_V1_TRITON_SAMPLER_LOGIT_BYTES = 2 + 4 + 4 + 4
+VLLM_V1_TRITON_MIN_ROWS = 8  # topk_topp_sampler.py apply_top_k_top_p (0.17.0): HAS_TRITON and logits.shape[0] >= 8
+FP32_BYTES = 4
 VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES = {(0,): 2 + 4 + 4, (0, 10, 2): 2 + 4 + 4 + 4}
 VLLM_V1_FLASHINFER_SAMPLER_FROM = (0, 21)
 
@@ -156,10 +169,39 @@ def vllm_flashinfer_sampler(version: tuple[int, ...], a: ServingAssumptions) -> 
     return version >= VLLM_V1_FLASHINFER_SAMPLER_FROM
 
 
-def sampler_logit_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions = DEFAULT_ASSUMPTIONS) -> int:
-    """Bytes per logit the engine's profile-run sampler holds at its peak (comments above); LOGIT_BYTES elsewhere."""
+def vllm_triton_topk_topp(version: tuple[int, ...], a: ServingAssumptions, rows: int) -> bool:
+    """Whether vLLM V1's PyTorch-native sampler masks ``rows`` rows with the Triton top-k / top-p kernel (>= 0.17,
+    at least 8 rows, FlashInfer not in use; comments above)."""
+    return (version >= VLLM_V1_TRITON_TOPK_TOPP_FROM and rows >= VLLM_V1_TRITON_MIN_ROWS
+            and not vllm_flashinfer_sampler(version, a))
+
+
+def sampler_scratch_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions, rows: int, vocab: int,
+                          sms: int | None) -> int:
+    """The Triton top-k / top-p kernel's cached fp32 buffer (vLLM V1 >= 0.17, topk_topp_triton.py
+    apply_top_k_top_p_triton): min(next_power_of_2(min(SMs, rows)), SMs) rows of the vocabulary x 4 B; 0 elsewhere
+    or where the GPU's SM count is not in the catalog."""
+    if accounting != "vllm-v1" or not sms or not vllm_triton_topk_topp(version, a, rows):
+        return 0
+    programs = min(sms, rows)
+    return min(1 << (programs - 1).bit_length(), sms) * vocab * FP32_BYTES
+
+
+def _sampler_label(version: tuple[int, ...], a: ServingAssumptions, rows: int) -> str:
+    if vllm_flashinfer_sampler(version, a):
+        return "FlashInfer"
+    return "PyTorch-native, Triton top-k/top-p (>= 0.17)" if vllm_triton_topk_topp(version, a, rows) \
+        else "PyTorch-native sort"
+
+
+def sampler_logit_bytes(accounting: str, version: tuple[int, ...], a: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+                        rows: int = VLLM_V1_TRITON_MIN_ROWS) -> int:
+    """Bytes per logit the engine's profile-run sampler holds at its peak on ``rows`` rows (comments above);
+    LOGIT_BYTES elsewhere."""
     if accounting == "vllm-v1":
-        return _since(VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES, version) if vllm_flashinfer_sampler(version, a) \
+        if vllm_flashinfer_sampler(version, a):
+            return _since(VLLM_V1_FLASHINFER_SAMPLER_LOGIT_BYTES, version)
+        return VLLM_V1_TRITON_SAMPLER_LOGIT_BYTES if vllm_triton_topk_topp(version, a, rows) \
             else VLLM_V1_NATIVE_SAMPLER_LOGIT_BYTES
     if accounting == "vllm-v0":
         return _since(VLLM_V0_SAMPLER_LOGIT_BYTES, version)
@@ -213,7 +255,7 @@ def non_torch_bytes(accounting: str, version: tuple[int, ...], ranks: int, a: Se
 
 
 def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, logit_bytes: int = LOGIT_BYTES,
-                          forward_per_token: float | None = None) -> int:
+                          forward_per_token: float | None = None, sampler_scratch: int = 0) -> int:
     """Peak of the profile run of T tokens on one rank (16-bit activations), the larger of its two phases (the
     engines run them one after the other: vllm/v1/worker/gpu_model_runner.py profile_run calls _dummy_run, then
     _dummy_sampler_run on its output; V0 model_runner.profile_run runs the model, then compute_logits and sample):
@@ -221,7 +263,8 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, 
                (2I/t) and the activation (I/t) for a gated MLP]; ``forward_per_token`` bytes instead where the
                engine's own forward is counted (vLLM V0: vllm_v0_forward_bytes_per_token)
       sampling T x H x 2 (the forward's hidden states, still referenced) + n x V x ``logit_bytes`` on
-               n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine).
+               n = min(max_num_seqs, T) rows (LOGIT_BYTES for bare 16-bit logits, sampler_logit_bytes per engine)
+               + ``sampler_scratch`` (the sampler's fixed buffers: sampler_scratch_bytes).
     The forward's intermediates are freed before the sampler runs, so the two do not add."""
     width = m.moe.active_width if m.moe else m.intermediate_size
     mlp = width * (3 if m.gated_mlp else 2) / tp
@@ -229,7 +272,7 @@ def activation_peak_bytes(m: ModelSpec, tokens: int, tp: int, logits_rows: int, 
     elem = dtype_bytes(ACT_DTYPE)
     per_token = forward_per_token if forward_per_token is not None else (3 * m.hidden_size + max(mlp, qkv)) * elem
     forward = tokens * per_token
-    sampling = tokens * m.hidden_size * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes
+    sampling = tokens * m.hidden_size * elem + min(logits_rows, tokens) * m.vocab_size * logit_bytes + sampler_scratch
     return math.ceil(max(forward, sampling))
 
 
@@ -327,8 +370,7 @@ def engine_memory(
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
     block_bytes = page * kv_token
-    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len) \
-        if acc == "vllm-v1" and s.version() >= VLLM_HYBRID_FROM else None
+    pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len, s.version(), batched) if acc == "vllm-v1" else None
     if pool:
         page, block_bytes = pool.block_size, pool.block_bytes
     elif block_bytes == 0:  # no softmax layer (pure Mamba / linear attention): one page per request holds its state,
@@ -337,10 +379,12 @@ def engine_memory(
         block_bytes = request_kv_bytes(m, request, kv_dtype, tp, pp, page)
     if acc in ("vllm-v1", "vllm-v0"):
         usable = int(s.gpu_memory_utilization * cap)
-        logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions)
+        rows = min(seqs, batched)
+        logit_bytes = sampler_logit_bytes(acc, s.version(), assumptions, rows)
+        scratch = sampler_scratch_bytes(acc, s.version(), assumptions, rows, m.vocab_size, gpu.sms)
         fp8_mlp = fmt.compute_dtype == "fp8" and "fp8" in gpu.datasheet_peak_tflops and (not fmt.storage or "mlp" in fmt.storage)
         v0_forward = vllm_v0_forward_bytes_per_token(m, tp, s.version(), fp8_mlp) if acc == "vllm-v0" else None
-        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes, v0_forward)
+        act = activation_peak_bytes(m, batched, tp, seqs, logit_bytes, v0_forward, scratch)
         budget = usable - weights - act - non_torch - graphs
         budget_line = (f"KV budget = {s.gpu_memory_utilization:g} x {cap / GIB:.2f} GiB - weights {weights / GIB:.2f}"
                        f" - activation peak {act / GIB:.2f} - non-torch {non_torch / GIB:.2f}"
@@ -349,8 +393,8 @@ def engine_memory(
                         f"({'chunked prefill' if s.chunked(m.max_position_embeddings) else 'whole prompts'}), logits of "
                         f"{min(seqs, batched)} sequences"
                         + f" sampled with top-k / top-p ({logit_bytes} B per logit"
-                        + (f", {'FlashInfer' if vllm_flashinfer_sampler(s.version(), assumptions) else 'PyTorch-native sort'}"
-                           if acc == "vllm-v1" else "") + ")"
+                        + (f", {_sampler_label(s.version(), assumptions, rows)}" if acc == "vllm-v1" else "")
+                        + (f" + Triton buffer {scratch / GIB:.3f} GiB" if scratch else "") + ")"
                         + f"; max_num_seqs {seqs}"
                         + (f"; eager forward {v0_forward:,.0f} B a token (llama.py"
                            + (", gate+up held through down_proj before 0.6.4" if s.version() < VLLM_V0_LLAMA_MLP_FREES_GATE_UP_FROM
@@ -380,11 +424,15 @@ def engine_memory(
         setting_line += f"; max_running_requests {seqs}"
     # Whole blocks of the request's KV slots; layers with a sliding window / attention chunk keep at most
     # their window (kv_cache_bytes_for_tokens), so a request costs less than slots x per-token bytes there.
-    # The hybrid allocator runs without prefix caching (vLLM's default for hybrid models): nothing is shared.
-    shared_blocks = 0 if pool else shared_prefix // page
-    shared_bytes = kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
+    # The hybrid allocator with state layers runs without prefix caching (vLLM's default for hybrid models):
+    # nothing is shared; a full + local attention pool shares the prefix's blocks of its full-attention groups.
+    state_pool = pool is not None and pool.has_state
+    shared_blocks = 0 if state_pool else shared_prefix // page
+    shared_bytes = pool.shared_bytes(shared_blocks * page) if pool else \
+        kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
     per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page, pool) - shared_bytes
-    capped = not pool and per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
+    capped = pool.window_capped(kv_slots(request)) if pool else \
+        per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
     room = blocks * block_bytes - shared_bytes
     concurrency = max(room // per_request, 0) if room > 0 else 0
     ratio = blocks / (pool.max_len_blocks() if pool else whole_blocks(max_len, page))
@@ -401,7 +449,9 @@ def engine_memory(
         f"blocks = floor({budget:,} / {block_bytes:,}) = {blocks:,}; KV cache = {tokens:,} tokens"
         + (f" ({blocks:,} // {pool.num_groups} groups x {min(page, max_len)})" if pool else ""),
         (f"KV per request = {pool.request_blocks(kv_slots(request))} blocks x {block_bytes:,} B = {per_request:,} B "
-         f"(ceil({kv_slots(request):,} slots / {page}) per attention group, one per state group)" if pool else
+         f"(ceil({kv_slots(request):,} slots / {page}) per full-attention group"
+         + (", local groups at most their window" if capped else "") + (", one per state group" if state_pool else "")
+         + ")" + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "") if pool else
          f"KV per request = {per_request:,} B ({request:,} - 1 = {kv_slots(request):,} slots in whole blocks"
          f"{', local layers capped at their window' if capped else ''})"
          + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "")),
@@ -414,10 +464,10 @@ def engine_memory(
         + setting_line,
         f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
         non_torch_line,
-    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks)"]
-         if shared_prefix and not pool else []) \
+    ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks"
+          + (" of each full-attention group)" if pool else ")")] if shared_prefix and not state_pool else []) \
       + (["hybrid model: prefix caching off (vLLM's default for hybrid models), one state block per request"
-          + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if pool else [])
+          + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if state_pool else [])
     return EngineMemory(
         engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label, kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,

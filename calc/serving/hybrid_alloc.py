@@ -24,9 +24,23 @@ vllm/v1/core/single_type_kv_cache_manager.py.
 5. Logs (_report_kv_cache_config): "GPU KV cache size: num_blocks // groups x min block size tokens" (min over the
    groups' block sizes: B, or max_model_len when shorter, the state groups' block size);
    "Maximum concurrency for L tokens per request: num_blocks / (sum over groups of blocks at L)"
-   (get_max_concurrency_for_kv_cache_config; a state group counts one block, MambaSpec.max_memory_usage_bytes).
+   (get_max_concurrency_for_kv_cache_config; a state group counts one block, MambaSpec.max_memory_usage_bytes;
+   a sliding group cdiv(min(W - 1 + max_num_batched_tokens, L), B) + 1, SlidingWindowSpec, and a chunked one
+   cdiv(min(C + max_num_batched_tokens, L), B), ChunkedLocalAttentionSpec: vllm/v1/kv_cache_interface.py, 0.19.0).
 Prefix caching stays off: vllm/engine/arg_utils.py defaults enable_prefix_caching False for hybrid models, so
 mamba_cache_mode is 'none' (no shared-prefix blocks, one state block per request).
+
+Attention-only hybrids (full attention mixed with sliding-window or chunked local layers: Gemma 2 / 3, gpt-oss,
+Llama 4, Cohere 2, EXAONE 4) take the same grouping (steps 2 - 5) with the page of --block-size (default 16)
+tokens and no state: vLLM V1 builds it from 0.9.1 (the 0.9.1 and 0.9.2 sdists' kv_cache_utils.py
+_get_kv_cache_config_uniform_page_size, "GPU KV cache size" = num_blocks // len(grouped_layers) x block_size;
+SchedulerConfig.disable_hybrid_kv_cache_manager defaults False and VllmConfig turns it on only off-GPU or with a KV
+connector / KV events; 0.16 - 0.20 also for chunked local attention unless
+VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=0, default 1 in their envs.py). Group padding is what moves the
+log: Gemma 3 27B has 52 sliding and 10 full layers -> groups of 10, 6 sliding groups (8 padding layers) + 1 full,
+so "GPU KV cache size" = budget / (10 pages) // 7 x 16 = budget / (70 layers' KV per token), not 62. Earlier V1
+releases (not read here) are charged as one group (unify_hybrid_kv_cache_specs turns local layers into full ones).
+Prefix caching keeps its default (on) for them: no state layer.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ from calc.specs import ModelSpec
 from calc.units import exact_bytes
 
 VLLM_HYBRID_FROM = (0, 10)  # V1 runs hybrid SSM / attention models from 0.10.0 (PR #20016; earlier V1 fell back to V0)
+VLLM_HYBRID_ATTENTION_FROM = (0, 9, 1)  # full + sliding / chunked groups (module docstring; in the 0.9.1 sdist)
 ALIGN = 16  # attention kernels' block-size multiple (FlashAttention / FlashInfer)
 MLA_ALIGN = 64  # MLA backends other than CUTLASS_MLA
 
@@ -67,11 +82,17 @@ class HybridPool(BaseModel):
     rank_group_layers: int  # the most layers a group has on the busiest rank: tensors sharing a block index
     types: list[KVGroup]
     max_model_len: int
+    batched_tokens: int = 0  # max_num_batched_tokens: the chunk a local group's log bound adds to its window
 
     @property
     def block_bytes(self) -> int:
         """Bytes one block index holds on a rank: page x layers per group."""
         return self.page_bytes * self.rank_group_layers
+
+    @property
+    def has_state(self) -> bool:
+        """Whether a state-space / linear-attention group shares the pool (else full + local attention only)."""
+        return any(t.kind == "state" for t in self.types)
 
     @property
     def num_groups(self) -> int:
@@ -85,18 +106,45 @@ class HybridPool(BaseModel):
         return sum(t.groups * per.get(t.kind, math.ceil(min(whole, t.window or whole) / self.block_size))
                    for t in self.types)
 
+    def window_capped(self, slots: int) -> bool:
+        """Whether a local group holds fewer blocks than a full one for a request of ``slots`` KV slots."""
+        whole = math.ceil(slots / self.block_size)
+        return any(t.window and math.ceil(min(whole * self.block_size, t.window) / self.block_size) < whole
+                   for t in self.types if t.kind != "state")
+
+    def shared_bytes(self, tokens: int) -> int:
+        """Bytes a shared prefix of ``tokens`` (whole blocks) stores once with prefix caching on (attention-only
+        pools): its blocks in every full-attention group; local groups keep each request's own window."""
+        if self.has_state:
+            return 0
+        full = sum(t.groups for t in self.types if t.kind == "full")
+        return tokens // self.block_size * full * self.block_bytes
+
     def log_tokens(self, num_blocks: int) -> int:
         """"GPU KV cache size": num_blocks // groups x the smallest block size of any group."""
-        smallest = min(self.block_size, self.max_model_len) if any(t.kind == "state" for t in self.types) else self.block_size
+        smallest = min(self.block_size, self.max_model_len) if self.has_state else self.block_size
         return num_blocks // self.num_groups * smallest
 
     def max_len_blocks(self) -> int:
-        """Blocks per request in the "Maximum concurrency" log: every attention group at max_model_len
-        (cdiv(max_model_len, B); sliding groups as the engine bounds them are not modelled: capped at the window),
-        one per state group."""
-        return self.request_blocks(self.max_model_len)
+        """Blocks per request in the "Maximum concurrency" log (max_memory_usage_bytes of each group's spec):
+        a full group cdiv(max_model_len, B), a sliding one cdiv(min(W - 1 + batched, max_model_len), B) + 1, a
+        chunked one cdiv(min(C + batched, max_model_len), B), a state group one block."""
+        n = self.max_model_len
+
+        def per_group(t: KVGroup) -> int:
+            if t.kind == "state":
+                return 1
+            if t.kind == "sliding" and t.window:
+                return math.ceil(min(t.window - 1 + self.batched_tokens, n) / self.block_size) + 1
+            if t.kind == "chunked" and t.window:
+                return math.ceil(min(t.window + self.batched_tokens, n) / self.block_size)
+            return math.ceil(n / self.block_size)
+
+        return sum(t.groups * per_group(t) for t in self.types)
 
     def log(self) -> list[str]:
+        if not self.has_state:
+            return []
         line = (f"Setting attention block size to {self.block_size} tokens to ensure that attention page size is "
                 f">= mamba page size.")
         if self.page_bytes == self.state_page_bytes:
@@ -109,14 +157,17 @@ class HybridPool(BaseModel):
         parts = ", ".join(f"{t.layers} {t.kind}{f' (window {t.window})' if t.window else ''} layers in {t.groups}"
                           for t in self.types)
         return (f"hybrid allocator: page = {self.block_size} tokens x {self.attention_bytes_per_token:,} B = "
-                f"{self.page_bytes:,} B (state {self.state_page_bytes:,} B padded); groups of {self.group_size} "
+                f"{self.page_bytes:,} B" + (f" (state {self.state_page_bytes:,} B padded)" if self.has_state else "")
+                + f"; groups of {self.group_size} "
                 f"layers: {parts}; block = page x {self.rank_group_layers} layers on a rank = {self.block_bytes:,} B")
 
 
 def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int | None,
-                max_model_len: int) -> HybridPool | None:
-    """The pool vLLM V1 builds for a model with both softmax-attention and state layers; None for any other
-    model (pure attention keeps the one-group accounting; pure state-space models one page per request)."""
+                max_model_len: int, version: tuple[int, ...] = VLLM_HYBRID_FROM,
+                batched_tokens: int = 0) -> HybridPool | None:
+    """The pool vLLM V1 ``version`` builds for a model with both softmax-attention and state layers (>= 0.10) or
+    with full and local (sliding-window / chunked) attention layers (>= 0.9.1); None for any other model (one
+    attention kind keeps the one-group accounting; pure state-space models one page per request)."""
     flags = mixer_layer_flags(m)
     kinds: dict[tuple[str, int | None], list[int]] = {}
     for i, (a, state) in enumerate(zip(attention_layers(m), flags, strict=True)):
@@ -124,12 +175,14 @@ def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int |
             kinds.setdefault((a.kind, a.window), []).append(i)
         if state:
             kinds.setdefault(("state", None), []).append(i)
-    if m.mixer is None or ("state", None) not in kinds or len(kinds) < 2:
+    has_state = ("state", None) in kinds
+    if len(kinds) < 2 or (has_state and (m.mixer is None or version < VLLM_HYBRID_FROM)) \
+            or (not has_state and version < VLLM_HYBRID_ATTENTION_FROM):
         return None
     a = exact_bytes(kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
-    s = state_bytes(m.mixer, m.checkpoint_dtype, tp)
+    s = state_bytes(m.mixer, m.checkpoint_dtype, tp) if has_state else 0
     k = MLA_ALIGN if m.mla else ALIGN
-    block = max(k * math.ceil(s / (k * a)), block_size or 0)
+    block = max(k * math.ceil(s / (k * a)), block_size or 0) if has_state else block_size or ALIGN
     counts = [len(v) for v in kinds.values()]
     size = max(counts) if max(counts) < 1.5 * min(counts) else min(counts)
     groups: list[list[int]] = []
@@ -142,4 +195,5 @@ def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int |
     rank_layers = max(busiest_stage_sum([i in members for i in range(m.num_layers)], pp)
                       for members in map(set, groups))
     return HybridPool(block_size=block, attention_bytes_per_token=a, state_page_bytes=s, page_bytes=block * a,
-                      group_size=size, rank_group_layers=rank_layers, types=types, max_model_len=max_model_len)
+                      group_size=size, rank_group_layers=rank_layers, types=types, max_model_len=max_model_len,
+                      batched_tokens=batched_tokens)
