@@ -18,11 +18,6 @@ COVERAGE = (0.6, 0.95)  # loose bounds on the 70-90% target: 10-50 rows give a s
 # an expected failure while it lasts; it passes (XPASS, not hidden) once the engine's physics brings it in.
 KNOWN_MISSES = {
     "serving_e2e": "the decode pool's band is wider than the held-out e2e rows' error (every one inside)",
-    "serving_throughput": "the Hopper fp8 MoE rows read the serving_decode pool, whose band (+-42%) carries the fit "
-                          "split's eager MI300X e2e misses; 95% of held-out rows fall inside (over-covered)",
-    "kv_capacity": "the fit split's KV logs now sit within 1-3% (NCCL buffers priced), so its band is +-4%; held-out "
-                   "logs of other GPUs and releases (405B fp8 8 x H100 +93%, 2 x T4 +58%, MI300X +23%, S3 +13%) fall "
-                   "outside",
 }
 
 
