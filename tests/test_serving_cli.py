@@ -330,10 +330,21 @@ def test_dispatcher_moves_only_ep_layouts_and_is_serve_s_in_report(cli) -> None:
         assert r.code == 2 and r.err.startswith("llmcalc: error: --dispatcher") and r.err.count("\n") == 1
 
 
+def test_moe_permute_scope_is_serve_s_in_report(cli) -> None:
+    """--moe-permute-scope in report is serve's option: report's serving section is serve's plan under the same value
+    (the same plan, so the same JSON); report --mode train refuses it in one line."""
+    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
+    for value in ("gathered", "local"):
+        assert (cli("report", *query, "--moe-permute-scope", value, "--json").json()["serving"]
+                == cli("serve", *query, "--moe-permute-scope", value, "--json").json())
+    r = cli("report", "qwen3-235b-a22b", "--gpu", "h100", "--mode", "train", "--moe-permute-scope", "local")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-permute-scope") and r.err.count("\n") == 1
+
+
 @pytest.mark.parametrize(("command", "flag", "value"), [
     ("serve", "--dispatcher", "deepep"), ("serve", "--expert-imbalance", "2"), ("serve", "--fp8-moe-scales", "tensor"),
     ("latency", "--fp8-moe-scales", "tensor"), ("report", "--dispatcher", "deepep"),
-    ("report", "--expert-imbalance", "2"),
+    ("report", "--expert-imbalance", "2"), ("report", "--moe-permute-scope", "local"),
 ])
 def test_moe_serving_options_refused_for_a_dense_model(cli, command: str, flag: str, value: str) -> None:
     """An MoE option on a model without routed experts changes nothing: refused in one line naming the flag."""

@@ -37,6 +37,7 @@ from calc.cli.options import (
     OldPriceOpt,
     OutputOpt,
     OutputOptional,
+    PermuteScopeOpt,
     PlotOpt,
     PriceOpt,
     PromptOpt,
@@ -90,6 +91,7 @@ def report(
     rate: RateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     dispatcher: DispatcherOpt = None,
+    moe_permute_scope: PermuteScopeOpt = None,
     moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
@@ -136,7 +138,8 @@ def report(
     dispatcher = dispatcher_option(dispatcher, moe_collective)
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
-    serving = {"--expert-imbalance": expert_imbalance, "--dispatcher": dispatcher,  # the options `serve` takes
+    serving = {"--expert-imbalance": expert_imbalance, "--dispatcher": dispatcher,
+               "--moe-permute-scope": moe_permute_scope,  # the options `serve` takes
                "--step-overhead-ms": step_overhead_ms, "--enforce-eager": enforce_eager or None,
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
                "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
@@ -176,8 +179,10 @@ def report(
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher)
+        refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales,
+                           moe_permute_scope=moe_permute_scope)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
+                                 moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
@@ -204,7 +209,7 @@ def report(
         training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
                               stack=stack)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, dispatcher)  # as serve builds them
+                                      comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
