@@ -445,6 +445,16 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     tokens_per_s = lay.tokens_per_s
     if "num_requests" in k:
         tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, ranks, lambda seqs: layout(seqs).tokens_per_s)
+        if k.get("output_lengths") == "exponential":  # the run ends when its longest output does (drain_excess_s)
+            from calc.serving.plan import max_load_decode_step
+
+            step = max_load_decode_step(m, gpu, prompt=k["prompt"], output=k["output"], tp=tp, pp=pp,
+                                        dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), settings=settings,
+                                        assumptions=proxy, ep=ep)
+            running = min(k["num_requests"], lay.batch)
+            seconds = k["num_requests"] * k["output"] / tokens_per_s
+            seconds += drain_excess_s(running, k["output"], k.get("output_cap", k["output"]), step)
+            tokens_per_s = k["num_requests"] * k["output"] / seconds
     metric = row.measured.metric.lower()  # "Total Output Throughput" counts output tokens only
     per_request = k["output"] + (k["prompt"] if "total" in metric and "output" not in metric else 0)
     value = tokens_per_s * per_request / k["output"]
@@ -471,6 +481,39 @@ def finite_run_tokens_per_s(requests: int, batch: int, ranks: int, tokens_per_s:
     """
     seconds = sum(b / tokens_per_s(math.ceil(b / ranks)) for b in wave_sizes(requests, batch))
     return requests / seconds
+
+
+def drain_excess_s(running: int, mean_output: float, cap: int, step: Any) -> float:
+    """Seconds an offline run of varying output lengths lasts beyond the mean-length model (finite_run_tokens_per_s,
+    where every request of a wave finishes at its mean output O). Output lengths are taken as exponential with the
+    row's mean O (knob output_lengths: exponential; an assumption, stated on the row, not fitted), capped at
+    ``cap`` tokens (the benchmark's sampler: vllm bench serve / sglang.bench_serving keep ShareGPT pairs with prompt +
+    output <= 2048, so cap = 2048 - P). When the queue empties, ``running`` requests hold residual lengths that are
+    again exponential with mean O (memorylessness), so at decode step t of the drain
+
+        b(t) = max(1, running x exp(-t / O))        requests still running
+        T_end = min(O x H(running), cap)             the expected longest of them, H the harmonic number
+
+    and the drain takes sum_{t < T_end} step(b(t)) seconds where the mean-length model charged O x step(running)
+    (both decode-only: ``step`` = calc.serving.plan.max_load_decode_step; the drain's tokens, running x O, are the
+    same in both). The excess is the difference: small-batch steps, each streaming every weight, for the outputs
+    longer than the mean.
+
+    >>> round(drain_excess_s(1, 100, 100, lambda b: 0.01), 6)  # one request: no tail
+    0.0
+    >>> drain_excess_s(1000, 100, 2000, lambda b: 0.01) > 6.0  # ~748 steps at 10 ms against 100
+    True
+    """
+    end = min(mean_output * sum(1 / i for i in range(1, running + 1)), cap)
+    memo: dict[int, float] = {}
+
+    def at(b: int) -> float:
+        if b not in memo:
+            memo[b] = step(b)
+        return memo[b]
+
+    drain = sum(at(max(1, round(running * math.exp(-t / mean_output)))) for t in range(round(end)))
+    return max(drain - mean_output * at(running), 0.0)
 
 
 def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:

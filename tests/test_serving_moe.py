@@ -472,3 +472,38 @@ def test_finite_run_waves_by_hand() -> None:
     # a row of the v1.0 perf overview carries its dataset size, read as a knob
     row = next(r for r, _g, _s in load_corpus() if r.id == "trtllm-po-v1.0-qwen3-235b-a22b-h200-tp8-fp8-128-4096")
     assert cp.knobs(row)["num_requests"] == 1500
+
+
+def test_drain_excess_by_hand() -> None:
+    """An offline run of exponential output lengths (mean O) ends when its longest output does. With a step that
+    costs the same at every batch (s seconds), the drain of R requests takes T_end = min(O x H(R), cap) steps where the
+    mean-length model charged O: the excess is (T_end - O) x s. R = 4, O = 100: H(4) = 1 + 1/2 + 1/3 + 1/4 = 25/12,
+    T_end = 208.33 -> 208 steps, excess (208 - 100) x 0.01 = 1.08 s; a cap of 150 tokens stops it at 150: 0.5 s. One
+    request has no tail (H(1) = 1)."""
+    import corpus_predict as cp
+
+    flat = lambda b: 0.01  # noqa: E731
+    assert cp.drain_excess_s(4, 100, 2000, flat) == pytest.approx(1.08)
+    assert cp.drain_excess_s(4, 100, 150, flat) == pytest.approx(0.5)
+    assert cp.drain_excess_s(1, 100, 2000, flat) == pytest.approx(0.0)
+    # a step linear in the batch, a + c b: the drain streams the weights (a) for every step but reads each token's
+    # work (c) once, so its excess over O x step(R) is (T_end - O) a + c (sum_t b(t) - O R) ~ (T_end - O) a for R large
+    a, c = 0.02, 1e-5
+    excess = cp.drain_excess_s(1000, 200, 2000, lambda b: a + c * b)
+    h = sum(1 / i for i in range(1, 1001))  # 7.485
+    assert excess == pytest.approx((200 * h - 200) * a, rel=0.03)
+
+
+def test_max_load_decode_step_is_the_decode_only_step() -> None:
+    """max_load_decode_step prices a step with no prompt chunk: on llama3-8b / H100 TP1 it equals calc.serving.step.
+    step_time at the request's mean context with decode_seqs = the running requests, and it grows with the batch."""
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+    from calc.serving.plan import max_load_decode_step
+    from calc.serving.step import decode_context, step_time
+    from calc.sources.catalog import load_gpu, load_model
+
+    m, gpu = load_model("llama3-8b"), load_gpu("h100")
+    step = max_load_decode_step(m, gpu, prompt=200, output=200, tp=1)
+    direct = step_time(m, gpu, DEFAULT_ASSUMPTIONS, tp=1, decode_seqs=64, decode_context=decode_context(200, 200))
+    assert step(64) == pytest.approx(direct.total_s)
+    assert step(1) < step(64) < step(512)

@@ -282,6 +282,23 @@ def max_load_layout(
     return _layout(replica, setup.s, None, None, None, requests, tp * pp * replica.dp, assumptions)
 
 
+
+def max_load_decode_step(
+    m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, tp: int, pp: int = 1, dtype: str | None = "bf16",
+    kv_dtype: str | None = None, settings: EngineSettings | None = None,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1,
+) -> Any:
+    """The max_load_layout replica's decode-only step: a function of the requests running (the whole replica's, split
+    over its micro-batches / attention ranks as the steady state splits them) to seconds per step, no prompt chunk
+    sharing it (calc.serving.step.step_time at decode_context(P, O)). It prices the end of an offline run, when the
+    queue is empty and the batch shrinks as requests finish; None when not one request fits."""
+    setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
+    check_layout(m, Parallelism(tp=tp, pp=pp))
+    replica = setup.replica(tp, pp, ep)
+    if replica is None:
+        return None
+    return lambda running: replica._step(running, 0, 0.0).total_s
+
 @dataclass
 class _Setup:
     """What every layout of one request shares (serve_plan and max_load_layout alike): the engine settings for the
