@@ -274,13 +274,10 @@ def max_load_layout(
     B = min(max concurrency, max_num_seqs, requests), so tokens_per_s = B / TPOT(B): an engine never runs more
     requests than it was sent (``requests``, the whole replica's), and that cap leaves the engine as launched (its
     memory profile at max_num_seqs) unchanged. The same replica model `serve` ranks; None when not one request fits."""
-    setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
-    check_layout(m, Parallelism(tp=tp, pp=pp))
-    replica = setup.replica(tp, pp, ep)
+    setup, replica = _max_load_replica(m, gpu, prompt, output, tp, pp, dtype, kv_dtype, settings, assumptions, ep)
     if replica is None:
         return None
     return _layout(replica, setup.s, None, None, None, requests, tp * pp * replica.dp, assumptions)
-
 
 
 def max_load_decode_step(
@@ -292,12 +289,21 @@ def max_load_decode_step(
     over its micro-batches / attention ranks as the steady state splits them) to seconds per step, no prompt chunk
     sharing it (calc.serving.step.step_time at decode_context(P, O)). It prices the end of an offline run, when the
     queue is empty and the batch shrinks as requests finish; None when not one request fits."""
-    setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
-    check_layout(m, Parallelism(tp=tp, pp=pp))
-    replica = setup.replica(tp, pp, ep)
+    _setup, replica = _max_load_replica(m, gpu, prompt, output, tp, pp, dtype, kv_dtype, settings, assumptions, ep)
     if replica is None:
         return None
     return lambda running: replica._step(running, 0, 0.0).total_s
+
+
+def _max_load_replica(m: ModelSpec, gpu: GPUSpec, prompt: int, output: int, tp: int, pp: int, dtype: str | None,
+                      kv_dtype: str | None, settings: EngineSettings | None, assumptions: ServingAssumptions,
+                      ep: int) -> tuple[_Setup, _Replica | None]:
+    """The engine as launched for max_load_layout and max_load_decode_step: its setup and its replica (None when
+    not one request fits)."""
+    setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
+    check_layout(m, Parallelism(tp=tp, pp=pp))
+    return setup, setup.replica(tp, pp, ep)
+
 
 @dataclass
 class _Setup:
