@@ -44,6 +44,7 @@ from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.memory.training import peak_by_metric  # noqa: E402
+from calc.memory.weights import WEIGHT_FORMATS, requantize  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, overhead_family  # noqa: E402
 from calc.serving.engine_kernels import engine_kernels  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
@@ -76,8 +77,16 @@ def _gpu(name: str) -> GPUSpec:
     return load_gpu(_path_or_name(name))
 
 
+@cache
+def _requantized(name: str, fmt: str) -> ModelSpec:
+    return requantize(_model(name), fmt)[0]
+
+
 def row_model(row: Any) -> ModelSpec:
-    """The row's model, loaded once per name (the fit predicts each row dozens of times)."""
+    """The row's model, loaded once per name (the fit predicts each row dozens of times); a row served in a 4-bit
+    weight format (dtype nvfp4 / mxfp4, as `--dtype nvfp4`) as that checkpoint (calc.memory.weights.requantize)."""
+    if row.dtype in WEIGHT_FORMATS and not knobs(row).get("weights_as_shipped"):
+        return _requantized(row.model, row.dtype)
     return _model(row.model)
 
 
@@ -235,8 +244,8 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
 def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
     if k.get("weights_as_shipped"):
         return None
-    if row.dtype in ("nvfp4", "fp4"):
-        raise CannotPredict("nvfp4 weights with fp4 GEMMs are not modelled (fp4 only for shipped mxfp4 checkpoints)")
+    if row.dtype in WEIGHT_FORMATS:  # the model is that checkpoint already (row_model)
+        return None
     if row.dtype == "int4-awq":
         raise CannotPredict("int4-awq weights by --dtype are not modelled (only a shipped AWQ checkpoint's config)")
     return row.dtype

@@ -74,8 +74,12 @@ from calc.fitted import FITTED_PATH  # noqa: E402
 PRIOR: dict[str, dict[str, float]] = {
     # The hand-set values before the corpus: Ampere fitted once to 18 Megatron rows, others scaled by 0.82 from
     # each generation's isolated-GEMM plateau (HARDWARE.md); fp8 GEMMs the same fraction of the fp8 peak.
+    # Blackwell/fp4 (NVFP4 / MXFP4 GEMMs at the fp4 peak) was added with the corpus, not hand-set before it: 0.43, the
+    # large-GEMM fraction of B200's 9 PF dense fp4 peak in aiconfigurator's silicon-measured TensorRT-LLM GEMM table
+    # (ai-dynamo/aiconfigurator systems/data/b200_sxm/gemm/trtllm/1.3.0rc20/gemm_perf.parquet, nvfp4 rows:
+    # 8192^3 in 0.2846 ms = 3.86 PF, 16384x8192x8192 3.78 PF; the same table's bf16 8192^3 reads 0.66 of 2.25 PF).
     "gemm_plateau": {"Ampere": 0.71, "Hopper": 0.65, "Hopper/fp8": 0.65, "Ada": 0.65, "Ada/fp8": 0.65, "Blackwell": 0.61,
-                     "Blackwell/fp8": 0.61, "CDNA3": 0.41, "CDNA3/fp8": 0.41, "other": 0.61},
+                     "Blackwell/fp8": 0.61, "Blackwell/fp4": 0.43, "CDNA3": 0.41, "CDNA3/fp8": 0.41, "other": 0.61},
     # FlashAttention-2 fwd+bwd ~56-64% of A100 peak, ~35% of H100; FlashAttention-3 ~55-75% of H100 (Dao 2023; Shah 2024).
     "flash_attention_peak": {"Ampere": 0.58, "Hopper": 0.45, "Ada": 0.45, "Blackwell": 0.45, "CDNA3": 0.30, "other": 0.40},
     "sustained_fraction": {"all": 0.82},  # 0.71 / 0.87: the Ampere plateau over an isolated cuBLAS GEMM

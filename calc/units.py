@@ -25,6 +25,9 @@ DTYPE_BYTES: dict[str, Fraction] = {
     "fp8": Fraction(1),
     "int8": Fraction(1),
     "int4": Fraction(1, 2),
+    # e2m1, the operand of an fp4 tensor-core GEMM (NVFP4 / MXFP4 weights without their scales): an internal width
+    # for timing those GEMMs, not a --dtype (the CLI takes the formats nvfp4 / mxfp4, calc.memory.weights).
+    "fp4": Fraction(1, 2),
 }
 
 # Which tensor-core peak a storage dtype computes at (fp32 weights run TF32 matmuls;
@@ -37,6 +40,7 @@ COMPUTE_DTYPE: dict[str, str] = {
     "fp8": "fp8",
     "int8": "int8",
     "int4": "fp16",
+    "fp4": "fp4",
 }
 
 

@@ -34,6 +34,7 @@ from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
+    WEIGHT_FORMAT_NAMES,
     BatchOpt,
     CpOpt,
     CpuOffloadOpt,
@@ -65,9 +66,10 @@ from calc.cli.options import (
     TpOpt,
     VppOpt,
     ZeroOpt,
+    given_weights,
     human_int,
-    option_given,
     refuse,
+    refuse_weight_format,
 )
 from calc.cli.training import Fp8RecipeOpt, ShardingOpt
 
@@ -175,6 +177,9 @@ def memory(
         refuse("--stack", stack, "is a training stack; use --mode train or finetune")
     if mode is not Mode.infer:
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
+    if mode is not Mode.infer:
+        refuse_weight_format(dtype, "fine-tuning takes --method qlora for a 4-bit base" if mode is Mode.finetune else
+                             "training memory uses --recipe for its dtypes")
     if mode is Mode.finetune:
         from calc.cli.finetune import finetune_result
         from calc.report.finetune import finetune_view
@@ -218,9 +223,13 @@ def memory(
                                f"{m.name} ({m.num_heads} heads, {m.kv_heads} KV heads); give --tp/--pp or another count")
         plan = layout
     if mode is Mode.infer:
-        # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16).
-        explicit = option_given(ctx, "dtype") or group_size is not None
-        result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=dtype if explicit else None,
+        # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16);
+        # --dtype nvfp4 / mxfp4 as that 4-bit checkpoint (calc.memory.weights.requantize).
+        refuse("--group-size", group_size if dtype in WEIGHT_FORMAT_NAMES else None,
+               f"{dtype} fixes its own scale blocks (nvfp4 16, mxfp4 32 weights); drop --group-size")
+        m, weights = given_weights(ctx, m, dtype)
+        explicit = weights is not None or group_size is not None
+        result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=(weights or dtype) if explicit else None,
                                   kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size,
                                   reserve_gib=DEFAULT_RESERVE_GIB if reserve_gib is None else reserve_gib,
                                   with_mtp=mtp)

@@ -49,7 +49,7 @@ def flops(
 ) -> None:
     """FLOPs of a forward pass and a training step, per token beside 2N and 6N; optionally decode
     (--output), arithmetic intensity and the fused parallel-layer GEMM."""
-    from calc.cli.options import refuse
+    from calc.cli.options import refuse, refuse_weight_format
     from calc.model import flops as engine
     from calc.report.render import console, emit, emit_json, emit_warnings, flops_view, gemm_view
     from calc.sources.catalog import load_model
@@ -58,6 +58,7 @@ def flops(
     decode = alias(output, generate, "--output", "--generate")
     refuse("--dtype", dtype if not (intensity or fused) else None,
            "only sets the bytes moved of --intensity / --fused; FLOPs do not depend on it", DEFAULT_DTYPE)
+    refuse_weight_format(dtype, "FLOPs do not depend on it; --intensity / --fused take a byte width (fp8, int4, ...)")
     dtype_bytes(dtype)
     m = load_model(model)
     result = engine.forward_flops(m, batch, seq, context, causal)

@@ -87,8 +87,16 @@ def dtype_name(flag: str) -> Callable[[str], str]:
     unknown name is refused naming ``flag`` and listing the valid ones, never read as the default."""
 
     def parse(text: str) -> str:
-        from calc.units import dtype_bytes
+        from calc.units import DTYPE_BYTES, dtype_bytes
 
+        if flag == "--dtype" and text.lower() in WEIGHT_FORMAT_NAMES:
+            return text.lower()
+        named = [d for d in DTYPE_BYTES if d != "fp4"] + ([*WEIGHT_FORMAT_NAMES] if flag == "--dtype" else [])
+        if text.lower() == "fp4":  # an operand width inside the fp4 GEMMs, not a format with its scales
+            raise LLMCalcError(flag, "fp4 names no scale layout; give nvfp4 (e4m3 scale per 16) or mxfp4 (e8m0 per 32)"
+                               if flag == "--dtype" else f"KV caches are not stored in fp4; use one of {', '.join(named)}")
+        if text.lower() not in DTYPE_BYTES:
+            raise LLMCalcError(flag, f"unknown dtype {text!r}; use one of {', '.join(named)}")
         dtype_bytes(text, flag)
         return text.lower()
 
@@ -204,8 +212,12 @@ BudgetOpt = Annotated[float | None, typer.Option(
     help="spend at most USD (needs --price): the fastest whole-node GPU count within it; with --days the cheapest on time")]
 
 # --- numbers and formats -------------------------------------------------------------------
+# 4-bit block-scaled weight formats --dtype takes for serving (calc.memory.weights.WEIGHT_FORMATS).
+WEIGHT_FORMAT_NAMES = ("nvfp4", "mxfp4")
 DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
-                                       help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4")]
+                                       help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4; for serving "
+                                            "also nvfp4 / mxfp4 (the model as its 4-bit checkpoint: fp4 GEMMs on "
+                                            "Blackwell)")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
                                                 help="KV-cache dtype (default: --dtype)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
@@ -416,3 +428,18 @@ DisaggOpt = Annotated[bool, typer.Option(
 def given_dtype(ctx: typer.Context | None, dtype: str) -> str | None:
     """--dtype as typed, else None: the weights as the checkpoint ships them (its quantization_config)."""
     return dtype if option_given(ctx, "dtype") else None
+
+
+def given_weights(ctx: typer.Context | None, m: Any, dtype: str) -> tuple[Any, str | None]:
+    """(model, dtype) as the serving engines price them: given_dtype, with a 4-bit weight format (--dtype nvfp4 /
+    mxfp4) applied to the model as its quantized checkpoint (calc.memory.weights.requantize)."""
+    from calc.memory.weights import requantize
+
+    return requantize(m, given_dtype(ctx, dtype))
+
+
+def refuse_weight_format(dtype: str, why: str) -> None:
+    """--dtype nvfp4 / mxfp4 where only a byte width means something (training, FLOPs)."""
+    if dtype in WEIGHT_FORMAT_NAMES:
+        raise LLMCalcError("--dtype", f"{dtype} is a 4-bit serving weight format (latency, concurrency, serve, report, "
+                                      f"compare, memory --mode infer); {why}")

@@ -53,9 +53,10 @@ from calc.cli.options import (
     TtftMsOpt,
     ZeroOptional,
     dispatcher_option,
-    given_dtype,
+    given_weights,
     option_given,
     refuse,
+    refuse_weight_format,
 )
 from calc.cli.serving import (
     DEFAULT_NON_TORCH_GIB,
@@ -155,6 +156,7 @@ def report(
                             ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
+        refuse_weight_format(dtype, "fine-tuning takes --method qlora for a 4-bit base")
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
                         zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune
                         fmt=fmt.value, as_json=as_json)
@@ -193,7 +195,7 @@ def report(
         from calc.serving.latency import serving_plan
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
-        dtype = given_dtype(ctx, dtype)  # without --dtype: the checkpoint as shipped
+        m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
         require_fit(inference_memory(m, gpu=g, plan=plan, dtype=dtype, kv_dtype=kv_dtype,
                                      batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
@@ -312,7 +314,8 @@ def compare(
     unused = [name for name in table if name != "*" and name not in prices]
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
-    rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), prompt=prompt, output=output,
+    m, dtype = given_weights(ctx, m, dtype)
+    rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
                         settings=s, assumptions=assumptions)
     if as_json:

@@ -12,6 +12,7 @@ from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
     DEFAULT_OUTPUT,
+    WEIGHT_FORMAT_NAMES,
     AcceptanceOpt,
     BatchOpt,
     BlockSizeOpt,
@@ -61,7 +62,7 @@ from calc.cli.options import (
     UsersOpt,
     alias,
     dispatcher_option,
-    given_dtype,
+    given_weights,
     human_float,
     human_int,
     option_given,
@@ -282,7 +283,7 @@ def latency(
                             num_scheduler_steps=num_scheduler_steps)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
-    dtype = given_dtype(ctx, dtype)
+    m, dtype = given_weights(ctx, m, dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
     from calc.serving.engine_kernels import engine_kernels
 
@@ -342,8 +343,9 @@ def concurrency(
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
     s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
+    m, dtype = given_weights(ctx, m, dtype)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
-                                    dtype=given_dtype(ctx, dtype),
+                                    dtype=dtype,
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib))
     emit_outcome(result, as_json, explain, concurrency_view,
@@ -408,6 +410,8 @@ def serve(
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
     dispatcher = dispatcher_option(dispatcher, moe_collective)
     m, g = load_model(model), load_gpu(gpu)
+    weight_format_given = dtype if option_given(ctx, "dtype") else None
+    m, dtype = given_weights(ctx, m, dtype)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher,
@@ -427,10 +431,9 @@ def serve(
 
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                            comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope),
-                       m, g, s, prompt + output - 1,
-                       given_dtype(ctx, dtype))
+                       m, g, s, prompt + output - 1, dtype)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
-                        num_gpus=num_gpus, dtype=given_dtype(ctx, dtype), kv_dtype=kv_dtype, settings=s,
+                        num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),
                         assumptions=a,
                         emit=emit_engine.value if emit_engine else None,
@@ -443,6 +446,9 @@ def serve(
 
     for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users"):
         warn(*line.split(": ", 1))
+    if emit_engine is not None and weight_format_given in WEIGHT_FORMAT_NAMES:
+        warn("--emit", f"the line names {m.hf_id or m.name}, the 16-bit checkpoint the catalog records; the plan is sized "
+                       f"for {weight_format_given} weights: put an {weight_format_given} checkpoint of it in its place")
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

@@ -102,8 +102,12 @@ def _calibrated(calibration: Any, op_kind: str, size: float) -> float | None:
 
 
 def plateau_key(gpu: GPUSpec, dtype: str = "bf16") -> str:
-    """The fitted-defaults key of a GEMM's plateau: the generation, with "/fp8" for an fp8 GEMM."""
-    return f"{gpu.arch}/fp8" if dtype.startswith("fp8") else gpu.arch
+    """The fitted-defaults key of a GEMM's plateau: the generation, with "/fp8" for an fp8 GEMM and "/fp4" for an
+    fp4 tensor-core GEMM (NVFP4 / MXFP4 weights on a GPU with an fp4 peak, calc.serving.weights)."""
+    if dtype.startswith("fp8"):
+        return f"{gpu.arch}/fp8"
+    fp4 = dtype in ("fp4", "nvfp4", "mxfp4") and "fp4" in gpu.datasheet_peak_tflops
+    return f"{gpu.arch}/fp4" if fp4 else gpu.arch
 
 
 def gemm_plateau(gpu: GPUSpec, dtype: str = "bf16") -> float:

@@ -229,6 +229,33 @@ def _per_layer(m: ModelSpec, dtype: str | None) -> bool:
     return dtype is None and q is not None and any(_LAYER_NAMED.search(p) for p in q.modules_to_not_convert)
 
 
+# 4-bit block-scaled weight formats --dtype accepts for serving: a checkpoint format, not a byte width.
+# NVFP4 (NVIDIA ModelOpt, hf_quant_config quant_algo NVFP4): e2m1 values, one e4m3 scale per 16 inputs, an fp32
+# weight_scale_2 and input_scale per Linear. MXFP4 (OCP MX v1.0): e2m1 values, one e8m0 scale per 32 inputs.
+WEIGHT_FORMATS: dict[str, QuantSpec] = {
+    "nvfp4": QuantSpec(method="modelopt_nvfp4", bits=4, group_size=16),
+    "mxfp4": QuantSpec(method="mxfp4", bits=4, group_size=32),
+}
+
+
+def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
+    """(model, dtype) with a 4-bit weight format of ``dtype`` applied as a checkpoint would ship it.
+
+    ``--dtype nvfp4`` / ``--dtype mxfp4`` price the model as its quantized checkpoint: every Linear inside the
+    blocks (attention, MLP, experts, shared experts) in that format (quantized_matrix_bytes), embeddings, output
+    head, routers and norms at the 16-bit dtype, as ModelOpt's and the MX recipes' defaults exclude lm_head and
+    keep routers and norms unquantized (TensorRT-LLM examples/quantization, nvidia/*-FP4 hf_quant_config.json
+    exclude_modules). The result has dtype None (the checkpoint as shipped): every serving path then prices
+    it as it prices a shipped NVFP4 / MXFP4 checkpoint (calc.serving.weights: fp4 GEMMs where the GPU has an
+    fp4 peak, weights dequantised in the kernel elsewhere). Any other dtype passes through unchanged.
+    """
+    q = WEIGHT_FORMATS.get(dtype or "")
+    if q is None:
+        return m, dtype
+    act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
+    return m.model_copy(update={"quantization": q, "checkpoint_dtype": act}), None
+
+
 def shipped_dtype_label(m: ModelSpec) -> str:
     """How the checkpoint ships, in words: 'mxfp4 (experts) + bf16', 'fp8 block 128x128 + bf16', 'bf16'."""
     q = m.quantization

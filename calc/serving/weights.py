@@ -11,6 +11,11 @@ Compute of a quantized group (what vLLM's kernels do, vllm/model_executor/layers
                         FP8 Marlin weight-only only when the device lacks capability 8.9, use_marlin).
     4-bit weights    -> dequantised to bf16 inside the kernel (Marlin for GPTQ/AWQ/NF4, mxfp4.py's Marlin /
                         Triton MoE on Hopper); an fp4 tensor peak only where the GPU spec lists one.
+    MXFP4 / NVFP4    -> on a GPU with an fp4 tensor peak (Blackwell): fp4 GEMMs at that peak (vLLM
+                        modelopt.py ModelOptNvFp4LinearMethod: cutlass_scaled_fp4_mm / FlashInfer with activations
+                        quantised to nvfp4 per 16; TensorRT-LLM's NVFP4 GEMMs); elsewhere weight-only
+                        (vLLM's Marlin FP4 fallback, marlin_utils_fp4.py), as the other 4-bit formats.
+                        `--dtype nvfp4|mxfp4` prices the model as that checkpoint (calc.memory.weights.requantize).
     int8 (bnb)       -> dequantised to bf16.
 Activations, attention and (by default) the KV cache stay at the checkpoint dtype, as vLLM's
 kv_cache_dtype "auto" keeps them.
@@ -121,8 +126,8 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> Weight
     quantized = [c for c, b in per.items() if b != dtype_bytes(act)]
     if q.method in ("fp8", "fbgemm_fp8"):
         store, compute = "fp8", "fp8" if "fp8" in peaks else act
-    elif q.method == "mxfp4" and "fp4" in peaks:
-        store, compute = "int4", "fp4"
+    elif q.method in ("mxfp4", "modelopt_nvfp4") and "fp4" in peaks:
+        store, compute = "fp4", "fp4"
     else:
         store, compute = ("int8" if q.bits == 8 else "int4"), act
     how = {"fp8": "the fp8 tensor peak (W8A8 block-fp8 GEMMs)"}.get(compute, f"{compute} (weights dequantised in the kernel)")
