@@ -133,3 +133,24 @@ def test_cli_refusals(cli, args, flag, words):
     out = cli(*args)
     assert out.code == 2
     assert flag in out.err and words in out.err and "Traceback" not in out.err
+
+
+def test_weights_class_names_the_checkpoint_format():
+    from calc.memory.weights import weights_class
+
+    assert weights_class(load_model("deepseek-v3"), None) == "fp8"  # fp8 block-scaled as shipped
+    assert weights_class(load_model("gpt-oss-120b"), None) == "mxfp4"
+    assert weights_class(load_model("llama3-8b"), None) == "bf16"
+    assert weights_class(load_model("deepseek-v3"), "bf16") == "bf16"  # --dtype overrides
+    assert weights_class(requantize(load_model("llama3-8b"), "nvfp4")[0], None) == "nvfp4"
+
+
+def test_shipped_checkpoint_reads_its_format_band_group(cli):
+    """DeepSeek-V3 as shipped is an fp8 MoE on Hopper: its band is that group's (as a corpus row of the same
+    deployment is banded, benchmarks/fit_corpus.band_group), not the all-generations pool."""
+    r = cli("latency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--prompt", "228", "--output", "213",
+            "--batch", "4", "--json").json()
+    assert r["dtype"] == "as-shipped" and r["weights_dtype"] == "fp8"
+    assert r["bands"]["tpot_s"]["group"] == "serving_decode|Hopper|fp8|moe"
+    c = cli("concurrency", "gpt-oss-120b", "--gpu", "h100", "--max-model-len", "8192", "--json").json()
+    assert c["weights_dtype"] == "mxfp4"

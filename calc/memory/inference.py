@@ -8,7 +8,7 @@ from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
 from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, request_cache_bytes
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
-from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_per_gpu
+from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
 from calc.sanity import check_context
@@ -73,7 +73,8 @@ def inference_memory(
     kv_total = kv_seq * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
-        model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype, kv_dtype=kv_dtype, batch=batch, seq=seq,
+        model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype,
+        weights_dtype=weights_class(m, None if shipped else dtype), kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
         activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,

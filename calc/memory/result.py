@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from calc.specs import GPUSpec
 
@@ -17,6 +17,8 @@ class MemoryResult(BaseModel):
     model: str
     mode: str
     dtype: str
+    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
+                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
     kv_dtype: str | None
     batch: int
     seq: int

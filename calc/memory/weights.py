@@ -256,6 +256,20 @@ def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
     return m.model_copy(update={"quantization": q, "checkpoint_dtype": act}), None
 
 
+def weights_class(m: ModelSpec, dtype: str | None) -> str:
+    """The weights' format in the corpus's dtype vocabulary, which picks a band group (calc.bands.dtype_class): the
+    dtype given, else the checkpoint's quantization as its rows name it (fp8 for every fp8 scheme, nvfp4, mxfp4,
+    int4 / int8 for GPTQ, AWQ, bitsandbytes and integer schemes), else the checkpoint dtype."""
+    q = m.quantization
+    if dtype is not None or q is None:
+        return dtype or m.checkpoint_dtype
+    named = {"fp8": "fp8", "fbgemm_fp8": "fp8", "modelopt_fp8": "fp8", "modelopt_nvfp4": "nvfp4", "mxfp4": "mxfp4",
+             "bnb_nf4": "nf4", "bnb_fp4": "nf4"}.get(q.method)
+    if named is None and "8" in q.scheme and ("float" in q.scheme.lower() or "fp8" in q.scheme.lower()):
+        named = "fp8"
+    return named or f"int{q.bits}"
+
+
 def shipped_dtype_label(m: ModelSpec) -> str:
     """How the checkpoint ships, in words: 'mxfp4 (experts) + bf16', 'fp8 block 128x128 + bf16', 'bf16'."""
     q = m.quantization

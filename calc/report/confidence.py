@@ -176,7 +176,7 @@ class Context:
     stack: str | None = None  # the training stack or serving engine, where the result names it (calc.bands.band)
 
     def inside(self, r: BaseModel) -> Context:
-        dtype = getattr(r, "dtype", None) or getattr(r, "precision", None) or self.dtype
+        dtype = getattr(r, "weights_dtype", None) or getattr(r, "dtype", None) or getattr(r, "precision", None) or self.dtype
         return Context(getattr(r, "gpu", None) or self.gpu, str(dtype), getattr(r, "model", None) or self.model,
                        self.calibration, _stack(r) or self.stack)
 

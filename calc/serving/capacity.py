@@ -37,6 +37,8 @@ class ConcurrencyResult(BaseModel):
     pp: int
     engine: str
     dtype: str
+    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
+                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
     kv_dtype: str
     max_tokens: int
     capacity_bytes: int
@@ -93,7 +95,7 @@ def concurrency(
     else:
         verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
     return ConcurrencyResult(
-        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype,
+        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype, weights_dtype=mem.weights_dtype,
         kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
         weights_bytes=mem.weights_bytes * n,
         reserve_bytes=(mem.capacity_bytes - mem.weights_bytes - mem.activation_peak_bytes - mem.kv_budget_bytes) * n,

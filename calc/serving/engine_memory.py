@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
 from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes
-from calc.memory.weights import weights_per_gpu
+from calc.memory.weights import weights_class, weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
@@ -70,6 +70,8 @@ class EngineMemory(BaseModel):
     pp: int
     ep: int
     dtype: str
+    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
+                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
     kv_dtype: str
     capacity_bytes: int
     usable_bytes: int
@@ -469,7 +471,8 @@ def engine_memory(
       + (["hybrid model: prefix caching off (vLLM's default for hybrid models), one state block per request"
           + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if state_pool else [])
     return EngineMemory(
-        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label, kv_dtype=kv_dtype, capacity_bytes=cap,
+        engine=s.engine, model=m.name, gpu=gpu.name, tp=tp, pp=pp, ep=ep, dtype=fmt.label,
+        weights_dtype=weights_class(m, dtype), kv_dtype=kv_dtype, capacity_bytes=cap,
         usable_bytes=usable, weights_bytes=weights, activation_peak_bytes=act, non_torch_bytes=non_torch,
         kv_budget_bytes=budget, kv_bytes_per_token=kv_token, block_size=page, block_bytes=block_bytes,
         kv_bytes_per_request=per_request, num_gpu_blocks=blocks, kv_cache_tokens=tokens, max_model_len=max_len,

@@ -4,11 +4,12 @@ phase one engine step (calc.serving.step). Whether the batch fits is calc.servin
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops, ridge_point
+from calc.memory.weights import weights_class
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
@@ -46,6 +47,8 @@ class LatencyResult(BaseModel):
     prompt: int
     output: int
     dtype: str
+    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
+                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
     efficiency_source: str
     compute_efficiency: float
     memory_efficiency: float
@@ -126,7 +129,8 @@ def latency(
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=plan.tp * plan.pp > 1)]
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
-        dtype=fmt.label, efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
+        dtype=fmt.label,
+        weights_dtype=weights_class(m, dtype), efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
         ridge_point_flops_per_byte=ridge,
         prefill_flops=pre.flops, prefill_bytes=pre.bytes_read, prefill_intensity=pre.flops / pre.bytes_read,
         prefill_compute_s=pre.compute_s, prefill_memory_s=pre.memory_s, prefill_comm_s=pre.comm_s, ttft_s=ttft,

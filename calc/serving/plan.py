@@ -29,10 +29,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
+from calc.memory.weights import weights_class
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
@@ -92,6 +93,8 @@ class ServePlan(BaseModel):
     users: int | None
     num_gpus: int | None
     dtype: str
+    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
+                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
     kv_dtype: str
     layouts: list[Layout]
     fits: bool  # some layout's KV cache holds one request (else the CLI exits 2, JSON or not)
@@ -252,7 +255,8 @@ def serve_plan(
                                 "decode-only replicas; the prompt's KV crosses each GPU's network link (node spec)")
     return ServePlan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
-        target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label, kv_dtype=kv_dtype,
+        target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label,
+        weights_dtype=weights_class(m, dtype), kv_dtype=kv_dtype,
         layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m, s, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
