@@ -192,6 +192,7 @@ def stack_version(row: Any) -> tuple[int, ...] | None:
 
 
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
+    from calc.training.adapters import Lora
     from calc.training.cost import Efficiencies, ModelCost
     from calc.training.layout import Layout
     from calc.training.mfu import train_time
@@ -201,10 +202,11 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     k = knobs(row)
     if "seq" not in k:
         raise CannotPredict("no sequence length given or assumed")
-    if k.get("method", "full") not in ("full", "pretrain", "sft"):
-        raise CannotPredict(f"method {k['method']} through train-step: it prices full training (weight gradients and Adam "
-                            "states on every parameter, every weight-gradient GEMM); a frozen base with adapters is priced "
-                            "by memory --mode finetune and not timed")
+    method = k.get("method", "full")
+    if method not in ("full", "pretrain", "sft", "lora"):
+        raise CannotPredict(f"method {method} through train-step: it times full training and LoRA (train-step --method "
+                            "lora); other adapters are priced by memory --mode finetune and not timed")
+    lora = Lora.of(k.get("lora_rank"), k.get("lora_targets")) if method == "lora" else None
     loss = training_loss(row, k)
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
@@ -212,7 +214,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
                        cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap", False),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
-    cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff)
+    cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff, lora=lora)
     n = row.hardware.num_gpus
     if row.kind == "training_gpu_hours":
         plan = best_plan(cost, n, k.get("global_batch"))

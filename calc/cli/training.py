@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from calc.cli.finetune import LoraRankOpt, LoraTargetsOpt
 from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
@@ -71,6 +72,9 @@ def _training_dtype(text: str) -> str:
     return text.lower()
 
 
+TrainMethodOpt = Annotated[str | None, typer.Option(
+    "--method", help="full (default: every weight trains) or lora (a frozen base with rank --lora-rank adapters on "
+                     "--lora-targets, as memory --mode finetune prices them)")]
 PeakDtypeOpt = Annotated[str, typer.Option("--dtype", parser=_training_dtype,
                                            help="compute dtype of the peak: bf16, fp16, fp8, tf32, fp32")]
 
@@ -489,6 +493,35 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None)
 
 
+def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int | None, sharding: str,
+          recompute: Recompute, offloads: tuple[int, str | None]) -> Any:
+    """--method full (every weight trains, the default) or lora (calc.training.adapters.Lora); what a LoRA step does not
+    price is refused naming its flag."""
+    from calc.cli.options import refuse
+    from calc.errors import LLMCalcError
+
+    name = (method or "full").lower()
+    if name in ("qlora", "dora"):
+        raise LLMCalcError("--method", f"{name} is priced for memory only (memory --mode finetune --method {name}); "
+                                       "train-step times full or lora")
+    if name not in ("full", "lora"):
+        raise LLMCalcError("--method", f"unknown method {method!r}; train-step times full (default) or lora")
+    if name == "full":
+        for flag, value in (("--lora-rank", rank), ("--lora-targets", targets)):
+            refuse(flag, value, "sets a LoRA adapter; give --method lora (the default full trains every weight)")
+        return None
+    why = "is not priced for a LoRA step (its memory is the fine-tuning engine's)"
+    refuse("--ep", ep if (ep or 1) > 1 else None, why + "; expert parallelism: give --ep 1")
+    refuse("--sharding", sharding if sharding != "zero" else None, why)
+    refuse("--recompute", recompute.value if recompute.value not in ("none", "selective", "full") else None,
+           why + "; give none, selective or full")
+    refuse("--cpu-offload-layers", offloads[0] or None, why)
+    refuse("--offload-modules", offloads[1], why)
+    from calc.training.adapters import Lora
+
+    return Lora.of(rank, targets)
+
+
 def train_step(
     model: ModelArg,
     gpu: GpuOpt,
@@ -537,12 +570,16 @@ def train_step(
     reserve_gib: ReserveOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
+    method: TrainMethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_targets: LoraTargetsOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
     """Step time of one parallel plan: every term (compute, recompute, TP/EP/CP/PP/DP communication,
     bubble, optimizer) and how much is exposed, tokens/s, MFU, HFU, memory per GPU. A plan that does not
-    fit is refused with the memory it needs."""
+    fit is refused with the memory it needs. --method lora times LoRA on a frozen base (memory as
+    `memory --mode finetune --method lora` prices it)."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import emit_outcome
     from calc.errors import LLMCalcError
@@ -554,6 +591,12 @@ def train_step(
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
                  dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
+    lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
+                 offloads=(cpu_offload_layers, offload_modules))
+    if lora is not None:
+        from dataclasses import replace
+
+        cost = replace(cost, lora=lora)  # __post_init__ again: the adapters and a frozen base's model FLOPs
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 

@@ -145,6 +145,15 @@ from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_by
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
+from calc.training.adapters import (
+    ADAPTER_LAUNCHES,
+    ADD_BWD_PASSES,
+    ADD_PASSES,
+    Lora,
+    adapted_by_kind,
+    adapter_forward_flops_per_seq,
+    adapter_params,
+)
 from calc.training.fp8_recipe import (
     FP8_RECIPES,
     FP8_TRANSPOSE_BYTES,
@@ -422,6 +431,7 @@ class ModelCost:
     dtype: str = "bf16"
     eff: Efficiencies = field(default_factory=Efficiencies)
     calibration: object | None = None
+    lora: Lora | None = None  # LoRA on a frozen base (calc.training.adapters); None: every weight trains
 
     def __post_init__(self) -> None:
         if self.eff.moe_routing not in MOE_ROUTINGS:
@@ -453,6 +463,16 @@ class ModelCost:
         self._attn_rates = lru_cache(maxsize=None)(self._attn_rates_uncached)
         f = forward_flops(self.m, 1, self.seq)  # full s x s convention: PaLM / Megatron MFU
         self.model_flops_per_seq = 3 * f.forward_flops
+        # LoRA (calc.training.adapters): the adapted matrices per layer kind, their parameters, and the model FLOPs of a
+        # frozen-base step: forward + input gradients (2 N each) + the attention backward + 3 x the adapters' forward
+        self.adapted: list[set[str]] = [set() for _ in self.kinds]
+        self.trainable_params, self.trainable_expert_params = self.total_params, self.expert_params
+        if self.lora is not None:
+            self.adapted = adapted_by_kind(self.m, self.lora)
+            dense, experts = adapter_params(self.m, self.lora)
+            self.trainable_params, self.trainable_expert_params = dense + experts, experts
+            self.model_flops_per_seq = (2 * f.forward_flops + f.forward_attention_flops
+                                        + 3 * adapter_forward_flops_per_seq(self.m, self.lora, self.seq))
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq
@@ -631,16 +651,19 @@ class ModelCost:
         # the routed share of the activation traffic, what --recompute-modules moe_act re-runs (MoESpec.routed_share;
         # calc.memory.activations.module_buffers drops the same share of the down-projection input)
         routed_share = m.moe.routed_share if moe_layer and m.moe else 0.0
+        adapter_fwd, adapter_bwd, adapted = self.adapter_s(kind_index, listed)
         k = self.kernel_scale  # the stack's efficiency on every compute kernel
         gemms, attn_fwd, attn_bwd, ew_t, routing = gemms * k, attn_fwd * k, attn_bwd * k, ew_t * k, routing * k
         cast_fwd, cast_bwd, up, norms = cast_fwd * k, cast_bwd * k, up * k, norms * k
-        cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing,
-                         bwd=2 * gemms + attn_bwd + 2 * ew_t + cast_bwd + routing, attn_fwd=attn_fwd,
+        adapter_fwd, adapter_bwd = adapter_fwd * k, adapter_bwd * k
+        weight_grads = 0.0 if self.lora is not None else gemms  # a frozen base: input gradients only
+        cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing + adapter_fwd,
+                         bwd=gemms + weight_grads + attn_bwd + 2 * ew_t + cast_bwd + routing + adapter_bwd, attn_fwd=attn_fwd,
                          gemm_fwd=gemms, ew_fwd=ew_t, cast_fwd=cast_fwd, cast_bwd=cast_bwd, moe_fwd=routing,
                          norm_up_fwd=up + norms, norm_fwd=norms, up_fwd=up, mlp_gemm_fwd=mlp * k,
                          expert_gemm_fwd=experts * k, shared_gemm_fwd=shared * k, act_fwd=act * k,
                          act_routed_fwd=act * k * routed_share, moe=moe_layer and m.moe is not None)
-        ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed), m.norms_per_layer, eff.flash, tp, sp,
+        ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed) + ADAPTER_LAUNCHES * adapted, m.norms_per_layer, eff.flash, tp, sp,
                                           moe_layer and m.moe is not None)
         cost.host_fwd, cost.host_bwd = ops_fwd * eff.host_op_s, ops_bwd * eff.host_op_s
         act = tp_activation_bytes(m, T, self.elem)
@@ -694,7 +717,27 @@ class ModelCost:
             fwd += self._gemm(T, n / tp, k, 1, True)
         ce = T * self.m.vocab_size / tp * CROSS_ENTROPY_BYTES / self.hbm
         k = self.kernel_scale
-        return (fwd + ce / 2) * k, (2 * fwd + ce / 2) * k
+        grads = 1 if self.lora is not None else 2  # a frozen head: its input gradient only
+        return (fwd + ce / 2) * k, (grads * fwd + ce / 2) * k
+
+    def adapter_s(self, kind_index: int, listed: list[tuple]) -> tuple[float, float, int]:
+        """(forward s, backward s, adapted matrices) of the LoRA adapters of one layer (calc.training.adapters), on the
+        layer_gemms entries (rows, n, k after TP / EP slicing, count local experts): forward count x (GEMM [rows, k] x
+        [k, r] + GEMM [rows, r] x [r, n] + ADD_PASSES x rows n elements of HBM traffic), backward 2 x those GEMMs +
+        ADD_BWD_PASSES x rows n; in the core dtype (adapters stay bf16 in fp8 runs). (0, 0, 0) without LoRA."""
+        if self.lora is None or not self.adapted[kind_index]:
+            return 0.0, 0.0, 0
+        r, mine = self.lora.rank, self.adapted[kind_index]
+        fwd = bwd = 0.0
+        adapted = 0
+        for name, rows, n, k, count, *_ in listed:
+            if name not in mine:
+                continue
+            adapted += 1
+            gemms = self._gemm(rows, r, k, count, True) + self._gemm(rows, n, r, count, True)
+            fwd += gemms + ADD_PASSES * rows * n * count * self.elem / self.hbm
+            bwd += 2 * gemms + ADD_BWD_PASSES * rows * n * count * self.elem / self.hbm
+        return fwd, bwd, adapted
 
     def layer_gemms(self, kind_index: int, b: int, tp: int, cp: int, ep: int, etp: int | None = None, sp: bool = False
                     ) -> list[tuple[str, float, float, float, int, float, float, float]]:

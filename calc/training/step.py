@@ -82,6 +82,7 @@ class StepTerms:
     stage_index: int
     stage_layers: int
     local_params: float
+    local_trainable: float = 0.0  # the parameters whose gradients this rank reduces and steps (LoRA: the adapters)
 
     def mfu(self, cost: ModelCost, global_batch: int, num_gpus: int) -> float:
         peak = peak_tflops(cost.gpu, cost.dtype) * TERA
@@ -183,25 +184,30 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     experts = cost.expert_params / (etp * pp * ep)
     local = dense + experts
     dpc = dp * cp
+    # what trains (LoRA: the adapters, calc.training.adapters): its gradients are reduced and stepped; a frozen base's
+    # weights are still gathered under ZeRO-3
+    dense_t = (cost.trainable_params - cost.trainable_expert_params) / (tp * pp)
+    experts_t = cost.trainable_expert_params / (etp * pp * ep)
 
-    def over_dp(kind: str, per_param: float) -> float:
-        return cost.coll(kind, dense * per_param, dpc, tp) + cost.coll(kind, experts * per_param, edp, etp * ep)
+    def over_dp(kind: str, per_param: float, trainable: bool = True) -> float:
+        d, e = (dense_t, experts_t) if trainable else (dense, experts)  # no collective for a part with no parameters
+        return (cost.coll(kind, d * per_param, dpc, tp) if d else 0.0) + (cost.coll(kind, e * per_param, edp, etp * ep) if e else 0.0)
 
     dp_total = dp_exposed = zero_total = zero_exposed = 0.0
     if layout.sharding == FSDP_PP:
-        gather = over_dp("all_gather", cost.elem)
+        gather = over_dp("all_gather", cost.elem, False)
         scatter = over_dp("reduce_scatter", eff.grad_reduce_bytes)
         first_gather = gather / max(stages[worst_i][1], 1)
         zero_total = gather + scatter
         zero_exposed = first_gather + exposed_time(gather - first_gather, worst["fwd"], eff.overlap) + scatter
     elif layout.zero == 3:
-        per_mb = 2 * over_dp("all_gather", cost.elem) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
-        first_gather = over_dp("all_gather", cost.elem) / max(stages[worst_i][1], 1)
+        per_mb = 2 * over_dp("all_gather", cost.elem, False) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
+        first_gather = over_dp("all_gather", cost.elem, False) / max(stages[worst_i][1], 1)
         zero_total = micro * per_mb
         zero_exposed = micro * (exposed_time(per_mb, t_mb, eff.overlap) + first_gather)
     else:
         grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.grad_reduce_bytes)
-        buckets = max(1, math.ceil(local / eff.bucket_params))
+        buckets = max(1, math.ceil((dense_t + experts_t) / eff.bucket_params))
         hidden_part = grads * (1 - 1 / buckets)
         dp_exposed = grads / buckets + exposed_time(hidden_part, worst["bwd"], eff.overlap)
         dp_total = grads
@@ -209,7 +215,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
             gather = over_dp("all_gather", cost.elem)
             dp_total += gather
             dp_exposed += gather
-    opt_params = dense / dpc + experts / edp if layout.zero >= 1 else local  # the distributed optimizer's shard
+    opt_params = dense_t / dpc + experts_t / edp if layout.zero >= 1 else dense_t + experts_t  # the optimizer's shard
     optimizer = opt_params * eff.optimizer_bytes_per_param / cost.hbm
     exposed = {
         "compute_s": micro * (worst["fwd"] + worst["bwd"]),
@@ -230,6 +236,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     return StepTerms(
         step_time_s=sum(exposed.values()), exposed=exposed, totals=totals, micro_batches=micro, t_microbatch_s=t_mb,
         stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
+        local_trainable=dense_t + experts_t,
     )
 
 
@@ -260,13 +267,39 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
 
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                    activations: str | None = None) -> dict[str, int]:
-    """Bytes per GPU of the plan, from the memory engine with ``engine_options`` (per-layer figures cached on ``cost``)."""
+    """Bytes per GPU of the plan, from the memory engine with ``engine_options`` (per-layer figures cached on ``cost``);
+    a LoRA run (``cost.lora``) from the fine-tuning engine as `memory --mode finetune --method lora` prices it
+    (lora_memory_per_gpu)."""
+    if cost.lora is not None:
+        return lora_memory_per_gpu(cost, layout, micro, reserve_gib)
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, sp=layout.sp, seq=cost.seq, reserve_bytes=int(reserve_gib * GIB),
         cache=cost.activation_cache,
         **engine_options(layout, micro, num_layers=cost.m.num_layers, dtype=cost.dtype, eff=cost.eff, activations=activations),
     )
+
+
+def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB
+                        ) -> dict[str, int]:
+    """A LoRA step's bytes per GPU: calc.memory.finetune.finetune_memory (method lora, the frozen base in the run's
+    16-bit dtype, Adam on the adapters) with the layout's TP / PP / DP / CP / SP, ZeRO, micro-batch, recompute and
+    ``micro`` micro-batches of gradient accumulation, and the stack's memory settings (loss, fusions, fragmentation,
+    gradient buffer, caching allocator): one answer for train-step and `memory --mode finetune`. The first stage holds
+    p micro-batches in flight, as the engine's 1F1B default (an interleaved pipeline's extra warm-up is not counted)."""
+    from calc.memory.finetune import finetune_memory
+    from calc.specs import Parallelism
+
+    assert cost.lora is not None
+    mem = cost.eff.resolved_memory()
+    r = finetune_memory(
+        cost.m, gpu=cost.gpu, plan=Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp),
+        method="lora", lora_rank=cost.lora.rank, lora_targets=cost.lora.targets, frozen_dtype=cost.core_dtype,
+        batch=layout.micro_batch, seq=cost.seq, grad_accum=micro, recompute=layout.recompute,
+        attention="flash" if cost.eff.flash else "eager", fused=mem.fused, loss=mem.loss, dropout=cost.eff.dropout,
+        zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
+        fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, suggest=False)
+    return dict(r.per_gpu)
 
 
 def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None, dtype: str = "bf16",
@@ -473,7 +506,10 @@ def train_step(
         dtype=cost.dtype, stack=band_stack(cost.eff.stack),
         memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe(moe=cost.m.moe is not None, cp=layout.cp > 1, fp8=cost.dtype.startswith("fp8"))
-        + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)],
+        + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)]
+        + ([f"{cost.lora.label()} on a frozen base (calc.training.adapters): base GEMMs back-propagate their input "
+            "gradient only; gradients, their reduction and Adam cover the adapters; memory from the fine-tuning engine "
+            "(memory --mode finetune --method lora)"] if cost.lora is not None else []),
     )
     assumptions = base["assumptions"]
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \

@@ -1,0 +1,92 @@
+"""train-step --method lora: LoRA on a frozen base (calc.training.adapters). Expected numbers are worked out by hand
+from Llama-3-8B's shapes (hidden 4096, 32 layers, 8 KV heads of 128, intermediate 14336, vocab 128256)."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.hardware.efficiency import gemm_time
+from calc.model.flops import forward_flops
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.adapters import Lora
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout
+from calc.training.step import train_step
+
+SEQ = 2048
+# (k, n) of each weight GEMM of a Llama-3-8B block: q, k, v, o, gate, up, down
+BLOCK = [(4096, 4096), (4096, 1024), (4096, 1024), (4096, 4096), (4096, 14336), (4096, 14336), (14336, 4096)]
+
+
+def _cost(lora):
+    return ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), SEQ, "bf16", lora=lora)
+
+
+def test_adapter_parameters_and_model_flops_by_hand():
+    """r = 8 on q and v: 32 layers x 8 x ((4096 + 4096) + (4096 + 1024)) = 3,407,872 adapter parameters. Model FLOPs
+    per sequence of a frozen-base step: forward F + input gradients (F - A) + attention backward 2A + 3 x the adapters'
+    forward 2 s r (d_in + d_out) per matrix."""
+    cost = _cost(Lora(8, ("q", "v")))
+    assert cost.trainable_params == 3_407_872 and cost.trainable_expert_params == 0
+    f = forward_flops(load_model("llama3-8b"), 1, SEQ)
+    adapters = 32 * 2 * SEQ * 8 * ((4096 + 4096) + (4096 + 1024))
+    assert cost.model_flops_per_seq == pytest.approx(2 * f.forward_flops + f.forward_attention_flops + 3 * adapters)
+    assert _cost(None).model_flops_per_seq == pytest.approx(3 * f.forward_flops)
+
+
+def test_frozen_base_drops_the_weight_gradient_gemms():
+    """Same layout, full vs LoRA (r = 1 on q: the adapters cost almost nothing): the compute term shrinks by one
+    forward's worth of weight GEMMs per micro-batch, the layers' and the head's (their weight gradients), less the
+    small adapter work. Hand sum: 32 x the block's GEMMs + the head [T, 4096] x [4096, 128256], each at gemm_time."""
+    layout = Layout(dp=8, zero=3)
+    full = train_step(_cost(None), layout, global_batch=8)
+    lora = train_step(_cost(Lora(1, ("q",))), layout, global_batch=8)
+    assert full.fits and lora.fits
+    h100 = load_gpu("h100")
+    weight_grads = 32 * sum(gemm_time(h100, SEQ, n, k) for k, n in BLOCK) + gemm_time(h100, SEQ, 128256, 4096)
+    saved = full.compute_s - lora.compute_s
+    assert 0.9 * weight_grads < saved < weight_grads * 1.001
+
+
+def test_only_adapter_gradients_are_reduced_and_stepped():
+    """DP 8, ZeRO 0: the gradient all-reduce moves 3,407,872 x 4 B (fp32 reduce) instead of every weight, and Adam
+    reads and writes 28 B per adapter parameter (Efficiencies.optimizer_bytes_per_param)."""
+    cost = _cost(Lora(8, ("q", "v")))
+    r = train_step(cost, Layout(dp=8), global_batch=8)
+    assert r.fits
+    dp_total = next(t.time_s for t in r.terms if t.name == "dp_comm_s")
+    assert dp_total == pytest.approx(cost.coll("allreduce", 3_407_872 * 4, 8, 1))
+    assert r.optimizer_s == pytest.approx(3_407_872 * 28 / cost.hbm)
+
+
+def test_memory_is_the_finetune_engines(cli):
+    """One answer for the same job: train-step --method lora and memory --mode finetune --method lora (stack hf, batch
+    1 of 2,048 tokens, 4 micro-batches accumulated)."""
+    step = cli("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "4", "--seq", "2048", "--method", "lora",
+               "--stack", "hf", "--json").json()
+    mem = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--method", "lora", "--seq", "2048",
+              "--batch", "1", "--grad-accum", "4", "--stack", "hf", "--json").json()
+    assert step["memory_per_gpu_bytes"] == mem["per_gpu_bytes"]
+    assert step["memory_per_gpu"] == mem["per_gpu"]
+    assert any("LoRA r=8 on q,v" in a for a in step["assumptions"])
+
+
+def test_lora_fits_where_full_training_does_not(cli):
+    args = ("train-step", "llama3-70b", "--gpu", "h100-sxm", "--tp", "2", "--pp", "4", "--sp", "--global-batch", "32",
+            "--seq", "4096", "--json")
+    full = cli(*args)
+    assert full.code == 2  # 16 B per parameter on 8 GPUs does not fit
+    lora = cli(*args, "--method", "lora", "--lora-rank", "32", "--lora-targets", "all-linear")
+    assert lora.code == 0 and lora.json()["fits"] and lora.json()["step_time_s"] > 0
+
+
+@pytest.mark.parametrize("args,flag,words", [
+    (["--method", "qlora"], "--method", "memory only"),
+    (["--method", "adapter"], "--method", "unknown method"),
+    (["--lora-rank", "16"], "--lora-rank", "--method lora"),
+    (["--method", "lora", "--recompute", "sac"], "--recompute", "none, selective or full"),
+    (["--method", "lora", "--lora-targets", "q,x"], "--lora-targets", "unknown group"),
+])
+def test_refusals(cli, args, flag, words):
+    out = cli("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "8", *args)
+    assert out.code == 2 and flag in out.err and words in out.err and "Traceback" not in out.err
