@@ -73,8 +73,9 @@ def _training_dtype(text: str) -> str:
 
 
 TrainMethodOpt = Annotated[str | None, typer.Option(
-    "--method", help="full (default: every weight trains) or lora (a frozen base with rank --lora-rank adapters on "
-                     "--lora-targets, as memory --mode finetune prices them)")]
+    "--method", help="full (default: every weight trains), lora (a frozen base with rank --lora-rank adapters on "
+                     "--lora-targets) or qlora (the base in NF4, dequantized for every GEMM), as memory --mode finetune "
+                     "prices them")]
 PeakDtypeOpt = Annotated[str, typer.Option("--dtype", parser=_training_dtype,
                                            help="compute dtype of the peak: bf16, fp16, fp8, tf32, fp32")]
 
@@ -494,18 +495,18 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
 
 
 def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int | None, sharding: str,
-          recompute: Recompute, offloads: tuple[int, str | None]) -> Any:
-    """--method full (every weight trains, the default) or lora (calc.training.adapters.Lora); what a LoRA step does not
-    price is refused naming its flag."""
+          recompute: Recompute, offloads: tuple[int, str | None], dtype: str) -> Any:
+    """--method full (every weight trains, the default), lora or qlora (calc.training.adapters.Lora); what a LoRA step
+    does not price is refused naming its flag."""
     from calc.cli.options import refuse
     from calc.errors import LLMCalcError
 
     name = (method or "full").lower()
-    if name in ("qlora", "dora"):
-        raise LLMCalcError("--method", f"{name} is priced for memory only (memory --mode finetune --method {name}); "
-                                       "train-step times full or lora")
-    if name not in ("full", "lora"):
-        raise LLMCalcError("--method", f"unknown method {method!r}; train-step times full (default) or lora")
+    if name == "dora":
+        raise LLMCalcError("--method", "dora is priced for memory only (memory --mode finetune --method dora); "
+                                       "train-step times full, lora or qlora")
+    if name not in ("full", "lora", "qlora"):
+        raise LLMCalcError("--method", f"unknown method {method!r}; train-step times full (default), lora or qlora")
     if name == "full":
         for flag, value in (("--lora-rank", rank), ("--lora-targets", targets)):
             refuse(flag, value, "sets a LoRA adapter; give --method lora (the default full trains every weight)")
@@ -519,7 +520,10 @@ def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int 
     refuse("--offload-modules", offloads[1], why)
     from calc.training.adapters import Lora
 
-    return Lora.of(rank, targets)
+    if name == "qlora" and dtype != "bf16":
+        raise LLMCalcError("--dtype", f"{dtype}: QLoRA dequantizes its NF4 base to bf16 for every GEMM (bitsandbytes); "
+                                      "drop --dtype")
+    return Lora.of(rank, targets, "nf4" if name == "qlora" else "bf16")
 
 
 def train_step(
@@ -592,7 +596,7 @@ def train_step(
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
                  dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
-                 offloads=(cpu_offload_layers, offload_modules))
+                 offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
     if lora is not None:
         from dataclasses import replace
 

@@ -18,7 +18,15 @@ projection; PEFT: lora.Linear). Per adapted matrix and token rows T on one GPU (
              LoRA "Model TFLOP/s" reads the same: 735 TFLOP/s at 2,643 tokens/s/GPU on Llama 3 70B = 278 GFLOP per
              token = 3.94 x 70.6B parameters; docs/performance-summary-archive.md, 26.06).
 
-Memory comes from the fine-tuning engine (calc.memory.finetune.finetune_memory, method lora), the one the
+QLoRA (Dettmers et al. 2023, arXiv 2305.14314): the frozen base in NF4 (bitsandbytes Linear4bit, double-quantized
+absmax). bitsandbytes' MatMul4Bit (bitsandbytes/autograd/_functions.py) dequantizes the whole weight to the activation
+dtype before each use, forward (``F.dequantize_4bit(B, quant_state).to(A.dtype)`` then ``linear``) and again for the
+input gradient in backward (``torch.matmul(grad_output, F.dequantize_4bit(B, ctx.state)...)``); the GEMMs then run in
+bf16 as LoRA's. Each pass of a quantized weight adds a memory-bound dequantization reading 4 bits, one uint8 absmax
+per 64 weights and one fp32 per 256 absmax blocks, and writing 2 B: NF4_DEQUANT_BYTES per weight, one kernel per
+weight; a full recompute dequantizes once more.
+
+Memory comes from the fine-tuning engine (calc.memory.finetune.finetune_memory, method lora / qlora), the one the
 `memory --mode finetune` command prices, with the layout and stack of the step.
 """
 
@@ -34,6 +42,7 @@ ADD_BWD_PASSES = 1  # the output gradient read once more for the adapter branch
 ADAPTER_LAUNCHES = 3  # forward kernels per adapted matrix: two GEMMs and the add (host launch model)
 DEFAULT_RANK = 8  # as memory --mode finetune (--lora-rank)
 DEFAULT_TARGETS = "q,v"  # as memory --mode finetune (--lora-targets)
+NF4_DEQUANT_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256) + 2  # read 4-bit values + absmax (double-quantized), write bf16
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,18 @@ class Lora:
 
     rank: int = DEFAULT_RANK
     targets: tuple[str, ...] = ("q", "v")
+    base: str = "bf16"  # the frozen base: the run's 16-bit dtype (lora), or nf4 (qlora: bitsandbytes, double quant)
 
     @classmethod
-    def of(cls, rank: int | None, targets: str | None) -> Lora:
-        return cls(rank or DEFAULT_RANK, parse_targets(targets or DEFAULT_TARGETS))
+    def of(cls, rank: int | None, targets: str | None, base: str = "bf16") -> Lora:
+        return cls(rank or DEFAULT_RANK, parse_targets(targets or DEFAULT_TARGETS), base)
+
+    @property
+    def method(self) -> str:
+        return "qlora" if self.base == "nf4" else "lora"
 
     def label(self) -> str:
-        return f"LoRA r={self.rank} on {','.join(self.targets)}"
+        return f"{'QLoRA (NF4 base)' if self.base == 'nf4' else 'LoRA'} r={self.rank} on {','.join(self.targets)}"
 
 
 def adapter_params(m: ModelSpec, lora: Lora) -> tuple[int, int]:

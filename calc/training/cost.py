@@ -54,7 +54,9 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               EXPERT_LOAD_CV under aux-loss balancing; under Megatron's force-balanced benchmark routing (random top-k
               logits) the binomial sqrt((1 - k/E) / mu), mu = (T/t) e u k / E the tokens an expert receives; 0 under
               token drop padded to capacity (every expert processes exactly cf x its balanced share).
-  backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad).
+  backward    2x the forward GEMM time and 2x the elementwise traffic (dgrad + wgrad); LoRA / QLoRA on a frozen
+              base (``lora``, calc.training.adapters): 1x the base GEMMs (the input gradient only), the adapters'
+              GEMMs and adds beside each adapted projection, QLoRA's NF4 dequantization before every pass of a weight.
   stack       every compute kernel time above (GEMMs, attention, elementwise, casts, routing, head) / e_stack, the
               stack's fitted efficiency (calc.training.stack; 1 for Megatron, the reference).
   fp8 recipe  cast bytes and scaled-GEMM rate of the recipe (calc.training.fp8_recipe), the stack's default unless given.
@@ -149,6 +151,7 @@ from calc.training.adapters import (
     ADAPTER_LAUNCHES,
     ADD_BWD_PASSES,
     ADD_PASSES,
+    NF4_DEQUANT_BYTES,
     Lora,
     adapted_by_kind,
     adapter_forward_flops_per_seq,
@@ -652,10 +655,11 @@ class ModelCost:
         # calc.memory.activations.module_buffers drops the same share of the down-projection input)
         routed_share = m.moe.routed_share if moe_layer and m.moe else 0.0
         adapter_fwd, adapter_bwd, adapted = self.adapter_s(kind_index, listed)
+        dequant, dequant_launches = self.nf4_dequant_s(listed)
         k = self.kernel_scale  # the stack's efficiency on every compute kernel
         gemms, attn_fwd, attn_bwd, ew_t, routing = gemms * k, attn_fwd * k, attn_bwd * k, ew_t * k, routing * k
         cast_fwd, cast_bwd, up, norms = cast_fwd * k, cast_bwd * k, up * k, norms * k
-        adapter_fwd, adapter_bwd = adapter_fwd * k, adapter_bwd * k
+        adapter_fwd, adapter_bwd = (adapter_fwd + dequant) * k, (adapter_bwd + dequant) * k  # + QLoRA's dequantization
         weight_grads = 0.0 if self.lora is not None else gemms  # a frozen base: input gradients only
         cost = LayerCost(fwd=gemms + attn_fwd + ew_t + cast_fwd + routing + adapter_fwd,
                          bwd=gemms + weight_grads + attn_bwd + 2 * ew_t + cast_bwd + routing + adapter_bwd, attn_fwd=attn_fwd,
@@ -663,7 +667,8 @@ class ModelCost:
                          norm_up_fwd=up + norms, norm_fwd=norms, up_fwd=up, mlp_gemm_fwd=mlp * k,
                          expert_gemm_fwd=experts * k, shared_gemm_fwd=shared * k, act_fwd=act * k,
                          act_routed_fwd=act * k * routed_share, moe=moe_layer and m.moe is not None)
-        ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed) + ADAPTER_LAUNCHES * adapted, m.norms_per_layer, eff.flash, tp, sp,
+        ops_fwd, ops_bwd = layer_host_ops(self.gemm_launches(listed) + ADAPTER_LAUNCHES * adapted + dequant_launches,
+                                          m.norms_per_layer, eff.flash, tp, sp,
                                           moe_layer and m.moe is not None)
         cost.host_fwd, cost.host_bwd = ops_fwd * eff.host_op_s, ops_bwd * eff.host_op_s
         act = tp_activation_bytes(m, T, self.elem)
@@ -719,6 +724,15 @@ class ModelCost:
         k = self.kernel_scale
         grads = 1 if self.lora is not None else 2  # a frozen head: its input gradient only
         return (fwd + ce / 2) * k, (grads * fwd + ce / 2) * k
+
+    def nf4_dequant_s(self, listed: list[tuple]) -> tuple[float, int]:
+        """(seconds, kernels) of dequantizing one layer's NF4 base weights once (QLoRA, calc.training.adapters):
+        NF4_DEQUANT_BYTES x the local weights of every quantized GEMM (k x n x local experts; the router stays bf16) /
+        HBM, one kernel each. (0, 0) unless the base is NF4."""
+        if self.lora is None or self.lora.base != "nf4":
+            return 0.0, 0
+        weights = sum(k * n * count for name, _rows, n, k, count, *_ in listed if not name.startswith("router."))
+        return weights * NF4_DEQUANT_BYTES / self.hbm, sum(1 for g in listed if not g[0].startswith("router."))
 
     def adapter_s(self, kind_index: int, listed: list[tuple]) -> tuple[float, float, int]:
         """(forward s, backward s, adapted matrices) of the LoRA adapters of one layer (calc.training.adapters), on the

@@ -268,7 +268,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                    activations: str | None = None) -> dict[str, int]:
     """Bytes per GPU of the plan, from the memory engine with ``engine_options`` (per-layer figures cached on ``cost``);
-    a LoRA run (``cost.lora``) from the fine-tuning engine as `memory --mode finetune --method lora` prices it
+    a LoRA / QLoRA run (``cost.lora``) from the fine-tuning engine as `memory --mode finetune --method lora|qlora` prices it
     (lora_memory_per_gpu)."""
     if cost.lora is not None:
         return lora_memory_per_gpu(cost, layout, micro, reserve_gib)
@@ -283,10 +283,11 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
 def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB
                         ) -> dict[str, int]:
     """A LoRA step's bytes per GPU: calc.memory.finetune.finetune_memory (method lora, the frozen base in the run's
-    16-bit dtype, Adam on the adapters) with the layout's TP / PP / DP / CP / SP, ZeRO, micro-batch, recompute and
-    ``micro`` micro-batches of gradient accumulation, and the stack's memory settings (loss, fusions, fragmentation,
-    gradient buffer, caching allocator): one answer for train-step and `memory --mode finetune`. The first stage holds
-    p micro-batches in flight, as the engine's 1F1B default (an interleaved pipeline's extra warm-up is not counted)."""
+    16-bit dtype, or qlora, the base in NF4 with double-quantized absmax; Adam on the adapters) with the layout's
+    TP / PP / DP / CP / SP, ZeRO, micro-batch, recompute and ``micro`` micro-batches of gradient accumulation, and the
+    stack's memory settings (loss, fusions, fragmentation, gradient buffer, caching allocator): one answer for
+    train-step and `memory --mode finetune`. The first stage holds p micro-batches in flight, as the engine's 1F1B
+    default (an interleaved pipeline's extra warm-up is not counted)."""
     from calc.memory.finetune import finetune_memory
     from calc.specs import Parallelism
 
@@ -294,7 +295,7 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
     mem = cost.eff.resolved_memory()
     r = finetune_memory(
         cost.m, gpu=cost.gpu, plan=Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp),
-        method="lora", lora_rank=cost.lora.rank, lora_targets=cost.lora.targets, frozen_dtype=cost.core_dtype,
+        method=cost.lora.method, lora_rank=cost.lora.rank, lora_targets=cost.lora.targets, frozen_dtype=cost.core_dtype,
         batch=layout.micro_batch, seq=cost.seq, grad_accum=micro, recompute=layout.recompute,
         attention="flash" if cost.eff.flash else "eager", fused=mem.fused, loss=mem.loss, dropout=cost.eff.dropout,
         zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
