@@ -115,3 +115,27 @@ def test_qlora_memory_is_the_finetune_engines(cli):
               "--batch", "1", "--grad-accum", "8", "--recompute", "full", "--stack", "hf", "--json").json()
     assert step["fits"] and step["memory_per_gpu_bytes"] == mem["per_gpu_bytes"]
     assert any("QLoRA (NF4 base) r=8 on q,v" in a for a in step["assumptions"])
+
+
+def test_train_plan_lora_plans_are_train_step_lora(cli):
+    """train-plan --method lora ranks layouts a LoRA step is priced for, and its best plan is exactly what train-step
+    --method lora answers for that layout (same step time, same memory); it is faster than the best full-training plan
+    on the same GPUs (no weight gradients, no base optimizer)."""
+    common = ("llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--seq", "4096")
+    lora = cli("train-plan", *common, "--method", "lora", "--json").json()
+    full = cli("train-plan", *common, "--json").json()
+    best = lora["plans"][0]
+    assert all(p["ep"] == 1 and p["recompute"] in ("none", "selective", "full") for p in lora["plans"])
+    step = cli("train-step", *common, "--method", "lora", "--tp", str(best["tp"]), "--pp", str(best["pp"]),
+               "--dp", str(best["dp"]), "--micro-batch", str(best["micro_batch"]), "--zero", str(best["zero"]),
+               "--recompute", best["recompute"], "--vpp", str(best["vpp"]), *(["--sp"] if best["sp"] else []),
+               "--json").json()
+    assert step["step_time_s"] == pytest.approx(best["step_time_s"], rel=1e-9)
+    assert step["memory_per_gpu_bytes"] == best["memory_per_gpu_bytes"]
+    assert best["step_time_s"] < full["plans"][0]["step_time_s"]
+
+
+def test_train_plan_lora_refuses_expert_parallelism(cli):
+    out = cli("train-plan", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--method", "lora",
+              "--ep", "2")
+    assert out.code == 2 and "--ep" in out.err and "LoRA" in out.err

@@ -660,12 +660,16 @@ def train_plan(
     activations: ActivationsModelOpt = Activations.per_tensor,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
+    method: TrainMethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_targets: LoraTargetsOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
     """The fastest TP/PP/DP/CP/EP layouts that fit (with ZeRO stage, micro-batch, recomputation and
-    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch/--recompute pin one."""
+    interleaving), ranked by predicted step time; --tp/--pp/--cp/--ep/--zero/--micro-batch/--recompute pin one.
+    --method lora|qlora searches the layouts a LoRA step is priced for (no EP; none, selective or full recompute)."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import output_path
     from calc.errors import LLMCalcError
@@ -684,6 +688,12 @@ def train_plan(
                  dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
+    lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding="zero", recompute=recompute or Recompute.none,
+                 offloads=(0, None), dtype=dtype)
+    if lora is not None:
+        from dataclasses import replace
+
+        cost = replace(cost, lora=lora)  # the search then keeps to what a LoRA step prices (calc.training.plan)
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
     if target is not None and result.plans:

@@ -343,7 +343,7 @@ def finetune_memory(
     fsdp_mixed_units: bool = False, fsdp_no_sync: bool = False, fsdp1_root: bool = False, litgpt_block: bool = False,
     adapter_inputs: str = "shared", prepare_kbit: bool = False, kv_repeated: bool = False,
     grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
-    caching_allocator: bool = HF_MEMORY.caching_allocator,
+    caching_allocator: bool = HF_MEMORY.caching_allocator, in_flight: float | None = None,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -366,6 +366,8 @@ def finetune_memory(
     checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
     ``fused``, ``loss``, ``fragmentation``, ``grad_buffer``, ``fsdp_reduce_bytes``, ``caching_allocator``: the stack's
     memory settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF Trainer / PEFT in eager PyTorch.
+    ``in_flight``: micro-batches the first pipeline stage holds (default p; train-step passes its schedule's,
+    calc.training.step.in_flight_microbatches, interleaving included).
     ``kv_repeated``: a grouped-query model's K and V are copied out to every query head before attention and those
     copies are what the kernel keeps (transformers integrations/sdpa_attention.py ``repeat_kv`` unless
     ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
@@ -448,7 +450,7 @@ def finetune_memory(
         micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
         loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
-        grad_buffer=grad_buffer, caching_allocator=caching_allocator)
+        grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight)
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
@@ -460,7 +462,7 @@ def finetune_memory(
                 reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
                 offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
-                caching_allocator=caching_allocator)
+                caching_allocator=caching_allocator, in_flight=in_flight)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations")}
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]

@@ -103,7 +103,7 @@ def _recompute_levels(cost: ModelCost, space: SearchSpace) -> list[str]:
     """Lightest first. An MLA model (DeepSeek-V2/V3) also tries DeepSeek's own recomputation of the norms and MLA
     up-projections (calc.memory.activations.norm_up_layer_buffers) before full recomputation."""
     levels = ["none", "full"] if cost.eff.flash else ["none", "selective", "full"]
-    if cost.m.mla:
+    if cost.m.mla and cost.lora is None:  # a LoRA step prices none / selective / full (calc.training.adapters)
         levels.insert(-1, "deepseek")
     pins = dict(space.fixed)
     return [pins["recompute"]] if "recompute" in pins else levels
@@ -160,7 +160,8 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
             pps = [p for p in _divisors(rest) if pipeline_stage_layers(m.num_layers, p) is not None]
             for pp in _pinned(space, "pp", pps):
                 dp = rest // pp
-                eps = [e for e in _divisors(experts) if (dp * cp) % e == 0] if m.moe else [1]
+                # a LoRA step places no experts by EP (its memory is the fine-tuning engine's, calc.training.adapters)
+                eps = [e for e in _divisors(experts) if (dp * cp) % e == 0] if m.moe and cost.lora is None else [1]
                 for ep in _pinned(space, "ep", eps):
                     pinned_b = dict(space.fixed).get("micro_batch")  # a pin outside 1, 2, 4, 8 is searched too
                     for b in _pinned(space, "micro_batch", sorted({*space.micro_batches, *([pinned_b] if pinned_b else [])})):

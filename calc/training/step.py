@@ -286,8 +286,9 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
     16-bit dtype, or qlora, the base in NF4 with double-quantized absmax; Adam on the adapters) with the layout's
     TP / PP / DP / CP / SP, ZeRO, micro-batch, recompute and ``micro`` micro-batches of gradient accumulation, and the
     stack's memory settings (loss, fusions, fragmentation, gradient buffer, caching allocator): one answer for
-    train-step and `memory --mode finetune`. The first stage holds p micro-batches in flight, as the engine's 1F1B
-    default (an interleaved pipeline's extra warm-up is not counted)."""
+    train-step and `memory --mode finetune`. The first stage holds the schedule's micro-batches in flight
+    (in_flight_microbatches: min(p, m) under 1F1B, the interleaved warm-up with VPP), where `memory --mode finetune`,
+    which takes no schedule, assumes p."""
     from calc.memory.finetune import finetune_memory
     from calc.specs import Parallelism
 
@@ -299,7 +300,8 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         batch=layout.micro_batch, seq=cost.seq, grad_accum=micro, recompute=layout.recompute,
         attention="flash" if cost.eff.flash else "eager", fused=mem.fused, loss=mem.loss, dropout=cost.eff.dropout,
         zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
-        fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, suggest=False)
+        fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, suggest=False,
+        in_flight=in_flight_microbatches(layout, micro))
     return dict(r.per_gpu)
 
 
