@@ -87,6 +87,7 @@ def test_lora_fits_where_full_training_does_not(cli):
     (["--lora-rank", "16"], "--lora-rank", "--method lora"),
     (["--method", "lora", "--recompute", "sac"], "--recompute", "none, selective or full"),
     (["--method", "lora", "--lora-targets", "q,x"], "--lora-targets", "unknown group"),
+    (["--method", "lora", "--lora-targets", ""], "--lora-targets", "at least one group"),  # never read as the default
 ])
 def test_refusals(cli, args, flag, words):
     out = cli("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "8", *args)
@@ -139,3 +140,8 @@ def test_train_plan_lora_refuses_expert_parallelism(cli):
     out = cli("train-plan", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--method", "lora",
               "--ep", "2")
     assert out.code == 2 and "--ep" in out.err and "LoRA" in out.err
+
+
+def test_empty_lora_targets_refused_in_memory_too(cli):
+    out = cli("memory", "llama3-8b", "--mode", "finetune", "--lora-targets", "")
+    assert out.code == 2 and "--lora-targets" in out.err and "at least one group" in out.err

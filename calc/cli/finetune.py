@@ -139,7 +139,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     g = load_gpu(gpu) if gpu else None
     kwargs = dict(
         plan=plan, method=method, lora_rank=o["--lora-rank"] or 8, lora_alpha=o["--lora-alpha"],
-        lora_targets=o["--lora-targets"] or "q,v", lora_dropout=o["--lora-dropout"] or 0.0,
+        lora_targets="q,v" if o["--lora-targets"] is None else o["--lora-targets"], lora_dropout=o["--lora-dropout"] or 0.0,
         adapter_inputs=(o["--adapter-inputs"] or "shared").lower(),
         optimizer=(o["--optimizer"] or "adamw").lower(), precision=(o["--precision"] or "mixed").lower(),
         base_dtype=(o["--quant"] or "nf4").lower(), double_quant=not o["--no-double-quant"], frozen_dtype=dtype,

@@ -55,7 +55,8 @@ class Lora:
 
     @classmethod
     def of(cls, rank: int | None, targets: str | None, base: str = "bf16") -> Lora:
-        return cls(rank or DEFAULT_RANK, parse_targets(targets or DEFAULT_TARGETS), base)
+        return cls(DEFAULT_RANK if rank is None else rank, parse_targets(DEFAULT_TARGETS if targets is None else targets),
+                   base)  # an empty --lora-targets is refused by parse_targets, never read as the default
 
     @property
     def method(self) -> str:
