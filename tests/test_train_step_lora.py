@@ -145,3 +145,17 @@ def test_train_plan_lora_refuses_expert_parallelism(cli):
 def test_empty_lora_targets_refused_in_memory_too(cli):
     out = cli("memory", "llama3-8b", "--mode", "finetune", "--lora-targets", "")
     assert out.code == 2 and "--lora-targets" in out.err and "at least one group" in out.err
+
+
+def test_train_time_lora_is_its_plan_step_time(cli):
+    """train-time --method lora: days = D / (the best LoRA plan's tokens per second), the plan's MFU being in a frozen
+    base's FLOP convention (train_time counts the same FLOPs per token); fewer GPU-hours than full training."""
+    common = ("llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--seq", "4096")
+    plan = cli("train-plan", *common, "--method", "lora", "--json").json()["plans"][0]
+    lora = cli("train-time", *common, "--tokens", "1B", "--method", "lora", "--json").json()
+    full = cli("train-time", *common, "--tokens", "1B", "--json").json()
+    tokens_per_s = 64 * 4096 / plan["step_time_s"]
+    assert lora["days"] * 86400 == pytest.approx(1e9 / tokens_per_s, rel=1e-9)
+    assert lora["gpu_hours"] < full["gpu_hours"]
+    out = cli("train-time", "llama3-8b", "--gpu", "h100", "--days", "3", "--tokens", "1B", "--method", "lora")
+    assert out.code == 2 and "--days" in out.err and "--num-gpus" in out.err

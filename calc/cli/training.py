@@ -159,6 +159,9 @@ def train_time(
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
     stack: StackOpt = None,
+    method: TrainMethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_targets: LoraTargetsOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -182,6 +185,11 @@ def train_time(
     if num_gpus is None and days is None and budget is None:
         raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model? (or --days D for the count that finishes "
                            "in D days, --budget USD with --price for the fastest within it)")
+    lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding="zero", recompute=recompute or Recompute.none,
+                 offloads=(0, None), dtype=dtype)
+    if lora is not None and num_gpus is None:
+        raise LLMCalcError("--days" if days is not None else "--budget", f"the GPU-count search is priced for full "
+                           f"training; give --num-gpus to time --method {lora.method}")
     m, g = _specs(model, gpu, seq)
     unit_price = price_for(price, g.name, old_price)
     if budget is not None and unit_price is None:
@@ -212,16 +220,18 @@ def train_time(
         warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
              "(give --system to predict one from a plan)")
     else:
+        from dataclasses import replace
+
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-        plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                               host_op_us=host_op_us, moe_routing=moe_routing, stack=stack),
-                         num_gpus, global_batch, SearchSpace(fixed=pins))
+        cost = _cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
+                     host_op_us=host_op_us, moe_routing=moe_routing, stack=stack)
+        plan = best_plan(cost if lora is None else replace(cost, lora=lora), num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
-        calibration=load_calibration(calibration), plan=plan,
+        calibration=load_calibration(calibration), plan=plan, lora=lora,
     )
     emit(result, as_json, explain, train_time_view)
 

@@ -79,6 +79,13 @@ def adapted_by_kind(m: ModelSpec, lora: Lora) -> list[set[str]]:
     return [{f"{a.component}.{a.name}" for a in mats} for _count, mats in adapted_matrices(m, lora.targets)]
 
 
+def lora_flops_per_seq(m: ModelSpec, lora: Lora, forward: float, attention: float, seq: int) -> float:
+    """Model FLOPs of one sequence of a frozen-base step (module docstring): forward + input gradients + the attention
+    backward + 3 x the adapters' forward = 2 ``forward`` + ``attention`` + 3 x adapter_forward_flops_per_seq, with
+    ``forward`` and ``attention`` a sequence's forward FLOPs and its attention share (calc.model.flops.forward_flops)."""
+    return 2 * forward + attention + 3 * adapter_forward_flops_per_seq(m, lora, seq)
+
+
 def adapter_forward_flops_per_seq(m: ModelSpec, lora: Lora, seq: int) -> float:
     """Forward FLOPs of every adapter for one sequence: 2 s r (d_in + d_out) per adapted matrix, the routed experts' for
     the k experts a token visits (their adapters are counted once per copy, each used by k/E of the tokens)."""

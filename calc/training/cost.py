@@ -154,8 +154,8 @@ from calc.training.adapters import (
     NF4_DEQUANT_BYTES,
     Lora,
     adapted_by_kind,
-    adapter_forward_flops_per_seq,
     adapter_params,
+    lora_flops_per_seq,
 )
 from calc.training.fp8_recipe import (
     FP8_RECIPES,
@@ -474,8 +474,8 @@ class ModelCost:
             self.adapted = adapted_by_kind(self.m, self.lora)
             dense, experts = adapter_params(self.m, self.lora)
             self.trainable_params, self.trainable_expert_params = dense + experts, experts
-            self.model_flops_per_seq = (2 * f.forward_flops + f.forward_attention_flops
-                                        + 3 * adapter_forward_flops_per_seq(self.m, self.lora, self.seq))
+            self.model_flops_per_seq = lora_flops_per_seq(self.m, self.lora, f.forward_flops, f.forward_attention_flops,
+                                                          self.seq)
         self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq

@@ -129,12 +129,14 @@ class TrainTimeResult(BaseModel):
 def train_time(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
     dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
-    calibration: Calibration | None = None, plan: Any = None,
+    calibration: Calibration | None = None, plan: Any = None, lora: Any = None,
 ) -> TrainTimeResult:
     """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU).
 
     With ``plan`` (a calc.training.step.TrainStepResult, e.g. the best from calc.training.plan) the MFU is
-    that plan's predicted MFU (same FLOP convention: full s x s attention) instead of ``mfu_assumed``."""
+    that plan's predicted MFU (same FLOP convention: full s x s attention) instead of ``mfu_assumed``. ``lora`` (a
+    calc.training.adapters.Lora): a frozen base's FLOPs per token (calc.training.adapters.lora_flops_per_seq / S), the
+    convention its plan's MFU is counted in."""
     source = "assumed (--mfu)"
     if plan is not None:
         mfu_assumed = plan.mfu
@@ -146,7 +148,12 @@ def train_time(
         check_positive(price_per_gpu_hour, "--price", allow_zero=True)
     peak = peak_tflops(gpu, dtype) * TERA
     f = forward_flops(m, 1, seq, causal=causal)
-    total = tokens * f.per_token_training_flops
+    per_token = f.per_token_training_flops
+    if lora is not None:
+        from calc.training.adapters import lora_flops_per_seq
+
+        per_token = lora_flops_per_seq(m, lora, f.forward_flops, f.forward_attention_flops, seq) / seq
+    total = tokens * per_token
     seconds = total / (num_gpus * peak * mfu_assumed)
     gpu_hours = seconds * num_gpus / HOURS
     best = None
@@ -166,7 +173,8 @@ def train_time(
         + f"({figure(gpu_hours)} GPU-hours{cost_text})", assumptions=assumptions,
         explain=[
             f"MFU {mfu_assumed:.4f}: {source}",
-            f"FLOPs = D x 3*forward/S = {abbrev(tokens, digits=4)} x {abbrev(f.per_token_training_flops, digits=4)} = "
+            ("FLOPs = D x (2*forward + attention + 3*adapters)/S, a frozen base's" if lora is not None
+             else "FLOPs = D x 3*forward/S") + f" = {abbrev(tokens, digits=4)} x {abbrev(per_token, digits=4)} = "
             f"{abbrev(total, digits=4)} "
             f"(6N alone: {abbrev(tokens * f.approx_6n, digits=4)})",
             f"time = {abbrev(total, digits=4)} / ({num_gpus:,} x {abbrev(peak, digits=4)} x {mfu_assumed:.4f}) = {figure(seconds)} s "
