@@ -62,6 +62,7 @@ from calc.cli.options import (
     UsersOpt,
     alias,
     dispatcher_option,
+    given_dtype,
     given_weights,
     human_float,
     human_int,
@@ -410,7 +411,7 @@ def serve(
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
     dispatcher = dispatcher_option(dispatcher, moe_collective)
     m, g = load_model(model), load_gpu(gpu)
-    weight_format_given = dtype if option_given(ctx, "dtype") else None
+    weight_format_given = given_dtype(ctx, dtype)
     m, dtype = given_weights(ctx, m, dtype)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:

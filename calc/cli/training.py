@@ -220,14 +220,12 @@ def train_time(
         warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
              "(give --system to predict one from a plan)")
     else:
-        from dataclasses import replace
-
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-        cost = _cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                     host_op_us=host_op_us, moe_routing=moe_routing, stack=stack)
-        plan = best_plan(cost if lora is None else replace(cost, lora=lora), num_gpus, global_batch, SearchSpace(fixed=pins))
+        plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
+                               host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora),
+                         num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
@@ -461,8 +459,9 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
-          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False) -> Any:
-    """The model / GPU / system triple and every efficiency, as the step model's ModelCost."""
+          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False, lora: Any = None) -> Any:
+    """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
+    frozen base)."""
     from dataclasses import replace
 
     from calc.errors import LLMCalcError
@@ -501,7 +500,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
-    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None)
+    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora)
 
 
 def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int | None, sharding: str,
@@ -602,15 +601,11 @@ def train_step(
 
     if global_batch is None:
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
-    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
                  offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
-    if lora is not None:
-        from dataclasses import replace
-
-        cost = replace(cost, lora=lora)  # __post_init__ again: the adapters and a frozen base's model FLOPs
+    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora)
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -693,17 +688,14 @@ def train_plan(
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap)
-    if ep is not None and ep > 1 and cost.m.moe is None:
-        raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
+    # with lora the search keeps to what a LoRA step prices (calc.training.plan)
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding="zero", recompute=recompute or Recompute.none,
                  offloads=(0, None), dtype=dtype)
-    if lora is not None:
-        from dataclasses import replace
-
-        cost = replace(cost, lora=lora)  # the search then keeps to what a LoRA step prices (calc.training.plan)
+    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
+                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora)
+    if ep is not None and ep > 1 and cost.m.moe is None:
+        raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
     if target is not None and result.plans:

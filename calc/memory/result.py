@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from calc.memory.weights import WeightsDtype
 from calc.specs import GPUSpec
 
 DEFAULT_RESERVE_GIB = 1.0  # CUDA context (~0.5 GiB) plus allocator slack, per GPU
@@ -17,8 +18,7 @@ class MemoryResult(BaseModel):
     model: str
     mode: str
     dtype: str
-    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
-                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
+    weights_dtype: WeightsDtype = ""
     kv_dtype: str | None
     batch: int
     seq: int

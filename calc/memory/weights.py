@@ -7,6 +7,9 @@ import fnmatch
 import math
 import re
 from fractions import Fraction
+from typing import Annotated
+
+from pydantic import Field
 
 from calc.errors import LLMCalcError
 from calc.memo import per_spec
@@ -254,6 +257,11 @@ def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
         return m, dtype
     act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
     return m.model_copy(update={"quantization": q, "checkpoint_dtype": act}), None
+
+
+# The result field that carries weights_class (latency, concurrency, serve, engine and inference memory results).
+WeightsDtype = Annotated[str, Field(description="the weights' format class the band group is read for (fp8, nvfp4, "
+                                                "mxfp4, int4, bf16; calc.memory.weights.weights_class)")]
 
 
 def weights_class(m: ModelSpec, dtype: str | None) -> str:

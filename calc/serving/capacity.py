@@ -13,6 +13,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
+from calc.memory.weights import WeightsDtype
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
@@ -37,8 +38,7 @@ class ConcurrencyResult(BaseModel):
     pp: int
     engine: str
     dtype: str
-    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
-                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
+    weights_dtype: WeightsDtype = ""
     kv_dtype: str
     max_tokens: int
     capacity_bytes: int

@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes
-from calc.memory.weights import weights_class, weights_per_gpu
+from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
@@ -70,8 +70,7 @@ class EngineMemory(BaseModel):
     pp: int
     ep: int
     dtype: str
-    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
-                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
+    weights_dtype: WeightsDtype = ""
     kv_dtype: str
     capacity_bytes: int
     usable_bytes: int

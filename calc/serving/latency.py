@@ -4,12 +4,12 @@ phase one engine step (calc.serving.step). Whether the batch fits is calc.servin
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops, ridge_point
-from calc.memory.weights import weights_class
+from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
@@ -47,8 +47,7 @@ class LatencyResult(BaseModel):
     prompt: int
     output: int
     dtype: str
-    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
-                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
+    weights_dtype: WeightsDtype = ""
     efficiency_source: str
     compute_efficiency: float
     memory_efficiency: float

@@ -29,11 +29,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
-from calc.memory.weights import weights_class
+from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
@@ -93,8 +93,7 @@ class ServePlan(BaseModel):
     users: int | None
     num_gpus: int | None
     dtype: str
-    weights_dtype: str = Field("", description="the weights' format class the band group is read for (fp8, nvfp4, "
-                                               "mxfp4, int4, bf16; calc.memory.weights.weights_class)")
+    weights_dtype: WeightsDtype = ""
     kv_dtype: str
     layouts: list[Layout]
     fits: bool  # some layout's KV cache holds one request (else the CLI exits 2, JSON or not)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calc.memory.finetune import NF4_BLOCK, NF4_SCALE_BLOCK, nf4_bytes
 from calc.model.lora import adapted_matrices, lora_params, parse_targets
 from calc.specs import ModelSpec
 
@@ -42,7 +43,9 @@ ADD_BWD_PASSES = 1  # the output gradient read once more for the adapter branch
 ADAPTER_LAUNCHES = 3  # forward kernels per adapted matrix: two GEMMs and the add (host launch model)
 DEFAULT_RANK = 8  # as memory --mode finetune (--lora-rank)
 DEFAULT_TARGETS = "q,v"  # as memory --mode finetune (--lora-targets)
-NF4_DEQUANT_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256) + 2  # read 4-bit values + absmax (double-quantized), write bf16
+# read the NF4 storage per weight (calc.memory.finetune.nf4_bytes, double-quantized absmax: 1/2 + 1/64 + 4/(64 x 256)
+# B, exact over one second-level block of 64 x 256 weights), write bf16 (2 B)
+NF4_DEQUANT_BYTES = nf4_bytes(NF4_BLOCK * NF4_SCALE_BLOCK) / (NF4_BLOCK * NF4_SCALE_BLOCK) + 2
 
 
 @dataclass(frozen=True)
