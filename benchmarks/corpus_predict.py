@@ -248,8 +248,6 @@ def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
         return None
     if row.dtype in WEIGHT_FORMATS:  # the model is that checkpoint already (row_model)
         return None
-    if row.dtype == "int4-awq":
-        raise CannotPredict("int4-awq weights by --dtype are not modelled (only a shipped AWQ checkpoint's config)")
     return row.dtype
 
 

@@ -104,7 +104,8 @@ class Row(_Strict):
     stack: Stack
     model: str = Field(description="llmcalc catalog name, or configs/<file> (HF config.json or llmcalc YAML) "
                                    "relative to benchmarks/data/corpus")
-    dtype: str = Field(description="weights/compute dtype as run: bf16, fp16, fp8, nf4, int4-awq, ...")
+    dtype: str = Field(description="weights/compute dtype as run: bf16, fp16, fp8, nf4, and the 4-bit checkpoint "
+                                   "formats --dtype names (nvfp4, mxfp4, awq, gptq), ...")
     config: dict[str, Any] = Field(default_factory=dict, description="knobs as the source gives them, llmcalc names")
     assumed: dict[str, Assumed] = Field(default_factory=dict, description="knobs the source does not give")
     measured: Measured

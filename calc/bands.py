@@ -80,8 +80,11 @@ class Band:
 
 
 def dtype_class(dtype: str) -> str:
-    """fp8 GEMMs apart; bf16, fp16 and mixed precision as one 16-bit class; other dtypes by name."""
-    return "fp8" if dtype.startswith("fp8") else "16-bit" if dtype in ("bf16", "fp16", "mixed") else dtype
+    """fp8 GEMMs apart; bf16, fp16 and mixed precision as one 16-bit class; the int4 checkpoint formats (awq, gptq)
+    as int4, the class calc.memory.weights.weights_class gives such a checkpoint; other dtypes by name."""
+    if dtype.startswith("fp8"):
+        return "fp8"
+    return "16-bit" if dtype in ("bf16", "fp16", "mixed") else "int4" if dtype in ("awq", "gptq") else dtype
 
 
 def group_name(kind: str, gpu: str, dtype: str, moe: bool) -> str:

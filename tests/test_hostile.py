@@ -608,4 +608,5 @@ def test_memory_chart_legend_reads_without_colour() -> None:
 def test_empty_dtype_lists_the_valid_ones() -> None:
     r = run_cli("memory", "llama2-7b", "--dtype", "")
     assert r.code == 2 and r.err.strip() == (
-        "llmcalc: error: --dtype: unknown dtype ''; use one of fp32, tf32, bf16, fp16, fp8, int8, int4, nvfp4, mxfp4"), r.err
+        "llmcalc: error: --dtype: unknown dtype ''; use one of fp32, tf32, bf16, fp16, fp8, int8, int4, nvfp4, mxfp4, awq, "
+        "gptq"), r.err

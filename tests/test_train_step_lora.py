@@ -157,5 +157,14 @@ def test_train_time_lora_is_its_plan_step_time(cli):
     tokens_per_s = 64 * 4096 / plan["step_time_s"]
     assert lora["days"] * 86400 == pytest.approx(1e9 / tokens_per_s, rel=1e-9)
     assert lora["gpu_hours"] < full["gpu_hours"]
-    out = cli("train-time", "llama3-8b", "--gpu", "h100", "--days", "3", "--tokens", "1B", "--method", "lora")
-    assert out.code == 2 and "--days" in out.err and "--num-gpus" in out.err
+
+
+def test_train_time_lora_days_finds_the_fewest_whole_nodes(cli):
+    """train-time --method lora --days D: the smallest multiple of 8 H100s whose best LoRA plan finishes in D days,
+    so one node fewer (timed with --num-gpus) takes longer than D."""
+    common = ("llama3-70b", "--gpu", "h100", "--tokens", "10B", "--method", "lora")
+    r = cli("train-time", *common, "--days", "2", "--json").json()
+    n = r["num_gpus"]
+    assert n % 8 == 0 and r["days"] <= 2
+    fewer = cli("train-time", *common, "--num-gpus", str(n - 8), "--json")
+    assert fewer.code != 0 or fewer.json()["days"] > 2

@@ -224,9 +224,10 @@ def memory(
         plan = layout
     if mode is Mode.infer:
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16);
-        # --dtype nvfp4 / mxfp4 as that 4-bit checkpoint (calc.memory.weights.requantize).
+        # --dtype nvfp4 / mxfp4 / awq / gptq as that 4-bit checkpoint (calc.memory.weights.requantize).
         refuse("--group-size", group_size if dtype in WEIGHT_FORMAT_NAMES else None,
-               f"{dtype} fixes its own scale blocks (nvfp4 16, mxfp4 32 weights); drop --group-size")
+               f"{dtype} fixes its own scale blocks (nvfp4 16, mxfp4 32, awq / gptq 128 weights); drop --group-size "
+               "(or give --dtype int4 --group-size G)")
         m, weights = given_weights(ctx, m, dtype)
         explicit = weights is not None or group_size is not None
         result = inference_memory(m, gpu=g, plan=Parallelism(tp=plan.tp, pp=plan.pp), dtype=(weights or dtype) if explicit else None,

@@ -212,12 +212,13 @@ BudgetOpt = Annotated[float | None, typer.Option(
     help="spend at most USD (needs --price): the fastest whole-node GPU count within it; with --days the cheapest on time")]
 
 # --- numbers and formats -------------------------------------------------------------------
-# 4-bit block-scaled weight formats --dtype takes for serving (calc.memory.weights.WEIGHT_FORMATS).
-WEIGHT_FORMAT_NAMES = ("nvfp4", "mxfp4")
+# 4-bit weight formats --dtype takes for serving (calc.memory.weights.WEIGHT_FORMATS).
+WEIGHT_FORMAT_NAMES = ("nvfp4", "mxfp4", "awq", "gptq")
 DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
                                        help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4; for serving "
-                                            "also nvfp4 / mxfp4 (the model as its 4-bit checkpoint: fp4 GEMMs on "
-                                            "Blackwell)")]
+                                            "also nvfp4 / mxfp4 / awq / gptq (the model as its 4-bit checkpoint, "
+                                            "scales included: fp4 GEMMs on Blackwell for nvfp4 / mxfp4, W4A16 for "
+                                            "awq / gptq group 128)")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
                                                 help="KV-cache dtype (default: --dtype)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
@@ -432,14 +433,14 @@ def given_dtype(ctx: typer.Context | None, dtype: str) -> str | None:
 
 def given_weights(ctx: typer.Context | None, m: Any, dtype: str) -> tuple[Any, str | None]:
     """(model, dtype) as the serving engines price them: given_dtype, with a 4-bit weight format (--dtype nvfp4 /
-    mxfp4) applied to the model as its quantized checkpoint (calc.memory.weights.requantize)."""
+    mxfp4 / awq / gptq) applied to the model as its quantized checkpoint (calc.memory.weights.requantize)."""
     from calc.memory.weights import requantize
 
     return requantize(m, given_dtype(ctx, dtype))
 
 
 def refuse_weight_format(dtype: str, why: str) -> None:
-    """--dtype nvfp4 / mxfp4 where only a byte width means something (training, FLOPs)."""
+    """--dtype nvfp4 / mxfp4 / awq / gptq where only a byte width means something (training, FLOPs)."""
     if dtype in WEIGHT_FORMAT_NAMES:
         raise LLMCalcError("--dtype", f"{dtype} is a 4-bit serving weight format (latency, concurrency, serve, report, "
                                       f"compare, memory --mode infer); {why}")

@@ -449,7 +449,7 @@ def serve(
         warn(*line.split(": ", 1))
     if emit_engine is not None and weight_format_given in WEIGHT_FORMAT_NAMES:
         warn("--emit", f"the line names {m.hf_id or m.name}, the 16-bit checkpoint the catalog records; the plan is sized "
-                       f"for {weight_format_given} weights: put an {weight_format_given} checkpoint of it in its place")
+                       f"for {weight_format_given} weights: put a {weight_format_given} checkpoint of it in its place")
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

@@ -187,16 +187,13 @@ def train_time(
                            "in D days, --budget USD with --price for the fastest within it)")
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding="zero", recompute=recompute or Recompute.none,
                  offloads=(0, None), dtype=dtype)
-    if lora is not None and num_gpus is None:
-        raise LLMCalcError("--days" if days is not None else "--budget", f"the GPU-count search is priced for full "
-                           f"training; give --num-gpus to time --method {lora.method}")
     m, g = _specs(model, gpu, seq)
     unit_price = price_for(price, g.name, old_price)
     if budget is not None and unit_price is None:
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
     if days is not None or budget is not None:
         num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
-                                    calibration, causal, host_op_us, moe_routing, stack)
+                                    calibration, causal, host_op_us, moe_routing, stack, lora)
     if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
@@ -237,7 +234,7 @@ def train_time(
 def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
                      calibration: str | None, causal: bool, host_op_us: float | None = None,
-                     moe_routing: MoeRouting | None = None, stack: Stack | None = None) -> int:
+                     moe_routing: MoeRouting | None = None, stack: Stack | None = None, lora: Any = None) -> int:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -260,7 +257,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     node = load_system(system) if system else system_for_gpu(g)
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
                                                                       None, None, None, None, None, host_op_us=host_op_us,
-                                                                      moe_routing=moe_routing, stack=stack)
+                                                                      moe_routing=moe_routing, stack=stack, lora=lora)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -275,7 +272,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                     runs[n] = None  # nothing fits on n GPUs (or the batch does not split): more GPUs
                     return None
             runs[n] = engine.train_time(m, g, num_gpus=n, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
-                                        dtype=dtype, causal=causal, calibration=calib, plan=plan, price_per_gpu_hour=price)
+                                        dtype=dtype, causal=causal, calibration=calib, plan=plan, price_per_gpu_hour=price,
+                                        lora=lora)
         return runs[n]
 
     def days_at(n: int) -> float | None:

@@ -48,7 +48,7 @@ from calc.memory.training import (
 )
 from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import count_params, layer_kinds
+from calc.model.params import layer_kinds, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, dtype_bytes, gib
@@ -379,7 +379,7 @@ def finetune_memory(
                   adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
-    total = count_params(m).total_params
+    total = total_params(m)
     lora = None if full else lora_params(m, lora_rank, targets, dora=method == "dora")
     trainable = total if full else lora.trainable_params
     w_bytes = param_dtype_bytes(precision)

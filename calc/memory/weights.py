@@ -232,30 +232,40 @@ def _per_layer(m: ModelSpec, dtype: str | None) -> bool:
     return dtype is None and q is not None and any(_LAYER_NAMED.search(p) for p in q.modules_to_not_convert)
 
 
-# 4-bit block-scaled weight formats --dtype accepts for serving: a checkpoint format, not a byte width.
+# 4-bit weight formats --dtype accepts for serving: a checkpoint format, not a byte width.
 # NVFP4 (NVIDIA ModelOpt, hf_quant_config quant_algo NVFP4): e2m1 values, one e4m3 scale per 16 inputs, an fp32
 # weight_scale_2 and input_scale per Linear. MXFP4 (OCP MX v1.0): e2m1 values, one e8m0 scale per 32 inputs.
+# AWQ (AutoAWQ GEMM layout, the defaults w_bit 4, q_group_size 128, zero_point True): int4 qweight packed in int32,
+# an fp16 scale and a packed int4 zero point per 128 inputs per output. GPTQ (AutoGPTQ / GPTQModel defaults bits 4,
+# group_size 128): the same plus an int32 g_idx per input row (qzeros are written for symmetric checkpoints too).
+# Both leave embeddings, lm_head and norms at 16 bits (AutoAWQ / AutoGPTQ quantize the decoder blocks' Linears).
 WEIGHT_FORMATS: dict[str, QuantSpec] = {
     "nvfp4": QuantSpec(method="modelopt_nvfp4", bits=4, group_size=16),
     "mxfp4": QuantSpec(method="mxfp4", bits=4, group_size=32),
+    "awq": QuantSpec(method="awq", bits=4, group_size=128, zero_points=True),
+    "gptq": QuantSpec(method="gptq", bits=4, group_size=128, zero_points=True),
 }
 
 
 def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
     """(model, dtype) with a 4-bit weight format of ``dtype`` applied as a checkpoint would ship it.
 
-    ``--dtype nvfp4`` / ``--dtype mxfp4`` price the model as its quantized checkpoint: every Linear inside the
-    blocks (attention, MLP, experts, shared experts) in that format (quantized_matrix_bytes), embeddings, output
-    head, routers and norms at the 16-bit dtype, as ModelOpt's and the MX recipes' defaults exclude lm_head and
-    keep routers and norms unquantized (TensorRT-LLM examples/quantization, nvidia/*-FP4 hf_quant_config.json
-    exclude_modules). The result has dtype None (the checkpoint as shipped): every serving path then prices
-    it as it prices a shipped NVFP4 / MXFP4 checkpoint (calc.serving.weights: fp4 GEMMs where the GPU has an
-    fp4 peak, weights dequantised in the kernel elsewhere). Any other dtype passes through unchanged.
+    ``--dtype nvfp4`` / ``mxfp4`` / ``awq`` / ``gptq`` price the model as its quantized checkpoint: every Linear
+    inside the blocks (attention, MLP, experts, shared experts) in that format (quantized_matrix_bytes),
+    embeddings, output head, routers and norms at the 16-bit dtype, as ModelOpt's and the MX recipes' defaults
+    exclude lm_head and keep routers and norms unquantized (TensorRT-LLM examples/quantization, nvidia/*-FP4
+    hf_quant_config.json exclude_modules) and AutoAWQ / AutoGPTQ quantize only the decoder blocks' Linears. The
+    result has dtype None (the checkpoint as shipped): every serving path then prices it as it prices a shipped
+    checkpoint of that format (calc.serving.weights: fp4 GEMMs for NVFP4 / MXFP4 where the GPU has an fp4 peak,
+    weights dequantised in the kernel elsewhere and always for AWQ / GPTQ, W4A16). Any other dtype passes
+    through unchanged.
     """
     q = WEIGHT_FORMATS.get(dtype or "")
     if q is None:
         return m, dtype
-    act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
+    # AWQ / GPTQ ship fp16 scales and run fp16 activations (vLLM AWQConfig / GPTQConfig.get_supported_act_dtypes:
+    # [torch.half]; AutoAWQ / AutoGPTQ write torch_dtype float16); the fp4 formats keep the model's 16-bit dtype.
+    act = "fp16" if q.method in ("awq", "gptq") else m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
     return m.model_copy(update={"quantization": q, "checkpoint_dtype": act}), None
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
+from calc.memo import per_spec
 from calc.model.params import Tensor, layer_kinds
 from calc.specs import ModelSpec
 
@@ -72,8 +73,10 @@ def _is_target(t: Tensor, targets: tuple[str, ...]) -> bool:
     return any(t.name in GROUPS[g] for g in targets if g in ("q", "k", "v", "o"))
 
 
-def adapted_matrices(m: ModelSpec, targets: tuple[str, ...]) -> list[tuple[int, list[Adapted]]]:
-    """(layer count, adapted matrices of one such layer) for each kind of block."""
+@per_spec
+def adapted_matrices(m: ModelSpec, targets: tuple[str, ...]) -> tuple[tuple[int, tuple[Adapted, ...]], ...]:
+    """(layer count, adapted matrices of one such layer) for each kind of block; worked out once per spec and
+    targets (calc.memo)."""
     out = []
     for _kind, count, tensors in layer_kinds(m):
         mats = []
@@ -81,8 +84,8 @@ def adapted_matrices(m: ModelSpec, targets: tuple[str, ...]) -> list[tuple[int, 
             if _is_target(t, targets) and t.shape is not None:
                 copies = m.moe.num_experts if t.component == "experts" and m.moe else 1
                 mats.append(Adapted(t.name, t.component, t.shape[0], t.shape[1], copies))
-        out.append((count, mats))
-    return out
+        out.append((count, tuple(mats)))
+    return tuple(out)
 
 
 class LoraCount(BaseModel):

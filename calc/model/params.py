@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from calc.memo import per_spec
 from calc.model import shared_block
 from calc.model.mixers import mixer_tensors
 from calc.model.tensor import Tensor
@@ -266,15 +267,23 @@ def layer_blocks(m: ModelSpec) -> list[tuple[str, list[Tensor]]]:
     return [cache[sig] for sig in signatures]
 
 
-def layer_kinds(m: ModelSpec) -> list[tuple[str, int, list[Tensor]]]:
+@per_spec
+def layer_kinds(m: ModelSpec) -> tuple[tuple[str, int, tuple[Tensor, ...]], ...]:
     """(kind, count, tensors of one block) for each kind of block the model has, in order of first use
-    (a DeepSeek-style MoE: 'dense' then 'moe'; Qwen3-Next: 'gated_deltanet+moe' then 'attention+moe')."""
+    (a DeepSeek-style MoE: 'dense' then 'moe'; Qwen3-Next: 'gated_deltanet+moe' then 'attention+moe').
+    Worked out once per spec (calc.memo): a layout search asks it for every layout."""
     counts: dict[str, int] = {}
     tensors: dict[str, list[Tensor]] = {}
     for name, ts in layer_blocks(m):
         counts[name] = counts.get(name, 0) + 1
         tensors[name] = ts
-    return [(name, counts[name], tensors[name]) for name in counts]
+    return tuple((name, counts[name], tuple(tensors[name])) for name in counts)
+
+
+@per_spec
+def total_params(m: ModelSpec) -> int:
+    """count_params(m).total_params, worked out once per spec (calc.memo)."""
+    return count_params(m).total_params
 
 
 def tensor_copies(m: ModelSpec, with_mtp: bool = False) -> list[tuple[Tensor, int]]:
