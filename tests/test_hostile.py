@@ -610,3 +610,14 @@ def test_empty_dtype_lists_the_valid_ones() -> None:
     assert r.code == 2 and r.err.strip() == (
         "llmcalc: error: --dtype: unknown dtype ''; use one of fp32, tf32, bf16, fp16, fp8, int8, int4, nvfp4, mxfp4, awq, "
         "gptq"), r.err
+
+
+def test_4bit_format_with_bf16_activations_on_a_gpu_without_bf16_is_refused() -> None:
+    """A bf16 checkpoint requantized to MXFP4 keeps bf16 activations; a V100 has no bf16 tensor peak (Volta: fp16
+    only), so serve refuses it in one line naming --dtype (it raised KeyError 'bf16' inside the weight view)."""
+    r = run_cli("serve", "gemma3-12b", "--gpu", "v100-32g", "--dtype", "mxfp4", "--prompt", "2K", "--output", "512",
+                "--rate", "10")
+    assert r.code == 2 and "--dtype" in r.err and "no bf16 tensor peak" in r.err and "internal" not in r.err, r.err
+    # awq / gptq run fp16 activations, which a V100 has
+    assert run_cli("serve", "gemma3-12b", "--gpu", "v100-32g", "--dtype", "awq", "--prompt", "2K", "--output", "512",
+                   "--rate", "1").code == 0

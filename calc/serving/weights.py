@@ -34,6 +34,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from calc.hardware.efficiency import TILE_MN
+from calc.hardware.peaks import peak_tflops
 from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import COMPUTE_DTYPE, dtype_bytes
@@ -76,6 +77,8 @@ _VIEWS: dict[tuple, tuple[GPUSpec, GPUSpec]] = {}
 
 def _quant(x: float, tile: int) -> float:
     return x / (math.ceil(x / tile) * tile)
+
+
 _FORMATS: dict[tuple, tuple[ModelSpec, WeightFormat]] = {}
 
 
@@ -86,7 +89,9 @@ def _view(gpu: GPUSpec, key: str, compute: str, scale: float, rows_tile: float) 
     hit = _VIEWS.get(k)
     if hit is None or hit[0] is not gpu:
         peaks = dict(gpu.datasheet_peak_tflops)
-        peaks[COMPUTE_DTYPE.get(key, key)] = peaks[COMPUTE_DTYPE.get(compute, compute)] * rows_tile
+        # peak_tflops refuses (one line naming --dtype) a compute dtype the GPU has no peak for: a bf16 checkpoint's
+        # activations on a V100
+        peaks[COMPUTE_DTYPE.get(key, key)] = peak_tflops(gpu, compute) * rows_tile
         hit = _VIEWS[k] = (gpu, gpu.model_copy(update={"datasheet_peak_tflops": peaks, "hbm_tb_s": gpu.hbm_tb_s * scale}))
     return hit[1]
 
