@@ -87,3 +87,15 @@ def test_budget_needs_a_price_and_a_scale_dependent_mfu(cli) -> None:
     assert r.code == 2 and "llmcalc: error: --budget:" in r.err and "--days" in r.err
     r = cli(*base, "--price", "2", "--num-gpus", "64")
     assert r.code == 2 and "llmcalc: error: --budget:" in r.err
+
+
+def test_a_searched_count_that_leaves_a_short_run_is_flagged(cli) -> None:
+    """1B tokens with a $5,000 budget: cost is nearly flat in the GPU count, so the fastest run within it is the
+    largest count searched, whose default batch (one 4K sequence per 8 GPUs past 8 x the 4M-token base: 131,072 / 8
+    = 16,384 sequences) leaves 1e9 / (16,384 x 4,096) = 15 optimizer steps, fewer than Llama 2's 2,000-step warm-up:
+    a warning says so. 15T tokens in 30 days has millions of steps: no warning."""
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "1B", "--budget", "5000", "--price", "2.5")
+    assert r.code == 0, r.err
+    assert "--budget" in r.err and " 15 optimizer steps" in r.err and "warm-up" in r.err
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--days", "30")
+    assert r.code == 0 and "warm-up" not in r.err

@@ -228,6 +228,12 @@ def train_time(
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
         calibration=load_calibration(calibration), plan=plan, lora=lora,
     )
+    if plan is not None and (days is not None or budget is not None):
+        from calc.training.plan import short_run_warning
+
+        line = short_run_warning(tokens, plan.global_batch, seq, num_gpus, "--days" if days is not None else "--budget")
+        if line:
+            warn(*line.split(": ", 1))
     emit(result, as_json, explain, train_time_view)
 
 

@@ -285,6 +285,30 @@ GPUS_PER_SEQUENCE = 8  # ... and one sequence per 8 GPUs past 8x that batch (Lla
 LARGEST_PUBLISHED_BATCH_TOKENS = 64 * 2**20
 
 
+# The shortest learning-rate warm-up of the published pre-training recipes: Llama 2, 2,000 steps (arXiv 2307.09288
+# sec. 2.2); Llama 3 405B warms up over 8,000 (arXiv 2407.21783 sec. 3.4.1). A run with fewer optimizer steps in all
+# ends before its warm-up would.
+SHORTEST_WARMUP_STEPS = 2000
+
+
+def short_run_warning(tokens: float, global_batch: int, seq: int, num_gpus: int, flag: str) -> str | None:
+    """A warning (field: message) when a GPU count searched for ``flag`` (--days / --budget) leaves the run fewer
+    optimizer steps, D / (B x s), than the shortest published warm-up (SHORTEST_WARMUP_STEPS): the search bought
+    speed with a batch the token budget cannot fill; None otherwise.
+
+    >>> short_run_warning(1e9, 16384, 4096, 131072, "--budget").split(":")[0]
+    '--budget'
+    >>> short_run_warning(15e12, 1024, 4096, 1024, "--days") is None
+    True
+    """
+    steps = tokens / (global_batch * seq)
+    if steps >= SHORTEST_WARMUP_STEPS:
+        return None
+    return (f"{flag}: the {num_gpus:,} GPUs it found train {abbrev(tokens)} tokens in {steps:,.0f} optimizer steps of "
+            f"{global_batch:,} x {seq:,} tokens, fewer than the shortest published learning-rate warm-up "
+            f"({SHORTEST_WARMUP_STEPS:,} steps, Llama 2); pin --num-gpus or --global-batch for a real schedule")
+
+
 def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None,
                    batch_flag: str = "--global-batch") -> list[str]:
     """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, and a
