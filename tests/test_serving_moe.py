@@ -507,3 +507,47 @@ def test_max_load_decode_step_is_the_decode_only_step() -> None:
     direct = step_time(m, gpu, DEFAULT_ASSUMPTIONS, tp=1, decode_seqs=64, decode_context=decode_context(200, 200))
     assert step(64) == pytest.approx(direct.total_s)
     assert step(1) < step(64) < step(512)
+
+
+def _moe_layer_s(m, gpu, tokens: int, a) -> float:  # noqa: ANN001
+    """One MoE layer's routed-expert GEMMs + routing on one GPU (TP 1, no EP), as calc.serving.step prices them."""
+    import calc.serving.step as step
+    from calc.hardware.efficiency import memory_efficiency
+    from calc.serving.step import moe_routing_s
+
+    experts = [g for g in step.model_gemms(m)[0] if g.expert]
+    orig = step.model_gemms
+    step.model_gemms = lambda _m: (experts, 0)
+    try:
+        s = weight_gemm_time(m, gpu, tokens, 0, 1, None, None, 1, a)[0]
+    finally:
+        step.model_gemms = orig
+    s += moe_routing_s(m, tokens, 1, 1, gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu), a)
+    return s / (m.num_layers - m.moe.num_dense_layers)
+
+
+def test_int4_experts_run_marlin_moe_at_the_measured_rate() -> None:
+    """GPTQ / AWQ experts (W4A16, Marlin MoE in vLLM and SGLang) at >= 128 tokens per expert run at
+    int4_grouped_gemm_rate (0.45 on Hopper) of a dense 16-bit GEMM; below it the decode rate holds; MXFP4 experts
+    (gpt-oss: OpenAI's Triton kernel on Hopper) and fp16 experts keep theirs. Against aiconfigurator 0.12's vLLM 0.14
+    H100 int4_wo table (vllm_marlin_moe, balanced, TP 1), read from the parquet: Mixtral 8x7B experts at 8,192 tokens
+    21.10 ms per layer, Qwen3-30B-A3B's at 8,192 tokens 2.77 ms, Mixtral at 16 tokens 0.282 ms. At rate 1 the first
+    two would be priced at about half the measured time."""
+    from calc.memory.weights import requantize
+    from calc.serving.moe import expert_gemm_rate
+    from calc.serving.weights import weight_format
+
+    a = DEFAULT_ASSUMPTIONS
+    assert expert_gemm_rate(1024, a, "int4", "Hopper", True) == 0.45
+    assert expert_gemm_rate(1024, a, "int4", "Ampere", True) == 0.7
+    assert expert_gemm_rate(64, a, "int4", "Hopper", True) == a.grouped_gemm_efficiency
+    assert expert_gemm_rate(1024, a, "int4", "Hopper", False) == 1.0
+    h100 = load_gpu("h100")
+    mixtral, qwen = requantize(load_model("mixtral-8x7b"), "gptq")[0], requantize(load_model("qwen3-30b-a3b"), "awq")[0]
+    assert weight_format(mixtral, h100, None).int4_experts and weight_format(qwen, h100, None).int4_experts
+    assert not weight_format(load_model("gpt-oss-120b"), h100, None).int4_experts  # MXFP4: not Marlin-served
+    assert not weight_format(requantize(load_model("llama3-8b"), "awq")[0], h100, None).int4_experts  # no experts
+    assert _moe_layer_s(mixtral, h100, 8192, a) == pytest.approx(21.10e-3, rel=0.15)
+    assert _moe_layer_s(qwen, h100, 8192, a) == pytest.approx(2.77e-3, rel=0.15)
+    # decode-sized (2 tokens per expert): the weight-streaming rate, 0.331 ms here against 0.282 ms measured
+    assert _moe_layer_s(mixtral, h100, 16, a) == pytest.approx(0.282e-3, rel=0.2)

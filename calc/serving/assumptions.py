@@ -74,6 +74,18 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   fused_moe, TP 4-8) sits at 1.12-1.15x for Mixtral, 1.3-1.4x for Qwen3's small experts. The dense bf16 GEMMs of the
   same A100 TensorRT-LLM tables run at 0.81-0.84 of this model's time, as the H100 ones do (0.81-0.87): the grouped
   kernel, not the dense model, is what is slower on Ampere.
+  int4_grouped_gemm_rate / ampere_int4_grouped_gemm_rate: routed experts in integer 4-bit W4A16 (GPTQ, AWQ,
+  compressed-tensors wNa16 checkpoints, `--dtype awq|gptq`), which vLLM and SGLang serve with Marlin MoE kernels, at
+  >= 128 tokens per expert, against this model's dense 16-bit GEMM of the expert's shape. aiconfigurator 0.12's
+  int4_wo MoE tables (systems/data/h100_sxm/moe/{vllm/0.14.0 (vllm_compressedtensorswna16marlinmoe), sglang/0.5.10
+  (sglang_marlin_moe)}/moe_perf.parquet, balanced routing, Mixtral 8x7B / 8x22B and Qwen3-235B-A22B / 30B-A3B expert
+  shapes, TP 1-8, >= 128 tokens per expert; 232 points) against this model's expert GEMMs + routing: 2.1x its time
+  at rate 1, and a rate of 0.45 brings the median to 0.98 (vLLM) / 1.04 (SGLang), q10-q90 0.84-1.13. Below 128
+  tokens per expert the same tables match the weight-streaming rate (0.9-1.04). The A100 table (sglang/0.5.10, 109
+  points) gives 0.71: Marlin multiplies with Ampere's mma.sync, which Hopper runs well below its wgmma peak; Ada,
+  Turing and Volta (mma.sync their peak path too, calc.serving.moe.MMA_SYNC_ARCHS) take 0.7 unmeasured, Blackwell and
+  non-NVIDIA GPUs Hopper's 0.45 (no table). MXFP4 experts are not Marlin-served on Hopper (gpt-oss: OpenAI's
+  Triton MoE kernel, whose vLLM 0.24 table matches the dense rate, 1.0-1.1 of this model) and keep the dense rate.
   dispatcher: how tokens reach the experts under expert parallelism, the values of calc.hardware.moe_ops.DISPATCHERS
   (the same `--dispatcher` as train-step): "deepep" (DeepEP normal / low-latency dispatch + combine,
   calc.serving.moe.a2a_s), "alltoall" (a plain NCCL all-to-all of every routed copy, nccl_alltoall_s), "allgather"
@@ -148,6 +160,11 @@ class ServingAssumptions(BaseModel):
         "(CUTLASS fp8 grouped GEMM: TensorRT-LLM / ModelOpt FP8)"))
     ampere_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "16-bit MoE grouped GEMM rate on Ampere at >= 128 tokens per expert, against a dense GEMM"))
+    int4_grouped_gemm_rate: float = Field(0.45, gt=0, le=1, description=(
+        "integer 4-bit weight-only (GPTQ / AWQ, Marlin MoE) grouped GEMM rate at >= 128 tokens per expert, against a "
+        "dense 16-bit GEMM, Hopper and later"))
+    ampere_int4_grouped_gemm_rate: float = Field(0.7, gt=0, le=1, description=(
+        "the same on Volta, Turing, Ampere and Ada (mma.sync is their peak instruction)"))
     dispatcher: Literal["alltoall", "deepep", "allgather", "naive"] = Field("allgather", description=(
         "EP token exchange (calc.hardware.moe_ops.DISPATCHERS): NCCL all-to-all, DeepEP, all-gather + reduce-scatter, "
         "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
@@ -194,6 +211,8 @@ class ServingAssumptions(BaseModel):
             *([f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
                f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
                f"TensorRT-LLM's tables) above, 16-bit at {self.ampere_grouped_gemm_rate:g} on Ampere (aiconfigurator's A100 tables), "
+               f"int4 W4A16 (GPTQ / AWQ, Marlin) at {self.int4_grouped_gemm_rate:g} ({self.ampere_int4_grouped_gemm_rate:g} on "
+               "Ampere / Ada, aiconfigurator's int4_wo tables), "
                f"fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
                f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
                f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "

@@ -40,11 +40,21 @@ LOW_LATENCY_MAX_TOKENS = 256  # DeepEP: low-latency mode for num_max_dispatch_to
 DISPATCH_BYTES, COMBINE_BYTES = 1, 2  # FP8 dispatch, BF16 combine (DeepEP / DeepSeek-V3 inference)
 
 
-def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16", arch: str = "") -> float:
+# Generations without a warp-group (wgmma / tcgen05) tensor-core path: mma.sync, which Marlin issues, is their
+# peak instruction (Volta, Turing, Ampere, Ada). Every other GPU takes the Hopper-measured int4 rate.
+MMA_SYNC_ARCHS = ("Volta", "Turing", "Ampere", "Ada")
+
+
+def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16", arch: str = "",
+                     int4_experts: bool = False) -> float:
     """Rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape
     (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries):
 
         r(T_e) = a.grouped_gemm_efficiency        T_e < 128 tokens per expert (decode: weight streaming)
+               = a.int4_grouped_gemm_rate         otherwise, integer 4-bit W4A16 experts (``int4_experts``: GPTQ /
+                                                  AWQ / compressed-tensors wNa16, served by Marlin MoE kernels;
+                                                  a.ampere_int4_grouped_gemm_rate on GPUs whose tensor cores
+                                                  Marlin's mma.sync drives at their peak: MMA_SYNC_ARCHS)
                = a.fp8_grouped_gemm_rate          otherwise, an fp8 block-scaled grouped GEMM (prefill: compute)
                = a.fp8_tensor_grouped_gemm_rate   otherwise, fp8 with per-tensor scales (a.fp8_moe_scales "tensor")
                = a.ampere_grouped_gemm_rate       otherwise, 16-bit on an Ampere GPU (``arch``)
@@ -55,7 +65,11 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     vLLM's fused_moe, fp8 block-scaled and bf16; ServingAssumptions docstring has the points). The serving
     engines' fused-MoE kernels sit well below DeepGEMM's own grouped-GEMM table (deepseek-ai/DeepGEMM README,
     H800: 1,233 TFLOPS at 1,024 tokens per group, masked layout, ~0.9 of its dense GEMMs), which is what a
-    DeepGEMM path reaches. The per-tensor rate: aiconfigurator's TensorRT-LLM 1.3.0rc20 MoE tables
+    DeepGEMM path reaches. The W4A16 rate: aiconfigurator's vLLM 0.14.0 and SGLang 0.5.10 int4_wo MoE tables (H100,
+    Marlin kernels; calc.serving.assumptions), where decode-sized points match the weight-streaming rate above and
+    prefill-sized ones run at about half a dense 16-bit GEMM; MXFP4 experts (gpt-oss on Hopper: OpenAI's Triton
+    MoE kernel) keep the dense rate, as the same vLLM 0.24 tables time them. The per-tensor rate: aiconfigurator's
+    TensorRT-LLM 1.3.0rc20 MoE tables
     (calc.serving.assumptions). The Ampere 16-bit rate: aiconfigurator's A100 tables (calc.serving.assumptions);
     sm80 has no TMA / warp-specialised grouped GEMM (TensorRT-LLM's sm80 MoE GEMMs are CUTLASS 2.x grouped kernels,
     vLLM / SGLang's triton fused_moe without TMA), and its grouped GEMM falls further below its dense GEMM than on Hopper.
@@ -68,9 +82,13 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     0.8
     >>> expert_gemm_rate(1024, a, "bf16", "Ampere"), expert_gemm_rate(64, a, "bf16", "Ampere")
     (0.8, 0.6)
+    >>> expert_gemm_rate(1024, a, "int4", "Hopper", True) == a.int4_grouped_gemm_rate, expert_gemm_rate(64, a, "int4", "Hopper", True)
+    (True, 0.6)
     """
     if tokens_per_expert < GROUPED_GEMM_TILE_ROWS:
         return a.grouped_gemm_efficiency
+    if int4_experts:
+        return a.ampere_int4_grouped_gemm_rate if arch in MMA_SYNC_ARCHS else a.int4_grouped_gemm_rate
     if not dtype.startswith("fp8"):
         return a.ampere_grouped_gemm_rate if arch == "Ampere" else 1.0
     return a.fp8_tensor_grouped_gemm_rate if a.fp8_moe_scales == "tensor" else a.fp8_grouped_gemm_rate

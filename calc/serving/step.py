@@ -192,7 +192,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                 wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
-            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch)
+            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts)
         elif a.fp8_unfused_dequant and gemm_dtype.startswith("fp8"):  # fp32 out + rescale passes (calc.serving.fp8_fallback)
             t += UNFUSED_DQ_BYTES * touched * per * n / bandwidth
         seconds += g.layers * t

@@ -47,6 +47,7 @@ class WeightFormat(NamedTuple):
     bytes_per_weight: dict[str, Fraction]  # per tensor group; empty: act_dtype bytes for all
     storage: dict[str, str]  # quantized group -> its storage width as a dtype key for gemm_time
     line: str  # the printed assumption
+    int4_experts: bool = False  # routed experts in integer 4-bit W4A16 (GPTQ / AWQ / compressed-tensors): Marlin MoE
 
     def elem(self, component: str) -> float:
         """Bytes streamed per weight of ``component``."""
@@ -139,4 +140,7 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> Weight
     line = (f"weights as shipped: {shipped_dtype_label(m)}; {', '.join(quantized)} streamed at "
             + ", ".join(f"{float(per[c]):.3g} B/weight" for c in quantized)
             + f" and multiplied at {how}; activations, attention and KV default in {act}; --dtype prices every weight at one dtype")
-    return WeightFormat("as-shipped", act, compute, per, {c: store for c in quantized}, line)
+    # vLLM and SGLang serve integer 4-bit experts (gptq / awq / compressed-tensors wNa16) with Marlin MoE kernels
+    # (calc.serving.moe.expert_gemm_rate); MXFP4 experts on Hopper run OpenAI's Triton MoE kernel instead.
+    int4_experts = store == "int4" and "experts" in quantized and q.method in ("gptq", "awq", "compressed_tensors")
+    return WeightFormat("as-shipped", act, compute, per, {c: store for c in quantized}, line, int4_experts)
