@@ -85,6 +85,24 @@ def test_compare(cli) -> None:
     assert l4["fits"] and l4["gpus"] >= 2
 
 
+def test_compare_figures_carry_their_bands(cli) -> None:
+    """Each GPU's TTFT, TPOT and tokens/s carry the band of their corpus kind, read for that GPU's generation, the
+    weights' dtype class and the engine, as latency / serve read them (issue 23: no figure without its band); a GPU
+    with no layout has no figure and no band."""
+    rows = cli("compare", "llama3-70b", "h100", "a100-80g", "--prompt", "2K", "--output", "512", "--json").json()
+    for r in rows:
+        assert r["model"] == "llama3-70b" and r["engine"] == "vllm" and r["weights_dtype"] == "bf16"
+        assert set(r["bands"]) == {"ttft_s", "tpot_s", "tokens_per_s"}
+        for key, b in r["bands"].items():
+            low, high = (b["low"], b["high"])
+            assert low <= r[key] <= high and b["level"] == 0.8
+    arch = {"h100-sxm": "Hopper", "a100-80g": "Ampere"}
+    for r in rows:
+        assert arch[r["gpu"]] in r["bands"]["tpot_s"]["group"]
+    table = cli("compare", "llama3-70b", "h100", "a100-80g", "--prompt", "2K", "--output", "512")
+    assert table.code == 0 and "How sure" in table.out and "h100-sxm: TPOT" in table.out and "a100-80g: TTFT" in table.out
+
+
 def test_html_report_is_self_contained(cli, tmp_path: Path) -> None:
     import re
     import shutil

@@ -323,7 +323,11 @@ def compare(
 
         emit_json(rows)
         return
-    from calc.report.render import console
+    from calc.report.render import console, emit_warnings, how_sure
     from calc.report.views import compare_view
 
+    emit_warnings(rows)
     console.print(compare_view(rows, m.name, num_gpus))
+    block, _ = how_sure(rows)
+    if block is not None:
+        console.print(block)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, computed_field
 
 from calc.hardware.calibration import Calibration
 from calc.memory import MemoryResult, inference_memory
+from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -184,7 +185,10 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
 
 
 class CompareRow(BaseModel):
+    model: str
     gpu: str
+    engine: str  # the serving engine whose band its figures read (calc.report.confidence)
+    weights_dtype: WeightsDtype
     peak_tflops: float
     memory_bytes: int
     hbm_tb_s: float
@@ -235,7 +239,7 @@ def compare_gpus(
         tokens = best.tokens_per_s_per_gpu * best.gpus_needed if best else None
         price = (prices or {}).get(gpu.name)
         rows.append(CompareRow(
-            gpu=gpu.name, peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
+            model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype), peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
             memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=plan.fits, meets_targets=best is not None,
             layout=f"{best.replicas} x {best.name}" if best else None, gpus=best.gpus_needed if best else None,
             batch=best.batch if best else None, max_concurrency=plan.layouts[0].max_concurrency if plan.layouts else 0,

@@ -99,6 +99,11 @@ FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
         "kv_cache_tokens": Figure("kv_capacity", "KV cache", "tokens"),
         "max_concurrency": Figure("kv_capacity", "max concurrency", "requests"),
     },
+    "calc.report.build.CompareRow": {  # compare: one row per GPU, the layout serve picks there
+        "ttft_s": Figure("serving_ttft", "TTFT", "s"),
+        "tpot_s": Figure("serving_tpot", "TPOT", "s"),
+        "tokens_per_s": Figure("serving_throughput", "tokens/s", "tokens/s"),
+    },
     "calc.memory.result.MemoryResult": {
         "per_gpu_bytes": lambda r: Figure(_memory_kind(r), "memory per GPU", "GiB"),
     },
@@ -446,11 +451,14 @@ def how_sure_lines(found: Annotated) -> list[str]:
     for where, bands, figures, result in found.blocks:
         if not _shown_block(where):
             continue
+        # a list of per-GPU results (compare) names each row's GPU
+        prefix = {"layouts[0]": "best layout ", "plans[0]": "best plan "}.get(where, "") or \
+            (f"{result.gpu}: " if where.startswith("[") and isinstance(getattr(result, "gpu", None), str) else "")
         for key, b in bands.items():
             line = band_line(figures[key], getattr(result, key), b)
             if line not in seen:
                 seen.add(line)
-                lines.append({"layouts[0]": "best layout ", "plans[0]": "best plan "}.get(where, "") + line)
+                lines.append(prefix + line)
     return lines
 
 
