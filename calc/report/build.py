@@ -239,7 +239,8 @@ def compare_gpus(
         tokens = best.tokens_per_s_per_gpu * best.gpus_needed if best else None
         price = (prices or {}).get(gpu.name)
         rows.append(CompareRow(
-            model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype), peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
+            model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype),
+            peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
             memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=plan.fits, meets_targets=best is not None,
             layout=f"{best.replicas} x {best.name}" if best else None, gpus=best.gpus_needed if best else None,
             batch=best.batch if best else None, max_concurrency=plan.layouts[0].max_concurrency if plan.layouts else 0,
