@@ -34,6 +34,7 @@ from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
+    FINETUNE_4BIT,
     WEIGHT_FORMAT_NAMES,
     BatchOpt,
     CpOpt,
@@ -177,9 +178,7 @@ def memory(
         refuse("--stack", stack, "is a training stack; use --mode train or finetune")
     if mode is not Mode.infer:
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
-    if mode is not Mode.infer:
-        refuse_weight_format(dtype, "fine-tuning takes --method qlora for a 4-bit base" if mode is Mode.finetune else
-                             "training memory uses --recipe for its dtypes")
+        refuse_weight_format(dtype, FINETUNE_4BIT if mode is Mode.finetune else "training memory uses --recipe for its dtypes")
     if mode is Mode.finetune:
         from calc.cli.finetune import finetune_result
         from calc.report.finetune import finetune_view

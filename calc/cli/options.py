@@ -439,6 +439,9 @@ def given_weights(ctx: typer.Context | None, m: Any, dtype: str) -> tuple[Any, s
     return requantize(m, given_dtype(ctx, dtype))
 
 
+FINETUNE_4BIT = "fine-tuning takes --method qlora for a 4-bit base"  # why memory / report --mode finetune refuse one
+
+
 def refuse_weight_format(dtype: str, why: str) -> None:
     """--dtype nvfp4 / mxfp4 / awq / gptq where only a byte width means something (training, FLOPs)."""
     if dtype in WEIGHT_FORMAT_NAMES:

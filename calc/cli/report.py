@@ -14,6 +14,7 @@ from calc.cli.options import (
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
     DEFAULT_SEQ,
+    FINETUNE_4BIT,
     BatchOpt,
     CalibrationOpt,
     CommBufferOpt,
@@ -156,7 +157,7 @@ def report(
                             ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
-        refuse_weight_format(dtype, "fine-tuning takes --method qlora for a 4-bit base")
+        refuse_weight_format(dtype, FINETUNE_4BIT)
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
                         zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune
                         fmt=fmt.value, as_json=as_json)
@@ -318,16 +319,7 @@ def compare(
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
                         settings=s, assumptions=assumptions)
-    if as_json:
-        from calc.report.render import emit_json
-
-        emit_json(rows)
-        return
-    from calc.report.render import console, emit_warnings, how_sure
+    from calc.report.render import emit
     from calc.report.views import compare_view
 
-    emit_warnings(rows)
-    console.print(compare_view(rows, m.name, num_gpus))
-    block, _ = how_sure(rows)
-    if block is not None:
-        console.print(block)
+    emit(rows, as_json, False, lambda r: compare_view(r, m.name, num_gpus))

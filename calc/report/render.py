@@ -189,7 +189,7 @@ def how_sure(data: Any, explain: bool = False) -> tuple[RenderableType | None, l
     return block, explain_lines(found) if explain else []
 
 
-def emit(result: BaseModel, as_json: bool, explain: bool, view: Callable[[Any], RenderableType]) -> None:
+def emit(result: BaseModel | Sequence[BaseModel], as_json: bool, explain: bool, view: Callable[[Any], RenderableType]) -> None:
     """The one output path every command uses."""
     if as_json:
         emit_json(result)
