@@ -390,7 +390,7 @@ def trtllm_bench_settings(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpe
     build = trtllm_backend(base.version()) == "tensorrt"
     fmt = weight_format(m, gpu, _serving_dtype(row, k))
     bs, tokens = bench_engine_settings(
-        m, gpu.memory_bytes, tp=tp, pp=pp, isl=k["prompt"], osl=k["output"], weight_dtype=fmt.compute_dtype,
+        m, gpu.memory_bytes, tp=tp, pp=pp, isl=k["prompt"], osl=k["output"], weight_dtype=_serving_dtype(row, k),
         kv_dtype=resolve_kv_dtype(k.get("kv_dtype"), fmt.act_dtype, m.checkpoint_dtype),
         fraction=TRTLLM_BUILD_FRACTION if build else base.free_gpu_memory_fraction, engine_build=build)
     return base.model_copy(update={"max_num_seqs": k.get("max_batch_size", bs),

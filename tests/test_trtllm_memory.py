@@ -95,3 +95,31 @@ def test_concurrency_and_serve_share_the_accounting() -> None:
     layout = next(x for x in plan.layouts if (x.tp, x.pp, x.ep) == (1, 1, 1))
     assert layout.kv_cache_tokens == c.kv_cache_tokens
     assert layout.max_concurrency == c.max_concurrency
+
+
+def test_stored_elements_of_an_mxfp4_checkpoint_by_hand() -> None:
+    # The Hub's parameter totals (benchmarks/data/checkpoints.json hub_totals): gpt-oss-20b 20,914,757,184 and
+    # gpt-oss-120b 116,829,156,672. Their experts (gate_up 5760 x 2880 and down 2880 x 2880 per expert) ship as U8
+    # *_blocks [E, out, 90, 16] and U8 *_scales [E, out, 90]: 5760 x 1440 + 5760 x 90 + 2880 x 1440 + 2880 x 90 =
+    # 13,219,200 elements per expert for its 24,883,200 weights.
+    #   20b:  24 layers x 32 experts:  20,914,757,184 - 768 x 24,883,200 + 768 x 13,219,200 = 11,956,805,184
+    #   120b: 36 layers x 128 experts: 116,829,156,672 - 4,608 x 24,883,200 + 4,608 x 13,219,200 = 63,081,444,672
+    from calc.memory.weights import stored_elements
+
+    assert stored_elements(load_model("gpt-oss-20b")) == 11_956_805_184
+    assert stored_elements(load_model("gpt-oss-120b")) == 63_081_444_672
+    # one element per weight for a 16-bit checkpoint: the parameter count itself
+    assert stored_elements(load_model("llama3.1-8b")) == 8_030_261_248
+
+
+def test_bench_settings_gpt_oss_120b_h200_counts_packed_elements() -> None:
+    # trtllm-bench reads param_count as the safetensors elements (dataclasses.py get_param_count) and MXFP4 is not in
+    # tuning.py's BYTES_PER_ELEM (FP8, FP8_BLOCK_SCALES, NVFP4), so 2 B each: engine 63,081,444,672 x 2 =
+    # 126,162,889,344 B. H200 NVML total 143,771 MiB = 150,754,820,096 B; available 24,591,930,752 x 0.9 =
+    # 22,132,737,677; per token 2 x 36 layers x 8 heads x 64 x 2 B = 73,728, x 2,000 tokens = 147,456,000:
+    # 150.1 requests -> 32 x ceil(150.1 / 32) = 160; 300 tokens -> the 2048 floor (> 1000 + 160).
+    # (Its 116.8 B weights x 2 B = 233.7 GB would exceed the GPU: trtllm-bench would have refused the run.)
+    m, gpu = load_model("gpt-oss-120b"), load_gpu("h200")
+    assert gpu.memory_bytes == 150_754_820_096
+    assert bench_engine_settings(m, gpu.memory_bytes, tp=1, pp=1, isl=1000, osl=1000, weight_dtype=None,
+                                 kv_dtype="bf16", fraction=0.9) == (160, 2048)

@@ -226,6 +226,57 @@ def scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
     return total
 
 
+def matrix_elements(q: QuantSpec, n_in: int, n_out: int) -> int:
+    """Safetensors elements of one (n_in x n_out) weight matrix as its format stores it (the prod(shape) of its
+    tensors, what huggingface_hub's SafetensorsFileMetadata.parameter_count sums); a packed 4-bit format stores
+    fewer elements than weights.
+
+    MXFP4 (gpt-oss ``*_blocks`` U8 [.., out, in/32, 16] + ``*_scales`` U8 [.., out, in/32]): n/2 + out x ceil(in/32).
+    NVFP4 (ModelOpt: ``weight`` U8 [out, in/2], ``weight_scale`` F8 [out, in/16], F32 ``weight_scale_2`` and
+    ``input_scale``): n/2 + out x ceil(in/16) + 2.
+    GPTQ / AWQ (int32-packed ``qweight`` and ``qzeros``, F16 ``scales`` per group, GPTQ's I32 ``g_idx``):
+    n x bits/32 + groups x out x (1 + bits/32) + (in for GPTQ) (+ out for a bias).
+    ModelOpt FP8 (F8 ``weight`` + F32 ``weight_scale`` and ``input_scale``): n + 2.
+    Any other format: ValueError (not one trtllm-bench or the Hub meets here)."""
+    n = n_in * n_out
+    if q.method == "modelopt_fp8":
+        return n + 2
+    if q.method == "mxfp4":
+        return n // 2 + math.ceil(n_in / (q.group_size or 32)) * n_out
+    if q.method == "modelopt_nvfp4":
+        return n // 2 + math.ceil(n_in / (q.group_size or 16)) * n_out + 2
+    if q.method in ("gptq", "awq"):
+        groups = math.ceil(n_in / q.group_size) if q.group_size else 1
+        zeros = groups * n_out * q.bits // 32 if q.zero_points else 0
+        return n * q.bits // 32 + groups * n_out + zeros + (n_in if q.method == "gptq" else 0) \
+            + (n_out if q.linear_bias else 0)
+    raise ValueError(f"{q.method}: stored elements of this packed format are not modelled")
+
+
+def stored_elements(m: ModelSpec, with_mtp: bool = False) -> int:
+    """Tensor elements the checkpoint stores, the sum of prod(shape) over its safetensors (huggingface_hub's
+    SafetensorsRepoMetadata.parameter_count, which trtllm-bench reads as the model's parameter count:
+    tensorrt_llm/bench/build/dataclasses.py ModelConfig.get_param_count). One per weight plus the scale elements
+    (scale_elements) for a 16-bit or 8-bit checkpoint; a packed 4-bit format stores fewer elements than weights
+    (matrix_elements).
+
+    gpt-oss-20b, by hand from the Hub's parameter total 20,914,757,184 and the checkpoint's layout: the experts'
+    24 x 32 x (5760 x 2880 + 2880 x 2880) = 19,110,297,600 weights are stored as 24 x (32 x 5760 x 1440 +
+    32 x 5760 x 90 + 32 x 2880 x 1440 + 32 x 2880 x 90) = 10,152,345,600 U8 elements: 11,956,805,184 in all."""
+    q = m.quantization
+    if q is None or (q.method in ("fp8", "fbgemm_fp8", "compressed_tensors") and not q.packed and q.bits == 8):
+        return sum(copies * t.params for t, copies in tensor_copies(m, with_mtp)) + scale_elements(m, with_mtp)
+    total = 0
+    for t, copies in tensor_copies(m, with_mtp):
+        shape = _quantized_shape(m, q, t) if t.params else None
+        if shape and not _skipped(t.component, t.name, q.modules_to_not_convert):
+            n_in, n_out = shape
+            total += copies * (t.params // (n_in * n_out)) * matrix_elements(q, n_in, n_out)
+        else:
+            total += copies * t.params
+    return total
+
+
 def _per_layer(m: ModelSpec, dtype: str | None) -> bool:
     """Whether a modules_to_not_convert entry names one block, so blocks of one kind differ in bytes."""
     q = m.quantization

@@ -124,8 +124,11 @@ def trtllm_kv_budget(m: ModelSpec, *, total: int, weights: int, non_torch: int, 
 
 # trtllm-bench's tuning heuristic (tensorrt_llm/bench/build/tuning.py @ 04cba88 calc_engine_setting / finetune_setting;
 # bench/build/build.py @ 000a01d get_benchmark_engine_settings; bench/build/utils.py @ 7ed07f0 get_device_memory,
-# the NVML total; bench/build/dataclasses.py @ 04cba88 ModelConfig.param_count from the safetensors metadata).
-BENCH_BYTES_PER_ELEM = {"fp8": 1.0, "nvfp4": 0.5, "fp4": 0.5}  # QuantAlgo FP8 / FP8_BLOCK_SCALES / NVFP4; else 2
+# the NVML total; bench/build/dataclasses.py @ 04cba88 ModelConfig.get_param_count: the sum of the safetensors
+# tensors' elements, calc.memory.weights.stored_elements). BYTES_PER_ELEM is keyed by the checkpoint's QuantAlgo:
+# FP8 and FP8_BLOCK_SCALES 1, NVFP4 0.5, and every other algorithm (MXFP4's W4A16 / W4A8 forms, INT4 AWQ, W8A16,
+# NO_QUANT) falls to .get(quant_algo, 2).
+BENCH_BYTES_PER_ELEM = {"fp8": 1.0, "nvfp4": 0.5}
 BENCH_MAX_BATCH = 4096  # "Cap total batch size to avoid decoder buffer size becoming too large"
 BENCH_MAX_TOKENS = 32768  # "Cap num tokens to avoid TRT activation buffer becoming too large"
 
@@ -159,15 +162,35 @@ def bench_finetune(kv_requests: float, isl: int, osl: int, pp: int = 1) -> tuple
     return bs, tokens
 
 
-def bench_kv_requests(m: ModelSpec, device_bytes: int, *, tp: int, pp: int, isl: int, osl: int, weight_dtype: str,
+def bench_engine_elements(m: ModelSpec, dtype: str | None) -> tuple[int, float]:
+    """(param_count, bytes per element) trtllm-bench sizes the engine with: the checkpoint's stored tensor elements
+    (calc.memory.weights.stored_elements, MTP modules included as the checkpoint ships them) at its QuantAlgo's
+    BYTES_PER_ELEM; ``dtype`` (a whole-model override, a checkpoint of that dtype) one element per parameter at that
+    dtype's. A packed 4-bit checkpoint counts its packed bytes, not its weights: gpt-oss-120b (MXFP4 experts) is
+    63,081,444,672 elements x 2 B = 117.5 GiB, which a 140 GiB H200 holds, where its 116.8 B weights x 2 B would not
+    (calc_engine_setting raises when the total GPU memory is below the estimate). A format stored_elements does not
+    model falls back to the parameter count."""
+    from calc.memory.weights import stored_elements, weights_class
+
+    if dtype is not None:
+        return count_params(m).total_params, BENCH_BYTES_PER_ELEM.get(dtype, 2.0)
+    try:
+        elements = stored_elements(m, with_mtp=True)
+    except ValueError:
+        elements = count_params(m).total_params
+    return elements, BENCH_BYTES_PER_ELEM.get(weights_class(m, None), 2.0)
+
+
+def bench_kv_requests(m: ModelSpec, device_bytes: int, *, tp: int, pp: int, isl: int, osl: int, weight_dtype: str | None,
                       kv_dtype: str, fraction: float) -> float:
     """Requests of ISL + OSL tokens trtllm-bench expects the whole TP x PP group's KV cache to hold (tuning.py
     calc_engine_setting), all in GiB as it computes them:
-        engine    = parameters x bytes per element (fp8 1, nvfp4 0.5, else 2)
+        engine    = param_count x bytes per element (bench_engine_elements; ``weight_dtype`` None = as shipped)
         available = NVML total per GPU x tp x pp - engine;  cache = available x fraction
         per token = 2 x layers x max(tp, KV heads) x head size x KV bytes (fp8 1, else 2)
         requests  = cache / (per token x (ISL + OSL))"""
-    engine = count_params(m).total_params * BENCH_BYTES_PER_ELEM.get(weight_dtype, 2.0)
+    elements, per_elem = bench_engine_elements(m, weight_dtype)
+    engine = elements * per_elem
     available = device_bytes * tp * pp - engine
     heads = max(tp, m.kv_heads)
     per_token = kv_cache_bytes_per_token(m, kv_dtype) / dtype_bytes(kv_dtype) * heads / m.kv_heads \
@@ -175,7 +198,7 @@ def bench_kv_requests(m: ModelSpec, device_bytes: int, *, tp: int, pp: int, isl:
     return available * fraction / (per_token * (isl + osl))
 
 
-def bench_engine_settings(m: ModelSpec, device_bytes: int, *, tp: int, pp: int, isl: int, osl: int, weight_dtype: str,
+def bench_engine_settings(m: ModelSpec, device_bytes: int, *, tp: int, pp: int, isl: int, osl: int, weight_dtype: str | None,
                           kv_dtype: str, fraction: float, chunked_prefill: bool = False,
                           engine_build: bool = False) -> tuple[int, int]:
     """(max_batch_size, max_num_tokens) trtllm-bench runs with when neither is given: the tuning heuristic
