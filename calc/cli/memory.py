@@ -57,6 +57,7 @@ from calc.cli.options import (
     PpLossOpt,
     PpMicrobatchGroupOpt,
     PpOpt,
+    RecipeOpt,
     Recompute,
     RecomputeModulesOpt,
     RecomputeOpt,
@@ -105,7 +106,7 @@ def memory(
     global_batch: GlobalBatchOpt = None,
     global_batch_tokens: GlobalBatchTokensOpt = None,
     zero: ZeroOpt = 0,
-    recipe: Annotated[str, typer.Option("--recipe", help="bf16-adam, bf16-adam-fp32-grads, fp32-adam, sgd-momentum")] = "bf16-adam",
+    recipe: RecipeOpt = "bf16-adam",
     recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash", help="FlashAttention: no stored score matrix")] = True,
     group_size: Annotated[int | None, typer.Option(
@@ -279,7 +280,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     overrides = {k: v for k, v in {"stack": stack and stack.value, "fp8_recipe": fp8_recipe and fp8_recipe.value,
                                    "loss": loss and loss.lower(), "fused": fused, "fragmentation": fragmentation}.items()
                  if v is not None}
-    eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor"), **overrides)
-    kwargs = dict(seq=seq, dtype=_training_dtype(dtype), recipe=recipe,
+    eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=recipe), **overrides)
+    kwargs = dict(seq=seq, dtype=_training_dtype(dtype),
                   reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
     return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff, **kwargs)

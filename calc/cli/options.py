@@ -357,6 +357,12 @@ class Stack(StrEnum):  # calc.training.stack.STACKS
     hf = "hf"
 
 
+# Training-state bytes per parameter (calc.memory.training.RECIPES): the one --recipe of memory --mode train,
+# train-step and train-plan.
+TRAINING_RECIPES = ("bf16-adam", "bf16-adam-fp32-grads", "bf16-adam-bf16-states", "fp32-adam", "sgd-momentum")
+RecipeOpt = Annotated[str, typer.Option(
+    "--recipe", help="training states: " + ", ".join(TRAINING_RECIPES) + " (bf16-adam-bf16-states: NeMo's SFT / PEFT "
+                     "optimizer, Adam m and v in bf16, no fp32 master)")]
 StackOpt = Annotated[Stack | None, typer.Option(
     "--stack", help="training framework: megatron (default for train; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + "
     "SDPA), llm-foundry, deepspeed, hf (HF Trainer / PEFT, eager PyTorch; default for memory --mode finetune): sets the "

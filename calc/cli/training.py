@@ -42,6 +42,7 @@ from calc.cli.options import (
     PpMicrobatchGroupOpt,
     PpOpt,
     PriceOpt,
+    RecipeOpt,
     Recompute,
     RecomputeModulesOpt,
     RecomputeOpt,
@@ -463,7 +464,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
-          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False, lora: Any = None) -> Any:
+          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False, lora: Any = None, recipe: str | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
     frozen base)."""
     from dataclasses import replace
@@ -500,7 +501,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": cp_comm and cp_comm.value,
-                                   "pp_p2p_overlap": pp_p2p_overlap or None}.items() if v is not None}
+                                   "pp_p2p_overlap": pp_p2p_overlap or None, "recipe": recipe}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -568,6 +569,7 @@ def train_step(
     attention: AttentionOpt = Attention.flash,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
+    recipe: RecipeOpt = "bf16-adam",
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
@@ -609,7 +611,7 @@ def train_step(
                  offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe)
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -654,6 +656,7 @@ def train_plan(
     attention: AttentionOpt = Attention.flash,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
+    recipe: RecipeOpt = "bf16-adam",
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
@@ -697,7 +700,7 @@ def train_plan(
                  offloads=(0, None), dtype=dtype)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -56,6 +56,12 @@ RECIPES: dict[str, tuple[int, int, int]] = {
     "bf16-adam": (2, 2, 12),
     # as above plus fp32 gradient accumulators (4): 20 bytes, the seed's "about 20".
     "bf16-adam-fp32-grads": (2, 6, 12),
+    # NeMo's SFT / PEFT recipe (NeMo-Framework-Launcher launcher_scripts/conf/peft/llama/sft.yaml @ f112c825, tag
+    # 24.07: optim distributed_fused_adam with "dtype: bf16", "grad_sync_dtype: bf16"): bf16 weights 2 + bf16 grads 2 +
+    # Adam m 2 + v 2 in bf16 = 8, no separate master copy (NeMo megatron_base_model.py setup_optimization @ a280e706:
+    # store_params False when the optimizer dtype equals the model dtype; Apex DistributedFusedAdam keeps m and v in
+    # its ``dtype``).
+    "bf16-adam-bf16-states": (2, 2, 4),
     # plain fp32 Adam: weights 4 + grads 4 + m 4 + v 4 = 16.
     "fp32-adam": (4, 4, 8),
     # fp32 SGD with momentum: weights 4 + grads 4 + momentum 4 = 12.
@@ -519,6 +525,8 @@ def training_bytes_per_gpu(
     holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP, for every
     weight when every weight trains: the recipe's states, or a caller's own states with ``lm_head_trains``, a full
     fine-tune))."""
+    if recipe not in RECIPES:
+        raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)

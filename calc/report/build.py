@@ -119,14 +119,16 @@ def build_report(
                           verdict=best.verdict + "; give --mfu to assume one instead")
         best = best.plans[0] if best is not None else None
         if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
-            memory = timed_plan_memory(m, gpu, best, recipe, training_cost.eff if training_cost else None)
+            memory = timed_plan_memory(m, gpu, best, training_cost.eff if training_cost else None)
         else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
+            from calc.training.cost import Efficiencies
             from calc.training.layout import Layout
             from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
             layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel, micro_batch=batch,
                             zero=1 if zero is None else zero)
-            memory = stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu, recipe=recipe)
+            memory = stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
+                                           eff=Efficiencies(recipe=recipe))
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
             flops=forward_flops(m, batch, seq), memory=memory,
@@ -170,8 +172,7 @@ def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, cal
                         default_global_batch(seq, num_gpus), top=1, space=SearchSpace(fixed=pins))
 
 
-def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16-adam",
-                      eff: Any = None) -> MemoryResult:
+def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, eff: Any = None) -> MemoryResult:
     """The training memory page of a timed plan (a calc.training.step.TrainStepResult): its TP/PP/DP/CP/EP,
     ZeRO stage, micro-batch, recomputation and the micro-batches its schedule keeps in flight, through the
     function `memory --mode train` prices a plan with (calc.training.step.layout_memory), on the ``eff`` (stack)
@@ -181,7 +182,7 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, recipe: str = "bf16
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
-    return stacked_layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, recipe=recipe, eff=eff)
+    return stacked_layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, eff=eff)
 
 
 class CompareRow(BaseModel):

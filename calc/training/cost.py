@@ -250,6 +250,7 @@ class Efficiencies:
     stack_efficiency: float | None = None  # None: the stack's fitted value (calc/data/fitted_defaults.json)
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
+    recipe: str = "bf16-adam"  # training-state bytes per parameter (calc.memory.training.RECIPES; --recipe)
     # memory settings of the stack (calc.training.stack.MEMORY) a flag overrides; None: the stack's
     loss: str | None = None  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers; --loss)
     fused: bool | None = None  # fused norm / SwiGLU kernels or torch.compile (--compile / --no-compile)
@@ -300,6 +301,8 @@ class Efficiencies:
             + f"DP gradients reduced at {self.grad_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
+            f"training states: recipe {self.recipe} (weights, gradients, optimizer bytes per parameter: "
+            "calc.memory.training.RECIPES; --recipe)",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),
             f"activation memory: {self.activations}"
             + (f" (tensor by tensor, calc.memory.activations; {self.resolved_memory().loss} cross-entropy on the last stage)"

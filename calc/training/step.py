@@ -261,7 +261,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         offload_layers=offloaded_stage_layers(layout, num_layers),
         gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
-        caching_allocator=mem.caching_allocator,
+        caching_allocator=mem.caching_allocator, recipe=eff.recipe,
     )
 
 
@@ -306,19 +306,18 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
 
 
 def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None, dtype: str = "bf16",
-                  eff: Efficiencies | None = None, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
-                  recipe: str = "bf16-adam") -> MemoryResult:
+                  eff: Efficiencies | None = None, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> MemoryResult:
     """The memory page (`memory --mode train`, report) of a plan: ``training_memory`` with ``engine_options``, so its
-    per_gpu_bytes is train-step's memory per GPU for the same layout, ``micro`` micro-batches and efficiencies (with
-    ``recipe`` bf16-adam, the only recipe train-step prices)."""
+    per_gpu_bytes is train-step's memory per GPU for the same layout, ``micro`` micro-batches and efficiencies (the
+    training-state recipe among them, ``eff.recipe``)."""
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
-    return training_memory(m, gpu=gpu, plan=plan, recipe=recipe, seq=seq, reserve_gib=reserve_gib,
+    return training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib,
                            **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
 
 
 def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None,
                           dtype: str = "bf16", eff: Efficiencies | None = None,
-                          reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, recipe: str = "bf16-adam") -> MemoryResult:
+                          reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> MemoryResult:
     """``layout_memory`` as a training memory page shows it (`memory --mode train`, report's timed plan): the stack it
     was priced on, its memory settings line, and, when fine-tuning's default stack (calc.training.stack.DEFAULT_STACK)
     prices the same job differently, the peak under that stack (calc.training.cost.other_stack_note)."""
@@ -328,7 +327,7 @@ def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int,
     from calc.training.stack import DEFAULT_STACK
 
     eff = eff or Efficiencies()
-    kwargs = dict(seq=seq, dtype=dtype, reserve_gib=reserve_gib, recipe=recipe)
+    kwargs = dict(seq=seq, dtype=dtype, reserve_gib=reserve_gib)
     result = layout_memory(m, layout, micro, gpu=gpu, eff=eff, **kwargs)
     other, note = DEFAULT_STACK["finetune"], None
     if stack_key(eff.stack) != other:

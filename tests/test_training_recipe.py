@@ -1,0 +1,53 @@
+"""--recipe (calc.memory.training.RECIPES): the training states' bytes per parameter, one option for `memory --mode
+train`, train-step and train-plan. bf16-adam-bf16-states is NeMo's SFT / PEFT optimizer (NeMo-Framework-Launcher
+24.07 conf/peft/llama/sft.yaml: distributed_fused_adam, dtype bf16, grad_sync_dtype bf16): m and v in bf16 (2 + 2 B)
+and no fp32 master, against bf16-adam's fp32 master + m + v (4 + 4 + 4 B)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from calc.cli.options import TRAINING_RECIPES
+from calc.memory.training import RECIPES
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.cost import Efficiencies, ModelCost
+from calc.training.layout import Layout
+from calc.training.step import memory_per_gpu
+
+
+def test_the_cli_names_every_recipe_the_engine_prices() -> None:
+    assert set(TRAINING_RECIPES) == set(RECIPES)
+
+
+def test_bf16_states_are_a_third_of_the_fp32_master_and_moments() -> None:
+    cost = ModelCost(load_model("llama2-70b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
+    lay = Layout(tp=4, pp=4, dp=1, sp=True, zero=1)
+    base = memory_per_gpu(cost, lay, 32)
+    nemo = memory_per_gpu(replace(cost, eff=Efficiencies(recipe="bf16-adam-bf16-states")), lay, 32)
+    # optimizer 4 B against 12 B per parameter; weights (2 B) and gradients (2 B) as bf16-adam's
+    assert abs(nemo["optimizer"] * 3 - base["optimizer"]) <= 3
+    assert nemo["weights"] == base["weights"] and nemo["gradients"] == base["gradients"]
+
+
+def test_train_step_and_memory_price_the_recipe_alike(cli) -> None:
+    def _json(args: list[str]) -> dict:
+        r = cli(*args)
+        assert r.code == 0, r.err
+        return json.loads(r.out)
+
+    layout = ["--gpu", "h100", "--num-gpus", "16", "--tp", "4", "--pp", "4", "--seq", "4K", "--sp", "--zero", "1",
+              "--global-batch", "32", "--recipe", "bf16-adam-bf16-states"]
+    step = _json(["train-step", "llama2-70b", *layout, "--json"])
+    mem = _json(["memory", "llama2-70b", "--mode", "train", *layout, "--json"])
+    assert step["memory_per_gpu_bytes"] == mem["per_gpu_bytes"]
+    # with bf16-adam's 16 B per parameter (4.3e9 parameters per GPU: 64 GiB of states) the same job does not fit
+    default = cli("train-step", "llama2-70b", *layout[:-2], "--json")
+    assert default.code == 2 and "does not fit" in default.err
+
+
+def test_an_unknown_recipe_is_one_line_exit_2(cli) -> None:
+    r = cli("train-step", "llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--tp", "4", "--pp", "4",
+            "--global-batch", "32", "--recipe", "adam16")
+    assert r.code == 2
+    assert "--recipe" in r.err and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
