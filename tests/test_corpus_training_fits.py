@@ -13,7 +13,8 @@ training) instead of refused: 7 remained, all held out: Megatron-Bridge FSDP / 4
 offload settings the rows did not carry, one NeMo SFT. With those settings read from the recipes (Megatron's recompute
 and offload modules, CPU offloading, the embedding/loss in the pipeline split, ETP 1) and Transformer Engine's fp8
 saved inputs, 2 remain; the 25.11 gpt-oss-120b H100 row read at its recipe's micro-batch 1
-(GPT_OSS_120B_H100_BF16_BASE_CONFIG; the table's MBS 4 repeats the B200 row's and needs ~90 GiB), 1. The list may
+(GPT_OSS_120B_H100_BF16_BASE_CONFIG; the table's MBS 4 repeats the B200 row's and needs ~90 GiB) and the NeMo 24.07
+SFT row at its launcher recipe's VPP 20, SP and bf16 optimizer states (training_recipe bf16-adam-bf16-states), 1. The list may
 only shrink: a newly refused run fails this test, a fitting one listed too. One exception, stated: the Llama 3 405B
 8,192-GPU row fitted only while its interleaved schedule was silently read as plain 1F1B; read as the paper's V = 8
 (sec. 3.3.2: the first chunk holds only the embedding) its first ranks hold 143 layer micro-batches in flight (Megatron's
@@ -27,9 +28,6 @@ from benchmarks.corpus_predict import TRAINING_KINDS, predict_or_reason
 from benchmarks.corpus_schema import load_corpus
 
 KNOWN_REFUSED = frozenset({
-    # NeMo 24.07 SFT at DP 1: states alone 16 B x 70B / 16 = 65 GiB; the recipe's recompute/fp8-parameter settings
-    # are not published with the table
-    "nemo-24.07-sft-llama2-70b-h100-16",
     # Llama 3 405B, 8,192 H100, TP8 PP16 V8 DP64, 8K, micro-batch 1, no recompute: 84.3 GiB predicted (docstring)
     "llama3-paper-t4-405b-8192gpu-seq8192",
 })
