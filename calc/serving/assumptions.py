@@ -86,6 +86,17 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   Turing and Volta (mma.sync their peak path too, calc.serving.moe.MMA_SYNC_ARCHS) take 0.7 unmeasured, Blackwell and
   non-NVIDIA GPUs Hopper's 0.45 (no table). MXFP4 experts are not Marlin-served on Hopper (gpt-oss: OpenAI's
   Triton MoE kernel, whose vLLM 0.24 table matches the dense rate, 1.0-1.1 of this model) and keep the dense rate.
+  fp4_grouped_gemm_dim / fp4_grouped_gemm_exponent: routed experts in fp4 (NVFP4 checkpoints, MXFP4 ones such as
+  gpt-oss) on a GPU with an fp4 peak (Blackwell) at >= 128 tokens per expert run at min(1, (d / D) ** alpha) of a
+  dense fp4 GEMM of the expert's shape, d the expert GEMM's smaller weight dimension on its rank (min(K, N): the
+  intermediate size over TP for Qwen3's 768-wide experts, the hidden size for Mixtral's 14,336-wide ones). Fitted
+  by benchmarks/fit_fp4_moe_rate.py on aiconfigurator's TensorRT-LLM 1.3.0rc20 B200 MoE table
+  (systems/data/b200_sxm/moe/trtllm/1.3.0rc20/moe_perf.parquet; the 171 kept points in
+  benchmarks/data/aiconfigurator_b200_fp4_moe.csv: nvfp4 CUTLASS and w4a8_mxfp4_mxfp8, balanced, EP 1, TP 1-8, the
+  Mixtral, Qwen3, DeepSeek-V3 and gpt-oss expert shapes): at rate 1 the measured layer takes a median 1.58x this
+  model's time, 2.2-2.9x for experts 192-768 wide on their rank, 0.9-1.1x for Mixtral's; D = 12,288, alpha = 0.45
+  brings the pooled median to 1.00 (median |log| 0.13, q10-q90 0.71-1.48; Qwen3-30B-A3B's points still at 1.59).
+  Below 128 tokens per expert the fp4 experts take grouped_gemm_efficiency, as every format does.
   dispatcher: how tokens reach the experts under expert parallelism, the values of calc.hardware.moe_ops.DISPATCHERS
   (the same `--dispatcher` as train-step): "deepep" (DeepEP normal / low-latency dispatch + combine,
   calc.serving.moe.a2a_s), "alltoall" (a plain NCCL all-to-all of every routed copy, nccl_alltoall_s), "allgather"
@@ -168,6 +179,11 @@ class ServingAssumptions(BaseModel):
     dispatcher: Literal["alltoall", "deepep", "allgather", "naive"] = Field("allgather", description=(
         "EP token exchange (calc.hardware.moe_ops.DISPATCHERS): NCCL all-to-all, DeepEP, all-gather + reduce-scatter, "
         "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
+    fp4_grouped_gemm_dim: float = Field(12288, gt=0, description=(
+        "fp4 MoE grouped GEMM (NVFP4 / MXFP4 experts on an fp4 tensor-core GPU) at >= 128 tokens per expert: the "
+        "expert GEMM's smaller weight dimension from which it runs at a dense fp4 GEMM's rate"))
+    fp4_grouped_gemm_exponent: float = Field(0.45, ge=0, description=(
+        "below fp4_grouped_gemm_dim the rate falls as (d / fp4_grouped_gemm_dim) ** exponent"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
     moe_permute_scope: Literal["local", "zero-fill", "deepgemm", "gathered"] = Field("deepgemm", description=(
@@ -213,6 +229,9 @@ class ServingAssumptions(BaseModel):
                f"TensorRT-LLM's tables) above, 16-bit at {self.ampere_grouped_gemm_rate:g} on Ampere (aiconfigurator's A100 tables), "
                f"int4 W4A16 (GPTQ / AWQ, Marlin) at {self.int4_grouped_gemm_rate:g} ({self.ampere_int4_grouped_gemm_rate:g} on "
                "Ampere / Ada, aiconfigurator's int4_wo tables), "
+               f"fp4 (NVFP4 / MXFP4 on an fp4 GPU) at min(1, (d / {self.fp4_grouped_gemm_dim:g}) ^ "
+               f"{self.fp4_grouped_gemm_exponent:g}) for an expert GEMM's smaller dimension d (aiconfigurator's B200 "
+               "TensorRT-LLM tables), "
                f"fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
                f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
                f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "

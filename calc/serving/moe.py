@@ -46,7 +46,7 @@ MMA_SYNC_ARCHS = ("Volta", "Turing", "Ampere", "Ada")
 
 
 def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16", arch: str = "",
-                     int4_experts: bool = False) -> float:
+                     int4_experts: bool = False, dim: int | None = None) -> float:
     """Rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape
     (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries):
 
@@ -55,6 +55,10 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
                                                   AWQ / compressed-tensors wNa16, served by Marlin MoE kernels;
                                                   a.ampere_int4_grouped_gemm_rate on GPUs whose tensor cores
                                                   Marlin's mma.sync drives at their peak: MMA_SYNC_ARCHS)
+               = min(1, (dim / a.fp4_grouped_gemm_dim) ** a.fp4_grouped_gemm_exponent)
+                                                  otherwise, fp4 experts on an fp4 GPU (``dtype`` "fp4"; ``dim`` the
+                                                  expert GEMM's smaller weight dimension on its rank: TensorRT-LLM's
+                                                  B200 NVFP4 / MXFP4 MoE tables, benchmarks/fit_fp4_moe_rate.py)
                = a.fp8_grouped_gemm_rate          otherwise, an fp8 block-scaled grouped GEMM (prefill: compute)
                = a.fp8_tensor_grouped_gemm_rate   otherwise, fp8 with per-tensor scales (a.fp8_moe_scales "tensor")
                = a.ampere_grouped_gemm_rate       otherwise, 16-bit on an Ampere GPU (``arch``)
@@ -84,11 +88,15 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     (0.8, 0.6)
     >>> expert_gemm_rate(1024, a, "int4", "Hopper", True) == a.int4_grouped_gemm_rate, expert_gemm_rate(64, a, "int4", "Hopper", True)
     (True, 0.6)
+    >>> round(expert_gemm_rate(1024, ServingAssumptions(), "fp4", "Blackwell", dim=768), 4)  # (768 / 12288) ** 0.45
+    0.2872
     """
     if tokens_per_expert < GROUPED_GEMM_TILE_ROWS:
         return a.grouped_gemm_efficiency
     if int4_experts:
         return a.ampere_int4_grouped_gemm_rate if arch in MMA_SYNC_ARCHS else a.int4_grouped_gemm_rate
+    if dtype == "fp4":
+        return min(1.0, ((dim or a.fp4_grouped_gemm_dim) / a.fp4_grouped_gemm_dim) ** a.fp4_grouped_gemm_exponent)
     if not dtype.startswith("fp8"):
         return a.ampere_grouped_gemm_rate if arch == "Ampere" else 1.0
     return a.fp8_tensor_grouped_gemm_rate if a.fp8_moe_scales == "tensor" else a.fp8_grouped_gemm_rate

@@ -146,7 +146,7 @@ def _at_wave(gpu: GPUSpec, wave: float) -> GPUSpec:
 
 def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str | None,
                      calibration: Any = None, ep: int = 1,
-                     a: ServingAssumptions | None = None) -> tuple[float, float, float]:
+                     a: ServingAssumptions | None = None, experts_only: bool = False) -> tuple[float, float, float]:
     """(seconds, FLOPs, weight bytes read) of every weight GEMM of one step on one TP rank: each GEMM
     [M, K] @ [K, N/t] timed by calc.hardware.efficiency.gemm_time (tile quantisation, roofline, launch).
     Routed experts: experts_touched(E, k, M) distinct experts read, each seeing M x k / touched tokens (at
@@ -158,7 +158,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     projections and router whole). A routed expert below 128 tokens (decode) runs as a grouped GEMM at
     grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions), its rows padded to the fused-MoE
     kernel's row tile, not 128 (calc.serving.moe.expert_row_tile).
-    ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights).
+    ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights). ``experts_only``: the
+    routed experts' GEMMs alone (the MoE layer's share, as per-op kernel tables time it).
     A calibration with GEMM points: each GEMM at its measured efficiency (module docstring), no wave or tile
     penalty on top (the measurement has them), never faster than streaming its weights at the measured bandwidth."""
     a = a or DEFAULT_ASSUMPTIONS
@@ -168,7 +169,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     seconds = flops = moved = 0.0
     for g in model_gemms(m)[0]:
         rows = logit_rows if g.name == "lm_head" else tokens
-        if rows <= 0:
+        if rows <= 0 or (experts_only and not g.expert):
             continue
         sharded = g.expert and ep > 1
         group = attention_ranks(tp, ep) if sharded else 1  # attention groups feeding the experts
@@ -192,7 +193,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                 wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
-            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts)
+            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts, min(k, n))
         elif a.fp8_unfused_dequant and gemm_dtype.startswith("fp8"):  # fp32 out + rescale passes (calc.serving.fp8_fallback)
             t += UNFUSED_DQ_BYTES * touched * per * n / bandwidth
         seconds += g.layers * t
