@@ -10,7 +10,11 @@ of an expert GEMM whose smaller weight dimension is d (min(K, N) on its TP rank)
     r(d) = min(1, (d / D) ** alpha)
 
 and (D, alpha) is the grid point that minimises |log median(measured / predicted)| + median |log(measured /
-predicted)|: the pooled median on 1 and the spread smallest. Not a corpus fit: no serving measurement enters it.
+predicted)|: the pooled median on 1 and the spread smallest. The rate is the grouped kernel's against a dense GEMM,
+so the dense fp4 GEMM is timed here at the plateau aiconfigurator measured for it on the same GPU (the
+Blackwell/fp4 PRIOR of benchmarks/fit_corpus.py, 0.43 of B200's dense fp4 peak), not at the corpus-fitted value:
+both sides of the ratio come from the same silicon tables, and the result does not move with a refit. Not a corpus
+fit: no serving measurement enters it.
 
     python benchmarks/fit_fp4_moe_rate.py       # prints the fit, the per-model medians and q10-q90
 """
@@ -23,11 +27,16 @@ import statistics
 from functools import cache
 from pathlib import Path
 
+from fit_corpus import PRIOR
+
 DATA = Path(__file__).parent / "data" / "aiconfigurator_b200_fp4_moe.csv"
 # expert shape (hidden, intermediate, experts) -> catalog model
 SHAPES = {(4096, 14336, 8): "mixtral-8x7b", (6144, 16384, 8): "mixtral-8x22b", (2048, 768, 128): "qwen3-30b-a3b",
           (4096, 1536, 128): "qwen3-235b-a22b", (7168, 2048, 256): "deepseek-v3", (2880, 2880, 32): "gpt-oss-20b",
           (2880, 2880, 128): "gpt-oss-120b"}
+# The dense NVFP4 GEMM's large-shape fraction of B200's fp4 peak in aiconfigurator's TensorRT-LLM GEMM table (0.43:
+# the Blackwell/fp4 prior of benchmarks/fit_corpus.py, where its source is quoted).
+MEASURED_DENSE_FP4 = PRIOR["gemm_plateau"]["Blackwell/fp4"]
 DIMS = (2048, 4096, 6144, 8192, 12288, 16384, 32768, 65536)
 EXPONENTS = tuple(i / 100 for i in range(0, 101, 3))
 
@@ -53,15 +62,19 @@ def _model(name: str):
 
 
 def layer_s(name: str, tp: int, tokens: int, dim: float, exponent: float) -> float:
-    """This model's time of one balanced MoE layer at ``tokens`` on moe_tp ``tp`` (B200)."""
-    from calc.hardware.efficiency import memory_efficiency
+    """This model's time of one balanced MoE layer at ``tokens`` on moe_tp ``tp`` (B200), the dense fp4 GEMM at the
+    measured plateau (MEASURED_DENSE_FP4)."""
+    from corpus_predict import _overridden
+
+    from calc.hardware.efficiency import GEMM_PLATEAU, memory_efficiency
     from calc.serving.assumptions import ServingAssumptions
     from calc.serving.step import moe_routing_s, weight_gemm_time
     from calc.sources.catalog import load_gpu
 
     m, gpu = _model(name), load_gpu("b200")
     a = ServingAssumptions(expert_imbalance=1.0, fp4_grouped_gemm_dim=dim, fp4_grouped_gemm_exponent=exponent)
-    s = weight_gemm_time(m, gpu, tokens, 0, tp, None, None, 1, a, experts_only=True)[0]
+    with _overridden(GEMM_PLATEAU, {"Blackwell/fp4": MEASURED_DENSE_FP4}):
+        s = weight_gemm_time(m, gpu, tokens, 0, tp, None, None, 1, a, experts_only=True)[0]
     s += moe_routing_s(m, tokens, tp, 1, gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu), a)
     return s / (m.num_layers - m.moe.num_dense_layers)
 
