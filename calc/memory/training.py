@@ -69,6 +69,13 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+def recipe_bytes(recipe: str) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per parameter of a RECIPES entry; an unknown name is refused (--recipe)."""
+    if recipe not in RECIPES:
+        raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    return RECIPES[recipe]
+
+
 # Megatron-FSDP (and Megatron's DDP buffers) reduce gradients in the parameter dtype unless grad_reduce_in_fp32
 # (megatron/core/distributed/distributed_data_parallel_config.py: ``grad_reduce_in_fp32: bool = False``; the
 # Megatron-Bridge performance recipes set it False): an unsharded unit's gradient is bf16, the recipe's 2 B
@@ -162,8 +169,7 @@ def training_memory(
     plan = check_layout(m, plan or Parallelism())
     if loss not in TRAINING_LOSSES:
         raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(TRAINING_LOSSES)}")
-    if recipe not in RECIPES:
-        raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    w, g, o = recipe_bytes(recipe)
     if zero not in (0, 1, 2, 3):
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
     if sharding not in SHARDINGS:
@@ -178,7 +184,6 @@ def training_memory(
         raise LLMCalcError(*problem)
     params = count_params(m).total_params
     experts = routed_expert_params(m) if m.moe else 0
-    w, g, o = RECIPES[recipe]
     reserve = int(reserve_gib * GIB)
 
     if activations_model not in ACTIVATION_MODELS:
@@ -525,13 +530,11 @@ def training_bytes_per_gpu(
     holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP, for every
     weight when every weight trains: the recipe's states, or a caller's own states with ``lm_head_trains``, a full
     fine-tune))."""
-    if recipe not in RECIPES:
-        raise LLMCalcError("--recipe", f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
     if states is None:
-        w, g, o = RECIPES[recipe]
+        w, g, o = recipe_bytes(recipe)
         dense = params - expert_params
         if sharding == FSDP_PP:
             weights, grads, optimizer = fsdp_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
