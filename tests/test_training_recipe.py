@@ -1,7 +1,7 @@
 """--recipe (calc.memory.training.RECIPES): the training states' bytes per parameter, one option for `memory --mode
-train`, train-step and train-plan. bf16-adam-bf16-states is NeMo's SFT / PEFT optimizer (NeMo-Framework-Launcher
-24.07 conf/peft/llama/sft.yaml: distributed_fused_adam, dtype bf16, grad_sync_dtype bf16): m and v in bf16 (2 + 2 B)
-and no fp32 master, against bf16-adam's fp32 master + m + v (4 + 4 + 4 B)."""
+train`, train-step, train-plan, train-time and report --mode train. bf16-adam-bf16-states is NeMo's SFT / PEFT
+optimizer (NeMo-Framework-Launcher 24.07 conf/peft/llama/sft.yaml: distributed_fused_adam, dtype bf16,
+grad_sync_dtype bf16): m and v in bf16 (2 + 2 B) and no fp32 master, against bf16-adam's fp32 master + m + v (4 + 4 + 4 B)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,43 @@ def test_an_unknown_recipe_is_one_line_exit_2(cli) -> None:
             "--global-batch", "32", "--recipe", "adam16")
     assert r.code == 2
     assert "--recipe" in r.err and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_train_time_reads_the_recipe_as_train_step_does(cli) -> None:
+    # The same pinned layout as above (TP4 PP4 ZeRO-1, no recompute, llama2-70b on 16 H100): bf16-adam's 16 B per
+    # parameter (64 GiB of states for 4.3e9 parameters per GPU) leaves no room, NeMo's bf16 states (8 B: 32 GiB) do.
+    pins = ["llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--tokens", "100B", "--tp", "4", "--pp", "4", "--zero",
+            "1", "--micro-batch", "1", "--recompute", "none", "--global-batch", "32", "--seq", "4K"]
+    refused = cli("train-time", *pins)
+    assert refused.code == 2 and "does not fit" in refused.err and "--recompute full" in refused.err
+    r = cli("train-time", *pins, "--recipe", "bf16-adam-bf16-states", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["plan"].endswith("rc:none SP")
+
+
+def test_train_time_refuses_a_recipe_beside_an_assumed_mfu(cli) -> None:
+    r = cli("train-time", "llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--tokens", "100B", "--mfu", "0.4",
+            "--recipe", "fp32-adam")
+    assert r.code == 2 and "--recipe" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_report_train_prices_the_recipe_as_train_time_and_memory_do(cli) -> None:
+    # With an assumed MFU the page is memory --mode train of DP16 ZeRO-1: the optimizer states are sharded 16 ways, so
+    # bf16-adam (fp32 master + m + v, 12 B) against bf16 states (m + v, 4 B) is 8 B x 68,976,648,192 parameters
+    # (llama2-70b, Touvron et al. 2023 / the HF checkpoint's count) / 16 = 34,488,324,096 B less per GPU.
+    page = ["report", "llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--mode", "train"]
+    adam = cli(*page, "--mfu", "0.4", "--json").json()["memory"]["per_gpu_bytes"]
+    states = cli(*page, "--mfu", "0.4", "--recipe", "bf16-adam-bf16-states", "--json").json()["memory"]["per_gpu_bytes"]
+    assert adam - states == 8 * 68_976_648_192 // 16
+    # without --mfu the page times train-time's plan for the same recipe (one search, one answer)
+    searched = cli(*page, "--tokens", "1T", "--recipe", "bf16-adam-bf16-states", "--json").json()["train_time"]
+    alone = cli("train-time", "llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--tokens", "1T", "--recipe",
+                "bf16-adam-bf16-states", "--json").json()
+    assert searched["mfu_source"] == alone["mfu_source"] and searched["days"] == alone["days"]
+    assert searched["mfu_source"] != cli(*page, "--tokens", "1T", "--json").json()["train_time"]["mfu_source"]
+
+
+def test_report_refuses_the_recipe_outside_train_mode(cli) -> None:
+    for mode in ("infer", "finetune"):
+        r = cli("report", "llama2-7b", "--gpu", "h100", "--mode", mode, "--recipe", "fp32-adam")
+        assert r.code == 2 and "--recipe" in r.err and len(r.err.strip().splitlines()) == 1

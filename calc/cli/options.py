@@ -358,7 +358,7 @@ class Stack(StrEnum):  # calc.training.stack.STACKS
 
 
 # Training-state bytes per parameter (calc.memory.training.RECIPES): the one --recipe of memory --mode train,
-# train-step and train-plan.
+# train-step, train-plan, train-time and report --mode train.
 TRAINING_RECIPES = ("bf16-adam", "bf16-adam-fp32-grads", "bf16-adam-bf16-states", "fp32-adam", "sgd-momentum")
 RecipeOpt = Annotated[str, typer.Option(
     "--recipe", help="training states: " + ", ".join(TRAINING_RECIPES) + " (bf16-adam-bf16-states: NeMo's SFT / PEFT "

@@ -44,6 +44,7 @@ from calc.cli.options import (
     PromptOpt,
     PromptOptional,
     RateOpt,
+    RecipeOpt,
     RecomputeOpt,
     ReserveOpt,
     SeqOptional,
@@ -108,6 +109,7 @@ def report(
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
     stack: StackOpt = None,
+    recipe: RecipeOpt = "bf16-adam",
     calibration: CalibrationOpt = None,
     fmt: Annotated[ReportFormat, typer.Option(
         "--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
@@ -156,6 +158,8 @@ def report(
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
                             ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
+        refuse("--recipe", recipe, "sets --mode train's training states; --mode finetune takes --optimizer and "
+                                   "--precision", "bf16-adam")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         refuse_weight_format(dtype, FINETUNE_4BIT)
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -166,7 +170,8 @@ def report(
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
-                            ("--price", price or old_price), ("--stack", stack)):
+                            ("--price", price or old_price), ("--stack", stack),
+                            ("--recipe", None if recipe == "bf16-adam" else recipe)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
@@ -174,7 +179,7 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
                             ("--tpot-ms", tpot_ms), ("--rate", rate), *serving.items()):
             refuse(flag, value, "is a serving option; drop it with --mode train")
-        refuse("--dtype", dtype, "training memory uses the bf16-adam recipe; drop --dtype", DEFAULT_DTYPE)
+        refuse("--dtype", dtype, "training memory follows --recipe (default bf16-adam); drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
         if mfu_assumed is not None:
             refuse("--stack", stack, "sets the stack the plan is timed on; --mfu assumes the MFU instead: give one of them")
@@ -202,15 +207,16 @@ def report(
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     training_cost = None
-    if mode is Mode.train and stack is not None:  # the plan's ModelCost as train-time builds it (calc.cli.training._cost)
-        from calc.cli.training import Attention, _cost
+    if mode is Mode.train and (stack is not None or recipe != "bf16-adam"):  # the plan's ModelCost as train-time builds
+        from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
         from calc.sources.catalog import system_for_gpu
 
-        if system_for_gpu(g) is None:
+        if system_for_gpu(g) is None and stack is not None:
             raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
                                           "report then assumes an MFU)")
-        training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
-                              stack=stack)
+        if system_for_gpu(g) is not None:  # without a node type the page is memory --mode train at --recipe
+            training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
+                                  stack=stack, recipe=recipe)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
@@ -221,7 +227,7 @@ def report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
-        zero=zero, calibration=load_calibration(calibration),
+        zero=zero, recipe=recipe, calibration=load_calibration(calibration),
         serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
     )

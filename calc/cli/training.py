@@ -160,6 +160,7 @@ def train_time(
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
     stack: StackOpt = None,
+    recipe: RecipeOpt = "bf16-adam",
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
@@ -194,7 +195,7 @@ def train_time(
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
     if days is not None or budget is not None:
         num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
-                                    calibration, causal, host_op_us, moe_routing, stack, lora)
+                                    calibration, causal, host_op_us, moe_routing, stack, lora, recipe)
     if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
@@ -206,7 +207,8 @@ def train_time(
     plan = None
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
-                    ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack))
+                    ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack),
+                    ("--recipe", None if recipe == "bf16-adam" else recipe))  # the default changes no assumed-MFU answer
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -222,7 +224,7 @@ def train_time(
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                               host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora),
+                               host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
@@ -241,7 +243,8 @@ def train_time(
 def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
                      calibration: str | None, causal: bool, host_op_us: float | None = None,
-                     moe_routing: MoeRouting | None = None, stack: Stack | None = None, lora: Any = None) -> int:
+                     moe_routing: MoeRouting | None = None, stack: Stack | None = None, lora: Any = None,
+                     recipe: str | None = None) -> int:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -264,7 +267,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     node = load_system(system) if system else system_for_gpu(g)
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
                                                                       None, None, None, None, None, host_op_us=host_op_us,
-                                                                      moe_routing=moe_routing, stack=stack, lora=lora)
+                                                                      moe_routing=moe_routing, stack=stack, lora=lora,
+                                                                      recipe=recipe)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
