@@ -76,3 +76,16 @@ def test_cp_comm_override_and_unknown():
     assert cost.layer(0, 1, 1, CP, 1, False).cp_total == pytest.approx(megatron.cp_total)
     with pytest.raises(Exception, match="cp-comm"):
         Efficiencies(cp_comm="bogus").resolved_cp_comm()
+
+
+def test_a_ring_that_leaves_the_node_waits_on_the_nic():
+    # llama3.1-8b at TP4 CP4 on dgx-h100 (8 GPUs a node, ranks TP fastest): CP ranks 0, 1 sit in node 0, 2, 3 in node 1,
+    # so the ring's 1 -> 2 and 3 -> 0 hops cross the 400 Gb/s NIC (50 GB/s, 10 us) and every step waits on them.
+    # Transformer Engine's block: s/c = 65,536 x 2 KV heads per TP rank x 2 x 128 x 2 B = 67,108,864 B; 3 forward + 6
+    # backward sends. At TP2 CP4 the same ring holds 8 GPUs (one node): NVLink 450 GB/s, 3 us, block twice as wide.
+    cost = ModelCost(load_model("llama3.1-8b"), load_gpu("h100-sxm"), load_system("dgx-h100"), SEQ, "bf16",
+                     Efficiencies(stack="megatron"))
+    nic_step = 1e-5 + 65536 * 2 * 2 * 128 * 2 / (50e9 * 0.8)
+    assert cost.layer(0, 1, 4, 4, 1, True).cp_total == pytest.approx(9 * nic_step, rel=1e-9)
+    nvlink_step = 3e-6 + 65536 * 4 * 2 * 128 * 2 / (450e9 * 0.8)
+    assert cost.layer(0, 1, 2, 4, 1, True).cp_total == pytest.approx(9 * nvlink_step, rel=1e-9)

@@ -152,12 +152,13 @@ def collective_time(
       all-reduce      = RS_in(S) + AR_out(S/n_in on the NIC) + AG_in(S)
       reduce-scatter  = RS_in(S) + RS_out(S/n_in on the NIC)   (all-gather: the mirror image)
       all-to-all      = max(inside part on NVLink, the (n - n_in)/n share crossing the NIC x nic_scale)
-    p2p: one message on the slowest hop between the two ranks ``stride`` apart. ``nic_scale`` (all-to-all only): the
+    p2p: one message on the slowest hop of a ring of ``group_size`` ranks ``stride`` apart (2: the pair), every rank
+    sending to its successor at once, so a ring that leaves the node waits on the NIC hop. ``nic_scale`` (all-to-all only): the
     bytes that cross the NIC relative to a plain all-to-all's (a dispatcher that sends a token once per node, DeepEP:
     calc.hardware.moe_ops.deepep_nic_scale).
     """
     if kind == "p2p":
-        bw, lat = group_link(system, 2, stride)
+        bw, lat = group_link(system, max(group_size, 2), stride)
         return p2p_time(num_bytes, bw, lat, efficiency)
     if group_size == 1:
         return 0.0

@@ -697,9 +697,10 @@ class ModelCost:
             kv_width = (heads * (d_qk + d_v) if m.mla
                         else ring_block_heads(impl, heads, kv_heads_per_gpu(m, tp)) * 2 * m.dim_per_head)
             block = b * s_local * kv_width * self.elem
-            step, gather = self.coll("p2p", block, 2, tp), self.coll("all_gather", cp * block, cp, tp)
+            # each ring step waits on its slowest hop: the NIC once the c ranks (t apart) span nodes
+            step, gather = self.coll("p2p", block, cp, tp), self.coll("all_gather", cp * block, cp, tp)
             scatter = self.coll("reduce_scatter", cp * block, cp, tp) if impl == "allgather" else 0.0
-            grad_step = self.coll("p2p", block * FP32_BYTES / self.elem, 2, tp)
+            grad_step = self.coll("p2p", block * FP32_BYTES / self.elem, cp, tp)
             cost.cp_fwd, cost.cp_bwd, cost.cp_total = ring_comm_s(impl, cp, step, gather, grad_step, attn_fwd, attn_bwd,
                                                                   eff.overlap, scatter)
             merge_fwd, merge_bwd = ring_merge_bytes(impl, cp, b * s_local * heads * (d_qk + d_v) / 2)

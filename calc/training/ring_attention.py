@@ -12,7 +12,10 @@ Implementations (Efficiencies.cp_comm, `--cp-comm`; the default by named stack, 
                (the K/V again and their gradients), hidden under the attention they overlap:
                    forward  exposed_time((c-1) x p2p(B), attention forward)
                    backward exposed_time(2(c-1) x p2p(B), attention backward)
-               with B = b (s/c) (g/t) 2 d_h bytes (MLA: b (s/c) (h/t) (d_qk + d_v)).
+               with B = b (s/c) (g/t) 2 d_h bytes (MLA: b (s/c) (h/t) (d_qk + d_v)), p2p(B) on the ring's slowest hop:
+               every rank sends to its successor at once and the next step waits for all, so once the c ranks (t
+               apart) span nodes (c t > GPUs per node) every step runs at the NIC, not NVLink
+               (calc.hardware.collectives "p2p" over the CP group).
   torch-allgather
                PyTorch's experimental context_parallel as torchtitan runs it (torchtitan 9dec370, the 2024-12 H100
                benchmark commit; torch/distributed/tensor/experimental/_attention.py, read in pytorch/pytorch
