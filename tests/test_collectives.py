@@ -8,6 +8,7 @@ from calc.errors import LLMCalcError
 from calc.hardware.collectives import (
     all_gather_time,
     all_to_all_time,
+    chain_p2p_time,
     collective_time,
     group_link,
     group_shape,
@@ -92,3 +93,14 @@ def test_systems_command_lists_the_catalog(cli) -> None:
     rows = r.json()
     assert {s["name"] for s in rows} >= {"dgx-h100", "hgx-h800", "mi300x-platform"}
     assert all(s["source"] and s["intra_node_gb_s"] > 0 and s["inter_node_gb_s"] > 0 for s in rows)
+
+
+def test_a_chain_of_pipeline_stages_pays_each_hop_on_its_own_link():
+    # dgx-h100: 8 GPUs a node, NVLink 450 GB/s + 3 us, NIC 50 GB/s + 10 us. TP 4 x PP 4 (stride 4): stages 0, 1 in
+    # node 0, 2, 3 in node 1 -> hops 0->1 and 2->3 on NVLink, 1->2 on the NIC. 1 MB a hop, efficiency 1.
+    dgx = load_system("dgx-h100")
+    nvlink, nic = 3e-6 + 1e6 / 450e9, 10e-6 + 1e6 / 50e9
+    assert chain_p2p_time(dgx, 1e6, 4, 4) == pytest.approx(2 * nvlink + nic, rel=1e-12)
+    assert chain_p2p_time(dgx, 1e6, 2, 8) == pytest.approx(nic, rel=1e-12)  # TP 8 x PP 2: one node each
+    assert chain_p2p_time(dgx, 1e6, 4, 2) == pytest.approx(3 * nvlink, rel=1e-12)  # TP 2 x PP 4: one node
+    assert chain_p2p_time(dgx, 1e6, 1, 8) == 0.0

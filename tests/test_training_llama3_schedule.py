@@ -90,3 +90,18 @@ def test_asynchronous_pipeline_sends_by_hand() -> None:
     hidden = train_step(_cost(8192, pp_p2p_overlap=True), layout, global_batch=2048)
     assert hidden.pp_p2p_s == pytest.approx(0.15 * sends, rel=1e-9)
     assert next(t for t in hidden.terms if t.name == "pp_p2p_s").time_s == pytest.approx(sends, rel=1e-9)
+
+
+def test_a_pipeline_that_leaves_the_node_sends_at_the_nic() -> None:
+    # llama3.1-8b, stages t x c x d = 2 apart on dgx-h100 (8 GPUs a node): PP 4 holds 8 GPUs, one node, every hop on
+    # NVLink (450 GB/s, 3 us); PP 8 holds 16, stages 0-3 and 4-7 in two nodes, and the 3 -> 4 hop crosses the NIC
+    # (50 GB/s, 10 us), which every stage's send waits on in the steady state.
+    # One boundary: b x s x H x 2 B / t = 8192 x 4096 x 2 / 2 = 33,554,432 B; m = 8 micro-batches, v = 1: 16 sends.
+    act = 8192 * 4096 * 2 / 2
+    nvlink = 16 * (3e-6 + act / (450e9 * 0.8))
+    nic = 16 * (10e-6 + act / (50e9 * 0.8))
+    cost = ModelCost(load_model("llama3.1-8b"), load_gpu("h100"), load_system("dgx-h100"), 8192, "bf16", Efficiencies())
+    one_node = train_step(cost, Layout(tp=2, pp=4, dp=1, sp=True, zero=1), global_batch=8)
+    two_nodes = train_step(cost, Layout(tp=2, pp=8, dp=1, sp=True, zero=1), global_batch=8)
+    assert one_node.pp_p2p_s == pytest.approx(nvlink, rel=1e-9)
+    assert two_nodes.pp_p2p_s == pytest.approx(nic, rel=1e-9)

@@ -101,6 +101,29 @@ def p2p_time(num_bytes: float, bw_gb_s: float, latency_s: float = 0.0, efficienc
     return _alpha_beta(num_bytes, 1, bw_gb_s, latency_s, efficiency)
 
 
+def chain_p2p_time(system: SystemSpec, num_bytes: float, stages: int, stride: int, efficiency: float = 1.0) -> float:
+    """A message handed down a chain of ``stages`` ranks ``stride`` apart in order (a serving forward through the
+    pipeline stages): each of the stages - 1 hops on its own link, the node link when both ends sit in one node
+    (ranks laid out contiguously, G per node), else the NIC:
+
+        sum over hops i = 0 .. stages - 2 of p2p(S, link of i -> i + 1),
+        hop i crosses nodes when floor(i x stride / G) != floor((i + 1) x stride / G)
+
+    >>> from calc.sources.catalog import load_system
+    >>> dgx = load_system("dgx-h100")  # TP 2 x PP 8: stages 0-3 and 4-7 in two nodes, hop 3 -> 4 on the NIC
+    >>> round(chain_p2p_time(dgx, 1e6, 8, 2) * 1e6, 3)  # 6 x (3 + 1e6 / 450e3) + (10 + 1e6 / 50e3) us
+    61.333
+    """
+    per_node = system.gpus_per_node
+    total = 0.0
+    for i in range(stages - 1):
+        crosses = (i * stride) // per_node != ((i + 1) * stride) // per_node
+        bw, lat = ((system.inter_node_gb_s, system.inter_node_latency_s) if crosses
+                   else (system.intra_node_gb_s, system.intra_node_latency_s))
+        total += p2p_time(num_bytes, bw, lat, efficiency)
+    return total
+
+
 def fastest_allreduce_time(system: SystemSpec, num_bytes: float, group_size: int, efficiency: float = 1.0) -> float:
     """An all-reduce as NCCL's tuner (and vLLM's custom all-reduce for small messages) runs it: the faster of the ring
     and the tree (collective_time "allreduce" / "tree_allreduce"); at decode sizes the per-step latency decides."""

@@ -41,7 +41,7 @@ from calc.hardware.calibration import (
     Efficiency,
     efficiency_for,
 )
-from calc.hardware.collectives import collective_time, fastest_allreduce_time
+from calc.hardware.collectives import chain_p2p_time, fastest_allreduce_time
 from calc.hardware.efficiency import (
     GEMM_LAUNCH_S,
     collective_efficiency,
@@ -448,7 +448,7 @@ def step_time(
         x_bytes = 1 if fmt.compute_dtype.startswith("fp8") and a.fp8_moe_scales == "tensor" else ACT_BYTES
         comm += (m.num_layers - m.moe.num_dense_layers) * moe_comm_s(m, system, a, tokens, tp, ep, x_bytes, calibration)
     if pp > 1:
-        comm += (pp - 1) * collective_time("p2p", system, payload, 2, stride=tp)
+        comm += chain_p2p_time(system, payload, pp, tp)  # each stage boundary on its own link
     routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a,
                             runs_deepgemm(gpu, weight_format(m, gpu, dtype).compute_dtype, a))
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights

@@ -14,7 +14,9 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               arXiv 2104.04473 sec. 2.2); stages hold L/p layers (or Megatron-Core's uneven
               form: ceil(L/p) in the middle, fewer first/last), the head on the last one
   p2p         each micro-batch sends its activation b*s/c*H*bytes/t forward and the gradient back, v times
-              with interleaving (scatter/gather over TP, sec. 4.1), on the link between stages
+              with interleaving (scatter/gather over TP, sec. 4.1), on the pipeline's slowest hop: the p stages
+              t*c*d ranks apart send at once in the steady state (a ring under interleaving), so once they span
+              nodes every send waits on the NIC hop (calc.hardware.collectives "p2p" over the p stages)
               exposed whole by default (the form the fitted defaults absorb). Efficiencies.pp_p2p_overlap: posted
               asynchronously and hidden under the stage's compute (m x forward + backward) at the overlap efficiency:
               Llama 3 405B adopts "asynchronous point-to-point communication in PP" (arXiv 2407.21783 sec. 3.3.2);
@@ -175,7 +177,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     p2p = p2p_total = 0.0
     if pp > 1:
         act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
-        p2p = p2p_total = micro * 2 * v * cost.coll("p2p", act, 2, tp * cp * dp)
+        p2p = p2p_total = micro * 2 * v * cost.coll("p2p", act, pp, tp * cp * dp)
         if eff.pp_p2p_overlap:
             p2p = exposed_time(p2p_total, micro * (worst["fwd"] + worst["bwd"]), eff.overlap)
     # routed experts: split ETP x EP ways, reduced / sharded over the EDP ranks ETP x EP apart (calc.training.layout)
@@ -395,7 +397,7 @@ TERM_FORMULAS = {
     "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
     "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
     "pp_bubble_s": "(p-1)/v x t_microbatch",
-    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) between stages; with --pp-p2p-overlap hidden under the stage's "
+    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) on the stages' slowest hop; with --pp-p2p-overlap hidden under the stage's "
                 "compute at the overlap efficiency (Llama 3 async p2p)",
     "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
     "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch; FSDP+PP: one weight AG "
