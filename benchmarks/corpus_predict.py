@@ -211,7 +211,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
                        ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=training_dispatcher(k.get("dispatcher")),
-                       cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap", False),
+                       cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap"),
                        recipe=k.get("training_recipe", "bf16-adam"),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)

@@ -82,14 +82,27 @@ def test_prose_schedule_is_refused_not_priced_as_1f1b() -> None:
 def test_asynchronous_pipeline_sends_by_hand() -> None:
     # 16K-GPU row: each chunk boundary sends b x s x H x 2 B / t = 8192 x 16384 x 2 / 8 = 33,554,432 B to a rank
     # t x c x d = 1,024 apart (another node): 10 us + 33,554,432 / (50e9 x 0.8) s = 848.8608 us; m x 2 x v = 256 sends
-    # = 0.21730836 s. Exposed whole by default; with Llama 3's asynchronous p2p (sec. 3.3.2) hidden under the stage's
-    # compute (~4 s) but for the (1 - 0.85) contention share of the overlap convention: 0.15 x 0.21730836 s.
+    # = 0.21730836 s. Exposed whole when told so; asynchronous (Llama 3's async p2p, sec. 3.3.2; Megatron's default
+    # under interleaving, v = 8 here) hidden under the stage's compute (~4 s) but for the (1 - 0.85) contention share
+    # of the overlap convention: 0.15 x 0.21730836 s.
     layout = Layout(tp=8, pp=16, dp=128, vpp=8, sp=True, zero=1, pp_embedding=True, pp_loss=True)
     sends = 256 * 848.8608e-6
-    assert train_step(_cost(8192), layout, global_batch=2048).pp_p2p_s == pytest.approx(sends, rel=1e-9)
-    hidden = train_step(_cost(8192, pp_p2p_overlap=True), layout, global_batch=2048)
-    assert hidden.pp_p2p_s == pytest.approx(0.15 * sends, rel=1e-9)
-    assert next(t for t in hidden.terms if t.name == "pp_p2p_s").time_s == pytest.approx(sends, rel=1e-9)
+    exposed = train_step(_cost(8192, pp_p2p_overlap=False), layout, global_batch=2048)
+    assert exposed.pp_p2p_s == pytest.approx(sends, rel=1e-9)
+    for hidden in (train_step(_cost(8192, pp_p2p_overlap=True), layout, global_batch=2048),
+                   train_step(_cost(8192), layout, global_batch=2048)):  # the megatron stack's default at v > 1
+        assert hidden.pp_p2p_s == pytest.approx(0.15 * sends, rel=1e-9)
+        assert next(t for t in hidden.terms if t.name == "pp_p2p_s").time_s == pytest.approx(sends, rel=1e-9)
+
+
+def test_the_stacks_default_overlaps_sends_only_under_interleaving() -> None:
+    # Megatron-LM validate_args turns --overlap-p2p-comm off without a virtual pipeline; NeMo's comm-overlap callback
+    # sets it only for vp_size > 1; a stack that is not Megatron-class exposes its sends.
+    assert Efficiencies().resolved_pp_p2p_overlap(2) is True
+    assert Efficiencies().resolved_pp_p2p_overlap(1) is False
+    assert Efficiencies(stack="fsdp").resolved_pp_p2p_overlap(4) is False
+    assert Efficiencies(stack="nemo").resolved_pp_p2p_overlap(4) is True
+    assert Efficiencies(pp_p2p_overlap=False).resolved_pp_p2p_overlap(8) is False
 
 
 def test_a_pipeline_that_leaves_the_node_sends_at_the_nic() -> None:

@@ -379,10 +379,11 @@ CpCommOpt = Annotated[CpComm | None, typer.Option(
     "runs it: K/V after repeat_kv all-gathered once, fp32 gradient passes, fp32 merge) or allgather (one all-gather "
     "forward, all-gather + reduce-scatter of dK/dV backward, exposed: Llama 3 405B, arXiv 2407.21783 sec. 3.3.2); "
     "default: the stack's (torch-allgather for --stack fsdp, else p2p)")]
-PpP2pOverlapOpt = Annotated[bool, typer.Option(
-    "--pp-p2p-overlap", help="pipeline sends posted asynchronously and hidden under the stage's compute at the overlap "
-    "efficiency (Llama 3 405B's asynchronous p2p, arXiv 2407.21783 sec. 3.3.2; Megatron --overlap-p2p-comm with "
-    "interleaving); default: exposed")]
+PpP2pOverlapOpt = Annotated[bool | None, typer.Option(
+    "--pp-p2p-overlap/--no-pp-p2p-overlap", help="pipeline sends posted asynchronously and hidden under the stage's "
+    "compute at the overlap efficiency (Llama 3 405B's asynchronous p2p, arXiv 2407.21783 sec. 3.3.2), or exposed "
+    "whole; default: the stack's (megatron: hidden with --vpp > 1, as Megatron --overlap-p2p-comm and NeMo do; "
+    "exposed without; other stacks exposed)")]
 EpOverlap1f1bOpt = Annotated[bool, typer.Option(
     "--ep-overlap-1f1b", help="Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): each micro-batch's "
     "expert all-to-all runs under another's compute, forward under backward and vice versa (replaces --ep-overlap)")]
@@ -468,7 +469,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
-          cp_comm: CpComm | None = None, pp_p2p_overlap: bool = False, lora: Any = None, recipe: str | None = None) -> Any:
+          cp_comm: CpComm | None = None, pp_p2p_overlap: bool | None = None, lora: Any = None, recipe: str | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
     frozen base)."""
     from dataclasses import replace
@@ -505,7 +506,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": cp_comm and cp_comm.value,
-                                   "pp_p2p_overlap": pp_p2p_overlap or None, "recipe": recipe}.items() if v is not None}
+                                   "pp_p2p_overlap": pp_p2p_overlap, "recipe": recipe}.items() if v is not None}
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
@@ -582,7 +583,7 @@ def train_step(
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
     cp_comm: CpCommOpt = None,
-    pp_p2p_overlap: PpP2pOverlapOpt = False,
+    pp_p2p_overlap: PpP2pOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,
@@ -628,6 +629,11 @@ def train_step(
                              pp_embedding=pp_embedding, pp_loss=pp_loss, pp_microbatch_group=pp_microbatch_group,
                              recompute_modules=recompute_modules, cpu_offload_layers=cpu_offload_layers,
                              offload_modules=offload_modules)
+    if layout.pp == 1 and pp_p2p_overlap is not None:
+        from calc.cli.options import refuse
+
+        refuse("--pp-p2p-overlap", True, "sets how the pipeline's stage-to-stage sends hide; with --pp 1 there are none: "
+                                         "give --pp > 1 or drop it")
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 
@@ -669,7 +675,7 @@ def train_plan(
     dispatcher: DispatcherOpt = None,
     moe_routing: MoeRoutingOpt = None,
     cp_comm: CpCommOpt = None,
-    pp_p2p_overlap: PpP2pOverlapOpt = False,
+    pp_p2p_overlap: PpP2pOverlapOpt = None,
     capacity_factor: CapacityOpt = None,
     gemm_plateau: PlateauOpt = None,
     host_op_us: HostOpOpt = None,

@@ -257,8 +257,18 @@ class Efficiencies:
     fragmentation: float | None = None  # allocator reserved / allocated - 1 (--fragmentation)
     host_op_s: float = HOST_OP_S  # host seconds per launched op (calc.training.host; 0: the host never binds)
     # pipeline sends posted asynchronously and hidden under the stage's compute (calc.training.step, "p2p"); False:
-    # exposed whole, the form the fitted defaults were fitted with
-    pp_p2p_overlap: bool = False
+    # exposed whole; None: the stack's (resolved_pp_p2p_overlap)
+    pp_p2p_overlap: bool | None = None
+
+    def resolved_pp_p2p_overlap(self, vpp: int) -> bool:
+        """Whether the pipeline sends hide under the stage's compute: as given, else the stack's default: Megatron-class
+        stacks overlap them under interleaving (vpp > 1) and expose them without (Megatron-LM arguments.py: the
+        --overlap-p2p-comm default is on and validate_args turns it off without a virtual pipeline; NeMo 2.0's
+        MegatronCommOverlapCallback and Megatron-Bridge's comm-overlap config: overlap_p2p_comm True, batch_p2p_comm
+        False when vp_size > 1, else batched and exposed); other stacks expose them."""
+        if self.pp_p2p_overlap is not None:
+            return self.pp_p2p_overlap
+        return vpp > 1 and stack_key(self.stack) == "megatron"
 
     def resolved_memory(self) -> StackMemory:
         """The stack's memory settings (calc.training.stack.memory_defaults) with the loss, fusion and fragmentation
@@ -331,7 +341,11 @@ class Efficiencies:
             f"context parallel K/V exchange {self.resolved_cp_comm()}" + ("" if self.cp_comm else " (the stack's)") + ": "
             + CP_COMM_WORDS[self.resolved_cp_comm()] + " (calc.training.ring_attention)",
             "pipeline sends: " + ("asynchronous, hidden under the stage's compute at the overlap efficiency"
-                                  if self.pp_p2p_overlap else "exposed whole"),
+                                  if self.pp_p2p_overlap else "exposed whole" if self.pp_p2p_overlap is False
+                                  else ("asynchronous under interleaving (vpp > 1), hidden under the stage's compute at "
+                                        "the overlap efficiency; exposed whole without (the stack's: Megatron "
+                                        "--overlap-p2p-comm)" if stack_key(self.stack) == "megatron"
+                                        else "exposed whole (the stack's)")),
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])

@@ -144,7 +144,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         lines.append(f"pp_p2p_s = m x 2 x v x p2p(T*H*bytes/t = {_mb(sent)} at {bw:g} GB/s) = {micro} x 2 x {v} x "
                      f"{_ms(cost.coll('p2p', sent, pp, tp * cp * dp))} = {t.totals['pp_p2p_s']:.4f} s"
                      + (f", asynchronous under the stage's compute: exposed {t.exposed['pp_p2p_s']:.4f} s"
-                        if eff.pp_p2p_overlap else ", exposed"))
+                        if eff.resolved_pp_p2p_overlap(v) else ", exposed"))
     local, trains = t.local_params, t.local_trainable
     if cost.lora is not None:
         lines.append(f"{cost.lora.label()} on a frozen base: {trains:,.0f} of {local:,.0f} local parameters train; the base "

@@ -17,13 +17,15 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               with interleaving (scatter/gather over TP, sec. 4.1), on the pipeline's slowest hop: the p stages
               t*c*d ranks apart send at once in the steady state (a ring under interleaving), so once they span
               nodes every send waits on the NIC hop (calc.hardware.collectives "p2p" over the p stages)
-              exposed whole by default (the form the fitted defaults absorb). Efficiencies.pp_p2p_overlap: posted
-              asynchronously and hidden under the stage's compute (m x forward + backward) at the overlap efficiency:
-              Llama 3 405B adopts "asynchronous point-to-point communication in PP" (arXiv 2407.21783 sec. 3.3.2);
-              Megatron-LM turns --overlap-p2p-comm on by default with interleaving ("overlap pipeline parallel
-              communication with forward and backward chunks in 1F1B") and off without a virtual pipeline
-              ("non-interleaved schedule does not support overlapping p2p communication"; megatron/training/
-              arguments.py validate_args), which the corpus rows do not yet state (left for a refit: notes/)
+              Posted asynchronously and hidden under the stage's compute (m x forward + backward) at the overlap
+              efficiency, or exposed whole (Efficiencies.resolved_pp_p2p_overlap): given (--pp-p2p-overlap /
+              --no-pp-p2p-overlap), else the stack's: Megatron-class stacks overlap under interleaving and expose
+              without (Megatron-LM turns --overlap-p2p-comm on by default with interleaving, "overlap pipeline
+              parallel communication with forward and backward chunks in 1F1B", and off without a virtual pipeline,
+              "non-interleaved schedule does not support overlapping p2p communication", megatron/training/
+              arguments.py validate_args; NeMo 2.0's MegatronCommOverlapCallback sets overlap_p2p_comm True when
+              vp_size > 1, nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py); Llama 3 405B adopts
+              "asynchronous point-to-point communication in PP" (arXiv 2407.21783 sec. 3.3.2)
   DP          gradients (N_local x grad bytes) all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
               updated bf16 weights all-gathered, exposed) over the d*c ranks, in buckets overlapped with the
               last backward except the last bucket (PyTorch DDP / Megatron DDP)
@@ -178,7 +180,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     if pp > 1:
         act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
         p2p = p2p_total = micro * 2 * v * cost.coll("p2p", act, pp, tp * cp * dp)
-        if eff.pp_p2p_overlap:
+        if eff.resolved_pp_p2p_overlap(v):
             p2p = exposed_time(p2p_total, micro * (worst["fwd"] + worst["bwd"]), eff.overlap)
     # routed experts: split ETP x EP ways, reduced / sharded over the EDP ranks ETP x EP apart (calc.training.layout)
     etp, edp = layout.expert_tp, layout.edp
