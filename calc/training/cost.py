@@ -264,8 +264,9 @@ class Efficiencies:
         """Whether the pipeline sends hide under the stage's compute: as given, else the stack's default: Megatron-class
         stacks overlap them under interleaving (vpp > 1) and expose them without (Megatron-LM arguments.py: the
         --overlap-p2p-comm default is on and validate_args turns it off without a virtual pipeline; NeMo 2.0's
-        MegatronCommOverlapCallback and Megatron-Bridge's comm-overlap config: overlap_p2p_comm True, batch_p2p_comm
-        False when vp_size > 1, else batched and exposed); other stacks expose them."""
+        MegatronCommOverlapCallback (nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py) and Megatron-Bridge's
+        CommOverlapConfig (src/megatron/bridge/training/comm_overlap.py @ 067f987): overlap_p2p_comm True,
+        batch_p2p_comm False when vp_size > 1, else batched and exposed); other stacks expose them."""
         if self.pp_p2p_overlap is not None:
             return self.pp_p2p_overlap
         return vpp > 1 and stack_key(self.stack) == "megatron"
