@@ -399,8 +399,8 @@ TERM_FORMULAS = {
     "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
     "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
     "pp_bubble_s": "(p-1)/v x t_microbatch",
-    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) on the stages' slowest hop; with --pp-p2p-overlap hidden under the stage's "
-                "compute at the overlap efficiency (Llama 3 async p2p)",
+    "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) on the stages' slowest hop; overlapped (--pp-p2p-overlap, or megatron "
+                "with --vpp > 1) hidden under the stage's compute at the overlap efficiency",
     "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
     "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch; FSDP+PP: one weight AG "
                      "per step (first layer exposed, the rest under the first forward) + one gradient RS after the last backward",
