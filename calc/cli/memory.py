@@ -33,6 +33,7 @@ from calc.cli.finetune import (
 from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_RECIPE,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     WEIGHT_FORMAT_NAMES,
@@ -106,7 +107,7 @@ def memory(
     global_batch: GlobalBatchOpt = None,
     global_batch_tokens: GlobalBatchTokensOpt = None,
     zero: ZeroOpt = 0,
-    recipe: RecipeOpt = "bf16-adam",
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash", help="FlashAttention: no stored score matrix")] = True,
     group_size: Annotated[int | None, typer.Option(
@@ -185,7 +186,7 @@ def memory(
         from calc.report.finetune import finetune_view
 
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
-                                     ("--recipe", recipe, "bf16-adam")):
+                                     ("--recipe", recipe, DEFAULT_RECIPE)):
             refuse(flag, value, "is not a fine-tuning option (use --method, --optimizer, --precision)", default)
         refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation")
         result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
@@ -200,7 +201,7 @@ def memory(
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
-                                     ("--zero", zero, 0), ("--recipe", recipe, "bf16-adam"),
+                                     ("--zero", zero, 0), ("--recipe", recipe, DEFAULT_RECIPE),
                                      ("--recompute", recompute.value, "none"), ("--no-flash", not flash, False)):
             refuse(flag, value, why, default)
     else:

@@ -360,6 +360,7 @@ class Stack(StrEnum):  # calc.training.stack.STACKS
 # Training-state bytes per parameter (calc.memory.training.RECIPES): the one --recipe of memory --mode train,
 # train-step, train-plan, train-time and report --mode train.
 TRAINING_RECIPES = ("bf16-adam", "bf16-adam-fp32-grads", "bf16-adam-bf16-states", "fp32-adam", "sgd-momentum")
+DEFAULT_RECIPE = "bf16-adam"  # the engine's default (calc.training.cost.Efficiencies.recipe, calc.memory.training)
 RecipeOpt = Annotated[str, typer.Option(
     "--recipe", help="training states: " + ", ".join(TRAINING_RECIPES) + " (bf16-adam-bf16-states: NeMo's SFT / PEFT "
                      "optimizer, Adam m and v in bf16, no fp32 master)")]

@@ -13,6 +13,7 @@ from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
+    DEFAULT_RECIPE,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     BatchOpt,
@@ -109,7 +110,7 @@ def report(
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
     stack: StackOpt = None,
-    recipe: RecipeOpt = "bf16-adam",
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     calibration: CalibrationOpt = None,
     fmt: Annotated[ReportFormat, typer.Option(
         "--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
@@ -159,7 +160,7 @@ def report(
                             ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--recipe", recipe, "sets --mode train's training states; --mode finetune takes --optimizer and "
-                                   "--precision", "bf16-adam")
+                                   "--precision", DEFAULT_RECIPE)
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         refuse_weight_format(dtype, FINETUNE_4BIT)
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -171,7 +172,7 @@ def report(
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
                             ("--price", price or old_price), ("--stack", stack),
-                            ("--recipe", None if recipe == "bf16-adam" else recipe)):
+                            ("--recipe", None if recipe == DEFAULT_RECIPE else recipe)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
@@ -207,14 +208,15 @@ def report(
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     training_cost = None
-    if mode is Mode.train and (stack is not None or recipe != "bf16-adam"):  # the plan's ModelCost as train-time builds
+    if mode is Mode.train and (stack is not None or recipe != DEFAULT_RECIPE):  # the plan's ModelCost as train-time builds
         from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
         from calc.sources.catalog import system_for_gpu
 
-        if system_for_gpu(g) is None and stack is not None:
+        node = system_for_gpu(g)
+        if node is None and stack is not None:
             raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
                                           "report then assumes an MFU)")
-        if system_for_gpu(g) is not None:  # without a node type the page is memory --mode train at --recipe
+        if node is not None:  # without a node type the page is memory --mode train at --recipe
             training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
                                   stack=stack, recipe=recipe)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,

@@ -10,6 +10,7 @@ import typer
 from calc.cli.finetune import LoraRankOpt, LoraTargetsOpt
 from calc.cli.options import (
     DEFAULT_DTYPE,
+    DEFAULT_RECIPE,
     DEFAULT_SEQ,
     BudgetOpt,
     CalibrationOpt,
@@ -160,7 +161,7 @@ def train_time(
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
     stack: StackOpt = None,
-    recipe: RecipeOpt = "bf16-adam",
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
@@ -208,7 +209,7 @@ def train_time(
     plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
                     ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack),
-                    ("--recipe", None if recipe == "bf16-adam" else recipe))  # the default changes no assumed-MFU answer
+                    ("--recipe", None if recipe == DEFAULT_RECIPE else recipe))  # the default changes no assumed-MFU answer
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -574,7 +575,7 @@ def train_step(
     attention: AttentionOpt = Attention.flash,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
-    recipe: RecipeOpt = "bf16-adam",
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
@@ -666,7 +667,7 @@ def train_plan(
     attention: AttentionOpt = Attention.flash,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
-    recipe: RecipeOpt = "bf16-adam",
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,

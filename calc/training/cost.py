@@ -271,6 +271,17 @@ class Efficiencies:
             return self.pp_p2p_overlap
         return vpp > 1 and stack_key(self.stack) == "megatron"
 
+    def _pp_p2p_words(self) -> str:
+        """The assumption line's account of the pipeline sends (resolved_pp_p2p_overlap; the stack's default reads
+        the same at every vpp > 1)."""
+        hidden = "hidden under the stage's compute at the overlap efficiency"
+        if self.pp_p2p_overlap is not None:
+            return f"asynchronous, {hidden}" if self.pp_p2p_overlap else "exposed whole"
+        if self.resolved_pp_p2p_overlap(2):
+            return (f"asynchronous under interleaving (vpp > 1), {hidden}; exposed whole without (the stack's: "
+                    "Megatron --overlap-p2p-comm)")
+        return "exposed whole (the stack's)"
+
     def resolved_memory(self) -> StackMemory:
         """The stack's memory settings (calc.training.stack.memory_defaults) with the loss, fusion and fragmentation
         given here in place of its defaults."""
@@ -341,12 +352,7 @@ class Efficiencies:
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
             f"context parallel K/V exchange {self.resolved_cp_comm()}" + ("" if self.cp_comm else " (the stack's)") + ": "
             + CP_COMM_WORDS[self.resolved_cp_comm()] + " (calc.training.ring_attention)",
-            "pipeline sends: " + ("asynchronous, hidden under the stage's compute at the overlap efficiency"
-                                  if self.pp_p2p_overlap else "exposed whole" if self.pp_p2p_overlap is False
-                                  else ("asynchronous under interleaving (vpp > 1), hidden under the stage's compute at "
-                                        "the overlap efficiency; exposed whole without (the stack's: Megatron "
-                                        "--overlap-p2p-comm)" if stack_key(self.stack) == "megatron"
-                                        else "exposed whole (the stack's)")),
+            "pipeline sends: " + self._pp_p2p_words(),
             f"host launch: {self.host_op_s * 1e6:g} us of CPU per launched op (eager PyTorch dispatch + CUDA launch, "
             "calc.training.host); a layer's pass costs max(GPU time, ops x that), the excess exposed as host_s",
         ] + ([f"GEMM plateau {self.gemm_plateau:.0%} of peak (given, replaces the generation default)"] if self.gemm_plateau else [])
