@@ -34,6 +34,9 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
 - decode_kv_reads: how often a decode step reads each KV head; 1 unless the engine runs vLLM's generic paged
   attention (one thread block per query head), e.g. on ROCm past the custom kernel's length limit
   (calc.serving.decode_attention, its sources).
+- fp8_act_quant_bytes: a dense fp8 (W8A8) linear quantizes its bf16 input before the GEMM, 3 B per input element
+  (read 2, write 1) at HBM bandwidth; aiconfigurator's TensorRT-LLM quantize tables measure 2.95-3.04 B on H100
+  (calc.serving.act_quant, its sources).
 - fp8_unfused_dequant: vLLM's unfused fp8 fallback (ROCm before 0.7.3, per-channel / per-token scales): each fp8
   GEMM writes fp32 and is rescaled and cast by three more kernels (calc.serving.fp8_fallback, its sources).
 - internode_gb_s / gpus_per_node: the node used for a GPU that ships in no system_specs/ node.
@@ -125,6 +128,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from calc.fitted import parameter
+from calc.serving.act_quant import ACT_QUANT_BYTES
 
 
 class ServingAssumptions(BaseModel):
@@ -158,6 +162,9 @@ class ServingAssumptions(BaseModel):
     fp8_unfused_dequant: bool = Field(False, description=(
         "fp8 GEMMs run to fp32 and are rescaled by separate elementwise passes (vLLM before 0.7.3 on ROCm with "
         "per-channel scales): calc.serving.fp8_fallback"))
+    fp8_act_quant_bytes: float = Field(ACT_QUANT_BYTES, ge=0, description=(
+        "HBM bytes per input element of the cast that quantizes a dense fp8 (W8A8) linear's bf16 input before its GEMM: "
+        "calc.serving.act_quant"))
     internode_gb_s: float = Field(50.0, gt=0, description="per-GPU network bandwidth across nodes, GB/s (400 Gb/s NIC)")
     gpus_per_node: int = Field(8, ge=1)
     grouped_gemm_efficiency: float = Field(0.8, gt=0, le=1,
@@ -224,6 +231,8 @@ class ServingAssumptions(BaseModel):
               if self.fp8_unfused_dequant else []),
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
             "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
+            f"a dense fp8 (W8A8) linear quantizes its bf16 input first: {self.fp8_act_quant_bytes:g} B per input element "
+            "at HBM bandwidth (aiconfigurator's TensorRT-LLM quantize tables; calc.serving.act_quant)",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
             *([f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
                f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
