@@ -38,6 +38,7 @@ from corpus_knobs import (  # noqa: E402
 )
 
 import calc.hardware.efficiency as efficiency  # noqa: E402
+import calc.serving.moe as serving_moe  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
 from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
@@ -610,7 +611,8 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     # fitted GEMM plateaus (keys as calc.hardware.efficiency.plateau_key) and stack efficiencies
     # (calc.training.stack.stack_key) replaced by the fit's candidates for this prediction
     with _overridden(efficiency.GEMM_PLATEAU, overrides.get("gemm_plateau")), \
-            _overridden(stack.OVERRIDES, overrides.get("stack_efficiency")):
+            _overridden(stack.OVERRIDES, overrides.get("stack_efficiency")), \
+            _overridden(serving_moe.MOE_SERVING_RATE, overrides.get("moe_serving_rate")):
         if row.kind in TRAINING_KINDS or row.kind == "training_peak_memory":
             return _training(row, m, gpu)
         if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
@@ -656,7 +658,9 @@ def engine_family(row: Any) -> str:
 
 def parameter_keys(row: Any) -> dict[str, str]:
     """Which fitted defaults this row's prediction depends on: {"gemm_plateau": key} for every time or throughput
-    row, plus "step_overhead_s": engine family for serving latency/throughput rows. Memory rows depend on none."""
+    row, plus "step_overhead_s": engine family for serving latency/throughput rows, and for those of an MoE model
+    "moe_serving_rate": the same generation / dtype key (calc.serving.moe.moe_serving_rate). Memory rows depend on
+    none."""
     keys: dict[str, str] = {}
     if row.kind in TRAINING_KINDS or row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS
@@ -665,4 +669,6 @@ def parameter_keys(row: Any) -> dict[str, str]:
         keys["stack_efficiency"] = stack.stack_key(row.stack.name)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         keys["step_overhead_s"] = engine_family(row)
+        if row_model(row).moe:
+            keys["moe_serving_rate"] = keys["gemm_plateau"]
     return keys

@@ -12,7 +12,12 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    lmdeploy), informed by that engine's serving latency/throughput rows; the training stack efficiency per named
    stack (calc.training.stack: fsdp,
    llm-foundry, deepspeed; megatron is the reference, 1 by definition), informed by that stack's training rows of
-   every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau).
+   every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau);
+   the MoE serving rate per generation and expert dtype (calc.serving.moe.moe_serving_rate: the routed experts' rate
+   in a whole serving step against the per-op kernel tables), informed by the serving rows of MoE models, so that
+   what an MoE step costs beyond those tables is fitted where it arises instead of pulling the dense GEMM plateau
+   that the same rows also read (added in the eleventh pass, on the fit split's evidence: its Hopper fp8 MoE serving
+   rows asked for a lower plateau than its dense serving and training rows).
    Each starts at PRIOR (the hand-set values the engine had before the corpus). A parameter is free only when its rows come from at least
    MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled from another
    generation). The flash-attention rate and the sustained fraction are not separable from the plateau by this
@@ -90,6 +95,10 @@ PRIOR: dict[str, dict[str, float]] = {
     # vLLM V0 (releases before 0.8) apart from V1: another scheduler and per-step input path (corpus_predict.engine_family).
     "step_overhead_s": {"vllm": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3,
                         "other": 2.0e-3},
+    # The routed experts' rate in a whole serving step against the per-op kernel tables (calc.serving.moe), per
+    # generation and expert dtype: 1, the tables as read.
+    "moe_serving_rate": {key: 1.0 for key in ("Ampere", "Hopper", "Hopper/fp8", "Ada", "Ada/fp8", "Blackwell",
+                                              "Blackwell/fp8", "Blackwell/fp4", "CDNA3", "CDNA3/fp8", "other")},
 }
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
@@ -101,9 +110,11 @@ NOT_SEPARABLE = {
 # per-step overhead of a few ms). A fit that ends on a bound is not a minimum and is not adopted (step 4).
 GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
          "stack_efficiency": [round(0.50 + 0.05 * i, 2) for i in range(17)],
-         "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)]}
-FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3}
-BOUNDS = {"gemm_plateau": (0.20, 0.95), "stack_efficiency": (0.50, 1.30), "step_overhead_s": (0.0, 8e-3)}
+         "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)],
+         "moe_serving_rate": [round(0.40 + 0.05 * i, 2) for i in range(21)]}
+FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "moe_serving_rate": 0.02}
+BOUNDS = {"gemm_plateau": (0.20, 0.95), "stack_efficiency": (0.50, 1.30), "step_overhead_s": (0.0, 8e-3),
+          "moe_serving_rate": (0.40, 1.40)}
 REFERENCE = {("stack_efficiency", "megatron"): "reference: 1 by definition (the GEMM plateaus are Megatron-class rates)"}
 FINE_STEPS = 4
 MIN_GROUPS = 2
@@ -160,14 +171,17 @@ class Predictions:
         self.engine = engine
         self.cache: dict[tuple, float] = {}
 
-    def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None) -> float:
-        key = (e.row.id, plateau, overhead, stack, base)
+    def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None,
+                moe: float | None = None) -> float:
+        key = (e.row.id, plateau, overhead, stack, base, moe)
         if key not in self.cache:
             overrides: dict[str, Any] = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead} if e.keys else {}
             if base is not None:  # an fp8 run's bf16 GEMMs (attention projections kept at bf16, the head) read this
                 overrides["gemm_plateau"][_base_key(e.keys["gemm_plateau"])] = base
             if "stack_efficiency" in e.keys:
                 overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
+            if moe is not None:
+                overrides["moe_serving_rate"] = {e.keys["moe_serving_rate"]: moe}
             self.cache[key] = self.engine(e.row, overrides)
         return self.cache[key]
 
@@ -184,8 +198,9 @@ class Predictions:
         if "step_overhead_s" not in e.keys:
             return self._engine(e, plateau, 0.0, base=base)
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
+        moe = params["moe_serving_rate"][e.keys["moe_serving_rate"]] if "moe_serving_rate" in e.keys else None
         sign = FAMILY[e.row.kind][1]
-        t0, t1 = (self._engine(e, plateau, x, base=base) ** sign for x in (0.0, 1e-3))
+        t0, t1 = (self._engine(e, plateau, x, base=base, moe=moe) ** sign for x in (0.0, 1e-3))
         return (t0 + (t1 - t0) * o / 1e-3) ** sign
 
     def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
@@ -194,7 +209,7 @@ class Predictions:
 
 
 Target = tuple[str, str]  # (parameter, key), e.g. ("gemm_plateau", "Hopper/fp8")
-TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau")
+TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau", "moe_serving_rate")
                          for key in PRIOR[name] if key != "other" and (name, key) not in REFERENCE]
 
 
@@ -238,10 +253,11 @@ def free_targets(rows: list[Entry], free: set[Target] | None = None) -> list[Tar
 
 def confounded(a: Target, b: Target) -> bool:
     """Pairs whose effects on a row's prediction trade off (one lattice step of each along a diagonal keeps the
-    prediction about constant): a GEMM plateau and a stack efficiency (training time ~ GEMM / (plateau x stack)),
-    and a generation's 16-bit and fp8 plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
+    prediction about constant): a GEMM plateau and a stack efficiency (training time ~ GEMM / (plateau x stack)), a
+    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), and a generation's 16-bit and
+    fp8 plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
     names = {a[0], b[0]}
-    if names == {"gemm_plateau", "stack_efficiency"}:
+    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"}):
         return True
     return names == {"gemm_plateau"} and _base_key(a[1]) == _base_key(b[1])
 

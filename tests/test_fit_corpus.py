@@ -55,7 +55,8 @@ def test_serving_prediction_is_affine_in_the_step_overhead() -> None:
     for e in [e for e in rows if "step_overhead_s" in e.keys][:4]:
         params = {name: dict(v) for name, v in fc.PRIOR.items()}
         params["step_overhead_s"][e.keys["step_overhead_s"]] = 3.7e-3
-        direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": 3.7e-3})
+        direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": 3.7e-3,
+                                    "moe_serving_rate": params["moe_serving_rate"]})
         assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
 
 

@@ -34,6 +34,9 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
 - decode_kv_reads: how often a decode step reads each KV head; 1 unless the engine runs vLLM's generic paged
   attention (one thread block per query head), e.g. on ROCm past the custom kernel's length limit
   (calc.serving.decode_attention, its sources).
+- moe_serving_rate: the routed experts' grouped-GEMM rate in a whole serving step against the per-op tables above,
+  fitted per GPU generation and expert dtype on the corpus's fit split (benchmarks/fit_corpus.py; calc.serving.moe);
+  None reads the fitted default, a value overrides it.
 - fp8_act_quant_bytes: a dense fp8 (W8A8) linear quantizes its bf16 input before the GEMM, 3 B per input element
   (read 2, write 1) at HBM bandwidth; aiconfigurator's TensorRT-LLM quantize tables measure 2.95-3.04 B on H100
   (calc.serving.act_quant, its sources).
@@ -170,6 +173,9 @@ class ServingAssumptions(BaseModel):
     grouped_gemm_efficiency: float = Field(0.8, gt=0, le=1,
                                            description="MoE grouped GEMM rate at decode-sized tokens per expert")
     expert_imbalance: float = Field(1.3, ge=1, description="max / mean tokens per expert-parallel rank")
+    moe_serving_rate: float | None = Field(None, gt=0, description=(
+        "factor on the routed experts' grouped-GEMM rate in a serving step against the per-op kernel tables; None: the "
+        "fitted default for the GPU generation and expert dtype (calc.serving.moe.moe_serving_rate)"))
     a2a_latency_s: float = Field(40e-6, ge=0, description="fixed cost of one low-latency dispatch / combine call")
     fp8_grouped_gemm_rate: float = Field(0.5, gt=0, le=1, description=(
         "fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
@@ -243,6 +249,9 @@ class ServingAssumptions(BaseModel):
                f"{self.fp4_grouped_gemm_exponent:g}) for an expert GEMM's smaller dimension d (aiconfigurator's B200 "
                "TensorRT-LLM tables), "
                f"fp8 experts taken as {self.fp8_moe_scales}-scaled (--fp8-moe-scales), "
+               "the routed experts in a whole step at "
+               + (f"{self.moe_serving_rate:g}" if self.moe_serving_rate is not None else _fitted_moe_rates())
+               + " x those rates, "
                f"{self.moe_kernel_floor_s * 1e6:g} us fused-MoE kernel chain per layer (aiconfigurator's vLLM MoE tables); "
                f"busiest expert-parallel rank at {self.expert_imbalance:g} x the mean tokens "
                f"(SGLang large-scale EP, no EPLB); "
@@ -341,4 +350,12 @@ def engine_dispatcher(engine: str | None, version: tuple[int, ...] | None = None
 def overhead_family(settings: Any) -> str:
     """The step-overhead key of an engine: vllm (V1), vllm-v0 (vLLM before 0.8), sglang, trtllm."""
     return str(settings.accounting()).replace("vllm-v1", "vllm")
+
+
+def _fitted_moe_rates() -> str:
+    """The fitted moe_serving_rate defaults as --explain prints them: the keys fitted away from 1, then the rest."""
+    rates = parameter("moe_serving_rate")
+    moved = [f"{key} {value:g}" for key, value in rates.items() if key != "other" and value != 1.0]
+    return "the fitted moe_serving_rate (" + ", ".join([*moved, "1 elsewhere"] if moved else ["1 everywhere"]) \
+        + "; calc/data/fitted_defaults.json)"
 

@@ -15,6 +15,9 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
 - the fused-MoE kernel's row tile below one 128-row tile per expert (expert_row_tile);
 - fp8 per-tensor vs block-scaled grouped GEMMs (ServingAssumptions.fp8_moe_scales); 16-bit grouped GEMMs on
   Ampere (ServingAssumptions.ampere_grouped_gemm_rate);
+- the routed experts' rate in a whole serving step against the per-op tables above, per GPU generation and expert
+  dtype (moe_serving_rate: fitted on the corpus, calc/data/fitted_defaults.json; ServingAssumptions.moe_serving_rate
+  overrides it);
 - the collective that carries tokens to the experts under data-parallel attention (ServingAssumptions.dispatcher, the
   values of calc.hardware.moe_ops.DISPATCHERS): DeepEP dispatch + combine (a2a_s), a plain NCCL all-to-all
   (nccl_alltoall_s), an AllGather + ReduceScatter (allgather_reducescatter_s) or vLLM's naive broadcasts + all-reduce
@@ -26,10 +29,11 @@ from __future__ import annotations
 
 import math
 
+from calc.fitted import parameter
 from calc.hardware.collectives import collective_time, fastest_allreduce_time
-from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency
+from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency, plateau_key
 from calc.serving.assumptions import ServingAssumptions
-from calc.specs import ModelSpec
+from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
 
 # DeepEP README, normal kernels on H800: dispatch / combine reach 153 / 158 GB/s of the ~160 GB/s NVLink inside a
@@ -38,6 +42,25 @@ A2A_EFFICIENCY_NVLINK = 153 / 160
 A2A_EFFICIENCY_NIC = 43 / 50
 LOW_LATENCY_MAX_TOKENS = 256  # DeepEP: low-latency mode for num_max_dispatch_tokens_per_rank below 256 (decode)
 DISPATCH_BYTES, COMBINE_BYTES = 1, 2  # FP8 dispatch, BF16 combine (DeepEP / DeepSeek-V3 inference)
+
+
+# The routed experts' rate in a serving step relative to the per-op kernel tables expert_gemm_rate reads, per GPU
+# generation and expert GEMM dtype (the keys of calc.hardware.efficiency.plateau_key): 1 = as the tables time the
+# fused-MoE op in isolation. READ from calc/data/fitted_defaults.json, the output of benchmarks/fit_corpus.py, fitted
+# on the fit split's MoE serving rows jointly with the GEMM plateaus (a generation without two sources of MoE serving
+# rows keeps 1, "unfitted: no data"). What it stands for: whatever a whole step's MoE layer costs beyond the balanced,
+# isolated kernel (routing skew of the served tokens, the kernels' cache and clock state beside attention); the
+# corpus does not tell these apart, so it is one factor, printed by --explain.
+MOE_SERVING_RATE: dict[str, float] = parameter("moe_serving_rate")
+
+
+def moe_serving_rate(gpu: GPUSpec, dtype: str, a: ServingAssumptions) -> float:
+    """The factor on the routed experts' grouped-GEMM rate: ServingAssumptions.moe_serving_rate when given, else the
+    fitted default for this GPU's generation and the expert GEMM's dtype (MOE_SERVING_RATE, "other" for a key it
+    lacks)."""
+    if a.moe_serving_rate is not None:
+        return a.moe_serving_rate
+    return MOE_SERVING_RATE.get(plateau_key(gpu, dtype), MOE_SERVING_RATE["other"])
 
 
 # Generations without a warp-group (wgmma / tcgen05) tensor-core path: mma.sync, which Marlin issues, is their

@@ -61,7 +61,14 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.eager import forward_kernels, launch_s
 from calc.serving.fp8_fallback import UNFUSED_DQ_BYTES
 from calc.serving.gemms import model_gemms
-from calc.serving.moe import attention_ranks, expert_gemm_rate, expert_row_tile, mla_decode_dims, moe_comm_s
+from calc.serving.moe import (
+    attention_ranks,
+    expert_gemm_rate,
+    expert_row_tile,
+    mla_decode_dims,
+    moe_comm_s,
+    moe_serving_rate,
+)
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -158,7 +165,8 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     matrix (and the experts without EP) as calc.model.parallel.tp_shard (column / row parallel, the latent
     projections and router whole). A routed expert below 128 tokens (decode) runs as a grouped GEMM at
     grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions), its rows padded to the fused-MoE
-    kernel's row tile, not 128 (calc.serving.moe.expert_row_tile). A dense fp8 (W8A8) GEMM first quantizes its
+    kernel's row tile, not 128 (calc.serving.moe.expert_row_tile), at the fitted moe_serving_rate of that rate
+    (calc.serving.moe.moe_serving_rate). A dense fp8 (W8A8) GEMM first quantizes its
     [M, K] bf16 input (calc.serving.act_quant: M x K x ServingAssumptions.fp8_act_quant_bytes / bandwidth).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights). ``experts_only``: the
     routed experts' GEMMs alone (the MoE layer's share, as per-op kernel tables time it).
@@ -195,7 +203,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
                 wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
-            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts, min(k, n))
+            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts, min(k, n)) * moe_serving_rate(gpu, gemm_dtype, a)
         elif gemm_dtype.startswith("fp8") and not fmt.weight_only:  # W8A8: the bf16 input cast first (calc.serving.act_quant)
             t += act_quant_seconds(per, k, bandwidth, a.fp8_act_quant_bytes)
         if not g.expert and a.fp8_unfused_dequant and gemm_dtype.startswith("fp8"):  # fp32 out + rescale passes (fp8_fallback)

@@ -1,0 +1,43 @@
+"""The fitted MoE serving rate (calc.serving.moe.moe_serving_rate): a factor on the routed experts' rate, nothing else."""
+
+import pytest
+
+from calc.fitted import parameter
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+from calc.serving.moe import moe_serving_rate
+from calc.serving.step import weight_gemm_time
+from calc.sources.catalog import load_gpu, load_model
+
+
+def _at(rate: float | None):
+    return DEFAULT_ASSUMPTIONS.model_copy(update={"moe_serving_rate": rate})
+
+
+def test_half_the_rate_doubles_the_experts_and_leaves_the_rest() -> None:
+    # Qwen3-235B-A22B on 8 H100 (TP 8), 2,048 tokens: the routed experts' seconds are t / (table rate x factor), so a
+    # factor of 0.5 doubles them exactly; the dense GEMMs (attention, router, head) do not read it.
+    m, h100 = load_model("qwen3-235b-a22b"), load_gpu("h100")
+    experts = [weight_gemm_time(m, h100, 2048, 0, 8, None, a=_at(r), experts_only=True)[0] for r in (1.0, 0.5)]
+    assert experts[1] == pytest.approx(2 * experts[0], rel=1e-12)
+    whole = [weight_gemm_time(m, h100, 2048, 0, 8, None, a=_at(r))[0] for r in (1.0, 0.5)]
+    assert whole[1] - whole[0] == pytest.approx(experts[0], rel=1e-9)
+
+
+def test_a_dense_model_never_reads_it() -> None:
+    m, h100 = load_model("llama3-70b"), load_gpu("h100")
+    assert weight_gemm_time(m, h100, 2048, 0, 4, None, a=_at(0.5))[0] == weight_gemm_time(m, h100, 2048, 0, 4, None)[0]
+
+
+def test_the_default_is_the_fitted_value_of_the_generation_and_dtype() -> None:
+    fitted = parameter("moe_serving_rate")
+    h100, b200 = load_gpu("h100"), load_gpu("b200")
+    assert moe_serving_rate(h100, "fp8", DEFAULT_ASSUMPTIONS) == fitted["Hopper/fp8"]
+    assert moe_serving_rate(h100, "bf16", DEFAULT_ASSUMPTIONS) == fitted["Hopper"]
+    assert moe_serving_rate(b200, "nvfp4", DEFAULT_ASSUMPTIONS) == fitted["Blackwell/fp4"]
+    assert moe_serving_rate(h100, "fp8", _at(0.7)) == 0.7
+
+
+def test_explain_prints_it(cli) -> None:  # noqa: ANN001
+    text = cli("latency", "qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--prompt", "1K", "--output", "256",
+               "--explain").out
+    assert "moe_serving_rate" in text
