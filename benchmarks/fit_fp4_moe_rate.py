@@ -72,7 +72,9 @@ def layer_s(name: str, tp: int, tokens: int, dim: float, exponent: float) -> flo
     from calc.sources.catalog import load_gpu
 
     m, gpu = _model(name), load_gpu("b200")
-    a = ServingAssumptions(expert_imbalance=1.0, fp4_grouped_gemm_dim=dim, fp4_grouped_gemm_exponent=exponent)
+    # the kernel alone, as the table times it: balanced routing, no whole-step MoE serving rate (calc.serving.moe)
+    a = ServingAssumptions(expert_imbalance=1.0, moe_serving_rate=1.0, fp4_grouped_gemm_dim=dim,
+                           fp4_grouped_gemm_exponent=exponent)
     with _overridden(GEMM_PLATEAU, {"Blackwell/fp4": MEASURED_DENSE_FP4}):
         s = weight_gemm_time(m, gpu, tokens, 0, tp, None, None, 1, a, experts_only=True)[0]
     s += moe_routing_s(m, tokens, tp, 1, gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu), a)

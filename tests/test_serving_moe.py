@@ -376,7 +376,8 @@ def test_moe_layer_reproduces_aiconfigurator_measurements(tokens: int, measured_
     from calc.serving.step import moe_routing_s
 
     m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
-    a = ServingAssumptions(expert_imbalance=1.0, dispatcher="deepep")  # each rank routes its own tokens / 8
+    # each rank routes its own tokens / 8; the kernel alone, as the table times it (no whole-step moe_serving_rate)
+    a = ServingAssumptions(expert_imbalance=1.0, dispatcher="deepep", moe_serving_rate=1.0)
     experts = [g for g in step.model_gemms(m)[0] if g.expert]
     monkeypatch.setattr(step, "model_gemms", lambda _m: (experts, 0))
     seconds = weight_gemm_time(m, gpu, tokens / 8, 0, 1, "fp8", None, 8, a)[0]
@@ -424,7 +425,8 @@ def test_one_token_streams_the_touched_experts_on_a_low_compute_gpu(monkeypatch:
     m, gpu = load_model("qwen3-30b-a3b"), load_gpu("h20")
     experts = [g for g in step.model_gemms(m)[0] if g.expert]
     monkeypatch.setattr(step, "model_gemms", lambda _m: (experts, 0))
-    seconds = weight_gemm_time(m, gpu, 1, 0, 1, "bf16", None, 1, DEFAULT_ASSUMPTIONS)[0]
+    kernel = DEFAULT_ASSUMPTIONS.model_copy(update={"moe_serving_rate": 1.0})  # the kernel alone, no whole-step rate
+    seconds = weight_gemm_time(m, gpu, 1, 0, 1, "bf16", None, 1, kernel)[0]
     gate_up = 8 * 6_298_624 / (4.0e12 * 0.9) + 4e-6
     down = 8 * 3_151_360 / (4.0e12 * 0.9) + 4e-6
     assert seconds == pytest.approx(48 * (gate_up + down) / 0.8, rel=1e-6)
@@ -537,7 +539,7 @@ def test_int4_experts_run_marlin_moe_at_the_measured_rate() -> None:
     from calc.serving.moe import expert_gemm_rate
     from calc.serving.weights import weight_format
 
-    a = DEFAULT_ASSUMPTIONS
+    a = DEFAULT_ASSUMPTIONS.model_copy(update={"moe_serving_rate": 1.0})  # the kernel alone, as the table times it
     assert expert_gemm_rate(1024, a, "int4", "Hopper", True) == 0.45
     assert expert_gemm_rate(1024, a, "int4", "Ampere", True) == 0.7
     assert expert_gemm_rate(64, a, "int4", "Hopper", True) == a.grouped_gemm_efficiency

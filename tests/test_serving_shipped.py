@@ -88,8 +88,10 @@ def test_weight_only_decode_streams_its_4bit_weights():
     from calc.serving.step import model_gemms
 
     m, g = load_model("gpt-oss-120b"), load_gpu("h100")
-    # the grouped-GEMM penalty of routed experts (calc.serving.moe) off: this checks the 4-bit streaming alone
-    seconds, _, moved = weight_gemm_time(m, g, 1, 1, 1, None, a=ServingAssumptions(grouped_gemm_efficiency=1.0))
+    # the grouped-GEMM penalty of routed experts and the whole-step MoE serving rate (calc.serving.moe) off: this
+    # checks the 4-bit streaming alone
+    seconds, _, moved = weight_gemm_time(m, g, 1, 1, 1, None, a=ServingAssumptions(grouped_gemm_efficiency=1.0,
+                                                                                   moe_serving_rate=1.0))
     launches = sum(gm.layers for gm in model_gemms(m)[0]) * GEMM_LAUNCH_S
     stream = 5_000_641_920 / (3.35e12 * 0.90)
     assert stream * 0.999 <= seconds - launches <= stream * 1.01
