@@ -41,3 +41,39 @@ def test_explain_prints_it(cli) -> None:  # noqa: ANN001
     text = cli("latency", "qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--prompt", "1K", "--output", "256",
                "--explain").out
     assert "moe_serving_rate" in text
+
+
+QWEN = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--prompt", "1K", "--output", "256"]
+
+
+def test_the_flag_overrides_the_fitted_rate_in_latency(cli) -> None:  # noqa: ANN001
+    # --moe-serving-rate 0.5 against the fitted Hopper rate of this checkpoint's experts: the decode step's experts
+    # take fitted / 0.5 times as long, nothing else moves, so TPOT changes and --explain names the given value
+    fitted = cli("latency", *QWEN, "--json").json()["tpot_s"]
+    given = cli("latency", *QWEN, "--moe-serving-rate", "0.3", "--json").json()["tpot_s"]
+    assert given > fitted
+    assert "the routed experts in a whole step at 0.3 x" in cli("latency", *QWEN, "--moe-serving-rate", "0.3",
+                                                                 "--explain").out.replace("\n", " ")
+
+
+@pytest.mark.parametrize("command", [["latency", "llama3-8b", "--gpu", "h100", "--prompt", "1K"],
+                                     ["serve", "llama3-8b", "--gpu", "h100", "--prompt", "1K", "--output", "256"],
+                                     ["report", "llama3-8b", "--gpu", "h100"],
+                                     ["compare", "llama3-8b", "h100"]])
+def test_refused_for_a_model_without_routed_experts(cli, command: list[str]) -> None:  # noqa: ANN001
+    r = cli(*command, "--moe-serving-rate", "0.5")
+    assert r.code == 2 and "--moe-serving-rate" in r.err and "routed experts" in r.err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "5"])
+def test_a_rate_outside_its_range_is_refused(cli, value: str) -> None:  # noqa: ANN001
+    r = cli("latency", *QWEN, "--moe-serving-rate", value)
+    assert r.code == 2 and "--moe-serving-rate" in r.err
+
+
+@pytest.mark.parametrize("command", [["serve", "qwen3-235b-a22b", "--gpu", "h100", "--prompt", "1K", "--output", "256",
+                                      "--rate", "2"],
+                                     ["report", "qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8"],
+                                     ["compare", "qwen3-235b-a22b", "h100", "--num-gpus", "8"]])
+def test_serve_report_and_compare_take_it(cli, command: list[str]) -> None:  # noqa: ANN001
+    assert cli(*command, "--json").out != cli(*command, "--moe-serving-rate", "0.3", "--json").out

@@ -256,6 +256,11 @@ Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
     help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
          "the default) or tensor (one scale per tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, "
          "faster above 128 tokens per expert)")]
+MoeServingRateOpt = Annotated[float | None, typer.Option(
+    "--moe-serving-rate", parser=human_float("--moe-serving-rate", maximum=4.0),
+    help="MoE: the routed experts' grouped-GEMM rate in a whole serving step against the per-op kernel tables, > 0 "
+         "(default: the value fitted on the measurement corpus for the GPU generation and expert dtype, "
+         "calc/data/fitted_defaults.json moe_serving_rate; --explain prints them)")]
 class Dispatcher(StrEnum):  # calc.hardware.moe_ops.DISPATCHERS: one vocabulary for training and serving
     alltoall = "alltoall"
     deepep = "deepep"

@@ -33,6 +33,7 @@ from calc.cli.options import (
     MfuOpt,
     Mode,
     ModelArg,
+    MoeServingRateOpt,
     NumGpusOpt,
     OldModelOpt,
     OldMoeCollectiveOpt,
@@ -104,6 +105,7 @@ def report(
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    moe_serving_rate: MoeServingRateOpt = None,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
@@ -148,7 +150,8 @@ def report(
                "--step-overhead-ms": step_overhead_ms, "--enforce-eager": enforce_eager or None,
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
                "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
-               "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales}
+               "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
+               "--moe-serving-rate": moe_serving_rate}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -189,7 +192,7 @@ def report(
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales,
-                           moe_permute_scope=moe_permute_scope)
+                           moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
@@ -220,7 +223,8 @@ def report(
             training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
                                   stack=stack, recipe=recipe)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope)  # as serve
+                                      comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
+                                      moe_serving_rate=moe_serving_rate)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -283,6 +287,7 @@ def compare(
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    moe_serving_rate: MoeServingRateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
@@ -309,12 +314,13 @@ def compare(
     for g in gpus:
         refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, expert_imbalance=expert_imbalance)
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, expert_imbalance=expert_imbalance,
+                           moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     s = engine_settings(engine, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib)
+                                      comm_buffer_gib, moe_serving_rate=moe_serving_rate)
     check_context(m, prompt + output, "--prompt")
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")

@@ -41,6 +41,7 @@ from calc.cli.options import (
     MaxNumSeqsOpt,
     MemFractionOpt,
     ModelArg,
+    MoeServingRateOpt,
     NumGpusOpt,
     OldMoeCollectiveOpt,
     OutputOpt,
@@ -176,7 +177,8 @@ def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) 
 def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
-                        num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None) -> Any:
+                        num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
+                        moe_serving_rate: float | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -192,7 +194,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     --dispatcher: the expert-parallel token exchange (calc.hardware.moe_ops.DISPATCHERS); else the engine's by release
     (calc.serving.assumptions.engine_dispatcher: vLLM before 0.11 naive, else all-gather + reduce-scatter).
     --moe-permute-scope: which routed copies an all-gather-fed rank permutes; else the engine's
-    (calc.serving.assumptions.engine_permute_scope)."""
+    (calc.serving.assumptions.engine_permute_scope).
+    --moe-serving-rate: the routed experts' whole-step rate; else the fitted one (calc.serving.moe.moe_serving_rate)."""
     from calc.fitted import describe
     from calc.serving.assumptions import (
         DEFAULT_ASSUMPTIONS,
@@ -208,6 +211,10 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
     given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
     if fp8_moe_scales is not None:
         given["fp8_moe_scales"] = str(fp8_moe_scales)
+    if moe_serving_rate is not None:
+        if moe_serving_rate <= 0:
+            raise LLMCalcError("--moe-serving-rate", f"is a rate against the kernel tables, > 0; got {moe_serving_rate:g}")
+        given["moe_serving_rate"] = moe_serving_rate
     if comm_buffer_gib is not None:
         given["comm_buffer_gib"] = comm_buffer_gib
     if dispatcher is not None or settings is not None:
@@ -257,6 +264,7 @@ def latency(
     reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    moe_serving_rate: MoeServingRateOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     num_scheduler_steps: SchedulerStepsOpt = None,
@@ -275,13 +283,13 @@ def latency(
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales)
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
     output = _window_output(ctx, m, prompt, output)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
-                            num_scheduler_steps=num_scheduler_steps)
+                            num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
@@ -379,6 +387,7 @@ def serve(
     comm_buffer_gib: CommBufferOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
+    moe_serving_rate: MoeServingRateOpt = None,
     dispatcher: DispatcherOpt = None,
     moe_permute_scope: PermuteScopeOpt = None,
     moe_collective: OldMoeCollectiveOpt = None,
@@ -416,7 +425,7 @@ def serve(
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher,
-                           moe_permute_scope=moe_permute_scope)
+                           moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
     check_context(m, prompt + output, "--prompt")
@@ -431,7 +440,8 @@ def serve(
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                           comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope),
+                                           comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
+                                           moe_serving_rate=moe_serving_rate),
                        m, g, s, prompt + output - 1, dtype)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
