@@ -192,6 +192,16 @@ def stack_version(row: Any) -> tuple[int, ...] | None:
     return None if row.stack.version in ("", "unknown") else version_tuple(str(row.stack.version))
 
 
+def tp_overlap_of(k: dict[str, Any]) -> float | None:
+    """The share of the TP collectives a row hid (calc.training.cost.Efficiencies.tp_overlap): a row that says TP
+    communication overlap ran (``tp_comm_overlap``: Transformer Engine userbuffers; ``async_tp``: torchtitan's async
+    TP) hides the overlap efficiency's share, one that says it did not hides none; None: the stack's default."""
+    from calc.hardware.efficiency import OVERLAP_EFFICIENCY
+
+    on = k.get("tp_comm_overlap", k.get("async_tp"))
+    return None if on is None else OVERLAP_EFFICIENCY if on else 0.0
+
+
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.training.adapters import Lora
     from calc.training.cost import Efficiencies, ModelCost
@@ -212,7 +222,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
                        ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=training_dispatcher(k.get("dispatcher")),
-                       cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap"),
+                       cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap"), tp_overlap=tp_overlap_of(k),
                        recipe=k.get("training_recipe", "bf16-adam"),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)

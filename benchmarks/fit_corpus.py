@@ -97,9 +97,8 @@ PRIOR: dict[str, dict[str, float]] = {
                         "other": 2.0e-3},
     # The routed experts' rate in a whole serving step against the per-op kernel tables (calc.serving.moe), per
     # generation and expert dtype: 1, the tables as read.
-    "moe_serving_rate": {key: 1.0 for key in ("Ampere", "Hopper", "Hopper/fp8", "Ada", "Ada/fp8", "Blackwell",
-                                              "Blackwell/fp8", "Blackwell/fp4", "CDNA3", "CDNA3/fp8", "other")},
 }
+PRIOR["moe_serving_rate"] = dict.fromkeys(PRIOR["gemm_plateau"], 1.0)  # the plateau's keys, in its order
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",
@@ -164,8 +163,17 @@ class Predictions:
 
     A serving time is affine in the per-step overhead o (calc.serving.step: each step = compute + o; e2e = TTFT +
     (T - 1) TPOT), a serving rate is its inverse: two engine calls per plateau (o = 0 and o = 1 ms) give the
-    prediction at every o exactly (tests/test_fit_corpus.py checks it against a direct call). ``engine`` is
-    corpus_predict.predict (row, overrides) -> value; a test passes a model whose true parameters it knows."""
+    prediction at every o exactly. An MoE row's time is also affine in 1 / rate, rate its MoE serving rate (the
+    routed experts' GEMM seconds of every step are divided by it, calc.serving.step.weight_gemm_time, and nothing
+    else reads it; the steps and their batches do not depend on any time), jointly with o (no cross term: a step
+    is c + o + e / rate; a host-bound eager step, max(forward, launches), would break it: the fit split's MoE rows
+    have none), so a third call (o = 0, rate = 1/2) gives every (o, rate):
+
+        t(o, rate) = t(0, 1) + (t(1 ms, 1) - t(0, 1)) o / 1 ms + (t(0, 1/2) - t(0, 1)) (1 / rate - 1)
+
+    (tests/test_fit_corpus.py checks both against a direct call). Three calls per plateau instead of two per
+    (plateau, rate) pair: the joint search over both families costs what the plateau search alone did. ``engine``
+    is corpus_predict.predict (row, overrides) -> value; a test passes a model whose true parameters it knows."""
 
     def __init__(self, engine: Callable[[Any, dict[str, Any]], float] = cp.predict) -> None:
         self.engine = engine
@@ -198,10 +206,13 @@ class Predictions:
         if "step_overhead_s" not in e.keys:
             return self._engine(e, plateau, 0.0, base=base)
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
-        moe = params["moe_serving_rate"][e.keys["moe_serving_rate"]] if "moe_serving_rate" in e.keys else None
         sign = FAMILY[e.row.kind][1]
-        t0, t1 = (self._engine(e, plateau, x, base=base, moe=moe) ** sign for x in (0.0, 1e-3))
-        return (t0 + (t1 - t0) * o / 1e-3) ** sign
+        if "moe_serving_rate" not in e.keys:
+            t0, t1 = (self._engine(e, plateau, x, base=base) ** sign for x in (0.0, 1e-3))
+            return (t0 + (t1 - t0) * o / 1e-3) ** sign
+        rate = params["moe_serving_rate"][e.keys["moe_serving_rate"]]
+        t0, t1, t_half = (self._engine(e, plateau, x, base=base, moe=r) ** sign for x, r in ((0.0, 1.0), (1e-3, 1.0), (0.0, 0.5)))
+        return (t0 + (t1 - t0) * o / 1e-3 + (t_half - t0) * (1.0 / rate - 1.0)) ** sign
 
     def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
         """log(predicted / measured) with these parameters."""

@@ -51,7 +51,10 @@ def paper_flops(row: dict) -> float:
 
 def predict(row: dict, system_name: str, flash: bool, dropout: float = 0.0) -> dict:
     gpu = load_gpu("a100-80g")
-    cost = ModelCost(gpt_model(row), gpu, load_system(system_name), row["seq"], "bf16", Efficiencies(flash=flash, dropout=dropout))
+    # Megatron-LM of 2021-22 ran its tensor-parallel collectives exposed (no --tp-comm-overlap before Transformer
+    # Engine's userbuffers; the corpus rows of these tables say so too, tp_comm_overlap false)
+    eff = Efficiencies(flash=flash, dropout=dropout, tp_overlap=0.0)
+    cost = ModelCost(gpt_model(row), gpu, load_system(system_name), row["seq"], "bf16", eff)
     layout = Layout(tp=row["tp"], pp=row["pp"], dp=row["dp"], cp=row["cp"], vpp=row["vpp"], sp=row["sp"],
                     micro_batch=row["micro_batch"], recompute=row["recompute"])
     micro = check_training_layout(cost.m, layout, row["num_gpus"], row["global_batch"], row["seq"])

@@ -60,6 +60,28 @@ def test_serving_prediction_is_affine_in_the_step_overhead() -> None:
         assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
 
 
+def test_moe_serving_prediction_is_affine_in_the_overhead_and_the_inverse_rate() -> None:
+    """The fit's MoE shortcut (three engine calls per plateau) equals a direct engine call at other (overhead, MoE
+    rate) pairs, on MoE rows of every kind and engine the fit reads (throughput, TPOT, TTFT; vLLM, SGLang,
+    TensorRT-LLM), at both ends of the rate's range: a step whose time were not c + o + e / rate (a host-bound eager
+    step, max(forward, launches), would not be) misses by far more than the tolerance."""
+    import corpus_predict as cp
+
+    rows, _ = fc.entries()
+    moe_rows = [e for e in rows if "moe_serving_rate" in e.keys]
+    picked = {(e.row.kind, e.keys["step_overhead_s"]): e for e in moe_rows}
+    assert len(picked) >= 4
+    preds = fc.Predictions()
+    for e in picked.values():
+        for overhead, rate in ((3.7e-3, fc.BOUNDS["moe_serving_rate"][0]), (0.5e-3, fc.BOUNDS["moe_serving_rate"][1])):
+            params = {name: dict(v) for name, v in fc.PRIOR.items()}
+            params["step_overhead_s"][e.keys["step_overhead_s"]] = overhead
+            params["moe_serving_rate"][e.keys["moe_serving_rate"]] = rate
+            direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": overhead,
+                                        "moe_serving_rate": params["moe_serving_rate"]})
+            assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
+
+
 def test_a_source_of_memory_rows_never_moves_the_folds() -> None:
     """folds() deals only groups with a row that depends on a fitted parameter: adding a KV-capacity source (no
     parameter) leaves every other group in its fold."""

@@ -351,7 +351,10 @@ OverlapEffOpt = Annotated[float | None, typer.Option(
     "--overlap-eff", parser=human_float("--overlap-eff", allow_zero=True, maximum=1.0),
     help="share of overlappable communication hidden under compute (default 0.85)")]
 TpOverlapOpt = Annotated[float | None, typer.Option(
-    "--tp-overlap", parser=human_float("--tp-overlap", allow_zero=True, maximum=1.0), help="share of TP collectives hidden (default 0)")]
+    "--tp-overlap", parser=human_float("--tp-overlap", allow_zero=True, maximum=1.0),
+    help="share of TP collectives hidden under the GEMMs (default: the stack's: megatron hides the overlap efficiency's "
+         "share with TP > 1 and --sp, as NeMo / Megatron-Bridge recipes run Transformer Engine userbuffers, none under "
+         "LoRA; 0 for the other stacks; 0 = a bare Megatron-LM run, whose --tp-comm-overlap is off)")]
 EpOverlapOpt = Annotated[float | None, typer.Option(
     "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
 PlateauOpt = Annotated[float | None, typer.Option(

@@ -204,10 +204,11 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
         if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
             t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts, min(k, n)) * moe_serving_rate(gpu, gemm_dtype, a)
-        elif gemm_dtype.startswith("fp8") and not fmt.weight_only:  # W8A8: the bf16 input cast first (calc.serving.act_quant)
-            t += act_quant_seconds(per, k, bandwidth, a.fp8_act_quant_bytes)
-        if not g.expert and a.fp8_unfused_dequant and gemm_dtype.startswith("fp8"):  # fp32 out + rescale passes (fp8_fallback)
-            t += UNFUSED_DQ_BYTES * touched * per * n / bandwidth
+        elif gemm_dtype.startswith("fp8"):
+            if not fmt.weight_only:  # W8A8: the bf16 input cast first (calc.serving.act_quant)
+                t += act_quant_seconds(per, k, bandwidth, a.fp8_act_quant_bytes)
+            if a.fp8_unfused_dequant:  # fp32 out + rescale passes (fp8_fallback)
+                t += UNFUSED_DQ_BYTES * touched * per * n / bandwidth
         seconds += g.layers * t
         flops += g.layers * 2 * touched * per * k * n
         moved += g.layers * weights

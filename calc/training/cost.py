@@ -166,7 +166,7 @@ from calc.training.fp8_recipe import (
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
 from calc.training.ring_attention import CP_COMM_WORDS, FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
-from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, memory_defaults, stack_efficiency, stack_key
+from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, TP_COMM_OVERLAP, memory_defaults, stack_efficiency, stack_key
 from calc.units import abbrev, dtype_bytes
 
 # Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
@@ -226,7 +226,8 @@ class Efficiencies:
 
     collective: float = COLLECTIVE_EFFICIENCY
     overlap: float = OVERLAP_EFFICIENCY
-    tp_overlap: float = 0.0  # share of TP collectives hidden (0: Megatron default; TE comm-overlap hides some)
+    # share of the TP collectives hidden under the GEMMs; None: the stack's (resolved_tp_overlap)
+    tp_overlap: float | None = None
     ep_overlap: float = 0.0  # share of expert all-to-all hidden (DeepSeek DualPipe hides most)
     # Megatron-Core --overlap-moe-expert-parallel-comm (combined 1F1B): one micro-batch's forward all-to-all runs under
     # another's backward compute and vice versa (calc.training.step); replaces ep_overlap when set
@@ -271,6 +272,35 @@ class Efficiencies:
             return self.pp_p2p_overlap
         return vpp > 1 and stack_key(self.stack) == "megatron"
 
+    def resolved_tp_overlap(self, tp: int, sp: bool, lora: bool = False) -> float:
+        """Share of the TP all-gathers / reduce-scatters hidden under the GEMMs they feed: as given, else the stack's
+        default: a stack of calc.training.stack.TP_COMM_OVERLAP (Megatron-class: NeMo 2 / Megatron-Bridge recipes run
+        Transformer Engine's userbuffers overlap, ring-exchange and chunked-pipeline GEMMs) hides ``overlap`` of them
+        (the overlap efficiency, the share of an overlappable transfer hidden under compute: no source measures the
+        userbuffers share apart; NeMo's communication-overlap page says the chunked reduce-scatter "exposes one
+        reduce-scatter chunk") with TP >= 2 and sequence parallelism, as the recipes' callbacks require, and not under
+        LoRA (the PEFT recipes turn it off); 0 otherwise.
+
+        >>> e = Efficiencies()
+        >>> e.resolved_tp_overlap(4, True), e.resolved_tp_overlap(4, False), e.resolved_tp_overlap(4, True, lora=True)
+        (0.85, 0.0, 0.0)
+        >>> Efficiencies(stack="fsdp").resolved_tp_overlap(4, True), Efficiencies(tp_overlap=0.3).resolved_tp_overlap(1, False)
+        (0.0, 0.3)
+        """
+        if self.tp_overlap is not None:
+            return self.tp_overlap
+        return self.overlap if tp > 1 and sp and not lora and stack_key(self.stack) in TP_COMM_OVERLAP else 0.0
+
+    def _tp_overlap_words(self) -> str:
+        """The assumption line's account of the TP collectives (resolved_tp_overlap)."""
+        if self.tp_overlap is not None:
+            return f"TP communication hidden {self.tp_overlap:.0%}"
+        if stack_key(self.stack) in TP_COMM_OVERLAP:
+            return (f"TP communication hidden {self.overlap:.0%} (the overlap efficiency) with TP > 1 and sequence "
+                    "parallelism, full-weight training (the stack's: NeMo / Megatron-Bridge recipes' Transformer Engine "
+                    "userbuffers overlap; off under LoRA and without --sp), else exposed")
+        return "TP communication exposed (the stack's: no TP overlap by default; --tp-overlap)"
+
     def _pp_p2p_words(self) -> str:
         """The assumption line's account of the pipeline sends (resolved_pp_p2p_overlap; the stack's default reads
         the same at every vpp > 1)."""
@@ -313,7 +343,7 @@ class Efficiencies:
         lines = [
             f"collective efficiency {self.collective:.0%} of link bandwidth (NCCL busBW)",
             f"overlap efficiency {self.overlap:.0%} (share of an overlappable transfer hidden under compute)",
-            f"TP communication hidden {self.tp_overlap:.0%}" + (("; expert all-to-all "
+            self._tp_overlap_words() + (("; expert all-to-all "
             + ("under the other micro-batch's compute (Megatron combined 1F1B A2A overlap)" if self.ep_overlap_1f1b
                else f"hidden {self.ep_overlap:.0%}")) if moe else ""),
             f"MoE token dispatcher {self.dispatcher}: "

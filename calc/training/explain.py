@@ -102,6 +102,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                  f"{_ms(lc.host_fwd)} / {_ms(lc.host_bwd)} of host time (calc.training.host); each pass exposes "
                  f"max(0, host - its GPU time); x layers x m = {t.exposed['host_s']:.4f} s")
     if tp > 1:
+        hidden = eff.resolved_tp_overlap(tp, layout.sp, cost.lora is not None)
         kinds = ("all_gather", "reduce_scatter") if layout.sp else ("allreduce",)
         each = sum(cost.coll(k, act, tp) for k in kinds)
         lines.append(f"tp_comm_s: {'AG + RS' if layout.sp else 'all-reduce'} of T*H*bytes = {_mb(act)} on {_where(cost, tp, 1)} "
@@ -109,7 +110,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                      f"{' + 2 recomputed' if layout.recompute == 'full' else ''}"
                      f"{' (fp8 run: the all-gathers move 1 B per element, calc.training.cost TP)' if cost.te_layout and layout.sp else ''}"
                      f"; x {t.stage_layers} layers x m = "
-                     f"{t.totals['tp_comm_s']:.4f} s, hidden {eff.tp_overlap:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
+                     f"{t.totals['tp_comm_s']:.4f} s, hidden {hidden:.0%} -> {t.exposed['tp_comm_s']:.4f} s")
     if ep * etp > 1 and m.moe:
         routed = cost.ep_routed_bytes(T / tp, ep, etp)
         gather = (f" + ETP all-gather + reduce-scatter of {etp} x that on {_where(cost, etp, 1)}" if etp > 1 else "")

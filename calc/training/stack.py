@@ -51,6 +51,19 @@ DEFAULT_STACK = {"train": REFERENCE_STACK, "finetune": HF_STACK}
 # Attention kernel (calc.hardware.attention.KERNELS) per stack on an sm90+ part; Ampere-class parts run FA2 (or triton).
 ATTENTION_KERNEL = {"megatron": "cudnn", "fsdp": "fa2", "llm-foundry": "triton", "deepspeed": "fa2", "hf": "fa2"}
 FP8_RECIPE = {"megatron": "delayed", "fsdp": "tensorwise", "llm-foundry": "delayed", "deepspeed": "delayed", "hf": "tensorwise"}
+# Stacks that overlap the TP all-gathers / reduce-scatters with the GEMMs by default (TP >= 2 with sequence parallelism,
+# full-weight training; calc.training.cost.Efficiencies.resolved_tp_overlap): Megatron-class as NeMo 2 and
+# Megatron-Bridge recipes run it. NeMo's llama3_70b / llama31_405b pretrain_performance_optimizations (NVIDIA/NeMo
+# @ 8cfedd7, nemo/collections/llm/recipes/) pass MegatronCommOverlapCallback(tp_comm_overlap=True, tp_comm_overlap_cfg=
+# userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192 ...), which scripts/performance/llm/pretrain_*.py (the published
+# performance tables, DGX Cloud recipes) start from; Megatron-Bridge's llama3 70B / 405B recipes pass CommOverlapConfig(
+# tp_comm_overlap=True, ...) (NVIDIA-NeMo/Megatron-Bridge @ 067f987, src/megatron/bridge/recipes/llama/h100/llama3.py);
+# both callbacks switch it off below TP 2 or without sequence parallelism (megatron_comm_overlap.py / comm_overlap.py:
+# "Disabling tensor parallel communication overlap due to TP size < 2", "... due to sequence_parallel=False"), and
+# NeMo's PEFT fine-tuning recipes pass tp_comm_overlap=False. Megatron-LM's own default is off (megatron/core/
+# model_parallel_config.py ``tp_comm_overlap: bool = False``; --tp-comm-overlap): a bare Megatron-LM run says so with
+# --tp-overlap 0. PyTorch FSDP stacks: torchtitan's async TP is off unless asked (--tp-overlap).
+TP_COMM_OVERLAP = frozenset({"megatron"})
 # The memory engine's settings per stack (module docstring); a stack the engine does not know ("other") prices as
 # the non-Megatron stacks do.
 _NON_MEGATRON = replace(MEGATRON_MEMORY, fsdp_reduce_bytes=FSDP_REDUCE_BYTES)

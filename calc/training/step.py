@@ -128,6 +128,7 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
     full, selective = layout.recompute == "full", layout.recompute == "selective"
     modules = layout.recompute_modules if selective else frozenset()
     s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "host", "tp_total", "ep_total", "cp_total"), 0.0)
+    tp_exposed = 1 - eff.resolved_tp_overlap(layout.tp, layout.sp, cost.lora is not None)
     for index, n in _kind_counts(cost, start, count):
         lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp, layout.expert_tp)
         s["fwd"] += n * lc.fwd
@@ -141,7 +142,7 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else rec_ep)
         s["tp_total"] += n * tp
         s["ep_total"] += n * ep
-        s["tp"] += n * tp * (1 - eff.tp_overlap)
+        s["tp"] += n * tp * tp_exposed
         if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
             s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
                             + (lc.ep_fwd if full else rec_ep))
@@ -151,8 +152,8 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         s["cp_total"] += n * lc.cp_total
         # each pass costs max(GPU, host launches) (calc.training.host): the GPU pass with its exposed communication
         ep_share = 0.0 if eff.ep_overlap_1f1b else 1 - eff.ep_overlap  # 1F1B: the A2A sits under the other pass
-        gpu_fwd = lc.fwd + lc.tp_fwd * (1 - eff.tp_overlap) + lc.ep_fwd * ep_share + lc.cp_fwd
-        gpu_bwd = lc.bwd + lc.tp_bwd * (1 - eff.tp_overlap) + lc.ep_bwd * ep_share + lc.cp_bwd
+        gpu_fwd = lc.fwd + lc.tp_fwd * tp_exposed + lc.ep_fwd * ep_share + lc.cp_fwd
+        gpu_bwd = lc.bwd + lc.tp_bwd * tp_exposed + lc.ep_bwd * ep_share + lc.cp_bwd
         s["host"] += n * (exposed_host_s(lc.host_fwd, gpu_fwd) * (2 if full else 1) + exposed_host_s(lc.host_bwd, gpu_bwd))
     if last:
         hf, hb = cost.head_cost(layout.micro_batch, layout.tp, layout.cp)
