@@ -193,12 +193,15 @@ def stack_version(row: Any) -> tuple[int, ...] | None:
 
 
 def tp_overlap_of(k: dict[str, Any]) -> float | None:
-    """The share of the TP collectives a row hid (calc.training.cost.Efficiencies.tp_overlap): a row that says TP
-    communication overlap ran (``tp_comm_overlap``: Transformer Engine userbuffers; ``async_tp``: torchtitan's async
-    TP) hides the overlap efficiency's share, one that says it did not hides none; None: the stack's default."""
+    """The share of the TP collectives a row hid (calc.training.cost.Efficiencies.tp_overlap): a row that says
+    Transformer Engine's TP communication overlap ran (``tp_comm_overlap``) hides the overlap efficiency's share, one
+    that says it did not hides none; None: the stack's default. torchtitan's async TP (a row's ``async_tp``) is not
+    read: its source's own pairs (benchmarks/asyncTP_llama3_h100_2025-06_torchtitan.md, the fit split) gain 0-16% over
+    vanilla TP, where hiding that share of the engine's TP seconds would give up to 27%: it hides less than the
+    userbuffers overlap, by an amount no second source measures, so those rows are priced as vanilla TP."""
     from calc.hardware.efficiency import OVERLAP_EFFICIENCY
 
-    on = k.get("tp_comm_overlap", k.get("async_tp"))
+    on = k.get("tp_comm_overlap")
     return None if on is None else OVERLAP_EFFICIENCY if on else 0.0
 
 

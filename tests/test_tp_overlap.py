@@ -53,17 +53,18 @@ def test_a_given_share_overrides_every_stack() -> None:
 
 
 def test_corpus_rows_say_whether_tp_overlap_ran() -> None:
-    """tp_comm_overlap (TE userbuffers) and async_tp (torchtitan) knobs: on = the overlap share, off = 0, absent = the
-    stack's default; torchtitan's async-TP row of the same run predicts more tokens/s than its vanilla twin."""
+    """tp_comm_overlap knob (TE userbuffers): on = the overlap share, off = 0, absent = the stack's default (a NeMo DGX
+    Cloud 70B TP4 row runs it: the same row said off predicts a longer step); torchtitan's async TP is not read."""
     import corpus_predict as cp
     import corpus_schema as cs
 
-    assert cp.tp_overlap_of({"async_tp": True}) == OVERLAP_EFFICIENCY
+    assert cp.tp_overlap_of({"tp_comm_overlap": True}) == OVERLAP_EFFICIENCY
     assert cp.tp_overlap_of({"tp_comm_overlap": False}) == 0.0
-    assert cp.tp_overlap_of({}) is None
-    rows = {r.id: r for r, _g, _s in cs.load_corpus()}
-    base = "titan-asynctp-2506-llama3.1-8b-64gpu-bf16-"
-    assert cp.predict(rows[base + "async-tp"]) > cp.predict(rows[base + "vanilla-tp"])
+    assert cp.tp_overlap_of({}) is None and cp.tp_overlap_of({"async_tp": True}) is None
+    row = {r.id: r for r, _g, _s in cs.load_corpus()}["dgxc-25.04-llama3.1-70b-bf16-h100-64"]
+    assert row.config["tp"] == 4 and "tp_comm_overlap" not in row.config
+    off = row.model_copy(update={"config": {**row.config, "tp_comm_overlap": False}})
+    assert cp.predict(off) > cp.predict(row)  # step seconds
 
 
 def test_explain_names_the_share_and_the_flag_changes_it(cli) -> None:
