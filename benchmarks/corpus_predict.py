@@ -199,10 +199,8 @@ def tp_overlap_of(k: dict[str, Any]) -> float | None:
     read: its source's own pairs (benchmarks/asyncTP_llama3_h100_2025-06_torchtitan.md, the fit split) gain 0-16% over
     vanilla TP, where hiding that share of the engine's TP seconds would give up to 27%: it hides less than the
     userbuffers overlap, by an amount no second source measures, so those rows are priced as vanilla TP."""
-    from calc.hardware.efficiency import OVERLAP_EFFICIENCY
-
     on = k.get("tp_comm_overlap")
-    return None if on is None else OVERLAP_EFFICIENCY if on else 0.0
+    return None if on is None else efficiency.OVERLAP_EFFICIENCY if on else 0.0
 
 
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
