@@ -203,6 +203,22 @@ def tp_overlap_of(k: dict[str, Any]) -> float | None:
     return None if on is None else efficiency.OVERLAP_EFFICIENCY if on else 0.0
 
 
+def moe_routing_of(k: dict[str, Any]) -> str:
+    """How a training row's router spread tokens (calc.training.cost.Efficiencies.moe_routing): its ``moe_routing``
+    knob, whose first word names it ("force-balanced, token-dropless": Megatron's --moe-router-force-load-balancing
+    without a capacity factor, the Megatron-Bridge benchmark pages' footnote), else the engine's default (aux-loss).
+    A routing the engine does not price is refused."""
+    from calc.hardware.moe_ops import MOE_ROUTINGS
+
+    value = k.get("moe_routing")
+    if value is None:
+        return "aux-loss"
+    name = value.split(",")[0].strip()
+    if name not in MOE_ROUTINGS:
+        raise CannotPredict(f"moe_routing {value!r}: the engine prices {', '.join(MOE_ROUTINGS)}")
+    return name
+
+
 def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.training.adapters import Lora
     from calc.training.cost import Efficiencies, ModelCost
@@ -224,7 +240,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
                        ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=training_dispatcher(k.get("dispatcher")),
                        cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap"), tp_overlap=tp_overlap_of(k),
-                       recipe=k.get("training_recipe", "bf16-adam"),
+                       recipe=k.get("training_recipe", "bf16-adam"), moe_routing=moe_routing_of(k),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
     cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff, lora=lora)
