@@ -17,7 +17,7 @@ from calc.memory.training import FSDP_PP
 INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
              "max_num_batched_tokens", "chunked_prefill_size", "cpu_offload_layers", "num_requests", "pp_microbatch_group",
-             "rocm_custom_pa_max_seq_len", "num_scheduler_steps", "output_cap")
+             "rocm_custom_pa_max_seq_len", "num_scheduler_steps", "output_cap", "doc_tokens")
 FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", "tokens", "dropout", "rate",
                "kv_cache_free_gpu_mem_fraction")
 STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",

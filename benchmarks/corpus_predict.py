@@ -243,7 +243,7 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
                        recipe=k.get("training_recipe", "bf16-adam"), moe_routing=moe_routing_of(k),
                        **({"loss": loss} if loss else {}))
     dtype = _training_dtype(row)
-    cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff, lora=lora)
+    cost = ModelCost(m, gpu, _system(row, k, gpu), k["seq"], dtype, eff, lora=lora, doc_tokens=k.get("doc_tokens"))
     n = row.hardware.num_gpus
     if row.kind == "training_gpu_hours":
         plan = best_plan(cost, n, k.get("global_batch"))

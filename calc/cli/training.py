@@ -355,6 +355,11 @@ TpOverlapOpt = Annotated[float | None, typer.Option(
     help="share of TP collectives hidden under the GEMMs (default: the stack's: megatron hides the overlap efficiency's "
          "share with TP > 1 and --sp, as NeMo / Megatron-Bridge recipes run Transformer Engine userbuffers, none under "
          "LoRA; 0 for the other stacks; 0 = a bare Megatron-LM run, whose --tp-comm-overlap is off)")]
+DocTokensOpt = Annotated[int | None, typer.Option(
+    "--doc-tokens", parser=human_int("--doc-tokens"),
+    help="mean tokens per document packed into each sequence (SFT / PEFT on short examples, NeMo / Megatron-Bridge "
+         "packed sequences, varlen flash attention): attention runs within each document, s/d documents of d(d+1)/2 "
+         "pairs instead of s(s+1)/2 (default: one document per sequence)")]
 EpOverlapOpt = Annotated[float | None, typer.Option(
     "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
 PlateauOpt = Annotated[float | None, typer.Option(
@@ -473,7 +478,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           activations: Activations = Activations.per_tensor, stack: Stack | None = None,
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
-          cp_comm: CpComm | None = None, pp_p2p_overlap: bool | None = None, lora: Any = None, recipe: str | None = None) -> Any:
+          cp_comm: CpComm | None = None, pp_p2p_overlap: bool | None = None, lora: Any = None, recipe: str | None = None,
+          doc_tokens: int | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
     frozen base)."""
     from dataclasses import replace
@@ -514,7 +520,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
-    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora)
+    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora, doc_tokens)
 
 
 def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int | None, sharding: str,
@@ -582,6 +588,7 @@ def train_step(
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
+    doc_tokens: DocTokensOpt = None,
     ep_overlap: EpOverlapOpt = None,
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
@@ -620,7 +627,7 @@ def train_step(
                  offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens)
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -674,6 +681,7 @@ def train_plan(
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
+    doc_tokens: DocTokensOpt = None,
     ep_overlap: EpOverlapOpt = None,
     ep_overlap_1f1b: EpOverlap1f1bOpt = False,
     dispatcher: DispatcherOpt = None,
@@ -714,7 +722,7 @@ def train_plan(
                  offloads=(0, None), dtype=dtype)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

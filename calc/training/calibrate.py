@@ -20,7 +20,7 @@ LOW, HIGH = 0.05, 1.0
 
 def predicted_step_time(cost: ModelCost, layout: Layout, global_batch: int, micro: int, plateau: float) -> float:
     trial = ModelCost(cost.m, cost.gpu, cost.system, cost.seq, cost.dtype, replace(cost.eff, gemm_plateau=plateau), cost.calibration,
-                      cost.lora)
+                      cost.lora, cost.doc_tokens)
     return step_terms(trial, layout, global_batch, micro).step_time_s
 
 

@@ -14,6 +14,10 @@ Compute, per layer, forward, for T = b*s/c tokens on one GPU after TP slicing:
               masked half skipped); forward F / R_fwd, backward 2.5 F / R_bwd (it recomputes Q K^T), the rates of the
               stack's kernel at head dim (d_qk+d_v)/2 and the per-rank query length s/c, causal
               (calc.hardware.attention: FlashAttention-2/3 and cuDNN benchmark tables; calc.training.stack).
+              Packed documents (ModelCost.doc_tokens d < s: SFT on short examples packed into each sequence,
+              NeMo / Megatron-Bridge packed_sequence with THD cu_seqlens, FlashAttention varlen): a query attends
+              only inside its document, so pairs = (s/d) x d(d+1)/2 and the rates are read at the query length d/c
+              (Megatron-Core CP splits each packed document over the c ranks; attention_share).
               Unfused (Megatron 2021-22): two batched GEMMs over the full s x s scores + softmax/dropout
               memory traffic of b*(h/t)*(s/c)*s*SOFTMAX_BYTES bytes.
   elementwise norms, residual adds, dropout, activation: (EW_H*T*H/(t if SP) + EW_I*T*I/t) elements x dtype
@@ -185,20 +189,33 @@ EXPERT_LOAD_CV = 0.3
 CROSS_ENTROPY_BYTES = 12.0
 
 
-def attention_share(m: ModelSpec, seq: int) -> float:
-    """Mean over layers of the causal (query, key) pairs a layer computes, as a share of full causal attention:
-    a sliding / chunked layer of window w sees min(i+1, w) keys for query i, i.e. w(w+1)/2 + (s-w)*w pairs
-    when s > w; a layer without attention (linear / SSM) none (calc.model.layers)."""
-    full = seq * (seq + 1) / 2
-    shares = []
-    for a in attention_layers(m):
-        if not a.softmax:  # linear attention / SSM layers ('linear') and MLP-only blocks ('none')
-            shares.append(0.0)
-        elif a.window is None or a.window >= seq:
-            shares.append(1.0)
-        else:
-            w = a.window
-            shares.append((w * (w + 1) / 2 + (seq - w) * w) / full)
+def causal_pairs(span: float, window: int | None) -> float:
+    """(query, key) pairs of causal attention over ``span`` tokens: span(span+1)/2, or with a sliding / chunked
+    window w < span (query i sees min(i+1, w) keys) w(w+1)/2 + (span-w)*w.
+
+    >>> causal_pairs(4, None), causal_pairs(4, 2)   # 1+2+3+4; 1+2+2+2
+    (10.0, 7.0)
+    """
+    if window is None or window >= span:
+        return span * (span + 1) / 2
+    return window * (window + 1) / 2 + (span - window) * window
+
+
+def attention_share(m: ModelSpec, seq: int, doc_tokens: int | None = None) -> float:
+    """Mean over layers of the causal (query, key) pairs a layer computes, as a share of full causal attention over
+    ``seq`` tokens (causal_pairs: a sliding / chunked layer sees its window only); a layer without attention (linear /
+    SSM) none (calc.model.layers). With ``doc_tokens`` d < s (documents of d tokens packed into each sequence, the
+    attention masked to each document: THD cu_seqlens / varlen flash attention) a layer computes s/d documents of
+    causal_pairs(d, w) pairs each.
+
+    >>> from calc.sources.catalog import load_model
+    >>> round(attention_share(load_model("llama3-8b"), 4096, 256), 5)   # 16 x 256*257/2 / (4096*4097/2)
+    0.06274
+    """
+    full = causal_pairs(seq, None)
+    span = seq if doc_tokens is None or doc_tokens >= seq else doc_tokens
+    shares = [0.0 if not a.softmax else seq / span * causal_pairs(span, a.window) / full  # linear / SSM / MLP-only: 0
+              for a in attention_layers(m)]
     return sum(shares) / len(shares) if shares else 1.0
 
 
@@ -489,11 +506,15 @@ class ModelCost:
     eff: Efficiencies = field(default_factory=Efficiencies)
     calibration: object | None = None
     lora: Lora | None = None  # LoRA on a frozen base (calc.training.adapters); None: every weight trains
+    doc_tokens: int | None = None  # mean tokens per document packed into a sequence (attention_share); None: one
 
     def __post_init__(self) -> None:
         if self.eff.moe_routing not in MOE_ROUTINGS:
             raise LLMCalcError("--moe-routing", f"{self.eff.moe_routing!r}: one of {', '.join(MOE_ROUTINGS)}")
         self.eff.resolved_cp_comm()  # an unknown --cp-comm is refused here, before any pricing
+        if self.doc_tokens is not None and self.doc_tokens < 1:
+            raise LLMCalcError("--doc-tokens", f"is the mean tokens per packed document, >= 1; got {self.doc_tokens}")
+        self.attention_span = self.seq if self.doc_tokens is None else min(self.doc_tokens, self.seq)
         if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
             from calc.hardware.calibration import check_calibration
 
@@ -537,7 +558,7 @@ class ModelCost:
         self.up_projection_flops_per_seq = sum(2 * self.seq * t.matmul * count for _k, count, ts in self.kinds
                                                for t in ts if t.name in MLA_UP_PROJECTIONS and t.shape)
         self.module_flops_per_seq = recompute_module_flops(self.kinds, self.seq, self.layer_attention_flops_per_seq)
-        self.attention_share = attention_share(self.m, self.seq)
+        self.attention_share = attention_share(self.m, self.seq, self.doc_tokens)
         self._gemm = lru_cache(maxsize=None)(self._gemm_uncached)
         self._layer = lru_cache(maxsize=None)(self._layer_uncached)
         self._coll = lru_cache(maxsize=None)(self._coll_uncached)
@@ -552,8 +573,9 @@ class ModelCost:
         return seconds / (1.0 if core or not self.fp8 else self.fp8_gemm_rate)
 
     def _attn_rates_uncached(self, cp: int) -> tuple[float, float]:
-        """(forward, backward) FLOP/s of the attention kernel at this run's head dim and per-rank query length s/c."""
-        return tuple(attention_rate(self.gpu, self.attention_kernel, d, self.attention_head_dim, self.seq / cp, True,
+        """(forward, backward) FLOP/s of the attention kernel at this run's head dim and per-rank query length s/c
+        (d/c with packed documents of d tokens: the varlen kernel runs each document apart)."""
+        return tuple(attention_rate(self.gpu, self.attention_kernel, d, self.attention_head_dim, self.attention_span / cp, True,
                                     self.core_dtype) for d in ("fwd", "bwd"))  # type: ignore[return-value]
 
     def fp8_cast_s(self, rows: float, n: float, k: float, count: int = 1, name: str = "", component: str = "",

@@ -188,6 +188,9 @@ _BWD_FLASH = "2.5 x attention FLOPs at the backward rate"
 def _attention_note(cost: ModelCost, cp: int) -> str:
     """The flash kernel and its forward / backward rates at this run's head dim and per-rank sequence."""
     fwd, bwd = cost._attn_rates(cp)
-    return (f"{cost.attention_kernel} flash kernel, causal half, head dim {cost.attention_head_dim:g}, s/c {cost.seq // cp:,}: "
+    packed = (f"documents of d = {cost.attention_span:,} tokens packed, attention within each: {cost.attention_share:.4f} "
+              f"of the causal pairs, d/c {cost.attention_span / cp:,.0f}" if cost.attention_span < cost.seq
+              else f"s/c {cost.seq // cp:,}")
+    return (f"{cost.attention_kernel} flash kernel, causal half, head dim {cost.attention_head_dim:g}, {packed}: "
             f"{fwd / TERA:.0f} TFLOP/s forward, {bwd / TERA:.0f} backward")
 

@@ -516,7 +516,10 @@ def train_step(
         + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)]
         + ([f"{cost.lora.label()} on a frozen base (calc.training.adapters): base GEMMs back-propagate their input "
             "gradient only; gradients, their reduction and Adam cover the adapters; memory from the fine-tuning engine "
-            "(memory --mode finetune --method lora)"] if cost.lora is not None else []),
+            "(memory --mode finetune --method lora)"] if cost.lora is not None else [])
+        + ([f"packed documents of {cost.attention_span:,} tokens per sequence of {cost.seq:,} (--doc-tokens): attention "
+            f"within each document, {cost.attention_share:.4f} of the causal pairs of one {cost.seq:,}-token document; "
+            "MFU still counts the model FLOPs of whole sequences"] if cost.attention_span < cost.seq else []),
     )
     assumptions = base["assumptions"]
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \
