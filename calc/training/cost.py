@@ -506,7 +506,7 @@ class ModelCost:
     eff: Efficiencies = field(default_factory=Efficiencies)
     calibration: object | None = None
     lora: Lora | None = None  # LoRA on a frozen base (calc.training.adapters); None: every weight trains
-    doc_tokens: int | None = None  # mean tokens per document packed into a sequence (attention_share); None: one
+    doc_tokens: int | None = None  # mean tokens per packed document (attention_share); None: one per sequence
 
     def __post_init__(self) -> None:
         if self.eff.moe_routing not in MOE_ROUTINGS:
