@@ -79,3 +79,13 @@ def test_corpus_packed_rows_read_their_document_length() -> None:
     assert row.assumed["doc_tokens"].value == 200
     whole = row.model_copy(update={"assumed": {k: v for k, v in row.assumed.items() if k != "doc_tokens"}})
     assert cp.predict(whole) > cp.predict(row)  # step seconds
+
+
+def test_explain_words_the_lora_backward_as_input_gradients_only(cli) -> None:
+    """Under LoRA the frozen base's GEMMs back-propagate their input gradient only (calc.training.cost: no weight
+    gradients), and the explain line says 1 x GEMMs, where full training says 2 x."""
+    args = ["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "32", "--seq", "4K"]
+    lora = cli(*args, "--method", "lora", "--explain").out
+    full = cli(*args, "--zero", "3", "--explain").out
+    assert "backward = 1 x GEMMs (input gradients only: a frozen base)" in lora
+    assert "backward = 2 x GEMMs" in full and "backward = 2 x GEMMs" not in lora

@@ -66,7 +66,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         f"one {cost.kinds[kind][0]} layer forward = GEMMs {_ms(lc.gemm_fwd)} + attention {_ms(lc.attn_fwd)} "
         f"({_attention_note(cost, cp) if eff.flash else 'unfused, full s x s'}{', bf16' if cost.fp8 else ''}"
         f"{f'; with the ring merge {_ms(lc.ring_merge_fwd)}' if lc.ring_merge_fwd else ''}) + elementwise "
-        f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = 2 x GEMMs + {_BWD_FLASH if eff.flash else '2 x attention'} "
+        f"{_ms(lc.ew_fwd)}{_extra_fwd(lc)} = {_ms(lc.fwd)}; backward = {_BWD_GEMMS_LORA if cost.lora else '2 x GEMMs'} "
+        f"+ {_BWD_FLASH if eff.flash else '2 x attention'} "
         f"+ 2 x elementwise{_extra_bwd(lc)} = {_ms(lc.bwd)}",
     ]
     core_peak = peak_tflops(cost.gpu, cost.core_dtype) * TERA
@@ -183,6 +184,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
 
 
 _BWD_FLASH = "2.5 x attention FLOPs at the backward rate"
+_BWD_GEMMS_LORA = "1 x GEMMs (input gradients only: a frozen base)"
 
 
 def _attention_note(cost: ModelCost, cp: int) -> str:
