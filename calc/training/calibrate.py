@@ -19,8 +19,7 @@ LOW, HIGH = 0.05, 1.0
 
 
 def predicted_step_time(cost: ModelCost, layout: Layout, global_batch: int, micro: int, plateau: float) -> float:
-    trial = ModelCost(cost.m, cost.gpu, cost.system, cost.seq, cost.dtype, replace(cost.eff, gemm_plateau=plateau), cost.calibration,
-                      cost.lora, cost.doc_tokens)
+    trial = replace(cost, eff=replace(cost.eff, gemm_plateau=plateau))  # every other field as given; caches rebuilt
     return step_terms(trial, layout, global_batch, micro).step_time_s
 
 
