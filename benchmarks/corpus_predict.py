@@ -43,6 +43,7 @@ import calc.training.stack as stack  # noqa: E402
 from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
+from calc.hardware.attention import KERNELS  # noqa: E402
 from calc.hardware.peaks import peak_tflops  # noqa: E402
 from calc.memory.training import peak_by_metric  # noqa: E402
 from calc.memory.weights import WEIGHT_FORMATS, requantize  # noqa: E402
@@ -236,7 +237,9 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
                             "lora); other adapters are priced by memory --mode finetune and not timed")
     lora = Lora.of(k.get("lora_rank"), k.get("lora_targets")) if method == "lora" else None
     loss = training_loss(row, k)
-    eff = Efficiencies(flash=k.get("attention", "flash") != "unfused", dropout=float(k.get("dropout", 0.0)),
+    attention = k.get("attention", "flash")  # flash (the stack's kernel), unfused, or a named kernel (train-step --attention)
+    eff = Efficiencies(flash=attention != "unfused", attention_kernel=attention if attention in KERNELS else None,
+                       dropout=float(k.get("dropout", 0.0)),
                        stack=row.stack.name, fp8_recipe=recipe_of(row.config.get("fp8_recipe") or _assumed(row, "fp8_recipe")),
                        ep_overlap_1f1b=k.get("ep_overlap_1f1b", False), dispatcher=training_dispatcher(k.get("dispatcher")),
                        cp_comm=k.get("cp_comm"), pp_p2p_overlap=k.get("pp_p2p_overlap"), tp_overlap=tp_overlap_of(k),

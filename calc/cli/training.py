@@ -321,9 +321,13 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
 
 # --- training performance model: train-step, train-plan -----------------------------------------
 
-class Attention(StrEnum):
+class Attention(StrEnum):  # flash / unfused, or a named fused kernel (calc.hardware.attention.KERNELS)
     flash = "flash"
     unfused = "unfused"
+    fa2 = "fa2"
+    fa3 = "fa3"
+    cudnn = "cudnn"
+    triton = "triton"
 
 
 class Fp8Recipe(StrEnum):  # calc.training.fp8_recipe.FP8_RECIPES
@@ -342,7 +346,10 @@ class Activations(StrEnum):
 ActivationsModelOpt = Annotated[Activations, typer.Option(
     "--activations", help="activation memory: per-tensor (the tensors kept, per architecture) or textbook (Korthikanti 2022)")]
 AttentionOpt = Annotated[Attention, typer.Option(
-    "--attention", help="attention kernel: flash (fused, causal half) or unfused (full s x s scores, Megatron 2021-22)")]
+    "--attention", help="attention kernel: flash (fused, causal half: the stack's kernel, cuDNN for megatron on Hopper "
+    "and Blackwell, FlashAttention-2 for the others), a named fused kernel (fa2, fa3: Hopper only, cudnn: NVIDIA, "
+    "triton: llm-foundry's FlashAttention-1-era Triton kernel), each at its benchmark rate (calc.hardware.attention), "
+    "or unfused (full s x s scores, Megatron 2021-22)")]
 Fp8RecipeOpt = Annotated[Fp8Recipe | None, typer.Option(
     "--fp8-recipe", help="fp8 scaling recipe (fp8 runs): delayed, tensorwise, rowwise, mxfp8, blockwise (default: the stack's)")]
 CollectiveEffOpt = Annotated[float | None, typer.Option(
@@ -517,7 +524,14 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": cp_comm and cp_comm.value,
                                    "pp_p2p_overlap": pp_p2p_overlap, "recipe": recipe}.items() if v is not None}
-    eff = replace(Efficiencies(flash=attention == Attention.flash, activations=activations.value), **overrides)
+    if attention not in (Attention.flash, Attention.unfused):  # a named fused kernel, where it runs
+        from calc.hardware.attention import kernel_unavailable
+
+        if why := kernel_unavailable(attention.value, g.arch):
+            raise LLMCalcError("--attention", f"{why}, not on {g.name} ({g.arch}): give flash (the stack's kernel) or "
+                                              "a kernel built for it")
+        overrides["attention_kernel"] = attention.value
+    eff = replace(Efficiencies(flash=attention != Attention.unfused, activations=activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
     return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora, doc_tokens)

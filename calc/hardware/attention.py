@@ -97,6 +97,33 @@ def h100_rate(kernel: str, direction: str, head_dim: float, seq: float, causal: 
     return fwd / TRITON_SLOWDOWN if kernel == "triton" else fwd
 
 
+# Where each kernel runs (its own build targets), for a kernel the user names (--attention): FlashAttention-3 is built
+# for sm90 only (Dao-AILab/flash-attention hopper/: "FlashAttention-3 is optimized for Hopper GPUs (e.g. H100)");
+# cuDNN's fused attention for NVIDIA Ampere and newer; FlashAttention-2 for NVIDIA Ampere and newer ("Ampere, Ada,
+# or Hopper GPUs", its README; Turing and Volta are FlashAttention 1.x) and AMD CDNA (its ROCm Composable Kernel
+# port, "MI200 or MI300"); the Triton kernel wherever Triton runs.
+KERNEL_ARCHS: dict[str, frozenset[str] | None] = {
+    "fa3": frozenset({"Hopper"}),
+    "cudnn": frozenset({"Ampere", "Ada", "Hopper", "Blackwell"}),
+    "fa2": frozenset({"Ampere", "Ada", "Hopper", "Blackwell", "CDNA2", "CDNA3", "CDNA4"}),
+    "triton": None,
+}
+
+
+def kernel_unavailable(kernel: str, arch: str) -> str | None:
+    """Why ``kernel`` does not run on a GPU of generation ``arch`` (KERNEL_ARCHS), or None when it does.
+
+    >>> kernel_unavailable("fa3", "Ampere")
+    'fa3 runs on Hopper only'
+    >>> kernel_unavailable("cudnn", "Hopper") is None
+    True
+    """
+    archs = KERNEL_ARCHS[kernel]
+    if archs is None or arch in archs:
+        return None
+    return f"{kernel} runs on {', '.join(sorted(archs))} only"
+
+
 def kernel_fraction(arch: str, kernel: str, direction: str, head_dim: float, seq: float, causal: bool = True) -> float:
     """Fraction of the bf16 dense peak the kernel reaches on this generation (module docstring, "Other kernels")."""
     proxy = PROXY_ARCH.get(arch, "Ampere")
