@@ -4,10 +4,14 @@ and size the deployment for an arrival rate or a number of concurrent users.
 Steady-state continuous batching (Orca, Yu et al. OSDI 2022; vLLM/SGLang chunked prefill,
 Agrawal et al. "Sarathi-Serve", OSDI 2024): with B requests running on a replica, every step decodes
 one token for each and, while a request decodes, the other B - 1 slots each take in a new prompt of P
-tokens every O steps (a request's own prompt is its TTFT steps, before it decodes), so
-    TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/O prefill tokens, causal)
+tokens: a request's own prompt is its TTFT steps, before it decodes, so the B - 1 others' prompts (B - 1) x P tokens
+ride on its O - 1 decode steps and every request's prompt is computed once per service (B prompts per B requests)
+    TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/(O - 1) prefill tokens, causal)
 (at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
     TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
+(O = 1, prefill only: no decode step to carry the others' prompts, so the B prompts share the prompt steps,
+    TTFT(B) = ceil(B x P / C) steps of C = min(max_num_batched_tokens, B x P) prompt tokens (one prompt per step
+    without chunked prefill): B slots then serve no faster than one, the prefill's compute rate)
     replica  : B / TPOT output tokens/s while decoding, mu = B / (TTFT + (O - 1) x TPOT) requests/s (Little's law;
                the prefill makes the first token: calc.serving.step.request_seconds, `latency`'s e2e)
     ranking  : tokens/s per GPU = replicas x mu x O / GPUs = replicas x B x O / (TTFT + (O - 1) x TPOT) / GPUs, every
@@ -152,8 +156,9 @@ class _Replica:
 
     def _mixed_prefill(self, batch: int, per_step: float = 1.0) -> int:
         """Prompt tokens sharing one decode step on one micro-batch / attention rank: the other B - 1
-        requests' prompts, P each every O / ``per_step`` steps (module docstring)."""
-        return round((batch - 1) * self.p * per_step / self.o / self.split)
+        requests' prompts, P each over a request's O - 1 decode steps (``per_step`` tokens per step: speculation)
+        (module docstring)."""
+        return round((batch - 1) * self.p * per_step / max(self.o - 1, 1) / self.split)
 
     def tpot(self, batch: int) -> StepTime:
         """Time per output token at B running: one step, or with speculation (verify + draft) / E."""
@@ -180,6 +185,10 @@ class _Replica:
         """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
         if self.disagg:
             return prefill_seconds(self, self.mem) + kv_transfer_seconds(self, self.mem)
+        if self.o == 1 and batch > 1:  # prefill only: the B prompts share the prompt steps (module docstring)
+            per_rank = math.ceil(batch / self.split) * self.p
+            chunk = min(self.mem.batched_tokens, per_rank) if self.mem.chunked_prefill else self.p
+            return math.ceil(per_rank / chunk) * self._step(0, chunk, prefill_span(self.p)).total_s
         decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
         chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
