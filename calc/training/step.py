@@ -123,6 +123,21 @@ def _kind_counts(cost: ModelCost, start: int, count: int) -> list[tuple[int, int
 SAC_RECOMPUTE_SHARE = 0.5
 
 
+def tp_exposed_time(comm_s: float, exposed_share: float, gemm_s: float) -> float:
+    """Exposed time of a pass's TP collectives whose (1 - ``exposed_share``) is overlapped with the pass's GEMMs
+    (Transformer Engine userbuffers: each all-gather / reduce-scatter chunk runs beside the GEMM it feeds): the
+    overlapped part hides only under the GEMM time there is,
+
+        exposed = comm - min((1 - exposed_share) x comm, GEMM time)
+
+    so a link slower than the GEMMs (TP over PCIe) leaves its excess on the step.
+
+    >>> tp_exposed_time(1.0, 0.5, 2.0), tp_exposed_time(4.0, 0.5, 1.0)
+    (0.5, 3.0)
+    """
+    return comm_s - min((1 - exposed_share) * comm_s, gemm_s)
+
+
 def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
     eff = cost.eff
     full, selective = layout.recompute == "full", layout.recompute == "selective"
@@ -142,7 +157,10 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else rec_ep)
         s["tp_total"] += n * tp
         s["ep_total"] += n * ep
-        s["tp"] += n * tp * tp_exposed
+        # the hidden share of each pass's TP collectives cannot exceed the GEMMs they overlap (tp_exposed_time)
+        tp_fwd_x, tp_bwd_x = tp_exposed_time(lc.tp_fwd, tp_exposed, lc.gemm_fwd), tp_exposed_time(lc.tp_bwd, tp_exposed,
+                                                                                                   2 * lc.gemm_fwd)
+        s["tp"] += n * (tp_fwd_x + tp_bwd_x + (tp_fwd_x if full else tp_exposed_time(rec_tp, tp_exposed, rec)))
         if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
             s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
                             + (lc.ep_fwd if full else rec_ep))
@@ -152,8 +170,8 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         s["cp_total"] += n * lc.cp_total
         # each pass costs max(GPU, host launches) (calc.training.host): the GPU pass with its exposed communication
         ep_share = 0.0 if eff.ep_overlap_1f1b else 1 - eff.ep_overlap  # 1F1B: the A2A sits under the other pass
-        gpu_fwd = lc.fwd + lc.tp_fwd * tp_exposed + lc.ep_fwd * ep_share + lc.cp_fwd
-        gpu_bwd = lc.bwd + lc.tp_bwd * tp_exposed + lc.ep_bwd * ep_share + lc.cp_bwd
+        gpu_fwd = lc.fwd + tp_fwd_x + lc.ep_fwd * ep_share + lc.cp_fwd
+        gpu_bwd = lc.bwd + tp_bwd_x + lc.ep_bwd * ep_share + lc.cp_bwd
         s["host"] += n * (exposed_host_s(lc.host_fwd, gpu_fwd) * (2 if full else 1) + exposed_host_s(lc.host_bwd, gpu_bwd))
     if last:
         hf, hb = cost.head_cost(layout.micro_batch, layout.tp, layout.cp)
