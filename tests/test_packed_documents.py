@@ -51,7 +51,19 @@ def test_the_step_is_shorter_and_the_mfu_convention_is_kept() -> None:
     whole = step_terms(_layer(None)[0], layout, 32, 4)
     packed = step_terms(_layer(256)[0], layout, 32, 4)
     assert packed.step_time_s < whole.step_time_s
-    assert _layer(256)[0].model_flops_per_seq == _layer(None)[0].model_flops_per_seq
+    # model FLOPs count each document's attention in the full convention: forward 4 x s x span x (heads x head dim)
+    # per layer; llama3-8b: 32 layers x 32 heads x 128, s = 4,096, span 4,096 (one document) or 256 (16 of 256):
+    # a training step 3 x forward, so the difference is 3 x 4 x 4,096 x (4,096 - 256) x 4,096 x 32
+    saved = 3 * 4 * 4096 * (4096 - 256) * 4096 * 32
+    assert _layer(None)[0].model_flops_per_seq - _layer(256)[0].model_flops_per_seq == pytest.approx(saved, rel=1e-12)
+
+
+def test_mfu_stays_below_one_for_short_documents_in_long_sequences(cli) -> None:
+    """QA finding: 128-token documents in a 131,072-token sequence gave MFU 2.14 when the model FLOPs counted the
+    whole sequence's attention."""
+    d = cli("train-step", "llama3-8b", "--gpu", "h100", "--cp", "8", "--seq", "131072", "--global-batch", "8", "--zero",
+            "1", "--recompute", "full", "--doc-tokens", "128", "--json").json()
+    assert 0 < d["mfu"] < 1 and 0 < d["hfu"] < 1
 
 
 def test_cli_option_prices_explains_and_refuses(cli) -> None:

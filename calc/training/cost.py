@@ -540,7 +540,13 @@ class ModelCost:
         self.attention_head_dim = (d_qk + d_v) / 2
         self._attn_rates = lru_cache(maxsize=None)(self._attn_rates_uncached)
         f = forward_flops(self.m, 1, self.seq)  # full s x s convention: PaLM / Megatron MFU
-        self.model_flops_per_seq = 3 * f.forward_flops
+        # packed documents of d tokens: the model FLOPs count the attention inside each document, s/d documents of a
+        # d-token forward's attention in the same full convention (counting the s x s pairs never computed would put
+        # MFU above 1 for short documents in long sequences)
+        attn = f.forward_attention_flops if self.attention_span >= self.seq else (
+            self.seq / self.attention_span * forward_flops(self.m, 1, self.attention_span).forward_attention_flops)
+        fwd = f.forward_flops - f.forward_attention_flops + attn
+        self.model_flops_per_seq = 3 * fwd
         # LoRA (calc.training.adapters): the adapted matrices per layer kind, their parameters, and the model FLOPs of a
         # frozen-base step: forward + input gradients (2 N each) + the attention backward + 3 x the adapters' forward
         self.adapted: list[set[str]] = [set() for _ in self.kinds]
@@ -549,11 +555,10 @@ class ModelCost:
             self.adapted = adapted_by_kind(self.m, self.lora)
             dense, experts = adapter_params(self.m, self.lora)
             self.trainable_params, self.trainable_expert_params = dense + experts, experts
-            self.model_flops_per_seq = lora_flops_per_seq(self.m, self.lora, f.forward_flops, f.forward_attention_flops,
-                                                          self.seq)
-        self.layer_attention_flops_per_seq = f.forward_attention_flops  # all layers, full s x s
+            self.model_flops_per_seq = lora_flops_per_seq(self.m, self.lora, fwd, attn, self.seq)
+        self.layer_attention_flops_per_seq = attn  # all layers, full s x s (each document's d x d when packed)
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
-        self.layers_fwd_flops_per_seq = f.forward_flops - self.head_flops_per_seq
+        self.layers_fwd_flops_per_seq = fwd - self.head_flops_per_seq
         # DeepSeek-style recompute repeats the MLA up-projections: 2 x s x their parameters, over every layer
         self.up_projection_flops_per_seq = sum(2 * self.seq * t.matmul * count for _k, count, ts in self.kinds
                                                for t in ts if t.name in MLA_UP_PROJECTIONS and t.shape)
