@@ -18,7 +18,9 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
   kept apart, and only where a prefill pool has fewer than ``min_rows`` rows does it fall back to the ``serving``
   family (``FAMILY``: prefill and decode rows together), which is wider for holding both physics.
 - KV capacity and each peak-memory kind (fine-tuning, training, inference: optimizer states vs KV cache) stay
-  pools of their own, with no family fallback: their errors do not share a cause.
+  pools of their own, with no family fallback: their errors do not share a cause. One exception
+  (``SAME_ENGINE_POOL``): a training peak, which has no band of its own, reads the fine-tuning peaks' pool, the same
+  memory engine (`memory --mode train` and `--mode finetune --method full` price one job alike: one band, one verdict).
 
 benchmarks/fit_bands.py (run by benchmarks/fit_corpus.py) writes, per band group (pool | GPU generation | dtype
 class | dense/moe), per pool and per family, the 10% and 90% quantiles q10, q90 of r over the out-of-fold
@@ -63,6 +65,10 @@ POOL: dict[str, str] = {
 }
 # Pool -> the family it falls back to when the pool itself has too few rows (only where the pooling is justified).
 FAMILY: dict[str, str] = {"serving_prefill": "serving", "serving_decode": "serving"}
+# Pool -> the pool read in its place when it has no band of its own: a training peak is the fine-tuning peak's memory
+# engine (calc.memory.training prices `memory --mode train`, train-step and `--mode finetune --method full` alike),
+# so one job gets one band and one fit verdict in both modes.
+SAME_ENGINE_POOL: dict[str, str] = {"training_peak_memory": "finetune_peak_memory"}
 NO_BAND = "no comparable measurement"
 
 
@@ -84,6 +90,8 @@ def dtype_class(dtype: str) -> str:
     as int4, the class calc.memory.weights.weights_class gives such a checkpoint; other dtypes by name."""
     if dtype.startswith("fp8"):
         return "fp8"
+    if dtype.startswith(("bf16-", "fp16-")):  # a training recipe (calc.memory.training.RECIPES): its weights' dtype
+        return "16-bit"
     return "16-bit" if dtype in ("bf16", "fp16", "mixed") else "int4" if dtype in ("awq", "gptq") else dtype
 
 
@@ -107,6 +115,12 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
+    if pool not in data["pools"] and SAME_ENGINE_POOL.get(pool) in data["pools"]:
+        own_pool = pool
+        group, pool = group_name(SAME_ENGINE_POOL[pool], gpu, dtype, moe), SAME_ENGINE_POOL[pool]
+        group_label = f"{group} (the same memory engine; {own_pool} has no band of its own)"
+    else:
+        group_label = group
     family = FAMILY.get(pool)
     own = data["groups"].get(group)
     unseen = own is not None and stack is not None and stack not in own.get("stacks", [stack])
@@ -114,7 +128,7 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
            else f"{group} has fewer than {data['min_rows']} rows from "
                 f"{data.get('min_group_sources', data.get('min_sources', 1))} sources")
     if own is not None and not unseen:
-        q, name = own, group
+        q, name = own, group_label
     elif pool in data["pools"]:
         q, name = data["pools"][pool], f"{pool} (all generations: {why})"
         if moe and "moe" in q:  # the pool's quantiles spread by the k its MoE rows measured (module docstring)

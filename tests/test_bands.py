@@ -76,3 +76,25 @@ def test_a_prefill_pool_without_rows_falls_back_to_the_serving_family(monkeypatc
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="no band for kind"):
         band("latency", 1.0, gpu="Ampere")
+
+
+def test_one_job_one_memory_band_and_verdict_in_both_memory_modes(cli) -> None:
+    """QA finding: the same 140.17 GiB llama3-8b job on an H200 was "fits" under `memory --mode train` (no training-
+    memory band: no rows) and "tight" under `--mode finetune --method full` (the fine-tuning pool's band). The training
+    peak reads the fine-tuning pool, the same memory engine (calc.bands.SAME_ENGINE_POOL)."""
+    out = [cli("memory", "llama3-8b", *mode, "--gpu", "h200", "--stack", "megatron", "--json").json()
+           for mode in (("--mode", "train"), ("--mode", "finetune", "--method", "full"))]
+    assert out[0]["per_gpu_bytes"] == out[1]["per_gpu_bytes"]
+    assert out[0]["fit"] == out[1]["fit"] == "tight"
+    assert out[0]["bands"]["per_gpu_bytes"]["low"] == out[1]["bands"]["per_gpu_bytes"]["low"]
+    assert out[0]["bands"]["per_gpu_bytes"]["rows"] > 0
+
+
+def test_a_pipelined_fine_tune_keeps_its_gradients_as_training_does(cli) -> None:
+    """QA finding: --pp 2 under --stack hf gave 54.19 GiB in `memory --mode train` and 46.33 GiB in `--mode finetune
+    --method full`: a pipeline runs p micro-batches per step, accumulating into the gradients, in both."""
+    args = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--stack", "hf", "--pp", "2", "--dp", "4", "--zero", "1",
+            "--json")
+    train = cli("memory", *args[:1], "--mode", "train", *args[1:]).json()
+    tune = cli("memory", *args[:1], "--mode", "finetune", "--method", "full", *args[1:]).json()
+    assert train["per_gpu_bytes"] == tune["per_gpu_bytes"]

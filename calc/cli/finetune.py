@@ -144,7 +144,9 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
         optimizer=(o["--optimizer"] or "adamw").lower(), precision=(o["--precision"] or "mixed").lower(),
         base_dtype=(o["--quant"] or "nf4").lower(), double_quant=not o["--no-double-quant"], frozen_dtype=dtype,
         prepare_kbit=bool(o["--prepare-kbit"]), kv_repeated=bool(o["--repeat-kv"]),
-        grad_accum=o["--grad-accum"] or 1, recompute=recompute, attention="flash" if flash else "eager",
+        # a pipeline runs at least p micro-batches per step (1F1B: the first stage holds p), accumulating into the
+        # gradients, as `memory --mode train` / train-step price it (calc.training.step.steady_state_microbatches)
+        grad_accum=o["--grad-accum"] or plan.pp, recompute=recompute, attention="flash" if flash else "eager",
         fused=mem.fused if o["--compile"] is None else o["--compile"], loss=loss, loss_chunks=o["--loss-chunks"] or 8,
         fragmentation=mem.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
         grad_buffer=mem.grad_buffer, fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator,
