@@ -511,6 +511,13 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                            f"DeepEP / HybridEP): give {' or '.join(TRAINING_DISPATCHERS)}")
     if m.moe is None and moe_routing is not None:
         raise LLMCalcError("--moe-routing", f"{m.name} has no experts")
+    if m.moe is None and ep_overlap is not None:
+        raise LLMCalcError("--ep-overlap", f"{m.name} has no experts: no expert all-to-all to hide")
+    if fp8_recipe is not None and not dtype.startswith(("fp8", "mxfp8")):
+        raise LLMCalcError("--fp8-recipe", f"scales fp8 GEMMs; --dtype {dtype} runs none: give --dtype fp8 or drop it")
+    if fp8_recipe is not None and fp8_recipe.value == "mxfp8" and g.arch != "Blackwell":
+        raise LLMCalcError("--fp8-recipe", f"mxfp8 (MX block scaling) runs on Blackwell tensor cores only, not on "
+                                           f"{g.name} ({g.arch}): give delayed, tensorwise, rowwise or blockwise")
     if ep_overlap_1f1b and ep_overlap is not None:
         raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
                            "compute); --ep-overlap sets a fixed share instead: give one of them")
@@ -654,6 +661,11 @@ def train_step(
                              pp_embedding=pp_embedding, pp_loss=pp_loss, pp_microbatch_group=pp_microbatch_group,
                              recompute_modules=recompute_modules, cpu_offload_layers=cpu_offload_layers,
                              offload_modules=offload_modules)
+    if layout.cp == 1 and cp_comm is not None:
+        from calc.cli.options import refuse
+
+        refuse("--cp-comm", cp_comm, "sets how context-parallel ranks exchange K/V; with --cp 1 there is no exchange: "
+                                     "give --cp > 1 or drop it")
     if layout.pp == 1 and pp_p2p_overlap is not None:
         from calc.cli.options import refuse
 

@@ -222,6 +222,25 @@ def layout_is_valid(m: ModelSpec, layout: Layout, global_batch: int, seq: int) -
     return True
 
 
+# Megatron-Core recompute module -> the layer component (calc.model.params.layer_kinds) it checkpoints; None: every model
+# has it (norms, the attention core)
+_MODULE_COMPONENT = {"mla_up_proj": "mla", "moe_act": "experts", "moe": "experts", "mlp": "mlp",
+                     "shared_experts": "shared_experts"}
+
+
+def _has_module(m: ModelSpec, module: str) -> bool:
+    """Whether ``m`` has the block a --recompute-modules entry checkpoints (MLA for mla_up_proj, routed experts for
+    moe / moe_act, a dense MLP layer for mlp, shared experts for shared_experts)."""
+    need = _MODULE_COMPONENT.get(module)
+    if need is None:
+        return True
+    if need == "mla":
+        return m.mla is not None
+    from calc.model.params import layer_kinds
+
+    return any(t.component == need for _kind, _count, tensors in layer_kinds(m) for t in tensors)
+
+
 def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, global_batch: int, seq: int) -> int:
     """Refuse a layout the model, the GPU count or the batch cannot take; return the micro-batch count.
 
@@ -287,6 +306,10 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
     unknown = sorted(set(layout.recompute_modules) - set(RECOMPUTE_MODULES))
     if unknown:
         raise LLMCalcError("--recompute-modules", f"unknown module {', '.join(unknown)}; use {', '.join(RECOMPUTE_MODULES)}")
+    absent = sorted(mod for mod in layout.recompute_modules if not _has_module(m, mod))
+    if absent:
+        raise LLMCalcError("--recompute-modules", f"{m.name} has no {', '.join(absent)} (a module it lacks recomputes "
+                                                  "nothing); drop it")
     if layout.sp and layout.tp == 1:
         raise LLMCalcError("--sp", "sequence parallelism splits along the TP group; it needs --tp > 1")
     micro = num_microbatches(layout, global_batch)
