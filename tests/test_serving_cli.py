@@ -191,17 +191,18 @@ def test_latency_ttft_target_between_peak_and_model_is_answered(cli) -> None:
 
 
 def test_latency_default_output_is_capped_by_the_context_window(cli) -> None:
-    # Seed question 3 as typed: Llama-2-70B's window is 4,096 tokens; the last generated token is never fed back,
-    # so 4,000 prompt tokens leave 4,096 - 4,000 + 1 = 97 outputs (the default 128 would need 4,127 positions).
+    # Seed question 3 as typed: Llama-2-70B's window is 4,096 tokens; an engine admits prompt + output <= the window
+    # (vLLM clamps max_tokens to max_model_len - prompt; serve / concurrency count the same), so 4,000 prompt tokens
+    # leave 4,096 - 4,000 = 96 outputs.
     args = ("latency", "llama2-70b", "--gpu", "a800", "--num-gpus", "8", "--batch", "16", "--prompt", "4000",
             "--dtype", "fp16", "--json")
     r = cli(*args)
-    assert r.code == 0 and r.json()["output"] == 97, r.err
-    assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("llmcalc: warning: --output: capped at 97")
-    assert r.json() == cli(*args, "--output", "97").json()
-    typed = cli(*args, "--output", "98")
-    assert typed.code == 2 and typed.err.startswith("llmcalc: error: --output:") and "<= 97" in typed.err
-    assert "warning" not in cli(*args, "--output", "97").err
+    assert r.code == 0 and r.json()["output"] == 96, r.err
+    assert len(r.err.strip().splitlines()) == 1 and r.err.startswith("llmcalc: warning: --output: capped at 96")
+    assert r.json() == cli(*args, "--output", "96").json()
+    typed = cli(*args, "--output", "97")
+    assert typed.code == 2 and typed.err.startswith("llmcalc: error: --output:") and "<= 96" in typed.err
+    assert "warning" not in cli(*args, "--output", "96").err
 
 
 def test_a_draft_of_another_vocabulary_is_refused(cli) -> None:

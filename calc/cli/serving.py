@@ -120,20 +120,24 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
 
 
 def _window_output(ctx: typer.Context, m: Any, prompt: int, output: int) -> int:
-    """--output within the context window: the last generated token is never fed back, so a request holds
-    prompt + output - 1 positions, at most the window. An --output left at its default is capped at what the
-    window leaves (window - prompt + 1), said in one warning line; a typed one that overflows is refused."""
+    """--output within the context window as the engines admit a request: prompt + output <= the window (vLLM
+    stops a sequence when its prompt + output tokens reach max_model_len; `serve`, `concurrency` and `compare` count
+    the same). An --output left at its default is capped at what the window leaves (window - prompt), said in one
+    warning line; a typed one that overflows is refused."""
     from calc.cli.common import check_context
     from calc.sanity import warn
 
     check_context(m, prompt, "--prompt")
-    room = m.context_window - prompt + 1
+    room = m.context_window - prompt
+    if room < 1:
+        raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {m.name}'s context window of "
+                                       f"{m.context_window:,}; give --prompt <= {m.context_window - 1:,}")
     if output <= room:
         return output
     if option_given(ctx, "output"):
-        raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} - 1 = {prompt + output - 1:,} tokens exceed "
+        raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} = {prompt + output:,} tokens exceed "
                                        f"{m.name}'s context window of {m.context_window:,}; give --output <= {room:,}")
-    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} - 1 = "
+    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} = "
                      f"{m.context_window:,} fills {m.name}'s context window")
     return room
 
