@@ -164,8 +164,8 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
             s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
                             + (lc.ep_fwd if full else rec_ep))
-        else:
-            s["ep"] += n * ep * (1 - eff.ep_overlap)
+        else:  # a fixed share hidden, at most under the layer's compute (forward and backward)
+            s["ep"] += n * (ep - min(ep * eff.ep_overlap, lc.fwd + lc.bwd))
         s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
         s["cp_total"] += n * lc.cp_total
         # each pass costs max(GPU, host launches) (calc.training.host): the GPU pass with its exposed communication
