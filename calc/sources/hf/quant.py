@@ -137,7 +137,10 @@ def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
     # actorder true / "group" / "dynamic" is GROUP (quant_args.py validate_actorder and its aliases); only GROUP
     # registers a weight_g_idx (lifecycle/initialize.py), which pack_quantized.py saves beside the packed weight
     actorder = w.get("actorder")
-    return {"method": "compressed_tensors", "bits": w["num_bits"], "strategy": strategy,
+    kind = w.get("type", "int")  # QuantizationArgs.type: "int" or "float" (float-quantized: FP8 E4M3 at 8 bits)
+    if kind not in ("int", "float"):
+        raise c.fail(f"{_FIELD}.config_groups.weights.type", f"{kind!r} is not int or float")
+    return {"method": "compressed_tensors", "scheme": f"{kind}{w['num_bits']}", "bits": w["num_bits"], "strategy": strategy,
             "group_size": w.get("group_size") if strategy == "group" else None,
             "block_size": _block(c, block) if strategy == "block" else None,
             "zero_points": w.get("symmetric") is False, "packed": q.get("format") == "pack-quantized",

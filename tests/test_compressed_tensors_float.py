@@ -1,0 +1,36 @@
+"""compressed-tensors float-quantized checkpoints (llm-compressor FP8_DYNAMIC, the usual "-FP8-dynamic" repos:
+config_groups weights {"num_bits": 8, "type": "float"}) are FP8, not INT8 (QA finding: priced and labelled int8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIX = Path(__file__).parent / "fixtures" / "quant"
+
+
+def _latency(cli, config: str, gpu: str) -> dict:
+    r = cli("latency", str(FIX / config), "--gpu", gpu, "--batch", "32", "--prompt", "2048", "--output", "256", "--json")
+    assert r.code == 0, r.err
+    return r.json()
+
+
+@pytest.mark.parametrize("gpu", ["a100", "h100"])
+def test_float8_compressed_tensors_price_as_fp8(cli, gpu: str) -> None:
+    ct, native = _latency(cli, "llama3-8b-ct-fp8-dynamic.json", gpu), _latency(cli, "llama3-8b-fp8-tensor.json", gpu)
+    assert ct["weights_dtype"] == native["weights_dtype"] == "fp8"
+    # one byte per weight either way (per-channel vs per-tensor scales differ by a few MB): the same step
+    assert ct["ttft_s"] == pytest.approx(native["ttft_s"], rel=0.01)
+    assert ct["tpot_s"] == pytest.approx(native["tpot_s"], rel=0.01)
+
+
+def test_an_unknown_quantization_type_is_refused(cli, tmp_path: Path) -> None:
+    import json
+
+    config = json.loads((FIX / "llama3-8b-ct-fp8-dynamic.json").read_text())
+    config["quantization_config"]["config_groups"]["group_0"]["weights"]["type"] = "posit"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    r = cli("params", str(path))
+    assert r.code == 2 and "type" in r.err and "Traceback" not in r.err
