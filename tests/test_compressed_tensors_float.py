@@ -34,3 +34,10 @@ def test_an_unknown_quantization_type_is_refused(cli, tmp_path: Path) -> None:
     path.write_text(json.dumps(config))
     r = cli("params", str(path))
     assert r.code == 2 and "type" in r.err and "Traceback" not in r.err
+
+
+def test_a_task_head_is_refused_not_counted_as_the_lm_head(cli) -> None:
+    """QA finding: LlamaForSequenceClassification was counted with a 525,336,576-parameter lm_head (128,256 x 4,096)
+    where the checkpoint has a 2 x 4,096 score head; a head llmcalc does not model is refused, naming it."""
+    r = cli("params", str(Path(__file__).parent / "fixtures" / "llama3-8b-seqcls.json"))
+    assert r.code == 2 and "LlamaForSequenceClassification" in r.err and "Traceback" not in r.err

@@ -67,10 +67,28 @@ SHAPE_FIELDS = frozenset({
 })
 
 
+# transformers class suffixes whose output is the language-model head over the vocabulary (or the bare decoder):
+# what llmcalc counts. A task head (sequence / token classification, question answering, a reward score) replaces
+# the LM head with a few columns and is not modelled.
+_LM_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "Model")
+
+
+def _check_head(data: dict[str, Any], where: str, field: str) -> None:
+    """Refuse a config whose ``architectures`` names a task head, not the LM head (e.g. LlamaForSequenceClassification:
+    its ``score`` head of num_labels x hidden replaces lm_head; counting the LM head would be silently wrong)."""
+    names = data.get("architectures")
+    if not isinstance(names, list) or not names or not isinstance(names[0], str):
+        return
+    if not names[0].endswith(_LM_HEADS):
+        raise LLMCalcError(field, f"{where}: architectures {names[0]!r} puts a task head in place of the language-model "
+                                  "head, which llmcalc does not model; give the causal-LM config (…ForCausalLM)")
+
+
 def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "MODEL", strict: bool = False) -> Mapping:
     """Our spec mapping (the catalog YAML's fields) for a parsed config.json; ``strict`` refuses a
     shape taken from a family default instead of the config."""
     model_type = data.get("model_type")
+    _check_head(data, where, field)
     note, wrapper = "", None
     if isinstance(model_type, str) and model_type in _TEXT_CONFIG and isinstance(data.get("text_config"), dict):
         text, wrapper = data["text_config"], data
