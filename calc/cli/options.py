@@ -220,7 +220,8 @@ DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
                                             "scales included: fp4 GEMMs on Blackwell for nvfp4 / mxfp4, W4A16 for "
                                             "awq / gptq group 128)")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
-                                                help="KV-cache dtype (default: --dtype)")]
+                                                help="KV-cache dtype (default: the engines' auto, the activation dtype: bf16 / fp16 "
+                                                     "also for fp8, int8 or int4 weights; fp8 KV only when given)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
 CausalPrefillOpt = Annotated[bool, typer.Option(
     "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "

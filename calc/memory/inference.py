@@ -6,7 +6,7 @@ import math
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
-from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, request_cache_bytes
+from calc.memory.kv import _kv_explain, auto_kv_dtype, kv_cache_bytes_per_token, request_cache_bytes
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
 from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
@@ -37,7 +37,7 @@ def inference_memory(
     dtype = None if shipped else dtype or m.checkpoint_dtype
     groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)
     dtype = dtype or m.checkpoint_dtype
-    kv_dtype = kv_dtype or dtype
+    kv_dtype = kv_dtype or auto_kv_dtype(dtype, m.checkpoint_dtype)  # the engines' "auto", as serving prices it
     for name, value in (("--batch", batch), ("--seq", seq)):
         if value < 1:
             raise LLMCalcError(name, f"must be >= 1, got {value}")

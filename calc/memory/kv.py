@@ -12,6 +12,22 @@ from calc.model.parallel import busiest_stage_sum, kv_heads_per_gpu, layers_per_
 from calc.specs import ModelSpec
 from calc.units import dtype_bytes, exact_bytes
 
+ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
+
+
+def auto_kv_dtype(act_dtype: str, checkpoint_dtype: str = "bf16") -> str:
+    """The serving engines' KV-cache dtype "auto" (vLLM CacheConfig cache_dtype "auto" = the model dtype; SGLang
+    kv_cache_dtype "auto"; TRT-LLM KvCacheConfig dtype "auto"): the activation dtype. Quantized weights (fp8, int8,
+    int4, an FP8 checkpoint) keep 16-bit activations, so their KV stays in the checkpoint's 16-bit dtype; fp8 KV only
+    when asked (--kv-dtype fp8).
+
+    >>> auto_kv_dtype("bf16"), auto_kv_dtype("fp8"), auto_kv_dtype("int4", "fp16")
+    ('bf16', 'bf16', 'fp16')
+    """
+    if act_dtype in ACTIVATION_DTYPES:
+        return act_dtype
+    return checkpoint_dtype if checkpoint_dtype in ("bf16", "fp16") else "bf16"
+
 
 def softmax_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
     """Softmax-attention layers on the busiest pipeline stage: the only layers that cache K and V

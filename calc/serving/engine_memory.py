@@ -44,7 +44,7 @@ import math
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes
+from calc.memory.kv import auto_kv_dtype, kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes
 from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -315,7 +315,6 @@ def vllm_v0_forward_bytes_per_token(m: ModelSpec, tp: int, version: tuple[int, .
     return max(gate_up, silu, down, attention)
 
 
-ACTIVATION_DTYPES = ("bf16", "fp16", "fp32")
 
 
 def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str = "bf16") -> str:
@@ -327,9 +326,7 @@ def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str
         raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
     if kv_dtype:
         return kv_dtype
-    if act_dtype in ACTIVATION_DTYPES:
-        return act_dtype
-    return checkpoint_dtype if checkpoint_dtype in ("bf16", "fp16") else "bf16"
+    return auto_kv_dtype(act_dtype, checkpoint_dtype)
 
 
 def engine_memory(
