@@ -197,11 +197,13 @@ def train_time(
     if days is not None or budget is not None:
         num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
                                     calibration, causal, host_op_us, moe_routing, stack, lora, recipe)
-    if mfu_assumed is not None:  # a searched plan is refused by the search itself when nothing fits
-        training_fit(m, g, num_gpus, seq)
     from calc.cli.options import refuse
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
+
+    no_node = system is None and system_for_gpu(g) is None
+    if mfu_assumed is not None or no_node:  # a searched plan is refused by the search itself when nothing fits
+        training_fit(m, g, num_gpus, seq)
 
     _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g),
                 global_batch_tokens is not None)
@@ -231,6 +233,7 @@ def train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
         calibration=load_calibration(calibration), plan=plan, lora=lora,
+        mfu_source="assumed (--mfu)" if mfu_assumed is not None else f"assumed (0.4: no node type ships for {g.name})",
     )
     if plan is not None and (days is not None or budget is not None):
         from calc.training.plan import short_run_warning

@@ -367,7 +367,7 @@ def train_time_view(r: Any) -> RenderableType:
     rows = [
         ("tokens", abbrev(r.tokens, "tokens", 4)),
         ("total FLOPs (with attention)", f"{human(r.total_flops, 'FLOPs', 4)}  (6N: {human(r.total_flops_6n, 'FLOPs', 4)})"),
-        ("MFU", f"{r.mfu:.1%} {'assumed (--mfu)' if r.plan is None else 'predicted for ' + r.plan}"),
+        ("MFU", f"{r.mfu:.1%} {r.mfu_source if r.plan is None else 'predicted for ' + r.plan}"),
         ("GPU-hours", figure(r.gpu_hours)),
         ("days", figure(r.days, 2)),
         ("cost", figure(r.cost) if r.cost is not None else "give --price"),

@@ -130,14 +130,17 @@ def train_time(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
     dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
     calibration: Calibration | None = None, plan: Any = None, lora: Any = None,
+    mfu_source: str = "assumed (--mfu)",
 ) -> TrainTimeResult:
     """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU).
 
     With ``plan`` (a calc.training.step.TrainStepResult, e.g. the best from calc.training.plan) the MFU is
     that plan's predicted MFU (same FLOP convention: full s x s attention) instead of ``mfu_assumed``. ``lora`` (a
     calc.training.adapters.Lora): a frozen base's FLOPs per token (calc.training.adapters.lora_flops_per_seq / S), the
-    convention its plan's MFU is counted in."""
-    source = "assumed (--mfu)"
+    convention its plan's MFU is counted in. A plan's time is its step time: ``causal`` (the causal-half FLOP count)
+    changes the FLOPs and the MFU reported, never the days (the plan's MFU, full convention, converts back to its own
+    throughput)."""
+    source = mfu_source
     if plan is not None:
         mfu_assumed = plan.mfu
         source = f"predicted for {plan.layout} (global batch {plan.global_batch}, {plan.step_time_s:.3f} s/step)"
@@ -147,22 +150,29 @@ def train_time(
     if price_per_gpu_hour is not None:
         check_positive(price_per_gpu_hour, "--price", allow_zero=True)
     peak = peak_tflops(gpu, dtype) * TERA
-    f = forward_flops(m, 1, seq, causal=causal)
-    per_token = f.per_token_training_flops
-    if lora is not None:
+    def per_token_flops(counted_causal: bool) -> tuple[Any, float]:
+        f = forward_flops(m, 1, seq, causal=counted_causal)
+        if lora is None:
+            return f, f.per_token_training_flops
         from calc.training.adapters import lora_flops_per_seq
 
-        per_token = lora_flops_per_seq(m, lora, f.forward_flops, f.forward_attention_flops, seq) / seq
+        return f, lora_flops_per_seq(m, lora, f.forward_flops, f.forward_attention_flops, seq) / seq
+
+    f, per_token = per_token_flops(causal)
     total = tokens * per_token
-    seconds = total / (num_gpus * peak * mfu_assumed)
+    if plan is not None and causal:  # the plan's MFU counts the full s x s: its time from that count, its MFU re-read
+        full = tokens * per_token_flops(False)[1]
+        seconds = full / (num_gpus * peak * mfu_assumed)
+        mfu_assumed *= total / full
+    else:
+        seconds = total / (num_gpus * peak * mfu_assumed)
     gpu_hours = seconds * num_gpus / HOURS
     best = None
     if calibration is not None:
         best = total / (num_gpus * peak * efficiency_for(gpu, dtype, calibration).compute) / 86400
     cost = gpu_hours * price_per_gpu_hour if price_per_gpu_hour is not None else None
     cost_text = f", cost {figure(cost)} at {price_per_gpu_hour:g}/GPU-h" if cost is not None else ""
-    assumptions = plan.assumptions if plan is not None else [f"MFU {mfu_assumed:g} assumed, not predicted (--mfu; "
-                                                             "0.4 where no node type ships for the GPU)"]
+    assumptions = plan.assumptions if plan is not None else [f"MFU {mfu_assumed:g} {mfu_source}, not predicted"]
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, dtype=dtype, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,

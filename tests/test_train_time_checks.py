@@ -1,0 +1,31 @@
+"""train-time: a run that does not fit is refused on every GPU (QA finding: on a GPU without a node type the assumed-
+MFU path skipped the memory check and called its 0.4 "--mfu"), and --causal changes the FLOP count and the MFU
+reported, never a plan's days (QA finding: 16.69 -> 15.65 days on the same plan and step time)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_a_70b_model_on_one_24_gb_card_is_refused(cli) -> None:
+    # 70.55e9 parameters x 16 B of mixed-precision Adam state = 1.13 TB, on a 24 GB RTX 3090
+    r = cli("train-time", "llama3-70b", "--gpu", "rtx3090", "--num-gpus", "1", "--tokens", "1T")
+    assert r.code == 2 and "does not fit" in r.err and "Traceback" not in r.err
+
+
+def test_the_assumed_mfu_says_where_it_came_from(cli) -> None:
+    d = cli("train-time", "llama3.2-1b", "--gpu", "t4", "--num-gpus", "4", "--tokens", "1B", "--dtype", "fp16",
+            "--json")
+    if d.code == 2:  # does not fit on 4 T4s either: the refusal is the answer
+        assert "does not fit" in d.err
+        return
+    assert "no node type ships for t4" in d.json()["mfu_source"] and "--mfu" not in d.json()["mfu_source"]
+
+
+def test_causal_counting_does_not_change_a_plans_days(cli) -> None:
+    args = ("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json")
+    full, causal = cli(*args).json(), cli(*args, "--causal").json()
+    assert causal["days"] == pytest.approx(full["days"], rel=1e-12)
+    assert causal["total_flops"] < full["total_flops"] and causal["mfu"] < full["mfu"]
+    # the MFU scales with the FLOPs counted: same time, fewer FLOPs
+    assert causal["mfu"] / full["mfu"] == pytest.approx(causal["total_flops"] / full["total_flops"], rel=1e-12)
