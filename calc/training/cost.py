@@ -250,7 +250,9 @@ class Efficiencies:
     # another's backward compute and vice versa (calc.training.step); replaces ep_overlap when set
     ep_overlap_1f1b: bool = False
     dispatcher: str = "alltoall"  # alltoall (Megatron's NCCL all-to-all: k copies) | deepep (once per node over the NIC)
-    capacity_factor: float = 1.0  # tokens an expert processes / the balanced share (1 = dropless, balanced)
+    # Megatron --moe-expert-capacity-factor: an expert takes at most cf x its balanced share, the overflow dropped
+    # (None: dropless); under token-drop routing every expert is padded to it (ModelCost.expert_load)
+    capacity_factor: float | None = None
     grad_reduce_bytes: int = 4  # bytes per gradient element reduced over DP (Megatron/FSDP reduce in fp32)
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
     optimizer_bytes_per_param: float = 28.0  # Adam step: read+write fp32 master, m, v (24) + grad (2) + bf16 weight (2)
@@ -366,7 +368,9 @@ class Efficiencies:
             f"MoE token dispatcher {self.dispatcher}: "
             + ("a token crosses the NIC once per destination node (calc.hardware.moe_ops.deepep_nic_scale)"
                if self.dispatcher == "deepep" else "one copy per routed expert (NCCL all-to-all)"),
-            (f"expert capacity factor {self.capacity_factor:g}; " if moe else "")
+            ((f"expert capacity factor {self.capacity_factor:g} (the busiest expert's load capped at it"
+              + (", every expert padded to it" if self.moe_routing == "token-drop" else "") + "); "
+              if self.capacity_factor is not None else "dropless experts (no capacity factor); ") if moe else "")
             + f"DP gradients reduced at {self.grad_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
             f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
@@ -647,13 +651,25 @@ class ModelCost:
         per_rank = max(moe.num_experts / ep, 1.0)
         return 1.0 + self.expert_load_cv(tokens, ep, etp) / math.sqrt(per_rank) * math.sqrt(2 * math.log(ep))
 
+    def expert_load(self, ep: int, tokens: float = 0.0, etp: int = 1) -> float:
+        """Tokens the busiest EP rank's experts process / their balanced share: the imbalance (ep_imbalance) when
+        dropless; capped at the capacity factor cf where one is set (Megatron --moe-expert-capacity-factor drops what
+        overflows cf x the balanced share: a cap, never more work); exactly cf under token-drop routing, every expert
+        padded to its capacity (--moe-pad-expert-input-to-capacity; cf 1 when none is given).
+
+            load = imb (cf None);  min(imb, cf);  cf (token-drop)"""
+        cf = self.eff.capacity_factor
+        if self.eff.moe_routing == "token-drop":
+            return 1.0 if cf is None else cf
+        imb = self.ep_imbalance(ep, tokens, etp)
+        return imb if cf is None else min(imb, cf)
+
     def ep_routed_bytes(self, tokens: float, ep: int, etp: int = 1) -> float:
-        """Bytes one all-to-all (dispatch or combine) moves for the most-loaded EP rank: T k cf H bytes x imbalance,
+        """Bytes one all-to-all (dispatch or combine) moves for the most-loaded EP rank: T k H bytes x expert_load,
         ``tokens`` the rank's MoE input (its sequence-parallel slice T/t)."""
         moe = self.m.moe
         assert moe is not None
-        return (tokens * moe.experts_per_token * self.eff.capacity_factor * self.m.hidden_size * self.elem
-                * self.ep_imbalance(ep, tokens, etp))
+        return tokens * moe.experts_per_token * self.m.hidden_size * self.elem * self.expert_load(ep, tokens, etp)
 
     def moe_routing_s(self, tokens: float, tp: int = 1, ep: int = 1, etp: int = 1) -> float:
         """Forward seconds of one MoE layer's router, permute / unpermute (calc.model.moe_routing) and the dispatcher's two
@@ -663,9 +679,10 @@ class ModelCost:
         moe = self.m.moe
         assert moe is not None
         mine = tokens / tp
-        received = mine * moe.experts_per_token * self.eff.capacity_factor * etp * self.ep_imbalance(ep, mine, etp)
+        received = mine * moe.experts_per_token * etp * self.expert_load(ep, mine, etp)
         sorts = local_sort_bytes(received, self.m.hidden_size, math.ceil(moe.num_experts / ep))
-        return (moe_routing_bytes(self.m, mine, self.eff.capacity_factor) + sorts) / self.hbm
+        padded = self.eff.capacity_factor or 1.0 if self.eff.moe_routing == "token-drop" else 1.0
+        return (moe_routing_bytes(self.m, mine, padded) + sorts) / self.hbm
 
     def _coll_uncached(self, kind: str, num_bytes: float, group: int, stride: int) -> float:
         return collective_time(kind, self.system, num_bytes, group, stride, self.eff.collective)  # type: ignore[arg-type]
@@ -857,8 +874,7 @@ class ModelCost:
             k_l, n_l = (k / split, n) if t.name in ROW_PARALLEL else (k, n / split)
             if t.copies > 1:  # routed experts: E/e local, each with (T/t)*k*e*u*cf/E tokens, one grouped GEMM
                 local = math.ceil(t.copies / ep)
-                imb = self.ep_imbalance(ep, T / tp, etp)
-                tokens = max(T / tp * etp * t.used * ep * self.eff.capacity_factor * imb / t.copies, 1.0)
+                tokens = max(T / tp * etp * t.used * ep * self.expert_load(ep, T / tp, etp) / t.copies, 1.0)
                 seconds = self._gemm(tokens, n_l, k_l, local) / grouped_gemm_ramp(tokens, self.eff.grouped_gemm_efficiency)
                 casts = self.fp8_cast_s(tokens, n_l, k_l, local, t.name, t.component, tp, sp)
                 out.append((name, tokens, n_l, k_l, local, seconds, *casts))
