@@ -64,7 +64,10 @@ def test_every_serve_option_changes_the_answer(cli, extra: list[str]) -> None:
         else:
             args += [flag, value]
     other = cli(*args, "--json")
-    assert other.code == 0, other.err
+    if extra == ["--num-gpus", "8"]:  # 8 GPUs cannot carry the rate: the closest layouts, then exit 2 naming the flag
+        assert other.code == 2 and other.err.startswith("llmcalc: error: --num-gpus:") and "cannot carry" in other.err
+    else:
+        assert other.code == 0, other.err
     assert other.json()["layouts"] != base["layouts"]
     if "--mem-fraction-static" in extra or "--chunked-prefill-size" in extra:  # against SGLang's own defaults
         assert other.json()["layouts"] != cli(*SERVE, "--engine", "sglang", "--json").json()["layouts"]

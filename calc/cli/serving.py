@@ -470,6 +470,11 @@ def serve(
         plot_serve_frontier(result, str(plot_path))
     if not result.fits and not as_json:
         raise LLMCalcError("--num-gpus", result.verdict)
+    if result.fits and result.best is None:  # fits in memory, meets no target: the table, then one line naming a target
+        target = ("--num-gpus" if num_gpus is not None and (rate or users) else "--tpot-ms" if tpot_ms is not None
+                  else "--ttft-ms" if ttft_ms is not None else "--rate")
+        emit_outcome(result, as_json, explain, serve_view, result.verdict + (
+            f"; no launch line (--emit {emit_engine.value})" if emit_engine is not None else ""), target)
     emit_outcome(result, as_json, explain, serve_view, None if result.fits else result.verdict)  # JSON, then exit 2
     if result.launch and not as_json:
         print(result.launch, flush=True)  # plain: a command line to paste must not wrap at the terminal width

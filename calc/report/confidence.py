@@ -312,8 +312,10 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         name = "calc.serving.capacity.ConcurrencyResult"  # the same ways to make room
     elif name == "calc.serving.plan.ServePlan":
         best = getattr(r, "best", None)
-        if not r.fits or best is None:  # type: ignore[attr-defined]
-            return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]
+        if not r.fits:  # type: ignore[attr-defined]
+            return "does not fit", None
+        if best is None:  # it fits in memory; no layout meets the time targets (the verdict and exit code say so)
+            return "fits", None
         b = figure_band("kv_capacity", best.max_concurrency, ctx)
         verdict = ("fits" if b.rows == 0  # no measured KV band: nothing to be tight against
                    else fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low))
