@@ -16,3 +16,14 @@ def test_emit_says_there_is_no_line(cli) -> None:
     r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--tpot-ms", "0.001", "--rate", "5", "--emit",
             "vllm")
     assert r.code == 2 and "no launch line" in r.err and "vllm serve" not in r.out
+
+
+def test_vllm_settings_vllm_would_refuse_are_refused(cli) -> None:
+    """QA finding: --block-size 7 and --max-num-batched-tokens below --max-num-seqs were emitted into a vLLM line that
+    vLLM refuses to start with."""
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--block-size", "7")
+    assert r.code == 2 and "--block-size" in r.err and "16" in r.err
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--max-num-batched-tokens", "100",
+            "--max-num-seqs", "200")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --max-num-batched-tokens:")
+    assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--block-size", "32").code == 0

@@ -78,6 +78,9 @@ RELEASE = re.compile(r"v?\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z][A-Za-z0-9.]*)?")
 DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_context_gib
 
 
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128)  # vLLM CacheConfig.block_size: BlockSize = Literal[1, 8, 16, 32, 64, 128]
+
+
 def engine_settings(engine: Engine, util: float | None = None, max_model_len: int | None = None, batched: int | None = None,
                     seqs: int | None = None, block: int | None = None, fraction: float | None = None, chunk: int | None = None,
                     version: str | None = None) -> Any:
@@ -92,6 +95,14 @@ def engine_settings(engine: Engine, util: float | None = None, max_model_len: in
     else:
         for flag, value in (("--mem-fraction-static", fraction), ("--chunked-prefill-size", chunk)):
             refuse(flag, value, "is an SGLang setting; give --engine sglang")
+    if engine in (Engine.vllm, Engine.vllm_v0):
+        if block is not None and block not in VLLM_BLOCK_SIZES:
+            raise LLMCalcError("--block-size", f"vLLM takes a block size of {', '.join(map(str, VLLM_BLOCK_SIZES))} "
+                                               f"tokens (vllm/config/cache.py BlockSize), not {block}")
+        if batched is not None and seqs is not None and batched < seqs:
+            raise LLMCalcError("--max-num-batched-tokens", f"{batched:,} is below --max-num-seqs {seqs:,}: vLLM refuses "
+                               "to start (SchedulerConfig: max_num_batched_tokens must be >= max_num_seqs); raise it or "
+                               "lower --max-num-seqs")
     if engine == Engine.trtllm:
         refuse("--gpu-memory-utilization", util, "is a vLLM setting; TRT-LLM keeps 0.9 of the memory free after "
                                                  "weights and activations for its KV cache")
