@@ -27,3 +27,12 @@ def test_vllm_settings_vllm_would_refuse_are_refused(cli) -> None:
             "--max-num-seqs", "200")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --max-num-batched-tokens:")
     assert cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--block-size", "32").code == 0
+
+
+def test_latency_refuses_a_batch_beyond_the_engines_running_cap(cli) -> None:
+    """QA finding: latency ran 1,500 requests as one batch where vLLM runs at most max_num_seqs (1,024 on an H100) and
+    serve capped the same deployment at 1,024."""
+    r = cli("latency", "llama3.2-1b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--batch", "1500")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --batch:") and "1,024" in r.err
+    assert cli("latency", "llama3.2-1b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--batch",
+               "1024").code == 0

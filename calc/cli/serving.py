@@ -314,6 +314,10 @@ def latency(
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
 
     mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a)  # one capacity call for fit and band
+    if batch > mem.max_num_seqs:  # the engine runs at most max_num_seqs requests at once: not one static batch
+        raise LLMCalcError("--batch", f"{batch:,} requests exceed {engine.value}'s max_num_seqs {mem.max_num_seqs:,} on "
+                                      f"{g.name}: the engine runs at most that many at once, not one static batch; give "
+                                      f"--batch <= {mem.max_num_seqs:,}")
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
         raise LLMCalcError("--num-gpus", problem)
