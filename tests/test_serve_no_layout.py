@@ -36,3 +36,13 @@ def test_latency_refuses_a_batch_beyond_the_engines_running_cap(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --batch:") and "1,024" in r.err
     assert cli("latency", "llama3.2-1b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--batch",
                "1024").code == 0
+
+
+def test_report_admits_the_batches_latency_admits(cli) -> None:
+    """QA finding: report refused 250-329 requests of 1,280 tokens on one H100 that latency / concurrency admit (329):
+    its fit read the static B x S x H activation estimate, not the engine's KV capacity."""
+    args = ("llama3-8b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--json")
+    most = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "1280", "--json").json()["max_concurrency"]
+    for batch, code in ((most, 0), (most + 1, 2)):
+        assert cli("latency", *args, "--batch", str(batch)).code == code
+        assert cli("report", *args, "--batch", str(batch)).code == code

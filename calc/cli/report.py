@@ -134,7 +134,6 @@ def report(
         load_calibration,
         output_path,
         price_for,
-        require_fit,
         training_fit,
     )
     from calc.errors import LLMCalcError
@@ -201,13 +200,10 @@ def report(
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
         check_context(m, prompt + output, "--prompt")
-        from calc.memory import inference_memory
         from calc.serving.latency import serving_plan
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
-        require_fit(inference_memory(m, gpu=g, plan=plan, dtype=dtype, kv_dtype=kv_dtype,
-                                     batch=batch, seq=prompt + output))
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     training_cost = None
@@ -229,6 +225,12 @@ def report(
         from calc.serving.engine_kernels import engine_kernels
 
         assumptions = engine_kernels(assumptions, m, g, s, prompt + output - 1, dtype)
+        from calc.serving.capacity import batch_fit_problem
+
+        # fit first, by the one capacity function latency / concurrency / serve admit requests with
+        problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
+        if problem:
+            raise LLMCalcError("--num-gpus", problem)
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
