@@ -42,10 +42,11 @@ def train_step_view(r: Any) -> RenderableType:
 def train_plan_view(r: Any) -> RenderableType:
     table = Table(title=f"Fastest layouts of {r.model} on {r.num_gpus:,} x {r.gpu} ({r.system}), global batch {r.global_batch} "
                   f"x {r.seq:,}", title_justify="left",
-                  caption=f"{r.layouts_considered} layouts considered, {r.layouts_fitting} fit in memory, {r.layouts_timed} timed; "
+                  caption=f"{r.layouts_considered} layouts considered, {r.layouts_fitting} fit in memory; with their pipeline "
+                  f"interleavings (VPP) {r.layouts_timed} fitting layouts timed; "
                   "compute / bubble / exposed communication as shares of the step")
     for col in ("#", "layout", "step s", "MFU", "GiB", "compute", "bubble", "comm"):
-        table.add_column(col, justify="left" if col == "layout" else "right", overflow="fold" if col == "layout" else "ellipsis",
+        table.add_column(col, justify="left" if col == "layout" else "right", overflow="fold",
                          min_width=None if col == "layout" else len(col) + 1, no_wrap=col != "layout")
     comm_keys = ("tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_p2p_s", "dp_comm_s", "zero_gather_s")
     for i, p in enumerate(r.plans, 1):
