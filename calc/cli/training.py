@@ -491,7 +491,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
           cp_comm: CpComm | None = None, pp_p2p_overlap: bool | None = None, lora: Any = None, recipe: str | None = None,
-          doc_tokens: int | None = None) -> Any:
+          doc_tokens: int | None = None, single_gpu: bool = False) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
     frozen base)."""
     from dataclasses import replace
@@ -501,8 +501,14 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.training.cost import Efficiencies, ModelCost
 
     node = load_system(system) if system else system_for_gpu(g)
+    if node is None and single_gpu:  # one GPU moves nothing between GPUs: a node of one, no link figure read
+        from calc.specs.system import SystemSpec
+
+        node = SystemSpec(name=f"{g.name} (one GPU)", gpu=g.name, gpus_per_node=1, intra_node_gb_s=1.0, inter_node_gb_s=1.0,
+                          description="a single GPU: no collective, no link")
     if node is None:
-        raise LLMCalcError("--system", f"no node type ships for {g.name}; give --system (see system_specs/) or a YAML")
+        raise LLMCalcError("--system", f"no node type ships for {g.name}; give --system (see system_specs/) or a YAML "
+                                       "(one GPU needs none: --num-gpus 1)")
     if node.gpu != g.name:
         raise LLMCalcError("--system", f"{node.name} is built from {node.gpu}, not {g.name}")
     if m.moe is None and capacity_factor is not None:
@@ -651,9 +657,10 @@ def train_step(
         raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
                  offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
+    one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, ep)))
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=one)
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -753,7 +760,7 @@ def train_plan(
                  offloads=(0, None), dtype=dtype)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=num_gpus == 1)
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
