@@ -150,7 +150,9 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         s["bwd"] += n * lc.bwd
         # Megatron-Core --recompute-modules: the listed modules' forward again (calc.training.cost, "recompute modules")
         rec, rec_tp, rec_ep = lc.module_recompute(modules) if modules else (0.0, 0.0, 0.0)
-        s["rec"] += n * (lc.fwd if full else rec if modules else lc.attn_fwd if selective and not eff.flash
+        # selective (core_attn): Megatron-Core's checkpointed core attention (attention.py _checkpointed_attention_forward)
+        # runs its forward again before the backward, the fused flash kernel included
+        s["rec"] += n * (lc.fwd if full else rec if modules else lc.attn_fwd if selective
                          else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac"
                          else lc.norm_up_fwd if layout.recompute == "deepseek" else 0.0)
         tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else rec_tp)
