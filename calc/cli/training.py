@@ -76,8 +76,9 @@ def _training_dtype(text: str) -> str:
 
 TrainMethodOpt = Annotated[str | None, typer.Option(
     "--method", help="full (default: every weight trains), lora (a frozen base with rank --lora-rank adapters on "
-                     "--lora-targets) or qlora (the base in NF4, dequantized for every GEMM), as memory --mode finetune "
-                     "prices them")]
+                     "--lora-targets) or qlora (the base in NF4, dequantized for every GEMM); the memory under "
+                     "--stack hf is memory --mode finetune's figure (its default stack), under megatron NeMo / "
+                     "Megatron-Bridge PEFT's")]
 PeakDtypeOpt = Annotated[str, typer.Option("--dtype", parser=_training_dtype,
                                            help="compute dtype of the peak: bf16, fp16, fp8, tf32, fp32")]
 
