@@ -46,3 +46,10 @@ def test_report_admits_the_batches_latency_admits(cli) -> None:
     for batch, code in ((most, 0), (most + 1, 2)):
         assert cli("latency", *args, "--batch", str(batch)).code == code
         assert cli("report", *args, "--batch", str(batch)).code == code
+
+
+def test_a_fixed_gpu_budget_counts_its_idle_gpus(cli) -> None:
+    """QA finding: --num-gpus 3 ranked 1 x TP1 x PP2 (2 GPUs busy, 1 idle) first by tokens/s over the 2 it used, above
+    3 x TP1 using all three. Over a fixed budget, tokens/s per GPU divides by every GPU paid for."""
+    d = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--num-gpus", "3", "--json").json()
+    assert d["best"]["replicas"] * d["best"]["gpus_per_replica"] == 3

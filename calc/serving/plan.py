@@ -443,7 +443,9 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
-        tokens_per_s_per_gpu=replicas * slot_tokens_per_s(r, b, st, ttft) / total_gpus, requests_per_s_per_replica=mu,
+        # per GPU of what is paid for: a fixed --num-gpus budget counts the GPUs its replicas leave idle too
+        tokens_per_s_per_gpu=replicas * slot_tokens_per_s(r, b, st, ttft) / max(total_gpus, num_gpus or 0),
+        requests_per_s_per_replica=mu,
         kv_cache_tokens=r.mem.kv_cache_tokens * r.dp, max_concurrency=r.mem.max_concurrency * r.dp,
         gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets, binding=binding,
         tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
