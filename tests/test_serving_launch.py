@@ -16,7 +16,7 @@ from calc.sources.catalog import load_gpu, load_model
 # ModelConfig, SchedulerConfig, CacheConfig groups); --kv-cache-dtype choices from vllm/config/cache.py CacheDType.
 VLLM_VALUE_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size", "--max-model-len",
                     "--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--block-size",
-                    "--dtype", "--quantization", "--swap-space")
+                    "--dtype", "--quantization", "--swap-space", "--speculative-config")
 VLLM_BOOL_FLAGS = ("--enable-expert-parallel", "--enable-chunked-prefill", "--enable-prefix-caching", "--enforce-eager")
 VLLM_KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 
@@ -129,3 +129,21 @@ def test_dispatcher_by_engine_and_version(cli) -> None:
                  ("sglang", "--dispatcher", "alltoall"), ("trtllm", "--dispatcher", "deepep")):
         code, err = launch(cli, "--emit", *args)
         assert code == 2 and err.startswith("llmcalc: error: --dispatcher: ") and err.count("\n") == 1, err
+
+
+def test_the_line_carries_the_dtype_and_speculation_the_plan_is_priced_with(cli) -> None:
+    """QA finding: a plan sized for --dtype fp8 / fp16 or speculative decoding emitted a line without them (vLLM would
+    then load bf16 weights and run no speculation)."""
+    import json
+
+    base = ("llama3-8b", "--gpu", "h100", "--prompt", "1024", "--rate", "10", "--emit", "vllm")
+    ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--dtype", "fp8"))[2:])
+    assert ns.quantization == "fp8" and ns.dtype is None  # vLLM quantizes the bf16 checkpoint to FP8 online
+    ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--dtype", "fp16"))[2:])
+    assert ns.dtype == "float16" and ns.quantization is None
+    ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base))[2:])
+    assert ns.dtype is None and ns.quantization is None and ns.speculative_config is None
+    ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--speculative", "ngram", "--spec-tokens", "3"))[2:])
+    assert json.loads(ns.speculative_config) == {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4}
+    ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--speculative", "draft", "--draft", "llama3.2-1b"))[2:])
+    assert json.loads(ns.speculative_config)["model"] == "meta-llama/Llama-3.2-1B"

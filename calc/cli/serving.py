@@ -476,9 +476,14 @@ def serve(
 
     for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users"):
         warn(*line.split(": ", 1))
-    if emit_engine is not None and weight_format_given in WEIGHT_FORMAT_NAMES:
-        warn("--emit", f"the line names {m.hf_id or m.name}, the 16-bit checkpoint the catalog records; the plan is sized "
-                       f"for {weight_format_given} weights: put a {weight_format_given} checkpoint of it in its place")
+    if emit_engine is not None and (weight_format_given in WEIGHT_FORMAT_NAMES or weight_format_given in ("int8", "int4")
+                                    or (weight_format_given and emit_engine.value == "trtllm")):
+        warn("--emit", f"the line names {m.hf_id or m.name}, the checkpoint the catalog records; the plan is sized "
+                       f"for {weight_format_given} weights, which no flag of the line makes: put a {weight_format_given} "
+                       "checkpoint of it in its place")
+    if emit_engine is not None and speculative is not None and emit_engine.value != "vllm":
+        warn("--emit", f"the {emit_engine.value} line does not carry the speculative decoding the plan is timed with "
+                       "(--emit vllm writes it as --speculative-config); add the engine's own speculative options")
     if plot_path is not None:
         from calc.report.plot import plot_serve_frontier
 

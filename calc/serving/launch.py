@@ -65,8 +65,44 @@ def dispatcher_flag(emit: str, dispatcher: str, version: tuple[int, ...]) -> tup
                                        "to emit; drop --emit, or give a dispatcher the engine runs")
 
 
+# A --dtype the plan was priced at, on a checkpoint shipped in 16 bits, as each engine loads it: vLLM / SGLang quantize
+# to FP8 online (--quantization fp8: per-tensor dynamic FP8, vllm/model_executor/layers/quantization/fp8.py
+# Fp8LinearMethod for an unquantized checkpoint; SGLang the same flag) and cast with --dtype. Integer formats need
+# a quantized checkpoint (the CLI says so); TensorRT-LLM's trtllm-serve takes quantization in its options file.
+VLLM_DTYPE_FLAGS = {"fp8": "--quantization fp8", "fp16": "--dtype float16", "bf16": "--dtype bfloat16",
+                    "fp32": "--dtype float32"}
+
+
+def dtype_flag(m: ModelSpec, emit: str, dtype: str | None) -> str:
+    """The flag that makes ``emit``'s engine run the weights at the plan's ``dtype`` ('' when the checkpoint already
+    ships so, or no flag does it: the caller warns).
+
+    >>> from calc.sources.catalog import load_model
+    >>> dtype_flag(load_model("llama3-8b"), "vllm", "fp8"), dtype_flag(load_model("llama3-8b"), "vllm", "bf16")
+    ('--quantization fp8', '')
+    """
+    if dtype is None or emit == "trtllm" or (m.quantization is None and dtype == m.checkpoint_dtype):
+        return ""
+    if m.quantization is not None:  # a quantized checkpoint is loaded as shipped; --dtype re-prices it: no flag
+        return ""
+    return VLLM_DTYPE_FLAGS.get(dtype, "")
+
+
+def speculation_flag(emit: str, speculation: Any) -> str:
+    """vLLM's --speculative-config for the plan's speculation (vllm/config/speculative.py SpeculativeConfig: method
+    "ngram" with num_speculative_tokens and prompt_lookup_max; a draft model by its id), quoted for the shell; ''
+    without speculation or for another engine (the caller warns)."""
+    if speculation is None or emit != "vllm":
+        return ""
+    k = speculation.tokens
+    body = ('{"method": "ngram", "num_speculative_tokens": %d, "prompt_lookup_max": 4}' % k if speculation.draft is None
+            else '{"model": "%s", "num_speculative_tokens": %d}' % (model_id(speculation.draft), k))
+    return f"--speculative-config '{body}'"
+
+
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
-                   gpu_memory_bytes: int = 0, eager: bool = False, dispatcher: str | None = None) -> str:
+                   gpu_memory_bytes: int = 0, eager: bool = False, dispatcher: str | None = None,
+                   dtype: str | None = None, speculation: Any = None) -> str:
     """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line. SGLang's
     --mem-fraction-static is the fraction the plan was sized with (EngineSettings.mem_fraction on the GPU's memory:
     by GPU memory from SGLang 0.5.4, by TP before). ``eager``: the plan was timed without CUDA graphs (--enforce-eager),
@@ -74,6 +110,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
     extra-options file, not a flag: refused). ``dispatcher``: the plan's (ServingAssumptions.dispatcher); under
     expert parallelism one that is not the engine's default at its version goes on the line (dispatcher_flag)."""
     line = _launch_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes)
+    line = " ".join(part for part in (line, dtype_flag(m, emit, dtype), speculation_flag(emit, speculation)) if part)
     if dispatcher is not None and best.ep > 1:
         if dispatcher != engine_dispatcher(s.engine, s.version()):
             env, flag = dispatcher_flag(emit, dispatcher, s.version())

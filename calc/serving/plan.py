@@ -268,7 +268,7 @@ def serve_plan(
         layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m, s, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
-                                    dispatcher=a.dispatcher) if best and emit else None,
+                                    dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
         assumptions=assumption_lines,
         explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
