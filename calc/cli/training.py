@@ -412,9 +412,10 @@ HostOpOpt = Annotated[float | None, typer.Option(
     help="host (CPU) microseconds per launched op in eager training: a layer's forward / backward costs max(GPU time, "
     "ops x this) (default 15; 0 never binds; calc.training.host)")]
 CapacityOpt = Annotated[float | None, typer.Option(
-    "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0), help="MoE expert capacity factor (Megatron --moe-expert-capacity-factor): the busiest expert takes at most cf x its "
-    "balanced share, the overflow dropped; with --moe-routing token-drop every expert is padded to it (default: "
-    "dropless, no cap)")]
+    "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0),
+    help="MoE expert capacity factor (Megatron --moe-expert-capacity-factor): the busiest expert takes at most cf x "
+         "its balanced share, the overflow dropped; with --moe-routing token-drop every expert is padded to it "
+         "(default: dropless, no cap)")]
 
 
 ShardingOpt = Annotated[str, typer.Option(

@@ -94,10 +94,12 @@ def speculation_flag(emit: str, speculation: Any) -> str:
     without speculation or for another engine (the caller warns)."""
     if speculation is None or emit != "vllm":
         return ""
-    k = speculation.tokens
-    body = ('{"method": "ngram", "num_speculative_tokens": %d, "prompt_lookup_max": 4}' % k if speculation.draft is None
-            else '{"model": "%s", "num_speculative_tokens": %d}' % (model_id(speculation.draft), k))
-    return f"--speculative-config '{body}'"
+    import json
+
+    config = ({"method": "ngram", "num_speculative_tokens": speculation.tokens, "prompt_lookup_max": 4}
+              if speculation.draft is None
+              else {"model": model_id(speculation.draft), "num_speculative_tokens": speculation.tokens})
+    return f"--speculative-config '{json.dumps(config)}'"
 
 
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
