@@ -53,3 +53,11 @@ def test_a_fixed_gpu_budget_counts_its_idle_gpus(cli) -> None:
     3 x TP1 using all three. Over a fixed budget, tokens/s per GPU divides by every GPU paid for."""
     d = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--num-gpus", "3", "--json").json()
     assert d["best"]["replicas"] * d["best"]["gpus_per_replica"] == 3
+
+
+def test_report_serves_on_the_pages_gpu_count(cli) -> None:
+    """QA finding: `report` headed "on 1 x h100" (memory, latency) served on a TP1 x PP2 layout of 2 GPUs."""
+    d = cli("report", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--json").json()
+    assert d["num_gpus"] == 1 and d["serving"]["gpus_needed"] == 1
+    d = cli("report", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--num-gpus", "2", "--json").json()
+    assert d["num_gpus"] == 2 and d["serving"]["gpus_needed"] <= 2

@@ -236,7 +236,8 @@ def report(
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, recipe=recipe, calibration=load_calibration(calibration),
-        serve_gpus=num_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,  # as `serve` is given them
+        # as `serve` is given them; without --rate the page's GPU count (one GPU unless --num-gpus): one page, one count
+        serve_gpus=num_gpus or (None if rate else n), ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
     )
     if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
