@@ -26,3 +26,11 @@ def test_every_gpu_gets_the_first_system_built_from_it() -> None:
         expected = next((s for s in list_systems() if s.gpu == gpu.name), None)
         assert system_for_gpu(gpu) == expected, gpu.name
     assert system_for_gpu(load_gpu("h100")).name == "dgx-h100"  # system_specs/dgx-h100.yaml: gpu: h100-sxm
+
+
+def test_show_suggests_from_the_nearer_catalog(cli) -> None:
+    """QA finding: `show h10` answered "unknown model; llmcalc models lists them", `show gb20` "did you mean gpt2?"."""
+    r = cli("show", "h10")
+    assert r.code == 2 and "h100" in r.err and "model or GPU" in r.err
+    assert "gb200" in cli("show", "gb20").err
+    assert "llama3-8b" in cli("show", "llama3-8").err

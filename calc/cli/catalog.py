@@ -62,6 +62,25 @@ YamlOpt = Annotated[bool, typer.Option(
     "--yaml", help="print the spec as our YAML: a template to edit and pass back as MODEL or --gpu FILE")]
 
 
+def _closer(name: str, model_error: LLMCalcError, gpu_error: LLMCalcError) -> LLMCalcError:
+    """`show NAME` matched neither catalog: the suggestion of the catalog whose first candidate is nearer NAME (models
+    and GPUs are searched alike), both named when neither has one."""
+    import difflib
+    import re
+
+    def first(error: LLMCalcError) -> str | None:
+        hit = re.search(r"did you mean ([^,?;]+)", error.problem)
+        return hit.group(1).strip() if hit else None
+
+    m, g = first(model_error), first(gpu_error)
+    if m is None and g is None:
+        return LLMCalcError("NAME", f"unknown model or GPU {name!r}; `llmcalc models` and `llmcalc gpus` list them")
+    score = {key: difflib.SequenceMatcher(None, name.lower(), hit.lower()).ratio() for key, hit in (("m", m), ("g", g)) if hit}
+    best = max(score, key=score.__getitem__)
+    error = model_error if best == "m" else gpu_error
+    return LLMCalcError("NAME", re.sub(r"^unknown (model|gpu)", "unknown model or GPU", error.problem))
+
+
 def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spec file")], as_json: JsonOpt = False,
          as_yaml: YamlOpt = False) -> None:
     """Show one model or GPU spec (GPUs with their peak derivation); --yaml prints it as a spec file."""
@@ -76,8 +95,8 @@ def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spe
     except LLMCalcError as model_error:
         try:
             gpu = load_gpu(name, "NAME")
-        except LLMCalcError:
-            raise model_error from None
+        except LLMCalcError as gpu_error:
+            raise _closer(name, model_error, gpu_error) from None
         if as_yaml:
             console.print(spec_yaml(gpu, [f"GPU spec of {gpu.name}: edit the numbers (and name) and pass the file as --gpu FILE."]),
                           end="", markup=False, highlight=False, soft_wrap=True)
