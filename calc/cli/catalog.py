@@ -72,6 +72,11 @@ def _closer(name: str, model_error: LLMCalcError, gpu_error: LLMCalcError) -> LL
         hit = re.search(r"did you mean ([^,?;]+)", error.problem)
         return hit.group(1).strip() if hit else None
 
+    unknown = [e for e in (model_error, gpu_error) if e.problem.startswith(("unknown model", "unknown gpu"))]
+    if not unknown:  # a spec file neither reads: the model loader's reason (it names the kind of spec it saw)
+        return model_error
+    if len(unknown) == 1:  # a name one catalog found and refused: that catalog's own reason
+        return next(e for e in (gpu_error, model_error) if e not in unknown)
     m, g = first(model_error), first(gpu_error)
     if m is None and g is None:
         return LLMCalcError("NAME", f"unknown model or GPU {name!r}; `llmcalc models` and `llmcalc gpus` list them")
