@@ -119,10 +119,11 @@ def forward_flops(
         f"{', active experts + router' if m.moe else ''}; no embedding gather, biases or norms)",
         f"matmuls = 2*B*S*M = 2*{batch}*{seq}*{p.matmul_params:,} = {matmul:,}",
         f"attention ({convention}) = 2*B*h*(d_qk+d_v)*sum_layers pairs = 2*{batch}*{m.num_heads}"
-        f"*({d_qk}+{d_v})*{pairs:,} = {attention:,}"
-        + ("" if m.layer_types is None else " (local layers reach at most their window)")
-        + (f" incl. {m.mixer.kind} scan {scan:,} = B*S*{sum(mixer_layer_flags(m))} layers*"
-           f"{scan_flops_per_token(m.mixer, False):,}" if m.mixer else ""),
+        f"*({d_qk}+{d_v})*{pairs:,} = {attention - scan:,}"
+        + (" (sliding-window layers reach at most their window)" if m.layer_types is not None
+           and any(t != "full" for t in m.layer_types if isinstance(t, str)) and m.sliding_window else "")
+        + (f" + {m.mixer.kind} scan B*S*{sum(mixer_layer_flags(m))} layers*{scan_flops_per_token(m.mixer, False):,}"
+           f" = {scan:,}: {attention:,}" if m.mixer else ""),
         f"forward = {matmul:,} + {attention:,} = {forward:,}",
         f"training = 3 x forward = {3 * forward:,} (backward = 2x forward); "
         f"with full recomputation (HFU) 4 x forward = {4 * forward:,}",
