@@ -333,9 +333,12 @@ def engine_memory(
     m: ModelSpec, gpu: GPUSpec, *, settings: EngineSettings | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
     dtype: str | None = "bf16", kv_dtype: str | None = None, tokens_per_request: int | None = None, shared_prefix: int = 0,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, capacity_bytes: int | None = None,
+    draft: ModelSpec | None = None,
 ) -> EngineMemory:
     """KV capacity of one replica (TP x PP ranks) under vLLM's or SGLang's accounting. ``dtype`` None:
-    weights as the checkpoint ships them (calc.serving.weights), KV by default in the checkpoint dtype."""
+    weights as the checkpoint ships them (calc.serving.weights), KV by default in the checkpoint dtype. ``draft``: a
+    speculative-decoding draft model loaded beside the target (vLLM's draft runs at the target's TP and keeps its own
+    KV in the same block pool): its weights come off the budget and its KV bytes join every token's."""
     s = settings or EngineSettings()
     fmt = weight_format(m, gpu, dtype)
     check_layout(m, Parallelism(tp=tp, pp=pp))
@@ -360,6 +363,9 @@ def engine_memory(
         raise LLMCalcError("--shared-prefix", f"must be >= 0 and below the {request:,} tokens of a request")
     weights = weights_per_gpu(m, dtype, tp, pp, attention_ranks(tp, ep))  # experts / (d x t) = experts / EP
     kv_token = kv_cache_bytes_per_token(m, kv_dtype, tp, pp)
+    if draft is not None:  # the draft whole on every pipeline stage's TP group (no PP of its own)
+        weights += weights_per_gpu(draft, dtype, tp, 1)
+        kv_token += kv_cache_bytes_per_token(draft, kv_dtype, tp, 1)
     acc = s.accounting()
     batched = s.batched_tokens(m.max_position_embeddings, device, gpu.name, tp)
     seqs = s.seqs(device, gpu.name)
@@ -429,6 +435,8 @@ def engine_memory(
     shared_bytes = pool.shared_bytes(shared_blocks * page) if pool else \
         kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
     per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page, pool) - shared_bytes
+    if draft is not None:  # the draft's KV of the same tokens, in the same blocks
+        per_request += request_kv_bytes(draft, request, kv_dtype, tp, 1, page)
     capped = pool.window_capped(kv_slots(request)) if pool else \
         per_request < whole_blocks(kv_slots(request), page) * block_bytes - shared_bytes
     room = blocks * block_bytes - shared_bytes

@@ -228,7 +228,7 @@ def serve_plan(
         raise LLMCalcError("--draft", f"{draft.name} has a vocabulary of {draft.vocab_size:,} tokens, {m.name} "
                                       f"{m.vocab_size:,}: a draft model proposes token ids in the target's tokenizer; "
                                       "pick one of the same family, or --speculative ngram")
-    setup = _Setup.of(m, gpu, s, prompt, output, dtype, kv_dtype, calibration, a)
+    setup = _Setup.of(m, gpu, s, prompt, output, dtype, kv_dtype, calibration, a, draft)
     s, fmt, kv_dtype, gpu_run, hook, eff = setup.s, setup.fmt, setup.kv_dtype, setup.gpu_run, setup.hook, setup.eff
     layouts = []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
@@ -335,20 +335,23 @@ class _Setup:
     hook: Any
     eff: Any
     a: ServingAssumptions
+    draft: ModelSpec | None = None  # a speculative draft model: its weights and KV share the replica's memory
 
     @classmethod
     def of(cls, m: ModelSpec, gpu: GPUSpec, s: EngineSettings, prompt: int, output: int, dtype: str | None,
-           kv_dtype: str | None, calibration: Calibration | None, a: ServingAssumptions) -> _Setup:
+           kv_dtype: str | None, calibration: Calibration | None, a: ServingAssumptions,
+           draft: ModelSpec | None = None) -> _Setup:
         s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
         fmt = weight_format(m, gpu, dtype)
         gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
         return cls(m, gpu, s, prompt, output, dtype, fmt, resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype),
-                   gpu_run, hook, eff, a)
+                   gpu_run, hook, eff, a, draft)
 
     def replica(self, tp: int, pp: int, ep: int) -> _Replica | None:
         """One TP x PP (x EP) replica with its engine memory; None when not one request fits."""
         mem = engine_memory(self.m, self.gpu, settings=self.s, tp=tp, pp=pp, ep=ep, dtype=self.dtype,
-                            kv_dtype=self.kv_dtype, tokens_per_request=self.prompt + self.output, assumptions=self.a)
+                            kv_dtype=self.kv_dtype, tokens_per_request=self.prompt + self.output, assumptions=self.a,
+                            draft=self.draft)
         if mem.max_concurrency < 1:
             return None
         return _Replica(self.m, self.gpu_run, mem, self.prompt, self.output, self.hook, self.a, self.dtype, self.kv_dtype)
