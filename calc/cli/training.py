@@ -301,7 +301,10 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
         return None if r is None else r.cost
 
     what = f"{m.name} on {abbrev(tokens)} tokens"
-    smallest = smallest_gpus_within(days_at, float("inf") if days is None else days, per_node)
+    # fewer GPUs than the run needs at 100% MFU can never finish in time: the search starts above them
+    floor = 0 if days is None else int(engine.train_time(m, g, num_gpus=1, tokens=tokens, seq=seq, mfu_assumed=1.0,
+                                                         dtype=dtype, causal=causal, lora=lora).days / days)
+    smallest = smallest_gpus_within(days_at, float("inf") if days is None else days, per_node, at_least=floor)
     if smallest is None:
         if days is None:
             raise LLMCalcError("--budget", f"no GPU count up to {MAX_GPUS:,} fits {what}; shorten --seq or use GPUs with more memory")
