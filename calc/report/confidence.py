@@ -321,6 +321,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
                    else fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low))
         margin = (f"the best layout's KV cache holds {best.max_concurrency:,} requests for a batch of {best.batch:,}, "
                   f"but its 80% band goes down to {b.low:,.0f}")
+    elif name == "calc.training.mfu.TrainTimeResult":  # printed only for a run that fits: its plan was searched among
+        return "fits", None  # fitting layouts, an assumed MFU's run was checked first (a run that does not fit exits 2)
     elif name == "calc.training.plan.PlanSearchResult":
         return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
     elif name == "calc.report.build.Report":
