@@ -61,3 +61,13 @@ def test_report_serves_on_the_pages_gpu_count(cli) -> None:
     assert d["num_gpus"] == 1 and d["serving"]["gpus_needed"] == 1
     d = cli("report", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--num-gpus", "2", "--json").json()
     assert d["num_gpus"] == 2 and d["serving"]["gpus_needed"] <= 2
+
+
+def test_the_flag_at_fault_is_named(cli) -> None:
+    """QA findings: --reserve-gib 1000 and latency --pp 33 were blamed on --num-gpus."""
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--reserve-gib", "1000")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --reserve-gib:")
+    r = cli("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--pp", "33")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --pp:")
+    r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-num-batched-tokens", "1e9")
+    assert r.code == 2 and "--max-num-batched-tokens" in r.err and "more than 64" not in r.err

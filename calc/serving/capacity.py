@@ -90,8 +90,12 @@ def concurrency(
         verdict = f"{count} concurrent requests of {max_tokens:,} tokens fit on {n} x {gpu.name} ({mem.kv_cache_tokens:,} KV tokens)"
     elif mem.kv_budget_bytes < 0:
         more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
+        big_act = mem.activation_peak_bytes > mem.weights_bytes  # the profile run, not the weights, takes the memory
         verdict = (f"0 requests: weights and engine reserves exceed {n} x {gpu.name} by {-mem.kv_budget_bytes / GIB:.2f} GiB "
-                   f"per GPU; needs >= {more or 'more than 64'} GPUs")
+                   f"per GPU (activation peak of the profile run {mem.activation_peak_bytes / GIB:.2f} GiB, weights "
+                   f"{mem.weights_bytes / GIB:.2f} GiB); "
+                   + (f"needs {more} GPUs" if more else "no count up to 64 GPUs fits")
+                   + ("; a smaller --max-num-batched-tokens shrinks the profile run" if big_act else ""))
     else:
         verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
     return ConcurrencyResult(

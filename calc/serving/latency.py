@@ -29,6 +29,8 @@ def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parall
         try:
             return check_layout(m, Parallelism(tp=num_gpus // pp, pp=pp))
         except LLMCalcError as exc:
+            if exc.field == "--pp":  # the pipeline stages the user typed are what does not fit the layers
+                raise
             raise LLMCalcError("--num-gpus", f"serving uses TP = GPUs, and {exc.problem}") from None
     if tp < 1:
         raise LLMCalcError("--tp", f"must be >= 1, got {tp}")
