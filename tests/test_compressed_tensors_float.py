@@ -41,3 +41,20 @@ def test_a_task_head_is_refused_not_counted_as_the_lm_head(cli) -> None:
     where the checkpoint has a 2 x 4,096 score head; a head llmcalc does not model is refused, naming it."""
     r = cli("params", str(Path(__file__).parent / "fixtures" / "llama3-8b-seqcls.json"))
     assert r.code == 2 and "LlamaForSequenceClassification" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize(("method", "extra", "field"), [
+    ("gptq", {"bits": 5}, "bits"),  # GPTQ kernels: 2, 3, 4, 8 bits
+    ("awq", {"bits": 3}, "bits"),  # AutoAWQ: 4 bits only
+    ("gptq", {"bits": 4, "lm_head": True}, "lm_head"),  # a quantized head is not priced: refused, not ignored
+])
+def test_integer_checkpoints_llmcalc_cannot_price_are_refused(cli, tmp_path: Path, method: str, extra: dict,
+                                                              field: str) -> None:
+    import json
+
+    config = json.loads((FIX / "llama3-8b-ct-fp8-dynamic.json").read_text())
+    config["quantization_config"] = {"quant_method": method, "group_size": 128, **extra}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    r = cli("params", str(path))
+    assert r.code == 2 and f"quantization_config.{field}" in r.err and "Traceback" not in r.err

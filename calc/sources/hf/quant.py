@@ -85,6 +85,14 @@ def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) 
         return {"method": "mxfp4", "bits": 4, "group_size": 32}
     if method in ("gptq", "awq"):
         bits = q.get("bits", q.get("w_bit", 4))
+        # the kernels each method ships: GPTQ 2/3/4/8-bit (AutoGPTQ / GPTQModel QuantLinear), AWQ 4-bit (AutoAWQ's
+        # GEMM / GEMV kernels; its w_bit is 4 only)
+        allowed = (2, 3, 4, 8) if method == "gptq" else (4,)
+        if bits not in allowed:
+            raise c.fail(f"{_FIELD}.bits", f"{method} ships {'/'.join(map(str, allowed))}-bit kernels; got {bits!r}")
+        if q.get("lm_head") is True:  # GPTQModel / AutoRound quantize the output head too: not priced here
+            raise c.fail(f"{_FIELD}.lm_head", "a quantized lm_head is not modelled (the head is priced at the checkpoint "
+                                              "dtype); give the config without it")
         group = q.get("group_size", q.get("q_group_size", 128))
         zeros = True if method == "gptq" else bool(q.get("zero_point", True))
         return {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros,
