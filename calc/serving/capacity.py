@@ -94,7 +94,7 @@ def concurrency(
         verdict = (f"0 requests: weights and engine reserves exceed {n} x {gpu.name} by {-mem.kv_budget_bytes / GIB:.2f} GiB "
                    f"per GPU (activation peak of the profile run {mem.activation_peak_bytes / GIB:.2f} GiB, weights "
                    f"{mem.weights_bytes / GIB:.2f} GiB); "
-                   + (f"needs {more} GPUs" if more else "no count up to 64 GPUs fits")
+                   + (f"needs >= {more} GPUs" if more else "no count up to 64 GPUs fits")
                    + ("; a smaller --max-num-batched-tokens shrinks the profile run" if big_act else ""))
     else:
         verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
