@@ -71,3 +71,12 @@ def test_the_flag_at_fault_is_named(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --pp:")
     r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-num-batched-tokens", "1e9")
     assert r.code == 2 and "--max-num-batched-tokens" in r.err and "more than 64" not in r.err
+
+
+def test_a_time_band_never_goes_below_physics(cli) -> None:
+    """QA finding: llama3-8b batch-1 TPOT on an L40S had a band low of 16.99 ms where streaming the step's 15.08 GB at
+    the 864 GB/s datasheet bandwidth takes 17.45 ms."""
+    d = cli("latency", "llama3-8b", "--gpu", "l40s", "--prompt", "512", "--output", "64", "--json").json()
+    floor = d["decode_bytes_per_step"] / 864e9  # L40S datasheet: 864 GB/s GDDR6
+    assert d["bands"]["tpot_s"]["low"] >= floor * (1 - 1e-12)
+    assert d["bands"]["ttft_s"]["low"] >= d["ttft_at_full_peak_s"] * (1 - 1e-12)

@@ -239,6 +239,20 @@ def _figures(r: BaseModel) -> dict[str, Figure]:
     return {k: f(r) if callable(f) else f for k, f in table.items()}
 
 
+def _latency_floors(r: Any) -> dict[str, float]:
+    """The physical floors of a static batch's times, which no band may go below: a decode step streams at least its
+    bytes at the datasheet HBM bandwidth, a prefill needs at least its FLOPs at the dense peak (ttft_at_full_peak_s),
+    and e2e = TTFT + (O - 1) TPOT at both floors."""
+    from calc.sources.catalog import load_gpu
+
+    tpot = r.decode_bytes_per_step / (load_gpu(r.gpu).hbm_tb_s * 1e12)
+    return {"tpot_s": tpot, "ttft_s": r.ttft_at_full_peak_s, "e2e_s": r.ttft_at_full_peak_s + (r.output - 1) * tpot}
+
+
+# result class -> its figures' physical floors (a band's low end is clamped to them)
+FLOORS: dict[str, Callable[[Any], dict[str, float]]] = {"calc.serving.latency.LatencyResult": _latency_floors}
+
+
 def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
     """The bands of one result's own figures (keys whose value is None, e.g. no step time when a plan does not fit,
     get none)."""
@@ -252,6 +266,11 @@ def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
             figure_band(fig.kind, float(value), ctx, assumed=assumed)
         if b is not None:
             out[key] = whole(b, minimum=1) if fig.unit == "GPUs" else whole(b) if fig.unit == "requests" else b
+    floors = FLOORS[_name(r)](r) if _name(r) in FLOORS and out else {}
+    for key, floor in floors.items():
+        b = out.get(key)
+        if b is not None and b.low < floor:  # below physics: the floor is the band's low end
+            out[key] = Band(min(floor, b.high), b.high, b.level, b.rows, b.group)
     return out
 
 
