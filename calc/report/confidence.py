@@ -243,9 +243,14 @@ def _latency_floors(r: Any) -> dict[str, float]:
     """The physical floors of a static batch's times, which no band may go below: a decode step streams at least its
     bytes at the datasheet HBM bandwidth, a prefill needs at least its FLOPs at the dense peak (ttft_at_full_peak_s),
     and e2e = TTFT + (O - 1) TPOT at both floors."""
+    from calc.errors import LLMCalcError
     from calc.sources.catalog import load_gpu
 
-    tpot = r.decode_bytes_per_step / (load_gpu(r.gpu).hbm_tb_s * 1e12)
+    try:
+        hbm = load_gpu(r.gpu).hbm_tb_s * 1e12
+    except LLMCalcError:  # a measured device outside the catalog (`bench` on this machine): no datasheet floor
+        return {}
+    tpot = r.decode_bytes_per_step / hbm
     return {"tpot_s": tpot, "ttft_s": r.ttft_at_full_peak_s, "e2e_s": r.ttft_at_full_peak_s + (r.output - 1) * tpot}
 
 
@@ -269,7 +274,7 @@ def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
     floors = FLOORS[_name(r)](r) if _name(r) in FLOORS and out else {}
     for key, floor in floors.items():
         b = out.get(key)
-        if b is not None and b.low < floor:  # below physics: the floor is the band's low end
+        if b is not None and b.rows and b.low < floor:  # below physics: the floor is the band's low end
             out[key] = Band(min(floor, b.high), b.high, b.level, b.rows, b.group)
     return out
 
