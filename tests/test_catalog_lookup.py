@@ -34,3 +34,20 @@ def test_show_suggests_from_the_nearer_catalog(cli) -> None:
     assert r.code == 2 and "h100" in r.err and "model or GPU" in r.err
     assert "gb200" in cli("show", "gb20").err
     assert "llama3-8b" in cli("show", "llama3-8").err
+
+
+def test_a_config_without_a_recorded_name_is_named_by_its_file(cli, tmp_path) -> None:
+    """QA finding: params / memory / show named such a config by its model_type ("llama"), import by its file."""
+    import json
+
+    from calc.sources.catalog import load_model
+
+    config = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
+              "num_hidden_layers": 2, "num_key_value_heads": 4, "vocab_size": 1000, "max_position_embeddings": 512,
+              "tie_word_embeddings": False, "rms_norm_eps": 1e-5}
+    folder = tmp_path / "Tiny-Llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    (tmp_path / "tiny.json").write_text(json.dumps(config))
+    assert load_model(str(folder / "config.json")).name == "Tiny-Llama"
+    assert load_model(str(tmp_path / "tiny.json")).name == "tiny"

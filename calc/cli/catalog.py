@@ -130,7 +130,7 @@ def import_config(
 
     from calc.model.params import count_params
     from calc.report.render import console
-    from calc.sources.catalog import spec_yaml
+    from calc.sources.catalog import config_name, spec_yaml
     from calc.sources.hf import hf_mapping
     from calc.sources.safeload import load_mapping
     from calc.specs import ModelSpec, spec_from_mapping
@@ -141,7 +141,7 @@ def import_config(
     data = load_mapping(path, "CONFIG")
     fields = hf_mapping(data, where=str(path), field="CONFIG", strict=True)
     if name is not None or not data.get("_name_or_path"):
-        fields["name"] = name or (path.resolve().parent.name if path.stem == "config" else path.stem)
+        fields["name"] = name or config_name(path)
     spec = spec_from_mapping(ModelSpec, fields, str(path), "--name" if name else "CONFIG")
     p = count_params(spec)
     text = spec_yaml(spec, [f"Imported by `llmcalc import {path.name}`; source: {path}.",

@@ -141,6 +141,8 @@ def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
     if cls is ModelSpec and "model_type" in data:
         from calc.sources.hf import model_from_hf_config
 
+        if not data.get("_name_or_path") and not data.get("name"):  # named as `import` names it: one name per file
+            data = {**data, "_name_or_path": config_name(Path(path))}
         return model_from_hf_config(data, where=str(path), field=field)
     return spec_from_mapping(cls, data, str(path), field)
 
@@ -201,3 +203,9 @@ def spec_yaml(spec: BaseModel, comments: list[str]) -> str:
 
     body = yaml.safe_dump(dump_spec(spec), sort_keys=False, default_flow_style=None, width=140)
     return "".join(f"# {line}\n" for line in comments) + body
+
+
+def config_name(path: Path) -> str:
+    """The model name of a config.json that records none (no ``_name_or_path``): its folder for a file named
+    config.json (a HuggingFace snapshot), else the file's stem; `import` and every command name it so."""
+    return path.resolve().parent.name if path.stem == "config" else path.stem
