@@ -123,27 +123,12 @@ def _kind_counts(cost: ModelCost, start: int, count: int) -> list[tuple[int, int
 SAC_RECOMPUTE_SHARE = 0.5
 
 
-def tp_exposed_time(comm_s: float, exposed_share: float, gemm_s: float) -> float:
-    """Exposed time of a pass's TP collectives whose (1 - ``exposed_share``) is overlapped with the pass's GEMMs
-    (Transformer Engine userbuffers: each all-gather / reduce-scatter chunk runs beside the GEMM it feeds): the
-    overlapped part hides only under the GEMM time there is,
-
-        exposed = comm - min((1 - exposed_share) x comm, GEMM time)
-
-    so a link slower than the GEMMs (TP over PCIe) leaves its excess on the step.
-
-    >>> tp_exposed_time(1.0, 0.5, 2.0), tp_exposed_time(4.0, 0.5, 1.0)
-    (0.5, 3.0)
-    """
-    return comm_s - min((1 - exposed_share) * comm_s, gemm_s)
-
-
 def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: bool) -> dict[str, float]:
     eff = cost.eff
     full, selective = layout.recompute == "full", layout.recompute == "selective"
     modules = layout.recompute_modules if selective else frozenset()
     s = dict.fromkeys(("fwd", "bwd", "rec", "tp", "ep", "cp", "host", "tp_total", "ep_total", "cp_total"), 0.0)
-    tp_exposed = 1 - eff.resolved_tp_overlap(layout.tp, layout.sp, cost.lora is not None)
+    tp_hidden = eff.resolved_tp_overlap(layout.tp, layout.sp, cost.lora is not None)
     for index, n in _kind_counts(cost, start, count):
         lc = cost.layer(index, layout.micro_batch, layout.tp, layout.cp, layout.ep, layout.sp, layout.expert_tp)
         s["fwd"] += n * lc.fwd
@@ -159,15 +144,16 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else rec_ep)
         s["tp_total"] += n * tp
         s["ep_total"] += n * ep
-        # the hidden share of each pass's TP collectives cannot exceed the GEMMs they overlap (tp_exposed_time)
-        tp_fwd_x, tp_bwd_x = tp_exposed_time(lc.tp_fwd, tp_exposed, lc.gemm_fwd), tp_exposed_time(lc.tp_bwd, tp_exposed,
-                                                                                                   2 * lc.gemm_fwd)
-        s["tp"] += n * (tp_fwd_x + tp_bwd_x + (tp_fwd_x if full else tp_exposed_time(rec_tp, tp_exposed, rec)))
+        # each pass's TP collectives hide (their overlapped share) only under the GEMMs they run beside (Transformer
+        # Engine userbuffers), so a link slower than the GEMMs (TP over PCIe) leaves its excess on the step
+        tp_fwd_x, tp_bwd_x = exposed_time(lc.tp_fwd, lc.gemm_fwd, tp_hidden), exposed_time(lc.tp_bwd, 2 * lc.gemm_fwd,
+                                                                                           tp_hidden)
+        s["tp"] += n * (tp_fwd_x + tp_bwd_x + (tp_fwd_x if full else exposed_time(rec_tp, rec, tp_hidden)))
         if eff.ep_overlap_1f1b:  # forward A2A under the backward compute of another micro-batch, and vice versa
             s["ep"] += n * (exposed_time(lc.ep_fwd, lc.bwd, eff.overlap) + exposed_time(lc.ep_bwd, lc.fwd, eff.overlap)
                             + (lc.ep_fwd if full else rec_ep))
         else:  # a fixed share hidden, at most under the layer's compute (forward and backward)
-            s["ep"] += n * (ep - min(ep * eff.ep_overlap, lc.fwd + lc.bwd))
+            s["ep"] += n * exposed_time(ep, lc.fwd + lc.bwd, eff.ep_overlap)
         s["cp"] += n * (lc.cp_fwd + lc.cp_bwd + (lc.cp_fwd if full else 0.0))
         s["cp_total"] += n * lc.cp_total
         # each pass costs max(GPU, host launches) (calc.training.host): the GPU pass with its exposed communication
