@@ -218,7 +218,7 @@ def train_time(
                "give one of --mfu or --calibration")
         for flag, value in plan_options:
             refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
-    elif system is None and system_for_gpu(g) is None:
+    elif no_node:
         for flag, value in plan_options:
             refuse(flag, value, f"places a plan on a node type, and none ships for {g.name}: give --system too, or --mfu")
         warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
@@ -529,7 +529,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--moe-routing", f"{m.name} has no experts")
     if m.moe is None and ep_overlap is not None:
         raise LLMCalcError("--ep-overlap", f"{m.name} has no experts: no expert all-to-all to hide")
-    if fp8_recipe is not None and not dtype.startswith(("fp8", "mxfp8")):
+    if fp8_recipe is not None and dtype != "fp8":  # TRAINING_DTYPES: fp8 is the one that runs fp8 GEMMs
         raise LLMCalcError("--fp8-recipe", f"scales fp8 GEMMs; --dtype {dtype} runs none: give --dtype fp8 or drop it")
     if fp8_recipe is not None and fp8_recipe.value == "mxfp8" and g.arch != "Blackwell":
         raise LLMCalcError("--fp8-recipe", f"mxfp8 (MX block scaling) runs on Blackwell tensor cores only, not on "

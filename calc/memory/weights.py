@@ -325,6 +325,12 @@ WeightsDtype = Annotated[str, Field(description="the weights' format class the b
                                                 "mxfp4, int4, bf16; calc.memory.weights.weights_class)")]
 
 
+def float8_scheme(q: QuantSpec) -> bool:
+    """Whether a scheme-named quantization stores 8-bit floats (compressed-tensors "float8", torchao
+    Float8WeightOnlyConfig / fp8 schemes): FP8 weights, not INT8."""
+    return "8" in q.scheme and ("float" in q.scheme.lower() or "fp8" in q.scheme.lower())
+
+
 def weights_class(m: ModelSpec, dtype: str | None) -> str:
     """The weights' format in the corpus's dtype vocabulary, which picks a band group (calc.bands.dtype_class): the
     dtype given, else the checkpoint's quantization as its rows name it (fp8 for every fp8 scheme, nvfp4, mxfp4,
@@ -334,7 +340,7 @@ def weights_class(m: ModelSpec, dtype: str | None) -> str:
         return dtype or m.checkpoint_dtype
     named = {"fp8": "fp8", "fbgemm_fp8": "fp8", "modelopt_fp8": "fp8", "modelopt_nvfp4": "nvfp4", "mxfp4": "mxfp4",
              "bnb_nf4": "nf4", "bnb_fp4": "nf4"}.get(q.method)
-    if named is None and "8" in q.scheme and ("float" in q.scheme.lower() or "fp8" in q.scheme.lower()):
+    if named is None and float8_scheme(q):
         named = "fp8"
     return named or f"int{q.bits}"
 

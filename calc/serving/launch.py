@@ -81,9 +81,8 @@ def dtype_flag(m: ModelSpec, emit: str, dtype: str | None) -> str:
     >>> dtype_flag(load_model("llama3-8b"), "vllm", "fp8"), dtype_flag(load_model("llama3-8b"), "vllm", "bf16")
     ('--quantization fp8', '')
     """
-    if dtype is None or emit == "trtllm" or (m.quantization is None and dtype == m.checkpoint_dtype):
-        return ""
-    if m.quantization is not None:  # a quantized checkpoint is loaded as shipped; --dtype re-prices it: no flag
+    # a quantized checkpoint is loaded as shipped (--dtype re-prices it: no flag makes it so)
+    if dtype is None or emit == "trtllm" or m.quantization is not None or dtype == m.checkpoint_dtype:
         return ""
     return VLLM_DTYPE_FLAGS.get(dtype, "")
 

@@ -123,15 +123,14 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> Weight
         d = dtype or m.checkpoint_dtype
         line = f"weights in {d}" if dtype is not None else f"weights as shipped: {d} (no quantization_config)"
         return WeightFormat(dtype or d, d, d, {}, {}, line)
-    from calc.memory.weights import shipped_dtype_label
+    from calc.memory.weights import float8_scheme, shipped_dtype_label
 
     act = m.checkpoint_dtype
     params = count_params(m).components
     groups = shipped_group_bytes(m)
     per = {c: Fraction(b, params[c]) for c, b in groups.items() if params.get(c)}
     quantized = [c for c, b in per.items() if b != dtype_bytes(act)]
-    if q.method in ("fp8", "fbgemm_fp8") or (q.method == "compressed_tensors" and q.bits == 8
-                                             and q.scheme.startswith("float")):  # compressed-tensors float8: FP8
+    if q.method in ("fp8", "fbgemm_fp8") or (q.method == "compressed_tensors" and float8_scheme(q)):
         store, compute = "fp8", "fp8" if "fp8" in peaks else act
     elif q.method in ("mxfp4", "modelopt_nvfp4") and "fp4" in peaks:
         store, compute = "fp4", "fp4"
