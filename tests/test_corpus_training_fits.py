@@ -86,3 +86,19 @@ def test_every_out_of_memory_finetune_run_is_predicted_over_the_card() -> None:
     assert len(rows) >= 9
     under = [row.id for row in rows if not (predict_or_reason(row)[0] or 0) > row.measured.value]
     assert not under, f"runs reported out of memory are predicted to fit: {under}"
+
+
+def test_every_published_training_layout_is_one_the_engine_runs() -> None:
+    """A training row whose layout the engine rejects as impossible (a global batch that is not a multiple of DP x
+    micro-batch, a TP that does not divide the heads) is a corpus row read wrongly, not a prediction: each such
+    reading is resolved in the row's ``assumed`` block with the published figure it departs from quoted in its why
+    (e.g. the NeMo B200 long-sequence rows, whose DP column is 4x short of the GPU count)."""
+    impossible = []
+    for row in _training_rows():
+        try:
+            _value, why = predict_or_reason(row)
+        except KeyError:
+            continue
+        if why.startswith("engine:"):
+            impossible.append(f"{row.id}: {why}")
+    assert not impossible, impossible
