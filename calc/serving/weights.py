@@ -117,8 +117,26 @@ def weight_format(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> WeightFormat
     return fmt
 
 
+def _int4_weight_only(m: ModelSpec) -> WeightFormat:
+    """``--dtype int4``: every weight at half a byte (as `memory --dtype int4` counts it, no scales), multiplied as
+    W4A16. No serving engine runs an int4 x int4 GEMM: vLLM's and SGLang's integer 4-bit linears are weight-only
+    (gptq_marlin.py / awq_marlin.py / compressed_tensors_wNa16: dequantise to the 16-bit activation dtype inside the
+    Marlin kernel), as TensorRT-LLM's int4 weight-only (W4A16) GEMMs are. So activations, attention and the default
+    KV stay 16-bit, the GEMMs run at the 16-bit peak on Marlin's 16-row tile, and a decode step streams 4-bit weights.
+    ``--dtype awq`` / ``gptq`` price a real checkpoint of that format instead (embeddings and lm_head at 16 bits,
+    group scales and zeros included)."""
+    act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
+    components = [c for c, n in count_params(m).components.items() if n]
+    line = (f"weights in int4, multiplied as W4A16 (dequantised to {act} in the kernel, as GPTQ / AWQ Marlin kernels "
+            f"run; no scales counted: --dtype awq / gptq for a checkpoint's); activations, attention and KV default in {act}")
+    return WeightFormat("int4", act, act, {c: dtype_bytes("int4") for c in components},
+                        {c: "int4" for c in components}, line)
+
+
 def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> WeightFormat:
     q = m.quantization
+    if dtype == "int4":
+        return _int4_weight_only(m)
     if dtype is not None or q is None:
         d = dtype or m.checkpoint_dtype
         line = f"weights in {d}" if dtype is not None else f"weights as shipped: {d} (no quantization_config)"
