@@ -216,7 +216,8 @@ BudgetOpt = Annotated[float | None, typer.Option(
 WEIGHT_FORMAT_NAMES = ("nvfp4", "mxfp4", "awq", "gptq")
 DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
                                        help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4 (serving: W4A16, "
-                                            "16-bit activations); for serving also nvfp4 / mxfp4 / awq / gptq (the model as its 4-bit checkpoint, "
+                                            "16-bit activations); for serving also nvfp4 / mxfp4 / awq / gptq "
+                                            "(the model as its 4-bit checkpoint, "
                                             "scales included: fp4 GEMMs on Blackwell for nvfp4 / mxfp4, W4A16 for "
                                             "awq / gptq group 128)")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
