@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
@@ -147,3 +148,48 @@ def test_the_line_carries_the_dtype_and_speculation_the_plan_is_priced_with(cli)
     assert json.loads(ns.speculative_config) == {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4}
     ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--speculative", "draft", "--draft", "llama3.2-1b"))[2:])
     assert json.loads(ns.speculative_config)["model"] == "meta-llama/Llama-3.2-1B"
+
+
+DISAGG = ("llama3.1-8b", "--gpu", "h100", "--prompt", "8000", "--output", "200", "--ttft-ms", "1000", "--tpot-ms", "15",
+          "--rate", "20", "--disaggregated")
+
+
+def _pools(out: str, start: str) -> list[tuple[str, str]]:
+    """(comment, command) for each pool the output prints: a `# ... pool` line, then its command."""
+    lines = out.splitlines()
+    return [(lines[i], lines[i + 1]) for i, x in enumerate(lines) if x.startswith("# ") and " pool: " in x
+            and i + 1 < len(lines) and lines[i + 1].startswith(start)]
+
+
+def test_disaggregated_plan_emits_both_pools(cli) -> None:  # noqa: ANN001
+    """Issue 24 item 5: "both pools for a disaggregated plan". The best layout here is a prefill + decode split
+    (its name says how many instances of each); the output carries one command per pool, each parsed with vLLM's own
+    flags plus the NIXL KV connector both sides need, the decode pool with the plan's batch as --max-num-seqs."""
+    r = cli("serve", *DISAGG, "--emit", "vllm", "--json")
+    assert r.code == 0, r.err
+    best = r.json()["best"]
+    assert best["prefill_gpus"] > 0, "the case is meant to pick a disaggregated layout"
+    prefill_n = best["prefill_gpus"] // best["gpus_per_replica"]
+    assert f"{prefill_n} prefill + {best['replicas']} decode" in best["name"]
+    r = cli("serve", *DISAGG, "--emit", "vllm")
+    pools = _pools(r.out, "vllm serve")
+    assert [c.split(":")[0] for c, _ in pools] == ["# prefill pool", "# decode pool"]
+    assert f"{prefill_n} instance" in pools[0][0] and f"{best['replicas']} instance" in pools[1][0]
+    parser = vllm_parser()
+    parser.add_argument("--kv-transfer-config")
+    for _, line in pools:
+        ns = parser.parse_args(shlex.split(line)[2:])
+        assert json.loads(ns.kv_transfer_config) == {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+        assert int(ns.tensor_parallel_size) == best["tp"] and int(ns.max_model_len) == 8200
+    prefill, decode = (parser.parse_args(shlex.split(line)[2:]) for _, line in pools)
+    assert prefill.max_num_seqs is None and int(decode.max_num_seqs) == best["batch"]
+
+
+def test_disaggregated_sglang_pools_and_trtllm_refused(cli) -> None:  # noqa: ANN001
+    r = cli("serve", *DISAGG, "--emit", "sglang")
+    assert r.code == 0, r.err
+    pools = _pools(r.out, "python -m sglang.launch_server")
+    assert [line.split("--disaggregation-mode ")[1].split()[0] for _, line in pools] == ["prefill", "decode"]
+    assert "--max-running-requests" not in pools[0][1] and "--max-running-requests" in pools[1][1]
+    r = cli("serve", *DISAGG, "--emit", "trtllm")
+    assert r.code == 2 and r.err.count("\n") == 1 and "--emit" in r.err and "disaggregated" in r.err

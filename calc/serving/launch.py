@@ -10,6 +10,13 @@ flags as each engine names them and every setting the plan depends on:
   --max-running-requests, --chunked-prefill-size, --kv-cache-dtype (auto | fp8_e4m3).
 - TensorRT-LLM (`trtllm-serve <hf_id> --backend pytorch`; tensorrt_llm/commands/serve.py): --tp_size, --pp_size,
   --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len, --kv_cache_free_gpu_memory_fraction.
+A disaggregated plan (serve --disaggregated, calc.serving.disagg) is two pools, so two commands, each under a comment
+line naming its instance count: the prefill pool's (no --max-num-seqs / --max-running-requests: a prefill-only
+instance is sized by its batched tokens) and the decode pool's (the plan's batch, the speculation). vLLM: both with
+--kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}' (docs/features/nixl_connector_usage.md:
+a proxy routes each request to a prefill then a decode instance); SGLang: --disaggregation-mode prefill | decode
+(server_args.py; the transfer backend left at its default, mooncake). TensorRT-LLM launches a disaggregated
+deployment from a `trtllm-serve disaggregated -c` file of context and generation servers, not a flag line: refused.
 """
 
 from __future__ import annotations
@@ -109,23 +116,50 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
     by GPU memory from SGLang 0.5.4, by TP before). ``eager``: the plan was timed without CUDA graphs (--enforce-eager),
     so the line says so (vLLM --enforce-eager, SGLang --disable-cuda-graph; TensorRT-LLM's trtllm-serve takes it in an
     extra-options file, not a flag: refused). ``dispatcher``: the plan's (ServingAssumptions.dispatcher); under
-    expert parallelism one that is not the engine's default at its version goes on the line (dispatcher_flag)."""
-    line = _launch_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes)
-    line = " ".join(part for part in (line, dtype_flag(m, emit, dtype), speculation_flag(emit, speculation)) if part)
+    expert parallelism one that is not the engine's default at its version goes on the line (dispatcher_flag).
+    A disaggregated ``best`` (prefill_gpus > 0): the two pools' commands, each under its comment (module docstring)."""
+    if eager and emit == "trtllm":
+        raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
+                                              "file); emit vllm or sglang, or drop --enforce-eager")
+    prefill_gpus = getattr(best, "prefill_gpus", 0)
+    if not prefill_gpus:
+        return _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
+                          speculation, None)
+    if emit == "trtllm":
+        raise LLMCalcError("--emit", "TensorRT-LLM launches a disaggregated plan from a `trtllm-serve disaggregated -c` "
+                                     "config of context and generation servers, not a command line; emit vllm or sglang, "
+                                     "or drop --disaggregated")
+    instances = prefill_gpus // best.gpus_per_replica
+    prefill = _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype, None,
+                         "prefill")
+    decode = _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
+                        speculation, "decode")
+    return (f"# prefill pool: {instances} instance{'s' if instances > 1 else ''} of {best.gpus_per_replica} GPUs\n{prefill}\n"
+            f"# decode pool: {best.replicas} instance{'s' if best.replicas > 1 else ''} of {best.gpus_per_replica} GPUs\n{decode}")
+
+
+# Each engine's flags for a disaggregated pool (module docstring).
+VLLM_NIXL = """--kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'"""
+
+
+def _pool_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
+               gpu_memory_bytes: int, eager: bool, dispatcher: str | None, dtype: str | None, speculation: Any,
+               role: str | None) -> str:
+    """One engine command: the whole deployment's (``role`` None) or a disaggregated pool's ("prefill" | "decode")."""
+    line = _launch_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, role != "prefill")
+    disagg = (VLLM_NIXL if emit == "vllm" else f"--disaggregation-mode {role}") if role else ""
+    line = " ".join(part for part in (line, dtype_flag(m, emit, dtype), speculation_flag(emit, speculation), disagg) if part)
     if dispatcher is not None and best.ep > 1:
         if dispatcher != engine_dispatcher(s.engine, s.version()):
             env, flag = dispatcher_flag(emit, dispatcher, s.version())
             line = " ".join(part for part in (env, line, flag) if part)
     if not eager:
         return line
-    if emit == "trtllm":
-        raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
-                                              "file); emit vllm or sglang, or drop --enforce-eager")
     return line + (" --enforce-eager" if emit == "vllm" else " --disable-cuda-graph")
 
 
 def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
-                 gpu_memory_bytes: int) -> str:
+                 gpu_memory_bytes: int, batch_flag: bool = True) -> str:
     dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
     seqs = math.ceil(best.batch / dp)  # each data-parallel attention group runs its own share
     fp8_kv = kv_dtype == "fp8"
@@ -135,7 +169,8 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
             parallel = f"--tensor-parallel-size {best.tp} --data-parallel-size {dp} --enable-expert-parallel"
         else:
             parallel = f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}"
-        return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len} --max-num-seqs {seqs} "
+        seqs_flag = f" --max-num-seqs {seqs}" if batch_flag else ""
+        return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len}{seqs_flag} "
                 f"--max-num-batched-tokens {batched_tokens} --kv-cache-dtype {'fp8' if fp8_kv else 'auto'} "
                 f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --block-size {s.page_tokens()}")
     if emit == "sglang":
@@ -145,7 +180,8 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
             parallel = f"--tp {best.tp} --pp-size {best.pp}"
         return (f"python -m sglang.launch_server --model-path {name} {parallel} "
                 f"--mem-fraction-static {s.mem_fraction(best.tp, gpu_memory_bytes, best.pp):g} --context-length {s.max_model_len} "
-                f"--max-running-requests {best.batch} --chunked-prefill-size {batched_tokens} "
+                + (f"--max-running-requests {best.batch} " if batch_flag else "")
+                + f"--chunked-prefill-size {batched_tokens} "
                 f"--kv-cache-dtype {'fp8_e4m3' if fp8_kv else 'auto'}")
     if emit == "trtllm":
         return (f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * dp} --pp_size {best.pp} "
