@@ -22,9 +22,39 @@ def test_train_time_days_answers_the_gpu_count(cli) -> None:
     assert n % 8 == 0 and d["days"] <= 30
     # days = tokens x training FLOPs per token / (n x 989.4 TFLOP/s bf16 dense x MFU) / 86,400
     assert abs(d["days"] - d["total_flops"] / (n * 989.4e12 * d["mfu"]) / 86400) / d["days"] < 0.01
-    # one node fewer does not finish in 30 days (or does not fit)
-    fewer = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--num-gpus", str(n - 8), "--json")
+    # the node count has no prime factor above 7, and the one before it among such counts does not finish in 30 days
+    nodes = n // 8
+    assert all(p in (2, 3, 5, 7) for p in _prime_factors(nodes)), nodes
+    before = max(k for k in range(1, nodes) if all(p in (2, 3, 5, 7) for p in _prime_factors(k)))
+    fewer = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--num-gpus", str(8 * before), "--json")
     assert fewer.code != 0 or fewer.json()["days"] > 30
+
+
+def _prime_factors(k: int) -> list[int]:
+    out, p = [], 2
+    while k > 1:
+        while k % p == 0:
+            out.append(p)
+            k //= p
+        p += 1
+    return out
+
+
+def test_days_search_answers_a_count_layouts_factor(cli) -> None:
+    """DeepSeek-V3 on H100 for 15T tokens within 60 days. Node counts with a large prime factor leave the MoE few
+    layouts: 487 nodes (3,896 GPUs, 487 prime) only run TP2 x DP1948 with ZeRO-3 and full recompute, ~190 days,
+    where 486 nodes (2 x 3^5) run a pipeline in ~54. The search tries node counts 2^a 3^b 5^c 7^d only, so its
+    answer is one of them and the next smaller one does not finish in time."""
+    r = cli("train-time", "deepseek-v3", "--gpu", "h100", "--tokens", "15T", "--days", "60", "--json")
+    assert r.code == 0, r.err
+    n = r.json()["num_gpus"]
+    assert r.json()["days"] <= 60 and n % 8 == 0
+    assert all(p in (2, 3, 5, 7) for p in _prime_factors(n // 8)), n
+    prime = cli("train-time", "deepseek-v3", "--gpu", "h100", "--tokens", "15T", "--num-gpus", "3896", "--json")
+    assert prime.code != 0 or prime.json()["days"] > 60
+    before = max(k for k in range(1, n // 8) if all(p in (2, 3, 5, 7) for p in _prime_factors(k)))
+    fewer = cli("train-time", "deepseek-v3", "--gpu", "h100", "--tokens", "15T", "--num-gpus", str(8 * before), "--json")
+    assert fewer.code != 0 or fewer.json()["days"] > 60
 
 
 def test_train_time_days_and_num_gpus_are_one_question(cli) -> None:
@@ -38,7 +68,9 @@ def test_largest_gpus_within_budget_bisects_whole_nodes() -> None:
     from calc.training.sizing import largest_gpus_within_budget
 
     # cost rises 1% per node past the first (MFU falling with scale): 1000 x (1 + 0.01 (n/8 - 1)) <= 1100 -> n/8 <= 11
-    assert largest_gpus_within_budget(lambda n: 1000 * (1 + 0.01 * (n / 8 - 1)), 1100, 8, 8) == 88
+    assert largest_gpus_within_budget(lambda n: 1000 * (1 + 0.01 * (n / 8 - 1)), 1100, 8, 8, smooth=False) == 88
+    # among node counts without a prime factor above 7 (11 is prime): 10 nodes
+    assert largest_gpus_within_budget(lambda n: 1000 * (1 + 0.01 * (n / 8 - 1)), 1100, 8, 8) == 80
     # even the fewest that fit (64) cost more than the budget: None
     assert largest_gpus_within_budget(lambda n: 1000.0, 999, 64, 8) is None
 

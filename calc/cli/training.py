@@ -195,9 +195,11 @@ def train_time(
     unit_price = price_for(price, g.name, old_price)
     if budget is not None and unit_price is None:
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
+    searched = None  # the plan the --days / --budget search found at its count (the same search, not redone)
     if days is not None or budget is not None:
-        num_gpus = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch, system, dtype,
-                                    calibration, causal, host_op_us, moe_routing, stack, lora, recipe)
+        num_gpus, searched = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch,
+                                              system, dtype, calibration, causal, host_op_us, moe_routing, stack, lora,
+                                              recipe)
     from calc.cli.options import refuse
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
@@ -227,7 +229,7 @@ def train_time(
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-        plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
+        plan = searched if searched is not None and not pins else best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
                                host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe),
                          num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
@@ -249,12 +251,13 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
                      calibration: str | None, causal: bool, host_op_us: float | None = None,
                      moe_routing: MoeRouting | None = None, stack: Stack | None = None, lora: Any = None,
-                     recipe: str | None = None) -> int:
+                     recipe: str | None = None) -> tuple[int, Any]:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
       both                the smallest count on time (the cheapest), refused when it costs more than USD
-    Refused naming the flag and the figure that would do when no count qualifies."""
+    Refused naming the flag and the figure that would do when no count qualifies. Returns (count, the best plan found
+    there, None with an assumed MFU)."""
     from calc.cli.common import load_calibration
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_system, system_for_gpu
@@ -277,13 +280,14 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
+    plans: dict[int, Any] = {}
 
     def run_at(n: int) -> Any:
         if n not in runs:
             plan = None
             if cost is not None:
                 try:
-                    plan = best_plan(cost, n, global_batch)
+                    plan = plans[n] = best_plan(cost, n, global_batch)
                 except LLMCalcError:
                     runs[n] = None  # nothing fits on n GPUs (or the batch does not split): more GPUs
                     return None
@@ -304,14 +308,16 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     # fewer GPUs than the run needs at 100% MFU can never finish in time: the search starts above them
     floor = 0 if days is None else int(engine.train_time(m, g, num_gpus=1, tokens=tokens, seq=seq, mfu_assumed=1.0,
                                                          dtype=dtype, causal=causal, lora=lora).days / days)
-    smallest = smallest_gpus_within(days_at, float("inf") if days is None else days, per_node, at_least=floor)
+    # with a plan search, only node counts a layout factors well (calc.training.sizing.smooth_counts)
+    smallest = smallest_gpus_within(days_at, float("inf") if days is None else days, per_node, at_least=floor,
+                                    smooth=cost is not None)
     if smallest is None:
         if days is None:
             raise LLMCalcError("--budget", f"no GPU count up to {MAX_GPUS:,} fits {what}; shorten --seq or use GPUs with more memory")
         raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {what} in {count(days)} days; "
                            "allow more days or fewer tokens")
     if budget is None:
-        return smallest
+        return smallest, plans.get(smallest)
     need = cost_at(smallest)
     assert need is not None  # smallest fits
     if need > budget:
@@ -320,10 +326,10 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                            f"costing ${need:,.0f} ({run_at(smallest).days:.1f} days); raise --budget to ${need:,.0f}"
                            + (" or allow more days" if days is not None else " or train on fewer tokens"))
     if days is not None:
-        return smallest
-    best = largest_gpus_within_budget(cost_at, budget, smallest, per_node)
+        return smallest, plans.get(smallest)
+    best = largest_gpus_within_budget(cost_at, budget, smallest, per_node, smooth=cost is not None)
     assert best is not None  # smallest is within the budget
-    return best
+    return best, plans.get(best)
 
 
 # --- training performance model: train-step, train-plan -----------------------------------------
