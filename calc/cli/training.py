@@ -229,9 +229,11 @@ def train_time(
         from calc.training.plan import SearchSpace, best_plan
 
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
-        plan = searched if searched is not None and not pins else best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                               host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe),
-                         num_gpus, global_batch, SearchSpace(fixed=pins))
+        plan = searched
+        if plan is None or pins:
+            plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
+                                   host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe),
+                             num_gpus, global_batch, SearchSpace(fixed=pins))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
