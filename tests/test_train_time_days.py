@@ -131,3 +131,17 @@ def test_a_searched_count_that_leaves_a_short_run_is_flagged(cli) -> None:
     assert "--budget" in r.err and " 15 optimizer steps" in r.err and "warm-up" in r.err
     r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--days", "30")
     assert r.code == 0 and "warm-up" not in r.err
+
+
+def test_a_prime_node_count_that_trains_slower_than_fewer_gpus_says_so(cli) -> None:
+    """--num-gpus 3,896 (487 nodes, prime) leaves DeepSeek-V3 TP2 x DP1948 only; 3,888 GPUs (486 nodes) run a
+    pipeline more than 3x faster: one warning names the faster count. A dense model on a prime count splits over
+    pure data parallelism as well as on its smooth neighbour (no warning), and a smooth count is never warned about."""
+    r = cli("train-time", "deepseek-v3", "--gpu", "h100", "--tokens", "15T", "--num-gpus", "3896", "--json")
+    assert r.code == 0, r.err
+    warned = [x for x in r.err.splitlines() if x.startswith("llmcalc: warning: --num-gpus:")]
+    assert len(warned) == 1 and "give --num-gpus 3888" in warned[0], r.err
+    r = cli("train-time", "deepseek-v3", "--gpu", "h100", "--tokens", "15T", "--num-gpus", "3888", "--json")
+    assert r.code == 0 and "--num-gpus:" not in r.err, r.err
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--num-gpus", str(8 * 97), "--json")
+    assert r.code == 0 and "--num-gpus:" not in r.err, r.err

@@ -231,9 +231,11 @@ def train_time(
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = searched
         if plan is None or pins:
-            plan = best_plan(_cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                                   host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe),
-                             num_gpus, global_batch, SearchSpace(fixed=pins))
+            cost = _cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
+                         host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe)
+            plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
+            if not pins:
+                _warn_idle_faster(cost, plan, num_gpus, global_batch, load_system(system) if system else system_for_gpu(g))
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
@@ -247,6 +249,31 @@ def train_time(
         if line:
             warn(*line.split(": ", 1))
     emit(result, as_json, explain, train_time_view)
+
+
+def _warn_idle_faster(cost: Any, plan: Any, num_gpus: int, global_batch: int | None, node: Any) -> None:
+    """One warning when --num-gpus is a node count with a prime factor above 7 and the largest count below it without
+    one (calc.training.sizing.smooth_counts) trains faster, its other GPUs idle: such a count leaves a layout few
+    splits (DeepSeek-V3 on 487 H100 nodes: TP2 x DP1948, ZeRO-3, MFU 0.07; 486 nodes: TP2 x PP9, MFU 0.23)."""
+    from calc.errors import LLMCalcError
+    from calc.sanity import warn
+    from calc.training.plan import best_plan
+    from calc.training.sizing import smooth_counts
+
+    per_node = node.gpus_per_node if node is not None else 8
+    nodes = num_gpus // per_node
+    if num_gpus % per_node or nodes < 11 or smooth_counts(nodes)[-1] == nodes:
+        return
+    fewer = smooth_counts(nodes)[-1] * per_node
+    try:
+        other = best_plan(cost, fewer, global_batch)
+    except LLMCalcError:
+        return
+    if other.step_time_s / other.global_batch < 0.97 * plan.step_time_s / plan.global_batch:  # seconds per sequence
+        warn("--num-gpus", f"{num_gpus:,} GPUs ({nodes:,} nodes, a prime factor above 7) split this model only as "
+                           f"{plan.layout} (MFU {plan.mfu:.3f}); {fewer:,} of them run {other.layout} at MFU "
+                           f"{other.mfu:.3f}, {plan.step_time_s / plan.global_batch / (other.step_time_s / other.global_batch):.2f}"
+                           f"x faster with {num_gpus - fewer:,} idle: give --num-gpus {fewer}")
 
 
 def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, price: float | None, tokens: float,
