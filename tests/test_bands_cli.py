@@ -267,3 +267,15 @@ def test_a_result_naming_its_stack_or_engine_picks_the_band_by_it() -> None:
     assert Context().inside(Trained(stack="MaxText")).stack == "maxtext"  # not a named stack: its own name
     assert Context().inside(Served(engine="vllm-v0")).stack == "vllm"
     assert Context(stack="sglang").inside(create_model("Part")()).stack == "sglang"  # from the enclosing result
+
+
+def test_qlora_memory_band_is_read_for_its_nf4_base(cli) -> None:
+    """A QLoRA job's peak is banded in the dtype class its corpus rows carry (dtype nf4: the frozen base's format,
+    benchmarks/validate_corpus.py groups them "Ampere nf4 dense"), not the 16-bit class of a LoRA job on bf16
+    weights: the group the band names says so."""
+    groups = {}
+    for method in ("qlora", "lora"):
+        r = cli("memory", "llama2-7b", "--mode", "finetune", "--method", method, "--gpu", "a100", "--json")
+        assert r.code == 0, r.err
+        groups[method] = r.json()["bands"]["per_gpu_bytes"]["group"]
+    assert "|nf4|" in groups["qlora"] and "|16-bit|" in groups["lora"], groups

@@ -137,6 +137,9 @@ class FinetuneResult(BaseModel):
     fits_with: list[str]
     fit_table: list[FitRow] = []
     stack: str | None = None  # the training stack whose memory settings priced it (calc.training.stack.MEMORY)
+    # the frozen base's quantized format (QLoRA: nf4 / int8), the dtype class its band is read for, as the corpus
+    # names a QLoRA row's dtype (calc.bands.dtype_class); "" otherwise (the band follows ``precision``)
+    weights_dtype: str = ""
     stack_note: str | None = None  # the peak under the other memory mode's default stack, when it differs
     warnings: list[str] = []
     assumptions: list[str]
@@ -566,7 +569,7 @@ def finetune_memory(
         buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
-        **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
+        weights_dtype=base_dtype if method == "qlora" else "", **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
     )
 
 
