@@ -569,7 +569,8 @@ def finetune_memory(
         buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
-        weights_dtype=base_dtype if method == "qlora" else "", **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
+        weights_dtype=base_dtype if method == "qlora" else "",
+        **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
     )
 
 
