@@ -106,8 +106,6 @@ def test_each_output_gives_the_other_modes_default(cli) -> None:
 
 
 @pytest.mark.parametrize(("args", "flag"), [
-    (("--mode", "finetune", "--method", "lora", "--stack", "megatron"), "--stack"),
-    (("--mode", "finetune", "--stack", "fsdp"), "--stack"),
     (("--mode", "infer", "--stack", "hf"), "--stack"),
     (("--mode", "infer", "--compile"), "--compile"),
     (("--mode", "infer", "--fragmentation", "0"), "--fragmentation"),
@@ -131,7 +129,7 @@ def test_train_step_prices_the_stack_as_memory_does(cli, stack) -> None:
 @pytest.mark.parametrize("stack", [None, "hf", "megatron"])
 def test_report_finetune_takes_the_stack_as_memory_does(cli, stack) -> None:
     """report --mode finetune takes --stack with memory --mode finetune's default (hf) and prints its finetune page
-    byte for byte; adapters on another stack are refused there too, naming --stack."""
+    byte for byte."""
     job = ["llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--mode", "finetune", "--method", "full",
            *(["--stack", stack] if stack else []), "--json"]
     page = cli("report", *job).json()["finetune"]
@@ -139,6 +137,20 @@ def test_report_finetune_takes_the_stack_as_memory_does(cli, stack) -> None:
     assert page["stack"] == (stack or "hf")
 
 
-def test_report_finetune_refuses_adapters_on_megatron(cli) -> None:
-    r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--stack", "megatron")
-    assert r.code == 2 and r.err.startswith("llmcalc: error: --stack: megatron: adapters"), r.err
+@pytest.mark.parametrize("stack", ["megatron", "fsdp"])
+def test_adapters_on_any_stack_are_priced_as_train_step_prices_them(cli, stack) -> None:
+    """NeMo / Megatron-Bridge run LoRA (the corpus's DGX Cloud LoRA rows), as FSDP stacks do (torchtune); train-step
+    --method lora prices its memory with the fine-tuning engine under the stack's settings (default megatron), so
+    `memory --mode finetune --method lora --stack S` and report take the same job and give the same bytes, where
+    they used to refuse any stack but hf."""
+    step = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "1", "--global-batch", "256",
+               "--method", "lora", "--stack", stack, "--json")
+    assert step.code == 0, step.err
+    job = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "1", "--mode", "finetune", "--method", "lora",
+           "--stack", stack, "--json")
+    mem = cli("memory", *job)
+    assert mem.code == 0, mem.err
+    assert mem.json()["per_gpu_bytes"] == step.json()["memory_per_gpu_bytes"]
+    assert mem.json()["stack"] == stack
+    page = cli("report", *job)
+    assert page.code == 0 and page.json()["finetune"] == mem.json(), page.err
