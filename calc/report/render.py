@@ -261,6 +261,8 @@ def flops_view(f: Any) -> RenderableType:
             ("  + full recompute (HFU)", f"{f.training_flops_full_recompute:,}"),
             ("per token, inference", f"{f.per_token_inference_flops:,.0f}   vs 2N = {f.approx_2n:,}"),
             ("per token, training", f"{f.per_token_training_flops:,.0f}   vs 6N = {f.approx_6n:,}"),
+            ("  N (textbook)", f"{f.active_params:,} parameters used per token, the input embedding (a lookup, no "
+                               f"FLOPs) included; matmul weights {f.matmul_params:,}"),
         ],
     )
 
