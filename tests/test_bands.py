@@ -92,8 +92,9 @@ def test_one_job_one_memory_band_and_verdict_in_both_memory_modes(cli) -> None:
 
 def test_a_pipelined_fine_tune_keeps_its_gradients_as_training_does(cli) -> None:
     """QA finding: --pp 2 under --stack hf gave 54.19 GiB in `memory --mode train` and 46.33 GiB in `--mode finetune
-    --method full`: a pipeline runs p micro-batches per step, accumulating into the gradients, in both."""
-    args = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--stack", "hf", "--pp", "2", "--dp", "4", "--zero", "1",
+    --method full`: a pipeline runs p micro-batches per step, accumulating into the gradients, in both (asked here
+    under DeepSpeed's pipeline engine: HF Trainer runs no pipeline, calc.training.stack.NO_PIPELINE)."""
+    args = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--stack", "deepspeed", "--pp", "2", "--dp", "4", "--zero", "1",
             "--json")
     train = cli("memory", *args[:1], "--mode", "train", *args[1:]).json()
     tune = cli("memory", *args[:1], "--mode", "finetune", "--method", "full", *args[1:]).json()

@@ -36,8 +36,14 @@ def _pair(cli, layout: tuple[str, ...], accum: int, *extra: str):
     return train.json(), full.json()
 
 
-@pytest.mark.parametrize("stack", STACKS)
-@pytest.mark.parametrize(("layout", "accum"), JOBS, ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x))
+def _pipelined(layout: tuple[str, ...]) -> bool:
+    return "--pp" in layout and layout[layout.index("--pp") + 1] != "1"
+
+
+# every stack with every job, except HF Trainer with pipeline stages, which it does not run (test_hf_stack_runs_no_pipeline)
+@pytest.mark.parametrize(("stack", "layout", "accum"),
+                         [(s, lay, a) for s in STACKS for lay, a in JOBS if not (s == "hf" and _pipelined(lay))],
+                         ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x))
 def test_same_stack_same_bytes_in_both_modes(cli, stack, layout, accum) -> None:
     train, full = _pair(cli, layout, accum, "--stack", stack)
     assert train["stack"] == full["stack"] == stack
@@ -154,3 +160,29 @@ def test_adapters_on_any_stack_are_priced_as_train_step_prices_them(cli, stack) 
     assert mem.json()["stack"] == stack
     page = cli("report", *job)
     assert page.code == 0 and page.json()["finetune"] == mem.json(), page.err
+
+
+@pytest.mark.parametrize("cmd", [
+    ("train-step", "llama3-70b", "--gpu", "h100", "--tp", "4", "--pp", "4", "--dp", "4", "--global-batch", "512"),
+    ("memory", "llama3-8b", "--gpu", "h100", "--mode", "train", "--pp", "2", "--dp", "4"),
+    ("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--pp", "2", "--dp", "4"),
+    ("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--method", "full", "--pp", "2", "--dp", "4"),
+])
+def test_hf_stack_runs_no_pipeline(cli, cmd) -> None:
+    """QA finding: HF Trainer / accelerate have no pipeline schedule (DDP, FSDP, DeepSpeed ZeRO, TP), yet train-plan
+    --stack hf recommended TP4 PP4x3 and train-step and memory priced it. Every command now refuses --pp > 1 under
+    --stack hf (memory --mode finetune's default stack) naming --pp, and train-plan searches PP 1 only."""
+    args = [*cmd, "--stack", "hf"] if "--mode" not in cmd or "train" in cmd else list(cmd)
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --pp: --stack hf runs no pipeline"), r.err
+
+
+def test_hf_stack_plans_have_one_stage(cli) -> None:
+    r = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "512", "--stack", "hf",
+            "--top", "10", "--json")
+    assert r.code == 0, r.err
+    plans = r.json()["plans"]
+    assert plans and all(p["pp"] == 1 for p in plans)
+    mega = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "512", "--top", "10",
+               "--json").json()["plans"]
+    assert any(p["pp"] > 1 for p in mega)  # the pipeline is a real option where the stack has one

@@ -84,8 +84,11 @@ def test_finetune_full_is_train_for_the_same_job(cli, layout, accum) -> None:
     dp = 8 if "--num-gpus" in layout else int(layout[layout.index("--dp") + 1])
     common = ("llama3-8b", "--gpu", "h100", *layout, "--json")
     train = cli("memory", *common, "--mode", "train", "--stack", "llm-foundry", "--global-batch", str(accum * dp))
+    # HF Trainer, fine-tuning's default stack, runs no pipeline (calc.training.stack.NO_PIPELINE): a pipelined job
+    # names the stack whose memory --mode train prices it
+    stack = ("--stack", "llm-foundry") if "--pp" in layout else ()
     full = cli("memory", *common, "--mode", "finetune", "--method", "full", "--compile", "--fragmentation", "0",
-               "--loss", "megatron", "--grad-accum", str(accum))
+               "--loss", "megatron", "--grad-accum", str(accum), *stack)
     assert train.code == full.code == 0, (train.err, full.err)
     assert train.json()["per_gpu_bytes"] == full.json()["per_gpu_bytes"]
 

@@ -110,11 +110,12 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     from calc.memory.finetune import finetune_memory, fit_table
     from calc.sources.catalog import load_gpu, load_model
     from calc.training.cost import other_stack_note, stack_memory_line
-    from calc.training.stack import DEFAULT_STACK, memory_defaults, stack_key
+    from calc.training.stack import DEFAULT_STACK, check_pipeline, memory_defaults, stack_key
 
     o = {k: options.get(k) for k in FINETUNE_FLAGS}
     method = (o["--method"] or "lora").lower()
     stack = o["--stack"] or DEFAULT_STACK["finetune"]
+    check_pipeline(stack, plan.pp)
     if method == "full":
         for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs"):
             refuse(flag, o[flag], "sets a LoRA adapter; --method full trains every weight")

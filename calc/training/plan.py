@@ -31,6 +31,7 @@ from calc.errors import LLMCalcError
 from calc.model.parallel import tp_splits_kv_heads
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, pipeline_stage_layers, zero_with_pp_problem
+from calc.training.stack import runs_pipeline
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev
 
@@ -157,7 +158,8 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
     for tp in _pinned(space, "tp", _tp_choices(cost, n, space)):
         for cp in _pinned(space, "cp", _cp_choices(cost, n // tp, space)):
             rest = n // (tp * cp)
-            pps = [p for p in _divisors(rest) if pipeline_stage_layers(m.num_layers, p) is not None]
+            pps = [p for p in _divisors(rest) if pipeline_stage_layers(m.num_layers, p) is not None
+                   and (p == 1 or runs_pipeline(cost.eff.stack))]
             for pp in _pinned(space, "pp", pps):
                 dp = rest // pp
                 # a LoRA step places no experts by EP (its memory is the fine-tuning engine's, calc.training.adapters)

@@ -77,6 +77,31 @@ ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "me
            "transformers": "hf", "hf-trainer": "hf", "peft": "hf", "peft-hf-trainer": "hf", "trl": "hf"}
 
 
+# Stacks without a pipeline schedule: HF Trainer / accelerate shard with DDP, FSDP or DeepSpeed ZeRO (and, since
+# accelerate 1.10's ParallelismConfig, TP and CP over DTensor), but run no pipeline stages (the Trainer does not drive
+# DeepSpeed's PipelineEngine). train-step refuses --pp > 1 under them; train-plan searches PP 1 only.
+NO_PIPELINE = frozenset({HF_STACK})
+
+
+def runs_pipeline(name: str | None) -> bool:
+    """Whether the stack has a pipeline-parallel schedule (NO_PIPELINE).
+
+    >>> runs_pipeline("megatron"), runs_pipeline("peft")
+    (True, False)
+    """
+    return stack_key(name) not in NO_PIPELINE
+
+
+def check_pipeline(name: str | None, pp: int) -> None:
+    """Refuse, naming --pp, pipeline stages under a stack without a pipeline schedule (train-step, memory --mode train
+    and finetune, report: one rule)."""
+    if pp > 1 and not runs_pipeline(name):
+        from calc.errors import LLMCalcError
+
+        raise LLMCalcError("--pp", f"--stack {name} runs no pipeline schedule (HF Trainer / accelerate: DDP, FSDP, DeepSpeed "
+                                   "ZeRO, TP); give --pp 1, or a stack with one (--stack megatron, deepspeed or fsdp)")
+
+
 def stack_key(name: str | None) -> str:
     """The named stack a framework name runs as ("other" for one the engine does not know; its efficiency is 1)."""
     if not name:
