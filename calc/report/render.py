@@ -6,6 +6,7 @@ The JSON is the result model's own dump; the table and the explanation read the 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -160,7 +161,19 @@ def emit_json(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
     emit_warnings(data)
     payload = _dump(data)
     _tight_warnings(annotate(data, payload))  # bands and the three-valued fit (calc.report.confidence)
-    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    sys.stdout.write(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(node: Any) -> Any:
+    """The payload with every non-finite float (an unmet target's infinite TTFT or queue, its band) as null: JSON has
+    no Infinity or NaN (RFC 8259), and json.dumps would write them as bare words no strict parser reads."""
+    if isinstance(node, float):
+        return node if math.isfinite(node) else None
+    if isinstance(node, dict):
+        return {k: _finite(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_finite(v) for v in node]
+    return node
 
 
 def _dump(data: Any) -> Any:
