@@ -26,3 +26,4 @@ def test_unmet_targets_print_strict_json(cli, args) -> None:
     payload = _strict(r.out)
     assert "Infinity" not in r.out and "NaN" not in r.out
     assert payload is not None
+

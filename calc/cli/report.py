@@ -63,7 +63,6 @@ from calc.cli.options import (
     refuse_weight_format,
 )
 from calc.cli.serving import (
-    DEFAULT_NON_TORCH_GIB,
     engine_settings,
     refuse_engine_on_gpu,
     refuse_ep_options_on_one_gpu,
@@ -102,7 +101,7 @@ def report(
     enforce_eager: EnforceEagerOpt = False,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
-    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     moe_serving_rate: MoeServingRateOpt = None,
@@ -287,7 +286,7 @@ def compare(
     rate: RateOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
-    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     moe_serving_rate: MoeServingRateOpt = None,

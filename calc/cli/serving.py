@@ -189,7 +189,7 @@ def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) 
                                                      "on 1 GPU there is none: drop it or give --num-gpus > 1")
 
 
-def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
+def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
                         num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
@@ -223,7 +223,10 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
-    given = {} if reserve_gib == DEFAULT_NON_TORCH_GIB else {"profile_non_torch_gib": reserve_gib}
+    # --reserve-gib, when given, is the non-torch memory whichever way the engine counts it (calc.serving.engine_memory:
+    # the whole CUDA context, or what appears above its baseline snapshot); not given, each keeps its default. A given
+    # value equal to a default is still given (it was read as "not given", so 0.5 reserved less than 0.3).
+    given = {} if reserve_gib is None else {"profile_non_torch_gib": reserve_gib}
     if fp8_moe_scales is not None:
         given["fp8_moe_scales"] = str(fp8_moe_scales)
     if moe_serving_rate is not None:
@@ -248,7 +251,8 @@ def serving_assumptions(reserve_gib: float, expert_imbalance: float | None = Non
             raise LLMCalcError("--num-scheduler-steps", "multi-step scheduling is vLLM V0's (--engine vllm-v0, or "
                                                         "--engine vllm with --engine-version below 0.8)")
         given["scheduler_steps"] = num_scheduler_steps
-    return ServingAssumptions(cuda_context_gib=reserve_gib, eager=enforce_eager, eager_prefill=v0,
+    return ServingAssumptions(cuda_context_gib=DEFAULT_NON_TORCH_GIB if reserve_gib is None else reserve_gib,
+                              eager=enforce_eager, eager_prefill=v0,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
@@ -276,7 +280,7 @@ def latency(
     block_size: BlockSizeOpt = None,
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
-    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     moe_serving_rate: MoeServingRateOpt = None,
@@ -351,7 +355,7 @@ def concurrency(
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     shared_prefix: SharedPrefixOpt = 0,
-    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -402,7 +406,7 @@ def serve(
     block_size: BlockSizeOpt = None,
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
-    reserve_gib: ReserveOpt = DEFAULT_NON_TORCH_GIB,
+    reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
