@@ -217,3 +217,14 @@ def test_train_report_json_says_does_not_fit(cli) -> None:
     assert d["params"]["total_params"] == 70_553_706_496
     plain = cli(*args)  # the table is refused before it is drawn, with the same line
     assert plain.code == 2 and plain.out == "" and plain.err == r.err
+
+
+def test_report_train_batch_pins_the_micro_batch_even_at_one(cli) -> None:
+    """QA finding: report --mode train pinned the plan's micro-batch only for --batch > 1, so --batch 1 (its old
+    default's value) searched it: the answer for an explicit micro-batch 1 was a micro-batch 2 plan. Given, it pins
+    the micro-batch whatever its value; left out, the search picks it."""
+    job = ("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--tokens", "1T", "--num-gpus", "64", "--json")
+    for b in ("1", "4"):
+        r = cli(*job, "--batch", b)
+        assert r.code == 0, r.err
+        assert f" mb{b} " in r.json()["train_time"]["plan"] + " "

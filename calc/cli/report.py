@@ -238,6 +238,7 @@ def report(
         # as `serve` is given them; without --rate the page's GPU count (one GPU unless --num-gpus): one page, one count
         serve_gpus=num_gpus or (None if rate else n), ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
+        micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
     )
     if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
         if as_json:
