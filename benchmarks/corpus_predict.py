@@ -483,9 +483,9 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     lay = layout(settings.max_num_seqs if row.stack.name == "trtllm" else None)
     if lay is None:
         raise CannotPredict("the engine predicts no room for one request's KV cache")
-    tokens_per_s = lay.tokens_per_s
+    tokens_per_s = lay.decode_tokens_per_s
     if "num_requests" in k:
-        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, ranks, lambda seqs: layout(seqs).tokens_per_s)
+        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, ranks, lambda seqs: layout(seqs).decode_tokens_per_s)
         if k.get("output_lengths") == "exponential":  # the run ends when its longest output does (drain_excess_s)
             from calc.serving.plan import max_load_decode_step
 

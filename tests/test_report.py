@@ -162,6 +162,10 @@ def test_compare_prices_serves_layout_at_its_batch(cli) -> None:
         busy_ms = best["ttft_ms"] - best["queue_ms"] + (o - 1) * best["tpot_ms"]
         tokens_per_s = best["replicas"] * best["batch"] * o / (busy_ms / 1e3)
         assert row["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-9)
+        # serve's own tokens_per_s is one replica's of that steady state (it was B / TPOT, prefill left out); B / TPOT
+        # is decode_tokens_per_s
+        assert best["replicas"] * best["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-9)
+        assert best["decode_tokens_per_s"] == pytest.approx(best["batch"] / (best["tpot_ms"] / 1e3), rel=1e-9)
         assert row["cost_per_million_tokens"] == pytest.approx(best["gpus_needed"] * price / (tokens_per_s * 3600) * 1e6,
                                                                rel=1e-9)
 

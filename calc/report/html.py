@@ -93,7 +93,7 @@ def report_html(r: Any) -> str:
                  _table(["engine log"], [[line] for line in c.engine_log]),
                  _table(["max tokens", "max concurrency"], [[f"{x.max_tokens:,}", x.max_concurrency] for x in c.table]),
                  memory_svg(r.chart), "<h2>Latency (static batch)</h2>",
-                 _table(["TTFT ms", "TPOT ms", "tokens/s", "end to end s"],
+                 _table(["TTFT ms", "TPOT ms", "tokens/s (prefill included)", "end to end s"],
                         [[f"{lat.ttft_s * 1e3:,.1f}", f"{lat.tpot_s * 1e3:,.2f}", f"{lat.tokens_per_s:,.0f}", f"{lat.e2e_s:.3f}"]])]
         if r.serving is not None:
             s = r.serving

@@ -407,7 +407,8 @@ def latency_view(r: Any) -> RenderableType:
               "decode step (multi-step scheduling)"),
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
-        ("decode throughput", f"{r.tokens_per_s:,.0f} tokens/s"),
+        ("decode throughput", f"{r.decode_tokens_per_s:,.0f} tokens/s (B / TPOT)"),
+        ("throughput, prefill included", f"{r.tokens_per_s:,.0f} tokens/s (B x O / end to end)"),
         (f"end to end ({plural(r.output, 'token')})", f"{r.e2e_s:.3f} s"),
     ])
     return Group(table, facts, Text(r.verdict, style="bold"))

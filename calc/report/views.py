@@ -61,7 +61,7 @@ def report_view(r: Any) -> RenderableType:
         parts.append(kv_table("Serving", [
             ("max concurrency", f"{plural(c.max_concurrency, 'request')} of {plural(c.max_tokens, 'token')}"),
             ("TTFT", f"{lat.ttft_s * 1e3:,.1f} ms ({lat.prefill_bound}-bound)"),
-            ("TPOT", f"{lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.tokens_per_s:,.0f} tokens/s"),
+            ("TPOT", f"{lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.decode_tokens_per_s:,.0f} tokens/s decoding"),
             ("efficiency", lat.efficiency_source),
         ]))
         parts.append(memory_chart(r.chart))
@@ -108,7 +108,7 @@ def report_markdown(r: Any) -> str:
         out += ["## Concurrency", "", f"- {c.verdict}", "", "| max tokens | max concurrency |", "|---:|---:|"]
         out += [f"| {row.max_tokens:,} | {row.max_concurrency} |" for row in c.table]
         out += ["", "## Latency", "", f"- TTFT {lat.ttft_s * 1e3:,.1f} ms ({lat.prefill_bound}-bound), "
-                f"TPOT {lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.tokens_per_s:,.0f} tokens/s",
+                f"TPOT {lat.tpot_s * 1e3:,.2f} ms ({lat.decode_bound}-bound), {lat.decode_tokens_per_s:,.0f} tokens/s decoding",
                 f"- efficiency: {lat.efficiency_source}", ""]
         if r.serving is not None:
             out += ["## Serving plan", "", f"- {r.serving.verdict}", "",

@@ -72,7 +72,8 @@ class LatencyResult(BaseModel):
     decode_bound: str
     step_overhead_s: float
     decode_step_overhead_s: float | None = None  # a decode step's share under multi-step scheduling; None: step_overhead_s
-    tokens_per_s: float
+    tokens_per_s: float  # the batch's output tokens over its whole life, prefill included: B x O / e2e (as serve, compare)
+    decode_tokens_per_s: float  # while decoding: B / TPOT
     e2e_s: float
     ttft_at_full_peak_s: float
     fits: bool = True  # False: the engine's KV cache cannot hold the batch (the CLI then exits 2)
@@ -140,7 +141,8 @@ def latency(
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
         decode_step_overhead_s=dec.overhead_s if dec.overhead_s != a.step_overhead_s else None,
-        tokens_per_s=batch / tpot, e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
+        tokens_per_s=batch * output / request_seconds(ttft, tpot, output), decode_tokens_per_s=batch / tpot,
+        e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
         verdict=verdict, assumptions=assumption_lines,
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",

@@ -71,7 +71,8 @@ class Layout(BaseModel):
     ttft_ms: float
     tpot_ms: float
     queue_ms: float
-    tokens_per_s: float  # one replica's B / TPOT while decoding
+    tokens_per_s: float  # one replica's output tokens/s in steady state, prefill included (slot_tokens_per_s)
+    decode_tokens_per_s: float  # one replica's B / TPOT while decoding
     tokens_per_s_per_gpu: float  # steady state, prefill included: slot_tokens_per_s x replicas / GPUs (ranked)
     requests_per_s_per_replica: float
     kv_cache_tokens: int
@@ -283,7 +284,7 @@ def max_load_layout(
     """One TP x PP replica (``ep`` > 1: ep / tp data-parallel attention groups, calc.serving.moe) at maximum load
     (an offline benchmark: every request queued at once, no latency target):
     the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
-    B = min(max concurrency, max_num_seqs, requests), so tokens_per_s = B / TPOT(B): an engine never runs more
+    B = min(max concurrency, max_num_seqs, requests), so decode_tokens_per_s = B / TPOT(B): an engine never runs more
     requests than it was sent (``requests``, the whole replica's), and that cap leaves the engine as launched (its
     memory profile at max_num_seqs) unchanged. The same replica model `serve` ranks; None when not one request fits."""
     setup, replica = _max_load_replica(m, gpu, prompt, output, tp, pp, dtype, kv_dtype, settings, assumptions, ep)
@@ -445,7 +446,8 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms)
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
-        tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=b / st.total_s,
+        tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=slot_tokens_per_s(r, b, st, ttft),
+        decode_tokens_per_s=b / st.total_s,
         # per GPU of what is paid for: a fixed --num-gpus budget counts the GPUs its replicas leave idle too
         tokens_per_s_per_gpu=replicas * slot_tokens_per_s(r, b, st, ttft) / max(total_gpus, num_gpus or 0),
         requests_per_s_per_replica=mu,
