@@ -182,6 +182,19 @@ class _Replica:
                                          "memory_s": verify.memory_s / e, "comm_s": verify.comm_s / e,
                                          "overhead_s": verify.overhead_s / e})
 
+    def chunk_cap(self) -> int | None:
+        """The most requests whose steady state fits the engine's token budget per step (max_num_batched_tokens C, on
+        each micro-batch / attention rank of s): one decode token each and the others' prompts,
+            B / s + (B - 1) P / ((O - 1) s) <= C   ->   B <= (C s + P / (O - 1)) / (1 + P / (O - 1)),
+        past which the scheduler cannot take prompts in as fast as requests finish (vLLM's and SGLang's schedulers
+        never put more than C tokens in a step), so B requests no longer all decode. None where nothing caps it: no
+        chunked prefill, prefill only (O = 1), a disaggregated decode replica, speculation.
+        E.g. P 4,000, O 16, C 8,192, s 1: B <= (8,192 + 266.7) / 267.7 = 31."""
+        if self.disagg or self.spec is not None or self.o == 1 or not self.mem.chunked_prefill:
+            return None
+        ratio = self.p / (self.o - 1)
+        return max(math.floor((self.mem.batched_tokens * self.split + ratio) / (1 + ratio)), 1)
+
     def ttft_s(self, batch: int) -> float:
         """A prompt's chunks go through one micro-batch / one attention rank, a chunk per step."""
         if self.disagg:
@@ -193,14 +206,21 @@ class _Replica:
         decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
         chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
-        return math.ceil(self.p / chunk) * self._step(batch - 1, chunk, prefill_span(self.p)).total_s
+        own = math.ceil(self.p / chunk) * self._step(batch - 1, chunk, prefill_span(self.p)).total_s
+        if batch == 1:
+            return own
+        # in the steady state every step also carries the other requests' prompts (tpot's mixed step): the first token
+        # comes out at the end of such a step, never sooner than one of them takes
+        return max(own, self._step(batch, self._mixed_prefill(batch), prefill_span(self.p)).total_s)
 
 
 def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: FrontierPoint | None,
-             ttft_ms: float | None) -> str:
-    """What stops the batch growing: KV capacity, the engine's max_num_seqs, the TTFT target (prefill
-    compute), or the TPOT target (then the largest part of the step)."""
+             ttft_ms: float | None, chunked: bool = False) -> str:
+    """What stops the batch growing: KV capacity, the engine's max_num_seqs, its tokens per step (``chunked``: the cap
+    is _Replica.chunk_cap), the TTFT target (prefill compute), or the TPOT target (then the largest part of the step)."""
     if next_point is None:
+        if chunked:
+            return "tokens per step (max_num_batched_tokens)"
         return "memory (KV)" if cap < max_seqs else "max_num_seqs"
     if ttft_ms is not None and next_point.ttft_ms > ttft_ms:
         return "compute (TTFT)"
@@ -366,6 +386,8 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     cap = min(r.mem.max_concurrency, r.mem.max_num_seqs) * r.dp  # each attention group admits its own requests
     if users:
         cap = min(cap, users)  # a replica never runs more requests than there are users
+    if (chunk := r.chunk_cap()) is not None:
+        cap = min(cap, chunk)  # the steady state fits the engine's tokens per step
     frontier: list[FrontierPoint] = []
     feasible: list[tuple[int, StepTime, float]] = []
     gpr = r.tp * r.pp * r.dp
@@ -443,7 +465,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     elif nxt == "fewest":
         binding = "fewest GPUs (traffic)"  # a larger batch meets the targets but needs more GPUs
     else:
-        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms)
+        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms, chunked=cap == r.chunk_cap())
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=slot_tokens_per_s(r, b, st, ttft),
