@@ -162,8 +162,15 @@ def _ms(seconds: float) -> str:
 
 
 def _step_line(label: str, st: StepTime, tp: int) -> str:
-    return (f"{label}: FLOPs/GPU {abbrev(st.flops, digits=4)}, bytes/GPU {human(st.bytes_read, 'B', 4)}; weight GEMMs (shape by shape) "
-            f"{_ms(st.gemm_s)} ms of which compute beyond weight streaming {_ms(st.compute_s)} ms, memory "
-            f"{_ms(st.memory_s)} ms; TP all-reduces {_ms(st.comm_s)} ms; overhead {st.overhead_s * 1e3:.2f} ms; "
-            + (f"eager: host kernel launches {_ms(st.launch_s)} ms, step = overhead + max(forward, launches); " if st.launch_s else "")
-            + f"step = {_ms(st.total_s)} ms ({st.bound}-bound)")
+    """One step's derivation whose terms add up: forward = weight GEMMs + attention + routing + communication, step =
+    forward (or, eager, the host's launches when longer) + overhead; the compute / memory split that names the bound
+    (GEMM time beyond streaming the weights plus attention compute, against weight and KV reads) beside it."""
+    forward = st.gemm_s + st.attention_s + st.routing_s + st.comm_s
+    routing = f" + MoE routing {_ms(st.routing_s)} ms" if st.routing_s else ""
+    return (f"{label}: FLOPs/GPU {abbrev(st.flops, digits=4)}, bytes/GPU {human(st.bytes_read, 'B', 4)}; weight GEMMs "
+            f"(shape by shape) {_ms(st.gemm_s)} ms + attention {_ms(st.attention_s)} ms (the longer of its compute and "
+            f"its KV read){routing} + TP / PP communication {_ms(st.comm_s)} ms = forward {_ms(forward)} ms; "
+            + (f"eager: host kernel launches {_ms(st.launch_s)} ms, step = overhead + max(forward, launches) = "
+               if st.launch_s else f"step = forward + overhead {st.overhead_s * 1e3:.2f} ms = ")
+            + f"{_ms(st.total_s)} ms; {st.bound}-bound (compute beyond weight streaming + attention compute "
+            f"{_ms(st.compute_s)} ms, weight + KV reads {_ms(st.memory_s)} ms)")

@@ -89,6 +89,8 @@ class StepTime(BaseModel):
     total_s: float
     bound: str
     launch_s: float = 0.0  # eager: the host's kernel launches (calc.serving.eager); 0 with a graph
+    attention_s: float = 0.0  # attention: the longer of its compute and its KV / state read
+    routing_s: float = 0.0  # MoE routing and permutation (calc.serving.moe_routing)
 
 
 # A calibration's GEMM efficiency is what the kernel reached in isolation, as a serving step runs it (one
@@ -482,4 +484,5 @@ def step_time(
         parts["host launches"] = launches
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
                     gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=overhead, launch_s=launches,
+                    attention_s=max(attn_compute, attn_memory), routing_s=routing,
                     total_s=total, bound=max(parts, key=parts.__getitem__))
