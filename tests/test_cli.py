@@ -109,7 +109,7 @@ def test_gpus_json(cli) -> None:
                                                     "activation_bytes", "gradient_bytes", "optimizer_bytes",
                                                     "total_bytes", "per_gpu_bytes", "fits"}),
         (["mfu", "--model", "llama3-70b", "--gpu", "h100", "--tokens", "15T", "--gpu-hours", "6.4M", "--seq", "8192"],
-         {"mfu", "mfu_with_attention", "model_flops"}),
+         {"mfu", "mfu_with_attention", "model_flops_per_s"}),
         (["train-time", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--tokens", "2T"], {"gpu_hours", "days", "cost"}),
         (["latency", "llama2-70b", "--gpu", "a800", "--num-gpus", "8", "--prompt", "4000", "--output", "96", "--batch", "16"],
          {"ttft_s", "tpot_s", "prefill_bound", "decode_bound", "tokens_per_s"}),
@@ -126,3 +126,20 @@ def test_json_keys(cli, args: list[str], keys: set[str]) -> None:
     r = cli(*args, "--json")
     assert r.code == 0, r.err
     assert keys <= r.json().keys()
+
+
+def test_mfu_model_flops_keys_mean_one_thing_in_every_mode(cli) -> None:
+    """QA finding: `mfu`'s model_flops was per step with --step-time, per second with --tokens-per-s and for the run
+    with --tokens --gpu-hours. Now model_flops_per_s is the job's rate in every mode, and the per-step and whole-run
+    figures have their own keys: 64 x 8,192 tokens in 10 s = 52,428.8 tokens/s, the same job either way."""
+    base = ("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "8192", "--json")
+    step = cli(*base, "--step-time", "10", "--global-batch", "64").json()
+    rate = cli(*base, "--tokens-per-s", "52428.8").json()
+    run = cli("mfu", "llama3-8b", "--gpu", "h100", "--seq", "8192", "--json", "--tokens", "1e12",
+              "--gpu-hours", str(1e12 / 52428.8 * 8 / 3600)).json()  # a finished run: GPU-hours, no GPU count
+    assert run["model_flops_per_s"] == pytest.approx(run["tokens_per_s"] * run["flops_per_token"])
+    run["model_flops_per_s"] *= 8 / run["num_gpus"]  # the same GPU-seconds on 8 GPUs
+    assert step["model_flops_per_s"] == pytest.approx(rate["model_flops_per_s"]) == pytest.approx(run["model_flops_per_s"])
+    assert step["model_flops_per_step"] == pytest.approx(10 * step["model_flops_per_s"])
+    assert run["model_flops_total"] == pytest.approx(1e12 * run["flops_per_token"])
+    assert rate["model_flops_per_step"] is None and rate["model_flops_total"] is None

@@ -371,8 +371,12 @@ def mfu_view(r: Any) -> RenderableType:
         ("MFU (6N)", f"{r.mfu:.2%}"),
         ("MFU (with attention)", f"{r.mfu_with_attention:.2%}"),
         ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
-        ("model FLOPs", human(r.model_flops, "FLOPs", 4)),
+        ("model FLOP/s (whole job)", human(r.model_flops_per_s, "FLOP/s", 4)),
     ]
+    if r.model_flops_per_step is not None:
+        rows.append(("model FLOPs per step", human(r.model_flops_per_step, "FLOPs", 4)))
+    if r.model_flops_total is not None:
+        rows.append(("model FLOPs of the run", human(r.model_flops_total, "FLOPs", 4)))
     if r.mfu_of_measured is not None:
         rows.append(("of measured achievable", f"{r.mfu_of_measured:.2%}"))
     return Group(kv_table(f"MFU of {r.model}", rows), Text(r.verdict, style="bold"))

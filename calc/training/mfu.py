@@ -30,7 +30,11 @@ class MFUResult(BaseModel):
     dtype: str
     peak_tflops: float
     tokens_per_s: float
-    model_flops: float
+    # model FLOPs (with attention, the flops_per_token convention) achieved per second by the whole job, in every input
+    # mode; per step with --step-time, over the run with --tokens --gpu-hours (None otherwise)
+    model_flops_per_s: float
+    model_flops_per_step: float | None = None
+    model_flops_total: float | None = None
     flops_per_token_6n: float
     flops_per_token: float
     mfu: float
@@ -87,7 +91,9 @@ def mfu(
         measured = mfu_attn / eff.compute
     return MFUResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, seq=seq, dtype=dtype, peak_tflops=peak / TERA,
-        tokens_per_s=rate_per_gpu * num_gpus, model_flops=total_tokens * per_token,
+        tokens_per_s=rate_per_gpu * num_gpus, model_flops_per_s=rate_per_gpu * num_gpus * per_token,
+        model_flops_per_step=total_tokens * per_token if source == "--step-time" else None,
+        model_flops_total=total_tokens * per_token if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
         mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
