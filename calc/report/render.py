@@ -227,8 +227,9 @@ def bar(fraction: float, width: int = 30) -> str:
 
 
 def size(num_bytes: float) -> str:
-    """Bytes as both GB (1e9) and GiB (2^30)."""
-    return f"{gb(num_bytes):,.2f} GB / {gib(num_bytes):,.2f} GiB"
+    """Bytes as both GB (1e9) and GiB (2^30), to two decimals, or two significant digits where two decimals would
+    print a non-zero size as 0.00 (a model's norms: 532,480 B = 0.00053 GB)."""
+    return f"{figure(gb(num_bytes), 2)} GB / {figure(gib(num_bytes), 2)} GiB"
 
 
 def kv_table(title: str, rows: Iterable[tuple[str, Any]], caption: str | None = None) -> Table:
@@ -247,7 +248,7 @@ def params_view(p: Any) -> RenderableType:
     table.add_column("share", justify="right")
     table.add_column("active / token", justify="right")
     for name, n in p.components.items():
-        table.add_row(name, f"{n:,}", f"{100 * n / p.total_params:.2f}%", f"{p.active_components[name]:,}")
+        table.add_row(name, f"{n:,}", f"{figure(100 * n / p.total_params, 2)}%", f"{p.active_components[name]:,}")
     table.add_section()
     table.add_row(Text("total (exact)", "bold"), Text(f"{p.total_params:,}", "bold"), "100%", Text(f"{p.active_params:,}", "bold"))
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
