@@ -42,7 +42,9 @@ def _progress(as_json: bool) -> Any:
 
 def bench(
     model: ModelArgOptional = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16, fp8, tf32, fp32 (CPU runs use fp32)")] = DEFAULT_DTYPE,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", help="bf16, fp16, fp8, tf32, fp32 (default: bf16 on a GPU; fp32 on a CPU, the dtype its device spec "
+                        "and calibration are read back at)")] = None,
     sizes: SizesOpt = None,
     tp: Annotated[int, typer.Option("--tp", parser=human_int("--tp", maximum=4096), help="slice the model's GEMMs as TP would")] = 1,
     batch: Annotated[int | None, typer.Option(
@@ -66,6 +68,10 @@ def bench(
 
     name = alias(model, old_model, "MODEL", "--model")
     save_path = output_path(save, "--save", (".yaml", ".yml"))
+    if dtype is None:
+        from calc.hardware.bench import device_info, import_torch
+
+        dtype = DEFAULT_DTYPE if device_info(import_torch()).is_gpu else "fp32"
     if name is not None and not fused:
         refuse("--batch-tokens", batch_tokens if batch_tokens != 4096 else None, "sets the rows of the --fused GEMMs; add --fused")
         return _bench_model(name, dtype, sizes, tp, batch, seq, prompt, repeats, save_path, as_json)
