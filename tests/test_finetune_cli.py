@@ -63,7 +63,6 @@ def test_zero3_over_dp_shrinks_a_full_finetune(cli):
     (("--method", "adapter"), "--method"),
     (("--offload", "gpu"), "--offload"),
     (("--recipe", "fp32-adam"), "--recipe"),
-    (("--reserve-gib", "2"), "--reserve-gib"),
     (("--method", "full", "--dtype", "fp16"), "--dtype"),
     (("--loss-chunks", "4"), "--loss-chunks"),
     (("--zero", "3"), "--zero"),

@@ -185,3 +185,21 @@ def test_bench_on_a_cpu_measures_fp32_by_default(cli) -> None:
         assert r.json()["dtype"] == "fp32"
     r = cli("bench", "--sizes", "128", "--dtype", "bf16", "--json")
     assert r.code == 0 and r.json()["dtype"] == "bf16", r.err
+
+
+def test_one_quantity_answers_to_the_training_commands_name(cli) -> None:
+    """QA finding: memory --mode train took the micro-batch as --batch and refused --micro-batch (train-step's name),
+    and --mode finetune took the CUDA context as --cuda-context-gib and refused --reserve-gib (--mode train's name).
+    Both spellings now give the same bytes; giving the two names of one quantity at once is refused."""
+    job = ("memory", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--json")
+    a = cli(*job, "--mode", "train", "--micro-batch", "2").json()["per_gpu_bytes"]
+    b = cli(*job, "--mode", "train", "--batch", "2").json()["per_gpu_bytes"]
+    step = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--micro-batch", "2",
+               "--global-batch", "16", "--json").json()["memory_per_gpu_bytes"]
+    assert a == b == step
+    base = cli(*job, "--mode", "finetune").json()["per_gpu_bytes"]
+    r3 = cli(*job, "--mode", "finetune", "--reserve-gib", "3").json()["per_gpu_bytes"]
+    c3 = cli(*job, "--mode", "finetune", "--cuda-context-gib", "3").json()["per_gpu_bytes"]
+    assert r3 == c3 == base + int(2.5 * 2**30)  # 3 GiB of context instead of the default 0.5
+    both = cli(*job, "--mode", "finetune", "--reserve-gib", "3", "--cuda-context-gib", "2")
+    assert both.code == 2 and both.err.startswith("llmcalc: error: --cuda-context-gib"), both.err

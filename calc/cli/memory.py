@@ -37,7 +37,6 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     WEIGHT_FORMAT_NAMES,
-    BatchOpt,
     CpOpt,
     CpuOffloadOpt,
     DpOpt,
@@ -50,6 +49,7 @@ from calc.cli.options import (
     GpuOptional,
     JsonOpt,
     KvDtypeOpt,
+    MemoryBatchOpt,
     Mode,
     ModelArg,
     NumGpusOpt,
@@ -83,7 +83,7 @@ def memory(
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    batch: BatchOpt = DEFAULT_BATCH,
+    batch: MemoryBatchOpt = DEFAULT_BATCH,
     seq: SeqOpt = DEFAULT_SEQ,
     gpu: GpuOptional = None,
     num_gpus: NumGpusOpt = None,
@@ -188,7 +188,10 @@ def memory(
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
                                      ("--recipe", recipe, DEFAULT_RECIPE)):
             refuse(flag, value, "is not a fine-tuning option (use --method, --optimizer, --precision)", default)
-        refuse("--reserve-gib", reserve_gib, "fine-tuning splits the reserve: use --cuda-context-gib and --fragmentation")
+        if reserve_gib is not None:  # the CUDA context per GPU, as --mode train and train-step read it
+            refuse("--cuda-context-gib", finetune_only.get("--cuda-context-gib"),
+                   "is --reserve-gib under its fine-tuning name: give one of them")
+            finetune_only = {**finetune_only, "--cuda-context-gib": reserve_gib}
         result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value, flash=flash,
                                  plan=placement(tp, pp, dp, cp, sequence_parallel, num_gpus, spread="dp"), zero=zero,
                                  options={**finetune_only, "--stack": stack and stack.value})

@@ -175,6 +175,11 @@ RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help=(
 # --- workload: one name per sequence concept -----------------------------------------------
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batch"), help="sequences (requests) per batch")]
 MicroBatchOpt = Annotated[int, typer.Option("--micro-batch", parser=human_int("--micro-batch"), help="sequences per micro-batch")]
+# memory's batch: requests in --mode infer, the micro-batch in --mode train / finetune, so it also answers to train-step's
+# --micro-batch (one quantity, the name the training commands give it)
+MemoryBatchOpt = Annotated[int, typer.Option("--batch", "-b", "--micro-batch", parser=human_int("--batch"),
+                                             help="sequences (requests) per batch; the micro-batch in --mode train / "
+                                                  "finetune (--micro-batch, as train-step names it)")]
 GlobalBatchOpt = Annotated[int | None, typer.Option(
     "--global-batch", parser=human_int("--global-batch"), help="sequences per optimizer step")]
 GlobalBatchTokensOpt = Annotated[float | None, typer.Option(
