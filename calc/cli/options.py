@@ -219,8 +219,10 @@ BudgetOpt = Annotated[float | None, typer.Option(
 # --- numbers and formats -------------------------------------------------------------------
 # 4-bit weight formats --dtype takes for serving (calc.memory.weights.WEIGHT_FORMATS).
 WEIGHT_FORMAT_NAMES = ("nvfp4", "mxfp4", "awq", "gptq")
-DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"),
-                                       help="weights / compute dtype: fp32, bf16, fp16, fp8, int8, int4 (serving: W4A16, "
+DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"), show_default=False,
+                                       help="weights / compute dtype (default: bf16; latency, concurrency, serve, compare, "
+                                            "report and memory --mode infer: the checkpoint as shipped, bf16 for an "
+                                            "unquantized one): fp32, bf16, fp16, fp8, int8, int4 (serving: W4A16, "
                                             "16-bit activations); for serving also nvfp4 / mxfp4 / awq / gptq "
                                             "(the model as its 4-bit checkpoint, "
                                             "scales included: fp4 GEMMs on Blackwell for nvfp4 / mxfp4, W4A16 for "
