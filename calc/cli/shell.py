@@ -85,8 +85,7 @@ def repeated_option(command: click.Command, ctx: click.Context, args: list[str])
         if param.param_type_name != "option" or param.multiple or getattr(param, "count", False) or param.name is None:
             continue
         if param.name in seen:
-            flag = max(param.opts, key=len)
-            return flag
+            return next((o for o in param.opts if o.startswith("--")), param.opts[0])  # its first (main) name
         seen.add(param.name)
     return None
 
