@@ -176,3 +176,13 @@ def test_calibrated_gemm_efficiency_is_derated_like_the_fit() -> None:
     # 2*4096^3 = 1.3744e11 FLOPs at 312e12 x 0.9 x 0.82 = 2.3026e14 FLOP/s = 0.59689 ms, + 4 us launch
     assert SUSTAINED_FRACTION == 0.82
     assert gemm_time(A100, 4096, 4096, 4096, calibration=Measured()) == pytest.approx(0.59689e-3 + 4e-6, rel=1e-4)
+
+
+def test_a_measured_step_no_plateau_reproduces_is_refused(cli) -> None:
+    """QA finding: --measured-step-time 1e30 answered "the GEMM plateau that reproduces it is 0.050" (the bisection's
+    floor). A step slower than the plan at a 5% GEMM efficiency is refused, naming the flag."""
+    args = ("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--global-batch", "256")
+    r = cli(*args, "--measured-step-time", "1e30")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --measured-step-time:"), r.err
+    ok = cli(*args, "--measured-step-time", "50", "--json")
+    assert ok.code == 0 and 0.05 < ok.json()["fitted_gemm_plateau"] < 1

@@ -203,3 +203,18 @@ def test_one_quantity_answers_to_the_training_commands_name(cli) -> None:
     assert r3 == c3 == base + int(2.5 * 2**30)  # 3 GiB of context instead of the default 0.5
     both = cli(*job, "--mode", "finetune", "--reserve-gib", "3", "--cuda-context-gib", "2")
     assert both.code == 2 and both.err.startswith("llmcalc: error: --cuda-context-gib"), both.err
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--mfu", "0.4",
+      "--global-batch-tokens", "4M"), "--global-batch-tokens"),
+    (("mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "1e5", "--num-gpus", "64", "--global-batch", "256"),
+     "--global-batch"),
+    (("memory", "llama3-8b", "--gpu", "h100", "--reserve-gib", "4000"), "--reserve-gib"),
+    (("memory", "llama3-8b", "--gpu", ""), "--gpu"),
+])
+def test_refusals_name_the_flag_the_user_gave(cli, args, flag) -> None:
+    """QA findings: each of these named a flag the user had not typed (--global-batch, --tokens, --num-gpus) or, for
+    an empty --gpu, answered as if no GPU were given."""
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err

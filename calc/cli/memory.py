@@ -156,6 +156,12 @@ def memory(
     from calc.sources.catalog import load_gpu, load_model
     from calc.specs import Parallelism
 
+    if gpu is not None and not gpu.strip():
+        raise LLMCalcError("--gpu", "is empty; name a GPU (see `llmcalc gpus`) or leave --gpu out")
+    if gpu and reserve_gib is not None and reserve_gib * 2**30 >= load_gpu(gpu).memory_bytes:
+        g = load_gpu(gpu)
+        raise LLMCalcError("--reserve-gib", f"{reserve_gib:g} GiB is all of {g.name}'s {g.memory_bytes / 2**30:.1f} GiB "
+                                            "or more: nothing is left for the model on any GPU count; give less")
     finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
                      "--lora-dropout": lora_dropout, "--adapter-inputs": adapter_inputs, "--optimizer": optimizer,
                      "--precision": precision, "--quant": quant, "--no-double-quant": no_double_quant,

@@ -111,15 +111,17 @@ def mfu(
     from calc.sources.catalog import load_gpu
     from calc.training import mfu as engine
 
-    sources = {"--tokens/--gpu-hours": tokens is not None or gpu_hours is not None,
-               "--tokens-per-s": tokens_per_s is not None,
-               "--step-time/--global-batch": step_time is not None or global_batch is not None}
-    chosen = [name for name, given in sources.items() if given]
+    values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--tokens-per-s": tokens_per_s, "--step-time": step_time,
+              "--global-batch": global_batch}
+    chosen = [given for given in ([f for f in flags if values[f] is not None]  # the flags of each source given
+                                  for flags in (("--tokens", "--gpu-hours"), ("--tokens-per-s",), ("--step-time", "--global-batch")))
+              if given]
     if gpu is None:
         raise LLMCalcError("--gpu", "missing; name the GPU the run used (see `llmcalc gpus`)")
-    if len(chosen) != 1:
-        raise LLMCalcError("--tokens", "give exactly one of: --tokens with --gpu-hours, --tokens-per-s, "
-                           "or --step-time with --global-batch" + (f" (got {' and '.join(chosen)})" if chosen else ""))
+    if len(chosen) != 1:  # named by the second source given (the one to drop), else --tokens
+        raise LLMCalcError(chosen[1][0] if len(chosen) > 1 else "--tokens",
+                           "give exactly one of: --tokens with --gpu-hours, --tokens-per-s, or --step-time with "
+                           "--global-batch" + (f" (got {' and '.join('/'.join(c) for c in chosen)})" if chosen else ""))
     for a, b in (("--tokens", "--gpu-hours"), ("--step-time", "--global-batch")):
         values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--step-time": step_time, "--global-batch": global_batch}
         if (values[a] is None) != (values[b] is None):
@@ -211,7 +213,8 @@ def train_time(
     _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g),
                 global_batch_tokens is not None)
     plan = None
-    plan_options = (("--global-batch", global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
+    batch_flag = "--global-batch-tokens" if global_batch_tokens is not None else "--global-batch"  # the one given
+    plan_options = ((batch_flag, global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
                     ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack),
                     ("--recipe", None if recipe == DEFAULT_RECIPE else recipe))  # the default changes no assumed-MFU answer

@@ -25,13 +25,17 @@ def predicted_step_time(cost: ModelCost, layout: Layout, global_batch: int, micr
 
 def fit_gemm_plateau(cost: ModelCost, layout: Layout, global_batch: int, micro: int, measured_s: float) -> float | None:
     """e_max with predicted step = ``measured_s`` (to 0.1%), or None when even e_max = 1 predicts a slower step
-    (the measurement is faster than the rest of the model allows: check the layout or the other efficiencies)."""
+    (the measurement is faster than the rest of the model allows: check the layout or the other efficiencies).
+    A step slower than even e_max = 0.05 predicts is refused, naming --measured-step-time: no plateau in the range
+    reproduces it (it was answered as 0.050, "the plateau that reproduces it", for a step of 10^30 s)."""
     if not measured_s > 0:
         raise LLMCalcError("--measured-step-time", f"must be > 0 seconds, got {measured_s}")
     if predicted_step_time(cost, layout, global_batch, micro, HIGH) > measured_s:
         return None
-    if predicted_step_time(cost, layout, global_batch, micro, LOW) < measured_s:
-        return LOW
+    slowest = predicted_step_time(cost, layout, global_batch, micro, LOW)
+    if slowest < measured_s:
+        raise LLMCalcError("--measured-step-time", f"{measured_s:g} s is slower than this plan at a {LOW:.0%} GEMM "
+                           f"efficiency ({slowest:.3f} s): no plateau reproduces it; check the layout, the batch and the unit")
     lo, hi = LOW, HIGH
     for _ in range(40):
         mid = (lo + hi) / 2
