@@ -62,7 +62,7 @@ def test_old_spellings_are_hidden_aliases(cli) -> None:
     (["report", "llama2-7b", "--gpu", "h100", "--mode", "train", "--prompt", "100"], "--prompt"),
     (["report", "llama2-7b", "--gpu", "h100", "--zero", "2"], "--zero"),
     (["report", "llama2-7b", "--gpu", "h100", "--json", "--format", "markdown"], "--format"),
-    (["mfu", "llama2-7b", "--gpu", "h100", "--tokens-per-s", "1e6", "--step-time", "2", "--global-batch", "8"], "--tokens"),
+    (["mfu", "llama2-7b", "--gpu", "h100", "--tokens-per-s", "1e6", "--step-time", "2", "--global-batch", "8"], "--step-time"),
     (["mfu", "llama2-7b", "--gpu", "h100", "--tokens", "1T"], "--gpu-hours"),
     (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "100", "--pp", "2", "--num-gpus", "3"], "--pp"),
     (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "100", "--tp", "2", "--num-gpus", "4"], "--tp"),
