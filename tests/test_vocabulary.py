@@ -218,3 +218,23 @@ def test_refusals_name_the_flag_the_user_gave(cli, args, flag) -> None:
     an empty --gpu, answered as if no GPU were given."""
     r = cli(*args)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--global-batch", "256",
+      "--tp-overlap", "0.5"), "--tp-overlap"),
+    (("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--global-batch", "256",
+      "--pp-embedding"), "--pp-embedding"),
+    (("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--global-batch", "256",
+      "--pp-loss"), "--pp-loss"),
+    (("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "256", "--ep-overlap-1f1b"),
+     "--ep-overlap-1f1b"),
+    (("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--max-model-len", "100000"), "--max-model-len"),
+    (("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--max-model-len", "1000"), "--max-model-len"),
+])
+def test_options_that_change_nothing_here_are_refused(cli, args, flag) -> None:
+    """QA findings: accepted with an identical answer (TP overlap at TP 1, the embedding / loss slots at PP 1, the
+    combined-1F1B expert overlap on a dense model, an engine limit latency never read), where their neighbours
+    (--cp-comm at CP 1, --pp-p2p-overlap at PP 1, --ep-overlap on a dense model) were refused."""
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err

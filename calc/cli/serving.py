@@ -293,7 +293,7 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
-    from calc.cli.common import emit_outcome, load_calibration
+    from calc.cli.common import check_context, emit_outcome, load_calibration
     from calc.report.render import latency_view
     from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
@@ -304,6 +304,11 @@ def latency(
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
     output = _window_output(ctx, m, prompt, output)
+    if max_model_len is not None:  # as serve checks it: the engine's limit must hold the model and the request
+        check_context(m, max_model_len, "--max-model-len")
+        if max_model_len < prompt + output:
+            raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}: "
+                                                  "the engine would stop the request there")
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,

@@ -572,6 +572,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     if fp8_recipe is not None and fp8_recipe.value == "mxfp8" and g.arch != "Blackwell":
         raise LLMCalcError("--fp8-recipe", f"mxfp8 (MX block scaling) runs on Blackwell tensor cores only, not on "
                                            f"{g.name} ({g.arch}): give delayed, tensorwise, rowwise or blockwise")
+    if m.moe is None and ep_overlap_1f1b:
+        raise LLMCalcError("--ep-overlap-1f1b", f"{m.name} has no experts: no expert all-to-all to hide")
     if ep_overlap_1f1b and ep_overlap is not None:
         raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
                            "compute); --ep-overlap sets a fixed share instead: give one of them")
@@ -726,6 +728,15 @@ def train_step(
 
         refuse("--pp-p2p-overlap", True, "sets how the pipeline's stage-to-stage sends hide; with --pp 1 there are none: "
                                          "give --pp > 1 or drop it")
+    from calc.cli.options import refuse
+
+    if layout.pp == 1:
+        for flag, given in (("--pp-embedding", pp_embedding), ("--pp-loss", pp_loss)):
+            refuse(flag, given, "counts a layer slot in the pipeline split; with --pp 1 there is no split: give --pp > 1 "
+                                "or drop it", False)
+    if layout.tp == 1:
+        refuse("--tp-overlap", tp_overlap, "sets how much of the TP collectives hides under the GEMMs; with --tp 1 there "
+                                           "are none: give --tp > 1 or drop it")
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 
