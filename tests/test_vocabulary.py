@@ -238,3 +238,18 @@ def test_options_that_change_nothing_here_are_refused(cli, args, flag) -> None:
     (--cp-comm at CP 1, --pp-p2p-overlap at PP 1, --ep-overlap on a dense model) were refused."""
     r = cli(*args)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (("--dtype", "fp32"), "--dtype"),
+    (("--dtype", "fp16"), "--dtype"),
+    (("--fp8-recipe", "mxfp8"), "--fp8-recipe"),
+])
+def test_memory_train_refuses_dtypes_that_change_no_byte(cli, args, flag) -> None:
+    """QA finding: memory --mode train gave the same bytes for --dtype bf16, fp16, fp32 and tf32 (its bytes follow
+    --recipe) and accepted --fp8-recipe without fp8 GEMMs, which train-step refuses."""
+    r = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "1", *args)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+    fp8 = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "1", "--dtype", "fp8",
+              "--json")
+    assert fp8.code == 0, fp8.err  # fp8 GEMM inputs are saved in fp8: a different answer, accepted

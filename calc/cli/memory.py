@@ -187,6 +187,13 @@ def memory(
     if mode is not Mode.infer:
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
         refuse_weight_format(dtype, FINETUNE_4BIT if mode is Mode.finetune else "training memory uses --recipe for its dtypes")
+    if mode is Mode.train:  # the bytes follow --recipe; --dtype fp8 alone changes them (fp8 GEMM inputs saved)
+        if dtype not in (DEFAULT_DTYPE, "fp8"):
+            raise LLMCalcError("--dtype", f"training memory follows --recipe (weights, gradients, optimizer states); "
+                                          f"--dtype {dtype} changes no byte here (train-step times it): give --recipe "
+                                          "(e.g. fp32-adam) or drop --dtype")
+        if fp8_recipe is not None and dtype != "fp8":
+            raise LLMCalcError("--fp8-recipe", f"scales fp8 GEMMs; --dtype {dtype} runs none: give --dtype fp8 or drop it")
     if mode is Mode.finetune:
         from calc.cli.finetune import finetune_result
         from calc.report.finetune import finetune_view
