@@ -232,3 +232,16 @@ def test_report_train_batch_pins_the_micro_batch_even_at_one(cli) -> None:
         r = cli(*job, "--batch", b)
         assert r.code == 0, r.err
         assert f" mb{b} " in r.json()["train_time"]["plan"] + " "
+
+
+def test_an_unmet_rate_exits_2_in_report_and_compare_as_in_serve(cli) -> None:
+    """QA finding: serve exits 2 when no layout on --num-gpus carries the rate; report and compare printed the same
+    verdict and exited 0. One exit code per outcome: each prints its page (JSON too), then one line naming the flag."""
+    job = ("--num-gpus", "8", "--prompt", "2000", "--output", "300", "--rate", "20", "--json")
+    serve = cli("serve", "llama3-70b", "--gpu", "h100", *job)
+    report = cli("report", "llama3-70b", "--gpu", "h100", *job)
+    compare = cli("compare", "llama3-70b", "h100", "a100", *job)
+    for r in (serve, report, compare):
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus:"), r.err
+        assert r.out.strip().startswith(("{", "["))  # the answer first, on stdout
+    assert report.json()["serving"]["best"] is None and serve.json()["best"] is None

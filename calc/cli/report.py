@@ -271,6 +271,11 @@ def report(
         block, _ = how_sure(result)
         if block is not None:
             console.print(block)
+    plan = result.serving
+    if plan is not None and plan.fits and plan.best is None:  # the page, then serve's refusal: one exit code per outcome
+        from calc.cli.serving import unmet_target_flag
+
+        raise LLMCalcError(unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms), plan.verdict)
 
 
 def compare(
@@ -340,3 +345,10 @@ def compare(
     from calc.report.views import compare_view
 
     emit(rows, as_json, False, lambda r: compare_view(r, m.name, num_gpus))
+    if rows and not any(r.meets_targets for r in rows):  # no GPU answers: as serve refuses each of them (exit 2)
+        from calc.cli.serving import unmet_target_flag
+
+        nothing_fits = not any(r.fits for r in rows)
+        raise LLMCalcError("--num-gpus" if nothing_fits else unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms),
+                           "no GPU compared " + ("holds one request" if nothing_fits else "meets the targets at the rate")
+                           + f": {rows[0].gpu}: {rows[0].verdict}")

@@ -256,6 +256,14 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
+def unmet_target_flag(num_gpus: int | None, rate: float | None, users: int | None, ttft_ms: float | None,
+                      tpot_ms: float | None) -> str:
+    """The flag a serving plan that meets no target is refused by (serve, report): the GPU budget when one was given
+    for a rate or users, else the tightest target given."""
+    return ("--num-gpus" if num_gpus is not None and (rate or users) else "--tpot-ms" if tpot_ms is not None
+            else "--ttft-ms" if ttft_ms is not None else "--rate")
+
+
 def latency(
     ctx: typer.Context,
     model: ModelArg,
@@ -500,8 +508,7 @@ def serve(
     if not result.fits and not as_json:
         raise LLMCalcError("--num-gpus", result.verdict)
     if result.fits and result.best is None:  # fits in memory, meets no target: the table, then one line naming a target
-        target = ("--num-gpus" if num_gpus is not None and (rate or users) else "--tpot-ms" if tpot_ms is not None
-                  else "--ttft-ms" if ttft_ms is not None else "--rate")
+        target = unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms)
         emit_outcome(result, as_json, explain, serve_view, result.verdict + (
             f"; no launch line (--emit {emit_engine.value})" if emit_engine is not None else ""), target)
     emit_outcome(result, as_json, explain, serve_view, None if result.fits else result.verdict)  # JSON, then exit 2
