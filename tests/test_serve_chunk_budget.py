@@ -26,3 +26,15 @@ def test_long_outputs_are_not_capped(cli) -> None:
     r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "1000", "--num-gpus", "1", "--json")
     assert r.code == 0, r.err
     assert r.json()["best"]["binding"] != "tokens per step (max_num_batched_tokens)"
+
+
+def test_a_layout_no_batch_of_which_meets_the_targets_names_the_target(cli) -> None:
+    """QA finding: TP1 x PP4 and TP1 x PP8 at batch 1, TPOT 49.6 ms against a 40 ms target, said "binds memory (KV)"
+    (they hold hundreds of requests): what stops them is the target they miss even at batch 1."""
+    r = cli("serve", "llama3-70b", "--gpu", "h100", "--prompt", "2000", "--output", "300", "--ttft-ms", "1000",
+            "--tpot-ms", "40", "--rate", "20", "--json")
+    assert r.code == 0, r.err
+    unmet = [x for x in r.json()["layouts"] if not x["meets_targets"]]
+    assert unmet
+    for x in unmet:
+        assert x["tpot_ms"] > 40 and x["binding"] == "TPOT target (missed at batch 1)", x

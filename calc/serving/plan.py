@@ -403,7 +403,7 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
         if ok(st, ttft):
             feasible.append((b, st, ttft))
     if not feasible:
-        return _sized(r, (1, r.tpot(1), r.ttft_s(1)), False, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+        return _sized(r, (1, r.tpot(1), r.ttft_s(1)), False, "unmet", cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
     after = [p for p in frontier if p.batch > feasible[-1][0]]
     if after:  # bisect between the last power of two that meets the targets and the next one
         lo, hi = feasible[-1][0], after[0].batch
@@ -441,7 +441,8 @@ def slot_tokens_per_s(r: _Replica, batch: int, st: StepTime, ttft_s: float) -> f
 def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, cap: int,  # noqa: ANN001
            frontier: list[FrontierPoint], s: EngineSettings, ttft_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
     """The replicas, queueing, GPUs and energy of a layout running ``point`` = (batch, TPOT step, TTFT);
-    ``nxt``: the next frontier point (what stops the batch growing), or "fewest" when a larger batch met the
+    ``nxt``: the next frontier point (what stops the batch growing), "unmet" when not even batch 1 meets the targets,
+    or "fewest" when a larger batch met the
     targets but needs more GPUs for the traffic (binding "fewest GPUs (traffic)")."""
     b, st, ttft = point
     gpr = r.tp * r.pp * r.dp
@@ -464,6 +465,9 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         binding = "traffic (all users admitted)"
     elif nxt == "fewest":
         binding = "fewest GPUs (traffic)"  # a larger batch meets the targets but needs more GPUs
+    elif nxt == "unmet":  # not even batch 1 meets the targets: the one it misses, not a capacity
+        binding = ("TTFT target (missed at batch 1)" if ttft_ms is not None and ttft * 1e3 > ttft_ms
+                   else "TPOT target (missed at batch 1)")
     else:
         binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms, chunked=cap == r.chunk_cap())
     return Layout(
