@@ -245,3 +245,15 @@ def test_an_unmet_rate_exits_2_in_report_and_compare_as_in_serve(cli) -> None:
         assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus:"), r.err
         assert r.out.strip().startswith(("{", "["))  # the answer first, on stdout
     assert report.json()["serving"]["best"] is None and serve.json()["best"] is None
+
+
+@pytest.mark.parametrize("recompute", ["full", "selective"])
+def test_report_train_recompute_pins_the_plan_as_train_time(cli, recompute) -> None:
+    """QA finding: report --mode train refused --recompute as "a fine-tuning option" though its help says the same in
+    every mode and train-time takes it. It now pins the plan's recomputation: report's plan is train-time's."""
+    job = ("llama3-8b", "--gpu", "h100", "--tokens", "1T", "--num-gpus", "64", "--recompute", recompute, "--json")
+    report = cli("report", *job[:1], "--mode", "train", *job[1:])
+    assert report.code == 0, report.err
+    plan = report.json()["train_time"]["plan"]
+    assert f"rc:{recompute}" in plan
+    assert plan == cli("train-time", *job).json()["plan"]

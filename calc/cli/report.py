@@ -169,6 +169,8 @@ def report(
                         fmt=fmt.value, as_json=as_json)
         return
     for flag, value in finetune.items():
+        if flag == "--recompute" and mode is Mode.train:
+            continue  # pins the plan's recomputation, as train-time --recompute does
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
@@ -239,6 +241,7 @@ def report(
         serve_gpus=num_gpus or (None if rate else n), ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
+        recompute=recompute.value if mode is Mode.train and recompute is not None else None,
     )
     if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
         if as_json:

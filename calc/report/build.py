@@ -99,7 +99,7 @@ def build_report(
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
     serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
-    training_cost: Any = None, micro_batch: int | None = None,
+    training_cost: Any = None, micro_batch: int | None = None, recompute: str | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
@@ -108,12 +108,12 @@ def build_report(
     and the serving plan follow (vLLM V1 when None, as `concurrency` and `serve` default). ``training_cost``: the
     calc.training.cost.ModelCost the plan is searched with (--stack and the efficiencies, as train-time builds it);
     None: the GPU's node type at the default efficiencies. ``micro_batch``: training's micro-batch when the user pins it
-    (--batch), else None (searched)."""
+    (--batch), else None (searched); ``recompute``: its recomputation when pinned (--recompute), else searched."""
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
         best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch,
-                                                            training_cost)
+                                                            training_cost, recompute)
         if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
             return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
                           flops=forward_flops(m, batch, seq), memory=None, fits=False,
@@ -156,7 +156,8 @@ def build_report(
 
 
 def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None,
-                        zero: int | None = None, micro_batch: int | None = None, cost: Any = None) -> Any:
+                        zero: int | None = None, micro_batch: int | None = None, cost: Any = None,
+                        recompute: str | None = None) -> Any:
     """The train-plan search (top 1) whose fastest fitting layout's predicted MFU replaces an assumed one
     (mfu_assumed=None), with the ZeRO stage pinned when --zero is given and the micro-batch when --batch is, on
     train-plan's global batch (calc.training.plan.default_global_batch); no plans when nothing fits; None when no
@@ -168,7 +169,8 @@ def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, cal
     system = system_for_gpu(gpu)
     if cost is None and system is None:  # no node type to place a plan on: the assumed MFU stays
         return None
-    pins = (("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch is not None)
+    pins = ((("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch is not None)
+            + (("recompute", recompute),) * (recompute is not None))
     return search_plans(cost or ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus,
                         default_global_batch(seq, num_gpus), top=1, space=SearchSpace(fixed=pins))
 
