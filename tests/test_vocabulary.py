@@ -253,3 +253,13 @@ def test_memory_train_refuses_dtypes_that_change_no_byte(cli, args, flag) -> Non
     fp8 = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "1", "--dtype", "fp8",
               "--json")
     assert fp8.code == 0, fp8.err  # fp8 GEMM inputs are saved in fp8: a different answer, accepted
+
+
+def test_optimizer_in_backward_is_a_full_finetune_option(cli) -> None:
+    """QA finding: --optimizer-in-backward with the default LoRA gave an identical answer (it frees full gradients,
+    which an adapter run does not hold; torchtune offers it in its full-finetune recipes): refused there."""
+    r = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--optimizer-in-backward")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --optimizer-in-backward:"), r.err
+    job = ("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--method", "full", "--seq", "512", "--json")
+    full, oib = cli(*job).json(), cli(*job, "--optimizer-in-backward").json()
+    assert oib["per_gpu_bytes"] < full["per_gpu_bytes"]  # a short sequence: the gradients set the peak

@@ -232,6 +232,9 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
     if optimizer_in_backward and grad_accum > 1:
         raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
+    if optimizer_in_backward and method != "full":  # torchtune's optimizer_in_bwd is a full-finetune recipe option
+        raise LLMCalcError("--optimizer-in-backward", "frees the full model's gradients as the backward makes them; "
+                                                      f"--method {method} trains adapters only: use it with --method full")
     if seq % cp:
         raise LLMCalcError("--cp", f"{cp} must divide the sequence length {seq}")
     if adapter_inputs not in ADAPTER_INPUTS:
