@@ -263,3 +263,12 @@ def test_optimizer_in_backward_is_a_full_finetune_option(cli) -> None:
     job = ("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--method", "full", "--seq", "512", "--json")
     full, oib = cli(*job).json(), cli(*job, "--optimizer-in-backward").json()
     assert oib["per_gpu_bytes"] < full["per_gpu_bytes"]  # a short sequence: the gradients set the peak
+
+
+@pytest.mark.parametrize("cmd", [("report", "llama3-8b", "--gpu", "h100"), ("memory", "llama3-8b", "--gpu", "h100")])
+def test_no_compile_is_refused_where_compile_is(cli, cmd) -> None:
+    """QA finding: --compile was refused where it changes nothing (report, memory --mode infer) but --no-compile,
+    the same tri-state option's other value, was accepted silently."""
+    for flag in ("--compile", "--no-compile"):
+        r = cli(*cmd, flag)
+        assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err

@@ -212,8 +212,11 @@ def memory(
         return
     for flag, value in finetune_only.items():
         if flag not in TRAIN_MEMORY_FLAGS or mode is Mode.infer:
-            refuse(flag, value, "is a fine-tuning option; use --mode finetune" if flag not in TRAIN_MEMORY_FLAGS else
+            why = ("is a fine-tuning option; use --mode finetune" if flag not in TRAIN_MEMORY_FLAGS else
                    "is a training option; use --mode train or finetune")
+            if flag == "--compile" and value is False:  # --no-compile is given too (refuse reads False as "not given")
+                flag, value = "--no-compile", True
+            refuse(flag, value, why)
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),

@@ -171,6 +171,8 @@ def report(
     for flag, value in finetune.items():
         if flag == "--recompute" and mode is Mode.train:
             continue  # pins the plan's recomputation, as train-time --recompute does
+        if flag == "--compile" and value is not None:  # --no-compile (False) is given too
+            raise LLMCalcError("--no-compile" if value is False else flag, "is a fine-tuning option; use --mode finetune")
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
