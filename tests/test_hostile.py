@@ -424,7 +424,6 @@ def option_cases() -> Iterator[tuple[str, Case]]:
           "--price-per-gpu-hour", "2"], "--price-per-gpu-hour"),
         (["latency", "llama2-70b", "--gpu", "h100", "--prompt", "512"], "does not fit"),
         (["latency", "llama2-7b", "--gpu", "h100", "--prompt", "512", "--warp", "9"], "--warp"),
-        (["latency", "llama2-7b", "--gpu", "h100"], "--prompt"),
         (["params"], "MODEL"),
         (["params", "no-such-model"], "MODEL"),
         (["memory", "llama2-7b", "--gpu", "no-such-gpu"], "--gpu"),

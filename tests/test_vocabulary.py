@@ -272,3 +272,12 @@ def test_no_compile_is_refused_where_compile_is(cli, cmd) -> None:
     for flag in ("--compile", "--no-compile"):
         r = cli(*cmd, flag)
         assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
+
+
+def test_the_workload_has_one_default_in_every_serving_command(cli) -> None:
+    """QA finding: --prompt was required in latency and serve but defaulted to 1,024 in compare and report. Every
+    serving command now takes the same default request, 1,024 prompt + 256 output tokens."""
+    for cmd in (("latency", "llama3-8b", "--gpu", "h100"), ("serve", "llama3-8b", "--gpu", "h100", "--rate", "5")):
+        r = cli(*cmd, "--json")
+        assert r.code == 0, r.err
+        assert (r.json()["prompt"], r.json()["output"]) == (1024, 256)

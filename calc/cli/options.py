@@ -20,7 +20,7 @@ from calc.errors import LLMCalcError
 DEFAULT_DTYPE = "bf16"
 # Workload defaults, one value in every command that takes the option (tests/test_vocabulary.py checks --help):
 DEFAULT_BATCH = 1  # --batch: one sequence (request)
-DEFAULT_PROMPT = 1024  # --prompt where it has a default (report, compare)
+DEFAULT_PROMPT = 1024  # --prompt: input tokens per request (latency, serve, report, compare)
 DEFAULT_OUTPUT = 256  # --output: generated tokens per request (a chat answer, as serving benchmarks use)
 DEFAULT_SEQ = 4096  # --seq: the training sequence length of current pre-training runs (Llama 2 and after)
 
