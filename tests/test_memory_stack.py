@@ -186,3 +186,14 @@ def test_hf_stack_plans_have_one_stage(cli) -> None:
     mega = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "512", "--top", "10",
                "--json").json()["plans"]
     assert any(p["pp"] > 1 for p in mega)  # the pipeline is a real option where the stack has one
+
+
+def test_min_gpus_keeps_the_expert_parallel_groups(cli) -> None:
+    """QA finding: memory --mode train --tp 2 --ep 8 answered min_gpus 2 for Mixtral 8x7B (46.7B parameters x 16 B
+    = 747 GB of training state: at least 9 H100s), pricing a DP of 1 as if it held 8-way expert parallelism. The
+    count now keeps EP dividing DP x CP, as train-plan's layouts do: TP 2 x DP 8 = 16 GPUs at the least."""
+    r = cli("memory", "mixtral-8x7b", "--mode", "train", "--gpu", "h100", "--num-gpus", "64", "--tp", "2", "--ep", "8",
+            "--sp", "--zero", "1", "--json")
+    assert r.code == 0, r.err
+    n = r.json()["min_gpus"]
+    assert n is not None and n >= 16 and n % 16 == 0 and n * 85.52e9 >= 46.7e9 * 16

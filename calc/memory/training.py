@@ -219,6 +219,8 @@ def training_memory(
     def fits_on(count: int) -> bool | None:
         if count % fixed or gpu is None:
             return None
+        if (count // fixed * plan.cp) % ep:  # the experts' EP groups come out of DP x CP (calc.training.plan)
+            return None
         return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.memory_bytes
 
     verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if zero else None)

@@ -12,7 +12,16 @@ from calc.hardware.peaks import peak_tflops, ridge_point
 from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
+from calc.serving.engine_memory import resolve_kv_dtype
+from calc.serving.step import (
+    StepTime,
+    attention_dtype,
+    calibrated_gpu,
+    decode_context,
+    prefill_span,
+    request_seconds,
+    step_time,
+)
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA, abbrev, figure, human
@@ -98,6 +107,9 @@ def latency(
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     plan = serving_plan(m, num_gpus, tp, pp)
     fmt = weight_format(m, gpu, dtype)
+    # the KV cache the engine stores (auto: the activation dtype, 16-bit for fp8 / int weights; fp8 only when asked),
+    # read at that width: the capacity (engine_memory) and serve's steps use the same (calc.serving.engine_memory)
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
     a = assumptions
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
@@ -115,7 +127,10 @@ def latency(
     ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
     ridge = ridge_point(gpu, fmt.compute_dtype)
     # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
-    at_peak = pre.flops / peak * (plan.pp + n_micro - 1) / plan.pp
+    # the prefill at 100% of peak: its GEMMs at the weights' compute dtype, its attention at the dtype attention runs in
+    # (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the attention faster)
+    attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype)) * TERA
+    at_peak = ((pre.flops - pre.attention_flops) / peak + pre.attention_flops / attn_peak) * (plan.pp + n_micro - 1) / plan.pp
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:

@@ -90,6 +90,7 @@ class StepTime(BaseModel):
     bound: str
     launch_s: float = 0.0  # eager: the host's kernel launches (calc.serving.eager); 0 with a graph
     attention_s: float = 0.0  # attention: the longer of its compute and its KV / state read
+    attention_flops: float = 0.0  # of ``flops``, the attention's (run at the attention dtype's peak, not the GEMMs')
     routing_s: float = 0.0  # MoE routing and permutation (calc.serving.moe_routing)
 
 
@@ -484,5 +485,5 @@ def step_time(
         parts["host launches"] = launches
     return StepTime(tokens=tokens, flops=gemm_flops + attn_flops, bytes_read=weight_bytes + kv_read,
                     gemm_s=gemm_s, compute_s=compute, memory_s=memory, comm_s=comm, overhead_s=overhead, launch_s=launches,
-                    attention_s=max(attn_compute, attn_memory), routing_s=routing,
+                    attention_s=max(attn_compute, attn_memory), routing_s=routing, attention_flops=attn_flops,
                     total_s=total, bound=max(parts, key=parts.__getitem__))
