@@ -121,8 +121,13 @@ def inference_layout(m: ModelSpec, num_gpus: int) -> Parallelism | None:
 # (the attention output and the MLP / expert down projection). The rest (MLA's latent down-projections
 # q_a / kv_a, the router, a shared-expert gate) stay whole on every rank, as vLLM's ReplicatedLinear.
 COLUMN_PARALLEL = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj",
-                             "lm_head", "q_b_proj", "kv_b_proj"})
-ROW_PARALLEL = frozenset({"o_proj", "down_proj"})
+                             "lm_head", "q_b_proj", "kv_b_proj",
+                             # state-space / linear-attention mixers (calc.model.mixers), as vLLM shards them: Mamba-2's
+                             # merged in_proj (mamba_mixer2.py MergedColumnParallelLinear), Gated DeltaNet's in_proj_qkvz
+                             # and in_proj_ba (qwen3_next.py ColumnParallelLinear), Mamba-1's in_proj and dt_proj
+                             "in_proj", "in_proj_qkvz", "in_proj_ba", "dt_proj"})
+# the mixers' out_proj (RowParallelLinear in mamba_mixer2.py / qwen3_next.py) and Mamba-1's x_proj (mamba_mixer.py)
+ROW_PARALLEL = frozenset({"o_proj", "down_proj", "out_proj", "x_proj"})
 
 
 def tp_shard(name: str, k: int, n: int, tp: int) -> tuple[int, int]:
