@@ -72,6 +72,7 @@ from calc.cli.options import (
     given_weights,
     human_int,
     refuse,
+    refuse_switch,
     refuse_weight_format,
 )
 from calc.cli.training import Fp8RecipeOpt, ShardingOpt
@@ -158,8 +159,8 @@ def memory(
 
     if gpu is not None and not gpu.strip():
         raise LLMCalcError("--gpu", "is empty; name a GPU (see `llmcalc gpus`) or leave --gpu out")
-    if gpu and reserve_gib is not None and reserve_gib * 2**30 >= load_gpu(gpu).memory_bytes:
-        g = load_gpu(gpu)
+    g = load_gpu(gpu) if gpu else None
+    if g is not None and reserve_gib is not None and reserve_gib * 2**30 >= g.memory_bytes:
         raise LLMCalcError("--reserve-gib", f"{reserve_gib:g} GiB is all of {g.name}'s {g.memory_bytes / 2**30:.1f} GiB "
                                             "or more: nothing is left for the model on any GPU count; give less")
     finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
@@ -214,8 +215,8 @@ def memory(
         if flag not in TRAIN_MEMORY_FLAGS or mode is Mode.infer:
             why = ("is a fine-tuning option; use --mode finetune" if flag not in TRAIN_MEMORY_FLAGS else
                    "is a training option; use --mode train or finetune")
-            if flag == "--compile" and value is False:  # --no-compile is given too (refuse reads False as "not given")
-                flag, value = "--no-compile", True
+            if flag == "--compile":  # a --compile/--no-compile switch: refused either way
+                refuse_switch(flag, value, why)
             refuse(flag, value, why)
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
@@ -230,7 +231,6 @@ def memory(
     from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
 
     m = load_model(model)
-    g = load_gpu(gpu) if gpu else None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus) if mode is Mode.infer else None
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
         from calc.model.parallel import inference_layout

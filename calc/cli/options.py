@@ -127,6 +127,13 @@ def refuse(flag: str, given: Any, why: str, default: Any = None) -> None:
         raise LLMCalcError(flag, why)
 
 
+def refuse_switch(flag: str, value: bool | None, why: str) -> None:
+    """refuse for a ``--X/--no-X`` switch that defaults to None (the stack's choice): given either way it is refused,
+    named as given (``refuse`` reads False as "not given", which would let --no-X pass silently)."""
+    if value is not None:
+        raise LLMCalcError(flag if value else flag.replace("--", "--no-", 1), why)
+
+
 class Mode(StrEnum):
     infer = "infer"
     train = "train"

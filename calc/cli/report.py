@@ -60,6 +60,7 @@ from calc.cli.options import (
     given_weights,
     option_given,
     refuse,
+    refuse_switch,
     refuse_weight_format,
 )
 from calc.cli.serving import (
@@ -171,8 +172,8 @@ def report(
     for flag, value in finetune.items():
         if flag == "--recompute" and mode is Mode.train:
             continue  # pins the plan's recomputation, as train-time --recompute does
-        if flag == "--compile" and value is not None:  # --no-compile (False) is given too
-            raise LLMCalcError("--no-compile" if value is False else flag, "is a fine-tuning option; use --mode finetune")
+        if flag == "--compile":  # a --compile/--no-compile switch: refused either way
+            refuse_switch(flag, value, "is a fine-tuning option; use --mode finetune")
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),

@@ -257,6 +257,19 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
+def check_max_model_len(m: Any, max_model_len: int | None, prompt: int, output: int) -> None:
+    """A given --max-model-len (latency, serve) must fit the model's context window and hold the request: the engine
+    stops a request whose prompt + output reaches it."""
+    from calc.cli.common import check_context
+
+    if max_model_len is None:
+        return
+    check_context(m, max_model_len, "--max-model-len")
+    if max_model_len < prompt + output:
+        raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}: "
+                                              "the engine would stop the request there")
+
+
 def unmet_target_flag(num_gpus: int | None, rate: float | None, users: int | None, ttft_ms: float | None,
                       tpot_ms: float | None) -> str:
     """The flag a serving plan that meets no target is refused by (serve, report): the GPU budget when one was given
@@ -302,7 +315,7 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
-    from calc.cli.common import check_context, emit_outcome, load_calibration
+    from calc.cli.common import emit_outcome, load_calibration
     from calc.report.render import latency_view
     from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
@@ -313,11 +326,7 @@ def latency(
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
     output = _window_output(ctx, m, prompt, output)
-    if max_model_len is not None:  # as serve checks it: the engine's limit must hold the model and the request
-        check_context(m, max_model_len, "--max-model-len")
-        if max_model_len < prompt + output:
-            raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}: "
-                                                  "the engine would stop the request there")
+    check_max_model_len(m, max_model_len, prompt, output)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
@@ -466,10 +475,7 @@ def serve(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
     check_context(m, prompt + output, "--prompt")
-    if max_model_len is not None:
-        check_context(m, max_model_len, "--max-model-len")
-    if max_model_len is not None and max_model_len < prompt + output:
-        raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}")
+    check_max_model_len(m, max_model_len, prompt, output)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,

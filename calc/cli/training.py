@@ -123,7 +123,6 @@ def mfu(
                            "give exactly one of: --tokens with --gpu-hours, --tokens-per-s, or --step-time with "
                            "--global-batch" + (f" (got {' and '.join('/'.join(c) for c in chosen)})" if chosen else ""))
     for a, b in (("--tokens", "--gpu-hours"), ("--step-time", "--global-batch")):
-        values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--step-time": step_time, "--global-batch": global_batch}
         if (values[a] is None) != (values[b] is None):
             missing = a if values[a] is None else b
             raise LLMCalcError(missing, f"{a} and {b} go together; give both")
@@ -265,9 +264,9 @@ def _warn_idle_faster(cost: Any, plan: Any, num_gpus: int, global_batch: int | N
 
     per_node = node.gpus_per_node if node is not None else 8
     nodes = num_gpus // per_node
-    if num_gpus % per_node or nodes < 11 or smooth_counts(nodes)[-1] == nodes:
+    fewer = smooth_counts(nodes)[-1] * per_node if nodes else num_gpus
+    if num_gpus % per_node or nodes < 11 or fewer == num_gpus:
         return
-    fewer = smooth_counts(nodes)[-1] * per_node
     try:
         other = best_plan(cost, fewer, global_batch)
     except LLMCalcError:
@@ -718,19 +717,14 @@ def train_step(
                              pp_embedding=pp_embedding, pp_loss=pp_loss, pp_microbatch_group=pp_microbatch_group,
                              recompute_modules=recompute_modules, cpu_offload_layers=cpu_offload_layers,
                              offload_modules=offload_modules)
-    if layout.cp == 1 and cp_comm is not None:
-        from calc.cli.options import refuse
-
-        refuse("--cp-comm", cp_comm, "sets how context-parallel ranks exchange K/V; with --cp 1 there is no exchange: "
-                                     "give --cp > 1 or drop it")
-    if layout.pp == 1 and pp_p2p_overlap is not None:
-        from calc.cli.options import refuse
-
-        refuse("--pp-p2p-overlap", True, "sets how the pipeline's stage-to-stage sends hide; with --pp 1 there are none: "
-                                         "give --pp > 1 or drop it")
     from calc.cli.options import refuse
 
+    if layout.cp == 1:
+        refuse("--cp-comm", cp_comm, "sets how context-parallel ranks exchange K/V; with --cp 1 there is no exchange: "
+                                     "give --cp > 1 or drop it")
     if layout.pp == 1:
+        refuse("--pp-p2p-overlap", pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
+                                                                "--pp 1 there are none: give --pp > 1 or drop it")
         for flag, given in (("--pp-embedding", pp_embedding), ("--pp-loss", pp_loss)):
             refuse(flag, given, "counts a layer slot in the pipeline split; with --pp 1 there is no split: give --pp > 1 "
                                 "or drop it", False)

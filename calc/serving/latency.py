@@ -125,6 +125,7 @@ def latency(
                     decode_seqs=micro, decode_context=mid)
     # PP: the last of n micro-batches leaves (p + n - 1) stage times (traversal / p) after the first enters
     ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
+    e2e = request_seconds(ttft, tpot, output)
     ridge = ridge_point(gpu, fmt.compute_dtype)
     # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
     # the prefill at 100% of peak: its GEMMs at the weights' compute dtype, its attention at the dtype attention runs in
@@ -156,8 +157,7 @@ def latency(
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
         decode_step_overhead_s=dec.overhead_s if dec.overhead_s != a.step_overhead_s else None,
-        tokens_per_s=batch * output / request_seconds(ttft, tpot, output), decode_tokens_per_s=batch / tpot,
-        e2e_s=request_seconds(ttft, tpot, output), ttft_at_full_peak_s=at_peak,
+        tokens_per_s=batch * output / e2e, decode_tokens_per_s=batch / tpot, e2e_s=e2e, ttft_at_full_peak_s=at_peak,
         verdict=verdict, assumptions=assumption_lines,
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
@@ -165,7 +165,7 @@ def latency(
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
             f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
             f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
-            f"{request_seconds(ttft, tpot, output):.4f} s",
+            f"{e2e:.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
         ] + [f"assumption: {line}" for line in assumption_lines],
     )

@@ -29,6 +29,7 @@ from calc.serving.assumptions import VLLM_AGRS_DEFAULT_FROM, engine_dispatcher
 from calc.serving.moe import attention_ranks
 from calc.specs import ModelSpec
 from calc.specs.serving import EngineSettings
+from calc.units import plural
 
 
 def model_id(m: ModelSpec) -> str:
@@ -134,8 +135,9 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
                          "prefill")
     decode = _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
                         speculation, "decode")
-    return (f"# prefill pool: {instances} instance{'s' if instances > 1 else ''} of {best.gpus_per_replica} GPUs\n{prefill}\n"
-            f"# decode pool: {best.replicas} instance{'s' if best.replicas > 1 else ''} of {best.gpus_per_replica} GPUs\n{decode}")
+    gpus = plural(best.gpus_per_replica, "GPU")
+    return (f"# prefill pool: {plural(instances, 'instance')} of {gpus}\n{prefill}\n"
+            f"# decode pool: {plural(best.replicas, 'instance')} of {gpus}\n{decode}")
 
 
 # Each engine's flags for a disaggregated pool (module docstring).

@@ -47,16 +47,16 @@ def smallest_gpus_within(days_at: Callable[[int], float | None], days: float, no
     >>> smallest_gpus_within(lambda n: 1000 / n, 30, 8), smallest_gpus_within(lambda n: 5e4 / n ** 0.9, 30, 8)
     (40, 3840)
     """
-    def ok(nodes: int) -> bool:
-        d = _days(nodes)
-        return d is not None and d <= days
-
     seen: dict[int, float | None] = {}  # nodes -> days (None: nothing fits)
 
     def _days(nodes: int) -> float | None:
         if nodes not in seen:
             seen[nodes] = days_at(nodes * node)
         return seen[nodes]
+
+    def ok(nodes: int) -> bool:
+        d = _days(nodes)
+        return d is not None and d <= days
 
     def estimate(low: int, high: int) -> float | None:
         d_low, d_high = _days(low), _days(high)
