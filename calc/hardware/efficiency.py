@@ -138,22 +138,25 @@ def _quant(x: float, tile: int) -> float:
 def gemm_time(
     gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1,
     plateau: float | None = None, sustained: float = SUSTAINED_FRACTION,
+    compute_rate: float = 1.0, memory_rate: float = 1.0,
 ) -> float:
     """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring);
     ``plateau`` replaces the generation's default e_max (e.g. one fitted to the user's measured step time).
-    With a calibration that measured GEMMs: batch x F / (P x e(F) x sustained) + t_launch, e(F) the measured
+    With a calibration that measured GEMMs: batch x F / (P x e(F) x sustained x r_c) + t_launch, e(F) the measured
     fraction of peak interpolated at this GEMM's F = 2 m n k; ``sustained`` derates an isolated measurement to
-    what a training step sustains (SUSTAINED_FRACTION); serving, which runs the kernels as measured, passes 1."""
+    what a training step sustains (SUSTAINED_FRACTION); serving, which runs the kernels as measured, passes 1.
+    ``compute_rate`` r_c and ``memory_rate`` r_s: a grouped kernel's rate against this dense GEMM on each side of
+    the roofline, batch x max(compute / r_c, memory / r_s) + t_launch (calc.serving.moe.expert_gemm_rate)."""
     flops = 2 * m * n * k
     peak = peak_tflops(gpu, dtype) * TERA
     measured = _calibrated(calibration, "gemm", flops)
     if measured:  # an isolated GEMM measured by `bench`, derated by ``sustained``
-        return batch * flops / (peak * measured * sustained) + GEMM_LAUNCH_S
+        return batch * flops / (peak * measured * sustained * compute_rate) + GEMM_LAUNCH_S
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
     compute = flops / (peak * (plateau or gemm_plateau(gpu, dtype)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
     memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))
-    return batch * max(compute, memory) + GEMM_LAUNCH_S
+    return batch * max(compute / compute_rate, memory / memory_rate) + GEMM_LAUNCH_S
 
 
 def gemm_efficiency(gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None) -> float:

@@ -101,9 +101,13 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   benchmarks/data/aiconfigurator_b200_fp4_moe.csv: nvfp4 CUTLASS and w4a8_mxfp4_mxfp8, balanced, EP 1, TP 1-8, the
   Mixtral, Qwen3, DeepSeek-V3 and gpt-oss expert shapes): at rate 1 the measured layer takes a median 1.58x this
   model's time (its dense fp4 GEMM at the plateau the same aiconfigurator tables measure, 0.43, so the rate is
-  grouped over dense on one silicon), 2.2-2.9x for experts 192-768 wide on their rank, 0.9-1.1x for Mixtral's; D = 12,288, alpha = 0.45
-  brings the pooled median to 1.00 (median |log| 0.13, q10-q90 0.71-1.48; Qwen3-30B-A3B's points still at 1.59).
-  Below 128 tokens per expert the fp4 experts take grouped_gemm_efficiency, as every format does.
+  grouped over dense on one silicon), 2.2-2.9x for experts 192-768 wide on their rank, 0.9-1.1x for Mixtral's; D = 8,192, alpha = 0.63
+  brings the pooled median to 1.01 (median |log| 0.150, q10-q90 0.75-1.43; Qwen3-30B-A3B's points still at 1.48).
+  The rate is the compute side's; the weight stream runs at grouped_gemm_efficiency (calc.serving.step.
+  weight_gemm_time), as every format's does. (Before the sixteenth pass the rate divided the whole roofline time,
+  which made memory-bound experts jump at 128 tokens per expert; that form fitted this table at D = 12,288,
+  alpha = 0.45, median |log| 0.13, q10-q90 0.71-1.48.) Below 128 tokens per expert the fp4 experts' compute takes
+  grouped_gemm_efficiency, as every format's does.
   dispatcher: how tokens reach the experts under expert parallelism, the values of calc.hardware.moe_ops.DISPATCHERS
   (the same `--dispatcher` as train-step): "deepep" (DeepEP normal / low-latency dispatch + combine,
   calc.serving.moe.a2a_s), "alltoall" (a plain NCCL all-to-all of every routed copy, nccl_alltoall_s), "allgather"
@@ -193,10 +197,10 @@ class ServingAssumptions(BaseModel):
     dispatcher: Literal["alltoall", "deepep", "allgather", "naive"] = Field("allgather", description=(
         "EP token exchange (calc.hardware.moe_ops.DISPATCHERS): NCCL all-to-all, DeepEP, all-gather + reduce-scatter, "
         "or vLLM's naive broadcasts + all-reduce; default: the engine's (engine_dispatcher)"))
-    fp4_grouped_gemm_dim: float = Field(12288, gt=0, description=(
+    fp4_grouped_gemm_dim: float = Field(8192, gt=0, description=(
         "fp4 MoE grouped GEMM (NVFP4 / MXFP4 experts on an fp4 tensor-core GPU) at >= 128 tokens per expert: the "
         "expert GEMM's smaller weight dimension from which it runs at a dense fp4 GEMM's rate"))
-    fp4_grouped_gemm_exponent: float = Field(0.45, ge=0, description=(
+    fp4_grouped_gemm_exponent: float = Field(0.63, ge=0, description=(
         "below fp4_grouped_gemm_dim the rate falls as (d / fp4_grouped_gemm_dim) ** exponent"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))

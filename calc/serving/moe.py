@@ -70,8 +70,10 @@ MMA_SYNC_ARCHS = ("Volta", "Turing", "Ampere", "Ada")
 
 def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str = "bf16", arch: str = "",
                      int4_experts: bool = False, dim: int | None = None) -> float:
-    """Rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same per-expert shape
-    (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries):
+    """Compute-side rate of a serving engine's routed-expert grouped GEMM relative to a dense GEMM of the same
+    per-expert shape (calc.hardware.efficiency.gemm_time, whose tile and wave quantisation it already carries); the
+    weight stream runs at a.grouped_gemm_efficiency at every size (calc.serving.step.weight_gemm_time:
+    max(compute / r, memory / grouped_gemm_efficiency), continuous at 128 tokens per expert):
 
         r(T_e) = a.grouped_gemm_efficiency        T_e < 128 tokens per expert (decode: weight streaming)
                = a.int4_grouped_gemm_rate         otherwise, integer 4-bit W4A16 experts (``int4_experts``: GPTQ /
@@ -111,8 +113,8 @@ def expert_gemm_rate(tokens_per_expert: float, a: ServingAssumptions, dtype: str
     (0.8, 0.6)
     >>> expert_gemm_rate(1024, a, "int4", "Hopper", True) == a.int4_grouped_gemm_rate, expert_gemm_rate(64, a, "int4", "Hopper", True)
     (True, 0.6)
-    >>> round(expert_gemm_rate(1024, ServingAssumptions(), "fp4", "Blackwell", dim=768), 4)  # (768 / 12288) ** 0.45
-    0.2872
+    >>> round(expert_gemm_rate(1024, ServingAssumptions(), "fp4", "Blackwell", dim=768), 4)  # (768 / 8192) ** 0.63
+    0.2251
     """
     if tokens_per_expert < GROUPED_GEMM_TILE_ROWS:
         return a.grouped_gemm_efficiency

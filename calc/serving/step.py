@@ -166,10 +166,16 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     d x M x k token-expert pairs over the experts_touched(E, k, d x M) experts they reach, 1/ep of them whole
     on this rank, the busiest rank seeing expert_imbalance x the mean tokens per expert. TP slices every other
     matrix (and the experts without EP) as calc.model.parallel.tp_shard (column / row parallel, the latent
-    projections and router whole). A routed expert below 128 tokens (decode) runs as a grouped GEMM at
-    grouped_gemm_efficiency of the dense GEMM's rate (calc.serving.assumptions), its rows padded to the fused-MoE
-    kernel's row tile, not 128 (calc.serving.moe.expert_row_tile), at the fitted moe_serving_rate of that rate
-    (calc.serving.moe.moe_serving_rate). A dense fp8 (W8A8) GEMM first quantizes its
+    projections and router whole). A routed expert runs as a grouped GEMM on the dense GEMM's roofline with a
+    rate on each side, both times the fitted moe_serving_rate (calc.serving.moe.moe_serving_rate):
+
+        t = max(compute / (r_c x msr), weights read / (grouped_gemm_efficiency x msr)) + launch
+
+    r_c = calc.serving.moe.expert_gemm_rate (grouped_gemm_efficiency below 128 tokens per expert, the format's
+    grouped rate above); the weight stream is at grouped_gemm_efficiency at every size, so the time is continuous
+    where the compute rate changes (one rate on the whole time jumped there: Mixtral 8x7B TP4 TPOT 23.0 / 19.9 /
+    23.2 ms at batch 511 / 512 / 513). Below 128 tokens the rows are padded to the fused-MoE kernel's row tile,
+    not 128 (calc.serving.moe.expert_row_tile). A dense fp8 (W8A8) GEMM first quantizes its
     [M, K] bf16 input (calc.serving.act_quant: M x K x ServingAssumptions.fp8_act_quant_bytes / bandwidth).
     ``dtype`` None: each group's weights as the checkpoint ships them (calc.serving.weights). ``experts_only``: the
     routed experts' GEMMs alone (the MoE layer's share, as per-op kernel tables time it).
@@ -197,17 +203,21 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
             k, n = tp_shard(g.name, g.k, g.n, tp)
         seen, gemm_dtype = fmt.gemm(gpu, g.component, per)
         weights = touched * k * n * fmt.elem(g.component)
+        rc = rs = 1.0  # a grouped GEMM: the fused-MoE kernel's rates against a dense GEMM (calc.serving.moe)
+        if g.expert:
+            msr = moe_serving_rate(gpu, gemm_dtype, a)
+            rc = expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts, min(k, n)) * msr
+            rs = a.grouped_gemm_efficiency * msr
         if measured:
-            t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED),
-                    weights / bandwidth + GEMM_LAUNCH_S)
+            t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED,
+                              compute_rate=rc), weights / bandwidth / rs + GEMM_LAUNCH_S)
         else:
             wave = wave_efficiency(gpu, per, n, k, touched if g.expert else 1)
             if g.expert and not (fmt.weight_only and g.component in fmt.storage):  # Marlin's 16-row tile is in seen
                 wave *= expert_row_tile(per, rows * group, g.copies)
-            t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched)
-        if g.expert:  # a grouped GEMM: the fused-MoE kernel's rate against a dense GEMM (calc.serving.moe)
-            t /= expert_gemm_rate(per, a, gemm_dtype, gpu.arch, fmt.int4_experts, min(k, n)) * moe_serving_rate(gpu, gemm_dtype, a)
-        elif gemm_dtype.startswith("fp8"):
+            t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched, compute_rate=rc,
+                          memory_rate=rs)
+        if not g.expert and gemm_dtype.startswith("fp8"):
             if not fmt.weight_only:  # W8A8: the bf16 input cast first (calc.serving.act_quant)
                 t += act_quant_seconds(per, k, bandwidth, a.fp8_act_quant_bytes)
             if a.fp8_unfused_dequant:  # fp32 out + rescale passes (fp8_fallback)
