@@ -284,14 +284,15 @@ def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
 
 
 def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
-    from calc.serving.assumptions import engine_permute_scope
+    from calc.serving.assumptions import engine_chunked_decode, engine_permute_scope
     from calc.serving.latency import latency
 
     k = knobs(row)
     if (scales := fp8_scales(row, k)) is not None:
         assumptions = assumptions.model_copy(update={"fp8_moe_scales": scales})
     assumptions = assumptions.model_copy(update={"dispatcher": serving_dispatcher(row, k),
-                                                 "moe_permute_scope": engine_permute_scope(row.stack.name, stack_version(row))})
+                                                 "moe_permute_scope": engine_permute_scope(row.stack.name, stack_version(row)),
+                                                 "chunked_decode": engine_chunked_decode(row.stack.name)})
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
                             "(static batches and max-load throughput are)")

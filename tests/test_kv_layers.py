@@ -82,3 +82,44 @@ def test_decode_follows_the_window() -> None:
     step = d.first_step_flops - per_key * (12 * 128 + 12 * 1001)
     assert d.generation_flops == 10 * step + per_key * (12 * 1280 + 12 * 10_055)
     assert d.last_step_flops - d.first_step_flops == per_key * 12 * 9
+
+
+def test_chunked_layers_read_only_their_chunk_in_decode() -> None:
+    """Llama 4 Scout (48 layers: 36 chunked over 8,192 tokens, 12 global; 8 KV heads x 128, bf16): at TP 4 a layer
+    holds 8 x 128 x 2 (K, V) x 2 B / 4 = 1,024 B per token. A decoding query at context n reads n keys from a global
+    layer and ((n - 1) mod 8,192) + 1 from a chunked one (its own chunk; vLLM's local-attention virtual batches):
+      P = 16,383, O = 2 (one decode step at 16,384): (12 x 16,384 + 36 x 8,192) x 1,024 B = 503,316,480 B
+      P = 16,385, O = 2 (at 16,386, 2 tokens into the third chunk): (12 x 16,386 + 36 x 2) x 1,024 B = 201,424,896 B
+      P = 0, O = 16,385 (decode contexts 1 .. 16,384, mean 8,193 for the global layers): a chunked layer reads
+      2 x (8,192 x 8,193 / 2) / 16,384 = 4,096.5 on average: (12 x 8,193 + 36 x 4,096.5) x 1,024 B = 251,688,960 B
+    (min(n, 8,192), the cache a chunked layer may hold, read 8,192 at every step past the first chunk.)"""
+    from calc.memory.kv import kv_bytes_read
+    from calc.serving.step import decode_context, decode_range
+
+    m = load_model("llama4-scout")
+    for prompt, output, by_hand in [(16_383, 2, 503_316_480), (16_385, 2, 201_424_896), (0, 16_385, 251_688_960)]:
+        ctx, (first, last) = decode_context(prompt, output), decode_range(prompt, output)
+        assert kv_bytes_read(m, ctx, "bf16", 4, first, last) == by_hand
+    # a model without chunked layers reads what it holds
+    dense = load_model("llama3-8b")
+    assert kv_bytes_read(dense, 5000, "bf16", 1, 4001, 5999) == 5000 * 32 * 8 * 128 * 2 * 2
+
+
+def test_engines_read_chunked_layers_as_they_run_them() -> None:
+    """vLLM / SGLang decode a chunked layer over its own chunk, TensorRT-LLM over the cached window (its chunked
+    attention covers context requests only): Llama 4 Scout at TP 4, batch 64, prompt 16,385, one decode step at
+    context 16,386. The per-step KV read differs by 64 x 36 chunked layers x (8,192 - 2) keys x 1,024 B =
+    19,322,634,240 B; at prompt 16,383 (context 16,384, a full chunk) both read the same."""
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+    from calc.serving.step import decode_context, decode_range, step_time
+    from calc.sources.catalog import load_gpu
+
+    m, gpu = load_model("llama4-scout"), load_gpu("h200")
+
+    def read(prompt: int, mode: str) -> float:
+        a = DEFAULT_ASSUMPTIONS.model_copy(update={"chunked_decode": mode})
+        return step_time(m, gpu, a, tp=4, dtype="bf16", decode_seqs=64, decode_context=decode_context(prompt, 2),
+                         decode_contexts=decode_range(prompt, 2)).bytes_read
+
+    assert read(16_385, "window") - read(16_385, "chunk") == pytest.approx(19_322_634_240)
+    assert read(16_383, "window") == read(16_383, "chunk")

@@ -216,6 +216,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     from calc.serving.assumptions import (
         DEFAULT_ASSUMPTIONS,
         ServingAssumptions,
+        engine_chunked_decode,
         engine_dispatcher,
         engine_permute_scope,
         engine_step_overhead_s,
@@ -238,6 +239,8 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["comm_buffer_gib"] = comm_buffer_gib
     if dispatcher is not None or settings is not None:
         given["dispatcher"] = str(dispatcher or engine_dispatcher(settings.engine, settings.version()))
+    if settings is not None:
+        given["chunked_decode"] = engine_chunked_decode(settings.engine)
     if moe_permute_scope is not None or settings is not None:
         given["moe_permute_scope"] = str(moe_permute_scope or engine_permute_scope(settings.engine, settings.version()))
     if step_overhead_ms is not None:

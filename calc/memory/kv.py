@@ -6,7 +6,7 @@ ChunkedLocalAttentionSpec in vllm/v1/kv_cache_interface.py); layers without atte
 from __future__ import annotations
 
 from calc.memo import per_spec
-from calc.model.layers import attention_layers, mixer_layer_flags
+from calc.model.layers import attention_layers, decode_keys_read, mixer_layer_flags
 from calc.model.mixers import state_bytes
 from calc.model.parallel import busiest_stage_sum, kv_heads_per_gpu, layers_per_stage
 from calc.specs import ModelSpec
@@ -71,6 +71,24 @@ def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16",
 def _kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int) -> int:
     busiest = busiest_stage_sum([a.tokens_seen(tokens) for a in attention_layers(m)], pp)
     return exact_bytes(busiest * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
+
+
+def kv_bytes_read(m: ModelSpec, context: int, kv_dtype: str = "bf16", tp: int = 1, first: int = 0, last: int = 0) -> int:
+    """KV bytes one decoding query reads on one TP rank at ``context`` cached tokens:
+
+        bytes = sum over the layers of keys_read_l x per-layer-token elements x bytes(kv_dtype)
+
+    keys_read_l as calc.model.layers.LayerAttention.keys_read (a chunked layer reads its own chunk, averaged over
+    the decode contexts ``first`` .. ``last`` when given); kv_cache_bytes_for_tokens(context) for a model without
+    chunked layers, whose query reads all it holds.
+
+    >>> from calc.sources.catalog import load_model
+    >>> kv_bytes_read(load_model("llama2-7b"), 1000, "fp16") == kv_cache_bytes_for_tokens(load_model("llama2-7b"), 1000, "fp16")
+    True
+    """
+    if "chunked" not in (m.layer_types or ()):
+        return kv_cache_bytes_for_tokens(m, context, kv_dtype, tp)
+    return exact_bytes(decode_keys_read(m, context, first, last) * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
 
 
 def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:

@@ -32,6 +32,26 @@ class LayerAttention:
             return 0
         return tokens if self.window is None else min(tokens, self.window)
 
+    def keys_read(self, context: int, first: int = 0, last: int = 0) -> float:
+        """Keys a decoding query reads from this layer when ``context`` tokens (itself included) are cached:
+        tokens_seen(context) for full / sliding layers; a chunked layer (Llama 4) reads only the query's own chunk,
+        ((n - 1) mod c) + 1 at context n, which restarts at 1 with every chunk. Given the contexts ``first`` ..
+        ``last`` of a request's decode steps, a chunked layer's read is their mean,
+        (K(last) - K(first - 1)) / (last - first + 1) with K(n) = sum_{i<n} ((i mod c) + 1) (_keys_before): about
+        c / 2 over a generation longer than a chunk, where min(n, c) would read c.
+
+        >>> LayerAttention("chunked", 8192).keys_read(16386), LayerAttention("chunked", 8192).keys_read(16384)
+        (2, 8192)
+        >>> LayerAttention("chunked", 4).keys_read(9, 5, 12), LayerAttention("sliding", 4).keys_read(9, 5, 12)
+        (2.5, 4)
+        """
+        if self.kind != "chunked" or self.window is None or context < 1:
+            return self.tokens_seen(context)
+        lo, hi = (first, last) if 1 <= first <= last else (context, context)
+        if lo == hi:
+            return (hi - 1) % self.window + 1
+        return (self._keys_before(hi) - self._keys_before(lo - 1)) / (hi - lo + 1)
+
     def pairs(self, seq: int, context: int, causal: bool) -> int:
         """(query, key) pairs of one sequence: S new queries at positions S'-S .. S'-1.
 
@@ -79,6 +99,15 @@ def keys_seen(m: ModelSpec, context: float) -> float:
     sum_l tokens_seen_l(context) = L x context when every layer is full; a sliding / chunked layer
     reaches at most its window, a layer without softmax attention none."""
     return sum(layer.tokens_seen(context) for layer in _attention_layers(m))
+
+
+def decode_keys_read(m: ModelSpec, context: float, first: int = 0, last: int = 0) -> float:
+    """Keys one decoding query reads at ``context`` cached tokens, summed over the layers (LayerAttention.keys_read:
+    a chunked layer its own chunk, averaged over the decode contexts ``first`` .. ``last`` when given); equal to
+    keys_seen(m, context) for a model without chunked layers."""
+    if "chunked" not in (m.layer_types or ()):
+        return keys_seen(m, context)
+    return sum(layer.keys_read(round(context), first, last) for layer in _attention_layers(m))
 
 
 def mixer_layer_flags(m: ModelSpec) -> list[bool]:

@@ -204,17 +204,28 @@ class ServingAssumptions(BaseModel):
         "below fp4_grouped_gemm_dim the rate falls as (d / fp4_grouped_gemm_dim) ** exponent"))
     fp8_tensor_grouped_gemm_rate: float = Field(0.8, gt=0, le=1, description=(
         "per-tensor fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
+    chunked_decode: Literal["chunk", "window"] = Field("chunk", description=(
+        "what a chunked-attention layer (Llama 4) reads in a decode step: its own chunk, restarting every "
+        "attention_chunk_size tokens (chunk: vLLM's local-attention virtual batches, SGLang's local attention), or the "
+        "last chunk-size tokens like a sliding window (window: TensorRT-LLM applies chunked attention to context "
+        "requests only); default: the engine's (engine_chunked_decode)"))
     moe_permute_scope: Literal["local", "zero-fill", "deepgemm", "gathered"] = Field("deepgemm", description=(
         "which routed copies an all-gather-fed rank's permute / unpermute touches (calc.serving.step.MOE_PERMUTE_SCOPES): "
         "only its local experts' (TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM), a zero-fill + top-k sum over every gathered "
         "copy (vLLM / SGLang Triton fused MoE with an expert map), vLLM's choice between the two (deepgemm), or every "
         "gathered copy (gathered); default: the engine's (engine_permute_scope)"))
 
-    def lines(self, moe: bool = True, split: bool = True) -> list[str]:
+    def lines(self, moe: bool = True, split: bool = True, chunked: bool = False) -> list[str]:
         """The assumptions as --explain and JSON ``assumptions`` list them; those that cannot apply are left out: the
         MoE line for a model without routed experts (``moe`` False), the communication buffers for a deployment on
-        one GPU (``split`` False: no communicator is built, calc.serving.engine_memory)."""
+        one GPU (``split`` False: no communicator is built, calc.serving.engine_memory); the chunked-attention line for
+        a model with chunked layers only (``chunked``)."""
         return [
+            *(["chunked-attention layers in decode read "
+               + ("their own chunk (restarting every chunk; half a chunk on average over a long generation)"
+                  if self.chunked_decode == "chunk" else "the last chunk-size tokens, as a sliding window")
+               + f" (chunked_decode {self.chunked_decode}, the engine's: calc.serving.assumptions.engine_chunked_decode)"]
+              if chunked else []),
             f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
             *(["NCCL / custom all-reduce buffers per GPU when split = "
                + (f"{self.comm_buffer_gib:g} GiB" if self.comm_buffer_gib is not None else
@@ -244,7 +255,8 @@ class ServingAssumptions(BaseModel):
             f"a dense fp8 (W8A8) linear quantizes its bf16 input first: {self.fp8_act_quant_bytes:g} B per input element "
             "at HBM bandwidth (aiconfigurator's TensorRT-LLM quantize tables; calc.serving.act_quant)",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",
-            *([f"MoE: grouped GEMM at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
+            *([f"MoE: grouped GEMM weight stream at {self.grouped_gemm_efficiency:g} of a dense GEMM's at every size, its "
+               f"compute at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
                f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
                f"TensorRT-LLM's tables) above, 16-bit at {self.ampere_grouped_gemm_rate:g} on Ampere (aiconfigurator's A100 tables), "
                f"int4 W4A16 (GPTQ / AWQ, Marlin) at {self.int4_grouped_gemm_rate:g} ({self.ampere_int4_grouped_gemm_rate:g} on "
@@ -326,6 +338,20 @@ VLLM_DEEPGEMM_DEFAULT_FROM = (0, 11)
 # "allgather_reducescatter", ...)), kept when the option moved to --all2all-backend (PR #33535); PR #33728 (Feb 2026)
 # removed "naive" ("allgather_reducescatter is already the default").
 VLLM_AGRS_DEFAULT_FROM = (0, 11)
+
+
+def engine_chunked_decode(engine: str | None) -> str:
+    """ServingAssumptions.chunked_decode an engine runs: "window" for TensorRT-LLM, whose chunked attention applies to
+    context requests only (docs/source/features/long-sequence.md, 1.0: "Note that chunked attention can only be
+    applied to context requests"; its generation steps attend the cached window), "chunk" otherwise: vLLM splits
+    each request into attention_chunk_size virtual batches for the chunked layers (make_local_attention_virtual_batches,
+    vllm/v1/attention/backends/utils.py), SGLang's FlashAttention-3 backend runs them as local attention over the
+    query's chunk (flashattention_backend.py, attention_chunk_size).
+
+    >>> engine_chunked_decode("trtllm"), engine_chunked_decode("vllm"), engine_chunked_decode("sglang")
+    ('window', 'chunk', 'chunk')
+    """
+    return "window" if engine == "trtllm" else "chunk"
 
 
 def engine_dispatcher(engine: str | None, version: tuple[int, ...] | None = None) -> str:

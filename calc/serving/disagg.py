@@ -20,7 +20,7 @@ from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
 from calc.serving.queueing import fewest, queue_s
-from calc.serving.step import StepTime, _system, decode_context, prefill_span, step_time
+from calc.serving.step import StepTime, _system, decode_context, decode_range, prefill_span, step_time
 
 
 def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
@@ -40,7 +40,8 @@ def kv_transfer_seconds(replica: Any, mem: EngineMemory) -> float:
 def decode_step(replica: Any, batch: int) -> StepTime:
     """A decode-only step of ``batch`` sequences at the mean context."""
     return step_time(replica.m, replica.gpu, replica.a, tp=replica.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                     calibration=replica.hook, decode_seqs=batch, decode_context=decode_context(replica.p, replica.o))
+                     calibration=replica.hook, decode_seqs=batch, decode_context=decode_context(replica.p, replica.o),
+                     decode_contexts=decode_range(replica.p, replica.o))
 
 
 def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None) -> tuple[int, float]:

@@ -18,6 +18,7 @@ from calc.serving.step import (
     attention_dtype,
     calibrated_gpu,
     decode_context,
+    decode_range,
     prefill_span,
     request_seconds,
     step_time,
@@ -122,7 +123,7 @@ def latency(
     mid = decode_context(prompt, output)
     micro = max(batch // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                    decode_seqs=micro, decode_context=mid)
+                    decode_seqs=micro, decode_context=mid, decode_contexts=decode_range(prompt, output))
     # PP: the last of n micro-batches leaves (p + n - 1) stage times (traversal / p) after the first enters
     ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
     e2e = request_seconds(ttft, tpot, output)
@@ -144,7 +145,8 @@ def latency(
             reach = "reachable"
         verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "
                    f"{target_ttft_s * 1e3:.0f} ms is {reach}")
-    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=plan.tp * plan.pp > 1)]
+    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=plan.tp * plan.pp > 1,
+                                                       chunked="chunked" in (m.layer_types or ()))]
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
         dtype=fmt.label,

@@ -46,7 +46,15 @@ from calc.serving.launch import launch_command
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, queue_s
 from calc.serving.speculative import Speculation
-from calc.serving.step import StepTime, calibrated_gpu, decode_context, prefill_span, request_seconds, step_time
+from calc.serving.step import (
+    StepTime,
+    calibrated_gpu,
+    decode_context,
+    decode_range,
+    prefill_span,
+    request_seconds,
+    step_time,
+)
 from calc.serving.weights import weight_format
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -153,7 +161,8 @@ class _Replica:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
         return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
                          calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
-                         decode_context=decode_context(self.p, self.o), prefill_tokens=prefill, prefill_context=span)
+                         decode_context=decode_context(self.p, self.o), decode_contexts=decode_range(self.p, self.o),
+                         prefill_tokens=prefill, prefill_context=span)
 
     def _mixed_prefill(self, batch: int, per_step: float = 1.0) -> int:
         """Prompt tokens sharing one decode step on one micro-batch / attention rank: the other B - 1
@@ -171,7 +180,7 @@ class _Replica:
         e = spec.expected_tokens
         seqs = max(round(batch / self.split), 1)
         common = {"tp": self.tp, "pp": self.pp, "ep": self.ep, "calibration": self.hook, "decode_seqs": seqs,
-                  "decode_context": decode_context(self.p, self.o)}
+                  "decode_context": decode_context(self.p, self.o), "decode_contexts": decode_range(self.p, self.o)}
         verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
                            queries_per_seq=spec.tokens + 1, prefill_tokens=self._mixed_prefill(batch, e),
                            prefill_context=prefill_span(self.p), **common)
@@ -271,7 +280,8 @@ def serve_plan(
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     seqs_line = (f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}" if s.accounting() != "sglang" else
                  "max_running_requests from the KV pool (calc.specs.serving.sglang_max_running_requests)")
-    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=num_gpus != 1),
+    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=num_gpus != 1,
+                                                                chunked="chunked" in (m.layer_types or ())),
                         f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
                         f"{seqs_line}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",

@@ -51,9 +51,9 @@ from calc.hardware.efficiency import (
     memory_efficiency,
 )
 from calc.hardware.peaks import peak_tflops
-from calc.memory.kv import kv_cache_bytes_for_tokens, state_bytes_per_request
+from calc.memory.kv import kv_bytes_read, kv_cache_bytes_for_tokens, state_bytes_per_request
 from calc.model.flops import attention_dims, mixer_scan_flops
-from calc.model.layers import attention_layers, keys_seen
+from calc.model.layers import attention_layers, decode_keys_read, keys_seen
 from calc.model.moe_routing import PERMUTE_BYTES_PER_COPY, moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.act_quant import act_quant_seconds
@@ -289,6 +289,12 @@ def decode_context(prompt: int, output: int) -> int:
     return prompt + (output + 1) // 2
 
 
+def decode_range(prompt: int, output: int) -> tuple[int, int]:
+    """The contexts of a request's decode steps, (P + 1, P + O - 1) (decode_context is their mean); (P + 1, P + 1)
+    for O <= 2. Chunked-attention layers average their reads over it (calc.model.layers.LayerAttention.keys_read)."""
+    return prompt + 1, prompt + max(output - 1, 1)
+
+
 def request_seconds(ttft_s: float, tpot_s: float, output: int) -> float:
     """A request's time from arrival at the engine to its last token (end-to-end latency; a slot's busy time):
         e2e = TTFT + (O - 1) x TPOT
@@ -433,14 +439,17 @@ def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
     prefill_context: float = 0, prefill_seqs: int = 1, calibration: Any = None, system: SystemSpec | None = None,
-    ep: int = 1, queries_per_seq: int = 1,
+    ep: int = 1, queries_per_seq: int = 1, decode_contexts: tuple[int, int] = (0, 0),
 ) -> StepTime:
     """One step of ``decode_seqs`` sequences (each attending ``decode_context`` keys) plus
     ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (each token attending
     ``prefill_context`` keys on average), on a TP group of ``tp`` GPUs (PP: pass the micro-batch;
     the p - 1 stage sends are added here). ``queries_per_seq`` > 1: each decoding sequence verifies that
     many tokens (speculative decoding) while reading its KV once. ``dtype`` None: weights as shipped
-    (calc.serving.weights); activations, attention and the default KV then in the checkpoint dtype."""
+    (calc.serving.weights); activations, attention and the default KV then in the checkpoint dtype.
+    ``decode_contexts``: the first and last context of the request's decode steps (decode_range), over which a
+    chunked-attention layer's reads are averaged when it reads only its current chunk (a.chunked_decode "chunk");
+    (0, 0): at decode_context. With a.chunked_decode "window" it reads min(context, chunk), as a sliding window."""
     act = weight_format(m, gpu, dtype).act_dtype
     system = system or _system(gpu, a)
     tokens = decode_seqs * queries_per_seq + prefill_tokens
@@ -450,14 +459,18 @@ def step_time(
     # keys one query sees, summed over the layers: L x context when every layer is full; a sliding /
     # chunked layer reaches at most its window (calc.model.layers), and holds at most that much KV.
     layers = attention_layers(m)
-    decode_keys, prefill_keys = keys_seen(m, decode_context), keys_seen(m, prefill_context)
+    chunk_reads = decode_contexts if a.chunked_decode == "chunk" else None  # else a chunked layer reads min(n, c)
+    prefill_keys = keys_seen(m, prefill_context)
+    decode_keys = keys_seen(m, decode_context) if chunk_reads is None else decode_keys_read(m, decode_context, *chunk_reads)
     d_qk_dec, d_v_dec = mla_decode_dims(m) or (d_qk, d_v)  # MLA decodes absorbed over the latent
     attn_flops = 2 * m.num_heads * ((d_qk_dec + d_v_dec) * decode_seqs * queries_per_seq * decode_keys
                                     + (d_qk + d_v) * prefill_tokens * prefill_keys) / tp
     # state-space / linear-attention layers: recurrent update per decoded token, chunked scan over the prompt
     attn_flops += (mixer_scan_flops(m, decode_seqs * queries_per_seq, decode=True) + mixer_scan_flops(m, prefill_tokens)) / tp
     kv_dtype = kv_dtype or act
-    kv_read = decode_seqs * kv_cache_bytes_for_tokens(m, round(decode_context), kv_dtype, tp) if decode_seqs else 0
+    ctx = round(decode_context)
+    held = kv_cache_bytes_for_tokens(m, ctx, kv_dtype, tp) if chunk_reads is None else kv_bytes_read(m, ctx, kv_dtype, tp, *chunk_reads)
+    kv_read = decode_seqs * held if decode_seqs else 0
     kv_read *= a.decode_kv_reads  # a kernel reading each KV head once per query head (calc.serving.decode_attention)
     kv_read += (decode_seqs + (prefill_seqs if prefill_tokens else 0)) * state_bytes_per_request(m, tp)  # constant state read
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
