@@ -301,12 +301,13 @@ def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str
     of the optimizer states (a host-side step), of the activation checkpoints (copied out and back on a side
     stream, overlapped with compute: torchtune ``enable_activation_offloading``), then of the parameters (DeepSpeed
     ZeRO-Offload / FSDP CPU offload: every weight crosses PCIe twice a step), then ``--method qlora`` (NF4 base).
-    An offload rung that frees nothing (the optimizer of a few adapters) is left out of the answer. Answer.AI's FSDP
-    + QLoRA recipe trains Llama-2 70B on 2 x 24 GB with FSDP, gradient checkpointing and CPU offload
-    (answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits (more GPUs is the answer then: ``min_gpus``)."""
-    changes: dict[str, Any] = {}
-    flags: list[str] = []
-    offloads: list[str] = []
+    When no rung fits, the same ladder once more after a chunked cross-entropy (``--loss chunked``: the logits in
+    chunks instead of one [tokens, vocab] fp32 buffer, 25 GB for Gemma 2's 256,000-word vocabulary at 8,192 tokens;
+    a stack change: torchtune's chunked loss, Liger's fused one). An offload or loss rung that frees under 0.1 GiB
+    when taken (the optimizer of a few adapters) is named only if the figure needs it: the flags printed reproduce
+    the figure printed. Answer.AI's FSDP + QLoRA recipe trains Llama-2 70B on 2 x 24 GB with FSDP, gradient
+    checkpointing and CPU offload (answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits (more GPUs is the
+    answer then: ``min_gpus``)."""
     rungs: list[tuple[str, dict[str, Any]]] = []
     if zero < 3 and plan.dp > 1:
         rungs.append(("--zero 3", {"zero": 3}))
@@ -315,23 +316,30 @@ def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str
     rungs += [(f"--offload {name}", {key: True}) for name, key in OFFLOAD_RUNGS if not common[key]]
     if method in ("full", "lora", "dora"):
         rungs.append(("--method qlora", {"method": "qlora"}))
-    before = finetune_memory(m, plan=plan, **{**common, "method": method, "zero": zero}).per_gpu_bytes
-    for flag, change in rungs:
-        changes.update(change)
-        args = {**common, "method": method, "zero": zero, **changes}
-        peak = finetune_memory(m, plan=plan, **args).per_gpu_bytes
-        if flag.startswith("--offload"):
-            if before - peak < GIB // 10:  # frees under 0.1 GiB: not a change worth naming
-                before = peak
-                continue
-            offloads.append(flag.split()[1])
-        else:
-            flags.append(flag)
-        before = peak
-        if peak <= gpu.memory_bytes:
-            shown = [f for f in flags if f != "--method qlora"] + ([f"--offload {','.join(offloads)}"] if offloads else []) \
-                + (["--method qlora"] if "--method qlora" in flags else [])
-            return [f"{' '.join(shown)} ({gib(peak):.1f} GiB)"]
+    ladders = [rungs] + ([[("--loss chunked", {"loss": "chunked"}), *rungs]] if common["loss"] not in ("chunked", "fused") else [])
+
+    def peak_of(taken: list[tuple[str, dict[str, Any]]]) -> int:
+        changes = {k: v for _, change in taken for k, v in change.items()}
+        return finetune_memory(m, plan=plan, **{**common, "method": method, "zero": zero, **changes}).per_gpu_bytes
+
+    for ladder in ladders:
+        named: list[tuple[str, dict[str, Any]]] = []
+        quiet: list[tuple[str, dict[str, Any]]] = []  # taken, but freed under 0.1 GiB when taken
+        before = peak_of([])
+        for rung in ladder:
+            peak = peak_of(named + quiet + [rung])
+            optional = rung[0].startswith(("--offload", "--loss"))
+            (quiet if optional and before - peak < GIB // 10 else named).append(rung)
+            before = peak
+            if peak <= gpu.memory_bytes:
+                lean = peak_of(named)
+                shown, figure = (named, lean) if lean <= gpu.memory_bytes else (sorted(named + quiet, key=ladder.index), peak)
+                flags = [flag for flag, _ in shown]
+                offloads = [flag.split()[1] for flag in flags if flag.startswith("--offload")]
+                plain = [flag for flag in flags if not flag.startswith("--offload") and flag != "--method qlora"]
+                text = plain + ([f"--offload {','.join(offloads)}"] if offloads else []) \
+                    + (["--method qlora"] if "--method qlora" in flags else [])
+                return [f"{' '.join(text)} ({gib(figure):.1f} GiB)"]
     return []
 
 

@@ -78,6 +78,7 @@ FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
     "calc.training.mfu.TrainTimeResult": {
         "days": Figure("training_gpu_hours", "days", "days"),
         "gpu_hours": Figure("training_gpu_hours", "GPU-hours", "GPU-h"),
+        "memory_per_gpu_bytes": Figure("training_peak_memory", "memory per GPU", "GiB"),
     },
     "calc.serving.latency.LatencyResult": {
         "ttft_s": Figure("serving_ttft", "TTFT", "s"),
@@ -116,6 +117,7 @@ FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
 # result class -> (per-GPU bytes key, capacity key) of its memory fit; the band is that of the bytes key
 MEMORY_FIT: dict[str, tuple[str, str]] = {
     "calc.training.step.TrainStepResult": ("memory_per_gpu_bytes", "gpu_memory_bytes"),
+    "calc.training.mfu.TrainTimeResult": ("memory_per_gpu_bytes", "gpu_memory_bytes"),  # its plan's (none with --mfu)
     "calc.memory.result.MemoryResult": ("per_gpu_bytes", "gpu_memory_bytes"),
     "calc.memory.finetune.FinetuneResult": ("per_gpu_bytes", "gpu_memory_bytes"),
 }
@@ -124,6 +126,8 @@ FIT_FROM: dict[str, str] = {"calc.report.build.Report": "memory", "calc.training
 # what would make room, per class, for the warning of a tight fit
 ROOM: dict[str, str] = {
     "calc.training.step.TrainStepResult": "a higher --zero, --recompute full, more --pp/--tp or a smaller --micro-batch",
+    "calc.training.mfu.TrainTimeResult": "more GPUs, or a layout with a higher --zero, --recompute full or more --pp/--tp "
+                                         "(train-plan lists them)",
     "calc.memory.result.MemoryResult": "more GPUs (--num-gpus/--tp), a smaller --batch or --seq, or a lighter --dtype",
     "calc.memory.finetune.FinetuneResult": "--recompute full, a smaller --batch, --zero 3 over more GPUs or --offload",
     "calc.serving.capacity.ConcurrencyResult": "a shorter --max-model-len, a lighter --kv-dtype or more GPUs",
@@ -308,8 +312,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         bands = {k: b for k, b in bands.items() if b.rows > 0}  # the wide default is no band: it cannot make a fit tight
         need_key, cap_key = MEMORY_FIT[name]
         need, cap = getattr(r, need_key, None), getattr(r, cap_key, None)
-        if need is None or not cap:
-            return None
+        if need is None or not cap:  # train-time at an assumed --mfu: its run was checked to fit first (exit 2 if not)
+            return ("fits", None) if name == "calc.training.mfu.TrainTimeResult" else None
         high = bands[need_key].high if need_key in bands else need
         verdict = fit_verdict(need, cap, high)
         margin = (f"{gib(cap - need):.2f} GiB of {gib(cap):.2f} GiB per GPU to spare, but the 80% band of the peak "
@@ -345,8 +349,6 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
                    else fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low))
         margin = (f"the best layout's KV cache holds {best.max_concurrency:,} requests for a batch of {best.batch:,}, "
                   f"but its 80% band goes down to {b.low:,.0f}")
-    elif name == "calc.training.mfu.TrainTimeResult":  # printed only for a run that fits: its plan was searched among
-        return "fits", None  # fitting layouts, an assumed MFU's run was checked first (a run that does not fit exits 2)
     elif name == "calc.training.plan.PlanSearchResult":
         return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
     elif name == "calc.report.build.Report":

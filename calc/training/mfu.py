@@ -126,6 +126,8 @@ class TrainTimeResult(BaseModel):
     mfu_source: str = "assumed (--mfu)"
     plan: str | None = None
     stack: str | None = None  # the predicted plan's training stack (its band's stack); None with an assumed --mfu
+    memory_per_gpu_bytes: float | None = None  # the predicted plan's peak per GPU (its three-valued fit); None with --mfu
+    gpu_memory_bytes: float | None = None
     verdict: str
     assumptions: list[str] = []  # what the days rest on, as train-step / serve list them: the plan's, or the assumed MFU
     explain: list[str]
@@ -184,6 +186,7 @@ def train_time(
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
+        memory_per_gpu_bytes=getattr(plan, "memory_per_gpu_bytes", None), gpu_memory_bytes=getattr(plan, "gpu_memory_bytes", None),
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
         + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")
         + f"({figure(gpu_hours)} GPU-hours{cost_text})", assumptions=assumptions,

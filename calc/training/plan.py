@@ -210,16 +210,17 @@ def search_plans(
         pins = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in space.fixed)
         raise LLMCalcError("--global-batch", f"no layout of {num_gpus} GPUs has DP x micro-batch dividing {global_batch}"
                            + (f" with {pins}" if pins else "") + "; change --global-batch or the pinned degrees")
-    timed: list[tuple[float, bool, Layout]] = []
+    timed: list[tuple[float, bool, float, Layout]] = []
     for layout, micro in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
             if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.memory_bytes:
                 continue  # interleaving keeps more micro-batches' activations on the first stage
             uneven = cost.m.num_layers % candidate.pp != 0
-            timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, uneven, candidate))
-    timed.sort(key=lambda item: item[:2])
-    plans = [train_step(cost, layout, global_batch=global_batch) for _, _, layout in timed[:top]]
+            peak = sum(memory_per_gpu(cost, candidate, micro).values())
+            timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, uneven, peak, candidate))
+    timed.sort(key=lambda item: item[:3])  # fastest; at equal time an even split, then the most memory to spare
+    plans = [train_step(cost, layout, global_batch=global_batch) for *_, layout in timed[:top]]
     if plans:
         best = plans[0]
         verdict = (f"fastest of {len(timed)} fitting layouts and interleavings: {best.layout}: "
