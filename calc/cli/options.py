@@ -434,6 +434,10 @@ SharedPrefixOpt = Annotated[int, typer.Option(
 TtftMsOpt = Annotated[float | None, typer.Option("--ttft-ms", parser=human_float("--ttft-ms"), help="TTFT target, ms")]
 TpotMsOpt = Annotated[float | None, typer.Option("--tpot-ms", parser=human_float("--tpot-ms"), help="TPOT target, ms")]
 RateOpt = Annotated[float | None, typer.Option("--rate", parser=human_float("--rate"), help="arrival rate, requests/s")]
+MaxUtilizationOpt = Annotated[float | None, typer.Option(
+    "--max-utilization", parser=human_float("--max-utilization", maximum=1.0),
+    help="with --rate: the busiest share of a replica's request slots kept occupied (default 0.9 without --ttft-ms; "
+         "with --ttft-ms the target bounds the queue)")]
 UsersOpt = Annotated[int | None, typer.Option("--users", parser=human_int("--users"), help="concurrent users (closed loop)")]
 EmitOpt = Annotated[EmitEngine | None, typer.Option("--emit", help="print the launch command for the best layout")]
 

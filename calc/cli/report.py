@@ -30,6 +30,7 @@ from calc.cli.options import (
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    MaxUtilizationOpt,
     MfuOpt,
     Mode,
     ModelArg,
@@ -67,6 +68,7 @@ from calc.cli.serving import (
     engine_settings,
     refuse_engine_on_gpu,
     refuse_ep_options_on_one_gpu,
+    refuse_max_utilization,
     refuse_moe_options,
     refuse_unsplit_comm_buffer,
     serving_assumptions,
@@ -94,6 +96,7 @@ def report(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    max_utilization: MaxUtilizationOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     dispatcher: DispatcherOpt = None,
     moe_permute_scope: PermuteScopeOpt = None,
@@ -150,7 +153,7 @@ def report(
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
                "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
-               "--moe-serving-rate": moe_serving_rate}
+               "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -199,6 +202,7 @@ def report(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    refuse_max_utilization(max_utilization, rate, num_gpus)
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
@@ -224,7 +228,7 @@ def report(
                                   stack=stack, recipe=recipe)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
-                                      moe_serving_rate=moe_serving_rate)  # as serve
+                                      moe_serving_rate=moe_serving_rate, max_utilization=max_utilization)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -296,6 +300,7 @@ def compare(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    max_utilization: MaxUtilizationOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     reserve_gib: ReserveOpt = None,
@@ -332,9 +337,10 @@ def compare(
                            moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    refuse_max_utilization(max_utilization, rate, num_gpus)
     s = engine_settings(engine, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, moe_serving_rate=moe_serving_rate)
+                                      comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization)
     check_context(m, prompt + output, "--prompt")
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")

@@ -137,9 +137,19 @@ from pydantic import BaseModel, Field
 from calc.fitted import parameter
 from calc.serving.act_quant import ACT_QUANT_BYTES
 
+# Replicas sized for a request rate without a TTFT target: the fewest that keep each replica's slots at most this
+# busy. A planning margin, not a measurement: the M/D/c wait (calc.serving.queueing) grows without bound as rho
+# nears 1, so "any stable queue" sized llama3-8b at 42 req/s on 2 H100 at rho 0.9998 with a 72 s TTFT, where a
+# third GPU serves it at 49 ms. 0.9 leaves the 10% headroom capacity planners commonly keep for bursts; give
+# --ttft-ms to size for latency instead, or --max-utilization to change it.
+DEFAULT_MAX_UTILIZATION = 0.9
+
 
 class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
+    max_utilization: float | None = Field(None, gt=0, le=1, description=(
+        "the busiest share of a replica's request slots a --rate may keep occupied (rho = R x S / (n x B)); None: "
+        "DEFAULT_MAX_UTILIZATION when no TTFT target bounds the queue, else the target alone"))
     comm_buffer_gib: float | None = Field(None, ge=0, description=(
         "communication buffers per GPU when split; None: calc.serving.comm_memory by topology and TP width"))
     profile_non_torch_gib: float = Field(0.1, ge=0, description=(

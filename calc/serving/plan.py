@@ -39,7 +39,7 @@ from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.parallel import check_layout
-from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, DEFAULT_MAX_UTILIZATION, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
 from calc.serving.launch import launch_command
@@ -287,6 +287,14 @@ def serve_plan(
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
+    if rate and not num_gpus:
+        cap = utilization_cap(a, ttft_ms)
+        assumption_lines.append(
+            f"replicas for {count(rate)} requests/s: the fewest whose request slots run at most {cap:.0%} busy "
+            + ("(--max-utilization)" if a.max_utilization is not None else
+               "(no --ttft-ms: the default planning margin; --max-utilization changes it)" if ttft_ms is None else
+               "(any stable queue: the --ttft-ms target bounds the wait)")
+            + (" and whose queueing keeps TTFT within --ttft-ms" if ttft_ms is not None else ""))
     if speculation is not None:
         assumption_lines.append(speculation.line())
     if disaggregated:
@@ -458,7 +466,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     gpr = r.tp * r.pp * r.dp
     service = request_seconds(ttft, st.total_s, r.o)
     mu = b / service
-    replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms)
+    replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms, utilization_cap(a, ttft_ms))
     prefill_gpus, name = 0, f"DP{r.dp} x TP{r.tp} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
     if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
         t_p = prefill_seconds(r, r.mem)
@@ -494,9 +502,23 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     )
 
 
-def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms) -> tuple[int, float]:  # noqa: ANN001
-    """Replicas for the traffic and the queueing delay each then sees: for a rate, the fewest whose wait
-    keeps TTFT within target (calc.serving.queueing.fewest)."""
+def utilization_cap(a: ServingAssumptions, ttft_ms: float | None) -> float:
+    """The busiest share of its request slots a replica may run at under a --rate: a.max_utilization when given,
+    else DEFAULT_MAX_UTILIZATION without a TTFT target (the queue is then bounded by nothing else) and 1 (any stable
+    queue: the target bounds the wait) with one.
+
+    >>> utilization_cap(ServingAssumptions(), None), utilization_cap(ServingAssumptions(), 2000.0)
+    (0.9, 1.0)
+    """
+    if a.max_utilization is not None:
+        return a.max_utilization
+    return DEFAULT_MAX_UTILIZATION if ttft_ms is None else 1.0
+
+
+def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms, cap=1.0) -> tuple[int, float]:  # noqa: ANN001
+    """Replicas for the traffic and the queueing delay each then sees: for a rate, the fewest whose slots run at
+    most ``cap`` busy, rho = R x S / (n x B) <= cap, and whose wait keeps TTFT within target
+    (calc.serving.queueing.fewest)."""
     if num_gpus:
         n = num_gpus // gpr
         return n, queue_s(rate / n, batch, service) if rate else 0.0
@@ -507,9 +529,10 @@ def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms) -> 
 
     def ok(n: int) -> bool:
         wait = queue_s(rate / n, batch, service)
-        return wait < math.inf and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1)
+        return (wait < math.inf and rate / (n * mu) <= cap + 1e-12
+                and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1))
 
-    n = fewest(max(math.ceil(rate / mu), 1), ok)
+    n = fewest(max(math.ceil(rate / (mu * cap) - 1e-9), 1), ok)
     return (n, queue_s(rate / n, batch, service)) if n else (100_000, math.inf)
 
 
