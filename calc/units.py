@@ -176,6 +176,8 @@ def percent(fraction: float, decimals: int = 1) -> str:
     """A fraction as a percentage with ``decimals`` decimals; tiny ones with two significant digits and
     huge ones in K/M/B/T, never an exponent (below 0.0001%: '< 0.0001%'): ``percent(0.4321) == '43.2%'``, ``percent(4.3e10) == '4.3T%'``."""
     pct = fraction * 100
+    if not math.isfinite(pct):  # a rate over a zero or vanishing time: no percentage to print
+        return "unbounded"
     if pct and abs(pct) < 1e-4:
         return "< 0.0001%" if pct > 0 else "> -0.0001%"
     if pct and abs(pct) < 10 ** -decimals:

@@ -404,3 +404,16 @@ def test_tight_fit_warning_counts_whole_requests(cli) -> None:
             "--dtype", "fp8")
     line = next(x for x in r.err.splitlines() if "fit: tight" in x)
     assert re.search(r"holds [\d,]+ requests for a batch of [\d,]+, but its 80% band goes down to [\d,]+;", line), line
+
+
+def test_fp8_kv_on_a_gpu_without_fp8_tensor_cores(cli) -> None:
+    """An A100 stores an fp8 KV cache and dequantizes it in the attention kernel (16-bit math): latency accepts it
+    (it blamed --dtype), and the decode step reads half the KV. Llama 3 8B, prompt 1,024, output 256: the mean decode
+    step attends 1,024 + 128 = 1,152 tokens of 2 x 32 layers x 8 KV heads x 128 = 65,536 values a token:
+    75,497,472 values, 150,994,944 B in bf16, 75,497,472 B in fp8."""
+    def read(kv: str) -> float:
+        r = cli("latency", "llama3-8b", "--gpu", "a100", "--kv-dtype", kv, "--prompt", "1024", "--output", "256", "--json")
+        assert r.code == 0, r.err
+        return r.json()["decode_bytes_per_step"]
+
+    assert read("bf16") - read("fp8") == pytest.approx(75_497_472)

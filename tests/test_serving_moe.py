@@ -577,3 +577,4 @@ def test_expert_gemms_are_continuous_across_one_tile(monkeypatch: pytest.MonkeyP
     by_hand = 32 * (743_440_384 / (3.35e12 * 0.9) / (0.8 * 0.65) + 2 * GEMM_LAUNCH_S)
     assert t512 == pytest.approx(by_hand, rel=1e-6)
     assert t512 == pytest.approx(t511, rel=3e-3)
+

@@ -186,3 +186,14 @@ def test_a_measured_step_no_plateau_reproduces_is_refused(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --measured-step-time:"), r.err
     ok = cli(*args, "--measured-step-time", "50", "--json")
     assert ok.code == 0 and 0.05 < ok.json()["fitted_gemm_plateau"] < 1
+
+
+def test_a_measured_step_above_the_dense_peak_is_refused(cli) -> None:
+    """QA finding: --measured-step-time 0.0001 exited 0 with "error +3186836.9%". Llama 3 8B at global batch 64 x 4,096
+    tokens on 8 H100: 6 x 8.03e9 x 262,144 = 1.26e16 model FLOPs (before attention), at least 1.26e16 / (8 x 989.4e12)
+    = 1.6 s at 100% of the dense peak; 0.0001 s and 1 s are refused as mfu refuses an MFU above 100%, 3 s is answered."""
+    args = ("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "3", "--global-batch", "64")
+    r = cli(*args, "--measured-step-time", "0.0001")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --measured-step-time:") and "above 100%" in r.err
+    assert cli(*args, "--measured-step-time", "1").code == 2
+    assert cli(*args, "--measured-step-time", "3", "--json").code == 0

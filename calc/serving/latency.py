@@ -131,7 +131,7 @@ def latency(
     # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
     # the prefill at 100% of peak: its GEMMs at the weights' compute dtype, its attention at the dtype attention runs in
     # (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the attention faster)
-    attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype)) * TERA
+    attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype, gpu)) * TERA
     at_peak = ((pre.flops - pre.attention_flops) / peak + pre.attention_flops / attn_peak) * (plan.pp + n_micro - 1) / plan.pp
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"

@@ -253,17 +253,22 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     return gpu, calibration, eff.model_copy(update={"source": source})
 
 
-def attention_dtype(act: str, kv_dtype: str) -> str:
+def attention_dtype(act: str, kv_dtype: str, gpu: GPUSpec | None = None) -> str:
     """The dtype the attention kernel's tensor-core math runs in: the KV cache's, not the weights'. vLLM's
     FlashAttention backend (vllm/v1/attention/backends/flash_attn.py) quantizes the query to fp8 and runs FA3's fp8
     path (q/k/v descales) only when kv_cache_dtype is fp8; with a 16-bit cache (the ``auto`` default, also for an
     FP8 weight checkpoint) Q K^T and P V run in 16 bits. TensorRT-LLM's fp8 context FMHA likewise needs the fp8 KV
-    cache. So: fp8 KV -> fp8, else the 16-bit activation dtype (bf16 for fp8 / int8 / int4 weights).
+    cache. So: fp8 KV -> fp8, else the 16-bit activation dtype (bf16 for fp8 / int8 / int4 weights). On a ``gpu``
+    without fp8 tensor cores (A100) an fp8 cache is stored in fp8 and dequantized in the kernel, whose math runs in
+    16 bits (vLLM's paged attention / FlashInfer on sm80 with kv_cache_dtype fp8).
 
     >>> attention_dtype("fp8", "bf16"), attention_dtype("fp8", "fp8"), attention_dtype("fp16", "fp16")
     ('bf16', 'fp8', 'fp16')
+    >>> from calc.sources.catalog import load_gpu
+    >>> attention_dtype("bf16", "fp8", load_gpu("a100")), attention_dtype("bf16", "fp8", load_gpu("h100"))
+    ('bf16', 'fp8')
     """
-    if kv_dtype.startswith("fp8"):
+    if kv_dtype.startswith("fp8") and (gpu is None or "fp8" in gpu.datasheet_peak_tflops):
         return "fp8"
     return act if act in ("bf16", "fp16", "fp32") else "bf16"
 
@@ -477,7 +482,7 @@ def step_time(
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
-    attn_rate = _attention_rate(gpu, attention_dtype(act, kv_dtype), calibration, attn_flops / len(layers))
+    attn_rate = _attention_rate(gpu, attention_dtype(act, kv_dtype, gpu), calibration, attn_flops / len(layers))
     attn_compute = attn_flops / attn_rate if attn_flops else 0.0
     attn_memory = kv_read / bandwidth
     payload = tp_activation_bytes(m, tokens, ACT_BYTES)

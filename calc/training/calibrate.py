@@ -14,6 +14,7 @@ from calc.errors import LLMCalcError
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout
 from calc.training.step import TrainStepResult, step_terms
+from calc.units import percent
 
 LOW, HIGH = 0.05, 1.0
 
@@ -52,6 +53,10 @@ def with_measurement(result: TrainStepResult, cost: ModelCost, layout: Layout, m
     """The result with the measured step, the model's error against it and the plateau that reproduces it."""
     if not result.fits or result.step_time_s is None:
         return result
+    implied = result.mfu * result.step_time_s / measured_s  # the same model FLOPs in the measured time
+    if implied > 1:  # no step runs above the dense peak (the mfu command refuses the same)
+        raise LLMCalcError("--measured-step-time", f"{measured_s:g} s implies MFU {percent(implied)}, above 100% of "
+                                                   "the GPUs' dense peak; check the unit (seconds per optimizer step)")
     fitted = fit_gemm_plateau(cost, layout, result.global_batch, result.num_microbatches, measured_s)
     error = (result.step_time_s - measured_s) / measured_s
     line = f"measured {measured_s:.4f} s vs predicted {result.step_time_s:.4f} s: error {error:+.1%}; " + (
