@@ -197,3 +197,21 @@ def test_a_measured_step_above_the_dense_peak_is_refused(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --measured-step-time:") and "above 100%" in r.err
     assert cli(*args, "--measured-step-time", "1").code == 2
     assert cli(*args, "--measured-step-time", "3", "--json").code == 0
+
+
+def test_megatron_tp_divides_the_kv_heads(cli) -> None:
+    """Megatron-Core's attention splits the KV heads over TP without replicating them (attention.py:
+    num_query_groups_per_partition = divide(num_query_groups, world_size), an exact split): Llama 3 8B's 8 KV heads
+    take TP 1, 2, 4, 8, not 16; Gemma 3 1B's single KV head TP 1 only. A stack without that rule (fsdp here) keeps
+    the replicating placement serving engines use."""
+    base = ("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--tp", "16")
+    r = cli(*base)
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tp:") and "8 KV heads" in r.err
+    assert cli(*base, "--stack", "fsdp").code == 0
+    one = cli("train-step", "gemma3-1b", "--gpu", "h100", "--num-gpus", "4", "--global-batch", "64", "--tp", "4")
+    assert one.code == 2 and "1 KV head " in one.err
+    plan = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--tp", "16",
+               "--cross-node-tp")
+    assert plan.code == 2 and "TP choices: 1, 2, 4, 8" in plan.err
+    mem = cli("memory", "llama3-8b", "--mode", "train", "--gpu", "h100", "--num-gpus", "16", "--tp", "16")
+    assert mem.code == 2 and mem.err.startswith("llmcalc: error: --tp:")

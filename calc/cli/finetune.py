@@ -110,7 +110,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     from calc.memory.finetune import finetune_memory, fit_table
     from calc.sources.catalog import load_gpu, load_model
     from calc.training.cost import other_stack_note, stack_memory_line
-    from calc.training.stack import DEFAULT_STACK, check_pipeline, memory_defaults, stack_key
+    from calc.training.stack import DEFAULT_STACK, check_pipeline, check_tp, memory_defaults, stack_key
 
     o = {k: options.get(k) for k in FINETUNE_FLAGS}
     method = (o["--method"] or "lora").lower()
@@ -134,6 +134,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if zero and plan.dp == 1:
         raise LLMCalcError("--zero", f"ZeRO-{zero} shards over data-parallel ranks; give --dp > 1 (or --num-gpus)")
     m = load_model(model)
+    check_tp(stack, m, plan.tp)
     g = load_gpu(gpu) if gpu else None
     kwargs = dict(
         plan=plan, method=method, lora_rank=o["--lora-rank"] or 8, lora_alpha=o["--lora-alpha"],

@@ -286,7 +286,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
     from calc.training.cost import Efficiencies
     from calc.training.layout import check_training_layout
-    from calc.training.stack import check_pipeline
+    from calc.training.stack import check_pipeline, check_tp
     from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
     plan = training_layout(**layout)
@@ -303,6 +303,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
                  if v is not None}
     eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=recipe), **overrides)
     check_pipeline(eff.stack, plan.pp)
+    check_tp(eff.stack, m, plan.tp)
     kwargs = dict(seq=seq, dtype=_training_dtype(dtype),
                   reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
     return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff, **kwargs)

@@ -28,10 +28,9 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
-from calc.model.parallel import tp_splits_kv_heads
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, pipeline_stage_layers, zero_with_pp_problem
-from calc.training.stack import runs_pipeline
+from calc.training.stack import SHARDS_KV_HEADS, runs_pipeline, stack_key, tp_places_kv_heads
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev
 
@@ -89,7 +88,7 @@ def _tp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
     for tp in _divisors(n):
         if tp > limit or m.num_heads % tp:
             continue
-        if not tp_splits_kv_heads(m, tp):
+        if not tp_places_kv_heads(cost.eff.stack, m, tp):
             continue
         out.append(tp)
     return out
@@ -126,9 +125,10 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     m, pins = cost.m, dict(space.fixed)
     tp, cp, ep = pins.get("tp"), pins.get("cp"), pins.get("ep")
     if tp is not None:
-        if n % tp or m.num_heads % tp or not tp_splits_kv_heads(m, tp):
+        if n % tp or m.num_heads % tp or not tp_places_kv_heads(cost.eff.stack, m, tp):
+            kv = ("divide" if stack_key(cost.eff.stack) in SHARDS_KV_HEADS and not m.mla else "divide or be a multiple of")
             raise LLMCalcError("--tp", f"{tp} must divide the {n} GPUs and the {m.num_heads} heads of {m.name} "
-                               f"(and divide or be a multiple of its {m.kv_heads} KV heads); TP choices: "
+                               f"(and {kv} its {m.kv_heads} KV heads); TP choices: "
                                f"{', '.join(map(str, _tp_choices(cost, n, SearchSpace(cross_node_tp=True))))}")
         if tp > cost.system.gpus_per_node and not space.cross_node_tp:
             raise LLMCalcError("--tp", f"{tp} spans nodes of {cost.system.gpus_per_node} GPUs; `train-plan --cross-node-tp` "

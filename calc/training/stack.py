@@ -39,6 +39,7 @@ rows of that stack from at least two source groups and the fit beats 1 in cross-
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from calc.fitted import fitted
 from calc.memory.training import FSDP_REDUCE_BYTES, HF_MEMORY, MEGATRON_MEMORY, StackMemory
@@ -100,6 +101,39 @@ def check_pipeline(name: str | None, pp: int) -> None:
 
         raise LLMCalcError("--pp", f"--stack {name} runs no pipeline schedule (HF Trainer / accelerate: DDP, FSDP, DeepSpeed "
                                    "ZeRO, TP); give --pp 1, or a stack with one (--stack megatron, deepspeed or fsdp)")
+
+
+# Stacks whose tensor parallelism shards the KV heads without replicating them: Megatron-Core's attention sets
+# num_query_groups_per_partition = divide(num_query_groups, world_size) (megatron/core/transformer/attention.py), and
+# divide() asserts an exact split, so TP must divide the KV heads (NeMo and Megatron-Bridge run it).
+SHARDS_KV_HEADS = ("megatron",)
+
+
+def tp_places_kv_heads(name: str | None, m: Any, tp: int) -> bool:
+    """Whether the stack can place the model's KV heads on ``tp`` ranks: Megatron-Core only when TP divides them
+    (SHARDS_KV_HEADS); other stacks as calc.model.parallel.tp_splits_kv_heads (divide, or replicate each head on
+    t/g ranks). MLA's latent is replicated on every rank either way.
+
+    >>> from calc.sources.catalog import load_model
+    >>> tp_places_kv_heads("megatron", load_model("llama3-8b"), 16), tp_places_kv_heads("fsdp", load_model("llama3-8b"), 16)
+    (False, True)
+    """
+    from calc.model.parallel import tp_splits_kv_heads
+
+    if stack_key(name) in SHARDS_KV_HEADS and not m.mla:
+        return m.kv_heads % tp == 0
+    return tp_splits_kv_heads(m, tp)
+
+
+def check_tp(name: str | None, m: Any, tp: int) -> None:
+    """Refuse, naming --tp, a TP the stack cannot place the KV heads on (tp_places_kv_heads)."""
+    if not tp_places_kv_heads(name, m, tp):
+        from calc.errors import LLMCalcError
+        from calc.units import plural
+
+        raise LLMCalcError("--tp", f"{tp} does not divide the {plural(m.kv_heads, 'KV head')} of {m.name}, and --stack "
+                                   f"{name or 'megatron'} shards them without replicating (Megatron-Core's attention: "
+                                   "num_query_groups / TP); give a TP dividing them")
 
 
 def stack_key(name: str | None) -> str:
