@@ -36,3 +36,31 @@ def test_train_time_fit_is_its_plans_fit(cli):
     assert step["memory_per_gpu_bytes"] == time["memory_per_gpu_bytes"]
     assert step["fit"] == time["fit"]
     assert time["bands"]["memory_per_gpu_bytes"]["high"] >= time["memory_per_gpu_bytes"]
+
+
+def test_train_step_and_memory_agree_on_the_smallest_gpu_count(cli):
+    """Llama 3 70B at 32K tokens, ZeRO-3, full recompute, on 128 H100 needs 80.0 GiB a GPU (79.6 on the card);
+    train-step doubled DP and said "fits from 256", memory --mode train searched every node and said 136. One search:
+    both 136, and 136 = 17 nodes runs while 128 does not."""
+    layout = ("--tp", "1", "--pp", "1", "--zero", "3", "--recompute", "full", "--seq", "32768")
+    step = cli("train-step", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "128", "--dp", "128", "--micro-batch",
+               "1", "--global-batch", "128", *layout)
+    assert step.code == 2 and "fits from 136 GPUs" in step.err
+    mem = cli("memory", "llama3-70b", "--mode", "train", "--gpu", "h100-sxm", "--num-gpus", "128", "--dp", "128",
+              "--batch", "1", "--global-batch", "128", *layout, "--json").json()
+    assert mem["min_gpus"] == 136
+    ran = cli("train-step", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "136", "--dp", "136", "--micro-batch",
+              "1", "--global-batch", "136", *layout, "--json")
+    assert ran.code == 0 and ran.json()["fits"] is True
+    assert "--zero" not in step.err.split("(or raise")[1] and "--recompute" not in step.err.split("(or raise")[1]
+
+
+def test_tight_advice_names_only_what_the_run_can_still_change(cli):
+    """At ZeRO-3, full recompute and micro-batch 1 the only training levers left are more --pp/--tp ("a higher --zero"
+    named a change --zero 4 refuses); latency's KV advice leaves out --max-model-len, already prompt + output."""
+    r = cli("train-step", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "16", "--dp", "16", "--tp", "1", "--pp", "1",
+            "--zero", "3", "--recompute", "full", "--micro-batch", "1", "--seq", "4096", "--global-batch", "16")
+    assert "fit: tight" in r.err and "more --pp/--tp would make room" in r.err and "--zero" not in r.err.split("spare")[1]
+    lat = cli("latency", "llama3-70b", "--gpu", "h100-sxm", "--tp", "4", "--prompt", "2048", "--output", "512",
+              "--batch", "161")
+    assert "fit: tight" in lat.err and "--max-model-len" not in lat.err

@@ -123,16 +123,39 @@ MEMORY_FIT: dict[str, tuple[str, str]] = {
 }
 # results whose fit is that of a part: a report's memory answer, a plan search's best (first) plan
 FIT_FROM: dict[str, str] = {"calc.report.build.Report": "memory", "calc.training.plan.PlanSearchResult": "plans"}
-# what would make room, per class, for the warning of a tight fit
-ROOM: dict[str, str] = {
-    "calc.training.step.TrainStepResult": "a higher --zero, --recompute full, more --pp/--tp or a smaller --micro-batch",
+def _levers(r: Any, training: bool = True) -> str:
+    """What would make room for a training / fine-tuning peak, leaving out what the run already has: a higher --zero
+    below ZeRO-3, --recompute full when it recomputes less, a smaller micro-batch above 1, CPU offload (fine-tuning),
+    then more --pp/--tp and more GPUs ("a higher --zero" at ZeRO-3 named a change --zero 4 refuses)."""
+    zero, recompute = getattr(r, "zero", 0) or 0, getattr(r, "recompute", "none")
+    batch = getattr(r, "micro_batch", None) or getattr(r, "batch", 1)
+    finetune = hasattr(r, "cpu_offload_bytes")
+    levers = [*(["a higher --zero"] if zero < 3 and training and not finetune else []),
+              *(["--zero 3 over more GPUs"] if finetune and zero < 3 else []),
+              *(["--recompute full"] if recompute != "full" else []),
+              *([f"a smaller --{'micro-batch' if hasattr(r, 'micro_batch') else 'batch'}"] if batch > 1 else []),
+              *(["--offload"] if finetune else []),
+              "more --pp/--tp" if not finetune else "more GPUs"]
+    return ", ".join(levers[:-1]) + (" or " if len(levers) > 1 else "") + levers[-1]
+
+
+def _memory_room(r: Any) -> str:
+    if getattr(r, "mode", "infer") == "train":  # memory --mode train / report --mode train: the training levers
+        return _levers(r)
+    return "more GPUs (--num-gpus/--tp), a smaller --batch or --seq, or a lighter --dtype"
+
+
+# what would make room, per class, for the warning of a tight fit (a callable reads the run: its levers left)
+ROOM: dict[str, str | Callable[[Any], str]] = {
+    "calc.training.step.TrainStepResult": _levers,
     "calc.training.mfu.TrainTimeResult": "more GPUs, or a layout with a higher --zero, --recompute full or more --pp/--tp "
                                          "(train-plan lists them)",
-    "calc.memory.result.MemoryResult": "more GPUs (--num-gpus/--tp), a smaller --batch or --seq, or a lighter --dtype",
-    "calc.memory.finetune.FinetuneResult": "--recompute full, a smaller --batch, --zero 3 over more GPUs or --offload",
-    "calc.serving.capacity.ConcurrencyResult": "a shorter --max-model-len, a lighter --kv-dtype or more GPUs",
+    "calc.memory.result.MemoryResult": _memory_room,
+    "calc.memory.finetune.FinetuneResult": _levers,
+    "calc.serving.capacity.ConcurrencyResult": "a lighter --kv-dtype or more GPUs, or a shorter --max-model-len",
     "calc.serving.plan.ServePlan": "more GPUs per replica, a lighter --kv-dtype or a shorter --prompt/--output",
 }
+LATENCY_ROOM = "a lighter --kv-dtype, more GPUs or a smaller --batch"  # its --max-model-len is the request's already
 
 
 def fit_verdict(need: float, capacity: float, need_high: float) -> str:
@@ -337,7 +360,7 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
                    else fit_verdict(r.batch, held, r.batch * held / b.low))  # type: ignore[attr-defined]  # type: ignore[attr-defined]
         margin = (f"the KV cache admits {held:,} requests for a batch of {r.batch:,}, "  # type: ignore[attr-defined]
                   f"but its 80% band goes down to {b.low if b else 0:,.0f}")  # whole requests, as the band line prints
-        name = "calc.serving.capacity.ConcurrencyResult"  # the same ways to make room
+        name = "latency"  # LATENCY_ROOM: its --max-model-len is at least prompt + output already
     elif name == "calc.serving.plan.ServePlan":
         best = getattr(r, "best", None)
         if not r.fits:  # type: ignore[attr-defined]
@@ -355,7 +378,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]  # else its memory's (FIT_FROM)
     else:
         return None
-    line = f"fit: tight: {margin}; {ROOM.get(name, 'more GPUs')} would make room" if verdict == "tight" else None
+    room = LATENCY_ROOM if name == "latency" else ROOM.get(name, "more GPUs")
+    line = f"fit: tight: {margin}; {room(r) if callable(room) else room} would make room" if verdict == "tight" else None
     return verdict, line
 
 

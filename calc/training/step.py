@@ -540,7 +540,9 @@ def train_step(
             **base, min_gpus=more, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
             **dict.fromkeys(TERM_KEYS), terms=[],
             verdict=f"does not fit: needs {need / GIB:.1f} GiB per GPU, {cost.gpu.name} has {capacity / GIB:.1f} GiB; "
-            f"no step time for a plan that does not fit{hint} (or raise --zero, --pp, --tp, --recompute; or try train-plan)",
+            f"no step time for a plan that does not fit{hint} (or raise "
+            + ", ".join([*(["--zero"] if layout.zero < 3 else []), "--pp", "--tp",
+                         *(["--recompute"] if layout.recompute != "full" else [])]) + "; or try train-plan)",
             explain=[mem_line] + [f"assumption: {a}" for a in assumptions],
         )
     t = step_terms(cost, layout, global_batch, micro)
@@ -576,13 +578,20 @@ def _plateau_note(cost: ModelCost) -> list[str]:
 
 
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> int | None:
-    """Smallest GPU count that fits when only DP grows (doubling, up to 64x): ZeRO shards states over DP."""
+    """Smallest GPU count above this layout's that fits when only DP grows (ZeRO shards states over DP), searched as
+    memory --mode train searches it (calc.memory.result._search_min_gpus: every count to 8, then whole nodes of 8,
+    up to 64x), keeping TP x PP x CP and EP dividing DP x CP: the same answer in both commands (it doubled DP here,
+    and said 256 where 136 fits)."""
+    from calc.memory.result import _search_min_gpus
+
     if layout.zero == 0:
         return None
-    dp = layout.dp * 2
-    while dp <= layout.dp * 64:
-        bigger = layout.with_(dp=dp)
-        if sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.memory_bytes:
-            return bigger.num_gpus
-        dp *= 2
-    return None
+    fixed = layout.tp * layout.pp * layout.cp
+
+    def fits_on(count: int) -> bool | None:
+        if count <= layout.num_gpus or count % fixed or (count // fixed * layout.cp) % layout.ep:
+            return None
+        bigger = layout.with_(dp=count // fixed)
+        return sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.memory_bytes
+
+    return _search_min_gpus(fits_on, limit=layout.num_gpus * 64)
