@@ -417,3 +417,21 @@ def test_fp8_kv_on_a_gpu_without_fp8_tensor_cores(cli) -> None:
         return r.json()["decode_bytes_per_step"]
 
     assert read("bf16") - read("fp8") == pytest.approx(75_497_472)
+
+
+def test_the_emitted_engine_holds_what_concurrency_says_at_its_request_cap(cli) -> None:
+    """QA finding: serve --emit vllm printed a KV cache of 424,768 tokens sized at vLLM's default max_num_seqs (1,024),
+    while its line launches --max-num-seqs 103: a smaller profile run (the sampler's dummy batch), more KV. The plan now
+    carries what the launched engine holds, and concurrency takes --max-num-seqs to check it; the two agree, and the
+    launched figure exceeds the table's (fewer dummy sequences profiled)."""
+    plan = cli("serve", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "8", "--prompt", "2048", "--output", "512",
+               "--tpot-ms", "50", "--emit", "vllm", "--json").json()
+    best = plan["best"]
+    line = plan["launch"].split()
+    seqs = int(line[line.index("--max-num-seqs") + 1])
+    assert seqs == best["batch"] and best["tp"] == 2 and best["pp"] == 2
+    conc = cli("concurrency", "llama3-70b", "--gpu", "h100-sxm", "--tp", "2", "--pp", "2", "--max-model-len", "2560",
+               "--max-num-seqs", str(seqs), "--json").json()
+    assert plan["launch_kv_cache_tokens"] == conc["kv_cache_tokens"]
+    assert plan["launch_max_concurrency"] == conc["max_concurrency"]
+    assert plan["launch_kv_cache_tokens"] > best["kv_cache_tokens"]

@@ -391,6 +391,7 @@ def concurrency(
     engine_version: EngineVersionOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    max_num_seqs: MaxNumSeqsOpt = None,
     block_size: BlockSizeOpt = None,
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
@@ -413,7 +414,7 @@ def concurrency(
     tokens = tokens or m.context_window
     check_context(m, tokens, "--max-model-len")
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
-    s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, None, block_size,
+    s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     m, dtype = given_weights(ctx, m, dtype)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
@@ -540,3 +541,11 @@ def serve(
     emit_outcome(result, as_json, explain, serve_view, None if result.fits else result.verdict)  # JSON, then exit 2
     if result.launch and not as_json:
         print(result.launch, flush=True)  # plain: a command line to paste must not wrap at the terminal width
+        best = result.best
+        if best is not None and result.launch_kv_cache_tokens not in (None, best.kv_cache_tokens):
+            from calc.sanity import note
+            from calc.units import plural
+
+            note("--emit", f"the engine this line starts holds {result.launch_kv_cache_tokens:,} KV tokens, up to "
+                           f"{plural(result.launch_max_concurrency or 0, 'request')} (its profile run at the line's "
+                           f"request cap; the table's {best.kv_cache_tokens:,} are at the engine's default)")

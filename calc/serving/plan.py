@@ -30,7 +30,7 @@ never needs more GPUs, and a higher rate never fewer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -113,6 +113,8 @@ class ServePlan(BaseModel):
     gpus_needed: int | None
     best: Layout | None
     launch: str | None
+    launch_kv_cache_tokens: int | None = None  # what the engine the --emit line starts logs: KV at its --max-num-seqs
+    launch_max_concurrency: int | None = None
     verdict: str
     assumptions: list[str]
     explain: list[str]
@@ -300,7 +302,10 @@ def serve_plan(
     if disaggregated:
         assumption_lines.append("disaggregated: prefill-only instances (chunks of the engine's batched tokens) feed "
                                 "decode-only replicas; the prompt's KV crosses each GPU's network link (node spec)")
+    launched = _launched_memory(setup, best) if best and emit else None
     return ServePlan(
+        launch_kv_cache_tokens=launched.kv_cache_tokens * attention_ranks(best.tp, best.ep) if launched else None,
+        launch_max_concurrency=launched.max_concurrency * attention_ranks(best.tp, best.ep) if launched else None,
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label,
         weights_dtype=weights_class(m, dtype), kv_dtype=kv_dtype,
@@ -354,6 +359,18 @@ def _max_load_replica(m: ModelSpec, gpu: GPUSpec, prompt: int, output: int, tp: 
     setup = _Setup.of(m, gpu, settings or EngineSettings(), prompt, output, dtype, kv_dtype, None, assumptions)
     check_layout(m, Parallelism(tp=tp, pp=pp))
     return setup, setup.replica(tp, pp, ep)
+
+
+def _launched_memory(setup: _Setup, best: Layout) -> Any:
+    """The engine memory of the best layout as the --emit line starts it: max_num_seqs (vLLM --max-num-seqs, SGLang
+    --max-running-requests, TensorRT-LLM --max_batch_size) capped at the plan's batch per attention group, which sizes
+    the engine's profile run (vLLM's sampler over max_num_seqs dummy requests) and its CUDA-graph pool, so the KV
+    cache the launched engine logs can differ from the table's, sized at the engine's default."""
+    seqs = math.ceil(best.batch / attention_ranks(best.tp, best.ep))
+    launched = replace(setup, s=setup.s.model_copy(update={"max_num_seqs": seqs}))
+    return engine_memory(launched.m, launched.gpu, settings=launched.s, tp=best.tp, pp=best.pp, ep=best.ep,
+                         dtype=launched.dtype, kv_dtype=launched.kv_dtype, tokens_per_request=launched.prompt + launched.output,
+                         assumptions=launched.a, draft=launched.draft)
 
 
 @dataclass
