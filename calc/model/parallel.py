@@ -33,6 +33,12 @@ def check_layout(m: ModelSpec, plan: Parallelism) -> Parallelism:
     return plan
 
 
+def tp_divides_kv_heads(m: ModelSpec, tp: int) -> bool:
+    """t divides the g KV heads (g/t whole heads per GPU, none replicated): what a stack that shards without
+    replicating needs (calc.training.stack.SHARDS_KV_HEADS); MLA's one latent is replicated on every rank."""
+    return bool(m.mla) or m.kv_heads % tp == 0
+
+
 def tp_splits_kv_heads(m: ModelSpec, tp: int) -> bool:
     """TP can place the g KV heads: t divides g (g/t per GPU) or g divides t (each head replicated on t/g
     GPUs, vLLM's QKVParallelLinear; Megatron likewise). MLA has one latent, replicated on every rank."""

@@ -118,11 +118,9 @@ def tp_places_kv_heads(name: str | None, m: Any, tp: int) -> bool:
     >>> tp_places_kv_heads("megatron", load_model("llama3-8b"), 16), tp_places_kv_heads("fsdp", load_model("llama3-8b"), 16)
     (False, True)
     """
-    from calc.model.parallel import tp_splits_kv_heads
+    from calc.model.parallel import tp_divides_kv_heads, tp_splits_kv_heads
 
-    if stack_key(name) in SHARDS_KV_HEADS and not m.mla:
-        return m.kv_heads % tp == 0
-    return tp_splits_kv_heads(m, tp)
+    return tp_divides_kv_heads(m, tp) if stack_key(name) in SHARDS_KV_HEADS else tp_splits_kv_heads(m, tp)
 
 
 def check_tp(name: str | None, m: Any, tp: int) -> None:
