@@ -6,7 +6,20 @@ The engine is plain functions over typed specs; the CLI (calc.cli.app) is a thin
 >>> count_params(load_model("llama2-7b")).total_params
 6738415616
 
-Public names are imported lazily so that `llmcalc --help` does not pay for them.
+Public names (``dir(calc)``, ``help(calc.<name>)``), imported lazily so that `llmcalc --help` does not pay for them:
+
+- specs and catalogs: ModelSpec, GPUSpec, SystemSpec, Parallelism, MoESpec, MLASpec, load_model, load_gpu,
+  load_system, list_models, list_gpus, list_systems, model_from_hf_config; errors: LLMCalcError
+- counts: count_params, textbook_params, lora_params, forward_flops, decode_flops, arithmetic_intensity,
+  fused_parallel_shapes, kv_cache_bytes_per_token, korthikanti_layer_bytes
+- memory: inference_memory, training_memory, finetune_memory, fit_table
+- hardware: derived_peak_tflops, peak_tflops, summarize_gpu
+- training: mfu, train_time, ModelCost, Layout, train_step, search_plans
+- serving: latency, concurrency
+
+The engine's keyword defaults are its own (e.g. ``dtype="bf16"``, ``seq=2048``, ``latency(output=128)``); the CLI's
+differ where a command says so (weights as shipped, ``--seq 4096``, ``--output 256``): pass them explicitly to
+reproduce a command (``dtype=None`` is "as shipped" in inference_memory, concurrency and latency).
 """
 
 from __future__ import annotations
@@ -42,3 +55,7 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'calc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -137,9 +137,21 @@ def test_mfu_model_flops_keys_mean_one_thing_in_every_mode(cli) -> None:
     rate = cli(*base, "--tokens-per-s", "52428.8").json()
     run = cli("mfu", "llama3-8b", "--gpu", "h100", "--seq", "8192", "--json", "--tokens", "1e12",
               "--gpu-hours", str(1e12 / 52428.8 * 8 / 3600)).json()  # a finished run: GPU-hours, no GPU count
-    assert run["model_flops_per_s"] == pytest.approx(run["tokens_per_s"] * run["flops_per_token"])
-    run["model_flops_per_s"] *= 8 / run["num_gpus"]  # the same GPU-seconds on 8 GPUs
-    assert step["model_flops_per_s"] == pytest.approx(rate["model_flops_per_s"]) == pytest.approx(run["model_flops_per_s"])
+    # GPU-hours carry no GPU count: no whole-job rate is claimed (it printed the per-GPU rate as the job's)
+    assert run["model_flops_per_s"] is None and run["tokens_per_s"] is None and run["num_gpus"] is None
+    assert run["model_flops_per_s_per_gpu"] == pytest.approx(52428.8 / 8 * run["flops_per_token"])
+    assert step["model_flops_per_s"] == pytest.approx(rate["model_flops_per_s"]) == pytest.approx(8 * run["model_flops_per_s_per_gpu"])
+    assert step["model_flops_per_s_per_gpu"] == pytest.approx(run["model_flops_per_s_per_gpu"])
     assert step["model_flops_per_step"] == pytest.approx(10 * step["model_flops_per_s"])
     assert run["model_flops_total"] == pytest.approx(1e12 * run["flops_per_token"])
     assert rate["model_flops_per_step"] is None and rate["model_flops_total"] is None
+
+
+def test_mfu_prints_the_runs_6n_total_as_papers_publish_it(cli) -> None:
+    """Llama 3 (arXiv 2407.21783) gives 3.8e25 FLOPs for the 405B model on 15.6T tokens: 6 x 405.85B x 15.6T. The run's
+    with-attention total is larger; both are printed, each named (QA finding: one unlabelled total in EFLOPs)."""
+    r = cli("mfu", "llama3.1-405b", "--gpu", "h100-sxm", "--tokens", "15.6T", "--gpu-hours", "30.84M", "--seq", "8192",
+            "--json").json()
+    assert r["model_flops_total_6n"] == pytest.approx(3.8e25, rel=0.01)
+    assert r["model_flops_total"] > r["model_flops_total_6n"]
+    assert r["model_flops_per_s_per_gpu"] == pytest.approx(15.6e12 / (30.84e6 * 3600) * r["flops_per_token"])

@@ -22,6 +22,11 @@ CASES: dict[str, tuple[list[str], int, list[str]]] = {
     "engine-version trailing text": ([*LAT, "--engine-version", "0.5 junk"], 2, ["--engine-version"]),
     "engine-version trailing dot": ([*LAT, "--engine-version", "0.5."], 2, ["--engine-version"]),
     "engine-version exponent": ([*LAT, "--engine-version", "1e30"], 2, ["--engine-version"]),
+    # a release past the newest whose defaults are read (vLLM 0.11) would silently get 0.11's: refused (QA finding)
+    "engine-version from the future": ([*LAT, "--engine-version", "99.0"], 2, ["--engine-version", "0.11"]),
+    # --kv-dtype names a storage dtype in every command: tf32 (a math mode) and int4 (no engine) were priced by memory
+    "kv-dtype tf32": (["memory", "llama3-8b", "--mode", "infer", "--kv-dtype", "tf32"], 2, ["--kv-dtype", "fp8, int8"]),
+    "kv-dtype int4": (["memory", "llama3-8b", "--mode", "infer", "--kv-dtype", "int4"], 2, ["--kv-dtype", "not stored"]),
     "engine-version v-prefixed": ([*LAT, "--engine-version", "v0.6.3"], 0, []),
     "engine-version dev build": ([*LAT, "--engine-version", "0.6.3.dev114"], 0, []),
     "engine-version release candidate": ([*LAT, "--engine-version", "0.11.0rc2"], 0, []),
@@ -35,8 +40,12 @@ CASES: dict[str, tuple[list[str], int, list[str]]] = {
     "train-step 1e15-token batch that does not fit: error alone": ([*STEP, "--global-batch-tokens", "1e15"], 2,
                                                                    ["--num-gpus", "does not fit"]),
     # ... and on an answer the warning still prints.
-    "train-time 1e30-token batch: warned": ([*TT, "--gpu", "h100-sxm", "--num-gpus", "64", "--global-batch-tokens", "1e30"], 0,
+    "train-time 1e29-token batch: warned": (["train-time", "llama3-8b", "--tokens", "1e30", "--gpu", "h100-sxm",
+                                             "--num-gpus", "64", "--global-batch-tokens", "1e29"], 0,
                                             ["warning", "--global-batch"]),
+    # ... and a token budget below one such step is refused, naming --tokens
+    "train-time tokens below one step": ([*TT, "--gpu", "h100-sxm", "--num-gpus", "64", "--global-batch-tokens", "1e30"], 2,
+                                         ["--tokens", "one optimizer step"]),
     # --global-batch-tokens 1.5 is 1.5 tokens, not "2 tokens" (it was printed rounded to a whole number).
     "global-batch-tokens fraction shown as typed": ([*STEP, "--global-batch-tokens", "1.5"], 2,
                                                     ["--global-batch-tokens: 1.5 tokens", "use 4,096"]),

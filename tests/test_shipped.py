@@ -115,3 +115,13 @@ def test_latency_decode_reads_the_window_capped_cache(cli, tmp_path: Path) -> No
     context = (full["decode_bytes_per_step"] - windowed["decode_bytes_per_step"]) / 131_072 + 4096
     assert 32_000 <= context <= 32_100
     assert windowed["tpot_s"] < full["tpot_s"]
+
+
+def test_moe_active_count_as_the_model_cards_count_it(cli) -> None:
+    """gpt-oss's card (OpenAI, 2025): 116.83B total / 5.13B active (120b), 20.91B / 3.61B (20b): the weights
+    multiplied per token, the input embedding (a lookup) left out; params shows that count beside its active total."""
+    for name, card in (("gpt-oss-120b", 5.13e9), ("gpt-oss-20b", 3.61e9)):
+        r = cli("params", name)
+        assert r.code == 0 and "active excl. embedding (model cards)" in r.out
+        matmul = cli("params", name, "--json").json()["matmul_params"]
+        assert round(matmul / 1e7) == round(card / 1e7)

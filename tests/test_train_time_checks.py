@@ -43,3 +43,22 @@ def test_one_gpu_needs_no_node_type(cli) -> None:
     assert plan.code == 0 and plan.json()["plans"][0]["step_time_s"] == step.json()["step_time_s"]
     two = cli("train-step", "llama3.2-1b", "--gpu", "rtx3090", "--num-gpus", "2", "--global-batch", "8")
     assert two.code == 2 and "--system" in two.err
+
+
+def test_a_token_budget_below_one_step_is_refused(cli) -> None:
+    """QA finding: --tokens 1 answered 0.000000000017 days; a run trains at least one optimizer step."""
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tokens:") and "one sequence" in r.err
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1M", "--global-batch", "512")
+    # 512 sequences x 4,096 tokens = 2,097,152 tokens per step, by hand: 1M is half a step
+    assert r.code == 2 and "2,097,152 tokens" in r.err
+    assert cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "3M",
+               "--global-batch", "512").code == 0
+
+
+def test_a_lora_rank_past_every_matrix_full_rank_is_refused(cli) -> None:
+    """QA finding: --lora-rank 1M priced 426B trainable parameters for an 8B model. Llama 3 8B's q projection is
+    4,096 x 4,096 (full rank 4,096), v 4,096 x 1,024: rank 4,096 is the largest that means anything."""
+    assert cli("memory", "llama3-8b", "--mode", "finetune", "--method", "lora", "--lora-rank", "4096", "--json").code == 0
+    r = cli("memory", "llama3-8b", "--mode", "finetune", "--method", "lora", "--lora-rank", "4097")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --lora-rank:") and "4,096" in r.err

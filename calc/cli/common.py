@@ -118,6 +118,28 @@ def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: s
     warn(flag, problem + why)
 
 
+def window_output(m: Any, prompt: int, output: int, output_given: bool) -> int:
+    """--output within the context window as the engines admit a request: prompt + output <= the window (vLLM
+    stops a sequence when its prompt + output tokens reach max_model_len; `latency`, `serve`, `concurrency`, `compare`
+    and `report` count the same). An --output left at its default is capped at what the window leaves (window -
+    prompt), said in one warning line; a typed one that overflows is refused naming --output."""
+    from calc.sanity import warn
+
+    check_context(m, prompt, "--prompt")
+    room = m.context_window - prompt
+    if room < 1:
+        raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {m.name}'s context window of "
+                                       f"{m.context_window:,}; give --prompt <= {m.context_window - 1:,}")
+    if output <= room:
+        return output
+    if output_given:
+        raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} = {prompt + output:,} tokens exceed "
+                                       f"{m.name}'s context window of {m.context_window:,}; give --output <= {room:,}")
+    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} = "
+                     f"{m.context_window:,} fills {m.name}'s context window")
+    return room
+
+
 def fit_refusal(result: Any) -> str | None:
     """The one-line "does not fit" reason of a memory answer (None when it fits), naming the GPUs it needs."""
     if result.fits is not False:

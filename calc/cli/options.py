@@ -82,6 +82,9 @@ def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> C
     return parse
 
 
+KV_STORAGE = ("fp32", "bf16", "fp16", "fp8", "int8")  # the dtypes a KV cache is stored in (--kv-dtype)
+
+
 def dtype_name(flag: str) -> Callable[[str], str]:
     """A Typer parser for a dtype option: one of calc.units.DTYPE_BYTES (case-insensitive); an empty or
     unknown name is refused naming ``flag`` and listing the valid ones, never read as the default."""
@@ -91,10 +94,14 @@ def dtype_name(flag: str) -> Callable[[str], str]:
 
         if flag == "--dtype" and text.lower() in WEIGHT_FORMAT_NAMES:
             return text.lower()
-        named = [d for d in DTYPE_BYTES if d != "fp4"] + ([*WEIGHT_FORMAT_NAMES] if flag == "--dtype" else [])
+        named = ([d for d in DTYPE_BYTES if d != "fp4"] + [*WEIGHT_FORMAT_NAMES] if flag == "--dtype"
+                 else [d for d in DTYPE_BYTES if d in KV_STORAGE])
+        if flag == "--kv-dtype" and text.lower() in DTYPE_BYTES and text.lower() not in KV_STORAGE:
+            # tf32 is a tensor-core math mode, not a storage format; no engine stores int4 / fp4 KV (vLLM's
+            # --kv-cache-dtype: auto, bf16, fp16, fp8 variants; SGLang the same; TRT-LLM fp8 / int8)
+            raise LLMCalcError(flag, f"KV caches are not stored in {text.lower()}; use one of {', '.join(named)}")
         if text.lower() == "fp4":  # an operand width inside the fp4 GEMMs, not a format with its scales
-            raise LLMCalcError(flag, "fp4 names no scale layout; give nvfp4 (e4m3 scale per 16) or mxfp4 (e8m0 per 32)"
-                               if flag == "--dtype" else f"KV caches are not stored in fp4; use one of {', '.join(named)}")
+            raise LLMCalcError(flag, "fp4 names no scale layout; give nvfp4 (e4m3 scale per 16) or mxfp4 (e8m0 per 32)")
         if text.lower() not in DTYPE_BYTES:
             raise LLMCalcError(flag, f"unknown dtype {text!r}; use one of {', '.join(named)}")
         dtype_bytes(text, flag)
@@ -162,7 +169,9 @@ CalibrationOpt = Annotated[str | None, typer.Option("--calibration", help="calib
 
 # --- how it is placed on GPUs --------------------------------------------------------------
 NumGpusOpt = Annotated[int | None, typer.Option(
-    "--num-gpus", parser=human_int("--num-gpus"), help="GPUs in all (default: tp*pp*dp*cp, or 1)")]
+    "--num-gpus", parser=human_int("--num-gpus"), help=(
+        "GPUs in all (default: the product of --tp --pp --dp --cp where the command has them, else 1; serve "
+        "without it searches the GPU count; train-plan and train-time need it)"))]
 TpOpt = Annotated[int | None, typer.Option("--tp", parser=human_int("--tp", maximum=4096), help="tensor-parallel degree")]
 PpOpt = Annotated[int | None, typer.Option("--pp", parser=human_int("--pp", maximum=4096), help="pipeline-parallel degree")]
 DpOpt = Annotated[int | None, typer.Option("--dp", parser=human_int("--dp", maximum=10**6), help="data-parallel degree")]
@@ -213,15 +222,20 @@ def global_batch_sequences(global_batch: int | None, global_batch_tokens: float 
     return int(sequences)
 PromptOpt = Annotated[int, typer.Option("--prompt", parser=human_int("--prompt"), help="input (prompt) tokens per request")]
 OutputOpt = Annotated[int, typer.Option("--output", parser=human_int("--output", minimum=0), help="generated tokens per request")]
-SeqOpt = Annotated[int, typer.Option("--seq", "-s", parser=human_int("--seq"), help="tokens per sequence (training sequence length)")]
+SeqOpt = Annotated[int, typer.Option("--seq", "-s", parser=human_int("--seq"), help=(
+    "tokens per sequence: the training / forward sequence length; memory --mode infer: tokens held per request, "
+    "input + output"))]
 MaxModelLenOpt = Annotated[int | None, typer.Option(
     "--max-model-len", parser=human_int("--max-model-len"), help="engine context limit: tokens per request (input + output)")]
 TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
 DaysOpt = Annotated[float | None, typer.Option(
-    "--days", parser=human_float("--days"), help="finish within D days: answers the smallest whole-node GPU count (no --num-gpus)")]
+    "--days", parser=human_float("--days"), help=(
+        "finish within D days: answers the smallest whole-node GPU count (no --num-gpus), over node counts with no "
+        "prime factor above 7 (..., 24, 25, 27, 28, 30, ...: counts a layout splits; a count like 41 nodes is skipped)"))]
 BudgetOpt = Annotated[float | None, typer.Option(
     "--budget", parser=human_float("--budget"),
-    help="spend at most USD (needs --price): the fastest whole-node GPU count within it; with --days the cheapest on time")]
+    help="spend at most USD (needs --price): the fastest whole-node GPU count within it (node counts with no prime "
+         "factor above 7, as --days); with --days the cheapest on time")]
 
 # --- numbers and formats -------------------------------------------------------------------
 # 4-bit weight formats --dtype takes for serving (calc.memory.weights.WEIGHT_FORMATS).
@@ -244,7 +258,8 @@ CausalPrefillOpt = Annotated[bool, typer.Option(
 ReserveOpt = Annotated[float | None, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
     help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: memory --mode infer 1 incl. "
-         "allocator slack; the serving engines 0.5 non-torch; training 0.5 + 5% allocator fragmentation)")]
+         "allocator slack; the serving engines 0.5 non-torch; training 0.5, plus the stack's allocator fragmentation: "
+         "5% on hf, 0 on megatron, --fragmentation)")]
 ExpertImbalanceOpt = Annotated[float | None, typer.Option(
     "--expert-imbalance", parser=human_float("--expert-imbalance"),
     help="MoE with expert parallelism: max / mean tokens the busiest EP rank receives, >= 1 (default 1.3, SGLang's "
@@ -425,7 +440,8 @@ BlockSizeOpt = Annotated[int | None, typer.Option(
     "--block-size", parser=human_int("--block-size", maximum=4096), help="vLLM: KV tokens per block (default 16)")]
 MemFractionOpt = Annotated[float | None, typer.Option(
     "--mem-fraction-static", parser=human_float("--mem-fraction-static", maximum=1.0),
-    help="SGLang: fraction for weights + KV pool (default by TP: 0.88..0.79)")]
+    help=("SGLang: fraction for weights + KV pool (default: the release's own; from 0.5.4 by GPU memory and TP, "
+          "e.g. 0.907 on one H200, 0.847 on an RTX 4090; before 0.5.4 by TP, 0.88..0.79)"))]
 ChunkedPrefillOpt = Annotated[int | None, typer.Option(
     "--chunked-prefill-size", parser=human_int("--chunked-prefill-size"), help="SGLang: prefill tokens per step")]
 SharedPrefixOpt = Annotated[int, typer.Option(

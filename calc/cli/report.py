@@ -133,11 +133,11 @@ def report(
     serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate and --num-gpus.
     --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
     from calc.cli.common import (
-        check_context,
         load_calibration,
         output_path,
         price_for,
         training_fit,
+        window_output,
     )
     from calc.errors import LLMCalcError
     from calc.report.build import build_report
@@ -207,7 +207,7 @@ def report(
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     if mode is Mode.infer:
-        check_context(m, prompt + output, "--prompt")
+        output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
         from calc.serving.latency import serving_plan
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
@@ -316,7 +316,7 @@ def compare(
 ) -> None:
     """The layout `serve` picks on each GPU for the same request, --ttft-ms/--tpot-ms, --rate and --num-gpus, side by
     side (cost per million output tokens at that layout's batch with --price GPU=X)."""
-    from calc.cli.common import check_context, model_arg, price_table
+    from calc.cli.common import model_arg, price_table, window_output
     from calc.errors import LLMCalcError
     from calc.report.build import compare_gpus
     from calc.sources.catalog import load_gpu
@@ -341,7 +341,7 @@ def compare(
     s = engine_settings(engine, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization)
-    check_context(m, prompt + output, "--prompt")
+    output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
     table = {"*": old_price} if old_price is not None else price_table(price)

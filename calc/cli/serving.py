@@ -88,7 +88,7 @@ def engine_settings(engine: Engine, util: float | None = None, max_model_len: in
                     version: str | None = None) -> Any:
     """EngineSettings from the options (every serving command's, report's and compare's); an option of another engine
     is refused, not ignored."""
-    from calc.specs.serving import EngineSettings, version_tuple
+    from calc.specs.serving import CURRENT_VERSION, EngineSettings, version_tuple
 
     if engine == Engine.sglang:
         for flag, value in (("--gpu-memory-utilization", util), ("--max-num-batched-tokens", batched),
@@ -110,6 +110,10 @@ def engine_settings(engine: Engine, util: float | None = None, max_model_len: in
                                                  "weights and activations for its KV cache")
     if version is not None and (version_tuple(version) is None or not RELEASE.fullmatch(version.strip())):
         raise LLMCalcError("--engine-version", f"{version!r} is not a release number; give one such as 0.8 or 0.11")
+    newest = CURRENT_VERSION.get(engine.value) if engine.value != "vllm-v0" else None  # V0 ran to 0.10 behind a flag
+    if version is not None and newest and version_tuple(version)[:2] > version_tuple(newest)[:2]:
+        raise LLMCalcError("--engine-version", f"{engine.value} {version} is newer than the newest release whose defaults "
+                                               f"llmcalc reads ({newest}); give <= {newest}, or leave it out")
     given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
              "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk,
              "engine_version": version}
@@ -130,29 +134,6 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
     given = {"tokens": tokens, "acceptance": acceptance}
     return Speculation(method=method.value, draft=load_model(draft, "--draft") if draft else None,
                        **{k: v for k, v in given.items() if v is not None})
-
-
-def _window_output(ctx: typer.Context, m: Any, prompt: int, output: int) -> int:
-    """--output within the context window as the engines admit a request: prompt + output <= the window (vLLM
-    stops a sequence when its prompt + output tokens reach max_model_len; `serve`, `concurrency` and `compare` count
-    the same). An --output left at its default is capped at what the window leaves (window - prompt), said in one
-    warning line; a typed one that overflows is refused."""
-    from calc.cli.common import check_context
-    from calc.sanity import warn
-
-    check_context(m, prompt, "--prompt")
-    room = m.context_window - prompt
-    if room < 1:
-        raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {m.name}'s context window of "
-                                       f"{m.context_window:,}; give --prompt <= {m.context_window - 1:,}")
-    if output <= room:
-        return output
-    if option_given(ctx, "output"):
-        raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} = {prompt + output:,} tokens exceed "
-                                       f"{m.name}'s context window of {m.context_window:,}; give --output <= {room:,}")
-    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} = "
-                     f"{m.context_window:,} fills {m.name}'s context window")
-    return room
 
 
 def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
@@ -332,7 +313,7 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
-    from calc.cli.common import emit_outcome, load_calibration
+    from calc.cli.common import emit_outcome, load_calibration, window_output
     from calc.report.render import latency_view
     from calc.serving import latency as engine_mod
     from calc.sources.catalog import load_gpu, load_model
@@ -342,7 +323,7 @@ def latency(
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
-    output = _window_output(ctx, m, prompt, output)
+    output = window_output(m, prompt, output, option_given(ctx, "output"))
     check_max_model_len(m, max_model_len, prompt, output)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
@@ -369,6 +350,7 @@ def latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
+        chunk_tokens=mem.prefill_chunk,  # the engine's tokens per step, as serve's
     )
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
                                        **({"fits": False, "verdict": problem} if problem else {})})
@@ -471,7 +453,7 @@ def serve(
 ) -> None:
     """Layouts (replica x TP x PP) meeting --ttft-ms/--tpot-ms, ranked by the fewest GPUs for --rate
     requests/s or --users concurrent users (else by output tokens/s per GPU); says which resource binds."""
-    from calc.cli.common import check_context, emit_outcome, load_calibration, output_path
+    from calc.cli.common import emit_outcome, load_calibration, output_path, window_output
     from calc.report.render import serve_view
     from calc.serving.plan import serve_plan
     from calc.sources.catalog import load_gpu, load_model
@@ -493,7 +475,7 @@ def serve(
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
-    check_context(m, prompt + output, "--prompt")
+    output = window_output(m, prompt, output, option_given(ctx, "output"))
     check_max_model_len(m, max_model_len, prompt, output)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_max_utilization(max_utilization, rate, num_gpus)

@@ -39,7 +39,7 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("Training", "train-time", "days, GPU-hours and cost to train on D tokens", "training:train_time"),
     ("Serving", "latency", "TTFT, TPOT and end-to-end time of a static batch", "serving:latency"),
     ("Serving", "concurrency", "KV-cache tokens and max concurrency as the engine logs", "serving:concurrency"),
-    ("Serving", "serve", "layouts ranked by tokens/s per GPU, GPUs for a rate", "serving:serve"),
+    ("Serving", "serve", "layouts by tokens/s per GPU; with --rate, fewest GPUs", "serving:serve"),
     ("Serving", "compare", "one serving workload on several GPUs, with cost", "report:compare"),
     ("Reports", "report", "one page for one workload: memory, fit, time, chart", "report:report"),
     ("Measurement & calibration", "bench", "measure this machine's GEMMs, bandwidth and ops", "bench:bench"),

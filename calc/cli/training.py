@@ -183,6 +183,9 @@ def train_time(
 
     if tokens is None:
         raise LLMCalcError("--tokens", "missing; give the training tokens, e.g. 2T")
+    if tokens < seq:
+        raise LLMCalcError("--tokens", f"{tokens:,.6g} is less than one sequence of --seq {seq:,} tokens: a run trains "
+                                       "whole sequences; give the training tokens, e.g. 2T")
     if days is not None and num_gpus is not None:
         raise LLMCalcError("--days", "asks for the GPU count that finishes in time; give --days or --num-gpus, not both")
     if budget is not None and num_gpus is not None:
@@ -238,12 +241,24 @@ def train_time(
             plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
             if not pins:
                 _warn_idle_faster(cost, plan, num_gpus, global_batch, load_system(system) if system else system_for_gpu(g))
+    if plan is not None and tokens < plan.global_batch * seq:
+        raise LLMCalcError("--tokens", f"{tokens:,.0f} tokens are less than one optimizer step of the plan "
+                                       f"({plan.global_batch:,} sequences x {seq:,} = {plan.global_batch * seq:,} tokens); "
+                                       f"give --tokens >= {plan.global_batch * seq:,}, or a smaller --global-batch")
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
         calibration=load_calibration(calibration), plan=plan, lora=lora,
         mfu_source="assumed (--mfu)" if mfu_assumed is not None else f"assumed (0.4: no node type ships for {g.name})",
     )
+    if days is not None or budget is not None:  # the search's grid, said where the count is printed
+        per_node = (load_system(system) if system else system_for_gpu(g))
+        nodes = f"nodes of {per_node.gpus_per_node} GPUs" if per_node else "GPUs"
+        grid = (f"GPU count searched for {'--days' if days is not None else '--budget'} over whole {nodes}, node counts "
+                "with no prime factor above 7 (calc.training.sizing.smooth_counts: 24, 25, 27, 28, 30, ...; a count like "
+                "41 nodes leaves a layout few splits and is skipped; pin --num-gpus to time one)")
+        result = result.model_copy(update={"assumptions": [*result.assumptions, grid],
+                                           "explain": [*result.explain, f"assumption: {grid}"]})
     if plan is not None and (days is not None or budget is not None):
         from calc.training.plan import short_run_warning
 
@@ -495,7 +510,9 @@ ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero"
 MicroBatchPin = Annotated[int | None, typer.Option("--micro-batch", parser=human_int("--micro-batch"),
                                                    help="pin the micro-batch (default: search 1, 2, 4, 8)")]
 RecomputePin = Annotated[Recompute | None, typer.Option("--recompute", help=(
-    "pin recomputation: none, selective (Megatron: the attention core), full (default: the lightest that fits)"))]
+    "pin recomputation: none, selective (Megatron: the attention core), full, sac, deepseek, as train-step's "
+    "--recompute (default: the lightest that fits, searched over none, selective without flash attention, full, "
+    "and deepseek for MLA models)"))]
 
 
 def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: Any, tokens_form: bool = False) -> None:

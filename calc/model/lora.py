@@ -134,6 +134,11 @@ def lora_params(m: ModelSpec, rank: int, targets: tuple[str, ...] | str, dora: b
         fix = ("experts need an MoE model" if any(mats for _, mats in everything) else
                "an SSM-only model has no attention or MLP projection to adapt: use --method full")
         raise LLMCalcError("--lora-targets", f"{m.name} has none of {', '.join(groups)} ({fix})")
+    full_rank = max(min(a.d_in, a.d_out) for _, mats in adapted_matrices(m, groups) for a in mats)
+    if rank > full_rank:  # B A of rank r spans at most min(d_in, d_out): past every matrix's, a full update, larger
+        raise LLMCalcError("--lora-rank", f"{rank:,} exceeds the full rank of every adapted matrix (the largest "
+                                          f"min(d_in, d_out) is {full_rank:,}): give --lora-rank <= {full_rank:,}, or "
+                                          "--method full")
     total = sum(by_group.values())
     explain.append(f"trainable adapter parameters = {total:,}")
     return LoraCount(rank=rank, targets=list(groups), dora=dora, trainable_params=total, by_group=by_group,

@@ -147,6 +147,7 @@ def build_report(
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
+                        chunk_tokens=conc.prefill_chunk_tokens,
                         ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,

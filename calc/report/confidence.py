@@ -48,7 +48,7 @@ from pydantic import BaseModel
 
 from calc.bands import KINDS, NO_BAND, Band, band, oriented
 from calc.fitted import fitted
-from calc.units import figure, gib, human, percent
+from calc.units import figure, gib, human, percent, plural
 
 FIT_VERDICTS = ("fits", "tight", "does not fit")
 MIN_CALIBRATION_POINTS = 5
@@ -155,7 +155,12 @@ ROOM: dict[str, str | Callable[[Any], str]] = {
     "calc.serving.capacity.ConcurrencyResult": "a lighter --kv-dtype or more GPUs, or a shorter --max-model-len",
     "calc.serving.plan.ServePlan": "more GPUs per replica, a lighter --kv-dtype or a shorter --prompt/--output",
 }
-LATENCY_ROOM = "a lighter --kv-dtype, more GPUs or a smaller --batch"  # its --max-model-len is the request's already
+def _latency_room(r: Any) -> str:
+    """latency's levers (its --max-model-len is the request's already): a smaller --batch only above 1."""
+    return "a lighter --kv-dtype, more GPUs or a smaller --batch" if r.batch > 1 else "a lighter --kv-dtype or more GPUs"
+
+
+LATENCY_ROOM = _latency_room
 
 
 def fit_verdict(need: float, capacity: float, need_high: float) -> str:
@@ -358,8 +363,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         b = b if b is not None and b.rows > 0 else None
         verdict = ("does not fit" if not r.fits else "fits" if not b  # type: ignore[attr-defined]
                    else fit_verdict(r.batch, held, r.batch * held / b.low))  # type: ignore[attr-defined]  # type: ignore[attr-defined]
-        margin = (f"the KV cache admits {held:,} requests for a batch of {r.batch:,}, "  # type: ignore[attr-defined]
-                  f"but its 80% band goes down to {b.low if b else 0:,.0f}")  # whole requests, as the band line prints
+        margin = (f"the KV cache admits {plural(held, 'request')} for a batch of {r.batch:,}, "  # type: ignore[attr-defined]
+                  f"but its 80% band goes down to {math.floor(b.low) if b else 0:,}")  # whole requests admitted
         name = "latency"  # LATENCY_ROOM: its --max-model-len is at least prompt + output already
     elif name == "calc.serving.plan.ServePlan":
         best = getattr(r, "best", None)
@@ -370,8 +375,8 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         b = figure_band("kv_capacity", best.max_concurrency, ctx)
         verdict = ("fits" if b.rows == 0  # no measured KV band: nothing to be tight against
                    else fit_verdict(best.batch, best.max_concurrency, best.batch * best.max_concurrency / b.low))
-        margin = (f"the best layout's KV cache holds {best.max_concurrency:,} requests for a batch of {best.batch:,}, "
-                  f"but its 80% band goes down to {b.low:,.0f}")
+        margin = (f"the best layout's KV cache holds {plural(best.max_concurrency, 'request')} for a batch of {best.batch:,}, "
+                  f"but its 80% band goes down to {math.floor(b.low):,}")  # whole requests admitted
     elif name == "calc.training.plan.PlanSearchResult":
         return ("does not fit", None) if not r.plans else None  # type: ignore[attr-defined]  # else its best plan's (FIT_FROM)
     elif name == "calc.report.build.Report":
@@ -485,7 +490,8 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
     if fig.unit == "s" and value < 1:  # a TTFT or TPOT reads in milliseconds
         fig, value, b = Figure(fig.kind, fig.label, "ms"), value * 1e3, Band(b.low * 1e3, b.high * 1e3, b.level, b.rows, b.group)
     unit = "" if fig.unit == "%" else f" {fig.unit}"
-    shown = f"{fig.label} {_shown(value, fig.unit)}{unit}"
+    one = unit in (" GPUs", " requests") and value == 1  # "1 GPU", not "1 GPUs"
+    shown = f"{fig.label} {_shown(value, fig.unit)}{unit[:-1] if one else unit}"
     if b.rows == 0:  # no band: the stated wide default (a factor f either way, f = exp(q90)), or rows too scattered
         why = b.group.removeprefix(NO_BAND).strip(" ()")
         factor = math.exp(fitted()["bands"]["wide_default"]["q90"])

@@ -8,12 +8,12 @@ from typing import Any
 from rich.console import Group, RenderableType
 
 from calc.report.render import Table, kv_table, per_gpu_table, size
-from calc.units import gib
+from calc.units import gib, plural
 
 
 def finetune_view(r: Any) -> RenderableType:
     table = per_gpu_table(r, f"Fine-tuning memory of {r.model} per GPU ({r.method}; TP {r.tp}, PP {r.pp}, DP {r.dp}, "
-                          f"ZeRO {r.zero}; {r.num_gpus} GPUs)", "buffer", "peak per GPU", size(r.per_gpu_bytes))
+                          f"ZeRO {r.zero}; {plural(r.num_gpus, 'GPU')})", "buffer", "peak per GPU", size(r.per_gpu_bytes))
     rows = [
         ("trainable parameters", f"{r.trainable_params:,} of {r.total_params:,} ({100 * r.trainable_params / r.total_params:.3f}%)"),
         ("allocated / reserved peak", f"{gib(r.allocated_peak_bytes):,.2f} / {gib(r.reserved_peak_bytes):,.2f} GiB"),

@@ -251,6 +251,9 @@ def params_view(p: Any) -> RenderableType:
         table.add_row(name, f"{n:,}", f"{figure(100 * n / p.total_params, 2)}%", f"{p.active_components[name]:,}")
     table.add_section()
     table.add_row(Text("total (exact)", "bold"), Text(f"{p.total_params:,}", "bold"), "100%", Text(f"{p.active_params:,}", "bold"))
+    if p.active_params != p.total_params:  # MoE: model cards count the weights multiplied, not the embedding lookup
+        table.add_row("active excl. embedding (model cards)", "", "",
+                      f"{p.matmul_params:,}")
     table.add_row("textbook 12*L*H^2 + V*H", f"{p.textbook_params:,}", f"{p.textbook_diff_pct:+.2f}%", "")
     if p.mtp_params:  # main model above; MTP modules load only when an engine uses them to speculate
         table.add_row("MTP modules (not in total)", f"{p.mtp_params:,}", "", "")
@@ -365,19 +368,22 @@ def gpu_detail_view(summary: Any) -> RenderableType:
 
 def mfu_view(r: Any) -> RenderableType:
     rows = [
-        ("throughput per GPU", f"{r.tokens_per_s / r.num_gpus:,.1f} tokens/s ({r.gpu})"),
+        ("throughput per GPU", f"{r.tokens_per_s_per_gpu:,.1f} tokens/s ({r.gpu})"),
         ("peak", f"{r.peak_tflops:g} TFLOPS dense {r.dtype} per GPU"),
         ("FLOPs/token (6N)", human(r.flops_per_token_6n, "FLOPs", 4)),
         ("FLOPs/token (with attention)", human(r.flops_per_token, "FLOPs", 4)),
         ("MFU (6N)", f"{r.mfu:.2%}"),
         ("MFU (with attention)", f"{r.mfu_with_attention:.2%}"),
         ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
-        ("model FLOP/s (whole job)", human(r.model_flops_per_s, "FLOP/s", 4)),
+        ("achieved model FLOP/s per GPU", human(r.model_flops_per_s_per_gpu, "FLOP/s", 4) + " (with attention, no recompute)"),
     ]
+    if r.model_flops_per_s is not None:
+        rows.append((f"model FLOP/s (whole job, {r.num_gpus:,} GPUs)", human(r.model_flops_per_s, "FLOP/s", 4)))
     if r.model_flops_per_step is not None:
         rows.append(("model FLOPs per step", human(r.model_flops_per_step, "FLOPs", 4)))
     if r.model_flops_total is not None:
-        rows.append(("model FLOPs of the run", human(r.model_flops_total, "FLOPs", 4)))
+        rows.append(("model FLOPs of the run (with attention)", f"{abbrev(r.model_flops_total, digits=4)} FLOPs"))
+        rows.append(("model FLOPs of the run (6N)", f"{abbrev(r.model_flops_total_6n, digits=4)} FLOPs"))
     if r.mfu_of_measured is not None:
         rows.append(("of measured achievable", f"{r.mfu_of_measured:.2%}"))
     return Group(kv_table(f"MFU of {r.model}", rows), Text(r.verdict, style="bold"))
@@ -402,7 +408,9 @@ def latency_view(r: Any) -> RenderableType:
                   title_justify="left")
     for col in ("phase", "compute ms", "memory ms", "TP comm ms", "time", "bound", "FLOPs/byte"):
         table.add_column(col, justify="right" if col != "phase" else "left")
-    table.add_row(f"prefill {r.prompt} tokens (TTFT)", f"{r.prefill_compute_s * 1e3:.2f}", f"{r.prefill_memory_s * 1e3:.2f}",
+    steps = f", {r.prefill_steps} steps" if r.prefill_steps > 1 else ""
+    table.add_row(f"prefill {r.batch} x {r.prompt} tokens{steps} (TTFT)", f"{r.prefill_compute_s * 1e3:.2f}",
+                  f"{r.prefill_memory_s * 1e3:.2f}",
                   f"{r.prefill_comm_s * 1e3:.2f}", f"{r.ttft_s * 1e3:,.1f} ms", r.prefill_bound, f"{r.prefill_intensity:,.0f}")
     table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s * 1e3:.3f}", f"{r.decode_memory_s * 1e3:.3f}",
                   f"{r.decode_comm_s * 1e3:.3f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
@@ -454,7 +462,7 @@ def serve_view(r: Any) -> RenderableType:
     target = ", ".join(x for x in (f"TTFT <= {r.target_ttft_ms:g} ms" if r.target_ttft_ms else "",
                                    f"TPOT <= {r.target_tpot_ms:g} ms" if r.target_tpot_ms else "") if x) or "no targets"
     traffic = (f"{count(r.rate)} req/s" if r.rate else plural(r.users, "user") if r.users else
-               f"{r.num_gpus} GPUs" if r.num_gpus else "one replica")  # as the verdict line says it
+               plural(r.num_gpus, "GPU") if r.num_gpus else "one replica")  # as the verdict line says it
     table = Table(title=f"Serving {r.model} on {r.gpu} ({r.engine}, {r.dtype}): P={r.prompt}, O={r.output}, {target}, "
                   f"{traffic}", title_justify="left")
     for col in ("#", "layout", "repl", "GPUs", "batch", "TTFT ms", "TPOT ms", "tok/s/GPU", "req/s/repl", "binds"):

@@ -53,6 +53,7 @@ class ConcurrencyResult(BaseModel):
     kv_block_bytes: int
     max_concurrency: int
     window_capped: bool  # sliding-window / chunked layers hold at most their window of a request
+    prefill_chunk_tokens: int | None = None  # the engine's prompt tokens per step when it chunks (EngineMemory.prefill_chunk)
     hybrid: HybridPool | None = Field(None, exclude=True)  # vLLM V1's hybrid allocator, for the per-request rule
     shortfall_bytes: int
     engine_log: list[str]
@@ -106,7 +107,7 @@ def concurrency(
         activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
-        max_concurrency=count, window_capped=mem.window_capped, hybrid=mem.hybrid,
+        max_concurrency=count, window_capped=mem.window_capped, hybrid=mem.hybrid, prefill_chunk_tokens=mem.prefill_chunk,
         shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
         table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
         verdict=verdict, explain=mem.explain,

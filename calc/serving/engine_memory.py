@@ -99,6 +99,12 @@ class EngineMemory(BaseModel):
     assumptions: list[str]
     explain: list[str]
 
+    @property
+    def prefill_chunk(self) -> int | None:
+        """The prompt tokens one step takes when the engine chunks prefill (vLLM V1, SGLang, TensorRT-LLM's
+        max_num_tokens, V0 with chunked prefill): its tokens per step; None when a prompt runs in one step (V0)."""
+        return self.batched_tokens if self.chunked_prefill else None
+
 
 # Bytes per logit the profile run's sampling step holds at its peak. vLLM V1 (vllm/v1/worker/gpu_model_runner.py
 # profile_run -> _dummy_sampler_run) samples the last token of min(max_num_seqs, max_num_batched_tokens) dummy

@@ -72,6 +72,7 @@ class LatencyResult(BaseModel):
     prefill_comm_s: float
     ttft_s: float
     prefill_bound: str
+    prefill_steps: int = 1  # the engine's chunked-prefill steps the B x P prompt tokens run in (chunk_tokens)
     decode_flops_per_step: float
     decode_bytes_per_step: float
     decode_intensity: float
@@ -98,11 +99,15 @@ def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
     dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = True, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
-    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, chunk_tokens: int | None = None,
 ) -> LatencyResult:
     """A static batch of B identical requests (as TensorRT-LLM / vLLM benchmark_latency run it):
-    TTFT = one step prefilling B x P tokens; TPOT = one decode step of B sequences at the mean
+    TTFT = the prefill of B x P tokens; TPOT = one decode step of B sequences at the mean
     context P + T/2 (calc.serving.step); e2e = TTFT + (T - 1) x TPOT. TP = GPUs unless --tp/--pp.
+    ``chunk_tokens``: the engine's token budget per step when it chunks prefill (EngineMemory.batched_tokens of a
+    chunked engine: vLLM V1, SGLang, TensorRT-LLM's max_num_tokens): the B x P tokens then run in ceil(B x P / C)
+    steps of C tokens (each re-reading the weights, each with its step overhead, every token still attending its
+    mean context), as `serve` prices a prompt's chunks; None: one step.
     ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights)."""
     if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
@@ -118,21 +123,31 @@ def latency(
     span = prefill_span(prompt, causal)
     # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them)
     n_micro = min(batch, plan.pp)
-    pre = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                    prefill_tokens=batch * prompt // n_micro or 1, prefill_context=span, prefill_seqs=max(batch // n_micro, 1))
+    tokens = batch * prompt // n_micro or 1  # a micro-batch's prompt tokens
+
+    def prefill(n: int) -> StepTime:
+        return step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
+                         prefill_tokens=n, prefill_context=span, prefill_seqs=max(round(n / prompt), 1))
+
+    chunk = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
+    full, rest = divmod(tokens, chunk)
+    pre = _steps([(full, prefill(chunk)), *([(1, prefill(rest))] if rest else [])])
+    n_steps = full + (1 if rest else 0)
     mid = decode_context(prompt, output)
     micro = max(batch // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid, decode_contexts=decode_range(prompt, output))
-    # PP: the last of n micro-batches leaves (p + n - 1) stage times (traversal / p) after the first enters
-    ttft, tpot = pre.total_s * (plan.pp + n_micro - 1) / plan.pp, dec.total_s
+    # PP: the last of N = n micro-batches x k chunk steps leaves (p + N - 1) stage times (a step's traversal / p) after
+    # the first enters; k = 1 unchunked: pre x (p + n - 1) / p
+    pipelined = (plan.pp + n_micro * n_steps - 1) / (plan.pp * n_steps)
+    ttft, tpot = pre.total_s * pipelined, dec.total_s
     e2e = request_seconds(ttft, tpot, output)
     ridge = ridge_point(gpu, fmt.compute_dtype)
     # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
     # the prefill at 100% of peak: its GEMMs at the weights' compute dtype, its attention at the dtype attention runs in
     # (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the attention faster)
     attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype, gpu)) * TERA
-    at_peak = ((pre.flops - pre.attention_flops) / peak + pre.attention_flops / attn_peak) * (plan.pp + n_micro - 1) / plan.pp
+    at_peak = ((pre.flops - pre.attention_flops) / peak + pre.attention_flops / attn_peak) * pipelined
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"
     if target_ttft_s is not None:
@@ -154,7 +169,7 @@ def latency(
         ridge_point_flops_per_byte=ridge,
         prefill_flops=pre.flops, prefill_bytes=pre.bytes_read, prefill_intensity=pre.flops / pre.bytes_read,
         prefill_compute_s=pre.compute_s, prefill_memory_s=pre.memory_s, prefill_comm_s=pre.comm_s, ttft_s=ttft,
-        prefill_bound=pre.bound,
+        prefill_bound=pre.bound, prefill_steps=n_steps,
         decode_flops_per_step=dec.flops, decode_bytes_per_step=dec.bytes_read, decode_intensity=dec.flops / dec.bytes_read,
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
@@ -163,14 +178,27 @@ def latency(
         verdict=verdict, assumptions=assumption_lines,
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
-            _step_line(f"prefill {batch} x {prompt} tokens", pre, plan.tp),
+            _step_line(f"prefill {batch} x {prompt} tokens" + (
+                f" in {n_steps} chunked steps of <= {chunk:,} tokens (the engine's tokens per step), summed"
+                if n_steps > 1 else ""), pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
-            f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
-            f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = "
-            f"{e2e:.4f} s",
+            (f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
+             if n_steps == 1 else f"TTFT = prefill steps x (p + n k - 1)/(p k) = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, "
+             f"n = {n_micro} micro-batches, k = {n_steps} chunk steps); ")
+            + f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = {e2e:.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
         ] + [f"assumption: {line}" for line in assumption_lines],
     )
+
+
+def _steps(steps: list[tuple[int, StepTime]]) -> StepTime:
+    """Several prefill steps (count, step) as one: their times, FLOPs and bytes summed; the bound of the longest."""
+    steps = [(n, st) for n, st in steps if n]
+    total = {key: sum(n * getattr(st, key) for n, st in steps)
+             for key in ("tokens", "flops", "bytes_read", "gemm_s", "compute_s", "memory_s", "comm_s", "overhead_s",
+                         "total_s", "launch_s", "attention_s", "attention_flops", "routing_s")}
+    longest = max(steps, key=lambda item: item[0] * item[1].total_s)[1]
+    return longest.model_copy(update=total)
 
 
 def _ms(seconds: float) -> str:

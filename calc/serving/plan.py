@@ -565,7 +565,7 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
                     f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
-               f"{num_gpus} GPUs" if num_gpus else "one replica")
+               plural(num_gpus, "GPU") if num_gpus else "one replica")
     return (f"best: {plural(best.replicas, 'replica')} x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"
@@ -574,7 +574,7 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
 
 def _explain(layouts: list[Layout]) -> list[str]:
     return [
-        f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {x.max_concurrency} requests; at batch {x.batch} "
+        f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {plural(x.max_concurrency, 'request')}; at batch {x.batch} "
         f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + (O - 1) x TPOT) = "
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {plural(x.replicas, 'replica')} -> {plural(x.gpus_needed, 'GPU')}"
         for x in layouts

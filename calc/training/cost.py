@@ -210,7 +210,7 @@ def attention_share(m: ModelSpec, seq: int, doc_tokens: int | None = None) -> fl
 
     >>> from calc.sources.catalog import load_model
     >>> round(attention_share(load_model("llama3-8b"), 4096, 256), 5)   # 16 x 256*257/2 / (4096*4097/2)
-    0.06274
+    0.06273
     """
     full = causal_pairs(seq, None)
     span = seq if doc_tokens is None or doc_tokens >= seq else doc_tokens

@@ -15,6 +15,7 @@ from calc.hardware.calibration import Calibration, efficiency_for
 from calc.hardware.peaks import peak_tflops
 from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
+from calc.model.params import count_params
 from calc.sanity import check_context, check_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import TERA, abbrev, check_fraction, check_positive, figure
@@ -25,16 +26,20 @@ HOURS = 3600.0
 class MFUResult(BaseModel):
     model: str
     gpu: str
-    num_gpus: int
+    num_gpus: int | None  # None for a finished run (--tokens --gpu-hours): GPU-hours carry no GPU count
     seq: int
     dtype: str
     peak_tflops: float
-    tokens_per_s: float
-    # model FLOPs (with attention, the flops_per_token convention) achieved per second by the whole job, in every input
-    # mode; per step with --step-time, over the run with --tokens --gpu-hours (None otherwise)
-    model_flops_per_s: float
+    tokens_per_s: float | None  # the whole job's; None for a finished run (its GPU count is not an input)
+    tokens_per_s_per_gpu: float
+    # model FLOPs ("model FLOPs": the exact training FLOPs per token with attention, 3 x forward, not 6N; no
+    # recomputation) achieved per second, per GPU in every input mode and by the whole job where the GPU count is
+    # known (None for a finished run); per step with --step-time, over the run with --tokens --gpu-hours (else None)
+    model_flops_per_s_per_gpu: float
+    model_flops_per_s: float | None
     model_flops_per_step: float | None = None
     model_flops_total: float | None = None
+    model_flops_total_6n: float | None = None  # the run's 6N total, the convention papers publish (Llama 3: 3.8e25)
     flops_per_token_6n: float
     flops_per_token: float
     mfu: float
@@ -73,7 +78,7 @@ def mfu(
         check_positive(step_time_s, "--step-time")
         check_positive(global_batch, "--global-batch")
         rate_per_gpu = global_batch * seq / step_time_s / num_gpus
-        how = f"{abbrev(global_batch, digits=4)} sequences x {seq:,} tokens / {abbrev(step_time_s, digits=4)} s on {num_gpus} GPUs"
+        how = f"{global_batch:,.6g} sequences x {seq:,} tokens / {abbrev(step_time_s, digits=4)} s on {num_gpus} GPUs"
         total_tokens = global_batch * seq
     else:
         raise LLMCalcError("--tokens", "give --tokens with --gpu-hours, or --tokens-per-s, or --step-time with --global-batch")
@@ -83,6 +88,7 @@ def mfu(
     mfu_attn = rate_per_gpu * per_token / peak
     source = ("--tokens-per-s" if tokens_per_s is not None and (tokens is None or gpu_hours is None)
               else "--step-time" if tokens is None or gpu_hours is None else "--gpu-hours")
+    run = source == "--gpu-hours"
     warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
     measured = None
@@ -90,10 +96,13 @@ def mfu(
         eff = efficiency_for(gpu, dtype, calibration)
         measured = mfu_attn / eff.compute
     return MFUResult(
-        model=m.name, gpu=gpu.name, num_gpus=num_gpus, seq=seq, dtype=dtype, peak_tflops=peak / TERA,
-        tokens_per_s=rate_per_gpu * num_gpus, model_flops_per_s=rate_per_gpu * num_gpus * per_token,
+        model=m.name, gpu=gpu.name, num_gpus=None if run else num_gpus, seq=seq, dtype=dtype, peak_tflops=peak / TERA,
+        tokens_per_s=None if run else rate_per_gpu * num_gpus, tokens_per_s_per_gpu=rate_per_gpu,
+        model_flops_per_s_per_gpu=rate_per_gpu * per_token,
+        model_flops_per_s=None if run else rate_per_gpu * num_gpus * per_token,
         model_flops_per_step=total_tokens * per_token if source == "--step-time" else None,
         model_flops_total=total_tokens * per_token if source == "--gpu-hours" else None,
+        model_flops_total_6n=total_tokens * f.approx_6n if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
         mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
@@ -102,8 +111,20 @@ def mfu(
             f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",
             f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token",
             f"MFU (6N) = {rate_per_gpu:,.1f} * {abbrev(f.approx_6n, digits=4)} / {abbrev(peak, digits=4)} = {mfu_6n:.4f}",
-            f"with attention ({f.convention}, S = {seq}): 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token",
+            f"with attention ({f.convention}, S = {seq}): forward = 2 x M x S + attention = 2 x {f.matmul_params:,} x "
+            f"{seq:,} + {f.forward_attention_flops:,} = {f.forward_flops:,} FLOPs (M: the matmul weights, the input "
+            f"embedding left out: a lookup); 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token",
             f"MFU (attention) = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} / {abbrev(peak, digits=4)} = {mfu_attn:.4f}",
+            f"achieved model FLOP/s per GPU = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} = "
+            f"{rate_per_gpu * per_token / TERA:,.1f} TFLOP/s (model FLOPs: no recomputation counted)",
+            f"HFU if every layer is recomputed (full recomputation, one more forward: 4 of 3 passes) = 4/3 * "
+            f"{mfu_attn:.4f} = {mfu_attn * 4 / 3:.4f}; selective recomputation adds only the attention core's forward "
+            "(train-step prices it: its HFU with --recompute selective; Korthikanti et al. 2022 Table 5 count "
+            "selective HFU as (1 + s/3h + V/12lh) / (1 + s/6h + V/12lh) x MFU, their own FLOP formula's recompute term)",
+            *([f"not counted: the {count_params(m).mtp_params:,} parameters of the multi-token-prediction modules "
+               "(trained with MTP, as DeepSeek-V3 at depth 1, every token also passes them: roughly 6 x their active "
+               "parameters more per token); the FLOPs above are the main model's, as published 6N figures count them"]
+              if count_params(m).mtp_params else []),
         ],
     )
 
