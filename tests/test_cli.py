@@ -155,3 +155,13 @@ def test_mfu_prints_the_runs_6n_total_as_papers_publish_it(cli) -> None:
     assert r["model_flops_total_6n"] == pytest.approx(3.8e25, rel=0.01)
     assert r["model_flops_total"] > r["model_flops_total_6n"]
     assert r["model_flops_per_s_per_gpu"] == pytest.approx(15.6e12 / (30.84e6 * 3600) * r["flops_per_token"])
+
+
+def test_flops_gives_the_training_compute_of_a_token_budget(cli) -> None:
+    """Llama 3 (arXiv 2407.21783): the 405B model's pre-training used 3.8e25 FLOPs on 15.6T tokens (6ND, the paper's
+    convention); a PF-day is 1e15 FLOP/s x 86,400 s (GPT-3, Table D.1). QA finding: only train-time gave a total."""
+    r = cli("flops", "llama3.1-405b", "--seq", "8192", "--tokens", "15.6T", "--json").json()["training_compute"]
+    assert r["training_flops_6n"] == pytest.approx(3.8e25, rel=0.01)
+    assert r["pf_days_6n"] == pytest.approx(r["training_flops_6n"] / 8.64e19)
+    assert r["training_flops"] > r["training_flops_6n"]  # attention at 8K adds to 6N
+    assert "Training compute of" in cli("flops", "llama3.1-405b", "--seq", "8192", "--tokens", "15.6T").out

@@ -17,6 +17,7 @@ from calc.cli.options import (
     JsonOpt,
     ModelArg,
     SeqOpt,
+    TokensOpt,
     alias,
     human_int,
 )
@@ -43,6 +44,7 @@ def flops(
     generate: Annotated[int | None, typer.Option("--generate", parser=human_int("--generate"), hidden=True)] = None,
     intensity: Annotated[bool, typer.Option("--intensity", help="per-matmul FLOPs/byte of prefill and one decode step")] = False,
     fused: Annotated[bool, typer.Option("--fused", help="GEMM shapes of separate vs fused QKV + MLP-in (seed 000)")] = False,
+    tokens: TokensOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -70,6 +72,8 @@ def flops(
         extras["intensity_decode"] = engine.arithmetic_intensity(m, batch, 1, result.context + 1, dtype)
     if fused:
         extras["fused"] = engine.fused_parallel_shapes(m, batch * seq, dtype)
+    if tokens is not None:  # total training compute of D tokens at this --seq
+        extras["training_compute"] = engine.training_compute(result, tokens)
     if as_json:
         emit_warnings(result)  # the dump below is a dict, so emit_json would not see the forward result's warnings
         emit_json({**result.model_dump(mode="json"), **extras})

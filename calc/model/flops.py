@@ -20,7 +20,7 @@ from calc.model.mixers import scan_flops_per_token
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import ModelSpec
-from calc.units import dtype_bytes
+from calc.units import abbrev, dtype_bytes
 
 
 def check_tokens(batch: int, seq: int, context: int | None = None) -> int:
@@ -151,6 +151,44 @@ def forward_flops(
         attention_share_pct=100 * attention / forward,
         explain=explain,
         warnings=check_context(m, context, "--seq" if context == seq else "--context"),
+    )
+
+
+class TrainingCompute(BaseModel):
+    """Total training compute of D tokens at the forward's sequence length: D x (3 x forward / (B S)) with attention,
+    D x 6N the published convention (Kaplan et al. 2020 C = 6ND; GPT-3's 3.14e23, Llama 3 405B's 3.8e25), and the
+    same in PF-days (1e15 FLOP/s for a day, GPT-3 paper Table D.1)."""
+
+    tokens: float
+    training_flops: float
+    training_flops_6n: float
+    pf_days: float
+    pf_days_6n: float
+    explain: list[str]
+
+
+PF_DAY = 1e15 * 86400  # FLOPs in a petaFLOP/s-day
+
+
+def training_compute(f: FlopsResult, tokens: float) -> TrainingCompute:
+    """C = D x per-token training FLOPs (with attention at the forward's S and S') and C = 6 N D (N: the active
+    parameters, embedding included, as flops_per_token's 6N).
+
+    >>> from calc.sources.catalog import load_model
+    >>> c = training_compute(forward_flops(load_model("llama3.1-405b"), 1, 8192), 15.6e12)
+    >>> f"{c.training_flops_6n:.2e}"  # Llama 3 (arXiv 2407.21783): 3.8e25 FLOPs for the 405B model
+    '3.80e+25'
+    """
+    if not tokens > 0:
+        raise LLMCalcError("--tokens", f"must be > 0, got {tokens}")
+    total, total_6n = tokens * f.per_token_training_flops, tokens * f.approx_6n
+    return TrainingCompute(
+        tokens=tokens, training_flops=total, training_flops_6n=total_6n, pf_days=total / PF_DAY,
+        pf_days_6n=total_6n / PF_DAY,
+        explain=[f"C = D x 3*forward/S = {tokens:,.0f} x {f.per_token_training_flops:,.0f} = {abbrev(total, digits=4)} "
+                 f"FLOPs ({total / PF_DAY:,.1f} PF-days)",
+                 f"C = 6 N D = 6 x {f.active_params:,} x {tokens:,.0f} = {abbrev(total_6n, digits=4)} FLOPs "
+                 f"({total_6n / PF_DAY:,.1f} PF-days)"],
     )
 
 

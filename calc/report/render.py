@@ -507,6 +507,13 @@ def gemm_view(name: str, extra: Any) -> RenderableType:
             ("first step", f"{extra.first_step_flops:,}"), ("last step", f"{extra.last_step_flops:,}"),
             ("whole generation", f"{extra.generation_flops:,} ({human(extra.generation_flops, 'FLOPs')})"),
         ])
+    if name == "training_compute":
+        return kv_table(f"Training compute of {abbrev(extra.tokens, digits=4)} tokens", [
+            ("with attention (D x 3*forward/S)", f"{abbrev(extra.training_flops, digits=4)} FLOPs "
+                                                 f"({extra.pf_days:,.1f} PF-days)"),
+            ("6ND (the published convention)", f"{abbrev(extra.training_flops_6n, digits=4)} FLOPs "
+                                               f"({extra.pf_days_6n:,.1f} PF-days)"),
+        ])
     gemms = [*extra.separate, extra.fused] if name == "fused" else extra.gemms
     title = (f"Fused QKV + MLP-in for {extra.model}, {extra.tokens} tokens: same FLOPs "
              f"({extra.flops_equal}), {extra.bytes_saved:,.0f} bytes less moved") if name == "fused" else (
