@@ -165,3 +165,14 @@ def test_flops_gives_the_training_compute_of_a_token_budget(cli) -> None:
     assert r["pf_days_6n"] == pytest.approx(r["training_flops_6n"] / 8.64e19)
     assert r["training_flops"] > r["training_flops_6n"]  # attention at 8K adds to 6N
     assert "Training compute of" in cli("flops", "llama3.1-405b", "--seq", "8192", "--tokens", "15.6T").out
+
+
+def test_mfu_takes_a_papers_tflops_per_gpu(cli) -> None:
+    """Llama 3 (arXiv 2407.21783) Table 4: 400 TFLOPs per GPU and 41% MFU on 16,384 H100 at 8K. Under the same
+    convention (model FLOPs with attention over the bf16 dense peak 989.4 TFLOPS) by hand: 400 / 989.4 = 40.4%."""
+    r = cli("mfu", "llama3.1-405b", "--gpu", "h100", "--seq", "8192", "--tflops-per-gpu", "400", "--json").json()
+    assert r["mfu_with_attention"] == pytest.approx(400 / 989.4, rel=1e-3)
+    assert r["model_flops_per_s_per_gpu"] == pytest.approx(400e12)
+    assert r["num_gpus"] is None and r["model_flops_per_s"] is None  # a per-GPU figure: no whole job claimed
+    both = cli("mfu", "llama3.1-405b", "--gpu", "h100", "--tflops-per-gpu", "400", "--tokens-per-s", "5")
+    assert both.code == 2 and "--tflops-per-gpu" in both.err

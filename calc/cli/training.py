@@ -96,6 +96,10 @@ def mfu(
     step_time: Annotated[float | None, typer.Option(
         "--step-time", parser=human_float("--step-time"), help="seconds per optimizer step (with --global-batch)")] = None,
     global_batch: GlobalBatchOpt = None,
+    tflops_per_gpu: Annotated[float | None, typer.Option(
+        "--tflops-per-gpu", parser=human_float("--tflops-per-gpu"),
+        help="a paper's achieved TFLOP/s per GPU of model FLOPs with attention, no recomputation (Llama 3 Table 4: "
+             "400); Megatron-LM's published figures count recomputation (divide by 4/3 under full recompute)")] = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     causal: CausalOpt = False,
     calibration: CalibrationOpt = None,
@@ -103,8 +107,8 @@ def mfu(
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
-    """Model FLOPs utilisation from a finished run (--tokens --gpu-hours), observed --tokens-per-s, or
-    --step-time with --global-batch: exactly one of the three."""
+    """Model FLOPs utilisation from a finished run (--tokens --gpu-hours), observed --tokens-per-s,
+    --step-time with --global-batch, or a published --tflops-per-gpu: exactly one of the four."""
     from calc.cli.common import load_calibration, model_arg
     from calc.errors import LLMCalcError
     from calc.report.render import emit, mfu_view
@@ -112,26 +116,30 @@ def mfu(
     from calc.training import mfu as engine
 
     values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--tokens-per-s": tokens_per_s, "--step-time": step_time,
-              "--global-batch": global_batch}
+              "--global-batch": global_batch, "--tflops-per-gpu": tflops_per_gpu}
     chosen = [given for given in ([f for f in flags if values[f] is not None]  # the flags of each source given
-                                  for flags in (("--tokens", "--gpu-hours"), ("--tokens-per-s",), ("--step-time", "--global-batch")))
+                                  for flags in (("--tokens", "--gpu-hours"), ("--tokens-per-s",), ("--step-time", "--global-batch"),
+                                                ("--tflops-per-gpu",)))
               if given]
     if gpu is None:
         raise LLMCalcError("--gpu", "missing; name the GPU the run used (see `llmcalc gpus`)")
     if len(chosen) != 1:  # named by the second source given (the one to drop), else --tokens
         raise LLMCalcError(chosen[1][0] if len(chosen) > 1 else "--tokens",
-                           "give exactly one of: --tokens with --gpu-hours, --tokens-per-s, or --step-time with "
-                           "--global-batch" + (f" (got {' and '.join('/'.join(c) for c in chosen)})" if chosen else ""))
+                           "give exactly one of: --tokens with --gpu-hours, --tokens-per-s, --step-time with "
+                           "--global-batch, or --tflops-per-gpu"
+                           + (f" (got {' and '.join('/'.join(c) for c in chosen)})" if chosen else ""))
     for a, b in (("--tokens", "--gpu-hours"), ("--step-time", "--global-batch")):
         if (values[a] is None) != (values[b] is None):
             missing = a if values[a] is None else b
             raise LLMCalcError(missing, f"{a} and {b} go together; give both")
     if tokens is not None and num_gpus is not None:
         raise LLMCalcError("--num-gpus", "a finished run's MFU needs only --tokens and --gpu-hours; drop --num-gpus")
+    if tflops_per_gpu is not None and num_gpus is not None:
+        raise LLMCalcError("--num-gpus", "a per-GPU --tflops-per-gpu needs no GPU count; drop --num-gpus")
     result = engine.mfu(
         model_arg(model, old_model), load_gpu(gpu), num_gpus=num_gpus or 1, seq=seq, dtype=dtype, tokens=tokens,
         gpu_hours=gpu_hours, tokens_per_s=tokens_per_s, step_time_s=step_time, global_batch=global_batch,
-        causal=causal, calibration=load_calibration(calibration),
+        causal=causal, calibration=load_calibration(calibration), tflops_per_gpu=tflops_per_gpu,
     )
     emit(result, as_json, explain, mfu_view)
 

@@ -55,7 +55,7 @@ def mfu(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, seq: int = 2048, dtype: str = "bf16",
     tokens: float | None = None, gpu_hours: float | None = None, tokens_per_s: float | None = None,
     step_time_s: float | None = None, global_batch: float | None = None, causal: bool = False,
-    calibration: Calibration | None = None,
+    calibration: Calibration | None = None, tflops_per_gpu: float | None = None,
 ) -> MFUResult:
     """MFU from a finished run (tokens, GPU-hours), observed tokens/s, or step time x global batch.
 
@@ -64,7 +64,14 @@ def mfu(
     """
     check_num_gpus(num_gpus)
     peak = peak_tflops(gpu, dtype) * TERA
-    if tokens is not None and gpu_hours is not None:
+    f = forward_flops(m, 1, seq, causal=causal)
+    per_token = f.per_token_training_flops
+    if tflops_per_gpu is not None:  # a paper's achieved TFLOP/s per GPU (Llama 3 Table 4: model FLOPs, with attention)
+        rate_per_gpu = check_positive(tflops_per_gpu, "--tflops-per-gpu") * TERA / per_token
+        how = (f"published {tflops_per_gpu:g} TFLOP/s per GPU of model FLOPs / {abbrev(per_token, digits=4)} FLOPs per "
+               "token")
+        total_tokens = rate_per_gpu
+    elif tokens is not None and gpu_hours is not None:
         check_positive(tokens, "--tokens")
         check_positive(gpu_hours, "--gpu-hours")
         rate_per_gpu = tokens / (gpu_hours * HOURS)
@@ -82,13 +89,12 @@ def mfu(
         total_tokens = global_batch * seq
     else:
         raise LLMCalcError("--tokens", "give --tokens with --gpu-hours, or --tokens-per-s, or --step-time with --global-batch")
-    f = forward_flops(m, 1, seq, causal=causal)
-    per_token = f.per_token_training_flops
     mfu_6n = rate_per_gpu * f.approx_6n / peak
     mfu_attn = rate_per_gpu * per_token / peak
-    source = ("--tokens-per-s" if tokens_per_s is not None and (tokens is None or gpu_hours is None)
+    source = ("--tflops-per-gpu" if tflops_per_gpu is not None
+              else "--tokens-per-s" if tokens_per_s is not None and (tokens is None or gpu_hours is None)
               else "--step-time" if tokens is None or gpu_hours is None else "--gpu-hours")
-    run = source == "--gpu-hours"
+    run = source in ("--gpu-hours", "--tflops-per-gpu")  # a rate per GPU, no GPU count
     warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
     measured = None
