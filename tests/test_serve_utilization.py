@@ -46,3 +46,14 @@ def test_a_ttft_target_bounds_the_queue_instead(cli):
 def test_max_utilization_is_refused_where_it_cannot_apply(cli, args):
     r = cli(*args)
     assert r.code == 2 and "--max-utilization" in r.err
+
+
+def test_concurrency_shows_what_the_scheduler_runs_at_once(cli):
+    """QA finding: the concurrency table showed 1,440 concurrent requests of 1,024 tokens for Qwen3-Next-80B on 2 H200
+    while the engine runs at most max_num_seqs at once. The KV figure stays (it is vLLM's logged 'Maximum
+    concurrency'); beside it the running cap, min(KV-held, max_num_seqs)."""
+    r = cli("concurrency", "qwen3-next-80b", "--gpu", "h200", "--tp", "2", "--max-model-len", "1024",
+            "--max-num-seqs", "256", "--json").json()
+    assert r["max_concurrency"] > 256 and r["max_running"] == 256 and r["max_num_seqs"] == 256
+    for row in r["table"]:
+        assert row["max_running"] == min(row["max_concurrency"], 256)

@@ -437,7 +437,9 @@ def concurrency_view(r: Any) -> RenderableType:
         ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
         (f"KV per request ({r.max_tokens:,} tokens = {r.max_tokens - 1:,} slots)", size(r.kv_cache_bytes_per_request)),
         ("max concurrency", f"{r.max_concurrency:,} (whole blocks per request"
-                            + (", local layers capped at their window)" if r.window_capped else ")")),
+                            + (", local layers capped at their window)" if r.window_capped else ")")
+         + (f"; the engine runs at most max_num_seqs {r.max_num_seqs:,} of them at once"
+            if r.max_num_seqs is not None and r.max_concurrency > r.max_num_seqs else "")),
     ])
     caption = None
     if r.engine.startswith("vllm") and r.hybrid:
@@ -450,10 +452,11 @@ def concurrency_view(r: Any) -> RenderableType:
                                       else "") + " (vllm/v1/core/kv_cache_utils.py)")
     log = kv_table("As the engine logs it", [("-", line) for line in r.engine_log], caption=caption)
     table = Table(title="Concurrency vs context length", title_justify="left")
-    for col in ("max tokens", "KV / request", "max concurrency"):
+    for col in ("max tokens", "KV / request", "max concurrency (KV)", f"running at once (max_num_seqs {r.max_num_seqs:,})"):
         table.add_column(col, justify="right")
     for row in r.table:
-        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), f"{row.max_concurrency:,}")
+        table.add_row(f"{row.max_tokens:,}", size(row.kv_cache_bytes_per_request), f"{row.max_concurrency:,}",
+                      f"{row.max_running:,}")
     notes = kv_table("Assumptions", [("-", a) for a in r.assumptions])
     return Group(main, log, table, notes, Text(r.verdict, style="bold"))
 

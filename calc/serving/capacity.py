@@ -27,7 +27,8 @@ from calc.units import GIB
 class ConcurrencyRow(BaseModel):
     max_tokens: int
     kv_cache_bytes_per_request: int
-    max_concurrency: int
+    max_concurrency: int  # requests the KV cache holds at this length (the engine log's figure)
+    max_running: int  # of those, what the scheduler runs at once: min(max_concurrency, max_num_seqs)
 
 
 class ConcurrencyResult(BaseModel):
@@ -54,6 +55,8 @@ class ConcurrencyResult(BaseModel):
     max_concurrency: int
     window_capped: bool  # sliding-window / chunked layers hold at most their window of a request
     prefill_chunk_tokens: int | None = None  # the engine's prompt tokens per step when it chunks (EngineMemory.prefill_chunk)
+    max_num_seqs: int | None = None  # the scheduler's cap on running requests (vLLM max_num_seqs, SGLang max_running_requests)
+    max_running: int | None = None  # requests running at once: min(max_concurrency, max_num_seqs)
     hybrid: HybridPool | None = Field(None, exclude=True)  # vLLM V1's hybrid allocator, for the per-request rule
     shortfall_bytes: int
     engine_log: list[str]
@@ -82,8 +85,9 @@ def concurrency(
 
     def row(tokens: int) -> ConcurrencyRow:
         per = request_kv_bytes(m, tokens, mem.kv_dtype, mem.tp, mem.pp, mem.block_size, mem.hybrid)
-        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n,
-                              max_concurrency=blocks * mem.block_bytes // per if per else 0)
+        held = blocks * mem.block_bytes // per if per else 0
+        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n, max_concurrency=held,
+                              max_running=min(held, mem.max_num_seqs))
 
     kv_request = mem.kv_bytes_per_request * n
     count = mem.max_concurrency
@@ -108,6 +112,7 @@ def concurrency(
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
         max_concurrency=count, window_capped=mem.window_capped, hybrid=mem.hybrid, prefill_chunk_tokens=mem.prefill_chunk,
+        max_num_seqs=mem.max_num_seqs, max_running=min(count, mem.max_num_seqs),
         shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
         table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
         verdict=verdict, explain=mem.explain,
