@@ -23,3 +23,16 @@ def test_the_megatron_and_held_out_training_tables_are_the_scripts():
     text = validate_training.markdown(validate_training.validate()) + "\n" + \
         validate_training.held_out_markdown(validate_training.held_out())
     assert not _missing(text), "rerun python benchmarks/validate_training.py into the README"
+
+
+def test_the_kv_table_and_the_corpus_predict_the_same_rows_alike():
+    """A row in both the KV-token table and the corpus is one measurement with one reading (S5 read max_model_len
+    16,384 here, +185%, and 65,536 in the corpus, +33%)."""
+    from benchmarks.corpus_predict import predict_or_reason
+    from benchmarks.corpus_schema import load_corpus
+
+    corpus = {row.id: row for row, _group, _split in load_corpus()}
+    shared = [r for r in validate_serving.kv_rows() if r["id"] in corpus]
+    assert len(shared) >= 8
+    for r in shared:
+        assert predict_or_reason(corpus[r["id"]])[0] == r["predicted"], r["id"]

@@ -134,17 +134,18 @@ def _validation():  # noqa: ANN202
 
 def test_validation_error_bounds() -> None:
     """The published-measurement tables (benchmarks/validate_serving.py), one set of defaults for all rows.
-    Pinned at today's figures so a regression shows: latency mean |error| 15.8% (goal 25%); KV-cache
-    tokens median 12.3% (goal 5%; outliers S5 +181% and S6 +96%, vLLM V1 with LMCache, documented in the notes).
-    S6b is an FP8 checkpoint as shipped (Qwen3-235B-A22B-FP8 on 4 x H100, SGLang): +11.3% (priced in bf16 the
+    Pinned near today's figures so a regression shows: latency mean |error| 13.1% (18 of 23 within 25%); KV-cache
+    tokens median 3.3% (6 of 10 within 5%; largest S5 +33%, an old 2 x T4 log).
+    S6b is an FP8 checkpoint as shipped (Qwen3-235B-A22B-FP8 on 4 x H100, SGLang): +0.5% (priced in bf16 the
     weights alone, 117.5 GB per GPU, would not fit)."""
     v = _validation()
     lat, kv = v.latency_rows(), v.kv_rows()
     assert len(lat) == 23 and len(kv) == 10
-    assert v.mean_abs_error(lat) < 20
-    assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 16
-    assert sorted(abs(r["error_pct"]) for r in kv)[len(kv) // 2] < 15
-    assert sum(abs(r["error_pct"]) <= 6 for r in kv) >= 3
+    assert v.mean_abs_error(lat) < 15
+    assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 17
+    assert sorted(abs(r["error_pct"]) for r in kv)[len(kv) // 2] < 5
+    assert sum(abs(r["error_pct"]) <= 6 for r in kv) >= 6
+    assert max(abs(r["error_pct"]) for r in kv) < 40
     assert abs(next(r for r in kv if r["id"] == "S6b")["error_pct"]) < 15
 
 
