@@ -1,5 +1,8 @@
 """Serving validation: KV-cache capacity against engine startup logs, and TTFT/TPOT/end-to-end
-latency against published engine benchmarks, with ONE set of default assumptions for every row.
+latency against published engine benchmarks. A row the measurement corpus also holds (benchmarks/data/corpus, every
+row today) is predicted as the corpus predicts it (benchmarks/corpus_predict.py: its engine, version and knobs, the
+fitted step overhead of its engine), so the two tables never disagree on one measurement; its split (fit / held
+out) is printed beside it.
 
     python benchmarks/validate_serving.py        # prints two Markdown tables with the mean error
 
@@ -12,6 +15,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(DATA.parents[1]))  # the checkout's calc/ when run as a script
@@ -43,16 +47,33 @@ def kv_rows() -> list[dict]:
     return out
 
 
+def _corpus() -> dict[str, tuple[Any, str]]:
+    """The corpus rows by id, with their split."""
+    sys.path.insert(0, str(DATA.parent))
+    from corpus_schema import load_corpus
+
+    return {row.id: (row, split) for row, _group, split in load_corpus()}
+
+
 def latency_rows() -> list[dict]:
-    """Predicted vs published latency (ms), one dict per row; prefill attention is causal in every engine."""
+    """Predicted vs published latency (ms), one dict per row: as the corpus predicts it when it holds the row (its
+    engine's knobs and fitted step overhead), else with the default assumptions; prefill attention is causal."""
+    from corpus_predict import predict_or_reason
+
+    corpus = _corpus()
     out = []
     for r in json.loads((DATA / "serving_latency.json").read_text())["rows"]:
-        res = latency(_model(r["model"]), load_gpu(r["gpu"]), num_gpus=r["tp"], batch=r["batch"], prompt=r["prompt"],
-                      output=r["output"], dtype=r["dtype"], causal=True)
-        predicted = getattr(res, LATENCY_FIELD[r["metric"]]) * 1e3
+        row, split = corpus.get(r["id"], (None, "-"))
+        if row is not None:
+            predicted = predict_or_reason(row)[0] * (1e3 if row.measured.unit == "s" else 1)
+        else:
+            res = latency(_model(r["model"]), load_gpu(r["gpu"]), num_gpus=r["tp"], batch=r["batch"], prompt=r["prompt"],
+                          output=r["output"], dtype=r["dtype"], causal=True)
+            predicted = getattr(res, LATENCY_FIELD[r["metric"]]) * 1e3
         err = 100 * (predicted - r["measured_ms"]) / r["measured_ms"]
-        out.append({"id": r["id"], "setting": f"{r['model']} {r['tp']} x {r['gpu']} {r['dtype']} B={r['batch']} "
-                    f"P={r['prompt']} T={r['output']}", "metric": r["metric"], "predicted": predicted,
+        engine = f" {row.stack.name}" if row is not None else ""
+        out.append({"id": r["id"], "setting": f"{r['model']} {r['tp']} x {r['gpu']} {r['dtype']}{engine} B={r['batch']} "
+                    f"P={r['prompt']} T={r['output']}", "split": split.replace("_", "-"), "metric": r["metric"], "predicted": predicted,
                     "measured": r["measured_ms"], "error_pct": err, "source": r["source"].split(",")[0]})
     return out
 
@@ -71,13 +92,17 @@ def markdown() -> str:
     lines += ["", f"Mean |error| {mean_abs_error(kv):.1f}% over {len(kv)} rows; median "
               f"{statistics.median(abs(r['error_pct']) for r in kv):.1f}%; {within}/{len(kv)} within 5%.", "",
               "### Latency vs published engine benchmarks", "",
-              "| id | setting | metric | predicted ms | published ms | error | source |", "|---|---|---|---:|---:|---:|---|"]
-    lines += [f"| {r['id']} | {r['setting']} | {r['metric']} | {r['predicted']:,.1f} | {r['measured']:,.1f} | "
+              "| id | setting | split | metric | predicted ms | published ms | error | source |",
+              "|---|---|---|---|---:|---:|---:|---|"]
+    lines += [f"| {r['id']} | {r['setting']} | {r['split']} | {r['metric']} | {r['predicted']:,.1f} | {r['measured']:,.1f} | "
               f"{r['error_pct']:+.1f}% | {r['source']} |" for r in lat]
     within = sum(abs(r["error_pct"]) <= 25 for r in lat)
     lines += ["", f"Mean |error| {mean_abs_error(lat):.1f}% over {len(lat)} rows; median "
               f"{statistics.median(abs(r['error_pct']) for r in lat):.1f}%; {within}/{len(lat)} within 25%; "
               f"median ratio predicted/published {statistics.median(r['predicted'] / r['measured'] for r in lat):.2f}."]
+    parts = [(name, [r for r in lat if r["split"] == name]) for name in ("fit", "held-out")]
+    lines += ["By split: " + "; ".join(f"{name} {len(rows)} rows, mean |error| {mean_abs_error(rows):.1f}%"
+                                       for name, rows in parts if rows) + "."]
     return "\n".join(lines)
 
 

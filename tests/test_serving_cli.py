@@ -133,16 +133,18 @@ def _validation():  # noqa: ANN202
 
 
 def test_validation_error_bounds() -> None:
-    """The published-measurement tables (benchmarks/validate_serving.py), one set of defaults for all rows.
-    Pinned near today's figures so a regression shows: latency mean |error| 13.1% (18 of 23 within 25%); KV-cache
+    """The published-measurement tables (benchmarks/validate_serving.py), each row as the corpus predicts it.
+    Pinned near today's figures so a regression shows: latency mean |error| 9.6% (19 of 23 within 25%; each row
+    predicted as the corpus predicts it, its engine's fitted step overhead included; 14 fit, 9 held out); KV-cache
     tokens median 3.3% (6 of 10 within 5%; largest S5 +33%, an old 2 x T4 log).
     S6b is an FP8 checkpoint as shipped (Qwen3-235B-A22B-FP8 on 4 x H100, SGLang): +0.5% (priced in bf16 the
     weights alone, 117.5 GB per GPU, would not fit)."""
     v = _validation()
     lat, kv = v.latency_rows(), v.kv_rows()
     assert len(lat) == 23 and len(kv) == 10
-    assert v.mean_abs_error(lat) < 15
-    assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 17
+    assert v.mean_abs_error(lat) < 12
+    assert sum(abs(r["error_pct"]) <= 25 for r in lat) >= 18
+    assert v.mean_abs_error([r for r in lat if r["split"] == "held-out"]) < 12
     assert sorted(abs(r["error_pct"]) for r in kv)[len(kv) // 2] < 5
     assert sum(abs(r["error_pct"]) <= 6 for r in kv) >= 6
     assert max(abs(r["error_pct"]) for r in kv) < 40
