@@ -260,8 +260,8 @@ def train_time(
         mfu_source="assumed (--mfu)" if mfu_assumed is not None else f"assumed (0.4: no node type ships for {g.name})",
     )
     if days is not None or budget is not None:  # the search's grid, said where the count is printed
-        per_node = (load_system(system) if system else system_for_gpu(g))
-        nodes = f"nodes of {per_node.gpus_per_node} GPUs" if per_node else "GPUs"
+        node = load_system(system) if system else system_for_gpu(g)
+        nodes = f"nodes of {node.gpus_per_node} GPUs" if node else "GPUs"
         grid = (f"GPU count searched for {'--days' if days is not None else '--budget'} over whole {nodes}, node counts "
                 "with no prime factor above 7 (calc.training.sizing.smooth_counts: 24, 25, 27, 28, 30, ...; a count like "
                 "41 nodes leaves a layout few splits and is skipped; pin --num-gpus to time one)")

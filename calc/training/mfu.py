@@ -95,6 +95,7 @@ def mfu(
               else "--tokens-per-s" if tokens_per_s is not None and (tokens is None or gpu_hours is None)
               else "--step-time" if tokens is None or gpu_hours is None else "--gpu-hours")
     run = source in ("--gpu-hours", "--tflops-per-gpu")  # a rate per GPU, no GPU count
+    mtp = count_params(m).mtp_params  # trained with MTP, these modules' FLOPs are not in the figures (said in --explain)
     warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
     measured = None
@@ -127,10 +128,10 @@ def mfu(
             f"{mfu_attn:.4f} = {mfu_attn * 4 / 3:.4f}; selective recomputation adds only the attention core's forward "
             "(train-step prices it: its HFU with --recompute selective; Korthikanti et al. 2022 Table 5 count "
             "selective HFU as (1 + s/3h + V/12lh) / (1 + s/6h + V/12lh) x MFU, their own FLOP formula's recompute term)",
-            *([f"not counted: the {count_params(m).mtp_params:,} parameters of the multi-token-prediction modules "
+            *([f"not counted: the {mtp:,} parameters of the multi-token-prediction modules "
                "(trained with MTP, as DeepSeek-V3 at depth 1, every token also passes them: roughly 6 x their active "
                "parameters more per token); the FLOPs above are the main model's, as published 6N figures count them"]
-              if count_params(m).mtp_params else []),
+              if mtp else []),
         ],
     )
 
