@@ -57,3 +57,17 @@ def test_concurrency_shows_what_the_scheduler_runs_at_once(cli):
     assert r["max_concurrency"] > 256 and r["max_running"] == 256 and r["max_num_seqs"] == 256
     for row in r["table"]:
         assert row["max_running"] == min(row["max_concurrency"], 256)
+
+
+def test_a_lightly_loaded_plan_says_its_full_batch_figures_overstate_what_users_see(cli):
+    """serve prices a layout at its full batch (the planning figure). At 0.01 req/s one replica of Llama 3.1 8B on an H100
+    for 32K prompts runs 2% busy and holds 0.01 x ~18 s = 0.2 requests (Little's law, by hand): users see its batch-1
+    point, not batch 12's 1.77 s TTFT and 129 ms TPOT. The plan says so, naming that point; at heavy load it does not."""
+    light = cli("serve", "llama3.1-8b", "--gpu", "h100", "--prompt", "32768", "--output", "128", "--rate", "0.01",
+                "--json").json()
+    line = next(x for x in light["assumptions"] if x.startswith("light load"))
+    first = light["best"]["frontier"][0]
+    assert first["batch"] == 1 and f"batch-1 figures: TTFT {first['ttft_ms']:,.0f} ms" in line
+    heavy = cli("serve", "llama3.1-8b", "--gpu", "h100", "--prompt", "2000", "--output", "300", "--rate", "20",
+                "--json").json()
+    assert not any(x.startswith("light load") for x in heavy["assumptions"])

@@ -297,6 +297,9 @@ def serve_plan(
                "(no --ttft-ms: the default planning margin; --max-utilization changes it)" if ttft_ms is None else
                "(any stable queue: the --ttft-ms target bounds the wait)")
             + (" and whose queueing keeps TTFT within --ttft-ms" if ttft_ms is not None else ""))
+    light = light_load_line(best, rate, output)
+    if light:
+        assumption_lines.append(light)
     if speculation is not None:
         assumption_lines.append(speculation.line())
     if disaggregated:
@@ -517,6 +520,26 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
         frontier=frontier,
     )
+
+
+LIGHT_LOAD = 0.5  # below this share of its slots busy, a replica's full-batch TTFT / TPOT overstate what users see
+
+
+def light_load_line(best: Layout | None, rate: float | None, output: int) -> str | None:
+    """A layout's TTFT / TPOT are priced at its full batch B (the planning figure: every slot busy). At a rate that keeps
+    its slots less than LIGHT_LOAD busy, a replica holds about L = rate / replicas x (TTFT + (O - 1) x TPOT) requests
+    (Little's law, at the full-batch request time: an upper estimate), and users see figures nearer its frontier's point
+    at batch >= L; this line says so with that point, or None at heavier load (or without a rate)."""
+    if best is None or not rate or not best.frontier:
+        return None
+    rho = rate / (best.replicas * best.requests_per_s_per_replica)
+    if rho >= LIGHT_LOAD:
+        return None
+    held = rate / best.replicas * (best.ttft_ms - best.queue_ms + (output - 1) * best.tpot_ms) / 1e3
+    point = next((f for f in best.frontier if f.batch >= held), best.frontier[-1])
+    return (f"light load: the best layout's slots run {rho:.0%} busy, so its TTFT / TPOT above are at its full batch "
+            f"{best.batch:,}; a replica holds about {held:,.1f} requests at {count(rate)} requests/s (Little's law), "
+            f"nearer its frontier's batch-{point.batch:,} figures: TTFT {point.ttft_ms:,.0f} ms, TPOT {point.tpot_ms:,.1f} ms")
 
 
 def utilization_cap(a: ServingAssumptions, ttft_ms: float | None) -> float:
