@@ -181,3 +181,8 @@ def load_corpus(folder: Path = CORPUS_DIR) -> list[tuple[Row, str, str]]:
     groups = load_groups(folder)
     frozen = frozen_split()
     return [(r, source_of(g), split_of_source(source_of(g), frozen)) for g in groups for r in g.rows]
+
+
+def corpus_by_id(folder: Path = CORPUS_DIR) -> dict[str, tuple[Row, str]]:
+    """Every row by its id, with its split: how a validation table finds the corpus row of a measurement it shows."""
+    return {row.id: (row, split) for row, _source, split in load_corpus(folder)}

@@ -1,8 +1,8 @@
 """Serving validation: KV-cache capacity against engine startup logs, and TTFT/TPOT/end-to-end
-latency against published engine benchmarks. A row the measurement corpus also holds (benchmarks/data/corpus, every
-row today) is predicted as the corpus predicts it (benchmarks/corpus_predict.py: its engine, version and knobs, the
-fitted step overhead of its engine), so the two tables never disagree on one measurement; its split (fit / held
-out) is printed beside it.
+latency against published engine benchmarks. Every latency row is also a corpus row (benchmarks/data/corpus) and is
+predicted as the corpus predicts it (benchmarks/corpus_predict.py: its engine, version and knobs, the fitted step
+overhead of its engine), its split (fit / held out) printed beside it; the KV rows shared with the corpus are held
+to its prediction by tests/test_readme_validation_tables.py. The two never disagree on one measurement.
 
     python benchmarks/validate_serving.py        # prints two Markdown tables with the mean error
 
@@ -15,18 +15,15 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(DATA.parents[1]))  # the checkout's calc/ when run as a script
 
 from calc.serving.engine_memory import engine_memory  # noqa: E402
-from calc.serving.latency import latency  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model  # noqa: E402
 from calc.specs.serving import EngineSettings  # noqa: E402
 
 GIB = 2**30
-LATENCY_FIELD = {"ttft_ms": "ttft_s", "tpot_ms_p50": "tpot_s", "itl_ms": "tpot_s", "e2e_latency_ms_median": "e2e_s"}
 
 
 def _model(name: str):  # noqa: ANN202
@@ -47,31 +44,20 @@ def kv_rows() -> list[dict]:
     return out
 
 
-def _corpus() -> dict[str, tuple[Any, str]]:
-    """The corpus rows by id, with their split."""
-    sys.path.insert(0, str(DATA.parent))
-    from corpus_schema import load_corpus
-
-    return {row.id: (row, split) for row, _group, split in load_corpus()}
-
-
 def latency_rows() -> list[dict]:
-    """Predicted vs published latency (ms), one dict per row: as the corpus predicts it when it holds the row (its
-    engine's knobs and fitted step overhead), else with the default assumptions; prefill attention is causal."""
+    """Predicted vs published latency (ms), one dict per row, as the corpus predicts the same measurement (its
+    engine's knobs and fitted step overhead; every row here is a corpus row); prefill attention is causal."""
+    sys.path.insert(0, str(DATA.parent))
     from corpus_predict import predict_or_reason
+    from corpus_schema import corpus_by_id
 
-    corpus = _corpus()
+    corpus = corpus_by_id()
     out = []
     for r in json.loads((DATA / "serving_latency.json").read_text())["rows"]:
-        row, split = corpus.get(r["id"], (None, "-"))
-        if row is not None:
-            predicted = predict_or_reason(row)[0] * (1e3 if row.measured.unit == "s" else 1)
-        else:
-            res = latency(_model(r["model"]), load_gpu(r["gpu"]), num_gpus=r["tp"], batch=r["batch"], prompt=r["prompt"],
-                          output=r["output"], dtype=r["dtype"], causal=True)
-            predicted = getattr(res, LATENCY_FIELD[r["metric"]]) * 1e3
+        row, split = corpus[r["id"]]
+        predicted = predict_or_reason(row)[0] * (1e3 if row.measured.unit == "s" else 1)
         err = 100 * (predicted - r["measured_ms"]) / r["measured_ms"]
-        engine = f" {row.stack.name}" if row is not None else ""
+        engine = f" {row.stack.name}"
         out.append({"id": r["id"], "setting": f"{r['model']} {r['tp']} x {r['gpu']} {r['dtype']}{engine} B={r['batch']} "
                     f"P={r['prompt']} T={r['output']}", "split": split.replace("_", "-"), "metric": r["metric"], "predicted": predicted,
                     "measured": r["measured_ms"], "error_pct": err, "source": r["source"].split(",")[0]})

@@ -78,44 +78,25 @@ def validate() -> list[dict]:
 
 
 def held_out() -> list[dict]:
-    """Modern FSDP runs (torchtitan, llm-foundry): predicted MFU of the published layout vs the published MFU. A row
-    the measurement corpus holds (all of them today) is predicted as the corpus predicts it (benchmarks/
-    corpus_predict.py: its stack, the fitted stack factor, the stack's knobs), read as an MFU (MFU and throughput
-    scale alike at a fixed model, GPU and sequence), so the two tables never disagree on one run; its split is printed."""
-    from calc.sources.catalog import load_model
-    from calc.training.step import train_step
+    """Modern FSDP runs (torchtitan, llm-foundry): predicted MFU of the published layout vs the published MFU, each
+    predicted as the corpus predicts the same run (every row here is a corpus row; benchmarks/corpus_predict.py: its
+    stack, the fitted stack factor, the stack's knobs), read as an MFU (MFU and throughput scale alike at a fixed
+    model, GPU and sequence), so the two tables never disagree on one run; its split is printed."""
+    from corpus_predict import predict_or_reason
+    from corpus_schema import corpus_by_id
 
-    corpus = _corpus()
+    corpus = corpus_by_id()
     data = json.loads(DATA.read_text(encoding="utf-8"))
     out = []
     for row in data["held_out"]:
-        config = data["configs"].get(row["model"])
-        m = model_from_hf_config(config, where=row["id"], field="row") if config else load_model(row["model"])
-        cost = ModelCost(m, load_gpu(row["gpu"]), load_system(row["system"]), row["seq"])
         layout = Layout(dp=row["num_gpus"], micro_batch=row["micro_batch"], zero=row["zero"], recompute=row["recompute"])
-        split, stack = "-", "megatron (default)"
-        if row["id"] in corpus:
-            from corpus_predict import predict_or_reason
-
-            entry, split = corpus[row["id"]]
-            ratio = predict_or_reason(entry)[0] / entry.measured.value
-            predicted = row["measured"] * (1 / ratio if entry.kind == "training_step_time" else ratio)
-            stack = entry.stack.name
-        else:
-            r = train_step(cost, layout, global_batch=row["global_batch"], num_gpus=row["num_gpus"])
-            predicted = r.mfu if r.fits else float("nan")
+        entry, split = corpus[row["id"]]
+        ratio = predict_or_reason(entry)[0] / entry.measured.value
+        predicted = row["measured"] * (1 / ratio if entry.kind == "training_step_time" else ratio)
         out.append({"id": row["id"], "layout": layout.label(), "measured": row["measured"], "predicted": predicted,
                     "error": (predicted - row["measured"]) / row["measured"], "gpu": row["gpu"], "source": row["source"],
-                    "split": split.replace("_", "-"), "stack": stack})
+                    "split": split.replace("_", "-"), "stack": entry.stack.name})
     return out
-
-
-def _corpus() -> dict:
-    """The measurement corpus's rows by id, with their split."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from corpus_schema import load_corpus
-
-    return {row.id: (row, split) for row, _group, split in load_corpus()}
 
 
 def markdown(results: list[dict]) -> str:

@@ -29,10 +29,10 @@ def test_the_kv_table_and_the_corpus_predict_the_same_rows_alike():
     """A row in both the KV-token table and the corpus is one measurement with one reading (S5 read max_model_len
     16,384 here, +185%, and 65,536 in the corpus, +33%)."""
     from benchmarks.corpus_predict import predict_or_reason
-    from benchmarks.corpus_schema import load_corpus
+    from benchmarks.corpus_schema import corpus_by_id
 
-    corpus = {row.id: row for row, _group, _split in load_corpus()}
+    corpus = corpus_by_id()
     shared = [r for r in validate_serving.kv_rows() if r["id"] in corpus]
     assert len(shared) >= 8
     for r in shared:
-        assert predict_or_reason(corpus[r["id"]])[0] == r["predicted"], r["id"]
+        assert predict_or_reason(corpus[r["id"]][0])[0] == r["predicted"], r["id"]

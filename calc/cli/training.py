@@ -216,11 +216,12 @@ def train_time(
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
 
-    no_node = system is None and system_for_gpu(g) is None
+    node = load_system(system) if system else system_for_gpu(g)  # the node type the plan is placed on, if any
+    no_node = node is None
     if mfu_assumed is not None or no_node:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq)
 
-    _warn_scale(num_gpus, global_batch, seq, load_system(system) if system else system_for_gpu(g),
+    _warn_scale(num_gpus, global_batch, seq, node,
                 global_batch_tokens is not None)
     plan = None
     batch_flag = "--global-batch-tokens" if global_batch_tokens is not None else "--global-batch"  # the one given
@@ -248,7 +249,7 @@ def train_time(
                          host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe)
             plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
             if not pins:
-                _warn_idle_faster(cost, plan, num_gpus, global_batch, load_system(system) if system else system_for_gpu(g))
+                _warn_idle_faster(cost, plan, num_gpus, global_batch, node)
     if plan is not None and tokens < plan.global_batch * seq:
         raise LLMCalcError("--tokens", f"{tokens:,.0f} tokens are less than one optimizer step of the plan "
                                        f"({plan.global_batch:,} sequences x {seq:,} = {plan.global_batch * seq:,} tokens); "
@@ -260,7 +261,6 @@ def train_time(
         mfu_source="assumed (--mfu)" if mfu_assumed is not None else f"assumed (0.4: no node type ships for {g.name})",
     )
     if days is not None or budget is not None:  # the search's grid, said where the count is printed
-        node = load_system(system) if system else system_for_gpu(g)
         nodes = f"nodes of {node.gpus_per_node} GPUs" if node else "GPUs"
         grid = (f"GPU count searched for {'--days' if days is not None else '--budget'} over whole {nodes}, node counts "
                 "with no prime factor above 7 (calc.training.sizing.smooth_counts: 24, 25, 27, 28, 30, ...; a count like "

@@ -155,12 +155,10 @@ ROOM: dict[str, str | Callable[[Any], str]] = {
     "calc.serving.capacity.ConcurrencyResult": "a lighter --kv-dtype or more GPUs, or a shorter --max-model-len",
     "calc.serving.plan.ServePlan": "more GPUs per replica, a lighter --kv-dtype or a shorter --prompt/--output",
 }
-def _latency_room(r: Any) -> str:
+def latency_room(r: Any) -> str:
     """latency's levers (its --max-model-len is the request's already): a smaller --batch only above 1."""
     return "a lighter --kv-dtype, more GPUs or a smaller --batch" if r.batch > 1 else "a lighter --kv-dtype or more GPUs"
 
-
-LATENCY_ROOM = _latency_room
 
 
 def fit_verdict(need: float, capacity: float, need_high: float) -> str:
@@ -365,7 +363,7 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
                    else fit_verdict(r.batch, held, r.batch * held / b.low))  # type: ignore[attr-defined]  # type: ignore[attr-defined]
         margin = (f"the KV cache admits {plural(held, 'request')} for a batch of {r.batch:,}, "  # type: ignore[attr-defined]
                   f"but its 80% band goes down to {math.floor(b.low) if b else 0:,}")  # whole requests admitted
-        name = "latency"  # LATENCY_ROOM: its --max-model-len is at least prompt + output already
+        name = "latency"  # latency_room: its --max-model-len is at least prompt + output already
     elif name == "calc.serving.plan.ServePlan":
         best = getattr(r, "best", None)
         if not r.fits:  # type: ignore[attr-defined]
@@ -383,7 +381,7 @@ def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str
         return ("does not fit", None) if not r.fits else None  # type: ignore[attr-defined]  # else its memory's (FIT_FROM)
     else:
         return None
-    room = LATENCY_ROOM if name == "latency" else ROOM.get(name, "more GPUs")
+    room = latency_room if name == "latency" else ROOM.get(name, "more GPUs")
     line = f"fit: tight: {margin}; {room(r) if callable(room) else room} would make room" if verdict == "tight" else None
     return verdict, line
 
