@@ -175,6 +175,23 @@ def llama_like(c: HFConfig, **family: Any) -> Mapping:
     }
 
 
-def moe_layer_count(num_layers: int, first_dense: int = 0, freq: int = 1, skip: set[int] | None = None) -> int:
+def moe_layer_set(num_layers: int, first_dense: int = 0, freq: int = 1, skip: set[int] | None = None) -> set[int]:
     """MoE layers i with i >= first_dense, i % freq == 0 and i not in skip (DeepSeek/GLM numbering)."""
-    return sum(1 for i in range(num_layers) if i >= first_dense and i % freq == 0 and i not in (skip or set()))
+    return {i for i in range(num_layers) if i >= first_dense and i % freq == 0 and i not in (skip or set())}
+
+
+def ffn_layout(num_layers: int, moe_layers: set[int]) -> Mapping:
+    """The FFN placement of a MoE model: {} when the MoE layers are the last ones (ModelSpec's default: dense layers
+    first, moe.num_dense_layers of them), else ``ffn_types`` naming each layer ("dense" / "moe"), so an interleaved
+    model (Llama 4 Maverick's interleave_moe_layer_step 2: MoE at 1, 3, 5, ...; Qwen's decoder_sparse_step; DeepSeek's
+    moe_layer_freq) keeps its layers where the checkpoint has them (pipeline stages, per-layer costs).
+
+    >>> ffn_layout(4, {2, 3})
+    {}
+    >>> ffn_layout(4, {1, 3})
+    {'ffn_types': ['dense', 'moe', 'dense', 'moe']}
+    """
+    dense = num_layers - len(moe_layers)
+    if moe_layers == set(range(dense, num_layers)):
+        return {}
+    return {"ffn_types": ["moe" if i in moe_layers else "dense" for i in range(num_layers)]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calc.sources.hf.config import HFConfig, Mapping, moe_layer_count, rope_scaling_factor
+from calc.sources.hf.config import HFConfig, Mapping, ffn_layout, moe_layer_set, rope_scaling_factor
 
 # configuration_deepseek_v3 defaults for fields a config may leave out (the DeepSeek-V3 shapes).
 DEEPSEEK_V3 = {"n_routed_experts": 256, "n_shared_experts": 1, "first_k_dense_replace": 3, "q_lora_rank": 1536,
@@ -47,8 +47,9 @@ def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
         c.use_defaults(DEEPSEEK_V3)
     num_layers = c.layers()
     routed = _routed_experts(c, v3)
-    moe_layers = moe_layer_count(num_layers, c.int("first_k_dense_replace", default=0),
-                                 c.divisor("moe_layer_freq", default=1)) if routed else 0
+    sparse = moe_layer_set(num_layers, c.int("first_k_dense_replace", default=0),
+                           c.divisor("moe_layer_freq", default=1)) if routed else set()
+    moe_layers = len(sparse)
     shared = c.int("n_shared_experts", default=0) or 0
     expert_width = c.int("moe_intermediate_size")
     heads = c.int("num_attention_heads")
@@ -84,6 +85,7 @@ def deepseek(c: HFConfig, v3: bool, v32: bool = False) -> Mapping:
             "router_bias": v3 and c.get("topk_method", default="noaux_tc") == "noaux_tc",
             "num_dense_layers": num_layers - moe_layers,
         }
+        spec |= ffn_layout(num_layers, sparse)
     return spec
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calc.sources.hf.config import HFConfig, Mapping, llama_like
+from calc.sources.hf.config import HFConfig, Mapping, ffn_layout, llama_like
 
 
 def llama4_text(c: HFConfig) -> Mapping:
@@ -15,7 +15,8 @@ def llama4_text(c: HFConfig) -> Mapping:
     num_layers = c.layers()
     step = c.divisor("interleave_moe_layer_step", default=1)
     moe_layers = set(c.int_list("moe_layers")) if c.get("moe_layers", default=None) is not None else None
-    n_moe = len(moe_layers & set(range(num_layers))) if moe_layers is not None else len(range(step - 1, num_layers, step))
+    sparse = moe_layers & set(range(num_layers)) if moe_layers is not None else set(range(step - 1, num_layers, step))
+    n_moe = len(sparse)
     rope = c.int_list("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(num_layers)]
     if len(rope) != num_layers:
         raise c.fail("no_rope_layers", f"must list one flag per layer ({num_layers})")
@@ -33,7 +34,7 @@ def llama4_text(c: HFConfig) -> Mapping:
         "shared_intermediate_size": expert_width,
         "num_dense_layers": num_layers - n_moe,
     }
-    return spec
+    return spec | ffn_layout(num_layers, sparse)
 
 
 MAPPERS = {"llama4_text": llama4_text}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from calc.sources.hf.config import HFConfig, Mapping, attention_layout, llama_like
+from calc.sources.hf.config import HFConfig, Mapping, attention_layout, ffn_layout, llama_like
 
 # configuration_qwen2/qwen2_moe/qwen3/qwen3_moe defaults for the fields a config may leave out (transformers
 # main, 2025): note num_key_value_heads is a constant there (32, 16, 32, 4), not num_attention_heads, and
@@ -43,33 +43,32 @@ def qwen3(c: HFConfig) -> Mapping:
     return llama_like(c, qkv_bias=bias, out_bias=bias, qk_norm="head", layout=_qwen_layout(c))
 
 
-def _sparse_layers(c: HFConfig, default_experts: int) -> tuple[int, int]:
-    """(experts, dense layer count): layer i is sparse iff i not in mlp_only_layers and
+def _sparse_layers(c: HFConfig, default_experts: int) -> tuple[int, set[int]]:
+    """(experts, sparse layers): layer i is sparse iff i not in mlp_only_layers and
     (i + 1) % decoder_sparse_step == 0 (modeling_qwen2_moe / qwen3_moe)."""
     num_layers = c.layers()
     experts = c.int("num_experts", default=default_experts)
     step = c.divisor("decoder_sparse_step", default=1)
     mlp_only = set(c.int_list("mlp_only_layers"))
-    sparse = [i for i in range(num_layers) if i not in mlp_only and experts > 0 and (i + 1) % step == 0]
-    return experts, num_layers - len(sparse)
+    return experts, {i for i in range(num_layers) if i not in mlp_only and experts > 0 and (i + 1) % step == 0}
 
 
 def qwen2_moe(c: HFConfig) -> Mapping:
     c.use_defaults(QWEN2_MOE)
-    experts, dense = _sparse_layers(c, 60)
+    experts, sparse = _sparse_layers(c, 60)
     shared = c.int("shared_expert_intermediate_size")
     spec = qwen2(c)
-    spec["moe"] = _moe(c, experts, dense, top_k_default=4, shared=shared)
-    return spec
+    spec["moe"] = _moe(c, experts, c.layers() - len(sparse), top_k_default=4, shared=shared)
+    return spec | ffn_layout(c.layers(), sparse)
 
 
 def qwen3_moe(c: HFConfig) -> Mapping:
     # modeling_qwen3_moe: no shared expert, router Linear(H, E) without bias.
     c.use_defaults(QWEN3_MOE)
-    experts, dense = _sparse_layers(c, 128)
+    experts, sparse = _sparse_layers(c, 128)
     spec = qwen3(c)
-    spec["moe"] = _moe(c, experts, dense, top_k_default=8, shared=0)
-    return spec
+    spec["moe"] = _moe(c, experts, c.layers() - len(sparse), top_k_default=8, shared=0)
+    return spec | ffn_layout(c.layers(), sparse)
 
 
 def _moe(c: HFConfig, experts: int, dense: int, top_k_default: int, shared: int) -> dict[str, Any]:
