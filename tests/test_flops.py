@@ -30,6 +30,16 @@ def test_gqa_mistral_decode_step() -> None:
     assert d.first_step_flops == 14_745_600_000
 
 
+def test_mla_decode_step_runs_absorbed_over_the_latent() -> None:
+    # DeepSeek-V3 decodes absorbed (DeepSeek-V2 arXiv 2405.04434 sec. 2.1.3): each of 128 heads scores the cached
+    # latent + RoPE key (512 + 64) and mixes the latent (512): 2*128*(576+512) = 278,528 FLOPs per key, not the
+    # decompressed 2*128*(192+128) = 81,920. One step after P = 4096: 61 layers x 4097 keys = 249,917; matmuls
+    # 2 x 36,624,596,992 = 73,249,193,984 (the active matmul weights `flops` prints as M).
+    d = decode_flops(load_model("deepseek-v3"), 1, 4096, 1)
+    assert d.first_step_flops == 73_249_193_984 + 278_528 * 61 * 4097 == 142_858_076_160
+    assert any("81,920 per key" in line for line in d.explain)
+
+
 def test_moe_mixtral_per_token() -> None:
     # Active matmul weights: 32 x (41,943,040 + 2*176,160,768 + router 32,768) + head 131,072,000
     # = 32 x 394,297,344 + 131,072,000 = 12,748,587,008. Forward B=1, S=1: 2x that

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from calc.hardware.efficiency import GEMM_LAUNCH_S
+from calc.model.flops import mla_decode_dims
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import engine_memory
 from calc.serving.launch import launch_command
@@ -17,7 +18,6 @@ from calc.serving.moe import (
     a2a_s,
     allgather_reducescatter_s,
     attention_ranks,
-    mla_decode_dims,
     moe_comm_s,
     naive_broadcast_s,
     nccl_alltoall_s,

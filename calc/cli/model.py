@@ -82,3 +82,6 @@ def flops(
     emit_warnings(extras)
     for name, extra in extras.items():
         console.print(gemm_view(name, extra))
+        if explain and name == "decode":  # the decode formula (and MLA's absorbed per-key cost) under its table
+            for line in extra.explain:
+                console.print(f"  {line}", markup=False, highlight=False)

@@ -41,6 +41,17 @@ def attention_dims(m: ModelSpec) -> tuple[int, int]:
     return m.dim_per_head, m.dim_per_head
 
 
+def mla_decode_dims(m: ModelSpec) -> tuple[int, int] | None:
+    """(query-key dim, value dim) of MLA's absorbed decode, None for other attention: W_UK is folded into the query
+    and W_UV into the output projection (DeepSeek-V2, arXiv 2405.04434 sec. 2.1.3; vLLM's MLA backends,
+    vllm/attention/backends/mla/common.py), so each head scores against the cached latent c_KV plus the decoupled
+    RoPE key (r_kv + d_rope) and mixes c_KV (r_kv) itself; the per-token projections cost the same FLOPs as
+    kv_b_proj on the new token, already in the weight GEMMs. Prefill runs unabsorbed (attention_dims)."""
+    if not m.mla:
+        return None
+    return m.mla.kv_lora_rank + m.mla.qk_rope_head_dim, m.mla.kv_lora_rank
+
+
 def attention_pairs(seq: int, context: int, causal: bool) -> int:
     """(query, key) pairs per sequence of a full-attention layer: S*S', or causally S*(S'-S) + S*(S+1)/2."""
     return LayerAttention("full", None).pairs(seq, context, causal)
@@ -209,12 +220,14 @@ class DecodeFlops(BaseModel):
 def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFlops:
     """Step t (1..T) attends S' = P + t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t), keys_l = P+t on a full
     layer, min(P+t, w) on a sliding one. Summed in closed form: the T steps' keys are the causal pairs of T
-    queries after P tokens, T*P + T*(T+1)/2 per full layer."""
+    queries after P tokens, T*P + T*(T+1)/2 per full layer. MLA decodes absorbed over the cached latent
+    (mla_decode_dims: d_qk = r_kv + d_rope, d_v = r_kv, as the engines run it and calc.serving prices it); the
+    unabsorbed per-key cost 2*B*h*(d_qk+d_v) of the prefill convention is shown beside it in the explanation."""
     check_tokens(batch, max(prompt, 1))
     if output < 1:
         raise LLMCalcError("--output", f"must be >= 1 generated token, got {output}")
     matmul_params = count_params(m).matmul_params
-    d_qk, d_v = attention_dims(m)
+    d_qk, d_v = mla_decode_dims(m) or attention_dims(m)
     per_key = 2 * batch * m.num_heads * (d_qk + d_v)
     step = 2 * batch * matmul_params + mixer_scan_flops(m, batch, decode=True)
     keys_total = layer_pairs(m, output, prompt + output, causal=True)
@@ -232,8 +245,21 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
             f"decode step t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t) = {step:,} + {per_key:,}*sum_l keys_l(P+t)",
             f"T steps: T*{step:,} + {per_key:,}*{keys_total:,} keys (L*(T*P + T(T+1)/2) when every layer is full)"
             f" = {total:,}",
+            *_mla_decode_note(m, batch),
         ],
     )
+
+
+def _mla_decode_note(m: ModelSpec, batch: int) -> list[str]:
+    """The absorbed MLA decode's per-key cost beside the unabsorbed one (the prefill's)."""
+    if not m.mla:
+        return []
+    absorbed, unabsorbed = mla_decode_dims(m), attention_dims(m)
+    assert absorbed is not None
+    return [f"MLA decode runs absorbed (DeepSeek-V2 sec. 2.1.3; vLLM / SGLang MLA backends): each head scores the cached "
+            f"latent, d_qk+d_v = ({m.mla.kv_lora_rank}+{m.mla.qk_rope_head_dim}) + {m.mla.kv_lora_rank} = {sum(absorbed)}, "
+            f"{2 * batch * m.num_heads * sum(absorbed):,} per key; unabsorbed (decompressed K/V, the prefill's "
+            f"convention) it would be {sum(unabsorbed)}, {2 * batch * m.num_heads * sum(unabsorbed):,} per key"]
 
 
 class Gemm(BaseModel):

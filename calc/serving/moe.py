@@ -22,7 +22,7 @@ Named terms (defaults in calc.serving.assumptions, each with its source):
   values of calc.hardware.moe_ops.DISPATCHERS): DeepEP dispatch + combine (a2a_s), a plain NCCL all-to-all
   (nccl_alltoall_s), an AllGather + ReduceScatter (allgather_reducescatter_s) or vLLM's naive broadcasts + all-reduce
   (naive_broadcast_s); moe_comm_s picks.
-MLA (DeepSeek-V2/V3) decode runs absorbed (mla_decode_dims).
+MLA (DeepSeek-V2/V3) decode runs absorbed (calc.model.flops.mla_decode_dims).
 """
 
 from __future__ import annotations
@@ -301,12 +301,3 @@ def moe_comm_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: 
     return a2a_s(m, system, a, tokens, tp, ep)
 
 
-def mla_decode_dims(m: ModelSpec) -> tuple[int, int] | None:
-    """(query-key dim, value dim) of MLA's absorbed decode, None for other attention: W_UK is folded into the query
-    and W_UV into the output projection (DeepSeek-V2, arXiv 2405.04434 sec. 2.1.3; vLLM's MLA backends,
-    vllm/attention/backends/mla/common.py), so each head scores against the cached latent c_KV plus the decoupled
-    RoPE key (r_kv + d_rope) and mixes c_KV (r_kv) itself; the per-token projections cost the same FLOPs as
-    kv_b_proj on the new token, already in the weight GEMMs. Prefill runs unabsorbed (attention_dims)."""
-    if not m.mla:
-        return None
-    return m.mla.kv_lora_rank + m.mla.qk_rope_head_dim, m.mla.kv_lora_rank

@@ -14,7 +14,7 @@
               their per-step latency, on the node link or across nodes (calc.hardware.collectives); with expert
               parallelism + MoE layers x dispatch/combine (calc.serving.moe.moe_comm_s: all-to-all or all-gather +
               reduce-scatter by ServingAssumptions.dispatcher)
-    MLA decode attention runs absorbed over the cached latent (calc.serving.moe.mla_decode_dims)
+    MLA decode attention runs absorbed over the cached latent (calc.model.flops.mla_decode_dims)
     routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
     step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
     eager (ServingAssumptions.eager: no CUDA / HIP graph; eager_prefill: every step holding prompt tokens, as vLLM V0
@@ -52,7 +52,7 @@ from calc.hardware.efficiency import (
 )
 from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_bytes_read, kv_cache_bytes_for_tokens, state_bytes_per_request
-from calc.model.flops import attention_dims, mixer_scan_flops
+from calc.model.flops import attention_dims, mixer_scan_flops, mla_decode_dims
 from calc.model.layers import attention_layers, decode_keys_read, keys_seen
 from calc.model.moe_routing import PERMUTE_BYTES_PER_COPY, moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
@@ -65,7 +65,6 @@ from calc.serving.moe import (
     attention_ranks,
     expert_gemm_rate,
     expert_row_tile,
-    mla_decode_dims,
     moe_comm_s,
     moe_serving_rate,
 )
