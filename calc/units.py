@@ -65,6 +65,22 @@ _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "
 _HUMAN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGTP]?)\s*$", re.IGNORECASE)
 
 
+_THOUSANDS = re.compile(r"^\s*[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?\s*[KMBGTP]?\s*$", re.IGNORECASE)
+
+
+def strip_thousands(text: str, field: str) -> str:
+    """``text`` without its thousands separators: a comma must group three digits (``1,720,320``, ``1,024K``); any
+    other comma (``1,5T``, a decimal comma, or ``6,4``) is refused rather than dropped, which would read it 10x off.
+
+    >>> strip_thousands("1,720,320", "--gpu-hours")
+    '1720320'
+    """
+    if "," in text and not _THOUSANDS.match(text):
+        raise LLMCalcError(field, f"{text.strip()!r}: a comma groups thousands (1,720,320); write a decimal point "
+                                  "for a fraction (1.5T)")
+    return text.replace(",", "").replace("_", "")
+
+
 def parse_human_number(text: str | float | int, field: str) -> float:
     """Parse ``15T``, ``6.4M``, ``2e12``, ``1,720,320`` into a finite positive float.
 
@@ -76,7 +92,7 @@ def parse_human_number(text: str | float | int, field: str) -> float:
     if isinstance(text, int | float):
         value = float(text)
     else:
-        match = _HUMAN.match(text.replace(",", "").replace("_", ""))
+        match = _HUMAN.match(strip_thousands(text, field))
         if not match:
             if _HUMAN.match(text.strip().removeprefix("-")):  # a negative number, not a typo
                 raise LLMCalcError(field, f"must be > 0, got {text.strip()}")

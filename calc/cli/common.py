@@ -71,6 +71,9 @@ def price_for(prices: list[str] | None, gpu_name: str, old_price: float | None =
     return table.get(gpu_name)
 
 
+MAX_PRICE = 1000.0  # USD per GPU-hour: two orders of magnitude above any cloud list price (H100 ~2-12, B200 ~6-15)
+
+
 def price_table(prices: list[str] | None) -> dict[str, float]:
     """Parse repeated `--price` values into {gpu name: price per GPU-hour}; a bare number is '*'."""
     from calc.sources.catalog import load_gpu
@@ -92,6 +95,9 @@ def price_table(prices: list[str] | None) -> dict[str, float]:
             table[key] = 0.0
         else:
             table[key] = parse_human_number(value, "--price")
+            if table[key] > MAX_PRICE:
+                raise LLMCalcError("--price", f"{value.strip()} USD per GPU-hour is past any rental price (at most "
+                                              f"{MAX_PRICE:,.0f}); give the price of one GPU for one hour, e.g. 2.5")
     return table
 
 

@@ -41,11 +41,11 @@ def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[s
     """A Typer parser for an integer option that accepts `4K`, `1.5M`, `2e6` and names ``flag`` on error."""
 
     def parse(text: str) -> int:
-        from calc.units import parse_human_number
+        from calc.units import parse_human_number, strip_thousands
 
         text = str(text).strip()
         if text.lstrip("+-").replace("_", "").replace(",", "").isdigit():
-            value = float(int(text.replace("_", "").replace(",", "")))
+            value = float(int(strip_thousands(text, flag)))
         elif text.startswith("-"):
             raise LLMCalcError(flag, f"must be >= {minimum}, got {text}")
         else:
@@ -200,7 +200,8 @@ GlobalBatchOpt = Annotated[int | None, typer.Option(
     "--global-batch", parser=human_int("--global-batch"), help="sequences per optimizer step")]
 GlobalBatchTokensOpt = Annotated[float | None, typer.Option(
     "--global-batch-tokens", parser=human_float("--global-batch-tokens"),
-    help="tokens per optimizer step, e.g. 16M: the global batch in tokens (= --global-batch x --seq; give one of the two)")]
+    help="tokens per optimizer step, a multiple of --seq: the global batch in tokens (= --global-batch x --seq; give one "
+         "of the two), e.g. 16,777,216 (2,048 x 8K: Llama 3's '16M'; a decimal 16M is not a multiple of 8,192)")]
 
 
 def global_batch_sequences(global_batch: int | None, global_batch_tokens: float | None, seq: int) -> int | None:
@@ -230,8 +231,10 @@ MaxModelLenOpt = Annotated[int | None, typer.Option(
 TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
 DaysOpt = Annotated[float | None, typer.Option(
     "--days", parser=human_float("--days"), help=(
-        "finish within D days: answers the smallest whole-node GPU count (no --num-gpus), over node counts with no "
-        "prime factor above 7 (..., 24, 25, 27, 28, 30, ...: counts a layout splits; a count like 41 nodes is skipped)"))]
+        "finish within D days: answers a whole-node GPU count (no --num-gpus), over node counts with no prime factor "
+        "above 7 (..., 24, 25, 27, 28, 30, ...: counts a layout splits; a count like 41 nodes is skipped), found by "
+        "bisection: the smallest where days fall as GPUs grow; the best plan's MFU varies with the count, so a few "
+        "nodes fewer can sometimes finish too (check with --num-gpus)"))]
 BudgetOpt = Annotated[float | None, typer.Option(
     "--budget", parser=human_float("--budget"),
     help="spend at most USD (needs --price): the fastest whole-node GPU count within it (node counts with no prime "

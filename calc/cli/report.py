@@ -239,6 +239,11 @@ def report(
         problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
         if problem:
             raise LLMCalcError("--num-gpus", problem)
+    if mode is Mode.train and tokens is None:
+        from calc.sanity import note
+
+        note("--tokens", "--tokens not given: the training days, GPU-hours and cost are for 1T tokens (give --tokens, "
+                         "e.g. 15T)")
     result = build_report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,

@@ -180,7 +180,7 @@ def train_time(
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
     (train-plan, --global-batch default 4M tokens / --seq rounded up to a multiple of the GPUs; --tp/--pp/... pin a given plan), or at an
-    assumed --mfu. --days D instead of --num-gpus: the smallest whole-node GPU count whose plan finishes in D days;
+    assumed --mfu. --days D instead of --num-gpus: a whole-node GPU count whose plan finishes in D days (bisection);
     --budget USD (with --price): the fastest count within it, or with --days the cheapest on time within it."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import load_calibration, price_for, training_fit
@@ -207,6 +207,8 @@ def train_time(
     unit_price = price_for(price, g.name, old_price)
     if budget is not None and unit_price is None:
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")
+    if budget is not None and unit_price == 0:
+        raise LLMCalcError("--price", "is 0: every GPU count is free, so --budget cannot pick one; give the price per GPU-hour")
     searched = None  # the plan the --days / --budget search found at its count (the same search, not redone)
     if days is not None or budget is not None:
         num_gpus, searched = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch,
@@ -566,6 +568,10 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training.cost import Efficiencies, ModelCost
+
+    if doc_tokens is not None and doc_tokens >= seq:
+        raise LLMCalcError("--doc-tokens", f"{doc_tokens:,} is not below --seq {seq:,}: packed documents are shorter than "
+                           "the sequence; drop --doc-tokens for one document per sequence")
 
     node = load_system(system) if system else system_for_gpu(g)
     if node is None and single_gpu:  # one GPU moves nothing between GPUs: a node of one, no link figure read

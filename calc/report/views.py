@@ -9,7 +9,7 @@ from rich.text import Text
 
 from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
 from calc.report.render import Table, emit_warnings, kv_table, memory_view, size
-from calc.units import gb, human, plural
+from calc.units import abbrev, gb, human, plural
 
 # Each category has its own glyph as well as its colour, so the chart reads without colour.
 CHART_GLYPHS = {"w": ("█", "blue", "weights"), "k": ("▒", "dark_orange", "KV cache"), "o": ("░", "grey50", "other")}
@@ -76,6 +76,7 @@ def report_view(r: Any) -> RenderableType:
     else:
         t = r.train_time
         parts.append(kv_table("Training", [
+            ("tokens", f"{abbrev(t.tokens, digits=4)} (--tokens)"),
             ("MFU" if t.plan else "assumed MFU", f"{t.mfu:.1%}" + (f" ({t.plan})" if t.plan else "")),
             ("days", f"{t.days:,.1f}"), ("GPU-hours", f"{t.gpu_hours:,.0f}"),
             ("cost", f"{t.cost:,.0f}" if t.cost is not None else "give --price"),
@@ -121,7 +122,7 @@ def report_markdown(r: Any) -> str:
         sections += [("Concurrency", c.explain), ("Latency", lat.explain)]
     else:
         t = r.train_time
-        out += ["## Training time", "", f"- {t.verdict}", ""]
+        out += ["## Training time", "", f"- {abbrev(t.tokens, digits=4)} tokens (--tokens): {t.verdict}", ""]
         sections.append(("Training time", t.explain))
     sure = how_sure_text(r)
     if sure:

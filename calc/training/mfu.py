@@ -16,7 +16,7 @@ from calc.hardware.peaks import peak_tflops
 from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
 from calc.model.params import count_params
-from calc.sanity import check_context, check_mfu, check_tokens
+from calc.sanity import SUSPICIOUS_MFU, TINY_MFU, check_context, check_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import TERA, abbrev, check_fraction, check_positive, figure
 
@@ -162,6 +162,16 @@ class TrainTimeResult(BaseModel):
     warnings: list[str] = []
 
 
+def _assumed_mfu_warning(mfu: float) -> list[str]:
+    """An assumed --mfu above any published large run, or below 1% (a unit slip), warned as `mfu` warns a measured
+    one (calc.sanity SUSPICIOUS_MFU, TINY_MFU)."""
+    if mfu > SUSPICIOUS_MFU:
+        return [f"--mfu: {mfu:.1%} is above any published large run (~55-60%); the days are a best case no run reached"]
+    if mfu < TINY_MFU:
+        return [f"--mfu: {mfu:.2%} is below 1%: an MFU is a fraction (0.4 for 40%)"]
+    return []
+
+
 def train_time(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
     dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
@@ -212,7 +222,8 @@ def train_time(
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, dtype=dtype, mfu=mfu_assumed,
         total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
-        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source, warnings=check_tokens(tokens),
+        cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
+        warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None else []),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         memory_per_gpu_bytes=getattr(plan, "memory_per_gpu_bytes", None), gpu_memory_bytes=getattr(plan, "gpu_memory_bytes", None),
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
