@@ -104,3 +104,27 @@ def test_account_for_flags_in_the_plan_string() -> None:
     cost = ModelCost(load_model("llama3.1-405b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
     r = train_step(cost, Layout(tp=8, pp=16, dp=1, sp=True, zero=1, pp_embedding=True, pp_loss=True), global_batch=32)
     assert r.layout.endswith(" +embedding +loss")
+
+
+def test_chunks_that_do_not_divide_a_stage_are_priced_by_the_fullest() -> None:
+    # Llama 3 8B, 32 layers on PP 8: 4 layers a stage. VPP 2 runs chunks of 2; VPP 3 (a --pipeline-model-parallel-
+    # layout only: Megatron-Core refuses 4 % 3 with its first/last flags) runs chunks of 2, 1, 1, so its warm-up and
+    # cool-down wait 2 layers a step as VPP 2 does: the same bubble (p - 1) x 2/4 x t_mb, not (p - 1)/3 x t_mb.
+    cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
+    two = train_step(cost, Layout(pp=8, vpp=2, dp=1), global_batch=64)
+    three = train_step(cost, Layout(pp=8, vpp=3, dp=1), global_batch=64)
+    four = train_step(cost, Layout(pp=8, vpp=4, dp=1), global_batch=64)
+    t_mb = two.compute_s / two.num_microbatches  # the same stage time in all three (no recompute, no TP/EP/CP)
+    assert two.pp_bubble_s == pytest.approx(7 * t_mb / 2, rel=1e-6)
+    assert three.pp_bubble_s == pytest.approx(two.pp_bubble_s, rel=1e-9)
+    assert four.pp_bubble_s == pytest.approx(7 * t_mb / 4, rel=1e-6)
+    assert three.layout.endswith(" layout") and not two.layout.endswith(" layout")
+
+
+def test_405b_planner_no_longer_gains_from_unequal_chunks() -> None:
+    # 126 layers on PP 16 (7 / 8 x 14 / 7): any VPP from 4 to 7 runs chunks of at most 2 layers, one bubble.
+    m = load_model("llama3.1-405b")
+    cost = ModelCost(m, load_gpu("h100"), load_system("dgx-h100"), 8192)
+    lay = Layout(tp=8, pp=16, dp=64, cp=2, sp=True, zero=1, recompute="none")
+    bubbles = {v: train_step(cost, lay.with_(vpp=v), global_batch=2048).pp_bubble_s for v in (4, 5, 6, 7)}
+    assert max(bubbles.values()) == pytest.approx(min(bubbles.values()), rel=1e-9)

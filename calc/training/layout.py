@@ -143,17 +143,26 @@ def pipeline_stage_layers(num_layers: int, pp: int, embedding: bool = False, los
     return [first] + [k] * (pp - 2) + [last]
 
 
-def uneven_stage_note(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> str:
+def uneven_stage_note(num_layers: int, pp: int, embedding: bool = False, loss: bool = False, vpp: int = 1) -> str:
     """'' for an even split; else the uneven Megatron-Core split for the plan string, e.g. " first11 last10" for 32
     layers on PP 3 (stages 11/11/10): Megatron-Core's --decoder-first-pipeline-num-layers 11
     --decoder-last-pipeline-num-layers 10, the middle stages taking the rest evenly. With the embedding / loss counted
-    in the split (``pipeline_stage_layers``): " +embedding" / " +loss" instead (Megatron's account-for flags)."""
+    in the split (``pipeline_stage_layers``): " +embedding" / " +loss" instead (Megatron's account-for flags).
+    With interleaving (``vpp`` v > 1) a stage whose layers do not divide by v adds " layout": Megatron-Core refuses
+    those counts with the first/last flags (transformer_config.py "must be divisible by virtual pipeline parallel
+    degree") and places them only through --pipeline-model-parallel-layout, chunks of ceil and floor of n/v layers
+    (calc.training.step.chunk_share prices the fuller ones).
+
+    >>> uneven_stage_note(32, 3), uneven_stage_note(126, 16, vpp=4), uneven_stage_note(32, 8, vpp=3)
+    (' first11 last10', ' first7 last7 layout', ' layout')
+    """
     if embedding or loss:
         return (" +embedding" if embedding else "") + (" +loss" if loss else "")
     stages = pipeline_stage_layers(num_layers, pp)
-    if stages is None or num_layers % pp == 0:
+    if stages is None:
         return ""
-    return f" first{stages[0]} last{stages[-1]}"
+    note = "" if num_layers % pp == 0 else f" first{stages[0]} last{stages[-1]}"
+    return note + (" layout" if vpp > 1 and any(n % vpp for n in stages) else "")
 
 
 def num_microbatches(layout: Layout, global_batch: int) -> int:

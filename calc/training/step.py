@@ -107,14 +107,32 @@ def stage_layers(num_layers: int, pp: int, embedding: bool = False, loss: bool =
     return out
 
 
+def chunk_share(stages: list[tuple[int, int]], worst: int, v: int, accounted: bool = False) -> float:
+    """Share of the slowest stage's micro-batch time one pipeline step of the bubble takes: 1/v when every stage's
+    layers split into v equal model chunks (Narayanan et al. 2021 sec. 2.2: bubble (p - 1)/v x t_mb); else the
+    fullest chunk's layers over the slowest stage's, max_i ceil(n_i / v) / n_worst. A stage of n layers not divisible
+    by v (Megatron-Core refuses it with --decoder-first/last-pipeline-num-layers, transformer_config.py "number of
+    layers ... must be divisible by virtual pipeline parallel degree"; only a --pipeline-model-parallel-layout places
+    it) runs chunks of ceil(n/v) and floor(n/v) layers, and the warm-up and cool-down wait on the fuller ones: PP 16 x
+    VPP 7 with 8 layers a stage waits 2 layers a step, as VPP 4 does, not 8/7. ``accounted`` (embedding / loss counted
+    in the split): Megatron-Core's rule makes the slots divide by v, 1/v.
+
+    >>> chunk_share([(0, 8), (8, 8)], 0, 4), chunk_share([(0, 8), (8, 8)], 0, 7)
+    (0.25, 0.25)
+    """
+    if v == 1 or accounted:
+        return 1 / v
+    return max(math.ceil(n / v) for _start, n in stages) / max(stages[worst][1], 1)
+
+
 def _kind_counts(cost: ModelCost, start: int, count: int) -> list[tuple[int, int]]:
-    """How many layers of each kind fall in [start, start + count) (kinds are contiguous, in order)."""
-    out, first = [], 0
-    for index, (_, n, _) in enumerate(cost.kinds):
-        lo, hi = max(start, first), min(start + count, first + n)
-        if hi > lo:
-            out.append((index, hi - lo))
-        first += n
+    """How many layers of each kind fall in [start, start + count), in model order (ModelCost.kind_prefix: an
+    interleaved model's stage holds its share of each kind)."""
+    out = []
+    for index, prefix in enumerate(cost.kind_prefix):
+        n = prefix[start + count] - prefix[start]
+        if n:
+            out.append((index, n))
     return out
 
 
@@ -182,7 +200,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
             worst, worst_i = st, i
     assert worst is not None
     t_mb = worst["t_mb"]
-    bubble = (pp - 1) / v * t_mb
+    bubble = (pp - 1) * t_mb * chunk_share(stages, worst_i, v, layout.pp_embedding or layout.pp_loss)
     p2p = p2p_total = 0.0
     if pp > 1:
         act = b * cost.seq / cp * m.hidden_size * cost.elem / tp
@@ -405,7 +423,8 @@ TERM_FORMULAS = {
     "tp_comm_s": "m x layers x (2 AR forward + 2 AR backward of b*s/c*H*bytes; SP: AG+RS each, +2 AG in backward)",
     "ep_comm_s": "m x MoE layers x 2 all-to-all (dispatch + combine) forward and backward of b*s/c*k*H*bytes",
     "cp_comm_s": "m x layers x ring-attention K/V passes (c-1 steps) not hidden under attention",
-    "pp_bubble_s": "(p-1)/v x t_microbatch",
+    "pp_bubble_s": "(p-1)/v x t_microbatch (a stage whose layers do not split into v equal chunks: (p-1) x the fullest "
+                   "chunk's share of t_microbatch)",
     "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) on the stages' slowest hop; overlapped (--pp-p2p-overlap, or megatron "
                 "with --vpp > 1) hidden under the stage's compute at the overlap efficiency",
     "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
@@ -517,7 +536,7 @@ def train_step(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=n, tp=layout.tp, pp=layout.pp,
         dp=layout.dp, cp=layout.cp, ep=layout.ep, etp=layout.etp, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
-        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp, layout.pp_embedding, layout.pp_loss),
+        layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp, layout.pp_embedding, layout.pp_loss, layout.vpp),
         dtype=cost.dtype, stack=band_stack(cost.eff.stack),
         memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe(moe=cost.m.moe is not None, cp=layout.cp > 1, fp8=cost.dtype.startswith("fp8"))
