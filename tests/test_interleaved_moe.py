@@ -92,15 +92,3 @@ def test_suffix_moe_keeps_the_short_form(cli) -> None:
     result = cli("import", str(FIXTURES / "deepseek-v3.2-exp.json"))
     assert result.code == 0 and "ffn_types" not in result.out and "num_dense_layers: 3" in result.out
 
-
-def test_training_stage_holds_its_share_of_each_kind() -> None:
-    # PP 2 over Maverick's 48 alternating layers: each stage 12 dense + 12 MoE (it read the first 24 as all dense)
-    from calc.sources.catalog import load_gpu, load_system
-    from calc.training.cost import ModelCost
-    from calc.training.step import _kind_counts
-
-    cost = ModelCost(load_model("llama4-maverick"), load_gpu("h100"), load_system("dgx-h100"), 8192)
-    names = [kind for kind, _count, _tensors in cost.kinds]
-    for start in (0, 24):
-        assert {names[i]: n for i, n in _kind_counts(cost, start, 24)} == {"dense": 12, "moe": 12}
-    assert cost.layer_kind_sequence() == [names.index("dense"), names.index("moe")] * 24

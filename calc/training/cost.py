@@ -148,7 +148,7 @@ from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_bytes
-from calc.model.params import count_params, layer_blocks, layer_kinds, model_tensors
+from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
 from calc.training.adapters import (
@@ -527,15 +527,6 @@ class ModelCost:
         self.total_params = p.total_params
         self.expert_params = routed_expert_params(self.m)
         self.kinds = [(kind, count, tensors) for kind, count, tensors in layer_kinds(self.m)]
-        # each layer's kind index in model order (an interleaved model, Llama 4 Maverick's dense/MoE or a hybrid's
-        # linear/attention layers, alternates kinds), and per kind the count of its layers before each position:
-        # a pipeline stage [start, start + n) holds prefix[k][start + n] - prefix[k][start] layers of kind k
-        index = {kind: i for i, (kind, _c, _t) in enumerate(self.kinds)}
-        self._sequence = [index[kind] for kind, _t in layer_blocks(self.m)]
-        self.kind_prefix = [[0] for _ in self.kinds]
-        for k in self._sequence:
-            for i, prefix in enumerate(self.kind_prefix):
-                prefix.append(prefix[-1] + (i == k))
         self.head = [t for t in model_tensors(self.m) if t.component == "lm_head" and t.shape]
         self.fp8 = self.dtype.startswith("fp8")
         # everything that is not a layer's linear GEMM runs (and every activation travels) in bf16 in an fp8 run
@@ -893,6 +884,5 @@ class ModelCost:
         return out
 
     def layer_kind_sequence(self) -> list[int]:
-        """Kind index of every layer in model order (calc.model.params.layer_blocks: a DeepSeek-style MoE's dense
-        layers first; Llama 4 Maverick's dense and MoE layers alternating)."""
-        return list(self._sequence)
+        """Kind index of every layer in order (dense layers of a MoE model come first)."""
+        return [i for i, (_, count, _) in enumerate(self.kinds) for _ in range(count)]
