@@ -41,8 +41,10 @@ DEVICE_MIB = {
     "ada6000": 49140, "a6000": 49140, "l40": 46068, "l20": 46068, "a10": 23028, "a10g": 23028,
     "v100-32g": 32768, "h100-nvl": 95830, "h200-nvl": 143771, "gaudi3": 131072,
 }
-# No public rocm-smi reading was found: these fall back to the datasheet GB (flagged in the YAML).
-DATASHEET_MEMORY_ONLY = {"mi325x": 256e9, "mi355x": 288e9}
+# No public rocm-smi reading was found for these: AMD's "256 GB" / "288 GB" are binary (the ROCm GPU specs table's
+# "VRAM (GiB)" column: MI325X 256, MI355X 288), as MI300X's "192 GB" reads 191.7 GiB on rocm-smi.
+ROCM_TABLE_GIB = {"mi325x": 256, "mi355x": 288}
+DATASHEET_MEMORY_ONLY: dict[str, float] = {}
 
 ALIASES = {
     "5090": "rtx5090", "rtx-5090": "rtx5090", "RTX 5090": "rtx5090", "a10g": "a10g", "A10G": "a10g",
@@ -105,10 +107,17 @@ def test_every_gpu_has_a_source_and_a_derivation_test() -> None:
 @pytest.mark.parametrize("name", sorted(DATASHEET))
 def test_memory_as_the_device_reports_it(name: str) -> None:
     gpu = load_gpu(name)
-    if name in DATASHEET_MEMORY_ONLY:
+    if name in ROCM_TABLE_GIB:
+        assert gpu.memory_bytes == ROCM_TABLE_GIB[name] * 2**30
+    elif name in DATASHEET_MEMORY_ONLY:
         assert gpu.memory_visible_mib is None and gpu.memory_bytes == DATASHEET_MEMORY_ONLY[name]
     else:
         assert gpu.memory_bytes == DEVICE_MIB[name] * 2**20
+
+
+def test_mi355x_total_as_vllm_sees_it() -> None:
+    # SemiAnalysisAI/InferenceX PR 2522 on MI355X: "At --gpu-memory-utilization 0.95 vLLM requests 273.6 GiB"
+    assert 0.95 * load_gpu("mi355x").cuda_total_bytes / 2**30 == pytest.approx(273.6, abs=0.05)
 
 
 def test_fp4_tensor_peaks() -> None:

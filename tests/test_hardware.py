@@ -44,11 +44,11 @@ def test_every_gpu_uses_the_memory_the_device_reports() -> None:
     for name, mib in reported.items():
         assert load_gpu(name).memory_bytes == mib * 2**20, name
     assert load_gpu("mi300x").memory_bytes == 205_822_885_888
-    # MI325X / MI355X: no public rocm-smi reading was found; their YAMLs say so and fall back to the
-    # datasheet GB. Every other GPU must carry what its device reports.
-    datasheet_only = {"mi325x", "mi355x"}
+    # Every GPU carries what its device reports (MI325X / MI355X: the ROCm GPU specs table's GiB, no rocm-smi
+    # reading found; their YAMLs say so).
     for gpu in list_gpus():
-        assert bool(gpu.memory_visible_mib) != (gpu.name in datasheet_only), f"{gpu.name}: device-reported memory"
+        assert gpu.memory_visible_mib, f"{gpu.name}: device-reported memory"
+    assert load_gpu("mi325x").memory_bytes == 256 * 2**30 and load_gpu("mi355x").memory_bytes == 288 * 2**30
 
 
 def test_aliases_and_case() -> None:
