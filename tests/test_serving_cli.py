@@ -47,7 +47,7 @@ def test_serve_acceptance_query_is_fast(cli) -> None:
 @pytest.mark.parametrize("extra", [
     ["--rate", "40"], ["--tpot-ms", "25"], ["--ttft-ms", "150"], ["--num-gpus", "8"], ["--dtype", "fp8"],
     ["--kv-dtype", "fp8"], ["--gpu-memory-utilization", "0.6"], ["--max-num-seqs", "16"], ["--output", "600"],
-    ["--engine", "sglang"], ["--max-num-batched-tokens", "512"], ["--engine", "vllm-v0", "--max-model-len", "4096"],
+    ["--engine", "sglang"], ["--max-num-batched-tokens", "2048"], ["--engine", "vllm-v0", "--max-model-len", "4096"],
     ["--engine", "trtllm"], ["--engine-version", "0.8"],
     ["--block-size", "128"], ["--reserve-gib", "3"], ["--engine", "sglang", "--mem-fraction-static", "0.8"],
     ["--engine", "sglang", "--chunked-prefill-size", "512"], ["--disaggregated", "true"],

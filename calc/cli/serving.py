@@ -101,10 +101,6 @@ def engine_settings(engine: Engine, util: float | None = None, max_model_len: in
         if block is not None and block not in VLLM_BLOCK_SIZES:
             raise LLMCalcError("--block-size", f"vLLM takes a block size of {', '.join(map(str, VLLM_BLOCK_SIZES))} "
                                                f"tokens (vllm/config/cache.py BlockSize), not {block}")
-        if batched is not None and seqs is not None and batched < seqs:
-            raise LLMCalcError("--max-num-batched-tokens", f"{batched:,} is below --max-num-seqs {seqs:,}: vLLM refuses "
-                               "to start (SchedulerConfig: max_num_batched_tokens must be >= max_num_seqs); raise it or "
-                               "lower --max-num-seqs")
     if engine == Engine.trtllm:
         refuse("--gpu-memory-utilization", util, "is a vLLM setting; TRT-LLM keeps 0.9 of the memory free after "
                                                  "weights and activations for its KV cache")
@@ -118,6 +114,24 @@ def engine_settings(engine: Engine, util: float | None = None, max_model_len: in
              "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk,
              "engine_version": version}
     return EngineSettings(engine=engine.value, **{k: v for k, v in given.items() if v is not None})
+
+
+def check_step_budget(s: Any, m: Any, g: Any) -> None:
+    """vLLM refuses to start when its per-step token budget is below its request cap (SchedulerConfig:
+    max_num_batched_tokens must be >= max_num_seqs), whichever of the two is the engine's default on this GPU
+    (EngineSettings.batched_tokens / seqs): only given flags get here, so the one given is named."""
+    if s.accounting() not in ("vllm-v1", "vllm-v0") or (s.max_num_batched_tokens is None and s.max_num_seqs is None):
+        return
+    device = g.cuda_total_bytes
+    batched, seqs = s.batched_tokens(m.max_position_embeddings, device, g.name), s.seqs(device, g.name)
+    if batched < seqs:
+        flag = "--max-num-batched-tokens" if s.max_num_batched_tokens is not None else "--max-num-seqs"
+        default = " (the engine's default)"
+        budget = f"{batched:,} tokens" + (default if s.max_num_batched_tokens is None else "")
+        cap = f"{seqs:,}" + (default if s.max_num_seqs is None else "")
+        raise LLMCalcError(flag, f"the step budget {budget} is below the request cap {cap}: vLLM "
+                                 "refuses to start (SchedulerConfig: max_num_batched_tokens must be >= max_num_seqs); "
+                                 "raise --max-num-batched-tokens or lower --max-num-seqs")
 
 
 def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | None, acceptance: float | None) -> Any:
@@ -327,6 +341,7 @@ def latency(
     check_max_model_len(m, max_model_len, prompt, output)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
+    check_step_budget(s, m, g)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
                             num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate)
@@ -398,6 +413,7 @@ def concurrency(
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
     s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
+    check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype,
@@ -482,6 +498,7 @@ def serve(
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
+    check_step_budget(s, m, g)
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,

@@ -109,6 +109,29 @@ def speculation_flag(emit: str, speculation: Any) -> str:
     return f"--speculative-config '{json.dumps(config)}'"
 
 
+def check_kv_flag(m: ModelSpec, emit: str, kv_dtype: str, dtype: str | None) -> None:
+    """Refuse a plan whose KV dtype the emitted line cannot start: vLLM's --kv-cache-dtype and SGLang's take ``auto``
+    (the model's activation dtype) or an fp8 format (vllm/config/cache.py CacheDType; sglang server_args
+    --kv-cache-dtype), so an int8 or fp32 KV cache (or bf16 under an fp16 model) would start as ``auto`` and hold
+    another token count than the plan; trtllm-serve sets the KV dtype only in its --extra_llm_api_options file
+    (kv_cache_config dtype), not on the line.
+
+    >>> from calc.sources.catalog import load_model
+    >>> check_kv_flag(load_model("llama3-8b"), "vllm", "fp8", None)  # fp8 and the model dtype are fine
+    """
+    act = dtype if dtype in ("bf16", "fp16", "fp32") else ("fp16" if m.checkpoint_dtype == "fp16" else "bf16")
+    if kv_dtype == act or kv_dtype == "auto":
+        return
+    if emit == "trtllm":
+        raise LLMCalcError("--kv-dtype", f"{kv_dtype}: trtllm-serve takes the KV dtype in its --extra_llm_api_options file "
+                                         "(kv_cache_config: dtype), not on its command line; emit vllm or sglang, or "
+                                         f"price the plan with --kv-dtype {act}")
+    if kv_dtype != "fp8":
+        raise LLMCalcError("--kv-dtype", f"{kv_dtype}: {emit} stores its KV cache in the model's {act} (--kv-cache-dtype "
+                                         f"auto) or fp8, so the line would start another cache than the plan; use "
+                                         f"--kv-dtype {act} or fp8, or drop --emit")
+
+
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
                    gpu_memory_bytes: int = 0, eager: bool = False, dispatcher: str | None = None,
                    dtype: str | None = None, speculation: Any = None) -> str:
@@ -122,6 +145,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
     if eager and emit == "trtllm":
         raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
                                               "file); emit vllm or sglang, or drop --enforce-eager")
+    check_kv_flag(m, emit, kv_dtype, dtype)
     prefill_gpus = getattr(best, "prefill_gpus", 0)
     if not prefill_gpus:
         return _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
