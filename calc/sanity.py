@@ -124,5 +124,6 @@ def check_context(m: Any, tokens: int, field: str) -> list[str]:
 def check_gpus_needed(gpus: int | None, field: str) -> list[str]:
     """Warn when a traffic needs more GPUs than any cluster holds (SUSPICIOUS_GPUS): likely a unit slip."""
     if gpus is not None and gpus > SUSPICIOUS_GPUS:
-        return [f"{field}: needs {gpus:,} GPUs, more than any cluster built (~200K GPUs); check the traffic and its units"]
+        return [f"{field}: needs {gpus:,} GPUs, more than {SUSPICIOUS_GPUS:,}, five times the largest cluster built "
+                f"(~200K GPUs); check the traffic and its units"]
     return []

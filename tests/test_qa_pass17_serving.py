@@ -35,3 +35,15 @@ def test_vllm_step_budget_below_request_cap_is_refused_with_defaults_too(cli, ar
     r = cli("concurrency", "llama3.1-8b", "--gpu", "h100", *args)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}") and "max_num_batched_tokens must be >=" in r.err
     assert cli("concurrency", "llama3.1-8b", "--gpu", "h100", "--max-num-seqs", "512").code == 0
+
+
+def test_compare_refuses_one_gpu_named_twice(cli) -> None:
+    r = cli("compare", "llama3.1-8b", "h100", "h100-sxm")
+    assert r.code == 2 and "h100-sxm twice" in r.err
+
+
+def test_traffic_past_any_cluster_is_warned_naming_the_flag_given(cli) -> None:
+    compare = cli("compare", "llama3.1-8b", "h100", "--rate", "1e12")
+    serve = cli("serve", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "1e9")
+    assert compare.code == 0 and "warning: --rate: needs" in compare.err
+    assert "warning: --num-gpus: needs 1,000,000,000 GPUs" in serve.err and "--users" not in serve.err

@@ -335,6 +335,9 @@ def compare(
     if not gpu_names:
         raise LLMCalcError("GPU", "name at least one GPU after the model, e.g. `compare llama2-13b h100 a100`")
     gpus = [load_gpu(name, "GPU") for name in gpu_names]
+    twice = sorted({g.name for g in gpus if sum(h.name == g.name for h in gpus) > 1})
+    if twice:
+        raise LLMCalcError("GPU", f"names {', '.join(twice)} twice (aliases of one GPU); name each GPU once")
     for g in gpus:
         refuse_engine_on_gpu(engine, g)
     if m.moe is None:
@@ -360,7 +363,10 @@ def compare(
                         settings=s, assumptions=assumptions)
     from calc.report.render import emit
     from calc.report.views import compare_view
+    from calc.sanity import check_gpus_needed, warn
 
+    for line in {line for r in rows for line in check_gpus_needed(r.gpus, "--rate")} if rate else ():
+        warn(*line.split(": ", 1))
     emit(rows, as_json, False, lambda r: compare_view(r, m.name, num_gpus))
     if rows and not any(r.meets_targets for r in rows):  # no GPU answers: as serve refuses each of them (exit 2)
         from calc.cli.serving import unmet_target_flag

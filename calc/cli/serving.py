@@ -517,7 +517,7 @@ def serve(
                                               "(it needs at least one prefill and one decode instance); drop it or give more GPUs")
     from calc.sanity import check_gpus_needed, warn
 
-    for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users"):
+    for line in check_gpus_needed(result.gpus_needed, "--rate" if rate else "--users" if users else "--num-gpus"):
         warn(*line.split(": ", 1))
     if emit_engine is not None and (weight_format_given in WEIGHT_FORMAT_NAMES or weight_format_given in ("int8", "int4")
                                     or (weight_format_given and emit_engine.value == "trtllm")):
