@@ -179,3 +179,13 @@ def test_node_types() -> None:
     assert load_system("pcie-rtx-pro-6000").intra_node_gb_s == pytest.approx(32 * 16 * 128 / 130 / 8, abs=0.1)
     names = {s.name for s in list_systems()}
     assert {"gb200-nvl72", "gb300-nvl72", "hgx-b300", "mi325x-platform", "mi355x-platform"} <= names
+
+
+@pytest.mark.parametrize("name, gpu", [
+    ("NVIDIA B200", "b200"), ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA A100-SXM4-80GB", "a100-80g"),
+    ("NVIDIA GeForce RTX 4090", "rtx4090"), ("AMD Instinct MI300X", "mi300x"), ("NVIDIA H100 PCIe", "h100-pcie"),
+    ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "pro6000"), ("h100-80gb", "h100-sxm"),
+])
+def test_device_query_names_resolve(name: str, gpu: str) -> None:
+    # as nvidia-smi --query-gpu=name / amd-smi print them (QA: "NVIDIA B200" was offered GB200)
+    assert load_gpu(name).name == gpu

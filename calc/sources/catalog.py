@@ -113,6 +113,10 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
     spec = _by_alias(cls, key, folder) if key else None
     if spec is not None:
         return spec
+    if cls is GPUSpec and (bare := _device_name_key(arg)) != key:  # a name as nvidia-smi / rocm-smi print it
+        spec = (_load_catalog_file(cls, files[bare], field) if bare in files else _by_alias(cls, bare, folder)) if bare else None
+        if spec is not None:
+            return spec
     if _looks_like_path(arg):
         return _load_path(cls, Path(arg), field)  # names the missing file
     specs = list_specs(cls, folder)
@@ -123,6 +127,22 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
         hint += "; or pass a GPU YAML file (`llmcalc show h100 --yaml` prints a template)"
     shown = arg if len(arg) <= 80 else arg[:80] + "..."
     raise LLMCalcError(field, f"unknown {kind} {shown!r}; {hint}")
+
+
+# The words device queries put around a catalog name: nvidia-smi "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB",
+# "NVIDIA GeForce RTX 4090"; rocm-smi / amd-smi "AMD Instinct MI300X".
+_DEVICE_WORDS = re.compile(r"^(nvidia|amd|instinct|geforce|\s)+|(sxm[45]?|hbm[23]e?|\s)+$|\s(hbm[23]e?|sxm[45]?)\b",
+                           re.IGNORECASE)
+
+
+def _device_name_key(arg: str) -> str:
+    """The lookup key of a device-query name without its vendor and packaging words ('NVIDIA H100 80GB HBM3' ->
+    'h10080gb', an alias of h100-sxm; 'NVIDIA B200' -> 'b200')."""
+    name = arg.replace("-", " ").replace("_", " ")
+    previous = None
+    while previous != name:
+        previous, name = name, _DEVICE_WORDS.sub(" ", name).strip()
+    return _key(name)
 
 
 # Fields only the other kind of spec has: a GPU YAML given as a model (e.g. to `show`) is judged as a GPU.
