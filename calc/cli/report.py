@@ -16,7 +16,6 @@ from calc.cli.options import (
     DEFAULT_RECIPE,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
-    BatchOpt,
     CalibrationOpt,
     CommBufferOpt,
     DispatcherOpt,
@@ -59,6 +58,7 @@ from calc.cli.options import (
     ZeroOptional,
     dispatcher_option,
     given_weights,
+    human_int,
     option_given,
     refuse,
     refuse_switch,
@@ -89,7 +89,10 @@ def report(
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
-    batch: BatchOpt = DEFAULT_BATCH,
+    batch: Annotated[int, typer.Option(
+        "--batch", "-b", parser=human_int("--batch"), show_default=False,
+        help="requests per batch (--mode infer / finetune: default 1); the micro-batch of the plan with --mode train "
+             "(default: the fastest the plan search finds)")] = DEFAULT_BATCH,
     prompt: PromptOptional = None,
     output: OutputOptional = None,
     seq: SeqOptional = None,
