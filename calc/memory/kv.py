@@ -142,10 +142,14 @@ def request_cache_bytes(m: ModelSpec, tokens: int, kv_dtype: str = "bf16", tp: i
 
 def _kv_explain(m: ModelSpec, kv_dtype: str, per_token: int) -> str:
     b = dtype_bytes(kv_dtype, "--kv-dtype")
-    if m.mla:
-        return (f"KV/token (MLA) = L*(r_kv + d_rope)*bytes = {m.num_layers}*({m.mla.kv_lora_rank}+"
-                f"{m.mla.qk_rope_head_dim})*{b} = {per_token:,} B")
     layers = softmax_layers_per_stage(m)
+    if m.mla:
+        line = (f"KV/token (MLA) = L*(r_kv + d_rope)*bytes = {layers}*({m.mla.kv_lora_rank}+"
+                f"{m.mla.qk_rope_head_dim})*{b} = {per_token:,} B")
+        if m.mixer:  # Kimi Linear: the MLA layers only; the linear-attention ones keep a state
+            line += (f" (L = the {layers} MLA layers; {mixer_layers_per_stage(m)} {m.mixer.kind} layers keep "
+                     f"{state_bytes_per_request(m):,} B of state per request instead)")
+        return line
     line = f"KV/token = 2*L*g*d*bytes = 2*{layers}*{m.kv_heads}*{m.dim_per_head}*{b} = {per_token:,} B"
     if m.mixer:
         line += (f" (L = the {layers} softmax-attention layers; {mixer_layers_per_stage(m)} {m.mixer.kind} layers keep "
