@@ -73,7 +73,8 @@ def test_cli_option_prices_explains_and_refuses(cli) -> None:
     assert packed["step_time_s"] < whole["step_time_s"]
     assert any("packed documents of 256 tokens" in a for a in packed["assumptions"])
     assert not any("packed documents" in a for a in whole["assumptions"])
-    assert cli(*args, "--doc-tokens", "8K", "--json").json()["step_time_s"] == whole["step_time_s"]
+    longer = cli(*args, "--doc-tokens", "8K", "--json")  # not below --seq: it would change nothing, so it is refused
+    assert longer.code == 2 and longer.err.startswith("llmcalc: error: --doc-tokens")
     assert "documents of d = 256 tokens packed" in cli(*args, "--doc-tokens", "256", "--explain").out
     bad = cli(*args, "--doc-tokens", "0")
     assert bad.code == 2 and "--doc-tokens" in bad.err and "Traceback" not in bad.err

@@ -62,7 +62,7 @@ def test_train_time_reads_the_recipe_as_train_step_does(cli) -> None:
     assert refused.code == 2 and "does not fit" in refused.err and "--recompute full" in refused.err
     r = cli("train-time", *pins, "--recipe", "bf16-adam-bf16-states", "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out)["plan"].endswith("rc:none SP")
+    assert "rc:none SP" in json.loads(r.out)["plan"]
 
 
 def test_train_time_refuses_a_recipe_beside_an_assumed_mfu(cli) -> None:
