@@ -52,3 +52,11 @@ def test_report_train_says_which_token_count_its_days_are_for(cli) -> None:
     assert "1T (--tokens)" in r.out and "--tokens not given" in r.err
     given = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--tokens", "15T")
     assert "15T (--tokens)" in given.out and "--tokens not given" not in given.err
+
+
+def test_train_time_json_says_does_not_fit(cli) -> None:
+    # as train-step / train-plan print their JSON before the exit-2 line when nothing fits
+    r = cli("train-time", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--json")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: does not fit")
+    data = json.loads(r.out)
+    assert data["fits"] is False and data["fit"] == "does not fit" and data["num_gpus"] == 8

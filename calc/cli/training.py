@@ -249,7 +249,15 @@ def train_time(
         if plan is None or pins:
             cost = _cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
                          host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe)
-            plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
+            try:
+                plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
+            except LLMCalcError as refusal:  # nothing fits: JSON says so (as train-plan / train-step), then exit 2
+                if as_json:
+                    from calc.report.render import emit_json
+
+                    emit_json({"model": m.name, "gpu": g.name, "num_gpus": num_gpus, "tokens": tokens, "seq": seq,
+                               "fits": False, "fit": "does not fit", "verdict": refusal.problem})
+                raise
             if not pins:
                 _warn_idle_faster(cost, plan, num_gpus, global_batch, node)
     if plan is not None and tokens < plan.global_batch * seq:
