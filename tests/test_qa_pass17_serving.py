@@ -47,3 +47,26 @@ def test_traffic_past_any_cluster_is_warned_naming_the_flag_given(cli) -> None:
     serve = cli("serve", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "1e9")
     assert compare.code == 0 and "warning: --rate: needs" in compare.err
     assert "warning: --num-gpus: needs 1,000,000,000 GPUs" in serve.err and "--users" not in serve.err
+
+
+def test_pool_queue_against_hand_numbers() -> None:
+    # Sakasegawa M/D/c wait (calc.serving.queueing): rho^(sqrt(2(c+1)) - 1) / (c (1 - rho)) x S / 2.
+    # 5 replicas x 4 slots, S = 1 s, R = 10/s. Least-loaded: one queue, c = 20, rho = 0.5:
+    # 0.5^(sqrt(42) - 1) / (20 x 0.5) / 2 = 0.022394 / 20 = 0.0011197 s.
+    # Random: 5 queues of c = 4 at 2/s, rho = 0.5: 0.5^(sqrt(10) - 1) / (4 x 0.5) / 2 = 0.22340 / 4 = 0.055851 s.
+    from calc.serving.queueing import pool_queue_s
+
+    assert pool_queue_s(10, 5, 4, 1.0, "least-loaded") == pytest.approx(0.0011197, rel=1e-3)
+    assert pool_queue_s(10, 5, 4, 1.0, "random") == pytest.approx(0.055851, rel=1e-3)
+
+
+def test_router_sizes_a_rate_near_the_ttft_floor(cli) -> None:
+    # QA: DeepSeek-V3, 1 req/s, TTFT 300 ms on a ~286-297 ms prefill: a queue per replica needs 64 replicas of
+    # TP16 x PP4 (4,096 GPUs); behind a least-loaded router the replicas share one queue (16 x TP16 = 256 GPUs)
+    base = ("serve", "deepseek-v3", "--gpu", "h200", "--rate", "1", "--ttft-ms", "300", "--tpot-ms", "20",
+            "--prompt", "8000", "--output", "500", "--json")
+    pooled, random = cli(*base).json(), cli(*base, "--router", "random").json()
+    assert pooled["gpus_needed"] * 4 <= random["gpus_needed"]
+    assert any("one queue" in line for line in pooled["assumptions"])
+    refused = cli("serve", "llama3-8b", "--gpu", "h100", "--router", "random")
+    assert refused.code == 2 and refused.err.startswith("llmcalc: error: --router")

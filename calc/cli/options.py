@@ -457,6 +457,15 @@ MaxUtilizationOpt = Annotated[float | None, typer.Option(
     "--max-utilization", parser=human_float("--max-utilization", maximum=1.0),
     help="with --rate: the busiest share of a replica's request slots kept occupied (default 0.9 without --ttft-ms; "
          "with --ttft-ms the target bounds the queue)")]
+class Router(StrEnum):
+    least_loaded = "least-loaded"
+    random = "random"
+
+
+RouterOpt = Annotated[Router | None, typer.Option(
+    "--router", help="with --rate: how requests reach the replicas; least-loaded (default: a load-aware router, the "
+                     "replicas wait as one queue) or random (a router blind to load: a queue per replica, the "
+                     "pessimistic bound)")]
 UsersOpt = Annotated[int | None, typer.Option("--users", parser=human_int("--users"), help="concurrent users (closed loop)")]
 EmitOpt = Annotated[EmitEngine | None, typer.Option("--emit", help="print the launch command for the best layout")]
 

@@ -49,6 +49,7 @@ from calc.cli.options import (
     RecipeOpt,
     RecomputeOpt,
     ReserveOpt,
+    RouterOpt,
     SeqOptional,
     StackOpt,
     StepOverheadOpt,
@@ -70,6 +71,7 @@ from calc.cli.serving import (
     refuse_ep_options_on_one_gpu,
     refuse_max_utilization,
     refuse_moe_options,
+    refuse_router,
     refuse_unsplit_comm_buffer,
     serving_assumptions,
 )
@@ -100,6 +102,7 @@ def report(
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
     max_utilization: MaxUtilizationOpt = None,
+    router: RouterOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     dispatcher: DispatcherOpt = None,
     moe_permute_scope: PermuteScopeOpt = None,
@@ -156,7 +159,7 @@ def report(
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
                "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
-               "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization}
+               "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -206,6 +209,7 @@ def report(
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_max_utilization(max_utilization, rate, num_gpus)
+    refuse_router(router, rate)
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
@@ -231,7 +235,8 @@ def report(
                                   stack=stack, recipe=recipe)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
-                                      moe_serving_rate=moe_serving_rate, max_utilization=max_utilization)  # as serve
+                                      moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
+                                      router=router)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -309,6 +314,7 @@ def compare(
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
     max_utilization: MaxUtilizationOpt = None,
+    router: RouterOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     reserve_gib: ReserveOpt = None,
@@ -349,9 +355,11 @@ def compare(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_max_utilization(max_utilization, rate, num_gpus)
+    refuse_router(router, rate)
     s = engine_settings(engine, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization)
+                                      comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
+                                      router=router)
     output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")

@@ -53,6 +53,7 @@ from calc.cli.options import (
     PromptOpt,
     RateOpt,
     ReserveOpt,
+    RouterOpt,
     SchedulerStepsOpt,
     SharedPrefixOpt,
     SpecMethod,
@@ -190,7 +191,8 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
                         num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
-                        moe_serving_rate: float | None = None, max_utilization: float | None = None) -> Any:
+                        moe_serving_rate: float | None = None, max_utilization: float | None = None,
+                        router: str | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -235,6 +237,8 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["comm_buffer_gib"] = comm_buffer_gib
     if max_utilization is not None:
         given["max_utilization"] = max_utilization
+    if router is not None:
+        given["router"] = str(router)
     if dispatcher is not None or settings is not None:
         given["dispatcher"] = str(dispatcher or engine_dispatcher(settings.engine, settings.version()))
     if settings is not None:
@@ -256,6 +260,12 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     return ServingAssumptions(cuda_context_gib=DEFAULT_NON_TORCH_GIB if reserve_gib is None else reserve_gib,
                               eager=enforce_eager, eager_prefill=v0,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
+
+
+def refuse_router(router: str | None, rate: float | None) -> None:
+    """--router says how a --rate's requests queue at the replicas (calc.serving.queueing): nothing without a rate."""
+    if router is not None and not rate:
+        raise LLMCalcError("--router", "says how --rate's requests queue at the replicas; give --rate, or drop it")
 
 
 def refuse_max_utilization(max_utilization: float | None, rate: float | None, num_gpus: int | None) -> None:
@@ -434,6 +444,7 @@ def serve(
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
     max_utilization: MaxUtilizationOpt = None,
+    router: RouterOpt = None,
     users: UsersOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
@@ -495,6 +506,7 @@ def serve(
     check_max_model_len(m, max_model_len, prompt, output)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_max_utilization(max_utilization, rate, num_gpus)
+    refuse_router(router, rate)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
@@ -503,7 +515,8 @@ def serve(
 
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                            comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
-                                           moe_serving_rate=moe_serving_rate, max_utilization=max_utilization),
+                                           moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
+                                           router=router),
                        m, g, s, prompt + output - 1, dtype)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,

@@ -147,6 +147,9 @@ DEFAULT_MAX_UTILIZATION = 0.9
 
 class ServingAssumptions(BaseModel):
     cuda_context_gib: float = Field(0.5, ge=0)
+    router: Literal["least-loaded", "random"] = Field("least-loaded", description=(
+        "how a --rate reaches the replicas (calc.serving.queueing): least-loaded, one shared queue (a load-aware "
+        "router, join-the-shortest-queue), or random, a queue per replica (a router blind to load)"))
     max_utilization: float | None = Field(None, gt=0, le=1, description=(
         "the busiest share of a replica's request slots a --rate may keep occupied (rho = R x S / (n x B)); None: "
         "DEFAULT_MAX_UTILIZATION when no TTFT target bounds the queue, else the target alone"))

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
-from calc.serving.queueing import fewest, queue_s
+from calc.serving.queueing import fewest, pool_queue_s
 from calc.serving.step import StepTime, _system, decode_context, decode_range, prefill_span, step_time
 
 
@@ -44,13 +44,15 @@ def decode_step(replica: Any, batch: int) -> StepTime:
                      decode_contexts=decode_range(replica.p, replica.o))
 
 
-def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None) -> tuple[int, float]:
-    """Fewest prefill instances whose queueing (M/D/1 each, calc.serving.queueing) keeps TTFT within target
-    (rho < 1 without one); (instances, wait), the wait inf when none up to 100,000 does."""
+def prefill_instances(rate: float, t_p: float, t_kv: float, ttft_ms: float | None,
+                      router: str = "least-loaded") -> tuple[int, float]:
+    """Fewest prefill instances whose queueing (one prompt at a time each, behind ``router``: calc.serving.queueing
+    pool_queue_s) keeps TTFT within target (rho < 1 without one); (instances, wait), the wait inf when none up to
+    100,000 does."""
 
     def ok(n: int) -> bool:
-        wait = queue_s(rate / n, 1, t_p)
+        wait = pool_queue_s(rate, n, 1, t_p, router)
         return wait < math.inf and (ttft_ms is None or (t_p + wait + t_kv) * 1e3 <= ttft_ms or wait * 1e3 < 1)
 
     n = fewest(max(math.ceil(rate * t_p), 1), ok)
-    return (n, queue_s(rate / n, 1, t_p)) if n else (100_000, math.inf)
+    return (n, pool_queue_s(rate, n, 1, t_p, router)) if n else (100_000, math.inf)

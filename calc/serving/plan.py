@@ -44,7 +44,7 @@ from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instan
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
 from calc.serving.launch import launch_command
 from calc.serving.moe import attention_ranks
-from calc.serving.queueing import fewest, queue_s
+from calc.serving.queueing import fewest, pool_queue_s
 from calc.serving.speculative import Speculation
 from calc.serving.step import (
     StepTime,
@@ -288,7 +288,12 @@ def serve_plan(
                         f"{seqs_line}, prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
-                        "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"]
+                        "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"
+                        + ("" if not rate else
+                           "; the replicas behind a least-loaded router wait as one queue of c = replicas x batch "
+                           "(--router random: a queue per replica, the bound for a router blind to load)"
+                           if a.router == "least-loaded" else
+                           "; --router random: each replica its own queue of rate R / replicas (a router blind to load)")]
     if rate and not num_gpus:
         cap = utilization_cap(a, ttft_ms)
         assumption_lines.append(
@@ -486,12 +491,13 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     gpr = r.tp * r.pp * r.dp
     service = request_seconds(ttft, st.total_s, r.o)
     mu = b / service
-    replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms, utilization_cap(a, ttft_ms))
+    replicas, queue = _replicas(rate, users, num_gpus, gpr, b, mu, service, ttft, ttft_ms, utilization_cap(a, ttft_ms),
+                                a.router)
     prefill_gpus, name = 0, f"DP{r.dp} x TP{r.tp} attention + EP{r.ep}" if r.ep > 1 else f"TP{r.tp} x PP{r.pp}"
     if r.disagg:  # the prefill pool that feeds these decode replicas (calc.serving.disagg)
         t_p = prefill_seconds(r, r.mem)
         arrivals = rate or (replicas * b / service if users else replicas * mu)
-        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms)
+        instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, a.router)
         queue += wait
         prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
     meets = meets and (rate is None or queue < math.inf) and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms)
@@ -555,25 +561,26 @@ def utilization_cap(a: ServingAssumptions, ttft_ms: float | None) -> float:
     return DEFAULT_MAX_UTILIZATION if ttft_ms is None else 1.0
 
 
-def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms, cap=1.0) -> tuple[int, float]:  # noqa: ANN001
+def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms, cap=1.0,  # noqa: ANN001
+              router="least-loaded") -> tuple[int, float]:  # noqa: ANN001
     """Replicas for the traffic and the queueing delay each then sees: for a rate, the fewest whose slots run at
-    most ``cap`` busy, rho = R x S / (n x B) <= cap, and whose wait keeps TTFT within target
-    (calc.serving.queueing.fewest)."""
+    most ``cap`` busy, rho = R x S / (n x B) <= cap, and whose wait behind ``router`` (calc.serving.queueing
+    pool_queue_s) keeps TTFT within target (calc.serving.queueing.fewest)."""
     if num_gpus:
         n = num_gpus // gpr
-        return n, queue_s(rate / n, batch, service) if rate else 0.0
+        return n, pool_queue_s(rate, n, batch, service, router) if rate else 0.0
     if users:
         return math.ceil(users / batch), 0.0
     if not rate:
         return 1, 0.0
 
     def ok(n: int) -> bool:
-        wait = queue_s(rate / n, batch, service)
+        wait = pool_queue_s(rate, n, batch, service, router)
         return (wait < math.inf and rate / (n * mu) <= cap + 1e-12
                 and (ttft_ms is None or (ttft + wait) * 1e3 <= ttft_ms or wait * 1e3 < 1))
 
     n = fewest(max(math.ceil(rate / (mu * cap) - 1e-9), 1), ok)
-    return (n, queue_s(rate / n, batch, service)) if n else (100_000, math.inf)
+    return (n, pool_queue_s(rate, n, batch, service, router)) if n else (100_000, math.inf)
 
 
 def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN001
