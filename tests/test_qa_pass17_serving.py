@@ -70,3 +70,10 @@ def test_router_sizes_a_rate_near_the_ttft_floor(cli) -> None:
     assert any("one queue" in line for line in pooled["assumptions"])
     refused = cli("serve", "llama3-8b", "--gpu", "h100", "--router", "random")
     assert refused.code == 2 and refused.err.startswith("llmcalc: error: --router")
+
+
+def test_vllm_v0_past_its_removal_is_refused(cli) -> None:
+    # vLLM removed V0 in 0.11 (huggingface/optimum-neuron PR 1027: "completely removed ... starting with 0.11.0")
+    late = cli("concurrency", "llama3-8b", "--gpu", "h100", "--engine", "vllm-v0", "--engine-version", "0.11")
+    assert late.code == 2 and late.err.startswith("llmcalc: error: --engine-version") and "0.11" in late.err
+    assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--engine", "vllm-v0", "--engine-version", "0.10").code == 0

@@ -107,7 +107,13 @@ def engine_settings(engine: Engine, util: float | None = None, max_model_len: in
                                                  "weights and activations for its KV cache")
     if version is not None and (version_tuple(version) is None or not RELEASE.fullmatch(version.strip())):
         raise LLMCalcError("--engine-version", f"{version!r} is not a release number; give one such as 0.8 or 0.11")
-    newest = CURRENT_VERSION.get(engine.value) if engine.value != "vllm-v0" else None  # V0 ran to 0.10 behind a flag
+    # V0 ran to 0.10 behind VLLM_USE_V1=0 and was removed in 0.11 ("the V0 engine has been completely removed from
+    # vLLM starting with version 0.11.0", huggingface/optimum-neuron PR 1027; vllm-project/vllm PR 25033 "[V0
+    # Deprecation] Remove LLMEngine")
+    if engine.value == "vllm-v0" and version is not None and version_tuple(version)[:2] >= (0, 11):
+        raise LLMCalcError("--engine-version", f"vllm-v0 {version}: vLLM removed its V0 engine in 0.11; give a release "
+                                               "up to 0.10 for V0, or --engine vllm")
+    newest = CURRENT_VERSION.get(engine.value) if engine.value != "vllm-v0" else None
     if version is not None and newest and version_tuple(version)[:2] > version_tuple(newest)[:2]:
         raise LLMCalcError("--engine-version", f"{engine.value} {version} is newer than the newest release whose defaults "
                                                f"llmcalc reads ({newest}); give <= {newest}, or leave it out")
