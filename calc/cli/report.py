@@ -69,9 +69,8 @@ from calc.cli.serving import (
     engine_settings,
     refuse_engine_on_gpu,
     refuse_ep_options_on_one_gpu,
-    refuse_max_utilization,
     refuse_moe_options,
-    refuse_router,
+    refuse_rate_options,
     refuse_unsplit_comm_buffer,
     serving_assumptions,
 )
@@ -208,8 +207,7 @@ def report(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
-    refuse_max_utilization(max_utilization, rate, num_gpus)
-    refuse_router(router, rate)
+    refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
@@ -354,8 +352,7 @@ def compare(
                            moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
-    refuse_max_utilization(max_utilization, rate, num_gpus)
-    refuse_router(router, rate)
+    refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,

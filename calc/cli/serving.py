@@ -268,15 +268,13 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
-def refuse_router(router: str | None, rate: float | None) -> None:
-    """--router says how a --rate's requests queue at the replicas (calc.serving.queueing): nothing without a rate."""
+def refuse_rate_options(max_utilization: float | None, router: str | None, rate: float | None,
+                        num_gpus: int | None) -> None:
+    """The options that only shape a --rate: --router says how its requests queue at the replicas
+    (calc.serving.queueing), refused without a rate; --max-utilization sizes the replicas for it
+    (calc.serving.plan.utilization_cap), refused without a rate and with --num-gpus, which fixes the replicas instead."""
     if router is not None and not rate:
         raise LLMCalcError("--router", "says how --rate's requests queue at the replicas; give --rate, or drop it")
-
-
-def refuse_max_utilization(max_utilization: float | None, rate: float | None, num_gpus: int | None) -> None:
-    """--max-utilization sizes the replicas for a --rate (calc.serving.plan.utilization_cap): refused without a rate,
-    and with --num-gpus, which fixes the replicas instead."""
     if max_utilization is None:
         return
     if not rate:
@@ -511,8 +509,7 @@ def serve(
     output = window_output(m, prompt, output, option_given(ctx, "output"))
     check_max_model_len(m, max_model_len, prompt, output)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
-    refuse_max_utilization(max_utilization, rate, num_gpus)
-    refuse_router(router, rate)
+    refuse_rate_options(max_utilization, router, rate, num_gpus)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)

@@ -25,6 +25,7 @@ import math
 from typing import Any
 
 from calc.errors import LLMCalcError
+from calc.memory.kv import auto_kv_dtype
 from calc.serving.assumptions import VLLM_AGRS_DEFAULT_FROM, engine_dispatcher
 from calc.serving.moe import attention_ranks
 from calc.specs import ModelSpec
@@ -119,8 +120,8 @@ def check_kv_flag(m: ModelSpec, emit: str, kv_dtype: str, dtype: str | None) -> 
     >>> from calc.sources.catalog import load_model
     >>> check_kv_flag(load_model("llama3-8b"), "vllm", "fp8", None)  # fp8 and the model dtype are fine
     """
-    act = dtype if dtype in ("bf16", "fp16", "fp32") else ("fp16" if m.checkpoint_dtype == "fp16" else "bf16")
-    if kv_dtype == act or kv_dtype == "auto":
+    act = auto_kv_dtype(dtype or m.checkpoint_dtype, m.checkpoint_dtype)  # what "auto" stores (the plan's default)
+    if kv_dtype in (act, "auto"):  # "auto": a library caller's unresolved default
         return
     if emit == "trtllm":
         raise LLMCalcError("--kv-dtype", f"{kv_dtype}: trtllm-serve takes the KV dtype in its --extra_llm_api_options file "

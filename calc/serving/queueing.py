@@ -26,9 +26,6 @@ def queue_s(rate: float, slots: int, service_s: float) -> float:
     return rho ** (math.sqrt(2 * (slots + 1)) - 1) / (slots * (1 - rho)) * service_s / 2
 
 
-ROUTERS = ("least-loaded", "random")
-
-
 def pool_queue_s(rate: float, servers: int, slots: int, service_s: float, router: str = "least-loaded") -> float:
     """The wait of ``servers`` servers of ``slots`` slots each behind ``router`` (module docstring).
 
