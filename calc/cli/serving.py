@@ -380,6 +380,7 @@ def latency(
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
         target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
         chunk_tokens=mem.prefill_chunk,  # the engine's tokens per step, as serve's
+        accounting=s.accounting(),  # the engine's "auto" KV dtype, as its capacity (deployment_memory) read it
     )
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
                                        **({"fits": False, "verdict": problem} if problem else {})})

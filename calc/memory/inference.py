@@ -6,7 +6,7 @@ import math
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
-from calc.memory.kv import _kv_explain, auto_kv_dtype, kv_cache_bytes_per_token, request_cache_bytes
+from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, model_auto_kv_dtype, request_cache_bytes, sparse_mla
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
 from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
@@ -37,7 +37,7 @@ def inference_memory(
     dtype = None if shipped else dtype or m.checkpoint_dtype
     groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)
     dtype = dtype or m.checkpoint_dtype
-    kv_dtype = kv_dtype or auto_kv_dtype(dtype, m.checkpoint_dtype)  # the engines' "auto", as serving prices it
+    kv_dtype = kv_dtype or model_auto_kv_dtype(m, dtype, m.checkpoint_dtype)  # the default engine's "auto", as serving prices it
     for name, value in (("--batch", batch), ("--seq", seq)):
         if value < 1:
             raise LLMCalcError(name, f"must be >= 1, got {value}")
@@ -84,7 +84,10 @@ def inference_memory(
             (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}")
             + (f" with one fp16 scale per {group_size} weights" if group_size else ""),
             f"KV cache in {kv_dtype}; " + ("MLA latent (r_kv + d_rope per layer and token) replicated on every TP rank"
-                                           if m.mla else f"KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}"),
+                                           if m.mla else f"KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}")
+            + ("; DeepSeek-V3.2 sparse MLA: the lightning indexer's key cached beside it"
+               + ("; fp8, vLLM's auto for this model (--kv-dtype bf16 for 16-bit)" if kv_dtype == "fp8" else "")
+               if sparse_mla(m) else ""),
             f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
             f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",
             *([f"MTP modules loaded for speculative decoding: +{counted.mtp_params:,} parameters"] if with_mtp else []),

@@ -1,9 +1,13 @@
 """KV cache per token: 2 * L * g * d * bytes over the softmax-attention layers only (seed 001 section 2.12; GQA/MQA replace h by g);
-MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2, arXiv 2405.04434 section 2.1).
+MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2, arXiv 2405.04434 section 2.1); DeepSeek-V3.2's
+sparse MLA (DSA) adds its lightning indexer's key cache and packs an fp8 latent with its scales
+(sparse_mla_layer_token_bytes).
 Sliding-window and chunked layers keep at most their window of tokens (vLLM's SlidingWindowSpec /
 ChunkedLocalAttentionSpec in vllm/v1/kv_cache_interface.py); layers without attention keep none."""
 
 from __future__ import annotations
+
+import math
 
 from calc.memo import per_spec
 from calc.model.layers import attention_layers, decode_keys_read, mixer_layer_flags
@@ -29,6 +33,17 @@ def auto_kv_dtype(act_dtype: str, checkpoint_dtype: str = "bf16") -> str:
     return checkpoint_dtype if checkpoint_dtype in ("bf16", "fp16") else "bf16"
 
 
+def model_auto_kv_dtype(m: ModelSpec, act_dtype: str, checkpoint_dtype: str = "bf16", accounting: str = "vllm-v1") -> str:
+    """What ``auto`` stores for this model under an engine (``accounting``, calc.specs.serving.EngineSettings.accounting;
+    the default engine's, vLLM V1, for the engine-free `memory --mode infer`): auto_kv_dtype, except that vLLM V1 starts a
+    DeepSeek-V3.2 (DSA) model's cache in fp8, FlashMLA's sparse record (vllm/model_executor/models/config.py
+    DeepseekV32ForCausalLM.verify_and_update_config: "For DeepSeekV3.2, we use a custom fp8 format as default",
+    cache_dtype "fp8_ds_mla"; --kv-cache-dtype bfloat16 keeps it 16-bit; sparse_mla_layer_token_bytes)."""
+    if sparse_mla(m) and accounting == "vllm-v1":
+        return "fp8"
+    return auto_kv_dtype(act_dtype, checkpoint_dtype)
+
+
 def softmax_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
     """Softmax-attention layers on the busiest pipeline stage: the only layers that cache K and V
     (linear-attention / state-space layers keep a constant state instead, ``state_bytes_per_request``)."""
@@ -41,6 +56,59 @@ def kv_elements_per_token(m: ModelSpec, tp: int = 1, pp: int = 1) -> int:
     """Cached values per token on one GPU: 2 (K and V) * L_soft/p * g/t * d; MLA: L_soft/p * (r_kv + d_rope)
     (the latent is replicated on every TP rank); L_soft counts softmax-attention layers only."""
     return softmax_layers_per_stage(m, pp) * kv_elements_per_layer_token(m, tp)
+
+
+# DeepSeek-V3.2 sparse attention (DSA). Its lightning indexer caches one key of index_head_dim per token per layer, in
+# fp8 with one fp32 scale per 128 values, whatever the main cache's dtype: 128 + 4 = 132 B for V3.2 (vLLM
+# vllm/model_executor/models/deepseek_v2.py Indexer: k_cache head_dim = head_dim + head_dim // quant_block_size * 4,
+# uint8, "fp8 naive cache ... scale in fp32 per quant_block_size element"; SGLang NSATokenToKVPool
+# index_k_with_scale_buffer; TensorRT-LLM's DSA cache manager, the same sum). An fp8 latent under DSA is stored as
+# FlashMLA's sparse-decode record (vLLM "fp8_ds_mla", FlashMLASparseBackend.get_kv_cache_shape "custom storage format
+# is 656 bytes"; SGLang nsa_kv_cache_store_fp8): the kv_lora_rank latent in fp8 with one fp32 scale per 128 values and
+# the rope key left in bf16: 512 + 16 + 128 = 656 B.
+INDEXER_QUANT_BLOCK = 128
+SCALE_BYTES = 4  # fp32
+ROPE_KEY_BYTES = 2  # bf16
+
+
+def sparse_mla(m: ModelSpec) -> bool:
+    """A DeepSeek-V3.2-class model: MLA with DSA's lightning indexer."""
+    return bool(m.mla and m.mla.index_n_heads)
+
+
+def indexer_bytes_per_layer_token(m: ModelSpec) -> int:
+    """Bytes of DSA's indexer key cache per token per layer (the note above), 0 without DSA:
+    d_i + d_i / 128 x 4.
+
+    >>> from calc.sources.catalog import load_model
+    >>> indexer_bytes_per_layer_token(load_model("llama3-8b"))
+    0
+    """
+    if not sparse_mla(m):
+        return 0
+    d = m.mla.index_head_dim
+    return d + math.ceil(d / INDEXER_QUANT_BLOCK) * SCALE_BYTES
+
+
+def sparse_mla_layer_token_bytes(m: ModelSpec, kv_dtype: str) -> int | None:
+    """Bytes per token per layer of a DSA model's whole cache (latent + indexer key) when its latent is fp8 (FlashMLA's
+    sparse record, the note above): r_kv + r_kv / 128 x 4 + d_rope x 2 + indexer; None for any other model or KV dtype
+    (the latent then takes (r_kv + d_rope) x bytes(kv_dtype), kv_bytes_for_layer_tokens)."""
+    if not sparse_mla(m) or not kv_dtype.startswith("fp8"):
+        return None
+    a = m.mla
+    latent = a.kv_lora_rank + math.ceil(a.kv_lora_rank / INDEXER_QUANT_BLOCK) * SCALE_BYTES + a.qk_rope_head_dim * ROPE_KEY_BYTES
+    return latent + indexer_bytes_per_layer_token(m)
+
+
+def kv_bytes_for_layer_tokens(m: ModelSpec, layer_tokens: int, kv_dtype: str, tp: int = 1) -> int:
+    """Exact bytes of ``layer_tokens`` (token, layer) entries of one GPU's cache: elements x bytes(kv_dtype), plus DSA's
+    indexer key per entry; a DSA model's fp8 latent at its packed record (sparse_mla_layer_token_bytes)."""
+    packed = sparse_mla_layer_token_bytes(m, kv_dtype)
+    if packed is not None:
+        return layer_tokens * packed
+    return (exact_bytes(layer_tokens * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
+            + layer_tokens * indexer_bytes_per_layer_token(m))
 
 
 def kv_elements_per_layer_token(m: ModelSpec, tp: int = 1) -> int:
@@ -70,7 +138,7 @@ def kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str = "bf16",
 @per_spec
 def _kv_cache_bytes_for_tokens(m: ModelSpec, tokens: int, kv_dtype: str, tp: int, pp: int) -> int:
     busiest = busiest_stage_sum([a.tokens_seen(tokens) for a in attention_layers(m)], pp)
-    return exact_bytes(busiest * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
+    return kv_bytes_for_layer_tokens(m, busiest, kv_dtype, tp)
 
 
 def kv_bytes_read(m: ModelSpec, context: int, kv_dtype: str = "bf16", tp: int = 1, first: int = 0, last: int = 0) -> int:
@@ -88,7 +156,7 @@ def kv_bytes_read(m: ModelSpec, context: int, kv_dtype: str = "bf16", tp: int = 
     """
     if "chunked" not in (m.layer_types or ()):
         return kv_cache_bytes_for_tokens(m, context, kv_dtype, tp)
-    return exact_bytes(decode_keys_read(m, context, first, last) * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
+    return kv_bytes_for_layer_tokens(m, decode_keys_read(m, context, first, last), kv_dtype, tp)
 
 
 def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:
@@ -99,7 +167,7 @@ def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, 
     >>> kv_cache_bytes_per_token(load_model("llama2-70b"), "fp16")  # 80 * 8 * 128 * 2 * 2
     327680
     """
-    return exact_bytes(kv_elements_per_token(m, tp, pp), kv_dtype, "--kv-dtype")
+    return kv_bytes_for_layer_tokens(m, softmax_layers_per_stage(m, pp), kv_dtype, tp)
 
 
 def mixer_layers_per_stage(m: ModelSpec, pp: int = 1) -> int:
@@ -144,8 +212,20 @@ def _kv_explain(m: ModelSpec, kv_dtype: str, per_token: int) -> str:
     b = dtype_bytes(kv_dtype, "--kv-dtype")
     layers = softmax_layers_per_stage(m)
     if m.mla:
-        line = (f"KV/token (MLA) = L*(r_kv + d_rope)*bytes = {layers}*({m.mla.kv_lora_rank}+"
-                f"{m.mla.qk_rope_head_dim})*{b} = {per_token:,} B")
+        a, idx = m.mla, indexer_bytes_per_layer_token(m)
+        packed = sparse_mla_layer_token_bytes(m, kv_dtype)
+        if packed is not None:
+            line = (f"KV/token (sparse MLA, fp8) = L*(r_kv + r_kv/128*4 + d_rope*2 + indexer) = {layers}*({a.kv_lora_rank}+"
+                    f"{a.kv_lora_rank // INDEXER_QUANT_BLOCK * SCALE_BYTES}+{a.qk_rope_head_dim * ROPE_KEY_BYTES}+{idx}) = "
+                    f"{per_token:,} B (FlashMLA's sparse fp8 record: the latent in fp8 with fp32 scales, the rope key in "
+                    f"bf16; the lightning indexer's fp8 key + fp32 scale {idx} B)")
+        elif idx:
+            line = (f"KV/token (sparse MLA) = L*((r_kv + d_rope)*bytes + indexer) = {layers}*(({a.kv_lora_rank}+"
+                    f"{a.qk_rope_head_dim})*{b} + {idx}) = {per_token:,} B (the lightning indexer's fp8 key + fp32 "
+                    f"scale: {idx} B a layer)")
+        else:
+            line = (f"KV/token (MLA) = L*(r_kv + d_rope)*bytes = {layers}*({a.kv_lora_rank}+"
+                    f"{a.qk_rope_head_dim})*{b} = {per_token:,} B")
         if m.mixer:  # Kimi Linear: the MLA layers only; the linear-attention ones keep a state
             line += (f" (L = the {layers} MLA layers; {mixer_layers_per_stage(m)} {m.mixer.kind} layers keep "
                      f"{state_bytes_per_request(m):,} B of state per request instead)")

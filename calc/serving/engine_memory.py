@@ -44,7 +44,16 @@ import math
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.memory.kv import auto_kv_dtype, kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, request_cache_bytes
+from calc.memory.kv import (
+    auto_kv_dtype,
+    indexer_bytes_per_layer_token,
+    kv_cache_bytes_for_tokens,
+    kv_cache_bytes_per_token,
+    model_auto_kv_dtype,
+    request_cache_bytes,
+    sparse_mla,
+    sparse_mla_layer_token_bytes,
+)
 from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
@@ -323,16 +332,35 @@ def vllm_v0_forward_bytes_per_token(m: ModelSpec, tp: int, version: tuple[int, .
 
 
 
-def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str = "bf16") -> str:
+def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str = "bf16", m: ModelSpec | None = None,
+                     accounting: str = "vllm-v1") -> str:
     """--kv-dtype, by default the engines' ``auto``: the activation dtype. Quantized weights (--dtype fp8 / int8 /
     int4, an FP8 checkpoint) keep 16-bit activations, so their KV stays in the checkpoint's 16-bit dtype
     (vLLM CacheConfig cache_dtype "auto" = model dtype; SGLang kv_cache_dtype "auto"; TRT-LLM KvCacheConfig
-    dtype "auto"); fp8 KV only when --kv-dtype fp8 is given. int4 is refused (no engine stores an int4 KV cache)."""
+    dtype "auto"); fp8 KV only when --kv-dtype fp8 is given. int4 is refused (no engine stores an int4 KV cache).
+    One exception, by engine (``accounting``, EngineSettings.accounting): vLLM V1 starts a DeepSeek-V3.2 (DSA) model's
+    "auto" cache in fp8 (calc.memory.kv.model_auto_kv_dtype)."""
     if kv_dtype == "int4":
         raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
     if kv_dtype:
         return kv_dtype
+    if m is not None:
+        return model_auto_kv_dtype(m, act_dtype, checkpoint_dtype, accounting)
     return auto_kv_dtype(act_dtype, checkpoint_dtype)
+
+
+def kv_line(m: ModelSpec, kv_dtype: str, accounting: str) -> str:
+    """The assumption line of the KV cache's dtype (DeepSeek-V3.2's sparse MLA: its fp8 record and indexer key,
+    calc.memory.kv.sparse_mla_layer_token_bytes)."""
+    if not sparse_mla(m):
+        return f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else "")
+    idx = indexer_bytes_per_layer_token(m)
+    packed = sparse_mla_layer_token_bytes(m, kv_dtype)
+    latent = (f"the latent in FlashMLA's sparse fp8 record ({packed - idx} B a layer: fp8 latent, fp32 scale per 128, "
+              f"bf16 rope key)" if packed is not None else f"the latent in {kv_dtype}")
+    why = ("; vLLM's auto for DeepSeek-V3.2 (--kv-dtype bf16 keeps it 16-bit)" if packed is not None and accounting == "vllm-v1"
+           else "")
+    return f"KV (sparse MLA): {latent} + the lightning indexer's fp8 key with its fp32 scale ({idx} B a layer){why}"
 
 
 def engine_memory(
@@ -351,7 +379,7 @@ def engine_memory(
     if ep > 1 and (not m.moe or ep % tp or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"expert parallelism needs an MoE model, EP {ep} a multiple of TP {tp} (data-parallel "
                            f"attention groups of TP ranks, calc.serving.moe) and {ep} dividing its experts")
-    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype, m, s.accounting())
     # The budgets start from the device total CUDA reports (GPUSpec.cuda_total_bytes, below nvidia-smi's by the
     # driver's reserve): vLLM V1 gpu_worker.py requested_memory = gpu_memory_utilization x init_snapshot.total_memory
     # (MemorySnapshot: torch.cuda.mem_get_info()[1]); V0 worker.py total_gpu_memory of torch.cuda.mem_get_info();
@@ -477,7 +505,7 @@ def engine_memory(
         fmt.line,
         f"engine {s.engine} {'.'.join(map(str, s.version()))} ({acc} accounting); max_model_len {max_len:,}; "
         + setting_line,
-        f"KV in {kv_dtype}" + (" with one scale per layer for K and V (negligible)" if kv_dtype == "fp8" else ""),
+        kv_line(m, kv_dtype, acc),
         non_torch_line,
     ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks"
           + (" of each full-attention group)" if pool else ")")] if shared_prefix and not state_pool else []) \

@@ -49,12 +49,11 @@ import math
 
 from pydantic import BaseModel
 
-from calc.memory.kv import kv_elements_per_layer_token
+from calc.memory.kv import kv_bytes_for_layer_tokens
 from calc.model.layers import attention_layers, mixer_layer_flags
 from calc.model.mixers import state_bytes
 from calc.model.parallel import busiest_stage_sum
 from calc.specs import ModelSpec
-from calc.units import exact_bytes
 
 VLLM_HYBRID_FROM = (0, 10)  # V1 runs hybrid SSM / attention models from 0.10.0 (PR #20016; earlier V1 fell back to V0)
 VLLM_HYBRID_ATTENTION_FROM = (0, 9, 1)  # full + sliding / chunked groups (module docstring; in the 0.9.1 sdist)
@@ -179,7 +178,7 @@ def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int |
     if len(kinds) < 2 or (has_state and (m.mixer is None or version < VLLM_HYBRID_FROM)) \
             or (not has_state and version < VLLM_HYBRID_ATTENTION_FROM):
         return None
-    a = exact_bytes(kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
+    a = kv_bytes_for_layer_tokens(m, 1, kv_dtype, tp)
     s = state_bytes(m.mixer, m.checkpoint_dtype, tp) if has_state else 0
     k = MLA_ALIGN if m.mla else ALIGN
     block = max(k * math.ceil(s / (k * a)), block_size or 0) if has_state else block_size or ALIGN

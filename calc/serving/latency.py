@@ -100,6 +100,7 @@ def latency(
     dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = True, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, chunk_tokens: int | None = None,
+    accounting: str = "vllm-v1",
 ) -> LatencyResult:
     """A static batch of B identical requests (as TensorRT-LLM / vLLM benchmark_latency run it):
     TTFT = the prefill of B x P tokens; TPOT = one decode step of B sequences at the mean
@@ -108,14 +109,15 @@ def latency(
     chunked engine: vLLM V1, SGLang, TensorRT-LLM's max_num_tokens): the B x P tokens then run in ceil(B x P / C)
     steps of C tokens (each re-reading the weights, each with its step overhead, every token still attending its
     mean context), as `serve` prices a prompt's chunks; None: one step.
-    ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights)."""
+    ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights). ``accounting``: the engine whose "auto"
+    KV dtype applies when ``kv_dtype`` is None (EngineSettings.accounting; calc.serving.engine_memory.resolve_kv_dtype)."""
     if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     plan = serving_plan(m, num_gpus, tp, pp)
     fmt = weight_format(m, gpu, dtype)
     # the KV cache the engine stores (auto: the activation dtype, 16-bit for fp8 / int weights; fp8 only when asked),
     # read at that width: the capacity (engine_memory) and serve's steps use the same (calc.serving.engine_memory)
-    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype)
+    kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype, m, accounting)
     gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
     a = assumptions
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA

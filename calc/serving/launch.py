@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from calc.errors import LLMCalcError
-from calc.memory.kv import auto_kv_dtype
+from calc.memory.kv import auto_kv_dtype, sparse_mla
 from calc.serving.assumptions import VLLM_AGRS_DEFAULT_FROM, engine_dispatcher
 from calc.serving.moe import attention_ranks
 from calc.specs import ModelSpec
@@ -185,6 +185,15 @@ def _pool_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: 
     return line + (" --enforce-eager" if emit == "vllm" else " --disable-cuda-graph")
 
 
+def _vllm_kv_flag(m: ModelSpec, fp8_kv: bool) -> str:
+    """vLLM's --kv-cache-dtype for the plan's cache: fp8, or ``auto`` (the model dtype), except under DeepSeek-V3.2's
+    sparse attention, where vLLM starts ``auto`` as its fp8 record and a 16-bit cache needs ``bfloat16``
+    (calc.serving.engine_memory.resolve_kv_dtype)."""
+    if fp8_kv:
+        return "fp8"
+    return "bfloat16" if sparse_mla(m) else "auto"
+
+
 def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
                  gpu_memory_bytes: int, batch_flag: bool = True) -> str:
     dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
@@ -198,7 +207,7 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
             parallel = f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}"
         seqs_flag = f" --max-num-seqs {seqs}" if batch_flag else ""
         return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len}{seqs_flag} "
-                f"--max-num-batched-tokens {batched_tokens} --kv-cache-dtype {'fp8' if fp8_kv else 'auto'} "
+                f"--max-num-batched-tokens {batched_tokens} --kv-cache-dtype {_vllm_kv_flag(m, fp8_kv)} "
                 f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --block-size {s.page_tokens()}")
     if emit == "sglang":
         if best.ep > 1:

@@ -37,11 +37,11 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from calc.memory.kv import kv_cache_bytes_per_token
+from calc.memory.kv import kv_elements_per_token
 from calc.model.params import count_params
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import ModelSpec
-from calc.units import GIB, dtype_bytes
+from calc.units import GIB
 
 ACT_BYTES = 2  # 16-bit activations (bf16 / fp16) whatever the weight dtype
 TRTLLM_PYTORCH_DEFAULT_FROM = (1, 0)  # LLM API backend "pytorch" by default from 1.0 (TensorRT engines before)
@@ -193,7 +193,7 @@ def bench_kv_requests(m: ModelSpec, device_bytes: int, *, tp: int, pp: int, isl:
     engine = elements * per_elem
     available = device_bytes * tp * pp - engine
     heads = max(tp, m.kv_heads)
-    per_token = kv_cache_bytes_per_token(m, kv_dtype) / dtype_bytes(kv_dtype) * heads / m.kv_heads \
+    per_token = kv_elements_per_token(m) * heads / m.kv_heads \
         * BENCH_BYTES_PER_ELEM.get(kv_dtype, 2.0)
     return available * fraction / (per_token * (isl + osl))
 
