@@ -105,9 +105,19 @@ def dtype_name(flag: str) -> Callable[[str], str]:
         if text.lower() not in DTYPE_BYTES:
             raise LLMCalcError(flag, f"unknown dtype {text!r}; use one of {', '.join(named)}")
         dtype_bytes(text, flag)
+        if flag == "--dtype" and text.lower() == "fp32":
+            from calc.sanity import note
+
+            note(flag, FP32_NOTE)
         return text.lower()
 
     return parse
+
+
+# fp32 storage computes at the TF32 tensor-core peak (calc.units.COMPUTE_DTYPE), and says so wherever it is given.
+FP32_NOTE = ("--dtype fp32 prices its matmuls at the GPU's TF32 tensor-core peak, as NGC containers, Megatron and "
+             "HF --tf32 run them; stock PyTorch leaves TF32 off (torch.backends.cuda.matmul.allow_tf32 = False) and "
+             "runs fp32 GEMMs at the FP32 CUDA-core rate, about 8x slower on A100 / H100 (19.5 / 67 TFLOPS)")
 
 
 def alias(primary: T | None, old: T | None, flag: str, old_flag: str, default: T | None = None) -> T | None:
@@ -246,14 +256,16 @@ WEIGHT_FORMAT_NAMES = ("nvfp4", "mxfp4", "awq", "gptq")
 DtypeOpt = Annotated[str, typer.Option("--dtype", parser=dtype_name("--dtype"), show_default=False,
                                        help="weights / compute dtype (default: bf16; latency, concurrency, serve, compare, "
                                             "report and memory --mode infer: the checkpoint as shipped, bf16 for an "
-                                            "unquantized one): fp32, bf16, fp16, fp8, int8, int4 (serving: W4A16, "
+                                            "unquantized one): fp32 (matmuls at the TF32 tensor peak), bf16, fp16, "
+                                            "fp8, int8, int4 (serving: W4A16, "
                                             "16-bit activations); for serving also nvfp4 / mxfp4 / awq / gptq "
                                             "(the model as its 4-bit checkpoint, "
                                             "scales included: fp4 GEMMs on Blackwell for nvfp4 / mxfp4, W4A16 for "
                                             "awq / gptq group 128)")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name("--kv-dtype"),
                                                 help="KV-cache dtype (default: the engines' auto, the activation dtype: bf16 / fp16 "
-                                                     "also for fp8, int8 or int4 weights; fp8 KV only when given)")]
+                                                     "also for fp8, int8 or int4 weights; fp8 KV only when given, except "
+                                                     "vLLM's fp8 record for DeepSeek-V3.2)")]
 CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
 CausalPrefillOpt = Annotated[bool, typer.Option(
     "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "

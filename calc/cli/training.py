@@ -71,6 +71,11 @@ def _training_dtype(text: str) -> str:
 
     if text.lower() not in TRAINING_DTYPES:
         raise LLMCalcError("--dtype", f"training computes in {', '.join(TRAINING_DTYPES)}; got {text!r}")
+    if text.lower() == "fp32":
+        from calc.cli.options import FP32_NOTE
+        from calc.sanity import note
+
+        note("--dtype", FP32_NOTE)
     return text.lower()
 
 
@@ -80,7 +85,8 @@ TrainMethodOpt = Annotated[str | None, typer.Option(
                      "--stack hf is memory --mode finetune's figure (its default stack), under megatron NeMo / "
                      "Megatron-Bridge PEFT's")]
 PeakDtypeOpt = Annotated[str, typer.Option("--dtype", parser=_training_dtype,
-                                           help="compute dtype of the peak: bf16, fp16, fp8, tf32, fp32")]
+                                           help="compute dtype of the peak: bf16, fp16, fp8, tf32, fp32 "
+                                                "(fp32 storage: matmuls at the TF32 tensor peak)")]
 
 
 def mfu(

@@ -32,6 +32,17 @@ def peak_tflops(gpu: GPUSpec, dtype: str, field: str = "--dtype") -> float:
     raise LLMCalcError(field, f"{gpu.name} has no {compute} tensor peak; it has {have}")
 
 
+def peak_name(dtype: str) -> str:
+    """The peak a dtype is timed at, as printed: the dtype, or "fp32 (TF32 tensor math)" where fp32 storage runs TF32
+    matmuls (peak_tflops; calc.cli.options.FP32_NOTE).
+
+    >>> peak_name("bf16"), peak_name("fp32")
+    ('bf16', 'fp32 (TF32 tensor math)')
+    """
+    compute = COMPUTE_DTYPE.get(dtype, dtype)
+    return f"{dtype} ({compute.upper()} tensor math)" if compute == "tf32" and dtype != "tf32" else dtype
+
+
 def ridge_point(gpu: GPUSpec, dtype: str) -> float:
     """Roofline ridge point, FLOPs per byte (Williams, Waterman & Patterson, "Roofline", CACM 2009): the
     dense peak of the dtype the matmuls run in (peak_tflops) over the HBM bandwidth; an op of lower

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration, efficiency_for
-from calc.hardware.peaks import peak_tflops
+from calc.hardware.peaks import peak_name, peak_tflops
 from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
 from calc.model.params import count_params
@@ -113,7 +113,7 @@ def mfu(
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
         mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
-        f"({gpu.name} {dtype} peak {peak / TERA:g} TFLOPS)",
+        f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
         explain=[
             f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",
             f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token",

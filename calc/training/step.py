@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
-from calc.hardware.peaks import peak_tflops
+from calc.hardware.peaks import peak_name, peak_tflops
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -596,7 +596,7 @@ def _plateau_note(cost: ModelCost) -> list[str]:
     if cost.eff.gemm_plateau:
         return []
     key = plateau_key(cost.gpu, cost.dtype)
-    return [f"GEMM plateau {gemm_plateau(cost.gpu, cost.dtype):.0%} of {cost.gpu.name} {cost.dtype} peak "
+    return [f"GEMM plateau {gemm_plateau(cost.gpu, cost.dtype):.0%} of {cost.gpu.name} {peak_name(cost.dtype)} peak "
             f"(calc/data/fitted_defaults.json, {key}: {describe('gemm_plateau', key)})"]
 
 
