@@ -483,7 +483,10 @@ def engine_memory(
     log = (pool.log() if pool else []) + _engine_log(acc, blocks, tokens, max_len, ratio, budget, block_bytes,
                                                      trtllm_backend(s.version()) if acc == "trtllm" else "")
     explain = [
-        f"device total as CUDA reports it (torch.cuda.mem_get_info) = {cap:,} B ({cap / GIB:.2f} GiB)",
+        (f"device total as CUDA reports it (torch.cuda.mem_get_info) = {cap:,} B ({cap / GIB:.2f} GiB)"
+         if capacity_bytes or gpu.memory_cuda_total_mib else
+         f"device total = {cap:,} B ({cap / GIB:.2f} GiB): nvidia-smi's, no CUDA reading is known for {gpu.name} "
+         f"(CUDA's is 0.25-0.9 GiB lower on the GPUs read, so the KV budget may be that much high)"),
         f"weights per rank (TP {tp}, PP {pp}{f', EP {ep}' if ep > 1 else ''}, {fmt.label}) = {weights:,} B "
         f"({weights / GIB:.2f} GiB)",
         budget_line,
