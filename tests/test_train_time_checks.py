@@ -34,14 +34,15 @@ def test_causal_counting_does_not_change_a_plans_days(cli) -> None:
 
 def test_one_gpu_needs_no_node_type(cli) -> None:
     """QA finding: train-step / train-plan refused any run on a GPU without a node type (rtx3090, t4, ...), a single
-    GPU included, whose step moves nothing between GPUs."""
-    step = cli("train-step", "llama3.2-1b", "--gpu", "rtx3090", "--num-gpus", "1", "--global-batch", "8", "--recompute",
-               "full", "--json")
+    GPU included, whose step moves nothing between GPUs (l40: no node type shipped; rtx3090 has one since the
+    bridged-links change)."""
+    step = cli("train-step", "llama3.2-1b", "--gpu", "l40", "--num-gpus", "1", "--global-batch", "8", "--micro-batch", "2",
+               "--json")
     assert step.code == 0, step.err
     assert step.json()["dp_comm_s"] == 0 and step.json()["tp_comm_s"] == 0
-    plan = cli("train-plan", "llama3.2-1b", "--gpu", "rtx3090", "--num-gpus", "1", "--global-batch", "8", "--json")
+    plan = cli("train-plan", "llama3.2-1b", "--gpu", "l40", "--num-gpus", "1", "--global-batch", "8", "--json")
     assert plan.code == 0 and plan.json()["plans"][0]["step_time_s"] == step.json()["step_time_s"]
-    two = cli("train-step", "llama3.2-1b", "--gpu", "rtx3090", "--num-gpus", "2", "--global-batch", "8")
+    two = cli("train-step", "llama3.2-1b", "--gpu", "l40", "--num-gpus", "2", "--global-batch", "8")
     assert two.code == 2 and "--system" in two.err
 
 

@@ -118,7 +118,9 @@ def chain_p2p_time(system: SystemSpec, num_bytes: float, stages: int, stride: in
     total = 0.0
     for i in range(stages - 1):
         crosses = (i * stride) // per_node != ((i + 1) * stride) // per_node
+        bridged = system.bridge_gpus and (i * stride) // system.bridge_gpus == ((i + 1) * stride) // system.bridge_gpus
         bw, lat = ((system.inter_node_gb_s, system.inter_node_latency_s) if crosses
+                   else (system.bridge_gb_s, system.intra_node_latency_s) if bridged
                    else (system.intra_node_gb_s, system.intra_node_latency_s))
         total += p2p_time(num_bytes, bw, lat, efficiency)
     return total
@@ -149,10 +151,11 @@ def group_shape(system: SystemSpec, group_size: int, stride: int = 1) -> tuple[i
 
 def group_link(system: SystemSpec, group_size: int, stride: int = 1) -> tuple[float, float]:
     """(GB/s per direction, latency s) of the slowest hop of a group: the node link when the whole group
-    sits in one node, else the NIC per GPU (a ring across nodes passes every NIC)."""
-    _, nodes = group_shape(system, group_size, stride)
+    sits in one node (its NVLink bridge when the group shares one, SystemSpec.node_link), else the NIC per GPU (a
+    ring across nodes passes every NIC)."""
+    per_node, nodes = group_shape(system, group_size, stride)
     if nodes == 1:
-        return system.intra_node_gb_s, system.intra_node_latency_s
+        return system.node_link(per_node, stride)
     return system.inter_node_gb_s, system.inter_node_latency_s
 
 
@@ -186,7 +189,7 @@ def collective_time(
     if group_size == 1:
         return 0.0
     n_in, n_out = group_shape(system, group_size, stride)
-    b_in, a_in = system.intra_node_gb_s, system.intra_node_latency_s
+    b_in, a_in = system.node_link(n_in, stride)  # NVLink bridge when the node's members share one (SystemSpec)
     b_out, a_out = system.inter_node_gb_s, system.inter_node_latency_s
     flat = _FLAT[kind]
     if n_out == 1:

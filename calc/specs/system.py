@@ -7,7 +7,7 @@ as Calculon keeps system / application / execution apart.
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from calc.specs import _Spec
 
@@ -25,5 +25,29 @@ class SystemSpec(_Spec):
     intra_node_gb_s: float = Field(gt=0, description="GPU-GPU bandwidth inside a node, GB/s per GPU per direction")
     network: str = Field("", description="e.g. 8 x 400 Gb/s InfiniBand NDR")
     inter_node_gb_s: float = Field(gt=0, description="NIC bandwidth per GPU across nodes, GB/s per direction")
+    bridge_gpus: int = Field(0, ge=0, description="GPUs one NVLink bridge joins (H100 NVL / A6000 pairs, H200 NVL "
+                             "4-way); 0 = none. A group of at most this many adjacent ranks talks over it")
+    bridge_gb_s: float = Field(0.0, ge=0, description="the bridge's GB/s per GPU per direction (0 without a bridge)")
     intra_node_latency_s: float = Field(3e-6, ge=0, description="per-step latency of a collective inside a node")
     inter_node_latency_s: float = Field(10e-6, ge=0, description="per-step latency of a collective across nodes")
+
+    @model_validator(mode="after")
+    def _bridge_whole(self) -> SystemSpec:
+        if (self.bridge_gpus > 1) != (self.bridge_gb_s > 0):
+            raise ValueError("bridge_gpus (> 1) and bridge_gb_s (> 0) go together: the GPUs one bridge joins and its GB/s")
+        if self.bridge_gpus > self.gpus_per_node or (self.bridge_gpus and self.gpus_per_node % self.bridge_gpus):
+            raise ValueError(f"bridge_gpus {self.bridge_gpus} must divide gpus_per_node {self.gpus_per_node}")
+        return self
+
+    def node_link(self, members: int, stride: int = 1) -> tuple[float, float]:
+        """(GB/s per direction, latency s) of a group's link inside one node: the NVLink bridge when the ``members``
+        ranks of the node (``stride`` apart, ranks laid out contiguously) all sit on one bridge, else the node's link.
+        A ring of the bridged pair runs over the bridge; a wider ring (or one whose ranks sit on two bridges) passes a
+        PCIe hop and waits on it (NCCL rings over the slowest hop).
+
+        >>> SystemSpec(name="n", gpu="g", intra_node_gb_s=63, inter_node_gb_s=25, bridge_gpus=2, bridge_gb_s=300).node_link(2)
+        (300.0, 3e-06)
+        """
+        if self.bridge_gpus and members * stride <= self.bridge_gpus:
+            return self.bridge_gb_s, self.intra_node_latency_s
+        return self.intra_node_gb_s, self.intra_node_latency_s
