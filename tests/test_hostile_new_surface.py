@@ -34,7 +34,7 @@ CASES: dict[str, tuple[list[str], int, list[str]]] = {
                                      "--engine-version", "0.4.3.post2"], 0, []),
     # A refusal after a warning stays one line: the warning about the MFU assumed for a GPU with no node type (or a
     # batch beyond any published run) is dropped when the command then refuses the input.
-    "train-time t4 bf16: error alone": ([*TT, "--num-gpus", "16", "--gpu", "t4"], 2, ["--dtype", "bf16"]),
+    "train-time t4 bf16: error alone": ([*TT, "--num-gpus", "32", "--gpu", "t4"], 2, ["--dtype", "bf16"]),
     "train-time v100 bf16: error alone": ([*TT, "--num-gpus", "64", "--gpu", "v100-32g", "--dtype", "bf16"], 2,
                                           ["--dtype", "fp16"]),
     "train-step 1e15-token batch that does not fit: error alone": ([*STEP, "--global-batch-tokens", "1e15"], 2,

@@ -66,7 +66,7 @@ def test_show_yaml_is_a_spec_that_loads_back(cli, tmp_path: Path) -> None:
         path = tmp_path / f"{name}.yaml"
         path.write_text(result.out)
         assert load_gpu(str(path)).model_dump() == load_gpu(name).model_dump()
-        assert cli("memory", "llama2-7b", "--gpu", str(path), "--seq", "2048").code == 0  # 4096 (the default) needs 2 T4s
+        assert cli("memory", "llama2-7b", "--gpu", str(path), "--seq", "1024").code == 0  # 4096 (the default) needs 2 T4s
     result = cli("show", "qwen3-8b", "--yaml")
     path = tmp_path / "model.yaml"
     path.write_text(result.out)

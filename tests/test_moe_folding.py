@@ -103,7 +103,7 @@ def test_ep_may_span_tp_ranks_only_when_folded() -> None:
 
 def test_cli_etp(cli) -> None:
     base = ("train-step", "deepseek-v3", "--gpu", "h100", "--num-gpus", "512", "--tp", "2", "--pp", "8", "--ep", "64",
-            "--sp", "--global-batch", "4096", "--seq", "4096", "--zero", "1", "--recompute", "selective", "--json")
+            "--sp", "--global-batch", "4096", "--seq", "4096", "--zero", "1", "--recompute", "full", "--json")
     r = cli(*base, "--etp", "1")
     assert r.code == 0 and r.json()["etp"] == 1 and "ETP1" in r.json()["layout"]
     r = cli(*base)

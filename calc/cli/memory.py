@@ -160,8 +160,8 @@ def memory(
     if gpu is not None and not gpu.strip():
         raise LLMCalcError("--gpu", "is empty; name a GPU (see `llmcalc gpus`) or leave --gpu out")
     g = load_gpu(gpu) if gpu else None
-    if g is not None and reserve_gib is not None and reserve_gib * 2**30 >= g.memory_bytes:
-        raise LLMCalcError("--reserve-gib", f"{reserve_gib:g} GiB is all of {g.name}'s {g.memory_bytes / 2**30:.1f} GiB "
+    if g is not None and reserve_gib is not None and reserve_gib * 2**30 >= g.cuda_total_bytes:
+        raise LLMCalcError("--reserve-gib", f"{reserve_gib:g} GiB is all of {g.name}'s {g.cuda_total_bytes / 2**30:.1f} GiB "
                                             "or more: nothing is left for the model on any GPU count; give less")
     finetune_only = {"--method": method, "--lora-rank": lora_rank, "--lora-alpha": lora_alpha, "--lora-targets": lora_targets,
                      "--lora-dropout": lora_dropout, "--adapter-inputs": adapter_inputs, "--optimizer": optimizer,

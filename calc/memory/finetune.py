@@ -331,9 +331,9 @@ def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str
             optional = rung[0].startswith(("--offload", "--loss"))
             (quiet if optional and before - peak < GIB // 10 else named).append(rung)
             before = peak
-            if peak <= gpu.memory_bytes:
+            if peak <= gpu.cuda_total_bytes:
                 lean = peak_of(named)
-                shown, figure = (named, lean) if lean <= gpu.memory_bytes else (sorted(named + quiet, key=ladder.index), peak)
+                shown, figure = (named, lean) if lean <= gpu.cuda_total_bytes else (sorted(named + quiet, key=ladder.index), peak)
                 flags = [flag for flag, _ in shown]
                 offloads = [flag.split()[1] for flag in flags if flag.startswith("--offload")]
                 plain = [flag for flag in flags if not flag.startswith("--offload") and flag != "--method qlora"]
@@ -515,7 +515,7 @@ def finetune_memory(
         if n % fixed or gpu is None:
             return None
         layout = plan.model_copy(update={"dp": n // fixed})
-        return finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common).per_gpu_bytes <= gpu.memory_bytes
+        return finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common).per_gpu_bytes <= gpu.cuda_total_bytes
 
     verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
     fits_with = _change_that_fits(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []
@@ -599,7 +599,7 @@ def fit_table(m: ModelSpec, gpu: GPUSpec, seqs: tuple[int, ...] = (512, 1024, 20
         lo, hi = 0, max_batch
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if peak(mid, seq) <= gpu.memory_bytes:
+            if peak(mid, seq) <= gpu.cuda_total_bytes:
                 lo = mid
             else:
                 hi = mid - 1

@@ -64,7 +64,7 @@ def inference_memory(
 
     def fits_on(n: int) -> bool | None:
         layout = inference_layout(m, n)
-        return None if layout is None or gpu is None else sum(per_gpu_for(layout).values()) <= gpu.memory_bytes
+        return None if layout is None or gpu is None else sum(per_gpu_for(layout).values()) <= gpu.cuda_total_bytes
 
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())

@@ -54,10 +54,10 @@ class MemoryResult(BaseModel):
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:
     if gpu is None:
         return {"gpu": None, "gpu_memory_bytes": None, "fits": None, "headroom_bytes_per_gpu": None, "min_gpus": None}
-    headroom = gpu.memory_bytes - per_gpu_bytes
+    headroom = gpu.cuda_total_bytes - per_gpu_bytes
     return {
         "gpu": gpu.name,
-        "gpu_memory_bytes": gpu.memory_bytes,
+        "gpu_memory_bytes": gpu.cuda_total_bytes,
         "fits": headroom >= 0,
         "headroom_bytes_per_gpu": headroom,
         "min_gpus": min_gpus(),

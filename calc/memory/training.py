@@ -221,7 +221,7 @@ def training_memory(
             return None
         if (count // fixed * plan.cp) % ep:  # the experts' EP groups come out of DP x CP (calc.training.plan)
             return None
-        return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.memory_bytes
+        return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.cuda_total_bytes
 
     verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if zero else None)
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (

@@ -321,7 +321,7 @@ def memory_view(r: Any) -> RenderableType:
             if r.fits
             else Text.assemble(("does not fit", "red"), f": short by {size(-r.headroom_bytes_per_gpu)} per GPU")
         )
-        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)})", verdict))
+        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the CUDA total)", verdict))
         totals.append(("smallest GPU count that fits", r.min_gpus if r.min_gpus else "n/a (see assumptions)"))
     return Group(table, kv_table("Totals", totals), kv_table("Assumptions", [("-", a) for a in r.assumptions]))
 

@@ -152,7 +152,7 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
 def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchSpace) -> tuple[int, list[tuple[Layout, int]]]:
     """(layouts considered, [(layout, micro-batches)] that fit in memory)."""
     m = cost.m
-    capacity = cost.gpu.memory_bytes
+    capacity = cost.gpu.cuda_total_bytes
     experts = m.moe.num_experts if m.moe else 1
     considered, fitting = 0, []
     for tp in _pinned(space, "tp", _tp_choices(cost, n, space)):
@@ -214,7 +214,7 @@ def search_plans(
     for layout, micro in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
-            if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.memory_bytes:
+            if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.cuda_total_bytes:
                 continue  # interleaving keeps more micro-batches' activations on the first stage
             uneven = cost.m.num_layers % candidate.pp != 0
             peak = sum(memory_per_gpu(cost, candidate, micro).values())

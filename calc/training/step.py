@@ -533,7 +533,7 @@ def train_step(
     check_tp(cost.eff.stack, cost.m, layout.tp)
     memory = memory_per_gpu(cost, layout, micro, reserve_gib)
     need = sum(memory.values())
-    capacity = cost.gpu.memory_bytes
+    capacity = cost.gpu.cuda_total_bytes
     fits = need <= capacity
     n = layout.num_gpus
     base = dict(
@@ -615,6 +615,6 @@ def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         if count <= layout.num_gpus or count % fixed or (count // fixed * layout.cp) % layout.ep:
             return None
         bigger = layout.with_(dp=count // fixed)
-        return sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.memory_bytes
+        return sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.cuda_total_bytes
 
     return _search_min_gpus(fits_on, limit=layout.num_gpus * 64)
