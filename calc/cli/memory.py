@@ -254,6 +254,11 @@ def memory(
                                   kv_dtype=kv_dtype, batch=batch, seq=seq, group_size=group_size,
                                   reserve_gib=DEFAULT_RESERVE_GIB if reserve_gib is None else reserve_gib,
                                   with_mtp=mtp)
+        if g is not None and not mtp and group_size is None:  # the serving commands' verdict on the same batch
+            from calc.serving.capacity import with_engine_fit
+
+            result = with_engine_fit(result, m, g, Parallelism(tp=plan.tp, pp=plan.pp),
+                                     (weights or dtype) if explicit else None, kv_dtype, seq, batch)
     else:
         result = _train_memory(m, g, dtype=dtype, recipe=recipe, seq=seq, flash=flash, reserve_gib=reserve_gib,
                                activations=activations, loss=loss, stack=stack, fp8_recipe=fp8_recipe,

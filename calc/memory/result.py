@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -49,6 +50,9 @@ class MemoryResult(BaseModel):
     stack: str | None = None  # the training stack whose memory settings priced it (calc.training.stack.MEMORY)
     stack_note: str | None = None  # the peak under the other memory mode's default stack, when it differs
     textbook_activation_bytes: int | None = None  # training: Korthikanti et al. 2022, beside the per-tensor figure
+    # infer with a GPU: the default serving engine's verdict on the same batch (calc.serving.capacity.EngineFit), which
+    # keeps back what the tensor count does not; None in training modes or when the engine cannot take the request
+    engine_fit: dict[str, Any] | None = None
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:

@@ -17,7 +17,7 @@ from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.flops import FlopsResult, forward_flops
 from calc.model.params import ParamCount, count_params
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
-from calc.serving.capacity import ConcurrencyResult, concurrency
+from calc.serving.capacity import ConcurrencyResult, concurrency, with_engine_fit
 from calc.serving.engine_memory import request_kv_bytes
 from calc.serving.latency import LatencyResult, latency
 from calc.serving.plan import ServePlan, serve_plan
@@ -142,12 +142,13 @@ def build_report(
     return Report(
         mode=mode, model=m.name, gpu=gpu.name, num_gpus=num_gpus, params=params,
         flops=forward_flops(m, batch, prompt),
-        memory=inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
-                                batch=batch, seq=max_tokens),
+        memory=with_engine_fit(inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
+                                                batch=batch, seq=max_tokens),
+                               m, gpu, Parallelism(tp=num_gpus), dtype, kv_dtype, max_tokens, batch, settings, assumptions),
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
-                        chunk_tokens=conc.prefill_chunk_tokens,
+                        chunk_tokens=conc.prefill_chunk_tokens, accounting=(settings or EngineSettings()).accounting(),
                         ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,

@@ -322,7 +322,13 @@ def memory_view(r: Any) -> RenderableType:
             else Text.assemble(("does not fit", "red"), f": short by {size(-r.headroom_bytes_per_gpu)} per GPU")
         )
         totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the CUDA total)", verdict))
-        totals.append(("smallest GPU count that fits", r.min_gpus if r.min_gpus else "n/a (see assumptions)"))
+        totals.append(("smallest GPU count that fits" + (" (the tensors)" if r.engine_fit else ""),
+                       r.min_gpus if r.min_gpus else "n/a (see assumptions)"))
+        if r.engine_fit:  # infer: the serving engine's verdict, which keeps back what the tensor count does not
+            e = r.engine_fit
+            totals.append((f"as {e['engine']} {e['version']} launches it",
+                           Text.assemble(("fits" if e["fits"] else "does not fit", "green" if e["fits"] else "red"),
+                                         f": {e['line']}")))
     return Group(table, kv_table("Totals", totals), kv_table("Assumptions", [("-", a) for a in r.assumptions]))
 
 

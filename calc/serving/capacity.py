@@ -10,6 +10,8 @@ with a request of T = prompt + output tokens holding T - 1 slots in whole blocks
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
@@ -143,6 +145,57 @@ def batch_fit_problem(
     return (f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
             f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
             f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+
+
+class EngineFit(BaseModel):
+    """Whether the default serving engine, launched as `latency` / `concurrency` / `serve` launch it, admits ``batch``
+    requests of ``tokens`` on a layout, and the fewest GPUs on which it would (engine_fit): what `memory --mode infer`
+    and `report` print beside their engine-free tensor count."""
+
+    engine: str
+    version: str
+    fits: bool
+    max_concurrency: int
+    min_gpus: int | None
+    line: str
+
+
+def engine_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, dtype: str | None, kv_dtype: str | None, tokens: int,
+               batch: int, settings: EngineSettings | None = None,
+               assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS) -> EngineFit:
+    """The serving engine's verdict on ``batch`` requests of ``tokens`` on ``plan`` (deployment_memory's max concurrency,
+    the one capacity call of the serving commands) and its smallest fitting GPU count (smallest_fitting_gpus). The
+    engine keeps back what the tensor count does not: gpu_memory_utilization's margin, its profile-run activation
+    peak, non-torch memory and CUDA graphs (calc.serving.engine_memory)."""
+    s = settings or EngineSettings()
+    mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
+    fits = mem.max_concurrency >= batch
+    need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+    version = ".".join(map(str, s.version()))
+    where = f"{plan.tp * plan.pp} x {gpu.name}"
+    line = (f"{mem.engine} {version} at its defaults holds {mem.max_concurrency:,} requests of {tokens:,} tokens on {where}"
+            + (f": the batch of {batch:,} fits" if fits else f", not {batch:,}") + "; "
+            + (f"the fewest GPUs that hold it: {need}" if need else "no count up to 64 GPUs holds it")
+            + " (latency / concurrency / serve)")
+    return EngineFit(engine=mem.engine, version=version, fits=fits, max_concurrency=mem.max_concurrency, min_gpus=need,
+                     line=line)
+
+
+def with_engine_fit(result: Any, m: ModelSpec, gpu: GPUSpec, plan: Parallelism, dtype: str | None, kv_dtype: str | None,
+                    tokens: int, batch: int, settings: EngineSettings | None = None,
+                    assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS) -> Any:
+    """An engine-free inference MemoryResult with the default engine's verdict on the same batch (engine_fit) in its
+    ``engine_fit``, and a warning where the two disagree; unchanged when the engine refuses the request itself (a
+    request beyond the model's context, say: `latency` names that)."""
+    from calc.sanity import warn
+
+    try:
+        fit = engine_fit(m, gpu, plan, dtype, kv_dtype, tokens, batch, settings, assumptions)
+    except LLMCalcError:
+        return result
+    if result.fits and not fit.fits:
+        warn("--num-gpus", f"the tensors fit, but {fit.line}")
+    return result.model_copy(update={"engine_fit": fit.model_dump()})
 
 
 def smallest_fitting_gpus(

@@ -1,0 +1,30 @@
+"""`memory --mode infer` counts the tensors; the serving commands launch an engine that keeps back more
+(gpu_memory_utilization's margin, its profile-run activations, non-torch memory). The same job was "fits, smallest
+count 2" in `memory` and `report` and "0 KV tokens, needs 4 GPUs" in `latency` / `concurrency` / `serve` without a word
+(QA finding). Both verdicts are now printed side by side, from the one capacity call of the serving commands.
+
+By hand, Llama 3 70B on 2 x H100 (TP 2), vLLM V1 defaults: 0.9 x 79.20 GiB CUDA total = 71.28 GiB, less 65.71 GiB of
+weights a GPU and the profile run's activations: under 4.8 GiB of KV room at best, while `concurrency` shows none."""
+
+from __future__ import annotations
+
+
+def test_memory_prints_the_engines_verdict_and_warns_when_they_differ(cli) -> None:
+    args = ("memory", "llama3-70b", "--gpu", "h100", "--num-gpus", "2", "--tp", "2", "--batch", "8", "--seq", "1280")
+    r = cli(*args, "--json")
+    assert r.code == 0 and r.json()["fits"] is True  # the tensors: 69.4 GiB of 79.2
+    e = r.json()["engine_fit"]
+    conc = cli("concurrency", "llama3-70b", "--gpu", "h100", "--num-gpus", "2", "--max-model-len", "1280", "--json").json()
+    assert e["engine"] == "vllm" and e["fits"] is False and e["max_concurrency"] == conc["max_concurrency"] == 0
+    lat = cli("latency", "llama3-70b", "--gpu", "h100", "--num-gpus", "2", "--batch", "8", "--prompt", "1024", "--output", "256")
+    assert lat.code == 2 and f"needs {e['min_gpus']} GPUs" in lat.err and e["min_gpus"] == 4
+    table = cli(*args)
+    assert "the tensors fit, but vllm" in table.err and "the fewest GPUs that hold it: 4" in table.err
+
+
+def test_report_shows_both_counts(cli) -> None:
+    r = cli("report", "llama3-70b", "--gpu", "h100", "--num-gpus", "4", "--prompt", "1024", "--output", "256", "--batch", "8",
+            "--json")
+    assert r.code == 0
+    mem = r.json()["memory"]
+    assert mem["min_gpus"] == 2 and mem["engine_fit"]["min_gpus"] == 4 and mem["engine_fit"]["fits"] is True
