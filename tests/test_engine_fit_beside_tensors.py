@@ -28,3 +28,20 @@ def test_report_shows_both_counts(cli) -> None:
     assert r.code == 0
     mem = r.json()["memory"]
     assert mem["min_gpus"] == 2 and mem["engine_fit"]["min_gpus"] == 4 and mem["engine_fit"]["fits"] is True
+
+
+def test_report_train_at_an_assumed_mfu_shows_a_layout_that_fits(cli) -> None:
+    """QA finding: `report --mode train --mfu 0.4` priced the memory of plain DP 64 (362.5 GiB a GPU, "does not fit")
+    beside "fits": true and 205 days, while train-time found a layout that fits. The page now shows the memory of
+    train-plan's fastest fitting layout, and the days stay at the assumed MFU."""
+    r = cli("report", "llama3-70b", "--mode", "train", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--mfu", "0.4",
+            "--json")
+    assert r.code == 0
+    d = r.json()
+    assert d["fits"] is True and d["fit"] == d["memory"]["fit"] == "fits"
+    plan = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "1024",
+               "--json").json()["plans"][0]  # report: train-plan's default batch, 4M tokens / 4,096
+    assert (d["memory"]["tp"], d["memory"]["pp"], d["memory"]["dp"]) == (plan["tp"], plan["pp"], plan["dp"])
+    assert d["memory"]["per_gpu_bytes"] == plan["memory_per_gpu_bytes"]
+    # 1T tokens x 6 x 70.6B params (+ attention) at 40% of 989.4 TFLOP/s x 64 GPUs: about 205 days
+    assert d["train_time"]["mfu"] == 0.4 and 200 < d["train_time"]["days"] < 210

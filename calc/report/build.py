@@ -112,16 +112,18 @@ def build_report(
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
-        best = None if mfu_assumed else _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch,
-                                                            training_cost, recompute)
+        # the fastest fitting layout of train-plan's search: its MFU times the run, or, under an assumed --mfu, its
+        # memory is the page's (the layout train-time's fit check found, calc.cli.common.training_fit)
+        best = _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch, training_cost, recompute)
         if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
             return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
                           flops=forward_flops(m, batch, seq), memory=None, fits=False,
-                          verdict=best.verdict + "; give --mfu to assume one instead")
+                          verdict=best.verdict + ("" if mfu_assumed else "; give --mfu to assume one instead"))
         best = best.plans[0] if best is not None else None
-        if best is not None:  # the memory of the layout whose MFU is timed, priced as train-step prices it
+        if best is not None:  # the memory of the layout searched, priced as train-step prices it
             memory = timed_plan_memory(m, gpu, best, training_cost.eff if training_cost else None)
-        else:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement
+            best = None if mfu_assumed else best  # an assumed MFU times the run, not the layout
+        else:  # no node type to search a layout on: the page is `memory --mode train` of this placement
             from calc.training.cost import Efficiencies
             from calc.training.layout import Layout
             from calc.training.step import stacked_layout_memory, steady_state_microbatches
