@@ -72,13 +72,14 @@ def test_train_time_refuses_a_recipe_beside_an_assumed_mfu(cli) -> None:
 
 
 def test_report_train_prices_the_recipe_as_train_time_and_memory_do(cli) -> None:
-    # With an assumed MFU the page is memory --mode train of DP16 ZeRO-1: the optimizer states are sharded 16 ways, so
-    # bf16-adam (fp32 master + m + v, 12 B) against bf16 states (m + v, 4 B) is 8 B x 68,976,648,192 parameters
-    # (llama2-70b, Touvron et al. 2023 / the HF checkpoint's count) / 16 = 34,488,324,096 B less per GPU.
+    # With an assumed MFU the page is memory --mode train of DP16 ZeRO-1 (it fits a 7B model): the optimizer states are
+    # sharded 16 ways, so bf16-adam (fp32 master + m + v, 12 B) against bf16 states (m + v, 4 B) is 8 B x 6,738,415,616
+    # parameters (llama2-7b, the HF checkpoint's count) / 16 = 3,369,207,808 B less per GPU.
+    small = ["report", "llama2-7b", "--gpu", "h100", "--num-gpus", "16", "--mode", "train"]
+    adam = cli(*small, "--mfu", "0.4", "--json").json()["memory"]["per_gpu_bytes"]
+    states = cli(*small, "--mfu", "0.4", "--recipe", "bf16-adam-bf16-states", "--json").json()["memory"]["per_gpu_bytes"]
+    assert adam - states == 8 * 6_738_415_616 // 16
     page = ["report", "llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--mode", "train"]
-    adam = cli(*page, "--mfu", "0.4", "--json").json()["memory"]["per_gpu_bytes"]
-    states = cli(*page, "--mfu", "0.4", "--recipe", "bf16-adam-bf16-states", "--json").json()["memory"]["per_gpu_bytes"]
-    assert adam - states == 8 * 68_976_648_192 // 16
     # without --mfu the page times train-time's plan for the same recipe (one search, one answer)
     searched = cli(*page, "--tokens", "1T", "--recipe", "bf16-adam-bf16-states", "--json").json()["train_time"]
     alone = cli("train-time", "llama2-70b", "--gpu", "h100", "--num-gpus", "16", "--tokens", "1T", "--recipe",

@@ -112,18 +112,8 @@ def build_report(
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
-        # the fastest fitting layout of train-plan's search: its MFU times the run, or, under an assumed --mfu, its
-        # memory is the page's (the layout train-time's fit check found, calc.cli.common.training_fit)
-        best = _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch, training_cost, recompute)
-        if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
-            return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
-                          flops=forward_flops(m, batch, seq), memory=None, fits=False,
-                          verdict=best.verdict + ("" if mfu_assumed else "; give --mfu to assume one instead"))
-        best = best.plans[0] if best is not None else None
-        if best is not None:  # the memory of the layout searched, priced as train-step prices it
-            memory = timed_plan_memory(m, gpu, best, training_cost.eff if training_cost else None)
-            best = None if mfu_assumed else best  # an assumed MFU times the run, not the layout
-        else:  # no node type to search a layout on: the page is `memory --mode train` of this placement
+        memory = None
+        if mfu_assumed:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement ...
             from calc.training.cost import Efficiencies
             from calc.training.layout import Layout
             from calc.training.step import stacked_layout_memory, steady_state_microbatches
@@ -132,6 +122,22 @@ def build_report(
                             zero=1 if zero is None else zero)
             memory = stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
                                            eff=Efficiencies(recipe=recipe))
+        best = None
+        if not (memory is not None and memory.fits):  # ... unless it does not fit: train-plan's fastest fitting layout
+            best = _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch, training_cost, recompute)
+        if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
+            return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
+                          flops=forward_flops(m, batch, seq), memory=None, fits=False,
+                          verdict=best.verdict + ("" if mfu_assumed else "; give --mfu to assume one instead"))
+        best = best.plans[0] if best is not None else None
+        if best is not None:  # the searched layout's memory, priced as train-step prices it (the layout train-time's fit
+            # check finds, calc.cli.common.training_fit); its MFU times the run unless one is assumed
+            memory = timed_plan_memory(m, gpu, best, training_cost.eff if training_cost else None)
+            if mfu_assumed:
+                memory = memory.model_copy(update={"assumptions": [
+                    f"DP {plan.dp} over every GPU does not fit at --mfu: the page shows train-plan's fastest fitting "
+                    f"layout ({best.layout})", *memory.assumptions]})
+                best = None
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
             flops=forward_flops(m, batch, seq), memory=memory,
