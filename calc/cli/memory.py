@@ -311,4 +311,5 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     check_tp(eff.stack, m, plan.tp)
     kwargs = dict(seq=seq, dtype=_training_dtype(dtype),
                   reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
-    return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff, **kwargs)
+    return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff,  # min_gpus: a DP the given global batch splits
+                                 global_batch=global_batch_sequences(global_batch, global_batch_tokens, seq), **kwargs)

@@ -137,6 +137,7 @@ def training_memory(
     sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, dropout: float = 0.0,
     recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
+    global_batch: int | None = None,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -220,6 +221,8 @@ def training_memory(
         if count % fixed or gpu is None:
             return None
         if (count // fixed * plan.cp) % ep:  # the experts' EP groups come out of DP x CP (calc.training.plan)
+            return None
+        if global_batch and global_batch % (count // fixed * micro_batch):  # a DP the given global batch cannot split
             return None
         return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.cuda_total_bytes
 

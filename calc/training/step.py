@@ -339,18 +339,19 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
 
 
 def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None, dtype: str = "bf16",
-                  eff: Efficiencies | None = None, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> MemoryResult:
+                  eff: Efficiencies | None = None, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
+                  global_batch: int | None = None) -> MemoryResult:
     """The memory page (`memory --mode train`, report) of a plan: ``training_memory`` with ``engine_options``, so its
     per_gpu_bytes is train-step's memory per GPU for the same layout, ``micro`` micro-batches and efficiencies (the
     training-state recipe among them, ``eff.recipe``)."""
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
-    return training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib,
+    return training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
                            **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
 
 
 def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None,
                           dtype: str = "bf16", eff: Efficiencies | None = None,
-                          reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> MemoryResult:
+                          reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB, global_batch: int | None = None) -> MemoryResult:
     """``layout_memory`` as a training memory page shows it (`memory --mode train`, report's timed plan): the stack it
     was priced on, its memory settings line, and, when fine-tuning's default stack (calc.training.stack.DEFAULT_STACK)
     prices the same job differently, the peak under that stack (calc.training.cost.other_stack_note)."""
@@ -361,7 +362,7 @@ def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int,
 
     eff = eff or Efficiencies()
     kwargs = dict(seq=seq, dtype=dtype, reserve_gib=reserve_gib)
-    result = layout_memory(m, layout, micro, gpu=gpu, eff=eff, **kwargs)
+    result = layout_memory(m, layout, micro, gpu=gpu, eff=eff, global_batch=global_batch, **kwargs)
     other, note = DEFAULT_STACK["finetune"], None
     if stack_key(eff.stack) != other:
         theirs = layout_memory(m, layout, micro, eff=replace(eff, stack=other), **kwargs).per_gpu_bytes
@@ -556,7 +557,7 @@ def train_step(
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \
         + activation_models_line(cost, layout, micro, reserve_gib)
     if not fits:
-        more = min_gpus_same_shape(cost, layout, micro, reserve_gib)
+        more = min_gpus_same_shape(cost, layout, micro, reserve_gib, global_batch)
         hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
                 else "; more DP alone does not help at this ZeRO stage" if layout.zero == 0 else "")
         return TrainStepResult(
@@ -600,11 +601,13 @@ def _plateau_note(cost: ModelCost) -> list[str]:
             f"(calc/data/fitted_defaults.json, {key}: {describe('gemm_plateau', key)})"]
 
 
-def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> int | None:
+def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
+                        global_batch: int | None = None) -> int | None:
     """Smallest GPU count above this layout's that fits when only DP grows (ZeRO shards states over DP), searched as
     memory --mode train searches it (calc.memory.result._search_min_gpus: every count to 8, then whole nodes of 8,
     up to 64x), keeping TP x PP x CP and EP dividing DP x CP: the same answer in both commands (it doubled DP here,
-    and said 256 where 136 fits)."""
+    and said 256 where 136 fits); with ``global_batch`` only a DP that splits it into whole micro-batches (train-step
+    refuses any other)."""
     from calc.memory.result import _search_min_gpus
 
     if layout.zero == 0:
@@ -613,6 +616,8 @@ def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib
 
     def fits_on(count: int) -> bool | None:
         if count <= layout.num_gpus or count % fixed or (count // fixed * layout.cp) % layout.ep:
+            return None
+        if global_batch and global_batch % (count // fixed * layout.micro_batch):
             return None
         bigger = layout.with_(dp=count // fixed)
         return sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.cuda_total_bytes
