@@ -39,18 +39,19 @@ def test_train_time_fit_is_its_plans_fit(cli):
 
 
 def test_train_step_and_memory_agree_on_the_smallest_gpu_count(cli):
-    """Llama 3 70B at 32K tokens, ZeRO-3, full recompute, on 128 H100 needs 80.0 GiB a GPU (79.2 GiB the CUDA total of
-    the card); train-step doubled DP and said "fits from 256", memory --mode train searched every node and said another
-    count. One search: both 144, and 144 = 18 nodes runs while 128 does not."""
+    """Llama 3 70B at 32K tokens, ZeRO-3, full recompute, on 128 H100 needs more than the card's 79.2 GiB CUDA total;
+    train-step doubled DP and said "fits from 256", memory --mode train searched every node and said another count.
+    One search: both name the same count, one the global batch of 1,152 splits (DP 128: 9 micro-batches a rank), and it
+    runs while 128 does not."""
     layout = ("--tp", "1", "--pp", "1", "--zero", "3", "--recompute", "full", "--seq", "32768")
     step = cli("train-step", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "128", "--dp", "128", "--micro-batch",
-               "1", "--global-batch", "128", *layout)
-    assert step.code == 2 and "fits from 144 GPUs" in step.err
+               "1", "--global-batch", "1152", *layout)
+    assert step.code == 2 and "fits from 192 GPUs" in step.err
     mem = cli("memory", "llama3-70b", "--mode", "train", "--gpu", "h100-sxm", "--num-gpus", "128", "--dp", "128",
-              "--batch", "1", "--global-batch", "128", *layout, "--json").json()
-    assert mem["min_gpus"] == 144
-    ran = cli("train-step", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "144", "--dp", "144", "--micro-batch",
-              "1", "--global-batch", "144", *layout, "--json")
+              "--batch", "1", "--global-batch", "1152", *layout, "--json").json()
+    assert mem["min_gpus"] == 192 and 1152 % 192 == 0
+    ran = cli("train-step", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "192", "--dp", "192", "--micro-batch",
+              "1", "--global-batch", "1152", *layout, "--json")
     assert ran.code == 0 and ran.json()["fits"] is True
     assert "--zero" not in step.err.split("(or raise")[1] and "--recompute" not in step.err.split("(or raise")[1]
 
