@@ -63,12 +63,10 @@ def price_for(prices: list[str] | None, gpu_name: str, old_price: float | None =
         if table:
             raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
         return old_price
-    if "*" in table:
-        return table["*"]
-    unknown = [name for name in table if name != gpu_name]
+    unknown = [name for name in table if name not in ("*", gpu_name)]
     if unknown:
         raise LLMCalcError("--price", f"names {', '.join(unknown)}, which is not the GPU in use ({gpu_name})")
-    return table.get(gpu_name)
+    return table.get(gpu_name, table.get("*"))  # the GPU's own price before a bare one, as compare reads them
 
 
 MAX_PRICE = 1000.0  # USD per GPU-hour: two orders of magnitude above any cloud list price (H100 ~2-12, B200 ~6-15)

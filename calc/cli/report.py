@@ -66,6 +66,7 @@ from calc.cli.options import (
     refuse_weight_format,
 )
 from calc.cli.serving import (
+    check_moe_values,
     engine_settings,
     refuse_engine_on_gpu,
     refuse_ep_options_on_one_gpu,
@@ -181,7 +182,10 @@ def report(
         if flag == "--recompute" and mode is Mode.train:
             continue  # pins the plan's recomputation, as train-time --recompute does
         if flag == "--compile":  # a --compile/--no-compile switch: refused either way
-            refuse_switch(flag, value, "is a fine-tuning option; use --mode finetune")
+            refuse_switch(flag, value, "sets the fine-tuning engine's fusions (report --mode finetune, memory --mode "
+                                       "train / finetune); report --mode train prices train-plan's layout at its "
+                                       "stack's fusions: give --stack, or use --mode finetune"
+                                       if mode is Mode.train else "is a fine-tuning option; use --mode finetune")
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
@@ -217,6 +221,7 @@ def report(
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
+        check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     training_cost = None
@@ -261,6 +266,11 @@ def report(
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,
     )
+    if rate and result.serving is not None:  # the serving plan's count, checked as serve checks it
+        from calc.sanity import check_gpus_needed, warn
+
+        for line in check_gpus_needed(result.serving.gpus_needed, "--rate"):
+            warn(*line.split(": ", 1))
     if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
         if as_json:
             from calc.report.render import emit_json
@@ -366,6 +376,7 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     m, dtype = given_weights(ctx, m, dtype)
+    check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
                         settings=s, assumptions=assumptions)

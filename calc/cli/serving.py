@@ -141,8 +141,11 @@ def check_step_budget(s: Any, m: Any, g: Any) -> None:
                                  "raise --max-num-batched-tokens or lower --max-num-seqs")
 
 
-def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | None, acceptance: float | None) -> Any:
-    """Speculative decoding from its options; its settings without --speculative are refused."""
+def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | None, acceptance: float | None,
+                 target: Any = None) -> Any:
+    """Speculative decoding from its options; its settings without --speculative are refused, and so is a draft model
+    with at least the target's active parameters (a draft proposes tokens cheaply; one as large as the target makes
+    every step slower than plain decoding)."""
     if method is None:
         for flag, value in (("--draft", draft), ("--spec-tokens", tokens), ("--acceptance", acceptance)):
             refuse(flag, value, "applies to speculative decoding; add --speculative ngram|draft")
@@ -153,8 +156,16 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
     from calc.sources.catalog import load_model
 
     given = {"tokens": tokens, "acceptance": acceptance}
-    return Speculation(method=method.value, draft=load_model(draft, "--draft") if draft else None,
-                       **{k: v for k, v in given.items() if v is not None})
+    drafted = load_model(draft, "--draft") if draft else None
+    if drafted is not None and target is not None:
+        from calc.model.params import count_params
+
+        small, big = count_params(drafted).active_params, count_params(target).active_params
+        if small >= big:
+            raise LLMCalcError("--draft", f"{drafted.name} ({small / 1e9:,.2f}B active parameters) is not smaller than the "
+                                          f"target {target.name} ({big / 1e9:,.2f}B): a draft proposes tokens for the "
+                                          "target to check and must be cheaper to run; give a smaller model")
+    return Speculation(method=method.value, draft=drafted, **{k: v for k, v in given.items() if v is not None})
 
 
 def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
@@ -167,6 +178,37 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
     routed experts: they would change nothing."""
     for name, value in given.items():
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
+
+
+def no_fit_error(problem: str, gpu_memory_utilization: float | None) -> LLMCalcError:
+    """A does-not-fit refusal, naming --num-gpus, or --gpu-memory-utilization when the user lowered it and no layout
+    fits at all (more GPUs cannot help then: the fraction is the cause)."""
+    if gpu_memory_utilization is not None and gpu_memory_utilization < 0.9 and "no layout" in problem:
+        return LLMCalcError("--gpu-memory-utilization", f"{gpu_memory_utilization:g} leaves the engine that share of each "
+                                                        f"GPU, and {problem}; raise it (vLLM's default is 0.9)")
+    return LLMCalcError("--num-gpus", problem)
+
+
+def check_moe_values(m: Any, gpus: list[Any], dtype: str | None, expert_imbalance: float | None = None,
+                     fp8_moe_scales: str | None = None) -> None:
+    """MoE serving flags whose value the model bounds (after refuse_moe_options): --expert-imbalance is the busiest
+    expert-parallel rank's tokens over the mean, at most the EP degree, which is at most the routed experts (all tokens
+    on one rank); --fp8-moe-scales picks the scaling of fp8 expert GEMMs, so experts that run in another dtype on every
+    GPU given would ignore it (calc.serving.step: only an fp8 compute dtype reads it)."""
+    from calc.serving.weights import weight_format
+
+    if m.moe is None:
+        return
+    if expert_imbalance is not None and expert_imbalance > m.moe.num_experts:
+        raise LLMCalcError("--expert-imbalance", f"is the busiest expert-parallel rank's tokens over the mean, at most the "
+                                                 f"EP degree (<= {m.moe.num_experts} experts: all tokens on one rank); got "
+                                                 f"{expert_imbalance:g}")
+    if fp8_moe_scales is not None:
+        computes = {weight_format(m, g, dtype).compute_dtype for g in gpus}
+        if not any(c.startswith("fp8") for c in computes):
+            raise LLMCalcError("--fp8-moe-scales", f"sets how fp8 expert GEMMs are scaled; {m.name}'s experts run in "
+                                                   f"{', '.join(sorted(computes))} here: give --dtype fp8 (on a GPU with "
+                                                   "fp8 tensor cores) or drop it")
 
 
 def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
@@ -362,6 +404,7 @@ def latency(
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
+    check_moe_values(m, [g], dtype, fp8_moe_scales=fp8_moe_scales)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
     from calc.serving.engine_kernels import engine_kernels
 
@@ -374,7 +417,7 @@ def latency(
                                       f"--batch <= {mem.max_num_seqs:,}")
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
-        raise LLMCalcError("--num-gpus", problem)
+        raise no_fit_error(problem, gpu_memory_utilization)
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
@@ -501,6 +544,7 @@ def serve(
     m, g = load_model(model), load_gpu(gpu)
     weight_format_given = given_dtype(ctx, dtype)
     m, dtype = given_weights(ctx, m, dtype)
+    check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher,
@@ -527,7 +571,7 @@ def serve(
                         calibration=load_calibration(calibration),
                         assumptions=a,
                         emit=emit_engine.value if emit_engine else None,
-                        speculation=_speculation(speculative, draft, spec_tokens, acceptance),
+                        speculation=_speculation(speculative, draft, spec_tokens, acceptance, m),
                         disaggregated=disaggregated)
     if disaggregated and result.layouts and not any(x.prefill_gpus for x in result.layouts):
         raise LLMCalcError("--disaggregated", f"no prefill + decode split fits on {num_gpus or 'these'} x {g.name} "
@@ -549,7 +593,7 @@ def serve(
 
         plot_serve_frontier(result, str(plot_path))
     if not result.fits and not as_json:
-        raise LLMCalcError("--num-gpus", result.verdict)
+        raise no_fit_error(result.verdict, gpu_memory_utilization)
     if result.fits and result.best is None:  # fits in memory, meets no target: the table, then one line naming a target
         target = unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms)
         emit_outcome(result, as_json, explain, serve_view, result.verdict + (

@@ -405,9 +405,11 @@ def engine_memory(
     seqs = s.seqs(device, gpu.name)
     split = max(tp, ep, 2) if tp * pp * ep > 1 else 1  # the widest group a rank joins (PP alone: pairs)
     non_torch, non_torch_line = non_torch_bytes(acc, s.version(), split, assumptions, gpu, s.engine)
-    if non_torch >= cap:  # only a given --reserve-gib gets here: no layout can help, so the flag is named
-        raise LLMCalcError("--reserve-gib", f"{non_torch / GIB:,.2f} GiB of non-torch memory per GPU is all of "
-                                            f"{gpu.name}'s {cap / GIB:.2f} GiB; give less")
+    if non_torch >= cap:  # only a given --reserve-gib or --comm-buffer-gib gets here: no layout can help, so it is named
+        flag = "--comm-buffer-gib" if assumptions.comm_buffer_gib is not None and assumptions.comm_buffer_gib * GIB >= cap / 2 \
+            else "--reserve-gib"
+        raise LLMCalcError(flag, f"{non_torch / GIB:,.2f} GiB of non-torch memory per GPU is all of "
+                                 f"{gpu.name}'s {cap / GIB:.2f} GiB; give less")
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
     page = s.page_tokens()
     block_bytes = page * kv_token

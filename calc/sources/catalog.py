@@ -81,6 +81,24 @@ def _exists(arg: str) -> bool:
     return True
 
 
+# A HuggingFace id (owner/name, no file suffix) that is no file here: looked up in the catalog, never read as a path.
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# The suffixes of chat / instruction-tuned checkpoints, which keep the base model's config.json (Llama-3.1-8B-Instruct,
+# gemma-2-9b-it, Llama-2-7b-chat-hf). A dated re-release (Qwen3-30B-A3B-Instruct-2507) may change the context window
+# and is not folded onto its base: it gets the did-you-mean list instead.
+_TUNED = re.compile(r"-(instruct|chat|it)(?=(-hf)?$)", re.IGNORECASE)
+
+
+def _tuned_base(arg: str) -> str | None:
+    """The lookup key of an instruction-tuned name's base (``meta-llama/Llama-3.1-8B-Instruct`` -> that of
+    ``meta-llama/Llama-3.1-8B``; ``Llama-2-7b-chat-hf`` -> ``Llama-2-7b-hf``), or None when the name carries no such
+    suffix or is a file."""
+    if _exists(arg) or arg.lower().endswith((".yaml", ".yml", ".json")):
+        return None
+    base = _TUNED.sub("", arg)
+    return _key(base) if base != arg else None
+
+
 def _looks_like_path(arg: str) -> bool:
     return "/" in arg or "\\" in arg or arg.lower().endswith((".yaml", ".yml", ".json"))
 
@@ -117,11 +135,23 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
         spec = (_load_catalog_file(cls, files[bare], field) if bare in files else _by_alias(cls, bare, folder)) if bare else None
         if spec is not None:
             return spec
-    if _looks_like_path(arg):
+    if cls is ModelSpec and (tuned := _tuned_base(arg)) is not None:
+        spec = _load_catalog_file(cls, files[tuned], field) if tuned in files else _by_alias(cls, tuned, folder)
+        if spec is not None:  # an instruction-tuned checkpoint of a catalog model: the same architecture
+            from calc.sanity import note
+
+            note(field, f"{arg} read as {spec.name}: its chat / instruct tuning keeps the base's architecture")
+            return spec
+    if _looks_like_path(arg) and not (cls is ModelSpec and _HF_ID.match(arg)):
         return _load_path(cls, Path(arg), field)  # names the missing file
     specs = list_specs(cls, folder)
     names = [s.name for s in specs] + [a for s in specs for a in s.aliases]
-    near = difflib.get_close_matches(arg.lower(), names, n=3, cutoff=0.5)
+    asked = arg.split("/")[-1].lower() if cls is ModelSpec and _HF_ID.match(arg) else arg.lower()
+    # the catalog names the asked one starts with (its base, longest first), then the closest spellings
+    based = sorted({n for n in names if "/" not in n and len(_key(n)) >= 5 and _key(asked).startswith(_key(n))},
+                   key=lambda n: -len(_key(n)))[:1]
+    near = based + [n for n in difflib.get_close_matches(asked, names, n=3, cutoff=0.5) if n not in based]
+    near += [n for n in names if _key(n).startswith(_key(asked)) and n not in near and "/" not in n][:2]
     hint = f"did you mean {', '.join(near)}?" if near else f"`llmcalc {kind}s` lists them"
     if cls is GPUSpec:
         hint += "; or pass a GPU YAML file (`llmcalc show h100 --yaml` prints a template)"

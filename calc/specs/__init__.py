@@ -28,6 +28,16 @@ TensorDType = Literal["tf32", "bf16", "fp16", "fp8", "int8", "fp4"]  # fp4: NVFP
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_number(cls, value: object, info: ValidationInfo) -> object:
+        """A YAML ``true`` is not a count: pydantic's lax mode would read it as 1 (a 1-layer model, a 1-SM GPU), where
+        the HuggingFace importer refuses it (calc.sources.hf.config)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and "bool" not in str(field.annotation):
+            raise ValueError(f"must be a number, got {value!r}")
+        return value
+
     @field_validator("*", mode="after")
     @classmethod
     def _bounded(cls, value: object, info: ValidationInfo) -> object:
@@ -372,6 +382,18 @@ class GPUSpec(_Spec):
         if self.memory_cuda_total_mib:
             return self.memory_cuda_total_mib * 2**20
         return self.memory_bytes
+
+    @model_validator(mode="after")
+    def _visible_near_datasheet(self) -> GPUSpec:
+        # nvidia-smi's total is the datasheet's GB read as GiB at most (2^30 / 1e9 = 1.074: an "80 GB" A100 shows
+        # 81,920 MiB) and a few percent below it with ECC or a driver reserve (T4 15,360 MiB of 16 GB): outside
+        # 0.9-1.08 of memory_gb the file describes two different cards
+        if self.memory_visible_mib:
+            ratio = self.memory_visible_mib * 2**20 / (self.memory_gb * 10**9)
+            if not 0.9 <= ratio <= 1.08:
+                raise ValueError(f"memory_visible_mib ({self.memory_visible_mib:,} MiB) is {ratio:.2f}x memory_gb "
+                                 f"({self.memory_gb:g} GB); nvidia-smi's total sits within 0.9-1.08x of the datasheet's")
+        return self
 
     @model_validator(mode="after")
     def _cuda_total_below_visible(self) -> GPUSpec:

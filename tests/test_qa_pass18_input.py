@@ -1,0 +1,81 @@
+"""Hostile-input findings of the pass-18 sweep, each a refusal (one line naming the flag or field, exit 2) or a named
+answer where the tool used to answer silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _h100_yaml(cli, tmp_path: Path, **changes: str) -> Path:
+    text = cli("show", "h100", "--yaml").out
+    for key, value in changes.items():
+        lines = [line for line in text.splitlines() if not line.startswith(f"{key}:")]
+        text = "\n".join(lines + ([f"{key}: {value}"] if value else [])) + "\n"
+    path = tmp_path / "gpu.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_gpu_file_whose_visible_memory_is_not_its_card_is_refused(cli, tmp_path: Path) -> None:
+    # 999,999 MiB beside memory_gb 80: a 405B model "fitted" one GPU
+    path = _h100_yaml(cli, tmp_path, memory_visible_mib="999999", memory_cuda_total_mib="")
+    r = cli("memory", "llama3.1-405b", "--gpu", str(path))
+    assert r.code == 2 and "memory_visible_mib" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_yaml_true_is_not_a_count(cli, tmp_path: Path) -> None:
+    path = _h100_yaml(cli, tmp_path, sms="true")
+    r = cli("show", str(path))
+    assert r.code == 2 and "'sms'" in r.err and "must be a number" in r.err
+
+
+def test_expert_imbalance_is_bounded_by_the_experts(cli) -> None:
+    # Mixtral has 8 experts: the busiest EP rank holds at most all the tokens, 8 x the mean on 8 ranks
+    r = cli("serve", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "8", "--expert-imbalance", "100")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --expert-imbalance") and "8 experts" in r.err
+    assert cli("serve", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "8", "--expert-imbalance", "1.5").code == 0
+
+
+def test_fp8_moe_scales_needs_fp8_experts(cli) -> None:
+    r = cli("latency", "mixtral-8x7b", "--gpu", "h100", "--tp", "2", "--fp8-moe-scales", "tensor")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --fp8-moe-scales") and "bf16" in r.err
+    assert cli("latency", "mixtral-8x7b", "--gpu", "h100", "--tp", "2", "--dtype", "fp8", "--fp8-moe-scales", "tensor").code == 0
+
+
+def test_report_warns_of_an_absurd_rate_as_serve_does(cli) -> None:
+    r = cli("report", "llama3.1-8b", "--gpu", "h100", "--rate", "1e30")
+    assert "llmcalc: warning: --rate: needs" in r.err and "more than 1,000,000" in r.err
+
+
+def test_a_gpus_own_price_wins_over_a_bare_one(cli) -> None:
+    args = ("train-time", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json")
+    named = cli(*args, "--price", "2", "--price", "h100=3").json()
+    assert named["price_per_gpu_hour"] == 3.0
+    assert named["cost"] == cli(*args, "--price", "3").json()["cost"]
+
+
+def test_refusals_name_the_flag_that_caused_them(cli) -> None:
+    r = cli("serve", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "2", "--comm-buffer-gib", "200")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --comm-buffer-gib")
+    r = cli("serve", "llama3.1-8b", "--gpu", "h100", "--gpu-memory-utilization", "0.05")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --gpu-memory-utilization") and "raise it" in r.err
+
+
+def test_a_draft_as_large_as_its_target_is_refused(cli) -> None:
+    for draft in ("llama3.1-405b", "llama3.1-8b"):
+        r = cli("serve", "llama3.1-8b", "--gpu", "h100", "--speculative", "draft", "--draft", draft)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --draft") and "not smaller" in r.err
+
+
+def test_an_instruct_hf_id_reads_as_its_base(cli) -> None:
+    r = cli("params", "meta-llama/Llama-3.1-8B-Instruct", "--json")
+    assert r.code == 0 and r.json()["total_params"] == 8_030_261_248  # Llama 3.1 8B, the HF checkpoint's count
+    assert "read as llama3.1-8b" in r.err
+    # a dated re-release may change the context window: not folded, but its base is the first suggestion
+    r = cli("params", "Qwen/Qwen3-30B-A3B-Instruct-2507")
+    assert r.code == 2 and "did you mean qwen3-30b-a3b," in r.err
+
+
+def test_report_train_compile_refusal_says_what_applies(cli) -> None:
+    r = cli("report", "llama3.1-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "64", "--tokens", "1T", "--compile")
+    assert r.code == 2 and "--stack" in r.err and "--mode finetune" in r.err
