@@ -45,3 +45,18 @@ def test_report_train_at_an_assumed_mfu_shows_a_layout_that_fits(cli) -> None:
     assert d["memory"]["per_gpu_bytes"] == plan["memory_per_gpu_bytes"]
     # 1T tokens x 6 x 70.6B params (+ attention) at 40% of 989.4 TFLOP/s x 64 GPUs: about 205 days
     assert d["train_time"]["mfu"] == 0.4 and 200 < d["train_time"]["days"] < 210
+
+
+def test_serve_at_a_light_rate_says_what_users_see(cli) -> None:
+    """QA finding: `serve --rate 0.01` headlined TTFT 63 ms / TPOT 63 ms, the full-batch (329) planning figures, where a
+    replica holds ~0.2 requests (Little's law) and latency --batch 1 gives 28 / 7.5 ms. The JSON's at_rate and the
+    headline now carry the batch-1 point, which is latency's."""
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--num-gpus", "1", "--rate", "0.01", "--json")
+    assert r.code == 0
+    at = r.json()["at_rate"]
+    lat = cli("latency", "llama3-8b", "--gpu", "h100", "--batch", "1", "--prompt", "1024", "--output", "256", "--json").json()
+    assert at["batch"] == 1 and at["requests_held"] < 1
+    assert abs(at["ttft_ms"] / (lat["ttft_s"] * 1e3) - 1) < 0.02 and abs(at["tpot_ms"] / (lat["tpot_s"] * 1e3) - 1) < 0.02
+    assert "users see about TTFT" in r.json()["verdict"]
+    heavy = cli("serve", "llama3-8b", "--gpu", "h100", "--num-gpus", "1", "--rate", "19", "--json").json()
+    assert heavy["at_rate"] is None  # 19 of 20 req/s: the slots run busy, the full-batch figures are what users see

@@ -94,6 +94,17 @@ class Layout(BaseModel):
     frontier: list[FrontierPoint]
 
 
+class LightLoad(BaseModel):
+    """What a request sees when a --rate keeps the best layout's slots lightly busy (light_load): the share of its
+    request slots busy, the requests a replica holds (Little's law) and the frontier point at that batch."""
+
+    busy: float
+    requests_held: float
+    batch: int
+    ttft_ms: float
+    tpot_ms: float
+
+
 class ServePlan(BaseModel):
     model: str
     gpu: str
@@ -115,6 +126,9 @@ class ServePlan(BaseModel):
     launch: str | None
     launch_kv_cache_tokens: int | None = None  # what the engine the --emit line starts logs: KV at its --max-num-seqs
     launch_max_concurrency: int | None = None
+    # under a --rate that keeps the best layout's slots less than LIGHT_LOAD busy: what users see (light_load); the
+    # layout's own TTFT / TPOT stay the planning figures at its full batch
+    at_rate: LightLoad | None = None
     verdict: str
     assumptions: list[str]
     explain: list[str]
@@ -321,7 +335,8 @@ def serve_plan(
         launch=launch_command(m, s, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
-        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus),
+        at_rate=light_load(best, rate, output),
+        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus) + _light_verdict(light_load(best, rate, output), rate),
         assumptions=assumption_lines,
         explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
@@ -531,11 +546,11 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
 LIGHT_LOAD = 0.5  # below this share of its slots busy, a replica's full-batch TTFT / TPOT overstate what users see
 
 
-def light_load_line(best: Layout | None, rate: float | None, output: int) -> str | None:
+def light_load(best: Layout | None, rate: float | None, output: int) -> LightLoad | None:
     """A layout's TTFT / TPOT are priced at its full batch B (the planning figure: every slot busy). At a rate that keeps
     its slots less than LIGHT_LOAD busy, a replica holds about L = rate / replicas x (TTFT + (O - 1) x TPOT) requests
     (Little's law, at the full-batch request time: an upper estimate), and users see figures nearer its frontier's point
-    at batch >= L; this line says so with that point, or None at heavier load (or without a rate)."""
+    at batch >= L: that point, or None at heavier load (or without a rate)."""
     if best is None or not rate or not best.frontier:
         return None
     rho = rate / (best.replicas * best.requests_per_s_per_replica)
@@ -543,9 +558,18 @@ def light_load_line(best: Layout | None, rate: float | None, output: int) -> str
         return None
     held = rate / best.replicas * (best.ttft_ms - best.queue_ms + (output - 1) * best.tpot_ms) / 1e3
     point = next((f for f in best.frontier if f.batch >= held), best.frontier[-1])
-    return (f"light load: the best layout's slots run {rho:.0%} busy, so its TTFT / TPOT above are at its full batch "
-            f"{best.batch:,}; a replica holds about {held:,.1f} requests at {count(rate)} requests/s (Little's law), "
-            f"nearer its frontier's batch-{point.batch:,} figures: TTFT {point.ttft_ms:,.0f} ms, TPOT {point.tpot_ms:,.1f} ms")
+    return LightLoad(busy=rho, requests_held=held, batch=point.batch, ttft_ms=point.ttft_ms, tpot_ms=point.tpot_ms)
+
+
+def light_load_line(best: Layout | None, rate: float | None, output: int) -> str | None:
+    """light_load as its assumption line (None when the load is not light)."""
+    light = light_load(best, rate, output)
+    if light is None or best is None or rate is None:
+        return None
+    return (f"light load: the best layout's slots run {light.busy:.0%} busy, so its TTFT / TPOT above are at its full "
+            f"batch {best.batch:,}; a replica holds about {light.requests_held:,.1f} requests at {count(rate)} requests/s "
+            f"(Little's law), nearer its frontier's batch-{light.batch:,} figures: TTFT {light.ttft_ms:,.0f} ms, "
+            f"TPOT {light.tpot_ms:,.1f} ms")
 
 
 def utilization_cap(a: ServingAssumptions, ttft_ms: float | None) -> float:
@@ -600,6 +624,14 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
             f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"
             + (f"; ~{best.energy_j_per_token:.2f} J per output token at board power" if best.energy_j_per_token else ""))
+
+
+def _light_verdict(light: LightLoad | None, rate: float | None) -> str:
+    """The headline's clause for a lightly loaded plan: the figures users see at the rate, beside the full-batch ones."""
+    if light is None or rate is None:
+        return ""
+    return (f"; at {count(rate)} requests/s a replica holds ~{light.requests_held:,.1f} requests: users see about TTFT "
+            f"{light.ttft_ms:,.0f} ms, TPOT {light.tpot_ms:,.1f} ms (its batch-{light.batch:,} point)")
 
 
 def _explain(layouts: list[Layout]) -> list[str]:
