@@ -65,3 +65,44 @@ def test_commands_agree_and_the_line_keeps_a_16_bit_cache() -> None:
                                "--kv-dtype", "bf16", "--emit", "vllm"])
     assert line.exit_code == 0, line.output
     assert "--kv-cache-dtype bfloat16" in line.stdout  # "auto" would start vLLM's fp8 record for this model
+
+
+def test_sparse_attention_pairs_and_indexer_flops() -> None:
+    """DSA (DeepSeek-V3.2-Exp report, sec. 2.1): each query attends the index_topk = 2,048 keys its lightning indexer
+    picks, and the indexer scores every cached key in 64 heads of 128: 2 x 64 x 128 FLOPs a (query, key) pair."""
+    from calc.model.flops import forward_flops
+    from calc.model.layers import keys_seen
+
+    m = load_model(V32)
+    s = 32_000
+    main_pairs = 61 * (2048 * 2049 // 2 + (s - 2048) * 2048)  # min(i + 1, 2048) keys for query i, 61 layers
+    indexer = 2 * 64 * 128 * 61 * (s * (s + 1) // 2)
+    f = forward_flops(m, 1, s, causal=True)
+    assert f.forward_attention_flops == 2 * 128 * (192 + 128) * main_pairs + indexer
+    assert keys_seen(m, 10_000) == 61 * 2048 and keys_seen(m, 1_000) == 61 * 1_000
+
+
+def test_a_sparse_decode_reads_its_top_k_latents_and_every_indexer_key() -> None:
+    from calc.memory.kv import kv_bytes_read
+    from calc.model.flops import decode_flops
+
+    m = load_model(V32)
+    # fp8: the 656-B latent record of the 2,048 picked tokens, the 132-B indexer key of all 10,000, on 61 layers
+    assert kv_bytes_read(m, 10_000, "fp8") == 61 * (2048 * 656 + 10_000 * 132)
+    assert kv_bytes_read(m, 1_000, "fp8") == 61 * 1_000 * (656 + 132)  # below the top-k every key is read
+    d = decode_flops(m, 1, 10_000, 1)
+    step = d.first_step_flops - decode_flops(load_model("deepseek-v3"), 1, 10_000, 1).first_step_flops
+    # against V3 (the same weights but the indexer's and 61 x 10,001 keys): the indexer's 2 x 64 x 128 x 61 x 10,001
+    # minus the absorbed MLA per-key cost 2 x 128 x (576 + 512) on the 61 x (10,001 - 2,048) keys V3.2 skips, plus the
+    # indexer's own weights (wq_b, wk, weights_proj: 2 x (1536 x 8192 + 7168 x 128 + 7168 x 64) a layer)
+    weights = 2 * 61 * (1536 * 64 * 128 + 7168 * 128 + 7168 * 64)
+    assert step == 2 * 64 * 128 * 61 * 10_001 - 2 * 128 * (576 + 512) * 61 * (10_001 - 2048) + weights
+
+
+def test_a_long_prompt_prefills_faster_under_sparse_attention() -> None:
+    from calc.serving.latency import latency
+
+    h200 = load_gpu("h200")
+    sparse = latency(load_model(V32), h200, num_gpus=8, prompt=120_000, output=2, dtype=None)
+    dense = latency(load_model("deepseek-v3"), h200, num_gpus=8, prompt=120_000, output=2, dtype=None)
+    assert sparse.ttft_s < 0.75 * dense.ttft_s

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from calc.memo import per_spec
-from calc.model.layers import attention_layers, decode_keys_read, mixer_layer_flags
+from calc.model.layers import attention_layers, decode_keys_read, mixer_layer_flags, sparse_layers
 from calc.model.mixers import state_bytes
 from calc.model.parallel import busiest_stage_sum, kv_heads_per_gpu, layers_per_stage
 from calc.specs import ModelSpec
@@ -101,14 +101,18 @@ def sparse_mla_layer_token_bytes(m: ModelSpec, kv_dtype: str) -> int | None:
     return latent + indexer_bytes_per_layer_token(m)
 
 
-def kv_bytes_for_layer_tokens(m: ModelSpec, layer_tokens: int, kv_dtype: str, tp: int = 1) -> int:
+def kv_bytes_for_layer_tokens(m: ModelSpec, layer_tokens: float, kv_dtype: str, tp: int = 1,
+                              indexer_tokens: float | None = None) -> int:
     """Exact bytes of ``layer_tokens`` (token, layer) entries of one GPU's cache: elements x bytes(kv_dtype), plus DSA's
-    indexer key per entry; a DSA model's fp8 latent at its packed record (sparse_mla_layer_token_bytes)."""
+    indexer key per entry (``indexer_tokens`` of them when they differ: a sparse layer's query reads its top-k latents
+    but every cached indexer key); a DSA model's fp8 latent at its packed record (sparse_mla_layer_token_bytes)."""
+    idx = indexer_bytes_per_layer_token(m)
+    indexed = layer_tokens if indexer_tokens is None else indexer_tokens
     packed = sparse_mla_layer_token_bytes(m, kv_dtype)
     if packed is not None:
-        return layer_tokens * packed
-    return (exact_bytes(layer_tokens * kv_elements_per_layer_token(m, tp), kv_dtype, "--kv-dtype")
-            + layer_tokens * indexer_bytes_per_layer_token(m))
+        return math.ceil(layer_tokens * (packed - idx) + indexed * idx)
+    return (exact_bytes(math.ceil(layer_tokens * kv_elements_per_layer_token(m, tp)), kv_dtype, "--kv-dtype")
+            + math.ceil(indexed * idx))
 
 
 def kv_elements_per_layer_token(m: ModelSpec, tp: int = 1) -> int:
@@ -147,16 +151,19 @@ def kv_bytes_read(m: ModelSpec, context: int, kv_dtype: str = "bf16", tp: int = 
         bytes = sum over the layers of keys_read_l x per-layer-token elements x bytes(kv_dtype)
 
     keys_read_l as calc.model.layers.LayerAttention.keys_read (a chunked layer reads its own chunk, averaged over
-    the decode contexts ``first`` .. ``last`` when given); kv_cache_bytes_for_tokens(context) for a model without
-    chunked layers, whose query reads all it holds.
+    the decode contexts ``first`` .. ``last`` when given; a sparse DSA layer its top-k latents, min(context, k), plus
+    the indexer key of every cached token); kv_cache_bytes_for_tokens(context) for a model without chunked or sparse
+    layers, whose query reads all it holds.
 
     >>> from calc.sources.catalog import load_model
     >>> kv_bytes_read(load_model("llama2-7b"), 1000, "fp16") == kv_cache_bytes_for_tokens(load_model("llama2-7b"), 1000, "fp16")
     True
     """
-    if "chunked" not in (m.layer_types or ()):
+    if "chunked" not in (m.layer_types or ()) and not sparse_layers(m):
         return kv_cache_bytes_for_tokens(m, context, kv_dtype, tp)
-    return kv_bytes_for_layer_tokens(m, decode_keys_read(m, context, first, last), kv_dtype, tp)
+    # a sparse (DSA) layer's query reads its top-k latents and every cached indexer key (the indexer scores them all)
+    held = sum(a.tokens_seen(context) for a in attention_layers(m)) if sparse_layers(m) else None
+    return kv_bytes_for_layer_tokens(m, decode_keys_read(m, context, first, last), kv_dtype, tp, held)
 
 
 def kv_cache_bytes_per_token(m: ModelSpec, kv_dtype: str = "bf16", tp: int = 1, pp: int = 1) -> int:

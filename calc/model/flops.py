@@ -15,7 +15,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
-from calc.model.layers import LayerAttention, attention_layers, mixer_layer_flags
+from calc.model.layers import LayerAttention, attention_layers, mixer_layer_flags, sparse_layers
 from calc.model.mixers import scan_flops_per_token
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
@@ -70,6 +70,19 @@ def attention_score_flops(m: ModelSpec, batch: int, seq: int, context: int, caus
     return 2 * batch * m.num_heads * (d_qk + d_v) * layer_pairs(m, seq, context, causal)
 
 
+def indexer_flops(m: ModelSpec, batch: int, seq: int, context: int, causal: bool = False) -> int:
+    """DeepSeek-V3.2's lightning indexer (DSA), which scores every cached key for each query before the top-k are
+    picked: I(t, s) = sum_j w(t, j) ReLU(q(t, j) . k(s)) over n_i heads of d_i (DeepSeek-V3.2-Exp report, eq. 1), so
+    2*B*n_i*d_i FLOPs per (query, key) pair of the full causal (or S x S') matrix, on every sparse layer; 0 without DSA.
+    The main attention of those layers then counts min(i + 1, k) keys per query (calc.model.layers, 'sparse')."""
+    layers = sparse_layers(m)
+    if not layers:
+        return 0
+    a = m.mla
+    assert a is not None
+    return 2 * batch * a.index_n_heads * a.index_head_dim * attention_pairs(seq, context, causal) * layers
+
+
 def mixer_scan_flops(m: ModelSpec, tokens: int, decode: bool = False) -> int:
     """Sequence mixing of the state-space / linear-attention layers for ``tokens`` tokens: tokens x mixer
     layers x calc.model.mixers.scan_flops_per_token (chunked form at prefill, recurrent at decode). Linear in
@@ -118,7 +131,8 @@ def forward_flops(
     tokens = batch * seq
     matmul = 2 * tokens * p.matmul_params
     scan = mixer_scan_flops(m, tokens)
-    attention = attention_score_flops(m, batch, seq, context, causal) + scan
+    indexer = indexer_flops(m, batch, seq, context, causal)
+    attention = attention_score_flops(m, batch, seq, context, causal) + scan + indexer
     forward = matmul + attention
     d_qk, d_v = attention_dims(m)
     pairs = layer_pairs(m, seq, context, causal)
@@ -130,7 +144,10 @@ def forward_flops(
         f"{', active experts + router' if m.moe else ''}; no embedding gather, biases or norms)",
         f"matmuls = 2*B*S*M = 2*{batch}*{seq}*{p.matmul_params:,} = {matmul:,}",
         f"attention ({convention}) = 2*B*h*(d_qk+d_v)*sum_layers pairs = 2*{batch}*{m.num_heads}"
-        f"*({d_qk}+{d_v})*{pairs:,} = {attention - scan:,}"
+        f"*({d_qk}+{d_v})*{pairs:,} = {attention - scan - indexer:,}"
+        + (f" (DSA: each query attends its indexer's top-{m.mla.index_topk:,} keys) + lightning indexer "
+           f"2*B*n_i*d_i*pairs*L = 2*{batch}*{m.mla.index_n_heads}*{m.mla.index_head_dim}*"
+           f"{attention_pairs(seq, context, causal):,}*{sparse_layers(m)} = {indexer:,}" if indexer and m.mla else "")
         + (" (sliding-window layers reach at most their window)" if m.layer_types is not None
            and any(t != "full" for t in m.layer_types if isinstance(t, str)) and m.sliding_window else "")
         + (f" + {m.mixer.kind} scan B*S*{sum(mixer_layer_flags(m))} layers*{scan_flops_per_token(m.mixer, False):,}"
@@ -231,20 +248,24 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
     per_key = 2 * batch * m.num_heads * (d_qk + d_v)
     step = 2 * batch * matmul_params + mixer_scan_flops(m, batch, decode=True)
     keys_total = layer_pairs(m, output, prompt + output, causal=True)
-    total = output * step + per_key * keys_total
+    scored = indexer_flops(m, batch, output, prompt + output, causal=True)  # DSA: every cached key scored
+    total = output * step + per_key * keys_total + scored
     return DecodeFlops(
         model=m.name,
         batch=batch,
         prompt=prompt,
         output=output,
-        first_step_flops=step + per_key * layer_pairs(m, 1, prompt + 1, causal=True),
-        last_step_flops=step + per_key * layer_pairs(m, 1, prompt + output, causal=True),
+        first_step_flops=step + per_key * layer_pairs(m, 1, prompt + 1, causal=True)
+        + indexer_flops(m, batch, 1, prompt + 1, causal=True),
+        last_step_flops=step + per_key * layer_pairs(m, 1, prompt + output, causal=True)
+        + indexer_flops(m, batch, 1, prompt + output, causal=True),
         generation_flops=total,
         warnings=check_context(m, prompt + output, "--output"),
         explain=[
             f"decode step t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t) = {step:,} + {per_key:,}*sum_l keys_l(P+t)",
             f"T steps: T*{step:,} + {per_key:,}*{keys_total:,} keys (L*(T*P + T(T+1)/2) when every layer is full)"
-            f" = {total:,}",
+            + (f" + lightning indexer {scored:,} (every cached key scored; the attention reads the top-"
+               f"{m.mla.index_topk:,})" if scored and m.mla else "") + f" = {total:,}",
             *_mla_decode_note(m, batch),
         ],
     )

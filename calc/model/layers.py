@@ -1,4 +1,5 @@
-"""What each layer attends to: full context, a sliding window, a chunk, or nothing (a linear-attention /
+"""What each layer attends to: full context, a sliding window, a chunk, the top-k keys its indexer selects (DeepSeek-V3.2's
+sparse attention, 'sparse': every token cached, min(context, k) attended), or nothing (a linear-attention /
 state-space mixer, 'linear', or no mixer at all, 'none': neither keeps a KV cache).
 
 Every consumer (KV cache, attention FLOPs, concurrency) reads ``attention_layers`` instead of the
@@ -8,17 +9,22 @@ spec's raw fields, so the rule "a sliding layer sees at most its window" lives i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from calc.memo import per_spec
 from calc.specs import AttentionKind, ModelSpec
+
+# A layer's kind: the spec's layer_types, plus 'sparse' for a DeepSeek-V3.2 (DSA) model's MLA layers, whose lightning
+# indexer picks index_topk keys per query (DeepSeek-V3.2-Exp report, sec. 2.1; config.json index_topk 2048)
+LayerKind = AttentionKind | Literal["sparse"]
 
 
 @dataclass(frozen=True)
 class LayerAttention:
     """One layer's attention: ``kind`` and ``window`` (tokens it attends to and caches; None = all)."""
 
-    kind: AttentionKind
-    window: int | None
+    kind: LayerKind
+    window: int | None  # sliding window, attention chunk, or the top-k of a sparse layer
 
     @property
     def softmax(self) -> bool:
@@ -30,7 +36,14 @@ class LayerAttention:
         full -> tokens, sliding -> min(tokens, window), chunked -> min(tokens, chunk), linear / none -> 0."""
         if not self.softmax:
             return 0
-        return tokens if self.window is None else min(tokens, self.window)
+        return tokens if self.window is None or self.kind == "sparse" else min(tokens, self.window)
+
+    def keys_attended(self, context: float) -> float:
+        """Keys one query with ``context`` tokens cached attends to: tokens_seen, except a sparse layer's top-k,
+        min(context, k), out of the whole cache it keeps."""
+        if not self.softmax:
+            return 0
+        return context if self.window is None else min(context, self.window)
 
     def keys_read(self, context: int, first: int = 0, last: int = 0) -> float:
         """Keys a decoding query reads from this layer when ``context`` tokens (itself included) are cached:
@@ -45,6 +58,8 @@ class LayerAttention:
         >>> LayerAttention("chunked", 4).keys_read(9, 5, 12), LayerAttention("sliding", 4).keys_read(9, 5, 12)
         (2.5, 4)
         """
+        if self.kind == "sparse":
+            return self.keys_attended(context)
         if self.kind != "chunked" or self.window is None or context < 1:
             return self.tokens_seen(context)
         lo, hi = (first, last) if 1 <= first <= last else (context, context)
@@ -66,7 +81,8 @@ class LayerAttention:
         return self._keys_before(context) - self._keys_before(context - seq)
 
     def _keys_before(self, n: int) -> int:
-        """Sum of the keys seen by the queries at positions 0 .. n-1 (causal)."""
+        """Sum of the keys seen by the queries at positions 0 .. n-1 (causal); a sparse layer's top-k counts as a
+        window of k keys (its query attends min(i + 1, k) of them)."""
         w = self.window
         if w is None:
             return n * (n + 1) // 2
@@ -90,22 +106,24 @@ def attention_layers(m: ModelSpec) -> list[LayerAttention]:
 def _attention_layers(m: ModelSpec) -> tuple[LayerAttention, ...]:
     kinds = m.layer_types or ["full"] * m.num_layers
     windows = {"full": None, "none": None, "linear": None, "sliding": m.sliding_window, "chunked": m.attention_chunk_size}
-    return tuple(LayerAttention(kind, windows[kind]) for kind in kinds)
+    topk = m.mla.index_topk if m.mla and m.mla.index_n_heads else 0
+    return tuple(LayerAttention("sparse", topk) if topk and kind == "full" else LayerAttention(kind, windows[kind])
+                 for kind in kinds)
 
 
 @per_spec
 def keys_seen(m: ModelSpec, context: float) -> float:
     """Keys one query with ``context`` tokens before it reads, summed over the layers:
-    sum_l tokens_seen_l(context) = L x context when every layer is full; a sliding / chunked layer
-    reaches at most its window, a layer without softmax attention none."""
-    return sum(layer.tokens_seen(context) for layer in _attention_layers(m))
+    sum_l keys_attended_l(context) = L x context when every layer is full; a sliding / chunked layer
+    reaches at most its window, a sparse layer its top-k, a layer without softmax attention none."""
+    return sum(layer.keys_attended(context) for layer in _attention_layers(m))
 
 
 def decode_keys_read(m: ModelSpec, context: float, first: int = 0, last: int = 0) -> float:
     """Keys one decoding query reads at ``context`` cached tokens, summed over the layers (LayerAttention.keys_read:
     a chunked layer its own chunk, averaged over the decode contexts ``first`` .. ``last`` when given); equal to
     keys_seen(m, context) for a model without chunked layers."""
-    if "chunked" not in (m.layer_types or ()):
+    if "chunked" not in (m.layer_types or ()) and not sparse_layers(m):
         return keys_seen(m, context)
     return sum(layer.keys_read(round(context), first, last) for layer in _attention_layers(m))
 
@@ -116,3 +134,8 @@ def mixer_layer_flags(m: ModelSpec) -> list[bool]:
     if m.mixer is None:
         return [False] * m.num_layers
     return [m.mixer.parallel or a.kind == "linear" for a in attention_layers(m)]
+
+
+def sparse_layers(m: ModelSpec) -> int:
+    """Layers whose query attends its indexer's top-k keys (DeepSeek-V3.2's DSA), 0 for any other model."""
+    return sum(a.kind == "sparse" for a in _attention_layers(m))

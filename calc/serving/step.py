@@ -53,7 +53,7 @@ from calc.hardware.efficiency import (
 from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_bytes_read, kv_cache_bytes_for_tokens, state_bytes_per_request
 from calc.model.flops import attention_dims, mixer_scan_flops, mla_decode_dims
-from calc.model.layers import attention_layers, decode_keys_read, keys_seen
+from calc.model.layers import attention_layers, decode_keys_read, keys_seen, sparse_layers
 from calc.model.moe_routing import PERMUTE_BYTES_PER_COPY, moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
 from calc.serving.act_quant import act_quant_seconds
@@ -439,6 +439,18 @@ def step_overhead(a: ServingAssumptions, prefill_tokens: int) -> float:
     return a.step_overhead_s if prefill_tokens > 0 else a.step_overhead_s / a.scheduler_steps
 
 
+def _indexer_step_flops(m: ModelSpec, decode_queries: int, decode_context: float, prefill_tokens: int,
+                        prefill_context: float) -> float:
+    """A step's DSA indexer FLOPs on one rank: 2 x n_i x d_i per (query, cached key) pair on every sparse layer, the
+    decode queries against decode_context keys and the prompt tokens against their mean prefill_context (0 without
+    DSA; calc.model.flops.indexer_flops counts the same exactly per sequence)."""
+    layers = sparse_layers(m)
+    if not layers or m.mla is None:
+        return 0.0
+    per_pair = 2 * m.mla.index_n_heads * m.mla.index_head_dim * layers
+    return per_pair * (decode_queries * decode_context + prefill_tokens * prefill_context)
+
+
 def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
@@ -471,9 +483,15 @@ def step_time(
                                     + (d_qk + d_v) * prefill_tokens * prefill_keys) / tp
     # state-space / linear-attention layers: recurrent update per decoded token, chunked scan over the prompt
     attn_flops += (mixer_scan_flops(m, decode_seqs * queries_per_seq, decode=True) + mixer_scan_flops(m, prefill_tokens)) / tp
+    # DeepSeek-V3.2's lightning indexer scores every cached key per query (calc.model.flops.indexer_flops), its weights
+    # replicated on every TP rank (vLLM's Indexer: ReplicatedLinear wq_b / wk), in fp8 (DeepGEMM fp8_mqa_logits): timed
+    # at the attention rate, halved on a GPU with fp8 tensor cores
+    index_flops = _indexer_step_flops(m, decode_seqs * queries_per_seq, decode_context, prefill_tokens, prefill_context)
+    index_scale = 0.5 if "fp8" in gpu.datasheet_peak_tflops else 1.0
     kv_dtype = kv_dtype or act
     ctx = round(decode_context)
-    held = kv_cache_bytes_for_tokens(m, ctx, kv_dtype, tp) if chunk_reads is None else kv_bytes_read(m, ctx, kv_dtype, tp, *chunk_reads)
+    held = kv_cache_bytes_for_tokens(m, ctx, kv_dtype, tp) if chunk_reads is None and not sparse_layers(m) \
+        else kv_bytes_read(m, ctx, kv_dtype, tp, *(chunk_reads or (0, 0)))  # a DSA layer reads its top-k latents
     kv_read = decode_seqs * held if decode_seqs else 0
     kv_read *= a.decode_kv_reads  # a kernel reading each KV head once per query head (calc.serving.decode_attention)
     kv_read += (decode_seqs + (prefill_seqs if prefill_tokens else 0)) * state_bytes_per_request(m, tp)  # constant state read
@@ -482,7 +500,8 @@ def step_time(
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
     bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
     attn_rate = _attention_rate(gpu, attention_dtype(act, kv_dtype, gpu), calibration, attn_flops / len(layers))
-    attn_compute = attn_flops / attn_rate if attn_flops else 0.0
+    attn_compute = (attn_flops + index_scale * index_flops) / attn_rate if attn_flops else 0.0
+    attn_flops += index_flops
     attn_memory = kv_read / bandwidth
     payload = tp_activation_bytes(m, tokens, ACT_BYTES)
     comm = m.num_layers * 2 * allreduce_s(system, payload, tp, calibration)

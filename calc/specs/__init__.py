@@ -103,6 +103,8 @@ class MLASpec(_Spec):
     v_head_dim: PositiveInt
     index_n_heads: NonNegativeInt = Field(0, description="DeepSeek-V3.2 sparse attention: lightning indexer heads (0 = none)")
     index_head_dim: NonNegativeInt = Field(0, description="DeepSeek-V3.2: lightning indexer head width")
+    index_topk: NonNegativeInt = Field(0, description="DeepSeek-V3.2: keys each query attends, picked by the indexer "
+                                                      "(0 = every key)")
 
 
 class MixerSpec(_Spec):

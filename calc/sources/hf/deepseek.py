@@ -39,6 +39,7 @@ def mla(c: HFConfig, *, q_lora_optional: bool = False, v32: bool = False) -> Map
         "v_head_dim": c.int("v_head_dim"),
         "index_n_heads": c.int("index_n_heads", default=0) if v32 else 0,
         "index_head_dim": c.int("index_head_dim", default=0) if v32 else 0,
+        "index_topk": c.int("index_topk", default=0) if v32 else 0,
     }
 
 
