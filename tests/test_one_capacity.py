@@ -29,3 +29,18 @@ def test_a_job_between_the_two_totals_does_not_fit(cli) -> None:
     need = step.json()["memory_per_gpu_bytes"]
     assert H100_CUDA_TOTAL < need <= 81_559 * 2**20
     assert step.code == 2 and step.json()["fit"] == "does not fit"
+
+
+def test_lora_fit_names_the_other_stacks_figure_both_ways(cli) -> None:
+    """QA finding: qwen3-30b-a3b LoRA on one H100 'fits' in train-step (its default stack, megatron) and 'does not fit'
+    in memory --mode finetune (its default, hf), neither naming the other's figure. Each now prints the other's."""
+    step = cli("train-step", "qwen3-30b-a3b", "--gpu", "h100", "--num-gpus", "1", "--method", "lora", "--global-batch",
+               "1", "--json").json()
+    tune = cli("memory", "qwen3-30b-a3b", "--mode", "finetune", "--method", "lora", "--gpu", "h100", "--json").json()
+    megatron = cli("memory", "qwen3-30b-a3b", "--mode", "finetune", "--method", "lora", "--gpu", "h100", "--stack",
+                   "megatron", "--json").json()
+    assert step["memory_per_gpu_bytes"] == megatron["per_gpu_bytes"]  # one engine: the same job, the same stack
+    assert f"this job peaks at {megatron['per_gpu_bytes'] / 2**30:.2f} GiB" in tune["stack_note"]
+    assert tune["stack_note"].startswith("under --stack megatron")
+    note = next(a for a in step["assumptions"] if a.startswith("under --stack hf"))
+    assert f"this job peaks at {tune['per_gpu_bytes'] / 2**30:.2f} GiB" in note

@@ -157,7 +157,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     result = finetune_memory(m, gpu=g, batch=batch, seq=seq, **kwargs)
     other = DEFAULT_STACK["train"]
     note = None
-    if method == "full" and stack_key(stack) != other:
+    if stack_key(stack) != other:  # full or adapters: train-step prices both on its stack
         # the peak the same job gets under train-step's default stack (its loss, fusions, allocator, buffers)
         theirs = memory_defaults(other)
         alt = finetune_memory(m, batch=batch, seq=seq, **{
@@ -166,7 +166,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
             "fragmentation": theirs.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
             "grad_buffer": theirs.grad_buffer, "fsdp_reduce_bytes": theirs.fsdp_reduce_bytes,
             "caching_allocator": theirs.caching_allocator, "suggest": False})
-        note = other_stack_note(other, "--mode train", result.per_gpu_bytes, alt.per_gpu_bytes)
+        note = other_stack_note(other, "--mode train and train-step", result.per_gpu_bytes, alt.per_gpu_bytes)
     result = result.model_copy(update={"stack": stack_key(stack), "stack_note": note,
                                        "assumptions": [*result.assumptions, stack_memory_line(stack, replace(
                                            mem, loss=loss, fused=kwargs["fused"], fragmentation=kwargs["fragmentation"])),

@@ -338,6 +338,23 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
     return dict(r.per_gpu)
 
 
+def lora_stack_note(cost: ModelCost, layout: Layout, micro: int, need: int,
+                    reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> str | None:
+    """A LoRA / QLoRA step priced on a stack other than `memory --mode finetune`'s default (hf): the peak that command
+    prints for the same job, as memory --mode finetune names train-step's figure (calc.training.cost.other_stack_note);
+    None for full training, on that stack, or when the two agree."""
+    from dataclasses import replace
+
+    from calc.training.cost import other_stack_note
+    from calc.training.stack import DEFAULT_STACK
+
+    other = DEFAULT_STACK["finetune"]
+    if cost.lora is None or stack_key(cost.eff.stack) == other:
+        return None
+    theirs = sum(lora_memory_per_gpu(replace(cost, eff=replace(cost.eff, stack=other)), layout, micro, reserve_gib).values())
+    return other_stack_note(other, "memory --mode finetune", need, theirs)
+
+
 def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None, dtype: str = "bf16",
                   eff: Efficiencies | None = None, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                   global_batch: int | None = None) -> MemoryResult:
@@ -549,6 +566,7 @@ def train_step(
         + ([f"{cost.lora.label()} on a frozen base (calc.training.adapters): base GEMMs back-propagate their input "
             "gradient only; gradients, their reduction and Adam cover the adapters; memory from the fine-tuning engine "
             "(memory --mode finetune --method lora)"] if cost.lora is not None else [])
+        + [note for note in [lora_stack_note(cost, layout, micro, need, reserve_gib)] if note]
         + ([f"packed documents of {cost.attention_span:,} tokens per sequence of {cost.seq:,} (--doc-tokens): attention "
             f"within each document, {cost.attention_share:.4f} of the causal pairs of one {cost.seq:,}-token document; "
             "MFU still counts the model FLOPs of whole sequences"] if cost.attention_span < cost.seq else []),
