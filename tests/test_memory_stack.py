@@ -101,7 +101,7 @@ def test_each_output_gives_the_other_modes_default(cli) -> None:
     full = cli("memory", *job, "--mode", "finetune", "--method", "full").json()
     assert f"under --stack hf (--mode finetune's default) this job peaks at {full['per_gpu_bytes'] / 2**30:.2f} GiB" \
         in train["stack_note"]
-    assert f"under --stack megatron (--mode train's default) this job peaks at {train['per_gpu_bytes'] / 2**30:.2f} GiB" \
+    assert f"under --stack megatron (--mode train and train-step's default) this job peaks at {train['per_gpu_bytes'] / 2**30:.2f} GiB" \
         in full["stack_note"]
     assert train["stack_note"] in train["assumptions"] and full["stack_note"] in full["assumptions"]
     assert cli("memory", *job, "--mode", "train", "--stack", "hf").json()["stack_note"] is None
