@@ -106,7 +106,8 @@ def test_each_output_gives_the_other_modes_default(cli) -> None:
     assert train["stack_note"] in train["assumptions"] and full["stack_note"] in full["assumptions"]
     assert cli("memory", *job, "--mode", "train", "--stack", "hf").json()["stack_note"] is None
     assert cli("memory", *job, "--mode", "finetune", "--method", "full", "--stack", "megatron").json()["stack_note"] is None
-    assert cli("memory", *job, "--mode", "finetune").json()["stack_note"] is None  # LoRA: train prices no adapters
+    # LoRA (the default method): train-step prices adapters too, on its megatron stack, and the note names that figure
+    assert cli("memory", *job, "--mode", "finetune").json()["stack_note"].startswith("under --stack megatron")
     table = cli("memory", *job[:-1], "--mode", "finetune", "--method", "full", "--explain")
     assert "stack hf: fp32 cross-entropy" in table.out and "under --stack megatron" in table.out
 
