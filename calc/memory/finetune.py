@@ -391,6 +391,10 @@ def finetune_memory(
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
                   loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,
                   adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
+    for flag, value, lo, hi in (("--fragmentation", fragmentation, 0.0, 1.0), ("--lora-dropout", lora_dropout, 0.0, 1.0),
+                                ("--cuda-context-gib", cuda_context_gib, 0.0, 64.0)):
+        if not lo <= value <= hi:  # a share in [0, 1], a context of a few GiB: outside, the peak would shrink or explode
+            raise LLMCalcError(flag, f"must be within {lo:g}-{hi:g}, got {value:g}")
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = total_params(m)

@@ -38,6 +38,8 @@ def inference_memory(
     groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)
     dtype = dtype or m.checkpoint_dtype
     kv_dtype = kv_dtype or model_auto_kv_dtype(m, dtype, m.checkpoint_dtype)  # the default engine's "auto", as serving prices it
+    if act_factor is not None and act_factor < 0:
+        raise LLMCalcError("--act-factor", f"live activation values per token / H must be >= 0, got {act_factor:g}")
     for name, value in (("--batch", batch), ("--seq", seq)):
         if value < 1:
             raise LLMCalcError(name, f"must be >= 1, got {value}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import (
@@ -168,6 +168,10 @@ def training_memory(
     per_gpu_bytes x num_gpus (an upper bound with PP, whose other stages hold less).
     """
     plan = check_layout(m, plan or Parallelism())
+    if recompute not in get_args(Recompute):
+        raise LLMCalcError("--recompute", f"unknown {recompute!r}; use one of {', '.join(get_args(Recompute))}")
+    if in_flight is not None and in_flight <= 0:
+        raise LLMCalcError("--pp-microbatch-group", f"micro-batches in flight must be > 0, got {in_flight:g}")
     if loss not in TRAINING_LOSSES:
         raise LLMCalcError("--loss", f"unknown loss {loss!r}; use one of {', '.join(TRAINING_LOSSES)}")
     w, g, o = recipe_bytes(recipe)

@@ -76,7 +76,9 @@ def kv_heads_per_gpu(m: ModelSpec, tp: int) -> int:
     """g/t KV heads per GPU, at least 1 (replicated when t > g). The one place this is computed:
     calc.memory.kv (cache bytes), calc.hardware.model_ops (attention ops) and calc.training.cost (CP
     ring blocks) all call it (it lives here, below calc.hardware, so every layer may import it)."""
-    return max(m.kv_heads // tp, 1)
+    if tp < 1:
+        raise LLMCalcError("--tp", f"must be >= 1, got {tp}")
+    return max(-(-m.kv_heads // tp), 1)  # ceil: the busiest rank when t does not divide g (check_layout refuses that)
 
 
 def pp_stage_layers(num_layers: int, pp: int) -> list[int]:

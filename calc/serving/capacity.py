@@ -79,6 +79,8 @@ def concurrency(
     """Requests of ``max_tokens`` (input + output) the engine's KV cache admits at once: the engine's
     own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs. ``dtype`` None:
     weights as the checkpoint ships them."""
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise LLMCalcError("--max-model-len", f"tokens per request must be a whole number >= 1, got {max_tokens!r}")
     plan = serving_plan(m, num_gpus, tp, pp)
     s = settings or EngineSettings()
     mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, max_tokens, assumptions, shared_prefix)

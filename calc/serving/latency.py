@@ -111,6 +111,9 @@ def latency(
     mean context), as `serve` prices a prompt's chunks; None: one step.
     ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights). ``accounting``: the engine whose "auto"
     KV dtype applies when ``kv_dtype`` is None (EngineSettings.accounting; calc.serving.engine_memory.resolve_kv_dtype)."""
+    for flag, value in (("--batch", batch), ("--prompt", prompt)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LLMCalcError(flag, f"must be a whole number >= 1, got {value!r}")
     if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     plan = serving_plan(m, num_gpus, tp, pp)

@@ -114,7 +114,8 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
     """Catalog name, then an existing file (a downloaded HF model folder: its config.json), then a
     catalog alias (HF ids such as ``meta-llama/Llama-2-7b-hf`` contain "/" yet are aliases), then a
     path that is missing or unusable, which the loader names."""
-    if not arg or not arg.strip():
+    arg = os.fspath(arg) if isinstance(arg, os.PathLike) else arg  # a pathlib.Path from a Python caller
+    if not isinstance(arg, str) or not arg.strip():
         raise LLMCalcError(field, f"give a {kind} name; `llmcalc {kind}s` lists them")
     if len(arg) > MAX_NAME_CHARS:
         raise LLMCalcError(field, f"{kind} name is {len(arg)} characters long; the limit is {MAX_NAME_CHARS}")

@@ -202,6 +202,8 @@ def search_plans(
     space = space or SearchSpace()
     if num_gpus < 1:
         raise LLMCalcError("--num-gpus", f"must be >= 1, got {num_gpus}")
+    if top < 1:
+        raise LLMCalcError("--top", f"must be >= 1, got {top}")
     if global_batch < 1:
         raise LLMCalcError("--global-batch", f"must be >= 1, got {global_batch}")
     check_pins(cost, num_gpus, space)

@@ -1,0 +1,49 @@
+"""The engine as a Python library (README "Python"): a bad input raises calc.errors.LLMCalcError naming the field, never
+a ZeroDivisionError / ValueError from deep inside or a silently wrong answer (a negative TTFT, an unknown recompute
+read as none); a pathlib.Path loads as its string does (QA findings of a Python user's sweep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calc.errors import LLMCalcError
+from calc.memory.finetune import finetune_memory
+from calc.memory.inference import inference_memory
+from calc.memory.kv import kv_cache_bytes_per_token
+from calc.memory.training import training_memory
+from calc.model.flops import forward_flops
+from calc.serving.capacity import concurrency
+from calc.serving.latency import latency
+from calc.sources.catalog import load_gpu, load_model
+
+M, G = load_model("llama3-8b"), load_gpu("h100")
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda: latency(M, G, prompt=0), "--prompt"),
+    (lambda: latency(M, G, batch=-1), "--batch"),
+    (lambda: training_memory(M, recompute="Full"), "--recompute"),
+    (lambda: training_memory(M, in_flight=-1), "--pp-microbatch-group"),
+    (lambda: kv_cache_bytes_per_token(M, tp=0), "--tp"),
+    (lambda: forward_flops(M, seq=1.5), "--seq"),
+    (lambda: finetune_memory(M, fragmentation=-0.5), "--fragmentation"),
+    (lambda: finetune_memory(M, lora_dropout=2.0), "--lora-dropout"),
+    (lambda: concurrency(M, G, max_tokens=0), "--max-model-len"),
+    (lambda: inference_memory(M, act_factor=-1), "--act-factor"),
+])
+def test_bad_input_is_an_llmcalc_error_naming_the_field(call, field) -> None:
+    with pytest.raises(LLMCalcError) as err:
+        call()
+    assert str(err.value).startswith(field)
+
+
+def test_a_path_object_loads_as_its_string() -> None:
+    path = Path(__file__).parent / "fixtures" / "hf" / "deepseek-v3.2-exp.json"
+    assert load_model(path) == load_model(str(path))
+
+
+def test_kv_heads_on_the_busiest_rank_round_up() -> None:
+    # 8 KV heads over TP 3 (a layout the serving commands refuse): the busiest rank holds 3, not 2
+    assert kv_cache_bytes_per_token(M, "bf16", tp=3) == 2 * 32 * 3 * 128 * 2
