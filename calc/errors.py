@@ -1,6 +1,12 @@
 """The one exception type the CLI turns into a one-line message and exit code 2."""
 
 
+class LLMCalcWarning(UserWarning):
+    """A suspicious input or result (an MFU above any published run, a prompt beyond the model's context) or a note on
+    how an input was read, raised through Python's warnings when the engine is used as a library (filter it with
+    ``warnings.simplefilter("ignore", LLMCalcWarning)``); the CLI prints the same line on stderr under its answer."""
+
+
 class LLMCalcError(ValueError):
     """A problem with the user's input: names the field and says what would be valid.
 

@@ -9,9 +9,10 @@ answered with a warning line on stderr.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
-from calc.errors import LLMCalcError, one_line
+from calc.errors import LLMCalcError, LLMCalcWarning, one_line
 from calc.units import percent
 
 # Highest MFU published for a large run: ~0.55-0.6 (PaLM 540B 46.2%, arXiv 2204.02311 table 3;
@@ -36,8 +37,10 @@ _HELD: dict[str, str] | None = None
 
 
 def _say(key: str, line: str) -> None:
+    """The CLI holds the line and prints it under its answer (hold_warnings / release_warnings); a library call gets it
+    as an LLMCalcWarning, Python's own channel, which the caller filters or turns into errors as it likes."""
     if _HELD is None:
-        sys.stderr.write(line)
+        warnings.warn(line.rstrip("\n"), LLMCalcWarning, stacklevel=3)
     else:
         _HELD.setdefault(key, line)
 

@@ -75,14 +75,17 @@ def test_new_surface(case: str) -> None:
         assert needle in r.err, (needle, r.err)
 
 
-def test_library_warnings_print_at_once(capsys: pytest.CaptureFixture[str]) -> None:
-    """Outside the CLI (and after a CLI refusal) `warn` writes at once: holding back is the CLI's, not the library's."""
+def test_library_warnings_go_through_pythons_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    """Outside the CLI (and after a CLI refusal) `warn` does not hold the line and does not print it: a library call
+    gets an LLMCalcWarning at once (the engine does no I/O); holding back and printing are the CLI's."""
+    from calc.errors import LLMCalcWarning
     from calc.sanity import warn
 
-    run_cli(*TT, "--num-gpus", "16", "--gpu", "t4")  # a refusal that had held a warning
+    run_cli(*TT, "--num-gpus", "32", "--gpu", "t4")  # a refusal that had held a warning
     capsys.readouterr()
-    warn("--x", "y")
-    assert capsys.readouterr().err == "llmcalc: warning: --x: y\n"
+    with pytest.warns(LLMCalcWarning, match=r"^llmcalc: warning: --x: y$"):
+        warn("--x", "y")
+    assert capsys.readouterr().err == ""
 
 
 def test_the_batch_warning_names_the_form_the_user_typed(cli) -> None:
