@@ -9,7 +9,7 @@ The engine is plain functions over typed specs; the CLI (calc.cli.app) is a thin
 Public names (``dir(calc)``, ``help(calc.<name>)``), imported lazily so that `llmcalc --help` does not pay for them:
 
 - specs and catalogs: ModelSpec, GPUSpec, SystemSpec, Parallelism, MoESpec, MLASpec, load_model, load_gpu,
-  load_system, list_models, list_gpus, list_systems, model_from_hf_config; errors: LLMCalcError
+  load_system, list_models, list_gpus, list_systems, model_from_hf_config; errors: LLMCalcError, LLMCalcWarning
 - counts: count_params, textbook_params, lora_params, forward_flops, decode_flops, arithmetic_intensity,
   fused_parallel_shapes, kv_cache_bytes_per_token, korthikanti_layer_bytes
 - memory: inference_memory, training_memory, finetune_memory, fit_table
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ModelSpec": "calc.specs", "GPUSpec": "calc.specs", "Parallelism": "calc.specs", "MoESpec": "calc.specs",
-    "MLASpec": "calc.specs", "LLMCalcError": "calc.errors",
+    "MLASpec": "calc.specs", "LLMCalcError": "calc.errors", "LLMCalcWarning": "calc.errors",
     "load_model": "calc.sources.catalog", "load_gpu": "calc.sources.catalog",
     "list_models": "calc.sources.catalog", "list_gpus": "calc.sources.catalog",
     "model_from_hf_config": "calc.sources.hf",
