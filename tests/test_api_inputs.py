@@ -47,3 +47,10 @@ def test_a_path_object_loads_as_its_string() -> None:
 def test_kv_heads_on_the_busiest_rank_round_up() -> None:
     # 8 KV heads over TP 3 (a layout the serving commands refuse): the busiest rank holds 3, not 2
     assert kv_cache_bytes_per_token(M, "bf16", tp=3) == 2 * 32 * 3 * 128 * 2
+
+
+def test_latency_as_a_library_call_says_when_the_weights_do_not_fit() -> None:
+    # Llama 2 70B: 68,976,648,192 parameters x 2 B = 128.48 GiB of bf16 weights, over one H100's 79.20 GiB CUDA total
+    r = latency(load_model("llama2-70b"), G, prompt=1000)
+    assert r.fits is False and r.verdict.startswith("does not fit: 128.48 GiB of weights a GPU")
+    assert latency(load_model("llama2-70b"), G, num_gpus=2, prompt=1000).fits is True

@@ -40,3 +40,15 @@ def test_every_bridged_or_consumer_card_has_its_node() -> None:
 def test_a_bridge_needs_its_bandwidth() -> None:
     with pytest.raises(ValueError, match="bridge_gpus"):
         SystemSpec(name="n", gpu="g", intra_node_gb_s=63, inter_node_gb_s=25, bridge_gpus=2)
+
+
+def test_an_expert_parallel_pair_dispatches_over_its_bridge() -> None:
+    from calc.serving.assumptions import ServingAssumptions
+    from calc.serving.moe import a2a_s
+    from calc.sources.catalog import load_model
+
+    m, a = load_model("mixtral-8x7b"), ServingAssumptions()
+    nvl, pcie = load_system("pcie-h100-nvl"), load_system("pcie-h100-nvl").model_copy(update={"bridge_gpus": 0, "bridge_gb_s": 0})
+    bridged, plain = a2a_s(m, nvl, a, 4096, 1, 2), a2a_s(m, pcie, a, 4096, 1, 2)
+    # 4,096 tokens x 2 experts x 4,096 x 3 B (fp8 dispatch + bf16 combine) x 1/2 leave the GPU: 300 vs 63 GB/s
+    assert bridged < plain / 3

@@ -105,16 +105,21 @@ def dtype_name(flag: str) -> Callable[[str], str]:
         if text.lower() not in DTYPE_BYTES:
             raise LLMCalcError(flag, f"unknown dtype {text!r}; use one of {', '.join(named)}")
         dtype_bytes(text, flag)
-        if flag == "--dtype" and text.lower() == "fp32":
-            from calc.sanity import note
-
-            note(flag, FP32_NOTE)
         return text.lower()
 
     return parse
 
 
-# fp32 storage computes at the TF32 tensor-core peak (calc.units.COMPUTE_DTYPE), and says so wherever it is given.
+def note_fp32(dtype: str | None) -> None:
+    """A command that times --dtype fp32 says it prices the matmuls at the TF32 peak (FP32_NOTE); one that only counts
+    bytes (memory, concurrency) does not."""
+    if dtype == "fp32":
+        from calc.sanity import note
+
+        note("--dtype", FP32_NOTE)
+
+
+# fp32 storage computes at the TF32 tensor-core peak (calc.units.COMPUTE_DTYPE), and says so wherever it is timed.
 FP32_NOTE = ("--dtype fp32 prices its matmuls at the GPU's TF32 tensor-core peak, as NGC containers, Megatron and "
              "HF --tf32 run them; stock PyTorch leaves TF32 off (torch.backends.cuda.matmul.allow_tf32 = False) and "
              "runs fp32 GEMMs at the FP32 CUDA-core rate, about 8x slower on A100 / H100 (19.5 / 67 TFLOPS)")

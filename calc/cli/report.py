@@ -60,6 +60,7 @@ from calc.cli.options import (
     dispatcher_option,
     given_weights,
     human_int,
+    note_fp32,
     option_given,
     refuse,
     refuse_switch,
@@ -222,6 +223,7 @@ def report(
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
+        note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     training_cost = None
@@ -377,6 +379,7 @@ def compare(
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
+    note_fp32(dtype)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
                         settings=s, assumptions=assumptions)

@@ -70,6 +70,7 @@ from calc.cli.options import (
     given_weights,
     human_float,
     human_int,
+    note_fp32,
     option_given,
     refuse,
 )
@@ -180,13 +181,40 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
 
 
-def no_fit_error(problem: str, gpu_memory_utilization: float | None) -> LLMCalcError:
-    """A does-not-fit refusal, naming --num-gpus, or --gpu-memory-utilization when the user lowered it and no layout
-    fits at all (more GPUs cannot help then: the fraction is the cause)."""
-    if gpu_memory_utilization is not None and gpu_memory_utilization < 0.9 and "no layout" in problem:
-        return LLMCalcError("--gpu-memory-utilization", f"{gpu_memory_utilization:g} leaves the engine that share of each "
-                                                        f"GPU, and {problem}; raise it (vLLM's default is 0.9)")
+def fit_flag(gpu_memory_utilization: float | None, default_fits: Any) -> str:
+    """The flag a does-not-fit refusal names: --gpu-memory-utilization when the user lowered it below vLLM's 0.9 and the
+    default fraction would fit (``default_fits()``, called only then), else --num-gpus."""
+    from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
+
+    if gpu_memory_utilization is not None and gpu_memory_utilization < DEFAULT_GPU_MEMORY_UTILIZATION and default_fits():
+        return "--gpu-memory-utilization"
+    return "--num-gpus"
+
+
+def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fits: Any) -> LLMCalcError:
+    """A does-not-fit refusal naming fit_flag's flag; for --gpu-memory-utilization, what the fraction leaves and the fix."""
+    from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
+
+    flag = fit_flag(gpu_memory_utilization, default_fits)
+    if flag == "--gpu-memory-utilization":
+        return LLMCalcError(flag, f"{gpu_memory_utilization:g} leaves the engine that share of each GPU, and {problem}; "
+                                  f"at vLLM's default {DEFAULT_GPU_MEMORY_UTILIZATION:g} it fits: raise it")
     return LLMCalcError("--num-gpus", problem)
+
+
+def fits_at_default_utilization(m: Any, g: Any, s: Any, dtype: str | None, kv_dtype: str | None, tokens: int, a: Any,
+                                batch: int = 1, num_gpus: int | None = None) -> Any:
+    """A callable: whether some layout (up to ``num_gpus``, else 64 GPUs) admits ``batch`` requests at vLLM's default
+    gpu_memory_utilization (calc.serving.capacity.smallest_fitting_gpus)."""
+    from calc.serving.capacity import smallest_fitting_gpus
+    from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
+
+    def check() -> bool:
+        need = smallest_fitting_gpus(m, g, s.model_copy(update={"gpu_memory_utilization": DEFAULT_GPU_MEMORY_UTILIZATION}),
+                                     dtype, kv_dtype, tokens, a, batch)
+        return need is not None and (num_gpus is None or need <= num_gpus)
+
+    return check
 
 
 def check_moe_values(m: Any, gpus: list[Any], dtype: str | None, expert_imbalance: float | None = None,
@@ -405,6 +433,7 @@ def latency(
     refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, [g], dtype, fp8_moe_scales=fp8_moe_scales)
+    note_fp32(dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory
     from calc.serving.engine_kernels import engine_kernels
 
@@ -417,7 +446,8 @@ def latency(
                                       f"--batch <= {mem.max_num_seqs:,}")
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
-        raise no_fit_error(problem, gpu_memory_utilization)
+        raise no_fit_error(problem, gpu_memory_utilization,
+                           fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, plan.tp * plan.pp))
     result = engine_mod.latency(
         m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
         kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
@@ -477,8 +507,13 @@ def concurrency(
                                     dtype=dtype,
                                     kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
                                     assumptions=serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib))
-    emit_outcome(result, as_json, explain, concurrency_view,
-                 f"does not fit: {result.verdict}" if result.max_concurrency < 1 else None)  # exit 2 as `memory`
+    refusal = None
+    if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag that caused it
+        a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib)
+        refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,
+                               fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus))
+    emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None,
+                 refusal.field if refusal else "--num-gpus")
 
 
 def serve(
@@ -545,6 +580,7 @@ def serve(
     weight_format_given = given_dtype(ctx, dtype)
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
+    note_fp32(dtype)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher,
@@ -593,7 +629,8 @@ def serve(
 
         plot_serve_frontier(result, str(plot_path))
     if not result.fits and not as_json:
-        raise no_fit_error(result.verdict, gpu_memory_utilization)
+        raise no_fit_error(result.verdict, gpu_memory_utilization,
+                           fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, 1, num_gpus))
     if result.fits and result.best is None:  # fits in memory, meets no target: the table, then one line naming a target
         target = unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms)
         emit_outcome(result, as_json, explain, serve_view, result.verdict + (

@@ -71,11 +71,9 @@ def _training_dtype(text: str) -> str:
 
     if text.lower() not in TRAINING_DTYPES:
         raise LLMCalcError("--dtype", f"training computes in {', '.join(TRAINING_DTYPES)}; got {text!r}")
-    if text.lower() == "fp32":
-        from calc.cli.options import FP32_NOTE
-        from calc.sanity import note
+    from calc.cli.options import note_fp32
 
-        note("--dtype", FP32_NOTE)
+    note_fp32(text.lower())  # every training command with --dtype times its matmuls
     return text.lower()
 
 

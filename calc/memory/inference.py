@@ -20,6 +20,7 @@ def inference_memory(
     m: ModelSpec, *, gpu: GPUSpec | None = None, plan: Parallelism | None = None, dtype: str | None = "bf16",
     kv_dtype: str | None = None, batch: int = 1, seq: int = 2048, group_size: int | None = None,
     act_factor: float | None = None, reserve_gib: float = DEFAULT_RESERVE_GIB, with_mtp: bool = False,
+    accounting: str = "vllm-v1",
 ) -> MemoryResult:
     """Serving memory of ``batch`` requests of ``seq`` tokens each (input + output).
 
@@ -37,7 +38,9 @@ def inference_memory(
     dtype = None if shipped else dtype or m.checkpoint_dtype
     groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)
     dtype = dtype or m.checkpoint_dtype
-    kv_dtype = kv_dtype or model_auto_kv_dtype(m, dtype, m.checkpoint_dtype)  # the default engine's "auto", as serving prices it
+    # the engine's "auto" (``accounting``: calc.specs.serving.EngineSettings.accounting; the default engine's for
+    # `memory --mode infer`), as serving prices it
+    kv_dtype = kv_dtype or model_auto_kv_dtype(m, dtype, m.checkpoint_dtype, accounting)
     if act_factor is not None and act_factor < 0:
         raise LLMCalcError("--act-factor", f"live activation values per token / H must be >= 0, got {act_factor:g}")
     for name, value in (("--batch", batch), ("--seq", seq)):
@@ -88,7 +91,8 @@ def inference_memory(
             f"KV cache in {kv_dtype}; " + ("MLA latent (r_kv + d_rope per layer and token) replicated on every TP rank"
                                            if m.mla else f"KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}")
             + ("; DeepSeek-V3.2 sparse MLA: the lightning indexer's key cached beside it"
-               + ("; fp8, vLLM's auto for this model (--kv-dtype bf16 for 16-bit)" if kv_dtype == "fp8" else "")
+               + ("; fp8, vLLM's auto for this model (--kv-dtype bf16 for 16-bit)" if kv_dtype == "fp8"
+                  and accounting == "vllm-v1" else "")
                if sparse_mla(m) else ""),
             f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
             f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",

@@ -255,7 +255,9 @@ def training_memory(
             + ("gradients persist (" + ("Megatron's gradient buffer" if grad_buffer and zero <= 1 else "grad accumulation") + "); "
                if gradients_persist(grad_accum, grad_buffer, zero) else "gradients at the backward's end; ")
             + "min_gpus grows DP at this TP x PP x CP"
-            + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)"),
+            + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)")
+            + (f", only to a DP that splits the global batch of {global_batch:,} into whole micro-batches of "
+               f"{micro_batch}" if global_batch and zero else ""),
         ],
         explain=[
             f"states = N*(w+g+o) = {params:,}*({w}+{g}+{o}) = {params * (w + g + o):,} B "

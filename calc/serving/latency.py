@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops, ridge_point
-from calc.memory.weights import WeightsDtype, weights_class
+from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import resolve_kv_dtype
@@ -167,6 +167,12 @@ def latency(
                    f"{target_ttft_s * 1e3:.0f} ms is {reach}")
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=plan.tp * plan.pp > 1,
                                                        chunked="chunked" in (m.layer_types or ()))]
+    # a library call without the engine's capacity check (the CLI's `latency` sets fits from it): the weights alone
+    # over the GPU's memory is a deployment that does not fit, never one with a time
+    weights = weights_per_gpu(m, dtype, plan.tp, plan.pp)
+    unfit = {"fits": False, "verdict": f"does not fit: {weights / 2**30:,.2f} GiB of weights a GPU on {plan.tp * plan.pp} "
+                                       f"x {gpu.name} ({gpu.cuda_total_bytes / 2**30:,.2f} GiB each)"} \
+        if weights > gpu.cuda_total_bytes else {}
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
         dtype=fmt.label,
@@ -180,7 +186,7 @@ def latency(
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
         decode_step_overhead_s=dec.overhead_s if dec.overhead_s != a.step_overhead_s else None,
         tokens_per_s=batch * output / e2e, decode_tokens_per_s=batch / tpot, e2e_s=e2e, ttft_at_full_peak_s=at_peak,
-        verdict=verdict, assumptions=assumption_lines,
+        assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
             _step_line(f"prefill {batch} x {prompt} tokens" + (

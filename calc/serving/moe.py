@@ -176,7 +176,8 @@ def a2a_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, 
     if ep <= 1 or not m.moe or tokens <= 0:
         return 0.0
     inside = ep <= system.gpus_per_node
-    bw = (system.intra_node_gb_s * A2A_EFFICIENCY_NVLINK if inside else system.inter_node_gb_s * A2A_EFFICIENCY_NIC) * 1e9
+    # inside a node: its link, or an NVLink bridge the EP group sits on (SystemSpec.node_link)
+    bw = (system.node_link(ep)[0] * A2A_EFFICIENCY_NVLINK if inside else system.inter_node_gb_s * A2A_EFFICIENCY_NIC) * 1e9
     per_rank = tokens / tp
     sent = per_rank * m.moe.experts_per_token * m.hidden_size * (ep - 1) / ep * a.expert_imbalance
     if per_rank <= LOW_LATENCY_MAX_TOKENS:

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 from calc.hardware.efficiency import TILE_MN
 from calc.hardware.peaks import peak_tflops
+from calc.memory.kv import sparse_mla
 from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import COMPUTE_DTYPE, dtype_bytes
@@ -117,6 +118,11 @@ def weight_format(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> WeightFormat
     return fmt
 
 
+def _dsa_kv_note(m: ModelSpec) -> str:
+    """The exception to "KV in the activation dtype": vLLM V1's auto for DeepSeek-V3.2 (calc.memory.kv.model_auto_kv_dtype)."""
+    return " (vLLM: its fp8 sparse-MLA record for this DeepSeek-V3.2 model)" if sparse_mla(m) else ""
+
+
 def _int4_weight_only(m: ModelSpec) -> WeightFormat:
     """``--dtype int4``: every weight at half a byte (as `memory --dtype int4` counts it, no scales), multiplied as
     W4A16. No serving engine runs an int4 x int4 GEMM: vLLM's and SGLang's integer 4-bit linears are weight-only
@@ -128,7 +134,8 @@ def _int4_weight_only(m: ModelSpec) -> WeightFormat:
     act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
     components = [c for c, n in count_params(m).components.items() if n]
     line = (f"weights in int4, multiplied as W4A16 (dequantised to {act} in the kernel, as GPTQ / AWQ Marlin kernels "
-            f"run; no scales counted: --dtype awq / gptq for a checkpoint's); activations, attention and KV default in {act}")
+            f"run; no scales counted: --dtype awq / gptq for a checkpoint's); activations, attention and KV default in {act}"
+            + _dsa_kv_note(m))
     return WeightFormat("int4", act, act, {c: dtype_bytes("int4") for c in components},
                         {c: "int4" for c in components}, line)
 
@@ -157,7 +164,8 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> Weight
     how = {"fp8": "the fp8 tensor peak (W8A8 block-fp8 GEMMs)"}.get(compute, f"{compute} (weights dequantised in the kernel)")
     line = (f"weights as shipped: {shipped_dtype_label(m)}; {', '.join(quantized)} streamed at "
             + ", ".join(f"{float(per[c]):.3g} B/weight" for c in quantized)
-            + f" and multiplied at {how}; activations, attention and KV default in {act}; --dtype prices every weight at one dtype")
+            + f" and multiplied at {how}; activations, attention and KV default in {act}{_dsa_kv_note(m)}; --dtype prices "
+            "every weight at one dtype")
     # vLLM and SGLang serve integer 4-bit experts (gptq / awq / compressed-tensors wNa16) with Marlin MoE kernels
     # (calc.serving.moe.expert_gemm_rate); MXFP4 experts on Hopper run OpenAI's Triton MoE kernel instead.
     int4_experts = store == "int4" and "experts" in quantized and q.method in ("gptq", "awq", "compressed_tensors")

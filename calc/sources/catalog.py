@@ -82,7 +82,7 @@ def _exists(arg: str) -> bool:
 
 
 # A HuggingFace id (owner/name, no file suffix) that is no file here: looked up in the catalog, never read as a path.
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?<!\.json)(?<!\.yaml)(?<!\.yml)$", re.IGNORECASE)
 # The suffixes of chat / instruction-tuned checkpoints, which keep the base model's config.json (Llama-3.1-8B-Instruct,
 # gemma-2-9b-it, Llama-2-7b-chat-hf). A dated re-release (Qwen3-30B-A3B-Instruct-2507) may change the context window
 # and is not folded onto its base: it gets the did-you-mean list instead.
@@ -90,10 +90,11 @@ _TUNED = re.compile(r"-(instruct|chat|it)(?=(-hf)?$)", re.IGNORECASE)
 
 
 def _tuned_base(arg: str) -> str | None:
-    """The lookup key of an instruction-tuned name's base (``meta-llama/Llama-3.1-8B-Instruct`` -> that of
-    ``meta-llama/Llama-3.1-8B``; ``Llama-2-7b-chat-hf`` -> ``Llama-2-7b-hf``), or None when the name carries no such
-    suffix or is a file."""
-    if _exists(arg) or arg.lower().endswith((".yaml", ".yml", ".json")):
+    """The lookup key of an instruction-tuned Hub id's base (``meta-llama/Llama-3.1-8B-Instruct`` -> that of
+    ``meta-llama/Llama-3.1-8B``; ``meta-llama/Llama-2-7b-chat-hf`` -> ``meta-llama/Llama-2-7b-hf``), or None when the
+    name is no owner/name id, carries no such suffix or is a file. The Hub's owner/name is one release (a bare
+    ``mistral-7b-instruct`` could be v0.1, with the base's sliding window, or v0.2 / v0.3 without)."""
+    if _exists(arg) or not _HF_ID.match(arg):  # a Hub id only: a bare "mistral-7b-instruct" names no release
         return None
     base = _TUNED.sub("", arg)
     return _key(base) if base != arg else None

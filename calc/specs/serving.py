@@ -138,12 +138,15 @@ def sglang_heuristic_fraction(gpu_mem_mib: float, tp: int, pp: int, chunk: int, 
     return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
 
 
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9  # vLLM CacheConfig.gpu_memory_utilization
+
 class EngineSettings(_Spec):
     """Engine settings; ``None`` means "the engine's own default" (resolved by the methods below)."""
 
     engine: Engine = "vllm"
     engine_version: str | None = Field(None, description="release whose defaults apply (default: the current one)")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: fraction of device memory it may use")
+    gpu_memory_utilization: float = Field(DEFAULT_GPU_MEMORY_UTILIZATION, gt=0, le=1,
+                                          description="vLLM: fraction of device memory it may use")
     max_model_len: int | None = Field(None, ge=1, description="context limit per request (default: the model's)")
     max_num_batched_tokens: int | None = Field(
         None, ge=1, description="tokens per scheduler step (vLLM max_num_batched_tokens, TRT-LLM max_num_tokens)")

@@ -577,7 +577,9 @@ def train_step(
     if not fits:
         more = min_gpus_same_shape(cost, layout, micro, reserve_gib, global_batch)
         hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
-                else "; more DP alone does not help at this ZeRO stage" if layout.zero == 0 else "")
+                else "; more DP alone does not help at this ZeRO stage" if layout.zero == 0
+                else f"; no larger DP (up to {64 * layout.num_gpus:,} GPUs) both fits and splits the global batch of "
+                     f"{global_batch:,} into micro-batches of {layout.micro_batch} (a batch with more divisors opens more)")
         return TrainStepResult(
             **base, min_gpus=more, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
             **dict.fromkeys(TERM_KEYS), terms=[],
