@@ -52,3 +52,11 @@ def test_no_smallest_count_says_why(cli) -> None:
 def test_the_tf32_note_only_where_fp32_is_timed(cli) -> None:
     assert "TF32" not in cli("memory", "llama2-7b", "--mode", "infer", "--dtype", "fp32", "--gpu", "a100").err
     assert "TF32" in cli("latency", "llama2-7b", "--dtype", "fp32", "--gpu", "a100").err
+
+
+def test_memory_train_refuses_a_compute_dtype_the_gpu_lacks_as_train_step_does(cli) -> None:
+    # A100: tf32, bf16, fp16 and int8 tensor cores, no fp8 (A100 datasheet)
+    job = ("llama3-8b", "--gpu", "a100", "--num-gpus", "8", "--zero", "3", "--dtype", "fp8")
+    mem = cli("memory", *job, "--mode", "train")
+    step = cli("train-step", *job, "--global-batch", "64")
+    assert mem.code == step.code == 2 and mem.err == step.err and "no fp8 tensor peak" in mem.err

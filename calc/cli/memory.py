@@ -309,6 +309,10 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=recipe), **overrides)
     check_pipeline(eff.stack, plan.pp)
     check_tp(eff.stack, m, plan.tp)
+    if g is not None and _training_dtype(dtype) != "bf16":  # a compute dtype the GPU lacks, as train-step refuses it
+        from calc.hardware.peaks import peak_tflops
+
+        peak_tflops(g, _training_dtype(dtype))
     kwargs = dict(seq=seq, dtype=_training_dtype(dtype),
                   reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
     return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff,  # min_gpus: a DP the given global batch splits
