@@ -41,10 +41,10 @@ CASES: dict[str, tuple[list[str], int, list[str]]] = {
                                                                    ["--num-gpus", "does not fit"]),
     # ... and on an answer the warning still prints.
     "train-time 1e29-token batch: warned": (["train-time", "llama3-8b", "--tokens", "1e30", "--gpu", "h100-sxm",
-                                             "--num-gpus", "64", "--global-batch-tokens", "1e29"], 0,
+                                             "--num-gpus", "64", "--global-batch-tokens", "4096e14"], 0,
                                             ["warning", "--global-batch"]),
     # ... and a token budget below one such step is refused, naming --tokens
-    "train-time tokens below one step": ([*TT, "--gpu", "h100-sxm", "--num-gpus", "64", "--global-batch-tokens", "1e30"], 2,
+    "train-time tokens below one step": ([*TT, "--gpu", "h100-sxm", "--num-gpus", "64", "--global-batch-tokens", "4096e14"], 2,
                                          ["--tokens", "one optimizer step"]),
     # --global-batch-tokens 1.5 is 1.5 tokens, not "2 tokens" (it was printed rounded to a whole number).
     "global-batch-tokens fraction shown as typed": ([*STEP, "--global-batch-tokens", "1.5"], 2,

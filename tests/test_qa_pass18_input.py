@@ -79,3 +79,21 @@ def test_an_instruct_hf_id_reads_as_its_base(cli) -> None:
 def test_report_train_compile_refusal_says_what_applies(cli) -> None:
     r = cli("report", "llama3.1-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "64", "--tokens", "1T", "--compile")
     assert r.code == 2 and "--stack" in r.err and "--mode finetune" in r.err
+
+
+def test_an_empty_string_option_is_refused_not_dropped(cli) -> None:
+    # --system '' was read as "not given" (the GPU's node type), --family '' as every model, --calibration '' as none
+    for argv, flag in ((("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "64", "--system", ""),
+                        "--system"),
+                       (("models", "--family", ""), "--family"),
+                       (("memory", "llama3-8b", "--mode", "finetune", "--optimizer="), "--optimizer")):
+        r = cli(*argv)
+        assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}: an empty value"), (argv, r.err)
+    # an option with its own parser keeps its own refusal, which lists the valid values
+    assert "use one of" in cli("memory", "llama2-7b", "--dtype", "").err
+
+
+def test_a_global_batch_in_tokens_has_the_bound_of_one_in_sequences(cli) -> None:
+    r = cli("memory", "llama3.1-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "1",
+            "--global-batch-tokens", "1e30")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch-tokens") and "--global-batch's bound" in r.err

@@ -87,7 +87,7 @@ def test_lora_fits_where_full_training_does_not(cli):
     (["--lora-rank", "16"], "--lora-rank", "--method lora"),
     (["--method", "lora", "--recompute", "sac"], "--recompute", "none, selective or full"),
     (["--method", "lora", "--lora-targets", "q,x"], "--lora-targets", "unknown group"),
-    (["--method", "lora", "--lora-targets", ""], "--lora-targets", "at least one group"),  # never read as the default
+    (["--method", "lora", "--lora-targets", ""], "--lora-targets", "an empty value"),  # never read as the default
 ])
 def test_refusals(cli, args, flag, words):
     out = cli("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "8", *args)
@@ -144,6 +144,8 @@ def test_train_plan_lora_refuses_expert_parallelism(cli):
 
 def test_empty_lora_targets_refused_in_memory_too(cli):
     out = cli("memory", "llama3-8b", "--mode", "finetune", "--lora-targets", "")
+    assert out.code == 2 and out.err.startswith("llmcalc: error: --lora-targets: an empty value")
+    out = cli("memory", "llama3-8b", "--mode", "finetune", "--lora-targets", ",")
     assert out.code == 2 and "--lora-targets" in out.err and "at least one group" in out.err
 
 

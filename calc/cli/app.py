@@ -127,6 +127,40 @@ def _split_debug(args: list[str]) -> tuple[list[str], bool]:
     return [a for i, a in enumerate(args) if i >= end or a != "--debug"], debug
 
 
+def _plain_text(param: Any) -> bool:
+    """A string option without a parser of its own (typer >= 0.2x keeps the annotation in a type descriptor; older
+    typer / click name the type "text")."""
+    described = getattr(param, "type_descriptor", None)
+    if described is not None:
+        info = described.parameter_info
+        return described.annotation in (str, str | None) and getattr(info, "parser", None) is None \
+            and getattr(info, "click_type", None) is None
+    return getattr(getattr(param, "type", None), "name", "") == "text"
+
+
+def _empty_value(app: Any, args: list[str]) -> str | None:
+    """The option given an empty value (``--system ''`` or ``--system=``), which a string option would otherwise read
+    as "not given" and drop in silence; None when there is none. Introspects the command's options only when an empty
+    argument is present (no cost otherwise)."""
+    if "" not in args and not any(a.startswith("--") and a.endswith("=") for a in args):
+        return None
+    command = typer.main.get_command(app)  # a click group or command (typer vendors click: duck-typed here)
+    subcommands = getattr(command, "commands", {})
+    if args and args[0] in subcommands:
+        command = subcommands[args[0]]
+    # plain string options only: one with its own parser (a dtype, a count) or a choice refuses "" in its own words
+    takes_value = {name for p in command.params
+                   if getattr(p, "param_type_name", "") == "option" and not getattr(p, "is_flag", False)
+                   and not getattr(p, "count", False) and _plain_text(p) for name in p.opts}
+    for i, a in enumerate(args):
+        flag, sep, value = a.partition("=")
+        if sep and not value and flag in takes_value:
+            return flag
+        if a == "" and i > 0 and args[i - 1] in takes_value:
+            return args[i - 1]
+    return None
+
+
 def main() -> None:
     """Console entry point: a user error is one line on stderr and exit code 2; a bug is one
     "internal error" line and exit code 1 (with --debug, the traceback)."""
@@ -140,6 +174,9 @@ def main() -> None:
     args, debug = _split_debug(sys.argv[1:])
     hold_warnings()  # a refusal stays one line: warnings print after an answer only
     try:
+        empty = _empty_value(_app_for(_command_named(args)), args)
+        if empty is not None:
+            _fail(f"{empty}: an empty value; give one, or drop {empty} for its default")
         try:
             code = _app_for(_command_named(args))(args=args, standalone_mode=False)
         except NoArgsIsHelpError as exc:

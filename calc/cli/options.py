@@ -219,6 +219,9 @@ GlobalBatchTokensOpt = Annotated[float | None, typer.Option(
          "of the two), e.g. 16,777,216 (2,048 x 8K: Llama 3's '16M'; a decimal 16M is not a multiple of 8,192)")]
 
 
+MAX_GLOBAL_BATCH = 10**15  # human_int's default maximum, --global-batch's bound
+
+
 def global_batch_sequences(global_batch: int | None, global_batch_tokens: float | None, seq: int) -> int | None:
     """The global batch in sequences from either form: --global-batch (sequences) or --global-batch-tokens T, read as
     T / --seq sequences; refused when both are given or when T is not a whole number of sequences (naming the two
@@ -229,6 +232,9 @@ def global_batch_sequences(global_batch: int | None, global_batch_tokens: float 
         raise LLMCalcError("--global-batch-tokens", "is the global batch in tokens; give it or --global-batch (sequences), "
                            "not both")
     sequences = global_batch_tokens / seq
+    if sequences > MAX_GLOBAL_BATCH:  # the bound --global-batch takes (human_int's), in either form
+        raise LLMCalcError("--global-batch-tokens", f"{global_batch_tokens:g} tokens is {sequences:.3g} sequences of "
+                                                    f"{seq:,}, past {MAX_GLOBAL_BATCH:,} (--global-batch's bound)")
     if sequences != int(sequences) or sequences < 1:
         low, high = int(sequences) * seq, (int(sequences) + 1) * seq
         nearest = f"{low:,} or {high:,}" if low else f"{high:,}"
