@@ -196,7 +196,8 @@ def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, eff: Any = None) ->
 
     layout = Layout(tp=step.tp, pp=step.pp, dp=step.dp, cp=step.cp, ep=step.ep, etp=step.etp, vpp=step.vpp, sp=step.sp,
                     micro_batch=step.micro_batch, zero=step.zero, recompute=step.recompute)
-    return stacked_layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, eff=eff)
+    return stacked_layout_memory(m, layout, step.num_microbatches, seq=step.seq, gpu=gpu, eff=eff,
+                                 global_batch=step.global_batch)  # its smallest count one the plan's batch splits
 
 
 class CompareRow(BaseModel):

@@ -150,9 +150,11 @@ def _resolve(cls: type[SpecT], arg: str, folder: str, field: str, kind: str) -> 
     names = [s.name for s in specs] + [a for s in specs for a in s.aliases]
     asked = arg.split("/")[-1].lower() if cls is ModelSpec and _HF_ID.match(arg) else arg.lower()
     # the catalog names the asked one starts with (its base, longest first), then the closest spellings
-    based = sorted({n for n in names if "/" not in n and len(_key(n)) >= 5 and _key(asked).startswith(_key(n))},
-                   key=lambda n: -len(_key(n)))[:1]
-    near = based + [n for n in difflib.get_close_matches(asked, names, n=3, cutoff=0.5) if n not in based]
+    close = difflib.get_close_matches(asked, names, n=3, cutoff=0.5)
+    based = [] if close and _key(close[0]) == _key(asked)[:len(_key(close[0]))] else \
+        sorted({s.name for s in specs if len(_key(s.name)) >= 5 and _key(asked).startswith(_key(s.name))},
+               key=lambda n: -len(_key(n)))[:1]
+    near = based + [n for n in close if n not in based]
     near += [n for n in names if _key(n).startswith(_key(asked)) and n not in near and "/" not in n][:2]
     hint = f"did you mean {', '.join(near)}?" if near else f"`llmcalc {kind}s` lists them"
     if cls is GPUSpec:
