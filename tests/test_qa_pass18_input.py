@@ -97,3 +97,12 @@ def test_a_global_batch_in_tokens_has_the_bound_of_one_in_sequences(cli) -> None
     r = cli("memory", "llama3.1-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8", "--zero", "1",
             "--global-batch-tokens", "1e30")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch-tokens") and "--global-batch's bound" in r.err
+
+
+def test_compare_takes_the_kv_dtype_and_utilization_serve_takes(cli) -> None:
+    # Llama 3 8B on one H100: fp8 KV holds twice the tokens of bf16 (1 B against 2 B a value); a 0.5 utilization less
+    base, fp8, half = (cli("compare", "llama3-8b", "h100", "--num-gpus", "1", *extra, "--json").json()[0]
+                       for extra in ((), ("--kv-dtype", "fp8"), ("--gpu-memory-utilization", "0.5")))
+    serve = cli("serve", "llama3-8b", "--gpu", "h100", "--num-gpus", "1", "--kv-dtype", "fp8", "--json").json()
+    assert fp8["max_concurrency"] == serve["layouts"][0]["max_concurrency"] > 1.9 * base["max_concurrency"]
+    assert half["max_concurrency"] < base["max_concurrency"]

@@ -26,6 +26,7 @@ from calc.cli.options import (
     EngineVersionOpt,
     ExpertImbalanceOpt,
     Fp8MoeScalesOpt,
+    GpuMemUtilOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -327,6 +328,8 @@ def compare(
     router: RouterOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    gpu_memory_utilization: GpuMemUtilOpt = None,
+    kv_dtype: KvDtypeOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
@@ -365,7 +368,7 @@ def compare(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, version=engine_version)  # as serve builds them
+    s = engine_settings(engine, gpu_memory_utilization, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router)
@@ -380,7 +383,7 @@ def compare(
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
     note_fp32(dtype)
-    rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, prompt=prompt, output=output,
+    rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
                         settings=s, assumptions=assumptions)
     from calc.report.render import emit

@@ -228,7 +228,8 @@ def cost_per_million_tokens(gpus: int, price_per_gpu_hour: float, tokens_per_s: 
 
 
 def compare_gpus(
-    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int | None = None, dtype: str | None = "bf16", prompt: int = 1024,
+    m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int | None = None, dtype: str | None = "bf16",
+    kv_dtype: str | None = None, prompt: int = 1024,
     output: int = 256, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
     prices: dict[str, float] | None = None, settings: EngineSettings | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
@@ -248,7 +249,7 @@ def compare_gpus(
     for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
         kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                          num_gpus=num_gpus, dtype=dtype, settings=s, assumptions=kernels)
+                          num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s, assumptions=kernels)
         best = plan.best
         # the deployment's steady-state output rate, each request's prefill included, as serve ranks it
         # (calc.serving.plan.slot_tokens_per_s): tokens/s per GPU x its GPUs
