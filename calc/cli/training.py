@@ -389,10 +389,19 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     need = cost_at(smallest)
     assert need is not None  # smallest fits
     if need > budget:
-        on_time = f" in {count(days)} days" if days is not None else ""
-        raise LLMCalcError("--budget", f"${budget:,.0f} is short: training {what}{on_time} needs at least {smallest:,} GPUs "
-                           f"costing ${need:,.0f} ({run_at(smallest).days:.1f} days); raise --budget to ${need:,.0f}"
-                           + (" or allow more days" if days is not None else " or train on fewer tokens"))
+        # the fewest GPUs that fit may be the dearest run (full recomputation, a low MFU): the cheapest of the counts
+        # 2x .. 64x above it (each on time when they take fewer days) is what the budget is held against
+        above = [n for n in (smallest * 2**k for k in range(1, 7)) if n <= MAX_GPUS]
+        priced = [(c, n) for n in above if (c := cost_at(n)) is not None and (days is None or run_at(n).days <= days)]
+        cheapest = min(priced, default=(need, smallest))
+        if cheapest[0] > budget:
+            on_time = f" in {count(days)} days" if days is not None else ""
+            low_cost, low_n = min(cheapest, (need, smallest))
+            raise LLMCalcError("--budget", f"${budget:,.0f} is short: training {what}{on_time} costs at least "
+                               f"${low_cost:,.0f} (on {low_n:,} GPUs, {run_at(low_n).days:.1f} days, the cheapest of "
+                               f"{smallest:,} to {above[-1] if above else smallest:,} GPUs); raise --budget to "
+                               f"${low_cost:,.0f}" + (" or allow more days" if days is not None else " or train on fewer tokens"))
+        smallest = cheapest[1]  # within the budget: the search goes on from the cheapest count
     if days is not None:
         return smallest, plans.get(smallest)
     best = largest_gpus_within_budget(cost_at, budget, smallest, per_node, smooth=cost is not None)

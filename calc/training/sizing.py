@@ -84,16 +84,29 @@ def _first_count(ok: Callable[[int], bool], node: int, max_gpus: int, too_few_no
     predicate false below some count and true from it on, as GPUs k x ``node``; None when none up to ``max_gpus`` is.
     From the largest power of two up to ``too_few_nodes`` (known false), up to a true count: to the count
     ``jump(k)`` names after a false k when given and larger (the count the false one's figure extrapolates to),
-    else doubling; then narrowing the bracket: by ``estimate(low, high)`` (a node count, or None) with a neighbour
+    to the next power of two when ``jump`` has no figure there (nothing fits at k: a count such as 15 nodes keeps its
+    factor 15 under doubling, and may split no layout or power-of-two batch at any size), else doubling; then
+    narrowing the bracket: by ``estimate(low, high)`` (a node count, or None) with a neighbour
     check when given and while it halves the bracket, by halving otherwise."""
     counts = node_counts(max(max_gpus // node, 1), smooth)
     where = {c: i for i, c in enumerate(counts)}
     low = 1 << (too_few_nodes.bit_length() - 1) if too_few_nodes >= 1 else 0  # nodes known too few (0: none)
     high = max(2 * low, 1)
+    tried: set[int] = set()
     while not ok(high):
+        tried.add(high)
         target = 2 * high
-        if (leap := jump(high) if jump is not None else None) is not None and leap > high:
+        leap = jump(high) if jump is not None else None
+        if leap is not None and leap > high:
             target = leap
+        elif jump is not None and leap is None:  # nothing fits at ``high``: its odd factors may split no layout or
+            # batch (15 nodes of 8 a power-of-two batch): the power of two above the last count with a figure, if
+            # below ``high`` and untried (the bracket keeps its false end), else the next one above ``high``
+            below = 1 << low.bit_length() if low else 0
+            if low < below < high and below in where and below not in tried:
+                high = below
+                continue
+            target = 1 << high.bit_length()
         i = bisect_left(counts, target)
         if i >= len(counts):
             if counts[-1] <= high:

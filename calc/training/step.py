@@ -46,6 +46,7 @@ the listed modules' GEMMs / attention, calc.training.cost "recompute modules", t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -362,8 +363,15 @@ def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GP
     per_gpu_bytes is train-step's memory per GPU for the same layout, ``micro`` micro-batches and efficiencies (the
     training-state recipe among them, ``eff.recipe``)."""
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
-    return training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
-                           **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
+    result = training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
+                             **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
+    if gpu is not None and global_batch and layout.zero:  # train-step's search: each DP at its own micro-batches
+        def fits(lay: Layout, n: int) -> bool:
+            return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
+                                   **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).fits is True
+
+        result = result.model_copy(update={"min_gpus": smallest_dp_count(layout, global_batch, fits)})
+    return result
 
 
 def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None,
@@ -632,14 +640,35 @@ def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib
 
     if layout.zero == 0:
         return None
+    if global_batch:  # the DPs that split the batch, each at its own micro-batch count (fewer in flight as DP grows)
+        return smallest_dp_count(layout, global_batch, above=layout.num_gpus,
+                                 fits=lambda lay, n: sum(memory_per_gpu(cost, lay, n, reserve_gib).values())
+                                 <= cost.gpu.cuda_total_bytes)
     fixed = layout.tp * layout.pp * layout.cp
 
     def fits_on(count: int) -> bool | None:
         if count <= layout.num_gpus or count % fixed or (count // fixed * layout.cp) % layout.ep:
             return None
-        if global_batch and global_batch % (count // fixed * layout.micro_batch):
-            return None
         bigger = layout.with_(dp=count // fixed)
         return sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.cuda_total_bytes
 
     return _search_min_gpus(fits_on, limit=layout.num_gpus * 64)
+
+
+def smallest_dp_count(layout: Layout, global_batch: int, fits: Callable[[Layout, int], bool], above: int = 0,
+                      limit: int | None = None) -> int | None:
+    """The fewest GPUs, above ``above``, on which this TP x PP x CP (and EP) runs ``global_batch`` with more or less
+    DP and fits: every DP that splits the batch into whole micro-batches of layout.micro_batch, ascending, each priced
+    at its own micro-batches per rank (global_batch / (DP x micro-batch): fewer in flight on the first stage as DP
+    grows, calc.training.step.in_flight_microbatches) by ``fits(layout, micro-batches)``; up to ``limit`` GPUs (64 x the
+    layout's). One search for train-step's "fits from N" and memory --mode train's smallest count."""
+    fixed = layout.tp * layout.pp * layout.cp
+    per_rank = global_batch // layout.micro_batch if global_batch % layout.micro_batch == 0 else 0
+    limit = limit or layout.num_gpus * 64
+    for dp in range(1, min(per_rank, limit // fixed) + 1):  # at most limit / fixed tries, whatever the batch
+        count = dp * fixed
+        if per_rank % dp or count <= above or (dp * layout.cp) % layout.ep:
+            continue
+        if fits(layout.with_(dp=dp), per_rank // dp):
+            return count
+    return None

@@ -1,0 +1,38 @@
+"""Training planner findings of pass 18: the GPU-count searches of train-time --days / --budget and the smallest count
+of train-step and memory --mode train."""
+
+from __future__ import annotations
+
+
+def test_days_search_steps_past_counts_that_split_no_batch(cli) -> None:
+    """A leap to 240 nodes (1,920 GPUs) then 300 nodes: 2,400 splits no power-of-two batch, and doubling it kept the
+    factor 75 up to the 131,072-GPU cap (25.7 days at 2.5% MFU); 2,048 GPUs finish in 84 days."""
+    r = cli("train-time", "llama3-70b", "--gpu", "h100", "--days", "90", "--global-batch", "512", "--seq", "8192",
+            "--tokens", "15T", "--json").json()
+    alone = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", str(r["num_gpus"]), "--global-batch", "512",
+                "--seq", "8192", "--tokens", "15T", "--json").json()
+    assert r["num_gpus"] <= 2048 and r["days"] <= 90 and r["days"] == alone["days"]
+
+
+def test_budget_is_held_against_the_cheapest_count_not_the_fewest(cli) -> None:
+    """The fewest GPUs that fit (16, full recomputation) cost $9.4M; 64 GPUs cost $7.0M at a better MFU: a $7.1M budget
+    is met, and a smaller one is refused quoting the cheapest count's cost."""
+    job = ("train-time", "llama3-70b", "--gpu", "h100", "--global-batch", "1024", "--seq", "8192", "--tokens", "15T",
+           "--price", "2")
+    sixty_four = cli(*job, "--num-gpus", "64", "--json").json()["cost"]
+    ok = cli(*job, "--budget", "7.1e6", "--json")
+    assert ok.code == 0 and ok.json()["cost"] <= 7.1e6
+    short = cli(*job, "--budget", "7e6")
+    assert short.code == 2 and f"${sixty_four:,.0f} (on 64 GPUs" in short.err
+
+
+def test_smallest_count_prices_each_dp_at_its_own_micro_batches(cli) -> None:
+    """Llama 3.1 405B, TP 8 x PP 16 x VPP 4, global batch 2,048: at DP 16 or 64 a rank keeps more micro-batches in
+    flight (93.4 / 91.7 GiB) than at DP 128 (76.6 GiB, 16 micro-batches a rank), which fits: both commands name 16,384."""
+    layout = ("llama3.1-405b", "--gpu", "h100", "--tp", "8", "--pp", "16", "--vpp", "4", "--zero", "1", "--sp",
+              "--global-batch", "2048", "--seq", "8192")
+    for dp in ("16", "64"):
+        mem = cli("memory", *layout, "--mode", "train", "--dp", dp, "--json").json()
+        step = cli("train-step", *layout, "--dp", dp)
+        assert mem["min_gpus"] == 16384 and step.code == 2 and "fits from 16384 GPUs" in step.err.replace(",", "")
+    assert cli("train-step", *layout, "--dp", "128", "--json").json()["fits"] is True
