@@ -106,3 +106,12 @@ def test_compare_takes_the_kv_dtype_and_utilization_serve_takes(cli) -> None:
     serve = cli("serve", "llama3-8b", "--gpu", "h100", "--num-gpus", "1", "--kv-dtype", "fp8", "--json").json()
     assert fp8["max_concurrency"] == serve["layouts"][0]["max_concurrency"] > 1.9 * base["max_concurrency"]
     assert half["max_concurrency"] < base["max_concurrency"]
+
+
+def test_a_vllm_v1_line_with_a_draft_model_is_refused(cli) -> None:
+    # vLLM V1 (0.10-0.13) raises NotImplementedError for a draft-model speculator: the line would not start
+    r = cli("serve", "llama3.3-70b", "--gpu", "h100", "--num-gpus", "4", "--speculative", "draft", "--draft", "llama3.1-8b",
+            "--emit", "vllm")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --speculative") and "draft model" in r.err
+    assert cli("serve", "llama3.3-70b", "--gpu", "h100", "--num-gpus", "4", "--speculative", "draft", "--draft",
+               "llama3.1-8b").code == 0  # the plan itself is priced; only the line is refused

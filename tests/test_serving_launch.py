@@ -146,8 +146,9 @@ def test_the_line_carries_the_dtype_and_speculation_the_plan_is_priced_with(cli)
     assert ns.dtype is None and ns.quantization is None and ns.speculative_config is None
     ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--speculative", "ngram", "--spec-tokens", "3"))[2:])
     assert json.loads(ns.speculative_config) == {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4}
-    ns = vllm_parser().parse_args(shlex.split(emitted(cli, *base, "--speculative", "draft", "--draft", "llama3.2-1b"))[2:])
-    assert json.loads(ns.speculative_config)["model"] == "meta-llama/Llama-3.2-1B"
+    # a draft model: vLLM V1 (0.10-0.13) raises NotImplementedError for it, so no line is emitted for the default release
+    r = cli("serve", *base, "--speculative", "draft", "--draft", "llama3.2-1b")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --speculative") and "draft model" in r.err
 
 
 DISAGG = ("llama3.1-8b", "--gpu", "h100", "--prompt", "8000", "--output", "200", "--ttft-ms", "1000", "--tpot-ms", "15",

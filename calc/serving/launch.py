@@ -133,6 +133,11 @@ def check_kv_flag(m: ModelSpec, emit: str, kv_dtype: str, dtype: str | None) -> 
                                          f"--kv-dtype {act} or fp8, or drop --emit")
 
 
+# vLLM V1 raised NotImplementedError for a draft-model speculator through 0.13 (vllm-project/vllm issue 31883, v0.13.0;
+# draft models came back with PR 24322 after it): an emitted line with one would not start on those releases.
+VLLM_V1_NO_DRAFT_UNTIL = (0, 13)
+
+
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
                    gpu_memory_bytes: int = 0, eager: bool = False, dispatcher: str | None = None,
                    dtype: str | None = None, speculation: Any = None) -> str:
@@ -147,6 +152,12 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
         raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
                                               "file); emit vllm or sglang, or drop --enforce-eager")
     check_kv_flag(m, emit, kv_dtype, dtype)
+    if emit == "vllm" and speculation is not None and speculation.draft is not None \
+            and s.accounting() == "vllm-v1" and s.version() <= VLLM_V1_NO_DRAFT_UNTIL:
+        raise LLMCalcError("--speculative", f"vLLM {'.'.join(map(str, s.version()))} (V1) does not run a separate draft "
+                                            "model (NotImplementedError 'Speculative decoding with draft model is not "
+                                            "supported yet': vllm-project/vllm issues 28384, 31883 on 0.13); emit sglang, "
+                                            "or plan --speculative ngram")
     prefill_gpus = getattr(best, "prefill_gpus", 0)
     if not prefill_gpus:
         return _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
