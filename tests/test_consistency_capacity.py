@@ -36,8 +36,13 @@ NON_TORCH = 107_374_182  # int(0.1 x 2^30)
 def test_report_shows_the_pool_concurrency_and_serve_compute(cli):
     rep = cli("report", "qwen2.5-7b", "--gpu", "h100", "--json").json()
     conc = cli("concurrency", "qwen2.5-7b", "--gpu", "h100", "--max-model-len", "1280", "--json").json()
-    pools = {rep["concurrency"]["kv_cache_tokens"], rep["serving"]["best"]["kv_cache_tokens"], conc["kv_cache_tokens"]}
+    pools = {rep["concurrency"]["kv_cache_tokens"], conc["kv_cache_tokens"]}
     assert len(pools) == 1, pools  # was 1,061,056 (concurrency) vs 988,656 (serve's plan) on one page
+    # the serving plan runs the engine its line starts: max_num_seqs at the batch (concurrency takes the same cap)
+    best = rep["serving"]["best"]
+    capped = cli("concurrency", "qwen2.5-7b", "--gpu", "h100", "--max-model-len", "1280", "--max-num-seqs",
+                 str(best["batch"]), "--json").json()
+    assert capped["kv_cache_tokens"] >= best["kv_cache_tokens"] >= conc["kv_cache_tokens"]
     assert rep["concurrency"]["max_concurrency"] == conc["max_concurrency"]
     lat = cli("latency", "qwen2.5-7b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--json").json()
     assert rep["latency"]["ttft_s"] == lat["ttft_s"] and rep["latency"]["tpot_s"] == lat["tpot_s"]

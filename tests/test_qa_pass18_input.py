@@ -115,3 +115,16 @@ def test_a_vllm_v1_line_with_a_draft_model_is_refused(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --speculative") and "draft model" in r.err
     assert cli("serve", "llama3.3-70b", "--gpu", "h100", "--num-gpus", "4", "--speculative", "draft", "--draft",
                "llama3.1-8b").code == 0  # the plan itself is priced; only the line is refused
+
+
+def test_serve_sizes_a_kv_bound_layout_at_the_max_num_seqs_its_line_sets(cli) -> None:
+    """gpt-oss-120b on one H100: at vLLM's default max_num_seqs (1,024) the profile run samples 1,024 x 201,088 logits
+    (7.3 GiB), the KV cache holds 63 requests, and the line then set --max-num-seqs 63, whose engine holds far more.
+    The plan now runs the largest B whose engine at max_num_seqs B admits B, and the table's KV is the line's."""
+    r = cli("serve", "gpt-oss-120b", "--gpu", "h100", "--num-gpus", "1", "--emit", "vllm", "--json").json()
+    best = r["layouts"][0]
+    assert best["batch"] > 3 * 63 * 0.9 and best["kv_cache_tokens"] == r["launch_kv_cache_tokens"]
+    assert best["binding"] == "memory (KV)" and f"--max-num-seqs {best['batch']} " in r["launch"]
+    conc = cli("concurrency", "gpt-oss-120b", "--gpu", "h100", "--max-model-len", "1280", "--max-num-seqs",
+               str(best["batch"]), "--json").json()
+    assert conc["max_concurrency"] >= best["batch"]  # the engine the line starts admits the plan's batch

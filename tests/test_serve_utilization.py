@@ -22,10 +22,10 @@ def test_without_a_ttft_target_replicas_run_at_most_90_percent_busy(cli):
 
 
 def test_max_utilization_1_is_any_stable_queue(cli):
-    loose = _best(cli, "--max-utilization", "1")["best"]
-    assert 42 / (loose["replicas"] * loose["requests_per_s_per_replica"]) > 0.99  # what the old sizing picked
-    assert loose["gpus_needed"] < _best(cli)["best"]["gpus_needed"]
-    assert loose["queue_ms"] > 10_000
+    loose, kept = _best(cli, "--max-utilization", "1")["best"], _best(cli)["best"]
+    assert 42 / (loose["replicas"] * loose["requests_per_s_per_replica"]) > 0.95  # near saturation, as the old sizing
+    assert loose["gpus_needed"] < kept["gpus_needed"]
+    assert loose["queue_ms"] > 5 * kept["queue_ms"] + 100  # and its queue
 
 
 def test_a_ttft_target_bounds_the_queue_instead(cli):

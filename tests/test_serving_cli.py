@@ -256,7 +256,9 @@ def test_expert_imbalance_flag_reaches_the_ep_layouts(cli) -> None:
     ep = [name for name in base if "EP" in name]
     tp_only = [name for name in base if "EP" not in name]
     assert ep and tp_only
-    assert all(skewed[name] > base[name] for name in ep)
+    # the busiest EP rank's extra tokens cost time where its expert GEMMs compute; a layout whose experts stream their
+    # weights at this batch (decode-sized tokens per expert) pays nothing for them
+    assert any(skewed[name] > base[name] for name in ep) and all(skewed[name] >= base[name] for name in ep)
     assert all(skewed[name] == base[name] for name in tp_only)
     assert "at 2 x the mean tokens" in cli(*query, "--expert-imbalance", "2", "--explain").out
     r = cli(*query, "--expert-imbalance", "0.9")
@@ -437,4 +439,6 @@ def test_the_emitted_engine_holds_what_concurrency_says_at_its_request_cap(cli) 
                "--max-num-seqs", str(seqs), "--json").json()
     assert plan["launch_kv_cache_tokens"] == conc["kv_cache_tokens"]
     assert plan["launch_max_concurrency"] == conc["max_concurrency"]
-    assert plan["launch_kv_cache_tokens"] > best["kv_cache_tokens"]
+    # the table's layout is sized at the max_num_seqs its KV cache admits (plan._Setup.replica planned), so the line's
+    # engine, capped at the plan's batch (at most that), holds at least the table's KV
+    assert plan["launch_kv_cache_tokens"] >= best["kv_cache_tokens"]

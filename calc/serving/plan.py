@@ -172,6 +172,7 @@ class _Replica:
         self.split = self.pp * self.dp  # micro-batches (PP) or data-parallel attention groups (EP) share the batch
         self.spec: Speculation | None = None
         self.disagg = False  # a decode-only replica fed by a prefill pool (calc.serving.disagg)
+        self.kv_sized_seqs = False  # max_num_seqs set to what the KV cache admits (_Setup.replica planned): KV binds
 
     def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
@@ -278,7 +279,7 @@ def serve_plan(
     s, fmt, kv_dtype, gpu_run, hook, eff = setup.s, setup.fmt, setup.kv_dtype, setup.gpu_run, setup.hook, setup.eff
     layouts = []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
-        replica = setup.replica(tp, pp, ep)
+        replica = setup.replica(tp, pp, ep, planned=True)
         if replica is None:
             continue
         replica.spec = speculation
@@ -299,7 +300,11 @@ def serve_plan(
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=num_gpus != 1,
                                                                 chunked="chunked" in (m.layer_types or ())),
                         f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
-                        f"{seqs_line}, prefill chunk "
+                        f"{seqs_line}"
+                        + (" (a layout whose KV cache admits fewer is sized at the max_num_seqs it admits, as its "
+                           "--max-num-seqs would start it: vLLM's profile run samples max_num_seqs requests)"
+                           if s.accounting() in ("vllm-v1", "vllm-v0") and s.max_num_seqs is None else "")
+                        + ", prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"
@@ -426,13 +431,35 @@ class _Setup:
         return cls(m, gpu, s, prompt, output, dtype, fmt, resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype, m, s.accounting()),
                    gpu_run, hook, eff, a, draft)
 
-    def replica(self, tp: int, pp: int, ep: int) -> _Replica | None:
-        """One TP x PP (x EP) replica with its engine memory; None when not one request fits."""
-        mem = engine_memory(self.m, self.gpu, settings=self.s, tp=tp, pp=pp, ep=ep, dtype=self.dtype,
-                            kv_dtype=self.kv_dtype, tokens_per_request=self.prompt + self.output, assumptions=self.a,
-                            draft=self.draft)
+    def memory(self, tp: int, pp: int, ep: int, seqs: int | None = None) -> Any:
+        """The replica's engine memory, at max_num_seqs ``seqs`` when given (else the engine's setting)."""
+        s = self.s if seqs is None else self.s.model_copy(update={"max_num_seqs": seqs})
+        return engine_memory(self.m, self.gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=self.dtype, kv_dtype=self.kv_dtype,
+                             tokens_per_request=self.prompt + self.output, assumptions=self.a, draft=self.draft)
+
+    def replica(self, tp: int, pp: int, ep: int, planned: bool = False) -> _Replica | None:
+        """One TP x PP (x EP) replica with its engine memory; None when not one request fits. ``planned`` (serve's
+        plans, whose emitted line sets --max-num-seqs): a vLLM replica whose KV cache admits fewer requests than its
+        default max_num_seqs is sized at the largest B with max concurrency(max_num_seqs = B) >= B, since vLLM's profile
+        run samples max_num_seqs dummy requests (B x vocabulary logits: 7.3 GiB for 1,024 of gpt-oss's 201,088) and a
+        smaller cap leaves that memory to the KV cache; as launched at the default (planned False: a corpus row's
+        engine, `concurrency`) otherwise."""
+        mem = self.memory(tp, pp, ep)
         if mem.max_concurrency < 1:
             return None
+        given = self.s.max_num_seqs is not None
+        if planned and not given and self.s.accounting() in ("vllm-v1", "vllm-v0") and mem.max_concurrency < mem.max_num_seqs:
+            lo, hi = mem.max_concurrency, mem.max_num_seqs  # mc(lo) >= lo holds at the default; the answer is in [lo, hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if self.memory(tp, pp, ep, mid).max_concurrency >= mid:
+                    lo = mid
+                else:
+                    hi = mid
+            mem = self.memory(tp, pp, ep, lo)
+            r = _Replica(self.m, self.gpu_run, mem, self.prompt, self.output, self.hook, self.a, self.dtype, self.kv_dtype)
+            r.kv_sized_seqs = True
+            return r
         return _Replica(self.m, self.gpu_run, mem, self.prompt, self.output, self.hook, self.a, self.dtype, self.kv_dtype)
 
 
@@ -528,7 +555,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         binding = ("TTFT target (missed at batch 1)" if ttft_ms is not None and ttft * 1e3 > ttft_ms
                    else "TPOT target (missed at batch 1)")
     else:
-        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms, chunked=cap == r.chunk_cap())
+        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp + r.kv_sized_seqs, st, nxt, ttft_ms, chunked=cap == r.chunk_cap())
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=slot_tokens_per_s(r, b, st, ttft),
