@@ -551,6 +551,11 @@ class ModelCost:
             self.seq / self.attention_span * forward_flops(self.m, 1, self.attention_span).forward_attention_flops)
         fwd = f.forward_flops - f.forward_attention_flops + attn
         self.model_flops_per_seq = 3 * fwd
+        # the same with each sequence's (or document's) causal pairs, S(S+1)/2 instead of S x S: what a causal flash
+        # kernel computes (MFU's causal figure, shown beside the full-convention one; None under LoRA)
+        span = min(self.attention_span, self.seq)
+        causal_attn = self.seq / span * forward_flops(self.m, 1, span, causal=True).forward_attention_flops
+        self.causal_model_flops_per_seq: float | None = 3 * (f.forward_flops - f.forward_attention_flops + causal_attn)
         # LoRA (calc.training.adapters): the adapted matrices per layer kind, their parameters, and the model FLOPs of a
         # frozen-base step: forward + input gradients (2 N each) + the attention backward + 3 x the adapters' forward
         self.adapted: list[set[str]] = [set() for _ in self.kinds]
@@ -560,6 +565,7 @@ class ModelCost:
             dense, experts = adapter_params(self.m, self.lora)
             self.trainable_params, self.trainable_expert_params = dense + experts, experts
             self.model_flops_per_seq = lora_flops_per_seq(self.m, self.lora, fwd, attn, self.seq)
+            self.causal_model_flops_per_seq = None
         self.layer_attention_flops_per_seq = attn  # all layers, full s x s (each document's d x d when packed)
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = fwd - self.head_flops_per_seq

@@ -504,6 +504,7 @@ class TrainStepResult(BaseModel):
     tokens_per_s: float | None
     mfu: float | None
     hfu: float | None
+    mfu_causal: float | None = None  # MFU with causal attention pairs, S(S+1)/2 (what a causal kernel computes)
     bubble_fraction: float | None
     compute_s: float | None
     recompute_s: float | None
@@ -601,14 +602,18 @@ def train_step(
     peak = peak_tflops(cost.gpu, cost.dtype) * TERA
     mfu = t.mfu(cost, global_batch, n)
     hfu = hfu_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
+    causal = cost.causal_model_flops_per_seq
+    mfu_causal = None if causal is None else global_batch * causal / (t.step_time_s * n * peak)
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
     tokens = global_batch * cost.seq / t.step_time_s
     lines = explain_step(cost, layout, t, global_batch, mfu, peak)
     return TrainStepResult(
-        **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu,
+        **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu, mfu_causal=mfu_causal,
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, "
-        f"MFU {figure(mfu * 100, 1)}% (HFU {figure(hfu * 100, 1)}%) on {n} x {cost.gpu.name}; "
+        f"MFU {figure(mfu * 100, 1)}% (HFU {figure(hfu * 100, 1)}%"
+        + (f"; {figure(mfu_causal * 100, 1)}% counting causal attention" if mfu_causal is not None
+           and mfu - mfu_causal >= 0.005 else "") + f") on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
         explain=lines + [mem_line] + [f"assumption: {a}" for a in assumptions],
     )
