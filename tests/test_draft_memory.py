@@ -11,7 +11,9 @@ TARGET_KV, DRAFT_KV, DRAFT_WEIGHTS = 131_072, 32_768, 2 * 1_235_814_400
 
 
 def _layout(cli, *extra: str) -> dict:
-    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--num-gpus", "1", *extra, "--json")
+    # one max_num_seqs for both (serve otherwise sizes a KV-bound layout at the cap its pool admits, which differs)
+    r = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--num-gpus", "1", "--max-num-seqs", "256", *extra,
+            "--json")
     assert r.code == 0, r.err
     return r.json()["layouts"][0]
 
