@@ -41,12 +41,13 @@ def test_v32_weights_line_names_the_fp8_kv_record(cli) -> None:
 
 
 def test_no_smallest_count_says_why(cli) -> None:
-    # 1,021 is prime: no DP from 2 to 1,020 splits it, so more DP cannot run the batch
+    # 1,021 is prime: only DP 1 and DP 1,021 split it, so the smallest count is TP 4 x 1,021 = 4,084 GPUs, and the
+    # assumptions say the global batch is why nothing between fits
     mem = cli("memory", "llama3-70b", "--mode", "train", "--gpu", "h100", "--tp", "4", "--zero", "2", "--sp",
               "--global-batch", "1021", "--json").json()
-    assert mem["min_gpus"] is None and any("splits the global batch of 1,021" in a for a in mem["assumptions"])
+    assert mem["min_gpus"] == 4 * 1021 and any("splits the global batch of 1,021" in a for a in mem["assumptions"])
     step = cli("train-step", "llama3-70b", "--gpu", "h100", "--tp", "4", "--zero", "2", "--sp", "--global-batch", "1021")
-    assert step.code == 2 and "splits the global batch of 1,021" in step.err
+    assert step.code == 2 and "fits from 4084 GPUs" in step.err
 
 
 def test_the_tf32_note_only_where_fp32_is_timed(cli) -> None:

@@ -23,7 +23,8 @@ def test_budget_is_held_against_the_cheapest_count_not_the_fewest(cli) -> None:
     ok = cli(*job, "--budget", "7.1e6", "--json")
     assert ok.code == 0 and ok.json()["cost"] <= 7.1e6
     short = cli(*job, "--budget", "7e6")
-    assert short.code == 2 and f"${sixty_four:,.0f} (on 64 GPUs" in short.err
+    assert short.code == 2 and f"costs ${sixty_four:,.0f} at the cheapest of the counts tried" in short.err
+    assert "GPUs: 64," in short.err
 
 
 def test_smallest_count_prices_each_dp_at_its_own_micro_batches(cli) -> None:
@@ -48,3 +49,25 @@ def test_train_step_shows_mfu_with_causal_attention_beside_the_full_convention(c
     causal = cli("flops", "llama3.1-8b", "--seq", "131072", "--causal", "--json").json()["forward_flops"]
     assert abs(step["mfu_causal"] / step["mfu"] - causal / full) < 1e-9
     assert 0.40 < step["mfu_causal"] < 0.5 < step["mfu"]
+
+
+def test_review_of_the_searches(cli) -> None:
+    # --days / --budget pick the layout at each count: a pinned one is refused, not applied after the count is chosen
+    r = cli("train-time", "llama3-8b", "--gpu", "h100-sxm", "--tokens", "15T", "--days", "10", "--recompute", "full")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --recompute")
+    # no node type: the assumed MFU makes the cost the same on any count
+    r = cli("train-time", "llama3-8b", "--gpu", "gaudi3", "--tokens", "1T", "--budget", "1e6", "--price", "2")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --budget") and "same on any count" in r.err
+    # ZeRO 0 with PP: more DP keeps fewer micro-batches in flight, and the search says where it fits
+    step = cli("train-step", "llama3-70b", "--gpu", "h100", "--tp", "4", "--pp", "8", "--vpp", "5", "--zero", "0", "--sp",
+               "--seq", "8192", "--global-batch", "1024", "--dp", "64")
+    assert step.code == 2 and "fits from 4096 GPUs" in step.err
+    # the count searched does not depend on the DP typed (DP 1 and DP 2 of one layout name the same)
+    layout = ("llama3.1-405b", "--gpu", "h100", "--tp", "8", "--pp", "16", "--vpp", "4", "--zero", "1", "--sp",
+              "--global-batch", "2048", "--seq", "8192")
+    assert all("fits from 16384 GPUs" in cli("train-step", *layout, "--dp", dp).err for dp in ("1", "2"))
+
+
+def test_a_required_option_given_empty_is_not_told_to_drop_it(cli) -> None:
+    r = cli("serve", "llama3-8b", "--gpu", "")
+    assert r.code == 2 and r.err.strip() == "llmcalc: error: --gpu: an empty value; give one"

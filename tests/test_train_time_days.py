@@ -95,7 +95,7 @@ def test_budget_with_days_is_the_cheapest_on_time(cli) -> None:
     assert abs(d["cost"] - 2 * hours) / (2 * hours) < 0.03
     short = cli(*args, "--budget", "60k")
     assert short.code == 2 and short.err.strip().splitlines()[-1].startswith("llmcalc: error: --budget:"), short.err
-    assert f"{int(gpus)} GPUs" in short.err and f"raise --budget to ${2 * hours / 1000:.0f}," in short.err
+    assert f"GPUs: {int(gpus)}," in short.err and f"raise --budget to ${2 * hours / 1000:.0f}," in short.err
 
 
 def test_budget_alone_is_the_fastest_within_it(cli) -> None:

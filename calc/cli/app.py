@@ -138,7 +138,7 @@ def _plain_text(param: Any) -> bool:
     return getattr(getattr(param, "type", None), "name", "") == "text"
 
 
-def _empty_value(app: Any, args: list[str]) -> str | None:
+def _empty_value(app: Any, args: list[str]) -> tuple[str, bool] | None:
     """The option given an empty value (``--system ''`` or ``--system=``), which a string option would otherwise read
     as "not given" and drop in silence; None when there is none. Introspects the command's options only when an empty
     argument is present (no cost otherwise)."""
@@ -149,15 +149,15 @@ def _empty_value(app: Any, args: list[str]) -> str | None:
     if args and args[0] in subcommands:
         command = subcommands[args[0]]
     # plain string options only: one with its own parser (a dtype, a count) or a choice refuses "" in its own words
-    takes_value = {name for p in command.params
+    takes_value = {name: bool(getattr(p, "required", False)) for p in command.params
                    if getattr(p, "param_type_name", "") == "option" and not getattr(p, "is_flag", False)
                    and not getattr(p, "count", False) and _plain_text(p) for name in p.opts}
     for i, a in enumerate(args):
         flag, sep, value = a.partition("=")
         if sep and not value and flag in takes_value:
-            return flag
+            return flag, takes_value[flag]
         if a == "" and i > 0 and args[i - 1] in takes_value:
-            return args[i - 1]
+            return args[i - 1], takes_value[args[i - 1]]
     return None
 
 
@@ -176,7 +176,8 @@ def main() -> None:
     try:
         empty = _empty_value(_app_for(_command_named(args)), args)
         if empty is not None:
-            _fail(f"{empty}: an empty value; give one, or drop {empty} for its default")
+            flag, required = empty
+            _fail(f"{flag}: an empty value; give one" + ("" if required else f", or drop {flag} for its default"))
         try:
             code = _app_for(_command_named(args))(args=args, standalone_mode=False)
         except NoArgsIsHelpError as exc:

@@ -215,6 +215,13 @@ def train_time(
         raise LLMCalcError("--price", "is 0: every GPU count is free, so --budget cannot pick one; give the price per GPU-hour")
     searched = None  # the plan the --days / --budget search found at its count (the same search, not redone)
     if days is not None or budget is not None:
+        from calc.cli.options import refuse
+
+        target = "--days" if days is not None else "--budget"
+        for flag, value in (("--tp", tp), ("--pp", pp), ("--cp", cp), ("--ep", ep), ("--zero", zero),
+                            ("--micro-batch", micro_batch), ("--recompute", recompute)):
+            refuse(flag, value, f"pins a layout, and {target} searches the GPU count with the layout train-plan picks "
+                                f"at each count (a pinned one may not run there): drop {flag}, or give --num-gpus")
         num_gpus, searched = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch,
                                               system, dtype, calibration, causal, host_op_us, moe_routing, stack, lora,
                                               recipe)
@@ -323,7 +330,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
-      both                the smallest count on time (the cheapest), refused when it costs more than USD
+      both                the smallest count on time when it costs at most USD, else the cheapest of its multiples
+                          2x .. 64x on time within USD; refused when none of them is
     Refused naming the flag and the figure that would do when no count qualifies. Returns (count, the best plan found
     there, None with an assumed MFU)."""
     from calc.cli.common import load_calibration
@@ -341,6 +349,9 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
         raise LLMCalcError("--budget", "with an assumed --mfu the cost is the same on any GPU count (GPU-hours = FLOPs / "
                            "(peak x MFU)), so no count is the fastest within it: give --days too, or drop --mfu")
     node = load_system(system) if system else system_for_gpu(g)
+    if budget is not None and days is None and node is None:
+        raise LLMCalcError("--budget", f"no node type ships for {g.name}, so its MFU is assumed (0.4) and the cost is the "
+                                       "same on any count: give --days too, or --system NODE.yaml for a plan search")
     cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
                                                                       None, None, None, None, None, host_op_us=host_op_us,
                                                                       moe_routing=moe_routing, stack=stack, lora=lora,
@@ -397,10 +408,11 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
         if cheapest[0] > budget:
             on_time = f" in {count(days)} days" if days is not None else ""
             low_cost, low_n = min(cheapest, (need, smallest))
-            raise LLMCalcError("--budget", f"${budget:,.0f} is short: training {what}{on_time} costs at least "
-                               f"${low_cost:,.0f} (on {low_n:,} GPUs, {run_at(low_n).days:.1f} days, the cheapest of "
-                               f"{smallest:,} to {above[-1] if above else smallest:,} GPUs); raise --budget to "
-                               f"${low_cost:,.0f}" + (" or allow more days" if days is not None else " or train on fewer tokens"))
+            tried = ", ".join(f"{n:,}" for n in [smallest, *above])
+            raise LLMCalcError("--budget", f"${budget:,.0f} is short: training {what}{on_time} costs ${low_cost:,.0f} at "
+                               f"the cheapest of the counts tried ({tried} GPUs: {low_n:,}, {run_at(low_n).days:.1f} "
+                               f"days); raise --budget to ${low_cost:,.0f}, try --num-gpus near {low_n:,}"
+                               + (" or allow more days" if days is not None else " or train on fewer tokens"))
         smallest = cheapest[1]  # within the budget: the search goes on from the cheapest count
     if days is not None:
         return smallest, plans.get(smallest)

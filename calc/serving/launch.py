@@ -136,6 +136,9 @@ def check_kv_flag(m: ModelSpec, emit: str, kv_dtype: str, dtype: str | None) -> 
 # vLLM V1 raised NotImplementedError for a draft-model speculator through 0.13 (vllm-project/vllm issue 31883, v0.13.0;
 # draft models came back with PR 24322 after it): an emitted line with one would not start on those releases.
 VLLM_V1_NO_DRAFT_UNTIL = (0, 13)
+# 0.8 / 0.9 ran V1 by default but fell back to V0 for a draft model (EngineArgs._is_v1_supported_oracle) unless
+# VLLM_USE_V1 was set, which the line does not; from 0.10 V1 was the only engine for it
+VLLM_V1_ONLY_FROM = (0, 10)
 
 
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
@@ -153,7 +156,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
                                               "file); emit vllm or sglang, or drop --enforce-eager")
     check_kv_flag(m, emit, kv_dtype, dtype)
     if emit == "vllm" and speculation is not None and speculation.draft is not None \
-            and s.accounting() == "vllm-v1" and s.version() <= VLLM_V1_NO_DRAFT_UNTIL:
+            and VLLM_V1_ONLY_FROM <= s.version() <= VLLM_V1_NO_DRAFT_UNTIL:
         raise LLMCalcError("--speculative", f"vLLM {'.'.join(map(str, s.version()))} (V1) does not run a separate draft "
                                             "model (NotImplementedError 'Speculative decoding with draft model is not "
                                             "supported yet': vllm-project/vllm issues 28384, 31883 on 0.13); emit sglang, "

@@ -365,7 +365,7 @@ def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GP
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
     result = training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
                              **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
-    if gpu is not None and global_batch and layout.zero:  # train-step's search: each DP at its own micro-batches
+    if gpu is not None and global_batch:  # train-step's search: each DP at its own micro-batches
         def fits(lay: Layout, n: int) -> bool:
             return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
                                    **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).fits is True
@@ -586,9 +586,8 @@ def train_step(
     if not fits:
         more = min_gpus_same_shape(cost, layout, micro, reserve_gib, global_batch)
         hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
-                else "; more DP alone does not help at this ZeRO stage" if layout.zero == 0
-                else f"; no larger DP (up to {64 * layout.num_gpus:,} GPUs) both fits and splits the global batch of "
-                     f"{global_batch:,} into micro-batches of {layout.micro_batch} (a batch with more divisors opens more)")
+                else f"; no larger DP (up to {SMALLEST_COUNT_LIMIT:,} GPUs) both fits and splits the global batch of "
+                     f"{global_batch:,} into micro-batches of {layout.micro_batch}")
         return TrainStepResult(
             **base, min_gpus=more, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
             **dict.fromkeys(TERM_KEYS), terms=[],
@@ -643,12 +642,13 @@ def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib
     refuses any other)."""
     from calc.memory.result import _search_min_gpus
 
-    if layout.zero == 0:
-        return None
-    if global_batch:  # the DPs that split the batch, each at its own micro-batch count (fewer in flight as DP grows)
+    if global_batch:  # the DPs that split the batch, each at its own micro-batch count (fewer in flight as DP grows,
+        # which helps at ZeRO 0 too)
         return smallest_dp_count(layout, global_batch, above=layout.num_gpus,
                                  fits=lambda lay, n: sum(memory_per_gpu(cost, lay, n, reserve_gib).values())
                                  <= cost.gpu.cuda_total_bytes)
+    if layout.zero == 0:
+        return None
     fixed = layout.tp * layout.pp * layout.cp
 
     def fits_on(count: int) -> bool | None:
@@ -660,16 +660,20 @@ def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib
     return _search_min_gpus(fits_on, limit=layout.num_gpus * 64)
 
 
+SMALLEST_COUNT_LIMIT = 1 << 17  # 131,072 GPUs, train-time's search cap (calc.training.sizing.MAX_GPUS)
+
+
 def smallest_dp_count(layout: Layout, global_batch: int, fits: Callable[[Layout, int], bool], above: int = 0,
                       limit: int | None = None) -> int | None:
     """The fewest GPUs, above ``above``, on which this TP x PP x CP (and EP) runs ``global_batch`` with more or less
     DP and fits: every DP that splits the batch into whole micro-batches of layout.micro_batch, ascending, each priced
     at its own micro-batches per rank (global_batch / (DP x micro-batch): fewer in flight on the first stage as DP
-    grows, calc.training.step.in_flight_microbatches) by ``fits(layout, micro-batches)``; up to ``limit`` GPUs (64 x the
-    layout's). One search for train-step's "fits from N" and memory --mode train's smallest count."""
+    grows, calc.training.step.in_flight_microbatches) by ``fits(layout, micro-batches)``; up to ``limit`` GPUs
+    (SMALLEST_COUNT_LIMIT, whatever DP was given). One search for train-step's "fits from N" and memory --mode train's
+    smallest count."""
     fixed = layout.tp * layout.pp * layout.cp
     per_rank = global_batch // layout.micro_batch if global_batch % layout.micro_batch == 0 else 0
-    limit = limit or layout.num_gpus * 64
+    limit = limit or SMALLEST_COUNT_LIMIT
     for dp in range(1, min(per_rank, limit // fixed) + 1):  # at most limit / fixed tries, whatever the batch
         count = dp * fixed
         if per_rank % dp or count <= above or (dp * layout.cp) % layout.ep:
