@@ -299,9 +299,8 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
         from calc.errors import LLMCalcError
 
         raise LLMCalcError("--ep", f"{m.name} has no experts; expert parallelism needs a MoE model")
-    batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
-    if batch is None:
-        batch = steady_state_microbatches(plan) * plan.dp * plan.micro_batch
+    given_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
+    batch = given_batch if given_batch is not None else steady_state_microbatches(plan) * plan.dp * plan.micro_batch
     micro = check_training_layout(m, plan, layout["num_gpus"], batch, seq)
     overrides = {k: v for k, v in {"stack": stack and stack.value, "fp8_recipe": fp8_recipe and fp8_recipe.value,
                                    "loss": loss and loss.lower(), "fused": fused, "fragmentation": fragmentation}.items()
@@ -309,11 +308,12 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=recipe), **overrides)
     check_pipeline(eff.stack, plan.pp)
     check_tp(eff.stack, m, plan.tp)
-    if g is not None and _training_dtype(dtype) != "bf16":  # a compute dtype the GPU lacks, as train-step refuses it
+    compute = _training_dtype(dtype)
+    if g is not None and compute != "bf16":  # a compute dtype the GPU lacks, as train-step refuses it
         from calc.hardware.peaks import peak_tflops
 
-        peak_tflops(g, _training_dtype(dtype))
-    kwargs = dict(seq=seq, dtype=_training_dtype(dtype),
+        peak_tflops(g, compute)
+    kwargs = dict(seq=seq, dtype=compute,
                   reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
     return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff,  # min_gpus: a DP the given global batch splits
-                                 global_batch=global_batch_sequences(global_batch, global_batch_tokens, seq), **kwargs)
+                                 global_batch=given_batch, **kwargs)

@@ -181,24 +181,16 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
 
 
-def fit_flag(gpu_memory_utilization: float | None, default_fits: Any) -> str:
-    """The flag a does-not-fit refusal names: --gpu-memory-utilization when the user lowered it below vLLM's 0.9 and the
-    default fraction would fit (``default_fits()``, called only then), else --num-gpus."""
+def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fits: Any) -> LLMCalcError:
+    """A does-not-fit refusal: naming --gpu-memory-utilization, with what the fraction leaves and the fix, when the user
+    lowered it below vLLM's 0.9 and the default fraction would fit (``default_fits()``, called only then), else
+    --num-gpus."""
     from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
 
     if gpu_memory_utilization is not None and gpu_memory_utilization < DEFAULT_GPU_MEMORY_UTILIZATION and default_fits():
-        return "--gpu-memory-utilization"
-    return "--num-gpus"
-
-
-def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fits: Any) -> LLMCalcError:
-    """A does-not-fit refusal naming fit_flag's flag; for --gpu-memory-utilization, what the fraction leaves and the fix."""
-    from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
-
-    flag = fit_flag(gpu_memory_utilization, default_fits)
-    if flag == "--gpu-memory-utilization":
-        return LLMCalcError(flag, f"{gpu_memory_utilization:g} leaves the engine that share of each GPU, and {problem}; "
-                                  f"at vLLM's default {DEFAULT_GPU_MEMORY_UTILIZATION:g} it fits: raise it")
+        return LLMCalcError("--gpu-memory-utilization", f"{gpu_memory_utilization:g} leaves the engine that share of each "
+                                                        f"GPU, and {problem}; at vLLM's default "
+                                                        f"{DEFAULT_GPU_MEMORY_UTILIZATION:g} it fits: raise it")
     return LLMCalcError("--num-gpus", problem)
 
 
@@ -503,13 +495,11 @@ def concurrency(
                   mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
+    a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
-                                    dtype=dtype,
-                                    kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix,
-                                    assumptions=serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib))
+                                    dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a)
     refusal = None
     if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag that caused it
-        a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib)
         refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,
                                fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus))
     emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None,

@@ -403,17 +403,16 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
         # the fewest GPUs that fit may be the dearest run (full recomputation, a low MFU): the cheapest of the counts
         # 2x .. 64x above it (each on time when they take fewer days) is what the budget is held against
         above = [n for n in (smallest * 2**k for k in range(1, 7)) if n <= MAX_GPUS]
-        priced = [(c, n) for n in above if (c := cost_at(n)) is not None and (days is None or run_at(n).days <= days)]
-        cheapest = min(priced, default=(need, smallest))
-        if cheapest[0] > budget:
+        low_cost, low_n = min([(need, smallest)] + [(c, n) for n in above if (c := cost_at(n)) is not None
+                                                     and (days is None or run_at(n).days <= days)])
+        if low_cost > budget:
             on_time = f" in {count(days)} days" if days is not None else ""
-            low_cost, low_n = min(cheapest, (need, smallest))
             tried = ", ".join(f"{n:,}" for n in [smallest, *above])
             raise LLMCalcError("--budget", f"${budget:,.0f} is short: training {what}{on_time} costs ${low_cost:,.0f} at "
                                f"the cheapest of the counts tried ({tried} GPUs: {low_n:,}, {run_at(low_n).days:.1f} "
                                f"days); raise --budget to ${low_cost:,.0f}, try --num-gpus near {low_n:,}"
                                + (" or allow more days" if days is not None else " or train on fewer tokens"))
-        smallest = cheapest[1]  # within the budget: the search goes on from the cheapest count
+        smallest = low_n  # within the budget: the search goes on from the cheapest count
     if days is not None:
         return smallest, plans.get(smallest)
     best = largest_gpus_within_budget(cost_at, budget, smallest, per_node, smooth=cost is not None)

@@ -137,7 +137,7 @@ def training_memory(
     sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, dropout: float = 0.0,
     recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
-    global_batch: int | None = None,
+    global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -163,6 +163,10 @@ def training_memory(
     ``recompute_modules``, ``offload_layers``, ``offload_modules``, ``gemm_input_bytes`` and ``caching_allocator``
     are passed to ``training_bytes_per_gpu`` as they are (calc.training.step.engine_options maps a train-step layout
     onto them, so `memory --mode train` and train-step price one plan alike).
+
+    ``global_batch``: min_gpus counts only a DP that splits it into whole micro-batches; ``min_gpus_of``: a search
+    that replaces this one's for min_gpus (calc.training.step.layout_memory's, which prices each DP at its own
+    micro-batches in flight), so the smallest count is searched once.
 
     total_bytes is the sum over the GPUs of what each holds, every GPU priced as the fullest stage:
     per_gpu_bytes x num_gpus (an upper bound with PP, whose other stages hold less).
@@ -230,7 +234,7 @@ def training_memory(
             return None
         return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.cuda_total_bytes
 
-    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on) if zero else None)
+    verdict = _verdict(gpu, per_gpu_bytes, min_gpus_of or (lambda: _search_min_gpus(fits_on) if zero else None))
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
         "dropped (selective recomputation)" if recompute == "selective" else "kept")
     return MemoryResult(

@@ -72,17 +72,20 @@ def attention_score_flops(m: ModelSpec, batch: int, seq: int, context: int, caus
     return 2 * batch * m.num_heads * (d_qk + d_v) * layer_pairs(m, seq, context, causal)
 
 
+def indexer_pair_flops(m: ModelSpec) -> int:
+    """FLOPs of DeepSeek-V3.2's lightning indexer per (query, cached key) pair, summed over the sparse layers:
+    2 x n_i x d_i x L_sparse (q . k in each of n_i heads of d_i; indexer_flops); 0 without DSA."""
+    layers = sparse_layers(m)
+    return 2 * m.mla.index_n_heads * m.mla.index_head_dim * layers if layers and m.mla else 0
+
+
 def indexer_flops(m: ModelSpec, batch: int, seq: int, context: int, causal: bool = False) -> int:
     """DeepSeek-V3.2's lightning indexer (DSA), which scores every cached key for each query before the top-k are
     picked: I(t, s) = sum_j w(t, j) ReLU(q(t, j) . k(s)) over n_i heads of d_i (DeepSeek-V3.2-Exp report, eq. 1), so
     2*B*n_i*d_i FLOPs per (query, key) pair of the full causal (or S x S') matrix, on every sparse layer; 0 without DSA.
     The main attention of those layers then counts min(i + 1, k) keys per query (calc.model.layers, 'sparse')."""
-    layers = sparse_layers(m)
-    if not layers:
-        return 0
-    a = m.mla
-    assert a is not None
-    return 2 * batch * a.index_n_heads * a.index_head_dim * attention_pairs(seq, context, causal) * layers
+    per_pair = indexer_pair_flops(m)
+    return batch * per_pair * attention_pairs(seq, context, causal) if per_pair else 0
 
 
 def mixer_scan_flops(m: ModelSpec, tokens: int, decode: bool = False) -> int:

@@ -136,6 +136,7 @@ def mixer_layer_flags(m: ModelSpec) -> list[bool]:
     return [m.mixer.parallel or a.kind == "linear" for a in attention_layers(m)]
 
 
+@per_spec
 def sparse_layers(m: ModelSpec) -> int:
     """Layers whose query attends its indexer's top-k keys (DeepSeek-V3.2's DSA), 0 for any other model."""
     return sum(a.kind == "sparse" for a in _attention_layers(m))

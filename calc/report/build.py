@@ -145,6 +145,7 @@ def build_report(
                                   price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
         )
     max_tokens = prompt + output
+    accounting = (settings or EngineSettings()).accounting()  # whose "auto" KV dtype every section reads
     conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
                        assumptions=assumptions)
     return Report(
@@ -152,12 +153,12 @@ def build_report(
         flops=forward_flops(m, batch, prompt),
         memory=with_engine_fit(inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
                                                 batch=batch, seq=max_tokens,
-                                                accounting=(settings or EngineSettings()).accounting()),
+                                                accounting=accounting),
                                m, gpu, Parallelism(tp=num_gpus), dtype, kv_dtype, max_tokens, batch, settings, assumptions),
         concurrency=conc,
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
-                        chunk_tokens=conc.prefill_chunk_tokens, accounting=(settings or EngineSettings()).accounting(),
+                        chunk_tokens=conc.prefill_chunk_tokens, accounting=accounting,
                         ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine}),
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,

@@ -241,13 +241,14 @@ class _Replica:
 
 
 def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: FrontierPoint | None,
-             ttft_ms: float | None, chunked: bool = False) -> str:
-    """What stops the batch growing: KV capacity, the engine's max_num_seqs, its tokens per step (``chunked``: the cap
-    is _Replica.chunk_cap), the TTFT target (prefill compute), or the TPOT target (then the largest part of the step)."""
+             ttft_ms: float | None, chunked: bool = False, kv_sized_seqs: bool = False) -> str:
+    """What stops the batch growing: KV capacity (below max_num_seqs, or max_num_seqs itself when it was set to what the
+    KV cache admits, ``kv_sized_seqs``), the engine's max_num_seqs, its tokens per step (``chunked``: the cap is
+    _Replica.chunk_cap), the TTFT target (prefill compute), or the TPOT target (then the largest part of the step)."""
     if next_point is None:
         if chunked:
             return "tokens per step (max_num_batched_tokens)"
-        return "memory (KV)" if cap < max_seqs else "max_num_seqs"
+        return "memory (KV)" if cap < max_seqs or kv_sized_seqs else "max_num_seqs"
     if ttft_ms is not None and next_point.ttft_ms > ttft_ms:
         return "compute (TTFT)"
     part = {"compute": st.compute_s, "bandwidth": st.memory_s, "communication": st.comm_s, "overhead": st.overhead_s}
@@ -321,9 +322,9 @@ def serve_plan(
                "(no --ttft-ms: the default planning margin; --max-utilization changes it)" if ttft_ms is None else
                "(any stable queue: the --ttft-ms target bounds the wait)")
             + (" and whose queueing keeps TTFT within --ttft-ms" if ttft_ms is not None else ""))
-    light = light_load_line(best, rate, output)
-    if light:
-        assumption_lines.append(light)
+    at_rate = light_load(best, rate, output)
+    if at_rate is not None and best is not None and rate:
+        assumption_lines.append(light_load_line(best, at_rate, rate))
     if speculation is not None:
         assumption_lines.append(speculation.line())
     if disaggregated:
@@ -340,8 +341,8 @@ def serve_plan(
         launch=launch_command(m, s, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
-        at_rate=light_load(best, rate, output),
-        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus) + _light_verdict(light_load(best, rate, output), rate),
+        at_rate=at_rate,
+        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus) + _light_verdict(at_rate, rate),
         assumptions=assumption_lines,
         explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
@@ -450,13 +451,15 @@ class _Setup:
         given = self.s.max_num_seqs is not None
         if planned and not given and self.s.accounting() in ("vllm-v1", "vllm-v0") and mem.max_concurrency < mem.max_num_seqs:
             lo, hi = mem.max_concurrency, mem.max_num_seqs  # mc(lo) >= lo holds at the default; the answer is in [lo, hi)
+            at_lo = None
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if self.memory(tp, pp, ep, mid).max_concurrency >= mid:
-                    lo = mid
+                trial = self.memory(tp, pp, ep, mid)
+                if trial.max_concurrency >= mid:
+                    lo, at_lo = mid, trial
                 else:
                     hi = mid
-            mem = self.memory(tp, pp, ep, lo)
+            mem = at_lo or self.memory(tp, pp, ep, lo)
             r = _Replica(self.m, self.gpu_run, mem, self.prompt, self.output, self.hook, self.a, self.dtype, self.kv_dtype)
             r.kv_sized_seqs = True
             return r
@@ -555,7 +558,8 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         binding = ("TTFT target (missed at batch 1)" if ttft_ms is not None and ttft * 1e3 > ttft_ms
                    else "TPOT target (missed at batch 1)")
     else:
-        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp + r.kv_sized_seqs, st, nxt, ttft_ms, chunked=cap == r.chunk_cap())
+        binding = _binding(b, cap, r.mem.max_num_seqs * r.dp, st, nxt, ttft_ms, chunked=cap == r.chunk_cap(),
+                           kv_sized_seqs=r.kv_sized_seqs)
     return Layout(
         name=name, tp=r.tp, pp=r.pp, ep=r.ep, gpus_per_replica=gpr, replicas=replicas, batch=b, ttft_ms=ttft_total,
         tpot_ms=st.total_s * 1e3, queue_ms=queue * 1e3, tokens_per_s=slot_tokens_per_s(r, b, st, ttft),
@@ -588,11 +592,8 @@ def light_load(best: Layout | None, rate: float | None, output: int) -> LightLoa
     return LightLoad(busy=rho, requests_held=held, batch=point.batch, ttft_ms=point.ttft_ms, tpot_ms=point.tpot_ms)
 
 
-def light_load_line(best: Layout | None, rate: float | None, output: int) -> str | None:
-    """light_load as its assumption line (None when the load is not light)."""
-    light = light_load(best, rate, output)
-    if light is None or best is None or rate is None:
-        return None
+def light_load_line(best: Layout, light: LightLoad, rate: float) -> str:
+    """A light_load point as its assumption line."""
     return (f"light load: the best layout's slots run {light.busy:.0%} busy, so its TTFT / TPOT above are at its full "
             f"batch {best.batch:,}; a replica holds about {light.requests_held:,.1f} requests at {count(rate)} requests/s "
             f"(Little's law), nearer its frontier's batch-{light.batch:,} figures: TTFT {light.ttft_ms:,.0f} ms, "

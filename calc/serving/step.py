@@ -52,7 +52,7 @@ from calc.hardware.efficiency import (
 )
 from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import kv_bytes_read, kv_cache_bytes_for_tokens, state_bytes_per_request
-from calc.model.flops import attention_dims, mixer_scan_flops, mla_decode_dims
+from calc.model.flops import attention_dims, indexer_pair_flops, mixer_scan_flops, mla_decode_dims
 from calc.model.layers import attention_layers, decode_keys_read, keys_seen, sparse_layers
 from calc.model.moe_routing import PERMUTE_BYTES_PER_COPY, moe_routing_bytes
 from calc.model.parallel import tp_activation_bytes, tp_shard
@@ -444,11 +444,7 @@ def _indexer_step_flops(m: ModelSpec, decode_queries: int, decode_context: float
     """A step's DSA indexer FLOPs on one rank: 2 x n_i x d_i per (query, cached key) pair on every sparse layer, the
     decode queries against decode_context keys and the prompt tokens against their mean prefill_context (0 without
     DSA; calc.model.flops.indexer_flops counts the same exactly per sequence)."""
-    layers = sparse_layers(m)
-    if not layers or m.mla is None:
-        return 0.0
-    per_pair = 2 * m.mla.index_n_heads * m.mla.index_head_dim * layers
-    return per_pair * (decode_queries * decode_context + prefill_tokens * prefill_context)
+    return indexer_pair_flops(m) * (decode_queries * decode_context + prefill_tokens * prefill_context)
 
 
 def step_time(
