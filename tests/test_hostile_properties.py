@@ -30,7 +30,7 @@ TEXT = st.text(max_size=12)
 COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy | None]]] = {
     "params": ([MODELS], {"--json": None, "--explain": None}),
     "flops": ([MODELS], {"--batch": NUMBERS, "--seq": NUMBERS, "--context": NUMBERS, "--output": NUMBERS,
-                         "--causal": None, "--intensity": None, "--fused": None, "--dtype": DTYPES, "--json": None}),
+                         "--attention-pairs": st.sampled_from(["full", "causal", "x"]), "--causal": None, "--intensity": None, "--fused": None, "--dtype": DTYPES, "--json": None}),
     "memory": ([MODELS], {"--mode": st.sampled_from(["infer", "train", "x"]), "--dtype": DTYPES, "--kv-dtype": DTYPES,
                           "--batch": NUMBERS, "--seq": NUMBERS, "--gpu": GPUS, "--num-gpus": SMALL, "--tp": SMALL,
                           "--pp": SMALL, "--dp": SMALL, "--cp": SMALL, "--sp": None, "--zero": SMALL,
@@ -47,7 +47,8 @@ COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy |
                                           "--fragmentation": NUMBERS, "--zero": SMALL, "--json": None}),
     "mfu": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--seq": NUMBERS, "--tokens": NUMBERS,
                        "--gpu-hours": NUMBERS, "--tokens-per-s": NUMBERS, "--step-time": NUMBERS,
-                       "--global-batch": NUMBERS, "--dtype": DTYPES, "--causal": None, "--json": None}),
+                       "--global-batch": NUMBERS, "--dtype": DTYPES, "--attention-pairs": st.sampled_from(["full", "causal"]),
+                       "--causal": None, "--json": None}),
     "train-time": ([MODELS], {"--gpu": GPUS, "--num-gpus": SMALL, "--tokens": NUMBERS, "--seq": NUMBERS,
                               "--mfu": NUMBERS, "--price": NUMBERS, "--dtype": DTYPES, "--json": None}),
     "latency": ([MODELS], {"--gpu": GPUS, "--prompt": NUMBERS, "--output": NUMBERS, "--batch": NUMBERS,

@@ -46,7 +46,7 @@ def test_train_step_shows_mfu_with_causal_attention_beside_the_full_convention(c
     step = cli("train-step", "llama3.1-8b", "--gpu", "h100", "--tp", "4", "--dp", "4", "--cp", "4", "--sp",
                "--global-batch", "32", "--seq", "131072", "--json").json()
     full = cli("flops", "llama3.1-8b", "--seq", "131072", "--json").json()["forward_flops"]
-    causal = cli("flops", "llama3.1-8b", "--seq", "131072", "--causal", "--json").json()["forward_flops"]
+    causal = cli("flops", "llama3.1-8b", "--seq", "131072", "--attention-pairs", "causal", "--json").json()["forward_flops"]
     assert abs(step["mfu_causal"] / step["mfu"] - causal / full) < 1e-9
     assert 0.40 < step["mfu_causal"] < 0.5 < step["mfu"]
 

@@ -48,7 +48,7 @@ def test_a_hybrid_models_prefill_work_does_not_grow_with_tp(cli) -> None:
     every TP rank, so the prefill's FLOPs summed over the GPUs grew 2.6x from TP2 to TP8 (9.3e9 -> 2.45e10 per
     token against the 7.4e9 `flops` counts). vLLM shards them column / row parallel (qwen3_next.py): the work summed
     over the ranks now stays within 10% of the model's count at every TP."""
-    count = cli("flops", "qwen3-next-80b", "--seq", "1024", "--causal", "--json").json()["per_token_inference_flops"]
+    count = cli("flops", "qwen3-next-80b", "--seq", "1024", "--attention-pairs", "causal", "--json").json()["per_token_inference_flops"]
     for n in (2, 4, 8):
         r = cli("latency", "qwen3-next-80b", "--gpu", "h200", "--num-gpus", str(n), "--prompt", "1024", "--output", "16",
                 "--json")

@@ -24,7 +24,7 @@ def test_the_assumed_mfu_says_where_it_came_from(cli) -> None:
 
 def test_causal_counting_does_not_change_a_plans_days(cli) -> None:
     args = ("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json")
-    full, causal = cli(*args).json(), cli(*args, "--causal").json()
+    full, causal = cli(*args).json(), cli(*args, "--attention-pairs", "causal").json()
     assert full["fit"] == "fits"  # the three-valued verdict on every answer that fits (a run that does not exits 2)
     assert causal["days"] == pytest.approx(full["days"], rel=1e-12)
     assert causal["total_flops"] < full["total_flops"] and causal["mfu"] < full["mfu"]

@@ -10,12 +10,14 @@ from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
+    AttentionPairs,
+    AttentionPairsOpt,
     BatchOpt,
-    CausalOpt,
     DtypeOpt,
     ExplainOpt,
     JsonOpt,
     ModelArg,
+    OldCausalCountOpt,
     SeqOpt,
     TokensOpt,
     alias,
@@ -38,7 +40,8 @@ def flops(
     seq: SeqOpt = DEFAULT_SEQ,
     context: Annotated[int | None, typer.Option(
         "--context", parser=human_int("--context"), help="tokens attended S' (default: --seq)")] = None,
-    causal: CausalOpt = False,
+    attention_pairs: AttentionPairsOpt = AttentionPairs.full,
+    old_causal: OldCausalCountOpt = False,
     output: Annotated[int | None, typer.Option(
         "--output", parser=human_int("--output"), help="also decode this many tokens after the --seq prompt")] = None,
     generate: Annotated[int | None, typer.Option("--generate", parser=human_int("--generate"), hidden=True)] = None,
@@ -51,12 +54,13 @@ def flops(
 ) -> None:
     """FLOPs of a forward pass and a training step, per token beside 2N and 6N; optionally decode
     (--output), arithmetic intensity and the fused parallel-layer GEMM."""
-    from calc.cli.options import refuse, refuse_weight_format
+    from calc.cli.options import counted_causal, refuse, refuse_weight_format
     from calc.model import flops as engine
     from calc.report.render import console, emit, emit_json, emit_warnings, flops_view, gemm_view
     from calc.sources.catalog import load_model
     from calc.units import dtype_bytes
 
+    causal = counted_causal(attention_pairs, old_causal)
     decode = alias(output, generate, "--output", "--generate")
     refuse("--dtype", dtype if not (intensity or fused) else None,
            "only sets the bytes moved of --intensity / --fused; FLOPs do not depend on it", DEFAULT_DTYPE)

@@ -277,7 +277,27 @@ KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name(
                                                 help="KV-cache dtype (default: the engines' auto, the activation dtype: bf16 / fp16 "
                                                      "also for fp8, int8 or int4 weights; fp8 KV only when given, except "
                                                      "vLLM's fp8 record for DeepSeek-V3.2)")]
-CausalOpt = Annotated[bool, typer.Option("--causal", help="count only the causal half of the score matrix")]
+class AttentionPairs(StrEnum):
+    full = "full"
+    causal = "causal"
+
+
+AttentionPairsOpt = Annotated[AttentionPairs, typer.Option(
+    "--attention-pairs",
+    help="the (query, key) pairs a FLOP count counts: full (the S x S' score matrix, as PaLM appendix B, Megatron-LM "
+         "and torchtitan count model FLOPs and MFU; the default) or causal (S(S+1)/2, what a causal kernel computes); "
+         "a convention of the count, not the workload (latency's --causal/--non-causal sets the workload)")]
+# --causal was this count's switch in flops / mfu / train-time; it now means only the workload (latency, default on)
+OldCausalCountOpt = Annotated[bool, typer.Option("--causal", hidden=True)]
+
+
+def counted_causal(pairs: AttentionPairs, old_causal: bool) -> bool:
+    """True when the FLOP count takes the causal pairs; the old ``--causal`` of the counting commands is refused
+    with the new spelling, so ``--causal`` keeps one meaning and one default (latency's workload, on)."""
+    if old_causal:
+        raise LLMCalcError("--causal", "here the FLOP count's convention is --attention-pairs causal (default full, "
+                                       "Megatron's MFU count); --causal/--non-causal is latency's workload switch")
+    return pairs is AttentionPairs.causal
 CausalPrefillOpt = Annotated[bool, typer.Option(
     "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "
     "(default); --non-causal: every token sees the whole prompt")]

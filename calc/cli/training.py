@@ -12,9 +12,10 @@ from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_RECIPE,
     DEFAULT_SEQ,
+    AttentionPairs,
+    AttentionPairsOpt,
     BudgetOpt,
     CalibrationOpt,
-    CausalOpt,
     CpOpt,
     CpuOffloadOpt,
     DaysOpt,
@@ -35,6 +36,7 @@ from calc.cli.options import (
     ModelArgOptional,
     NumGpusOpt,
     OffloadModulesOpt,
+    OldCausalCountOpt,
     OldModelOpt,
     OldPriceOpt,
     PlotOpt,
@@ -57,6 +59,7 @@ from calc.cli.options import (
     TpOpt,
     VppOpt,
     ZeroOpt,
+    counted_causal,
     global_batch_sequences,
     human_float,
     human_int,
@@ -105,7 +108,8 @@ def mfu(
         help="a paper's achieved TFLOP/s per GPU of model FLOPs with attention, no recomputation (Llama 3 Table 4: "
              "400); Megatron-LM's published figures count recomputation (divide by 4/3 under full recompute)")] = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
-    causal: CausalOpt = False,
+    attention_pairs: AttentionPairsOpt = AttentionPairs.full,
+    old_causal: OldCausalCountOpt = False,
     calibration: CalibrationOpt = None,
     old_model: OldModelOpt = None,
     as_json: JsonOpt = False,
@@ -119,6 +123,7 @@ def mfu(
     from calc.sources.catalog import load_gpu
     from calc.training import mfu as engine
 
+    causal = counted_causal(attention_pairs, old_causal)
     values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--tokens-per-s": tokens_per_s, "--step-time": step_time,
               "--global-batch": global_batch, "--tflops-per-gpu": tflops_per_gpu}
     chosen = [given for given in ([f for f in flags if values[f] is not None]  # the flags of each source given
@@ -170,7 +175,8 @@ def train_time(
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
-    causal: CausalOpt = False,
+    attention_pairs: AttentionPairsOpt = AttentionPairs.full,
+    old_causal: OldCausalCountOpt = False,
     calibration: CalibrationOpt = None,
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
@@ -187,6 +193,7 @@ def train_time(
     assumed --mfu. --days D instead of --num-gpus: a whole-node GPU count whose plan finishes in D days (bisection);
     --budget USD (with --price): the fastest count within it, or with --days the cheapest on time within it."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
+    causal = counted_causal(attention_pairs, old_causal)
     from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view

@@ -1,0 +1,49 @@
+"""Pass 19: one meaning and one default per option name (the brief's "one vocabulary")."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+
+def _visible_options() -> dict[str, list[tuple[str, object]]]:
+    """Every visible option name -> [(command, default)] over the app's commands."""
+    from calc.cli.app import app
+
+    root = typer.main.get_command(app)
+    seen: dict[str, list[tuple[str, object]]] = {}
+    for name, command in root.commands.items():
+        for param in command.params:
+            if param.param_type_name == "option" and not getattr(param, "hidden", False):
+                for opt in param.opts:
+                    seen.setdefault(opt, []).append((name, param.default))
+    return seen
+
+
+def test_causal_has_one_default_wherever_it_is_visible() -> None:
+    """--causal/--non-causal is the workload (a causal prefill, as engines run it): on in every command."""
+    uses = _visible_options()["--causal"]
+    assert uses and all(default is True for _, default in uses), uses
+
+
+@pytest.mark.parametrize("args", [
+    ["flops", "llama3-8b"],
+    ["mfu", "llama3-8b", "--gpu", "h100", "--tokens-per-s", "100K", "--num-gpus", "8"],
+    ["train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T"],
+])
+def test_the_counting_commands_refuse_causal_and_name_the_new_flag(cli, args: list[str]) -> None:
+    r = cli(*args, "--causal")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --causal") and "--attention-pairs causal" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+
+
+def test_attention_pairs_counts_the_causal_half_by_hand(cli) -> None:
+    """Llama 3 8B (32 layers, 32 heads of 128), S = 1,000: full 2*(128+128)*32*S*S*32 score FLOPs per forward;
+    causal pairs S(S+1)/2 = 500,500 instead of S*S = 1,000,000."""
+    full = cli("flops", "llama3-8b", "--seq", "1000", "--json").json()
+    causal = cli("flops", "llama3-8b", "--seq", "1000", "--attention-pairs", "causal", "--json").json()
+    assert full["forward_attention_flops"] == 2 * 256 * 32 * 32 * 1_000_000
+    assert causal["forward_attention_flops"] == 2 * 256 * 32 * 32 * 500_500
+    assert causal["causal"] is True and full["causal"] is False
+    bad = cli("flops", "llama3-8b", "--attention-pairs", "half")
+    assert bad.code == 2 and "--attention-pairs" in bad.err
