@@ -47,3 +47,21 @@ def test_attention_pairs_counts_the_causal_half_by_hand(cli) -> None:
     assert causal["causal"] is True and full["causal"] is False
     bad = cli("flops", "llama3-8b", "--attention-pairs", "half")
     assert bad.code == 2 and "--attention-pairs" in bad.err
+
+
+def test_import_answers_json(tmp_path, cli) -> None:
+    """`import --json`: the spec, its exact count and the YAML; Qwen3-0.6B by hand (tests/test_hf_import.py):
+    596,049,920 parameters."""
+    import json
+
+    config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 1024, "num_hidden_layers": 28,
+              "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 3072,
+              "vocab_size": 151936, "max_position_embeddings": 40960, "tie_word_embeddings": True}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    out = cli("import", str(path), "--name", "q06", "--json").json()
+    assert out["total_params"] == 596_049_920 and out["written"] is None and out["spec"]["name"] == "q06"
+    assert "hidden_size: 1024" in out["yaml"].replace('"', "")
+    target = tmp_path / "q.yaml"
+    written = cli("import", str(path), "--name", "q06", "--write", str(target), "--json").json()
+    assert written["written"] == str(target) and target.read_text() == written["yaml"]

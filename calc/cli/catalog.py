@@ -123,13 +123,15 @@ def import_config(
     name: Annotated[str | None, typer.Option("--name", help="model name in the YAML (default: the config's _name_or_path, "
                                                          "else the file name, or its folder for config.json)")] = None,
     write: Annotated[str | None, typer.Option("--write", help="write the YAML to this file instead of printing it")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write our model YAML for a HuggingFace config.json, so a team can keep its own catalog. Every shape
-    must come from the config: a field left to a family default is refused, naming the field."""
+    must come from the config: a field left to a family default is refused, naming the field. --json: the spec
+    (as `show --json`), its exact counts, the YAML text and the file written (null when printed)."""
     from pathlib import Path
 
     from calc.model.params import count_params
-    from calc.report.render import console
+    from calc.report.render import console, emit_json
     from calc.sources.catalog import config_name, spec_yaml
     from calc.sources.hf import hf_mapping
     from calc.sources.safeload import load_mapping
@@ -147,17 +149,21 @@ def import_config(
     text = spec_yaml(spec, [f"Imported by `llmcalc import {path.name}`; source: {path}.",
                             f"Exact count: {p.total_params:,} total, {p.active_params:,} active"
                             + (f", MTP {p.mtp_params:,} more" if p.mtp_params else "") + "."])
-    if write is None:
+    if write is not None:
+        target = Path(write)
+        if target.exists():
+            raise LLMCalcError("--write", f"{target} exists; choose a new file name")
+        try:
+            target.write_text(text)
+        except OSError as exc:
+            raise LLMCalcError("--write", f"cannot write {target}: {exc.strerror}") from None
+    if as_json:
+        emit_json({"spec": spec.model_dump(mode="json"), "total_params": p.total_params, "active_params": p.active_params,
+                   "mtp_params": p.mtp_params, "yaml": text, "written": write})
+    elif write is None:
         console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
-        return
-    target = Path(write)
-    if target.exists():
-        raise LLMCalcError("--write", f"{target} exists; choose a new file name")
-    try:
-        target.write_text(text)
-    except OSError as exc:
-        raise LLMCalcError("--write", f"cannot write {target}: {exc.strerror}") from None
-    console.print(f"wrote {target} ({spec.name}: {p.total_params:,} parameters)")
+    else:
+        console.print(f"wrote {write} ({spec.name}: {p.total_params:,} parameters)")
 
 
 def systems(as_json: JsonOpt = False) -> None:
