@@ -65,3 +65,14 @@ def test_import_answers_json(tmp_path, cli) -> None:
     target = tmp_path / "q.yaml"
     written = cli("import", str(path), "--name", "q06", "--write", str(target), "--json").json()
     assert written["written"] == str(target) and target.read_text() == written["yaml"]
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["validate", "llama2-7b", "--layers", "33"], "--layers"),  # Llama 2 7B has 32 decoder blocks
+    (["validate", "llama2-7b", "--prompt", "4096"], "--prompt"),  # 4,096 + 1 > its 4,096-token window
+])
+def test_validate_refuses_bad_input_before_any_progress_line(cli, args: list[str], flag: str) -> None:
+    """One line on stderr, before torch is imported: no "llmcalc: validate: importing torch" line ahead of it, and
+    --layers above the model's blocks refused, not quietly cut to them."""
+    r = cli(*args)
+    assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}") and len(r.err.strip().splitlines()) == 1, r.err

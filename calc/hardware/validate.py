@@ -188,6 +188,12 @@ def run_validate(
     (calc.serving.phases.predict_phases, passed in so that hardware/ never imports serving/). ``progress``
     is told each stage as it starts (the CLI prints one line each on stderr)."""
     check_buildable(m)
+    window = m.context_window
+    if layers is not None and layers > m.num_layers:  # input checked before the first progress line
+        raise LLMCalcError("--layers", f"{layers:,} exceeds {m.name}'s {m.num_layers} decoder blocks; give at most "
+                                       f"{m.num_layers}")
+    if prompt is not None and prompt + 1 > window:
+        raise LLMCalcError("--prompt", f"{prompt:,} prompt tokens + 1 decoded exceed {m.name}'s context window of {window:,}")
     progress("importing torch and probing the device")
     torch = import_torch()
     info = device_info(torch)
@@ -208,12 +214,9 @@ def run_validate(
                                         "omit --gpu (CPU figures) or run on that GPU")
         device_spec, dtype = gpu, "fp32"
         notes.append("CPU figures: the model is cut to a few layers and run in fp32 on one thread of this CPU")
-    layers = min(layers or (GPU_LAYERS if info.is_gpu else CPU_LAYERS), m.num_layers)
-    window = m.context_window
+    layers = layers or min(GPU_LAYERS if info.is_gpu else CPU_LAYERS, m.num_layers)
     prompt = prompt or min(2048 if info.is_gpu else 128, window - 1)
     repeats = repeats or (10 if info.is_gpu else 3)
-    if prompt + 1 > window:
-        raise LLMCalcError("--prompt", f"{prompt:,} prompt tokens + 1 decoded exceed {m.name}'s context window of {window:,}")
     cut = cut_model(m, layers)
     notes += unbuilt_features(m, prompt)
     calibration = None
