@@ -30,7 +30,8 @@ TEXT = st.text(max_size=12)
 COMMANDS: dict[str, tuple[list[st.SearchStrategy], dict[str, st.SearchStrategy | None]]] = {
     "params": ([MODELS], {"--json": None, "--explain": None}),
     "flops": ([MODELS], {"--batch": NUMBERS, "--seq": NUMBERS, "--context": NUMBERS, "--output": NUMBERS,
-                         "--attention-pairs": st.sampled_from(["full", "causal", "x"]), "--causal": None, "--intensity": None, "--fused": None, "--dtype": DTYPES, "--json": None}),
+                         "--attention-pairs": st.sampled_from(["full", "causal", "x"]),
+                         "--causal": None, "--intensity": None, "--fused": None, "--dtype": DTYPES, "--json": None}),
     "memory": ([MODELS], {"--mode": st.sampled_from(["infer", "train", "x"]), "--dtype": DTYPES, "--kv-dtype": DTYPES,
                           "--batch": NUMBERS, "--seq": NUMBERS, "--gpu": GPUS, "--num-gpus": SMALL, "--tp": SMALL,
                           "--pp": SMALL, "--dp": SMALL, "--cp": SMALL, "--sp": None, "--zero": SMALL,

@@ -76,3 +76,15 @@ def test_validate_refuses_bad_input_before_any_progress_line(cli, args: list[str
     --layers above the model's blocks refused, not quietly cut to them."""
     r = cli(*args)
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}") and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_compare_gives_a_gpu_without_the_dtype_its_own_row(cli) -> None:
+    """A T4 has fp16 and int8 tensor peaks, no bf16 (Turing; vLLM refuses bf16 there too): its row says so and the
+    other GPUs are still compared; only T4s -> exit 2 naming --dtype."""
+    rows = {r["gpu"]: r for r in cli("compare", "llama3-8b", "h100", "t4", "--json").json()}
+    assert rows["t4"]["peak_tflops"] is None and "no bf16 tensor peak" in rows["t4"]["verdict"]
+    assert rows["t4"]["fits"] is False and rows["h100-sxm"]["peak_tflops"] == 989.4  # H100 SXM dense bf16 datasheet
+    alone = cli("compare", "llama3-8b", "t4")
+    assert alone.code == 2 and alone.err.startswith("llmcalc: error: --dtype")
+    fp16 = {r["gpu"]: r for r in cli("compare", "llama3-8b", "t4", "--dtype", "fp16", "--json").json()}
+    assert fp16["t4"]["peak_tflops"] == 65  # T4 datasheet: 65 TFLOPS fp16 tensor

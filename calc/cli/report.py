@@ -397,6 +397,10 @@ def compare(
         from calc.cli.serving import unmet_target_flag
 
         nothing_fits = not any(r.fits for r in rows)
-        raise LLMCalcError("--num-gpus" if nothing_fits else unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms),
-                           "no GPU compared " + ("holds one request" if nothing_fits else "meets the targets at the rate")
+        no_peak = all(r.peak_tflops is None for r in rows)  # every GPU lacks the dtype's tensor peak
+        flag = ("--dtype" if no_peak else "--num-gpus" if nothing_fits
+                else unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms))
+        raise LLMCalcError(flag,
+                           "no GPU compared " + ("runs it" if no_peak else "holds one request" if nothing_fits
+                                                 else "meets the targets at the rate")
                            + f": {rows[0].gpu}: {rows[0].verdict}")

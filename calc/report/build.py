@@ -206,7 +206,7 @@ class CompareRow(BaseModel):
     gpu: str
     engine: str  # the serving engine whose band its figures read (calc.report.confidence)
     weights_dtype: WeightsDtype
-    peak_tflops: float
+    peak_tflops: float | None  # None: the GPU has no tensor peak in the dtype asked (verdict says which it has)
     memory_bytes: int
     hbm_tb_s: float
     fits: bool  # some layout's KV cache holds one request
@@ -241,6 +241,7 @@ def compare_gpus(
     cost_per_million_tokens over its GPUs. ``dtype`` None: weights as shipped; the peak shown is the one the
     quantized GEMMs run at (calc.serving.weights). ``settings`` and ``assumptions``: the engine and the serving
     assumptions as `serve` takes them from its options (vLLM V1 and the defaults when not given)."""
+    from calc.errors import LLMCalcError
     from calc.hardware.peaks import peak_tflops
     from calc.serving.engine_kernels import engine_kernels
     from calc.serving.weights import weight_format
@@ -248,6 +249,16 @@ def compare_gpus(
     s = settings or EngineSettings()
     rows = []
     for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
+        compute = weight_format(m, gpu, dtype).compute_dtype
+        try:
+            peak = peak_tflops(gpu, compute)
+        except LLMCalcError as exc:  # e.g. a T4 has no bf16 tensor core (vLLM refuses bf16 there too): a row, not the table
+            rows.append(CompareRow(
+                model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype), peak_tflops=None,
+                memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=False, meets_targets=False, layout=None,
+                gpus=None, batch=None, max_concurrency=0, ttft_s=None, tpot_s=None, tokens_per_s=None,
+                cost_per_million_tokens=None, verdict=f"{exc.problem}: compare it with another --dtype"))
+            continue
         kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
                           num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s, assumptions=kernels)
@@ -258,7 +269,7 @@ def compare_gpus(
         price = (prices or {}).get(gpu.name)
         rows.append(CompareRow(
             model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype),
-            peak_tflops=peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype),
+            peak_tflops=peak,
             memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=plan.fits, meets_targets=best is not None,
             layout=f"{best.replicas} x {best.name}" if best else None, gpus=best.gpus_needed if best else None,
             batch=best.batch if best else None, max_concurrency=plan.layouts[0].max_concurrency if plan.layouts else 0,

@@ -145,8 +145,8 @@ def compare_view(rows: list[Any], model: str, num_gpus: int | None) -> Renderabl
                 "$/M tokens"):
         table.add_column(col, justify="left" if col in ("GPU", "layout") else "right")
     for r in rows:
-        layout = r.layout or ("no layout meets the targets" if r.fits else "does not fit")
-        table.add_row(r.gpu, f"{r.peak_tflops:g}", f"{gb(r.memory_bytes):.0f} GB", f"{r.hbm_tb_s:g}", layout,
+        layout = r.layout or ("no layout meets the targets" if r.fits else "does not fit" if r.peak_tflops else r.verdict)
+        table.add_row(r.gpu, f"{r.peak_tflops:g}" if r.peak_tflops else "-", f"{gb(r.memory_bytes):.0f} GB", f"{r.hbm_tb_s:g}", layout,
                       str(r.gpus) if r.gpus else "-", str(r.batch) if r.batch else "-",
                       f"{r.ttft_s * 1e3:,.1f}" if r.ttft_s else "-", f"{r.tpot_s * 1e3:,.2f}" if r.tpot_s else "-",
                       f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "-",
