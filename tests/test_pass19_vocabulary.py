@@ -88,3 +88,25 @@ def test_compare_gives_a_gpu_without_the_dtype_its_own_row(cli) -> None:
     assert alone.code == 2 and alone.err.startswith("llmcalc: error: --dtype")
     fp16 = {r["gpu"]: r for r in cli("compare", "llama3-8b", "t4", "--dtype", "fp16", "--json").json()}
     assert fp16["t4"]["peak_tflops"] == 65  # T4 datasheet: 65 TFLOPS fp16 tensor
+
+
+def test_a_gpu_file_whose_derived_peak_disagrees_is_warned_about(tmp_path, cli) -> None:
+    """The A800 by hand: 512 FLOPs/clock/TC x 4 x 108 SMs x 1410 MHz = 311.8 TFLOPS bf16 (datasheet 312). A file that
+    says 1,000 MHz derives 221.2 (-29%) against its 312: warned, and the datasheet 312 is the peak used."""
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "hardware_specs" / "a800.yaml").read_text())
+    spec.update(name="my-a800", aliases=[])
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(spec))
+    r = cli("mfu", "llama2-7b", "--gpu", str(good), "--tflops-per-gpu", "156", "--json")
+    assert r.code == 0 and "warning" not in r.err
+    mfu = r.json()["mfu"]
+    spec["tensor_clock_mhz"] = 1000
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    r = cli("mfu", "llama2-7b", "--gpu", str(bad), "--tflops-per-gpu", "156", "--json")
+    assert r.code == 0 and r.json()["mfu"] == mfu
+    assert "llmcalc: warning: --gpu" in r.err and "221.2 TFLOPS" in r.err and "-29%" in r.err

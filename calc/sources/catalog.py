@@ -198,7 +198,28 @@ def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
         if not data.get("_name_or_path") and not data.get("name"):  # named as `import` names it: one name per file
             data = {**data, "_name_or_path": config_name(Path(path))}
         return model_from_hf_config(data, where=str(path), field=field)
-    return spec_from_mapping(cls, data, str(path), field)
+    spec = spec_from_mapping(cls, data, str(path), field)
+    if isinstance(spec, GPUSpec):
+        _warn_peak_mismatch(spec, path, field)
+    return spec
+
+
+def _warn_peak_mismatch(gpu: GPUSpec, path: Path, field: str) -> None:
+    """A GPU file whose derived peak (SMs x tensor cores x clock x FLOPs per clock, calc.hardware.peaks) is more than
+    2% off its datasheet peak, with no peak_note saying why, is warned about: the datasheet figure is the one used,
+    and a typo in either is otherwise silent (the shipped catalog's two such gaps carry their notes)."""
+    from calc.hardware.peaks import derived_peak_tflops
+    from calc.sanity import warn
+
+    if gpu.peak_note:
+        return
+    for dtype, derived in derived_peak_tflops(gpu).items():
+        sheet = gpu.datasheet_peak_tflops.get(dtype)
+        if sheet and abs(derived / sheet - 1) > 0.02:
+            warn(field, f"{path}: {dtype} peak derived from sms x tensor_cores_per_sm x tensor_clock_mhz x "
+                        f"flops_per_clock_per_tensor_core is {derived:,.1f} TFLOPS, the datasheet_peak_tflops "
+                        f"{sheet:g} ({derived / sheet - 1:+.0%}); the datasheet figure is used: check both, or say why "
+                        "in peak_note")
 
 
 def load_model(arg: str, field: str = "MODEL") -> ModelSpec:
