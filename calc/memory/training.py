@@ -258,6 +258,8 @@ def training_memory(
             f"CUDA context {reserve_gib:g} GiB per GPU + allocator fragmentation {fragmentation:.0%} of the allocated peak; "
             + ("gradients persist (" + ("Megatron's gradient buffer" if grad_buffer and zero <= 1 else "grad accumulation") + "); "
                if gradients_persist(grad_accum, grad_buffer, zero) else "gradients at the backward's end; ")
+            + f"{grad_accum:,} micro-batch(es) per rank per step"
+            + ("" if global_batch else " (no global batch given: no gradient accumulation; --global-batch sets it)") + "; "
             + "min_gpus grows DP at this TP x PP x CP"
             + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)")
             + (f", only to a DP that splits the global batch of {global_batch:,} into whole micro-batches of "
