@@ -110,3 +110,23 @@ def test_a_gpu_file_whose_derived_peak_disagrees_is_warned_about(tmp_path, cli) 
     r = cli("mfu", "llama2-7b", "--gpu", str(bad), "--tflops-per-gpu", "156", "--json")
     assert r.code == 0 and r.json()["mfu"] == mfu
     assert "llmcalc: warning: --gpu" in r.err and "221.2 TFLOPS" in r.err and "-29%" in r.err
+
+
+def test_an_fp32_run_is_priced_with_fp32_states_activations_and_gathers(cli) -> None:
+    """--dtype fp32 trains fp32 weights: fp32-adam (4 + 4 + 8 B per parameter) unless --recipe says otherwise, activations
+    4 B an element, FSDP gathering fp32 units. Llama 3 8B (8,030,261,248 parameters), 8 GPUs, ZeRO-3, by hand: weights
+    8,030,261,248 x 4 / 8 = 4,015,130,624 B; Adam 8 B / 8 = 8,030,261,248 B; the root unit (2 x 128,256 x 4,096 embedding
+    and head + the 4,096 final norm = 1,050,677,248 parameters) gathered in fp32 with its fp32 gradient: x (4 + 4) =
+    8,405,417,984 B. `memory --mode train` and `train-step` give the same figure."""
+    args = ["llama3-8b", "--num-gpus", "8", "--zero", "3"]
+    mem = cli("memory", *args, "--mode", "train", "--dtype", "fp32", "--json").json()
+    bf16 = cli("memory", *args, "--mode", "train", "--json").json()
+    assert mem["dtype"] == "fp32-adam" and bf16["dtype"] == "bf16-adam"
+    per = mem["per_gpu"]
+    assert per["weights"] == 4_015_130_624 and per["optimizer"] == 8_030_261_248
+    assert per["FSDP unsharded layers"] == 8_405_417_984
+    assert 1.8 < per["activations"] / bf16["per_gpu"]["activations"] < 2.0  # 1-byte masks and fp32 loss buffers stay
+    step = cli("train-step", *args, "--gpu", "h100", "--dtype", "fp32", "--global-batch", "8", "--json").json()
+    assert step["memory_per_gpu"]["weights"] == per["weights"] and step["memory_per_gpu"]["activations"] == per["activations"]
+    refused = cli("train-step", *args, "--gpu", "h100", "--dtype", "fp32", "--recipe", "bf16-adam", "--global-batch", "8")
+    assert refused.code == 2 and refused.err.startswith("llmcalc: error: --recipe") and "fp32-adam" in refused.err

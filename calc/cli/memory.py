@@ -33,7 +33,6 @@ from calc.cli.finetune import (
 from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
-    DEFAULT_RECIPE,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     WEIGHT_FORMAT_NAMES,
@@ -108,7 +107,7 @@ def memory(
     global_batch: GlobalBatchOpt = None,
     global_batch_tokens: GlobalBatchTokensOpt = None,
     zero: ZeroOpt = 0,
-    recipe: RecipeOpt = DEFAULT_RECIPE,
+    recipe: RecipeOpt = None,
     recompute: RecomputeOpt = Recompute.none,
     flash: Annotated[bool, typer.Option("--flash/--no-flash", help="FlashAttention: no stored score matrix")] = True,
     group_size: Annotated[int | None, typer.Option(
@@ -189,10 +188,10 @@ def memory(
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
         refuse_weight_format(dtype, FINETUNE_4BIT if mode is Mode.finetune else "training memory uses --recipe for its dtypes")
     if mode is Mode.train:  # the bytes follow --recipe; --dtype fp8 alone changes them (fp8 GEMM inputs saved)
-        if dtype not in (DEFAULT_DTYPE, "fp8"):
+        if dtype not in (DEFAULT_DTYPE, "fp8", "fp32", "tf32"):
             raise LLMCalcError("--dtype", f"training memory follows --recipe (weights, gradients, optimizer states); "
                                           f"--dtype {dtype} changes no byte here (train-step times it): give --recipe "
-                                          "(e.g. fp32-adam) or drop --dtype")
+                                          "or drop --dtype")
         if fp8_recipe is not None and dtype != "fp8":
             raise LLMCalcError("--fp8-recipe", f"scales fp8 GEMMs; --dtype {dtype} runs none: give --dtype fp8 or drop it")
     if mode is Mode.finetune:
@@ -200,7 +199,7 @@ def memory(
         from calc.report.finetune import finetune_view
 
         for flag, value, default in (("--kv-dtype", kv_dtype, None), ("--group-size", group_size, None),
-                                     ("--recipe", recipe, DEFAULT_RECIPE)):
+                                     ("--recipe", recipe, None)):
             refuse(flag, value, "is not a fine-tuning option (use --method, --optimizer, --precision)", default)
         if reserve_gib is not None:  # the CUDA context per GPU, as --mode train and train-step read it
             refuse("--cuda-context-gib", finetune_only.get("--cuda-context-gib"),
@@ -221,7 +220,7 @@ def memory(
     if mode is Mode.infer:
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
-                                     ("--zero", zero, 0), ("--recipe", recipe, DEFAULT_RECIPE),
+                                     ("--zero", zero, 0), ("--recipe", recipe, None),
                                      ("--recompute", recompute.value, "none"), ("--no-flash", not flash, False)):
             refuse(flag, value, why, default)
     else:
@@ -286,7 +285,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     calc.training.step.steady_state_microbatches micro-batches per DP rank (1 without PP), so the first stage holds its most."""
     from dataclasses import replace
 
-    from calc.cli.options import global_batch_sequences
+    from calc.cli.options import global_batch_sequences, training_recipe
     from calc.cli.training import _training_dtype, training_layout
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
     from calc.training.cost import Efficiencies
@@ -305,7 +304,8 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     overrides = {k: v for k, v in {"stack": stack and stack.value, "fp8_recipe": fp8_recipe and fp8_recipe.value,
                                    "loss": loss and loss.lower(), "fused": fused, "fragmentation": fragmentation}.items()
                  if v is not None}
-    eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=recipe), **overrides)
+    eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=training_recipe(recipe, dtype)),
+                  **overrides)
     check_pipeline(eff.stack, plan.pp)
     check_tp(eff.stack, m, plan.tp)
     compute = _training_dtype(dtype)

@@ -443,9 +443,25 @@ class Stack(StrEnum):  # calc.training.stack.STACKS
 # train-step, train-plan, train-time and report --mode train.
 TRAINING_RECIPES = ("bf16-adam", "bf16-adam-fp32-grads", "bf16-adam-bf16-states", "fp32-adam", "sgd-momentum")
 DEFAULT_RECIPE = "bf16-adam"  # the engine's default (calc.training.cost.Efficiencies.recipe, calc.memory.training)
-RecipeOpt = Annotated[str, typer.Option(
+RecipeOpt = Annotated[str | None, typer.Option(
     "--recipe", help="training states: " + ", ".join(TRAINING_RECIPES) + " (bf16-adam-bf16-states: NeMo's SFT / PEFT "
-                     "optimizer, Adam m and v in bf16, no fp32 master)")]
+                     "optimizer, Adam m and v in bf16, no fp32 master); default bf16-adam, fp32-adam under --dtype "
+                     "fp32 / tf32 (no bf16 copy of the weights; activations then 4 B an element)")]
+
+
+def training_recipe(recipe: str | None, dtype: str) -> str:
+    """--recipe as given, else the run's: fp32-adam when it computes in fp32 / TF32 (fp32 weights, gradients and Adam
+    states, 4 + 4 + 8 B), else DEFAULT_RECIPE. A bf16-weight recipe under --dtype fp32 / tf32 is refused: bf16 weights
+    run bf16 GEMMs, not the TF32 ones the run is timed at."""
+    from calc.units import COMPUTE_DTYPE
+
+    fp32 = COMPUTE_DTYPE.get(dtype, dtype) == "tf32"
+    if recipe is None:
+        return "fp32-adam" if fp32 else DEFAULT_RECIPE
+    if fp32 and recipe.startswith("bf16"):
+        raise LLMCalcError("--recipe", f"{recipe} keeps bf16 weights, whose GEMMs run in bf16, while --dtype {dtype} "
+                                       "trains in fp32: give --recipe fp32-adam or sgd-momentum, or drop --dtype")
+    return recipe
 StackOpt = Annotated[Stack | None, typer.Option(
     "--stack", help="training framework: megatron (default for train; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + "
     "SDPA), llm-foundry, deepspeed, hf (HF Trainer / PEFT, eager PyTorch; default for memory --mode finetune): sets the "

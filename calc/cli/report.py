@@ -13,7 +13,6 @@ from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
-    DEFAULT_RECIPE,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     CalibrationOpt,
@@ -66,6 +65,7 @@ from calc.cli.options import (
     refuse,
     refuse_switch,
     refuse_weight_format,
+    training_recipe,
 )
 from calc.cli.serving import (
     check_moe_values,
@@ -123,7 +123,7 @@ def report(
     old_price: OldPriceOpt = None,
     zero: ZeroOptional = None,
     stack: StackOpt = None,
-    recipe: RecipeOpt = DEFAULT_RECIPE,
+    recipe: RecipeOpt = None,
     calibration: CalibrationOpt = None,
     fmt: Annotated[ReportFormat, typer.Option(
         "--format", help="table, markdown or html (one self-contained page)")] = ReportFormat.table,
@@ -173,7 +173,7 @@ def report(
                             ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--recipe", recipe, "sets --mode train's training states; --mode finetune takes --optimizer and "
-                                   "--precision", DEFAULT_RECIPE)
+                                   "--precision")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         refuse_weight_format(dtype, FINETUNE_4BIT)
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
@@ -192,7 +192,7 @@ def report(
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
                             ("--price", price or old_price), ("--stack", stack),
-                            ("--recipe", None if recipe == DEFAULT_RECIPE else recipe)):
+                            ("--recipe", recipe)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
         refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
@@ -228,7 +228,7 @@ def report(
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
         training_fit(m, g, n, seq)
     training_cost = None
-    if mode is Mode.train and (stack is not None or recipe != DEFAULT_RECIPE):  # the plan's ModelCost as train-time builds
+    if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
         from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
         from calc.sources.catalog import system_for_gpu
 
@@ -238,7 +238,7 @@ def report(
                                           "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
             training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
-                                  stack=stack, recipe=recipe)
+                                  stack=stack, recipe=training_recipe(recipe, "bf16"))
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
@@ -262,7 +262,7 @@ def report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
-        zero=zero, recipe=recipe, calibration=load_calibration(calibration),
+        zero=zero, recipe=training_recipe(recipe, "bf16"), calibration=load_calibration(calibration),
         # as `serve` is given them; without --rate the page's GPU count (one GPU unless --num-gpus): one page, one count
         serve_gpus=num_gpus or (None if rate else n), ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,

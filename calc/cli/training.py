@@ -10,7 +10,6 @@ import typer
 from calc.cli.finetune import LoraRankOpt, LoraTargetsOpt
 from calc.cli.options import (
     DEFAULT_DTYPE,
-    DEFAULT_RECIPE,
     DEFAULT_SEQ,
     AttentionPairs,
     AttentionPairsOpt,
@@ -63,6 +62,7 @@ from calc.cli.options import (
     global_batch_sequences,
     human_float,
     human_int,
+    training_recipe,
 )
 
 TRAINING_DTYPES = ("bf16", "fp16", "fp8", "tf32", "fp32")
@@ -181,7 +181,7 @@ def train_time(
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
     stack: StackOpt = None,
-    recipe: RecipeOpt = DEFAULT_RECIPE,
+    recipe: RecipeOpt = None,
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
@@ -194,6 +194,7 @@ def train_time(
     --budget USD (with --price): the fastest count within it, or with --days the cheapest on time within it."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     causal = counted_causal(attention_pairs, old_causal)
+    recipe_given, recipe = recipe, training_recipe(recipe, dtype)
     from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
     from calc.report.render import emit, train_time_view
@@ -248,7 +249,7 @@ def train_time(
     plan_options = ((batch_flag, global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
                     ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack),
-                    ("--recipe", None if recipe == DEFAULT_RECIPE else recipe))  # the default changes no assumed-MFU answer
+                    ("--recipe", recipe_given))
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -655,7 +656,8 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": cp_comm and cp_comm.value,
-                                   "pp_p2p_overlap": pp_p2p_overlap, "recipe": recipe}.items() if v is not None}
+                                   "pp_p2p_overlap": pp_p2p_overlap,
+                                   "recipe": training_recipe(recipe, dtype)}.items() if v is not None}
     if attention not in (Attention.flash, Attention.unfused):  # a named fused kernel, where it runs
         from calc.hardware.attention import kernel_unavailable
 
@@ -730,7 +732,7 @@ def train_step(
     attention: AttentionOpt = Attention.flash,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
-    recipe: RecipeOpt = DEFAULT_RECIPE,
+    recipe: RecipeOpt = None,
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,
@@ -833,7 +835,7 @@ def train_plan(
     attention: AttentionOpt = Attention.flash,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
-    recipe: RecipeOpt = DEFAULT_RECIPE,
+    recipe: RecipeOpt = None,
     collective_eff: CollectiveEffOpt = None,
     overlap_eff: OverlapEffOpt = None,
     tp_overlap: TpOverlapOpt = None,

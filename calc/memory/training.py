@@ -137,7 +137,7 @@ def training_memory(
     sharding: str = ZERO_SHARDING, fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, dropout: float = 0.0,
     recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
-    global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None,
+    global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -210,7 +210,7 @@ def training_memory(
             cache=cache, fused=fused, grad_accum=grad_accum, fragmentation=fragmentation, grad_buffer=grad_buffer,
             loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes, dropout=dropout,
             recompute_modules=recompute_modules, offload_layers=offload_layers, offload_modules=offload_modules,
-            gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator,
+            gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator, act_bytes=act_bytes,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -218,7 +218,8 @@ def training_memory(
     textbook = per_gpu_for(plan, "textbook")["activations"]
     per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
     activations = per_tensor if activations_model == "per-tensor" else textbook
-    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight, loss)
+    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight, loss,
+                                           act_bytes)
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     overhead = per_gpu["allocator fragmentation"] + per_gpu["CUDA context"]
@@ -246,7 +247,9 @@ def training_memory(
         reserve_bytes=overhead * n, total_bytes=per_gpu_bytes * n,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, textbook_activation_bytes=textbook, **verdict,
         assumptions=[
-            f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter",
+            f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter; activations "
+            + ("in fp32, 4 B an element (the run computes in fp32 / TF32)" if act_bytes == 4 else
+               f"{act_bytes} B an element"),
             (f"torchtitan FSDP2 with PP: stage weights gathered and fp32 gradients unsharded all step, fp32 master + "
              f"Adam sharded over DP x CP {plan.dp * plan.cp}" if sharding == FSDP_PP else
              f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}") + (f"; routed experts split EP {ep}" if ep > 1 else ""),
@@ -357,7 +360,7 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
 
 def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
                          trains: bool = True, block_bytes: Callable[[int], int] | None = None,
-                         root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES) -> int:
+                         root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES, gathered_bytes: int = 2) -> int:
     """ZeRO-3 / FSDP full shard: unsharded units alive at once: ``layers`` blocks (the one computing + the one
     prefetched), or the root unit (embedding + output head + final norm, gathered together unless sharded as
     their own units, as torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights
@@ -367,7 +370,8 @@ def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYER
     unless grad_reduce_in_fp32, which Megatron-Core's DistributedDataParallelConfig leaves False).
     ``root_resident``: FSDP1 keeps the root unit
     unsharded from its forward to its backward ("Do not free the root's parameters in the post-forward for
-    FULL_SHARD", torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard), so it adds to the blocks."""
+    FULL_SHARD", torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard), so it adds to the blocks.
+    ``gathered_bytes``: bytes per gathered weight in the compute dtype (2: bf16 param_dtype; 4 for an fp32 run)."""
     def unit(params: int, count: int, stored: Callable[[int], int]) -> int:
         params //= tp
         return count * stored(params) + (params * reduce_bytes if trains else 0)
@@ -375,7 +379,8 @@ def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYER
     block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
-    blocks, root_unit = unit(block, layers, block_bytes or (lambda n: 2 * n)), unit(root, 1, lambda n: 2 * n)
+    blocks = unit(block, layers, block_bytes or (lambda n: gathered_bytes * n))
+    root_unit = unit(root, 1, lambda n: gathered_bytes * n)
     return blocks + root_unit if root_resident else max(blocks, root_unit)
 
 
@@ -522,7 +527,7 @@ def training_bytes_per_gpu(
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
-    caching_allocator: bool = False,
+    caching_allocator: bool = False, act_bytes: int = 2,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -542,7 +547,8 @@ def training_bytes_per_gpu(
     ``gemm_input_bytes``: saved GEMM inputs kept quantized (fp8 through Transformer Engine; LayerSetup);
     ``fsdp_reduce_bytes``: bytes per element of an unsharded unit's gradient (``fsdp_in_flight_bytes``);
     ``offload_modules``: Megatron's fine-grained activation offloading (calc.memory.activations.offloaded_buffers);
-    ``caching_allocator``: PyTorch's caching allocator without Megatron's buffers (torchtitan / FSDP2 stacks): the
+    ``act_bytes``: bytes per saved activation element (2 under bf16 / fp16 autocast; 4 when the run computes in fp32 /
+    TF32, --dtype fp32); ``caching_allocator``: PyTorch's caching allocator without Megatron's buffers (torchtitan / FSDP2 stacks): the
     blocks it keeps reserved beyond the live tensors (``caching_allocator_cached``: the freed logits on the stage
     holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP, for every
     weight when every weight trains: the recipe's states, or a caller's own states with ``lm_head_trains``, a full
@@ -566,7 +572,7 @@ def training_bytes_per_gpu(
         if setup is None:
             setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
                                recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
-                               offload_modules=offload_modules)
+                               offload_modules=offload_modules, act_bytes=act_bytes)
         key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:
@@ -588,7 +594,8 @@ def training_bytes_per_gpu(
             freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers) - activations
         cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
     if fsdp is None:
-        fsdp = fsdp_in_flight_bytes(m, tp, reduce_bytes=fsdp_reduce_bytes) if zero == 3 and dp > 1 and sharding != FSDP_PP else 0
+        fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes)
+                if zero == 3 and dp > 1 and sharding != FSDP_PP else 0)
     persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
         states, gradients=gradients or 0, gradients_persist=persist,
@@ -598,9 +605,10 @@ def training_bytes_per_gpu(
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
-                        fused: bool, total: int, in_flight: float, loss: str = MEGATRON_LOSS) -> list[str]:
+                        fused: bool, total: int, in_flight: float, loss: str = MEGATRON_LOSS, act_bytes: int = 2) -> list[str]:
     """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
-    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=plan.tp, sp=plan.sequence_parallel)
+    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=plan.tp, sp=plan.sequence_parallel,
+                       act_bytes=act_bytes)
     per = layer_activations(m, micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, setup=setup, loss=loss)
     p, n = plan.pp, m.num_layers
     level = "none" if recompute == "selective" and flash else ("selective" if recompute == "sac" else recompute)

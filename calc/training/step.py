@@ -66,7 +66,7 @@ from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
 from calc.training.stack import band_stack, check_pipeline, check_tp, stack_key
-from calc.units import GIB, TERA, figure
+from calc.units import COMPUTE_DTYPE, GIB, TERA, figure
 
 TERM_KEYS = (
     "compute_s", "recompute_s", "host_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
@@ -295,8 +295,18 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         offload_layers=offloaded_stage_layers(layout, num_layers),
         gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
-        caching_allocator=mem.caching_allocator, recipe=eff.recipe,
+        caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
     )
+
+
+def activation_bytes(dtype: str) -> int:
+    """Bytes per saved activation element of a run computing in ``dtype``: 4 for fp32 / TF32 (the matmuls run TF32,
+    the tensors stay fp32), else 2 (bf16 / fp16 autocast; fp8 runs keep their non-GEMM activations in bf16).
+
+    >>> activation_bytes("fp32"), activation_bytes("tf32"), activation_bytes("bf16"), activation_bytes("fp8")
+    (4, 4, 2, 2)
+    """
+    return 4 if COMPUTE_DTYPE.get(dtype, dtype) == "tf32" else 2
 
 
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
