@@ -130,3 +130,21 @@ def test_an_fp32_run_is_priced_with_fp32_states_activations_and_gathers(cli) -> 
     assert step["memory_per_gpu"]["weights"] == per["weights"] and step["memory_per_gpu"]["activations"] == per["activations"]
     refused = cli("train-step", *args, "--gpu", "h100", "--dtype", "fp32", "--recipe", "bf16-adam", "--global-batch", "8")
     assert refused.code == 2 and refused.err.startswith("llmcalc: error: --recipe") and "fp32-adam" in refused.err
+
+
+def test_qwen3_next_counts_its_mtp_block_without_an_embedding_copy(cli) -> None:
+    """Qwen3-Next-80B-A3B ships one MTP block (vLLM qwen3_next_mtp.py): pre_fc_norm_embedding + pre_fc_norm_hidden
+    (2 x 2,048), fc 4,096 -> 2,048 without bias (8,388,608), one full-attention MoE decoder layer and a norm (2,048),
+    reading the main embed_tokens and lm_head. The layer by hand (tests/test_hybrid_families.py): attention
+    27,263,488 + MoE 1,614,809,088 + norms 4,096 = 1,642,076,672; the block 1,650,471,424; with the main model's
+    79,674,391,296: 81,324,862,720 (the Hub's "81.3B params" for the safetensors). The catalog entry and its
+    config.json (which does not declare the block) give the same count."""
+    block = 4_096 + 8_388_608 + 27_263_488 + 1_614_809_088 + 4_096 + 2_048
+    assert block == 1_650_471_424
+    for model in ("qwen3-next-80b", "tests/fixtures/hf/qwen3-next-80b-a3b-instruct.json"):
+        from pathlib import Path
+
+        arg = str(Path(__file__).resolve().parents[1] / model) if model.endswith(".json") else model
+        p = cli("params", arg, "--json").json()
+        assert p["total_params"] == 79_674_391_296 and p["mtp_params"] == block
+        assert p["total_params_with_mtp"] == 81_324_862_720

@@ -181,7 +181,10 @@ def mtp_tensors(m: ModelSpec) -> list[Tensor]:
     """Multi-token-prediction modules shipped beside the main model, as the checkpoint stores them
     (DeepSeek-V3 arXiv 2412.19437 section 2.2; layer 61 of its checkpoint, layer 92 of GLM-4.5):
     per module enorm + hnorm (2H), eh_proj 2H*H, one decoder block (MoE when the model has experts),
-    shared_head.norm H, and its own copy of the embedding and output head (2*V*H)."""
+    shared_head.norm H, and its own copy of the embedding and output head (2*V*H) unless ``mtp_own_embeddings`` is
+    off: Qwen3-Next's module (vLLM qwen3_next_mtp.py Qwen3NextMultiTokenPredictor: pre_fc_norm_embedding +
+    pre_fc_norm_hidden, fc 2H -> H without bias, one full-attention decoder layer, norm) reads the main model's
+    embed_tokens and lm_head. A hybrid model's MTP block is a full-attention one."""
     if not m.mtp_layers:
         return []
     H, V = m.hidden_size, m.vocab_size
@@ -191,8 +194,9 @@ def mtp_tensors(m: ModelSpec) -> list[Tensor]:
         *[Tensor("mtp", t.params, t.formula, active=t.active, matmul=t.matmul, shape=t.shape, name=t.name)
           for t in layer_tensors(m, moe_layer=bool(m.moe))],
         Tensor("mtp", H, f"shared_head.norm: H = {H}"),
-        Tensor("mtp", 2 * V * H, f"embed_tokens + shared_head.head: 2*V*H = 2*{V}*{H}"),
     ]
+    if m.mtp_own_embeddings:
+        one.append(Tensor("mtp", 2 * V * H, f"embed_tokens + shared_head.head: 2*V*H = 2*{V}*{H}"))
     return [t for _ in range(m.mtp_layers) for t in one]
 
 

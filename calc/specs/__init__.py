@@ -266,6 +266,10 @@ class ModelSpec(_Spec):
     mtp_layers: NonNegativeInt = Field(
         0, description="multi-token-prediction blocks shipped beside the main model (DeepSeek-V3, GLM-4.5); not in total_params"
     )
+    mtp_own_embeddings: bool = Field(
+        True, description="each MTP module stores its own embedding and output head (DeepSeek-V3, GLM-4.5); False: it "
+                          "reads the main model's (Qwen3-Next, mtp_use_dedicated_embeddings false)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:

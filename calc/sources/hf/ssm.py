@@ -166,6 +166,11 @@ def qwen3_next(c: HFConfig) -> Mapping:
                      "head_dim": c.int("linear_value_head_dim"), "state_size": c.int("linear_key_head_dim"),
                      "n_groups": c.int("linear_num_key_heads"), "conv_kernel": c.int("linear_conv_kernel_dim"),
                      "conv_bias": False, "chunk_size": 64}
+    # The checkpoint ships one MTP block (mtp.* tensors) that config.json does not declare; vLLM's
+    # Qwen3NextMultiTokenPredictor reads getattr(config, "num_nextn_predict_layers", 1) and shares embed_tokens, lm_head.
+    spec["mtp_layers"] = c.int("mtp_num_hidden_layers", "num_nextn_predict_layers", default=1,
+                               rule="the checkpoint's mtp.* block, as vLLM's qwen3_next_mtp.py assumes")
+    spec["mtp_own_embeddings"] = bool(c.data.get("mtp_use_dedicated_embeddings") or False)  # absent: shared (vLLM)
     return spec
 
 
