@@ -148,3 +148,17 @@ def test_qwen3_next_counts_its_mtp_block_without_an_embedding_copy(cli) -> None:
         p = cli("params", arg, "--json").json()
         assert p["total_params"] == 79_674_391_296 and p["mtp_params"] == block
         assert p["total_params_with_mtp"] == 81_324_862_720
+
+
+def test_memory_infer_does_not_refuse_a_batch_the_engine_and_latency_run(cli) -> None:
+    """Llama 3 8B, 100 x 4,096 tokens on one H100: one unchunked forward keeps B*S*H*c activations (HF generate), over
+    the card, but vLLM prefills in chunks: its KV (131,072 B a token x 4,096 x 100 = 50 GiB) beside 15 GiB of weights
+    fits, as `latency` agrees; memory answers (exit 0) with a warning instead of refusing."""
+    r = cli("memory", "llama3-8b", "--gpu", "h100", "--batch", "100", "--seq", "4096", "--json")
+    out = r.json()
+    assert r.code == 0 and out["fits"] is False and out["engine_fit"]["fits"] is True
+    assert out["kv_cache_bytes"] == 131_072 * 4_096 * 100
+    assert "llmcalc: warning: --batch: one unchunked forward" in r.err
+    assert cli("latency", "llama3-8b", "--gpu", "h100", "--batch", "100", "--prompt", "3840", "--output", "256").code == 0
+    both = cli("memory", "llama3-8b", "--gpu", "h100", "--batch", "200", "--seq", "4096")
+    assert both.code == 2 and "holds the batch on 2 GPUs" in both.err

@@ -190,7 +190,8 @@ def test_report_json_lists_its_assumptions_once(cli) -> None:
     train = cli("report", "llama2-7b", "--gpu", "a100", "--num-gpus", "64", "--mode", "train", "--json").json()
     assert train["assumptions"] == list(dict.fromkeys(train["memory"]["assumptions"]
                                                       + train["train_time"]["assumptions"]))
-    assert "recipe bf16-adam: 2 B weights + 2 B gradients + 12 B optimizer per parameter" in train["assumptions"]
+    assert "recipe bf16-adam: 2 B weights + 2 B gradients + 12 B optimizer per parameter; activations 2 B an element" \
+        in train["assumptions"]
 
 
 def test_train_plan_json_has_explain_as_train_step(cli) -> None:

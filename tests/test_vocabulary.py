@@ -240,8 +240,7 @@ def test_options_that_change_nothing_here_are_refused(cli, args, flag) -> None:
     assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}:"), r.err
 
 
-@pytest.mark.parametrize(("args", "flag"), [
-    (("--dtype", "fp32"), "--dtype"),
+@pytest.mark.parametrize(("args", "flag"), [  # --dtype fp32 changes the bytes (tests/test_pass19_vocabulary.py)
     (("--dtype", "fp16"), "--dtype"),
     (("--fp8-recipe", "mxfp8"), "--fp8-recipe"),
 ])

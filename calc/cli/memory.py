@@ -150,7 +150,7 @@ def memory(
     inputs on a Transformer Engine stack). --mode finetune: full / LoRA / QLoRA / DoRA memory tensor
     by tensor (--method, --lora-*, --optimizer, --precision, --recompute, --offload ...), the peak per GPU, what
     fits instead, and the largest micro-batch per sequence length on --gpu."""
-    from calc.cli.common import emit_outcome, fit_refusal, memory_refusal, placement
+    from calc.cli.common import emit_outcome, memory_refusal, placement
     from calc.errors import LLMCalcError
     from calc.report.render import memory_view
     from calc.sources.catalog import load_gpu, load_model
@@ -268,7 +268,29 @@ def memory(
                                    sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
                                    pp_microbatch_group=pp_microbatch_group, recompute_modules=recompute_modules,
                                    cpu_offload_layers=cpu_offload_layers, offload_modules=offload_modules))
-    emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else fit_refusal(result))
+    emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else _infer_refusal(result))
+
+
+def _infer_refusal(result: Any) -> str | None:
+    """memory --mode infer's refusal: the tensors of one unchunked forward of the whole batch (fit_refusal), unless the
+    serving engine's own verdict on the same batch (result.engine_fit, the figure latency / concurrency / serve admit
+    with) holds it: engines prefill in chunks, so the answer then stands with a warning instead of exit 2."""
+    from calc.cli.common import fit_refusal
+
+    refusal = fit_refusal(result)
+    engine = getattr(result, "engine_fit", None) or {}
+    if refusal is not None and engine and not engine.get("fits"):  # neither fits: name the engine's count too
+        return refusal + (f" (the tensors of one unchunked forward); {engine['engine']} {engine['version']} prefills in "
+                          f"chunks and holds the batch on {engine['min_gpus']} GPUs" if engine.get("min_gpus") else "")
+    if refusal is None or not engine.get("fits"):
+        return refusal
+    from calc.sanity import warn
+    from calc.units import gib
+
+    warn("--batch", f"one unchunked forward of the whole batch (as HF generate runs it) needs "
+                    f"{gib(result.per_gpu_bytes):.2f} GiB per GPU, over the {gib(result.gpu_memory_bytes):.2f} GiB; "
+                    f"the serving engine prefills in chunks and holds it: {engine.get('line', '')}")
+    return None
 
 
 # fine-tuning flags `memory --mode train` takes too: they override the stack's memory settings (calc.training.stack.MEMORY)

@@ -14,12 +14,8 @@ from calc.units import COMPUTE_DTYPE, TERA
 
 
 def derived_peak_tflops(gpu: GPUSpec) -> dict[str, float]:
-    """Dense peak per dtype in TFLOPS from the spec's inputs; empty where they are not published."""
-    if not gpu.flops_per_clock_per_tensor_core:
-        return {}
-    assert gpu.sms and gpu.tensor_cores_per_sm and gpu.tensor_clock_mhz  # enforced by GPUSpec
-    per_clock = gpu.sms * gpu.tensor_cores_per_sm * gpu.tensor_clock_mhz * 1e6 / TERA
-    return {dtype: rate * per_clock for dtype, rate in gpu.flops_per_clock_per_tensor_core.items()}
+    """Dense peak per dtype in TFLOPS from the spec's inputs; empty where they are not published (GPUSpec.derived_peaks)."""
+    return gpu.derived_peaks()
 
 
 def peak_tflops(gpu: GPUSpec, dtype: str, field: str = "--dtype") -> float:

@@ -321,7 +321,8 @@ def memory_view(r: Any) -> RenderableType:
             if r.fits
             else Text.assemble(("does not fit", "red"), f": short by {size(-r.headroom_bytes_per_gpu)} per GPU")
         )
-        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the CUDA total)", verdict))
+        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the CUDA total)"
+                       + (": the tensors of one unchunked forward" if r.engine_fit else ""), verdict))
         totals.append(("smallest GPU count that fits" + (" (the tensors)" if r.engine_fit else ""),
                        r.min_gpus if r.min_gpus else "n/a (see assumptions)"))
         if r.engine_fit:  # infer: the serving engine's verdict, which keeps back what the tensor count does not

@@ -208,12 +208,11 @@ def _warn_peak_mismatch(gpu: GPUSpec, path: Path, field: str) -> None:
     """A GPU file whose derived peak (SMs x tensor cores x clock x FLOPs per clock, calc.hardware.peaks) is more than
     2% off its datasheet peak, with no peak_note saying why, is warned about: the datasheet figure is the one used,
     and a typo in either is otherwise silent (the shipped catalog's two such gaps carry their notes)."""
-    from calc.hardware.peaks import derived_peak_tflops
     from calc.sanity import warn
 
     if gpu.peak_note:
         return
-    for dtype, derived in derived_peak_tflops(gpu).items():
+    for dtype, derived in gpu.derived_peaks().items():
         sheet = gpu.datasheet_peak_tflops.get(dtype)
         if sheet and abs(derived / sheet - 1) > 0.02:
             warn(field, f"{path}: {dtype} peak derived from sms x tensor_cores_per_sm x tensor_clock_mhz x "

@@ -371,6 +371,22 @@ class GPUSpec(_Spec):
             )
         return self
 
+    def derived_peaks(self) -> dict[str, float]:
+        """Dense peak per dtype in TFLOPS from the spec's inputs (reference section 4, seed 001 section 1.3):
+        FLOPs per clock per tensor core x tensor cores per SM x SMs x clock; empty where they are not published.
+
+        >>> a800 = GPUSpec(name="x", arch="Ampere", sms=108, tensor_cores_per_sm=4, tensor_clock_mhz=1410,
+        ...                flops_per_clock_per_tensor_core={"bf16": 512}, datasheet_peak_tflops={"bf16": 312},
+        ...                memory_gb=80, hbm_tb_s=2.039)
+        >>> round(a800.derived_peaks()["bf16"], 2)   # 512 x 4 x 108 x 1,410e6 = 311.87e12 (datasheet 312)
+        311.87
+        """
+        if not self.flops_per_clock_per_tensor_core:
+            return {}
+        assert self.sms and self.tensor_cores_per_sm and self.tensor_clock_mhz  # enforced by _check
+        per_clock = self.sms * self.tensor_cores_per_sm * self.tensor_clock_mhz * 1e6 / 1e12
+        return {dtype: rate * per_clock for dtype, rate in self.flops_per_clock_per_tensor_core.items()}
+
     @property
     def memory_bytes(self) -> int:
         """Usable capacity: what the device reports where known, else the datasheet GB."""
