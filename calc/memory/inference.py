@@ -76,6 +76,8 @@ def inference_memory(
     verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
     kv_seq = request_cache_bytes(m, seq, kv_dtype)
     kv_total = kv_seq * batch
+    # every TP rank's cache over the whole model's layers, summed over the TP ranks (PP stages split the layers)
+    kv_stored = request_cache_bytes(m, seq, kv_dtype, plan.tp) * plan.tp * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype,
@@ -83,7 +85,7 @@ def inference_memory(
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
         activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,
-        total_bytes=weights + kv_total + activations + reserve * shards,
+        total_bytes=weights + kv_stored + activations + reserve * shards, kv_cache_stored_bytes=kv_stored,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict, weight_bytes_by_group=groups,
         assumptions=[
             (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}")

@@ -53,6 +53,9 @@ class MemoryResult(BaseModel):
     # infer with a GPU: the default serving engine's verdict on the same batch (calc.serving.capacity.EngineFit), which
     # keeps back what the tensor count does not; None in training modes or when the engine cannot take the request
     engine_fit: dict[str, Any] | None = None
+    # infer: the KV cache as stored on all GPUs (a latent, or KV heads fewer than TP ranks, copied onto every rank),
+    # beside kv_cache_bytes (one copy per request); total_bytes counts the stored one
+    kv_cache_stored_bytes: int | None = None
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:

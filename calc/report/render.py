@@ -311,6 +311,8 @@ def memory_view(r: Any) -> RenderableType:
     totals += [(f"  {group}", size(value)) for group, value in r.weight_bytes_by_group.items()]
     if r.mode == "infer":
         totals += [("KV cache per token", f"{r.kv_cache_bytes_per_token:,} B"), ("KV cache (all requests)", size(r.kv_cache_bytes))]
+        if r.kv_cache_stored_bytes and r.kv_cache_stored_bytes != r.kv_cache_bytes:
+            totals.append((f"  as stored on the {r.tp} TP ranks (copied onto each)", size(r.kv_cache_stored_bytes)))
     else:
         totals += [(f"gradients ({copy})", size(r.gradient_bytes)), (f"optimizer ({copy})", size(r.optimizer_bytes))]
     totals.append(("total (all GPUs)" if r.mode == "infer" else f"total (all GPUs: per GPU x {r.num_gpus:,})",
