@@ -42,9 +42,10 @@ class MFUResult(BaseModel):
     model_flops_total_6n: float | None = None  # the run's 6N total, the convention papers publish (Llama 3: 3.8e25)
     flops_per_token_6n: float
     flops_per_token: float
-    mfu: float
+    mfu: float  # by 6N, seed 001's formula (mfu_6n, the same); train-step / train-time's `mfu` counts attention
     mfu_with_attention: float
     hfu_full_recompute: float
+    mfu_6n: float | None = None  # = mfu: the key train-step, train-plan, train-time and report carry for the 6N figure
     mfu_of_measured: float | None
     verdict: str
     explain: list[str]
@@ -111,7 +112,7 @@ def mfu(
         model_flops_total=total_tokens * per_token if source == "--gpu-hours" else None,
         model_flops_total_6n=total_tokens * f.approx_6n if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
-        mfu=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
+        mfu=mfu_6n, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3, mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
         f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
         explain=[
@@ -146,6 +147,7 @@ class TrainTimeResult(BaseModel):
     mfu: float
     total_flops: float
     total_flops_6n: float
+    mfu_6n: float | None = None  # the same time's MFU by 6N (mfu x total_flops_6n / total_flops), as `mfu` counts it
     gpu_hours: float
     days: float
     cost: float | None
@@ -221,7 +223,8 @@ def train_time(
     assumptions = plan.assumptions if plan is not None else [f"MFU {mfu_assumed:g} {mfu_source}, not predicted"]
     return TrainTimeResult(
         model=m.name, gpu=gpu.name, num_gpus=num_gpus, tokens=tokens, seq=seq, dtype=dtype, mfu=mfu_assumed,
-        total_flops=total, total_flops_6n=tokens * f.approx_6n, gpu_hours=gpu_hours, days=seconds / 86400,
+        total_flops=total, total_flops_6n=tokens * f.approx_6n, mfu_6n=mfu_assumed * tokens * f.approx_6n / total,
+        gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
         warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None else []),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,

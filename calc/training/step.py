@@ -515,6 +515,7 @@ class TrainStepResult(BaseModel):
     mfu: float | None
     hfu: float | None
     mfu_causal: float | None = None  # MFU with causal attention pairs, S(S+1)/2 (what a causal kernel computes)
+    mfu_6n: float | None = None  # MFU by 6N per token (no attention FLOPs): the `mfu` command's headline convention
     bubble_fraction: float | None
     compute_s: float | None
     recompute_s: float | None
@@ -615,9 +616,13 @@ def train_step(
     mfu_causal = None if causal is None else global_batch * causal / (t.step_time_s * n * peak)
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
     tokens = global_batch * cost.seq / t.step_time_s
+    from calc.model.params import count_params
+
+    mfu_6n = tokens * 6 * count_params(cost.m).active_params / (n * peak)  # 6N per token, as `mfu` counts it
     lines = explain_step(cost, layout, t, global_batch, mfu, peak)
     return TrainStepResult(
         **base, min_gpus=None, step_time_s=t.step_time_s, tokens_per_s=tokens, mfu=mfu, hfu=hfu, mfu_causal=mfu_causal,
+        mfu_6n=mfu_6n,
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, "
         f"MFU {figure(mfu * 100, 1)}% (HFU {figure(hfu * 100, 1)}%"
