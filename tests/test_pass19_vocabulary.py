@@ -190,3 +190,18 @@ def test_mfu_keys_mean_one_thing_across_commands(cli) -> None:
     assert step["mfu_6n"] == pytest.approx(step["tokens_per_s"] * 6 * 8_030_261_248 / (64 * 989.4e12), rel=1e-12)
     time = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json").json()
     assert time["mfu_6n"] == pytest.approx(time["mfu"] * time["total_flops_6n"] / time["total_flops"], rel=1e-12)
+
+
+def test_fp8_weights_on_ampere_are_weight_only_whether_shipped_or_asked(cli) -> None:
+    """An A100 has no fp8 tensor core; vLLM runs fp8 weights there through FP8 Marlin (W8A16). A shipped fp8 checkpoint
+    (DeepSeek-V3) was priced that way while --dtype fp8 was refused; now both are, and a T4 (Turing: no Marlin) still
+    refuses. Llama 3 8B at one byte a weight streams half the bf16 bytes: a faster decode step."""
+    fp8 = cli("latency", "llama3-8b", "--gpu", "a100-80g", "--dtype", "fp8", "--json")
+    bf16 = cli("latency", "llama3-8b", "--gpu", "a100-80g", "--dtype", "bf16", "--json").json()
+    assert fp8.code == 0 and fp8.json()["tpot_s"] < bf16["tpot_s"]
+    assert any("W8A16" in a for a in fp8.json()["assumptions"])
+    shipped = cli("latency", "deepseek-v3", "--gpu", "a100-80g", "--num-gpus", "16")
+    asked = cli("latency", "deepseek-v3", "--gpu", "a100-80g", "--num-gpus", "16", "--dtype", "fp8")
+    assert shipped.code == asked.code == 0
+    t4 = cli("latency", "llama3-8b", "--gpu", "t4", "--dtype", "fp8")
+    assert t4.code == 2 and t4.err.startswith("llmcalc: error: --dtype")

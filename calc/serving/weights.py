@@ -109,11 +109,11 @@ def weight_format(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> WeightFormat
     """How the serving model prices weights: ``dtype`` None = as shipped (quantization_config), else every
     weight at ``dtype`` (the user's override, as `memory --dtype`)."""
     peaks = gpu.datasheet_peak_tflops
-    key = (id(m), dtype, "fp8" in peaks, "fp4" in peaks)
+    key = (id(m), dtype, "fp8" in peaks, "fp4" in peaks, gpu.arch == "Ampere")
     hit = _FORMATS.get(key)
     if hit is not None and hit[0] is m:
         return hit[1]
-    fmt = _resolve(m, peaks, dtype)
+    fmt = _fp8_weight_only(m) if dtype == "fp8" and "fp8" not in peaks and gpu.arch == "Ampere" else _resolve(m, peaks, dtype)
     _FORMATS[key] = (m, fmt)
     return fmt
 
@@ -138,6 +138,19 @@ def _int4_weight_only(m: ModelSpec) -> WeightFormat:
             + _dsa_kv_note(m))
     return WeightFormat("int4", act, act, {c: dtype_bytes("int4") for c in components},
                         {c: "int4" for c in components}, line)
+
+
+def _fp8_weight_only(m: ModelSpec) -> WeightFormat:
+    """``--dtype fp8`` on an Ampere GPU (no fp8 tensor cores): every weight at one byte, multiplied as
+    W8A16, the way a shipped fp8 checkpoint is priced there (_resolve): vLLM runs fp8 weights on such GPUs through
+    its FP8 Marlin kernel, dequantising to the 16-bit activation dtype (quantization/fp8.py, "weight-only FP8
+    compression ... using the Marlin kernel" when the capability is below 8.9; Marlin needs 8.0, so Turing and Volta
+    stay refused). Activations, attention and KV stay 16-bit."""
+    act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
+    components = [c for c, n in count_params(m).components.items() if n]
+    line = (f"weights in fp8, multiplied as W8A16 (no fp8 tensor cores here: dequantised to {act} in the kernel, as "
+            f"vLLM's FP8 Marlin runs them); activations, attention and KV default in {act}" + _dsa_kv_note(m))
+    return WeightFormat("fp8", act, act, {c: dtype_bytes("fp8") for c in components}, {c: "fp8" for c in components}, line)
 
 
 def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> WeightFormat:
