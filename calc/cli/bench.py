@@ -202,10 +202,13 @@ def calibrate(
 def _int_list(text: str, flag: str) -> list[int]:
     from calc.errors import LLMCalcError
 
+    from calc.cli.options import human_int
+
+    parse = human_int(flag, maximum=65536)  # human numbers, as every numeric option takes them (1K, 4K)
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise LLMCalcError(flag, f"{text!r} is not a comma-separated list of integers, e.g. 1024,4096") from None
+        values = [parse(part) for part in text.split(",") if part.strip()]
+    except LLMCalcError:
+        raise LLMCalcError(flag, f"{text!r} is not a comma-separated list of integers in 1..65536, e.g. 1K,4K") from None
     if not values or any(v < 1 or v > 65536 for v in values):
         raise LLMCalcError(flag, f"sizes must be integers in 1..65536, got {text!r}")
     return values

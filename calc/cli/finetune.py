@@ -19,8 +19,9 @@ def _opt(flag: str, help_text: str, parser=None, **kw):  # noqa: ANN001, ANN202
 
 MethodOpt = Annotated[str | None, _opt("--method", "finetune: full, lora, qlora or dora (default lora)")]
 LoraRankOpt = Annotated[int | None, _opt("--lora-rank", "finetune: adapter rank r (default 8)", human_int("--lora-rank"))]
-LoraAlphaOpt = Annotated[float | None, _opt("--lora-alpha", "finetune: adapter scale alpha (shown; no memory effect)",
-                                            human_float("--lora-alpha"))]
+# PEFT's lora_alpha, taken so that a user who passes it hears why it is not needed: refused (no byte of memory)
+LoraAlphaOpt = Annotated[float | None, _opt("--lora-alpha", "finetune: adapter scale alpha; refused (it changes no byte of memory)",
+                                            human_float("--lora-alpha"), hidden=True)]
 LoraTargetsOpt = Annotated[str | None, _opt("--lora-targets", "finetune: q,k,v,o,gate,up,down,experts or all-linear (default q,v)")]
 LoraDropoutOpt = Annotated[float | None, _opt("--lora-dropout", "finetune: dropout on the adapter input (default 0)",
                                               human_float("--lora-dropout", allow_zero=True, maximum=1))]
@@ -119,6 +120,8 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if method == "full":
         for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs"):
             refuse(flag, o[flag], "sets a LoRA adapter; --method full trains every weight")
+    refuse("--lora-alpha", o["--lora-alpha"], "scales the adapter's output (alpha / r) and changes no byte of memory: "
+                                              "drop it (the memory follows --lora-rank and --lora-targets)")
     if method != "qlora":
         refuse("--quant", o["--quant"], "sets the 4-bit/8-bit base of --method qlora")
         refuse("--no-double-quant", o["--no-double-quant"], "applies to the NF4 base of --method qlora")

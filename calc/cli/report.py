@@ -318,7 +318,7 @@ def compare(
     old_model: OldModelOpt = None,
     num_gpus: NumGpusOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
-    batch: Annotated[int | None, typer.Option("--batch", hidden=True)] = None,
+    batch: Annotated[int | None, typer.Option("--batch", parser=human_int("--batch"), hidden=True)] = None,
     prompt: PromptOpt = DEFAULT_PROMPT,
     output: OutputOpt = DEFAULT_OUTPUT,
     ttft_ms: TtftMsOpt = None,
