@@ -200,9 +200,8 @@ def calibrate(
 
 
 def _int_list(text: str, flag: str) -> list[int]:
-    from calc.errors import LLMCalcError
-
     from calc.cli.options import human_int
+    from calc.errors import LLMCalcError
 
     parse = human_int(flag, maximum=65536)  # human numbers, as every numeric option takes them (1K, 4K)
     try:
