@@ -205,3 +205,18 @@ def test_fp8_weights_on_ampere_are_weight_only_whether_shipped_or_asked(cli) -> 
     assert shipped.code == asked.code == 0
     t4 = cli("latency", "llama3-8b", "--gpu", "t4", "--dtype", "fp8")
     assert t4.code == 2 and t4.err.startswith("llmcalc: error: --dtype")
+
+
+@pytest.mark.parametrize("args", [
+    ["compare", "llama3-8b", "h100", "a100"],
+    ["report", "llama3-8b", "--gpu", "h100"],
+    ["report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--num-gpus", "8"],
+    ["report", "llama3-8b", "--gpu", "h100", "--mode", "finetune"],
+])
+def test_compare_and_report_explain_their_assumptions(cli, args: list[str]) -> None:
+    """--explain on every command that predicts: compare prints each GPU's serve assumptions (shared ones once),
+    report its page's assumptions and each section's derivation."""
+    plain, explained = cli(*args), cli(*args, "--explain")
+    assert plain.code == explained.code == 0
+    assert "How it was computed:" not in plain.out and "How it was computed:" in explained.out
+    assert explained.out.count("\n") > plain.out.count("\n") + 3

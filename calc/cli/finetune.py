@@ -70,7 +70,7 @@ def _offloads(text: str | None) -> set[str]:
 
 
 def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: int, seq: int, zero: int,
-                    options: dict[str, Any], fmt: str, as_json: bool) -> None:
+                    options: dict[str, Any], fmt: str, as_json: bool, explain: bool = False) -> None:
     """`report --mode finetune`: exact and trainable parameters, the fine-tuning memory page, fit and batch x sequence."""
     import sys
 
@@ -94,9 +94,13 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
         from calc.report.render import how_sure
 
         console.print(finetune_page(params, result))
-        block, _ = how_sure(result)
+        block, band_lines = how_sure(result, explain)
         if block is not None:
             console.print(block)
+        if explain:
+            from calc.report.render import explain_panel
+
+            console.print(explain_panel([*(f"assumption: {a}" for a in result.assumptions), *result.explain, *band_lines]))
     refusal = memory_refusal(result)
     if refusal is not None:  # one exit code per outcome, whatever the format
         raise LLMCalcError("--num-gpus", refusal)

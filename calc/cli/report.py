@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +24,7 @@ from calc.cli.options import (
     EngineOpt,
     EngineVersionOpt,
     ExpertImbalanceOpt,
+    ExplainOpt,
     Fp8MoeScalesOpt,
     GpuMemUtilOpt,
     GpuOpt,
@@ -136,6 +137,7 @@ def report(
     recompute: RecomputeOpt = None,
     compile_: CompileOpt = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions; the
     serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate and --num-gpus.
@@ -178,7 +180,7 @@ def report(
         refuse_weight_format(dtype, FINETUNE_4BIT)
         finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
                         zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune
-                        fmt=fmt.value, as_json=as_json)
+                        fmt=fmt.value, as_json=as_json, explain=explain)
         return
     for flag, value in finetune.items():
         if flag == "--recompute" and mode is Mode.train:
@@ -302,9 +304,13 @@ def report(
         from calc.report.render import console, how_sure
 
         console.print(report_view(result))
-        block, _ = how_sure(result)
+        block, band_lines = how_sure(result, explain)
         if block is not None:
             console.print(block)
+        if explain:
+            from calc.report.render import explain_panel
+
+            console.print(explain_panel(report_explain(result) + band_lines))
     plan = result.serving
     if plan is not None and plan.fits and plan.best is None:  # the page, then serve's refusal: one exit code per outcome
         from calc.cli.serving import unmet_target_flag
@@ -340,6 +346,7 @@ def compare(
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """The layout `serve` picks on each GPU for the same request, --ttft-ms/--tpot-ms, --rate and --num-gpus, side by
     side (cost per million output tokens at that layout's batch with --price GPU=X)."""
@@ -393,6 +400,10 @@ def compare(
     for line in {line for r in rows for line in check_gpus_needed(r.gpus, "--rate")} if rate else ():
         warn(*line.split(": ", 1))
     emit(rows, as_json, False, lambda r: compare_view(r, m.name, num_gpus))
+    if explain and not as_json:
+        from calc.report.render import console, explain_panel
+
+        console.print(explain_panel(shared_lines({r.gpu: r.assumptions for r in rows})))
     if rows and not any(r.meets_targets for r in rows):  # no GPU answers: as serve refuses each of them (exit 2)
         from calc.cli.serving import unmet_target_flag
 
@@ -404,3 +415,25 @@ def compare(
                            "no GPU compared " + ("runs it" if no_peak else "holds one request" if nothing_fits
                                                  else "meets the targets at the rate")
                            + f": {rows[0].gpu}: {rows[0].verdict}")
+
+
+def shared_lines(per_gpu: dict[str, list[str]]) -> list[str]:
+    """Each GPU's assumption lines, a line every GPU shares once and the rest prefixed with the GPUs that have it.
+
+    >>> shared_lines({"h100": ["a", "b"], "a100": ["a", "c"]})
+    ['a', 'h100: b', 'a100: c']
+    """
+    lines: dict[str, list[str]] = {}
+    for gpu, assumptions in per_gpu.items():
+        for line in assumptions:
+            lines.setdefault(line, []).append(gpu)
+    return [line if len(gpus) == len(per_gpu) else f"{', '.join(gpus)}: {line}" for line, gpus in lines.items()]
+
+
+def report_explain(result: Any) -> list[str]:
+    """--explain of a report page: its assumptions once each, then every section's own derivation (memory,
+    concurrency, latency, serving, training time), each line once."""
+    lines = [f"assumption: {a}" for a in result.assumptions]
+    for section in (result.memory, result.concurrency, result.latency, result.serving, result.train_time):
+        lines += getattr(section, "explain", None) or []
+    return list(dict.fromkeys(lines))

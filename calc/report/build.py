@@ -220,6 +220,7 @@ class CompareRow(BaseModel):
     tokens_per_s: float | None  # output tokens/s of the whole deployment (every replica)
     cost_per_million_tokens: float | None
     verdict: str
+    assumptions: list[str] = []  # the serve plan's on this GPU (compare --explain prints them, once where shared)
 
 
 def cost_per_million_tokens(gpus: int, price_per_gpu_hour: float, tokens_per_s: float) -> float:
@@ -275,6 +276,6 @@ def compare_gpus(
             batch=best.batch if best else None, max_concurrency=plan.layouts[0].max_concurrency if plan.layouts else 0,
             ttft_s=best.ttft_ms / 1e3 if best else None, tpot_s=best.tpot_ms / 1e3 if best else None, tokens_per_s=tokens,
             cost_per_million_tokens=cost_per_million_tokens(best.gpus_needed, price, tokens) if best and price is not None
-            else None, verdict=plan.verdict,
+            else None, verdict=plan.verdict, assumptions=plan.assumptions,
         ))
     return rows
