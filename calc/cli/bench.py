@@ -68,6 +68,8 @@ def bench(
 
     name = alias(model, old_model, "MODEL", "--model")
     save_path = output_path(save, "--save", (".yaml", ".yml"))
+    # the square GEMM sizes are read before torch is imported (a bad list answers at once)
+    size_list = _int_list(sizes, "--sizes") if sizes and sizes not in ("small", "full") and (name is None or fused) else None
     if dtype is None:
         from calc.hardware.bench import device_info, import_torch
 
@@ -86,7 +88,6 @@ def bench(
     if sizes in ("small", "full"):
         raise LLMCalcError("--sizes", f"{sizes} picks the token counts of `bench MODEL` (without --fused); "
                                       "here give square sizes like 1024,4096")
-    size_list = _int_list(sizes, "--sizes") if sizes else None
     with _progress(as_json) as bar:
         task = bar.add_task("bench", total=None)
         result = run_bench(dtype, size_list, name, batch_tokens, repeats or 20,
