@@ -220,3 +220,19 @@ def test_compare_and_report_explain_their_assumptions(cli, args: list[str]) -> N
     assert plain.code == explained.code == 0
     assert "How it was computed:" not in plain.out and "How it was computed:" in explained.out
     assert explained.out.count("\n") > plain.out.count("\n") + 3
+
+
+def test_the_recipe_sets_the_optimizer_traffic_and_the_gradient_reduction(cli) -> None:
+    """--recipe changed the memory but not the step: the optimizer step moves the recipe's bytes (bf16-adam 28, bf16
+    states 14, sgd-momentum 20 per local parameter: calc.memory.training.optimizer_step_bytes worked by hand there)
+    and NeMo's bf16-states recipe syncs bf16 gradients (2 B, not 4). Llama 3 8B on 64 H200s, ZeRO-1: 8,030,261,248 / 64
+    = 125,472,832 parameters per GPU step their states."""
+    args = ["train-step", "llama3-8b", "--gpu", "h200", "--num-gpus", "64", "--global-batch", "512", "--zero", "1",
+            "--recompute", "full", "--json"]
+    runs = {r: cli(*args, "--recipe", r).json() for r in ("bf16-adam", "bf16-adam-bf16-states", "sgd-momentum")}
+    per_gpu = 8_030_261_248 / 64
+    hbm = runs["bf16-adam"]["optimizer_s"] / (per_gpu * 28)  # seconds per byte of this GPU's HBM, as the engine reads it
+    assert runs["bf16-adam-bf16-states"]["optimizer_s"] == pytest.approx(per_gpu * 14 * hbm, rel=1e-9)
+    assert runs["sgd-momentum"]["optimizer_s"] == pytest.approx(per_gpu * 20 * hbm, rel=1e-9)
+    assert runs["bf16-adam-bf16-states"]["dp_comm_s"] < runs["bf16-adam"]["dp_comm_s"]
+    assert any("reduced at 2 B/element" in a for a in runs["bf16-adam-bf16-states"]["assumptions"])

@@ -50,7 +50,7 @@ def test_frozen_base_drops_the_weight_gradient_gemms():
 
 def test_only_adapter_gradients_are_reduced_and_stepped():
     """DP 8, ZeRO 0: the gradient all-reduce moves 3,407,872 x 4 B (fp32 reduce) instead of every weight, and Adam
-    reads and writes 28 B per adapter parameter (Efficiencies.optimizer_bytes_per_param)."""
+    reads and writes 28 B per adapter parameter (calc.memory.training.optimizer_step_bytes, bf16-adam)."""
     cost = _cost(Lora(8, ("q", "v")))
     r = train_step(cost, Layout(dp=8), global_batch=8)
     assert r.fits

@@ -69,6 +69,23 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+def optimizer_step_bytes(recipe: str) -> int:
+    """HBM bytes the optimizer step moves per parameter under ``recipe`` (RECIPES (w, g, o)): it reads the gradient
+    (the fp32 accumulator, 4 B, under bf16-adam-fp32-grads), reads and writes its states o, and writes the model
+    weight w where a separate fp32 master sits in o (bf16-adam, bf16-adam-fp32-grads), else reads and writes w:
+
+        bf16-adam 2 + 2 x 12 + 2 = 28;  bf16-adam-fp32-grads 4 + 24 + 2 = 30;  bf16-adam-bf16-states 2 + 2 x 4 + 2 x 2 = 14;
+        fp32-adam 4 + 2 x 8 + 2 x 4 = 28;  sgd-momentum 4 + 2 x 4 + 2 x 4 = 20
+
+    >>> [optimizer_step_bytes(r) for r in RECIPES]
+    [28, 30, 14, 28, 20]
+    """
+    w, g, o = recipe_bytes(recipe)
+    master = recipe in ("bf16-adam", "bf16-adam-fp32-grads")
+    grads = 4 if recipe == "bf16-adam-fp32-grads" else g
+    return grads + 2 * o + (w if master else 2 * w)
+
+
 def recipe_bytes(recipe: str) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per parameter of a RECIPES entry; an unknown name is refused (--recipe)."""
     if recipe not in RECIPES:

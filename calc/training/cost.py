@@ -253,9 +253,13 @@ class Efficiencies:
     # Megatron --moe-expert-capacity-factor: an expert takes at most cf x its balanced share, the overflow dropped
     # (None: dropless); under token-drop routing every expert is padded to it (ModelCost.expert_load)
     capacity_factor: float | None = None
-    grad_reduce_bytes: int = 4  # bytes per gradient element reduced over DP (Megatron/FSDP reduce in fp32)
+    # bytes per gradient element reduced over DP; None: the recipe's (dp_reduce_bytes: fp32, as Megatron / FSDP reduce,
+    # except NeMo's bf16-states recipe, which syncs bf16 gradients)
+    grad_reduce_bytes: int | None = None
     bucket_params: float = 40e6  # gradient bucket (Megatron DDP default 40M elements)
-    optimizer_bytes_per_param: float = 28.0  # Adam step: read+write fp32 master, m, v (24) + grad (2) + bf16 weight (2)
+    # HBM bytes the optimizer step moves per local parameter; None: the recipe's (calc.memory.training.optimizer_step_bytes:
+    # bf16-adam 28 = read + write fp32 master, m, v (24) + grad (2) + bf16 weight (2))
+    optimizer_bytes_per_param: float | None = None
     flash: bool = True  # fused attention kernel (FlashAttention); False = Megatron 2021-22 unfused softmax
     gemm_plateau: float | None = None  # None: the GPU generation's default (calc.hardware.efficiency.GEMM_PLATEAU)
     activations: str = "per-tensor"  # activation memory model: "per-tensor" (calc.memory.activations) or "textbook"
@@ -355,6 +359,23 @@ class Efficiencies:
         """The fp8 recipe as given, else the stack's default (calc.training.stack.FP8_RECIPE)."""
         return self.fp8_recipe or FP8_RECIPE.get(stack_key(self.stack), "delayed")
 
+    @property
+    def dp_reduce_bytes(self) -> int:
+        """Bytes per gradient element of the DP reduction: --grad-reduce-bytes as given, else 2 under NeMo's bf16-states
+        recipe (its distributed_fused_adam grad_sync_dtype bf16, calc.memory.training.RECIPES), else 4 (fp32, as
+        Megatron's distributed optimizer and FSDP2's reduce_dtype reduce)."""
+        if self.grad_reduce_bytes is not None:
+            return self.grad_reduce_bytes
+        return 2 if self.recipe == "bf16-adam-bf16-states" else 4
+
+    @property
+    def step_optimizer_bytes(self) -> float:
+        """HBM bytes per local parameter of the optimizer step: the override, else the recipe's
+        (calc.memory.training.optimizer_step_bytes)."""
+        from calc.memory.training import optimizer_step_bytes
+
+        return self.optimizer_bytes_per_param if self.optimizer_bytes_per_param is not None else optimizer_step_bytes(self.recipe)
+
     def describe(self, moe: bool = True, cp: bool = True, fp8: bool = True) -> list[str]:
         """The assumptions as --explain and JSON ``assumptions`` list them; those that cannot apply to the run are left
         out: the expert (MoE) lines for a dense model (``moe`` False), the context-parallel K/V exchange without CP
@@ -371,9 +392,10 @@ class Efficiencies:
             ((f"expert capacity factor {self.capacity_factor:g} (the busiest expert's load capped at it"
               + (", every expert padded to it" if self.moe_routing == "token-drop" else "") + "); "
               if self.capacity_factor is not None else "dropless experts (no capacity factor); ") if moe else "")
-            + f"DP gradients reduced at {self.grad_reduce_bytes} B/element "
+            + f"DP gradients reduced at {self.dp_reduce_bytes} B/element "
             f"in buckets of {abbrev(self.bucket_params)} elements",
-            f"optimizer step moves {self.optimizer_bytes_per_param:g} B per local parameter",
+            f"optimizer step moves {self.step_optimizer_bytes:g} B per local parameter"
+            + ("" if self.optimizer_bytes_per_param is not None else f" (recipe {self.recipe})"),
             f"training states: recipe {self.recipe} (weights, gradients, optimizer bytes per parameter: "
             "calc.memory.training.RECIPES; --recipe)",
             "attention: " + ("fused flash kernel (causal half computed)" if self.flash else "unfused, full s x s scores"),

@@ -155,24 +155,24 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     if dp * cp > 1:
         if layout.sharding == FSDP_PP:
             lines.append(f"zero_gather_s (FSDP+PP): one weight all-gather per step ({_mb(local * cost.elem)}) + one gradient "
-                         f"reduce-scatter after the last backward ({_mb(trains * eff.grad_reduce_bytes)}) over "
+                         f"reduce-scatter after the last backward ({_mb(trains * eff.dp_reduce_bytes)}) over "
                          f"{_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s in all; exposed "
                          f"{t.exposed['zero_gather_s']:.4f} s (the first layer's gather + (1 - {eff.overlap:g}) x the rest "
                          "under the first forward + the whole reduce-scatter)")
         elif layout.zero == 3:
             lines.append(f"zero_gather_s: per micro-batch 2 weight all-gathers ({_mb(local * cost.elem)}) + gradient reduce-scatter "
-                         f"({_mb(trains * eff.grad_reduce_bytes)}) over {_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s "
+                         f"({_mb(trains * eff.dp_reduce_bytes)}) over {_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s "
                          f"in all; exposed {t.exposed['zero_gather_s']:.4f} s (overflow + (1 - {eff.overlap:g}) x overlapped "
                          "+ the first layer's gather)")
         else:
             buckets = max(1, math.ceil(trains / eff.bucket_params))
             op = "all-reduce" if layout.zero == 0 else "reduce-scatter (+ bf16 weight all-gather, exposed)"
-            lines.append(f"dp_comm_s: gradients N_local x {eff.grad_reduce_bytes} B = {trains:,.0f} x {eff.grad_reduce_bytes} = "
-                         f"{_mb(trains * eff.grad_reduce_bytes)}, {op} over {_where(cost, dp * cp, tp)} = "
+            lines.append(f"dp_comm_s: gradients N_local x {eff.dp_reduce_bytes} B = {trains:,.0f} x {eff.dp_reduce_bytes} = "
+                         f"{_mb(trains * eff.dp_reduce_bytes)}, {op} over {_where(cost, dp * cp, tp)} = "
                          f"{t.totals['dp_comm_s']:.4f} s; {buckets} buckets, the last exposed, the rest under the last backward "
                          f"({_ms(st['bwd'])}) -> {t.exposed['dp_comm_s']:.4f} s")
     opt = trains / (dp * cp if layout.zero >= 1 else 1)
-    lines.append(f"optimizer_s = {opt:,.0f} parameters x {eff.optimizer_bytes_per_param:g} B / HBM {cost.hbm / 1e12:.2f} TB/s "
+    lines.append(f"optimizer_s = {opt:,.0f} parameters x {eff.step_optimizer_bytes:g} B / HBM {cost.hbm / 1e12:.2f} TB/s "
                  f"= {t.exposed['optimizer_s']:.4f} s")
     lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
     flops = ("(2 x forward + attention forward + 3 x adapters) FLOPs, a frozen base's" if cost.lora is not None

@@ -37,7 +37,8 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               the overlap efficiency) and its fp32 gradients reduce-scattered once, after the last backward
               (torch/distributed/pipelining/stage.py runs FSDP's post-backward then, with no compute left to
               hide it under: exposed whole)
-  optimizer   N_local (/d*c with ZeRO >= 1) x 28 B of HBM traffic (Adam, mixed precision)
+  optimizer   N_local (/d*c with ZeRO >= 1) x the recipe's bytes of HBM traffic (calc.memory.training.optimizer_step_bytes:
+              bf16-adam 28)
 MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
 HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core; --recompute-modules:
 the listed modules' GEMMs / attention, calc.training.cost "recompute modules", the same modules the step re-runs).
@@ -230,17 +231,17 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
     dp_total = dp_exposed = zero_total = zero_exposed = 0.0
     if layout.sharding == FSDP_PP:
         gather = over_dp("all_gather", cost.elem, False)
-        scatter = over_dp("reduce_scatter", eff.grad_reduce_bytes)
+        scatter = over_dp("reduce_scatter", eff.dp_reduce_bytes)
         first_gather = gather / max(stages[worst_i][1], 1)
         zero_total = gather + scatter
         zero_exposed = first_gather + exposed_time(gather - first_gather, worst["fwd"], eff.overlap) + scatter
     elif layout.zero == 3:
-        per_mb = 2 * over_dp("all_gather", cost.elem, False) + over_dp("reduce_scatter", eff.grad_reduce_bytes)
+        per_mb = 2 * over_dp("all_gather", cost.elem, False) + over_dp("reduce_scatter", eff.dp_reduce_bytes)
         first_gather = over_dp("all_gather", cost.elem, False) / max(stages[worst_i][1], 1)
         zero_total = micro * per_mb
         zero_exposed = micro * (exposed_time(per_mb, t_mb, eff.overlap) + first_gather)
     else:
-        grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.grad_reduce_bytes)
+        grads = over_dp("allreduce" if layout.zero == 0 else "reduce_scatter", eff.dp_reduce_bytes)
         buckets = max(1, math.ceil((dense_t + experts_t) / eff.bucket_params))
         hidden_part = grads * (1 - 1 / buckets)
         dp_exposed = grads / buckets + exposed_time(hidden_part, worst["bwd"], eff.overlap)
@@ -250,7 +251,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
             dp_total += gather
             dp_exposed += gather
     opt_params = dense_t / dpc + experts_t / edp if layout.zero >= 1 else dense_t + experts_t  # the optimizer's shard
-    optimizer = opt_params * eff.optimizer_bytes_per_param / cost.hbm
+    optimizer = opt_params * eff.step_optimizer_bytes / cost.hbm
     exposed = {
         "compute_s": micro * (worst["fwd"] + worst["bwd"]),
         "recompute_s": micro * worst["rec"],
