@@ -277,7 +277,9 @@ def training_memory(
             + f", sequence parallel={plan.sequence_parallel}, {in_flight:g} microbatch(es) in flight on stage 1",
             f"CUDA context {reserve_gib:g} GiB per GPU + allocator fragmentation {fragmentation:.0%} of the allocated peak; "
             + ("gradients persist (" + ("Megatron's gradient buffer" if grad_buffer and zero <= 1 else "grad accumulation") + "); "
-               if gradients_persist(grad_accum, grad_buffer, zero) else "gradients at the backward's end; ")
+               if gradients_persist(grad_accum, grad_buffer, zero)
+               else "gradients at the backward's end (the part 'gradients': what they add beyond the activations freed by "
+                    "then); ")
             + f"{grad_accum:,} micro-batch(es) per rank per step"
             + ("" if global_batch else " (no global batch given: no gradient accumulation; --global-batch sets it)") + "; "
             + "min_gpus grows DP at this TP x PP x CP"
@@ -412,7 +414,7 @@ def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: 
         forward end  = saved activations + max(logits/loss, backward workspace)   (no gradient exists yet:
                        zero_grad(set_to_none=True))
         backward end = gradients (every activation freed by then; between the two ends the sum moves
-                       linearly, so the larger end is the peak)
+                       linearly, so the larger end is the peak): the part "gradients" is then max(0, gradients - activations)
         gradients persist across micro-batches (gradient accumulation, Megatron's grad buffer): added whole
         peak = allocated x (1 + fragmentation) + CUDA context
     ``fragmentation``: torch.cuda.max_memory_reserved / max_memory_allocated - 1 of the caching allocator;
@@ -425,7 +427,9 @@ def assemble_peak(states: dict[str, int], *, gradients: int, gradients_persist: 
         out["activations"] = activations
     else:
         out["activations"] = activations
-        out["gradients (backward end, beyond freed activations)"] = max(gradients - activations, 0)
+        # one key whatever the case (stable JSON): the gradients' share of the peak, here what they add at the backward's
+        # end beyond the activations freed by then (the assumptions say "gradients at the backward's end")
+        out["gradients"] = max(gradients - activations, 0)
     out["FSDP unsharded layers"] = fsdp
     out.update(transients or {})
     allocated = sum(out.values())

@@ -157,8 +157,8 @@ class TrainTimeResult(BaseModel):
     mfu_source: str = "assumed (--mfu)"
     plan: str | None = None
     stack: str | None = None  # the predicted plan's training stack (its band's stack); None with an assumed --mfu
-    memory_per_gpu_bytes: float | None = None  # the predicted plan's peak per GPU (its three-valued fit); None with --mfu
-    gpu_memory_bytes: float | None = None
+    memory_per_gpu_bytes: int | None = None  # the predicted plan's peak per GPU (its three-valued fit); None with --mfu
+    gpu_memory_bytes: int | None = None
     verdict: str
     assumptions: list[str] = []  # what the days rest on, as train-step / serve list them: the plan's, or the assumed MFU
     explain: list[str]
