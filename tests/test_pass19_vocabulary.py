@@ -236,3 +236,9 @@ def test_the_recipe_sets_the_optimizer_traffic_and_the_gradient_reduction(cli) -
     assert runs["sgd-momentum"]["optimizer_s"] == pytest.approx(per_gpu * 20 * hbm, rel=1e-9)
     assert runs["bf16-adam-bf16-states"]["dp_comm_s"] < runs["bf16-adam"]["dp_comm_s"]
     assert any("reduced at 2 B/element" in a for a in runs["bf16-adam-bf16-states"]["assumptions"])
+
+
+@pytest.mark.parametrize("command", ["memory", "latency", "concurrency"])
+def test_tp_against_num_gpus_is_one_refusal_in_every_serving_command(cli, command: str) -> None:
+    r = cli(command, "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--tp", "2")
+    assert r.code == 2 and r.err.strip() == "llmcalc: error: --tp: --tp x --pp = 2 is not --num-gpus 8; give one or the other"

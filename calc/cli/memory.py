@@ -230,6 +230,9 @@ def memory(
     from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
 
     m = load_model(model)
+    if mode is Mode.infer and num_gpus is not None and (tp or pp) and (tp or 1) * (pp or 1) != num_gpus:
+        # as latency / concurrency / serve word it (calc.serving.latency.serving_plan): one replica's TP x PP
+        raise LLMCalcError("--tp", f"--tp x --pp = {(tp or 1) * (pp or 1)} is not --num-gpus {num_gpus}; give one or the other")
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus) if mode is Mode.infer else None
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
         from calc.model.parallel import inference_layout
