@@ -242,3 +242,15 @@ def test_the_recipe_sets_the_optimizer_traffic_and_the_gradient_reduction(cli) -
 def test_tp_against_num_gpus_is_one_refusal_in_every_serving_command(cli, command: str) -> None:
     r = cli(command, "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--tp", "2")
     assert r.code == 2 and r.err.strip() == "llmcalc: error: --tp: --tp x --pp = 2 is not --num-gpus 8; give one or the other"
+
+
+def test_latency_can_run_the_layout_serve_picks(cli) -> None:
+    """serve sizes a layout at the max_num_seqs its emitted line starts the engine with (vLLM's profile run samples that
+    many requests): latency takes --max-num-seqs too, so serve's pick is reproducible; concurrency agrees on the KV."""
+    best = cli("serve", "llama3-70b", "--gpu", "h100", "--json").json()["best"]
+    tp, pp, batch = str(best["tp"]), str(best["pp"]), str(best["batch"])
+    run = cli("latency", "llama3-70b", "--gpu", "h100", "--tp", tp, "--pp", pp, "--batch", batch, "--max-num-seqs", batch,
+              "--json")
+    assert run.code == 0 and run.json()["max_concurrency"] >= best["batch"]
+    conc = cli("concurrency", "llama3-70b", "--gpu", "h100", "--tp", tp, "--pp", pp, "--max-num-seqs", batch, "--json").json()
+    assert conc["kv_cache_tokens"] == best["kv_cache_tokens"]

@@ -387,6 +387,7 @@ def latency(
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_model_len: MaxModelLenOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    max_num_seqs: MaxNumSeqsOpt = None,
     block_size: BlockSizeOpt = None,
     mem_fraction_static: MemFractionOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
@@ -415,8 +416,8 @@ def latency(
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
     output = window_output(m, prompt, output, option_given(ctx, "output"))
     check_max_model_len(m, max_model_len, prompt, output)
-    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, None, block_size,
-                  mem_fraction_static, chunked_prefill_size, engine_version)
+    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
+                        mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
