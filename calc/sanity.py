@@ -80,11 +80,10 @@ def check_mfu(mfu: float, field: str) -> list[str]:
     means the throughput given in ``field`` is impossible on that GPU count and dtype.
     """
     if mfu >= 1 - 1e-9:  # at the peak or beyond it: no run keeps every tensor core busy every cycle
-        raise LLMCalcError(field, f"implies MFU {percent(mfu)}, at or above 100% of the GPUs' dense peak; "
-                                  "check the throughput, --num-gpus and --dtype")
+        raise LLMCalcError(field, f"implies MFU {percent(mfu)}, {'above' if mfu > 1 + 1e-9 else 'at'} 100% of the GPUs' "
+                                  "dense peak; check the throughput, --num-gpus and --dtype")
     if mfu > SUSPICIOUS_MFU:
-        return [f"{field}: implies MFU {mfu:.1%}, above {SUSPICIOUS_MFU:.0%}, beyond any published large run (~55-60%); "
-                "check the inputs"]
+        return [f"{field}: implies MFU {mfu:.1%}, above any published large run (~55-60%); check the inputs"]
     if mfu < TINY_MFU:
         return [f"{field}: implies MFU {percent(mfu)}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
     return []
