@@ -254,3 +254,10 @@ def test_latency_can_run_the_layout_serve_picks(cli) -> None:
     assert run.code == 0 and run.json()["max_concurrency"] >= best["batch"]
     conc = cli("concurrency", "llama3-70b", "--gpu", "h100", "--tp", tp, "--pp", pp, "--max-num-seqs", batch, "--json").json()
     assert conc["kv_cache_tokens"] == best["kv_cache_tokens"]
+
+
+def test_compare_rows_carry_serves_millisecond_keys(cli) -> None:
+    row = cli("compare", "llama3-8b", "h100", "--json").json()[0]
+    best = cli("serve", "llama3-8b", "--gpu", "h100", "--json").json()["best"]
+    assert row["ttft_ms"] == pytest.approx(best["ttft_ms"]) and row["tpot_ms"] == pytest.approx(best["tpot_ms"])
+    assert row["ttft_ms"] == pytest.approx(row["ttft_s"] * 1e3)

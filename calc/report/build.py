@@ -222,6 +222,18 @@ class CompareRow(BaseModel):
     verdict: str
     assumptions: list[str] = []  # the serve plan's on this GPU (compare --explain prints them, once where shared)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ttft_ms(self) -> float | None:
+        """TTFT in ms, under serve's key (ttft_s kept for earlier readers)."""
+        return None if self.ttft_s is None else self.ttft_s * 1e3
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tpot_ms(self) -> float | None:
+        """TPOT in ms, under serve's key."""
+        return None if self.tpot_s is None else self.tpot_s * 1e3
+
 
 def cost_per_million_tokens(gpus: int, price_per_gpu_hour: float, tokens_per_s: float) -> float:
     """$ per million output tokens of a deployment running flat out:
