@@ -261,3 +261,23 @@ def test_compare_rows_carry_serves_millisecond_keys(cli) -> None:
     best = cli("serve", "llama3-8b", "--gpu", "h100", "--json").json()["best"]
     assert row["ttft_ms"] == pytest.approx(best["ttft_ms"]) and row["tpot_ms"] == pytest.approx(best["tpot_ms"])
     assert row["ttft_ms"] == pytest.approx(row["ttft_s"] * 1e3)
+
+
+def test_dsa_indexer_is_timed_in_training() -> None:
+    """DeepSeek-V3.2-Exp (61 sparse MLA layers, indexer 64 heads x 128, top-k 2,048) at s = 4,096 on one H100 rank:
+    the indexer scores all 4,096 x 4,097 / 2 = 8,390,656 causal pairs at 2 x 64 x 128 = 16,384 FLOPs each in its
+    forward, and its KL loss backs through the picked pairs only, 2,048 x 2,049 / 2 + 2,048 x 2,048 = 6,292,480, x 2;
+    fp8 on Hopper halves the time at the attention kernel's rate. A dense-MLA model (V3) has no such term."""
+    from pathlib import Path
+
+    from calc.sources.catalog import load_gpu, load_model, load_system
+    from calc.training.cost import ModelCost
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "hf" / "deepseek-v3.2-exp.json"
+    h100, node = load_gpu("h100"), load_system("dgx-h100")
+    cost = ModelCost(load_model(str(fixture)), h100, node, 4096, "bf16")
+    rate_fwd, rate_bwd = cost._attn_rates(1)
+    fwd, bwd = cost.indexer_s(1, 1)
+    assert fwd == pytest.approx(0.5 * 16_384 * 8_390_656 / rate_fwd, rel=1e-12)
+    assert bwd == pytest.approx(0.5 * 2 * 16_384 * 6_292_480 / rate_bwd, rel=1e-12)
+    assert ModelCost(load_model("deepseek-v3"), h100, node, 4096, "bf16").indexer_s(1, 1) == (0.0, 0.0)

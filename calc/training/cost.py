@@ -144,7 +144,7 @@ from calc.hardware.efficiency import (
 )
 from calc.hardware.moe_ops import MOE_ROUTINGS, deepep_nic_scale, force_balanced_load_cv, local_sort_bytes
 from calc.memory.training import StackMemory, routed_expert_params
-from calc.model.flops import attention_dims, forward_flops, mixer_scan_flops
+from calc.model.flops import attention_dims, forward_flops, indexer_pair_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_bytes
@@ -744,6 +744,23 @@ class ModelCost:
             a2a = 2 * self.coll("all_to_all", routed, ep, etp)
         return a2a + self.coll("all_gather", routed * etp, etp) + self.coll("reduce_scatter", routed * etp, etp)
 
+    def indexer_s(self, b: int, cp: int) -> tuple[float, float]:
+        """(forward, backward) seconds of DeepSeek-V3.2's lightning indexer, mean per layer, on one rank (0, 0 without
+        DSA). Forward: it scores every earlier key of each query, indexer_pair_flops per pair over the causal
+        s(s+1)/2 pairs (calc.model.flops.indexer_flops); backward: its KL loss against the main attention is taken
+        over the top-k keys it picked only, its input detached (DeepSeek-V3.2-Exp report sec. 2.2, sparse training
+        stage): 2 x the scores of causal_pairs(s, k). Replicated on every TP rank, split by CP, timed at the attention
+        kernel's rate and halved on a GPU with fp8 tensor cores (it runs in fp8: DeepGEMM fp8_mqa_logits), as the
+        serving step times it (calc.serving.step)."""
+        per_pair = indexer_pair_flops(self.m) / self.m.num_layers  # the sparse layers' sum, as a mean per layer
+        if not per_pair:
+            return 0.0, 0.0
+        scale = 0.5 if "fp8" in self.gpu.datasheet_peak_tflops else 1.0
+        rate_fwd, rate_bwd = self._attn_rates(cp)
+        scored = b * per_pair * causal_pairs(self.seq, None) / cp
+        picked = b * per_pair * causal_pairs(self.seq, self.m.mla.index_topk) / cp
+        return scale * scored / rate_fwd, scale * 2 * picked / rate_bwd
+
     def _layer_uncached(self, kind_index: int, b: int, tp: int, cp: int, ep: int, sp: bool, etp: int) -> LayerCost:
         m, eff = self.m, self.eff
         kind = self.kinds[kind_index][0]
@@ -762,6 +779,8 @@ class ModelCost:
             rate_fwd, rate_bwd = self._attn_rates(cp)
             attn_fwd = attn_flops / rate_fwd
             attn_bwd = FLASH_BACKWARD_FLOPS_RATIO * attn_flops / rate_bwd
+            index_fwd, index_bwd = self.indexer_s(b, cp)
+            attn_fwd, attn_bwd = attn_fwd + index_fwd, attn_bwd + index_bwd
         else:
             batch = int(b * heads)
             scores = self._gemm(s_local, self.seq, d_qk, batch, True) + self._gemm(s_local, d_v, self.seq, batch, True)
