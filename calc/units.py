@@ -44,6 +44,15 @@ COMPUTE_DTYPE: dict[str, str] = {
 }
 
 
+def fp32_run(dtype: str) -> bool:
+    """Whether a run of ``dtype`` computes in fp32 (TF32 matmuls): its weights and activations are 4-byte.
+
+    >>> fp32_run("fp32"), fp32_run("tf32"), fp32_run("bf16")
+    (True, True, False)
+    """
+    return COMPUTE_DTYPE.get(dtype, dtype) == "tf32"
+
+
 def dtype_bytes(dtype: str, field: str = "--dtype") -> Fraction:
     """Bytes per element of ``dtype`` (exact; int4 is 1/2).
 

@@ -189,7 +189,9 @@ def test_mfu_keys_mean_one_thing_across_commands(cli) -> None:
     # 6N by hand: tokens/s x 6 x 8,030,261,248 / (64 x 989.4e12)
     assert step["mfu_6n"] == pytest.approx(step["tokens_per_s"] * 6 * 8_030_261_248 / (64 * 989.4e12), rel=1e-12)
     time = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json").json()
-    assert time["mfu_6n"] == pytest.approx(time["mfu"] * time["total_flops_6n"] / time["total_flops"], rel=1e-12)
+    # per token at S = 4,096: 6N = 6 x 8,030,261,248 = 48,181,567,488; with attention 3 x (2 x 7,504,658,432 matmul
+    # weights + 2 x 256 x 32 x 32 x 4,096 score FLOPs / 1) = 51,470,401,536 (tests/test_flops.py counts both exactly)
+    assert time["mfu_6n"] == pytest.approx(time["mfu"] * 48_181_567_488 / 51_470_401_536, rel=1e-12)
 
 
 def test_fp8_weights_on_ampere_are_weight_only_whether_shipped_or_asked(cli) -> None:
@@ -281,3 +283,37 @@ def test_dsa_indexer_is_timed_in_training() -> None:
     assert fwd == pytest.approx(0.5 * 16_384 * 8_390_656 / rate_fwd, rel=1e-12)
     assert bwd == pytest.approx(0.5 * 2 * 16_384 * 6_292_480 / rate_bwd, rel=1e-12)
     assert ModelCost(load_model("deepseek-v3"), h100, node, 4096, "bf16").indexer_s(1, 1) == (0.0, 0.0)
+
+
+def test_review_fixes_of_pass_19(cli) -> None:
+    """The pass's own review: an assumed-MFU answer checks the fit with the run's dtype (an fp32 8B at 32K fits no
+    layout on 2 H100s, as train-plan says); memory --mode infer reads --pp as latency does (8 GPUs, PP 2 -> TP 4);
+    a full fp32 fine-tune keeps fp32 activations; --non-causal in flops names --attention-pairs full; report's
+    --explain is refused with a document format."""
+    fp32 = ["train-time", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "2", "--seq", "32768", "--tokens", "1T",
+            "--dtype", "fp32"]
+    assert cli(*fp32, "--mfu", "0.3").code == 2 and cli(*fp32).code == 2
+    mem = cli("memory", "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--json").json()
+    lat = cli("latency", "llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--json").json()
+    assert (mem["tp"], mem["pp"]) == (lat["tp"], lat["pp"]) == (4, 2)
+    ft = ["memory", "llama3-8b", "--mode", "finetune", "--method", "full", "--gpu", "h100", "--json"]
+    assert cli(*ft, "--precision", "fp32").json()["per_gpu"]["activations"] > \
+        1.5 * cli(*ft, "--precision", "mixed").json()["per_gpu"]["activations"]
+    r = cli("flops", "llama3-8b", "--non-causal")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --non-causal") and "--attention-pairs full" in r.err
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--format", "markdown", "--explain")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --explain")
+
+
+def test_fsdp_pp_keeps_the_sharded_parameters_of_a_recipe_without_a_master(cli) -> None:
+    """torchtitan FSDP2 with PP, Llama 3 8B, PP 2 x DP 4, fp32-adam (no separate master): Adam m, v (8 B) and the
+    sharded fp32 parameters (4 B) of the stage's 8,030,261,248 / 2 parameters, over DP 4: 12 x 8,030,261,248 / 8 =
+    12,045,391,872 B (the gathered fp32 copy, 4 x N / 2, is the 'weights' part)."""
+    d = cli("memory", "llama3-8b", "--mode", "train", "--num-gpus", "8", "--dtype", "fp32", "--global-batch", "16",
+            "--stack", "fsdp", "--pp", "2", "--zero", "3", "--sharding", "fsdp-pp", "--json").json()
+    assert d["per_gpu"]["optimizer"] == 12 * 8_030_261_248 // 8 and d["per_gpu"]["weights"] == 4 * 8_030_261_248 // 2
+
+
+def test_compare_quotes_a_gpu_that_ran_when_none_meets_the_targets(cli) -> None:
+    r = cli("compare", "llama3.1-405b", "t4", "h100", "--num-gpus", "1")
+    assert r.code == 2 and ": h100-sxm:" in r.err and "bf16 tensor peak" not in r.err

@@ -69,7 +69,10 @@ def bench(
     name = alias(model, old_model, "MODEL", "--model")
     save_path = output_path(save, "--save", (".yaml", ".yml"))
     # the square GEMM sizes are read before torch is imported (a bad list answers at once)
-    size_list = _int_list(sizes, "--sizes") if sizes and sizes not in ("small", "full") and (name is None or fused) else None
+    if (name is None or fused) and sizes in ("small", "full"):
+        raise LLMCalcError("--sizes", f"{sizes} picks the token counts of `bench MODEL` (without --fused); "
+                                      "here give square sizes like 1024,4096")
+    size_list = _int_list(sizes, "--sizes") if sizes and (name is None or fused) else None
     if dtype is None:
         from calc.hardware.bench import device_info, import_torch
 
@@ -85,9 +88,6 @@ def bench(
     from calc.hardware.bench import calibration_from, run_bench
     from calc.report.render import bench_view, emit
 
-    if sizes in ("small", "full"):
-        raise LLMCalcError("--sizes", f"{sizes} picks the token counts of `bench MODEL` (without --fused); "
-                                      "here give square sizes like 1024,4096")
     with _progress(as_json) as bar:
         task = bar.add_task("bench", total=None)
         result = run_bench(dtype, size_list, name, batch_tokens, repeats or 20,

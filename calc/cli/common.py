@@ -162,25 +162,28 @@ def require_fit(result: Any, flag: str = "--num-gpus") -> None:
         raise LLMCalcError(flag, refusal)
 
 
-def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int) -> None:
+def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int, dtype: str = "bf16", recipe: str = "bf16-adam") -> None:
     """Fit first for a training answer at an assumed MFU (no plan is searched): some layout train-plan enumerates
     (TP within a node, PP, ZeRO 0-3, recomputation) fits at the default global batch, with the memory train-step
     prices (calc.training.step.memory_per_gpu), else the answer is refused with the search's verdict (what fits,
     or the GPUs it needs). Without a node type for the GPU: the plain ZeRO-3, full-recomputation layout, same
-    Megatron-class memory settings. A searched plan needs no such check: the search refuses when nothing fits."""
+    Megatron-class memory settings. A searched plan needs no such check: the search refuses when nothing fits.
+    ``dtype`` and ``recipe``: the run's (an fp32 run's states, activations and gathers, as the search prices them)."""
     from calc.sources.catalog import system_for_gpu
+    from calc.training.cost import Efficiencies
 
-    system = system_for_gpu(gpu)
+    system, eff = system_for_gpu(gpu), Efficiencies(recipe=recipe)
     if system is None:
         from calc.training.layout import Layout
         from calc.training.step import layout_memory
 
-        require_fit(layout_memory(m, Layout(dp=num_gpus, zero=3, recompute="full"), 1, seq=seq, gpu=gpu))
+        require_fit(layout_memory(m, Layout(dp=num_gpus, zero=3, recompute="full"), 1, seq=seq, gpu=gpu, dtype=dtype,
+                                  eff=eff))
         return
     from calc.training.cost import ModelCost
     from calc.training.plan import SearchSpace, default_global_batch, enumerate_fitting, what_would_fit
 
-    cost, batch = ModelCost(m, gpu, system, seq), default_global_batch(seq, num_gpus)
+    cost, batch = ModelCost(m, gpu, system, seq, dtype, eff=eff), default_global_batch(seq, num_gpus)
     if not enumerate_fitting(cost, num_gpus, batch, SearchSpace())[1]:
         raise LLMCalcError("--num-gpus", f"does not fit: no layout of {m.name} fits on {num_gpus} x {gpu.name} "
                            f"(global batch {batch} x {seq}){what_would_fit(cost, num_gpus, batch, SearchSpace())}")

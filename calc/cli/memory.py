@@ -113,8 +113,8 @@ def memory(
     group_size: Annotated[int | None, typer.Option(
         "--group-size", parser=human_int("--group-size"), help="int4/int8 quantisation group size")] = None,
     reserve_gib: ReserveOpt = None,
-    mtp: Annotated[bool, typer.Option("--mtp", help="also load the multi-token-prediction layers (DeepSeek-V3, GLM-4.5 "
-                                                    "speculative decoding)")] = False,
+    mtp: Annotated[bool, typer.Option("--mtp", help="also load the multi-token-prediction layers (DeepSeek-V3, GLM-4.5, "
+                                                    "Qwen3-Next speculative decoding)")] = False,
     method: MethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_alpha: LoraAlphaOpt = None,
@@ -230,9 +230,12 @@ def memory(
     from calc.memory import DEFAULT_RESERVE_GIB, inference_memory
 
     m = load_model(model)
-    if mode is Mode.infer and num_gpus is not None and (tp or pp) and (tp or 1) * (pp or 1) != num_gpus:
-        # as latency / concurrency / serve word it (calc.serving.latency.serving_plan): one replica's TP x PP
-        raise LLMCalcError("--tp", f"--tp x --pp = {(tp or 1) * (pp or 1)} is not --num-gpus {num_gpus}; give one or the other")
+    if mode is Mode.infer and num_gpus is not None and (tp or pp) and not (dp or cp):
+        # one replica's TP x PP, read as latency / concurrency / serve read it (TP = GPUs / PP unless --tp is given)
+        from calc.serving.latency import serving_plan
+
+        layout = serving_plan(load_model(model), num_gpus, tp, pp or 1)
+        tp, pp, num_gpus = layout.tp, layout.pp, None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus) if mode is Mode.infer else None
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
         from calc.model.parallel import inference_layout

@@ -41,7 +41,7 @@ def flops(
     context: Annotated[int | None, typer.Option(
         "--context", parser=human_int("--context"), help="tokens attended S' (default: --seq)")] = None,
     attention_pairs: AttentionPairsOpt = AttentionPairs.full,
-    old_causal: OldCausalCountOpt = False,
+    old_causal: OldCausalCountOpt = None,
     output: Annotated[int | None, typer.Option(
         "--output", parser=human_int("--output"), help="also decode this many tokens after the --seq prompt")] = None,
     generate: Annotated[int | None, typer.Option("--generate", parser=human_int("--generate"), hidden=True)] = None,

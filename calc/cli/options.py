@@ -288,15 +288,16 @@ AttentionPairsOpt = Annotated[AttentionPairs, typer.Option(
          "and torchtitan count model FLOPs and MFU; the default) or causal (S(S+1)/2, what a causal kernel computes); "
          "a convention of the count, not the workload (latency's --causal/--non-causal sets the workload)")]
 # --causal was this count's switch in flops / mfu / train-time; it now means only the workload (latency, default on)
-OldCausalCountOpt = Annotated[bool, typer.Option("--causal", hidden=True)]
+OldCausalCountOpt = Annotated[bool | None, typer.Option("--causal/--non-causal", hidden=True)]
 
 
-def counted_causal(pairs: AttentionPairs, old_causal: bool) -> bool:
+def counted_causal(pairs: AttentionPairs, old_causal: bool | None) -> bool:
     """True when the FLOP count takes the causal pairs; the old ``--causal`` of the counting commands is refused
     with the new spelling, so ``--causal`` keeps one meaning and one default (latency's workload, on)."""
-    if old_causal:
-        raise LLMCalcError("--causal", "here the FLOP count's convention is --attention-pairs causal (default full, "
-                                       "Megatron's MFU count); --causal/--non-causal is latency's workload switch")
+    if old_causal is not None:
+        flag, pairs_word = ("--causal", "causal") if old_causal else ("--non-causal", "full")
+        raise LLMCalcError(flag, f"here the FLOP count's convention is --attention-pairs {pairs_word} (default full, "
+                                 "Megatron's MFU count); --causal/--non-causal is latency's workload switch")
     return pairs is AttentionPairs.causal
 CausalPrefillOpt = Annotated[bool, typer.Option(
     "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "
@@ -453,9 +454,9 @@ def training_recipe(recipe: str | None, dtype: str) -> str:
     """--recipe as given, else the run's: fp32-adam when it computes in fp32 / TF32 (fp32 weights, gradients and Adam
     states, 4 + 4 + 8 B), else DEFAULT_RECIPE. A bf16-weight recipe under --dtype fp32 / tf32 is refused: bf16 weights
     run bf16 GEMMs, not the TF32 ones the run is timed at."""
-    from calc.units import COMPUTE_DTYPE
+    from calc.units import fp32_run
 
-    fp32 = COMPUTE_DTYPE.get(dtype, dtype) == "tf32"
+    fp32 = fp32_run(dtype)
     if recipe is None:
         return "fp32-adam" if fp32 else DEFAULT_RECIPE
     if fp32 and recipe.startswith("bf16"):

@@ -157,6 +157,9 @@ def report(
     dispatcher = dispatcher_option(dispatcher, moe_collective)
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
+    if explain and fmt is not ReportFormat.table:  # the documents carry their assumptions; the derivation is the table's
+        raise LLMCalcError("--explain", f"prints under the table; --format {fmt.value} writes a document without it: "
+                                        "drop one (--json carries the assumptions too)")
     serving = {"--expert-imbalance": expert_imbalance, "--dispatcher": dispatcher,
                "--moe-permute-scope": moe_permute_scope,  # the options `serve` takes
                "--step-overhead-ms": step_overhead_ms, "--enforce-eager": enforce_eager or None,
@@ -228,7 +231,7 @@ def report(
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
-        training_fit(m, g, n, seq)
+        training_fit(m, g, n, seq, recipe=training_recipe(recipe, "bf16"))
     training_cost = None
     if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
         from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
@@ -403,18 +406,19 @@ def compare(
     if explain and not as_json:
         from calc.report.render import console, explain_panel
 
-        console.print(explain_panel(shared_lines({r.gpu: r.assumptions for r in rows})))
+        console.print(explain_panel(shared_lines({r.gpu: r.assumptions for r in rows if r.assumptions})))
     if rows and not any(r.meets_targets for r in rows):  # no GPU answers: as serve refuses each of them (exit 2)
         from calc.cli.serving import unmet_target_flag
 
         nothing_fits = not any(r.fits for r in rows)
         no_peak = all(r.peak_tflops is None for r in rows)  # every GPU lacks the dtype's tensor peak
+        quoted = next((r for r in rows if r.peak_tflops is not None), rows[0])  # a GPU that ran, if any
         flag = ("--dtype" if no_peak else "--num-gpus" if nothing_fits
                 else unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms))
         raise LLMCalcError(flag,
                            "no GPU compared " + ("runs it" if no_peak else "holds one request" if nothing_fits
                                                  else "meets the targets at the rate")
-                           + f": {rows[0].gpu}: {rows[0].verdict}")
+                           + f": {quoted.gpu}: {quoted.verdict}")
 
 
 def shared_lines(per_gpu: dict[str, list[str]]) -> list[str]:

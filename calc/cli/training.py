@@ -109,7 +109,7 @@ def mfu(
              "400); Megatron-LM's published figures count recomputation (divide by 4/3 under full recompute)")] = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     attention_pairs: AttentionPairsOpt = AttentionPairs.full,
-    old_causal: OldCausalCountOpt = False,
+    old_causal: OldCausalCountOpt = None,
     calibration: CalibrationOpt = None,
     old_model: OldModelOpt = None,
     as_json: JsonOpt = False,
@@ -176,7 +176,7 @@ def train_time(
     old_price: OldPriceOpt = None,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     attention_pairs: AttentionPairsOpt = AttentionPairs.full,
-    old_causal: OldCausalCountOpt = False,
+    old_causal: OldCausalCountOpt = None,
     calibration: CalibrationOpt = None,
     host_op_us: HostOpOpt = None,
     moe_routing: MoeRoutingOpt = None,
@@ -240,7 +240,7 @@ def train_time(
     node = load_system(system) if system else system_for_gpu(g)  # the node type the plan is placed on, if any
     no_node = node is None
     if mfu_assumed is not None or no_node:  # a searched plan is refused by the search itself when nothing fits
-        training_fit(m, g, num_gpus, seq)
+        training_fit(m, g, num_gpus, seq, _training_dtype(dtype), recipe)
 
     _warn_scale(num_gpus, global_batch, seq, node,
                 global_batch_tokens is not None)

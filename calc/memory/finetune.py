@@ -440,8 +440,9 @@ def finetune_memory(
 
     # --- activations and the peak: the training engine (calc.memory.training) ------------------------------
     adapted = frozenset(a.name for _c, mats in adapted_matrices(m, targets) for a in mats) if not full else frozenset()
+    act = 4 if full and precision == "fp32" else 2  # a full fine-tune in fp32 keeps fp32 activations, as --mode train --dtype fp32
     setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
-                       dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=2,
+                       dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=act,
                        tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
                        adapter_copy_bytes=_adapter_copy_bytes(method, adapter_inputs),
                        residual_bytes=4 if prepare_kbit else 0, kv_repeated=kv_repeated)
@@ -450,7 +451,7 @@ def finetune_memory(
     offload_layers = offload_layers_in_flight if offload_activations else None
     level = "none" if recompute == "selective" and attention == "flash" else ("selective" if recompute == "sac" else recompute)
     stage = stage_activations(m, batch, s_local, setup, level, n_layers, plan.pp, offload_layers)
-    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, 2, full, plan.tp, compiled=fused)
+    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, act, full, plan.tp, compiled=fused)
     transients = {"QLoRA dequantised weight": 0, "DoRA weight-norm temporaries": 0}
     if method == "qlora":
         transients["QLoRA dequantised weight"] = \
@@ -481,7 +482,7 @@ def finetune_memory(
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
                 offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
                 caching_allocator=caching_allocator, in_flight=in_flight)
-    per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations")}
+    per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations", "gradients")}  # stable keys
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]
     reserved = per_gpu_total - context

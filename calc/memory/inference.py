@@ -33,7 +33,7 @@ def inference_memory(
     """
     plan = check_layout(m, plan or Parallelism())
     if with_mtp and not m.mtp_layers:
-        raise LLMCalcError("--mtp", f"{m.name} has no multi-token-prediction layers (DeepSeek-V3 and GLM-4.5 have one)")
+        raise LLMCalcError("--mtp", f"{m.name} has no multi-token-prediction layers (DeepSeek-V3, GLM-4.5 and Qwen3-Next have one)")
     shipped = dtype is None and m.quantization is not None  # unquantized: as shipped = the checkpoint dtype
     dtype = None if shipped else dtype or m.checkpoint_dtype
     groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)

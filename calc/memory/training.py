@@ -69,6 +69,10 @@ RECIPES: dict[str, tuple[int, int, int]] = {
 }
 
 
+# Recipes whose optimizer states o hold a separate fp32 master copy beside the 16-bit model weights w.
+MASTER_RECIPES = ("bf16-adam", "bf16-adam-fp32-grads")
+
+
 def optimizer_step_bytes(recipe: str) -> int:
     """HBM bytes the optimizer step moves per parameter under ``recipe`` (RECIPES (w, g, o)): it reads the gradient
     (the fp32 accumulator, 4 B, under bf16-adam-fp32-grads), reads and writes its states o, and writes the model
@@ -81,7 +85,7 @@ def optimizer_step_bytes(recipe: str) -> int:
     [28, 30, 14, 28, 20]
     """
     w, g, o = recipe_bytes(recipe)
-    master = recipe in ("bf16-adam", "bf16-adam-fp32-grads")
+    master = recipe in MASTER_RECIPES
     grads = 4 if recipe == "bf16-adam-fp32-grads" else g
     return grads + 2 * o + (w if master else 2 * w)
 
@@ -511,7 +515,7 @@ def shard_states(dense: tuple[float, float, float], experts: tuple[float, float,
 
 
 def fsdp_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp: int, dp: int, ep: int,
-                   etp: int | None = None) -> tuple[int, int, int]:
+                   etp: int | None = None, sharded_params: int = 0) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per GPU of torchtitan's FSDP2 with pipeline parallelism, from the
     stage-independent parameter counts (``dense``, routed ``experts``), ``w``/``o`` the recipe's bytes per parameter.
 
@@ -531,7 +535,10 @@ def fsdp_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp:
     i.e. ZeRO-1's placement (``shard_states`` at stage 1) with fp32 gradients; the fp32 sharded gradients the final
     reduce-scatter writes (4 N/(t p d)) replace the unsharded ones as they are freed and are not added.
     Worked: 8e9 parameters, t = 2, p = 4, d = 8, bf16-adam (w 2, o 12): 1e9 per stage-rank -> weights 2 GB,
-    gradients 4 GB, optimizer 12e9 / 8 = 1.5 GB."""
+    gradients 4 GB, optimizer 12e9 / 8 = 1.5 GB. A recipe without a master in o (fp32-adam, sgd-momentum, bf16 states)
+    keeps its sharded parameters beside the gathered copy: ``sharded_params`` (its w) more per parameter, sharded over d
+    with the states (FSDP2's DTensor shard is not the all-gather buffer)."""
+    o = o + sharded_params
     return shard_states((dense * w, dense * FSDP_REDUCE_BYTES, dense * o),
                         (experts * w, experts * FSDP_REDUCE_BYTES, experts * o), tp=tp, pp=pp, dp=dp, ep=ep, zero=1,
                         etp=etp)
@@ -581,7 +588,8 @@ def training_bytes_per_gpu(
         w, g, o = recipe_bytes(recipe)
         dense = params - expert_params
         if sharding == FSDP_PP:
-            weights, grads, optimizer = fsdp_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
+            weights, grads, optimizer = fsdp_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp,
+                                                       sharded_params=0 if recipe in MASTER_RECIPES else w)
         else:
             weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
                                                      (expert_params * w, expert_params * g, expert_params * o),

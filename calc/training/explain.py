@@ -166,7 +166,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                          "+ the first layer's gather)")
         else:
             buckets = max(1, math.ceil(trains / eff.bucket_params))
-            op = "all-reduce" if layout.zero == 0 else "reduce-scatter (+ bf16 weight all-gather, exposed)"
+            op = "all-reduce" if layout.zero == 0 else f"reduce-scatter (+ {cost.elem:g} B weight all-gather, exposed)"
             lines.append(f"dp_comm_s: gradients N_local x {eff.dp_reduce_bytes} B = {trains:,.0f} x {eff.dp_reduce_bytes} = "
                          f"{_mb(trains * eff.dp_reduce_bytes)}, {op} over {_where(cost, dp * cp, tp)} = "
                          f"{t.totals['dp_comm_s']:.4f} s; {buckets} buckets, the last exposed, the rest under the last backward "

@@ -67,7 +67,7 @@ from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
 from calc.training.stack import band_stack, check_pipeline, check_tp, stack_key
-from calc.units import COMPUTE_DTYPE, GIB, TERA, figure
+from calc.units import GIB, TERA, figure, fp32_run
 
 TERM_KEYS = (
     "compute_s", "recompute_s", "host_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
@@ -307,7 +307,7 @@ def activation_bytes(dtype: str) -> int:
     >>> activation_bytes("fp32"), activation_bytes("tf32"), activation_bytes("bf16"), activation_bytes("fp8")
     (4, 4, 2, 2)
     """
-    return 4 if COMPUTE_DTYPE.get(dtype, dtype) == "tf32" else 2
+    return 4 if fp32_run(dtype) else 2
 
 
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
