@@ -234,7 +234,7 @@ def memory(
         # one replica's TP x PP, read as latency / concurrency / serve read it (TP = GPUs / PP unless --tp is given)
         from calc.serving.latency import serving_plan
 
-        layout = serving_plan(load_model(model), num_gpus, tp, pp or 1)
+        layout = serving_plan(m, num_gpus, tp, pp or 1)
         tp, pp, num_gpus = layout.tp, layout.pp, None
     plan = placement(tp, pp, dp, cp, sequence_parallel, num_gpus) if mode is Mode.infer else None
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:

@@ -277,6 +277,8 @@ KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name(
                                                 help="KV-cache dtype (default: the engines' auto, the activation dtype: bf16 / fp16 "
                                                      "also for fp8, int8 or int4 weights; fp8 KV only when given, except "
                                                      "vLLM's fp8 record for DeepSeek-V3.2)")]
+
+
 class AttentionPairs(StrEnum):
     full = "full"
     causal = "causal"
@@ -299,6 +301,8 @@ def counted_causal(pairs: AttentionPairs, old_causal: bool | None) -> bool:
         raise LLMCalcError(flag, f"here the FLOP count's convention is --attention-pairs {pairs_word} (default full, "
                                  "Megatron's MFU count); --causal/--non-causal is latency's workload switch")
     return pairs is AttentionPairs.causal
+
+
 CausalPrefillOpt = Annotated[bool, typer.Option(
     "--causal/--non-causal", help="prefill attention causal, each token seeing the keys before it, as engines run it "
     "(default); --non-causal: every token sees the whole prompt")]
@@ -463,6 +467,8 @@ def training_recipe(recipe: str | None, dtype: str) -> str:
         raise LLMCalcError("--recipe", f"{recipe} keeps bf16 weights, whose GEMMs run in bf16, while --dtype {dtype} "
                                        "trains in fp32: give --recipe fp32-adam or sgd-momentum, or drop --dtype")
     return recipe
+
+
 StackOpt = Annotated[Stack | None, typer.Option(
     "--stack", help="training framework: megatron (default for train; TE/cuDNN attention), fsdp (torchtitan, PyTorch FSDP + "
     "SDPA), llm-foundry, deepspeed, hf (HF Trainer / PEFT, eager PyTorch; default for memory --mode finetune): sets the "

@@ -211,6 +211,7 @@ def report(
             refuse("--stack", stack, "sets the stack the plan is timed on; --mfu assumes the MFU instead: give one of them")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
+    states = training_recipe(recipe, "bf16")  # the training states (report --mode train takes no --dtype: bf16)
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales,
@@ -231,7 +232,7 @@ def report(
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
-        training_fit(m, g, n, seq, recipe=training_recipe(recipe, "bf16"))
+        training_fit(m, g, n, seq, recipe=states)
     training_cost = None
     if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
         from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
@@ -243,7 +244,7 @@ def report(
                                           "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
             training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
-                                  stack=stack, recipe=training_recipe(recipe, "bf16"))
+                                  stack=stack, recipe=states)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
@@ -267,7 +268,7 @@ def report(
         m, g, num_gpus=n, mode=mode.value, dtype=dtype, kv_dtype=kv_dtype, batch=batch, prompt=prompt, output=output,
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
-        zero=zero, recipe=training_recipe(recipe, "bf16"), calibration=load_calibration(calibration),
+        zero=zero, recipe=states, calibration=load_calibration(calibration),
         # as `serve` is given them; without --rate the page's GPU count (one GPU unless --num-gpus): one page, one count
         serve_gpus=num_gpus or (None if rate else n), ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,

@@ -109,11 +109,12 @@ def weight_format(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> WeightFormat
     """How the serving model prices weights: ``dtype`` None = as shipped (quantization_config), else every
     weight at ``dtype`` (the user's override, as `memory --dtype`)."""
     peaks = gpu.datasheet_peak_tflops
-    key = (id(m), dtype, "fp8" in peaks, "fp4" in peaks, gpu.arch == "Ampere")
+    fp8_marlin = gpu.arch == "Ampere"  # fp8 weights without fp8 tensor cores run W8A16 (Marlin needs Ampere)
+    key = (id(m), dtype, "fp8" in peaks, "fp4" in peaks, fp8_marlin)
     hit = _FORMATS.get(key)
     if hit is not None and hit[0] is m:
         return hit[1]
-    fmt = _fp8_weight_only(m) if dtype == "fp8" and "fp8" not in peaks and gpu.arch == "Ampere" else _resolve(m, peaks, dtype)
+    fmt = _resolve(m, peaks, dtype, fp8_marlin)
     _FORMATS[key] = (m, fmt)
     return fmt
 
@@ -131,13 +132,8 @@ def _int4_weight_only(m: ModelSpec) -> WeightFormat:
     KV stay 16-bit, the GEMMs run at the 16-bit peak on Marlin's 16-row tile, and a decode step streams 4-bit weights.
     ``--dtype awq`` / ``gptq`` price a real checkpoint of that format instead (embeddings and lm_head at 16 bits,
     group scales and zeros included)."""
-    act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
-    components = [c for c, n in count_params(m).components.items() if n]
-    line = (f"weights in int4, multiplied as W4A16 (dequantised to {act} in the kernel, as GPTQ / AWQ Marlin kernels "
-            f"run; no scales counted: --dtype awq / gptq for a checkpoint's); activations, attention and KV default in {act}"
-            + _dsa_kv_note(m))
-    return WeightFormat("int4", act, act, {c: dtype_bytes("int4") for c in components},
-                        {c: "int4" for c in components}, line)
+    return _weight_only(m, "int4", "W4A16", "as GPTQ / AWQ Marlin kernels run; no scales counted: --dtype awq / gptq "
+                                            "for a checkpoint's")
 
 
 def _fp8_weight_only(m: ModelSpec) -> WeightFormat:
@@ -146,17 +142,26 @@ def _fp8_weight_only(m: ModelSpec) -> WeightFormat:
     its FP8 Marlin kernel, dequantising to the 16-bit activation dtype (quantization/fp8.py, "weight-only FP8
     compression ... using the Marlin kernel" when the capability is below 8.9; Marlin needs 8.0, so Turing and Volta
     stay refused). Activations, attention and KV stay 16-bit."""
+    return _weight_only(m, "fp8", "W8A16", "no fp8 tensor cores here; as vLLM's FP8 Marlin runs them")
+
+
+def _weight_only(m: ModelSpec, dtype: str, scheme: str, how: str) -> WeightFormat:
+    """Every weight stored at ``dtype`` and dequantised to the model's 16-bit activation dtype inside the GEMM
+    (``scheme`` W4A16 / W8A16): the GEMMs run at the 16-bit peak, activations, attention and the default KV stay 16-bit;
+    ``how`` says which kernels run it."""
     act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
     components = [c for c, n in count_params(m).components.items() if n]
-    line = (f"weights in fp8, multiplied as W8A16 (no fp8 tensor cores here: dequantised to {act} in the kernel, as "
-            f"vLLM's FP8 Marlin runs them); activations, attention and KV default in {act}" + _dsa_kv_note(m))
-    return WeightFormat("fp8", act, act, {c: dtype_bytes("fp8") for c in components}, {c: "fp8" for c in components}, line)
+    line = (f"weights in {dtype}, multiplied as {scheme} (dequantised to {act} in the kernel, {how}); activations, "
+            f"attention and KV default in {act}" + _dsa_kv_note(m))
+    return WeightFormat(dtype, act, act, {c: dtype_bytes(dtype) for c in components}, {c: dtype for c in components}, line)
 
 
-def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None) -> WeightFormat:
+def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marlin: bool = False) -> WeightFormat:
     q = m.quantization
     if dtype == "int4":
         return _int4_weight_only(m)
+    if dtype == "fp8" and "fp8" not in peaks and fp8_marlin:
+        return _fp8_weight_only(m)
     if dtype is not None or q is None:
         d = dtype or m.checkpoint_dtype
         line = f"weights in {d}" if dtype is not None else f"weights as shipped: {d} (no quantization_config)"

@@ -61,6 +61,7 @@ from calc.memory.training import (
     training_bytes_per_gpu,
     training_memory,
 )
+from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
@@ -617,8 +618,6 @@ def train_step(
     mfu_causal = None if causal is None else global_batch * causal / (t.step_time_s * n * peak)
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
     tokens = global_batch * cost.seq / t.step_time_s
-    from calc.model.params import count_params
-
     mfu_6n = tokens * 6 * count_params(cost.m).active_params / (n * peak)  # 6N per token, as `mfu` counts it
     lines = explain_step(cost, layout, t, global_batch, mfu, peak)
     return TrainStepResult(
