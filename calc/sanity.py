@@ -26,6 +26,12 @@ TINY_MFU = 0.01
 SUSPICIOUS_TOKENS = 1e17
 # The largest GPU clusters built are ~100-200K GPUs (xAI Colossus, 2024-25); 1M is past any real deployment.
 SUSPICIOUS_GPUS = 1_000_000
+# The highest MFU published for a training run that this project has a source for: 61.1%, torchtitan
+# docs/performance.md (Llama 2 13B, 64 x A100 80GB, FSDP2, local batch 2, no activation checkpointing; corpus row
+# TT-llama2-13b), counted as llmcalc counts a plan's MFU (6N + the full s x s attention). Large runs publish less
+# (Llama 3 405B: 38-43%, arXiv 2407.21783 table 4; PaLM 540B: 46.2%). A PREDICTED MFU above it is answered, with a
+# warning that no measured run reached it (check_predicted_mfu).
+HIGHEST_PUBLISHED_MFU = 0.611
 # A calibration below this fraction of peak is a broken measurement (a CPU run, a unit slip).
 MIN_EFFICIENCY = 0.01
 # bench noise: a measured rate may exceed the datasheet peak by a few percent (boost clocks).
@@ -87,6 +93,17 @@ def check_mfu(mfu: float, field: str) -> list[str]:
     if mfu < TINY_MFU:
         return [f"{field}: implies MFU {percent(mfu)}, below 1%: check the units (per GPU vs per cluster, hours vs seconds)"]
     return []
+
+
+def check_predicted_mfu(mfu: float | None, field: str = "MFU") -> list[str]:
+    """Warn when a PREDICTED MFU (a plan's, full-attention convention) is above HIGHEST_PUBLISHED_MFU: the engine's
+    plateau and overlap defaults were fitted on runs below it, so such a figure is a best case no published run
+    reached (the refusal above 100% stays check_mfu's, for measured rates)."""
+    if mfu is None or mfu <= HIGHEST_PUBLISHED_MFU:
+        return []
+    return [f"{field}: predicted {mfu:.1%} is above the highest MFU published for a training run "
+            f"({HIGHEST_PUBLISHED_MFU:.1%}: torchtitan, Llama 2 13B on 64 A100, FSDP2); read it as a best case, "
+            "or give a measured --gemm-plateau or --calibration"]
 
 
 def check_tokens(tokens: float, field: str = "--tokens") -> list[str]:

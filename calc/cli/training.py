@@ -577,6 +577,14 @@ def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: 
         warn(field, message)
 
 
+def _warn_predicted_mfu(mfu: float | None) -> None:
+    """The warning of calc.sanity.check_predicted_mfu for a plan's predicted MFU (train-time's rides on its result)."""
+    from calc.sanity import check_predicted_mfu, warn
+
+    for line in check_predicted_mfu(mfu):
+        warn(*line.split(": ", 1))
+
+
 def _pins(**degrees: Any) -> tuple[tuple[str, Any], ...]:
     """The degrees the user pinned, for the plan search (None = searched)."""
     return tuple((k, v.value if isinstance(v, Recompute) else v) for k, v in degrees.items() if v is not None)
@@ -812,6 +820,7 @@ def train_step(
         from calc.training.calibrate import with_measurement
 
         result = with_measurement(result, cost, layout, measured_step_time)
+    _warn_predicted_mfu(result.mfu if result.fits and measured_step_time is None else None)
     emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
@@ -885,6 +894,7 @@ def train_plan(
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
+    _warn_predicted_mfu(result.plans[0].mfu if result.plans else None)
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))
     if as_json:

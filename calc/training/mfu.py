@@ -16,7 +16,7 @@ from calc.hardware.peaks import peak_name, peak_tflops
 from calc.model.flops import forward_flops
 from calc.model.parallel import check_num_gpus
 from calc.model.params import count_params
-from calc.sanity import SUSPICIOUS_MFU, TINY_MFU, check_context, check_mfu, check_tokens
+from calc.sanity import SUSPICIOUS_MFU, TINY_MFU, check_context, check_mfu, check_predicted_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import TERA, abbrev, check_fraction, check_positive, figure
 
@@ -227,7 +227,8 @@ def train_time(
         total_flops=total, total_flops_6n=tokens * f.approx_6n, mfu_6n=mfu_assumed * tokens * f.approx_6n / total,
         gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
-        warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None else []),
+        warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None
+                                         else check_predicted_mfu(plan.mfu)),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         memory_per_gpu_bytes=getattr(plan, "memory_per_gpu_bytes", None), gpu_memory_bytes=getattr(plan, "gpu_memory_bytes", None),
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
