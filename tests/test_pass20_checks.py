@@ -44,3 +44,12 @@ def test_a_plan_below_the_bound_is_not_flagged(cli) -> None:
             "--global-batch", "16", "--json")
     assert r.code == 0 and _json(r.out)["mfu"] < HIGHEST_PUBLISHED_MFU
     assert "MFU: predicted" not in r.err
+
+
+def test_report_warns_a_tight_plan_once(cli) -> None:
+    """report --mode train holds the plan and the days computed from it: one plan, one margin, one warning line (it
+    printed two, worded apart, for the same 0.71 GiB)."""
+    r = cli("report", "llama3-70b", "--gpu", "a100-80g", "--mode", "train", "--num-gpus", "16", "--seq", "4096",
+            "--tokens", "1T")
+    assert r.code == 0
+    assert r.err.count("warning: fit: tight:") == 1, r.err

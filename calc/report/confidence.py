@@ -413,7 +413,8 @@ def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annot
         fit = fit_of(result, bands, inner)
         if fit is not None:
             _put_after(payload, "fits", "fit", fit[0])
-            if fit[1] and fit[1] not in found.tight and _shown_block(where):
+            margin = fit[1].partition("; ")[0] if fit[1] else None  # one plan's margin, warned once (report: plan + days)
+            if margin and all(t.partition("; ")[0] != margin for t in found.tight) and _shown_block(where):
                 found.tight.append(fit[1])
         for key in type(result).model_fields:
             if key in payload:
