@@ -95,15 +95,18 @@ def check_mfu(mfu: float, field: str) -> list[str]:
     return []
 
 
-def check_predicted_mfu(mfu: float | None, field: str = "MFU") -> list[str]:
-    """Warn when a PREDICTED MFU (a plan's, full-attention convention) is above HIGHEST_PUBLISHED_MFU: the engine's
-    plateau and overlap defaults were fitted on runs below it, so such a figure is a best case no published run
-    reached (the refusal above 100% stays check_mfu's, for measured rates)."""
+def check_predicted_mfu(plan: Any, field: str = "MFU") -> list[str]:
+    """Warn when a plan's PREDICTED MFU is above HIGHEST_PUBLISHED_MFU: the engine's plateau and overlap defaults were
+    fitted on runs below it, so such a figure is a best case no published run reached (the refusal above 100% stays
+    check_mfu's, for measured rates). The MFU compared is the plan's causal count (``mfu_causal``: the attention FLOPs
+    a causal kernel runs), so that a long sequence's full s x s count, twice the attention work done, does not raise
+    the flag by itself; ``mfu`` where a plan has no causal figure. None (no plan, or one that does not fit): no line."""
+    mfu = None if plan is None else getattr(plan, "mfu_causal", None) or getattr(plan, "mfu", None)
     if mfu is None or mfu <= HIGHEST_PUBLISHED_MFU:
         return []
-    return [f"{field}: predicted {mfu:.1%} is above the highest MFU published for a training run "
-            f"({HIGHEST_PUBLISHED_MFU:.1%}: torchtitan, Llama 2 13B on 64 A100, FSDP2); read it as a best case, "
-            "or give a measured --gemm-plateau or --calibration"]
+    return [f"{field}: predicted {mfu:.1%} (attention counted causal) is above the highest MFU published for a "
+            f"training run ({HIGHEST_PUBLISHED_MFU:.1%}: torchtitan, Llama 2 13B on 64 A100, FSDP2); read it as a best "
+            "case, or give a measured --gemm-plateau or --calibration"]
 
 
 def check_tokens(tokens: float, field: str = "--tokens") -> list[str]:

@@ -11,10 +11,14 @@ from calc.sanity import HIGHEST_PUBLISHED_MFU, check_predicted_mfu
 def test_the_bound_is_the_published_torchtitan_a100_figure() -> None:
     """torchtitan docs/performance.md: "MFU 61.1%" for Llama 2 13B on 64 A100 80GB (FSDP2, local batch 2, no AC):
     the highest training MFU the corpus quotes."""
+    from types import SimpleNamespace as Plan
+
     assert HIGHEST_PUBLISHED_MFU == 0.611
-    assert check_predicted_mfu(0.611) == [] and check_predicted_mfu(None) == []
-    (line,) = check_predicted_mfu(0.62)
-    assert line.startswith("MFU: predicted 62.0% is above") and "61.1%" in line
+    assert check_predicted_mfu(Plan(mfu=0.611, mfu_causal=None)) == [] and check_predicted_mfu(None) == []
+    (line,) = check_predicted_mfu(Plan(mfu=0.62, mfu_causal=None))
+    assert line.startswith("MFU: predicted 62.0% (attention counted causal) is above") and "61.1%" in line
+    # the causal count is compared: a long sequence's full s x s count (twice the attention done) alone is no flag
+    assert check_predicted_mfu(Plan(mfu=0.67, mfu_causal=0.49)) == []
 
 
 def _json(out: str) -> dict:
@@ -29,10 +33,10 @@ def test_a_planner_flags_a_predicted_mfu_above_every_published_run(cli) -> None:
     plan = cli("train-plan", "llama3-70b", *common, "--num-gpus", "16", "--global-batch", "512", "--json")
     assert plan.code == 0
     best = _json(plan.out)["plans"][0]
-    assert best["mfu"] > HIGHEST_PUBLISHED_MFU
+    assert best["mfu_causal"] > HIGHEST_PUBLISHED_MFU
     assert plan.err.count("llmcalc: warning: MFU: predicted") == 1
     step = cli("train-step", "llama3-70b", *common, "--tp", "8", "--pp", "2", "--sp", "--global-batch", "512", "--json")
-    assert step.code == 0 and _json(step.out)["mfu"] > HIGHEST_PUBLISHED_MFU
+    assert step.code == 0 and _json(step.out)["mfu_causal"] > HIGHEST_PUBLISHED_MFU
     assert "warning: MFU: predicted" in step.err
     time = cli("train-time", "llama3-70b", *common, "--num-gpus", "16", "--tokens", "1T", "--json")
     assert time.code == 0 and "warning: MFU: predicted" in time.err
@@ -42,7 +46,7 @@ def test_a_plan_below_the_bound_is_not_flagged(cli) -> None:
     """Llama 3 8B on 8 H100 with FSDP at 8K (one sequence per GPU): a plan well below 61.1% carries no such line."""
     r = cli("train-step", "llama3.1-8b", "--gpu", "h100", "--dp", "8", "--seq", "8192", "--zero", "3", "--stack", "fsdp",
             "--global-batch", "16", "--json")
-    assert r.code == 0 and _json(r.out)["mfu"] < HIGHEST_PUBLISHED_MFU
+    assert r.code == 0 and _json(r.out)["mfu_causal"] < HIGHEST_PUBLISHED_MFU
     assert "MFU: predicted" not in r.err
 
 
@@ -53,3 +57,58 @@ def test_report_warns_a_tight_plan_once(cli) -> None:
             "--tokens", "1T")
     assert r.code == 0
     assert r.err.count("warning: fit: tight:") == 1, r.err
+
+
+def test_latency_max_model_len_gives_the_engine_log_figure_and_refuses_what_would_not_start(cli) -> None:
+    """latency --max-model-len changed nothing (the option audit). Now: (1) the JSON carries the engine's
+    max_model_len and vLLM's "Maximum concurrency for T tokens per request", equal to `concurrency --max-model-len T`
+    on the same deployment; (2) a length the KV cache cannot hold once is refused naming the flag, as vLLM refuses to
+    start. Llama 3.1 8B on one L4: ~28.8K KV tokens, so 8,192 holds 3 requests (3 x 8,192 = 24,576 <= 28.8K <
+    4 x 8,192) and 131,072 not one."""
+    conc = _json(cli("concurrency", "llama3.1-8b", "--gpu", "l4", "--max-model-len", "8192", "--json").out)
+    assert 24_576 <= conc["kv_cache_tokens"] < 32_768 and conc["max_concurrency"] == 3
+    base = ["latency", "llama3.1-8b", "--gpu", "l4", "--batch", "1", "--prompt", "2000", "--output", "200"]
+    r = cli(*base, "--max-model-len", "8192", "--json")
+    assert r.code == 0
+    d = _json(r.out)
+    assert d["max_model_len"] == 8192 and d["max_concurrency_at_max_model_len"] == conc["max_concurrency"]
+    assert d["max_concurrency"] > d["max_concurrency_at_max_model_len"]  # requests of 2,200 tokens, not 8,192
+    plain = _json(cli(*base, "--json").out)
+    assert plain["max_model_len"] == 2200 and plain["max_concurrency_at_max_model_len"] is None
+    bad = cli(*base, "--max-model-len", "131072")
+    assert bad.code == 2 and bad.err.startswith("llmcalc: error: --max-model-len:") and "would not start" in bad.err
+    assert len(bad.err.strip().splitlines()) == 1
+
+
+def test_report_refuses_a_comm_buffer_on_its_one_gpu(cli) -> None:
+    """report's page runs on 1 GPU unless --num-gpus or --rate: --comm-buffer-gib (a split model's NCCL memory) is
+    refused there, as latency / concurrency / serve refuse it on 1 GPU; with --rate (a sized deployment) it is taken."""
+    base = ["report", "llama3-8b", "--gpu", "h100", "--prompt", "2000", "--output", "200", "--comm-buffer-gib", "2"]
+    r = cli(*base, "--json")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --comm-buffer-gib:")
+    assert cli(*base, "--rate", "5", "--json").code == 0
+
+
+def test_train_plan_refuses_cp_comm_where_it_searches_no_cp(cli) -> None:
+    """At --seq 4K no CP degree leaves a rank the 4,096 tokens the search asks for (calc.training.plan
+    MIN_TOKENS_PER_CP_RANK), so --cp-comm could change nothing: refused, naming it. At 32K the search tries CP and
+    takes it."""
+    base = ["train-plan", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "64", "--top", "3"]
+    r = cli(*base, "--cp-comm", "allgather", "--json")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --cp-comm:")
+    assert cli(*base, "--seq", "32768", "--cp-comm", "allgather", "--json").code == 0
+
+
+def test_flops_fused_on_a_moe_model_names_the_flag_given(cli) -> None:
+    """The refusal named the hidden --model, a flag the user never typed; it names --fused."""
+    r = cli("flops", "qwen3-30b-a3b", "--fused")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --fused:")
+
+
+def test_flops_warns_a_corpus_beyond_any_real_run(cli) -> None:
+    """flops --tokens 1e30 answered silently; train-time and mfu warn above 1e17 tokens (calc.sanity
+    SUSPICIOUS_TOKENS, 1000x the largest published corpora): flops now says so too, in both outputs."""
+    for extra in ([], ["--json"]):
+        r = cli("flops", "llama3-8b", "--tokens", "1e30", *extra)
+        assert r.code == 0 and "warning: --tokens:" in r.err
+    assert "warning" not in cli("flops", "llama3-8b", "--tokens", "15T").err

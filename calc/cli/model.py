@@ -79,7 +79,7 @@ def flops(
     if tokens is not None:  # total training compute of D tokens at this --seq
         extras["training_compute"] = engine.training_compute(result, tokens)
     if as_json:
-        emit_warnings(result)  # the dump below is a dict, so emit_json would not see the forward result's warnings
+        emit_warnings({"forward": result, **extras})  # the dump below is a dict: emit_json would not see the warnings
         emit_json({**result.model_dump(mode="json"), **extras})
         return
     emit(result, False, explain, flops_view)

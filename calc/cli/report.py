@@ -218,7 +218,7 @@ def report(
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
-    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    refuse_unsplit_comm_buffer(num_gpus or (None if rate else 1), comm_buffer_gib)  # the page's count: 1 unless sized
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1

@@ -448,9 +448,31 @@ def latency(
         chunk_tokens=mem.prefill_chunk,  # the engine's tokens per step, as serve's
         accounting=s.accounting(),  # the engine's "auto" KV dtype, as its capacity (deployment_memory) read it
     )
+    at_len = _max_model_len_concurrency(m, g, plan, s, dtype, kv_dtype, a, max_model_len)
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
+                                       "max_model_len": max_model_len or prompt + output,
+                                       "max_concurrency_at_max_model_len": at_len,
                                        **({"fits": False, "verdict": problem} if problem else {})})
     emit_outcome(result, as_json, explain, latency_view, problem or None)  # JSON says fits: false, then exit 2
+
+
+def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,
+                               max_model_len: int | None) -> int | None:
+    """latency --max-model-len: the engine's "Maximum concurrency for max_model_len tokens per request" (the same
+    capacity call as `concurrency --max-model-len`), None when not given. Refused when the KV cache holds not one
+    request of that length: vLLM then refuses to start (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory:
+    "To serve at least one request with the models's max seq len ... larger than the available KV cache memory")."""
+    if max_model_len is None:
+        return None
+    from calc.serving.capacity import deployment_memory
+
+    at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a)
+    if at_len.max_concurrency < 1:
+        raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens exceed the {at_len.engine} KV cache on "
+                                              f"{plan.tp * plan.pp} x {g.name} ({at_len.kv_cache_tokens:,} tokens): the "
+                                              f"engine would not start; give --max-model-len <= {at_len.kv_cache_tokens:,} "
+                                              "or more GPUs")
+    return at_len.max_concurrency
 
 
 def concurrency(

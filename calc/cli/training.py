@@ -577,11 +577,11 @@ def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: 
         warn(field, message)
 
 
-def _warn_predicted_mfu(mfu: float | None) -> None:
+def _warn_predicted_mfu(plan: Any) -> None:
     """The warning of calc.sanity.check_predicted_mfu for a plan's predicted MFU (train-time's rides on its result)."""
     from calc.sanity import check_predicted_mfu, warn
 
-    for line in check_predicted_mfu(mfu):
+    for line in check_predicted_mfu(plan):
         warn(*line.split(": ", 1))
 
 
@@ -820,7 +820,7 @@ def train_step(
         from calc.training.calibrate import with_measurement
 
         result = with_measurement(result, cost, layout, measured_step_time)
-    _warn_predicted_mfu(result.mfu if result.fits and measured_step_time is None else None)
+    _warn_predicted_mfu(result if result.fits and measured_step_time is None else None)
     emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
@@ -876,7 +876,7 @@ def train_plan(
     from calc.errors import LLMCalcError
     from calc.report.render import emit
     from calc.report.training_views import plot_step_breakdown, train_plan_view
-    from calc.training.plan import SearchSpace, search_plans
+    from calc.training.plan import MIN_TOKENS_PER_CP_RANK, SearchSpace, search_plans, searches_cp
 
     if num_gpus is None:
         raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model?")
@@ -893,8 +893,15 @@ def train_plan(
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
-    result = search_plans(cost, num_gpus, global_batch, top=top, space=SearchSpace(cross_node_tp=cross_node_tp, fixed=pins))
-    _warn_predicted_mfu(result.plans[0].mfu if result.plans else None)
+    space = SearchSpace(cross_node_tp=cross_node_tp, fixed=pins)
+    if cp_comm is not None and not searches_cp(cost, num_gpus, space):
+        from calc.cli.options import refuse
+
+        refuse("--cp-comm", cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
+                                     f"(each CP rank needs >= {MIN_TOKENS_PER_CP_RANK:,} of the --seq {seq:,} tokens, "
+                                     "CP a power of two dividing the GPUs): give a longer --seq or --cp, or drop it")
+    result = search_plans(cost, num_gpus, global_batch, top=top, space=space)
+    _warn_predicted_mfu(result.plans[0] if result.plans else None)
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))
     if as_json:

@@ -19,6 +19,7 @@ from calc.model.layers import LayerAttention, attention_layers, mixer_layer_flag
 from calc.model.mixers import scan_flops_per_token
 from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
+from calc.sanity import check_tokens as corpus_warning  # flops has its own check_tokens (batch x seq)
 from calc.specs import ModelSpec
 from calc.units import abbrev, dtype_bytes
 
@@ -198,6 +199,7 @@ class TrainingCompute(BaseModel):
     pf_days: float
     pf_days_6n: float
     explain: list[str]
+    warnings: list[str] = []  # a corpus beyond any real run (calc.sanity.check_tokens), as train-time and mfu warn it
 
 
 PF_DAY = 1e15 * 86400  # FLOPs in a petaFLOP/s-day
@@ -217,7 +219,7 @@ def training_compute(f: FlopsResult, tokens: float) -> TrainingCompute:
     total, total_6n = tokens * f.per_token_training_flops, tokens * f.approx_6n
     return TrainingCompute(
         tokens=tokens, training_flops=total, training_flops_6n=total_6n, pf_days=total / PF_DAY,
-        pf_days_6n=total_6n / PF_DAY,
+        pf_days_6n=total_6n / PF_DAY, warnings=corpus_warning(tokens),
         explain=[f"C = D x 3*forward/S = {tokens:,.0f} x {f.per_token_training_flops:,.0f} = {abbrev(total, digits=4)} "
                  f"FLOPs ({total / PF_DAY:,.1f} PF-days)",
                  f"C = 6 N D = 6 x {f.active_params:,} x {tokens:,.0f} = {abbrev(total_6n, digits=4)} FLOPs "
@@ -384,7 +386,8 @@ class FusedShapes(BaseModel):
 def fused_parallel_shapes(m: ModelSpec, tokens: int, dtype: str = "bf16") -> FusedShapes:
     """GEMM shapes and bytes of separate QKV + MLP-in vs the fused GEMM, for T tokens."""
     if m.mla or m.moe:
-        raise LLMCalcError("--model", f"{m.name} uses MLA or MoE; the fused QKV+MLP GEMM needs a dense MHA/GQA model")
+        raise LLMCalcError("--fused", f"{m.name} uses MLA or MoE; the fused QKV+MLP GEMM needs a dense MHA/GQA model: "
+                                      "drop --fused")
     if tokens < 1:
         raise LLMCalcError("--batch-tokens", f"must be >= 1, got {tokens}")
     elem = float(dtype_bytes(dtype))

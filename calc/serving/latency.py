@@ -90,6 +90,10 @@ class LatencyResult(BaseModel):
     fits: bool = True  # False: the engine's KV cache cannot hold the batch (the CLI then exits 2)
     max_concurrency: int | None = None  # requests the engine's KV cache admits (set by the CLI's fit check): the fit verdict
     engine: str | None = None  # --engine, as concurrency names it (set with max_concurrency): its family picks the band
+    max_model_len: int | None = None  # the engine's --max-model-len as launched (given, else prompt + output; set by the CLI)
+    # vLLM's logged "Maximum concurrency for {max_model_len} tokens per request" (concurrency's figure at that length):
+    # set only when --max-model-len is given, beside max_concurrency (requests of this prompt + output)
+    max_concurrency_at_max_model_len: int | None = None
     verdict: str
     assumptions: list[str]  # every assumption the answer rests on, as `serve` and `concurrency` list them
     explain: list[str]

@@ -120,6 +120,13 @@ def _cp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
     return out
 
 
+def searches_cp(cost: ModelCost, n: int, space: SearchSpace) -> bool:
+    """Whether the search tries any context-parallel degree above 1 (train-plan refuses --cp-comm otherwise: with no
+    CP layout among the candidates it could change nothing)."""
+    return any(c > 1 for tp in _pinned(space, "tp", _tp_choices(cost, n, space))
+               for c in _pinned(space, "cp", _cp_choices(cost, n // tp, space)))
+
+
 def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     """A pinned degree the model or the GPU count cannot take is refused with its reason (not 'nothing fits')."""
     m, pins = cost.m, dict(space.fixed)
