@@ -112,3 +112,15 @@ def test_flops_warns_a_corpus_beyond_any_real_run(cli) -> None:
         r = cli("flops", "llama3-8b", "--tokens", "1e30", *extra)
         assert r.code == 0 and "warning: --tokens:" in r.err
     assert "warning" not in cli("flops", "llama3-8b", "--tokens", "15T").err
+
+
+def test_click_usage_errors_name_the_flag_first(cli) -> None:
+    """The house form for a refusal is "llmcalc: error: --flag: the fix" (one line, exit 2); Click's own "No such
+    option: --x", "Missing option '--x'." and "Option '--x' requires an argument." came through in Click's words."""
+    cases = {("concurrency", "llama3-8b", "--gpu", "h100", "--num-gpu", "2"): "--num-gpu: no such option; did you mean",
+             ("concurrency", "llama3-8b"): "--gpu: missing",
+             ("concurrency", "llama3-8b", "--gpu"): "--gpu: needs a value"}
+    for args, start in cases.items():
+        r = cli(*args)
+        assert r.code == 2 and r.err.startswith(f"llmcalc: error: {start}"), r.err
+        assert len(r.err.strip().splitlines()) == 1

@@ -78,13 +78,28 @@ def _command_named(args: list[str]) -> str | None:
 _VALUE_ERROR = re.compile(r"^Invalid value for '(-[^']*)'(?: / '[^']*')*: (?:Value error, )?(.*)$", re.S)
 
 
+# Click's own usage errors, each put as "--x: what to do" (the house form: the flag first, then the fix).
+_CLICK_FORMS = (
+    (re.compile(r"^No such option: (\S+) \(Possible options: (.*)\)$"), "{0}: no such option; did you mean {1}? (--help lists them)"),
+    (re.compile(r"^No such option: (\S+)$"), "{0}: no such option for this command (--help lists them)"),
+    (re.compile(r"^Missing option '([^']+)'.*$"), "{0}: missing; this command needs it (--help says what it takes)"),
+    (re.compile(r"^Option '([^']+)' requires an argument\.$"), "{0}: needs a value after it"),
+)
+
+
 def _flag_first(message: str) -> str:
-    """Click's "Invalid value for '--x' / '-x': Value error, ..." as our "--x: ..." (once)."""
+    """Click's "Invalid value for '--x' / '-x': Value error, ..." as our "--x: ..." (once); its "No such option",
+    "Missing option" and "requires an argument" errors in the same form (_CLICK_FORMS)."""
     match = _VALUE_ERROR.match(message)
     if not match:
+        for pattern, form in _CLICK_FORMS:
+            found = pattern.match(message)
+            if found:
+                return form.format(*found.groups())
         return message
     flag, rest = match.groups()
     return rest if rest.startswith(f"{flag}:") else f"{flag}: {rest}"
+
 
 def _version(value: bool) -> None:
     if value:
