@@ -124,3 +124,14 @@ def test_click_usage_errors_name_the_flag_first(cli) -> None:
         r = cli(*args)
         assert r.code == 2 and r.err.startswith(f"llmcalc: error: {start}"), r.err
         assert len(r.err.strip().splitlines()) == 1
+
+
+def test_compare_rows_record_the_targets_and_rate_they_were_picked_for(cli) -> None:
+    """serve's JSON carries target_ttft_ms / target_tpot_ms / rate; compare picks serve's layout for the same
+    request but did not say for which targets (a loose --tpot-ms left its JSON identical to none): each row now does,
+    under serve's keys."""
+    args = ["qwen3-30b-a3b", "--prompt", "2000", "--output", "300", "--rate", "5", "--tpot-ms", "100", "--json"]
+    row = _json(cli("compare", args[0], "h100", *args[1:]).out)[0]
+    serve = _json(cli("serve", args[0], "--gpu", "h100", *args[1:]).out)
+    for key, given in (("target_ttft_ms", None), ("target_tpot_ms", 100.0), ("rate", 5.0)):
+        assert row[key] == given == serve[key]
