@@ -159,7 +159,8 @@ def build_report(
         latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
                         kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
                         chunk_tokens=conc.prefill_chunk_tokens, accounting=accounting,
-                        ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine}),
+                        ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine,
+                                             "max_model_len": max_tokens}),  # as latency launches it
         chart=_chart(conc, m),
         serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
                            num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
