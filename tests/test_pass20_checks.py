@@ -135,3 +135,27 @@ def test_compare_rows_record_the_targets_and_rate_they_were_picked_for(cli) -> N
     serve = _json(cli("serve", args[0], "--gpu", "h100", *args[1:]).out)
     for key, given in (("target_ttft_ms", None), ("target_tpot_ms", 100.0), ("rate", 5.0)):
         assert row[key] == given == serve[key]
+
+
+def test_a_stage_may_hold_only_the_embedding_or_the_loss() -> None:
+    """Megatron-Core's --account-for-embedding/loss-in-pipeline-split counts each as a layer: L + 2 slots over p
+    stages, one fewer decoder layer on the first and last. With p = L + 2 (BLOOM-176B's 70 layers on PP 72, as
+    BigScience's reshaping log ran it; Llama 3 8B's 32 on PP 34) each stage holds one slot: [0, 1 x L, 0]. It was
+    refused as "PP exceeds the layers" by the split and then raised a bare ValueError (an internal error) in
+    train-step."""
+    from calc.training.layout import pipeline_stage_layers
+
+    assert pipeline_stage_layers(70, 72, True, True) == [0] + [1] * 70 + [0]
+    assert pipeline_stage_layers(32, 34, True, True) == [0] + [1] * 32 + [0]
+    assert pipeline_stage_layers(32, 35, True, True) is None and pipeline_stage_layers(32, 33) is None
+
+
+def test_train_step_and_memory_price_an_embedding_only_stage_alike(cli) -> None:
+    """The same PP 34 plan of Llama 3 8B: train-step answers (no internal error) and memory --mode train gives the
+    same per-GPU peak (one training-memory engine)."""
+    args = ["llama3-8b", "--gpu", "h100", "--pp", "34", "--pp-embedding", "--pp-loss", "--seq", "2048",
+            "--global-batch", "68", "--json"]
+    step = cli("train-step", *args, "--dp", "1")
+    memory = cli("memory", *args, "--mode", "train")
+    assert step.code == 0 and memory.code == 0, step.err + memory.err
+    assert _json(step.out)["memory_per_gpu_bytes"] == _json(memory.out)["per_gpu_bytes"]

@@ -159,6 +159,7 @@ def training_memory(
     recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
     global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
+    pp_slots: int = 0,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -185,6 +186,8 @@ def training_memory(
     are passed to ``training_bytes_per_gpu`` as they are (calc.training.step.engine_options maps a train-step layout
     onto them, so `memory --mode train` and train-step price one plan alike).
 
+    ``pp_slots``: the embedding / loss counted as pipeline layers (calc.model.parallel.check_layout's extra_stage_slots).
+
     ``global_batch``: min_gpus counts only a DP that splits it into whole micro-batches; ``min_gpus_of``: a search
     that replaces this one's for min_gpus (calc.training.step.layout_memory's, which prices each DP at its own
     micro-batches in flight), so the smallest count is searched once.
@@ -192,7 +195,7 @@ def training_memory(
     total_bytes is the sum over the GPUs of what each holds, every GPU priced as the fullest stage:
     per_gpu_bytes x num_gpus (an upper bound with PP, whose other stages hold less).
     """
-    plan = check_layout(m, plan or Parallelism())
+    plan = check_layout(m, plan or Parallelism(), pp_slots)
     if recompute not in get_args(Recompute):
         raise LLMCalcError("--recompute", f"unknown {recompute!r}; use one of {', '.join(get_args(Recompute))}")
     if in_flight is not None and in_flight <= 0:

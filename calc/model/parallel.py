@@ -19,8 +19,10 @@ def _divisors(n: int) -> str:
     return ", ".join(str(k) for k in range(1, n + 1) if n % k == 0 and k <= 128)
 
 
-def check_layout(m: ModelSpec, plan: Parallelism) -> Parallelism:
-    """Reject layouts the model cannot be split into, naming the flag and the valid choices."""
+def check_layout(m: ModelSpec, plan: Parallelism, extra_stage_slots: int = 0) -> Parallelism:
+    """Reject layouts the model cannot be split into, naming the flag and the valid choices. ``extra_stage_slots``: the
+    embedding / loss counted as pipeline layers (Megatron-Core --account-for-embedding/loss-in-pipeline-split), which
+    may fill a stage of their own (calc.training.layout.pipeline_stage_layers): PP up to L + those slots."""
     h, g = m.num_heads, m.kv_heads
     if h % plan.tp:
         raise LLMCalcError("--tp", f"{plan.tp} does not divide the {h} attention heads of {m.name}; try {_divisors(h)}")
@@ -28,7 +30,7 @@ def check_layout(m: ModelSpec, plan: Parallelism) -> Parallelism:
         raise LLMCalcError(
             "--tp", f"{plan.tp} neither divides nor is a multiple of the {g} KV heads of {m.name}"
         )
-    if plan.pp > m.num_layers:
+    if plan.pp > m.num_layers + extra_stage_slots:
         raise LLMCalcError("--pp", f"{plan.pp} pipeline stages exceed the {m.num_layers} layers of {m.name}")
     return plan
 

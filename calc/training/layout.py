@@ -122,7 +122,7 @@ def pipeline_stage_layers(num_layers: int, pp: int, embedding: bool = False, los
     >>> pipeline_stage_layers(32, 3), pipeline_stage_layers(32, 25)
     ([11, 11, 10], None)
     """
-    if pp < 1 or pp > num_layers:
+    if pp < 1 or pp > num_layers + embedding + loss:  # the embedding / loss slots may fill a stage of their own
         return None
     if embedding or loss:
         total = num_layers + embedding + loss
@@ -279,9 +279,9 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
     if accounted:
         total = m.num_layers + layout.pp_embedding + layout.pp_loss
         if total % (layout.pp * layout.vpp):
-            raise LLMCalcError("--pp", f"with the embedding/loss counted in the pipeline split, the {total} layers of "
-                               f"{m.name} (+{int(layout.pp_embedding)} embedding, +{int(layout.pp_loss)} loss) must "
-                               f"divide by PP {layout.pp} x VPP {layout.vpp} (Megatron-Core's rule)")
+            raise LLMCalcError("--pp", f"with the embedding/loss counted in the pipeline split, the {m.num_layers} layers "
+                               f"of {m.name} (+{int(layout.pp_embedding)} embedding, +{int(layout.pp_loss)} loss = {total} "
+                               f"slots) must divide by PP {layout.pp} x VPP {layout.vpp} (Megatron-Core's rule)")
     elif layout.pp * layout.vpp > m.num_layers:
         raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
     if not accounted and pipeline_stage_layers(m.num_layers, layout.pp) is None:

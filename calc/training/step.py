@@ -375,14 +375,15 @@ def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GP
     per_gpu_bytes is train-step's memory per GPU for the same layout, ``micro`` micro-batches and efficiencies (the
     training-state recipe among them, ``eff.recipe``)."""
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
+    slots = int(layout.pp_embedding) + int(layout.pp_loss)  # layer slots a stage of its own may hold
 
     def fits(lay: Layout, n: int) -> bool:  # train-step's search: each DP at its own micro-batches in flight
         return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
-                               **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).fits is True
+                               pp_slots=slots, **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).fits is True
 
     search = (lambda: smallest_dp_count(layout, global_batch, fits)) if gpu is not None and global_batch else None
     return training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
-                           min_gpus_of=search,
+                           min_gpus_of=search, pp_slots=slots,
                            **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
 
 
