@@ -130,7 +130,7 @@ def _assumed(row: Any, key: str) -> Any:
 
 
 def _system(row: Any, k: dict[str, Any], gpu: GPUSpec) -> Any:
-    system = load_system(k["system"]) if "system" in k else system_for_gpu(gpu)
+    system = load_system(_path_or_name(k["system"])) if "system" in k else system_for_gpu(gpu)  # configs/<node>.yaml too
     if system is None:
         raise CannotPredict(f"no node type ships for {gpu.name}: the row needs config.system")
     return system
