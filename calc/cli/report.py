@@ -218,7 +218,9 @@ def report(
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
-    refuse_unsplit_comm_buffer(num_gpus or (None if rate else 1), comm_buffer_gib)  # the page's count: 1 unless sized
+    # the serving plan's GPUs, as `serve` is given them: --num-gpus, else sized for --rate, else the page's one GPU
+    serve_gpus = num_gpus or (None if rate else 1)
+    refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
@@ -269,8 +271,7 @@ def report(
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, recipe=states, calibration=load_calibration(calibration),
-        # as `serve` is given them; without --rate the page's GPU count (one GPU unless --num-gpus): one page, one count
-        serve_gpus=num_gpus or (None if rate else n), ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+        serve_gpus=serve_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,

@@ -820,7 +820,7 @@ def train_step(
         from calc.training.calibrate import with_measurement
 
         result = with_measurement(result, cost, layout, measured_step_time)
-    _warn_predicted_mfu(result if result.fits and measured_step_time is None else None)
+    _warn_predicted_mfu(result if measured_step_time is None else None)  # a plan that does not fit has no MFU
     emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
