@@ -28,7 +28,7 @@ BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shippe
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
               "shard_embeddings_separately", "kv_repeated", "ep_overlap_1f1b", "pp_embedding", "pp_loss",
-              "pp_p2p_overlap", "enable_expert_parallel", "enable_dp_attention", "tp_comm_overlap")
+              "pp_p2p_overlap", "enable_expert_parallel", "enable_dp_attention", "tp_comm_overlap", "async_scheduling")
 
 
 class Unrepresentable(Exception):

@@ -40,6 +40,7 @@ from corpus_knobs import (  # noqa: E402
 import calc.hardware.efficiency as efficiency  # noqa: E402
 import calc.serving.moe as serving_moe  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
+from calc.serving.weights import weight_format  # noqa: E402
 from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
@@ -686,7 +687,14 @@ def engine_family(row: Any) -> str:
     every step, EngineSettings.accounting), from 0.8 V1 ("vllm"), as calc.serving.assumptions.engine_step_overhead_s
     reads them for --engine / --engine-version."""
     family = ENGINE_FAMILY.get(row.stack.name, "other")
-    return overhead_family(_engine_settings(row, knobs(row))) if family.startswith("vllm") else family
+    if not family.startswith("vllm"):
+        return family
+    family = overhead_family(_engine_settings(row, knobs(row)))
+    # vLLM V1's async scheduler (a row's async_scheduling: --async-scheduling, as its source gives it) overlaps the
+    # next step's scheduling and input preparation with the GPU step: its steps do not inform (nor read) the
+    # synchronous V1 overhead. Chosen on the fit split (pass 21): the first fit pooling them moved "vllm" from 2 to
+    # 0.25-0.75 ms on one async source (vllm issue 30326). The engine has no async switch yet: the key is the fit's.
+    return "vllm-async" if family == "vllm" and knobs(row).get("async_scheduling") else family
 
 
 def parameter_keys(row: Any) -> dict[str, str]:
@@ -696,12 +704,18 @@ def parameter_keys(row: Any) -> dict[str, str]:
     none."""
     keys: dict[str, str] = {}
     if row.kind in TRAINING_KINDS or row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["gemm_plateau"] = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS
-                                                      else row.dtype)
+        key = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS else row.dtype)
+        # a generation without its own fitted plateau (Volta, Turing) reads "other", as the engine does
+        keys["gemm_plateau"] = key if key in efficiency.GEMM_PLATEAU else "other"
     if row.kind in TRAINING_KINDS:
         keys["stack_efficiency"] = stack.stack_key(row.stack.name)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         keys["step_overhead_s"] = engine_family(row)
-        if row_model(row).moe:
-            keys["moe_serving_rate"] = keys["gemm_plateau"]
+        m = row_model(row)
+        if m.moe:  # the key the engine reads for the routed experts' GEMM (calc.serving.moe.moe_rate_key)
+            gpu = row_gpu(row)
+            expert_dtype = weight_format(m, gpu, _serving_dtype(row, knobs(row))).gemm(gpu, "experts", 1024)[1]
+            key = serving_moe.moe_rate_key(gpu, expert_dtype)
+            known = key in serving_moe.MOE_SERVING_RATE or key.split("/")[0] in efficiency.GEMM_PLATEAU
+            keys["moe_serving_rate"] = key if known else "other"  # a generation the fit has no key for
     return keys

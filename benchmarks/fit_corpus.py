@@ -93,12 +93,18 @@ PRIOR: dict[str, dict[str, float]] = {
     # Scheduler, input preparation, sampling per step, per engine family (corpus_predict.engine_family); "vllm" is
     # the engine's default (calc.serving.assumptions).
     # vLLM V0 (releases before 0.8) apart from V1: another scheduler and per-step input path (corpus_predict.engine_family).
-    "step_overhead_s": {"vllm": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3, "lmdeploy": 2.0e-3,
-                        "other": 2.0e-3},
+    # vLLM V1 run with its async scheduler (--async-scheduling: the next step's host work overlapped with the GPU
+    # step) apart from the synchronous V1 step: one overhead cannot stand for both (corpus_predict.engine_family).
+    "step_overhead_s": {"vllm": 2.0e-3, "vllm-async": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3,
+                        "lmdeploy": 2.0e-3, "other": 2.0e-3},
     # The routed experts' rate in a whole serving step against the per-op kernel tables (calc.serving.moe), per
     # generation and expert dtype: 1, the tables as read.
 }
 PRIOR["moe_serving_rate"] = dict.fromkeys(PRIOR["gemm_plateau"], 1.0)  # the plateau's keys, in its order
+# ... and 4-bit weight-only experts (dequantised to 16 bits in the kernel) apart on the generations without an fp4
+# peak (calc.serving.moe.moe_rate_key): "other" stays last
+PRIOR["moe_serving_rate"] = {**{k: v for k, v in PRIOR["moe_serving_rate"].items() if k != "other"},
+                             **{f"{g}/w4a16": 1.0 for g in ("Ampere", "Hopper", "Ada", "CDNA3")}, "other": 1.0}
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",

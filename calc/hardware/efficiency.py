@@ -111,8 +111,9 @@ def plateau_key(gpu: GPUSpec, dtype: str = "bf16") -> str:
 
 
 def gemm_plateau(gpu: GPUSpec, dtype: str = "bf16") -> float:
-    """e_max: the large-GEMM fraction of the dtype's dense peak for this GPU's generation (GEMM_PLATEAU)."""
-    return GEMM_PLATEAU.get(plateau_key(gpu, dtype), GEMM_PLATEAU_OTHER)
+    """e_max: the large-GEMM fraction of the dtype's dense peak for this GPU's generation (GEMM_PLATEAU); a generation
+    without its own key (Volta, Turing) reads "other" (an "other" override too, as benchmarks/fit_corpus.py makes)."""
+    return GEMM_PLATEAU.get(plateau_key(gpu, dtype), GEMM_PLATEAU.get("other", GEMM_PLATEAU_OTHER))
 
 
 def memory_efficiency(gpu: GPUSpec, calibration: Any = None) -> float:

@@ -399,6 +399,8 @@ def _fitted_moe_rates() -> str:
     """The fitted moe_serving_rate defaults as --explain prints them: the keys fitted away from 1, then the rest."""
     rates = parameter("moe_serving_rate")
     moved = [f"{key} {value:g}" for key, value in rates.items() if key != "other" and value != 1.0]
+    w4a16 = any("/w4a16" in m for m in moved)  # calc.serving.moe.moe_rate_key
     return "the fitted moe_serving_rate (" + ", ".join([*moved, "1 elsewhere"] if moved else ["1 everywhere"]) \
-        + "; calc/data/fitted_defaults.json)"
+        + ("; w4a16: 4-bit experts dequantised to 16 bits in the kernel, MXFP4 on a GPU without an fp4 peak, GPTQ / AWQ"
+           if w4a16 else "") + "; calc/data/fitted_defaults.json)"
 

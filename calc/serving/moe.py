@@ -54,13 +54,27 @@ DISPATCH_BYTES, COMBINE_BYTES = 1, 2  # FP8 dispatch, BF16 combine (DeepEP / Dee
 MOE_SERVING_RATE: dict[str, float] = parameter("moe_serving_rate")
 
 
+W4A16 = "w4a16"  # the key suffix of 4-bit weight-only experts
+
+
+def moe_rate_key(gpu: GPUSpec, dtype: str) -> str:
+    """The MOE_SERVING_RATE key of an expert GEMM of ``dtype`` (its storage key, calc.serving.weights.WeightFormat.gemm)
+    on ``gpu``: the plateau's key (calc.hardware.efficiency.plateau_key), except that 4-bit weights multiplied at
+    16 bits ("int4": MXFP4 experts on a GPU without an fp4 peak, which vLLM and SGLang run through OpenAI's Triton
+    matmul_ogs kernels, and GPTQ / AWQ experts through Marlin MoE) read "<generation>/w4a16": a dequantising kernel,
+    not the 16-bit grouped GEMM the generation's own key prices. Chosen on the fit split (pass 21): under one
+    Hopper key the fit rows of MXFP4 gpt-oss on H100 / H200 came out 1.12-1.36x optimistic while the 16-bit MoE rows
+    of the same generation came out 0.83-0.88x, so one factor could not serve both."""
+    return f"{gpu.arch}/{W4A16}" if dtype == "int4" else plateau_key(gpu, dtype)
+
+
 def moe_serving_rate(gpu: GPUSpec, dtype: str, a: ServingAssumptions) -> float:
     """The factor on the routed experts' grouped-GEMM rate: ServingAssumptions.moe_serving_rate when given, else the
-    fitted default for this GPU's generation and the expert GEMM's dtype (MOE_SERVING_RATE, "other" for a key it
-    lacks)."""
+    fitted default for this GPU's generation and the expert GEMM's dtype (MOE_SERVING_RATE at moe_rate_key, "other"
+    for a key it lacks)."""
     if a.moe_serving_rate is not None:
         return a.moe_serving_rate
-    return MOE_SERVING_RATE.get(plateau_key(gpu, dtype), MOE_SERVING_RATE["other"])
+    return MOE_SERVING_RATE.get(moe_rate_key(gpu, dtype), MOE_SERVING_RATE["other"])
 
 
 # Generations without a warp-group (wgmma / tcgen05) tensor-core path: mma.sync, which Marlin issues, is their
