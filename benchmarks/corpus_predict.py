@@ -40,7 +40,6 @@ from corpus_knobs import (  # noqa: E402
 import calc.hardware.efficiency as efficiency  # noqa: E402
 import calc.serving.moe as serving_moe  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
-from calc.serving.weights import weight_format  # noqa: E402
 from calc.bands import KINDS  # noqa: E402
 from calc.errors import LLMCalcError  # noqa: E402
 from calc.fitted import parameter  # noqa: E402
@@ -50,6 +49,7 @@ from calc.memory.training import peak_by_metric  # noqa: E402
 from calc.memory.weights import WEIGHT_FORMATS, requantize  # noqa: E402
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, overhead_family  # noqa: E402
 from calc.serving.engine_kernels import engine_kernels  # noqa: E402
+from calc.serving.weights import weight_format  # noqa: E402
 from calc.sources.catalog import load_gpu, load_model, load_system, system_for_gpu  # noqa: E402
 from calc.specs import GPUSpec, ModelSpec  # noqa: E402
 from calc.training.fp8_recipe import recipe_of  # noqa: E402

@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks")]
 
 import corpus_predict as cp  # noqa: E402
+from corpus_schema import load_corpus  # noqa: E402
+
 from calc.hardware import efficiency  # noqa: E402
 from calc.sources.catalog import load_gpu  # noqa: E402
-from corpus_schema import load_corpus  # noqa: E402
 
 
 def test_a_volta_row_reads_the_other_plateau_and_the_deepspeed_factor() -> None:

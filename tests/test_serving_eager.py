@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import pytest
 
+from calc.hardware.efficiency import GEMM_PLATEAU
 from calc.serving.assumptions import ServingAssumptions, engine_step_overhead_s
 from calc.serving.eager import forward_kernels, launch_s
 from calc.serving.latency import latency
 from calc.sources.catalog import load_gpu, load_model
 from calc.specs.serving import EngineSettings
 
-# Llama-2-7B fp16 decode on one A100 (tests/test_serving_step.py's hand-worked step): weight GEMMs 8.1516 ms and the
-# KV read of 513 tokens 0.1466 ms, plus the 2 ms overhead.
-LLAMA2_FORWARD_MS = 8.1516 + 513 * 524_288 / (2.039e12 * 0.9) * 1e3
+# Llama-2-7B fp16 decode on one A100 (tests/test_serving_step.py's hand-worked step): 6,607,077,376 matmul weights
+# on one padded 128-row tile at the fitted Ampere plateau e (with the launches 8.1516 ms at e = 0.71, 8.0454 ms at 0.72) plus 129 GEMM
+# launches of 4 us, and the KV read of 513 tokens 0.1466 ms, plus the 2 ms overhead.
+LLAMA2_FORWARD_MS = (6_607_077_376 * 2 * 128 / (312e12 * GEMM_PLATEAU["Ampere"]) + 129 * 4e-6) * 1e3 \
+    + 513 * 524_288 / (2.039e12 * 0.9) * 1e3
 
 
 def test_kernels_per_forward_counted_from_the_llama_layer() -> None:

@@ -10,7 +10,9 @@ Named stacks (``--stack``), and what each runs by default, from the frameworks' 
   llm-foundry  MosaicML llm-foundry / Composer FSDP as its MPT benchmark sweep runs it (scripts/train/benchmarking/
                submit_benchmarks.py: ``--attn_impl`` default 'triton', the FlashAttention-1-era Triton kernel); fp8
                through TE (``amp_fp8``, DelayedScaling).
-  deepspeed    DeepSpeed (ZeRO, pipeline engine): FlashAttention-2 via the model code; fp8 through TE, delayed.
+  deepspeed    DeepSpeed (ZeRO, pipeline engine): FlashAttention-2 via the model code; fp8 through TE, delayed. Its
+               fitted efficiency rests on 2021-2022 Megatron-DeepSpeed runs (BLOOM-176B, GLM-130B, BigScience
+               tr1-13B: unfused attention, no sequence parallelism, fp16 / bf16 on A100 and V100).
   hf           Hugging Face transformers Trainer / PEFT / TRL in eager PyTorch (fine-tuning's stack): SDPA, whose flash
                backend is FlashAttention-2; fp8 by torchao Float8Linear (accelerate's AORecipeKwargs), tensorwise.
 
