@@ -75,6 +75,7 @@ from fit_bands import BandRow, band_table  # noqa: E402
 
 from calc.bands import KINDS, group_name  # noqa: E402
 from calc.fitted import FITTED_PATH  # noqa: E402
+from calc.serving.moe import W4A16, W4A16_GENERATIONS  # noqa: E402
 
 PRIOR: dict[str, dict[str, float]] = {
     # The hand-set values before the corpus: Ampere fitted once to 18 Megatron rows, others scaled by 0.82 from
@@ -104,7 +105,7 @@ PRIOR["moe_serving_rate"] = dict.fromkeys(PRIOR["gemm_plateau"], 1.0)  # the pla
 # ... and 4-bit weight-only experts (dequantised to 16 bits in the kernel) apart on the generations without an fp4
 # peak (calc.serving.moe.moe_rate_key): "other" stays last
 PRIOR["moe_serving_rate"] = {**{k: v for k, v in PRIOR["moe_serving_rate"].items() if k != "other"},
-                             **{f"{g}/w4a16": 1.0 for g in ("Ampere", "Hopper", "Ada", "CDNA3")}, "other": 1.0}
+                             **{f"{g}/{W4A16}": 1.0 for g in W4A16_GENERATIONS}, "other": 1.0}
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",

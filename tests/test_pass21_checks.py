@@ -70,6 +70,7 @@ def test_four_bit_weight_only_experts_read_their_own_moe_serving_rate() -> None:
     assert key(oss, "mi300x") == "CDNA3/w4a16"
     assert key(oss, "b200") == "Blackwell/fp4"
     assert key(qwen, "h100") == "Hopper"
+    assert moe_rate_key(load_gpu("b200"), "int4") == "Blackwell"  # no w4a16 key where the fit holds none
     gpt_oss_rows = [r for r, _, _ in load_corpus() if r.id.startswith("vllm-30326-gptoss120b-h200")]
     assert gpt_oss_rows and all(cp.parameter_keys(r)["moe_serving_rate"] == "Hopper/w4a16" for r in gpt_oss_rows)
 

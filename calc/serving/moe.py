@@ -55,17 +55,19 @@ MOE_SERVING_RATE: dict[str, float] = parameter("moe_serving_rate")
 
 
 W4A16 = "w4a16"  # the key suffix of 4-bit weight-only experts
+W4A16_GENERATIONS = ("Ampere", "Hopper", "Ada", "CDNA3")  # no fp4 peak: 4-bit experts are dequantised to 16 bits
 
 
 def moe_rate_key(gpu: GPUSpec, dtype: str) -> str:
     """The MOE_SERVING_RATE key of an expert GEMM of ``dtype`` (its storage key, calc.serving.weights.WeightFormat.gemm)
     on ``gpu``: the plateau's key (calc.hardware.efficiency.plateau_key), except that 4-bit weights multiplied at
     16 bits ("int4": MXFP4 experts on a GPU without an fp4 peak, which vLLM and SGLang run through OpenAI's Triton
-    matmul_ogs kernels, and GPTQ / AWQ experts through Marlin MoE) read "<generation>/w4a16": a dequantising kernel,
+    matmul_ogs kernels, and GPTQ / AWQ experts through Marlin MoE) on the W4A16_GENERATIONS read
+    "<generation>/w4a16" (another generation reads its plateau's key, the fit holding no other): a dequantising kernel,
     not the 16-bit grouped GEMM the generation's own key prices. Chosen on the fit split (pass 21): under one
     Hopper key the fit rows of MXFP4 gpt-oss on H100 / H200 came out 1.12-1.36x optimistic while the 16-bit MoE rows
     of the same generation came out 0.83-0.88x, so one factor could not serve both."""
-    return f"{gpu.arch}/{W4A16}" if dtype == "int4" else plateau_key(gpu, dtype)
+    return f"{gpu.arch}/{W4A16}" if dtype == "int4" and gpu.arch in W4A16_GENERATIONS else plateau_key(gpu, dtype)
 
 
 def moe_serving_rate(gpu: GPUSpec, dtype: str, a: ServingAssumptions) -> float:
