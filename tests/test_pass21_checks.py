@@ -84,3 +84,20 @@ def test_vllm_async_scheduling_rows_keep_their_own_step_overhead_key() -> None:
     assert cp.engine_family(rows["gpustack-gptoss20b-h100-vllm-tp1-async-mxfp4-sharegpt"]) == "vllm-async"
     assert cp.engine_family(rows["gpustack-gptoss20b-h100-vllm-tp1-mxfp4-random-32k-input"]) == "vllm"
     assert {cp.engine_family(r) for r in rows.values() if r.id.startswith("dstack-") and r.stack.name == "vllm"} == {"vllm-v0"}
+
+
+def test_a_band_wholly_on_one_side_of_its_figure_says_so() -> None:
+    """An 80% band is the q10-q90 of its group's residuals about the figure; where q10 > 1 (nearly every measured run
+    of the group took longer than predicted) the band lies above the figure, and the line says which way."""
+    from calc.bands import Band
+    from calc.report.confidence import Figure, band_line
+
+    ttft = Figure("serving_ttft", "TTFT", "s")
+    above = band_line(ttft, 0.297, Band(low=0.304, high=0.620, level=0.8, rows=44, group="serving_prefill"))
+    assert above == ("TTFT 297 ms (304-620, 80%, 44 rows: serving_prefill; the band lies above the figure: this "
+                     "group's measurements came out higher than predicted)")
+    inside = band_line(ttft, 0.31, Band(low=0.304, high=0.620, level=0.8, rows=44, group="serving_prefill"))
+    assert inside == "TTFT 310 ms (304-620, 80%, 44 rows: serving_prefill)"
+    below = band_line(Figure("serving_throughput", "tokens/s", "tokens/s"), 9000.0,
+                      Band(low=6000.0, high=8000.0, level=0.8, rows=10, group="g"))
+    assert below.endswith("; the band lies below the figure: this group's measurements came out lower than predicted)")

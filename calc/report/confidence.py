@@ -498,7 +498,12 @@ def band_line(fig: Figure, value: float, b: Band) -> str:
         if b.low <= 0 or math.isclose(b.high / b.low, factor**2, rel_tol=1e-6):  # a zero figure: the default's
             return f"{shown}: no band: {NO_BAND} ({why + '; ' if why else ''}stated default ×/÷{factor:.3g}: {spread})"
         return f"{shown}: no band: {NO_BAND} ({why}: {spread})"
-    return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group})"
+    # a band of residual quantiles can lie wholly on one side of the figure (its group's measurements nearly all came
+    # out on that side): say so, rather than leave "0.297 s (0.304-0.620)" to be read as a typo
+    side = "above" if value < b.low else "below" if value > b.high else ""
+    aside = (f"; the band lies {side} the figure: this group's measurements came out "
+             f"{'higher' if side == 'above' else 'lower'} than predicted") if side else ""
+    return f"{shown} ({_shown(b.low, fig.unit)}-{_shown(b.high, fig.unit)}, {b.level:.0%}, {b.rows} rows: {b.group}{aside})"
 
 
 def how_sure_lines(found: Annotated) -> list[str]:
