@@ -689,12 +689,13 @@ def engine_family(row: Any) -> str:
     family = ENGINE_FAMILY.get(row.stack.name, "other")
     if not family.startswith("vllm"):
         return family
-    family = overhead_family(_engine_settings(row, knobs(row)))
+    k = knobs(row)
+    family = overhead_family(_engine_settings(row, k))
     # vLLM V1's async scheduler (a row's async_scheduling: --async-scheduling, as its source gives it) overlaps the
     # next step's scheduling and input preparation with the GPU step: its steps do not inform (nor read) the
     # synchronous V1 overhead. Chosen on the fit split (pass 21): the first fit pooling them moved "vllm" from 2 to
     # 0.25-0.75 ms on one async source (vllm issue 30326). The engine has no async switch yet: the key is the fit's.
-    return "vllm-async" if family == "vllm" and knobs(row).get("async_scheduling") else family
+    return "vllm-async" if family == "vllm" and k.get("async_scheduling") else family
 
 
 def parameter_keys(row: Any) -> dict[str, str]:
@@ -716,6 +717,6 @@ def parameter_keys(row: Any) -> dict[str, str]:
             gpu = row_gpu(row)
             expert_dtype = weight_format(m, gpu, _serving_dtype(row, knobs(row))).gemm(gpu, "experts", 1024)[1]
             key = serving_moe.moe_rate_key(gpu, expert_dtype)
-            known = key in serving_moe.MOE_SERVING_RATE or key.split("/")[0] in efficiency.GEMM_PLATEAU
-            keys["moe_serving_rate"] = key if known else "other"  # a generation the fit has no key for
+            # a generation the fit has no key for reads "other" (the fit's keys: the plateau's, and W4A16_GENERATIONS')
+            keys["moe_serving_rate"] = key if key.split("/")[0] in efficiency.GEMM_PLATEAU else "other"
     return keys

@@ -30,9 +30,8 @@ from calc.units import TERA, dtype_bytes
 # engine overheads (source-balanced mean |log(predicted/measured)|, leave-one-source-out cross-validated), or kept
 # at its previous value and marked "unfitted: no data" there. An isolated cuBLAS GEMM reaches ~0.87 of an
 # A100's peak, ~0.80 of an H100's (HARDWARE.md); a step sustains less (clocks sag, kernels share the GPU).
-_PLATEAUS = parameter("gemm_plateau")
-GEMM_PLATEAU: dict[str, float] = {k: v for k, v in _PLATEAUS.items() if k != "other"}
-GEMM_PLATEAU_OTHER = _PLATEAUS["other"]
+# "other": a generation without a key of its own (Volta, Turing), as MOE_SERVING_RATE keeps its own "other".
+GEMM_PLATEAU: dict[str, float] = parameter("gemm_plateau")
 # The ratio applied to a GEMM efficiency measured in isolation (`llmcalc bench --save`): 0.71 / 0.87 (fitted
 # Ampere plateau over the isolated cuBLAS plateau). No corpus row carries a bench calibration: unfitted.
 SUSTAINED_FRACTION = parameter("sustained_fraction")["all"]
@@ -112,8 +111,8 @@ def plateau_key(gpu: GPUSpec, dtype: str = "bf16") -> str:
 
 def gemm_plateau(gpu: GPUSpec, dtype: str = "bf16") -> float:
     """e_max: the large-GEMM fraction of the dtype's dense peak for this GPU's generation (GEMM_PLATEAU); a generation
-    without its own key (Volta, Turing) reads "other" (an "other" override too, as benchmarks/fit_corpus.py makes)."""
-    return GEMM_PLATEAU.get(plateau_key(gpu, dtype), GEMM_PLATEAU.get("other", GEMM_PLATEAU_OTHER))
+    without its own key (Volta, Turing) reads "other"."""
+    return GEMM_PLATEAU.get(plateau_key(gpu, dtype), GEMM_PLATEAU["other"])
 
 
 def memory_efficiency(gpu: GPUSpec, calibration: Any = None) -> float:
