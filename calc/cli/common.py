@@ -201,15 +201,17 @@ def emit_outcome(result: Any, as_json: bool, explain: bool, view: Any, refusal: 
 
 def memory_refusal(result: Any) -> str | None:
     """The error line of a memory answer that does not fit on its GPUs (training or fine-tuning), naming what fits:
-    the fine-tuning engine's cheapest change (``fits_with``), else the smallest GPU count."""
+    the cheapest change that fits on these GPUs (``fits_with``: the fine-tuning ladder, or calc.training.fixes), else
+    the smallest GPU count."""
     if result.fits is not False:
         return None
     from calc.units import gib
 
-    fixes = list(getattr(result, "fits_with", []) or [])
+    fixes = list(result.fits_with or [])
     more = f"{result.min_gpus} GPUs" if result.min_gpus else None
     hint = (f"fits with {fixes[0]}" if fixes else f"fits on {more}" if more
             else "nothing tried fits (ZeRO-3, --recompute full, --offload, qlora, up to 512 GPUs)"
-            if hasattr(result, "fits_with") else "raise --zero, --tp, --pp or --recompute full")
+            if result.mode == "finetune" else "no ZeRO stage, recomputation or smaller micro-batch fits on these GPUs: "
+            "raise --tp or --pp, or try train-plan")
     return (f"does not fit ({gib(result.per_gpu_bytes):.1f} GiB > {gib(result.gpu_memory_bytes):.1f} GiB per GPU on "
             f"{result.num_gpus} x {result.gpu}); {hint}")

@@ -43,6 +43,9 @@ class MemoryResult(BaseModel):
     fits: bool | None
     headroom_bytes_per_gpu: int | None
     min_gpus: int | None
+    # training, a plan that does not fit: the cheapest change of ZeRO stage, recomputation or micro-batch that fits it on
+    # these GPUs, with its peak (calc.training.fixes, the change train-step names); [] otherwise
+    fits_with: list[str] = []
     weight_bytes_by_group: dict[str, int] = {}  # embedding, attention, mlp, experts, ... (as priced)
     assumptions: list[str]
     explain: list[str]

@@ -381,10 +381,22 @@ def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GP
         return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
                                pp_slots=slots, **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).fits is True
 
+    def peak(lay: Layout, n: int) -> int:
+        return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
+                               pp_slots=slots, **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).per_gpu_bytes
+
     search = (lambda: smallest_dp_count(layout, global_batch, fits)) if gpu is not None and global_batch else None
-    return training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
-                           min_gpus_of=search, pp_slots=slots,
-                           **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
+    result = training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
+                             min_gpus_of=search, pp_slots=slots,
+                             **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
+    if result.fits is not False or gpu is None:
+        return result
+    from calc.training.fixes import cheapest_fix
+
+    batch = global_batch or micro * layout.dp * layout.micro_batch  # without --global-batch: the batch priced
+    fix = cheapest_fix(m, layout, global_batch=batch, seq=seq, capacity_bytes=gpu.cuda_total_bytes, peak_of=peak)
+    return result if fix is None else result.model_copy(
+        update={"fits_with": [f"{fix.flags} ({fix.per_gpu_bytes / GIB:.1f} GiB per GPU)"]})
 
 
 def stacked_layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GPUSpec | None = None,
@@ -513,6 +525,7 @@ class TrainStepResult(BaseModel):
     gpu_memory_bytes: int
     fits: bool
     min_gpus: int | None
+    fits_with: list[str] = []  # a plan that does not fit: the cheapest change that fits it here (step_fix), else []
     step_time_s: float | None
     tokens_per_s: float | None
     mfu: float | None
@@ -602,13 +615,16 @@ def train_step(
         hint = (f"; the same TP x PP x CP with more DP fits from {more} GPUs" if more
                 else f"; no larger DP (up to {SMALLEST_COUNT_LIMIT:,} GPUs) both fits and splits the global batch of "
                      f"{global_batch:,} into micro-batches of {layout.micro_batch}")
+        fix = step_fix(cost, layout, global_batch, reserve_gib)
+        fix_text = "" if fix is None else f"; fits on these GPUs with {fix}"
         return TrainStepResult(
-            **base, min_gpus=more, step_time_s=None, tokens_per_s=None, mfu=None, hfu=None, bubble_fraction=None,
+            **base, min_gpus=more, fits_with=[] if fix is None else [fix], step_time_s=None, tokens_per_s=None, mfu=None,
+            hfu=None, bubble_fraction=None,
             **dict.fromkeys(TERM_KEYS), terms=[],
             verdict=f"does not fit: needs {need / GIB:.1f} GiB per GPU, {cost.gpu.name} has {capacity / GIB:.1f} GiB; "
-            f"no step time for a plan that does not fit{hint} (or raise "
-            + ", ".join([*(["--zero"] if layout.zero < 3 else []), "--pp", "--tp",
-                         *(["--recompute"] if layout.recompute != "full" else [])]) + "; or try train-plan)",
+            f"no step time for a plan that does not fit{fix_text}{hint}"
+            + ("; or try train-plan" if fix else "; no ZeRO stage, recomputation or smaller micro-batch fits on these "
+               "GPUs: raise --tp or --pp, or try train-plan"),
             explain=[mem_line] + [f"assumption: {a}" for a in assumptions],
         )
     t = step_terms(cost, layout, global_batch, micro)
@@ -647,6 +663,22 @@ def _plateau_note(cost: ModelCost) -> list[str]:
     key = plateau_key(cost.gpu, cost.dtype)
     return [f"GEMM plateau {gemm_plateau(cost.gpu, cost.dtype):.0%} of {cost.gpu.name} {peak_name(cost.dtype)} peak "
             f"(calc/data/fitted_defaults.json, {key}: {describe('gemm_plateau', key)})"]
+
+
+def step_fix(cost: ModelCost, layout: Layout, global_batch: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> str | None:
+    """The cheapest change that fits this plan on its GPU count (calc.training.fixes.cheapest_fix), with the peak it
+    gives and the step time train-step then prints: "--zero 1 (17.9 GiB per GPU, 40.3 s per step)"; None when no
+    change of ZeRO stage, recomputation or micro-batch fits."""
+    from calc.training.fixes import cheapest_fix
+
+    fix = cheapest_fix(cost.m, layout, global_batch=global_batch, seq=cost.seq, capacity_bytes=cost.gpu.cuda_total_bytes,
+                       peak_of=lambda lay, micro: sum(memory_per_gpu(cost, lay, micro, reserve_gib).values()))
+    if fix is None:
+        return None
+    from calc.training.layout import num_microbatches
+
+    step = step_terms(cost, fix.layout, global_batch, num_microbatches(fix.layout, global_batch)).step_time_s
+    return f"{fix.flags} ({fix.per_gpu_bytes / GIB:.1f} GiB per GPU, {step:.3g} s per step)"
 
 
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,

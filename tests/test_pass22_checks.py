@@ -1,0 +1,74 @@
+"""Pass 22: a training plan that does not fit names the cheapest change that fits it on the same GPUs (ZeRO stage,
+recomputation, micro-batch: calc.training.fixes), the same change in `train-step` and `memory --mode train`."""
+from __future__ import annotations
+
+import json
+
+GIB = 2**30
+
+# GPT-NeoX-20B's published layout (EleutherAI gpt-neox configs/20B.yml: TP 2, PP 4, micro-batch 4, global batch 1536,
+# full recompute, ZeRO 1) on 96 A100-40GB, priced at train-step's default ZeRO 0
+NEOX = ["gpt-neox-20b", "--gpu", "a100-40g", "--num-gpus", "96", "--tp", "2", "--pp", "4", "--micro-batch", "4",
+        "--global-batch", "1536", "--recompute", "full", "--seq", "2048"]
+
+
+def _step(cli, *args: str) -> dict:
+    r = cli("train-step", *args, "--json")
+    return json.loads(r.out)
+
+
+def test_train_step_names_zero_1_for_neox_20b_and_its_figure(cli) -> None:
+    """ZeRO 0 keeps the fp32 master weights and both Adam moments (12 B per parameter) on every DP rank; ZeRO 1
+    shards them over the DP 12 ranks, so the peak drops by 11/12 of that category (Rajbhandari et al. 2020, ZeRO,
+    sec. 5.1, P_os), and the change that makes the published layout fit is the published one, --zero 1."""
+    refused = cli("train-step", *NEOX)
+    assert refused.code == 2
+    assert "fits on these GPUs with --zero 1 (" in refused.err
+    zero0 = _step(cli, *NEOX)
+    zero1 = _step(cli, *NEOX, "--zero", "1")
+    assert zero0["fits"] is False and zero1["fits"] is True
+    assert zero0["fits_with"] and zero0["fits_with"][0].startswith("--zero 1 (")
+    optimizer0 = zero0["memory_per_gpu"]["optimizer"]
+    assert abs((zero0["memory_per_gpu_bytes"] - zero1["memory_per_gpu_bytes"]) - optimizer0 * 11 / 12) < 1e-6 * optimizer0
+    figure = f"{zero1['memory_per_gpu_bytes'] / GIB:.1f} GiB per GPU, {zero1['step_time_s']:.3g} s per step"
+    assert figure in zero0["fits_with"][0]
+
+
+def test_memory_mode_train_names_the_same_change(cli) -> None:
+    refused = cli("memory", *NEOX, "--mode", "train")
+    assert refused.code == 2
+    step = _step(cli, *NEOX)["fits_with"][0]
+    flags = step.split(" (")[0]
+    assert f"fits with {flags} (" in refused.err
+    assert step.split(" (")[1].split(",")[0] in refused.err  # the same peak per GPU
+
+
+def test_the_named_change_fits_and_no_rung_of_it_is_spare(cli) -> None:
+    """llama3-8b at micro-batch 8 of 8,192 tokens on 8 A100-40GB (far over the card: 8 x 8,192 tokens of 32 layers
+    of activations): the change named must fit when given to train-step, and taking any one of its rungs back must
+    not fit (a spare rung would cost the step for nothing)."""
+    base = ["llama3-8b", "--gpu", "a100-40g", "--num-gpus", "8", "--global-batch", "64", "--seq", "8192"]
+    named = _step(cli, *base, "--micro-batch", "8")["fits_with"]
+    assert named, "some change fits"
+    flags = named[0].split(" (")[0].split()
+    rungs = [flags[i:i + 2] for i in range(0, len(flags), 2)]
+    assert len(rungs) >= 2
+
+    def with_rungs(chosen: list[list[str]]) -> list[str]:
+        args = [a for rung in chosen for a in rung]
+        return args if "--micro-batch" in args else [*args, "--micro-batch", "8"]
+
+    assert _step(cli, *base, *with_rungs(rungs))["fits"] is True
+    for i in range(len(rungs)):
+        assert _step(cli, *base, *with_rungs(rungs[:i] + rungs[i + 1:]))["fits"] is False, rungs[i]
+
+
+def test_no_change_fits_says_raise_tp_or_pp(cli) -> None:
+    """Llama 3 70B on one node at TP 8 and DP 1: ZeRO shards nothing with one DP rank and 70B x 16 B / 8 = 140 GB per
+    GPU of states alone is over 80 GB whatever the recomputation: the answer is a new layout, not a flag."""
+    args = ["llama3-70b", "--gpu", "h100", "--num-gpus", "8", "--tp", "8", "--global-batch", "8"]
+    r = cli("train-step", *args)
+    assert r.code == 2 and "raise --tp or --pp, or try train-plan" in r.err
+    assert _step(cli, *args)["fits_with"] == []
+    m = cli("memory", *args, "--mode", "train")
+    assert m.code == 2 and "raise --tp or --pp, or try train-plan" in m.err
