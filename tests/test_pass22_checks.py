@@ -72,3 +72,23 @@ def test_no_change_fits_says_raise_tp_or_pp(cli) -> None:
     assert _step(cli, *args)["fits_with"] == []
     m = cli("memory", *args, "--mode", "train")
     assert m.code == 2 and "raise --tp or --pp, or try train-plan" in m.err
+
+
+def test_show_takes_a_node_name(cli) -> None:
+    """`show dgx-h100` shows the node as `show h100` shows the GPU: the DGX H100 datasheet's 8 x H100 SXM5 and 900 GB/s
+    NVLink (bidirectional: 450 GB/s per direction), its --yaml a spec --system takes back."""
+    r = cli("show", "dgx-h100", "--json")
+    assert r.code == 0
+    node = json.loads(r.out)
+    assert node["gpus_per_node"] == 8 and node["gpu"] == "h100-sxm" and node["intra_node_gb_s"] == 450
+    text = cli("show", "dgx-h100")
+    assert text.code == 0 and "450" in text.out
+
+
+def test_show_yaml_of_a_node_round_trips_through_system(cli, tmp_path) -> None:
+    spec = tmp_path / "node.yaml"
+    spec.write_text(cli("show", "dgx-h100", "--yaml").out)
+    args = ["llama3-8b", "--gpu", "h100", "--num-gpus", "16", "--global-batch", "32", "--zero", "3", "--json"]
+    mine = json.loads(cli("train-step", *args, "--system", str(spec)).out)
+    shipped = json.loads(cli("train-step", *args).out)
+    assert mine["system"] == "dgx-h100" and mine["step_time_s"] == shipped["step_time_s"]

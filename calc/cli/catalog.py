@@ -62,6 +62,20 @@ YamlOpt = Annotated[bool, typer.Option(
     "--yaml", help="print the spec as our YAML: a template to edit and pass back as MODEL or --gpu FILE")]
 
 
+def _system_named(name: str) -> object | None:
+    """The shipped node type (``llmcalc systems``) of that catalog name or alias, else None: `show dgx-h100` shows a
+    node as `show h100` shows its GPU. A file path is never read as a node here (the model and GPU loaders name
+    what they saw in it)."""
+    from calc.sources.catalog import load_system
+
+    if "/" in name or name.endswith((".yaml", ".yml", ".json")):
+        return None
+    try:
+        return load_system(name, "NAME")
+    except LLMCalcError:
+        return None
+
+
 def _closer(name: str, model_error: LLMCalcError, gpu_error: LLMCalcError) -> LLMCalcError:
     """`show NAME` matched neither catalog: the suggestion of the catalog whose first candidate is nearer NAME (models
     and GPUs are searched alike), both named when neither has one."""
@@ -86,9 +100,9 @@ def _closer(name: str, model_error: LLMCalcError, gpu_error: LLMCalcError) -> LL
     return LLMCalcError("NAME", re.sub(r"^unknown (model|gpu)", "unknown model or GPU", error.problem))
 
 
-def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spec file")], as_json: JsonOpt = False,
+def show(name: Annotated[str, typer.Argument(help="a model, GPU or node (systems) name, or a spec file")], as_json: JsonOpt = False,
          as_yaml: YamlOpt = False) -> None:
-    """Show one model or GPU spec (GPUs with their peak derivation); --yaml prints it as a spec file."""
+    """Show one model, GPU or node spec (GPUs with their peak derivation); --yaml prints it as a spec file."""
     from calc.hardware.peaks import summarize_gpu
     from calc.report.render import console, emit, emit_json, gpu_detail_view, spec_view
     from calc.sources.catalog import load_gpu, load_model, spec_yaml
@@ -101,7 +115,17 @@ def show(name: Annotated[str, typer.Argument(help="a model or GPU name, or a spe
         try:
             gpu = load_gpu(name, "NAME")
         except LLMCalcError as gpu_error:
-            raise _closer(name, model_error, gpu_error) from None
+            system = _system_named(name)
+            if system is None:
+                raise _closer(name, model_error, gpu_error) from None
+            if as_yaml:
+                console.print(spec_yaml(system, [f"Node spec of {system.name}: edit and pass the file as --system FILE."]),
+                              end="", markup=False, highlight=False, soft_wrap=True)
+            elif as_json:
+                emit_json(system)
+            else:
+                console.print(spec_view(system))
+            return
         if as_yaml:
             console.print(spec_yaml(gpu, [f"GPU spec of {gpu.name}: edit the numbers (and name) and pass the file as --gpu FILE."]),
                           end="", markup=False, highlight=False, soft_wrap=True)
