@@ -121,8 +121,10 @@ STACK_LOSS = {"llm-foundry": "flash-ce", "torchtitan": "fp32"}
 
 # torchtitan runs FSDP2 under pipeline parallelism as its own sharding (calc.memory.training.fsdp_pp_states): each stage
 # fully_shard-ed with reshard_after_forward=False when PP is on (torchtitan/parallelisms/parallelize_llama.py apply_fsdp),
-# gradients reduce-scattered once after the last micro-batch (torch/distributed/pipelining/stage.py).
-FSDP_PP_STACKS = ("torchtitan",)
+# gradients reduce-scattered once after the last micro-batch (torch/distributed/pipelining/stage.py). NeMo AutoModel runs
+# the same pair: its AutoPipeline drives torch.distributed.pipelining over stages fully_shard-ed by
+# components/moe/parallelizer.py (reshard_after_forward default False; NVIDIA-NeMo/Automodel @ 8d9bfb90e).
+FSDP_PP_STACKS = ("torchtitan", "nemo-automodel")
 
 # NeMo 2 / Megatron-Bridge recipes run Megatron's distributed optimizer (ZeRO-1) unless they say otherwise.
 DISTRIBUTED_OPTIMIZER_STACKS = ("nemo", "megatron-bridge")

@@ -92,3 +92,42 @@ def test_show_yaml_of_a_node_round_trips_through_system(cli, tmp_path) -> None:
     mine = json.loads(cli("train-step", *args, "--system", str(spec)).out)
     shipped = json.loads(cli("train-step", *args).out)
     assert mine["system"] == "dgx-h100" and mine["step_time_s"] == shipped["step_time_s"]
+
+
+def test_fsdp_units_in_flight_gather_only_the_local_experts() -> None:
+    """ZeRO-3 / FSDP2 with expert parallelism: a block's routed experts stay EP-sharded (torchtitan shards them as their
+    own unit over the ranks beside EP; NeMo AutoModel keeps them out of the block's fully_shard), so a block unit in
+    flight holds its other parameters plus experts / EP. Qwen3-30B-A3B by hand (config.json: H 2048, 32 heads and 4 KV
+    heads of 128, 128 experts of I_e 768, vocabulary 151,936, untied head):
+      block: q 2048 x 4096 + k, v 2 x 2048 x 512 + o 4096 x 2048 + q/k norms 2 x 128 + two norms 2 x 2048 + router
+             2048 x 128 = 19,140,864, experts 128 x 3 x 2048 x 768 = 603,979,776
+      two blocks gathered in bf16 (2 x 2 B) + one fp32 reduce buffer (4 B): 8 B per block parameter
+      root (embedding + head + final norm): 2 x 151,936 x 2048 + 2048 = 622,331,904, gathered once + reduced: 6 B
+    EP 1: 8 x 623,120,640 = 4,984,965,120 (blocks over the root's 3,733,991,424);
+    EP 8: blocks 8 x (19,140,864 + 603,979,776 / 8) = 757,106,688, under the root: 3,733,991,424."""
+    from calc.memory.training import fsdp_in_flight_bytes
+    from calc.sources.catalog import load_model
+
+    m = load_model("qwen3-30b-a3b")
+    assert fsdp_in_flight_bytes(m, 1, ep=1) == 4_984_965_120
+    assert fsdp_in_flight_bytes(m, 1, ep=8) == 3_733_991_424
+
+
+def test_nemo_automodel_prices_as_fsdp_and_runs_fsdp_under_pp() -> None:
+    """NeMo AutoModel (FSDP2 + torch.distributed.pipelining) is the fsdp stack, and its pipeline-parallel rows take
+    the fsdp-pp sharding as torchtitan's do (not refused as ZeRO-3 with PP)."""
+    import sys
+    from pathlib import Path
+
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "benchmarks")]
+    import corpus_predict as cp
+    from corpus_schema import load_corpus
+
+    from calc.training.stack import stack_key
+
+    assert stack_key("nemo-automodel") == "fsdp"
+    rows = [r for r, _, _ in load_corpus() if r.id.startswith("automodel-perf-") and r.config.get("pp", 1) > 1]
+    assert len(rows) == 3
+    for row in rows:
+        value, why = cp.predict_or_reason(row)
+        assert value is not None, why

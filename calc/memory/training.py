@@ -386,7 +386,8 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
 
 def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
                          trains: bool = True, block_bytes: Callable[[int], int] | None = None,
-                         root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES, gathered_bytes: int = 2) -> int:
+                         root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES, gathered_bytes: int = 2,
+                         ep: int = 1) -> int:
     """ZeRO-3 / FSDP full shard: unsharded units alive at once: ``layers`` blocks (the one computing + the one
     prefetched), or the root unit (embedding + output head + final norm, gathered together unless sharded as
     their own units, as torchtune's custom_sharded_layers does) at the loss, whichever is larger; bf16 weights
@@ -397,12 +398,17 @@ def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYER
     ``root_resident``: FSDP1 keeps the root unit
     unsharded from its forward to its backward ("Do not free the root's parameters in the post-forward for
     FULL_SHARD", torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard), so it adds to the blocks.
-    ``gathered_bytes``: bytes per gathered weight in the compute dtype (2: bf16 param_dtype; 4 for an fp32 run)."""
+    ``gathered_bytes``: bytes per gathered weight in the compute dtype (2: bf16 param_dtype; 4 for an fp32 run).
+    ``ep``: under expert parallelism a block's routed experts are not gathered whole: each EP rank gathers only its
+    1/EP of them (torchtitan apply_fsdp shards ``transformer_block.moe.experts`` as a unit of its own over the
+    data-parallel ranks left beside EP, dp_shard_mod_ep; NeMo AutoModel's moe/parallelizer.py passes the experts as
+    ``ignored_params`` of the block's fully_shard and keeps them EP-sharded), so a block unit holds its other
+    parameters plus experts / EP."""
     def unit(params: int, count: int, stored: Callable[[int], int]) -> int:
         params //= tp
         return count * stored(params) + (params * reduce_bytes if trains else 0)
 
-    block = max(sum(t.params for t in ts) for _k, _c, ts in layer_kinds(m))
+    block = max(sum(t.params // (ep if t.component == "experts" else 1) for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
     blocks = unit(block, layers, block_bytes or (lambda n: gathered_bytes * n))
@@ -626,7 +632,7 @@ def training_bytes_per_gpu(
             freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers) - activations
         cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
     if fsdp is None:
-        fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes)
+        fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes, ep=ep)
                 if zero == 3 and dp > 1 and sharding != FSDP_PP else 0)
     persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(

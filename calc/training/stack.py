@@ -76,7 +76,8 @@ MEMORY: dict[str, StackMemory] = {
 }
 # Corpus / user spellings of a stack, mapped to the named stack whose defaults they run.
 ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "megatron", "megatron-core": "megatron",
-           "torchtitan": "fsdp", "torchtune": "fsdp", "pytorch-fsdp": "fsdp", "fsdp2": "fsdp", "composer": "llm-foundry",
+           "torchtitan": "fsdp", "torchtune": "fsdp", "pytorch-fsdp": "fsdp", "fsdp2": "fsdp",
+           "nemo-automodel": "fsdp", "composer": "llm-foundry",
            "transformers": "hf", "hf-trainer": "hf", "peft": "hf", "peft-hf-trainer": "hf", "trl": "hf"}
 
 
