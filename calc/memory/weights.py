@@ -4,6 +4,7 @@ checkpoint as shipped, tensor group by tensor group, from its ``quantization_con
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import re
 from fractions import Fraction
@@ -54,6 +55,13 @@ def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
 
 
 def _skipped(component: str, name: str, skip: list[str], layer: int = 0) -> bool:
+    """``_skipped_by`` on the patterns as a tuple: a pure function of strings, remembered (a serving search prices
+    the same tensors of the same checkpoint thousands of times; fnmatch was a third of a corpus prediction)."""
+    return _skipped_by(component, name, tuple(skip), layer)
+
+
+@functools.lru_cache(maxsize=65536)
+def _skipped_by(component: str, name: str, skip: tuple[str, ...], layer: int = 0) -> bool:
     """A module_to_not_convert pattern ('model.layers.*.self_attn', 'lm_head', 'mlp.gate') covers the tensor of
     block ``layer``; a pattern naming one block ('model.layers.0.mlp') covers that block only. compressed-tensors'
     're:' patterns are regular expressions (re.match on the module path)."""
