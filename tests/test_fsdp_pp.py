@@ -86,9 +86,13 @@ def test_torchtitan_pp_rows_map_to_fsdp_pp() -> None:
     cp8 = rows["titan-202412-t6-llama3.1-405b-cp8-seq262144"]
     lay, gb = training_layout(cp8, knobs(cp8))
     assert (lay["dp"], lay["cp"], lay["micro_batch"], gb) == (1, 8, 1, 8)  # local batch 8 = 8 micro-batches of 1
-    # no Megatron-style row is moved off ZeRO: FSDP_PP only where a torchtitan row runs FSDP with PP
+    # no Megatron-style row is moved off ZeRO: FSDP_PP only where a stack of FSDP_PP_STACKS (torchtitan, NeMo AutoModel:
+    # FSDP2 stages under torch.distributed.pipelining) runs FSDP with PP
+    from benchmarks.corpus_knobs import FSDP_PP_STACKS
+
+    assert set(FSDP_PP_STACKS) == {"torchtitan", "nemo-automodel"}
     for row in rows.values():
-        if row.kind.startswith("training") and row.stack.name != "torchtitan" and row.config.get("pp", 1) > 1:
+        if row.kind.startswith("training") and row.stack.name not in FSDP_PP_STACKS and row.config.get("pp", 1) > 1:
             try:
                 lay, _ = training_layout(row, knobs(row))
             except Exception:  # noqa: BLE001 - rows the knobs cannot represent are not this test's concern
