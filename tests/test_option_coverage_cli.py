@@ -41,12 +41,14 @@ def test_compare_takes_the_engine_as_serve_does(cli) -> None:
 
 
 def test_compare_step_overhead_adds_to_every_step(cli) -> None:
-    """--step-overhead-ms 10 in place of vLLM's 2 ms (the assumption line serve prints): the same batch (no targets:
-    the KV cap), each decode step 8 ms longer."""
+    """--step-overhead-ms 10 in place of vLLM's default (the fitted value, the assumption line serve prints): the same
+    batch (no targets: the KV cap), each decode step 10 ms - the default longer."""
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+
     default = cli("compare", "llama3-8b", "h100", "--json").json()[0]
     slower = cli("compare", "llama3-8b", "h100", "--step-overhead-ms", "10", "--json").json()[0]
     assert slower["batch"] == default["batch"]
-    assert (slower["tpot_s"] - default["tpot_s"]) * 1e3 == pytest.approx(10 - 2, abs=1e-9)
+    assert (slower["tpot_s"] - default["tpot_s"]) * 1e3 == pytest.approx(10 - DEFAULT_ASSUMPTIONS.step_overhead_s * 1e3, abs=1e-9)
 
 
 @pytest.mark.parametrize("args, flag", [

@@ -65,9 +65,14 @@ def test_q3_prefill_16x4000_on_8_a800() -> None:
 def test_decode_is_memory_bound() -> None:
     # One decode step of Llama-2-7B at batch 1 streams its matmul weights, 2 x 6,607,077,376 B (the embedding
     # table is gathered, not read), plus 513 tokens of KV x 524,288 B: 13,483,114,496 B at 3.35 TB/s x 0.9.
+    # At batch 1 that 4.47 ms may sit under the engine's fixed per-step overhead (a fitted input): the step is then
+    # overhead-bound, else memory-bound; never compute-bound.
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+
     r = latency(load_model("llama2-7b"), load_gpu("h100"), batch=1, prompt=512, output=1)
-    assert r.decode_bound == "memory"
-    assert r.decode_memory_s == pytest.approx((2 * 6_607_077_376 + 524_288 * 513) / (3.35e12 * 0.9), rel=REL)
+    memory_s = (2 * 6_607_077_376 + 524_288 * 513) / (3.35e12 * 0.9)
+    assert r.decode_bound == ("memory" if memory_s > DEFAULT_ASSUMPTIONS.step_overhead_s else "overhead")
+    assert r.decode_memory_s == pytest.approx(memory_s, rel=REL)
 
 
 def test_concurrency_zero_is_a_verdict() -> None:
