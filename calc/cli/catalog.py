@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,7 +62,27 @@ YamlOpt = Annotated[bool, typer.Option(
     "--yaml", help="print the spec as our YAML: a template to edit and pass back as MODEL or --gpu FILE")]
 
 
-def _system_named(name: str) -> object | None:
+def _print_spec_yaml(spec: Any, comment: str) -> None:
+    """`show NAME --yaml`: the spec as our YAML, whole lines (a template to edit and pass back)."""
+    from calc.report.render import console
+    from calc.sources.catalog import spec_yaml
+
+    console.print(spec_yaml(spec, [comment]), end="", markup=False, highlight=False, soft_wrap=True)
+
+
+def _show_spec(spec: Any, comment: str, as_json: bool, as_yaml: bool) -> None:
+    """A model or node spec as `show` prints it: our YAML (--yaml), JSON (--json), or its fields as a table."""
+    from calc.report.render import console, emit_json, spec_view
+
+    if as_yaml:
+        _print_spec_yaml(spec, comment)
+    elif as_json:
+        emit_json(spec)
+    else:
+        console.print(spec_view(spec))
+
+
+def _system_named(name: str) -> Any:
     """The shipped node type (``llmcalc systems``) of that catalog name or alias, else None: `show dgx-h100` shows a
     node as `show h100` shows its GPU. A file path is never read as a node here (the model and GPU loaders name
     what they saw in it)."""
@@ -104,8 +124,8 @@ def show(name: Annotated[str, typer.Argument(help="a model, GPU or node (systems
          as_yaml: YamlOpt = False) -> None:
     """Show one model, GPU or node spec (GPUs with their peak derivation); --yaml prints it as a spec file."""
     from calc.hardware.peaks import summarize_gpu
-    from calc.report.render import console, emit, emit_json, gpu_detail_view, spec_view
-    from calc.sources.catalog import load_gpu, load_model, spec_yaml
+    from calc.report.render import emit, gpu_detail_view
+    from calc.sources.catalog import load_gpu, load_model
 
     if as_json and as_yaml:
         raise LLMCalcError("--yaml", "give one of --json and --yaml")
@@ -118,28 +138,14 @@ def show(name: Annotated[str, typer.Argument(help="a model, GPU or node (systems
             system = _system_named(name)
             if system is None:
                 raise _closer(name, model_error, gpu_error) from None
-            if as_yaml:
-                console.print(spec_yaml(system, [f"Node spec of {system.name}: edit and pass the file as --system FILE."]),
-                              end="", markup=False, highlight=False, soft_wrap=True)
-            elif as_json:
-                emit_json(system)
-            else:
-                console.print(spec_view(system))
+            _show_spec(system, f"Node spec of {system.name}: edit and pass the file as --system FILE.", as_json, as_yaml)
             return
         if as_yaml:
-            console.print(spec_yaml(gpu, [f"GPU spec of {gpu.name}: edit the numbers (and name) and pass the file as --gpu FILE."]),
-                          end="", markup=False, highlight=False, soft_wrap=True)
+            _print_spec_yaml(gpu, f"GPU spec of {gpu.name}: edit the numbers (and name) and pass the file as --gpu FILE.")
             return
         emit(summarize_gpu(gpu), as_json, False, gpu_detail_view)
         return
-    if as_yaml:
-        console.print(spec_yaml(spec, [f"Model spec of {spec.name}: edit and pass the file as MODEL."]),
-                      end="", markup=False, highlight=False, soft_wrap=True)
-        return
-    if as_json:
-        emit_json(spec)
-        return
-    console.print(spec_view(spec))
+    _show_spec(spec, f"Model spec of {spec.name}: edit and pass the file as MODEL.", as_json, as_yaml)
 
 
 def import_config(

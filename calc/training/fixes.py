@@ -8,7 +8,7 @@ they cost a step on a Megatron-class stack, cheapest first:
     --zero 1                 none: the distributed optimizer reduce-scatters the          1
                              gradients and all-gathers the weights, the all-reduce's
                              own volume (Rajbhandari et al. 2020, ZeRO, sec. 7.2.1)
-    --zero 2                 none without PP (ZeRO-2 refuses PP: layout.zero_with_pp_problem) 2
+    --zero 2                 none (refused with PP: layout.zero_with_pp_problem)         2
     --recompute selective    the attention core again, a few percent of a step           3
                              (Korthikanti et al. 2022, sec. 5: selective recomputation's
                              overhead is a few percent, full recomputation's about a third)
@@ -37,12 +37,13 @@ HALVING_RANK = 4
 
 @dataclass(frozen=True)
 class Fix:
-    """A change of flags (``flags``, as the command line writes them), its layout and the peak per GPU it gives."""
+    """A change of flags (``flags``, as the command line writes them), its layout, the micro-batches per DP rank it runs
+    (check_training_layout's count) and the peak per GPU it gives."""
 
     flags: str
     layout: Layout
+    micro: int
     per_gpu_bytes: int
-    rank: int
 
 
 def _candidates(layout: Layout) -> list[tuple[int, list[str], Layout]]:
@@ -80,12 +81,12 @@ def cheapest_fix(m: ModelSpec, layout: Layout, *, global_batch: int, seq: int, c
     most ``capacity_bytes``; None when none fits (more GPUs, or another TP x PP, is the answer then). Each candidate is
     checked by train-step's own validity rule (check_training_layout: ZeRO-2/3 with PP, a micro-batch that splits the
     global batch), so the flags named are flags train-step accepts."""
-    for rank, flags, candidate in _candidates(layout):
+    for _rank, flags, candidate in _candidates(layout):
         try:
             micro = check_training_layout(m, candidate, None, global_batch, seq)
         except LLMCalcError:
             continue
         peak = peak_of(candidate, micro)
         if peak <= capacity_bytes:
-            return Fix(flags=" ".join(flags), layout=candidate, per_gpu_bytes=peak, rank=rank)
+            return Fix(flags=" ".join(flags), layout=candidate, micro=micro, per_gpu_bytes=peak)
     return None

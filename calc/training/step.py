@@ -377,15 +377,12 @@ def layout_memory(m: ModelSpec, layout: Layout, micro: int, *, seq: int, gpu: GP
     plan = Parallelism(tp=layout.tp, pp=layout.pp, dp=layout.dp, cp=layout.cp, sequence_parallel=layout.sp)
     slots = int(layout.pp_embedding) + int(layout.pp_loss)  # layer slots a stage of its own may hold
 
-    def fits(lay: Layout, n: int) -> bool:  # train-step's search: each DP at its own micro-batches in flight
-        return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
-                               pp_slots=slots, **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).fits is True
-
-    def peak(lay: Layout, n: int) -> int:
+    def peak(lay: Layout, n: int) -> int:  # the peak of another DP / ZeRO / recompute / micro-batch at n micro-batches
         return training_memory(m, gpu=gpu, plan=plan.model_copy(update={"dp": lay.dp}), seq=seq, reserve_gib=reserve_gib,
                                pp_slots=slots, **engine_options(lay, n, num_layers=m.num_layers, dtype=dtype, eff=eff)).per_gpu_bytes
 
-    search = (lambda: smallest_dp_count(layout, global_batch, fits)) if gpu is not None and global_batch else None
+    search = (lambda: smallest_dp_count(layout, global_batch, lambda lay, n: peak(lay, n) <= gpu.cuda_total_bytes)) \
+        if gpu is not None and global_batch else None  # train-step's search: each DP at its own micro-batches in flight
     result = training_memory(m, gpu=gpu, plan=plan, seq=seq, reserve_gib=reserve_gib, global_batch=global_batch,
                              min_gpus_of=search, pp_slots=slots,
                              **engine_options(layout, micro, num_layers=m.num_layers, dtype=dtype, eff=eff))
@@ -667,7 +664,7 @@ def _plateau_note(cost: ModelCost) -> list[str]:
 
 def step_fix(cost: ModelCost, layout: Layout, global_batch: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB) -> str | None:
     """The cheapest change that fits this plan on its GPU count (calc.training.fixes.cheapest_fix), with the peak it
-    gives and the step time train-step then prints: "--zero 1 (17.9 GiB per GPU, 40.3 s per step)"; None when no
+    gives and the step time train-step then prints, e.g. "--zero 1 (23.3 GiB per GPU, 82.9 s per step)"; None when no
     change of ZeRO stage, recomputation or micro-batch fits."""
     from calc.training.fixes import cheapest_fix
 
@@ -675,9 +672,7 @@ def step_fix(cost: ModelCost, layout: Layout, global_batch: int, reserve_gib: fl
                        peak_of=lambda lay, micro: sum(memory_per_gpu(cost, lay, micro, reserve_gib).values()))
     if fix is None:
         return None
-    from calc.training.layout import num_microbatches
-
-    step = step_terms(cost, fix.layout, global_batch, num_microbatches(fix.layout, global_batch)).step_time_s
+    step = step_terms(cost, fix.layout, global_batch, fix.micro).step_time_s
     return f"{fix.flags} ({fix.per_gpu_bytes / GIB:.1f} GiB per GPU, {step:.3g} s per step)"
 
 
