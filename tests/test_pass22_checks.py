@@ -13,8 +13,7 @@ NEOX = ["gpt-neox-20b", "--gpu", "a100-40g", "--num-gpus", "96", "--tp", "2", "-
 
 
 def _step(cli, *args: str) -> dict:
-    r = cli("train-step", *args, "--json")
-    return json.loads(r.out)
+    return cli("train-step", *args, "--json").json()
 
 
 def test_train_step_names_zero_1_for_neox_20b_and_its_figure(cli) -> None:
