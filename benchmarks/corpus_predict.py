@@ -8,8 +8,8 @@ Each kind calls the engine function its command calls: training rows ``train_ste
 serving latency ``latency`` (``latency``), max-load throughput ``max_load_layout`` (``serve``'s replica model), peaks
 ``train_step`` / ``inference_memory``, KV capacity ``engine_memory`` (``concurrency``), fine-tuning peaks
 ``finetune_memory`` (``memory --mode finetune``). ``overrides`` replaces fitted defaults for the fit
-(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "stack_efficiency": {stack: value}, "step_overhead_s": value or
-{engine family: value}}; without it a
+(benchmarks/fit_corpus.py): {"gemm_plateau": {key: value}, "stack_efficiency": {stack: value}, "step_overhead_s" and
+"step_overhead_per_seq_s": value or {engine family: value}}; without it a
 serving row runs at its engine family's fitted overhead.
 """
 
@@ -637,10 +637,13 @@ def _finetune(row: Any, m: ModelSpec) -> float:
 def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     """The engine's prediction for a corpus row, in the row's measured unit; CannotPredict says why not."""
     overrides = overrides or {}
-    overhead = overrides.get("step_overhead_s", parameter("step_overhead_s"))  # a value, or {engine family: value}
-    if isinstance(overhead, dict):  # a family the data file does not hold yet reads "other" (engine_step_overhead_s)
-        overhead = overhead.get(engine_family(row), overhead["other"])
-    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"step_overhead_s": overhead})
+    update = {}
+    for name in ("step_overhead_s", "step_overhead_per_seq_s"):  # the fixed and the per-sequence part of a step's overhead
+        value = overrides.get(name, parameter(name))  # a value, or {engine family: value}
+        if isinstance(value, dict):  # a family the data file does not hold yet reads "other" (engine_step_overhead_s)
+            value = value.get(engine_family(row), value["other"])
+        update[name] = value
+    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update=update)
     m, gpu = row_model(row), row_gpu(row)
     # fitted GEMM plateaus (keys as calc.hardware.efficiency.plateau_key) and stack efficiencies
     # (calc.training.stack.stack_key) replaced by the fit's candidates for this prediction
@@ -700,7 +703,8 @@ def engine_family(row: Any) -> str:
 
 def parameter_keys(row: Any) -> dict[str, str]:
     """Which fitted defaults this row's prediction depends on: {"gemm_plateau": key} for every time or throughput
-    row, plus "step_overhead_s": engine family for serving latency/throughput rows, and for those of an MoE model
+    row, plus "step_overhead_s" and "step_overhead_per_seq_s": engine family for serving latency/throughput rows (the
+    fixed and the per-sequence part of a step's host time), and for those of an MoE model
     "moe_serving_rate": the same generation / dtype key (calc.serving.moe.moe_serving_rate). Memory rows depend on
     none."""
     keys: dict[str, str] = {}
@@ -711,7 +715,7 @@ def parameter_keys(row: Any) -> dict[str, str]:
     if row.kind in TRAINING_KINDS:
         keys["stack_efficiency"] = stack.stack_key(row.stack.name)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["step_overhead_s"] = engine_family(row)
+        keys["step_overhead_s"] = keys["step_overhead_per_seq_s"] = engine_family(row)
         m = row_model(row)
         if m.moe:  # the key the engine reads for the routed experts' GEMM (calc.serving.moe.moe_rate_key)
             gpu = row_gpu(row)

@@ -9,7 +9,8 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
 2. Parameters: the GEMM plateau per GPU generation, and per generation for fp8 GEMMs (calc.hardware.efficiency.
    plateau_key), informed by every training and serving time/throughput row of that generation and dtype; the
    serving per-step overhead per engine family (vllm V1, vllm-v0 for releases before 0.8, sglang, trtllm,
-   lmdeploy), informed by that engine's serving latency/throughput rows; the training stack efficiency per named
+   lmdeploy), a fixed part and a part per scheduled sequence, both informed by that engine's serving
+   latency/throughput rows (the per-sequence part added in the twenty-third pass: see PRIOR); the training stack efficiency per named
    stack (calc.training.stack: fsdp,
    llm-foundry, deepspeed; megatron is the reference, 1 by definition), informed by that stack's training rows of
    every generation (one factor across generations, so the Megatron rows of one generation tie it to the plateau);
@@ -60,6 +61,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +101,12 @@ PRIOR: dict[str, dict[str, float]] = {
     # step) apart from the synchronous V1 step: one overhead cannot stand for both (corpus_predict.engine_family).
     "step_overhead_s": {"vllm": 2.0e-3, "vllm-async": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3,
                         "lmdeploy": 2.0e-3, "other": 2.0e-3},
+    # ... and its part per sequence the step schedules (calc.serving.step.step_overhead), added in the twenty-third
+    # pass: a fixed part alone, fitted on full-batch rows, carried their host time onto every batch-1 step (the
+    # pass-22 fit put vLLM V1's at 5 ms, which makes a 7B model's measured 8 ms batch-8 TPOT on H100 faster than
+    # the hardware). 0 before: the engine had no such part.
+    "step_overhead_per_seq_s": {"vllm": 0.0, "vllm-async": 0.0, "vllm-v0": 0.0, "sglang": 0.0, "trtllm": 0.0,
+                                "lmdeploy": 0.0, "other": 0.0},
     # The routed experts' rate in a whole serving step against the per-op kernel tables (calc.serving.moe), per
     # generation and expert dtype: 1, the tables as read.
 }
@@ -117,12 +126,15 @@ NOT_SEPARABLE = {
 GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
          "stack_efficiency": [round(0.50 + 0.05 * i, 2) for i in range(17)],
          "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)],
+         "step_overhead_per_seq_s": [round(4e-6 * i, 7) for i in range(16)],
          "moe_serving_rate": [round(0.40 + 0.05 * i, 2) for i in range(21)]}
-FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "moe_serving_rate": 0.02}
+FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "step_overhead_per_seq_s": 1e-6,
+        "moe_serving_rate": 0.02}
 BOUNDS = {"gemm_plateau": (0.20, 0.95), "stack_efficiency": (0.50, 1.30), "step_overhead_s": (0.0, 8e-3),
-          "moe_serving_rate": (0.40, 1.40)}
+          "step_overhead_per_seq_s": (0.0, 60e-6), "moe_serving_rate": (0.40, 1.40)}
 REFERENCE = {("stack_efficiency", "megatron"): "reference: 1 by definition (the GEMM plateaus are Megatron-class rates)"}
 FINE_STEPS = 4
+PER_SEQ_PROBE = 10e-6  # the per-sequence overhead of Predictions' third call (any value > 0: the time is affine in it)
 MIN_GROUPS = 2
 MAX_SWEEPS = 30
 
@@ -174,31 +186,40 @@ class Predictions:
     routed experts' GEMM seconds of every step are divided by it, calc.serving.step.weight_gemm_time, and nothing
     else reads it; the steps and their batches do not depend on any time), jointly with o (no cross term: a step
     is c + o + e / rate; a host-bound eager step, max(forward, launches), would break it: the fit split's MoE rows
-    have none), so a third call (o = 0, rate = 1/2) gives every (o, rate):
+    have none), so a third call (o = 0, rate = 1/2) gives every (o, rate). The per-sequence overhead q adds q x (the
+    step's sequences) to each step, so it is affine too (one more call, q = PER_SEQ_PROBE):
 
-        t(o, rate) = t(0, 1) + (t(1 ms, 1) - t(0, 1)) o / 1 ms + (t(0, 1/2) - t(0, 1)) (1 / rate - 1)
+        t(o, q, rate) = t(0, 0, 1) + (t(1 ms, 0, 1) - t(0, 0, 1)) o / 1 ms + (t(0, p, 1) - t(0, 0, 1)) q / p
+                        + (t(0, 0, 1/2) - t(0, 0, 1)) (1 / rate - 1)
 
-    (tests/test_fit_corpus.py checks both against a direct call). Three calls per plateau instead of two per
+    (tests/test_fit_corpus.py checks them against a direct call). A few calls per plateau instead of one per
     (plateau, rate) pair: the joint search over both families costs what the plateau search alone did. ``engine``
     is corpus_predict.predict (row, overrides) -> value; a test passes a model whose true parameters it knows."""
 
     def __init__(self, engine: Callable[[Any, dict[str, Any]], float] = cp.predict) -> None:
         self.engine = engine
         self.cache: dict[tuple, float] = {}
+        self.new: dict[tuple, float] = {}  # entries added since the last take_new() (a worker's, sent back)
 
     def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None,
-                moe: float | None = None) -> float:
-        key = (e.row.id, plateau, overhead, stack, base, moe)
+                moe: float | None = None, per_seq: float = 0.0) -> float:
+        key = (e.row.id, plateau, overhead, stack, base, moe, per_seq)
         if key not in self.cache:
-            overrides: dict[str, Any] = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead} if e.keys else {}
+            overrides: dict[str, Any] = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead,
+                                         "step_overhead_per_seq_s": per_seq} if e.keys else {}
             if base is not None:  # an fp8 run's bf16 GEMMs (attention projections kept at bf16, the head) read this
                 overrides["gemm_plateau"][_base_key(e.keys["gemm_plateau"])] = base
             if "stack_efficiency" in e.keys:
                 overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
             if moe is not None:
                 overrides["moe_serving_rate"] = {e.keys["moe_serving_rate"]: moe}
-            self.cache[key] = self.engine(e.row, overrides)
+            self.cache[key] = self.new[key] = self.engine(e.row, overrides)
         return self.cache[key]
+
+    def take_new(self) -> dict[tuple, float]:
+        """The entries computed since the last call (a cross-validation worker returns them to the parent's cache)."""
+        new, self.new = self.new, {}
+        return new
 
     def predict(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
         """The prediction with every parameter the row reads taken from ``params`` (an fp8 row also reads its
@@ -213,13 +234,16 @@ class Predictions:
         if "step_overhead_s" not in e.keys:
             return self._engine(e, plateau, 0.0, base=base)
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
+        q = params["step_overhead_per_seq_s"][e.keys["step_overhead_per_seq_s"]]
         sign = FAMILY[e.row.kind][1]
         if "moe_serving_rate" not in e.keys:
-            t0, t1 = (self._engine(e, plateau, x, base=base) ** sign for x in (0.0, 1e-3))
-            return (t0 + (t1 - t0) * o / 1e-3) ** sign
+            t0, t1, tq = (self._engine(e, plateau, x, base=base, per_seq=y) ** sign
+                          for x, y in ((0.0, 0.0), (1e-3, 0.0), (0.0, PER_SEQ_PROBE)))
+            return (t0 + (t1 - t0) * o / 1e-3 + (tq - t0) * q / PER_SEQ_PROBE) ** sign
         rate = params["moe_serving_rate"][e.keys["moe_serving_rate"]]
-        t0, t1, t_half = (self._engine(e, plateau, x, base=base, moe=r) ** sign for x, r in ((0.0, 1.0), (1e-3, 1.0), (0.0, 0.5)))
-        return (t0 + (t1 - t0) * o / 1e-3 + (t_half - t0) * (1.0 / rate - 1.0)) ** sign
+        t0, t1, tq, t_half = (self._engine(e, plateau, x, base=base, moe=r, per_seq=y) ** sign
+                              for x, r, y in ((0.0, 1.0, 0.0), (1e-3, 1.0, 0.0), (0.0, 1.0, PER_SEQ_PROBE), (0.0, 0.5, 0.0)))
+        return (t0 + (t1 - t0) * o / 1e-3 + (tq - t0) * q / PER_SEQ_PROBE + (t_half - t0) * (1.0 / rate - 1.0)) ** sign
 
     def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
         """log(predicted / measured) with these parameters."""
@@ -227,7 +251,8 @@ class Predictions:
 
 
 Target = tuple[str, str]  # (parameter, key), e.g. ("gemm_plateau", "Hopper/fp8")
-TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau", "moe_serving_rate")
+TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "step_overhead_per_seq_s",
+                                                  "gemm_plateau", "moe_serving_rate")
                          for key in PRIOR[name] if key != "other" and (name, key) not in REFERENCE]
 
 
@@ -272,10 +297,12 @@ def free_targets(rows: list[Entry], free: set[Target] | None = None) -> list[Tar
 def confounded(a: Target, b: Target) -> bool:
     """Pairs whose effects on a row's prediction trade off (one lattice step of each along a diagonal keeps the
     prediction about constant): a GEMM plateau and a stack efficiency (training time ~ GEMM / (plateau x stack)), a
-    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), and a generation's 16-bit and
-    fp8 plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
+    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), an engine's fixed and
+    per-sequence step overhead (a full batch's step carries o + q x B), and a generation's 16-bit and fp8 plateaus
+    (an fp8 run's bf16 GEMMs read the 16-bit one)."""
     names = {a[0], b[0]}
-    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"}):
+    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"},
+                 {"step_overhead_s", "step_overhead_per_seq_s"}):
         return True
     return names == {"gemm_plateau"} and _base_key(a[1]) == _base_key(b[1])
 
@@ -354,12 +381,40 @@ def folds(rows: list[Entry]) -> list[set[str]]:
     return [{g} for g in groups]
 
 
+_FOLD_STATE: tuple[list[Entry], Predictions, set[Target] | None] | None = None  # read by forked workers
+
+
+def _fold_fit(held: set[str]) -> tuple[dict[str, dict[str, float]], dict[tuple, float]]:
+    """One fold in a worker: the fit without the held groups, and the predictions it computed (for the parent)."""
+    assert _FOLD_STATE is not None
+    rows, preds, free = _FOLD_STATE
+    preds.take_new()
+    return fit([e for e in rows if e.group not in held], preds, free), preds.take_new()
+
+
 def cross_validate(rows: list[Entry], preds: Predictions, free: set[Target] | None = None) -> dict[str, float]:
     """Out-of-fold residual of every row: each fold predicted with the fit of the others (a row of a group that
-    depends on no fitted parameter has one residual whatever the fit: it is taken at the prior values)."""
+    depends on no fitted parameter has one residual whatever the fit: it is taken at the prior values).
+    The folds are independent deterministic fits: they run in forked workers, one per CPU (each starts from the
+    parent's cache of predictions and sends back what it added), so the answer is the same on any core count."""
+    global _FOLD_STATE
     out = {e.row.id: preds.residual(e, PRIOR) for e in rows}
-    for held in folds(rows):
-        params = fit([e for e in rows if e.group not in held], preds, free)
+    held_out = folds(rows)
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, len(held_out))
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        _FOLD_STATE = (rows, preds, free)
+        preds.take_new()  # the parent's record so far is in its cache already
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                fitted = pool.map(_fold_fit, held_out, chunksize=1)
+        finally:
+            _FOLD_STATE = None
+        for _params, new in fitted:
+            preds.cache.update(new)
+        fold_params = [params for params, _new in fitted]
+    else:
+        fold_params = [fit([e for e in rows if e.group not in held], preds, free) for held in held_out]
+    for held, params in zip(held_out, fold_params, strict=True):
         out |= {e.row.id: preds.residual(e, params) for e in rows if e.group in held}
     return out
 
@@ -383,7 +438,8 @@ def adopt(rows: list[Entry], preds: Predictions) -> tuple[dict[str, dict[str, fl
     prior = {e.row.id: preds.residual(e, PRIOR) for e in rows}
     records: dict[Target, dict[str, Any]] = {}
     while True:
-        cv, params = cross_validate(rows, preds, free), fit(rows, preds, free)
+        params = fit(rows, preds, free)  # first: its predictions warm the cache the folds start from
+        cv = cross_validate(rows, preds, free)
         losing = []
         for t in sorted(free):
             use = informing(rows, *t)

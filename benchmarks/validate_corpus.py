@@ -25,7 +25,7 @@ from fit_corpus import PRIOR, row_stack  # noqa: E402
 from calc.bands import band, dtype_class, group_name  # noqa: E402
 
 PRIOR_OVERRIDES = {"gemm_plateau": PRIOR["gemm_plateau"], "step_overhead_s": PRIOR["step_overhead_s"],
-                   "stack_efficiency": PRIOR["stack_efficiency"]}
+                   "step_overhead_per_seq_s": PRIOR["step_overhead_per_seq_s"], "stack_efficiency": PRIOR["stack_efficiency"]}
 
 
 def results() -> list[dict]:

@@ -47,24 +47,31 @@ def test_a_generation_without_data_keeps_its_prior_and_says_so() -> None:
 
 
 def test_serving_prediction_is_affine_in_the_step_overhead() -> None:
-    """The fit's shortcut (two engine calls per plateau) equals a direct engine call at another overhead."""
+    """The fit's shortcut (three engine calls per plateau) equals a direct engine call at another fixed and
+    per-sequence overhead, on a latency row and a max-load throughput row of each engine family (a throughput whose
+    batches moved with the step time would not be affine in either)."""
     import corpus_predict as cp
 
     rows, _ = fc.entries()
+    dense = [e for e in rows if "step_overhead_s" in e.keys and "moe_serving_rate" not in e.keys]
+    picked = {(e.row.kind == "serving_throughput", e.keys["step_overhead_s"]): e for e in dense}
+    assert len(picked) >= 4 and any(kind for kind, _ in picked)
     preds = fc.Predictions()
-    for e in [e for e in rows if "step_overhead_s" in e.keys][:4]:
+    for e in picked.values():
         params = {name: dict(v) for name, v in fc.PRIOR.items()}
         params["step_overhead_s"][e.keys["step_overhead_s"]] = 3.7e-3
+        params["step_overhead_per_seq_s"][e.keys["step_overhead_per_seq_s"]] = 23e-6
         direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": 3.7e-3,
-                                    "moe_serving_rate": params["moe_serving_rate"]})
+                                    "step_overhead_per_seq_s": 23e-6, "moe_serving_rate": params["moe_serving_rate"]})
         assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
 
 
 def test_moe_serving_prediction_is_affine_in_the_overhead_and_the_inverse_rate() -> None:
-    """The fit's MoE shortcut (three engine calls per plateau) equals a direct engine call at other (overhead, MoE
-    rate) pairs, on MoE rows of every kind and engine the fit reads (throughput, TPOT, TTFT; vLLM, SGLang,
-    TensorRT-LLM), at both ends of the rate's range: a step whose time were not c + o + e / rate (a host-bound eager
-    step, max(forward, launches), would not be) misses by far more than the tolerance."""
+    """The fit's MoE shortcut (four engine calls per plateau) equals a direct engine call at other (overhead,
+    per-sequence overhead, MoE rate) triples, on MoE rows of every kind and engine the fit reads (throughput, TPOT,
+    TTFT; vLLM, SGLang, TensorRT-LLM), at both ends of the rate's range: a step whose time were not
+    c + o + q B + e / rate (a host-bound eager step, max(forward, launches), would not be) misses by far more than
+    the tolerance."""
     import corpus_predict as cp
 
     rows, _ = fc.entries()
@@ -73,12 +80,14 @@ def test_moe_serving_prediction_is_affine_in_the_overhead_and_the_inverse_rate()
     assert len(picked) >= 4
     preds = fc.Predictions()
     for e in picked.values():
-        for overhead, rate in ((3.7e-3, fc.BOUNDS["moe_serving_rate"][0]), (0.5e-3, fc.BOUNDS["moe_serving_rate"][1])):
+        for overhead, per_seq, rate in ((3.7e-3, 0.0, fc.BOUNDS["moe_serving_rate"][0]),
+                                        (0.5e-3, 31e-6, fc.BOUNDS["moe_serving_rate"][1])):
             params = {name: dict(v) for name, v in fc.PRIOR.items()}
             params["step_overhead_s"][e.keys["step_overhead_s"]] = overhead
+            params["step_overhead_per_seq_s"][e.keys["step_overhead_per_seq_s"]] = per_seq
             params["moe_serving_rate"][e.keys["moe_serving_rate"]] = rate
             direct = cp.predict(e.row, {"gemm_plateau": params["gemm_plateau"], "step_overhead_s": overhead,
-                                        "moe_serving_rate": params["moe_serving_rate"]})
+                                        "step_overhead_per_seq_s": per_seq, "moe_serving_rate": params["moe_serving_rate"]})
             assert preds.predict(e, params) == pytest.approx(direct, rel=1e-9)
 
 

@@ -88,15 +88,18 @@ def test_step_overhead_flag_adds_its_difference_to_every_step(cli) -> None:  # n
 def test_engine_picks_its_fitted_overhead(cli) -> None:  # noqa: ANN001
     from calc.fitted import parameter
 
-    values = parameter("step_overhead_s")
+    values, per_seq = parameter("step_overhead_s"), parameter("step_overhead_per_seq_s")
     trt = cli(*LATENCY, "--engine", "trtllm").json()
-    assert trt["step_overhead_s"] == values["trtllm"]
+    assert trt["step_overhead_s"] == values["trtllm"] and trt["step_overhead_per_seq_s"] == per_seq["trtllm"]
     v0 = cli(*LATENCY, "--engine", "vllm", "--engine-version", "0.6.3").json()
     assert v0["step_overhead_s"] == values.get("vllm-v0", values["other"])
+    assert v0["step_overhead_per_seq_s"] == per_seq.get("vllm-v0", per_seq["other"])
     explain = " ".join(cli(*LATENCY[:-1], "--engine", "trtllm", "--explain").out.split())
-    assert f"per-step scheduling/launch overhead = {values['trtllm'] * 1e3:g} ms (trtllm: " in explain
-    given = " ".join(cli(*LATENCY[:-1], "--step-overhead-ms", "6", "--explain").out.split())
-    assert "per-step scheduling/launch overhead = 6 ms (--step-overhead-ms)" in given
+    assert (f"per-step scheduling/launch overhead = {values['trtllm'] * 1e3:g} ms + {per_seq['trtllm'] * 1e6:g} us per "
+            "sequence in the step (trtllm: ") in explain
+    given = " ".join(cli(*LATENCY[:-1], "--step-overhead-ms", "6", "--step-overhead-per-seq-us", "15", "--explain").out.split())
+    assert ("per-step scheduling/launch overhead = 6 ms + 15 us per sequence in the step (--step-overhead-ms; per "
+            "sequence: --step-overhead-per-seq-us)") in given
 
 
 def test_enforce_eager_is_explained_and_emitted(cli) -> None:  # noqa: ANN001

@@ -322,6 +322,10 @@ CommBufferOpt = Annotated[float | None, typer.Option(
 StepOverheadOpt = Annotated[float | None, typer.Option(
     "--step-overhead-ms", parser=human_float("--step-overhead-ms", allow_zero=True, maximum=1e3),
     help="engine CPU time per scheduler step, ms (default: the engine's fitted value: vllm, vllm-v0, sglang, trtllm)")]
+StepOverheadPerSeqOpt = Annotated[float | None, typer.Option(
+    "--step-overhead-per-seq-us", parser=human_float("--step-overhead-per-seq-us", allow_zero=True, maximum=1e4),
+    help="engine CPU time per sequence in a scheduler step, us, on top of --step-overhead-ms (default: the engine's "
+         "fitted value)")]
 EnforceEagerOpt = Annotated[bool, typer.Option(
     "--enforce-eager", help="steps run without CUDA / HIP graphs (vLLM --enforce-eager): every kernel launched by the host")]
 SchedulerStepsOpt = Annotated[int | None, typer.Option(

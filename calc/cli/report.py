@@ -54,6 +54,7 @@ from calc.cli.options import (
     SeqOptional,
     StackOpt,
     StepOverheadOpt,
+    StepOverheadPerSeqOpt,
     TokensOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -111,6 +112,7 @@ def report(
     moe_permute_scope: PermuteScopeOpt = None,
     moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
+    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
@@ -162,7 +164,8 @@ def report(
                                         "drop one (--json carries the assumptions too)")
     serving = {"--expert-imbalance": expert_imbalance, "--dispatcher": dispatcher,
                "--moe-permute-scope": moe_permute_scope,  # the options `serve` takes
-               "--step-overhead-ms": step_overhead_ms, "--enforce-eager": enforce_eager or None,
+               "--step-overhead-ms": step_overhead_ms, "--step-overhead-per-seq-us": step_overhead_per_seq_us,
+               "--enforce-eager": enforce_eager or None,
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
                "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
@@ -250,7 +253,7 @@ def report(
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router)  # as serve
+                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -347,6 +350,7 @@ def compare(
     moe_serving_rate: MoeServingRateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
+    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
@@ -383,7 +387,7 @@ def compare(
     s = engine_settings(engine, gpu_memory_utilization, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router)
+                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us)
     output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")

@@ -60,6 +60,7 @@ from calc.cli.options import (
     SpecMethodOpt,
     SpecTokensOpt,
     StepOverheadOpt,
+    StepOverheadPerSeqOpt,
     TpOpt,
     TpotMsOpt,
     TtftMsOpt,
@@ -260,7 +261,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
                         num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
                         moe_serving_rate: float | None = None, max_utilization: float | None = None,
-                        router: str | None = None) -> Any:
+                        router: str | None = None, step_overhead_per_seq_us: float | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -268,6 +269,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     non_torch_bytes); at its default each release keeps its own (ServingAssumptions).
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
     --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
+    --step-overhead-per-seq-us: the part per scheduled sequence, the same way (engine_step_overhead_per_seq_s).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).
     --num-scheduler-steps: vLLM V0's multi-step scheduling (calc.serving.step.step_overhead); refused for an engine
     that has none (vLLM V1 from 0.8, SGLang, TensorRT-LLM).
@@ -285,6 +287,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         engine_chunked_decode,
         engine_dispatcher,
         engine_permute_scope,
+        engine_step_overhead_per_seq_s,
         engine_step_overhead_s,
         overhead_family,
     )
@@ -313,12 +316,23 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["chunked_decode"] = engine_chunked_decode(settings.engine)
     if moe_permute_scope is not None or settings is not None:
         given["moe_permute_scope"] = str(moe_permute_scope or engine_permute_scope(settings.engine, settings.version()))
+    sources = []
     if step_overhead_ms is not None:
-        given |= {"step_overhead_s": step_overhead_ms / 1e3, "step_overhead_from": "--step-overhead-ms"}
+        given["step_overhead_s"] = step_overhead_ms / 1e3
+        sources.append("--step-overhead-ms")
     elif settings is not None:
         family = overhead_family(settings)
-        given |= {"step_overhead_s": engine_step_overhead_s(settings),
-                  "step_overhead_from": f"{family}: {describe('step_overhead_s', family)}"}
+        given["step_overhead_s"] = engine_step_overhead_s(settings)
+        sources.append(f"{family}: {describe('step_overhead_s', family)}")
+    if step_overhead_per_seq_us is not None:
+        given["step_overhead_per_seq_s"] = step_overhead_per_seq_us / 1e6
+        sources.append("per sequence: --step-overhead-per-seq-us")
+    elif settings is not None:
+        family = overhead_family(settings)
+        given["step_overhead_per_seq_s"] = engine_step_overhead_per_seq_s(settings)
+        sources.append(f"per sequence: {describe('step_overhead_per_seq_s', family)}")
+    if sources:
+        given["step_overhead_from"] = "; ".join(sources)
     v0 = settings is not None and settings.accounting() == "vllm-v0"  # V0 never captures a step holding prompt tokens
     if num_scheduler_steps is not None and num_scheduler_steps > 1:
         if not v0:
@@ -396,6 +410,7 @@ def latency(
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     moe_serving_rate: MoeServingRateOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
+    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     num_scheduler_steps: SchedulerStepsOpt = None,
     calibration: CalibrationOpt = None,
@@ -420,6 +435,7 @@ def latency(
                         mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
+                            step_overhead_per_seq_us=step_overhead_per_seq_us,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
                             num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
@@ -562,6 +578,7 @@ def serve(
     moe_permute_scope: PermuteScopeOpt = None,
     moe_collective: OldMoeCollectiveOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
+    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
     enforce_eager: EnforceEagerOpt = False,
     emit_engine: EmitOpt = None,
     speculative: SpecMethodOpt = None,
@@ -613,7 +630,7 @@ def serve(
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                            comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                            moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                           router=router),
+                                           router=router, step_overhead_per_seq_us=step_overhead_per_seq_us),
                        m, g, s, prompt + output - 1, dtype)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,

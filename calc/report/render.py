@@ -424,9 +424,11 @@ def latency_view(r: Any) -> RenderableType:
     table.add_row("decode 1 token (TPOT)", f"{r.decode_compute_s * 1e3:.3f}", f"{r.decode_memory_s * 1e3:.3f}",
                   f"{r.decode_comm_s * 1e3:.3f}", f"{r.tpot_s * 1e3:,.2f} ms", r.decode_bound, f"{r.decode_intensity:,.1f}")
     facts = kv_table("", [
-        ("per-step overhead", f"{figure(r.step_overhead_s * 1e3, 2)} ms (in both phases)" if r.decode_step_overhead_s is None
+        ("per-step overhead", (f"{figure(r.step_overhead_s * 1e3, 2)} ms (in both phases)" if r.decode_step_overhead_s is None
          else f"{figure(r.step_overhead_s * 1e3, 2)} ms a prefill step, {figure(r.decode_step_overhead_s * 1e3, 2)} ms a "
-              "decode step (multi-step scheduling)"),
+              "decode step (multi-step scheduling)")
+         + (f" + {figure(r.step_overhead_per_seq_s * 1e6, 2)} us per sequence: {figure(r.prefill_overhead_s * 1e3, 2)} ms "
+            f"in TTFT, {figure(r.decode_overhead_s * 1e3, 2)} ms a decode step" if r.step_overhead_per_seq_s else "")),
         ("ridge point", f"{r.ridge_point_flops_per_byte:.0f} FLOPs/byte"),
         ("efficiency", r.efficiency_source),
         ("decode throughput", f"{r.decode_tokens_per_s:,.0f} tokens/s (B / TPOT)"),

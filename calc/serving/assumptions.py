@@ -22,9 +22,11 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   profiled per model (gpu_model_runner.py profile_cudagraph_memory: the first two graphs of each mode captured,
   the second's size extrapolated to the rest); logs of 0.2x releases print "Estimated CUDA graph memory:" 0.36,
   0.36, 0.43, 0.55, 0.58 GiB for one-GPU small / mid models and 1.9 - 5.0 GiB for large MoE ones: 0.5 GiB.
-- step_overhead_s: per scheduler step, the CPU work vLLM/SGLang do between forward passes
-  (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs. Its default
-  is read from calc/data/fitted_defaults.json (benchmarks/fit_corpus.py).
+- step_overhead_s + step_overhead_per_seq_s x sequences: per scheduler step, the CPU work vLLM/SGLang do between
+  forward passes (scheduling, input preparation, sampling, detokenisation), not hidden by CUDA graphs: a fixed part
+  and a part per sequence the step schedules (vLLM V1's Scheduler.schedule, _prepare_inputs, the sampler and
+  output processing each loop over the step's requests). Both defaults are read from calc/data/fitted_defaults.json
+  (benchmarks/fit_corpus.py), per engine family.
   The per-engine default (engine_step_overhead: vllm for V1, vllm-v0 for releases before 0.8, sglang, trtllm)
   is what latency / serve / report use for --engine; --step-overhead-ms overrides it.
 - eager / eager_launch_s: an eager step (no CUDA / HIP graph) is max(forward, kernels x launch) + overhead, the
@@ -165,6 +167,9 @@ class ServingAssumptions(BaseModel):
         "vLLM V1's profile sampler runs FlashInfer (True) or the PyTorch-native sort (False); None: the release's "
         "default install (FlashInfer from 0.21, calc.serving.engine_memory)"))
     step_overhead_s: float = Field(parameter("step_overhead_s")["vllm"], ge=0)  # fitted_defaults.json
+    step_overhead_per_seq_s: float = Field(parameter("step_overhead_per_seq_s")["vllm"], ge=0, description=(
+        "host seconds a step adds per sequence it schedules (scheduling, input preparation, sampling, output "
+        "processing grow with the batch), on top of step_overhead_s; fitted_defaults.json"))
     step_overhead_from: str = Field("", description="where step_overhead_s came from, for --explain (set by the CLI)")
     eager: bool = Field(False, description="steps run eager, no CUDA / HIP graph (vLLM --enforce-eager): calc.serving.eager")
     eager_prefill: bool = Field(False, description=(
@@ -248,7 +253,8 @@ class ServingAssumptions(BaseModel):
             f"vLLM V1 >= 0.20 CUDA-graph estimate = {self.cuda_graph_gib:g} GiB; TensorRT-LLM CUDA-graph pool at batch "
             + (f"{self.trtllm_graph_batch}" if self.trtllm_graph_batch is not None else "max_batch_size")
             + " (logits B x V + per-token intermediates, calc.serving.trtllm_memory)",
-            f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms"
+            f"per-step scheduling/launch overhead = {self.step_overhead_s * 1e3:g} ms + "
+            f"{self.step_overhead_per_seq_s * 1e6:g} us per sequence in the step"
             + (f" ({self.step_overhead_from})" if self.step_overhead_from else ""),
             *(["eager steps (no CUDA / HIP graph): max(forward, kernels x launch) + overhead, launch "
                + (f"{self.eager_launch_s * 1e6:g} us" if self.eager_launch_s is not None else "by vendor: CUDA 5 us, HIP 11 us")
@@ -299,6 +305,12 @@ def engine_step_overhead_s(settings: Any) -> float:
     EngineSettings.accounting) read "vllm-v0", later ones "vllm", SGLang and TensorRT-LLM their own; a family the data
     file does not hold reads its "other" value (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
     values = parameter("step_overhead_s")
+    return values.get(overhead_family(settings), values["other"])
+
+
+def engine_step_overhead_per_seq_s(settings: Any) -> float:
+    """The fitted per-sequence part of the engine's step overhead, keyed as engine_step_overhead_s."""
+    values = parameter("step_overhead_per_seq_s")
     return values.get(overhead_family(settings), values["other"])
 
 

@@ -83,6 +83,9 @@ class LatencyResult(BaseModel):
     decode_bound: str
     step_overhead_s: float
     decode_step_overhead_s: float | None = None  # a decode step's share under multi-step scheduling; None: step_overhead_s
+    step_overhead_per_seq_s: float = 0.0  # added to a step's overhead per sequence it holds (calc.serving.step.step_overhead)
+    prefill_overhead_s: float = 0.0  # host overhead inside TTFT: every prefill step's fixed + per-sequence part
+    decode_overhead_s: float = 0.0  # host overhead inside one TPOT step
     tokens_per_s: float  # the batch's output tokens over its whole life, prefill included: B x O / e2e (as serve, compare)
     decode_tokens_per_s: float  # while decoding: B / TPOT
     e2e_s: float
@@ -188,7 +191,8 @@ def latency(
         decode_flops_per_step=dec.flops, decode_bytes_per_step=dec.bytes_read, decode_intensity=dec.flops / dec.bytes_read,
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
-        decode_step_overhead_s=dec.overhead_s if dec.overhead_s != a.step_overhead_s else None,
+        decode_step_overhead_s=a.step_overhead_s / a.scheduler_steps if a.scheduler_steps > 1 else None,
+        step_overhead_per_seq_s=a.step_overhead_per_seq_s, prefill_overhead_s=pre.overhead_s, decode_overhead_s=dec.overhead_s,
         tokens_per_s=batch * output / e2e, decode_tokens_per_s=batch / tpot, e2e_s=e2e, ttft_at_full_peak_s=at_peak,
         assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[

@@ -9,7 +9,7 @@ from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
 
 # `validate` times a bare torch forward: no engine scheduler runs between its steps.
-BARE_FORWARD = ServingAssumptions(step_overhead_s=0.0)
+BARE_FORWARD = ServingAssumptions(step_overhead_s=0.0, step_overhead_per_seq_s=0.0)
 
 
 def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: str,
@@ -34,7 +34,8 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
                 dtype: str) -> tuple[float, float, float, float]:
     """(compute, memory, fixed, default) seconds of a prefill or one decode step, per GPU: the step's
     FLOPs over the dense peak and its bytes over the HBM bandwidth (efficiency 1), its all-reduces plus
-    the per-step overhead (no efficiency scales them), and latency's own answer without a calibration."""
+    the step's host overhead (fixed + per sequence, calc.serving.step.step_overhead; no efficiency scales them),
+    and latency's own answer without a calibration."""
     from calc.hardware.peaks import peak_tflops
     from calc.serving.latency import latency
     from calc.units import TERA
@@ -43,4 +44,4 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
     flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,
                                                                                    r.decode_bytes_per_step)
     return (flops / (peak_tflops(gpu, dtype) * TERA), moved / (gpu.hbm_tb_s * TERA),
-            getattr(r, f"{phase}_comm_s") + r.step_overhead_s, r.ttft_s if phase == "prefill" else r.tpot_s)
+            getattr(r, f"{phase}_comm_s") + getattr(r, f"{phase}_overhead_s"), r.ttft_s if phase == "prefill" else r.tpot_s)

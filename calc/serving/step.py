@@ -16,7 +16,8 @@
               reduce-scatter by ServingAssumptions.dispatcher)
     MLA decode attention runs absorbed over the cached latent (calc.model.flops.mla_decode_dims)
     routing = MoE router / top-k / permute / unpermute traffic per MoE layer / bandwidth (moe_routing_s)
-    step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s)
+    step    = GEMMs + attention + routing + comm + per-step overhead (ServingAssumptions.step_overhead_s
+              + step_overhead_per_seq_s x the step's sequences)
     eager (ServingAssumptions.eager: no CUDA / HIP graph; eager_prefill: every step holding prompt tokens, as vLLM V0
               runs them): step = max(forward, kernels x launch) + overhead, the host issuing every kernel (calc.serving.eager)
 A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
@@ -418,13 +419,20 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
     return fastest_allreduce_time(system, payload, tp, eff)
 
 
-def step_overhead(a: ServingAssumptions, prefill_tokens: int) -> float:
-    """Host seconds between two forward passes that a step carries: ServingAssumptions.step_overhead_s, or, for a
-    decode-only step under vLLM V0's multi-step scheduling (``--num-scheduler-steps N``), step_overhead_s / N.
+def step_overhead(a: ServingAssumptions, prefill_tokens: int, seqs: int = 0) -> float:
+    """Host seconds between two forward passes that a step of ``seqs`` sequences carries:
+    step_overhead_s + step_overhead_per_seq_s x seqs (ServingAssumptions: a fixed part and a part per scheduled
+    sequence, both fitted per engine family by benchmarks/fit_corpus.py), or, for a decode-only step under vLLM V0's
+    multi-step scheduling (``--num-scheduler-steps N``), that over N.
 
-    Source: vLLM V0 (vllm-project/vllm at cb3b2b9b, v0.6.3.dev, as mirrored in ROCm/vllm). vllm/engine/llm_engine.py
-    LLMEngine.step skips Scheduler.schedule() while the scheduled sequence groups have remaining steps
-    (_has_remaining_steps, "Skip the scheduler if there are any remaining steps in the seq groups");
+    Per sequence: vLLM V1's host step loops over the step's requests in Scheduler.schedule (vllm/v1/core/sched/
+    scheduler.py), GPUModelRunner._prepare_inputs and _update_states (vllm/v1/worker/gpu_model_runner.py), the sampler
+    and the output processor, so a step's host time grows with its batch; a fixed part alone, fitted on full-batch
+    runs, would put a large batch's host time on every batch-1 step.
+
+    Multi-step, source: vLLM V0 (vllm-project/vllm at cb3b2b9b, v0.6.3.dev, as mirrored in ROCm/vllm).
+    vllm/engine/llm_engine.py LLMEngine.step skips Scheduler.schedule() while the scheduled sequence groups have
+    remaining steps (_has_remaining_steps, "Skip the scheduler if there are any remaining steps in the seq groups");
     vllm/worker/multi_step_worker.py _get_driver_input_and_broadcast runs prepare_model_input only on the first
     step (is_first_multi_step) and afterwards advances the cached input on the GPU
     (vllm/worker/multi_step_model_runner.py _advance_step; its wait_previous_step is a stream-side Event.wait, not a
@@ -432,11 +440,15 @@ def step_overhead(a: ServingAssumptions, prefill_tokens: int) -> float:
     is unchanged: multi-step amortises the scheduler, not the launches (calc.serving.eager).
 
     >>> from calc.serving.assumptions import ServingAssumptions
-    >>> a = ServingAssumptions(step_overhead_s=3e-3, scheduler_steps=15)
+    >>> a = ServingAssumptions(step_overhead_s=3e-3, step_overhead_per_seq_s=0.0, scheduler_steps=15)
     >>> step_overhead(a, 0), step_overhead(a, 128)
     (0.0002, 0.003)
+    >>> b = ServingAssumptions(step_overhead_s=1e-3, step_overhead_per_seq_s=10e-6)
+    >>> round(step_overhead(b, 0, 100), 9)
+    0.002
     """
-    return a.step_overhead_s if prefill_tokens > 0 else a.step_overhead_s / a.scheduler_steps
+    total = a.step_overhead_s + a.step_overhead_per_seq_s * seqs
+    return total if prefill_tokens > 0 else total / a.scheduler_steps
 
 
 def _indexer_step_flops(m: ModelSpec, decode_queries: int, decode_context: float, prefill_tokens: int,
@@ -520,7 +532,7 @@ def step_time(
         forward = max(compute, memory) + comm
     eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
     launches = forward_kernels(m, gpu, dtype, tp, a.fp8_unfused_dequant) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
-    overhead = step_overhead(a, prefill_tokens)
+    overhead = step_overhead(a, prefill_tokens, decode_seqs + (prefill_seqs if prefill_tokens else 0))
     total = max(forward, launches) + overhead  # eager: the GPU cannot run ahead of the host (calc.serving.eager)
     parts = {"compute": compute, "memory": memory, "communication": comm, "overhead": overhead}
     if launches > forward:
