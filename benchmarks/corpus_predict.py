@@ -641,7 +641,7 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     for name in ("step_overhead_s", "step_overhead_per_seq_s"):  # the fixed and the per-sequence part of a step's overhead
         value = overrides.get(name, parameter(name))  # a value, or {engine family: value}
         if isinstance(value, dict):  # a family the data file does not hold yet reads "other" (engine_step_overhead_s)
-            value = value.get(engine_family(row), value["other"])
+            value = value.get(overhead_key(row), value["other"])
         update[name] = value
     assumptions = DEFAULT_ASSUMPTIONS.model_copy(update=update)
     m, gpu = row_model(row), row_gpu(row)
@@ -701,9 +701,16 @@ def engine_family(row: Any) -> str:
     return "vllm-async" if family == "vllm" and k.get("async_scheduling") else family
 
 
+def overhead_key(row: Any) -> str:
+    """The step-overhead key a serving row informs and reads: its engine family, with "/moe" after it for an MoE
+    model (calc.serving.assumptions.overhead_family reads it the same way for --engine and the model)."""
+    family = engine_family(row)
+    return f"{family}/moe" if family != "other" and row_model(row).moe else family
+
+
 def parameter_keys(row: Any) -> dict[str, str]:
     """Which fitted defaults this row's prediction depends on: {"gemm_plateau": key} for every time or throughput
-    row, plus "step_overhead_s" and "step_overhead_per_seq_s": engine family for serving latency/throughput rows (the
+    row, plus "step_overhead_s" and "step_overhead_per_seq_s": overhead_key for serving latency/throughput rows (the
     fixed and the per-sequence part of a step's host time), and for those of an MoE model
     "moe_serving_rate": the same generation / dtype key (calc.serving.moe.moe_serving_rate). Memory rows depend on
     none."""
@@ -715,7 +722,7 @@ def parameter_keys(row: Any) -> dict[str, str]:
     if row.kind in TRAINING_KINDS:
         keys["stack_efficiency"] = stack.stack_key(row.stack.name)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
-        keys["step_overhead_s"] = keys["step_overhead_per_seq_s"] = engine_family(row)
+        keys["step_overhead_s"] = keys["step_overhead_per_seq_s"] = overhead_key(row)
         m = row_model(row)
         if m.moe:  # the key the engine reads for the routed experts' GEMM (calc.serving.moe.moe_rate_key)
             gpu = row_gpu(row)

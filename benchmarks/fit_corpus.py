@@ -99,17 +99,21 @@ PRIOR: dict[str, dict[str, float]] = {
     # vLLM V0 (releases before 0.8) apart from V1: another scheduler and per-step input path (corpus_predict.engine_family).
     # vLLM V1 run with its async scheduler (--async-scheduling: the next step's host work overlapped with the GPU
     # step) apart from the synchronous V1 step: one overhead cannot stand for both (corpus_predict.engine_family).
-    "step_overhead_s": {"vllm": 2.0e-3, "vllm-async": 2.0e-3, "vllm-v0": 2.0e-3, "sglang": 2.0e-3, "trtllm": 2.0e-3,
-                        "lmdeploy": 2.0e-3, "other": 2.0e-3},
+    # An MoE model's rows inform (and read) their engine's "/moe" key apart (added in the twenty-third pass): every
+    # vLLM V1 row of the fit split is an MoE model's, and their step time beyond the kernel tables (per MoE layer:
+    # router, top-k, token alignment, permute launches) is not a dense model's host time; one key for both had a
+    # dense batch-1 step read a value fitted only on MoE batches (calc.serving.assumptions.overhead_family).
+    "step_overhead_s": {**{f"{family}{moe}": 2.0e-3 for family in ("vllm", "vllm-async", "vllm-v0", "sglang", "trtllm",
+                                                                   "lmdeploy") for moe in ("", "/moe")}, "other": 2.0e-3},
     # ... and its part per sequence the step schedules (calc.serving.step.step_overhead), added in the twenty-third
     # pass: a fixed part alone, fitted on full-batch rows, carried their host time onto every batch-1 step (the
     # pass-22 fit put vLLM V1's at 5 ms, which makes a 7B model's measured 8 ms batch-8 TPOT on H100 faster than
     # the hardware). 0 before: the engine had no such part.
-    "step_overhead_per_seq_s": {"vllm": 0.0, "vllm-async": 0.0, "vllm-v0": 0.0, "sglang": 0.0, "trtllm": 0.0,
-                                "lmdeploy": 0.0, "other": 0.0},
+    "step_overhead_per_seq_s": {},  # the same keys, 0 (below)
     # The routed experts' rate in a whole serving step against the per-op kernel tables (calc.serving.moe), per
     # generation and expert dtype: 1, the tables as read.
 }
+PRIOR["step_overhead_per_seq_s"] = dict.fromkeys(PRIOR["step_overhead_s"], 0.0)
 PRIOR["moe_serving_rate"] = dict.fromkeys(PRIOR["gemm_plateau"], 1.0)  # the plateau's keys, in its order
 # ... and 4-bit weight-only experts (dequantised to 16 bits in the kernel) apart on the generations without an fp4
 # peak (calc.serving.moe.moe_rate_key): "other" stays last
@@ -119,6 +123,11 @@ NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",
     "sustained_fraction": "unfitted: no data (no corpus row carries a `bench` calibration)",
+    # Tried free in the twenty-third pass (one fit, the fit split's cross-validation alone): vLLM V1's, SGLang's and
+    # vLLM V0's ran to an edge of their range with no CV gain, TensorRT-LLM's took 2 us with none (14.8% either way)
+    "step_overhead_per_seq_s": "unfitted: not separable from the fixed part by the fit split (its rows are full-batch "
+                               "runs; pass 23 tried it free: edges or no cross-validation gain); 0, an input "
+                               "(--step-overhead-per-seq-us)",
 }
 # Coarse grids (first sweep), then a lattice of FINE steps around the current value (FINE_STEPS either way), inside
 # BOUNDS: the range a value can mean (a large GEMM's fraction of peak, a stack's factor about the reference, a
@@ -236,14 +245,15 @@ class Predictions:
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
         q = params["step_overhead_per_seq_s"][e.keys["step_overhead_per_seq_s"]]
         sign = FAMILY[e.row.kind][1]
-        if "moe_serving_rate" not in e.keys:
-            t0, t1, tq = (self._engine(e, plateau, x, base=base, per_seq=y) ** sign
-                          for x, y in ((0.0, 0.0), (1e-3, 0.0), (0.0, PER_SEQ_PROBE)))
-            return (t0 + (t1 - t0) * o / 1e-3 + (tq - t0) * q / PER_SEQ_PROBE) ** sign
-        rate = params["moe_serving_rate"][e.keys["moe_serving_rate"]]
-        t0, t1, tq, t_half = (self._engine(e, plateau, x, base=base, moe=r, per_seq=y) ** sign
-                              for x, r, y in ((0.0, 1.0, 0.0), (1e-3, 1.0, 0.0), (0.0, 1.0, PER_SEQ_PROBE), (0.0, 0.5, 0.0)))
-        return (t0 + (t1 - t0) * o / 1e-3 + (tq - t0) * q / PER_SEQ_PROBE + (t_half - t0) * (1.0 / rate - 1.0)) ** sign
+        r1 = 1.0 if "moe_serving_rate" in e.keys else None  # an MoE row's calls at rate 1 (the tables as read)
+        t0, t1 = (self._engine(e, plateau, x, base=base, moe=r1) ** sign for x in (0.0, 1e-3))
+        t = t0 + (t1 - t0) * o / 1e-3
+        if q:  # the per-sequence part (0 unless a caller sets it: not a fitted target, NOT_SEPARABLE)
+            t += (self._engine(e, plateau, 0.0, base=base, moe=r1, per_seq=PER_SEQ_PROBE) ** sign - t0) * q / PER_SEQ_PROBE
+        if "moe_serving_rate" in e.keys:
+            rate = params["moe_serving_rate"][e.keys["moe_serving_rate"]]
+            t += (self._engine(e, plateau, 0.0, base=base, moe=0.5) ** sign - t0) * (1.0 / rate - 1.0)
+        return t ** sign
 
     def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
         """log(predicted / measured) with these parameters."""
@@ -251,8 +261,7 @@ class Predictions:
 
 
 Target = tuple[str, str]  # (parameter, key), e.g. ("gemm_plateau", "Hopper/fp8")
-TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "step_overhead_per_seq_s",
-                                                  "gemm_plateau", "moe_serving_rate")
+TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau", "moe_serving_rate")
                          for key in PRIOR[name] if key != "other" and (name, key) not in REFERENCE]
 
 
@@ -426,6 +435,7 @@ def row_stack(row: Any) -> str:
     engine does not name, or a memory row's, by its own name in lower case (two unknown stacks are not one)."""
     keys = cp.parameter_keys(row)
     key = keys.get("stack_efficiency") or keys.get("step_overhead_s")
+    key = key.removesuffix("/moe") if key else key  # a band's stack is the engine family (moe is its own band axis)
     key = {"vllm-v0": "vllm"}.get(key, key)  # a band reads vLLM V0 and V1 as one family (calc.report.confidence)
     return key if key and key != "other" else row.stack.name.lower()
 

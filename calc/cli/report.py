@@ -253,7 +253,8 @@ def report(
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us)  # as serve
+                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
+                                      moe=m.moe is not None)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -387,7 +388,7 @@ def compare(
     s = engine_settings(engine, gpu_memory_utilization, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us)
+                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None)
     output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")

@@ -261,14 +261,16 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
                         num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
                         moe_serving_rate: float | None = None, max_utilization: float | None = None,
-                        router: str | None = None, step_overhead_per_seq_us: float | None = None) -> Any:
+                        router: str | None = None, step_overhead_per_seq_us: float | None = None,
+                        moe: bool = False) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
     CUDA context where the release counts it, else the workspaces above its snapshot: calc.serving.engine_memory
     non_torch_bytes); at its default each release keeps its own (ServingAssumptions).
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
-    --engine-version: calc.serving.assumptions.engine_step_overhead_s; vLLM V1 without settings).
+    --engine-version: calc.serving.assumptions.engine_step_overhead_s, an MoE model's (``moe``) apart; vLLM V1
+    without settings).
     --step-overhead-per-seq-us: the part per scheduled sequence, the same way (engine_step_overhead_per_seq_s).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).
     --num-scheduler-steps: vLLM V0's multi-step scheduling (calc.serving.step.step_overhead); refused for an engine
@@ -321,15 +323,15 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["step_overhead_s"] = step_overhead_ms / 1e3
         sources.append("--step-overhead-ms")
     elif settings is not None:
-        family = overhead_family(settings)
-        given["step_overhead_s"] = engine_step_overhead_s(settings)
+        family = overhead_family(settings, moe)
+        given["step_overhead_s"] = engine_step_overhead_s(settings, moe)
         sources.append(f"{family}: {describe('step_overhead_s', family)}")
     if step_overhead_per_seq_us is not None:
         given["step_overhead_per_seq_s"] = step_overhead_per_seq_us / 1e6
         sources.append("per sequence: --step-overhead-per-seq-us")
     elif settings is not None:
-        family = overhead_family(settings)
-        given["step_overhead_per_seq_s"] = engine_step_overhead_per_seq_s(settings)
+        family = overhead_family(settings, moe)
+        given["step_overhead_per_seq_s"] = engine_step_overhead_per_seq_s(settings, moe)
         sources.append(f"per sequence: {describe('step_overhead_per_seq_s', family)}")
     if sources:
         given["step_overhead_from"] = "; ".join(sources)
@@ -435,7 +437,7 @@ def latency(
                         mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
-                            step_overhead_per_seq_us=step_overhead_per_seq_us,
+                            step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
                             num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate)
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
@@ -630,7 +632,8 @@ def serve(
     a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                            comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                            moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                           router=router, step_overhead_per_seq_us=step_overhead_per_seq_us),
+                                           router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
+                                           moe=m.moe is not None),
                        m, g, s, prompt + output - 1, dtype)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,

@@ -300,18 +300,18 @@ class ServingAssumptions(BaseModel):
 DEFAULT_ASSUMPTIONS = ServingAssumptions()
 
 
-def engine_step_overhead_s(settings: Any) -> float:
+def engine_step_overhead_s(settings: Any, moe: bool = False) -> float:
     """The fitted per-step overhead of the engine ``settings`` name (an EngineSettings): vLLM releases before 0.8 (V0,
     EngineSettings.accounting) read "vllm-v0", later ones "vllm", SGLang and TensorRT-LLM their own; a family the data
     file does not hold reads its "other" value (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
     values = parameter("step_overhead_s")
-    return values.get(overhead_family(settings), values["other"])
+    return values.get(overhead_family(settings, moe), values["other"])
 
 
-def engine_step_overhead_per_seq_s(settings: Any) -> float:
+def engine_step_overhead_per_seq_s(settings: Any, moe: bool = False) -> float:
     """The fitted per-sequence part of the engine's step overhead, keyed as engine_step_overhead_s."""
     values = parameter("step_overhead_per_seq_s")
-    return values.get(overhead_family(settings), values["other"])
+    return values.get(overhead_family(settings, moe), values["other"])
 
 
 DISPATCHER_LINES = {  # --explain, by ServingAssumptions.dispatcher
@@ -402,9 +402,13 @@ def engine_dispatcher(engine: str | None, version: tuple[int, ...] | None = None
     return "allgather"
 
 
-def overhead_family(settings: Any) -> str:
-    """The step-overhead key of an engine: vllm (V1), vllm-v0 (vLLM before 0.8), sglang, trtllm."""
-    return str(settings.accounting()).replace("vllm-v1", "vllm")
+def overhead_family(settings: Any, moe: bool = False) -> str:
+    """The step-overhead key of an engine: vllm (V1), vllm-v0 (vLLM before 0.8), sglang, trtllm; "/moe" after it for an
+    MoE model. An MoE step's host-visible time beyond the kernel tables (router, top-k, token alignment and permute
+    launches of every MoE layer) is fitted on MoE rows and read by MoE models alone: a dense model never reads a
+    value fitted only on MoE rows (benchmarks/fit_corpus.py PRIOR)."""
+    family = str(settings.accounting()).replace("vllm-v1", "vllm")
+    return f"{family}/moe" if moe else family
 
 
 def _fitted_moe_rates() -> str:
