@@ -59,3 +59,29 @@ def test_the_fitted_file_carries_both_parts_for_every_engine_family() -> None:
     assert set(params["step_overhead_per_seq_s"]) == set(params["step_overhead_s"])
     assert DEFAULT_ASSUMPTIONS.step_overhead_per_seq_s == params["step_overhead_per_seq_s"]["vllm"]["value"]
     assert all(e["status"] for e in params["step_overhead_per_seq_s"].values())
+
+
+def test_an_moe_model_reads_its_engines_moe_overhead_and_a_dense_one_never_does(cli) -> None:
+    """The fitted step overhead is keyed by engine and MoE-ness (calc.serving.assumptions.overhead_family): every
+    vLLM V1 row of the fit split is an MoE model's, so what they ask for is read by MoE models alone."""
+    from calc.fitted import parameter
+
+    values = parameter("step_overhead_s")
+    moe = cli("latency", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "2", "--prompt", "512", "--output", "64",
+              "--json").json()
+    dense = cli("latency", *RUN, "--json").json()
+    assert moe["step_overhead_s"] == values["vllm/moe"]
+    assert dense["step_overhead_s"] == values["vllm"]
+    explain = " ".join(cli("latency", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "2", "--explain").out.split())
+    assert "(vllm/moe: " in explain
+
+
+def test_corpus_rows_inform_the_key_the_engine_reads() -> None:
+    """A corpus row's overhead key is the one the CLI reads for its engine and model (one function each side)."""
+    import corpus_predict as cp
+    from corpus_schema import load_corpus
+
+    rows = {row.id: row for row, _group, _split in load_corpus()}
+    assert cp.overhead_key(rows["gpustack-gptoss20b-a100-vllm-tp1-mxfp4-sharegpt"]) == "vllm/moe"
+    assert cp.overhead_key(rows["dstack-405b-h100-metafp8-tp8-b4-128-2048-e2e"]) == "vllm-v0"  # dense, vLLM 0.6.3
+    assert cp.parameter_keys(rows["gpustack-gptoss20b-a100-vllm-tp1-mxfp4-sharegpt"])["step_overhead_s"] == "vllm/moe"

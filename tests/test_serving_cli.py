@@ -258,7 +258,8 @@ def test_expert_imbalance_flag_reaches_the_ep_layouts(cli) -> None:
     assert ep and tp_only
     # the busiest EP rank's extra tokens cost time where its expert GEMMs compute; a layout whose experts stream their
     # weights at this batch (decode-sized tokens per expert) pays nothing for them
-    assert any(skewed[name] > base[name] for name in ep) and all(skewed[name] >= base[name] for name in ep)
+    # (>= up to float summation order: a layout whose experts stream their weights differs in the last digit only)
+    assert any(skewed[name] > base[name] for name in ep) and all(skewed[name] >= base[name] * (1 - 1e-12) for name in ep)
     assert all(skewed[name] == base[name] for name in tp_only)
     assert "at 2 x the mean tokens" in cli(*query, "--expert-imbalance", "2", "--explain").out
     r = cli(*query, "--expert-imbalance", "0.9")

@@ -27,8 +27,9 @@ One set of defaults serves every row of benchmarks/validate_serving.py; none is 
   and a part per sequence the step schedules (vLLM V1's Scheduler.schedule, _prepare_inputs, the sampler and
   output processing each loop over the step's requests). Both defaults are read from calc/data/fitted_defaults.json
   (benchmarks/fit_corpus.py), per engine family.
-  The per-engine default (engine_step_overhead: vllm for V1, vllm-v0 for releases before 0.8, sglang, trtllm)
-  is what latency / serve / report use for --engine; --step-overhead-ms overrides it.
+  The per-engine default (engine_step_overhead: vllm for V1, vllm-v0 for releases before 0.8, sglang, trtllm; an
+  MoE model reads its engine's "/moe" key, fitted on MoE rows alone) is what latency / serve / report use for
+  --engine; --step-overhead-ms and --step-overhead-per-seq-us override them.
 - eager / eager_launch_s: an eager step (no CUDA / HIP graph) is max(forward, kernels x launch) + overhead, the
   kernels counted from vLLM's model code and the launch cost by vendor (calc.serving.eager, its sources).
 - scheduler_steps: vLLM V0's --num-scheduler-steps; a decode step carries step_overhead_s / scheduler_steps
