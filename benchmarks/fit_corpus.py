@@ -59,6 +59,7 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import multiprocessing
@@ -123,8 +124,9 @@ NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",
     "sustained_fraction": "unfitted: no data (no corpus row carries a `bench` calibration)",
-    # Tried free in the twenty-third pass (one fit, the fit split's cross-validation alone): vLLM V1's, SGLang's and
-    # vLLM V0's ran to an edge of their range with no CV gain, TensorRT-LLM's took 2 us with none (14.8% either way)
+    # Tried free in the twenty-third pass (one fit, the fit split's cross-validation alone; grid 0-60 us by 4 us, fine
+    # steps of 1 us, confounded with its engine's fixed part): vLLM V1's, SGLang's and vLLM V0's ran to an edge of
+    # their range with no CV gain, TensorRT-LLM's took 2 us with none (14.8% either way)
     "step_overhead_per_seq_s": "unfitted: not separable from the fixed part by the fit split (its rows are full-batch "
                                "runs; pass 23 tried it free: edges or no cross-validation gain); 0, an input "
                                "(--step-overhead-per-seq-us)",
@@ -135,12 +137,10 @@ NOT_SEPARABLE = {
 GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
          "stack_efficiency": [round(0.50 + 0.05 * i, 2) for i in range(17)],
          "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)],
-         "step_overhead_per_seq_s": [round(4e-6 * i, 7) for i in range(16)],
          "moe_serving_rate": [round(0.40 + 0.05 * i, 2) for i in range(21)]}
-FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "step_overhead_per_seq_s": 1e-6,
-        "moe_serving_rate": 0.02}
+FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "moe_serving_rate": 0.02}
 BOUNDS = {"gemm_plateau": (0.20, 0.95), "stack_efficiency": (0.50, 1.30), "step_overhead_s": (0.0, 8e-3),
-          "step_overhead_per_seq_s": (0.0, 60e-6), "moe_serving_rate": (0.40, 1.40)}
+          "moe_serving_rate": (0.40, 1.40)}
 REFERENCE = {("stack_efficiency", "megatron"): "reference: 1 by definition (the GEMM plateaus are Megatron-class rates)"}
 FINE_STEPS = 4
 PER_SEQ_PROBE = 10e-6  # the per-sequence overhead of Predictions' third call (any value > 0: the time is affine in it)
@@ -208,7 +208,6 @@ class Predictions:
     def __init__(self, engine: Callable[[Any, dict[str, Any]], float] = cp.predict) -> None:
         self.engine = engine
         self.cache: dict[tuple, float] = {}
-        self.new: dict[tuple, float] = {}  # entries added since the last take_new() (a worker's, sent back)
 
     def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None,
                 moe: float | None = None, per_seq: float = 0.0) -> float:
@@ -222,13 +221,8 @@ class Predictions:
                 overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
             if moe is not None:
                 overrides["moe_serving_rate"] = {e.keys["moe_serving_rate"]: moe}
-            self.cache[key] = self.new[key] = self.engine(e.row, overrides)
+            self.cache[key] = self.engine(e.row, overrides)
         return self.cache[key]
-
-    def take_new(self) -> dict[tuple, float]:
-        """The entries computed since the last call (a cross-validation worker returns them to the parent's cache)."""
-        new, self.new = self.new, {}
-        return new
 
     def predict(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
         """The prediction with every parameter the row reads taken from ``params`` (an fp8 row also reads its
@@ -306,12 +300,10 @@ def free_targets(rows: list[Entry], free: set[Target] | None = None) -> list[Tar
 def confounded(a: Target, b: Target) -> bool:
     """Pairs whose effects on a row's prediction trade off (one lattice step of each along a diagonal keeps the
     prediction about constant): a GEMM plateau and a stack efficiency (training time ~ GEMM / (plateau x stack)), a
-    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), an engine's fixed and
-    per-sequence step overhead (a full batch's step carries o + q x B), and a generation's 16-bit and fp8 plateaus
-    (an fp8 run's bf16 GEMMs read the 16-bit one)."""
+    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), and a generation's 16-bit and
+    fp8 plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
     names = {a[0], b[0]}
-    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"},
-                 {"step_overhead_s", "step_overhead_per_seq_s"}):
+    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"}):
         return True
     return names == {"gemm_plateau"} and _base_key(a[1]) == _base_key(b[1])
 
@@ -394,11 +386,13 @@ _FOLD_STATE: tuple[list[Entry], Predictions, set[Target] | None] | None = None  
 
 
 def _fold_fit(held: set[str]) -> tuple[dict[str, dict[str, float]], dict[tuple, float]]:
-    """One fold in a worker: the fit without the held groups, and the predictions it computed (for the parent)."""
+    """One fold in a worker: the fit without the held groups, and the predictions it computed (for the parent): the
+    cache only grows, in insertion order, so they are its entries past the parent's."""
     assert _FOLD_STATE is not None
     rows, preds, free = _FOLD_STATE
-    preds.take_new()
-    return fit([e for e in rows if e.group not in held], preds, free), preds.take_new()
+    inherited = len(preds.cache)
+    params = fit([e for e in rows if e.group not in held], preds, free)
+    return params, dict(itertools.islice(preds.cache.items(), inherited, None))
 
 
 def cross_validate(rows: list[Entry], preds: Predictions, free: set[Target] | None = None) -> dict[str, float]:
@@ -412,7 +406,6 @@ def cross_validate(rows: list[Entry], preds: Predictions, free: set[Target] | No
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, len(held_out))
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         _FOLD_STATE = (rows, preds, free)
-        preds.take_new()  # the parent's record so far is in its cache already
         try:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
                 fitted = pool.map(_fold_fit, held_out, chunksize=1)
@@ -434,8 +427,8 @@ def row_stack(row: Any) -> str:
     megatron) or a serving row's engine family (corpus_predict.engine_family: nim-trtllm runs trtllm); a stack the
     engine does not name, or a memory row's, by its own name in lower case (two unknown stacks are not one)."""
     keys = cp.parameter_keys(row)
-    key = keys.get("stack_efficiency") or keys.get("step_overhead_s")
-    key = key.removesuffix("/moe") if key else key  # a band's stack is the engine family (moe is its own band axis)
+    # a serving row's engine family, not its overhead key (an MoE model's "/moe": MoE is its own band axis)
+    key = keys.get("stack_efficiency") or (cp.engine_family(row) if "step_overhead_s" in keys else None)
     key = {"vllm-v0": "vllm"}.get(key, key)  # a band reads vLLM V0 and V1 as one family (calc.report.confidence)
     return key if key and key != "other" else row.stack.name.lower()
 

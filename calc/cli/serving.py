@@ -271,7 +271,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
     --engine-version: calc.serving.assumptions.engine_step_overhead_s, an MoE model's (``moe``) apart; vLLM V1
     without settings).
-    --step-overhead-per-seq-us: the part per scheduled sequence, the same way (engine_step_overhead_per_seq_s).
+    --step-overhead-per-seq-us: the part per scheduled sequence, the same way (calc.serving.assumptions.engine_overhead).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).
     --num-scheduler-steps: vLLM V0's multi-step scheduling (calc.serving.step.step_overhead); refused for an engine
     that has none (vLLM V1 from 0.8, SGLang, TensorRT-LLM).
@@ -288,9 +288,8 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         ServingAssumptions,
         engine_chunked_decode,
         engine_dispatcher,
+        engine_overhead,
         engine_permute_scope,
-        engine_step_overhead_per_seq_s,
-        engine_step_overhead_s,
         overhead_family,
     )
 
@@ -318,21 +317,18 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["chunked_decode"] = engine_chunked_decode(settings.engine)
     if moe_permute_scope is not None or settings is not None:
         given["moe_permute_scope"] = str(moe_permute_scope or engine_permute_scope(settings.engine, settings.version()))
-    sources = []
-    if step_overhead_ms is not None:
-        given["step_overhead_s"] = step_overhead_ms / 1e3
-        sources.append("--step-overhead-ms")
-    elif settings is not None:
-        family = overhead_family(settings, moe)
-        given["step_overhead_s"] = engine_step_overhead_s(settings, moe)
-        sources.append(f"{family}: {describe('step_overhead_s', family)}")
-    if step_overhead_per_seq_us is not None:
-        given["step_overhead_per_seq_s"] = step_overhead_per_seq_us / 1e6
-        sources.append("per sequence: --step-overhead-per-seq-us")
-    elif settings is not None:
-        family = overhead_family(settings, moe)
-        given["step_overhead_per_seq_s"] = engine_step_overhead_per_seq_s(settings, moe)
-        sources.append(f"per sequence: {describe('step_overhead_per_seq_s', family)}")
+    sources = []  # each overhead part from its flag, else the engine's value for this model (--explain names which)
+    family = overhead_family(settings, moe) if settings is not None else None
+    for name, flag_value, per_second, flag_source, engine_prefix in (
+            ("step_overhead_s", step_overhead_ms, 1e3, "--step-overhead-ms", f"{family}: "),
+            ("step_overhead_per_seq_s", step_overhead_per_seq_us, 1e6, "per sequence: --step-overhead-per-seq-us",
+             "per sequence: ")):
+        if flag_value is not None:
+            given[name] = flag_value / per_second
+            sources.append(flag_source)
+        elif settings is not None:
+            given[name] = engine_overhead(name, settings, moe)
+            sources.append(engine_prefix + describe(name, family))
     if sources:
         given["step_overhead_from"] = "; ".join(sources)
     v0 = settings is not None and settings.accounting() == "vllm-v0"  # V0 never captures a step holding prompt tokens

@@ -422,7 +422,8 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
 def step_overhead(a: ServingAssumptions, prefill_tokens: int, seqs: int = 0) -> float:
     """Host seconds between two forward passes that a step of ``seqs`` sequences carries:
     step_overhead_s + step_overhead_per_seq_s x seqs (ServingAssumptions: a fixed part and a part per scheduled
-    sequence, both fitted per engine family by benchmarks/fit_corpus.py), or, for a decode-only step under vLLM V0's
+    sequence, both read per engine family from calc/data/fitted_defaults.json: the fixed part fitted by
+    benchmarks/fit_corpus.py, the per-sequence part 0 there, an input), or, for a decode-only step under vLLM V0's
     multi-step scheduling (``--num-scheduler-steps N``), that over N.
 
     Per sequence: vLLM V1's host step loops over the step's requests in Scheduler.schedule (vllm/v1/core/sched/
