@@ -249,9 +249,11 @@ def test_yaml_runs_and_step_times(tmp_path: Path) -> None:
     ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000000000000000000000000000,2048,0.061\n", "batch: Input should be less"),
     ("model,gpu,num_gpus,prompt,ttft_s\nllama2-7b,h100,1e30,2048,0.061\n", "num_gpus"),
     ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,1e30\n", "ttft_s: Input should be less"),
-    # a run faster than its roofline at peak: 1M sequences of 2048 tokens on llama2-7b are ~2 x 6.7e9 x 2.0e9
-    # = 2.8e19 FLOPs, 28,000 s at 989.4 TFLOPS, measured 0.061 s: implied efficiency ~4.6e5
-    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n", "run 1: ttft_s 0.061 s is faster than llama2-7b"),
+    # a run faster than its roofline at peak: 64 sequences of 2048 tokens on llama2-7b are ~2 x 6.7e9 x 131,072
+    # = 1.8e15 FLOPs, 1.8 s at 989.4 TFLOPS, measured 0.061 s (test_a_row_faster_than_peak_names_its_efficiency)
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,64,2048,0.061\n", "run 1: ttft_s 0.061 s is faster than llama2-7b"),
+    # ... and one shorter than its fixed time alone (test_a_row_shorter_than_its_fixed_time_says_so)
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n", "run 1: ttft_s 0.061 s is shorter than its fixed"),
 ])
 def test_bad_runs_are_one_line(cli, tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "runs.csv"
@@ -351,11 +353,64 @@ def test_implied_efficiency_is_the_larger_term_over_the_time_left() -> None:
 
 def test_a_row_faster_than_peak_names_its_efficiency(cli, tmp_path: Path) -> None:
     path = tmp_path / "runs.csv"
-    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n")
+    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,64,2048,0.061\n")
     r = cli("calibrate", "--from-runs", str(path))
-    from calc.units import parse_human_number  # the efficiency is printed as a human number (473K), never 4.73e+05
+    from calc.units import parse_human_number  # the efficiency is printed as a human number, never 6.2e+01
 
     e = parse_human_number(r.err.split("implied efficiency ")[1].split(",")[0], "efficiency")
-    # lower bound by hand: forward >= 2 x 6,738,415,616 params x 2.048e9 tokens = 2.76e19 FLOPs -> 27,900 s at
-    # 989.4 TFLOPS; over 0.061 s (minus the engine's ~2 ms fixed time) that is > 4.5e5
-    assert r.code == 2 and 4.5e5 < e < 6e5, r.err
+    # by hand: 64 x 2,048 = 131,072 prompt tokens run in 16 steps of vLLM's 8,192-token budget on an H100, each
+    # with the engine's 2 ms overhead: 0.061 - 0.032 = 0.029 s left for the forward, which is >= 2 x 6,738,415,616
+    # params x 131,072 tokens = 1.766e15 FLOPs -> 1.785 s at 989.4 TFLOPS: e >= 1.785 / 0.029 = 61.6 (attention and
+    # the head add a few percent)
+    assert r.code == 2 and 61 < e < 70, r.err
+
+
+def test_a_row_shorter_than_its_fixed_time_says_so(cli, tmp_path: Path) -> None:
+    """A million 2,048-token prompts run in 250,000 chunks of 8,192 tokens, each with a 2 ms step overhead: 500 s of
+    fixed time before any FLOP, against a measured 0.061 s. No efficiency explains it; the message says why."""
+    path = tmp_path / "runs.csv"
+    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n")
+    r = cli("calibrate", "--from-runs", str(path))
+    assert r.code == 2 and "is shorter than its fixed time alone" in r.err and "Traceback" not in r.err, r.err
+
+
+# --- the engine a serving run measured (the runs file's engine column) -----------------------------
+def test_engine_column_sets_the_runs_fixed_time(tmp_path: Path) -> None:
+    """A TPOT run names its engine: the fixed time K carries that engine's step overhead for the model, as
+    `latency --engine` prices it. llama3-8b is dense: K(trtllm) - K(vllm) = the data file's trtllm - vllm
+    overhead (4.5 - 2 = 2.5 ms in calc/data/fitted_defaults.json), the compute and memory terms unchanged."""
+    from calc.fitted import parameter
+
+    m, h100 = load_model("llama3-8b"), load_gpu("h100")
+    terms = {e: phase_terms(m, h100, "decode", num_gpus=1, batch=8, prompt=1024, output=128, dtype="bf16", engine=e)
+             for e in ("vllm", "trtllm")}
+    overhead = parameter("step_overhead_s")
+    assert terms["trtllm"][2] - terms["vllm"][2] == pytest.approx(overhead["trtllm"] - overhead["vllm"], rel=1e-9)
+    assert terms["trtllm"][:2] == pytest.approx(terms["vllm"][:2], rel=1e-12)
+
+
+def test_a_run_over_the_engines_token_budget_is_priced_as_latency_prices_it(cli, tmp_path: Path) -> None:
+    """8 x 2,048 = 16,384 prompt tokens on one H100: vLLM V1's server budget there is 8,192 tokens a step
+    (get_batch_defaults on a GPU of >= 70 GiB), so the prefill runs in 2 chunks, each re-reading the weights and
+    paying the step overhead: calibrate's default prediction is `latency`'s TTFT, not one 16,384-token step."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\nllama3-8b,h100,1,8,2048,128,0.5,\n")
+    fit = cli("calibrate", "--from-runs", str(runs), "--json").json()
+    lat = cli("latency", "llama3-8b", "--gpu", "h100", "--batch", "8", "--prompt", "2048", "--output", "128", "--json").json()
+    assert fit["runs"][0]["predicted_default_s"] == pytest.approx(lat["ttft_s"], rel=1e-12)
+    one_step = cli("latency", "llama3-8b", "--gpu", "h100", "--batch", "8", "--prompt", "2048", "--output", "128",
+                   "--max-num-batched-tokens", "16384", "--json").json()
+    assert lat["ttft_s"] > one_step["ttft_s"] + 0.002  # the second chunk's step overhead (2 ms) and weight read
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("model,gpu,batch,seq,step_time_s,engine\nllama3-8b,h100,8,2048,1.0,vllm\n",
+     "row 1 (line 2): engine is a serving engine's (a ttft_s / tpot_s run); a step_time_s run takes none"),
+    ("model,gpu,batch,prompt,tpot_s,engine\nllama3-8b,h100,8,2048,1.0,tgi\n",
+     "row 1 (line 2): engine: Input should be 'vllm', 'vllm-v0', 'sglang' or 'trtllm'"),
+])
+def test_engine_column_refusals(cli, tmp_path: Path, text: str, problem: str) -> None:
+    runs = tmp_path / "runs.csv"
+    runs.write_text(text)
+    r = cli("calibrate", "--from-runs", str(runs))
+    assert r.code == 2 and problem in r.err and "Traceback" not in r.err

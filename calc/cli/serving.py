@@ -283,22 +283,16 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     (calc.serving.assumptions.engine_permute_scope).
     --moe-serving-rate: the routed experts' whole-step rate; else the fitted one (calc.serving.moe.moe_serving_rate)."""
     from calc.fitted import describe
-    from calc.serving.assumptions import (
-        DEFAULT_ASSUMPTIONS,
-        ServingAssumptions,
-        engine_chunked_decode,
-        engine_dispatcher,
-        engine_overhead,
-        engine_permute_scope,
-        overhead_family,
-    )
+    from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_defaults, overhead_family
 
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
     # --reserve-gib, when given, is the non-torch memory whichever way the engine counts it (calc.serving.engine_memory:
     # the whole CUDA context, or what appears above its baseline snapshot); not given, each keeps its default. A given
     # value equal to a default is still given (it was read as "not given", so 0.5 reserved less than 0.3).
-    given = {} if reserve_gib is None else {"profile_non_torch_gib": reserve_gib}
+    given = {} if settings is None else engine_defaults(settings, moe)  # the release's own, then the flags over them
+    if reserve_gib is not None:
+        given["profile_non_torch_gib"] = reserve_gib
     if fp8_moe_scales is not None:
         given["fp8_moe_scales"] = str(fp8_moe_scales)
     if moe_serving_rate is not None:
@@ -311,12 +305,10 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["max_utilization"] = max_utilization
     if router is not None:
         given["router"] = str(router)
-    if dispatcher is not None or settings is not None:
-        given["dispatcher"] = str(dispatcher or engine_dispatcher(settings.engine, settings.version()))
-    if settings is not None:
-        given["chunked_decode"] = engine_chunked_decode(settings.engine)
-    if moe_permute_scope is not None or settings is not None:
-        given["moe_permute_scope"] = str(moe_permute_scope or engine_permute_scope(settings.engine, settings.version()))
+    if dispatcher is not None:
+        given["dispatcher"] = str(dispatcher)
+    if moe_permute_scope is not None:
+        given["moe_permute_scope"] = str(moe_permute_scope)
     sources = []  # each overhead part from its flag, else the engine's value for this model (--explain names which)
     family = overhead_family(settings, moe) if settings is not None else None
     for name, flag_value, per_second, flag_source, engine_prefix in (
@@ -327,18 +319,16 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
             given[name] = flag_value / per_second
             sources.append(flag_source)
         elif settings is not None:
-            given[name] = engine_overhead(name, settings, moe)
             sources.append(engine_prefix + describe(name, family))
     if sources:
         given["step_overhead_from"] = "; ".join(sources)
-    v0 = settings is not None and settings.accounting() == "vllm-v0"  # V0 never captures a step holding prompt tokens
     if num_scheduler_steps is not None and num_scheduler_steps > 1:
-        if not v0:
+        if not given.get("eager_prefill"):  # vLLM V0 (engine_defaults), the one engine with multi-step scheduling
             raise LLMCalcError("--num-scheduler-steps", "multi-step scheduling is vLLM V0's (--engine vllm-v0, or "
                                                         "--engine vllm with --engine-version below 0.8)")
         given["scheduler_steps"] = num_scheduler_steps
     return ServingAssumptions(cuda_context_gib=DEFAULT_NON_TORCH_GIB if reserve_gib is None else reserve_gib,
-                              eager=enforce_eager, eager_prefill=v0,
+                              eager=enforce_eager,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
@@ -441,7 +431,7 @@ def latency(
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, [g], dtype, fp8_moe_scales=fp8_moe_scales)
     note_fp32(dtype)
-    from calc.serving.capacity import batch_fit_problem, deployment_memory
+    from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
@@ -455,13 +445,9 @@ def latency(
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
         raise no_fit_error(problem, gpu_memory_utilization,
                            fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, plan.tp * plan.pp))
-    result = engine_mod.latency(
-        m, g, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output, dtype=dtype,
-        kv_dtype=kv_dtype, causal=causal, calibration=load_calibration(calibration),
-        target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3, assumptions=a,
-        chunk_tokens=mem.prefill_chunk,  # the engine's tokens per step, as serve's
-        accounting=s.accounting(),  # the engine's "auto" KV dtype, as its capacity (deployment_memory) read it
-    )
+    result = engine_latency(m, g, plan, s, a, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype,
+                            mem=mem, causal=causal, calibration=load_calibration(calibration),
+                            target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3)
     at_len = _max_model_len_concurrency(m, g, plan, s, dtype, kv_dtype, a, max_model_len)
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
                                        "max_model_len": max_model_len or prompt + output,

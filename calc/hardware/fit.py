@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_MEMORY_EFFICIENCY
 from calc.specs import GPUSpec, ModelSpec
+from calc.specs.serving import Engine
 from calc.units import abbrev, count
 
 MEASURES = ("ttft_s", "tpot_s", "step_time_s")
@@ -58,6 +59,9 @@ class Run(BaseModel):
     output: PositiveInt = Field(1, le=MAX_TOKENS)
     seq: PositiveInt | None = Field(None, le=MAX_TOKENS, description="training sequence length")
     dtype: str = "bf16"
+    engine: Engine | None = Field(None, description=(
+        "the serving engine a TTFT / TPOT run measured (vllm, vllm-v0, sglang, trtllm; default vllm, as `latency`): "
+        "its step overhead and prefill chunk, as `latency --engine` prices them; refused on a training run"))
     ttft_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     tpot_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     step_time_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
@@ -69,6 +73,9 @@ class Run(BaseModel):
             raise ValueError(f"give exactly one of {', '.join(MEASURES)} (got {', '.join(given) or 'none'})")
         if given[0] == "step_time_s" and self.seq is None:
             raise ValueError("a step_time_s run needs seq (and batch = sequences per step)")
+        if given[0] == "step_time_s" and self.engine is not None:
+            raise ValueError("engine is a serving engine's (a ttft_s / tpot_s run); a step_time_s run takes none: "
+                             "leave its cell empty")
         if given[0] != "step_time_s" and self.prompt is None:
             raise ValueError(f"a {given[0]} run needs prompt")
         return self
@@ -95,6 +102,7 @@ class Terms(BaseModel):
 class RunFit(BaseModel):
     row: int
     model: str
+    engine: str | None = Field(None, description="the serving engine the run was priced as (None: a training step)")
     measure: str
     measured_s: float
     predicted_default_s: float
@@ -196,10 +204,14 @@ def check_physical(runs: list[Run], terms: list[Terms]) -> None:
     1.16e29)."""
     for i, (run, t) in enumerate(zip(runs, terms, strict=True), 1):
         e = implied_efficiency(t, run.measured_s)
+        if math.isinf(e):  # no efficiency explains it: the fixed time alone is longer (a prefill's chunks' overheads)
+            raise LLMCalcError("--from-runs", f"run {i}: {run.measure} {count(run.measured_s)} s is shorter than its fixed "
+                               f"time alone ({count(t.fixed_s)} s of step overhead and communication, no efficiency "
+                               "scales them); check this row's batch, prompt, output, num_gpus, engine and time")
         if not 0 < e <= 1:
             raise LLMCalcError("--from-runs", f"run {i}: {run.measure} {count(run.measured_s)} s is faster than {run.model} on "
                                f"{run.num_gpus} x {run.gpu} can be at peak (implied efficiency {abbrev(e)}, must be in (0, 1]); "
-                               "check this row's batch, prompt, output, num_gpus and time")
+                               "check this row's batch, prompt, output, num_gpus, engine and time")
 
 
 ServingTerms = Callable[..., tuple[float, float, float, float]]
@@ -219,7 +231,8 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
         return Terms(compute_s=compute, memory_s=0.0, fixed_s=0.0, default_s=compute / DEFAULT_COMPUTE_EFFICIENCY)
     assert run.prompt is not None
     compute, memory, fixed, default = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
-                                          batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype)
+                                          batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype,
+                                          engine=run.engine or "vllm")
     return Terms(compute_s=compute, memory_s=memory, fixed_s=fixed, default_s=default)
 
 
@@ -273,12 +286,17 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
     fits = []
     for i, (run, t, bound) in enumerate(zip(runs, terms, bounds, strict=True), 1):
         default, fitted = t.default_s, _predict(t, 1 / e_c, 1 / e_m)
-        fits.append(RunFit(row=i, model=run.model, measure=run.measure, measured_s=run.measured_s,
+        engine = None if run.measure == "step_time_s" else run.engine or "vllm"
+        fits.append(RunFit(row=i, model=run.model, engine=engine, measure=run.measure, measured_s=run.measured_s,
                            predicted_default_s=default, predicted_fitted_s=fitted,
                            residual=(fitted - run.measured_s) / run.measured_s,
                            default_residual=(default - run.measured_s) / run.measured_s, bound=bound))
     n_c, n_m = bounds.count("compute"), bounds.count("memory")
     assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead ({gpu.name}, {runs[0].dtype})"]
+    if any(f.engine for f in fits):
+        assumptions.append("serving runs priced as `latency --engine` prices them: the engine's step overhead for the "
+                           "model (an MoE model's key apart) and its prefill chunk; engine per run in the model column "
+                           "(the runs file's engine column, default vllm)")
     if not n_c:
         assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {DEFAULT_COMPUTE_EFFICIENCY:.0%}")
     if not n_m:

@@ -56,7 +56,7 @@ def fit_view(r: Any) -> RenderableType:
     for col in ("run", "model", "measured", "bound", "default pred.", "default err", "fitted pred.", "residual"):
         table.add_column(col, justify="left" if col in ("model", "measured", "bound") else "right")
     for f in r.runs:
-        table.add_row(str(f.row), f.model, f"{f.measure} {_ms(f.measured_s)}", f.bound,
+        table.add_row(str(f.row), f.model + (f" ({f.engine})" if f.engine else ""), f"{f.measure} {_ms(f.measured_s)}", f.bound,
                       _ms(f.predicted_default_s), f"{f.default_residual:+.1%}", _ms(f.predicted_fitted_s),
                       f"{f.residual:+.1%}")
     rows = [("compute efficiency", f"{r.compute_efficiency:.3f} of peak FLOPs ({r.compute_runs} compute-bound runs)"),

@@ -413,6 +413,22 @@ def overhead_family(settings: Any, moe: bool = False) -> str:
     return f"{family}/moe" if moe else family
 
 
+def engine_defaults(settings: Any, moe: bool = False) -> dict[str, Any]:
+    """The assumptions an engine release sets when no flag overrides them (``settings``: an EngineSettings): its
+    expert-parallel dispatcher, chunked decode, MoE permute scope, both step-overhead parts of its family for this
+    model's MoE-ness (``engine_overhead``), and whether its prefill runs eager (vLLM V0 never captured a step holding
+    prompt tokens). The one mapping from an engine to its assumptions: every serving command's options
+    (calc.cli.serving.serving_assumptions, which lays the flags over it) and calibrate's runs
+    (calc.serving.phases.phase_terms) read it."""
+    version = settings.version()
+    return {"dispatcher": engine_dispatcher(settings.engine, version),
+            "chunked_decode": engine_chunked_decode(settings.engine),
+            "moe_permute_scope": engine_permute_scope(settings.engine, version),
+            "step_overhead_s": engine_overhead("step_overhead_s", settings, moe),
+            "step_overhead_per_seq_s": engine_overhead("step_overhead_per_seq_s", settings, moe),
+            "eager_prefill": settings.accounting() == "vllm-v0"}
+
+
 def _fitted_moe_rates() -> str:
     """The fitted moe_serving_rate defaults as --explain prints them: the keys fitted away from 1, then the rest."""
     rates = parameter("moe_serving_rate")

@@ -133,6 +133,22 @@ def deployment_memory(
                          tokens_per_request=tokens, shared_prefix=shared_prefix, assumptions=assumptions)
 
 
+def engine_latency(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, assumptions: ServingAssumptions,
+                   *, batch: int, prompt: int, output: int, dtype: str | None, kv_dtype: str | None = None,
+                   mem: EngineMemory | None = None, **options: Any) -> Any:
+    """A static batch timed as the engine runs it (calc.serving.latency.latency): its prompt tokens in steps of the
+    engine's prefill chunk (``deployment_memory(...).prefill_chunk``, the capacity call's own; ``mem`` when the
+    caller made it already) and its KV cache at the engine's "auto" dtype (``s.accounting()``). What `latency`
+    prints and what `calibrate --from-runs` prices each run at (calc.serving.phases.phase_terms); ``options``:
+    latency's others (calibration, causal, target_ttft_s)."""
+    from calc.serving.latency import latency
+
+    mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, prompt + output, assumptions)
+    return latency(m, gpu, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
+                   dtype=dtype, kv_dtype=kv_dtype, assumptions=assumptions, chunk_tokens=mem.prefill_chunk,
+                   accounting=s.accounting(), **options)
+
+
 def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
     tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, mem: EngineMemory | None = None,

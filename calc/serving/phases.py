@@ -31,16 +31,27 @@ def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: s
 
 
 def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch: int, prompt: int, output: int,
-                dtype: str) -> tuple[float, float, float, float]:
+                dtype: str, engine: str = "vllm") -> tuple[float, float, float, float]:
     """(compute, memory, fixed, default) seconds of a prefill or one decode step, per GPU: the step's
     FLOPs over the dense peak and its bytes over the HBM bandwidth (efficiency 1), its all-reduces plus
     the step's host overhead (fixed + per sequence, calc.serving.step.step_overhead; no efficiency scales them),
-    and latency's own answer without a calibration."""
+    and latency's own answer without a calibration. The run is priced as `llmcalc latency --engine ENGINE` prices
+    it (calc.serving.capacity.engine_latency): the engine's step overhead for this model (calc.serving.assumptions
+    engine_defaults, an MoE model's key apart), its release's kernels on this GPU (calc.serving.engine_kernels) and
+    its prefill chunk, so the prefill of a batch over the engine's token budget is the sum of its chunks' steps."""
     from calc.hardware.peaks import peak_tflops
-    from calc.serving.latency import latency
+    from calc.serving.assumptions import engine_defaults
+    from calc.serving.capacity import engine_latency
+    from calc.serving.engine_kernels import engine_kernels
+    from calc.serving.latency import serving_plan
+    from calc.specs.serving import EngineSettings
     from calc.units import TERA
 
-    r = latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype)
+    settings = EngineSettings(engine=engine)
+    a = engine_kernels(ServingAssumptions(**engine_defaults(settings, m.moe is not None)), m, gpu, settings,
+                       prompt + output - 1, dtype)
+    r = engine_latency(m, gpu, serving_plan(m, num_gpus, None, 1), settings, a, batch=batch, prompt=prompt,
+                       output=output, dtype=dtype)
     flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,
                                                                                    r.decode_bytes_per_step)
     return (flops / (peak_tflops(gpu, dtype) * TERA), moved / (gpu.hbm_tb_s * TERA),
