@@ -414,3 +414,17 @@ def test_engine_column_refusals(cli, tmp_path: Path, text: str, problem: str) ->
     runs.write_text(text)
     r = cli("calibrate", "--from-runs", str(runs))
     assert r.code == 2 and problem in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("engine", ["trtllm", "sglang", "vllm-v0"])
+def test_an_engines_moe_run_is_priced_as_latency_engine_prices_it(cli, tmp_path: Path, engine: str) -> None:
+    """Mixtral on 2 x H100 (an MoE model: its engine's /moe overhead key; vLLM V0: eager prefill): the runs file's
+    engine column gives calibrate's default TTFT and TPOT exactly what `latency --engine` prints for the same run."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s,engine\n"
+                    f"mixtral-8x7b,h100,2,16,3000,128,5.0,,{engine}\nmixtral-8x7b,h100,2,16,3000,128,,0.05,{engine}\n")
+    fit = cli("calibrate", "--from-runs", str(runs), "--json").json()
+    lat = cli("latency", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "2", "--batch", "16", "--prompt", "3000",
+              "--output", "128", "--engine", engine, "--json").json()
+    assert [r["engine"] for r in fit["runs"]] == [engine, engine]
+    assert [r["predicted_default_s"] for r in fit["runs"]] == pytest.approx([lat["ttft_s"], lat["tpot_s"]], rel=1e-12)
