@@ -21,10 +21,6 @@ KNOWN_MISSES = {
     "serving_tpot": "few rows (12-13) near the lower bound: 7 of 12 (58%) from the sixteenth pass's refit (the decode "
                     "pool's band scale k read at 1.05 from the fit split) to the twenty-first's 9 of 13 (69%). The "
                     "held-out rows are not used to widen it",
-    "training_throughput": "49% of 76 rows since the twenty-third pass's refit (1,388 rows; 60%+ before): its Blackwell "
-                           "fp8 dense rows measure above their band (12 of 16: the Blackwell fp8 plateau fitted at 0.40 "
-                           "is pessimistic for them) and its MoE rows miss on both sides (21 of 33). Reported as a miss in "
-                           "the README; held-out rows are not used to move a plateau or widen a band",
 }
 
 

@@ -113,3 +113,25 @@ def test_readme_example(line, command, shown, scratch, monkeypatch):
         if not want or re.fullmatch(r"\.\.\.", want):
             continue
         assert want in actual_text, f"README line {line}: shown line not printed:\n  {expected}\n--- actual ---\n{actual_text}"
+
+
+def test_the_aiconfigurator_table_holds_what_serve_answers() -> None:
+    """The README's side-by-side table (benchmarks/aiconfigurator_side_by_side.py) keeps a column of llmcalc's own
+    answers, which a refit moves: each row's GPU count and layout must be what `serve` answers today (its
+    aiconfigurator column is a dated run of another tool, kept as published), and its ratio that count over
+    aiconfigurator's. The pass-23 refit had moved the MoE answers from 24 / 16 to 16 / 12 GPUs unseen."""
+    import sys
+
+    sys.path.insert(0, str(README.parent / "benchmarks"))
+    import aiconfigurator_side_by_side as side
+
+    text = README.read_text()
+    for q in side.QUESTIONS:
+        ours, layout = side.llmcalc_gpus(q)
+        prefix = f"| {q.model} {q.dtype or ''} | {q.gpu} | "
+        rows = [line for line in text.splitlines() if line.startswith(prefix)]
+        assert len(rows) == 1, (prefix, rows)
+        cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+        assert cells[2:4] == [str(ours), layout], (rows[0], ours, layout)
+        theirs = int(cells[4])
+        assert cells[6] == f"{ours / theirs:.2f}", rows[0]
