@@ -428,3 +428,20 @@ def test_an_engines_moe_run_is_priced_as_latency_engine_prices_it(cli, tmp_path:
               "--output", "128", "--engine", engine, "--json").json()
     assert [r["engine"] for r in fit["runs"]] == [engine, engine]
     assert [r["predicted_default_s"] for r in fit["runs"]] == pytest.approx([lat["ttft_s"], lat["tpot_s"]], rel=1e-12)
+
+
+def test_engine_flag_fills_the_runs_without_their_own(cli, tmp_path: Path) -> None:
+    """calibrate --engine trtllm: the run with an empty engine cell is priced as TensorRT-LLM (latency --engine trtllm's
+    TPOT), the one naming sglang keeps SGLang's; with every serving run naming its engine the flag is refused."""
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s,engine\n"
+                    "mixtral-8x7b,h100,2,16,3000,128,,0.05,\nmixtral-8x7b,h100,2,16,3000,128,,0.05,sglang\n")
+    fit = cli("calibrate", "--from-runs", str(runs), "--engine", "trtllm", "--json").json()
+    assert [r["engine"] for r in fit["runs"]] == ["trtllm", "sglang"]
+    tpot = {e: cli("latency", "mixtral-8x7b", "--gpu", "h100", "--num-gpus", "2", "--batch", "16", "--prompt", "3000",
+                   "--output", "128", "--engine", e, "--json").json()["tpot_s"] for e in ("trtllm", "sglang")}
+    assert [r["predicted_default_s"] for r in fit["runs"]] == pytest.approx([tpot["trtllm"], tpot["sglang"]], rel=1e-12)
+    named = tmp_path / "named.csv"
+    named.write_text("model,gpu,num_gpus,batch,prompt,output,tpot_s,engine\nmixtral-8x7b,h100,2,16,3000,128,0.05,vllm\n")
+    r = cli("calibrate", "--from-runs", str(named), "--engine", "trtllm")
+    assert r.code == 2 and "--engine: no run takes trtllm" in r.err

@@ -13,6 +13,8 @@ import typer
 from calc.cli.options import (
     DEFAULT_DTYPE,
     CalibrationOpt,
+    Engine,
+    EngineOpt,
     ExplainOpt,
     GpuOptional,
     JsonOpt,
@@ -21,6 +23,7 @@ from calc.cli.options import (
     OldModelOpt,
     alias,
     human_int,
+    option_given,
     refuse,
 )
 
@@ -177,7 +180,9 @@ def validate(
 
 
 def calibrate(
+    ctx: typer.Context,
     from_runs: Annotated[str, typer.Option("--from-runs", help="CSV or YAML of runs: settings + ttft_s / tpot_s / step_time_s")],
+    engine: EngineOpt = Engine.vllm,
     save: SaveOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -185,14 +190,17 @@ def calibrate(
     """Fit the compute and memory efficiencies to your measured runs (least squares); print the fitted
     values and the residual per run; --save writes them as a calibration."""
     from calc.cli.common import output_path
-    from calc.hardware.fit import fit_runs, fitted_calibration, read_runs
+    from calc.hardware.fit import fit_runs, fitted_calibration, read_runs, with_engine
     from calc.report.bench_views import fit_view
     from calc.report.render import emit
 
     save_path = output_path(save, "--save", (".yaml", ".yml"))
     from calc.serving.phases import phase_terms
 
-    result = fit_runs(read_runs(from_runs), phase_terms)
+    runs = read_runs(from_runs)
+    if option_given(ctx, "engine"):  # the engine of every TTFT / TPOT run without its own engine cell
+        runs = with_engine(runs, engine.value)
+    result = fit_runs(runs, phase_terms)
     if save_path is not None:
         from calc.hardware.calibration import save_calibration
 

@@ -189,6 +189,17 @@ def read_runs(path: str) -> list[Run]:
     return runs
 
 
+def with_engine(runs: list[Run], engine: str) -> list[Run]:
+    """The runs with ``engine`` (calibrate --engine) for every TTFT / TPOT run whose engine cell is empty; a run that
+    names its own engine keeps it. Refused when no run takes it (every serving run names its engine, or the runs are
+    training steps): the flag would change nothing."""
+    takes = [run.engine is None and run.measure != "step_time_s" for run in runs]
+    if not any(takes):
+        raise LLMCalcError("--engine", f"no run takes {engine}: every TTFT / TPOT run names its own engine (or the runs "
+                                       "are training steps, which take none); drop --engine or empty their engine cells")
+    return [run.model_copy(update={"engine": engine}) if take else run for run, take in zip(runs, takes, strict=True)]
+
+
 def implied_efficiency(t: Terms, measured_s: float) -> float:
     """The efficiency a run implies: max(C, M) / (T - K), the fraction of peak its larger roofline term
     would run at to take the measured T (the roofline t = max(C/e_c, M/e_m) + K at e = 1 is the fastest
