@@ -294,6 +294,10 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
         raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype; the runs have {sorted(gpus)} "
                                           f"and {sorted(dtypes)}: split the file")
     gpu = load_gpu(runs[0].gpu, "--from-runs")
+    for i, run in enumerate(runs, 1):  # as latency --engine refuses it (calc.cli.serving.refuse_engine_on_gpu)
+        if run.engine == "trtllm" and gpu.vendor != "NVIDIA":
+            raise LLMCalcError("--from-runs", f"run {i}: TensorRT-LLM runs on NVIDIA GPUs only; {gpu.name} is "
+                                              f"{gpu.vendor}'s: give engine vllm or sglang")
     terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
     check_physical(runs, terms)
     measured = [r.measured_s for r in runs]
