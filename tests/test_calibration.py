@@ -447,3 +447,35 @@ def test_engine_flag_fills_the_runs_without_their_own(cli, tmp_path: Path) -> No
     named.write_text("model,gpu,num_gpus,batch,prompt,output,tpot_s,engine\nmixtral-8x7b,h100,2,16,3000,128,0.05,vllm\n")
     r = cli("calibrate", "--from-runs", str(named), "--engine", "trtllm")
     assert r.code == 2 and "--engine: no run takes trtllm" in r.err
+
+
+@pytest.mark.parametrize(("model", "gpus", "batch", "ttft", "tpot"), [
+    ("mixtral-8x7b", 2, 16, 0.6, 0.03), ("qwen3-30b-a3b", 1, 8, 0.15, 0.012)])
+def test_saved_calibration_reproduces_an_moe_runs_fitted_times(cli, tmp_path: Path, model: str, gpus: int, batch: int,
+                                                              ttft: float, tpot: float) -> None:
+    """Two runs (a TTFT, a TPOT) fix two efficiencies exactly (residuals 0); `latency --calibration` with the saved file
+    must then print those two times. An MoE step's routing kernels are a fixed time of the fit (K) and the roofline
+    step adds them after its max, at the uncalibrated bandwidth: inside the max, scaled by the calibrated one, they had
+    read Mixtral's TPOT 2% off its fitted 30 ms."""
+    runs, saved = tmp_path / "runs.csv", tmp_path / "fitted.yaml"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\n"
+                    f"{model},h100,{gpus},{batch},1000,128,{ttft},\n{model},h100,{gpus},{batch},1000,128,,{tpot}\n")
+    fit = cli("calibrate", "--from-runs", str(runs), "--save", str(saved), "--json").json()
+    assert [r["predicted_fitted_s"] for r in fit["runs"]] == pytest.approx([ttft, tpot], rel=1e-9)
+    lat = cli("latency", model, "--gpu", "h100", "--num-gpus", str(gpus), "--batch", str(batch), "--prompt", "1000",
+              "--output", "128", "--calibration", str(saved), "--json").json()
+    assert (lat["ttft_s"], lat["tpot_s"]) == pytest.approx((ttft, tpot), rel=1e-9)
+
+
+def test_runs_without_a_dtype_are_the_checkpoint_as_latency_reads_it(cli, tmp_path: Path) -> None:
+    """DeepSeek-V3 ships block-scaled FP8 weights: runs with an empty dtype are priced as that checkpoint (as `latency`
+    reads a model without --dtype), so the fit is an fp8 calibration whose saved file `latency` (as shipped) accepts
+    and reads back to the fitted times; a bf16 reading would have priced 1.34 TB of weights on 8 x 141 GB."""
+    runs, saved = tmp_path / "runs.csv", tmp_path / "fitted.yaml"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s,engine\n"
+                    "deepseek-v3,h200,8,8,1000,128,0.6,,sglang\ndeepseek-v3,h200,8,8,1000,128,,0.03,sglang\n")
+    fit = cli("calibrate", "--from-runs", str(runs), "--save", str(saved), "--json").json()
+    assert fit["dtype"] == "fp8"
+    lat = cli("latency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--batch", "8", "--prompt", "1000",
+              "--output", "128", "--engine", "sglang", "--calibration", str(saved), "--json").json()
+    assert (lat["ttft_s"], lat["tpot_s"]) == pytest.approx((0.6, 0.03), rel=1e-9)

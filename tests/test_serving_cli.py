@@ -443,3 +443,12 @@ def test_the_emitted_engine_holds_what_concurrency_says_at_its_request_cap(cli) 
     # the table's layout is sized at the max_num_seqs its KV cache admits (plan._Setup.replica planned), so the line's
     # engine, capped at the plan's batch (at most that), holds at least the table's KV
     assert plan["launch_kv_cache_tokens"] >= best["kv_cache_tokens"]
+
+
+def test_sglang_with_no_room_says_does_not_fit(cli) -> None:
+    """DeepSeek-V3 in bf16 (671B x 2 B = 1.34 TB of weights) on 8 x H200 (8 x 141 GB): SGLang's KV pool holds no token,
+    so its max_running_requests is 0; latency says the deployment does not fit (and how many GPUs would), not
+    "give --batch <= 0"."""
+    r = cli("latency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--batch", "8", "--prompt", "1000",
+            "--output", "128", "--engine", "sglang", "--dtype", "bf16")
+    assert r.code == 2 and "does not fit" in r.err and "--batch <= 0" not in r.err, r.err

@@ -195,12 +195,12 @@ def calibrate(
     from calc.report.render import emit
 
     save_path = output_path(save, "--save", (".yaml", ".yml"))
-    from calc.serving.phases import phase_terms
+    from calc.serving.phases import phase_terms, run_dtype
 
     runs = read_runs(from_runs)
     if option_given(ctx, "engine"):  # the engine of every TTFT / TPOT run without its own engine cell
         runs = with_engine(runs, engine.value)
-    result = fit_runs(runs, phase_terms)
+    result = fit_runs(runs, phase_terms, run_dtype)
     if save_path is not None:
         from calc.hardware.calibration import save_calibration
 

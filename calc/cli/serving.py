@@ -437,7 +437,9 @@ def latency(
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
 
     mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a)  # one capacity call for fit and band
-    if batch > mem.max_num_seqs:  # the engine runs at most max_num_seqs requests at once: not one static batch
+    # the engine runs at most max_num_seqs requests at once: not one static batch (SGLang's follows from its KV pool:
+    # 0 when the pool holds no request, which the fit check below names as "does not fit")
+    if 1 <= mem.max_num_seqs < batch:
         raise LLMCalcError("--batch", f"{batch:,} requests exceed {engine.value}'s max_num_seqs {mem.max_num_seqs:,} on "
                                       f"{g.name}: the engine runs at most that many at once, not one static batch; give "
                                       f"--batch <= {mem.max_num_seqs:,}")

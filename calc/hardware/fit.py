@@ -3,7 +3,7 @@
 Each run is one measured time with its settings: a TTFT (prefill), a TPOT (decode step) or a
 training step time. At efficiencies 1 the time models give, per run i, a compute time C_i
 (FLOPs / (GPUs x peak)), a memory time M_i (bytes / (GPUs x bandwidth)) and a fixed time K_i that
-no efficiency scales (communication, per-step overhead); with efficiencies (e_c, e_m) the roofline
+no efficiency scales (communication, per-step overhead, an MoE model's routing kernels); with efficiencies (e_c, e_m) the roofline
 
     t_i = max(C_i / e_c, M_i / e_m) + K_i          (Williams et al. 2009; calc.serving.step)
 
@@ -62,7 +62,9 @@ class Run(BaseModel):
     prompt: PositiveInt | None = Field(None, le=MAX_TOKENS)
     output: PositiveInt = Field(1, le=MAX_TOKENS)
     seq: PositiveInt | None = Field(None, le=MAX_TOKENS, description="training sequence length")
-    dtype: str = "bf16"
+    dtype: str | None = Field(None, description=(
+        "the weights as `latency --dtype` takes them; empty: as the checkpoint ships them for a TTFT / TPOT run (as "
+        "`latency`), bf16 for a training step"))
     engine: Engine | None = Field(None, description=(
         "the serving engine a TTFT / TPOT run measured (vllm, vllm-v0, sglang, trtllm; default vllm, as `latency`): "
         "its step overhead and prefill chunk, as `latency --engine` prices them; refused on a training run"))
@@ -242,7 +244,7 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
 
         assert run.seq is not None
         step = forward_flops(m, run.batch, run.seq).training_flops
-        compute = step / (run.num_gpus * peak_tflops(gpu, run.dtype) * 1e12)
+        compute = step / (run.num_gpus * peak_tflops(gpu, run.dtype or "bf16") * 1e12)
         return Terms(compute_s=compute, memory_s=0.0, fixed_s=0.0, default_s=compute / DEFAULT_COMPUTE_EFFICIENCY)
     assert run.prompt is not None
     compute, memory, fixed, default = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
@@ -284,16 +286,27 @@ def _rms(values: list[float]) -> float:
     return math.sqrt(sum(v * v for v in values) / len(values))
 
 
-def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
-    """Fit (e_c, e_m) to the runs of one GPU and dtype; residual per run with defaults and fitted."""
+def fit_runs(runs: list[Run], serving_terms: ServingTerms,
+             compute_dtype: Callable[[ModelSpec, GPUSpec, str | None], str] | None = None) -> FitResult:
+    """Fit (e_c, e_m) to the runs of one GPU and compute dtype; residual per run with defaults and fitted.
+    ``compute_dtype(model, gpu, dtype)``: the tensor peak a serving run's GEMMs run at (calc.serving.phases.run_dtype:
+    the checkpoint's when its dtype is empty, fp16 for a W4A16 one), passed in as ``serving_terms`` is; without it, the
+    run's dtype or bf16."""
     from calc.sources.catalog import load_gpu, load_model
 
     gpus = {load_gpu(r.gpu, "--from-runs").name for r in runs}
-    dtypes = {r.dtype for r in runs}
-    if len(gpus) > 1 or len(dtypes) > 1:
-        raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype; the runs have {sorted(gpus)} "
-                                          f"and {sorted(dtypes)}: split the file")
     gpu = load_gpu(runs[0].gpu, "--from-runs")
+
+    def peak_dtype(r: Run) -> str:
+        if compute_dtype is None or r.measure == "step_time_s":
+            return r.dtype or "bf16"
+        return compute_dtype(load_model(r.model, "--from-runs"), gpu, r.dtype)
+
+    dtypes = {peak_dtype(r) for r in runs}
+    if len(gpus) > 1 or len(dtypes) > 1:
+        raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype (the tensor peak the runs' GEMMs "
+                                          f"run at); the runs have {sorted(gpus)} and {sorted(dtypes)}: split the file")
+    dtype = dtypes.pop()
     for i, run in enumerate(runs, 1):  # as latency --engine refuses it (calc.cli.serving.refuse_engine_on_gpu)
         if run.engine == "trtllm" and gpu.vendor != "NVIDIA":
             raise LLMCalcError("--from-runs", f"run {i}: TensorRT-LLM runs on NVIDIA GPUs only; {gpu.name} is "
@@ -311,7 +324,7 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
                            residual=(fitted - run.measured_s) / run.measured_s,
                            default_residual=(default - run.measured_s) / run.measured_s, bound=bound))
     n_c, n_m = bounds.count("compute"), bounds.count("memory")
-    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead ({gpu.name}, {runs[0].dtype})"]
+    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead ({gpu.name}, {dtype})"]
     if any(f.engine for f in fits):
         assumptions.append("serving runs priced as `latency --engine` prices them: the engine's step overhead for the "
                            "model (an MoE model's key apart) and its prefill chunk; engine per run in the model column "
@@ -321,7 +334,7 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms) -> FitResult:
     if not n_m:
         assumptions.append(f"no run is memory-bound: memory efficiency stays at the default {DEFAULT_MEMORY_EFFICIENCY:.0%}")
     return FitResult(
-        gpu=gpu.name, dtype=runs[0].dtype, compute_efficiency=e_c, memory_efficiency=e_m, compute_runs=n_c,
+        gpu=gpu.name, dtype=dtype, compute_efficiency=e_c, memory_efficiency=e_m, compute_runs=n_c,
         memory_runs=n_m, rounds=rounds, rms_residual=_rms([f.residual for f in fits]),
         default_rms_residual=_rms([f.default_residual for f in fits]), runs=fits, assumptions=assumptions,
         explain=[

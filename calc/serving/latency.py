@@ -86,6 +86,8 @@ class LatencyResult(BaseModel):
     step_overhead_per_seq_s: float = 0.0  # added to a step's overhead per sequence it holds (calc.serving.step.step_overhead)
     prefill_overhead_s: float = 0.0  # host overhead inside TTFT: every prefill step's fixed + per-sequence part
     decode_overhead_s: float = 0.0  # host overhead inside one TPOT step
+    prefill_routing_s: float = 0.0  # MoE router / top-k / permute traffic inside TTFT (calc.serving.moe.moe_routing_s)
+    decode_routing_s: float = 0.0  # ... inside one TPOT step
     tokens_per_s: float  # the batch's output tokens over its whole life, prefill included: B x O / e2e (as serve, compare)
     decode_tokens_per_s: float  # while decoding: B / TPOT
     e2e_s: float
@@ -193,6 +195,7 @@ def latency(
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
         decode_step_overhead_s=a.step_overhead_s / a.scheduler_steps if a.scheduler_steps > 1 else None,
         step_overhead_per_seq_s=a.step_overhead_per_seq_s, prefill_overhead_s=pre.overhead_s, decode_overhead_s=dec.overhead_s,
+        prefill_routing_s=pre.routing_s, decode_routing_s=dec.routing_s,
         tokens_per_s=batch * output / e2e, decode_tokens_per_s=batch / tpot, e2e_s=e2e, ttft_at_full_peak_s=at_peak,
         assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[

@@ -30,11 +30,21 @@ def predict_phases(m: ModelSpec, gpu: GPUSpec, batch: int, prompt: int, dtype: s
     return r.ttft_s + head, r.tpot_s, f"{r.efficiency_source}; {note}"
 
 
+def run_dtype(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> str:
+    """The tensor peak a serving run's GEMMs run at: the weights' compute dtype (calc.serving.weights.weight_format;
+    ``dtype`` None: the checkpoint as shipped, as `latency` reads it), the dtype a calibration fitted to it is for."""
+    from calc.serving.weights import weight_format
+
+    return weight_format(m, gpu, dtype).compute_dtype
+
+
 def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch: int, prompt: int, output: int,
-                dtype: str, engine: str = "vllm") -> tuple[float, float, float, float]:
+                dtype: str | None, engine: str = "vllm") -> tuple[float, float, float, float]:
     """(compute, memory, fixed, default) seconds of a prefill or one decode step, per GPU: the step's
     FLOPs over the dense peak and its bytes over the HBM bandwidth (efficiency 1), its all-reduces plus
-    the step's host overhead (fixed + per sequence, calc.serving.step.step_overhead; no efficiency scales them),
+    the step's host overhead (fixed + per sequence, calc.serving.step.step_overhead) and an MoE model's routing kernels
+    (calc.serving.step.moe_routing_s, from measured kernel tables: the roofline step adds them after its max, at the
+    uncalibrated bandwidth); no efficiency scales these three,
     and latency's own answer without a calibration. The run is priced as `llmcalc latency --engine ENGINE` prices
     it (calc.serving.capacity.engine_latency): the engine's step overhead for this model (calc.serving.assumptions
     engine_defaults, an MoE model's key apart), its release's kernels on this GPU (calc.serving.engine_kernels) and
@@ -54,5 +64,6 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
                        output=output, dtype=dtype)
     flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,
                                                                                    r.decode_bytes_per_step)
-    return (flops / (peak_tflops(gpu, dtype) * TERA), moved / (gpu.hbm_tb_s * TERA),
-            getattr(r, f"{phase}_comm_s") + getattr(r, f"{phase}_overhead_s"), r.ttft_s if phase == "prefill" else r.tpot_s)
+    fixed = sum(getattr(r, f"{phase}_{part}_s") for part in ("comm", "overhead", "routing"))
+    return (flops / (peak_tflops(gpu, run_dtype(m, gpu, dtype)) * TERA), moved / (gpu.hbm_tb_s * TERA), fixed,
+            r.ttft_s if phase == "prefill" else r.tpot_s)

@@ -23,7 +23,8 @@
 A calibration fitted by `calibrate --from-runs` (time_model "roofline") holds two efficiencies fitted to
 whole steps: the step is then exactly the model they were fitted to (calc.hardware.fit), so `latency`
 reproduces the fitted predictions:
-    step    = max(FLOPs / (peak x e_c), bytes read / (HBM x e_m)) + comm + per-step overhead
+    step    = max(FLOPs / (peak x e_c), bytes read / (HBM x e_m)) + MoE routing + comm + per-step overhead
+              (routing at the uncalibrated bandwidth, comm and overhead: the fit's fixed time K, no efficiency scales them)
 Pipeline parallelism: a micro-batch of B/p sequences traverses all p stages, so its step
 is the TP-only step at B/p tokens plus (p-1) stage-to-stage sends; p micro-batches are in flight.
 """
@@ -529,8 +530,12 @@ def step_time(
         e_c = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY  # the fit's own defaults without such runs
         e_m = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
         compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
-        memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m) + routing
-        forward = max(compute, memory) + comm
+        memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m)
+        # MoE routing (the measured kernel tables of moe_routing_s, nearly flat in bandwidth) at the uncalibrated
+        # bandwidth, after the max: a fixed time of the fit (calc.serving.phases.phase_terms puts it in K), as comm is
+        routing = moe_routing_s(m, tokens, tp, ep, gpu.hbm_tb_s * TERA * memory_efficiency(gpu), a,
+                                runs_deepgemm(gpu, weight_format(m, gpu, dtype).compute_dtype, a))
+        forward = max(compute, memory) + routing + comm
     eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
     launches = forward_kernels(m, gpu, dtype, tp, a.fp8_unfused_dequant) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
     overhead = step_overhead(a, prefill_tokens, decode_seqs + (prefill_seqs if prefill_tokens else 0))
