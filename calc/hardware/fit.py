@@ -292,17 +292,25 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
     ``compute_dtype(model, gpu, dtype)``: the tensor peak a serving run's GEMMs run at (calc.serving.phases.run_dtype:
     the checkpoint's when its dtype is empty, fp16 for a W4A16 one), passed in as ``serving_terms`` is; without it, the
     run's dtype or bf16."""
+    from calc.hardware.peaks import peak_tflops
     from calc.sources.catalog import load_gpu, load_model
 
     gpus = {load_gpu(r.gpu, "--from-runs").name for r in runs}
     gpu = load_gpu(runs[0].gpu, "--from-runs")
 
-    def peak_dtype(r: Run) -> str:
-        if compute_dtype is None or r.measure == "step_time_s":
-            return r.dtype or "bf16"
-        return compute_dtype(load_model(r.model, "--from-runs"), gpu, r.dtype)
+    def peak_dtype(i: int, r: Run) -> str:
+        """The run's tensor-peak dtype, a dtype the GPU has a peak for; a bad dtype cell is named by its run."""
+        try:
+            if compute_dtype is None or r.measure == "step_time_s":
+                dtype = r.dtype or "bf16"
+            else:
+                dtype = compute_dtype(load_model(r.model, "--from-runs"), gpu, r.dtype)
+            peak_tflops(gpu, dtype)
+        except LLMCalcError as exc:
+            raise LLMCalcError("--from-runs", f"run {i}: dtype: {exc.problem}") from None
+        return dtype
 
-    dtypes = {peak_dtype(r) for r in runs}
+    dtypes = {peak_dtype(i, r) for i, r in enumerate(runs, 1)}
     if len(gpus) > 1 or len(dtypes) > 1:
         raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype (the tensor peak the runs' GEMMs "
                                           f"run at); the runs have {sorted(gpus)} and {sorted(dtypes)}: split the file")
