@@ -411,7 +411,8 @@ def test_a_run_over_the_engines_token_budget_is_priced_as_latency_prices_it(cli,
     ("model,gpu,batch,prompt,tpot_s,engine\nllama3-8b,mi300x,8,2048,1.0,trtllm\n",
      "run 1: TensorRT-LLM runs on NVIDIA GPUs only; mi300x is AMD's"),
     ("model,gpu,prompt,tpot_s,dtype\nllama3-8b,h100,128,0.01,abc\n", "--from-runs: run 1: dtype: h100-sxm has no abc tensor peak"),
-    ("model,gpu,batch,seq,step_time_s,dtype\nllama3-8b,h100,8,2048,1.0,abc\n", "--from-runs: run 1: dtype: h100-sxm has no abc tensor peak"),
+    ("model,gpu,batch,seq,step_time_s,dtype\nllama3-8b,h100,8,2048,1.0,abc\n",
+     "--from-runs: run 1: dtype: h100-sxm has no abc tensor peak"),
 ])
 def test_engine_column_refusals(cli, tmp_path: Path, text: str, problem: str) -> None:
     runs = tmp_path / "runs.csv"
