@@ -332,7 +332,8 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
                            residual=(fitted - run.measured_s) / run.measured_s,
                            default_residual=(default - run.measured_s) / run.measured_s, bound=bound))
     n_c, n_m = bounds.count("compute"), bounds.count("memory")
-    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead ({gpu.name}, {dtype})"]
+    assumptions = [f"roofline per run: max(compute / e_c, memory / e_m) + communication + step overhead "
+                   f"(+ MoE routing) ({gpu.name}, {dtype})"]
     if any(f.engine for f in fits):
         assumptions.append("serving runs priced as `latency --engine` prices them: the engine's step overhead for the "
                            "model (an MoE model's key apart) and its prefill chunk; engine per run in the model column "

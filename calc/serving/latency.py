@@ -86,7 +86,7 @@ class LatencyResult(BaseModel):
     step_overhead_per_seq_s: float = 0.0  # added to a step's overhead per sequence it holds (calc.serving.step.step_overhead)
     prefill_overhead_s: float = 0.0  # host overhead inside TTFT: every prefill step's fixed + per-sequence part
     decode_overhead_s: float = 0.0  # host overhead inside one TPOT step
-    prefill_routing_s: float = 0.0  # MoE router / top-k / permute traffic inside TTFT (calc.serving.moe.moe_routing_s)
+    prefill_routing_s: float = 0.0  # MoE router / top-k / permute kernels inside TTFT (calc.serving.step.moe_routing_s)
     decode_routing_s: float = 0.0  # ... inside one TPOT step
     tokens_per_s: float  # the batch's output tokens over its whole life, prefill included: B x O / e2e (as serve, compare)
     decode_tokens_per_s: float  # while decoding: B / TPOT
