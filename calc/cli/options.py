@@ -496,8 +496,9 @@ class EmitEngine(StrEnum):
 
 
 EngineOpt = Annotated[Engine, typer.Option(
-    "--engine", help="whose memory accounting: vllm (V1), vllm-v0 (releases before 0.8), sglang or trtllm "
-                     "(PyTorch backend from 1.0, TensorRT engines before: --engine-version)")]
+    "--engine", help="whose memory accounting and step overhead: vllm (V1), vllm-v0 (releases before 0.8), sglang or "
+                     "trtllm (PyTorch backend from 1.0, TensorRT engines before: --engine-version where a command "
+                     "takes it)")]
 EngineVersionOpt = Annotated[str | None, typer.Option(
     "--engine-version", help="engine release whose defaults apply, e.g. 0.8 or 0.11 (default: the current one)")]
 GpuMemUtilOpt = Annotated[float | None, typer.Option(
