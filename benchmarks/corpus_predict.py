@@ -640,7 +640,7 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     update = {}
     for name in ("step_overhead_s", "step_overhead_per_seq_s"):  # the fixed and the per-sequence part of a step's overhead
         value = overrides.get(name, parameter(name))  # a value, or {engine family: value}
-        if isinstance(value, dict):  # a family the data file does not hold yet reads "other" (engine_step_overhead_s)
+        if isinstance(value, dict):  # a family the data file does not hold yet reads "other" (calc.serving.assumptions.engine_overhead)
             value = value.get(overhead_key(row), value["other"])
         update[name] = value
     assumptions = DEFAULT_ASSUMPTIONS.model_copy(update=update)
@@ -687,7 +687,7 @@ ENGINE_FAMILY = {"vllm": "vllm", "vllm-v0": "vllm-v0", "sglang": "sglang", "trtl
 def engine_family(row: Any) -> str:
     """The serving engine whose per-step overhead a row informs; unlisted stacks share "other" (never fitted). vLLM
     by release: before 0.8 the V0 engine ("vllm-v0": its own scheduler, input preparation and driver-worker broadcast
-    every step, EngineSettings.accounting), from 0.8 V1 ("vllm"), as calc.serving.assumptions.engine_step_overhead_s
+    every step, EngineSettings.accounting), from 0.8 V1 ("vllm"), as calc.serving.assumptions.engine_overhead
     reads them for --engine / --engine-version."""
     family = ENGINE_FAMILY.get(row.stack.name, "other")
     if not family.startswith("vllm"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from calc.hardware.efficiency import GEMM_PLATEAU
-from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_step_overhead_s
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_overhead
 from calc.serving.eager import forward_kernels, launch_s
 from calc.serving.latency import latency
 from calc.sources.catalog import load_gpu, load_model
@@ -66,14 +66,14 @@ def test_step_overhead_read_per_engine_family(monkeypatch) -> None:  # noqa: ANN
 
     table = {"vllm": 1e-3, "vllm/moe": 5.5e-3, "vllm-v0": 7e-3, "trtllm": 4.75e-3, "other": 2e-3}
     monkeypatch.setattr(assumptions, "parameter", lambda name: table)
-    assert engine_step_overhead_s(EngineSettings(engine="vllm", engine_version="0.6.3")) == 7e-3  # V0: before 0.8
-    assert engine_step_overhead_s(EngineSettings(engine="vllm-v0")) == 7e-3
-    assert engine_step_overhead_s(EngineSettings(engine="vllm", engine_version="0.11")) == 1e-3  # V1
-    assert engine_step_overhead_s(EngineSettings(engine="trtllm")) == 4.75e-3
-    assert engine_step_overhead_s(EngineSettings(engine="sglang")) == 2e-3  # no key of its own in this table: "other"
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="vllm", engine_version="0.6.3")) == 7e-3  # V0: before 0.8
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="vllm-v0")) == 7e-3
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="vllm", engine_version="0.11")) == 1e-3  # V1
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="trtllm")) == 4.75e-3
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="sglang")) == 2e-3  # no key of its own in this table: "other"
     # an MoE model reads its engine's "/moe" key (fitted on MoE rows alone), else "other", never the dense key
-    assert engine_step_overhead_s(EngineSettings(engine="vllm", engine_version="0.11"), moe=True) == 5.5e-3
-    assert engine_step_overhead_s(EngineSettings(engine="trtllm"), moe=True) == 2e-3
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="vllm", engine_version="0.11"), moe=True) == 5.5e-3
+    assert engine_overhead("step_overhead_s", EngineSettings(engine="trtllm"), moe=True) == 2e-3
 
 
 LATENCY = ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "512", "--output", "128", "--batch", "4", "--json")

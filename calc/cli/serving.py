@@ -241,11 +241,13 @@ def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
 
 
 def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None:
-    """TensorRT-LLM builds CUDA kernels for NVIDIA GPUs only: refused on another vendor's GPU, naming ``flag`` (the
+    """An engine refused on a GPU it does not run on (calc.specs.serving.engine_gpu_problem), naming ``flag`` (the
     option that chose the engine)."""
-    if engine == Engine.trtllm and g.vendor != "NVIDIA":
-        raise LLMCalcError(flag, f"TensorRT-LLM runs on NVIDIA GPUs only; {g.name} is {g.vendor}'s: "
-                                       "give --engine vllm or sglang")
+    from calc.specs.serving import engine_gpu_problem
+
+    problem = engine_gpu_problem(engine.value, g)
+    if problem:
+        raise LLMCalcError(flag, f"{problem}: give --engine vllm or sglang")
 
 
 def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) -> None:
@@ -269,7 +271,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     CUDA context where the release counts it, else the workspaces above its snapshot: calc.serving.engine_memory
     non_torch_bytes); at its default each release keeps its own (ServingAssumptions).
     --step-overhead-ms: the per-step overhead; else the fitted value of the engine ``settings`` name (--engine and
-    --engine-version: calc.serving.assumptions.engine_step_overhead_s, an MoE model's (``moe``) apart; vLLM V1
+    --engine-version: calc.serving.assumptions.engine_overhead, an MoE model's (``moe``) apart; vLLM V1
     without settings).
     --step-overhead-per-seq-us: the part per scheduled sequence, the same way (calc.serving.assumptions.engine_overhead).
     --enforce-eager: every step without a CUDA / HIP graph (calc.serving.eager).

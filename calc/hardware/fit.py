@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_MEMORY_EFFICIENCY
 from calc.specs import GPUSpec, ModelSpec
-from calc.specs.serving import Engine
+from calc.specs.serving import Engine, engine_gpu_problem
 from calc.units import abbrev, count
 
 MEASURES = ("ttft_s", "tpot_s", "step_time_s")
@@ -85,6 +85,11 @@ class Run(BaseModel):
         if given[0] != "step_time_s" and self.prompt is None:
             raise ValueError(f"a {given[0]} run needs prompt")
         return self
+
+    @property
+    def serving_engine(self) -> str | None:
+        """The engine a TTFT / TPOT run is priced as (its cell, else vllm, as `latency`); None for a training step."""
+        return None if self.measure == "step_time_s" else self.engine or "vllm"
 
     @property
     def measure(self) -> str:
@@ -249,7 +254,7 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
     assert run.prompt is not None
     compute, memory, fixed, default = serving_terms(m, gpu, "prefill" if run.measure == "ttft_s" else "decode", num_gpus=run.num_gpus,
                                           batch=run.batch, prompt=run.prompt, output=run.output, dtype=run.dtype,
-                                          engine=run.engine or "vllm")
+                                          engine=run.serving_engine)
     return Terms(compute_s=compute, memory_s=memory, fixed_s=fixed, default_s=default)
 
 
@@ -315,10 +320,10 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
         raise LLMCalcError("--from-runs", f"one calibration describes one GPU and dtype (the tensor peak the runs' GEMMs "
                                           f"run at); the runs have {sorted(gpus)} and {sorted(dtypes)}: split the file")
     dtype = dtypes.pop()
-    for i, run in enumerate(runs, 1):  # as latency --engine refuses it (calc.cli.serving.refuse_engine_on_gpu)
-        if run.engine == "trtllm" and gpu.vendor != "NVIDIA":
-            raise LLMCalcError("--from-runs", f"run {i}: TensorRT-LLM runs on NVIDIA GPUs only; {gpu.name} is "
-                                              f"{gpu.vendor}'s: give engine vllm or sglang")
+    for i, run in enumerate(runs, 1):  # as latency --engine refuses it
+        problem = run.serving_engine and engine_gpu_problem(run.serving_engine, gpu)
+        if problem:
+            raise LLMCalcError("--from-runs", f"run {i}: {problem}: give engine vllm or sglang")
     terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
     check_physical(runs, terms)
     measured = [r.measured_s for r in runs]
@@ -326,8 +331,7 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
     fits = []
     for i, (run, t, bound) in enumerate(zip(runs, terms, bounds, strict=True), 1):
         default, fitted = t.default_s, _predict(t, 1 / e_c, 1 / e_m)
-        engine = None if run.measure == "step_time_s" else run.engine or "vllm"
-        fits.append(RunFit(row=i, model=run.model, engine=engine, measure=run.measure, measured_s=run.measured_s,
+        fits.append(RunFit(row=i, model=run.model, engine=run.serving_engine, measure=run.measure, measured_s=run.measured_s,
                            predicted_default_s=default, predicted_fitted_s=fitted,
                            residual=(fitted - run.measured_s) / run.measured_s,
                            default_residual=(default - run.measured_s) / run.measured_s, bound=bound))

@@ -301,17 +301,12 @@ class ServingAssumptions(BaseModel):
 DEFAULT_ASSUMPTIONS = ServingAssumptions()
 
 
-def engine_step_overhead_s(settings: Any, moe: bool = False) -> float:
-    """The fitted per-step overhead of the engine ``settings`` name (an EngineSettings): vLLM releases before 0.8 (V0,
-    EngineSettings.accounting) read "vllm-v0", later ones "vllm", SGLang and TensorRT-LLM their own; a family the data
-    file does not hold reads its "other" value (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
-    return engine_overhead("step_overhead_s", settings, moe)
-
-
 def engine_overhead(name: str, settings: Any, moe: bool = False) -> float:
     """The data file's value of one step-overhead part (``name``: "step_overhead_s", the fixed part, or
-    "step_overhead_per_seq_s") for the engine ``settings`` name and the model's MoE-ness (overhead_family); a key the
-    file does not hold reads its "other" value."""
+    "step_overhead_per_seq_s") for the engine ``settings`` name (an EngineSettings) and the model's MoE-ness
+    (overhead_family: vLLM releases before 0.8, V0 by EngineSettings.accounting, read "vllm-v0", later ones "vllm",
+    SGLang and TensorRT-LLM their own); a key the file does not hold reads its "other" value
+    (calc/data/fitted_defaults.json, benchmarks/fit_corpus.py)."""
     values = parameter(name)
     return values.get(overhead_family(settings, moe), values["other"])
 

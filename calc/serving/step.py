@@ -521,21 +521,21 @@ def step_time(
         comm += (m.num_layers - m.moe.num_dense_layers) * moe_comm_s(m, system, a, tokens, tp, ep, x_bytes, calibration)
     if pp > 1:
         comm += chain_p2p_time(system, payload, pp, tp)  # each stage boundary on its own link
-    routing = moe_routing_s(m, tokens, tp, ep, bandwidth, a,
-                            runs_deepgemm(gpu, weight_format(m, gpu, dtype).compute_dtype, a))
+    roofline = getattr(calibration, "time_model", None) == "roofline"  # fitted by calibrate --from-runs (module docstring)
+    # MoE routing (the measured kernel tables of moe_routing_s, nearly flat in bandwidth); under a roofline calibration
+    # at the uncalibrated bandwidth: a fixed time of the fit (calc.serving.phases.phase_terms puts it in K), as comm is
+    compute_dtype = weight_format(m, gpu, dtype).compute_dtype
+    routing = moe_routing_s(m, tokens, tp, ep, gpu.hbm_tb_s * TERA * memory_efficiency(gpu) if roofline else bandwidth, a,
+                            runs_deepgemm(gpu, compute_dtype, a))
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory + routing
     forward = gemm_s + max(attn_compute, attn_memory) + routing + comm
-    if getattr(calibration, "time_model", None) == "roofline":  # fitted by calibrate --from-runs (module docstring)
+    if roofline:
         e_c = calibration.largest("gemm") or DEFAULT_COMPUTE_EFFICIENCY  # the fit's own defaults without such runs
         e_m = calibration.largest("memory") or DEFAULT_MEMORY_EFFICIENCY
-        compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, weight_format(m, gpu, dtype).compute_dtype) * TERA * e_c)
+        compute = (gemm_flops + attn_flops) / (peak_tflops(gpu, compute_dtype) * TERA * e_c)
         memory = (weight_bytes + kv_read) / (gpu.hbm_tb_s * TERA * e_m)
-        # MoE routing (the measured kernel tables of moe_routing_s, nearly flat in bandwidth) at the uncalibrated
-        # bandwidth, after the max: a fixed time of the fit (calc.serving.phases.phase_terms puts it in K), as comm is
-        routing = moe_routing_s(m, tokens, tp, ep, gpu.hbm_tb_s * TERA * memory_efficiency(gpu), a,
-                                runs_deepgemm(gpu, weight_format(m, gpu, dtype).compute_dtype, a))
-        forward = max(compute, memory) + routing + comm
+        forward = max(compute, memory) + routing + comm  # routing after the max
     eager = a.eager or (a.eager_prefill and prefill_tokens > 0)  # vLLM V0 captures decode-only steps alone
     launches = forward_kernels(m, gpu, dtype, tp, a.fp8_unfused_dequant) * launch_s(gpu, a.eager_launch_s) if eager else 0.0
     overhead = step_overhead(a, prefill_tokens, decode_seqs + (prefill_seqs if prefill_tokens else 0))

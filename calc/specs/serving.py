@@ -42,13 +42,21 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from calc.specs import _Spec
 
 Engine = Literal["vllm", "vllm-v0", "sglang", "trtllm"]
+
+
+def engine_gpu_problem(engine: str, gpu: Any) -> str | None:
+    """TensorRT-LLM builds CUDA kernels for NVIDIA GPUs only: why ``engine`` cannot run on ``gpu`` (a GPUSpec), else
+    None. The one rule behind every serving command's --engine / --emit and calibrate's runs."""
+    if engine == "trtllm" and gpu.vendor != "NVIDIA":
+        return f"TensorRT-LLM runs on NVIDIA GPUs only; {gpu.name} is {gpu.vendor}'s"
+    return None
 Accounting = Literal["vllm-v1", "vllm-v0", "sglang", "trtllm"]
 
 CURRENT_VERSION: dict[str, str] = {"vllm": "0.11", "vllm-v0": "0.6", "sglang": "0.5.4", "trtllm": "1.0"}
