@@ -362,7 +362,7 @@ def max_load_layout(
     setup, replica = _max_load_replica(m, gpu, prompt, output, tp, pp, dtype, kv_dtype, settings, assumptions, ep)
     if replica is None:
         return None
-    return _layout(replica, setup.s, None, None, None, requests, tp * pp * replica.dp, assumptions)
+    return _layout(replica, setup.s, None, None, None, requests, tp * pp * replica.dp, assumptions, max_load=True)
 
 
 def max_load_decode_step(
@@ -466,11 +466,15 @@ class _Setup:
         return _Replica(self.m, self.gpu_run, mem, self.prompt, self.output, self.hook, self.a, self.dtype, self.kv_dtype)
 
 
-def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
+def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_gpus, a,  # noqa: ANN001
+            max_load: bool = False) -> Layout:
     """The layout at the batch it runs: the largest meeting both targets (powers of two, then bisection) for
     one replica or a fixed --num-gpus; when sizing for --rate / --users, the one of those batches that needs
     the fewest GPUs (then the most tokens/s per GPU), so a looser target, which only adds batches, never
-    needs more GPUs."""
+    needs more GPUs. ``max_load`` (max_load_layout: no target, ``users`` the requests sent, nobody reads the
+    frontier): the batch is the cap itself, min(KV cap, max_num_seqs, chunk cap, requests), as max_load_layout
+    states, and only that batch is priced (the powers of two below it were nine in ten of a corpus row's steps);
+    the frontier holds that one point."""
     cap = min(r.mem.max_concurrency, r.mem.max_num_seqs) * r.dp  # each attention group admits its own requests
     if users:
         cap = min(cap, users)  # a replica never runs more requests than there are users
@@ -482,6 +486,13 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
 
     def ok(st: StepTime, ttft: float) -> bool:
         return (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms)
+
+    if max_load:
+        assert ttft_ms is None and tpot_ms is None and rate is None, "a max-load layout has no target and no rate"
+        st, ttft = r.tpot(cap), r.ttft_s(cap)
+        frontier = [FrontierPoint(batch=cap, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
+                                  tokens_per_s_per_gpu=slot_tokens_per_s(r, cap, st, ttft) / gpr)]
+        return _sized(r, (cap, st, ttft), True, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
 
     for b in _powers(cap):
         st = r.tpot(b)
