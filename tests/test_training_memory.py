@@ -224,6 +224,10 @@ def test_loss_buffers_per_stack() -> None:
     for loss, expected in (("megatron", 394_002_432), ("flash-ce", 262_668_288), ("fp32", 1_050_673_152)):
         assert lm_head_buffers(m, 1, 4096, loss, 8, 2, True, 8)[-1].bytes == expected
     assert lm_head_buffers(m, 1, 4096, "fp32", 8, 2, True, 1)[-1].bytes == 6_304_038_912
+    # compiled torch CE: bf16 logits saved + bf16 dlogits = 4 B per logit, 4,096 x 128,256 x 4 = 2,101,346,304 on one
+    # device; under TP priced as loss_parallel's decomposition, 16 B per logit of the shard: 4,096 x 128,256 x 16 / 8
+    assert lm_head_buffers(m, 1, 4096, "compiled", 8, 2, True, 1)[-1].bytes == 2_101_346_304
+    assert lm_head_buffers(m, 1, 4096, "compiled", 8, 2, True, 8)[-1].bytes == 1_050_673_152
 
 
 def test_unknown_training_loss_is_refused() -> None:
@@ -244,6 +248,17 @@ def test_corpus_stack_loss() -> None:
     def row(stack: str) -> SimpleNamespace:
         return SimpleNamespace(stack=SimpleNamespace(name=stack))
 
+    def dated(date: str) -> SimpleNamespace:
+        return SimpleNamespace(stack=SimpleNamespace(name="torchtitan"), source=SimpleNamespace(date=date))
+
+    # torchtitan compiles its loss with the model from 2025-04-02 (bbb1b616e), not between 2024-12-18 (e8977b007) and
+    # then; a month alone reads as its last day (the 2024-12 tables ran at 9dec370, 2024-12-26)
+    assert training_loss(dated("2025-06-16"), {"compile": True}) == "compiled"
+    assert training_loss(dated("2025-06"), {"compile": True}) == "compiled"
+    assert training_loss(dated("2024-12"), {"compile": True}) == "fp32"
+    assert training_loss(dated("2025-03-12"), {"compile": True}) == "fp32"
+    assert training_loss(dated("2024-11-05"), {"compile": True}) == "compiled"
+    assert training_loss(dated("2025-06-16"), {}) == "fp32"
     assert training_loss(row("llm-foundry"), {}) == "flash-ce"
     assert training_loss(row("torchtitan"), {}) == "fp32"
     assert training_loss(row("llm-foundry"), {"loss": "fp32"}) == "fp32"

@@ -44,7 +44,8 @@ GradAccumOpt = Annotated[int | None, _opt("--grad-accum", "finetune: micro-batch
 CompileOpt = Annotated[bool | None, _opt("--compile/--no-compile", "train, finetune: fused elementwise ops (torch.compile, or "
                                          "Megatron's fusions: norm upcast, silu kept out) or eager ones (default: the stack's)")]
 LossOpt = Annotated[str | None, _opt("--loss", "cross-entropy buffers: fp32 (torch CE on upcast logits, 12 B/logit; "
-                                              "16 B per logit of the vocab shard under TP, loss_parallel), megatron "
+                                              "16 B per logit of the vocab shard under TP, loss_parallel), compiled (the same "
+                                              "under torch.compile, torchtitan's with compile on: 4 B), megatron "
                                               "(Megatron-Core vocab-parallel CE, 6 B), flash-ce (flash-attn fused CE, 4 B), "
                                               "chunked or fused (default: the stack's: fp32 on hf, megatron on megatron)")]
 LossChunksOpt = Annotated[int | None, _opt("--loss-chunks", "finetune: chunks of a chunked/fused loss (default 8)",

@@ -345,13 +345,14 @@ def _adapted_shapes(m: ModelSpec, adapted: frozenset[str]) -> list[tuple[int, in
 
 # Bytes per logit (over the vocabulary shard) at the loss backward's start, for the whole-logits losses of training
 # stacks (lm_head_buffers explains each): Megatron-Core's vocab-parallel CE 4 (fp32 softmax) + 2 (bf16 grad cast);
-# flash-attn's fused CE 2 (bf16 logits saved) + 2 (bf16 dlogits).
-LOSS_BYTES_PER_LOGIT = {"megatron": 6, "flash-ce": 4}
+# flash-attn's fused CE 2 (bf16 logits saved) + 2 (bf16 dlogits); torch cross_entropy on logits.float() compiled by
+# torch.compile 2 (bf16 logits saved) + 2 (bf16 dlogits written by the fused backward kernel).
+LOSS_BYTES_PER_LOGIT = {"megatron": 6, "flash-ce": 4, "compiled": 4}
 # torch cross_entropy on fp32 logits: one device (aten log_softmax / nll_loss kernels) 12 B; vocab-sharded under TP
 # (torch.distributed.tensor.parallel.loss_parallel, torchtitan's default with TP) 16 B (lm_head_buffers).
 FP32_CE_BYTES_PER_LOGIT = 12
 LOSS_PARALLEL_BYTES_PER_LOGIT = 16
-TRAINING_LOSSES = ("fp32", "megatron", "flash-ce", "chunked", "fused", "bf16")
+TRAINING_LOSSES = ("fp32", "compiled", "megatron", "flash-ce", "chunked", "fused", "bf16")
 
 
 def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
@@ -374,6 +375,15 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     FlashAttention's fused cross-entropy (``"flash-ce"``; flash_attn/losses/cross_entropy.py, llm-foundry's default
     loss_fn "fused_crossentropy"): the Triton kernel reads the bf16 logits, saves them and a per-row fp32
     log-sum-exp, and backward writes a new bf16 dlogits (inplace_backward=False): 2 + 2 = 4 B per logit.
+    Compiled torch loss (``"compiled"``; torchtitan with compile on: its cross_entropy_loss on pred.float() goes through
+    torch.compile, build_cross_entropy_loss in torchtitan/components/loss.py since pytorch/torchtitan bbb1b616e,
+    2025-04-02, and compile.components "loss" since 08b8b244f, 2025-08-20, "to compile loss separately to get memory
+    reduction"; also from e10cb9494, 2024-10-22, until e8977b007 turned it off on 2024-12-18): inductor fuses the
+    upcast, log-softmax and NLL into reductions, so neither the fp32 copy nor the log-softmax is written; the bf16
+    logits (the model's output, saved) and a per-row log-sum-exp are what backward reads, and its one fused kernel
+    writes the bf16 gradient: 2 + 2 = 4 B per logit, and no freed fp32 block for the caching allocator to keep
+    (calc.memory.training.caching_allocator_cached). Under TP (loss_parallel) it is priced as the eager decomposition
+    below (no source read for how inductor treats the vocab-parallel DTensor loss).
     bf16 (litgpt: ``model(x, lm_head_chunk_size=128)`` + ``chunked_cross_entropy``, lit_gpt/utils.py at commit
     8641822): cross_entropy runs on each bf16 logit chunk without an upcast, so every chunk's bf16 log-softmax is
     kept until backward beside the bf16 logits, and backward writes one chunk's two bf16 gradients: 2 + 2 + 4/C.
@@ -394,11 +404,16 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
     plain = FP32_CE_BYTES_PER_LOGIT if tp == 1 else LOSS_PARALLEL_BYTES_PER_LOGIT
-    per_logit = {"fp32": plain, "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks, "bf16": 4 + 4 / chunks,
+    compiled_ce = LOSS_BYTES_PER_LOGIT["compiled"] if tp == 1 else LOSS_PARALLEL_BYTES_PER_LOGIT
+    per_logit = {"fp32": plain, "compiled": compiled_ce,
+                 "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks, "bf16": 4 + 4 / chunks,
                  "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[loss]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy" + (
                ")" if tp == 1 else ", vocab-parallel under loss_parallel: decomposed log-softmax and NLL backward)"),
+           "compiled": "torch cross_entropy on logits.float() under torch.compile (torchtitan compile.components 'loss'): "
+                       "bf16 logits saved + bf16 dlogits"
+                       + ("" if tp == 1 else ", vocab-parallel priced as loss_parallel's eager decomposition"),
            "chunked": "torchtune modules/loss CEWithChunkedOutputLoss: upcast per chunk" + (" (compiled)" if compiled else ""),
            "fused": "fused linear cross-entropy (Liger / Cut Cross-Entropy, arXiv 2411.09009): per-chunk logits",
            "megatron": "Megatron-Core vocab-parallel cross-entropy: fp32 softmax saved, gradient in place, bf16 cast",
