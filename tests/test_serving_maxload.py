@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from calc.errors import LLMCalcError
+from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
 from calc.serving.engine_memory import engine_memory
 from calc.serving.launch import engine_layout, launch_command
 from calc.serving.moe import attention_ranks
@@ -150,3 +151,21 @@ def test_mxfp4_on_hopper_is_weight_only() -> None:
     fmt = weight_format(load_model("gpt-oss-120b"), H100, None)
     assert "fp4" not in H100.datasheet_peak_tflops
     assert fmt.compute_dtype == "bf16" and fmt.storage == {"experts": "int4"}
+
+
+@pytest.mark.parametrize("requests", [None, 10, 300])
+def test_max_load_prices_only_its_batch_and_agrees_with_the_whole_frontier(requests) -> None:  # noqa: ANN001
+    """max_load_layout prices the one batch it runs, min(KV cap, max_num_seqs, requests); the layout serve's search
+    (every power of two below it, then the sizing for ``requests`` users) picks at no target is that same batch with
+    the same step times, so the shortcut changes no figure."""
+    from calc.serving.plan import _layout, _max_load_replica
+
+    m = load_model("llama3-8b")
+    s = EngineSettings(engine="vllm", engine_version="0.11.0")
+    fast = max_load_layout(m, H100, prompt=1000, output=200, tp=1, settings=s, requests=requests)
+    setup, replica = _max_load_replica(m, H100, 1000, 200, 1, 1, "bf16", None, s, DEFAULT_ASSUMPTIONS, 1)
+    slow = _layout(replica, setup.s, None, None, None, requests, 1, DEFAULT_ASSUMPTIONS)
+    assert [p.batch for p in fast.frontier] == [fast.batch]
+    assert len(slow.frontier) > 1
+    for key in ("batch", "tpot_ms", "ttft_ms", "decode_tokens_per_s", "tokens_per_s", "kv_cache_tokens"):
+        assert getattr(fast, key) == pytest.approx(getattr(slow, key), rel=1e-12), key
