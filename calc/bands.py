@@ -17,10 +17,12 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
 - ``serving_prefill``: TTFT is prefill, compute-bound (the GEMM plateau, attention), a different error from decode:
   kept apart, and only where a prefill pool has fewer than ``min_rows`` rows does it fall back to the ``serving``
   family (``FAMILY``: prefill and decode rows together), which is wider for holding both physics.
-- KV capacity and each peak-memory kind (fine-tuning, training, inference: optimizer states vs KV cache) stay
-  pools of their own, with no family fallback: their errors do not share a cause. One exception
-  (``SAME_ENGINE_POOL``): a training peak, which has no band of its own, reads the fine-tuning peaks' pool, the same
-  memory engine (`memory --mode train` and `--mode finetune --method full` price one job alike: one band, one verdict).
+- KV capacity and the peak-memory pools (the training-memory engine's, inference's: optimizer states vs KV cache)
+  stay pools of their own, with no family fallback: their errors do not share a cause. Fine-tuning and training
+  peaks are one pool, "training_memory": one memory engine prices both (`memory --mode train`, train-step and
+  `--mode finetune --method full` price one job alike: one band, one verdict); until the twenty-fifth pass a training
+  peak read the fine-tuning pool only while it had no band of its own, so once the corpus gave it one the same job
+  got two bands.
 
 benchmarks/fit_bands.py (run by benchmarks/fit_corpus.py) writes, per band group (pool | GPU generation | dtype
 class | dense/moe), per pool and per family, the 10% and 90% quantiles q10, q90 of r over the out-of-fold
@@ -62,13 +64,10 @@ POOL: dict[str, str] = {
     "training_throughput": "training", "training_mfu": "training", "training_step_time": "training",
     "training_gpu_hours": "training", "serving_tpot": "serving_decode", "serving_e2e": "serving_decode",
     "serving_throughput": "serving_decode", "serving_ttft": "serving_prefill",
+    "finetune_peak_memory": "training_memory", "training_peak_memory": "training_memory",
 }
 # Pool -> the family it falls back to when the pool itself has too few rows (only where the pooling is justified).
 FAMILY: dict[str, str] = {"serving_prefill": "serving", "serving_decode": "serving"}
-# Pool -> the pool read in its place when it has no band of its own: a training peak is the fine-tuning peak's memory
-# engine (calc.memory.training prices `memory --mode train`, train-step and `--mode finetune --method full` alike),
-# so one job gets one band and one fit verdict in both modes.
-SAME_ENGINE_POOL: dict[str, str] = {"training_peak_memory": "finetune_peak_memory"}
 NO_BAND = "no comparable measurement"
 
 
@@ -115,12 +114,7 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
-    if pool not in data["pools"] and SAME_ENGINE_POOL.get(pool) in data["pools"]:
-        own_pool = pool
-        group, pool = group_name(SAME_ENGINE_POOL[pool], gpu, dtype, moe), SAME_ENGINE_POOL[pool]
-        group_label = f"{group} (the same memory engine; {own_pool} has no band of its own)"
-    else:
-        group_label = group
+    group_label = group
     family = FAMILY.get(pool)
     own = data["groups"].get(group)
     unseen = own is not None and stack is not None and stack not in own.get("stacks", [stack])

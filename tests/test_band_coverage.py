@@ -21,6 +21,9 @@ KNOWN_MISSES = {
     "serving_tpot": "few rows (12-13) near the lower bound: 7 of 12 (58%) from the sixteenth pass's refit (the decode "
                     "pool's band scale k read at 1.05 from the fit split) to the twenty-first's 9 of 13 (69%). The "
                     "held-out rows are not used to widen it",
+    "training_mfu": "24 of 42 (57%) after the twenty-fifth pass's refit (23 of 37, 62%, before it): the MoE rows (Megatron-"
+                    "Core DeepSeek-V3 on GB200, ModelZoo Qwen3 at long context) and Hopper fp8 long-sequence rows fall "
+                    "outside bands read from fit groups of other shapes; the held-out rows are not used to widen them",
 }
 
 
