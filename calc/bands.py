@@ -17,12 +17,15 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
 - ``serving_prefill``: TTFT is prefill, compute-bound (the GEMM plateau, attention), a different error from decode:
   kept apart, and only where a prefill pool has fewer than ``min_rows`` rows does it fall back to the ``serving``
   family (``FAMILY``: prefill and decode rows together), which is wider for holding both physics.
-- KV capacity and the peak-memory pools (the training-memory engine's, inference's: optimizer states vs KV cache)
-  stay pools of their own, with no family fallback: their errors do not share a cause. Fine-tuning and training
-  peaks are one pool, "training_memory": one memory engine prices both (`memory --mode train`, train-step and
-  `--mode finetune --method full` price one job alike: one band, one verdict); until the twenty-fifth pass a training
-  peak read the fine-tuning pool only while it had no band of its own, so once the corpus gave it one the same job
-  got two bands.
+- KV capacity and each peak-memory kind (fine-tuning, training, inference: optimizer states vs KV cache) stay
+  pools of their own, with no family fallback: their errors do not share a cause. One exception
+  (``SAME_ENGINE_POOL``): a training peak reads the fine-tuning peaks' pool, the same memory engine (`memory --mode
+  train` and `--mode finetune --method full` price one job alike: one band, one verdict), whether or not the corpus
+  gives training peaks a pool of their own (until the twenty-fifth pass only while it gave none, so once it did the
+  same job read two bands). One pool for both kinds was tried in the twenty-fifth pass and not kept: its four fit
+  sources disagree (the fit split's training peaks, torchtitan and pytorch/ao runs, median 22% above the engine;
+  the fine-tuning peaks 2%), so its leave-one-source-out spread factor came out at 3.25 (leave-one-out coverage 0.5
+  at 1) and every fine-tuning band about three times wider than its own rows' scatter.
 
 benchmarks/fit_bands.py (run by benchmarks/fit_corpus.py) writes, per band group (pool | GPU generation | dtype
 class | dense/moe), per pool and per family, the 10% and 90% quantiles q10, q90 of r over the out-of-fold
@@ -64,10 +67,13 @@ POOL: dict[str, str] = {
     "training_throughput": "training", "training_mfu": "training", "training_step_time": "training",
     "training_gpu_hours": "training", "serving_tpot": "serving_decode", "serving_e2e": "serving_decode",
     "serving_throughput": "serving_decode", "serving_ttft": "serving_prefill",
-    "finetune_peak_memory": "training_memory", "training_peak_memory": "training_memory",
 }
 # Pool -> the family it falls back to when the pool itself has too few rows (only where the pooling is justified).
 FAMILY: dict[str, str] = {"serving_prefill": "serving", "serving_decode": "serving"}
+# Pool -> the pool read in its place: a training peak is the fine-tuning peak's memory engine (calc.memory.training
+# prices `memory --mode train`, train-step and `--mode finetune --method full` alike), so one job gets one band and one
+# fit verdict in both modes (module docstring).
+SAME_ENGINE_POOL: dict[str, str] = {"training_peak_memory": "finetune_peak_memory"}
 NO_BAND = "no comparable measurement"
 
 
@@ -114,7 +120,12 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
-    group_label = group
+    if SAME_ENGINE_POOL.get(pool) in data["pools"]:
+        own_pool = pool
+        group, pool = group_name(SAME_ENGINE_POOL[pool], gpu, dtype, moe), SAME_ENGINE_POOL[pool]
+        group_label = f"{group} (the same memory engine as {own_pool})"
+    else:
+        group_label = group
     family = FAMILY.get(pool)
     own = data["groups"].get(group)
     unseen = own is not None and stack is not None and stack not in own.get("stacks", [stack])

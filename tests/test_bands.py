@@ -81,9 +81,9 @@ def test_unknown_kind_is_refused() -> None:
 def test_one_job_one_memory_band_and_verdict_in_both_memory_modes(cli) -> None:
     """QA finding: the same 140.17 GiB llama3-8b job on an H200 was "fits" under `memory --mode train` (no training-
     memory band: no rows) and "tight" under `--mode finetune --method full` (the fine-tuning pool's band); at pass 25,
-    once the corpus gave training peaks a band of their own, the same job got two bands. Both kinds are now one pool,
-    "training_memory" (calc.bands.POOL): one engine, one band. At 3,072 tokens: 135.17 GiB against the H200's 139.81 GiB
-    CUDA total, inside the band."""
+    once the corpus gave training peaks a pool of their own, the same job got two bands. The training peak reads the
+    fine-tuning pool whether or not it has its own (calc.bands.SAME_ENGINE_POOL): one engine, one band. At 3,072
+    tokens: 135.17 GiB against the H200's 139.81 GiB CUDA total, inside the band."""
     out = [cli("memory", "llama3-8b", *mode, "--gpu", "h200", "--stack", "megatron", "--seq", "3072", "--json").json()
            for mode in (("--mode", "train"), ("--mode", "finetune", "--method", "full"))]
     assert out[0]["per_gpu_bytes"] == out[1]["per_gpu_bytes"]
@@ -91,7 +91,7 @@ def test_one_job_one_memory_band_and_verdict_in_both_memory_modes(cli) -> None:
     assert out[0]["bands"]["per_gpu_bytes"]["low"] == out[1]["bands"]["per_gpu_bytes"]["low"]
     assert out[0]["bands"]["per_gpu_bytes"]["rows"] > 0
     assert out[0]["bands"]["per_gpu_bytes"]["group"] == out[1]["bands"]["per_gpu_bytes"]["group"]
-    assert out[0]["bands"]["per_gpu_bytes"]["group"].startswith("training_memory|")
+    assert out[0]["bands"]["per_gpu_bytes"]["group"].startswith("finetune_peak_memory")
 
 
 def test_a_pipelined_fine_tune_keeps_its_gradients_as_training_does(cli) -> None:

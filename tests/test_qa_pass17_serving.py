@@ -62,11 +62,12 @@ def test_pool_queue_against_hand_numbers() -> None:
 
 def test_router_sizes_a_rate_near_the_ttft_floor(cli) -> None:
     # QA: DeepSeek-V3, 1 req/s, TTFT 300 ms on a ~286-297 ms prefill: a queue per replica needs 64 replicas of
-    # TP16 x PP4 (4,096 GPUs); behind a least-loaded router the replicas share one queue (16 x TP16 = 256 GPUs)
+    # TP16 x PP4 (4,096 GPUs); behind a least-loaded router the replicas share one queue (16 x TP16 = 256 GPUs). How
+    # many times fewer depends on how near the prefill sits to the target (pass 25's refit: 224 against 704 GPUs)
     base = ("serve", "deepseek-v3", "--gpu", "h200", "--rate", "1", "--ttft-ms", "300", "--tpot-ms", "20",
             "--prompt", "8000", "--output", "500", "--json")
     pooled, random = cli(*base).json(), cli(*base, "--router", "random").json()
-    assert pooled["gpus_needed"] * 4 <= random["gpus_needed"]
+    assert pooled["gpus_needed"] * 2 <= random["gpus_needed"]
     assert any("one queue" in line for line in pooled["assumptions"])
     refused = cli("serve", "llama3-8b", "--gpu", "h100", "--router", "random")
     assert refused.code == 2 and refused.err.startswith("llmcalc: error: --router")
