@@ -23,7 +23,7 @@ Pools: the residuals that share one prediction are pooled (``POOL``):
   train` and `--mode finetune --method full` price one job alike: one band, one verdict), whether or not the corpus
   gives training peaks a pool of their own (until the twenty-fifth pass only while it gave none, so once it did the
   same job read two bands). One pool for both kinds was tried in the twenty-fifth pass and not kept: its four fit
-  sources disagree (the fit split's training peaks, torchtitan and pytorch/ao runs, median 22% above the engine;
+  sources disagree (the fit split's training peaks, torchtitan and pytorch/ao runs, priced 22% under at the median;
   the fine-tuning peaks 2%), so its leave-one-source-out spread factor came out at 3.25 (leave-one-out coverage 0.5
   at 1) and every fine-tuning band about three times wider than its own rows' scatter.
 

@@ -26,8 +26,8 @@ KNOWN_MISSES = {
                     "outside bands read from fit groups of other shapes; the held-out rows are not used to widen them",
     "training_peak_memory": "2 of 10 (20%) since the twenty-fifth pass's corpus brought it to 10 rows (torchtitan runs on B200 "
                             "and H200, max_memory_reserved): a training peak reads the fine-tuning pool's band "
-                            "(calc.bands.SAME_ENGINE_POOL) while the fit split's own training peaks sit about 22% above "
-                            "the engine; the held-out rows are not used to widen it",
+                            "(calc.bands.SAME_ENGINE_POOL) while the engine prices the fit split's own training peaks "
+                            "about 22% under; the held-out rows are not used to widen it",
     "training_step_time": "1 of 15 (7%) since the twenty-fifth pass's corpus brought it to 15 rows (MoE step times on H100, "
                           "MI325X runs); the held-out rows are not used to widen it",
 }
