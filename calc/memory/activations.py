@@ -380,8 +380,9 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     2025-04-02, and compile.components "loss" since 08b8b244f, 2025-08-20, "to compile loss separately to get memory
     reduction"; also from e10cb9494, 2024-10-22, until e8977b007 turned it off on 2024-12-18): inductor fuses the
     upcast, log-softmax and NLL into reductions, so neither the fp32 copy nor the log-softmax is written; the bf16
-    logits (the model's output, saved) and a per-row log-sum-exp are what backward reads, and its one fused kernel
-    writes the bf16 gradient: 2 + 2 = 4 B per logit, and no freed fp32 block for the caching allocator to keep
+    logits (the model's output, saved) and a per-row log-sum-exp are what backward reads (its min-cut partitioner
+    saves the bf16 input rather than fp32 intermediates it can recompute: our reading, not measured here), and its one
+    fused kernel writes the bf16 gradient: 2 + 2 = 4 B per logit, and no freed fp32 block for the caching allocator to keep
     (calc.memory.training.caching_allocator_cached). Under TP (loss_parallel) it is priced as the eager decomposition
     below (no source read for how inductor treats the vocab-parallel DTensor loss).
     bf16 (litgpt: ``model(x, lm_head_chunk_size=128)`` + ``chunked_cross_entropy``, lit_gpt/utils.py at commit
