@@ -487,20 +487,16 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
     def ok(st: StepTime, ttft: float) -> bool:
         return (tpot_ms is None or st.total_s * 1e3 <= tpot_ms) and (ttft_ms is None or ttft * 1e3 <= ttft_ms)
 
-    if max_load:
-        assert ttft_ms is None and tpot_ms is None and rate is None, "a max-load layout has no target and no rate"
-        st, ttft = r.tpot(cap), r.ttft_s(cap)
-        frontier = [FrontierPoint(batch=cap, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
-                                  tokens_per_s_per_gpu=slot_tokens_per_s(r, cap, st, ttft) / gpr)]
-        return _sized(r, (cap, st, ttft), True, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
-
-    for b in _powers(cap):
+    assert not max_load or (ttft_ms is None and tpot_ms is None and rate is None), "a max-load layout has no target"
+    for b in [cap] if max_load else _powers(cap):
         st = r.tpot(b)
         ttft = r.ttft_s(b)
         frontier.append(FrontierPoint(batch=b, ttft_ms=ttft * 1e3, tpot_ms=st.total_s * 1e3,
                                       tokens_per_s_per_gpu=slot_tokens_per_s(r, b, st, ttft) / gpr))
         if ok(st, ttft):
             feasible.append((b, st, ttft))
+    if max_load:  # no target: the cap itself, met, with nothing after it
+        return _sized(r, feasible[0], True, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
     if not feasible:
         return _sized(r, (1, r.tpot(1), r.ttft_s(1)), False, "unmet", cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
     after = [p for p in frontier if p.batch > feasible[-1][0]]
