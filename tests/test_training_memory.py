@@ -230,6 +230,21 @@ def test_loss_buffers_per_stack() -> None:
     assert lm_head_buffers(m, 1, 4096, "compiled", 8, 2, True, 8)[-1].bytes == 1_050_673_152
 
 
+def test_compiled_loss_is_eager_under_tp_in_the_buffer_and_in_the_allocator_alike() -> None:
+    """One rule (calc.memory.activations.priced_loss) for both places a loss touches the peak. On one device a compiled
+    loss holds 4 B per logit against eager fp32's 12 (lm_head_buffers) and leaves no freed fp32 logits block (2 B per
+    logit of bf16-sized hole, calc.memory.training) for the caching allocator: 4,096 x 128,256 x (12 - 4 + 2) B =
+    5,253,365,760 B less; under TP 2 both are priced as loss_parallel's eager decomposition, the same peak."""
+    m = load_model("llama3-8b")
+
+    def peak(tp: int, loss: str) -> int:
+        return training_memory(m, plan=Parallelism(tp=tp, dp=8 // tp), zero=3, micro_batch=1, seq=4096, loss=loss,
+                               caching_allocator=True, fused=True).per_gpu_bytes
+
+    assert peak(1, "fp32") - peak(1, "compiled") == 4096 * 128_256 * (12 - 4 + 2) == 5_253_365_760
+    assert peak(2, "compiled") == peak(2, "fp32")
+
+
 def test_unknown_training_loss_is_refused() -> None:
     from calc.errors import LLMCalcError
 

@@ -355,6 +355,18 @@ LOSS_PARALLEL_BYTES_PER_LOGIT = 16
 TRAINING_LOSSES = ("fp32", "compiled", "megatron", "flash-ce", "chunked", "fused", "bf16")
 
 
+def priced_loss(loss: str, tp: int) -> str:
+    """The loss whose buffers price ``loss`` at tensor parallelism ``tp``: a compiled torch loss under TP
+    (loss_parallel over vocab-sharded logits) is priced as the eager decomposition, "fp32" (lm_head_buffers says why);
+    every other loss as itself. One rule for the logits buffer (lm_head_buffers) and the freed fp32 block the caching
+    allocator keeps (calc.memory.training).
+
+    >>> priced_loss("compiled", 1), priced_loss("compiled", 2), priced_loss("megatron", 8)
+    ('compiled', 'fp32', 'megatron')
+    """
+    return "fp32" if loss == "compiled" and tp > 1 else loss
+
+
 def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, act_bytes: int, lm_head_trains: bool,
                     tp: int = 1, compiled: bool = False) -> list[Buffer]:
     """Final norm, output-head input, logits and the cross-entropy buffers.
@@ -405,10 +417,9 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
     plain = FP32_CE_BYTES_PER_LOGIT if tp == 1 else LOSS_PARALLEL_BYTES_PER_LOGIT
-    compiled_ce = LOSS_BYTES_PER_LOGIT["compiled"] if tp == 1 else LOSS_PARALLEL_BYTES_PER_LOGIT
-    per_logit = {"fp32": plain, "compiled": compiled_ce,
+    per_logit = {"fp32": plain, "compiled": LOSS_BYTES_PER_LOGIT["compiled"],
                  "chunked": 2 + (2 if compiled else 12) / chunks, "fused": 12 / chunks, "bf16": 4 + 4 / chunks,
-                 "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[loss]
+                 "megatron": LOSS_BYTES_PER_LOGIT["megatron"], "flash-ce": LOSS_BYTES_PER_LOGIT["flash-ce"]}[priced_loss(loss, tp)]
     n = math.ceil(tok * V * per_logit / tp)
     src = {"fp32": "logits.float() + log_softmax kept for backward (torch cross_entropy" + (
                ")" if tp == 1 else ", vocab-parallel under loss_parallel: decomposed log-softmax and NLL backward)"),

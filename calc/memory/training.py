@@ -16,6 +16,7 @@ from calc.memory.activations import (
     Recompute,
     korthikanti_layer_bytes,
     lm_head_buffers,
+    priced_loss,
     stage_activations,
 )
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
@@ -626,8 +627,8 @@ def training_bytes_per_gpu(
                                      (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
                                      etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
         freed = 0
-        eager_ce = loss == "fp32" or (loss == "compiled" and tp > 1)  # a compiled loss frees no fp32 block (lm_head_buffers)
-        if activations_model != "textbook" and eager_ce:  # counted where the stage holding the loss is the fullest
+        # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers)
+        if activations_model != "textbook" and priced_loss(loss, tp) == "fp32":  # counted where the stage holding the loss is the fullest
             hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
             bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
             freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers) - activations
