@@ -236,6 +236,10 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     if method not in ("full", "pretrain", "sft", "lora"):
         raise CannotPredict(f"method {method} through train-step: it times full training and LoRA (train-step --method "
                             "lora); other adapters are priced by memory --mode finetune and not timed")
+    if m.moe is not None and stack.loops_experts(row.stack.name) and row.kind != "training_peak_memory":
+        raise CannotPredict(f"{row.stack.name} runs the experts in a Python loop with a host sync per expert "
+                            "(transformers' eager MoE blocks); the step model times grouped-GEMM experts "
+                            "(calc.training.stack.LOOPED_EXPERTS)")
     lora = Lora.of(k.get("lora_rank"), k.get("lora_targets")) if method == "lora" else None
     loss = training_loss(row, k)
     attention = k.get("attention", "flash")  # flash (the stack's kernel), unfused, or a named kernel (train-step --attention)

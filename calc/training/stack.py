@@ -87,6 +87,32 @@ ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "me
 NO_PIPELINE = frozenset({HF_STACK})
 
 
+# Stacks whose MoE layers loop over the experts in Python: Hugging Face transformers' eager MoE blocks (before the
+# grouped-GEMM ``_moe_implementation`` of transformers 5; e.g. Qwen3MoeSparseMoeBlock / Qwen2MoeSparseMoeBlock.forward:
+# ``expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()`` then, per expert hit,
+# ``torch.where(expert_mask[expert_idx])``, its own gate / up / down GEMMs and an ``index_add_``). Each torch.where is a
+# nonzero, a device-to-host sync, so the host cannot run ahead of the GPU across experts, and each expert's GEMMs see
+# only its own tokens. The engine times routed experts as Megatron-Core / torchtitan run them (one grouped GEMM, the
+# host ahead of the GPU), so under these stacks an MoE step time is a lower bound: train-step says so, and the corpus
+# does not time such rows (benchmarks/corpus_predict).
+LOOPED_EXPERTS = frozenset({HF_STACK})
+
+
+def loops_experts(name: str | None) -> bool:
+    """Whether the stack runs an MoE model's experts one by one in a Python loop (LOOPED_EXPERTS), which the step
+    model does not time.
+
+    >>> loops_experts("hf-trainer"), loops_experts("megatron"), loops_experts("torchtitan")
+    (True, False, False)
+    """
+    return stack_key(name) in LOOPED_EXPERTS
+
+
+LOOPED_EXPERTS_WARNING = ("{name} runs an MoE model's experts one by one in a Python loop with a host sync per expert "
+                          "(transformers' eager MoE blocks); the step is timed as Megatron-Core's grouped GEMMs, so "
+                          "read the time as a lower bound (--stack megatron or fsdp for a grouped-GEMM stack)")
+
+
 def runs_pipeline(name: str | None) -> bool:
     """Whether the stack has a pipeline-parallel schedule (NO_PIPELINE).
 
