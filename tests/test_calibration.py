@@ -453,7 +453,7 @@ def test_engine_flag_fills_the_runs_without_their_own(cli, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("model", "gpus", "batch", "ttft", "tpot"), [
-    ("mixtral-8x7b", 2, 16, 0.6, 0.03), ("qwen3-30b-a3b", 1, 8, 0.15, 0.012)])
+    ("mixtral-8x7b", 2, 16, 0.6, 0.03), ("qwen3-30b-a3b", 1, 8, 0.15, 0.02)])
 def test_saved_calibration_reproduces_an_moe_runs_fitted_times(cli, tmp_path: Path, model: str, gpus: int, batch: int,
                                                               ttft: float, tpot: float) -> None:
     """Two runs (a TTFT, a TPOT) fix two efficiencies exactly (residuals 0); `latency --calibration` with the saved file

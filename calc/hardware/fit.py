@@ -231,9 +231,11 @@ def check_physical(runs: list[Run], terms: list[Terms]) -> None:
                                f"time alone ({count(t.fixed_s)} s of step overhead and communication, no efficiency "
                                "scales them); check this row's batch, prompt, output, num_gpus, engine and time")
         if not 0 < e <= 1:
+            fixed = (f" with its fixed {t.fixed_s * 1e3:.2f} ms per step (the engine's fitted step overhead and communication, which "
+                     "calibrate does not refit)" if t.fixed_s > 0 else "")
             raise LLMCalcError("--from-runs", f"run {i}: {run.measure} {count(run.measured_s)} s is faster than {run.model} on "
-                               f"{run.num_gpus} x {run.gpu} can be at peak (implied efficiency {abbrev(e)}, must be in (0, 1]); "
-                               "check this row's batch, prompt, output, num_gpus, engine and time")
+                               f"{run.num_gpus} x {run.gpu} can be at peak{fixed} (implied efficiency {abbrev(e)}, must be in "
+                               "(0, 1]); check this row's batch, prompt, output, num_gpus, engine and time")
 
 
 ServingTerms = Callable[..., tuple[float, float, float, float]]
