@@ -145,3 +145,22 @@ def test_a_prime_node_count_that_trains_slower_than_fewer_gpus_says_so(cli) -> N
     assert r.code == 0 and "--num-gpus:" not in r.err, r.err
     r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--num-gpus", str(8 * 97), "--json")
     assert r.code == 0 and "--num-gpus:" not in r.err, r.err
+
+
+def test_days_answer_is_the_fewest_across_a_batch_piece_edge(cli) -> None:
+    """The default global batch (4M tokens, 1,024 x 4,096) is rounded up to a multiple of the GPU count, so 1,000 H100
+    run 2,000 sequences a step and 1,024 run 1,024: for llama3-8b on 15T tokens more GPUs can finish later, and a
+    search that assumes days fall with the count answered 1,080 for --days 17 where 1,000 finish in time. Every
+    7-smooth whole-node count below the answer, from the fewest that could finish even at 100% of the bf16 peak
+    (total FLOPs / (989.4 TFLOP/s x 17 days)), is checked one by one with --num-gpus: none finishes in 17 days."""
+    r = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--days", "17", "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    n = d["num_gpus"]
+    assert d["days"] <= 17 and n % 8 == 0
+    floor = d["total_flops"] / (989.4e12 * 17 * 86400)
+    smaller = [8 * k for k in range(1, n // 8) if 8 * k >= floor and all(p in (2, 3, 5, 7) for p in _prime_factors(k))]
+    assert len(smaller) >= 10
+    for count in smaller:
+        other = cli("train-time", "llama3-8b", "--gpu", "h100", "--tokens", "15T", "--num-gpus", str(count), "--json")
+        assert other.code != 0 or other.json()["days"] > 17, count

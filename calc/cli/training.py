@@ -347,7 +347,12 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
     from calc.training.plan import best_plan
-    from calc.training.sizing import MAX_GPUS, largest_gpus_within_budget, smallest_gpus_within
+    from calc.training.sizing import (
+        MAX_GPUS,
+        largest_gpus_within_budget,
+        smallest_gpus_within,
+        smallest_over_batch_pieces,
+    )
     from calc.units import abbrev, check_positive, count
 
     for flag, value in (("--days", days), ("--budget", budget)):
@@ -403,6 +408,17 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
             raise LLMCalcError("--budget", f"no GPU count up to {MAX_GPUS:,} fits {what}; shorten --seq or use GPUs with more memory")
         raise LLMCalcError("--days", f"no GPU count up to {MAX_GPUS:,} trains {what} in {count(days)} days; "
                            "allow more days or fewer tokens")
+    if days is not None and cost is not None and global_batch is None:
+        # the default global batch follows the GPU count, so days do not fall with it across a batch piece's edge:
+        # the lower pieces' counts are checked too (calc.training.sizing.smallest_over_batch_pieces)
+        from calc.training.plan import default_global_batch
+
+        def on_time(n: int) -> bool:
+            d = days_at(n)
+            return d is not None and d <= days
+
+        smallest = smallest_over_batch_pieces(on_time, smallest, per_node,
+                                              lambda n: default_global_batch(seq, n) / n)
     if budget is None:
         return smallest, plans.get(smallest)
     need = cost_at(smallest)

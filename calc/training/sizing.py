@@ -132,6 +132,44 @@ def _first_count(ok: Callable[[int], bool], node: int, max_gpus: int, too_few_no
     return counts[hi] * node
 
 
+def smallest_over_batch_pieces(ok: Callable[[int], bool], found: int, node: int, per_gpu: Callable[[int], float],
+                               smooth: bool = True) -> int:
+    """The smallest GPU count at or below ``found`` with ok(n), ``found`` being what smallest_gpus_within returned,
+    when the global batch follows the GPU count (calc.training.plan.default_global_batch: B0 rounded up to a multiple
+    of n, so ``per_gpu(n)`` = B / n sequences per GPU is ceil(B0 / n), a step function of n).
+
+    smallest_gpus_within assumes days fall with n. They do inside a batch piece (the counts sharing one per_gpu(n):
+    the same work per GPU, spread over more GPUs), but not across a piece's lower edge: going up past n = B0 / s, each
+    GPU runs one sequence fewer per step, its micro-batches shrink and the MFU can drop, so more GPUs can take longer
+    (llama3-8b on H100, 15T tokens: 1,000 GPUs run 2,000 sequences a step in 16.8 days, 1,024 GPUs 1,024 sequences in
+    17.4). Every lower piece holding a whole-node count of at least found / 2 (a piece's extra sequences per GPU do not
+    double the MFU) is checked at its largest count (its fastest, days falling inside it), and bisected when that count
+    finishes in time; the smallest count found in any piece is returned. ``ok`` takes a GPU count.
+
+    >>> days = lambda n: (2000 if n < 1024 else 2200) / n  # a piece's step: slower per GPU from 1,024 GPUs up
+    >>> per_gpu = lambda n: -(-1024 // n)
+    >>> smallest_over_batch_pieces(lambda n: days(n) <= 2.1, 1080, 8, per_gpu)  # 960 GPUs: 2.08 days; 896: 2.23
+    960
+    """
+    counts = [k * node for k in node_counts(max(found // node, 1), smooth) if found <= 2 * k * node and k * node < found]
+    pieces: dict[float, list[int]] = {}
+    for n in counts:
+        pieces.setdefault(per_gpu(n), []).append(n)
+    best = found
+    for share, members in pieces.items():
+        if share == per_gpu(found) or not ok(members[-1]):
+            continue  # found's own piece was searched; a piece whose largest count is late is late throughout
+        lo, hi = -1, len(members) - 1  # members[hi] on time; members[lo] late (or none)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(members[mid]):
+                hi = mid
+            else:
+                lo = mid
+        best = min(best, members[hi])
+    return best
+
+
 def largest_gpus_within_budget(cost_at: Callable[[int], float | None], budget: float, smallest: int, node: int,
                                max_gpus: int = MAX_GPUS, smooth: bool = True) -> int | None:
     """The largest multiple of ``node`` GPUs n >= ``smallest`` (the fewest that fit) whose run costs at most ``budget``.
