@@ -411,14 +411,13 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     if days is not None and cost is not None and global_batch is None:
         # the default global batch follows the GPU count, so days do not fall with it across a batch piece's edge:
         # the lower pieces' counts are checked too (calc.training.sizing.smallest_over_batch_pieces)
-        from calc.training.plan import default_global_batch
+        from calc.training.plan import default_batch_piece
 
         def on_time(n: int) -> bool:
             d = days_at(n)
             return d is not None and d <= days
 
-        smallest = smallest_over_batch_pieces(on_time, smallest, per_node,
-                                              lambda n: default_global_batch(seq, n) / n)
+        smallest = smallest_over_batch_pieces(on_time, smallest, per_node, lambda n: default_batch_piece(seq, n))
     if budget is None:
         return smallest, plans.get(smallest)
     need = cost_at(smallest)

@@ -353,6 +353,18 @@ def default_global_batch(seq: int, num_gpus: int = 1) -> int:
     return num_gpus * -(-base // num_gpus)
 
 
+def default_batch_piece(seq: int, num_gpus: int) -> int:
+    """Which piece of default_global_batch a GPU count is in: the sequences each GPU runs per step, ceil(B0 / N), while
+    the batch is a multiple of N; 0 past N = 8 B0, where the batch is one sequence per 8 GPUs whatever N. Counts of one
+    piece give each GPU the same work (calc.training.sizing.smallest_over_batch_pieces).
+
+    >>> default_batch_piece(4096, 1000), default_batch_piece(4096, 1024), default_batch_piece(4096, 400), default_batch_piece(4096, 9000)
+    (2, 1, 3, 0)
+    """
+    base = max(DEFAULT_BATCH_TOKENS // seq, 1)
+    return 0 if num_gpus > GPUS_PER_SEQUENCE * base else -(-base // num_gpus)
+
+
 def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:
     """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU)."""
     batch = global_batch or default_global_batch(cost.seq, num_gpus)

@@ -132,11 +132,12 @@ def _first_count(ok: Callable[[int], bool], node: int, max_gpus: int, too_few_no
     return counts[hi] * node
 
 
-def smallest_over_batch_pieces(ok: Callable[[int], bool], found: int, node: int, per_gpu: Callable[[int], float],
+def smallest_over_batch_pieces(ok: Callable[[int], bool], found: int, node: int, per_gpu: Callable[[int], int],
                                smooth: bool = True) -> int:
     """The smallest GPU count at or below ``found`` with ok(n), ``found`` being what smallest_gpus_within returned,
     when the global batch follows the GPU count (calc.training.plan.default_global_batch: B0 rounded up to a multiple
-    of n, so ``per_gpu(n)`` = B / n sequences per GPU is ceil(B0 / n), a step function of n).
+    of n, so ``per_gpu(n)``, the sequences per GPU, is ceil(B0 / n), a step function of n:
+    calc.training.plan.default_batch_piece).
 
     smallest_gpus_within assumes days fall with n. They do inside a batch piece (the counts sharing one per_gpu(n):
     the same work per GPU, spread over more GPUs), but not across a piece's lower edge: going up past n = B0 / s, each
@@ -152,7 +153,7 @@ def smallest_over_batch_pieces(ok: Callable[[int], bool], found: int, node: int,
     960
     """
     counts = [k * node for k in node_counts(max(found // node, 1), smooth) if found <= 2 * k * node and k * node < found]
-    pieces: dict[float, list[int]] = {}
+    pieces: dict[int, list[int]] = {}
     for n in counts:
         pieces.setdefault(per_gpu(n), []).append(n)
     best = found
