@@ -346,11 +346,9 @@ def default_global_batch(seq: int, num_gpus: int = 1) -> int:
     A multiple of N lets every GPU count split the batch over pure data parallelism, as a planner sizes the batch
     to the cluster (global batch = DP x micro-batch x accumulation in Megatron/DeepSpeed): a fixed 1,024 sequences
     on 264 GPUs (8 x 33) left only layouts with 11 or 33 pipeline stages and made MFU jump with N. B is within
-    [B0, 2 B0) up to N = B0, then N sequences (one per GPU) up to 8 B0."""
-    base = max(DEFAULT_BATCH_TOKENS // seq, 1)
-    if num_gpus > GPUS_PER_SEQUENCE * base:
-        return -(-num_gpus // GPUS_PER_SEQUENCE)
-    return num_gpus * -(-base // num_gpus)
+    [B0, 2 B0) up to N = B0, then N sequences (one per GPU) up to 8 B0. The two regimes are default_batch_piece's."""
+    per_gpu = default_batch_piece(seq, num_gpus)
+    return num_gpus * per_gpu if per_gpu else -(-num_gpus // GPUS_PER_SEQUENCE)
 
 
 def default_batch_piece(seq: int, num_gpus: int) -> int:

@@ -160,14 +160,7 @@ def smallest_over_batch_pieces(ok: Callable[[int], bool], found: int, node: int,
     for share, members in pieces.items():
         if share == per_gpu(found) or not ok(members[-1]):
             continue  # found's own piece was searched; a piece whose largest count is late is late throughout
-        lo, hi = -1, len(members) - 1  # members[hi] on time; members[lo] late (or none)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(members[mid]):
-                hi = mid
-            else:
-                lo = mid
-        best = min(best, members[hi])
+        best = min(best, members[bisect_left(members, True, key=ok)])  # late, then on time, inside a piece
     return best
 
 
