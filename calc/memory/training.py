@@ -160,7 +160,7 @@ def training_memory(
     recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
     global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
-    pp_slots: int = 0,
+    pp_slots: int = 0, held_layers: tuple[int, int] | None = None,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -188,6 +188,8 @@ def training_memory(
     onto them, so `memory --mode train` and train-step price one plan alike).
 
     ``pp_slots``: the embedding / loss counted as pipeline layers (calc.model.parallel.check_layout's extra_stage_slots).
+    ``held_layers``: the schedule's layer-micro-batches on the first and the last rank (calc.training.schedule), when
+    the caller knows the schedule (train-step's layouts); without it, ceil(L/p) layers x ``in_flight`` and floor(L/p).
 
     ``global_batch``: min_gpus counts only a DP that splits it into whole micro-batches; ``min_gpus_of``: a search
     that replaces this one's for min_gpus (calc.training.step.layout_memory's, which prices each DP at its own
@@ -236,6 +238,7 @@ def training_memory(
             loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes, dropout=dropout,
             recompute_modules=recompute_modules, offload_layers=offload_layers, offload_modules=offload_modules,
             gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator, act_bytes=act_bytes,
+            held_layers=held_layers if layout.pp == plan.pp else None,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -244,7 +247,7 @@ def training_memory(
     per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
     activations = per_tensor if activations_model == "per-tensor" else textbook
     per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight, loss,
-                                           act_bytes)
+                                           act_bytes, None if offload_layers else held_layers)
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
     overhead = per_gpu["allocator fragmentation"] + per_gpu["CUDA context"]
@@ -356,30 +359,33 @@ def layer_activations(m: ModelSpec, micro_batch: int, s_local: int, tp: int, sp:
 
 
 def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float,
-                           offload_layers: int | None = None) -> int:
+                           offload_layers: int | None = None, held: tuple[int, int] | None = None) -> int:
     """Activations of the fullest pipeline stage. 1F1B: the first stage holds ``in_flight`` micro-batches of
     ceil(L/p) layers (+ their embedding masks), the last one micro-batch of floor(L/p) layers + the head:
         first = ceil(L/p) * in_flight * layer + in_flight * embed [+ head when p = 1] + workspace
         last  = floor(L/p) * layer + head inputs + max(logits/loss, workspace)
-    (the loss buffers exist at the backward's start, before the layers' workspace). ``offload_layers``:
-    activation offload to CPU keeps only that many layers of each micro-batch on the GPU."""
+    (the loss buffers exist at the backward's start, before the layers' workspace). ``held``: the schedule's own
+    count of layer-micro-batches on the first and the last rank (calc.training.schedule.held_stage_layers: the
+    stages' real layer counts, chunk by chunk under interleaving) in place of ceil(L/p) * in_flight and floor(L/p).
+    ``offload_layers``: activation offload to CPU keeps only that many layers of each micro-batch on the GPU."""
     head = per.head_saved + max(per.logits, per.workspace)
     first_layers, last_layers = math.ceil(num_layers / pp), num_layers // pp
     if offload_layers:
         first_layers, last_layers = min(first_layers, offload_layers), min(last_layers, offload_layers)
-    first = math.ceil(first_layers * in_flight * per.saved + in_flight * per.embed)
+    first_held, last_held = (first_layers * in_flight, last_layers) if held is None or offload_layers else held
+    first = math.ceil(first_held * per.saved + in_flight * per.embed)
     if pp == 1:
         return first + head
-    return max(first + per.workspace, last_layers * per.saved + head)
+    return max(first + per.workspace, last_held * per.saved + head)
 
 
 def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: int, pp: int, sp: bool,
-                              recompute: Recompute, flash: bool, in_flight: float) -> int:
-    """Korthikanti et al. 2022 (sec. 4.2-4.3): ceil(L/p) layers x in-flight micro-batches x the per-layer bytes
-    (``korthikanti_layer_bytes``) + embedding dropout mask s*b*h*in_flight (/t with SP) + output layer
-    4*s*b*h*(1 + v/h)/t when p = 1."""
+                              recompute: Recompute, flash: bool, in_flight: float, held: int | None = None) -> int:
+    """Korthikanti et al. 2022 (sec. 4.2-4.3): ceil(L/p) layers x in-flight micro-batches (or ``held``, the schedule's
+    layer-micro-batches on the first stage) x the per-layer bytes (``korthikanti_layer_bytes``) + embedding dropout
+    mask s*b*h*in_flight (/t with SP) + output layer 4*s*b*h*(1 + v/h)/t when p = 1."""
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, tp, sp, recompute, flash)
-    blocks = layers_per_stage(m, pp) * in_flight * layer
+    blocks = (layers_per_stage(m, pp) * in_flight if held is None else held) * layer
     embed = s_local * micro_batch * m.hidden_size * in_flight / (tp if sp else 1)
     output = 4 * s_local * micro_batch * m.hidden_size * (1 + m.vocab_size / m.hidden_size) / tp if pp == 1 else 0
     return math.ceil(blocks + embed + output)
@@ -565,7 +571,7 @@ def training_bytes_per_gpu(
     transients: dict[str, int] | None = None, grad_buffer: bool = False, sharding: str = ZERO_SHARDING,
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
-    caching_allocator: bool = False, act_bytes: int = 2,
+    caching_allocator: bool = False, act_bytes: int = 2, held_layers: tuple[int, int] | None = None,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -573,7 +579,8 @@ def training_bytes_per_gpu(
     states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``, unless the caller
     passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
-    (default p): per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
+    (default p; ``held_layers``: the schedule's layer-micro-batches on the first and last rank, stage_activation_bytes):
+    per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
     formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``).
     ``sharding`` FSDP_PP: torchtitan's FSDP2 with PP (``fsdp_pp_states``): the stage's weights stay gathered and
     its fp32 gradients accumulate unsharded from the first backward, beside the micro-batches still in flight
@@ -606,7 +613,8 @@ def training_bytes_per_gpu(
                                                      tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
         states, gradients = {"weights": weights, "optimizer": optimizer}, grads
     if activations_model == "textbook":
-        activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight)
+        activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight,
+                                                None if held_layers is None or offload_layers else held_layers[0])
     else:
         if setup is None:
             setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
@@ -619,7 +627,7 @@ def training_bytes_per_gpu(
                                     loss_chunks=loss_chunks, lm_head_trains=lm_head_trains)
             if cache is not None:
                 cache[key] = per
-        activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers)
+        activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers, held_layers)
     cached: dict[str, int] = {}
     if caching_allocator:
         fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
@@ -631,7 +639,7 @@ def training_bytes_per_gpu(
         if activations_model != "textbook" and priced_loss(loss, tp) == "fp32":  # counted where the stage holding the loss is the fullest
             hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
             bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
-            freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers) - activations
+            freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers, held_layers) - activations
         cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
     if fsdp is None:
         fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes, ep=ep)
@@ -645,7 +653,8 @@ def training_bytes_per_gpu(
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
-                        fused: bool, total: int, in_flight: float, loss: str = MEGATRON_LOSS, act_bytes: int = 2) -> list[str]:
+                        fused: bool, total: int, in_flight: float, loss: str = MEGATRON_LOSS, act_bytes: int = 2,
+                        held: tuple[int, int] | None = None) -> list[str]:
     """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
     setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=plan.tp, sp=plan.sequence_parallel,
                        act_bytes=act_bytes)
@@ -657,8 +666,10 @@ def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Para
     if p == 1:
         formula = f"{n} layers x {per.saved:,} B + {head}"
     else:
-        formula = (f"max(first stage {math.ceil(n / p)} layers x {in_flight:g} micro-batches in flight x {per.saved:,} B + workspace "
-                   f"{per.workspace:,}, last stage {n // p} layers x {per.saved:,} B + {head})")
+        first, last = ((f"{math.ceil(n / p)} layers x {in_flight:g} micro-batches in flight", f"{n // p} layers")
+                       if held is None else (f"{held[0]} layer-micro-batches in flight", f"{held[1]} layer-micro-batches"))
+        formula = (f"max(first stage {first} x {per.saved:,} B + workspace {per.workspace:,}, "
+                   f"last stage {last} x {per.saved:,} B + {head})")
     layer = f" (one layer: {stage.formula})" if level != "none" else ""
     return [f"per-tensor activations = {formula} = {total:,} B{layer}",
             *[f"  {b.name}: {b.formula}" for b in stage.layer]]

@@ -67,6 +67,7 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
+from calc.training.schedule import held_stage_layers
 from calc.training.stack import band_stack, check_pipeline, check_tp, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
@@ -280,7 +281,8 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
                    activations: str | None = None) -> dict:
     """The memory engine's options for a plan (keyword arguments shared by ``training_bytes_per_gpu`` and
     ``training_memory``), the one mapping from a Layout to memory: ZeRO over d*c ranks (the caller's dp), experts over e,
-    ``in_flight_microbatches`` on the first stage, gradients persisting over the ``micro`` micro-batches, per-tensor
+    ``in_flight_microbatches`` on the first stage and the schedule's layer-micro-batches on the first and last rank
+    (calc.training.schedule.held_stage_layers), gradients persisting over the ``micro`` micro-batches, per-tensor
     activations unless ``eff.activations`` says textbook; under fp8 on a Transformer Engine stack the saved GEMM inputs
     are quantized (calc.training.fp8_recipe.saved_gemm_input_bytes); Megatron's CPU offloading keeps L - N layers
     (calc.training.layout.offloaded_stage_layers); the loss, fusions, allocator fragmentation, gradient buffer, FSDP
@@ -298,6 +300,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
+        held_layers=held_stage_layers(num_layers, layout, micro),
     )
 
 
@@ -424,7 +427,14 @@ def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_
     figures = {name: memory_per_gpu(cost, layout, micro, reserve_gib, name)["activations"] for name in ("per-tensor", "textbook")}
     return (f"activations per-tensor {figures['per-tensor'] / GIB:.2f} GiB vs textbook (Korthikanti 2022) "
             f"{figures['textbook'] / GIB:.2f} GiB, {cost.eff.activations} used; "
-            f"{in_flight_microbatches(layout, micro):g} micro-batches in flight on the first stage")
+            f"{in_flight_microbatches(layout, micro):g} micro-batches in flight on the first stage{held_note(cost.m, layout, micro)}")
+
+
+def held_note(m: ModelSpec, layout: Layout, micro: int) -> str:
+    """The schedule's layer-micro-batches on the first and last rank (calc.training.schedule), for --explain."""
+    held = held_stage_layers(m.num_layers, layout, micro)
+    return "" if held is None else (f" (the schedule holds {held[0]} layer-micro-batches there at its fullest, "
+                                    f"{held[1]} on the last stage)")
 
 
 def in_flight_microbatches(layout: Layout, micro: int) -> float:

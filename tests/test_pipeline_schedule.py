@@ -1,0 +1,59 @@
+"""The layer-micro-batches a pipeline rank holds (calc.training.schedule), walked by hand through Megatron-Core's
+interleaved 1F1B order, and the memory engines that read them."""
+
+from __future__ import annotations
+
+import pytest
+
+from calc.sources.catalog import load_gpu, load_model, load_system
+from calc.training.cost import ModelCost
+from calc.training.layout import Layout
+from calc.training.schedule import chunk_layers, held_stage_layers, peak_held_layers
+from calc.training.step import layout_memory, memory_per_gpu
+
+
+def test_one_f_one_b_holds_p_minus_rank_micro_batches() -> None:
+    # PipeDream-Flush: rank r runs p - r - 1 warm-up forwards, then one more before its first backward
+    assert [peak_held_layers(4, 8, r, (3,)) for r in range(4)] == [12, 9, 6, 3]
+    assert peak_held_layers(4, 2, 0, (3,)) == 6  # only 2 micro-batches: both forwards, then the backwards
+
+
+def test_an_empty_chunk_adds_nothing_walked_by_hand() -> None:
+    # p = 2, v = 2, N = 2, m = 4; rank 0's chunk 0 is the embedding alone (0 layers), chunk 1 one layer.
+    # warm-up 2(p - 1) + (v - 1)N = 4 forwards: F(c0, mb0) F(c0, mb1) F(c1, mb0) F(c1, mb1): 2 layers held;
+    # steady: F(c0, mb2) 2, B(c1, mb0) 1, F(c0, mb3) 1, B(c1, mb1) 0, F(c1, mb2) 1, B(c0, mb0) 1, F(c1, mb3) 2, ...
+    assert peak_held_layers(2, 4, 0, (0, 1), 2) == 2
+    # the same rank with a layer in each chunk: the 4 warm-up forwards + 1 = 5 (in_flight_microbatches' closed form)
+    assert peak_held_layers(2, 4, 0, (1, 1), 2) == 5
+
+
+def test_llama3_405b_split_chunk_by_chunk() -> None:
+    # 126 layers + embedding + loss = 128 slots on PP 16 x VPP 8: one per chunk, the first chunk of rank 0 the
+    # embedding alone, the last chunk of rank 15 the loss alone (Llama 3 paper sec. 3.3.2)
+    lay = Layout(tp=8, pp=16, dp=64, vpp=8, sp=True, zero=1, pp_embedding=True, pp_loss=True)
+    assert chunk_layers(126, lay, 0) == (0,) + (1,) * 7
+    assert chunk_layers(126, lay, 7) == (1,) * 8
+    assert chunk_layers(126, lay, 15) == (1,) * 7 + (0,)
+    # m = 32: rank 1 runs 2 x 14 + 7 x 16 = 140 warm-up forwards of one layer + 1 = 141; the last rank 7 x 16 + 1 = 113
+    assert held_stage_layers(126, lay, 32) == (141, 113)
+    # m = 16 (16,384 GPUs): every rank but the last runs all 128 forwards first, rank 1's all of one layer; the last
+    # rank's 16 steady-state forwards are its loss-only chunk's, so it never adds the 113th
+    assert held_stage_layers(126, lay, 16) == (128, 112)
+
+
+def test_uneven_split_second_rank_fullest() -> None:
+    # 126 layers on PP 16 without the embedding in the split: Megatron-Core's [7, 8 x 14, 7]; 1F1B at m = 16:
+    # rank 0 16 x 7 = 112, rank 1 15 x 8 = 120, rank 15 1 x 7
+    assert held_stage_layers(126, Layout(tp=8, pp=16, dp=128), 16) == (120, 7)
+    assert held_stage_layers(32, Layout(pp=1), 8) is None
+
+
+def test_memory_train_and_train_step_read_one_schedule() -> None:
+    m = load_model("llama3.1-405b")
+    cost = ModelCost(m, load_gpu("h100"), load_system("dgx-h100"), 8192)
+    lay = Layout(tp=8, pp=16, dp=64, vpp=8, sp=True, zero=1, pp_embedding=True, pp_loss=True)
+    step = sum(memory_per_gpu(cost, lay, 32).values())
+    page = layout_memory(m, lay, 32, seq=8192, gpu=cost.gpu).per_gpu_bytes
+    assert step == page
+    # the fullest rank holds 141 layers of 533,209,088 B (tests/test_training_memory.py) + the workspace 436,207,616
+    assert memory_per_gpu(cost, lay, 32)["activations"] == pytest.approx(141 * 533_209_088 + 436_207_616, abs=1)
