@@ -157,7 +157,7 @@ def test_microbatch_group_memory_and_refusals() -> None:
     # one layer a chunk (126 + 2 slots / 128 chunks; the first rank's chunk 0 is the embedding alone, the last rank's
     # chunk 7 the loss alone). Rank 1, all of whose chunks hold a layer, is the fullest: 2 x 14 + 7 N warm-up
     # forwards + 1 in the steady state, 141 at N = 16 (depth-first), 253 at N = 32: 112 more layer-micro-batches
-    # (rank 0 holds 112 and 222 of them, its 30 / 32 embedding-only forwards adding none; calc.training.schedule)
+    # (rank 0 holds 112 and 222 of them, its 30 / 32 embedding-only forwards adding none; calc.memory.pipeline)
     assert bfs - dfs == pytest.approx(112 * layer, abs=8)
     for bad in (lay.with_(pp_microbatch_group=8),  # below PP: the first rank would wait for its chunk-0 outputs
                 lay.with_(pp_microbatch_group=24),  # 32 micro-batches are not whole groups of 24

@@ -358,6 +358,7 @@ def finetune_memory(
     adapter_inputs: str = "shared", prepare_kbit: bool = False, kv_repeated: bool = False,
     grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
     caching_allocator: bool = HF_MEMORY.caching_allocator, in_flight: float | None = None,
+    held_layers: tuple[int, int] | None = None,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -381,7 +382,9 @@ def finetune_memory(
     ``fused``, ``loss``, ``fragmentation``, ``grad_buffer``, ``fsdp_reduce_bytes``, ``caching_allocator``: the stack's
     memory settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF Trainer / PEFT in eager PyTorch.
     ``in_flight``: micro-batches the first pipeline stage holds (default p; train-step passes its schedule's,
-    calc.training.step.in_flight_microbatches, interleaving included).
+    calc.training.step.in_flight_microbatches, interleaving included); ``held_layers``: the schedule's
+    layer-micro-batches on the fullest and the last rank (calc.memory.pipeline; default 1F1B's over Megatron-Core's
+    split, calc.memory.training.training_bytes_per_gpu).
     ``kv_repeated``: a grouped-query model's K and V are copied out to every query head before attention and those
     copies are what the kernel keeps (transformers integrations/sdpa_attention.py ``repeat_kv`` unless
     ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
@@ -469,7 +472,7 @@ def finetune_memory(
         micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
         loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
-        grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight)
+        grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers)
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
@@ -481,7 +484,7 @@ def finetune_memory(
                 reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
                 offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
-                caching_allocator=caching_allocator, in_flight=in_flight)
+                caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations", "gradients")}  # stable keys
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]
@@ -492,7 +495,8 @@ def finetune_memory(
     backward_ws = stage.backward_workspace
     dequant, dora_tmp = transients["QLoRA dequantised weight"], transients["DoRA weight-norm temporaries"]
     stage_name = "one GPU's layers" if plan.pp == 1 else \
-        f"fullest pipeline stage (first: {plan.pp} micro-batches in flight; last: 1 micro-batch + output head)"
+        (f"fullest pipeline rank (1F1B over Megatron-Core's split: the first holds {plan.pp} micro-batches in flight, "
+         f"the last 1 micro-batch + output head; calc.memory.pipeline)")
     act_formula = stage.formula
     head_saved = sum(b.bytes for b in head[:-1])
     forward_end = activations

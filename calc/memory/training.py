@@ -19,6 +19,7 @@ from calc.memory.activations import (
     priced_loss,
     stage_activations,
 )
+from calc.memory.pipeline import held_stage_layers
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, expert_grid_problem, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors
@@ -188,7 +189,7 @@ def training_memory(
     onto them, so `memory --mode train` and train-step price one plan alike).
 
     ``pp_slots``: the embedding / loss counted as pipeline layers (calc.model.parallel.check_layout's extra_stage_slots).
-    ``held_layers``: the schedule's layer-micro-batches on the first and the last rank (calc.training.schedule), when
+    ``held_layers``: the schedule's layer-micro-batches on the first and the last rank (calc.memory.pipeline), when
     the caller knows the schedule (train-step's layouts); without it, ceil(L/p) layers x ``in_flight`` and floor(L/p).
 
     ``global_batch``: min_gpus counts only a DP that splits it into whole micro-batches; ``min_gpus_of``: a search
@@ -365,7 +366,7 @@ def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_f
         first = ceil(L/p) * in_flight * layer + in_flight * embed [+ head when p = 1] + workspace
         last  = floor(L/p) * layer + head inputs + max(logits/loss, workspace)
     (the loss buffers exist at the backward's start, before the layers' workspace). ``held``: the schedule's own
-    count of layer-micro-batches on the first and the last rank (calc.training.schedule.held_stage_layers: the
+    count of layer-micro-batches on the first and the last rank (calc.memory.pipeline.held_stage_layers: the
     stages' real layer counts, chunk by chunk under interleaving) in place of ceil(L/p) * in_flight and floor(L/p).
     ``offload_layers``: activation offload to CPU keeps only that many layers of each micro-batch on the GPU."""
     head = per.head_saved + max(per.logits, per.workspace)
@@ -579,8 +580,9 @@ def training_bytes_per_gpu(
     states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``, unless the caller
     passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
-    (default p; ``held_layers``: the schedule's layer-micro-batches on the first and last rank, stage_activation_bytes):
-    per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
+    (default p; ``held_layers``: the schedule's layer-micro-batches on the fullest and the last rank,
+    stage_activation_bytes; by default 1F1B's over ``in_flight`` micro-batches when that is whole, as a caller without
+    an interleaved schedule passes it): per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
     formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``).
     ``sharding`` FSDP_PP: torchtitan's FSDP2 with PP (``fsdp_pp_states``): the stage's weights stay gathered and
     its fp32 gradients accumulate unsharded from the first backward, beside the micro-batches still in flight
@@ -600,6 +602,8 @@ def training_bytes_per_gpu(
     fine-tune))."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
+    if held_layers is None and float(in_flight).is_integer():  # 1F1B over Megatron-Core's split, min(p, m) in flight
+        held_layers = held_stage_layers(m.num_layers, pp, int(in_flight))
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
     if states is None:
         w, g, o = recipe_bytes(recipe)

@@ -108,6 +108,48 @@ def busiest_stage_sum(per_layer: Sequence[int], pp: int) -> int:
     return max(sum(per_layer[end - n : end]) for n, end in zip(stages, accumulate(stages), strict=True))
 
 
+def pipeline_stage_layers(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> list[int] | None:
+    """Decoder layers per pipeline stage as Megatron-Core places them; None when it cannot.
+
+    ``embedding`` / ``loss`` (``--account-for-embedding-in-pipeline-split`` / ``--account-for-loss-in-pipeline-split``):
+    the embedding and the loss each count as one layer, L' = L + e + l split evenly, L'/p per stage, and the first
+    (last) stage builds one decoder layer fewer (megatron/core/transformer/transformer_block.py
+    get_num_layers_to_build: ``num_layers += 1`` for each, ``assert num_layers % pipeline_model_parallel_size == 0``,
+    then ``num_layers_to_build -= 1`` on the first / last stage). Llama 3.1 405B (126 layers, both) on PP 16:
+    128 / 16 = 8 per stage -> [7, 8 x 14, 7]; on PP 12 (128 mod 12 = 8) Megatron-Core refuses it.
+
+    Even when p divides L (L/p each). Otherwise Megatron-Core's uneven form
+    (``--decoder-first-pipeline-num-layers F --decoder-last-pipeline-num-layers E``, megatron/core/transformer/
+    transformer_block.py get_num_layers_to_build): the p - 2 middle stages hold k = ceil(L/p) layers each and the
+    first and last stages share the remaining R = L - (p - 2) k, F = ceil(R/2) and E = floor(R/2) (the last stage
+    also carries the output head, so it takes the smaller share). Valid when 1 <= E and F <= k, i.e.
+    (p - 2) k <= L - 2 (p = 2: F = k, E = L - k). For L = 32: p = 3 (k = 11, R = 21) gives [11, 11, 10];
+    p = 11 (k = 3, R = 5) gives [3, 3 x 9, 2]; p = 25 (k = 2, the 23 middle stages alone need 46 layers) is refused.
+
+    >>> pipeline_stage_layers(32, 3), pipeline_stage_layers(32, 25)
+    ([11, 11, 10], None)
+    """
+    if pp < 1 or pp > num_layers + embedding + loss:  # the embedding / loss slots may fill a stage of their own
+        return None
+    if embedding or loss:
+        total = num_layers + embedding + loss
+        if total % pp:
+            return None
+        per = total // pp
+        stages = [per] * pp
+        stages[0] -= embedding
+        stages[-1] -= loss
+        return stages if min(stages) >= 0 else None
+    if num_layers % pp == 0:
+        return [num_layers // pp] * pp
+    k = -(-num_layers // pp)
+    rest = num_layers - (pp - 2) * k
+    first, last = -(-rest // 2), rest // 2
+    if last < 1 or first > k:
+        return None
+    return [first] + [k] * (pp - 2) + [last]
+
+
 def layers_per_stage(m: ModelSpec, pp: int) -> int:
     """Layers on the busiest pipeline stage: ceil(L/p) (the largest of pp_stage_layers)."""
     return math.ceil(m.num_layers / pp)

@@ -28,8 +28,9 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
+from calc.model.parallel import pipeline_stage_layers
 from calc.training.cost import ModelCost
-from calc.training.layout import Layout, layout_is_valid, pipeline_stage_layers, zero_with_pp_problem
+from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.stack import SHARDS_KV_HEADS, runs_pipeline, stack_key, tp_places_kv_heads
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev

@@ -54,6 +54,7 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
+from calc.memory.pipeline import held_stage_layers
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -61,13 +62,13 @@ from calc.memory.training import (
     training_bytes_per_gpu,
     training_memory,
 )
+from calc.model.parallel import pipeline_stage_layers
 from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
-from calc.training.layout import Layout, offloaded_stage_layers, pipeline_stage_layers, uneven_stage_note
-from calc.training.schedule import held_stage_layers
+from calc.training.layout import Layout, offloaded_stage_layers, uneven_stage_note
 from calc.training.stack import band_stack, check_pipeline, check_tp, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
@@ -282,7 +283,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
     """The memory engine's options for a plan (keyword arguments shared by ``training_bytes_per_gpu`` and
     ``training_memory``), the one mapping from a Layout to memory: ZeRO over d*c ranks (the caller's dp), experts over e,
     ``in_flight_microbatches`` on the first stage and the schedule's layer-micro-batches on the first and last rank
-    (calc.training.schedule.held_stage_layers), gradients persisting over the ``micro`` micro-batches, per-tensor
+    (calc.memory.pipeline.held_stage_layers), gradients persisting over the ``micro`` micro-batches, per-tensor
     activations unless ``eff.activations`` says textbook; under fp8 on a Transformer Engine stack the saved GEMM inputs
     are quantized (calc.training.fp8_recipe.saved_gemm_input_bytes); Megatron's CPU offloading keeps L - N layers
     (calc.training.layout.offloaded_stage_layers); the loss, fusions, allocator fragmentation, gradient buffer, FSDP
@@ -300,8 +301,14 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
-        held_layers=held_stage_layers(num_layers, layout, micro),
+        held_layers=layout_held_layers(num_layers, layout, micro),
     )
+
+
+def layout_held_layers(num_layers: int, layout: Layout, micro: int) -> tuple[int, int] | None:
+    """The layer-micro-batches the layout's schedule keeps on its fullest rank and its last (calc.memory.pipeline)."""
+    return held_stage_layers(num_layers, layout.pp, micro, layout.vpp, layout.pp_microbatch_group, layout.pp_embedding,
+                             layout.pp_loss)
 
 
 def activation_bytes(dtype: str) -> int:
@@ -350,7 +357,7 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         attention="flash" if cost.eff.flash else "eager", fused=mem.fused, loss=mem.loss, dropout=cost.eff.dropout,
         zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, suggest=False,
-        in_flight=in_flight_microbatches(layout, micro))
+        in_flight=in_flight_microbatches(layout, micro), held_layers=layout_held_layers(cost.m.num_layers, layout, micro))
     return dict(r.per_gpu)
 
 
@@ -431,10 +438,10 @@ def activation_models_line(cost: ModelCost, layout: Layout, micro: int, reserve_
 
 
 def held_note(m: ModelSpec, layout: Layout, micro: int) -> str:
-    """The schedule's layer-micro-batches on the first and last rank (calc.training.schedule), for --explain."""
-    held = held_stage_layers(m.num_layers, layout, micro)
-    return "" if held is None else (f" (the schedule holds {held[0]} layer-micro-batches there at its fullest, "
-                                    f"{held[1]} on the last stage)")
+    """The schedule's layer-micro-batches on the fullest and the last rank (calc.memory.pipeline), for --explain."""
+    held = layout_held_layers(m.num_layers, layout, micro)
+    return "" if held is None else (f" (the schedule's fullest rank holds {held[0]} layer-micro-batches, "
+                                    f"the last {held[1]})")
 
 
 def in_flight_microbatches(layout: Layout, micro: int) -> float:

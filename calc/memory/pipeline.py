@@ -25,38 +25,37 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from calc.training.layout import Layout, pipeline_stage_layers
+from calc.model.parallel import pipeline_stage_layers
 
 
-def chunk_layers(num_layers: int, layout: Layout, rank: int) -> tuple[int, ...]:
-    """Decoder layers in each of the v model chunks of pipeline rank ``rank``.
+def chunk_layers(num_layers: int, pp: int, vpp: int, rank: int, embedding: bool = False, loss: bool = False
+                 ) -> tuple[int, ...]:
+    """Decoder layers in each of the ``vpp`` model chunks of pipeline rank ``rank``.
 
     With the embedding / loss counted in the split, every chunk has S = (L + e + l) / (p v) slots, and the first
     chunk of rank 0 (the last chunk of rank p - 1) gives one to the embedding (the loss): Megatron-Core's
-    get_num_layers_to_build for a virtual stage. Otherwise the stage's n layers (calc.training.layout.
+    get_num_layers_to_build for a virtual stage. Otherwise the stage's n layers (calc.model.parallel.
     pipeline_stage_layers) split into chunks of ceil(n/v) and floor(n/v), the fuller first.
 
-    >>> from calc.training.layout import Layout
-    >>> chunk_layers(126, Layout(tp=8, pp=16, dp=64, vpp=8, pp_embedding=True, pp_loss=True), 0)
+    >>> chunk_layers(126, 16, 8, 0, embedding=True, loss=True)
     (0, 1, 1, 1, 1, 1, 1, 1)
-    >>> chunk_layers(32, Layout(tp=1, pp=3, dp=1, vpp=2), 2)
+    >>> chunk_layers(32, 3, 2, 2)
     (5, 5)
     """
-    p, v = layout.pp, layout.vpp
-    e, loss = int(layout.pp_embedding), int(layout.pp_loss)
-    if e or loss:
-        per = (num_layers + e + loss) // (p * v)
-        chunks = [per] * v
+    e, lo = int(embedding), int(loss)
+    if e or lo:
+        per = (num_layers + e + lo) // (pp * vpp)
+        chunks = [per] * vpp
         if rank == 0:
             chunks[0] -= e
-        if rank == p - 1:
-            chunks[-1] -= loss
+        if rank == pp - 1:
+            chunks[-1] -= lo
         return tuple(chunks)
-    stages = pipeline_stage_layers(num_layers, p)
+    stages = pipeline_stage_layers(num_layers, pp)
     if stages is None:
-        raise ValueError(f"{p} pipeline stages cannot hold {num_layers} layers (check_training_layout refuses it)")
-    q, extra = divmod(stages[rank], v)
-    return tuple([q + 1] * extra + [q] * (v - extra))
+        raise ValueError(f"{pp} pipeline stages cannot hold {num_layers} layers (check_training_layout refuses it)")
+    q, extra = divmod(stages[rank], vpp)
+    return tuple([q + 1] * extra + [q] * (vpp - extra))
 
 
 @lru_cache(maxsize=4096)
@@ -87,28 +86,28 @@ def peak_held_layers(pp: int, micro: int, rank: int, chunks: tuple[int, ...], gr
     return max(peak, held)
 
 
-def held_stage_layers(num_layers: int, layout: Layout, micro: int) -> tuple[int, int] | None:
+def held_stage_layers(num_layers: int, pp: int, micro: int, vpp: int = 1, group: int | None = None,
+                      embedding: bool = False, loss: bool = False) -> tuple[int, int] | None:
     """(the fullest rank but the last, the last rank): the layer-micro-batches of saved activations each holds at its
-    fullest (``peak_held_layers`` of its chunks, ``chunk_layers``), what calc.memory.training.stage_activation_bytes
-    multiplies by one layer's bytes. The first rank holds the most micro-batches, but not always the most layers: in
-    Megatron-Core's uneven split (126 layers on PP 16: 7, 8 x 14, 7) the second rank holds 15 micro-batches of 8
-    layers, 120, where the first holds 16 of 7, 112; interleaved with the embedding in the split (PP 16 x VPP 8, one
-    layer a chunk, 32 micro-batches) the first rank's 142 warm-up forwards include 30 of its embedding-only chunk, the
-    second rank's 140 are all of one layer: 141 held against 112. The last rank also carries the head, whose loss buffers serve one
-    micro-batch at a time in either schedule (its last chunk's forward is followed at once by that micro-batch's
-    backward), so it is kept apart. None without a pipeline or for a split Megatron-Core cannot place
-    (check_training_layout refuses those).
+    fullest over ``micro`` micro-batches (``peak_held_layers`` of its chunks, ``chunk_layers``), what
+    calc.memory.training.stage_activation_bytes multiplies by one layer's bytes. The first rank holds the most
+    micro-batches, but not always the most layers: in Megatron-Core's uneven split (126 layers on PP 16: 7, 8 x 14, 7)
+    the second rank holds 15 micro-batches of 8 layers, 120, where the first holds 16 of 7, 112; interleaved with the
+    embedding in the split (PP 16 x VPP 8, one layer a chunk, 32 micro-batches) the first rank's 142 warm-up forwards
+    include 30 of its embedding-only chunk, the second rank's 140 are all of one layer: 141 held against 112. The last
+    rank also carries the head, whose loss buffers serve one micro-batch at a time in either schedule (its last
+    chunk's forward is followed at once by that micro-batch's backward), so it is kept apart. None without a pipeline
+    or for a split Megatron-Core cannot place (check_training_layout refuses those).
 
-    >>> from calc.training.layout import Layout
-    >>> held_stage_layers(126, Layout(tp=8, pp=16, dp=64, vpp=8, pp_embedding=True, pp_loss=True), 32)
+    >>> held_stage_layers(126, 16, 32, vpp=8, embedding=True, loss=True)
     (141, 113)
-    >>> held_stage_layers(126, Layout(tp=8, pp=16, dp=128), 16)
+    >>> held_stage_layers(126, 16, 16)
     (120, 7)
     """
-    p, group = layout.pp, layout.pp_microbatch_group
-    accounted = layout.pp_embedding or layout.pp_loss
-    if p == 1 or micro < 1 or pipeline_stage_layers(num_layers, p, layout.pp_embedding, layout.pp_loss) is None \
-            or (accounted and (num_layers + layout.pp_embedding + layout.pp_loss) % (p * layout.vpp)):
+    accounted = embedding or loss
+    if pp == 1 or micro < 1 or pipeline_stage_layers(num_layers, pp, embedding, loss) is None \
+            or (accounted and (num_layers + embedding + loss) % (pp * vpp)):
         return None
-    held = [peak_held_layers(p, micro, r, chunk_layers(num_layers, layout, r), group) for r in range(p)]
+    held = [peak_held_layers(pp, micro, r, chunk_layers(num_layers, pp, vpp, r, embedding, loss), group)
+            for r in range(pp)]
     return max(held[:-1]), held[-1]
