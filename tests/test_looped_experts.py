@@ -19,6 +19,20 @@ def test_hf_stack_flags_an_moe_step_as_a_lower_bound() -> None:
     assert megatron.code == 0 and "Python loop" not in megatron.err
 
 
+def test_the_lower_bound_is_in_the_json_of_every_training_command() -> None:
+    # the warning rides on the result (TrainStepResult.warnings), so --json readers get it, once on stderr too
+    step = run_cli(*ARGS, "--stack", "hf", "--json")
+    assert step.code == 0 and step.err.count("Python loop") == 1
+    assert any("Python loop" in w and w.startswith("--stack: ") for w in step.json()["warnings"])
+    assert run_cli(*ARGS, "--stack", "megatron", "--json").json()["warnings"] == []
+    plan = run_cli("train-plan", *ARGS[1:12], "--stack", "hf", "--json")
+    assert plan.code == 0 and plan.err.count("Python loop") == 1
+    assert all(any("Python loop" in w for w in p["warnings"]) for p in plan.json()["plans"])
+    days = run_cli("train-time", "qwen3-30b-a3b", "--gpu", "h100", "--num-gpus", "8", "--seq", "4096", "--tokens", "1B",
+                   "--stack", "hf", "--json")
+    assert days.code == 0 and any("Python loop" in w for w in days.json()["warnings"])
+
+
 def test_dense_model_under_hf_stack_is_not_flagged() -> None:
     dense = run_cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "16", "--seq", "4096",
                     "--stack", "hf", "--zero", "3")

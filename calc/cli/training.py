@@ -689,13 +689,6 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                               "a kernel built for it")
         overrides["attention_kernel"] = attention.value
     eff = replace(Efficiencies(flash=attention != Attention.unfused, activations=activations.value), **overrides)
-    if m.moe is not None and stack is not None:
-        from calc.training.stack import LOOPED_EXPERTS_WARNING, loops_experts
-
-        if loops_experts(stack.value):
-            from calc.sanity import warn
-
-            warn("--stack", LOOPED_EXPERTS_WARNING.format(name=stack.value))
     from calc.hardware.calibration import load_calibration as load_checked
 
     return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora, doc_tokens)

@@ -228,7 +228,7 @@ def train_time(
         gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
         warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None
-                                         else check_predicted_mfu(plan)),
+                                         else check_predicted_mfu(plan) + list(getattr(plan, "warnings", []))),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         memory_per_gpu_bytes=getattr(plan, "memory_per_gpu_bytes", None), gpu_memory_bytes=getattr(plan, "gpu_memory_bytes", None),
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "

@@ -69,7 +69,7 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, uneven_stage_note
-from calc.training.stack import band_stack, check_pipeline, check_tp, stack_key
+from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_pipeline, check_tp, loops_experts, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
 TERM_KEYS = (
@@ -303,6 +303,15 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
         held_layers=layout_held_layers(num_layers, layout, micro),
     )
+
+
+def stack_warnings(cost: ModelCost) -> list[str]:
+    """What the step model does not time on this stack, as "flag: message" lines carried in the result (its JSON
+    ``warnings``, and stderr): an MoE model under a stack that loops over its experts (calc.training.stack.
+    LOOPED_EXPERTS) is timed as grouped GEMMs, a lower bound."""
+    if cost.m.moe is not None and loops_experts(cost.eff.stack):
+        return [f"--stack: {LOOPED_EXPERTS_WARNING.format(name=stack_key(cost.eff.stack))}"]
+    return []
 
 
 def layout_held_layers(num_layers: int, layout: Layout, micro: int) -> tuple[int, int] | None:
@@ -540,6 +549,7 @@ class TrainStepResult(BaseModel):
     fits: bool
     min_gpus: int | None
     fits_with: list[str] = []  # a plan that does not fit: the cheapest change that fits it here (step_fix), else []
+    warnings: list[str] = []  # "flag: message" lines about what the step does not price (stack_warnings)
     step_time_s: float | None
     tokens_per_s: float | None
     mfu: float | None
@@ -609,7 +619,7 @@ def train_step(
         dp=layout.dp, cp=layout.cp, ep=layout.ep, etp=layout.etp, vpp=layout.vpp, sp=layout.sp, micro_batch=layout.micro_batch,
         global_batch=global_batch, seq=cost.seq, zero=layout.zero, recompute=layout.recompute, num_microbatches=micro,
         layout=layout.label() + uneven_stage_note(cost.m.num_layers, layout.pp, layout.pp_embedding, layout.pp_loss, layout.vpp),
-        dtype=cost.dtype, stack=band_stack(cost.eff.stack),
+        dtype=cost.dtype, stack=band_stack(cost.eff.stack), warnings=stack_warnings(cost),
         memory_per_gpu_bytes=need, memory_per_gpu=memory, gpu_memory_bytes=capacity, fits=fits,
         assumptions=cost.eff.describe(moe=cost.m.moe is not None, cp=layout.cp > 1, fp8=cost.dtype.startswith("fp8"))
         + [f"reserve {reserve_gib:g} GiB per GPU", *_plateau_note(cost)]
