@@ -349,6 +349,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     from calc.training.plan import best_plan
     from calc.training.sizing import (
         MAX_GPUS,
+        finishes_within,
         largest_gpus_within_budget,
         smallest_gpus_within,
         smallest_over_batch_pieces,
@@ -413,11 +414,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
         # the lower pieces' counts are checked too (calc.training.sizing.smallest_over_batch_pieces)
         from calc.training.plan import default_batch_piece
 
-        def on_time(n: int) -> bool:
-            d = days_at(n)
-            return d is not None and d <= days
-
-        smallest = smallest_over_batch_pieces(on_time, smallest, per_node, lambda n: default_batch_piece(seq, n))
+        smallest = smallest_over_batch_pieces(finishes_within(days_at, days), smallest, per_node,
+                                              lambda n: default_batch_piece(seq, n))
     if budget is None:
         return smallest, plans.get(smallest)
     need = cost_at(smallest)

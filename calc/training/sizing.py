@@ -27,6 +27,19 @@ def smooth_counts(limit: int) -> list[int]:
     return sorted(set(counts))
 
 
+def finishes_within(days_at: Callable[[int], float | None], days: float) -> Callable[[int], bool]:
+    """The predicate "n finishes in time": days_at(n) is a figure (None: nothing fits there) of at most ``days``.
+
+    >>> ok = finishes_within(lambda n: None if n < 2 else 60 / n, 30)
+    >>> ok(1), ok(2), ok(3)
+    (False, True, True)
+    """
+    def ok(n: int) -> bool:
+        d = days_at(n)
+        return d is not None and d <= days
+    return ok
+
+
 def smallest_gpus_within(days_at: Callable[[int], float | None], days: float, node: int, max_gpus: int = MAX_GPUS,
                          at_least: int = 0, smooth: bool = True) -> int | None:
     """The smallest GPU count n = k x ``node``, k a 7-smooth node count (smooth_counts; any count with ``smooth``
@@ -54,9 +67,7 @@ def smallest_gpus_within(days_at: Callable[[int], float | None], days: float, no
             seen[nodes] = days_at(nodes * node)
         return seen[nodes]
 
-    def ok(nodes: int) -> bool:
-        d = _days(nodes)
-        return d is not None and d <= days
+    ok = finishes_within(_days, days)
 
     def estimate(low: int, high: int) -> float | None:
         d_low, d_high = _days(low), _days(high)
