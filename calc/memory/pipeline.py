@@ -86,6 +86,7 @@ def peak_held_layers(pp: int, micro: int, rank: int, chunks: tuple[int, ...], gr
     return max(peak, held)
 
 
+@lru_cache(maxsize=4096)
 def held_stage_layers(num_layers: int, pp: int, micro: int, vpp: int = 1, group: int | None = None,
                       embedding: bool = False, loss: bool = False) -> tuple[int, int] | None:
     """(the fullest rank but the last, the last rank): the layer-micro-batches of saved activations each holds at its
