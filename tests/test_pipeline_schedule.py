@@ -73,3 +73,37 @@ def test_memory_modes_share_the_uneven_split(cli) -> None:
     eight_layers = act(5) - act(6)
     assert eight_layers > 0 and eight_layers % 8 == 0
     assert act(6, ("--mode", "finetune", "--method", "full")) == act(6)
+
+
+def _full_walk(pp: int, micro: int, rank: int, chunks: tuple[int, ...], group: int) -> int:
+    """The schedule walked to its end, forward by forward (no shortcut): the reference for peak_held_layers."""
+    v, total = len(chunks), micro * len(chunks)
+    warm = min(2 * (pp - rank - 1) + (v - 1) * group if v > 1 else pp - rank - 1, total)
+
+    def layers(k: int, forward: bool) -> int:
+        c = (k % (group * v)) // group
+        return chunks[c if forward else v - 1 - c]
+
+    held = peak = sum(layers(k, True) for k in range(warm))
+    for i in range(total - warm):
+        held += layers(warm + i, True)
+        peak = max(peak, held)
+        held -= layers(i, False)
+    return max(peak, held)
+
+
+def test_the_walk_stops_after_one_period_without_changing_the_peak() -> None:
+    import random
+    import time
+
+    rng = random.Random(2705)
+    for _ in range(500):
+        pp, v = rng.randint(2, 10), rng.randint(1, 5)
+        group = pp * rng.randint(1, 3) if v > 1 else pp
+        micro = group * rng.randint(1, 6)
+        chunks = tuple(rng.randint(0, 3) for _ in range(v))
+        rank = rng.randint(0, pp - 1)
+        assert peak_held_layers.__wrapped__(pp, micro, rank, chunks, group) == _full_walk(pp, micro, rank, chunks, group)
+    start = time.perf_counter()  # ten million micro-batches (a hostile --global-batch): no longer than ten
+    assert held_stage_layers(126, 16, 10_000_000, vpp=8, embedding=True, loss=True) == (141, 113)
+    assert time.perf_counter() - start < 0.5

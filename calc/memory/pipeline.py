@@ -79,7 +79,9 @@ def peak_held_layers(pp: int, micro: int, rank: int, chunks: tuple[int, ...], gr
         return chunks[c if forward else v - 1 - c]
 
     held = peak = sum(layers(k, True) for k in range(warm))
-    for i in range(total - warm):
+    # the steady state's pairs (forward warm + i, backward i) repeat every N v: each period adds and frees every
+    # chunk's layers N times, so the walk stops after one period (a step of millions of micro-batches walks no further)
+    for i in range(min(total - warm, n * v)):
         held += layers(warm + i, True)
         peak = max(peak, held)
         held -= layers(i, False)
