@@ -37,6 +37,7 @@ from corpus_knobs import (  # noqa: E402
     training_loss,
 )
 
+import calc.hardware.collectives as collectives  # noqa: E402
 import calc.hardware.efficiency as efficiency  # noqa: E402
 import calc.serving.moe as serving_moe  # noqa: E402
 import calc.training.stack as stack  # noqa: E402
@@ -653,7 +654,8 @@ def predict(row: Any, overrides: dict[str, Any] | None = None) -> float:
     # (calc.training.stack.stack_key) replaced by the fit's candidates for this prediction
     with _overridden(efficiency.GEMM_PLATEAU, overrides.get("gemm_plateau")), \
             _overridden(stack.OVERRIDES, overrides.get("stack_efficiency")), \
-            _overridden(serving_moe.MOE_SERVING_RATE, overrides.get("moe_serving_rate")):
+            _overridden(serving_moe.MOE_SERVING_RATE, overrides.get("moe_serving_rate")), \
+            _overridden(collectives.PCIE_COLLECTIVE_FACTOR, overrides.get("pcie_collective_factor")):
         if row.kind in TRAINING_KINDS or row.kind == "training_peak_memory":
             return _training(row, m, gpu)
         if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
@@ -716,8 +718,8 @@ def parameter_keys(row: Any) -> dict[str, str]:
     """Which fitted defaults this row's prediction depends on: {"gemm_plateau": key} for every time or throughput
     row, plus "step_overhead_s" and "step_overhead_per_seq_s": overhead_key for serving latency/throughput rows (the
     fixed and the per-sequence part of a step's host time), and for those of an MoE model
-    "moe_serving_rate": the same generation / dtype key (calc.serving.moe.moe_serving_rate). Memory rows depend on
-    none."""
+    "moe_serving_rate": the same generation / dtype key (calc.serving.moe.moe_serving_rate); a row whose collectives
+    run over a PCIe node link (pcie_collectives) "pcie_collective_factor": "pcie". Memory rows depend on none."""
     keys: dict[str, str] = {}
     if row.kind in TRAINING_KINDS or row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         key = efficiency.plateau_key(row_gpu(row), _training_dtype(row) if row.kind in TRAINING_KINDS else row.dtype)
@@ -734,4 +736,23 @@ def parameter_keys(row: Any) -> dict[str, str]:
             key = serving_moe.moe_rate_key(gpu, expert_dtype)
             # a generation the fit has no key for reads "other" (the fit's keys: the plateau's, and W4A16_GENERATIONS')
             keys["moe_serving_rate"] = key if key.split("/")[0] in efficiency.GEMM_PLATEAU else "other"
+    if keys and pcie_collectives(row):
+        keys["pcie_collective_factor"] = "pcie"
     return keys
+
+
+def pcie_collectives(row: Any) -> bool:
+    """Whether the row's step runs a collective over a PCIe node link (calc.hardware.collectives.pcie_factor): a
+    TP or EP group of a serving row, a TP, EP or data-parallel group of a training row, inside a PCIe node
+    (SystemSpec.pcie_link, the node type the row names or the GPU's own)."""
+    k = knobs(row)
+    gpu = row_gpu(row)
+    system = load_system(_path_or_name(k["system"])) if "system" in k else system_for_gpu(gpu)
+    if system is None:
+        return False
+    if row.kind in TRAINING_KINDS:
+        groups = [k.get("tp", 1) or 1, k.get("ep", 1) or 1, (k.get("dp", 1) or 1) * (k.get("cp", 1) or 1)]
+    else:
+        tp, _pp, ep = serving_layout(row, k)
+        groups = [tp, ep]
+    return any(g > 1 and system.pcie_link(min(g, system.gpus_per_node)) for g in groups)

@@ -18,7 +18,10 @@ Procedure (declared before looking at held-out rows; held-out rows are never rea
    in a whole serving step against the per-op kernel tables), informed by the serving rows of MoE models, so that
    what an MoE step costs beyond those tables is fitted where it arises instead of pulling the dense GEMM plateau
    that the same rows also read (added in the eleventh pass, on the fit split's evidence: its Hopper fp8 MoE serving
-   rows asked for a lower plateau than its dense serving and training rows).
+   rows asked for a lower plateau than its dense serving and training rows); the PCIe collective factor
+   (calc.hardware.collectives.pcie_factor: a collective over a PCIe node link takes its alpha-beta time / the factor),
+   informed by the serving rows whose TP or EP group runs over PCIe (corpus_predict.pcie_collectives; added in the
+   twenty-seventh pass on the fit split's L40S rows: 1.09 at TP 1, 1.4-1.7 at TP 2-8).
    Each starts at PRIOR (the hand-set values the engine had before the corpus). A parameter is free only when its rows come from at least
    MIN_GROUPS source groups; otherwise it keeps PRIOR and is marked "unfitted: no data" (never scaled from another
    generation). The flash-attention rate and the sustained fraction are not separable from the plateau by this
@@ -120,6 +123,11 @@ PRIOR["moe_serving_rate"] = dict.fromkeys(PRIOR["gemm_plateau"], 1.0)  # the pla
 # peak (calc.serving.moe.moe_rate_key): "other" stays last
 PRIOR["moe_serving_rate"] = {**{k: v for k, v in PRIOR["moe_serving_rate"].items() if k != "other"},
                              **{f"{g}/{W4A16}": 1.0 for g in W4A16_GENERATIONS}, "other": 1.0}
+# A collective over a PCIe node link takes its alpha-beta time / this factor (calc.hardware.collectives.pcie_factor),
+# added in the twenty-seventh pass on the fit split's evidence: its dense L40S TensorRT-LLM rows read 1.09 of the
+# measured throughput at TP 1 and 1.4-1.7 at TP 2-8, the L40S Mixtral rows (TP 4 / 8) 1.1-1.55, where the NVLink
+# nodes' TP rows read about 1. 1 before: the engine priced a PCIe ring as the link's rate and latency.
+PRIOR["pcie_collective_factor"] = {"pcie": 1.0}
 NOT_SEPARABLE = {
     "flash_attention_peak": "unfitted: not separable from the GEMM plateau by this corpus (no attention-only rows); serving "
                             "only (training reads the kernel benchmark tables of calc.hardware.attention)",
@@ -137,10 +145,12 @@ NOT_SEPARABLE = {
 GRIDS = {"gemm_plateau": [round(0.20 + 0.05 * i, 2) for i in range(16)],
          "stack_efficiency": [round(0.50 + 0.05 * i, 2) for i in range(17)],
          "step_overhead_s": [round(0.5e-3 * i, 6) for i in range(17)],
-         "moe_serving_rate": [round(0.40 + 0.05 * i, 2) for i in range(21)]}
-FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "moe_serving_rate": 0.02}
+         "moe_serving_rate": [round(0.40 + 0.05 * i, 2) for i in range(21)],
+         "pcie_collective_factor": [round(0.10 + 0.05 * i, 2) for i in range(21)]}
+FINE = {"gemm_plateau": 0.01, "stack_efficiency": 0.01, "step_overhead_s": 0.25e-3, "moe_serving_rate": 0.02,
+        "pcie_collective_factor": 0.01}
 BOUNDS = {"gemm_plateau": (0.20, 0.95), "stack_efficiency": (0.50, 1.30), "step_overhead_s": (0.0, 8e-3),
-          "moe_serving_rate": (0.40, 1.40)}
+          "moe_serving_rate": (0.40, 1.40), "pcie_collective_factor": (0.10, 1.10)}
 REFERENCE = {("stack_efficiency", "megatron"): "reference: 1 by definition (the GEMM plateaus are Megatron-class rates)"}
 FINE_STEPS = 4
 PER_SEQ_PROBE = 10e-6  # the per-sequence overhead of Predictions' third call (any value > 0: the time is affine in it)
@@ -210,8 +220,8 @@ class Predictions:
         self.cache: dict[tuple, float] = {}
 
     def _engine(self, e: Entry, plateau: float, overhead: float, stack: float = 1.0, base: float | None = None,
-                moe: float | None = None, per_seq: float = 0.0) -> float:
-        key = (e.row.id, plateau, overhead, stack, base, moe, per_seq)
+                moe: float | None = None, per_seq: float = 0.0, pcie: float | None = None) -> float:
+        key = (e.row.id, plateau, overhead, stack, base, moe, per_seq, pcie)
         if key not in self.cache:
             overrides: dict[str, Any] = {"gemm_plateau": {e.keys["gemm_plateau"]: plateau}, "step_overhead_s": overhead,
                                          "step_overhead_per_seq_s": per_seq} if e.keys else {}
@@ -221,6 +231,8 @@ class Predictions:
                 overrides["stack_efficiency"] = {e.keys["stack_efficiency"]: stack}
             if moe is not None:
                 overrides["moe_serving_rate"] = {e.keys["moe_serving_rate"]: moe}
+            if pcie is not None:
+                overrides["pcie_collective_factor"] = {e.keys["pcie_collective_factor"]: pcie}
             self.cache[key] = self.engine(e.row, overrides)
         return self.cache[key]
 
@@ -232,21 +244,26 @@ class Predictions:
         plateau = params["gemm_plateau"][e.keys["gemm_plateau"]]
         base_key = _base_key(e.keys["gemm_plateau"])
         base = params["gemm_plateau"].get(base_key) if base_key != e.keys["gemm_plateau"] else None
-        if "stack_efficiency" in e.keys:
-            return self._engine(e, plateau, 0.0, params["stack_efficiency"][e.keys["stack_efficiency"]], base)
+        pcie = params["pcie_collective_factor"]["pcie"] if "pcie_collective_factor" in e.keys else None
+        if "stack_efficiency" in e.keys:  # a training step overlaps its collectives: the factor read directly
+            return self._engine(e, plateau, 0.0, params["stack_efficiency"][e.keys["stack_efficiency"]], base, pcie=pcie)
         if "step_overhead_s" not in e.keys:
-            return self._engine(e, plateau, 0.0, base=base)
+            return self._engine(e, plateau, 0.0, base=base, pcie=pcie)
         o = params["step_overhead_s"][e.keys["step_overhead_s"]]
         q = params["step_overhead_per_seq_s"][e.keys["step_overhead_per_seq_s"]]
         sign = FAMILY[e.row.kind][1]
         r1 = 1.0 if "moe_serving_rate" in e.keys else None  # an MoE row's calls at rate 1 (the tables as read)
-        t0, t1 = (self._engine(e, plateau, x, base=base, moe=r1) ** sign for x in (0.0, 1e-3))
+        f1 = 1.0 if pcie is not None else None  # ... and a PCIe row's at factor 1 (the link as given)
+        t0, t1 = (self._engine(e, plateau, x, base=base, moe=r1, pcie=f1) ** sign for x in (0.0, 1e-3))
         t = t0 + (t1 - t0) * o / 1e-3
         if q:  # the per-sequence part (0 unless a caller sets it: not a fitted target, NOT_SEPARABLE)
-            t += (self._engine(e, plateau, 0.0, base=base, moe=r1, per_seq=PER_SEQ_PROBE) ** sign - t0) * q / PER_SEQ_PROBE
+            t += (self._engine(e, plateau, 0.0, base=base, moe=r1, per_seq=PER_SEQ_PROBE, pcie=f1) ** sign - t0) \
+                * q / PER_SEQ_PROBE
         if "moe_serving_rate" in e.keys:
             rate = params["moe_serving_rate"][e.keys["moe_serving_rate"]]
-            t += (self._engine(e, plateau, 0.0, base=base, moe=0.5) ** sign - t0) * (1.0 / rate - 1.0)
+            t += (self._engine(e, plateau, 0.0, base=base, moe=0.5, pcie=f1) ** sign - t0) * (1.0 / rate - 1.0)
+        if pcie is not None:  # a serving step's collectives add to it, each at (alpha-beta time) / factor
+            t += (self._engine(e, plateau, 0.0, base=base, moe=r1, pcie=0.5) ** sign - t0) * (1.0 / pcie - 1.0)
         return t ** sign
 
     def residual(self, e: Entry, params: dict[str, dict[str, float]]) -> float:
@@ -255,7 +272,8 @@ class Predictions:
 
 
 Target = tuple[str, str]  # (parameter, key), e.g. ("gemm_plateau", "Hopper/fp8")
-TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau", "moe_serving_rate")
+TARGETS: list[Target] = [(name, key) for name in ("stack_efficiency", "step_overhead_s", "gemm_plateau", "moe_serving_rate",
+                                                 "pcie_collective_factor")
                          for key in PRIOR[name] if key != "other" and (name, key) not in REFERENCE]
 
 
@@ -300,10 +318,12 @@ def free_targets(rows: list[Entry], free: set[Target] | None = None) -> list[Tar
 def confounded(a: Target, b: Target) -> bool:
     """Pairs whose effects on a row's prediction trade off (one lattice step of each along a diagonal keeps the
     prediction about constant): a GEMM plateau and a stack efficiency (training time ~ GEMM / (plateau x stack)), a
-    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), and a generation's 16-bit and
-    fp8 plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
+    GEMM plateau and an MoE serving rate (an MoE step's experts run at plateau x rate), a GEMM plateau and the PCIe
+    collective factor (a PCIe TP row's step is its GEMMs and its collectives), and a generation's 16-bit and fp8
+    plateaus (an fp8 run's bf16 GEMMs read the 16-bit one)."""
     names = {a[0], b[0]}
-    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"}):
+    if names in ({"gemm_plateau", "stack_efficiency"}, {"gemm_plateau", "moe_serving_rate"},
+                 {"gemm_plateau", "pcie_collective_factor"}):
         return True
     return names == {"gemm_plateau"} and _base_key(a[1]) == _base_key(b[1])
 

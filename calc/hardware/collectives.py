@@ -23,7 +23,16 @@ import math
 from typing import Literal
 
 from calc.errors import LLMCalcError
+from calc.fitted import parameter
 from calc.specs.system import SystemSpec
+
+# A collective over a PCIe node link (SystemSpec.pcie_link: no NVLink between the group's GPUs) takes its alpha-beta
+# time / this factor, fitted (benchmarks/fit_corpus.py) on the fit split's serving rows whose TP or EP group runs over
+# PCIe: the link rate and the per-step latency of system_specs/ are a switch's, but a ring of 8 PCIe GPUs crosses the
+# host's root complexes and the CPU sockets' link, where NCCL reaches a fraction of the x16 rate (NVIDIA/nccl issue
+# 1639: 8 x RTX 5090 on PCIe Gen5, 28 GB/s busBW with 8 GPUs, 35 with 4, of 63 GB/s per direction). One factor on the
+# whole time (latency and bandwidth terms alike), so a step's time is affine in its inverse.
+PCIE_COLLECTIVE_FACTOR: dict[str, float] = parameter("pcie_collective_factor")
 
 Collective = Literal["allreduce", "tree_allreduce", "reduce_scatter", "all_gather", "all_to_all", "p2p"]
 
@@ -174,7 +183,8 @@ def collective_time(
 ) -> float:
     """Time of a collective of ``num_bytes`` on a group laid out on ``system``.
 
-    One node: the flat ring on the node link. Across nodes (n_in per node, n_out nodes):
+    One node: the flat ring on the node link; over a PCIe node link (SystemSpec.pcie_link) its time / pcie_factor(),
+    as the node parts of a group spanning nodes. Across nodes (n_in per node, n_out nodes):
       all-reduce      = RS_in(S) + AR_out(S/n_in on the NIC) + AG_in(S)
       reduce-scatter  = RS_in(S) + RS_out(S/n_in on the NIC)   (all-gather: the mirror image)
       all-to-all      = max(inside part on NVLink, the (n - n_in)/n share crossing the NIC x nic_scale)
@@ -191,14 +201,21 @@ def collective_time(
     n_in, n_out = group_shape(system, group_size, stride)
     b_in, a_in = system.node_link(n_in, stride)  # NVLink bridge when the node's members share one (SystemSpec)
     b_out, a_out = system.inter_node_gb_s, system.inter_node_latency_s
+    slow = 1 / pcie_factor() if n_in > 1 and system.pcie_link(n_in, stride) else 1.0  # the node part over PCIe
     flat = _FLAT[kind]
     if n_out == 1:
-        return flat(num_bytes, group_size, b_in, a_in, efficiency)
+        return flat(num_bytes, group_size, b_in, a_in, efficiency) * slow
     if kind == "all_to_all":
-        inside = (n_in - 1) / group_size * num_bytes / (b_in * 1e9 * efficiency) + a_in
+        inside = ((n_in - 1) / group_size * num_bytes / (b_in * 1e9 * efficiency) + a_in) * slow
         outside = nic_scale * (group_size - n_in) / group_size * num_bytes / (b_out * 1e9 * efficiency) + a_out
         return max(inside, outside)
     outer = flat(num_bytes / n_in, n_out, b_out, a_out, efficiency)
     if kind in ("reduce_scatter", "all_gather"):
-        return reduce_scatter_time(num_bytes, n_in, b_in, a_in, efficiency) + outer
-    return 2 * reduce_scatter_time(num_bytes, n_in, b_in, a_in, efficiency) + outer
+        return reduce_scatter_time(num_bytes, n_in, b_in, a_in, efficiency) * slow + outer
+    return 2 * reduce_scatter_time(num_bytes, n_in, b_in, a_in, efficiency) * slow + outer
+
+
+def pcie_factor() -> float:
+    """The fitted factor a collective over a PCIe node link runs at (PCIE_COLLECTIVE_FACTOR; 1: the alpha-beta model
+    of the link as given)."""
+    return PCIE_COLLECTIVE_FACTOR["pcie"]

@@ -137,7 +137,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from calc.fitted import parameter
+from calc.fitted import describe, parameter
+from calc.hardware.collectives import pcie_factor
 from calc.serving.act_quant import ACT_QUANT_BYTES
 
 # Replicas sized for a request rate without a TTFT target: the fewest that keep each replica's slots at most this
@@ -271,7 +272,9 @@ class ServingAssumptions(BaseModel):
                "+3 kernels; vLLM before 0.7.3 on ROCm, per-channel scales: calc.serving.fp8_fallback)"]
               if self.fp8_unfused_dequant else []),
             "GEMM time per shape, HBM and collective efficiency: calc.hardware.efficiency defaults "
-            "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec",
+            "(tile quantisation, per-architecture plateau, launch cost); links and latencies from the node spec; "
+            f"a collective over a PCIe node link (no NVLink between its GPUs) takes its time / {pcie_factor():g} "
+            f"({describe('pcie_collective_factor', 'pcie')}; calc.hardware.collectives.pcie_factor)",
             f"a dense fp8 (W8A8) linear quantizes its bf16 input first: {self.fp8_act_quant_bytes:g} B per input element "
             "at HBM bandwidth (aiconfigurator's TensorRT-LLM quantize tables; calc.serving.act_quant)",
             f"{self.gpus_per_node} GPUs per node: TP stays inside a node; PP and replicas cross nodes",

@@ -39,6 +39,20 @@ class SystemSpec(_Spec):
             raise ValueError(f"bridge_gpus {self.bridge_gpus} must divide gpus_per_node {self.gpus_per_node}")
         return self
 
+    def pcie_link(self, members: int, stride: int = 1) -> bool:
+        """Whether a group's link inside one node is PCIe: the node's link is PCIe (``intra_node_link`` names it
+        first, as every PCIe node type in system_specs/ does) and the group is not all on one NVLink bridge
+        (node_link). calc.hardware.collectives prices such a collective at its fitted PCIe factor.
+
+        >>> SystemSpec(name="n", gpu="g", intra_node_link="PCIe Gen4 x16", intra_node_gb_s=31.5, inter_node_gb_s=6).pcie_link(8)
+        True
+        >>> SystemSpec(name="n", gpu="g", intra_node_link="PCIe Gen5 x16; NVLink bridge pairs", intra_node_gb_s=63,
+        ...            inter_node_gb_s=25, bridge_gpus=2, bridge_gb_s=300).pcie_link(2)
+        False
+        """
+        return self.intra_node_link.lstrip().startswith("PCIe") and not (
+            self.bridge_gpus and members * stride <= self.bridge_gpus)
+
     def node_link(self, members: int, stride: int = 1) -> tuple[float, float]:
         """(GB/s per direction, latency s) of a group's link inside one node: the NVLink bridge when the ``members``
         ranks of the node (``stride`` apart, ranks laid out contiguously) all sit on one bridge, else the node's link.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from calc.hardware.collectives import group_link, group_shape
+from calc.hardware.collectives import group_link, group_shape, pcie_factor
 from calc.hardware.efficiency import GROUPED_RAMP_ROWS, grouped_gemm_ramp
 from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, deepep_nic_scale
 from calc.hardware.peaks import peak_tflops
@@ -49,7 +49,10 @@ def _where(cost: ModelCost, group: int, stride: int) -> str:
     n_in, n_out = group_shape(cost.system, group, stride)
     bw, lat = group_link(cost.system, group, stride)
     place = "one node" if n_out == 1 else f"{n_in} per node x {n_out} nodes, hierarchical"
-    return f"{group} ranks ({place}; slowest hop {bw:g} GB/s, {lat * 1e6:g} us/step, efficiency {cost.eff.collective:.0%})"
+    pcie = (f"; over PCIe: the node part's time / {pcie_factor():g}, calc.hardware.collectives.pcie_factor"
+            if n_in > 1 and cost.system.pcie_link(n_in, stride) else "")
+    return (f"{group} ranks ({place}; slowest hop {bw:g} GB/s, {lat * 1e6:g} us/step, efficiency "
+            f"{cost.eff.collective:.0%}{pcie})")
 
 
 def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu: float, peak: float) -> list[str]:
