@@ -748,11 +748,14 @@ def pcie_collectives(row: Any) -> bool:
     k = knobs(row)
     gpu = row_gpu(row)
     system = load_system(_path_or_name(k["system"])) if "system" in k else system_for_gpu(gpu)
-    if system is None:
+    if system is None or not system.pcie_link(system.gpus_per_node):
         return False
     if row.kind in TRAINING_KINDS:
         groups = [k.get("tp", 1) or 1, k.get("ep", 1) or 1, (k.get("dp", 1) or 1) * (k.get("cp", 1) or 1)]
     else:
-        tp, _pp, ep = serving_layout(row, k)
+        try:
+            tp, _pp, ep = serving_layout(row, k)
+        except CannotPredict:  # an engine serving_layout does not read: its flags as given
+            tp, ep = k.get("tp", row.hardware.num_gpus), k.get("ep", 1)
         groups = [tp, ep]
     return any(g > 1 and system.pcie_link(min(g, system.gpus_per_node)) for g in groups)
