@@ -17,7 +17,11 @@ def test_a_pcie_ring_takes_its_alpha_beta_time_over_the_factor() -> None:
     assert l40s.pcie_link(8) and 0 < pcie_factor() <= 1.1
 
 
-def test_nvlink_and_bridged_pairs_keep_the_link_as_given() -> None:
+def test_nvlink_bridged_pairs_and_host_staged_links_keep_the_link_as_given() -> None:
+    # a GeForce workstation stages through host memory: its 12 GB/s is the staged rate itself, not a link rate
+    ws = load_system("workstation-rtx4090")
+    assert not ws.pcie_link(4)
+    assert collective_time("allreduce", ws, 1e6, 4) == pytest.approx(6 * 5e-6 + 2 * 3 / 4 * 1e6 / 12e9)
     dgx = load_system("dgx-h100")  # NVLink4: 450 GB/s per direction, 3 us per step
     assert not dgx.pcie_link(8)
     assert collective_time("allreduce", dgx, 1e6, 8) == pytest.approx(14 * 3e-6 + 2 * 7 / 8 * 1e6 / 450e9)

@@ -26,7 +26,8 @@ from calc.errors import LLMCalcError
 from calc.fitted import parameter
 from calc.specs.system import SystemSpec
 
-# A collective over a PCIe node link (SystemSpec.pcie_link: no NVLink between the group's GPUs) takes its alpha-beta
+# A collective over a PCIe peer-to-peer node link (SystemSpec.pcie_link: no NVLink between the group's GPUs, not staged
+# through host memory, whose node types already give the staged rate) takes its alpha-beta
 # time / this factor, fitted (benchmarks/fit_corpus.py) on the fit split's serving rows whose TP or EP group runs over
 # PCIe: the link rate and the per-step latency of system_specs/ are a switch's, but a ring of 8 PCIe GPUs crosses the
 # host's root complexes and the CPU sockets' link, where NCCL reaches a fraction of the x16 rate (NVIDIA/nccl issue

@@ -40,9 +40,11 @@ class SystemSpec(_Spec):
         return self
 
     def pcie_link(self, members: int, stride: int = 1) -> bool:
-        """Whether a group's link inside one node is PCIe: the node's link is PCIe (``intra_node_link`` names it
-        first, as every PCIe node type in system_specs/ does) and the group is not all on one NVLink bridge
-        (node_link). calc.hardware.collectives prices such a collective at its fitted PCIe factor.
+        """Whether a group's link inside one node is PCIe peer-to-peer: the node's link is PCIe (``intra_node_link``
+        names it first, as every PCIe node type in system_specs/ does), not staged through host memory ("via host":
+        the GeForce workstations, whose intra_node_gb_s is already the staged rate NCCL reaches, not a link rate), and
+        the group is not all on one NVLink bridge (node_link). calc.hardware.collectives prices such a collective at
+        its fitted PCIe factor.
 
         >>> SystemSpec(name="n", gpu="g", intra_node_link="PCIe Gen4 x16", intra_node_gb_s=31.5, inter_node_gb_s=6).pcie_link(8)
         True
@@ -50,7 +52,8 @@ class SystemSpec(_Spec):
         ...            inter_node_gb_s=25, bridge_gpus=2, bridge_gb_s=300).pcie_link(2)
         False
         """
-        return self.intra_node_link.lstrip().startswith("PCIe") and not (
+        link = self.intra_node_link.strip()
+        return link.startswith("PCIe") and "via host" not in link and not (
             self.bridge_gpus and members * stride <= self.bridge_gpus)
 
     def node_link(self, members: int, stride: int = 1) -> tuple[float, float]:
