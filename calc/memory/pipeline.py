@@ -1,5 +1,5 @@
-"""What a pipeline schedule keeps alive: the layer-micro-batches of saved activations the first and the last
-pipeline rank hold at their fullest, counted chunk by chunk.
+"""What a pipeline schedule keeps alive: the layer-micro-batches of saved activations each pipeline rank holds at its
+fullest, counted chunk by chunk (the fullest rank but the last, and the last, which also carries the head).
 
 A rank's held activations rise by a chunk's layers at each forward and fall by them at that chunk's backward.
 Megatron-Core's interleaved 1F1B (megatron/core/pipeline_parallel/schedules.py
