@@ -22,7 +22,7 @@ def _divisors(n: int) -> str:
 def check_layout(m: ModelSpec, plan: Parallelism, extra_stage_slots: int = 0) -> Parallelism:
     """Reject layouts the model cannot be split into, naming the flag and the valid choices. ``extra_stage_slots``: the
     embedding / loss counted as pipeline layers (Megatron-Core --account-for-embedding/loss-in-pipeline-split), which
-    may fill a stage of their own (calc.training.layout.pipeline_stage_layers): PP up to L + those slots."""
+    may fill a stage of their own (calc.model.parallel.pipeline_stage_layers): PP up to L + those slots."""
     h, g = m.num_heads, m.kv_heads
     if h % plan.tp:
         raise LLMCalcError("--tp", f"{plan.tp} does not divide the {h} attention heads of {m.name}; try {_divisors(h)}")

@@ -52,8 +52,8 @@ class SystemSpec(_Spec):
         ...            inter_node_gb_s=25, bridge_gpus=2, bridge_gb_s=300).pcie_link(2)
         False
         """
-        link = self.intra_node_link.strip()
-        return link.startswith("PCIe") and "via host" not in link and not (
+        link = self.intra_node_link.strip().lower()  # a node type of one's own may spell it "pcie gen4"
+        return link.startswith("pcie") and "via host" not in link and not (
             self.bridge_gpus and members * stride <= self.bridge_gpus)
 
     def node_link(self, members: int, stride: int = 1) -> tuple[float, float]:

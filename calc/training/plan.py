@@ -4,7 +4,7 @@ Enumerated (Narayanan et al. 2021 sec. 3 takeaways; Megatron-Core constraints):
   TP   divides the heads (and the KV heads, or is a multiple of them), at most one node unless allowed
   CP   1, 2, 4, ... while s/c >= 1,024 tokens per GPU
   PP   a degree dividing the remaining GPUs whose layers Megatron-Core can place: L/p each, or its uneven form (equal
-       middle stages of ceil(L/p), fewer layers first/last: calc.training.layout.pipeline_stage_layers; Llama 3 405B
+       middle stages of ceil(L/p), fewer layers first/last: calc.model.parallel.pipeline_stage_layers; Llama 3 405B
        ran 126 layers on PP 16 as 7/8x14/7), stated in the plan string. The step model times the fullest stage, so an
        uneven split pays for its idle layers; between equal step times an even split ranks first
   DP   the rest; EP (MoE only) divides the experts and DP x CP; micro-batch b in 1, 2, 4, 8 with d*b | B

@@ -99,7 +99,7 @@ class StepTerms:
 
 
 def stage_layers(num_layers: int, pp: int, embedding: bool = False, loss: bool = False) -> list[tuple[int, int]]:
-    """(first layer, layer count) per stage, as Megatron-Core places them (calc.training.layout.pipeline_stage_layers:
+    """(first layer, layer count) per stage, as Megatron-Core places them (calc.model.parallel.pipeline_stage_layers:
     L/p each, or equal middle stages of ceil(L/p) with fewer on the first/last, or (L + e + l)/p with the embedding /
     loss counted as a layer of the first / last stage; the last also carries the head)."""
     counts = pipeline_stage_layers(num_layers, pp, embedding, loss)
