@@ -746,9 +746,11 @@ def pcie_collectives(row: Any) -> bool:
     TP or EP group of a serving row, a TP, EP or data-parallel group of a training row, inside a PCIe node
     (SystemSpec.pcie_link, the node type the row names or the GPU's own)."""
     k = knobs(row)
-    gpu = row_gpu(row)
-    system = load_system(_path_or_name(k["system"])) if "system" in k else system_for_gpu(gpu)
-    if system is None or not system.pcie_link(system.gpus_per_node):
+    try:
+        system = _system(row, k, row_gpu(row))
+    except CannotPredict:  # no node type: nothing to say about its links
+        return False
+    if not system.pcie_link(system.gpus_per_node):
         return False
     if row.kind in TRAINING_KINDS:
         groups = [k.get("tp", 1) or 1, k.get("ep", 1) or 1, (k.get("dp", 1) or 1) * (k.get("cp", 1) or 1)]

@@ -54,7 +54,7 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
-from calc.memory.pipeline import held_stage_layers
+from calc.memory.pipeline import held_stage_layers, peak_held_layers
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -466,12 +466,10 @@ def in_flight_microbatches(layout: Layout, micro: int) -> float:
         (min(2(p - 1) + (v - 1) N, m v) + 1, capped at m v) chunk-micro-batches of 1/v of the stage
     = p (1 + (p - 1)/(p v)) when N = p <= m, the factor of Korthikanti et al. 2022 sec. 4.2.3. Llama 3's schedule
     (arXiv 2407.21783 sec. 3.3.2, Figure 6) makes N tunable between depth-first (N = PP) and breadth-first (N = M);
-    a larger N holds (v - 1) more chunk-micro-batches per extra micro-batch of the group."""
-    p, v = layout.pp, layout.vpp
-    if v == 1:
-        return min(p, micro)
-    group = p if layout.pp_microbatch_group is None else layout.pp_microbatch_group
-    return min(min(2 * (p - 1) + (v - 1) * group, micro * v) + 1, micro * v) / v
+    a larger N holds (v - 1) more chunk-micro-batches per extra micro-batch of the group. The warm-up count is
+    calc.memory.pipeline.peak_held_layers': rank 0 with v chunks of one layer each, over v."""
+    v = layout.vpp
+    return peak_held_layers(layout.pp, micro, 0, (1,) * v, layout.pp_microbatch_group) / v
 
 
 def steady_state_microbatches(layout: Layout) -> int:
