@@ -23,7 +23,7 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
 STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",
              "precision", "optimizer", "loss", "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales",
              "adapter_inputs", "dispatcher", "moe_collective", "cp_comm", "usage_context", "output_lengths",
-             "training_recipe", "moe_routing")
+             "training_recipe", "moe_routing", "attention_windows")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",

@@ -234,6 +234,10 @@ def report(
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
+        from calc.serving.assumptions import engine_attention_windows
+        from calc.serving.windows import model_as_run
+
+        m = model_as_run(m, engine_attention_windows(s.engine, s.version()))  # the windows the engine applies
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
@@ -398,6 +402,9 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     m, dtype = given_weights(ctx, m, dtype)
+    from calc.serving.windows import model_as_run
+
+    m = model_as_run(m, assumptions.attention_windows)  # sliding layers full where the engine runs them so
     check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
     note_fp32(dtype)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, prompt=prompt, output=output,

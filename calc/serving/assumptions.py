@@ -229,6 +229,11 @@ class ServingAssumptions(BaseModel):
         "attention_chunk_size tokens (chunk: vLLM's local-attention virtual batches, SGLang's local attention), or the "
         "last chunk-size tokens like a sliding window (window: TensorRT-LLM applies chunked attention to context "
         "requests only); default: the engine's (engine_chunked_decode)"))
+    attention_windows: Literal["applied", "full"] = Field("applied", description=(
+        "whether the engine runs a sliding-window layer over its window (applied: vLLM, SGLang, TensorRT-LLM's "
+        "PyTorch backend) or over the whole context, attending and caching every token (full: TensorRT-LLM's engine "
+        "flow, releases before 1.0, whose window is the run-time max_attention_window_size that trtllm-bench does not "
+        "pass); default: the engine's (engine_attention_windows)"))
     moe_permute_scope: Literal["local", "zero-fill", "deepgemm", "gathered"] = Field("deepgemm", description=(
         "which routed copies an all-gather-fed rank's permute / unpermute touches (calc.serving.step.MOE_PERMUTE_SCOPES): "
         "only its local experts' (TensorRT-LLM CUTLASS MoE, vLLM DeepGEMM), a zero-fill + top-k sum over every gathered "
@@ -246,6 +251,9 @@ class ServingAssumptions(BaseModel):
                   if self.chunked_decode == "chunk" else "the last chunk-size tokens, as a sliding window")
                + f" (chunked_decode {self.chunked_decode}, the engine's: calc.serving.assumptions.engine_chunked_decode)"]
               if chunked else []),
+            *(["sliding-window layers attend and cache the whole context, as full attention (attention_windows full, "
+               "the engine's: calc.serving.assumptions.engine_attention_windows)"] if self.attention_windows == "full"
+              else []),
             f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
             *(["NCCL / custom all-reduce buffers per GPU when split = "
                + (f"{self.comm_buffer_gib:g} GiB" if self.comm_buffer_gib is not None else
@@ -379,6 +387,29 @@ def engine_chunked_decode(engine: str | None) -> str:
     return "window" if engine == "trtllm" else "chunk"
 
 
+TRTLLM_WINDOWS_FROM = (1, 0)  # the PyTorch backend, TensorRT-LLM's default flow from 1.0 (calc.serving.trtllm_memory)
+
+
+def engine_attention_windows(engine: str | None, version: tuple[int, ...] | None = None) -> str:
+    """ServingAssumptions.attention_windows a release runs: "full" for TensorRT-LLM's TensorRT engine flow (releases
+    before 1.0), "applied" otherwise.
+
+    The engine flow takes a sliding window as a run-time setting, max_attention_window_size (the cyclic KV cache and
+    the FMHA mask both follow it; NVIDIA/TensorRT-LLM issue 1404, 0.8.0: Mistral 7B v0.1's 4,096-token window applies
+    once it is passed to examples/run.py), and its default is the engine's max_seq_len: without it every layer
+    attends and caches the whole context, which is how trtllm-bench's throughput runs (the perf-overview tables) run
+    a window the model's config.json declares. vLLM (PagedAttention's sliding_window, then V1's SlidingWindowSpec)
+    and SGLang apply the config's window; the PyTorch backend passes attention_window_size to the kernel for
+    Starcoder2, Gemma 3, Cohere2, EXAONE 4 and gpt-oss, but for Mistral / Mixtral only from NVIDIA/TensorRT-LLM PR
+    12597 (merged 2026-03-30): a 1.x release before it runs Mistral 7B v0.1 with full attention, which is not told
+    apart here (the release holding the fix is not pinned), so 1.x reads "applied".
+
+    >>> engine_attention_windows("trtllm", (0, 17, 0)), engine_attention_windows("trtllm", (1, 0)), engine_attention_windows("vllm")
+    ('full', 'applied', 'applied')
+    """
+    return "full" if engine == "trtllm" and version is not None and version < TRTLLM_WINDOWS_FROM else "applied"
+
+
 def engine_dispatcher(engine: str | None, version: tuple[int, ...] | None = None) -> str:
     """ServingAssumptions.dispatcher an engine runs when none is asked for (calc.hardware.moe_ops.DISPATCHERS):
 
@@ -413,14 +444,15 @@ def overhead_family(settings: Any, moe: bool = False) -> str:
 
 def engine_defaults(settings: Any, moe: bool = False) -> dict[str, Any]:
     """The assumptions an engine release sets when no flag overrides them (``settings``: an EngineSettings): its
-    expert-parallel dispatcher, chunked decode, MoE permute scope, both step-overhead parts of its family for this
-    model's MoE-ness (``engine_overhead``), and whether its prefill runs eager (vLLM V0 never captured a step holding
-    prompt tokens). The one mapping from an engine to its assumptions: every serving command's options
+    expert-parallel dispatcher, chunked decode, attention windows, MoE permute scope, both step-overhead parts of its
+    family for this model's MoE-ness (``engine_overhead``), and whether its prefill runs eager (vLLM V0 never captured
+    a step holding prompt tokens). The one mapping from an engine to its assumptions: every serving command's options
     (calc.cli.serving.serving_assumptions, which lays the flags over it) and calibrate's runs
     (calc.serving.phases.phase_terms) read it."""
     version = settings.version()
     return {"dispatcher": engine_dispatcher(settings.engine, version),
             "chunked_decode": engine_chunked_decode(settings.engine),
+            "attention_windows": engine_attention_windows(settings.engine, version),
             "moe_permute_scope": engine_permute_scope(settings.engine, version),
             "step_overhead_s": engine_overhead("step_overhead_s", settings, moe),
             "step_overhead_per_seq_s": engine_overhead("step_overhead_per_seq_s", settings, moe),

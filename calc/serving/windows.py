@@ -1,0 +1,36 @@
+"""The model as a serving engine runs it: sliding-window layers over their window, or over the whole context where
+the engine does not apply the window (ServingAssumptions.attention_windows "full": TensorRT-LLM's engine flow,
+calc.serving.assumptions.engine_attention_windows).
+
+A sliding layer the engine runs in full attends every earlier token and keeps every token's K and V, so for the
+engine it is a full-attention layer: the KV bytes of a request (calc.memory.kv), the keys each decode step reads and
+the prefill's attention pairs (calc.model.layers) are those of full layers. Chunked (Llama 4) and linear / state
+layers are left as they are: the engine flow ran neither.
+"""
+
+from __future__ import annotations
+
+from calc.memo import per_spec
+from calc.specs import ModelSpec
+
+
+@per_spec
+def _full_attention(m: ModelSpec) -> ModelSpec:
+    """``m`` with every sliding layer full (one copy per spec object, so the per-spec caches of the copy are kept)."""
+    kinds = ["full" if t == "sliding" else t for t in m.layer_types or ()]
+    return m.model_copy(update={"layer_types": kinds, "sliding_window": None})
+
+
+def model_as_run(m: ModelSpec, attention_windows: str) -> ModelSpec:
+    """``m`` as an engine runs it (``attention_windows``: ServingAssumptions.attention_windows, the engine's by
+    calc.serving.assumptions.engine_attention_windows): unchanged where the engine applies sliding windows ("applied")
+    or the model has none, else with its sliding layers full-attention layers ("full"; module docstring).
+
+    >>> from calc.sources.catalog import load_model
+    >>> m = load_model("mistral-7b")
+    >>> model_as_run(m, "applied") is m, set(model_as_run(m, "full").layer_types), model_as_run(m, "full").sliding_window
+    (True, {'full'}, None)
+    """
+    if attention_windows == "applied" or "sliding" not in (m.layer_types or ()):
+        return m
+    return _full_attention(m)
