@@ -41,3 +41,23 @@ def test_the_factor_is_the_fitted_one_and_explained() -> None:
     r = run_cli("latency", "llama3.1-70b", "--gpu", "l40s", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1000",
                 "--output", "1000", "--batch", "8", "--explain")
     assert r.code == 0 and f"PCIe node link (no NVLink between its GPUs) takes its time / {pcie_factor():g}" in r.out
+
+
+def test_a_measured_link_takes_no_factor_on_top() -> None:
+    """A `bench` calibration that measured the node's all-reduce holds that link's own efficiency: the factor fitted for
+    unmeasured PCIe nodes is not applied again (calc.hardware.efficiency.measured_pcie_factor)."""
+    from calc.hardware.calibration import Calibration, OpPoint, Roofline
+    from calc.serving.step import allreduce_s
+
+    l40s = load_system("pcie-l40s")
+    measured = Calibration(gpu="l40s", device_name="NVIDIA L40S", is_gpu=True, dtype="bf16", date="2026-12-05",
+                           roofline=Roofline(peak_tflops=362, peak_gb_s=864, source="datasheet"),
+                           ops={"allreduce": [OpPoint(size=1e9, measured_s=1.0, efficiency=0.5)]})
+    # 1 MB on 8 GPUs, the faster of NCCL's ring (2 x 7 steps of 5 us, 2 x 7/8 of the bytes) and tree (2 x log2 8
+    # steps, 2 x the bytes), at the measured 50% of 31.5 GB/s
+    def fastest(eff: float) -> float:
+        return min(14 * 5e-6 + 2 * 7 / 8 * 1e6 / (eff * 31.5e9), 6 * 5e-6 + 2 * 1e6 / (eff * 31.5e9))
+
+    assert allreduce_s(l40s, 1e6, 8, measured) == pytest.approx(fastest(0.5))
+    # without the calibration: the default 80% efficiency and the fitted factor
+    assert allreduce_s(l40s, 1e6, 8) == pytest.approx(fastest(0.8) / pcie_factor())

@@ -136,10 +136,11 @@ def chain_p2p_time(system: SystemSpec, num_bytes: float, stages: int, stride: in
     return total
 
 
-def fastest_allreduce_time(system: SystemSpec, num_bytes: float, group_size: int, efficiency: float = 1.0) -> float:
+def fastest_allreduce_time(system: SystemSpec, num_bytes: float, group_size: int, efficiency: float = 1.0,
+                           pcie: float | None = None) -> float:
     """An all-reduce as NCCL's tuner (and vLLM's custom all-reduce for small messages) runs it: the faster of the ring
     and the tree (collective_time "allreduce" / "tree_allreduce"); at decode sizes the per-step latency decides."""
-    return min(collective_time(kind, system, num_bytes, group_size, efficiency=efficiency)
+    return min(collective_time(kind, system, num_bytes, group_size, efficiency=efficiency, pcie=pcie)
                for kind in ("allreduce", "tree_allreduce"))
 
 
@@ -180,7 +181,7 @@ _FLAT = {
 
 def collective_time(
     kind: Collective, system: SystemSpec, num_bytes: float, group_size: int, stride: int = 1, efficiency: float = 1.0,
-    nic_scale: float = 1.0,
+    nic_scale: float = 1.0, pcie: float | None = None,
 ) -> float:
     """Time of a collective of ``num_bytes`` on a group laid out on ``system``.
 
@@ -192,7 +193,8 @@ def collective_time(
     p2p: one message on the slowest hop of a ring of ``group_size`` ranks ``stride`` apart (2: the pair), every rank
     sending to its successor at once, so a ring that leaves the node waits on the NIC hop. ``nic_scale`` (all-to-all only): the
     bytes that cross the NIC relative to a plain all-to-all's (a dispatcher that sends a token once per node, DeepEP:
-    calc.hardware.moe_ops.deepep_nic_scale).
+    calc.hardware.moe_ops.deepep_nic_scale). ``pcie``: the factor of a PCIe node part; None: the fitted pcie_factor()
+    (1 where a calibration measured the link: calc.hardware.efficiency.measured_pcie_factor).
     """
     if kind == "p2p":
         bw, lat = group_link(system, max(group_size, 2), stride)
@@ -202,7 +204,7 @@ def collective_time(
     n_in, n_out = group_shape(system, group_size, stride)
     b_in, a_in = system.node_link(n_in, stride)  # NVLink bridge when the node's members share one (SystemSpec)
     b_out, a_out = system.inter_node_gb_s, system.inter_node_latency_s
-    slow = 1 / pcie_factor() if n_in > 1 and system.pcie_link(n_in, stride) else 1.0  # the node part over PCIe
+    slow = 1 / (pcie or pcie_factor()) if n_in > 1 and system.pcie_link(n_in, stride) else 1.0  # the node part over PCIe
     flat = _FLAT[kind]
     if n_out == 1:
         return flat(num_bytes, group_size, b_in, a_in, efficiency) * slow

@@ -126,6 +126,18 @@ def collective_efficiency(calibration: Any = None, op_kind: str = "allreduce", s
     return _calibrated(calibration, op_kind, size) or COLLECTIVE_EFFICIENCY
 
 
+def measured_pcie_factor(calibration: Any = None) -> float | None:
+    """The PCIe collective factor to use with ``calibration``: 1 when it measured this node's all-reduce (`bench`'s
+    collectives ran on the user's own link, so the measured efficiency is that link's, PCIe or not, and the corpus
+    factor for unmeasured PCIe nodes would count the link's shortfall twice), else None: the fitted factor
+    (calc.hardware.collectives.pcie_factor).
+
+    >>> measured_pcie_factor(None) is None
+    True
+    """
+    return 1.0 if _calibrated(calibration, "allreduce", 1e9) else None
+
+
 def flash_attention_rate(gpu: GPUSpec, dtype: str = "bf16") -> float:
     """FLOP/s of a fused (flash) attention kernel: peak x FLASH_ATTENTION_PEAK[arch]."""
     return peak_tflops(gpu, dtype) * TERA * FLASH_ATTENTION_PEAK.get(gpu.arch, FLASH_ATTENTION_OTHER)

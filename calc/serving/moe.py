@@ -31,7 +31,7 @@ import math
 
 from calc.fitted import parameter
 from calc.hardware.collectives import collective_time, fastest_allreduce_time
-from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency, plateau_key
+from calc.hardware.efficiency import GROUPED_GEMM_TILE_ROWS, collective_efficiency, measured_pcie_factor, plateau_key
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
@@ -245,8 +245,9 @@ def allgather_reducescatter_s(m: ModelSpec, system: SystemSpec, tokens: int, tp:
     rows = ep * tokens / tp
     gathered = rows * (m.hidden_size * x_bytes + m.moe.experts_per_token * ROUTING_PAIR_BYTES)
     partial = rows * m.hidden_size * COMBINE_OUT_BYTES
-    return (collective_time("all_gather", system, gathered, ep, efficiency=eff)
-            + collective_time("reduce_scatter", system, partial, ep, efficiency=eff))
+    pcie = measured_pcie_factor(calibration)
+    return (collective_time("all_gather", system, gathered, ep, efficiency=eff, pcie=pcie)
+            + collective_time("reduce_scatter", system, partial, ep, efficiency=eff, pcie=pcie))
 
 
 NCCL_A2A_BYTES = 2  # a plain all-to-all moves the bf16 activations both ways (no fp8 dispatch kernel)
@@ -272,7 +273,8 @@ def nccl_alltoall_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tok
     if ep <= 1 or not m.moe or tokens <= 0:
         return 0.0
     sent = tokens / tp * m.moe.experts_per_token * m.hidden_size * NCCL_A2A_BYTES * a.expert_imbalance
-    return 2 * collective_time("all_to_all", system, sent, ep, efficiency=collective_efficiency(calibration))
+    return 2 * collective_time("all_to_all", system, sent, ep, efficiency=collective_efficiency(calibration),
+                               pcie=measured_pcie_factor(calibration))
 
 
 def naive_broadcast_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep: int, x_bytes: int = 2,
@@ -300,8 +302,9 @@ def naive_broadcast_s(m: ModelSpec, system: SystemSpec, tokens: int, tp: int, ep
     eff = collective_efficiency(calibration)
     rows = ep * tokens / tp
     gathered = rows * (m.hidden_size * x_bytes + m.moe.num_experts * 2)
-    return (collective_time("all_gather", system, gathered, ep, efficiency=eff)
-            + fastest_allreduce_time(system, rows * m.hidden_size * COMBINE_OUT_BYTES, ep, eff))
+    pcie = measured_pcie_factor(calibration)
+    return (collective_time("all_gather", system, gathered, ep, efficiency=eff, pcie=pcie)
+            + fastest_allreduce_time(system, rows * m.hidden_size * COMBINE_OUT_BYTES, ep, eff, pcie))
 
 
 def moe_comm_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, tp: int, ep: int,

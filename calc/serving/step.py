@@ -50,6 +50,7 @@ from calc.hardware.efficiency import (
     flash_attention_rate,
     gemm_plateau,
     gemm_time,
+    measured_pcie_factor,
     memory_efficiency,
 )
 from calc.hardware.peaks import peak_tflops
@@ -250,7 +251,10 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     attention = "measured attention points by FLOPs" if calibration.interpolate("attention", 1.0) else "flash-attention default"
     source = (f"{eff.source}; serving: each weight GEMM at the measured fraction of peak at its own FLOPs "
               f"(sustained {SERVING_SUSTAINED:g}: no training derate), never faster than streaming its weights; "
-              f"attention: {attention}; KV and weight streaming at {memory_efficiency(gpu, calibration):.0%} of bandwidth")
+              f"attention: {attention}; KV and weight streaming at {memory_efficiency(gpu, calibration):.0%} of bandwidth"
+              + ("; collectives at the measured all-reduce efficiency, the PCIe factor not applied on top (the link "
+                 "was measured: calc.hardware.efficiency.measured_pcie_factor)" if measured_pcie_factor(calibration)
+                 else ""))
     return gpu, calibration, eff.model_copy(update={"source": source})
 
 
@@ -417,7 +421,7 @@ def allreduce_s(system: SystemSpec, payload: float, tp: int, calibration: Any = 
     if tp == 1:
         return 0.0
     eff = collective_efficiency(calibration)
-    return fastest_allreduce_time(system, payload, tp, eff)
+    return fastest_allreduce_time(system, payload, tp, eff, measured_pcie_factor(calibration))
 
 
 def step_overhead(a: ServingAssumptions, prefill_tokens: int, seqs: int = 0) -> float:
