@@ -3,6 +3,7 @@ whole context of a sliding-window layer (calc.serving.assumptions.engine_attenti
 
 import json
 
+from conftest import run_cli
 from typer.testing import CliRunner
 
 from calc.cli.app import app
@@ -51,3 +52,20 @@ def test_cli_prices_the_engine_flow_with_full_attention():
     assert 4.0 < c_new["max_concurrency"] / c_old["max_concurrency"] < 6.0
     r = runner.invoke(app, ["latency", *common, "--engine-version", "0.15", "--explain"], terminal_width=200)
     assert "attend and cache the whole context" in r.output
+
+
+def test_attention_windows_flag_overrides_the_engine_and_is_refused_where_it_changes_nothing():
+    conc = ["concurrency", "mistral-7b", "--gpu", "l40s", "--engine", "trtllm", "--engine-version", "0.15",
+            "--max-model-len", "22000"]
+    full = _run(*conc)["max_concurrency"]
+    applied = _run(*conc, "--attention-windows", "applied")["max_concurrency"]
+    # one engine, one release: only the cached tokens per request differ, 22,000 against 4,096 (32-token blocks)
+    assert 4.5 < applied / full < 6.0
+    r = runner.invoke(app, ["latency", "mistral-7b", "--gpu", "h100", "--attention-windows", "full", "--explain"],
+                      terminal_width=200)
+    assert r.exit_code == 0 and "attend and cache the whole context" in r.output
+    for args in (["latency", "llama3-8b", "--gpu", "h100", "--attention-windows", "full"],
+                 ["serve", "llama3-8b", "--gpu", "h100", "--attention-windows", "applied"],
+                 ["report", "mistral-7b", "--gpu", "h100", "--mode", "train", "--attention-windows", "full"]):
+        r = run_cli(*args)
+        assert r.code == 2 and "--attention-windows" in r.err and len(r.err.strip().splitlines()) == 1, r.err

@@ -363,6 +363,19 @@ DispatcherOpt = Annotated[Dispatcher | None, typer.Option(
          "the engine's (allgather; vLLM before 0.11 naive)")]
 
 
+class AttentionWindows(StrEnum):  # ServingAssumptions.attention_windows (calc.serving.windows)
+    applied = "applied"
+    full = "full"
+
+
+AttentionWindowsOpt = Annotated[AttentionWindows | None, typer.Option(
+    "--attention-windows",
+    help="sliding-window layers as the engine runs them: applied (over their window: vLLM, SGLang, TensorRT-LLM's "
+         "PyTorch backend) or full (attending and caching the whole context: TensorRT-LLM's engine flow before 1.0 "
+         "without max_attention_window_size, or a release that does not pass the window to its kernel); default: the "
+         "engine's by release; refused for a model without sliding-window layers")]
+
+
 class PermuteScope(StrEnum):  # ServingAssumptions.moe_permute_scope (calc.serving.step.MOE_PERMUTE_SCOPES)
     local = "local"
     zero_fill = "zero-fill"

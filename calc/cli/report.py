@@ -15,6 +15,7 @@ from calc.cli.options import (
     DEFAULT_PROMPT,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
+    AttentionWindowsOpt,
     CalibrationOpt,
     CommBufferOpt,
     DispatcherOpt,
@@ -70,6 +71,7 @@ from calc.cli.options import (
     training_recipe,
 )
 from calc.cli.serving import (
+    attention_windows_of,
     check_moe_values,
     engine_settings,
     refuse_engine_on_gpu,
@@ -116,6 +118,7 @@ def report(
     enforce_eager: EnforceEagerOpt = False,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    attention_windows: AttentionWindowsOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
@@ -167,7 +170,7 @@ def report(
                "--step-overhead-ms": step_overhead_ms, "--step-overhead-per-seq-us": step_overhead_per_seq_us,
                "--enforce-eager": enforce_eager or None,
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
-               "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
+               "--attention-windows": attention_windows, "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
                "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
@@ -234,10 +237,9 @@ def report(
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
-        from calc.serving.assumptions import engine_attention_windows
         from calc.serving.windows import model_as_run
 
-        m = model_as_run(m, engine_attention_windows(s.engine, s.version()))  # the windows the engine applies
+        m = model_as_run(m, attention_windows_of(m, attention_windows, s))  # the windows the engine applies
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
@@ -258,7 +260,8 @@ def report(
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
-                                      moe=m.moe is not None)  # as serve
+                                      moe=m.moe is not None,
+                                      attention_windows=attention_windows and str(attention_windows))  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -347,6 +350,7 @@ def compare(
     router: RouterOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    attention_windows: AttentionWindowsOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     kv_dtype: KvDtypeOpt = None,
     reserve_gib: ReserveOpt = None,
@@ -392,7 +396,8 @@ def compare(
     s = engine_settings(engine, gpu_memory_utilization, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None)
+                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
+                                      attention_windows=attention_windows_of(m, attention_windows, s))
     output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")

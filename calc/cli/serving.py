@@ -15,6 +15,7 @@ from calc.cli.options import (
     DEFAULT_PROMPT,
     WEIGHT_FORMAT_NAMES,
     AcceptanceOpt,
+    AttentionWindowsOpt,
     BatchOpt,
     BlockSizeOpt,
     CalibrationOpt,
@@ -258,13 +259,23 @@ def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) 
                                                      "on 1 GPU there is none: drop it or give --num-gpus > 1")
 
 
+def attention_windows_of(m: Any, given: str | None, settings: Any) -> str:
+    """--attention-windows, else the engine release's (calc.serving.assumptions.engine_attention_windows); refused
+    for a model without sliding-window layers, where it would change nothing."""
+    from calc.serving.assumptions import engine_attention_windows
+
+    if given is not None and "sliding" not in (m.layer_types or ()):
+        raise LLMCalcError("--attention-windows", f"{m.name} has no sliding-window layers; drop it")
+    return str(given) if given is not None else engine_attention_windows(settings.engine, settings.version())
+
+
 def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
                         settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
                         comm_buffer_gib: float | None = None, dispatcher: str | None = None,
                         num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
                         moe_serving_rate: float | None = None, max_utilization: float | None = None,
                         router: str | None = None, step_overhead_per_seq_us: float | None = None,
-                        moe: bool = False) -> Any:
+                        moe: bool = False, attention_windows: str | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -283,7 +294,9 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     (calc.serving.assumptions.engine_dispatcher: vLLM before 0.11 naive, else all-gather + reduce-scatter).
     --moe-permute-scope: which routed copies an all-gather-fed rank permutes; else the engine's
     (calc.serving.assumptions.engine_permute_scope).
-    --moe-serving-rate: the routed experts' whole-step rate; else the fitted one (calc.serving.moe.moe_serving_rate)."""
+    --moe-serving-rate: the routed experts' whole-step rate; else the fitted one (calc.serving.moe.moe_serving_rate).
+    --attention-windows (``attention_windows``, attention_windows_of): whether sliding-window layers run over their
+    window; else the engine's (calc.serving.assumptions.engine_attention_windows)."""
     from calc.fitted import describe
     from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_defaults, overhead_family
 
@@ -311,6 +324,8 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
         given["dispatcher"] = str(dispatcher)
     if moe_permute_scope is not None:
         given["moe_permute_scope"] = str(moe_permute_scope)
+    if attention_windows is not None:
+        given["attention_windows"] = attention_windows
     sources = []  # each overhead part from its flag, else the engine's value for this model (--explain names which)
     family = overhead_family(settings, moe) if settings is not None else None
     for name, flag_value, per_second, flag_source, engine_prefix in (
@@ -388,6 +403,7 @@ def latency(
         "--target-ttft-ms", parser=human_float("--target-ttft-ms"), hidden=True)] = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    attention_windows: AttentionWindowsOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_model_len: MaxModelLenOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
@@ -427,7 +443,8 @@ def latency(
     a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
-                            num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate)
+                            num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate,
+                            attention_windows=attention_windows_of(m, attention_windows, s))
     from calc.serving.windows import model_as_run
 
     m = model_as_run(m, a.attention_windows)  # sliding layers full where the engine runs them so
@@ -496,6 +513,7 @@ def concurrency(
     kv_dtype: KvDtypeOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    attention_windows: AttentionWindowsOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
     max_num_seqs: MaxNumSeqsOpt = None,
@@ -525,11 +543,11 @@ def concurrency(
                   mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
-    a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib)
-    from calc.serving.assumptions import engine_attention_windows
+    a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib,
+                            attention_windows=attention_windows_of(m, attention_windows, s))
     from calc.serving.windows import model_as_run
 
-    m = model_as_run(m, engine_attention_windows(s.engine, s.version()))  # the windows the engine applies
+    m = model_as_run(m, a.attention_windows)  # the windows the engine applies
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a)
     refusal = None
@@ -557,6 +575,7 @@ def serve(
     kv_dtype: KvDtypeOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    attention_windows: AttentionWindowsOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     max_model_len: MaxModelLenOpt = None,
     max_num_batched_tokens: MaxBatchedTokensOpt = None,
@@ -626,7 +645,8 @@ def serve(
                                            comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                            moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                            router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
-                                           moe=m.moe is not None),
+                                           moe=m.moe is not None,
+                                           attention_windows=attention_windows_of(m, attention_windows, s)),
                        m, g, s, prompt + output - 1, dtype)
     from calc.serving.windows import model_as_run
 
