@@ -195,6 +195,14 @@ def stack_version(row: Any) -> tuple[int, ...] | None:
     return None if row.stack.version in ("", "unknown") else version_tuple(str(row.stack.version))
 
 
+def row_attention_windows(row: Any, k: dict[str, Any]) -> str:
+    """Whether the row's engine ran its sliding-window layers over their window: the row's ``attention_windows``
+    knob, else its release's default (calc.serving.assumptions.engine_attention_windows)."""
+    from calc.serving.assumptions import engine_attention_windows
+
+    return k.get("attention_windows") or engine_attention_windows(row.stack.name, stack_version(row))
+
+
 def tp_overlap_of(k: dict[str, Any]) -> float | None:
     """The share of the TP collectives a row hid (calc.training.cost.Efficiencies.tp_overlap): a row that says
     Transformer Engine's TP communication overlap ran (``tp_comm_overlap``) hides the overlap efficiency's share, one
@@ -290,7 +298,7 @@ def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
 
 
 def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
-    from calc.serving.assumptions import engine_attention_windows, engine_chunked_decode, engine_permute_scope
+    from calc.serving.assumptions import engine_chunked_decode, engine_permute_scope
     from calc.serving.latency import latency
     from calc.serving.windows import model_as_run
 
@@ -300,8 +308,7 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     assumptions = assumptions.model_copy(update={"dispatcher": serving_dispatcher(row, k),
                                                  "moe_permute_scope": engine_permute_scope(row.stack.name, stack_version(row)),
                                                  "chunked_decode": engine_chunked_decode(row.stack.name),
-                                                 "attention_windows": k.get("attention_windows") or engine_attention_windows(
-                                                     row.stack.name, stack_version(row))})
+                                                 "attention_windows": row_attention_windows(row, k)})
     m = model_as_run(m, assumptions.attention_windows)  # the windows the row's engine applied
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
@@ -571,7 +578,6 @@ def drain_excess_s(running: int, mean_output: float, cap: int, step: Any) -> flo
 
 
 def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
-    from calc.serving.assumptions import engine_attention_windows
     from calc.serving.engine_memory import engine_memory
     from calc.serving.windows import model_as_run
 
@@ -580,7 +586,7 @@ def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     if engine not in ("vllm", "vllm-v0", "sglang", "trtllm"):
         raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, vllm-v0, sglang, trtllm)")
     settings = _engine_settings(row, k)
-    m = model_as_run(m, k.get("attention_windows") or engine_attention_windows(engine, stack_version(row)))
+    m = model_as_run(m, row_attention_windows(row, k))  # the windows the row's engine applied
     capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
     # a row whose log names the top-k / top-p sampler (vLLM V1) says so; else the release's default install
     assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"vllm_flashinfer_sampler": k.get("vllm_flashinfer_sampler")})

@@ -231,6 +231,7 @@ def report(
     s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
+    windows = None  # --mode train: the engine's default (the flag is refused there)
     if mode is Mode.infer:
         output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
         from calc.serving.latency import serving_plan
@@ -239,7 +240,8 @@ def report(
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
         from calc.serving.windows import model_as_run
 
-        m = model_as_run(m, attention_windows_of(m, attention_windows, s))  # the windows the engine applies
+        windows = attention_windows_of(m, attention_windows, s)
+        m = model_as_run(m, windows)  # the windows the engine applies
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
@@ -261,7 +263,7 @@ def report(
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
                                       moe=m.moe is not None,
-                                      attention_windows=attention_windows and str(attention_windows))  # as serve
+                                      attention_windows=windows)  # as serve
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
