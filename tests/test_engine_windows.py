@@ -69,3 +69,25 @@ def test_attention_windows_flag_overrides_the_engine_and_is_refused_where_it_cha
                  ["report", "mistral-7b", "--gpu", "h100", "--mode", "train", "--attention-windows", "full"]):
         r = run_cli(*args)
         assert r.code == 2 and "--attention-windows" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_engine_entry_points_apply_the_assumption_without_the_cli():
+    """A Python caller who sets ServingAssumptions.attention_windows and calls the engine directly (no CLI, no
+    model_as_run of its own) gets the windows the engine applies: worked out from the config alone."""
+    from calc.serving.assumptions import ServingAssumptions
+    from calc.serving.capacity import concurrency
+    from calc.serving.latency import latency
+    from calc.sources.catalog import load_gpu
+
+    m, g = load_model("mistral-7b"), load_gpu("h100")
+    full, applied = ServingAssumptions(attention_windows="full"), ServingAssumptions(attention_windows="applied")
+    tokens = 22_016  # a whole number of 16-token blocks, so the request's KV is exact
+    c_full = concurrency(m, g, max_tokens=tokens, assumptions=full)
+    c_applied = concurrency(m, g, max_tokens=tokens, assumptions=applied)
+    # the engine's slots are tokens - 1 (the last token's K/V is never written), in whole 16-token blocks: 22,016
+    assert c_full.kv_cache_bytes_per_request == PER_TOKEN_BF16 * 22_016
+    assert c_applied.kv_cache_bytes_per_request < PER_TOKEN_BF16 * (4096 + 2 * 16)  # the window, plus a block or two
+    l_full = latency(m, g, batch=8, prompt=20_000, output=64, assumptions=full)
+    l_applied = latency(m, g, batch=8, prompt=20_000, output=64, assumptions=applied)
+    # decode at 20,032 keys a layer against 4,096: more than 4x the attention reads, the weights' read unchanged
+    assert l_full.tpot_s > 1.3 * l_applied.tpot_s and l_full.ttft_s > l_applied.ttft_s

@@ -238,10 +238,7 @@ def report(
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
-        from calc.serving.windows import model_as_run
-
-        windows = attention_windows_of(m, attention_windows, s)
-        m = model_as_run(m, windows)  # the windows the engine applies
+        windows = attention_windows_of(m, attention_windows, s)  # applied by the engine (calc.serving.windows)
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
     elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
@@ -409,9 +406,6 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     m, dtype = given_weights(ctx, m, dtype)
-    from calc.serving.windows import model_as_run
-
-    m = model_as_run(m, assumptions.attention_windows)  # sliding layers full where the engine runs them so
     check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
     note_fp32(dtype)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, prompt=prompt, output=output,

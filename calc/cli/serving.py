@@ -445,9 +445,6 @@ def latency(
                             enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
                             num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate,
                             attention_windows=attention_windows_of(m, attention_windows, s))
-    from calc.serving.windows import model_as_run
-
-    m = model_as_run(m, a.attention_windows)  # sliding layers full where the engine runs them so
     plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
     refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
@@ -545,9 +542,6 @@ def concurrency(
     m, dtype = given_weights(ctx, m, dtype)
     a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib,
                             attention_windows=attention_windows_of(m, attention_windows, s))
-    from calc.serving.windows import model_as_run
-
-    m = model_as_run(m, a.attention_windows)  # the windows the engine applies
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a)
     refusal = None
@@ -648,9 +642,6 @@ def serve(
                                            moe=m.moe is not None,
                                            attention_windows=attention_windows_of(m, attention_windows, s)),
                        m, g, s, prompt + output - 1, dtype)
-    from calc.serving.windows import model_as_run
-
-    m = model_as_run(m, a.attention_windows)  # sliding layers full where the engine runs them so
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                         num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s,
                         calibration=load_calibration(calibration),

@@ -21,6 +21,7 @@ from calc.serving.capacity import ConcurrencyResult, concurrency, with_engine_fi
 from calc.serving.engine_memory import request_kv_bytes
 from calc.serving.latency import LatencyResult, latency
 from calc.serving.plan import ServePlan, serve_plan
+from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 from calc.training.mfu import TrainTimeResult, train_time
@@ -109,6 +110,8 @@ def build_report(
     calc.training.cost.ModelCost the plan is searched with (--stack and the efficiencies, as train-time builds it);
     None: the GPU's node type at the default efficiencies. ``micro_batch``: training's micro-batch when the user pins it
     (--batch), else None (searched); ``recompute``: its recomputation when pinned (--recompute), else searched."""
+    if mode == "infer":  # the model as the engine runs it: its sliding layers full where it ignores the windows
+        m = model_as_run(m, assumptions.attention_windows)  # (calc.serving.windows)
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)

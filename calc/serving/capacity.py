@@ -21,6 +21,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
 from calc.serving.hybrid_alloc import HybridPool
 from calc.serving.latency import serving_plan
+from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 from calc.units import GIB
@@ -81,6 +82,7 @@ def concurrency(
     weights as the checkpoint ships them."""
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise LLMCalcError("--max-model-len", f"tokens per request must be a whole number >= 1, got {max_tokens!r}")
+    m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
     plan = serving_plan(m, num_gpus, tp, pp)
     s = settings or EngineSettings()
     mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, max_tokens, assumptions, shared_prefix)

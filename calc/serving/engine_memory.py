@@ -62,6 +62,7 @@ from calc.serving.hybrid_alloc import HybridPool, hybrid_pool
 from calc.serving.moe import attention_ranks
 from calc.serving.trtllm_memory import dummy_requests, trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
+from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
 from calc.units import GIB, dtype_bytes
@@ -373,6 +374,8 @@ def engine_memory(
     weights as the checkpoint ships them (calc.serving.weights), KV by default in the checkpoint dtype. ``draft``: a
     speculative-decoding draft model loaded beside the target (vLLM's draft runs at the target's TP and keeps its own
     KV in the same block pool): its weights come off the budget and its KV bytes join every token's."""
+    m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
+    draft = draft and model_as_run(draft, assumptions.attention_windows)
     s = settings or EngineSettings()
     fmt = weight_format(m, gpu, dtype)
     check_layout(m, Parallelism(tp=tp, pp=pp))

@@ -24,6 +24,7 @@ from calc.serving.step import (
     step_time,
 )
 from calc.serving.weights import weight_format
+from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import TERA, abbrev, figure, human
 
@@ -125,6 +126,7 @@ def latency(
             raise LLMCalcError(flag, f"must be a whole number >= 1, got {value!r}")
     if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
+    m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
     plan = serving_plan(m, num_gpus, tp, pp)
     fmt = weight_format(m, gpu, dtype)
     # the KV cache the engine stores (auto: the activation dtype, 16-bit for fp8 / int weights; fp8 only when asked),

@@ -56,6 +56,7 @@ from calc.serving.step import (
     step_time,
 )
 from calc.serving.weights import weight_format
+from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
 from calc.units import count, plural
@@ -266,6 +267,7 @@ def serve_plan(
     as the checkpoint ships them (calc.serving.weights)."""
     s = settings or EngineSettings()
     a = assumptions
+    m = model_as_run(m, a.attention_windows)  # the windows the engine applies (calc.serving.windows)
     for flag, value in (("--prompt", prompt), ("--output", output)):
         if value < 1:
             raise LLMCalcError(flag, f"must be >= 1, got {value}")

@@ -72,6 +72,7 @@ from calc.serving.moe import (
     moe_serving_rate,
 )
 from calc.serving.weights import weight_format
+from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec
 from calc.specs.system import SystemSpec
 from calc.units import TERA
@@ -480,6 +481,7 @@ def step_time(
     ``decode_contexts``: the first and last context of the request's decode steps (decode_range), over which a
     chunked-attention layer's reads are averaged when it reads only its current chunk (a.chunked_decode "chunk");
     (0, 0): at decode_context. With a.chunked_decode "window" it reads min(context, chunk), as a sliding window."""
+    m = model_as_run(m, a.attention_windows)  # the windows the engine applies (calc.serving.windows)
     act = weight_format(m, gpu, dtype).act_dtype
     system = system or _system(gpu, a)
     tokens = decode_seqs * queries_per_seq + prefill_tokens

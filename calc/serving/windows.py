@@ -6,6 +6,12 @@ A sliding layer the engine runs in full attends every earlier token and keeps ev
 engine it is a full-attention layer: the KV bytes of a request (calc.memory.kv), the keys each decode step reads and
 the prefill's attention pairs (calc.model.layers) are those of full layers. Chunked (Llama 4) and linear / state
 layers are left as they are: the engine flow ran neither.
+
+Where it applies: at the engine's own entry points, every one that takes the ServingAssumptions (calc.serving.step
+step_time and calc.serving.engine_memory engine_memory, under every time and memory figure; latency, serve_plan,
+concurrency, and report's inference page, which read the model beside them), so a Python caller who sets
+``attention_windows`` gets it whichever function it calls. model_as_run is idempotent and memoised per spec, so
+applying it again at a deeper call costs a dictionary lookup.
 """
 
 from __future__ import annotations
