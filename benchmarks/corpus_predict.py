@@ -300,7 +300,6 @@ def _serving_dtype(row: Any, k: dict[str, Any]) -> str | None:
 def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptions) -> float:
     from calc.serving.assumptions import engine_chunked_decode, engine_permute_scope
     from calc.serving.latency import latency
-    from calc.serving.windows import model_as_run
 
     k = knobs(row)
     if (scales := fp8_scales(row, k)) is not None:
@@ -308,8 +307,8 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     assumptions = assumptions.model_copy(update={"dispatcher": serving_dispatcher(row, k),
                                                  "moe_permute_scope": engine_permute_scope(row.stack.name, stack_version(row)),
                                                  "chunked_decode": engine_chunked_decode(row.stack.name),
-                                                 "attention_windows": row_attention_windows(row, k)})
-    m = model_as_run(m, assumptions.attention_windows)  # the windows the row's engine applied
+                                                 "attention_windows": row_attention_windows(row, k)})  # applied by
+    # the engine's entry points (calc.serving.windows): the windows the row's engine applied
     if "rate" in k:
         raise CannotPredict("a Poisson-rate load: latency and queueing at a request rate are not predicted per row "
                             "(static batches and max-load throughput are)")
@@ -579,17 +578,17 @@ def drain_excess_s(running: int, mean_output: float, cap: int, step: Any) -> flo
 
 def _kv(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
     from calc.serving.engine_memory import engine_memory
-    from calc.serving.windows import model_as_run
 
     k = knobs(row)
     engine = row.stack.name
     if engine not in ("vllm", "vllm-v0", "sglang", "trtllm"):
         raise CannotPredict(f"KV accounting of {row.stack.name} is not modelled (vllm, vllm-v0, sglang, trtllm)")
     settings = _engine_settings(row, k)
-    m = model_as_run(m, row_attention_windows(row, k))  # the windows the row's engine applied
     capacity = int(k["capacity_gib"] * GIB) if "capacity_gib" in k else None
     # a row whose log names the top-k / top-p sampler (vLLM V1) says so; else the release's default install
-    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"vllm_flashinfer_sampler": k.get("vllm_flashinfer_sampler")})
+    # (and the windows the row's engine applied: calc.serving.windows, applied by engine_memory)
+    assumptions = DEFAULT_ASSUMPTIONS.model_copy(update={"vllm_flashinfer_sampler": k.get("vllm_flashinfer_sampler"),
+                                                         "attention_windows": row_attention_windows(row, k)})
     mem = engine_memory(m, gpu, settings=settings, tp=k.get("tp", 1), pp=k.get("pp", 1),
                         dtype=None if k.get("weights_as_shipped") else row.dtype, kv_dtype=k.get("kv_dtype"),
                         capacity_bytes=capacity, assumptions=assumptions)
