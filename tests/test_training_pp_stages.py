@@ -86,13 +86,18 @@ def test_account_for_flags_admit_one_layer_per_virtual_stage() -> None:
     # the per-rank count must divide by VPP); the first virtual stage builds 1 - 1 = 0 layers (the embedding alone)
     m = load_model("llama3.1-405b")
     plain = Layout(tp=4, pp=16, vpp=8, dp=4, sp=True, zero=1)
-    with pytest.raises(LLMCalcError, match="exceeds the 126 layers"):
+    with pytest.raises(LLMCalcError, match="exceeds the 126 layers") as refused:
         check_training_layout(m, plain, 256, 1536, 8192)
+    assert "--pp-embedding --pp-loss" in str(refused.value) and "126 + 2 = 128 slots" in str(refused.value)  # the way in
     assert check_training_layout(m, plain.with_(pp_embedding=True, pp_loss=True), 256, 1536, 8192) == 1536 // 4
     # Qwen3-235B, PP 32 x VPP 3 over 94 + 2 = 96: one layer per virtual stage
     q = load_model("qwen3-235b-a22b")
-    with pytest.raises(LLMCalcError, match="exceeds the 94 layers"):
+    with pytest.raises(LLMCalcError, match="exceeds the 94 layers") as refused:
         check_training_layout(q, Layout(tp=2, pp=32, vpp=3, dp=4, ep=8, etp=1, sp=True, zero=1), 256, 2048, 4096)
+    assert "94 + 2 = 96 slots" in str(refused.value)
+    with pytest.raises(LLMCalcError, match="exceeds the 94 layers") as refused:  # 96 + ... : no slot count divides 100
+        check_training_layout(q, Layout(tp=2, pp=25, vpp=4, dp=4, ep=8, etp=1, sp=True, zero=1), 200, 2048, 4096)
+    assert "--pp-embedding" not in str(refused.value)
     ok = Layout(tp=2, pp=32, vpp=3, dp=4, ep=8, etp=1, sp=True, zero=1, pp_embedding=True, pp_loss=True)
     assert check_training_layout(q, ok, 256, 2048, 4096) == 512
     # ... and PP 16 x VPP 3 = 48 does not divide 96 + ... = 128 for the 405B: Megatron's own rule refuses it

@@ -241,7 +241,12 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
                                f"of {m.name} (+{int(layout.pp_embedding)} embedding, +{int(layout.pp_loss)} loss = {total} "
                                f"slots) must divide by PP {layout.pp} x VPP {layout.vpp} (Megatron-Core's rule)")
     elif layout.pp * layout.vpp > m.num_layers:
-        raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}")
+        slots = layout.pp * layout.vpp  # Megatron-Core's embedding / loss slots (Llama 3 405B: 126 + 2 = 128 = 16 x 8)
+        hint = ("; --pp-embedding --pp-loss count the embedding and the loss as layers: "
+                f"{m.num_layers} + 2 = {m.num_layers + 2} slots" if (m.num_layers + 2) % slots == 0 else
+                f"; --pp-embedding counts the embedding as a layer: {m.num_layers} + 1 = {m.num_layers + 1} slots"
+                if (m.num_layers + 1) % slots == 0 else "")
+        raise LLMCalcError("--pp", f"PP {layout.pp} x VPP {layout.vpp} exceeds the {m.num_layers} layers of {m.name}{hint}")
     if not accounted and pipeline_stage_layers(m.num_layers, layout.pp) is None:
         raise LLMCalcError("--pp", f"{layout.pp} stages cannot hold the {m.num_layers} layers of {m.name} as Megatron-Core "
                            f"splits them (equal middle stages of ceil(L/p) layers, fewer on the first/last); use a PP "
