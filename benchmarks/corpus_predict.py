@@ -738,7 +738,7 @@ def parameter_keys(row: Any) -> dict[str, str]:
         # a generation without its own fitted plateau (Volta, Turing) reads "other", as the engine does
         keys["gemm_plateau"] = key if key in efficiency.GEMM_PLATEAU else "other"
     if row.kind in TRAINING_KINDS:
-        keys["stack_efficiency"] = stack.stack_key(row.stack.name)
+        keys["stack_efficiency"] = stack.efficiency_key(row.stack.name)
     if row.kind in LATENCY_FIELD or row.kind == "serving_throughput":
         keys["step_overhead_s"] = keys["step_overhead_per_seq_s"] = overhead_key(row)
         m = row_model(row)

@@ -502,7 +502,9 @@ def run() -> dict[str, Any]:
             elif (name, key) in REFERENCE:
                 entry["status"] = REFERENCE[(name, key)]
             elif key == "other" and name == "stack_efficiency":
-                entry["status"] = f"unfitted: stacks the engine does not name ({len(use)} fit rows); 1, as the reference"
+                entry["status"] = (f"unfitted: stacks the engine does not name, and those set apart from their named "
+                                   f"stack's factor (calc.training.stack.OWN_EFFICIENCY) ({len(use)} fit rows); 1, as "
+                                   "the reference")
             elif key == "other" and name == "step_overhead_s":
                 entry["status"] = f"unfitted: the rest ({len(use)} fit rows of engines without their own key); not one overhead"
             elif (name, key) not in records:

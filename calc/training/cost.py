@@ -170,7 +170,15 @@ from calc.training.fp8_recipe import (
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
 from calc.training.ring_attention import CP_COMM_WORDS, FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
-from calc.training.stack import ATTENTION_KERNEL, FP8_RECIPE, TP_COMM_OVERLAP, memory_defaults, stack_efficiency, stack_key
+from calc.training.stack import (
+    ATTENTION_KERNEL,
+    FP8_RECIPE,
+    TP_COMM_OVERLAP,
+    efficiency_key,
+    memory_defaults,
+    stack_efficiency,
+    stack_key,
+)
 from calc.units import abbrev, dtype_bytes
 
 # Element passes through HBM per token per layer in forward, in units of H and of the MLP width I:
@@ -420,7 +428,9 @@ class Efficiencies:
             f"{self.resolved_fp8_recipe()}"
             + (f", {self.fp8_cast_bytes:g} B per operand element cast (given)" if self.fp8_cast_bytes is not None else ""),
             f"stack {stack_key(self.stack)}: efficiency {self.resolved_stack_efficiency():.2f} on every compute kernel "
-            "(calc.training.stack; megatron = 1); attention kernel "
+            + (f"({self.stack}'s own, not {stack_key(self.stack)}'s: calc.training.stack.OWN_EFFICIENCY; megatron = 1)"
+               if efficiency_key(self.stack) != stack_key(self.stack) else "(calc.training.stack; megatron = 1)")
+            + "; attention kernel "
             + self.resolved_attention_kernel() + ("" if self.attention_kernel else " (the stack's)")
             + " at the FlashAttention-2/3 / cuDNN benchmark rate for its head dim and sequence (calc.hardware.attention)",
             f"context parallel K/V exchange {self.resolved_cp_comm()}" + ("" if self.cp_comm else " (the stack's)") + ": "
