@@ -87,7 +87,7 @@ ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "me
 #                   DotProductAttention on cuDNN) and DeepEP's dispatch, the Megatron-Core kernel set, where the fsdp
 #                   factor prices eager-PyTorch stacks (torchtitan, torchtune) whose small ops are unfused. The fit
 #                   split's AutoModel rows (one source group, docs/performance-summary.md: six MoE runs on H100) read
-#                   1.15-1.61 of their measured step time at the fsdp factor 0.81 (pass 28), 0.93-1.31 at 1.
+#                   1.15-1.61 of their measured step time at the fsdp factor 0.81 (pass 28), 0.97-1.44 at 1 (pass 29).
 OWN_EFFICIENCY = {"nemo-automodel": "other"}
 
 
