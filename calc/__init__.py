@@ -15,7 +15,9 @@ Public names (``dir(calc)``, ``help(calc.<name>)``), imported lazily so that `ll
 - memory: inference_memory, training_memory, finetune_memory, fit_table
 - hardware: derived_peak_tflops, peak_tflops, summarize_gpu
 - training: mfu, train_time, ModelCost, Layout, train_step, search_plans
-- serving: latency, concurrency
+- serving: latency, concurrency, serve_plan, EngineSettings (the engine, its release and its flags),
+  ServingAssumptions (every serving assumption the CLI's --explain names, e.g. ``attention_windows="full"`` for a
+  sliding-window model as TensorRT-LLM's engine flow runs it; each serving function applies what it is given)
 
 The engine's keyword defaults are its own (e.g. ``dtype="bf16"``, ``seq=2048``, ``latency(output=128)``); the CLI's
 differ where a command says so (weights as shipped, ``--seq 4096``, ``--output 256``): pass them explicitly to
@@ -42,7 +44,8 @@ _EXPORTS = {
     "korthikanti_layer_bytes": "calc.memory",
     "derived_peak_tflops": "calc.hardware.peaks", "summarize_gpu": "calc.hardware.peaks", "peak_tflops": "calc.hardware.peaks",
     "mfu": "calc.training.mfu", "train_time": "calc.training.mfu", "latency": "calc.serving.latency",
-    "concurrency": "calc.serving.capacity",
+    "concurrency": "calc.serving.capacity", "serve_plan": "calc.serving.plan", "EngineSettings": "calc.specs.serving",
+    "ServingAssumptions": "calc.serving.assumptions",
     "SystemSpec": "calc.specs.system", "load_system": "calc.sources.catalog", "list_systems": "calc.sources.catalog",
     "ModelCost": "calc.training.cost", "Layout": "calc.training.layout", "train_step": "calc.training.step",
     "search_plans": "calc.training.plan",
