@@ -263,8 +263,9 @@ def attention_windows_of(m: Any, given: str | None, settings: Any) -> str:
     """--attention-windows, else the engine release's (calc.serving.assumptions.engine_attention_windows); refused
     for a model without sliding-window layers, where it would change nothing."""
     from calc.serving.assumptions import engine_attention_windows
+    from calc.serving.windows import has_sliding_layers
 
-    if given is not None and "sliding" not in (m.layer_types or ()):
+    if given is not None and not has_sliding_layers(m):
         raise LLMCalcError("--attention-windows", f"{m.name} has no sliding-window layers; drop it")
     return str(given) if given is not None else engine_attention_windows(settings.engine, settings.version())
 

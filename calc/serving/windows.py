@@ -27,6 +27,17 @@ def _full_attention(m: ModelSpec) -> ModelSpec:
     return m.model_copy(update={"layer_types": kinds, "sliding_window": None})
 
 
+def has_sliding_layers(m: ModelSpec) -> bool:
+    """Whether ``m`` has sliding-window layers: the models ``attention_windows`` changes (model_as_run; the CLI
+    refuses --attention-windows for the others).
+
+    >>> from calc.sources.catalog import load_model
+    >>> has_sliding_layers(load_model("mistral-7b")), has_sliding_layers(load_model("llama3-8b"))
+    (True, False)
+    """
+    return "sliding" in (m.layer_types or ())
+
+
 def model_as_run(m: ModelSpec, attention_windows: str) -> ModelSpec:
     """``m`` as an engine runs it (``attention_windows``: ServingAssumptions.attention_windows, the engine's by
     calc.serving.assumptions.engine_attention_windows): unchanged where the engine applies sliding windows ("applied")
@@ -37,6 +48,6 @@ def model_as_run(m: ModelSpec, attention_windows: str) -> ModelSpec:
     >>> model_as_run(m, "applied") is m, set(model_as_run(m, "full").layer_types), model_as_run(m, "full").sliding_window
     (True, {'full'}, None)
     """
-    if attention_windows == "applied" or "sliding" not in (m.layer_types or ()):
+    if attention_windows == "applied" or not has_sliding_layers(m):
         return m
     return _full_attention(m)
