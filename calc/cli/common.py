@@ -108,39 +108,69 @@ def output_path(path: str | None, flag: str, suffixes: tuple[str, ...]) -> Path 
     return check_output_path(path, flag, suffixes)
 
 
-def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: str = "") -> None:
-    """Requests longer than the model's context window are refused (naming the flag); with
-    ``refuse=False`` (training may extend the context) the same finding is a warning, ``why`` appended."""
-    window = m.context_window
+# How an engine runs a model past its configured context (what the --max-model-len warning and refusal name): its RoPE
+# scaling extended (YaRN as the model card gives it, e.g. Qwen3's factor 4 over 32,768 tokens) and the engine's length
+# check lifted: vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (vllm/envs.py; or rope_scaling through --hf-overrides), SGLang's
+# SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 with --context-length (python/sglang/srt/configs/model_config.py).
+EXTENDED_CONTEXT = "RoPE scaling such as YaRN, VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 / SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"
+
+
+def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: str = "", window: int | None = None,
+                  extendable: bool = False) -> None:
+    """Requests longer than the model's context window (or ``window``, the engine's limit when --max-model-len
+    extends it: engine_window) are refused (naming the flag); with ``refuse=False`` (training may extend the context)
+    the same finding is a warning, ``why`` appended. ``extendable``: the command takes --max-model-len, and the
+    refusal names it as the way to price an engine run past the window."""
+    window = window or m.context_window
     if tokens <= window:
         return
     problem = f"{tokens:,} tokens exceed {m.name}'s context window of {window:,} tokens"
     if refuse:
-        raise LLMCalcError(flag, problem)
+        hint = f"; give --max-model-len (>= --prompt + --output) to price an engine run past it ({EXTENDED_CONTEXT})" \
+            if extendable and window == m.context_window else ""
+        raise LLMCalcError(flag, problem + hint)
     from calc.sanity import warn
 
     warn(flag, problem + why)
 
 
-def window_output(m: Any, prompt: int, output: int, output_given: bool) -> int:
+def engine_window(m: Any, max_model_len: int | None) -> int:
+    """The longest request the engine admits: the model's context window (max_position_embeddings x its RoPE scaling,
+    ModelSpec.context_window), or a --max-model-len past it, the engine run with its context extended
+    (EXTENDED_CONTEXT), said in one warning line. Weights, FLOPs and KV bytes per token do not change with it; whether
+    the checkpoint answers well that far is its own card's to say."""
+    window = m.context_window
+    if max_model_len is None or max_model_len <= window:
+        return window
+    from calc.sanity import warn
+
+    warn("--max-model-len", f"{max_model_len:,} tokens exceed {m.name}'s context window of {window:,}: priced as an "
+                            f"engine run past it ({EXTENDED_CONTEXT}); per-token weights, FLOPs and KV are unchanged")
+    return max_model_len
+
+
+def window_output(m: Any, prompt: int, output: int, output_given: bool, *, max_model_len: int | None = None,
+                  extendable: bool = False) -> int:
     """--output within the context window as the engines admit a request: prompt + output <= the window (vLLM
     stops a sequence when its prompt + output tokens reach max_model_len; `latency`, `serve`, `concurrency`, `compare`
     and `report` count the same). An --output left at its default is capped at what the window leaves (window -
-    prompt), said in one warning line; a typed one that overflows is refused naming --output."""
+    prompt), said in one warning line; a typed one that overflows is refused naming --output. ``extendable``: the
+    command takes --max-model-len, whose value past the model's window is the engine's window (engine_window)."""
     from calc.sanity import warn
 
-    check_context(m, prompt, "--prompt")
-    room = m.context_window - prompt
+    window = engine_window(m, max_model_len) if extendable else m.context_window
+    check_context(m, prompt, "--prompt", window=window, extendable=extendable)
+    room = window - prompt
     if room < 1:
         raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {m.name}'s context window of "
-                                       f"{m.context_window:,}; give --prompt <= {m.context_window - 1:,}")
+                                       f"{window:,}; give --prompt <= {window - 1:,}")
     if output <= room:
         return output
     if output_given:
         raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} = {prompt + output:,} tokens exceed "
-                                       f"{m.name}'s context window of {m.context_window:,}; give --output <= {room:,}")
+                                       f"{m.name}'s context window of {window:,}; give --output <= {room:,}")
     warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} = "
-                     f"{m.context_window:,} fills {m.name}'s context window")
+                     f"{window:,} fills {m.name}'s context window")
     return room
 
 

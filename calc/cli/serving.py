@@ -365,15 +365,10 @@ def refuse_rate_options(max_utilization: float | None, router: str | None, rate:
         raise LLMCalcError("--max-utilization", "sizes the replicas for --rate, and --num-gpus fixes them; drop one")
 
 
-def check_max_model_len(m: Any, max_model_len: int | None, prompt: int, output: int) -> None:
-    """A given --max-model-len (latency, serve) must fit the model's context window and hold the request: the engine
-    stops a request whose prompt + output reaches it."""
-    from calc.cli.common import check_context
-
-    if max_model_len is None:
-        return
-    check_context(m, max_model_len, "--max-model-len")
-    if max_model_len < prompt + output:
+def check_max_model_len(max_model_len: int | None, prompt: int, output: int) -> None:
+    """A given --max-model-len (latency, serve) must hold the request: the engine stops a request whose prompt + output
+    reaches it. One past the model's context window is the engine's window (calc.cli.common.engine_window)."""
+    if max_model_len is not None and max_model_len < prompt + output:
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}: "
                                               "the engine would stop the request there")
 
@@ -436,8 +431,8 @@ def latency(
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
-    output = window_output(m, prompt, output, option_given(ctx, "output"))
-    check_max_model_len(m, max_model_len, prompt, output)
+    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len, extendable=True)
+    check_max_model_len(max_model_len, prompt, output)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                         mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
@@ -526,7 +521,7 @@ def concurrency(
 ) -> None:
     """Requests of --max-model-len tokens (default: the model's context window, as vLLM does) the
     engine's KV cache holds at once, in the engine's own terms (# GPU blocks, KV cache tokens)."""
-    from calc.cli.common import check_context, emit_outcome
+    from calc.cli.common import emit_outcome, engine_window
     from calc.report.render import concurrency_view
     from calc.serving import capacity as engine_mod
     from calc.sources.catalog import load_gpu, load_model
@@ -535,7 +530,7 @@ def concurrency(
     refuse_engine_on_gpu(engine, g)
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
     tokens = tokens or m.context_window
-    check_context(m, tokens, "--max-model-len")
+    engine_window(m, tokens)
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
     s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
@@ -626,8 +621,8 @@ def serve(
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
-    output = window_output(m, prompt, output, option_given(ctx, "output"))
-    check_max_model_len(m, max_model_len, prompt, output)
+    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len, extendable=True)
+    check_max_model_len(max_model_len, prompt, output)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))

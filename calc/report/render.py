@@ -435,8 +435,8 @@ def latency_view(r: Any) -> RenderableType:
         ("throughput, prefill included", f"{r.tokens_per_s:,.0f} tokens/s (B x O / end to end)"),
         (f"end to end ({plural(r.output, 'token')})", f"{r.e2e_s:.3f} s"),
         *([(f"engine log at --max-model-len {r.max_model_len:,}",
-            f"Maximum concurrency {r.max_concurrency_at_max_model_len:,} requests (this batch's requests: "
-            f"{r.max_concurrency:,})")] if r.max_concurrency_at_max_model_len is not None else []),
+            f"Maximum concurrency {r.max_concurrency_at_max_model_len:,} requests (of this batch's "
+            f"{r.prompt + r.output:,} tokens: {r.max_concurrency:,})")] if r.max_concurrency_at_max_model_len is not None else []),
     ])
     return Group(table, facts, Text(r.verdict, style="bold"))
 

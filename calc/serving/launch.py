@@ -10,6 +10,12 @@ flags as each engine names them and every setting the plan depends on:
   --max-running-requests, --chunked-prefill-size, --kv-cache-dtype (auto | fp8_e4m3).
 - TensorRT-LLM (`trtllm-serve <hf_id> --backend pytorch`; tensorrt_llm/commands/serve.py): --tp_size, --pp_size,
   --ep_size, --max_batch_size, --max_num_tokens, --max_seq_len, --kv_cache_free_gpu_memory_fraction.
+A --max-model-len past the model's context window (calc.cli.common.engine_window) starts the line with the engine's
+switch that admits it: vLLM VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (vllm/envs.py: "allow max_model_len greater than derived
+from model config"), SGLang SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1 (python/sglang/srt/configs/model_config.py,
+before its "User-specified context_length ... is greater than the derived context_length" refusal); the RoPE scaling
+that makes the model answer well that far (YaRN, from the model card) is the user's to add. TensorRT-LLM: refused
+(no switch sourced here).
 A disaggregated plan (serve --disaggregated, calc.serving.disagg) is two pools, so two commands, each under a comment
 line naming its instance count: the prefill pool's (no --max-num-seqs / --max-running-requests: a prefill-only
 instance is sized by its batched tokens) and the decode pool's (the plan's batch, the speculation). vLLM: both with
@@ -179,6 +185,22 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
             f"# decode pool: {plural(best.replicas, 'instance')} of {gpus}\n{decode}")
 
 
+# Each engine's switch for a max_model_len past the model's own window (module docstring).
+LONG_CONTEXT_ENV = {"vllm": "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1", "sglang": "SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1"}
+
+
+def long_context_env(m: ModelSpec, s: EngineSettings, emit: str) -> str:
+    """The environment prefix that lets ``emit``'s engine start at ``s.max_model_len`` past the model's context
+    window ("" within it); LLMCalcError naming --emit for TensorRT-LLM."""
+    if s.max_model_len is None or s.max_model_len <= m.context_window:
+        return ""
+    if emit not in LONG_CONTEXT_ENV:
+        raise LLMCalcError("--emit", f"--max-model-len {s.max_model_len:,} is past {m.name}'s context window of "
+                                     f"{m.context_window:,}, and llmcalc knows no trtllm-serve switch that admits it; "
+                                     "emit vllm or sglang, or give --max-model-len <= the window")
+    return LONG_CONTEXT_ENV[emit]
+
+
 # Each engine's flags for a disaggregated pool (module docstring).
 VLLM_NIXL = """--kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'"""
 
@@ -188,6 +210,7 @@ def _pool_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: 
                role: str | None) -> str:
     """One engine command: the whole deployment's (``role`` None) or a disaggregated pool's ("prefill" | "decode")."""
     line = _launch_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, role != "prefill")
+    line = " ".join(part for part in (long_context_env(m, s, emit), line) if part)
     disagg = (VLLM_NIXL if emit == "vllm" else f"--disaggregation-mode {role}") if role else ""
     line = " ".join(part for part in (line, dtype_flag(m, emit, dtype), speculation_flag(emit, speculation), disagg) if part)
     if dispatcher is not None and best.ep > 1:
