@@ -15,9 +15,15 @@ def test_a_prompt_past_the_window_is_refused_naming_max_model_len(cli) -> None:
     assert "give --max-model-len" in r.err and len(r.err.strip().splitlines()) == 1
 
 
-def test_compare_and_report_do_not_name_a_flag_they_lack(cli) -> None:
-    r = cli("compare", "qwen3-30b-a3b", "h100", "--prompt", "100000", "--output", "1000")
-    assert r.code == 2 and "context window of 40,960" in r.err and "--max-model-len" not in r.err
+def test_compare_and_report_take_it_as_serve_does(cli) -> None:
+    refused = cli("compare", "qwen3-30b-a3b", "h200", "--prompt", "100000", "--output", "1000")
+    assert refused.code == 2 and "context window of 40,960" in refused.err and "give --max-model-len" in refused.err
+    for args in (("compare", "qwen3-30b-a3b", "h200"), ("report", "qwen3-30b-a3b", "--gpu", "h200")):
+        r = cli(*args, "--prompt", "100000", "--output", "1000", "--max-model-len", "110000", "--json")
+        assert r.code == 0, r.err
+        assert "--max-model-len: 110,000 tokens exceed qwen3-30b-a3b's context window of 40,960" in r.err
+    train = cli("report", "qwen3-30b-a3b", "--gpu", "h200", "--mode", "train", "--max-model-len", "110000")
+    assert train.code == 2 and train.err.startswith("llmcalc: error: --max-model-len:")
 
 
 def test_latency_past_the_window_with_max_model_len_warns_and_answers(cli) -> None:

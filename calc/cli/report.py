@@ -31,6 +31,7 @@ from calc.cli.options import (
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    MaxModelLenOpt,
     MaxUtilizationOpt,
     MfuOpt,
     Mode,
@@ -72,6 +73,7 @@ from calc.cli.options import (
 )
 from calc.cli.serving import (
     attention_windows_of,
+    check_max_model_len,
     check_moe_values,
     engine_settings,
     refuse_engine_on_gpu,
@@ -118,6 +120,7 @@ def report(
     enforce_eager: EnforceEagerOpt = False,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    max_model_len: MaxModelLenOpt = None,
     attention_windows: AttentionWindowsOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
@@ -172,7 +175,8 @@ def report(
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
                "--attention-windows": attention_windows, "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
-               "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router}
+               "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router,
+               "--max-model-len": max_model_len}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -228,12 +232,14 @@ def report(
     serve_gpus = num_gpus or (None if rate else 1)
     refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, version=engine_version)  # as latency / concurrency / serve build it
+    s = engine_settings(engine, max_model_len=max_model_len, version=engine_version)  # as latency / concurrency / serve
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     windows = None  # --mode train: the engine's default (the flag is refused there)
     if mode is Mode.infer:
-        output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
+        output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len,
+                               extendable=True)
+        check_max_model_len(max_model_len, prompt, output)
         from calc.serving.latency import serving_plan
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
@@ -349,6 +355,7 @@ def compare(
     router: RouterOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
+    max_model_len: MaxModelLenOpt = None,
     attention_windows: AttentionWindowsOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
     kv_dtype: KvDtypeOpt = None,
@@ -392,12 +399,13 @@ def compare(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, gpu_memory_utilization, version=engine_version)  # as serve builds them
+    s = engine_settings(engine, gpu_memory_utilization, max_model_len, version=engine_version)  # as serve builds them
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
                                       attention_windows=attention_windows_of(m, attention_windows, s))
-    output = window_output(m, prompt, output, output_given=option_given(ctx, "output"))
+    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len, extendable=True)
+    check_max_model_len(max_model_len, prompt, output)
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
     table = {"*": old_price} if old_price is not None else price_table(price)
