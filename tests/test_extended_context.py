@@ -75,3 +75,9 @@ def test_within_the_window_the_line_has_no_switch(cli) -> None:
     assert r.code == 0, r.err
     assert r.json()["launch"].startswith("vllm serve Qwen/Qwen3-30B-A3B ")
     assert "context window" not in r.err
+
+
+def test_an_extension_past_any_rope_scaling_is_refused(cli) -> None:
+    # 1,024 x 40,960 = 41,943,040 tokens: the largest RoPE scaling a spec may state (calc.specs.bounds)
+    r = cli("concurrency", "qwen3-30b-a3b", "--gpu", "h200", "--max-model-len", "50M")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --max-model-len:") and "<= 41,943,040" in r.err

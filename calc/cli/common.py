@@ -137,12 +137,20 @@ def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: s
 def engine_window(m: Any, max_model_len: int | None) -> int:
     """The longest request the engine admits: the model's context window (max_position_embeddings x its RoPE scaling,
     ModelSpec.context_window), or a --max-model-len past it, the engine run with its context extended
-    (EXTENDED_CONTEXT), said in one warning line. Weights, FLOPs and KV bytes per token do not change with it; whether
+    (EXTENDED_CONTEXT), said in one warning line; past 1,024x the window (calc.specs.bounds: the largest RoPE scaling a
+    spec may state) refused naming --max-model-len. Weights, FLOPs and KV bytes per token do not change with it; whether
     the checkpoint answers well that far is its own card's to say."""
     window = m.context_window
     if max_model_len is None or max_model_len <= window:
         return window
     from calc.sanity import warn
+    from calc.specs.bounds import LIMITS
+
+    most = LIMITS["rope_scaling_factor"][1]  # the largest RoPE scaling a spec may state
+    if max_model_len > window * most:
+        raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens is more than {most:,}x {m.name}'s context "
+                                              f"window of {window:,} (the largest RoPE scaling llmcalc reads); give "
+                                              f"<= {window * most:,}")
 
     warn("--max-model-len", f"{max_model_len:,} tokens exceed {m.name}'s context window of {window:,}: priced as an "
                             f"engine run past it ({EXTENDED_CONTEXT}); per-token weights, FLOPs and KV are unchanged")
