@@ -319,6 +319,11 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     if k.get("burst") and k["batch"] > 1 and row.kind in ("serving_tpot", "serving_e2e"):
         raise CannotPredict(f"a burst of {k['batch']} requests into a continuous-batching server: decode steps run "
                             "interleaved with the later requests' prefill chunks, not the static batch's separate phases")
+    if row.kind == "serving_ttft" and k["batch"] > 1 and k.get("num_requests", k["batch"]) > k["batch"]:
+        raise CannotPredict(f"a closed-loop run at --max-concurrency {k['batch']} ({k['num_requests']} requests): each "
+                            "request's first token comes from its own prefill amid the others' decode steps, not from "
+                            "the static batch's prefill of every prompt at once (its throughput and TPOT are priced as "
+                            "that batch)")
     eager_from = v0_eager_context(row, k)
     if k.get("enforce_eager") or (eager_from is not None and row.kind != "serving_ttft"
                                   and k["prompt"] + k["output"] - 1 > eager_from):

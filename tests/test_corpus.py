@@ -59,3 +59,17 @@ def test_new_sources_follow_the_hash_rule_and_frozen_ones_keep_their_split() -> 
     assert cs.split_of_source("x", {"x": "fit"}) == "fit"
     frozen = cs.frozen_split()
     assert all(split == frozen[source] for _row, source, split in ROWS if source in frozen)
+
+
+def test_a_closed_loop_ttft_is_not_priced_as_a_static_batch() -> None:
+    """A --max-concurrency N run (N > 1, more requests than N) is priced as a static batch of N for its throughput and
+    TPOT; its TTFT is one request's prefill amid the others' decode steps, so it says why it is not predicted. At
+    --max-concurrency 1 the run is one request at a time, the static batch of 1, and is predicted."""
+    rows = {row.id: row for row, _, _ in ROWS}
+    predict_or_reason = cp.predict_or_reason
+    value, why = predict_or_reason(rows["vllmv1-gpustack-perflab-qwen3-8b-h100-latency-tp1-c4-sharegpt-ttft-mean"])
+    assert value is None and "closed-loop run at --max-concurrency 4 (100 requests)" in why
+    value, why = predict_or_reason(rows["vllmv1-gpustack-perflab-qwen3-8b-h100-latency-tp1-c1-sharegpt-ttft-mean"])
+    assert value is not None and why == ""
+    value, _ = predict_or_reason(rows["vllmv1-gpustack-perflab-qwen3-8b-h100-latency-tp1-c4-sharegpt-tpot-mean"])
+    assert value is not None
