@@ -89,7 +89,7 @@ def test_compare_figures_carry_their_bands(cli) -> None:
     """Each GPU's TTFT, TPOT and tokens/s carry the band of their corpus kind, read for that GPU's generation, the
     weights' dtype class and the engine, as latency / serve read them (issue 23: no figure without its band); a GPU
     with no layout has no figure and no band."""
-    from calc.bands import band
+    from calc.bands import NO_BAND, band
 
     rows = cli("compare", "llama3-70b", "h100", "a100-80g", "--prompt", "2K", "--output", "512", "--json").json()
     arch = {"h100-sxm": "Hopper", "a100-80g": "Ampere"}
@@ -103,7 +103,10 @@ def test_compare_figures_carry_their_bands(cli) -> None:
             # measured TTFTs of its rows all but never below the prediction)
             own = band(kinds[key], r[key], gpu=arch[r["gpu"]], dtype="bf16", stack="vllm")
             assert (b["low"], b["high"]) == pytest.approx((own.low, own.high)) and (b["rows"], b["group"]) == (own.rows, own.group)
-            assert b["low"] < b["high"] and b["level"] == 0.8 and b["rows"] > 0
+            # a figure whose nearest rows scatter past the cap prints "no band" with their ends (calc.bands: rows 0);
+            # TTFT since pass 30, whose prefill pool holds a client-side TTFT six times the engine's prefill
+            assert b["low"] < b["high"] and b["level"] == 0.8 and (b["rows"] > 0 or b["group"].startswith(NO_BAND))
+            assert key == "ttft_s" or b["rows"] > 0
         assert r["bands"]["tpot_s"]["low"] <= r["tpot_s"] <= r["bands"]["tpot_s"]["high"]
     for r in rows:
         assert arch[r["gpu"]] in r["bands"]["tpot_s"]["group"]
