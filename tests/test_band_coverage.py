@@ -18,9 +18,10 @@ COVERAGE = (0.6, 0.95)  # loose bounds on the 70-90% target: 10-50 rows give a s
 # an expected failure while it lasts; it passes (XPASS, not hidden) once the engine's physics brings it in.
 KNOWN_MISSES = {
     "serving_e2e": "the decode pool's band is wider than the held-out e2e rows' error (every one inside)",
-    "serving_tpot": "few rows (12-13) near the lower bound: 7 of 12 (58%) from the sixteenth pass's refit (the decode "
-                    "pool's band scale k read at 1.05 from the fit split) to the twenty-first's 9 of 13 (69%). The "
-                    "held-out rows are not used to widen it",
+    "serving_tpot": "few rows (12-19) near the lower bound: 7 of 12 (58%) from the sixteenth pass's refit (the decode "
+                    "pool's band scale k read at 1.05 from the fit split) to the twenty-first's 9 of 13 (69%); 11 of 19 "
+                    "(58%) with the thirtieth pass's closed-loop TPOTs (the SGLang Cookbook's Llama 3.1 70B at "
+                    "concurrency 16-64, 0.3-0.6 of their measured TPOT). The held-out rows are not used to widen it",
     "training_mfu": "45 of 67 (67%) after the twenty-sixth pass's corpus (nanotron's 25 held-out layouts; 21 of 42, 50%, at "
                     "the twenty-fifth, 26 of 37, 70%, before it): the MoE rows (Megatron-Core DeepSeek-V3 on GB200, "
                     "ModelZoo Qwen3 at long context), Hopper fp8 long-sequence rows and nanotron's small models on many "
