@@ -157,17 +157,26 @@ def engine_window(m: Any, max_model_len: int | None) -> int:
     return max_model_len
 
 
-def window_output(m: Any, prompt: int, output: int, output_given: bool, *, max_model_len: int | None = None,
-                  extendable: bool = False) -> int:
+def window_output(m: Any, prompt: int, output: int, output_given: bool, max_model_len: int | None = None) -> int:
     """--output within the context window as the engines admit a request: prompt + output <= the window (vLLM
     stops a sequence when its prompt + output tokens reach max_model_len; `latency`, `serve`, `concurrency`, `compare`
     and `report` count the same). An --output left at its default is capped at what the window leaves (window -
-    prompt), said in one warning line; a typed one that overflows is refused naming --output. ``extendable``: the
-    command takes --max-model-len, whose value past the model's window is the engine's window (engine_window)."""
+    prompt), said in one warning line; a typed one that overflows is refused naming --output. A given --max-model-len
+    past the model's window is the engine's window (engine_window), and must hold the request: the engine stops a
+    request whose prompt + output reaches it."""
+    window = engine_window(m, max_model_len)
+    check_context(m, prompt, "--prompt", window=window, extendable=True)
+    output = _capped_output(m, prompt, output, output_given, window)
+    if max_model_len is not None and max_model_len < prompt + output:
+        raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}: "
+                                              "the engine would stop the request there")
+    return output
+
+
+def _capped_output(m: Any, prompt: int, output: int, output_given: bool, window: int) -> int:
+    """--output as ``window`` leaves room for it after ``prompt`` (window_output)."""
     from calc.sanity import warn
 
-    window = engine_window(m, max_model_len) if extendable else m.context_window
-    check_context(m, prompt, "--prompt", window=window, extendable=extendable)
     room = window - prompt
     if room < 1:
         raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {m.name}'s context window of "

@@ -73,7 +73,6 @@ from calc.cli.options import (
 )
 from calc.cli.serving import (
     attention_windows_of,
-    check_max_model_len,
     check_moe_values,
     engine_settings,
     refuse_engine_on_gpu,
@@ -237,9 +236,7 @@ def report(
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     windows = None  # --mode train: the engine's default (the flag is refused there)
     if mode is Mode.infer:
-        output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len,
-                               extendable=True)
-        check_max_model_len(max_model_len, prompt, output)
+        output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
         from calc.serving.latency import serving_plan
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
@@ -404,8 +401,7 @@ def compare(
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
                                       attention_windows=attention_windows_of(m, attention_windows, s))
-    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len, extendable=True)
-    check_max_model_len(max_model_len, prompt, output)
+    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
     table = {"*": old_price} if old_price is not None else price_table(price)

@@ -365,14 +365,6 @@ def refuse_rate_options(max_utilization: float | None, router: str | None, rate:
         raise LLMCalcError("--max-utilization", "sizes the replicas for --rate, and --num-gpus fixes them; drop one")
 
 
-def check_max_model_len(max_model_len: int | None, prompt: int, output: int) -> None:
-    """A given --max-model-len (latency, serve) must hold the request: the engine stops a request whose prompt + output
-    reaches it. One past the model's context window is the engine's window (calc.cli.common.engine_window)."""
-    if max_model_len is not None and max_model_len < prompt + output:
-        raise LLMCalcError("--max-model-len", f"{max_model_len:,} is below --prompt + --output = {prompt + output:,}: "
-                                              "the engine would stop the request there")
-
-
 def unmet_target_flag(num_gpus: int | None, rate: float | None, users: int | None, ttft_ms: float | None,
                       tpot_ms: float | None) -> str:
     """The flag a serving plan that meets no target is refused by (serve, report): the GPU budget when one was given
@@ -431,8 +423,7 @@ def latency(
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
-    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len, extendable=True)
-    check_max_model_len(max_model_len, prompt, output)
+    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                         mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
@@ -621,8 +612,7 @@ def serve(
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
-    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len=max_model_len, extendable=True)
-    check_max_model_len(max_model_len, prompt, output)
+    output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
