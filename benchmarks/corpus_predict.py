@@ -470,6 +470,11 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     """Offline max-load throughput (trtllm-bench; vllm bench serve / SGLang with every request sent at once): output
     tokens/s of the replica the row ran (serving_layout) at the largest batch its KV cache admits, capped by the
     engine's max batch (calc.serving.plan.max_load_layout), over the row's requests (finite_run_tokens_per_s).
+    The rate is the one `serve` prints, B x O / (TTFT + (O - 1) x TPOT) per replica (calc.serving.plan
+    slot_tokens_per_s): each request's own prefill included, not B / TPOT (decode_tokens_per_s), which leaves it out
+    and at batch 1 leaves out all of it (a 32,000-token prompt with 77 outputs on one A100: 22.4 vs 4.1 tokens/s;
+    the run measured 4.32). Until the thirty-first pass the corpus read B / TPOT (kept in the fifteenth pass, when
+    `serve` moved to the steady state, so that no prediction moved).
     vLLM and SGLang rows run their own accounting and defaults at the row's version (_engine_settings: max_num_seqs /
     max_running_requests and the step budget by version, GPU and usage, calc.specs.serving.EngineSettings).
     A TensorRT-LLM row runs TensorRT-LLM's own accounting (calc.serving.trtllm_memory) with trtllm-bench's settings
@@ -507,9 +512,9 @@ def _max_load(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, assumptio
     lay = layout(settings.max_num_seqs if row.stack.name == "trtllm" else None)
     if lay is None:
         raise CannotPredict("the engine predicts no room for one request's KV cache")
-    tokens_per_s = lay.decode_tokens_per_s
+    tokens_per_s = lay.tokens_per_s  # serve's steady state: each request's own prefill included (B x O / busy time)
     if "num_requests" in k:
-        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, ranks, lambda seqs: layout(seqs).decode_tokens_per_s)
+        tokens_per_s = finite_run_tokens_per_s(k["num_requests"], lay.batch, ranks, lambda seqs: layout(seqs).tokens_per_s)
         if k.get("output_lengths") == "exponential":  # the run ends when its longest output does (drain_excess_s)
             from calc.serving.plan import max_load_decode_step
 

@@ -358,7 +358,8 @@ def max_load_layout(
     """One TP x PP replica (``ep`` > 1: ep / tp data-parallel attention groups, calc.serving.moe) at maximum load
     (an offline benchmark: every request queued at once, no latency target):
     the steady state of the module docstring at the largest batch the KV cache and max_num_seqs admit,
-    B = min(max concurrency, max_num_seqs, requests), so decode_tokens_per_s = B / TPOT(B): an engine never runs more
+    B = min(max concurrency, max_num_seqs, requests), tokens_per_s = B x O / (TTFT + (O - 1) x TPOT) (each request's own
+    prefill included, slot_tokens_per_s) and decode_tokens_per_s = B / TPOT(B) beside it: an engine never runs more
     requests than it was sent (``requests``, the whole replica's), and that cap leaves the engine as launched (its
     memory profile at max_num_seqs) unchanged. The same replica model `serve` ranks; None when not one request fits."""
     setup, replica = _max_load_replica(m, gpu, prompt, output, tp, pp, dtype, kv_dtype, settings, assumptions, ep)
