@@ -36,10 +36,30 @@ def test_latency_past_the_window_with_max_model_len_warns_and_answers(cli) -> No
 
 
 def test_an_output_past_the_extended_window_is_still_refused(cli) -> None:
+    """The extended limit is the engine's --max-model-len, and the refusal names it so, not the model's window:
+    100,000 + 20,000 = 120,000 > 110,000, room 10,000."""
     r = cli("latency", "qwen3-30b-a3b", "--gpu", "h200", "--prompt", "100000", "--output", "20000",
             "--max-model-len", "110000")
-    assert r.code == 2 and r.err.startswith("llmcalc: error: --")
-    assert "110,000" in r.err
+    assert r.code == 2 and len([x for x in r.err.splitlines() if x.startswith("llmcalc: error")]) == 1
+    assert ("llmcalc: error: --output: --prompt 100,000 + --output 20,000 = 120,000 tokens exceed the engine's "
+            "--max-model-len of 110,000; give --output <= 10,000") in r.err
+
+
+def test_a_default_output_is_capped_at_the_extended_limit_naming_it(cli) -> None:
+    """--output left at its default (256) after a 109,900-token prompt: 110,000 - 109,900 = 100 tokens of room."""
+    r = cli("latency", "qwen3-30b-a3b", "--gpu", "h200", "--prompt", "109900", "--max-model-len", "110000", "--json")
+    assert r.code == 0, r.err
+    assert ("llmcalc: warning: --output: capped at 100 tokens (the default is 256): 109,900 prompt + 100 fills the "
+            "engine's --max-model-len of 110,000") in r.err
+    assert r.json()["output"] == 100
+
+
+def test_a_prompt_past_the_extended_limit_names_max_model_len(cli) -> None:
+    r = cli("latency", "qwen3-30b-a3b", "--gpu", "h200", "--prompt", "120000", "--output", "10",
+            "--max-model-len", "110000")
+    assert r.code == 2
+    assert ("--prompt: 120,000 tokens exceed the engine's --max-model-len of 110,000 tokens; give a larger "
+            "--max-model-len") in r.err
 
 
 def test_concurrency_at_an_extended_length_holds_its_kv_by_hand(cli) -> None:

@@ -124,7 +124,9 @@ def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: s
     window = window or m.context_window
     if tokens <= window:
         return
-    problem = f"{tokens:,} tokens exceed {m.name}'s context window of {window:,} tokens"
+    problem = f"{tokens:,} tokens exceed {window_name(m, window)} tokens"
+    if window > m.context_window:
+        problem += "; give a larger --max-model-len"
     if refuse:
         hint = f"; give --max-model-len (>= --prompt + --output) to price an engine run past it ({EXTENDED_CONTEXT})" \
             if extendable and window == m.context_window else ""
@@ -132,6 +134,16 @@ def check_context(m: Any, tokens: int, flag: str, *, refuse: bool = True, why: s
     from calc.sanity import warn
 
     warn(flag, problem + why)
+
+
+def window_name(m: Any, window: int) -> str:
+    """The limit a request is held to, as a message names it: the model's context window, or the engine's
+    --max-model-len where it extends past it (engine_window).
+
+    "llama3-8b's context window of 8,192" / "the engine's --max-model-len of 110,000"."""
+    if window > m.context_window:
+        return f"the engine's --max-model-len of {window:,}"
+    return f"{m.name}'s context window of {window:,}"
 
 
 def engine_window(m: Any, max_model_len: int | None) -> int:
@@ -179,15 +191,15 @@ def _capped_output(m: Any, prompt: int, output: int, output_given: bool, window:
 
     room = window - prompt
     if room < 1:
-        raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {m.name}'s context window of "
-                                       f"{window:,}; give --prompt <= {window - 1:,}")
+        raise LLMCalcError("--prompt", f"{prompt:,} tokens leave no room for an output in {window_name(m, window)}; "
+                                       f"give --prompt <= {window - 1:,}")
     if output <= room:
         return output
     if output_given:
         raise LLMCalcError("--output", f"--prompt {prompt:,} + --output {output:,} = {prompt + output:,} tokens exceed "
-                                       f"{m.name}'s context window of {window:,}; give --output <= {room:,}")
-    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} = "
-                     f"{window:,} fills {m.name}'s context window")
+                                       f"{window_name(m, window)}; give --output <= {room:,}")
+    warn("--output", f"capped at {room:,} tokens (the default is {output:,}): {prompt:,} prompt + {room:,} fills "
+                     f"{window_name(m, window)}")
     return room
 
 
