@@ -12,20 +12,21 @@ import pytest
 ROW = "vllmv1-gpustack-perflab-qwen3-32b-a100-tp1-random-32k-input-output-tput"
 
 
-def _row():
+@pytest.fixture(scope="module")
+def row():
+    """The corpus row, read once for the module (reading the corpus takes seconds)."""
     import corpus_schema as cs
 
-    return {r.id: r for r, _g, _s in cs.load_corpus()}[ROW]
+    return cs.corpus_by_id()[ROW][0]
 
 
-def test_the_corpus_prices_the_row_as_serve_prices_its_layout(cli) -> None:
+def test_the_corpus_prices_the_row_as_serve_prices_its_layout(cli, row) -> None:
     """The corpus prediction against `serve`'s own TTFT and TPOT for the one layout the row ran (TP1 x PP1, batch 1,
     vLLM 0.11's A100 defaults max_num_seqs 256, max_num_batched_tokens 2,048), worked out here:
     1 x O / (TTFT + (O - 1) x TPOT) at the row's mean output O = 76.99 (the CLI takes whole tokens: 77, a 0.01-token
     difference in O, well inside 1%)."""
     import corpus_predict as cp
 
-    row = _row()
     assert (row.config["prompt"], row.config["num_requests"], row.assumed["output"].value) == (32000, 100, 76.99)
     predicted, why = cp.predict_or_reason(row)
     assert predicted is not None, why
@@ -42,13 +43,13 @@ def test_the_corpus_prices_the_row_as_serve_prices_its_layout(cli) -> None:
     assert layout["decode_tokens_per_s"] > 5 * predicted
 
 
-def test_batch_one_throughput_is_bounded_by_its_prefill() -> None:
+def test_batch_one_throughput_is_bounded_by_its_prefill(row) -> None:
     """A physical floor, independent of the engine's figures: one request at a time, each 32,000-token prompt needs
     at least 2 x 32.8e9 x 32,000 = 2.1e15 FLOPs of weight GEMMs, 6.7 s at the A100's 312 TFLOP/s dense bf16 peak; with
     77 output tokens a request, no schedule beats 77 / 6.7 = 11.5 tokens/s. B / TPOT ignored the prompt (22.4)."""
     import corpus_predict as cp
 
-    predicted, why = cp.predict_or_reason(_row())
+    predicted, why = cp.predict_or_reason(row)
     assert predicted is not None, why
     floor_s = 2 * 32.8e9 * 32000 / 312e12
     assert predicted < 76.99 / floor_s
