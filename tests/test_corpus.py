@@ -73,3 +73,25 @@ def test_a_closed_loop_ttft_is_not_priced_as_a_static_batch() -> None:
     assert value is not None and why == ""
     value, _ = predict_or_reason(rows["vllmv1-gpustack-perflab-qwen3-8b-h100-latency-tp1-c4-sharegpt-tpot-mean"])
     assert value is not None
+
+
+def _sharegpt_max_load(row) -> bool:  # noqa: ANN001
+    """A ShareGPT run of N requests sent at once (num_requests, no --max-concurrency batch, no Poisson rate)."""
+    k = {**{name: a.value for name, a in row.assumed.items()}, **row.config}
+    text = f"{row.notes} {row.measured.metric} {row.source.quote}".lower()
+    return (row.kind == "serving_throughput" and "sharegpt" in text and "num_requests" in k and "batch" not in k
+            and "rate" not in k)
+
+
+def test_every_sharegpt_max_load_row_states_its_output_lengths() -> None:
+    """ShareGPT outputs vary, and an offline run lasts until its longest output ends (corpus_predict.drain_excess_s):
+    a ShareGPT max-load row is priced with output_lengths exponential and the benchmark sampler's output_cap (prompt +
+    output <= 2048 in vLLM's and SGLang's samplers, so the cap is at most 2048 - the mean prompt). The four offline rows
+    of sglang's vllm060 README had gone without it since they were added, priced as if every output had the mean
+    length."""
+    rows = [row for row, _g, _s in ROWS if _sharegpt_max_load(row)]
+    assert len(rows) >= 20  # GPUStack's pages, sglang's vllm060 README, Lambda's vLLM report, ...
+    for row in rows:
+        k = {**{name: a.value for name, a in row.assumed.items()}, **row.config}
+        assert k.get("output_lengths") == "exponential", row.id
+        assert 0 < k["output_cap"] <= 2048 - k["prompt"] + 1, row.id
