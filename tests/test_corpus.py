@@ -77,7 +77,7 @@ def test_a_closed_loop_ttft_is_not_priced_as_a_static_batch() -> None:
 
 def _sharegpt_max_load(row) -> bool:  # noqa: ANN001
     """A ShareGPT run of N requests sent at once (num_requests, no --max-concurrency batch, no Poisson rate)."""
-    k = {**{name: a.value for name, a in row.assumed.items()}, **row.config}
+    k = cp.knobs(row)
     text = f"{row.notes} {row.measured.metric} {row.source.quote}".lower()
     return (row.kind == "serving_throughput" and "sharegpt" in text and "num_requests" in k and "batch" not in k
             and "rate" not in k)
@@ -92,6 +92,6 @@ def test_every_sharegpt_max_load_row_states_its_output_lengths() -> None:
     rows = [row for row, _g, _s in ROWS if _sharegpt_max_load(row)]
     assert len(rows) >= 20  # GPUStack's pages, sglang's vllm060 README, Lambda's vLLM report, ...
     for row in rows:
-        k = {**{name: a.value for name, a in row.assumed.items()}, **row.config}
+        k = cp.knobs(row)
         assert k.get("output_lengths") == "exponential", row.id
         assert 0 < k["output_cap"] <= 2048 - k["prompt"] + 1, row.id
