@@ -296,6 +296,11 @@ def train_time(
                 "41 nodes leaves a layout few splits and is skipped; pin --num-gpus to time one)")
         result = result.model_copy(update={"assumptions": [*result.assumptions, grid],
                                            "explain": [*result.explain, f"assumption: {grid}"]})
+    if plan is not None and global_batch is None:
+        from calc.training.plan import default_batch_drop_warning
+
+        if line := default_batch_drop_warning(seq, num_gpus):
+            warn(*line.split(": ", 1))
     if plan is not None and (days is not None or budget is not None):
         from calc.training.plan import short_run_warning
 

@@ -403,6 +403,11 @@ def train_time_view(r: Any) -> RenderableType:
         ("tokens", abbrev(r.tokens, "tokens", 4)),
         ("total FLOPs (with attention)", f"{human(r.total_flops, 'FLOPs', 4)}  (6N: {human(r.total_flops_6n, 'FLOPs', 4)})"),
         ("MFU", f"{r.mfu:.1%} {r.mfu_source if r.plan is None else 'predicted for ' + r.plan}"),
+    ]
+    if r.global_batch is not None:
+        rows.append(("global batch", f"{count(r.global_batch)} sequences x {count(r.seq)} = {abbrev(r.global_batch_tokens)} "
+                                     f"tokens per step, {r.step_time_s:,.3f} s per step"))
+    rows += [
         ("GPU-hours", figure(r.gpu_hours)),
         ("days", figure(r.days, 2)),
         ("cost", figure(r.cost) if r.cost is not None else "give --price"),

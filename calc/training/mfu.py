@@ -156,6 +156,10 @@ class TrainTimeResult(BaseModel):
     best_case_days: float | None
     mfu_source: str = "assumed (--mfu)"
     plan: str | None = None
+    # the predicted plan's optimizer step: sequences per step, those in tokens (x seq), and its step time (None with --mfu)
+    global_batch: int | None = None
+    global_batch_tokens: int | None = None
+    step_time_s: float | None = None
     stack: str | None = None  # the predicted plan's training stack (its band's stack); None with an assumed --mfu
     memory_per_gpu_bytes: int | None = None  # the predicted plan's peak per GPU (its three-valued fit); None with --mfu
     gpu_memory_bytes: int | None = None
@@ -230,6 +234,9 @@ def train_time(
         warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None
                                          else check_predicted_mfu(plan) + list(getattr(plan, "warnings", []))),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
+        global_batch=plan.global_batch if plan is not None else None,
+        global_batch_tokens=plan.global_batch * seq if plan is not None else None,
+        step_time_s=plan.step_time_s if plan is not None else None,
         memory_per_gpu_bytes=getattr(plan, "memory_per_gpu_bytes", None), gpu_memory_bytes=getattr(plan, "gpu_memory_bytes", None),
         verdict=f"{figure(seconds / 86400, 1)} days on {num_gpus} x {gpu.name} at "
         + (f"{mfu_assumed:.1%} MFU predicted for {plan.layout} " if plan is not None else f"{mfu_assumed:.0%} MFU ")

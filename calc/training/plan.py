@@ -364,6 +364,28 @@ def default_batch_piece(seq: int, num_gpus: int) -> int:
     return 0 if num_gpus > GPUS_PER_SEQUENCE * base else -(-base // num_gpus)
 
 
+def default_batch_drop_warning(seq: int, num_gpus: int) -> str | None:
+    """A warning (field: message) when the default global batch is in its last piece (default_global_batch: one
+    sequence per GPUS_PER_SEQUENCE GPUs past N = 8 B0, B0 = 4M tokens / s), where it falls below the batch of the
+    count at that edge: 8 B0 sequences on N = 8 B0 GPUs, one per GPU, against ceil(N / 8) just past it, so a few GPUs
+    more can split every sequence over 8 GPUs and train slower (Llama 3 8B at 8K: 4,096 GPUs run 4,096 sequences,
+    4,200 GPUs run 525). None while the batch is at or above that edge's.
+
+    >>> default_batch_drop_warning(8192, 4200).split(":")[0]
+    '--global-batch'
+    >>> default_batch_drop_warning(8192, 4096) is None, default_batch_drop_warning(8192, 32768) is None
+    (True, True)
+    """
+    edge = GPUS_PER_SEQUENCE * max(DEFAULT_BATCH_TOKENS // seq, 1)
+    batch = default_global_batch(seq, num_gpus)
+    if default_batch_piece(seq, num_gpus) or batch >= edge:
+        return None
+    return (f"--global-batch: the default is {batch:,} sequences here (one per {GPUS_PER_SEQUENCE} GPUs past {edge:,} GPUs at "
+            f"--seq {seq:,}), below the {edge:,} it is on {edge:,} GPUs (one per GPU): each sequence is split over more "
+            f"GPUs and the MFU falls with the batch, so more GPUs can train slower; give --global-batch (or "
+            f"--global-batch-tokens) to compare GPU counts at one batch")
+
+
 def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:
     """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU)."""
     batch = global_batch or default_global_batch(cost.seq, num_gpus)
