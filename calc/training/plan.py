@@ -360,8 +360,17 @@ def default_batch_piece(seq: int, num_gpus: int) -> int:
     >>> default_batch_piece(4096, 1000), default_batch_piece(4096, 1024), default_batch_piece(4096, 400), default_batch_piece(4096, 9000)
     (2, 1, 3, 0)
     """
-    base = max(DEFAULT_BATCH_TOKENS // seq, 1)
+    base = default_base_batch(seq)
     return 0 if num_gpus > GPUS_PER_SEQUENCE * base else -(-base // num_gpus)
+
+
+def default_base_batch(seq: int) -> int:
+    """B0, the default batch's base in sequences: 4M tokens / s (DEFAULT_BATCH_TOKENS), at least one sequence.
+
+    >>> default_base_batch(4096), default_base_batch(8192), default_base_batch(8 * 2**20)
+    (1024, 512, 1)
+    """
+    return max(DEFAULT_BATCH_TOKENS // seq, 1)
 
 
 def default_batch_drop_warning(seq: int, num_gpus: int) -> str | None:
@@ -376,7 +385,7 @@ def default_batch_drop_warning(seq: int, num_gpus: int) -> str | None:
     >>> default_batch_drop_warning(8192, 4096) is None, default_batch_drop_warning(8192, 32768) is None
     (True, True)
     """
-    edge = GPUS_PER_SEQUENCE * max(DEFAULT_BATCH_TOKENS // seq, 1)
+    edge = GPUS_PER_SEQUENCE * default_base_batch(seq)
     batch = default_global_batch(seq, num_gpus)
     if default_batch_piece(seq, num_gpus) or batch >= edge:
         return None
