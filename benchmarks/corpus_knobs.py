@@ -23,7 +23,7 @@ FLOAT_KNOBS = ("gpu_memory_utilization", "mem_fraction_static", "capacity_gib", 
 STR_KNOBS = ("recompute", "recompute_modules", "offload_modules", "kv_dtype", "attention", "flop_convention", "method",
              "precision", "optimizer", "loss", "lora_targets", "quantization", "fp8_recipe", "system", "fp8_scales",
              "adapter_inputs", "dispatcher", "moe_collective", "cp_comm", "usage_context", "output_lengths",
-             "training_recipe", "moe_routing", "attention_windows")
+             "training_recipe", "moe_routing", "attention_windows", "sharding")
 BOOL_KNOBS = ("sp", "fsdp", "fused", "optimizer_in_backward", "weights_as_shipped", "enable_chunked_prefill", "compile",
               "vllm_flashinfer_sampler",
               "enforce_eager", "burst", "offload_params", "offload_optimizer", "offload_activations",
@@ -184,7 +184,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """(Layout keywords, global batch). DP, when the source gives only the GPU count, is what the other axes leave
     (n / (TP x PP x CP)); FSDP is ZeRO-3 (FULL_SHARD); the global batch, when not given, is micro_batch x DP x
     grad_accum (grad_accum 1 unless given). FSDP with PP > 1 on a stack that runs it (``FSDP_PP_STACKS``) is
-    the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse)."""
+    the "fsdp-pp" sharding, not ZeRO-3 (which pipeline-parallel Megatron/DeepSpeed refuse); a row's ``sharding``
+    knob, where it gives one, is taken as given."""
     n = row.hardware.num_gpus
     schedule = _raw(row, "vpp")
     if schedule is not None and "vpp" not in k:
@@ -212,6 +213,8 @@ def training_layout(row: Any, k: dict[str, Any]) -> tuple[dict[str, Any], int]:
         lay["zero"] = 3
     if lay.get("zero") == 3 and lay.get("pp", 1) > 1 and row.stack.name in FSDP_PP_STACKS:
         lay["sharding"] = FSDP_PP
+    if k.get("sharding"):  # a row's own (Llama 3's FSDP with PP: zero2-pp, calc.memory.training.zero2_pp_states)
+        lay["sharding"] = k["sharding"]
     if "zero" not in lay and row.stack.name in DISTRIBUTED_OPTIMIZER_STACKS:
         lay["zero"] = 1
     if "dp" not in lay:

@@ -15,22 +15,19 @@ and offload modules, CPU offloading, the embedding/loss in the pipeline split, E
 saved inputs, 2 remain; the 25.11 gpt-oss-120b H100 row read at its recipe's micro-batch 1
 (GPT_OSS_120B_H100_BF16_BASE_CONFIG; the table's MBS 4 repeats the B200 row's and needs ~90 GiB) and the NeMo 24.07
 SFT row at its launcher recipe's VPP 20, SP and bf16 optimizer states (training_recipe bf16-adam-bf16-states), 1. The list may
-only shrink: a newly refused run fails this test, a fitting one listed too. One exception, stated: the Llama 3 405B
-8,192-GPU row fitted only while its interleaved schedule was silently read as plain 1F1B; read as the paper's V = 8
-(sec. 3.3.2: the first chunk holds only the embedding) its first ranks hold 143 layer micro-batches in flight (Megatron's
-and torch's interleaved warm-up alike) and the engine needs 84.3 GiB (about 83.3 rank by rank, 79.8 if the paper's
-"shards ... gradients" is read as per-micro-batch fp32 reduce-scatter): refused by a margin inside the memory model's
-error, and listed here rather than fitted by an unsourced setting (notes/issue21-llama3-405b-schedule.md)."""
+only shrink: a newly refused run fails this test, a fitting one listed too. The last one, the Llama 3 405B 8,192-GPU
+row (TP8 PP16 V8 DP64, 8K, no recompute: 141 layer-micro-batches held on rank 1 under the paper's V = 8), needed 83.3 GiB
+while the engine could only read the paper's FSDP as ZeRO-1 (bf16 gradients whole per stage); since pass 33 it reads
+it as the paper states it, "shards optimizer states and gradients" with "FP32 gradient accumulation ... over multiple
+micro-batches" and fp32 reduce-scatter (sharding zero2-pp, calc.memory.training.zero2_pp_states): 79.05 of 79.20 GiB,
+fits, tight. The list is empty."""
 
 from __future__ import annotations
 
 from benchmarks.corpus_predict import TRAINING_KINDS, predict_or_reason
 from benchmarks.corpus_schema import load_corpus
 
-KNOWN_REFUSED = frozenset({
-    # Llama 3 405B, 8,192 H100, TP8 PP16 V8 DP64, 8K, micro-batch 1, no recompute: 84.3 GiB predicted (docstring)
-    "llama3-paper-t4-405b-8192gpu-seq8192",
-})
+KNOWN_REFUSED: frozenset[str] = frozenset()
 
 
 def _training_rows() -> list:

@@ -542,9 +542,10 @@ CapacityOpt = Annotated[float | None, typer.Option(
 
 
 ShardingOpt = Annotated[str, typer.Option(
-    "--sharding", help="zero (ZeRO stage --zero, DeepSpeed / Megatron) or fsdp-pp (torchtitan's FSDP2 with --pp > 1 "
+    "--sharding", help="zero (ZeRO stage --zero, DeepSpeed / Megatron), fsdp-pp (torchtitan's FSDP2 with --pp > 1 "
     "and --zero 3: stage weights gathered and fp32 gradients unsharded all step, one all-gather and one "
-    "reduce-scatter per step)")]
+    "reduce-scatter per step) or zero2-pp (Llama 3's FSDP with --pp > 1 and --zero 2: stage weights whole, each "
+    "micro-batch's gradients reduce-scattered into an fp32 shard, one weight all-gather per step)")]
 
 
 def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp: int | None, cp: int | None,

@@ -47,10 +47,12 @@ MEGATRON_LOSS = "megatron"
 DEFAULT_FSDP_LAYERS_IN_FLIGHT = 2  # FSDP: the unsharded layer being computed + the one prefetched
 # How the data-parallel ranks shard the training states (``Layout.sharding``): "zero" is ZeRO stage 0-3 as DeepSpeed and
 # Megatron's distributed optimizer shard them (ZeRO-2/3 refused with PP, calc.training.layout.zero_with_pp_problem);
-# FSDP_PP is torchtitan's FSDP2 under pipeline parallelism (``fsdp_pp_states``).
+# FSDP_PP is torchtitan's FSDP2 under pipeline parallelism (``fsdp_pp_states``); ZERO2_PP is Llama 3's FSDP under
+# pipeline parallelism, gradients reduce-scattered every micro-batch (``zero2_pp_states``).
 ZERO_SHARDING = "zero"
 FSDP_PP = "fsdp-pp"
-SHARDINGS = (ZERO_SHARDING, FSDP_PP)
+ZERO2_PP = "zero2-pp"
+SHARDINGS = (ZERO_SHARDING, FSDP_PP, ZERO2_PP)
 FSDP_REDUCE_BYTES = 4  # FSDP2 MixedPrecisionPolicy(reduce_dtype=float32), torchtitan's mixed_precision_reduce default
 
 RECIPES: dict[str, tuple[int, int, int]] = {
@@ -181,7 +183,8 @@ def training_memory(
     persistent gradient buffer; ``MEGATRON_FRAGMENTATION``: expandable segments); ``fused=False`` is eager PyTorch
     (as ``finetune_memory``); ``reserve_gib`` is the CUDA context, ``fragmentation`` the allocator's overhead;
     ``loss`` the cross-entropy's buffers on the last stage (``MEGATRON_LOSS``; ``TRAINING_LOSSES``); ``sharding``
-    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``) instead of ZeRO ``zero``; ``fsdp_reduce_bytes``
+    FSDP_PP prices torchtitan's FSDP2 with PP (``fsdp_pp_states``), ZERO2_PP Llama 3's FSDP with PP
+    (``zero2_pp_states``), instead of ZeRO ``zero``; ``fsdp_reduce_bytes``
     the gradient bytes of a ZeRO-3 unit (PyTorch FSDP's fp32 reduce by default, as ``finetune_memory``;
     MEGATRON_FSDP_GRAD_BYTES for Megatron-FSDP, as train-step on a Megatron stack); ``dropout``,
     ``recompute_modules``, ``offload_layers``, ``offload_modules``, ``gemm_input_bytes`` and ``caching_allocator``
@@ -281,6 +284,9 @@ def training_memory(
                f"{act_bytes} B an element"),
             (f"torchtitan FSDP2 with PP: stage weights gathered and fp32 gradients unsharded all step, fp32 master + "
              f"Adam sharded over DP x CP {plan.dp * plan.cp}" if sharding == FSDP_PP else
+             f"Llama 3's FSDP with PP: stage weights whole, gradients reduce-scattered in fp32 after every micro-batch "
+             f"into an fp32 shard, fp32 master + Adam sharded over DP x CP {plan.dp * plan.cp}; one unit's fp32 gradient "
+             "in flight" if sharding == ZERO2_PP else
              f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}") + (f"; routed experts split EP {ep}" if ep > 1 else ""),
             (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
              f"{'FlashAttention' if flash else 'eager attention'}, {loss} cross-entropy), "
@@ -561,6 +567,41 @@ def fsdp_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp:
                         etp=etp)
 
 
+def zero2_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp: int, dp: int, ep: int,
+                    etp: int | None = None) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per GPU of Llama 3's FSDP under pipeline parallelism (``ZERO2_PP``), from
+    the stage-independent parameter counts (``dense``, routed ``experts``), ``w``/``o`` the recipe's bytes per parameter.
+
+    The Llama 3 paper (arXiv 2407.21783 sec. 3.3.2, "Pipeline parallelism ... improvements"): "Our use of FSDP for Llama
+    3 shards optimizer states and gradients, but for model shards we do not reshard after forward computation to avoid
+    an extra all-gather communication during backward passes", and ("Numerical stability") "we use FP32 gradient
+    accumulation during backward computation over multiple micro-batches and also reduce-scatter gradients in FP32
+    across data parallel workers in FSDP". Gradients that are sharded while micro-batches accumulate are reduce-scattered
+    after every micro-batch's backward and added into an fp32 shard (unlike torchtitan's FSDP2 + PP, ``fsdp_pp_states``,
+    which accumulates them unsharded and reduce-scatters once). So each GPU holds, for its stage's N/(t p) parameters
+    (experts N_e/(u p e), sharded over EDP):
+        weights    = w x N/(t p)          the 16-bit stage weights, whole on every DP rank (never resharded)
+        gradients  = 4 x N/(t p d)        the fp32 accumulated gradient shard (FSDP_REDUCE_BYTES)
+        optimizer  = o x N/(t p d)        fp32 master + Adam m, v, sharded over DP
+    i.e. ZeRO-2's placement (``shard_states`` at stage 2) with fp32 gradients; the unit whose gradient is being
+    reduce-scattered holds it unsharded meanwhile (``unit_gradient_bytes``, counted by ``training_bytes_per_gpu``).
+    Worked (Llama 3 405B, 405,853,388,800 parameters, t = 8, p = 16, d = 64, bf16-adam w 2, o 12): 3.171e9 per
+    stage-rank -> weights 6.34 GB, gradients 4 x 3.171e9 / 64 = 0.198 GB, optimizer 12 x 3.171e9 / 64 = 0.594 GB."""
+    return shard_states((dense * w, dense * FSDP_REDUCE_BYTES, dense * o),
+                        (experts * w, experts * FSDP_REDUCE_BYTES, experts * o), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
+                        etp=etp)
+
+
+def unit_gradient_bytes(m: ModelSpec, tp: int, *, ep: int = 1, reduce_bytes: int = FSDP_REDUCE_BYTES) -> int:
+    """One FSDP unit's unsharded gradient while it is reduce-scattered, in the reduce dtype: the largest decoder block
+    (its routed experts 1/``ep`` of them) or the largest tensor outside the blocks (embedding, output head), split t
+    ways, x ``reduce_bytes`` (4: fp32, as Llama 3 reduce-scatters, arXiv 2407.21783 sec. 3.3.2). Llama 3 405B at t = 8:
+    a block's 3,187,703,808 parameters / 8 x 4 B = 1,593,851,904 B."""
+    block = max(sum(t.params // (ep if t.component == "experts" else 1) for t in ts) for _k, _c, ts in layer_kinds(m))
+    outside = max((t.params for t in model_tensors(m)), default=0)
+    return math.ceil(max(block, outside) / tp) * reduce_bytes
+
+
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     etp: int | None = None, sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
@@ -586,7 +627,8 @@ def training_bytes_per_gpu(
     formula ("textbook"). ZeRO-3 with d > 1 adds the FSDP units in flight (``fsdp_in_flight_bytes``).
     ``sharding`` FSDP_PP: torchtitan's FSDP2 with PP (``fsdp_pp_states``): the stage's weights stay gathered and
     its fp32 gradients accumulate unsharded from the first backward, beside the micro-batches still in flight
-    (persisting), no FSDP units in flight beyond them. The
+    (persisting), no FSDP units in flight beyond them. ZERO2_PP: Llama 3's (``zero2_pp_states``): weights whole,
+    the fp32 gradient shard persisting, and one unit's unsharded gradient in flight (``unit_gradient_bytes``). The
     peak is assembled by ``assemble_peak`` (gradients persist as ``gradients_persist`` says), ``reserve_bytes``
     being the CUDA context (default 0.5 GiB). ``cache``: a dict the caller keeps (one per model) for the
     per-layer figures of each (b, s/c, t, SP, recompute, attention, dropout, fused). ``recompute_modules``: Megatron's
@@ -611,6 +653,8 @@ def training_bytes_per_gpu(
         if sharding == FSDP_PP:
             weights, grads, optimizer = fsdp_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp,
                                                        sharded_params=0 if recipe in MASTER_RECIPES else w)
+        elif sharding == ZERO2_PP:
+            weights, grads, optimizer = zero2_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
         else:
             weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
                                                      (expert_params * w, expert_params * g, expert_params * o),
@@ -645,10 +689,12 @@ def training_bytes_per_gpu(
             bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
             freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers, held_layers) - activations
         cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
+    if fsdp is None and sharding == ZERO2_PP:
+        fsdp = unit_gradient_bytes(m, tp, ep=ep) if dp > 1 else 0
     if fsdp is None:
         fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes, ep=ep)
                 if zero == 3 and dp > 1 and sharding != FSDP_PP else 0)
-    persist = sharding == FSDP_PP or gradients_persist(grad_accum, grad_buffer, zero)
+    persist = sharding in (FSDP_PP, ZERO2_PP) or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
         states, gradients=gradients or 0, gradients_persist=persist,
         activations=activations, fsdp=fsdp,

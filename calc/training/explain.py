@@ -14,7 +14,7 @@ from calc.hardware.collectives import group_link, group_shape, pcie_factor
 from calc.hardware.efficiency import GROUPED_RAMP_ROWS, grouped_gemm_ramp
 from calc.hardware.moe_ops import LOCAL_SORT_BYTES_PER_COPY, LOCAL_SORTS, deepep_nic_scale
 from calc.hardware.peaks import peak_tflops
-from calc.memory.training import FSDP_PP
+from calc.memory.training import FSDP_PP, ZERO2_PP
 from calc.model.moe_routing import COMBINE_BYTES_PER_TOKEN, PERMUTE_BYTES_PER_COPY, ROUTER_BYTES_PER_LOGIT
 from calc.model.parallel import tp_activation_bytes
 from calc.training.cost import LayerCost, ModelCost
@@ -162,6 +162,13 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
                          f"{_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s in all; exposed "
                          f"{t.exposed['zero_gather_s']:.4f} s (the first layer's gather + (1 - {eff.overlap:g}) x the rest "
                          "under the first forward + the whole reduce-scatter)")
+        elif layout.sharding == ZERO2_PP:
+            lines.append(f"dp_comm_s (ZeRO2+PP, Llama 3's FSDP): {micro} micro-batches x gradient reduce-scatter "
+                         f"({_mb(trains * eff.dp_reduce_bytes)}) + one weight all-gather ({_mb(trains * cost.elem)}) over "
+                         f"{_where(cost, dp * cp, tp)}: {t.totals['dp_comm_s']:.4f} s in all; exposed "
+                         f"{t.exposed['dp_comm_s']:.4f} s (each reduce-scatter under one micro-batch's forward + backward "
+                         f"({_ms(st['fwd'] + st['bwd'])}): overflow + (1 - {eff.overlap:g}) x overlapped; the all-gather "
+                         "whole)")
         elif layout.zero == 3:
             lines.append(f"zero_gather_s: per micro-batch 2 weight all-gathers ({_mb(local * cost.elem)}) + gradient reduce-scatter "
                          f"({_mb(trains * eff.dp_reduce_bytes)}) over {_where(cost, dp * cp, tp)}: {t.totals['zero_gather_s']:.4f} s "

@@ -22,7 +22,7 @@ from typing import Literal
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES
-from calc.memory.training import FSDP_PP, SHARDINGS, ZERO_SHARDING
+from calc.memory.training import FSDP_PP, SHARDINGS, ZERO2_PP, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, pipeline_stage_layers, tp_splits_kv_heads
 from calc.specs import ModelSpec
 
@@ -35,8 +35,10 @@ class Layout:
     """TP x CP x DP x PP GPUs, the MoE grid ETP x EP x EDP folded over TP x CP x DP, interleaving, micro-batch, ZeRO
     and recomputation. ``etp`` None is Megatron's default, ETP = TP.
 
-    ``sharding``: "zero" (ZeRO stage ``zero``, DeepSpeed / Megatron) or "fsdp-pp", torchtitan's FSDP2 under pipeline
-    parallelism (``zero`` 3 and ``pp`` > 1; calc.memory.training.fsdp_pp_states).
+    ``sharding``: "zero" (ZeRO stage ``zero``, DeepSpeed / Megatron), "fsdp-pp", torchtitan's FSDP2 under pipeline
+    parallelism (``zero`` 3 and ``pp`` > 1; calc.memory.training.fsdp_pp_states), or "zero2-pp", Llama 3's FSDP under
+    pipeline parallelism (``zero`` 2 and ``pp`` > 1: gradients reduce-scattered every micro-batch;
+    calc.memory.training.zero2_pp_states).
 
     ``pp_embedding`` / ``pp_loss``: Megatron-Core's ``--account-for-embedding-in-pipeline-split`` /
     ``--account-for-loss-in-pipeline-split``: the embedding (loss) counts as one layer of the first (last) virtual
@@ -90,7 +92,7 @@ class Layout:
         parts += [f"CP{self.cp}"] if self.cp > 1 else []
         parts += [f"EP{self.ep}"] if self.ep > 1 else []
         parts += [f"ETP{self.etp}"] if self.etp is not None and self.etp != self.tp else []
-        sharding = "FSDP+PP" if self.sharding == FSDP_PP else f"ZeRO{self.zero}"
+        sharding = {FSDP_PP: "FSDP+PP", ZERO2_PP: "ZeRO2+PP"}.get(self.sharding, f"ZeRO{self.zero}")
         rc = self.recompute + (f"({'+'.join(sorted(self.recompute_modules))})" if self.recompute_modules else "")
         parts += [f"mb{self.micro_batch}", sharding, f"rc:{rc}"] + (["SP"] if self.sp else [])
         parts += [f"offload{self.cpu_offload_layers}"] if self.cpu_offload_layers else []
@@ -140,7 +142,9 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> s
     refuses them with pipeline parallelism ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism",
     deepspeed/runtime/pipe/engine.py) and Megatron-Core's distributed optimizer is ZeRO-1. torchtitan's FSDP2 with PP
     (``sharding`` "fsdp-pp") keeps each stage's weights and gradients unsharded through the step instead, so it is
-    allowed, and only with ZeRO-3 (FSDP full shard) and PP > 1. None when allowed."""
+    allowed, and only with ZeRO-3 (FSDP full shard) and PP > 1; Llama 3's FSDP (``sharding`` "zero2-pp") reduce-scatters
+    each micro-batch's gradients into an fp32 shard as its backward runs, so ZeRO-2 with PP > 1 is allowed under it
+    (arXiv 2407.21783 sec. 3.3.2). None when allowed."""
     if sharding not in SHARDINGS:
         return f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}"
     if sharding == FSDP_PP:
@@ -148,10 +152,15 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> s
             return f"sharding {FSDP_PP} is FSDP2 (ZeRO-3) under pipeline parallelism: it needs --zero 3 and --pp > 1, " \
                    f"got ZeRO-{zero} and PP {pp}"
         return None
+    if sharding == ZERO2_PP:
+        if zero != 2 or pp < 2:
+            return f"sharding {ZERO2_PP} is Llama 3's FSDP (ZeRO-2) under pipeline parallelism: it needs --zero 2 and " \
+                   f"--pp > 1, got ZeRO-{zero} and PP {pp}"
+        return None
     if zero >= 2 and pp > 1:
         return f"ZeRO-{zero} with PP {pp}: stages 2 and 3 shard the gradients every micro-batch accumulates into; " \
                f"with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3, or --sharding {FSDP_PP}: " \
-               "torchtitan's FSDP2 with PP)"
+               f"torchtitan's FSDP2 with PP, or --sharding {ZERO2_PP} with --zero 2: Llama 3's FSDP with PP)"
     return None
 
 

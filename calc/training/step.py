@@ -37,6 +37,11 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               the overlap efficiency) and its fp32 gradients reduce-scattered once, after the last backward
               (torch/distributed/pipelining/stage.py runs FSDP's post-backward then, with no compute left to
               hide it under: exposed whole)
+  ZeRO2+PP    Llama 3's FSDP with PP (calc.memory.training.zero2_pp_states; arXiv 2407.21783 sec. 3.3.2): every
+              micro-batch's gradients reduce-scattered in fp32 on the communication stream while the 1F1B steady
+              state runs the next micro-batch's forward and backward (m reduce-scatters, each in a window of one
+              micro-batch's forward + backward, hidden at the overlap efficiency, what overflows exposed), the
+              updated bf16 weights all-gathered once after the optimizer (exposed, as ZeRO-1/2's)
   optimizer   N_local (/d*c with ZeRO >= 1) x the recipe's bytes of HBM traffic (calc.memory.training.optimizer_step_bytes:
               bf16-adam 28)
 MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
@@ -59,6 +64,7 @@ from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
+    ZERO2_PP,
     training_bytes_per_gpu,
     training_memory,
 )
@@ -238,6 +244,15 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         first_gather = gather / max(stages[worst_i][1], 1)
         zero_total = gather + scatter
         zero_exposed = first_gather + exposed_time(gather - first_gather, worst["fwd"], eff.overlap) + scatter
+    elif layout.sharding == ZERO2_PP:
+        # Llama 3's FSDP with PP (calc.memory.training.zero2_pp_states): every micro-batch's gradients reduce-scattered
+        # on the communication stream while the 1F1B steady state runs the next forward and backward (a window of one
+        # micro-batch's forward + backward each), the updated 16-bit weights all-gathered once after the optimizer
+        # (exposed, as ZeRO-1/2's)
+        scatter = over_dp("reduce_scatter", eff.dp_reduce_bytes)
+        gather = over_dp("all_gather", cost.elem)
+        dp_total = micro * scatter + gather
+        dp_exposed = micro * exposed_time(scatter, worst["fwd"] + worst["bwd"], eff.overlap) + gather
     elif layout.zero == 3:
         per_mb = 2 * over_dp("all_gather", cost.elem, False) + over_dp("reduce_scatter", eff.dp_reduce_bytes)
         first_gather = over_dp("all_gather", cost.elem, False) / max(stages[worst_i][1], 1)
@@ -503,7 +518,8 @@ TERM_FORMULAS = {
                    "chunk's share of t_microbatch)",
     "pp_p2p_s": "m x 2 x v x p2p(b*s/c*H*bytes/t) on the stages' slowest hop; overlapped (--pp-p2p-overlap, or megatron "
                 "with --vpp > 1) hidden under the stage's compute at the overlap efficiency",
-    "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide",
+    "dp_comm_s": "gradient AR (ZeRO 0) / RS + weight AG (ZeRO 1-2) over d*c; last bucket + what backward cannot hide; "
+                 "ZeRO2+PP: m x gradient RS, each under one micro-batch's forward + backward, + one weight AG",
     "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch; FSDP+PP: one weight AG "
                      "per step (first layer exposed, the rest under the first forward) + one gradient RS after the last backward",
     "optimizer_s": "local parameters (/d*c with ZeRO >= 1) x bytes per parameter / HBM bandwidth",
