@@ -137,15 +137,15 @@ def num_microbatches(layout: Layout, global_batch: int) -> int:
     return per_replica
 
 
-def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING, offer_sharding: bool = True) -> str | None:
+def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> str | None:
     """ZeRO-2/3 shard gradients (and weights) that every micro-batch of a pipeline stage accumulates into: DeepSpeed
     refuses them with pipeline parallelism ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism",
     deepspeed/runtime/pipe/engine.py) and Megatron-Core's distributed optimizer is ZeRO-1. torchtitan's FSDP2 with PP
     (``sharding`` "fsdp-pp") keeps each stage's weights and gradients unsharded through the step instead, so it is
     allowed, and only with ZeRO-3 (FSDP full shard) and PP > 1; Llama 3's FSDP (``sharding`` "zero2-pp") reduce-scatters
     each micro-batch's gradients into an fp32 shard as its backward runs, so ZeRO-2 with PP > 1 is allowed under it
-    (arXiv 2407.21783 sec. 3.3.2). None when allowed. ``offer_sharding`` False: the caller (the plan search) has no
-    --sharding, so the message names the commands that take it instead."""
+    (arXiv 2407.21783 sec. 3.3.2). None when allowed. One message for train-step and train-plan (whose search tries
+    ZeRO stages only), so it says which commands take --sharding."""
     if sharding not in SHARDINGS:
         return f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}"
     if sharding == FSDP_PP:
@@ -159,11 +159,10 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING, offe
                    f"--pp > 1, got ZeRO-{zero} and PP {pp}"
         return None
     if zero >= 2 and pp > 1:
-        where = "" if offer_sharding else "train-step / memory --mode train "
         return f"ZeRO-{zero} with PP {pp}: stages 2 and 3 shard the gradients every micro-batch accumulates into; " \
-               f"with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3, or {where}--sharding " \
-               f"{FSDP_PP}: torchtitan's FSDP2 with PP, or {where}--sharding {ZERO2_PP} with --zero 2: Llama 3's FSDP " \
-               "with PP" + ("" if offer_sharding else "; the plan search does not try those two") + ")"
+               f"with pipeline parallelism use --zero 0 or 1 (or --pp 1 for FSDP-style ZeRO-3, or --sharding {FSDP_PP}: " \
+               f"torchtitan's FSDP2 with PP, or --sharding {ZERO2_PP} with --zero 2: Llama 3's FSDP with PP; train-step " \
+               "and memory --mode train take --sharding, the plan search tries ZeRO stages only)"
     return None
 
 

@@ -146,7 +146,7 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     if ep is not None and ep > 1 and (not m.moe or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"{ep} must divide the experts of a MoE model ({m.name}: "
                            f"{m.moe.num_experts if m.moe else 'no'} experts)")
-    problem = zero_with_pp_problem(pins.get("zero", 0), pins.get("pp", 1), offer_sharding=False)
+    problem = zero_with_pp_problem(pins.get("zero", 0), pins.get("pp", 1))
     if problem:
         raise LLMCalcError("--zero", problem)
     if "pp" in pins and pins["pp"] > m.num_layers:
