@@ -9,15 +9,15 @@ they cost a step on a Megatron-class stack, cheapest first:
                              gradients and all-gathers the weights, the all-reduce's
                              own volume (Rajbhandari et al. 2020, ZeRO, sec. 7.2.1)
     --zero 2                 none (refused with PP: layout.zero_with_pp_problem)         2
-    --zero 2 --sharding      with PP (and DP x CP > 1) instead: Llama 3's FSDP              6
-      zero2-pp               (calc.memory.training.zero2_pp_states) reduce-scatters
-                             every micro-batch's gradients in fp32, m times the
-                             reduction's traffic, hidden under the compute at the
-                             overlap efficiency (arXiv 2407.21783 sec. 3.3.2)
     --recompute selective    the attention core again, a few percent of a step           3
                              (Korthikanti et al. 2022, sec. 5: selective recomputation's
                              overhead is a few percent, full recomputation's about a third)
     --micro-batch halved     smaller GEMMs and, under PP, more micro-batches per step     4 per halving
+    --zero 2 --sharding      with PP (and DP x CP > 1) instead: Llama 3's FSDP            6
+      zero2-pp               (calc.memory.training.zero2_pp_states) reduce-scatters
+                             every micro-batch's gradients in fp32, m times the
+                             reduction's traffic, hidden under the compute at the
+                             overlap efficiency (arXiv 2407.21783 sec. 3.3.2)
     --recompute full         one more forward of every layer (~+33% of the FLOPs)          8
     --zero 3                 every weight all-gathered per micro-batch, forward and       10
                              backward (1.5x the data-parallel traffic: ZeRO sec. 7.2.2)
