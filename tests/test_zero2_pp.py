@@ -5,6 +5,8 @@ fp32 into a sharded fp32 accumulator, fp32 master + Adam sharded over DP; the up
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks.corpus_predict import predict_or_reason
 from benchmarks.corpus_schema import load_corpus
@@ -125,3 +127,30 @@ def test_cli_names_zero2_pp_for_the_llama3_layout(cli) -> None:
     r = cli("train-step", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "8192", "--tp", "8", "--pp", "16", "--vpp", "8",
             "--sp", "--seq", "8192", "--global-batch", "2048", "--zero", "1", "--pp-embedding", "--pp-loss")
     assert r.code == 2 and r.err.count("\n") == 1 and "with --zero 2 --sharding zero2-pp" in r.err
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(["llama3-8b", "llama3-70b", "llama2-7b", "mistral-7b", "qwen3-30b-a3b", "mixtral-8x7b"]),
+       tp=st.sampled_from([1, 2, 4, 8]), pp=st.sampled_from([2, 4]), dp=st.integers(2, 64))
+def test_zero2_pp_against_zero1_placement(name: str, tp: int, pp: int, dp: int) -> None:
+    """Against the distributed optimizer (ZeRO-1) on the same layout: the same whole weights and the same sharded
+    optimizer states; gradients 4 B over d (the experts' over EDP) instead of 2 B whole; one more unit
+    gradient in flight; and DP growth never adds memory."""
+    m = load_model(name)
+    counts = count_params(m)
+    from calc.memory.training import routed_expert_params
+
+    experts = routed_expert_params(m) if m.moe else 0
+    ep = 2 if m.moe and dp % 2 == 0 else 1
+    common = dict(params=counts.total_params, expert_params=experts, tp=tp, pp=pp, micro_batch=1, seq=2048, grad_accum=4,
+                  reserve_bytes=0, fragmentation=0.0, grad_buffer=True, ep=ep)
+    z1 = training_bytes_per_gpu(m, dp=dp, zero=1, **common)
+    z2 = training_bytes_per_gpu(m, dp=dp, zero=2, sharding=ZERO2_PP, **common)
+    assert z2["weights"] == z1["weights"] and z2["optimizer"] == z1["optimizer"]
+    # dense gradients shard over DP, routed experts' over the expert-DP group EDP = t d / (ETP e), ETP = t
+    dense, edp = counts.total_params - experts, tp * dp // (tp * ep)
+    assert z1["gradients"] == pytest.approx(2 * dense / (tp * pp) + 2 * experts / (tp * pp * ep), abs=2)
+    assert z2["gradients"] == pytest.approx(4 * dense / (tp * pp * dp) + 4 * experts / (tp * pp * ep * edp), abs=2)
+    assert z2["FSDP unsharded layers"] == unit_gradient_bytes(m, tp, ep=ep) and z1["FSDP unsharded layers"] == 0
+    more = training_bytes_per_gpu(m, dp=2 * dp, zero=2, sharding=ZERO2_PP, **common)
+    assert sum(more.values()) <= sum(z2.values())
