@@ -13,11 +13,6 @@ they cost a step on a Megatron-class stack, cheapest first:
                              (Korthikanti et al. 2022, sec. 5: selective recomputation's
                              overhead is a few percent, full recomputation's about a third)
     --micro-batch halved     smaller GEMMs and, under PP, more micro-batches per step     4 per halving
-    --zero 2 --sharding      with PP (and DP x CP > 1) instead: Llama 3's FSDP            6
-      zero2-pp               (calc.memory.training.zero2_pp_states) reduce-scatters
-                             every micro-batch's gradients in fp32, m times the
-                             reduction's traffic, hidden under the compute at the
-                             overlap efficiency (arXiv 2407.21783 sec. 3.3.2)
     --recompute full         one more forward of every layer (~+33% of the FLOPs)          8
     --zero 3                 every weight all-gathered per micro-batch, forward and       10
                              backward (1.5x the data-parallel traffic: ZeRO sec. 7.2.2)
@@ -31,13 +26,11 @@ from dataclasses import dataclass
 from itertools import product
 
 from calc.errors import LLMCalcError
-from calc.memory.training import ZERO2_PP, ZERO_SHARDING
 from calc.specs import ModelSpec
 from calc.training.layout import Layout, check_training_layout
 
 # the ranks of the docstring's table
 ZERO_RANK = {1: 1, 2: 2, 3: 10}
-ZERO2_PP_RANK = 6  # --zero 2 under PP: Llama 3's sharding (the table's "--zero 2 --sharding zero2-pp")
 RECOMPUTE_RANK = {"selective": 3, "full": 8}
 HALVING_RANK = 4
 
@@ -68,20 +61,16 @@ def _candidates(layout: Layout) -> list[tuple[int, list[str], Layout]]:
     while mb > 1 and mb % 2 == 0:
         mb //= 2
         micros.append(mb)
-    # under PP, ZeRO-2 is Llama 3's sharding (ZeRO-3 stays refused: torchtitan's fsdp-pp holds more, not less)
-    zero2_pp = layout.pp > 1 and layout.sharding == ZERO_SHARDING and layout.dp * layout.cp > 1
     out = []
     for zero, recompute, micro in product(zeros, recomputes, micros):
         if (zero, recompute, micro) == (layout.zero, here, layout.micro_batch):
             continue
-        sharded = zero2_pp and zero == 2
-        zero_rank = (ZERO2_PP_RANK if sharded else ZERO_RANK[zero]) if zero != layout.zero else 0
-        rank = zero_rank + (RECOMPUTE_RANK.get(recompute, 0) if recompute != here else 0) + HALVING_RANK * (micros.index(micro))
-        flags = ([f"--zero {zero}"] if zero != layout.zero else []) + ([f"--sharding {ZERO2_PP}"] if sharded else []) \
+        rank = (ZERO_RANK[zero] if zero != layout.zero else 0) + (RECOMPUTE_RANK.get(recompute, 0) if recompute != here else 0) \
+            + HALVING_RANK * (micros.index(micro))
+        flags = ([f"--zero {zero}"] if zero != layout.zero else []) \
             + ([f"--recompute {recompute}"] if recompute != here else []) \
             + ([f"--micro-batch {micro}"] if micro != layout.micro_batch else [])
-        out.append((rank, flags, layout.with_(zero=zero, recompute=recompute, micro_batch=micro,
-                                              **({"sharding": ZERO2_PP} if sharded else {}))))
+        out.append((rank, flags, layout.with_(zero=zero, recompute=recompute, micro_batch=micro)))
     out.sort(key=lambda c: (c[0], len(c[1])))
     return out
 
