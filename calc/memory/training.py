@@ -398,6 +398,13 @@ def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: 
     return math.ceil(blocks + embed + output)
 
 
+def largest_block_params(m: ModelSpec, ep: int = 1) -> int:
+    """Parameters of the largest decoder block, one FSDP unit, with its routed experts 1/``ep`` of them (each EP rank
+    holds its share of a block's experts; calc.model.params.layer_kinds, component "experts"): what
+    ``fsdp_in_flight_bytes`` gathers and ``unit_gradient_bytes`` reduce-scatters per unit."""
+    return max(sum(t.params // (ep if t.component == "experts" else 1) for t in ts) for _k, _c, ts in layer_kinds(m))
+
+
 def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYERS_IN_FLIGHT, separate_embeddings: bool = False,
                          trains: bool = True, block_bytes: Callable[[int], int] | None = None,
                          root_resident: bool = False, reduce_bytes: int = FSDP_REDUCE_BYTES, gathered_bytes: int = 2,
@@ -422,7 +429,7 @@ def fsdp_in_flight_bytes(m: ModelSpec, tp: int, layers: int = DEFAULT_FSDP_LAYER
         params //= tp
         return count * stored(params) + (params * reduce_bytes if trains else 0)
 
-    block = max(sum(t.params // (ep if t.component == "experts" else 1) for t in ts) for _k, _c, ts in layer_kinds(m))
+    block = largest_block_params(m, ep)
     outside = [t.params for t in model_tensors(m)]
     root = max(outside) if separate_embeddings else sum(outside)
     blocks = unit(block, layers, block_bytes or (lambda n: gathered_bytes * n))
@@ -597,9 +604,8 @@ def unit_gradient_bytes(m: ModelSpec, tp: int, *, ep: int = 1, reduce_bytes: int
     (its routed experts 1/``ep`` of them) or the largest tensor outside the blocks (embedding, output head), split t
     ways, x ``reduce_bytes`` (4: fp32, as Llama 3 reduce-scatters, arXiv 2407.21783 sec. 3.3.2). Llama 3 405B at t = 8:
     a block's 3,187,703,808 parameters / 8 x 4 B = 1,593,851,904 B."""
-    block = max(sum(t.params // (ep if t.component == "experts" else 1) for t in ts) for _k, _c, ts in layer_kinds(m))
     outside = max((t.params for t in model_tensors(m)), default=0)
-    return math.ceil(max(block, outside) / tp) * reduce_bytes
+    return math.ceil(max(largest_block_params(m, ep), outside) / tp) * reduce_bytes
 
 
 def training_bytes_per_gpu(

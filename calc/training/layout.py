@@ -137,6 +137,10 @@ def num_microbatches(layout: Layout, global_batch: int) -> int:
     return per_replica
 
 
+# The FSDP-with-PP shardings: the ZeRO stage each is, and what it is (zero_with_pp_problem's message)
+_PP_SHARDING_ZERO = {FSDP_PP: (3, "FSDP2 (ZeRO-3)"), ZERO2_PP: (2, "Llama 3's FSDP (ZeRO-2)")}
+
+
 def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> str | None:
     """ZeRO-2/3 shard gradients (and weights) that every micro-batch of a pipeline stage accumulates into: DeepSpeed
     refuses them with pipeline parallelism ("ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism",
@@ -148,15 +152,11 @@ def zero_with_pp_problem(zero: int, pp: int, sharding: str = ZERO_SHARDING) -> s
     ZeRO stages only), so it says which commands take --sharding."""
     if sharding not in SHARDINGS:
         return f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}"
-    if sharding == FSDP_PP:
-        if zero != 3 or pp < 2:
-            return f"sharding {FSDP_PP} is FSDP2 (ZeRO-3) under pipeline parallelism: it needs --zero 3 and --pp > 1, " \
+    if sharding in _PP_SHARDING_ZERO:
+        need, what = _PP_SHARDING_ZERO[sharding]
+        if zero != need or pp < 2:
+            return f"sharding {sharding} is {what} under pipeline parallelism: it needs --zero {need} and --pp > 1, " \
                    f"got ZeRO-{zero} and PP {pp}"
-        return None
-    if sharding == ZERO2_PP:
-        if zero != 2 or pp < 2:
-            return f"sharding {ZERO2_PP} is Llama 3's FSDP (ZeRO-2) under pipeline parallelism: it needs --zero 2 and " \
-                   f"--pp > 1, got ZeRO-{zero} and PP {pp}"
         return None
     if zero >= 2 and pp > 1:
         return f"ZeRO-{zero} with PP {pp}: stages 2 and 3 shard the gradients every micro-batch accumulates into; " \
