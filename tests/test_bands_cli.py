@@ -16,7 +16,8 @@ GIB = 2**30
 COMMANDS = {  # command line -> {path to a result inside the JSON: keys that must carry a band}
     ("train-step", "llama3-8b", "--gpu", "h100", "--global-batch", "32", "--num-gpus", "8", "--zero", "3"):
         {"": ("step_time_s", "mfu")},
-    ("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T"): {"": ("days", "gpu_hours")},
+    ("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T"):
+        {"": ("days", "gpu_hours", "mfu", "step_time_s")},  # its plan's MFU and step time, as train-step bands them
     ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024"): {"": ("ttft_s", "tpot_s", "e2e_s")},
     ("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--rate", "5"):
         {"": ("gpus_needed",), "layouts.0": ("ttft_ms", "tpot_ms", "tokens_per_s_per_gpu")},
@@ -110,6 +111,27 @@ def test_json_has_a_band_around_each_listed_figure(cli, args) -> None:
             assert b["level"] == SHIPPED["level"] == 0.8 and b["group"]
     if args[0] != "train-time":
         assert data["fit"] in ("fits", "tight", "does not fit")
+
+
+def test_train_time_bands_its_plan_like_train_step_and_not_an_assumed_mfu(cli) -> None:
+    # The plan train-time picks, run through train-step, is the same step: the same MFU and step time, so the same
+    # bands (one group, training|Hopper|16-bit|dense, for both). An MFU given by --mfu is an input: no band of its own.
+    tt = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json").json()
+    layout = dict(re.findall(r"(TP|PP|DP|mb)(\d+)", tt["plan"]))
+    zero = re.search(r"ZeRO(\d)", tt["plan"])
+    args = ["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tp", layout["TP"], "--pp", layout["PP"],
+            "--micro-batch", layout["mb"], "--zero", zero.group(1) if zero else "0", "--seq", str(tt["seq"]),
+            "--global-batch", str(tt["global_batch"]), *(["--sp"] if " SP" in tt["plan"] else []), "--json"]
+    assert "rc:none" in tt["plan"] and "VP" not in tt["plan"] and "CP" not in tt["plan"], tt["plan"]  # args above
+    ts = cli(*args).json()
+    assert ts["step_time_s"] == pytest.approx(tt["step_time_s"]) and ts["mfu"] == pytest.approx(tt["mfu"])
+    for key in ("mfu", "step_time_s"):
+        assert (tt["bands"][key]["low"], tt["bands"][key]["high"]) == \
+            (pytest.approx(ts["bands"][key]["low"]), pytest.approx(ts["bands"][key]["high"]))
+        assert tt["bands"][key]["group"] == ts["bands"][key]["group"]
+    assumed = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--mfu", "0.4",
+                  "--json").json()
+    assert assumed["mfu"] == 0.4 and "mfu" not in assumed["bands"] and assumed["bands"]["days"]["rows"] == 0
 
 
 def test_table_shows_the_how_sure_block(cli) -> None:

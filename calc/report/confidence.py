@@ -75,9 +75,11 @@ FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
         "mfu": Figure("training_mfu", "MFU", "%"),
         "memory_per_gpu_bytes": Figure("training_peak_memory", "memory per GPU", "GiB"),
     },
-    "calc.training.mfu.TrainTimeResult": {
+    "calc.training.mfu.TrainTimeResult": {  # mfu and step_time_s: its plan's, as train-step prints them
         "days": Figure("training_gpu_hours", "days", "days"),
         "gpu_hours": Figure("training_gpu_hours", "GPU-hours", "GPU-h"),
+        "mfu": Figure("training_mfu", "MFU", "%"),
+        "step_time_s": Figure("training_step_time", "step time", "s"),
         "memory_per_gpu_bytes": Figure("training_peak_memory", "memory per GPU", "GiB"),
     },
     "calc.serving.latency.LatencyResult": {
@@ -290,12 +292,12 @@ FLOORS: dict[str, Callable[[Any], dict[str, float]]] = {"calc.serving.latency.La
 
 def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
     """The bands of one result's own figures (keys whose value is None, e.g. no step time when a plan does not fit,
-    get none)."""
+    get none; nor does an input: train-time's MFU given by --mfu)."""
     out: dict[str, Band] = {}
     assumed = _name(r) == "calc.training.mfu.TrainTimeResult" and getattr(r, "plan", None) is None
     for key, fig in _figures(r).items():
         value = getattr(r, key, None)
-        if value is None:
+        if value is None or (assumed and key == "mfu"):
             continue
         b = _gpus_band(r, float(value), ctx) if fig.kind == "gpus_needed" else \
             figure_band(fig.kind, float(value), ctx, assumed=assumed)
