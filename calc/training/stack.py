@@ -77,6 +77,7 @@ MEMORY: dict[str, StackMemory] = {
 # Corpus / user spellings of a stack, mapped to the named stack whose defaults they run.
 ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "megatron", "megatron-core": "megatron",
            "torchtitan": "fsdp", "torchtune": "fsdp", "pytorch-fsdp": "fsdp", "fsdp2": "fsdp",
+           "kempnerforge": "fsdp",  # KempnerInstitute/KempnerForge: torchtitan-style FSDP2 + DTensor TP, eager ops, SDPA
            "nemo-automodel": "fsdp", "composer": "llm-foundry",
            "transformers": "hf", "hf-trainer": "hf", "peft": "hf", "peft-hf-trainer": "hf", "trl": "hf"}
 # Frameworks that run as a named stack's defaults (memory engine, attention kernel, fp8 recipe, TP overlap) but whose
