@@ -358,7 +358,7 @@ def finetune_memory(
     adapter_inputs: str = "shared", prepare_kbit: bool = False, kv_repeated: bool = False,
     grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
     caching_allocator: bool = HF_MEMORY.caching_allocator, in_flight: float | None = None,
-    held_layers: tuple[int, int] | None = None,
+    held_layers: tuple[int, int] | None = None, fp32_shards: bool = HF_MEMORY.fp32_shards,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -379,8 +379,11 @@ def finetune_memory(
     fp32): those weights at 4 B, and the residual stream they produce is fp32 (the fp32 embedding output, the fp32 norm
     weights' products), so each checkpointed layer input of ``recompute="full"`` (the function's default gradient
     checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
-    ``fused``, ``loss``, ``fragmentation``, ``grad_buffer``, ``fsdp_reduce_bytes``, ``caching_allocator``: the stack's
-    memory settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF Trainer / PEFT in eager PyTorch.
+    ``fused``, ``loss``, ``fragmentation``, ``grad_buffer``, ``fsdp_reduce_bytes``, ``caching_allocator``,
+    ``fp32_shards``: the stack's memory settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF
+    Trainer / PEFT in eager PyTorch. Under ``fp32_shards`` (FSDP2 mixed precision) a full fine-tune at ZeRO-3 with an
+    fp32 master keeps no 16-bit weight shard and fp32 sharded gradients, as `memory --mode train` prices the same job
+    (calc.memory.training.fsdp2_states).
     ``in_flight``: micro-batches the first pipeline stage holds (default p; train-step passes its schedule's,
     calc.training.step.in_flight_microbatches, interleaving included); ``held_layers``: the schedule's
     layer-micro-batches on the fullest and the last rank (calc.memory.pipeline; default 1F1B's over Megatron-Core's
@@ -425,6 +428,10 @@ def finetune_memory(
     sharded_fsdp = zero == 3 and zero_ranks > 1
     mixed = fsdp_mixed_units and sharded_fsdp and not full
     grads_formula = ""
+    # FSDP2 mixed precision: the fp32 shard is the master (no 16-bit shard), gradients fp32 shards (fsdp2_states)
+    fsdp2 = fp32_shards and full and zero == 3 and master > 0 and not (optimizer_in_backward or fsdp_no_sync or offload_params)
+    if fsdp2:
+        weights, grads = 0, zshard(trainable * FSDP_REDUCE_BYTES, 2)
     if sharded_fsdp and (mixed or fsdp_no_sync) and not (optimizer_in_backward and full):
         grads, grads_formula = fsdp_gradient_bytes(m, grads_all, w_bytes, shards=shards, zero_ranks=zero_ranks, zero=zero,
                                                    grad_accum=grad_accum, mixed_units=mixed, no_sync=fsdp_no_sync)
@@ -472,7 +479,8 @@ def finetune_memory(
         micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
         loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
-        grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers)
+        grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers,
+        fp32_shards=fsdp2)
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
@@ -484,7 +492,7 @@ def finetune_memory(
                 reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
                 offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
-                caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers)
+                caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers, fp32_shards=fsdp2)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations", "gradients")}  # stable keys
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]
@@ -516,7 +524,8 @@ def finetune_memory(
                   offload_layers_in_flight=offload_layers_in_flight, suggest=False, gathered_load=gathered_load,
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
                   litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit, kv_repeated=kv_repeated,
-                  grad_buffer=grad_buffer, fsdp_reduce_bytes=fsdp_reduce_bytes, caching_allocator=caching_allocator)
+                  grad_buffer=grad_buffer, fsdp_reduce_bytes=fsdp_reduce_bytes, caching_allocator=caching_allocator,
+                  fp32_shards=fp32_shards)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""

@@ -8,7 +8,15 @@ from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
 from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, model_auto_kv_dtype, request_cache_bytes, sparse_mla
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
-from calc.memory.weights import shipped_dtype_label, weight_bytes, weight_bytes_by_group, weights_class, weights_per_gpu
+from calc.memory.weights import (
+    LOW_BIT_DTYPES,
+    check_group_size,
+    shipped_dtype_label,
+    sixteen_bit,
+    weight_bytes_by_group,
+    weights_class,
+    weights_per_gpu,
+)
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
 from calc.sanity import check_context
@@ -36,8 +44,10 @@ def inference_memory(
         raise LLMCalcError("--mtp", f"{m.name} has no multi-token-prediction layers (DeepSeek-V3, GLM-4.5 and Qwen3-Next have one)")
     shipped = dtype is None and m.quantization is not None  # unquantized: as shipped = the checkpoint dtype
     dtype = None if shipped else dtype or m.checkpoint_dtype
-    groups = {} if group_size else weight_bytes_by_group(m, dtype, with_mtp=with_mtp)
     dtype = dtype or m.checkpoint_dtype
+    if group_size:
+        check_group_size(m, dtype, group_size)
+    groups = weight_bytes_by_group(m, None if shipped else dtype, with_mtp=with_mtp, group_size=group_size)
     # the engine's "auto" (``accounting``: calc.specs.serving.EngineSettings.accounting; the default engine's for
     # `memory --mode infer`), as serving prices it
     kv_dtype = kv_dtype or model_auto_kv_dtype(m, dtype, m.checkpoint_dtype, accounting)
@@ -51,7 +61,7 @@ def inference_memory(
     counted = count_params(m)
     params = counted.total_params_with_mtp if with_mtp else counted.total_params
     shards = plan.tp * plan.pp
-    weights = sum(groups.values()) if shipped else weight_bytes(params, dtype, group_size)
+    weights = sum(groups.values())
     kv_token = kv_cache_bytes_per_token(m, kv_dtype)
     c = activation_factor(m) if act_factor is None else act_factor
     act_elem = dtype_bytes("fp16" if dtype in ("int4", "int8", "fp8") else dtype)
@@ -88,7 +98,9 @@ def inference_memory(
         total_bytes=weights + kv_stored + activations + reserve * shards, kv_cache_stored_bytes=kv_stored,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict, weight_bytes_by_group=groups,
         assumptions=[
-            (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}")
+            (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}"
+             + (f" (the blocks' weight matrices; embeddings, output head, routers and norms in {sixteen_bit(m)}, as "
+                "engines quantize a checkpoint)" if dtype in LOW_BIT_DTYPES else ""))
             + (f" with one fp16 scale per {group_size} weights" if group_size else ""),
             f"KV cache in {kv_dtype}; " + ("MLA latent (r_kv + d_rope per layer and token) replicated on every TP rank"
                                            if m.mla else f"KV heads per GPU = max(g/t, 1) = {kv_heads_per_gpu(m, plan.tp)}")
@@ -102,7 +114,11 @@ def inference_memory(
         ],
         explain=[
             ("weights as shipped = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items()) + f" = {gb(weights):.2f} GB"
-             if shipped else f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)"),
+             if shipped else f"weights = N*bytes = {params:,}*{dtype_bytes(dtype)} = {weights:,} B ({gb(weights):.2f} GB)"
+             if dtype not in LOW_BIT_DTYPES else
+             f"weights = the blocks' matrices at {dtype_bytes(dtype)} B" + (f" + 2 B per {group_size}" if group_size else "")
+             + f", the rest at {sixteen_bit(m)} = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items())
+             + f" = {weights:,} B ({gb(weights):.2f} GB)"),
             _kv_explain(m, kv_dtype, kv_token),
             f"KV cache = {kv_seq:,} B/sequence of {seq} tokens (local layers capped at their window"
             f"{'; + constant mixer state' if m.mixer else ''}) x {batch}"

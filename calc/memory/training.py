@@ -117,7 +117,9 @@ class StackMemory:
       fragmentation      allocator reserved / allocated - 1
       grad_buffer        gradients live from wrap time (Megatron's param_and_grad_buffer), not only from the backward
       fsdp_reduce_bytes  bytes per element of an unsharded FSDP unit's gradient (fsdp_in_flight_bytes)
-      caching_allocator  the caching allocator's cached blocks counted (caching_allocator_cached)"""
+      caching_allocator  the caching allocator's cached blocks counted (caching_allocator_cached)
+      fp32_shards        ZeRO-3 is PyTorch FSDP2 mixed precision: the fp32 sharded parameter is the master, no 16-bit
+                         shard persists, gradients are reduce-scattered into fp32 shards (fsdp2_states)"""
 
     loss: str
     fused: bool
@@ -125,6 +127,7 @@ class StackMemory:
     grad_buffer: bool
     fsdp_reduce_bytes: int
     caching_allocator: bool
+    fp32_shards: bool = False
 
 
 # Megatron-class stacks, as train-step has always priced them (the constants above).
@@ -163,7 +166,7 @@ def training_memory(
     recompute_modules: frozenset[str] = frozenset(), offload_layers: int | None = None,
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
     global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
-    pp_slots: int = 0, held_layers: tuple[int, int] | None = None,
+    pp_slots: int = 0, held_layers: tuple[int, int] | None = None, fp32_shards: bool = False,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -242,7 +245,7 @@ def training_memory(
             loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes, dropout=dropout,
             recompute_modules=recompute_modules, offload_layers=offload_layers, offload_modules=offload_modules,
             gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator, act_bytes=act_bytes,
-            held_layers=held_layers if layout.pp == plan.pp else None,
+            held_layers=held_layers if layout.pp == plan.pp else None, fp32_shards=fp32_shards,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -287,6 +290,8 @@ def training_memory(
              f"Llama 3's FSDP with PP: stage weights whole, gradients reduce-scattered in fp32 after every micro-batch "
              f"into an fp32 shard, fp32 master + Adam sharded over DP x CP {plan.dp * plan.cp}; one unit's fp32 gradient "
              "in flight" if sharding == ZERO2_PP else
+             f"FSDP2 mixed precision (ZeRO-3) over DP x CP {plan.dp * plan.cp}: the fp32 shard is the master, no 16-bit "
+             "shard kept, gradients reduce-scattered into fp32 shards" if fp32_shards and zero == 3 and recipe in MASTER_RECIPES else
              f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}") + (f"; routed experts split EP {ep}" if ep > 1 else ""),
             (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
              f"{'FlashAttention' if flash else 'eager attention'}, {loss} cross-entropy), "
@@ -574,6 +579,39 @@ def fsdp_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp:
                         etp=etp)
 
 
+def fsdp2_states(dense: float, experts: float, *, o: int, tp: int, pp: int, dp: int, ep: int,
+                 etp: int | None = None) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per GPU of PyTorch FSDP2's ZeRO-3 under mixed precision, from the
+    parameter counts (``dense``, routed ``experts``), ``o`` the recipe's optimizer bytes per parameter (fp32 master 4 +
+    Adam m 4 + v 4 = 12 under bf16-adam).
+
+    ``fully_shard(module, mp_policy=MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32))`` on an fp32
+    model (torchtitan: the model is built and initialised in fp32, training.mixed_precision_param bf16) keeps one
+    sharded parameter per rank, the fp32 DTensor shard the optimizer steps: it is the master. The bf16 copy exists
+    only in flight: each all-gather casts the shard to the param dtype into its input buffer
+    (torch/distributed/_composable/fsdp/_fsdp_param.py FSDPParam.all_gather_inputs: ``sharded_param_data.to(
+    self.param_dtype)``) and the gathered unit is freed at reshard (counted as the FSDP units in flight,
+    ``fsdp_in_flight_bytes``). Gradients are reduce-scattered in the reduce dtype and kept in the sharded
+    parameter's dtype, fp32 (_fsdp_collectives.py foreach_reduce: the reduce-scatter output is cast to ``orig_dtype``,
+    the shard's). So, per GPU, over the d = DP x CP ranks of its N/(t p) parameters (experts N_e/(u p e) over EDP):
+
+        weights    = 0                     no 16-bit shard persists (the gathered units are in flight)
+        gradients  = 4 x N/(t p d)         the fp32 sharded gradients (FSDP_REDUCE_BYTES)
+        optimizer  = o x N/(t p d)         the fp32 sharded parameters (the master) + Adam m, v
+
+    16 B per parameter under bf16-adam, as DeepSpeed's ZeRO-3 (2 + 2 + 12) but placed differently: no bf16 weight or
+    gradient shard beside the fp32 ones. The fp32 gradients live in the reduce-scatter stream's pool
+    (``caching_allocator_cached``), which they fill while micro-batches accumulate; the caller counts them once.
+    Worked: 8,030,261,248 parameters, t = p = 1, d = 8, o = 12: weights 0, gradients 4,015,130,624 B, optimizer
+    12,045,391,872 B.
+
+    >>> fsdp2_states(8_030_261_248, 0, o=12, tp=1, pp=1, dp=8, ep=1)
+    (0, 4015130624, 12045391872)
+    """
+    return shard_states((0, dense * FSDP_REDUCE_BYTES, dense * o), (0, experts * FSDP_REDUCE_BYTES, experts * o),
+                        tp=tp, pp=pp, dp=dp, ep=ep, zero=2, etp=etp)
+
+
 def zero2_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp: int, dp: int, ep: int,
                     etp: int | None = None) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per GPU of Llama 3's FSDP under pipeline parallelism (``ZERO2_PP``), from
@@ -620,6 +658,7 @@ def training_bytes_per_gpu(
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
     caching_allocator: bool = False, act_bytes: int = 2, held_layers: tuple[int, int] | None = None,
+    fp32_shards: bool = False,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -647,7 +686,9 @@ def training_bytes_per_gpu(
     blocks it keeps reserved beyond the live tensors (``caching_allocator_cached``: the freed logits on the stage
     holding the loss when it is the fullest, FSDP2's reduce-scatter stream pool under ZeRO-3 / FSDP_PP, for every
     weight when every weight trains: the recipe's states, or a caller's own states with ``lm_head_trains``, a full
-    fine-tune))."""
+    fine-tune)); ``fp32_shards``: ZeRO-3 is FSDP2 mixed precision (``fsdp2_states``): a recipe with an fp32 master
+    keeps no 16-bit shard and fp32 sharded gradients (a caller's own states say so by passing it), which, while
+    micro-batches accumulate into them, are the reduce-scatter stream pool's blocks: counted once, as gradients."""
     s_local = seq // cp
     in_flight = pp if in_flight is None else in_flight
     if held_layers is None and float(in_flight).is_integer():  # 1F1B over Megatron-Core's split, min(p, m) in flight
@@ -661,7 +702,10 @@ def training_bytes_per_gpu(
                                                        sharded_params=0 if recipe in MASTER_RECIPES else w)
         elif sharding == ZERO2_PP:
             weights, grads, optimizer = zero2_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
+        elif fp32_shards and zero == 3 and recipe in MASTER_RECIPES:
+            weights, grads, optimizer = fsdp2_states(dense, expert_params, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
         else:
+            fp32_shards = False  # a recipe without an fp32 master, or ZeRO < 3: the recipe's own placement
             weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
                                                      (expert_params * w, expert_params * g, expert_params * o),
                                                      tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
@@ -682,12 +726,15 @@ def training_bytes_per_gpu(
             if cache is not None:
                 cache[key] = per
         activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers, held_layers)
+    persist = sharding in (FSDP_PP, ZERO2_PP) or gradients_persist(grad_accum, grad_buffer, zero)
     cached: dict[str, int] = {}
     if caching_allocator:
         fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
         sharded_grads = shard_states((0, (params - expert_params) * FSDP_REDUCE_BYTES, 0),
                                      (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
                                      etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
+        if fp32_shards and zero == 3 and sharding == ZERO_SHARDING and persist:
+            sharded_grads = 0  # accumulating: the pool's blocks are the live fp32 gradients, counted as gradients
         freed = 0
         # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers)
         if activations_model != "textbook" and priced_loss(loss, tp) == "fp32":  # counted where the stage holding the loss is the fullest
@@ -700,7 +747,6 @@ def training_bytes_per_gpu(
     if fsdp is None:
         fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes, ep=ep)
                 if zero == 3 and dp > 1 and sharding != FSDP_PP else 0)
-    persist = sharding in (FSDP_PP, ZERO2_PP) or gradients_persist(grad_accum, grad_buffer, zero)
     return assemble_peak(
         states, gradients=gradients or 0, gradients_persist=persist,
         activations=activations, fsdp=fsdp,

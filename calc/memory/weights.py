@@ -41,6 +41,48 @@ _LAYER_NAMED = re.compile(r"layers\.\d+")  # a pattern that names one block (mod
 _NEVER_QUANTIZED = ("router", "indexer.weights_proj")
 
 
+# --dtype values below 16 bits: a quantizer's width, applied as engines apply it to a 16-bit checkpoint. vLLM's
+# online quantization (--quantization fp8: quantization/fp8.py Fp8Config.get_quant_method returns Fp8LinearMethod for
+# a LinearBase layer only; the vocab-parallel embedding and ParallelLMHead keep UnquantizedEmbeddingMethod),
+# NVIDIA ModelOpt (trtllm-bench / TensorRT-LLM --quantization FP8: its default configs disable "*lm_head*" and
+# quantize nn.Linear layers, never the embedding) and AutoAWQ / AutoGPTQ / llm-compressor recipes (the decoder blocks'
+# Linears, ignore ["lm_head"]) convert the blocks' weight matrices; embeddings, the output head, routers, norms and
+# biases stay at the checkpoint's 16-bit dtype.
+LOW_BIT_DTYPES = ("fp8", "int8", "int4", "fp4")
+
+
+def sixteen_bit(m: ModelSpec) -> str:
+    """The 16-bit dtype a quantized model keeps its unquantized tensors and activations in: the checkpoint's when it
+    is bf16 / fp16, else bf16."""
+    return m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
+
+
+def converted_by_dtype(t: Tensor) -> bool:
+    """Whether a --dtype below 16 bits (LOW_BIT_DTYPES) converts this tensor: a weight matrix inside the blocks
+    (QUANTIZED_COMPONENTS), not a router or indexer weight (_NEVER_QUANTIZED), not a bias or norm (no matrix shape)."""
+    return t.component in QUANTIZED_COMPONENTS and bool(t.shape) and t.name not in _NEVER_QUANTIZED
+
+
+def check_group_size(m: ModelSpec, dtype: str, group_size: int) -> None:
+    """--group-size G: one fp16 scale per G consecutive inputs of each matrix a --dtype below 16 bits converts (AWQ /
+    GPTQ q_group_size). Refused for a 16-bit or wider dtype, and where G does not divide a converted matrix's input
+    width (AutoAWQ and GPTQ quantize whole groups: in_features % group_size == 0).
+
+    >>> from calc.sources.catalog import load_model
+    >>> check_group_size(load_model("llama3-8b"), "int4", 128) is None   # 4096 and 14336 are multiples of 128
+    True
+    """
+    if group_size < 1:
+        raise LLMCalcError("--group-size", f"must be >= 1, got {group_size}")
+    if dtype.lower() not in LOW_BIT_DTYPES:
+        raise LLMCalcError("--group-size", f"quantisation groups apply to {'/'.join(LOW_BIT_DTYPES)} weights, not {dtype}; "
+                                           "drop it or give --dtype int4")
+    widths = sorted({t.shape[0] for t, _ in tensor_copies(m, True) if converted_by_dtype(t) and t.shape[0] % group_size})
+    if widths:
+        raise LLMCalcError("--group-size", f"{group_size} does not divide {m.name}'s matrix input width {widths[0]:,}; "
+                                           "give a divisor of it (128 or 64 for most models)")
+
+
 def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
     """N * bytes(dtype); for int4/int8 with ``group_size`` G add one fp16 scale per G weights."""
     total = exact_bytes(params, dtype)
@@ -166,8 +208,15 @@ def _quantized_shape(m: ModelSpec, q: QuantSpec, t: Tensor) -> tuple[int, int] |
     return t.shape
 
 
-def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None, layer: int = 0) -> Fraction:
+def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None, layer: int = 0, group_size: int | None = None) -> Fraction:
+    """Bytes of one tensor: as shipped (``dtype`` None), or at ``dtype``: a 16-bit or wider dtype prices every tensor
+    at it; a narrower one (LOW_BIT_DTYPES) only the tensors it converts (converted_by_dtype), with one fp16 scale per
+    ``group_size`` weights when given, the rest at the 16-bit dtype (sixteen_bit)."""
     q = m.quantization
+    if dtype is not None and dtype.lower() in LOW_BIT_DTYPES:
+        if not converted_by_dtype(t):
+            return dtype_bytes(sixteen_bit(m)) * t.params
+        return t.params * (dtype_bytes(dtype) + (Fraction(2, group_size) if group_size else 0))
     if dtype is not None or q is None:
         return dtype_bytes(dtype or m.checkpoint_dtype) * t.params
     shape = _quantized_shape(m, q, t) if t.params else None
@@ -177,12 +226,15 @@ def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None, layer: int = 0) ->
     return dtype_bytes(m.checkpoint_dtype) * t.params
 
 
-def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool = False) -> dict[str, int]:
+def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool = False,
+                          group_size: int | None = None) -> dict[str, int]:
     """Bytes per tensor group (embedding, attention, mlp, experts, router, norms, lm_head, ...).
 
     ``dtype`` None = as shipped: the tensors ``quantization_config`` covers at their quantized size with
-    scales, the rest at the checkpoint dtype (bf16 unless the config says otherwise). A dtype prices every
-    tensor at that dtype (the user's override).
+    scales, the rest at the checkpoint dtype (bf16 unless the config says otherwise). A 16-bit or wider dtype
+    prices every tensor at it; fp8 / int8 / int4 / fp4 the blocks' weight matrices at that width (with one fp16
+    scale per ``group_size`` weights when given), embeddings, head, routers and norms at 16 bits, as engines
+    quantize a checkpoint (LOW_BIT_DTYPES).
 
     >>> from calc.sources.catalog import load_model
     >>> weight_bytes_by_group(load_model("llama2-7b"), "bf16")["embedding"]  # 32000*4096*2
@@ -195,7 +247,7 @@ def weight_bytes_by_group(m: ModelSpec, dtype: str | None = None, with_mtp: bool
     else:
         items = [(t, copies, 0) for t, copies in tensor_copies(m, with_mtp)]
     for t, copies, layer in items:
-        groups[t.component] = groups.get(t.component, Fraction(0)) + copies * _tensor_bytes(m, t, dtype, layer)
+        groups[t.component] = groups.get(t.component, Fraction(0)) + copies * _tensor_bytes(m, t, dtype, layer, group_size)
     return {k: math.ceil(v) for k, v in groups.items()}
 
 
@@ -389,7 +441,7 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
 
         bytes = max over stages s of (sum of its layers' bytes, experts / ep, + its end tensors) / t
 
-    ``group_size`` G: every weight at bytes(dtype) + 2/G (one fp16 scale per G weights, as weight_bytes).
+    ``group_size`` G: every converted weight at bytes(dtype) + 2/G (one fp16 scale per G weights; _tensor_bytes).
 
     >>> from calc.sources.catalog import load_model
     >>> m = load_model("llama2-7b")  # 32 layers of 4*4096^2 + 3*4096*11008 + 2*4096; V*H = 32000*4096 each end
@@ -412,9 +464,7 @@ def _stage_parts(m: ModelSpec, dtype: str | None, ep: int, with_mtp: bool,
     """What ``weights_per_gpu`` places, before any TP / PP split: each decoder layer's bytes, the first
     stage's end tensors, the last stage's, and the embedding (the head's copy on the last stage when tied)."""
     def size(t: Tensor, layer: int = 0) -> Fraction:
-        if group_size:
-            return t.params * (dtype_bytes(dtype or m.checkpoint_dtype) + Fraction(2, group_size))
-        return _tensor_bytes(m, t, dtype, layer) / (ep if t.component == "experts" else 1)
+        return _tensor_bytes(m, t, dtype, layer, group_size) / (ep if t.component == "experts" else 1)
 
     sizes: dict[int, Fraction] = {}
     per_layer = _per_layer(m, dtype) and not group_size

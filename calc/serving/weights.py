@@ -36,6 +36,7 @@ from typing import NamedTuple
 from calc.hardware.efficiency import TILE_MN
 from calc.hardware.peaks import peak_tflops
 from calc.memory.kv import sparse_mla
+from calc.memory.weights import sixteen_bit
 from calc.model.params import count_params
 from calc.specs import GPUSpec, ModelSpec
 from calc.units import COMPUTE_DTYPE, dtype_bytes
@@ -125,8 +126,8 @@ def _dsa_kv_note(m: ModelSpec) -> str:
 
 
 def _int4_weight_only(m: ModelSpec) -> WeightFormat:
-    """``--dtype int4``: every weight at half a byte (as `memory --dtype int4` counts it, no scales), multiplied as
-    W4A16. No serving engine runs an int4 x int4 GEMM: vLLM's and SGLang's integer 4-bit linears are weight-only
+    """``--dtype int4``: the blocks' weight matrices at half a byte (as `memory --dtype int4` counts them, no scales;
+    embeddings, head, routers and norms at 16 bits, calc.memory.weights.LOW_BIT_DTYPES), multiplied as W4A16. No serving engine runs an int4 x int4 GEMM: vLLM's and SGLang's integer 4-bit linears are weight-only
     (gptq_marlin.py / awq_marlin.py / compressed_tensors_wNa16: dequantise to the 16-bit activation dtype inside the
     Marlin kernel), as TensorRT-LLM's int4 weight-only (W4A16) GEMMs are. So activations, attention and the default
     KV stay 16-bit, the GEMMs run at the 16-bit peak on Marlin's 16-row tile, and a decode step streams 4-bit weights.
@@ -137,7 +138,7 @@ def _int4_weight_only(m: ModelSpec) -> WeightFormat:
 
 
 def _fp8_weight_only(m: ModelSpec) -> WeightFormat:
-    """``--dtype fp8`` on an Ampere GPU (no fp8 tensor cores): every weight at one byte, multiplied as
+    """``--dtype fp8`` on an Ampere GPU (no fp8 tensor cores): the blocks' weight matrices at one byte, multiplied as
     W8A16, the way a shipped fp8 checkpoint is priced there (_resolve): vLLM runs fp8 weights on such GPUs through
     its FP8 Marlin kernel, dequantising to the 16-bit activation dtype (quantization/fp8.py, "weight-only FP8
     compression ... using the Marlin kernel" when the capability is below 8.9; Marlin needs 8.0, so Turing and Volta
@@ -146,14 +147,40 @@ def _fp8_weight_only(m: ModelSpec) -> WeightFormat:
 
 
 def _weight_only(m: ModelSpec, dtype: str, scheme: str, how: str) -> WeightFormat:
-    """Every weight stored at ``dtype`` and dequantised to the model's 16-bit activation dtype inside the GEMM
-    (``scheme`` W4A16 / W8A16): the GEMMs run at the 16-bit peak, activations, attention and the default KV stay 16-bit;
-    ``how`` says which kernels run it."""
-    act = m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
-    components = [c for c, n in count_params(m).components.items() if n]
-    line = (f"weights in {dtype}, multiplied as {scheme} (dequantised to {act} in the kernel, {how}); activations, "
+    """The blocks' weight matrices stored at ``dtype`` and dequantised to the model's 16-bit activation dtype inside
+    the GEMM (``scheme`` W4A16 / W8A16): the GEMMs run at the 16-bit peak, activations, attention and the default KV
+    stay 16-bit; ``how`` says which kernels run it."""
+    act = sixteen_bit(m)
+    per, converted = _converted_groups(m, dtype)
+    line = (f"weights in {dtype} (the blocks' weight matrices; embeddings, head, routers and norms in {act}), multiplied "
+            f"as {scheme} (dequantised to {act} in the kernel, {how}); activations, attention and KV default in {act}"
+            + _dsa_kv_note(m))
+    return WeightFormat(dtype, act, act, per, {c: dtype for c in converted}, line)
+
+
+def _converted_groups(m: ModelSpec, dtype: str) -> tuple[dict[str, Fraction], list[str]]:
+    """(bytes per weight of each tensor group, the groups a --dtype below 16 bits converts) as `memory --dtype` counts
+    them (calc.memory.weights.weight_bytes_by_group: the blocks' weight matrices at ``dtype``, biases, norms,
+    routers, embeddings and head at 16 bits)."""
+    from calc.memory.weights import weight_bytes_by_group
+
+    params = count_params(m).components
+    per = {c: Fraction(b, params[c]) for c, b in weight_bytes_by_group(m, dtype).items() if params.get(c)}
+    return per, [c for c, b in per.items() if b != dtype_bytes(sixteen_bit(m))]
+
+
+def _low_bit(m: ModelSpec, dtype: str) -> WeightFormat:
+    """``--dtype fp8`` / ``int8`` / ``fp4`` on a GPU with that tensor peak: the blocks' weight matrices stored and
+    multiplied at ``dtype`` (W8A8 / W4A4, activations quantized at the GEMM's input, calc.serving.act_quant), the rest
+    (embeddings, output head, routers, norms) at the 16-bit dtype, in which activations, attention and the default KV
+    stay: as a checkpoint quantized by vLLM (--quantization fp8), ModelOpt or llm-compressor is served
+    (calc.memory.weights.LOW_BIT_DTYPES)."""
+    act = sixteen_bit(m)
+    per, converted = _converted_groups(m, dtype)
+    line = (f"weights in {dtype}: the blocks' weight matrices ({', '.join(converted)}) stored and multiplied at {dtype}; "
+            f"embeddings, output head, routers and norms in {act}, as engines quantize a checkpoint; activations, "
             f"attention and KV default in {act}" + _dsa_kv_note(m))
-    return WeightFormat(dtype, act, act, {c: dtype_bytes(dtype) for c in components}, {c: dtype for c in components}, line)
+    return WeightFormat(dtype, act, dtype, per, {c: dtype for c in converted}, line)
 
 
 def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marlin: bool = False) -> WeightFormat:
@@ -162,6 +189,8 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marli
         return _int4_weight_only(m)
     if dtype == "fp8" and "fp8" not in peaks and fp8_marlin:
         return _fp8_weight_only(m)
+    if dtype in ("fp8", "int8", "fp4"):
+        return _low_bit(m, dtype)
     if dtype is not None or q is None:
         d = dtype or m.checkpoint_dtype
         line = f"weights in {d}" if dtype is not None else f"weights as shipped: {d} (no quantization_config)"

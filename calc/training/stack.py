@@ -25,7 +25,8 @@ What each stack decides in the memory engine (``MEMORY``, a calc.memory.training
   fsdp, llm-foundry, deepspeed
                as train-step has priced them: Megatron's loss, fusions, allocator and buffer (their own losses are a
                corpus row's knob), an FSDP unit's gradient in fp32 (FSDP_REDUCE_BYTES); fsdp also counts PyTorch's
-               caching-allocator blocks (calc.memory.training.caching_allocator_cached).
+               caching-allocator blocks (calc.memory.training.caching_allocator_cached) and prices ZeRO-3 as FSDP2
+               mixed precision: the fp32 shard is the master, gradients fp32 shards (calc.memory.training.fsdp2_states).
   hf           HF_MEMORY, fine-tuning's defaults (calc.memory.finetune.finetune_memory): torch cross-entropy on fp32
                logits (12 B/logit), no torch.compile, 5% allocator fragmentation, gradients from the first backward,
                fp32 FSDP gradients.
@@ -71,7 +72,7 @@ TP_COMM_OVERLAP = frozenset({"megatron"})
 # the non-Megatron stacks do.
 _NON_MEGATRON = replace(MEGATRON_MEMORY, fsdp_reduce_bytes=FSDP_REDUCE_BYTES)
 MEMORY: dict[str, StackMemory] = {
-    "megatron": MEGATRON_MEMORY, "fsdp": replace(_NON_MEGATRON, caching_allocator=True), "llm-foundry": _NON_MEGATRON,
+    "megatron": MEGATRON_MEMORY, "fsdp": replace(_NON_MEGATRON, caching_allocator=True, fp32_shards=True), "llm-foundry": _NON_MEGATRON,
     "deepspeed": _NON_MEGATRON, "hf": HF_MEMORY, "other": _NON_MEGATRON,
 }
 # Corpus / user spellings of a stack, mapped to the named stack whose defaults they run.

@@ -316,7 +316,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         gemm_input_bytes=saved_gemm_input_bytes(dtype, stack, eff.resolved_fp8_recipe()),
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
-        held_layers=layout_held_layers(num_layers, layout, micro),
+        held_layers=layout_held_layers(num_layers, layout, micro), fp32_shards=mem.fp32_shards,
     )
 
 
@@ -380,7 +380,8 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         batch=layout.micro_batch, seq=cost.seq, grad_accum=micro, recompute=layout.recompute,
         attention="flash" if cost.eff.flash else "eager", fused=mem.fused, loss=mem.loss, dropout=cost.eff.dropout,
         zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
-        fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, suggest=False,
+        fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, fp32_shards=mem.fp32_shards,
+        suggest=False,
         in_flight=in_flight_microbatches(layout, micro), held_layers=layout_held_layers(cost.m.num_layers, layout, micro))
     return dict(r.per_gpu)
 
