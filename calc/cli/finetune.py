@@ -157,7 +157,8 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
         fused=mem.fused if o["--compile"] is None else o["--compile"], loss=loss, loss_chunks=o["--loss-chunks"] or 8,
         fragmentation=mem.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
         grad_buffer=mem.grad_buffer, fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator,
-        fp32_shards=mem.fp32_shards, dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload, offload_params="params" in offload,
+        fp32_shards=mem.fp32_shards, dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload,
+        offload_params="params" in offload,
         offload_activations="activations" in offload, optimizer_in_backward=bool(o["--optimizer-in-backward"]),
     )
     if o["--cuda-context-gib"] is not None:

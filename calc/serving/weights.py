@@ -127,7 +127,8 @@ def _dsa_kv_note(m: ModelSpec) -> str:
 
 def _int4_weight_only(m: ModelSpec) -> WeightFormat:
     """``--dtype int4``: the blocks' weight matrices at half a byte (as `memory --dtype int4` counts them, no scales;
-    embeddings, head, routers and norms at 16 bits, calc.memory.weights.LOW_BIT_DTYPES), multiplied as W4A16. No serving engine runs an int4 x int4 GEMM: vLLM's and SGLang's integer 4-bit linears are weight-only
+    embeddings, head, routers and norms at 16 bits, calc.memory.weights.LOW_BIT_DTYPES), multiplied as W4A16. No
+    serving engine runs an int4 x int4 GEMM: vLLM's and SGLang's integer 4-bit linears are weight-only
     (gptq_marlin.py / awq_marlin.py / compressed_tensors_wNa16: dequantise to the 16-bit activation dtype inside the
     Marlin kernel), as TensorRT-LLM's int4 weight-only (W4A16) GEMMs are. So activations, attention and the default
     KV stay 16-bit, the GEMMs run at the 16-bit peak on Marlin's 16-row tile, and a decode step streams 4-bit weights.
