@@ -301,3 +301,18 @@ def test_qlora_memory_band_is_read_for_its_nf4_base(cli) -> None:
         assert r.code == 0, r.err
         groups[method] = r.json()["bands"]["per_gpu_bytes"]["group"]
     assert "|nf4|" in groups["qlora"] and "|16-bit|" in groups["lora"], groups
+
+
+def test_cost_figures_carry_their_bands(cli) -> None:
+    # train-time's cost is GPU-hours x the price: its band is the GPU-hours band x the price. compare's cost per
+    # million tokens is price x GPUs / throughput: at the throughput band [t_lo, t_hi] it lies in [c t / t_hi, c t / t_lo]
+    tt = cli("train-time", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--price", "2", "--json").json()
+    assert tt["cost"] == pytest.approx(2 * tt["gpu_hours"])
+    assert (tt["bands"]["cost"]["low"], tt["bands"]["cost"]["high"]) == \
+        (pytest.approx(2 * tt["bands"]["gpu_hours"]["low"]), pytest.approx(2 * tt["bands"]["gpu_hours"]["high"]))
+    rows = cli("compare", "llama3-70b", "h100", "--num-gpus", "8", "--price", "h100=2", "--json").json()
+    row = rows[0]
+    c, t, tb = row["cost_per_million_tokens"], row["tokens_per_s"], row["bands"]["tokens_per_s"]
+    b = row["bands"]["cost_per_million_tokens"]
+    assert (b["low"], b["high"]) == (pytest.approx(c * t / tb["high"]), pytest.approx(c * t / tb["low"]))
+    assert b["low"] < c < b["high"]

@@ -268,12 +268,12 @@ def report(
         from calc.serving.engine_kernels import engine_kernels
 
         assumptions = engine_kernels(assumptions, m, g, s, prompt + output - 1, dtype)
-        from calc.serving.capacity import batch_fit_problem
+        from calc.serving.capacity import batch_fit_problem, fit_flag
 
         # fit first, by the one capacity function latency / concurrency / serve admit requests with
         problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
         if problem:
-            raise LLMCalcError("--num-gpus", problem)
+            raise LLMCalcError(fit_flag(problem), problem)
     if mode is Mode.train and tokens is None:
         from calc.sanity import note
 

@@ -183,17 +183,18 @@ def refuse_moe_options(m: Any, **given: Any) -> None:
         refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
 
 
-def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fits: Any) -> LLMCalcError:
+def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fits: Any,
+                 field: str = "--num-gpus") -> LLMCalcError:
     """A does-not-fit refusal: naming --gpu-memory-utilization, with what the fraction leaves and the fix, when the user
     lowered it below vLLM's 0.9 and the default fraction would fit (``default_fits()``, called only then), else
-    --num-gpus."""
+    ``field`` (--num-gpus, or the flag the problem names as its fix: calc.serving.capacity.fit_flag)."""
     from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
 
     if gpu_memory_utilization is not None and gpu_memory_utilization < DEFAULT_GPU_MEMORY_UTILIZATION and default_fits():
         return LLMCalcError("--gpu-memory-utilization", f"{gpu_memory_utilization:g} leaves the engine that share of each "
                                                         f"GPU, and {problem}; at vLLM's default "
                                                         f"{DEFAULT_GPU_MEMORY_UTILIZATION:g} it fits: raise it")
-    return LLMCalcError("--num-gpus", problem)
+    return LLMCalcError(field, problem)
 
 
 def fits_at_default_utilization(m: Any, g: Any, s: Any, dtype: str | None, kv_dtype: str | None, tokens: int, a: Any,
@@ -437,7 +438,7 @@ def latency(
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, [g], dtype, fp8_moe_scales=fp8_moe_scales)
     note_fp32(dtype)
-    from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency
+    from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency, fit_flag
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
@@ -452,7 +453,8 @@ def latency(
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
         raise no_fit_error(problem, gpu_memory_utilization,
-                           fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, plan.tp * plan.pp))
+                           fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, plan.tp * plan.pp),
+                           fit_flag(problem))
     result = engine_latency(m, g, plan, s, a, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype,
                             mem=mem, causal=causal, calibration=load_calibration(calibration),
                             target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3)
@@ -535,8 +537,10 @@ def concurrency(
     if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag that caused it
         refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,
                                fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus))
-    emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None,
-                 refusal.field if refusal else "--num-gpus")
+    # KV room, but less than one request of this length: the context is what to change (or more GPUs, as it says)
+    field = "--max-model-len" if refusal and refusal.field == "--num-gpus" and result.kv_cache_tokens > 0 else \
+        refusal.field if refusal else "--num-gpus"
+    emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None, field)
 
 
 def serve(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from calc.cli.finetune import LoraRankOpt, LoraTargetsOpt
+from calc.cli.finetune import CompileOpt, FragOpt, LoraRankOpt, LoraTargetsOpt, LossOpt
 from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
@@ -627,15 +627,21 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
           fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
           dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
           cp_comm: CpComm | None = None, pp_p2p_overlap: bool | None = None, lora: Any = None, recipe: str | None = None,
-          doc_tokens: int | None = None, single_gpu: bool = False) -> Any:
+          doc_tokens: int | None = None, single_gpu: bool = False, memory: dict[str, Any] | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
-    frozen base)."""
+    frozen base; ``memory``: --loss / --compile / --fragmentation over the stack's memory settings, as `memory --mode
+    train` takes them: Efficiencies loss, fused, fragmentation)."""
     from dataclasses import replace
 
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training.cost import Efficiencies, ModelCost
 
+    if memory and memory.get("loss"):
+        from calc.memory.training import TRAINING_LOSSES
+
+        if memory["loss"] not in TRAINING_LOSSES:
+            raise LLMCalcError("--loss", f"unknown loss {memory['loss']!r}; use one of {', '.join(TRAINING_LOSSES)}")
     if doc_tokens is not None and doc_tokens >= seq:
         raise LLMCalcError("--doc-tokens", f"{doc_tokens:,} is not below --seq {seq:,}: packed documents are shorter than "
                            "the sequence; drop --doc-tokens for one document per sequence")
@@ -684,7 +690,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": cp_comm and cp_comm.value,
                                    "pp_p2p_overlap": pp_p2p_overlap,
-                                   "recipe": training_recipe(recipe, dtype)}.items() if v is not None}
+                                   "recipe": training_recipe(recipe, dtype), **(memory or {})}.items() if v is not None}
     if attention not in (Attention.flash, Attention.unfused):  # a named fused kernel, where it runs
         from calc.hardware.attention import kernel_unavailable
 
@@ -783,6 +789,9 @@ def train_step(
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
+    compile_: CompileOpt = None,
+    loss: LossOpt = None,
+    fragmentation: FragOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -803,7 +812,8 @@ def train_step(
     one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, ep)))
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=one)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=one,
+                 memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation})
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -883,6 +893,9 @@ def train_plan(
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
+    compile_: CompileOpt = None,
+    loss: LossOpt = None,
+    fragmentation: FragOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
@@ -908,7 +921,8 @@ def train_plan(
                  offloads=(0, None), dtype=dtype)
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
                  ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=num_gpus == 1)
+                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=num_gpus == 1,
+                 memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation})
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)

@@ -59,7 +59,7 @@ ASSUMED = f"{NO_BAND} (MFU assumed by --mfu, not predicted)"
 class Figure:
     """One predicted figure of a result: the corpus kind of its band, and how the "how sure" block prints it."""
 
-    kind: str  # a calc.bands.KINDS key, or "gpus_needed" (derived from the throughput band)
+    kind: str  # a calc.bands.KINDS key, or "gpus_needed" / "per_throughput" (derived from the throughput band)
     label: str
     unit: str  # s, ms, %, GiB, days, GPU-h, tokens/s, tokens, requests, GPUs
 
@@ -80,6 +80,7 @@ FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
         "gpu_hours": Figure("training_gpu_hours", "GPU-hours", "GPU-h"),
         "mfu": Figure("training_mfu", "MFU", "%"),
         "step_time_s": Figure("training_step_time", "step time", "s"),
+        "cost": Figure("training_gpu_hours", "cost", ""),  # GPU-hours x the price: the GPU-hours band x the price
         "memory_per_gpu_bytes": Figure("training_peak_memory", "memory per GPU", "GiB"),
     },
     "calc.serving.latency.LatencyResult": {
@@ -106,6 +107,7 @@ FIGURES: dict[str, dict[str, Figure | Callable[[Any], Figure]]] = {
         "ttft_s": Figure("serving_ttft", "TTFT", "s"),
         "tpot_s": Figure("serving_tpot", "TPOT", "s"),
         "tokens_per_s": Figure("serving_throughput", "tokens/s", "tokens/s"),
+        "cost_per_million_tokens": Figure("per_throughput", "cost per million tokens", ""),
     },
     "calc.memory.result.MemoryResult": {
         "per_gpu_bytes": lambda r: Figure(_memory_kind(r), "memory per GPU", "GiB"),
@@ -300,6 +302,7 @@ def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
         if value is None or (assumed and key == "mfu"):
             continue
         b = _gpus_band(r, float(value), ctx) if fig.kind == "gpus_needed" else \
+            _per_throughput_band(r, float(value), ctx) if fig.kind == "per_throughput" else \
             figure_band(fig.kind, float(value), ctx, assumed=assumed)
         if b is not None:
             out[key] = whole(b, minimum=1) if fig.unit == "GPUs" else whole(b) if fig.unit == "requests" else b
@@ -329,6 +332,16 @@ def _gpus_band(r: Any, n: float, ctx: Context) -> Band | None:
     t = layout.tokens_per_s_per_gpu
     tb = figure_band("serving_throughput", t, ctx)
     return Band(n * t / tb.high, n * t / tb.low, tb.level, tb.rows, f"from the throughput band: {tb.group}")
+
+
+def _per_throughput_band(r: Any, c: float, ctx: Context) -> Band | None:
+    """A price per token (compare's cost per million tokens, price x GPUs / tokens per second) scales as 1 /
+    throughput: at the throughput band [t_lo, t_hi] of ``tokens_per_s`` = t it lies in [c t / t_hi, c t / t_lo]."""
+    t = getattr(r, "tokens_per_s", None)
+    if not t:
+        return None
+    tb = figure_band("serving_throughput", t, ctx)
+    return Band(c * t / tb.high, c * t / tb.low, tb.level, tb.rows, f"from the throughput band: {tb.group}")
 
 
 def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str | None] | None:
@@ -483,14 +496,14 @@ def _shown(value: float, unit: str) -> str:
 
 def _range(b: Band, unit: str) -> str:
     """``low-high unit`` of a band, in the figure's own unit (GiB, ms, %, ...)."""
-    return f"{_shown(b.low, unit)}-{_shown(b.high, unit)}{'' if unit == '%' else ' ' + unit}"
+    return f"{_shown(b.low, unit)}-{_shown(b.high, unit)}{'' if unit in ('%', '') else ' ' + unit}"
 
 
 def band_line(fig: Figure, value: float, b: Band) -> str:
     """`step time 6.8 s (6.1-7.9, 80%, 34 rows: training|Hopper|16-bit|dense)`, or the "no band" line of a default."""
     if fig.unit == "s" and value < 1:  # a TTFT or TPOT reads in milliseconds
         fig, value, b = Figure(fig.kind, fig.label, "ms"), value * 1e3, Band(b.low * 1e3, b.high * 1e3, b.level, b.rows, b.group)
-    unit = "" if fig.unit == "%" else f" {fig.unit}"
+    unit = "" if fig.unit in ("%", "") else f" {fig.unit}"  # a cost is in the price's own currency: no unit
     one = unit in (" GPUs", " requests") and value == 1  # "1 GPU", not "1 GPUs"
     shown = f"{fig.label} {_shown(value, fig.unit)}{unit[:-1] if one else unit}"
     if b.rows == 0:  # no band: the stated wide default (a factor f either way, f = exp(q90)), or rows too scattered

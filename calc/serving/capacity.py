@@ -107,8 +107,12 @@ def concurrency(
                    f"{mem.weights_bytes / GIB:.2f} GiB); "
                    + (f"needs >= {more} GPUs" if more else "no count up to 64 GPUs fits")
                    + ("; a smaller --max-num-batched-tokens shrinks the profile run" if big_act else ""))
-    else:
-        verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}")
+    else:  # room for some KV, not for one request this long: what a shorter context or more GPUs hold
+        shorter = [r for r in (row(t) for t in CONTEXT_TABLE if t < max_tokens) if r.max_concurrency > 0]
+        more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
+        verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}"
+                   + (f"; --max-model-len {shorter[-1].max_tokens:,} holds {shorter[-1].max_concurrency:,}" if shorter else "")
+                   + (f"; {max_tokens:,} tokens fit on >= {more} GPUs" if more else ""))
     return ConcurrencyResult(
         model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype, weights_dtype=mem.weights_dtype,
         kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
@@ -151,6 +155,15 @@ def engine_latency(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSetti
                    accounting=s.accounting(), **options)
 
 
+MAX_NUM_SEQS_FIX = "--max-num-seqs"
+
+
+def fit_flag(problem: str) -> str:
+    """The flag a ``batch_fit_problem`` refusal names: --max-num-seqs where launching the engine for the batch alone
+    fits on these GPUs, else --num-gpus."""
+    return MAX_NUM_SEQS_FIX if f"with {MAX_NUM_SEQS_FIX} " in problem else "--num-gpus"
+
+
 def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
     tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, mem: EngineMemory | None = None,
@@ -161,10 +174,21 @@ def batch_fit_problem(
     mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
     if mem.max_concurrency >= batch:
         return None
-    need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+    # the engine sizes its profile run (sampler logits, CUDA-graph batch sizes) for max_num_seqs sequences: launched for
+    # this batch alone (`serve` launches so, --max-num-seqs in its emitted line) its KV cache may hold it here
+    capped = None
+    if s.max_num_seqs is None or s.max_num_seqs > batch:
+        capped = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_seqs": batch}), dtype, kv_dtype, tokens,
+                                   assumptions)
+    if capped is not None and capped.max_concurrency >= batch:
+        fix = (f"with {MAX_NUM_SEQS_FIX} {batch} (the engine's profile run sized for {batch} sequences: "
+               f"{capped.kv_cache_tokens:,} KV tokens) it fits on these GPUs")
+    else:
+        need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+        fix = f"needs {need} GPUs" if need else "no layout up to 64 GPUs fits"
     return (f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
             f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
-            f"more; {f'needs {need} GPUs' if need else 'no layout up to 64 GPUs fits'}")
+            f"more; {fix}")
 
 
 class EngineFit(BaseModel):

@@ -286,6 +286,13 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--offload-modules", f"unknown module {', '.join(unknown)}; use {', '.join(OFFLOAD_MODULES)}")
     if "attn_proj" in layout.offload_modules and "core_attn" not in layout.offload_modules:
         raise LLMCalcError("--offload-modules", "attn_proj cannot be offloaded without core_attn (Megatron-Core's rule)")
+    if layout.offload_modules and layout.recompute == "full":
+        raise LLMCalcError("--offload-modules", "under --recompute full each layer keeps only its input, which no module "
+                                                "offload moves (it changes nothing); drop it or recompute less")
+    expert_only = sorted(mod for mod in layout.offload_modules if mod in ("moe_act", "expert_fc1"))
+    if expert_only and not m.moe:
+        raise LLMCalcError("--offload-modules", f"{m.name} has no routed experts for {', '.join(expert_only)} (it would "
+                                                "offload nothing); drop it")
     unknown = sorted(set(layout.recompute_modules) - set(RECOMPUTE_MODULES))
     if unknown:
         raise LLMCalcError("--recompute-modules", f"unknown module {', '.join(unknown)}; use {', '.join(RECOMPUTE_MODULES)}")

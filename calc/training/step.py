@@ -596,7 +596,8 @@ def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
     """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
     the attention core, or with --recompute-modules the sum of the listed modules' GEMM / attention FLOPs,
     calc.training.cost.recompute_module_flops, as the step time re-runs them; deepseek: the MLA up-projections),
-    the count Korthikanti et al. 2022 call HFU."""
+    the count Korthikanti et al. 2022 call HFU, in the full s x s convention of the model FLOPs (what an unfused
+    attention computes). ``executed_flops`` is what a causal flash kernel runs instead."""
     if layout.recompute == "selective" and layout.recompute_modules:
         extra = sum(cost.module_flops_per_seq.get(mod, 0.0) for mod in layout.recompute_modules)
         return global_batch * (cost.model_flops_per_seq + extra)
@@ -604,6 +605,34 @@ def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
              "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq),
              "deepseek": cost.up_projection_flops_per_seq}.get(layout.recompute, 0.0)
     return global_batch * (cost.model_flops_per_seq + extra)
+
+
+def recomputes_attention(layout: Layout) -> bool:
+    """Whether the recomputation repeats the attention core's forward (full; Megatron selective, or its
+    --recompute-modules core_attn), as hfu_flops counts it."""
+    if layout.recompute == "selective" and layout.recompute_modules:
+        return "core_attn" in layout.recompute_modules
+    return layout.recompute in ("full", "selective")
+
+
+def executed_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
+    """The FLOPs the GPUs execute per step, what HFU divides by: ``hfu_flops`` less the masked half of the attention
+    scores that a causal flash kernel never computes (the step time prices attention the same way, calc.training.cost).
+    With C = the attention FLOPs the full s x s convention counts beyond the causal S(S+1)/2 pairs per sequence, over
+    forward and backward (3 x the forward's; cost.model_flops_per_seq - cost.causal_model_flops_per_seq):
+
+        executed = hfu_flops - B x (C + C/3 if the recomputation repeats the attention forward)
+
+    Unfused attention (--attention unfused) computes every score and masks it: executed = hfu_flops. So HFU can not
+    exceed 100% by counting work no kernel does (a 1M-token sequence: attention is most of the FLOPs).
+    Worked: llama3-8b at s = 4096 (d = 4096 query width, L = 32): forward attention 4 s^2 d L = 8.796e12 FLOPs full,
+    4 (s (s + 1) / 2) d L causal; the difference 2 d L s (s - 1) = 4.397e12, so C = 1.319e13 per sequence."""
+    total = hfu_flops(cost, layout, global_batch)
+    causal = cost.causal_model_flops_per_seq
+    if causal is None or not cost.eff.flash:
+        return total
+    masked = cost.model_flops_per_seq - causal
+    return total - global_batch * (masked + (masked / 3 if recomputes_attention(layout) else 0.0))
 
 
 def train_step(
@@ -669,7 +698,7 @@ def train_step(
     t = step_terms(cost, layout, global_batch, micro)
     peak = peak_tflops(cost.gpu, cost.dtype) * TERA
     mfu = t.mfu(cost, global_batch, n)
-    hfu = hfu_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
+    hfu = executed_flops(cost, layout, global_batch) / (t.step_time_s * n * peak)
     causal = cost.causal_model_flops_per_seq
     mfu_causal = None if causal is None else global_batch * causal / (t.step_time_s * n * peak)
     terms = [StepTerm(name=k, time_s=t.totals[k], exposed_s=t.exposed[k], formula=TERM_FORMULAS[k]) for k in TERM_KEYS]
