@@ -19,3 +19,16 @@ def test_concurrency_names_a_context_that_fits(cli) -> None:
     length, held = hint.split(" holds ")[0].replace(",", ""), int(hint.split(" holds ")[1].split(";")[0])
     again = cli("concurrency", "gpt-oss-120b", "--gpu", "h100", "--max-model-len", length, "--json").json()
     assert again["max_concurrency"] >= held >= 1
+
+
+def test_report_json_answers_a_deployment_that_does_not_fit(cli) -> None:
+    # as latency and concurrency: the page on stdout with fits false, then one refusal line on stderr and exit 2
+    r = cli("report", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "8", "--json")
+    assert r.code == 2 and r.json()["fits"] is False and r.json()["fit"] == "does not fit"
+    assert r.err.startswith("llmcalc: error: --num-gpus: does not fit")
+
+
+def test_report_names_its_own_flag(cli) -> None:
+    # report launches the engine at its defaults and takes no --max-num-seqs: its refusal names --batch
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--batch", "349")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --batch:") and "latency --max-num-seqs" in r.err

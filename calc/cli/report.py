@@ -264,6 +264,7 @@ def report(
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
                                       moe=m.moe is not None,
                                       attention_windows=windows)  # as serve
+    problem = None  # infer: why the engine's KV cache cannot admit the batch (calc.serving.capacity.batch_fit_problem)
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -272,8 +273,10 @@ def report(
 
         # fit first, by the one capacity function latency / concurrency / serve admit requests with
         problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
-        if problem:
-            raise LLMCalcError(fit_flag(problem), problem)
+        if problem and fit_flag(problem) == "--max-num-seqs":  # report launches the engine at its defaults: no such flag
+            problem += "; report prices the engine's default launch: give a smaller --batch, or `latency --max-num-seqs`"
+        if problem and not as_json:  # JSON: the page, fits false, then the same refusal (as latency)
+            raise LLMCalcError(_report_flag(problem), problem)
     if mode is Mode.train and tokens is None:
         from calc.sanity import note
 
@@ -289,6 +292,8 @@ def report(
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,
     )
+    if problem:
+        result = result.model_copy(update={"fits": False, "verdict": problem})
     if rate and result.serving is not None:  # the serving plan's count, checked as serve checks it
         from calc.sanity import check_gpus_needed, warn
 
@@ -299,7 +304,7 @@ def report(
             from calc.report.render import emit_json
 
             emit_json(result)
-        raise LLMCalcError("--num-gpus", result.verdict or "does not fit")
+        raise LLMCalcError(_report_flag(problem) if problem else "--num-gpus", result.verdict or "does not fit")
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
 
@@ -460,3 +465,11 @@ def report_explain(result: Any) -> list[str]:
     for section in (result.memory, result.concurrency, result.latency, result.serving, result.train_time):
         lines += getattr(section, "explain", None) or []
     return list(dict.fromkeys(lines))
+
+
+def _report_flag(problem: str) -> str:
+    """The flag a report's refusal names: --batch where the engine launched for the batch would hold it (report has
+    no --max-num-seqs: calc.serving.capacity.fit_flag), else fit_flag's."""
+    from calc.serving.capacity import fit_flag
+
+    return "--batch" if fit_flag(problem) == "--max-num-seqs" else fit_flag(problem)
