@@ -44,3 +44,16 @@ def test_a_pure_bf16_recipe_keeps_its_own_placement(cli) -> None:
             "--recipe", "bf16-adam-bf16-states", "--json").json()
     assert d["memory_per_gpu"]["weights"] == 2 * n70 // 8 and d["memory_per_gpu"]["optimizer"] == 4 * n70 // 8
     assert d["fits"]
+
+
+def test_the_pool_and_the_gradients_are_one_set_of_blocks(cli) -> None:
+    # llama3-70b (N = 70,553,706,496) on 8 GPUs, 512 tokens, no accumulation: the fp32 gradients, 4N/8 = 35.3 GB,
+    # outgrow the activations. Reserved peak = activations + gradients (the pool zero_grad left at the forward end vs
+    # the gradients at the backward end, one set of blocks): the part "gradients" max(g - a, 0) and the pool min(g, a)
+    n70 = 70_553_706_496
+    d = cli("memory", "llama3-70b", "--gpu", "h200", "--num-gpus", "8", "--zero", "3", "--seq", "512", "--stack", "fsdp",
+            "--mode", "train", "--global-batch", "8", "--json").json()
+    parts = d["per_gpu"]
+    pool = parts["allocator: reduce-scatter stream pool (sharded fp32 gradients)"]
+    assert parts["gradients"] + pool == 4 * n70 // 8
+    assert parts["gradients"] == 4 * n70 // 8 - parts["activations"] > 0

@@ -733,8 +733,12 @@ def training_bytes_per_gpu(
         sharded_grads = shard_states((0, (params - expert_params) * FSDP_REDUCE_BYTES, 0),
                                      (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
                                      etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
-        if fp32_shards and zero == 3 and sharding == ZERO_SHARDING and persist:
-            sharded_grads = 0  # accumulating: the pool's blocks are the live fp32 gradients, counted as gradients
+        if fp32_shards and zero == 3 and sharding == ZERO_SHARDING:
+            # the pool's blocks are the fp32 gradients themselves. Accumulating, they are live: counted as gradients,
+            # not again here. Else the peak is max(forward end: activations + the pool zero_grad left, backward end: the
+            # gradients), i.e. activations + gradients reserved and max(activations, gradients) allocated: with the
+            # part "gradients" = max(g - a, 0) (assemble_peak), the pool adds min(g, a)
+            sharded_grads = 0 if persist else min(sharded_grads, activations)
         freed = 0
         # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers)
         if activations_model != "textbook" and priced_loss(loss, tp) == "fp32":  # counted where the stage holding the loss is the fullest
