@@ -95,7 +95,9 @@ def test_latency_admits_exactly_concurrency(model, gpu, prompt, output, tp):
     assert n >= 1
     plan = Parallelism(tp=tp)
     assert batch_fit_problem(m, g, plan, s, None, None, n, prompt + output) is None  # accepted
-    assert "does not fit" in (batch_fit_problem(m, g, plan, s, None, None, n + 1, prompt + output) or "")
+    refused = batch_fit_problem(m, g, plan, s, None, None, n + 1, prompt + output)
+    assert refused is not None and refused.message.startswith("does not fit")
+    assert refused.flag in ("--max-num-seqs", "--num-gpus")
 
 
 def test_a_request_holds_prompt_plus_output_minus_one_slots():

@@ -20,6 +20,9 @@ def test_memory_prints_the_engines_verdict_and_warns_when_they_differ(cli) -> No
     assert e["min_gpus"] == 4  # at vLLM's default launch (max_num_seqs 1,024: a profile run sampling 1,024 sequences)
     # launched for the batch (--max-num-seqs 8) the profile run samples 8 sequences and 8 x 1,280 tokens fit on these 2
     assert lat.code == 2 and lat.err.startswith("llmcalc: error: --max-num-seqs:") and "with --max-num-seqs 8" in lat.err
+    as_json = cli("latency", "llama3-70b", "--gpu", "h100", "--num-gpus", "2", "--batch", "8", "--prompt", "1024",
+                  "--output", "256", "--json")  # the page, then the same refusal naming the same flag
+    assert as_json.code == 2 and as_json.json()["fits"] is False and as_json.err.startswith("llmcalc: error: --max-num-seqs:")
     capped = cli("latency", "llama3-70b", "--gpu", "h100", "--num-gpus", "2", "--batch", "8", "--prompt", "1024", "--output",
                  "256", "--max-num-seqs", "8", "--json")
     assert capped.code == 0 and capped.json()["fits"]

@@ -264,19 +264,23 @@ def report(
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
                                       moe=m.moe is not None,
                                       attention_windows=windows)  # as serve
-    problem = None  # infer: why the engine's KV cache cannot admit the batch (calc.serving.capacity.batch_fit_problem)
+    # infer: why the engine's KV cache cannot admit the batch, and the flag that fixes it (calc.serving.capacity.FitProblem)
+    problem, problem_flag = None, "--num-gpus"
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
         assumptions = engine_kernels(assumptions, m, g, s, prompt + output - 1, dtype)
-        from calc.serving.capacity import batch_fit_problem, fit_flag
+        from calc.serving.capacity import MAX_NUM_SEQS_FIX, batch_fit_problem
 
         # fit first, by the one capacity function latency / concurrency / serve admit requests with
-        problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
-        if problem and fit_flag(problem) == "--max-num-seqs":  # report launches the engine at its defaults: no such flag
-            problem += "; report prices the engine's default launch: give a smaller --batch, or `latency --max-num-seqs`"
+        found = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
+        if found and found.flag == MAX_NUM_SEQS_FIX:  # report launches the engine at its defaults: no such flag
+            problem, problem_flag = (found.message + "; report prices the engine's default launch: give a smaller "
+                                     "--batch, or `latency --max-num-seqs`", "--batch")
+        elif found:
+            problem, problem_flag = found
         if problem and not as_json:  # JSON: the page, fits false, then the same refusal (as latency)
-            raise LLMCalcError(_report_flag(problem), problem)
+            raise LLMCalcError(problem_flag, problem)
     if mode is Mode.train and tokens is None:
         from calc.sanity import note
 
@@ -304,7 +308,7 @@ def report(
             from calc.report.render import emit_json
 
             emit_json(result)
-        raise LLMCalcError(_report_flag(problem) if problem else "--num-gpus", result.verdict or "does not fit")
+        raise LLMCalcError(problem_flag, result.verdict or "does not fit")
     if plot_path is not None and result.chart is not None:
         from calc.report.plot import plot_memory_chart
 
@@ -465,11 +469,3 @@ def report_explain(result: Any) -> list[str]:
     for section in (result.memory, result.concurrency, result.latency, result.serving, result.train_time):
         lines += getattr(section, "explain", None) or []
     return list(dict.fromkeys(lines))
-
-
-def _report_flag(problem: str) -> str:
-    """The flag a report's refusal names: --batch where the engine launched for the batch would hold it (report has
-    no --max-num-seqs: calc.serving.capacity.fit_flag), else fit_flag's."""
-    from calc.serving.capacity import fit_flag
-
-    return "--batch" if fit_flag(problem) == "--max-num-seqs" else fit_flag(problem)

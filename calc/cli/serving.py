@@ -187,7 +187,7 @@ def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fit
                  field: str = "--num-gpus") -> LLMCalcError:
     """A does-not-fit refusal: naming --gpu-memory-utilization, with what the fraction leaves and the fix, when the user
     lowered it below vLLM's 0.9 and the default fraction would fit (``default_fits()``, called only then), else
-    ``field`` (--num-gpus, or the flag the problem names as its fix: calc.serving.capacity.fit_flag)."""
+    ``field`` (--num-gpus, or the flag that makes it fit: calc.serving.capacity.FitProblem)."""
     from calc.specs.serving import DEFAULT_GPU_MEMORY_UTILIZATION
 
     if gpu_memory_utilization is not None and gpu_memory_utilization < DEFAULT_GPU_MEMORY_UTILIZATION and default_fits():
@@ -438,7 +438,7 @@ def latency(
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, [g], dtype, fp8_moe_scales=fp8_moe_scales)
     note_fp32(dtype)
-    from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency, fit_flag
+    from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
@@ -452,9 +452,9 @@ def latency(
                                       f"--batch <= {mem.max_num_seqs:,}")
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
-        raise no_fit_error(problem, gpu_memory_utilization,
+        raise no_fit_error(problem.message, gpu_memory_utilization,
                            fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, plan.tp * plan.pp),
-                           fit_flag(problem))
+                           problem.flag)
     result = engine_latency(m, g, plan, s, a, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype,
                             mem=mem, causal=causal, calibration=load_calibration(calibration),
                             target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3)
@@ -462,8 +462,9 @@ def latency(
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
                                        "max_model_len": max_model_len or prompt + output,
                                        "max_concurrency_at_max_model_len": at_len,
-                                       **({"fits": False, "verdict": problem} if problem else {})})
-    emit_outcome(result, as_json, explain, latency_view, problem or None)  # JSON says fits: false, then exit 2
+                                       **({"fits": False, "verdict": problem.message} if problem else {})})
+    emit_outcome(result, as_json, explain, latency_view, problem.message if problem else None,
+                 problem.flag if problem else "--num-gpus")  # JSON says fits: false, then exit 2
 
 
 def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,

@@ -637,11 +637,6 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training.cost import Efficiencies, ModelCost
 
-    if memory and memory.get("loss"):
-        from calc.memory.training import TRAINING_LOSSES
-
-        if memory["loss"] not in TRAINING_LOSSES:
-            raise LLMCalcError("--loss", f"unknown loss {memory['loss']!r}; use one of {', '.join(TRAINING_LOSSES)}")
     if doc_tokens is not None and doc_tokens >= seq:
         raise LLMCalcError("--doc-tokens", f"{doc_tokens:,} is not below --seq {seq:,}: packed documents are shorter than "
                            "the sequence; drop --doc-tokens for one document per sequence")

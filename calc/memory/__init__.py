@@ -5,10 +5,9 @@ from calc.memory.inference import inference_memory
 from calc.memory.kv import kv_cache_bytes_for_tokens, kv_cache_bytes_per_token, kv_elements_per_token
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult
 from calc.memory.training import RECIPES, training_memory
-from calc.memory.weights import weight_bytes
 
 __all__ = [
     "DEFAULT_RESERVE_GIB", "RECIPES", "MemoryResult", "Recompute", "activation_factor", "inference_memory",
     "korthikanti_layer_bytes", "kv_cache_bytes_for_tokens", "kv_cache_bytes_per_token", "kv_elements_per_token",
-    "training_memory", "weight_bytes",
+    "training_memory",
 ]

@@ -17,7 +17,7 @@ from calc.memo import per_spec
 from calc.model.parallel import pp_stage_layers
 from calc.model.params import Tensor, layer_blocks, model_tensors, mtp_tensors, tensor_copies
 from calc.specs import ModelSpec, QuantSpec
-from calc.units import dtype_bytes, exact_bytes
+from calc.units import dtype_bytes
 
 # Linear weights a quantizer converts: the projections inside the blocks. Embeddings, the output head,
 # routers (DeepSeek-V3 ships mlp.gate in bf16, gpt-oss lists mlp.router), norms and biases stay unquantized.
@@ -81,19 +81,6 @@ def check_group_size(m: ModelSpec, dtype: str, group_size: int) -> None:
     if widths:
         raise LLMCalcError("--group-size", f"{group_size} does not divide {m.name}'s matrix input width {widths[0]:,}; "
                                            "give a divisor of it (128 or 64 for most models)")
-
-
-def weight_bytes(params: int, dtype: str, group_size: int | None = None) -> int:
-    """N * bytes(dtype); for int4/int8 with ``group_size`` G add one fp16 scale per G weights."""
-    total = exact_bytes(params, dtype)
-    if group_size:
-        if group_size < 1:
-            raise LLMCalcError("--group-size", f"must be >= 1, got {group_size}")
-        if dtype.lower() not in ("int4", "int8", "fp8"):
-            raise LLMCalcError("--group-size", f"quantisation groups apply to int4/int8/fp8 weights, not {dtype}; "
-                                               "drop it or give --dtype int4")
-        total += 2 * math.ceil(params / group_size)
-    return total
 
 
 def _skipped(component: str, name: str, skip: list[str], layer: int = 0) -> bool:

@@ -323,25 +323,27 @@ def whole(b: Band, minimum: int = 0) -> Band:
     return Band(float(low), float(high), b.level, b.rows, b.group)
 
 
+def _inverse_throughput_band(x: float, t: float, ctx: Context) -> Band:
+    """A figure x that scales as 1 / throughput (GPUs needed at a rate, a price per token) at throughput t: at the
+    throughput band [t_lo, t_hi] of t it lies in [x t / t_hi, x t / t_lo] (module docstring)."""
+    tb = figure_band("serving_throughput", t, ctx)
+    return Band(x * t / tb.high, x * t / tb.low, tb.level, tb.rows, f"from the throughput band: {tb.group}")
+
+
 def _gpus_band(r: Any, n: float, ctx: Context) -> Band | None:
-    """GPUs needed at the ends of the throughput band: n t / t_hi .. n t / t_lo (module docstring)."""
+    """GPUs needed at the ends of the throughput band of the layout's tokens per second per GPU."""
     layout = r if hasattr(r, "tokens_per_s_per_gpu") else getattr(r, "best", None)
     traffic = getattr(r, "replicas", None) if layout is r else (getattr(r, "rate", None) or getattr(r, "users", None))
     if layout is None or not traffic:
         return None
-    t = layout.tokens_per_s_per_gpu
-    tb = figure_band("serving_throughput", t, ctx)
-    return Band(n * t / tb.high, n * t / tb.low, tb.level, tb.rows, f"from the throughput band: {tb.group}")
+    return _inverse_throughput_band(n, layout.tokens_per_s_per_gpu, ctx)
 
 
 def _per_throughput_band(r: Any, c: float, ctx: Context) -> Band | None:
-    """A price per token (compare's cost per million tokens, price x GPUs / tokens per second) scales as 1 /
-    throughput: at the throughput band [t_lo, t_hi] of ``tokens_per_s`` = t it lies in [c t / t_hi, c t / t_lo]."""
+    """A price per token (compare's cost per million tokens, price x GPUs / tokens per second) at the ends of the
+    throughput band of ``tokens_per_s``."""
     t = getattr(r, "tokens_per_s", None)
-    if not t:
-        return None
-    tb = figure_band("serving_throughput", t, ctx)
-    return Band(c * t / tb.high, c * t / tb.low, tb.level, tb.rows, f"from the throughput band: {tb.group}")
+    return _inverse_throughput_band(c, t, ctx) if t else None
 
 
 def fit_of(r: BaseModel, bands: dict[str, Band], ctx: Context) -> tuple[str, str | None] | None:

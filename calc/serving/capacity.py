@@ -10,7 +10,7 @@ with a request of T = prompt + output tokens holding T - 1 slots in whole blocks
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -158,19 +158,22 @@ def engine_latency(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSetti
 MAX_NUM_SEQS_FIX = "--max-num-seqs"
 
 
-def fit_flag(problem: str) -> str:
-    """The flag a ``batch_fit_problem`` refusal names: --max-num-seqs where launching the engine for the batch alone
-    fits on these GPUs, else --num-gpus."""
-    return MAX_NUM_SEQS_FIX if f"with {MAX_NUM_SEQS_FIX} " in problem else "--num-gpus"
+class FitProblem(NamedTuple):
+    """Why a deployment cannot admit a batch (batch_fit_problem): the refusal's ``message`` and the ``flag`` whose
+    change makes it fit: MAX_NUM_SEQS_FIX where launching the engine for the batch alone fits on these GPUs, else
+    --num-gpus."""
+
+    message: str
+    flag: str
 
 
 def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
     tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, mem: EngineMemory | None = None,
-) -> str | None:
+) -> FitProblem | None:
     """Fit first: why the engine's KV cache cannot admit ``batch`` requests of ``tokens`` (prompt + output), with
-    the GPUs that would, or None when it can: batch <= the max concurrency `concurrency` prints for the same
-    deployment. ``mem``: that deployment's deployment_memory when the caller already has it."""
+    the GPUs that would and the flag to change, or None when it can: batch <= the max concurrency `concurrency` prints
+    for the same deployment. ``mem``: that deployment's deployment_memory when the caller already has it."""
     mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
     if mem.max_concurrency >= batch:
         return None
@@ -181,14 +184,14 @@ def batch_fit_problem(
         capped = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_seqs": batch}), dtype, kv_dtype, tokens,
                                    assumptions)
     if capped is not None and capped.max_concurrency >= batch:
-        fix = (f"with {MAX_NUM_SEQS_FIX} {batch} (the engine's profile run sized for {batch} sequences: "
-               f"{capped.kv_cache_tokens:,} KV tokens) it fits on these GPUs")
+        flag, fix = MAX_NUM_SEQS_FIX, (f"with {MAX_NUM_SEQS_FIX} {batch} (the engine's profile run sized for {batch} "
+                                       f"sequences: {capped.kv_cache_tokens:,} KV tokens) it fits on these GPUs")
     else:
         need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
-        fix = f"needs {need} GPUs" if need else "no layout up to 64 GPUs fits"
-    return (f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
-            f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} needs "
-            f"more; {fix}")
+        flag, fix = "--num-gpus", f"needs {need} GPUs" if need else "no layout up to 64 GPUs fits"
+    return FitProblem(f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
+                      f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} "
+                      f"needs more; {fix}", flag)
 
 
 class EngineFit(BaseModel):

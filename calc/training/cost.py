@@ -143,7 +143,7 @@ from calc.hardware.efficiency import (
     memory_efficiency,
 )
 from calc.hardware.moe_ops import MOE_ROUTINGS, deepep_nic_scale, force_balanced_load_cv, local_sort_bytes
-from calc.memory.training import StackMemory, routed_expert_params
+from calc.memory.training import TRAINING_LOSSES, StackMemory, routed_expert_params
 from calc.model.flops import attention_dims, forward_flops, indexer_pair_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
@@ -346,6 +346,8 @@ class Efficiencies:
     def resolved_memory(self) -> StackMemory:
         """The stack's memory settings (calc.training.stack.memory_defaults) with the loss, fusion and fragmentation
         given here in place of its defaults."""
+        if self.loss is not None and self.loss not in TRAINING_LOSSES:
+            raise LLMCalcError("--loss", f"unknown loss {self.loss!r}; use one of {', '.join(TRAINING_LOSSES)}")
         given = {k: v for k, v in (("loss", self.loss), ("fused", self.fused), ("fragmentation", self.fragmentation))
                  if v is not None}
         return replace(memory_defaults(self.stack), **given)
@@ -548,6 +550,7 @@ class ModelCost:
         if self.eff.moe_routing not in MOE_ROUTINGS:
             raise LLMCalcError("--moe-routing", f"{self.eff.moe_routing!r}: one of {', '.join(MOE_ROUTINGS)}")
         self.eff.resolved_cp_comm()  # an unknown --cp-comm is refused here, before any pricing
+        self.eff.resolved_memory()  # and an unknown --loss
         if self.doc_tokens is not None and self.doc_tokens < 1:
             raise LLMCalcError("--doc-tokens", f"is the mean tokens per packed document, >= 1; got {self.doc_tokens}")
         self.attention_span = self.seq if self.doc_tokens is None else min(self.doc_tokens, self.seq)
