@@ -14,7 +14,17 @@ DEFAULT_RESERVE_GIB = 1.0  # CUDA context (~0.5 GiB) plus allocator slack, per G
 
 
 class MemoryResult(BaseModel):
-    """Memory by category, in bytes (integers), totals and per GPU, with the fit verdict."""
+    """Memory by category, in bytes (integers), totals and per GPU, with the fit verdict.
+
+    What each total covers, by mode (``per_gpu`` is the one per-GPU breakdown in every mode; it sums to
+    ``per_gpu_bytes``):
+
+    - infer: ``weights_bytes``, ``kv_cache_bytes`` and ``activation_bytes`` are the whole deployment's (all GPUs);
+      ``total_bytes`` their sum with ``reserve_bytes`` (per GPU x GPUs).
+    - train: ``weights_bytes``, ``gradient_bytes`` and ``optimizer_bytes`` are one model copy's (as the
+      table's Totals say); ``activation_bytes`` is the fullest GPU's (activations are per micro-batch and per rank,
+      not a model-copy quantity); ``total_bytes`` = ``per_gpu_bytes`` x GPUs.
+    """
 
     model: str
     mode: str

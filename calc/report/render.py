@@ -493,7 +493,12 @@ def serve_view(r: Any) -> RenderableType:
         table.add_row(f"{i}" if x.meets_targets else f"{i}*", x.name, str(x.replicas), str(x.gpus_needed),
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
-    parts: list[RenderableType] = [table, Text("* misses a target; binds = what stops the batch growing", style="dim")]
+    from calc.serving.launch import REQUEST_CAP_FLAG
+
+    cap = REQUEST_CAP_FLAG.get(r.engine.split("-")[0], "--max-num-seqs")
+    parts: list[RenderableType] = [table, Text(f"* misses a target; batch = requests a replica runs at once (the {cap} "
+                                               "an --emit line starts it with); binds = what stops the batch growing",
+                                               style="dim")]
     parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 

@@ -231,6 +231,11 @@ def _vllm_kv_flag(m: ModelSpec, fp8_kv: bool) -> str:
     return "bfloat16" if sparse_mla(m) else "auto"
 
 
+# Each engine's cap on the requests it runs at once, which the --emit line sets to the plan's batch (vLLM's per
+# data-parallel attention group)
+REQUEST_CAP_FLAG = {"vllm": "--max-num-seqs", "sglang": "--max-running-requests", "trtllm": "--max_batch_size"}
+
+
 def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
                  gpu_memory_bytes: int, batch_flag: bool = True) -> str:
     dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
