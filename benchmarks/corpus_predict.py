@@ -336,16 +336,13 @@ def _serving(row: Any, m: ModelSpec, gpu: GPUSpec, assumptions: ServingAssumptio
     if row.stack.name in ("vllm", "vllm-v0"):  # the release's ROCm kernels (calc.serving.engine_kernels)
         assumptions = engine_kernels(assumptions, m, gpu, _engine_settings(row, k), k["prompt"] + k["output"] - 1,
                                      _serving_dtype(row, k), k.get("rocm_custom_pa_max_seq_len"))
-    tp, pp = k.get("tp", row.hardware.num_gpus), k.get("pp", 1)
-    if row.stack.name in ("vllm", "vllm-v0", "sglang"):  # the layout its flags give (serving_layout); no EP model here
+    tp, pp, ep = k.get("tp", row.hardware.num_gpus), k.get("pp", 1), 1
+    if row.stack.name in ("vllm", "vllm-v0", "sglang"):  # the layout its flags give (serving_layout), as `latency --ep`
         tp, pp, ep = serving_layout(row, k)
-        if ep > 1:
-            raise CannotPredict(f"a static batch under expert parallelism (EP {ep}) is not modelled by `latency`; "
-                                "max-load rows are (max_load_layout)")
-    waves, chunk = _batch_waves(row, k, m, gpu, tp, pp, assumptions)
-    runs = [latency(m, gpu, num_gpus=tp * pp, batch=b, prompt=k["prompt"], output=k["output"],
+    waves, chunk = _batch_waves(row, k, m, gpu, tp, pp, assumptions, ep)
+    runs = [latency(m, gpu, num_gpus=ep if ep > 1 else tp * pp, batch=b, prompt=k["prompt"], output=k["output"],
                     dtype=_serving_dtype(row, k), kv_dtype=k.get("kv_dtype"), causal=True, tp=tp, pp=pp,
-                    assumptions=assumptions, chunk_tokens=chunk) for b in waves]
+                    assumptions=assumptions, chunk_tokens=chunk, ep=ep) for b in waves]
     r = runs[0]
     e2e = sum(w.e2e_s for w in runs)
     if row.kind == "serving_throughput":  # a static batch: tokens over its end-to-end time
@@ -400,13 +397,14 @@ def _engine_settings(row: Any, k: dict[str, Any]) -> Any:
 
 
 def _batch_waves(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: int, pp: int,
-                 assumptions: ServingAssumptions) -> tuple[list[int], int | None]:
+                 assumptions: ServingAssumptions, ep: int = 1) -> tuple[list[int], int | None]:
     """Fit first, as `latency` does (calc.serving.capacity.batch_fit_problem), with the engine's accounting at the
     row's version: the batch when its KV cache fits; for vLLM V0's end-to-end time of a whole batch, the waves it
     runs in (wave_sizes); any other batch the cache cannot hold (preemption interleaved with TTFT / TPOT, or
     V1 / SGLang schedulers) is reported, not predicted as if it ran at once. With the waves, the engine's prefill
     tokens per step when it chunks (EngineMemory.batched_tokens, as the `latency` command passes it), else None."""
     from calc.serving.capacity import deployment_memory
+    from calc.serving.moe import attention_ranks
     from calc.specs import Parallelism
 
     engine = {"vllm-v0": "vllm"}.get(row.stack.name, row.stack.name)
@@ -414,10 +412,13 @@ def _batch_waves(row: Any, k: dict[str, Any], m: ModelSpec, gpu: GPUSpec, tp: in
         return [k["batch"]], None
     settings = _engine_settings(row, k)
     mem = deployment_memory(m, gpu, Parallelism(tp=tp, pp=pp), settings, _serving_dtype(row, k), k.get("kv_dtype"),
-                            k["prompt"] + k["output"], assumptions)
+                            k["prompt"] + k["output"], assumptions, ep=ep)
     chunk = mem.prefill_chunk
-    if mem.max_concurrency >= k["batch"]:
+    if mem.max_concurrency * attention_ranks(tp, ep) >= k["batch"]:
         return [k["batch"]], chunk
+    if ep > 1:
+        raise CannotPredict(f"the batch exceeds the KV caches of the {attention_ranks(tp, ep)} attention groups "
+                            "(they preempt, not modelled here)")
     if mem.max_concurrency >= 1 and settings.accounting() == "vllm-v0" and row.kind in ("serving_e2e", "serving_throughput"):
         return wave_sizes(k["batch"], mem.max_concurrency), chunk
     raise CannotPredict(f"the batch exceeds the engine's KV cache (it preempts, not modelled here): the "

@@ -31,6 +31,7 @@ from calc.cli.options import (
     Engine,
     EngineOpt,
     EngineVersionOpt,
+    EpOpt,
     ExpertImbalanceOpt,
     ExplainOpt,
     Fp8MoeScalesOpt,
@@ -171,9 +172,17 @@ def _speculation(method: SpecMethod | None, draft: str | None, tokens: int | Non
     return Speculation(method=method.value, draft=drafted, **{k: v for k, v in given.items() if v is not None})
 
 
-def _gpus(num_gpus: int | None, tp: int | None, pp: int | None) -> int:
-    """GPUs of the replica: --num-gpus, else --tp x --pp (TP then takes what PP leaves)."""
-    return num_gpus or (tp or 1) * (pp or 1)
+def _gpus(num_gpus: int | None, tp: int | None, pp: int | None, ep: int = 1) -> int:
+    """GPUs of the replica: --num-gpus, else --ep for an expert-parallel replica, else --tp x --pp (TP then takes what
+    PP leaves)."""
+    return num_gpus or (ep if ep > 1 else (tp or 1) * (pp or 1))
+
+
+def refuse_ep_options(**given: Any) -> None:
+    """The expert-parallel options (``given`` as flag name without dashes -> value) refused on a layout without EP
+    (latency / concurrency without --ep): the busiest EP rank, the token exchange and its permute apply to none."""
+    for name, value in given.items():
+        refuse("--" + name.replace("_", "-"), value, "applies to an expert-parallel layout; give --ep, or drop it")
 
 
 def refuse_moe_options(m: Any, **given: Any) -> None:
@@ -382,6 +391,7 @@ def latency(
     num_gpus: NumGpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
+    ep: EpOpt = None,
     batch: BatchOpt = DEFAULT_BATCH,
     output: OutputOpt = DEFAULT_OUTPUT,
     dtype: DtypeOpt = DEFAULT_DTYPE,
@@ -404,6 +414,9 @@ def latency(
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     moe_serving_rate: MoeServingRateOpt = None,
+    expert_imbalance: ExpertImbalanceOpt = None,
+    dispatcher: DispatcherOpt = None,
+    moe_permute_scope: PermuteScopeOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
     enforce_eager: EnforceEagerOpt = False,
@@ -413,7 +426,8 @@ def latency(
     explain: ExplainOpt = False,
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
-    --tp/--pp). Refused when the engine's KV cache cannot hold the batch."""
+    --tp/--pp; --ep: experts over EP GPUs, attention in EP / TP data-parallel groups, as serve's EP layouts). Refused
+    when the engine's KV cache cannot hold the batch."""
     from calc.cli.common import emit_outcome, load_calibration, window_output
     from calc.report.render import latency_view
     from calc.serving import latency as engine_mod
@@ -423,43 +437,52 @@ def latency(
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate)
+        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate,
+                           ep=ep if ep != 1 else None)  # --ep 1: no expert parallelism, as without it
+    ep = ep or 1
+    if ep == 1:
+        refuse_ep_options(expert_imbalance=expert_imbalance, dispatcher=dispatcher, moe_permute_scope=moe_permute_scope)
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
                         mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
-    a = serving_assumptions(reserve_gib, fp8_moe_scales=fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
+    a = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
-                            enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib,
+                            enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib, dispatcher=dispatcher,
+                            moe_permute_scope=moe_permute_scope,
                             num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate,
                             attention_windows=attention_windows_of(m, attention_windows, s))
-    plan = engine_mod.serving_plan(m, _gpus(num_gpus, tp, pp), tp, pp or 1)
-    refuse_unsplit_comm_buffer(plan.tp * plan.pp, comm_buffer_gib)
+    gpus = _gpus(num_gpus, tp, pp, ep)
+    plan = engine_mod.expert_plan(m, gpus, tp, pp or 1, ep) if ep > 1 else engine_mod.serving_plan(m, gpus, tp, pp or 1)
+    refuse_unsplit_comm_buffer(gpus, comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, [g], dtype, fp8_moe_scales=fp8_moe_scales)
+    check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
     note_fp32(dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency
     from calc.serving.engine_kernels import engine_kernels
 
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
 
-    mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a)  # one capacity call for fit and band
+    # one capacity call for fit and band (EP: one data-parallel attention group's, d of them in the replica)
+    mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a, ep=ep)
+    d = gpus // (plan.tp * plan.pp)
     # the engine runs at most max_num_seqs requests at once: not one static batch (SGLang's follows from its KV pool:
     # 0 when the pool holds no request, which the fit check below names as "does not fit")
-    if 1 <= mem.max_num_seqs < batch:
-        raise LLMCalcError("--batch", f"{batch:,} requests exceed {engine.value}'s max_num_seqs {mem.max_num_seqs:,} on "
-                                      f"{g.name}: the engine runs at most that many at once, not one static batch; give "
-                                      f"--batch <= {mem.max_num_seqs:,}")
+    if 1 <= mem.max_num_seqs * d < batch:
+        raise LLMCalcError("--batch", f"{batch:,} requests exceed {engine.value}'s max_num_seqs {mem.max_num_seqs * d:,} on "
+                                      f"{g.name}" + (f" ({mem.max_num_seqs:,} in each of {d} attention groups)" if d > 1 else "")
+                                      + ": the engine runs at most that many at once, not one static batch; give "
+                                      f"--batch <= {mem.max_num_seqs * d:,}")
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
         raise no_fit_error(problem.message, gpu_memory_utilization,
-                           fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, plan.tp * plan.pp),
+                           fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, gpus),
                            problem.flag)
     result = engine_latency(m, g, plan, s, a, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype,
                             mem=mem, causal=causal, calibration=load_calibration(calibration),
                             target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3)
-    at_len = _max_model_len_concurrency(m, g, plan, s, dtype, kv_dtype, a, max_model_len)
-    result = result.model_copy(update={"max_concurrency": mem.max_concurrency, "engine": engine.value,  # the band's engine
+    at_len = _max_model_len_concurrency(m, g, plan, s, dtype, kv_dtype, a, max_model_len, ep)
+    result = result.model_copy(update={"max_concurrency": mem.max_concurrency * d, "engine": engine.value,  # the band's engine
                                        "max_model_len": max_model_len or prompt + output,
                                        "max_concurrency_at_max_model_len": at_len,
                                        **({"fits": False, "verdict": problem.message} if problem else {})})
@@ -468,7 +491,7 @@ def latency(
 
 
 def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,
-                               max_model_len: int | None) -> int | None:
+                               max_model_len: int | None, ep: int = 1) -> int | None:
     """latency --max-model-len: the engine's "Maximum concurrency for max_model_len tokens per request" (the same
     capacity call as `concurrency --max-model-len`), None when not given. Refused when the KV cache holds not one
     request of that length: vLLM then refuses to start (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory:
@@ -477,13 +500,15 @@ def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | N
         return None
     from calc.serving.capacity import deployment_memory
 
-    at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a)
-    if at_len.max_concurrency < 1:
+    at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a, ep=ep)
+    if at_len.max_concurrency < 1:  # EP: every attention group's cache must hold one (each is its own engine)
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens exceed the {at_len.engine} KV cache on "
                                               f"{plan.tp * plan.pp} x {g.name} ({at_len.kv_cache_tokens:,} tokens): the "
                                               f"engine would not start; give --max-model-len <= {at_len.kv_cache_tokens:,} "
                                               "or more GPUs")
-    return at_len.max_concurrency
+    from calc.serving.moe import attention_ranks
+
+    return at_len.max_concurrency * attention_ranks(plan.tp, ep)
 
 
 def concurrency(
@@ -510,6 +535,7 @@ def concurrency(
     shared_prefix: SharedPrefixOpt = 0,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
+    ep: EpOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -525,15 +551,19 @@ def concurrency(
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
     tokens = tokens or m.context_window
     engine_window(m, tokens)
-    refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp), comm_buffer_gib)
+    if m.moe is None:
+        refuse_moe_options(m, ep=ep if ep != 1 else None)  # --ep 1: no expert parallelism, as without it
+    ep = ep or 1
+    refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp, ep), comm_buffer_gib)
     s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, max_num_seqs, block_size,
                   mem_fraction_static, chunked_prefill_size, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
     a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib,
                             attention_windows=attention_windows_of(m, attention_windows, s))
-    result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp), tp=tp, pp=pp or 1, max_tokens=tokens,
-                                    dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a)
+    result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,
+                                    dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a,
+                                    ep=ep)
     refusal = None
     if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag that caused it
         refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,

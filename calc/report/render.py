@@ -418,8 +418,8 @@ def train_time_view(r: Any) -> RenderableType:
 
 
 def latency_view(r: Any) -> RenderableType:
-    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.tp} x PP {r.pp}), B={r.batch}",
-                  title_justify="left")
+    layout = (f"EP {r.ep}: {r.ep // r.tp} attention groups of TP {r.tp}" if r.ep > 1 else f"TP {r.tp} x PP {r.pp}")
+    table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} ({layout}), B={r.batch}", title_justify="left")
     for col in ("phase", "compute ms", "memory ms", "TP comm ms", "time", "bound", "FLOPs/byte"):
         table.add_column(col, justify="right" if col != "phase" else "left")
     steps = f", {r.prefill_steps} steps" if r.prefill_steps > 1 else ""
@@ -447,7 +447,8 @@ def latency_view(r: Any) -> RenderableType:
 
 
 def concurrency_view(r: Any) -> RenderableType:
-    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} (TP {r.tp} x PP {r.pp}, {r.engine}, "
+    layout = (f"EP {r.ep}: {r.ep // r.tp} attention groups of TP {r.tp}" if r.ep > 1 else f"TP {r.tp} x PP {r.pp}")
+    main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} ({layout}, {r.engine}, "
                     f"{r.dtype}, KV {r.kv_dtype})", [
         ("capacity", size(r.capacity_bytes)),
         ("weights", size(r.weights_bytes)),
@@ -496,9 +497,10 @@ def serve_view(r: Any) -> RenderableType:
     from calc.serving.launch import REQUEST_CAP_FLAG
 
     cap = REQUEST_CAP_FLAG.get(r.engine.split("-")[0], "--max-num-seqs")
+    per_group = ", per attention group under EP: batch / DP" if cap == "--max-num-seqs" else ""
     parts: list[RenderableType] = [table, Text(f"* misses a target; batch = requests a replica runs at once (the {cap} "
-                                               "an --emit line starts it with); binds = what stops the batch growing",
-                                               style="dim")]
+                                               f"an --emit line starts it with{per_group}); binds = what stops the batch "
+                                               "growing", style="dim")]
     parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 

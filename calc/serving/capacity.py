@@ -20,7 +20,8 @@ from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
 from calc.serving.hybrid_alloc import HybridPool
-from calc.serving.latency import serving_plan
+from calc.serving.latency import expert_plan, serving_plan
+from calc.serving.moe import attention_ranks
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -45,6 +46,7 @@ class ConcurrencyResult(BaseModel):
     weights_dtype: WeightsDtype = ""
     kv_dtype: str
     max_tokens: int
+    ep: int = 1  # expert parallelism: ep GPUs, ep / tp attention groups each with its own KV cache (totals are theirs)
     capacity_bytes: int
     weights_bytes: int
     reserve_bytes: int
@@ -75,30 +77,39 @@ CONTEXT_TABLE = (1024, 2048, 4096, 8192, 16384, 32768)
 def concurrency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, max_tokens: int = 4096, dtype: str | None = "bf16",
     kv_dtype: str | None = None, settings: EngineSettings | None = None, tp: int | None = None, pp: int = 1,
-    shared_prefix: int = 0, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
+    shared_prefix: int = 0, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, ep: int = 1,
 ) -> ConcurrencyResult:
     """Requests of ``max_tokens`` (input + output) the engine's KV cache admits at once: the engine's
     own accounting (calc.serving.engine_memory), totals over the replica's TP x PP GPUs. ``dtype`` None:
-    weights as the checkpoint ships them."""
+    weights as the checkpoint ships them. ``ep`` > 1: an expert-parallel replica of ep GPUs (calc.serving.latency.
+    expert_plan), whose d = ep / tp data-parallel attention groups each keep their own KV cache and scheduler (each
+    logs its own figures): the replica's tokens, requests and running cap are d x one group's."""
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise LLMCalcError("--max-model-len", f"tokens per request must be a whole number >= 1, got {max_tokens!r}")
     m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
-    plan = serving_plan(m, num_gpus, tp, pp)
+    plan = expert_plan(m, num_gpus, tp, pp, ep) if ep > 1 else serving_plan(m, num_gpus, tp, pp)
     s = settings or EngineSettings()
-    mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, max_tokens, assumptions, shared_prefix)
+    mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, max_tokens, assumptions, shared_prefix, ep)
+    d = attention_ranks(plan.tp, ep)  # attention groups, each of one request's n GPUs
     n = plan.tp * plan.pp
     blocks = mem.num_gpu_blocks
 
     def row(tokens: int) -> ConcurrencyRow:
         per = request_kv_bytes(m, tokens, mem.kv_dtype, mem.tp, mem.pp, mem.block_size, mem.hybrid)
         held = blocks * mem.block_bytes // per if per else 0
-        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n, max_concurrency=held,
-                              max_running=min(held, mem.max_num_seqs))
+        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n, max_concurrency=held * d,
+                              max_running=min(held, mem.max_num_seqs) * d)
 
     kv_request = mem.kv_bytes_per_request * n
-    count = mem.max_concurrency
+    count = mem.max_concurrency * d
+    gpus = n * d
+    assumptions_lines = mem.assumptions + ([
+        f"expert parallelism EP {ep}: {d} data-parallel attention groups of TP {plan.tp}, each with its own KV cache "
+        f"and scheduler (the engine log's figures are one group's); requests and KV tokens here are {d} x one group's"]
+        if d > 1 else [])
     if count > 0:
-        verdict = f"{count} concurrent requests of {max_tokens:,} tokens fit on {n} x {gpu.name} ({mem.kv_cache_tokens:,} KV tokens)"
+        verdict = (f"{count} concurrent requests of {max_tokens:,} tokens fit on {gpus} x {gpu.name} "
+                   f"({mem.kv_cache_tokens * d:,} KV tokens)")
     elif mem.kv_budget_bytes < 0:
         more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
         big_act = mem.activation_peak_bytes > mem.weights_bytes  # the profile run, not the weights, takes the memory
@@ -114,45 +125,47 @@ def concurrency(
                    + (f"; --max-model-len {shorter[-1].max_tokens:,} holds {shorter[-1].max_concurrency:,}" if shorter else "")
                    + (f"; {max_tokens:,} tokens fit on >= {more} GPUs" if more else ""))
     return ConcurrencyResult(
-        model=m.name, gpu=gpu.name, num_gpus=n, tp=plan.tp, pp=plan.pp, engine=mem.engine, dtype=mem.dtype, weights_dtype=mem.weights_dtype,
-        kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * n,
-        weights_bytes=mem.weights_bytes * n,
-        reserve_bytes=(mem.capacity_bytes - mem.weights_bytes - mem.activation_peak_bytes - mem.kv_budget_bytes) * n,
-        activation_bytes=mem.activation_peak_bytes * n, free_bytes=mem.kv_budget_bytes * n,
-        kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens, num_gpu_blocks=blocks,
+        model=m.name, gpu=gpu.name, num_gpus=gpus, tp=plan.tp, pp=plan.pp, ep=ep, engine=mem.engine, dtype=mem.dtype,
+        weights_dtype=mem.weights_dtype, kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * gpus,
+        weights_bytes=mem.weights_bytes * gpus,
+        reserve_bytes=(mem.capacity_bytes - mem.weights_bytes - mem.activation_peak_bytes - mem.kv_budget_bytes) * gpus,
+        activation_bytes=mem.activation_peak_bytes * gpus, free_bytes=mem.kv_budget_bytes * gpus,
+        kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens * d, num_gpu_blocks=blocks * d,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
         max_concurrency=count, window_capped=mem.window_capped, hybrid=mem.hybrid, prefill_chunk_tokens=mem.prefill_chunk,
-        max_num_seqs=mem.max_num_seqs, max_running=min(count, mem.max_num_seqs),
-        shortfall_bytes=max(-mem.kv_budget_bytes, 0) * n, engine_log=mem.log,
-        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=mem.assumptions,
+        max_num_seqs=mem.max_num_seqs * d, max_running=min(mem.max_concurrency, mem.max_num_seqs) * d,
+        shortfall_bytes=max(-mem.kv_budget_bytes, 0) * gpus, engine_log=mem.log,
+        table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=assumptions_lines,
         verdict=verdict, explain=mem.explain,
     )
 
 
 def deployment_memory(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None,
-    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, shared_prefix: int = 0,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, shared_prefix: int = 0, ep: int = 1,
 ) -> EngineMemory:
-    """The engine's memory and admission for requests of ``tokens`` = prompt + output on one TP x PP replica:
-    the one capacity call behind `concurrency`, `latency`'s fit check, `report` and `compare`."""
-    return engine_memory(m, gpu, settings=request_settings(s, tokens), tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype,
-                         tokens_per_request=tokens, shared_prefix=shared_prefix, assumptions=assumptions)
+    """The engine's memory and admission for requests of ``tokens`` = prompt + output on one TP x PP replica (``ep``
+    > 1: one data-parallel attention group of an expert-parallel replica, experts / ep a GPU): the one capacity call
+    behind `concurrency`, `latency`'s fit check, `report` and `compare`."""
+    return engine_memory(m, gpu, settings=request_settings(s, tokens), tp=plan.tp, pp=plan.pp, ep=ep, dtype=dtype,
+                         kv_dtype=kv_dtype, tokens_per_request=tokens, shared_prefix=shared_prefix, assumptions=assumptions)
 
 
 def engine_latency(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, assumptions: ServingAssumptions,
                    *, batch: int, prompt: int, output: int, dtype: str | None, kv_dtype: str | None = None,
-                   mem: EngineMemory | None = None, **options: Any) -> Any:
+                   mem: EngineMemory | None = None, ep: int = 1, **options: Any) -> Any:
     """A static batch timed as the engine runs it (calc.serving.latency.latency): its prompt tokens in steps of the
     engine's prefill chunk (``deployment_memory(...).prefill_chunk``, the capacity call's own; ``mem`` when the
-    caller made it already) and its KV cache at the engine's "auto" dtype (``s.accounting()``). What `latency`
+    caller made it already; ``ep``: an expert-parallel replica's, calc.serving.latency.expert_plan) and its KV cache at
+    the engine's "auto" dtype (``s.accounting()``). What `latency`
     prints and what `calibrate --from-runs` prices each run at (calc.serving.phases.phase_terms); ``options``:
     latency's others (calibration, causal, target_ttft_s)."""
     from calc.serving.latency import latency
 
-    mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, prompt + output, assumptions)
-    return latency(m, gpu, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
-                   dtype=dtype, kv_dtype=kv_dtype, assumptions=assumptions, chunk_tokens=mem.prefill_chunk,
-                   accounting=s.accounting(), **options)
+    mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, prompt + output, assumptions, ep=ep)
+    return latency(m, gpu, num_gpus=plan.tp * plan.pp * attention_ranks(plan.tp, mem.ep), tp=plan.tp, pp=plan.pp,
+                   batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype, assumptions=assumptions,
+                   chunk_tokens=mem.prefill_chunk, accounting=s.accounting(), ep=mem.ep, **options)
 
 
 MAX_NUM_SEQS_FIX = "--max-num-seqs"
@@ -169,29 +182,36 @@ class FitProblem(NamedTuple):
 
 def batch_fit_problem(
     m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None, kv_dtype: str | None, batch: int,
-    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, mem: EngineMemory | None = None,
+    tokens: int, assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, mem: EngineMemory | None = None, ep: int = 1,
 ) -> FitProblem | None:
     """Fit first: why the engine's KV cache cannot admit ``batch`` requests of ``tokens`` (prompt + output), with
     the GPUs that would and the flag to change, or None when it can: batch <= the max concurrency `concurrency` prints
-    for the same deployment. ``mem``: that deployment's deployment_memory when the caller already has it."""
-    mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
-    if mem.max_concurrency >= batch:
+    for the same deployment. ``mem``: that deployment's deployment_memory when the caller already has it. ``ep`` > 1
+    (or ``mem.ep``): an expert-parallel replica, whose d = ep / tp attention groups each admit ceil(batch / d)."""
+    mem = mem or deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions, ep=ep)
+    d = attention_ranks(plan.tp, mem.ep)
+    if mem.max_concurrency * d >= batch:
         return None
     # the engine sizes its profile run (sampler logits, CUDA-graph batch sizes) for max_num_seqs sequences: launched for
     # this batch alone (`serve` launches so, --max-num-seqs in its emitted line) its KV cache may hold it here
-    capped = None
-    if s.max_num_seqs is None or s.max_num_seqs > batch:
-        capped = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_seqs": batch}), dtype, kv_dtype, tokens,
-                                   assumptions)
-    if capped is not None and capped.max_concurrency >= batch:
-        flag, fix = MAX_NUM_SEQS_FIX, (f"with {MAX_NUM_SEQS_FIX} {batch} (the engine's profile run sized for {batch} "
-                                       f"sequences: {capped.kv_cache_tokens:,} KV tokens) it fits on these GPUs")
+    share, capped = -(-batch // d), None  # what one attention group runs (its own --max-num-seqs under DP)
+    if s.max_num_seqs is None or s.max_num_seqs > share:
+        capped = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_seqs": share}), dtype, kv_dtype, tokens,
+                                   assumptions, ep=mem.ep)
+    if capped is not None and capped.max_concurrency >= share:
+        flag, fix = MAX_NUM_SEQS_FIX, (f"with {MAX_NUM_SEQS_FIX} {share} (the engine's profile run sized for {share} "
+                                       f"sequences: {capped.kv_cache_tokens:,} KV tokens"
+                                       + (" a group" if d > 1 else "") + ") it fits on these GPUs")
+    elif d > 1:
+        flag, fix = "--ep", "a larger --ep spreads the experts over more GPUs and adds attention groups"
     else:
         need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
         flag, fix = "--num-gpus", f"needs {need} GPUs" if need else "no layout up to 64 GPUs fits"
-    return FitProblem(f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp} x {gpu.name} holds "
-                      f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}, batch {batch} "
-                      f"needs more; {fix}", flag)
+    held = (f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}" if d == 1 else
+            f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,} in each of {d} attention "
+            f"groups ({mem.max_concurrency * d} in all)")
+    return FitProblem(f"does not fit: the {mem.engine} KV cache on {plan.tp * plan.pp * d} x {gpu.name} holds {held}, "
+                      f"batch {batch} needs more; {fix}", flag)
 
 
 class EngineFit(BaseModel):

@@ -13,6 +13,7 @@ from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout, check_num_gpus
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import resolve_kv_dtype
+from calc.serving.moe import attention_ranks
 from calc.serving.step import (
     StepTime,
     attention_dtype,
@@ -50,6 +51,29 @@ def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parall
     return check_layout(m, Parallelism(tp=tp, pp=pp))
 
 
+def expert_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int, ep: int) -> Parallelism:
+    """The TP group of an expert-parallel replica, as `serve` lays it out (calc.serving.moe): the experts split over
+    EP GPUs, the attention run by EP / TP data-parallel groups of TP ranks (vLLM ``--data-parallel-size EP/TP
+    --enable-expert-parallel``, SGLang ``--enable-dp-attention --ep-size EP``), one pipeline stage. TP defaults to 1
+    (one attention group per GPU, as DeepSeek-V3's decode deployment runs), GPUs to EP."""
+    if m.moe is None:
+        raise LLMCalcError("--ep", f"{m.name} has no experts; expert parallelism needs a MoE model")
+    if ep < 2:
+        raise LLMCalcError("--ep", f"must be >= 2 for an expert-parallel layout (1: none), got {ep}")
+    if pp != 1:
+        raise LLMCalcError("--pp", "an expert-parallel layout runs one pipeline stage (data-parallel attention + EP, as "
+                                   "serve prices it); drop --pp or --ep")
+    tp = tp or 1
+    if ep % tp:
+        raise LLMCalcError("--ep", f"EP {ep} is not a multiple of --tp {tp}: EP = data-parallel attention groups x TP")
+    if m.moe.num_experts % ep:
+        raise LLMCalcError("--ep", f"EP {ep} does not divide {m.name}'s {m.moe.num_experts} routed experts")
+    if num_gpus not in (1, ep):
+        raise LLMCalcError("--num-gpus", f"{num_gpus} is not --ep {ep}: an expert-parallel replica spans EP GPUs "
+                                         f"({ep // tp} attention groups x TP {tp}); give one or make them agree")
+    return check_layout(m, Parallelism(tp=tp, pp=1))
+
+
 class LatencyResult(BaseModel):
     model: str
     gpu: str
@@ -61,6 +85,7 @@ class LatencyResult(BaseModel):
     output: int
     dtype: str
     weights_dtype: WeightsDtype = ""
+    ep: int = 1  # expert parallelism over ep GPUs, the attention in ep / tp data-parallel groups (expert_plan); 1: none
     efficiency_source: str
     compute_efficiency: float
     memory_efficiency: float
@@ -110,7 +135,7 @@ def latency(
     dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = True, calibration: Calibration | None = None,
     target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, chunk_tokens: int | None = None,
-    accounting: str = "vllm-v1",
+    accounting: str = "vllm-v1", ep: int = 1,
 ) -> LatencyResult:
     """A static batch of B identical requests (as TensorRT-LLM / vLLM benchmark_latency run it):
     TTFT = the prefill of B x P tokens; TPOT = one decode step of B sequences at the mean
@@ -120,14 +145,18 @@ def latency(
     steps of C tokens (each re-reading the weights, each with its step overhead, every token still attending its
     mean context), as `serve` prices a prompt's chunks; None: one step.
     ``dtype`` None: weights as the checkpoint ships them (calc.serving.weights). ``accounting``: the engine whose "auto"
-    KV dtype applies when ``kv_dtype`` is None (EngineSettings.accounting; calc.serving.engine_memory.resolve_kv_dtype)."""
+    KV dtype applies when ``kv_dtype`` is None (EngineSettings.accounting; calc.serving.engine_memory.resolve_kv_dtype).
+    ``ep`` > 1: an expert-parallel replica of ep GPUs (expert_plan): the batch split evenly over its d = ep / tp
+    data-parallel attention groups, each prefilling and decoding its ceil(B / d) requests in lockstep with the others
+    (the MoE layers' all-to-all joins them every layer, calc.serving.step), so TTFT and TPOT are one group's."""
     for flag, value in (("--batch", batch), ("--prompt", prompt)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise LLMCalcError(flag, f"must be a whole number >= 1, got {value!r}")
     if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
-    plan = serving_plan(m, num_gpus, tp, pp)
+    plan = expert_plan(m, num_gpus, tp, pp, ep) if ep > 1 else serving_plan(m, num_gpus, tp, pp)
+    ranks = attention_ranks(plan.tp, ep)  # data-parallel attention groups (1 without EP)
     fmt = weight_format(m, gpu, dtype)
     # the KV cache the engine stores (auto: the activation dtype, 16-bit for fp8 / int weights; fp8 only when asked),
     # read at that width: the capacity (engine_memory) and serve's steps use the same (calc.serving.engine_memory)
@@ -137,22 +166,24 @@ def latency(
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
     span = prefill_span(prompt, causal)
-    # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them)
-    n_micro = min(batch, plan.pp)
-    tokens = batch * prompt // n_micro or 1  # a micro-batch's prompt tokens
+    # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them);
+    # EP: each of the d attention groups runs ceil(B / d) of them
+    group = -(-batch // ranks)
+    n_micro = min(group, plan.pp)
+    tokens = group * prompt // n_micro or 1  # a micro-batch's prompt tokens
 
     def prefill(n: int) -> StepTime:
         return step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                         prefill_tokens=n, prefill_context=span, prefill_seqs=max(round(n / prompt), 1))
+                         prefill_tokens=n, prefill_context=span, prefill_seqs=max(round(n / prompt), 1), ep=ep)
 
     chunk = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
     full, rest = divmod(tokens, chunk)
     pre = _steps([(full, prefill(chunk)), *([(1, prefill(rest))] if rest else [])])
     n_steps = full + (1 if rest else 0)
     mid = decode_context(prompt, output)
-    micro = max(batch // plan.pp, 1)
+    micro = max(group // plan.pp, 1)
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                    decode_seqs=micro, decode_context=mid, decode_contexts=decode_range(prompt, output))
+                    decode_seqs=micro, decode_context=mid, decode_contexts=decode_range(prompt, output), ep=ep)
     # PP: the last of N = n micro-batches x k chunk steps leaves (p + N - 1) stage times (a step's traversal / p) after
     # the first enters; k = 1 unchunked: pre x (p + n - 1) / p
     pipelined = (plan.pp + n_micro * n_steps - 1) / (plan.pp * n_steps)
@@ -176,16 +207,21 @@ def latency(
             reach = "reachable"
         verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "
                    f"{target_ttft_s * 1e3:.0f} ms is {reach}")
-    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=plan.tp * plan.pp > 1,
+    gpus = plan.tp * plan.pp * ranks
+    assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=gpus > 1,
                                                        chunked="chunked" in (m.layer_types or ()))]
+    if ep > 1:
+        assumption_lines.append(f"expert parallelism EP {ep}: experts / {ep} a GPU, attention in {ranks} data-parallel "
+                                f"groups of TP {plan.tp}, each running {group:,} of the {batch:,} requests")
     # a library call without the engine's capacity check (the CLI's `latency` sets fits from it): the weights alone
     # over the GPU's memory is a deployment that does not fit, never one with a time
-    weights = weights_per_gpu(m, dtype, plan.tp, plan.pp)
-    unfit = {"fits": False, "verdict": f"does not fit: {weights / 2**30:,.2f} GiB of weights a GPU on {plan.tp * plan.pp} "
+    weights = weights_per_gpu(m, dtype, plan.tp, plan.pp, ranks)
+    unfit = {"fits": False, "verdict": f"does not fit: {weights / 2**30:,.2f} GiB of weights a GPU on {gpus} "
                                        f"x {gpu.name} ({gpu.cuda_total_bytes / 2**30:,.2f} GiB each)"} \
         if weights > gpu.cuda_total_bytes else {}
     return LatencyResult(
-        model=m.name, gpu=gpu.name, num_gpus=num_gpus, tp=plan.tp, pp=plan.pp, batch=batch, prompt=prompt, output=output,
+        model=m.name, gpu=gpu.name, num_gpus=gpus if ep > 1 else num_gpus, tp=plan.tp, pp=plan.pp, ep=ep, batch=batch,
+        prompt=prompt, output=output,
         dtype=fmt.label,
         weights_dtype=weights_class(m, dtype), efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
         ridge_point_flops_per_byte=ridge,
@@ -202,10 +238,10 @@ def latency(
         assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
-            _step_line(f"prefill {batch} x {prompt} tokens" + (
+            _step_line(f"prefill {group} x {prompt} tokens" + (f" on each of {ranks} attention groups" if ranks > 1 else "") + (
                 f" in {n_steps} chunked steps of <= {chunk:,} tokens (the engine's tokens per step), summed"
                 if n_steps > 1 else ""), pre, plan.tp),
-            _step_line(f"decode {micro} sequences at context {mid}", dec, plan.tp),
+            _step_line(f"decode {micro} sequences at context {mid}" + (" a group" if ranks > 1 else ""), dec, plan.tp),
             (f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
              if n_steps == 1 else f"TTFT = prefill steps x (p + n k - 1)/(p k) = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, "
              f"n = {n_micro} micro-batches, k = {n_steps} chunk steps); ")
