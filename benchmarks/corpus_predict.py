@@ -278,8 +278,8 @@ def _training(row: Any, m: ModelSpec, gpu: GPUSpec) -> float:
                             f"({r.memory_per_gpu_bytes / GIB:.1f} GiB per GPU predicted; issue 21)")
     if row.kind == "training_step_time":
         return r.step_time_s
-    if row.kind == "training_throughput":
-        return global_batch * k["seq"] / (r.step_time_s * n)
+    if row.kind == "training_throughput":  # tokens/s/gpu, or the whole job's tokens/s (a node's, a cluster's)
+        return global_batch * k["seq"] / r.step_time_s / (n if row.measured.unit.endswith("/gpu") else 1)
     if row.measured.unit == "TFLOP/s/gpu":  # NeMo's achieved model TFLOP/s: MFU x the dtype's peak
         return r.mfu * peak_tflops(gpu, dtype)
     convention = k.get("flop_convention", "llmcalc")
