@@ -157,7 +157,7 @@ def stack_recompute(row: Any, k: dict[str, Any]) -> str | None:
     (not Megatron's selective, which under FlashAttention recomputes nothing); None when the row names none."""
     if k.get("recompute") == "selective" and row.stack.name in OP_LEVEL_SAC_STACKS:
         return "sac"
-    return k["recompute"] if k.get("recompute") in ("none", "selective", "full", "sac") else None
+    return k["recompute"] if k.get("recompute") in ("none", "selective", "full", "sac", "dots") else None
 
 
 # Megatron-MoE-ModelZoo's results tables write --recompute-modules in short: "norm, act" for the H100 Qwen3-235B run

@@ -22,14 +22,14 @@ it as the paper states it, "shards optimizer states and gradients" with "FP32 gr
 micro-batches" and fp32 reduce-scatter (sharding zero2-pp, calc.memory.training.zero2_pp_states): 79.05 of 79.20 GiB,
 fits, tight. The list was empty.
 
-Pass 35 added JAX runs (NVIDIA JAX-Toolbox Pax, MaxText) and the list holds seven of them, new sources rather than
-an engine that got worse. JAX's remat policies save what a policy names and recompute the rest: Pax's
-SAVE_DOT_WITH_NO_BATCH_DIM keeps the weight-matmul outputs and recomputes the attention core and every elementwise op,
-and MaxText's minimal_flash adds the attention output to that. The engine has no such granularity yet; the corpus
-reads these runs as no recompute, so it keeps every per-tensor activation (and, with XLA's unfused attention, the s x s
-scores), and 80-108 GiB per GPU come out where the runs fit. Six of the seven are on the fit split, one (MaxText A3, 8
-GPUs) is held out; only their refusal, not a value, was read for the held-out one. The fix is the policy as a
-recompute level (kept: layer input + weight-matmul outputs); until then they are listed here."""
+Pass 35 added JAX runs (NVIDIA JAX-Toolbox Pax, MaxText). JAX's remat policies save what a policy names and
+recompute the rest; the engine prices Pax's SAVE_DOT_WITH_NO_BATCH_DIM / SAVE_DOT_ONLY and MaxText's minimal(_flash)
+as its "dots" level (the layer input and every weight-matmul output kept, calc.memory.activations.dots_layer_buffers),
+which the corpus reads them as. Read as no recompute first, seven of them (six fit, one held out: only its refusal was
+read) came out at 80-108 GiB per GPU. Two remain: Pax's Llama-2-7B fine-tunes at 4,096 tokens with Transformer
+Engine's unfused attention and no remat policy (USE_REPEATED_LAYER False). Their s x s scores alone would take ~69 GB
+as PyTorch keeps them; XLA's own rematerialization pass recomputes what does not fit the device, which the engine does
+not model."""
 
 from __future__ import annotations
 
@@ -37,13 +37,8 @@ from benchmarks.corpus_predict import TRAINING_KINDS, predict_or_reason
 from benchmarks.corpus_schema import load_corpus
 
 KNOWN_REFUSED: frozenset[str] = frozenset({
-    # Pax GPT-5B, SAVE_DOT_WITH_NO_BATCH_DIM, XLA attention (read as no recompute, eager scores kept)
-    "jaxtoolbox-pax2310-gpt5b-a100-256gpu-bf16", "jaxtoolbox-pax2310-gpt5b-a100-256gpu-te-bf16",
-    "jaxtoolbox-pax2310-gpt5b-h100-256gpu-te-bf16", "jaxtoolbox-pax2310-gpt5b-h100-256gpu-te-fp8",
-    # Pax Llama-2-7B fine-tunes at 4,096 tokens, XLA attention
+    # Pax Llama-2-7B fine-tunes at 4,096 tokens: TE's unfused attention, no remat policy, XLA's remat pass unmodelled
     "jaxtoolbox-pax-llama2-7b-lora-h100-16gpu-te-bf16-bs2", "jaxtoolbox-pax-llama2-7b-sft-h100-16gpu-te-bf16-bs2",
-    # MaxText A3 Llama-2-7B on 8 GPUs, minimal_flash (held out)
-    "maxtext-a3-llama2-7b-1vm-8gpu",
 })
 
 

@@ -170,6 +170,7 @@ class Recompute(StrEnum):
     full = "full"
     sac = "sac"
     deepseek = "deepseek"
+    dots = "dots"
 
 
 # --- what model, what hardware -------------------------------------------------------------

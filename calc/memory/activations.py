@@ -11,7 +11,7 @@ from typing import Literal
 from calc.model.parallel import ROW_PARALLEL
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full", "sac", "deepseek"]
+Recompute = Literal["none", "selective", "full", "sac", "deepseek", "dots"]
 # The recomputation levels, one meaning in every command (memory --mode train/finetune, train-step, train-plan):
 RECOMPUTE_LEVELS: dict[str, str] = {
     "none": "keep every saved tensor of every layer",
@@ -22,6 +22,9 @@ RECOMPUTE_LEVELS: dict[str, str] = {
            "keep every second matmul output and the attention kernel outputs, recompute the rest",
     "deepseek": "DeepSeek-V3's recomputation (arXiv 2412.19437 sec. 3.2.3; Megatron-Core --recompute-modules layernorm "
                 "mla_up_proj): drop the RMSNorm outputs and the MLA up-projection outputs (Q, K, V), recompute them",
+    "dots": "JAX's jax.checkpoint_policies.dots_with_no_batch_dims_saveable (Pax SAVE_DOT_WITH_NO_BATCH_DIM, MaxText "
+            "remat_policy minimal): keep each layer's input and every weight-matmul output, recompute the attention core "
+            "and every elementwise op (norms, RoPE, activation) in backward",
 }
 
 
@@ -45,13 +48,13 @@ def korthikanti_layer_bytes(
       none, no TP       s*b*h*(34 + 5*a*s/h)
       TP                s*b*h*(10 + 24/t + 5*a*s/(h*t))
       TP + SP           s*b*h/t*(34 + 5*a*s/h)
-      selective (or FlashAttention, which never stores the s x s scores): drop the 5*a*s/h term
+      selective (or FlashAttention, which never stores the s x s scores; JAX's dots policy): drop the 5*a*s/h term
       full recompute    2*s*b*h (only the layer input; /t with SP)
     """
     s, b, h, a, t = seq, micro_batch, hidden, heads, tp
     if recompute == "full":
         return 2 * s * b * h / (t if sequence_parallel else 1)
-    scores = 0.0 if recompute == "selective" or flash else 5 * a * s / h
+    scores = 0.0 if recompute in ("selective", "dots") or flash else 5 * a * s / h
     if sequence_parallel:
         return s * b * h / t * (34 + scores)
     return s * b * h * (10 + 24 / t + scores / t)
@@ -598,6 +601,37 @@ def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list
     return out
 
 
+_SRC_DOTS = ("JAX jax.checkpoint_policies.dots_with_no_batch_dims_saveable (jax/_src/ad_checkpoint.py: a dot_general "
+             "without batch dimensions is saveable; Pax AutodiffCheckpointType.SAVE_DOT_WITH_NO_BATCH_DIM, MaxText "
+             "remat_policy 'minimal'): the weight matmuls' outputs kept, the attention's batched dots and every "
+             "elementwise op recomputed")
+
+
+def dots_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one block under JAX's dots-with-no-batch-dims policy: the layer input (b*s*H, the scan's
+    carry) and the output of every weight matmul of the block (Llama: q, k, v, o, gate, up, down; a MoE layer's
+    routed experts k copies of theirs). The attention core (QK^T and PV are dot_generals with batch dimensions), the
+    softmax, norms, RoPE and the activation function are recomputed in backward, so no s x s score and no attention
+    output is kept, whatever the attention kernel.
+
+    E.g. Llama-2-7B (H 4,096, MLP 11,008), b*s = 4,096 tokens, bf16, TP 1: layer input 4,096 x 4,096 x 2 + q, k, v, o
+    4 x 4,096 x 4,096 x 2 + gate, up 2 x 4,096 x 11,008 x 2 + down 4,096 x 4,096 x 2 = 6 x 33.55 MB + 2 x 90.18 MB =
+    381.7 MB a layer.
+    """
+    from calc.model.params import layer_kinds
+
+    tok, b, tp = batch * seq, s.act_bytes, s.tp
+    sp = tp if s.sp else 1
+    out = [Buffer("layer input (checkpoint)", math.ceil(tok * m.hidden_size * b / sp), f"b*s*H*{b} = {tok}*{m.hidden_size}*{b}",
+                  _SRC_DOTS)]
+    for t in (t for _k, _c, ts in layer_kinds(m)[-1:] for t in ts if t.shape and t.component != "router"):
+        width = t.shape[1] * (m.moe.experts_per_token if t.component == "experts" and m.moe else 1)
+        div = sp if t.name in ROW_PARALLEL else tp
+        n = math.ceil(tok * width * b / div)
+        out.append(Buffer(f"{t.name} output (saved dot)", n, f"b*s*{width}*{b}/{div} = {n:,} B", _SRC_DOTS))
+    return out
+
+
 @dataclass(frozen=True)
 class StageActivations:
     """Activations one pipeline stage keeps: one layer's saved tensors, all of them over the stage's layers
@@ -642,6 +676,11 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         layer = sac_layer_buffers(m, batch, seq, s)
         per = sum(b.bytes for b in layer)
         return StageActivations(layer, kept * per, full_bytes, f"{kept} layers x {per:,} B (op-level SAC) + one layer recomputed")
+    if recompute == "dots":  # JAX's dots policy: one layer's elementwise ops and attention core rebuilt at a time
+        layer = dots_layer_buffers(m, batch, seq, s)
+        per = sum(b.bytes for b in layer)
+        return StageActivations(layer, kept * per, full_bytes,
+                                f"{kept} layers x {per:,} B (layer input + weight-matmul outputs) + one layer recomputed")
     if recompute == "deepseek":  # one layer's dropped tensors are rebuilt at a time in backward
         layer = norm_up_layer_buffers(m, batch, seq, s)
         per = sum(b.bytes for b in layer)

@@ -272,7 +272,8 @@ def training_memory(
 
     verdict = _verdict(gpu, per_gpu_bytes, min_gpus_of or (lambda: _search_min_gpus(fits_on) if zero else None))
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
-        "dropped (selective recomputation)" if recompute == "selective" else "kept")
+        "dropped (selective recomputation)" if recompute == "selective" else
+        "dropped (recomputed: JAX's dots policy)" if recompute == "dots" else "kept")
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="train", dtype=recipe, kv_dtype=None, batch=micro_batch, seq=seq,

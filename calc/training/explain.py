@@ -95,7 +95,9 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
     if layout.recompute != "none":
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
-                "sac": "half the non-attention forward (every second matmul)"}.get(layout.recompute, "the attention core forward")
+                "sac": "half the non-attention forward (every second matmul)",
+                "dots": "the attention core and the elementwise ops, forward (JAX's dots policy)"}.get(
+            layout.recompute, "the attention core forward")
         if layout.recompute == "selective" and layout.recompute_modules:
             mods = ", ".join(sorted(layout.recompute_modules))
             what = (f"the forward of the recomputed modules {mods} (Megatron-Core --recompute-modules; their TP/EP "

@@ -26,8 +26,8 @@ from calc.memory.training import FSDP_PP, SHARDINGS, ZERO2_PP, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, pipeline_stage_layers, tp_splits_kv_heads
 from calc.specs import ModelSpec
 
-Recompute = Literal["none", "selective", "full", "sac", "deepseek"]
-RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac", "deepseek")
+Recompute = Literal["none", "selective", "full", "sac", "deepseek", "dots"]
+RECOMPUTE_CHOICES: tuple[Recompute, ...] = ("none", "selective", "full", "sac", "deepseek", "dots")
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,7 +172,9 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         # runs its forward again before the backward, the fused flash kernel included
         s["rec"] += n * (lc.fwd if full else rec if modules else lc.attn_fwd if selective
                          else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac"
-                         else lc.norm_up_fwd if layout.recompute == "deepseek" else 0.0)
+                         else lc.norm_up_fwd if layout.recompute == "deepseek"
+                         # JAX's dots policy: the attention core and the elementwise ops forward again, no weight GEMM
+                         else lc.attn_fwd + lc.ew_fwd if layout.recompute == "dots" else 0.0)
         tp = lc.tp_fwd + lc.tp_bwd + (lc.tp_fwd if full else rec_tp)
         ep = lc.ep_fwd + lc.ep_bwd + (lc.ep_fwd if full else rec_ep)
         s["tp_total"] += n * tp
@@ -602,6 +604,7 @@ def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
         extra = sum(cost.module_flops_per_seq.get(mod, 0.0) for mod in layout.recompute_modules)
         return global_batch * (cost.model_flops_per_seq + extra)
     extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq,
+             "dots": cost.layer_attention_flops_per_seq,
              "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq),
              "deepseek": cost.up_projection_flops_per_seq}.get(layout.recompute, 0.0)
     return global_batch * (cost.model_flops_per_seq + extra)
@@ -612,7 +615,7 @@ def recomputes_attention(layout: Layout) -> bool:
     --recompute-modules core_attn), as hfu_flops counts it."""
     if layout.recompute == "selective" and layout.recompute_modules:
         return "core_attn" in layout.recompute_modules
-    return layout.recompute in ("full", "selective")
+    return layout.recompute in ("full", "selective", "dots")
 
 
 def executed_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
