@@ -417,8 +417,13 @@ def train_time_view(r: Any) -> RenderableType:
     return Group(kv_table(f"Training time of {r.model} on {r.num_gpus} x {r.gpu}", rows), Text(r.verdict, style="bold"))
 
 
+def _serving_layout(r: Any) -> str:
+    """A latency / concurrency replica's layout in words: TP x PP, or EP with its data-parallel attention groups."""
+    return f"EP {r.ep}: {r.ep // r.tp} attention groups of TP {r.tp}" if r.ep > 1 else f"TP {r.tp} x PP {r.pp}"
+
+
 def latency_view(r: Any) -> RenderableType:
-    layout = (f"EP {r.ep}: {r.ep // r.tp} attention groups of TP {r.tp}" if r.ep > 1 else f"TP {r.tp} x PP {r.pp}")
+    layout = _serving_layout(r)
     table = Table(title=f"Latency of {r.model} on {r.num_gpus} x {r.gpu} ({layout}), B={r.batch}", title_justify="left")
     for col in ("phase", "compute ms", "memory ms", "TP comm ms", "time", "bound", "FLOPs/byte"):
         table.add_column(col, justify="right" if col != "phase" else "left")
@@ -447,7 +452,7 @@ def latency_view(r: Any) -> RenderableType:
 
 
 def concurrency_view(r: Any) -> RenderableType:
-    layout = (f"EP {r.ep}: {r.ep // r.tp} attention groups of TP {r.tp}" if r.ep > 1 else f"TP {r.tp} x PP {r.pp}")
+    layout = _serving_layout(r)
     main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} ({layout}, {r.engine}, "
                     f"{r.dtype}, KV {r.kv_dtype})", [
         ("capacity", size(r.capacity_bytes)),
