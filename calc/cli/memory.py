@@ -180,7 +180,9 @@ def memory(
         for flag, value, default in train_only:
             refuse(flag, value, "is a train-step layout option; use --mode train" + (
                 " (fine-tuning prices one model replica per data-parallel rank: --tp, --pp, --dp, --cp, --zero)"
-                if mode is Mode.finetune else ""), default)
+                if mode is Mode.finetune else
+                " (a serving EP layout's memory: `concurrency --ep` / `latency --ep`, the engine's accounting)"
+                if flag == "--ep" else ""), default)
         refuse("--activations", activations, "picks the training activation model; use --mode train (finetune is per-tensor)")
     if mode is Mode.infer:
         refuse("--stack", stack, "is a training stack; use --mode train or finetune")

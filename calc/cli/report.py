@@ -225,10 +225,10 @@ def report(
     if m.moe is None:
         refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales,
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
-                                 moe_permute_scope=moe_permute_scope)
     # the serving plan's GPUs, as `serve` is given them: --num-gpus, else sized for --rate, else the page's one GPU
     serve_gpus = num_gpus or (None if rate else 1)
+    refuse_ep_options_on_one_gpu(serve_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
+                                 moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, max_model_len=max_model_len, version=engine_version)  # as latency / concurrency / serve

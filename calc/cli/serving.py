@@ -334,6 +334,11 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     if dispatcher is not None:
         given["dispatcher"] = str(dispatcher)
     if moe_permute_scope is not None:
+        exchange = given.get("dispatcher", DEFAULT_ASSUMPTIONS.dispatcher)
+        if exchange not in ("allgather", "naive"):  # only a gathered exchange hands a rank copies that are not its own
+            raise LLMCalcError("--moe-permute-scope", f"sets which gathered copies a rank permutes under an all-gather "
+                                                      f"exchange; --dispatcher {exchange} sends each rank only its own: "
+                                                      "drop it, or give --dispatcher allgather")
         given["moe_permute_scope"] = str(moe_permute_scope)
     if attention_windows is not None:
         given["attention_windows"] = attention_windows
@@ -499,16 +504,17 @@ def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | N
     if max_model_len is None:
         return None
     from calc.serving.capacity import deployment_memory
-
-    at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a, ep=ep)
-    if at_len.max_concurrency < 1:  # EP: every attention group's cache must hold one (each is its own engine)
-        raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens exceed the {at_len.engine} KV cache on "
-                                              f"{plan.tp * plan.pp} x {g.name} ({at_len.kv_cache_tokens:,} tokens): the "
-                                              f"engine would not start; give --max-model-len <= {at_len.kv_cache_tokens:,} "
-                                              "or more GPUs")
     from calc.serving.moe import attention_ranks
 
-    return at_len.max_concurrency * attention_ranks(plan.tp, ep)
+    at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a, ep=ep)
+    d = attention_ranks(plan.tp, ep)
+    if at_len.max_concurrency < 1:  # EP: every attention group's cache must hold one (each is its own engine)
+        raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens exceed the {at_len.engine} KV cache on "
+                                              f"{plan.tp * plan.pp * d} x {g.name} ({at_len.kv_cache_tokens:,} tokens"
+                                              + (f" in each of {d} attention groups" if d > 1 else "") + "): the "
+                                              f"engine would not start; give --max-model-len <= {at_len.kv_cache_tokens:,} "
+                                              "or more GPUs")
+    return at_len.max_concurrency * d
 
 
 def concurrency(
@@ -568,9 +574,10 @@ def concurrency(
     if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag that caused it
         refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,
                                fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus))
-    # KV room, but less than one request of this length: the context is what to change (or more GPUs, as it says)
+    # KV room, but less than one request of this length: the context is what to change (or more GPUs, as it says);
+    # none at all on an EP layout: its width (--ep), not another GPU count
     field = "--max-model-len" if refusal and refusal.field == "--num-gpus" and result.kv_cache_tokens > 0 else \
-        refusal.field if refusal else "--num-gpus"
+        "--ep" if refusal and refusal.field == "--num-gpus" and ep > 1 else refusal.field if refusal else "--num-gpus"
     emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None, field)
 
 

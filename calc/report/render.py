@@ -459,7 +459,8 @@ def concurrency_view(r: Any) -> RenderableType:
         ("weights", size(r.weights_bytes)),
         ("kept back (engine margin + non-torch)", size(r.reserve_bytes)),
         ("profile-run activation peak", size(r.activation_bytes)),
-        ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens"),
+        ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens" if r.free_bytes >= 0 else
+         f"none: {size(-r.free_bytes)} short"),
         (f"KV per request ({r.max_tokens:,} tokens = {r.max_tokens - 1:,} slots)", size(r.kv_cache_bytes_per_request)),
         ("max concurrency", f"{r.max_concurrency:,} (whole blocks per request"
                             + (", local layers capped at their window)" if r.window_capped else ")")
@@ -502,7 +503,9 @@ def serve_view(r: Any) -> RenderableType:
     from calc.serving.launch import REQUEST_CAP_FLAG
 
     cap = REQUEST_CAP_FLAG.get(r.engine.split("-")[0], "--max-num-seqs")
-    per_group = ", per attention group under EP: batch / DP" if cap == "--max-num-seqs" else ""
+    per_group = {"--max-num-seqs": ", per attention group under EP: batch / DP rounded up",
+                 "--max_batch_size": ", per rank under attention DP: batch / DP rounded up",
+                 "--max-running-requests": ", rounded up to a multiple of DP under EP"}[cap]
     parts: list[RenderableType] = [table, Text(f"* misses a target; batch = requests a replica runs at once (the {cap} "
                                                f"an --emit line starts it with{per_group}); binds = what stops the batch "
                                                "growing", style="dim")]

@@ -111,19 +111,25 @@ def concurrency(
         verdict = (f"{count} concurrent requests of {max_tokens:,} tokens fit on {gpus} x {gpu.name} "
                    f"({mem.kv_cache_tokens * d:,} KV tokens)")
     elif mem.kv_budget_bytes < 0:
-        more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
+        # EP: every group holds all of its attention and a 1/ep share of the experts; more GPUs of another TP x PP
+        # layout is not the remedy there, a wider EP (or TP inside each group) is
+        more = None if d > 1 else smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
         big_act = mem.activation_peak_bytes > mem.weights_bytes  # the profile run, not the weights, takes the memory
-        verdict = (f"0 requests: weights and engine reserves exceed {n} x {gpu.name} by {-mem.kv_budget_bytes / GIB:.2f} GiB "
-                   f"per GPU (activation peak of the profile run {mem.activation_peak_bytes / GIB:.2f} GiB, weights "
+        verdict = (f"0 requests: weights and engine reserves exceed {gpus} x {gpu.name} by {-mem.kv_budget_bytes / GIB:.2f} "
+                   f"GiB per GPU (activation peak of the profile run {mem.activation_peak_bytes / GIB:.2f} GiB, weights "
                    f"{mem.weights_bytes / GIB:.2f} GiB); "
-                   + (f"needs >= {more} GPUs" if more else "no count up to 64 GPUs fits")
+                   + ("a larger --ep spreads the experts over more GPUs, a larger --tp each group's attention" if d > 1
+                      else f"needs >= {more} GPUs" if more else "no count up to 64 GPUs fits")
                    + ("; a smaller --max-num-batched-tokens shrinks the profile run" if big_act else ""))
     else:  # room for some KV, not for one request this long: what a shorter context or more GPUs hold
         shorter = [r for r in (row(t) for t in CONTEXT_TABLE if t < max_tokens) if r.max_concurrency > 0]
-        more = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
-        verdict = (f"0 requests: the KV cache holds {mem.kv_cache_tokens:,} tokens, less than one request of {max_tokens:,}"
+        more = None if d > 1 else smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, max_tokens, assumptions)
+        held = (f"{mem.kv_cache_tokens:,} tokens" if d == 1 else
+                f"{mem.kv_cache_tokens:,} tokens in each of {d} attention groups (a request lives in one)")
+        verdict = (f"0 requests: the KV cache holds {held}, less than one request of {max_tokens:,}"
                    + (f"; --max-model-len {shorter[-1].max_tokens:,} holds {shorter[-1].max_concurrency:,}" if shorter else "")
-                   + (f"; {max_tokens:,} tokens fit on >= {more} GPUs" if more else ""))
+                   + (f"; {max_tokens:,} tokens fit on >= {more} GPUs" if more else "")
+                   + ("; a larger --tp gives each group's cache more GPUs" if d > 1 else ""))
     return ConcurrencyResult(
         model=m.name, gpu=gpu.name, num_gpus=gpus, tp=plan.tp, pp=plan.pp, ep=ep, engine=mem.engine, dtype=mem.dtype,
         weights_dtype=mem.weights_dtype, kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * gpus,

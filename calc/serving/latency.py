@@ -211,8 +211,13 @@ def latency(
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=gpus > 1,
                                                        chunked="chunked" in (m.layer_types or ()))]
     if ep > 1:
-        assumption_lines.append(f"expert parallelism EP {ep}: experts / {ep} a GPU, attention in {ranks} data-parallel "
-                                f"groups of TP {plan.tp}, each running {group:,} of the {batch:,} requests")
+        assumption_lines.append(
+            f"expert parallelism EP {ep}: experts / {ep} a GPU, attention in {ranks} data-parallel groups of TP "
+            f"{plan.tp}; the {batch:,} requests spread over them, the busiest group runs {group:,}, and the groups step "
+            f"in lockstep (the MoE all-to-all joins them every layer), so each step is timed as {ranks} groups of "
+            f"{group:,} (the experts' tokens {ranks} x {group:,})"
+            + (f"; {ranks * group - batch:,} request slots idle, priced as busy (vLLM's idle DP ranks run dummy steps)"
+               if ranks * group > batch else ""))
     # a library call without the engine's capacity check (the CLI's `latency` sets fits from it): the weights alone
     # over the GPU's memory is a deployment that does not fit, never one with a time
     weights = weights_per_gpu(m, dtype, plan.tp, plan.pp, ranks)

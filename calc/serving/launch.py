@@ -256,15 +256,21 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
             parallel = f"--tp {best.ep} --dp {dp} --enable-dp-attention --ep-size {best.ep}"
         else:
             parallel = f"--tp {best.tp} --pp-size {best.pp}"
+        # SGLang splits --max-running-requests over the DP attention ranks (each runs total // dp): a multiple of dp
         return (f"python -m sglang.launch_server --model-path {name} {parallel} "
                 f"--mem-fraction-static {s.mem_fraction(best.tp, gpu_memory_bytes, best.pp):g} --context-length {s.max_model_len} "
-                + (f"--max-running-requests {best.batch} " if batch_flag else "")
+                + (f"--max-running-requests {seqs * dp} " if batch_flag else "")
                 + f"--chunked-prefill-size {batched_tokens} "
                 f"--kv-cache-dtype {'fp8_e4m3' if fp8_kv else 'auto'}")
     if emit == "trtllm":
-        return (f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * dp} --pp_size {best.pp} "
-                f"--ep_size {best.ep} --max_batch_size {best.batch} --max_num_tokens {batched_tokens} "
-                f"--max_seq_len {s.max_model_len} --kv_cache_free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}")
+        # attention DP (EP layouts, attention TP 1: plan._candidates) is an LLM API option, not a trtllm-serve flag:
+        # written to a YAML --extra_llm_api_options reads; --max_batch_size is then each rank's
+        attention_dp = best.ep > 1
+        return (("printf 'enable_attention_dp: true\\n' > attention_dp.yaml && " if attention_dp else "")
+                + f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * dp} --pp_size {best.pp} "
+                f"--ep_size {best.ep} --max_batch_size {seqs if attention_dp else best.batch} --max_num_tokens {batched_tokens} "
+                f"--max_seq_len {s.max_model_len} --kv_cache_free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}"
+                + (" --extra_llm_api_options attention_dp.yaml" if attention_dp else ""))
     raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm, sglang or trtllm")
 
 

@@ -135,9 +135,11 @@ class ServePlan(BaseModel):
     explain: list[str]
 
 
-def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[int, int, int]]:
+def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions, engine: str = "vllm") -> list[tuple[int, int, int]]:
     """(tp, pp, ep): TP x PP layouts, and for MoE models data-parallel attention with the experts spread
-    over EP ranks (vLLM --data-parallel-size D --enable-expert-parallel; SGLang --enable-dp-attention)."""
+    over EP ranks (vLLM --data-parallel-size D --enable-expert-parallel; SGLang --enable-dp-attention). TensorRT-LLM's
+    attention data parallelism (enable_attention_dp) gives every rank its own whole attention, so its EP layouts are
+    attention TP 1 only (DP = EP; tensorrt_llm/mapping.py: with enable_attention_dp the attention's tp_size is 1)."""
     out = []
     for tp in (1, 2, 4, 8, 16, 32):
         for pp in (1, 2, 4, 8):
@@ -149,7 +151,7 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions) -> list[tuple[i
                 continue
             out.append((tp, pp, 1))
     if m.moe:  # EP = d x t: d attention groups of t TP ranks (calc.serving.moe), TP inside a node
-        out += [(tp, 1, ep) for tp in (1, 2, 4, 8) for ep in (2, 4, 8, 16, 32, 64)
+        out += [(tp, 1, ep) for tp in ((1,) if engine == "trtllm" else (1, 2, 4, 8)) for ep in (2, 4, 8, 16, 32, 64)
                 if ep <= limit and ep % tp == 0 and tp <= a.gpus_per_node and m.moe.num_experts % ep == 0
                 and (tp, 1) in {(t, p) for t, p, _ in out}]
     return out
@@ -281,7 +283,7 @@ def serve_plan(
     setup = _Setup.of(m, gpu, s, prompt, output, dtype, kv_dtype, calibration, a, draft)
     s, fmt, kv_dtype, gpu_run, hook, eff = setup.s, setup.fmt, setup.kv_dtype, setup.gpu_run, setup.hook, setup.eff
     layouts = []
-    for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a):
+    for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a, s.engine):
         replica = setup.replica(tp, pp, ep, planned=True)
         if replica is None:
             continue
