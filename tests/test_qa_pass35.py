@@ -71,3 +71,10 @@ def test_trtllm_ep_layouts_run_attention_tp_one_and_the_line_starts_them(cli) ->
     assert engine_layout("trtllm", tp, ep=ep) == (best["tp"], best["pp"], best["ep"])  # the line's inverse
     per_rank = int(re.search(r"--max_batch_size (\d+)", line).group(1))
     assert per_rank == math.ceil(best["batch"] / (best["ep"] // best["tp"]))
+
+
+def test_tokens_is_a_count(cli) -> None:
+    for value in ("1e-9", "0.5"):
+        r = cli("flops", "llama3-8b", "--tokens", value)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --tokens: must be >= 1")
+    assert cli("flops", "llama3-8b", "--tokens", "1").code == 0

@@ -62,8 +62,9 @@ def human_int(flag: str, minimum: int = 1, maximum: int = 10**15) -> Callable[[s
     return parse
 
 
-def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> Callable[[str], float]:
-    """A Typer parser for a positive real option (`6.4M`, `0.9`, `2e12`), finite, naming ``flag``."""
+def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30, minimum: float | None = None) -> Callable[[str], float]:
+    """A Typer parser for a positive real option (`6.4M`, `0.9`, `2e12`), finite, naming ``flag``; ``minimum``: the
+    least it may be (a count of tokens is at least 1)."""
 
     def parse(text: str) -> float:
         from calc.units import parse_human_number
@@ -76,6 +77,8 @@ def human_float(flag: str, allow_zero: bool = False, maximum: float = 1e30) -> C
         value = parse_human_number(text, flag)
         if value > maximum:
             raise LLMCalcError(flag, f"must be <= {maximum:g}, got {text}")
+        if minimum is not None and value < minimum:
+            raise LLMCalcError(flag, f"must be >= {minimum:g}, got {text}")
         note_suffix(flag, text, value)
         return value
 
@@ -250,7 +253,8 @@ SeqOpt = Annotated[int, typer.Option("--seq", "-s", parser=human_int("--seq"), h
     "input + output"))]
 MaxModelLenOpt = Annotated[int | None, typer.Option(
     "--max-model-len", parser=human_int("--max-model-len"), help="engine context limit: tokens per request (input + output)")]
-TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens"), help="training tokens D, e.g. 15T")]
+TokensOpt = Annotated[float | None, typer.Option("--tokens", parser=human_float("--tokens", minimum=1),
+                                                  help="training tokens D, e.g. 15T")]
 DaysOpt = Annotated[float | None, typer.Option(
     "--days", parser=human_float("--days"), help=(
         "finish within D days: answers a whole-node GPU count (no --num-gpus), over node counts with no prime factor "
