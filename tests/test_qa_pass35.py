@@ -78,3 +78,15 @@ def test_tokens_is_a_count(cli) -> None:
         r = cli("flops", "llama3-8b", "--tokens", value)
         assert r.code == 2 and r.err.startswith("llmcalc: error: --tokens: must be >= 1")
     assert cli("flops", "llama3-8b", "--tokens", "1").code == 0
+
+
+def test_a_mamba2_config_with_no_heads_is_refused(cli, tmp_path) -> None:
+    """The hostile-config property test found num_heads 0 dividing the hidden size (ZeroDivisionError, exit 1)."""
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2", "num_heads": 0,
+                                "head_dim": 64, "hidden_size": 4096, "num_hidden_layers": 64, "vocab_size": 32768,
+                                "state_size": 128, "n_groups": 8}))
+    r = cli("params", str(path))
+    assert r.code == 2 and "'num_heads' must be >= 1" in r.err

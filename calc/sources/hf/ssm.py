@@ -61,6 +61,9 @@ def _mamba2_mixer(c: HFConfig, hidden: int, p: str = "") -> dict[str, Any]:
     64 on hidden 2688 (4096, not 5376), Nemotron Nano 9B v2 128 heads of 80 on hidden 4480."""
     heads = c.int(f"{p}num_heads")
     head_dim = c.int(f"{p}head_dim")
+    for key, value in ((f"{p}num_heads", heads), (f"{p}head_dim", head_dim)):
+        if value < 1:  # the mixer's heads and their width are counts (a 0 divided the hidden size by nothing)
+            raise c.fail(key, f"must be >= 1, got {value}")
     expand = c.int("expand", default=None) if not p else None
     if expand is not None and expand * hidden != heads * head_dim:
         raise c.fail(f"{p}num_heads", f"x {p}head_dim ({heads}*{head_dim}) must equal expand * hidden_size ({expand}*{hidden})")
