@@ -500,15 +500,12 @@ def serve_view(r: Any) -> RenderableType:
         table.add_row(f"{i}" if x.meets_targets else f"{i}*", x.name, str(x.replicas), str(x.gpus_needed),
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
-    from calc.serving.launch import REQUEST_CAP_FLAG
+    from calc.serving.launch import REQUEST_CAP
 
-    cap = REQUEST_CAP_FLAG.get(r.engine.split("-")[0], "--max-num-seqs")
-    per_group = {"--max-num-seqs": ", per attention group under EP: batch / DP rounded up",
-                 "--max_batch_size": ", per rank under attention DP: batch / DP rounded up",
-                 "--max-running-requests": ", rounded up to a multiple of DP under EP"}[cap]
+    cap, under_ep = REQUEST_CAP.get(r.engine.split("-")[0], REQUEST_CAP["vllm"])
     parts: list[RenderableType] = [table, Text(f"* misses a target; batch = requests a replica runs at once (the {cap} "
-                                               f"an --emit line starts it with{per_group}); binds = what stops the batch "
-                                               "growing", style="dim")]
+                                               f"an --emit line starts it with, {under_ep}); binds = what stops the "
+                                               "batch growing", style="dim")]
     parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 

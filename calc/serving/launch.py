@@ -231,9 +231,11 @@ def _vllm_kv_flag(m: ModelSpec, fp8_kv: bool) -> str:
     return "bfloat16" if sparse_mla(m) else "auto"
 
 
-# Each engine's cap on the requests it runs at once, which the --emit line sets to the plan's batch (vLLM's per
-# data-parallel attention group)
-REQUEST_CAP_FLAG = {"vllm": "--max-num-seqs", "sglang": "--max-running-requests", "trtllm": "--max_batch_size"}
+# Each engine's cap on the requests it runs at once, which the --emit line sets from the plan's batch, and how the
+# line's number relates to the batch under expert parallelism (_launch_line)
+REQUEST_CAP = {"vllm": ("--max-num-seqs", "per attention group under EP: batch / DP rounded up"),
+               "sglang": ("--max-running-requests", "rounded up to a multiple of DP under EP"),
+               "trtllm": ("--max_batch_size", "per rank under attention DP: batch / DP rounded up")}
 
 
 def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
