@@ -139,7 +139,9 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions, engine: str = "
     """(tp, pp, ep): TP x PP layouts, and for MoE models data-parallel attention with the experts spread
     over EP ranks (vLLM --data-parallel-size D --enable-expert-parallel; SGLang --enable-dp-attention). TensorRT-LLM's
     attention data parallelism (enable_attention_dp) gives every rank its own whole attention, so its EP layouts are
-    attention TP 1 only (DP = EP; tensorrt_llm/mapping.py: with enable_attention_dp the attention's tp_size is 1)."""
+    attention TP 1 only (DP = EP: TensorRT-LLM's attention DP size is its tensor_parallel_size, and its KV-cache
+    sizing reads the attention's tp_size as 1 under mapping.enable_attention_dp; docs "Parallelism in TensorRT-LLM",
+    Attention Module: TP or DP)."""
     out = []
     for tp in (1, 2, 4, 8, 16, 32):
         for pp in (1, 2, 4, 8):
