@@ -577,27 +577,35 @@ _SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm
             "and the attention kernel outputs; recompute the rest from the layer input)")
 
 
-def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
-    """Saved tensors of one block under op-level selective activation checkpointing: the layer input
-    (b*s*H), the outputs of the 1st, 3rd, 5th... matmul of the block (Llama: q, v, gate, down), and the
-    attention kernel's output and log-sum-exp; everything else is recomputed in backward.
-    """
+def _checkpoint_and_matmul_outputs(m: ModelSpec, batch: int, seq: int, s: LayerSetup, step: int, label: str,
+                                   source: str) -> list[Buffer]:
+    """The layer input (b*s*H, the checkpoint) and the outputs of every ``step``-th weight matmul of the block (routers
+    aside; a MoE layer's routed experts k copies of theirs), each split as its tensor is over TP / SP: what op-level
+    SAC (every second matmul) and JAX's dots policy (every one) keep."""
     from calc.model.params import layer_kinds
 
     tok, b, tp = batch * seq, s.act_bytes, s.tp
     sp = tp if s.sp else 1
     tensors = [t for _k, _c, ts in layer_kinds(m)[-1:] for t in ts if t.shape and t.component != "router"]
-    saved = tensors[0::2]
     out = [Buffer("layer input (checkpoint)", math.ceil(tok * m.hidden_size * b / sp), f"b*s*H*{b} = {tok}*{m.hidden_size}*{b}",
-                  _SRC_SAC)]
-    for t in saved:
+                  source)]
+    for t in tensors[0::step]:
         width = t.shape[1] * (m.moe.experts_per_token if t.component == "experts" and m.moe else 1)
         div = sp if t.name in ROW_PARALLEL else tp
         n = math.ceil(tok * width * b / div)
-        out.append(Buffer(f"{t.name} output (saved mm)", n, f"b*s*{width}*{b}/{div} = {n:,} B", _SRC_SAC))
+        out.append(Buffer(f"{t.name} output ({label})", n, f"b*s*{width}*{b}/{div} = {n:,} B", source))
+    return out
+
+
+def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one block under op-level selective activation checkpointing: the layer input
+    (b*s*H), the outputs of the 1st, 3rd, 5th... matmul of the block (Llama: q, v, gate, down), and the
+    attention kernel's output and log-sum-exp; everything else is recomputed in backward.
+    """
+    out = _checkpoint_and_matmul_outputs(m, batch, seq, s, 2, "saved mm", _SRC_SAC)
     hd = m.num_heads * (m.mla.v_head_dim if m.mla else m.dim_per_head)
-    n = math.ceil(tok * (hd * b + 4 * m.num_heads) / tp)
-    out.append(Buffer("attention output + log-sum-exp", n, f"b*s*(h*d*{b} + h*4)/t = {n:,} B", _SRC_FLASH))
+    n = math.ceil(batch * seq * (hd * s.act_bytes + 4 * m.num_heads) / s.tp)
+    out.append(Buffer("attention output + log-sum-exp", n, f"b*s*(h*d*{s.act_bytes} + h*4)/t = {n:,} B", _SRC_FLASH))
     return out
 
 
@@ -612,24 +620,14 @@ def dots_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> lis
     carry) and the output of every weight matmul of the block (Llama: q, k, v, o, gate, up, down; a MoE layer's
     routed experts k copies of theirs). The attention core (QK^T and PV are dot_generals with batch dimensions), the
     softmax, norms, RoPE and the activation function are recomputed in backward, so no s x s score and no attention
-    output is kept, whatever the attention kernel.
+    output is kept, whatever the attention kernel. The routers' logits, a dot without batch dimensions JAX keeps too,
+    are left out as SAC leaves them (E x tokens x 2 B a MoE layer, small beside the expert outputs).
 
     E.g. Llama-2-7B (H 4,096, MLP 11,008), b*s = 4,096 tokens, bf16, TP 1: layer input 4,096 x 4,096 x 2 + q, k, v, o
     4 x 4,096 x 4,096 x 2 + gate, up 2 x 4,096 x 11,008 x 2 + down 4,096 x 4,096 x 2 = 6 x 33.55 MB + 2 x 90.18 MB =
     381.7 MB a layer.
     """
-    from calc.model.params import layer_kinds
-
-    tok, b, tp = batch * seq, s.act_bytes, s.tp
-    sp = tp if s.sp else 1
-    out = [Buffer("layer input (checkpoint)", math.ceil(tok * m.hidden_size * b / sp), f"b*s*H*{b} = {tok}*{m.hidden_size}*{b}",
-                  _SRC_DOTS)]
-    for t in (t for _k, _c, ts in layer_kinds(m)[-1:] for t in ts if t.shape and t.component != "router"):
-        width = t.shape[1] * (m.moe.experts_per_token if t.component == "experts" and m.moe else 1)
-        div = sp if t.name in ROW_PARALLEL else tp
-        n = math.ceil(tok * width * b / div)
-        out.append(Buffer(f"{t.name} output (saved dot)", n, f"b*s*{width}*{b}/{div} = {n:,} B", _SRC_DOTS))
-    return out
+    return _checkpoint_and_matmul_outputs(m, batch, seq, s, 1, "saved dot", _SRC_DOTS)
 
 
 @dataclass(frozen=True)
