@@ -465,12 +465,13 @@ def latency(
     note_fp32(dtype)
     from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency
     from calc.serving.engine_kernels import engine_kernels
+    from calc.serving.moe import attention_ranks
 
     a = engine_kernels(a, m, g, s, prompt + output - 1, dtype)  # the release's ROCm kernels (decode attention, fp8)
 
     # one capacity call for fit and band (EP: one data-parallel attention group's, d of them in the replica)
     mem = deployment_memory(m, g, plan, s, dtype, kv_dtype, prompt + output, a, ep=ep)
-    d = gpus // (plan.tp * plan.pp)
+    d = attention_ranks(plan.tp, ep)
     # the engine runs at most max_num_seqs requests at once: not one static batch (SGLang's follows from its KV pool:
     # 0 when the pool holds no request, which the fit check below names as "does not fit")
     if 1 <= mem.max_num_seqs * d < batch:
