@@ -152,6 +152,13 @@ def refuse(flag: str, given: Any, why: str, default: Any = None) -> None:
         raise LLMCalcError(flag, why)
 
 
+def refuse_all(why: str, **given: Any) -> None:
+    """``refuse`` for several options at once, ``given`` as flag name without dashes (``expert_imbalance`` for
+    ``--expert-imbalance``) -> value, all for the same reason."""
+    for name, value in given.items():
+        refuse("--" + name.replace("_", "-"), value, why)
+
+
 def refuse_switch(flag: str, value: bool | None, why: str) -> None:
     """refuse for a ``--X/--no-X`` switch that defaults to None (the stack's choice): given either way it is refused,
     named as given (``refuse`` reads False as "not given", which would let --no-X pass silently)."""
@@ -204,8 +211,10 @@ ZeroOpt = Annotated[int, typer.Option("--zero", parser=human_int("--zero", minim
 RecomputeOpt = Annotated[Recompute, typer.Option("--recompute", help=(
     "activation recomputation, the same in every mode: none; full (keep each layer's input, recompute the layer); "
     "selective: Megatron's (recompute the attention core: nothing more under flash attention); sac: torchtitan's "
-    "op-level selective AC (keep every second matmul output and the attention outputs); deepseek: DeepSeek-V3's "
-    "(recompute the norms and MLA up-projections; Megatron --recompute-modules layernorm mla_up_proj)"))]
+    "op-level selective AC (keep every second matmul output, and the attention outputs under flash attention); "
+    "deepseek: DeepSeek-V3's (recompute the norms and MLA up-projections; Megatron --recompute-modules layernorm "
+    "mla_up_proj); dots: JAX's dots_with_no_batch_dims_saveable (keep each layer's input and every weight-matmul "
+    "output)"))]
 
 # --- workload: one name per sequence concept -----------------------------------------------
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", parser=human_int("--batch"), help="sequences (requests) per batch")]

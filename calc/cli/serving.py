@@ -76,6 +76,7 @@ from calc.cli.options import (
     note_fp32,
     option_given,
     refuse,
+    refuse_all,
 )
 from calc.errors import LLMCalcError
 
@@ -181,15 +182,13 @@ def _gpus(num_gpus: int | None, tp: int | None, pp: int | None, ep: int = 1) -> 
 def refuse_ep_options(**given: Any) -> None:
     """The expert-parallel options (``given`` as flag name without dashes -> value) refused on a layout without EP
     (latency / concurrency without --ep): the busiest EP rank, the token exchange and its permute apply to none."""
-    for name, value in given.items():
-        refuse("--" + name.replace("_", "-"), value, "applies to an expert-parallel layout; give --ep, or drop it")
+    refuse_all("applies to an expert-parallel layout; give --ep, or drop it", **given)
 
 
 def refuse_moe_options(m: Any, **given: Any) -> None:
     """The MoE-only serving options (``given`` as flag name without dashes -> value) refused for a model without
     routed experts: they would change nothing."""
-    for name, value in given.items():
-        refuse("--" + name.replace("_", "-"), value, f"applies to routed experts; {m.name} has none")
+    refuse_all(f"applies to routed experts; {m.name} has none", **given)
 
 
 def no_fit_error(problem: str, gpu_memory_utilization: float | None, default_fits: Any,
@@ -247,8 +246,7 @@ def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
     """The expert-parallel serving options (``given`` as flag name without dashes -> value) refused when --num-gpus 1
     leaves no expert-parallel layout to apply to (calc.serving.plan._candidates: EP needs >= 2 GPUs)."""
     if num_gpus == 1:
-        for name, value in given.items():
-            refuse("--" + name.replace("_", "-"), value, "applies to expert-parallel layouts; --num-gpus 1 has none")
+        refuse_all("applies to expert-parallel layouts; --num-gpus 1 has none", **given)
 
 
 def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None:

@@ -19,7 +19,8 @@ RECOMPUTE_LEVELS: dict[str, str] = {
                  "sec. 5): recompute the attention core; nothing more under FlashAttention, whose backward recomputes it",
     "full": "Megatron full / PyTorch activation checkpointing of every layer: keep each layer's input, recompute it",
     "sac": "torchtitan op-level selective AC (activation_checkpoint.mode=selective, selective_ac_option=op): "
-           "keep every second matmul output and the attention kernel outputs, recompute the rest",
+           "keep every second matmul output and the attention kernel outputs (under eager attention none of its "
+           "ops is on the save list: its core is recomputed), recompute the rest",
     "deepseek": "DeepSeek-V3's recomputation (arXiv 2412.19437 sec. 3.2.3; Megatron-Core --recompute-modules layernorm "
                 "mla_up_proj): drop the RMSNorm outputs and the MLA up-projection outputs (Q, K, V), recompute them",
     "dots": "JAX's jax.checkpoint_policies.dots_with_no_batch_dims_saveable (Pax SAVE_DOT_WITH_NO_BATCH_DIM, MaxText "
@@ -600,9 +601,13 @@ def _checkpoint_and_matmul_outputs(m: ModelSpec, batch: int, seq: int, s: LayerS
 def sac_layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
     """Saved tensors of one block under op-level selective activation checkpointing: the layer input
     (b*s*H), the outputs of the 1st, 3rd, 5th... matmul of the block (Llama: q, v, gate, down), and the
-    attention kernel's output and log-sum-exp; everything else is recomputed in backward.
+    attention kernel's output and log-sum-exp (the SDPA ops of torchtitan's save list; eager attention's batched
+    matmuls and softmax are not on it, so with eager attention its core is recomputed and nothing of it kept);
+    everything else is recomputed in backward.
     """
     out = _checkpoint_and_matmul_outputs(m, batch, seq, s, 2, "saved mm", _SRC_SAC)
+    if s.attention != "flash":
+        return out
     hd = m.num_heads * (m.mla.v_head_dim if m.mla else m.dim_per_head)
     n = math.ceil(batch * seq * (hd * s.act_bytes + 4 * m.num_heads) / s.tp)
     out.append(Buffer("attention output + log-sum-exp", n, f"b*s*(h*d*{s.act_bytes} + h*4)/t = {n:,} B", _SRC_FLASH))
@@ -648,9 +653,11 @@ class StageActivations:
 
 def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompute: str, n_layers: int, in_flight: int,
                       offload_layers: int | None = None) -> StageActivations:
-    """none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
-    recomputed in backward; selective: with FlashAttention, op-level SAC (``sac_layer_buffers``) plus one
-    layer recomputed; with eager attention, Korthikanti's selective (the score matrix recomputed); deepseek:
+    """``recompute`` in the user's vocabulary (``Recompute``, one meaning in every mode).
+    none: every layer's saved tensors (``layer_buffers``); full: each layer's input b*s*H*2 plus one layer
+    recomputed in backward; selective: Megatron's (Korthikanti et al. 2022 sec. 5): the attention core recomputed,
+    so no s x s score is kept: with eager attention the saved tensors less the scores, with FlashAttention (which
+    keeps none) the same as none; sac: op-level SAC (``sac_layer_buffers``) plus one layer recomputed; deepseek:
     ``norm_up_layer_buffers`` plus the dropped tensors of one layer rebuilt in backward; none with
     ``s.recompute_modules`` (Megatron's selective recomputation of named modules under FlashAttention, whose
     attention core recomputes nothing): ``module_buffers``, the dropped tensors of one layer rebuilt in backward;
@@ -658,9 +665,9 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
     layer's of them counted back as reloaded in backward.
     ``offload_layers``: activations offloaded to CPU, only that many layers stay on the GPU.
     Pipeline 1F1B: the first stage keeps ``in_flight`` (= p) micro-batches."""
-    if s.attention == "eager" and recompute == "selective":
+    if recompute == "selective":  # the saved tensors of a kernel that keeps no score: FlashAttention's
         s = replace(s, attention="flash")
-        recompute = "korthikanti"
+        recompute = "none"
     full_layer = layer_buffers(m, batch, seq, s)
     full_bytes = sum(b.bytes for b in full_layer)
     kept = (min(n_layers, offload_layers) if offload_layers else n_layers) * in_flight
@@ -670,7 +677,7 @@ def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompu
         return StageActivations(full_layer, kept * layer_input, full_bytes,
                                 f"{kept} checkpointed layer inputs x b*s*H*{rb} ({layer_input:,} B) "
                                 f"+ one layer recomputed ({full_bytes:,} B)")
-    if recompute == "selective":
+    if recompute == "sac":
         layer = sac_layer_buffers(m, batch, seq, s)
         per = sum(b.bytes for b in layer)
         return StageActivations(layer, kept * per, full_bytes, f"{kept} layers x {per:,} B (op-level SAC) + one layer recomputed")

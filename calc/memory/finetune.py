@@ -459,8 +459,7 @@ def finetune_memory(
     s_local = seq // plan.cp
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
-    level = "none" if recompute == "selective" and attention == "flash" else ("selective" if recompute == "sac" else recompute)
-    stage = stage_activations(m, batch, s_local, setup, level, n_layers, plan.pp, offload_layers)
+    stage = stage_activations(m, batch, s_local, setup, recompute, n_layers, plan.pp, offload_layers)
     head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, act, full, plan.tp, compiled=fused)
     transients = {"QLoRA dequantised weight": 0, "DoRA weight-norm temporaries": 0}
     if method == "qlora":

@@ -361,9 +361,7 @@ def layer_activations(m: ModelSpec, micro_batch: int, s_local: int, tp: int, sp:
     all /t where their tensor is split (Korthikanti table 2)."""
     if setup is None:
         setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=True, tp=tp, sp=sp, dropout=dropout)
-    level = "none" if recompute == "selective" and setup.attention == "flash" else recompute
-    level = "selective" if level == "sac" else level  # stage_activations' op-level SAC
-    stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)
+    stage = stage_activations(m, micro_batch, s_local, setup, recompute, 1, 1)
     head = lm_head_buffers(m, micro_batch, s_local, loss, loss_chunks, setup.act_bytes, lm_head_trains, tp,
                            compiled=setup.fused)
     embed = math.ceil(micro_batch * s_local * m.hidden_size / (tp if sp else 1)) if setup.dropout else 0
@@ -767,8 +765,7 @@ def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Para
                        act_bytes=act_bytes)
     per = layer_activations(m, micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, setup=setup, loss=loss)
     p, n = plan.pp, m.num_layers
-    level = "none" if recompute == "selective" and flash else ("selective" if recompute == "sac" else recompute)
-    stage = stage_activations(m, micro_batch, s_local, setup, level, 1, 1)
+    stage = stage_activations(m, micro_batch, s_local, setup, recompute, 1, 1)
     head = f"head inputs {per.head_saved:,} + max(logits/loss {per.logits:,}, backward workspace {per.workspace:,})"
     if p == 1:
         formula = f"{n} layers x {per.saved:,} B + {head}"
@@ -777,6 +774,6 @@ def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Para
                        if held is None else (f"{held[0]} layer-micro-batches in flight", f"{held[1]} layer-micro-batches"))
         formula = (f"max(first stage {first} x {per.saved:,} B + workspace {per.workspace:,}, "
                    f"last stage {last} x {per.saved:,} B + {head})")
-    layer = f" (one layer: {stage.formula})" if level != "none" else ""
+    layer = f" (one layer: {stage.formula})" if stage.recompute else ""
     return [f"per-tensor activations = {formula} = {total:,} B{layer}",
             *[f"  {b.name}: {b.formula}" for b in stage.layer]]

@@ -95,7 +95,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     lines.append(f"compute_s = m x stage (forward + backward) = {micro} x {_ms(st['fwd'] + st['bwd'])} = {t.exposed['compute_s']:.4f} s")
     if layout.recompute != "none":
         what = {"full": "one more forward of each layer", "deepseek": "the norms and MLA up-projections, forward",
-                "sac": "half the non-attention forward (every second matmul)",
+                "sac": "half the non-attention forward (every second matmul)"
+                       + ("" if cost.eff.flash else " and the eager attention core"),
                 "dots": "the attention core and the elementwise ops, forward (JAX's dots policy)"}.get(
             layout.recompute, "the attention core forward")
         if layout.recompute == "selective" and layout.recompute_modules:

@@ -171,7 +171,9 @@ def _stage_cost(cost: ModelCost, layout: Layout, start: int, count: int, last: b
         # selective (core_attn): Megatron-Core's checkpointed core attention (attention.py _checkpointed_attention_forward)
         # runs its forward again before the backward, the fused flash kernel included
         s["rec"] += n * (lc.fwd if full else rec if modules else lc.attn_fwd if selective
-                         else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) if layout.recompute == "sac"
+                         # sac: every second weight matmul again; eager attention's core too (not on its save list)
+                         else SAC_RECOMPUTE_SHARE * (lc.fwd - lc.attn_fwd) + (0.0 if cost.eff.flash else lc.attn_fwd)
+                         if layout.recompute == "sac"
                          else lc.norm_up_fwd if layout.recompute == "deepseek"
                          # JAX's dots policy: the attention core and the elementwise ops forward again, no weight GEMM
                          else lc.attn_fwd + lc.ew_fwd if layout.recompute == "dots" else 0.0)
@@ -597,7 +599,8 @@ class TrainStepResult(BaseModel):
 def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
     """Hardware FLOPs per step: model FLOPs + recomputed ones (full: a forward of the layers; selective:
     the attention core, or with --recompute-modules the sum of the listed modules' GEMM / attention FLOPs,
-    calc.training.cost.recompute_module_flops, as the step time re-runs them; deepseek: the MLA up-projections),
+    calc.training.cost.recompute_module_flops, as the step time re-runs them; deepseek: the MLA up-projections;
+    sac: half the non-attention forward, and the attention core with eager attention, which its save list lacks),
     the count Korthikanti et al. 2022 call HFU, in the full s x s convention of the model FLOPs (what an unfused
     attention computes). ``executed_flops`` is what a causal flash kernel runs instead."""
     if layout.recompute == "selective" and layout.recompute_modules:
@@ -605,7 +608,8 @@ def hfu_flops(cost: ModelCost, layout: Layout, global_batch: int) -> float:
         return global_batch * (cost.model_flops_per_seq + extra)
     extra = {"full": cost.layers_fwd_flops_per_seq, "selective": cost.layer_attention_flops_per_seq,
              "dots": cost.layer_attention_flops_per_seq,
-             "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq),
+             "sac": SAC_RECOMPUTE_SHARE * (cost.layers_fwd_flops_per_seq - cost.layer_attention_flops_per_seq)
+             + (0.0 if cost.eff.flash else cost.layer_attention_flops_per_seq),
              "deepseek": cost.up_projection_flops_per_seq}.get(layout.recompute, 0.0)
     return global_batch * (cost.model_flops_per_seq + extra)
 
