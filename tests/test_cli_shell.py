@@ -68,7 +68,7 @@ def test_user_errors_stay_exit_2() -> None:
     (["train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--mfu", "0.4",
       "--price-per-gpu-hour", "2", "--price-per-gpu-hour", "3"], "--price-per-gpu-hour"),
     (["params", "llama2-7b", "--json", "--json"], "--json"),
-    (["memory", "llama2-7b", "--mode", "train", "--flash", "--no-flash"], "--flash"),
+    (["memory", "llama2-7b", "--mode", "train", "--attention", "flash", "--attention", "unfused"], "--attention"),
 ])
 def test_a_repeated_single_valued_option_is_refused(args: list[str], flag: str) -> None:
     r = run_cli(*args)

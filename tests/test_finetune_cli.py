@@ -45,7 +45,7 @@ def test_explain_lists_every_buffer_with_its_formula(cli):
 def test_options_change_the_answer(cli):
     base = cli(*ACCEPT, "--method", "lora", "--json").json()["per_gpu_bytes"]
     for extra in (("--recompute", "full"), ("--compile",), ("--loss", "chunked"), ("--optimizer", "sgd"),
-                  ("--lora-targets", "all-linear"), ("--no-flash",), ("--lora-rank", "64"), ("--precision", "bf16"),
+                  ("--lora-targets", "all-linear"), ("--attention", "unfused"), ("--lora-rank", "64"), ("--precision", "bf16"),
                   ("--offload", "activations"), ("--fragmentation", "0.2"), ("--cuda-context-gib", "1")):
         assert cli(*ACCEPT, "--method", "lora", *extra, "--json").json()["per_gpu_bytes"] != base, extra
 

@@ -40,7 +40,7 @@ def test_eager_scores_are_recomputed(cli) -> None:
     """The attention's QK^T and PV are dot_generals with batch dimensions: not saved, so under eager attention the
     s x s scores are not kept either (the engine's eager "none" keeps them)."""
     base = ("memory", "llama2-7b", "--mode", "train", "--gpu", "h100", "--num-gpus", "8", "--dp", "8", "--zero", "3",
-            "--batch", "1", "--seq", "4096", "--no-flash", "--json")
+            "--batch", "1", "--seq", "4096", "--attention", "unfused", "--json")
     eager_none = cli(*base, "--recompute", "none").json()["activation_bytes"]
     eager_dots = cli(*base, "--recompute", "dots").json()["activation_bytes"]
     assert eager_dots < eager_none

@@ -15,7 +15,7 @@ def test_eager_layer_keeps_input_and_every_second_matmul_output(cli) -> None:
     """Llama-2-7B (H 4,096, MLP 11,008), 4,096 tokens, bf16, worked by hand: layer input, q, v, down = 4 x 4,096 x
     4,096 x 2 B = 134,217,728, gate 4,096 x 11,008 x 2 B = 90,177,536: 224,395,264 B; under FlashAttention + the
     attention output and log-sum-exp 4,096 x (4,096 x 2 + 32 x 4) = 34,078,720: 258,473,984 B."""
-    eager = cli(*_BASE, "--no-flash", "--explain")
+    eager = cli(*_BASE, "--attention", "unfused", "--explain")
     flash = cli(*_BASE, "--explain")
     assert eager.code == 0 and flash.code == 0, eager.err + flash.err
     assert "32 layers x 224,395,264 B" in eager.out
@@ -23,8 +23,8 @@ def test_eager_layer_keeps_input_and_every_second_matmul_output(cli) -> None:
 
 
 def test_sac_is_not_megatron_selective_under_eager_attention(cli) -> None:
-    sac = cli(*_BASE, "--no-flash", "--json").json()["activation_bytes"]
-    selective = cli(*_BASE[:-1], "selective", "--no-flash", "--json").json()["activation_bytes"]
+    sac = cli(*_BASE, "--attention", "unfused", "--json").json()["activation_bytes"]
+    selective = cli(*_BASE[:-1], "selective", "--attention", "unfused", "--json").json()["activation_bytes"]
     # Megatron's selective keeps every tensor but the s x s scores: far more than every second matmul output
     assert sac < selective / 1.5
 

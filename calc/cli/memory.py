@@ -36,6 +36,7 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     WEIGHT_FORMAT_NAMES,
+    Attention,
     CpOpt,
     CpuOffloadOpt,
     DpOpt,
@@ -48,11 +49,13 @@ from calc.cli.options import (
     GpuOptional,
     JsonOpt,
     KvDtypeOpt,
+    MemoryAttentionOpt,
     MemoryBatchOpt,
     Mode,
     ModelArg,
     NumGpusOpt,
     OffloadModulesOpt,
+    OldFlashOpt,
     PpEmbeddingOpt,
     PpLossOpt,
     PpMicrobatchGroupOpt,
@@ -68,6 +71,7 @@ from calc.cli.options import (
     TpOpt,
     VppOpt,
     ZeroOpt,
+    attention_choice,
     given_weights,
     human_int,
     refuse,
@@ -109,7 +113,8 @@ def memory(
     zero: ZeroOpt = 0,
     recipe: RecipeOpt = None,
     recompute: RecomputeOpt = Recompute.none,
-    flash: Annotated[bool, typer.Option("--flash/--no-flash", help="FlashAttention: no stored score matrix")] = True,
+    attention: MemoryAttentionOpt = None,
+    old_flash: OldFlashOpt = None,
     group_size: Annotated[int | None, typer.Option(
         "--group-size", parser=human_int("--group-size"), help="int4/int8 quantisation group size")] = None,
     reserve_gib: ReserveOpt = None,
@@ -158,6 +163,11 @@ def memory(
 
     if gpu is not None and not gpu.strip():
         raise LLMCalcError("--gpu", "is empty; name a GPU (see `llmcalc gpus`) or leave --gpu out")
+    attention = attention_choice(attention, old_flash)
+    if attention not in (Attention.flash, Attention.unfused):
+        raise LLMCalcError("--attention", f"{attention.value} keeps what flash keeps (no s x s score) and its rate is "
+                                          "train-step's: give flash or unfused here")
+    flash = attention is Attention.flash
     g = load_gpu(gpu) if gpu else None
     if g is not None and reserve_gib is not None and reserve_gib * 2**30 >= g.cuda_total_bytes:
         raise LLMCalcError("--reserve-gib", f"{reserve_gib:g} GiB is all of {g.name}'s {g.cuda_total_bytes / 2**30:.1f} GiB "
@@ -223,7 +233,7 @@ def memory(
         why = "is a training option; drop it or use --mode train"
         for flag, value, default in (("--dp", dp, None), ("--cp", cp, None), ("--sp", sequence_parallel, False),
                                      ("--zero", zero, 0), ("--recipe", recipe, None),
-                                     ("--recompute", recompute.value, "none"), ("--no-flash", not flash, False)):
+                                     ("--recompute", recompute.value, "none"), ("--attention", attention.value, "flash")):
             refuse(flag, value, why, default)
     else:
         why = "is a serving option; training memory uses --recipe for its dtypes"

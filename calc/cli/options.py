@@ -293,6 +293,35 @@ KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", parser=dtype_name(
                                                      "vLLM's fp8 record for DeepSeek-V3.2)")]
 
 
+class Attention(StrEnum):  # flash / unfused, or a named fused kernel (calc.hardware.attention.KERNELS)
+    flash = "flash"
+    unfused = "unfused"
+    fa2 = "fa2"
+    fa3 = "fa3"
+    cudnn = "cudnn"
+    triton = "triton"
+
+
+ATTENTION_HELP = (
+    "attention kernel: flash (fused, causal half: the stack's kernel, cuDNN for megatron on Hopper and Blackwell, "
+    "FlashAttention-2 for the others), a named fused kernel (fa2, fa3: Hopper only, cudnn: NVIDIA, triton: llm-foundry's "
+    "FlashAttention-1-era Triton kernel), each at its benchmark rate (calc.hardware.attention), or unfused (full s x s "
+    "scores, Megatron 2021-22)")
+AttentionOpt = Annotated[Attention, typer.Option("--attention", help=ATTENTION_HELP)]
+# memory: the kernel's rate does not enter, only whether an s x s score matrix is kept (unfused) or not (fused)
+MemoryAttentionOpt = Annotated[Attention | None, typer.Option("--attention", help=(
+    "attention kernel, as train-step takes it: flash (the default) or unfused (keeps the s x s scores); a named fused "
+    "kernel (fa2, fa3, cudnn, triton) keeps what flash keeps and is refused here (its rate is train-step's)"))]
+# memory's old switch for the same choice (--no-flash = --attention unfused), kept as a hidden alias
+OldFlashOpt = Annotated[bool | None, typer.Option("--flash/--no-flash", hidden=True, help="old spelling of --attention")]
+
+
+def attention_choice(attention: Attention | None, old_flash: bool | None) -> Attention:
+    """--attention, or the old --flash / --no-flash of `memory` (flash / unfused); both at once is refused."""
+    old = None if old_flash is None else Attention.flash if old_flash else Attention.unfused
+    return alias(attention, old, "--attention", "--flash" if old_flash else "--no-flash", Attention.flash)
+
+
 class AttentionPairs(StrEnum):
     full = "full"
     causal = "causal"

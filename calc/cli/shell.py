@@ -55,7 +55,7 @@ _MEMORY_PANELS = {
     "Workload": ("mode", "dtype", "batch", "seq"),
     "Placement": ("gpu", "num_gpus", "tp", "pp", "dp", "cp", "sequence_parallel", "reserve_gib"),
     "Inference (--mode infer)": ("kv_dtype", "group_size", "mtp"),
-    "Training and fine-tuning (--mode train, finetune)": ("zero", "recompute", "flash", "stack", "compile_", "loss",
+    "Training and fine-tuning (--mode train, finetune)": ("zero", "recompute", "attention", "stack", "compile_", "loss",
                                                           "fragmentation"),
     "Training (--mode train)": (
         "recipe", "activations", "ep", "etp", "vpp", "pp_embedding", "pp_loss", "pp_microbatch_group", "recompute_modules",

@@ -11,6 +11,8 @@ from calc.cli.finetune import CompileOpt, FragOpt, LoraRankOpt, LoraTargetsOpt, 
 from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
+    Attention,
+    AttentionOpt,
     AttentionPairs,
     AttentionPairsOpt,
     BudgetOpt,
@@ -448,15 +450,6 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
 
 # --- training performance model: train-step, train-plan -----------------------------------------
 
-class Attention(StrEnum):  # flash / unfused, or a named fused kernel (calc.hardware.attention.KERNELS)
-    flash = "flash"
-    unfused = "unfused"
-    fa2 = "fa2"
-    fa3 = "fa3"
-    cudnn = "cudnn"
-    triton = "triton"
-
-
 class Fp8Recipe(StrEnum):  # calc.training.fp8_recipe.FP8_RECIPES
     delayed = "delayed"
     tensorwise = "tensorwise"
@@ -472,11 +465,6 @@ class Activations(StrEnum):
 
 ActivationsModelOpt = Annotated[Activations, typer.Option(
     "--activations", help="activation memory: per-tensor (the tensors kept, per architecture) or textbook (Korthikanti 2022)")]
-AttentionOpt = Annotated[Attention, typer.Option(
-    "--attention", help="attention kernel: flash (fused, causal half: the stack's kernel, cuDNN for megatron on Hopper "
-    "and Blackwell, FlashAttention-2 for the others), a named fused kernel (fa2, fa3: Hopper only, cudnn: NVIDIA, "
-    "triton: llm-foundry's FlashAttention-1-era Triton kernel), each at its benchmark rate (calc.hardware.attention), "
-    "or unfused (full s x s scores, Megatron 2021-22)")]
 Fp8RecipeOpt = Annotated[Fp8Recipe | None, typer.Option(
     "--fp8-recipe", help="fp8 scaling recipe (fp8 runs): delayed, tensorwise, rowwise, mxfp8, blockwise (default: the stack's)")]
 CollectiveEffOpt = Annotated[float | None, typer.Option(
