@@ -177,15 +177,15 @@ def test_memory_infer_counts_the_replicated_cache_in_its_total(cli) -> None:
 
 
 def test_mfu_keys_mean_one_thing_across_commands(cli) -> None:
-    """`mfu`'s headline is 6N (seed 001's formula); the planners' headline counts attention. Every command carries
-    mfu_6n for the 6N figure: train-step's step fed to `mfu --tokens-per-s` gives back its mfu_6n as `mfu` / `mfu_6n`
-    and its `mfu` as `mfu_with_attention` (same seq, GPUs and peak)."""
+    """`mfu` counts attention FLOPs in every command (`mfu`, train-step, the planners), `mfu_6n` is seed 001's 6N
+    figure in every command: train-step's step fed to `mfu --tokens-per-s` gives back its `mfu` as `mfu` (and as
+    `mfu_with_attention`, its older key) and its `mfu_6n` as `mfu_6n` (same seq, GPUs and peak)."""
     step = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--global-batch", "1024", "--zero", "2",
                "--micro-batch", "2", "--json").json()
     back = cli("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens-per-s", repr(step["tokens_per_s"]),
                "--json").json()
-    assert back["mfu"] == back["mfu_6n"] == pytest.approx(step["mfu_6n"], rel=1e-9)
-    assert back["mfu_with_attention"] == pytest.approx(step["mfu"], rel=1e-9)
+    assert back["mfu_6n"] == pytest.approx(step["mfu_6n"], rel=1e-9)
+    assert back["mfu"] == back["mfu_with_attention"] == pytest.approx(step["mfu"], rel=1e-9)
     # 6N by hand: tokens/s x 6 x 8,030,261,248 / (64 x 989.4e12)
     assert step["mfu_6n"] == pytest.approx(step["tokens_per_s"] * 6 * 8_030_261_248 / (64 * 989.4e12), rel=1e-12)
     time = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T", "--json").json()

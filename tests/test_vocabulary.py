@@ -31,7 +31,7 @@ def test_model_is_positional_and_old_model_option_still_works(cli) -> None:
     old = cli("mfu", "--model", "llama3-70b", *args).json()
     assert new == old
     # Seed 001 question 1: 15e12 tokens x 6N / (6.4e6 GPU-h x 3600 s x 989.4 TFLOPS), N = 70,553,706,496.
-    assert new["mfu"] == pytest.approx(15e12 * 6 * 70_553_706_496 / (6.4e6 * 3600 * 989.4e12))  # datasheet dense bf16
+    assert new["mfu_6n"] == pytest.approx(15e12 * 6 * 70_553_706_496 / (6.4e6 * 3600 * 989.4e12))  # datasheet dense bf16
     both = cli("mfu", "llama3-70b", "--model", "llama3-70b", *args)
     assert both.code == 2 and "--model" in both.err
 

@@ -381,8 +381,8 @@ def mfu_view(r: Any) -> RenderableType:
         ("peak", f"{r.peak_tflops:g} TFLOPS dense {r.dtype} per GPU"),
         ("FLOPs/token (6N)", human(r.flops_per_token_6n, "FLOPs", 4)),
         ("FLOPs/token (with attention)", human(r.flops_per_token, "FLOPs", 4)),
-        ("MFU (6N)", f"{r.mfu:.2%}"),
-        ("MFU (with attention)", f"{r.mfu_with_attention:.2%}"),
+        ("MFU (6N)", f"{r.mfu_6n:.2%}"),
+        ("MFU (with attention)", f"{r.mfu:.2%}"),
         ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
         ("achieved model FLOP/s per GPU", human(r.model_flops_per_s_per_gpu, "FLOP/s", 4) + " (with attention, no recompute)"),
     ]

@@ -559,7 +559,10 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, a.router)
         queue += wait
         prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
-    meets = meets and (rate is None or queue < math.inf) and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms)
+    # a fixed --num-gpus whose replicas cannot admit every user at once does not carry them (as a rate it cannot)
+    short = bool(users and num_gpus and replicas * b < users)
+    meets = (meets and not short and (rate is None or queue < math.inf)
+             and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms))
     total_gpus = replicas * gpr + prefill_gpus
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
@@ -659,6 +662,11 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN0
                 return f"no number of {x.name} replicas on {gpu.name} carries {count(rate)} requests/s within the queueing model"
             return (f"{num_gpus} x {gpu.name} cannot carry {count(rate)} requests/s: the best layout, {x.replicas} x {x.name}, "
                     f"serves {x.replicas * x.requests_per_s_per_replica:,.2f} requests/s; drop --num-gpus to size it")
+        if users and num_gpus and x.replicas * x.batch < users:
+            x = max(layouts, key=lambda y: y.replicas * y.batch)  # the layout that admits the most
+            return (f"{num_gpus} x {gpu.name} cannot hold {users:,} users at once: the layout that admits the most, "
+                    f"{x.replicas} x {x.name}, runs {x.replicas * x.batch:,} requests (batch {x.batch} a replica); "
+                    "drop --num-gpus to size it")
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
                plural(num_gpus, "GPU") if num_gpus else "one replica")

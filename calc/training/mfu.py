@@ -42,10 +42,10 @@ class MFUResult(BaseModel):
     model_flops_total_6n: float | None = None  # the run's 6N total, the convention papers publish (Llama 3: 3.8e25)
     flops_per_token_6n: float
     flops_per_token: float
-    mfu: float  # by 6N, seed 001's formula (mfu_6n, the same); train-step / train-time's `mfu` counts attention
-    mfu_with_attention: float
+    mfu: float  # with attention FLOPs (--attention-pairs' convention), as train-step / train-plan / train-time's `mfu`
+    mfu_with_attention: float  # = mfu (its older key)
     hfu_full_recompute: float
-    mfu_6n: float | None = None  # = mfu: the key train-step, train-plan, train-time and report carry for the 6N figure
+    mfu_6n: float | None = None  # by 6N, seed 001's formula: the key every command carries for the 6N figure
     mfu_of_measured: float | None
     verdict: str
     explain: list[str]
@@ -112,7 +112,7 @@ def mfu(
         model_flops_total=total_tokens * per_token if source == "--gpu-hours" else None,
         model_flops_total_6n=total_tokens * f.approx_6n if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
-        mfu=mfu_6n, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3,
+        mfu=mfu_attn, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3,
         mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
         f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",

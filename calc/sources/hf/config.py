@@ -142,6 +142,8 @@ def rope_scaling_factor(c: HFConfig) -> float | None:
     original = scaling.get("original_max_position_embeddings")
     if isinstance(factor, float) and not math.isfinite(factor):
         raise c.fail("rope_scaling.factor", f"must be a finite number, got {factor}")
+    if isinstance(factor, int | float) and not isinstance(factor, bool) and factor <= 0:
+        raise c.fail("rope_scaling.factor", f"must be positive (the context's scale), got {factor}")
     if not isinstance(factor, int | float) or factor <= 1:
         return None
     if original is None or original == c.int("max_position_embeddings", default=None):
