@@ -134,11 +134,12 @@ def check_efficiency(fraction: float, what: str, field: str = "--calibration") -
     return min(fraction, 1.0)
 
 
-def check_context(m: Any, tokens: int, field: str) -> list[str]:
-    """Warn when ``tokens`` (prompt + output, or a training sequence) exceed the model's context window."""
+def check_context(m: Any, tokens: int, field: str, what: str | None = None) -> list[str]:
+    """Warn when ``tokens`` (prompt + output, or a training sequence) exceed the model's context window; ``what``
+    says how the count was made when it is not ``field``'s value alone (a prompt + the output)."""
     window = m.context_window
     if tokens > window:
-        return [f"{field}: {tokens:,} tokens exceed {m.name}'s context window of {window:,} "
+        return [f"{field}: {what or ''}{tokens:,} tokens exceed {m.name}'s context window of {window:,} "
                 "(max_position_embeddings x RoPE scaling); the model was not trained for it"]
     return []
 

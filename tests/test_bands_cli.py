@@ -316,3 +316,15 @@ def test_cost_figures_carry_their_bands(cli) -> None:
     b = row["bands"]["cost_per_million_tokens"]
     assert (b["low"], b["high"]) == (pytest.approx(c * t / tb["high"]), pytest.approx(c * t / tb["low"]))
     assert b["low"] < c < b["high"]
+
+
+@pytest.mark.parametrize("mode", [("--mode", "infer"), ("--mode", "train", "--num-gpus", "8"),
+                                  ("--mode", "finetune", "--method", "lora")], ids=["infer", "train", "finetune"])
+def test_every_report_mode_has_the_same_top_level_keys(cli, mode) -> None:
+    """report's JSON names its outcome at the top in every mode (fits, the three-valued fit, verdict, assumptions),
+    the fine-tuning page too (its fit is its memory section's)."""
+    d = cli("report", "llama3-8b", "--gpu", "a100-80g", *mode, "--json").json()
+    assert {"mode", "model", "gpu", "num_gpus", "params", "fits", "fit", "verdict", "assumptions"} <= set(d)
+    assert d["fits"] is True and d["fit"] in ("fits", "tight") and d["assumptions"]
+    if mode[1] == "finetune":
+        assert d["fit"] == d["finetune"]["fit"]

@@ -86,9 +86,11 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
                              flash=True, plan=placement(None, None, None, None, False, num_gpus, spread="dp"), zero=zero,
                              options=options)
     params = count_params(load_model(model))
-    if as_json:
+    refusal = memory_refusal(result)
+    if as_json:  # the page's top-level keys as in the other modes (fits, fit, verdict, assumptions), then its sections
         emit_json({"mode": "finetune", "model": result.model, "gpu": result.gpu, "num_gpus": result.num_gpus,
-                   "params": params, "finetune": result})
+                   "params": params, "finetune": result, "fits": result.fits, "verdict": refusal,
+                   "assumptions": result.assumptions})
     elif fmt == "markdown":
         sys.stdout.write(finetune_markdown(params, result) + "\n")
     else:
@@ -102,7 +104,6 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
             from calc.report.render import explain_panel
 
             console.print(explain_panel([*(f"assumption: {a}" for a in result.assumptions), *result.explain, *band_lines]))
-    refusal = memory_refusal(result)
     if refusal is not None:  # one exit code per outcome, whatever the format
         raise LLMCalcError("--num-gpus", refusal)
 

@@ -191,8 +191,9 @@ def train_time(
     explain: ExplainOpt = False,
 ) -> None:
     """Days, GPU-hours and cost to train on D tokens at the MFU predicted for the fastest layout that fits
-    (train-plan, --global-batch default 4M tokens / --seq rounded up to a multiple of the GPUs; --tp/--pp/... pin a given plan), or at an
-    assumed --mfu. --days D instead of --num-gpus: a whole-node GPU count whose plan finishes in D days (bisection);
+    (train-plan, --global-batch default 4,194,304 (2^22) tokens / --seq rounded up to a multiple of the GPUs;
+    --tp/--pp/... pin a given plan), or at an assumed --mfu. --days D instead of --num-gpus: a whole-node GPU count
+    whose plan finishes in D days (bisection);
     --budget USD (with --price): the fastest count within it, or with --days the cheapest on time within it."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     causal = counted_causal(attention_pairs, old_causal)

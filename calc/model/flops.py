@@ -267,7 +267,7 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
         last_step_flops=step + per_key * layer_pairs(m, 1, prompt + output, causal=True)
         + indexer_flops(m, batch, 1, prompt + output, causal=True),
         generation_flops=total,
-        warnings=check_context(m, prompt + output, "--output"),
+        warnings=check_context(m, prompt + output, "--output", f"the prompt's {prompt:,} + {output:,} generated = "),
         explain=[
             f"decode step t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t) = {step:,} + {per_key:,}*sum_l keys_l(P+t)",
             f"T steps: T*{step:,} + {per_key:,}*{keys_total:,} keys (L*(T*P + T(T+1)/2) when every layer is full)"

@@ -449,6 +449,10 @@ def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annot
         for key, item in result.items():
             if key in payload:
                 annotate(item, payload[key], ctx, found, str(key))
+        if "fits" in payload and "fit" not in payload:  # a page of sections (report --mode finetune): its section's fit
+            inner_fit = next((v["fit"] for v in payload.values() if isinstance(v, dict) and "fit" in v), None)
+            if inner_fit is not None:
+                _put_after(payload, "fits", "fit", inner_fit)
     return found
 
 

@@ -177,10 +177,17 @@ def engine_latency(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSetti
 MAX_NUM_SEQS_FIX = "--max-num-seqs"
 
 
+def step_tokens_flag(s: EngineSettings) -> str | None:
+    """The flag that set the engine's tokens per step (its profile run's size), when the user gave one."""
+    return ("--max-num-batched-tokens" if s.max_num_batched_tokens is not None
+            else "--chunked-prefill-size" if s.chunked_prefill_size is not None else None)
+
+
 class FitProblem(NamedTuple):
     """Why a deployment cannot admit a batch (batch_fit_problem): the refusal's ``message`` and the ``flag`` whose
-    change makes it fit: MAX_NUM_SEQS_FIX where launching the engine for the batch alone fits on these GPUs, else
-    --num-gpus."""
+    change makes it fit: MAX_NUM_SEQS_FIX where launching the engine for the batch alone fits on these GPUs, the
+    tokens-per-step flag the user raised (--max-num-batched-tokens / --chunked-prefill-size) where the engine's default
+    profile run fits, --ep on an expert-parallel layout, else --num-gpus."""
 
     message: str
     flag: str
@@ -204,10 +211,19 @@ def batch_fit_problem(
     if s.max_num_seqs is None or s.max_num_seqs > share:
         capped = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_seqs": share}), dtype, kv_dtype, tokens,
                                    assumptions, ep=mem.ep)
+    step_flag, at_default = step_tokens_flag(s), None  # a tokens-per-step the user raised sizes the profile run too
+    if step_flag is not None:
+        at_default = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_batched_tokens": None,
+                                                                          "chunked_prefill_size": None}),
+                                       dtype, kv_dtype, tokens, assumptions, ep=mem.ep)
     if capped is not None and capped.max_concurrency >= share:
         flag, fix = MAX_NUM_SEQS_FIX, (f"with {MAX_NUM_SEQS_FIX} {share} (the engine's profile run sized for {share} "
                                        f"sequences: {capped.kv_cache_tokens:,} KV tokens"
                                        + (" a group" if d > 1 else "") + ") it fits on these GPUs")
+    elif step_flag is not None and at_default is not None and at_default.max_concurrency * d >= batch:
+        flag, fix = step_flag, (f"at the engine's default tokens per step its profile run leaves "
+                                f"{at_default.kv_cache_tokens:,} KV tokens" + (" a group" if d > 1 else "")
+                                + f" and it fits on these GPUs: give a smaller {step_flag} or drop it")
     elif d > 1:
         flag, fix = "--ep", "a larger --ep spreads the experts over more GPUs and adds attention groups"
     else:

@@ -97,6 +97,10 @@ def mfu(
               else "--step-time" if tokens is None or gpu_hours is None else "--gpu-hours")
     run = source in ("--gpu-hours", "--tflops-per-gpu")  # a rate per GPU, no GPU count
     mtp = count_params(m).mtp_params  # trained with MTP, these modules' FLOPs are not in the figures (said in --explain)
+    if mfu_6n < 1 - 1e-9 <= mfu_attn:  # the throughput is possible; the attention FLOPs at --seq are not
+        raise LLMCalcError("--seq", f"{seq:,} tokens a sequence: its attention FLOPs put MFU at {mfu_attn:.3g}x the "
+                                    f"GPUs' dense peak, where 6N gives {figure(mfu_6n * 100, 1)}%; this throughput was "
+                                    "not run at that length: check --seq (or count --attention-pairs causal)")
     warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
     measured = None

@@ -1,0 +1,35 @@
+"""Findings of the pass-36 hostile QA sweep: each refusal names the flag whose change fixes it."""
+
+from __future__ import annotations
+
+
+def test_a_raised_tokens_per_step_is_named_where_the_default_fits(cli) -> None:
+    """A 4M-token profile run of Llama 3 8B needs hundreds of GiB of activations on one H100: the KV cache gets
+    nothing, and at vLLM's default tokens per step it fits, so the flag to change is --max-num-batched-tokens, not
+    the GPU count (latency and concurrency alike; under EP too)."""
+    for args in (("latency", "llama3-8b", "--gpu", "h100-sxm", "--batch", "4"),
+                 ("concurrency", "llama3-8b", "--gpu", "h100-sxm"),
+                 ("latency", "qwen3-30b-a3b", "--gpu", "h100-sxm", "--num-gpus", "4", "--ep", "4", "--batch", "8"),
+                 ("concurrency", "qwen3-30b-a3b", "--gpu", "h100-sxm", "--num-gpus", "4", "--ep", "4")):
+        r = cli(*args, "--max-num-batched-tokens", "4M")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --max-num-batched-tokens"), (args, r.err)
+    # where the weights alone exceed the GPUs, a smaller step does not help: the GPU count is still the flag
+    r = cli("concurrency", "llama3-405b", "--gpu", "h100-sxm", "--max-num-batched-tokens", "4M")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus"), r.err
+
+
+def test_mfu_names_seq_when_only_the_attention_flops_are_impossible(cli) -> None:
+    """50,000 tokens/s on 8 H100 of Llama 3 8B is 30% MFU by 6N (50,000 / 8 x 6 x 8.03e9 / 989.4e12 = 0.304); at a
+    1M-token sequence the full S x S attention count adds 3 passes x 4 x 4,096 x 1M x 32 layers = 1.6e15 FLOPs a token,
+    6,250 tokens/s/GPU x 1.6e15 = 1e19 FLOP/s, ten times the 989.4e12 peak: the sequence length, not the throughput,
+    is what cannot be."""
+    r = cli("mfu", "llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "8", "--tokens-per-s", "50000", "--seq", "1M")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --seq") and "30.4%" in r.err
+    r = cli("mfu", "llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "8", "--tokens-per-s", "5M", "--seq", "8K")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tokens-per-s")
+
+
+def test_flops_output_warning_counts_the_prompt_it_adds(cli) -> None:
+    r = cli("flops", "llama3-8b", "--output", "10000")
+    assert r.code == 0
+    assert "4,096 + 10,000 generated = 14,096 tokens exceed" in r.err
