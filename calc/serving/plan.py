@@ -503,7 +503,7 @@ def _layout(r: _Replica, s: EngineSettings, ttft_ms, tpot_ms, rate, users, num_g
         if ok(st, ttft):
             feasible.append((b, st, ttft))
     if max_load:  # no target: the cap itself, met, with nothing after it
-        return _sized(r, feasible[0], True, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
+        return _sized(r, feasible[0], True, None, cap, frontier, s, ttft_ms, rate, users, num_gpus, a, max_load=True)
     if not feasible:
         return _sized(r, (1, r.tpot(1), r.ttft_s(1)), False, "unmet", cap, frontier, s, ttft_ms, rate, users, num_gpus, a)
     after = [p for p in frontier if p.batch > feasible[-1][0]]
@@ -541,7 +541,8 @@ def slot_tokens_per_s(r: _Replica, batch: int, st: StepTime, ttft_s: float) -> f
 
 
 def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, cap: int,  # noqa: ANN001
-           frontier: list[FrontierPoint], s: EngineSettings, ttft_ms, rate, users, num_gpus, a) -> Layout:  # noqa: ANN001
+           frontier: list[FrontierPoint], s: EngineSettings, ttft_ms, rate, users, num_gpus, a,  # noqa: ANN001
+           max_load: bool = False) -> Layout:
     """The replicas, queueing, GPUs and energy of a layout running ``point`` = (batch, TPOT step, TTFT);
     ``nxt``: the next frontier point (what stops the batch growing), "unmet" when not even batch 1 meets the targets,
     or "fewest" when a larger batch met the
@@ -559,8 +560,9 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         instances, wait = prefill_instances(arrivals, t_p, ttft - t_p, ttft_ms, a.router)
         queue += wait
         prefill_gpus, name = instances * gpr, f"disagg TP{r.tp}: {instances} prefill + {replicas} decode"
-    # a fixed --num-gpus whose replicas cannot admit every user at once does not carry them (as a rate it cannot)
-    short = bool(users and num_gpus and replicas * b < users)
+    # a fixed --num-gpus whose replicas cannot admit every user at once does not carry them (as a rate it cannot);
+    # a max-load layout's ``users`` are the requests sent, which queue for the batch by design
+    short = bool(users and num_gpus and not max_load and replicas * b < users)
     meets = (meets and not short and (rate is None or queue < math.inf)
              and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms))
     total_gpus = replicas * gpr + prefill_gpus
