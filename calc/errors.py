@@ -3,8 +3,9 @@
 
 class LLMCalcWarning(UserWarning):
     """A suspicious input or result (an MFU above any published run, a prompt beyond the model's context) or a note on
-    how an input was read, raised through Python's warnings when the engine is used as a library (filter it with
-    ``warnings.simplefilter("ignore", LLMCalcWarning)``); the CLI prints the same line on stderr under its answer."""
+    how an input was read, as the CLI issues it through Python's warnings and prints it on stderr under its answer
+    (filter it with ``warnings.simplefilter("ignore", LLMCalcWarning)``). The engine's functions raise none: a
+    result's warnings are in its ``warnings`` list."""
 
 
 class LLMCalcError(ValueError):

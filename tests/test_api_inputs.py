@@ -4,6 +4,7 @@ read as none); a pathlib.Path loads as its string does (QA findings of a Python 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from calc.memory.training import training_memory
 from calc.model.flops import forward_flops
 from calc.serving.capacity import concurrency
 from calc.serving.latency import latency
+from calc.serving.plan import serve_plan
 from calc.sources.catalog import load_gpu, load_model
 
 M, G = load_model("llama3-8b"), load_gpu("h100")
@@ -32,6 +34,14 @@ M, G = load_model("llama3-8b"), load_gpu("h100")
     (lambda: finetune_memory(M, lora_dropout=2.0), "--lora-dropout"),
     (lambda: concurrency(M, G, max_tokens=0), "--max-model-len"),
     (lambda: inference_memory(M, act_factor=-1), "--act-factor"),
+    (lambda: serve_plan(M, G, prompt=10, output=10, rate=-1), "--rate"),
+    (lambda: serve_plan(M, G, prompt=10, output=10, rate=math.nan), "--rate"),
+    (lambda: serve_plan(M, G, prompt=10, output=10, rate=math.inf), "--rate"),
+    (lambda: serve_plan(M, G, prompt=math.nan, output=10), "--prompt"),
+    (lambda: serve_plan(M, G, prompt=100, output=10, users=-3), "--users"),
+    (lambda: serve_plan(M, G, prompt=10, output=10, rate=1, max_gpus=0), "max_gpus"),
+    (lambda: serve_plan(M, G, prompt=10, output=10, num_gpus=0), "--num-gpus"),
+    (lambda: serve_plan(M, G, prompt=10, output=10, tpot_ms=math.nan), "--tpot-ms"),
 ])
 def test_bad_input_is_an_llmcalc_error_naming_the_field(call, field) -> None:
     with pytest.raises(LLMCalcError) as err:

@@ -10,9 +10,9 @@ def test_flops_decode_past_the_context_window_warns(cli) -> None:
     # 8,000 + 192 = 8,192 exactly fits and must not (was: silent either way).
     r = cli("flops", "llama3-8b", "--seq", "8000", "--output", "500")
     assert r.code == 0, r.err
-    assert "--output: 8,500 tokens exceed" in r.err
+    assert "--output: the prompt's 8,000 + 500 generated = 8,500 tokens exceed" in r.err
     r = cli("flops", "llama3-8b", "--seq", "8000", "--output", "500", "--json")
-    assert r.code == 0 and "--output: 8,500 tokens exceed" in r.err
+    assert r.code == 0 and "--output: the prompt's 8,000 + 500 generated = 8,500 tokens exceed" in r.err
     assert r.json()["decode"]["warnings"]
     r = cli("flops", "llama3-8b", "--seq", "8000", "--output", "192")
     assert r.code == 0 and "exceed" not in r.err

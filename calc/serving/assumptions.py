@@ -254,7 +254,9 @@ class ServingAssumptions(BaseModel):
             *(["sliding-window layers attend and cache the whole context, as full attention (attention_windows full, "
                "the engine's: calc.serving.assumptions.engine_attention_windows)"] if self.attention_windows == "full"
               else []),
-            f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB",
+            f"non-torch memory per GPU (CUDA context, workspaces) = {self.cuda_context_gib:g} GiB, where the engine "
+            "counts the CUDA context (SGLang, TensorRT-LLM, vLLM V1 before 0.9.1, V0 0.6.4: calc.serving."
+            "engine_memory.vllm_counts_cuda_context; the concurrency answer's line says which applies)",
             *(["NCCL / custom all-reduce buffers per GPU when split = "
                + (f"{self.comm_buffer_gib:g} GiB" if self.comm_buffer_gib is not None else
                   "by topology (calc.serving.comm_memory: NCCL ring / tree / NVLS buffers on NVSwitch nodes, 0.25 GiB "

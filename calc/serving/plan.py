@@ -59,7 +59,7 @@ from calc.serving.weights import weight_format
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
-from calc.units import count, plural
+from calc.units import check_positive, count, plural
 
 
 class FrontierPoint(BaseModel):
@@ -260,6 +260,31 @@ def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: Fron
     return max(part, key=part.__getitem__) + " (TPOT)"
 
 
+def _memory_share_line(s: EngineSettings) -> str:
+    """The share of each GPU the engine takes, as its own setting names it (--explain)."""
+    if s.accounting() == "sglang":
+        return (f"mem_fraction_static {s.mem_fraction_static:g}" if s.mem_fraction_static else
+                "mem_fraction_static the release's default by TP (calc.specs.serving)")
+    if s.accounting() == "trtllm":
+        return "KV cache in 0.9 of the memory free after weights and activations (free_gpu_memory_fraction)"
+    return f"gpu_memory_utilization {s.gpu_memory_utilization:g}"
+
+
+def _check_request(prompt: Any, output: Any, ttft_ms: Any, tpot_ms: Any, rate: Any, users: Any, num_gpus: Any,
+                   max_gpus: Any) -> None:
+    """serve_plan's inputs, refused in the flags' names as the CLI's parsers refuse them (a Python caller gets the
+    same LLMCalcError): counts whole and >= 1, a rate and the targets finite and > 0."""
+    for flag, value in (("--prompt", prompt), ("--output", output), ("--users", users), ("--num-gpus", num_gpus),
+                        ("max_gpus", max_gpus)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LLMCalcError(flag, f"must be a whole number >= 1, got {value!r}")
+    for flag, value in (("--rate", rate), ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise LLMCalcError(flag, f"must be a number, got {value!r}")
+            check_positive(value, flag)
+
+
 def serve_plan(
     m: ModelSpec, gpu: GPUSpec, *, prompt: int, output: int, ttft_ms: float | None = None, tpot_ms: float | None = None,
     rate: float | None = None, users: int | None = None, num_gpus: int | None = None, dtype: str | None = "bf16",
@@ -272,9 +297,7 @@ def serve_plan(
     s = settings or EngineSettings()
     a = assumptions
     m = model_as_run(m, a.attention_windows)  # the windows the engine applies (calc.serving.windows)
-    for flag, value in (("--prompt", prompt), ("--output", output)):
-        if value < 1:
-            raise LLMCalcError(flag, f"must be >= 1, got {value}")
+    _check_request(prompt, output, ttft_ms, tpot_ms, rate, users, num_gpus, max_gpus)
     if rate is not None and users is not None:
         raise LLMCalcError("--rate", "give --rate (requests/s) or --users (concurrent users), not both")
     draft = speculation.draft if speculation else None
@@ -312,7 +335,8 @@ def serve_plan(
                            "--max-num-seqs would start it: vLLM's profile run samples max_num_seqs requests)"
                            if s.accounting() in ("vllm-v1", "vllm-v0") and s.max_num_seqs is None else "")
                         + ", prefill chunk "
-                        f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens",
+                        f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens, "
+                        + _memory_share_line(s) + f", KV block {s.page_tokens()} tokens",
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         "queueing: M/D/c with c = batch slots (Sakasegawa's approximation, halved for deterministic service)"
                         + ("" if not rate else
