@@ -119,6 +119,13 @@ def check_positive(value: float, field: str, allow_zero: bool = False) -> float:
     return value
 
 
+def check_count(value: int, field: str) -> int:
+    """A whole number >= 1 (a batch, a sequence, a GPU count), refused otherwise with a message naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LLMCalcError(field, f"must be a whole number >= 1, got {value!r}")
+    return value
+
+
 def check_fraction(value: float, field: str) -> float:
     """A fraction in (0, 1], e.g. an MFU or an efficiency."""
     check_positive(value, field)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from calc.errors import LLMCalcError
-from calc.memory.finetune import finetune_memory
+from calc.memory.finetune import finetune_memory, fit_table
 from calc.memory.inference import inference_memory
 from calc.memory.kv import kv_cache_bytes_per_token
 from calc.memory.training import training_memory
-from calc.model.flops import forward_flops
+from calc.model.flops import decode_flops, forward_flops
 from calc.serving.capacity import concurrency
 from calc.serving.latency import latency
 from calc.serving.plan import serve_plan
@@ -42,6 +42,22 @@ M, G = load_model("llama3-8b"), load_gpu("h100")
     (lambda: serve_plan(M, G, prompt=10, output=10, rate=1, max_gpus=0), "max_gpus"),
     (lambda: serve_plan(M, G, prompt=10, output=10, num_gpus=0), "--num-gpus"),
     (lambda: serve_plan(M, G, prompt=10, output=10, tpot_ms=math.nan), "--tpot-ms"),
+    (lambda: inference_memory(M, batch=math.nan), "--batch"),
+    (lambda: inference_memory(M, reserve_gib=math.nan), "--reserve-gib"),
+    (lambda: inference_memory(M, accounting="x"), "accounting"),
+    (lambda: inference_memory(M, dtype="int4", group_size=0), "--group-size"),
+    (lambda: training_memory(M, reserve_gib=-1), "--reserve-gib"),
+    (lambda: training_memory(M, fragmentation=-0.5), "--fragmentation"),
+    (lambda: training_memory(M, grad_accum=0), "--grad-accum"),
+    (lambda: training_memory(M, global_batch=0), "--global-batch"),
+    (lambda: training_memory(M, dropout=2), "--dropout"),
+    (lambda: latency(M, G, output=math.nan), "--output"),
+    (lambda: latency(M, G, chunk_tokens=0), "--max-num-batched-tokens"),
+    (lambda: latency(M, G, accounting="x"), "accounting"),
+    (lambda: latency(M, G, target_ttft_s=math.nan), "--ttft-ms"),
+    (lambda: concurrency(M, G, ep=0), "--ep"),
+    (lambda: decode_flops(M, 1, -1, 10), "--seq"),
+    (lambda: fit_table(M, G, max_batch=0), "max_batch"),
 ])
 def test_bad_input_is_an_llmcalc_error_naming_the_field(call, field) -> None:
     with pytest.raises(LLMCalcError) as err:

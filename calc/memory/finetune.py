@@ -51,7 +51,7 @@ from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import layer_kinds, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import GIB, dtype_bytes, gib
+from calc.units import GIB, check_count, dtype_bytes, gib
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS = ("full", "lora", "qlora", "dora")
@@ -606,6 +606,7 @@ def fit_table(m: ModelSpec, gpu: GPUSpec, seqs: tuple[int, ...] = (512, 1024, 20
               max_batch: int = 1024, **kwargs) -> list[FitRow]:
     """For each sequence length, the largest micro-batch whose peak fits on ``gpu`` (0: not even one),
     by bisection on finetune_memory (memory grows with the batch)."""
+    check_count(max_batch, "max_batch")
     kwargs = {**kwargs, "suggest": False, "gpu": None}
 
     def peak(batch: int, seq: int) -> int:

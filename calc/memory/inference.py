@@ -21,7 +21,8 @@ from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import GIB, dtype_bytes, gb, gib
+from calc.specs.serving import check_accounting
+from calc.units import GIB, check_count, check_positive, dtype_bytes, gb, gib
 
 
 def inference_memory(
@@ -45,19 +46,18 @@ def inference_memory(
     shipped = dtype is None and m.quantization is not None  # unquantized: as shipped = the checkpoint dtype
     dtype = None if shipped else dtype or m.checkpoint_dtype
     dtype = dtype or m.checkpoint_dtype
-    if group_size:
-        check_group_size(m, dtype, group_size)
+    if group_size is not None:
+        check_group_size(m, dtype, check_count(group_size, "--group-size"))
     groups = weight_bytes_by_group(m, None if shipped else dtype, with_mtp=with_mtp, group_size=group_size)
     # the engine's "auto" (``accounting``: calc.specs.serving.EngineSettings.accounting; the default engine's for
     # `memory --mode infer`), as serving prices it
     kv_dtype = kv_dtype or model_auto_kv_dtype(m, dtype, m.checkpoint_dtype, accounting)
-    if act_factor is not None and act_factor < 0:
-        raise LLMCalcError("--act-factor", f"live activation values per token / H must be >= 0, got {act_factor:g}")
+    if act_factor is not None:  # live activation values per token / H
+        check_positive(act_factor, "--act-factor", allow_zero=True)
     for name, value in (("--batch", batch), ("--seq", seq)):
-        if value < 1:
-            raise LLMCalcError(name, f"must be >= 1, got {value}")
-    if reserve_gib < 0:
-        raise LLMCalcError("--reserve-gib", f"must be >= 0, got {reserve_gib}")
+        check_count(value, name)
+    check_positive(reserve_gib, "--reserve-gib", allow_zero=True)
+    check_accounting(accounting)
     counted = count_params(m)
     params = counted.total_params_with_mtp if with_mtp else counted.total_params
     shards = plan.tp * plan.pp

@@ -25,7 +25,7 @@ from calc.model.parallel import check_layout, expert_grid_problem, layers_per_st
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import GIB, gb, gib
+from calc.units import GIB, check_count, check_positive, gb, gib
 
 DEFAULT_CUDA_CONTEXT_GIB = 0.5  # CUDA 12 context + cuBLAS/NCCL handles on one device, outside the allocator
 DEFAULT_FRAGMENTATION = 0.05  # caching allocator: reserved = allocated peak x (1 + this)
@@ -217,9 +217,14 @@ def training_memory(
         raise LLMCalcError("--zero", f"ZeRO stage must be 0, 1, 2 or 3, got {zero}")
     if sharding not in SHARDINGS:
         raise LLMCalcError("--sharding", f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}")
-    for name, value in (("--batch", micro_batch), ("--seq", seq)):
-        if value < 1:
-            raise LLMCalcError(name, f"must be >= 1, got {value}")
+    for name, value in (("--batch", micro_batch), ("--seq", seq), ("--grad-accum", grad_accum)):
+        check_count(value, name)
+    if global_batch is not None:
+        check_count(global_batch, "--global-batch")
+    check_positive(reserve_gib, "--reserve-gib", allow_zero=True)
+    check_positive(fragmentation, "--fragmentation", allow_zero=True)
+    if check_positive(dropout, "--dropout", allow_zero=True) >= 1:
+        raise LLMCalcError("--dropout", f"is a probability in [0, 1), got {dropout:g}")
     if seq % plan.cp:
         raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
     problem = expert_grid_problem(m, plan.tp, plan.cp, plan.dp, ep, etp)

@@ -247,8 +247,8 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
     queries after P tokens, T*P + T*(T+1)/2 per full layer. MLA decodes absorbed over the cached latent
     (mla_decode_dims: d_qk = r_kv + d_rope, d_v = r_kv, as the engines run it and calc.serving prices it); the
     unabsorbed per-key cost 2*B*h*(d_qk+d_v) of the prefill convention is shown beside it in the explanation."""
-    check_tokens(batch, max(prompt, 1))
-    if output < 1:
+    check_tokens(batch, prompt)
+    if isinstance(output, bool) or not isinstance(output, int) or output < 1:
         raise LLMCalcError("--output", f"must be >= 1 generated token, got {output}")
     matmul_params = count_params(m).matmul_params
     d_qk, d_v = mla_decode_dims(m) or attention_dims(m)

@@ -25,7 +25,7 @@ from calc.serving.moe import attention_ranks
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
-from calc.units import GIB
+from calc.units import GIB, check_count
 
 
 class ConcurrencyRow(BaseModel):
@@ -86,6 +86,7 @@ def concurrency(
     logs its own figures): the replica's tokens, requests and running cap are d x one group's."""
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise LLMCalcError("--max-model-len", f"tokens per request must be a whole number >= 1, got {max_tokens!r}")
+    check_count(ep, "--ep")
     m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
     plan = expert_plan(m, num_gpus, tp, pp, ep) if ep > 1 else serving_plan(m, num_gpus, tp, pp)
     s = settings or EngineSettings()

@@ -27,7 +27,8 @@ from calc.serving.step import (
 from calc.serving.weights import weight_format
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import TERA, abbrev, figure, human
+from calc.specs.serving import check_accounting
+from calc.units import TERA, abbrev, check_count, check_positive, figure, human
 
 
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
@@ -149,10 +150,14 @@ def latency(
     ``ep`` > 1: an expert-parallel replica of ep GPUs (expert_plan): the batch split evenly over its d = ep / tp
     data-parallel attention groups, each prefilling and decoding its ceil(B / d) requests in lockstep with the others
     (the MoE layers' all-to-all joins them every layer, calc.serving.step), so TTFT and TPOT are one group's."""
-    for flag, value in (("--batch", batch), ("--prompt", prompt)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise LLMCalcError(flag, f"must be a whole number >= 1, got {value!r}")
-    if output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
+    for flag, value in (("--batch", batch), ("--prompt", prompt), ("--num-gpus", num_gpus), ("--ep", ep)):
+        check_count(value, flag)
+    if chunk_tokens is not None:
+        check_count(chunk_tokens, "--max-num-batched-tokens")
+    if target_ttft_s is not None:
+        check_positive(target_ttft_s, "--ttft-ms")
+    check_accounting(accounting)
+    if isinstance(output, bool) or not isinstance(output, int) or output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
     m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
     plan = expert_plan(m, num_gpus, tp, pp, ep) if ep > 1 else serving_plan(m, num_gpus, tp, pp)

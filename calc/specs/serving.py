@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
@@ -58,6 +58,17 @@ def engine_gpu_problem(engine: str, gpu: Any) -> str | None:
         return f"TensorRT-LLM runs on NVIDIA GPUs only; {gpu.name} is {gpu.vendor}'s"
     return None
 Accounting = Literal["vllm-v1", "vllm-v0", "sglang", "trtllm"]
+
+
+def check_accounting(accounting: str) -> str:
+    """An engine accounting name (EngineSettings.accounting's), refused otherwise: an unknown one would be priced as
+    vLLM V1's silently."""
+    if accounting not in get_args(Accounting):
+        from calc.errors import LLMCalcError
+
+        raise LLMCalcError("accounting", f"unknown {accounting!r}; use one of {', '.join(get_args(Accounting))} "
+                                         "(EngineSettings(engine=...).accounting())")
+    return accounting
 
 CURRENT_VERSION: dict[str, str] = {"vllm": "0.11", "vllm-v0": "0.6", "sglang": "0.5.4", "trtllm": "1.0"}
 VLLM_V1_FROM = (0, 8)  # VLLM_USE_V1 became the default in 0.8.0 (vllm/envs.py)
