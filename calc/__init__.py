@@ -56,8 +56,59 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
+        value = getattr(import_module(_EXPORTS[name]), name)
+        if name not in _GUARDED:
+            _GUARDED[name] = _guarded(value)
+        return _GUARDED[name]
     raise AttributeError(f"module 'calc' has no attribute {name!r}")
+
+
+# the spec a public function's argument is annotated with -> the loader that makes one (a name or a path goes there)
+_SPEC_LOADERS = {"ModelSpec": "load_model", "GPUSpec": "load_gpu", "SystemSpec": "load_system"}
+_GUARDED: dict[str, Any] = {}
+
+
+def _guarded(fn: Any) -> Any:
+    """``fn`` as the public API hands it out: an argument annotated with a spec (ModelSpec, GPUSpec, SystemSpec) given
+    something else (a catalog name, a path) is an LLMCalcError naming the argument and the loader, not an
+    AttributeError from inside; a config.json given to model_from_hf_config as a path likewise. Classes and the
+    loaders pass through unchanged."""
+    import functools
+    import inspect
+
+    if not inspect.isfunction(fn):
+        return fn
+    sig = inspect.signature(fn)
+    checks = [(arg, ann) for arg, p in sig.parameters.items() if isinstance(p.annotation, str)
+              for ann in _SPEC_LOADERS if p.annotation.split(" | ")[0] == ann]
+    wants_mapping = fn.__name__ == "model_from_hf_config"
+    if not checks and not wants_mapping:
+        return fn
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        from calc.errors import LLMCalcError
+
+        try:
+            bound = sig.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            return fn(*args, **kwargs)  # Python's own message for a wrong call
+        if wants_mapping and not isinstance(bound.get("data"), dict):
+            raise LLMCalcError("data", f"takes the parsed config.json (a dict), got {type(bound.get('data')).__name__}: "
+                                       "json.load it first, or calc.load_model(path) reads the file")
+        for arg, ann in checks:
+            value = bound.get(arg)
+            if value is not None and not _is_spec(value, ann):
+                raise LLMCalcError(arg, f"takes a {ann}, got {type(value).__name__} {value!r:.60}: make one with "
+                                        f"calc.{_SPEC_LOADERS[ann]}({value!r:.60})")
+        return fn(*args, **kwargs)
+
+    return guarded
+
+
+def _is_spec(value: Any, ann: str) -> bool:
+    spec = getattr(import_module("calc.specs.system" if ann == "SystemSpec" else "calc.specs"), ann)
+    return isinstance(value, spec)
 
 
 def __dir__() -> list[str]:

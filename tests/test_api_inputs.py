@@ -80,3 +80,22 @@ def test_latency_as_a_library_call_says_when_the_weights_do_not_fit() -> None:
     r = latency(load_model("llama2-70b"), G, prompt=1000)
     assert r.fits is False and r.verdict.startswith("does not fit: 128.48 GiB of weights a GPU")
     assert latency(load_model("llama2-70b"), G, num_gpus=2, prompt=1000).fits is True
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda calc: calc.count_params("llama2-7b"), "m"),
+    (lambda calc: calc.forward_flops("llama2-7b"), "m"),
+    (lambda calc: calc.latency(M, "h100"), "gpu"),
+    (lambda calc: calc.inference_memory(M, gpu="h100"), "gpu"),
+    (lambda calc: calc.summarize_gpu("h100"), "gpu"),
+    (lambda calc: calc.model_from_hf_config("config.json"), "data"),
+])
+def test_the_public_api_names_a_spec_given_as_a_name(call, field) -> None:
+    """calc.<function> given a catalog name or a path where it takes a spec: an LLMCalcError naming the argument and
+    the loader that makes the spec, not an AttributeError from inside."""
+    import calc
+
+    with pytest.raises(LLMCalcError) as err:
+        call(calc)
+    assert err.value.field == field and ("calc.load_" in str(err.value) or "json.load" in str(err.value))
+    assert calc.count_params(M).total_params == 8_030_261_248  # a spec passes through: Llama 3 8B's published count
