@@ -21,7 +21,7 @@ from calc.model.params import Tensor, count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.sanity import check_tokens as corpus_warning  # flops has its own check_tokens (batch x seq)
 from calc.specs import ModelSpec
-from calc.units import abbrev, dtype_bytes
+from calc.units import abbrev, check_count, dtype_bytes
 
 
 def check_tokens(batch: int, seq: int, context: int | None = None) -> int:
@@ -248,8 +248,7 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
     (mla_decode_dims: d_qk = r_kv + d_rope, d_v = r_kv, as the engines run it and calc.serving prices it); the
     unabsorbed per-key cost 2*B*h*(d_qk+d_v) of the prefill convention is shown beside it in the explanation."""
     check_tokens(batch, prompt)
-    if isinstance(output, bool) or not isinstance(output, int) or output < 1:
-        raise LLMCalcError("--output", f"must be >= 1 generated token, got {output}")
+    check_count(output, "--output")
     matmul_params = count_params(m).matmul_params
     d_qk, d_v = mla_decode_dims(m) or attention_dims(m)
     per_key = 2 * batch * m.num_heads * (d_qk + d_v)

@@ -59,7 +59,7 @@ from calc.serving.weights import weight_format
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
-from calc.units import check_positive, count, plural
+from calc.units import check_count, check_positive, count, plural
 
 
 class FrontierPoint(BaseModel):
@@ -276,8 +276,8 @@ def _check_request(prompt: Any, output: Any, ttft_ms: Any, tpot_ms: Any, rate: A
     same LLMCalcError): counts whole and >= 1, a rate and the targets finite and > 0."""
     for flag, value in (("--prompt", prompt), ("--output", output), ("--users", users), ("--num-gpus", num_gpus),
                         ("max_gpus", max_gpus)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise LLMCalcError(flag, f"must be a whole number >= 1, got {value!r}")
+        if value is not None:
+            check_count(value, flag)
     for flag, value in (("--rate", rate), ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms)):
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
