@@ -211,3 +211,50 @@ def test_real_compressed_tensors_and_modelopt_checkpoints_within_1pct() -> None:
     nvfp4 = _shipped("llama-3.1-8b-instruct-nvfp4.json")
     assert nvfp4 == 3_489_660_928 + 436_207_616 + 1_792 + 2_101_346_304 + 532_480
     assert abs(nvfp4 / 6_063_742_203 - 1) < 0.01
+
+
+def _ct(weights: dict, acts: dict | None = None, **top) -> dict:
+    group = {"targets": ["Linear"], "weights": weights, **({"input_activations": acts} if acts else {})}
+    return {"quant_method": "compressed-tensors", "config_groups": {"group_0": group}, "ignore": ["lm_head"], **top}
+
+
+def test_compressed_tensors_nvfp4_prices_as_modelopt_nvfp4() -> None:
+    """llm-compressor's NVFP4 (format nvfp4-pack-quantized, strategy tensor_group, group 16): weight_packed 4 bits,
+    an fp8 weight_scale per 16 inputs a row, an fp32 weight_global_scale, and with quantized activations (dynamic
+    "local") an fp32 input_global_scale: per 64x64 Linear 2,048 + 64 x 4 + 4 + 4 B, what ModelOpt's NVFP4 stores."""
+    nvfp4 = {"num_bits": 4, "type": "float", "symmetric": True, "strategy": "tensor_group", "group_size": 16}
+    acts = {"num_bits": 4, "type": "float", "strategy": "tensor_group", "group_size": 16, "dynamic": "local"}
+    g = _groups(_ct(nvfp4, acts, format="nvfp4-pack-quantized"))
+    assert g["attention"] == 2 * 4 * (2048 + 64 * 4 + 8)
+    assert g["mlp"] == 2 * (2 * (4096 + 128 * 4 + 8) + (4096 + 64 * 8 + 8))
+    # weight-only NVFP4 (NVFP4A16): no input scale
+    assert _groups(_ct(nvfp4, format="nvfp4-pack-quantized"))["attention"] == 2 * 4 * (2048 + 64 * 4 + 4)
+
+
+def test_compressed_tensors_args_its_validator_refuses_are_refused(tmp_path, cli) -> None:
+    """compressed-tensors' QuantizationArgs refuses a group strategy without group_size, a block strategy without
+    block_structure and a group_size under another strategy; a mixed scheme (two config_groups) is well formed but
+    not modelled: priced at torch_dtype with one warning, as an unmodelled method is."""
+    import json
+
+    path = tmp_path / "config.json"
+    for weights, field in (({"num_bits": 4, "strategy": "group"}, "weights.group_size"),
+                           ({"num_bits": 8, "type": "float", "strategy": "block"}, "weights.block_structure"),
+                           ({"num_bits": 8, "strategy": "channel", "group_size": 128}, "weights.group_size")):
+        path.write_text(json.dumps({**BASE, "quantization_config": _ct(weights)}))
+        r = cli("params", str(path))
+        assert r.code == 2 and field in r.err, r.err
+    mixed = _ct({"num_bits": 4, "strategy": "group", "group_size": 128})
+    mixed["config_groups"]["group_1"] = {"targets": ["re:.*mlp.*"], "weights": {"num_bits": 8, "strategy": "channel"}}
+    path.write_text(json.dumps({**BASE, "quantization_config": mixed}))
+    r = cli("memory", str(path), "--mode", "infer")
+    assert r.code == 0 and "2 config_groups" in r.err and "bf16 (torch_dtype bfloat16)" in r.err, r.err
+
+
+def test_mxfp4_converts_the_routed_experts_alone() -> None:
+    """A quantization_config of {"quant_method": "mxfp4"} and nothing to exclude: transformers' Mxfp4HfQuantizer
+    replaces the experts module and vLLM's Mxfp4Config leaves every other Linear unquantized, so a dense block stays
+    at bf16: 4 x 64 x 64 x 2 B of attention a layer (it was priced at 4.25 bits)."""
+    g = _groups({"quant_method": "mxfp4"})
+    assert g["attention"] == 2 * 4 * 64 * 64 * 2
+    assert g["mlp"] == 2 * 3 * 64 * 128 * 2

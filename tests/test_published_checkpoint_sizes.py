@@ -73,8 +73,8 @@ TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num
         "torch_dtype": "bfloat16"}
 
 
-def _attention(q: dict) -> int:
-    return weight_bytes_by_group(model_from_hf_config({**TINY, "quantization_config": q}))["attention"]
+def _attention(q: dict, **config) -> int:
+    return weight_bytes_by_group(model_from_hf_config({**TINY, **config, "quantization_config": q}))["attention"]
 
 
 def test_compressed_tensors_actorder_group_adds_g_idx() -> None:
@@ -99,3 +99,7 @@ def test_gptq_bias_only_where_autogptq_wrote_the_config() -> None:
     assert _attention(autogptq) == 2 * 4 * (2624 + 128)
     gptqmodel = {**autogptq, "meta": {"quantizer": ["gptqmodel:1.7.0"]}}
     assert _attention(gptqmodel) == 2 * 4 * 2624
+    # a Linear with its own bias (attention_bias: q, k, v, o biased): AutoGPTQ stores that one bias, which the
+    # parameter count holds already (64 x bf16), not a second zero one: the same 2624 + 128 a matrix
+    assert _attention(autogptq, attention_bias=True) == 2 * 4 * (2624 + 128)
+    assert _attention(plain, attention_bias=True) == 2 * 4 * (2624 + 128)

@@ -108,14 +108,15 @@ def _skipped_by(component: str, name: str, skip: tuple[str, ...], layer: int = 0
     return False
 
 
-def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
+def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int, own_bias: bool = False) -> Fraction:
     """Bytes of one (n_in x n_out) weight matrix as the quantizer stores it.
 
     fp8 (transformers FineGrainedFP8, DeepSeek-V3): 1 B/weight + one fp32 scale_inv per block
     (ceil(out/b0) * ceil(in/b1)), or one fp32 per tensor without blocks.
     MXFP4 (OCP MX spec; gpt-oss *_blocks/*_scales): 4 bits/weight + one E8M0 byte per 32 along the input.
     GPTQ/AWQ: bits/8 per weight + fp16 scales and packed zero points per group of the input per output
-    (+ GPTQ's int32 g_idx per input row, + an fp16 bias per output row where AutoGPTQ wrote one).
+    (+ GPTQ's int32 g_idx per input row, + an fp16 bias per output row where AutoGPTQ wrote one to a Linear without
+    its own: ``own_bias``, a layer whose bias the parameter count holds already, stores that one bias, not two).
     fbgemm_fp8 (Meta's Llama-3.1-405B-Instruct-FP8): 1 B/weight + fp32 weight_scale per output row; the
     activation bound is the config's activation_scale_ub, not a tensor (vLLM fbgemm_fp8.py FBGEMMFp8Config
     takes input_scale_ub from the config and creates weight and weight_scale only; the 405B checkpoint holds
@@ -143,7 +144,7 @@ def quantized_matrix_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
         return Fraction(n, 2) + math.ceil(n_in / (q.group_size or 32)) * n_out
     if q.method in ("gptq", "awq"):
         groups = math.ceil(n_in / q.group_size) if q.group_size else 1
-        out = Fraction(n * q.bits, 8) + groups * n_out * 2 + (2 * n_out if q.linear_bias else 0)
+        out = Fraction(n * q.bits, 8) + groups * n_out * 2 + (2 * n_out if q.linear_bias and not own_bias else 0)
         if q.zero_points:
             out += Fraction(groups * n_out * q.bits, 8)
         return out + (4 * n_in if q.method == "gptq" else 0)
@@ -158,7 +159,13 @@ def _compressed_tensors_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
     """compressed-tensors: bits/8 per weight + bf16 scales (tensor 1, channel n_out, group n_out*ceil(in/G),
     block ceil(out/b0)*ceil(in/b1)), zero points at the weight's bits when asymmetric, pack-quantized's
     weight_shape (2 x int64: torch.tensor(weight.shape), pack_quantized.py), an int32 weight_g_idx per input
-    column with actorder group, and a bf16 input_scale when activations are static."""
+    column with actorder group, and a bf16 input_scale when activations are static. tensor_group (NVFP4,
+    nvfp4-pack-quantized: weight_packed two e2m1 values a byte, weight_scale one fp8 e4m3 per group of G inputs,
+    weight_global_scale fp32, and an fp32 input_global_scale when activations are quantized):
+    n/2 + out*ceil(in/G) + 4 (+ 4)."""
+    if q.strategy == "tensor_group":
+        return Fraction(n_in * n_out * q.bits, 8) + n_out * math.ceil(n_in / (q.group_size or 16)) + 4 \
+            + (4 if q.input_scale else 0)
     if q.strategy == "channel":
         scales = n_out
     elif q.strategy == "group":
@@ -184,13 +191,19 @@ def _torchao_bytes(q: QuantSpec, n_in: int, n_out: int) -> Fraction:
 def _quantized_shape(m: ModelSpec, q: QuantSpec, t: Tensor) -> tuple[int, int] | None:
     """(n_in, n_out) of a tensor the quantizer converts, None for one it leaves at the checkpoint dtype.
     torchao's include_input_output_embeddings converts the embedding (V rows of H) and the head too; torchao
-    skips a weight whose inputs are not a multiple of the group (quant_api _int4_weight_only_quantize_tensor)."""
+    skips a weight whose inputs are not a multiple of the group (quant_api _int4_weight_only_quantize_tensor); an MXFP4
+    checkpoint (``experts_only``) converts the routed experts alone. ``--dtype mxfp4`` (WEIGHT_FORMATS) converts every
+    block Linear, as the corpus prices the TRT-LLM gpt-oss rows for now."""
     if q.include_embeddings and t.component in ("embedding", "lm_head") and t.params and not t.shape:
         return m.hidden_size, t.params // m.hidden_size
     if t.component not in QUANTIZED_COMPONENTS + (("embedding", "lm_head") if q.include_embeddings else ()) or not t.shape \
             or t.name in _NEVER_QUANTIZED:
         return None
     if q.method == "torchao" and q.strategy == "group" and q.group_size and t.shape[0] % q.group_size:
+        return None
+    # an MXFP4 checkpoint converts the routed experts only: transformers' Mxfp4HfQuantizer replaces the experts
+    # module, vLLM's Mxfp4Config gives every other Linear UnquantizedLinearMethod (mxfp4.py get_quant_method)
+    if q.experts_only and t.component != "experts":
         return None
     return t.shape
 
@@ -209,7 +222,7 @@ def _tensor_bytes(m: ModelSpec, t: Tensor, dtype: str | None, layer: int = 0, gr
     shape = _quantized_shape(m, q, t) if t.params else None
     if shape and not _skipped(t.component, t.name, q.modules_to_not_convert, layer):
         n_in, n_out = shape
-        return quantized_matrix_bytes(q, n_in, n_out) * (t.params // (n_in * n_out))
+        return quantized_matrix_bytes(q, n_in, n_out, t.has_bias) * (t.params // (n_in * n_out))
     return dtype_bytes(m.checkpoint_dtype) * t.params
 
 
@@ -273,7 +286,7 @@ def scale_elements(m: ModelSpec, with_mtp: bool = False) -> int:
     return total
 
 
-def matrix_elements(q: QuantSpec, n_in: int, n_out: int) -> int:
+def matrix_elements(q: QuantSpec, n_in: int, n_out: int, own_bias: bool = False) -> int:
     """Safetensors elements of one (n_in x n_out) weight matrix as its format stores it (the prod(shape) of its
     tensors, what huggingface_hub's SafetensorsFileMetadata.parameter_count sums); a packed 4-bit format stores
     fewer elements than weights.
@@ -296,7 +309,7 @@ def matrix_elements(q: QuantSpec, n_in: int, n_out: int) -> int:
         groups = math.ceil(n_in / q.group_size) if q.group_size else 1
         zeros = groups * n_out * q.bits // 32 if q.zero_points else 0
         return n * q.bits // 32 + groups * n_out + zeros + (n_in if q.method == "gptq" else 0) \
-            + (n_out if q.linear_bias else 0)
+            + (n_out if q.linear_bias and not own_bias else 0)
     raise ValueError(f"{q.method}: stored elements of this packed format are not modelled")
 
 
@@ -318,7 +331,7 @@ def stored_elements(m: ModelSpec, with_mtp: bool = False) -> int:
         shape = _quantized_shape(m, q, t) if t.params else None
         if shape and not _skipped(t.component, t.name, q.modules_to_not_convert):
             n_in, n_out = shape
-            total += copies * (t.params // (n_in * n_out)) * matrix_elements(q, n_in, n_out)
+            total += copies * (t.params // (n_in * n_out)) * matrix_elements(q, n_in, n_out, t.has_bias)
         else:
             total += copies * t.params
     return total

@@ -22,6 +22,7 @@ class Tensor:
     matmul: int = 0
     shape: tuple[int, int] | None = None  # (in, out) of one weight matrix, for GEMM views
     name: str = ""  # the matrix's name in the modeling code (q_proj, gate_proj, ...), for GEMM views
+    has_bias: bool = False  # the matrix's Linear has its own bias (a Tensor of its own beside it)
 
     @property
     def active_params(self) -> int:
@@ -40,7 +41,8 @@ class Tensor:
 
 def linear(component: str, name: str, n_in: int, n_out: int, bias: bool, sym: str) -> list[Tensor]:
     weights = Tensor(
-        component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out, shape=(n_in, n_out), name=name
+        component, n_in * n_out, f"{name}: {sym} = {n_in}*{n_out}", matmul=n_in * n_out, shape=(n_in, n_out), name=name,
+        has_bias=bias,
     )
     if not bias:
         return [weights]

@@ -180,8 +180,9 @@ class QuantSpec(_Spec):
     block_size: tuple[PositiveInt, PositiveInt] | None = Field(None, description="fp8 weight_block_size [out, in] (DeepSeek-V3 128x128)")
     zero_points: bool = Field(False, description="GPTQ/AWQ store packed zero points (qzeros) beside the scales")
     double_quant: bool = Field(False, description="bitsandbytes bnb_4bit_use_double_quant")
-    strategy: Literal["tensor", "channel", "group", "block"] | None = Field(
-        None, description="compressed-tensors: one weight scale per tensor, output row, group of the input, or block")
+    strategy: Literal["tensor", "channel", "group", "block", "tensor_group"] | None = Field(
+        None, description="compressed-tensors: one weight scale per tensor, output row, group of the input, or block; "
+                          "tensor_group (NVFP4): an fp8 scale per group of the input and an fp32 global scale")
     packed: bool = Field(False, description="compressed-tensors pack-quantized: int32 words + a weight_shape (2 x int64)")
     input_scale: bool = Field(False, description="a static activation scale stored per Linear")
     g_idx: bool = Field(False, description="compressed-tensors actorder group: an int32 weight_g_idx per input column")
@@ -193,6 +194,9 @@ class QuantSpec(_Spec):
         None, description="torchao tinygemm tile packing: (out, in) padded up to multiples of these (8 or 16, 1024)")
     include_embeddings: bool = Field(False, description="torchao include_input_output_embeddings: the embedding and "
                                      "output head are quantized too")
+    experts_only: bool = Field(False, description="only the routed experts are converted (an MXFP4 checkpoint: "
+                               "transformers' Mxfp4HfQuantizer replaces the experts module, vLLM's Mxfp4Config leaves "
+                               "every other Linear unquantized)")
     modules_to_not_convert: list[str] = Field(default_factory=list)
 
 

@@ -81,8 +81,8 @@ def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) 
             {"method": "modelopt_nvfp4", "bits": 4, "group_size": q.get("group_size", 16)}
     if method == "fp8":
         return {"method": "fp8", "bits": 8, "block_size": _block(c, q.get("weight_block_size"))}
-    if method == "mxfp4":
-        return {"method": "mxfp4", "bits": 4, "group_size": 32}
+    if method == "mxfp4":  # a checkpoint's MXFP4 is its routed experts' (calc.memory.weights._quantized_shape)
+        return {"method": "mxfp4", "bits": 4, "group_size": 32, "experts_only": True}
     if method in ("gptq", "awq"):
         bits = q.get("bits", q.get("w_bit", 4))
         # the kernels each method ships: GPTQ 2/3/4/8-bit (AutoGPTQ / GPTQModel QuantLinear), AWQ 4-bit (AutoAWQ's
@@ -131,15 +131,27 @@ def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
     num_bits / strategy / group_size / block_structure / symmetric / actorder, the format (pack-quantized stores
     int32 words and a weight_shape), and a static input_activations scale. Mixed groups are refused."""
     groups = q.get("config_groups")
-    if not isinstance(groups, dict) or len(groups) != 1:
-        raise c.fail(f"{_FIELD}.config_groups", "must hold exactly one quantization group (mixed schemes are not modelled)")
+    if not isinstance(groups, dict) or not groups:
+        raise c.fail(f"{_FIELD}.config_groups", "must hold the quantization group(s)")
+    if len(groups) != 1:
+        raise Unmodelled(f"compressed-tensors with {len(groups)} config_groups (a mixed scheme)")
     group = next(iter(groups.values()))
     w = group.get("weights") if isinstance(group, dict) else None
     if not isinstance(w, dict) or not isinstance(w.get("num_bits"), int):
         raise c.fail(f"{_FIELD}.config_groups.weights", "must give num_bits")
     strategy = w.get("strategy", "tensor")
-    if strategy not in ("tensor", "channel", "group", "block"):
-        raise c.fail(f"{_FIELD}.config_groups.weights.strategy", f"{strategy!r} is not tensor, channel, group or block")
+    where = f"{_FIELD}.config_groups.weights"
+    if strategy in ("token", "attn_head"):  # compressed-tensors strategies, not for a Linear weight the engine prices
+        raise Unmodelled(f"compressed-tensors weight strategy {strategy!r}")
+    if strategy not in ("tensor", "channel", "group", "block", "tensor_group"):
+        raise c.fail(f"{where}.strategy", f"{strategy!r} is not tensor, channel, group, block or tensor_group")
+    # compressed-tensors' own QuantizationArgs validator refuses these (quant_args.py validate_model_after)
+    if strategy in ("group", "tensor_group") and w.get("group_size") is None:
+        raise c.fail(f"{where}.group_size", f"strategy {strategy} requires a positive group_size")
+    if strategy not in ("group", "tensor_group") and w.get("group_size") is not None:
+        raise c.fail(f"{where}.group_size", f"is set but strategy is {strategy!r}: a group size requires strategy group")
+    if strategy == "block" and w.get("block_structure") is None:
+        raise c.fail(f"{where}.block_structure", "strategy block requires a block_structure [out, in]")
     acts = group.get("input_activations")
     block = w.get("block_structure")
     # actorder true / "group" / "dynamic" is GROUP (quant_args.py validate_actorder and its aliases); only GROUP
@@ -148,9 +160,12 @@ def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
     kind = w.get("type", "int")  # QuantizationArgs.type: "int" or "float" (float-quantized: FP8 E4M3 at 8 bits)
     if kind not in ("int", "float"):
         raise c.fail(f"{_FIELD}.config_groups.weights.type", f"{kind!r} is not int or float")
+    if strategy == "tensor_group" and (kind, w["num_bits"]) != ("float", 4):
+        raise Unmodelled(f"compressed-tensors tensor_group at {kind}{w['num_bits']} (NVFP4 is float 4)")
     return {"method": "compressed_tensors", "scheme": f"{kind}{w['num_bits']}", "bits": w["num_bits"], "strategy": strategy,
-            "group_size": w.get("group_size") if strategy == "group" else None,
+            "group_size": w.get("group_size") if strategy in ("group", "tensor_group") else None,
             "block_size": _block(c, block) if strategy == "block" else None,
             "zero_points": w.get("symmetric") is False, "packed": q.get("format") == "pack-quantized",
-            "input_scale": isinstance(acts, dict) and acts.get("dynamic") is False,
+            # a static scale (dynamic false), or NVFP4's global input scale (dynamic "local": per-group scales at run time)
+            "input_scale": isinstance(acts, dict) and (acts.get("dynamic") is False or acts.get("dynamic") == "local"),
             "g_idx": strategy == "group" and (actorder is True or str(actorder).lower() in ("group", "dynamic"))}
