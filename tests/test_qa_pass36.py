@@ -33,3 +33,29 @@ def test_flops_output_warning_counts_the_prompt_it_adds(cli) -> None:
     r = cli("flops", "llama3-8b", "--output", "10000")
     assert r.code == 0
     assert "4,096 + 10,000 generated = 14,096 tokens exceed" in r.err
+
+
+def test_train_time_refuses_a_dtype_the_gpu_lacks_before_sizing(cli) -> None:
+    """T4 has fp16 and int8 tensor peaks, no bf16 (datasheet): the default bf16 is refused first, not answered with a
+    GPU count that is then refused for its dtype."""
+    r = cli("train-time", "llama3-8b", "--gpu", "t4", "--num-gpus", "8", "--tokens", "1T")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype") and "fp16" in r.err
+
+
+def test_show_a_node_name_shows_the_node_not_the_gpu_aliased_to_it(cli) -> None:
+    """gb200-nvl72 is a node type (systems) and an alias of the gb200 GPU: `show` gives the node for its own name."""
+    d = cli("show", "gb200-nvl72", "--json").json()
+    assert d["name"] == "gb200-nvl72" and d["gpus_per_node"] == 72
+    assert cli("show", "gb200", "--json").json()["name"] == "gb200"
+
+
+def test_a_bitsandbytes_quant_type_is_named_as_the_config_writes_it(cli, tmp_path) -> None:
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+                                "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+                                "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                                        "bnb_4bit_quant_type": "int4"}}))
+    r = cli("params", str(path))
+    assert r.code == 2 and "quantization_config.bnb_4bit_quant_type" in r.err

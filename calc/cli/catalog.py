@@ -132,6 +132,10 @@ def show(name: Annotated[str, typer.Argument(help="a model, GPU or node (systems
     try:
         spec = load_model(name, "NAME")
     except LLMCalcError as model_error:
+        system = _system_named(name)
+        if system is not None and system.name == name.strip().lower():  # a node's own name before a GPU's alias of it
+            _show_spec(system, f"Node spec of {system.name}: edit and pass the file as --system FILE.", as_json, as_yaml)
+            return
         try:
             gpu = load_gpu(name, "NAME")
         except LLMCalcError as gpu_error:

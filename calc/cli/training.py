@@ -219,6 +219,9 @@ def train_time(
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding="zero", recompute=recompute or Recompute.none,
                  offloads=(0, None), dtype=dtype)
     m, g = _specs(model, gpu, seq)
+    from calc.hardware.peaks import peak_tflops
+
+    peak_tflops(g, _training_dtype(dtype))  # a dtype without a peak on this GPU is refused before any fit or count
     unit_price = price_for(price, g.name, old_price)
     if budget is not None and unit_price is None:
         raise LLMCalcError("--budget", "needs --price (USD per GPU-hour) to turn GPU-hours into dollars, e.g. --price 2.5")

@@ -99,6 +99,8 @@ def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) 
                 "linear_bias": method == "gptq" and _written_by_autogptq(q)}
     if q.get("load_in_4bit") is True:  # bitsandbytes
         kind = q.get("bnb_4bit_quant_type", "fp4")
+        if kind not in ("nf4", "fp4"):  # bitsandbytes' two 4-bit types (BitsAndBytesConfig.post_init refuses others)
+            raise c.fail(f"{_FIELD}.bnb_4bit_quant_type", f"{kind!r} is not nf4 or fp4")
         return {"method": f"bnb_{kind}", "bits": 4, "group_size": 64,
                 "double_quant": bool(q.get("bnb_4bit_use_double_quant", False))}
     if q.get("load_in_8bit") is True:
