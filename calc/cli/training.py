@@ -391,7 +391,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
             plan = None
             if cost is not None:
                 try:
-                    plan = plans[n] = best_plan(cost, n, global_batch)
+                    plan = plans[n] = best_plan(cost, n, global_batch, suggest=False)  # the message is not shown
                 except LLMCalcError:
                     runs[n] = None  # nothing fits on n GPUs (or the batch does not split): more GPUs
                     return None

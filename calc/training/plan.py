@@ -157,8 +157,9 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
                            f"does not divide the {n} GPUs")
 
 
-def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchSpace) -> tuple[int, list[tuple[Layout, int]]]:
-    """(layouts considered, [(layout, micro-batches)] that fit in memory)."""
+def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
+                      space: SearchSpace) -> tuple[int, list[tuple[Layout, int, int]]]:
+    """(layouts considered, [(layout, micro-batches, peak bytes per GPU)] that fit in memory)."""
     m = cost.m
     capacity = cost.gpu.cuda_total_bytes
     experts = m.moe.num_experts if m.moe else 1
@@ -188,8 +189,8 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int, space: SearchS
                                 if not layout_is_valid(m, layout, global_batch, cost.seq):
                                     continue  # what train-step would refuse (calc.training.layout), e.g. ZeRO-3 with PP
                                 considered += 1
-                                if sum(memory_per_gpu(cost, layout, micro).values()) <= capacity:
-                                    fitting.append((layout, micro))
+                                if (peak := sum(memory_per_gpu(cost, layout, micro).values())) <= capacity:
+                                    fitting.append((layout, micro, peak))
                                     break  # heavier recomputation only slows a fitting layout down
     return considered, fitting
 
@@ -204,9 +205,12 @@ def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpa
 
 
 def search_plans(
-    cost: ModelCost, num_gpus: int, global_batch: int, *, top: int = 10, space: SearchSpace | None = None
+    cost: ModelCost, num_gpus: int, global_batch: int, *, top: int = 10, space: SearchSpace | None = None,
+    suggest: bool = True,
 ) -> PlanSearchResult:
-    """Every valid layout of ``num_gpus`` GPUs for this model, batch and sequence; the ``top`` fastest that fit."""
+    """Every valid layout of ``num_gpus`` GPUs for this model, batch and sequence; the ``top`` fastest that fit.
+    ``suggest`` False: a verdict of nothing fitting leaves out what would fit (what_would_fit, further searches), for a
+    caller that only asks whether something fits (a GPU-count search)."""
     space = space or SearchSpace()
     if num_gpus < 1:
         raise LLMCalcError("--num-gpus", f"must be >= 1, got {num_gpus}")
@@ -221,13 +225,13 @@ def search_plans(
         raise LLMCalcError("--global-batch", f"no layout of {num_gpus} GPUs has DP x micro-batch dividing {global_batch}"
                            + (f" with {pins}" if pins else "") + "; change --global-batch or the pinned degrees")
     timed: list[tuple[float, bool, float, Layout]] = []
-    for layout, micro in fitting:
+    for layout, micro, flat_peak in fitting:
         for v in _interleavings(cost, layout, micro, space):
             candidate = layout if v == 1 else layout.with_(vpp=v)
-            if v > 1 and sum(memory_per_gpu(cost, candidate, micro).values()) > cost.gpu.cuda_total_bytes:
+            peak = flat_peak if v == 1 else sum(memory_per_gpu(cost, candidate, micro).values())
+            if peak > cost.gpu.cuda_total_bytes:
                 continue  # interleaving keeps more micro-batches' activations on the first stage
             uneven = cost.m.num_layers % candidate.pp != 0
-            peak = sum(memory_per_gpu(cost, candidate, micro).values())
             timed.append((step_terms(cost, candidate, global_batch, micro).step_time_s, uneven, peak, candidate))
     timed.sort(key=lambda item: item[:3])  # fastest; at equal time an even split, then the most memory to spare
     plans = [train_step(cost, layout, global_batch=global_batch) for *_, layout in timed[:top]]
@@ -238,7 +242,7 @@ def search_plans(
                    f"{best.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU")
     else:
         verdict = (f"does not fit: no layout of {cost.m.name} fits on {num_gpus} x {cost.gpu.name} with global batch "
-                   f"{global_batch}{what_would_fit(cost, num_gpus, global_batch, space)}")
+                   f"{global_batch}{what_would_fit(cost, num_gpus, global_batch, space) if suggest else ''}")
     return PlanSearchResult(
         model=cost.m.name, gpu=cost.gpu.name, system=cost.system.name, num_gpus=num_gpus, global_batch=global_batch,
         seq=cost.seq, layouts_considered=considered, layouts_fitting=len(fitting), layouts_timed=len(timed), plans=plans,
@@ -395,10 +399,12 @@ def default_batch_drop_warning(seq: int, num_gpus: int) -> str | None:
             f"--global-batch-tokens) to compare GPU counts at one batch")
 
 
-def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None) -> TrainStepResult:
-    """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU)."""
+def best_plan(cost: ModelCost, num_gpus: int, global_batch: int | None = None, space: SearchSpace | None = None,
+              suggest: bool = True) -> TrainStepResult:
+    """The fastest fitting layout (what train-time and report --mode train use instead of an assumed MFU);
+    ``suggest`` as search_plans'."""
     batch = global_batch or default_global_batch(cost.seq, num_gpus)
-    result = search_plans(cost, num_gpus, batch, top=1, space=space)
+    result = search_plans(cost, num_gpus, batch, top=1, space=space, suggest=suggest)
     if not result.plans:
         raise LLMCalcError("--num-gpus", result.verdict + "; give --mfu to assume one instead")
     return result.plans[0]
