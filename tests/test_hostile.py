@@ -201,6 +201,7 @@ FILES: dict[str, str | bytes] = {
     "hf-huge-int.json": as_json(changed(HF, vocab_size=10**400)),
     "hf-rope-inf.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": 4.0})).replace("4.0", "Infinity"),
     "hf-rope-neg.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": -4.0})),
+    "hf-no-model-type.json": as_json(changed(HF, model_type=DELETE)),
     "hf-rope-zero.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": 0})),
     # transformers writes Infinity into fields llmcalc never reads (Mamba-2 time_step_limit): not a refusal
     "hf-unused-infinity.json": as_json(changed(HF, time_step_limit=[0.0, 1.0], rms_norm_eps=1.0)).replace(
@@ -300,6 +301,7 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-quant-torchao-group.json": "quantization_config.quant_type._data.group_size", "hf-quant-bnb-neither.json": "load_in_4bit",
         "hf-routed-zero.json": "n_routed_experts", "hf-huge-int.json": "vocab_size", "hf-rope-inf.json": "rope_scaling.factor",
         "hf-rope-neg.json": "rope_scaling.factor", "hf-rope-zero.json": "rope_scaling.factor",
+        "hf-no-model-type.json": "'model_type'",
     }
     for name, field in expect.items():
         yield f"hf {name}", (["params", f"@{name}"], 2, ["MODEL", field])

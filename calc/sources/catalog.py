@@ -182,6 +182,8 @@ def _device_name_key(arg: str) -> str:
 # Fields only the other kind of spec has: a GPU YAML given as a model (e.g. to `show`) is judged as a GPU.
 _GPU_ONLY = {"hbm_tb_s", "datasheet_peak_tflops", "memory_gb", "arch"}
 _MODEL_ONLY = {"num_layers", "hidden_size", "num_heads", "vocab_size", "model_type"}
+# keys of a HuggingFace config.json that our model YAML never has (it says num_layers / num_heads / intermediate_size)
+_HF_ONLY = {"num_hidden_layers", "num_attention_heads", "architectures", "torch_dtype", "n_layer", "n_head"}
 
 
 def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
@@ -192,6 +194,10 @@ def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
     ):
         spec_from_mapping(other, data, f"{other_kind} spec {path}", field)  # a broken file names itself
         raise LLMCalcError(field, f"{path} is a {other_kind} spec; pass it as {flag}")
+    # an HF config.json without its model_type (keys only transformers writes): name that, not our YAML's fields
+    if cls is ModelSpec and "model_type" not in data and data.keys() & _HF_ONLY and "num_layers" not in data:
+        raise LLMCalcError(field, f"{path}: field 'model_type' is missing; a HuggingFace config.json names its "
+                                  "architecture there (e.g. \"llama\"), which picks the family's layer rules")
     if cls is ModelSpec and "model_type" in data:
         from calc.sources.hf import model_from_hf_config
 
