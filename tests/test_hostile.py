@@ -202,6 +202,10 @@ FILES: dict[str, str | bytes] = {
     "hf-rope-inf.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": 4.0})).replace("4.0", "Infinity"),
     "hf-rope-neg.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": -4.0})),
     "hf-no-model-type.json": as_json(changed(HF, model_type=DELETE)),
+    "hf-gptq-group-zero.json": as_json(changed(HF, quantization_config={"quant_method": "gptq", "bits": 4,
+                                                                         "group_size": 0})),
+    "hf-ct-bits-zero.json": as_json(changed(HF, quantization_config={
+        "quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 0}}}})),
     "hf-rope-zero.json": as_json(changed(HF, rope_scaling={"rope_type": "yarn", "factor": 0})),
     # transformers writes Infinity into fields llmcalc never reads (Mamba-2 time_step_limit): not a refusal
     "hf-unused-infinity.json": as_json(changed(HF, time_step_limit=[0.0, 1.0], rms_norm_eps=1.0)).replace(
@@ -301,7 +305,8 @@ def hf_cases() -> Iterator[tuple[str, Case]]:
         "hf-quant-torchao-group.json": "quantization_config.quant_type._data.group_size", "hf-quant-bnb-neither.json": "load_in_4bit",
         "hf-routed-zero.json": "n_routed_experts", "hf-huge-int.json": "vocab_size", "hf-rope-inf.json": "rope_scaling.factor",
         "hf-rope-neg.json": "rope_scaling.factor", "hf-rope-zero.json": "rope_scaling.factor",
-        "hf-no-model-type.json": "'model_type'",
+        "hf-no-model-type.json": "'model_type'", "hf-gptq-group-zero.json": "quantization_config.group_size",
+        "hf-ct-bits-zero.json": "quantization_config.config_groups.weights.num_bits",
     }
     for name, field in expect.items():
         yield f"hf {name}", (["params", f"@{name}"], 2, ["MODEL", field])

@@ -94,6 +94,9 @@ def _method_fields(c: HFConfig, q: dict[str, Any], method: str, act_bytes: int) 
             raise c.fail(f"{_FIELD}.lm_head", "a quantized lm_head is not modelled (the head is priced at the checkpoint "
                                               "dtype); give the config without it")
         group = q.get("group_size", q.get("q_group_size", 128))
+        if group not in (None, -1) and (isinstance(group, bool) or not isinstance(group, int) or group < 1):
+            raise c.fail(f"{_FIELD}.{'group_size' if 'group_size' in q else 'q_group_size'}",
+                         f"must be a positive whole number of inputs per scale (or -1: one per row), got {group!r}")
         zeros = True if method == "gptq" else bool(q.get("zero_point", True))
         return {"method": method, "bits": bits, "group_size": None if group in (None, -1) else group, "zero_points": zeros,
                 "linear_bias": method == "gptq" and _written_by_autogptq(q)}
@@ -141,6 +144,8 @@ def _compressed_tensors(c: HFConfig, q: dict[str, Any]) -> dict[str, Any]:
     w = group.get("weights") if isinstance(group, dict) else None
     if not isinstance(w, dict) or not isinstance(w.get("num_bits"), int):
         raise c.fail(f"{_FIELD}.config_groups.weights", "must give num_bits")
+    if not 2 <= w["num_bits"] <= 8:  # QuantSpec's range: 2- to 8-bit weights
+        raise c.fail(f"{_FIELD}.config_groups.weights.num_bits", f"must be 2 to 8 bits, got {w['num_bits']}")
     strategy = w.get("strategy", "tensor")
     where = f"{_FIELD}.config_groups.weights"
     if strategy in ("token", "attn_head"):  # compressed-tensors strategies, not for a Linear weight the engine prices
