@@ -133,13 +133,13 @@ def show(name: Annotated[str, typer.Argument(help="a model, GPU or node (systems
         spec = load_model(name, "NAME")
     except LLMCalcError as model_error:
         system = _system_named(name)
-        if system is not None and system.name == name.strip().lower():  # a node's own name before a GPU's alias of it
-            _show_spec(system, f"Node spec of {system.name}: edit and pass the file as --system FILE.", as_json, as_yaml)
-            return
-        try:
-            gpu = load_gpu(name, "NAME")
-        except LLMCalcError as gpu_error:
-            system = _system_named(name)
+        gpu, gpu_error = None, None
+        if system is None or system.name != name.strip().lower():  # a node's own name comes before a GPU's alias of it
+            try:
+                gpu = load_gpu(name, "NAME")
+            except LLMCalcError as exc:
+                gpu_error = exc
+        if gpu is None:
             if system is None:
                 raise _closer(name, model_error, gpu_error) from None
             _show_spec(system, f"Node spec of {system.name}: edit and pass the file as --system FILE.", as_json, as_yaml)

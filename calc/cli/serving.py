@@ -578,12 +578,12 @@ def concurrency(
     field = "--max-model-len" if refusal and refusal.field == "--num-gpus" and result.kv_cache_tokens > 0 else \
         "--ep" if refusal and refusal.field == "--num-gpus" and ep > 1 else refusal.field if refusal else "--num-gpus"
     if refusal and result.kv_cache_tokens == 0 and field in ("--num-gpus", "--ep"):
-        from calc.serving.capacity import step_tokens_flag
+        from calc.serving.capacity import default_step_settings, step_tokens_flag
 
         # a tokens-per-step the user raised sized the profile run that left no KV: at the engine's default it fits
         if (step := step_tokens_flag(s)) is not None and engine_mod.concurrency(
                 m, g, num_gpus=result.num_gpus, tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype, kv_dtype=kv_dtype,
-                settings=s.model_copy(update={"max_num_batched_tokens": None, "chunked_prefill_size": None}),
+                settings=default_step_settings(s),
                 shared_prefix=shared_prefix, assumptions=a, ep=ep).max_concurrency >= 1:
             field = step
     emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None, field)

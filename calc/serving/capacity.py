@@ -178,6 +178,11 @@ def engine_latency(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSetti
 MAX_NUM_SEQS_FIX = "--max-num-seqs"
 
 
+def default_step_settings(s: EngineSettings) -> EngineSettings:
+    """``s`` with the engine's own tokens per step (no --max-num-batched-tokens / --chunked-prefill-size given)."""
+    return s.model_copy(update={"max_num_batched_tokens": None, "chunked_prefill_size": None})
+
+
 def step_tokens_flag(s: EngineSettings) -> str | None:
     """The flag that set the engine's tokens per step (its profile run's size), when the user gave one."""
     return ("--max-num-batched-tokens" if s.max_num_batched_tokens is not None
@@ -214,9 +219,8 @@ def batch_fit_problem(
                                    assumptions, ep=mem.ep)
     step_flag, at_default = step_tokens_flag(s), None  # a tokens-per-step the user raised sizes the profile run too
     if step_flag is not None:
-        at_default = deployment_memory(m, gpu, plan, s.model_copy(update={"max_num_batched_tokens": None,
-                                                                          "chunked_prefill_size": None}),
-                                       dtype, kv_dtype, tokens, assumptions, ep=mem.ep)
+        at_default = deployment_memory(m, gpu, plan, default_step_settings(s), dtype, kv_dtype, tokens, assumptions,
+                                       ep=mem.ep)
     if capped is not None and capped.max_concurrency >= share:
         flag, fix = MAX_NUM_SEQS_FIX, (f"with {MAX_NUM_SEQS_FIX} {share} (the engine's profile run sized for {share} "
                                        f"sequences: {capped.kv_cache_tokens:,} KV tokens"
