@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from calc.memory.weights import weights_per_gpu
+from calc.memory.weights import requantize, weights_per_gpu
 from calc.serving.assumptions import ServingAssumptions
 from calc.serving.engine_memory import engine_memory
 from calc.serving.step import weight_gemm_time
@@ -37,6 +37,17 @@ def test_gpt_oss_weights_as_shipped_per_rank():
     assert weights_per_gpu(m, None, 2, 1) == GPT_OSS_SHIPPED // 2
     # --dtype bf16 keeps the old answer: 116,829,156,672 params x 2 B (114,701,598,720 expert + 2,127,557,952 other)
     assert weights_per_gpu(m, "bf16", 1, 1) == (114_701_598_720 + 2_127_557_952) * 2
+
+
+def test_dtype_mxfp4_on_a_checkpoint_shipped_in_mxfp4_is_that_checkpoint():
+    """`--dtype mxfp4` on gpt-oss names the published checkpoint (MXFP4 experts, attention bf16), not a second
+    conversion that would put the 955,805,184 attention weights at 4.25 bits too."""
+    m, dtype = requantize(load_model("gpt-oss-120b"), "mxfp4")
+    assert dtype is None
+    assert weights_per_gpu(m, None, 1, 1) == GPT_OSS_SHIPPED
+    # a dense bf16 model has no MXFP4 checkpoint to name: --dtype mxfp4 converts its block Linears
+    dense, _ = requantize(load_model("llama2-7b"), "mxfp4")
+    assert dense.quantization is not None and not dense.quantization.experts_only
 
 
 def test_gpt_oss_kv_tokens_on_one_h100_by_hand():

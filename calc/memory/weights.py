@@ -193,7 +193,7 @@ def _quantized_shape(m: ModelSpec, q: QuantSpec, t: Tensor) -> tuple[int, int] |
     torchao's include_input_output_embeddings converts the embedding (V rows of H) and the head too; torchao
     skips a weight whose inputs are not a multiple of the group (quant_api _int4_weight_only_quantize_tensor); an MXFP4
     checkpoint (``experts_only``) converts the routed experts alone. ``--dtype mxfp4`` (WEIGHT_FORMATS) converts every
-    block Linear, as the corpus prices the TRT-LLM gpt-oss rows for now."""
+    block Linear of a model that does not ship in MXFP4 already (requantize keeps a shipped MXFP4 checkpoint)."""
     if q.include_embeddings and t.component in ("embedding", "lm_head") and t.params and not t.shape:
         return m.hidden_size, t.params // m.hidden_size
     if t.component not in QUANTIZED_COMPONENTS + (("embedding", "lm_head") if q.include_embeddings else ()) or not t.shape \
@@ -369,11 +369,16 @@ def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
     result has dtype None (the checkpoint as shipped): every serving path then prices it as it prices a shipped
     checkpoint of that format (calc.serving.weights: fp4 GEMMs for NVFP4 / MXFP4 where the GPU has an fp4 peak,
     weights dequantised in the kernel elsewhere and always for AWQ / GPTQ, W4A16). Any other dtype passes
-    through unchanged.
+    through unchanged. A model whose checkpoint already ships in that format (openai/gpt-oss-*: MXFP4 experts,
+    bf16 attention, routers and embeddings) is priced as that checkpoint, not converted a second time.
     """
     q = WEIGHT_FORMATS.get(dtype or "")
     if q is None:
         return m, dtype
+    if m.quantization is not None and m.quantization.method == q.method:
+        # the checkpoint already ships in this format (openai/gpt-oss-*: MXFP4 experts, bf16 attention): that
+        # checkpoint, its own modules_to_not_convert and all, not a second conversion of every block Linear
+        return m, None
     # AWQ / GPTQ ship fp16 scales and run fp16 activations (vLLM AWQConfig / GPTQConfig.get_supported_act_dtypes:
     # [torch.half]; AutoAWQ / AutoGPTQ write torch_dtype float16); the fp4 formats keep the model's 16-bit dtype.
     act = "fp16" if q.method in ("awq", "gptq") else m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
