@@ -59,3 +59,21 @@ def test_a_bitsandbytes_quant_type_is_named_as_the_config_writes_it(cli, tmp_pat
                                                         "bnb_4bit_quant_type": "int4"}}))
     r = cli("params", str(path))
     assert r.code == 2 and "quantization_config.bnb_4bit_quant_type" in r.err
+
+
+def test_concurrency_result_carries_the_flag_that_makes_it_fit() -> None:
+    """The engine, not the CLI, names the fix (Python callers read it too): a 4M-token profile run leaves Llama 3 8B on
+    one H100 no KV at all, and vLLM's default tokens per step leave room, so --max-num-batched-tokens; an 8B model's
+    KV at its whole 131,072-token context is 131,072 x 131,072 B (32 layers x 8 KV heads x 128 x 2 x 2 B a token) = 16
+    GiB, more than an L4's 24 GB leaves beside 15 GiB of weights, so --max-model-len; a deployment that fits has none."""
+    from calc.serving.capacity import concurrency
+    from calc.sources.catalog import load_gpu, load_model
+    from calc.specs.serving import EngineSettings
+
+    m, g = load_model("llama3-8b"), load_gpu("h100-sxm")
+    raised = concurrency(m, g, max_tokens=8192, settings=EngineSettings(max_num_batched_tokens=4_000_000))
+    assert raised.max_concurrency == 0 and raised.kv_cache_tokens == 0
+    assert raised.fix_flag == "--max-num-batched-tokens"
+    long = concurrency(load_model("llama3.1-8b"), load_gpu("l4"), max_tokens=131_072)
+    assert long.max_concurrency == 0 and long.kv_cache_tokens > 0 and long.fix_flag == "--max-model-len"
+    assert concurrency(m, g, max_tokens=8192).fix_flag is None

@@ -570,23 +570,12 @@ def concurrency(
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a,
                                     ep=ep)
     refusal = None
-    if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag that caused it
+    if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag whose change makes it fit (the engine's)
         refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,
-                               fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus))
-    # KV room, but less than one request of this length: the context is what to change (or more GPUs, as it says);
-    # none at all on an EP layout: its width (--ep), not another GPU count
-    field = "--max-model-len" if refusal and refusal.field == "--num-gpus" and result.kv_cache_tokens > 0 else \
-        "--ep" if refusal and refusal.field == "--num-gpus" and ep > 1 else refusal.field if refusal else "--num-gpus"
-    if refusal and result.kv_cache_tokens == 0 and field in ("--num-gpus", "--ep"):
-        from calc.serving.capacity import default_step_settings, step_tokens_flag
-
-        # a tokens-per-step the user raised sized the profile run that left no KV: at the engine's default it fits
-        if (step := step_tokens_flag(s)) is not None and engine_mod.concurrency(
-                m, g, num_gpus=result.num_gpus, tp=tp, pp=pp or 1, max_tokens=tokens, dtype=dtype, kv_dtype=kv_dtype,
-                settings=default_step_settings(s),
-                shared_prefix=shared_prefix, assumptions=a, ep=ep).max_concurrency >= 1:
-            field = step
-    emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None, field)
+                               fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus),
+                               result.fix_flag or "--num-gpus")
+    emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None,
+                 refusal.field if refusal else "--num-gpus")
 
 
 def serve(

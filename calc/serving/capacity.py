@@ -68,6 +68,7 @@ class ConcurrencyResult(BaseModel):
     table: list[ConcurrencyRow]
     assumptions: list[str]
     verdict: str
+    fix_flag: str | None = None  # 0 requests: the flag whose change makes it fit (concurrency_fix_flag); None when it fits
     explain: list[str]
 
 
@@ -108,6 +109,8 @@ def concurrency(
         f"expert parallelism EP {ep}: {d} data-parallel attention groups of TP {plan.tp}, each with its own KV cache "
         f"and scheduler (the engine log's figures are one group's); requests and KV tokens here are {d} x one group's"]
         if d > 1 else [])
+    fix = None if count > 0 else concurrency_fix_flag(m, gpu, plan, s, dtype, kv_dtype, max_tokens, assumptions,
+                                                      shared_prefix, mem)
     if count > 0:
         verdict = (f"{count} concurrent requests of {max_tokens:,} tokens fit on {gpus} x {gpu.name} "
                    f"({mem.kv_cache_tokens * d:,} KV tokens)")
@@ -143,8 +146,25 @@ def concurrency(
         max_num_seqs=mem.max_num_seqs * d, max_running=min(mem.max_concurrency, mem.max_num_seqs) * d,
         shortfall_bytes=max(-mem.kv_budget_bytes, 0) * gpus, engine_log=mem.log,
         table=[row(t) for t in CONTEXT_TABLE if t <= mem.max_model_len], assumptions=assumptions_lines,
-        verdict=verdict, explain=mem.explain,
+        verdict=verdict, fix_flag=fix, explain=mem.explain,
     )
+
+
+def concurrency_fix_flag(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, s: EngineSettings, dtype: str | None,
+                         kv_dtype: str | None, tokens: int, assumptions: ServingAssumptions, shared_prefix: int,
+                         mem: EngineMemory) -> str:
+    """The flag whose change makes a deployment that admits no request of ``tokens`` admit one (``mem``: its
+    deployment_memory): --max-model-len where the KV cache holds some tokens (a shorter context fits); where it holds
+    none, the tokens-per-step flag the user raised (step_tokens_flag) when the engine's default tokens per step leave
+    room for a request (the profile run sized by it took the memory), else --ep on an expert-parallel layout (its
+    width spreads the experts), else --num-gpus."""
+    if mem.kv_cache_tokens > 0:
+        return "--max-model-len"
+    step = step_tokens_flag(s)
+    if step is not None and deployment_memory(m, gpu, plan, default_step_settings(s), dtype, kv_dtype, tokens,
+                                              assumptions, shared_prefix, mem.ep).max_concurrency >= 1:
+        return step
+    return "--ep" if mem.ep > 1 else "--num-gpus"
 
 
 def deployment_memory(
