@@ -126,6 +126,14 @@ def check_count(value: int, field: str) -> int:
     return value
 
 
+def check_within(value: float, field: str, lo: float, hi: float, hi_open: bool = False) -> float:
+    """A finite number in [lo, hi] ([lo, hi) with ``hi_open``: a dropout probability of 1 drops every element),
+    refused otherwise with a message naming the field and the range."""
+    if math.isnan(value) or not lo <= value <= hi or (hi_open and value == hi):
+        raise LLMCalcError(field, f"must be within [{lo:g}, {hi:g}{')' if hi_open else ']'}, got {value:g}")
+    return value
+
+
 def check_fraction(value: float, field: str) -> float:
     """A fraction in (0, 1], e.g. an MFU or an efficiency."""
     check_positive(value, field)

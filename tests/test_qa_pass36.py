@@ -77,3 +77,27 @@ def test_concurrency_result_carries_the_flag_that_makes_it_fit() -> None:
     long = concurrency(load_model("llama3.1-8b"), load_gpu("l4"), max_tokens=131_072)
     assert long.max_concurrency == 0 and long.kv_cache_tokens > 0 and long.fix_flag == "--max-model-len"
     assert concurrency(m, g, max_tokens=8192).fix_flag is None
+
+
+def test_training_and_finetune_memory_bound_the_same_inputs_alike() -> None:
+    """One rule for the allocator's fragmentation (0 to 1: reserved at most twice allocated) and a dropout
+    probability ([0, 1): p = 1 drops every element) in both engines; before, training took fragmentation 5 and
+    fine-tuning took lora_dropout 1."""
+    import pytest
+
+    from calc.errors import LLMCalcError
+    from calc.memory.finetune import finetune_memory
+    from calc.memory.training import training_memory
+    from calc.sources.catalog import load_gpu, load_model
+
+    m, g = load_model("llama2-7b"), load_gpu("h100-sxm")
+    for call, field in ((lambda: training_memory(m, gpu=g, fragmentation=5.0), "--fragmentation"),
+                        (lambda: finetune_memory(m, gpu=g, fragmentation=5.0), "--fragmentation"),
+                        (lambda: training_memory(m, gpu=g, dropout=1.0), "--dropout"),
+                        (lambda: finetune_memory(m, gpu=g, lora_dropout=1.0), "--lora-dropout"),
+                        (lambda: training_memory(m, gpu=g, fragmentation=float("nan")), "--fragmentation")):
+        with pytest.raises(LLMCalcError) as e:
+            call()
+        assert e.value.field == field
+    training_memory(m, gpu=g, fragmentation=1.0, dropout=0.1)
+    finetune_memory(m, gpu=g, fragmentation=1.0, lora_dropout=0.1)

@@ -59,7 +59,7 @@ ContextOpt = Annotated[float | None, _opt("--cuda-context-gib", "finetune: CUDA 
 ActivationsOpt = Annotated[str | None, _opt("--activations", "train: per-tensor (default) or textbook (Korthikanti et al. 2022)")]
 FragOpt = Annotated[float | None, _opt("--fragmentation", "train, finetune: allocator reserved/allocated - 1 (default: the "
                                                         "stack's: 0.05 on hf, 0 on megatron)",
-                                       human_float("--fragmentation", allow_zero=True, maximum=10))]
+                                       human_float("--fragmentation", allow_zero=True, maximum=1))]
 
 
 def _offloads(text: str | None) -> set[str]:

@@ -42,6 +42,7 @@ from calc.memory.training import (
     DEFAULT_FSDP_LAYERS_IN_FLIGHT,
     FSDP_REDUCE_BYTES,
     HF_MEMORY,
+    MAX_FRAGMENTATION,
     fsdp_in_flight_bytes,
     gradients_persist,
     training_bytes_per_gpu,
@@ -51,7 +52,7 @@ from calc.model.parallel import check_layout, layers_per_stage
 from calc.model.params import layer_kinds, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import GIB, check_count, dtype_bytes, gib
+from calc.units import GIB, check_count, check_within, dtype_bytes, gib
 
 Method = Literal["full", "lora", "qlora", "dora"]
 METHODS = ("full", "lora", "qlora", "dora")
@@ -397,10 +398,10 @@ def finetune_memory(
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
                   loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,
                   adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
-    for flag, value, lo, hi in (("--fragmentation", fragmentation, 0.0, 1.0), ("--lora-dropout", lora_dropout, 0.0, 1.0),
-                                ("--cuda-context-gib", cuda_context_gib, 0.0, 64.0)):
-        if not lo <= value <= hi:  # a share in [0, 1], a context of a few GiB: outside, the peak would shrink or explode
-            raise LLMCalcError(flag, f"must be within {lo:g}-{hi:g}, got {value:g}")
+    # the same rules as training_memory's: outside them the peak would shrink or explode
+    check_within(fragmentation, "--fragmentation", 0.0, MAX_FRAGMENTATION)
+    check_within(lora_dropout, "--lora-dropout", 0.0, 1.0, hi_open=True)
+    check_within(cuda_context_gib, "--cuda-context-gib", 0.0, 64.0)  # a context of a few GiB
     full = method == "full"
     targets = parse_targets(lora_targets) if not full else ()
     total = total_params(m)

@@ -25,10 +25,11 @@ from calc.model.parallel import check_layout, expert_grid_problem, layers_per_st
 from calc.model.params import count_params, layer_kinds, model_tensors
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
-from calc.units import GIB, check_count, check_positive, gb, gib
+from calc.units import GIB, check_count, check_positive, check_within, gb, gib
 
 DEFAULT_CUDA_CONTEXT_GIB = 0.5  # CUDA 12 context + cuBLAS/NCCL handles on one device, outside the allocator
 DEFAULT_FRAGMENTATION = 0.05  # caching allocator: reserved = allocated peak x (1 + this)
+MAX_FRAGMENTATION = 1.0  # --fragmentation at most 1: reserved at most twice the allocated peak
 # PyTorch's expandable_segments allocator (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, set by torchtitan's
 # run script and Megatron-Bridge/NeMo performance recipes) grows segments in place: reserved ~ allocated
 EXPANDABLE_SEGMENTS_FRAGMENTATION = 0.0
@@ -222,9 +223,8 @@ def training_memory(
     if global_batch is not None:
         check_count(global_batch, "--global-batch")
     check_positive(reserve_gib, "--reserve-gib", allow_zero=True)
-    check_positive(fragmentation, "--fragmentation", allow_zero=True)
-    if check_positive(dropout, "--dropout", allow_zero=True) >= 1:
-        raise LLMCalcError("--dropout", f"is a probability in [0, 1), got {dropout:g}")
+    check_within(fragmentation, "--fragmentation", 0.0, MAX_FRAGMENTATION)
+    check_within(dropout, "--dropout", 0.0, 1.0, hi_open=True)
     if seq % plan.cp:
         raise LLMCalcError("--cp", f"{plan.cp} must divide the sequence length {seq}")
     problem = expert_grid_problem(m, plan.tp, plan.cp, plan.dp, ep, etp)
