@@ -71,8 +71,8 @@ _GUARDED: dict[str, Any] = {}
 def _guarded(fn: Any) -> Any:
     """``fn`` as the public API hands it out: an argument annotated with a spec (ModelSpec, GPUSpec, SystemSpec) given
     something else (a catalog name, a path) is an LLMCalcError naming the argument and the loader, not an
-    AttributeError from inside; a config.json given to model_from_hf_config as a path likewise. Classes and the
-    loaders pass through unchanged."""
+    AttributeError from inside; an argument annotated dict (model_from_hf_config's parsed config.json) given a
+    path likewise. Classes and the loaders pass through unchanged."""
     import functools
     import inspect
 
@@ -81,8 +81,9 @@ def _guarded(fn: Any) -> Any:
     sig = inspect.signature(fn)
     checks = [(arg, ann) for arg, p in sig.parameters.items() if isinstance(p.annotation, str)
               for ann in _SPEC_LOADERS if p.annotation.split(" | ")[0] == ann]
-    wants_mapping = fn.__name__ == "model_from_hf_config"
-    if not checks and not wants_mapping:
+    mappings = [arg for arg, p in sig.parameters.items() if isinstance(p.annotation, str)
+                and p.annotation.startswith("dict[")]  # a parsed JSON object (model_from_hf_config's config.json)
+    if not checks and not mappings:
         return fn
 
     @functools.wraps(fn)
@@ -93,9 +94,10 @@ def _guarded(fn: Any) -> Any:
             bound = sig.bind_partial(*args, **kwargs).arguments
         except TypeError:
             return fn(*args, **kwargs)  # Python's own message for a wrong call
-        if wants_mapping and not isinstance(bound.get("data"), dict):
-            raise LLMCalcError("data", f"takes the parsed config.json (a dict), got {type(bound.get('data')).__name__}: "
-                                       "json.load it first, or calc.load_model(path) reads the file")
+        for arg in mappings:
+            if arg in bound and not isinstance(bound[arg], dict):
+                raise LLMCalcError(arg, f"takes a parsed JSON object (a dict), got {type(bound[arg]).__name__}: "
+                                        "json.load the file first (calc.load_model(path) reads a config.json)")
         for arg, ann in checks:
             value = bound.get(arg)
             if value is not None and not _is_spec(value, ann):
