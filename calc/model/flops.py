@@ -27,10 +27,8 @@ from calc.units import abbrev, check_count, dtype_bytes
 def check_tokens(batch: int, seq: int, context: int | None = None) -> int:
     """Validate B, S and S' (S' >= S, all > 0); return S'."""
     for name, value in (("--batch", batch), ("--seq", seq), ("--context", context)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise LLMCalcError(name, f"must be a whole number of tokens, got {value!r}")
-        if value is not None and value < 1:
-            raise LLMCalcError(name, f"must be >= 1, got {value}")
+        if value is not None:
+            check_count(value, name)
     context = seq if context is None else context
     if context < seq:
         raise LLMCalcError("--context", f"S' ({context}) counts the new tokens too, so it must be >= S ({seq})")

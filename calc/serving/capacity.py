@@ -85,8 +85,7 @@ def concurrency(
     weights as the checkpoint ships them. ``ep`` > 1: an expert-parallel replica of ep GPUs (calc.serving.latency.
     expert_plan), whose d = ep / tp data-parallel attention groups each keep their own KV cache and scheduler (each
     logs its own figures): the replica's tokens, requests and running cap are d x one group's."""
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise LLMCalcError("--max-model-len", f"tokens per request must be a whole number >= 1, got {max_tokens!r}")
+    check_count(max_tokens, "--max-model-len")  # tokens per request
     check_count(ep, "--ep")
     m = model_as_run(m, assumptions.attention_windows)  # the windows the engine applies (calc.serving.windows)
     plan = expert_plan(m, num_gpus, tp, pp, ep) if ep > 1 else serving_plan(m, num_gpus, tp, pp)
