@@ -101,3 +101,17 @@ def test_training_and_finetune_memory_bound_the_same_inputs_alike() -> None:
         assert e.value.field == field
     training_memory(m, gpu=g, fragmentation=1.0, dropout=0.1)
     finetune_memory(m, gpu=g, fragmentation=1.0, lora_dropout=0.1)
+
+
+def test_train_step_and_train_plan_default_the_global_batch_as_train_time(cli) -> None:
+    """One default for --global-batch wherever a step is timed: 4,194,304 tokens / --seq 4,096 = 1,024 sequences,
+    already a multiple of 8 GPUs (train-time and report took it; train-step and train-plan refused the option's
+    absence)."""
+    args = ("llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "8")
+    step = cli("train-step", *args, "--zero", "1", "--json").json()
+    assert step["global_batch"] == 1024
+    assert step == cli("train-step", *args, "--zero", "1", "--global-batch", "1024", "--json").json()
+    plan = cli("train-plan", *args, "--top", "1", "--json").json()
+    assert plan["global_batch"] == 1024
+    timed = cli("train-time", *args, "--tokens", "1T", "--json").json()
+    assert timed["global_batch"] == 1024 and timed["plan"] == plan["plans"][0]["layout"]

@@ -225,7 +225,9 @@ MemoryBatchOpt = Annotated[int, typer.Option("--batch", "-b", "--micro-batch", p
                                              help="sequences (requests) per batch; the micro-batch in --mode train / "
                                                   "finetune (--micro-batch, as train-step names it)")]
 GlobalBatchOpt = Annotated[int | None, typer.Option(
-    "--global-batch", parser=human_int("--global-batch"), help="sequences per optimizer step")]
+    "--global-batch", parser=human_int("--global-batch"),
+    help="sequences per optimizer step (default in train-step, train-plan, train-time, report: 4,194,304 tokens / --seq, "
+         "rounded up to a multiple of the GPUs; memory: none given, no gradient accumulation)")]
 GlobalBatchTokensOpt = Annotated[float | None, typer.Option(
     "--global-batch-tokens", parser=human_float("--global-batch-tokens"),
     help="tokens per optimizer step, a multiple of --seq: the global batch in tokens (= --global-batch x --seq; give one "

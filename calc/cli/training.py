@@ -723,6 +723,21 @@ def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int 
     return Lora.of(rank, targets, "nf4" if name == "qlora" else "bf16")
 
 
+def batch_or_default(global_batch: int | None, seq: int, num_gpus: int) -> int:
+    """The global batch given, else the one train-time and report use (calc.training.plan.default_global_batch:
+    4,194,304 tokens / --seq rounded up to a multiple of the GPUs), said in a note under the answer."""
+    if global_batch is not None:
+        return global_batch
+    from calc.sanity import note
+    from calc.training.plan import DEFAULT_BATCH_TOKENS, default_global_batch
+
+    batch = default_global_batch(seq, num_gpus)
+    note("--global-batch", f"--global-batch not given: {batch:,} sequences x {seq:,} = {batch * seq:,} tokens per step "
+                           f"(the default: {DEFAULT_BATCH_TOKENS:,} tokens / --seq, a multiple of the {num_gpus:,} GPUs, "
+                           "as train-time and report take it)")
+    return batch
+
+
 def train_step(
     model: ModelArg,
     gpu: GpuOpt,
@@ -788,12 +803,9 @@ def train_step(
     `memory --mode finetune --method lora` prices it)."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     from calc.cli.common import emit_outcome
-    from calc.errors import LLMCalcError
     from calc.report.training_views import train_step_view
     from calc.training.step import train_step as engine
 
-    if global_batch is None:
-        raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
                  offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
     one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, ep)))
@@ -830,7 +842,7 @@ def train_step(
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
 
-    result = engine(cost, layout, global_batch=global_batch, num_gpus=num_gpus,
+    result = engine(cost, layout, global_batch=batch_or_default(global_batch, seq, layout.num_gpus), num_gpus=num_gpus,
                     reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
     if measured_step_time is not None:
         from calc.training.calibrate import with_measurement
@@ -899,8 +911,6 @@ def train_plan(
 
     if num_gpus is None:
         raise LLMCalcError("--num-gpus", "missing; how many GPUs train the model?")
-    if global_batch is None:
-        raise LLMCalcError("--global-batch", "missing; give the sequences per optimizer step, e.g. --global-batch 1024")
     target = output_path(plot, "--plot", (".png", ".svg"))
     pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     # with lora the search keeps to what a LoRA step prices (calc.training.plan)
@@ -920,7 +930,7 @@ def train_plan(
         refuse("--cp-comm", cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
                                      f"(each CP rank needs >= {MIN_TOKENS_PER_CP_RANK:,} of the --seq {seq:,} tokens, "
                                      "CP a power of two dividing the GPUs): give a longer --seq or --cp, or drop it")
-    result = search_plans(cost, num_gpus, global_batch, top=top, space=space)
+    result = search_plans(cost, num_gpus, batch_or_default(global_batch, seq, num_gpus), top=top, space=space)
     _warn_predicted_mfu(result.plans[0] if result.plans else None)
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))
