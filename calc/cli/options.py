@@ -567,7 +567,8 @@ MaxBatchedTokensOpt = Annotated[int | None, typer.Option(
     help="vLLM / TRT-LLM (max_num_tokens): tokens per scheduler step (default by engine, version and GPU)")]
 MaxNumSeqsOpt = Annotated[int | None, typer.Option(
     "--max-num-seqs", parser=human_int("--max-num-seqs"),
-    help="requests running at once (default by engine, version and GPU: vLLM 256 or 1024)")]
+    help="requests running at once (default by engine, version and GPU: vLLM 256 or 1024; serve, without it, launches "
+         "each layout with --max-num-seqs at its batch, in the launch line, which sizes the profile run for that batch)")]
 BlockSizeOpt = Annotated[int | None, typer.Option(
     "--block-size", parser=human_int("--block-size", maximum=4096), help="vLLM: KV tokens per block (default 16)")]
 MemFractionOpt = Annotated[float | None, typer.Option(
