@@ -119,6 +119,20 @@ def keys_seen(m: ModelSpec, context: float) -> float:
     return sum(layer.keys_attended(context) for layer in _attention_layers(m))
 
 
+def prefill_keys(m: ModelSpec, prompt: int) -> float:
+    """Keys one prompt token attends on average in a causal prefill of ``prompt`` tokens, summed over the layers:
+    sum_l pairs_l(P) / P (LayerAttention.pairs, exact): (P + 1)/2 a full layer, the mean of min(i + 1, w) over the
+    P queries a sliding-window (or sparse top-k) layer, of (i mod c) + 1 a chunked one. Equal to keys_seen(m, (P + 1)/2)
+    when every layer is full; below it for a windowed layer with P > w / 2 or so, where min((P + 1)/2, w) would take
+    the mean before the window (Mistral 7B, w 4,096, P 8,000: 3,047.7 keys a layer, not 4,000.5).
+
+    >>> from calc.sources.catalog import load_model
+    >>> prefill_keys(load_model("llama2-7b"), 4096) == 32 * 4097 / 2
+    True
+    """
+    return sum(layer.pairs(prompt, prompt, True) for layer in _attention_layers(m)) / prompt if prompt > 0 else 0.0
+
+
 def decode_keys_read(m: ModelSpec, context: float, first: int = 0, last: int = 0) -> float:
     """Keys one decoding query reads at ``context`` cached tokens, summed over the layers (LayerAttention.keys_read:
     a chunked layer its own chunk, averaged over the decode contexts ``first`` .. ``last`` when given); equal to

@@ -27,7 +27,8 @@ def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
     """One prompt through a prefill-only instance, in chunks of the engine's batched tokens."""
     chunk = min(mem.batched_tokens, replica.p)
     st = step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=prefill_span(replica.p))
+                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=prefill_span(replica.p),
+                   prefill_prompt=replica.p)
     return math.ceil(replica.p / chunk) * st.total_s
 
 

@@ -179,7 +179,8 @@ def latency(
 
     def prefill(n: int) -> StepTime:
         return step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                         prefill_tokens=n, prefill_context=span, prefill_seqs=max(round(n / prompt), 1), ep=ep)
+                         prefill_tokens=n, prefill_context=span, prefill_seqs=max(round(n / prompt), 1), ep=ep,
+                         prefill_prompt=prompt if causal else None)
 
     chunk = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
     full, rest = divmod(tokens, chunk)

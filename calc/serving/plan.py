@@ -184,7 +184,7 @@ class _Replica:
         return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
                          calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
                          decode_context=decode_context(self.p, self.o), decode_contexts=decode_range(self.p, self.o),
-                         prefill_tokens=prefill, prefill_context=span)
+                         prefill_tokens=prefill, prefill_context=span, prefill_prompt=self.p if span else None)
 
     def _mixed_prefill(self, batch: int, per_step: float = 1.0) -> int:
         """Prompt tokens sharing one decode step on one micro-batch / attention rank: the other B - 1
@@ -205,7 +205,7 @@ class _Replica:
                   "decode_context": decode_context(self.p, self.o), "decode_contexts": decode_range(self.p, self.o)}
         verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
                            queries_per_seq=spec.tokens + 1, prefill_tokens=self._mixed_prefill(batch, e),
-                           prefill_context=prefill_span(self.p), **common)
+                           prefill_context=prefill_span(self.p), prefill_prompt=self.p, **common)
         draft = 0.0 if spec.draft is None else spec.tokens * step_time(
             spec.draft, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype, **common).total_s
         total = (verify.total_s + draft) / e
