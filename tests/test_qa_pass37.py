@@ -1,0 +1,20 @@
+"""Findings of the pass-37 hostile QA sweep (cross-command consistency), each with numbers worked out by hand."""
+
+from __future__ import annotations
+
+
+def test_latency_prefill_counts_the_windowed_pairs_flops_counts(cli) -> None:
+    """Mistral 7B (32 layers, 32 heads of 128, sliding window 4,096) at an 8,000-token causal prefill: each layer sees
+    W(W+1)/2 + (S-W)W = 8,390,656 + 15,990,784 = 24,381,440 (query, key) pairs, 780,206,080 over 32 layers, and
+    2 x 32 heads x (128 + 128) x 780,206,080 = 12,782,896,414,720 FLOPs of attention. latency took the mean context
+    (8,001 / 2 = 4,000.5 < W) and charged the full causal 32 x 8,000 x 8,001 / 2 pairs: 16,779,313,152,000, so
+    --attention-windows full and applied gave one TTFT. The two prefills differ by exactly the attention."""
+    pairs = 32 * (4096 * 4097 // 2 + (8000 - 4096) * 4096)
+    assert pairs == 780_206_080
+    windowed, full = 2 * 32 * 256 * pairs, 2 * 32 * 256 * 32 * 8000 * 8001 // 2
+    flops = cli("flops", "mistral-7b", "--seq", "8000", "--attention-pairs", "causal", "--json").json()
+    assert flops["forward_attention_flops"] == windowed
+    run = {w: cli("latency", "mistral-7b", "--gpu", "h200", "--prompt", "8000", "--output", "1", "--attention-windows", w,
+                  "--json").json() for w in ("applied", "full")}
+    assert run["full"]["prefill_flops"] - run["applied"]["prefill_flops"] == full - windowed
+    assert run["applied"]["ttft_s"] < run["full"]["ttft_s"]
