@@ -18,3 +18,17 @@ def test_latency_prefill_counts_the_windowed_pairs_flops_counts(cli) -> None:
                   "--json").json() for w in ("applied", "full")}
     assert run["full"]["prefill_flops"] - run["applied"]["prefill_flops"] == full - windowed
     assert run["applied"]["ttft_s"] < run["full"]["ttft_s"]
+
+
+def test_a_deployment_that_does_not_fit_has_no_time_figures_in_json(cli) -> None:
+    """Llama 3 70B's 70.55e9 bf16 weights (131 GiB) do not load on one 80 GB H100: the table refuses before any time
+    figure, and the JSON carries no TTFT / TPOT either (null), though it keeps what the step would move."""
+    r = cli("latency", "llama3-70b", "--gpu", "h100-sxm", "--json")
+    assert r.code == 2
+    d = r.json()
+    assert d["fits"] is False and d["fit"] == "does not fit"
+    assert d["ttft_s"] is None and d["tpot_s"] is None and d["e2e_s"] is None and d["tokens_per_s"] is None
+    # the step still says what it would stream: every weight but the embedding table, 2 x (70.55e9 - 1.05e9) B
+    assert "ttft_s" not in d.get("bands", {}) and d["decode_bytes_per_step"] > 2 * 69.5e9
+    fits = cli("latency", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "4", "--json").json()
+    assert fits["fits"] is True and fits["ttft_s"] > 0 and "ttft_s" in fits["bands"]

@@ -127,6 +127,13 @@ MEMORY_FIT: dict[str, tuple[str, str]] = {
 }
 # results whose fit is that of a part: a report's memory answer, a plan search's best (first) plan
 FIT_FROM: dict[str, str] = {"calc.report.build.Report": "memory", "calc.training.plan.PlanSearchResult": "plans"}
+# time figures a deployment that does not fit has none of: null in its JSON (with their bands), as its table refuses
+# before any time figure; the FLOPs, bytes and per-phase terms stay (what the step would move, were there room)
+NO_TIME_UNLESS_FIT: dict[str, tuple[str, ...]] = {
+    "calc.serving.latency.LatencyResult": ("ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "decode_tokens_per_s"),
+}
+
+
 def _levers(r: Any, training: bool = True) -> str:
     """What would make room for a training / fine-tuning peak, leaving out what the run already has: a higher --zero
     below ZeRO-3, --recompute full when it recomputes less, a smaller micro-batch above 1, CPU offload (fine-tuning),
@@ -430,6 +437,10 @@ def annotate(result: Any, payload: Any, ctx: Context | None = None, found: Annot
         fit = fit_of(result, bands, inner)
         if fit is not None:
             _put_after(payload, "fits", "fit", fit[0])
+            if payload.get("fits") is False:
+                for key in NO_TIME_UNLESS_FIT.get(_name(result), ()):
+                    payload[key] = None
+                    payload.get("bands", {}).pop(key, None)
             margin = fit[1].partition("; ")[0] if fit[1] else None  # one plan's margin, warned once (report: plan + days)
             if margin and all(t.partition("; ")[0] != margin for t in found.tight) and _shown_block(where):
                 found.tight.append(fit[1])
