@@ -32,3 +32,19 @@ def test_a_deployment_that_does_not_fit_has_no_time_figures_in_json(cli) -> None
     assert "ttft_s" not in d.get("bands", {}) and d["decode_bytes_per_step"] > 2 * 69.5e9
     fits = cli("latency", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "4", "--json").json()
     assert fits["fits"] is True and fits["ttft_s"] > 0 and "ttft_s" in fits["bands"]
+
+
+def test_full_recompute_flops_and_hfu_agree_across_flops_mfu_and_train_step(cli) -> None:
+    """Full recomputation re-runs the layers' forward, not the output head's: Llama 2 7B at 2,048 tokens has a forward
+    of 29,261,612,187,648 FLOPs (the flops doctest) and a 32,000 x 4,096 head, 2 x 2,048 x 131,072,000 =
+    536,870,912,000 FLOPs of it, so 4 x forward - head = 116,509,577,838,592 (was 4 x forward). `mfu`'s HFU with
+    full recomputation counts what train-step's HFU counts (causal flash), from the same step time."""
+    f = cli("flops", "llama2-7b", "--seq", "2048", "--json").json()
+    assert f["forward_flops"] == 29_261_612_187_648
+    assert f["training_flops_full_recompute"] == 4 * 29_261_612_187_648 - 2 * 2048 * 32000 * 4096 == 116_509_577_838_592
+    step = cli("train-step", "qwen3-30b-a3b", "--gpu", "h100-sxm", "--num-gpus", "8", "--global-batch", "256", "--ep", "8",
+               "--zero", "1", "--recompute", "full", "--json").json()
+    m = cli("mfu", "qwen3-30b-a3b", "--gpu", "h100-sxm", "--num-gpus", "8", "--global-batch", "256", "--step-time",
+            repr(step["step_time_s"]), "--json").json()
+    assert abs(m["mfu"] / step["mfu"] - 1) < 1e-9
+    assert abs(m["hfu_full_recompute"] / step["hfu"] - 1) < 1e-9

@@ -35,6 +35,13 @@ def check_tokens(batch: int, seq: int, context: int | None = None) -> int:
     return context
 
 
+def head_matmul_params(m: ModelSpec) -> int:
+    """Weights of the output head's GEMM (V x H, tied to the embedding or not): the forward a full recomputation does
+    not repeat (Megatron-LM's --recompute-granularity full checkpoints the transformer layers; the head runs once),
+    as calc.training.cost prices the step."""
+    return sum(t.matmul for t in model_tensors(m) if t.component == "lm_head" and t.shape)
+
+
 def attention_dims(m: ModelSpec) -> tuple[int, int]:
     """(d_qk, d_v): per-head widths of the score and weighted-sum matmuls (MLA: nope+rope, v)."""
     if m.mla:
@@ -133,6 +140,7 @@ def forward_flops(
     context = check_tokens(batch, seq, context)
     p = count_params(m)
     tokens = batch * seq
+    head = head_matmul_params(m)
     matmul = 2 * tokens * p.matmul_params
     scan = mixer_scan_flops(m, tokens)
     indexer = indexer_flops(m, batch, seq, context, causal)
@@ -158,7 +166,8 @@ def forward_flops(
            f" = {scan:,}: {attention:,}" if m.mixer else ""),
         f"forward = {matmul:,} + {attention:,} = {forward:,}",
         f"training = 3 x forward = {3 * forward:,} (backward = 2x forward); "
-        f"with full recomputation (HFU) 4 x forward = {4 * forward:,}",
+        f"with full recomputation (HFU) the layers' forward again, 4 x forward - lm_head forward 2*B*S*{head:,} = "
+        f"{4 * forward - 2 * tokens * head:,} (Megatron's full recompute checkpoints the layers, not the output head)",
         f"seed approximations: 2N = 2*{p.active_params:,} = {2 * p.active_params:,} per token, "
         f"6N = {6 * p.active_params:,}",
     ]
@@ -175,7 +184,7 @@ def forward_flops(
         forward_attention_flops=attention,
         forward_flops=forward,
         training_flops=3 * forward,
-        training_flops_full_recompute=4 * forward,
+        training_flops_full_recompute=4 * forward - 2 * tokens * head,
         per_token_inference_flops=forward / tokens,
         per_token_training_flops=3 * forward / tokens,
         approx_2n=2 * p.active_params,

@@ -383,7 +383,7 @@ def mfu_view(r: Any) -> RenderableType:
         ("FLOPs/token (with attention)", human(r.flops_per_token, "FLOPs", 4)),
         ("MFU (6N)", f"{r.mfu_6n:.2%}"),
         ("MFU (with attention)", f"{r.mfu:.2%}"),
-        ("HFU if full recomputation", f"{r.hfu_full_recompute:.2%}"),
+        ("HFU if full recomputation (causal flash)", f"{r.hfu_full_recompute:.2%}"),
         ("achieved model FLOP/s per GPU", human(r.model_flops_per_s_per_gpu, "FLOP/s", 4) + " (with attention, no recompute)"),
     ]
     if r.model_flops_per_s is not None:

@@ -61,7 +61,9 @@ def mfu(
     """MFU from a finished run (tokens, GPU-hours), observed tokens/s, or step time x global batch.
 
     6N form: tokens/s x 6N / (GPUs x peak). With attention: 6N is replaced by the exact training
-    FLOPs per token at sequence length S (3 x forward / S). HFU with full recomputation: 4/3 of it.
+    FLOPs per token at sequence length S (3 x forward / S). HFU with full recomputation: what the GPUs execute, as
+    train-step's HFU counts it (calc.training.step.executed_flops, a causal flash kernel): the causal training FLOPs
+    plus the layers' forward again (not the output head's), calc.model.flops training_flops_full_recompute, causal.
     """
     check_num_gpus(num_gpus)
     peak = peak_tflops(gpu, dtype) * TERA
@@ -116,7 +118,8 @@ def mfu(
         model_flops_total=total_tokens * per_token if source == "--gpu-hours" else None,
         model_flops_total_6n=total_tokens * f.approx_6n if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
-        mfu=mfu_attn, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn, hfu_full_recompute=mfu_attn * 4 / 3,
+        mfu=mfu_attn, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn,
+        hfu_full_recompute=rate_per_gpu * forward_flops(m, 1, seq, causal=True).training_flops_full_recompute / seq / peak,
         mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
         f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
