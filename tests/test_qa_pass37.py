@@ -48,3 +48,16 @@ def test_full_recompute_flops_and_hfu_agree_across_flops_mfu_and_train_step(cli)
             repr(step["step_time_s"]), "--json").json()
     assert abs(m["mfu"] / step["mfu"] - 1) < 1e-9
     assert abs(m["hfu_full_recompute"] / step["hfu"] - 1) < 1e-9
+
+
+def test_three_pipeline_stages_are_searched_where_latency_runs_them(cli) -> None:
+    """Llama 3 70B's 141 GB of bf16 weights leave no KV room on 2 x 80 GB H100 (70.5 GB a GPU, above vLLM's 0.9 x
+    79.2 GiB less its reserves) but fit on three as TP1 x PP3 (27 of 80 layers on the busiest stage, ~48 GB): latency
+    and concurrency run --pp 3, so serve finds that layout on 3 GPUs and the fewest-GPUs advice says 3, not 4."""
+    assert cli("latency", "llama3-70b", "--gpu", "h100-sxm", "--pp", "3", "--json").json()["fits"] is True
+    two = cli("concurrency", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "2")
+    assert two.code == 2
+    one = cli("concurrency", "llama3-70b", "--gpu", "h100-sxm")
+    assert one.code == 2 and "needs >= 3 GPUs" in one.err
+    plan = cli("serve", "llama3-70b", "--gpu", "h100-sxm", "--num-gpus", "3", "--json").json()
+    assert plan["best"]["pp"] == 3 and plan["best"]["tp"] == 1

@@ -30,6 +30,11 @@ from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import check_accounting
 from calc.units import TERA, abbrev, check_count, check_positive, figure, human
 
+# The pipeline depths the serving layout searches try (serve's candidates, the fewest GPUs that hold a batch): vLLM and
+# SGLang take any --pipeline-parallel-size; 3 stages put a model that two GPUs cannot hold on three (Llama 3 70B bf16,
+# 141 GB, on 3 x 80 GB), the depths past 4 are the powers of two deployments use.
+SERVING_PP_DEGREES = (1, 2, 3, 4, 8)
+
 
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
     """TP x PP of one replica: TP = GPUs / PP unless --tp is given; name the flag the user typed."""

@@ -42,6 +42,7 @@ from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, DEFAULT_MAX_UTILIZATION, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
+from calc.serving.latency import SERVING_PP_DEGREES
 from calc.serving.launch import launch_command
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, pool_queue_s
@@ -144,7 +145,7 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions, engine: str = "
     Attention Module: TP or DP)."""
     out = []
     for tp in (1, 2, 4, 8, 16, 32):
-        for pp in (1, 2, 4, 8):
+        for pp in SERVING_PP_DEGREES:
             if tp * pp > limit or tp > 2 * a.gpus_per_node:
                 continue
             try:
