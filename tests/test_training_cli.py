@@ -51,7 +51,6 @@ def test_train_step_that_does_not_fit_is_refused(cli) -> None:
     # qa: --vpp without pipeline parallelism changed nothing (8.149 s either way); now refused
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--vpp", "2", "--global-batch", "64"], "--vpp"),
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "12"], "--global-batch"),
-    (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8"], "--global-batch"),
     (["train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "8", "--system", "dgx-a100"], "--system"),
     (["train-plan", "llama3-8b", "--gpu", "h100", "--global-batch", "8"], "--num-gpus"),
     (["train-plan", "llama3-8b", "--gpu", "t4", "--num-gpus", "8", "--global-batch", "8"], "--system"),
