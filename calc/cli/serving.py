@@ -461,6 +461,10 @@ def latency(
     m, dtype = given_weights(ctx, m, dtype)
     check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
     note_fp32(dtype)
+    from calc.hardware.peaks import peak_tflops
+    from calc.serving.weights import weight_format
+
+    peak_tflops(g, weight_format(m, g, dtype).compute_dtype)  # a dtype the GPU has no peak for, before the fit (as serve)
     from calc.serving.capacity import batch_fit_problem, deployment_memory, engine_latency
     from calc.serving.engine_kernels import engine_kernels
     from calc.serving.moe import attention_ranks
