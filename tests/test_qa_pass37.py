@@ -70,3 +70,19 @@ def test_latency_refuses_a_dtype_the_gpu_lacks_before_the_fit(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype: t4 has no bf16 tensor peak")
     r = cli("latency", "llama3-8b", "--gpu", "t4", "--dtype", "fp16")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus")
+
+
+def test_report_train_on_a_gpu_without_a_node_type_prices_the_placement(cli) -> None:
+    """No node type ships for the A10, so no plan is searched and the MFU is assumed (0.4), as train-time does: report
+    crashed in its table (no memory section) and its JSON said a 70B job fits 8 x 24 GB. Llama 3 70B's bf16-adam
+    states alone are 16 B x 70.55e9 = 1.13 TB, 141 GB a GPU over 8: refused as train-time refuses it."""
+    args = ("--gpu", "a10", "--num-gpus", "8", "--tokens", "1T")
+    r = cli("report", "llama3-70b", "--mode", "train", *args)
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: does not fit")
+    t = cli("train-time", "llama3-70b", *args)
+    assert t.code == 2 and t.err.startswith("llmcalc: error: --num-gpus: does not fit")
+    small = cli("report", "qwen3-0.6b", "--mode", "train", "--gpu", "a10", "--num-gpus", "8", "--tokens", "1e10")
+    assert small.code == 0 and "internal error" not in small.err
+    d = cli("report", "qwen3-0.6b", "--mode", "train", "--gpu", "a10", "--num-gpus", "8", "--tokens", "1e10", "--json").json()
+    assert d["fits"] is True and d["memory"]["per_gpu_bytes"] < 24e9
+    assert d["train_time"]["mfu_source"] == "assumed (0.4: no node type ships for a10)"

@@ -244,8 +244,8 @@ def report(
         windows = attention_windows_of(m, attention_windows, s)  # applied by the engine (calc.serving.windows)
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
-    elif mfu_assumed is not None:  # a searched plan (no --mfu) is refused by the search itself when nothing fits
-        training_fit(m, g, n, seq, recipe=states)
+    elif mfu_assumed is not None or _no_node_type(g):  # an assumed MFU (--mfu, or no node type to search a
+        training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
     training_cost = None
     if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
         from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
@@ -469,3 +469,11 @@ def report_explain(result: Any) -> list[str]:
     for section in (result.memory, result.concurrency, result.latency, result.serving, result.train_time):
         lines += getattr(section, "explain", None) or []
     return list(dict.fromkeys(lines))
+
+
+def _no_node_type(g: Any) -> bool:
+    """Whether no node type ships for the GPU (system_specs/): the training page then assumes its MFU (0.4), as
+    train-time does, and prices the DP placement's memory."""
+    from calc.sources.catalog import system_for_gpu
+
+    return system_for_gpu(g) is None

@@ -115,19 +115,24 @@ def build_report(
     params = count_params(m)
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
-        memory = None
-        if mfu_assumed:  # an assumed MFU times no plan: the page is `memory --mode train` of this placement ...
+
+        def placement() -> Any:  # `memory --mode train` of this placement, what an assumed MFU times
             from calc.training.cost import Efficiencies
             from calc.training.layout import Layout
             from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
             layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel, micro_batch=batch,
                             zero=1 if zero is None else zero)
-            memory = stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
-                                           eff=Efficiencies(recipe=recipe))
+            return stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
+                                         eff=Efficiencies(recipe=recipe))
+
+        memory = placement() if mfu_assumed else None  # an assumed MFU times no plan: the page is this placement ...
         best = None
         if not (memory is not None and memory.fits):  # ... unless it does not fit: train-plan's fastest fitting layout
             best = _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch, training_cost, recompute)
+        no_node = best is None and memory is None  # no node type ships for the GPU: the MFU is assumed, the page this
+        if no_node:  # placement's memory, as train-time prices it
+            memory = placement()
         if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
             return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
                           flops=forward_flops(m, batch, seq), memory=None, fits=False,
@@ -141,11 +146,14 @@ def build_report(
                     f"DP {plan.dp} over every GPU does not fit at --mfu: the page shows train-plan's fastest fitting "
                     f"layout ({best.layout})", *memory.assumptions]})
                 best = None
+        timed = train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
+                           price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best)
+        if no_node:
+            timed = timed.model_copy(update={"mfu_source": f"assumed (0.4: no node type ships for {gpu.name})"})
         return Report(
             mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
-            flops=forward_flops(m, batch, seq), memory=memory,
-            train_time=train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
-                                  price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best),
+            flops=forward_flops(m, batch, seq), memory=memory, train_time=timed,
+            fits=memory.fits is not False if no_node else True,
         )
     max_tokens = prompt + output
     accounting = (settings or EngineSettings()).accounting()  # whose "auto" KV dtype every section reads

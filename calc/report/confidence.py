@@ -52,7 +52,7 @@ from calc.units import figure, gib, human, percent, plural
 
 FIT_VERDICTS = ("fits", "tight", "does not fit")
 MIN_CALIBRATION_POINTS = 5
-ASSUMED = f"{NO_BAND} (MFU assumed by --mfu, not predicted)"
+ASSUMED = f"{NO_BAND} (MFU assumed: --mfu, or 0.4 where no node type ships for the GPU; not predicted)"
 
 
 @dataclass(frozen=True)
