@@ -86,3 +86,20 @@ def test_report_train_on_a_gpu_without_a_node_type_prices_the_placement(cli) -> 
     d = cli("report", "qwen3-0.6b", "--mode", "train", "--gpu", "a10", "--num-gpus", "8", "--tokens", "1e10", "--json").json()
     assert d["fits"] is True and d["memory"]["per_gpu_bytes"] < 24e9
     assert d["train_time"]["mfu_source"] == "assumed (0.4: no node type ships for a10)"
+
+
+def test_calibrate_keeps_an_unconstrained_efficiency_at_the_default_it_replaces(cli, tmp_path) -> None:
+    """Four decode runs of Llama 3 8B on one H100, each slower than predicted, are all memory-bound: they say nothing
+    of the GEMM rate, so the calibration's compute efficiency stays where latency and train-step have it without a
+    calibration (the Hopper GEMM plateau), not at seed 001's 80%, which made every prefill 27% faster after a
+    calibration that measured the GPU slower."""
+    from calc.hardware.efficiency import gemm_plateau
+    from calc.sources.catalog import load_gpu
+
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,tpot_s\nllama3-8b,h100,1,1,1024,256,0.009\n"
+                    "llama3-8b,h100,1,8,1024,256,0.010\nllama3-8b,h100,1,32,2048,256,0.013\n"
+                    "llama3-8b,h100,1,64,1024,256,0.016\n")
+    d = cli("calibrate", "--from-runs", str(runs), "--json").json()
+    assert d["compute_runs"] == 0 and d["memory_runs"] == 4
+    assert d["compute_efficiency"] == gemm_plateau(load_gpu("h100"), "bf16") < 0.8

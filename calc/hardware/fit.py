@@ -272,9 +272,12 @@ def _solve(pairs: list[tuple[Terms, float]], attr: str, default: float) -> float
     return sum(p * q for p, q in zip(a, b, strict=True)) / den if den > 0 else default
 
 
-def fit_efficiencies(terms: list[Terms], measured: list[float]) -> tuple[float, float, list[str], int]:
-    """(e_c, e_m, bound per run, rounds) minimising the squared relative residuals."""
-    x_c, x_m = 1 / DEFAULT_COMPUTE_EFFICIENCY, 1 / DEFAULT_MEMORY_EFFICIENCY
+def fit_efficiencies(terms: list[Terms], measured: list[float],
+                     start: tuple[float, float] = (DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_MEMORY_EFFICIENCY),
+                     ) -> tuple[float, float, list[str], int]:
+    """(e_c, e_m, bound per run, rounds) minimising the squared relative residuals, from the efficiencies ``start``
+    (the GPU's defaults: an efficiency no run is bound by stays there)."""
+    x_c, x_m = 1 / start[0], 1 / start[1]
     bounds: list[str] = []
     for rounds in range(1, MAX_ROUNDS + 1):
         new = ["compute" if t.compute_s * x_c >= t.memory_s * x_m else "memory" for t in terms]
@@ -329,7 +332,11 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
     terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
     check_physical(runs, terms)
     measured = [r.measured_s for r in runs]
-    e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured)
+    from calc.hardware.efficiency import gemm_plateau, memory_efficiency
+
+    # what latency and train-step use without a calibration: an efficiency no run constrains stays at it
+    start = (gemm_plateau(gpu, dtype), memory_efficiency(gpu))
+    e_c, e_m, bounds, rounds = fit_efficiencies(terms, measured, start)
     fits = []
     for i, (run, t, bound) in enumerate(zip(runs, terms, bounds, strict=True), 1):
         default, fitted = t.default_s, _predict(t, 1 / e_c, 1 / e_m)
@@ -345,9 +352,10 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
                            "model (an MoE model's key apart) and its prefill chunk; engine per run in the model column "
                            "(the runs file's engine column, default vllm)")
     if not n_c:
-        assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {DEFAULT_COMPUTE_EFFICIENCY:.0%}")
+        assumptions.append(f"no run is compute-bound: compute efficiency stays at the default {start[0]:.0%} (the "
+                           f"{gpu.arch} GEMM plateau latency and train-step use)")
     if not n_m:
-        assumptions.append(f"no run is memory-bound: memory efficiency stays at the default {DEFAULT_MEMORY_EFFICIENCY:.0%}")
+        assumptions.append(f"no run is memory-bound: memory efficiency stays at the default {start[1]:.0%}")
     return FitResult(
         gpu=gpu.name, dtype=dtype, compute_efficiency=e_c, memory_efficiency=e_m, compute_runs=n_c,
         memory_runs=n_m, rounds=rounds, rms_residual=_rms([f.residual for f in fits]),
