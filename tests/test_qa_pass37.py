@@ -103,3 +103,15 @@ def test_calibrate_keeps_an_unconstrained_efficiency_at_the_default_it_replaces(
     d = cli("calibrate", "--from-runs", str(runs), "--json").json()
     assert d["compute_runs"] == 0 and d["memory_runs"] == 4
     assert d["compute_efficiency"] == gemm_plateau(load_gpu("h100"), "bf16") < 0.8
+
+
+def test_an_int8_or_fp32_kv_cache_is_refused_for_engines_that_cannot_start_one(cli) -> None:
+    """vLLM's --kv-cache-dtype takes auto / bfloat16 / fp8 formats and SGLang's auto / bf16 / fp8: an int8 cache
+    doubled vLLM's admitted requests for a launch the engine refuses (only --emit said so). TensorRT-LLM keeps it."""
+    for engine in ("vllm", "sglang"):
+        for kv in ("int8", "fp32"):
+            r = cli("concurrency", "llama3-8b", "--gpu", "h100-sxm", "--engine", engine, "--kv-dtype", kv)
+            assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype"), (engine, kv, r.err)
+    r = cli("latency", "llama3-8b", "--gpu", "h100-sxm", "--kv-dtype", "int8")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype")
+    assert cli("concurrency", "llama3-8b", "--gpu", "h100-sxm", "--engine", "trtllm", "--kv-dtype", "int8").code == 0

@@ -343,6 +343,12 @@ def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str
     "auto" cache in fp8 (calc.memory.kv.model_auto_kv_dtype)."""
     if kv_dtype == "int4":
         raise LLMCalcError("--kv-dtype", "no serving engine stores its KV cache in int4; use bf16, fp16, fp8 or int8")
+    if kv_dtype in ("int8", "fp32") and not accounting.startswith("trtllm"):
+        # vLLM's --kv-cache-dtype takes auto, bfloat16 or an fp8 format (vllm/config/cache.py CacheDType), SGLang's auto,
+        # bf16 or fp8 (server_args --kv-cache-dtype): neither starts an int8 or fp32 cache (TensorRT-LLM's INT8 KV does)
+        engine = "vLLM" if accounting.startswith("vllm") else "SGLang"
+        raise LLMCalcError("--kv-dtype", f"{kv_dtype}: {engine} stores its KV cache in the model's 16-bit dtype or fp8, not "
+                                         f"{kv_dtype}; give --kv-dtype fp8 (or bf16), or --engine trtllm for an int8 cache")
     if kv_dtype:
         return kv_dtype
     if m is not None:
