@@ -56,7 +56,8 @@ def test_memory_infer_num_gpus_alone_names_num_gpus(cli) -> None:
     # --num-gpus 3 alone becomes TP 3, which does not divide llama3-8b's 32 heads; the error named --tp,
     # a flag the user never gave.
     r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--num-gpus", "3")
-    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs: neither TP 3 nor TP 8 x PP"), r.err
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs alone are laid out as TP 3,"), r.err
+    assert "PP 3/8" not in r.err  # no fraction printed as a layout
     r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--tp", "3")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --tp:"), r.err
 

@@ -256,8 +256,10 @@ def memory(
         # `memory --gpu` answers is one it accepts
         layout = inference_layout(m, num_gpus)
         if layout is None:
-            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs: neither TP {num_gpus} nor TP 8 x PP {num_gpus}/8 splits "
-                               f"{m.name} ({m.num_heads} heads, {m.kv_heads} KV heads); give --tp/--pp or another count")
+            tried = f"TP {num_gpus}" + (f" or TP 8 x PP {num_gpus // 8}" if num_gpus > 8 and num_gpus % 8 == 0 else "")
+            raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs alone are laid out as {tried}, which does not split "
+                               f"{m.name} ({m.num_heads} heads, {m.kv_heads} KV heads); give --tp and --pp (TP dividing the "
+                               "heads, TP x PP the GPUs) or another count")
         plan = layout
     if mode is Mode.infer:
         # Without --dtype the weights are priced as the checkpoint ships (its quantization_config, else bf16);
