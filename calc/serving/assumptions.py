@@ -287,8 +287,9 @@ class ServingAssumptions(BaseModel):
             f"({describe('pcie_collective_factor', 'pcie')}; calc.hardware.collectives.pcie_factor)",
             f"a dense fp8 (W8A8) linear quantizes its bf16 input first: {self.fp8_act_quant_bytes:g} B per input element "
             "at HBM bandwidth (aiconfigurator's TensorRT-LLM quantize tables; calc.serving.act_quant)",
-            f"{self.gpus_per_node} GPUs per node: serve's layouts keep TP inside a node (PP and replicas cross nodes); "
-            "a TP group wider than a node (a given --tp / --num-gpus) runs its collectives over the inter-node link",
+            f"{self.gpus_per_node} GPUs per node: PP and replicas cross nodes; a TP group wider than a node (serve's "
+            f"TP {2 * self.gpus_per_node} layouts, flagged tp_spans_nodes, or a given --tp / --num-gpus) runs its "
+            "collectives over the inter-node link",
             *([f"MoE: grouped GEMM weight stream at {self.grouped_gemm_efficiency:g} of a dense GEMM's at every size, its "
                f"compute at {self.grouped_gemm_efficiency:g} of a dense GEMM's rate below 128 tokens per expert, "
                f"fp8 at {self.fp8_grouped_gemm_rate:g} (block scales) / {self.fp8_tensor_grouped_gemm_rate:g} (per-tensor, "
