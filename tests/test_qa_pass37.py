@@ -115,3 +115,12 @@ def test_an_int8_or_fp32_kv_cache_is_refused_for_engines_that_cannot_start_one(c
     r = cli("latency", "llama3-8b", "--gpu", "h100-sxm", "--kv-dtype", "int8")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype")
     assert cli("concurrency", "llama3-8b", "--gpu", "h100-sxm", "--engine", "trtllm", "--kv-dtype", "int8").code == 0
+
+
+def test_training_flags_a_gpu_count_past_any_cluster_as_serving_does(cli) -> None:
+    """2,000,000 GPUs is ten times the largest clusters built (~200K); serve warned of such a count, train-time priced
+    it silently."""
+    r = cli("train-time", "llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "2000000", "--tokens", "1e12")
+    assert r.code == 0 and "warning: --num-gpus: 2,000,000 GPUs, more than 1,000,000" in r.err
+    r = cli("train-time", "llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "1024", "--tokens", "1e12")
+    assert "more than 1,000,000" not in r.err

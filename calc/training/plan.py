@@ -328,8 +328,8 @@ def short_run_warning(tokens: float, global_batch: int, seq: int, num_gpus: int,
 
 def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None,
                    batch_flag: str = "--global-batch") -> list[str]:
-    """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, and a
-    GPU count that leaves a node part-filled (each rank group then straddles nodes). ``batch_flag``: the form the
+    """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, a GPU
+    count past any cluster built (calc.sanity.SUSPICIOUS_GPUS), and a GPU count that leaves a node part-filled (each rank group then straddles nodes). ``batch_flag``: the form the
     user gave the batch in (--global-batch in sequences, or --global-batch-tokens)."""
     out = []
     if global_batch is not None and global_batch * seq > LARGEST_PUBLISHED_BATCH_TOKENS:
@@ -338,6 +338,11 @@ def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpu
                 else f"{abbrev(global_batch * seq)} tokens per step ({global_batch:,} sequences of {seq:,})")
         out.append(f"{batch_flag}: {size}, beyond the largest published pre-training batch "
                    "(~63M tokens: DeepSeek-V3 15,360 x 4K; Llama 3 405B: 16M)")
+    from calc.sanity import SUSPICIOUS_GPUS
+
+    if num_gpus is not None and num_gpus > SUSPICIOUS_GPUS:  # as serve flags a traffic that needs that many
+        out.append(f"--num-gpus: {num_gpus:,} GPUs, more than {SUSPICIOUS_GPUS:,}, five times the largest cluster built "
+                   "(~200K GPUs); check the count and its units")
     if num_gpus is not None and gpus_per_node and num_gpus > gpus_per_node and num_gpus % gpus_per_node:
         out.append(f"--num-gpus: {num_gpus:,} is not a multiple of the {gpus_per_node} GPUs per node: the last node is "
                    "part-filled; the model assumes whole nodes")
