@@ -124,3 +124,11 @@ def test_training_flags_a_gpu_count_past_any_cluster_as_serving_does(cli) -> Non
     assert r.code == 0 and "warning: --num-gpus: 2,000,000 GPUs, more than 1,000,000" in r.err
     r = cli("train-time", "llama3-8b", "--gpu", "h100-sxm", "--num-gpus", "1024", "--tokens", "1e12")
     assert "more than 1,000,000" not in r.err
+
+
+def test_prefill_intensity_prices_the_head_on_the_last_positions_only(cli) -> None:
+    """An engine's prefill computes logits for each prompt's last token: Llama 2 7B's 32,000 x 4,096 head adds
+    2 x 131,072,000 FLOPs for one 1,024-token prompt, not 2 x 1,024 x 131,072,000 = 268.4 GFLOP (38% of what the
+    'layer' figure was). One layer's GEMMs and scores stay: 700,079,669,248 - 268,435,456,000 + 262,144,000."""
+    d = cli("flops", "llama2-7b", "--seq", "1024", "--intensity", "--json").json()["intensity_prefill"]
+    assert d["layer_flops"] == 700_079_669_248 - 2 * 1024 * 131_072_000 + 2 * 131_072_000 == 431_906_357_248

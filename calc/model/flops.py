@@ -343,7 +343,8 @@ class IntensityResult(BaseModel):
 
 
 def arithmetic_intensity(m: ModelSpec, batch: int, seq: int, context: int, dtype: str = "bf16") -> IntensityResult:
-    """Per-matmul intensity of one (first-kind) layer plus the output head, for B*S tokens.
+    """Per-matmul intensity of one (first-kind) layer for B*S tokens plus the output head on the B last positions
+    (the logits an engine computes: one sampled token per sequence).
 
     Attention score matmuls per (sequence, head): [S,d_qk]@[d_qk,S'] and [S,S']@[S',d_v].
     Routed experts see B*S*k/E tokens each on average.
@@ -357,7 +358,9 @@ def arithmetic_intensity(m: ModelSpec, batch: int, seq: int, context: int, dtype
     heads = batch * m.num_heads
     gemms.append(gemm("attention.scores", seq, d_qk, context, heads, elem))
     gemms.append(gemm("attention.weighted_sum", seq, context, d_v, heads, elem))
-    gemms += _tensor_gemms([t for t in model_tensors(m) if t.component == "lm_head"], tokens, elem)
+    # the head runs on each sequence's last position only: an engine's prefill samples one token per prompt (vLLM's
+    # LogitsProcessor gathers the last token's hidden state first), as latency prices it; a decode step is B rows too
+    gemms += _tensor_gemms([t for t in model_tensors(m) if t.component == "lm_head"], batch, elem)
     flops = sum(g.flops for g in gemms)
     moved = sum(g.bytes for g in gemms)
     return IntensityResult(
