@@ -29,7 +29,7 @@ def test_a_bare_instruct_name_is_not_folded_onto_a_base_release(cli) -> None:
 
 
 def test_a_lowered_utilization_is_blamed_only_when_the_default_would_fit(cli) -> None:
-    r = cli("latency", "llama3.1-405b", "--gpu", "t4", "--dtype", "fp32", "--gpu-memory-utilization", "0.89")
+    r = cli("latency", "llama3.1-405b", "--gpu", "t4", "--dtype", "fp16", "--gpu-memory-utilization", "0.89")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus")
     r = cli("concurrency", "llama3.1-8b", "--gpu", "h100", "--gpu-memory-utilization", "0.05")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --gpu-memory-utilization") and "raise it" in r.err
