@@ -329,8 +329,9 @@ def short_run_warning(tokens: float, global_batch: int, seq: int, num_gpus: int,
 def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpus_per_node: int | None,
                    batch_flag: str = "--global-batch") -> list[str]:
     """Warnings (field: message) for a training job's scale: a global batch x seq beyond any published run, a GPU
-    count past any cluster built (calc.sanity.SUSPICIOUS_GPUS), and a GPU count that leaves a node part-filled (each rank group then straddles nodes). ``batch_flag``: the form the
-    user gave the batch in (--global-batch in sequences, or --global-batch-tokens)."""
+    count past any cluster built (calc.sanity.SUSPICIOUS_GPUS), and a GPU count that leaves a node part-filled (each
+    rank group then straddles nodes). ``batch_flag``: the form the user gave the batch in (--global-batch in sequences,
+    or --global-batch-tokens)."""
     out = []
     if global_batch is not None and global_batch * seq > LARGEST_PUBLISHED_BATCH_TOKENS:
         size = (f"{global_batch:,} sequences (the batch is in sequences, not tokens) x {seq:,} = "
