@@ -122,7 +122,7 @@ def test_llama_layer_gemms_sliced_by_tp() -> None:
         "attention.q_proj": (16, 4096, 2048, 1), "attention.k_proj": (16, 4096, 2048, 1),
         "attention.v_proj": (16, 4096, 2048, 1), "attention.o_proj": (16, 2048, 4096, 1),
         "mlp.gate_proj": (16, 4096, 5504, 1), "mlp.up_proj": (16, 4096, 5504, 1), "mlp.down_proj": (16, 5504, 4096, 1),
-        "lm_head.lm_head": (16, 4096, 16000, 1),
+        "lm_head.lm_head": (1, 4096, 16000, 1),  # the prompt's last position only: the one token the prefill samples
     }
 
 
