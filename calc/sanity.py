@@ -145,9 +145,11 @@ def check_context(m: Any, tokens: int, field: str, what: str | None = None) -> l
 
 
 
-def check_gpus_needed(gpus: int | None, field: str) -> list[str]:
-    """Warn when a traffic needs more GPUs than any cluster holds (SUSPICIOUS_GPUS): likely a unit slip."""
+def check_gpus_needed(gpus: int | None, field: str, verb: str = "needs ", what: str = "the traffic") -> list[str]:
+    """Warn when a GPU count is past any cluster built (SUSPICIOUS_GPUS): likely a unit slip. ``verb`` and ``what``
+    word it for the caller: serve's "needs N GPUs ... check the traffic" (the default), the training commands' given
+    count "N GPUs ... check the count" (calc.training.plan.scale_warnings)."""
     if gpus is not None and gpus > SUSPICIOUS_GPUS:
-        return [f"{field}: needs {gpus:,} GPUs, more than {SUSPICIOUS_GPUS:,}, five times the largest cluster built "
-                f"(~200K GPUs); check the traffic and its units"]
+        return [f"{field}: {verb}{gpus:,} GPUs, more than {SUSPICIOUS_GPUS:,}, five times the largest cluster built "
+                f"(~200K GPUs); check {what} and its units"]
     return []

@@ -339,11 +339,9 @@ def scale_warnings(num_gpus: int | None, global_batch: int | None, seq: int, gpu
                 else f"{abbrev(global_batch * seq)} tokens per step ({global_batch:,} sequences of {seq:,})")
         out.append(f"{batch_flag}: {size}, beyond the largest published pre-training batch "
                    "(~63M tokens: DeepSeek-V3 15,360 x 4K; Llama 3 405B: 16M)")
-    from calc.sanity import SUSPICIOUS_GPUS
+    from calc.sanity import check_gpus_needed
 
-    if num_gpus is not None and num_gpus > SUSPICIOUS_GPUS:  # as serve flags a traffic that needs that many
-        out.append(f"--num-gpus: {num_gpus:,} GPUs, more than {SUSPICIOUS_GPUS:,}, five times the largest cluster built "
-                   "(~200K GPUs); check the count and its units")
+    out += check_gpus_needed(num_gpus, "--num-gpus", verb="", what="the count")  # as serve flags a traffic that needs that many
     if num_gpus is not None and gpus_per_node and num_gpus > gpus_per_node and num_gpus % gpus_per_node:
         out.append(f"--num-gpus: {num_gpus:,} is not a multiple of the {gpus_per_node} GPUs per node: the last node is "
                    "part-filled; the model assumes whole nodes")
