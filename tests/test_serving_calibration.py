@@ -87,7 +87,7 @@ def test_measured_gemm_is_never_faster_than_streaming_its_weights() -> None:
 
 
 def test_attention_from_measured_attention_points() -> None:
-    # prefill 1024 tokens of one sequence, each attending 512 keys on average, one layer:
+    # prefill 1024 tokens of one sequence, each attending 512 keys (non-causal over a 512-token prompt), one layer:
     # FLOPs = 2 x 32 heads x (128 + 128) x 1024 x 512 = 8.5899e9; points 0.2 at 1e9, 0.4 at 1e11:
     # e = 0.2 + 0.2 x (log10 8.5899e9 - 9) / 2 = 0.29340 -> 8.5899e9 / (989.4e12 x 0.29340) = 29.590 us.
     # The KV it reads (512 earlier + 1024 new tokens x 2 x 4096 x 2 B = 25.17 MB at 0.8 x 3.35 TB/s = 9.39 us) is less.
@@ -96,7 +96,7 @@ def test_attention_from_measured_attention_points() -> None:
     flops = 2 * 32 * 256 * 1024 * 512
     e = 0.2 + 0.2 * (math.log10(flops) - 9) / 2
     with_points = _cal(attention=((1e9, 0.2), (1e11, 0.4)))
-    kw = {"prefill_tokens": 1024, "prefill_context": 512}
+    kw = {"prefill_tokens": 1024, "prefill_prompt": 512, "prefill_causal": False}
     measured = step_time(m, h100, DEFAULT_ASSUMPTIONS, calibration=with_points, **kw)
     default_attention = step_time(m, h100, DEFAULT_ASSUMPTIONS, calibration=_cal(), **kw)
     attention = measured.total_s - measured.gemm_s - measured.comm_s - measured.overhead_s

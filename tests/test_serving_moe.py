@@ -394,7 +394,7 @@ def test_attention_runs_in_the_kv_cache_dtype() -> None:
     # an fp8 KV cache its fp8 path: / (1,978.9 x 0.45) = 6.920 ms. The weight GEMMs are the same in both, so the
     # compute parts differ by the attention alone: 6.920 ms.
     m, gpu = load_model("qwen3-235b-a22b"), load_gpu("h200")
-    common = dict(tp=4, dtype="fp8", prefill_tokens=4000, prefill_context=2000.5)
+    common = dict(tp=4, dtype="fp8", prefill_tokens=4000, prefill_prompt=4000)
     bf16 = step_time(m, gpu, DEFAULT_ASSUMPTIONS, kv_dtype="bf16", **common)
     fp8 = step_time(m, gpu, DEFAULT_ASSUMPTIONS, kv_dtype="fp8", **common)
     assert bf16.compute_s - fp8.compute_s == pytest.approx(13.840e-3 - 6.920e-3, rel=1e-3)

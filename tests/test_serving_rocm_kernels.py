@@ -63,7 +63,7 @@ def test_unfused_fallback_moves_24_bytes_per_output_element() -> None:
     from calc.hardware.efficiency import memory_efficiency
 
     m, g = load_model(str(CONFIG)), load_gpu("mi300x")
-    run = dict(tp=8, dtype=None, prefill_tokens=8192, prefill_context=4096)
+    run = dict(tp=8, dtype=None, prefill_tokens=8192, prefill_prompt=4096, prefill_causal=False)
     fused = step_time(m, g, ServingAssumptions(), **run)
     unfused = step_time(m, g, ServingAssumptions(fp8_unfused_dequant=True), **run)
     extra = 24 * 8192 * (13312 + 16384) * 126

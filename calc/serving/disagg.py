@@ -20,15 +20,14 @@ from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
 from calc.serving.queueing import fewest, pool_queue_s
-from calc.serving.step import StepTime, _system, decode_context, decode_range, prefill_span, step_time
+from calc.serving.step import StepTime, _system, decode_context, decode_range, step_time
 
 
 def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
     """One prompt through a prefill-only instance, in chunks of the engine's batched tokens."""
     chunk = min(mem.batched_tokens, replica.p)
     st = step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                   calibration=replica.hook, prefill_tokens=chunk, prefill_context=prefill_span(replica.p),
-                   prefill_prompt=replica.p)
+                   calibration=replica.hook, prefill_tokens=chunk, prefill_prompt=replica.p)
     return math.ceil(replica.p / chunk) * st.total_s
 
 

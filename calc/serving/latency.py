@@ -20,7 +20,6 @@ from calc.serving.step import (
     calibrated_gpu,
     decode_context,
     decode_range,
-    prefill_span,
     request_seconds,
     step_time,
 )
@@ -175,7 +174,6 @@ def latency(
     a = assumptions
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA
-    span = prefill_span(prompt, causal)
     # PP: the batch enters as n = min(B, p) micro-batches of whole sequences (one prompt is not split across them);
     # EP: each of the d attention groups runs ceil(B / d) of them
     group = -(-batch // ranks)
@@ -184,8 +182,8 @@ def latency(
 
     def prefill(n: int) -> StepTime:
         return step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
-                         prefill_tokens=n, prefill_context=span, prefill_seqs=max(round(n / prompt), 1), ep=ep,
-                         prefill_prompt=prompt if causal else None)
+                         prefill_tokens=n, prefill_prompt=prompt, prefill_causal=causal,
+                         prefill_seqs=max(round(n / prompt), 1), ep=ep)
 
     chunk = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
     full, rest = divmod(tokens, chunk)

@@ -52,7 +52,6 @@ from calc.serving.step import (
     calibrated_gpu,
     decode_context,
     decode_range,
-    prefill_span,
     request_seconds,
     step_time,
 )
@@ -180,12 +179,12 @@ class _Replica:
         self.disagg = False  # a decode-only replica fed by a prefill pool (calc.serving.disagg)
         self.kv_sized_seqs = False  # max_num_seqs set to what the KV cache admits (_Setup.replica planned): KV binds
 
-    def _step(self, seqs: float, prefill: int, span: float) -> StepTime:
+    def _step(self, seqs: float, prefill: int) -> StepTime:
         micro = max(round(seqs / self.split), 1 if seqs else 0)
         return step_time(self.m, self.gpu, self.a, tp=self.tp, pp=self.pp, ep=self.ep, dtype=self.dtype,
                          calibration=self.hook, kv_dtype=self.kv_dtype, decode_seqs=micro,
                          decode_context=decode_context(self.p, self.o), decode_contexts=decode_range(self.p, self.o),
-                         prefill_tokens=prefill, prefill_context=span, prefill_prompt=self.p if span else None)
+                         prefill_tokens=prefill, prefill_prompt=self.p)
 
     def _mixed_prefill(self, batch: int, per_step: float = 1.0) -> int:
         """Prompt tokens sharing one decode step on one micro-batch / attention rank: the other B - 1
@@ -199,14 +198,14 @@ class _Replica:
         if self.disagg:
             return decode_step(self, batch)
         if spec is None:
-            return self._step(batch, self._mixed_prefill(batch), prefill_span(self.p))
+            return self._step(batch, self._mixed_prefill(batch))
         e = spec.expected_tokens
         seqs = max(round(batch / self.split), 1)
         common = {"tp": self.tp, "pp": self.pp, "ep": self.ep, "calibration": self.hook, "decode_seqs": seqs,
                   "decode_context": decode_context(self.p, self.o), "decode_contexts": decode_range(self.p, self.o)}
         verify = step_time(self.m, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype,
                            queries_per_seq=spec.tokens + 1, prefill_tokens=self._mixed_prefill(batch, e),
-                           prefill_context=prefill_span(self.p), prefill_prompt=self.p, **common)
+                           prefill_prompt=self.p, **common)
         draft = 0.0 if spec.draft is None else spec.tokens * step_time(
             spec.draft, self.gpu, self.a, dtype=self.dtype, kv_dtype=self.kv_dtype, **common).total_s
         total = (verify.total_s + draft) / e
@@ -234,16 +233,16 @@ class _Replica:
         if self.o == 1 and batch > 1:  # prefill only: the B prompts share the prompt steps (module docstring)
             per_rank = math.ceil(batch / self.split) * self.p
             chunk = min(self.mem.batched_tokens, per_rank) if self.mem.chunked_prefill else self.p
-            return math.ceil(per_rank / chunk) * self._step(0, chunk, prefill_span(self.p)).total_s
+            return math.ceil(per_rank / chunk) * self._step(0, chunk).total_s
         decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
         chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else self.p
         chunk = min(chunk, self.p)
-        own = math.ceil(self.p / chunk) * self._step(batch - 1, chunk, prefill_span(self.p)).total_s
+        own = math.ceil(self.p / chunk) * self._step(batch - 1, chunk).total_s
         if batch == 1:
             return own
         # in the steady state every step also carries the other requests' prompts (tpot's mixed step): the first token
         # comes out at the end of such a step, never sooner than one of them takes
-        return max(own, self._step(batch, self._mixed_prefill(batch), prefill_span(self.p)).total_s)
+        return max(own, self._step(batch, self._mixed_prefill(batch)).total_s)
 
 
 def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: FrontierPoint | None,
@@ -409,7 +408,7 @@ def max_load_decode_step(
     _setup, replica = _max_load_replica(m, gpu, prompt, output, tp, pp, dtype, kv_dtype, settings, assumptions, ep)
     if replica is None:
         return None
-    return lambda running: replica._step(running, 0, 0.0).total_s
+    return lambda running: replica._step(running, 0).total_s
 
 
 def _max_load_replica(m: ModelSpec, gpu: GPUSpec, prompt: int, output: int, tp: int, pp: int, dtype: str | None,

@@ -470,21 +470,21 @@ def _indexer_step_flops(m: ModelSpec, decode_queries: int, decode_context: float
 def step_time(
     m: ModelSpec, gpu: GPUSpec, a: ServingAssumptions, *, tp: int = 1, pp: int = 1, dtype: str | None = "bf16",
     kv_dtype: str | None = None, decode_seqs: int = 0, decode_context: float = 0, prefill_tokens: int = 0,
-    prefill_context: float = 0, prefill_seqs: int = 1, calibration: Any = None, system: SystemSpec | None = None,
-    ep: int = 1, queries_per_seq: int = 1, decode_contexts: tuple[int, int] = (0, 0), prefill_prompt: int | None = None,
+    prefill_prompt: float = 0, prefill_causal: bool = True, prefill_seqs: int = 1, calibration: Any = None,
+    system: SystemSpec | None = None, ep: int = 1, queries_per_seq: int = 1, decode_contexts: tuple[int, int] = (0, 0),
 ) -> StepTime:
     """One step of ``decode_seqs`` sequences (each attending ``decode_context`` keys) plus
-    ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (each token attending
-    ``prefill_context`` keys on average), on a TP group of ``tp`` GPUs (PP: pass the micro-batch;
-    the p - 1 stage sends are added here). ``queries_per_seq`` > 1: each decoding sequence verifies that
-    many tokens (speculative decoding) while reading its KV once. ``dtype`` None: weights as shipped
+    ``prefill_tokens`` prompt tokens of ``prefill_seqs`` sequences (prompts of ``prefill_prompt`` tokens), on a TP
+    group of ``tp`` GPUs (PP: pass the micro-batch; the p - 1 stage sends are added here). ``queries_per_seq`` > 1:
+    each decoding sequence verifies that many tokens (speculative decoding) while reading its KV once. ``dtype`` None: weights as shipped
     (calc.serving.weights); activations, attention and the default KV then in the checkpoint dtype.
     ``decode_contexts``: the first and last context of the request's decode steps (decode_range), over which a
     chunked-attention layer's reads are averaged when it reads only its current chunk (a.chunked_decode "chunk");
     (0, 0): at decode_context. With a.chunked_decode "window" it reads min(context, chunk), as a sliding window.
-    ``prefill_prompt``: the prompt P the prefill tokens belong to, causal; its tokens' attention keys are then the exact
-    mean over its P queries, layer by layer (calc.model.layers.prefill_keys: a sliding-window layer's min(i + 1, w)
-    averaged, not min of the mean ``prefill_context``), which the KV read and the indexer still take."""
+    ``prefill_prompt`` P and ``prefill_causal``: a prompt token attends the mean span s = prefill_span(P, causal) keys
+    ((P + 1)/2 causal, P when every token sees the whole prompt), the span the KV read and the indexer take; causal,
+    its attention keys are the exact mean over its P queries, layer by layer (calc.model.layers.prefill_keys: a
+    sliding-window layer's min(i + 1, w) averaged, not min of the mean span)."""
     m = model_as_run(m, a.attention_windows)  # the windows the engine applies (calc.serving.windows)
     act = weight_format(m, gpu, dtype).act_dtype
     system = system or _system(gpu, a)
@@ -496,7 +496,8 @@ def step_time(
     # chunked layer reaches at most its window (calc.model.layers), and holds at most that much KV.
     layers = attention_layers(m)
     chunk_reads = decode_contexts if a.chunked_decode == "chunk" else None  # else a chunked layer reads min(n, c)
-    prefill_keys = keys_seen(m, prefill_context) if prefill_prompt is None else prompt_keys(m, prefill_prompt)
+    prefill_context = prefill_span(prefill_prompt, prefill_causal)
+    prefill_keys = prompt_keys(m, prefill_prompt) if prefill_causal else keys_seen(m, prefill_context)
     decode_keys = keys_seen(m, decode_context) if chunk_reads is None else decode_keys_read(m, decode_context, *chunk_reads)
     d_qk_dec, d_v_dec = mla_decode_dims(m) or (d_qk, d_v)  # MLA decodes absorbed over the latent
     attn_flops = 2 * m.num_heads * ((d_qk_dec + d_v_dec) * decode_seqs * queries_per_seq * decode_keys
