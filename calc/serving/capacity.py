@@ -16,11 +16,10 @@ from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
 from calc.memory.weights import WeightsDtype
-from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
 from calc.serving.hybrid_alloc import HybridPool
-from calc.serving.latency import SERVING_PP_DEGREES, expert_plan, serving_plan
+from calc.serving.latency import expert_plan, serving_layouts, serving_plan
 from calc.serving.moe import attention_ranks
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
@@ -315,16 +314,11 @@ def smallest_fitting_gpus(
     m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str | None, kv_dtype: str | None, tokens: int,
     assumptions: ServingAssumptions, batch: int = 1,
 ) -> int | None:
-    """Fewest GPUs whose KV cache holds ``batch`` requests, over the layouts serve searches: TP a power of two inside a
-    node times PP one of SERVING_PP_DEGREES (TP1 x PP3 holds Llama 3 70B on 3 GPUs), up to 64 GPUs; None past that.
-    At one count the widest TP is tried first."""
-    tps = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= assumptions.gpus_per_node]
-    layouts = sorted((tp * pp, -tp, pp) for tp in tps for pp in SERVING_PP_DEGREES if tp * pp <= 64)
-    for n, neg_tp, pp in layouts:
-        try:
-            plan = check_layout(m, Parallelism(tp=-neg_tp, pp=pp))
-        except LLMCalcError:
-            continue
+    """Fewest GPUs whose KV cache holds ``batch`` requests, over the layouts serve searches (serving_layouts) with TP
+    inside a node (TP1 x PP3 holds Llama 3 70B on 3 GPUs), up to 64 GPUs; None past that. At one count the widest TP
+    is tried first."""
+    plans = sorted(serving_layouts(m, 64, assumptions.gpus_per_node), key=lambda p: (p.tp * p.pp, -p.tp))
+    for plan in plans:
         if deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions).max_concurrency >= batch:
-            return n
+            return plan.tp * plan.pp
     return None

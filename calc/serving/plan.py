@@ -42,7 +42,7 @@ from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, DEFAULT_MAX_UTILIZATION, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
-from calc.serving.latency import SERVING_PP_DEGREES
+from calc.serving.latency import serving_layouts
 from calc.serving.launch import launch_command
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, pool_queue_s
@@ -142,16 +142,7 @@ def _candidates(m: ModelSpec, limit: int, a: ServingAssumptions, engine: str = "
     attention TP 1 only (DP = EP: TensorRT-LLM's attention DP size is its tensor_parallel_size, and its KV-cache
     sizing reads the attention's tp_size as 1 under mapping.enable_attention_dp; docs "Parallelism in TensorRT-LLM",
     Attention Module: TP or DP)."""
-    out = []
-    for tp in (1, 2, 4, 8, 16, 32):
-        for pp in SERVING_PP_DEGREES:
-            if tp * pp > limit or tp > 2 * a.gpus_per_node:
-                continue
-            try:
-                check_layout(m, Parallelism(tp=tp, pp=pp))
-            except LLMCalcError:
-                continue
-            out.append((tp, pp, 1))
+    out = [(p.tp, p.pp, 1) for p in serving_layouts(m, limit, 2 * a.gpus_per_node)]
     if m.moe:  # EP = d x t: d attention groups of t TP ranks (calc.serving.moe), TP inside a node
         out += [(tp, 1, ep) for tp in ((1,) if engine == "trtllm" else (1, 2, 4, 8)) for ep in (2, 4, 8, 16, 32, 64)
                 if ep <= limit and ep % tp == 0 and tp <= a.gpus_per_node and m.moe.num_experts % ep == 0
