@@ -235,6 +235,11 @@ def report(
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     windows = None  # --mode train: the engine's default (the flag is refused there)
+    node = None  # --mode train: the node type a plan is placed on; None where none ships (the MFU is then assumed)
+    if mode is Mode.train:
+        from calc.sources.catalog import system_for_gpu
+
+        node = system_for_gpu(g)
     if mode is Mode.infer:
         output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
         from calc.serving.latency import serving_plan
@@ -244,14 +249,12 @@ def report(
         windows = attention_windows_of(m, attention_windows, s)  # applied by the engine (calc.serving.windows)
         check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
         note_fp32(dtype)
-    elif mfu_assumed is not None or _no_node_type(g):  # an assumed MFU (--mfu, or no node type to search a
+    elif mfu_assumed is not None or node is None:  # an assumed MFU (--mfu, or no node type to search a
         training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
     training_cost = None
     if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
         from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
-        from calc.sources.catalog import system_for_gpu
 
-        node = system_for_gpu(g)
         if node is None and stack is not None:
             raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
                                           "report then assumes an MFU)")
@@ -471,9 +474,3 @@ def report_explain(result: Any) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def _no_node_type(g: Any) -> bool:
-    """Whether no node type ships for the GPU (system_specs/): the training page then assumes its MFU (0.4), as
-    train-time does, and prices the DP placement's memory."""
-    from calc.sources.catalog import system_for_gpu
-
-    return system_for_gpu(g) is None

@@ -126,13 +126,18 @@ def build_report(
             return stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
                                          eff=Efficiencies(recipe=recipe))
 
-        memory = placement() if mfu_assumed else None  # an assumed MFU times no plan: the page is this placement ...
+        from calc.sources.catalog import system_for_gpu
+        from calc.training.cost import ModelCost
+
+        system = system_for_gpu(gpu)  # the node type a plan is placed on, at the default efficiencies unless given
+        cost = training_cost or (ModelCost(m, gpu, system, seq, calibration=calibration) if system else None)
+        # no node type ships for the GPU and no MFU is given: the MFU is assumed (0.4), the page this placement's
+        # memory, as train-time prices it
+        no_node = cost is None and not mfu_assumed
+        memory = placement() if mfu_assumed or no_node else None  # an assumed MFU times no plan: this placement ...
         best = None
-        if not (memory is not None and memory.fits):  # ... unless it does not fit: train-plan's fastest fitting layout
-            best = _best_training_plan(m, gpu, plan.num_gpus, seq, calibration, zero, micro_batch, training_cost, recompute)
-        no_node = best is None and memory is None  # no node type ships for the GPU: the MFU is assumed, the page this
-        if no_node:  # placement's memory, as train-time prices it
-            memory = placement()
+        if cost is not None and not (memory is not None and memory.fits):  # ... unless it does not fit: train-plan's
+            best = _best_training_plan(plan.num_gpus, seq, cost, zero, micro_batch, recompute)  # fastest fitting layout
         if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
             return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
                           flops=forward_flops(m, batch, seq), memory=None, fits=False,
@@ -179,24 +184,17 @@ def build_report(
     )
 
 
-def _best_training_plan(m: ModelSpec, gpu: GPUSpec, num_gpus: int, seq: int, calibration: Calibration | None,
-                        zero: int | None = None, micro_batch: int | None = None, cost: Any = None,
+def _best_training_plan(num_gpus: int, seq: int, cost: Any, zero: int | None = None, micro_batch: int | None = None,
                         recompute: str | None = None) -> Any:
-    """The train-plan search (top 1) whose fastest fitting layout's predicted MFU replaces an assumed one
-    (mfu_assumed=None), with the ZeRO stage pinned when --zero is given and the micro-batch when --batch is, on
-    train-plan's global batch (calc.training.plan.default_global_batch); no plans when nothing fits; None when no
-    node type ships for the GPU (the assumed 0.4 is used then). ``cost``: the ModelCost to search with (build_report)."""
-    from calc.sources.catalog import system_for_gpu
-    from calc.training.cost import ModelCost
+    """The train-plan search (top 1) on ``cost`` (a calc.training.cost.ModelCost: build_report's training_cost, or
+    the GPU's node type at the default efficiencies) whose fastest fitting layout's predicted MFU replaces an assumed
+    one (mfu_assumed=None), with the ZeRO stage pinned when --zero is given and the micro-batch when --batch is, on
+    train-plan's global batch (calc.training.plan.default_global_batch); no plans when nothing fits."""
     from calc.training.plan import SearchSpace, default_global_batch, search_plans
 
-    system = system_for_gpu(gpu)
-    if cost is None and system is None:  # no node type to place a plan on: the assumed MFU stays
-        return None
     pins = ((("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch is not None)
             + (("recompute", recompute),) * (recompute is not None))
-    return search_plans(cost or ModelCost(m, gpu, system, seq, calibration=calibration), num_gpus,
-                        default_global_batch(seq, num_gpus), top=1, space=SearchSpace(fixed=pins))
+    return search_plans(cost, num_gpus, default_global_batch(seq, num_gpus), top=1, space=SearchSpace(fixed=pins))
 
 
 def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, eff: Any = None) -> MemoryResult:
