@@ -105,6 +105,7 @@ def mfu(
                                     "not run at that length: check --seq (or count --attention-pairs causal)")
     warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
+    executed = f if causal else forward_flops(m, 1, seq, causal=True)  # what a causal flash kernel runs (the HFU)
     measured = None
     if calibration is not None:
         eff = efficiency_for(gpu, dtype, calibration)
@@ -119,7 +120,7 @@ def mfu(
         model_flops_total_6n=total_tokens * f.approx_6n if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
         mfu=mfu_attn, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn,
-        hfu_full_recompute=rate_per_gpu * forward_flops(m, 1, seq, causal=True).training_flops_full_recompute / seq / peak,
+        hfu_full_recompute=rate_per_gpu * executed.training_flops_full_recompute / seq / peak,
         mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
         f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
