@@ -215,3 +215,18 @@ def test_fits_exits_0(cli):
     assert load_gpu("h100").cuda_total_bytes == H100_BYTES  # the capacity every derivation above starts from
     for args in (("memory", "llama3-8b", "--gpu", "h100"), ("concurrency", "llama3-8b", "--gpu", "h100")):
         assert cli(*args).code == cli(*args, "--json").code == 0
+
+
+@pytest.mark.parametrize("engine", ["vllm-v0", "vllm", "sglang", "trtllm"])
+def test_context_table_rows_are_runs_at_that_length(engine):
+    # A "vs context length" row answers "the engine launched with --max-model-len T": the same figures as concurrency
+    # run at T. vLLM V0's profile run is max(max_model_len, 2048) tokens long (vllm/engine/arg_utils.py), so its pool
+    # grows as the length shrinks: at 8,192 the table once reused the 8,192-token pool (441 at 1,024, where a run at
+    # 1,024 admits 442).
+    m, g = load_model("llama3-8b"), load_gpu("h100")
+    full = concurrency(m, g, max_tokens=8192, settings=EngineSettings(engine=engine, max_model_len=8192))
+    assert [r.max_tokens for r in full.table] == [1024, 2048, 4096, 8192]
+    for row in full.table:
+        run = concurrency(m, g, max_tokens=row.max_tokens,
+                          settings=EngineSettings(engine=engine, max_model_len=row.max_tokens))
+        assert (row.max_concurrency, row.max_running) == (run.max_concurrency, run.max_running)

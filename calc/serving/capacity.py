@@ -94,11 +94,15 @@ def concurrency(
     n = plan.tp * plan.pp
     blocks = mem.num_gpu_blocks
 
-    def row(tokens: int) -> ConcurrencyRow:
-        per = request_kv_bytes(m, tokens, mem.kv_dtype, mem.tp, mem.pp, mem.block_size, mem.hybrid)
-        held = blocks * mem.block_bytes // per if per else 0
+    def row(tokens: int) -> ConcurrencyRow:  # what the engine launched with --max-model-len ``tokens`` admits: its
+        # own memory, since the pool can depend on the length (vLLM V0's profile run is max_model_len long)
+        at = mem if tokens == max_tokens else deployment_memory(
+            m, gpu, plan, s.model_copy(update={"max_model_len": tokens}), dtype, kv_dtype, tokens, assumptions,
+            shared_prefix, ep)
+        per = request_kv_bytes(m, tokens, at.kv_dtype, at.tp, at.pp, at.block_size, at.hybrid)
+        held = at.num_gpu_blocks * at.block_bytes // per if per else 0
         return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n, max_concurrency=held * d,
-                              max_running=min(held, mem.max_num_seqs) * d)
+                              max_running=min(held, at.max_num_seqs) * d)
 
     kv_request = mem.kv_bytes_per_request * n
     count = mem.max_concurrency * d
