@@ -146,6 +146,8 @@ class LatencyResult(BaseModel):
     # vLLM's logged "Maximum concurrency for {max_model_len} tokens per request" (concurrency's figure at that length):
     # set only when --max-model-len is given, beside max_concurrency (requests of this prompt + output)
     max_concurrency_at_max_model_len: int | None = None
+    target_ttft_s: float | None = None  # --ttft-ms, in seconds; None: no target given
+    meets_targets: bool | None = None  # TTFT <= the target (serve's key for the same check); None: no target given
     verdict: str
     assumptions: list[str]  # every assumption the answer rests on, as `serve` and `concurrency` list them
     explain: list[str]
@@ -265,6 +267,7 @@ def latency(
         step_overhead_per_seq_s=a.step_overhead_per_seq_s, prefill_overhead_s=pre.overhead_s, decode_overhead_s=dec.overhead_s,
         prefill_routing_s=pre.routing_s, decode_routing_s=dec.routing_s,
         tokens_per_s=batch * output / e2e, decode_tokens_per_s=batch / tpot, e2e_s=e2e, ttft_at_full_peak_s=at_peak,
+        target_ttft_s=target_ttft_s, meets_targets=None if target_ttft_s is None else ttft <= target_ttft_s,
         assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
