@@ -16,3 +16,38 @@ def test_latency_says_in_json_whether_the_ttft_target_is_met(cli) -> None:
     assert none["meets_targets"] is None and none["target_ttft_s"] is None
     unfit = cli("latency", "llama3-70b", "--gpu", "h100", "--ttft-ms", "50", "--json")
     assert unfit.code == 2 and unfit.json()["meets_targets"] is None and unfit.json()["ttft_s"] is None
+
+
+def test_mfu_reads_back_train_steps_mfu_for_packed_documents_and_lora(cli) -> None:
+    """A step time train-step predicts, fed back to `mfu` with the same run (GPUs, global batch, --doc-tokens,
+    --method lora), gives train-step's MFU: one count of the model FLOPs (calc.training.model_flops). By hand for the
+    packed run: Llama 3 8B at s = 4,096 in documents of 512 counts the attention of 8 documents of 512 tokens,
+    2 x 32 layers x 32 heads x 256 x 512^2 x 8 = 1,099,511,627,776 FLOPs a sequence, against the whole sequence's
+    2 x 32 x 32 x 256 x 4,096^2 = 8,796,093,022,208 (the forward's other FLOPs 2 x 7,504,658,432 x 4,096 either way):
+    the model FLOPs per token fall from 3 x 70,274,254,897,152 / 4,096 to 3 x 62,577,673,502,720 / 4,096."""
+    run = ("--gpu", "h100", "--num-gpus", "8", "--global-batch", "256")
+    other = 2 * 7_504_658_432 * 4096
+    assert other + 8_796_093_022_208 == 70_274_254_897_152
+    packed_forward = other + 2 * 32 * 32 * 256 * 512 ** 2 * 8
+    for extra, per_token in ((("--doc-tokens", "512"), 3 * packed_forward / 4096), (("--method", "lora"), None)):
+        step = cli("train-step", "llama3-8b", *run, "--zero", "1", *extra, "--json").json()
+        back = cli("mfu", "llama3-8b", *run, "--step-time", repr(step["step_time_s"]), *extra, "--json").json()
+        assert abs(back["mfu"] / step["mfu"] - 1) < 1e-12
+        if per_token is not None:
+            assert back["flops_per_token"] == per_token
+    plain = cli("mfu", "llama3-8b", *run, "--step-time", "10", "--json").json()
+    assert plain["flops_per_token"] == 3 * 70_274_254_897_152 / 4096
+
+
+def test_mfu_explain_traces_its_hfu(cli) -> None:
+    """The HFU under full recomputation the JSON carries is the one the explain derives (it once said 4/3 x MFU,
+    another figure): Llama 3 8B at s = 4,096, causal training FLOPs 3 x (F - A/2 + A/(2 x 4,096)) plus the layers'
+    forward again, causal, without the head's 2 x 4,096 x 525,336,576."""
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--global-batch", "256", "--step-time", "10",
+            "--json", "--explain").json()
+    forward, attention, head = 70_274_254_897_152, 8_796_093_022_208, 2 * 4096 * 525_336_576
+    causal = forward - attention + attention * 4097 / 8192
+    executed = (3 * causal + causal - head) / 4096
+    rate = 256 * 4096 / 10 / 8
+    assert abs(r["hfu_full_recompute"] / (rate * executed / 989.4e12) - 1) < 1e-3
+    assert any(f"= {r['hfu_full_recompute']:.4f}; selective" in line for line in r["explain"])

@@ -112,13 +112,18 @@ def mfu(
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     attention_pairs: AttentionPairsOpt = AttentionPairs.full,
     old_causal: OldCausalCountOpt = None,
+    doc_tokens: DocTokensOpt = None,
+    method: TrainMethodOpt = None,
+    lora_rank: LoraRankOpt = None,
+    lora_targets: LoraTargetsOpt = None,
     calibration: CalibrationOpt = None,
     old_model: OldModelOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
     """Model FLOPs utilisation from a finished run (--tokens --gpu-hours), observed --tokens-per-s,
-    --step-time with --global-batch, or a published --tflops-per-gpu: exactly one of the four."""
+    --step-time with --global-batch, or a published --tflops-per-gpu: exactly one of the four. --doc-tokens and
+    --method lora count the model FLOPs as train-step does (packed documents, a frozen base)."""
     from calc.cli.common import load_calibration, model_arg
     from calc.errors import LLMCalcError
     from calc.report.render import emit, mfu_view
@@ -147,10 +152,14 @@ def mfu(
         raise LLMCalcError("--num-gpus", "a finished run's MFU needs only --tokens and --gpu-hours; drop --num-gpus")
     if tflops_per_gpu is not None and num_gpus is not None:
         raise LLMCalcError("--num-gpus", "a per-GPU --tflops-per-gpu needs no GPU count; drop --num-gpus")
+    check_doc_tokens(doc_tokens, seq)
+    lora = _lora(method, lora_rank, lora_targets, ep=None, sharding="zero", recompute=Recompute.none, offloads=(0, None),
+                 dtype=dtype)
     result = engine.mfu(
         model_arg(model, old_model), load_gpu(gpu), num_gpus=num_gpus or 1, seq=seq, dtype=dtype, tokens=tokens,
         gpu_hours=gpu_hours, tokens_per_s=tokens_per_s, step_time_s=step_time, global_batch=global_batch,
-        causal=causal, calibration=load_calibration(calibration), tflops_per_gpu=tflops_per_gpu,
+        causal=causal, calibration=load_calibration(calibration), tflops_per_gpu=tflops_per_gpu, doc_tokens=doc_tokens,
+        lora=lora,
     )
     emit(result, as_json, explain, mfu_view)
 
@@ -629,10 +638,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training.cost import Efficiencies, ModelCost
 
-    if doc_tokens is not None and doc_tokens >= seq:
-        raise LLMCalcError("--doc-tokens", f"{doc_tokens:,} is not below --seq {seq:,}: packed documents are shorter than "
-                           "the sequence; drop --doc-tokens for one document per sequence")
-
+    check_doc_tokens(doc_tokens, seq)
     node = load_system(system) if system else system_for_gpu(g)
     if node is None and single_gpu:  # one GPU moves nothing between GPUs: a node of one, no link figure read
         from calc.specs.system import SystemSpec
@@ -689,6 +695,15 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.hardware.calibration import load_calibration as load_checked
 
     return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora, doc_tokens)
+
+
+def check_doc_tokens(doc_tokens: int | None, seq: int) -> None:
+    """--doc-tokens must be below --seq: packed documents are shorter than the sequence they are packed into."""
+    from calc.errors import LLMCalcError
+
+    if doc_tokens is not None and doc_tokens >= seq:
+        raise LLMCalcError("--doc-tokens", f"{doc_tokens:,} is not below --seq {seq:,}: packed documents are shorter than "
+                           "the sequence; drop --doc-tokens for one document per sequence")
 
 
 def _lora(method: str | None, rank: int | None, targets: str | None, *, ep: int | None, sharding: str,

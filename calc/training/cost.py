@@ -144,7 +144,7 @@ from calc.hardware.efficiency import (
 )
 from calc.hardware.moe_ops import MOE_ROUTINGS, deepep_nic_scale, force_balanced_load_cv, local_sort_bytes
 from calc.memory.training import TRAINING_LOSSES, StackMemory, routed_expert_params
-from calc.model.flops import attention_dims, forward_flops, indexer_pair_flops, mixer_scan_flops
+from calc.model.flops import attention_dims, indexer_pair_flops, mixer_scan_flops
 from calc.model.layers import attention_layers
 from calc.model.moe_routing import moe_routing_bytes
 from calc.model.parallel import ROW_PARALLEL, kv_heads_per_gpu, tp_activation_bytes
@@ -159,7 +159,6 @@ from calc.training.adapters import (
     Lora,
     adapted_by_kind,
     adapter_params,
-    lora_flops_per_seq,
 )
 from calc.training.fp8_recipe import (
     FP8_RECIPES,
@@ -169,6 +168,7 @@ from calc.training.fp8_recipe import (
     SHARED_INPUT_GROUPS,
 )
 from calc.training.host import HOST_OP_S, layer_host_ops
+from calc.training.model_flops import sequence_flops
 from calc.training.ring_attention import CP_COMM_WORDS, FP32_BYTES, RING_IMPLS, ring_block_heads, ring_comm_s, ring_impl, ring_merge_bytes
 from calc.training.stack import (
     ATTENTION_KERNEL,
@@ -578,29 +578,20 @@ class ModelCost:
         d_qk, d_v = attention_dims(self.m)
         self.attention_head_dim = (d_qk + d_v) / 2
         self._attn_rates = lru_cache(maxsize=None)(self._attn_rates_uncached)
-        f = forward_flops(self.m, 1, self.seq)  # full s x s convention: PaLM / Megatron MFU
-        # packed documents of d tokens: the model FLOPs count the attention inside each document, s/d documents of a
-        # d-token forward's attention in the same full convention (counting the s x s pairs never computed would put
-        # MFU above 1 for short documents in long sequences)
-        attn = f.forward_attention_flops if self.attention_span >= self.seq else (
-            self.seq / self.attention_span * forward_flops(self.m, 1, self.attention_span).forward_attention_flops)
-        fwd = f.forward_flops - f.forward_attention_flops + attn
-        self.model_flops_per_seq = 3 * fwd
-        # the same with each sequence's (or document's) causal pairs, S(S+1)/2 instead of S x S: what a causal flash
-        # kernel computes (MFU's causal figure, shown beside the full-convention one; None under LoRA)
-        span = min(self.attention_span, self.seq)
-        causal_attn = self.seq / span * forward_flops(self.m, 1, span, causal=True).forward_attention_flops
-        self.causal_model_flops_per_seq: float | None = 3 * (f.forward_flops - f.forward_attention_flops + causal_attn)
-        # LoRA (calc.training.adapters): the adapted matrices per layer kind, their parameters, and the model FLOPs of a
-        # frozen-base step: forward + input gradients (2 N each) + the attention backward + 3 x the adapters' forward
+        # model FLOPs of a sequence (calc.training.model_flops): full s x s convention (PaLM / Megatron MFU), the
+        # attention inside each packed document, a LoRA frozen base's count; the causal figure is MFU's causal one,
+        # shown beside the full-convention one (None under LoRA)
+        flops = sequence_flops(self.m, self.seq, self.doc_tokens, self.lora)
+        fwd, attn = flops.forward, flops.attention
+        self.model_flops_per_seq = flops.model
+        self.causal_model_flops_per_seq: float | None = None if self.lora is not None else flops.causal
+        # LoRA (calc.training.adapters): the adapted matrices per layer kind, their parameters
         self.adapted: list[set[str]] = [set() for _ in self.kinds]
         self.trainable_params, self.trainable_expert_params = self.total_params, self.expert_params
         if self.lora is not None:
             self.adapted = adapted_by_kind(self.m, self.lora)
             dense, experts = adapter_params(self.m, self.lora)
             self.trainable_params, self.trainable_expert_params = dense + experts, experts
-            self.model_flops_per_seq = lora_flops_per_seq(self.m, self.lora, fwd, attn, self.seq)
-            self.causal_model_flops_per_seq = None
         self.layer_attention_flops_per_seq = attn  # all layers, full s x s (each document's d x d when packed)
         self.head_flops_per_seq = sum(2 * self.seq * t.matmul for t in self.head)
         self.layers_fwd_flops_per_seq = fwd - self.head_flops_per_seq

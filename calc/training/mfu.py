@@ -18,6 +18,7 @@ from calc.model.parallel import check_num_gpus
 from calc.model.params import count_params
 from calc.sanity import SUSPICIOUS_MFU, TINY_MFU, check_context, check_mfu, check_predicted_mfu, check_tokens
 from calc.specs import GPUSpec, ModelSpec
+from calc.training.model_flops import sequence_flops
 from calc.units import TERA, abbrev, check_fraction, check_positive, figure
 
 HOURS = 3600.0
@@ -47,6 +48,8 @@ class MFUResult(BaseModel):
     hfu_full_recompute: float
     mfu_6n: float | None = None  # by 6N, seed 001's formula: the key every command carries for the 6N figure
     mfu_of_measured: float | None
+    doc_tokens: int | None = None  # --doc-tokens: packed documents of this many tokens (attention inside each)
+    method: str = "full"  # --method: full, or lora (a frozen base's model FLOPs)
     verdict: str
     explain: list[str]
     warnings: list[str] = []
@@ -56,7 +59,8 @@ def mfu(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, seq: int = 2048, dtype: str = "bf16",
     tokens: float | None = None, gpu_hours: float | None = None, tokens_per_s: float | None = None,
     step_time_s: float | None = None, global_batch: float | None = None, causal: bool = False,
-    calibration: Calibration | None = None, tflops_per_gpu: float | None = None,
+    calibration: Calibration | None = None, tflops_per_gpu: float | None = None, doc_tokens: int | None = None,
+    lora: Any = None,
 ) -> MFUResult:
     """MFU from a finished run (tokens, GPU-hours), observed tokens/s, or step time x global batch.
 
@@ -64,11 +68,15 @@ def mfu(
     FLOPs per token at sequence length S (3 x forward / S). HFU with full recomputation: what the GPUs execute, as
     train-step's HFU counts it (calc.training.step.executed_flops, a causal flash kernel): the causal training FLOPs
     plus the layers' forward again (not the output head's), calc.model.flops training_flops_full_recompute, causal.
+    ``doc_tokens`` (packed documents, attention inside each) and ``lora`` (a frozen base's FLOPs) count the model FLOPs
+    as train-step does (calc.training.model_flops.sequence_flops), so its step time read back gives its MFU.
     """
     check_num_gpus(num_gpus)
     peak = peak_tflops(gpu, dtype) * TERA
     f = forward_flops(m, 1, seq, causal=causal)
-    per_token = f.per_token_training_flops
+    counted = sequence_flops(m, seq, doc_tokens, lora)  # as train-step counts its model FLOPs
+    per_token = (counted.causal if causal else counted.model) / seq
+    executed = (counted.causal + counted.recompute) / seq  # per token under full recomputation (the HFU)
     if tflops_per_gpu is not None:  # a paper's achieved TFLOP/s per GPU (Llama 3 Table 4: model FLOPs, with attention)
         rate_per_gpu = check_positive(tflops_per_gpu, "--tflops-per-gpu") * TERA / per_token
         how = (f"published {tflops_per_gpu:g} TFLOP/s per GPU of model FLOPs / {abbrev(per_token, digits=4)} FLOPs per "
@@ -103,9 +111,9 @@ def mfu(
         raise LLMCalcError("--seq", f"{seq:,} tokens a sequence: its attention FLOPs put MFU at {mfu_attn:.3g}x the "
                                     f"GPUs' dense peak, where 6N gives {figure(mfu_6n * 100, 1)}%; this throughput was "
                                     "not run at that length: check --seq (or count --attention-pairs causal)")
-    warnings = (check_mfu(max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
+    # a frozen base runs no weight gradients: its 6N figure counts work never done, so only the counted MFU is checked
+    warnings = (check_mfu(mfu_attn if lora is not None else max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
-    executed = f if causal else forward_flops(m, 1, seq, causal=True)  # what a causal flash kernel runs (the HFU)
     measured = None
     if calibration is not None:
         eff = efficiency_for(gpu, dtype, calibration)
@@ -120,24 +128,38 @@ def mfu(
         model_flops_total_6n=total_tokens * f.approx_6n if source == "--gpu-hours" else None,
         flops_per_token_6n=f.approx_6n, flops_per_token=per_token,
         mfu=mfu_attn, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn,
-        hfu_full_recompute=rate_per_gpu * executed.training_flops_full_recompute / seq / peak,
+        hfu_full_recompute=rate_per_gpu * executed / peak,
+        doc_tokens=doc_tokens if doc_tokens is not None and doc_tokens < seq else None,
+        method="full" if lora is None else "lora",
         mfu_of_measured=measured, warnings=warnings,
         verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
         f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
         explain=[
             f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",
-            f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token",
+            f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token" + (
+                " (it counts the weight gradients a frozen LoRA base never computes: above the counted MFU)"
+                if lora is not None else ""),
             f"MFU (6N) = {rate_per_gpu:,.1f} * {abbrev(f.approx_6n, digits=4)} / {abbrev(peak, digits=4)} = {mfu_6n:.4f}",
             f"with attention ({f.convention}, S = {seq}): forward = 2 x M x S + attention = 2 x {f.matmul_params:,} x "
             f"{seq:,} + {f.forward_attention_flops:,} = {f.forward_flops:,} FLOPs (M: the matmul weights, the input "
-            f"embedding left out: a lookup); 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token",
+            f"embedding left out: a lookup)" + (f"; 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token"
+                                                 if doc_tokens is None and lora is None else ""),
+            *(["model FLOPs as train-step counts them (calc.training.model_flops)"
+               + (f": packed documents of {doc_tokens:,} tokens, attention inside each (S/d x a d-token forward's)"
+                  if doc_tokens is not None and doc_tokens < seq else "")
+               + (f"; {lora.label()} on a frozen base: 2 x forward + attention + 3 x the adapters' forward, no weight "
+                  "gradients" if lora is not None else "; 3 x forward")
+               + f", / S = {abbrev(per_token, digits=4)} FLOPs/token"] if doc_tokens is not None or lora is not None else []),
             f"MFU (attention) = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} / {abbrev(peak, digits=4)} = {mfu_attn:.4f}",
             f"achieved model FLOP/s per GPU = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} = "
             f"{rate_per_gpu * per_token / TERA:,.1f} TFLOP/s (model FLOPs: no recomputation counted)",
-            f"HFU if every layer is recomputed (full recomputation, one more forward: 4 of 3 passes) = 4/3 * "
-            f"{mfu_attn:.4f} = {mfu_attn * 4 / 3:.4f}; selective recomputation adds only the attention core's forward "
-            "(train-step prices it: its HFU with --recompute selective; Korthikanti et al. 2022 Table 5 count "
-            "selective HFU as (1 + s/3h + V/12lh) / (1 + s/6h + V/12lh) x MFU, their own FLOP formula's recompute term)",
+            f"HFU if every layer is recomputed (what the GPUs execute, as train-step counts it: a causal flash kernel's "
+            f"training FLOPs {abbrev(counted.causal, digits=4)} + the layers' forward again "
+            f"{abbrev(counted.recompute, digits=4)} (not the output head's) per sequence) = {rate_per_gpu:,.1f} * "
+            f"{abbrev(executed, digits=4)} / {abbrev(peak, digits=4)} = {rate_per_gpu * executed / peak:.4f}; selective "
+            "recomputation adds only the attention core's forward (train-step prices it: its HFU with --recompute "
+            "selective; Korthikanti et al. 2022 Table 5 count selective HFU as (1 + s/3h + V/12lh) / (1 + s/6h + "
+            "V/12lh) x MFU, their own FLOP formula's recompute term)",
             *([f"not counted: the {mtp:,} parameters of the multi-token-prediction modules "
                "(trained with MTP, as DeepSeek-V3 at depth 1, every token also passes them: roughly 6 x their active "
                "parameters more per token); the FLOPs above are the main model's, as published 6N figures count them"]
@@ -211,18 +233,12 @@ def train_time(
     if price_per_gpu_hour is not None:
         check_positive(price_per_gpu_hour, "--price", allow_zero=True)
     peak = peak_tflops(gpu, dtype) * TERA
-    def per_token_flops(counted_causal: bool) -> tuple[Any, float]:
-        f = forward_flops(m, 1, seq, causal=counted_causal)
-        if lora is None:
-            return f, f.per_token_training_flops
-        from calc.training.adapters import lora_flops_per_seq
-
-        return f, lora_flops_per_seq(m, lora, f.forward_flops, f.forward_attention_flops, seq) / seq
-
-    f, per_token = per_token_flops(causal)
+    f = forward_flops(m, 1, seq, causal=causal)  # its 6N and convention for the explain
+    counted = sequence_flops(m, seq, lora=lora)  # the model FLOPs a plan's MFU counts (calc.training.model_flops)
+    per_token = (counted.causal if causal else counted.model) / seq
     total = tokens * per_token
     if plan is not None and causal:  # the plan's MFU counts the full s x s: its time from that count, its MFU re-read
-        full = tokens * per_token_flops(False)[1]
+        full = tokens * (counted.model / seq)
         seconds = full / (num_gpus * peak * mfu_assumed)
         mfu_assumed *= total / full
     else:
