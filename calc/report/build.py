@@ -230,6 +230,7 @@ class CompareRow(BaseModel):
     tokens_per_s: float | None  # output tokens/s of the whole deployment (every replica)
     cost_per_million_tokens: float | None
     verdict: str
+    price_per_gpu_hour: float | None = None  # --price for this GPU, the cost's rate; None: no price given
     assumptions: list[str] = []  # the serve plan's on this GPU (compare --explain prints them, once where shared)
     target_ttft_ms: float | None = None  # the targets and rate the layout was picked for, under serve's keys
     target_tpot_ms: float | None = None
@@ -284,7 +285,8 @@ def compare_gpus(
                 model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype), peak_tflops=None,
                 memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=False, meets_targets=False, layout=None,
                 gpus=None, batch=None, max_concurrency=0, ttft_s=None, tpot_s=None, tokens_per_s=None,
-                cost_per_million_tokens=None, verdict=f"{exc.problem}: compare it with another --dtype", **asked))
+                cost_per_million_tokens=None, verdict=f"{exc.problem}: compare it with another --dtype",
+                price_per_gpu_hour=(prices or {}).get(gpu.name), **asked))
             continue
         kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)
         plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
@@ -302,6 +304,6 @@ def compare_gpus(
             batch=best.batch if best else None, max_concurrency=plan.layouts[0].max_concurrency if plan.layouts else 0,
             ttft_s=best.ttft_ms / 1e3 if best else None, tpot_s=best.tpot_ms / 1e3 if best else None, tokens_per_s=tokens,
             cost_per_million_tokens=cost_per_million_tokens(best.gpus_needed, price, tokens) if best and price is not None
-            else None, verdict=plan.verdict, assumptions=plan.assumptions, **asked,
+            else None, verdict=plan.verdict, assumptions=plan.assumptions, price_per_gpu_hour=price, **asked,
         ))
     return rows

@@ -95,10 +95,10 @@ def concurrency(
     blocks = mem.num_gpu_blocks
 
     def row(tokens: int) -> ConcurrencyRow:  # what the engine launched with --max-model-len ``tokens`` admits: its
-        # own memory, since the pool can depend on the length (vLLM V0's profile run is max_model_len long)
+        # own pool, which can depend on the length (vLLM V0's profile run is max_model_len long); requests of T tokens
+        # with no prefix shared (a shared prefix changes admission, not the pool)
         at = mem if tokens == max_tokens else deployment_memory(
-            m, gpu, plan, s.model_copy(update={"max_model_len": tokens}), dtype, kv_dtype, tokens, assumptions,
-            shared_prefix, ep)
+            m, gpu, plan, s.model_copy(update={"max_model_len": tokens}), dtype, kv_dtype, tokens, assumptions, 0, ep)
         per = request_kv_bytes(m, tokens, at.kv_dtype, at.tp, at.pp, at.block_size, at.hybrid)
         held = at.num_gpu_blocks * at.block_bytes // per if per else 0
         return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n, max_concurrency=held * d,
