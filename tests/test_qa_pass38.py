@@ -51,3 +51,30 @@ def test_mfu_explain_traces_its_hfu(cli) -> None:
     rate = 256 * 4096 / 10 / 8
     assert abs(r["hfu_full_recompute"] / (rate * executed / 989.4e12) - 1) < 1e-3
     assert any(f"= {r['hfu_full_recompute']:.4f}; selective" in line for line in r["explain"])
+
+
+def test_train_time_days_without_a_node_type_holds_the_run(cli) -> None:
+    """--days at an assumed MFU (no node type ships for the A10, or --mfu given) answers the fewest whole nodes that
+    both hold the run and finish in time: Llama 3 70B's training states alone (16 B x 70.6e9 = 1.13 TB, ZeRO-3)
+    need 1.13e12 / 22.06 GiB = 48 A10s before any activation, so the 16 the time alone asks for cannot be the answer;
+    the count returned runs (rc 0) where one node fewer is refused."""
+    run = ("train-time", "llama3-70b", "--tokens", "1e11", "--json")
+    got = cli(*run, "--gpu", "a10", "--days", "1000").json()
+    assert got["days"] <= 1000 and got["num_gpus"] >= 48 and got["num_gpus"] % 8 == 0
+    assert cli(*run, "--gpu", "a10", "--num-gpus", str(got["num_gpus"])).code == 0
+    assert cli(*run, "--gpu", "a10", "--num-gpus", str(got["num_gpus"] - 8)).code == 2
+    pinned = cli(*run, "--gpu", "h100", "--days", "1000", "--mfu", "0.3")
+    assert pinned.code == 0 and cli(*run, "--gpu", "h100", "--num-gpus", str(pinned.json()["num_gpus"]), "--mfu",
+                                    "0.3").code == 0
+
+
+def test_one_gpu_without_a_node_type_is_predicted_alike(cli) -> None:
+    """One A10 (no node type ships): train-plan places the plan on a node of one; train-time and report --mode train
+    use the same plan's MFU rather than an assumed 0.4, and its days are tokens / (tokens per step / step time)."""
+    plan = cli("train-plan", "qwen3-0.6b", "--gpu", "a10", "--num-gpus", "1", "--json").json()["plans"][0]
+    timed = cli("train-time", "qwen3-0.6b", "--gpu", "a10", "--num-gpus", "1", "--tokens", "1e9", "--json").json()
+    page = cli("report", "qwen3-0.6b", "--mode", "train", "--gpu", "a10", "--num-gpus", "1", "--tokens", "1e9",
+               "--json").json()["train_time"]
+    assert timed["mfu"] == page["mfu"] == plan["mfu"]
+    steps = 1e9 / (plan["global_batch"] * 4096)
+    assert abs(timed["days"] / (steps * plan["step_time_s"] / 86400) - 1) < 1e-9

@@ -236,10 +236,11 @@ def report(
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     windows = None  # --mode train: the engine's default (the flag is refused there)
     node = None  # --mode train: the node type a plan is placed on; None where none ships (the MFU is then assumed)
-    if mode is Mode.train:
+    if mode is Mode.train:  # one GPU without a node type: a node of one, as train-plan / train-time place it
         from calc.sources.catalog import system_for_gpu
+        from calc.specs.system import one_gpu_node
 
-        node = system_for_gpu(g)
+        node = system_for_gpu(g) or (one_gpu_node(g.name) if n == 1 and mfu_assumed is None else None)
     if mode is Mode.infer:
         output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
         from calc.serving.latency import serving_plan
@@ -260,7 +261,7 @@ def report(
                                           "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
             training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
-                                  stack=stack, recipe=states)
+                                  stack=stack, recipe=states, single_gpu=n == 1)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,

@@ -253,7 +253,8 @@ def train_time(
     from calc.training import mfu as engine
 
     node = load_system(system) if system else system_for_gpu(g)  # the node type the plan is placed on, if any
-    no_node = node is None
+    one_gpu = node is None and num_gpus == 1 and mfu_assumed is None  # a node of one, as train-plan places it
+    no_node = node is None and not one_gpu
     if mfu_assumed is not None or no_node:  # a searched plan is refused by the search itself when nothing fits
         training_fit(m, g, num_gpus, seq, _training_dtype(dtype), recipe)
 
@@ -282,7 +283,8 @@ def train_time(
         plan = searched
         if plan is None or pins:
             cost = _cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                         host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe)
+                         host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe,
+                         single_gpu=one_gpu)
             try:
                 plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
             except LLMCalcError as refusal:  # nothing fits: JSON says so (as train-plan / train-step), then exit 2
@@ -362,7 +364,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                           2x .. 64x on time within USD; refused when none of them is
     Refused naming the flag and the figure that would do when no count qualifies. Returns (count, the best plan found
     there, None with an assumed MFU)."""
-    from calc.cli.common import load_calibration
+    from calc.cli.common import load_calibration, training_fit
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
@@ -398,12 +400,14 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     def run_at(n: int) -> Any:
         if n not in runs:
             plan = None
-            if cost is not None:
-                try:
+            try:
+                if cost is not None:
                     plan = plans[n] = best_plan(cost, n, global_batch, suggest=False)  # the message is not shown
-                except LLMCalcError:
-                    runs[n] = None  # nothing fits on n GPUs (or the batch does not split): more GPUs
-                    return None
+                else:  # an assumed MFU times no plan, but the count must hold the run, as --num-gpus checks it
+                    training_fit(m, g, n, seq, _training_dtype(dtype), recipe or "bf16-adam")
+            except LLMCalcError:
+                runs[n] = None  # nothing fits on n GPUs (or the batch does not split): more GPUs
+                return None
             runs[n] = engine.train_time(m, g, num_gpus=n, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
                                         dtype=dtype, causal=causal, calibration=calib, plan=plan, price_per_gpu_hour=price,
                                         lora=lora)
@@ -641,10 +645,9 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     check_doc_tokens(doc_tokens, seq)
     node = load_system(system) if system else system_for_gpu(g)
     if node is None and single_gpu:  # one GPU moves nothing between GPUs: a node of one, no link figure read
-        from calc.specs.system import SystemSpec
+        from calc.specs.system import one_gpu_node
 
-        node = SystemSpec(name=f"{g.name} (one GPU)", gpu=g.name, gpus_per_node=1, intra_node_gb_s=1.0, inter_node_gb_s=1.0,
-                          description="a single GPU: no collective, no link")
+        node = one_gpu_node(g.name)
     if node is None:
         raise LLMCalcError("--system", f"no node type ships for {g.name}; give --system (see system_specs/) or a YAML "
                                        "(one GPU needs none: --num-gpus 1)")

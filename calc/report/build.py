@@ -127,9 +127,12 @@ def build_report(
                                          eff=Efficiencies(recipe=recipe))
 
         from calc.sources.catalog import system_for_gpu
+        from calc.specs.system import one_gpu_node
         from calc.training.cost import ModelCost
 
-        system = system_for_gpu(gpu)  # the node type a plan is placed on, at the default efficiencies unless given
+        # the node type a plan is placed on (at the default efficiencies unless given); one GPU without one: a node
+        # of one (calc.specs.system.one_gpu_node), as train-plan and train-time place it
+        system = system_for_gpu(gpu) or (one_gpu_node(gpu.name) if plan.num_gpus == 1 and not mfu_assumed else None)
         cost = training_cost or (ModelCost(m, gpu, system, seq, calibration=calibration) if system else None)
         # no node type ships for the GPU and no MFU is given: the MFU is assumed (0.4), the page this placement's
         # memory, as train-time prices it

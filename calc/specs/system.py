@@ -68,3 +68,11 @@ class SystemSpec(_Spec):
         if self.bridge_gpus and members * stride <= self.bridge_gpus:
             return self.bridge_gb_s, self.intra_node_latency_s
         return self.intra_node_gb_s, self.intra_node_latency_s
+
+
+def one_gpu_node(gpu: str) -> SystemSpec:
+    """A node of one ``gpu``: a single GPU moves nothing between GPUs, so no link figure is read (the 1 GB/s are
+    placeholders no collective uses). What the training commands place a one-GPU plan on when no node type ships for
+    the GPU (train-step, train-plan, train-time and report --mode train alike)."""
+    return SystemSpec(name=f"{gpu} (one GPU)", gpu=gpu, gpus_per_node=1, intra_node_gb_s=1.0, inter_node_gb_s=1.0,
+                      description="a single GPU: no collective, no link")
