@@ -78,3 +78,20 @@ def test_one_gpu_without_a_node_type_is_predicted_alike(cli) -> None:
     assert timed["mfu"] == page["mfu"] == plan["mfu"]
     steps = 1e9 / (plan["global_batch"] * 4096)
     assert abs(timed["days"] / (steps * plan["step_time_s"] / 86400) - 1) < 1e-9
+
+
+def test_report_sized_for_a_rate_prices_one_replica_of_serves_pick(cli) -> None:
+    """report --rate without --num-gpus: serve sizes the GPUs (its plan in the page), and the page's memory,
+    concurrency and latency are one replica of that pick, as `latency --tp T --pp P` prices it, not one GPU (where
+    Llama 3 70B's 141 GB of weights cannot sit on an 80 GB H100: the page was refused before)."""
+    ask = ("--gpu", "h100", "--rate", "20", "--ttft-ms", "2000", "--tpot-ms", "50")
+    page = cli("report", "llama3-70b", *ask, "--json")
+    assert page.code == 0
+    r, served = page.json(), cli("serve", "llama3-70b", *ask, "--json").json()
+    best = served["best"]
+    assert (r["serving"]["best"]["name"], r["serving"]["gpus_needed"]) == (best["name"], served["gpus_needed"])
+    assert r["num_gpus"] == best["tp"] * best["pp"] and (r["latency"]["tp"], r["latency"]["pp"]) == (best["tp"], best["pp"])
+    alone = cli("latency", "llama3-70b", "--gpu", "h100", "--tp", str(best["tp"]), "--pp", str(best["pp"]), "--json").json()
+    assert r["latency"]["ttft_s"] == alone["ttft_s"] and r["latency"]["tpot_s"] == alone["tpot_s"]
+    missed = cli("report", "llama3-70b", "--gpu", "h100", "--rate", "20", "--tpot-ms", "1")
+    assert missed.code == 2 and "--tpot-ms" in missed.err

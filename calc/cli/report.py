@@ -147,7 +147,8 @@ def report(
     explain: ExplainOpt = False,
 ) -> None:
     """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions; the
-    serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate and --num-gpus.
+    serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate and --num-gpus
+    (--rate without --num-gpus: the page's memory, concurrency and latency are one replica of serve's pick).
     --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
     from calc.cli.common import (
         load_calibration,
@@ -270,21 +271,15 @@ def report(
                                       attention_windows=windows)  # as serve
     # infer: why the engine's KV cache cannot admit the batch, and the flag that fixes it (calc.serving.capacity.FitProblem)
     problem, problem_flag = None, "--num-gpus"
+    sized = mode is Mode.infer and rate is not None and num_gpus is None  # the page is one replica of serve's pick
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
         assumptions = engine_kernels(assumptions, m, g, s, prompt + output - 1, dtype)
-        from calc.serving.capacity import MAX_NUM_SEQS_FIX, batch_fit_problem
-
-        # fit first, by the one capacity function latency / concurrency / serve admit requests with
-        found = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
-        if found and found.flag == MAX_NUM_SEQS_FIX:  # report launches the engine at its defaults: no such flag
-            problem, problem_flag = (found.message + "; report prices the engine's default launch: give a smaller "
-                                     "--batch, or `latency --max-num-seqs`", "--batch")
-        elif found:
-            problem, problem_flag = found
-        if problem and not as_json:  # JSON: the page, fits false, then the same refusal (as latency)
-            raise LLMCalcError(problem_flag, problem)
+        if not sized:  # fit first (sized for --rate: once serve has picked the replica, below)
+            problem, problem_flag = _fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, assumptions)
+            if problem and not as_json:  # JSON: the page, fits false, then the same refusal (as latency)
+                raise LLMCalcError(problem_flag, problem)
     if mode is Mode.train and tokens is None:
         from calc.sanity import note
 
@@ -300,6 +295,18 @@ def report(
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,
     )
+    if sized:  # serve's pick for the rate, or its refusal when no layout meets the targets (as serve exits)
+        from calc.cli.serving import unmet_target_flag
+        from calc.specs import Parallelism
+
+        if result.serving is not None and result.serving.best is None:
+            if as_json:
+                from calc.report.render import emit_json
+
+                emit_json(result)
+            raise LLMCalcError(unmet_target_flag(None, rate, None, ttft_ms, tpot_ms), result.serving.verdict)
+        replica = Parallelism(tp=result.latency.tp, pp=result.latency.pp)
+        problem, problem_flag = _fit_problem(m, g, replica, s, dtype, kv_dtype, batch, prompt + output, assumptions)
     if problem:
         result = result.model_copy(update={"fits": False, "verdict": problem})
     if rate and result.serving is not None:  # the serving plan's count, checked as serve checks it
@@ -475,3 +482,16 @@ def report_explain(result: Any) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
+def _fit_problem(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, batch: int, tokens: int,
+                 assumptions: Any) -> tuple[str | None, str]:
+    """Why the engine's KV cache cannot admit the page's --batch on ``plan``, and the flag that fixes it (None, and
+    --num-gpus, when it can): the one capacity function latency / concurrency / serve admit requests with
+    (calc.serving.capacity.batch_fit_problem); report launches the engine at its defaults, so a --max-num-seqs fix is
+    said as a smaller --batch."""
+    from calc.serving.capacity import MAX_NUM_SEQS_FIX, batch_fit_problem
+
+    found = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, tokens, assumptions)
+    if found and found.flag == MAX_NUM_SEQS_FIX:
+        return (found.message + "; report prices the engine's default launch: give a smaller --batch, or `latency "
+                "--max-num-seqs`", "--batch")
+    return (found.message, found.flag) if found else (None, "--num-gpus")

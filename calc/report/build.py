@@ -165,26 +165,48 @@ def build_report(
         )
     max_tokens = prompt + output
     accounting = (settings or EngineSettings()).accounting()  # whose "auto" KV dtype every section reads
-    conc = concurrency(m, gpu, num_gpus=num_gpus, max_tokens=max_tokens, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
-                       assumptions=assumptions)
+    serving = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+                         num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
+                         calibration=calibration, assumptions=assumptions) if output >= 1 else None
+    layout, sized = Parallelism(tp=num_gpus), None
+    if serve_gpus is None and serving is not None and serving.best is not None:  # sized for --rate: the page's
+        layout, sized = replica_layout(serving.best)  # deployment is one replica of serve's pick
+        num_gpus = layout.num_gpus
+    conc = concurrency(m, gpu, num_gpus=num_gpus, tp=layout.tp, pp=layout.pp, max_tokens=max_tokens, dtype=dtype,
+                       kv_dtype=kv_dtype, settings=settings, assumptions=assumptions)
+    if sized:
+        conc = conc.model_copy(update={"assumptions": [sized, *conc.assumptions]})
     return Report(
         mode=mode, model=m.name, gpu=gpu.name, num_gpus=num_gpus, params=params,
         flops=forward_flops(m, batch, prompt),
-        memory=with_engine_fit(inference_memory(m, gpu=gpu, plan=Parallelism(tp=num_gpus), dtype=dtype, kv_dtype=kv_dtype,
+        memory=with_engine_fit(inference_memory(m, gpu=gpu, plan=layout, dtype=dtype, kv_dtype=kv_dtype,
                                                 batch=batch, seq=max_tokens,
                                                 accounting=accounting),
-                               m, gpu, Parallelism(tp=num_gpus), dtype, kv_dtype, max_tokens, batch, settings, assumptions),
+                               m, gpu, layout, dtype, kv_dtype, max_tokens, batch, settings, assumptions),
         concurrency=conc,
-        latency=latency(m, gpu, num_gpus=num_gpus, batch=batch, prompt=prompt, output=output, dtype=dtype,
-                        kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
+        latency=latency(m, gpu, num_gpus=num_gpus, tp=layout.tp, pp=layout.pp, batch=batch, prompt=prompt, output=output,
+                        dtype=dtype, kv_dtype=kv_dtype, calibration=calibration, assumptions=assumptions,
                         chunk_tokens=conc.prefill_chunk_tokens, accounting=accounting,
                         ).model_copy(update={"max_concurrency": conc.max_concurrency, "engine": conc.engine,
                                              "max_model_len": max_tokens}),  # as latency launches it
         chart=_chart(conc, m),
-        serving=serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
-                           num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
-                           calibration=calibration, assumptions=assumptions) if output >= 1 else None,
+        serving=serving,
     )
+
+
+def replica_layout(best: Any) -> tuple[Parallelism, str]:
+    """The TP x PP layout report's single-deployment sections (memory, concurrency, latency) price for one replica of
+    serve's pick ``best`` when --rate sizes the GPUs, and the line saying so. An expert-parallel pick (DP attention
+    groups + EP) has no such layout: the sections then take TP over its GPUs, and the line names the commands that
+    price the EP layout itself (latency / concurrency --ep)."""
+    if best.ep == 1:
+        layout = Parallelism(tp=best.tp, pp=best.pp)
+        return layout, (f"sized for --rate: the page prices one replica of serve's pick, {best.name} on "
+                        f"{layout.num_gpus} GPUs ({best.replicas} replicas in all: the serving plan)")
+    layout = Parallelism(tp=best.gpus_per_replica)
+    return layout, (f"sized for --rate: serve's pick is {best.name} on {best.gpus_per_replica} GPUs; the page's "
+                    f"memory, concurrency and latency price TP {best.gpus_per_replica} over those GPUs (latency / "
+                    f"concurrency --ep {best.ep} price the expert-parallel layout)")
 
 
 def _best_training_plan(num_gpus: int, seq: int, cost: Any, zero: int | None = None, micro_batch: int | None = None,
