@@ -95,3 +95,20 @@ def test_report_sized_for_a_rate_prices_one_replica_of_serves_pick(cli) -> None:
     assert r["latency"]["ttft_s"] == alone["ttft_s"] and r["latency"]["tpot_s"] == alone["tpot_s"]
     missed = cli("report", "llama3-70b", "--gpu", "h100", "--rate", "20", "--tpot-ms", "1")
     assert missed.code == 2 and "--tpot-ms" in missed.err
+
+
+def test_report_and_compare_take_serves_engine_settings(cli) -> None:
+    """The engine settings serve takes (--max-num-seqs, --gpu-memory-utilization, SGLang's --mem-fraction-static,
+    ...) are report's and compare's too, with the same meaning: each page's serving plan is serve's under them. At
+    --max-num-seqs 64 serve runs at most 64 requests a replica (vLLM's scheduler cap), as report and compare do."""
+    base = ("llama3-8b", "--gpu", "h100", "--num-gpus", "1")
+    for knobs in (("--max-num-seqs", "64"), ("--gpu-memory-utilization", "0.8"),
+                  ("--engine", "sglang", "--mem-fraction-static", "0.8")):
+        served = cli("serve", *base, *knobs, "--json").json()["best"]
+        page = cli("report", *base, *knobs, "--json").json()["serving"]["best"]
+        row = cli("compare", "llama3-8b", "h100", "--num-gpus", "1", *knobs, "--json").json()
+        row = (row["rows"] if isinstance(row, dict) else row)[0]
+        assert page["batch"] == served["batch"] == row["batch"] and page["tpot_ms"] == served["tpot_ms"]
+    assert cli("serve", *base, "--max-num-seqs", "64", "--json").json()["best"]["batch"] == 64
+    refused = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--max-num-seqs", "64")
+    assert refused.code == 2 and "--max-num-seqs" in refused.err

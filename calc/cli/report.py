@@ -16,7 +16,9 @@ from calc.cli.options import (
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     AttentionWindowsOpt,
+    BlockSizeOpt,
     CalibrationOpt,
+    ChunkedPrefillOpt,
     CommBufferOpt,
     DispatcherOpt,
     DtypeOpt,
@@ -31,8 +33,11 @@ from calc.cli.options import (
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
+    MaxBatchedTokensOpt,
     MaxModelLenOpt,
+    MaxNumSeqsOpt,
     MaxUtilizationOpt,
+    MemFractionOpt,
     MfuOpt,
     Mode,
     ModelArg,
@@ -74,6 +79,7 @@ from calc.cli.options import (
 from calc.cli.serving import (
     attention_windows_of,
     check_moe_values,
+    check_step_budget,
     engine_settings,
     refuse_engine_on_gpu,
     refuse_ep_options_on_one_gpu,
@@ -120,6 +126,12 @@ def report(
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     max_model_len: MaxModelLenOpt = None,
+    gpu_memory_utilization: GpuMemUtilOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    max_num_seqs: MaxNumSeqsOpt = None,
+    block_size: BlockSizeOpt = None,
+    mem_fraction_static: MemFractionOpt = None,
+    chunked_prefill_size: ChunkedPrefillOpt = None,
     attention_windows: AttentionWindowsOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
@@ -176,7 +188,10 @@ def report(
                "--attention-windows": attention_windows, "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
                "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router,
-               "--max-model-len": max_model_len}
+               "--max-model-len": max_model_len, "--gpu-memory-utilization": gpu_memory_utilization,
+               "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
+               "--block-size": block_size, "--mem-fraction-static": mem_fraction_static,
+               "--chunked-prefill-size": chunked_prefill_size}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -232,7 +247,10 @@ def report(
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, max_model_len=max_model_len, version=engine_version)  # as latency / concurrency / serve
+    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
+                        mem_fraction_static, chunked_prefill_size, engine_version)  # as latency / concurrency / serve
+    if mode is Mode.infer:
+        check_step_budget(s, m, g)
     n = num_gpus or 1
     prompt, output, seq = prompt or DEFAULT_PROMPT, DEFAULT_OUTPUT if output is None else output, seq or DEFAULT_SEQ
     windows = None  # --mode train: the engine's default (the flag is refused there)
@@ -375,6 +393,11 @@ def compare(
     max_model_len: MaxModelLenOpt = None,
     attention_windows: AttentionWindowsOpt = None,
     gpu_memory_utilization: GpuMemUtilOpt = None,
+    max_num_batched_tokens: MaxBatchedTokensOpt = None,
+    max_num_seqs: MaxNumSeqsOpt = None,
+    block_size: BlockSizeOpt = None,
+    mem_fraction_static: MemFractionOpt = None,
+    chunked_prefill_size: ChunkedPrefillOpt = None,
     kv_dtype: KvDtypeOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
@@ -416,7 +439,10 @@ def compare(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, gpu_memory_utilization, max_model_len, version=engine_version)  # as serve builds them
+    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
+                        mem_fraction_static, chunked_prefill_size, engine_version)  # as serve builds them
+    for g in gpus:
+        check_step_budget(s, m, g)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
@@ -486,12 +512,8 @@ def _fit_problem(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype:
                  assumptions: Any) -> tuple[str | None, str]:
     """Why the engine's KV cache cannot admit the page's --batch on ``plan``, and the flag that fixes it (None, and
     --num-gpus, when it can): the one capacity function latency / concurrency / serve admit requests with
-    (calc.serving.capacity.batch_fit_problem); report launches the engine at its defaults, so a --max-num-seqs fix is
-    said as a smaller --batch."""
-    from calc.serving.capacity import MAX_NUM_SEQS_FIX, batch_fit_problem
+    (calc.serving.capacity.batch_fit_problem)."""
+    from calc.serving.capacity import batch_fit_problem
 
     found = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, tokens, assumptions)
-    if found and found.flag == MAX_NUM_SEQS_FIX:
-        return (found.message + "; report prices the engine's default launch: give a smaller --batch, or `latency "
-                "--max-num-seqs`", "--batch")
     return (found.message, found.flag) if found else (None, "--num-gpus")
