@@ -188,9 +188,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     lines.append(f"optimizer_s = {opt:,.0f} parameters x {eff.step_optimizer_bytes:g} B / HBM {cost.hbm / 1e12:.2f} TB/s "
                  f"= {t.exposed['optimizer_s']:.4f} s")
     lines.append(f"step = sum of exposed terms = {t.step_time_s:.4f} s")
-    flops = ("(2 x forward + attention forward + 3 x adapters) FLOPs, a frozen base's" if cost.lora is not None
-             else "3 x forward FLOPs (full s x s)")
-    lines.append(f"MFU = B x {flops} / (step x N x peak) = {global_batch:,} x "
+    flops = ("(2 x forward + attention forward + 3 x adapters), a frozen base's" if cost.lora is not None
+             else "3 x forward (full s x s" + (f", attention inside each {cost.attention_span:,}-token document"
+                                                if cost.attention_span < cost.seq else "") + ")")
+    lines.append(f"MFU = B x model FLOPs per sequence [{flops}] / (step x N x peak) = {global_batch:,} x "
                  f"{abbrev(cost.model_flops_per_seq, digits=4)} / "
                  f"({t.step_time_s:.4f} x {layout.num_gpus:,} x {abbrev(peak, digits=4)}) = {mfu:.4f}")
     return lines

@@ -49,7 +49,7 @@ class MFUResult(BaseModel):
     mfu_6n: float | None = None  # by 6N, seed 001's formula: the key every command carries for the 6N figure
     mfu_of_measured: float | None
     doc_tokens: int | None = None  # --doc-tokens: packed documents of this many tokens (attention inside each)
-    method: str = "full"  # --method: full, or lora (a frozen base's model FLOPs)
+    method: str = "full"  # --method: full, or lora / qlora (a frozen base's model FLOPs)
     verdict: str
     explain: list[str]
     warnings: list[str] = []
@@ -77,6 +77,9 @@ def mfu(
     counted = sequence_flops(m, seq, doc_tokens, lora)  # as train-step counts its model FLOPs
     per_token = (counted.causal if causal else counted.model) / seq
     executed = (counted.causal + counted.recompute) / seq  # per token under full recomputation (the HFU)
+    packed = doc_tokens is not None and doc_tokens < seq
+    attention = counted.causal_attention if causal else counted.attention  # the forward's, in the count's convention
+    forward = counted.forward - counted.attention + attention
     if tflops_per_gpu is not None:  # a paper's achieved TFLOP/s per GPU (Llama 3 Table 4: model FLOPs, with attention)
         rate_per_gpu = check_positive(tflops_per_gpu, "--tflops-per-gpu") * TERA / per_token
         how = (f"published {tflops_per_gpu:g} TFLOP/s per GPU of model FLOPs / {abbrev(per_token, digits=4)} FLOPs per "
@@ -114,6 +117,9 @@ def mfu(
     # a frozen base runs no weight gradients: its 6N figure counts work never done, so only the counted MFU is checked
     warnings = (check_mfu(mfu_attn if lora is not None else max(mfu_6n, mfu_attn), source) + check_context(m, seq, "--seq")
                 + (check_tokens(tokens) if tokens is not None and gpu_hours is not None else []))
+    if rate_per_gpu * executed / peak > 1 >= mfu_attn:  # the run is possible, but not with every layer recomputed
+        warnings.append(f"{source}: HFU under full recomputation would be {rate_per_gpu * executed / peak:.1%} of "
+                        "peak: this throughput cannot be reached with every layer recomputed")
     measured = None
     if calibration is not None:
         eff = efficiency_for(gpu, dtype, calibration)
@@ -130,26 +136,28 @@ def mfu(
         mfu=mfu_attn, mfu_6n=mfu_6n, mfu_with_attention=mfu_attn,
         hfu_full_recompute=rate_per_gpu * executed / peak,
         doc_tokens=doc_tokens if doc_tokens is not None and doc_tokens < seq else None,
-        method="full" if lora is None else "lora",
+        method="full" if lora is None else lora.method,
         mfu_of_measured=measured, warnings=warnings,
-        verdict=f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
-        f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
+        verdict=(f"MFU {figure(mfu_6n * 100, 1)}% by 6N, {figure(mfu_attn * 100, 1)}% with attention FLOPs at seq {seq} "
+                 if lora is None else
+                 f"MFU {figure(mfu_attn * 100, 1)}% of a frozen base's model FLOPs ({lora.label()}) at seq {seq}, "
+                 f"{figure(mfu_6n * 100, 1)}% by 6N (it counts the weight gradients LoRA never runs) ")
+        + f"({gpu.name} {peak_name(dtype)} peak {peak / TERA:g} TFLOPS)",
         explain=[
             f"throughput per GPU: {how} = {rate_per_gpu:,.1f} tokens/s/GPU",
             f"6N = 6*{f.active_params:,} = {f.approx_6n:,} FLOPs/token" + (
                 " (it counts the weight gradients a frozen LoRA base never computes: above the counted MFU)"
                 if lora is not None else ""),
             f"MFU (6N) = {rate_per_gpu:,.1f} * {abbrev(f.approx_6n, digits=4)} / {abbrev(peak, digits=4)} = {mfu_6n:.4f}",
-            f"with attention ({f.convention}, S = {seq}): forward = 2 x M x S + attention = 2 x {f.matmul_params:,} x "
-            f"{seq:,} + {f.forward_attention_flops:,} = {f.forward_flops:,} FLOPs (M: the matmul weights, the input "
-            f"embedding left out: a lookup)" + (f"; 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token"
-                                                 if doc_tokens is None and lora is None else ""),
-            *(["model FLOPs as train-step counts them (calc.training.model_flops)"
-               + (f": packed documents of {doc_tokens:,} tokens, attention inside each (S/d x a d-token forward's)"
-                  if doc_tokens is not None and doc_tokens < seq else "")
-               + (f"; {lora.label()} on a frozen base: 2 x forward + attention + 3 x the adapters' forward, no weight "
-                  "gradients" if lora is not None else "; 3 x forward")
-               + f", / S = {abbrev(per_token, digits=4)} FLOPs/token"] if doc_tokens is not None or lora is not None else []),
+            f"with attention ({f.convention}, S = {seq}"
+            + (f", packed documents of {doc_tokens:,} tokens: attention inside each, S/d x a d-token forward's"
+               if packed else "")
+            + f"): forward = 2 x M x S + attention = 2 x {f.matmul_params:,} x {seq:,} + {attention:,.0f} = "
+            f"{forward:,.0f} FLOPs (M: the matmul weights, the input embedding left out: a lookup)"
+            + (f"; 3*forward/S = {abbrev(per_token, digits=4)} FLOPs/token" if lora is None else ""),
+            *([f"{lora.label()} on a frozen base: (2 x forward + attention + 3 x the adapters' forward) / S = "
+               f"{abbrev(per_token, digits=4)} FLOPs/token, no weight gradients, as train-step counts them "
+               "(calc.training.model_flops)"] if lora is not None else []),
             f"MFU (attention) = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} / {abbrev(peak, digits=4)} = {mfu_attn:.4f}",
             f"achieved model FLOP/s per GPU = {rate_per_gpu:,.1f} * {abbrev(per_token, digits=4)} = "
             f"{rate_per_gpu * per_token / TERA:,.1f} TFLOP/s (model FLOPs: no recomputation counted)",

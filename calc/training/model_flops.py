@@ -45,8 +45,8 @@ from calc.specs import ModelSpec
 class SequenceFlops:
     """One training sequence's FLOPs (module docstring): ``forward`` and its ``attention`` (full convention, within
     each packed document), ``model`` the step's model FLOPs (3 x forward, or a LoRA frozen base's), ``causal`` the
-    same with causal pairs, ``recompute`` the causal layers' forward a full recomputation adds, ``head`` the output
-    head's forward (2 s N_head)."""
+    same with causal pairs (``causal_attention`` its attention part), ``recompute`` the causal layers' forward a full
+    recomputation adds, ``head`` the output head's forward (2 s N_head)."""
 
     forward: float
     attention: float
@@ -54,6 +54,7 @@ class SequenceFlops:
     causal: float
     recompute: float
     head: float
+    causal_attention: float = 0.0
 
 
 def sequence_flops(m: ModelSpec, seq: int, doc_tokens: int | None = None, lora: Any = None) -> SequenceFlops:
@@ -78,4 +79,5 @@ def sequence_flops(m: ModelSpec, seq: int, doc_tokens: int | None = None, lora: 
         lora_params(m, lora.rank, lora.targets)  # a rank past every adapted matrix's, or no such target, refused
         model = lora_flops_per_seq(m, lora, fwd, attn, seq)
         causal = lora_flops_per_seq(m, lora, causal_fwd, causal_attn, seq)
-    return SequenceFlops(forward=fwd, attention=attn, model=model, causal=causal, recompute=causal_fwd - head, head=head)
+    return SequenceFlops(forward=fwd, attention=attn, model=model, causal=causal, recompute=causal_fwd - head, head=head,
+                         causal_attention=causal_attn)
