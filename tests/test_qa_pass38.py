@@ -112,3 +112,20 @@ def test_report_and_compare_take_serves_engine_settings(cli) -> None:
     assert cli("serve", *base, "--max-num-seqs", "64", "--json").json()["best"]["batch"] == 64
     refused = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--max-num-seqs", "64")
     assert refused.code == 2 and "--max-num-seqs" in refused.err
+
+
+def test_report_train_without_a_node_type_places_a_fitting_layout(cli) -> None:
+    """No node type ships for the A10, so report --mode train times an assumed MFU of 0.4 on a DP placement; that
+    placement is the first that fits (ZeRO-1, ZeRO-3, then recomputing), as train-time's fit check and memory's advice
+    find it, and --recompute pins it. Days by hand: 1T tokens x 3 x 70,274,254,897,152 / 4,096 FLOPs per token /
+    (8 x 125 TFLOPS x 0.4) / 86,400 s = 1,489.3 days."""
+    run = ("llama3-8b", "--gpu", "a10", "--mode", "train", "--num-gpus", "8", "--tokens", "1T", "--json")
+    page = cli("report", *run)
+    assert page.code == 0
+    days = 1e12 * 3 * 70_274_254_897_152 / 4096 / (8 * 125e12 * 0.4) / 86400
+    assert abs(page.json()["train_time"]["days"] / days - 1) < 1e-9
+    timed = cli("train-time", "llama3-8b", "--gpu", "a10", "--num-gpus", "8", "--tokens", "1T", "--json").json()
+    assert timed["days"] == page.json()["train_time"]["days"]
+    gaudi = ("llama3-8b", "--gpu", "gaudi3", "--mode", "train", "--num-gpus", "8", "--json")
+    none, full = (cli("report", *gaudi, "--recompute", r).json()["memory"]["per_gpu"]["activations"] for r in ("none", "full"))
+    assert full < none

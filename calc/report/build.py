@@ -116,15 +116,24 @@ def build_report(
     if mode == "train":
         plan = plan or Parallelism(dp=num_gpus)
 
-        def placement() -> Any:  # `memory --mode train` of this placement, what an assumed MFU times
+        def placement(searched: bool) -> Any:  # `memory --mode train` of this placement, what an assumed MFU times:
+            # ZeRO-1 without recomputation unless --zero / --recompute pin them; where no plan search follows
+            # (``searched`` False: no node type), the first of ZeRO-1, ZeRO-3, then recomputing selective, full that
+            # fits (memory --mode train's own advice; train-time's fit check ends at ZeRO-3, full)
             from calc.training.cost import Efficiencies
             from calc.training.layout import Layout
             from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
-            layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel, micro_batch=batch,
-                            zero=1 if zero is None else zero)
-            return stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
-                                         eff=Efficiencies(recipe=recipe))
+            tries = [(z, r) for r in ([recompute or "none"] if recompute or searched else ["none", "selective", "full"])
+                     for z in ([1 if zero is None else zero] if zero is not None or searched else [1, 3])]
+            for z, r in tries:
+                layout = Layout(tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, sp=plan.sequence_parallel,
+                                micro_batch=batch, zero=z, recompute=r)
+                found = stacked_layout_memory(m, layout, steady_state_microbatches(layout), seq=seq, gpu=gpu,
+                                              eff=Efficiencies(recipe=recipe))
+                if found.fits:
+                    break
+            return found
 
         from calc.sources.catalog import system_for_gpu
         from calc.specs.system import one_gpu_node
@@ -137,7 +146,7 @@ def build_report(
         # no node type ships for the GPU and no MFU is given: the MFU is assumed (0.4), the page this placement's
         # memory, as train-time prices it
         no_node = cost is None and not mfu_assumed
-        memory = placement() if mfu_assumed or no_node else None  # an assumed MFU times no plan: this placement ...
+        memory = placement(cost is not None) if mfu_assumed or no_node else None  # an assumed MFU times no plan: ...
         best = None
         if cost is not None and not (memory is not None and memory.fits):  # ... unless it does not fit: train-plan's
             best = _best_training_plan(plan.num_gpus, seq, cost, zero, micro_batch, recompute)  # fastest fitting layout

@@ -131,6 +131,7 @@ FIT_FROM: dict[str, str] = {"calc.report.build.Report": "memory", "calc.training
 # before any time figure; the FLOPs, bytes and per-phase terms stay (what the step would move, were there room)
 NO_TIME_UNLESS_FIT: dict[str, tuple[str, ...]] = {
     "calc.serving.latency.LatencyResult": ("ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "decode_tokens_per_s", "meets_targets"),
+    "calc.report.build.Report": ("train_time",),
 }
 
 
