@@ -129,3 +129,16 @@ def test_report_train_without_a_node_type_places_a_fitting_layout(cli) -> None:
     gaudi = ("llama3-8b", "--gpu", "gaudi3", "--mode", "train", "--num-gpus", "8", "--json")
     none, full = (cli("report", *gaudi, "--recompute", r).json()["memory"]["per_gpu"]["activations"] for r in ("none", "full"))
     assert full < none
+
+
+def test_concurrency_totals_hold_each_layer_once_under_pp(cli) -> None:
+    """Under PP the fullest stage admits the requests, but the replica's totals count each layer once: Llama 3 8B's
+    weights are 8,030,261,248 x 2 B = 16,060,522,496 whatever the layout (3 stages of 11, 11, 10 layers once counted
+    3 x the 11-layer stage); a 4,256-token request holds 266 blocks of 16 tokens x 32 layers x 2 x 8 KV heads x 128 x
+    2 B = 557,842,432 B; the pool's bytes are its tokens x 131,072 B; the parts sum to the GPUs' capacity."""
+    for layout in (("--pp", "3"), ("--pp", "4"), ("--tp", "4"), ()):
+        r = cli("concurrency", "llama3-8b", "--gpu", "h100", *layout, "--max-model-len", "4256", "--json").json()
+        assert r["weights_bytes"] == 16_060_522_496 and r["kv_cache_bytes_per_request"] == 557_842_432
+        if layout[:1] == ("--pp",):  # the pool in whole tokens over every layer (one rank's budget x GPUs without PP)
+            assert r["free_bytes"] == r["kv_cache_tokens"] * 131_072
+        assert r["weights_bytes"] + r["reserve_bytes"] + r["activation_bytes"] + r["free_bytes"] == r["capacity_bytes"]

@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, Field
 
 from calc.errors import LLMCalcError
-from calc.memory.weights import WeightsDtype
+from calc.memory.kv import kv_cache_bytes_per_token
+from calc.memory.weights import WeightsDtype, weights_per_gpu
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
 from calc.serving.hybrid_alloc import HybridPool
@@ -101,12 +102,23 @@ def concurrency(
             m, gpu, plan, s.model_copy(update={"max_model_len": tokens}), dtype, kv_dtype, tokens, assumptions, 0, ep)
         per = request_kv_bytes(m, tokens, at.kv_dtype, at.tp, at.pp, at.block_size, at.hybrid)
         held = at.num_gpu_blocks * at.block_bytes // per if per else 0
-        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=per * n, max_concurrency=held * d,
-                              max_running=min(held, at.max_num_seqs) * d)
+        return ConcurrencyRow(max_tokens=tokens, kv_cache_bytes_per_request=replica_kv(tokens, at, per * n),
+                              max_concurrency=held * d, max_running=min(held, at.max_num_seqs) * d)
 
-    kv_request = mem.kv_bytes_per_request * n
+    # PP: the figures of the fullest stage admit the requests (vLLM takes the fewest blocks of any rank), but the
+    # replica's totals hold each layer once: its weights, a request's KV and the pool's bytes over every layer
+    # (a stage of 11 of 32 layers times 3 stages would count 33); what the lighter stages leave unused is kept back
+    even = plan.pp == 1 or mem.hybrid is not None
+
+    def replica_kv(tokens: int, at: EngineMemory, as_ranks: int) -> int:
+        return as_ranks if even else request_kv_bytes(m, tokens, at.kv_dtype, at.tp, 1, at.block_size, None) * at.tp
+
+    kv_request = replica_kv(max_tokens, mem, mem.kv_bytes_per_request * n)
     count = mem.max_concurrency * d
     gpus = n * d
+    weights_total = mem.weights_bytes * gpus if even else weights_per_gpu(m, dtype, plan.tp, 1, d) * plan.tp * d
+    kv_total = (mem.kv_budget_bytes * gpus if even or mem.kv_budget_bytes < 0
+                else mem.kv_cache_tokens * d * kv_cache_bytes_per_token(m, mem.kv_dtype, plan.tp, 1) * plan.tp)
     assumptions_lines = mem.assumptions + ([
         f"expert parallelism EP {ep}: {d} data-parallel attention groups of TP {plan.tp}, each with its own KV cache "
         f"and scheduler (the engine log's figures are one group's); requests and KV tokens here are {d} x one group's"]
@@ -139,9 +151,9 @@ def concurrency(
     return ConcurrencyResult(
         model=m.name, gpu=gpu.name, num_gpus=gpus, tp=plan.tp, pp=plan.pp, ep=ep, engine=mem.engine, dtype=mem.dtype,
         weights_dtype=mem.weights_dtype, kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * gpus,
-        weights_bytes=mem.weights_bytes * gpus,
-        reserve_bytes=(mem.capacity_bytes - mem.weights_bytes - mem.activation_peak_bytes - mem.kv_budget_bytes) * gpus,
-        activation_bytes=mem.activation_peak_bytes * gpus, free_bytes=mem.kv_budget_bytes * gpus,
+        weights_bytes=weights_total,
+        reserve_bytes=(mem.capacity_bytes - mem.activation_peak_bytes) * gpus - weights_total - kv_total,
+        activation_bytes=mem.activation_peak_bytes * gpus, free_bytes=kv_total,
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens * d, num_gpu_blocks=blocks * d,
         block_size=mem.block_size, kv_block_bytes=mem.block_bytes * n,
         max_concurrency=count, window_capped=mem.window_capped, hybrid=mem.hybrid, prefill_chunk_tokens=mem.prefill_chunk,
