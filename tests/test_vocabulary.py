@@ -127,9 +127,10 @@ _OWN_DEFAULTS = {
     # mode-dependent (inference 1 GiB, training 0.5 GiB); the serving engines' accounting reserves 0.5 GiB:
     # one value once `memory --mode infer` and the serving capacity path are merged (issue 20)
     ("--reserve-gib", "memory"), ("--reserve-gib", "train-step"),
-    # what trains, mode-dependent: train-step / train-plan / train-time time training (every weight unless --method lora); memory and report
-    # take --method for --mode finetune only, where adapters are the default (lora)
-    ("--method", "train-step"), ("--method", "train-plan"), ("--method", "train-time"),
+    # what trains, mode-dependent: train-step / train-plan / train-time time training and mfu counts its FLOPs (every
+    # weight unless --method lora); memory and report take --method for --mode finetune only, where adapters are the
+    # default (lora)
+    ("--method", "train-step"), ("--method", "train-plan"), ("--method", "train-time"), ("--method", "mfu"),
 }
 _SEARCHED = ("search", "the lightest that fits")  # train-plan / train-time / report search what is not pinned
 
