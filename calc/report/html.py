@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
+from calc.serving.plan import launch_cap_note
 from calc.units import gb
 
 W, H, PAD = 560, 260, 48
@@ -98,6 +99,7 @@ def report_html(r: Any) -> str:
         if r.serving is not None:
             s = r.serving
             body += ["<h2>Serving plan</h2>", f"<p>{escape(s.verdict)}</p>",
+                     *([f"<p>{escape(note)}</p>"] if (note := launch_cap_note(s)) else []),
                      _table(["layout", "GPUs", "batch", "TTFT ms", "TPOT ms", "tokens/s/GPU", "KV tokens", "binds"],
                             [[x.name, x.gpus_needed, x.batch, f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}",
                               f"{x.tokens_per_s_per_gpu:,.0f}", f"{x.kv_cache_tokens:,}", x.binding] for x in s.layouts]),

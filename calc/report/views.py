@@ -9,6 +9,7 @@ from rich.text import Text
 
 from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
 from calc.report.render import Table, emit_warnings, kv_table, memory_view, size
+from calc.serving.plan import launch_cap_note
 from calc.units import abbrev, gb, human, plural
 
 # Each category has its own glyph as well as its colour, so the chart reads without colour.
@@ -72,7 +73,8 @@ def report_view(r: Any) -> RenderableType:
             parts.append(Text(s.verdict, style="bold"))
             parts.append(kv_table(f"Serving plan {where} (llmcalc serve)", [
                 (x.name, f"batch {x.batch}, TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms, "
-                         f"{x.tokens_per_s_per_gpu:,.0f} tok/s/GPU; binds: {x.binding}") for x in r.serving.layouts[:4]]))
+                         f"{x.tokens_per_s_per_gpu:,.0f} tok/s/GPU; binds: {x.binding}") for x in r.serving.layouts[:4]]
+                + [("launch", note) for note in [launch_cap_note(s)] if note]))
     else:
         t = r.train_time
         parts.append(kv_table("Training", [
@@ -120,6 +122,7 @@ def report_markdown(r: Any) -> str:
                     "|---|---:|---:|---:|---:|---:|---:|---|"]
             out += [f"| {x.name} | {x.gpus_needed} | {x.batch} | {x.ttft_ms:,.0f} | {x.tpot_ms:,.1f} | "
                     f"{x.tokens_per_s_per_gpu:,.0f} | {x.kv_cache_tokens:,} | {x.binding} |" for x in r.serving.layouts]
+            out += ["", f"- {note}"] if (note := launch_cap_note(r.serving)) else []
             out.append("")
             sections.append(("Serving plan", r.serving.explain))
         sections += [("Concurrency", c.explain), ("Latency", lat.explain)]

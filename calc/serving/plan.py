@@ -708,3 +708,21 @@ def _explain(layouts: list[Layout]) -> list[str]:
         f"{x.requests_per_s_per_replica:.3f} req/s per replica; {plural(x.replicas, 'replica')} -> {plural(x.gpus_needed, 'GPU')}"
         for x in layouts
     ]
+
+
+# The flag each engine caps its running requests with (calc.serving.launch writes it in the --emit line).
+RUNNING_CAP_FLAG = {"vllm": "--max-num-seqs", "vllm-v0": "--max-num-seqs", "sglang": "--max-running-requests",
+                    "trtllm": "--max_batch_size"}
+
+
+def launch_cap_note(plan: ServePlan) -> str | None:
+    """The running-request cap the best layout's engine is launched with (its batch per attention group, as
+    _launched_memory and the --emit line set it), said where a page also shows the engine's default launch (report);
+    None without a best layout."""
+    best = plan.best
+    if best is None or plan.engine not in RUNNING_CAP_FLAG:
+        return None
+    seqs = math.ceil(best.batch / attention_ranks(best.tp, best.ep))
+    return (f"each replica's engine runs at its batch, launched with {RUNNING_CAP_FLAG[plan.engine]} {seqs}"
+            + (" per attention group" if best.ep > 1 else "") + " (as `serve --emit` writes it); the concurrency "
+            "figures above are the engine's default launch")
