@@ -78,10 +78,11 @@ def test_decode_follows_the_window() -> None:
     m = load_model(FIX + "gpt-oss-20b.json")
     d = decode_flops(m, batch=1, prompt=1000, output=10)
     per_key = 2 * 64 * (64 + 64)
-    # 12 sliding layers see 128 keys per step; 12 full layers see 1000+t: 12*10*128 + 12*(10*1000 + 55)
+    # 10 generated tokens: the prefill makes the first, 9 decode steps (t = 1..9). 12 sliding layers see 128 keys per
+    # step; 12 full layers see 1000+t: 12*9*128 + 12*(9*1000 + 45)
     step = d.first_step_flops - per_key * (12 * 128 + 12 * 1001)
-    assert d.generation_flops == 10 * step + per_key * (12 * 1280 + 12 * 10_055)
-    assert d.last_step_flops - d.first_step_flops == per_key * 12 * 9
+    assert d.generation_flops == 9 * step + per_key * (12 * 1152 + 12 * 9_045)
+    assert d.last_step_flops - d.first_step_flops == per_key * 12 * 8
 
 
 def test_chunked_layers_read_only_their_chunk_in_decode() -> None:

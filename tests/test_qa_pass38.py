@@ -142,3 +142,14 @@ def test_concurrency_totals_hold_each_layer_once_under_pp(cli) -> None:
         if layout[:1] == ("--pp",):  # the pool in whole tokens over every layer (one rank's budget x GPUs without PP)
             assert r["free_bytes"] == r["kv_cache_tokens"] * 131_072
         assert r["weights_bytes"] + r["reserve_bytes"] + r["activation_bytes"] + r["free_bytes"] == r["capacity_bytes"]
+
+
+def test_flops_output_counts_generated_tokens_as_latency_does(cli) -> None:
+    """--output T is T generated tokens in every command: the prefill makes the first, T - 1 decode steps follow
+    (latency's e2e = TTFT + (T - 1) x TPOT). Llama 3 8B (M = 7,504,658,432 matmul weights, 32 layers x 32 heads x
+    (128 + 128)) after a 1,000-token prompt: --output 1 decodes nothing; --output 2 runs one step at 1,001 keys,
+    2 x M + 2 x 32 x 256 x 32 x 1,001 FLOPs; --output 3 adds one at 1,002."""
+    step = 2 * 7_504_658_432 + 2 * 32 * 256 * 32 * 1001
+    gen = {t: cli("flops", "llama3-8b", "--seq", "1000", "--output", str(t), "--json").json()["decode"]["generation_flops"]
+           for t in (1, 2, 3)}
+    assert gen == {1: 0, 2: step, 3: 2 * step + 2 * 32 * 256 * 32}

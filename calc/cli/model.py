@@ -43,7 +43,8 @@ def flops(
     attention_pairs: AttentionPairsOpt = AttentionPairs.full,
     old_causal: OldCausalCountOpt = None,
     output: Annotated[int | None, typer.Option(
-        "--output", parser=human_int("--output"), help="also decode this many tokens after the --seq prompt")] = None,
+        "--output", parser=human_int("--output"), help="also generate this many tokens after the --seq prompt (as latency / serve count "
+                                                  "them: the prefill makes the first, then --output - 1 decode steps)")] = None,
     generate: Annotated[int | None, typer.Option("--generate", parser=human_int("--generate"), hidden=True)] = None,
     intensity: Annotated[bool, typer.Option("--intensity", help="per-matmul FLOPs/byte of prefill and one decode step")] = False,
     fused: Annotated[bool, typer.Option("--fused", help="GEMM shapes of separate vs fused QKV + MLP-in (seed 000)")] = False,

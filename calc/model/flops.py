@@ -249,20 +249,25 @@ class DecodeFlops(BaseModel):
 
 
 def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFlops:
-    """Step t (1..T) attends S' = P + t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t), keys_l = P+t on a full
-    layer, min(P+t, w) on a sliding one. Summed in closed form: the T steps' keys are the causal pairs of T
-    queries after P tokens, T*P + T*(T+1)/2 per full layer. MLA decodes absorbed over the cached latent
-    (mla_decode_dims: d_qk = r_kv + d_rope, d_v = r_kv, as the engines run it and calc.serving prices it); the
-    unabsorbed per-key cost 2*B*h*(d_qk+d_v) of the prefill convention is shown beside it in the explanation."""
+    """Generating T = ``output`` tokens after a P-token prompt, as every serving command counts them: the prefill makes
+    the first, then T - 1 decode steps; step t (1..T-1) attends S' = P + t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t),
+    keys_l = P+t on a full layer, min(P+t, w) on a sliding one. Summed in closed form: the T - 1 steps' keys are the
+    causal pairs of T - 1 queries after P tokens, (T-1)*P + (T-1)*T/2 per full layer. ``first_step_flops`` is step 1
+    (P + 1 keys) and ``last_step_flops`` step T - 1 (step 1 when T = 1: no step runs, generation 0). MLA decodes
+    absorbed over the cached latent (mla_decode_dims: d_qk = r_kv + d_rope, d_v = r_kv, as the engines run it and
+    calc.serving prices it); the unabsorbed per-key cost 2*B*h*(d_qk+d_v) of the prefill convention is shown beside it in
+    the explanation."""
     check_tokens(batch, prompt)
     check_count(output, "--output")
+    steps = output - 1
     matmul_params = count_params(m).matmul_params
     d_qk, d_v = mla_decode_dims(m) or attention_dims(m)
     per_key = 2 * batch * m.num_heads * (d_qk + d_v)
     step = 2 * batch * matmul_params + mixer_scan_flops(m, batch, decode=True)
-    keys_total = layer_pairs(m, output, prompt + output, causal=True)
-    scored = indexer_flops(m, batch, output, prompt + output, causal=True)  # DSA: every cached key scored
-    total = output * step + per_key * keys_total + scored
+    keys_total = layer_pairs(m, steps, prompt + steps, causal=True) if steps else 0
+    scored = indexer_flops(m, batch, steps, prompt + steps, causal=True) if steps else 0  # DSA: every cached key scored
+    total = steps * step + per_key * keys_total + scored
+    last = prompt + max(steps, 1)
     return DecodeFlops(
         model=m.name,
         batch=batch,
@@ -270,13 +275,14 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
         output=output,
         first_step_flops=step + per_key * layer_pairs(m, 1, prompt + 1, causal=True)
         + indexer_flops(m, batch, 1, prompt + 1, causal=True),
-        last_step_flops=step + per_key * layer_pairs(m, 1, prompt + output, causal=True)
-        + indexer_flops(m, batch, 1, prompt + output, causal=True),
+        last_step_flops=step + per_key * layer_pairs(m, 1, last, causal=True) + indexer_flops(m, batch, 1, last, causal=True),
         generation_flops=total,
         warnings=check_context(m, prompt + output, "--output", f"the prompt's {prompt:,} + {output:,} generated = "),
         explain=[
+            f"T = {output:,} generated tokens: the prefill makes the first, then T - 1 = {steps:,} decode steps",
             f"decode step t: 2*B*M + 2*B*h*(d_qk+d_v)*sum_l keys_l(P+t) = {step:,} + {per_key:,}*sum_l keys_l(P+t)",
-            f"T steps: T*{step:,} + {per_key:,}*{keys_total:,} keys (L*(T*P + T(T+1)/2) when every layer is full)"
+            f"T - 1 steps: {steps:,}*{step:,} + {per_key:,}*{keys_total:,} keys (L*((T-1)*P + (T-1)T/2) when every "
+            "layer is full)"
             + (f" + lightning indexer {scored:,} (every cached key scored; the attention reads the top-"
                f"{m.mla.index_topk:,})" if scored and m.mla else "") + f" = {total:,}",
             *_mla_decode_note(m, batch),

@@ -537,7 +537,8 @@ def bench_view(r: Any) -> RenderableType:
 def gemm_view(name: str, extra: Any) -> RenderableType:
     """Decode FLOPs, an intensity table, or the fused-GEMM comparison (flops --generate/--intensity/--fused)."""
     if name == "decode":
-        return kv_table(f"Decode {extra.output} tokens after a {extra.prompt}-token prompt (B={extra.batch})", [
+        return kv_table(f"Generating {extra.output} tokens after a {extra.prompt}-token prompt (B={extra.batch}): the "
+                        f"prefill makes the first, {extra.output - 1:,} decode steps", [
             ("first step", f"{extra.first_step_flops:,}"), ("last step", f"{extra.last_step_flops:,}"),
             ("whole generation", f"{extra.generation_flops:,} ({human(extra.generation_flops, 'FLOPs')})"),
         ])
