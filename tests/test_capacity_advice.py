@@ -29,6 +29,8 @@ def test_report_json_answers_a_deployment_that_does_not_fit(cli) -> None:
 
 
 def test_report_names_its_own_flag(cli) -> None:
-    # report launches the engine at its defaults and takes no --max-num-seqs: its refusal names --batch
+    # report takes serve's engine settings (--max-num-seqs among them): its refusal names the flag that fits, as
+    # latency's does, and the page fits once it is given
     r = cli("report", "llama3-8b", "--gpu", "h100", "--batch", "349")
-    assert r.code == 2 and r.err.startswith("llmcalc: error: --batch:") and "latency --max-num-seqs" in r.err
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --max-num-seqs:") and "with --max-num-seqs 349" in r.err
+    assert cli("report", "llama3-8b", "--gpu", "h100", "--batch", "349", "--max-num-seqs", "349").code == 0

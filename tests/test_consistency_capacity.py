@@ -146,10 +146,13 @@ def test_pp_weights_memory_and_concurrency_agree_by_hand(cli):
     # llama3-8b PP4: 8 layers per stage of q,o 2 x 4096^2 + k,v 2 x 4096 x 1024 = 41,943,040 attention
     # + 3 x 4096 x 14336 = 176,160,768 MLP + 2 x 4096 norms = 218,112,000 params; the last stage adds the final
     # norm (4096) and the LM head (128,256 x 4096 = 525,336,576), the first the embedding (the same size).
+    # memory's per-GPU figure is the fullest (last) stage; concurrency's total holds each layer once: the model's
+    # 8,030,261,248 parameters x 2 B
     last = (8 * 218_112_000 + 4096 + 525_336_576) * 2
     mem = cli("memory", "llama3-8b", "--mode", "infer", "--pp", "4", "--json").json()
     conc = cli("concurrency", "llama3-8b", "--gpu", "h100", "--pp", "4", "--num-gpus", "4", "--json").json()
-    assert mem["per_gpu"]["weights"] == conc["weights_bytes"] // 4 == last
+    assert mem["per_gpu"]["weights"] == last and conc["weights_bytes"] == 8_030_261_248 * 2
+    assert 4 * (8 * 218_112_000) * 2 + 2 * (525_336_576 * 2) + 4096 * 2 == conc["weights_bytes"]
 
 
 def test_vllm_stage_partition():
