@@ -717,9 +717,10 @@ def train_step(
         mfu_6n=mfu_6n,
         bubble_fraction=t.exposed["pp_bubble_s"] / t.step_time_s, **t.exposed, terms=terms,
         verdict=f"{t.step_time_s:.3f} s per step, {tokens:,.0f} tokens/s, "
-        f"MFU {figure(mfu * 100, 1)}% (HFU {figure(hfu * 100, 1)}%"
-        + (f"; {figure(mfu_causal * 100, 1)}% counting causal attention" if mfu_causal is not None
-           and mfu - mfu_causal >= 0.005 else "") + f") on {n} x {cost.gpu.name}; "
+        f"MFU {figure(mfu * 100, 1)}% ("
+        + (f"{figure(mfu_causal * 100, 1)}% counting causal attention, as HFU counts it; " if mfu_causal is not None
+           and (mfu - mfu_causal >= 0.005 or hfu < mfu) else "")
+        + f"HFU {figure(hfu * 100, 1)}%: what the GPUs execute) on {n} x {cost.gpu.name}; "
         f"{need / GIB:.1f} of {capacity / GIB:.1f} GiB per GPU",
         explain=lines + [mem_line] + [f"assumption: {a}" for a in assumptions],
     )
