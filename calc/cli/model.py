@@ -47,7 +47,7 @@ def flops(
                                                   "them: the prefill makes the first, then --output - 1 decode steps)")] = None,
     generate: Annotated[int | None, typer.Option("--generate", parser=human_int("--generate"), hidden=True)] = None,
     intensity: Annotated[bool, typer.Option("--intensity", help="per-matmul FLOPs/byte of prefill and one decode step")] = False,
-    fused: Annotated[bool, typer.Option("--fused", help="GEMM shapes of separate vs fused QKV + MLP-in (seed 000)")] = False,
+    fused: Annotated[bool, typer.Option("--fused", help="GEMM shapes of separate vs fused QKV + MLP-in (the parallel-layer form)")] = False,
     tokens: TokensOpt = None,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     as_json: JsonOpt = False,
