@@ -153,3 +153,19 @@ def test_flops_output_counts_generated_tokens_as_latency_does(cli) -> None:
     gen = {t: cli("flops", "llama3-8b", "--seq", "1000", "--output", str(t), "--json").json()["decode"]["generation_flops"]
            for t in (1, 2, 3)}
     assert gen == {1: 0, 2: step, 3: 2 * step + 2 * 32 * 256 * 32}
+
+
+def test_report_and_compare_size_for_users_as_serve_does(cli) -> None:
+    """--users (closed-loop concurrent users) is serve's other traffic: report and compare take it with the same
+    meaning, and their serving plan is serve's (the page one replica of it), refused beside --rate as serve refuses."""
+    ask = ("--users", "200", "--tpot-ms", "50", "--json")
+    served = cli("serve", "llama3-70b", "--gpu", "h100", *ask).json()
+    page = cli("report", "llama3-70b", "--gpu", "h100", *ask).json()
+    rows = cli("compare", "llama3-70b", "h100", *ask).json()
+    row = (rows["rows"] if isinstance(rows, dict) else rows)[0]
+    assert (page["serving"]["best"]["name"], page["serving"]["gpus_needed"]) == (served["best"]["name"],
+                                                                                 served["gpus_needed"])
+    assert row["gpus"] == served["gpus_needed"] and row["users"] == 200
+    assert page["num_gpus"] == served["best"]["tp"] * served["best"]["pp"]
+    both = cli("report", "llama3-70b", "--gpu", "h100", "--users", "200", "--rate", "3")
+    assert both.code == 2 and "not both" in both.err

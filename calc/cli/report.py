@@ -65,6 +65,7 @@ from calc.cli.options import (
     TokensOpt,
     TpotMsOpt,
     TtftMsOpt,
+    UsersOpt,
     ZeroOptional,
     dispatcher_option,
     given_weights,
@@ -114,6 +115,7 @@ def report(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    users: UsersOpt = None,
     max_utilization: MaxUtilizationOpt = None,
     router: RouterOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
@@ -159,8 +161,9 @@ def report(
     explain: ExplainOpt = False,
 ) -> None:
     """One page: params, FLOPs, memory bars, fit, concurrency, TTFT/TPOT or training days, assumptions; the
-    serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate and --num-gpus
-    (--rate without --num-gpus: the page's memory, concurrency and latency are one replica of serve's pick).
+    serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate or --users and
+    --num-gpus (--rate / --users without --num-gpus: the page's memory, concurrency and latency are one replica of
+    serve's pick).
     --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
     from calc.cli.common import (
         load_calibration,
@@ -198,7 +201,7 @@ def report(
         from calc.cli.finetune import finetune_report
 
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
-                            ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate),
+                            ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
                             ("--plot", plot), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
@@ -228,7 +231,7 @@ def report(
         refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
                                            "give train-step --dispatcher for another")
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
-                            ("--tpot-ms", tpot_ms), ("--rate", rate), *serving.items()):
+                            ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users), *serving.items()):
             refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory follows --recipe (default bf16-adam); drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
@@ -242,7 +245,7 @@ def report(
         refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales,
                            moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
     # the serving plan's GPUs, as `serve` is given them: --num-gpus, else sized for --rate, else the page's one GPU
-    serve_gpus = num_gpus or (None if rate else 1)
+    serve_gpus = num_gpus or (None if rate or users else 1)
     refuse_ep_options_on_one_gpu(serve_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
@@ -289,7 +292,7 @@ def report(
                                       attention_windows=windows)  # as serve
     # infer: why the engine's KV cache cannot admit the batch, and the flag that fixes it (calc.serving.capacity.FitProblem)
     problem, problem_flag = None, "--num-gpus"
-    sized = mode is Mode.infer and rate is not None and num_gpus is None  # the page is one replica of serve's pick
+    sized = mode is Mode.infer and (rate or users) is not None and num_gpus is None  # one replica of serve's pick
     if mode is Mode.infer:  # the release's kernels on this GPU, as latency and serve price them (calc.serving.engine_kernels)
         from calc.serving.engine_kernels import engine_kernels
 
@@ -308,7 +311,7 @@ def report(
         seq=seq, tokens=tokens or 1e12, mfu_assumed=mfu_assumed,
         price_per_gpu_hour=price_for(price, g.name, old_price) if mode is Mode.train else None,
         zero=zero, recipe=states, calibration=load_calibration(calibration),
-        serve_gpus=serve_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+        serve_gpus=serve_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,
@@ -322,15 +325,15 @@ def report(
                 from calc.report.render import emit_json
 
                 emit_json(result)
-            raise LLMCalcError(unmet_target_flag(None, rate, None, ttft_ms, tpot_ms), result.serving.verdict)
+            raise LLMCalcError(unmet_target_flag(None, rate, users, ttft_ms, tpot_ms), result.serving.verdict)
         replica = Parallelism(tp=result.latency.tp, pp=result.latency.pp)
         problem, problem_flag = _fit_problem(m, g, replica, s, dtype, kv_dtype, batch, prompt + output, assumptions)
     if problem:
         result = result.model_copy(update={"fits": False, "verdict": problem})
-    if rate and result.serving is not None:  # the serving plan's count, checked as serve checks it
+    if (rate or users) and result.serving is not None:  # the serving plan's count, checked as serve checks it
         from calc.sanity import check_gpus_needed, warn
 
-        for line in check_gpus_needed(result.serving.gpus_needed, "--rate"):
+        for line in check_gpus_needed(result.serving.gpus_needed, "--rate" if rate else "--users"):
             warn(*line.split(": ", 1))
     if not result.fits:  # nothing fits: JSON says fit "does not fit" (as latency, serve, train-plan), then exit 2
         if as_json:
@@ -371,7 +374,7 @@ def report(
     if plan is not None and plan.fits and plan.best is None:  # the page, then serve's refusal: one exit code per outcome
         from calc.cli.serving import unmet_target_flag
 
-        raise LLMCalcError(unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms), plan.verdict)
+        raise LLMCalcError(unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms), plan.verdict)
 
 
 def compare(
@@ -386,6 +389,7 @@ def compare(
     ttft_ms: TtftMsOpt = None,
     tpot_ms: TpotMsOpt = None,
     rate: RateOpt = None,
+    users: UsersOpt = None,
     max_utilization: MaxUtilizationOpt = None,
     router: RouterOpt = None,
     engine: EngineOpt = Engine.vllm,
@@ -459,13 +463,15 @@ def compare(
     check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
     note_fp32(dtype)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, prompt=prompt, output=output,
-                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, prices={k: v for k, v in prices.items() if v is not None},
+                        ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
+                        prices={k: v for k, v in prices.items() if v is not None},
                         settings=s, assumptions=assumptions)
     from calc.report.render import emit
     from calc.report.views import compare_view
     from calc.sanity import check_gpus_needed, warn
 
-    for line in {line for r in rows for line in check_gpus_needed(r.gpus, "--rate")} if rate else ():
+    for line in {line for r in rows for line in check_gpus_needed(r.gpus, "--rate" if rate else "--users")} \
+            if rate or users else ():
         warn(*line.split(": ", 1))
     emit(rows, as_json, False, lambda r: compare_view(r, m.name, num_gpus))
     if explain and not as_json:
@@ -479,7 +485,7 @@ def compare(
         no_peak = all(r.peak_tflops is None for r in rows)  # every GPU lacks the dtype's tensor peak
         quoted = next((r for r in rows if r.peak_tflops is not None), rows[0])  # a GPU that ran, if any
         flag = ("--dtype" if no_peak else "--num-gpus" if nothing_fits
-                else unmet_target_flag(num_gpus, rate, None, ttft_ms, tpot_ms))
+                else unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms))
         raise LLMCalcError(flag,
                            "no GPU compared " + ("runs it" if no_peak else "holds one request" if nothing_fits
                                                  else "meets the targets at the rate")

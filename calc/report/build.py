@@ -99,6 +99,7 @@ def build_report(
     tokens: float = 1e12, mfu_assumed: float | None = 0.4, price_per_gpu_hour: float | None = None,
     plan: Parallelism | None = None, zero: int | None = 0, recipe: str = "bf16-adam", calibration: Calibration | None = None,
     serve_gpus: int | None = None, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
+    users: int | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
     training_cost: Any = None, micro_batch: int | None = None, recompute: str | None = None,
 ) -> Report:
@@ -174,7 +175,7 @@ def build_report(
         )
     max_tokens = prompt + output
     accounting = (settings or EngineSettings()).accounting()  # whose "auto" KV dtype every section reads
-    serving = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+    serving = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                          num_gpus=serve_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=settings,
                          calibration=calibration, assumptions=assumptions) if output >= 1 else None
     layout, sized = Parallelism(tp=num_gpus), None
@@ -210,10 +211,10 @@ def replica_layout(best: Any) -> tuple[Parallelism, str]:
     price the EP layout itself (latency / concurrency --ep)."""
     if best.ep == 1:
         layout = Parallelism(tp=best.tp, pp=best.pp)
-        return layout, (f"sized for --rate: the page prices one replica of serve's pick, {best.name} on "
+        return layout, (f"sized for the traffic (--rate / --users): the page prices one replica of serve's pick, {best.name} on "
                         f"{layout.num_gpus} GPUs ({best.replicas} replicas in all: the serving plan)")
     layout = Parallelism(tp=best.gpus_per_replica)
-    return layout, (f"sized for --rate: serve's pick is {best.name} on {best.gpus_per_replica} GPUs; the page's "
+    return layout, (f"sized for the traffic (--rate / --users): serve's pick is {best.name} on {best.gpus_per_replica} GPUs; the page's "
                     f"memory, concurrency and latency price TP {best.gpus_per_replica} over those GPUs (latency / "
                     f"concurrency --ep {best.ep} price the expert-parallel layout)")
 
@@ -269,6 +270,7 @@ class CompareRow(BaseModel):
     target_ttft_ms: float | None = None  # the targets and rate the layout was picked for, under serve's keys
     target_tpot_ms: float | None = None
     rate: float | None = None
+    users: int | None = None  # --users the layout was sized for (closed loop), under serve's key
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -293,7 +295,7 @@ def compare_gpus(
     m: ModelSpec, gpus: list[GPUSpec], *, num_gpus: int | None = None, dtype: str | None = "bf16",
     kv_dtype: str | None = None, prompt: int = 1024,
     output: int = 256, ttft_ms: float | None = None, tpot_ms: float | None = None, rate: float | None = None,
-    prices: dict[str, float] | None = None, settings: EngineSettings | None = None,
+    users: int | None = None, prices: dict[str, float] | None = None, settings: EngineSettings | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS,
 ) -> list[CompareRow]:
     """The layout `serve` picks (calc.serving.plan.serve_plan, same request, targets, rate and --num-gpus) on
@@ -308,7 +310,7 @@ def compare_gpus(
     from calc.serving.weights import weight_format
 
     s = settings or EngineSettings()
-    asked = {"target_ttft_ms": ttft_ms, "target_tpot_ms": tpot_ms, "rate": rate}
+    asked = {"target_ttft_ms": ttft_ms, "target_tpot_ms": tpot_ms, "rate": rate, "users": users}
     rows = []
     for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
         compute = weight_format(m, gpu, dtype).compute_dtype
@@ -323,7 +325,7 @@ def compare_gpus(
                 price_per_gpu_hour=(prices or {}).get(gpu.name), **asked))
             continue
         kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)
-        plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate,
+        plan = serve_plan(m, gpu, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
                           num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, settings=s, assumptions=kernels)
         best = plan.best
         # the deployment's steady-state output rate, each request's prefill included, as serve ranks it
