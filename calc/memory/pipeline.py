@@ -24,8 +24,21 @@ add no layers, and only the walk through the schedule gives the peak.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
+from calc.memo import per_spec
 from calc.model.parallel import pipeline_stage_layers
+from calc.model.params import layer_blocks, model_tensors
+from calc.specs import ModelSpec
+
+
+class StageSplit(NamedTuple):
+    """How a layout splits the decoder layers over the pipeline ranks: ``vpp`` model chunks a rank, and whether the
+    embedding / the loss take a layer's slot (Megatron-Core's --account-for-embedding/loss-in-pipeline-split)."""
+
+    vpp: int = 1
+    embedding: bool = False
+    loss: bool = False
 
 
 def chunk_layers(num_layers: int, pp: int, vpp: int, rank: int, embedding: bool = False, loss: bool = False
@@ -114,3 +127,56 @@ def held_stage_layers(num_layers: int, pp: int, micro: int, vpp: int = 1, group:
     held = [peak_held_layers(pp, micro, r, chunk_layers(num_layers, pp, vpp, r, embedding, loss), group)
             for r in range(pp)]
     return max(held[:-1]), held[-1]
+
+
+def rank_layers(num_layers: int, pp: int, split: StageSplit = StageSplit()) -> tuple[tuple[int, ...], ...] | None:
+    """The decoder layers (indices from 0) each pipeline rank builds: virtual stage j = c p + r is chunk c of rank r
+    (Megatron-Core's interleaved placement, megatron/core/transformer/transformer_layer.py get_transformer_layer_offset),
+    and the virtual stages take their ``chunk_layers`` in order. None for a split Megatron-Core cannot place.
+
+    >>> rank_layers(8, 2, StageSplit(vpp=2))
+    ((0, 1, 4, 5), (2, 3, 6, 7))
+    >>> [len(r) for r in rank_layers(126, 16, StageSplit(embedding=True, loss=True))][:3]
+    [7, 8, 8]
+    """
+    v, e, lo = split
+    if pipeline_stage_layers(num_layers, pp, e, lo) is None or ((e or lo) and (num_layers + e + lo) % (pp * v)):
+        return None
+    chunks = [chunk_layers(num_layers, pp, v, r, e, lo) for r in range(pp)]
+    ranks: list[list[int]] = [[] for _ in range(pp)]
+    start = 0
+    for j in range(pp * v):
+        c, r = divmod(j, pp)
+        ranks[r] += range(start, start + chunks[r][c])
+        start += chunks[r][c]
+    return tuple(tuple(r) for r in ranks)
+
+
+@per_spec
+def stage_params(m: ModelSpec, pp: int, split: StageSplit = StageSplit()) -> tuple[tuple[int, int], ...] | None:
+    """(dense, routed-expert) parameters each pipeline rank holds: its decoder layers (``rank_layers``, each layer's
+    own tensors, calc.model.params.layer_blocks), the embedding and everything else outside the blocks on the first
+    rank, the output head on the last; a head tied to the embedding is a second copy of V x H on the last rank when
+    p > 1 (Megatron-Core's shared_embedding_or_output_weight: the last stage builds the output layer from a copy of
+    the word embeddings and all-reduces its gradient with the first stage's). Rank sums are the model's count
+    (+ V H with a tied head). None for a split Megatron-Core cannot place.
+
+    Worked: Gemma 2 9B (V 256,000 x H 3,584 = 917,504,000 embedding, tied; 42 layers of 198,195,200) on PP 4
+    (Megatron-Core's uneven split 10, 11, 11, 10) holds 10 layers + the embedding on the first rank,
+    1,981,952,000 + 917,504,000 + 3,584 (the final norm, counted with the embedding) = 2,899,459,584, and 10 layers +
+    the tied head's copy on the last, 2,899,456,000, against 9,241,705,984 / 4 = 2.31e9 averaged over the stages."""
+    layers = rank_layers(m.num_layers, pp, split)
+    if layers is None:
+        return None
+    per_layer = [(sum(t.params for t in ts if t.component != "experts"), sum(t.params for t in ts if t.component == "experts"))
+                 for _, ts in layer_blocks(m)]
+    outside = model_tensors(m)
+    head = sum(t.params for t in outside if t.component == "lm_head")
+    first = sum(t.params for t in outside) - head
+    if m.tied_embeddings and pp > 1:
+        head += m.vocab_size * m.hidden_size
+    out = []
+    for r, idx in enumerate(layers):
+        dense = sum(per_layer[i][0] for i in idx) + (first if r == 0 else 0) + (head if r == pp - 1 else 0)
+        out.append((dense, sum(per_layer[i][1] for i in idx)))
+    return tuple(out)

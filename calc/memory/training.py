@@ -19,10 +19,10 @@ from calc.memory.activations import (
     priced_loss,
     stage_activations,
 )
-from calc.memory.pipeline import held_stage_layers
+from calc.memory.pipeline import StageSplit, held_stage_layers, stage_params
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, expert_grid_problem, layers_per_stage
-from calc.model.params import count_params, layer_kinds, model_tensors
+from calc.model.params import count_params, layer_kinds, model_tensors, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, check_count, check_positive, check_within, gb, gib
@@ -168,6 +168,7 @@ def training_memory(
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
     global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
     pp_slots: int = 0, held_layers: tuple[int, int] | None = None, fp32_shards: bool = False,
+    pp_split: StageSplit = StageSplit(),
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -177,7 +178,8 @@ def training_memory(
     and the backward workspace; "textbook" is
     Korthikanti et al.'s GPT-3 formula below, shown in --explain either way.
 
-    states = N * (w + g + o) bytes (recipe), split by t*p, then ZeRO over d: stage 1 shards o,
+    states = N * (w + g + o) bytes (recipe), split by t*p (with PP each rank's own N_r in place of N/p: the
+    embedding on the first, the head on the last, calc.memory.pipeline.stage_params), then ZeRO over d: stage 1 shards o,
     stage 2 also g, stage 3 also w, over the d*c ranks (Megatron's distributed optimizer shards over DP x CP);
     routed experts split e ways (``ep``) and ETP ways (``etp``, None: t), their states sharded over EDP = t*d*c/(ETP*e)
     (``shard_states``). Activations: ``training_bytes_per_gpu``
@@ -198,6 +200,8 @@ def training_memory(
     ``pp_slots``: the embedding / loss counted as pipeline layers (calc.model.parallel.check_layout's extra_stage_slots).
     ``held_layers``: the schedule's layer-micro-batches on the first and the last rank (calc.memory.pipeline), when
     the caller knows the schedule (train-step's layouts); without it, ceil(L/p) layers x ``in_flight`` and floor(L/p).
+    ``pp_split``: how the layout places layers on the ranks (chunks, embedding / loss slots), which decides each
+    rank's own parameters (calc.memory.pipeline.stage_params): with PP the states are priced rank by rank.
 
     ``global_batch``: min_gpus counts only a DP that splits it into whole micro-batches; ``min_gpus_of``: a search
     that replaces this one's for min_gpus (calc.training.step.layout_memory's, which prices each DP at its own
@@ -250,7 +254,7 @@ def training_memory(
             loss=loss, sharding=sharding, fsdp_reduce_bytes=fsdp_reduce_bytes, dropout=dropout,
             recompute_modules=recompute_modules, offload_layers=offload_layers, offload_modules=offload_modules,
             gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator, act_bytes=act_bytes,
-            held_layers=held_layers if layout.pp == plan.pp else None, fp32_shards=fp32_shards,
+            held_layers=held_layers if layout.pp == plan.pp else None, fp32_shards=fp32_shards, pp_split=pp_split,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -374,16 +378,18 @@ def layer_activations(m: ModelSpec, micro_batch: int, s_local: int, tp: int, sp:
                             logits=head[-1].bytes, workspace=stage.backward_workspace)
 
 
-def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float,
-                           offload_layers: int | None = None, held: tuple[int, int] | None = None) -> int:
-    """Activations of the fullest pipeline stage. 1F1B: the first stage holds ``in_flight`` micro-batches of
-    ceil(L/p) layers (+ their embedding masks), the last one micro-batch of floor(L/p) layers + the head:
+def stage_activation_ends(per: LayerActivations, num_layers: int, pp: int, in_flight: float,
+                          offload_layers: int | None = None, held: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Activations of the fullest pipeline rank but the last, and of the last. 1F1B: the first stage holds
+    ``in_flight`` micro-batches of ceil(L/p) layers (+ their embedding masks), the last one micro-batch of floor(L/p)
+    layers + the head:
         first = ceil(L/p) * in_flight * layer + in_flight * embed [+ head when p = 1] + workspace
         last  = floor(L/p) * layer + head inputs + max(logits/loss, workspace)
     (the loss buffers exist at the backward's start, before the layers' workspace). ``held``: the schedule's own
     count of layer-micro-batches on the first and the last rank (calc.memory.pipeline.held_stage_layers: the
     stages' real layer counts, chunk by chunk under interleaving) in place of ceil(L/p) * in_flight and floor(L/p).
-    ``offload_layers``: activation offload to CPU keeps only that many layers of each micro-batch on the GPU."""
+    ``offload_layers``: activation offload to CPU keeps only that many layers of each micro-batch on the GPU.
+    Without a pipeline both are the one stage's: first + head."""
     head = per.head_saved + max(per.logits, per.workspace)
     first_layers, last_layers = math.ceil(num_layers / pp), num_layers // pp
     if offload_layers:
@@ -391,8 +397,14 @@ def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_f
     first_held, last_held = (first_layers * in_flight, last_layers) if held is None or offload_layers else held
     first = math.ceil(first_held * per.saved + in_flight * per.embed)
     if pp == 1:
-        return first + head
-    return max(first + per.workspace, last_held * per.saved + head)
+        return first + head, first + head
+    return first + per.workspace, last_held * per.saved + head
+
+
+def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float,
+                           offload_layers: int | None = None, held: tuple[int, int] | None = None) -> int:
+    """Activations of the fullest pipeline stage: the larger of ``stage_activation_ends``."""
+    return max(stage_activation_ends(per, num_layers, pp, in_flight, offload_layers, held))
 
 
 def textbook_activation_bytes(m: ModelSpec, micro_batch: int, s_local: int, tp: int, pp: int, sp: bool,
@@ -662,13 +674,16 @@ def training_bytes_per_gpu(
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
     caching_allocator: bool = False, act_bytes: int = 2, held_layers: tuple[int, int] | None = None,
-    fp32_shards: bool = False,
+    fp32_shards: bool = False, pp_split: StageSplit = StageSplit(),
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
 
-    states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``, unless the caller
-    passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
+    states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``; with PP rank by rank, each
+    rank's own parameters (``pp_split`` places them, calc.memory.pipeline.stage_params: the embedding on the first
+    rank, the head on the last) in place of N/p, and the peak is the larger of the fullest rank but the last (the most
+    states any of them holds, beside the first end of ``stage_activation_ends``) and the last (its states beside the
+    last end); unless the caller passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
     (default p; ``held_layers``: the schedule's layer-micro-batches on the fullest and the last rank,
     stage_activation_bytes; by default 1F1B's over ``in_flight`` micro-batches when that is whole, as a caller without
@@ -698,25 +713,43 @@ def training_bytes_per_gpu(
     if held_layers is None and float(in_flight).is_integer():  # 1F1B over Megatron-Core's split, min(p, m) in flight
         held_layers = held_stage_layers(m.num_layers, pp, int(in_flight))
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
-    if states is None:
+    # the ranks priced: without a pipeline (or a caller's own states) one, the stage-averaged N/p; with the recipe's
+    # states under PP the fullest rank but the last (the most states any holds) and the last, each with its own
+    # parameters (calc.memory.pipeline.stage_params: the embedding on the first, the head on the last)
+    ranks: list[tuple[float, float]] = [(params - expert_params, expert_params)]
+    shares = stage_params(m, pp, pp_split) if recipe_states and pp > 1 else None
+    if shares is not None:
+        model_dense = total_params(m) - routed_expert_params(m)
+        scale_d = (params - expert_params) / model_dense if model_dense else 0.0
+        scale_e = expert_params / routed_expert_params(m) if expert_params else 0.0
+        ranks = [(d * pp * scale_d, e * pp * scale_e) for d, e in shares]
+    if recipe_states:
         w, g, o = recipe_bytes(recipe)
-        dense = params - expert_params
-        if sharding == FSDP_PP:
-            weights, grads, optimizer = fsdp_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp,
-                                                       sharded_params=0 if recipe in MASTER_RECIPES else w)
-        elif sharding == ZERO2_PP:
-            weights, grads, optimizer = zero2_pp_states(dense, expert_params, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
-        elif fp32_shards and zero == 3 and recipe in MASTER_RECIPES:
-            weights, grads, optimizer = fsdp2_states(dense, expert_params, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
-        else:
-            fp32_shards = False  # a recipe without an fp32 master, or ZeRO < 3: the recipe's own placement
-            weights, grads, optimizer = shard_states((dense * w, dense * g, dense * o),
-                                                     (expert_params * w, expert_params * g, expert_params * o),
-                                                     tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
-        states, gradients = {"weights": weights, "optimizer": optimizer}, grads
+        fp32_shards = fp32_shards and zero == 3 and recipe in MASTER_RECIPES and sharding == ZERO_SHARDING
+
+        def recipe_states_of(dense: float, experts: float) -> tuple[int, int, int]:
+            # (weights, gradients, optimizer) per GPU for a rank holding dense / experts parameters out of every p
+            if sharding == FSDP_PP:
+                return fsdp_pp_states(dense, experts, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp,
+                                      sharded_params=0 if recipe in MASTER_RECIPES else w)
+            if sharding == ZERO2_PP:
+                return zero2_pp_states(dense, experts, w=w, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
+            if fp32_shards:
+                return fsdp2_states(dense, experts, o=o, tp=tp, pp=pp, dp=dp, ep=ep, etp=etp)
+            return shard_states((dense * w, dense * g, dense * o), (experts * w, experts * g, experts * o),
+                                tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
+
+        placed = [recipe_states_of(*r) for r in ranks]
+        fullest = max(range(max(len(ranks) - 1, 1)), key=lambda r: sum(placed[r]))
+        picks = [({"weights": placed[r][0], "optimizer": placed[r][2]}, placed[r][1], ranks[r])
+                 for r in ([fullest, len(ranks) - 1] if len(ranks) > 1 else [0])]
+    else:
+        picks = [(states, gradients or 0, ranks[0])]
     if activations_model == "textbook":
-        activations = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight,
-                                                None if held_layers is None or offload_layers else held_layers[0])
+        textbook = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight,
+                                             None if held_layers is None or offload_layers else held_layers[0])
+        ends = (textbook, textbook)
+        picks = picks[:1]  # Korthikanti's formula is the first stage's
     else:
         if setup is None:
             setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
@@ -729,37 +762,43 @@ def training_bytes_per_gpu(
                                     loss_chunks=loss_chunks, lm_head_trains=lm_head_trains)
             if cache is not None:
                 cache[key] = per
-        activations = stage_activation_bytes(per, m.num_layers, pp, in_flight, offload_layers, held_layers)
+        ends = stage_activation_ends(per, m.num_layers, pp, in_flight, offload_layers, held_layers)
+        if len(picks) == 1:  # one rank priced: the fuller end
+            ends = (max(ends),) * 2
     persist = sharding in (FSDP_PP, ZERO2_PP) or gradients_persist(grad_accum, grad_buffer, zero)
-    cached: dict[str, int] = {}
-    if caching_allocator:
-        fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
-        sharded_grads = shard_states((0, (params - expert_params) * FSDP_REDUCE_BYTES, 0),
-                                     (0, expert_params * FSDP_REDUCE_BYTES, 0), tp=tp, pp=pp, dp=dp, ep=ep, zero=2,
-                                     etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
-        if fp32_shards and zero == 3 and sharding == ZERO_SHARDING:
-            # the pool's blocks are the fp32 gradients themselves. Accumulating, they are live: counted as gradients,
-            # not again here. Else the peak is max(forward end: activations + the pool zero_grad left, backward end: the
-            # gradients), i.e. activations + gradients reserved and max(activations, gradients) allocated: with the
-            # part "gradients" = max(g - a, 0) (assemble_peak), the pool adds min(g, a)
-            sharded_grads = 0 if persist else min(sharded_grads, activations)
-        freed = 0
-        # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers)
-        if activations_model != "textbook" and priced_loss(loss, tp) == "fp32":  # counted where the stage holding the loss is the fullest
-            hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
-            bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
-            freed = stage_activation_bytes(bigger, m.num_layers, pp, in_flight, offload_layers, held_layers) - activations
-        cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
+    # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers): what that adds to
+    # each end, counted where the end holding the loss is the one priced
+    freed_ends = (0, 0)
+    if caching_allocator and activations_model != "textbook" and priced_loss(loss, tp) == "fp32":
+        hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
+        bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
+        big = stage_activation_ends(bigger, m.num_layers, pp, in_flight, offload_layers, held_layers)
+        freed_ends = (big[0] - ends[0], big[1] - ends[1]) if len(picks) > 1 else ((max(big) - ends[0],) * 2)
     if fsdp is None and sharding == ZERO2_PP:
         fsdp = unit_gradient_bytes(m, tp, ep=ep) if dp > 1 else 0
     if fsdp is None:
         fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes, ep=ep)
                 if zero == 3 and dp > 1 and sharding != FSDP_PP else 0)
-    return assemble_peak(
-        states, gradients=gradients or 0, gradients_persist=persist,
-        activations=activations, fsdp=fsdp,
-        transients=transients, fragmentation=fragmentation, cached=cached,
-        cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes)
+    fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
+    peaks = []
+    for (held_states, grads, (dense, experts)), activations, freed in zip(picks, ends, freed_ends, strict=False):
+        cached: dict[str, int] = {}
+        if caching_allocator:
+            sharded_grads = shard_states((0, dense * FSDP_REDUCE_BYTES, 0), (0, experts * FSDP_REDUCE_BYTES, 0), tp=tp,
+                                         pp=pp, dp=dp, ep=ep, zero=2,
+                                         etp=etp)[1] if fsdp_sharded and (recipe_states or lm_head_trains) else 0
+            if fp32_shards and zero == 3 and sharding == ZERO_SHARDING:
+                # the pool's blocks are the fp32 gradients themselves. Accumulating, they are live: counted as
+                # gradients, not again here. Else the peak is max(forward end: activations + the pool zero_grad left,
+                # backward end: the gradients), i.e. activations + gradients reserved and max(activations, gradients)
+                # allocated: with the part "gradients" = max(g - a, 0) (assemble_peak), the pool adds min(g, a)
+                sharded_grads = 0 if persist else min(sharded_grads, activations)
+            cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
+        peaks.append(assemble_peak(
+            held_states, gradients=grads, gradients_persist=persist,
+            activations=activations, fsdp=fsdp, transients=transients, fragmentation=fragmentation, cached=cached,
+            cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes))
+    return max(peaks, key=lambda parts: sum(parts.values()))
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,

@@ -59,7 +59,7 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
-from calc.memory.pipeline import held_stage_layers, peak_held_layers
+from calc.memory.pipeline import StageSplit, held_stage_layers, peak_held_layers
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -321,6 +321,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
         held_layers=layout_held_layers(num_layers, layout, micro), fp32_shards=mem.fp32_shards,
+        pp_split=StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss),
     )
 
 
