@@ -41,6 +41,9 @@ class StageSplit(NamedTuple):
     loss: bool = False
 
 
+CONTIGUOUS = StageSplit()  # one chunk a rank, no embedding / loss slot: Megatron-Core's default placement
+
+
 def chunk_layers(num_layers: int, pp: int, vpp: int, rank: int, embedding: bool = False, loss: bool = False
                  ) -> tuple[int, ...]:
     """Decoder layers in each of the ``vpp`` model chunks of pipeline rank ``rank``.
@@ -129,7 +132,7 @@ def held_stage_layers(num_layers: int, pp: int, micro: int, vpp: int = 1, group:
     return max(held[:-1]), held[-1]
 
 
-def rank_layers(num_layers: int, pp: int, split: StageSplit = StageSplit()) -> tuple[tuple[int, ...], ...] | None:
+def rank_layers(num_layers: int, pp: int, split: StageSplit = CONTIGUOUS) -> tuple[tuple[int, ...], ...] | None:
     """The decoder layers (indices from 0) each pipeline rank builds: virtual stage j = c p + r is chunk c of rank r
     (Megatron-Core's interleaved placement, megatron/core/transformer/transformer_layer.py get_transformer_layer_offset),
     and the virtual stages take their ``chunk_layers`` in order. None for a split Megatron-Core cannot place.
@@ -153,7 +156,7 @@ def rank_layers(num_layers: int, pp: int, split: StageSplit = StageSplit()) -> t
 
 
 @per_spec
-def stage_params(m: ModelSpec, pp: int, split: StageSplit = StageSplit()) -> tuple[tuple[int, int], ...] | None:
+def stage_params(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS) -> tuple[tuple[int, int], ...] | None:
     """(dense, routed-expert) parameters each pipeline rank holds: its decoder layers (``rank_layers``, each layer's
     own tensors, calc.model.params.layer_blocks), the embedding and everything else outside the blocks on the first
     rank, the output head on the last; a head tied to the embedding is a second copy of V x H on the last rank when

@@ -19,7 +19,7 @@ from calc.memory.activations import (
     priced_loss,
     stage_activations,
 )
-from calc.memory.pipeline import StageSplit, held_stage_layers, stage_params
+from calc.memory.pipeline import CONTIGUOUS, StageSplit, held_stage_layers, stage_params
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, expert_grid_problem, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors, total_params
@@ -168,7 +168,7 @@ def training_memory(
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
     global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
     pp_slots: int = 0, held_layers: tuple[int, int] | None = None, fp32_shards: bool = False,
-    pp_split: StageSplit = StageSplit(),
+    pp_split: StageSplit = CONTIGUOUS,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -674,7 +674,7 @@ def training_bytes_per_gpu(
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
     caching_allocator: bool = False, act_bytes: int = 2, held_layers: tuple[int, int] | None = None,
-    fp32_shards: bool = False, pp_split: StageSplit = StageSplit(),
+    fp32_shards: bool = False, pp_split: StageSplit = CONTIGUOUS,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
