@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from calc.memo import per_spec
 from calc.model.parallel import pipeline_stage_layers
-from calc.model.params import layer_blocks, model_tensors
+from calc.model.params import layer_blocks, model_tensors, total_params
 from calc.specs import ModelSpec
 
 
@@ -183,3 +183,16 @@ def stage_params(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS) -> tuple
         dense = sum(per_layer[i][0] for i in idx) + (first if r == 0 else 0) + (head if r == pp - 1 else 0)
         out.append((dense, sum(per_layer[i][1] for i in idx)))
     return tuple(out)
+
+
+def stage_params_note(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS) -> str | None:
+    """The assumption line of ``stage_params`` (--explain): what the first and last ranks hold; None without PP."""
+    shares = stage_params(m, pp, split) if pp > 1 else None
+    if shares is None:
+        return None
+    layers = rank_layers(m.num_layers, pp, split)
+    assert layers is not None
+    tied = "; the tied head is a copy of the embedding there" if m.tied_embeddings else ""
+    return (f"pipeline states rank by rank: the first rank {sum(shares[0]):,} parameters ({len(layers[0])} layers + "
+            f"the embedding), the last {sum(shares[-1]):,} ({len(layers[-1])} layers + the head{tied}), against "
+            f"N/p = {total_params(m) / pp:,.0f} averaged; the fullest rank is priced")

@@ -19,7 +19,7 @@ from calc.memory.activations import (
     priced_loss,
     stage_activations,
 )
-from calc.memory.pipeline import CONTIGUOUS, StageSplit, held_stage_layers, stage_params
+from calc.memory.pipeline import CONTIGUOUS, StageSplit, held_stage_layers, stage_params, stage_params_note
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, expert_grid_problem, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors, total_params
@@ -303,6 +303,7 @@ def training_memory(
              f"FSDP2 mixed precision (ZeRO-3) over DP x CP {plan.dp * plan.cp}: the fp32 shard is the master, no 16-bit "
              "shard kept, gradients reduce-scattered into fp32 shards" if fp32_shards and zero == 3 and recipe in MASTER_RECIPES else
              f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}") + (f"; routed experts split EP {ep}" if ep > 1 else ""),
+            *([note] if (note := stage_params_note(m, plan.pp, pp_split)) else []),
             (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
              f"{'FlashAttention' if flash else 'eager attention'}, {loss} cross-entropy), "
              f"recompute={recompute}" if activations_model == "per-tensor" else

@@ -1,0 +1,75 @@
+"""Training states under pipeline parallelism, rank by rank (calc.memory.pipeline.stage_params): the first rank holds
+the embedding, the last the head (and a copy of a tied head), every rank its own decoder layers. Numbers worked by hand
+from the published configs (Llama 3 8B: H 4096, 32 layers, KV 1024, I 14336, V 128256; Gemma 2 9B: H 3584,
+42 layers, 16 heads x 256, 8 KV heads, I 14336, 4 norms a layer, V 256000, tied)."""
+
+from __future__ import annotations
+
+from calc.memory.pipeline import StageSplit, rank_layers, stage_params
+from calc.memory.training import training_bytes_per_gpu, training_memory
+from calc.sources.catalog import load_model
+from calc.specs import Parallelism
+
+# Llama 3 8B, one layer: q 4096^2 + k, v 4096 x 1024 each + o 4096^2 = 41,943,040; MLP 3 x 4096 x 14336 =
+# 176,160,768; two RMSNorms 8,192 -> 218,112,000. Embedding 128,256 x 4,096 = 525,336,576, head the same, final norm 4,096.
+LLAMA_LAYER = 41_943_040 + 176_160_768 + 8_192
+LLAMA_EMBED = 128_256 * 4_096
+# Gemma 2 9B, one layer: q 3584 x 4096 + k, v 3584 x 2048 each + o 4096 x 3584 = 44,040,192; MLP 3 x 3584 x 14336 =
+# 154,140,672; four RMSNorms 14,336 -> 198,195,200. Embedding 256,000 x 3,584 = 917,504,000 (tied).
+GEMMA_LAYER = 44_040_192 + 154_140_672 + 14_336
+GEMMA_EMBED = 256_000 * 3_584
+
+
+def test_each_rank_holds_its_layers_and_the_first_the_embedding_the_last_the_head() -> None:
+    m = load_model("llama3-8b")
+    assert LLAMA_LAYER == 218_112_000
+    assert stage_params(m, 4) == ((8 * LLAMA_LAYER + LLAMA_EMBED + 4_096, 0), (8 * LLAMA_LAYER, 0),
+                                  (8 * LLAMA_LAYER, 0), (8 * LLAMA_LAYER + LLAMA_EMBED, 0))
+    # the ranks sum to the model's 8,030,261,248 (an untied head adds no copy)
+    assert sum(d for d, _ in stage_params(m, 4)) == 8_030_261_248
+
+
+def test_a_tied_head_is_a_second_copy_of_the_embedding_on_the_last_rank() -> None:
+    m = load_model("gemma2-9b")
+    # 42 layers on PP 4: Megatron-Core's uneven split 10, 11, 11, 10
+    first, second, third, last = stage_params(m, 4)
+    assert first == (10 * GEMMA_LAYER + GEMMA_EMBED + 3_584, 0)  # + the final norm, counted with the embedding
+    assert second == third == (11 * GEMMA_LAYER, 0)
+    assert last == (10 * GEMMA_LAYER + GEMMA_EMBED, 0)
+    assert sum(d for d, _ in (first, second, third, last)) == 9_241_705_984 + GEMMA_EMBED
+
+
+def test_interleaved_chunks_take_the_layers_of_their_virtual_stage() -> None:
+    # 8 layers, PP 2 x VPP 2: virtual stages 0..3 hold layers (0,1), (2,3), (4,5), (6,7); rank r runs stages r and r + 2
+    assert rank_layers(8, 2, StageSplit(vpp=2)) == ((0, 1, 4, 5), (2, 3, 6, 7))
+    # the embedding and the loss taking a slot (126 + 2 = 128 = 16 x 8): the first and the last rank build 7 layers
+    counts = [len(r) for r in rank_layers(126, 16, StageSplit(embedding=True, loss=True))]
+    assert counts == [7] + [8] * 14 + [7]
+
+
+def test_the_first_rank_prices_its_embedding_states() -> None:
+    """bf16-adam (2 B weights, 2 B gradients, 12 B optimizer), TP 1, ZeRO 0: the first rank's states are its own
+    2,270,236,672 parameters', where N/p averaged 2,007,565,312 (a 4.2 GB understatement)."""
+    m = load_model("llama3-8b")
+    parts = training_bytes_per_gpu(m, params=8_030_261_248, tp=1, pp=4, dp=1, seq=2048, recipe="bf16-adam", zero=0)
+    first = 8 * LLAMA_LAYER + LLAMA_EMBED + 4_096
+    assert parts["weights"] == 2 * first
+    assert parts["optimizer"] == 12 * first
+
+
+def test_the_last_rank_is_priced_when_its_end_is_the_fuller() -> None:
+    """One micro-batch in flight: the first rank holds 8 layers of it, the last 8 layers + the head's logits (V = 128,256
+    a token); beside the first rank's extra 4,096 parameters of norm (64 KiB of states) the head's 128K-wide logits
+    make the last rank the fuller one."""
+    m = load_model("llama3-8b")
+    kw = dict(params=8_030_261_248, tp=1, pp=4, dp=1, seq=4096, recipe="bf16-adam", zero=0, in_flight=1)
+    parts = training_bytes_per_gpu(m, **kw)
+    assert parts["weights"] == 2 * (8 * LLAMA_LAYER + LLAMA_EMBED)  # the last rank's own
+
+
+def test_memory_mode_train_says_how_pipeline_states_are_priced() -> None:
+    m = load_model("gemma2-9b")
+    r = training_memory(m, plan=Parallelism(pp=4))
+    line = next(a for a in r.assumptions if a.startswith("pipeline states"))
+    assert f"{10 * GEMMA_LAYER + GEMMA_EMBED + 3_584:,}" in line and "tied head" in line
+    assert r.per_gpu["weights"] == 2 * (10 * GEMMA_LAYER + GEMMA_EMBED + 3_584)
