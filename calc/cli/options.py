@@ -10,6 +10,7 @@ both at once).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -577,6 +578,26 @@ MemFractionOpt = Annotated[float | None, typer.Option(
           "e.g. 0.907 on one H200, 0.847 on an RTX 4090; before 0.5.4 by TP, 0.88..0.79)"))]
 ChunkedPrefillOpt = Annotated[int | None, typer.Option(
     "--chunked-prefill-size", parser=human_int("--chunked-prefill-size"), help="SGLang: prefill tokens per step")]
+
+
+@dataclass(frozen=True)
+class EngineLaunch:
+    """The engine launch settings every serving command takes (latency, concurrency, serve, report, compare): one
+    option group (calc.cli.groups.takes), turned into EngineSettings by calc.cli.serving.engine_settings."""
+
+    gpu_memory_utilization: GpuMemUtilOpt = None
+    max_num_batched_tokens: MaxBatchedTokensOpt = None
+    max_num_seqs: MaxNumSeqsOpt = None
+    block_size: BlockSizeOpt = None
+    mem_fraction_static: MemFractionOpt = None
+    chunked_prefill_size: ChunkedPrefillOpt = None
+
+    def flags(self) -> dict[str, Any]:
+        """Each option's flag and value (None: not given), for a command that refuses them in a mode without an engine."""
+        return {"--" + f.replace("_", "-"): getattr(self, f) for f in self.__dataclass_fields__}
+
+
+DEFAULT_LAUNCH = EngineLaunch()  # every option left to the engine's default
 SharedPrefixOpt = Annotated[int, typer.Option(
     "--shared-prefix", parser=human_int("--shared-prefix", minimum=0),
     help="prefix-cached tokens every request shares (stored once)")]

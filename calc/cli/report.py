@@ -8,36 +8,33 @@ from typing import Annotated, Any
 import typer
 
 from calc.cli.finetune import CompileOpt, LoraRankOpt, LoraTargetsOpt, MethodOpt, OptimizerOpt, PrecisionOpt
+from calc.cli.groups import takes
 from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_LAUNCH,
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
     DEFAULT_SEQ,
     FINETUNE_4BIT,
     AttentionWindowsOpt,
-    BlockSizeOpt,
     CalibrationOpt,
-    ChunkedPrefillOpt,
     CommBufferOpt,
     DispatcherOpt,
     DtypeOpt,
     EnforceEagerOpt,
     Engine,
+    EngineLaunch,
     EngineOpt,
     EngineVersionOpt,
     ExpertImbalanceOpt,
     ExplainOpt,
     Fp8MoeScalesOpt,
-    GpuMemUtilOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
-    MaxBatchedTokensOpt,
     MaxModelLenOpt,
-    MaxNumSeqsOpt,
     MaxUtilizationOpt,
-    MemFractionOpt,
     MfuOpt,
     Mode,
     ModelArg,
@@ -97,6 +94,7 @@ class ReportFormat(StrEnum):
     html = "html"
 
 
+@takes("launch", EngineLaunch)
 def report(
     ctx: typer.Context,
     model: ModelArg,
@@ -128,12 +126,7 @@ def report(
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     max_model_len: MaxModelLenOpt = None,
-    gpu_memory_utilization: GpuMemUtilOpt = None,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None,
-    max_num_seqs: MaxNumSeqsOpt = None,
-    block_size: BlockSizeOpt = None,
-    mem_fraction_static: MemFractionOpt = None,
-    chunked_prefill_size: ChunkedPrefillOpt = None,
+    launch: EngineLaunch = DEFAULT_LAUNCH,
     attention_windows: AttentionWindowsOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
@@ -191,10 +184,7 @@ def report(
                "--attention-windows": attention_windows, "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
                "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
                "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router,
-               "--max-model-len": max_model_len, "--gpu-memory-utilization": gpu_memory_utilization,
-               "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
-               "--block-size": block_size, "--mem-fraction-static": mem_fraction_static,
-               "--chunked-prefill-size": chunked_prefill_size}
+               "--max-model-len": max_model_len, **launch.flags()}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
     if mode is Mode.finetune:
@@ -250,8 +240,7 @@ def report(
                                  moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
-                        mem_fraction_static, chunked_prefill_size, engine_version)  # as latency / concurrency / serve
+    s = engine_settings(engine, launch, max_model_len, engine_version)  # as latency / concurrency / serve
     if mode is Mode.infer:
         check_step_budget(s, m, g)
     n = num_gpus or 1
@@ -377,6 +366,7 @@ def report(
         raise LLMCalcError(unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms), plan.verdict)
 
 
+@takes("launch", EngineLaunch)
 def compare(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(help="MODEL then the GPUs to compare", metavar="MODEL GPU...")],
@@ -396,12 +386,7 @@ def compare(
     engine_version: EngineVersionOpt = None,
     max_model_len: MaxModelLenOpt = None,
     attention_windows: AttentionWindowsOpt = None,
-    gpu_memory_utilization: GpuMemUtilOpt = None,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None,
-    max_num_seqs: MaxNumSeqsOpt = None,
-    block_size: BlockSizeOpt = None,
-    mem_fraction_static: MemFractionOpt = None,
-    chunked_prefill_size: ChunkedPrefillOpt = None,
+    launch: EngineLaunch = DEFAULT_LAUNCH,
     kv_dtype: KvDtypeOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
@@ -443,8 +428,7 @@ def compare(
     refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
-    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
-                        mem_fraction_static, chunked_prefill_size, engine_version)  # as serve builds them
+    s = engine_settings(engine, launch, max_model_len, engine_version)  # as serve builds them
     for g in gpus:
         check_step_budget(s, m, g)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,

@@ -8,19 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
+from calc.cli.groups import takes
 from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
+    DEFAULT_LAUNCH,
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
     WEIGHT_FORMAT_NAMES,
     AcceptanceOpt,
     AttentionWindowsOpt,
     BatchOpt,
-    BlockSizeOpt,
     CalibrationOpt,
     CausalPrefillOpt,
-    ChunkedPrefillOpt,
     CommBufferOpt,
     DisaggOpt,
     DispatcherOpt,
@@ -29,21 +29,18 @@ from calc.cli.options import (
     EmitOpt,
     EnforceEagerOpt,
     Engine,
+    EngineLaunch,
     EngineOpt,
     EngineVersionOpt,
     EpOpt,
     ExpertImbalanceOpt,
     ExplainOpt,
     Fp8MoeScalesOpt,
-    GpuMemUtilOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
-    MaxBatchedTokensOpt,
     MaxModelLenOpt,
-    MaxNumSeqsOpt,
     MaxUtilizationOpt,
-    MemFractionOpt,
     ModelArg,
     MoeServingRateOpt,
     NumGpusOpt,
@@ -89,13 +86,15 @@ DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128)  # vLLM CacheConfig.block_size: BlockSize = Literal[1, 8, 16, 32, 64, 128]
 
 
-def engine_settings(engine: Engine, util: float | None = None, max_model_len: int | None = None, batched: int | None = None,
-                    seqs: int | None = None, block: int | None = None, fraction: float | None = None, chunk: int | None = None,
+def engine_settings(engine: Engine, launch: EngineLaunch = DEFAULT_LAUNCH, max_model_len: int | None = None,
                     version: str | None = None) -> Any:
     """EngineSettings from the options (every serving command's, report's and compare's); an option of another engine
     is refused, not ignored."""
     from calc.specs.serving import CURRENT_VERSION, EngineSettings, version_tuple
 
+    util, batched, seqs, block = (launch.gpu_memory_utilization, launch.max_num_batched_tokens, launch.max_num_seqs,
+                                  launch.block_size)
+    fraction, chunk = launch.mem_fraction_static, launch.chunked_prefill_size
     if engine == Engine.sglang:
         for flag, value in (("--gpu-memory-utilization", util), ("--max-num-batched-tokens", batched),
                             ("--block-size", block)):
@@ -386,6 +385,7 @@ def unmet_target_flag(num_gpus: int | None, rate: float | None, users: int | Non
             else "--ttft-ms" if ttft_ms is not None else "--rate")
 
 
+@takes("launch", EngineLaunch)
 def latency(
     ctx: typer.Context,
     model: ModelArg,
@@ -406,13 +406,8 @@ def latency(
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     attention_windows: AttentionWindowsOpt = None,
-    gpu_memory_utilization: GpuMemUtilOpt = None,
+    launch: EngineLaunch = DEFAULT_LAUNCH,
     max_model_len: MaxModelLenOpt = None,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None,
-    max_num_seqs: MaxNumSeqsOpt = None,
-    block_size: BlockSizeOpt = None,
-    mem_fraction_static: MemFractionOpt = None,
-    chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     fp8_moe_scales: Fp8MoeScalesOpt = None,
@@ -446,8 +441,7 @@ def latency(
     if ep == 1:
         refuse_ep_options(expert_imbalance=expert_imbalance, dispatcher=dispatcher, moe_permute_scope=moe_permute_scope)
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
-    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
-                        mem_fraction_static, chunked_prefill_size, engine_version)
+    s = engine_settings(engine, launch, max_model_len, engine_version)
     check_step_budget(s, m, g)
     a = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
                             step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
@@ -483,7 +477,7 @@ def latency(
                                       f"--batch <= {mem.max_num_seqs * d:,}")
     problem = batch_fit_problem(m, g, plan, s, dtype, kv_dtype, batch, prompt + output, a, mem=mem)
     if problem and not as_json:  # fit first: no time figure for a deployment that does not fit
-        raise no_fit_error(problem.message, gpu_memory_utilization,
+        raise no_fit_error(problem.message, launch.gpu_memory_utilization,
                            fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, batch, gpus),
                            problem.flag)
     result = engine_latency(m, g, plan, s, a, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype,
@@ -520,6 +514,7 @@ def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | N
     return at_len.max_concurrency * d
 
 
+@takes("launch", EngineLaunch)
 def concurrency(
     ctx: typer.Context,
     model: ModelArg,
@@ -535,12 +530,7 @@ def concurrency(
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     attention_windows: AttentionWindowsOpt = None,
-    gpu_memory_utilization: GpuMemUtilOpt = None,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None,
-    max_num_seqs: MaxNumSeqsOpt = None,
-    block_size: BlockSizeOpt = None,
-    mem_fraction_static: MemFractionOpt = None,
-    chunked_prefill_size: ChunkedPrefillOpt = None,
+    launch: EngineLaunch = DEFAULT_LAUNCH,
     shared_prefix: SharedPrefixOpt = 0,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
@@ -564,8 +554,7 @@ def concurrency(
         refuse_moe_options(m, ep=ep if ep != 1 else None)  # --ep 1: no expert parallelism, as without it
     ep = ep or 1
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp, ep), comm_buffer_gib)
-    s = engine_settings(engine, gpu_memory_utilization, tokens, max_num_batched_tokens, max_num_seqs, block_size,
-                  mem_fraction_static, chunked_prefill_size, engine_version)
+    s = engine_settings(engine, launch, tokens, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
     a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib,
@@ -575,13 +564,14 @@ def concurrency(
                                     ep=ep)
     refusal = None
     if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag whose change makes it fit (the engine's)
-        refusal = no_fit_error(f"does not fit: {result.verdict}", gpu_memory_utilization,
+        refusal = no_fit_error(f"does not fit: {result.verdict}", launch.gpu_memory_utilization,
                                fits_at_default_utilization(m, g, s, dtype, kv_dtype, tokens, a, 1, result.num_gpus),
                                result.fix_flag or "--num-gpus")
     emit_outcome(result, as_json, explain, concurrency_view, refusal.problem if refusal else None,
                  refusal.field if refusal else "--num-gpus")
 
 
+@takes("launch", EngineLaunch)
 def serve(
     ctx: typer.Context,
     model: ModelArg,
@@ -600,13 +590,8 @@ def serve(
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     attention_windows: AttentionWindowsOpt = None,
-    gpu_memory_utilization: GpuMemUtilOpt = None,
+    launch: EngineLaunch = DEFAULT_LAUNCH,
     max_model_len: MaxModelLenOpt = None,
-    max_num_batched_tokens: MaxBatchedTokensOpt = None,
-    max_num_seqs: MaxNumSeqsOpt = None,
-    block_size: BlockSizeOpt = None,
-    mem_fraction_static: MemFractionOpt = None,
-    chunked_prefill_size: ChunkedPrefillOpt = None,
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
@@ -659,8 +644,7 @@ def serve(
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
-    s = engine_settings(engine, gpu_memory_utilization, max_model_len, max_num_batched_tokens, max_num_seqs, block_size,
-                  mem_fraction_static, chunked_prefill_size, engine_version)
+    s = engine_settings(engine, launch, max_model_len, engine_version)
     check_step_budget(s, m, g)
     from calc.serving.engine_kernels import engine_kernels
 
@@ -698,7 +682,7 @@ def serve(
 
         plot_serve_frontier(result, str(plot_path))
     if not result.fits and not as_json:
-        raise no_fit_error(result.verdict, gpu_memory_utilization,
+        raise no_fit_error(result.verdict, launch.gpu_memory_utilization,
                            fits_at_default_utilization(m, g, s, dtype, kv_dtype, prompt + output, a, 1, num_gpus))
     if result.fits and result.best is None:  # fits in memory, meets no target: the table, then one line naming a target
         target = unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms)

@@ -232,16 +232,36 @@ def _vllm_kv_flag(m: ModelSpec, fp8_kv: bool) -> str:
 
 
 # Each engine's cap on the requests it runs at once, which the --emit line sets from the plan's batch, and how the
-# line's number relates to the batch under expert parallelism (_launch_line)
+# line's number relates to the batch under expert parallelism (``request_cap``)
 REQUEST_CAP = {"vllm": ("--max-num-seqs", "per attention group under EP: batch / DP rounded up"),
                "sglang": ("--max-running-requests", "rounded up to a multiple of DP under EP"),
                "trtllm": ("--max_batch_size", "per rank under attention DP: batch / DP rounded up")}
 
 
+def request_cap(engine: str, batch: int, tp: int, ep: int) -> tuple[str, int, str]:
+    """(flag, value, scope) of the running-request cap an engine is launched with for a replica running ``batch``
+    requests at TP ``tp`` x EP ``ep``: the one figure the --emit line writes and a page quotes. Under EP the
+    attention runs data-parallel over DP = EP / TP groups (calc.serving.moe.attention_ranks), each taking
+    ceil(batch / DP): vLLM's --max-num-seqs and TensorRT-LLM's --max_batch_size (attention DP) are per group,
+    SGLang's --max-running-requests the total it splits over the DP ranks, a multiple of DP (ceil(batch / DP) x DP).
+
+    >>> request_cap("vllm", 100, 1, 8), request_cap("sglang", 100, 1, 8), request_cap("trtllm", 100, 2, 1)
+    (('--max-num-seqs', 13, 'per attention group'), ('--max-running-requests', 104, 'in all'), ('--max_batch_size', 100, ''))
+    """
+    flag = REQUEST_CAP.get(engine.split("-")[0], REQUEST_CAP["vllm"])[0]
+    dp = attention_ranks(tp, ep)
+    per_group = math.ceil(batch / dp)
+    if ep <= 1:
+        return flag, batch, ""
+    if flag == REQUEST_CAP["sglang"][0]:
+        return flag, per_group * dp, "in all"
+    return flag, per_group, "per attention group"
+
+
 def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
                  gpu_memory_bytes: int, batch_flag: bool = True) -> str:
     dp = attention_ranks(best.tp, best.ep)  # EP = DP x TP (calc.serving.moe)
-    seqs = math.ceil(best.batch / dp)  # each data-parallel attention group runs its own share
+    cap = request_cap(emit, best.batch, best.tp, best.ep)[1]  # each data-parallel attention group runs its own share
     fp8_kv = kv_dtype == "fp8"
     name = model_id(m)
     if emit == "vllm":
@@ -249,7 +269,7 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
             parallel = f"--tensor-parallel-size {best.tp} --data-parallel-size {dp} --enable-expert-parallel"
         else:
             parallel = f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}"
-        seqs_flag = f" --max-num-seqs {seqs}" if batch_flag else ""
+        seqs_flag = f" --max-num-seqs {cap}" if batch_flag else ""
         return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len}{seqs_flag} "
                 f"--max-num-batched-tokens {batched_tokens} --kv-cache-dtype {_vllm_kv_flag(m, fp8_kv)} "
                 f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --block-size {s.page_tokens()}")
@@ -261,7 +281,7 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
         # SGLang splits --max-running-requests over the DP attention ranks (each runs total // dp): a multiple of dp
         return (f"python -m sglang.launch_server --model-path {name} {parallel} "
                 f"--mem-fraction-static {s.mem_fraction(best.tp, gpu_memory_bytes, best.pp):g} --context-length {s.max_model_len} "
-                + (f"--max-running-requests {seqs * dp} " if batch_flag else "")
+                + (f"--max-running-requests {cap} " if batch_flag else "")
                 + f"--chunked-prefill-size {batched_tokens} "
                 f"--kv-cache-dtype {'fp8_e4m3' if fp8_kv else 'auto'}")
     if emit == "trtllm":
@@ -270,7 +290,7 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
         attention_dp = best.ep > 1
         return (("printf 'enable_attention_dp: true\\n' > attention_dp.yaml && " if attention_dp else "")
                 + f"trtllm-serve {name} --backend pytorch --tp_size {best.tp * dp} --pp_size {best.pp} "
-                f"--ep_size {best.ep} --max_batch_size {seqs if attention_dp else best.batch} --max_num_tokens {batched_tokens} "
+                f"--ep_size {best.ep} --max_batch_size {cap} --max_num_tokens {batched_tokens} "
                 f"--max_seq_len {s.max_model_len} --kv_cache_free_gpu_memory_fraction {s.free_gpu_memory_fraction:g}"
                 + (" --extra_llm_api_options attention_dp.yaml" if attention_dp else ""))
     raise LLMCalcError("--emit", f"unknown engine {emit!r}; use vllm, sglang or trtllm")

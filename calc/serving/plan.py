@@ -43,7 +43,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, DEFAULT_MAX_UTILIZATIO
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
 from calc.serving.latency import serving_layouts
-from calc.serving.launch import launch_command
+from calc.serving.launch import launch_command, request_cap
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, pool_queue_s
 from calc.serving.speculative import Speculation
@@ -710,19 +710,13 @@ def _explain(layouts: list[Layout]) -> list[str]:
     ]
 
 
-# The flag each engine caps its running requests with (calc.serving.launch writes it in the --emit line).
-RUNNING_CAP_FLAG = {"vllm": "--max-num-seqs", "vllm-v0": "--max-num-seqs", "sglang": "--max-running-requests",
-                    "trtllm": "--max_batch_size"}
-
-
 def launch_cap_note(plan: ServePlan) -> str | None:
     """The running-request cap the best layout's engine is launched with (its batch per attention group, as
     _launched_memory and the --emit line set it), said where a page also shows the engine's default launch (report);
     None without a best layout."""
     best = plan.best
-    if best is None or plan.engine not in RUNNING_CAP_FLAG:
+    if best is None:
         return None
-    seqs = math.ceil(best.batch / attention_ranks(best.tp, best.ep))
-    return (f"each replica's engine runs at its batch, launched with {RUNNING_CAP_FLAG[plan.engine]} {seqs}"
-            + (" per attention group" if best.ep > 1 else "") + " (as `serve --emit` writes it); the concurrency "
-            "figures above are the engine's default launch")
+    flag, cap, scope = request_cap(plan.engine, best.batch, best.tp, best.ep)
+    return (f"each replica's engine runs at its batch, launched with {flag} {cap}" + (f" {scope}" if scope else "")
+            + " (as `serve --emit` writes it); the concurrency figures above are the engine's default launch")
