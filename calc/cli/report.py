@@ -265,14 +265,14 @@ def report(
         training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
     training_cost = None
     if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
-        from calc.cli.training import Attention, _cost  # it (calc.cli.training._cost)
+        from calc.cli.training import StepKnobs, _cost  # it (calc.cli.training._cost)
 
         if node is None and stack is not None:
             raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
                                           "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
-            training_cost = _cost(m, g, None, seq, "bf16", calibration, Attention.flash, None, None, None, None, None,
-                                  stack=stack, recipe=states, single_gpu=n == 1)
+            training_cost = _cost(m, g, None, seq, "bf16", calibration, StepKnobs(stack=stack, recipe=states),
+                                  single_gpu=n == 1)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
                                       comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
                                       moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from calc.cli.finetune import CompileOpt, FragOpt, LoraRankOpt, LoraTargetsOpt, LossOpt
+from calc.cli.groups import takes
 from calc.cli.options import (
     DEFAULT_DTYPE,
     DEFAULT_SEQ,
@@ -20,7 +22,6 @@ from calc.cli.options import (
     CpOpt,
     CpuOffloadOpt,
     DaysOpt,
-    Dispatcher,
     DispatcherOpt,
     DpOpt,
     EpOpt,
@@ -282,8 +283,8 @@ def train_time(
         pins = _pins(tp=tp, pp=pp, cp=cp, ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
         plan = searched
         if plan is None or pins:
-            cost = _cost(m, g, system, seq, dtype, calibration, Attention.flash, None, None, None, None, None,
-                         host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, lora=lora, recipe=recipe,
+            cost = _cost(m, g, system, seq, dtype, calibration,
+                         StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, recipe=recipe), lora,
                          single_gpu=one_gpu)
             try:
                 plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
@@ -388,10 +389,9 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     if budget is not None and days is None and node is None:
         raise LLMCalcError("--budget", f"no node type ships for {g.name}, so its MFU is assumed (0.4) and the cost is the "
                                        "same on any count: give --days too, or --system NODE.yaml for a plan search")
-    cost = None if mfu_assumed is not None or node is None else _cost(m, g, system, seq, dtype, calibration, Attention.flash,
-                                                                      None, None, None, None, None, host_op_us=host_op_us,
-                                                                      moe_routing=moe_routing, stack=stack, lora=lora,
-                                                                      recipe=recipe)
+    cost = None if mfu_assumed is not None or node is None else _cost(
+        m, g, system, seq, dtype, calibration, StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack,
+                                                         recipe=recipe), lora)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -625,14 +625,38 @@ def _specs(model: str, gpu: str, seq: int) -> tuple[Any, Any]:
     return m, g
 
 
-def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration: str | None, attention: Attention,
-          collective_eff: float | None, overlap_eff: float | None, tp_overlap: float | None, ep_overlap: float | None,
-          capacity_factor: float | None, gemm_plateau: float | None = None,
-          activations: Activations = Activations.per_tensor, stack: Stack | None = None,
-          fp8_recipe: Fp8Recipe | None = None, host_op_us: float | None = None, ep_overlap_1f1b: bool = False,
-          dispatcher: Dispatcher | None = None, moe_routing: MoeRouting | None = None,
-          cp_comm: CpComm | None = None, pp_p2p_overlap: bool | None = None, lora: Any = None, recipe: str | None = None,
-          doc_tokens: int | None = None, single_gpu: bool = False, memory: dict[str, Any] | None = None) -> Any:
+@dataclass(frozen=True)
+class StepKnobs:
+    """The step model's options train-step and train-plan both take (calc.cli.groups.takes): kernels, stack, fp8
+    scaling, training-state recipe, efficiencies and overlaps, MoE exchange, packed documents; ``_cost`` turns them
+    into the ModelCost's Efficiencies. Commands that take a few of them (train-time, report) build one here."""
+
+    attention: AttentionOpt = Attention.flash
+    stack: StackOpt = None
+    fp8_recipe: Fp8RecipeOpt = None
+    recipe: RecipeOpt = None
+    collective_eff: CollectiveEffOpt = None
+    overlap_eff: OverlapEffOpt = None
+    tp_overlap: TpOverlapOpt = None
+    doc_tokens: DocTokensOpt = None
+    ep_overlap: EpOverlapOpt = None
+    ep_overlap_1f1b: EpOverlap1f1bOpt = False
+    dispatcher: DispatcherOpt = None
+    moe_routing: MoeRoutingOpt = None
+    cp_comm: CpCommOpt = None
+    pp_p2p_overlap: PpP2pOverlapOpt = None
+    capacity_factor: CapacityOpt = None
+    gemm_plateau: PlateauOpt = None
+    host_op_us: HostOpOpt = None
+    activations: ActivationsModelOpt = Activations.per_tensor
+
+
+DEFAULT_KNOBS = StepKnobs()
+
+
+def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration: str | None,
+          knobs: StepKnobs = DEFAULT_KNOBS, lora: Any = None, single_gpu: bool = False,
+          memory: dict[str, Any] | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
     frozen base; ``memory``: --loss / --compile / --fragmentation over the stack's memory settings, as `memory --mode
     train` takes them: Efficiencies loss, fused, fragmentation)."""
@@ -642,6 +666,10 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training.cost import Efficiencies, ModelCost
 
+    k = knobs
+    attention, stack, fp8_recipe, recipe, doc_tokens = k.attention, k.stack, k.fp8_recipe, k.recipe, k.doc_tokens
+    capacity_factor, dispatcher, moe_routing, ep_overlap, ep_overlap_1f1b = (k.capacity_factor, k.dispatcher, k.moe_routing,
+                                                                             k.ep_overlap, k.ep_overlap_1f1b)
     check_doc_tokens(doc_tokens, seq)
     node = load_system(system) if system else system_for_gpu(g)
     if node is None and single_gpu:  # one GPU moves nothing between GPUs: a node of one, no link figure read
@@ -676,16 +704,16 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     if ep_overlap_1f1b and ep_overlap is not None:
         raise LLMCalcError("--ep-overlap-1f1b", "sets how the expert all-to-all hides (under the other micro-batch's "
                            "compute); --ep-overlap sets a fixed share instead: give one of them")
-    overrides = {k: v for k, v in {"collective": collective_eff, "overlap": overlap_eff, "tp_overlap": tp_overlap,
+    overrides = {f: v for f, v in {"collective": k.collective_eff, "overlap": k.overlap_eff, "tp_overlap": k.tp_overlap,
                                    "ep_overlap": ep_overlap, "capacity_factor": capacity_factor,
-                                   "gemm_plateau": gemm_plateau, "stack": stack and stack.value,
+                                   "gemm_plateau": k.gemm_plateau, "stack": stack and stack.value,
                                    "fp8_recipe": fp8_recipe and fp8_recipe.value,
-                                   "host_op_s": None if host_op_us is None else host_op_us * 1e-6,
+                                   "host_op_s": None if k.host_op_us is None else k.host_op_us * 1e-6,
                                    "ep_overlap_1f1b": ep_overlap_1f1b or None,
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
-                                   "cp_comm": cp_comm and cp_comm.value,
-                                   "pp_p2p_overlap": pp_p2p_overlap,
+                                   "cp_comm": k.cp_comm and k.cp_comm.value,
+                                   "pp_p2p_overlap": k.pp_p2p_overlap,
                                    "recipe": training_recipe(recipe, dtype), **(memory or {})}.items() if v is not None}
     if attention not in (Attention.flash, Attention.unfused):  # a named fused kernel, where it runs
         from calc.hardware.attention import kernel_unavailable
@@ -694,7 +722,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
             raise LLMCalcError("--attention", f"{why}, not on {g.name} ({g.arch}): give flash (the stack's kernel) or "
                                               "a kernel built for it")
         overrides["attention_kernel"] = attention.value
-    eff = replace(Efficiencies(flash=attention != Attention.unfused, activations=activations.value), **overrides)
+    eff = replace(Efficiencies(flash=attention != Attention.unfused, activations=k.activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
     return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora, doc_tokens)
@@ -756,6 +784,7 @@ def batch_or_default(global_batch: int | None, seq: int, num_gpus: int) -> int:
     return batch
 
 
+@takes("knobs", StepKnobs)
 def train_step(
     model: ModelArg,
     gpu: GpuOpt,
@@ -782,24 +811,7 @@ def train_step(
     sharding: ShardingOpt = "zero",
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
-    attention: AttentionOpt = Attention.flash,
-    stack: StackOpt = None,
-    fp8_recipe: Fp8RecipeOpt = None,
-    recipe: RecipeOpt = None,
-    collective_eff: CollectiveEffOpt = None,
-    overlap_eff: OverlapEffOpt = None,
-    tp_overlap: TpOverlapOpt = None,
-    doc_tokens: DocTokensOpt = None,
-    ep_overlap: EpOverlapOpt = None,
-    ep_overlap_1f1b: EpOverlap1f1bOpt = False,
-    dispatcher: DispatcherOpt = None,
-    moe_routing: MoeRoutingOpt = None,
-    cp_comm: CpCommOpt = None,
-    pp_p2p_overlap: PpP2pOverlapOpt = None,
-    capacity_factor: CapacityOpt = None,
-    gemm_plateau: PlateauOpt = None,
-    host_op_us: HostOpOpt = None,
-    activations: ActivationsModelOpt = Activations.per_tensor,
+    knobs: StepKnobs = DEFAULT_KNOBS,
     measured_step_time: Annotated[float | None, typer.Option(
         "--measured-step-time", parser=human_float("--measured-step-time"),
         help="a step time you measured for this plan: prints the error and the GEMM plateau that reproduces it")] = None,
@@ -827,16 +839,14 @@ def train_step(
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
                  offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
     one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, ep)))
-    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=one,
+    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, knobs, lora, single_gpu=one,
                  memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation})
     if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
-        refuse("--moe-routing", moe_routing, "sets the load spread the busiest expert-parallel rank waits for; with --ep 1 "
+        refuse("--moe-routing", knobs.moe_routing, "sets the load spread the busiest expert-parallel rank waits for; with --ep 1 "
                                              "every rank holds all experts: give --ep > 1 or drop it")
-        refuse("--dispatcher", dispatcher, "is the expert-parallel token exchange; with --ep 1 there is none: give --ep > 1 "
+        refuse("--dispatcher", knobs.dispatcher, "is the expert-parallel token exchange; with --ep 1 there is none: give --ep > 1 "
                                            "or drop it")
     layout = training_layout(num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, etp=etp, vpp=vpp, sp=sp,
                              micro_batch=micro_batch, zero=zero, recompute=recompute, sharding=sharding,
@@ -846,16 +856,16 @@ def train_step(
     from calc.cli.options import refuse
 
     if layout.cp == 1:
-        refuse("--cp-comm", cp_comm, "sets how context-parallel ranks exchange K/V; with --cp 1 there is no exchange: "
+        refuse("--cp-comm", knobs.cp_comm, "sets how context-parallel ranks exchange K/V; with --cp 1 there is no exchange: "
                                      "give --cp > 1 or drop it")
     if layout.pp == 1:
-        refuse("--pp-p2p-overlap", pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
+        refuse("--pp-p2p-overlap", knobs.pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
                                                                 "--pp 1 there are none: give --pp > 1 or drop it")
         for flag, given in (("--pp-embedding", pp_embedding), ("--pp-loss", pp_loss)):
             refuse(flag, given, "counts a layer slot in the pipeline split; with --pp 1 there is no split: give --pp > 1 "
                                 "or drop it", False)
     if layout.tp == 1:
-        refuse("--tp-overlap", tp_overlap, "sets how much of the TP collectives hides under the GEMMs; with --tp 1 there "
+        refuse("--tp-overlap", knobs.tp_overlap, "sets how much of the TP collectives hides under the GEMMs; with --tp 1 there "
                                            "are none: give --tp > 1 or drop it")
     _warn_scale(layout.num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
@@ -870,6 +880,7 @@ def train_step(
     emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
+@takes("knobs", StepKnobs)
 def train_plan(
     model: ModelArg,
     gpu: GpuOpt,
@@ -887,24 +898,7 @@ def train_plan(
     cross_node_tp: Annotated[bool, typer.Option("--cross-node-tp", help="let TP span nodes")] = False,
     top: Annotated[int, typer.Option("--top", parser=human_int("--top", maximum=1000), help="plans to show")] = 10,
     system: SystemOpt = None,
-    attention: AttentionOpt = Attention.flash,
-    stack: StackOpt = None,
-    fp8_recipe: Fp8RecipeOpt = None,
-    recipe: RecipeOpt = None,
-    collective_eff: CollectiveEffOpt = None,
-    overlap_eff: OverlapEffOpt = None,
-    tp_overlap: TpOverlapOpt = None,
-    doc_tokens: DocTokensOpt = None,
-    ep_overlap: EpOverlapOpt = None,
-    ep_overlap_1f1b: EpOverlap1f1bOpt = False,
-    dispatcher: DispatcherOpt = None,
-    moe_routing: MoeRoutingOpt = None,
-    cp_comm: CpCommOpt = None,
-    pp_p2p_overlap: PpP2pOverlapOpt = None,
-    capacity_factor: CapacityOpt = None,
-    gemm_plateau: PlateauOpt = None,
-    host_op_us: HostOpOpt = None,
-    activations: ActivationsModelOpt = Activations.per_tensor,
+    knobs: StepKnobs = DEFAULT_KNOBS,
     dtype: PeakDtypeOpt = DEFAULT_DTYPE,
     calibration: CalibrationOpt = None,
     method: TrainMethodOpt = None,
@@ -934,18 +928,16 @@ def train_plan(
     # with lora the search keeps to what a LoRA step prices (calc.training.plan)
     lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding="zero", recompute=recompute or Recompute.none,
                  offloads=(0, None), dtype=dtype)
-    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, attention, collective_eff, overlap_eff, tp_overlap,
-                 ep_overlap, capacity_factor, gemm_plateau, activations, stack, fp8_recipe, host_op_us, ep_overlap_1f1b,
-                 dispatcher, moe_routing, cp_comm, pp_p2p_overlap, lora, recipe, doc_tokens, single_gpu=num_gpus == 1,
+    cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, knobs, lora, single_gpu=num_gpus == 1,
                  memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation})
     if ep is not None and ep > 1 and cost.m.moe is None:
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     space = SearchSpace(cross_node_tp=cross_node_tp, fixed=pins)
-    if cp_comm is not None and not searches_cp(cost, num_gpus, space):
+    if knobs.cp_comm is not None and not searches_cp(cost, num_gpus, space):
         from calc.cli.options import refuse
 
-        refuse("--cp-comm", cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
+        refuse("--cp-comm", knobs.cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
                                      f"(each CP rank needs >= {MIN_TOKENS_PER_CP_RANK:,} of the --seq {seq:,} tokens, "
                                      "CP a power of two dividing the GPUs): give a longer --seq or --cp, or drop it")
     result = search_plans(cost, num_gpus, batch_or_default(global_batch, seq, num_gpus), top=top, space=space)

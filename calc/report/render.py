@@ -323,7 +323,7 @@ def memory_view(r: Any) -> RenderableType:
             if r.fits
             else Text.assemble(("does not fit", "red"), f": short by {size(-r.headroom_bytes_per_gpu)} per GPU")
         )
-        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the CUDA total)"
+        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the device total torch reports)"
                        + (": the tensors of one unchunked forward" if r.engine_fit else ""), verdict))
         totals.append(("smallest GPU count that fits" + (" (the tensors)" if r.engine_fit else ""),
                        r.min_gpus if r.min_gpus else "n/a (see assumptions)"))

@@ -103,7 +103,7 @@ def report_markdown(r: Any) -> str:
     out += [f"| {k} | {size(v)} |" for k, v in mem.per_gpu.items()]
     out += [f"| **total** | **{size(mem.per_gpu_bytes)}** |", ""]
     verdict = "fits" if mem.fits else "does not fit"
-    out += ["## Fit", "", f"- {verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}, the CUDA total); headroom per GPU "
+    out += ["## Fit", "", f"- {verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}, the device total torch reports); headroom per GPU "
             f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits{' (the tensors)' if mem.engine_fit else ''}: "
             f"{mem.min_gpus or 'n/a (see assumptions)'}"]
     out += [f"- as {mem.engine_fit['engine']} {mem.engine_fit['version']} launches it: {mem.engine_fit['line']}"] if mem.engine_fit else []

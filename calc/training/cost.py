@@ -551,8 +551,8 @@ class ModelCost:
             raise LLMCalcError("--moe-routing", f"{self.eff.moe_routing!r}: one of {', '.join(MOE_ROUTINGS)}")
         self.eff.resolved_cp_comm()  # an unknown --cp-comm is refused here, before any pricing
         self.eff.resolved_memory()  # and an unknown --loss
-        if self.doc_tokens is not None and self.doc_tokens < 1:
-            raise LLMCalcError("--doc-tokens", f"is the mean tokens per packed document, >= 1; got {self.doc_tokens}")
+        # the model FLOPs of a sequence first: sequence_flops refuses a --doc-tokens below 1 before any pricing
+        flops = sequence_flops(self.m, self.seq, self.doc_tokens, self.lora)
         self.attention_span = self.seq if self.doc_tokens is None else min(self.doc_tokens, self.seq)
         if self.calibration is not None:  # the check latency and train-time apply: same GPU, same tensor peak
             from calc.hardware.calibration import check_calibration
@@ -581,7 +581,6 @@ class ModelCost:
         # model FLOPs of a sequence (calc.training.model_flops): full s x s convention (PaLM / Megatron MFU), the
         # attention inside each packed document, a LoRA frozen base's count; the causal figure is MFU's causal one,
         # shown beside the full-convention one (None under LoRA)
-        flops = sequence_flops(self.m, self.seq, self.doc_tokens, self.lora)
         fwd, attn = flops.forward, flops.attention
         self.model_flops_per_seq = flops.model
         self.causal_model_flops_per_seq: float | None = None if self.lora is not None else flops.causal
