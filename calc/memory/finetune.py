@@ -360,10 +360,13 @@ def finetune_memory(
     grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
     caching_allocator: bool = HF_MEMORY.caching_allocator, in_flight: float | None = None,
     held_layers: tuple[int, int] | None = None, fp32_shards: bool = HF_MEMORY.fp32_shards,
+    rank_held: tuple[int, ...] | None = None,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
-    Sharding: TP/PP split every weight, gradient and state by t*p; ZeRO over d: stage 1 shards the
+    Sharding: TP/PP split every weight, gradient and state by t*p (with PP each rank's own share: the engine,
+    calc.memory.training.training_bytes_per_gpu, scales them rank by rank by the rank's parameters, the embedding on
+    the first, the head on the last, and prices the fullest rank); ZeRO over d: stage 1 shards the
     optimizer states and master, 2 also gradients, 3 (= FSDP full shard) also weights, and then holds
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
     ``gathered_load``: the checkpoint is loaded into the sharded model by gathering every weight first
@@ -388,7 +391,7 @@ def finetune_memory(
     ``in_flight``: micro-batches the first pipeline stage holds (default p; train-step passes its schedule's,
     calc.training.step.in_flight_microbatches, interleaving included); ``held_layers``: the schedule's
     layer-micro-batches on the fullest and the last rank (calc.memory.pipeline; default 1F1B's over Megatron-Core's
-    split, calc.memory.training.training_bytes_per_gpu).
+    split, calc.memory.training.training_bytes_per_gpu), ``rank_held`` on every rank (held_by_rank).
     ``kv_repeated``: a grouped-query model's K and V are copied out to every query head before attention and those
     copies are what the kernel keeps (transformers integrations/sdpa_attention.py ``repeat_kv`` unless
     ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
@@ -480,7 +483,7 @@ def finetune_memory(
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
         loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
         grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers,
-        fp32_shards=fsdp2)
+        fp32_shards=fsdp2, rank_held=rank_held)
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
@@ -492,7 +495,8 @@ def finetune_memory(
                 reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
                 offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
-                caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers, fp32_shards=fsdp2)
+                caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers, fp32_shards=fsdp2,
+                rank_held=rank_held)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations", "gradients")}  # stable keys
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]

@@ -30,6 +30,7 @@ from calc.memo import per_spec
 from calc.model.parallel import pipeline_stage_layers
 from calc.model.params import layer_blocks, model_tensors, total_params
 from calc.specs import ModelSpec
+from calc.units import plural
 
 
 class StageSplit(NamedTuple):
@@ -123,13 +124,26 @@ def held_stage_layers(num_layers: int, pp: int, micro: int, vpp: int = 1, group:
     >>> held_stage_layers(126, 16, 16)
     (120, 7)
     """
+    held = held_by_rank(num_layers, pp, micro, vpp, group, embedding, loss)
+    return None if held is None else (max(held[:-1]), held[-1])
+
+
+@lru_cache(maxsize=4096)
+def held_by_rank(num_layers: int, pp: int, micro: int, vpp: int = 1, group: int | None = None,
+                 embedding: bool = False, loss: bool = False) -> tuple[int, ...] | None:
+    """The layer-micro-batches of saved activations each pipeline rank holds at its fullest (``peak_held_layers`` of
+    its chunks), rank by rank; ``held_stage_layers`` reduces it to the fullest rank but the last, and the last.
+    None without a pipeline or for a split Megatron-Core cannot place.
+
+    >>> held_by_rank(32, 4, 8)   # 1F1B: rank r holds p - r micro-batches of its 8 layers
+    (32, 24, 16, 8)
+    """
     accounted = embedding or loss
     if pp == 1 or micro < 1 or pipeline_stage_layers(num_layers, pp, embedding, loss) is None \
             or (accounted and (num_layers + embedding + loss) % (pp * vpp)):
         return None
-    held = [peak_held_layers(pp, micro, r, chunk_layers(num_layers, pp, vpp, r, embedding, loss), group)
-            for r in range(pp)]
-    return max(held[:-1]), held[-1]
+    return tuple(peak_held_layers(pp, micro, r, chunk_layers(num_layers, pp, vpp, r, embedding, loss), group)
+                 for r in range(pp))
 
 
 def rank_layers(num_layers: int, pp: int, split: StageSplit = CONTIGUOUS) -> tuple[tuple[int, ...], ...] | None:
@@ -185,14 +199,22 @@ def stage_params(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS) -> tuple
     return tuple(out)
 
 
-def stage_params_note(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS) -> str | None:
-    """The assumption line of ``stage_params`` (--explain): what the first and last ranks hold; None without PP."""
+def stage_params_note(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS, rank_totals: list[int] | None = None
+                      ) -> str | None:
+    """The assumption line of ``stage_params`` (--explain): what the first and last ranks hold and, given each rank's
+    peak (``rank_totals``, calc.memory.training.training_bytes_per_gpu's), which is priced; None without PP."""
     shares = stage_params(m, pp, split) if pp > 1 else None
     if shares is None:
         return None
     layers = rank_layers(m.num_layers, pp, split)
     assert layers is not None
     tied = "; the tied head is a copy of the embedding there" if m.tied_embeddings else ""
-    return (f"pipeline states rank by rank: the first rank {sum(shares[0]):,} parameters ({len(layers[0])} layers + "
-            f"the embedding), the last {sum(shares[-1]):,} ({len(layers[-1])} layers + the head{tied}), against "
-            f"N/p = {total_params(m) / pp:,.0f} averaged; the fullest rank is priced")
+    priced = "the fullest rank is priced"
+    if rank_totals and len(rank_totals) == pp:
+        r = rank_totals.index(max(rank_totals))
+        priced = (f"each rank's states beside its own activations, the fullest rank {r} of 0-{pp - 1} "
+                  f"({plural(len(layers[r]), 'layer')}; first {rank_totals[0] / 2**30:.2f} GiB, "
+                  f"last {rank_totals[-1] / 2**30:.2f} GiB) priced")
+    return (f"pipeline states rank by rank: the first rank {sum(shares[0]):,} parameters ({plural(len(layers[0]), 'layer')} "
+            f"+ the embedding), the last {sum(shares[-1]):,} ({plural(len(layers[-1]), 'layer')} + the head{tied}), against "
+            f"N/p = {total_params(m) / pp:,.0f} averaged; {priced}")

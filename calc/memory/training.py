@@ -19,7 +19,15 @@ from calc.memory.activations import (
     priced_loss,
     stage_activations,
 )
-from calc.memory.pipeline import CONTIGUOUS, StageSplit, held_stage_layers, stage_params, stage_params_note
+from calc.memory.pipeline import (
+    CONTIGUOUS,
+    StageSplit,
+    held_by_rank,
+    held_stage_layers,
+    rank_layers,
+    stage_params,
+    stage_params_note,
+)
 from calc.memory.result import MemoryResult, _search_min_gpus, _verdict
 from calc.model.parallel import check_layout, expert_grid_problem, layers_per_stage
 from calc.model.params import count_params, layer_kinds, model_tensors, total_params
@@ -168,7 +176,7 @@ def training_memory(
     offload_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0, caching_allocator: bool = False,
     global_batch: int | None = None, min_gpus_of: Callable[[], int | None] | None = None, act_bytes: int = 2,
     pp_slots: int = 0, held_layers: tuple[int, int] | None = None, fp32_shards: bool = False,
-    pp_split: StageSplit = CONTIGUOUS,
+    pp_split: StageSplit = CONTIGUOUS, rank_held: tuple[int, ...] | None = None,
 ) -> MemoryResult:
     """Training memory per GPU on the fullest pipeline stage (the first under 1F1B, or the last with a large head).
 
@@ -244,7 +252,7 @@ def training_memory(
     in_flight = plan.pp if in_flight is None else in_flight
     cache: dict = {}
 
-    def per_gpu_for(layout: Parallelism, model: str = activations_model) -> dict[str, int]:
+    def per_gpu_for(layout: Parallelism, model: str = activations_model, peaks: list[int] | None = None) -> dict[str, int]:
         # DP does not change activations: the per-tensor figure (or the textbook one) for this TP x PP x CP.
         return training_bytes_per_gpu(
             m, params=params, expert_params=experts, tp=layout.tp, pp=layout.pp, dp=layout.dp * layout.cp, cp=layout.cp,
@@ -255,6 +263,7 @@ def training_memory(
             recompute_modules=recompute_modules, offload_layers=offload_layers, offload_modules=offload_modules,
             gemm_input_bytes=gemm_input_bytes, caching_allocator=caching_allocator, act_bytes=act_bytes,
             held_layers=held_layers if layout.pp == plan.pp else None, fp32_shards=fp32_shards, pp_split=pp_split,
+            rank_held=rank_held if layout.pp == plan.pp else None, rank_peaks=peaks,
         )
 
     layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, plan.tp,
@@ -264,7 +273,8 @@ def training_memory(
     activations = per_tensor if activations_model == "per-tensor" else textbook
     per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight, loss,
                                            act_bytes, None if offload_layers else held_layers)
-    per_gpu = per_gpu_for(plan)
+    rank_totals: list[int] = []
+    per_gpu = per_gpu_for(plan, peaks=rank_totals)
     per_gpu_bytes = sum(per_gpu.values())
     overhead = per_gpu["allocator fragmentation"] + per_gpu["CUDA context"]
     n = plan.num_gpus
@@ -303,7 +313,7 @@ def training_memory(
              f"FSDP2 mixed precision (ZeRO-3) over DP x CP {plan.dp * plan.cp}: the fp32 shard is the master, no 16-bit "
              "shard kept, gradients reduce-scattered into fp32 shards" if fp32_shards and zero == 3 and recipe in MASTER_RECIPES else
              f"ZeRO stage {zero} over DP x CP {plan.dp * plan.cp}") + (f"; routed experts split EP {ep}" if ep > 1 else ""),
-            *([note] if (note := stage_params_note(m, plan.pp, pp_split)) else []),
+            *([note] if (note := stage_params_note(m, plan.pp, pp_split, rank_totals)) else []),
             (f"activations tensor by tensor ({'fused' if fused else 'eager'} norms and SwiGLU, "
              f"{'FlashAttention' if flash else 'eager attention'}, {loss} cross-entropy), "
              f"recompute={recompute}" if activations_model == "per-tensor" else
@@ -675,16 +685,20 @@ def training_bytes_per_gpu(
     recompute_modules: frozenset[str] = frozenset(), gemm_input_bytes: float = 0.0,
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
     caching_allocator: bool = False, act_bytes: int = 2, held_layers: tuple[int, int] | None = None,
-    fp32_shards: bool = False, pp_split: StageSplit = CONTIGUOUS,
+    fp32_shards: bool = False, pp_split: StageSplit = CONTIGUOUS, rank_held: tuple[int, ...] | None = None,
+    rank_peaks: list[int] | None = None,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
 
-    states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``; with PP rank by rank, each
+    states: the recipe's bytes per parameter (``RECIPES``) sharded by ``shard_states``; with PP rank by rank: each
     rank's own parameters (``pp_split`` places them, calc.memory.pipeline.stage_params: the embedding on the first
-    rank, the head on the last) in place of N/p, and the peak is the larger of the fullest rank but the last (the most
-    states any of them holds, beside the first end of ``stage_activation_ends``) and the last (its states beside the
-    last end); unless the caller passes its own per-GPU ``states`` and ``gradients`` (fine-tuning: frozen/NF4 base, adapters, offload,
+    rank, the head on the last) in place of N/p, beside that rank's own activations (``rank_held``: the schedule's
+    layer-micro-batches on each rank, calc.memory.pipeline.held_by_rank, by default 1F1B's over ``in_flight``;
+    ``rank_activation_bytes``), the peak the largest rank's (``rank_peaks``, when given, receives every rank's total;
+    Korthikanti's formula, the first stage's, is paired with the first rank's states); or the caller's own per-GPU
+    ``states`` and ``gradients`` (N/p figures; with PP scaled rank by rank by the rank's share of the parameters,
+    exact for a full fine-tune, whose every state is per parameter) (fine-tuning: frozen/NF4 base, adapters, offload,
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
     (default p; ``held_layers``: the schedule's layer-micro-batches on the fullest and the last rank,
     stage_activation_bytes; by default 1F1B's over ``in_flight`` micro-batches when that is whole, as a caller without
@@ -714,16 +728,7 @@ def training_bytes_per_gpu(
     if held_layers is None and float(in_flight).is_integer():  # 1F1B over Megatron-Core's split, min(p, m) in flight
         held_layers = held_stage_layers(m.num_layers, pp, int(in_flight))
     recipe_states = states is None  # the recipe's states (fine-tuning passes its own)
-    # the ranks priced: without a pipeline (or a caller's own states) one, the stage-averaged N/p; with the recipe's
-    # states under PP the fullest rank but the last (the most states any holds) and the last, each with its own
-    # parameters (calc.memory.pipeline.stage_params: the embedding on the first, the head on the last)
-    ranks: list[tuple[float, float]] = [(params - expert_params, expert_params)]
-    shares = stage_params(m, pp, pp_split) if recipe_states and pp > 1 else None
-    if shares is not None:
-        model_dense = total_params(m) - routed_expert_params(m)
-        scale_d = (params - expert_params) / model_dense if model_dense else 0.0
-        scale_e = expert_params / routed_expert_params(m) if expert_params else 0.0
-        ranks = [(d * pp * scale_d, e * pp * scale_e) for d, e in shares]
+    shares = stage_params(m, pp, pp_split) if pp > 1 else None
     if recipe_states:
         w, g, o = recipe_bytes(recipe)
         fp32_shards = fp32_shards and zero == 3 and recipe in MASTER_RECIPES and sharding == ZERO_SHARDING
@@ -740,17 +745,10 @@ def training_bytes_per_gpu(
             return shard_states((dense * w, dense * g, dense * o), (experts * w, experts * g, experts * o),
                                 tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, etp=etp)
 
-        placed = [recipe_states_of(*r) for r in ranks]
-        fullest = max(range(max(len(ranks) - 1, 1)), key=lambda r: sum(placed[r]))
-        picks = [({"weights": placed[r][0], "optimizer": placed[r][2]}, placed[r][1], ranks[r])
-                 for r in ([fullest, len(ranks) - 1] if len(ranks) > 1 else [0])]
-    else:
-        picks = [(states, gradients or 0, ranks[0])]
+    per: LayerActivations | None = None
     if activations_model == "textbook":
-        textbook = textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight,
-                                             None if held_layers is None or offload_layers else held_layers[0])
-        ends = (textbook, textbook)
-        picks = picks[:1]  # Korthikanti's formula is the first stage's
+        ends = (textbook_activation_bytes(m, micro_batch, s_local, tp, pp, sp, recompute, flash, in_flight,
+                                          None if held_layers is None or offload_layers else held_layers[0]),) * 2
     else:
         if setup is None:
             setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
@@ -764,25 +762,21 @@ def training_bytes_per_gpu(
             if cache is not None:
                 cache[key] = per
         ends = stage_activation_ends(per, m.num_layers, pp, in_flight, offload_layers, held_layers)
-        if len(picks) == 1:  # one rank priced: the fuller end
-            ends = (max(ends),) * 2
     persist = sharding in (FSDP_PP, ZERO2_PP) or gradients_persist(grad_accum, grad_buffer, zero)
-    # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers): what that adds to
-    # each end, counted where the end holding the loss is the one priced
-    freed_ends = (0, 0)
-    if caching_allocator and activations_model != "textbook" and priced_loss(loss, tp) == "fp32":
-        hole = math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
-        bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
-        big = stage_activation_ends(bigger, m.num_layers, pp, in_flight, offload_layers, held_layers)
-        freed_ends = (big[0] - ends[0], big[1] - ends[1]) if len(picks) > 1 else ((max(big) - ends[0],) * 2)
+    # an eager fp32 loss frees its fp32 logits block; a compiled one writes none (lm_head_buffers): the rank holding
+    # the loss keeps that hole reserved beside its head (caching_allocator_cached)
+    hole = (math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
+            if caching_allocator and per is not None and setup is not None and priced_loss(loss, tp) == "fp32" else 0)
     if fsdp is None and sharding == ZERO2_PP:
         fsdp = unit_gradient_bytes(m, tp, ep=ep) if dp > 1 else 0
     if fsdp is None:
         fsdp = (fsdp_in_flight_bytes(m, tp, reduce_bytes=max(fsdp_reduce_bytes, act_bytes), gathered_bytes=act_bytes, ep=ep)
                 if zero == 3 and dp > 1 and sharding != FSDP_PP else 0)
     fsdp_sharded = sharding == FSDP_PP or (zero == 3 and dp > 1)
-    peaks = []
-    for (held_states, grads, (dense, experts)), activations, freed in zip(picks, ends, freed_ends, strict=False):
+    context = int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes
+
+    def peak(held_states: dict[str, int], grads: int, dense: float, experts: float, activations: int,
+             freed: int) -> dict[str, int]:
         cached: dict[str, int] = {}
         if caching_allocator:
             sharded_grads = shard_states((0, dense * FSDP_REDUCE_BYTES, 0), (0, experts * FSDP_REDUCE_BYTES, 0), tp=tp,
@@ -795,11 +789,66 @@ def training_bytes_per_gpu(
                 # allocated: with the part "gradients" = max(g - a, 0) (assemble_peak), the pool adds min(g, a)
                 sharded_grads = 0 if persist else min(sharded_grads, activations)
             cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
-        peaks.append(assemble_peak(
-            held_states, gradients=grads, gradients_persist=persist,
-            activations=activations, fsdp=fsdp, transients=transients, fragmentation=fragmentation, cached=cached,
-            cuda_context=int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes))
-    return max(peaks, key=lambda parts: sum(parts.values()))
+        return assemble_peak(held_states, gradients=grads, gradients_persist=persist, activations=activations, fsdp=fsdp,
+                             transients=transients, fragmentation=fragmentation, cached=cached, cuda_context=context)
+
+    if shares is not None:
+        model_dense = total_params(m) - routed_expert_params(m)
+        scale_d = (params - expert_params) / model_dense if model_dense else 0.0
+        scale_e = expert_params / routed_expert_params(m) if expert_params else 0.0
+        own = [(d * pp * scale_d, e * pp * scale_e) for d, e in shares]  # each rank's, in the sharding functions' N/p form
+
+        def rank_states(r: int) -> tuple[dict[str, int], int]:
+            # the recipe's states of rank r's own parameters; a caller's own (per-GPU figures of N/p, fine-tuning)
+            # scaled by the rank's share of the parameters
+            if recipe_states:
+                weights, grads, optimizer = recipe_states_of(*own[r])
+                return {"weights": weights, "optimizer": optimizer}, grads
+            assert states is not None
+            f = sum(own[r]) / params if params else 1.0
+            return {k: math.ceil(v * f) for k, v in states.items()}, math.ceil((gradients or 0) * f)
+
+        if rank_held is None and not offload_layers and float(in_flight).is_integer():
+            rank_held = held_by_rank(m.num_layers, pp, int(in_flight), pp_split.vpp, None, pp_split.embedding, pp_split.loss)
+        layers = rank_layers(m.num_layers, pp, pp_split)
+        if per is not None and layers is not None and (rank_held is not None or offload_layers):
+            # rank by rank: each rank's own states beside its own activations, the largest sum the peak
+            peaks = []
+            for r, (dense, experts) in enumerate(own):
+                held = (min(len(layers[r]), offload_layers) * min(in_flight, pp - r) if offload_layers
+                        else rank_held[r])  # type: ignore[index]
+                activations = rank_activation_bytes(per, r, pp, held, in_flight)
+                peaks.append(peak(*rank_states(r), dense, experts, activations, hole if r == pp - 1 else 0))
+            totals = [sum(parts.values()) for parts in peaks]
+            if rank_peaks is not None:
+                rank_peaks[:] = totals
+            return peaks[totals.index(max(totals))]
+        # Korthikanti's formula (the first stage's), or no per-rank schedule: the first rank's own states beside it
+        return peak(*rank_states(0), *own[0], max(ends), 0)
+    # one rank priced: the stage-averaged states N/p (or a caller's own) beside the fuller end's activations
+    dense, experts = params - expert_params, expert_params
+    if recipe_states:
+        weights, grads, optimizer = recipe_states_of(dense, experts)
+        states, gradients = {"weights": weights, "optimizer": optimizer}, grads
+    freed = 0
+    if hole and per is not None:
+        bigger = LayerActivations(per.saved, per.embed, per.head_saved + hole, per.logits, per.workspace)
+        freed = max(stage_activation_ends(bigger, m.num_layers, pp, in_flight, offload_layers, held_layers)) - max(ends)
+    assert states is not None
+    return peak(states, gradients or 0, dense, experts, max(ends), freed)
+
+
+def rank_activation_bytes(per: LayerActivations, rank: int, pp: int, held: float, in_flight: float) -> int:
+    """Activations of pipeline rank ``rank`` of ``pp`` (> 1) holding ``held`` layer-micro-batches at its fullest
+    (calc.memory.pipeline.held_by_rank): the first also the embedding masks of its ``in_flight`` micro-batches, every
+    rank but the last the backward workspace, the last the head (``stage_activation_ends``' two ends, rank by rank):
+        rank 0       held * layer + in_flight * embed + workspace
+        0 < r < p-1  held * layer + workspace
+        rank p-1     held * layer + head inputs + max(logits/loss, workspace)"""
+    saved = held * per.saved
+    if rank == pp - 1:
+        return math.ceil(saved + per.head_saved + max(per.logits, per.workspace))
+    return math.ceil(saved + (in_flight * per.embed if rank == 0 else 0) + per.workspace)
 
 
 def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
@@ -817,8 +866,10 @@ def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Para
     else:
         first, last = ((f"{math.ceil(n / p)} layers x {in_flight:g} micro-batches in flight", f"{n // p} layers")
                        if held is None else (f"{held[0]} layer-micro-batches in flight", f"{held[1]} layer-micro-batches"))
-        formula = (f"max(first stage {first} x {per.saved:,} B + workspace {per.workspace:,}, "
-                   f"last stage {last} x {per.saved:,} B + {head})")
+        formula = (f"the rank the pipeline states line names; the schedule holds on the fullest rank but the last {first} x "
+                   f"{per.saved:,} B + workspace {per.workspace:,} (+ the embedding masks on the first), the last "
+                   f"{last} x {per.saved:,} B + {head}")
     layer = f" (one layer: {stage.formula})" if stage.recompute else ""
-    return [f"per-tensor activations = {formula} = {total:,} B{layer}",
+    return [f"per-tensor activations = {total:,} B: {formula}{layer}" if p > 1 else
+            f"per-tensor activations = {formula} = {total:,} B{layer}",
             *[f"  {b.name}: {b.formula}" for b in stage.layer]]

@@ -59,7 +59,7 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
-from calc.memory.pipeline import StageSplit, held_stage_layers, peak_held_layers
+from calc.memory.pipeline import StageSplit, held_by_rank, held_stage_layers, peak_held_layers
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -322,6 +322,8 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
         held_layers=layout_held_layers(num_layers, layout, micro), fp32_shards=mem.fp32_shards,
         pp_split=StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss),
+        rank_held=held_by_rank(num_layers, layout.pp, micro, layout.vpp, layout.pp_microbatch_group, layout.pp_embedding,
+                               layout.pp_loss),
     )
 
 
@@ -387,7 +389,9 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, fp32_shards=mem.fp32_shards,
         suggest=False,
-        in_flight=in_flight_microbatches(layout, micro), held_layers=layout_held_layers(cost.m.num_layers, layout, micro))
+        in_flight=in_flight_microbatches(layout, micro), held_layers=layout_held_layers(cost.m.num_layers, layout, micro),
+        rank_held=held_by_rank(cost.m.num_layers, layout.pp, micro, layout.vpp, layout.pp_microbatch_group,
+                               layout.pp_embedding, layout.pp_loss))
     return dict(r.per_gpu)
 
 
