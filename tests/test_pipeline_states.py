@@ -73,3 +73,35 @@ def test_memory_mode_train_says_how_pipeline_states_are_priced() -> None:
     line = next(a for a in r.assumptions if a.startswith("pipeline states"))
     assert f"{10 * GEMMA_LAYER + GEMMA_EMBED + 3_584:,}" in line and "tied head" in line
     assert r.per_gpu["weights"] == 2 * (10 * GEMMA_LAYER + GEMMA_EMBED + 3_584)
+
+
+def test_each_rank_is_priced_with_its_own_states_and_activations(cli) -> None:
+    """Gemma 2 27B (H 4608, 32 heads x 128, 16 KV heads, I 36864, four norms a layer: 18,874,368 x 2 + 9,437,184 x 2 +
+    509,607,936 + 18,432 = 566,249,472 a layer) on PP 16: Megatron-Core's uneven split 2, 3 x 14, 2. Under 1F1B rank r
+    holds 16 - r micro-batches: rank 0 32 layer-micro-batches beside 2 layers + the 256,000 x 4,608 embedding, rank 1
+    15 x 3 = 45 beside 3 layers. Rank 1 is the fullest, and its peak is its own: its states are 3 layers' (the
+    embedding is rank 0's), its activations 45 layers' (pairing rank 0's states with rank 1's activations called the
+    job 94 GB, past an H100)."""
+    from calc.memory.training import layer_activations
+
+    d = cli("memory", "gemma2-27b", "--mode", "train", "--gpu", "h100", "--pp", "16", "--json").json()
+    layer = 18_874_368 * 2 + 9_437_184 * 2 + 509_607_936 + 18_432
+    assert layer == 566_249_472
+    assert d["per_gpu"]["weights"] == 2 * 3 * layer and d["per_gpu"]["optimizer"] == 12 * 3 * layer
+    m = load_model("gemma2-27b")
+    per = layer_activations(m, 1, 4096, 1, False, "none", True)
+    assert d["per_gpu"]["activations"] == 45 * per.saved + per.workspace
+    assert d["fits"] is True
+    assert "the fullest rank 1 of 0-15 (3 layers" in next(a for a in d["assumptions"] if a.startswith("pipeline states"))
+
+
+def test_a_full_fine_tune_and_training_price_the_same_pipeline_rank(cli) -> None:
+    """16 B a parameter either way (bf16 weights and gradients, fp32 master + Adam), the same activations: the
+    fine-tune's states are scaled to the first rank's 2,899,459,584 parameters as training's are."""
+    train = cli("memory", "gemma2-9b", "--mode", "train", "--gpu", "h100", "--pp", "4", "--json").json()
+    tune = cli("memory", "gemma2-9b", "--mode", "finetune", "--method", "full", "--stack", "megatron", "--gpu", "h100",
+               "--pp", "4", "--json").json()
+    first = 10 * GEMMA_LAYER + GEMMA_EMBED + 3_584
+    assert tune["per_gpu"]["weights"] == train["per_gpu"]["weights"] == 2 * first
+    assert tune["per_gpu"]["activations"] == train["per_gpu"]["activations"]
+    assert sum(tune["per_gpu"].values()) == sum(train["per_gpu"].values())
