@@ -105,3 +105,18 @@ def test_a_full_fine_tune_and_training_price_the_same_pipeline_rank(cli) -> None
     assert tune["per_gpu"]["weights"] == train["per_gpu"]["weights"] == 2 * first
     assert tune["per_gpu"]["activations"] == train["per_gpu"]["activations"]
     assert sum(tune["per_gpu"].values()) == sum(train["per_gpu"].values())
+
+
+def test_the_step_reduces_and_steps_the_parameters_of_the_rank_holding_the_most(cli) -> None:
+    """train-step's DP all-reduce and optimizer step wait for the rank holding the most parameters: Llama 3 8B on
+    PP 4, the first rank's 8 layers + embedding + final norm (2,270,236,672), not N/p = 2,007,565,312; the optimizer
+    moves 28 B of each (bf16-adam: 2 read + 2 x 12 + 2 written)."""
+    from calc.training.layout import Layout
+    from calc.training.step import fullest_rank_share
+
+    first = 8 * LLAMA_LAYER + LLAMA_EMBED + 4_096
+    share = fullest_rank_share(load_model("llama3-8b"), Layout(pp=4), 1, 1)
+    assert share == (first * 4 / 8_030_261_248, 1.0)
+    r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "4", "--explain")
+    assert f"optimizer_s = {first:,} parameters x 28 B" in r.out
+    assert f"x 4 B = {first:,} x 4" in r.out

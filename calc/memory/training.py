@@ -664,12 +664,14 @@ def zero2_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp
                         etp=etp)
 
 
-def unit_gradient_bytes(m: ModelSpec, tp: int, *, ep: int = 1, reduce_bytes: int = FSDP_REDUCE_BYTES) -> int:
+def unit_gradient_bytes(m: ModelSpec, tp: int, *, ep: int = 1, reduce_bytes: int = FSDP_REDUCE_BYTES,
+                        outside_blocks: bool = True) -> int:
     """One FSDP unit's unsharded gradient while it is reduce-scattered, in the reduce dtype: the largest decoder block
-    (its routed experts 1/``ep`` of them) or the largest tensor outside the blocks (embedding, output head), split t
-    ways, x ``reduce_bytes`` (4: fp32, as Llama 3 reduce-scatters, arXiv 2407.21783 sec. 3.3.2). Llama 3 405B at t = 8:
+    (its routed experts 1/``ep`` of them) or, on a rank holding them (``outside_blocks``: without PP, or the first and
+    last pipeline ranks), the largest tensor outside the blocks (embedding, output head), split t ways, x
+    ``reduce_bytes`` (4: fp32, as Llama 3 reduce-scatters, arXiv 2407.21783 sec. 3.3.2). Llama 3 405B at t = 8:
     a block's 3,187,703,808 parameters / 8 x 4 B = 1,593,851,904 B."""
-    outside = max((t.params for t in model_tensors(m)), default=0)
+    outside = max((t.params for t in model_tensors(m)), default=0) if outside_blocks else 0
     return math.ceil(max(largest_block_params(m, ep), outside) / tp) * reduce_bytes
 
 
@@ -767,6 +769,7 @@ def training_bytes_per_gpu(
     # the loss keeps that hole reserved beside its head (caching_allocator_cached)
     hole = (math.ceil(micro_batch * s_local * m.vocab_size / tp) * setup.act_bytes
             if caching_allocator and per is not None and setup is not None and priced_loss(loss, tp) == "fp32" else 0)
+    unit_by_rank = fsdp is None and sharding == ZERO2_PP and dp > 1  # the unit in flight: that rank's largest
     if fsdp is None and sharding == ZERO2_PP:
         fsdp = unit_gradient_bytes(m, tp, ep=ep) if dp > 1 else 0
     if fsdp is None:
@@ -776,7 +779,7 @@ def training_bytes_per_gpu(
     context = int(DEFAULT_CUDA_CONTEXT_GIB * GIB) if reserve_bytes is None else reserve_bytes
 
     def peak(held_states: dict[str, int], grads: int, dense: float, experts: float, activations: int,
-             freed: int) -> dict[str, int]:
+             freed: int, unit: int | None = None) -> dict[str, int]:
         cached: dict[str, int] = {}
         if caching_allocator:
             sharded_grads = shard_states((0, dense * FSDP_REDUCE_BYTES, 0), (0, experts * FSDP_REDUCE_BYTES, 0), tp=tp,
@@ -789,7 +792,8 @@ def training_bytes_per_gpu(
                 # allocated: with the part "gradients" = max(g - a, 0) (assemble_peak), the pool adds min(g, a)
                 sharded_grads = 0 if persist else min(sharded_grads, activations)
             cached = caching_allocator_cached(freed_logits=freed, sharded_grads=sharded_grads)
-        return assemble_peak(held_states, gradients=grads, gradients_persist=persist, activations=activations, fsdp=fsdp,
+        return assemble_peak(held_states, gradients=grads, gradients_persist=persist, activations=activations,
+                             fsdp=fsdp if unit is None else unit,
                              transients=transients, fragmentation=fragmentation, cached=cached, cuda_context=context)
 
     if shares is not None:
@@ -818,7 +822,8 @@ def training_bytes_per_gpu(
                 held = (min(len(layers[r]), offload_layers) * min(in_flight, pp - r) if offload_layers
                         else rank_held[r])  # type: ignore[index]
                 activations = rank_activation_bytes(per, r, pp, held, in_flight)
-                peaks.append(peak(*rank_states(r), dense, experts, activations, hole if r == pp - 1 else 0))
+                unit = unit_gradient_bytes(m, tp, ep=ep, outside_blocks=r in (0, pp - 1)) if unit_by_rank else None
+                peaks.append(peak(*rank_states(r), dense, experts, activations, hole if r == pp - 1 else 0, unit))
             totals = [sum(parts.values()) for parts in peaks]
             if rank_peaks is not None:
                 rank_peaks[:] = totals

@@ -180,7 +180,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         else:
             buckets = max(1, math.ceil(trains / eff.bucket_params))
             op = "all-reduce" if layout.zero == 0 else f"reduce-scatter (+ {cost.elem:g} B weight all-gather, exposed)"
-            lines.append(f"dp_comm_s: gradients N_local x {eff.dp_reduce_bytes} B = {trains:,.0f} x {eff.dp_reduce_bytes} = "
+            lines.append(f"dp_comm_s: gradients N_local (the pipeline rank holding the most) x {eff.dp_reduce_bytes} B = "
+                         f"{trains:,.0f} x {eff.dp_reduce_bytes} = "
                          f"{_mb(trains * eff.dp_reduce_bytes)}, {op} over {_where(cost, dp * cp, tp)} = "
                          f"{t.totals['dp_comm_s']:.4f} s; {buckets} buckets, the last exposed, the rest under the last backward "
                          f"({_ms(st['bwd'])}) -> {t.exposed['dp_comm_s']:.4f} s")

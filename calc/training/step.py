@@ -26,7 +26,9 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               arguments.py validate_args; NeMo 2.0's MegatronCommOverlapCallback sets overlap_p2p_comm True when
               vp_size > 1, nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py); Llama 3 405B adopts
               "asynchronous point-to-point communication in PP" (arXiv 2407.21783 sec. 3.3.2)
-  DP          gradients (N_local x grad bytes) all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
+  DP          gradients (N_local x grad bytes; N_local the parameters per GPU of the pipeline rank holding the
+              most, calc.memory.pipeline.stage_params: the embedding on the first, the head on the last, fullest_rank_share)
+              all-reduced (ZeRO 0) or reduce-scattered (ZeRO >= 1, then the
               updated bf16 weights all-gathered, exposed) over the d*c ranks, in buckets overlapped with the
               last backward except the last bucket (PyTorch DDP / Megatron DDP)
   ZeRO-3      per micro-batch: weights all-gathered for forward and again for backward, gradients
@@ -59,17 +61,18 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
-from calc.memory.pipeline import StageSplit, held_by_rank, held_stage_layers, peak_held_layers
+from calc.memory.pipeline import StageSplit, held_by_rank, held_stage_layers, peak_held_layers, stage_params
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
     ZERO2_PP,
+    routed_expert_params,
     training_bytes_per_gpu,
     training_memory,
 )
 from calc.model.parallel import pipeline_stage_layers
-from calc.model.params import count_params
+from calc.model.params import count_params, total_params
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
@@ -228,14 +231,18 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
             p2p = exposed_time(p2p_total, micro * (worst["fwd"] + worst["bwd"]), eff.overlap)
     # routed experts: split ETP x EP ways, reduced / sharded over the EDP ranks ETP x EP apart (calc.training.layout)
     etp, edp = layout.expert_tp, layout.edp
-    dense = (cost.total_params - cost.expert_params) / (tp * pp)
-    experts = cost.expert_params / (etp * pp * ep)
+    # the parameters of the rank holding the most (calc.memory.pipeline.stage_params: the embedding on the first rank,
+    # the head on the last, each rank its own layers), whose reduce, gather and optimizer step the others wait for:
+    # N/(t p) x that rank's share, dense and routed experts apart
+    share_d, share_e = fullest_rank_share(cost.m, layout, tp, etp * ep)
+    dense = (cost.total_params - cost.expert_params) / (tp * pp) * share_d
+    experts = cost.expert_params / (etp * pp * ep) * share_e
     local = dense + experts
     dpc = dp * cp
     # what trains (LoRA: the adapters, calc.training.adapters): its gradients are reduced and stepped; a frozen base's
     # weights are still gathered under ZeRO-3
-    dense_t = (cost.trainable_params - cost.trainable_expert_params) / (tp * pp)
-    experts_t = cost.trainable_expert_params / (etp * pp * ep)
+    dense_t = (cost.trainable_params - cost.trainable_expert_params) / (tp * pp) * share_d
+    experts_t = cost.trainable_expert_params / (etp * pp * ep) * share_e
 
     def over_dp(kind: str, per_param: float, trainable: bool = True) -> float:
         d, e = (dense_t, experts_t) if trainable else (dense, experts)  # no collective for a part with no parameters
@@ -295,6 +302,20 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
         local_trainable=dense_t + experts_t,
     )
+
+
+def fullest_rank_share(m: ModelSpec, layout: Layout, tp: int, expert_split: int) -> tuple[float, float]:
+    """(dense, routed-expert) parameters of the pipeline rank holding the most per GPU (dense split ``tp`` ways,
+    experts ``expert_split`` = ETP x EP ways), each over the stage average N/p: (1, 1) without PP or for a split
+    Megatron-Core cannot place. Llama 3 8B on PP 4: the first rank's 2,270,236,672 parameters (8 layers + the
+    embedding) over 8,030,261,248 / 4 -> 1.1308."""
+    shares = stage_params(m, layout.pp, StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss)) if layout.pp > 1 else None
+    if shares is None:
+        return 1.0, 1.0
+    d_r, e_r = max(shares, key=lambda de: de[0] / tp + de[1] / expert_split)
+    experts_all = routed_expert_params(m)
+    model_dense = total_params(m) - experts_all
+    return (d_r * layout.pp / model_dense if model_dense else 1.0, e_r * layout.pp / experts_all if experts_all else 1.0)
 
 
 def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = "bf16", eff: Efficiencies | None = None,
