@@ -23,8 +23,8 @@ GEMMA_EMBED = 256_000 * 3_584
 def test_each_rank_holds_its_layers_and_the_first_the_embedding_the_last_the_head() -> None:
     m = load_model("llama3-8b")
     assert LLAMA_LAYER == 218_112_000
-    assert stage_params(m, 4) == ((8 * LLAMA_LAYER + LLAMA_EMBED + 4_096, 0), (8 * LLAMA_LAYER, 0),
-                                  (8 * LLAMA_LAYER, 0), (8 * LLAMA_LAYER + LLAMA_EMBED, 0))
+    assert stage_params(m, 4) == ((8 * LLAMA_LAYER + LLAMA_EMBED, 0), (8 * LLAMA_LAYER, 0),
+                                  (8 * LLAMA_LAYER, 0), (8 * LLAMA_LAYER + LLAMA_EMBED + 4_096, 0))
     # the ranks sum to the model's 8,030,261,248 (an untied head adds no copy)
     assert sum(d for d, _ in stage_params(m, 4)) == 8_030_261_248
 
@@ -33,9 +33,9 @@ def test_a_tied_head_is_a_second_copy_of_the_embedding_on_the_last_rank() -> Non
     m = load_model("gemma2-9b")
     # 42 layers on PP 4: Megatron-Core's uneven split 10, 11, 11, 10
     first, second, third, last = stage_params(m, 4)
-    assert first == (10 * GEMMA_LAYER + GEMMA_EMBED + 3_584, 0)  # + the final norm, counted with the embedding
+    assert first == (10 * GEMMA_LAYER + GEMMA_EMBED, 0)
     assert second == third == (11 * GEMMA_LAYER, 0)
-    assert last == (10 * GEMMA_LAYER + GEMMA_EMBED, 0)
+    assert last == (10 * GEMMA_LAYER + GEMMA_EMBED + 3_584, 0)  # + the final norm, built by the last stage
     assert sum(d for d, _ in (first, second, third, last)) == 9_241_705_984 + GEMMA_EMBED
 
 
@@ -49,30 +49,29 @@ def test_interleaved_chunks_take_the_layers_of_their_virtual_stage() -> None:
 
 def test_the_first_rank_prices_its_embedding_states() -> None:
     """bf16-adam (2 B weights, 2 B gradients, 12 B optimizer), TP 1, ZeRO 0: the first rank's states are its own
-    2,270,236,672 parameters', where N/p averaged 2,007,565,312 (a 4.2 GB understatement)."""
+    2,270,232,576 parameters', where N/p averaged 2,007,565,312 (a 4.2 GB understatement)."""
     m = load_model("llama3-8b")
     parts = training_bytes_per_gpu(m, params=8_030_261_248, tp=1, pp=4, dp=1, seq=2048, recipe="bf16-adam", zero=0)
-    first = 8 * LLAMA_LAYER + LLAMA_EMBED + 4_096
+    first = 8 * LLAMA_LAYER + LLAMA_EMBED
     assert parts["weights"] == 2 * first
     assert parts["optimizer"] == 12 * first
 
 
 def test_the_last_rank_is_priced_when_its_end_is_the_fuller() -> None:
     """One micro-batch in flight: the first rank holds 8 layers of it, the last 8 layers + the head's logits (V = 128,256
-    a token); beside the first rank's extra 4,096 parameters of norm (64 KiB of states) the head's 128K-wide logits
-    make the last rank the fuller one."""
+    a token): the head's 128K-wide logits make the last rank the fuller one."""
     m = load_model("llama3-8b")
     kw = dict(params=8_030_261_248, tp=1, pp=4, dp=1, seq=4096, recipe="bf16-adam", zero=0, in_flight=1)
     parts = training_bytes_per_gpu(m, **kw)
-    assert parts["weights"] == 2 * (8 * LLAMA_LAYER + LLAMA_EMBED)  # the last rank's own
+    assert parts["weights"] == 2 * (8 * LLAMA_LAYER + LLAMA_EMBED + 4_096)  # the last rank's own, its final norm too
 
 
 def test_memory_mode_train_says_how_pipeline_states_are_priced() -> None:
     m = load_model("gemma2-9b")
     r = training_memory(m, plan=Parallelism(pp=4))
     line = next(a for a in r.assumptions if a.startswith("pipeline states"))
-    assert f"{10 * GEMMA_LAYER + GEMMA_EMBED + 3_584:,}" in line and "tied head" in line
-    assert r.per_gpu["weights"] == 2 * (10 * GEMMA_LAYER + GEMMA_EMBED + 3_584)
+    assert f"{10 * GEMMA_LAYER + GEMMA_EMBED:,}" in line and "tied head" in line
+    assert r.per_gpu["weights"] == 2 * (10 * GEMMA_LAYER + GEMMA_EMBED)
 
 
 def test_each_rank_is_priced_with_its_own_states_and_activations(cli) -> None:
@@ -92,16 +91,17 @@ def test_each_rank_is_priced_with_its_own_states_and_activations(cli) -> None:
     per = layer_activations(m, 1, 4096, 1, False, "none", True)
     assert d["per_gpu"]["activations"] == 45 * per.saved + per.workspace
     assert d["fits"] is True
-    assert "the fullest rank 1 of 0-15 (3 layers" in next(a for a in d["assumptions"] if a.startswith("pipeline states"))
+    line = next(a for a in d["assumptions"] if a.startswith("pipeline states"))
+    assert f"the fullest rank 1 of 0-15 ({3 * layer:,} parameters, 3 layers" in line
 
 
 def test_a_full_fine_tune_and_training_price_the_same_pipeline_rank(cli) -> None:
     """16 B a parameter either way (bf16 weights and gradients, fp32 master + Adam), the same activations: the
-    fine-tune's states are scaled to the first rank's 2,899,459,584 parameters as training's are."""
+    fine-tune's states are scaled to the first rank's 2,899,456,000 parameters as training's are."""
     train = cli("memory", "gemma2-9b", "--mode", "train", "--gpu", "h100", "--pp", "4", "--json").json()
     tune = cli("memory", "gemma2-9b", "--mode", "finetune", "--method", "full", "--stack", "megatron", "--gpu", "h100",
                "--pp", "4", "--json").json()
-    first = 10 * GEMMA_LAYER + GEMMA_EMBED + 3_584
+    first = 10 * GEMMA_LAYER + GEMMA_EMBED
     assert tune["per_gpu"]["weights"] == train["per_gpu"]["weights"] == 2 * first
     assert tune["per_gpu"]["activations"] == train["per_gpu"]["activations"]
     assert sum(tune["per_gpu"].values()) == sum(train["per_gpu"].values())
@@ -109,7 +109,7 @@ def test_a_full_fine_tune_and_training_price_the_same_pipeline_rank(cli) -> None
 
 def test_the_step_reduces_and_steps_the_parameters_of_the_rank_holding_the_most(cli) -> None:
     """train-step's DP all-reduce and optimizer step wait for the rank holding the most parameters: Llama 3 8B on
-    PP 4, the first rank's 8 layers + embedding + final norm (2,270,236,672), not N/p = 2,007,565,312; the optimizer
+    PP 4, the last rank's 8 layers + final norm + head (2,270,236,672), not N/p = 2,007,565,312; the optimizer
     moves 28 B of each (bf16-adam: 2 read + 2 x 12 + 2 written)."""
     from calc.training.layout import Layout
     from calc.training.step import fullest_rank_share

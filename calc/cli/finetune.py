@@ -123,6 +123,10 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     method = (o["--method"] or "lora").lower()
     stack = o["--stack"] or DEFAULT_STACK["finetune"]
     check_pipeline(stack, plan.pp)
+    from calc.training.layout import zero_with_pp_problem
+
+    if plan.pp > 1 and (problem := zero_with_pp_problem(zero, plan.pp)):  # as --mode train and train-step refuse it
+        raise LLMCalcError("--zero", problem)
     if method == "full":
         for flag in ("--lora-rank", "--lora-alpha", "--lora-targets", "--lora-dropout", "--adapter-inputs"):
             refuse(flag, o[flag], "sets a LoRA adapter; --method full trains every weight")

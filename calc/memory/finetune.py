@@ -310,7 +310,7 @@ def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str
     checkpointing and CPU offload (answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits (more GPUs is the
     answer then: ``min_gpus``)."""
     rungs: list[tuple[str, dict[str, Any]]] = []
-    if zero < 3 and plan.dp > 1:
+    if zero < 3 and plan.dp > 1 and plan.pp == 1:  # ZeRO-2/3 with PP is refused (calc.training.layout.zero_with_pp_problem)
         rungs.append(("--zero 3", {"zero": 3}))
     if common["recompute"] != "full":
         rungs.append(("--recompute full", {"recompute": "full"}))
@@ -532,12 +532,13 @@ def finetune_memory(
                   fp32_shards=fp32_shards)
 
     def fits_on(n: int) -> bool | None:
-        """Grow DP (ZeRO-3) at this TP x PP x CP until the per-GPU peak fits."""
+        """Grow DP (ZeRO-3; ZeRO-1 with PP) at this TP x PP x CP until the per-GPU peak fits."""
         fixed = plan.tp * plan.pp * plan.cp
         if n % fixed or gpu is None:
             return None
         layout = plan.model_copy(update={"dp": n // fixed})
-        return finetune_memory(m, plan=layout, method=method, zero=max(zero, 3), **common).per_gpu_bytes <= gpu.cuda_total_bytes
+        grown = max(zero, 3 if plan.pp == 1 else 1)  # with PP the distributed optimizer (ZeRO-1) at most
+        return finetune_memory(m, plan=layout, method=method, zero=grown, **common).per_gpu_bytes <= gpu.cuda_total_bytes
 
     verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
     fits_with = _change_that_fits(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []

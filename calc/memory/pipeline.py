@@ -172,23 +172,26 @@ def rank_layers(num_layers: int, pp: int, split: StageSplit = CONTIGUOUS) -> tup
 @per_spec
 def stage_params(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS) -> tuple[tuple[int, int], ...] | None:
     """(dense, routed-expert) parameters each pipeline rank holds: its decoder layers (``rank_layers``, each layer's
-    own tensors, calc.model.params.layer_blocks), the embedding and everything else outside the blocks on the first
-    rank, the output head on the last; a head tied to the embedding is a second copy of V x H on the last rank when
+    own tensors, calc.model.params.layer_blocks), the embedding and everything else outside the blocks (positions, an
+    embedding norm, a vision tower, a shared block) on the first rank, the final norm and the output head on the last;
+    a head tied to the embedding is a second copy of V x H on the last rank when
     p > 1 (Megatron-Core's shared_embedding_or_output_weight: the last stage builds the output layer from a copy of
     the word embeddings and all-reduces its gradient with the first stage's). Rank sums are the model's count
     (+ V H with a tied head). None for a split Megatron-Core cannot place.
 
     Worked: Gemma 2 9B (V 256,000 x H 3,584 = 917,504,000 embedding, tied; 42 layers of 198,195,200) on PP 4
     (Megatron-Core's uneven split 10, 11, 11, 10) holds 10 layers + the embedding on the first rank,
-    1,981,952,000 + 917,504,000 + 3,584 (the final norm, counted with the embedding) = 2,899,459,584, and 10 layers +
-    the tied head's copy on the last, 2,899,456,000, against 9,241,705,984 / 4 = 2.31e9 averaged over the stages."""
+    1,981,952,000 + 917,504,000 = 2,899,456,000, and 10 layers + the final norm + the tied head's copy on the last,
+    2,899,459,584, against 9,241,705,984 / 4 = 2.31e9 averaged over the stages."""
     layers = rank_layers(m.num_layers, pp, split)
     if layers is None:
         return None
     per_layer = [(sum(t.params for t in ts if t.component != "experts"), sum(t.params for t in ts if t.component == "experts"))
                  for _, ts in layer_blocks(m)]
     outside = model_tensors(m)
-    head = sum(t.params for t in outside if t.component == "lm_head")
+    # the output head and the final norm are built by the last stage (Megatron-Core's post_process: output_layer and
+    # the TransformerBlock's final_layernorm), everything else outside the blocks by the first (pre_process)
+    head = sum(t.params for t in outside if t.component == "lm_head" or t.formula.startswith("final "))
     first = sum(t.params for t in outside) - head
     if m.tied_embeddings and pp > 1:
         head += m.vocab_size * m.hidden_size
@@ -213,8 +216,9 @@ def stage_params_note(m: ModelSpec, pp: int, split: StageSplit = CONTIGUOUS, ran
     if rank_totals and len(rank_totals) == pp:
         r = rank_totals.index(max(rank_totals))
         priced = (f"each rank's states beside its own activations, the fullest rank {r} of 0-{pp - 1} "
-                  f"({plural(len(layers[r]), 'layer')}; first {rank_totals[0] / 2**30:.2f} GiB, "
+                  f"({sum(shares[r]):,} parameters, {plural(len(layers[r]), 'layer')}; first {rank_totals[0] / 2**30:.2f} GiB, "
                   f"last {rank_totals[-1] / 2**30:.2f} GiB) priced")
     return (f"pipeline states rank by rank: the first rank {sum(shares[0]):,} parameters ({plural(len(layers[0]), 'layer')} "
-            f"+ the embedding), the last {sum(shares[-1]):,} ({plural(len(layers[-1]), 'layer')} + the head{tied}), against "
+            f"+ the embedding and the rest outside the blocks), the last {sum(shares[-1]):,} "
+            f"({plural(len(layers[-1]), 'layer')} + the final norm and the head{tied}), against "
             f"N/p = {total_params(m) / pp:,.0f} averaged; {priced}")
