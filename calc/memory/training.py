@@ -215,8 +215,8 @@ def training_memory(
     that replaces this one's for min_gpus (calc.training.step.layout_memory's, which prices each DP at its own
     micro-batches in flight), so the smallest count is searched once.
 
-    total_bytes is the sum over the GPUs of what each holds, every GPU priced as the fullest stage:
-    per_gpu_bytes x num_gpus (an upper bound with PP, whose other stages hold less).
+    total_bytes is the sum over the GPUs of what each holds: per_gpu_bytes x num_gpus, or under PP each rank's own
+    peak on its num_gpus / p GPUs.
     """
     plan = check_layout(m, plan or Parallelism(), pp_slots)
     if recompute not in get_args(Recompute):
@@ -299,7 +299,9 @@ def training_memory(
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=n,
         weights_bytes=params * w, kv_cache_bytes_per_token=0, kv_cache_bytes=0,
         activation_bytes=activations, gradient_bytes=params * g, optimizer_bytes=params * o,
-        reserve_bytes=overhead * n, total_bytes=per_gpu_bytes * n,
+        reserve_bytes=overhead * n,
+        # every GPU's own peak: under PP each rank's (rank_totals) on its n/p GPUs, else the one figure on all n
+        total_bytes=sum(rank_totals) * (n // plan.pp) if len(rank_totals) == plan.pp > 1 else per_gpu_bytes * n,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, textbook_activation_bytes=textbook, **verdict,
         assumptions=[
             f"recipe {recipe}: {w} B weights + {g} B gradients + {o} B optimizer per parameter; activations "
@@ -325,7 +327,9 @@ def training_memory(
                else "gradients at the backward's end (the part 'gradients': what they add beyond the activations freed by "
                     "then); ")
             + f"{grad_accum:,} micro-batch(es) per rank per step"
-            + ("" if global_batch else " (no global batch given: no gradient accumulation; --global-batch sets it)") + "; "
+            + ("" if global_batch else (" (no global batch given: the pipeline's micro-batches accumulate, no more; "
+                                        "--global-batch sets it)" if plan.pp > 1 and grad_accum > 1 else
+                                        " (no global batch given: no gradient accumulation; --global-batch sets it)")) + "; "
             + "min_gpus grows DP at this TP x PP x CP"
             + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)")
             + (f", only to a DP that splits the global batch of {global_batch:,} into whole micro-batches of "
@@ -336,8 +340,10 @@ def training_memory(
             f"({gb(params * (w + g + o)):.2f} GB) before sharding",
             f"per layer activations (s={s_local}, b={micro_batch}, h={m.hidden_size}, a={m.num_heads}, "
             f"t={plan.tp}) = {layer:,.0f} B",
-            f"textbook (Korthikanti) stage-1 activations = {layers_per_stage(m, plan.pp)} layers x {in_flight:g} microbatches x "
-            f"{layer:,.0f} + embedding s*b*h*{in_flight}{'/t' if plan.sequence_parallel else ''}"
+            "textbook (Korthikanti) stage-1 activations = "
+            + (f"{layers_per_stage(m, plan.pp)} layers x {in_flight:g} microbatches" if held_layers is None or offload_layers
+               else f"{held_layers[0]} layer-micro-batches (the schedule's, on the fullest rank but the last)")
+            + f" x {layer:,.0f} + embedding s*b*h*{in_flight}{'/t' if plan.sequence_parallel else ''}"
             f"{' + output 4*s*b*h*(1 + v/h)/t' if plan.pp == 1 else ''} = {textbook:,} B",
             *per_tensor_lines,
             "per GPU = " + " + ".join(f"{k} {gib(v):.2f}" for k, v in per_gpu.items())
@@ -560,7 +566,9 @@ def shard_states(dense: tuple[float, float, float], experts: tuple[float, float,
                  ep: int, zero: int, etp: int | None = None) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per GPU from their totals before sharding, (dense, routed experts).
 
-    Dense tensors split by t*p, routed experts by u*p*e (expert parallelism holds E/e experts per rank, expert tensor
+    Dense tensors split by t*p (the totals a caller passes are p x one rank's own under PP, so the split gives that
+    rank's: training_bytes_per_gpu, calc.memory.pipeline.stage_params), routed experts by u*p*e (expert parallelism
+    holds E/e experts per rank, expert tensor
     parallelism u = ``etp`` a 1/u slice of each; None: u = t, Megatron's default). ZeRO over the d (= DP x CP) ranks:
     stage >= 1 shards optimizer state (and fp32 master), >= 2 gradients, 3 weights. Experts shard over the
     expert-data-parallel group EDP = t*d / (u*e) (megatron/core/parallel_state.py: expert_data_parallel_size =
@@ -579,7 +587,8 @@ def shard_states(dense: tuple[float, float, float], experts: tuple[float, float,
 def fsdp_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp: int, dp: int, ep: int,
                    etp: int | None = None, sharded_params: int = 0) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per GPU of torchtitan's FSDP2 with pipeline parallelism, from the
-    stage-independent parameter counts (``dense``, routed ``experts``), ``w``/``o`` the recipe's bytes per parameter.
+    parameter counts (``dense``, routed ``experts``: p x the rank's own, so that N/p is the rank's; training_bytes_per_gpu),
+    ``w``/``o`` the recipe's bytes per parameter.
 
     torchtitan wraps each pipeline stage's blocks with ``fully_shard(..., reshard_after_forward=False)`` when PP is on
     ("For PP, do not reshard after forward to avoid per-microbatch all-gathers", torchtitan/parallelisms/
@@ -642,7 +651,8 @@ def fsdp2_states(dense: float, experts: float, *, o: int, tp: int, pp: int, dp: 
 def zero2_pp_states(dense: float, experts: float, *, w: int, o: int, tp: int, pp: int, dp: int, ep: int,
                     etp: int | None = None) -> tuple[int, int, int]:
     """(weights, gradients, optimizer) bytes per GPU of Llama 3's FSDP under pipeline parallelism (``ZERO2_PP``), from
-    the stage-independent parameter counts (``dense``, routed ``experts``), ``w``/``o`` the recipe's bytes per parameter.
+    the parameter counts (``dense``, routed ``experts``: p x the rank's own, so that N/p is the rank's), ``w``/``o`` the
+    recipe's bytes per parameter.
 
     The Llama 3 paper (arXiv 2407.21783 sec. 3.3.2, "Pipeline parallelism ... improvements"): "Our use of FSDP for Llama
     3 shards optimizer states and gradients, but for model shards we do not reshard after forward computation to avoid

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
+from calc.report.views import fit_line
 from calc.serving.plan import launch_cap_note
 from calc.units import gb
 
@@ -87,7 +88,9 @@ def report_html(r: Any) -> str:
     body = [f"<h1>Sizing report: {escape(r.model)} on {r.num_gpus} x {escape(r.gpu)} ({escape(r.mode)})</h1>",
             "<h2>Model</h2>", _table(["component", "params"], [[k, f"{v:,}"] for k, v in p.components.items()]
                                      + [["total (exact)", f"{p.total_params:,}"], ["active per token", f"{p.active_params:,}"]]),
-            "<h2>Memory per GPU</h2>", _table(["category", "GB"], [[k, f"{gb(v):.2f}"] for k, v in mem.per_gpu.items()])]
+            "<h2>Memory per GPU</h2>", _table(["category", "GB"], [[k, f"{gb(v):.2f}"] for k, v in mem.per_gpu.items()]
+                                              + [["total", f"{gb(mem.per_gpu_bytes):.2f}"]]),
+            "<h2>Fit</h2>", f"<p>{escape(fit_line(mem))}</p>"]
     if r.mode == "infer":
         c, lat = r.concurrency, r.latency
         body += ["<h2>Concurrency</h2>", f"<p>{escape(c.verdict)}</p>",
@@ -106,7 +109,8 @@ def report_html(r: Any) -> str:
                      frontier_svg(s), "<h2>Assumptions</h2>",
                      "<ul>" + "".join(f"<li>{escape(a)}</li>" for a in r.assumptions) + "</ul>"]
     else:
-        body += ["<h2>Training time</h2>", f"<p>{escape(r.train_time.verdict)}</p>"]
+        body += ["<h2>Training time</h2>", f"<p>{escape(r.train_time.verdict)}</p>", "<h2>Assumptions</h2>",
+                 "<ul>" + "".join(f"<li>{escape(a)}</li>" for a in mem.assumptions) + "</ul>"]
     sure = how_sure_text(r)
     if sure:
         body += ["<h2>How sure</h2>", f"<p>{escape(HOW_SURE_TITLE)}</p>", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in sure) + "</ul>"]

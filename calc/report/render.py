@@ -315,7 +315,8 @@ def memory_view(r: Any) -> RenderableType:
             totals.append((f"  as stored on the {r.tp} TP ranks (copied onto each)", size(r.kv_cache_stored_bytes)))
     else:
         totals += [(f"gradients ({copy})", size(r.gradient_bytes)), (f"optimizer ({copy})", size(r.optimizer_bytes))]
-    totals.append(("total (all GPUs)" if r.mode == "infer" else f"total (all GPUs: per GPU x {r.num_gpus:,})",
+    totals.append(("total (all GPUs)" if r.mode == "infer" else f"total (all GPUs: per GPU x {r.num_gpus:,})" if r.pp == 1
+                   else f"total (all GPUs: each pipeline rank's peak x its {r.num_gpus // r.pp:,} GPUs)",
                    size(r.total_bytes)))
     if r.gpu:
         verdict = (

@@ -16,6 +16,14 @@ from calc.units import abbrev, gb, human, plural
 CHART_GLYPHS = {"w": ("█", "blue", "weights"), "k": ("▒", "dark_orange", "KV cache"), "o": ("░", "grey50", "other")}
 
 
+def fit_line(mem: Any) -> str:
+    """The memory page's verdict in one line (markdown and HTML pages alike)."""
+    verdict = "fits" if mem.fits else "does not fit"
+    return (f"{verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}, the device total torch reports); headroom per GPU "
+            f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits{' (the tensors)' if mem.engine_fit else ''}: "
+            f"{mem.min_gpus or 'n/a (see assumptions)'}")
+
+
 def memory_chart(chart: Any, width: int = 48) -> RenderableType:
     """Weights (█ blue), KV cache (▒ orange) and other (░ grey) per workload, against the capacity line '|'."""
     scale = max(chart.capacity_bytes, *(p.weights_bytes + p.kv_cache_bytes + p.other_bytes
@@ -102,10 +110,7 @@ def report_markdown(r: Any) -> str:
     out += ["## Memory per GPU", "", "| category | per GPU |", "|---|---:|"]
     out += [f"| {k} | {size(v)} |" for k, v in mem.per_gpu.items()]
     out += [f"| **total** | **{size(mem.per_gpu_bytes)}** |", ""]
-    verdict = "fits" if mem.fits else "does not fit"
-    out += ["## Fit", "", f"- {verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}, the device total torch reports); headroom per GPU "
-            f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits{' (the tensors)' if mem.engine_fit else ''}: "
-            f"{mem.min_gpus or 'n/a (see assumptions)'}"]
+    out += ["## Fit", "", f"- {fit_line(mem)}"]
     out += [f"- as {mem.engine_fit['engine']} {mem.engine_fit['version']} launches it: {mem.engine_fit['line']}"] if mem.engine_fit else []
     out += [""]
     sections = [("Parameters", p.explain), ("FLOPs", f.explain), ("Memory", mem.explain)]

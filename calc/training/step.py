@@ -61,7 +61,14 @@ from pydantic import BaseModel
 
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
-from calc.memory.pipeline import StageSplit, held_by_rank, held_stage_layers, peak_held_layers, stage_params
+from calc.memory.pipeline import (
+    StageSplit,
+    held_by_rank,
+    held_stage_layers,
+    peak_held_layers,
+    stage_params,
+    stage_params_note,
+)
 from calc.memory.result import MemoryResult
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -374,18 +381,30 @@ def activation_bytes(dtype: str) -> int:
 
 
 def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
-                   activations: str | None = None) -> dict[str, int]:
+                   activations: str | None = None, rank_peaks: list[int] | None = None) -> dict[str, int]:
     """Bytes per GPU of the plan, from the memory engine with ``engine_options`` (per-layer figures cached on ``cost``);
     a LoRA / QLoRA run (``cost.lora``) from the fine-tuning engine as `memory --mode finetune --method lora|qlora` prices it
-    (lora_memory_per_gpu)."""
+    (lora_memory_per_gpu). ``rank_peaks``: receives each pipeline rank's peak (full training under PP)."""
     if cost.lora is not None:
         return lora_memory_per_gpu(cost, layout, micro, reserve_gib)
     return training_bytes_per_gpu(
         cost.m, params=cost.total_params, expert_params=cost.expert_params, tp=layout.tp, pp=layout.pp,
         dp=layout.dp * layout.cp, cp=layout.cp, sp=layout.sp, seq=cost.seq, reserve_bytes=int(reserve_gib * GIB),
-        cache=cost.activation_cache,
+        cache=cost.activation_cache, rank_peaks=rank_peaks,
         **engine_options(layout, micro, num_layers=cost.m.num_layers, dtype=cost.dtype, eff=cost.eff, activations=activations),
     )
+
+
+def pipeline_states_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB
+                         ) -> list[str]:
+    """--explain: how the pipeline ranks' states are priced (calc.memory.pipeline.stage_params_note), as `memory --mode
+    train` says it; [] without PP."""
+    if layout.pp == 1:
+        return []
+    totals: list[int] = []
+    memory_per_gpu(cost, layout, micro, reserve_gib, rank_peaks=totals)
+    note = stage_params_note(cost.m, layout.pp, StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss), totals)
+    return [note] if note else []
 
 
 def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB
@@ -706,7 +725,8 @@ def train_step(
         + [note for note in [lora_stack_note(cost, layout, micro, need, reserve_gib)] if note]
         + ([f"packed documents of {cost.attention_span:,} tokens per sequence of {cost.seq:,} (--doc-tokens): attention "
             f"within each document, {cost.attention_share:.4f} of the causal pairs of one {cost.seq:,}-token document; "
-            "MFU still counts the model FLOPs of whole sequences"] if cost.attention_span < cost.seq else []),
+            "MFU still counts the model FLOPs of whole sequences"] if cost.attention_span < cost.seq else [])
+        + pipeline_states_line(cost, layout, micro, reserve_gib),
     )
     assumptions = base["assumptions"]
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \
