@@ -120,10 +120,12 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
         raise ValueError(f"no band for kind {kind!r}; kinds: {', '.join(KINDS)}")
     data = fitted()["bands"]
     group, pool = group_name(kind, gpu, dtype, moe), pool_of(kind)
+    borrowed = ""
     if SAME_ENGINE_POOL.get(pool) in data["pools"]:
         own_pool = pool
         group, pool = group_name(SAME_ENGINE_POOL[pool], gpu, dtype, moe), SAME_ENGINE_POOL[pool]
         group_label = f"{group} (the same memory engine as {own_pool})"
+        borrowed = f"read for {own_pool}, the same memory engine; "
     else:
         group_label = group
     family = FAMILY.get(pool)
@@ -135,9 +137,9 @@ def band(kind: str, value: float, *, gpu: str, dtype: str = "bf16", moe: bool = 
     if own is not None and not unseen:
         q, name = own, group_label
     elif pool in data["pools"]:
-        q, name = data["pools"][pool], f"{pool} (all generations: {why})"
+        q, name = data["pools"][pool], f"{pool} ({borrowed}all generations: {why})"
         if moe and "moe" in q:  # the pool's quantiles spread by the k its MoE rows measured (module docstring)
-            q, name = {**q, **q["moe"]}, f"{pool} (all generations, spread for MoE: {why})"
+            q, name = {**q, **q["moe"]}, f"{pool} ({borrowed}all generations, spread for MoE: {why})"
     elif family in data["families"]:
         q, name = data["families"][family], f"{family} (prefill and decode, all generations: {why}, and {pool} too)"
     else:
