@@ -707,8 +707,8 @@ def training_bytes_per_gpu(
     rank's own parameters (``pp_split`` places them, calc.memory.pipeline.stage_params: the embedding on the first
     rank, the head on the last) in place of N/p, beside that rank's own activations (``rank_held``: the schedule's
     layer-micro-batches on each rank, calc.memory.pipeline.held_by_rank, by default 1F1B's over ``in_flight``;
-    ``rank_activation_bytes``), the peak the largest rank's (``rank_peaks``, when given, receives every rank's total;
-    Korthikanti's formula, the first stage's, is paired with the first rank's states); or the caller's own per-GPU
+    ``rank_activation_bytes``, or Korthikanti's layer x the rank's count), the peak the largest rank's (``rank_peaks``,
+    when given, receives every rank's total); or the caller's own per-GPU
     ``states`` and ``gradients`` (N/p figures; with PP scaled rank by rank by the rank's share of the parameters,
     exact for a full fine-tune, whose every state is per parameter) (fine-tuning: frozen/NF4 base, adapters, offload,
     paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
@@ -825,20 +825,24 @@ def training_bytes_per_gpu(
         if rank_held is None and not offload_layers and float(in_flight).is_integer():
             rank_held = held_by_rank(m.num_layers, pp, int(in_flight), pp_split.vpp, None, pp_split.embedding, pp_split.loss)
         layers = rank_layers(m.num_layers, pp, pp_split)
-        if per is not None and layers is not None and (rank_held is not None or offload_layers):
+        if layers is not None and (rank_held is not None or offload_layers):
             # rank by rank: each rank's own states beside its own activations, the largest sum the peak
+            if per is None:  # Korthikanti's layer, the embedding's dropout mask on the first rank (textbook_activation_bytes)
+                layer = korthikanti_layer_bytes(s_local, micro_batch, m.hidden_size, m.num_heads, tp, sp, recompute, flash)
+                embed = s_local * micro_batch * m.hidden_size * in_flight / (tp if sp else 1)
             peaks = []
             for r, (dense, experts) in enumerate(own):
                 held = (min(len(layers[r]), offload_layers) * min(in_flight, pp - r) if offload_layers
                         else rank_held[r])  # type: ignore[index]
-                activations = rank_activation_bytes(per, r, pp, held, in_flight)
+                activations = (rank_activation_bytes(per, r, pp, held, in_flight) if per is not None
+                               else math.ceil(held * layer + (embed if r == 0 else 0)))
                 unit = unit_gradient_bytes(m, tp, ep=ep, outside_blocks=r in (0, pp - 1)) if unit_by_rank else None
                 peaks.append(peak(*rank_states(r), dense, experts, activations, hole if r == pp - 1 else 0, unit))
             totals = [sum(parts.values()) for parts in peaks]
             if rank_peaks is not None:
                 rank_peaks[:] = totals
             return peaks[totals.index(max(totals))]
-        # Korthikanti's formula (the first stage's), or no per-rank schedule: the first rank's own states beside it
+        # no per-rank schedule: the first rank's own states beside the fuller end
         return peak(*rank_states(0), *own[0], max(ends), 0)
     # one rank priced: the stage-averaged states N/p (or a caller's own) beside the fuller end's activations
     dense, experts = params - expert_params, expert_params
