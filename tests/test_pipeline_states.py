@@ -120,3 +120,16 @@ def test_the_step_reduces_and_steps_the_parameters_of_the_rank_holding_the_most(
     r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "4", "--explain")
     assert f"optimizer_s = {first:,} parameters x 28 B" in r.out
     assert f"x 4 B = {first:,} x 4" in r.out
+
+
+def test_a_stack_without_the_schedule_refuses_it(cli) -> None:
+    """LLM Foundry (Composer: FSDP, TP) runs no pipeline; DeepSpeed's PipelineEngine runs plain 1F1B (TrainSchedule),
+    no interleaved chunks: train-step refuses the flag that asks for what the stack cannot run, and train-plan under
+    DeepSpeed proposes no interleaved layout."""
+    r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--stack", "llm-foundry")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --pp") and "Composer" in r.err
+    r = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--pp", "2", "--vpp", "2", "--stack", "deepspeed")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --vpp") and "TrainSchedule" in r.err
+    plans = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--stack", "deepspeed", "--top", "50",
+                "--json").json()["plans"]
+    assert plans and all(p["vpp"] == 1 for p in plans)

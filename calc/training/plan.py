@@ -31,7 +31,7 @@ from calc.errors import LLMCalcError
 from calc.model.parallel import pipeline_stage_layers
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
-from calc.training.stack import SHARDS_KV_HEADS, runs_pipeline, stack_key, tp_places_kv_heads
+from calc.training.stack import SHARDS_KV_HEADS, interleaves, runs_pipeline, stack_key, tp_places_kv_heads
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev
 
@@ -198,7 +198,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
 def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpace) -> list[int]:
     if layout.pp == 1:
         return [1]
-    candidates = range(1, space.max_vpp + 1)
+    candidates = range(1, space.max_vpp + 1 if interleaves(cost.eff.stack) else 2)
     return _pinned(space, "vpp", [v for v in candidates
                                   if v == 1 or layout_is_valid(cost.m, layout.with_(vpp=v), micro * layout.dp * layout.micro_batch,
                                                                cost.seq)])

@@ -93,10 +93,15 @@ ALIASES = {"nemo": "megatron", "megatron-bridge": "megatron", "megatron-lm": "me
 OWN_EFFICIENCY = {"nemo-automodel": "other"}
 
 
-# Stacks without a pipeline schedule: HF Trainer / accelerate shard with DDP, FSDP or DeepSpeed ZeRO (and, since
-# accelerate 1.10's ParallelismConfig, TP and CP over DTensor), but run no pipeline stages (the Trainer does not drive
-# DeepSpeed's PipelineEngine). train-step refuses --pp > 1 under them; train-plan searches PP 1 only.
-NO_PIPELINE = frozenset({HF_STACK})
+# Stacks without a pipeline schedule, and what they run instead: HF Trainer / accelerate shard with DDP, FSDP or DeepSpeed
+# ZeRO (and, since accelerate 1.10's ParallelismConfig, TP and CP over DTensor), but run no pipeline stages (the Trainer
+# does not drive DeepSpeed's PipelineEngine); LLM Foundry trains through Composer's FSDP (its parallelism_config: fsdp,
+# tp), with no pipeline engine. train-step refuses --pp > 1 under them; train-plan searches PP 1 only.
+NO_PIPELINE = {HF_STACK: "HF Trainer / accelerate: DDP, FSDP, DeepSpeed ZeRO, TP",
+               "llm-foundry": "Composer: FSDP and TP"}
+# Stacks whose pipeline runs 1F1B without interleaving: DeepSpeed's PipelineEngine executes TrainSchedule
+# (deepspeed/runtime/pipe/schedule.py), one model chunk a stage. train-step refuses --vpp > 1; train-plan tries VPP 1.
+NO_INTERLEAVING = {"deepspeed": "DeepSpeed's PipelineEngine runs TrainSchedule, 1F1B with one chunk a stage"}
 
 
 # Stacks whose MoE layers loop over the experts in Python: Hugging Face transformers' eager MoE blocks (before the
@@ -140,8 +145,26 @@ def check_pipeline(name: str | None, pp: int) -> None:
     if pp > 1 and not runs_pipeline(name):
         from calc.errors import LLMCalcError
 
-        raise LLMCalcError("--pp", f"--stack {name} runs no pipeline schedule (HF Trainer / accelerate: DDP, FSDP, DeepSpeed "
-                                   "ZeRO, TP); give --pp 1, or a stack with one (--stack megatron, deepspeed or fsdp)")
+        raise LLMCalcError("--pp", f"--stack {name} runs no pipeline schedule ({NO_PIPELINE[stack_key(name)]}); give --pp 1, "
+                                   "or a stack with one (--stack megatron, deepspeed or fsdp)")
+
+
+def interleaves(name: str | None) -> bool:
+    """Whether the stack's pipeline can interleave model chunks (NO_INTERLEAVING).
+
+    >>> interleaves("megatron"), interleaves("deepspeed")
+    (True, False)
+    """
+    return stack_key(name) not in NO_INTERLEAVING
+
+
+def check_interleaving(name: str | None, vpp: int) -> None:
+    """Refuse, naming --vpp, interleaved chunks under a stack whose pipeline runs plain 1F1B (train-step, report)."""
+    if vpp > 1 and not interleaves(name):
+        from calc.errors import LLMCalcError
+
+        raise LLMCalcError("--vpp", f"--stack {name}: {NO_INTERLEAVING[stack_key(name)]}; give --vpp 1, or --stack megatron "
+                                    "or fsdp for an interleaved schedule")
 
 
 # Stacks whose tensor parallelism shards the KV heads without replicating them: Megatron-Core's attention sets

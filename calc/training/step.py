@@ -85,7 +85,7 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, uneven_stage_note
-from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_pipeline, check_tp, loops_experts, stack_key
+from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_interleaving, check_pipeline, check_tp, loops_experts, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
 TERM_KEYS = (
@@ -704,6 +704,7 @@ def train_step(
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
     check_pipeline(cost.eff.stack, layout.pp)
+    check_interleaving(cost.eff.stack, layout.vpp)
     check_tp(cost.eff.stack, cost.m, layout.tp)
     memory = memory_per_gpu(cost, layout, micro, reserve_gib)
     need = sum(memory.values())
