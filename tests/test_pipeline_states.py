@@ -133,3 +133,15 @@ def test_a_stack_without_the_schedule_refuses_it(cli) -> None:
     plans = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "64", "--stack", "deepspeed", "--top", "50",
                 "--json").json()["plans"]
     assert plans and all(p["vpp"] == 1 for p in plans)
+
+
+def test_the_fsdp_stack_searches_what_torchtitan_runs(cli) -> None:
+    """torchtitan shards with FSDP2 or replicates with DDP (no ZeRO-1/2 optimizer), and pipelines FSDP2 as its own
+    FSDP+PP (--sharding fsdp-pp): train-plan --stack fsdp proposes ZeRO 0 or 3 only, ZeRO-3 with PP as fsdp-pp."""
+    plans = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "32", "--stack", "fsdp", "--top", "100",
+                "--json").json()["plans"]
+    assert plans and {p["zero"] for p in plans} <= {0, 3}
+    assert all("FSDP+PP" in p["layout"] for p in plans if p["zero"] == 3 and p["pp"] > 1)
+    pinned = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "32", "--stack", "fsdp", "--pp", "4", "--zero",
+                 "3", "--json").json()["plans"]
+    assert pinned and all("FSDP+PP" in p["layout"] for p in pinned)

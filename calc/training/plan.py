@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
+from calc.memory.training import FSDP_PP, ZERO_SHARDING
 from calc.model.parallel import pipeline_stage_layers
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
@@ -95,6 +96,23 @@ def _tp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
     return out
 
 
+def stack_zero_stages(stack: str | None) -> tuple[int, ...]:
+    """The ZeRO stages the plan search tries under a stack: torchtitan (fsdp) shards with FSDP2 or replicates with DDP,
+    and has no ZeRO-1/2 optimizer (torchtitan/distributed/parallel_dims.py: dp_replicate, dp_shard), so 0 and 3; every
+    other stack 0-3.
+
+    >>> stack_zero_stages("fsdp"), stack_zero_stages("megatron")
+    ((0, 3), (0, 1, 2, 3))
+    """
+    return (0, 3) if stack_key(stack) == "fsdp" else (0, 1, 2, 3)
+
+
+def pp_sharding(stack: str | None, zero: int, pp: int) -> str:
+    """How a searched layout shards: torchtitan's FSDP2 with pipeline stages (FSDP_PP: --sharding fsdp-pp) for ZeRO-3
+    with PP under the fsdp stack, else ZeRO as its stage says."""
+    return FSDP_PP if stack_key(stack) == "fsdp" and zero == 3 and pp > 1 else ZERO_SHARDING
+
+
 def _pinned(space: SearchSpace, name: str, choices: list[Any]) -> list[Any]:
     pins = dict(space.fixed)
     return [c for c in choices if c == pins[name]] if name in pins else choices
@@ -146,7 +164,8 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     if ep is not None and ep > 1 and (not m.moe or m.moe.num_experts % ep):
         raise LLMCalcError("--ep", f"{ep} must divide the experts of a MoE model ({m.name}: "
                            f"{m.moe.num_experts if m.moe else 'no'} experts)")
-    problem = zero_with_pp_problem(pins.get("zero", 0), pins.get("pp", 1))
+    problem = zero_with_pp_problem(pins.get("zero", 0), pins.get("pp", 1),
+                                   pp_sharding(cost.eff.stack, pins.get("zero", 0), pins.get("pp", 1)))
     if problem:
         raise LLMCalcError("--zero", problem)
     if "pp" in pins and pins["pp"] > m.num_layers:
@@ -180,12 +199,15 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
                             continue
                         micro = global_batch // (dp * b)
                         zeros = list(space.zero_stages)
+                        if "zero" not in dict(space.fixed):
+                            zeros = [z for z in zeros if z in stack_zero_stages(cost.eff.stack)]
                         if dp * cp == 1 and "zero" not in dict(space.fixed):
                             zeros = zeros[:1]  # nothing to shard over: every stage is ZeRO-0 (was a duplicate row)
                         for zero in _pinned(space, "zero", zeros):
                             for recompute in _recompute_levels(cost, space):
                                 layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=tp > 1, micro_batch=b, zero=zero,
-                                                recompute=recompute)  # type: ignore[arg-type]
+                                                recompute=recompute,  # type: ignore[arg-type]
+                                                sharding=pp_sharding(cost.eff.stack, zero, pp))
                                 if not layout_is_valid(m, layout, global_batch, cost.seq):
                                     continue  # what train-step would refuse (calc.training.layout), e.g. ZeRO-3 with PP
                                 considered += 1
@@ -276,7 +298,8 @@ def what_would_fit(cost: ModelCost, num_gpus: int, global_batch: int, space: Sea
         if fits:
             return f"; fits with {label} (e.g. {fits[0][0].label()})"
     levels = "/".join(_recompute_levels(cost, SearchSpace()))
-    tried = "" if {"zero", "recompute"} & pins.keys() else f" (ZeRO 0-3 and recompute {levels} tried)"
+    stages = ", ".join(map(str, stack_zero_stages(cost.eff.stack)))
+    tried = "" if {"zero", "recompute"} & pins.keys() else f" (ZeRO {stages} and recompute {levels} tried)"
     more = smallest_fitting_gpu_count(cost, num_gpus, global_batch, space)
     return tried + (f"; fits on {more} GPUs" if more else "; none up to 64x as many GPUs fits either: "
                     "shorten --seq or use GPUs with more memory")
