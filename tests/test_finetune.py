@@ -181,9 +181,11 @@ def test_pipeline_stages_first_holds_p_microbatches_last_holds_the_head(llama3):
     r = finetune_memory(llama3, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048)
     assert r.per_gpu["activations"] == 8 * 16_777_216 + 16_785_408 + 16_777_216 + 12 * 2048 * 128_256
     # a tiny vocabulary makes the first stage the larger: 32 layer inputs, no head, + the backward workspace
-    # (one layer recomputed + dY, dX of its largest tensor)
+    # (one layer recomputed + dY, dX of its largest tensor). Each rank is priced with its own states beside its own
+    # activations; gradients accumulated over 2 micro-batches persist beside them (with one, the peak of every rank is
+    # its backward's end, states + gradients, and the last rank's 4,096 more parameters of final norm would bind)
     tiny = llama3.model_copy(update={"vocab_size": 256})
-    r = finetune_memory(tiny, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048)
+    r = finetune_memory(tiny, method="full", plan=Parallelism(pp=4), recompute="full", batch=1, seq=2048, grad_accum=2)
     setup = LayerSetup(full=True, fused=False)
     workspace = stage_activations(tiny, 1, 2048, setup, "full", 1, 1).backward_workspace
     assert r.per_gpu["activations"] == 32 * 16_777_216 + workspace

@@ -34,13 +34,17 @@ def test_fsdp_pp_peak_keeps_gradients_beside_activations() -> None:
     common = dict(params=LLAMA3_8B, tp=2, pp=4, dp=8, zero=3, micro_batch=1, seq=4096, recompute="full", grad_accum=8,
                   reserve_bytes=0, fragmentation=0.0)
     fsdp_pp = training_bytes_per_gpu(m, sharding=FSDP_PP, **common)
-    assert fsdp_pp["weights"] == 2_007_565_312
-    assert fsdp_pp["optimizer"] == 1_505_673_984
-    assert fsdp_pp["gradients"] == 4_015_130_624  # whole, persisting: they accumulate from the first backward
+    # the rank priced is the last: 8 layers x 218,112,000 + the final norm 4,096 + the head 128,256 x 4,096 =
+    # 2,270,236,672 parameters (the first has the same less the norm), the head's logits its larger activations;
+    # over TP 2, 1,135,118,336 a GPU: bf16 weights 2 B, fp32 gradients 4 B, fp32 master + Adam 12 B over d = 8
+    last = (8 * 218_112_000 + 4_096 + 128_256 * 4_096) // 2
+    assert fsdp_pp["weights"] == 2 * last == 2_270_236_672
+    assert fsdp_pp["optimizer"] == 12 * last // 8 == 1_702_677_504
+    assert fsdp_pp["gradients"] == 4 * last  # whole, persisting: they accumulate from the first backward
     assert fsdp_pp["FSDP unsharded layers"] == 0  # everything of the stage is gathered already
     # ZeRO-1 (Megatron's distributed optimizer) on the same layout: bf16 gradients, 2 B per parameter
     zero1 = training_bytes_per_gpu(m, **{**common, "zero": 1})
-    assert zero1["gradients"] == 2_007_565_312 and zero1["weights"] == fsdp_pp["weights"]
+    assert zero1["gradients"] == 2 * last and zero1["weights"] == fsdp_pp["weights"]
     assert zero1["activations"] == fsdp_pp["activations"]
 
 
@@ -58,9 +62,10 @@ def test_megatron_zero3_with_pp_still_refused_fsdp_pp_allowed() -> None:
 def test_fsdp_pp_communication_once_per_step() -> None:
     cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
     lay = Layout(tp=1, pp=4, dp=16, zero=3, sharding=FSDP_PP, recompute="full")
-    # N/p = 8,030,261,248 / 4 parameters on the slowest stage's GPU (no TP): gathered in bf16 (2 B) once, gradients
+    # the parameters of the rank holding the most (no TP): the last, 8 layers x 218,112,000 + the final norm 4,096 +
+    # the head 128,256 x 4,096 = 2,270,236,672 (N/p = 2,007,565,312 averaged), gathered in bf16 (2 B) once, gradients
     # reduce-scattered in fp32 (4 B) once, over the 16 DP ranks (2 nodes), whatever the number of micro-batches
-    local = LLAMA3_8B / 4
+    local = 8 * 218_112_000 + 4_096 + 128_256 * 4_096
     once = cost.coll("all_gather", local * 2, 16, 1) + cost.coll("reduce_scatter", local * 4, 16, 1)
     for micro in (4, 16):
         t = step_terms(cost, lay, 16 * micro, micro)
@@ -72,7 +77,7 @@ def test_fsdp_pp_communication_once_per_step() -> None:
     flat = Layout(tp=1, pp=1, dp=64, zero=3, recompute="full")
     assert step_terms(cost, flat, 64 * 16, 16).totals["zero_gather_s"] > 3 * step_terms(cost, flat, 64 * 4, 4).totals["zero_gather_s"]
     mem = memory_per_gpu(cost, lay, 8)
-    assert mem["gradients"] == 4 * LLAMA3_8B // 4  # fp32 unsharded gradients of the stage, 4 B x N/p
+    assert mem["gradients"] == 4 * local  # fp32 unsharded gradients of the last stage (its logits make it the fullest)
 
 
 def test_torchtitan_pp_rows_map_to_fsdp_pp() -> None:
@@ -106,10 +111,12 @@ def test_train_step_sharding_flag(cli) -> None:
     refused = cli(*base)
     assert refused.code == 2 and "--zero" in refused.err and "--sharding fsdp-pp" in refused.err
     d = cli(*base, "--sharding", "fsdp-pp", "--json").json()
-    # PP 4: 8,030,261,248 / 4 = 2,007,565,312 parameters per GPU: bf16 weights 4,015,130,624 B, fp32 gradients
-    # 8,030,261,248 B, fp32 master + Adam 12 x 2,007,565,312 / DP 4 = 6,022,695,936 B
+    # PP 4, the first rank priced (16 micro-batches, 4 in flight of 8 layers' full activations): 8 x 218,112,000 + the
+    # embedding 128,256 x 4,096 = 2,270,232,576 parameters: bf16 weights 4,540,465,152 B, fp32 gradients
+    # 9,080,930,304 B, fp32 master + Adam 12 x 2,270,232,576 / DP 4 = 6,810,697,728 B
+    first = 8 * 218_112_000 + 128_256 * 4_096
     assert (d["memory_per_gpu"]["weights"], d["memory_per_gpu"]["gradients"], d["memory_per_gpu"]["optimizer"]) == (
-        4_015_130_624, 8_030_261_248, 6_022_695_936)
+        2 * first, 4 * first, 12 * first // 4) == (4_540_465_152, 9_080_930_304, 6_810_697_728)
     assert "FSDP+PP" in d["layout"]
     pp1 = tuple("1" if a == "4" else a for a in base)  # --pp 1
     for args in ((*pp1, "--sharding", "fsdp-pp"), (*base, "--sharding", "hsdp")):

@@ -45,10 +45,11 @@ def test_no_cached_blocks_without_their_cause() -> None:
 
 
 def test_rs_pool_under_fsdp_with_pp() -> None:
-    # torchtitan's FSDP2 + PP: 8e9 parameters over TP 8 x PP 8 x DP 8 = 512 ranks -> 4 x 8e9 / 512 = 62,500,000 B
-    parts = _titan_8b(caching_allocator=True, params=8_000_000_000, tp=8, pp=8, dp=8, sharding=FSDP_PP, micro_batch=1,
-                      recompute="full", sp=True)
-    assert parts[RS_POOL] == 62_500_000
+    # torchtitan's FSDP2 + PP over TP 8 x PP 8 x DP 8: the rank priced is the last (its logits), 4 layers x 218,112,000
+    # + the final norm 4,096 + the head 128,256 x 4,096 = 1,397,788,672 parameters, its fp32 gradient shards
+    # 4 x 1,397,788,672 / (TP 8 x DP 8) = 87,361,792 B
+    parts = _titan_8b(caching_allocator=True, tp=8, pp=8, dp=8, sharding=FSDP_PP, micro_batch=1, recompute="full", sp=True)
+    assert parts[RS_POOL] == 4 * (4 * 218_112_000 + 4_096 + 128_256 * 4_096) // 64 == 87_361_792
 
 
 def test_train_step_prices_the_allocator_for_fsdp_stacks_only() -> None:

@@ -52,14 +52,19 @@ def test_peak_parts_of_the_llama3_row_layout() -> None:
     common = dict(params=LLAMA31_405B, tp=8, pp=16, dp=64, micro_batch=1, seq=8192, grad_accum=32, reserve_bytes=0,
                   fragmentation=0.0, sp=True, grad_buffer=True)
     z2 = training_bytes_per_gpu(m, zero=2, sharding=ZERO2_PP, **common)
-    assert (z2["weights"], z2["optimizer"], z2["gradients"]) == (6_341_459_200, 594_511_800, 198_170_600)
-    assert z2["FSDP unsharded layers"] == 1_593_851_904
-    # ZeRO-1 (the distributed optimizer) on the same layout keeps bf16 gradients of the whole stage (2 B x 3,170,729,600)
+    # the rank priced is rank 1 of Megatron-Core's uneven split [7, 8 x 14, 7]: 8 layers of 3,187,703,808 =
+    # 25,501,630,464 parameters, 3,187,703,808 a GPU over TP 8: bf16 weights 2 B whole, fp32 master + Adam 12 B and the
+    # fp32 gradient shard 4 B over DP 64
+    rank1 = 8 * 3_187_703_808 // 8
+    assert (z2["weights"], z2["optimizer"], z2["gradients"]) == (2 * rank1, 12 * rank1 // 64, 4 * rank1 // 64) \
+        == (6_375_407_616, 597_694_464, 199_231_488)
+    assert z2["FSDP unsharded layers"] == 1_593_851_904  # one block's fp32 gradient (a middle rank holds no embedding)
+    # ZeRO-1 (the distributed optimizer) on the same layout keeps bf16 gradients of the whole stage (2 B x 3,187,703,808)
     z1 = training_bytes_per_gpu(m, zero=1, **common)
-    assert z1["gradients"] == 6_341_459_200 and z1["FSDP unsharded layers"] == 0
+    assert z1["gradients"] == 2 * rank1 and z1["FSDP unsharded layers"] == 0
     assert z1["activations"] == z2["activations"]
     saved = sum(z1.values()) - sum(z2.values())
-    assert saved == 6_341_459_200 - 198_170_600 - 1_593_851_904
+    assert saved == 2 * rank1 - 4 * rank1 // 64 - 1_593_851_904
 
 
 def test_zero2_needs_its_sharding_under_pp() -> None:
@@ -76,9 +81,10 @@ def test_zero2_needs_its_sharding_under_pp() -> None:
 def test_reduce_scatter_every_micro_batch() -> None:
     cost = ModelCost(load_model("llama3-8b"), load_gpu("h100"), load_system("dgx-h100"), 4096)
     lay = Layout(tp=1, pp=4, dp=16, zero=2, sharding=ZERO2_PP)
-    # N/p parameters on the stage's GPU: each micro-batch reduce-scatters their fp32 gradients (4 B) over the 16 DP
-    # ranks; the updated bf16 weights (2 B) are all-gathered once per step
-    local = 8_030_261_248 / 4
+    # the parameters of the rank holding the most (the last: 8 layers x 218,112,000 + the final norm 4,096 + the head
+    # 128,256 x 4,096): each micro-batch reduce-scatters their fp32 gradients (4 B) over the 16 DP ranks; the updated
+    # bf16 weights (2 B) are all-gathered once per step
+    local = 8 * 218_112_000 + 4_096 + 128_256 * 4_096
     scatter, gather = cost.coll("reduce_scatter", local * 4, 16, 1), cost.coll("all_gather", local * 2, 16, 1)
     for micro in (4, 16):
         t = step_terms(cost, lay, 16 * micro, micro)
@@ -101,10 +107,12 @@ def test_cli_sharding_zero2_pp(cli) -> None:
     refused = cli(*base)
     assert refused.code == 2 and refused.err.count("\n") == 1 and "--sharding zero2-pp" in refused.err
     d = cli(*base, "--sharding", "zero2-pp", "--json").json()
-    # PP 4, DP 4: 2,007,565,312 parameters per GPU: bf16 weights 4,015,130,624 B whole; fp32 gradient shard
-    # 4 x 2,007,565,312 / 4 = 2,007,565,312 B; fp32 master + Adam 12 x 2,007,565,312 / 4 = 6,022,695,936 B
+    # PP 4, DP 4, the first rank priced (its 4 micro-batches in flight): 8 x 218,112,000 + the embedding 128,256 x 4,096
+    # = 2,270,232,576 parameters: bf16 weights 4,540,465,152 B whole; fp32 gradient shard 4 x 2,270,232,576 / 4 =
+    # 2,270,232,576 B; fp32 master + Adam 12 x 2,270,232,576 / 4 = 6,810,697,728 B
+    first = 8 * 218_112_000 + 128_256 * 4_096
     assert (d["memory_per_gpu"]["weights"], d["memory_per_gpu"]["gradients"], d["memory_per_gpu"]["optimizer"]) == (
-        4_015_130_624, 2_007_565_312, 6_022_695_936)
+        2 * first, first, 3 * first) == (4_540_465_152, 2_270_232_576, 6_810_697_728)
     assert "ZeRO2+PP" in d["layout"]
     explained = cli(*base, "--sharding", "zero2-pp", "--explain")
     assert explained.code == 0 and "Llama 3's FSDP" in explained.out
@@ -138,10 +146,19 @@ def test_zero2_pp_against_zero1_placement(name: str, tp: int, pp: int, dp: int) 
     z1 = training_bytes_per_gpu(m, dp=dp, zero=1, **common)
     z2 = training_bytes_per_gpu(m, dp=dp, zero=2, sharding=ZERO2_PP, **common)
     assert z2["weights"] == z1["weights"] and z2["optimizer"] == z1["optimizer"]
+    # the rank priced (calc.memory.pipeline.stage_params: its own dense d_r and routed experts e_r): the one whose
+    # 2 B weights these are; ZeRO-1 keeps its bf16 gradients whole, as its weights
+    from calc.memory.pipeline import stage_params
+
+    ranks = stage_params(m, pp)
+    r = next(i for i, (d, e) in enumerate(ranks) if abs(2 * d / tp + 2 * e / (tp * ep) - z1["weights"]) <= 2)
+    d_r, e_r = ranks[r]
+    assert z1["gradients"] == pytest.approx(z1["weights"], abs=2)
     # dense gradients shard over DP, routed experts' over the expert-DP group EDP = t d / (ETP e), ETP = t
-    dense, edp = counts.total_params - experts, tp * dp // (tp * ep)
-    assert z1["gradients"] == pytest.approx(2 * dense / (tp * pp) + 2 * experts / (tp * pp * ep), abs=2)
-    assert z2["gradients"] == pytest.approx(4 * dense / (tp * pp * dp) + 4 * experts / (tp * pp * ep * edp), abs=2)
-    assert z2["FSDP unsharded layers"] == unit_gradient_bytes(m, tp, ep=ep) and z1["FSDP unsharded layers"] == 0
+    edp = tp * dp // (tp * ep)
+    assert z2["gradients"] == pytest.approx(4 * d_r / (tp * dp) + 4 * e_r / (tp * ep * edp), abs=2)
+    # one unit's gradient in flight: a block, or on the first and last rank the embedding / head where larger
+    assert z2["FSDP unsharded layers"] == unit_gradient_bytes(m, tp, ep=ep, outside_blocks=r in (0, pp - 1))
+    assert z1["FSDP unsharded layers"] == 0
     more = training_bytes_per_gpu(m, dp=2 * dp, zero=2, sharding=ZERO2_PP, **common)
     assert sum(more.values()) <= sum(z2.values())
