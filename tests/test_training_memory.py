@@ -3,7 +3,6 @@ figure matches Korthikanti's table 2 for GPT-3; Meta's Llama 3.1 405B layout fit
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
