@@ -40,9 +40,11 @@ def _pipelined(layout: tuple[str, ...]) -> bool:
     return "--pp" in layout and layout[layout.index("--pp") + 1] != "1"
 
 
-# every stack with every job, except HF Trainer with pipeline stages, which it does not run (test_hf_stack_runs_no_pipeline)
+# every stack with every job, except HF Trainer and LLM Foundry with pipeline stages, which they do not run
+# (test_hf_stack_runs_no_pipeline; tests/test_pipeline_states.py)
 @pytest.mark.parametrize(("stack", "layout", "accum"),
-                         [(s, lay, a) for s in STACKS for lay, a in JOBS if not (s == "hf" and _pipelined(lay))],
+                         [(s, lay, a) for s in STACKS for lay, a in JOBS
+                          if not (s in ("hf", "llm-foundry") and _pipelined(lay))],
                          ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x))
 def test_same_stack_same_bytes_in_both_modes(cli, stack, layout, accum) -> None:
     train, full = _pair(cli, layout, accum, "--stack", stack)

@@ -80,13 +80,13 @@ def test_finetune_full_is_train_for_the_same_job(cli, layout, accum) -> None:
     """The same job in both modes: fine-tuning's eager PyTorch defaults set to what --mode train prices (--compile: fused
     norms and SwiGLU; --fragmentation 0: expandable segments; --loss megatron), the same micro-batches per step
     (--grad-accum = --global-batch / DP), and a stack that reduces FSDP units in fp32 as PyTorch FSDP does
-    (--stack llm-foundry; the default Megatron stack reduces them in bf16)."""
+    (--stack deepspeed; the default Megatron stack reduces them in bf16)."""
     dp = 8 if "--num-gpus" in layout else int(layout[layout.index("--dp") + 1])
     common = ("llama3-8b", "--gpu", "h100", *layout, "--json")
-    train = cli("memory", *common, "--mode", "train", "--stack", "llm-foundry", "--global-batch", str(accum * dp))
+    train = cli("memory", *common, "--mode", "train", "--stack", "deepspeed", "--global-batch", str(accum * dp))
     # HF Trainer, fine-tuning's default stack, runs no pipeline (calc.training.stack.NO_PIPELINE): a pipelined job
     # names the stack whose memory --mode train prices it
-    stack = ("--stack", "llm-foundry") if "--pp" in layout else ()
+    stack = ("--stack", "deepspeed") if "--pp" in layout else ()
     full = cli("memory", *common, "--mode", "finetune", "--method", "full", "--compile", "--fragmentation", "0",
                "--loss", "megatron", "--grad-accum", str(accum), *stack)
     assert train.code == full.code == 0, (train.err, full.err)
