@@ -393,6 +393,8 @@ def compare(
     fp8_moe_scales: Fp8MoeScalesOpt = None,
     moe_serving_rate: MoeServingRateOpt = None,
     expert_imbalance: ExpertImbalanceOpt = None,
+    dispatcher: DispatcherOpt = None,
+    moe_permute_scope: PermuteScopeOpt = None,
     step_overhead_ms: StepOverheadOpt = None,
     step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
     enforce_eager: EnforceEagerOpt = False,
@@ -424,15 +426,17 @@ def compare(
         refuse_engine_on_gpu(engine, g)
     if m.moe is None:
         refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, expert_imbalance=expert_imbalance,
-                           moe_serving_rate=moe_serving_rate)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance)
+                           moe_serving_rate=moe_serving_rate, dispatcher=dispatcher, moe_permute_scope=moe_permute_scope)
+    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
+                                 moe_permute_scope=moe_permute_scope)
     refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, launch, max_model_len, engine_version)  # as serve builds them
     for g in gpus:
         check_step_budget(s, m, g)
     assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
+                                      comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
+                                      moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
                                       router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
                                       attention_windows=attention_windows_of(m, attention_windows, s))
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)

@@ -1,0 +1,19 @@
+"""Pass 39: compare takes serve's expert-parallel exchange options (one vocabulary across the serving commands)."""
+
+from __future__ import annotations
+
+
+def test_compare_takes_serves_dispatcher_and_reads_serves_answer(cli) -> None:
+    """DeepSeek-V3 on 16 H200: serve's pick is data-parallel attention over EP 8; with DeepEP's exchange compare's
+    row for h200 is serve's figure for the same request, and the option changes it (it was "no such option")."""
+    rows = {}
+    for extra in ((), ("--dispatcher", "deepep")):
+        cmp = {r["gpu"]: r for r in cli("compare", "deepseek-v3", "h200", "b200", "--num-gpus", "16", *extra, "--json").json()}
+        best = cli("serve", "deepseek-v3", "--gpu", "h200", "--num-gpus", "16", *extra, "--json").json()["layouts"][0]
+        assert cmp["h200"]["tokens_per_s"] == best["tokens_per_s_per_gpu"] * 16
+        rows[extra] = cmp["h200"]["tokens_per_s"]
+    assert rows[()] != rows[("--dispatcher", "deepep")]
+    r = cli("compare", "llama3-8b", "h100", "h200", "--rate", "5", "--dispatcher", "deepep")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --dispatcher") and "has none" in r.err
+    r = cli("compare", "mixtral-8x7b", "h100", "h200", "--num-gpus", "1", "--moe-permute-scope", "local")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-permute-scope")
