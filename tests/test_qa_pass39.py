@@ -17,3 +17,18 @@ def test_compare_takes_serves_dispatcher_and_reads_serves_answer(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --dispatcher") and "has none" in r.err
     r = cli("compare", "mixtral-8x7b", "h100", "h200", "--num-gpus", "1", "--moe-permute-scope", "local")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --moe-permute-scope")
+
+
+def test_a_moe_fine_tune_under_pp_prices_the_rank_as_training_does(cli) -> None:
+    """DeepSeek-V3 (3 dense layers, then MoE) on PP 4, Megatron-Core's split 15, 16, 16, 14: rank 1's 16 MoE layers hold
+    the most. A full fine-tune's own states are scaled by the rank's share of all the parameters, dense and routed
+    experts alike, so its weights are training's: 2 B x rank 1's parameters (calc.model.params' counts, tested against
+    transformers). Scaled by the dense share alone they were 429 GB against 368 GB."""
+    from calc.memory.pipeline import stage_params
+    from calc.sources.catalog import load_model
+
+    args = ("deepseek-v3", "--stack", "megatron", "--gpu", "h100", "--pp", "4", "--json")
+    train = cli("memory", args[0], "--mode", "train", *args[1:]).json()
+    tune = cli("memory", args[0], "--mode", "finetune", "--method", "full", *args[1:]).json()
+    rank1 = sum(stage_params(load_model("deepseek-v3"), 4)[1])
+    assert train["per_gpu"]["weights"] == tune["per_gpu"]["weights"] == 2 * rank1

@@ -819,7 +819,7 @@ def training_bytes_per_gpu(
                 weights, grads, optimizer = recipe_states_of(*own[r])
                 return {"weights": weights, "optimizer": optimizer}, grads
             assert states is not None
-            f = sum(own[r]) / params if params else 1.0
+            f = sum(shares[r]) * pp / total_params(m)  # the rank's share of all the model's parameters
             return {k: math.ceil(v * f) for k, v in states.items()}, math.ceil((gradients or 0) * f)
 
         if rank_held is None and not offload_layers and float(in_flight).is_integer():
