@@ -124,7 +124,15 @@ def held_stage_layers(num_layers: int, pp: int, micro: int, vpp: int = 1, group:
     >>> held_stage_layers(126, 16, 16)
     (120, 7)
     """
-    held = held_by_rank(num_layers, pp, micro, vpp, group, embedding, loss)
+    return held_ends(held_by_rank(num_layers, pp, micro, vpp, group, embedding, loss))
+
+
+def held_ends(held: tuple[int, ...] | None) -> tuple[int, int] | None:
+    """``held_by_rank``'s counts reduced to (the fullest rank but the last, the last).
+
+    >>> held_ends((32, 24, 16, 8)), held_ends(None)
+    ((32, 8), None)
+    """
     return None if held is None else (max(held[:-1]), held[-1])
 
 

@@ -397,9 +397,9 @@ def layer_activations(m: ModelSpec, micro_batch: int, s_local: int, tp: int, sp:
 
 def stage_activation_ends(per: LayerActivations, num_layers: int, pp: int, in_flight: float,
                           offload_layers: int | None = None, held: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Activations of the fullest pipeline rank but the last, and of the last. 1F1B: the first stage holds
-    ``in_flight`` micro-batches of ceil(L/p) layers (+ their embedding masks), the last one micro-batch of floor(L/p)
-    layers + the head:
+    """Activations of the fullest pipeline rank but the last, and of the last (``rank_activation_bytes`` at ranks 0 and
+    p - 1). 1F1B: the first stage holds ``in_flight`` micro-batches of ceil(L/p) layers (+ their embedding masks), the
+    last one micro-batch of floor(L/p) layers + the head:
         first = ceil(L/p) * in_flight * layer + in_flight * embed [+ head when p = 1] + workspace
         last  = floor(L/p) * layer + head inputs + max(logits/loss, workspace)
     (the loss buffers exist at the backward's start, before the layers' workspace). ``held``: the schedule's own
@@ -412,10 +412,10 @@ def stage_activation_ends(per: LayerActivations, num_layers: int, pp: int, in_fl
     if offload_layers:
         first_layers, last_layers = min(first_layers, offload_layers), min(last_layers, offload_layers)
     first_held, last_held = (first_layers * in_flight, last_layers) if held is None or offload_layers else held
-    first = math.ceil(first_held * per.saved + in_flight * per.embed)
     if pp == 1:
-        return first + head, first + head
-    return first + per.workspace, last_held * per.saved + head
+        first = math.ceil(first_held * per.saved + in_flight * per.embed) + head
+        return first, first
+    return rank_activation_bytes(per, 0, pp, first_held, in_flight), rank_activation_bytes(per, pp - 1, pp, last_held, in_flight)
 
 
 def stage_activation_bytes(per: LayerActivations, num_layers: int, pp: int, in_flight: float,

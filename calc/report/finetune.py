@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 
-from calc.report.render import Table, kv_table, per_gpu_table, size
+from calc.report.render import DEVICE_TOTAL, Table, kv_table, per_gpu_table, size
 from calc.units import gib, plural
 
 
@@ -27,7 +27,7 @@ def finetune_view(r: Any) -> RenderableType:
     if r.gpu:
         verdict = (f"fits: {size(r.headroom_bytes_per_gpu)} to spare per GPU" if r.fits
                    else f"does not fit: short by {size(-r.headroom_bytes_per_gpu)} per GPU")
-        rows.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the device total torch reports)", verdict))
+        rows.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, {DEVICE_TOTAL})", verdict))
         if not r.fits:
             rows.append(("smallest GPU count (ZeRO-3)", r.min_gpus or "none up to 512"))
             rows.append(("a change that fits on this count", ", ".join(r.fits_with) or "none of ZeRO-3, full recompute, offload, qlora"))

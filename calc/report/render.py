@@ -20,6 +20,9 @@ from calc.report.confidence import HOW_SURE_TITLE, annotate, explain_lines, how_
 from calc.sanity import warn
 from calc.units import abbrev, count, figure, gb, gib, human, plural
 
+# What a memory verdict compares against: GPUSpec.cuda_total_bytes, the device total torch.cuda.mem_get_info reports.
+DEVICE_TOTAL = "the device total torch reports"
+
 # Where stdout is not a terminal (a pipe, a file, a test) and COLUMNS is not set, views are laid out this
 # wide: nothing a script reads is folded at rich's default of 80 columns.
 PIPE_WIDTH = 200
@@ -324,7 +327,7 @@ def memory_view(r: Any) -> RenderableType:
             if r.fits
             else Text.assemble(("does not fit", "red"), f": short by {size(-r.headroom_bytes_per_gpu)} per GPU")
         )
-        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, the device total torch reports)"
+        totals.append((f"on {r.gpu} ({size(r.gpu_memory_bytes)}, {DEVICE_TOTAL})"
                        + (": the tensors of one unchunked forward" if r.engine_fit else ""), verdict))
         totals.append(("smallest GPU count that fits" + (" (the tensors)" if r.engine_fit else ""),
                        r.min_gpus if r.min_gpus else "n/a (see assumptions)"))

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from calc.report.render import Table, bar, kv_table
+from calc.report.render import DEVICE_TOTAL, Table, bar, kv_table
 from calc.units import gib
 
 TERM_LABELS = {
@@ -22,7 +22,7 @@ def train_step_view(r: Any) -> RenderableType:
     head = kv_table(f"Training step of {r.model} on {r.num_gpus} x {r.gpu} ({r.system})", [
         ("layout", r.layout),
         ("batch", f"global {r.global_batch} x seq {r.seq:,}; {r.num_microbatches} micro-batches of {r.micro_batch}"),
-        ("memory per GPU", f"{gib(r.memory_per_gpu_bytes):.2f} of {gib(r.gpu_memory_bytes):.2f} GiB (the device total torch reports)  ("
+        ("memory per GPU", f"{gib(r.memory_per_gpu_bytes):.2f} of {gib(r.gpu_memory_bytes):.2f} GiB ({DEVICE_TOTAL})  ("
          + ", ".join(f"{k} {gib(v):.2f}" for k, v in r.memory_per_gpu.items()) + ")"),
     ])
     if not r.fits:

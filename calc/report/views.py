@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
-from calc.report.render import Table, emit_warnings, kv_table, memory_view, size
+from calc.report.render import DEVICE_TOTAL, Table, emit_warnings, kv_table, memory_view, size
 from calc.serving.plan import launch_cap_note
 from calc.units import abbrev, gb, human, plural
 
@@ -19,7 +19,7 @@ CHART_GLYPHS = {"w": ("█", "blue", "weights"), "k": ("▒", "dark_orange", "KV
 def fit_line(mem: Any) -> str:
     """The memory page's verdict in one line (markdown and HTML pages alike)."""
     verdict = "fits" if mem.fits else "does not fit"
-    return (f"{verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}, the device total torch reports); headroom per GPU "
+    return (f"{verdict} on {mem.gpu} ({size(mem.gpu_memory_bytes)}, {DEVICE_TOTAL}); headroom per GPU "
             f"{size(mem.headroom_bytes_per_gpu)}; smallest GPU count that fits{' (the tensors)' if mem.engine_fit else ''}: "
             f"{mem.min_gpus or 'n/a (see assumptions)'}")
 

@@ -22,6 +22,7 @@ from typing import Literal
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES
+from calc.memory.pipeline import StageSplit, held_by_rank
 from calc.memory.training import FSDP_PP, SHARDINGS, ZERO2_PP, ZERO_SHARDING
 from calc.model.parallel import expert_grid_problem, pipeline_stage_layers, tp_splits_kv_heads
 from calc.specs import ModelSpec
@@ -74,6 +75,16 @@ class Layout:
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def stage_split(self) -> StageSplit:
+        """How the layers split over the pipeline ranks (calc.memory.pipeline.StageSplit): chunks, embedding, loss."""
+        return StageSplit(self.vpp, self.pp_embedding, self.pp_loss)
+
+    def rank_held(self, num_layers: int, micro: int) -> tuple[int, ...] | None:
+        """The layer-micro-batches of saved activations each pipeline rank holds at its fullest over ``micro``
+        micro-batches under this schedule (calc.memory.pipeline.held_by_rank); None without a pipeline."""
+        return held_by_rank(num_layers, self.pp, micro, self.vpp, self.pp_microbatch_group, self.pp_embedding, self.pp_loss)
 
     @property
     def expert_tp(self) -> int:

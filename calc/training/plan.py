@@ -28,11 +28,10 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
-from calc.memory.training import FSDP_PP, ZERO_SHARDING
 from calc.model.parallel import pipeline_stage_layers
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
-from calc.training.stack import SHARDS_KV_HEADS, interleaves, runs_pipeline, stack_key, tp_places_kv_heads
+from calc.training.stack import SHARDS_KV_HEADS, pp_sharding, stack_key, stack_runs, stack_zero_stages, tp_places_kv_heads
 from calc.training.step import TrainStepResult, memory_per_gpu, step_terms, train_step
 from calc.units import abbrev
 
@@ -94,23 +93,6 @@ def _tp_choices(cost: ModelCost, n: int, space: SearchSpace) -> list[int]:
             continue
         out.append(tp)
     return out
-
-
-def stack_zero_stages(stack: str | None) -> tuple[int, ...]:
-    """The ZeRO stages the plan search tries under a stack: torchtitan (fsdp) shards with FSDP2 or replicates with DDP,
-    and has no ZeRO-1/2 optimizer (torchtitan/distributed/parallel_dims.py: dp_replicate, dp_shard), so 0 and 3; every
-    other stack 0-3.
-
-    >>> stack_zero_stages("fsdp"), stack_zero_stages("megatron")
-    ((0, 3), (0, 1, 2, 3))
-    """
-    return (0, 3) if stack_key(stack) == "fsdp" else (0, 1, 2, 3)
-
-
-def pp_sharding(stack: str | None, zero: int, pp: int) -> str:
-    """How a searched layout shards: torchtitan's FSDP2 with pipeline stages (FSDP_PP: --sharding fsdp-pp) for ZeRO-3
-    with PP under the fsdp stack, else ZeRO as its stage says."""
-    return FSDP_PP if stack_key(stack) == "fsdp" and zero == 3 and pp > 1 else ZERO_SHARDING
 
 
 def _pinned(space: SearchSpace, name: str, choices: list[Any]) -> list[Any]:
@@ -187,7 +169,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
         for cp in _pinned(space, "cp", _cp_choices(cost, n // tp, space)):
             rest = n // (tp * cp)
             pps = [p for p in _divisors(rest) if pipeline_stage_layers(m.num_layers, p) is not None
-                   and (p == 1 or runs_pipeline(cost.eff.stack))]
+                   and (p == 1 or stack_runs(cost.eff.stack, "pp"))]
             for pp in _pinned(space, "pp", pps):
                 dp = rest // pp
                 # a LoRA step places no experts by EP (its memory is the fine-tuning engine's, calc.training.adapters)
@@ -220,7 +202,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
 def _interleavings(cost: ModelCost, layout: Layout, micro: int, space: SearchSpace) -> list[int]:
     if layout.pp == 1:
         return [1]
-    candidates = range(1, space.max_vpp + 1 if interleaves(cost.eff.stack) else 2)
+    candidates = range(1, space.max_vpp + 1 if stack_runs(cost.eff.stack, "vpp") else 2)
     return _pinned(space, "vpp", [v for v in candidates
                                   if v == 1 or layout_is_valid(cost.m, layout.with_(vpp=v), micro * layout.dp * layout.micro_batch,
                                                                cost.seq)])

@@ -45,7 +45,7 @@ from dataclasses import replace
 from typing import Any
 
 from calc.fitted import fitted
-from calc.memory.training import FSDP_REDUCE_BYTES, HF_MEMORY, MEGATRON_MEMORY, StackMemory
+from calc.memory.training import FSDP_PP, FSDP_REDUCE_BYTES, HF_MEMORY, MEGATRON_MEMORY, ZERO_SHARDING, StackMemory
 
 STACKS = ("megatron", "fsdp", "llm-foundry", "deepspeed", "hf")
 REFERENCE_STACK = "megatron"
@@ -130,41 +130,59 @@ LOOPED_EXPERTS_WARNING = ("{name} runs an MoE model's experts one by one in a Py
                           "read the time as a lower bound (--stack megatron or fsdp for a grouped-GEMM stack)")
 
 
-def runs_pipeline(name: str | None) -> bool:
-    """Whether the stack has a pipeline-parallel schedule (NO_PIPELINE).
+# What a stack's pipeline cannot run, option by option: the stacks that cannot (with what they run instead), what the
+# refusal says they lack, and the fix it offers. train-step, memory --mode train / finetune and report refuse the
+# option above 1 under those stacks (check_stack_runs); train-plan searches 1 only (stack_runs).
+CANNOT_RUN = {
+    "pp": (NO_PIPELINE, "runs no pipeline schedule", "a stack with one (--stack megatron, deepspeed or fsdp)"),
+    "vpp": (NO_INTERLEAVING, "runs no interleaved pipeline schedule", "--stack megatron or fsdp for an interleaved schedule"),
+}
 
-    >>> runs_pipeline("megatron"), runs_pipeline("peft")
-    (True, False)
+
+def stack_runs(name: str | None, option: str) -> bool:
+    """Whether the stack can run ``option`` ("pp" or "vpp", CANNOT_RUN) above 1.
+
+    >>> stack_runs("megatron", "pp"), stack_runs("peft", "pp"), stack_runs("megatron", "vpp"), stack_runs("deepspeed", "vpp")
+    (True, False, True, False)
     """
-    return stack_key(name) not in NO_PIPELINE
+    return stack_key(name) not in CANNOT_RUN[option][0]
 
 
-def check_pipeline(name: str | None, pp: int) -> None:
-    """Refuse, naming --pp, pipeline stages under a stack without a pipeline schedule (train-step, memory --mode train
-    and finetune, report: one rule)."""
-    if pp > 1 and not runs_pipeline(name):
-        from calc.errors import LLMCalcError
+def check_stack_runs(name: str | None, **values: int) -> None:
+    """Refuse, naming the flag, a pipeline option above 1 (``pp=``, ``vpp=``) the stack cannot run (CANNOT_RUN)."""
+    for option, value in values.items():
+        if value > 1 and not stack_runs(name, option):
+            from calc.errors import LLMCalcError
 
-        raise LLMCalcError("--pp", f"--stack {name} runs no pipeline schedule ({NO_PIPELINE[stack_key(name)]}); give --pp 1, "
-                                   "or a stack with one (--stack megatron, deepspeed or fsdp)")
+            stacks, lacks, fix = CANNOT_RUN[option]
+            raise LLMCalcError(f"--{option}", f"--stack {name} {lacks} ({stacks[stack_key(name)]}); give --{option} 1, or {fix}")
 
 
-def interleaves(name: str | None) -> bool:
-    """Whether the stack's pipeline can interleave model chunks (NO_INTERLEAVING).
+# The ZeRO stages the plan search tries under a stack (every other stack 0-3): torchtitan (fsdp) shards with FSDP2 or
+# replicates with DDP, and has no ZeRO-1/2 optimizer (torchtitan/distributed/parallel_dims.py: dp_replicate, dp_shard).
+ZERO_STAGES = {"fsdp": (0, 3)}
+# How a ZeRO-3 layout with pipeline stages shards under a stack (every other stack: ZeRO as its stage says):
+# torchtitan's FSDP2 with pipeline stages (calc.memory.training.FSDP_PP, --sharding fsdp-pp).
+ZERO3_PP_SHARDING = {"fsdp": FSDP_PP}
 
-    >>> interleaves("megatron"), interleaves("deepspeed")
-    (True, False)
+
+def stack_zero_stages(name: str | None) -> tuple[int, ...]:
+    """The ZeRO stages the plan search tries under the stack (ZERO_STAGES).
+
+    >>> stack_zero_stages("torchtitan"), stack_zero_stages("megatron")
+    ((0, 3), (0, 1, 2, 3))
     """
-    return stack_key(name) not in NO_INTERLEAVING
+    return ZERO_STAGES.get(stack_key(name), (0, 1, 2, 3))
 
 
-def check_interleaving(name: str | None, vpp: int) -> None:
-    """Refuse, naming --vpp, interleaved chunks under a stack whose pipeline runs plain 1F1B (train-step, report)."""
-    if vpp > 1 and not interleaves(name):
-        from calc.errors import LLMCalcError
+def pp_sharding(name: str | None, zero: int, pp: int) -> str:
+    """How a searched layout of ZeRO stage ``zero`` over ``pp`` pipeline stages shards under the stack
+    (ZERO3_PP_SHARDING for ZeRO-3 with PP, else ZeRO as its stage says).
 
-        raise LLMCalcError("--vpp", f"--stack {name}: {NO_INTERLEAVING[stack_key(name)]}; give --vpp 1, or --stack megatron "
-                                    "or fsdp for an interleaved schedule")
+    >>> pp_sharding("fsdp", 3, 4), pp_sharding("fsdp", 3, 1), pp_sharding("megatron", 3, 4)
+    ('fsdp-pp', 'zero', 'zero')
+    """
+    return ZERO3_PP_SHARDING.get(stack_key(name), ZERO_SHARDING) if zero == 3 and pp > 1 else ZERO_SHARDING
 
 
 # Stacks whose tensor parallelism shards the KV heads without replicating them: Megatron-Core's attention sets

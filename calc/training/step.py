@@ -62,9 +62,7 @@ from pydantic import BaseModel
 from calc.hardware.efficiency import exposed_time
 from calc.hardware.peaks import peak_name, peak_tflops
 from calc.memory.pipeline import (
-    StageSplit,
-    held_by_rank,
-    held_stage_layers,
+    held_ends,
     peak_held_layers,
     stage_params,
     stage_params_note,
@@ -85,7 +83,7 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, uneven_stage_note
-from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_interleaving, check_pipeline, check_tp, loops_experts, stack_key
+from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_stack_runs, check_tp, loops_experts, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
 TERM_KEYS = (
@@ -314,9 +312,9 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
 def fullest_rank_share(m: ModelSpec, layout: Layout, tp: int, expert_split: int) -> tuple[float, float]:
     """(dense, routed-expert) parameters of the pipeline rank holding the most per GPU (dense split ``tp`` ways,
     experts ``expert_split`` = ETP x EP ways), each over the stage average N/p: (1, 1) without PP or for a split
-    Megatron-Core cannot place. Llama 3 8B on PP 4: the first rank's 2,270,236,672 parameters (8 layers + the
-    embedding) over 8,030,261,248 / 4 -> 1.1308."""
-    shares = stage_params(m, layout.pp, StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss)) if layout.pp > 1 else None
+    Megatron-Core cannot place. Llama 3 8B on PP 4: the last rank's 2,270,236,672 parameters (8 layers + the final
+    norm + the head) over 8,030,261,248 / 4 -> 1.1308."""
+    shares = stage_params(m, layout.pp, layout.stage_split) if layout.pp > 1 else None
     if shares is None:
         return 1.0, 1.0
     d_r, e_r = max(shares, key=lambda de: de[0] / tp + de[1] / expert_split)
@@ -349,9 +347,7 @@ def engine_options(layout: Layout, micro: int, *, num_layers: int, dtype: str = 
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, offload_modules=layout.offload_modules,
         caching_allocator=mem.caching_allocator, recipe=eff.recipe, act_bytes=activation_bytes(dtype),
         held_layers=layout_held_layers(num_layers, layout, micro), fp32_shards=mem.fp32_shards,
-        pp_split=StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss),
-        rank_held=held_by_rank(num_layers, layout.pp, micro, layout.vpp, layout.pp_microbatch_group, layout.pp_embedding,
-                               layout.pp_loss),
+        pp_split=layout.stage_split, rank_held=layout.rank_held(num_layers, micro),
     )
 
 
@@ -365,9 +361,9 @@ def stack_warnings(cost: ModelCost) -> list[str]:
 
 
 def layout_held_layers(num_layers: int, layout: Layout, micro: int) -> tuple[int, int] | None:
-    """The layer-micro-batches the layout's schedule keeps on its fullest rank and its last (calc.memory.pipeline)."""
-    return held_stage_layers(num_layers, layout.pp, micro, layout.vpp, layout.pp_microbatch_group, layout.pp_embedding,
-                             layout.pp_loss)
+    """The layer-micro-batches the layout's schedule keeps on its fullest rank but the last, and its last
+    (calc.memory.pipeline.held_ends of Layout.rank_held)."""
+    return held_ends(layout.rank_held(num_layers, micro))
 
 
 def activation_bytes(dtype: str) -> int:
@@ -395,15 +391,10 @@ def memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib: flo
     )
 
 
-def pipeline_states_line(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB
-                         ) -> list[str]:
+def pipeline_states_line(m: ModelSpec, layout: Layout, rank_peaks: list[int]) -> list[str]:
     """--explain: how the pipeline ranks' states are priced (calc.memory.pipeline.stage_params_note), as `memory --mode
-    train` says it; [] without PP."""
-    if layout.pp == 1:
-        return []
-    totals: list[int] = []
-    memory_per_gpu(cost, layout, micro, reserve_gib, rank_peaks=totals)
-    note = stage_params_note(cost.m, layout.pp, StageSplit(layout.vpp, layout.pp_embedding, layout.pp_loss), totals)
+    train` says it, from each rank's peak (``memory_per_gpu``'s ``rank_peaks``); [] without PP."""
+    note = stage_params_note(m, layout.pp, layout.stage_split, rank_peaks) if layout.pp > 1 else None
     return [note] if note else []
 
 
@@ -430,8 +421,7 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, fp32_shards=mem.fp32_shards,
         suggest=False,
         in_flight=in_flight_microbatches(layout, micro), held_layers=layout_held_layers(cost.m.num_layers, layout, micro),
-        rank_held=held_by_rank(cost.m.num_layers, layout.pp, micro, layout.vpp, layout.pp_microbatch_group,
-                               layout.pp_embedding, layout.pp_loss))
+        rank_held=layout.rank_held(cost.m.num_layers, micro))
     return dict(r.per_gpu)
 
 
@@ -703,10 +693,10 @@ def train_step(
     from calc.training.layout import check_training_layout
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
-    check_pipeline(cost.eff.stack, layout.pp)
-    check_interleaving(cost.eff.stack, layout.vpp)
+    check_stack_runs(cost.eff.stack, pp=layout.pp, vpp=layout.vpp)
     check_tp(cost.eff.stack, cost.m, layout.tp)
-    memory = memory_per_gpu(cost, layout, micro, reserve_gib)
+    rank_peaks: list[int] = []
+    memory = memory_per_gpu(cost, layout, micro, reserve_gib, rank_peaks=rank_peaks)
     need = sum(memory.values())
     capacity = cost.gpu.cuda_total_bytes
     fits = need <= capacity
@@ -727,7 +717,7 @@ def train_step(
         + ([f"packed documents of {cost.attention_span:,} tokens per sequence of {cost.seq:,} (--doc-tokens): attention "
             f"within each document, {cost.attention_share:.4f} of the causal pairs of one {cost.seq:,}-token document; "
             "MFU still counts the model FLOPs of whole sequences"] if cost.attention_span < cost.seq else [])
-        + pipeline_states_line(cost, layout, micro, reserve_gib),
+        + pipeline_states_line(cost.m, layout, rank_peaks),
     )
     assumptions = base["assumptions"]
     mem_line = "memory per GPU = " + " + ".join(f"{k} {v / GIB:.2f}" for k, v in memory.items()) + f" = {need / GIB:.2f} GiB; " \
