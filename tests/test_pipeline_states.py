@@ -145,3 +145,39 @@ def test_the_fsdp_stack_searches_what_torchtitan_runs(cli) -> None:
     pinned = cli("train-plan", "llama3-70b", "--gpu", "h100", "--num-gpus", "32", "--stack", "fsdp", "--pp", "4", "--zero",
                  "3", "--json").json()["plans"]
     assert pinned and all("FSDP+PP" in p["layout"] for p in pinned)
+
+
+def test_a_qlora_rank_holds_its_own_bytes_not_a_share_of_the_average() -> None:
+    """QA39 #2: under PP a QLoRA rank's weights are its own NF4 layers beside its own bf16 tensors, not the rank's share
+    of the parameters times the model's average bytes per parameter (the bf16 embedding on rank 0 costs 2 B a
+    parameter where the NF4 layers cost about 0.52). Gemma 2 9B on PP 4, rank 0 (10 layers + the embedding; it holds
+    4 micro-batches in flight and is the fullest): 10 x (44,040,192 + 154,140,672) block-linear parameters in NF4 with
+    double quantization, n/2 + n/64 + 4n/(64*256) B = 990,904,320 + 30,965,760 + 483,840; the embedding and 40
+    norms of 3,584 in bf16, (917,504,000 + 143,360) x 2; q, v adapters of rank 8 on its 10 layers,
+    10 x 8 x ((3584 + 4096) + (3584 + 2048)) = 1,064,960 parameters: 2 B each, their fp32 master 4 B, Adam 8 B,
+    gradients 2 B."""
+    from calc.memory.finetune import finetune_memory
+
+    linears = 10 * (44_040_192 + 154_140_672)
+    nf4 = linears // 2 + linears // 64 + 4 * linears // (64 * 256)
+    assert nf4 == 990_904_320 + 30_965_760 + 483_840
+    bf16 = (GEMMA_EMBED + 40 * 3_584) * 2
+    adapters = 10 * 8 * ((3_584 + 4_096) + (3_584 + 2_048))
+    assert adapters == 1_064_960
+    # the gradient buffer persisting (Megatron's), so the gradients are a part of the peak of their own
+    r = finetune_memory(load_model("gemma2-9b"), method="qlora", plan=Parallelism(pp=4), grad_buffer=True, suggest=False)
+    assert r.per_gpu["weights"] == nf4 + bf16 + 2 * adapters  # 2,859,778,560: about 2.86 GB, not 1.93
+    assert r.per_gpu["fp32 master"] == 4 * adapters
+    assert r.per_gpu["optimizer states"] == 8 * adapters
+    assert r.per_gpu["gradients"] == 2 * adapters
+
+
+def test_a_lora_rank_without_the_embedding_holds_only_its_layers_adapters() -> None:
+    """LoRA (bf16 frozen base) on Llama 3 8B at PP 4: every rank holds 8 layers, and the adapters of q, v at rank 16
+    are per layer 16 x ((4096 + 4096) + (4096 + 1024)) = 212,992, 8 layers a rank, 1,703,936 on every rank, whichever
+    the engine prices: the optimizer's 8 B each, where the rank's share of all parameters (2,270,236,672 of 8,030,261,248
+    on the first) would price 1.13 x the average, 1,926,742 adapters' worth."""
+    from calc.memory.finetune import finetune_memory
+
+    r = finetune_memory(load_model("llama3-8b"), method="lora", lora_rank=16, plan=Parallelism(pp=4), suggest=False)
+    assert r.per_gpu["optimizer states"] == 8 * 8 * 212_992

@@ -15,6 +15,7 @@ the device also holds the CUDA context, outside PyTorch's counters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -36,6 +37,7 @@ from calc.memory.optimizers import (
     optimizer_state_bytes,
     param_dtype_bytes,
 )
+from calc.memory.pipeline import CONTIGUOUS, StageSplit, rank_layers, stage_params
 from calc.memory.result import _search_min_gpus, _verdict
 from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
@@ -47,9 +49,9 @@ from calc.memory.training import (
     gradients_persist,
     training_bytes_per_gpu,
 )
-from calc.model.lora import GROUPS, adapted_matrices, lora_params, parse_targets
+from calc.model.lora import GROUPS, adapted_matrices, layer_adapter_params, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import layer_kinds, total_params
+from calc.model.params import Tensor, layer_blocks, layer_kinds, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, check_count, check_within, dtype_bytes, gib
@@ -269,14 +271,19 @@ def dora_norm_temporaries(m: ModelSpec, targets: tuple[str, ...], a: int) -> int
 
 
 def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_bytes: int, base_dtype: str,
-                       double_quant: bool, frozen_dtype: str, rest_bytes: int = 2) -> tuple[int, str]:
+                       double_quant: bool, frozen_dtype: str, rest_bytes: int = 2,
+                       linears: list[tuple[int, Tensor]] | None = None) -> tuple[int, str]:
     """Weights held before sharding, with the formula: full N*w; LoRA/DoRA a frozen base in ``frozen_dtype`` plus the
     adapters; QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
     row), embeddings, norms and head in bf16 (``rest_bytes`` 2; 4 after PEFT's prepare_model_for_kbit_training), plus
-    the adapters."""
+    the adapters. ``total`` / ``trainable`` / ``linears`` ((count, tensor) of the block linears among them): the
+    whole model's by default, or one pipeline rank's (``_rank_state_shares``)."""
     if method == "full":
         return total * w_bytes, f"N*{w_bytes} = {total:,}*{w_bytes}"
-    linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] if method == "qlora" else []
+    if method != "qlora":
+        linears = []
+    elif linears is None:
+        linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape]
     quantised = sum(count * t.params for count, t in linears)
     rest = total - quantised
     if base_dtype == "int8":
@@ -291,6 +298,36 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
     formula = f"{q_formula} + rest {'bf16' if fb == 2 else 'fp32'} {rest:,}*{fb}" if quantised \
         else f"frozen base N*{fb} = {total:,}*{fb}"
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
+
+
+def _rank_state_shares(m: ModelSpec, pp: int, split: StageSplit, base: int, trainable: int,
+                       base_of: Callable[[int, int, list[tuple[int, Tensor]]], int],
+                       adapters: tuple[int, ...] | None) -> list[dict[str, float]] | None:
+    """Each pipeline rank's factor on the stage-averaged (N/p) states, part by part, for
+    calc.memory.training.training_bytes_per_gpu's ``state_shares``: the weights by the rank's own weight bytes
+    (``base_of`` its parameters, adapters and block linears: a QLoRA rank 0 holds the bf16 embedding beside NF4 layers),
+    the fp32 master, optimizer states and gradients by its own trainable parameters (``adapters`` of its layers, per
+    layer; None for a full fine-tune, every parameter), each over the whole model's / p. The ranks' parameters are
+    calc.memory.pipeline.stage_params' (the embedding on the first, the final norm and head on the last). None without
+    PP or for a split Megatron-Core cannot place.
+
+    Worked (QLoRA, NF4 double-quantized, Gemma 2 9B on PP 4, rank 0: 10 layers + the embedding): 10 x 198,180,864
+    block-linear parameters in NF4 (1/2 + 1/64 + 4/(64*256) B each) beside the 917,504,000 embedding and 143,360 norm
+    parameters in bf16: about 2.86e9 B of weights, 1.25 x the N/p average."""
+    shares = stage_params(m, pp, split) if pp > 1 else None
+    layers = rank_layers(m.num_layers, pp, split)
+    if shares is None or layers is None:
+        return None
+    blocks = layer_blocks(m)
+    out = []
+    for (dense, experts), idx in zip(shares, layers, strict=True):
+        params = dense + experts
+        own = params if adapters is None else sum(adapters[i] for i in idx)
+        weights = base_of(params, own, [(1, t) for i in idx for t in blocks[i][1] if t.shape])
+        tf = own * pp / trainable if trainable else 0.0
+        out.append({"weights": weights * pp / base if base else 0.0, "fp32 master": tf, "optimizer states": tf,
+                    "gradients": tf})
+    return out
 
 
 OFFLOAD_RUNGS = (("optimizer", "offload_optimizer"), ("activations", "offload_activations"), ("params", "offload_params"))
@@ -360,13 +397,15 @@ def finetune_memory(
     grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
     caching_allocator: bool = HF_MEMORY.caching_allocator, in_flight: float | None = None,
     held_layers: tuple[int, int] | None = None, fp32_shards: bool = HF_MEMORY.fp32_shards,
-    rank_held: tuple[int, ...] | None = None,
+    rank_held: tuple[int, ...] | None = None, pp_split: StageSplit = CONTIGUOUS,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
-    Sharding: TP/PP split every weight, gradient and state by t*p (with PP each rank's own share: the engine,
-    calc.memory.training.training_bytes_per_gpu, scales them rank by rank by the rank's parameters, the embedding on
-    the first, the head on the last, and prices the fullest rank); ZeRO over d: stage 1 shards the
+    Sharding: TP/PP split every weight, gradient and state by t*p (with PP each rank's own: the engine,
+    calc.memory.training.training_bytes_per_gpu, scales them rank by rank, the weights by the rank's own weight bytes,
+    the master, optimizer states and gradients by its own trainable parameters (``_rank_state_shares``: the embedding
+    on the first rank, the head on the last, ``pp_split`` placing the layers), and prices the fullest rank); ZeRO over
+    d: stage 1 shards the
     optimizer states and master, 2 also gradients, 3 (= FSDP full shard) also weights, and then holds
     ``fsdp_layers_in_flight`` unsharded layers (bf16 weights, plus their unreduced gradients when they train).
     ``gathered_load``: the checkpoint is loaded into the sharded model by gathering every weight first
@@ -419,8 +458,14 @@ def finetune_memory(
         return math.ceil(value / shards / (zero_ranks if zero >= stage else 1))
 
     # --- weights -------------------------------------------------------------------------------------
+    def base_of(params: int, adapters: int, linears: list[tuple[int, Tensor]] | None = None) -> int:
+        return _base_weight_bytes(m, method, params, adapters, w_bytes, base_dtype, double_quant, frozen_dtype,
+                                  rest_bytes=4 if prepare_kbit else 2, linears=linears)[0]
+
     base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype,
                                             rest_bytes=4 if prepare_kbit else 2)
+    state_shares = _rank_state_shares(m, plan.pp, pp_split, base, trainable, base_of,
+                                      None if full else layer_adapter_params(m, lora_rank, targets, dora=method == "dora"))
     weights = 0 if offload_params else zshard(base, 3)
     master = master_bytes(precision, trainable)
     states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
@@ -483,7 +528,7 @@ def finetune_memory(
         grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
         loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
         grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers,
-        fp32_shards=fsdp2, rank_held=rank_held)
+        fp32_shards=fsdp2, rank_held=rank_held, pp_split=pp_split, state_shares=state_shares)
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
@@ -496,7 +541,7 @@ def finetune_memory(
                 states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
                 offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
                 caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers, fp32_shards=fsdp2,
-                rank_held=rank_held)
+                rank_held=rank_held, pp_split=pp_split, state_shares=state_shares)
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations", "gradients")}  # stable keys
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]

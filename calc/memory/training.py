@@ -5,7 +5,7 @@ the tensors autograd keeps, logits and the cross-entropy's buffers), with the te
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -698,7 +698,7 @@ def training_bytes_per_gpu(
     fsdp_reduce_bytes: int = FSDP_REDUCE_BYTES, offload_modules: frozenset[str] = frozenset(),
     caching_allocator: bool = False, act_bytes: int = 2, held_layers: tuple[int, int] | None = None,
     fp32_shards: bool = False, pp_split: StageSplit = CONTIGUOUS, rank_held: tuple[int, ...] | None = None,
-    rank_peaks: list[int] | None = None,
+    rank_peaks: list[int] | None = None, state_shares: Sequence[Mapping[str, float]] | None = None,
 ) -> dict[str, int]:
     """Bytes per GPU on the fullest pipeline stage, by named part summing to the peak: the one training-memory
     engine (``training_memory``, train-step, train-plan, report and ``finetune_memory``, full or adapters).
@@ -709,9 +709,11 @@ def training_bytes_per_gpu(
     layer-micro-batches on each rank, calc.memory.pipeline.held_by_rank, by default 1F1B's over ``in_flight``;
     ``rank_activation_bytes``, or Korthikanti's layer x the rank's count), the peak the largest rank's (``rank_peaks``,
     when given, receives every rank's total); or the caller's own per-GPU
-    ``states`` and ``gradients`` (N/p figures; with PP scaled rank by rank by the rank's share of the parameters,
-    exact for a full fine-tune, whose every state is per parameter) (fine-tuning: frozen/NF4 base, adapters, offload,
-    paged optimizers). Activations at s/c tokens per rank with ``in_flight`` micro-batches on the first stage
+    ``states`` and ``gradients`` (N/p figures; with PP scaled rank by rank: by ``state_shares``, each rank's factor per
+    part (the keys of ``states`` and "gradients"), as fine-tuning works them out for a frozen base beside adapters, else
+    by the rank's share of the parameters, exact for a full fine-tune, whose every state is per parameter)
+    (fine-tuning: frozen/NF4 base, adapters, offload, paged optimizers). Activations at s/c tokens per rank with
+    ``in_flight`` micro-batches on the first stage
     (default p; ``held_layers``: the schedule's layer-micro-batches on the fullest and the last rank,
     stage_activation_bytes; by default 1F1B's over ``in_flight`` micro-batches when that is whole, as a caller without
     an interleaved schedule passes it): per-tensor (``layer_activations`` + ``stage_activation_bytes``, default) or Korthikanti's GPT
@@ -820,7 +822,9 @@ def training_bytes_per_gpu(
                 return {"weights": weights, "optimizer": optimizer}, grads
             assert states is not None
             f = sum(shares[r]) * pp / total_params(m)  # the rank's share of all the model's parameters
-            return {k: math.ceil(v * f) for k, v in states.items()}, math.ceil((gradients or 0) * f)
+            by = state_shares[r] if state_shares is not None else {}
+            return ({k: math.ceil(v * by.get(k, f)) for k, v in states.items()},
+                    math.ceil((gradients or 0) * by.get("gradients", f)))
 
         if rank_held is None and not offload_layers and float(in_flight).is_integer():
             rank_held = held_by_rank(m.num_layers, pp, int(in_flight), pp_split.vpp, None, pp_split.embedding, pp_split.loss)

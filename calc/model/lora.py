@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.memo import per_spec
-from calc.model.params import Tensor, layer_kinds
+from calc.model.params import Tensor, layer_blocks, layer_kinds
 from calc.specs import ModelSpec
 
 # --lora-targets group -> matrix names in the modeling code (MLA projections included under q, k, v).
@@ -88,6 +88,29 @@ def adapted_matrices(m: ModelSpec, targets: tuple[str, ...]) -> tuple[tuple[int,
     return tuple(out)
 
 
+def adapter_size(a: Adapted, rank: int, dora: bool = False) -> int:
+    """Parameters of the adapters on one adapted matrix (all its copies): copies * r*(d_in + d_out), + d_out magnitudes
+    per copy for DoRA (Liu et al. 2024, arXiv 2402.09353 eq. 5)."""
+    return a.copies * (rank * (a.d_in + a.d_out) + (a.d_out if dora else 0))
+
+
+def layer_adapter_params(m: ModelSpec, rank: int, targets: tuple[str, ...], dora: bool = False) -> tuple[int, ...]:
+    """Adapter parameters of each decoder layer in order (``lora_params`` layer by layer: a pipeline rank holds the
+    adapters of its own layers). A matrix serving two targets (MLA's kv projections: k and v) counts once.
+
+    >>> from calc.sources.catalog import load_model
+    >>> layer_adapter_params(load_model("llama2-7b"), 8, ("q", "v"))[:2]  # 2 * 8 * (4096 + 4096)
+    (131072, 131072)
+    """
+    per_kind: dict[str, int] = {}
+    for (kind, _count, _ts), (_c, mats) in zip(layer_kinds(m), adapted_matrices(m, targets), strict=True):
+        once: dict[tuple[str, str], Adapted] = {}
+        for a in mats:
+            once.setdefault((a.component, a.name), a)
+        per_kind[kind] = sum(adapter_size(a, rank, dora) for a in once.values())
+    return tuple(per_kind[kind] for kind, _ts in layer_blocks(m))
+
+
 class LoraCount(BaseModel):
     """Trainable adapter parameters: total, per target group, and the adapted (frozen) base weights."""
 
@@ -121,7 +144,7 @@ def lora_params(m: ModelSpec, rank: int, targets: tuple[str, ...] | str, dora: b
             if key in seen:  # MLA's kv projections serve both k and v
                 continue
             seen.add(key)
-            per = a.copies * (rank * (a.d_in + a.d_out) + (a.d_out if dora else 0))
+            per = adapter_size(a, rank, dora)
             group = "experts" if a.component == "experts" else next(g for g in groups if g in GROUPS and a.name in GROUPS[g])
             by_group[group] = by_group.get(group, 0) + count * per
             adapted_base += count * a.copies * a.d_in * a.d_out
