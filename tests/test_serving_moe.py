@@ -316,13 +316,14 @@ def test_step_hands_deepgemm_for_block_fp8_on_hopper() -> None:
 def test_engine_permute_scope_reaches_the_assumptions() -> None:
     """--engine trtllm prices local copies, --engine sglang the zero-fill, --engine vllm DeepGEMM-or-Triton (0.10
     the Triton zero-fill), and --explain says which."""
+    from calc.cli.options import ServingKnobs
     from calc.cli.serving import serving_assumptions
     from calc.specs.serving import EngineSettings
 
     for settings, scope in ((EngineSettings(engine="trtllm"), "local"), (EngineSettings(engine="sglang"), "zero-fill"),
                             (EngineSettings(engine="vllm"), "deepgemm"),
                             (EngineSettings(engine="vllm", engine_version="0.10.1"), "zero-fill")):
-        a = serving_assumptions(4.0, settings=settings)
+        a = serving_assumptions(ServingKnobs(reserve_gib=4.0), settings)
         assert a.moe_permute_scope == scope
         assert any("permute / unpermute under an all-gather" in line for line in a.lines())
 

@@ -452,6 +452,53 @@ def dispatcher_option(dispatcher: Dispatcher | None, old: OldMoeCollective | Non
     return alias(dispatcher, OLD_MOE_COLLECTIVE[old.value] if old is not None else None, "--dispatcher", "--moe-collective")
 
 
+@dataclass(frozen=True)
+class ServingKnobs:
+    """The serving model's named assumptions latency, serve, report and compare take (one option group,
+    calc.cli.groups.takes), turned into ServingAssumptions by calc.cli.serving.serving_assumptions; concurrency, which
+    prices memory only, takes --reserve-gib and --comm-buffer-gib alone. ``moe_collective``: --dispatcher's old
+    serving spelling (hidden); read the exchange as ``exchange``."""
+
+    reserve_gib: ReserveOpt = None
+    comm_buffer_gib: CommBufferOpt = None
+    fp8_moe_scales: Fp8MoeScalesOpt = None
+    moe_serving_rate: MoeServingRateOpt = None
+    expert_imbalance: ExpertImbalanceOpt = None
+    dispatcher: DispatcherOpt = None
+    moe_permute_scope: PermuteScopeOpt = None
+    moe_collective: OldMoeCollectiveOpt = None
+    step_overhead_ms: StepOverheadOpt = None
+    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None
+    enforce_eager: EnforceEagerOpt = False
+
+    @property
+    def exchange(self) -> Dispatcher | None:
+        """--dispatcher, or --moe-collective's value in its terms (dispatcher_option); None: the engine's."""
+        return dispatcher_option(self.dispatcher, self.moe_collective)
+
+    def given(self, *names: str) -> dict[str, Any]:
+        """Option name (no dashes) -> value of ``names`` (every option by default) for refuse_all: None where not
+        given (--enforce-eager off included), the exchange as --dispatcher."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "moe_collective"}
+        values.update(dispatcher=self.exchange, enforce_eager=self.enforce_eager or None)
+        return {n: values[n] for n in names} if names else values
+
+    def moe_only(self) -> dict[str, Any]:
+        """The options that apply to routed experts only (refused for a dense model)."""
+        return self.given("expert_imbalance", "fp8_moe_scales", "dispatcher", "moe_permute_scope", "moe_serving_rate")
+
+    def expert_parallel(self) -> dict[str, Any]:
+        """The options that apply to an expert-parallel layout only."""
+        return self.given("expert_imbalance", "dispatcher", "moe_permute_scope")
+
+    def flags(self) -> dict[str, Any]:
+        """Each option's flag and value (None: not given), for a command that refuses them in a mode without serving."""
+        return {"--" + n.replace("_", "-"): v for n, v in self.given().items()}
+
+
+DEFAULT_SERVING_KNOBS = ServingKnobs()  # every assumption at its default
+
+
 MfuOpt = Annotated[float | None, typer.Option("--mfu", parser=human_float("--mfu"), help="assumed MFU, a fraction (overrides)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(
     "--price", help="price per GPU-hour: a number, or GPU=PRICE (repeatable), e.g. --price h100=2.5")]

@@ -16,20 +16,16 @@ from calc.cli.options import (
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
     DEFAULT_SEQ,
+    DEFAULT_SERVING_KNOBS,
     FINETUNE_4BIT,
     AttentionWindowsOpt,
     CalibrationOpt,
-    CommBufferOpt,
-    DispatcherOpt,
     DtypeOpt,
-    EnforceEagerOpt,
     Engine,
     EngineLaunch,
     EngineOpt,
     EngineVersionOpt,
-    ExpertImbalanceOpt,
     ExplainOpt,
-    Fp8MoeScalesOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -38,14 +34,11 @@ from calc.cli.options import (
     MfuOpt,
     Mode,
     ModelArg,
-    MoeServingRateOpt,
     NumGpusOpt,
     OldModelOpt,
-    OldMoeCollectiveOpt,
     OldPriceOpt,
     OutputOpt,
     OutputOptional,
-    PermuteScopeOpt,
     PlotOpt,
     PriceOpt,
     PromptOpt,
@@ -53,18 +46,15 @@ from calc.cli.options import (
     RateOpt,
     RecipeOpt,
     RecomputeOpt,
-    ReserveOpt,
     RouterOpt,
     SeqOptional,
+    ServingKnobs,
     StackOpt,
-    StepOverheadOpt,
-    StepOverheadPerSeqOpt,
     TokensOpt,
     TpotMsOpt,
     TtftMsOpt,
     UsersOpt,
     ZeroOptional,
-    dispatcher_option,
     given_weights,
     human_int,
     note_fp32,
@@ -95,6 +85,7 @@ class ReportFormat(StrEnum):
 
 
 @takes("launch", EngineLaunch)
+@takes("knobs", ServingKnobs)
 def report(
     ctx: typer.Context,
     model: ModelArg,
@@ -116,22 +107,12 @@ def report(
     users: UsersOpt = None,
     max_utilization: MaxUtilizationOpt = None,
     router: RouterOpt = None,
-    expert_imbalance: ExpertImbalanceOpt = None,
-    dispatcher: DispatcherOpt = None,
-    moe_permute_scope: PermuteScopeOpt = None,
-    moe_collective: OldMoeCollectiveOpt = None,
-    step_overhead_ms: StepOverheadOpt = None,
-    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
-    enforce_eager: EnforceEagerOpt = False,
+    knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     max_model_len: MaxModelLenOpt = None,
     launch: EngineLaunch = DEFAULT_LAUNCH,
     attention_windows: AttentionWindowsOpt = None,
-    reserve_gib: ReserveOpt = None,
-    comm_buffer_gib: CommBufferOpt = None,
-    fp8_moe_scales: Fp8MoeScalesOpt = None,
-    moe_serving_rate: MoeServingRateOpt = None,
     tokens: TokensOpt = None,
     mfu_assumed: MfuOpt = None,
     price: PriceOpt = None,
@@ -170,20 +151,14 @@ def report(
     from calc.report.views import report_markdown, report_view
     from calc.sources.catalog import load_gpu, load_model
 
-    dispatcher = dispatcher_option(dispatcher, moe_collective)
     if as_json and fmt is not ReportFormat.table:
         raise LLMCalcError("--format", f"--json and --format {fmt.value} are two outputs; give one")
     if explain and fmt is not ReportFormat.table:  # the documents carry their assumptions; the derivation is the table's
         raise LLMCalcError("--explain", f"prints under the table; --format {fmt.value} writes a document without it: "
                                         "drop one (--json carries the assumptions too)")
-    serving = {"--expert-imbalance": expert_imbalance, "--dispatcher": dispatcher,
-               "--moe-permute-scope": moe_permute_scope,  # the options `serve` takes
-               "--step-overhead-ms": step_overhead_ms, "--step-overhead-per-seq-us": step_overhead_per_seq_us,
-               "--enforce-eager": enforce_eager or None,
+    serving = {**knobs.flags(),  # the options `serve` takes
                "--engine": engine.value if option_given(ctx, "engine") else None, "--engine-version": engine_version,
-               "--attention-windows": attention_windows, "--reserve-gib": reserve_gib if option_given(ctx, "reserve_gib") else None,
-               "--comm-buffer-gib": comm_buffer_gib, "--fp8-moe-scales": fp8_moe_scales,
-               "--moe-serving-rate": moe_serving_rate, "--max-utilization": max_utilization, "--router": router,
+               "--attention-windows": attention_windows, "--max-utilization": max_utilization, "--router": router,
                "--max-model-len": max_model_len, **launch.flags()}
     finetune = {"--method": method, "--lora-rank": lora_rank, "--lora-targets": lora_targets, "--optimizer": optimizer,
                 "--precision": precision, "--recompute": recompute, "--compile": compile_}
@@ -218,7 +193,7 @@ def report(
                             ("--recipe", recipe)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
     else:
-        refuse("--dispatcher", dispatcher, "report --mode train prices its searched plan with Megatron's all-to-all; "
+        refuse("--dispatcher", knobs.exchange, "report --mode train prices its searched plan with Megatron's all-to-all; "
                                            "give train-step --dispatcher for another")
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
                             ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users), *serving.items()):
@@ -232,13 +207,11 @@ def report(
     states = training_recipe(recipe, "bf16")  # the training states (report --mode train takes no --dtype: bf16)
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, dispatcher=dispatcher, fp8_moe_scales=fp8_moe_scales,
-                           moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
+        refuse_moe_options(m, **knobs.moe_only())
     # the serving plan's GPUs, as `serve` is given them: --num-gpus, else sized for --rate, else the page's one GPU
     serve_gpus = num_gpus or (None if rate or users else 1)
-    refuse_ep_options_on_one_gpu(serve_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
-                                 moe_permute_scope=moe_permute_scope)
-    refuse_unsplit_comm_buffer(serve_gpus, comm_buffer_gib)
+    refuse_ep_options_on_one_gpu(serve_gpus, **knobs.expert_parallel())
+    refuse_unsplit_comm_buffer(serve_gpus, knobs.comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, launch, max_model_len, engine_version)  # as latency / concurrency / serve
     if mode is Mode.infer:
@@ -259,7 +232,7 @@ def report(
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
         windows = attention_windows_of(m, attention_windows, s)  # applied by the engine (calc.serving.windows)
-        check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
+        check_moe_values(m, [g], dtype, knobs)
         note_fp32(dtype)
     elif mfu_assumed is not None or node is None:  # an assumed MFU (--mfu, or no node type to search a
         training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
@@ -273,11 +246,7 @@ def report(
         if node is not None:  # without a node type the page is memory --mode train at --recipe
             training_cost = _cost(m, g, None, seq, "bf16", calibration, StepKnobs(stack=stack, recipe=states),
                                   single_gpu=n == 1)
-    assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
-                                      moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
-                                      moe=m.moe is not None,
+    assumptions = serving_assumptions(knobs, s, moe=m.moe is not None, max_utilization=max_utilization, router=router,
                                       attention_windows=windows)  # as serve
     # infer: why the engine's KV cache cannot admit the batch, and the flag that fixes it (calc.serving.capacity.FitProblem)
     problem, problem_flag = None, "--num-gpus"
@@ -367,6 +336,7 @@ def report(
 
 
 @takes("launch", EngineLaunch)
+@takes("knobs", ServingKnobs)
 def compare(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(help="MODEL then the GPUs to compare", metavar="MODEL GPU...")],
@@ -388,16 +358,7 @@ def compare(
     attention_windows: AttentionWindowsOpt = None,
     launch: EngineLaunch = DEFAULT_LAUNCH,
     kv_dtype: KvDtypeOpt = None,
-    reserve_gib: ReserveOpt = None,
-    comm_buffer_gib: CommBufferOpt = None,
-    fp8_moe_scales: Fp8MoeScalesOpt = None,
-    moe_serving_rate: MoeServingRateOpt = None,
-    expert_imbalance: ExpertImbalanceOpt = None,
-    dispatcher: DispatcherOpt = None,
-    moe_permute_scope: PermuteScopeOpt = None,
-    step_overhead_ms: StepOverheadOpt = None,
-    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
-    enforce_eager: EnforceEagerOpt = False,
+    knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
     price: PriceOpt = None,
     old_price: OldPriceOpt = None,
     as_json: JsonOpt = False,
@@ -425,19 +386,14 @@ def compare(
     for g in gpus:
         refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, expert_imbalance=expert_imbalance,
-                           moe_serving_rate=moe_serving_rate, dispatcher=dispatcher, moe_permute_scope=moe_permute_scope)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
-                                 moe_permute_scope=moe_permute_scope)
-    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+        refuse_moe_options(m, **knobs.moe_only())
+    refuse_ep_options_on_one_gpu(num_gpus, **knobs.expert_parallel())
+    refuse_unsplit_comm_buffer(num_gpus, knobs.comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, launch, max_model_len, engine_version)  # as serve builds them
     for g in gpus:
         check_step_budget(s, m, g)
-    assumptions = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                      comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
-                                      moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                      router=router, step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
+    assumptions = serving_assumptions(knobs, s, moe=m.moe is not None, max_utilization=max_utilization, router=router,
                                       attention_windows=attention_windows_of(m, attention_windows, s))
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     if old_price is not None and price:
@@ -448,7 +404,7 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, gpus, dtype, expert_imbalance, fp8_moe_scales)
+    check_moe_values(m, gpus, dtype, knobs)
     note_fp32(dtype)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,

@@ -15,6 +15,7 @@ from calc.cli.options import (
     DEFAULT_LAUNCH,
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
+    DEFAULT_SERVING_KNOBS,
     WEIGHT_FORMAT_NAMES,
     AcceptanceOpt,
     AttentionWindowsOpt,
@@ -23,30 +24,23 @@ from calc.cli.options import (
     CausalPrefillOpt,
     CommBufferOpt,
     DisaggOpt,
-    DispatcherOpt,
     DraftOpt,
     DtypeOpt,
     EmitOpt,
-    EnforceEagerOpt,
     Engine,
     EngineLaunch,
     EngineOpt,
     EngineVersionOpt,
     EpOpt,
-    ExpertImbalanceOpt,
     ExplainOpt,
-    Fp8MoeScalesOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
     MaxModelLenOpt,
     MaxUtilizationOpt,
     ModelArg,
-    MoeServingRateOpt,
     NumGpusOpt,
-    OldMoeCollectiveOpt,
     OutputOpt,
-    PermuteScopeOpt,
     PlotOpt,
     PpOpt,
     PromptOpt,
@@ -54,18 +48,16 @@ from calc.cli.options import (
     ReserveOpt,
     RouterOpt,
     SchedulerStepsOpt,
+    ServingKnobs,
     SharedPrefixOpt,
     SpecMethod,
     SpecMethodOpt,
     SpecTokensOpt,
-    StepOverheadOpt,
-    StepOverheadPerSeqOpt,
     TpOpt,
     TpotMsOpt,
     TtftMsOpt,
     UsersOpt,
     alias,
-    dispatcher_option,
     given_dtype,
     given_weights,
     human_float,
@@ -219,14 +211,14 @@ def fits_at_default_utilization(m: Any, g: Any, s: Any, dtype: str | None, kv_dt
     return check
 
 
-def check_moe_values(m: Any, gpus: list[Any], dtype: str | None, expert_imbalance: float | None = None,
-                     fp8_moe_scales: str | None = None) -> None:
+def check_moe_values(m: Any, gpus: list[Any], dtype: str | None, knobs: ServingKnobs = DEFAULT_SERVING_KNOBS) -> None:
     """MoE serving flags whose value the model bounds (after refuse_moe_options): --expert-imbalance is the busiest
     expert-parallel rank's tokens over the mean, at most the EP degree, which is at most the routed experts (all tokens
     on one rank); --fp8-moe-scales picks the scaling of fp8 expert GEMMs, so experts that run in another dtype on every
     GPU given would ignore it (calc.serving.step: only an fp8 compute dtype reads it)."""
     from calc.serving.weights import weight_format
 
+    expert_imbalance, fp8_moe_scales = knobs.expert_imbalance, knobs.fp8_moe_scales
     if m.moe is None:
         return
     if expert_imbalance is not None and expert_imbalance > m.moe.num_experts:
@@ -277,13 +269,9 @@ def attention_windows_of(m: Any, given: str | None, settings: Any) -> str:
     return str(given) if given is not None else engine_attention_windows(settings.engine, settings.version())
 
 
-def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | None = None, fp8_moe_scales: str | None = None,
-                        settings: Any = None, step_overhead_ms: float | None = None, enforce_eager: bool = False,
-                        comm_buffer_gib: float | None = None, dispatcher: str | None = None,
-                        num_scheduler_steps: int | None = None, moe_permute_scope: str | None = None,
-                        moe_serving_rate: float | None = None, max_utilization: float | None = None,
-                        router: str | None = None, step_overhead_per_seq_us: float | None = None,
-                        moe: bool = False, attention_windows: str | None = None) -> Any:
+def serving_assumptions(knobs: ServingKnobs = DEFAULT_SERVING_KNOBS, settings: Any = None, *, moe: bool = False,
+                        num_scheduler_steps: int | None = None, max_utilization: float | None = None,
+                        router: str | None = None, attention_windows: str | None = None) -> Any:
     """The serving assumptions the flags override (calc.serving.assumptions); refused in the flag's own terms.
 
     --reserve-gib: the per-GPU non-torch memory. Given, it is what the engine subtracts whatever the release (the
@@ -308,6 +296,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     from calc.fitted import describe
     from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_defaults, overhead_family
 
+    reserve_gib, expert_imbalance, dispatcher = knobs.reserve_gib, knobs.expert_imbalance, knobs.exchange
     if expert_imbalance is not None and expert_imbalance < 1:
         raise LLMCalcError("--expert-imbalance", f"is max / mean tokens per expert-parallel rank, >= 1; got {expert_imbalance:g}")
     # --reserve-gib, when given, is the non-torch memory whichever way the engine counts it (calc.serving.engine_memory:
@@ -316,34 +305,34 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
     given = {} if settings is None else engine_defaults(settings, moe)  # the release's own, then the flags over them
     if reserve_gib is not None:
         given["profile_non_torch_gib"] = reserve_gib
-    if fp8_moe_scales is not None:
-        given["fp8_moe_scales"] = str(fp8_moe_scales)
-    if moe_serving_rate is not None:
-        if moe_serving_rate <= 0:
-            raise LLMCalcError("--moe-serving-rate", f"is a rate against the kernel tables, > 0; got {moe_serving_rate:g}")
-        given["moe_serving_rate"] = moe_serving_rate
-    if comm_buffer_gib is not None:
-        given["comm_buffer_gib"] = comm_buffer_gib
+    if knobs.fp8_moe_scales is not None:
+        given["fp8_moe_scales"] = str(knobs.fp8_moe_scales)
+    if knobs.moe_serving_rate is not None:
+        if knobs.moe_serving_rate <= 0:
+            raise LLMCalcError("--moe-serving-rate", f"is a rate against the kernel tables, > 0; got {knobs.moe_serving_rate:g}")
+        given["moe_serving_rate"] = knobs.moe_serving_rate
+    if knobs.comm_buffer_gib is not None:
+        given["comm_buffer_gib"] = knobs.comm_buffer_gib
     if max_utilization is not None:
         given["max_utilization"] = max_utilization
     if router is not None:
         given["router"] = str(router)
     if dispatcher is not None:
         given["dispatcher"] = str(dispatcher)
-    if moe_permute_scope is not None:
+    if knobs.moe_permute_scope is not None:
         exchange = given.get("dispatcher", DEFAULT_ASSUMPTIONS.dispatcher)
         if exchange not in ("allgather", "naive"):  # only a gathered exchange hands a rank copies that are not its own
             raise LLMCalcError("--moe-permute-scope", f"sets which gathered copies a rank permutes under an all-gather "
                                                       f"exchange; --dispatcher {exchange} sends each rank only its own: "
                                                       "drop it, or give --dispatcher allgather")
-        given["moe_permute_scope"] = str(moe_permute_scope)
+        given["moe_permute_scope"] = str(knobs.moe_permute_scope)
     if attention_windows is not None:
         given["attention_windows"] = attention_windows
     sources = []  # each overhead part from its flag, else the engine's value for this model (--explain names which)
     family = overhead_family(settings, moe) if settings is not None else None
     for name, flag_value, per_second, flag_source, engine_prefix in (
-            ("step_overhead_s", step_overhead_ms, 1e3, "--step-overhead-ms", f"{family}: "),
-            ("step_overhead_per_seq_s", step_overhead_per_seq_us, 1e6, "per sequence: --step-overhead-per-seq-us",
+            ("step_overhead_s", knobs.step_overhead_ms, 1e3, "--step-overhead-ms", f"{family}: "),
+            ("step_overhead_per_seq_s", knobs.step_overhead_per_seq_us, 1e6, "per sequence: --step-overhead-per-seq-us",
              "per sequence: ")):
         if flag_value is not None:
             given[name] = flag_value / per_second
@@ -358,7 +347,7 @@ def serving_assumptions(reserve_gib: float | None, expert_imbalance: float | Non
                                                         "--engine vllm with --engine-version below 0.8)")
         given["scheduler_steps"] = num_scheduler_steps
     return ServingAssumptions(cuda_context_gib=DEFAULT_NON_TORCH_GIB if reserve_gib is None else reserve_gib,
-                              eager=enforce_eager,
+                              eager=knobs.enforce_eager,
                               expert_imbalance=expert_imbalance or DEFAULT_ASSUMPTIONS.expert_imbalance, **given)
 
 
@@ -386,6 +375,7 @@ def unmet_target_flag(num_gpus: int | None, rate: float | None, users: int | Non
 
 
 @takes("launch", EngineLaunch)
+@takes("knobs", ServingKnobs)
 def latency(
     ctx: typer.Context,
     model: ModelArg,
@@ -408,16 +398,7 @@ def latency(
     attention_windows: AttentionWindowsOpt = None,
     launch: EngineLaunch = DEFAULT_LAUNCH,
     max_model_len: MaxModelLenOpt = None,
-    reserve_gib: ReserveOpt = None,
-    comm_buffer_gib: CommBufferOpt = None,
-    fp8_moe_scales: Fp8MoeScalesOpt = None,
-    moe_serving_rate: MoeServingRateOpt = None,
-    expert_imbalance: ExpertImbalanceOpt = None,
-    dispatcher: DispatcherOpt = None,
-    moe_permute_scope: PermuteScopeOpt = None,
-    step_overhead_ms: StepOverheadOpt = None,
-    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
-    enforce_eager: EnforceEagerOpt = False,
+    knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
     num_scheduler_steps: SchedulerStepsOpt = None,
     calibration: CalibrationOpt = None,
     as_json: JsonOpt = False,
@@ -435,25 +416,21 @@ def latency(
     m, g = load_model(model), load_gpu(gpu)
     refuse_engine_on_gpu(engine, g)
     if m.moe is None:
-        refuse_moe_options(m, fp8_moe_scales=fp8_moe_scales, moe_serving_rate=moe_serving_rate,
+        refuse_moe_options(m, **knobs.given("fp8_moe_scales", "moe_serving_rate"),
                            ep=ep if ep != 1 else None)  # --ep 1: no expert parallelism, as without it
     ep = ep or 1
     if ep == 1:
-        refuse_ep_options(expert_imbalance=expert_imbalance, dispatcher=dispatcher, moe_permute_scope=moe_permute_scope)
+        refuse_ep_options(**knobs.expert_parallel())
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     s = engine_settings(engine, launch, max_model_len, engine_version)
     check_step_budget(s, m, g)
-    a = serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, settings=s, step_overhead_ms=step_overhead_ms,
-                            step_overhead_per_seq_us=step_overhead_per_seq_us, moe=m.moe is not None,
-                            enforce_eager=enforce_eager, comm_buffer_gib=comm_buffer_gib, dispatcher=dispatcher,
-                            moe_permute_scope=moe_permute_scope,
-                            num_scheduler_steps=num_scheduler_steps, moe_serving_rate=moe_serving_rate,
+    a = serving_assumptions(knobs, s, moe=m.moe is not None, num_scheduler_steps=num_scheduler_steps,
                             attention_windows=attention_windows_of(m, attention_windows, s))
     gpus = _gpus(num_gpus, tp, pp, ep)
     plan = engine_mod.expert_plan(m, gpus, tp, pp or 1, ep) if ep > 1 else engine_mod.serving_plan(m, gpus, tp, pp or 1)
-    refuse_unsplit_comm_buffer(gpus, comm_buffer_gib)
+    refuse_unsplit_comm_buffer(gpus, knobs.comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
+    check_moe_values(m, [g], dtype, knobs)
     note_fp32(dtype)
     from calc.hardware.peaks import peak_tflops
     from calc.serving.weights import weight_format
@@ -557,7 +534,7 @@ def concurrency(
     s = engine_settings(engine, launch, tokens, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
-    a = serving_assumptions(reserve_gib, comm_buffer_gib=comm_buffer_gib,
+    a = serving_assumptions(ServingKnobs(reserve_gib=reserve_gib, comm_buffer_gib=comm_buffer_gib),
                             attention_windows=attention_windows_of(m, attention_windows, s))
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a,
@@ -572,6 +549,7 @@ def concurrency(
 
 
 @takes("launch", EngineLaunch)
+@takes("knobs", ServingKnobs)
 def serve(
     ctx: typer.Context,
     model: ModelArg,
@@ -592,17 +570,7 @@ def serve(
     attention_windows: AttentionWindowsOpt = None,
     launch: EngineLaunch = DEFAULT_LAUNCH,
     max_model_len: MaxModelLenOpt = None,
-    reserve_gib: ReserveOpt = None,
-    comm_buffer_gib: CommBufferOpt = None,
-    expert_imbalance: ExpertImbalanceOpt = None,
-    fp8_moe_scales: Fp8MoeScalesOpt = None,
-    moe_serving_rate: MoeServingRateOpt = None,
-    dispatcher: DispatcherOpt = None,
-    moe_permute_scope: PermuteScopeOpt = None,
-    moe_collective: OldMoeCollectiveOpt = None,
-    step_overhead_ms: StepOverheadOpt = None,
-    step_overhead_per_seq_us: StepOverheadPerSeqOpt = None,
-    enforce_eager: EnforceEagerOpt = False,
+    knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
     emit_engine: EmitOpt = None,
     speculative: SpecMethodOpt = None,
     draft: DraftOpt = None,
@@ -628,31 +596,24 @@ def serve(
             raise LLMCalcError("--emit", f"the plan is sized for --engine {engine.value}; emit {engine.value} or size for "
                                          f"--engine {emit_engine.value}")
         engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
-    dispatcher = dispatcher_option(dispatcher, moe_collective)
     m, g = load_model(model), load_gpu(gpu)
     weight_format_given = given_dtype(ctx, dtype)
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, [g], dtype, expert_imbalance, fp8_moe_scales)
+    check_moe_values(m, [g], dtype, knobs)
     note_fp32(dtype)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
-        refuse_moe_options(m, expert_imbalance=expert_imbalance, fp8_moe_scales=fp8_moe_scales, dispatcher=dispatcher,
-                           moe_permute_scope=moe_permute_scope, moe_serving_rate=moe_serving_rate)
-    refuse_ep_options_on_one_gpu(num_gpus, expert_imbalance=expert_imbalance, dispatcher=dispatcher,
-                                 moe_permute_scope=moe_permute_scope)
+        refuse_moe_options(m, **knobs.moe_only())
+    refuse_ep_options_on_one_gpu(num_gpus, **knobs.expert_parallel())
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
-    refuse_unsplit_comm_buffer(num_gpus, comm_buffer_gib)
+    refuse_unsplit_comm_buffer(num_gpus, knobs.comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = engine_settings(engine, launch, max_model_len, engine_version)
     check_step_budget(s, m, g)
     from calc.serving.engine_kernels import engine_kernels
 
-    a = engine_kernels(serving_assumptions(reserve_gib, expert_imbalance, fp8_moe_scales, s, step_overhead_ms, enforce_eager,
-                                           comm_buffer_gib, dispatcher, moe_permute_scope=moe_permute_scope,
-                                           moe_serving_rate=moe_serving_rate, max_utilization=max_utilization,
-                                           router=router, step_overhead_per_seq_us=step_overhead_per_seq_us,
-                                           moe=m.moe is not None,
+    a = engine_kernels(serving_assumptions(knobs, s, moe=m.moe is not None, max_utilization=max_utilization, router=router,
                                            attention_windows=attention_windows_of(m, attention_windows, s)),
                        m, g, s, prompt + output - 1, dtype)
     result = serve_plan(m, g, prompt=prompt, output=output, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
