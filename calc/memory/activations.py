@@ -74,6 +74,7 @@ class Buffer:
     bytes: int
     formula: str
     source: str
+    one_layer: int = 0  # where ``bytes`` is a hybrid's mean over its layers (calc.memory.hybrid_layers): one layer's
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ _SRC_GLU = "SwiGLU backward: d gate needs gate, d up needs silu(gate); fused ker
 _SRC_LORA = "LoRA: h = W0 x + B A x; dB needs A x (r per token) (Hu et al. 2021, eq. 3)"
 
 
-def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
+def norm_buffer(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
     """Fused norm kernels keep the input (act bytes) + fp32 1/rms per token; the eager HF RMSNorm upcasts
     first and keeps the fp32 copy instead (pow and mul save it): 4*H + 4 per token. When its weight trains (full
     fine-tuning) the eager norm's last product ``self.weight * hidden_states.to(input_dtype)`` (transformers
@@ -156,6 +157,15 @@ def _norm(name: str, width: int, tokens: int, s: LayerSetup) -> Buffer:
 
 
 def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
+    """Saved tensors of one layer for ``batch`` sequences of ``seq`` tokens: the transformer block's
+    (``block_buffers``), or a hybrid model's mean layer over its kinds of layer (calc.memory.hybrid_layers)."""
+    from calc.memory.hybrid_layers import is_hybrid, mean_layer_buffers  # it builds on this module
+
+    block = block_buffers(m, batch, seq, s)
+    return mean_layer_buffers(m, block, batch * seq, s) if is_hybrid(m) else block
+
+
+def block_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buffer]:
     """Saved tensors of one transformer block for ``batch`` sequences of ``seq`` tokens.
 
     Per token (elements; x2 bytes in bf16), Llama-style pre-norm block:
@@ -195,7 +205,7 @@ def layer_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
 
     names = ["attn norm input", "mlp norm input"]
     for i in range(m.norms_per_layer):  # sandwich-norm models (Gemma 2/3) keep the inputs of their post-norms too
-        buf = _norm(names[i] if i < 2 else f"post-norm {i - 1} input", H, t_tok, s)
+        buf = norm_buffer(names[i] if i < 2 else f"post-norm {i - 1} input", H, t_tok, s)
         out.append(Buffer(buf.name, math.ceil(buf.bytes / sp), buf.formula + (f"/{sp}" if sp > 1 else ""), buf.source))
     qkv_input = s.keeps_block_input("q_proj", "k_proj", "v_proj", "q_a_proj", "kv_a_proj_with_mqa")
     if qkv_input:
@@ -417,7 +427,7 @@ def lm_head_buffers(m: ModelSpec, batch: int, seq: int, loss: str, chunks: int, 
     """
     tok = batch * seq
     V = m.vocab_size
-    out = [_norm("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
+    out = [norm_buffer("final norm input", m.hidden_size, tok, LayerSetup(act_bytes=act_bytes))]
     if lm_head_trains:
         out.append(Buffer("lm_head input", tok * m.hidden_size * act_bytes, f"b*s*H*{act_bytes}", _SRC_MM))
     plain = FP32_CE_BYTES_PER_LOGIT if tp == 1 else LOSS_PARALLEL_BYTES_PER_LOGIT
@@ -648,7 +658,7 @@ class StageActivations:
     @property
     def backward_workspace(self) -> int:
         """The recomputed layer plus the gradients of the largest tensor of a layer (dY and dX): 2 x its bytes."""
-        return self.recompute + 2 * max(b.bytes for b in self.layer)
+        return self.recompute + 2 * max(b.one_layer or b.bytes for b in self.layer)
 
 
 def stage_activations(m: ModelSpec, batch: int, seq: int, s: LayerSetup, recompute: str, n_layers: int, in_flight: int,
