@@ -120,7 +120,7 @@ def mean_layer_buffers(m: ModelSpec, block: list[Buffer], tokens: int, s: LayerS
             [(b, mixers) for b in (mixer_buffers(m, tokens, s) if priced else [])]:
         if count:
             attention = part_of(buf.name) == "attention" and buf.name != "attn norm input"
-            note = "" if count == L else f" x {count}/{L} layers{unpriced if attention else ''}"
+            note = ("" if count == L else f" x {count}/{L} layers") + (unpriced if attention else "")
             out.append(Buffer(buf.name, math.ceil(buf.bytes * count / L), buf.formula + note, buf.source,
                               one_layer=buf.bytes))
     return out
