@@ -181,3 +181,23 @@ def test_a_lora_rank_without_the_embedding_holds_only_its_layers_adapters() -> N
 
     r = finetune_memory(load_model("llama3-8b"), method="lora", lora_rank=16, plan=Parallelism(pp=4), suggest=False)
     assert r.per_gpu["optimizer states"] == 8 * 8 * 212_992
+
+
+def test_the_fine_tuning_explain_adds_up_to_the_rank_it_prices() -> None:
+    """QA40 #3: under PP the explain's weights and peak lines are the priced rank's own (rank 0 of Llama 3 8B at PP 4:
+    8 layers + the embedding, (8 x 218,112,000 + 525,336,576) x 2 B + its adapters), and the peak line's terms add to
+    the allocated peak it prints."""
+    import re
+
+    from calc.memory.finetune import finetune_memory
+
+    r = finetune_memory(load_model("llama3-8b"), method="lora", seq=4096, plan=Parallelism(pp=4), grad_buffer=True,
+                        suggest=False)
+    adapters = 8 * 8 * ((4096 + 4096) + (4096 + 1024))  # q, v at rank 8 on rank 0's 8 layers
+    assert r.per_gpu["weights"] == (8 * LLAMA_LAYER + LLAMA_EMBED) * 2 + adapters * 2
+    weights_line = next(line for line in r.explain if line.startswith("weights ="))
+    assert f"per GPU {r.per_gpu['weights']:,} B (pipeline rank 0" in weights_line
+    peak_line = next(line for line in r.explain if line.startswith("peak ="))
+    numbers = [int(x.replace(",", "")) for x in re.findall(r"\d[\d,]*", peak_line.split("(calc.")[0])]
+    persistent, gradients, fsdp, forward, backward, transients = numbers
+    assert persistent + gradients + fsdp + max(forward, backward) + transients == r.allocated_peak_bytes

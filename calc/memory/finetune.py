@@ -522,26 +522,30 @@ def finetune_memory(
         fsdp = _fsdp_in_flight(m, method, base_dtype, double_quant, plan.tp, fsdp_layers_in_flight, shard_embeddings_separately,
                                root_resident=fsdp1_root, reduce_bytes=fsdp_reduce_bytes)
     persistent = {"weights": weights, "fp32 master": master_gpu, "optimizer states": states_gpu}
-    engine = training_bytes_per_gpu(
-        m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
-        micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash", reserve_bytes=int(cuda_context_gib * GIB),
-        grad_accum=grad_accum, fragmentation=fragmentation, states=persistent, gradients=grads, setup=setup, loss=loss,
-        loss_chunks=loss_chunks, lm_head_trains=full, offload_layers=offload_layers, fsdp=fsdp, transients=transients,
-        grad_buffer=grad_buffer, caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers,
-        fp32_shards=fsdp2, rank_held=rank_held, pp_split=pp_split, state_shares=state_shares)
+    rank_peaks: list[int] = []  # each pipeline rank's peak, from the engine
+
+    def priced() -> dict[str, int]:
+        return training_bytes_per_gpu(
+            m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
+            micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash",
+            reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
+            states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
+            offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
+            caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers, fp32_shards=fsdp2,
+            rank_held=rank_held, pp_split=pp_split, state_shares=state_shares, rank_peaks=rank_peaks)
+
+    engine = priced()
     if gathered_load and zero == 3 and zero_ranks > 1:
         step_allocated = sum(engine.values()) - engine["allocator fragmentation"] - engine["CUDA context"]
         beyond = _gathered_load_peak(base, weights, shards) - step_allocated
         if beyond > 0:
             transients[GATHERED_LOAD] = beyond
-            engine = training_bytes_per_gpu(
-                m, params=total, tp=plan.tp, pp=plan.pp, dp=zero_ranks, cp=plan.cp, sp=plan.sequence_parallel, zero=zero,
-                micro_batch=batch, seq=seq, recompute=recompute, flash=attention == "flash",
-                reserve_bytes=int(cuda_context_gib * GIB), grad_accum=grad_accum, fragmentation=fragmentation,
-                states=persistent, gradients=grads, setup=setup, loss=loss, loss_chunks=loss_chunks, lm_head_trains=full,
-                offload_layers=offload_layers, fsdp=fsdp, transients=transients, grad_buffer=grad_buffer,
-                caching_allocator=caching_allocator, in_flight=in_flight, held_layers=held_layers, fp32_shards=fsdp2,
-                rank_held=rank_held, pp_split=pp_split, state_shares=state_shares)
+            engine = priced()
+    # the priced rank's own states (under PP the fullest rank's, rank by rank), for the explain lines
+    rank = rank_peaks.index(max(rank_peaks)) if rank_peaks else None
+    share = state_shares[rank] if state_shares is not None and rank is not None else None
+    own = {k: engine.get(k, 0) for k in persistent}
+    rank_grads = math.ceil(grads * share["gradients"]) if share is not None else grads
     per_gpu = {k: v for k, v in engine.items() if v or k in ("weights", "activations", "gradients")}  # stable keys
     per_gpu_total = sum(engine.values())
     context = engine["CUDA context"]
@@ -557,7 +561,7 @@ def finetune_memory(
     act_formula = stage.formula
     head_saved = sum(b.bytes for b in head[:-1])
     forward_end = activations
-    backward_end = 0 if gradients_persist(grad_accum, grad_buffer, zero) else grads
+    backward_end = 0 if gradients_persist(grad_accum, grad_buffer, zero) else rank_grads
 
     textbook = math.ceil(n_layers * plan.pp * korthikanti_layer_bytes(
         s_local, batch, m.hidden_size, m.num_heads, plan.tp, plan.sequence_parallel,
@@ -617,7 +621,8 @@ def finetune_memory(
     explain = [
         f"trainable parameters = {trainable:,} of {total:,}" + ("" if full else f" ({100 * trainable / total:.3f}%)"),
         *([] if full else [f"  {line}" for line in lora.explain]),
-        f"weights = {base_formula} = {base:,} B, per GPU {weights:,} B",
+        f"weights = {base_formula} = {base:,} B, per GPU {own['weights']:,} B"
+        + (f" (pipeline rank {rank} of 0-{plan.pp - 1}, the one priced: its own parameters' bytes)" if share else ""),
         f"fp32 master = 4*{trainable:,} = {master:,} B; optimizer states ({optimizer}) = {states:,} B; gradients = {grads_all:,} B",
         *([f"FSDP gradients per GPU = {grads_formula} = {grads:,} B"] if grads_formula else []),
         "per-layer saved tensors (one layer):",
@@ -634,8 +639,10 @@ def finetune_memory(
           if dora_tmp else []),
         *([f"paged optimizer states (CUDA unified memory, outside the allocator) = {paged:,} B"] if paged else []),
         *([f"offloaded to CPU = {cpu:,} B"] if cpu else []),
-        f"peak = persistent {sum(persistent.values()):,} + FSDP {fsdp:,} + max(forward end {forward_end:,}, backward end "
-        f"{backward_end:,}) + transients {dequant + dora_tmp:,} (calc.memory.training.assemble_peak)",
+        f"peak = persistent {sum(own.values()):,}"
+        + (f" + gradients {engine['gradients']:,} (persisting)" if gradients_persist(grad_accum, grad_buffer, zero) else "")
+        + f" + FSDP {fsdp:,} + max(forward end {forward_end:,}, backward end {backward_end:,}) + transients "
+        f"{dequant + dora_tmp:,} (calc.memory.training.assemble_peak)",
         f"allocated peak = {allocated:,} B; reserved = x{1 + fragmentation:g} = {reserved:,} B; + context = {per_gpu_total:,} B "
         f"({gib(per_gpu_total):.2f} GiB)",
         f"textbook (Korthikanti 2022) activations for comparison: {textbook:,} B ({gib(textbook):.2f} GiB)",
