@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from calc.memory.training import FSDP_PP
+from calc.training.stack import memory_defaults, stack_key
 
 INT_KNOBS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "micro_batch", "global_batch", "seq", "zero", "batch", "prompt",
              "output", "grad_accum", "max_model_len", "max_num_seqs", "block_size", "lora_rank", "max_batch_size",
@@ -281,6 +282,9 @@ def finetune_kwargs(row: Any, k: dict[str, Any]) -> dict[str, Any]:
             out["method"] = "qlora"
     if k.get("attention") == "unfused":
         out["attention"] = "eager"
+    if out["method"] == "qlora" and not str(q or "").startswith("bnb.") and stack_key(row.stack.name) != "other":
+        # a named stack's 4-bit linears (torchtune: torchao's LinearNF4, no input kept); bitsandbytes' otherwise
+        out["bnb_linears"] = memory_defaults(row.stack.name).bnb_linears
     if row.stack.name in LITGPT_STACKS:
         out["litgpt_block"] = True
         out.setdefault("lora_dropout", LITGPT_LORA_DROPOUT)

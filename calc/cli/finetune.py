@@ -140,7 +140,15 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
         refuse("--dtype", dtype, "is the frozen base dtype of --method lora/dora; full uses --precision, qlora --quant",
                DEFAULT_DTYPE)
     mem = memory_defaults(stack)
-    loss = (o["--loss"] or mem.loss).lower()
+
+    def stack_settings(of: Any) -> dict[str, Any]:
+        """A stack's memory settings (calc.memory.training.StackMemory) as finetune_memory keywords, the flags over them."""
+        return dict(fused=of.fused if o["--compile"] is None else o["--compile"], loss=(o["--loss"] or of.loss).lower(),
+                    fragmentation=of.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
+                    grad_buffer=of.grad_buffer, fsdp_reduce_bytes=of.fsdp_reduce_bytes,
+                    caching_allocator=of.caching_allocator, fp32_shards=of.fp32_shards, bnb_linears=of.bnb_linears)
+
+    loss = stack_settings(mem)["loss"]
     if loss not in ("chunked", "fused"):
         refuse("--loss-chunks", o["--loss-chunks"], "applies to --loss chunked or fused")
     offload = _offloads(o["--offload"])
@@ -159,10 +167,8 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
         # a pipeline runs at least p micro-batches per step (1F1B: the first stage holds p), accumulating into the
         # gradients, as `memory --mode train` / train-step price it (calc.training.step.steady_state_microbatches)
         grad_accum=o["--grad-accum"] or plan.pp, recompute=recompute, attention="flash" if flash else "eager",
-        fused=mem.fused if o["--compile"] is None else o["--compile"], loss=loss, loss_chunks=o["--loss-chunks"] or 8,
-        fragmentation=mem.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
-        grad_buffer=mem.grad_buffer, fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator,
-        fp32_shards=mem.fp32_shards, dropout=o["--dropout"] or 0.0, zero=zero, offload_optimizer="optimizer" in offload,
+        loss_chunks=o["--loss-chunks"] or 8, **stack_settings(mem), dropout=o["--dropout"] or 0.0, zero=zero,
+        offload_optimizer="optimizer" in offload,
         offload_params="params" in offload,
         offload_activations="activations" in offload, optimizer_in_backward=bool(o["--optimizer-in-backward"]),
     )
@@ -174,12 +180,7 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if stack_key(stack) != other:  # full or adapters: train-step prices both on its stack
         # the peak the same job gets under train-step's default stack (its loss, fusions, allocator, buffers)
         theirs = memory_defaults(other)
-        alt = finetune_memory(m, batch=batch, seq=seq, **{
-            **kwargs, "fused": theirs.fused if o["--compile"] is None else o["--compile"],
-            "loss": (o["--loss"] or theirs.loss).lower(),
-            "fragmentation": theirs.fragmentation if o["--fragmentation"] is None else o["--fragmentation"],
-            "grad_buffer": theirs.grad_buffer, "fsdp_reduce_bytes": theirs.fsdp_reduce_bytes,
-            "caching_allocator": theirs.caching_allocator, "fp32_shards": theirs.fp32_shards, "suggest": False})
+        alt = finetune_memory(m, batch=batch, seq=seq, **{**kwargs, **stack_settings(theirs), "suggest": False})
         note = other_stack_note(other, "--mode train and train-step", result.per_gpu_bytes, alt.per_gpu_bytes)
     result = result.model_copy(update={"stack": stack_key(stack), "stack_note": note,
                                        "assumptions": [*result.assumptions, stack_memory_line(stack, replace(

@@ -355,8 +355,9 @@ CausalPrefillOpt = Annotated[bool, typer.Option(
 ReserveOpt = Annotated[float | None, typer.Option(
     "--reserve-gib", parser=human_float("--reserve-gib", allow_zero=True, maximum=1e4),
     help="per-GPU memory outside PyTorch's allocator (CUDA context), GiB (default: memory --mode infer 1 incl. "
-         "allocator slack; the serving engines 0.5 non-torch; training 0.5, plus the stack's allocator fragmentation: "
-         "5% on hf, 0 on megatron, --fragmentation)")]
+         "allocator slack; serving: the release's own, 0.5 where it counts the CUDA context (SGLang, TensorRT-LLM, "
+         "vLLM V1 before 0.9.1, V0 0.6.4), else 0.1 above vLLM's baseline snapshot; training 0.5, plus the stack's "
+         "allocator fragmentation: 5% on hf, 0 on megatron, --fragmentation)")]
 ExpertImbalanceOpt = Annotated[float | None, typer.Option(
     "--expert-imbalance", parser=human_float("--expert-imbalance"),
     help="MoE with expert parallelism: max / mean tokens the busiest EP rank receives, >= 1 (default 1.3, SGLang's "
@@ -606,7 +607,8 @@ EngineOpt = Annotated[Engine, typer.Option(
                      "trtllm (PyTorch backend from 1.0, TensorRT engines before: --engine-version where a command "
                      "takes it)")]
 EngineVersionOpt = Annotated[str | None, typer.Option(
-    "--engine-version", help="engine release whose defaults apply, e.g. 0.8 or 0.11 (default: the current one)")]
+    "--engine-version", help="engine release whose defaults apply, e.g. 0.8 or 0.29 (vLLM to 0.29; default: vLLM 0.11, the newest "
+                              "in the measurement corpus; SGLang 0.5.4, TensorRT-LLM 1.0)")]
 GpuMemUtilOpt = Annotated[float | None, typer.Option(
     "--gpu-memory-utilization", parser=human_float("--gpu-memory-utilization", maximum=1.0),
     help="vLLM: fraction of device memory the engine may use (default 0.9)")]

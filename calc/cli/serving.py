@@ -82,7 +82,7 @@ def engine_settings(engine: Engine, launch: EngineLaunch = DEFAULT_LAUNCH, max_m
                     version: str | None = None) -> Any:
     """EngineSettings from the options (every serving command's, report's and compare's); an option of another engine
     is refused, not ignored."""
-    from calc.specs.serving import CURRENT_VERSION, EngineSettings, version_tuple
+    from calc.specs.serving import CURRENT_VERSION, NEWEST_READ, EngineSettings, version_tuple
 
     util, batched, seqs, block = (launch.gpu_memory_utilization, launch.max_num_batched_tokens, launch.max_num_seqs,
                                   launch.block_size)
@@ -109,10 +109,11 @@ def engine_settings(engine: Engine, launch: EngineLaunch = DEFAULT_LAUNCH, max_m
     if engine.value == "vllm-v0" and version is not None and version_tuple(version)[:2] >= (0, 11):
         raise LLMCalcError("--engine-version", f"vllm-v0 {version}: vLLM removed its V0 engine in 0.11; give a release "
                                                "up to 0.10 for V0, or --engine vllm")
-    newest = CURRENT_VERSION.get(engine.value) if engine.value != "vllm-v0" else None
+    newest = NEWEST_READ.get(engine.value) if engine.value != "vllm-v0" else None
     if version is not None and newest and version_tuple(version)[:2] > version_tuple(newest)[:2]:
-        raise LLMCalcError("--engine-version", f"{engine.value} {version} is newer than the newest release whose defaults "
-                                               f"llmcalc reads ({newest}); give <= {newest}, or leave it out")
+        raise LLMCalcError("--engine-version", f"{engine.value} {version} is newer than the newest release whose sources "
+                                               f"llmcalc has read ({newest}); give <= {newest}, or leave it out (the "
+                                               f"default is {CURRENT_VERSION[engine.value]})")
     given = {"gpu_memory_utilization": util, "max_model_len": max_model_len, "max_num_batched_tokens": batched,
              "max_num_seqs": seqs, "block_size": block, "mem_fraction_static": fraction, "chunked_prefill_size": chunk,
              "engine_version": version}

@@ -397,7 +397,7 @@ def finetune_memory(
     grad_buffer: bool = HF_MEMORY.grad_buffer, fsdp_reduce_bytes: int = HF_MEMORY.fsdp_reduce_bytes,
     caching_allocator: bool = HF_MEMORY.caching_allocator, in_flight: float | None = None,
     held_layers: tuple[int, int] | None = None, fp32_shards: bool = HF_MEMORY.fp32_shards,
-    rank_held: tuple[int, ...] | None = None, pp_split: StageSplit = CONTIGUOUS,
+    rank_held: tuple[int, ...] | None = None, pp_split: StageSplit = CONTIGUOUS, bnb_linears: bool = HF_MEMORY.bnb_linears,
 ) -> FinetuneResult:
     """Peak memory per GPU of one training step (see the module docstring for the assembly).
 
@@ -423,7 +423,8 @@ def finetune_memory(
     weights' products), so each checkpointed layer input of ``recompute="full"`` (the function's default gradient
     checkpointing) is b*s*H*4. The layer recomputed in backward is still priced in bf16 (its casts depend on autocast).
     ``fused``, ``loss``, ``fragmentation``, ``grad_buffer``, ``fsdp_reduce_bytes``, ``caching_allocator``,
-    ``fp32_shards``: the stack's memory settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF
+    ``fp32_shards``, ``bnb_linears`` (QLoRA's 4-bit linears are bitsandbytes', keeping their inputs): the stack's memory
+    settings (calc.memory.training.StackMemory); the defaults are HF_MEMORY, HF
     Trainer / PEFT in eager PyTorch. Under ``fp32_shards`` (FSDP2 mixed precision) a full fine-tune at ZeRO-3 with an
     fp32 master keeps no 16-bit weight shard and fp32 sharded gradients, as `memory --mode train` prices the same job
     (calc.memory.training.fsdp2_states).
@@ -502,7 +503,8 @@ def finetune_memory(
     act = 4 if full and precision == "fp32" else 2  # a full fine-tune in fp32 keeps fp32 activations, as --mode train --dtype fp32
     setup = LayerSetup(full=full or mixed, adapted=adapted, lora_rank=lora_rank if not full else 0, lora_dropout=lora_dropout,
                        dora=method == "dora", attention=attention, fused=fused, dropout=dropout, act_bytes=act,
-                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora", litgpt=litgpt_block,
+                       tp=plan.tp, sp=plan.sequence_parallel, quantized=method == "qlora" and bnb_linears,
+                       litgpt=litgpt_block,
                        adapter_copy_bytes=_adapter_copy_bytes(method, adapter_inputs),
                        residual_bytes=4 if prepare_kbit else 0, kv_repeated=kv_repeated)
     s_local = seq // plan.cp
@@ -578,7 +580,7 @@ def finetune_memory(
                   fsdp_mixed_units=fsdp_mixed_units, fsdp_no_sync=fsdp_no_sync, fsdp1_root=fsdp1_root,
                   litgpt_block=litgpt_block, adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit, kv_repeated=kv_repeated,
                   grad_buffer=grad_buffer, fsdp_reduce_bytes=fsdp_reduce_bytes, caching_allocator=caching_allocator,
-                  fp32_shards=fp32_shards)
+                  fp32_shards=fp32_shards, bnb_linears=bnb_linears, pp_split=pp_split)
 
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3; ZeRO-1 with PP) at this TP x PP x CP until the per-GPU peak fits."""

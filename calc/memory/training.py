@@ -128,7 +128,11 @@ class StackMemory:
       fsdp_reduce_bytes  bytes per element of an unsharded FSDP unit's gradient (fsdp_in_flight_bytes)
       caching_allocator  the caching allocator's cached blocks counted (caching_allocator_cached)
       fp32_shards        ZeRO-3 is PyTorch FSDP2 mixed precision: the fp32 sharded parameter is the master, no 16-bit
-                         shard persists, gradients are reduce-scattered into fp32 shards (fsdp2_states)"""
+                         shard persists, gradients are reduce-scattered into fp32 shards (fsdp2_states)
+      bnb_linears        QLoRA's frozen 4-/8-bit linears are bitsandbytes' (PEFT): MatMul4Bit keeps its input whenever an
+                         adapter sits upstream (calc.memory.activations.LayerSetup.quantized); torchtune's torchao
+                         LinearNF4 (torchao/dtypes/nf4tensor.py: ``ctx.nf4_weight = weight``) and NeMo's keep only the
+                         weight, so their frozen linears keep no input, as a frozen bf16 linear under LoRA"""
 
     loss: str
     fused: bool
@@ -137,6 +141,7 @@ class StackMemory:
     fsdp_reduce_bytes: int
     caching_allocator: bool
     fp32_shards: bool = False
+    bnb_linears: bool = False
 
 
 # Megatron-class stacks, as train-step has always priced them (the constants above).
@@ -148,7 +153,7 @@ MEGATRON_MEMORY = StackMemory(loss=MEGATRON_LOSS, fused=MEGATRON_FUSED, fragment
 # segments: DEFAULT_FRAGMENTATION), gradients allocated by the first backward (zero_grad(set_to_none=True), no
 # persistent buffer), PyTorch FSDP's fp32 gradient reduce (FSDP_REDUCE_BYTES).
 HF_MEMORY = StackMemory(loss="fp32", fused=False, fragmentation=DEFAULT_FRAGMENTATION, grad_buffer=False,
-                        fsdp_reduce_bytes=FSDP_REDUCE_BYTES, caching_allocator=False)
+                        fsdp_reduce_bytes=FSDP_REDUCE_BYTES, caching_allocator=False, bnb_linears=True)
 
 
 def gradients_persist(grad_accum: int, grad_buffer: bool, zero: int) -> bool:

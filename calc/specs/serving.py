@@ -70,7 +70,13 @@ def check_accounting(accounting: str) -> str:
                                          "(EngineSettings(engine=...).accounting())")
     return accounting
 
+# The release priced when --engine-version is left out: the newest whose engine logs the measurement corpus holds
+# (the fitted step overheads and the memory rows were measured on it or before). NEWEST_READ: the newest release whose
+# sources the engine model has read (calc.serving.engine_memory: vLLM's sdists to 0.29.0), the newest --engine-version
+# takes; a release between the two is priced by what the model read of it (its sampler, CUDA-graph estimate), with the
+# defaults and fitted overheads of the releases before it.
 CURRENT_VERSION: dict[str, str] = {"vllm": "0.11", "vllm-v0": "0.6", "sglang": "0.5.4", "trtllm": "1.0"}
+NEWEST_READ: dict[str, str] = {**CURRENT_VERSION, "vllm": "0.29"}
 VLLM_V1_FROM = (0, 8)  # VLLM_USE_V1 became the default in 0.8.0 (vllm/envs.py)
 VLLM_MEMORY_DEFAULTS_FROM = (0, 9)  # get_batch_defaults by device memory
 SGLANG_HEURISTIC_FROM = (0, 5, 4)  # server_args._handle_gpu_memory_settings (PR #10975)

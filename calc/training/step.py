@@ -419,7 +419,7 @@ def lora_memory_per_gpu(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         attention="flash" if cost.eff.flash else "eager", fused=mem.fused, loss=mem.loss, dropout=cost.eff.dropout,
         zero=layout.zero, cuda_context_gib=reserve_gib, fragmentation=mem.fragmentation, grad_buffer=mem.grad_buffer,
         fsdp_reduce_bytes=mem.fsdp_reduce_bytes, caching_allocator=mem.caching_allocator, fp32_shards=mem.fp32_shards,
-        suggest=False,
+        bnb_linears=mem.bnb_linears, suggest=False,
         in_flight=in_flight_microbatches(layout, micro), held_layers=layout_held_layers(cost.m.num_layers, layout, micro),
         rank_held=layout.rank_held(cost.m.num_layers, micro), pp_split=layout.stage_split)
     return dict(r.per_gpu)
