@@ -32,3 +32,14 @@ def test_a_moe_fine_tune_under_pp_prices_the_rank_as_training_does(cli) -> None:
     tune = cli("memory", args[0], "--mode", "finetune", "--method", "full", *args[1:]).json()
     rank1 = sum(stage_params(load_model("deepseek-v3"), 4)[1])
     assert train["per_gpu"]["weights"] == tune["per_gpu"]["weights"] == 2 * rank1
+
+
+def test_memory_infer_finds_a_pipelined_count_between_whole_nodes(cli) -> None:
+    """QA40 #10: Llama 3.1 405B in bf16 (405,853,388,800 parameters, 811.7 GB) does not fit 8 H100s (811.7 / 8 =
+    101.5 GB against 79.20 GiB = 85.0 GB each) and no count from 9 to 11 is a serving layout (TP must divide the 128
+    heads in powers of two); 12 GPUs as TP 4 x PP 3 (42 of 126 layers a stage, 811.7 / 12 = 67.6 GB plus the
+    embedding or head) fit. The smallest count `memory` names is that one, and `memory --num-gpus 12` places it."""
+    r = cli("memory", "llama3.1-405b", "--gpu", "h100", "--seq", "1280", "--json")
+    assert r.json()["min_gpus"] == 12
+    placed = cli("memory", "llama3.1-405b", "--gpu", "h100", "--seq", "1280", "--num-gpus", "12", "--json").json()
+    assert (placed["tp"], placed["pp"], placed["fits"]) == (4, 3, True)

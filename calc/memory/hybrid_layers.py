@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from calc.memory.activations import Buffer, LayerSetup
+from calc.memory.buffers import Buffer, LayerSetup
 from calc.model.params import layer_signatures
 from calc.specs import ModelSpec
 

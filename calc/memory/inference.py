@@ -7,7 +7,7 @@ import math
 from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
 from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, model_auto_kv_dtype, request_cache_bytes, sparse_mla
-from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _search_min_gpus, _verdict
+from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _verdict
 from calc.memory.weights import (
     LOW_BIT_DTYPES,
     check_group_size,
@@ -83,7 +83,8 @@ def inference_memory(
 
     per_gpu = per_gpu_for(plan)
     per_gpu_bytes = sum(per_gpu.values())
-    verdict = _verdict(gpu, per_gpu_bytes, lambda: _search_min_gpus(fits_on))
+    # every count to 64 (12 = TP 4 x PP 3 is a layout), then whole nodes
+    verdict = _verdict(gpu, per_gpu_bytes, lambda: next((n for n in (*range(1, 65), *range(72, 4097, 8)) if fits_on(n)), None))
     kv_seq = request_cache_bytes(m, seq, kv_dtype)
     kv_total = kv_seq * batch
     # every TP rank's cache over the whole model's layers, summed over the TP ranks (PP stages split the layers)

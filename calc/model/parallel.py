@@ -155,10 +155,41 @@ def layers_per_stage(m: ModelSpec, pp: int) -> int:
     return math.ceil(m.num_layers / pp)
 
 
+# The pipeline depths the serving layout searches try (serve's candidates, the fewest GPUs that hold a batch): vLLM and
+# SGLang take any --pipeline-parallel-size; 3 stages put a model that two GPUs cannot hold on three (Llama 3 70B bf16,
+# 141 GB, on 3 x 80 GB), the depths past 4 are the powers of two deployments use.
+SERVING_PP_DEGREES = (1, 2, 3, 4, 8)
+SERVING_TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)  # tensor parallelism splits heads and columns in powers of two
+
+
+def serving_layouts(m: ModelSpec, limit: int, max_tp: int) -> list[Parallelism]:
+    """The TP x PP layouts the serving searches try (serve's candidates, smallest_fitting_gpus): TP one of
+    SERVING_TP_DEGREES up to ``max_tp`` (serve: two nodes, flagged when it spans them; the fewest-GPUs advice: one
+    node), PP one of SERVING_PP_DEGREES, TP x PP at most ``limit`` GPUs, each a split the model allows (check_layout:
+    heads divide by TP, layers at least PP)."""
+    out = []
+    for tp in (t for t in SERVING_TP_DEGREES if t <= max_tp):
+        for pp in (p for p in SERVING_PP_DEGREES if tp * p <= limit):
+            try:
+                out.append(check_layout(m, Parallelism(tp=tp, pp=pp)))
+            except LLMCalcError:
+                continue
+    return out
+
+
 def inference_layout(m: ModelSpec, num_gpus: int) -> Parallelism | None:
-    """The layout a serving engine would use on n GPUs: TP = n when n divides the heads, else
-    TP 8 x PP n/8 (one 8-GPU node per stage); None when neither applies."""
-    for tp, pp in ((num_gpus, 1), (8, num_gpus // 8)):
+    """The layout a serving engine would use on n GPUs: TP = n when n divides the heads; else the widest TP of one
+    node (<= 8) whose pipeline depth n / TP the serving searches try (``serving_layouts``: 12 GPUs are TP 4 x PP 3);
+    else TP 8 x PP n/8 (one 8-GPU node per stage); None when none applies.
+
+    >>> from calc.sources.catalog import load_model
+    >>> m = load_model("llama3.1-405b")
+    >>> [(p.tp, p.pp) for p in (inference_layout(m, 8), inference_layout(m, 12), inference_layout(m, 24))]
+    [(8, 1), (4, 3), (8, 3)]
+    """
+    pipelined = [(tp, num_gpus // tp) for tp in sorted(SERVING_TP_DEGREES, reverse=True)
+                 if tp <= 8 and num_gpus % tp == 0 and num_gpus // tp in SERVING_PP_DEGREES]
+    for tp, pp in ((num_gpus, 1), *pipelined, (8, num_gpus // 8)):
         if pp >= 1 and tp * pp == num_gpus:
             try:
                 return check_layout(m, Parallelism(tp=tp, pp=pp))

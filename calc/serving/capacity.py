@@ -17,10 +17,11 @@ from pydantic import BaseModel, Field
 from calc.errors import LLMCalcError
 from calc.memory.kv import kv_cache_bytes_per_token
 from calc.memory.weights import WeightsDtype, weights_per_gpu
+from calc.model.parallel import serving_layouts
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
 from calc.serving.hybrid_alloc import HybridPool
-from calc.serving.latency import expert_plan, serving_layouts, serving_plan
+from calc.serving.latency import expert_plan, serving_plan
 from calc.serving.moe import attention_ranks
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism

@@ -29,27 +29,6 @@ from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import check_accounting
 from calc.units import TERA, abbrev, check_count, check_positive, figure, human
 
-# The pipeline depths the serving layout searches try (serve's candidates, the fewest GPUs that hold a batch): vLLM and
-# SGLang take any --pipeline-parallel-size; 3 stages put a model that two GPUs cannot hold on three (Llama 3 70B bf16,
-# 141 GB, on 3 x 80 GB), the depths past 4 are the powers of two deployments use.
-SERVING_PP_DEGREES = (1, 2, 3, 4, 8)
-SERVING_TP_DEGREES = (1, 2, 4, 8, 16, 32, 64)  # tensor parallelism splits heads and columns in powers of two
-
-
-def serving_layouts(m: ModelSpec, limit: int, max_tp: int) -> list[Parallelism]:
-    """The TP x PP layouts the serving searches try (serve's candidates, smallest_fitting_gpus): TP one of
-    SERVING_TP_DEGREES up to ``max_tp`` (serve: two nodes, flagged when it spans them; the fewest-GPUs advice: one
-    node), PP one of SERVING_PP_DEGREES, TP x PP at most ``limit`` GPUs, each a split the model allows (check_layout:
-    heads divide by TP, layers at least PP)."""
-    out = []
-    for tp in (t for t in SERVING_TP_DEGREES if t <= max_tp):
-        for pp in (p for p in SERVING_PP_DEGREES if tp * p <= limit):
-            try:
-                out.append(check_layout(m, Parallelism(tp=tp, pp=pp)))
-            except LLMCalcError:
-                continue
-    return out
-
 
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
     """TP x PP of one replica: TP = GPUs / PP unless --tp is given; name the flag the user typed."""

@@ -38,11 +38,10 @@ from pydantic import BaseModel
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.memory.weights import WeightsDtype, weights_class
-from calc.model.parallel import check_layout
+from calc.model.parallel import check_layout, serving_layouts
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, DEFAULT_MAX_UTILIZATION, ServingAssumptions
 from calc.serving.disagg import decode_step, kv_transfer_seconds, prefill_instances, prefill_seconds
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_settings, resolve_kv_dtype
-from calc.serving.latency import serving_layouts
 from calc.serving.launch import launch_command, request_cap
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, pool_queue_s
