@@ -43,3 +43,23 @@ def test_memory_infer_finds_a_pipelined_count_between_whole_nodes(cli) -> None:
     assert r.json()["min_gpus"] == 12
     placed = cli("memory", "llama3.1-405b", "--gpu", "h100", "--seq", "1280", "--num-gpus", "12", "--json").json()
     assert (placed["tp"], placed["pp"], placed["fits"]) == (4, 3, True)
+
+
+def test_an_awq_checkpoint_needs_whole_groups_of_inputs(cli) -> None:
+    """QA40 #16: AWQ / GPTQ quantize whole groups of 128 inputs; gpt-oss's matrices read 2,880 = 22.5 x 128 inputs, so no
+    g128 checkpoint of it exists: --dtype awq is refused as --dtype int4 --group-size 128 is, naming the width."""
+    for fmt in ("awq", "gptq"):
+        r = cli("memory", "gpt-oss-120b", "--gpu", "h100", "--dtype", fmt)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype") and "2,880" in r.err, r.err
+    assert cli("memory", "llama3-8b", "--gpu", "h100", "--dtype", "awq").code == 0  # 4,096 and 14,336 are multiples
+
+
+def test_a_shared_prefix_on_a_state_space_hybrid_is_refused(cli) -> None:
+    """QA40 #6: vLLM's hybrid allocator runs a model with state layers without prefix caching, so --shared-prefix
+    would change nothing: refused, naming it; a transformer still stores the prefix once."""
+    r = cli("concurrency", "bamba-9b", "--gpu", "h100", "--max-model-len", "8192", "--shared-prefix", "4000")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --shared-prefix"), r.err
+    base = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--json").json()
+    shared = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--shared-prefix", "4000",
+                 "--json").json()
+    assert shared["max_concurrency"] > base["max_concurrency"]

@@ -540,6 +540,10 @@ def concurrency(
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a,
                                     ep=ep)
+    if shared_prefix and result.hybrid is not None and result.hybrid.has_state:
+        raise LLMCalcError("--shared-prefix", f"{m.name}'s state layers run without prefix caching in vLLM's hybrid "
+                                              "allocator (its default for hybrid models): no token is stored once, so "
+                                              "it changes nothing; drop it")
     refusal = None
     if result.max_concurrency < 1:  # exit 2 as `memory`, naming the flag whose change makes it fit (the engine's)
         refusal = no_fit_error(f"does not fit: {result.verdict}", launch.gpu_memory_utilization,

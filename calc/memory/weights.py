@@ -379,6 +379,12 @@ def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
         # the checkpoint already ships in this format (openai/gpt-oss-*: MXFP4 experts, bf16 attention): that
         # checkpoint, its own modules_to_not_convert and all, not a second conversion of every block Linear
         return m, None
+    if q.method in ("awq", "gptq"):  # whole groups of inputs (AutoAWQ / AutoGPTQ: in_features % group_size == 0)
+        widths = sorted({t.shape[0] for t, _ in tensor_copies(m, True) if converted_by_dtype(t) and t.shape[0] % q.group_size})
+        if widths:
+            raise LLMCalcError("--dtype", f"{dtype} checkpoints quantize whole groups of {q.group_size} inputs, and "
+                                          f"{m.name}'s matrix input width {widths[0]:,} is not a multiple of {q.group_size}: "
+                                          f"no such checkpoint exists; give --dtype int4 --group-size with a divisor of it")
     # AWQ / GPTQ ship fp16 scales and run fp16 activations (vLLM AWQConfig / GPTQConfig.get_supported_act_dtypes:
     # [torch.half]; AutoAWQ / AutoGPTQ write torch_dtype float16); the fp4 formats keep the model's 16-bit dtype.
     act = "fp16" if q.method in ("awq", "gptq") else m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
