@@ -30,6 +30,7 @@ from calc.cli.finetune import (
     QuantOpt,
     RepeatKvOpt,
 )
+from calc.cli.groups import takes
 from calc.cli.options import (
     DEFAULT_BATCH,
     DEFAULT_DTYPE,
@@ -38,11 +39,8 @@ from calc.cli.options import (
     WEIGHT_FORMAT_NAMES,
     Attention,
     CpOpt,
-    CpuOffloadOpt,
     DpOpt,
     DtypeOpt,
-    EpOpt,
-    EtpOpt,
     ExplainOpt,
     GlobalBatchOpt,
     GlobalBatchTokensOpt,
@@ -54,22 +52,16 @@ from calc.cli.options import (
     Mode,
     ModelArg,
     NumGpusOpt,
-    OffloadModulesOpt,
     OldFlashOpt,
-    PpEmbeddingOpt,
-    PpLossOpt,
-    PpMicrobatchGroupOpt,
     PpOpt,
     RecipeOpt,
     Recompute,
-    RecomputeModulesOpt,
     RecomputeOpt,
     ReserveOpt,
     SeqOpt,
     SpOpt,
     StackOpt,
     TpOpt,
-    VppOpt,
     ZeroOpt,
     attention_choice,
     given_weights,
@@ -78,9 +70,10 @@ from calc.cli.options import (
     refuse_switch,
     refuse_weight_format,
 )
-from calc.cli.training import Fp8RecipeOpt, ShardingOpt
+from calc.cli.training import DEFAULT_LAYOUT_FLAGS, Fp8RecipeOpt, LayoutFlags
 
 
+@takes("flags", LayoutFlags)
 def memory(
     ctx: typer.Context,
     model: ModelArg,
@@ -96,16 +89,7 @@ def memory(
     dp: DpOpt = None,
     cp: CpOpt = None,
     sequence_parallel: SpOpt = False,
-    ep: EpOpt = None,
-    etp: EtpOpt = None,
-    vpp: VppOpt = 1,
-    pp_embedding: PpEmbeddingOpt = False,
-    pp_loss: PpLossOpt = False,
-    pp_microbatch_group: PpMicrobatchGroupOpt = None,
-    recompute_modules: RecomputeModulesOpt = None,
-    cpu_offload_layers: CpuOffloadOpt = 0,
-    offload_modules: OffloadModulesOpt = None,
-    sharding: ShardingOpt = "zero",
+    flags: LayoutFlags = DEFAULT_LAYOUT_FLAGS,
     stack: StackOpt = None,
     fp8_recipe: Fp8RecipeOpt = None,
     global_batch: GlobalBatchOpt = None,
@@ -180,11 +164,7 @@ def memory(
                      "--loss-chunks": loss_chunks, "--dropout": dropout, "--offload": offload,
                      "--optimizer-in-backward": optimizer_in_backward, "--cuda-context-gib": cuda_context_gib,
                      "--fragmentation": fragmentation}
-    train_only = (("--ep", ep, None), ("--etp", etp, None), ("--vpp", vpp, 1), ("--pp-embedding", pp_embedding, False),
-                  ("--pp-loss", pp_loss, False), ("--pp-microbatch-group", pp_microbatch_group, None),
-                  ("--recompute-modules", recompute_modules, None), ("--cpu-offload-layers", cpu_offload_layers, 0),
-                  ("--offload-modules", offload_modules, None), ("--sharding", sharding, "zero"),
-                  ("--fp8-recipe", fp8_recipe, None), ("--global-batch", global_batch, None),
+    train_only = (*flags.given(), ("--fp8-recipe", fp8_recipe, None), ("--global-batch", global_batch, None),
                   ("--global-batch-tokens", global_batch_tokens, None))
     if mode is not Mode.train:
         for flag, value, default in train_only:
@@ -283,11 +263,8 @@ def memory(
                                activations=activations, loss=loss, stack=stack, fp8_recipe=fp8_recipe,
                                fused=compile_, fragmentation=fragmentation,
                                global_batch=global_batch, global_batch_tokens=global_batch_tokens, layout=dict(
-                                   num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, etp=etp, vpp=vpp,
-                                   sp=sequence_parallel, micro_batch=batch, zero=zero, recompute=recompute,
-                                   sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
-                                   pp_microbatch_group=pp_microbatch_group, recompute_modules=recompute_modules,
-                                   cpu_offload_layers=cpu_offload_layers, offload_modules=offload_modules))
+                                   num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, sp=sequence_parallel,
+                                   micro_batch=batch, zero=zero, recompute=recompute, flags=flags))
     emit_outcome(result, as_json, explain, memory_view, memory_refusal(result) if mode is Mode.train else _infer_refusal(result))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -553,10 +553,33 @@ ShardingOpt = Annotated[str, typer.Option(
     "micro-batch's gradients reduce-scattered into an fp32 shard, one weight all-gather per step)")]
 
 
-def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp: int | None, cp: int | None,
-                    ep: int | None, etp: int | None, vpp: int, sp: bool, micro_batch: int, zero: int, recompute: Recompute,
-                    sharding: str, pp_embedding: bool, pp_loss: bool, pp_microbatch_group: int | None,
-                    recompute_modules: str | None, cpu_offload_layers: int, offload_modules: str | None) -> Any:
+@dataclass(frozen=True)
+class LayoutFlags:
+    """The layout options beyond TP x PP x DP x CP that train-step and `memory --mode train` take (one option group,
+    calc.cli.groups.takes): the expert grid, interleaving and the pipeline split, Megatron's module recomputation and
+    offloading, the sharding. `memory` refuses them in its other modes (``given``)."""
+
+    ep: EpOpt = None
+    etp: EtpOpt = None
+    vpp: VppOpt = 1
+    pp_embedding: PpEmbeddingOpt = False
+    pp_loss: PpLossOpt = False
+    pp_microbatch_group: PpMicrobatchGroupOpt = None
+    recompute_modules: RecomputeModulesOpt = None
+    cpu_offload_layers: CpuOffloadOpt = 0
+    offload_modules: OffloadModulesOpt = None
+    sharding: ShardingOpt = "zero"
+
+    def given(self) -> list[tuple[str, Any, Any]]:
+        """(flag, value, default) of each option, for a mode that refuses them (calc.cli.options.refuse)."""
+        return [("--" + f.name.replace("_", "-"), getattr(self, f.name), f.default) for f in fields(self)]
+
+
+DEFAULT_LAYOUT_FLAGS = LayoutFlags()
+
+
+def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp: int | None, cp: int | None, sp: bool,
+                    micro_batch: int, zero: int, recompute: Recompute, flags: LayoutFlags = DEFAULT_LAYOUT_FLAGS) -> Any:
     """The calc.training.layout.Layout the layout flags name, one builder for train-step and `memory --mode train`:
     each degree defaults to 1, DP to --num-gpus / (TP x PP x CP) (1 without --num-gpus); module lists are comma- or
     space-separated. Validity is calc.training.layout.check_training_layout's (with the global batch)."""
@@ -571,12 +594,13 @@ def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp:
             raise LLMCalcError("--num-gpus", f"{num_gpus} is not a multiple of TP x PP x CP = {tp_ * pp_ * cp_}")
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
-    return Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=ep or 1, etp=etp, vpp=vpp, sp=sp, micro_batch=micro_batch, zero=zero,
-                  recompute=recompute.value, sharding=sharding, pp_embedding=pp_embedding, pp_loss=pp_loss,
-                  pp_microbatch_group=pp_microbatch_group,
-                  recompute_modules=frozenset((recompute_modules or "").replace(",", " ").split()),
-                  cpu_offload_layers=cpu_offload_layers,
-                  offload_modules=frozenset((offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
+    f = flags
+    return Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=f.ep or 1, etp=f.etp, vpp=f.vpp, sp=sp, micro_batch=micro_batch,
+                  zero=zero, recompute=recompute.value, sharding=f.sharding, pp_embedding=f.pp_embedding,
+                  pp_loss=f.pp_loss, pp_microbatch_group=f.pp_microbatch_group,
+                  recompute_modules=frozenset((f.recompute_modules or "").replace(",", " ").split()),
+                  cpu_offload_layers=f.cpu_offload_layers,
+                  offload_modules=frozenset((f.offload_modules or "").replace(",", " ").split()))  # type: ignore[arg-type]
 
 
 ZeroPin = Annotated[int | None, typer.Option("--zero", parser=human_int("--zero", minimum=0, maximum=3),
@@ -785,6 +809,7 @@ def batch_or_default(global_batch: int | None, seq: int, num_gpus: int) -> int:
 
 
 @takes("knobs", StepKnobs)
+@takes("flags", LayoutFlags)
 def train_step(
     model: ModelArg,
     gpu: GpuOpt,
@@ -795,20 +820,11 @@ def train_step(
     pp: PpOpt = None,
     dp: DpOpt = None,
     cp: CpOpt = None,
-    ep: EpOpt = None,
-    etp: EtpOpt = None,
-    vpp: VppOpt = 1,
-    pp_embedding: PpEmbeddingOpt = False,
-    pp_loss: PpLossOpt = False,
-    pp_microbatch_group: PpMicrobatchGroupOpt = None,
-    recompute_modules: RecomputeModulesOpt = None,
-    cpu_offload_layers: CpuOffloadOpt = 0,
-    offload_modules: OffloadModulesOpt = None,
+    flags: LayoutFlags = DEFAULT_LAYOUT_FLAGS,
     sp: SpOpt = False,
     micro_batch: MicroBatchOpt = 1,
     seq: SeqOpt = DEFAULT_SEQ,
     zero: ZeroOpt = 0,
-    sharding: ShardingOpt = "zero",
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
     knobs: StepKnobs = DEFAULT_KNOBS,
@@ -836,23 +852,20 @@ def train_step(
     from calc.report.training_views import train_step_view
     from calc.training.step import train_step as engine
 
-    lora = _lora(method, lora_rank, lora_targets, ep=ep, sharding=sharding, recompute=recompute,
-                 offloads=(cpu_offload_layers, offload_modules), dtype=dtype)
-    one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, ep)))
+    lora = _lora(method, lora_rank, lora_targets, ep=flags.ep, sharding=flags.sharding, recompute=recompute,
+                 offloads=(flags.cpu_offload_layers, flags.offload_modules), dtype=dtype)
+    one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, flags.ep)))
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, knobs, lora, single_gpu=one,
                  memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation})
-    if (ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
+    if (flags.ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
         refuse("--moe-routing", knobs.moe_routing, "sets the load spread the busiest expert-parallel rank waits for; with --ep 1 "
                                              "every rank holds all experts: give --ep > 1 or drop it")
         refuse("--dispatcher", knobs.dispatcher, "is the expert-parallel token exchange; with --ep 1 there is none: give --ep > 1 "
                                            "or drop it")
-    layout = training_layout(num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, etp=etp, vpp=vpp, sp=sp,
-                             micro_batch=micro_batch, zero=zero, recompute=recompute, sharding=sharding,
-                             pp_embedding=pp_embedding, pp_loss=pp_loss, pp_microbatch_group=pp_microbatch_group,
-                             recompute_modules=recompute_modules, cpu_offload_layers=cpu_offload_layers,
-                             offload_modules=offload_modules)
+    layout = training_layout(num_gpus=num_gpus, tp=tp, pp=pp, dp=dp, cp=cp, sp=sp, micro_batch=micro_batch, zero=zero,
+                             recompute=recompute, flags=flags)
     from calc.cli.options import refuse
 
     if layout.cp == 1:
@@ -861,7 +874,7 @@ def train_step(
     if layout.pp == 1:
         refuse("--pp-p2p-overlap", knobs.pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
                                                                 "--pp 1 there are none: give --pp > 1 or drop it")
-        for flag, given in (("--pp-embedding", pp_embedding), ("--pp-loss", pp_loss)):
+        for flag, given in (("--pp-embedding", flags.pp_embedding), ("--pp-loss", flags.pp_loss)):
             refuse(flag, given, "counts a layer slot in the pipeline split; with --pp 1 there is no split: give --pp > 1 "
                                 "or drop it", False)
     if layout.tp == 1:
