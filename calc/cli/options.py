@@ -670,6 +670,26 @@ UsersOpt = Annotated[int | None, typer.Option("--users", parser=human_int("--use
 EmitOpt = Annotated[EmitEngine | None, typer.Option("--emit", help="print the launch command for the best layout")]
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """The latency targets and the traffic serve, report and compare size a deployment for (one option group,
+    calc.cli.groups.takes)."""
+
+    ttft_ms: TtftMsOpt = None
+    tpot_ms: TpotMsOpt = None
+    rate: RateOpt = None
+    users: UsersOpt = None
+    max_utilization: MaxUtilizationOpt = None
+    router: RouterOpt = None
+
+    def unpack(self) -> tuple[float | None, float | None, float | None, int | None, float | None, Router | None]:
+        """(ttft_ms, tpot_ms, rate, users, max_utilization, router)."""
+        return self.ttft_ms, self.tpot_ms, self.rate, self.users, self.max_utilization, self.router
+
+
+DEFAULT_TRAFFIC = Traffic()  # no target, no traffic
+
+
 class SpecMethod(StrEnum):
     ngram = "ngram"
     draft = "draft"

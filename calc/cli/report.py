@@ -17,6 +17,7 @@ from calc.cli.options import (
     DEFAULT_PROMPT,
     DEFAULT_SEQ,
     DEFAULT_SERVING_KNOBS,
+    DEFAULT_TRAFFIC,
     FINETUNE_4BIT,
     AttentionWindowsOpt,
     CalibrationOpt,
@@ -30,7 +31,6 @@ from calc.cli.options import (
     JsonOpt,
     KvDtypeOpt,
     MaxModelLenOpt,
-    MaxUtilizationOpt,
     MfuOpt,
     Mode,
     ModelArg,
@@ -43,17 +43,13 @@ from calc.cli.options import (
     PriceOpt,
     PromptOpt,
     PromptOptional,
-    RateOpt,
     RecipeOpt,
     RecomputeOpt,
-    RouterOpt,
     SeqOptional,
     ServingKnobs,
     StackOpt,
     TokensOpt,
-    TpotMsOpt,
-    TtftMsOpt,
-    UsersOpt,
+    Traffic,
     ZeroOptional,
     given_weights,
     human_int,
@@ -86,6 +82,7 @@ class ReportFormat(StrEnum):
 
 @takes("launch", EngineLaunch)
 @takes("knobs", ServingKnobs)
+@takes("traffic", Traffic)
 def report(
     ctx: typer.Context,
     model: ModelArg,
@@ -101,12 +98,7 @@ def report(
     prompt: PromptOptional = None,
     output: OutputOptional = None,
     seq: SeqOptional = None,
-    ttft_ms: TtftMsOpt = None,
-    tpot_ms: TpotMsOpt = None,
-    rate: RateOpt = None,
-    users: UsersOpt = None,
-    max_utilization: MaxUtilizationOpt = None,
-    router: RouterOpt = None,
+    traffic: Traffic = DEFAULT_TRAFFIC,
     knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
@@ -139,6 +131,7 @@ def report(
     --num-gpus (--rate / --users without --num-gpus: the page's memory, concurrency and latency are one replica of
     serve's pick).
     --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
+    ttft_ms, tpot_ms, rate, users, max_utilization, router = traffic.unpack()
     from calc.cli.common import (
         load_calibration,
         output_path,
@@ -337,6 +330,7 @@ def report(
 
 @takes("launch", EngineLaunch)
 @takes("knobs", ServingKnobs)
+@takes("traffic", Traffic)
 def compare(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(help="MODEL then the GPUs to compare", metavar="MODEL GPU...")],
@@ -346,12 +340,7 @@ def compare(
     batch: Annotated[int | None, typer.Option("--batch", parser=human_int("--batch"), hidden=True)] = None,
     prompt: PromptOpt = DEFAULT_PROMPT,
     output: OutputOpt = DEFAULT_OUTPUT,
-    ttft_ms: TtftMsOpt = None,
-    tpot_ms: TpotMsOpt = None,
-    rate: RateOpt = None,
-    users: UsersOpt = None,
-    max_utilization: MaxUtilizationOpt = None,
-    router: RouterOpt = None,
+    traffic: Traffic = DEFAULT_TRAFFIC,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     max_model_len: MaxModelLenOpt = None,
@@ -366,6 +355,7 @@ def compare(
 ) -> None:
     """The layout `serve` picks on each GPU for the same request, --ttft-ms/--tpot-ms, --rate and --num-gpus, side by
     side (cost per million output tokens at that layout's batch with --price GPU=X)."""
+    ttft_ms, tpot_ms, rate, users, max_utilization, router = traffic.unpack()
     from calc.cli.common import model_arg, price_table, window_output
     from calc.errors import LLMCalcError
     from calc.report.build import compare_gpus

@@ -16,6 +16,7 @@ from calc.cli.options import (
     DEFAULT_OUTPUT,
     DEFAULT_PROMPT,
     DEFAULT_SERVING_KNOBS,
+    DEFAULT_TRAFFIC,
     WEIGHT_FORMAT_NAMES,
     AcceptanceOpt,
     AttentionWindowsOpt,
@@ -37,16 +38,13 @@ from calc.cli.options import (
     JsonOpt,
     KvDtypeOpt,
     MaxModelLenOpt,
-    MaxUtilizationOpt,
     ModelArg,
     NumGpusOpt,
     OutputOpt,
     PlotOpt,
     PpOpt,
     PromptOpt,
-    RateOpt,
     ReserveOpt,
-    RouterOpt,
     SchedulerStepsOpt,
     ServingKnobs,
     SharedPrefixOpt,
@@ -54,9 +52,8 @@ from calc.cli.options import (
     SpecMethodOpt,
     SpecTokensOpt,
     TpOpt,
-    TpotMsOpt,
+    Traffic,
     TtftMsOpt,
-    UsersOpt,
     alias,
     given_dtype,
     given_weights,
@@ -555,6 +552,7 @@ def concurrency(
 
 @takes("launch", EngineLaunch)
 @takes("knobs", ServingKnobs)
+@takes("traffic", Traffic)
 def serve(
     ctx: typer.Context,
     model: ModelArg,
@@ -562,12 +560,7 @@ def serve(
     prompt: PromptOpt = DEFAULT_PROMPT,
     output: OutputOpt = DEFAULT_OUTPUT,
     num_gpus: NumGpusOpt = None,
-    ttft_ms: TtftMsOpt = None,
-    tpot_ms: TpotMsOpt = None,
-    rate: RateOpt = None,
-    max_utilization: MaxUtilizationOpt = None,
-    router: RouterOpt = None,
-    users: UsersOpt = None,
+    traffic: Traffic = DEFAULT_TRAFFIC,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
     engine: EngineOpt = Engine.vllm,
@@ -589,6 +582,7 @@ def serve(
 ) -> None:
     """Layouts (replica x TP x PP) meeting --ttft-ms/--tpot-ms, ranked by the fewest GPUs for --rate
     requests/s or --users concurrent users (else by output tokens/s per GPU); says which resource binds."""
+    ttft_ms, tpot_ms, rate, users, max_utilization, router = traffic.unpack()
     from calc.cli.common import emit_outcome, load_calibration, output_path, window_output
     from calc.report.render import serve_view
     from calc.serving.plan import serve_plan
