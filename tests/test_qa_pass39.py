@@ -63,3 +63,24 @@ def test_a_shared_prefix_on_a_state_space_hybrid_is_refused(cli) -> None:
     shared = cli("concurrency", "llama3-8b", "--gpu", "h100", "--max-model-len", "8192", "--shared-prefix", "4000",
                  "--json").json()
     assert shared["max_concurrency"] > base["max_concurrency"]
+
+
+def test_releases_without_the_hybrid_allocator_cache_local_layers_whole(cli) -> None:
+    """QA40 #8 / #15: a vLLM release that runs every attention layer under one full-attention KV spec caches the whole
+    context on its local layers (unify_hybrid_kv_cache_specs). Gemma 3 27B (62 layers, 16 KV heads x 128, bf16:
+    62 x 16 x 128 x 2 x 2 = 507,904 B a token) at 8,192 tokens (8,191 slots in whole blocks of 16: 8,192) holds
+    507,904 x 8,192 = 4,160,749,568 B under V1 0.8 and V0, its windows applied from 0.9.1. Llama 4 Scout (48 layers, 8 KV
+    heads x 128: 196,608 B a token) at 65,536 tokens holds 196,608 x 65,536 = 12,884,901,888 B under 0.11 (chunked
+    attention's hybrid manager off by default from 0.10.1 to 0.13), less under 0.10.0 and 0.14."""
+    def per_request(*args: str) -> int:
+        return cli("concurrency", *args, "--json").json()["kv_cache_bytes_per_request"]
+
+    gemma = ("gemma3-27b", "--gpu", "h100", "--max-model-len", "8192")
+    assert 62 * 16 * 128 * 2 * 2 * 8192 == 4_160_749_568
+    assert per_request(*gemma, "--engine-version", "0.8") == 4_160_749_568
+    assert per_request(*gemma, "--engine", "vllm-v0") == 4_160_749_568
+    assert per_request(*gemma, "--engine-version", "0.9.1") < 4_160_749_568
+    scout = ("llama4-scout", "--gpu", "h100", "--num-gpus", "4", "--max-model-len", "65536")
+    assert per_request(*scout, "--engine-version", "0.11") == 48 * 8 * 128 * 2 * 2 * 65_536 == 12_884_901_888
+    assert per_request(*scout, "--engine-version", "0.10.0") == per_request(*scout, "--engine-version", "0.14") \
+        < 12_884_901_888 // 2

@@ -58,11 +58,11 @@ from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
 from calc.model.parallel import check_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.comm_memory import comm_buffer_bytes
-from calc.serving.hybrid_alloc import HybridPool, hybrid_pool
+from calc.serving.hybrid_alloc import HybridPool, hybrid_pool, local_layers_cached_whole
 from calc.serving.moe import attention_ranks
 from calc.serving.trtllm_memory import dummy_requests, trtllm_backend, trtllm_kv_budget
 from calc.serving.weights import weight_format
-from calc.serving.windows import model_as_run
+from calc.serving.windows import model_as_run, whole_context_kv
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings, whole_blocks
 from calc.units import GIB, dtype_bytes
@@ -480,9 +480,13 @@ def engine_memory(
     # nothing is shared; a full + local attention pool shares the prefix's blocks of its full-attention groups.
     state_pool = pool is not None and pool.has_state
     shared_blocks = 0 if state_pool else shared_prefix // page
+    # a release running every attention layer under one full-attention spec caches the whole context on the local
+    # layers too (calc.serving.hybrid_alloc.local_layers_cached_whole); they still attend over their window
+    whole = local_layers_cached_whole(m, acc, s.version())
+    kv_m = whole_context_kv(m) if whole else m
     shared_bytes = pool.shared_bytes(shared_blocks * page) if pool else \
-        kv_cache_bytes_for_tokens(m, shared_blocks * page, kv_dtype, tp, pp)
-    per_request = request_kv_bytes(m, request, kv_dtype, tp, pp, page, pool) - shared_bytes
+        kv_cache_bytes_for_tokens(kv_m, shared_blocks * page, kv_dtype, tp, pp)
+    per_request = request_kv_bytes(kv_m, request, kv_dtype, tp, pp, page, pool) - shared_bytes
     if draft is not None:  # the draft's KV of the same tokens, in the same blocks
         per_request += request_kv_bytes(draft, request, kv_dtype, tp, 1, page)
     capped = pool.window_capped(kv_slots(request)) if pool else \
@@ -510,7 +514,8 @@ def engine_memory(
          + (", local groups at most their window" if capped else "") + (", one per state group" if state_pool else "")
          + ")" + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "") if pool else
          f"KV per request = {per_request:,} B ({request:,} - 1 = {kv_slots(request):,} slots in whole blocks"
-         f"{', local layers capped at their window' if capped else ''})"
+         f"{', local layers capped at their window' if capped else ''}"
+         f"{', local layers caching the whole context as full ones' if whole else ''})"
          + (f"; shared prefix {shared_bytes:,} B stored once" if shared_bytes else "")),
         f"max concurrency for {request:,} tokens = floor(({blocks:,} x {block_bytes:,} - {shared_bytes:,}) / {per_request:,})"
         f" = {concurrency}",
@@ -523,6 +528,11 @@ def engine_memory(
         non_torch_line,
     ] + ([f"prefix caching: {shared_prefix:,} shared tokens stored once ({shared_blocks} whole blocks"
           + (" of each full-attention group)" if pool else ")")] if shared_prefix and not state_pool else []) \
+      + ([f"{s.engine} {'.'.join(map(str, s.version()))} runs every attention layer under one full-attention KV spec "
+          "(no hybrid allocator for this model's local layers: vLLM V0, V1 before 0.9.1, chunked attention in 0.10.1 - "
+          "0.13 unless VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1): its sliding-window / chunked layers cache "
+          "the whole context and attend over their window (calc.serving.hybrid_alloc.local_layers_cached_whole)"]
+         if whole else []) \
       + (["hybrid model: prefix caching off (vLLM's default for hybrid models), one state block per request"
           + (f"; the {shared_prefix:,} shared tokens are not stored once" if shared_prefix else "")] if state_pool else [])
     return EngineMemory(

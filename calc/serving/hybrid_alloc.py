@@ -57,6 +57,12 @@ from calc.specs import ModelSpec
 
 VLLM_HYBRID_FROM = (0, 10)  # V1 runs hybrid SSM / attention models from 0.10.0 (PR #20016; earlier V1 fell back to V0)
 VLLM_HYBRID_ATTENTION_FROM = (0, 9, 1)  # full + sliding / chunked groups (module docstring; in the 0.9.1 sdist)
+# Chunked local attention (Llama 4) under the hybrid allocator: a ChunkedLocalAttentionSpec from 0.10.0; from 0.10.1
+# VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to "0" (PR #21761, "Disable chunked local attention by
+# default with llama4": VllmConfig.__post_init__ sets disable_hybrid_kv_cache_manager), "1" again from 0.14.0 (read in
+# the 0.10.1, 0.11.0, 0.12.0, 0.13.0 and 0.14.0 sdists' vllm/envs.py).
+VLLM_CHUNKED_SPEC_FROM = (0, 10)
+VLLM_CHUNKED_OFF = ((0, 10, 1), (0, 14))
 ALIGN = 16  # attention kernels' block-size multiple (FlashAttention / FlashInfer)
 MLA_ALIGN = 64  # MLA backends other than CUTLASS_MLA
 
@@ -161,6 +167,35 @@ class HybridPool(BaseModel):
                 f"layers: {parts}; block = page x {self.rank_group_layers} layers on a rank = {self.block_bytes:,} B")
 
 
+def local_layers_cached_whole(m: ModelSpec, accounting: str, version: tuple[int, ...]) -> bool:
+    """Whether the engine release caches the whole context on the model's local layers (sliding window, attention
+    chunk) beside its full ones: it runs every attention layer under one full-attention KV spec, the local layers
+    still computing over their window. vLLM V1 without the hybrid allocator for them: before 0.9.1 every release
+    (vllm/v1/core/kv_cache_utils.py unify_hybrid_kv_cache_specs turns each SlidingWindowSpec into a FullAttentionSpec:
+    "we do not enable any optimizations for saving KV cache memory"), and for chunked layers before 0.10 (no chunked
+    spec) and from 0.10.1 to 0.13 (the hybrid manager off by default, VLLM_CHUNKED_OFF). vLLM V0's block manager keeps
+    one block table a request for every layer, so a model mixing local and full layers caches the whole context there
+    too (a model whose every layer is local, Mistral 7B v0.1, runs V0's sliding window). A model of one attention kind
+    is never affected.
+
+    >>> from calc.sources.catalog import load_model
+    >>> m = load_model("llama4-scout")
+    >>> [local_layers_cached_whole(m, "vllm-v1", v) for v in ((0, 10, 0), (0, 11), (0, 14))]
+    [False, True, False]
+    """
+    kinds = {a.kind for a in attention_layers(m) if a.softmax}
+    if "full" not in kinds or not kinds & {"sliding", "chunked"}:
+        return False
+    if accounting == "vllm-v0":
+        return True
+    if accounting != "vllm-v1":
+        return False
+    if version < VLLM_HYBRID_ATTENTION_FROM:
+        return True
+    chunked_off = version < VLLM_CHUNKED_SPEC_FROM or VLLM_CHUNKED_OFF[0] <= version < VLLM_CHUNKED_OFF[1]
+    return "chunked" in kinds and chunked_off
+
+
 def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int | None,
                 max_model_len: int, version: tuple[int, ...] = VLLM_HYBRID_FROM,
                 batched_tokens: int = 0) -> HybridPool | None:
@@ -176,7 +211,7 @@ def hybrid_pool(m: ModelSpec, kv_dtype: str, tp: int, pp: int, block_size: int |
             kinds.setdefault(("state", None), []).append(i)
     has_state = ("state", None) in kinds
     if len(kinds) < 2 or (has_state and (m.mixer is None or version < VLLM_HYBRID_FROM)) \
-            or (not has_state and version < VLLM_HYBRID_ATTENTION_FROM):
+            or (not has_state and local_layers_cached_whole(m, "vllm-v1", version)):
         return None
     a = kv_bytes_for_layer_tokens(m, 1, kv_dtype, tp)
     s = state_bytes(m.mixer, m.checkpoint_dtype, tp) if has_state else 0

@@ -21,6 +21,20 @@ from calc.specs import ModelSpec
 
 
 @per_spec
+def whole_context_kv(m: ModelSpec) -> ModelSpec:
+    """``m`` with every local layer (sliding window or attention chunk) caching the whole context, as an engine that
+    runs all its attention layers under one full-attention KV spec holds them (calc.serving.hybrid_alloc
+    .local_layers_cached_whole): for the KV a request holds, not the attention each step computes.
+
+    >>> from calc.sources.catalog import load_model
+    >>> set(whole_context_kv(load_model("llama4-scout")).layer_types)
+    {'full'}
+    """
+    kinds = ["full" if t in ("sliding", "chunked") else t for t in m.layer_types or ()]
+    return m.model_copy(update={"layer_types": kinds, "sliding_window": None, "attention_chunk_size": None})
+
+
+@per_spec
 def _full_attention(m: ModelSpec) -> ModelSpec:
     """``m`` with every sliding layer full (one copy per spec object, so the per-spec caches of the copy are kept)."""
     kinds = ["full" if t == "sliding" else t for t in m.layer_types or ()]
