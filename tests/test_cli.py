@@ -61,7 +61,7 @@ CASES = [
     (["concurrency", "llama2-70b", "--gpu", "a800", "--max-tokens", "0"], "--max-tokens: must be >= 1"),
     (["latency", "llama2-7b", "--gpu", "nope", "--prompt", "10"], "unknown gpu 'nope'"),
     (["memory", "llama2-7b", "--dtype", "fp7"], "unknown dtype 'fp7'"),
-    (["latency", "llama2-7b", "--gpu", "h100", "--num-gpus", "3", "--prompt", "10"], "--num-gpus: serving uses TP = GPUs, and 3 does"),
+    (["latency", "llama2-7b", "--gpu", "h100", "--num-gpus", "5", "--prompt", "10"], "--num-gpus: serving uses TP = GPUs"),
     (["flops", "llama2-7b", "--batch", "abc"], "batch"),
 ]
 

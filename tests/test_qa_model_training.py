@@ -53,11 +53,13 @@ def test_train_plan_lists_no_zero_duplicates_without_data_parallelism(cli) -> No
 
 
 def test_memory_infer_num_gpus_alone_names_num_gpus(cli) -> None:
-    # --num-gpus 3 alone becomes TP 3, which does not divide llama3-8b's 32 heads; the error named --tp,
-    # a flag the user never gave.
-    r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--num-gpus", "3")
-    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 3 GPUs alone are laid out as TP 3,"), r.err
-    assert "PP 3/8" not in r.err  # no fraction printed as a layout
+    # --num-gpus 5 alone is TP 5 (not a divisor of llama3-8b's 32 heads) or TP 1 x PP 5 (not a depth the serving
+    # search tries); the error named --tp, a flag the user never gave. 3 GPUs are TP 1 x PP 3, as serve places them.
+    r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--num-gpus", "5")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 5 GPUs alone are laid out as TP 5,"), r.err
+    assert "PP 5/8" not in r.err  # no fraction printed as a layout
+    placed = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--num-gpus", "3", "--json").json()
+    assert (placed["tp"], placed["pp"]) == (1, 3)
     r = cli("memory", "llama3-8b", "--mode", "infer", "--gpu", "h100", "--tp", "3")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --tp:"), r.err
 

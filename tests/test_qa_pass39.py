@@ -43,6 +43,9 @@ def test_memory_infer_finds_a_pipelined_count_between_whole_nodes(cli) -> None:
     assert r.json()["min_gpus"] == 12
     placed = cli("memory", "llama3.1-405b", "--gpu", "h100", "--seq", "1280", "--num-gpus", "12", "--json").json()
     assert (placed["tp"], placed["pp"], placed["fits"]) == (4, 3, True)
+    # QA40 #17: the serving commands place a bare --num-gpus 12 the same way
+    served = cli("latency", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "12", "--json").json()
+    assert (served["tp"], served["pp"]) == (4, 3)
 
 
 def test_an_awq_checkpoint_needs_whole_groups_of_inputs(cli) -> None:

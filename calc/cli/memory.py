@@ -232,11 +232,12 @@ def memory(
     if mode is Mode.infer and num_gpus is not None and tp is None and pp is None:
         from calc.model.parallel import inference_layout
 
-        # --num-gpus alone: the layout min_gpus is searched over (TP n, else TP 8 x PP n/8), so the count
-        # `memory --gpu` answers is one it accepts
+        # --num-gpus alone: the layout min_gpus is searched over (TP n, else a TP of a node x a PP the serving search
+        # tries, else TP 8 x PP n/8), so the count `memory --gpu` answers is one it accepts
         layout = inference_layout(m, num_gpus)
         if layout is None:
-            tried = f"TP {num_gpus}" + (f" or TP 8 x PP {num_gpus // 8}" if num_gpus > 8 and num_gpus % 8 == 0 else "")
+            tried = f"TP {num_gpus}, a TP of a node x PP 2, 3, 4 or 8" + (
+                f" or TP 8 x PP {num_gpus // 8}" if num_gpus > 8 and num_gpus % 8 == 0 else "")
             raise LLMCalcError("--num-gpus", f"{num_gpus} GPUs alone are laid out as {tried}, which does not split "
                                f"{m.name} ({m.num_heads} heads, {m.kv_heads} KV heads); give --tp and --pp (TP dividing the "
                                "heads, TP x PP the GPUs) or another count")

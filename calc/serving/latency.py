@@ -10,7 +10,7 @@ from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.hardware.peaks import peak_tflops, ridge_point
 from calc.memory.weights import WeightsDtype, weights_class, weights_per_gpu
-from calc.model.parallel import check_layout, check_num_gpus
+from calc.model.parallel import check_layout, check_num_gpus, inference_layout
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import resolve_kv_dtype
 from calc.serving.moe import attention_ranks
@@ -31,7 +31,9 @@ from calc.units import TERA, abbrev, check_count, check_positive, figure, human
 
 
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
-    """TP x PP of one replica: TP = GPUs / PP unless --tp is given; name the flag the user typed."""
+    """TP x PP of one replica: TP = GPUs / PP unless --tp is given; GPUs alone that TP cannot split (12 for 128 heads)
+    take the layout `memory --num-gpus` places (calc.model.parallel.inference_layout: TP 4 x PP 3); name the flag the
+    user typed."""
     check_num_gpus(num_gpus)
     if pp < 1:
         raise LLMCalcError("--pp", f"must be >= 1, got {pp}")
@@ -43,7 +45,10 @@ def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parall
         except LLMCalcError as exc:
             if exc.field == "--pp":  # the pipeline stages the user typed are what does not fit the layers
                 raise
-            raise LLMCalcError("--num-gpus", f"serving uses TP = GPUs, and {exc.problem}") from None
+            if pp == 1 and (layout := inference_layout(m, num_gpus)) is not None:
+                return layout
+            raise LLMCalcError("--num-gpus", f"serving uses TP = GPUs (or a TP of a node x PP 2, 3, 4 or 8), and "
+                                             f"{exc.problem}") from None
     if tp < 1:
         raise LLMCalcError("--tp", f"must be >= 1, got {tp}")
     if num_gpus not in (1, tp * pp):
