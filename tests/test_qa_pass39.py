@@ -87,3 +87,13 @@ def test_releases_without_the_hybrid_allocator_cache_local_layers_whole(cli) -> 
     assert per_request(*scout, "--engine-version", "0.11") == 48 * 8 * 128 * 2 * 2 * 65_536 == 12_884_901_888
     assert per_request(*scout, "--engine-version", "0.10.0") == per_request(*scout, "--engine-version", "0.14") \
         < 12_884_901_888 // 2
+
+
+def test_a_utilization_above_the_free_memory_is_refused(cli) -> None:
+    """QA40 #23: vLLM V1 (from 0.9.1) refuses to start when gpu_memory_utilization x total exceeds the memory free at
+    startup, the total less its CUDA context: on an H100 (79.20 GiB by CUDA) 1 - 0.5 / 79.20 = 0.9937, so 1.0 and
+    0.995 are refused naming the flag, 0.99 runs."""
+    for util in ("1", "0.995"):
+        r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--gpu-memory-utilization", util)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --gpu-memory-utilization") and "<= 0.993" in r.err, r.err
+    assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--gpu-memory-utilization", "0.99").code == 0

@@ -3,6 +3,7 @@ calc.serving (engine memory as vLLM/SGLang allocate it, step time, layouts)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -118,9 +119,21 @@ def engine_settings(engine: Engine, launch: EngineLaunch = DEFAULT_LAUNCH, max_m
 
 
 def check_step_budget(s: Any, m: Any, g: Any) -> None:
-    """vLLM refuses to start when its per-step token budget is below its request cap (SchedulerConfig:
+    """The launch settings vLLM refuses to start with. Its per-step token budget below its request cap (SchedulerConfig:
     max_num_batched_tokens must be >= max_num_seqs), whichever of the two is the engine's default on this GPU
-    (EngineSettings.batched_tokens / seqs): only given flags get here, so the one given is named."""
+    (EngineSettings.batched_tokens / seqs): only given flags get here, so the one given is named. V1 from 0.9.1, a
+    --gpu-memory-utilization asking for more than the memory free at startup, the device total less the process's
+    own CUDA context (vllm/v1/worker/gpu_worker.py init_device: "Free memory on device ... on startup is less than
+    desired GPU memory utilization"; the context DEFAULT_NON_TORCH_GIB, 0.5 GiB, on an otherwise idle GPU)."""
+    util = s.gpu_memory_utilization if "gpu_memory_utilization" in s.model_fields_set else None
+    if util is not None and s.accounting() == "vllm-v1" and s.version() >= (0, 9, 1):
+        free = 1 - DEFAULT_NON_TORCH_GIB * 2**30 / g.cuda_total_bytes
+        if util > free:
+            most = math.floor(free * 1000) / 1000
+            raise LLMCalcError("--gpu-memory-utilization", f"{util:g} asks for more than the {free:.4f} of {g.name}'s "
+                                                           f"memory free at startup (its CUDA context takes "
+                                                           f"{DEFAULT_NON_TORCH_GIB:g} GiB): vLLM refuses to start; give "
+                                                           f"<= {most:.3f}")
     if s.accounting() not in ("vllm-v1", "vllm-v0") or (s.max_num_batched_tokens is None and s.max_num_seqs is None):
         return
     device = g.cuda_total_bytes
