@@ -216,8 +216,8 @@ def latency(
                      f"{at_peak / ttft:.0%} (GEMM efficiency, attention, communication and step overhead)")
         else:
             reach = "reachable"
-        verdict = (f"prefill needs >= {at_peak:.2f} s at 100% of peak ({ttft:.2f} s modelled): "
-                   f"{target_ttft_s * 1e3:.0f} ms is {reach}")
+        verdict = (f"prefill needs >= {at_peak * 1e3:,.3g} ms at 100% of peak ({ttft * 1e3:,.3g} ms modelled): "
+                   f"{target_ttft_s * 1e3:,.3g} ms is {reach}")
     gpus = plan.tp * plan.pp * ranks
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=gpus > 1,
                                                        chunked="chunked" in (m.layer_types or ()))]
