@@ -97,3 +97,15 @@ def test_a_utilization_above_the_free_memory_is_refused(cli) -> None:
         r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--gpu-memory-utilization", util)
         assert r.code == 2 and r.err.startswith("llmcalc: error: --gpu-memory-utilization") and "<= 0.993" in r.err, r.err
     assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--gpu-memory-utilization", "0.99").code == 0
+
+
+def test_tensorrt_llm_has_no_fp8_on_ampere(cli) -> None:
+    """QA40 #13: TensorRT-LLM's support matrix lists FP8 from Ada (SM89) and Hopper, not Ampere (SM80 / SM86): fp8
+    weights (given, or as DeepSeek-V3 ships them) or an fp8 KV cache on an A100 are refused under --engine trtllm,
+    naming the flag; vLLM runs fp8 weights there weight-only (FP8 Marlin), and TensorRT-LLM runs them on an H100."""
+    r = cli("latency", "llama3-8b", "--gpu", "a100", "--engine", "trtllm", "--dtype", "fp8")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype: TensorRT-LLM has no fp8"), r.err
+    r = cli("concurrency", "llama3-8b", "--gpu", "a100", "--engine", "trtllm", "--kv-dtype", "fp8")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype: TensorRT-LLM has no fp8"), r.err
+    assert cli("latency", "llama3-8b", "--gpu", "a100", "--dtype", "fp8").code == 0
+    assert cli("latency", "llama3-8b", "--gpu", "h100", "--engine", "trtllm", "--dtype", "fp8").code == 0

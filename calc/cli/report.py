@@ -62,8 +62,8 @@ from calc.cli.options import (
 )
 from calc.cli.serving import (
     attention_windows_of,
-    check_moe_values,
     check_step_budget,
+    check_weight_values,
     engine_settings,
     refuse_engine_on_gpu,
     refuse_ep_options_on_one_gpu,
@@ -225,7 +225,7 @@ def report(
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
         windows = attention_windows_of(m, attention_windows, s)  # applied by the engine (calc.serving.windows)
-        check_moe_values(m, [g], dtype, knobs)
+        check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
         note_fp32(dtype)
     elif mfu_assumed is not None or node is None:  # an assumed MFU (--mfu, or no node type to search a
         training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
@@ -394,7 +394,7 @@ def compare(
     if unused:
         raise LLMCalcError("--price", f"names {', '.join(unused)}, which is not among the GPUs compared ({', '.join(prices)})")
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, gpus, dtype, knobs)
+    check_weight_values(m, gpus, dtype, knobs, engine, kv_dtype)
     note_fp32(dtype)
     rows = compare_gpus(m, gpus, num_gpus=num_gpus, dtype=dtype, kv_dtype=kv_dtype, prompt=prompt, output=output,
                         ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,

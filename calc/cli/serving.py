@@ -222,13 +222,16 @@ def fits_at_default_utilization(m: Any, g: Any, s: Any, dtype: str | None, kv_dt
     return check
 
 
-def check_moe_values(m: Any, gpus: list[Any], dtype: str | None, knobs: ServingKnobs = DEFAULT_SERVING_KNOBS) -> None:
-    """MoE serving flags whose value the model bounds (after refuse_moe_options): --expert-imbalance is the busiest
+def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
+                        engine: Engine = Engine.vllm, kv_dtype: str | None = None) -> None:
+    """The weights and KV formats the engine runs on these GPUs (refuse_engine_formats), and the MoE serving flags whose
+    value the model bounds (after refuse_moe_options): --expert-imbalance is the busiest
     expert-parallel rank's tokens over the mean, at most the EP degree, which is at most the routed experts (all tokens
     on one rank); --fp8-moe-scales picks the scaling of fp8 expert GEMMs, so experts that run in another dtype on every
     GPU given would ignore it (calc.serving.step: only an fp8 compute dtype reads it)."""
     from calc.serving.weights import weight_format
 
+    refuse_engine_formats(engine, m, gpus, dtype, kv_dtype)
     expert_imbalance, fp8_moe_scales = knobs.expert_imbalance, knobs.fp8_moe_scales
     if m.moe is None:
         return
@@ -242,6 +245,26 @@ def check_moe_values(m: Any, gpus: list[Any], dtype: str | None, knobs: ServingK
             raise LLMCalcError("--fp8-moe-scales", f"sets how fp8 expert GEMMs are scaled; {m.name}'s experts run in "
                                                    f"{', '.join(sorted(computes))} here: give --dtype fp8 (on a GPU with "
                                                    "fp8 tensor cores) or drop it")
+
+
+def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | None, kv_dtype: str | None) -> None:
+    """TensorRT-LLM builds fp8 GEMMs and an fp8 KV cache only on GPUs with fp8 tensor cores (its support matrix: Ampere
+    SM80 / SM86 FP32, FP16, BF16, INT8, INT4; FP8 from Ada SM89 and Hopper; it has no fp8 weight-only kernel such as
+    vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there are refused, naming the flag."""
+    from calc.serving.weights import weight_format
+
+    if engine is not Engine.trtllm:
+        return
+    for g in gpus:
+        if "fp8" in g.datasheet_peak_tflops:
+            continue
+        if kv_dtype is not None and kv_dtype.startswith("fp8"):
+            raise LLMCalcError("--kv-dtype", f"TensorRT-LLM has no fp8 KV cache on {g.name} (no fp8 tensor cores; FP8 "
+                                             "from Ada / Hopper): give --kv-dtype bf16, or --engine vllm")
+        if "fp8" in weight_format(m, g, dtype).storage.values():
+            raise LLMCalcError("--dtype", f"TensorRT-LLM has no fp8 weights on {g.name} (no fp8 tensor cores; FP8 from "
+                                          f"Ada / Hopper){'' if dtype else f'; {m.name} ships fp8'}: give --dtype bf16, "
+                                          "int8 or int4, or --engine vllm (FP8 Marlin, weight-only)")
 
 
 def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
@@ -441,7 +464,7 @@ def latency(
     plan = engine_mod.expert_plan(m, gpus, tp, pp or 1, ep) if ep > 1 else engine_mod.serving_plan(m, gpus, tp, pp or 1)
     refuse_unsplit_comm_buffer(gpus, knobs.comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, [g], dtype, knobs)
+    check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
     note_fp32(dtype)
     from calc.hardware.peaks import peak_tflops
     from calc.serving.weights import weight_format
@@ -545,6 +568,7 @@ def concurrency(
     s = engine_settings(engine, launch, tokens, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
+    refuse_engine_formats(engine, m, [g], dtype, kv_dtype)
     a = serving_assumptions(ServingKnobs(reserve_gib=reserve_gib, comm_buffer_gib=comm_buffer_gib),
                             attention_windows=attention_windows_of(m, attention_windows, s))
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,
@@ -611,7 +635,7 @@ def serve(
     m, g = load_model(model), load_gpu(gpu)
     weight_format_given = given_dtype(ctx, dtype)
     m, dtype = given_weights(ctx, m, dtype)
-    check_moe_values(m, [g], dtype, knobs)
+    check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
     note_fp32(dtype)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
     if m.moe is None:
