@@ -109,3 +109,13 @@ def test_tensorrt_llm_has_no_fp8_on_ampere(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype: TensorRT-LLM has no fp8"), r.err
     assert cli("latency", "llama3-8b", "--gpu", "a100", "--dtype", "fp8").code == 0
     assert cli("latency", "llama3-8b", "--gpu", "h100", "--engine", "trtllm", "--dtype", "fp8").code == 0
+
+
+def test_serve_breaks_near_ties_towards_the_smaller_replica(cli) -> None:
+    """QA40 #14: without traffic, serve ranked Llama 3 8B on TP 1 x PP 2 (2 GPUs) first for a few percent more tokens/s
+    per GPU than one GPU, inside every band. Within 5% of the best the fewest GPUs per replica rank first."""
+    d = cli("serve", "llama3-8b", "--gpu", "h100", "--json").json()
+    best, rows = d["best"], d["layouts"]
+    top = max(x["tokens_per_s_per_gpu"] for x in rows if x["meets_targets"])
+    ties = [x for x in rows if x["meets_targets"] and x["tokens_per_s_per_gpu"] >= 0.95 * top]
+    assert best["gpus_per_replica"] == min(x["gpus_per_replica"] for x in ties) == 1
