@@ -465,8 +465,8 @@ def finetune_memory(
 
     base, base_formula = _base_weight_bytes(m, method, total, trainable, w_bytes, base_dtype, double_quant, frozen_dtype,
                                             rest_bytes=4 if prepare_kbit else 2)
-    state_shares = _rank_state_shares(m, plan.pp, pp_split, base, trainable, base_of,
-                                      None if full else layer_adapter_params(m, lora_rank, targets, dora=method == "dora"))
+    state_shares = _rank_state_shares(m, plan.pp, pp_split, base, trainable, base_of, None if full else layer_adapter_params(
+        m, lora_rank, targets, dora=method == "dora")) if plan.pp > 1 else None
     weights = 0 if offload_params else zshard(base, 3)
     master = master_bytes(precision, trainable)
     states = optimizer_state_bytes(optimizer, precision, trainable, _trainable_matrices(m, method, targets, lora_rank))
