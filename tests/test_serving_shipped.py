@@ -62,8 +62,10 @@ def test_gpt_oss_kv_tokens_on_one_h100_by_hand():
       KV/token   = 36 layers x 2 x 8 heads x 64 x 2 B = 73,728; block = 16 x 73,728 = 1,179,648
       blocks     = floor(9,592,549,146 / 1,179,648) = 8,131 (8,131 x 1,179,648 = 9,591,717,888)
       tokens     = 130,096
-      one 8K request: 18 full layers x 8192 + 18 window layers x 128 tokens, x 2048 B = 306,708,480 B
-      concurrency = floor(9,591,717,888 / 306,708,480) = 31"""
+      one 8K request: V0's block manager keeps one block table for every layer, so a model mixing window and full
+                  layers caches the whole context on all 36 (calc.serving.hybrid_alloc.local_layers_cached_whole):
+                  36 x 8192 x 2048 B = 603,979,776 B (the window layers still attend over 128 tokens)
+      concurrency = floor(9,591,717,888 / 603,979,776) = 15"""
     m, g = load_model("gpt-oss-120b"), load_gpu("h100")
     mem = engine_memory(m, g, settings=EngineSettings(engine="vllm-v0", max_model_len=8192), dtype=None,
                         tokens_per_request=8192)
@@ -72,7 +74,7 @@ def test_gpt_oss_kv_tokens_on_one_h100_by_hand():
     assert mem.activation_peak_bytes == 1_591_541_760
     assert mem.kv_budget_bytes == 9_592_549_146
     assert mem.num_gpu_blocks == 8_131 and mem.kv_cache_tokens == 130_096
-    assert mem.kv_bytes_per_request == 306_708_480 and mem.max_concurrency == 31
+    assert mem.kv_bytes_per_request == 603_979_776 and mem.max_concurrency == 15
     # the same model priced in bf16 does not fit one H100 at all
     assert engine_memory(m, g, settings=EngineSettings(max_model_len=8192), dtype="bf16").max_concurrency == 0
 

@@ -30,6 +30,12 @@ from calc.specs.serving import check_accounting
 from calc.units import TERA, abbrev, check_count, check_positive, figure, human
 
 
+def _duration(seconds: float) -> str:
+    """Three significant digits, in ms below a second, else in s: ``_duration(0.0147) == '14.7 ms'``,
+    ``_duration(3.6448) == '3.64 s'``, ``_duration(0.7) == '700 ms'``."""
+    return f"{seconds * 1e3:.3g} ms" if seconds * 1e3 < 999.5 else f"{seconds:,.2f} s"
+
+
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
     """TP x PP of one replica: TP = GPUs / PP unless --tp is given; GPUs alone that TP cannot split (12 for 128 heads)
     take the layout `memory --num-gpus` places (calc.model.parallel.inference_layout: TP 4 x PP 3); name the flag the
@@ -216,8 +222,8 @@ def latency(
                      f"{at_peak / ttft:.0%} (GEMM efficiency, attention, communication and step overhead)")
         else:
             reach = "reachable"
-        verdict = (f"prefill needs >= {at_peak * 1e3:,.3g} ms at 100% of peak ({ttft * 1e3:,.3g} ms modelled): "
-                   f"{target_ttft_s * 1e3:,.3g} ms is {reach}")
+        verdict = (f"prefill needs >= {_duration(at_peak)} at 100% of peak ({_duration(ttft)} modelled): "
+                   f"{_duration(target_ttft_s)} is {reach}")
     gpus = plan.tp * plan.pp * ranks
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=gpus > 1,
                                                        chunked="chunked" in (m.layer_types or ()))]
