@@ -119,3 +119,11 @@ def test_serve_breaks_near_ties_towards_the_smaller_replica(cli) -> None:
     top = max(x["tokens_per_s_per_gpu"] for x in rows if x["meets_targets"])
     ties = [x for x in rows if x["meets_targets"] and x["tokens_per_s_per_gpu"] >= 0.95 * top]
     assert best["gpus_per_replica"] == min(x["gpus_per_replica"] for x in ties) == 1
+
+
+def test_vllm_v1_block_sizes_on_cuda_are_multiples_of_16(cli) -> None:
+    """QA40 #28: vLLM V1's FlashAttention backend takes block sizes in multiples of 16 on CUDA; 8 is refused naming
+    --block-size (it changed no figure), 32 runs."""
+    r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--block-size", "8")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --block-size"), r.err
+    assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--block-size", "32").code == 0

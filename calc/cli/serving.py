@@ -124,7 +124,11 @@ def check_step_budget(s: Any, m: Any, g: Any) -> None:
     (EngineSettings.batched_tokens / seqs): only given flags get here, so the one given is named. V1 from 0.9.1, a
     --gpu-memory-utilization asking for more than the memory free at startup, the device total less the process's
     own CUDA context (vllm/v1/worker/gpu_worker.py init_device: "Free memory on device ... on startup is less than
-    desired GPU memory utilization"; the context DEFAULT_NON_TORCH_GIB, 0.5 GiB, on an otherwise idle GPU)."""
+    desired GPU memory utilization"; the context DEFAULT_NON_TORCH_GIB, 0.5 GiB, on an otherwise idle GPU). V1's
+    FlashAttention backend on CUDA, a --block-size not a multiple of 16 (its supported kernel block sizes)."""
+    if s.accounting() == "vllm-v1" and s.block_size is not None and s.block_size % 16 and g.vendor == "NVIDIA":
+        raise LLMCalcError("--block-size", f"{s.block_size} tokens: vLLM V1's FlashAttention backend on CUDA takes "
+                                           "block sizes that are multiples of 16 (16, 32, 64, 128)")
     util = s.gpu_memory_utilization if "gpu_memory_utilization" in s.model_fields_set else None
     if util is not None and s.accounting() == "vllm-v1" and s.version() >= (0, 9, 1):
         free = 1 - DEFAULT_NON_TORCH_GIB * 2**30 / g.cuda_total_bytes
