@@ -66,10 +66,8 @@ from calc.cli.serving import (
     check_weight_values,
     engine_settings,
     refuse_engine_on_gpu,
-    refuse_ep_options_on_one_gpu,
-    refuse_moe_options,
     refuse_rate_options,
-    refuse_unsplit_comm_buffer,
+    refuse_unused_knobs,
     serving_assumptions,
 )
 
@@ -199,12 +197,9 @@ def report(
     m, g = load_model(model), load_gpu(gpu)
     states = training_recipe(recipe, "bf16")  # the training states (report --mode train takes no --dtype: bf16)
     refuse_engine_on_gpu(engine, g)
-    if m.moe is None:
-        refuse_moe_options(m, **knobs.moe_only())
     # the serving plan's GPUs, as `serve` is given them: --num-gpus, else sized for --rate, else the page's one GPU
     serve_gpus = num_gpus or (None if rate or users else 1)
-    refuse_ep_options_on_one_gpu(serve_gpus, **knobs.expert_parallel())
-    refuse_unsplit_comm_buffer(serve_gpus, knobs.comm_buffer_gib)
+    refuse_unused_knobs(m, knobs, serve_gpus)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, launch, max_model_len, engine_version)  # as latency / concurrency / serve
     if mode is Mode.infer:
@@ -375,10 +370,7 @@ def compare(
         raise LLMCalcError("GPU", f"names {', '.join(twice)} twice (aliases of one GPU); name each GPU once")
     for g in gpus:
         refuse_engine_on_gpu(engine, g)
-    if m.moe is None:
-        refuse_moe_options(m, **knobs.moe_only())
-    refuse_ep_options_on_one_gpu(num_gpus, **knobs.expert_parallel())
-    refuse_unsplit_comm_buffer(num_gpus, knobs.comm_buffer_gib)
+    refuse_unused_knobs(m, knobs, num_gpus)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     s = engine_settings(engine, launch, max_model_len, engine_version)  # as serve builds them
     for g in gpus:

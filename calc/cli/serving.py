@@ -271,6 +271,16 @@ def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | 
                                           "int8 or int4, or --engine vllm (FP8 Marlin, weight-only)")
 
 
+def refuse_unused_knobs(m: Any, knobs: ServingKnobs, num_gpus: int | None) -> None:
+    """The serving assumptions that would change nothing for this model on ``num_gpus`` (None: a count the plan
+    sizes): the MoE-only ones for a model without routed experts, the expert-parallel ones on one GPU, the
+    communication buffers of an unsplit model (serve, report, compare: one rule)."""
+    if m.moe is None:
+        refuse_moe_options(m, **knobs.moe_only())
+    refuse_ep_options_on_one_gpu(num_gpus, **knobs.expert_parallel())
+    refuse_unsplit_comm_buffer(num_gpus, knobs.comm_buffer_gib)
+
+
 def refuse_ep_options_on_one_gpu(num_gpus: int | None, **given: Any) -> None:
     """The expert-parallel serving options (``given`` as flag name without dashes -> value) refused when --num-gpus 1
     leaves no expert-parallel layout to apply to (calc.serving.plan._candidates: EP needs >= 2 GPUs)."""
@@ -642,11 +652,8 @@ def serve(
     check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
     note_fp32(dtype)
     refuse_engine_on_gpu(engine, g, "--engine" if emit_engine is None or option_given(ctx, "engine") else "--emit")
-    if m.moe is None:
-        refuse_moe_options(m, **knobs.moe_only())
-    refuse_ep_options_on_one_gpu(num_gpus, **knobs.expert_parallel())
+    refuse_unused_knobs(m, knobs, num_gpus)
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
-    refuse_unsplit_comm_buffer(num_gpus, knobs.comm_buffer_gib)
     refuse_rate_options(max_utilization, router, rate, num_gpus)
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     s = engine_settings(engine, launch, max_model_len, engine_version)
