@@ -54,6 +54,7 @@ from calc.cli.options import (
     SpecTokensOpt,
     TpOpt,
     Traffic,
+    TpotMsOpt,
     TtftMsOpt,
     alias,
     given_dtype,
@@ -441,6 +442,7 @@ def latency(
     ttft_ms: TtftMsOpt = None,
     old_ttft: Annotated[float | None, typer.Option(
         "--target-ttft-ms", parser=human_float("--target-ttft-ms"), hidden=True)] = None,
+    tpot_ms: TpotMsOpt = None,
     engine: EngineOpt = Engine.vllm,
     engine_version: EngineVersionOpt = None,
     attention_windows: AttentionWindowsOpt = None,
@@ -454,7 +456,8 @@ def latency(
 ) -> None:
     """TTFT, TPOT and end-to-end time of a static batch of identical requests (TP = GPUs unless
     --tp/--pp; --ep: experts over EP GPUs, attention in EP / TP data-parallel groups, as serve's EP layouts). Refused
-    when the engine's KV cache cannot hold the batch."""
+    when the engine's KV cache cannot hold the batch; --ttft-ms / --tpot-ms: whether this deployment meets them
+    (serve's ``meets_targets``), exit 2 when it misses one, as serve when no layout meets them."""
     from calc.cli.common import emit_outcome, load_calibration, window_output
     from calc.report.render import latency_view
     from calc.serving import latency as engine_mod
@@ -507,14 +510,28 @@ def latency(
                            problem.flag)
     result = engine_latency(m, g, plan, s, a, batch=batch, prompt=prompt, output=output, dtype=dtype, kv_dtype=kv_dtype,
                             mem=mem, causal=causal, calibration=load_calibration(calibration),
-                            target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3)
+                            target_ttft_s=None if ttft_ms is None else ttft_ms / 1e3,
+                            target_tpot_s=None if tpot_ms is None else tpot_ms / 1e3)
     at_len = _max_model_len_concurrency(m, g, plan, s, dtype, kv_dtype, a, max_model_len, ep)
     result = result.model_copy(update={"max_concurrency": mem.max_concurrency * d, "engine": engine.value,  # the band's engine
                                        "max_model_len": max_model_len or prompt + output,
                                        "max_concurrency_at_max_model_len": at_len,
                                        **({"fits": False, "verdict": problem.message} if problem else {})})
-    emit_outcome(result, as_json, explain, latency_view, problem.message if problem else None,
-                 problem.flag if problem else "--num-gpus")  # JSON says fits: false, then exit 2
+    missed = _missed_target(result, ttft_ms, tpot_ms)
+    emit_outcome(result, as_json, explain, latency_view, problem.message if problem else missed and missed[1],
+                 problem.flag if problem else missed[0] if missed else "--num-gpus")  # the answer, then exit 2
+
+
+def _missed_target(result: Any, ttft_ms: float | None, tpot_ms: float | None) -> tuple[str, str] | None:
+    """latency's refusal when the deployment misses a target it was given: (the flag, the line), TPOT's when both
+    are missed; None when every target given is met."""
+    if result.meets_targets is not False:
+        return None
+    if tpot_ms is not None and result.tpot_s * 1e3 > tpot_ms:
+        return "--tpot-ms", (f"misses the target: TPOT {result.tpot_s * 1e3:,.1f} ms > {tpot_ms:g} ms on this deployment;"
+                             " try serve --tpot-ms for a layout that meets it")
+    return "--ttft-ms", (f"misses the target: TTFT {result.ttft_s * 1e3:,.0f} ms > {ttft_ms:g} ms on this deployment; "
+                         "try serve --ttft-ms for a layout that meets it")
 
 
 def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,

@@ -36,6 +36,22 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds * 1e3 < 999.5 else f"{seconds:,.2f} s"
 
 
+def _reach(what: str, at_peak: float, modelled: float, target: float | None) -> str:
+    """One target's line: the time ``what`` needs at 100% of peak (``at_peak``, the floor no engine beats) beside the
+    modelled time, and whether the target is reachable: not even at peak, only at a share of peak the model does not
+    reach (at_peak / target, against at_peak / modelled), or reached. '' without a target."""
+    if target is None:
+        return ""
+    if at_peak > target:
+        reach = "not reachable on these GPUs even at 100% of peak"
+    elif modelled > target:
+        reach = (f"reachable only at >= {at_peak / target:.0%} of peak; the model reaches {at_peak / modelled:.0%} "
+                 "(GEMM efficiency, attention, communication and step overhead)")
+    else:
+        reach = "reachable"
+    return f"{what} needs >= {_duration(at_peak)} at 100% of peak ({_duration(modelled)} modelled): {_duration(target)} is {reach}"
+
+
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
     """TP x PP of one replica: TP = GPUs / PP unless --tp is given; GPUs alone that TP cannot split (12 for 128 heads)
     take the layout `memory --num-gpus` places (calc.model.parallel.inference_layout: TP 4 x PP 3); name the flag the
@@ -137,7 +153,10 @@ class LatencyResult(BaseModel):
     # set only when --max-model-len is given, beside max_concurrency (requests of this prompt + output)
     max_concurrency_at_max_model_len: int | None = None
     target_ttft_s: float | None = None  # --ttft-ms, in seconds; None: no target given
-    meets_targets: bool | None = None  # TTFT <= the target (serve's key for the same check); None: no target given
+    target_tpot_s: float | None = None  # --tpot-ms, in seconds; None: no target given
+    tpot_at_full_peak_s: float  # one decode step at 100% of peak and of HBM bandwidth: max(FLOPs / peak, bytes / bandwidth)
+    # TTFT <= its target and TPOT <= its target, for the targets given (serve's key for the same check); None: none given
+    meets_targets: bool | None = None
     verdict: str
     assumptions: list[str]  # every assumption the answer rests on, as `serve` and `concurrency` list them
     explain: list[str]
@@ -146,7 +165,7 @@ class LatencyResult(BaseModel):
 def latency(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int = 1, batch: int = 1, prompt: int = 1024, output: int = 128,
     dtype: str | None = "bf16", kv_dtype: str | None = None, causal: bool = True, calibration: Calibration | None = None,
-    target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1,
+    target_ttft_s: float | None = None, tp: int | None = None, pp: int = 1, target_tpot_s: float | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, chunk_tokens: int | None = None,
     accounting: str = "vllm-v1", ep: int = 1,
 ) -> LatencyResult:
@@ -166,8 +185,9 @@ def latency(
         check_count(value, flag)
     if chunk_tokens is not None:
         check_count(chunk_tokens, "--max-num-batched-tokens")
-    if target_ttft_s is not None:
-        check_positive(target_ttft_s, "--ttft-ms")
+    for flag, target in (("--ttft-ms", target_ttft_s), ("--tpot-ms", target_tpot_s)):
+        if target is not None:
+            check_positive(target, flag)
     check_accounting(accounting)
     if isinstance(output, bool) or not isinstance(output, int) or output < 1:  # e2e = TTFT + (T - 1) x TPOT would come out below TTFT
         raise LLMCalcError("--output", "needs >= 1 generated token per request (the prefill makes the first: --output 1 is TTFT alone)")
@@ -212,18 +232,15 @@ def latency(
     # (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the attention faster)
     attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype, gpu)) * TERA
     at_peak = ((pre.flops - pre.attention_flops) / peak + pre.attention_flops / attn_peak) * pipelined
+    # one decode step at 100% of peak and of HBM bandwidth (no overhead, no communication): the floor of any TPOT
+    tpot_peak = max((dec.flops - dec.attention_flops) / peak + dec.attention_flops / attn_peak, dec.bytes_read / bandwidth)
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
               f"{batch / tpot:,.0f} tokens/s decode"
-    if target_ttft_s is not None:
-        if at_peak > target_ttft_s:
-            reach = "not reachable on these GPUs even at 100% of peak"
-        elif ttft > target_ttft_s:
-            reach = (f"reachable only at >= {at_peak / target_ttft_s:.0%} of peak over the prefill; the model reaches "
-                     f"{at_peak / ttft:.0%} (GEMM efficiency, attention, communication and step overhead)")
-        else:
-            reach = "reachable"
-        verdict = (f"prefill needs >= {_duration(at_peak)} at 100% of peak ({_duration(ttft)} modelled): "
-                   f"{_duration(target_ttft_s)} is {reach}")
+    reached = [_reach("prefill", at_peak, ttft, target_ttft_s), _reach("a decode step", tpot_peak, tpot, target_tpot_s)]
+    if any(reached):
+        verdict = "; ".join(r for r in reached if r)
+    meets = None if target_ttft_s is None and target_tpot_s is None else \
+        (target_ttft_s is None or ttft <= target_ttft_s) and (target_tpot_s is None or tpot <= target_tpot_s)
     gpus = plan.tp * plan.pp * ranks
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=gpus > 1,
                                                        chunked="chunked" in (m.layer_types or ()))]
@@ -257,7 +274,7 @@ def latency(
         step_overhead_per_seq_s=a.step_overhead_per_seq_s, prefill_overhead_s=pre.overhead_s, decode_overhead_s=dec.overhead_s,
         prefill_routing_s=pre.routing_s, decode_routing_s=dec.routing_s,
         tokens_per_s=batch * output / e2e, decode_tokens_per_s=batch / tpot, e2e_s=e2e, ttft_at_full_peak_s=at_peak,
-        target_ttft_s=target_ttft_s, meets_targets=None if target_ttft_s is None else ttft <= target_ttft_s,
+        target_ttft_s=target_ttft_s, target_tpot_s=target_tpot_s, tpot_at_full_peak_s=tpot_peak, meets_targets=meets,
         assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",

@@ -1,0 +1,41 @@
+"""Findings of the pass-40 and pass-41 hostile QA sweeps mended in pass 41, each checked against an independent path."""
+
+from __future__ import annotations
+
+import pytest
+
+# Llama 3 8B's matrix weights a decode step reads whole: every parameter but the embedding table (of which a step reads
+# its rows): 8,030,261,248 - 128,256 x 4,096 = 7,504,924,672 at 2 bytes; its KV cache 32 layers x 8 KV heads x 128 x
+# 2 (K and V) x 2 bytes = 131,072 bytes a token. H100 SXM: 3.35 TB/s HBM3 (datasheet).
+LLAMA3_8B_DECODE_WEIGHTS = 2 * (8_030_261_248 - 128_256 * 4_096)
+KV_BYTES_A_TOKEN = 32 * 8 * 128 * 2 * 2
+
+
+def test_latency_takes_a_tpot_target_and_a_missed_target_exits_2(cli) -> None:
+    """QA40 #22: latency has --tpot-ms as serve has, and a deployment that misses a target it was given prints its
+    answer and exits 2 naming the flag (serve's exit when no layout meets the targets). TPOT's floor is the decode step
+    at 100% of HBM bandwidth: one H100, batch 1, 1,024 + 256 tokens: the weights plus the KV cache at a context between
+    the prompt and prompt + output over 3.35 TB/s, 4.49 - 4.53 ms."""
+    run = ("latency", "llama3-8b", "--gpu", "h100", "--prompt", "1024", "--output", "256", "--json")
+    free = cli(*run)
+    assert free.code == 0 and free.json()["meets_targets"] is None
+    tpot = free.json()["tpot_s"]
+    floor = free.json()["tpot_at_full_peak_s"]
+    low, high = ((LLAMA3_8B_DECODE_WEIGHTS + KV_BYTES_A_TOKEN * n) / 3.35e12 for n in (1024, 1280))
+    assert low <= floor <= high * 1.001
+    met = cli(*run, "--tpot-ms", f"{tpot * 1e3 * 1.1:.6f}")
+    assert met.code == 0 and met.json()["meets_targets"] is True
+    assert met.json()["target_tpot_s"] == pytest.approx(tpot * 1.1, rel=1e-6)
+    missed = cli(*run, "--tpot-ms", f"{tpot * 1e3 * 0.9:.6f}")
+    assert missed.code == 2 and missed.json()["meets_targets"] is False
+    assert missed.err.count("\n") == 1 and "--tpot-ms" in missed.err and "Traceback" not in missed.err
+    assert "reachable only at" in missed.json()["verdict"]
+    never = cli(*run, "--tpot-ms", f"{floor * 1e3 * 0.5:.6f}")
+    assert never.code == 2 and "not reachable on these GPUs even at 100% of peak" in never.json()["verdict"]
+    both = cli(*run, "--tpot-ms", f"{tpot * 1e3 * 1.1:.6f}", "--ttft-ms", "1")
+    assert both.code == 2 and "--ttft-ms" in both.err and both.json()["meets_targets"] is False
+    table = cli(*run[:-1], "--tpot-ms", f"{tpot * 1e3 * 0.9:.6f}")
+    assert table.code == 2 and "TPOT" in table.out  # the table first, then the one error line
+    for bad in ("0", "-5", "nan"):
+        r = cli(*run, "--tpot-ms", bad)
+        assert r.code == 2 and "--tpot-ms" in r.err and "Traceback" not in r.err
