@@ -202,6 +202,12 @@ def _significant(value: float, digits: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def duration(seconds: float) -> str:
+    """Three significant digits, in ms below a second, else in s: ``duration(0.0147) == '14.7 ms'``,
+    ``duration(3.6448) == '3.64 s'``, ``duration(0.7) == '700 ms'``."""
+    return f"{seconds * 1e3:.3g} ms" if seconds * 1e3 < 999.5 else f"{seconds:,.2f} s"
+
+
 def count(value: float) -> str:
     """A number exactly as read, with thousands separators and no exponent: ``count(16000.0) == '16,000'``,
     ``count(1234.5) == '1,234.5'``; beyond 10^15 (no exact reading matters there) ``abbrev``."""

@@ -53,8 +53,8 @@ from calc.cli.options import (
     SpecMethodOpt,
     SpecTokensOpt,
     TpOpt,
-    Traffic,
     TpotMsOpt,
+    Traffic,
     TtftMsOpt,
     alias,
     given_dtype,
@@ -527,10 +527,12 @@ def _missed_target(result: Any, ttft_ms: float | None, tpot_ms: float | None) ->
     are missed; None when every target given is met."""
     if result.meets_targets is not False:
         return None
+    from calc.units import duration
+
     if tpot_ms is not None and result.tpot_s * 1e3 > tpot_ms:
-        return "--tpot-ms", (f"misses the target: TPOT {result.tpot_s * 1e3:,.1f} ms > {tpot_ms:g} ms on this deployment;"
+        return "--tpot-ms", (f"misses the target: TPOT {duration(result.tpot_s)} > {duration(tpot_ms / 1e3)} on this deployment;"
                              " try serve --tpot-ms for a layout that meets it")
-    return "--ttft-ms", (f"misses the target: TTFT {result.ttft_s * 1e3:,.0f} ms > {ttft_ms:g} ms on this deployment; "
+    return "--ttft-ms", (f"misses the target: TTFT {duration(result.ttft_s)} > {duration(ttft_ms / 1e3)} on this deployment; "
                          "try serve --ttft-ms for a layout that meets it")
 
 

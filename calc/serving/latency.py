@@ -27,13 +27,7 @@ from calc.serving.weights import weight_format
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import check_accounting
-from calc.units import TERA, abbrev, check_count, check_positive, figure, human
-
-
-def _duration(seconds: float) -> str:
-    """Three significant digits, in ms below a second, else in s: ``_duration(0.0147) == '14.7 ms'``,
-    ``_duration(3.6448) == '3.64 s'``, ``_duration(0.7) == '700 ms'``."""
-    return f"{seconds * 1e3:.3g} ms" if seconds * 1e3 < 999.5 else f"{seconds:,.2f} s"
+from calc.units import TERA, abbrev, check_count, check_positive, duration, figure, human
 
 
 def _reach(what: str, at_peak: float, modelled: float, target: float | None) -> str:
@@ -49,7 +43,7 @@ def _reach(what: str, at_peak: float, modelled: float, target: float | None) -> 
                  "(GEMM efficiency, attention, communication and step overhead)")
     else:
         reach = "reachable"
-    return f"{what} needs >= {_duration(at_peak)} at 100% of peak ({_duration(modelled)} modelled): {_duration(target)} is {reach}"
+    return f"{what} needs >= {duration(at_peak)} at 100% of peak ({duration(modelled)} modelled): {duration(target)} is {reach}"
 
 
 def serving_plan(m: ModelSpec, num_gpus: int, tp: int | None, pp: int) -> Parallelism:
