@@ -39,3 +39,32 @@ def test_latency_takes_a_tpot_target_and_a_missed_target_exits_2(cli) -> None:
     for bad in ("0", "-5", "nan"):
         r = cli(*run, "--tpot-ms", bad)
         assert r.code == 2 and "--tpot-ms" in r.err and "Traceback" not in r.err
+
+
+def test_report_finetune_lays_out_tp_and_pp_as_memory_finetune(cli) -> None:
+    """QA40 #29: report --mode finetune takes --tp / --pp and prices the same job as memory --mode finetune (one
+    placement, one engine): the page's per-GPU figure is memory's byte for byte, the layout is the one given, and
+    splitting the model over 2 GPUs holds less a GPU than one GPU holding it whole. --tp / --pp are refused in the
+    modes whose layout serve / train-plan pick, naming the command that takes them."""
+    for layout in (("--tp", "2"), ("--pp", "2", "--stack", "megatron"), ("--tp", "2", "--pp", "2", "--num-gpus", "8",
+                                                                          "--stack", "megatron")):
+        job = ("llama3-8b", "--gpu", "h100", "--mode", "finetune", *layout, "--json")
+        page, mem = cli("report", *job), cli("memory", *job)
+        assert page.code == 0 and mem.code == 0, page.err + mem.err
+        ft = page.json()["finetune"]
+        assert ft["per_gpu_bytes"] == mem.json()["per_gpu_bytes"]
+        assert (ft["tp"], ft["pp"]) == (mem.json()["tp"], mem.json()["pp"])
+        assert ft["tp"] * ft["pp"] * ft["dp"] == page.json()["num_gpus"]
+    one = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--json").json()["finetune"]
+    two = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "2", "--json").json()["finetune"]
+    assert (one["tp"], two["tp"]) == (1, 2) and two["per_gpu_bytes"] < one["per_gpu_bytes"]
+    for mode, where in (("infer", "latency"), ("train", "train-step")):
+        r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", mode, "--tp", "2")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --tp") and where in r.err and r.err.count("\n") == 1
+    bad = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "2", "--num-gpus", "3")
+    assert bad.code == 2 and "--num-gpus" in bad.err
+    # --num-gpus beside degrees: DP is the rest in every training-memory mode (train-step's rule), 8 / (2 x 2) = 2
+    job = ("llama3-8b", "--gpu", "h100", "--tp", "2", "--pp", "2", "--num-gpus", "8", "--stack", "megatron", "--json")
+    assert cli("memory", *job, "--mode", "finetune").json()["dp"] == cli("memory", *job, "--mode", "train").json()["dp"] == 2
+    odd = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "2", "--pp", "2", "--num-gpus", "6")
+    assert odd.code == 2 and odd.err.startswith("llmcalc: error: --num-gpus") and "TP x PP x CP = 4" in odd.err

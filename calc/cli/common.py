@@ -33,8 +33,9 @@ def placement(tp: int | None, pp: int | None, dp: int | None, cp: int | None, sp
               *, spread: str = "tp", ep: int | None = None) -> Any:
     """The Parallelism named by --tp/--pp/--dp/--cp (each default 1) and --num-gpus.
 
-    --num-gpus alone puts all GPUs on the axis ``spread`` ("tp" for serving, "dp" for training);
-    with degrees given, --num-gpus must equal their product.
+    --num-gpus alone puts all GPUs on the axis ``spread`` ("tp" for serving, "dp" for training); with degrees given,
+    training's DP is the rest (--num-gpus / (TP x PP x CP) when --dp is not given, as train-step and `memory --mode
+    train` lay it out: calc.cli.training.training_layout), else --num-gpus must equal their product.
     """
     from calc.specs import Parallelism
 
@@ -42,8 +43,13 @@ def placement(tp: int | None, pp: int | None, dp: int | None, cp: int | None, sp
     given = {k: v for k, v in degrees.items() if v is not None}
     values = {k: v or 1 for k, v in degrees.items()}
     if num_gpus is not None:
+        rest = values["tp"] * values["pp"] * values["cp"]
         if not given:
             values[spread] = num_gpus
+        elif spread == "dp" and dp is None:
+            if num_gpus % rest:
+                raise LLMCalcError("--num-gpus", f"{num_gpus} is not a multiple of TP x PP x CP = {rest}")
+            values["dp"] = num_gpus // rest
         else:
             product = values["tp"] * values["pp"] * values["dp"] * values["cp"]
             if product != num_gpus:

@@ -70,9 +70,10 @@ def _offloads(text: str | None) -> set[str]:
     return items
 
 
-def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: int, seq: int, zero: int,
-                    options: dict[str, Any], fmt: str, as_json: bool, explain: bool = False) -> None:
-    """`report --mode finetune`: exact and trainable parameters, the fine-tuning memory page, fit and batch x sequence."""
+def finetune_report(model: str, gpu: str, *, num_gpus: int | None, tp: int | None, pp: int | None, dtype: str,
+                    batch: int, seq: int, zero: int, options: dict[str, Any], fmt: str, as_json: bool, explain: bool = False) -> None:
+    """`report --mode finetune`: exact and trainable parameters, the fine-tuning memory page, fit and batch x sequence,
+    on --num-gpus (default 1) as --tp x --pp x data-parallel (memory --mode finetune's placement)."""
     import sys
 
     from calc.cli.common import memory_refusal, placement
@@ -83,7 +84,7 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int, dtype: str, batch: i
 
     recompute = options.pop("--recompute", None)
     result = finetune_result(model, gpu=gpu, dtype=dtype, batch=batch, seq=seq, recompute=recompute.value if recompute else "none",
-                             flash=True, plan=placement(None, None, None, None, False, num_gpus, spread="dp"), zero=zero,
+                             flash=True, plan=placement(tp, pp, None, None, False, num_gpus, spread="dp"), zero=zero,
                              options=options)
     params = count_params(load_model(model))
     refusal = memory_refusal(result)

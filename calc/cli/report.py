@@ -40,6 +40,7 @@ from calc.cli.options import (
     OutputOpt,
     OutputOptional,
     PlotOpt,
+    PpOpt,
     PriceOpt,
     PromptOpt,
     PromptOptional,
@@ -49,6 +50,7 @@ from calc.cli.options import (
     ServingKnobs,
     StackOpt,
     TokensOpt,
+    TpOpt,
     Traffic,
     ZeroOptional,
     given_weights,
@@ -86,6 +88,8 @@ def report(
     model: ModelArg,
     gpu: GpuOpt,
     num_gpus: NumGpusOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
@@ -128,7 +132,8 @@ def report(
     serving plan is the one `serve` makes for the same --prompt/--output, --ttft-ms/--tpot-ms, --rate or --users and
     --num-gpus (--rate / --users without --num-gpus: the page's memory, concurrency and latency are one replica of
     serve's pick).
-    --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence."""
+    --mode finetune: parameters, trainable parameters, fine-tuning memory per buffer, fit and the largest batch x sequence,
+    on --num-gpus laid out as --tp x --pp x data-parallel (memory --mode finetune's placement)."""
     ttft_ms, tpot_ms, rate, users, max_utilization, router = traffic.unpack()
     from calc.cli.common import (
         load_calibration,
@@ -165,10 +170,15 @@ def report(
                                    "--precision")
         refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         refuse_weight_format(dtype, FINETUNE_4BIT)
-        finetune_report(model, gpu, num_gpus=num_gpus or 1, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
+        finetune_report(model, gpu, num_gpus=num_gpus, tp=tp, pp=pp, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
                         zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune
                         fmt=fmt.value, as_json=as_json, explain=explain)
         return
+    for flag, value in (("--tp", tp), ("--pp", pp)):
+        refuse(flag, value, "lays out --mode finetune's GPUs; --mode infer takes serve's layout for --num-gpus and "
+                            "--mode train train-plan's: give latency / train-step --tp --pp for a layout of your own"
+               if mode is Mode.train else "lays out --mode finetune's GPUs; --mode infer takes serve's layout for "
+                                          "--num-gpus: give latency --tp --pp for a layout of your own")
     for flag, value in finetune.items():
         if flag == "--recompute" and mode is Mode.train:
             continue  # pins the plan's recomputation, as train-time --recompute does
