@@ -68,3 +68,35 @@ def test_report_finetune_lays_out_tp_and_pp_as_memory_finetune(cli) -> None:
     assert cli("memory", *job, "--mode", "finetune").json()["dp"] == cli("memory", *job, "--mode", "train").json()["dp"] == 2
     odd = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "2", "--pp", "2", "--num-gpus", "6")
     assert odd.code == 2 and odd.err.startswith("llmcalc: error: --num-gpus") and "TP x PP x CP = 4" in odd.err
+
+
+QWEN3_FP8 = "benchmarks/data/corpus/configs/qwen3-235b-a22b-fp8.yaml"
+
+
+def test_a_checkpoint_whose_scale_blocks_a_tp_slice_cuts_is_not_priced_there(cli) -> None:
+    """QA40 #24 / #25: vLLM and SGLang refuse to load block-fp8 weights whose TP slice is not whole 128-wide blocks
+    ("The output_size of gate's and up's weight = 192 is not divisible by weight quantization block_n = 128",
+    Qwen3-235B-A22B-FP8 at TP 8: moe_intermediate_size 1,536 / 8 = 192; TP 4: 384 = 3 x 128), and AWQ weights whose
+    row-parallel slice is not whole groups of 128 inputs (Qwen2.5-72B's intermediate 29,568 = 231 x 128 whole, / 2 =
+    14,784 = 115.5 x 128). Under expert parallelism the experts stay whole (the gpustack corpus row ran -tp 8
+    --enable-expert-parallel), so EP layouts stand; TensorRT-LLM builds its own engine and is not refused."""
+    for cmd in (("latency", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "8"),
+                ("concurrency", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "8", "--max-model-len", "8192"),
+                ("latency", QWEN3_FP8, "--gpu", "h100", "--tp", "8", "--engine", "sglang")):
+        r = cli(*cmd)
+        assert r.code == 2 and r.out == "" and r.err.count("\n") == 1 and "192" in r.err and "128" in r.err, r.err
+        assert "TP 4 keeps them whole" in r.err and "--ep" in r.err
+    assert "--tp" in cli("latency", QWEN3_FP8, "--gpu", "h100", "--tp", "8").err.split(":")[2]
+    for ok in (("latency", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "4"),
+               ("latency", QWEN3_FP8, "--gpu", "h100", "--tp", "8", "--ep", "8", "--num-gpus", "8"),
+               ("latency", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "8", "--engine", "trtllm")):
+        assert cli(*ok).code == 0
+    plan = cli("serve", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "8", "--prompt", "1000", "--output", "200", "--json")
+    names = [x["name"] for x in plan.json()["layouts"]]
+    assert plan.code == 0 and "TP8" not in names and any("EP8" in n for n in names)
+    assert any("1 layout skipped" in a and "192" in a for a in plan.json()["assumptions"])
+    awq = cli("latency", "qwen2.5-72b", "--gpu", "h100", "--dtype", "awq", "--num-gpus", "2")
+    assert awq.code == 2 and "14,784" in awq.err and "AWQ groups of 128" in awq.err and "TP 1 keeps them whole" in awq.err
+    assert cli("latency", "qwen2.5-72b", "--gpu", "h100", "--dtype", "awq", "--num-gpus", "1").code == 0
+    # online fp8 (--dtype fp8 on a bf16 checkpoint) has per-tensor scales: nothing to cut
+    assert cli("latency", "qwen2.5-72b", "--gpu", "h100", "--dtype", "fp8", "--num-gpus", "8").code == 0

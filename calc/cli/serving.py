@@ -299,6 +299,16 @@ def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None
         raise LLMCalcError(flag, f"{problem}: give --engine vllm or sglang")
 
 
+def refuse_unloadable(m: Any, dtype: str | None, tp: int, ep: int, engine: Engine, tp_given: bool) -> None:
+    """A fixed layout whose TP slices cut the checkpoint's fp8 scale blocks or AWQ / GPTQ groups: the engine refuses to
+    load it (calc.serving.shards), so no figure is given; named by --tp when typed, else --num-gpus."""
+    from calc.serving.shards import shard_problem
+
+    problem = shard_problem(m, dtype, tp, ep, engine.value)
+    if problem is not None:
+        raise LLMCalcError("--tp" if tp_given else "--num-gpus", problem)
+
+
 def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) -> None:
     """--comm-buffer-gib on one GPU: no communicator is built (calc.serving.engine_memory counts the buffers only
     when the model is split), so it would change nothing."""
@@ -482,6 +492,7 @@ def latency(
     refuse_unsplit_comm_buffer(gpus, knobs.comm_buffer_gib)
     m, dtype = given_weights(ctx, m, dtype)
     check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
+    refuse_unloadable(m, dtype, plan.tp, ep, engine, tp is not None)
     note_fp32(dtype)
     from calc.hardware.peaks import peak_tflops
     from calc.serving.weights import weight_format
@@ -607,6 +618,7 @@ def concurrency(
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a,
                                     ep=ep)
+    refuse_unloadable(m, dtype, result.tp, ep, engine, tp is not None)
     if shared_prefix and result.hybrid is not None and result.hybrid.has_state:
         raise LLMCalcError("--shared-prefix", f"{m.name}'s state layers run without prefix caching in vLLM's hybrid "
                                               "allocator (its default for hybrid models): no token is stored once, so "

@@ -45,6 +45,7 @@ from calc.serving.engine_memory import EngineMemory, engine_memory, request_sett
 from calc.serving.launch import launch_command, request_cap
 from calc.serving.moe import attention_ranks
 from calc.serving.queueing import fewest, pool_queue_s
+from calc.serving.shards import shard_problem
 from calc.serving.speculative import Speculation
 from calc.serving.step import (
     StepTime,
@@ -321,8 +322,11 @@ def serve_plan(
                                       "pick one of the same family, or --speculative ngram")
     setup = _Setup.of(m, gpu, s, prompt, output, dtype, kv_dtype, calibration, a, draft)
     s, fmt, kv_dtype, gpu_run, hook, eff = setup.s, setup.fmt, setup.kv_dtype, setup.gpu_run, setup.hook, setup.eff
-    layouts = []
+    layouts, unloadable = [], []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a, s.engine):
+        if (why := shard_problem(m, dtype, tp, ep, s.engine)) is not None:  # the engine would not load it
+            unloadable.append(why)
+            continue
         replica = setup.replica(tp, pp, ep, planned=True)
         if replica is None:
             continue
@@ -373,6 +377,9 @@ def serve_plan(
     at_rate = light_load(best, rate, output)
     if at_rate is not None and best is not None and rate:
         assumption_lines.append(light_load_line(best, at_rate, rate))
+    if unloadable:
+        assumption_lines.append(f"{plural(len(unloadable), 'layout')} skipped, the checkpoint's scales not splitting there "
+                                f"(calc.serving.shards), the first: {unloadable[0]}")
     if speculation is not None:
         assumption_lines.append(speculation.line())
     if disaggregated:
@@ -390,7 +397,7 @@ def serve_plan(
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
         at_rate=at_rate,
-        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus) + _light_verdict(at_rate, rate),
+        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable) + _light_verdict(at_rate, rate),
         assumptions=assumption_lines,
         explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
@@ -696,9 +703,10 @@ def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms, cap
     return (n, pool_queue_s(rate, n, batch, service, router)) if n else (100_000, math.inf)
 
 
-def _verdict(m, gpu, layouts, best, rate, users, num_gpus) -> str:  # noqa: ANN001
+def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=()) -> str:  # noqa: ANN001
     if not layouts:
-        return f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}: it does not fit"
+        return (f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}: it does not fit"
+                + (f" ({len(unloadable)} the engine would not load: {unloadable[0]})" if unloadable else ""))
     if best is None:
         x = layouts[0]
         if rate and x.ttft_ms == math.inf:

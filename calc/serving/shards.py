@@ -1,0 +1,84 @@
+"""Whether a quantized checkpoint loads at a tensor-parallel degree: its scale blocks and groups must stay whole in
+every rank's slice.
+
+vLLM and SGLang refuse at load time, before any memory is profiled, a layout that cuts a scale block or group:
+
+- block-wise fp8 (``weight_block_size`` [block_n, block_k], DeepSeek-V3 / Qwen3 FP8 [128, 128]): a column-parallel
+  slice's output width and a row-parallel slice's input width must be multiples of block_n / block_k
+  (vllm/model_executor/layers/quantization/utils/fp8_utils.py validate_fp8_block_shape: "Weight
+  output_partition_size = ... is not divisible by weight quantization block_n"; the fused MoE's
+  Fp8MoEMethod.create_weights: "The output_size of gate's and up's weight = 192 is not divisible by weight
+  quantization block_n = 128", Qwen3-235B-A22B-FP8's 1,536-wide experts at TP 8; SGLang's quantization/fp8.py the
+  same lines). Under expert parallelism the experts stay whole on their rank, so only their TP slices are checked
+  without it (the fix the engines' users report: --enable-expert-parallel / --ep-size).
+- AWQ / GPTQ (``group_size`` G): a row-parallel slice's input width must be a multiple of G
+  (quantization/awq.py and gptq.py create_weights: "The input size is not aligned with the quantized weight shape.
+  This can be caused by too large tensor parallel size."; Qwen2.5-72B's 29,568-wide MLP at TP 8 is 3,696 = 28.9 x
+  128, why Qwen ships its AWQ / GPTQ checkpoints padded to 29,696).
+
+Checked: the MLP, shared-expert and routed-expert gate / up / down projections and the attention output projection
+(whose input is heads x head_dim: whole at any TP that divides the heads when head_dim is a multiple of the block).
+The q / k / v slices are not checked (KV heads replicate below TP, which the engines handle per head). TensorRT-LLM
+builds its own engines from the checkpoint and is not checked."""
+
+from __future__ import annotations
+
+from calc.model.parallel import COLUMN_PARALLEL, ROW_PARALLEL
+from calc.model.params import tensor_copies
+from calc.specs import ModelSpec
+
+CHECKED = {"gate_proj", "up_proj", "gate_up_proj", "down_proj", "o_proj"}
+ENGINES_CHECKING = ("vllm", "vllm-v0", "sglang")  # the engines that load the checkpoint's own scales as shipped
+
+
+def _slices(m: ModelSpec, tp: int, ep: int) -> list[tuple[str, str, str, int]]:
+    """(component, matrix name, "in" / "out", width of one rank's slice) for every checked matrix TP splits: the
+    output width of a column-parallel one (one projection's, gate_up_proj split in its two halves), the input width
+    of a row-parallel one; routed experts only without expert parallelism (EP keeps them whole)."""
+    out = []
+    for t, _ in tensor_copies(m):
+        if t.name not in CHECKED or not t.shape or (t.component == "experts" and ep > 1) or tp == 1:
+            continue
+        k, n = t.shape
+        if t.name in COLUMN_PARALLEL:
+            out.append((t.component, t.name, "out", (n // 2 if t.name == "gate_up_proj" else n) // tp))
+        elif t.name in ROW_PARALLEL:
+            out.append((t.component, t.name, "in", k // tp))
+    return out
+
+
+def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine: str = "vllm") -> str | None:
+    """Why ``engine`` would refuse to load ``m`` as shipped (``dtype`` None) at TP ``tp`` (EP ``ep``): the first
+    matrix slice that cuts a scale block (block fp8) or a group (AWQ / GPTQ), and the TP degrees whose slices stay
+    whole; None when it loads, when the weights are converted at load (a ``dtype`` given: online fp8 has per-tensor
+    scales) or for an engine that builds its own (TensorRT-LLM).
+
+    >>> from calc.sources.catalog import load_model
+    >>> shard_problem(load_model("deepseek-v3"), None, 8) is None   # experts 2,048 / 8 = 256, MLP 18,432 / 8 = 2,304
+    True
+    """
+    q = m.quantization
+    if dtype is not None or q is None or engine not in ENGINES_CHECKING:
+        return None
+    if q.method == "fp8" and q.block_size is not None:
+        block_n, block_k = q.block_size
+        what = f"{block_n} x {block_k} fp8 scale blocks"
+
+        def bad(side: str, width: int) -> bool:
+            return width % (block_n if side == "out" else block_k) != 0
+    elif q.method in ("awq", "gptq") and q.group_size:
+        what = f"{q.method.upper()} groups of {q.group_size} inputs"
+
+        def bad(side: str, width: int) -> bool:
+            return side == "in" and width % q.group_size != 0
+    else:
+        return None
+    cut = next(((c, name, side, w) for c, name, side, w in _slices(m, tp, ep) if bad(side, w)), None)
+    if cut is None:
+        return None
+    component, name, side, width = cut
+    whole = [t for t in (1, 2, 4, 8, 16) if t < tp and all(not bad(s, w) for *_, s, w in _slices(m, t, ep))]
+    return (f"{m.name}'s {component} {name} at TP {tp} is {width:,} {'outputs' if side == 'out' else 'inputs'} a rank, "
+            f"not whole {what}: {engine} refuses to load it"
+            + (f"; TP {whole[-1]} keeps them whole" if whole else "")
+            + ("; expert parallelism (--ep) keeps the experts whole" if component == "experts" and m.moe else ""))
