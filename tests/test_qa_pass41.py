@@ -100,3 +100,26 @@ def test_a_checkpoint_whose_scale_blocks_a_tp_slice_cuts_is_not_priced_there(cli
     assert cli("latency", "qwen2.5-72b", "--gpu", "h100", "--dtype", "awq", "--num-gpus", "1").code == 0
     # online fp8 (--dtype fp8 on a bf16 checkpoint) has per-tensor scales: nothing to cut
     assert cli("latency", "qwen2.5-72b", "--gpu", "h100", "--dtype", "fp8", "--num-gpus", "8").code == 0
+
+
+def test_a_fine_tuning_hint_that_fits_inside_the_band_says_it_is_tight(cli) -> None:
+    """QA40 #12: the change a does-not-fit fine-tuning answer names can fit with less room than its band: Llama 3 8B
+    LoRA at 4K on an RTX 4090 fits with --recompute full at 23.3 GiB of the card's 23.6. The hint then says so, with
+    the band's high end: the figure x exp(-q10) of the fine-tuning pool's held-out residuals (q10 read from the fitted
+    file, log(predicted / measured)); a hint with room (Mistral 7B: 17.3 GiB) says nothing more."""
+    import json
+    import math
+    import re
+    from pathlib import Path
+
+    q10 = json.loads((Path(__file__).parents[1] / "calc/data/fitted_defaults.json").read_text())[
+        "bands"]["pools"]["finetune_peak_memory"]["q10"]
+    r = cli("memory", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "lora", "--seq", "4K")
+    assert r.code == 2 and r.err.count("\n") == 1
+    fix, high = re.search(r"--recompute full \(([\d.]+) GiB\), tight: its 80% band reaches ([\d.]+) GiB", r.err).groups()
+    assert float(high) == pytest.approx(float(fix) * math.exp(-q10), abs=0.06)
+    data = cli("memory", "llama3-8b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "lora", "--seq", "4K",
+               "--json").json()
+    assert data["fits_with_bytes"] <= data["gpu_memory_bytes"] < data["fits_with_bytes"] * math.exp(-q10)
+    roomy = cli("memory", "mistral-7b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "lora", "--seq", "4K")
+    assert roomy.code == 2 and "fits with --recompute full" in roomy.err and "tight" not in roomy.err

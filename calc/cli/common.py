@@ -274,7 +274,14 @@ def memory_refusal(result: Any) -> str | None:
 
     fixes = list(result.fits_with or [])
     more = f"{result.min_gpus} GPUs" if result.min_gpus else None
-    hint = (f"fits with {fixes[0]}" if fixes else f"fits on {more}" if more
+    tight = ""
+    if fixes and getattr(result, "fits_with_bytes", None):
+        from calc.report.confidence import change_fit
+
+        fit, high = change_fit(result, result.fits_with_bytes)
+        tight = (f", tight: its 80% band reaches {gib(high):.1f} GiB; add the next change or more GPUs for room"
+                 if fit == "tight" else "")
+    hint = (f"fits with {fixes[0]}{tight}" if fixes else f"fits on {more}" if more
             else "nothing tried fits (ZeRO-3, --recompute full, --offload, qlora, up to 512 GPUs)"
             if result.mode == "finetune" else "no ZeRO stage, recomputation or smaller micro-batch fits on these GPUs: "
             "raise --tp or --pp, or try train-plan")

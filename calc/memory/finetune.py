@@ -138,6 +138,7 @@ class FinetuneResult(BaseModel):
     headroom_bytes_per_gpu: int | None
     min_gpus: int | None
     fits_with: list[str]
+    fits_with_bytes: int | None = None  # the peak per GPU with the change fits_with names (its band says how tight)
     fit_table: list[FitRow] = []
     stack: str | None = None  # the training stack whose memory settings priced it (calc.training.stack.MEMORY)
     # the frozen base's quantized format (QLoRA: nf4 / int8), the dtype class its band is read for, as the corpus
@@ -333,7 +334,8 @@ def _rank_state_shares(m: ModelSpec, pp: int, split: StageSplit, base: int, trai
 OFFLOAD_RUNGS = (("optimizer", "offload_optimizer"), ("activations", "offload_activations"), ("params", "offload_params"))
 
 
-def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int, common: dict) -> list[str]:
+def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str, zero: int,
+                      common: dict) -> tuple[list[str], int | None]:
     """The first change, in order of cost to the run, whose peak fits on this GPU count: each rung keeps the ones
     before it. ZeRO-3 (FSDP full shard, when there are DP ranks to shard over), ``--recompute full``, CPU offload
     of the optimizer states (a host-side step), of the activation checkpoints (copied out and back on a side
@@ -344,8 +346,8 @@ def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str
     a stack change: torchtune's chunked loss, Liger's fused one). An offload or loss rung that frees under 0.1 GiB
     when taken (the optimizer of a few adapters) is named only if the figure needs it: the flags printed reproduce
     the figure printed. Answer.AI's FSDP + QLoRA recipe trains Llama-2 70B on 2 x 24 GB with FSDP, gradient
-    checkpointing and CPU offload (answer.ai/posts/2024-03-06-fsdp-qlora.html). [] when none fits (more GPUs is the
-    answer then: ``min_gpus``)."""
+    checkpointing and CPU offload (answer.ai/posts/2024-03-06-fsdp-qlora.html). ([the change], its peak per GPU);
+    ([], None) when none fits (more GPUs is the answer then: ``min_gpus``)."""
     rungs: list[tuple[str, dict[str, Any]]] = []
     if zero < 3 and plan.dp > 1 and plan.pp == 1:  # ZeRO-2/3 with PP is refused (calc.training.layout.zero_with_pp_problem)
         rungs.append(("--zero 3", {"zero": 3}))
@@ -377,8 +379,8 @@ def _change_that_fits(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, method: str
                 plain = [flag for flag in flags if not flag.startswith("--offload") and flag != "--method qlora"]
                 text = plain + ([f"--offload {','.join(offloads)}"] if offloads else []) \
                     + (["--method qlora"] if "--method qlora" in flags else [])
-                return [f"{' '.join(text)} ({gib(figure):.1f} GiB)"]
-    return []
+                return [f"{' '.join(text)} ({gib(figure):.1f} GiB)"], figure
+    return [], None
 
 
 def finetune_memory(
@@ -592,7 +594,8 @@ def finetune_memory(
         return finetune_memory(m, plan=layout, method=method, zero=grown, **common).per_gpu_bytes <= gpu.cuda_total_bytes
 
     verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
-    fits_with = _change_that_fits(m, gpu, plan, method, zero, common) if suggest and verdict["fits"] is False else []
+    fits_with, fits_with_bytes = _change_that_fits(m, gpu, plan, method, zero, common) \
+        if suggest and verdict["fits"] is False else ([], None)
 
     alpha = lora_alpha if lora_alpha is not None else (2 * lora_rank if not full else None)
     assumptions = [
@@ -658,7 +661,8 @@ def finetune_memory(
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,
         weights_dtype=base_dtype if method == "qlora" else "",
-        **verdict, fits_with=fits_with, warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
+        **verdict, fits_with=fits_with, fits_with_bytes=fits_with_bytes,
+        warnings=check_context(m, seq, "--seq"), assumptions=assumptions, explain=explain,
     )
 
 

@@ -186,6 +186,16 @@ def fit_verdict(need: float, capacity: float, need_high: float) -> str:
     return "tight" if need_high > capacity else "fits"
 
 
+def change_fit(r: BaseModel, need: float) -> tuple[str, float]:
+    """(fit_verdict, the band's high end) of a change's predicted peak ``need`` per GPU on ``r``'s GPUs (a does-not-fit
+    answer's ``fits_with``): the band of ``r``'s own memory figure, read at ``need``, so a change that fits with less
+    room than the band's width is "tight", as the answer's own fit would be."""
+    key, capacity = MEMORY_FIT[_name(r)]
+    fig = _figures(r)[key]
+    b = figure_band((fig(r) if callable(fig) else fig).kind, need, Context().inside(r))
+    return fit_verdict(need, getattr(r, capacity), b.high), b.high
+
+
 def _name(obj: BaseModel) -> str:
     return f"{type(obj).__module__}.{type(obj).__name__}"
 
