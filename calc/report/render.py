@@ -505,11 +505,16 @@ def serve_view(r: Any) -> RenderableType:
                       str(x.batch), f"{x.ttft_ms:,.0f}", f"{x.tpot_ms:,.1f}", f"{x.tokens_per_s_per_gpu:,.0f}",
                       f"{x.requests_per_s_per_replica:,.2f}", x.binding)
     from calc.serving.launch import REQUEST_CAP
+    from calc.serving.plan import NEAR_TIE
 
     cap, under_ep = REQUEST_CAP.get(r.engine.split("-")[0], REQUEST_CAP["vllm"])
-    parts: list[RenderableType] = [table, Text(f"* misses a target; batch = requests a replica runs at once (the {cap} "
-                                               f"an --emit line starts it with, {under_ep}); binds = what stops the "
-                                               "batch growing", style="dim")]
+    sizing = (r.rate or r.users) and not r.num_gpus
+    order = ("ranked by the fewest GPUs for the traffic, then tok/s/GPU" if sizing else
+             f"ranked by tok/s/GPU, except that layouts within {NEAR_TIE:.0%} of the best tie and the one with the fewest "
+             "GPUs per replica (then the lowest TPOT) comes first")
+    parts: list[RenderableType] = [table, Text(f"* misses a target; {order}; batch = requests a replica runs at once "
+                                               f"(the {cap} an --emit line starts it with, {under_ep}); binds = what "
+                                               "stops the batch growing", style="dim")]
     parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 
