@@ -123,3 +123,14 @@ def test_a_fine_tuning_hint_that_fits_inside_the_band_says_it_is_tight(cli) -> N
     assert data["fits_with_bytes"] <= data["gpu_memory_bytes"] < data["fits_with_bytes"] * math.exp(-q10)
     roomy = cli("memory", "mistral-7b", "--gpu", "rtx4090", "--mode", "finetune", "--method", "lora", "--seq", "4K")
     assert roomy.code == 2 and "fits with --recompute full" in roomy.err and "tight" not in roomy.err
+
+
+def test_memory_infer_says_when_the_release_caches_local_layers_whole(cli) -> None:
+    """Pass 40's final read: `memory --mode infer` prices Llama 4's chunked-attention layers at their 8,192-token chunk,
+    while vLLM 0.11 (the default release) runs them without the hybrid allocator (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_
+    HYBRID_KV_CACHE defaults to "0" from 0.10.1 to 0.13, PR #21761) and caches the whole context there: the engine
+    line says so. Gemma 2's sliding layers have the hybrid allocator from 0.9.1: no such clause."""
+    scout = cli("memory", "llama4-scout", "--gpu", "h100", "--num-gpus", "4", "--seq", "65536", "--json").json()
+    assert "caches the whole context on the local-attention layers" in scout["engine_fit"]["line"]
+    gemma = cli("memory", "gemma2-9b", "--gpu", "h100", "--seq", "8192", "--json").json()
+    assert "caches the whole context" not in gemma["engine_fit"]["line"]

@@ -20,7 +20,7 @@ from calc.memory.weights import WeightsDtype, weights_per_gpu
 from calc.model.parallel import serving_layouts
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_bytes, request_settings
-from calc.serving.hybrid_alloc import HybridPool
+from calc.serving.hybrid_alloc import HybridPool, local_layers_cached_whole
 from calc.serving.latency import expert_plan, serving_plan
 from calc.serving.moe import attention_ranks
 from calc.serving.windows import model_as_run
@@ -305,7 +305,10 @@ def engine_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, dtype: str | None,
     line = (f"{mem.engine} {version} at its defaults holds {mem.max_concurrency:,} requests of {tokens:,} tokens on {where}"
             + (f": the batch of {batch:,} fits" if fits else f", not {batch:,}") + "; "
             + (f"the fewest GPUs that hold it: {need}" if need else "no count up to 64 GPUs holds it")
-            + " (latency / concurrency / serve)")
+            + " (latency / concurrency / serve)"
+            + ("; this release caches the whole context on the local-attention layers too (no hybrid allocator for "
+               "them), where the tensor count above caps them at their window"
+               if local_layers_cached_whole(m, s.accounting(), s.version()) else ""))
     return EngineFit(engine=mem.engine, version=version, fits=fits, max_concurrency=mem.max_concurrency, min_gpus=need,
                      line=line)
 
