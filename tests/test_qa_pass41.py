@@ -134,3 +134,20 @@ def test_memory_infer_says_when_the_release_caches_local_layers_whole(cli) -> No
     assert "caches the whole context on the local-attention layers" in scout["engine_fit"]["line"]
     gemma = cli("memory", "gemma2-9b", "--gpu", "h100", "--seq", "8192", "--json").json()
     assert "caches the whole context" not in gemma["engine_fit"]["line"]
+
+
+def test_the_html_report_carries_the_flops_and_derivations_the_markdown_one_does(cli, tmp_path) -> None:
+    """QA40 #19: `report --format html` dropped the FLOPs and the derivations the table and Markdown print. Llama 3 8B:
+    textbook 12 x 32 x 4,096^2 + 128,256 x 4,096 = 6,967,787,520; 2N = 2 x 8,030,261,248 = 16,060,522,496. Every
+    derivation section of the Markdown page is on the HTML one, in the same order."""
+    import html
+    import re
+
+    for mode in (("--mode", "infer"), ("--mode", "train", "--num-gpus", "8", "--tokens", "1T")):
+        page = cli("report", "llama3-8b", "--gpu", "h100", *mode, "--format", "html")
+        md = cli("report", "llama3-8b", "--gpu", "h100", *mode, "--format", "markdown")
+        assert page.code == 0 and md.code == 0
+        text = html.unescape(page.out)
+        assert "6,967,787,520" in text and "2N = 16,060,522,496" in text
+        md_sections = re.findall(r"^### (.+)$", md.out.split("## Derivations", 1)[1], re.M)
+        assert re.findall(r"<h3>(.+?)</h3>", page.out) == md_sections and "FLOPs" in md_sections

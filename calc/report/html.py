@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from calc.report.confidence import HOW_SURE_TITLE, how_sure_text
-from calc.report.views import fit_line
+from calc.report.views import fit_line, flops_lines, report_derivations
 from calc.serving.plan import launch_cap_note
 from calc.units import gb
 
@@ -87,7 +87,9 @@ def report_html(r: Any) -> str:
     p, mem = r.params, r.memory
     body = [f"<h1>Sizing report: {escape(r.model)} on {r.num_gpus} x {escape(r.gpu)} ({escape(r.mode)})</h1>",
             "<h2>Model</h2>", _table(["component", "params"], [[k, f"{v:,}"] for k, v in p.components.items()]
-                                     + [["total (exact)", f"{p.total_params:,}"], ["active per token", f"{p.active_params:,}"]]),
+                                     + [["total (exact)", f"{p.total_params:,}"], ["active per token", f"{p.active_params:,}"],
+                                        ["textbook 12*L*H^2 + V*H", f"{p.textbook_params:,} ({p.textbook_diff_pct:+.2f}%)"]]),
+            "<h2>FLOPs</h2>", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in flops_lines(r.flops)) + "</ul>",
             "<h2>Memory per GPU</h2>", _table(["category", "GB"], [[k, f"{gb(v):.2f}"] for k, v in mem.per_gpu.items()]
                                               + [["total", f"{gb(mem.per_gpu_bytes):.2f}"]]),
             "<h2>Fit</h2>", f"<p>{escape(fit_line(mem))}</p>"]
@@ -114,5 +116,8 @@ def report_html(r: Any) -> str:
     sure = how_sure_text(r)
     if sure:
         body += ["<h2>How sure</h2>", f"<p>{escape(HOW_SURE_TITLE)}</p>", "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in sure) + "</ul>"]
+    body.append("<h2>Derivations</h2>")
+    for title, lines in report_derivations(r):
+        body += [f"<h3>{escape(title)}</h3>", f"<pre><code>{escape(chr(10).join(lines))}</code></pre>"]
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>llmcalc report: {escape(r.model)}"
             f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")

@@ -104,16 +104,13 @@ def report_markdown(r: Any) -> str:
     out += [f"| {k} | {v:,} |" for k, v in p.components.items()]
     out += [f"| **total (exact)** | **{p.total_params:,}** |", f"| active per token | {p.active_params:,} |",
             f"| textbook 12*L*H^2 + V*H | {p.textbook_params:,} ({p.textbook_diff_pct:+.2f}%) |", ""]
-    out += ["## FLOPs", "", f"- forward of B={f.batch} x S={f.seq}: {f.forward_flops:,} ({f.convention})",
-            f"- per token: inference {f.per_token_inference_flops:,.0f} (2N = {f.approx_2n:,}), "
-            f"training {f.per_token_training_flops:,.0f} (6N = {f.approx_6n:,})", ""]
+    out += ["## FLOPs", "", *(f"- {line}" for line in flops_lines(f)), ""]
     out += ["## Memory per GPU", "", "| category | per GPU |", "|---|---:|"]
     out += [f"| {k} | {size(v)} |" for k, v in mem.per_gpu.items()]
     out += [f"| **total** | **{size(mem.per_gpu_bytes)}** |", ""]
     out += ["## Fit", "", f"- {fit_line(mem)}"]
     out += [f"- as {mem.engine_fit['engine']} {mem.engine_fit['version']} launches it: {mem.engine_fit['line']}"] if mem.engine_fit else []
     out += [""]
-    sections = [("Parameters", p.explain), ("FLOPs", f.explain), ("Memory", mem.explain)]
     if r.mode == "infer":
         c, lat = r.concurrency, r.latency
         out += ["## Concurrency", "", f"- {c.verdict}", "", "| max tokens | max concurrency |", "|---:|---:|"]
@@ -129,20 +126,34 @@ def report_markdown(r: Any) -> str:
                     f"{x.tokens_per_s_per_gpu:,.0f} | {x.kv_cache_tokens:,} | {x.binding} |" for x in r.serving.layouts]
             out += ["", f"- {note}"] if (note := launch_cap_note(r.serving)) else []
             out.append("")
-            sections.append(("Serving plan", r.serving.explain))
-        sections += [("Concurrency", c.explain), ("Latency", lat.explain)]
     else:
         t = r.train_time
         out += ["## Training time", "", f"- {abbrev(t.tokens, digits=4)} tokens (--tokens): {t.verdict}", ""]
-        sections.append(("Training time", t.explain))
     sure = how_sure_text(r)
     if sure:
         out += ["## How sure", "", HOW_SURE_TITLE, ""] + [f"- {line}" for line in sure] + [""]
     out += ["## Assumptions", ""] + [f"- {a}" for a in r.assumptions] + [""]
     out += ["## Derivations", ""]
-    for title, lines in sections:
+    for title, lines in report_derivations(r):
         out += [f"### {title}", "", "```text", *lines, "```", ""]
     return "\n".join(out)
+
+
+def report_derivations(r: Any) -> list[tuple[str, list[str]]]:
+    """(section, explain lines) of every part of a report, in page order: what the Markdown and HTML documents
+    print under "Derivations"."""
+    sections = [("Parameters", r.params.explain), ("FLOPs", r.flops.explain), ("Memory", r.memory.explain)]
+    if r.mode == "infer":
+        sections += [("Serving plan", r.serving.explain)] if r.serving is not None else []
+        return sections + [("Concurrency", r.concurrency.explain), ("Latency", r.latency.explain)]
+    return sections + [("Training time", r.train_time.explain)]
+
+
+def flops_lines(f: Any) -> list[str]:
+    """The report's FLOPs facts, exact beside the textbook 2N / 6N (Markdown and HTML)."""
+    return [f"forward of B={f.batch} x S={f.seq}: {f.forward_flops:,} ({f.convention})",
+            f"per token: inference {f.per_token_inference_flops:,.0f} (2N = {f.approx_2n:,}), "
+            f"training {f.per_token_training_flops:,.0f} (6N = {f.approx_6n:,})"]
 
 
 def compare_view(rows: list[Any], model: str, num_gpus: int | None) -> RenderableType:
