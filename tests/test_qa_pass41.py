@@ -151,3 +151,17 @@ def test_the_html_report_carries_the_flops_and_derivations_the_markdown_one_does
         assert "6,967,787,520" in text and "2N = 16,060,522,496" in text
         md_sections = re.findall(r"^### (.+)$", md.out.split("## Derivations", 1)[1], re.M)
         assert re.findall(r"<h3>(.+?)</h3>", page.out) == md_sections and "FLOPs" in md_sections
+
+
+def test_compare_explain_shows_each_gpus_arithmetic(cli) -> None:
+    """QA40 #18: compare --explain printed assumptions only. Each GPU's lines now carry its pick's serve derivation,
+    the deployment's tokens/s and the cost: $/M output tokens = GPUs x $/GPU-hour / (tokens/s x 3,600) x 10^6, checked
+    here against the JSON's tokens/s by that formula."""
+    run = ("compare", "llama3-8b", "h100", "a100", "--price", "h100=2.5", "--price", "a100=1.5")
+    rows = cli(*run, "--json").json()
+    text = cli(*run, "--explain").out
+    for row, price in zip(rows, (2.5, 1.5), strict=True):
+        assert row["cost_per_million_tokens"] == pytest.approx(row["gpus"] * price / (row["tokens_per_s"] * 3600) * 1e6)
+        assert any(line.startswith("$/M tokens = ") for line in row["explain"])
+        assert f"{row['gpu']}: $/M tokens = GPUs x $/GPU-hour" in " ".join(text.split())
+        assert "mu = B/(TTFT + (O - 1) x TPOT)" in row["explain"][0]

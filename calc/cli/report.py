@@ -413,7 +413,9 @@ def compare(
     if explain and not as_json:
         from calc.report.render import console, explain_panel
 
-        console.print(explain_panel(shared_lines({r.gpu: r.assumptions for r in rows if r.assumptions})))
+        console.print(explain_panel([*(f"assumption: {a}" for a in shared_lines({r.gpu: r.assumptions for r in rows
+                                                                                 if r.assumptions})),
+                                     *(f"{r.gpu}: {line}" for r in rows for line in r.explain)]))
     if rows and not any(r.meets_targets for r in rows):  # no GPU answers: as serve refuses each of them (exit 2)
         from calc.cli.serving import unmet_target_flag
 

@@ -20,7 +20,7 @@ from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions
 from calc.serving.capacity import ConcurrencyResult, concurrency, with_engine_fit
 from calc.serving.engine_memory import request_kv_bytes
 from calc.serving.latency import LatencyResult, latency
-from calc.serving.plan import ServePlan, serve_plan
+from calc.serving.plan import ServePlan, plan_explain, serve_plan
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -271,6 +271,7 @@ class CompareRow(BaseModel):
     target_tpot_ms: float | None = None
     rate: float | None = None
     users: int | None = None  # --users the layout was sized for (closed loop), under serve's key
+    explain: list[str] = []  # the arithmetic of this GPU's figures: serve's for its pick, its tokens/s and its cost
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -341,5 +342,19 @@ def compare_gpus(
             ttft_s=best.ttft_ms / 1e3 if best else None, tpot_s=best.tpot_ms / 1e3 if best else None, tokens_per_s=tokens,
             cost_per_million_tokens=cost_per_million_tokens(best.gpus_needed, price, tokens) if best and price is not None
             else None, verdict=plan.verdict, assumptions=plan.assumptions, price_per_gpu_hour=price, **asked,
+            explain=_compare_explain(best, tokens, price),
         ))
     return rows
+
+
+def _compare_explain(best: Any, tokens: float | None, price: float | None) -> list[str]:
+    """The arithmetic of one GPU's compare row: the picked layout's serve derivation, the deployment's tokens/s and
+    its cost per million output tokens (cost_per_million_tokens)."""
+    if best is None or tokens is None:
+        return []
+    lines = [*plan_explain([best]),
+             f"tokens/s = tokens/s per GPU x GPUs = {best.tokens_per_s_per_gpu:,.1f} x {best.gpus_needed} = {tokens:,.0f}"]
+    if price is not None:
+        lines.append(f"$/M tokens = GPUs x $/GPU-hour / (tokens/s x 3,600 s/h) x 10^6 = {best.gpus_needed} x {price:g} / "
+                     f"({tokens:,.1f} x 3,600) x 10^6 = {cost_per_million_tokens(best.gpus_needed, price, tokens):.4g}")
+    return lines

@@ -399,7 +399,7 @@ def serve_plan(
         at_rate=at_rate,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable) + _light_verdict(at_rate, rate),
         assumptions=assumption_lines,
-        explain=_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
+        explain=plan_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
 
 
@@ -736,7 +736,8 @@ def _light_verdict(light: LightLoad | None, rate: float | None) -> str:
             f"{light.ttft_ms:,.0f} ms, TPOT {light.tpot_ms:,.1f} ms (its batch-{light.batch:,} point)")
 
 
-def _explain(layouts: list[Layout]) -> list[str]:
+def plan_explain(layouts: list[Layout]) -> list[str]:
+    """Each layout's derivation: KV tokens, batch, TPOT / TTFT, requests/s per replica, replicas and GPUs."""
     return [
         f"{x.name}: KV {x.kv_cache_tokens:,} tokens -> up to {plural(x.max_concurrency, 'request')}; at batch {x.batch} "
         f"TPOT {x.tpot_ms:.2f} ms, TTFT {x.ttft_ms:.1f} ms (queue {x.queue_ms:.1f}); mu = B/(TTFT + (O - 1) x TPOT) = "
