@@ -165,3 +165,58 @@ def test_compare_explain_shows_each_gpus_arithmetic(cli) -> None:
         assert any(line.startswith("$/M tokens = ") for line in row["explain"])
         assert f"{row['gpu']}: $/M tokens = GPUs x $/GPU-hour" in " ".join(text.split())
         assert "mu = B/(TTFT + (O - 1) x TPOT)" in row["explain"][0]
+
+
+def test_tp_must_divide_the_dense_ffn_width_and_the_hint_lists_what_passes(cli) -> None:
+    """QA41 F7: TP splits the MLP's gate / up outputs and down inputs into whole 1/t slices (vLLM and Megatron size
+    each shard with divide(), which asserts). Qwen2.5-7B: 28 heads, 4 KV heads, FFN 18,944 = 2^8 x 74: TP 28 divides
+    the heads, is a multiple of the KV heads, but 18,944 / 28 = 676.6: refused. Qwen2.5-14B: 40 heads, 8 KV heads,
+    FFN 13,824 = 2^9 x 27: of the head divisors 1, 2, 4, 5, 8, 10, 20, 40, the KV heads rule out 5, 10, 20 and the FFN
+    rules out 40 (13,824 / 40 = 345.6), so every refusal names 1, 2, 4, 8."""
+    r = cli("latency", "qwen2.5-7b", "--gpu", "h100", "--tp", "28")
+    assert r.code == 2 and "FFN width 18,944" in r.err and r.err.rstrip().endswith("try 1, 2, 4")
+    for tp in ("3", "5", "40"):
+        for cmd in ("latency", "concurrency"):
+            r = cli(cmd, "qwen2.5-14b", "--gpu", "h100", "--tp", tp)
+            assert r.code == 2 and r.err.startswith("llmcalc: error: --tp") and r.err.rstrip().endswith("try 1, 2, 4, 8")
+    assert cli("latency", "qwen2.5-14b", "--gpu", "h100", "--tp", "8").code == 0
+    assert cli("train-step", "qwen2.5-7b", "--gpu", "h100", "--num-gpus", "28", "--tp", "28").code == 2
+
+
+def test_sequence_parallelism_needs_whole_tokens_on_every_tp_rank(cli) -> None:
+    """QA41 F6: Megatron-Core scatters the sequence over the TP ranks under --sp and asserts divisibility: 4,097
+    tokens over TP 8 are refused in train-step and memory --mode train, and train-plan proposes no SP layout there;
+    4,096 (512 a rank) runs."""
+    bad = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tp", "8", "--sp", "--seq", "4097",
+              "--global-batch", "8")
+    assert bad.code == 2 and bad.err.startswith("llmcalc: error: --sp") and "4,097" in bad.err
+    assert cli("memory", "llama3-8b", "--mode", "train", "--gpu", "h100", "--tp", "8", "--sp", "--seq", "4097").code == 2
+    ok = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tp", "8", "--sp", "--seq", "4096",
+             "--global-batch", "8")
+    assert ok.code == 0
+    plans = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "4097", "--json").json()["plans"]
+    assert plans and not any(p["sp"] and 4097 % p["tp"] for p in plans)
+
+
+def test_pp_slot_flags_are_refused_without_a_pipeline_in_memory_too(cli) -> None:
+    """QA41 F2: --pp-embedding / --pp-loss at PP 1 changed nothing in `memory --mode train` (train-step refused them)."""
+    for flag in ("--pp-embedding", "--pp-loss"):
+        r = cli("memory", "llama3-8b", "--gpu", "h100", "--dp", "8", "--zero", "2", "--mode", "train", flag)
+        assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}") and "--pp 1" in r.err
+
+
+def test_a_gpu_or_model_from_a_file_gets_the_band_of_its_generation_and_kind(cli, tmp_path) -> None:
+    """QA41 F4: a GPU YAML (show --yaml, renamed) kept arch Hopper but its bands were looked up as generation
+    "unknown"; a MoE model from a config file was banded as dense. Both now read the file's spec: the renamed H100
+    gets the H100's band group, the Qwen3-235B-A22B-FP8 config the MoE group."""
+    import yaml
+
+    spec = yaml.safe_load(cli("show", "h100", "--yaml").out)
+    spec.update({"name": "my-h100-copy", "aliases": []})
+    path = tmp_path / "my-h100.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    mine = cli("latency", "llama3-8b", "--gpu", str(path), "--json").json()["bands"]["tpot_s"]
+    catalog = cli("latency", "llama3-8b", "--gpu", "h100", "--json").json()["bands"]["tpot_s"]
+    assert mine == catalog and "Hopper" in mine["group"]
+    moe = cli("latency", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "4", "--json").json()["bands"]["tpot_s"]
+    assert "moe" in moe["group"]

@@ -582,7 +582,8 @@ def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp:
                     micro_batch: int, zero: int, recompute: Recompute, flags: LayoutFlags = DEFAULT_LAYOUT_FLAGS) -> Any:
     """The calc.training.layout.Layout the layout flags name, one builder for train-step and `memory --mode train`:
     each degree defaults to 1, DP to --num-gpus / (TP x PP x CP) (1 without --num-gpus); module lists are comma- or
-    space-separated. Validity is calc.training.layout.check_training_layout's (with the global batch)."""
+    space-separated. Validity is calc.training.layout.check_training_layout's (with the global batch); --pp-embedding /
+    --pp-loss without a pipeline are refused here, for both commands."""
     from calc.errors import LLMCalcError
     from calc.training.layout import Layout
 
@@ -595,6 +596,12 @@ def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp:
         else:
             dp = num_gpus // (tp_ * pp_ * cp_)
     f = flags
+    if pp_ == 1:  # train-step and `memory --mode train` alike
+        from calc.cli.options import refuse
+
+        for flag, given in (("--pp-embedding", f.pp_embedding), ("--pp-loss", f.pp_loss)):
+            refuse(flag, given, "counts a layer slot in the pipeline split; with --pp 1 there is no split: give --pp > 1 "
+                                "or drop it", False)
     return Layout(tp=tp_, pp=pp_, dp=dp, cp=cp_, ep=f.ep or 1, etp=f.etp, vpp=f.vpp, sp=sp, micro_batch=micro_batch,
                   zero=zero, recompute=recompute.value, sharding=f.sharding, pp_embedding=f.pp_embedding,
                   pp_loss=f.pp_loss, pp_microbatch_group=f.pp_microbatch_group,
@@ -874,9 +881,6 @@ def train_step(
     if layout.pp == 1:
         refuse("--pp-p2p-overlap", knobs.pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
                                                                 "--pp 1 there are none: give --pp > 1 or drop it")
-        for flag, given in (("--pp-embedding", flags.pp_embedding), ("--pp-loss", flags.pp_loss)):
-            refuse(flag, given, "counts a layer slot in the pipeline split; with --pp 1 there is no split: give --pp > 1 "
-                                "or drop it", False)
     if layout.tp == 1:
         refuse("--tp-overlap", knobs.tp_overlap, "sets how much of the TP collectives hides under the GEMMs; with --tp 1 there "
                                            "are none: give --tp > 1 or drop it")

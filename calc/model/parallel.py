@@ -12,11 +12,29 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from calc.errors import LLMCalcError
+from calc.memo import per_spec
 from calc.specs import ModelSpec, Parallelism
 
 
-def _divisors(n: int) -> str:
-    return ", ".join(str(k) for k in range(1, n + 1) if n % k == 0 and k <= 128)
+@per_spec
+def dense_mlp_widths(m: ModelSpec) -> tuple[int, ...]:
+    """The FFN widths of the model's dense MLPs and shared experts (their gate / up output, down input), which TP splits
+    column- and row-wise: every rank a whole 1/t (vLLM's MergedColumnParallelLinear / RowParallelLinear and
+    Megatron's ColumnParallelLinear size each shard with divide(width, tp), which asserts exact division:
+    vllm/distributed/utils.py ensure_divisibility, megatron/core/utils.py divide). Routed experts are left out: under
+    expert parallelism they stay whole (their TP slice is expert_grid_problem's and calc.serving.shards' concern)."""
+    from calc.model.params import tensor_copies
+
+    return tuple(sorted({t.shape[1] // (2 if t.name == "gate_up_proj" else 1) for t, _ in tensor_copies(m)
+                         if t.component in ("mlp", "shared_experts") and t.shape
+                         and t.name in ("gate_proj", "up_proj", "gate_up_proj")}))
+
+
+def splittable_tps(m: ModelSpec, limit: int = 128) -> list[int]:
+    """Every TP degree up to ``limit`` check_layout accepts for ``m``: dividing the heads, placing the KV heads and
+    dividing the dense FFN widths (the hint a refused --tp names)."""
+    return [t for t in range(1, min(m.num_heads, limit) + 1)
+            if m.num_heads % t == 0 and tp_splits_kv_heads(m, t) and all(w % t == 0 for w in dense_mlp_widths(m))]
 
 
 def check_layout(m: ModelSpec, plan: Parallelism, extra_stage_slots: int = 0) -> Parallelism:
@@ -24,12 +42,17 @@ def check_layout(m: ModelSpec, plan: Parallelism, extra_stage_slots: int = 0) ->
     embedding / loss counted as pipeline layers (Megatron-Core --account-for-embedding/loss-in-pipeline-split), which
     may fill a stage of their own (calc.model.parallel.pipeline_stage_layers): PP up to L + those slots."""
     h, g = m.num_heads, m.kv_heads
+    valid = None if (h % plan.tp == 0 and tp_splits_kv_heads(m, plan.tp)
+                     and all(w % plan.tp == 0 for w in dense_mlp_widths(m))) else ", ".join(map(str, splittable_tps(m)))
     if h % plan.tp:
-        raise LLMCalcError("--tp", f"{plan.tp} does not divide the {h} attention heads of {m.name}; try {_divisors(h)}")
+        raise LLMCalcError("--tp", f"{plan.tp} does not divide the {h} attention heads of {m.name}; try {valid}")
     if not tp_splits_kv_heads(m, plan.tp):
         raise LLMCalcError(
-            "--tp", f"{plan.tp} neither divides nor is a multiple of the {g} KV heads of {m.name}"
+            "--tp", f"{plan.tp} neither divides nor is a multiple of the {g} KV heads of {m.name}; try {valid}"
         )
+    if (width := next((w for w in dense_mlp_widths(m) if w % plan.tp), None)) is not None:
+        raise LLMCalcError("--tp", f"{plan.tp} does not divide the FFN width {width:,} of {m.name} (every rank holds a "
+                                   f"whole 1/TP of it); try {valid}")
     if plan.pp > m.num_layers + extra_stage_slots:
         raise LLMCalcError("--pp", f"{plan.pp} pipeline stages exceed the {m.num_layers} layers of {m.name}")
     return plan

@@ -200,19 +200,38 @@ def _name(obj: BaseModel) -> str:
     return f"{type(obj).__module__}.{type(obj).__name__}"
 
 
-@cache
 def _arch(gpu: str) -> str:
+    """The generation of the GPU a result names: a file's spec read this process (its ``arch``), else the catalog's;
+    "unknown" (the family band applies) for neither."""
+    from calc.sources.catalog import loaded_from_file
+    from calc.specs import GPUSpec
+
+    spec = loaded_from_file(GPUSpec, gpu)
+    return spec.arch if spec is not None else _catalog_arch(gpu)
+
+
+@cache
+def _catalog_arch(gpu: str) -> str:
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_gpu
 
     try:
         return load_gpu(gpu).arch
     except LLMCalcError:
-        return "unknown"  # a GPU from a file: no generation, so the family band applies
+        return "unknown"
+
+
+def _moe(model: str) -> bool:
+    """Whether the model a result names has routed experts: a file's spec read this process, else the catalog's."""
+    from calc.sources.catalog import loaded_from_file
+    from calc.specs import ModelSpec
+
+    spec = loaded_from_file(ModelSpec, model)
+    return spec.moe is not None if spec is not None else _catalog_moe(model)
 
 
 @cache
-def _moe(model: str) -> bool:
+def _catalog_moe(model: str) -> bool:
     from calc.errors import LLMCalcError
     from calc.sources.catalog import load_model
 

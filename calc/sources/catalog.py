@@ -186,7 +186,24 @@ _MODEL_ONLY = {"num_layers", "hidden_size", "num_heads", "vocab_size", "model_ty
 _HF_ONLY = {"num_hidden_layers", "num_attention_heads", "architectures", "torch_dtype", "n_layer", "n_head"}
 
 
+# Specs read from a file in this process, by (class, name): a result names its GPU and model, and what picks its band
+# (the GPU's generation, MoE or dense: calc.report.confidence) is read back from that name, which the catalog does not
+# hold for a file's spec.
+_FROM_FILES: dict[tuple[type, str], Any] = {}
+
+
+def loaded_from_file(cls: type[SpecT], name: str) -> SpecT | None:
+    """The spec of class ``cls`` named ``name`` that a file (our YAML, a config.json) gave this process, else None."""
+    return _FROM_FILES.get((cls, name))
+
+
 def _load_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
+    spec = _read_path(cls, path, field)
+    _FROM_FILES[(cls, spec.name)] = spec
+    return spec
+
+
+def _read_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
     data = load_mapping(path, field)
     other, other_kind, flag = (GPUSpec, "GPU", "--gpu") if cls is ModelSpec else (ModelSpec, "model", "MODEL")
     if data.keys() & (_GPU_ONLY if cls is ModelSpec else _MODEL_ONLY) and not data.keys() & (

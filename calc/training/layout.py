@@ -313,6 +313,11 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
                                                   "nothing); drop it")
     if layout.sp and layout.tp == 1:
         raise LLMCalcError("--sp", "sequence parallelism splits along the TP group; it needs --tp > 1")
+    if layout.sp and (seq // layout.cp) % layout.tp:
+        # Megatron-Core scatters the [s, b, h] activations along s over the TP ranks (tensor_parallel/mappings.py
+        # _split_along_first_dim: "First dimension of the tensor should be divisible by tensor parallel size")
+        raise LLMCalcError("--sp", f"sequence parallelism splits each rank's {seq // layout.cp:,} tokens over TP {layout.tp}, "
+                                   "which does not divide them; give a --seq that TP x CP divides, or drop --sp")
     micro = num_microbatches(layout, global_batch)
     if layout.vpp > 1 and micro % layout.pp:
         raise LLMCalcError("--vpp", f"the interleaved schedule needs the {micro} micro-batches to be a multiple of PP {layout.pp}")
