@@ -251,9 +251,11 @@ def test_yaml_runs_and_step_times(tmp_path: Path) -> None:
     ("model,gpu,prompt,ttft_s\nllama2-7b,h100,128,1e30\n", "ttft_s: Input should be less"),
     # a run faster than its roofline at peak: 64 sequences of 2048 tokens on llama2-7b are ~2 x 6.7e9 x 131,072
     # = 1.8e15 FLOPs, 1.8 s at 989.4 TFLOPS, measured 0.061 s (test_a_row_faster_than_peak_names_its_efficiency)
-    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,64,2048,0.061\n", "run 1: ttft_s 0.061 s is faster than llama2-7b"),
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,16,2048,0.015\n", "run 1: ttft_s 0.015 s is faster than llama2-7b"),
     # ... and one shorter than its fixed time alone (test_a_row_shorter_than_its_fixed_time_says_so)
-    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n", "run 1: ttft_s 0.061 s is shorter than its fixed"),
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1,2048,0.001\n", "run 1: ttft_s 0.001 s is shorter than its fixed"),
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,64,2048,0.061\n", "run 1: num_gpus: does not fit"),
+    ("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1,100000,60\n", "run 1: prompt: 100,000 + 1 output tokens exceed"),
 ])
 def test_bad_runs_are_one_line(cli, tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "runs.csv"
@@ -353,23 +355,23 @@ def test_implied_efficiency_is_the_larger_term_over_the_time_left() -> None:
 
 def test_a_row_faster_than_peak_names_its_efficiency(cli, tmp_path: Path) -> None:
     path = tmp_path / "runs.csv"
-    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,64,2048,0.061\n")
+    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,16,2048,0.015\n")
     r = cli("calibrate", "--from-runs", str(path))
     from calc.units import parse_human_number  # the efficiency is printed as a human number, never 6.2e+01
 
     e = parse_human_number(r.err.split("implied efficiency ")[1].split(",")[0], "efficiency")
-    # by hand: 64 x 2,048 = 131,072 prompt tokens run in 16 steps of vLLM's 8,192-token budget on an H100, each
-    # with the engine's 2 ms overhead: 0.061 - 0.032 = 0.029 s left for the forward, which is >= 2 x 6,738,415,616
-    # params x 131,072 tokens = 1.766e15 FLOPs -> 1.785 s at 989.4 TFLOPS: e >= 1.785 / 0.029 = 61.6 (attention and
-    # the head add a few percent)
-    assert r.code == 2 and 61 < e < 70, r.err
+    # by hand: 16 x 2,048 = 32,768 prompt tokens (a batch the H100's KV cache holds) run in 4 steps of vLLM's
+    # 8,192-token budget on an H100, each with the engine's 2 ms overhead: 0.015 - 0.008 = 0.007 s left for the
+    # forward, which is >= 2 x 6,738,415,616 params x 32,768 tokens = 4.416e14 FLOPs -> 0.4463 s at 989.4 TFLOPS:
+    # e >= 0.4463 / 0.007 = 63.8 (attention and the head add a few percent)
+    assert r.code == 2 and 63 < e < 70, r.err
 
 
 def test_a_row_shorter_than_its_fixed_time_says_so(cli, tmp_path: Path) -> None:
-    """A million 2,048-token prompts run in 250,000 chunks of 8,192 tokens, each with a 2 ms step overhead: 500 s of
-    fixed time before any FLOP, against a measured 0.061 s. No efficiency explains it; the message says why."""
+    """One 2,048-token prompt runs in one step with a 2 ms step overhead: 2 ms of fixed time before any FLOP, against
+    a measured 1 ms. No efficiency explains it; the message says why."""
     path = tmp_path / "runs.csv"
-    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1000000,2048,0.061\n")
+    path.write_text("model,gpu,batch,prompt,ttft_s\nllama2-7b,h100,1,2048,0.001\n")
     r = cli("calibrate", "--from-runs", str(path))
     assert r.code == 2 and "is shorter than its fixed time alone" in r.err and "Traceback" not in r.err, r.err
 

@@ -260,6 +260,17 @@ def run_terms(m: ModelSpec, gpu: GPUSpec, run: Run, serving_terms: ServingTerms)
     return Terms(compute_s=compute, memory_s=memory, fixed_s=fixed, default_s=default)
 
 
+def _named_run_terms(i: int, run: Run, gpu: GPUSpec, serving_terms: ServingTerms) -> Terms:
+    """run_terms of run ``i``, a run the model refuses (it does not fit, its request exceeds the context) named by
+    its row and column: no efficiency is fitted to a run that cannot have happened as written."""
+    from calc.sources.catalog import load_model
+
+    try:
+        return run_terms(load_model(run.model, "--from-runs"), gpu, run, serving_terms)
+    except LLMCalcError as exc:
+        raise LLMCalcError("--from-runs", f"run {i}: {exc.field.lstrip('-')}: {exc.problem}") from None
+
+
 def _predict(t: Terms, x_c: float, x_m: float) -> float:
     return max(t.compute_s * x_c, t.memory_s * x_m) + t.fixed_s
 
@@ -329,7 +340,7 @@ def fit_runs(runs: list[Run], serving_terms: ServingTerms,
         problem = run.serving_engine and engine_gpu_problem(run.serving_engine, gpu)
         if problem:
             raise LLMCalcError("--from-runs", f"run {i}: {problem}: give engine vllm or sglang")
-    terms = [run_terms(load_model(r.model, "--from-runs"), gpu, r, serving_terms) for r in runs]
+    terms = [_named_run_terms(i, r, gpu, serving_terms) for i, r in enumerate(runs, 1)]
     check_physical(runs, terms)
     measured = [r.measured_s for r in runs]
     from calc.hardware.efficiency import gemm_plateau, memory_efficiency

@@ -4,6 +4,7 @@ serving model (continuous batching, per-GEMM efficiencies) is wired in here alon
 
 from __future__ import annotations
 
+from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
 from calc.serving.assumptions import ServingAssumptions
 from calc.specs import GPUSpec, ModelSpec
@@ -51,17 +52,23 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
     its prefill chunk, so the prefill of a batch over the engine's token budget is the sum of its chunks' steps."""
     from calc.hardware.peaks import peak_tflops
     from calc.serving.assumptions import engine_defaults
-    from calc.serving.capacity import engine_latency
+    from calc.serving.capacity import batch_fit_problem, engine_latency
     from calc.serving.engine_kernels import engine_kernels
     from calc.serving.latency import serving_plan
     from calc.specs.serving import EngineSettings
     from calc.units import TERA
 
+    if prompt + output > m.context_window:  # as latency refuses it (calc.cli.common.window_output)
+        raise LLMCalcError("prompt", f"{prompt:,} + {output:,} output tokens exceed {m.name}'s context window of "
+                                     f"{m.context_window:,} tokens: no engine runs such a request at its defaults")
     settings = EngineSettings(engine=engine)
     a = engine_kernels(ServingAssumptions(**engine_defaults(settings, m.moe is not None)), m, gpu, settings,
                        prompt + output - 1, dtype)
-    r = engine_latency(m, gpu, serving_plan(m, num_gpus, None, 1), settings, a, batch=batch, prompt=prompt,
-                       output=output, dtype=dtype)
+    plan = serving_plan(m, num_gpus, None, 1)
+    problem = batch_fit_problem(m, gpu, plan, settings, dtype, None, batch, prompt + output, a)
+    if problem is not None:  # fit first, as latency: a run that cannot be launched has no time to fit
+        raise LLMCalcError("num_gpus", problem.message)
+    r = engine_latency(m, gpu, plan, settings, a, batch=batch, prompt=prompt, output=output, dtype=dtype)
     flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,
                                                                                    r.decode_bytes_per_step)
     fixed = sum(getattr(r, f"{phase}_{part}_s") for part in ("comm", "overhead", "routing"))
