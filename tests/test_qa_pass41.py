@@ -44,8 +44,8 @@ def test_latency_takes_a_tpot_target_and_a_missed_target_exits_2(cli) -> None:
 def test_report_finetune_lays_out_tp_and_pp_as_memory_finetune(cli) -> None:
     """QA40 #29: report --mode finetune takes --tp / --pp and prices the same job as memory --mode finetune (one
     placement, one engine): the page's per-GPU figure is memory's byte for byte, the layout is the one given, and
-    splitting the model over 2 GPUs holds less a GPU than one GPU holding it whole. --tp / --pp are refused in the
-    modes whose layout serve / train-plan pick, naming the command that takes them."""
+    splitting the model over 2 GPUs holds less a GPU than one GPU holding it whole. --tp / --pp are refused in --mode
+    infer, whose layout serve picks, naming the command that takes them (--mode train pins its plan with them)."""
     for layout in (("--tp", "2"), ("--pp", "2", "--stack", "megatron"), ("--tp", "2", "--pp", "2", "--num-gpus", "8",
                                                                           "--stack", "megatron")):
         job = ("llama3-8b", "--gpu", "h100", "--mode", "finetune", *layout, "--json")
@@ -58,9 +58,8 @@ def test_report_finetune_lays_out_tp_and_pp_as_memory_finetune(cli) -> None:
     one = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--json").json()["finetune"]
     two = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "2", "--json").json()["finetune"]
     assert (one["tp"], two["tp"]) == (1, 2) and two["per_gpu_bytes"] < one["per_gpu_bytes"]
-    for mode, where in (("infer", "latency"), ("train", "train-step")):
-        r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", mode, "--tp", "2")
-        assert r.code == 2 and r.err.startswith("llmcalc: error: --tp") and where in r.err and r.err.count("\n") == 1
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "infer", "--tp", "2")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tp") and "latency" in r.err and r.err.count("\n") == 1
     bad = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "2", "--num-gpus", "3")
     assert bad.code == 2 and "--num-gpus" in bad.err
     # --num-gpus beside degrees: DP is the rest in every training-memory mode (train-step's rule), 8 / (2 x 2) = 2
@@ -220,3 +219,21 @@ def test_a_gpu_or_model_from_a_file_gets_the_band_of_its_generation_and_kind(cli
     assert mine == catalog and "Hopper" in mine["group"]
     moe = cli("latency", QWEN3_FP8, "--gpu", "h100", "--num-gpus", "4", "--json").json()["bands"]["tpot_s"]
     assert "moe" in moe["group"]
+
+
+def test_report_train_pins_the_global_batch_and_layout_as_train_time(cli) -> None:
+    """QA41 F1: report --mode train took no --global-batch / --global-batch-tokens / --tp / --pp, so a train-time
+    answer could not be reproduced on the page. The page's plan, MFU, days and global batch are now train-time's for
+    the same flags (one plan search); 1,048,576 tokens of 8,192 are 128 sequences. Outside --mode train the batch is
+    refused, and with --mfu (no plan) the pins are, as train-time refuses them."""
+    base = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "8192", "--tokens", "1T")
+    for extra in (("--global-batch", "64"), ("--tp", "2"), ("--global-batch-tokens", "1048576", "--pp", "2")):
+        page = cli("report", base[0], "--mode", "train", *base[1:], *extra, "--json").json()["train_time"]
+        timed = cli("train-time", *base, *extra, "--json").json()
+        assert (page["plan"], page["global_batch"], page["mfu"], page["days"]) == \
+            (timed["plan"], timed["global_batch"], timed["mfu"], timed["days"])
+    assert page["global_batch"] == 1_048_576 // 8192 and "PP2" in page["plan"]
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--global-batch", "64")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch")
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--mfu", "0.4", "--tp", "2")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tp")

@@ -27,6 +27,8 @@ from calc.cli.options import (
     EngineOpt,
     EngineVersionOpt,
     ExplainOpt,
+    GlobalBatchOpt,
+    GlobalBatchTokensOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -54,6 +56,7 @@ from calc.cli.options import (
     Traffic,
     ZeroOptional,
     given_weights,
+    global_batch_sequences,
     human_int,
     note_fp32,
     option_given,
@@ -90,6 +93,8 @@ def report(
     num_gpus: NumGpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
+    global_batch: GlobalBatchOpt = None,
+    global_batch_tokens: GlobalBatchTokensOpt = None,
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
@@ -174,11 +179,17 @@ def report(
                         zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune
                         fmt=fmt.value, as_json=as_json, explain=explain)
         return
-    for flag, value in (("--tp", tp), ("--pp", pp)):
-        refuse(flag, value, "lays out --mode finetune's GPUs; --mode infer takes serve's layout for --num-gpus and "
-                            "--mode train train-plan's: give latency / train-step --tp --pp for a layout of your own"
-               if mode is Mode.train else "lays out --mode finetune's GPUs; --mode infer takes serve's layout for "
-                                          "--num-gpus: give latency --tp --pp for a layout of your own")
+    if mode is Mode.infer:
+        for flag, value in (("--tp", tp), ("--pp", pp)):
+            refuse(flag, value, "lays out --mode train's plan or --mode finetune's GPUs; --mode infer takes serve's layout "
+                                "for --num-gpus: give latency --tp --pp for a layout of your own")
+    if mode is not Mode.train:
+        for flag, value in (("--global-batch", global_batch), ("--global-batch-tokens", global_batch_tokens)):
+            refuse(flag, value, "is the training plan's batch per optimizer step; add --mode train or drop it")
+    elif mfu_assumed is not None:  # as train-time: an assumed MFU times no plan
+        for flag, value in (("--global-batch", global_batch), ("--global-batch-tokens", global_batch_tokens),
+                            ("--tp", tp), ("--pp", pp)):
+            refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     for flag, value in finetune.items():
         if flag == "--recompute" and mode is Mode.train:
             continue  # pins the plan's recomputation, as train-time --recompute does
@@ -270,6 +281,8 @@ def report(
         serve_gpus=serve_gpus, ttft_ms=ttft_ms, tpot_ms=tpot_ms, rate=rate, users=users,
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
+        global_batch=global_batch_sequences(global_batch, global_batch_tokens, seq) if mode is Mode.train else None,
+        pins=tuple((k, v) for k, v in (("tp", tp), ("pp", pp)) if v is not None),
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,
     )
     if sized:  # serve's pick for the rate, or its refusal when no layout meets the targets (as serve exits)

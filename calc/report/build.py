@@ -102,6 +102,7 @@ def build_report(
     users: int | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
     training_cost: Any = None, micro_batch: int | None = None, recompute: str | None = None,
+    global_batch: int | None = None, pins: tuple[tuple[str, int], ...] = (),
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
@@ -150,7 +151,8 @@ def build_report(
         memory = placement(cost is not None) if mfu_assumed or no_node else None  # an assumed MFU times no plan: ...
         best = None
         if cost is not None and not (memory is not None and memory.fits):  # ... unless it does not fit: train-plan's
-            best = _best_training_plan(plan.num_gpus, seq, cost, zero, micro_batch, recompute)  # fastest fitting layout
+            best = _best_training_plan(plan.num_gpus, seq, cost, zero, micro_batch, recompute, global_batch,
+                                       pins)  # fastest fitting layout
         if best is not None and not best.plans:  # nothing fits: the answer is the search's verdict (as train-plan)
             return Report(mode=mode, model=m.name, gpu=gpu.name, num_gpus=plan.num_gpus, params=params,
                           flops=forward_flops(m, batch, seq), memory=None, fits=False,
@@ -220,16 +222,19 @@ def replica_layout(best: Any) -> tuple[Parallelism, str]:
 
 
 def _best_training_plan(num_gpus: int, seq: int, cost: Any, zero: int | None = None, micro_batch: int | None = None,
-                        recompute: str | None = None) -> Any:
+                        recompute: str | None = None, global_batch: int | None = None,
+                        layout: tuple[tuple[str, int], ...] = ()) -> Any:
     """The train-plan search (top 1) on ``cost`` (a calc.training.cost.ModelCost: build_report's training_cost, or
     the GPU's node type at the default efficiencies) whose fastest fitting layout's predicted MFU replaces an assumed
-    one (mfu_assumed=None), with the ZeRO stage pinned when --zero is given and the micro-batch when --batch is, on
-    train-plan's global batch (calc.training.plan.default_global_batch); no plans when nothing fits."""
+    one (mfu_assumed=None), with the ZeRO stage pinned when --zero is given, the micro-batch when --batch is and the
+    degrees in ``layout`` (--tp / --pp), on ``global_batch`` sequences (--global-batch, as train-time takes it), else
+    train-plan's (calc.training.plan.default_global_batch); no plans when nothing fits."""
     from calc.training.plan import SearchSpace, default_global_batch, search_plans
 
     pins = ((("zero", zero),) * (zero is not None) + (("micro_batch", micro_batch),) * (micro_batch is not None)
-            + (("recompute", recompute),) * (recompute is not None))
-    return search_plans(cost, num_gpus, default_global_batch(seq, num_gpus), top=1, space=SearchSpace(fixed=pins))
+            + (("recompute", recompute),) * (recompute is not None) + layout)
+    return search_plans(cost, num_gpus, global_batch or default_global_batch(seq, num_gpus), top=1,
+                        space=SearchSpace(fixed=pins))
 
 
 def timed_plan_memory(m: ModelSpec, gpu: GPUSpec, step: Any, eff: Any = None) -> MemoryResult:
