@@ -237,3 +237,14 @@ def test_report_train_pins_the_global_batch_and_layout_as_train_time(cli) -> Non
     assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch")
     r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "train", "--mfu", "0.4", "--tp", "2")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --tp")
+
+
+def test_adafactor_factors_the_embedding_and_head_too(cli) -> None:
+    """QA41 F8: Adafactor factors every parameter of two or more dimensions (transformers Adafactor._get_options:
+    factored = len(shape) >= 2). Llama 3 8B full fine-tune, fp32 states: the blocks' matrices 32 x (8,192 + 5,120 +
+    5,120 + 8,192 + 3 x 18,432) = 2,621,440 values, the embedding and the untied head (128,256 + 4,096) each, and the
+    266,240 norm weights whole: (2,621,440 + 2 x 132,352 + 266,240) x 4 B = 12,609,536 B (it was 4.2 GB: the
+    embedding and head kept a full moment)."""
+    r = cli("memory", "llama3-8b", "--mode", "finetune", "--method", "full", "--gpu", "h200", "--seq", "2048",
+            "--optimizer", "adafactor", "--explain")
+    assert r.code == 0 and "optimizer states (adafactor) = 12,609,536 B" in r.out

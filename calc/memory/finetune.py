@@ -51,7 +51,7 @@ from calc.memory.training import (
 )
 from calc.model.lora import GROUPS, adapted_matrices, layer_adapter_params, lora_params, parse_targets
 from calc.model.parallel import check_layout, layers_per_stage
-from calc.model.params import Tensor, layer_blocks, layer_kinds, total_params
+from calc.model.params import Tensor, layer_blocks, layer_kinds, model_tensors, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.units import GIB, check_count, check_within, dtype_bytes, gib
@@ -151,9 +151,14 @@ class FinetuneResult(BaseModel):
 
 
 def _trainable_matrices(m: ModelSpec, method: str, targets: tuple[str, ...], rank: int) -> list[tuple[int, int, int]]:
-    """(count, d_in, d_out) of trainable matrices, for Adafactor's factored moment."""
+    """(count, d_in, d_out) of trainable matrices, for Adafactor's factored moment: every 2-D parameter is factored
+    (transformers' Adafactor._get_options: ``factored = len(param_shape) >= 2``; torch.optim.Adafactor alike), the
+    token / position embeddings [rows, H] and an untied output head included when every weight trains."""
     if method == "full":
-        return [(count, *t.shape) for _k, count, ts in layer_kinds(m) for t in ts if t.shape]
+        heads = [(1, t.params // m.hidden_size, m.hidden_size) for t in model_tensors(m)
+                 if t.component == "embedding" and not t.shape and t.params and t.params % m.hidden_size == 0]
+        heads += [(1, *t.shape) for t in model_tensors(m) if t.component == "lm_head" and t.shape and t.params]
+        return [(count, *t.shape) for _k, count, ts in layer_kinds(m) for t in ts if t.shape] + heads
     return [(count * a.copies, d_in, d_out) for count, mats in adapted_matrices(m, targets) for a in mats
             for d_in, d_out in ((a.d_in, rank), (rank, a.d_out))]
 
