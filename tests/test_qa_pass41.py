@@ -248,3 +248,22 @@ def test_adafactor_factors_the_embedding_and_head_too(cli) -> None:
     r = cli("memory", "llama3-8b", "--mode", "finetune", "--method", "full", "--gpu", "h200", "--seq", "2048",
             "--optimizer", "adafactor", "--explain")
     assert r.code == 0 and "optimizer states (adafactor) = 12,609,536 B" in r.out
+
+
+def test_memory_train_says_when_train_steps_default_batch_gives_another_peak(cli) -> None:
+    """QA41 F10: without --global-batch, `memory --mode train` prices one step without gradient accumulation (as
+    --mode finetune's --grad-accum 1: one engine, one figure for the two), where train-step takes its default global
+    batch (4,194,304 / 8,192 = 512 sequences) and keeps the gradients across micro-batches. The note gives train-step's
+    figure, which memory itself gives with that --global-batch: the same bytes as train-step. mxfp8 on Hopper is
+    refused by both (QA41 F9)."""
+    import re
+
+    job = ("llama3-8b", "--gpu", "h100", "--zero", "2", "--seq", "8192")
+    r = cli("memory", *job, "--mode", "train", "--dp", "8")
+    theirs = float(re.search(r"default of 512 sequences accumulates and keeps the gradients: ([\d.]+) GiB", r.err).group(1))
+    step = cli("train-step", *job, "--num-gpus", "8", "--json").json()["memory_per_gpu_bytes"]
+    pinned = cli("memory", *job, "--mode", "train", "--dp", "8", "--global-batch", "512", "--json").json()["per_gpu_bytes"]
+    assert pinned == step and theirs == round(step / 2**30, 2)
+    for cmd in (("memory", "--mode", "train", "--dp", "8"), ("train-step", "--num-gpus", "8")):
+        bad = cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "fp8", "--fp8-recipe", "mxfp8")
+        assert bad.code == 2 and bad.err.startswith("llmcalc: error: --fp8-recipe") and "Blackwell" in bad.err

@@ -302,17 +302,20 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     """`memory --mode train`: the plan the layout flags name, built as train-step builds it (calc.cli.training
     .training_layout), checked by its rule (check_training_layout) and priced by the function that prices train-step's
     memory (calc.training.step.layout_memory: one engine, one per-GPU figure). Without --global-batch the step has
-    calc.training.step.steady_state_microbatches micro-batches per DP rank (1 without PP), so the first stage holds its most."""
+    calc.training.step.steady_state_microbatches micro-batches per DP rank (1 without PP), so the first stage holds its
+    most, and no gradient accumulation (as `--mode finetune --grad-accum 1`): train-step's default global batch
+    accumulates, and a note gives its figure where the two differ (_note_train_step_batch)."""
     from dataclasses import replace
 
     from calc.cli.options import global_batch_sequences, training_recipe
-    from calc.cli.training import _training_dtype, training_layout
+    from calc.cli.training import _training_dtype, refuse_fp8_recipe_on_gpu, training_layout
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
     from calc.training.cost import Efficiencies
     from calc.training.layout import check_training_layout
     from calc.training.stack import check_stack_runs, check_tp
     from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
+    refuse_fp8_recipe_on_gpu(fp8_recipe, g)
     plan = training_layout(**layout)
     if plan.ep > 1 and m.moe is None:
         from calc.errors import LLMCalcError
@@ -335,5 +338,31 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
         peak_tflops(g, compute)
     kwargs = dict(seq=seq, dtype=compute,
                   reserve_gib=DEFAULT_CUDA_CONTEXT_GIB if reserve_gib is None else reserve_gib)
-    return stacked_layout_memory(m, plan, micro, gpu=g, eff=eff,  # min_gpus: a DP the given global batch splits
-                                 global_batch=given_batch, **kwargs)
+    result = stacked_layout_memory(m, plan, micro, gpu=g, eff=eff,  # min_gpus: a DP the given global batch splits
+                                   global_batch=given_batch, **kwargs)
+    if given_batch is None:  # the default differs from train-step's (module note): say so, with train-step's figure
+        _note_train_step_batch(m, plan, seq, g, eff, kwargs, result)
+    return result
+
+
+def _note_train_step_batch(m: Any, plan: Any, seq: int, g: Any, eff: Any, kwargs: dict[str, Any], result: Any) -> None:
+    """`memory --mode train` without --global-batch prices one step of the fewest micro-batches the schedule runs (no
+    gradient accumulation, as `--mode finetune --grad-accum 1`), where train-step takes its default global batch
+    (calc.training.plan.default_global_batch), whose accumulation keeps the gradients across micro-batches: when the two
+    figures differ, one note names train-step's and the flag that gives it here."""
+    from calc.sanity import note
+    from calc.training.layout import num_microbatches
+    from calc.training.plan import default_global_batch
+    from calc.training.step import stacked_layout_memory
+    from calc.units import gib
+
+    default = default_global_batch(seq, plan.num_gpus)
+    if default % (plan.dp * plan.micro_batch):
+        return
+    theirs = stacked_layout_memory(m, plan, num_microbatches(plan, default), gpu=g, eff=eff, global_batch=default,
+                                   **kwargs)
+    if theirs.per_gpu_bytes != result.per_gpu_bytes:
+        note("--global-batch", f"--global-batch not given: one step of the fewest micro-batches its schedule runs, no gradient "
+                               f"accumulation ({gib(result.per_gpu_bytes):.2f} GiB per GPU); "
+                               f"train-step's default of {default:,} sequences accumulates and keeps the gradients: "
+                               f"{gib(theirs.per_gpu_bytes):.2f} GiB (give --global-batch {default} for that figure)")

@@ -578,6 +578,16 @@ class LayoutFlags:
 DEFAULT_LAYOUT_FLAGS = LayoutFlags()
 
 
+def refuse_fp8_recipe_on_gpu(fp8_recipe: Any, g: Any) -> None:
+    """--fp8-recipe mxfp8 on a GPU without MX block-scaled tensor cores (Blackwell's): refused, by train-step and
+    `memory --mode train` alike."""
+    from calc.errors import LLMCalcError
+
+    if fp8_recipe is not None and fp8_recipe.value == "mxfp8" and g is not None and g.arch != "Blackwell":
+        raise LLMCalcError("--fp8-recipe", f"mxfp8 (MX block scaling) runs on Blackwell tensor cores only, not on "
+                                           f"{g.name} ({g.arch}): give delayed, tensorwise, rowwise or blockwise")
+
+
 def training_layout(*, num_gpus: int | None, tp: int | None, pp: int | None, dp: int | None, cp: int | None, sp: bool,
                     micro_batch: int, zero: int, recompute: Recompute, flags: LayoutFlags = DEFAULT_LAYOUT_FLAGS) -> Any:
     """The calc.training.layout.Layout the layout flags name, one builder for train-step and `memory --mode train`:
@@ -727,9 +737,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
         raise LLMCalcError("--ep-overlap", f"{m.name} has no experts: no expert all-to-all to hide")
     if fp8_recipe is not None and dtype != "fp8":  # TRAINING_DTYPES: fp8 is the one that runs fp8 GEMMs
         raise LLMCalcError("--fp8-recipe", f"scales fp8 GEMMs; --dtype {dtype} runs none: give --dtype fp8 or drop it")
-    if fp8_recipe is not None and fp8_recipe.value == "mxfp8" and g.arch != "Blackwell":
-        raise LLMCalcError("--fp8-recipe", f"mxfp8 (MX block scaling) runs on Blackwell tensor cores only, not on "
-                                           f"{g.name} ({g.arch}): give delayed, tensorwise, rowwise or blockwise")
+    refuse_fp8_recipe_on_gpu(fp8_recipe, g)
     if m.moe is None and ep_overlap_1f1b:
         raise LLMCalcError("--ep-overlap-1f1b", f"{m.name} has no experts: no expert all-to-all to hide")
     if ep_overlap_1f1b and ep_overlap is not None:
