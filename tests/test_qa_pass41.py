@@ -267,3 +267,18 @@ def test_memory_train_says_when_train_steps_default_batch_gives_another_peak(cli
     for cmd in (("memory", "--mode", "train", "--dp", "8"), ("train-step", "--num-gpus", "8")):
         bad = cli(cmd[0], "llama3-8b", "--gpu", "h100", *cmd[1:], "--dtype", "fp8", "--fp8-recipe", "mxfp8")
         assert bad.code == 2 and bad.err.startswith("llmcalc: error: --fp8-recipe") and "Blackwell" in bad.err
+
+
+def test_the_readme_table4_sentence_is_what_train_step_prints(cli) -> None:
+    """QA41 F12: README prose quoted figures the CLI no longer printed; the Llama 3 Table 4 sentence is pinned here."""
+    import re
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    need, cap, step_s = re.search(r"zero2-pp`, needs ([\d.]+) of ([\d.]+) GiB \(fit: tight; ([\d.]+) s a step\)", readme).groups()
+    run = ("train-step", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "8192", "--tp", "8", "--pp", "16", "--vpp", "8",
+           "--sp", "--pp-embedding", "--pp-loss", "--seq", "8192", "--global-batch", "2048", "--zero", "2", "--sharding",
+           "zero2-pp", "--json")
+    d = cli(*run).json()
+    assert (f"{d['memory_per_gpu_bytes'] / 2**30:.2f}", f"{d['gpu_memory_bytes'] / 2**30:.2f}", f"{d['step_time_s']:.1f}",
+            d["fit"]) == (need, cap, step_s, "tight")
