@@ -282,3 +282,27 @@ def test_the_readme_table4_sentence_is_what_train_step_prints(cli) -> None:
     d = cli(*run).json()
     assert (f"{d['memory_per_gpu_bytes'] / 2**30:.2f}", f"{d['gpu_memory_bytes'] / 2**30:.2f}", f"{d['step_time_s']:.1f}",
             d["fit"]) == (need, cap, step_s, "tight")
+
+
+def test_serve_plans_no_layout_the_engine_would_not_start_at_its_max_model_len(cli) -> None:
+    """QA41 F16: vLLM checks at startup that one request of --max-model-len fits its KV cache; latency and concurrency
+    refused 1,000,000 tokens on one H100 (its cache holds about 422K tokens of Llama 3 8B) while serve priced that
+    GPU and emitted a line that fails. serve now plans only layouts that start: none on 1 GPU (exit 2, saying why),
+    and its pick's KV cache holds a request of that length."""
+    args = ("llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "100", "--max-model-len", "1000000")
+    one = cli("serve", *args, "--num-gpus", "1")
+    assert one.code == 2 and "--max-model-len 1,000,000" in one.err
+    plan = cli("serve", *args, "--json").json()
+    assert plan["best"]["gpus_needed"] > 1 and all(x["kv_cache_tokens"] >= 1_000_000 for x in plan["layouts"])
+
+
+def test_a_vllm_v0_launch_line_chunks_prefill_as_priced(cli) -> None:
+    """QA41 F17: vLLM V0 chunks prefill only when told below a 32K context, and refuses a --max-num-batched-tokens
+    below --max-model-len otherwise (SchedulerConfig._verify_args); serve priced chunked steps and emitted a line
+    without --enable-chunked-prefill. The line now has it exactly when the plan chunks."""
+    base = ("serve", "llama3-8b", "--gpu", "h100", "--engine", "vllm-v0", "--prompt", "4000", "--output", "100",
+            "--emit", "vllm")
+    chunked = cli(*base, "--max-num-batched-tokens", "2048")
+    assert chunked.code == 0 and "--max-num-batched-tokens 2048 --enable-chunked-prefill" in chunked.out
+    whole = cli(*base)
+    assert whole.code == 0 and "vllm serve" in whole.out and "--enable-chunked-prefill" not in whole.out

@@ -270,8 +270,11 @@ def _launch_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype
         else:
             parallel = f"--tensor-parallel-size {best.tp} --pipeline-parallel-size {best.pp}"
         seqs_flag = f" --max-num-seqs {cap}" if batch_flag else ""
+        # V0 chunks prefill only when told (or above a 32K context): the plan priced chunked steps (EngineSettings
+        # .chunked: a step budget below the context is one V0 refuses otherwise), so the line says so
+        chunk_flag = " --enable-chunked-prefill" if s.accounting() == "vllm-v0" and s.chunked(m.max_position_embeddings) else ""
         return (f"vllm serve {name} {parallel} --max-model-len {s.max_model_len}{seqs_flag} "
-                f"--max-num-batched-tokens {batched_tokens} --kv-cache-dtype {_vllm_kv_flag(m, fp8_kv)} "
+                f"--max-num-batched-tokens {batched_tokens}{chunk_flag} --kv-cache-dtype {_vllm_kv_flag(m, fp8_kv)} "
                 f"--gpu-memory-utilization {s.gpu_memory_utilization:g} --block-size {s.page_tokens()}")
     if emit == "sglang":
         if best.ep > 1:

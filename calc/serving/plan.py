@@ -397,7 +397,8 @@ def serve_plan(
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
         at_rate=at_rate,
-        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable) + _light_verdict(at_rate, rate),
+        verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable,
+                         s.max_model_len if s.max_model_len > prompt + output else None) + _light_verdict(at_rate, rate),
         assumptions=assumption_lines,
         explain=plan_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
@@ -494,6 +495,18 @@ class _Setup:
         return engine_memory(self.m, self.gpu, settings=s, tp=tp, pp=pp, ep=ep, dtype=self.dtype, kv_dtype=self.kv_dtype,
                              tokens_per_request=self.prompt + self.output, assumptions=self.a, draft=self.draft)
 
+    def starts(self, tp: int, pp: int, ep: int) -> bool:
+        """Whether the engine starts with its --max-model-len on this layout: vLLM checks at startup that one request
+        of max_model_len tokens fits its KV cache (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory), as
+        `latency --max-model-len` and `concurrency` refuse it; a max_model_len of the request itself is the capacity
+        check already made."""
+        if self.s.max_model_len <= self.prompt + self.output:
+            return True
+        at_len = engine_memory(self.m, self.gpu, settings=self.s, tp=tp, pp=pp, ep=ep, dtype=self.dtype,
+                               kv_dtype=self.kv_dtype, tokens_per_request=self.s.max_model_len, assumptions=self.a,
+                               draft=self.draft)
+        return at_len.max_concurrency >= 1
+
     def replica(self, tp: int, pp: int, ep: int, planned: bool = False) -> _Replica | None:
         """One TP x PP (x EP) replica with its engine memory; None when not one request fits. ``planned`` (serve's
         plans, whose emitted line sets --max-num-seqs): a vLLM replica whose KV cache admits fewer requests than its
@@ -502,7 +515,7 @@ class _Setup:
         smaller cap leaves that memory to the KV cache; as launched at the default (planned False: a corpus row's
         engine, `concurrency`) otherwise."""
         mem = self.memory(tp, pp, ep)
-        if mem.max_concurrency < 1:
+        if mem.max_concurrency < 1 or planned and not self.starts(tp, pp, ep):
             return None
         given = self.s.max_num_seqs is not None
         if planned and not given and self.s.accounting() in ("vllm-v1", "vllm-v0") and mem.max_concurrency < mem.max_num_seqs:
@@ -703,9 +716,11 @@ def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms, cap
     return (n, pool_queue_s(rate, n, batch, service, router)) if n else (100_000, math.inf)
 
 
-def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=()) -> str:  # noqa: ANN001
+def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_len=None) -> str:  # noqa: ANN001
     if not layouts:
-        return (f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}: it does not fit"
+        return (f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}"
+                + (f" of --max-model-len {max_len:,} tokens (the engine checks one fits at startup)" if max_len else "")
+                + ": it does not fit"
                 + (f" ({len(unloadable)} the engine would not load: {unloadable[0]})" if unloadable else ""))
     if best is None:
         x = layouts[0]
