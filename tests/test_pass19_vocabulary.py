@@ -79,12 +79,16 @@ def test_validate_refuses_bad_input_before_any_progress_line(cli, args: list[str
 
 
 def test_compare_gives_a_gpu_without_the_dtype_its_own_row(cli) -> None:
-    """A T4 has fp16 and int8 tensor peaks, no bf16 (Turing; vLLM refuses bf16 there too): its row says so and the
-    other GPUs are still compared; only T4s -> exit 2 naming --dtype."""
+    """A T4 has fp16 and int8 tensor peaks, no bf16 (Turing). A bf16 checkpoint as shipped runs there in fp16 (vLLM's
+    --dtype auto takes the platform's first supported dtype: QA41 F13), so Llama 3 8B's T4 row is priced at the fp16
+    peak; Gemma 2, which vLLM refuses in fp16, keeps bf16 and its row says the T4 has none, the other GPUs still
+    compared; only T4s -> exit 2 naming --dtype."""
     rows = {r["gpu"]: r for r in cli("compare", "llama3-8b", "h100", "t4", "--json").json()}
-    assert rows["t4"]["peak_tflops"] is None and "no bf16 tensor peak" in rows["t4"]["verdict"]
-    assert rows["t4"]["fits"] is False and rows["h100-sxm"]["peak_tflops"] == 989.4  # H100 SXM dense bf16 datasheet
-    alone = cli("compare", "llama3-8b", "t4")
+    assert rows["t4"]["peak_tflops"] == 65 and any("falls back to fp16" in a for a in rows["t4"]["assumptions"])
+    gemma = {r["gpu"]: r for r in cli("compare", "gemma2-9b", "h100", "t4", "--json").json()}
+    assert gemma["t4"]["peak_tflops"] is None and "no bf16 tensor peak" in gemma["t4"]["verdict"]
+    assert gemma["t4"]["fits"] is False and gemma["h100-sxm"]["peak_tflops"] == 989.4  # H100 SXM dense bf16 datasheet
+    alone = cli("compare", "gemma2-9b", "t4")
     assert alone.code == 2 and alone.err.startswith("llmcalc: error: --dtype")
     fp16 = {r["gpu"]: r for r in cli("compare", "llama3-8b", "t4", "--dtype", "fp16", "--json").json()}
     assert fp16["t4"]["peak_tflops"] == 65  # T4 datasheet: 65 TFLOPS fp16 tensor
@@ -317,5 +321,7 @@ def test_fsdp_pp_keeps_the_sharded_parameters_of_a_recipe_without_a_master(cli) 
 
 
 def test_compare_quotes_a_gpu_that_ran_when_none_meets_the_targets(cli) -> None:
-    r = cli("compare", "llama3.1-405b", "t4", "h100", "--num-gpus", "1")
-    assert r.code == 2 and ": h100-sxm:" in r.err and "bf16 tensor peak" not in r.err
+    r = cli("compare", "llama3.1-405b", "t4", "h100", "--num-gpus", "1")  # the T4 runs it in fp16 (QA41 F13)
+    assert r.code == 2 and "no GPU compared holds one request" in r.err and "bf16 tensor peak" not in r.err
+    r = cli("compare", "gemma3-27b", "t4", "h100", "--num-gpus", "1", "--ttft-ms", "1")  # no fp16 Gemma 3: T4 idle
+    assert r.code == 2 and ": h100-sxm:" in r.err and "bf16 tensor peak" not in r.err, r.err

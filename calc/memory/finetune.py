@@ -239,6 +239,9 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
     for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
         if value < 1:
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
+    if loss_chunks > batch * seq // cp:  # a chunk of the loss holds whole token rows of the [tokens, vocab] logits
+        raise LLMCalcError("--loss-chunks", f"{loss_chunks:,} chunks of the loss over {batch * seq // cp:,} tokens a rank "
+                                            "leave chunks without a whole token; give <= that many")
     if optimizer_in_backward and grad_accum > 1:
         raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
     if optimizer_in_backward and method != "full":  # torchtune's optimizer_in_bwd is a full-finetune recipe option

@@ -30,6 +30,7 @@ q(x, t) = x / (ceil(x/t) t): a decode GEMV streams its 4-bit weights instead of 
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -184,6 +185,26 @@ def _low_bit(m: ModelSpec, dtype: str) -> WeightFormat:
     return WeightFormat(dtype, act, dtype, per, {c: dtype for c in converted}, line)
 
 
+FP16_FALLBACK = ("the GPU has no bf16 tensor cores, and the engine's --dtype auto falls back to fp16 there (vLLM "
+                 "CudaPlatform.supported_dtypes below compute capability 8.0: fp16, fp32)")
+
+
+# model types vLLM will not run in fp16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS, "Numerical instability"):
+# Gemma 2 / 3 and GLM-4 (not GLM-4.5's glm4_moe); --dtype auto gives them fp32 where bf16 is missing
+FP16_UNSUPPORTED = re.compile(r"^(gemma-?[23]|glm-?4-)")
+
+
+def _auto_dtype(m: ModelSpec, peaks: dict[str, float]) -> str:
+    """The 16-bit dtype an engine runs a checkpoint in at --dtype auto: its own, except bf16 on a GPU without bf16
+    tensor cores (Volta, Turing), which runs in fp16 (vLLM's _resolve_auto_dtype takes the platform's first supported
+    dtype) unless the model type is one vLLM refuses in fp16 (FP16_UNSUPPORTED: it would run fp32 on CUDA cores, which
+    is not priced: kept bf16, which the GPU's missing bf16 peak then refuses, naming --dtype)."""
+    checkpoint = m.checkpoint_dtype
+    if checkpoint != "bf16" or "bf16" in peaks or "fp16" not in peaks:
+        return checkpoint
+    return checkpoint if FP16_UNSUPPORTED.match(m.name.split("/")[-1].lower()) else "fp16"
+
+
 def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marlin: bool = False) -> WeightFormat:
     q = m.quantization
     if dtype == "int4":
@@ -193,12 +214,13 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marli
     if dtype in ("fp8", "int8", "fp4"):
         return _low_bit(m, dtype)
     if dtype is not None or q is None:
-        d = dtype or m.checkpoint_dtype
-        line = f"weights in {d}" if dtype is not None else f"weights as shipped: {d} (no quantization_config)"
+        d = dtype or _auto_dtype(m, peaks)
+        line = f"weights in {d}" if dtype is not None else f"weights as shipped: {m.checkpoint_dtype} (no quantization_config)" + (
+            f", run in {d}: {FP16_FALLBACK}" if d != m.checkpoint_dtype else "")
         return WeightFormat(dtype or d, d, d, {}, {}, line)
     from calc.memory.weights import float8_scheme, shipped_dtype_label
 
-    act = m.checkpoint_dtype
+    act = _auto_dtype(m, peaks)
     params = count_params(m).components
     groups = shipped_group_bytes(m)
     per = {c: Fraction(b, params[c]) for c, b in groups.items() if params.get(c)}
