@@ -65,8 +65,9 @@ def test_three_pipeline_stages_are_searched_where_latency_runs_them(cli) -> None
 
 def test_latency_refuses_a_dtype_the_gpu_lacks_before_the_fit(cli) -> None:
     """The T4 datasheet lists fp16 (65 TFLOPS) and int8 tensor peaks, no bf16: latency named the GPU count first
-    ("needs 2 GPUs"), then at 2 GPUs the dtype; serve names the dtype first, and now latency does too."""
-    r = cli("latency", "llama3-8b", "--gpu", "t4")
+    ("needs 2 GPUs"), then at 2 GPUs the dtype; serve names the dtype first, and now latency does too (a --dtype bf16
+    given; as shipped, a bf16 checkpoint runs in fp16 there, as vLLM's --dtype auto resolves it)."""
+    r = cli("latency", "llama3-8b", "--gpu", "t4", "--dtype", "bf16")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype: t4 has no bf16 tensor peak")
     r = cli("latency", "llama3-8b", "--gpu", "t4", "--dtype", "fp16")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus")

@@ -325,3 +325,21 @@ def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(c
     assert cli(*job, "2048").code == 0
     r = cli(*job, "2049")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --loss-chunks")
+
+
+def test_latency_pipelines_whole_sequences(cli) -> None:
+    """QA41 F3: under PP the batch enters as micro-batches of whole sequences; 3 requests on 2 stages are micro-batches
+    of 2 and 1, not two of 1.5. With T1 the one-sequence prefill step (batch 1 on the same layout: its TTFT) and T2
+    the two-sequence step (8,000 tokens, one step under the 8,192-token budget, read from the explain's step line),
+    the last request's first token leaves at (T2 + T1 + (2 - 1) x T2) / 2; batch 2 is (T1 + T1 + T1) / 2 = 1.5 T1.
+    Decode runs the largest micro-batch, 2 sequences, per token."""
+    run = ("latency", "llama3-70b", "--gpu", "h100", "--tp", "4", "--pp", "2", "--prompt", "4000", "--output", "200",
+           "--json")
+    t1 = cli(*run, "--batch", "1").json()["ttft_s"]
+    assert cli(*run, "--batch", "2").json()["ttft_s"] == pytest.approx(1.5 * t1, rel=1e-9)
+    three = cli(*run, "--batch", "3").json()
+    line = three["explain"][1]
+    assert "the largest of 2 micro-batches of whole sequences: 1 x 2, 1 x 1" in line
+    t2 = float(line.rsplit("= ", 1)[1].split(" ms")[0].replace(",", "")) / 1e3
+    assert three["ttft_s"] == pytest.approx((t2 + t1 + t2) / 2, rel=1e-4)
+    assert "decode 2 sequences" in three["explain"][2]

@@ -200,32 +200,43 @@ def latency(
     # EP: each of the d attention groups runs ceil(B / d) of them
     group = -(-batch // ranks)
     n_micro = min(group, plan.pp)
-    tokens = group * prompt // n_micro or 1  # a micro-batch's prompt tokens
+    # whole sequences per micro-batch (one prompt is not split across them): the first group % n hold one more
+    small, extra = divmod(group, n_micro)
+    sizes = [(count, seqs) for count, seqs in ((extra, small + 1), (n_micro - extra, small)) if count]
 
     def prefill(n: int) -> StepTime:
         return step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                          prefill_tokens=n, prefill_prompt=prompt, prefill_causal=causal,
                          prefill_seqs=max(round(n / prompt), 1), ep=ep)
 
-    chunk = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
-    full, rest = divmod(tokens, chunk)
-    pre = _steps([(full, prefill(chunk)), *([(1, prefill(rest))] if rest else [])])
-    n_steps = full + (1 if rest else 0)
+    def chunk_steps(seqs: int) -> list[tuple[int, StepTime]]:
+        """A micro-batch of ``seqs`` prompts as the engine steps it: full chunks of its token budget, then the rest."""
+        tokens = seqs * prompt
+        size = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
+        full, rest = divmod(tokens, size)
+        return [(n, st) for n, st in ((full, prefill(size)), (1 if rest else 0, prefill(rest) if rest else None)) if n]
+
+    steps = {seqs: chunk_steps(seqs) for _, seqs in sizes}
+    biggest = sizes[0][1]
+    pre = _steps(steps[biggest])  # the largest micro-batch through every layer: the explain's step
+    n_steps = sum(n for n, _ in steps[biggest])
+    items = [(count * n, st) for count, seqs in sizes for n, st in steps[seqs]]  # every chunk step of every micro-batch
     mid = decode_context(prompt, output)
-    micro = max(group // plan.pp, 1)
+    micro = -(-group // plan.pp)  # the largest decode micro-batch: a token of each of its sequences crosses every stage
     dec = step_time(m, gpu_run, a, tp=plan.tp, pp=plan.pp, dtype=dtype, kv_dtype=kv_dtype, calibration=hook,
                     decode_seqs=micro, decode_context=mid, decode_contexts=decode_range(prompt, output), ep=ep)
-    # PP: the last of N = n micro-batches x k chunk steps leaves (p + N - 1) stage times (a step's traversal / p) after
-    # the first enters; k = 1 unchunked: pre x (p + n - 1) / p
-    pipelined = (plan.pp + n_micro * n_steps - 1) / (plan.pp * n_steps)
-    ttft, tpot = pre.total_s * pipelined, dec.total_s
+    # PP: chunk steps flow through p stages, each stage taking a step's traversal / p; the last leaves after every
+    # step has crossed the first stage and the longest has crossed the other p - 1 (a flow shop of identical stages):
+    # TTFT = (sum of steps + (p - 1) x the longest step) / p; n equal micro-batches of k equal steps: pre x (p + nk - 1)/(pk)
+    ttft, tpot = _pipelined([st.total_s for _, st in items], [n for n, _ in items], plan.pp), dec.total_s
     e2e = request_seconds(ttft, tpot, output)
     ridge = ridge_point(gpu, fmt.compute_dtype)
-    # pre.flops: one micro-batch through every layer, per GPU of a TP group; pipelined as the TTFT is
-    # the prefill at 100% of peak: its GEMMs at the weights' compute dtype, its attention at the dtype attention runs in
-    # (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the attention faster)
+    # the prefill at 100% of peak, pipelined as the TTFT is: its GEMMs at the weights' compute dtype, its attention
+    # at the dtype attention runs in (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the
+    # attention faster); FLOPs per GPU of a TP group
     attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype, gpu)) * TERA
-    at_peak = ((pre.flops - pre.attention_flops) / peak + pre.attention_flops / attn_peak) * pipelined
+    at_peak = _pipelined([(st.flops - st.attention_flops) / peak + st.attention_flops / attn_peak for _, st in items],
+                         [n for n, _ in items], plan.pp)
     # one decode step at 100% of peak and of HBM bandwidth (no overhead, no communication): the floor of any TPOT
     tpot_peak = max((dec.flops - dec.attention_flops) / peak + dec.attention_flops / attn_peak, dec.bytes_read / bandwidth)
     verdict = f"TTFT {ttft * 1e3:,.0f} ms ({pre.bound}-bound), TPOT {tpot * 1e3:,.1f} ms ({dec.bound}-bound), " \
@@ -272,17 +283,30 @@ def latency(
         assumptions=assumption_lines, **({"verdict": verdict} | unfit),
         explain=[
             f"ridge point = peak/bandwidth = {human(peak, 'FLOP/s', 4)} / {human(bandwidth, 'B/s', 4)} = {ridge:.0f} FLOPs/byte",
-            _step_line(f"prefill {group} x {prompt} tokens" + (f" on each of {ranks} attention groups" if ranks > 1 else "") + (
-                f" in {n_steps} chunked steps of <= {chunk:,} tokens (the engine's tokens per step), summed"
-                if n_steps > 1 else ""), pre, plan.tp),
+            _step_line(f"prefill {biggest} x {prompt} tokens" + (f" on each of {ranks} attention groups" if ranks > 1 else "")
+                       + (f" (the largest of {n_micro} micro-batches of whole sequences: "
+                          + ", ".join(f"{c} x {q}" for c, q in sizes) + ")" if n_micro > 1 else "") + (
+                f" in {n_steps} chunked steps of <= {max(st.tokens for _, st in steps[biggest]):,} tokens (the engine's "
+                "tokens per step), summed" if n_steps > 1 else ""), pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}" + (" a group" if ranks > 1 else ""), dec, plan.tp),
-            (f"TTFT = prefill step x (p + n - 1)/p = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, n = {n_micro} micro-batches); "
-             if n_steps == 1 else f"TTFT = prefill steps x (p + n k - 1)/(p k) = {ttft * 1e3:.2f} ms (p = {plan.pp} stages, "
-             f"n = {n_micro} micro-batches, k = {n_steps} chunk steps); ")
+            (f"TTFT = (sum of the {sum(n for n, _ in items)} prefill steps + (p - 1) x the longest) / p = "
+             f"{ttft * 1e3:.2f} ms (p = {plan.pp} stages: the last step leaves once every step has crossed the first "
+             "stage and the longest the rest); " if plan.pp > 1 or len(items) > 1 or items[0][0] > 1 else
+             f"TTFT = prefill step = {ttft * 1e3:.2f} ms; ")
             + f"TPOT = {tpot * 1e3:.3f} ms; e2e = TTFT + ({output} - 1) x TPOT = {e2e:.4f} s",
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
         ] + [f"assumption: {line}" for line in assumption_lines],
     )
+
+
+def _pipelined(times: list[float], counts: list[int], pp: int) -> float:
+    """When the last of a batch's prefill steps leaves a pipeline of ``pp`` identical stages, each step taking
+    time / pp on a stage: (sum of count x time + (pp - 1) x the longest time) / pp. One stage: the steps' sum.
+
+    >>> _pipelined([0.5], [2], 2)   # two equal micro-batches on 2 stages: 0.5 x (2 + 2 - 1) / 2
+    0.75
+    """
+    return (sum(n * t for n, t in zip(counts, times, strict=True)) + (pp - 1) * max(times)) / pp
 
 
 def _steps(steps: list[tuple[int, StepTime]]) -> StepTime:
