@@ -98,7 +98,10 @@ def summarize_gpu(gpu: GPUSpec) -> GPUSummary:
         f"{c.derived_tflops:.1f} TFLOPS (datasheet {c.datasheet_tflops:g}, {c.diff_pct:+.2f}%)"
         for c in checks
         if c.derived_tflops is not None
-    ] or [f"peaks not derivable: {gpu.peak_note}"]
+    ]
+    # REFERENCE sec. 4: a derived peak more than 1% off the datasheet says why, where the derivation is read
+    explain = [*explain, f"peak note: {gpu.peak_note}"] if explain and gpu.peak_note else \
+        explain or [f"peaks not derivable: {gpu.peak_note}"]
     ridge_dtype = common_dtype(gpu)
     return GPUSummary(
         name=gpu.name,
