@@ -352,3 +352,19 @@ def test_show_says_why_a_derived_peak_is_off_the_datasheet(cli) -> None:
     out = " ".join(cli("show", "l40s").out.split())
     assert "(datasheet 362.05, +1.21%)" in out and "peak note: the datasheet's BF16 / FP16 figure (362.05) uses 2490 MHz" in out
     assert 142 * 4 * 256 * 2490e6 / 1e12 == pytest.approx(362.05, abs=0.05)
+
+
+def test_train_time_prices_packed_documents_and_mfu_reads_the_batch_in_tokens(cli) -> None:
+    """QA41 F15: train-time takes --doc-tokens as train-step does (its plan's step time and MFU are train-step's for the
+    same pinned run, and the days follow: 1T tokens / (64 x 8,192 tokens a step) steps x the step time); mfu takes
+    --global-batch-tokens as the other training commands do (524,288 tokens of 8,192 = 64 sequences)."""
+    run = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "8192", "--global-batch", "64", "--zero", "2",
+           "--doc-tokens", "2048", "--json")
+    timed = cli("train-time", *run[:1], "--tokens", "1T", *run[1:]).json()
+    step = cli("train-step", *run).json()
+    assert (timed["mfu"], timed["step_time_s"]) == (step["mfu"], step["step_time_s"])
+    assert timed["days"] == pytest.approx(1e12 / (64 * 8192) * step["step_time_s"] / 86400, rel=1e-9)
+    plain = cli("train-time", *run[:1], "--tokens", "1T", *run[1:-3], "--json").json()
+    assert plain["step_time_s"] > timed["step_time_s"]  # 8K attention spans cost more than 2K documents
+    base = ("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--step-time", "6.5", "--seq", "8192", "--json")
+    assert cli(*base, "--global-batch-tokens", "524288").json()["mfu"] == cli(*base, "--global-batch", "64").json()["mfu"]

@@ -106,6 +106,7 @@ def mfu(
     step_time: Annotated[float | None, typer.Option(
         "--step-time", parser=human_float("--step-time"), help="seconds per optimizer step (with --global-batch)")] = None,
     global_batch: GlobalBatchOpt = None,
+    global_batch_tokens: GlobalBatchTokensOpt = None,
     tflops_per_gpu: Annotated[float | None, typer.Option(
         "--tflops-per-gpu", parser=human_float("--tflops-per-gpu"),
         help="a paper's achieved TFLOP/s per GPU of model FLOPs with attention, no recomputation (Llama 3 Table 4: "
@@ -132,6 +133,7 @@ def mfu(
     from calc.training import mfu as engine
 
     causal = counted_causal(attention_pairs, old_causal)
+    global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)  # either form, in sequences
     values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--tokens-per-s": tokens_per_s, "--step-time": step_time,
               "--global-batch": global_batch, "--tflops-per-gpu": tflops_per_gpu}
     chosen = [given for given in ([f for f in flags if values[f] is not None]  # the flags of each source given
@@ -197,6 +199,7 @@ def train_time(
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
+    doc_tokens: DocTokensOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -207,6 +210,7 @@ def train_time(
     --budget USD (with --price): the fastest count within it, or with --days the cheapest on time within it."""
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)
     causal = counted_causal(attention_pairs, old_causal)
+    check_doc_tokens(doc_tokens, seq)
     recipe_given, recipe = recipe, training_recipe(recipe, dtype)
     from calc.cli.common import load_calibration, price_for, training_fit
     from calc.errors import LLMCalcError
@@ -248,7 +252,7 @@ def train_time(
                                 f"at each count (a pinned one may not run there): drop {flag}, or give --num-gpus")
         num_gpus, searched = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch,
                                               system, dtype, calibration, causal, host_op_us, moe_routing, stack, lora,
-                                              recipe)
+                                              recipe, doc_tokens)
     from calc.cli.options import refuse
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
@@ -284,7 +288,8 @@ def train_time(
         plan = searched
         if plan is None or pins:
             cost = _cost(m, g, system, seq, dtype, calibration,
-                         StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, recipe=recipe), lora,
+                         StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, recipe=recipe,
+                                   doc_tokens=doc_tokens), lora,
                          single_gpu=one_gpu)
             try:
                 plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
@@ -304,7 +309,7 @@ def train_time(
     result = engine.train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
-        calibration=load_calibration(calibration), plan=plan, lora=lora,
+        calibration=load_calibration(calibration), plan=plan, lora=lora, doc_tokens=doc_tokens,
         mfu_source="assumed (--mfu)" if mfu_assumed is not None else f"assumed (0.4: no node type ships for {g.name})",
     )
     if days is not None or budget is not None:  # the search's grid, said where the count is printed
@@ -357,7 +362,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
                      calibration: str | None, causal: bool, host_op_us: float | None = None,
                      moe_routing: MoeRouting | None = None, stack: Stack | None = None, lora: Any = None,
-                     recipe: str | None = None) -> tuple[int, Any]:
+                     recipe: str | None = None, doc_tokens: int | None = None) -> tuple[int, Any]:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -391,7 +396,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                                        "same on any count: give --days too, or --system NODE.yaml for a plan search")
     cost = None if mfu_assumed is not None or node is None else _cost(
         m, g, system, seq, dtype, calibration, StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack,
-                                                         recipe=recipe), lora)
+                                                         recipe=recipe, doc_tokens=doc_tokens), lora)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -410,7 +415,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                 return None
             runs[n] = engine.train_time(m, g, num_gpus=n, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
                                         dtype=dtype, causal=causal, calibration=calib, plan=plan, price_per_gpu_hour=price,
-                                        lora=lora)
+                                        lora=lora, doc_tokens=doc_tokens)
         return runs[n]
 
     def days_at(n: int) -> float | None:
@@ -424,7 +429,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
     what = f"{m.name} on {abbrev(tokens)} tokens"
     # fewer GPUs than the run needs at 100% MFU can never finish in time: the search starts above them
     floor = 0 if days is None else int(engine.train_time(m, g, num_gpus=1, tokens=tokens, seq=seq, mfu_assumed=1.0,
-                                                         dtype=dtype, causal=causal, lora=lora).days / days)
+                                                         dtype=dtype, causal=causal, lora=lora,
+                                                         doc_tokens=doc_tokens).days / days)
     # with a plan search, only node counts a layout factors well (calc.training.sizing.smooth_counts)
     smallest = smallest_gpus_within(days_at, float("inf") if days is None else days, per_node, at_least=floor,
                                     smooth=cost is not None)

@@ -221,7 +221,7 @@ def train_time(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
     dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
     calibration: Calibration | None = None, plan: Any = None, lora: Any = None,
-    mfu_source: str = "assumed (--mfu)",
+    mfu_source: str = "assumed (--mfu)", doc_tokens: int | None = None,
 ) -> TrainTimeResult:
     """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU).
 
@@ -230,7 +230,8 @@ def train_time(
     calc.training.adapters.Lora): a frozen base's FLOPs per token (calc.training.adapters.lora_flops_per_seq / S), the
     convention its plan's MFU is counted in. A plan's time is its step time: ``causal`` (the causal-half FLOP count)
     changes the FLOPs and the MFU reported, never the days (the plan's MFU, full convention, converts back to its own
-    throughput)."""
+    throughput). ``doc_tokens``: packed documents of that many tokens, attention inside each (the FLOPs per token
+    a plan's MFU counts then, calc.training.model_flops.sequence_flops, as train-step and mfu --doc-tokens count them)."""
     source = mfu_source
     if plan is not None:
         mfu_assumed = plan.mfu
@@ -242,7 +243,7 @@ def train_time(
         check_positive(price_per_gpu_hour, "--price", allow_zero=True)
     peak = peak_tflops(gpu, dtype) * TERA
     f = forward_flops(m, 1, seq, causal=causal)  # its 6N and convention for the explain
-    counted = sequence_flops(m, seq, lora=lora)  # the model FLOPs a plan's MFU counts (calc.training.model_flops)
+    counted = sequence_flops(m, seq, doc_tokens, lora=lora)  # the model FLOPs a plan's MFU counts (calc.training.model_flops)
     per_token = (counted.causal if causal else counted.model) / seq
     total = tokens * per_token
     if plan is not None and causal:  # the plan's MFU counts the full s x s: its time from that count, its MFU re-read
