@@ -368,3 +368,23 @@ def test_train_time_prices_packed_documents_and_mfu_reads_the_batch_in_tokens(cl
     assert plain["step_time_s"] > timed["step_time_s"]  # 8K attention spans cost more than 2K documents
     base = ("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--step-time", "6.5", "--seq", "8192", "--json")
     assert cli(*base, "--global-batch-tokens", "524288").json()["mfu"] == cli(*base, "--global-batch", "64").json()["mfu"]
+
+
+def test_one_dtype_vocabulary_for_the_api_and_the_cli(cli) -> None:
+    """QA41 F19: the Python engine priced --dtype nvfp4 / awq as an unknown dtype where the CLI priced the checkpoint;
+    now inference_memory takes them and gives the CLI's bytes. TF32 is a matmul mode of fp32 tensors: its KV (and every
+    byte) is fp32's, 2 (K, V) x 32 layers x 4,096 x 4 B = 1,048,576 a token for Llama 2 7B. report --mode infer refuses
+    --price naming compare, where a serving cost is priced (F20)."""
+    from calc.memory.inference import inference_memory
+    from calc.sources.catalog import load_model
+
+    m = load_model("llama2-7b")
+    for dtype in ("nvfp4", "mxfp4", "awq", "gptq"):
+        api = inference_memory(m, dtype=dtype).weights_bytes
+        assert api == cli("memory", "llama2-7b", "--dtype", dtype, "--json").json()["weights_bytes"]
+    tf32 = cli("memory", "llama2-7b", "--dtype", "tf32", "--json").json()
+    fp32 = cli("memory", "llama2-7b", "--dtype", "fp32", "--json").json()
+    assert tf32["kv_cache_bytes_per_token"] == fp32["kv_cache_bytes_per_token"] == 2 * 32 * 4096 * 4
+    assert tf32["per_gpu_bytes"] == fp32["per_gpu_bytes"]
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--price", "2")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --price") and "compare" in r.err

@@ -201,9 +201,11 @@ def report(
         refuse(flag, value, "is a fine-tuning option; use --mode finetune")
     if mode is Mode.infer:
         for flag, value in (("--seq", seq), ("--tokens", tokens), ("--mfu", mfu_assumed), ("--zero", zero),
-                            ("--price", price or old_price), ("--stack", stack),
-                            ("--recipe", recipe)):
+                            ("--stack", stack), ("--recipe", recipe)):
             refuse(flag, value, "is a training option; add --mode train or drop it")
+        refuse("--price", price or old_price, "prices the training run's GPU-hours on this page (--mode train); the "
+                                              "serving cost per million tokens of serve's pick is compare's: `llmcalc "
+                                              "compare MODEL GPU --price GPU=USD`")
     else:
         refuse("--dispatcher", knobs.exchange, "report --mode train prices its searched plan with Megatron's all-to-all; "
                                            "give train-step --dispatcher for another")

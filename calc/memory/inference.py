@@ -11,6 +11,7 @@ from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _verdict
 from calc.memory.weights import (
     LOW_BIT_DTYPES,
     check_group_size,
+    requantize,
     shipped_dtype_label,
     sixteen_bit,
     weight_bytes_by_group,
@@ -36,10 +37,12 @@ def inference_memory(
     per GPU = weights of the busiest stage / t (calc.memory.weights.weights_per_gpu: vLLM's stages, the
     embedding on the first, the head on the last) + KV(S tokens; local layers capped at their window; g/t
     heads, the busiest stage's layers)*B + B*S*H*c*bytes/t + reserve. ``dtype`` None = the checkpoint as
-    shipped (quantization_config). min_gpus: the fewest GPUs whose serving layout (inference_layout, the
+    shipped (quantization_config); nvfp4 / mxfp4 / awq / gptq price the model as that checkpoint
+    (calc.memory.weights.requantize), as `memory --dtype` does. min_gpus: the fewest GPUs whose serving layout (inference_layout, the
     layout `memory --num-gpus N` places) fits.
     ``with_mtp``: the multi-token-prediction modules are loaded too (an engine speculating with them).
     """
+    m, dtype = requantize(m, dtype)  # nvfp4 / mxfp4 / awq / gptq: that checkpoint as shipped, as the CLI's --dtype
     plan = check_layout(m, plan or Parallelism())
     if with_mtp and not m.mtp_layers:
         raise LLMCalcError("--mtp", f"{m.name} has no multi-token-prediction layers (DeepSeek-V3, GLM-4.5 and Qwen3-Next have one)")

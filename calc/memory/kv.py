@@ -25,9 +25,13 @@ def auto_kv_dtype(act_dtype: str, checkpoint_dtype: str = "bf16") -> str:
     int4, an FP8 checkpoint) keep 16-bit activations, so their KV stays in the checkpoint's 16-bit dtype; fp8 KV only
     when asked (--kv-dtype fp8).
 
-    >>> auto_kv_dtype("bf16"), auto_kv_dtype("fp8"), auto_kv_dtype("int4", "fp16")
-    ('bf16', 'bf16', 'fp16')
+    TF32 is a matmul mode of fp32 tensors: its activations, and so its KV, are fp32.
+
+    >>> auto_kv_dtype("bf16"), auto_kv_dtype("fp8"), auto_kv_dtype("int4", "fp16"), auto_kv_dtype("tf32")
+    ('bf16', 'bf16', 'fp16', 'fp32')
     """
+    if act_dtype == "tf32":
+        return "fp32"
     if act_dtype in ACTIVATION_DTYPES:
         return act_dtype
     return checkpoint_dtype if checkpoint_dtype in ("bf16", "fp16") else "bf16"
