@@ -388,3 +388,39 @@ def test_one_dtype_vocabulary_for_the_api_and_the_cli(cli) -> None:
     assert tf32["per_gpu_bytes"] == fp32["per_gpu_bytes"]
     r = cli("report", "llama3-8b", "--gpu", "h100", "--price", "2")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --price") and "compare" in r.err
+
+
+QWEN3_30B_FP8 = "benchmarks/data/corpus/configs/qwen3-30b-a3b-fp8.yaml"
+
+
+def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
+    """The sweep of this pass's own changes (/tmp/qa41b_out during the pass), each against an independent figure:
+    - memory --mode infer's engine line says the engine would not load Qwen3-30B-A3B-FP8 at TP 4 (768 / 4 = 192, not
+      a whole 128-wide block) and its fewest GPUs skip such layouts; --dtype fp8 on that fp8 checkpoint loads the same
+      scales and is refused alike;
+    - train-step, train-time and train-plan --tp refuse a TP that does not divide the FFN width (a Llama 3 8B with an
+      FFN of 14,340: 14,340 / 8 = 1,792.5), naming 1, 2, 4 (14,340 = 4 x 3,585, 3,585 odd); fine-tuning refuses --tp 3
+      for the 32 heads with that list (not the Megatron KV rule under --stack hf), and --sp with 4,098 tokens on TP 4;
+    - report --mode finetune refuses --global-batch (it changed nothing)."""
+    import yaml
+
+    line = cli("memory", QWEN3_30B_FP8, "--gpu", "h100", "--num-gpus", "4", "--json").json()["engine_fit"]
+    assert line["fits"] is False and "would not load it on 4 x h100-sxm" in line["line"] and "192" in line["line"]
+    assert line["min_gpus"] != 4
+    r = cli("latency", QWEN3_30B_FP8, "--gpu", "h100", "--tp", "4", "--dtype", "fp8")
+    assert r.code == 2 and "192" in r.err
+    spec = yaml.safe_load(open("model_configs/llama3-8b.yaml"))
+    spec.update({"name": "odd-ffn", "aliases": [], "intermediate_size": 14340})
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump(spec))
+    for cmd in (("train-step", str(odd), "--gpu", "h100", "--tp", "8", "--num-gpus", "8", "--global-batch", "64"),
+                ("train-time", str(odd), "--gpu", "h100", "--tp", "8", "--num-gpus", "8", "--tokens", "1e9"),
+                ("train-plan", str(odd), "--gpu", "h100", "--num-gpus", "8", "--tp", "8", "--global-batch", "64")):
+        r = cli(*cmd)
+        assert r.code == 2 and "FFN width 14,340" in r.err and r.err.rstrip().endswith("try 1, 2, 4"), r.err
+    r = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "3")
+    assert r.code == 2 and "32 attention heads" in r.err and r.err.rstrip().endswith("try 1, 2, 4, 8, 16, 32")
+    r = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--tp", "4", "--sp", "--seq", "4098")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --sp")
+    r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--global-batch", "64")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch")

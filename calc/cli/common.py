@@ -279,8 +279,8 @@ def memory_refusal(result: Any) -> str | None:
         from calc.report.confidence import change_fit
 
         fit, high = change_fit(result, result.fits_with_bytes)
-        tight = (f", tight: its 80% band reaches {gib(high):.1f} GiB; add the next change or more GPUs for room"
-                 if fit == "tight" else "")
+        tight = (f", tight: its 80% band reaches {gib(high):.1f} GiB, above the {gib(result.gpu_memory_bytes):.1f} GiB "
+                 "a GPU" if fit == "tight" else "")
     hint = (f"fits with {fixes[0]}{tight}" if fixes else f"fits on {more}" if more
             else "nothing tried fits (ZeRO-3, --recompute full, --offload, qlora, up to 512 GPUs)"
             if result.mode == "finetune" else "no ZeRO stage, recomputation or smaller micro-batch fits on these GPUs: "

@@ -169,7 +169,8 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), *serving.items()):
+                            ("--plot", plot), ("--global-batch", global_batch),
+                            ("--global-batch-tokens", global_batch_tokens), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--recipe", recipe, "sets --mode train's training states; --mode finetune takes --optimizer and "
                                    "--precision")

@@ -50,7 +50,7 @@ from calc.memory.training import (
     training_bytes_per_gpu,
 )
 from calc.model.lora import GROUPS, adapted_matrices, layer_adapter_params, lora_params, parse_targets
-from calc.model.parallel import check_layout, layers_per_stage
+from calc.model.parallel import check_layout, check_sequence_parallel, layers_per_stage
 from calc.model.params import Tensor, layer_blocks, layer_kinds, model_tensors, total_params
 from calc.sanity import check_context
 from calc.specs import GPUSpec, ModelSpec, Parallelism
@@ -447,6 +447,7 @@ def finetune_memory(
     ``use_gqa_in_sdpa``: torch >= 2.5 and no attention mask; a padded batch passes a mask; eager attention always).
     """
     plan = check_layout(m, plan or Parallelism())
+    check_sequence_parallel(plan.sequence_parallel, seq, plan.tp, plan.cp)
     _check_inputs(method=method, optimizer=optimizer, precision=precision, base_dtype=base_dtype, loss=loss,
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
                   loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,

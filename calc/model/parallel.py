@@ -37,22 +37,38 @@ def splittable_tps(m: ModelSpec, limit: int = 128) -> list[int]:
             if m.num_heads % t == 0 and tp_splits_kv_heads(m, t) and all(w % t == 0 for w in dense_mlp_widths(m))]
 
 
+def check_tp_split(m: ModelSpec, tp: int) -> None:
+    """Refuse, naming --tp and the degrees that pass (splittable_tps), a TP the model's matrices cannot be split by:
+    it must divide the attention heads, place the KV heads (tp_splits_kv_heads) and divide the dense FFN widths
+    (dense_mlp_widths). The one TP rule of serving (check_layout) and training (calc.training.layout)."""
+    h, g = m.num_heads, m.kv_heads
+    if h % tp == 0 and tp_splits_kv_heads(m, tp) and all(w % tp == 0 for w in dense_mlp_widths(m)):
+        return
+    valid = ", ".join(map(str, splittable_tps(m)))
+    if h % tp:
+        raise LLMCalcError("--tp", f"{tp} does not divide the {h} attention heads of {m.name}; try {valid}")
+    if not tp_splits_kv_heads(m, tp):
+        raise LLMCalcError("--tp", f"{tp} neither divides nor is a multiple of the {g} KV heads of {m.name}; try {valid}")
+    width = next(w for w in dense_mlp_widths(m) if w % tp)
+    raise LLMCalcError("--tp", f"{tp} does not divide the FFN width {width:,} of {m.name} (every rank holds a whole 1/TP "
+                               f"of it); try {valid}")
+
+
+def check_sequence_parallel(sp: bool, seq: int, tp: int, cp: int = 1) -> None:
+    """Sequence parallelism splits each rank's seq / CP tokens over the TP ranks (Megatron-Core scatters the [s, b, h]
+    activations along s: tensor_parallel/mappings.py _split_along_first_dim, "First dimension of the tensor should be
+    divisible by tensor parallel size"): refused, naming --sp, unless TP divides them. The one SP rule of training and
+    fine-tuning."""
+    if sp and (seq // cp) % tp:
+        raise LLMCalcError("--sp", f"sequence parallelism splits each rank's {seq // cp:,} tokens over TP {tp}, which does "
+                                   "not divide them; give a --seq that TP x CP divides, or drop --sp")
+
+
 def check_layout(m: ModelSpec, plan: Parallelism, extra_stage_slots: int = 0) -> Parallelism:
     """Reject layouts the model cannot be split into, naming the flag and the valid choices. ``extra_stage_slots``: the
     embedding / loss counted as pipeline layers (Megatron-Core --account-for-embedding/loss-in-pipeline-split), which
     may fill a stage of their own (calc.model.parallel.pipeline_stage_layers): PP up to L + those slots."""
-    h, g = m.num_heads, m.kv_heads
-    valid = None if (h % plan.tp == 0 and tp_splits_kv_heads(m, plan.tp)
-                     and all(w % plan.tp == 0 for w in dense_mlp_widths(m))) else ", ".join(map(str, splittable_tps(m)))
-    if h % plan.tp:
-        raise LLMCalcError("--tp", f"{plan.tp} does not divide the {h} attention heads of {m.name}; try {valid}")
-    if not tp_splits_kv_heads(m, plan.tp):
-        raise LLMCalcError(
-            "--tp", f"{plan.tp} neither divides nor is a multiple of the {g} KV heads of {m.name}; try {valid}"
-        )
-    if (width := next((w for w in dense_mlp_widths(m) if w % plan.tp), None)) is not None:
-        raise LLMCalcError("--tp", f"{plan.tp} does not divide the FFN width {width:,} of {m.name} (every rank holds a "
-                                   f"whole 1/TP of it); try {valid}")
+    check_tp_split(m, plan.tp)
     if plan.pp > m.num_layers + extra_stage_slots:
         raise LLMCalcError("--pp", f"{plan.pp} pipeline stages exceed the {m.num_layers} layers of {m.name}")
     return plan

@@ -23,6 +23,7 @@ from calc.serving.engine_memory import EngineMemory, engine_memory, request_kv_b
 from calc.serving.hybrid_alloc import HybridPool, local_layers_cached_whole
 from calc.serving.latency import expert_plan, serving_plan
 from calc.serving.moe import attention_ranks
+from calc.serving.shards import shard_problem
 from calc.serving.windows import model_as_run
 from calc.specs import GPUSpec, ModelSpec, Parallelism
 from calc.specs.serving import EngineSettings
@@ -298,12 +299,14 @@ def engine_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, dtype: str | None,
     peak, non-torch memory and CUDA graphs (calc.serving.engine_memory)."""
     s = settings or EngineSettings()
     mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
-    fits = mem.max_concurrency >= batch
+    unloadable = shard_problem(m, dtype, plan.tp, 1, s.engine)  # the engine refuses the checkpoint on this layout
+    fits = mem.max_concurrency >= batch and unloadable is None
     need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
     version = ".".join(map(str, s.version()))
     where = f"{plan.tp * plan.pp} x {gpu.name}"
-    line = (f"{mem.engine} {version} at its defaults holds {mem.max_concurrency:,} requests of {tokens:,} tokens on {where}"
-            + (f": the batch of {batch:,} fits" if fits else f", not {batch:,}") + "; "
+    line = ((f"{mem.engine} {version} would not load it on {where}: {unloadable}" if unloadable else
+             f"{mem.engine} {version} at its defaults holds {mem.max_concurrency:,} requests of {tokens:,} tokens on {where}"
+             + (f": the batch of {batch:,} fits" if fits else f", not {batch:,}")) + "; "
             + (f"the fewest GPUs that hold it: {need}" if need else "no count up to 64 GPUs holds it")
             + " (latency / concurrency / serve)"
             + ("; this release caches the whole context on the local-attention layers too (no hybrid allocator for "
@@ -335,10 +338,12 @@ def smallest_fitting_gpus(
     assumptions: ServingAssumptions, batch: int = 1,
 ) -> int | None:
     """Fewest GPUs whose KV cache holds ``batch`` requests, over the layouts serve searches (serving_layouts) with TP
-    inside a node (TP1 x PP3 holds Llama 3 70B on 3 GPUs), up to 64 GPUs; None past that. At one count the widest TP
+    inside a node (TP1 x PP3 holds Llama 3 70B on 3 GPUs) that the engine loads (calc.serving.shards), up to 64 GPUs;
+    None past that. At one count the widest TP
     is tried first."""
     plans = sorted(serving_layouts(m, 64, assumptions.gpus_per_node), key=lambda p: (p.tp * p.pp, -p.tp))
     for plan in plans:
-        if deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions).max_concurrency >= batch:
+        if shard_problem(m, dtype, plan.tp, 1, s.engine) is None and \
+                deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions).max_concurrency >= batch:
             return plan.tp * plan.pp
     return None

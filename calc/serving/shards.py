@@ -48,17 +48,20 @@ def _slices(m: ModelSpec, tp: int, ep: int) -> list[tuple[str, str, str, int]]:
 
 
 def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine: str = "vllm") -> str | None:
-    """Why ``engine`` would refuse to load ``m`` as shipped (``dtype`` None) at TP ``tp`` (EP ``ep``): the first
-    matrix slice that cuts a scale block (block fp8) or a group (AWQ / GPTQ), and the TP degrees whose slices stay
-    whole; None when it loads, when the weights are converted at load (a ``dtype`` given: online fp8 has per-tensor
-    scales) or for an engine that builds its own (TensorRT-LLM).
+    """Why ``engine`` would refuse to load ``m`` as shipped (``dtype`` None, or fp8 on a checkpoint that ships
+    fp8: the engine loads its scales as they are) at TP ``tp`` (EP ``ep``): the first matrix slice that cuts a scale
+    block (block fp8) or a group (AWQ / GPTQ), and the TP degrees whose slices stay whole; None when it loads, when
+    the weights are converted at load (another ``dtype``: online fp8 has per-tensor scales) or for an engine that
+    builds its own (TensorRT-LLM).
 
     >>> from calc.sources.catalog import load_model
     >>> shard_problem(load_model("deepseek-v3"), None, 8) is None   # experts 2,048 / 8 = 256, MLP 18,432 / 8 = 2,304
     True
     """
     q = m.quantization
-    if dtype is not None or q is None or engine not in ENGINES_CHECKING:
+    # --dtype fp8 on a checkpoint that ships block-fp8 loads that checkpoint (its scales as shipped)
+    as_shipped = dtype is None or (dtype == "fp8" and q is not None and q.method == "fp8")
+    if not as_shipped or q is None or engine not in ENGINES_CHECKING:
         return None
     if q.method == "fp8" and q.block_size is not None:
         block_n, block_k = q.block_size
@@ -81,4 +84,6 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
     return (f"{m.name}'s {component} {name} at TP {tp} is {width:,} {'outputs' if side == 'out' else 'inputs'} a rank, "
             f"not whole {what}: {engine} refuses to load it"
             + (f"; TP {whole[-1]} keeps them whole" if whole else "")
-            + ("; expert parallelism (--ep) keeps the experts whole" if component == "experts" and m.moe else ""))
+            + ("; expert parallelism (--ep) keeps the experts whole" if component == "experts" and m.moe else "")
+            + ("; a checkpoint padded to whole groups (as Qwen's own AWQ / GPTQ releases are) loads: give its config.json"
+               if q.method in ("awq", "gptq") else ""))

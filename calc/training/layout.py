@@ -24,7 +24,7 @@ from calc.errors import LLMCalcError
 from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES
 from calc.memory.pipeline import StageSplit, held_by_rank
 from calc.memory.training import FSDP_PP, SHARDINGS, ZERO2_PP, ZERO_SHARDING
-from calc.model.parallel import expert_grid_problem, pipeline_stage_layers, tp_splits_kv_heads
+from calc.model.parallel import check_sequence_parallel, check_tp_split, expert_grid_problem, pipeline_stage_layers
 from calc.specs import ModelSpec
 
 Recompute = Literal["none", "selective", "full", "sac", "deepseek", "dots"]
@@ -249,10 +249,7 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError(
             "--num-gpus", f"{num_gpus} GPUs != TP {layout.tp} x PP {layout.pp} x DP {layout.dp} x CP {layout.cp} = {layout.num_gpus}"
         )
-    if m.num_heads % layout.tp:
-        raise LLMCalcError("--tp", f"{layout.tp} does not divide the {m.num_heads} attention heads of {m.name}")
-    if not tp_splits_kv_heads(m, layout.tp):
-        raise LLMCalcError("--tp", f"{layout.tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}")
+    check_tp_split(m, layout.tp)
     if layout.vpp > 1 and layout.pp == 1:
         raise LLMCalcError("--vpp", f"interleaving splits each pipeline stage into VPP chunks; VPP {layout.vpp} needs --pp > 1")
     accounted = layout.pp_embedding or layout.pp_loss
@@ -313,11 +310,7 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
                                                   "nothing); drop it")
     if layout.sp and layout.tp == 1:
         raise LLMCalcError("--sp", "sequence parallelism splits along the TP group; it needs --tp > 1")
-    if layout.sp and (seq // layout.cp) % layout.tp:
-        # Megatron-Core scatters the [s, b, h] activations along s over the TP ranks (tensor_parallel/mappings.py
-        # _split_along_first_dim: "First dimension of the tensor should be divisible by tensor parallel size")
-        raise LLMCalcError("--sp", f"sequence parallelism splits each rank's {seq // layout.cp:,} tokens over TP {layout.tp}, "
-                                   "which does not divide them; give a --seq that TP x CP divides, or drop --sp")
+    check_sequence_parallel(layout.sp, seq, layout.tp, layout.cp)
     micro = num_microbatches(layout, global_batch)
     if layout.vpp > 1 and micro % layout.pp:
         raise LLMCalcError("--vpp", f"the interleaved schedule needs the {micro} micro-batches to be a multiple of PP {layout.pp}")

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
-from calc.model.parallel import pipeline_stage_layers
+from calc.model.parallel import check_tp_split, pipeline_stage_layers
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.stack import SHARDS_KV_HEADS, pp_sharding, stack_key, stack_runs, stack_zero_stages, tp_places_kv_heads
@@ -133,6 +133,7 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
     m, pins = cost.m, dict(space.fixed)
     tp, cp, ep = pins.get("tp"), pins.get("cp"), pins.get("ep")
     if tp is not None:
+        check_tp_split(m, tp)  # heads, KV heads and FFN width, with the degrees that pass
         if n % tp or m.num_heads % tp or not tp_places_kv_heads(cost.eff.stack, m, tp):
             kv = ("divide" if stack_key(cost.eff.stack) in SHARDS_KV_HEADS and not m.mla else "divide or be a multiple of")
             raise LLMCalcError("--tp", f"{tp} must divide the {n} GPUs and the {m.num_heads} heads of {m.name} "

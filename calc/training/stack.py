@@ -206,7 +206,11 @@ def tp_places_kv_heads(name: str | None, m: Any, tp: int) -> bool:
 
 
 def check_tp(name: str | None, m: Any, tp: int) -> None:
-    """Refuse, naming --tp, a TP the stack cannot place the KV heads on (tp_places_kv_heads)."""
+    """Refuse, naming --tp, a TP the model cannot be split by (calc.model.parallel.check_tp_split, with the degrees
+    that pass), then one the stack cannot place the KV heads on (tp_places_kv_heads: Megatron-Core's divide-only rule)."""
+    from calc.model.parallel import check_tp_split
+
+    check_tp_split(m, tp)
     if not tp_places_kv_heads(name, m, tp):
         from calc.errors import LLMCalcError
         from calc.units import plural
