@@ -308,7 +308,7 @@ def test_a_vllm_v0_launch_line_chunks_prefill_as_priced(cli) -> None:
     assert whole.code == 0 and "vllm serve" in whole.out and "--enable-chunked-prefill" not in whole.out
 
 
-def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(cli) -> None:
+def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(cli, tmp_path) -> None:
     """QA41 F13: vLLM's --dtype auto takes the platform's first supported dtype where the checkpoint's is missing
     (vllm/config/model.py _resolve_auto_dtype; CUDA below compute capability 8.0: fp16, fp32), so Llama 3.2 1B (bf16)
     is served in fp16 on a V100 / T4, at the fp16 tensor peak (V100 125, T4 65 TFLOPS), and the weights line says
@@ -320,6 +320,14 @@ def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(c
         assert cli("serve", "llama3.2-1b", "--gpu", gpu).code == 0
     g = cli("latency", "gemma2-9b", "--gpu", "v100-32g")
     assert g.code == 2 and g.err.startswith("llmcalc: error: --dtype")
+    g = cli("latency", "gemma2-9b", "--gpu", "v100-32g", "--dtype", "fp16")  # vLLM refuses fp16 for Gemma 2 / 3 too
+    assert g.code == 2 and "refuses to run gemma2-9b in fp16" in g.err
+    import yaml  # the rule reads the architecture (4 norms a layer around a GELU MLP), not the name
+
+    spec = yaml.safe_load(open("model_configs/gemma2-9b.yaml"))
+    spec.update({"name": "my-finetune-9b", "aliases": []})
+    (tmp_path / "g2.yaml").write_text(yaml.safe_dump(spec))
+    assert cli("latency", str(tmp_path / "g2.yaml"), "--gpu", "v100-32g").code == 2
     job = ("memory", "llama3-8b", "--mode", "finetune", "--method", "qlora", "--gpu", "rtx4090", "--seq", "2048",
            "--loss", "chunked", "--loss-chunks")
     assert cli(*job, "2048").code == 0

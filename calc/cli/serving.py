@@ -234,9 +234,12 @@ def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: Servi
     expert-parallel rank's tokens over the mean, at most the EP degree, which is at most the routed experts (all tokens
     on one rank); --fp8-moe-scales picks the scaling of fp8 expert GEMMs, so experts that run in another dtype on every
     GPU given would ignore it (calc.serving.step: only an fp8 compute dtype reads it)."""
-    from calc.serving.weights import weight_format
+    from calc.serving.weights import fp16_unsupported, weight_format
 
     refuse_engine_formats(engine, m, gpus, dtype, kv_dtype)
+    if dtype == "fp16" and engine in (Engine.vllm, Engine.vllm_v0) and fp16_unsupported(m):
+        raise LLMCalcError("--dtype", f"vLLM refuses to run {m.name} in fp16 (Gemma 2 / 3: numerical instability, "
+                                      "vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS): give bf16 on a GPU that has it")
     expert_imbalance, fp8_moe_scales = knobs.expert_imbalance, knobs.fp8_moe_scales
     if m.moe is None:
         return

@@ -30,7 +30,6 @@ q(x, t) = x / (ceil(x/t) t): a decode GEMV streams its 4-bit weights instead of 
 from __future__ import annotations
 
 import math
-import re
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -189,20 +188,23 @@ FP16_FALLBACK = ("the GPU has no bf16 tensor cores, and the engine's --dtype aut
                  "CudaPlatform.supported_dtypes below compute capability 8.0: fp16, fp32)")
 
 
-# model types vLLM will not run in fp16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS, "Numerical instability"):
-# Gemma 2 / 3 and GLM-4 (not GLM-4.5's glm4_moe); --dtype auto gives them fp32 where bf16 is missing
-FP16_UNSUPPORTED = re.compile(r"^(gemma-?[23]|glm-?4-)")
+def fp16_unsupported(m: ModelSpec) -> bool:
+    """Whether vLLM refuses to run the model in fp16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS, "Numerical
+    instability": gemma2, gemma3, gemma3_text, glm4, plamo2), read from the architecture, not the name: the Gemma 2 / 3
+    block, four RMSNorms a layer (pre and post attention and MLP) around a GELU-tanh MLP (calc.sources.hf.gemma). GLM-4
+    (model_type glm4) and PLaMo 2 have no mapper here, so they never reach this check."""
+    return m.norms_per_layer == 4 and m.activation.startswith("gelu")
 
 
 def _auto_dtype(m: ModelSpec, peaks: dict[str, float]) -> str:
     """The 16-bit dtype an engine runs a checkpoint in at --dtype auto: its own, except bf16 on a GPU without bf16
     tensor cores (Volta, Turing), which runs in fp16 (vLLM's _resolve_auto_dtype takes the platform's first supported
-    dtype) unless the model type is one vLLM refuses in fp16 (FP16_UNSUPPORTED: it would run fp32 on CUDA cores, which
-    is not priced: kept bf16, which the GPU's missing bf16 peak then refuses, naming --dtype)."""
+    dtype) unless vLLM refuses the model in fp16 (fp16_unsupported: it would run fp32 on CUDA cores, which is not
+    priced: kept bf16, which the GPU's missing bf16 peak then refuses, naming --dtype)."""
     checkpoint = m.checkpoint_dtype
     if checkpoint != "bf16" or "bf16" in peaks or "fp16" not in peaks:
         return checkpoint
-    return checkpoint if FP16_UNSUPPORTED.match(m.name.split("/")[-1].lower()) else "fp16"
+    return checkpoint if fp16_unsupported(m) else "fp16"
 
 
 def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marlin: bool = False) -> WeightFormat:
