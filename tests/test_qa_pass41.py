@@ -417,6 +417,10 @@ def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
     assert line["min_gpus"] != 4
     r = cli("latency", QWEN3_30B_FP8, "--gpu", "h100", "--tp", "4", "--dtype", "fp8")
     assert r.code == 2 and "192" in r.err
+    runs = tmp_path / "runs.csv"  # calibrate refuses a run on that layout, as latency does
+    runs.write_text(f"model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\n{QWEN3_30B_FP8},h100,4,1,1024,256,,0.012\n")
+    r = cli("calibrate", "--from-runs", str(runs))
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --from-runs: run 1: num_gpus") and "192" in r.err
     spec = yaml.safe_load(open("model_configs/llama3-8b.yaml"))
     spec.update({"name": "odd-ffn", "aliases": [], "intermediate_size": 14340})
     odd = tmp_path / "odd.yaml"

@@ -55,6 +55,7 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
     from calc.serving.capacity import batch_fit_problem, engine_latency
     from calc.serving.engine_kernels import engine_kernels
     from calc.serving.latency import serving_plan
+    from calc.serving.shards import shard_problem
     from calc.specs.serving import EngineSettings
     from calc.units import TERA
 
@@ -65,6 +66,9 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
     a = engine_kernels(ServingAssumptions(**engine_defaults(settings, m.moe is not None)), m, gpu, settings,
                        prompt + output - 1, dtype)
     plan = serving_plan(m, num_gpus, None, 1)
+    unloadable = shard_problem(m, dtype, plan.tp, 1, engine)
+    if unloadable is not None:  # as latency refuses it: the engine would not load the checkpoint on this layout
+        raise LLMCalcError("num_gpus", unloadable)
     problem = batch_fit_problem(m, gpu, plan, settings, dtype, None, batch, prompt + output, a)
     if problem is not None:  # fit first, as latency: a run that cannot be launched has no time to fit
         raise LLMCalcError("num_gpus", problem.message)
