@@ -436,3 +436,15 @@ def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --sp")
     r = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--global-batch", "64")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch")
+
+
+def test_mfu_names_the_batch_flag_typed_and_a_fraction_of_a_sequence_is_shown(cli) -> None:
+    """Second sweep F12: mfu named --global-batch when --global-batch-tokens was typed, and 4,194,305 tokens of
+    4,096 were called "1024 sequences ..., not a whole number": it is 1,024 + 1 / 4,096."""
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens-per-s", "700000",
+            "--global-batch-tokens", "4194304")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --global-batch-tokens") and "(got --tokens-per-s and " \
+        "--global-batch-tokens)" in r.err
+    r = cli("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--step-time", "5.64", "--global-batch-tokens",
+            "4194305")
+    assert r.code == 2 and "= 1,024 + 1 / 4,096 sequences" in r.err

@@ -255,7 +255,8 @@ def global_batch_sequences(global_batch: int | None, global_batch_tokens: float 
         low, high = int(sequences) * seq, (int(sequences) + 1) * seq
         nearest = f"{low:,} or {high:,}" if low else f"{high:,}"
         given = f"{global_batch_tokens:,.0f}" if global_batch_tokens == int(global_batch_tokens) else f"{global_batch_tokens:g}"
-        raise LLMCalcError("--global-batch-tokens", f"{given} tokens is {sequences:g} sequences of "
+        raise LLMCalcError("--global-batch-tokens", f"{given} tokens is {global_batch_tokens:,.0f} / {seq:,} = "
+                           f"{int(sequences):,} + {global_batch_tokens - int(sequences) * seq:,.0f} / {seq:,} sequences of "
                            f"{seq:,} tokens, not a whole number; use {nearest} (or --global-batch N)")
     return int(sequences)
 PromptOpt = Annotated[int, typer.Option("--prompt", parser=human_int("--prompt"), help="input (prompt) tokens per request")]

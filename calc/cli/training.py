@@ -134,10 +134,11 @@ def mfu(
 
     causal = counted_causal(attention_pairs, old_causal)
     global_batch = global_batch_sequences(global_batch, global_batch_tokens, seq)  # either form, in sequences
+    batch_flag = "--global-batch-tokens" if global_batch_tokens is not None else "--global-batch"  # the one typed
     values = {"--tokens": tokens, "--gpu-hours": gpu_hours, "--tokens-per-s": tokens_per_s, "--step-time": step_time,
-              "--global-batch": global_batch, "--tflops-per-gpu": tflops_per_gpu}
+              batch_flag: global_batch, "--tflops-per-gpu": tflops_per_gpu}
     chosen = [given for given in ([f for f in flags if values[f] is not None]  # the flags of each source given
-                                  for flags in (("--tokens", "--gpu-hours"), ("--tokens-per-s",), ("--step-time", "--global-batch"),
+                                  for flags in (("--tokens", "--gpu-hours"), ("--tokens-per-s",), ("--step-time", batch_flag),
                                                 ("--tflops-per-gpu",)))
               if given]
     if gpu is None:
@@ -147,7 +148,7 @@ def mfu(
                            "give exactly one of: --tokens with --gpu-hours, --tokens-per-s, --step-time with "
                            "--global-batch, or --tflops-per-gpu"
                            + (f" (got {' and '.join('/'.join(c) for c in chosen)})" if chosen else ""))
-    for a, b in (("--tokens", "--gpu-hours"), ("--step-time", "--global-batch")):
+    for a, b in (("--tokens", "--gpu-hours"), ("--step-time", batch_flag)):
         if (values[a] is None) != (values[b] is None):
             missing = a if values[a] is None else b
             raise LLMCalcError(missing, f"{a} and {b} go together; give both")
