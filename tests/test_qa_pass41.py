@@ -351,6 +351,11 @@ def test_latency_pipelines_whole_sequences(cli) -> None:
     t2 = float(line.rsplit("= ", 1)[1].split(" ms")[0].replace(",", "")) / 1e3
     assert three["ttft_s"] == pytest.approx((t2 + t1 + t2) / 2, rel=1e-4)
     assert "decode 2 sequences" in three["explain"][2]
+    # prefill_steps counts every micro-batch's chunk steps, as the TTFT line sums them: 2 x 6,000 tokens over the
+    # 8,192-token budget are 2 steps, the other micro-batch's 6,000 one
+    chunked = cli("latency", "llama3-8b", "--gpu", "h100", "--num-gpus", "2", "--pp", "2", "--batch", "3", "--prompt",
+                  "6000", "--json").json()
+    assert chunked["prefill_steps"] == 3 and "sum of the 3 prefill steps" in chunked["explain"][3]
 
 
 def test_show_says_why_a_derived_peak_is_off_the_datasheet(cli) -> None:
@@ -417,6 +422,8 @@ def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
     assert line["min_gpus"] != 4
     r = cli("latency", QWEN3_30B_FP8, "--gpu", "h100", "--tp", "4", "--dtype", "fp8")
     assert r.code == 2 and "192" in r.err
+    r = cli("report", QWEN3_30B_FP8, "--gpu", "h100", "--num-gpus", "4")  # and report, whose page is that layout
+    assert r.code == 2 and r.out == "" and "192" in r.err
     runs = tmp_path / "runs.csv"  # calibrate refuses a run on that layout, as latency does
     runs.write_text(f"model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\n{QWEN3_30B_FP8},h100,4,1,1024,256,,0.012\n")
     r = cli("calibrate", "--from-runs", str(runs))

@@ -119,7 +119,7 @@ class LatencyResult(BaseModel):
     prefill_comm_s: float
     ttft_s: float
     prefill_bound: str
-    prefill_steps: int = 1  # the engine's chunked-prefill steps the B x P prompt tokens run in (chunk_tokens)
+    prefill_steps: int = 1  # the engine's chunked-prefill steps the B x P prompt tokens run in (chunk_tokens), every micro-batch's
     decode_flops_per_step: float
     decode_bytes_per_step: float
     decode_intensity: float
@@ -271,7 +271,7 @@ def latency(
         ridge_point_flops_per_byte=ridge,
         prefill_flops=pre.flops, prefill_bytes=pre.bytes_read, prefill_intensity=pre.flops / pre.bytes_read,
         prefill_compute_s=pre.compute_s, prefill_memory_s=pre.memory_s, prefill_comm_s=pre.comm_s, ttft_s=ttft,
-        prefill_bound=pre.bound, prefill_steps=n_steps,
+        prefill_bound=pre.bound, prefill_steps=sum(n for n, _ in items),
         decode_flops_per_step=dec.flops, decode_bytes_per_step=dec.bytes_read, decode_intensity=dec.flops / dec.bytes_read,
         decode_compute_s=dec.compute_s, decode_memory_s=dec.memory_s, decode_comm_s=dec.comm_s, tpot_s=tpot,
         decode_bound=dec.bound, step_overhead_s=a.step_overhead_s,
@@ -289,7 +289,7 @@ def latency(
                 f" in {n_steps} chunked steps of <= {max(st.tokens for _, st in steps[biggest]):,} tokens (the engine's "
                 "tokens per step), summed" if n_steps > 1 else ""), pre, plan.tp),
             _step_line(f"decode {micro} sequences at context {mid}" + (" a group" if ranks > 1 else ""), dec, plan.tp),
-            (f"TTFT = (sum of the {sum(n for n, _ in items)} prefill steps + (p - 1) x the longest) / p = "
+            (f"TTFT = (sum of the {sum(n for n, _ in items)} prefill steps of every micro-batch + (p - 1) x the longest) / p = "
              f"{ttft * 1e3:.2f} ms (p = {plan.pp} stages: the last step leaves once every step has crossed the first "
              "stage and the longest the rest); " if plan.pp > 1 or len(items) > 1 or items[0][0] > 1 else
              f"TTFT = prefill step = {ttft * 1e3:.2f} ms; ")
