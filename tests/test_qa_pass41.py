@@ -455,3 +455,25 @@ def test_mfu_names_the_batch_flag_typed_and_a_fraction_of_a_sequence_is_shown(cl
     r = cli("mfu", "llama3-8b", "--gpu", "h100", "--num-gpus", "64", "--step-time", "5.64", "--global-batch-tokens",
             "4194305")
     assert r.code == 2 and "= 1,024 + 1 / 4,096 sequences" in r.err
+
+
+def test_train_plan_runs_tp_without_sp_where_sp_cannot_split_the_sequence(cli) -> None:
+    """Second sweep F19: 4,098 tokens do not split over TP 4 (4,098 / 4 = 1,024.5), so sequence parallelism cannot run,
+    but TP 4 without it can (train-step prices it): the search keeps those layouts, without SP, instead of blaming
+    --global-batch."""
+    plans = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "4098", "--tp", "4", "--json")
+    assert plans.code == 0 and plans.json()["plans"] and all(p["tp"] == 4 and not p["sp"] for p in plans.json()["plans"])
+    sp = cli("train-plan", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "4096", "--tp", "4", "--json")
+    assert all(p["sp"] for p in sp.json()["plans"])
+
+
+def test_hybrid_mixers_bound_tp_and_latency_names_every_missed_target(cli) -> None:
+    """Second sweep F16 / F17: Nemotron-H 8B's Mamba-2 has 8 B / C groups, which vLLM's MambaMixer2 needs TP to divide
+    (or to be 1): TP 16 refused, the hint 1, 2, 4, 8; Qwen3-Next's Gated DeltaNet has 16 key heads: TP 32 refused. A
+    latency run that misses both targets names both and the serve command with both."""
+    r = cli("latency", "nemotron-h-8b", "--gpu", "h100", "--tp", "16")
+    assert r.code == 2 and "8 mamba2 B / C groups" in r.err and r.err.rstrip().endswith("try 1, 2, 4, 8")
+    r = cli("latency", "qwen3-next-80b", "--gpu", "h100", "--tp", "32")
+    assert r.code == 2 and "16 gated_deltanet key heads" in r.err
+    r = cli("latency", "llama3-8b", "--gpu", "h100", "--tpot-ms", "5", "--ttft-ms", "10", "--prompt", "4096")
+    assert r.code == 2 and "TTFT" in r.err and "TPOT" in r.err and "serve --ttft-ms 10 --tpot-ms 5" in r.err

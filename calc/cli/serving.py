@@ -537,17 +537,21 @@ def latency(
 
 
 def _missed_target(result: Any, ttft_ms: float | None, tpot_ms: float | None) -> tuple[str, str] | None:
-    """latency's refusal when the deployment misses a target it was given: (the flag, the line), TPOT's when both
-    are missed; None when every target given is met."""
+    """latency's refusal when the deployment misses a target it was given: (the flag, the line), naming every target
+    missed and the serve command that searches layouts for all the targets given; None when every target is met."""
     if result.meets_targets is not False:
         return None
     from calc.units import duration
 
-    if tpot_ms is not None and result.tpot_s * 1e3 > tpot_ms:
-        return "--tpot-ms", (f"misses the target: TPOT {duration(result.tpot_s)} > {duration(tpot_ms / 1e3)} on this deployment;"
-                             " try serve --tpot-ms for a layout that meets it")
-    return "--ttft-ms", (f"misses the target: TTFT {duration(result.ttft_s)} > {duration(ttft_ms / 1e3)} on this deployment; "
-                         "try serve --ttft-ms for a layout that meets it")
+    missed = [(flag, f"{name} {duration(got)} > {duration(want / 1e3)}")
+              for flag, name, got, want in (("--ttft-ms", "TTFT", result.ttft_s, ttft_ms),
+                                            ("--tpot-ms", "TPOT", result.tpot_s, tpot_ms))
+              if want is not None and got * 1e3 > want]
+    targets = " ".join(f"{flag} {want:g}" for flag, want in (("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms))
+                       if want is not None)
+    return missed[0][0], (f"misses the target{'s' if len(missed) > 1 else ''}: {' and '.join(t for _, t in missed)} "
+                          f"on this deployment; try serve {targets} for a layout that meets "
+                          f"{'them' if targets.count('--') > 1 else 'it'}")
 
 
 def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,

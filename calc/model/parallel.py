@@ -30,21 +30,43 @@ def dense_mlp_widths(m: ModelSpec) -> tuple[int, ...]:
                          and t.name in ("gate_proj", "up_proj", "gate_up_proj")}))
 
 
+def mixer_tp_problem(m: ModelSpec, tp: int) -> str | None:
+    """Why a state-space / linear-attention mixer cannot be split over ``tp`` ranks, or None: its heads (Mamba-2,
+    Gated DeltaNet, KDA, lightning heads; Mamba-1 / short-conv channels) whole on each rank, and its B / C groups or
+    key heads too, a Mamba-2 with one group excepted (vLLM's MambaMixer2 asserts "If tensor parallel world size does
+    not divide num_groups, then num_groups must equal 1" and replicates that one; qwen3_next.py divides its key heads
+    by TP; Megatron-Core's MambaMixer asserts ngroups % TP as well)."""
+    mix = m.mixer
+    if mix is None or tp == 1:
+        return None
+    if mix.num_heads % tp:
+        return f"{tp} does not divide the {mix.num_heads} {mix.kind} heads of {m.name}"
+    if mix.kind in ("mamba2", "gated_deltanet", "kda") and mix.n_groups % tp and not (mix.kind == "mamba2" and mix.n_groups == 1):
+        what = "B / C groups" if mix.kind == "mamba2" else "key heads"
+        return f"{tp} does not divide the {mix.n_groups} {mix.kind} {what} of {m.name}"
+    return None
+
+
 def splittable_tps(m: ModelSpec, limit: int = 128) -> list[int]:
-    """Every TP degree up to ``limit`` check_layout accepts for ``m``: dividing the heads, placing the KV heads and
-    dividing the dense FFN widths (the hint a refused --tp names)."""
+    """Every TP degree up to ``limit`` check_layout accepts for ``m``: dividing the heads, placing the KV heads,
+    dividing the dense FFN widths and splitting its mixer (the hint a refused --tp names)."""
     return [t for t in range(1, min(m.num_heads, limit) + 1)
-            if m.num_heads % t == 0 and tp_splits_kv_heads(m, t) and all(w % t == 0 for w in dense_mlp_widths(m))]
+            if m.num_heads % t == 0 and tp_splits_kv_heads(m, t) and all(w % t == 0 for w in dense_mlp_widths(m))
+            and mixer_tp_problem(m, t) is None]
 
 
 def check_tp_split(m: ModelSpec, tp: int) -> None:
     """Refuse, naming --tp and the degrees that pass (splittable_tps), a TP the model's matrices cannot be split by:
     it must divide the attention heads, place the KV heads (tp_splits_kv_heads) and divide the dense FFN widths
-    (dense_mlp_widths). The one TP rule of serving (check_layout) and training (calc.training.layout)."""
+    (dense_mlp_widths) and split a state-space mixer (mixer_tp_problem). The one TP rule of serving (check_layout) and
+    training (calc.training.layout)."""
     h, g = m.num_heads, m.kv_heads
-    if h % tp == 0 and tp_splits_kv_heads(m, tp) and all(w % tp == 0 for w in dense_mlp_widths(m)):
+    mixer = mixer_tp_problem(m, tp)
+    if h % tp == 0 and tp_splits_kv_heads(m, tp) and all(w % tp == 0 for w in dense_mlp_widths(m)) and mixer is None:
         return
     valid = ", ".join(map(str, splittable_tps(m)))
+    if mixer is not None:
+        raise LLMCalcError("--tp", f"{mixer}; try {valid}")
     if h % tp:
         raise LLMCalcError("--tp", f"{tp} does not divide the {h} attention heads of {m.name}; try {valid}")
     if not tp_splits_kv_heads(m, tp):

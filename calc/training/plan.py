@@ -159,6 +159,12 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
                            f"does not divide the {n} GPUs")
 
 
+def sp_splits(seq: int, tp: int, cp: int) -> bool:
+    """Sequence parallelism where TP > 1 and it splits each rank's tokens whole (calc.model.parallel
+    .check_sequence_parallel): the search runs TP without it otherwise, as Megatron-LM does without --sequence-parallel."""
+    return tp > 1 and (seq // cp) % tp == 0
+
+
 def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
                       space: SearchSpace) -> tuple[int, list[tuple[Layout, int, int]]]:
     """(layouts considered, [(layout, micro-batches, peak bytes per GPU)] that fit in memory)."""
@@ -188,7 +194,7 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
                             zeros = zeros[:1]  # nothing to shard over: every stage is ZeRO-0 (was a duplicate row)
                         for zero in _pinned(space, "zero", zeros):
                             for recompute in _recompute_levels(cost, space):
-                                layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=tp > 1, micro_batch=b, zero=zero,
+                                layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp_splits(cost.seq, tp, cp), micro_batch=b, zero=zero,
                                                 recompute=recompute,  # type: ignore[arg-type]
                                                 sharding=pp_sharding(cost.eff.stack, zero, pp))
                                 if not layout_is_valid(m, layout, global_batch, cost.seq):
