@@ -477,3 +477,35 @@ def test_hybrid_mixers_bound_tp_and_latency_names_every_missed_target(cli) -> No
     assert r.code == 2 and "16 gated_deltanet key heads" in r.err
     r = cli("latency", "llama3-8b", "--gpu", "h100", "--tpot-ms", "5", "--ttft-ms", "10", "--prompt", "4096")
     assert r.code == 2 and "TTFT" in r.err and "TPOT" in r.err and "serve --ttft-ms 10 --tpot-ms 5" in r.err
+
+
+def test_the_second_sweep_of_this_pass_the_rest(cli, tmp_path) -> None:
+    """Second sweep F21, F23, F24, F25, F20: vLLM's startup check on --max-model-len is vLLM's (SGLang starts and caps
+    a request at its pool); calibrate sizes a run's fit at its own batch (--max-num-seqs = the batch), so Llama 3 70B
+    on 2 H100 at 4 requests is fitted; a compressed-tensors W4A16 group-128 checkpoint whose MLP is 29,568 wide is
+    refused at TP 8 as AWQ is (3,696 inputs a rank); report --mode train takes --doc-tokens as train-time does; the
+    fine-tuning view names CP."""
+    import json
+    from pathlib import Path
+
+    sg = cli("serve", "llama3-8b", "--gpu", "l4", "--num-gpus", "1", "--max-model-len", "32768", "--engine", "sglang")
+    assert sg.code == 0
+    assert cli("latency", "llama3-8b", "--gpu", "l4", "--max-model-len", "32768", "--engine", "sglang").code == 0
+    assert cli("latency", "llama3-8b", "--gpu", "l4", "--max-model-len", "32768").code == 2  # vLLM would not start
+    runs = tmp_path / "runs.csv"
+    runs.write_text("model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\nllama3-70b,h100,2,4,1024,256,,0.03\n")
+    assert cli("calibrate", "--from-runs", str(runs)).code == 0
+    root = Path(__file__).parents[1]
+    spec = json.loads((root / "benchmarks/data/configs/llama-3.3-70b-instruct-w4a16.json").read_text())
+    spec["intermediate_size"] = 29568
+    ct = tmp_path / "config.json"
+    ct.write_text(json.dumps(spec))
+    r = cli("latency", str(ct), "--gpu", "h100", "--tp", "8")
+    assert r.code == 2 and "3,696 inputs a rank" in r.err and "compressed-tensors groups of 128" in r.err
+    run = ("--gpu", "h100", "--num-gpus", "64", "--tokens", "1e12", "--doc-tokens", "512", "--json")
+    page = cli("report", "llama3-8b", "--mode", "train", *run).json()["train_time"]
+    timed = cli("train-time", "llama3-8b", *run).json()
+    assert (page["days"], page["mfu"], page["plan"]) == (timed["days"], timed["mfu"], timed["plan"])
+    ft = cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--cp", "2", "--num-gpus", "8")
+    assert "DP 4, CP 2" in ft.out and cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--cp", "2",
+                                          "--num-gpus", "8", "--json").json()["cp"] == 2

@@ -229,6 +229,11 @@ GlobalBatchOpt = Annotated[int | None, typer.Option(
     "--global-batch", parser=human_int("--global-batch"),
     help="sequences per optimizer step (default in train-step, train-plan, train-time, report: 4,194,304 tokens / --seq, "
          "rounded up to a multiple of the GPUs; memory: none given, no gradient accumulation)")]
+DocTokensOpt = Annotated[int | None, typer.Option(
+    "--doc-tokens", parser=human_int("--doc-tokens"),
+    help="mean tokens per document packed into each sequence (SFT / PEFT on short examples, NeMo / Megatron-Bridge "
+         "packed sequences, varlen flash attention): attention runs within each document, s/d documents of d(d+1)/2 "
+         "pairs instead of s(s+1)/2 (default: one document per sequence)")]
 GlobalBatchTokensOpt = Annotated[float | None, typer.Option(
     "--global-batch-tokens", parser=human_float("--global-batch-tokens"),
     help="tokens per optimizer step, a multiple of --seq: the global batch in tokens (= --global-batch x --seq; give one "

@@ -21,6 +21,7 @@ from calc.cli.options import (
     FINETUNE_4BIT,
     AttentionWindowsOpt,
     CalibrationOpt,
+    DocTokensOpt,
     DtypeOpt,
     Engine,
     EngineLaunch,
@@ -96,6 +97,7 @@ def report(
     pp: PpOpt = None,
     global_batch: GlobalBatchOpt = None,
     global_batch_tokens: GlobalBatchTokensOpt = None,
+    doc_tokens: DocTokensOpt = None,
     mode: Annotated[Mode, typer.Option("--mode", help="infer, train or finetune")] = Mode.infer,
     dtype: DtypeOpt = DEFAULT_DTYPE,
     kv_dtype: KvDtypeOpt = None,
@@ -170,7 +172,7 @@ def report(
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--tokens", tokens),
                             ("--ttft-ms", ttft_ms), ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users),
                             ("--mfu", mfu_assumed), ("--price", price or old_price), ("--calibration", calibration),
-                            ("--plot", plot), ("--global-batch", global_batch),
+                            ("--plot", plot), ("--global-batch", global_batch), ("--doc-tokens", doc_tokens),
                             ("--global-batch-tokens", global_batch_tokens), *serving.items()):
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--recipe", recipe, "sets --mode train's training states; --mode finetune takes --optimizer and "
@@ -186,8 +188,9 @@ def report(
             refuse(flag, value, "lays out --mode train's plan or --mode finetune's GPUs; --mode infer takes serve's layout "
                                 "for --num-gpus: give latency --tp --pp for a layout of your own")
     if mode is not Mode.train:
-        for flag, value in (("--global-batch", global_batch), ("--global-batch-tokens", global_batch_tokens)):
-            refuse(flag, value, "is the training plan's batch per optimizer step; add --mode train or drop it")
+        for flag, value in (("--global-batch", global_batch), ("--global-batch-tokens", global_batch_tokens),
+                            ("--doc-tokens", doc_tokens)):
+            refuse(flag, value, "sets the training plan's batch or sequences; add --mode train or drop it")
     elif mfu_assumed is not None:  # as train-time: an assumed MFU times no plan
         for flag, value in (("--global-batch", global_batch), ("--global-batch-tokens", global_batch_tokens),
                             ("--tp", tp), ("--pp", pp)):
@@ -251,14 +254,18 @@ def report(
     elif mfu_assumed is not None or node is None:  # an assumed MFU (--mfu, or no node type to search a
         training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
     training_cost = None
-    if mode is Mode.train and (stack is not None or recipe is not None):  # the plan's ModelCost as train-time builds
+    if mode is Mode.train:
+        from calc.cli.training import check_doc_tokens
+
+        check_doc_tokens(doc_tokens, seq)
+    if mode is Mode.train and (stack is not None or recipe is not None or doc_tokens is not None):  # as train-time builds
         from calc.cli.training import StepKnobs, _cost  # it (calc.cli.training._cost)
 
         if node is None and stack is not None:
             raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
                                           "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
-            training_cost = _cost(m, g, None, seq, "bf16", calibration, StepKnobs(stack=stack, recipe=states),
+            training_cost = _cost(m, g, None, seq, "bf16", calibration, StepKnobs(stack=stack, recipe=states, doc_tokens=doc_tokens),
                                   single_gpu=n == 1)
     assumptions = serving_assumptions(knobs, s, moe=m.moe is not None, max_utilization=max_utilization, router=router,
                                       attention_windows=windows)  # as serve
@@ -287,7 +294,7 @@ def report(
         assumptions=assumptions, settings=s if mode is Mode.infer else None, training_cost=training_cost,
         micro_batch=batch if mode is Mode.train and option_given(ctx, "batch") else None,
         global_batch=global_batch_sequences(global_batch, global_batch_tokens, seq) if mode is Mode.train else None,
-        pins=tuple((k, v) for k, v in (("tp", tp), ("pp", pp)) if v is not None),
+        pins=tuple((k, v) for k, v in (("tp", tp), ("pp", pp)) if v is not None), doc_tokens=doc_tokens,
         recompute=recompute.value if mode is Mode.train and recompute is not None else None,
     )
     if sized:  # serve's pick for the rate, or its refusal when no layout meets the targets (as serve exits)

@@ -557,8 +557,8 @@ def _missed_target(result: Any, ttft_ms: float | None, tpot_ms: float | None) ->
 def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,
                                max_model_len: int | None, ep: int = 1) -> int | None:
     """latency --max-model-len: the engine's "Maximum concurrency for max_model_len tokens per request" (the same
-    capacity call as `concurrency --max-model-len`), None when not given. Refused when the KV cache holds not one
-    request of that length: vLLM then refuses to start (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory:
+    capacity call as `concurrency --max-model-len`), None when not given. Refused under vLLM when the KV cache holds
+    not one request of that length: vLLM then refuses to start (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory:
     "To serve at least one request with the models's max seq len ... larger than the available KV cache memory")."""
     if max_model_len is None:
         return None
@@ -567,7 +567,9 @@ def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | N
 
     at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a, ep=ep)
     d = attention_ranks(plan.tp, ep)
-    if at_len.max_concurrency < 1:  # EP: every attention group's cache must hold one (each is its own engine)
+    # vLLM's startup check (EP: every attention group's cache must hold one, each is its own engine); SGLang and
+    # TensorRT-LLM start and cap a request at their pool instead (0 requests of that length at once)
+    if at_len.max_concurrency < 1 and s.accounting().startswith("vllm"):
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens exceed the {at_len.engine} KV cache on "
                                               f"{plan.tp * plan.pp * d} x {g.name} ({at_len.kv_cache_tokens:,} tokens"
                                               + (f" in each of {d} attention groups" if d > 1 else "") + "): the "

@@ -23,6 +23,7 @@ from calc.cli.options import (
     CpuOffloadOpt,
     DaysOpt,
     DispatcherOpt,
+    DocTokensOpt,
     DpOpt,
     EpOpt,
     EtpOpt,
@@ -501,11 +502,6 @@ TpOverlapOpt = Annotated[float | None, typer.Option(
     help="share of TP collectives hidden under the GEMMs (default: the stack's: megatron hides the overlap efficiency's "
          "share with TP > 1 and --sp, as NeMo / Megatron-Bridge recipes run Transformer Engine userbuffers, none under "
          "LoRA; 0 for the other stacks; 0 = a bare Megatron-LM run, whose --tp-comm-overlap is off)")]
-DocTokensOpt = Annotated[int | None, typer.Option(
-    "--doc-tokens", parser=human_int("--doc-tokens"),
-    help="mean tokens per document packed into each sequence (SFT / PEFT on short examples, NeMo / Megatron-Bridge "
-         "packed sequences, varlen flash attention): attention runs within each document, s/d documents of d(d+1)/2 "
-         "pairs instead of s(s+1)/2 (default: one document per sequence)")]
 EpOverlapOpt = Annotated[float | None, typer.Option(
     "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
 PlateauOpt = Annotated[float | None, typer.Option(

@@ -121,6 +121,7 @@ class FinetuneResult(BaseModel):
     tp: int
     pp: int
     dp: int
+    cp: int = 1  # context-parallel ranks splitting each sequence (--cp)
     zero: int
     num_gpus: int
     per_gpu: dict[str, int]
@@ -665,7 +666,7 @@ def finetune_memory(
         model=m.name, mode="finetune", method=method, total_params=total, trainable_params=trainable,
         lora_rank=None if full else lora_rank, lora_alpha=alpha, lora_targets=list(targets), optimizer=optimizer,
         precision=precision, batch=batch, seq=seq, grad_accum=grad_accum, recompute=recompute, attention=attention, loss=loss,
-        tp=plan.tp, pp=plan.pp, dp=dp, zero=zero, num_gpus=plan.num_gpus, per_gpu=per_gpu,
+        tp=plan.tp, pp=plan.pp, dp=dp, cp=plan.cp, zero=zero, num_gpus=plan.num_gpus, per_gpu=per_gpu,
         buffers=[BufferRow(**b.__dict__) for b in [*layer, *head]], activation_bytes=activations,
         textbook_activation_bytes=textbook, paged_optimizer_bytes=paged, cpu_offload_bytes=cpu,
         allocated_peak_bytes=allocated, reserved_peak_bytes=reserved, per_gpu_bytes=per_gpu_total,

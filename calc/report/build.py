@@ -102,7 +102,7 @@ def build_report(
     users: int | None = None,
     assumptions: ServingAssumptions = DEFAULT_ASSUMPTIONS, settings: EngineSettings | None = None,
     training_cost: Any = None, micro_batch: int | None = None, recompute: str | None = None,
-    global_batch: int | None = None, pins: tuple[tuple[str, int], ...] = (),
+    global_batch: int | None = None, pins: tuple[tuple[str, int], ...] = (), doc_tokens: int | None = None,
 ) -> Report:
     """Inference: params, FLOPs of the prompt, memory of B requests of P+T tokens, concurrency,
     latency, the memory chart and the serving plan `serve` makes for the same request, targets and rate
@@ -167,6 +167,7 @@ def build_report(
                     f"layout ({best.layout})", *memory.assumptions]})
                 best = None
         timed = train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
+                           doc_tokens=doc_tokens,
                            price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best)
         if no_node:
             timed = timed.model_copy(update={"mfu_source": f"assumed (0.4: no node type ships for {gpu.name})"})

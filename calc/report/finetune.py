@@ -12,7 +12,7 @@ from calc.units import gib, plural
 
 
 def finetune_view(r: Any) -> RenderableType:
-    table = per_gpu_table(r, f"Fine-tuning memory of {r.model} per GPU ({r.method}; TP {r.tp}, PP {r.pp}, DP {r.dp}, "
+    table = per_gpu_table(r, f"Fine-tuning memory of {r.model} per GPU ({r.method}; TP {r.tp}, PP {r.pp}, DP {r.dp}, CP {r.cp}, "
                           f"ZeRO {r.zero}; {plural(r.num_gpus, 'GPU')})", "buffer", "peak per GPU", size(r.per_gpu_bytes))
     rows = [
         ("trainable parameters", f"{r.trainable_params:,} of {r.total_params:,} ({100 * r.trainable_params / r.total_params:.3f}%)"),

@@ -512,9 +512,9 @@ def serve_view(r: Any) -> RenderableType:
     order = ("ranked by the fewest GPUs for the traffic, then tok/s/GPU" if sizing else
              f"ranked by tok/s/GPU, except that layouts within {NEAR_TIE:.0%} of the best tie and the one with the fewest "
              "GPUs per replica (then the lowest TPOT) comes first")
-    parts: list[RenderableType] = [table, Text(f"* misses a target; {order}; batch = requests a replica runs at once "
-                                               f"(the {cap} an --emit line starts it with, {under_ep}); binds = what "
-                                               "stops the batch growing", style="dim")]
+    parts: list[RenderableType] = [table, Text(f"* misses a target; {order}; batch = the most requests a replica runs "
+                                               f"at once, its figures timed there (the {cap} an --emit line starts it "
+                                               f"with, {under_ep}); binds = what stops the batch growing", style="dim")]
     parts.append(Text(r.verdict, style="bold"))  # the --emit launch line follows, printed unwrapped by the command
     return Group(*parts)
 

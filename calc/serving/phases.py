@@ -69,8 +69,12 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
     unloadable = shard_problem(m, dtype, plan.tp, 1, engine)
     if unloadable is not None:  # as latency refuses it: the engine would not load the checkpoint on this layout
         raise LLMCalcError("num_gpus", unloadable)
-    problem = batch_fit_problem(m, gpu, plan, settings, dtype, None, batch, prompt + output, a)
-    if problem is not None:  # fit first, as latency: a run that cannot be launched has no time to fit
+    # fit first, as latency: a run that cannot be launched has no time to fit; sized as the run was launched for its
+    # batch (vLLM --max-num-seqs = the batch: the profile run then samples that many, as latency's hint says), since a
+    # runs file has no launch settings
+    launched = settings.model_copy(update={"max_num_seqs": batch}) if settings.accounting().startswith("vllm") else settings
+    problem = batch_fit_problem(m, gpu, plan, launched, dtype, None, batch, prompt + output, a)
+    if problem is not None:
         raise LLMCalcError("num_gpus", problem.message)
     r = engine_latency(m, gpu, plan, settings, a, batch=batch, prompt=prompt, output=output, dtype=dtype)
     flops, moved = (r.prefill_flops, r.prefill_bytes) if phase == "prefill" else (r.decode_flops_per_step,

@@ -63,14 +63,17 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
     as_shipped = dtype is None or (dtype == "fp8" and q is not None and q.method == "fp8")
     if not as_shipped or q is None or engine not in ENGINES_CHECKING:
         return None
-    if q.method == "fp8" and q.block_size is not None:
+    if q.method in ("fp8", "compressed_tensors") and q.block_size is not None:  # block fp8 (compressed-tensors "block")
         block_n, block_k = q.block_size
         what = f"{block_n} x {block_k} fp8 scale blocks"
 
         def bad(side: str, width: int) -> bool:
             return width % (block_n if side == "out" else block_k) != 0
-    elif q.method in ("awq", "gptq") and q.group_size:
-        what = f"{q.method.upper()} groups of {q.group_size} inputs"
+    elif q.group_size and (q.method in ("awq", "gptq") or (q.method == "compressed_tensors" and q.strategy == "group")):
+        # AWQ / GPTQ and compressed-tensors WNA16 group quantization (its Marlin / Machete path checks the same
+        # input_size_per_partition % group_size)
+        what = f"{'compressed-tensors' if q.method == 'compressed_tensors' else q.method.upper()} groups of " \
+               f"{q.group_size} inputs"
 
         def bad(side: str, width: int) -> bool:
             return side == "in" and width % q.group_size != 0
@@ -86,4 +89,4 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
             + (f"; TP {whole[-1]} keeps them whole" if whole else "")
             + ("; expert parallelism (--ep) keeps the experts whole" if component == "experts" and m.moe else "")
             + ("; a checkpoint padded to whole groups (as Qwen's own AWQ / GPTQ releases are) loads: give its config.json"
-               if q.method in ("awq", "gptq") else ""))
+               if q.group_size and q.block_size is None else ""))
