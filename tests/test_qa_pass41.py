@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 # Llama 3 8B's matrix weights a decode step reads whole: every parameter but the embedding table (of which a step reads
 # its rows): 8,030,261,248 - 128,256 x 4,096 = 7,504,924,672 at 2 bytes; its KV cache 32 layers x 8 KV heads x 128 x
 # 2 (K and V) x 2 bytes = 131,072 bytes a token. H100 SXM: 3.35 TB/s HBM3 (datasheet).
@@ -69,7 +72,7 @@ def test_report_finetune_lays_out_tp_and_pp_as_memory_finetune(cli) -> None:
     assert odd.code == 2 and odd.err.startswith("llmcalc: error: --num-gpus") and "TP x PP x CP = 4" in odd.err
 
 
-QWEN3_FP8 = "benchmarks/data/corpus/configs/qwen3-235b-a22b-fp8.yaml"
+QWEN3_FP8 = str(ROOT / "benchmarks/data/corpus/configs/qwen3-235b-a22b-fp8.yaml")
 
 
 def test_a_checkpoint_whose_scale_blocks_a_tp_slice_cuts_is_not_priced_there(cli) -> None:
@@ -324,7 +327,7 @@ def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(c
     assert g.code == 2 and "refuses to run gemma2-9b in fp16" in g.err
     import yaml  # the rule reads the architecture (4 norms a layer around a GELU MLP), not the name
 
-    spec = yaml.safe_load(open("model_configs/gemma2-9b.yaml"))
+    spec = yaml.safe_load(open(ROOT / "model_configs/gemma2-9b.yaml"))
     spec.update({"name": "my-finetune-9b", "aliases": []})
     (tmp_path / "g2.yaml").write_text(yaml.safe_dump(spec))
     assert cli("latency", str(tmp_path / "g2.yaml"), "--gpu", "v100-32g").code == 2
@@ -403,7 +406,7 @@ def test_one_dtype_vocabulary_for_the_api_and_the_cli(cli) -> None:
     assert r.code == 2 and r.err.startswith("llmcalc: error: --price") and "compare" in r.err
 
 
-QWEN3_30B_FP8 = "benchmarks/data/corpus/configs/qwen3-30b-a3b-fp8.yaml"
+QWEN3_30B_FP8 = str(ROOT / "benchmarks/data/corpus/configs/qwen3-30b-a3b-fp8.yaml")
 
 
 def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
@@ -428,7 +431,7 @@ def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
     runs.write_text(f"model,gpu,num_gpus,batch,prompt,output,ttft_s,tpot_s\n{QWEN3_30B_FP8},h100,4,1,1024,256,,0.012\n")
     r = cli("calibrate", "--from-runs", str(runs))
     assert r.code == 2 and r.err.startswith("llmcalc: error: --from-runs: run 1: num_gpus") and "192" in r.err
-    spec = yaml.safe_load(open("model_configs/llama3-8b.yaml"))
+    spec = yaml.safe_load(open(ROOT / "model_configs/llama3-8b.yaml"))
     spec.update({"name": "odd-ffn", "aliases": [], "intermediate_size": 14340})
     odd = tmp_path / "odd.yaml"
     odd.write_text(yaml.safe_dump(spec))
