@@ -336,6 +336,8 @@ def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(c
     assert cli(*job, "2048").code == 0
     r = cli(*job, "2049")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --loss-chunks")
+    # the default 8 chunks are not a given value: 4 tokens are priced in 4 chunks of one token, not refused
+    assert cli("memory", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--seq", "4", "--loss", "chunked").code == 0
 
 
 def test_latency_pipelines_whole_sequences(cli) -> None:

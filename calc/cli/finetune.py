@@ -152,6 +152,10 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     loss = stack_settings(mem)["loss"]
     if loss not in ("chunked", "fused"):
         refuse("--loss-chunks", o["--loss-chunks"], "applies to --loss chunked or fused")
+    rows = batch * seq // plan.cp  # the token rows of the [tokens, vocab] logits a rank's loss chunks split
+    if o["--loss-chunks"] is not None and o["--loss-chunks"] > rows:
+        raise LLMCalcError("--loss-chunks", f"{o['--loss-chunks']:,} chunks of the loss over {rows:,} tokens a rank leave "
+                                            "chunks without a whole token; give <= that many")
     offload = _offloads(o["--offload"])
     if zero and plan.dp == 1:
         raise LLMCalcError("--zero", f"ZeRO-{zero} shards over data-parallel ranks; give --dp > 1 (or --num-gpus)")

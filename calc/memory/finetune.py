@@ -240,9 +240,6 @@ def _check_inputs(*, method: str, optimizer: str, precision: str, base_dtype: st
     for flag, value in (("--batch", batch), ("--seq", seq), ("--grad-accum", grad_accum), ("--loss-chunks", loss_chunks)):
         if value < 1:
             raise LLMCalcError(flag, f"must be >= 1, got {value}")
-    if loss_chunks > batch * seq // cp:  # a chunk of the loss holds whole token rows of the [tokens, vocab] logits
-        raise LLMCalcError("--loss-chunks", f"{loss_chunks:,} chunks of the loss over {batch * seq // cp:,} tokens a rank "
-                                            "leave chunks without a whole token; give <= that many")
     if optimizer_in_backward and grad_accum > 1:
         raise LLMCalcError("--optimizer-in-backward", "steps each parameter as its gradient arrives: needs --grad-accum 1")
     if optimizer_in_backward and method != "full":  # torchtune's optimizer_in_bwd is a full-finetune recipe option
@@ -523,7 +520,8 @@ def finetune_memory(
     n_layers = layers_per_stage(m, plan.pp)
     offload_layers = offload_layers_in_flight if offload_activations else None
     stage = stage_activations(m, batch, s_local, setup, recompute, n_layers, plan.pp, offload_layers)
-    head = lm_head_buffers(m, batch, s_local, loss, loss_chunks, act, full, plan.tp, compiled=fused)
+    # a loss chunk holds at least one token row of the [tokens, vocab] logits (the CLI refuses more chunks given)
+    head = lm_head_buffers(m, batch, s_local, loss, min(loss_chunks, batch * s_local), act, full, plan.tp, compiled=fused)
     transients = {"QLoRA dequantised weight": 0, "DoRA weight-norm temporaries": 0}
     if method == "qlora":
         transients["QLoRA dequantised weight"] = \
