@@ -47,41 +47,46 @@ def mixer_tp_problem(m: ModelSpec, tp: int) -> str | None:
     return None
 
 
+def tp_split_problem(m: ModelSpec, tp: int) -> str | None:
+    """Why the model's matrices cannot be split over ``tp`` ranks, or None: a state-space mixer it cannot split
+    (mixer_tp_problem), attention heads it does not divide, KV heads it cannot place (tp_splits_kv_heads), a dense FFN
+    width it does not divide (dense_mlp_widths). The one TP rule of serving (check_layout) and training
+    (calc.training.layout), its hint (splittable_tps) and its refusal (check_tp_split)."""
+    if (mixer := mixer_tp_problem(m, tp)) is not None:
+        return mixer
+    if m.num_heads % tp:
+        return f"{tp} does not divide the {m.num_heads} attention heads of {m.name}"
+    if not tp_splits_kv_heads(m, tp):
+        return f"{tp} neither divides nor is a multiple of the {m.kv_heads} KV heads of {m.name}"
+    if (width := next((w for w in dense_mlp_widths(m) if w % tp), None)) is not None:
+        return f"{tp} does not divide the FFN width {width:,} of {m.name} (every rank holds a whole 1/TP of it)"
+    return None
+
+
 def splittable_tps(m: ModelSpec, limit: int = 128) -> list[int]:
-    """Every TP degree up to ``limit`` check_layout accepts for ``m``: dividing the heads, placing the KV heads,
-    dividing the dense FFN widths and splitting its mixer (the hint a refused --tp names)."""
-    return [t for t in range(1, min(m.num_heads, limit) + 1)
-            if m.num_heads % t == 0 and tp_splits_kv_heads(m, t) and all(w % t == 0 for w in dense_mlp_widths(m))
-            and mixer_tp_problem(m, t) is None]
+    """Every TP degree up to ``limit`` check_layout accepts for ``m`` (tp_split_problem: the hint a refused --tp
+    names)."""
+    return [t for t in range(1, min(m.num_heads, limit) + 1) if tp_split_problem(m, t) is None]
 
 
 def check_tp_split(m: ModelSpec, tp: int) -> None:
-    """Refuse, naming --tp and the degrees that pass (splittable_tps), a TP the model's matrices cannot be split by:
-    it must divide the attention heads, place the KV heads (tp_splits_kv_heads) and divide the dense FFN widths
-    (dense_mlp_widths) and split a state-space mixer (mixer_tp_problem). The one TP rule of serving (check_layout) and
-    training (calc.training.layout)."""
-    h, g = m.num_heads, m.kv_heads
-    mixer = mixer_tp_problem(m, tp)
-    if h % tp == 0 and tp_splits_kv_heads(m, tp) and all(w % tp == 0 for w in dense_mlp_widths(m)) and mixer is None:
-        return
-    valid = ", ".join(map(str, splittable_tps(m)))
-    if mixer is not None:
-        raise LLMCalcError("--tp", f"{mixer}; try {valid}")
-    if h % tp:
-        raise LLMCalcError("--tp", f"{tp} does not divide the {h} attention heads of {m.name}; try {valid}")
-    if not tp_splits_kv_heads(m, tp):
-        raise LLMCalcError("--tp", f"{tp} neither divides nor is a multiple of the {g} KV heads of {m.name}; try {valid}")
-    width = next(w for w in dense_mlp_widths(m) if w % tp)
-    raise LLMCalcError("--tp", f"{tp} does not divide the FFN width {width:,} of {m.name} (every rank holds a whole 1/TP "
-                               f"of it); try {valid}")
+    """Refuse, naming --tp and the degrees that pass (splittable_tps), a TP the model's matrices cannot be split by
+    (tp_split_problem)."""
+    if (problem := tp_split_problem(m, tp)) is not None:
+        raise LLMCalcError("--tp", f"{problem}; try {', '.join(map(str, splittable_tps(m)))}")
+
+
+def sp_splits_sequence(seq: int, tp: int, cp: int = 1) -> bool:
+    """Whether sequence parallelism can split each rank's seq / CP tokens whole over the TP ranks (Megatron-Core
+    scatters the [s, b, h] activations along s: tensor_parallel/mappings.py _split_along_first_dim, "First dimension of
+    the tensor should be divisible by tensor parallel size")."""
+    return (seq // cp) % tp == 0
 
 
 def check_sequence_parallel(sp: bool, seq: int, tp: int, cp: int = 1) -> None:
-    """Sequence parallelism splits each rank's seq / CP tokens over the TP ranks (Megatron-Core scatters the [s, b, h]
-    activations along s: tensor_parallel/mappings.py _split_along_first_dim, "First dimension of the tensor should be
-    divisible by tensor parallel size"): refused, naming --sp, unless TP divides them. The one SP rule of training and
-    fine-tuning."""
-    if sp and (seq // cp) % tp:
+    """--sp where TP does not split each rank's tokens whole (sp_splits_sequence): refused, naming --sp. The one SP
+    rule of training and fine-tuning; the plan search runs TP without SP there (calc.training.plan)."""
+    if sp and not sp_splits_sequence(seq, tp, cp):
         raise LLMCalcError("--sp", f"sequence parallelism splits each rank's {seq // cp:,} tokens over TP {tp}, which does "
                                    "not divide them; give a --seq that TP x CP divides, or drop --sp")
 

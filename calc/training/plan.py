@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from calc.errors import LLMCalcError
-from calc.model.parallel import check_tp_split, pipeline_stage_layers
+from calc.model.parallel import check_tp_split, pipeline_stage_layers, sp_splits_sequence
 from calc.training.cost import ModelCost
 from calc.training.layout import Layout, layout_is_valid, zero_with_pp_problem
 from calc.training.stack import SHARDS_KV_HEADS, pp_sharding, stack_key, stack_runs, stack_zero_stages, tp_places_kv_heads
@@ -159,12 +159,6 @@ def check_pins(cost: ModelCost, n: int, space: SearchSpace) -> None:
                            f"does not divide the {n} GPUs")
 
 
-def sp_splits(seq: int, tp: int, cp: int) -> bool:
-    """Sequence parallelism where TP > 1 and it splits each rank's tokens whole (calc.model.parallel
-    .check_sequence_parallel): the search runs TP without it otherwise, as Megatron-LM does without --sequence-parallel."""
-    return tp > 1 and (seq // cp) % tp == 0
-
-
 def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
                       space: SearchSpace) -> tuple[int, list[tuple[Layout, int, int]]]:
     """(layouts considered, [(layout, micro-batches, peak bytes per GPU)] that fit in memory)."""
@@ -194,7 +188,9 @@ def enumerate_fitting(cost: ModelCost, n: int, global_batch: int,
                             zeros = zeros[:1]  # nothing to shard over: every stage is ZeRO-0 (was a duplicate row)
                         for zero in _pinned(space, "zero", zeros):
                             for recompute in _recompute_levels(cost, space):
-                                layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp_splits(cost.seq, tp, cp), micro_batch=b, zero=zero,
+                                # SP where it splits the tokens whole; TP without it otherwise
+                                layout = Layout(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep,
+                                                sp=tp > 1 and sp_splits_sequence(cost.seq, tp, cp), micro_batch=b, zero=zero,
                                                 recompute=recompute,  # type: ignore[arg-type]
                                                 sharding=pp_sharding(cost.eff.stack, zero, pp))
                                 if not layout_is_valid(m, layout, global_batch, cost.seq):
