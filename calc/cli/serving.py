@@ -234,12 +234,9 @@ def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: Servi
     expert-parallel rank's tokens over the mean, at most the EP degree, which is at most the routed experts (all tokens
     on one rank); --fp8-moe-scales picks the scaling of fp8 expert GEMMs, so experts that run in another dtype on every
     GPU given would ignore it (calc.serving.step: only an fp8 compute dtype reads it)."""
-    from calc.serving.weights import fp16_unsupported, weight_format
+    from calc.serving.weights import weight_format
 
     refuse_engine_formats(engine, m, gpus, dtype, kv_dtype)
-    if dtype == "fp16" and engine in (Engine.vllm, Engine.vllm_v0) and fp16_unsupported(m):
-        raise LLMCalcError("--dtype", f"vLLM refuses to run {m.name} in fp16 (Gemma 2 / 3: numerical instability, "
-                                      "vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS): give bf16 on a GPU that has it")
     expert_imbalance, fp8_moe_scales = knobs.expert_imbalance, knobs.fp8_moe_scales
     if m.moe is None:
         return
@@ -259,8 +256,14 @@ def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | 
     """TensorRT-LLM builds fp8 GEMMs and an fp8 KV cache only on GPUs with fp8 tensor cores (its support matrix: Ampere
     SM80 / SM86 FP32, FP16, BF16, INT8, INT4; FP8 from Ada SM89 and Hopper; it has no fp8 weight-only kernel such as
     vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there are refused, naming the flag."""
-    from calc.serving.weights import weight_format
+    from calc.serving.weights import vllm_dtype_problem, weight_format
 
+    if engine in (Engine.vllm, Engine.vllm_v0):
+        for g in gpus:
+            problem = vllm_dtype_problem(m, g, dtype)
+            # a GPU vLLM would run in fp32 among several compared is that GPU's row (calc.report.build.compare_gpus)
+            if problem is not None and (problem[0] != "--gpu" or len(gpus) == 1):
+                raise LLMCalcError(*problem)
     if engine is not Engine.trtllm:
         return
     for g in gpus:

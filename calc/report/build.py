@@ -314,7 +314,7 @@ def compare_gpus(
     from calc.errors import LLMCalcError
     from calc.hardware.peaks import peak_tflops
     from calc.serving.engine_kernels import engine_kernels
-    from calc.serving.weights import weight_format
+    from calc.serving.weights import vllm_dtype_problem, weight_format
 
     s = settings or EngineSettings()
     asked = {"target_ttft_ms": ttft_ms, "target_tpot_ms": tpot_ms, "rate": rate, "users": users}
@@ -322,13 +322,17 @@ def compare_gpus(
     for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
         compute = weight_format(m, gpu, dtype).compute_dtype
         try:
+            problem = vllm_dtype_problem(m, gpu, dtype) if s.engine.startswith("vllm") else None
+            if problem is not None:  # vLLM runs Gemma 2 / 3 in fp32 on a GPU without bf16: not priced
+                raise LLMCalcError(*problem)
             peak = peak_tflops(gpu, compute)
         except LLMCalcError as exc:  # e.g. a T4 has no bf16 tensor core (vLLM refuses bf16 there too): a row, not the table
             rows.append(CompareRow(
                 model=m.name, gpu=gpu.name, engine=s.engine, weights_dtype=weights_class(m, dtype), peak_tflops=None,
                 memory_bytes=gpu.memory_bytes, hbm_tb_s=gpu.hbm_tb_s, fits=False, meets_targets=False, layout=None,
                 gpus=None, batch=None, max_concurrency=0, ttft_s=None, tpot_s=None, tokens_per_s=None,
-                cost_per_million_tokens=None, verdict=f"{exc.problem}: compare it with another --dtype",
+                cost_per_million_tokens=None, verdict=exc.problem + (": compare it with another --dtype"
+                                                                     if exc.field == "--dtype" else ""),
                 price_per_gpu_hour=(prices or {}).get(gpu.name), **asked))
             continue
         kernels = engine_kernels(assumptions, m, gpu, s, prompt + output - 1, dtype)

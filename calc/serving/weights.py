@@ -196,6 +196,28 @@ def fp16_unsupported(m: ModelSpec) -> bool:
     return m.norms_per_layer == 4 and m.activation.startswith("gelu")
 
 
+def vllm_dtype_problem(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> tuple[str, str] | None:
+    """(flag, why) where vLLM will not run the model as asked, or runs it in a format this tool does not price; None
+    where it runs. vllm/config/model.py: a model in _FLOAT16_NOT_SUPPORTED_MODELS (fp16_unsupported) is refused at
+    --dtype float16 ("Numerical instability"), and at --dtype auto _resolve_auto_dtype drops float16 from the
+    platform's supported dtypes for it, so a bf16 checkpoint on a GPU without bf16 (CudaPlatform below compute
+    capability 8.0 supports float16, float32) runs in float32 on the CUDA cores: 4-byte weights and KV and no tensor
+    peak, which no command prices. One rule for every serving command (latency, concurrency, serve, report, and
+    `memory --mode infer`'s engine verdict)."""
+    if not fp16_unsupported(m):
+        return None
+    if dtype == "fp16":
+        return "--dtype", (f"vLLM refuses to run {m.name} in fp16 (Gemma 2 / 3: numerical instability, "
+                           "vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS): give bf16 on a GPU that has it")
+    peaks = gpu.datasheet_peak_tflops
+    if dtype is None and m.quantization is None and m.checkpoint_dtype == "bf16" and "bf16" not in peaks:
+        return "--gpu", (f"{gpu.name} has no bf16, and vLLM refuses {m.name} in fp16 (Gemma 2 / 3: numerical "
+                         "instability), so its --dtype auto runs it in fp32 on the CUDA cores (4-byte weights and KV, "
+                         "no tensor peak; vllm/config/model.py _resolve_auto_dtype), which is not priced: give a GPU "
+                         "with bf16 (compute capability 8.0 or later) or another --engine")
+    return None
+
+
 def _auto_dtype(m: ModelSpec, peaks: dict[str, float]) -> str:
     """The 16-bit dtype an engine runs a checkpoint in at --dtype auto: its own, except bf16 on a GPU without bf16
     tensor cores (Volta, Turing), which runs in fp16 (vLLM's _resolve_auto_dtype takes the platform's first supported

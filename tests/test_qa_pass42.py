@@ -1,0 +1,29 @@
+"""Findings mended in pass 42, each checked against an independent path (an engine's source, a hand count)."""
+
+from __future__ import annotations
+
+
+def test_every_serving_command_refuses_what_vllm_runs_in_fp32(cli) -> None:
+    """QA41 F18: vLLM drops float16 from a Gemma 2 / 3 model's dtypes (vllm/config/model.py
+    _FLOAT16_NOT_SUPPORTED_MODELS, _is_valid_dtype), so on a GPU without bf16 (T4, V100: CUDA below compute capability
+    8.0 supports float16 and float32) its --dtype auto runs the bf16 checkpoint in float32: 4-byte weights (9.24 B
+    parameters x 4 = 37 GB, not 18.5) and KV, on CUDA cores. latency and serve refused it (no bf16 peak) while
+    concurrency counted the KV at 2 bytes a value; now every serving command refuses it with one reason, naming --gpu,
+    `memory --mode infer` drops the engine verdict with a warning, and compare reports it in that GPU's row. A model
+    vLLM runs in fp16 (Llama 3.2 1B) is unchanged, and --dtype fp16 on Gemma 2 is refused by concurrency as latency
+    refuses it (it was accepted)."""
+    for command in (("concurrency", "--max-model-len", "4096"), ("latency",), ("serve", "--users", "4"), ("report",)):
+        r = cli(command[0], "gemma2-9b", "--gpu", "t4", *command[1:])
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --gpu: t4 has no bf16") and "fp32" in r.err, command
+        assert r.err.count("\n") == 1 and "Traceback" not in r.err
+    assert cli("concurrency", "gemma2-9b", "--gpu", "t4", "--max-model-len", "4096", "--engine", "sglang").err \
+        .find("fp32") < 0  # another engine's rule is not vLLM's
+    fp16 = cli("concurrency", "gemma2-9b", "--gpu", "h100", "--dtype", "fp16", "--max-model-len", "4096")
+    assert fp16.code == 2 and "refuses to run gemma2-9b in fp16" in fp16.err
+    assert cli("concurrency", "llama3.2-1b", "--gpu", "t4", "--max-model-len", "4096").code == 0
+    memory = cli("memory", "gemma2-9b", "--gpu", "t4", "--num-gpus", "2", "--seq", "2048", "--json")
+    assert memory.code == 0 and memory.json().get("engine_fit") is None and "no serving engine verdict" in memory.err
+    assert cli("memory", "gemma2-9b", "--gpu", "l4", "--num-gpus", "2", "--seq", "2048", "--json").json()["engine_fit"]
+    rows = {r["gpu"]: r for r in cli("compare", "gemma2-9b", "t4", "h100", "--json").json()}
+    assert rows["t4"]["layout"] is None and "fp32" in rows["t4"]["verdict"]
+    assert rows["h100-sxm"]["tokens_per_s"] > 0
