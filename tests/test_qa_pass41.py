@@ -315,8 +315,8 @@ def test_a_bf16_checkpoint_runs_in_fp16_on_gpus_without_bf16_as_vllm_auto_does(c
     """QA41 F13: vLLM's --dtype auto takes the platform's first supported dtype where the checkpoint's is missing
     (vllm/config/model.py _resolve_auto_dtype; CUDA below compute capability 8.0: fp16, fp32), so Llama 3.2 1B (bf16)
     is served in fp16 on a V100 / T4, at the fp16 tensor peak (V100 125, T4 65 TFLOPS), and the weights line says
-    why; Gemma 2, which vLLM will not run in fp16, is still refused (naming --gpu: vLLM would run it in fp32). Loss chunks beyond the tokens are
-    refused (QA41 F21): 2,048 tokens hold at most 2,048 chunks."""
+    why; Gemma 2, which vLLM will not run in fp16, is still refused (naming --gpu: vLLM would run it in fp32).
+    Loss chunks beyond the tokens are refused (QA41 F21): 2,048 tokens hold at most 2,048 chunks."""
     for gpu in ("v100-32g", "t4"):
         d = cli("latency", "llama3.2-1b", "--gpu", gpu, "--json").json()
         assert d["dtype"] == "fp16" and "falls back to fp16" in d["assumptions"][0]
