@@ -27,3 +27,18 @@ def test_every_serving_command_refuses_what_vllm_runs_in_fp32(cli) -> None:
     rows = {r["gpu"]: r for r in cli("compare", "gemma2-9b", "t4", "h100", "--json").json()}
     assert rows["t4"]["layout"] is None and "fp32" in rows["t4"]["verdict"]
     assert rows["h100-sxm"]["tokens_per_s"] > 0
+
+
+def test_a_refused_tp_names_only_degrees_the_engine_loads(cli) -> None:
+    """QA41b F4: DeepSeek-V3 ships 128 x 128 block-fp8 weights; vLLM loads a TP slice only when it holds whole scale
+    blocks. Its dense MLP is 18,432 wide (144 blocks) and its experts 2,048 (16 blocks), so TP must divide
+    gcd(144, 16) = 16: 1, 2, 4, 8, 16 (each also divides the 128 heads). A --tp 3 (not a divisor of the heads) was
+    answered "try 1, 2, 4, 8, 16, 32, 64, 128", three of which the next command then refused; bf16 weights (no scale
+    blocks) keep the heads' list, as does an engine whose loader is not checked (TensorRT-LLM)."""
+    for command in (("latency",), ("concurrency", "--max-model-len", "4096")):
+        r = cli(command[0], "deepseek-v3", "--gpu", "h200", "--tp", "3", *command[1:])
+        assert r.code == 2 and r.err.strip().endswith("try 1, 2, 4, 8, 16"), r.err
+        assert cli(command[0], "deepseek-v3", "--gpu", "h200", "--tp", "32", *command[1:]).err.find("scale blocks") > 0
+    bf16 = cli("latency", "deepseek-v3", "--gpu", "h200", "--tp", "3", "--dtype", "bf16")
+    assert bf16.code == 2 and bf16.err.strip().endswith("try 1, 2, 4, 8, 16, 32, 64, 128")
+    assert cli("latency", "llama3-8b", "--gpu", "h100", "--tp", "3").err.strip().endswith("try 1, 2, 4, 8, 16, 32")

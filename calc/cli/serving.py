@@ -315,6 +315,19 @@ def refuse_unloadable(m: Any, dtype: str | None, tp: int, ep: int, engine: Engin
         raise LLMCalcError("--tp" if tp_given else "--num-gpus", problem)
 
 
+def check_serving_tp(m: Any, tp: int | None, dtype: str | None, ep: int, engine: Engine) -> None:
+    """A typed --tp the model's matrices cannot be split by (calc.model.parallel.tp_split_problem), refused naming
+    the degrees that split them and that the engine loads the checkpoint at (refuse_unloadable's rule): DeepSeek-V3's
+    128 x 128 fp8 scale blocks rule out TP 32 and beyond, though its 128 heads split."""
+    from calc.model.parallel import splittable_tps, tp_split_problem
+    from calc.serving.shards import shard_problem
+
+    if tp is None or (problem := tp_split_problem(m, tp)) is None:
+        return
+    loadable = [t for t in splittable_tps(m) if shard_problem(m, dtype, t, ep, engine.value) is None]
+    raise LLMCalcError("--tp", f"{problem}; try {', '.join(map(str, loadable))}")
+
+
 def refuse_unsplit_comm_buffer(gpus: int | None, comm_buffer_gib: float | None) -> None:
     """--comm-buffer-gib on one GPU: no communicator is built (calc.serving.engine_memory counts the buffers only
     when the model is split), so it would change nothing."""
@@ -494,9 +507,10 @@ def latency(
     a = serving_assumptions(knobs, s, moe=m.moe is not None, num_scheduler_steps=num_scheduler_steps,
                             attention_windows=attention_windows_of(m, attention_windows, s))
     gpus = _gpus(num_gpus, tp, pp, ep)
+    m, dtype = given_weights(ctx, m, dtype)
+    check_serving_tp(m, tp, dtype, ep, engine)
     plan = engine_mod.expert_plan(m, gpus, tp, pp or 1, ep) if ep > 1 else engine_mod.serving_plan(m, gpus, tp, pp or 1)
     refuse_unsplit_comm_buffer(gpus, knobs.comm_buffer_gib)
-    m, dtype = given_weights(ctx, m, dtype)
     check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
     refuse_unloadable(m, dtype, plan.tp, ep, engine, tp is not None)
     note_fp32(dtype)
@@ -560,9 +574,8 @@ def _missed_target(result: Any, ttft_ms: float | None, tpot_ms: float | None) ->
 def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | None, kv_dtype: str | None, a: Any,
                                max_model_len: int | None, ep: int = 1) -> int | None:
     """latency --max-model-len: the engine's "Maximum concurrency for max_model_len tokens per request" (the same
-    capacity call as `concurrency --max-model-len`), None when not given. Refused under vLLM when the KV cache holds
-    not one request of that length: vLLM then refuses to start (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory:
-    "To serve at least one request with the models's max seq len ... larger than the available KV cache memory")."""
+    capacity call as `concurrency --max-model-len`), None when not given. Refused where the engine will not start
+    with a KV cache that holds not one request of that length (EngineSettings.refuses_short_cache: vLLM)."""
     if max_model_len is None:
         return None
     from calc.serving.capacity import deployment_memory
@@ -570,9 +583,9 @@ def _max_model_len_concurrency(m: Any, g: Any, plan: Any, s: Any, dtype: str | N
 
     at_len = deployment_memory(m, g, plan, s, dtype, kv_dtype, max_model_len, a, ep=ep)
     d = attention_ranks(plan.tp, ep)
-    # vLLM's startup check (EP: every attention group's cache must hold one, each is its own engine); SGLang and
-    # TensorRT-LLM start and cap a request at their pool instead (0 requests of that length at once)
-    if at_len.max_concurrency < 1 and s.accounting().startswith("vllm"):
+    # EP: every attention group's cache must hold one, each is its own engine; an engine that starts anyway caps a
+    # request at its pool (0 requests of that length at once)
+    if at_len.max_concurrency < 1 and s.refuses_short_cache():
         raise LLMCalcError("--max-model-len", f"{max_model_len:,} tokens exceed the {at_len.engine} KV cache on "
                                               f"{plan.tp * plan.pp * d} x {g.name} ({at_len.kv_cache_tokens:,} tokens"
                                               + (f" in each of {d} attention groups" if d > 1 else "") + "): the "
@@ -625,6 +638,7 @@ def concurrency(
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
     refuse_engine_formats(engine, m, [g], dtype, kv_dtype)
+    check_serving_tp(m, tp, dtype, ep, engine)
     a = serving_assumptions(ServingKnobs(reserve_gib=reserve_gib, comm_buffer_gib=comm_buffer_gib),
                             attention_windows=attention_windows_of(m, attention_windows, s))
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,

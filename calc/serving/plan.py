@@ -496,13 +496,11 @@ class _Setup:
                              tokens_per_request=self.prompt + self.output, assumptions=self.a, draft=self.draft)
 
     def starts(self, tp: int, pp: int, ep: int) -> bool:
-        """Whether the engine starts with its --max-model-len on this layout: vLLM (V1 and V0) checks at startup that
-        one request of max_model_len tokens fits its KV cache (vllm/v1/core/kv_cache_utils.py
-        check_enough_kv_cache_memory), as `latency --max-model-len` and `concurrency` refuse it; SGLang starts and caps
-        a request at its pool (max_req_input_len = min(context_len - 1, max_total_num_tokens - 1)), as TensorRT-LLM
-        schedules what its pool holds. A max_model_len of the request itself is the capacity check already made."""
-        if self.s.max_model_len <= self.prompt + self.output or not self.s.accounting().startswith("vllm"):
-            return True  # SGLang and TensorRT-LLM start and cap the request length at their pool instead
+        """Whether the engine starts with its --max-model-len on this layout (EngineSettings.refuses_short_cache: vLLM
+        checks that one request of max_model_len tokens fits its KV cache, as `latency --max-model-len` and
+        `concurrency` refuse it). A max_model_len of the request itself is the capacity check already made."""
+        if self.s.max_model_len <= self.prompt + self.output or not self.s.refuses_short_cache():
+            return True
         at_len = engine_memory(self.m, self.gpu, settings=self.s, tp=tp, pp=pp, ep=ep, dtype=self.dtype,
                                kv_dtype=self.kv_dtype, tokens_per_request=self.s.max_model_len, assumptions=self.a,
                                draft=self.draft)

@@ -196,6 +196,14 @@ class EngineSettings(_Spec):
             return "vllm-v0" if self.version() < VLLM_V1_FROM else "vllm-v1"
         return self.engine
 
+    def refuses_short_cache(self) -> bool:
+        """Whether the engine refuses to start when its KV cache holds not one request of max_model_len tokens: vLLM
+        (V1 and V0) checks it at startup (vllm/v1/core/kv_cache_utils.py check_enough_kv_cache_memory: "To serve at
+        least one request with the models's max seq len ... larger than the available KV cache memory"); SGLang starts
+        and caps a request at its pool (max_req_input_len = min(context_len - 1, max_total_num_tokens - 1)), as
+        TensorRT-LLM schedules what its pool holds."""
+        return self.accounting().startswith("vllm")
+
     def context_len(self, model_max: int) -> int:
         return self.max_model_len or model_max
 
