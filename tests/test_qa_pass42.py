@@ -42,3 +42,20 @@ def test_a_refused_tp_names_only_degrees_the_engine_loads(cli) -> None:
     bf16 = cli("latency", "deepseek-v3", "--gpu", "h200", "--tp", "3", "--dtype", "bf16")
     assert bf16.code == 2 and bf16.err.strip().endswith("try 1, 2, 4, 8, 16, 32, 64, 128")
     assert cli("latency", "llama3-8b", "--gpu", "h100", "--tp", "3").err.strip().endswith("try 1, 2, 4, 8, 16, 32")
+
+
+def test_compare_prices_the_traffic_it_was_asked_about(cli) -> None:
+    """QA41b: compare --rate priced $/M tokens at the deployment flat out, so a GPU that idles at the traffic read
+    cheap. At --rate 2 with 256 output tokens the traffic is 512 output tokens/s; one H100 at $3/h costs
+    3 / (512 x 3,600) x 10^6 = $1.628 per million of them, one L40S at $1.5/h $0.814, whatever their peak rate
+    (the flat-out figure stays, under its own key). Without --rate there is no traffic and no such key."""
+    rows = {r["gpu"]: r for r in cli("compare", "llama3-8b", "h100", "l40s", "--rate", "2", "--output", "256",
+                                     "--price", "h100=3", "--price", "l40s=1.5", "--json").json()}
+    assert rows["h100-sxm"]["gpus"] == 1 and rows["l40s"]["gpus"] == 1
+    assert abs(rows["h100-sxm"]["cost_per_million_tokens_at_rate"] - 3 / (512 * 3600) * 1e6) < 1e-9
+    assert abs(rows["l40s"]["cost_per_million_tokens_at_rate"] - 1.5 / (512 * 3600) * 1e6) < 1e-9
+    assert rows["h100-sxm"]["cost_per_million_tokens"] < rows["h100-sxm"]["cost_per_million_tokens_at_rate"]
+    table = cli("compare", "llama3-8b", "h100", "l40s", "--rate", "2", "--price", "h100=3", "--price", "l40s=1.5")
+    assert "$/M at rate" in table.out and "1.628" in table.out and "0.814" in table.out
+    free = cli("compare", "llama3-8b", "h100", "--price", "h100=3", "--json").json()[0]
+    assert free["cost_per_million_tokens_at_rate"] is None and free["cost_per_million_tokens"] > 0

@@ -269,7 +269,7 @@ class CompareRow(BaseModel):
     ttft_s: float | None
     tpot_s: float | None
     tokens_per_s: float | None  # output tokens/s of the whole deployment (every replica)
-    cost_per_million_tokens: float | None
+    cost_per_million_tokens: float | None  # flat out: over the deployment's tokens_per_s
     verdict: str
     price_per_gpu_hour: float | None = None  # --price for this GPU, the cost's rate; None: no price given
     assumptions: list[str] = []  # the serve plan's on this GPU (compare --explain prints them, once where shared)
@@ -277,6 +277,9 @@ class CompareRow(BaseModel):
     target_tpot_ms: float | None = None
     rate: float | None = None
     users: int | None = None  # --users the layout was sized for (closed loop), under serve's key
+    # --rate with a price: the deployment's cost over the traffic's own output tokens (rate x output a second), what the
+    # traffic costs; cost_per_million_tokens is the floor a deployment kept busy reaches
+    cost_per_million_tokens_at_rate: float | None = None
     explain: list[str] = []  # the arithmetic of this GPU's figures: serve's for its pick, its tokens/s and its cost
 
     @computed_field  # type: ignore[prop-decorator]
@@ -352,14 +355,17 @@ def compare_gpus(
             ttft_s=best.ttft_ms / 1e3 if best else None, tpot_s=best.tpot_ms / 1e3 if best else None, tokens_per_s=tokens,
             cost_per_million_tokens=cost_per_million_tokens(best.gpus_needed, price, tokens) if best and price is not None
             else None, verdict=plan.verdict, assumptions=plan.assumptions, price_per_gpu_hour=price, **asked,
-            explain=_compare_explain(best, tokens, price),
+            cost_per_million_tokens_at_rate=cost_per_million_tokens(best.gpus_needed, price, rate * output)
+            if best and price is not None and rate else None,
+            explain=_compare_explain(best, tokens, price, rate and rate * output),
         ))
     return rows
 
 
-def _compare_explain(best: Any, tokens: float | None, price: float | None) -> list[str]:
+def _compare_explain(best: Any, tokens: float | None, price: float | None, traffic: float | None = None) -> list[str]:
     """The arithmetic of one GPU's compare row: the picked layout's serve derivation, the deployment's tokens/s and
-    its cost per million output tokens (cost_per_million_tokens)."""
+    its cost per million output tokens (cost_per_million_tokens), flat out and, with --rate, over the traffic's
+    ``traffic`` output tokens a second."""
     if best is None or tokens is None:
         return []
     lines = [*plan_explain([best]),
@@ -367,4 +373,8 @@ def _compare_explain(best: Any, tokens: float | None, price: float | None) -> li
     if price is not None:
         lines.append(f"$/M tokens = GPUs x $/GPU-hour / (tokens/s x 3,600 s/h) x 10^6 = {best.gpus_needed} x {price:g} / "
                      f"({tokens:,.1f} x 3,600) x 10^6 = {cost_per_million_tokens(best.gpus_needed, price, tokens):.4g}")
+    if price is not None and traffic:
+        lines.append(f"$/M tokens at the rate = GPUs x $/GPU-hour / (rate x output x 3,600 s/h) x 10^6 = "
+                     f"{best.gpus_needed} x {price:g} / ({traffic:,.1f} x 3,600) x 10^6 = "
+                     f"{cost_per_million_tokens(best.gpus_needed, price, traffic):.4g}")
     return lines

@@ -160,14 +160,19 @@ def compare_view(rows: list[Any], model: str, num_gpus: int | None) -> Renderabl
     """Each GPU's `serve` pick: layout, GPUs, batch, latency, output tokens/s of the deployment and $/M output tokens."""
     where = f"up to {plural(num_gpus, 'GPU')}" if num_gpus else "the GPUs serve sizes"
     table = Table(title=f"{model}: the layout serve picks on {where} of each kind", title_justify="left")
+    at_rate = any(r.cost_per_million_tokens_at_rate is not None for r in rows)
     for col in ("GPU", "peak TFLOPS", "memory", "HBM TB/s", "layout", "GPUs", "batch", "TTFT ms", "TPOT ms", "tokens/s",
-                "$/M tokens"):
+                "$/M tokens", *(("$/M at rate",) if at_rate else ())):
         table.add_column(col, justify="left" if col in ("GPU", "layout") else "right")
+    money = lambda x: f"{x:,.3f}" if x is not None else "-"  # noqa: E731
     for r in rows:
         layout = r.layout or ("no layout meets the targets" if r.fits else "does not fit" if r.peak_tflops else r.verdict)
         table.add_row(r.gpu, f"{r.peak_tflops:g}" if r.peak_tflops else "-", f"{gb(r.memory_bytes):.0f} GB", f"{r.hbm_tb_s:g}", layout,
                       str(r.gpus) if r.gpus else "-", str(r.batch) if r.batch else "-",
                       f"{r.ttft_s * 1e3:,.1f}" if r.ttft_s else "-", f"{r.tpot_s * 1e3:,.2f}" if r.tpot_s else "-",
-                      f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "-",
-                      f"{r.cost_per_million_tokens:,.3f}" if r.cost_per_million_tokens is not None else "-")
+                      f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "-", money(r.cost_per_million_tokens),
+                      *((money(r.cost_per_million_tokens_at_rate),) if at_rate else ()))
+    if at_rate:  # what each column's money buys
+        table.caption = ("$/M tokens: flat out, at the deployment's tokens/s; $/M at rate: the same GPUs over the "
+                         "traffic's own output tokens (--rate x --output a second)")
     return table
