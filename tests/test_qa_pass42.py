@@ -59,3 +59,17 @@ def test_compare_prices_the_traffic_it_was_asked_about(cli) -> None:
     assert "$/M at rate" in table.out and "1.628" in table.out and "0.814" in table.out
     free = cli("compare", "llama3-8b", "h100", "--price", "h100=3", "--json").json()[0]
     assert free["cost_per_million_tokens_at_rate"] is None and free["cost_per_million_tokens"] > 0
+
+
+def test_a_pipelined_step_line_says_whose_flops_and_bytes_it_counts(cli) -> None:
+    """QA41b: under PP a serving step crosses every stage, and its derivation summed the stages' FLOPs and bytes
+    under the label "FLOPs/GPU". Llama 3 70B on TP 2 x PP 2, 4 sequences at context 1,152: one TP rank reads the
+    matrix weights (70,553,706,496 - 128,256 x 8,192 embedding rows) x 2 B / 2 = 69,503,033,344 B and the KV cache
+    4 x 1,152 x 80 layers x 8 KV heads x 128 x 2 x 2 B / 2 = 754,974,720 B, 70.26 GB in all: the two stages' sum, which
+    no single GPU reads; the line now says so. On one stage it stays per GPU."""
+    lines = cli("latency", "llama3-70b", "--gpu", "h100", "--tp", "2", "--pp", "2", "--batch", "8", "--json").json()
+    decode = next(line for line in lines["explain"] if line.startswith("decode 4 sequences at context 1152"))
+    expected = (70_553_706_496 - 128_256 * 8_192) * 2 // 2 + 4 * 1_152 * 80 * 8 * 128 * 2 * 2 // 2
+    assert f"bytes per TP rank over the 2 stages {expected / 1e9:.2f} GB" in decode, decode
+    one = cli("latency", "llama3-8b", "--gpu", "h100", "--json").json()["explain"]
+    assert any("FLOPs/GPU" in line for line in one) and not any("stages" in line for line in one if "FLOPs" in line)

@@ -287,8 +287,8 @@ def latency(
                        + (f" (the largest of {n_micro} micro-batches of whole sequences: "
                           + ", ".join(f"{c} x {q}" for c, q in sizes) + ")" if n_micro > 1 else "") + (
                 f" in {n_steps} chunked steps of <= {max(st.tokens for _, st in steps[biggest]):,} tokens (the engine's "
-                "tokens per step), summed" if n_steps > 1 else ""), pre, plan.tp),
-            _step_line(f"decode {micro} sequences at context {mid}" + (" a group" if ranks > 1 else ""), dec, plan.tp),
+                "tokens per step), summed" if n_steps > 1 else ""), pre, plan.pp),
+            _step_line(f"decode {micro} sequences at context {mid}" + (" a group" if ranks > 1 else ""), dec, plan.pp),
             (f"TTFT = (sum of the {sum(n for n, _ in items)} prefill steps of every micro-batch + (p - 1) x the longest) / p = "
              f"{ttft * 1e3:.2f} ms (p = {plan.pp} stages: the last step leaves once every step has crossed the first "
              "stage and the longest the rest); " if plan.pp > 1 or len(items) > 1 or items[0][0] > 1 else
@@ -324,13 +324,16 @@ def _ms(seconds: float) -> str:
     return figure(seconds * 1e3, 3 if seconds < 0.1 else 1)
 
 
-def _step_line(label: str, st: StepTime, tp: int) -> str:
+def _step_line(label: str, st: StepTime, pp: int) -> str:
     """One step's derivation whose terms add up: forward = weight GEMMs + attention + routing + communication, step =
     forward (or, eager, the host's launches when longer) + overhead; the compute / memory split that names the bound
-    (GEMM time beyond streaming the weights plus attention compute, against weight and KV reads) beside it."""
+    (GEMM time beyond streaming the weights plus attention compute, against weight and KV reads) beside it. Under
+    PP the step crosses every stage, so its FLOPs and bytes are one TP rank's summed over the ``pp`` stages (each GPU
+    holds one stage's share)."""
     forward = st.gemm_s + st.attention_s + st.routing_s + st.comm_s
     routing = f" + MoE routing {_ms(st.routing_s)} ms" if st.routing_s else ""
-    return (f"{label}: FLOPs/GPU {abbrev(st.flops, digits=4)}, bytes/GPU {human(st.bytes_read, 'B', 4)}; weight GEMMs "
+    per = "/GPU" if pp == 1 else f" per TP rank over the {pp} stages"
+    return (f"{label}: FLOPs{per} {abbrev(st.flops, digits=4)}, bytes{per} {human(st.bytes_read, 'B', 4)}; weight GEMMs "
             f"(shape by shape) {_ms(st.gemm_s)} ms + attention {_ms(st.attention_s)} ms (the longer of its compute and "
             f"its KV read){routing} + TP / PP communication {_ms(st.comm_s)} ms = forward {_ms(forward)} ms; "
             + (f"eager: host kernel launches {_ms(st.launch_s)} ms, step = overhead + max(forward, launches) = "
