@@ -81,15 +81,15 @@ def test_validate_refuses_bad_input_before_any_progress_line(cli, args: list[str
 def test_compare_gives_a_gpu_without_the_dtype_its_own_row(cli) -> None:
     """A T4 has fp16 and int8 tensor peaks, no bf16 (Turing). A bf16 checkpoint as shipped runs there in fp16 (vLLM's
     --dtype auto takes the platform's first supported dtype: QA41 F13), so Llama 3 8B's T4 row is priced at the fp16
-    peak; Gemma 2, which vLLM refuses in fp16, keeps bf16 and its row says the T4 has none, the other GPUs still
-    compared; only T4s -> exit 2 naming --dtype."""
+    peak; Gemma 2, which vLLM refuses in fp16 (it would run fp32: QA41 F18), gets a row saying so, the other GPUs
+    still compared; only a T4 -> exit 2 naming the GPU."""
     rows = {r["gpu"]: r for r in cli("compare", "llama3-8b", "h100", "t4", "--json").json()}
     assert rows["t4"]["peak_tflops"] == 65 and any("falls back to fp16" in a for a in rows["t4"]["assumptions"])
     gemma = {r["gpu"]: r for r in cli("compare", "gemma2-9b", "h100", "t4", "--json").json()}
-    assert gemma["t4"]["peak_tflops"] is None and "no bf16 tensor peak" in gemma["t4"]["verdict"]
+    assert gemma["t4"]["peak_tflops"] is None and "t4 has no bf16" in gemma["t4"]["verdict"]  # vLLM would run fp32
     assert gemma["t4"]["fits"] is False and gemma["h100-sxm"]["peak_tflops"] == 989.4  # H100 SXM dense bf16 datasheet
     alone = cli("compare", "gemma2-9b", "t4")
-    assert alone.code == 2 and alone.err.startswith("llmcalc: error: --dtype")
+    assert alone.code == 2 and alone.err.startswith("llmcalc: error: GPU: t4 has no bf16")
     fp16 = {r["gpu"]: r for r in cli("compare", "llama3-8b", "t4", "--dtype", "fp16", "--json").json()}
     assert fp16["t4"]["peak_tflops"] == 65  # T4 datasheet: 65 TFLOPS fp16 tensor
 

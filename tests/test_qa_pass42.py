@@ -27,6 +27,8 @@ def test_every_serving_command_refuses_what_vllm_runs_in_fp32(cli) -> None:
     rows = {r["gpu"]: r for r in cli("compare", "gemma2-9b", "t4", "h100", "--json").json()}
     assert rows["t4"]["layout"] is None and "fp32" in rows["t4"]["verdict"]
     assert rows["h100-sxm"]["tokens_per_s"] > 0
+    for gpus in (("t4",), ("t4", "v100-32g")):  # compare names its positional GPU field, not a --gpu it has not
+        assert cli("compare", "gemma2-9b", *gpus).err.startswith("llmcalc: error: GPU: ")
 
 
 def test_a_refused_tp_names_only_degrees_the_engine_loads(cli) -> None:
@@ -73,3 +75,24 @@ def test_a_pipelined_step_line_says_whose_flops_and_bytes_it_counts(cli) -> None
     assert f"bytes per TP rank over the 2 stages {expected / 1e9:.2f} GB" in decode, decode
     one = cli("latency", "llama3-8b", "--gpu", "h100", "--json").json()["explain"]
     assert any("FLOPs/GPU" in line for line in one) and not any("stages" in line for line in one if "FLOPs" in line)
+
+
+def test_a_shipped_group_that_cuts_a_whole_matrix_loads_on_no_layout(cli, tmp_path) -> None:
+    """QA42 F4: vLLM's GPTQ / AWQ create_weights refuses input_size_per_partition % group_size != 0 at every TP, TP 1
+    (the whole input) included; a config.json claiming GPTQ groups of 100 over 4,096-wide inputs (4,096 = 40 x 100
+    + 96) was priced and served. Now every serving command refuses it naming the checkpoint (MODEL), serve finds no
+    layout, and the same checkpoint with groups of 128 (4,096 = 32 x 128, 14,336 = 112 x 128) still loads at TP 1."""
+    import json
+
+    base = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000, "max_position_embeddings": 8192}
+    for group in (100, 128):
+        (tmp_path / f"g{group}.json").write_text(json.dumps(
+            {**base, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": group}}))
+    bad = str(tmp_path / "g100.json")
+    for command in (("concurrency", "--max-model-len", "8192"), ("latency",), ("latency", "--tp", "2")):
+        r = cli(command[0], bad, "--gpu", "h100", *command[1:])
+        assert r.code == 2 and r.err.startswith("llmcalc: error: MODEL:") and "groups of 100 inputs" in r.err, r.err
+    assert cli("serve", bad, "--gpu", "h100").code == 2
+    good = cli("concurrency", str(tmp_path / "g128.json"), "--gpu", "h100", "--max-model-len", "8192")
+    assert good.code == 0

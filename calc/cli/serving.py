@@ -228,7 +228,7 @@ def fits_at_default_utilization(m: Any, g: Any, s: Any, dtype: str | None, kv_dt
 
 
 def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: ServingKnobs = DEFAULT_SERVING_KNOBS,
-                        engine: Engine = Engine.vllm, kv_dtype: str | None = None) -> None:
+                        engine: Engine = Engine.vllm, kv_dtype: str | None = None, gpu_field: str = "--gpu") -> None:
     """The weights and KV formats the engine runs on these GPUs (refuse_engine_formats), and the MoE serving flags whose
     value the model bounds (after refuse_moe_options): --expert-imbalance is the busiest
     expert-parallel rank's tokens over the mean, at most the EP degree, which is at most the routed experts (all tokens
@@ -236,7 +236,7 @@ def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: Servi
     GPU given would ignore it (calc.serving.step: only an fp8 compute dtype reads it)."""
     from calc.serving.weights import weight_format
 
-    refuse_engine_formats(engine, m, gpus, dtype, kv_dtype)
+    refuse_engine_formats(engine, m, gpus, dtype, kv_dtype, gpu_field)
     expert_imbalance, fp8_moe_scales = knobs.expert_imbalance, knobs.fp8_moe_scales
     if m.moe is None:
         return
@@ -252,7 +252,8 @@ def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: Servi
                                                    "fp8 tensor cores) or drop it")
 
 
-def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | None, kv_dtype: str | None) -> None:
+def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | None, kv_dtype: str | None,
+                          gpu_field: str = "--gpu") -> None:
     """TensorRT-LLM builds fp8 GEMMs and an fp8 KV cache only on GPUs with fp8 tensor cores (its support matrix: Ampere
     SM80 / SM86 FP32, FP16, BF16, INT8, INT4; FP8 from Ada SM89 and Hopper; it has no fp8 weight-only kernel such as
     vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there are refused, naming the flag."""
@@ -263,7 +264,7 @@ def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | 
             problem = vllm_dtype_problem(m, g, dtype)
             # a GPU vLLM would run in fp32 among several compared is that GPU's row (calc.report.build.compare_gpus)
             if problem is not None and (problem[0] != "--gpu" or len(gpus) == 1):
-                raise LLMCalcError(*problem)
+                raise LLMCalcError(gpu_field if problem[0] == "--gpu" else problem[0], problem[1])
     if engine is not Engine.trtllm:
         return
     for g in gpus:
@@ -311,8 +312,9 @@ def refuse_unloadable(m: Any, dtype: str | None, tp: int, ep: int, engine: Engin
     from calc.serving.shards import shard_problem
 
     problem = shard_problem(m, dtype, tp, ep, engine.value)
-    if problem is not None:
-        raise LLMCalcError("--tp" if tp_given else "--num-gpus", problem)
+    if problem is not None:  # named by the checkpoint itself where no TP loads it (a group that cuts a whole matrix)
+        anywhere = tp > 1 and shard_problem(m, dtype, 1, ep, engine.value) is not None
+        raise LLMCalcError("MODEL" if tp == 1 or anywhere else "--tp" if tp_given else "--num-gpus", problem)
 
 
 def check_serving_tp(m: Any, tp: int | None, dtype: str | None, ep: int, engine: Engine) -> None:

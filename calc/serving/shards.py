@@ -31,19 +31,22 @@ CHECKED = {"gate_proj", "up_proj", "gate_up_proj", "down_proj", "o_proj"}
 ENGINES_CHECKING = ("vllm", "vllm-v0", "sglang")  # the engines that load the checkpoint's own scales as shipped
 
 
-def _slices(m: ModelSpec, tp: int, ep: int) -> list[tuple[str, str, str, int]]:
-    """(component, matrix name, "in" / "out", width of one rank's slice) for every checked matrix TP splits: the
-    output width of a column-parallel one (one projection's, gate_up_proj split in its two halves), the input width
-    of a row-parallel one; routed experts only without expert parallelism (EP keeps them whole)."""
+def _slices(m: ModelSpec, tp: int, ep: int) -> list[tuple[str, str, str, int, bool]]:
+    """(component, matrix name, "in" / "out", width of one rank's slice, whether TP split that side) for every checked
+    matrix: the output width of a column-parallel one (one projection's, gate_up_proj split in its two halves) and
+    its whole input width, the input width of a row-parallel one; routed experts split only without expert
+    parallelism (EP keeps them whole)."""
     out = []
     for t, _ in tensor_copies(m):
-        if t.name not in CHECKED or not t.shape or (t.component == "experts" and ep > 1) or tp == 1:
+        if t.name not in CHECKED or not t.shape:
             continue
         k, n = t.shape
+        t_here = 1 if t.component == "experts" and ep > 1 else tp
         if t.name in COLUMN_PARALLEL:
-            out.append((t.component, t.name, "out", (n // 2 if t.name == "gate_up_proj" else n) // tp))
+            out.append((t.component, t.name, "out", (n // 2 if t.name == "gate_up_proj" else n) // t_here, t_here > 1))
+            out.append((t.component, t.name, "in", k, False))
         elif t.name in ROW_PARALLEL:
-            out.append((t.component, t.name, "in", k // tp))
+            out.append((t.component, t.name, "in", k // t_here, t_here > 1))
     return out
 
 
@@ -67,23 +70,26 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
         block_n, block_k = q.block_size
         what = f"{block_n} x {block_k} fp8 scale blocks"
 
-        def bad(side: str, width: int) -> bool:
-            return width % (block_n if side == "out" else block_k) != 0
+        def bad(side: str, width: int, split: bool) -> bool:  # an unsplit width may end in a partial block
+            return split and width % (block_n if side == "out" else block_k) != 0
     elif q.group_size and (q.method in ("awq", "gptq") or (q.method == "compressed_tensors" and q.strategy == "group")):
         # AWQ / GPTQ and compressed-tensors WNA16 group quantization (its Marlin / Machete path checks the same
         # input_size_per_partition % group_size)
         what = f"{'compressed-tensors' if q.method == 'compressed_tensors' else q.method.upper()} groups of " \
                f"{q.group_size} inputs"
 
-        def bad(side: str, width: int) -> bool:
-            return side == "in" and width % q.group_size != 0
+        def bad(side: str, width: int, split: bool) -> bool:  # at every TP, TP 1 included: create_weights checks
+            return side == "in" and width % q.group_size != 0  # input_size_per_partition, the whole input at TP 1
     else:
         return None
-    cut = next(((c, name, side, w) for c, name, side, w in _slices(m, tp, ep) if bad(side, w)), None)
+    cut = next(((c, name, side, w, split) for c, name, side, w, split in _slices(m, tp, ep) if bad(side, w, split)), None)
     if cut is None:
         return None
-    component, name, side, width = cut
-    whole = [t for t in (1, 2, 4, 8, 16) if t < tp and all(not bad(s, w) for *_, s, w in _slices(m, t, ep))]
+    component, name, side, width, split = cut
+    if not split:  # the whole matrix is cut: no layout loads it
+        return (f"{m.name}'s {component} {name} has {width:,} inputs, not whole {what}: {engine} refuses to load it at "
+                "any TP (its create_weights checks the input size); check the config's group_size")
+    whole = [t for t in (1, 2, 4, 8, 16) if t < tp and all(not bad(s, w, sp) for *_, s, w, sp in _slices(m, t, ep))]
     return (f"{m.name}'s {component} {name} at TP {tp} is {width:,} {'outputs' if side == 'out' else 'inputs'} a rank, "
             f"not whole {what}: {engine} refuses to load it"
             + (f"; TP {whole[-1]} keeps them whole" if whole else "")
