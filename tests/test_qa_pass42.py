@@ -96,3 +96,19 @@ def test_a_shipped_group_that_cuts_a_whole_matrix_loads_on_no_layout(cli, tmp_pa
     assert cli("serve", bad, "--gpu", "h100").code == 2
     good = cli("concurrency", str(tmp_path / "g128.json"), "--gpu", "h100", "--max-model-len", "8192")
     assert good.code == 0
+
+
+def test_a_weight_format_given_says_so_and_not_as_shipped(cli) -> None:
+    """QA42 F3: --dtype awq / gptq / nvfp4 on a bf16 checkpoint priced that format's checkpoint but reported
+    "dtype": "as-shipped", so AWQ and GPTQ were told apart only by their bytes. GPTQ stores an int32 g_idx per input
+    row of every quantized Linear: Llama 2 70B, 80 layers x (3 x 8,192 q / k / v + 8,192 o + 2 x 8,192 gate / up +
+    28,672 down = 77,824 rows) x 4 B = 24,903,680 B more than AWQ. gpt-oss ships MXFP4, so --dtype mxfp4 is it as
+    shipped."""
+    awq = cli("memory", "llama2-70b", "--dtype", "awq", "--json").json()
+    gptq = cli("memory", "llama2-70b", "--dtype", "gptq", "--json").json()
+    assert (awq["dtype"], gptq["dtype"]) == ("awq", "gptq")
+    assert gptq["weights_bytes"] - awq["weights_bytes"] == 80 * 77_824 * 4
+    assert cli("latency", "llama3-8b", "--gpu", "h100", "--dtype", "nvfp4", "--json").json()["dtype"] == "nvfp4"
+    assert cli("memory", "gpt-oss-20b", "--dtype", "mxfp4", "--json").json()["dtype"] == "as-shipped"
+    title = cli("concurrency", "llama3-8b", "--gpu", "h100", "--dtype", "gptq", "--max-model-len", "8192").out
+    assert "vllm, gptq, KV fp16" in title and "weights as shipped" not in title

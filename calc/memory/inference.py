@@ -94,7 +94,7 @@ def inference_memory(
     kv_stored = request_cache_bytes(m, seq, kv_dtype, plan.tp) * plan.tp * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
-        model=m.name, mode="infer", dtype="as-shipped" if shipped else dtype,
+        model=m.name, mode="infer", dtype=(m.quantization.label() if m.quantization else "as-shipped") if shipped else dtype,
         weights_dtype=weights_class(m, None if shipped else dtype), kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
@@ -102,7 +102,7 @@ def inference_memory(
         total_bytes=weights + kv_stored + activations + reserve * shards, kv_cache_stored_bytes=kv_stored,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict, weight_bytes_by_group=groups,
         assumptions=[
-            (f"weights as shipped: {shipped_dtype_label(m)}" if shipped else f"weights in {dtype}"
+            (f"weights {'' if m.quantization and m.quantization.converted_from else 'as shipped: '}{shipped_dtype_label(m)}" if shipped else f"weights in {dtype}"
              + (f" (the blocks' weight matrices; embeddings, output head, routers and norms in {sixteen_bit(m)}, as "
                 "engines quantize a checkpoint)" if dtype in LOW_BIT_DTYPES else ""))
             + (f" with one fp16 scale per {group_size} weights" if group_size else ""),

@@ -388,7 +388,7 @@ def requantize(m: ModelSpec, dtype: str | None) -> tuple[ModelSpec, str | None]:
     # AWQ / GPTQ ship fp16 scales and run fp16 activations (vLLM AWQConfig / GPTQConfig.get_supported_act_dtypes:
     # [torch.half]; AutoAWQ / AutoGPTQ write torch_dtype float16); the fp4 formats keep the model's 16-bit dtype.
     act = "fp16" if q.method in ("awq", "gptq") else m.checkpoint_dtype if m.checkpoint_dtype in ("bf16", "fp16") else "bf16"
-    return m.model_copy(update={"quantization": q, "checkpoint_dtype": act}), None
+    return m.model_copy(update={"quantization": q.model_copy(update={"converted_from": dtype}), "checkpoint_dtype": act}), None
 
 
 # The result field that carries weights_class (latency, concurrency, serve, engine and inference memory results).
@@ -421,6 +421,9 @@ def shipped_dtype_label(m: ModelSpec) -> str:
     q = m.quantization
     if q is None:
         return m.checkpoint_dtype
+    if q.converted_from:  # --dtype awq on a bf16 model: that format's checkpoint of it, not one it ships
+        return f"--dtype {q.converted_from}, as its checkpoint would ship: " + shipped_dtype_label(
+            m.model_copy(update={"quantization": q.model_copy(update={"converted_from": None})}))
     detail = f" block {q.block_size[0]}x{q.block_size[1]}" if q.block_size else (f" g{q.group_size}" if q.group_size else "")
     detail = (f" {q.scheme}" if q.scheme else "") + detail
     names = q.modules_to_not_convert or []

@@ -256,11 +256,11 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marli
     else:
         store, compute = ("int8" if q.bits == 8 else "int4"), act
     how = {"fp8": "the fp8 tensor peak (W8A8 block-fp8 GEMMs)"}.get(compute, f"{compute} (weights dequantised in the kernel)")
-    line = (f"weights as shipped: {shipped_dtype_label(m)}; {', '.join(quantized)} streamed at "
+    line = (f"weights {'' if q.converted_from else 'as shipped: '}{shipped_dtype_label(m)}; {', '.join(quantized)} streamed at "
             + ", ".join(f"{float(per[c]):.3g} B/weight" for c in quantized)
             + f" and multiplied at {how}; activations, attention and KV default in {act}{_dsa_kv_note(m)}; --dtype bf16 / "
             "fp16 prices every weight at that dtype, fp8 / int8 / int4 the blocks' weight matrices")
     # vLLM and SGLang serve integer 4-bit experts (gptq / awq / compressed-tensors wNa16) with Marlin MoE kernels
     # (calc.serving.moe.expert_gemm_rate); MXFP4 experts on Hopper run OpenAI's Triton MoE kernel instead.
     int4_experts = store == "int4" and "experts" in quantized and q.method in ("gptq", "awq", "compressed_tensors")
-    return WeightFormat("as-shipped", act, compute, per, {c: store for c in quantized}, line, int4_experts)
+    return WeightFormat(q.label(), act, compute, per, {c: store for c in quantized}, line, int4_experts)

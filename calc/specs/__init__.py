@@ -198,6 +198,13 @@ class QuantSpec(_Spec):
                                "transformers' Mxfp4HfQuantizer replaces the experts module, vLLM's Mxfp4Config leaves "
                                "every other Linear unquantized)")
     modules_to_not_convert: list[str] = Field(default_factory=list)
+    converted_from: Literal["nvfp4", "mxfp4", "awq", "gptq"] | None = Field(
+        None, description="set by calc.memory.weights.requantize: the --dtype weight format the model was priced as "
+                          "(that format's checkpoint of it, not one the model ships)")
+
+    def label(self) -> str:
+        """The weights' dtype label of a result: the --dtype format it was converted to, else "as-shipped"."""
+        return self.converted_from or "as-shipped"
 
 
 class ModelSpec(_Spec):
