@@ -12,9 +12,9 @@ from calc.memory.weights import (
     LOW_BIT_DTYPES,
     check_group_size,
     requantize,
-    shipped_dtype_label,
     sixteen_bit,
     weight_bytes_by_group,
+    weights_as_priced,
     weights_class,
     weights_per_gpu,
 )
@@ -102,7 +102,7 @@ def inference_memory(
         total_bytes=weights + kv_stored + activations + reserve * shards, kv_cache_stored_bytes=kv_stored,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict, weight_bytes_by_group=groups,
         assumptions=[
-            (f"weights {'' if m.quantization and m.quantization.converted_from else 'as shipped: '}{shipped_dtype_label(m)}" if shipped else f"weights in {dtype}"
+            (weights_as_priced(m) if shipped else f"weights in {dtype}"
              + (f" (the blocks' weight matrices; embeddings, output head, routers and norms in {sixteen_bit(m)}, as "
                 "engines quantize a checkpoint)" if dtype in LOW_BIT_DTYPES else ""))
             + (f" with one fp16 scale per {group_size} weights" if group_size else ""),

@@ -416,6 +416,13 @@ def weights_class(m: ModelSpec, dtype: str | None) -> str:
     return named or f"int{q.bits}"
 
 
+def weights_as_priced(m: ModelSpec) -> str:
+    """The head of a weights assumption line priced as shipped: "weights as shipped: fp8 block 128x128 ...", or for a
+    model converted by --dtype (requantize) "weights --dtype awq, as its checkpoint would ship: ..."."""
+    converted = m.quantization is not None and m.quantization.converted_from
+    return ("weights " if converted else "weights as shipped: ") + shipped_dtype_label(m)
+
+
 def shipped_dtype_label(m: ModelSpec) -> str:
     """How the checkpoint ships, in words: 'mxfp4 (experts) + bf16', 'fp8 block 128x128 + bf16', 'bf16'."""
     q = m.quantization

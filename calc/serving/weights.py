@@ -242,7 +242,7 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marli
         line = f"weights in {d}" if dtype is not None else f"weights as shipped: {m.checkpoint_dtype} (no quantization_config)" + (
             f", run in {d}: {FP16_FALLBACK}" if d != m.checkpoint_dtype else "")
         return WeightFormat(dtype or d, d, d, {}, {}, line)
-    from calc.memory.weights import float8_scheme, shipped_dtype_label
+    from calc.memory.weights import float8_scheme, weights_as_priced
 
     act = _auto_dtype(m, peaks)
     params = count_params(m).components
@@ -256,7 +256,7 @@ def _resolve(m: ModelSpec, peaks: dict[str, float], dtype: str | None, fp8_marli
     else:
         store, compute = ("int8" if q.bits == 8 else "int4"), act
     how = {"fp8": "the fp8 tensor peak (W8A8 block-fp8 GEMMs)"}.get(compute, f"{compute} (weights dequantised in the kernel)")
-    line = (f"weights {'' if q.converted_from else 'as shipped: '}{shipped_dtype_label(m)}; {', '.join(quantized)} streamed at "
+    line = (f"{weights_as_priced(m)}; {', '.join(quantized)} streamed at "
             + ", ".join(f"{float(per[c]):.3g} B/weight" for c in quantized)
             + f" and multiplied at {how}; activations, attention and KV default in {act}{_dsa_kv_note(m)}; --dtype bf16 / "
             "fp16 prices every weight at that dtype, fp8 / int8 / int4 the blocks' weight matrices")
