@@ -112,3 +112,19 @@ def test_a_weight_format_given_says_so_and_not_as_shipped(cli) -> None:
     assert cli("memory", "gpt-oss-20b", "--dtype", "mxfp4", "--json").json()["dtype"] == "as-shipped"
     title = cli("concurrency", "llama3-8b", "--gpu", "h100", "--dtype", "gptq", "--max-model-len", "8192").out
     assert "vllm, gptq, KV fp16" in title and "weights as shipped" not in title
+
+
+def test_flops_of_a_generation_count_the_prefill_that_makes_the_first_token(cli) -> None:
+    """QA42 F5: `flops --output T` labelled the T - 1 decode steps "whole generation", leaving out the prefill that
+    makes the first token (ten times more here). Llama 2 7B: 6,738,415,616 parameters less the 32,000 x 4,096
+    embedding and 65 RMSNorms of 4,096 = 6,607,077,376 multiplied per token, of which the head 131,072,000. Prefill of
+    1,000 tokens, causal, logits at the last position only: 2 x 1,000 x (M - head) + 2 x head + 2 x 32 heads x
+    (128 + 128) x 32 layers x 1,000 x 1,001 / 2 pairs."""
+    m, head = 6_738_415_616 - 32_000 * 4_096 - 65 * 4_096, 32_000 * 4_096
+    prefill = 2 * 1_000 * (m - head) + 2 * head + 2 * 32 * 256 * 32 * (1_000 * 1_001 // 2)
+    d = cli("flops", "llama2-7b", "--seq", "1000", "--output", "100", "--json").json()
+    decode = d["decode"]
+    assert decode["prefill_flops"] == prefill
+    assert decode["total_flops"] == prefill + decode["generation_flops"]
+    table = cli("flops", "llama2-7b", "--seq", "1000", "--output", "100").out
+    assert "99 decode steps" in table and f"{prefill + decode['generation_flops']:,}" in table

@@ -241,9 +241,11 @@ class DecodeFlops(BaseModel):
     batch: int
     prompt: int
     output: int
-    first_step_flops: int
+    first_step_flops: int  # the first decode step (P + 1 keys)
     last_step_flops: int
-    generation_flops: int
+    generation_flops: int  # the T - 1 decode steps
+    prefill_flops: int  # the causal prefill of the B x P prompt, logits at its last position (it makes token 1)
+    total_flops: int  # the whole generation: prefill + the T - 1 decode steps
     explain: list[str]
     warnings: list[str] = []
 
@@ -256,9 +258,12 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
     (P + 1 keys) and ``last_step_flops`` step T - 1 (step 1 when T = 1: no step runs, generation 0). MLA decodes
     absorbed over the cached latent (mla_decode_dims: d_qk = r_kv + d_rope, d_v = r_kv, as the engines run it and
     calc.serving prices it); the unabsorbed per-key cost 2*B*h*(d_qk+d_v) of the prefill convention is shown beside it in
-    the explanation."""
+    the explanation. ``prefill_flops``: the prompt's causal forward (forward_flops, causal) with the output head on
+    its last position only (the engines sample one token there), 2*B*(P-1)*head fewer than every position's logits;
+    ``total_flops`` = prefill + the T - 1 steps."""
     check_tokens(batch, prompt)
     check_count(output, "--output")
+    prefill = forward_flops(m, batch, prompt, causal=True).forward_flops - 2 * batch * (prompt - 1) * head_matmul_params(m)
     steps = output - 1
     matmul_params = count_params(m).matmul_params
     d_qk, d_v = mla_decode_dims(m) or attention_dims(m)
@@ -277,6 +282,8 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
         + indexer_flops(m, batch, 1, prompt + 1, causal=True),
         last_step_flops=step + per_key * layer_pairs(m, 1, last, causal=True) + indexer_flops(m, batch, 1, last, causal=True),
         generation_flops=total,
+        prefill_flops=prefill,
+        total_flops=prefill + total,
         warnings=check_context(m, prompt + output, "--output", f"the prompt's {prompt:,} + {output:,} generated = "),
         explain=[
             f"T = {output:,} generated tokens: the prefill makes the first, then T - 1 = {steps:,} decode steps",
@@ -285,6 +292,9 @@ def decode_flops(m: ModelSpec, batch: int, prompt: int, output: int) -> DecodeFl
             "layer is full)"
             + (f" + lightning indexer {scored:,} (every cached key scored; the attention reads the top-"
                f"{m.mla.index_topk:,})" if scored and m.mla else "") + f" = {total:,}",
+            f"prefill: the causal forward of B x P = {batch:,} x {prompt:,} tokens, logits at the last position only "
+            f"(- 2*B*(P-1)*head = {2 * batch * (prompt - 1) * head_matmul_params(m):,}) = {prefill:,}; whole generation = "
+            f"prefill + decode steps = {prefill + total:,}",
             *_mla_decode_note(m, batch),
         ],
     )

@@ -548,8 +548,10 @@ def gemm_view(name: str, extra: Any) -> RenderableType:
     if name == "decode":
         return kv_table(f"Generating {extra.output} tokens after a {extra.prompt}-token prompt (B={extra.batch}): the "
                         f"prefill makes the first, {extra.output - 1:,} decode steps", [
-            ("first step", f"{extra.first_step_flops:,}"), ("last step", f"{extra.last_step_flops:,}"),
-            ("whole generation", f"{extra.generation_flops:,} ({human(extra.generation_flops, 'FLOPs')})"),
+            ("prefill (causal, B x P)", f"{extra.prefill_flops:,} ({human(extra.prefill_flops, 'FLOPs')})"),
+            ("first decode step", f"{extra.first_step_flops:,}"), ("last decode step", f"{extra.last_step_flops:,}"),
+            (f"{extra.output - 1:,} decode steps", f"{extra.generation_flops:,} ({human(extra.generation_flops, 'FLOPs')})"),
+            ("whole generation", f"{extra.total_flops:,} ({human(extra.total_flops, 'FLOPs')})"),
         ])
     if name == "training_compute":
         return kv_table(f"Training compute of {abbrev(extra.tokens, digits=4)} tokens", [
