@@ -95,18 +95,21 @@ def check_mfu(mfu: float, field: str) -> list[str]:
     return []
 
 
-def check_predicted_mfu(plan: Any, field: str = "MFU") -> list[str]:
+def check_predicted_mfu(plan: Any, field: str = "MFU", measured: bool = False) -> list[str]:
     """Warn when a plan's PREDICTED MFU is above HIGHEST_PUBLISHED_MFU: the engine's plateau and overlap defaults were
     fitted on runs below it, so such a figure is a best case no published run reached (the refusal above 100% stays
     check_mfu's, for measured rates). The MFU compared is the plan's causal count (``mfu_causal``: the attention FLOPs
     a causal kernel runs), so that a long sequence's full s x s count, twice the attention work done, does not raise
-    the flag by itself; ``mfu`` where a plan has no causal figure. None (no plan, or one that does not fit): no line."""
+    the flag by itself; ``mfu`` where a plan has no causal figure. None (no plan, or one that does not fit): no line.
+    ``measured``: the GEMM rates came from the user (--gemm-plateau, --calibration), so the line asks to check them
+    rather than to give them."""
     mfu = None if plan is None else getattr(plan, "mfu_causal", None) or getattr(plan, "mfu", None)
     if mfu is None or mfu <= HIGHEST_PUBLISHED_MFU:
         return []
     return [f"{field}: predicted {mfu:.1%} (attention counted causal) is above the highest MFU published for a "
-            f"training run ({HIGHEST_PUBLISHED_MFU:.1%}: torchtitan, Llama 2 13B on 64 A100, FSDP2); read it as a best "
-            "case, or give a measured --gemm-plateau or --calibration"]
+            f"training run ({HIGHEST_PUBLISHED_MFU:.1%}: torchtitan, Llama 2 13B on 64 A100, FSDP2); " + (
+                "it follows the GEMM rates given (--gemm-plateau / --calibration): check they were measured on this "
+                "stack" if measured else "read it as a best case, or give a measured --gemm-plateau or --calibration")]
 
 
 def check_tokens(tokens: float, field: str = "--tokens") -> list[str]:

@@ -128,3 +128,46 @@ def test_flops_of_a_generation_count_the_prefill_that_makes_the_first_token(cli)
     assert decode["total_flops"] == prefill + decode["generation_flops"]
     table = cli("flops", "llama2-7b", "--seq", "1000", "--output", "100").out
     assert "99 decode steps" in table and f"{prefill + decode['generation_flops']:,}" in table
+
+
+CALIBRATION = """format: 2
+gpu: h100-sxm
+device_name: NVIDIA H100 80GB HBM3
+is_gpu: true
+dtype: bf16
+date: "2026-12-01"
+roofline: {{peak_tflops: 989.4, peak_gb_s: 3350, source: spec}}
+ops:
+  gemm:
+    - {{size: 1.0e9, measured_s: 1.0e-5, efficiency: 0.3}}
+    - {{size: 1.0e13, measured_s: 0.01, efficiency: {gemm}}}
+  memory:
+    - {{size: 1.0e9, measured_s: 1.0e-4, efficiency: {memory}}}
+"""
+
+
+def test_every_training_command_reads_a_calibration_by_one_rule(cli, tmp_path) -> None:
+    """QA42 F6-F9. A GPU file whose largest memory op runs at 140% of HBM peak is impossible (an op that large does
+    not fit the caches): latency, train-time and mfu refused it, train-step and train-plan priced with it; now every
+    command refuses it at load. Under a file with a GEMM curve --gemm-plateau changes nothing and is refused, and a
+    measured step slower than the calibrated prediction is reported (error (60.79 - 200) / 200 = -70%), not refused as
+    "slower than at a 5% plateau" (the plateau was never read). An MFU band ends at 100% of peak (83.3% at a 0.99
+    plateau read 67.6-103.6%), and the best-case warning does not ask for the --gemm-plateau it was given."""
+    bad, ok = tmp_path / "bad.yaml", tmp_path / "ok.yaml"
+    bad.write_text(CALIBRATION.format(gemm=0.95, memory=1.4))
+    ok.write_text(CALIBRATION.format(gemm=0.7, memory=0.85))
+    run = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8")
+    for command in (("train-step", *run, "--zero", "1"), ("train-plan", *run), ("latency", "llama3-8b", "--gpu", "h100")):
+        r = cli(*command, "--calibration", str(bad))
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --calibration: measured largest memory-op bandwidth is 140%")
+    step = ("train-step", *run, "--zero", "1", "--calibration", str(ok))
+    for command in (step, ("train-plan", *run, "--calibration", str(ok))):
+        r = cli(*command, "--gemm-plateau", "0.3")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --gemm-plateau")
+    predicted = cli(*step, "--json").json()["step_time_s"]
+    slow = cli(*step, "--measured-step-time", "200", "--json")
+    assert slow.code == 0 and abs(slow.json()["measured_error"] - (predicted - 200) / 200) < 1e-9
+    assert slow.json()["fitted_gemm_plateau"] is None
+    hot = cli("train-step", *run, "--zero", "1", "--gemm-plateau", "0.99", "--json")
+    assert hot.json()["bands"]["mfu"]["high"] <= 1.0 < hot.json()["mfu"] * 1.25
+    assert "give a measured --gemm-plateau" not in hot.err and "it follows the GEMM rates given" in hot.err

@@ -645,11 +645,12 @@ def _warn_scale(num_gpus: int | None, global_batch: int | None, seq: int, node: 
         warn(field, message)
 
 
-def _warn_predicted_mfu(plan: Any) -> None:
-    """The warning of calc.sanity.check_predicted_mfu for a plan's predicted MFU (train-time's rides on its result)."""
+def _warn_predicted_mfu(plan: Any, cost: Any) -> None:
+    """The warning of calc.sanity.check_predicted_mfu for a plan's predicted MFU (train-time's rides on its result),
+    saying so where ``cost`` carries GEMM rates the user gave."""
     from calc.sanity import check_predicted_mfu, warn
 
-    for line in check_predicted_mfu(plan):
+    for line in check_predicted_mfu(plan, measured=cost.calibration is not None or cost.eff.gemm_plateau is not None):
         warn(*line.split(": ", 1))
 
 
@@ -767,7 +768,11 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     eff = replace(Efficiencies(flash=attention != Attention.unfused, activations=k.activations.value), **overrides)
     from calc.hardware.calibration import load_calibration as load_checked
 
-    return ModelCost(m, g, node, seq, dtype, eff, load_checked(calibration, g) if calibration else None, lora, doc_tokens)
+    calib = load_checked(calibration, g) if calibration else None
+    if calib is not None and calib.ops.get("gemm") and k.gemm_plateau is not None:  # the measured curve times the GEMMs
+        raise LLMCalcError("--gemm-plateau", "the --calibration file's measured GEMM curve sets every GEMM's rate, so a "
+                                             "plateau would change nothing: give one of them")
+    return ModelCost(m, g, node, seq, dtype, eff, calib, lora, doc_tokens)
 
 
 def check_doc_tokens(doc_tokens: int | None, seq: int) -> None:
@@ -904,7 +909,7 @@ def train_step(
         from calc.training.calibrate import with_measurement
 
         result = with_measurement(result, cost, layout, measured_step_time)
-    _warn_predicted_mfu(result if measured_step_time is None else None)  # a plan that does not fit has no MFU
+    _warn_predicted_mfu(result if measured_step_time is None else None, cost)  # a plan that does not fit has no MFU
     emit_outcome(result, as_json, explain, train_step_view, None if result.fits else result.verdict)
 
 
@@ -969,7 +974,7 @@ def train_plan(
                                      f"(each CP rank needs >= {MIN_TOKENS_PER_CP_RANK:,} of the --seq {seq:,} tokens, "
                                      "CP a power of two dividing the GPUs): give a longer --seq or --cp, or drop it")
     result = search_plans(cost, num_gpus, batch_or_default(global_batch, seq, num_gpus), top=top, space=space)
-    _warn_predicted_mfu(result.plans[0] if result.plans else None)
+    _warn_predicted_mfu(result.plans[0] if result.plans else None, cost)
     if target is not None and result.plans:
         plot_step_breakdown(result.plans, f"{result.model} on {num_gpus} x {result.gpu}: step time by term", str(target))
     if as_json:

@@ -164,9 +164,21 @@ def load_calibration(path: str, gpu: GPUSpec | None = None) -> Calibration:
     from calc.sources.safeload import load_mapping
 
     calibration = spec_from_mapping(Calibration, load_mapping(Path(path), "--calibration"), path, "--calibration")
+    plateaus(calibration)  # every command that reads the file holds it to the physical bounds, not only some
     if gpu is not None:
         check_device(calibration, gpu)
     return calibration
+
+
+def plateaus(calibration: Calibration) -> tuple[float | None, float | None]:
+    """(GEMM, memory) efficiency at the largest measured size, each held to the physical bounds
+    (calc.sanity.check_efficiency: a GPU cannot beat its peak at a size too large for its caches; smaller points may,
+    a memory op that fits in L2). A CPU calibration is relative to the best rates that same run measured (no
+    published peak), and CPU timings on a busy host swing widely: only a GPU's file is checked, a CPU's clamped."""
+    check = check_efficiency if calibration.is_gpu else (lambda fraction, _what: min(max(fraction, 1e-9), 1.0))
+    gemm, copy = calibration.largest("gemm"), calibration.largest("memory")
+    return (None if gemm is None else check(gemm, f"{calibration.dtype} largest-GEMM rate"),
+            None if copy is None else check(copy, "largest memory-op bandwidth"))
 
 
 def check_device(calibration: Calibration, gpu: GPUSpec) -> None:
@@ -203,12 +215,9 @@ def efficiency_for(gpu: GPUSpec, dtype: str, calibration: Calibration | None) ->
     if calibration is None:
         return default_efficiency()
     check_calibration(calibration, gpu, dtype)
-    gemm, copy = calibration.largest("gemm"), calibration.largest("memory")
-    # A CPU calibration is relative to the best rates that same run measured (no published peak), and
-    # CPU timings on a busy host swing widely: only a GPU's file is held to the physical bounds.
-    check = check_efficiency if calibration.is_gpu else (lambda fraction, _what: min(max(fraction, 1e-9), 1.0))
-    compute = DEFAULT_COMPUTE_EFFICIENCY if gemm is None else check(gemm, f"{calibration.dtype} largest-GEMM rate")
-    memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else check(copy, "largest memory-op bandwidth")
+    gemm, copy = plateaus(calibration)
+    compute = DEFAULT_COMPUTE_EFFICIENCY if gemm is None else gemm
+    memory = DEFAULT_MEMORY_EFFICIENCY if copy is None else copy
     return Efficiency(
         compute=compute, memory=memory,
         source=f"calibration {calibration.date} ({calibration.device_name}, {calibration.dtype}): GEMM efficiency "

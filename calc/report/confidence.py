@@ -341,6 +341,8 @@ def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
         b = _gpus_band(r, float(value), ctx) if fig.kind == "gpus_needed" else \
             _per_throughput_band(r, float(value), ctx) if fig.kind == "per_throughput" else \
             figure_band(fig.kind, float(value), ctx, assumed=assumed)
+        if b is not None and fig.kind == "training_mfu" and b.high > 1:  # no step runs above the dense peak
+            b = Band(min(b.low, 1.0), 1.0, b.level, b.rows, b.group)
         if b is not None:
             out[key] = whole(b, minimum=1) if fig.unit == "GPUs" else whole(b) if fig.unit == "requests" else b
     floors = FLOORS[_name(r)](r) if _name(r) in FLOORS and out else {}

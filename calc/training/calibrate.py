@@ -57,9 +57,12 @@ def with_measurement(result: TrainStepResult, cost: ModelCost, layout: Layout, m
     if implied > 1:  # no step runs above the dense peak (the mfu command refuses the same)
         raise LLMCalcError("--measured-step-time", f"{measured_s:g} s implies MFU {percent(implied)}, above 100% of "
                                                    "the GPUs' dense peak; check the unit (seconds per optimizer step)")
-    fitted = fit_gemm_plateau(cost, layout, result.global_batch, result.num_microbatches, measured_s)
+    # a calibration's measured GEMM curve times every GEMM (no plateau is read): the error alone, nothing to fit
+    curve = cost.calibration is not None and bool(getattr(cost.calibration, "ops", {}).get("gemm"))
+    fitted = None if curve else fit_gemm_plateau(cost, layout, result.global_batch, result.num_microbatches, measured_s)
     error = (result.step_time_s - measured_s) / measured_s
     line = f"measured {measured_s:.4f} s vs predicted {result.step_time_s:.4f} s: error {error:+.1%}; " + (
+        "the --calibration file's measured GEMM curve times the GEMMs, so no plateau is fitted" if curve else
         f"the GEMM plateau that reproduces it is {fitted:.3f} (pass --gemm-plateau {fitted:.3f} to reuse it)" if fitted else
         "faster than the model allows even at 100% GEMM efficiency: check the layout and the other efficiencies")
     return result.model_copy(update={

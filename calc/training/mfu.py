@@ -264,8 +264,9 @@ def train_time(
         total_flops=total, total_flops_6n=tokens * f.approx_6n, mfu_6n=mfu_assumed * tokens * f.approx_6n / total,
         gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
-        warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None
-                                         else check_predicted_mfu(plan) + list(getattr(plan, "warnings", []))),
+        warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None else
+                                         check_predicted_mfu(plan, measured=calibration is not None)
+                                         + list(getattr(plan, "warnings", []))),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         global_batch=plan.global_batch if plan is not None else None,
         global_batch_tokens=plan.global_batch * seq if plan is not None else None,
