@@ -171,3 +171,16 @@ def test_every_training_command_reads_a_calibration_by_one_rule(cli, tmp_path) -
     hot = cli("train-step", *run, "--zero", "1", "--gemm-plateau", "0.99", "--json")
     assert hot.json()["bands"]["mfu"]["high"] <= 1.0 < hot.json()["mfu"] * 1.25
     assert "give a measured --gemm-plateau" not in hot.err and "it follows the GEMM rates given" in hot.err
+
+
+def test_mtp_layers_cache_their_draft_tokens(cli) -> None:
+    """QA42 F10: `memory --mtp` loaded the MTP modules' weights but not their attention layer's KV cache, which an
+    engine speculating with them allocates from the same pool. GLM-4.5: 92 layers + 1 MTP layer of 8 KV heads x 128
+    x 2 (K, V) x 2 B = 4,096 B a token each, 93 x 4,096 x 4,096 tokens = 1,560,281,088 B; DeepSeek-V3: MLA latent
+    512 + 64 at 2 B = 1,152 B a layer, 62 x 1,152 = 71,424 B a token; Qwen3-Next 80B: 12 full-attention layers + 1
+    MTP layer of 2 KV heads x 256 x 2 x 2 B = 2,048 B, 13 x 2,048 = 26,624 B a token."""
+    glm = cli("memory", "glm-4.5", "--seq", "4096", "--mtp", "--json").json()
+    assert glm["kv_cache_bytes_per_token"] == 93 * 4_096 and glm["kv_cache_bytes"] == 93 * 4_096 * 4_096
+    assert cli("memory", "glm-4.5", "--seq", "4096", "--json").json()["kv_cache_bytes_per_token"] == 92 * 4_096
+    assert cli("memory", "deepseek-v3", "--mtp", "--json").json()["kv_cache_bytes_per_token"] == 62 * 1_152
+    assert cli("memory", "qwen3-next-80b", "--mtp", "--json").json()["kv_cache_bytes_per_token"] == 13 * 2_048

@@ -6,7 +6,14 @@ import math
 
 from calc.errors import LLMCalcError
 from calc.memory.activations import activation_factor
-from calc.memory.kv import _kv_explain, kv_cache_bytes_per_token, model_auto_kv_dtype, request_cache_bytes, sparse_mla
+from calc.memory.kv import (
+    _kv_explain,
+    kv_bytes_for_layer_tokens,
+    kv_cache_bytes_per_token,
+    model_auto_kv_dtype,
+    request_cache_bytes,
+    sparse_mla,
+)
 from calc.memory.result import DEFAULT_RESERVE_GIB, MemoryResult, _verdict
 from calc.memory.weights import (
     LOW_BIT_DTYPES,
@@ -65,7 +72,14 @@ def inference_memory(
     params = counted.total_params_with_mtp if with_mtp else counted.total_params
     shards = plan.tp * plan.pp
     weights = sum(groups.values())
-    kv_token = kv_cache_bytes_per_token(m, kv_dtype)
+    # --mtp: each MTP module is a full attention layer whose draft tokens' K and V take the same pool (vLLM's drafter
+    # layers register their own KV cache specs); on the last pipeline stage, counted on the busiest GPU (exact at PP 1)
+    mtp_layers = m.mtp_layers if with_mtp else 0
+
+    def mtp_kv(tp: int) -> int:
+        return kv_bytes_for_layer_tokens(m, mtp_layers, kv_dtype, tp) if mtp_layers else 0
+
+    kv_token = kv_cache_bytes_per_token(m, kv_dtype) + mtp_kv(1)
     c = activation_factor(m) if act_factor is None else act_factor
     act_elem = dtype_bytes("fp16" if dtype in ("int4", "int8", "fp8") else dtype)
     activations = math.ceil(batch * seq * m.hidden_size * c * act_elem)
@@ -75,7 +89,7 @@ def inference_memory(
         return {
             "weights": weights_per_gpu(m, None if shipped else dtype, layout.tp, layout.pp, with_mtp=with_mtp,
                                        group_size=group_size),
-            "kv_cache": request_cache_bytes(m, seq, kv_dtype, layout.tp, layout.pp) * batch,
+            "kv_cache": (request_cache_bytes(m, seq, kv_dtype, layout.tp, layout.pp) + mtp_kv(layout.tp) * seq) * batch,
             "activations": math.ceil(activations / layout.tp),
             "reserve": reserve,
         }
@@ -88,10 +102,10 @@ def inference_memory(
     per_gpu_bytes = sum(per_gpu.values())
     # every count to 64 (12 = TP 4 x PP 3 is a layout), then whole nodes
     verdict = _verdict(gpu, per_gpu_bytes, lambda: next((n for n in (*range(1, 65), *range(72, 4097, 8)) if fits_on(n)), None))
-    kv_seq = request_cache_bytes(m, seq, kv_dtype)
+    kv_seq = request_cache_bytes(m, seq, kv_dtype) + mtp_kv(1) * seq
     kv_total = kv_seq * batch
     # every TP rank's cache over the whole model's layers, summed over the TP ranks (PP stages split the layers)
-    kv_stored = request_cache_bytes(m, seq, kv_dtype, plan.tp) * plan.tp * batch
+    kv_stored = (request_cache_bytes(m, seq, kv_dtype, plan.tp) + mtp_kv(plan.tp) * seq) * plan.tp * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="infer", dtype=(m.quantization.label() if m.quantization else "as-shipped") if shipped else dtype,
@@ -114,7 +128,10 @@ def inference_memory(
                if sparse_mla(m) else ""),
             f"activations B*S*H*c with c = {c:.2f} (one layer's live values per token / H), split by TP",
             f"reserve {reserve_gib:g} GiB per GPU for CUDA context and allocator slack",
-            *([f"MTP modules loaded for speculative decoding: +{counted.mtp_params:,} parameters"] if with_mtp else []),
+            *([f"MTP modules loaded for speculative decoding: +{counted.mtp_params:,} parameters, and their "
+               f"{mtp_layers} attention layer{'s' if mtp_layers > 1 else ''}' KV cache, +{mtp_kv(1):,} B a token"
+               + (" (on the last pipeline stage, counted on the busiest GPU: an upper bound under PP)"
+                  if plan.pp > 1 else "")] if with_mtp else []),
         ],
         explain=[
             ("weights as shipped = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items()) + f" = {gb(weights):.2f} GB"
