@@ -184,3 +184,23 @@ def test_mtp_layers_cache_their_draft_tokens(cli) -> None:
     assert cli("memory", "glm-4.5", "--seq", "4096", "--json").json()["kv_cache_bytes_per_token"] == 92 * 4_096
     assert cli("memory", "deepseek-v3", "--mtp", "--json").json()["kv_cache_bytes_per_token"] == 62 * 1_152
     assert cli("memory", "qwen3-next-80b", "--mtp", "--json").json()["kv_cache_bytes_per_token"] == 13 * 2_048
+
+
+def test_a_4_bit_format_without_a_kernel_on_the_gpu_is_refused(cli) -> None:
+    """QA42 F13: vLLM's quantization configs declare the compute capability their kernels need (get_min_capability:
+    AWQ 7.5, "The AWQ kernel only supports Turing or newer GPUs"; MXFP4 8.0; ModelOpt NVFP4 7.5; GPTQ 6.0), so AWQ
+    and NVFP4 do not load on a V100 (7.0) nor MXFP4 on a T4 (7.5), and gpt-oss, which ships MXFP4 experts, runs on
+    neither; each was priced. Refused as fp8 is refused there, naming --dtype when it chose the format and the GPU
+    when the checkpoint ships it; GPTQ on a V100 and AWQ on a T4 still price; an AMD GPU (ROCm's own kernels) is not
+    checked."""
+    for gpu, dtype in (("v100-32g", "awq"), ("v100-32g", "nvfp4"), ("t4", "mxfp4")):
+        r = cli("latency", "llama3-8b", "--gpu", gpu, "--dtype", dtype)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype:") and "compute capability" in r.err
+    for command in (("latency",), ("concurrency", "--max-model-len", "4096")):
+        r = cli(command[0], "gpt-oss-20b", "--gpu", "v100-32g", *command[1:])
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --gpu: MXFP4 weights need compute capability 8.0")
+    for gpu, dtype in (("v100-32g", "gptq"), ("t4", "awq"), ("mi300x", "nvfp4")):
+        assert cli("latency", "llama3-8b", "--gpu", gpu, "--dtype", dtype).code == 0, (gpu, dtype)
+    rows = {r["gpu"]: r for r in cli("compare", "gpt-oss-20b", "v100-32g", "h100", "--json").json()}
+    assert rows["v100-32g"]["layout"] is None and "compute capability 8.0" in rows["v100-32g"]["verdict"]
+    assert rows["h100-sxm"]["tokens_per_s"] > 0

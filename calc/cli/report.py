@@ -443,14 +443,14 @@ def compare(
                                      *(f"{r.gpu}: {line}" for r in rows for line in r.explain)]))
     if rows and not any(r.meets_targets for r in rows):  # no GPU answers: as serve refuses each of them (exit 2)
         from calc.cli.serving import unmet_target_flag
-        from calc.serving.weights import vllm_dtype_problem
+        from calc.serving.weights import load_problem
 
         nothing_fits = not any(r.fits for r in rows)
         no_peak = all(r.peak_tflops is None for r in rows)  # every GPU lacks the dtype's tensor peak
         quoted = next((r for r in rows if r.peak_tflops is not None), rows[0])  # a GPU that ran, if any
-        # vLLM would run the model in fp32 on every GPU given (a Gemma 2 / 3 checkpoint without bf16): the GPU is the fix
-        fp32 = no_peak and engine.value.startswith("vllm") and all(vllm_dtype_problem(m, g, dtype) for g in gpus)
-        flag = ("GPU" if fp32 else "--dtype" if no_peak else "--num-gpus" if nothing_fits
+        # the engine would not run it on any GPU given (vLLM's fp32 Gemma 2 / 3, no 4-bit kernel): the GPU is the fix
+        unrunnable = no_peak and all(load_problem(m, g, dtype, engine.value) for g in gpus)
+        flag = ("GPU" if unrunnable else "--dtype" if no_peak else "--num-gpus" if nothing_fits
                 else unmet_target_flag(num_gpus, rate, users, ttft_ms, tpot_ms))
         raise LLMCalcError(flag,
                            "no GPU compared " + ("runs it" if no_peak else "holds one request" if nothing_fits

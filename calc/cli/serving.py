@@ -257,14 +257,13 @@ def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | 
     """TensorRT-LLM builds fp8 GEMMs and an fp8 KV cache only on GPUs with fp8 tensor cores (its support matrix: Ampere
     SM80 / SM86 FP32, FP16, BF16, INT8, INT4; FP8 from Ada SM89 and Hopper; it has no fp8 weight-only kernel such as
     vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there are refused, naming the flag."""
-    from calc.serving.weights import vllm_dtype_problem, weight_format
+    from calc.serving.weights import load_problem, weight_format
 
-    if engine in (Engine.vllm, Engine.vllm_v0):
-        for g in gpus:
-            problem = vllm_dtype_problem(m, g, dtype)
-            # a GPU vLLM would run in fp32 among several compared is that GPU's row (calc.report.build.compare_gpus)
-            if problem is not None and (problem[0] != "--gpu" or len(gpus) == 1):
-                raise LLMCalcError(gpu_field if problem[0] == "--gpu" else problem[0], problem[1])
+    for g in gpus:
+        problem = load_problem(m, g, dtype, engine.value)
+        # a GPU the engine would not run it on, among several compared, is that GPU's row (calc.report.build.compare_gpus)
+        if problem is not None and (problem[0] != "--gpu" or len(gpus) == 1):
+            raise LLMCalcError(gpu_field if problem[0] == "--gpu" else problem[0], problem[1])
     if engine is not Engine.trtllm:
         return
     for g in gpus:

@@ -317,7 +317,7 @@ def compare_gpus(
     from calc.errors import LLMCalcError
     from calc.hardware.peaks import peak_tflops
     from calc.serving.engine_kernels import engine_kernels
-    from calc.serving.weights import vllm_dtype_problem, weight_format
+    from calc.serving.weights import load_problem, weight_format
 
     s = settings or EngineSettings()
     asked = {"target_ttft_ms": ttft_ms, "target_tpot_ms": tpot_ms, "rate": rate, "users": users}
@@ -325,8 +325,8 @@ def compare_gpus(
     for gpu in gpus:  # the engine as `serve` runs it, with the release's kernels on this GPU (ROCm decode attention)
         compute = weight_format(m, gpu, dtype).compute_dtype
         try:
-            problem = vllm_dtype_problem(m, gpu, dtype) if s.engine.startswith("vllm") else None
-            if problem is not None:  # vLLM runs Gemma 2 / 3 in fp32 on a GPU without bf16: not priced
+            problem = load_problem(m, gpu, dtype, s.engine)
+            if problem is not None:  # the engine would not run it on this GPU as priced (fp32 Gemma, no 4-bit kernel)
                 raise LLMCalcError(*problem)
             peak = peak_tflops(gpu, compute)
         except LLMCalcError as exc:  # e.g. a T4 has no bf16 tensor core (vLLM refuses bf16 there too): a row, not the table

@@ -323,9 +323,9 @@ def with_engine_fit(result: Any, m: ModelSpec, gpu: GPUSpec, plan: Parallelism, 
     ``engine_fit``, and a warning where the two disagree; unchanged when the engine refuses the request itself (a
     request beyond the model's context, say: `latency` names that)."""
     from calc.sanity import warn
-    from calc.serving.weights import vllm_dtype_problem
+    from calc.serving.weights import load_problem
 
-    problem = vllm_dtype_problem(m, gpu, dtype) if (settings or EngineSettings()).engine.startswith("vllm") else None
+    problem = load_problem(m, gpu, dtype, (settings or EngineSettings()).engine)
     if problem is not None:  # the engine would not run it as priced: no verdict, and say why
         warn(problem[0], f"no serving engine verdict: {problem[1]}")
         return result

@@ -218,6 +218,44 @@ def vllm_dtype_problem(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> tuple[s
     return None
 
 
+# The compute capability a quantized format's kernels need in vLLM (QuantizationConfig.get_min_capability: awq.py 75,
+# "The AWQ kernel only supports Turing or newer GPUs"; mxfp4.py 80 (90 before its Marlin / Triton paths);
+# modelopt.py ModelOptNvFp4Config 75 (100 when added, then 80); gptq.py 60); SGLang's configs carry the same minimums
+# (srt/layers/quantization/awq.py 75). By architecture, the capability of its first part (Ampere 8.0: an A10's 8.6
+# passes what 8.0 passes). AMD GPUs are not in the table: ROCm builds pick their own kernels (Triton AWQ, CK / AITER
+# MXFP4, NVFP4 emulation), which are not checked.
+MIN_CAPABILITY = {"awq": 75, "mxfp4": 80, "modelopt_nvfp4": 75, "gptq": 60}
+ARCH_CAPABILITY = {"Volta": 70, "Turing": 75, "Ampere": 80, "Ada": 89, "Hopper": 90, "Blackwell": 100}
+FORMAT_NAMES = {"awq": "AWQ", "mxfp4": "MXFP4", "modelopt_nvfp4": "NVFP4", "gptq": "GPTQ"}
+
+
+def kernel_problem(m: ModelSpec, gpu: GPUSpec) -> tuple[str, str] | None:
+    """(field, why) where the checkpoint's quantized format (as shipped, or converted by --dtype) has no kernel on the
+    GPU in vLLM / SGLang (MIN_CAPABILITY), as fp8 has none without fp8 tensor cores; None where it loads."""
+    q, have = m.quantization, ARCH_CAPABILITY.get(gpu.arch)
+    need = MIN_CAPABILITY.get(q.method) if q is not None else None
+    if need is None or have is None or have >= need:
+        return None
+    name = FORMAT_NAMES[q.method]
+    return ("--dtype" if q.converted_from else "--gpu"), (
+        f"{name} weights need compute capability {need / 10:.1f} in vLLM and SGLang (their quantization config's "
+        f"get_min_capability); {gpu.name} is {gpu.arch}, {have / 10:.1f}: "
+        + ("give another --dtype or a newer GPU" if q.converted_from else
+           f"{m.name} ships {name}: give a GPU of compute capability {need / 10:.1f} or later"))
+
+
+def load_problem(m: ModelSpec, gpu: GPUSpec, dtype: str | None, engine: str) -> tuple[str, str] | None:
+    """(field, why) where the serving ``engine`` would not run the checkpoint on the GPU as priced: vLLM's fp32 run of a
+    Gemma 2 / 3 model without bf16 (vllm_dtype_problem), a quantized format as shipped (or converted by --dtype awq /
+    gptq / nvfp4 / mxfp4: ``dtype`` None) without a kernel there (kernel_problem: vLLM, SGLang); None where it runs.
+    The one rule latency, concurrency, serve, report, compare and `memory --mode infer`'s engine verdict read."""
+    if engine.startswith("vllm") and (problem := vllm_dtype_problem(m, gpu, dtype)) is not None:
+        return problem
+    if dtype is None and engine.startswith(("vllm", "sglang")):
+        return kernel_problem(m, gpu)
+    return None
+
+
 def _auto_dtype(m: ModelSpec, peaks: dict[str, float]) -> str:
     """The 16-bit dtype an engine runs a checkpoint in at --dtype auto: its own, except bf16 on a GPU without bf16
     tensor cores (Volta, Turing), which runs in fp16 (vLLM's _resolve_auto_dtype takes the platform's first supported
