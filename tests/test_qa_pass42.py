@@ -204,3 +204,18 @@ def test_a_4_bit_format_without_a_kernel_on_the_gpu_is_refused(cli) -> None:
     rows = {r["gpu"]: r for r in cli("compare", "gpt-oss-20b", "v100-32g", "h100", "--json").json()}
     assert rows["v100-32g"]["layout"] is None and "compute capability 8.0" in rows["v100-32g"]["verdict"]
     assert rows["h100-sxm"]["tokens_per_s"] > 0
+
+
+def test_a_frozen_lora_base_in_fp8_converts_what_fp8_converts_everywhere(cli) -> None:
+    """QA42 F11: `memory --mode finetune --dtype fp8` priced every parameter at 1 byte (embedding and head too),
+    where --dtype fp8 converts only the blocks' linears everywhere else. Llama 3 8B: 8,030,261,248 parameters, of which
+    the embedding and head 2 x 128,256 x 4,096 = 1,050,673,152 and 65 RMSNorms 266,240 stay 16-bit: 6,979,321,856 x 1
+    + 1,050,939,392 x 2 = 9,081,200,640 B, as `memory --dtype fp8` holds, plus the rank-8 adapters' 3,407,872 x 2 B.
+    An int8 / int4 base is QLoRA (bitsandbytes' format, with its scales): refused naming --method qlora."""
+    infer = cli("memory", "llama3-8b", "--dtype", "fp8", "--json").json()["weights_bytes"]
+    assert infer == 6_979_321_856 + 2 * 1_050_939_392
+    explain = cli("memory", "llama3-8b", "--mode", "finetune", "--dtype", "fp8", "--json").json()["explain"]
+    assert any(line.startswith("weights = ") and f"= {infer + 2 * 3_407_872:,} B" in line for line in explain)
+    for dtype in ("int8", "int4"):
+        r = cli("memory", "llama3-8b", "--mode", "finetune", "--dtype", dtype)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype") and "--method qlora" in r.err

@@ -140,6 +140,9 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     if method not in ("lora", "dora"):
         refuse("--dtype", dtype, "is the frozen base dtype of --method lora/dora; full uses --precision, qlora --quant",
                DEFAULT_DTYPE)
+    elif dtype in ("int8", "int4"):  # an integer base is bitsandbytes' (LLM.int8 / NF4), priced with its scales
+        raise LLMCalcError("--dtype", f"a LoRA on an {dtype} base is QLoRA: give --method qlora --quant "
+                                      f"{'int8' if dtype == 'int8' else 'nf4'} (bitsandbytes' format, its scales counted)")
     mem = memory_defaults(stack)
 
     def stack_settings(of: Any) -> dict[str, Any]:

@@ -281,19 +281,23 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
                        double_quant: bool, frozen_dtype: str, rest_bytes: int = 2,
                        linears: list[tuple[int, Tensor]] | None = None) -> tuple[int, str]:
     """Weights held before sharding, with the formula: full N*w; LoRA/DoRA a frozen base in ``frozen_dtype`` plus the
-    adapters; QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
+    adapters (fp8: the block linears at 1 byte, embeddings, norms and head at 16 bits, as --dtype fp8 converts a model
+    in every command); QLoRA every block linear in NF4 (or LLM.int8, arXiv 2208.07339: int8 + one fp32 absmax per output
     row), embeddings, norms and head in bf16 (``rest_bytes`` 2; 4 after PEFT's prepare_model_for_kbit_training), plus
     the adapters. ``total`` / ``trainable`` / ``linears`` ((count, tensor) of the block linears among them): the
     whole model's by default, or one pipeline rank's (``_rank_state_shares``)."""
     if method == "full":
         return total * w_bytes, f"N*{w_bytes} = {total:,}*{w_bytes}"
-    if method != "qlora":
+    fp8_base = method != "qlora" and frozen_dtype == "fp8"  # the blocks' linears in fp8, the rest 16-bit (as --dtype fp8
+    if method != "qlora" and not fp8_base:                 # converts them everywhere: calc.memory.weights)
         linears = []
     elif linears is None:
         linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape]
     quantised = sum(count * t.params for count, t in linears)
     rest = total - quantised
-    if base_dtype == "int8":
+    if fp8_base:
+        q_bytes, q_formula = quantised, f"linears in fp8: {quantised:,}*1"
+    elif base_dtype == "int8":
         q_bytes = quantised + sum(count * 4 * t.params // t.shape[0] for count, t in linears)
         q_formula = f"linears in int8: {quantised:,}*1 + 4 B per output row"
     else:
@@ -302,7 +306,7 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
             f"linears in NF4: {quantised:,}*(1/2 + 4/64)"
     fb = dtype_bytes(frozen_dtype) if not quantised else rest_bytes
     base = math.ceil(rest * fb) + q_bytes + trainable * w_bytes
-    formula = f"{q_formula} + rest {'bf16' if fb == 2 else 'fp32'} {rest:,}*{fb}" if quantised \
+    formula = f"{q_formula} + rest {'16-bit' if fb == 2 else 'fp32'} {rest:,}*{fb}" if quantised \
         else f"frozen base N*{fb} = {total:,}*{fb}"
     return base, f"{formula} + adapters {trainable:,}*{w_bytes}"
 
