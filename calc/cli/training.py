@@ -824,10 +824,14 @@ def batch_or_default(global_batch: int | None, seq: int, num_gpus: int) -> int:
     from calc.sanity import note
     from calc.training.plan import DEFAULT_BATCH_TOKENS, default_global_batch
 
+    from calc.training.plan import GPUS_PER_SEQUENCE, default_batch_piece
+
     batch = default_global_batch(seq, num_gpus)
+    rule = (f"{DEFAULT_BATCH_TOKENS:,} tokens / --seq, a multiple of the {num_gpus:,} GPUs" if default_batch_piece(seq, num_gpus)
+            else f"one sequence per {GPUS_PER_SEQUENCE} GPUs: past 8 x {DEFAULT_BATCH_TOKENS:,} tokens / --seq GPUs the "
+                 "batch grows with the cluster")
     note("--global-batch", f"--global-batch not given: {batch:,} sequences x {seq:,} = {batch * seq:,} tokens per step "
-                           f"(the default: {DEFAULT_BATCH_TOKENS:,} tokens / --seq, a multiple of the {num_gpus:,} GPUs, "
-                           "as train-time and report take it)")
+                           f"(the default: {rule}, as train-time and report take it)")
     return batch
 
 
