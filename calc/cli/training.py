@@ -822,9 +822,7 @@ def batch_or_default(global_batch: int | None, seq: int, num_gpus: int) -> int:
     if global_batch is not None:
         return global_batch
     from calc.sanity import note
-    from calc.training.plan import DEFAULT_BATCH_TOKENS, default_global_batch
-
-    from calc.training.plan import GPUS_PER_SEQUENCE, default_batch_piece
+    from calc.training.plan import DEFAULT_BATCH_TOKENS, GPUS_PER_SEQUENCE, default_batch_piece, default_global_batch
 
     batch = default_global_batch(seq, num_gpus)
     rule = (f"{DEFAULT_BATCH_TOKENS:,} tokens / --seq, a multiple of the {num_gpus:,} GPUs" if default_batch_piece(seq, num_gpus)
