@@ -219,3 +219,20 @@ def test_a_frozen_lora_base_in_fp8_converts_what_fp8_converts_everywhere(cli) ->
     for dtype in ("int8", "int4"):
         r = cli("memory", "llama3-8b", "--mode", "finetune", "--dtype", dtype)
         assert r.code == 2 and r.err.startswith("llmcalc: error: --dtype") and "--method qlora" in r.err
+
+
+def test_training_memory_on_a_gpu_without_bf16_takes_the_fp16_run_train_step_takes(cli) -> None:
+    """QA42 F1: a V100 has fp16 tensor cores and no bf16 (Volta). train-step refuses the default bf16 run there and
+    takes --dtype fp16; `memory --mode train` priced the bf16 plan and refused --dtype fp16 ("changes no byte").
+    Now it refuses bf16 on such a GPU as train-step does and takes fp16, whose mixed-precision bytes are bf16's
+    (2 + 2 + 12 per parameter); on a GPU with bf16, fp16 still changes no byte and stays refused."""
+    run = ("memory", "llama3-8b", "--mode", "train", "--gpu", "v100-32g", "--num-gpus", "8", "--zero", "2",
+           "--recompute", "full", "--json")
+    bf16 = cli(*run)
+    assert bf16.code == 2 and bf16.err.startswith("llmcalc: error: --dtype: v100-32g has no bf16")
+    fp16 = cli(*run, "--dtype", "fp16")
+    a100 = cli("memory", "llama3-8b", "--mode", "train", "--gpu", "a100-40g", "--num-gpus", "8", "--zero", "2",
+               "--recompute", "full", "--json")
+    assert fp16.code == 0 and a100.code == 0
+    assert fp16.json()["per_gpu"]["weights"] == a100.json()["per_gpu"]["weights"]  # the same recipe's bytes
+    assert cli("memory", "llama3-8b", "--mode", "train", "--gpu", "h100", "--dtype", "fp16").code == 2

@@ -180,7 +180,12 @@ def memory(
         refuse("--mtp", mtp, "loads MTP layers for speculative decoding, a serving option; use --mode infer", False)
         refuse_weight_format(dtype, FINETUNE_4BIT if mode is Mode.finetune else "training memory uses --recipe for its dtypes")
     if mode is Mode.train:  # the bytes follow --recipe; --dtype fp8 alone changes them (fp8 GEMM inputs saved)
-        if dtype not in (DEFAULT_DTYPE, "fp8", "fp32", "tf32"):
+        no_bf16 = g is not None and "bf16" not in g.datasheet_peak_tflops and "fp16" in g.datasheet_peak_tflops
+        if no_bf16 and dtype in (DEFAULT_DTYPE, "fp16"):  # train-step's plan: an fp16 run (the same bytes) or refused
+            if dtype == DEFAULT_DTYPE:
+                raise LLMCalcError("--dtype", f"{g.name} has no bf16 tensor peak (train-step refuses the plan): give "
+                                              "--dtype fp16, which trains with the same bytes (fp16 mixed precision)")
+        elif dtype not in (DEFAULT_DTYPE, "fp8", "fp32", "tf32"):
             raise LLMCalcError("--dtype", f"training memory follows --recipe (weights, gradients, optimizer states); "
                                           f"--dtype {dtype} changes no byte here (train-step times it): give --recipe "
                                           "or drop --dtype")
