@@ -236,3 +236,16 @@ def test_training_memory_on_a_gpu_without_bf16_takes_the_fp16_run_train_step_tak
     assert fp16.code == 0 and a100.code == 0
     assert fp16.json()["per_gpu"]["weights"] == a100.json()["per_gpu"]["weights"]  # the same recipe's bytes
     assert cli("memory", "llama3-8b", "--mode", "train", "--gpu", "h100", "--dtype", "fp16").code == 2
+
+
+def test_train_time_without_a_node_type_checks_the_layouts_that_hold_the_model(cli) -> None:
+    """QA42 F30: with no node type for the GPU, train-time at the assumed MFU checked only ZeRO-3 data parallelism and
+    refused Llama 3.1 405B on 4,096 V100s ("no GPU count up to 4096 fits"), where TP 8 x PP 16 holds it, and the
+    refusal came before --tp / --pp were named as needing --system. Now TP 2-8 x PP up to 16 are tried too and the
+    layout flags are refused first; a count nothing holds (64) is refused saying what was tried."""
+    base = ("train-time", "llama3.1-405b", "--gpu", "v100-32g", "--tokens", "1T", "--dtype", "fp16")
+    assert cli(*base, "--num-gpus", "4096").code == 0
+    pinned = cli(*base, "--num-gpus", "4096", "--tp", "8", "--pp", "16")
+    assert pinned.code == 2 and pinned.err.startswith("llmcalc: error: --tp:") and "--system" in pinned.err
+    small = cli(*base, "--num-gpus", "64")
+    assert small.code == 2 and "TP 2-8 x PP 1-16" in small.err and "up to 4096" not in small.err

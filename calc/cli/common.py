@@ -231,20 +231,35 @@ def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int, dtype: str = "bf16",
     """Fit first for a training answer at an assumed MFU (no plan is searched): some layout train-plan enumerates
     (TP within a node, PP, ZeRO 0-3, recomputation) fits at the default global batch, with the memory train-step
     prices (calc.training.step.memory_per_gpu), else the answer is refused with the search's verdict (what fits,
-    or the GPUs it needs). Without a node type for the GPU: the plain ZeRO-3, full-recomputation layout, same
-    Megatron-class memory settings. A searched plan needs no such check: the search refuses when nothing fits.
-    ``dtype`` and ``recipe``: the run's (an fp32 run's states, activations and gathers, as the search prices them)."""
+    or the GPUs it needs). Without a node type for the GPU (memory only, no plan is timed): the plain ZeRO-3,
+    full-recomputation layout, else TP 2 / 4 / 8 (with SP) x PP up to 16 at ZeRO-1, same Megatron-class memory
+    settings (it refused Llama 3.1 405B on 4,096 V100s, which TP 8 x PP 16 holds). A searched plan needs no such
+    check: the search refuses when nothing fits. ``dtype`` and ``recipe``: the run's (an fp32 run's states, activations and gathers, as the search prices them)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import Efficiencies
 
     system, eff = system_for_gpu(gpu), Efficiencies(recipe=recipe)
-    if system is None:
+    if system is None:  # memory alone: the ZeRO-3 layout, else TP within 8 GPUs x PP (ZeRO-1), full recomputation
+        from calc.model.parallel import tp_split_problem
         from calc.training.layout import Layout
         from calc.training.step import layout_memory
 
-        require_fit(layout_memory(m, Layout(dp=num_gpus, zero=3, recompute="full"), 1, seq=seq, gpu=gpu, dtype=dtype,
-                                  eff=eff))
-        return
+        first = layout_memory(m, Layout(dp=num_gpus, zero=3, recompute="full"), 1, seq=seq, gpu=gpu, dtype=dtype, eff=eff)
+        if first.fits is not False:
+            return
+        for tp in (t for t in (2, 4, 8) if num_gpus % t == 0 and tp_split_problem(m, t) is None):
+            for pp in (p for p in (1, 2, 4, 8, 16) if num_gpus % (tp * p) == 0 and p <= m.num_layers):
+                layout = Layout(tp=tp, pp=pp, dp=num_gpus // (tp * pp), zero=3 if pp == 1 else 1, recompute="full",
+                                sp=True)
+                if layout_memory(m, layout, 1, seq=seq, gpu=gpu, dtype=dtype, eff=eff).fits is not False:
+                    return
+        from calc.units import gib
+
+        raise LLMCalcError("--num-gpus", f"does not fit: {m.name} needs {gib(first.per_gpu_bytes):.2f} GiB per GPU on "
+                                         f"{num_gpus:,} x {gpu.name} ({gib(first.gpu_memory_bytes):.2f} GiB each) at ZeRO-3 "
+                                         "with full recomputation, and no TP 2-8 x PP 1-16 layout holds it either (no "
+                                         f"node type ships for {gpu.name}: give --system to search every layout, or "
+                                         "more GPUs)")
     from calc.training.cost import ModelCost
     from calc.training.plan import SearchSpace, default_global_batch, enumerate_fitting, what_would_fit
 

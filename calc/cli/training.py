@@ -262,9 +262,6 @@ def train_time(
     node = load_system(system) if system else system_for_gpu(g)  # the node type the plan is placed on, if any
     one_gpu = node is None and num_gpus == 1 and mfu_assumed is None  # a node of one, as train-plan places it
     no_node = node is None and not one_gpu
-    if mfu_assumed is not None or no_node:  # a searched plan is refused by the search itself when nothing fits
-        training_fit(m, g, num_gpus, seq, _training_dtype(dtype), recipe)
-
     _warn_scale(num_gpus, global_batch, seq, node,
                 global_batch_tokens is not None)
     plan = None
@@ -283,6 +280,8 @@ def train_time(
             refuse(flag, value, f"places a plan on a node type, and none ships for {g.name}: give --system too, or --mfu")
         warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
              "(give --system to predict one from a plan)")
+    if mfu_assumed is not None or no_node:  # after the layout flags are refused: the fit check places no plan of them
+        training_fit(m, g, num_gpus, seq, _training_dtype(dtype), recipe)  # (a searched plan: the search refuses)
     else:
         from calc.training.plan import SearchSpace, best_plan
 
