@@ -234,7 +234,8 @@ def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int, dtype: str = "bf16",
     or the GPUs it needs). Without a node type for the GPU (memory only, no plan is timed): the plain ZeRO-3,
     full-recomputation layout, else TP 2 / 4 / 8 (with SP) x PP up to 16 at ZeRO-1, same Megatron-class memory
     settings (it refused Llama 3.1 405B on 4,096 V100s, which TP 8 x PP 16 holds). A searched plan needs no such
-    check: the search refuses when nothing fits. ``dtype`` and ``recipe``: the run's (an fp32 run's states, activations and gathers, as the search prices them)."""
+    check: the search refuses when nothing fits. ``dtype`` and ``recipe``: the run's (an fp32 run's states,
+    activations and gathers, as the search prices them)."""
     from calc.sources.catalog import system_for_gpu
     from calc.training.cost import Efficiencies
 
