@@ -249,3 +249,13 @@ def test_train_time_without_a_node_type_checks_the_layouts_that_hold_the_model(c
     assert pinned.code == 2 and pinned.err.startswith("llmcalc: error: --tp:") and "--system" in pinned.err
     small = cli(*base, "--num-gpus", "64")
     assert small.code == 2 and "TP 2-8 x PP 1-16" in small.err and "up to 4096" not in small.err
+
+
+def test_a_pcie_only_gpu_without_a_node_type_is_priced_over_pcie(cli) -> None:
+    """QA42 F31: with no node type shipped for an L40 (PCIe Gen4 x16, 64 GB/s both ways, no NVLink), serving built a
+    node from its link figure without saying the link is PCIe, so its TP all-reduces skipped the fitted PCIe collective
+    factor the L40S node (pcie-l40s: the same bus) reads: 1.7x faster prefill communication on the same bus. Now the
+    two price within the links' own ratio (31.5 vs 32 GB/s a direction), and an NVLink GPU keeps its link."""
+    l40 = cli("latency", "llama3-8b", "--gpu", "l40", "--num-gpus", "2", "--json").json()["prefill_comm_s"]
+    l40s = cli("latency", "llama3-8b", "--gpu", "l40s", "--num-gpus", "2", "--json").json()["prefill_comm_s"]
+    assert 0.95 < l40 / l40s <= 1.0

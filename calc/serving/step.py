@@ -327,8 +327,15 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
     if found is not None:
         return found
     link = gpu.interconnect_gb_s / 2 if gpu.interconnect_gb_s > 0 else a.internode_gb_s
+    # a GPU whose own link is at most PCIe Gen5 x16 (128 GB/s both ways: L40, A10, L20, RTX 6000 Ada, T4) has no NVLink:
+    # its node is a PCIe server, priced as pcie-l40s is (SystemSpec.pcie_link: the fitted PCIe collective factor)
+    pcie = 0 < gpu.interconnect_gb_s <= PCIE5_X16_GB_S
     return SystemSpec(name=f"{gpu.name}-node", gpu=gpu.name, gpus_per_node=a.gpus_per_node, intra_node_gb_s=link,
-                      inter_node_gb_s=a.internode_gb_s)
+                      inter_node_gb_s=a.internode_gb_s,
+                      intra_node_link=f"PCIe (the GPU's own {gpu.interconnect_gb_s:g} GB/s link, no NVLink)" if pcie else "")
+
+
+PCIE5_X16_GB_S = 128  # PCIe Gen5 x16 both directions (PCI-SIG: 32 GT/s x 16 lanes ~ 63 GB/s each way)
 
 
 # Bytes per element of each routed copy an all-gather-fed rank moves (ServingAssumptions.moe_permute_scope):
