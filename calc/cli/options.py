@@ -393,8 +393,9 @@ class Fp8Scales(StrEnum):
 Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
     "--fp8-moe-scales",
     help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
-         "the default) or tensor (one scale per tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, "
-         "faster above 128 tokens per expert)")]
+         "the default, which --dtype fp8 on a 16-bit MoE reads as that FP8 checkpoint) or tensor (one scale per "
+         "tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, and vLLM / SGLang quantizing a 16-bit "
+         "checkpoint online; faster above 128 tokens per expert)")]
 MoeServingRateOpt = Annotated[float | None, typer.Option(
     "--moe-serving-rate", parser=human_float("--moe-serving-rate", maximum=4.0),
     help="MoE: the routed experts' grouped-GEMM rate in a whole serving step against the per-op kernel tables, > 0 "
