@@ -259,3 +259,12 @@ def test_a_pcie_only_gpu_without_a_node_type_is_priced_over_pcie(cli) -> None:
     l40 = cli("latency", "llama3-8b", "--gpu", "l40", "--num-gpus", "2", "--json").json()["prefill_comm_s"]
     l40s = cli("latency", "llama3-8b", "--gpu", "l40s", "--num-gpus", "2", "--json").json()["prefill_comm_s"]
     assert 0.95 < l40 / l40s <= 1.0
+
+
+def test_a_four_part_release_number_is_a_release(cli) -> None:
+    """QA42 F29: vLLM 0.10.1.1 is a published release (a patch of 0.10.1, on PyPI); it was refused as "not a release
+    number". Its defaults are 0.10's; six parts are still refused."""
+    ok = cli("concurrency", "llama3-8b", "--gpu", "h100", "--engine-version", "0.10.1.1", "--max-model-len", "8192",
+             "--json")
+    assert ok.code == 0 and ok.json()["max_concurrency"] > 0
+    assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--engine-version", "0.10.1.1.1.1").code == 2

@@ -69,7 +69,7 @@ from calc.cli.options import (
 from calc.errors import LLMCalcError
 
 # A release as --engine-version takes it: 0.11, v0.6.3, 0.6.3.post1, 0.11.0rc2, 0.6.3.dev114 (not -0.5 or 1e30).
-RELEASE = re.compile(r"v?\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z][A-Za-z0-9.]*)?")
+RELEASE = re.compile(r"v?\d+\.\d+(?:\.\d+){0,2}(?:[.+-]?[A-Za-z][A-Za-z0-9.]*)?")  # vLLM 0.10.1.1: a fourth part
 
 DEFAULT_NON_TORCH_GIB = 0.5  # calc.serving.assumptions.ServingAssumptions.cuda_context_gib
 
