@@ -268,3 +268,13 @@ def test_a_four_part_release_number_is_a_release(cli) -> None:
              "--json")
     assert ok.code == 0 and ok.json()["max_concurrency"] > 0
     assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--engine-version", "0.10.1.1.1.1").code == 2
+
+
+def test_latency_json_carries_the_kv_dtype_and_weights_concurrency_carries(cli) -> None:
+    """QA42 F28: latency --json had no kv_dtype nor weights bytes, which concurrency and memory carry. Llama 3 8B in
+    bf16: 8,030,261,248 x 2 = 16,060,522,496 B, half a GPU at TP 2; --kv-dtype fp8 is said back."""
+    d = cli("latency", "llama3-8b", "--gpu", "h100", "--tp", "2", "--kv-dtype", "fp8", "--json").json()
+    assert (d["kv_dtype"], d["weights_bytes"], d["weights_bytes_per_gpu"]) == ("fp8", 16_060_522_496, 8_030_261_248)
+    c = cli("concurrency", "llama3-8b", "--gpu", "h100", "--tp", "2", "--kv-dtype", "fp8", "--max-model-len", "8192",
+            "--json").json()
+    assert (c["kv_dtype"], c["weights_bytes"]) == (d["kv_dtype"], d["weights_bytes"])

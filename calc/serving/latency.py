@@ -106,6 +106,9 @@ class LatencyResult(BaseModel):
     output: int
     dtype: str
     weights_dtype: WeightsDtype = ""
+    kv_dtype: str = ""  # the KV cache's dtype (concurrency's and serve's key)
+    weights_bytes: int = 0  # the whole model's weights as priced (concurrency's and memory's key)
+    weights_bytes_per_gpu: int = 0  # the busiest GPU's (calc.memory.weights.weights_per_gpu)
     ep: int = 1  # expert parallelism over ep GPUs, the attention in ep / tp data-parallel groups (expert_plan); 1: none
     efficiency_source: str
     compute_efficiency: float
@@ -266,7 +269,7 @@ def latency(
     return LatencyResult(
         model=m.name, gpu=gpu.name, num_gpus=gpus if ep > 1 else num_gpus, tp=plan.tp, pp=plan.pp, ep=ep, batch=batch,
         prompt=prompt, output=output,
-        dtype=fmt.label,
+        dtype=fmt.label, kv_dtype=kv_dtype, weights_bytes=weights_per_gpu(m, dtype), weights_bytes_per_gpu=weights,
         weights_dtype=weights_class(m, dtype), efficiency_source=eff.source, compute_efficiency=eff.compute, memory_efficiency=eff.memory,
         ridge_point_flops_per_byte=ridge,
         prefill_flops=pre.flops, prefill_bytes=pre.bytes_read, prefill_intensity=pre.flops / pre.bytes_read,
