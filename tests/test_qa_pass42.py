@@ -278,3 +278,13 @@ def test_latency_json_carries_the_kv_dtype_and_weights_concurrency_carries(cli) 
     c = cli("concurrency", "llama3-8b", "--gpu", "h100", "--tp", "2", "--kv-dtype", "fp8", "--max-model-len", "8192",
             "--json").json()
     assert (c["kv_dtype"], c["weights_bytes"]) == (d["kv_dtype"], d["weights_bytes"])
+
+
+def test_serve_says_when_emit_chose_the_engine(cli) -> None:
+    """QA42 F23: `serve --emit sglang` without --engine sizes the plan as SGLang runs it (its memory fraction, its
+    scheduler), which changes the answer from the default vLLM's; it did so silently. Now a note says so, and the
+    answer equals `--engine sglang --emit sglang`'s."""
+    alone = cli("serve", "llama3-8b", "--gpu", "h100", "--emit", "sglang", "--json")
+    both = cli("serve", "llama3-8b", "--gpu", "h100", "--engine", "sglang", "--emit", "sglang", "--json")
+    assert "the plan is sized for sglang" in alone.err and "sized for" not in both.err
+    assert alone.json()["best"] == both.json()["best"]

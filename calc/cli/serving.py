@@ -703,7 +703,11 @@ def serve(
         if option_given(ctx, "engine"):
             raise LLMCalcError("--emit", f"the plan is sized for --engine {engine.value}; emit {engine.value} or size for "
                                          f"--engine {emit_engine.value}")
-        engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does
+        engine = Engine(emit_engine.value)  # --emit sglang alone: size the plan as SGLang does, and say so
+        from calc.sanity import note
+
+        note("--emit", f"the plan is sized for {engine.value} (--emit {engine.value} without --engine: the engine whose "
+                       "line is emitted); give --engine vllm --emit vllm for vLLM's plan")
     m, g = load_model(model), load_gpu(gpu)
     weight_format_given = given_dtype(ctx, dtype)
     m, dtype = given_weights(ctx, m, dtype)
