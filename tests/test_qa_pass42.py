@@ -288,3 +288,13 @@ def test_serve_says_when_emit_chose_the_engine(cli) -> None:
     both = cli("serve", "llama3-8b", "--gpu", "h100", "--engine", "sglang", "--emit", "sglang", "--json")
     assert "the plan is sized for sglang" in alone.err and "sized for" not in both.err
     assert alone.json()["best"] == both.json()["best"]
+
+
+def test_emit_trtllm_refuses_a_block_size_its_line_cannot_carry(cli) -> None:
+    """QA42 F25: TensorRT-LLM prices --block-size (its tokens_per_block, default 32), but trtllm-serve takes it in the
+    --extra_llm_api_options file, not on its command line; the emitted line dropped it silently, so the engine would
+    start with another block than the plan. Refused as the KV dtype is; without --block-size the line is emitted."""
+    run = ("serve", "llama3-8b", "--gpu", "h100", "--engine", "trtllm", "--emit", "trtllm", "--num-gpus", "1")
+    r = cli(*run, "--block-size", "8")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --block-size") and "tokens_per_block" in r.err
+    assert "trtllm-serve" in cli(*run).out

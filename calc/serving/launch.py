@@ -160,6 +160,10 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
     if eager and emit == "trtllm":
         raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
                                               "file); emit vllm or sglang, or drop --enforce-eager")
+    if emit == "trtllm" and s.block_size is not None:  # as the KV dtype (check_kv_flag): not a command-line setting
+        raise LLMCalcError("--block-size", "trtllm-serve takes the KV block size in its --extra_llm_api_options file "
+                                           "(kv_cache_config: tokens_per_block), not on its command line; emit vllm, or "
+                                           "drop --block-size")
     check_kv_flag(m, emit, kv_dtype, dtype)
     if emit == "vllm" and speculation is not None and speculation.draft is not None \
             and VLLM_V1_ONLY_FROM <= s.version() <= VLLM_V1_NO_DRAFT_UNTIL:
