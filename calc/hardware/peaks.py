@@ -68,6 +68,7 @@ class GPUSummary(BaseModel):
     tensor_clock_mhz: float | None
     memory_gb: float
     memory_bytes: int
+    cuda_total_bytes: int = 0  # the device total torch reports: what every fit is checked against (GPUSpec.cuda_total_bytes)
     hbm_tb_s: float
     interconnect_gb_s: float
     derived_peak_tflops: dict[str, float]
@@ -111,6 +112,7 @@ def summarize_gpu(gpu: GPUSpec) -> GPUSummary:
         tensor_clock_mhz=gpu.tensor_clock_mhz,
         memory_gb=gpu.memory_gb,
         memory_bytes=gpu.memory_bytes,
+        cuda_total_bytes=gpu.cuda_total_bytes,
         hbm_tb_s=gpu.hbm_tb_s,
         interconnect_gb_s=gpu.interconnect_gb_s,
         derived_peak_tflops=derived,
