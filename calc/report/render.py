@@ -340,11 +340,11 @@ def memory_view(r: Any) -> RenderableType:
 
 
 def gpus_view(gpus: Sequence[Any]) -> RenderableType:
-    table = Table(title="GPU catalog: memory GB (as the device lists it) and usable GiB (the device total torch "
+    table = Table(title="GPU catalog: memory GB (as the device lists it) and GiB (usable: the device total torch "
                         "reports, what every fit is checked against), memory bandwidth TB/s, GPU-GPU link GB/s; dense "
                         "tensor peaks in TFLOPS (bf16 derived from SMs x clock, bf16 and fp8 from the spec sheet); ridge "
                         "point in FLOPs/byte at bf16 (fp16 where no bf16)", title_justify="left")
-    for col in ("name", "arch", "GB", "usable GiB", "TB/s", "link", "bf16", "bf16 sheet", "fp8 sheet", "ridge"):
+    for col in ("name", "arch", "GB", "GiB", "TB/s", "link", "bf16", "bf16 sheet", "fp8 sheet", "ridge"):
         table.add_column(col, justify="left" if col in ("name", "arch") else "right")
     for g in gpus:
         derived = g.derived_peak_tflops.get("bf16")
