@@ -340,17 +340,16 @@ def memory_view(r: Any) -> RenderableType:
 
 
 def gpus_view(gpus: Sequence[Any]) -> RenderableType:
-    table = Table(title="GPU catalog: memory GB (as the device lists it) and GiB (usable: the device total torch "
-                        "reports, what every fit is checked against), memory bandwidth TB/s, GPU-GPU link GB/s; dense "
+    table = Table(title="GPU catalog: memory GB as the device lists it (every fit is checked against the device total "
+                        "torch reports, a little less: --json cuda_total_bytes), memory bandwidth TB/s, GPU-GPU link GB/s; dense "
                         "tensor peaks in TFLOPS (bf16 derived from SMs x clock, bf16 and fp8 from the spec sheet); ridge "
                         "point in FLOPs/byte at bf16 (fp16 where no bf16)", title_justify="left")
-    for col in ("name", "arch", "GB", "GiB", "TB/s", "link", "bf16", "bf16 sheet", "fp8 sheet", "ridge"):
+    for col in ("name", "arch", "GB", "TB/s", "link", "bf16", "bf16 sheet", "fp8 sheet", "ridge"):
         table.add_column(col, justify="left" if col in ("name", "arch") else "right")
     for g in gpus:
         derived = g.derived_peak_tflops.get("bf16")
         table.add_row(
-            g.name, g.arch, f"{gb(g.memory_bytes):.1f}", f"{g.cuda_total_bytes / 2**30:.2f}", f"{g.hbm_tb_s:g}",
-            f"{g.interconnect_gb_s:g}",
+            g.name, g.arch, f"{gb(g.memory_bytes):.1f}", f"{g.hbm_tb_s:g}", f"{g.interconnect_gb_s:g}",
             f"{derived:.2f}" if derived else "-", f"{g.datasheet_peak_tflops.get('bf16', '-')}",
             f"{g.datasheet_peak_tflops.get('fp8', '-')}",
             f"{g.ridge_point_flops_per_byte:.0f}" + ("" if g.ridge_point_dtype == "bf16" else f" {g.ridge_point_dtype}"),
