@@ -308,3 +308,15 @@ def test_the_gpu_catalog_shows_the_memory_every_fit_uses(cli) -> None:
     fit = cli("memory", "llama3-8b", "--gpu", "h100", "--json").json()["gpu_memory_bytes"]
     assert rows["h100-sxm"]["cuda_total_bytes"] == fit < rows["h100-sxm"]["memory_bytes"]
     assert "cuda_total_bytes" in " ".join(cli("gpus").out.split())
+
+
+def test_systems_says_a_node_has_nvlink_bridges(cli) -> None:
+    """QA42 F33: `systems` showed pcie-h100 as "PCIe Gen5 x16" only, while a TP 2 group on it is timed over its 300
+    GB/s NVLink bridge (the H100 PCIe product brief: a bridge joins a pair); the row now says so."""
+    rows = {r["name"]: r for r in cli("systems", "--json").json()}
+    assert rows["pcie-h100"]["bridge_gpus"] == 2
+    from calc.report.training_views import systems_view
+    from calc.sources.catalog import load_system
+
+    cell = list(systems_view([load_system("pcie-h100")]).columns[3].cells)[0]
+    assert "NVLink bridges join 2 GPUs at 300 GB/s" in cell
