@@ -97,8 +97,8 @@ def systems_view(systems: Any) -> RenderableType:
     for col in ("name", "GPU", "GPUs/node", "inside a node", "GB/s", "between nodes", "GB/s"):
         table.add_column(col, justify="right" if col in ("GPUs/node", "GB/s") else "left")
     for s in systems:
-        inside = s.intra_node_link + (f"; NVLink bridges join {s.bridge_gpus} GPUs at {s.bridge_gb_s:g} GB/s (a group of "
-                                      f"{s.bridge_gpus} talks over its bridge)" if s.bridge_gpus and "nvlink" not in s.intra_node_link.lower()
-                                      else "")  # a link text that names its bridges already says so
+        bridges = s.bridge_gpus and "nvlink" not in s.intra_node_link.lower()  # a link text naming them says so itself
+        inside = s.intra_node_link + (f"; NVLink bridges join {s.bridge_gpus} GPUs at {s.bridge_gb_s:g} GB/s (a group "
+                                      f"of {s.bridge_gpus} talks over its bridge)" if bridges else "")
         table.add_row(s.name, s.gpu, str(s.gpus_per_node), inside, f"{s.intra_node_gb_s:g}", s.network, f"{s.inter_node_gb_s:g}")
     return table
