@@ -320,3 +320,17 @@ def test_systems_says_a_node_has_nvlink_bridges(cli) -> None:
 
     cell = list(systems_view([load_system("pcie-h100")]).columns[3].cells)[0]
     assert "NVLink bridges join 2 GPUs at 300 GB/s" in cell
+
+
+def test_a_gpu_file_of_ones_own_is_named_and_checked(cli, tmp_path) -> None:
+    """QA42 F17: a GPU YAML whose arch is misspelt ("Hoper") was priced at the generic defaults in silence, and
+    compare's --price could not name it by the name its row shows. Now the arch is warned about, naming the catalog's
+    generations, and --price NAME=USD reaches the file's GPU."""
+    spec = cli("show", "h100", "--yaml").out.replace("arch: Hopper", "arch: Hoper")
+    spec = "\n".join("name: myh100" if line.startswith("name:") else line for line in spec.splitlines())
+    (tmp_path / "g.yaml").write_text(spec)
+    r = cli("memory", "llama3-8b", "--gpu", str(tmp_path / "g.yaml"))
+    assert r.code == 0 and "arch 'Hoper' is none of the catalog's generations" in r.err
+    rows = cli("compare", "llama3-8b", str(tmp_path / "g.yaml"), "h100", "--price", "myh100=2", "--json").json()
+    assert {r["gpu"]: r["price_per_gpu_hour"] for r in rows} == {"myh100": 2.0, "h100-sxm": None}
+    assert "arch" not in cli("memory", "llama3-8b", "--gpu", "h100").err

@@ -4,6 +4,7 @@ Engine modules are imported inside each helper so `llmcalc --help` stays fast.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ def price_for(prices: list[str] | None, gpu_name: str, old_price: float | None =
 MAX_PRICE = 1000.0  # USD per GPU-hour: two orders of magnitude above any cloud list price (H100 ~2-12, B200 ~6-15)
 
 
-def price_table(prices: list[str] | None) -> dict[str, float]:
-    """Parse repeated `--price` values into {gpu name: price per GPU-hour}; a bare number is '*'."""
+def price_table(prices: list[str] | None, gpus: Sequence[Any] = ()) -> dict[str, float]:
+    """Parse repeated `--price` values into {gpu name: price per GPU-hour}; a bare number is '*'. A name of one of
+    ``gpus`` (the GPUs a command compares, a YAML file's among them) is that GPU's, before the catalog is asked."""
     from calc.sources.catalog import load_gpu
     from calc.units import parse_human_number
 
@@ -90,7 +92,8 @@ def price_table(prices: list[str] | None) -> dict[str, float]:
             name, value = "*", name
         elif not value:
             raise LLMCalcError("--price", f"{item!r}: write GPU=PRICE, e.g. h100=2.5, or a bare number")
-        key = "*" if name == "*" else load_gpu(name, "--price").name
+        given = next((g.name for g in gpus if name.strip().lower() in (g.name.lower(), *map(str.lower, g.aliases))), None)
+        key = "*" if name == "*" else given or load_gpu(name, "--price").name
         if key in table:
             raise LLMCalcError("--price", f"gives {'a bare price' if key == '*' else key} twice; give each GPU one price")
         if value.strip().startswith("-"):

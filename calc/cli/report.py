@@ -415,7 +415,7 @@ def compare(
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     if old_price is not None and price:
         raise LLMCalcError("--price-per-gpu-hour", "is the old spelling of --price; give only one of them")
-    table = {"*": old_price} if old_price is not None else price_table(price)
+    table = {"*": old_price} if old_price is not None else price_table(price, gpus)
     prices = {g.name: table.get(g.name, table.get("*")) for g in gpus}
     unused = [name for name in table if name != "*" and name not in prices]
     if unused:

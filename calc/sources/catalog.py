@@ -224,7 +224,19 @@ def _read_path(cls: type[SpecT], path: Path, field: str) -> SpecT:
     spec = spec_from_mapping(cls, data, str(path), field)
     if isinstance(spec, GPUSpec):
         _warn_peak_mismatch(spec, path, field)
+        _warn_unknown_arch(spec, path, field)
     return spec
+
+
+def _warn_unknown_arch(gpu: GPUSpec, path: Path, field: str) -> None:
+    """A GPU file whose ``arch`` names no generation the catalog ships (its GEMM plateau, HBM efficiency, attention and
+    collective tables are keyed by it) is priced at the generic "other" defaults: said, not silent ("Hoper")."""
+    from calc.sanity import warn
+
+    known = sorted({g.arch for g in list_gpus()})
+    if gpu.arch not in known:
+        warn(field, f"{path}: arch {gpu.arch!r} is none of the catalog's generations ({', '.join(known)}); its "
+                    "efficiencies are the generic defaults (GEMM plateau, HBM, attention): give one of them if it is one")
 
 
 def _warn_peak_mismatch(gpu: GPUSpec, path: Path, field: str) -> None:
