@@ -334,3 +334,15 @@ def test_a_gpu_file_of_ones_own_is_named_and_checked(cli, tmp_path) -> None:
     rows = cli("compare", "llama3-8b", str(tmp_path / "g.yaml"), "h100", "--price", "myh100=2", "--json").json()
     assert {r["gpu"]: r["price_per_gpu_hour"] for r in rows} == {"myh100": 2.0, "h100-sxm": None}
     assert "arch" not in cli("memory", "llama3-8b", "--gpu", "h100").err
+
+
+def test_vllm_has_no_fp16_cache_under_a_bf16_model(cli) -> None:
+    """QA42 F2: vLLM's --kv-cache-dtype takes auto (the model's dtype), bfloat16 or an fp8 format (vllm/config/cache.py
+    CacheDType), SGLang's the same, so an fp16 cache under a bf16 model is no setting of theirs; it was priced (as bf16's
+    2 bytes under another name) unless --emit was asked. Refused as int8 is; TensorRT-LLM (its own KV dtype) and an
+    fp16 model (a T4's fallback) keep it."""
+    r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--kv-dtype", "fp16", "--max-model-len", "8192")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --kv-dtype: fp16: vLLM")
+    assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--kv-dtype", "fp16", "--engine", "trtllm",
+               "--max-model-len", "8192").code == 0
+    assert cli("latency", "llama3.2-1b", "--gpu", "t4", "--kv-dtype", "fp16").code == 0

@@ -349,6 +349,12 @@ def resolve_kv_dtype(kv_dtype: str | None, act_dtype: str, checkpoint_dtype: str
         engine = "vLLM" if accounting.startswith("vllm") else "SGLang"
         raise LLMCalcError("--kv-dtype", f"{kv_dtype}: {engine} stores its KV cache in the model's 16-bit dtype or fp8, not "
                                          f"{kv_dtype}; give --kv-dtype fp8 (or bf16), or --engine trtllm for an int8 cache")
+    if kv_dtype == "fp16" and act_dtype == "bf16" and not accounting.startswith("trtllm"):
+        # vLLM's --kv-cache-dtype takes auto (the model's bf16), bfloat16 or an fp8 format, SGLang's the same: no fp16
+        # cache under a bf16 model (the same 2 bytes as bf16, so the answer would be bf16's under another name)
+        engine = "vLLM" if accounting.startswith("vllm") else "SGLang"
+        raise LLMCalcError("--kv-dtype", f"fp16: {engine} stores a bf16 model's KV cache in bf16 (--kv-cache-dtype auto) "
+                                         "or fp8, not fp16; give --kv-dtype bf16 (the same 2 bytes) or fp8")
     if kv_dtype:
         return kv_dtype
     if m is not None:
