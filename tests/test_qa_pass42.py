@@ -346,3 +346,36 @@ def test_vllm_has_no_fp16_cache_under_a_bf16_model(cli) -> None:
     assert cli("concurrency", "llama3-8b", "--gpu", "h100", "--kv-dtype", "fp16", "--engine", "trtllm",
                "--max-model-len", "8192").code == 0
     assert cli("latency", "llama3.2-1b", "--gpu", "t4", "--kv-dtype", "fp16").code == 0
+
+
+def test_serving_takes_the_gemm_plateau_and_hbm_efficiency_its_explain_names(cli, tmp_path) -> None:
+    """QA42 F21: latency / serve / report / compare --explain name the GEMM plateau and the HBM efficiency every step
+    is timed at, but only training could override the plateau and nothing the HBM figure. Now --gemm-plateau (one
+    option, training's name) and --hbm-efficiency set them. Llama 3 8B prefilling 64 x 1,024 tokens on an H100 is
+    compute-bound: at half the plateau (0.305 of 0.61) its TTFT doubles, less the fixed step overhead; a file that
+    measured GEMMs sets that rate itself, so the pair is refused."""
+    run = ("latency", "llama3-8b", "--gpu", "h100", "--batch", "64", "--json")
+    base = cli(*run).json()
+    half = cli(*run, "--gemm-plateau", str(base["compute_efficiency"] / 2)).json()
+    assert 1.9 < half["ttft_s"] / base["ttft_s"] <= 2.0 and half["compute_efficiency"] == base["compute_efficiency"] / 2
+    slow = cli(*run, "--hbm-efficiency", "0.45").json()
+    assert slow["memory_efficiency"] == 0.45 and slow["tpot_s"] > base["tpot_s"] * 1.4
+    for command in (("serve", "llama3-8b", "--gpu", "h100"), ("compare", "llama3-8b", "h100"),
+                    ("report", "llama3-8b", "--gpu", "h100")):
+        assert cli(*command, "--gemm-plateau", "0.5", "--hbm-efficiency", "0.8").code == 0, command
+    (tmp_path / "cal.yaml").write_text(CALIBRATION.format(gemm=0.7, memory=0.85))
+    r = cli(*run, "--calibration", str(tmp_path / "cal.yaml"), "--gemm-plateau", "0.5")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --gemm-plateau")
+
+
+def test_one_gemm_plateau_option_for_every_timed_training_answer(cli) -> None:
+    """QA42 F21's training half: --gemm-plateau was train-step's and train-plan's only; train-time refused it as no
+    option and report --mode train as "a serving option". Now both take it and price the same plan: Llama 3 8B on 8
+    H100s at a 0.4 plateau reads one MFU in train-time and in the report, lower than at the fitted plateau; with an
+    assumed --mfu it changes nothing and is refused."""
+    run = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8")
+    fitted = cli("train-time", *run, "--tokens", "1T", "--json").json()["mfu"]
+    slow = cli("train-time", *run, "--tokens", "1T", "--gemm-plateau", "0.4", "--json").json()["mfu"]
+    page = cli("report", *run, "--mode", "train", "--gemm-plateau", "0.4", "--json").json()["train_time"]["mfu"]
+    assert slow == page < fitted
+    assert cli("train-time", *run, "--tokens", "1T", "--mfu", "0.4", "--gemm-plateau", "0.4").code == 2

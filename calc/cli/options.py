@@ -460,6 +460,16 @@ def dispatcher_option(dispatcher: Dispatcher | None, old: OldMoeCollective | Non
     return alias(dispatcher, OLD_MOE_COLLECTIVE[old.value] if old is not None else None, "--dispatcher", "--moe-collective")
 
 
+PlateauOpt = Annotated[float | None, typer.Option(
+    "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
+    help="large-GEMM fraction of peak (default per GPU generation, calc/data/fitted_defaults.json; train-step "
+         "--measured-step-time fits one; a --calibration with GEMM points replaces it)")]
+HbmEfficiencyOpt = Annotated[float | None, typer.Option(
+    "--hbm-efficiency", parser=human_float("--hbm-efficiency", maximum=1.0),
+    help="serving: achievable fraction of HBM bandwidth for weight and KV streaming (default 0.9 on NVIDIA, 0.8 on "
+         "AMD: calc.hardware.efficiency.memory_efficiency; a --calibration with memory points replaces it)")]
+
+
 @dataclass(frozen=True)
 class ServingKnobs:
     """The serving model's named assumptions latency, serve, report and compare take (one option group,
@@ -478,6 +488,8 @@ class ServingKnobs:
     step_overhead_ms: StepOverheadOpt = None
     step_overhead_per_seq_us: StepOverheadPerSeqOpt = None
     enforce_eager: EnforceEagerOpt = False
+    gemm_plateau: PlateauOpt = None
+    hbm_efficiency: HbmEfficiencyOpt = None
 
     @property
     def exchange(self) -> Dispatcher | None:

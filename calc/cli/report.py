@@ -216,7 +216,8 @@ def report(
                                            "give train-step --dispatcher for another")
         for flag, value in (("--prompt", prompt), ("--output", output), ("--kv-dtype", kv_dtype), ("--ttft-ms", ttft_ms),
                             ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users), *serving.items()):
-            refuse(flag, value, "is a serving option; drop it with --mode train")
+            if flag != "--gemm-plateau":  # the training plan's too (its cost below), as train-step takes it
+                refuse(flag, value, "is a serving option; drop it with --mode train")
         refuse("--dtype", dtype, "training memory follows --recipe (default bf16-adam); drop --dtype", DEFAULT_DTYPE)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
         if mfu_assumed is not None:
@@ -258,14 +259,17 @@ def report(
         from calc.cli.training import check_doc_tokens
 
         check_doc_tokens(doc_tokens, seq)
-    if mode is Mode.train and (stack is not None or recipe is not None or doc_tokens is not None):  # as train-time builds
-        from calc.cli.training import StepKnobs, _cost  # it (calc.cli.training._cost)
+    plateau = knobs.gemm_plateau if mode is Mode.train else None
+    if mode is Mode.train and (stack is not None or recipe is not None or doc_tokens is not None or plateau is not None):
+        from calc.cli.training import StepKnobs, _cost  # as train-time builds it (calc.cli.training._cost)
 
-        if node is None and stack is not None:
-            raise LLMCalcError("--stack", f"places a plan on a node type, and none ships for {g.name}: drop it (the "
-                                          "report then assumes an MFU)")
+        for flag, value in (("--stack", stack), ("--gemm-plateau", plateau)):
+            if node is None and value is not None:
+                raise LLMCalcError(flag, f"times a plan on a node type, and none ships for {g.name}: drop it (the "
+                                         "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
-            training_cost = _cost(m, g, None, seq, "bf16", calibration, StepKnobs(stack=stack, recipe=states, doc_tokens=doc_tokens),
+            training_cost = _cost(m, g, None, seq, "bf16", calibration,
+                                  StepKnobs(stack=stack, recipe=states, doc_tokens=doc_tokens, gemm_plateau=plateau),
                                   single_gpu=n == 1)
     assumptions = serving_assumptions(knobs, s, moe=m.moe is not None, max_utilization=max_utilization, router=router,
                                       attention_windows=windows)  # as serve

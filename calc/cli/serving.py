@@ -371,7 +371,9 @@ def serving_assumptions(knobs: ServingKnobs = DEFAULT_SERVING_KNOBS, settings: A
     (calc.serving.assumptions.engine_permute_scope).
     --moe-serving-rate: the routed experts' whole-step rate; else the fitted one (calc.serving.moe.moe_serving_rate).
     --attention-windows (``attention_windows``, attention_windows_of): whether sliding-window layers run over their
-    window; else the engine's (calc.serving.assumptions.engine_attention_windows)."""
+    window; else the engine's (calc.serving.assumptions.engine_attention_windows).
+    --gemm-plateau / --hbm-efficiency: the large-GEMM fraction of peak and the HBM efficiency every step is timed at;
+    else the GPU generation's (calc.hardware.efficiency), refused beside a calibration that measured them."""
     from calc.fitted import describe
     from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, ServingAssumptions, engine_defaults, overhead_family
 
@@ -392,6 +394,9 @@ def serving_assumptions(knobs: ServingKnobs = DEFAULT_SERVING_KNOBS, settings: A
         given["moe_serving_rate"] = knobs.moe_serving_rate
     if knobs.comm_buffer_gib is not None:
         given["comm_buffer_gib"] = knobs.comm_buffer_gib
+    for name in ("gemm_plateau", "hbm_efficiency"):  # the GEMM and HBM rates --explain names (calibrated_gpu)
+        if getattr(knobs, name) is not None:
+            given[name] = getattr(knobs, name)
     if max_utilization is not None:
         given["max_utilization"] = max_utilization
     if router is not None:

@@ -42,6 +42,7 @@ from calc.cli.options import (
     OldCausalCountOpt,
     OldModelOpt,
     OldPriceOpt,
+    PlateauOpt,
     PlotOpt,
     PpEmbeddingOpt,
     PpLossOpt,
@@ -198,6 +199,7 @@ def train_time(
     moe_routing: MoeRoutingOpt = None,
     stack: StackOpt = None,
     recipe: RecipeOpt = None,
+    gemm_plateau: PlateauOpt = None,
     method: TrainMethodOpt = None,
     lora_rank: LoraRankOpt = None,
     lora_targets: LoraTargetsOpt = None,
@@ -254,7 +256,7 @@ def train_time(
                                 f"at each count (a pinned one may not run there): drop {flag}, or give --num-gpus")
         num_gpus, searched = _gpus_for_target(m, g, days, budget, unit_price, tokens, seq, mfu_assumed, global_batch,
                                               system, dtype, calibration, causal, host_op_us, moe_routing, stack, lora,
-                                              recipe, doc_tokens)
+                                              recipe, doc_tokens, gemm_plateau)
     from calc.cli.options import refuse
     from calc.sources.catalog import load_system, system_for_gpu
     from calc.training import mfu as engine
@@ -269,7 +271,7 @@ def train_time(
     plan_options = ((batch_flag, global_batch), ("--system", system), ("--tp", tp), ("--pp", pp), ("--cp", cp),
                     ("--ep", ep), ("--zero", zero), ("--micro-batch", micro_batch), ("--recompute", recompute),
                     ("--host-op-us", host_op_us), ("--moe-routing", moe_routing), ("--stack", stack),
-                    ("--recipe", recipe_given))
+                    ("--recipe", recipe_given), ("--gemm-plateau", gemm_plateau))
     if mfu_assumed is not None:
         refuse("--calibration", calibration, "sets the efficiencies the predicted MFU comes from; --mfu overrides them: "
                "give one of --mfu or --calibration")
@@ -290,7 +292,7 @@ def train_time(
         if plan is None or pins:
             cost = _cost(m, g, system, seq, dtype, calibration,
                          StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack, recipe=recipe,
-                                   doc_tokens=doc_tokens), lora,
+                                   doc_tokens=doc_tokens, gemm_plateau=gemm_plateau), lora,
                          single_gpu=one_gpu)
             try:
                 plan = best_plan(cost, num_gpus, global_batch, SearchSpace(fixed=pins))
@@ -363,7 +365,8 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                      seq: int, mfu_assumed: float | None, global_batch: int | None, system: str | None, dtype: str,
                      calibration: str | None, causal: bool, host_op_us: float | None = None,
                      moe_routing: MoeRouting | None = None, stack: Stack | None = None, lora: Any = None,
-                     recipe: str | None = None, doc_tokens: int | None = None) -> tuple[int, Any]:
+                     recipe: str | None = None, doc_tokens: int | None = None,
+                     gemm_plateau: float | None = None) -> tuple[int, Any]:
     """The whole-node GPU count train-time answers for --days and/or --budget (calc.training.sizing):
       --days D            the smallest count whose train-time (best plan's MFU, or --mfu) is at most D
       --budget USD        the largest count (fastest run) whose cost, GPU-hours x --price, is at most USD
@@ -397,7 +400,7 @@ def _gpus_for_target(m: Any, g: Any, days: float | None, budget: float | None, p
                                        "same on any count: give --days too, or --system NODE.yaml for a plan search")
     cost = None if mfu_assumed is not None or node is None else _cost(
         m, g, system, seq, dtype, calibration, StepKnobs(host_op_us=host_op_us, moe_routing=moe_routing, stack=stack,
-                                                         recipe=recipe, doc_tokens=doc_tokens), lora)
+                                                         recipe=recipe, doc_tokens=doc_tokens, gemm_plateau=gemm_plateau), lora)
     calib = load_calibration(calibration)
     per_node = node.gpus_per_node if node is not None else 8
     runs: dict[int, Any] = {}
@@ -503,9 +506,6 @@ TpOverlapOpt = Annotated[float | None, typer.Option(
          "LoRA; 0 for the other stacks; 0 = a bare Megatron-LM run, whose --tp-comm-overlap is off)")]
 EpOverlapOpt = Annotated[float | None, typer.Option(
     "--ep-overlap", parser=human_float("--ep-overlap", allow_zero=True, maximum=1.0), help="share of expert all-to-all hidden (default 0)")]
-PlateauOpt = Annotated[float | None, typer.Option(
-    "--gemm-plateau", parser=human_float("--gemm-plateau", maximum=1.0),
-    help="large-GEMM fraction of peak (default per GPU generation; train-step --measured-step-time fits one)")]
 class MoeRouting(StrEnum):  # calc.hardware.moe_ops.MOE_ROUTINGS
     aux_loss = "aux-loss"
     force_balanced = "force-balanced"

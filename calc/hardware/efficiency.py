@@ -150,10 +150,11 @@ def _quant(x: float, tile: int) -> float:
 def gemm_time(
     gpu: GPUSpec, m: float, n: float, k: float, dtype: str = "bf16", calibration: Any = None, batch: int = 1,
     plateau: float | None = None, sustained: float = SUSTAINED_FRACTION,
-    compute_rate: float = 1.0, memory_rate: float = 1.0,
+    compute_rate: float = 1.0, memory_rate: float = 1.0, hbm: float | None = None,
 ) -> float:
     """Seconds for ``batch`` [m,k] @ [k,n] GEMMs run as one batched/grouped kernel (module docstring);
-    ``plateau`` replaces the generation's default e_max (e.g. one fitted to the user's measured step time).
+    ``plateau`` replaces the generation's default e_max (e.g. one fitted to the user's measured step time), ``hbm``
+    its HBM efficiency (memory_efficiency; serving's --hbm-efficiency).
     With a calibration that measured GEMMs: batch x F / (P x e(F) x sustained x r_c) + t_launch, e(F) the measured
     fraction of peak interpolated at this GEMM's F = 2 m n k; ``sustained`` derates an isolated measurement to
     what a training step sustains (SUSTAINED_FRACTION); serving, which runs the kernels as measured, passes 1.
@@ -167,7 +168,7 @@ def gemm_time(
     q = _quant(m, TILE_MN) * _quant(n, TILE_MN) * _quant(k, TILE_K)
     compute = flops / (peak * (plateau or gemm_plateau(gpu, dtype)) * q)
     moved = (m * k + k * n + m * n) * float(dtype_bytes(dtype))
-    memory = moved / (gpu.hbm_tb_s * 1e12 * memory_efficiency(gpu, calibration))
+    memory = moved / (gpu.hbm_tb_s * 1e12 * (hbm or memory_efficiency(gpu, calibration)))
     return batch * max(compute / compute_rate, memory / memory_rate) + GEMM_LAUNCH_S
 
 

@@ -204,6 +204,10 @@ class ServingAssumptions(BaseModel):
     fp8_grouped_gemm_rate: float = Field(0.5, gt=0, le=1, description=(
         "fp8 MoE grouped GEMM rate at >= 128 tokens per expert, against a dense fp8 GEMM"))
     moe_kernel_floor_s: float = Field(20e-6, ge=0, description="fixed latency of one MoE layer's fused kernel chain")
+    gemm_plateau: float | None = Field(None, gt=0, le=1, description=(
+        "large-GEMM fraction of peak; None: the GPU generation's fitted plateau (calc.hardware.efficiency.gemm_plateau)"))
+    hbm_efficiency: float | None = Field(None, gt=0, le=1, description=(
+        "achievable fraction of HBM bandwidth; None: the generation's (calc.hardware.efficiency.memory_efficiency)"))
     fp8_moe_scales: Literal["block", "tensor"] = Field("block", description=(
         "fp8 expert weights with 128 x 128 block scales (DeepGEMM / triton block kernels) or one scale per tensor "
         "(CUTLASS fp8 grouped GEMM: TensorRT-LLM / ModelOpt FP8)"))

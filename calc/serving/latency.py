@@ -195,7 +195,7 @@ def latency(
     # the KV cache the engine stores (auto: the activation dtype, 16-bit for fp8 / int weights; fp8 only when asked),
     # read at that width: the capacity (engine_memory) and serve's steps use the same (calc.serving.engine_memory)
     kv_dtype = resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype, m, accounting)
-    gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
+    gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration, assumptions)
     a = assumptions
     peak = peak_tflops(gpu, fmt.compute_dtype) * TERA
     bandwidth = gpu.hbm_tb_s * TERA

@@ -485,7 +485,7 @@ class _Setup:
            draft: ModelSpec | None = None) -> _Setup:
         s = request_settings(s, prompt + output)  # one engine for every command (calc.serving.capacity)
         fmt = weight_format(m, gpu, dtype)
-        gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration)
+        gpu_run, hook, eff = calibrated_gpu(gpu, fmt.compute_dtype, calibration, a)
         return cls(m, gpu, s, prompt, output, dtype, fmt, resolve_kv_dtype(kv_dtype, fmt.act_dtype, m.checkpoint_dtype, m, s.accounting()),
                    gpu_run, hook, eff, a, draft)
 

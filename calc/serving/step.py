@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from calc.errors import LLMCalcError
 from calc.hardware.calibration import (
     DEFAULT_COMPUTE_EFFICIENCY,
     DEFAULT_MEMORY_EFFICIENCY,
@@ -188,7 +189,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     a = a or DEFAULT_ASSUMPTIONS
     fmt = weight_format(m, gpu, dtype)
     measured = _measured(calibration, "gemm", 1.0) is not None
-    bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
+    bandwidth = gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu, calibration))
     seconds = flops = moved = 0.0
     for g in model_gemms(m)[0]:
         rows = logit_rows if g.name == "lm_head" else tokens
@@ -214,13 +215,14 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
             rs = a.grouped_gemm_efficiency * msr
         if measured:
             t = max(gemm_time(seen, per, n, k, gemm_dtype, calibration, batch=touched, sustained=SERVING_SUSTAINED,
-                              compute_rate=rc), weights / bandwidth / rs + GEMM_LAUNCH_S)
+                              compute_rate=rc, plateau=a.gemm_plateau, hbm=a.hbm_efficiency),
+                    weights / bandwidth / rs + GEMM_LAUNCH_S)
         else:
             wave = wave_efficiency(gpu, per, n, k, touched if g.expert else 1)
             if g.expert and not (fmt.weight_only and g.component in fmt.storage):  # Marlin's 16-row tile is in seen
                 wave *= expert_row_tile(per, rows * group, g.copies)
             t = gemm_time(_at_wave(seen, wave), per, n, k, gemm_dtype, calibration, batch=touched, compute_rate=rc,
-                          memory_rate=rs)
+                          memory_rate=rs, plateau=a.gemm_plateau, hbm=a.hbm_efficiency)
         if not g.expert and gemm_dtype.startswith("fp8"):
             if not fmt.weight_only:  # W8A8: the bf16 input cast first (calc.serving.act_quant)
                 t += act_quant_seconds(per, k, bandwidth, a.fp8_act_quant_bytes)
@@ -238,14 +240,23 @@ def _measured(calibration: Any, op_kind: str, size: float) -> float | None:
     return interpolate(op_kind, size) if interpolate is not None else None
 
 
-def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None) -> tuple[GPUSpec, Any, Efficiency]:
+def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None,
+                   a: ServingAssumptions | None = None) -> tuple[GPUSpec, Any, Efficiency]:
     """(GPU, calibration hook, summary): the calibration (checked against this GPU and dtype by
-    efficiency_for) is handed to the step as is; the step reads it op by op, by size (module docstring)."""
+    efficiency_for) is handed to the step as is; the step reads it op by op, by size (module docstring). Without
+    one, the generation's GEMM plateau and HBM efficiency, or ``a``'s given ones (--gemm-plateau, --hbm-efficiency)."""
     eff = efficiency_for(gpu, dtype, calibration)
+    for field, value, kind in (("--gemm-plateau", a and a.gemm_plateau, "gemm"), ("--hbm-efficiency", a and a.hbm_efficiency,
+                                                                                  "memory")):
+        if value and calibration is not None and calibration.ops.get(kind):  # the measured curve times those ops
+            raise LLMCalcError(field, f"the --calibration file's measured {kind} points set that rate, so {field} would "
+                                      "change nothing: give one of them")
     if calibration is None:
-        return gpu, None, Efficiency(compute=gemm_plateau(gpu, dtype), memory=memory_efficiency(gpu),
-                                     source=f"defaults (calc.hardware.efficiency): GEMM plateau {gemm_plateau(gpu, dtype):.0%} "
-                                     f"of peak on {gpu.arch}, HBM {memory_efficiency(gpu):.0%}")
+        plateau, hbm = (a and a.gemm_plateau) or gemm_plateau(gpu, dtype), (a and a.hbm_efficiency) or memory_efficiency(gpu)
+        given = [f for f, v in (("--gemm-plateau", a and a.gemm_plateau), ("--hbm-efficiency", a and a.hbm_efficiency)) if v]
+        return gpu, None, Efficiency(compute=plateau, memory=hbm, source=(
+            f"defaults (calc.hardware.efficiency): GEMM plateau {plateau:.0%} of peak on {gpu.arch}, HBM {hbm:.0%}"
+            + (f" ({' and '.join(given)} given)" if given else "")))
     if calibration.time_model == "roofline":
         return gpu, calibration, eff.model_copy(update={"source": (
             f"{eff.source}; fitted to whole steps (calibrate --from-runs): step = max(FLOPs / (peak x {eff.compute:.3f}), "
@@ -526,7 +537,7 @@ def step_time(
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
-    bandwidth = gpu.hbm_tb_s * TERA * memory_efficiency(gpu, calibration)
+    bandwidth = gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu, calibration))
     attn_rate = _attention_rate(gpu, attention_dtype(act, kv_dtype, gpu), calibration, attn_flops / len(layers))
     attn_compute = (attn_flops + index_scale * index_flops) / attn_rate if attn_flops else 0.0
     attn_flops += index_flops
@@ -543,7 +554,8 @@ def step_time(
     # MoE routing (the measured kernel tables of moe_routing_s, nearly flat in bandwidth); under a roofline calibration
     # at the uncalibrated bandwidth: a fixed time of the fit (calc.serving.phases.phase_terms puts it in K), as comm is
     compute_dtype = weight_format(m, gpu, dtype).compute_dtype
-    routing = moe_routing_s(m, tokens, tp, ep, gpu.hbm_tb_s * TERA * memory_efficiency(gpu) if roofline else bandwidth, a,
+    routing = moe_routing_s(m, tokens, tp, ep, gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu))
+                            if roofline else bandwidth, a,
                             runs_deepgemm(gpu, compute_dtype, a))
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory + routing
