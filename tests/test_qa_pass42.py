@@ -379,3 +379,15 @@ def test_one_gemm_plateau_option_for_every_timed_training_answer(cli) -> None:
     page = cli("report", *run, "--mode", "train", "--gemm-plateau", "0.4", "--json").json()["train_time"]["mfu"]
     assert slow == page < fitted
     assert cli("train-time", *run, "--tokens", "1T", "--mfu", "0.4", "--gemm-plateau", "0.4").code == 2
+
+
+def test_report_finetune_writes_html_as_the_other_modes_do(cli) -> None:
+    """QA42 F24: `report --mode finetune --format html` was refused while markdown (and html in the other modes) was
+    written. The page carries the markdown page's figures: Llama 3 8B LoRA on one H100, 8,030,261,248 parameters, the
+    rank-8 default adapters' 3,407,872 trainable, and the peak the JSON gives."""
+    page = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--format", "html")
+    assert page.code == 0 and page.out.startswith("<!DOCTYPE html>") and "<script" not in page.out
+    assert "8,030,261,248" in page.out and "3,407,872" in page.out
+    markdown = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--format", "markdown").out
+    peak = next(line for line in markdown.splitlines() if line.startswith("| **peak**")).split("**")[3]
+    assert f"<td>peak</td><td>{peak}</td>" in page.out

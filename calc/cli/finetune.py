@@ -94,6 +94,10 @@ def finetune_report(model: str, gpu: str, *, num_gpus: int | None, tp: int | Non
                    "assumptions": result.assumptions})
     elif fmt == "markdown":
         sys.stdout.write(finetune_markdown(params, result) + "\n")
+    elif fmt == "html":
+        from calc.report.finetune import finetune_html
+
+        sys.stdout.write(finetune_html(params, result) + "\n")
     else:
         from calc.report.render import how_sure
 

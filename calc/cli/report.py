@@ -177,7 +177,6 @@ def report(
             refuse(flag, value, "does not apply to --mode finetune (a memory answer)")
         refuse("--recipe", recipe, "sets --mode train's training states; --mode finetune takes --optimizer and "
                                    "--precision")
-        refuse("--format", fmt.value if fmt is ReportFormat.html else None, "html is drawn for --mode infer and train")
         refuse_weight_format(dtype, FINETUNE_4BIT)
         finetune_report(model, gpu, num_gpus=num_gpus, tp=tp, pp=pp, dtype=dtype, batch=batch, seq=seq or DEFAULT_SEQ,
                         zero=zero or 0, options={**finetune, "--stack": stack and stack.value},  # as memory --mode finetune

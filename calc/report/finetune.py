@@ -56,6 +56,39 @@ def finetune_page(params: Any, r: Any) -> RenderableType:
     return Group(head, finetune_view(r))
 
 
+def fit_verdict(r: Any) -> str:
+    """The fine-tuning page's fit line (Markdown and HTML alike)."""
+    return (f"fits on {r.gpu} with {size(r.headroom_bytes_per_gpu)} to spare" if r.fits else
+            f"does not fit on {r.gpu}: short by {size(-r.headroom_bytes_per_gpu)}; "
+            f"smallest GPU count {r.min_gpus or 'none up to 512'}"
+            + (f"; fits with {', '.join(r.fits_with)}" if r.fits_with else ""))
+
+
+def finetune_html(params: Any, r: Any) -> str:
+    """The fine-tuning report as one self-contained HTML page: finetune_markdown's content, its tables as tables."""
+    from html import escape
+
+    from calc.report.html import CSS, _table
+
+    def items(lines: list[str]) -> str:
+        return "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in lines) + "</ul>"
+
+    title = f"Fine-tuning report: {r.model} on {r.num_gpus} x {r.gpu} ({r.method})"
+    body = [f"<h1>{escape(title)}</h1>",
+            items([f"parameters (exact): {params.total_params:,}; trainable: {r.trainable_params:,}",
+                   f"workload: micro-batch {r.batch} x {r.seq:,} tokens, recompute {r.recompute}, optimizer "
+                   f"{r.optimizer}, precision {r.precision}"]),
+            "<h2>Memory per GPU</h2>",
+            _table(["buffer", "per GPU"], [[k, size(v)] for k, v in r.per_gpu.items()] + [["peak", size(r.per_gpu_bytes)]])]
+    if r.gpu:
+        body += ["<h2>Fit</h2>", items([fit_verdict(r)])]
+    if r.fit_table:
+        body.append(_table(["sequence", "max micro-batch"], [[f"{row.seq:,}", row.max_batch] for row in r.fit_table]))
+    body += ["<h2>How it was computed</h2>", items(r.explain), "<h2>Assumptions</h2>", items(r.assumptions)]
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>llmcalc {escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+
+
 def finetune_markdown(params: Any, r: Any) -> str:
     """The fine-tuning report as Markdown, every buffer with its formula."""
     out = [f"# Fine-tuning report: {r.model} on {r.num_gpus} x {r.gpu} ({r.method})", "",
@@ -65,11 +98,7 @@ def finetune_markdown(params: Any, r: Any) -> str:
     out += [f"| {k} | {size(v)} |" for k, v in r.per_gpu.items()]
     out += [f"| **peak** | **{size(r.per_gpu_bytes)}** |", ""]
     if r.gpu:
-        verdict = (f"fits on {r.gpu} with {size(r.headroom_bytes_per_gpu)} to spare" if r.fits else
-                   f"does not fit on {r.gpu}: short by {size(-r.headroom_bytes_per_gpu)}; "
-                   f"smallest GPU count {r.min_gpus or 'none up to 512'}"
-                   + (f"; fits with {', '.join(r.fits_with)}" if r.fits_with else ""))
-        out += ["## Fit", "", f"- {verdict}", ""]
+        out += ["## Fit", "", f"- {fit_verdict(r)}", ""]
     if r.fit_table:
         out += ["| sequence | max micro-batch |", "|---:|---:|"] + [f"| {row.seq:,} | {row.max_batch} |" for row in r.fit_table] + [""]
     out += ["## How it was computed", ""] + [f"- {line}" for line in r.explain] + ["", "## Assumptions", ""]
