@@ -391,3 +391,18 @@ def test_report_finetune_writes_html_as_the_other_modes_do(cli) -> None:
     markdown = cli("report", "llama3-8b", "--gpu", "h100", "--mode", "finetune", "--format", "markdown").out
     peak = next(line for line in markdown.splitlines() if line.startswith("| **peak**")).split("**")[3]
     assert f"<td>peak</td><td>{peak}</td>" in page.out
+
+
+def test_a_release_before_the_architecture_is_refused(cli) -> None:
+    """QA42 F19: --engine-version took releases that cannot load the model and priced them (gpt-oss on vLLM 0.6).
+    vLLM's release notes date each architecture: Llama 4 (chunked local attention) 0.8.3, gpt-oss (attention sinks,
+    MXFP4 experts) 0.10.1, Qwen3-Next (Gated DeltaNet) 0.10.2; an earlier release is refused naming --engine-version,
+    that release itself (or a patch of it, 0.10.1.1) runs."""
+    for model, gpus, before, first in (("gpt-oss-20b", "1", "0.10", "0.10.1"), ("llama4-scout", "4", "0.8.2", "0.8.3"),
+                                       ("qwen3-next-80b", "4", "0.10.1", "0.10.2")):
+        run = ("latency", model, "--gpu", "h100", "--num-gpus", gpus, "--engine-version")
+        r = cli(*run, before)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --engine-version") and f"came in vLLM {first}" in r.err
+        assert cli(*run, first).code == 0, (model, first)
+    assert cli("latency", "gpt-oss-20b", "--gpu", "h100", "--engine-version", "0.10.1.1").code == 0
+    assert cli("concurrency", "gpt-oss-20b", "--gpu", "h100", "--engine-version", "0.6", "--max-model-len", "8192").code == 2

@@ -126,7 +126,12 @@ def check_step_budget(s: Any, m: Any, g: Any) -> None:
     --gpu-memory-utilization asking for more than the memory free at startup, the device total less the process's
     own CUDA context (vllm/v1/worker/gpu_worker.py init_device: "Free memory on device ... on startup is less than
     desired GPU memory utilization"; the context DEFAULT_NON_TORCH_GIB, 0.5 GiB, on an otherwise idle GPU). V1's
-    FlashAttention backend on CUDA, a --block-size not a multiple of 16 (its supported kernel block sizes)."""
+    FlashAttention backend on CUDA, a --block-size not a multiple of 16 (its supported kernel block sizes). A release
+    before the first to run the model's architecture (calc.serving.support), named by --engine-version."""
+    from calc.serving.support import vllm_release_problem
+
+    if s.engine == "vllm" and (problem := vllm_release_problem(m, s.version())) is not None:
+        raise LLMCalcError("--engine-version", problem)
     if s.accounting() == "vllm-v1" and s.block_size is not None and s.block_size % 16 and g.vendor == "NVIDIA":
         raise LLMCalcError("--block-size", f"{s.block_size} tokens: vLLM V1's FlashAttention backend on CUDA takes "
                                            "block sizes that are multiples of 16 (16, 32, 64, 128)")
