@@ -406,3 +406,44 @@ def test_a_release_before_the_architecture_is_refused(cli) -> None:
         assert cli(*run, first).code == 0, (model, first)
     assert cli("latency", "gpt-oss-20b", "--gpu", "h100", "--engine-version", "0.10.1.1").code == 0
     assert cli("concurrency", "gpt-oss-20b", "--gpu", "h100", "--engine-version", "0.6", "--max-model-len", "8192").code == 2
+
+
+def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
+    """QA42b, the sweep of this pass's own changes: the release rule holds under --engine vllm-v0 too (F1); Gemma 2 as
+    AWQ on a T4 (Turing: no Marlin kernel, which needs compute capability 8.0; AWQ's own kernel takes fp16 activations
+    only, which vLLM refuses for Gemma 2 / 3) is refused, on an A100 (Marlin, bf16) priced (F2); report --mode train
+    takes --dtype as train-time does, so a V100 run is reachable with fp16 and fp8 reads train-time's MFU (F25); an
+    L40 (PCIe, no node type) is priced at the PCIe nodes' 5 us per step, not NVLink's 3 us, so its TP 4 decode no
+    longer beats an L40S's on the same bus (F10); the MTP KV line multiplies out (F9); a checkpoint no TP loads is
+    refused naming MODEL in compare too, and a refused --tp names no empty list (F5, F4); compare keeps a GPU without
+    a kernel for a converted format as a row (F18); the MFU warning reads the plateau train-time was given (F8)."""
+    r = cli("latency", "llama4-scout", "--gpu", "h100", "--num-gpus", "4", "--engine", "vllm-v0", "--engine-version", "0.8.2")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --engine-version")
+    awq = cli("latency", "gemma2-9b", "--gpu", "t4", "--dtype", "awq")
+    assert awq.code == 2 and awq.err.startswith("llmcalc: error: --gpu") and "Marlin" in awq.err
+    assert cli("latency", "gemma2-9b", "--gpu", "a100", "--dtype", "awq").code == 0
+    v100 = ("report", "llama3.2-1b", "--gpu", "v100-32g", "--num-gpus", "1", "--mode", "train")
+    assert cli(*v100).err.startswith("llmcalc: error: --dtype: v100-32g has no bf16")
+    assert cli(*v100, "--dtype", "fp16").code == 0
+    run = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8")
+    assert cli("report", *run, "--mode", "train", "--json").json()["train_time"]["mfu"] == \
+        cli("train-time", *run, "--tokens", "1T", "--json").json()["mfu"]
+    tpot = {g: cli("latency", "llama3-70b", "--gpu", g, "--tp", "4", "--num-gpus", "4", "--json").json()["tpot_s"]
+            for g in ("l40", "l40s")}
+    assert abs(tpot["l40"] / tpot["l40s"] - 1) < 0.002  # the same bus, the same HBM (864 GB/s): one figure
+    glm = cli("memory", "glm-4.5", "--gpu", "h200", "--num-gpus", "8", "--mtp", "--json").json()
+    assert any("2*92*8*128*2 = 376,832 B; + 1 MTP attention layer x 4,096 B = 380,928 B" in line for line in glm["explain"])
+    import json
+
+    base = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000, "max_position_embeddings": 8192,
+            "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 100}}
+    (tmp_path / "g100.json").write_text(json.dumps(base))
+    for command in (("compare", str(tmp_path / "g100.json"), "h100", "a100-80g"),
+                    ("latency", str(tmp_path / "g100.json"), "--gpu", "h100", "--tp", "3", "--num-gpus", "3")):
+        r = cli(*command)
+        assert r.code == 2 and r.err.startswith("llmcalc: error: MODEL") and "try " not in r.err, command
+    rows = {r["gpu"]: r for r in cli("compare", "llama3-8b", "v100-32g", "h100", "--dtype", "awq", "--json").json()}
+    assert rows["v100-32g"]["layout"] is None and rows["h100-sxm"]["tokens_per_s"] > 0
+    hot = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--gemm-plateau", "0.99")
+    assert "it follows the GEMM rates given" in hot.err and "give a measured --gemm-plateau" not in hot.err

@@ -217,13 +217,15 @@ def report(
                             ("--tpot-ms", tpot_ms), ("--rate", rate), ("--users", users), *serving.items()):
             if flag != "--gemm-plateau":  # the training plan's too (its cost below), as train-step takes it
                 refuse(flag, value, "is a serving option; drop it with --mode train")
-        refuse("--dtype", dtype, "training memory follows --recipe (default bf16-adam); drop --dtype", DEFAULT_DTYPE)
+        from calc.cli.training import _training_dtype
+
+        dtype = _training_dtype(dtype)  # the run's compute dtype, as train-time takes it (fp16 on a V100 / T4)
         refuse("--plot", plot, "the memory chart is drawn for --mode infer")
         if mfu_assumed is not None:
             refuse("--stack", stack, "sets the stack the plan is timed on; --mfu assumes the MFU instead: give one of them")
     plot_path = output_path(plot, "--plot", (".png", ".svg"))
     m, g = load_model(model), load_gpu(gpu)
-    states = training_recipe(recipe, "bf16")  # the training states (report --mode train takes no --dtype: bf16)
+    states = training_recipe(recipe, dtype if mode is Mode.train else "bf16")  # the training states (train-time's)
     refuse_engine_on_gpu(engine, g)
     # the serving plan's GPUs, as `serve` is given them: --num-gpus, else sized for --rate, else the page's one GPU
     serve_gpus = num_gpus or (None if rate or users else 1)
@@ -252,7 +254,7 @@ def report(
         check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
         note_fp32(dtype)
     elif mfu_assumed is not None or node is None:  # an assumed MFU (--mfu, or no node type to search a
-        training_fit(m, g, n, seq, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
+        training_fit(m, g, n, seq, dtype, recipe=states)  # plan on) times this placement; a searched plan is refused by the search
     training_cost = None
     if mode is Mode.train:
         from calc.cli.training import check_doc_tokens
@@ -267,7 +269,7 @@ def report(
                 raise LLMCalcError(flag, f"times a plan on a node type, and none ships for {g.name}: drop it (the "
                                          "report then assumes an MFU)")
         if node is not None:  # without a node type the page is memory --mode train at --recipe
-            training_cost = _cost(m, g, None, seq, "bf16", calibration,
+            training_cost = _cost(m, g, None, seq, dtype, calibration,
                                   StepKnobs(stack=stack, recipe=states, doc_tokens=doc_tokens, gemm_plateau=plateau),
                                   single_gpu=n == 1)
     assumptions = serving_assumptions(knobs, s, moe=m.moe is not None, max_utilization=max_utilization, router=router,

@@ -130,7 +130,7 @@ def check_step_budget(s: Any, m: Any, g: Any) -> None:
     before the first to run the model's architecture (calc.serving.support), named by --engine-version."""
     from calc.serving.support import vllm_release_problem
 
-    if s.engine == "vllm" and (problem := vllm_release_problem(m, s.version())) is not None:
+    if s.engine.startswith("vllm") and (problem := vllm_release_problem(m, s.version())) is not None:  # V0 too
         raise LLMCalcError("--engine-version", problem)
     if s.accounting() == "vllm-v1" and s.block_size is not None and s.block_size % 16 and g.vendor == "NVIDIA":
         raise LLMCalcError("--block-size", f"{s.block_size} tokens: vLLM V1's FlashAttention backend on CUDA takes "
@@ -264,11 +264,12 @@ def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | 
     vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there are refused, naming the flag."""
     from calc.serving.weights import load_problem, weight_format
 
-    for g in gpus:
-        problem = load_problem(m, g, dtype, engine.value)
-        # a GPU the engine would not run it on, among several compared, is that GPU's row (calc.report.build.compare_gpus)
-        if problem is not None and (problem[0] != "--gpu" or len(gpus) == 1):
-            raise LLMCalcError(gpu_field if problem[0] == "--gpu" else problem[0], problem[1])
+    problems = [load_problem(m, g, dtype, engine.value) for g in gpus]
+    # a GPU the engine would not run it on, among several compared where another runs it, is that GPU's row
+    # (calc.report.build.compare_gpus); one GPU, or none that runs it: refused, naming the flag that fixes it
+    problem = next((p for p in problems if p is not None), None)
+    if problem is not None and (len(gpus) == 1 or all(problems)):
+        raise LLMCalcError(gpu_field if problem[0] == "--gpu" else problem[0], problem[1])
     if engine is not Engine.trtllm:
         return
     for g in gpus:
@@ -331,6 +332,8 @@ def check_serving_tp(m: Any, tp: int | None, dtype: str | None, ep: int, engine:
     if tp is None or (problem := tp_split_problem(m, tp)) is None:
         return
     loadable = [t for t in splittable_tps(m) if shard_problem(m, dtype, t, ep, engine.value) is None]
+    if not loadable:  # the checkpoint loads at no TP: that is the refusal (refuse_unloadable's, naming MODEL)
+        raise LLMCalcError("MODEL", shard_problem(m, dtype, 1, ep, engine.value) or problem)
     raise LLMCalcError("--tp", f"{problem}; try {', '.join(map(str, loadable))}")
 
 

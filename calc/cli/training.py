@@ -279,7 +279,8 @@ def train_time(
             refuse(flag, value, "sizes the predicted plan; with --mfu it changes nothing, drop one")
     elif no_node:
         for flag, value in plan_options:
-            refuse(flag, value, f"places a plan on a node type, and none ships for {g.name}: give --system too, or --mfu")
+            refuse(flag, value, f"places a plan on a node type, and none ships for {g.name}: give --system too, or "
+                                f"drop {flag} (the run then takes an assumed MFU, or --mfu)")
         warn("--gpu", f"no node type ships for {g.name} (system_specs/); using an assumed MFU of 0.4 "
              "(give --system to predict one from a plan)")
     if mfu_assumed is not None or no_node:  # after the layout flags are refused: the fit check places no plan of them
@@ -313,6 +314,7 @@ def train_time(
         m, g, num_gpus=num_gpus, tokens=tokens, seq=seq, mfu_assumed=check_fraction(mfu_assumed or 0.4, "--mfu"),
         dtype=dtype, price_per_gpu_hour=unit_price, causal=causal,
         calibration=load_calibration(calibration), plan=plan, lora=lora, doc_tokens=doc_tokens,
+        rates_given=gemm_plateau is not None,
         mfu_source="assumed (--mfu)" if mfu_assumed is not None else f"assumed (0.4: no node type ships for {g.name})",
     )
     if days is not None or budget is not None:  # the search's grid, said where the count is printed

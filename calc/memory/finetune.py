@@ -291,8 +291,9 @@ def _base_weight_bytes(m: ModelSpec, method: str, total: int, trainable: int, w_
     fp8_base = method != "qlora" and frozen_dtype == "fp8"  # the blocks' linears in fp8, the rest 16-bit (as --dtype fp8
     if method != "qlora" and not fp8_base:                 # converts them everywhere: calc.memory.weights)
         linears = []
-    elif linears is None:
-        linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts if t.shape]
+    elif linears is None:  # an fp8 base keeps the routers 16-bit, as --dtype fp8 converts a model everywhere
+        linears = [(count, t) for _k, count, ts in layer_kinds(m) for t in ts
+                   if t.shape and not (fp8_base and t.component == "router")]
     quantised = sum(count * t.params for count, t in linears)
     rest = total - quantised
     if fp8_base:

@@ -140,7 +140,9 @@ def inference_memory(
              f"weights = the blocks' matrices at {dtype_bytes(dtype)} B" + (f" + 2 B per {group_size}" if group_size else "")
              + f", the rest at {sixteen_bit(m)} = " + " + ".join(f"{k} {gb(v):.2f}" for k, v in groups.items())
              + f" = {weights:,} B ({gb(weights):.2f} GB)"),
-            _kv_explain(m, kv_dtype, kv_token),
+            _kv_explain(m, kv_dtype, kv_token - mtp_kv(1)) + (
+                f"; + {mtp_layers} MTP attention layer{'s' if mtp_layers > 1 else ''} x {mtp_kv(1) // mtp_layers:,} B = "
+                f"{kv_token:,} B a token" if mtp_layers else ""),
             f"KV cache = {kv_seq:,} B/sequence of {seq} tokens (local layers capped at their window"
             f"{'; + constant mixer state' if m.mixer else ''}) x {batch}"
             f" = {kv_total:,} B ({gb(kv_total):.2f} GB)",

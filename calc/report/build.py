@@ -144,7 +144,8 @@ def build_report(
         # the node type a plan is placed on (at the default efficiencies unless given); one GPU without one: a node
         # of one (calc.specs.system.one_gpu_node), as train-plan and train-time place it
         system = system_for_gpu(gpu) or (one_gpu_node(gpu.name) if plan.num_gpus == 1 and not mfu_assumed else None)
-        cost = training_cost or (ModelCost(m, gpu, system, seq, calibration=calibration) if system else None)
+        train_dtype = dtype or "bf16"  # the run's compute dtype (--dtype: fp16 on a GPU without bf16, as train-time)
+        cost = training_cost or (ModelCost(m, gpu, system, seq, train_dtype, calibration=calibration) if system else None)
         # no node type ships for the GPU and no MFU is given: the MFU is assumed (0.4), the page this placement's
         # memory, as train-time prices it
         no_node = cost is None and not mfu_assumed
@@ -167,7 +168,8 @@ def build_report(
                     f"layout ({best.layout})", *memory.assumptions]})
                 best = None
         timed = train_time(m, gpu, num_gpus=plan.num_gpus, tokens=tokens, seq=seq, mfu_assumed=mfu_assumed or 0.4,
-                           doc_tokens=doc_tokens,
+                           doc_tokens=doc_tokens, dtype=train_dtype,
+                           rates_given=training_cost is not None and training_cost.eff.gemm_plateau is not None,
                            price_per_gpu_hour=price_per_gpu_hour, calibration=calibration, plan=best)
         if no_node:
             timed = timed.model_copy(update={"mfu_source": f"assumed (0.4: no node type ships for {gpu.name})"})

@@ -340,8 +340,9 @@ def memory_view(r: Any) -> RenderableType:
 
 
 def gpus_view(gpus: Sequence[Any]) -> RenderableType:
-    table = Table(title="GPU catalog: memory GB as the device lists it (every fit is checked against the device total "
-                        "torch reports, a little less: --json cuda_total_bytes), memory bandwidth TB/s, GPU-GPU link GB/s; dense "
+    table = Table(title="GPU catalog: memory GB as the device lists it (every fit is checked against the device "
+                        "total torch reports where a reading is known, at most this: --json cuda_total_bytes), "
+                        "memory bandwidth TB/s, GPU-GPU link GB/s; dense "
                         "tensor peaks in TFLOPS (bf16 derived from SMs x clock, bf16 and fp8 from the spec sheet); ridge "
                         "point in FLOPs/byte at bf16 (fp16 where no bf16)", title_justify="left")
     for col in ("name", "arch", "GB", "TB/s", "link", "bf16", "bf16 sheet", "fp8 sheet", "ridge"):

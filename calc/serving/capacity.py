@@ -331,7 +331,8 @@ def with_engine_fit(result: Any, m: ModelSpec, gpu: GPUSpec, plan: Parallelism, 
         return result
     try:
         fit = engine_fit(m, gpu, plan, dtype, kv_dtype, tokens, batch, settings, assumptions)
-    except LLMCalcError:
+    except LLMCalcError as refusal:  # the engine refuses the request itself: no verdict, and say why
+        warn(refusal.field, f"no serving engine verdict: {refusal.problem}")
         return result
     if result.fits and not fit.fits:
         warn("--num-gpus", f"the tensors fit, but {fit.line}")

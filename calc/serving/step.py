@@ -248,7 +248,8 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None,
     eff = efficiency_for(gpu, dtype, calibration)
     for field, value, kind in (("--gemm-plateau", a and a.gemm_plateau, "gemm"), ("--hbm-efficiency", a and a.hbm_efficiency,
                                                                                   "memory")):
-        if value and calibration is not None and calibration.ops.get(kind):  # the measured curve times those ops
+        if value and calibration is not None and (calibration.ops.get(kind) or calibration.time_model == "roofline"):
+            # the measured curve times those ops (a roofline fit, every op)
             raise LLMCalcError(field, f"the --calibration file's measured {kind} points set that rate, so {field} would "
                                       "change nothing: give one of them")
     if calibration is None:
@@ -268,7 +269,12 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None,
               + ("; collectives at the measured all-reduce efficiency, the PCIe factor not applied on top (the link "
                  "was measured: calc.hardware.efficiency.measured_pcie_factor)" if measured_pcie_factor(calibration)
                  else ""))
-    return gpu, calibration, eff.model_copy(update={"source": source})
+    # a kind the file did not measure runs at the generation's rate (or the one given): say that one, not a default
+    unmeasured = {**({} if calibration.ops.get("gemm") else {"compute": (a and a.gemm_plateau) or gemm_plateau(gpu, dtype)}),
+                  **({} if calibration.ops.get("memory") else {"memory": (a and a.hbm_efficiency) or memory_efficiency(gpu)})}
+    if unmeasured:
+        source += "; not measured, at " + ", ".join(f"{k} {v:.0%}" for k, v in unmeasured.items())
+    return gpu, calibration, eff.model_copy(update={"source": source, **unmeasured})
 
 
 def attention_dtype(act: str, kv_dtype: str, gpu: GPUSpec | None = None) -> str:
@@ -343,10 +349,12 @@ def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
     pcie = 0 < gpu.interconnect_gb_s <= PCIE5_X16_GB_S
     return SystemSpec(name=f"{gpu.name}-node", gpu=gpu.name, gpus_per_node=a.gpus_per_node, intra_node_gb_s=link,
                       inter_node_gb_s=a.internode_gb_s,
-                      intra_node_link=f"PCIe (the GPU's own {gpu.interconnect_gb_s:g} GB/s link, no NVLink)" if pcie else "")
+                      **({"intra_node_link": f"PCIe (the GPU's own {gpu.interconnect_gb_s:g} GB/s link, no NVLink)",
+                          "intra_node_latency_s": PCIE_LATENCY_S} if pcie else {}))
 
 
 PCIE5_X16_GB_S = 128  # PCIe Gen5 x16 both directions (PCI-SIG: 32 GT/s x 16 lanes ~ 63 GB/s each way)
+PCIE_LATENCY_S = 5e-6  # the per-step latency every PCIe node type of system_specs/ takes (pcie-l40s, pcie-h100 ...)
 
 
 # Bytes per element of each routed copy an all-gather-fed rank moves (ServingAssumptions.moe_permute_scope):

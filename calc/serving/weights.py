@@ -214,7 +214,15 @@ def vllm_dtype_problem(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> tuple[s
         return "--gpu", (f"{gpu.name} has no bf16, and vLLM refuses {m.name} in fp16 (Gemma 2 / 3: numerical "
                          "instability), so its --dtype auto runs it in fp32 on the CUDA cores (4-byte weights and KV, "
                          "no tensor peak; vllm/config/model.py _resolve_auto_dtype), which is not priced: give a GPU "
-                         "with bf16 (compute capability 8.0 or later) or another --engine")
+                         "with bf16 (compute capability 8.0 or later)")
+    q = m.quantization
+    if dtype is None and q is not None and q.method in ("awq", "gptq") and \
+            ARCH_CAPABILITY.get(gpu.arch, MARLIN_CAPABILITY) < MARLIN_CAPABILITY:
+        # below 8.0 no Marlin kernel: the AWQ / GPTQ kernels take fp16 activations only (get_supported_act_dtypes
+        # [torch.half]), which vLLM refuses for this model
+        return "--gpu", (f"{FORMAT_NAMES[q.method]} weights run fp16 activations on {gpu.name} ({gpu.arch}: no Marlin "
+                         f"kernel, which needs compute capability 8.0 and takes bf16), and vLLM refuses {m.name} in "
+                         "fp16 (Gemma 2 / 3: numerical instability): give a GPU of compute capability 8.0 or later")
     return None
 
 
@@ -227,6 +235,7 @@ def vllm_dtype_problem(m: ModelSpec, gpu: GPUSpec, dtype: str | None) -> tuple[s
 MIN_CAPABILITY = {"awq": 75, "mxfp4": 80, "modelopt_nvfp4": 75, "gptq": 60}
 ARCH_CAPABILITY = {"Volta": 70, "Turing": 75, "Ampere": 80, "Ada": 89, "Hopper": 90, "Blackwell": 100}
 FORMAT_NAMES = {"awq": "AWQ", "mxfp4": "MXFP4", "modelopt_nvfp4": "NVFP4", "gptq": "GPTQ"}
+MARLIN_CAPABILITY = 80  # vLLM's gptq_marlin / awq_marlin (bf16 or fp16 activations) from Ampere
 
 
 def kernel_problem(m: ModelSpec, gpu: GPUSpec) -> tuple[str, str] | None:
@@ -249,9 +258,15 @@ def load_problem(m: ModelSpec, gpu: GPUSpec, dtype: str | None, engine: str) -> 
     Gemma 2 / 3 model without bf16 (vllm_dtype_problem), a quantized format as shipped (or converted by --dtype awq /
     gptq / nvfp4 / mxfp4: ``dtype`` None) without a kernel there (kernel_problem: vLLM, SGLang); None where it runs.
     The one rule latency, concurrency, serve, report, compare and `memory --mode infer`'s engine verdict read."""
+    from calc.memory.weights import requantize
+    from calc.serving.shards import shard_problem
+
+    m, dtype = requantize(m, dtype)  # --dtype awq / gptq / nvfp4 / mxfp4: that checkpoint, as the CLI prices it
     if engine.startswith("vllm") and (problem := vllm_dtype_problem(m, gpu, dtype)) is not None:
         return problem
     if dtype is None and engine.startswith(("vllm", "sglang")):
+        if (whole := shard_problem(m, dtype, 1, 1, engine)) is not None:  # a group cutting a whole matrix: no layout
+            return "MODEL", whole
         return kernel_problem(m, gpu)
     return None
 

@@ -221,7 +221,7 @@ def train_time(
     m: ModelSpec, gpu: GPUSpec, *, num_gpus: int, tokens: float, seq: int = 2048, mfu_assumed: float = 0.4,
     dtype: str = "bf16", price_per_gpu_hour: float | None = None, causal: bool = False,
     calibration: Calibration | None = None, plan: Any = None, lora: Any = None,
-    mfu_source: str = "assumed (--mfu)", doc_tokens: int | None = None,
+    mfu_source: str = "assumed (--mfu)", doc_tokens: int | None = None, rates_given: bool = False,
 ) -> TrainTimeResult:
     """Days, GPU-hours and cost: D x (training FLOPs per token) / (GPUs x peak x MFU).
 
@@ -265,7 +265,7 @@ def train_time(
         gpu_hours=gpu_hours, days=seconds / 86400,
         cost=cost, price_per_gpu_hour=price_per_gpu_hour, best_case_days=best, mfu_source=source,
         warnings=check_tokens(tokens) + (_assumed_mfu_warning(mfu_assumed) if plan is None else
-                                         check_predicted_mfu(plan, measured=calibration is not None)
+                                         check_predicted_mfu(plan, measured=calibration is not None or rates_given)
                                          + list(getattr(plan, "warnings", []))),
         plan=plan.layout if plan is not None else None, stack=plan.stack if plan is not None else None,
         global_batch=plan.global_batch if plan is not None else None,
