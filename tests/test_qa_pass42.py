@@ -447,3 +447,19 @@ def test_the_second_sweep_of_this_pass(cli, tmp_path) -> None:
     assert rows["v100-32g"]["layout"] is None and rows["h100-sxm"]["tokens_per_s"] > 0
     hot = cli("train-time", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T", "--gemm-plateau", "0.99")
     assert "it follows the GEMM rates given" in hot.err and "give a measured --gemm-plateau" not in hot.err
+
+
+def test_an_fp16_config_is_an_fp16_checkpoint(cli, tmp_path) -> None:
+    """QA42b F11: an unquantized config.json whose torch_dtype is float16 (Llama 2's own) was imported as bf16, so
+    vLLM's auto KV (the model's dtype) was bf16 and --kv-dtype fp16 was refused as foreign to the model. The
+    config's 16-bit dtype is the checkpoint's now; a bf16 config is unchanged."""
+    import json
+
+    base = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000, "max_position_embeddings": 8192}
+    for dtype in ("float16", "bfloat16"):
+        (tmp_path / f"{dtype}.json").write_text(json.dumps({**base, "torch_dtype": dtype}))
+    fp16 = cli("latency", str(tmp_path / "float16.json"), "--gpu", "h100", "--json").json()
+    assert fp16["kv_dtype"] == "fp16" and fp16["dtype"] == "fp16"
+    assert cli("latency", str(tmp_path / "float16.json"), "--gpu", "h100", "--kv-dtype", "fp16").code == 0
+    assert cli("latency", str(tmp_path / "bfloat16.json"), "--gpu", "h100", "--json").json()["kv_dtype"] == "bf16"

@@ -31,8 +31,9 @@ def quantization(c: HFConfig) -> dict[str, Any]:
         # compression_config; vLLM falls back to that key when quantization_config is absent (ModelConfig
         # _parse_quant_hf_config in vllm/config)
         q = {"quant_method": "compressed-tensors", **legacy}
-    if q is None:
-        return {}
+    if q is None:  # unquantized: the checkpoint's 16-bit dtype as its config gives it (an fp16 model runs fp16)
+        given = _DTYPES.get(str(c.data.get("torch_dtype") or c.data.get("dtype") or ""))
+        return {"checkpoint_dtype": given} if given in ("fp16", "bf16") else {}
     if not isinstance(q, dict):
         raise c.fail(_FIELD, f"must be a mapping with a quant_method, got {type(q).__name__}")
     method = q.get("quant_method")
