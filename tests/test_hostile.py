@@ -628,6 +628,10 @@ def test_4bit_format_with_bf16_activations_on_a_gpu_without_bf16_is_refused() ->
                 "--rate", "10")
     # (pass 42: MXFP4's kernels need compute capability 8.0, a V100 is 7.0: refused for that first, naming --dtype)
     assert r.code == 2 and "--dtype" in r.err and "compute capability 8.0" in r.err and "internal" not in r.err, r.err
-    # gptq runs fp16 activations, which a V100 has (awq too, but its kernel needs compute capability 7.5)
-    assert run_cli("serve", "gemma3-12b", "--gpu", "v100-32g", "--dtype", "gptq", "--prompt", "2K", "--output", "512",
+    # gptq runs fp16 activations on a V100 (no Marlin kernel below compute capability 8.0), which vLLM refuses for
+    # Gemma 3 (pass 42): refused naming --gpu; a Llama runs there
+    gptq = run_cli("serve", "gemma3-12b", "--gpu", "v100-32g", "--dtype", "gptq", "--prompt", "2K", "--output", "512",
+                   "--rate", "1")
+    assert gptq.code == 2 and gptq.err.startswith("llmcalc: error: --gpu") and "Marlin" in gptq.err
+    assert run_cli("serve", "llama3-8b", "--gpu", "v100-32g", "--dtype", "gptq", "--prompt", "2K", "--output", "512",
                    "--rate", "1").code == 0
