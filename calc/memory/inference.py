@@ -108,7 +108,7 @@ def inference_memory(
     kv_stored = (request_cache_bytes(m, seq, kv_dtype, plan.tp) + mtp_kv(plan.tp) * seq) * plan.tp * batch
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
-        model=m.name, mode="infer", dtype=(m.quantization.label() if m.quantization else "as-shipped") if shipped else dtype,
+        model=m.name, mode="infer", dtype=m.quantization.label() if shipped else dtype,  # shipped: a quantization_config to label
         weights_dtype=weights_class(m, None if shipped else dtype), kv_dtype=kv_dtype, batch=batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,

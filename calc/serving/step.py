@@ -160,6 +160,12 @@ def _at_wave(gpu: GPUSpec, wave: float) -> GPUSpec:
     return hit[1]
 
 
+def serving_bandwidth(gpu: GPUSpec, a: ServingAssumptions, calibration: Any = None) -> float:
+    """Bytes/s a serving step streams weights and KV at: HBM x --hbm-efficiency (ServingAssumptions.hbm_efficiency),
+    else the calibration's measured fraction, else the generation's (calc.hardware.efficiency.memory_efficiency)."""
+    return gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu, calibration))
+
+
 def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, tp: int, dtype: str | None,
                      calibration: Any = None, ep: int = 1,
                      a: ServingAssumptions | None = None, experts_only: bool = False) -> tuple[float, float, float]:
@@ -189,7 +195,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
     a = a or DEFAULT_ASSUMPTIONS
     fmt = weight_format(m, gpu, dtype)
     measured = _measured(calibration, "gemm", 1.0) is not None
-    bandwidth = gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu, calibration))
+    bandwidth = serving_bandwidth(gpu, a, calibration)
     seconds = flops = moved = 0.0
     for g in model_gemms(m)[0]:
         rows = logit_rows if g.name == "lm_head" else tokens
@@ -252,8 +258,9 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None,
             # the measured curve times those ops (a roofline fit, every op)
             raise LLMCalcError(field, f"the --calibration file's measured {kind} points set that rate, so {field} would "
                                       "change nothing: give one of them")
+    # the rates a kind runs at where nothing measured it: the one given, else the generation's
+    plateau, hbm = (a and a.gemm_plateau) or gemm_plateau(gpu, dtype), (a and a.hbm_efficiency) or memory_efficiency(gpu)
     if calibration is None:
-        plateau, hbm = (a and a.gemm_plateau) or gemm_plateau(gpu, dtype), (a and a.hbm_efficiency) or memory_efficiency(gpu)
         given = [f for f, v in (("--gemm-plateau", a and a.gemm_plateau), ("--hbm-efficiency", a and a.hbm_efficiency)) if v]
         return gpu, None, Efficiency(compute=plateau, memory=hbm, source=(
             f"defaults (calc.hardware.efficiency): GEMM plateau {plateau:.0%} of peak on {gpu.arch}, HBM {hbm:.0%}"
@@ -270,8 +277,8 @@ def calibrated_gpu(gpu: GPUSpec, dtype: str, calibration: Calibration | None,
                  "was measured: calc.hardware.efficiency.measured_pcie_factor)" if measured_pcie_factor(calibration)
                  else ""))
     # a kind the file did not measure runs at the generation's rate (or the one given): say that one, not a default
-    unmeasured = {**({} if calibration.ops.get("gemm") else {"compute": (a and a.gemm_plateau) or gemm_plateau(gpu, dtype)}),
-                  **({} if calibration.ops.get("memory") else {"memory": (a and a.hbm_efficiency) or memory_efficiency(gpu)})}
+    unmeasured = {**({} if calibration.ops.get("gemm") else {"compute": plateau}),
+                  **({} if calibration.ops.get("memory") else {"memory": hbm})}
     if unmeasured:
         source += "; not measured, at " + ", ".join(f"{k} {v:.0%}" for k, v in unmeasured.items())
     return gpu, calibration, eff.model_copy(update={"source": source, **unmeasured})
@@ -545,7 +552,7 @@ def step_time(
     if prefill_tokens:  # each prompt's earlier KV once, plus the chunk's own new KV
         kv_read += prefill_seqs * kv_cache_bytes_for_tokens(m, round(prefill_context), kv_dtype, tp)
         kv_read += kv_cache_bytes_for_tokens(m, prefill_tokens, kv_dtype, tp)
-    bandwidth = gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu, calibration))
+    bandwidth = serving_bandwidth(gpu, a, calibration)
     attn_rate = _attention_rate(gpu, attention_dtype(act, kv_dtype, gpu), calibration, attn_flops / len(layers))
     attn_compute = (attn_flops + index_scale * index_flops) / attn_rate if attn_flops else 0.0
     attn_flops += index_flops
@@ -562,8 +569,7 @@ def step_time(
     # MoE routing (the measured kernel tables of moe_routing_s, nearly flat in bandwidth); under a roofline calibration
     # at the uncalibrated bandwidth: a fixed time of the fit (calc.serving.phases.phase_terms puts it in K), as comm is
     compute_dtype = weight_format(m, gpu, dtype).compute_dtype
-    routing = moe_routing_s(m, tokens, tp, ep, gpu.hbm_tb_s * TERA * (a.hbm_efficiency or memory_efficiency(gpu))
-                            if roofline else bandwidth, a,
+    routing = moe_routing_s(m, tokens, tp, ep, serving_bandwidth(gpu, a) if roofline else bandwidth, a,
                             runs_deepgemm(gpu, compute_dtype, a))
     compute = max(gemm_s - weight_bytes / bandwidth, 0.0) + attn_compute  # GEMM time beyond streaming its weights
     memory = weight_bytes / bandwidth + attn_memory + routing
