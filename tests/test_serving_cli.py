@@ -325,7 +325,7 @@ def test_moe_permute_scope_flag_in_serve(cli) -> None:
 def test_dispatcher_moves_only_ep_layouts_and_is_serve_s_in_report(cli) -> None:
     """--dispatcher in report is serve's option: report's serving section is serve's plan under the same flag, and
     each value moves the expert-parallel layouts only; report --mode train / finetune refuse it in one line."""
-    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
+    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "4", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
     base = cli("report", *query, "--json").json()["serving"]
     before = {x["name"]: x["tpot_ms"] for x in base["layouts"]}
     for value in ("deepep", "alltoall", "naive"):
@@ -343,7 +343,7 @@ def test_dispatcher_moves_only_ep_layouts_and_is_serve_s_in_report(cli) -> None:
 def test_moe_permute_scope_is_serve_s_in_report(cli) -> None:
     """--moe-permute-scope in report is serve's option: report's serving section is serve's plan under the same value
     (the same plan, so the same JSON); report --mode train refuses it in one line."""
-    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
+    query = ["qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "4", "--dtype", "fp8", "--prompt", "1024", "--output", "256"]
     for value in ("gathered", "local"):
         assert (cli("report", *query, "--moe-permute-scope", value, "--json").json()["serving"]
                 == cli("serve", *query, "--moe-permute-scope", value, "--json").json())

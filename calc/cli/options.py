@@ -393,7 +393,8 @@ class Fp8Scales(StrEnum):
 Fp8MoeScalesOpt = Annotated[Fp8Scales | None, typer.Option(
     "--fp8-moe-scales",
     help="MoE with fp8 experts: block (128 x 128 block scales, as DeepSeek-V3 / Qwen3-FP8 checkpoints ship; "
-         "the default, which --dtype fp8 on a 16-bit MoE reads as that FP8 checkpoint) or tensor (one scale per "
+         "the default, which --dtype fp8 on a 16-bit MoE reads as that FP8 checkpoint, whose TP slices must hold whole "
+         "blocks) or tensor (one scale per "
          "tensor: TensorRT-LLM / ModelOpt FP8, CUTLASS's fp8 grouped GEMM, and vLLM / SGLang quantizing a 16-bit "
          "checkpoint online; faster above 128 tokens per expert)")]
 MoeServingRateOpt = Annotated[float | None, typer.Option(
@@ -474,8 +475,8 @@ HbmEfficiencyOpt = Annotated[float | None, typer.Option(
 class ServingKnobs:
     """The serving model's named assumptions latency, serve, report and compare take (one option group,
     calc.cli.groups.takes), turned into ServingAssumptions by calc.cli.serving.serving_assumptions; concurrency, which
-    prices memory only, takes --reserve-gib and --comm-buffer-gib alone. ``moe_collective``: --dispatcher's old
-    serving spelling (hidden); read the exchange as ``exchange``."""
+    prices memory only, takes --reserve-gib, --comm-buffer-gib and --fp8-moe-scales (whether the checkpoint loads)
+    alone. ``moe_collective``: --dispatcher's old serving spelling (hidden); read the exchange as ``exchange``."""
 
     reserve_gib: ReserveOpt = None
     comm_buffer_gib: CommBufferOpt = None
@@ -502,6 +503,13 @@ class ServingKnobs:
         values = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "moe_collective"}
         values.update(dispatcher=self.exchange, enforce_eager=self.enforce_eager or None)
         return {n: values[n] for n in names} if names else values
+
+    def scales(self) -> str:
+        """--fp8-moe-scales' value, else ServingAssumptions' default: how --dtype fp8 loads a 16-bit MoE (as its block
+        checkpoint or online per tensor: calc.serving.shards.shard_problem), read before the assumptions are built."""
+        from calc.serving.assumptions import DEFAULT_ASSUMPTIONS
+
+        return DEFAULT_ASSUMPTIONS.fp8_moe_scales if self.fp8_moe_scales is None else str(self.fp8_moe_scales)
 
     def moe_only(self) -> dict[str, Any]:
         """The options that apply to routed experts only (refused for a dense model)."""

@@ -249,7 +249,7 @@ def report(
 
         plan = serving_plan(m, n, None, 1)  # TP = GPUs, refused naming --num-gpus when the heads do not split
         m, dtype = given_weights(ctx, m, dtype)  # without --dtype: the checkpoint as shipped
-        refuse_unloadable(m, dtype, plan.tp, 1, engine, False)  # as latency: a layout the engine would not load
+        refuse_unloadable(m, dtype, plan.tp, 1, engine, False, knobs.scales())  # as latency: a layout the engine would not load
         windows = attention_windows_of(m, attention_windows, s)  # applied by the engine (calc.serving.windows)
         check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
         note_fp32(dtype)

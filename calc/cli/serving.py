@@ -35,6 +35,7 @@ from calc.cli.options import (
     EngineVersionOpt,
     EpOpt,
     ExplainOpt,
+    Fp8MoeScalesOpt,
     GpuOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -311,18 +312,21 @@ def refuse_engine_on_gpu(engine: Engine, g: Any, flag: str = "--engine") -> None
         raise LLMCalcError(flag, f"{problem}: give --engine vllm or sglang")
 
 
-def refuse_unloadable(m: Any, dtype: str | None, tp: int, ep: int, engine: Engine, tp_given: bool) -> None:
-    """A fixed layout whose TP slices cut the checkpoint's fp8 scale blocks or AWQ / GPTQ groups: the engine refuses to
-    load it (calc.serving.shards), so no figure is given; named by --tp when typed, else --num-gpus."""
+def refuse_unloadable(m: Any, dtype: str | None, tp: int, ep: int, engine: Engine, tp_given: bool,
+                      fp8_moe_scales: str = "block") -> None:
+    """A fixed layout whose TP slices cut the checkpoint's fp8 scale blocks or AWQ / GPTQ groups (or, at --dtype fp8
+    on a 16-bit MoE with ``fp8_moe_scales`` "block", its block-fp8 checkpoint's): the engine refuses to load it
+    (calc.serving.shards), so no figure is given; named by --tp when typed, else --num-gpus."""
     from calc.serving.shards import shard_problem
 
-    problem = shard_problem(m, dtype, tp, ep, engine.value)
+    problem = shard_problem(m, dtype, tp, ep, engine.value, fp8_moe_scales)
     if problem is not None:  # named by the checkpoint itself where no TP loads it (a group that cuts a whole matrix)
-        anywhere = tp > 1 and shard_problem(m, dtype, 1, ep, engine.value) is not None
+        anywhere = tp > 1 and shard_problem(m, dtype, 1, ep, engine.value, fp8_moe_scales) is not None
         raise LLMCalcError("MODEL" if tp == 1 or anywhere else "--tp" if tp_given else "--num-gpus", problem)
 
 
-def check_serving_tp(m: Any, tp: int | None, dtype: str | None, ep: int, engine: Engine) -> None:
+def check_serving_tp(m: Any, tp: int | None, dtype: str | None, ep: int, engine: Engine,
+                     fp8_moe_scales: str = "block") -> None:
     """A typed --tp the model's matrices cannot be split by (calc.model.parallel.tp_split_problem), refused naming
     the degrees that split them and that the engine loads the checkpoint at (refuse_unloadable's rule): DeepSeek-V3's
     128 x 128 fp8 scale blocks rule out TP 32 and beyond, though its 128 heads split."""
@@ -331,9 +335,9 @@ def check_serving_tp(m: Any, tp: int | None, dtype: str | None, ep: int, engine:
 
     if tp is None or (problem := tp_split_problem(m, tp)) is None:
         return
-    loadable = [t for t in splittable_tps(m) if shard_problem(m, dtype, t, ep, engine.value) is None]
+    loadable = [t for t in splittable_tps(m) if shard_problem(m, dtype, t, ep, engine.value, fp8_moe_scales) is None]
     if not loadable:  # the checkpoint loads at no TP: that is the refusal (refuse_unloadable's, naming MODEL)
-        raise LLMCalcError("MODEL", shard_problem(m, dtype, 1, ep, engine.value) or problem)
+        raise LLMCalcError("MODEL", shard_problem(m, dtype, 1, ep, engine.value, fp8_moe_scales) or problem)
     raise LLMCalcError("--tp", f"{problem}; try {', '.join(map(str, loadable))}")
 
 
@@ -522,11 +526,11 @@ def latency(
                             attention_windows=attention_windows_of(m, attention_windows, s))
     gpus = _gpus(num_gpus, tp, pp, ep)
     m, dtype = given_weights(ctx, m, dtype)
-    check_serving_tp(m, tp, dtype, ep, engine)
+    check_serving_tp(m, tp, dtype, ep, engine, a.fp8_moe_scales)
     plan = engine_mod.expert_plan(m, gpus, tp, pp or 1, ep) if ep > 1 else engine_mod.serving_plan(m, gpus, tp, pp or 1)
     refuse_unsplit_comm_buffer(gpus, knobs.comm_buffer_gib)
     check_weight_values(m, [g], dtype, knobs, engine, kv_dtype)
-    refuse_unloadable(m, dtype, plan.tp, ep, engine, tp is not None)
+    refuse_unloadable(m, dtype, plan.tp, ep, engine, tp is not None, a.fp8_moe_scales)
     note_fp32(dtype)
     from calc.hardware.peaks import peak_tflops
     from calc.serving.weights import weight_format
@@ -629,6 +633,7 @@ def concurrency(
     reserve_gib: ReserveOpt = None,
     comm_buffer_gib: CommBufferOpt = None,
     ep: EpOpt = None,
+    fp8_moe_scales: Fp8MoeScalesOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -644,21 +649,26 @@ def concurrency(
     tokens = alias(max_model_len, old_max_tokens, "--max-model-len", "--max-tokens")
     tokens = tokens or m.context_window
     engine_window(m, tokens)
-    if m.moe is None:
-        refuse_moe_options(m, ep=ep if ep != 1 else None)  # --ep 1: no expert parallelism, as without it
+    if m.moe is None:  # --ep 1: no expert parallelism, as without it
+        refuse_moe_options(m, ep=ep if ep != 1 else None, fp8_moe_scales=fp8_moe_scales)
     ep = ep or 1
     refuse_unsplit_comm_buffer(_gpus(num_gpus, tp, pp, ep), comm_buffer_gib)
     s = engine_settings(engine, launch, tokens, engine_version)
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
     refuse_engine_formats(engine, m, [g], dtype, kv_dtype)
-    check_serving_tp(m, tp, dtype, ep, engine)
-    a = serving_assumptions(ServingKnobs(reserve_gib=reserve_gib, comm_buffer_gib=comm_buffer_gib),
+    if fp8_moe_scales is not None and not (dtype == "fp8" and m.quantization is None):
+        raise LLMCalcError("--fp8-moe-scales", "here says how --dtype fp8 loads a 16-bit MoE (block: as its block-fp8 "
+                                               "checkpoint, whose 128 x 128 blocks bound the TP; tensor: online fp8, "
+                                               f"per-tensor scales); {m.name} loads as given here: drop it")
+    a = serving_assumptions(ServingKnobs(reserve_gib=reserve_gib, comm_buffer_gib=comm_buffer_gib,
+                                         fp8_moe_scales=fp8_moe_scales),
                             attention_windows=attention_windows_of(m, attention_windows, s))
+    check_serving_tp(m, tp, dtype, ep, engine, a.fp8_moe_scales)
     result = engine_mod.concurrency(m, g, num_gpus=_gpus(num_gpus, tp, pp, ep), tp=tp, pp=pp or 1, max_tokens=tokens,
                                     dtype=dtype, kv_dtype=kv_dtype, settings=s, shared_prefix=shared_prefix, assumptions=a,
                                     ep=ep)
-    refuse_unloadable(m, dtype, result.tp, ep, engine, tp is not None)
+    refuse_unloadable(m, dtype, result.tp, ep, engine, tp is not None, a.fp8_moe_scales)
     if shared_prefix and result.hybrid is not None and result.hybrid.has_state:
         raise LLMCalcError("--shared-prefix", f"{m.name}'s state layers run without prefix caching in vLLM's hybrid "
                                               "allocator (its default for hybrid models): no token is stored once, so "

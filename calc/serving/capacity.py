@@ -299,7 +299,8 @@ def engine_fit(m: ModelSpec, gpu: GPUSpec, plan: Parallelism, dtype: str | None,
     peak, non-torch memory and CUDA graphs (calc.serving.engine_memory)."""
     s = settings or EngineSettings()
     mem = deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions)
-    unloadable = shard_problem(m, dtype, plan.tp, 1, s.engine)  # the engine refuses the checkpoint on this layout
+    # the engine refuses the checkpoint on this layout
+    unloadable = shard_problem(m, dtype, plan.tp, 1, s.engine, assumptions.fp8_moe_scales)
     fits = mem.max_concurrency >= batch and unloadable is None
     need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
     version = ".".join(map(str, s.version()))
@@ -349,7 +350,7 @@ def smallest_fitting_gpus(
     is tried first."""
     plans = sorted(serving_layouts(m, 64, assumptions.gpus_per_node), key=lambda p: (p.tp * p.pp, -p.tp))
     for plan in plans:
-        if shard_problem(m, dtype, plan.tp, 1, s.engine) is None and \
+        if shard_problem(m, dtype, plan.tp, 1, s.engine, assumptions.fp8_moe_scales) is None and \
                 deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions).max_concurrency >= batch:
             return plan.tp * plan.pp
     return None

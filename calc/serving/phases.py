@@ -66,7 +66,7 @@ def phase_terms(m: ModelSpec, gpu: GPUSpec, phase: str, *, num_gpus: int, batch:
     a = engine_kernels(ServingAssumptions(**engine_defaults(settings, m.moe is not None)), m, gpu, settings,
                        prompt + output - 1, dtype)
     plan = serving_plan(m, num_gpus, None, 1)
-    unloadable = shard_problem(m, dtype, plan.tp, 1, engine)
+    unloadable = shard_problem(m, dtype, plan.tp, 1, engine, a.fp8_moe_scales)
     if unloadable is not None:  # as latency refuses it: the engine would not load the checkpoint on this layout
         raise LLMCalcError("num_gpus", unloadable)
     # fit first, as latency: a run that cannot be launched has no time to fit; sized as the run was launched for its

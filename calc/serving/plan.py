@@ -324,7 +324,7 @@ def serve_plan(
     s, fmt, kv_dtype, gpu_run, hook, eff = setup.s, setup.fmt, setup.kv_dtype, setup.gpu_run, setup.hook, setup.eff
     layouts, unloadable = [], []
     for tp, pp, ep in _candidates(m, num_gpus or max_gpus, a, s.engine):
-        if (why := shard_problem(m, dtype, tp, ep, s.engine)) is not None:  # the engine would not load it
+        if (why := shard_problem(m, dtype, tp, ep, s.engine, a.fp8_moe_scales)) is not None:  # the engine would not load it
             unloadable.append(why)
             continue
         replica = setup.replica(tp, pp, ep, planned=True)

@@ -50,12 +50,18 @@ def _slices(m: ModelSpec, tp: int, ep: int) -> list[tuple[str, str, str, int, bo
     return out
 
 
-def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine: str = "vllm") -> str | None:
+def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine: str = "vllm",
+                  fp8_moe_scales: str = "block") -> str | None:
     """Why ``engine`` would refuse to load ``m`` as shipped (``dtype`` None, or fp8 on a checkpoint that ships
     fp8: the engine loads its scales as they are) at TP ``tp`` (EP ``ep``): the first matrix slice that cuts a scale
     block (block fp8) or a group (AWQ / GPTQ), and the TP degrees whose slices stay whole; None when it loads, when
     the weights are converted at load (another ``dtype``: online fp8 has per-tensor scales) or for an engine that
     builds its own (TensorRT-LLM).
+
+    ``--dtype fp8`` on a 16-bit MoE with ``fp8_moe_scales`` "block" (ServingAssumptions' default) is priced as the
+    model's block-fp8 checkpoint (Qwen3 / DeepSeek FP8: [128, 128] blocks on every linear), so it is held to that
+    checkpoint's blocks as well: Qwen3-235B-A22B at TP 8 has 1,536 / 8 = 192-wide expert slices, which vLLM refuses
+    (vllm-project/vllm#25292, Qwen3-30B-A3B-FP8 at TP 8); "tensor" (online fp8, one scale per tensor) is not.
 
     >>> from calc.sources.catalog import load_model
     >>> shard_problem(load_model("deepseek-v3"), None, 8) is None   # experts 2,048 / 8 = 256, MLP 18,432 / 8 = 2,304
@@ -64,10 +70,12 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
     q = m.quantization
     # --dtype fp8 on a checkpoint that ships block-fp8 loads that checkpoint (its scales as shipped)
     as_shipped = dtype is None or (dtype == "fp8" and q is not None and q.method == "fp8")
-    if not as_shipped or q is None or engine not in ENGINES_CHECKING:
+    block_checkpoint = dtype == "fp8" and q is None and m.moe is not None and fp8_moe_scales == "block"
+    if engine not in ENGINES_CHECKING or not (block_checkpoint or (as_shipped and q is not None)):
         return None
-    if q.method in ("fp8", "compressed_tensors") and q.block_size is not None:  # block fp8 (compressed-tensors "block")
-        block_n, block_k = q.block_size
+    if block_checkpoint or (q.method in ("fp8", "compressed_tensors") and q.block_size is not None):
+        # block fp8 (compressed-tensors "block"; a 16-bit MoE at --dtype fp8 as its [128, 128] checkpoint)
+        block_n, block_k = (128, 128) if block_checkpoint else q.block_size
         what = f"{block_n} x {block_k} fp8 scale blocks"
 
         def bad(side: str, width: int, split: bool) -> bool:  # an unsplit width may end in a partial block
@@ -94,5 +102,7 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
             f"not whole {what}: {engine} refuses to load it"
             + (f"; TP {whole[-1]} keeps them whole" if whole else "")
             + ("; expert parallelism (--ep) keeps the experts whole" if component == "experts" and m.moe else "")
+            + ("; --dtype fp8 is priced as the model's block-fp8 checkpoint: --fp8-moe-scales tensor prices online fp8"
+               " (per-tensor scales), which loads" if block_checkpoint else "")
             + ("; a checkpoint padded to whole groups (as Qwen's own AWQ / GPTQ releases are) loads: give its config.json"
-               if q.group_size and q.block_size is None else ""))
+               if q is not None and q.group_size and q.block_size is None else ""))
