@@ -127,12 +127,18 @@ def check_step_budget(s: Any, m: Any, g: Any) -> None:
     --gpu-memory-utilization asking for more than the memory free at startup, the device total less the process's
     own CUDA context (vllm/v1/worker/gpu_worker.py init_device: "Free memory on device ... on startup is less than
     desired GPU memory utilization"; the context DEFAULT_NON_TORCH_GIB, 0.5 GiB, on an otherwise idle GPU). V1's
-    FlashAttention backend on CUDA, a --block-size not a multiple of 16 (its supported kernel block sizes). A release
+    FlashAttention backend on CUDA, a --block-size not a multiple of 16 (its supported kernel block sizes); an MLA
+    model on Hopper, one not a multiple of the 64 FlashMLA forces (EngineSettings.forced_page_tokens). A release
     before the first to run the model's architecture (calc.serving.support), named by --engine-version."""
     from calc.serving.support import vllm_release_problem
 
     if s.engine.startswith("vllm") and (problem := vllm_release_problem(m, s.version())) is not None:  # V0 too
         raise LLMCalcError("--engine-version", problem)
+    forced = s.forced_page_tokens(m, g)
+    if forced and s.block_size is not None and s.block_size % forced:
+        raise LLMCalcError("--block-size", f"{s.block_size} tokens: vLLM forces {forced}-token KV blocks for FlashMLA, "
+                                           f"{m.name}'s attention backend on {g.name} (vllm/platforms/cuda.py), so it "
+                                           f"would change nothing; give a multiple of {forced} or drop it")
     if s.accounting() == "vllm-v1" and s.block_size is not None and s.block_size % 16 and g.vendor == "NVIDIA":
         raise LLMCalcError("--block-size", f"{s.block_size} tokens: vLLM V1's FlashAttention backend on CUDA takes "
                                            "block sizes that are multiples of 16 (16, 32, 64, 128)")

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from calc.errors import LLMCalcError
 from calc.memo import per_spec
-from calc.model.parallel import pp_stage_layers
+from calc.model.parallel import pp_stage_layers, tp_ranks_sharing
 from calc.model.params import Tensor, layer_blocks, model_tensors, mtp_tensors, tensor_copies
 from calc.specs import ModelSpec, QuantSpec
 from calc.units import dtype_bytes
@@ -457,10 +457,13 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     norm, the LM head and the MTP modules. With tied embeddings and p > 1 the last stage builds its own
     copy of the embedding to use as the head (vLLM: `if is_first_rank or (tie_word_embeddings and
     is_last_rank)`). Expert parallelism over ``ep`` ranks (data-parallel attention, TP 1) keeps 1/ep of
-    the routed experts on each rank. Everything on a stage is split by TP (vocab-parallel embedding and
-    head, column/row-parallel projections):
+    the routed experts on each rank. A stage's tensors are split by TP as the engine places them
+    (calc.model.parallel.tp_ranks_sharing): vocab-parallel embedding and head and column/row-parallel
+    projections over t ranks, KV projections over min(t, g) (one whole KV head a rank past g), and the
+    replicated ones whole on every rank (MLA's latent down-projections, routers, norms: about 0.9 GB of
+    DeepSeek-V3's on each of 8 ranks in fp8, not 1/8 of it):
 
-        bytes = max over stages s of (sum of its layers' bytes, experts / ep, + its end tensors) / t
+        bytes = max over stages s of sum over its tensors x of bytes(x) / (ep if x is a routed expert) / r_t(x)
 
     ``group_size`` G: every converted weight at bytes(dtype) + 2/G (one fp16 scale per G weights; _tensor_bytes).
 
@@ -469,23 +472,25 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     >>> weights_per_gpu(m, "bf16", pp=4) == (8 * 202_383_360 + 4096 + 131_072_000) * 2  # last stage: + final norm
     True
     """
-    layers, first, last, embedding = _stage_parts(m, dtype, ep, with_mtp, group_size)
+    layers, first, last, embedding = _stage_parts(m, dtype, tp, ep, with_mtp, group_size)
     if pp > 1 and m.tied_embeddings:
         last += embedding
     stages, start, busiest = pp_stage_layers(m.num_layers, pp), 0, Fraction(0)
     for s, n in enumerate(stages):
         here = sum(layers[start : start + n], Fraction(0)) + (first if s == 0 else 0) + (last if s == pp - 1 else 0)
         busiest, start = max(busiest, here), start + n
-    return math.ceil(busiest / tp)
+    return math.ceil(busiest)
 
 
 @per_spec
-def _stage_parts(m: ModelSpec, dtype: str | None, ep: int, with_mtp: bool,
+def _stage_parts(m: ModelSpec, dtype: str | None, tp: int, ep: int, with_mtp: bool,
                  group_size: int | None) -> tuple[tuple[Fraction, ...], Fraction, Fraction, Fraction]:
-    """What ``weights_per_gpu`` places, before any TP / PP split: each decoder layer's bytes, the first
-    stage's end tensors, the last stage's, and the embedding (the head's copy on the last stage when tied)."""
+    """What ``weights_per_gpu`` places on one rank of the TP group, before the PP split: each decoder layer's
+    bytes, the first stage's end tensors, the last stage's, and the embedding (the head's copy on the last stage
+    when tied)."""
     def size(t: Tensor, layer: int = 0) -> Fraction:
-        return _tensor_bytes(m, t, dtype, layer, group_size) / (ep if t.component == "experts" else 1)
+        return (_tensor_bytes(m, t, dtype, layer, group_size) / (ep if t.component == "experts" else 1)
+                / tp_ranks_sharing(m, t.component, t.name, tp))
 
     sizes: dict[int, Fraction] = {}
     per_layer = _per_layer(m, dtype) and not group_size

@@ -279,6 +279,31 @@ COLUMN_PARALLEL = frozenset({"q_proj", "k_proj", "v_proj", "qkv_proj", "gate_pro
 ROW_PARALLEL = frozenset({"o_proj", "down_proj", "out_proj", "x_proj"})
 
 
+def tp_ranks_sharing(m: ModelSpec, component: str, name: str, tp: int) -> int:
+    """Over how many of ``tp`` ranks one tensor's bytes are divided as vLLM / SGLang place a TP group:
+
+    - 1 (whole on every rank) for a named matrix outside the column- and row-parallel sets (vLLM's ReplicatedLinear:
+      MLA's q_a_proj / kv_a_proj_with_mqa in deepseek_v2.py, the MoE router ``gate`` of every MoE family, Qwen3-Next's
+      shared_expert_gate) and for the router's other tensors and the RMSNorm / LayerNorm weights (component "norms");
+    - min(t, g) for k_proj / v_proj of g KV heads: past g ranks each keeps one whole head (QKVParallelLinear:
+      num_kv_head_replicas = t / g), so its slice is 1/g of the matrix, not 1/t;
+    - t for everything else (column- / row-parallel matrices, the vocabulary-parallel embedding and head, the state
+      layers' parameters, which vLLM splits by head).
+
+    >>> from calc.sources.catalog import load_model
+    >>> m = load_model("llama3-70b")  # 8 KV heads
+    >>> tp_ranks_sharing(m, "attention", "k_proj", 16), tp_ranks_sharing(m, "attention", "q_proj", 16)
+    (8, 16)
+    >>> tp_ranks_sharing(load_model("deepseek-v3"), "attention", "q_a_proj", 8)
+    1
+    """
+    if component in ("norms", "router") or (name and name not in COLUMN_PARALLEL and name not in ROW_PARALLEL):
+        return 1
+    if name in ("k_proj", "v_proj") and m.mla is None:
+        return min(tp, m.kv_heads)
+    return tp
+
+
 def tp_shard(name: str, k: int, n: int, tp: int) -> tuple[int, int]:
     """(K, N) of one rank's slice of the [K, N] matrix ``name`` under TP degree ``tp`` (the split above,
     ceil as the engines pad): column-parallel -> (K, ceil(N/t)), row-parallel -> (ceil(K/t), N), else whole.

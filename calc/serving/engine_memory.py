@@ -426,6 +426,7 @@ def engine_memory(
         raise LLMCalcError(flag, f"{non_torch / GIB:,.2f} GiB of non-torch memory per GPU is all of "
                                  f"{gpu.name}'s {cap / GIB:.2f} GiB; give less")
     graphs = int(assumptions.cuda_graph_gib * GIB) if acc == "vllm-v1" and s.version() >= VLLM_GRAPH_ESTIMATE_FROM else 0
+    s = s.on(m, gpu)  # the block vLLM forces on this GPU (FlashMLA's 64 on Hopper), as the engine runs it
     page = s.page_tokens()
     block_bytes = page * kv_token
     pool = hybrid_pool(m, kv_dtype, tp, pp, s.block_size, max_len, s.version(), batched) if acc == "vllm-v1" else None

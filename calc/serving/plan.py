@@ -355,7 +355,8 @@ def serve_plan(
                            if s.accounting() in ("vllm-v1", "vllm-v0") and s.max_num_seqs is None else "")
                         + ", prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens, "
-                        + _memory_share_line(s) + f", KV block {s.page_tokens()} tokens",
+                        + _memory_share_line(s) + f", KV block {s.page_tokens(m, gpu)} tokens"
+                        + (" (vLLM forces it for FlashMLA on Hopper)" if s.forced_page_tokens(m, gpu) else ""),
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         *([f"layouts within {NEAR_TIE:.0%} of the best tokens/s per GPU are a tie (inside the bands): "
                            "the fewest GPUs per replica, then the lowest TPOT, ranked first (near_ties_first)"]
@@ -393,7 +394,7 @@ def serve_plan(
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label,
         weights_dtype=weights_class(m, dtype), kv_dtype=kv_dtype,
         layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
-        launch=launch_command(m, s, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
+        launch=launch_command(m, s.on(m, gpu), best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
         at_rate=at_rate,

@@ -78,6 +78,8 @@ def check_accounting(accounting: str) -> str:
 CURRENT_VERSION: dict[str, str] = {"vllm": "0.11", "vllm-v0": "0.6", "sglang": "0.5.4", "trtllm": "1.0"}
 NEWEST_READ: dict[str, str] = {**CURRENT_VERSION, "vllm": "0.29"}
 VLLM_V1_FROM = (0, 8)  # VLLM_USE_V1 became the default in 0.8.0 (vllm/envs.py)
+VLLM_FLASHMLA_FROM = (0, 7, 3)  # FlashMLA, and its forced 64-token KV block on Hopper (vllm-project/vllm PR #13747)
+FLASHMLA_BLOCK = 64
 VLLM_MEMORY_DEFAULTS_FROM = (0, 9)  # get_batch_defaults by device memory
 SGLANG_HEURISTIC_FROM = (0, 5, 4)  # server_args._handle_gpu_memory_settings (PR #10975)
 
@@ -257,8 +259,30 @@ class EngineSettings(_Spec):
             return 256
         return TRTLLM_MAX_BATCH_SIZE
 
-    def page_tokens(self) -> int:
-        """Tokens per KV page: vLLM 16, TRT-LLM 32 (tokens_per_block), SGLang 1 (page_size)."""
+    def forced_page_tokens(self, m: Any = None, gpu: Any = None) -> int | None:
+        """The KV block size vLLM forces whatever --block-size says: FLASHMLA_BLOCK (64) for an MLA model on Hopper from
+        VLLM_FLASHMLA_FROM (vllm/platforms/cuda.py check_and_update_config: "Forcing kv cache block size to 64 for
+        FlashMLA backend", FlashMLA being the default MLA backend on SM90, the only one is_flashmla_supported accepts;
+        the line vLLM 0.8.3's log prints for DeepSeek-V2-Lite in users' reports); a multiple of 64 given is kept (the
+        check is ``block_size % 64 != 0``). None where the block is the engine's default or the user's. Other GPUs run
+        Triton MLA at the default 16 (Blackwell's CUTLASS / FlashInfer MLA blocks are not modelled here)."""
+        if (m is None or gpu is None or getattr(m, "mla", None) is None or not self.engine.startswith("vllm")
+                or gpu.vendor != "NVIDIA" or gpu.arch != "Hopper" or self.version() < VLLM_FLASHMLA_FROM):
+            return None
+        return FLASHMLA_BLOCK
+
+    def on(self, m: Any, gpu: Any) -> EngineSettings:
+        """These settings as the engine runs ``m`` on ``gpu``: the KV block it forces (forced_page_tokens) written in
+        as block_size, else unchanged."""
+        page = self.page_tokens(m, gpu)
+        return self.model_copy(update={"block_size": page}) if self.forced_page_tokens(m, gpu) else self
+
+    def page_tokens(self, m: Any = None, gpu: Any = None) -> int:
+        """Tokens per KV page: vLLM 16 (64 for MLA on Hopper: forced_page_tokens), TRT-LLM 32 (tokens_per_block),
+        SGLang 1 (page_size); --block-size where given and the engine keeps it."""
+        forced = self.forced_page_tokens(m, gpu)
+        if forced and not (self.block_size and self.block_size % forced == 0):
+            return forced
         if self.block_size:
             return self.block_size
         return {"sglang": 1, "trtllm": TRTLLM_TOKENS_PER_BLOCK}.get(self.accounting(), 16)
