@@ -460,7 +460,7 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     the routed experts on each rank. A stage's tensors are split by TP as the engine places them
     (calc.model.parallel.tp_ranks_sharing): vocab-parallel embedding and head and column/row-parallel
     projections over t ranks, KV projections over min(t, g) (one whole KV head a rank past g), and the
-    replicated ones whole on every rank (MLA's latent down-projections, routers, norms: about 0.9 GB of
+    replicated ones whole on every rank (MLA's latent down-projections, routers: about 0.9 GB of
     DeepSeek-V3's on each of 8 ranks in fp8, not 1/8 of it):
 
         bytes = max over stages s of sum over its tensors x of bytes(x) / (ep if x is a routed expert) / r_t(x)
