@@ -52,10 +52,11 @@ def test_vllm_auto_is_the_fp8_record_sglang_keeps_the_model_dtype() -> None:
     sglang = engine_memory(m, h200, settings=EngineSettings(engine="sglang", max_model_len=8192), tp=8, dtype=None)
     bf16 = engine_memory(m, h200, settings=EngineSettings(engine="vllm", max_model_len=8192), tp=8, dtype=None, kv_dtype="bf16")
     assert (vllm.kv_dtype, sglang.kv_dtype, bf16.kv_dtype) == ("fp8", "bf16", "bf16")
-    # the same budget holds 78,324 / 48,068 = 1.63x the tokens in the fp8 record (whole 16-token blocks either way)
-    assert vllm.kv_cache_tokens // 16 == vllm.num_gpu_blocks
-    budget_blocks_bf16 = bf16.num_gpu_blocks * 16 * BF16_PER_TOKEN
-    assert abs(vllm.num_gpu_blocks * 16 * FP8_PER_TOKEN - budget_blocks_bf16) <= 16 * BF16_PER_TOKEN
+    # the same budget holds 78,324 / 48,068 = 1.63x the tokens in the fp8 record, in whole 64-token blocks either way
+    # (vllm/platforms/cuda.py forces 64 for FlashMLA, dense or sparse, on Hopper: "Forcing kv cache block size to 64")
+    assert vllm.block_size == bf16.block_size == 64 and vllm.kv_cache_tokens // 64 == vllm.num_gpu_blocks
+    budget_blocks_bf16 = bf16.num_gpu_blocks * 64 * BF16_PER_TOKEN
+    assert abs(vllm.num_gpu_blocks * 64 * FP8_PER_TOKEN - budget_blocks_bf16) <= 64 * BF16_PER_TOKEN
 
 
 def test_commands_agree_and_the_line_keeps_a_16_bit_cache() -> None:

@@ -171,10 +171,14 @@ def test_memory_infer_does_not_refuse_a_batch_the_engine_and_latency_run(cli) ->
 def test_memory_infer_counts_the_replicated_cache_in_its_total(cli) -> None:
     """DeepSeek-V3 on 8 x H200 at TP 8: its MLA latent, 61 layers x (512 + 64) x 2 B = 70,272 B a token, is copied onto
     every TP rank: one copy of an 8,192-token request is 575,668,224 B, stored 8 times = 4,605,345,792 B, the figure
-    `concurrency` gives per request; the total over GPUs is then the per-GPU figure x 8 (no PP)."""
+    `concurrency` gives per request; the total over GPUs is then the per-GPU figure x 8 (no PP), the weights as stored
+    likewise: 7 more copies of what vLLM keeps whole on every rank (q_a / kv_a, 61 x 7,168 x 2,112 fp8 weights with
+    61 x 952 fp32 block scales, and the router's 106,445,312 bf16 parameters) than the model's one."""
     d = cli("memory", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--seq", "8192", "--json").json()
     assert d["kv_cache_bytes_per_token"] == 61 * 576 * 2 and d["kv_cache_bytes"] == 70_272 * 8_192
     assert d["kv_cache_stored_bytes"] == 8 * 575_668_224 and d["total_bytes"] == 8 * d["per_gpu_bytes"]
+    replicated = 61 * 7168 * 2112 + 61 * 952 * 4 + 106_445_312 * 2
+    assert d["weights_stored_bytes"] - d["weights_bytes"] == pytest.approx(7 * replicated, rel=1e-4)
     gqa = cli("memory", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--seq", "4096", "--json").json()
     # 8 KV heads over 8 ranks: nothing copied, stored = one copy (32 x 2 x 8 x 128 x 2 B = 131,072 B a token)
     assert gqa["kv_cache_stored_bytes"] == gqa["kv_cache_bytes"] == 131_072 * 4_096

@@ -42,3 +42,46 @@ def test_concurrency_refuses_fp8_moe_scales_where_it_changes_nothing(cli) -> Non
     assert r.code == 2 and r.err.startswith("llmcalc: error: --fp8-moe-scales: ") and r.err.count("\n") == 1
     r = cli("concurrency", "llama3-8b", "--gpu", "h100", "--fp8-moe-scales", "block")
     assert r.code == 2 and r.err.strip() == "llmcalc: error: --fp8-moe-scales: applies to routed experts; llama3-8b has none"
+
+
+def test_vllm_keeps_replicated_tensors_whole_on_every_tp_rank() -> None:
+    """QA42b F17: weights per GPU divided every tensor by TP, but vLLM keeps some whole on each rank: MLA's latent
+    down-projections (deepseek_v2.py: q_a_proj, kv_a_proj_with_mqa as ReplicatedLinear) and every MoE router (the
+    ``gate`` ReplicatedLinear), and past g ranks each rank holds one whole KV head (QKVParallelLinear's
+    num_kv_head_replicas = t / g). By hand from the configs:
+    - DeepSeek-V3 bf16 at TP 8: 7/8 x (61 x 7,168 x (1,536 + 576) + 58 x (7,168 x 256 + 256)) x 2 B more a rank;
+    - Llama 3 70B (8 KV heads of 128) bf16 at TP 16: k and v 8,192 x 128 a rank, not 8,192 x 64: 80 x 2 x 8,192 x
+      64 x 2 B = 167,772,160 B more a rank; at TP 8 none."""
+    from calc.memory.weights import weights_per_gpu, weights_stored_bytes
+    from calc.sources.catalog import load_model
+
+    ds = load_model("deepseek-v3")
+    replicated = 61 * 7168 * (1536 + 576) + 58 * (7168 * 256 + 256)
+    assert weights_per_gpu(ds, "bf16", 8) - weights_per_gpu(ds, "bf16") / 8 == 7 * replicated * 2 / 8
+    assert weights_stored_bytes(ds, "bf16", 8) == weights_per_gpu(ds, "bf16", 8) * 8
+    llama = load_model("llama3-70b")
+    one = weights_per_gpu(llama, "bf16")
+    assert weights_per_gpu(llama, "bf16", 16) - one / 16 == 80 * 2 * 8192 * 64 * 2
+    assert weights_per_gpu(llama, "bf16", 8) == one / 8
+
+
+def test_flashmla_forces_64_token_blocks_on_hopper(cli) -> None:
+    """QA42 F15: vLLM forces a 64-token KV block for an MLA model on Hopper, where FlashMLA is its default MLA backend
+    (vllm/platforms/cuda.py check_and_update_config: "Forcing kv cache block size to 64 for FlashMLA backend", since
+    FlashMLA came in, vLLM PR #13747, February 2025; the line vLLM 0.8.3 logs for DeepSeek-V2-Lite). DeepSeek-V3's
+    latent is 61 x 576 x 2 B = 70,272 B a token on every rank, so a block is 64 x 70,272 = 4,497,408 B and the KV
+    tokens a multiple of 64; an A100 (Triton MLA) keeps 16; --block-size 16 on an H200 would change nothing (refused),
+    and `--emit vllm` writes the 64 the engine runs."""
+    h200 = cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--max-model-len", "8192",
+               "--json").json()
+    assert h200["block_size"] == 64 and h200["kv_block_bytes"] == 64 * 70_272 * 8 and h200["kv_cache_tokens"] % 64 == 0
+    a100 = cli("concurrency", "deepseek-v2", "--gpu", "a100-80g", "--num-gpus", "8", "--max-model-len", "8192",
+               "--json").json()
+    assert a100["block_size"] == 16
+    r = cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--block-size", "16")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --block-size: 16 tokens: vLLM forces 64") and r.err.count("\n") == 1
+    assert cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8", "--block-size", "128",
+               "--json").json()["block_size"] == 128  # a multiple of 64 is kept (block_size % 64 != 0)
+    line = cli("serve", "deepseek-v2", "--gpu", "h100", "--num-gpus", "8", "--prompt", "2000", "--output", "500",
+               "--emit", "vllm").out
+    assert "--block-size 64" in line

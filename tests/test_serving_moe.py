@@ -195,10 +195,11 @@ def test_tp_x_ep_engine_memory() -> None:
     # Mixtral at TP 2 x EP 4 (two attention groups of TP 2): everything but the routed experts split by TP 2, the
     # experts' 45,097,156,608 params whole over 4 ranks. Non-expert params: 24,154,214,400 - 45,097,156,608 / 2
     # = 1,605,636,096 (test_serving_step's EP 2 figure). Per GPU: (1,605,636,096 / 2 + 45,097,156,608 / 4) x 2 B
-    # = 24,154,214,400 B
+    # = 24,154,214,400 B, + half the router (4,096 x 8 a layer x 32 layers x 2 B = 2,097,152 B, vLLM's ReplicatedLinear
+    # gate, whole on both TP ranks): 1,048,576 B
     m = load_model("mixtral-8x7b")
     mem = engine_memory(m, load_gpu("h100"), tp=2, ep=4, tokens_per_request=2000)
-    assert mem.weights_bytes == 24_154_214_400
+    assert mem.weights_bytes == 24_154_214_400 + 1_048_576
 
 
 def test_launch_line_carries_dp_and_ep() -> None:

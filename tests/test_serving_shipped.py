@@ -33,8 +33,9 @@ def test_gpt_oss_weights_as_shipped_per_rank():
     assert GPT_OSS_SHIPPED == 65_248_815_744
     assert weights_per_gpu(m, None, 1, 1) == GPT_OSS_SHIPPED
     assert GPT_OSS_SHIPPED / GIB == pytest.approx(60.8, abs=0.05)
-    # TP 2 halves everything (vocab-parallel embedding and head)
-    assert weights_per_gpu(m, None, 2, 1) == GPT_OSS_SHIPPED // 2
+    # TP 2 halves everything (vocab-parallel embedding and head) but the router, whole on both ranks (vLLM's
+    # ReplicatedLinear gate): 36 layers x (2,880 x 128 + 128 bias) x 2 B = 26,551,296 B, half of it more a rank
+    assert weights_per_gpu(m, None, 2, 1) == GPT_OSS_SHIPPED // 2 + 26_551_296 // 2
     # --dtype bf16 keeps the old answer: 116,829,156,672 params x 2 B (114,701,598,720 expert + 2,127,557,952 other)
     assert weights_per_gpu(m, "bf16", 1, 1) == (114_701_598_720 + 2_127_557_952) * 2
 
@@ -130,11 +131,16 @@ def test_compute_dtype_assumptions():
 def test_deepseek_v3_fits_8_h200_as_shipped_not_in_bf16(cli):
     """Per rank at TP 8, by hand: every Linear weight at 1 B (671,026,419,200) + 1 more byte for the
     1,960,685,056 bf16 parameters (embedding 926,679,040, head 926,679,040, router 106,445,312, norms 881,664)
-    + fp32 scales per 128x128 block (~4/16384 of 669.07e9 = ~0.163e9) = ~673.150e9 B; / 8 = ~84.144e9 B.
-    bf16: 671,026,419,200 x 2 / 8 = 167,756,604,800 B = 156.2 GiB per rank > 140.4 GiB (143,771 MiB)."""
+    + fp32 scales per 128x128 block (~4/16384 of 669.07e9 = ~0.163e9) = ~673.150e9 B; / 8 = ~84.144e9 B, + 7/8 of
+    what vLLM keeps whole on every rank (deepseek_v2.py ReplicatedLinear): q_a_proj and kv_a_proj_with_mqa, 61 x
+    7,168 x (1,536 + 576) = 923,467,776 fp8 weights (+ 61 x (56 x 12 + 56 x 5) x 4 B = 232,288 B of scales), and the
+    router, 106,445,312 bf16 parameters (212,890,624 B): 7/8 x 1,136,590,688 = ~0.9945e9 B -> ~85.138e9 B.
+    bf16: 671,026,419,200 x 2 / 8 = 167,756,604,800 B, + 7/8 x (923,467,776 + 106,445,312) x 2 B = 1,802,347,904 B
+    = 169,558,952,704 B = 157.9 GiB per rank > 140.4 GiB (143,771 MiB)."""
     m, g = load_model("deepseek-v3"), load_gpu("h200")
-    assert weights_per_gpu(m, None, 8, 1) == pytest.approx((671_026_419_200 + 1_960_685_056 + 163e6) / 8, rel=5e-4)
-    assert weights_per_gpu(m, "bf16", 8, 1) == 671_026_419_200 * 2 // 8 > g.memory_bytes
+    assert weights_per_gpu(m, None, 8, 1) == pytest.approx((671_026_419_200 + 1_960_685_056 + 163e6) / 8
+                                                           + 7 * 1_136_590_688 / 8, rel=5e-5)
+    assert weights_per_gpu(m, "bf16", 8, 1) == 167_756_604_800 + 1_802_347_904 > g.memory_bytes
     shipped = json.loads(cli("concurrency", "deepseek-v3", "--gpu", "h200", "--num-gpus", "8",
                                  "--max-model-len", "8192", "--json").out)
     assert shipped["dtype"] == "as-shipped" and shipped["max_concurrency"] > 0

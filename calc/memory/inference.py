@@ -24,6 +24,7 @@ from calc.memory.weights import (
     weights_as_priced,
     weights_class,
     weights_per_gpu,
+    weights_stored_bytes,
 )
 from calc.model.parallel import check_layout, inference_layout, kv_heads_per_gpu
 from calc.model.params import count_params
@@ -106,6 +107,9 @@ def inference_memory(
     kv_total = kv_seq * batch
     # every TP rank's cache over the whole model's layers, summed over the TP ranks (PP stages split the layers)
     kv_stored = (request_cache_bytes(m, seq, kv_dtype, plan.tp) + mtp_kv(plan.tp) * seq) * plan.tp * batch
+    # the weights likewise: each stage's rank bytes x its TP ranks (replicated tensors once a rank: weights_stored_bytes)
+    weights_stored = weights_stored_bytes(m, None if shipped else dtype, plan.tp, plan.pp, with_mtp=with_mtp,
+                                          group_size=group_size)
     return MemoryResult(
         warnings=check_context(m, seq, "--seq"),
         model=m.name, mode="infer", dtype=m.quantization.label() if shipped else dtype,  # shipped: a quantization_config to label
@@ -113,7 +117,8 @@ def inference_memory(
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=shards * plan.dp * plan.cp,
         weights_bytes=weights, kv_cache_bytes_per_token=kv_token, kv_cache_bytes=kv_total,
         activation_bytes=activations, gradient_bytes=0, optimizer_bytes=0, reserve_bytes=reserve * shards,
-        total_bytes=weights + kv_stored + activations + reserve * shards, kv_cache_stored_bytes=kv_stored,
+        total_bytes=weights_stored + kv_stored + activations + reserve * shards, kv_cache_stored_bytes=kv_stored,
+        weights_stored_bytes=weights_stored,
         per_gpu=per_gpu, per_gpu_bytes=per_gpu_bytes, **verdict, weight_bytes_by_group=groups,
         assumptions=[
             (weights_as_priced(m) if shipped else f"weights in {dtype}"

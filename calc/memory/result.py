@@ -69,6 +69,9 @@ class MemoryResult(BaseModel):
     # infer: the KV cache as stored on all GPUs (a latent, or KV heads fewer than TP ranks, copied onto every rank),
     # beside kv_cache_bytes (one copy per request); total_bytes counts the stored one
     kv_cache_stored_bytes: int | None = None
+    # infer: the weights as stored on all GPUs (calc.memory.weights.weights_stored_bytes: the tensors vLLM keeps whole
+    # on every TP rank, MLA's latent down-projections and the routers, once a rank), beside weights_bytes (the model's)
+    weights_stored_bytes: int | None = None
 
 
 def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int | None]) -> dict:

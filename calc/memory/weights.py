@@ -472,14 +472,37 @@ def weights_per_gpu(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, e
     >>> weights_per_gpu(m, "bf16", pp=4) == (8 * 202_383_360 + 4096 + 131_072_000) * 2  # last stage: + final norm
     True
     """
+    return max(_stage_bytes(m, dtype, tp, pp, ep, with_mtp, group_size))
+
+
+def weights_stored_bytes(m: ModelSpec, dtype: str | None, tp: int = 1, pp: int = 1, *, with_mtp: bool = False,
+                         group_size: int | None = None) -> int:
+    """Weight bytes on all the GPUs of a TP x PP layout: every stage's rank bytes (weights_per_gpu's placement) x
+    its t ranks, summed over the stages. More than the model's own weights where a tensor is replicated (the
+    tensors calc.model.parallel.tp_ranks_sharing keeps whole on every rank, a tied head's copy on the last stage):
+    the weights half of what `memory --mode infer` totals over GPUs, as kv_cache_stored_bytes is the KV half.
+
+    >>> from calc.sources.catalog import load_model
+    >>> m = load_model("deepseek-v3")   # q_a 7,168 x 1,536 + kv_a 7,168 x 576 a layer (61) and the router 7,168 x 256
+    >>> extra = (61 * 7168 * (1536 + 576) + 58 * (7168 * 256 + 256)) * 2 * 7   # (+ its bias) a MoE layer (58), bf16
+    >>> weights_stored_bytes(m, "bf16", 8) - weights_stored_bytes(m, "bf16") == extra
+    True
+    """
+    return sum(_stage_bytes(m, dtype, tp, pp, 1, with_mtp, group_size)) * tp
+
+
+def _stage_bytes(m: ModelSpec, dtype: str | None, tp: int, pp: int, ep: int, with_mtp: bool,
+                 group_size: int | None) -> list[int]:
+    """One rank's weight bytes on each pipeline stage (weights_per_gpu's placement), rounded up."""
     layers, first, last, embedding = _stage_parts(m, dtype, tp, ep, with_mtp, group_size)
     if pp > 1 and m.tied_embeddings:
         last += embedding
-    stages, start, busiest = pp_stage_layers(m.num_layers, pp), 0, Fraction(0)
-    for s, n in enumerate(stages):
+    out, start = [], 0
+    for s, n in enumerate(pp_stage_layers(m.num_layers, pp)):
         here = sum(layers[start : start + n], Fraction(0)) + (first if s == 0 else 0) + (last if s == pp - 1 else 0)
-        busiest, start = max(busiest, here), start + n
-    return math.ceil(busiest)
+        out.append(math.ceil(here))
+        start += n
+    return out
 
 
 @per_spec

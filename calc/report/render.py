@@ -309,9 +309,12 @@ def memory_view(r: Any) -> RenderableType:
         "category", Text("per GPU total", "bold"), Text(size(r.per_gpu_bytes), "bold"),
     )
     # training: the states once (one model copy before sharding or replication); the total sums every GPU's peak
-    copy = "all GPUs" if r.mode == "infer" else "one model copy"
+    copy = "one model copy"
     totals = [(f"weights ({copy})", size(r.weights_bytes))]
     totals += [(f"  {group}", size(value)) for group, value in r.weight_bytes_by_group.items()]
+    if r.mode == "infer" and r.weights_stored_bytes and r.weights_stored_bytes != r.weights_bytes:
+        totals.append((f"  as stored on the {r.num_gpus} GPUs (replicated tensors on each TP rank)",
+                       size(r.weights_stored_bytes)))
     if r.mode == "infer":
         totals += [("KV cache per token", f"{r.kv_cache_bytes_per_token:,} B"), ("KV cache (all requests)", size(r.kv_cache_bytes))]
         if r.kv_cache_stored_bytes and r.kv_cache_stored_bytes != r.kv_cache_bytes:
