@@ -235,7 +235,8 @@ def training_fit(m: Any, gpu: Any, num_gpus: int, seq: int, dtype: str = "bf16",
     (TP within a node, PP, ZeRO 0-3, recomputation) fits at the default global batch, with the memory train-step
     prices (calc.training.step.memory_per_gpu), else the answer is refused with the search's verdict (what fits,
     or the GPUs it needs). Without a node type for the GPU (memory only, no plan is timed): the plain ZeRO-3,
-    full-recomputation layout, else TP 2 / 4 / 8 (with SP) x PP up to 16 at ZeRO-1, same Megatron-class memory
+    full-recomputation layout, else TP 2 / 4 / 8 (with SP) x PP up to 16 (ZeRO-3 at PP 1, ZeRO-1 under PP: DeepSpeed's
+    pipeline engine takes stage 1 at most, Megatron's distributed optimizer shards the optimizer states), same memory
     settings (it refused Llama 3.1 405B on 4,096 V100s, which TP 8 x PP 16 holds). A searched plan needs no such
     check: the search refuses when nothing fits. ``dtype`` and ``recipe``: the run's (an fp32 run's states,
     activations and gathers, as the search prices them)."""

@@ -266,9 +266,12 @@ def check_weight_values(m: Any, gpus: list[Any], dtype: str | None, knobs: Servi
 
 def refuse_engine_formats(engine: Engine, m: Any, gpus: list[Any], dtype: str | None, kv_dtype: str | None,
                           gpu_field: str = "--gpu") -> None:
-    """TensorRT-LLM builds fp8 GEMMs and an fp8 KV cache only on GPUs with fp8 tensor cores (its support matrix: Ampere
-    SM80 / SM86 FP32, FP16, BF16, INT8, INT4; FP8 from Ada SM89 and Hopper; it has no fp8 weight-only kernel such as
-    vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there are refused, naming the flag."""
+    """The weights and KV formats the engine would not run on these GPUs, refused naming the flag that fixes it:
+    every engine's load_problem (calc.serving.weights: vLLM's fp32 Gemma 2 / 3 on a GPU without bf16, a quantized
+    format without a kernel on the GPU, a checkpoint no TP loads), for one GPU or when no GPU of several runs it
+    (compare shows the others' rows); and TensorRT-LLM's fp8, which it builds only on GPUs with fp8 tensor cores (its
+    support matrix: Ampere SM80 / SM86 FP32, FP16, BF16, INT8, INT4; FP8 from Ada SM89 and Hopper; no fp8 weight-only
+    kernel such as vLLM's FP8 Marlin): fp8 weights (given or as shipped) or an fp8 KV cache there."""
     from calc.serving.weights import load_problem, weight_format
 
     problems = [load_problem(m, g, dtype, engine.value) for g in gpus]
