@@ -85,3 +85,54 @@ def test_flashmla_forces_64_token_blocks_on_hopper(cli) -> None:
     line = cli("serve", "deepseek-v2", "--gpu", "h100", "--num-gpus", "8", "--prompt", "2000", "--output", "500",
                "--emit", "vllm").out
     assert "--block-size 64" in line
+
+
+def test_a_replica_past_one_node_gets_each_node_s_command(cli) -> None:
+    """QA43b B4: a 16-GPU replica on 8-GPU nodes cannot start from one single-node command (vLLM: "the number of
+    required GPUs exceeds the total number of available GPUs"). vLLM's TP x PP runs on a Ray cluster over the nodes
+    (--distributed-executor-backend ray, vLLM's multi-node serving docs); its data-parallel attention one command a
+    node (--data-parallel-size-local, --data-parallel-address, the others --headless from --data-parallel-start-rank);
+    SGLang the same command on every node with --nnodes / --node-rank / --dist-init-addr (its multi-node docs)."""
+    # Llama 3.1 405B in bf16 (810 GB) needs more than one node of 8 x 80 GB: every replica on 16 GPUs spans two
+    vllm = cli("serve", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "16", "--prompt", "1000", "--output", "200",
+               "--emit", "vllm").out
+    assert "# 16 GPUs over 2 nodes of 8" in vllm and "--distributed-executor-backend ray" in vllm
+    sglang = cli("serve", "llama3.1-405b", "--gpu", "h100", "--num-gpus", "16", "--engine", "sglang", "--prompt",
+                 "1000", "--output", "200", "--emit", "sglang").out
+    lines = [x for x in sglang.splitlines() if x.startswith("python -m sglang.launch_server")]
+    assert [x.split("--node-rank ")[1].split()[0] for x in lines] == ["0", "1"] and all("--nnodes 2" in x for x in lines)
+    kimi = cli("serve", "kimi-k2", "--gpu", "h200", "--emit", "vllm").out  # its pick: DP16 x TP1 attention + EP16
+    nodes = [x for x in kimi.splitlines() if x.startswith("vllm serve")]
+    assert len(nodes) == 2 and "--headless --data-parallel-start-rank 8" in nodes[1] and "--headless" not in nodes[0]
+    assert all("--data-parallel-size-local 8" in x and "--trust-remote-code" in x for x in nodes)  # its tokenizer's code
+    one = cli("serve", "llama3-8b", "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "vllm").out
+    assert "nodes of" not in one and "--trust-remote-code" not in one  # one node: the one line, unchanged
+
+
+def test_emit_lines_a_user_can_paste(cli, tmp_path) -> None:
+    """QA43b B10 / B20: on a GPU without bf16 (T4) the engines cast a bf16 model to fp16, so the plan's KV cache is
+    fp16 and `--kv-cache-dtype auto` starts it (the line was refused, blaming a --kv-dtype fp16 never given); a model
+    given as a config.json names no HuggingFace repo, so the line loads MODEL_DIR and says what to put there (it
+    wrote the file's name)."""
+    t4 = cli("serve", "llama3-8b", "--gpu", "t4", "--num-gpus", "2", "--prompt", "1000", "--output", "200", "--emit",
+             "vllm")
+    assert t4.code == 0 and "--kv-cache-dtype auto" in t4.out
+    config = tmp_path / "cfg" / "config.json"
+    config.parent.mkdir()
+    config.write_text('{"model_type": "llama", "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, '
+                      '"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, '
+                      '"max_position_embeddings": 4096, "torch_dtype": "bfloat16"}')
+    line = cli("serve", str(config), "--gpu", "h100", "--prompt", "1000", "--output", "200", "--emit", "vllm").out
+    assert "# MODEL_DIR: the directory of" in line and "vllm serve MODEL_DIR " in line
+
+
+def test_refusals_name_the_fix_on_the_same_gpus(cli) -> None:
+    """QA43b B5 / B11: Llama 3 70B at TP 4 under SGLang holds 313 requests of 1,280 tokens, 314 do not fit, and
+    TP 2 x PP 2 on the same 4 GPUs holds them (the refusal said "needs 4 GPUs" to a deployment on 4); an expert
+    imbalance above the EP degree (more than every token on one rank) is refused."""
+    r = cli("latency", "llama3-70b", "--gpu", "h100", "--tp", "4", "-b", "314", "--engine", "sglang")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --tp: ") and "--tp 2 --pp 2" in r.err
+    ep8 = ("qwen3-235b-a22b", "--gpu", "h100", "--num-gpus", "8", "--ep", "8", "--dtype", "fp8", "--prompt", "1000")
+    r = cli("latency", *ep8, "--expert-imbalance", "9")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --expert-imbalance: ") and "(8:" in r.err
+    assert cli("latency", *ep8, "--expert-imbalance", "8").code == 0

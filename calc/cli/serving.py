@@ -528,6 +528,10 @@ def latency(
     ep = ep or 1
     if ep == 1:
         refuse_ep_options(**knobs.expert_parallel())
+    elif knobs.expert_imbalance is not None and knobs.expert_imbalance > ep:
+        raise LLMCalcError("--expert-imbalance", f"is the busiest expert-parallel rank's tokens over the mean, at most "
+                                                 f"the EP degree ({ep}: every token on one rank); got "
+                                                 f"{knobs.expert_imbalance:g}")
     output = window_output(m, prompt, output, option_given(ctx, "output"), max_model_len)
     s = engine_settings(engine, launch, max_model_len, engine_version)
     check_step_budget(s, m, g)
@@ -800,4 +804,5 @@ def serve(
 
             note("--emit", f"the engine this line starts holds {result.launch_kv_cache_tokens:,} KV tokens, up to "
                            f"{plural(result.launch_max_concurrency or 0, 'request')} (its profile run at the line's "
-                           f"request cap; the table's {best.kv_cache_tokens:,} are at the engine's default)")
+                           f"request cap; the table's {best.kv_cache_tokens:,} are at the fewer of the engine's "
+                           "default max_num_seqs and the requests its cache admits)")

@@ -244,6 +244,15 @@ class ServingAssumptions(BaseModel):
         "copy (vLLM / SGLang Triton fused MoE with an expert map), vLLM's choice between the two (deepgemm), or every "
         "gathered copy (gathered); default: the engine's (engine_permute_scope)"))
 
+    def imbalance(self, ep: int) -> float:
+        """expert_imbalance on an EP group of ``ep`` ranks: at most ep, every token on one rank (the busiest rank
+        cannot receive more than all of them).
+
+        >>> ServingAssumptions(expert_imbalance=100).imbalance(8), ServingAssumptions().imbalance(8)
+        (8, 1.3)
+        """
+        return min(self.expert_imbalance, ep)
+
     def lines(self, moe: bool = True, split: bool = True, chunked: bool = False) -> list[str]:
         """The assumptions as --explain and JSON ``assumptions`` list them; those that cannot apply are left out: the
         MoE line for a model without routed experts (``moe`` False), the communication buffers for a deployment on

@@ -268,8 +268,12 @@ def batch_fit_problem(
     elif d > 1:
         flag, fix = "--ep", "a larger --ep spreads the experts over more GPUs and adds attention groups"
     else:
-        need = smallest_fitting_gpus(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
-        flag, fix = "--num-gpus", f"needs {need} GPUs" if need else "no layout up to 64 GPUs fits"
+        other = smallest_fitting_layout(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+        need = None if other is None else other.tp * other.pp
+        if need is not None and need <= plan.tp * plan.pp:  # another layout of these GPUs holds it
+            flag, fix = "--tp", f"it fits on {need} GPUs as --tp {other.tp} --pp {other.pp}"
+        else:
+            flag, fix = "--num-gpus", f"needs {need} GPUs" if need else "no layout up to 64 GPUs fits"
     held = (f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,}" if d == 1 else
             f"{mem.kv_cache_tokens:,} tokens = {mem.max_concurrency} requests of {tokens:,} in each of {d} attention "
             f"groups ({mem.max_concurrency * d} in all)")
@@ -348,9 +352,18 @@ def smallest_fitting_gpus(
     inside a node (TP1 x PP3 holds Llama 3 70B on 3 GPUs) that the engine loads (calc.serving.shards), up to 64 GPUs;
     None past that. At one count the widest TP
     is tried first."""
+    plan = smallest_fitting_layout(m, gpu, s, dtype, kv_dtype, tokens, assumptions, batch)
+    return None if plan is None else plan.tp * plan.pp
+
+
+def smallest_fitting_layout(
+    m: ModelSpec, gpu: GPUSpec, s: EngineSettings, dtype: str | None, kv_dtype: str | None, tokens: int,
+    assumptions: ServingAssumptions, batch: int = 1,
+) -> Parallelism | None:
+    """The layout smallest_fitting_gpus finds (the fewest GPUs, at one count the widest TP first), or None."""
     plans = sorted(serving_layouts(m, 64, assumptions.gpus_per_node), key=lambda p: (p.tp * p.pp, -p.tp))
     for plan in plans:
         if shard_problem(m, dtype, plan.tp, 1, s.engine, assumptions.fp8_moe_scales) is None and \
                 deployment_memory(m, gpu, plan, s, dtype, kv_dtype, tokens, assumptions).max_concurrency >= batch:
-            return plan.tp * plan.pp
+            return plan
     return None

@@ -38,10 +38,13 @@ from calc.specs import ModelSpec
 from calc.specs.serving import EngineSettings
 from calc.units import plural
 
+LOCAL_MODEL = "MODEL_DIR"  # a model from a file that names no HuggingFace id: the user's checkpoint directory
+
 
 def model_id(m: ModelSpec) -> str:
-    """What the engine loads: the HuggingFace repo id the catalog records, else the model's name (a local path)."""
-    return m.hf_id or m.name
+    """What the engine loads: the HuggingFace repo id the catalog records, else LOCAL_MODEL, a placeholder the line's
+    comment explains (a config.json or YAML given by path names no repo, and its file name is not a checkpoint)."""
+    return m.hf_id or LOCAL_MODEL
 
 
 # How each engine spells a --dispatcher (calc.hardware.moe_ops.DISPATCHERS) that is not its default
@@ -116,17 +119,18 @@ def speculation_flag(emit: str, speculation: Any) -> str:
     return f"--speculative-config '{json.dumps(config)}'"
 
 
-def check_kv_flag(m: ModelSpec, emit: str, kv_dtype: str, dtype: str | None) -> None:
+def check_kv_flag(m: ModelSpec, emit: str, kv_dtype: str, dtype: str | None, auto: str | None = None) -> None:
     """Refuse a plan whose KV dtype the emitted line cannot start: vLLM's --kv-cache-dtype and SGLang's take ``auto``
     (the model's activation dtype) or an fp8 format (vllm/config/cache.py CacheDType; sglang server_args
     --kv-cache-dtype), so an int8 or fp32 KV cache (or bf16 under an fp16 model) would start as ``auto`` and hold
     another token count than the plan; trtllm-serve sets the KV dtype only in its --extra_llm_api_options file
-    (kv_cache_config dtype), not on the line.
+    (kv_cache_config dtype), not on the line. ``auto``: what the plan's ``auto`` resolved to on its GPU (fp16 for a
+    bf16 model on a GPU without bf16, where the engines cast the model to fp16), else the model's own.
 
     >>> from calc.sources.catalog import load_model
     >>> check_kv_flag(load_model("llama3-8b"), "vllm", "fp8", None)  # fp8 and the model dtype are fine
     """
-    act = auto_kv_dtype(dtype or m.checkpoint_dtype, m.checkpoint_dtype)  # what "auto" stores (the plan's default)
+    act = auto or auto_kv_dtype(dtype or m.checkpoint_dtype, m.checkpoint_dtype)  # what "auto" stores (the plan's default)
     if kv_dtype in (act, "auto"):  # "auto": a library caller's unresolved default
         return
     if emit == "trtllm":
@@ -149,14 +153,17 @@ VLLM_V1_ONLY_FROM = (0, 10)
 
 def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: str, batched_tokens: int,
                    gpu_memory_bytes: int = 0, eager: bool = False, dispatcher: str | None = None,
-                   dtype: str | None = None, speculation: Any = None) -> str:
+                   dtype: str | None = None, speculation: Any = None, auto_kv: str | None = None,
+                   gpus_per_node: int = 8) -> str:
     """The engine command line for the chosen layout (``best``: tp, pp, ep, batch), as one plain line. SGLang's
     --mem-fraction-static is the fraction the plan was sized with (EngineSettings.mem_fraction on the GPU's memory:
     by GPU memory from SGLang 0.5.4, by TP before). ``eager``: the plan was timed without CUDA graphs (--enforce-eager),
     so the line says so (vLLM --enforce-eager, SGLang --disable-cuda-graph; TensorRT-LLM's trtllm-serve takes it in an
     extra-options file, not a flag: refused). ``dispatcher``: the plan's (ServingAssumptions.dispatcher); under
     expert parallelism one that is not the engine's default at its version goes on the line (dispatcher_flag).
-    A disaggregated ``best`` (prefill_gpus > 0): the two pools' commands, each under its comment (module docstring)."""
+    A disaggregated ``best`` (prefill_gpus > 0): the two pools' commands, each under its comment (module docstring).
+    ``auto_kv``: the KV dtype the engine's auto gives on the plan's GPU (check_kv_flag). A replica on more GPUs than
+    a node has (``gpus_per_node``): each node's command (multi_node)."""
     if eager and emit == "trtllm":
         raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
                                               "file); emit vllm or sglang, or drop --enforce-eager")
@@ -164,7 +171,7 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
         raise LLMCalcError("--block-size", "trtllm-serve takes the KV block size in its --extra_llm_api_options file "
                                            "(kv_cache_config: tokens_per_block), not on its command line; emit vllm, or "
                                            "drop --block-size")
-    check_kv_flag(m, emit, kv_dtype, dtype)
+    check_kv_flag(m, emit, kv_dtype, dtype, auto_kv)
     if emit == "vllm" and speculation is not None and speculation.draft is not None \
             and VLLM_V1_ONLY_FROM <= s.version() <= VLLM_V1_NO_DRAFT_UNTIL:
         raise LLMCalcError("--speculative", f"vLLM {'.'.join(map(str, s.version()))} (V1) does not run a separate draft "
@@ -172,9 +179,11 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
                                             "supported yet': vllm-project/vllm issues 28384, 31883 on 0.13); emit sglang, "
                                             "or plan --speculative ngram")
     prefill_gpus = getattr(best, "prefill_gpus", 0)
+    local = "" if m.hf_id else (f"# {LOCAL_MODEL}: the directory of {m.name}'s checkpoint (its config.json and weights; "
+                                "the config given names no HuggingFace id)\n")
     if not prefill_gpus:
-        return _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
-                          speculation, None)
+        return local + multi_node(_pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager,
+                                             dispatcher, dtype, speculation, None), emit, best, gpus_per_node)
     if emit == "trtllm":
         raise LLMCalcError("--emit", "TensorRT-LLM launches a disaggregated plan from a `trtllm-serve disaggregated -c` "
                                      "config of context and generation servers, not a command line; emit vllm or sglang, "
@@ -185,8 +194,51 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
     decode = _pool_line(m, s, best, emit, kv_dtype, batched_tokens, gpu_memory_bytes, eager, dispatcher, dtype,
                         speculation, "decode")
     gpus = plural(best.gpus_per_replica, "GPU")
-    return (f"# prefill pool: {plural(instances, 'instance')} of {gpus}\n{prefill}\n"
+    return (f"{local}# prefill pool: {plural(instances, 'instance')} of {gpus}\n{prefill}\n"
             f"# decode pool: {plural(best.replicas, 'instance')} of {gpus}\n{decode}")
+
+
+HEAD = "HEAD_IP"  # the first node's address, which the user fills in
+
+
+def multi_node(line: str, emit: str, best: Any, gpus_per_node: int) -> str:
+    """``line`` for a replica of more GPUs than a node has, as each engine starts one across N nodes:
+
+    - vLLM, TP x PP: one command on the head node of a Ray cluster spanning the nodes, with
+      --distributed-executor-backend ray (vLLM's multi-node serving docs: ``ray start --head`` on the head node,
+      ``ray start --address HEAD:6379`` on the others);
+    - vLLM, data-parallel attention + EP: one command a node, each with --data-parallel-size-local (its ranks) and
+      the head's --data-parallel-address / --data-parallel-rpc-port, the others --headless from
+      --data-parallel-start-rank r x local (vLLM's data-parallel deployment docs);
+    - SGLang: the same command on every node with --nnodes N --node-rank r --dist-init-addr HEAD:5000 (its
+      multi-node docs);
+    - TensorRT-LLM: trtllm-serve under MPI / Slurm, one rank per GPU through trtllm-llmapi-launch.
+
+    >>> from types import SimpleNamespace as L
+    >>> print(multi_node("python -m sglang.launch_server --tp 16", "sglang", L(tp=16, pp=1, ep=1), 8))
+    # 16 GPUs over 2 nodes of 8: run on each node r = 0..1 (HEAD_IP: node 0's address)
+    python -m sglang.launch_server --tp 16 --nnodes 2 --node-rank 0 --dist-init-addr HEAD_IP:5000
+    python -m sglang.launch_server --tp 16 --nnodes 2 --node-rank 1 --dist-init-addr HEAD_IP:5000
+    """
+    gpus = max(best.tp * best.pp, best.ep)
+    if gpus <= gpus_per_node:
+        return line
+    nodes = math.ceil(gpus / gpus_per_node)
+    head = f"# {gpus} GPUs over {nodes} nodes of {gpus_per_node}: "
+    if emit == "sglang":
+        return head + f"run on each node r = 0..{nodes - 1} ({HEAD}: node 0's address)\n" + "\n".join(
+            f"{line} --nnodes {nodes} --node-rank {r} --dist-init-addr {HEAD}:5000" for r in range(nodes))
+    if emit == "trtllm":
+        return (head + "start it under MPI / Slurm, one rank per GPU, e.g.\n"
+                f"srun -N {nodes} --ntasks-per-node {gpus_per_node} --mpi=pmix trtllm-llmapi-launch {line}")
+    if best.ep > 1:  # vLLM data-parallel attention: DP ranks of TP GPUs, gpus_per_node / tp of them a node
+        local = gpus_per_node // best.tp
+        dp_flags = f"--data-parallel-size-local {local} --data-parallel-address {HEAD} --data-parallel-rpc-port 13345"
+        return head + f"one command a node ({HEAD}: node 0's address)\n" + "\n".join(
+            f"{line} {dp_flags}" + (f" --headless --data-parallel-start-rank {r * local}" if r else "")
+            for r in range(nodes))
+    return (head + f"a Ray cluster over them (ray start --head on node 0, ray start --address {HEAD}:6379 on the "
+            f"others), then on node 0\n{line} --distributed-executor-backend ray")
 
 
 # Each engine's switch for a max_model_len past the model's own window (module docstring).
@@ -221,6 +273,8 @@ def _pool_line(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dtype: 
         if dispatcher != engine_dispatcher(s.engine, s.version()):
             env, flag = dispatcher_flag(emit, dispatcher, s.version())
             line = " ".join(part for part in (env, line, flag) if part)
+    if m.trust_remote_code:  # the checkpoint's own code (Kimi K2's tokenizer): every engine refuses it without this
+        line += " --trust_remote_code" if emit == "trtllm" else " --trust-remote-code"
     if not eager:
         return line
     return line + (" --enforce-eager" if emit == "vllm" else " --disable-cuda-graph")

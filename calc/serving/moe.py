@@ -7,7 +7,7 @@ t = 1 is pure data-parallel attention; d = 1 is attention TP with the experts sp
 
 Named terms (defaults in calc.serving.assumptions, each with its source):
 - all-to-all dispatch + combine per MoE layer (a2a_s);
-- the busiest EP rank's tokens: expert_imbalance x the mean;
+- the busiest EP rank's tokens: expert_imbalance x the mean (at most EP: ServingAssumptions.imbalance);
 - the fused-MoE grouped GEMM's rate against a dense GEMM of the same per-expert shape: grouped_gemm_efficiency
   below one 128-row tile of tokens per expert (decode), grouped_gemm_plateau above (expert_gemm_rate);
 - the fixed latency of the fused-MoE kernel chain per MoE layer (moe_kernel_floor_s, in calc.serving.step's
@@ -195,7 +195,7 @@ def a2a_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tokens: int, 
     # inside a node: its link, or an NVLink bridge the EP group sits on (SystemSpec.node_link)
     bw = (system.node_link(ep)[0] * A2A_EFFICIENCY_NVLINK if inside else system.inter_node_gb_s * A2A_EFFICIENCY_NIC) * 1e9
     per_rank = tokens / tp
-    sent = per_rank * m.moe.experts_per_token * m.hidden_size * (ep - 1) / ep * a.expert_imbalance
+    sent = per_rank * m.moe.experts_per_token * m.hidden_size * (ep - 1) / ep * a.imbalance(ep)
     if per_rank <= LOW_LATENCY_MAX_TOKENS:
         floor = a.a2a_latency_s
     else:
@@ -272,7 +272,7 @@ def nccl_alltoall_s(m: ModelSpec, system: SystemSpec, a: ServingAssumptions, tok
     """
     if ep <= 1 or not m.moe or tokens <= 0:
         return 0.0
-    sent = tokens / tp * m.moe.experts_per_token * m.hidden_size * NCCL_A2A_BYTES * a.expert_imbalance
+    sent = tokens / tp * m.moe.experts_per_token * m.hidden_size * NCCL_A2A_BYTES * a.imbalance(ep)
     return 2 * collective_time("all_to_all", system, sent, ep, efficiency=collective_efficiency(calibration),
                                pcie=measured_pcie_factor(calibration))
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from calc.errors import LLMCalcError
 from calc.hardware.calibration import Calibration
+from calc.memory.kv import auto_kv_dtype
 from calc.memory.weights import WeightsDtype, weights_class
 from calc.model.parallel import check_layout, serving_layouts
 from calc.serving.assumptions import DEFAULT_ASSUMPTIONS, DEFAULT_MAX_UTILIZATION, ServingAssumptions
@@ -396,7 +397,10 @@ def serve_plan(
         layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
         launch=launch_command(m, s.on(m, gpu), best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
-                                    dispatcher=a.dispatcher, dtype=dtype, speculation=speculation) if best and emit else None,
+                                    dispatcher=a.dispatcher, dtype=dtype, speculation=speculation,
+                                    auto_kv=auto_kv_dtype(fmt.act_dtype, m.checkpoint_dtype),
+                                    gpus_per_node=a.gpus_per_node)
+        if best and emit else None,
         at_rate=at_rate,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable,
                          s.max_model_len if s.max_model_len > prompt + output else None) + _light_verdict(at_rate, rate),
@@ -452,7 +456,8 @@ def _launched_memory(setup: _Setup, best: Layout) -> Any:
     """The engine memory of the best layout as the --emit line starts it: max_num_seqs (vLLM --max-num-seqs, SGLang
     --max-running-requests, TensorRT-LLM --max_batch_size) capped at the plan's batch per attention group, which sizes
     the engine's profile run (vLLM's sampler over max_num_seqs dummy requests) and its CUDA-graph pool, so the KV
-    cache the launched engine logs can differ from the table's, sized at the engine's default."""
+    cache the launched engine logs can differ from the table's, sized at the fewer of the engine's default
+    max_num_seqs and the requests the layout's cache admits."""
     seqs = math.ceil(best.batch / attention_ranks(best.tp, best.ep))
     launched = replace(setup, s=setup.s.model_copy(update={"max_num_seqs": seqs}))
     return engine_memory(launched.m, launched.gpu, settings=launched.s, tp=best.tp, pp=best.pp, ep=best.ep,

@@ -208,7 +208,7 @@ def weight_gemm_time(m: ModelSpec, gpu: GPUSpec, tokens: int, logit_rows: int, t
         per = pairs / touched  # rows each touched copy multiplies
         if sharded:  # whole experts, 1/ep of them here; the busiest rank gets the imbalance
             touched /= ep
-            per *= a.expert_imbalance
+            per *= a.imbalance(ep)
             k, n = g.k, g.n
         else:
             k, n = tp_shard(g.name, g.k, g.n, tp)

@@ -215,6 +215,8 @@ class ModelSpec(_Spec):
     source: str = Field("", description="where the numbers come from (published config URL)")
     hf_id: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$",
                               description="HuggingFace repo id the engines load (`vllm serve <hf_id>`)")
+    trust_remote_code: bool = Field(False, description="the checkpoint runs its own code (config auto_map, a custom "
+                                                       "tokenizer): engines start it with --trust-remote-code")
     aliases: list[str] = Field(default_factory=list)
 
     num_layers: PositiveInt = Field(description="transformer blocks (L)")

@@ -89,6 +89,8 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
     shape taken from a family default instead of the config."""
     model_type = data.get("model_type")
     _check_head(data, where, field)
+    # code shipped in the repo (auto_map): the engines load it only with --trust-remote-code (harmless where unneeded)
+    remote = isinstance(data.get("auto_map"), dict) or None
     note, wrapper = "", None
     if isinstance(model_type, str) and model_type in _TEXT_CONFIG and isinstance(data.get("text_config"), dict):
         text, wrapper = data["text_config"], data
@@ -114,7 +116,8 @@ def hf_mapping(data: dict[str, Any], where: str = "config.json", field: str = "M
                      + [f"{k}={v}" for k, v in sorted(c.derived.items())])
     description = f"imported from {where} ({model_type}){note}" + (f"; transformers defaults used: {used}" if used else "")
     description = description[:1000]
-    fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields}
+    fields = {"name": name[:128] if isinstance(name, str) else model_type, "description": description, **fields,
+              "trust_remote_code": remote}
     return {k: v for k, v in fields.items() if v is not None}
 
 
