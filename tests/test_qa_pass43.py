@@ -136,3 +136,21 @@ def test_refusals_name_the_fix_on_the_same_gpus(cli) -> None:
     r = cli("latency", *ep8, "--expert-imbalance", "9")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --expert-imbalance: ") and "(8:" in r.err
     assert cli("latency", *ep8, "--expert-imbalance", "8").code == 0
+
+
+def test_a_whole_step_calibration_is_not_read_as_a_gemm_rate(cli, tmp_path) -> None:
+    """QA43 A6: `calibrate --from-runs` fits a training run as one roofline, step = 3 x forward FLOPs / (GPUs x peak x
+    e_c) (calc.hardware.fit), so e_c is the run's MFU; train-step read the saved file as its GEMM rate and added the
+    attention, elementwise and communication terms on top, missing the very run it was fitted to by +25% (2.698 s
+    came back 3.377 s). The training commands now refuse such a file, naming --measured-step-time, which gives the GEMM
+    plateau that reproduces the run in train-step's own model."""
+    runs = tmp_path / "runs.yaml"
+    runs.write_text("- {model: llama2-7b, gpu: h100, num_gpus: 8, batch: 64, seq: 4096, step_time_s: 2.7}\n")
+    saved = tmp_path / "cal.yaml"
+    assert cli("calibrate", "--from-runs", str(runs), "--save", str(saved)).code == 0
+    step = ("llama2-7b", "--gpu", "h100", "--tp", "1", "--dp", "8", "--zero", "1", "--global-batch", "64")
+    for command, args in (("train-step", step), ("train-plan", ("llama2-7b", "--gpu", "h100", "--num-gpus", "8"))):
+        r = cli(command, *args, "--calibration", str(saved))
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --calibration: ") and "--measured-step-time" in r.err
+    measured = cli("train-step", *step, "--measured-step-time", "2.7")
+    assert measured.code == 0 and "plateau" in measured.out + measured.err

@@ -770,6 +770,12 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
     from calc.hardware.calibration import load_calibration as load_checked
 
     calib = load_checked(calibration, g) if calibration else None
+    if calib is not None and calib.time_model == "roofline":  # calibrate --from-runs: a whole-step fit, not a GEMM curve
+        raise LLMCalcError("--calibration", "this file is `calibrate --from-runs`' whole-step roofline (FLOPs / (peak x "
+                                            "e_c) stands for the step), which the training step model would read as its "
+                                            "GEMM rate and add attention, elementwise work and communication on top "
+                                            "again; for a measured training step give train-step --measured-step-time "
+                                            "(it prints the GEMM plateau that reproduces it) and --gemm-plateau")
     if calib is not None and calib.ops.get("gemm") and k.gemm_plateau is not None:  # the measured curve times the GEMMs
         raise LLMCalcError("--gemm-plateau", "the --calibration file's measured GEMM curve sets every GEMM's rate, so a "
                                              "plateau would change nothing: give one of them")
