@@ -131,6 +131,9 @@ def block_buffers(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> list[Buf
 
     def add(name: str, elems_per_token: float, div: int, formula: str, source: str, elem_bytes: float = b) -> None:
         n = math.ceil(t_tok * elems_per_token * elem_bytes / div)
+        if div > 1 and "/t" not in formula:  # a norm output split by SP: the division shown as the value takes it
+            lhs, _, rhs = formula.partition(" = ")
+            formula = f"{lhs}/t = {rhs}/{div}" if rhs else f"{formula}/{div}"
         out.append(Buffer(name, n, f"{formula} = {n:,} B", source))
 
     names = ["attn norm input", "mlp norm input"]
