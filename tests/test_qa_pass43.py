@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_fp8_on_a_16_bit_moe_is_held_to_its_block_checkpoint(cli) -> None:
     """QA42 F12: `--dtype fp8` on a 16-bit MoE is priced as its block-fp8 checkpoint ([128, 128] blocks, as
@@ -154,3 +156,18 @@ def test_a_whole_step_calibration_is_not_read_as_a_gemm_rate(cli, tmp_path) -> N
         assert r.code == 2 and r.err.startswith("llmcalc: error: --calibration: ") and "--measured-step-time" in r.err
     measured = cli("train-step", *step, "--measured-step-time", "2.7")
     assert measured.code == 0 and "plateau" in measured.out + measured.err
+
+
+def test_a_time_band_never_implies_more_than_the_peak(cli) -> None:
+    """QA43 A9: the MFU band stops at 100% of the dense peak, but the step-time band of the same answer went down to
+    1.495 s where 100% is 64 x 4,096 tokens x 46.085 GFLOPs (6 x 6,607,343,616 weights multiplied + 12 x 32 layers x
+    4,096 x 4,096) / (8 x 989.4 TFLOPS) = 1.526 s (the step x its MFU); and an
+    assumed --mfu 0.999 gave GPU-hours down to half the figure (MFU 200%). Both low ends are now the figure x its MFU."""
+    step = cli("train-step", "llama2-7b", "--gpu", "h100", "--tp", "1", "--zero", "1", "--num-gpus", "8",
+               "--global-batch", "64", "--gemm-plateau", "1", "--json").json()
+    floor = 64 * 4096 * 46.085e9 / (8 * 989.4e12)
+    assert step["bands"]["step_time_s"]["low"] == pytest.approx(floor, rel=2e-3)
+    assert step["bands"]["step_time_s"]["low"] == pytest.approx(step["step_time_s"] * step["mfu"], rel=1e-9)
+    hours = cli("train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "2T", "--mfu", "0.999",
+                "--json").json()
+    assert hours["bands"]["gpu_hours"]["low"] == pytest.approx(hours["gpu_hours"] * 0.999, rel=1e-9)

@@ -227,8 +227,10 @@ MemoryBatchOpt = Annotated[int, typer.Option("--batch", "-b", "--micro-batch", p
                                                   "finetune (--micro-batch, as train-step names it)")]
 GlobalBatchOpt = Annotated[int | None, typer.Option(
     "--global-batch", parser=human_int("--global-batch"),
-    help="sequences per optimizer step (default in train-step, train-plan, train-time, report: 4,194,304 tokens / --seq, "
-         "rounded up to a multiple of the GPUs; memory: none given, no gradient accumulation)")]
+    help="sequences per optimizer step (default in train-step, train-plan, train-time, report: B0 = 4,194,304 tokens / "
+         "--seq, rounded up to a multiple of the GPUs up to 8 x B0 GPUs, one sequence per 8 GPUs past that, as Llama 3 "
+         "405B ran 2,048 x 8K on 16K GPUs: so the batch drops 8x there; give it to compare GPU counts at one batch; "
+         "memory: none given, no gradient accumulation)")]
 DocTokensOpt = Annotated[int | None, typer.Option(
     "--doc-tokens", parser=human_int("--doc-tokens"),
     help="mean tokens per document packed into each sequence (SFT / PEFT on short examples, NeMo / Megatron-Bridge "

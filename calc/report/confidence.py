@@ -325,8 +325,21 @@ def _latency_floors(r: Any) -> dict[str, float]:
     return {"tpot_s": tpot, "ttft_s": r.ttft_at_full_peak_s, "e2e_s": r.ttft_at_full_peak_s + (r.output - 1) * tpot}
 
 
-# result class -> its figures' physical floors (a band's low end is clamped to them)
-FLOORS: dict[str, Callable[[Any], dict[str, float]]] = {"calc.serving.latency.LatencyResult": _latency_floors}
+def _training_floors(r: Any) -> dict[str, float]:
+    """A training time at 100% MFU: the figure x its MFU (MFU = FLOPs / (time x GPUs x peak), in the result's own FLOP
+    convention), so a time band never implies an MFU the MFU band (capped at 1) rules out."""
+    mfu = getattr(r, "mfu", None)
+    if not mfu or mfu <= 0:
+        return {}
+    return {k: v * mfu for k in ("step_time_s", "days", "gpu_hours", "cost") if (v := getattr(r, k, None))}
+
+
+# result class -> its figures' physical floors (a band's low end is clamped to them); the training ones (FLOOR_ANY_BAND)
+# also where the band is a stated default's (no corpus rows), as an assumed --mfu's days are
+FLOORS: dict[str, Callable[[Any], dict[str, float]]] = {"calc.serving.latency.LatencyResult": _latency_floors,
+                                                          "calc.training.step.TrainStepResult": _training_floors,
+                                                          "calc.training.mfu.TrainTimeResult": _training_floors}
+FLOOR_ANY_BAND = ("calc.training.step.TrainStepResult", "calc.training.mfu.TrainTimeResult")
 
 
 def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
@@ -348,7 +361,7 @@ def bands_of(r: BaseModel, ctx: Context) -> dict[str, Band]:
     floors = FLOORS[_name(r)](r) if _name(r) in FLOORS and out else {}
     for key, floor in floors.items():
         b = out.get(key)
-        if b is not None and b.rows and b.low < floor:  # below physics: the floor is the band's low end
+        if b is not None and (b.rows or _name(r) in FLOOR_ANY_BAND) and b.low < floor:  # below physics: the floor
             out[key] = Band(min(floor, b.high), b.high, b.level, b.rows, b.group)
     return out
 
