@@ -40,11 +40,16 @@ def _pipelined(layout: tuple[str, ...]) -> bool:
     return "--pp" in layout and layout[layout.index("--pp") + 1] != "1"
 
 
+def _zero(layout: tuple[str, ...]) -> str:
+    return layout[layout.index("--zero") + 1]
+
+
 # every stack with every job, except HF Trainer and LLM Foundry with pipeline stages, which they do not run
-# (test_hf_stack_runs_no_pipeline; tests/test_pipeline_states.py)
+# (test_hf_stack_runs_no_pipeline; tests/test_pipeline_states.py), and FSDP at ZeRO-1, which it has not
+# (test_fsdp_has_no_zero_1)
 @pytest.mark.parametrize(("stack", "layout", "accum"),
                          [(s, lay, a) for s in STACKS for lay, a in JOBS
-                          if not (s in ("hf", "llm-foundry") and _pipelined(lay))],
+                          if not (s in ("hf", "llm-foundry") and _pipelined(lay)) and not (s == "fsdp" and _zero(lay) == "1")],
                          ids=lambda x: " ".join(x) if isinstance(x, tuple) else str(x))
 def test_same_stack_same_bytes_in_both_modes(cli, stack, layout, accum) -> None:
     train, full = _pair(cli, layout, accum, "--stack", stack)
@@ -146,21 +151,35 @@ def test_report_finetune_takes_the_stack_as_memory_does(cli, stack) -> None:
     assert page["stack"] == (stack or "hf")
 
 
-@pytest.mark.parametrize("stack", ["megatron", "fsdp"])
-def test_adapters_on_any_stack_are_priced_as_train_step_prices_them(cli, stack) -> None:
+def test_fsdp_has_no_zero_1(cli) -> None:
+    """QA43 A13: PyTorch FSDP shards gradients with the optimizer states (SHARD_GRAD_OP, ZeRO-2) or the parameters too
+    (FULL_SHARD, ZeRO-3), or replicates (NO_SHARD): no ZeRO-1, which train-plan's search already left out under
+    --stack fsdp; a pinned --zero 1 is refused in every mode, naming the stages it runs."""
+    for args in (("memory", "--mode", "train"), ("memory", "--mode", "finetune", "--method", "full"),
+                 ("train-step", "--global-batch", "64"), ("train-plan",)):
+        r = cli(args[0], "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "1", "--stack", "fsdp", *args[1:])
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --zero: --stack fsdp has no ZeRO-1"), args
+        assert "--zero 0, 2 or 3" in r.err and r.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("stack", "zero"), [("megatron", "1"), ("fsdp", "2")])
+def test_adapters_on_any_stack_are_priced_as_train_step_prices_them(cli, stack, zero) -> None:
     """NeMo / Megatron-Bridge run LoRA (the corpus's DGX Cloud LoRA rows), as FSDP stacks do (torchtune); train-step
     --method lora prices its memory with the fine-tuning engine under the stack's settings (default megatron), so
     `memory --mode finetune --method lora --stack S` and report take the same job and give the same bytes, where
     they used to refuse any stack but hf."""
-    step = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "1", "--global-batch", "256",
+    step = cli("train-step", "llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", zero, "--global-batch", "256",
                "--method", "lora", "--stack", stack, "--json")
     assert step.code == 0, step.err
-    job = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", "1", "--mode", "finetune", "--method", "lora",
+    # the same job: 256 sequences a step on 8 ranks = 32 accumulated micro-batches (above ZeRO-1 the accumulated
+    # adapter gradients are a buffer of their own)
+    job = ("llama3-8b", "--gpu", "h100", "--num-gpus", "8", "--zero", zero, "--mode", "finetune", "--method", "lora",
            "--stack", stack, "--json")
-    mem = cli("memory", *job)
+    mem = cli("memory", *job, "--grad-accum", "32")
     assert mem.code == 0, mem.err
     assert mem.json()["per_gpu_bytes"] == step.json()["memory_per_gpu_bytes"]
     assert mem.json()["stack"] == stack
+    mem = cli("memory", *job)
     page = cli("report", *job)
     assert page.code == 0 and page.json()["finetune"] == mem.json(), page.err
 

@@ -171,3 +171,17 @@ def test_a_time_band_never_implies_more_than_the_peak(cli) -> None:
     hours = cli("train-time", "llama2-7b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "2T", "--mfu", "0.999",
                 "--json").json()
     assert hours["bands"]["gpu_hours"]["low"] == pytest.approx(hours["gpu_hours"] * 0.999, rel=1e-9)
+
+
+def test_deepseek_recomputation_needs_mla(cli) -> None:
+    """QA43 A20: --recompute deepseek is DeepSeek-V3's recomputation of the norms and the MLA up-projections
+    (Megatron-Core --recompute-modules layernorm mla_up_proj); on a model without MLA half of it does nothing, which
+    --recompute-modules mla_up_proj already refused: refused alike in every training mode, naming what runs."""
+    for args in (("memory", "--mode", "train", "--dp", "8", "--zero", "1"), ("train-step", "--dp", "8", "--zero", "1"),
+                 ("memory", "--mode", "finetune")):
+        r = cli(args[0], "llama2-7b", "--gpu", "h100", *args[1:], "--recompute", "deepseek")
+        assert r.code == 2 and r.err.startswith("llmcalc: error: --recompute: deepseek recomputes the norms"), args
+        assert "has no MLA" in r.err and r.err.count("\n") == 1
+    ok = cli("memory", "deepseek-v2", "--mode", "train", "--gpu", "h200", "--num-gpus", "64", "--zero", "3",
+             "--recompute", "deepseek", "--seq", "2048")
+    assert not ok.err.startswith("llmcalc: error: --recompute")

@@ -386,6 +386,15 @@ _SRC_NORM_UP = ("DeepSeek-V3 sec. 3.2.3: 'we recompute all RMSNorm operations an
                 "Megatron-Core recompute_modules layernorm (input/pre-MLP norms) and mla_up_proj (up-projection + RoPE)")
 # the tensors DeepSeek-style recomputation drops (names of layer_buffers): the norm outputs, and with MLA the
 # up-projected Q, K, V and the normed latents the up-projections read
+def recompute_problem(m: ModelSpec, recompute: str) -> str | None:
+    """Why a --recompute level would do less than its name on this model, else None: "deepseek" recomputes the norms
+    and the MLA up-projections (Megatron-Core --recompute-modules layernorm mla_up_proj), so a model without MLA would
+    get its norm half alone (the caller names the level that says so)."""
+    if recompute == "deepseek" and m.mla is None:
+        return f"deepseek recomputes the norms and the MLA up-projections, and {m.name} has no MLA"
+    return None
+
+
 NORM_UP_DROPPED = ("q/k/v input (norm output)", "gate/up input (norm output)")
 MLA_UP_DROPPED = ("Q, K, V after RoPE", "MLA latents (norm inputs + up-projection inputs)")
 

@@ -28,6 +28,7 @@ from calc.memory.activations import (
     LayerSetup,
     korthikanti_layer_bytes,
     lm_head_buffers,
+    recompute_problem,
     stage_activations,
 )
 from calc.memory.optimizers import (
@@ -455,6 +456,8 @@ def finetune_memory(
                   recompute=recompute, attention=attention, zero=zero, batch=batch, seq=seq, grad_accum=grad_accum,
                   loss_chunks=loss_chunks, optimizer_in_backward=optimizer_in_backward, cp=plan.cp,
                   adapter_inputs=adapter_inputs, prepare_kbit=prepare_kbit)
+    if (why := recompute_problem(m, recompute)) is not None:
+        raise LLMCalcError("--recompute", f"{why}; give {', '.join(r for r in RECOMPUTE_LEVELS if r != 'deepseek')}")
     # the same rules as training_memory's: outside them the peak would shrink or explode
     check_within(fragmentation, "--fragmentation", 0.0, MAX_FRAGMENTATION)
     check_within(lora_dropout, "--lora-dropout", 0.0, 1.0, hi_open=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from calc.errors import LLMCalcError
-from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES
+from calc.memory.activations import OFFLOAD_MODULES, RECOMPUTE_MODULES, recompute_problem
 from calc.memory.pipeline import StageSplit, held_by_rank
 from calc.memory.training import FSDP_PP, SHARDINGS, ZERO2_PP, ZERO_SHARDING
 from calc.model.parallel import check_sequence_parallel, check_tp_split, expert_grid_problem, pipeline_stage_layers
@@ -282,6 +282,9 @@ def check_training_layout(m: ModelSpec, layout: Layout, num_gpus: int | None, gl
         raise LLMCalcError("--zero" if layout.sharding == ZERO_SHARDING else "--sharding", problem)
     if layout.recompute not in RECOMPUTE_CHOICES:
         raise LLMCalcError("--recompute", f"use one of {', '.join(RECOMPUTE_CHOICES)}")
+    if (why := recompute_problem(m, layout.recompute)) is not None:
+        raise LLMCalcError("--recompute", f"{why}; give --recompute selective --recompute-modules layernorm (its norm "
+                                          "half)")
     if layout.recompute_modules and layout.recompute != "selective":
         raise LLMCalcError("--recompute-modules", f"Megatron recomputes named modules under --recompute selective, "
                            f"not {layout.recompute}")

@@ -175,6 +175,22 @@ def stack_zero_stages(name: str | None) -> tuple[int, ...]:
     return ZERO_STAGES.get(stack_key(name), (0, 1, 2, 3))
 
 
+def check_stack_zero(name: str | None, zero: int) -> None:
+    """Refuse ZeRO-1 under a stack that has none: PyTorch FSDP shards gradients with the states (SHARD_GRAD_OP, ZeRO-2)
+    or also the parameters (FULL_SHARD, ZeRO-3), or replicates (NO_SHARD / DDP, ZeRO-0), and torchtitan (--stack fsdp)
+    has no optimizer-only sharding.
+
+    >>> check_stack_zero("megatron", 1), check_stack_zero("fsdp", 2)
+    (None, None)
+    """
+    if zero == 1 and stack_key(name) == "fsdp":
+        from calc.errors import LLMCalcError
+
+        raise LLMCalcError("--zero", f"--stack {name} has no ZeRO-1 (FSDP shards the gradients with the optimizer states, "
+                                     "SHARD_GRAD_OP, or the parameters too, FULL_SHARD): give --zero 0, 2 or 3, or a "
+                                     "stack with a distributed optimizer (--stack megatron or deepspeed)")
+
+
 def pp_sharding(name: str | None, zero: int, pp: int) -> str:
     """How a searched layout of ZeRO stage ``zero`` over ``pp`` pipeline stages shards under the stack
     (ZERO3_PP_SHARDING for ZeRO-3 with PP, else ZeRO as its stage says).

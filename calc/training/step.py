@@ -83,7 +83,7 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, uneven_stage_note
-from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_stack_runs, check_tp, loops_experts, stack_key
+from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_stack_runs, check_stack_zero, check_tp, loops_experts, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
 TERM_KEYS = (
@@ -694,6 +694,7 @@ def train_step(
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
     check_stack_runs(cost.eff.stack, pp=layout.pp, vpp=layout.vpp)
+    check_stack_zero(cost.eff.stack, layout.zero)
     check_tp(cost.eff.stack, cost.m, layout.tp)
     rank_peaks: list[int] = []
     memory = memory_per_gpu(cost, layout, micro, reserve_gib, rank_peaks=rank_peaks)
