@@ -185,3 +185,16 @@ def test_deepseek_recomputation_needs_mla(cli) -> None:
     ok = cli("memory", "deepseek-v2", "--mode", "train", "--gpu", "h200", "--num-gpus", "64", "--zero", "3",
              "--recompute", "deepseek", "--seq", "2048")
     assert not ok.err.startswith("llmcalc: error: --recompute")
+
+
+def test_the_textbook_activation_formula_says_when_it_does_not_describe_the_layer(cli) -> None:
+    """QA43 A27: Korthikanti et al. 2022's s*b*h*(34 + 5as/h) is a dense multi-head attention + 4h MLP layer's; a top-2
+    MoE keeps each token's expert tensors twice (and the router's), so on Mixtral the formula is a dense figure. The
+    answer still takes --activations textbook, with one warning giving both figures; a dense model gets none."""
+    moe = cli("memory", "mixtral-8x7b", "--mode", "train", "--gpu", "h200", "--num-gpus", "32", "--zero", "3", "--seq",
+              "2048", "--activations", "textbook", "--json")
+    assert moe.code == 0 and "formula is a dense transformer layer's" in moe.err and "routed experts" in moe.err
+    assert moe.json()["warnings"] and "tensor by tensor" in moe.json()["warnings"][-1]
+    dense = cli("memory", "llama3-8b", "--mode", "train", "--gpu", "h100", "--num-gpus", "8", "--zero", "3",
+                "--activations", "textbook", "--json")
+    assert dense.code == 0 and "formula is a dense" not in dense.err

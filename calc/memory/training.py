@@ -299,7 +299,7 @@ def training_memory(
         "dropped (selective recomputation)" if recompute == "selective" else
         "dropped (recomputed: JAX's dots policy)" if recompute == "dots" else "kept")
     return MemoryResult(
-        warnings=check_context(m, seq, "--seq"),
+        warnings=check_context(m, seq, "--seq") + _textbook_caveat(m, activations_model, textbook, per_tensor),
         model=m.name, mode="train", dtype=recipe, kv_dtype=None, batch=micro_batch, seq=seq,
         tp=plan.tp, pp=plan.pp, dp=plan.dp, cp=plan.cp, num_gpus=n,
         weights_bytes=params * w, kv_cache_bytes_per_token=0, kv_cache_bytes=0,
@@ -358,6 +358,19 @@ def training_memory(
 
 
 ActivationModel = Literal["per-tensor", "textbook"]
+
+
+def _textbook_caveat(m: ModelSpec, activations_model: str, textbook: int, per_tensor: int) -> list[str]:
+    """--activations textbook on a layer Korthikanti et al. 2022 did not derive (a dense multi-head attention + 4h MLP
+    block): routed experts (k copies of each token's MLP tensors and the router's), MLA's latents or state-space
+    mixers keep other tensors, so the figure is said to be the dense formula's, beside the per-tensor count."""
+    kinds = [w for w, has in (("routed experts", m.moe is not None), ("MLA", m.mla is not None),
+                              ("state-space / linear-attention layers", m.mixer is not None)) if has]
+    if activations_model != "textbook" or not kinds:
+        return []
+    return [f"--activations textbook: Korthikanti et al.'s formula is a dense transformer layer's, and {m.name} has "
+            f"{' and '.join(kinds)}: {textbook / 2**30:,.2f} GiB by it, {per_tensor / 2**30:,.2f} GiB tensor by tensor "
+            "(--activations per-tensor)"]
 ACTIVATION_MODELS = ("per-tensor", "textbook")
 
 
