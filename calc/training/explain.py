@@ -148,7 +148,8 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
         sent = act / tp
         bw, _ = group_link(cost.system, pp, tp * cp * dp)  # the stages' slowest hop (calc.training.step, "p2p")
         lines.append(f"pp_bubble_s = (p-1)/v x t_mb = ({pp}-1)/{v} x {_ms(t.t_microbatch_s)} = {t.exposed['pp_bubble_s']:.4f} s "
-                     f"(bubble fraction of the pipelined time (p-1)/(v m) = {(pp - 1) / (v * micro):.4f})")
+                     f"(over the pipelined compute (p-1)/(v m) = {(pp - 1) / (v * micro):.4f}; over the whole step, "
+                     f"JSON bubble_fraction, {t.exposed['pp_bubble_s'] / t.step_time_s:.4f})")
         lines.append(f"pp_p2p_s = m x 2 x v x p2p(T*H*bytes/t = {_mb(sent)} at {bw:g} GB/s) = {micro} x 2 x {v} x "
                      f"{_ms(cost.coll('p2p', sent, pp, tp * cp * dp))} = {t.totals['pp_p2p_s']:.4f} s"
                      + (f", asynchronous under the stage's compute: exposed {t.exposed['pp_p2p_s']:.4f} s"

@@ -610,7 +610,7 @@ class TrainStepResult(BaseModel):
     hfu: float | None
     mfu_causal: float | None = None  # MFU with causal attention pairs, S(S+1)/2 (what a causal kernel computes)
     mfu_6n: float | None = None  # MFU by 6N per token (no attention FLOPs): the `mfu` command's headline convention
-    bubble_fraction: float | None
+    bubble_fraction: float | None  # the exposed pipeline bubble over the whole step (not (p-1)/(v m), over the compute)
     compute_s: float | None
     recompute_s: float | None
     host_s: float | None
