@@ -198,3 +198,19 @@ def test_the_textbook_activation_formula_says_when_it_does_not_describe_the_laye
     dense = cli("memory", "llama3-8b", "--mode", "train", "--gpu", "h100", "--num-gpus", "8", "--zero", "3",
                 "--activations", "textbook", "--json")
     assert dense.code == 0 and "formula is a dense" not in dense.err
+
+
+def test_weights_bytes_is_the_model_s_in_every_serving_command(cli) -> None:
+    """QA43b B13: `weights_bytes` was the model's weights in memory and latency (DeepSeek-V3 as shipped: 673.15 GB, its
+    fp8 blocks, scales and 16-bit rest) and the bytes on all GPUs in concurrency (681.11 GB at TP 8, where q_a / kv_a
+    and the router sit whole on every rank). One key, one meaning: the model's; the GPUs' copy is weights_stored_bytes
+    in concurrency as in memory, and concurrency's capacity still splits into stored weights + kept back + activation
+    peak + KV."""
+    q = ("deepseek-v3", "--gpu", "h200", "--num-gpus", "8")
+    conc = cli("concurrency", *q, "--max-model-len", "8192", "--json").json()
+    mem = cli("memory", *q, "--seq", "8192", "--json").json()
+    lat = cli("latency", *q, "--prompt", "1000", "--output", "100", "--json").json()
+    assert conc["weights_bytes"] == mem["weights_bytes"] == lat["weights_bytes"]
+    assert conc["weights_stored_bytes"] == mem["weights_stored_bytes"] == 8 * lat["weights_bytes_per_gpu"]
+    assert conc["capacity_bytes"] == (conc["weights_stored_bytes"] + conc["reserve_bytes"] + conc["activation_bytes"]
+                                      + conc["free_bytes"])

@@ -76,7 +76,7 @@ def _chart(conc: ConcurrencyResult, m: ModelSpec) -> MemoryChart:
 
     def point(requests: int, tokens: int) -> ChartPoint:
         return ChartPoint(
-            requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_bytes,
+            requests=requests, tokens_per_request=tokens, weights_bytes=conc.weights_stored_bytes,
             # the one per-request rule of admission (as `concurrency` counts it)
             kv_cache_bytes=requests * conc.num_gpus * request_kv_bytes(m, tokens, conc.kv_dtype, conc.tp, conc.pp,
                                                                        conc.block_size, conc.hybrid),

@@ -465,7 +465,7 @@ def concurrency_view(r: Any) -> RenderableType:
     main = kv_table(f"Concurrency of {r.model} on {r.num_gpus} x {r.gpu} ({layout}, {r.engine}, "
                     f"{r.dtype}, KV {r.kv_dtype})", [
         ("capacity", size(r.capacity_bytes)),
-        ("weights", size(r.weights_bytes)),
+        ("weights (on the GPUs)" if r.weights_stored_bytes != r.weights_bytes else "weights", size(r.weights_stored_bytes)),
         ("kept back (engine margin + non-torch)", size(r.reserve_bytes)),
         ("profile-run activation peak", size(r.activation_bytes)),
         ("KV cache", f"{size(r.free_bytes)} = {r.kv_cache_tokens:,} tokens" if r.free_bytes >= 0 else

@@ -50,7 +50,8 @@ class ConcurrencyResult(BaseModel):
     max_tokens: int
     ep: int = 1  # expert parallelism: ep GPUs, ep / tp attention groups each with its own KV cache (totals are theirs)
     capacity_bytes: int
-    weights_bytes: int
+    weights_bytes: int  # the model's weights, one copy (as `memory` and `latency` give them)
+    weights_stored_bytes: int  # the weights on all the GPUs: what a TP rank or attention group keeps whole, on each
     reserve_bytes: int
     activation_bytes: int
     free_bytes: int
@@ -153,7 +154,7 @@ def concurrency(
     return ConcurrencyResult(
         model=m.name, gpu=gpu.name, num_gpus=gpus, tp=plan.tp, pp=plan.pp, ep=ep, engine=mem.engine, dtype=mem.dtype,
         weights_dtype=mem.weights_dtype, kv_dtype=mem.kv_dtype, max_tokens=max_tokens, capacity_bytes=mem.capacity_bytes * gpus,
-        weights_bytes=weights_total,
+        weights_bytes=weights_per_gpu(m, dtype), weights_stored_bytes=weights_total,
         reserve_bytes=(mem.capacity_bytes - mem.activation_peak_bytes) * gpus - weights_total - kv_total,
         activation_bytes=mem.activation_peak_bytes * gpus, free_bytes=kv_total,
         kv_cache_bytes_per_request=kv_request, kv_cache_tokens=mem.kv_cache_tokens * d, num_gpu_blocks=blocks * d,
