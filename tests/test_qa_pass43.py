@@ -214,3 +214,13 @@ def test_weights_bytes_is_the_model_s_in_every_serving_command(cli) -> None:
     assert conc["weights_stored_bytes"] == mem["weights_stored_bytes"] == 8 * lat["weights_bytes_per_gpu"]
     assert conc["capacity_bytes"] == (conc["weights_stored_bytes"] + conc["reserve_bytes"] + conc["activation_bytes"]
                                       + conc["free_bytes"])
+
+
+def test_checkpoints_shipped_in_fp16_run_in_fp16(cli) -> None:
+    """QA43b B14: OPT, Phi-2 and GPT-NeoX-20B ship "torch_dtype": "float16" in their config.json; the engines' dtype
+    auto runs them, and keeps their KV cache, in fp16, so an fp16 cache is what they start with (it was refused as
+    "fp16 under a bf16 model") and the labels say fp16."""
+    for model in ("opt-6.7b", "phi-2", "gpt-neox-20b"):
+        lat = cli("latency", model, "--gpu", "h100", "--prompt", "1000", "--json").json()
+        assert (lat["dtype"], lat["kv_dtype"]) == ("fp16", "fp16"), model
+        assert cli("concurrency", model, "--gpu", "h100", "--max-model-len", "2048", "--kv-dtype", "fp16").code == 0
