@@ -224,3 +224,13 @@ def test_checkpoints_shipped_in_fp16_run_in_fp16(cli) -> None:
         lat = cli("latency", model, "--gpu", "h100", "--prompt", "1000", "--json").json()
         assert (lat["dtype"], lat["kv_dtype"]) == ("fp16", "fp16"), model
         assert cli("concurrency", model, "--gpu", "h100", "--max-model-len", "2048", "--kv-dtype", "fp16").code == 0
+
+
+def test_a_tensorrt_engine_plan_gets_no_pytorch_backend_line(cli) -> None:
+    """QA43b B9: TensorRT-LLM ran the LLM API's PyTorch backend by default from 1.0 (TensorRT engines built by
+    trtllm-build before); a 0.17 plan is priced as that engine flow, so a `trtllm-serve ... --backend pytorch` line would
+    start another engine than the plan: refused, naming --emit; 1.0 and later emit it."""
+    q = ("llama3-8b", "--gpu", "h100", "--engine", "trtllm", "--prompt", "1000", "--output", "200", "--emit", "trtllm")
+    r = cli("serve", *q, "--engine-version", "0.17")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --emit: TensorRT-LLM 0.17 runs the TensorRT-engine flow")
+    assert "trtllm-serve meta-llama/Meta-Llama-3-8B --backend pytorch" in cli("serve", *q).out

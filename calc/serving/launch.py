@@ -34,6 +34,7 @@ from calc.errors import LLMCalcError
 from calc.memory.kv import auto_kv_dtype, sparse_mla
 from calc.serving.assumptions import VLLM_AGRS_DEFAULT_FROM, engine_dispatcher
 from calc.serving.moe import attention_ranks
+from calc.serving.trtllm_memory import trtllm_backend
 from calc.specs import ModelSpec
 from calc.specs.serving import EngineSettings
 from calc.units import plural
@@ -167,6 +168,11 @@ def launch_command(m: ModelSpec, s: EngineSettings, best: Any, emit: str, kv_dty
     if eager and emit == "trtllm":
         raise LLMCalcError("--enforce-eager", "trtllm-serve has no eager flag (CUDA graphs are set in its extra options "
                                               "file); emit vllm or sglang, or drop --enforce-eager")
+    if emit == "trtllm" and s.engine == "trtllm" and trtllm_backend(s.version()) != "pytorch":
+        raise LLMCalcError("--emit", f"TensorRT-LLM {'.'.join(map(str, s.version()))} runs the TensorRT-engine flow this "
+                                     "plan was priced for (trtllm-build, then the engine served), not one command line "
+                                     "(the --backend pytorch line is 1.0's and later); give --engine-version 1.0 or "
+                                     "later, or emit vllm / sglang")
     if emit == "trtllm" and s.block_size is not None:  # as the KV dtype (check_kv_flag): not a command-line setting
         raise LLMCalcError("--block-size", "trtllm-serve takes the KV block size in its --extra_llm_api_options file "
                                            "(kv_cache_config: tokens_per_block), not on its command line; emit vllm, or "
