@@ -234,3 +234,16 @@ def test_a_tensorrt_engine_plan_gets_no_pytorch_backend_line(cli) -> None:
     r = cli("serve", *q, "--engine-version", "0.17")
     assert r.code == 2 and r.err.startswith("llmcalc: error: --emit: TensorRT-LLM 0.17 runs the TensorRT-engine flow")
     assert "trtllm-serve meta-llama/Meta-Llama-3-8B --backend pytorch" in cli("serve", *q).out
+
+
+def test_light_load_is_little_s_law_at_the_point_users_see(cli) -> None:
+    """QA43b B21: at 5 requests/s one H100 replica of Llama 3 8B is lightly loaded; the requests it holds are Little's
+    law at the frontier point it runs at, L_b = rate x (TTFT_b + (O - 1) x TPOT_b), the smallest frontier batch b with
+    b >= L_b. It was L at the full batch's request time (84 requests, TPOT 28.2 ms at batch 128) where the frontier's
+    own figures give ~11 requests at its batch-16 point; checked here against the JSON frontier by hand."""
+    d = cli("serve", "llama3-8b", "--gpu", "h100", "--rate", "5", "--json").json()
+    best, o = d["best"], d["output"]
+    held = [(f["batch"], 5 / best["replicas"] * (f["ttft_ms"] + (o - 1) * f["tpot_ms"]) / 1e3) for f in best["frontier"]]
+    batch, load = next((b, h) for b, h in held if b >= h)
+    assert d["at_rate"]["batch"] == batch and d["at_rate"]["requests_held"] == pytest.approx(load)
+    assert batch < best["batch"] and load < 20
