@@ -622,6 +622,8 @@ def finetune_memory(
                                                  "residual stream in fp32" if prepare_kbit else "")),
         f"optimizer {optimizer}, precision {precision}: weights/grads {w_bytes} B"
         + (", fp32 master 4 B" if precision == "mixed" else "")
+        + ("; SGD with a momentum buffer (torch.optim.SGD with momentum > 0; HF Trainer's optim='sgd' at its default "
+           "momentum 0 keeps none)" if optimizer == "sgd" else "")
         + (" ; paged states live in CUDA unified memory outside the allocator (evicted to CPU under pressure)" if paged else ""),
         f"activations tensor by tensor: attention {attention}{' (K, V repeated to every head)' if kv_repeated else ''}, "
         f"{'fused (torch.compile) elementwise' if fused else 'eager elementwise'}"
