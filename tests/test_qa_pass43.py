@@ -247,3 +247,14 @@ def test_light_load_is_little_s_law_at_the_point_users_see(cli) -> None:
     batch, load = next((b, h) for b, h in held if b >= h)
     assert d["at_rate"]["batch"] == batch and d["at_rate"]["requests_held"] == pytest.approx(load)
     assert batch < best["batch"] and load < 20
+
+
+def test_the_closest_layout_is_the_one_nearest_the_target(cli) -> None:
+    """QA43b B17: with a TPOT target no layout meets, serve named its first-ranked layout (TP 4, 16.8 ms) as the
+    closest while TP 8 reaches 12.0 ms; the closest is the smallest figure / target over the targets given, checked
+    against the layouts' own JSON figures."""
+    r = cli("serve", "llama3-70b", "--gpu", "h100", "--tpot-ms", "1")
+    assert r.code == 2 and "closest: " in r.err
+    named = r.err.split("closest: ")[1].split(" at ")[0]
+    layouts = cli("serve", "llama3-70b", "--gpu", "h100", "--tpot-ms", "1", "--json").json()["layouts"]
+    assert named == min(layouts, key=lambda x: x["tpot_ms"])["name"]

@@ -403,7 +403,8 @@ def serve_plan(
         if best and emit else None,
         at_rate=at_rate,
         verdict=_verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable,
-                         s.max_model_len if s.max_model_len > prompt + output else None) + _light_verdict(at_rate, rate),
+                         s.max_model_len if s.max_model_len > prompt + output else None,
+                         (ttft_ms, tpot_ms)) + _light_verdict(at_rate, rate),
         assumptions=assumption_lines,
         explain=plan_explain(layouts[:3]) + [f"assumption: {line}" for line in assumption_lines],
     )
@@ -727,7 +728,14 @@ def _replicas(rate, users, num_gpus, gpr, batch, mu, service, ttft, ttft_ms, cap
     return (n, pool_queue_s(rate, n, batch, service, router)) if n else (100_000, math.inf)
 
 
-def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_len=None) -> str:  # noqa: ANN001
+def _miss(x: Layout, targets: tuple[float | None, float | None]) -> float:
+    """How far a layout is from the TTFT / TPOT targets: the larger of figure / target over the targets given."""
+    ttft_ms, tpot_ms = targets
+    return max((x.ttft_ms / ttft_ms) if ttft_ms else 0.0, (x.tpot_ms / tpot_ms) if tpot_ms else 0.0)
+
+
+def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_len=None,  # noqa: ANN001
+             targets=(None, None)) -> str:  # noqa: ANN001
     if not layouts:
         return (f"no layout of up to {num_gpus or 64} x {gpu.name} holds one request of {m.name}"
                 + (f" of --max-model-len {max_len:,} tokens (the engine checks one fits at startup)" if max_len else "")
@@ -745,6 +753,7 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_le
             return (f"{num_gpus} x {gpu.name} cannot hold {users:,} users at once: the layout that admits the most, "
                     f"{x.replicas} x {x.name}, runs {x.replicas * x.batch:,} requests (batch {x.batch} a replica); "
                     "drop --num-gpus to size it")
+        x = min(layouts, key=lambda y: _miss(y, targets)) if any(targets) else x  # the smallest miss of a target
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
                plural(num_gpus, "GPU") if num_gpus else "one replica")
