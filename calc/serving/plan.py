@@ -356,7 +356,7 @@ def serve_plan(
                            if s.accounting() in ("vllm-v1", "vllm-v0") and s.max_num_seqs is None else "")
                         + ", prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens, "
-                        + _memory_share_line(s) + f", KV block {s.page_tokens(m, gpu)} tokens"
+                        + _memory_share_line(s) + f", KV block {s.on(m, gpu).page_tokens()} tokens"
                         + (" (vLLM forces it for FlashMLA on Hopper)" if s.forced_page_tokens(m, gpu) else ""),
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         *([f"layouts within {NEAR_TIE:.0%} of the best tokens/s per GPU are a tie (inside the bands): "

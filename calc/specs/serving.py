@@ -273,16 +273,15 @@ class EngineSettings(_Spec):
 
     def on(self, m: Any, gpu: Any) -> EngineSettings:
         """These settings as the engine runs ``m`` on ``gpu``: the KV block it forces (forced_page_tokens) written in
-        as block_size, else unchanged."""
-        page = self.page_tokens(m, gpu)
-        return self.model_copy(update={"block_size": page}) if self.forced_page_tokens(m, gpu) else self
-
-    def page_tokens(self, m: Any = None, gpu: Any = None) -> int:
-        """Tokens per KV page: vLLM 16 (64 for MLA on Hopper: forced_page_tokens), TRT-LLM 32 (tokens_per_block),
-        SGLang 1 (page_size); --block-size where given and the engine keeps it."""
+        as block_size, unless the given --block-size is a multiple of it (kept); else unchanged."""
         forced = self.forced_page_tokens(m, gpu)
         if forced and not (self.block_size and self.block_size % forced == 0):
-            return forced
+            return self.model_copy(update={"block_size": forced})
+        return self
+
+    def page_tokens(self) -> int:
+        """Tokens per KV page: vLLM 16, TRT-LLM 32 (tokens_per_block), SGLang 1 (page_size); --block-size where
+        given (the block vLLM forces for an MLA model on Hopper: ``on``)."""
         if self.block_size:
             return self.block_size
         return {"sglang": 1, "trtllm": TRTLLM_TOKENS_PER_BLOCK}.get(self.accounting(), 16)
