@@ -122,13 +122,12 @@ def finetune_result(model: str, *, gpu: str | None, dtype: str, batch: int, seq:
     from calc.memory.finetune import finetune_memory, fit_table
     from calc.sources.catalog import load_gpu, load_model
     from calc.training.cost import other_stack_note, stack_memory_line
-    from calc.training.stack import DEFAULT_STACK, check_stack_runs, check_stack_zero, check_tp, memory_defaults, stack_key
+    from calc.training.stack import DEFAULT_STACK, check_stack_runs, check_tp, memory_defaults, stack_key
 
     o = {k: options.get(k) for k in FINETUNE_FLAGS}
     method = (o["--method"] or "lora").lower()
     stack = o["--stack"] or DEFAULT_STACK["finetune"]
-    check_stack_runs(stack, pp=plan.pp)
-    check_stack_zero(stack, zero)
+    check_stack_runs(stack, zero=zero, pp=plan.pp)
     from calc.training.layout import zero_with_pp_problem
 
     if plan.pp > 1 and (problem := zero_with_pp_problem(zero, plan.pp)):  # as --mode train and train-step refuse it

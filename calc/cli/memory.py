@@ -317,7 +317,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
     from calc.memory.training import DEFAULT_CUDA_CONTEXT_GIB
     from calc.training.cost import Efficiencies
     from calc.training.layout import check_training_layout
-    from calc.training.stack import check_stack_runs, check_stack_zero, check_tp
+    from calc.training.stack import check_stack_runs, check_tp
     from calc.training.step import stacked_layout_memory, steady_state_microbatches
 
     refuse_fp8_recipe_on_gpu(fp8_recipe, g)
@@ -334,8 +334,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
                  if v is not None}
     eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=training_recipe(recipe, dtype)),
                   **overrides)
-    check_stack_runs(eff.stack, pp=plan.pp)
-    check_stack_zero(eff.stack, plan.zero)
+    check_stack_runs(eff.stack, zero=plan.zero, pp=plan.pp)
     check_tp(eff.stack, m, plan.tp)
     compute = _training_dtype(dtype)
     if g is not None and compute != "bf16":  # a compute dtype the GPU lacks, as train-step refuses it

@@ -670,7 +670,9 @@ def concurrency(
     check_step_budget(s, m, g)
     m, dtype = given_weights(ctx, m, dtype)
     refuse_engine_formats(engine, m, [g], dtype, kv_dtype)
-    if fp8_moe_scales is not None and not (dtype == "fp8" and m.quantization is None):
+    from calc.serving.shards import fp8_moe_scales_matter
+
+    if fp8_moe_scales is not None and not fp8_moe_scales_matter(m, dtype):
         raise LLMCalcError("--fp8-moe-scales", "here says how --dtype fp8 loads a 16-bit MoE (block: as its block-fp8 "
                                                "checkpoint, whose 128 x 128 blocks bound the TP; tensor: online fp8, "
                                                f"per-tensor scales); {m.name} loads as given here: drop it")

@@ -543,6 +543,10 @@ HostOpOpt = Annotated[float | None, typer.Option(
     "--host-op-us", parser=human_float("--host-op-us", allow_zero=True, maximum=10000.0),
     help="host (CPU) microseconds per launched op in eager training: a layer's forward / backward costs max(GPU time, "
     "ops x this) (default 15; 0 never binds; calc.training.host)")]
+HostCopyOpt = Annotated[float | None, typer.Option(
+    "--host-copy-gb-s", parser=human_float("--host-copy-gb-s", maximum=10000.0),
+    help="GB/s one direction of an activation-offload copy runs at (--cpu-offload-layers / --offload-modules), e.g. "
+    "what a pinned-memory copy reaches on your host (default: the GPU's host link x 0.8; calc.training.offload)")]
 CapacityOpt = Annotated[float | None, typer.Option(
     "--capacity-factor", parser=human_float("--capacity-factor", maximum=64.0),
     help="MoE expert capacity factor (Megatron --moe-expert-capacity-factor): the busiest expert takes at most cf x "
@@ -694,6 +698,7 @@ class StepKnobs:
     capacity_factor: CapacityOpt = None
     gemm_plateau: PlateauOpt = None
     host_op_us: HostOpOpt = None
+    host_copy_gb_s: HostCopyOpt = None
     activations: ActivationsModelOpt = Activations.per_tensor
 
 
@@ -757,7 +762,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": k.cp_comm and k.cp_comm.value,
-                                   "pp_p2p_overlap": k.pp_p2p_overlap,
+                                   "pp_p2p_overlap": k.pp_p2p_overlap, "host_copy_gb_s": k.host_copy_gb_s,
                                    "recipe": training_recipe(recipe, dtype), **(memory or {})}.items() if v is not None}
     if attention not in (Attention.flash, Attention.unfused):  # a named fused kernel, where it runs
         from calc.hardware.attention import kernel_unavailable
@@ -906,6 +911,9 @@ def train_step(
     if layout.pp == 1:
         refuse("--pp-p2p-overlap", knobs.pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
                                                                 "--pp 1 there are none: give --pp > 1 or drop it")
+    if not (layout.cpu_offload_layers or layout.offload_modules):
+        refuse("--host-copy-gb-s", knobs.host_copy_gb_s, "times activation offloading's host copies; this plan offloads "
+                                                         "nothing: give --cpu-offload-layers / --offload-modules or drop it")
     if layout.tp == 1:
         refuse("--tp-overlap", knobs.tp_overlap, "sets how much of the TP collectives hides under the GEMMs; with --tp 1 there "
                                            "are none: give --tp > 1 or drop it")
@@ -976,8 +984,11 @@ def train_plan(
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     space = SearchSpace(cross_node_tp=cross_node_tp, fixed=pins)
+    from calc.cli.options import refuse
+
+    refuse("--host-copy-gb-s", knobs.host_copy_gb_s, "times activation offloading's host copies; the search tries no "
+                                                     "offloading layout: time one with train-step --cpu-offload-layers")
     if knobs.cp_comm is not None and not searches_cp(cost, num_gpus, space):
-        from calc.cli.options import refuse
 
         refuse("--cp-comm", knobs.cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
                                      f"(each CP rank needs >= {MIN_TOKENS_PER_CP_RANK:,} of the --seq {seq:,} tokens, "

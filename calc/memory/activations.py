@@ -526,6 +526,16 @@ def offloaded_buffers(m: ModelSpec, layer: list[Buffer], s: LayerSetup) -> tuple
     return _without(layer, drop)
 
 
+def offloaded_layer_bytes(m: ModelSpec, batch: int, seq: int, s: LayerSetup) -> int:
+    """Bytes of one layer's saved tensors Megatron-Core's fine-grained offloading (``s.offload_modules``) sends to
+    host memory in its forward and reads back before its backward: ``offloaded_buffers`` of the layer as it is kept
+    (``module_buffers`` under ``s.recompute_modules``, else ``layer_buffers``); 0 without offloaded modules."""
+    if not s.offload_modules:
+        return 0
+    layer = module_buffers(m, batch, seq, s)[0] if s.recompute_modules else layer_buffers(m, batch, seq, s)
+    return offloaded_buffers(m, layer, s)[1]
+
+
 _SRC_SAC = ("torchtitan op-level selective AC (models/llama/parallelize: save mm outputs except every second mm, "
             "and the attention kernel outputs; recompute the rest from the layer input)")
 

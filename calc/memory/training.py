@@ -16,6 +16,7 @@ from calc.memory.activations import (
     Recompute,
     korthikanti_layer_bytes,
     lm_head_buffers,
+    offloaded_layer_bytes,
     priced_loss,
     stage_activations,
 )
@@ -703,6 +704,31 @@ def unit_gradient_bytes(m: ModelSpec, tp: int, *, ep: int = 1, reduce_bytes: int
     return math.ceil(max(largest_block_params(m, ep), outside) / tp) * reduce_bytes
 
 
+def training_setup(*, tp: int, sp: bool, flash: bool, fused: bool, dropout: float, recompute_modules: frozenset[str],
+                   gemm_input_bytes: float, offload_modules: frozenset[str], act_bytes: int) -> LayerSetup:
+    """What a full-training block keeps (every weight trains): the LayerSetup of ``training_bytes_per_gpu`` and
+    ``host_offload_bytes``."""
+    return LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
+                      recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
+                      offload_modules=offload_modules, act_bytes=act_bytes)
+
+
+def host_offload_bytes(m: ModelSpec, *, micro_batch: int, s_local: int, stage_layers: int, offloaded_layers: int,
+                       recompute: Recompute, setup: LayerSetup) -> int:
+    """Bytes one micro-batch moves to host memory in its forward on one GPU of a stage (and back in its backward)
+    under activation offloading: the saved tensors of the ``offloaded_layers`` layers Megatron-Core's CPU offloading
+    sends whole (--cpu-offloading-num-layers N, calc.training.layout.offloaded_stage_layers), plus, on every one of
+    the stage's ``stage_layers`` layers, the module inputs its fine-grained offloading sends (``setup.offload_modules``,
+    calc.memory.activations.offloaded_layer_bytes):
+        bytes = N x one layer's saved tensors + layers x one layer's offloaded module inputs
+    The same tensors the memory engine leaves off the GPU (``stage_activations``), so the memory a flag saves and
+    the transfer it costs are one figure. E.g. Llama-2-7B, b 1, s 4,096, t 1, N 31: 31 x one layer's saved tensors."""
+    whole = 0
+    if offloaded_layers:
+        whole = offloaded_layers * stage_activations(m, micro_batch, s_local, setup, recompute, 1, 1).saved
+    return whole + stage_layers * offloaded_layer_bytes(m, micro_batch, s_local, setup)
+
+
 def training_bytes_per_gpu(
     m: ModelSpec, *, params: int, expert_params: int = 0, tp: int, pp: int, dp: int, cp: int = 1, ep: int = 1,
     etp: int | None = None, sp: bool = False, recipe: str = "bf16-adam", zero: int = 0, micro_batch: int = 1, seq: int = 2048,
@@ -783,9 +809,9 @@ def training_bytes_per_gpu(
                                           None if held_layers is None or offload_layers else held_layers[0]),) * 2
     else:
         if setup is None:
-            setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=tp, sp=sp, dropout=dropout,
-                               recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
-                               offload_modules=offload_modules, act_bytes=act_bytes)
+            setup = training_setup(tp=tp, sp=sp, flash=flash, fused=fused, dropout=dropout,
+                                   recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
+                                   offload_modules=offload_modules, act_bytes=act_bytes)
         key = (micro_batch, s_local, setup, recompute, loss, loss_chunks, lm_head_trains)
         per = cache.get(key) if cache is not None else None
         if per is None:

@@ -14,7 +14,7 @@ from calc.units import gib
 TERM_LABELS = {
     "compute_s": "compute", "recompute_s": "recompute", "host_s": "host launch", "tp_comm_s": "TP comm", "ep_comm_s": "EP all-to-all",
     "cp_comm_s": "CP ring", "pp_bubble_s": "PP bubble", "pp_p2p_s": "PP send", "dp_comm_s": "DP grads",
-    "zero_gather_s": "ZeRO-3 gather", "optimizer_s": "optimizer",
+    "zero_gather_s": "ZeRO-3 gather", "optimizer_s": "optimizer", "offload_s": "host offload",
 }
 
 

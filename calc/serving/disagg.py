@@ -2,8 +2,8 @@
 Patel et al. ISCA 2024; vLLM / SGLang PD disaggregation with a KV connector).
 
 Per TP size t (both pools), with P prompt and O output tokens:
-    prefill instance : one step of min(P, chunk) tokens, ceil(P / chunk) steps per prompt, no decode
-                       interference: t_p; it serves 1 / t_p requests/s
+    prefill instance : floor(P / chunk) steps of chunk tokens and one of the rest (calc.serving.step.prompt_chunks),
+                       no decode interference: t_p; it serves 1 / t_p requests/s
     KV transfer      : the prompt's KV (P x KV bytes/token on each rank) over each GPU's network link
                        (ServingAssumptions.internode_gb_s): t_kv
     decode replica   : steps of B decode tokens only (no prefill chunks): TPOT(B); B the largest meeting
@@ -20,15 +20,15 @@ from typing import Any
 
 from calc.serving.engine_memory import EngineMemory
 from calc.serving.queueing import fewest, pool_queue_s
-from calc.serving.step import StepTime, _system, decode_context, decode_range, step_time
+from calc.serving.step import StepTime, _system, decode_context, decode_range, prompt_chunks, step_time
 
 
 def prefill_seconds(replica: Any, mem: EngineMemory) -> float:
-    """One prompt through a prefill-only instance, in chunks of the engine's batched tokens."""
-    chunk = min(mem.batched_tokens, replica.p)
-    st = step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype, kv_dtype=replica.kv_dtype,
-                   calibration=replica.hook, prefill_tokens=chunk, prefill_prompt=replica.p)
-    return math.ceil(replica.p / chunk) * st.total_s
+    """One prompt through a prefill-only instance, in chunks of the engine's batched tokens (the last for its own)."""
+    return sum(n * step_time(replica.m, replica.gpu, replica.a, tp=mem.tp, dtype=replica.dtype,
+                             kv_dtype=replica.kv_dtype, calibration=replica.hook, prefill_tokens=tokens,
+                             prefill_prompt=replica.p).total_s
+               for n, tokens in prompt_chunks(replica.p, mem.batched_tokens))
 
 
 def kv_transfer_seconds(replica: Any, mem: EngineMemory) -> float:

@@ -20,6 +20,7 @@ from calc.serving.step import (
     calibrated_gpu,
     decode_context,
     decode_range,
+    prompt_chunks,
     request_seconds,
     step_time,
 )
@@ -214,10 +215,7 @@ def latency(
 
     def chunk_steps(seqs: int) -> list[tuple[int, StepTime]]:
         """A micro-batch of ``seqs`` prompts as the engine steps it: full chunks of its token budget, then the rest."""
-        tokens = seqs * prompt
-        size = chunk_tokens if chunk_tokens and chunk_tokens < tokens else tokens
-        full, rest = divmod(tokens, size)
-        return [(n, st) for n, st in ((full, prefill(size)), (1 if rest else 0, prefill(rest) if rest else None)) if n]
+        return [(n, prefill(tokens)) for n, tokens in prompt_chunks(seqs * prompt, chunk_tokens)]
 
     steps = {seqs: chunk_steps(seqs) for _, seqs in sizes}
     biggest = sizes[0][1]

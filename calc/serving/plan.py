@@ -8,9 +8,10 @@ tokens: a request's own prompt is its TTFT steps, before it decodes, so the B - 
 ride on its O - 1 decode steps and every request's prompt is computed once per service (B prompts per B requests)
     TPOT(B)  = step(B decode tokens at the mean context P + O/2, (B - 1) x P/(O - 1) prefill tokens, causal)
 (at B = 1 no other prompt shares a decode step: TPOT(1) and TTFT(1) are `latency`'s batch-1 steps)
-    TTFT(B)  = ceil(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens
+    TTFT(B)  = floor(P / C) steps with a prompt chunk of C = max_num_batched_tokens - B tokens, and one of the
+               P mod C left (calc.serving.step.prompt_chunks, as `latency` bills them)
 (O = 1, prefill only: no decode step to carry the others' prompts, so the B prompts share the prompt steps,
-    TTFT(B) = ceil(B x P / C) steps of C = min(max_num_batched_tokens, B x P) prompt tokens (one prompt per step
+    TTFT(B) = the B x P prompt tokens in steps of C = min(max_num_batched_tokens, B x P) and the rest (one prompt per step
     without chunked prefill): B slots then serve no faster than one, the prefill's compute rate)
     replica  : B / TPOT output tokens/s while decoding, mu = B / (TTFT + (O - 1) x TPOT) requests/s (Little's law;
                the prefill makes the first token: calc.serving.step.request_seconds, `latency`'s e2e)
@@ -53,6 +54,7 @@ from calc.serving.step import (
     calibrated_gpu,
     decode_context,
     decode_range,
+    prompt_chunks,
     request_seconds,
     step_time,
 )
@@ -249,16 +251,17 @@ class _Replica:
         if self.o == 1 and batch > 1:  # prefill only: the B prompts share the prompt steps (module docstring)
             per_rank = math.ceil(batch / self.split) * self.p
             chunk = min(self.mem.batched_tokens, per_rank) if self.mem.chunked_prefill else self.p
-            return math.ceil(per_rank / chunk) * self._step(0, chunk).total_s
+            return sum(n * self._step(0, tokens).total_s for n, tokens in prompt_chunks(per_rank, chunk))
         decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
-        chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else self.p
-        chunk = min(chunk, self.p)
-        own = math.ceil(self.p / chunk) * self._step(batch - 1, chunk).total_s
+        chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else None
+        own = sum(n * self._step(batch - 1, tokens).total_s for n, tokens in prompt_chunks(self.p, chunk))
         if batch == 1:
             return own
         # in the steady state every step also carries the other requests' prompts (tpot's mixed step): the first token
-        # comes out at the end of such a step, never sooner than one of them takes
-        return max(own, self._step(batch, self._mixed_prefill(batch)).total_s)
+        # comes out at the end of such a step, never sooner than one of them takes; with speculation that step is the
+        # verify step and its drafts, TPOT x E (tpot divides it by the E tokens it makes)
+        step = self.tpot(batch).total_s * (self.spec.expected_tokens if self.spec is not None else 1.0)
+        return max(own, step)
 
 
 def _binding(batch: int, cap: int, max_seqs: int, st: StepTime, next_point: FrontierPoint | None,
@@ -347,6 +350,7 @@ def serve_plan(
     best = layouts[0] if layouts and layouts[0].meets_targets else None
     seqs_line = (f"max_num_seqs {s.seqs(gpu.memory_bytes, gpu.name)}" if s.accounting() != "sglang" else
                  "max_running_requests from the KV pool (calc.specs.serving.sglang_max_running_requests)")
+    run = s.on(m, gpu)  # the settings as the engine runs this model here (the KV block it forces)
     assumption_lines = [fmt.line, eff.source, *a.lines(moe=m.moe is not None, split=num_gpus != 1,
                                                                 chunked="chunked" in (m.layer_types or ())),
                         f"engine {s.engine}: max_model_len {s.max_model_len:,}, "
@@ -356,8 +360,8 @@ def serve_plan(
                            if s.accounting() in ("vllm-v1", "vllm-v0") and s.max_num_seqs is None else "")
                         + ", prefill chunk "
                         f"{s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name):,} tokens, "
-                        + _memory_share_line(s) + f", KV block {s.on(m, gpu).page_tokens()} tokens"
-                        + (" (vLLM forces it for FlashMLA on Hopper)" if s.forced_page_tokens(m, gpu) else ""),
+                        + _memory_share_line(s) + f", KV block {run.page_tokens()} tokens"
+                        + (" (vLLM forces it for FlashMLA on Hopper)" if run.block_size != s.block_size else ""),
                         "energy = GPUs x board power (TDP) x (0.3 + 0.7 x busiest-unit utilisation) x TPOT / batch",
                         *([f"layouts within {NEAR_TIE:.0%} of the best tokens/s per GPU are a tie (inside the bands): "
                            "the fewest GPUs per replica, then the lowest TPOT, ranked first (near_ties_first)"]

@@ -50,6 +50,12 @@ def _slices(m: ModelSpec, tp: int, ep: int) -> list[tuple[str, str, str, int, bo
     return out
 
 
+def fp8_moe_scales_matter(m: ModelSpec, dtype: str | None) -> bool:
+    """Whether --fp8-moe-scales decides how ``m`` loads: ``--dtype fp8`` on a 16-bit MoE (block: as its block-fp8
+    checkpoint, ``shard_problem``; tensor: online fp8). Anything else loads as given, the flag changing nothing."""
+    return dtype == "fp8" and m.quantization is None and m.moe is not None
+
+
 def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine: str = "vllm",
                   fp8_moe_scales: str = "block") -> str | None:
     """Why ``engine`` would refuse to load ``m`` as shipped (``dtype`` None, or fp8 on a checkpoint that ships
@@ -70,7 +76,7 @@ def shard_problem(m: ModelSpec, dtype: str | None, tp: int, ep: int = 1, engine:
     q = m.quantization
     # --dtype fp8 on a checkpoint that ships block-fp8 loads that checkpoint (its scales as shipped)
     as_shipped = dtype is None or (dtype == "fp8" and q is not None and q.method == "fp8")
-    block_checkpoint = dtype == "fp8" and q is None and m.moe is not None and fp8_moe_scales == "block"
+    block_checkpoint = fp8_moe_scales_matter(m, dtype) and fp8_moe_scales == "block"
     if engine not in ENGINES_CHECKING or not (block_checkpoint or (as_shipped and q is not None)):
         return None
     if block_checkpoint or (q.method in ("fp8", "compressed_tensors") and q.block_size is not None):

@@ -343,6 +343,23 @@ def request_seconds(ttft_s: float, tpot_s: float, output: int) -> float:
     return ttft_s + (output - 1) * tpot_s
 
 
+def prompt_chunks(tokens: int, budget: int | None) -> list[tuple[int, int]]:
+    """(count, tokens) of the engine steps ``tokens`` prompt tokens run in under a per-step token ``budget``
+    (a chunked engine's max_num_batched_tokens, less the decode tokens sharing the step): floor(T / C) full chunks,
+    then one chunk of the T mod C left over, billed for its own tokens (vLLM V1's and SGLang's schedulers take a
+    prompt's last chunk as it is); ``budget`` None or >= T: one step of T. One rule for `latency`'s TTFT and
+    `serve`'s (a 12,000-token prompt under 8,192 is a step of 8,192 and one of 3,808, not two of 8,192).
+
+    >>> prompt_chunks(12000, 8192)
+    [(1, 8192), (1, 3808)]
+    >>> prompt_chunks(16384, 8192), prompt_chunks(500, None)
+    ([(2, 8192)], [(1, 500)])
+    """
+    size = budget if budget and budget < tokens else tokens
+    full, rest = divmod(tokens, size)
+    return [(n, t) for n, t in ((full, size), (1 if rest else 0, rest)) if n]
+
+
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
     """The node this GPU ships in (system_specs/), else one built from the GPU's own link figure."""
     from calc.sources.catalog import system_for_gpu

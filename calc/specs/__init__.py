@@ -370,6 +370,9 @@ class GPUSpec(_Spec):
     interconnect_gb_s: float = Field(0, gt=0, description=(
         "GPU-GPU link, bidirectional GB/s, > 0 when given; left out = none stated (TP traffic priced at the "
         "network bandwidth). A 0 written in a file is refused: it would price TP over a link that is not there"))
+    host_link_gb_s: float | None = Field(None, gt=0, description=(
+        "GPU-host link, GB/s per direction, the link's rate (PCIe x16: Gen3 16, Gen4 32, Gen5 64; Grace's NVLink-C2C "
+        "450): what activation offloading to host memory moves over; None: not stated (offloading then refused)"))
     tdp_w: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")

@@ -283,6 +283,9 @@ class Efficiencies:
     expert_load_cv: float = EXPERT_LOAD_CV  # per-batch CV of one expert's token load (0 = perfectly balanced routing)
     moe_routing: str = "aux-loss"  # aux-loss | force-balanced | token-drop (calc.hardware.moe_ops.MOE_ROUTINGS)
     recipe: str = "bf16-adam"  # training-state bytes per parameter (calc.memory.training.RECIPES; --recipe)
+    # GB/s one direction of an activation-offload copy runs at (--host-copy-gb-s); None: the GPU's host link x
+    # calc.training.offload.HOST_COPY_EFFICIENCY
+    host_copy_gb_s: float | None = None
     # memory settings of the stack (calc.training.stack.MEMORY) a flag overrides; None: the stack's
     loss: str | None = None  # cross-entropy buffers on the last stage (calc.memory.activations.lm_head_buffers; --loss)
     fused: bool | None = None  # fused norm / SwiGLU kernels or torch.compile (--compile / --no-compile)

@@ -48,6 +48,16 @@ transformer_engine.py), calc.training.cost prices:
                  micro-batch. Per micro-batch that is 1/m of a weight cast (Llama-3.1-70B, TP 4: 214 M elements x 4 B /
                  3.0 TB/s = 0.29 ms per layer per step against 64 micro-batches x ~13 ms): left out of the
                  per-micro-batch layer cost.
+  weight memory  the memory engine keeps 2 B per weight under fp8, as under bf16. That is what the runs this tool is
+                 checked against hold: NeMo 2 and Megatron-Bridge fp8 recipes set ``fp8_param_gather = True``
+                 (nemo/collections/llm/recipes/precision/mixed_precision.py ``bf16_with_fp8_mixed``; Megatron-Bridge
+                 src/megatron/bridge/training/mixed_precision.py, the current-scaling and MXFP8 recipes alike), so the
+                 model's weights ARE the fp8 tensors, the 1 B row-wise data and the 1 B column-wise copy a TN-only GPU
+                 needs, in place of the bf16 weight and with no separate cast cache (the fp32 master is the optimizer's).
+                 A Megatron-LM run WITHOUT --fp8-param-gather keeps the bf16 weight and TE's cached fp8 weight and
+                 transpose beside it (~2 B per linear weight more); not priced. Pricing that cache on top of every fp8
+                 run calls four corpus runs that ran (Llama-3-70B on 64 GB200 under FSDP, Nemotron-4-340B on 128 H100)
+                 "does not fit".
 """
 
 from __future__ import annotations

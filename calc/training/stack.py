@@ -148,8 +148,10 @@ def stack_runs(name: str | None, option: str) -> bool:
     return stack_key(name) not in CANNOT_RUN[option][0]
 
 
-def check_stack_runs(name: str | None, **values: int) -> None:
-    """Refuse, naming the flag, a pipeline option above 1 (``pp=``, ``vpp=``) the stack cannot run (CANNOT_RUN)."""
+def check_stack_runs(name: str | None, *, zero: int, **values: int) -> None:
+    """Refuse, naming the flag, what the stack cannot run: a pipeline option above 1 (``pp=``, ``vpp=``; CANNOT_RUN)
+    or a ZeRO stage it has none of (``check_stack_zero``). One call for train-step and every `memory` mode."""
+    check_stack_zero(name, zero)
     for option, value in values.items():
         if value > 1 and not stack_runs(name, option):
             from calc.errors import LLMCalcError

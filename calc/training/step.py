@@ -72,9 +72,11 @@ from calc.memory.training import (
     DEFAULT_CUDA_CONTEXT_GIB,
     FSDP_PP,
     ZERO2_PP,
+    host_offload_bytes,
     routed_expert_params,
     training_bytes_per_gpu,
     training_memory,
+    training_setup,
 )
 from calc.model.parallel import pipeline_stage_layers
 from calc.model.params import count_params, total_params
@@ -83,12 +85,13 @@ from calc.training.cost import Efficiencies, ModelCost
 from calc.training.fp8_recipe import saved_gemm_input_bytes
 from calc.training.host import exposed_host_s
 from calc.training.layout import Layout, offloaded_stage_layers, uneven_stage_note
-from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_stack_runs, check_stack_zero, check_tp, loops_experts, stack_key
+from calc.training.offload import host_copy_rate
+from calc.training.stack import LOOPED_EXPERTS_WARNING, band_stack, check_stack_runs, check_tp, loops_experts, stack_key
 from calc.units import GIB, TERA, figure, fp32_run
 
 TERM_KEYS = (
     "compute_s", "recompute_s", "host_s", "tp_comm_s", "ep_comm_s", "cp_comm_s", "pp_bubble_s", "pp_p2p_s",
-    "dp_comm_s", "zero_gather_s", "optimizer_s",
+    "dp_comm_s", "zero_gather_s", "optimizer_s", "offload_s",
 )
 
 
@@ -286,6 +289,7 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
             dp_exposed += gather
     opt_params = dense_t / dpc + experts_t / edp if layout.zero >= 1 else dense_t + experts_t  # the optimizer's shard
     optimizer = opt_params * eff.step_optimizer_bytes / cost.hbm
+    copy = offload_copy_s(cost, layout, micro, stages[worst_i][1])  # one micro-batch's offload, each way
     exposed = {
         "compute_s": micro * (worst["fwd"] + worst["bwd"]),
         "recompute_s": micro * worst["rec"],
@@ -298,15 +302,33 @@ def step_terms(cost: ModelCost, layout: Layout, global_batch: int, micro: int) -
         "dp_comm_s": dp_exposed,
         "zero_gather_s": zero_exposed,
         "optimizer_s": optimizer,
+        "offload_s": micro * (exposed_time(copy, worst["fwd"], eff.overlap) + exposed_time(copy, worst["bwd"], eff.overlap)),
     }
     totals = dict(exposed)
-    totals.update(tp_comm_s=micro * worst["tp_total"], ep_comm_s=micro * worst["ep_total"],
+    totals.update(offload_s=micro * 2 * copy, tp_comm_s=micro * worst["tp_total"], ep_comm_s=micro * worst["ep_total"],
                   cp_comm_s=micro * worst["cp_total"], dp_comm_s=dp_total, zero_gather_s=zero_total, pp_p2p_s=p2p_total)
     return StepTerms(
         step_time_s=sum(exposed.values()), exposed=exposed, totals=totals, micro_batches=micro, t_microbatch_s=t_mb,
         stage=worst, stage_index=worst_i, stage_layers=stages[worst_i][1], local_params=local,
         local_trainable=dense_t + experts_t,
     )
+
+
+def offload_copy_s(cost: ModelCost, layout: Layout, micro: int, stage_layers: int) -> float:
+    """Seconds one micro-batch's activation offload takes each way on a GPU of the stage (calc.training.offload):
+    calc.memory.training.host_offload_bytes of the block the memory engine prices (``engine_options``) over the host
+    copy rate; 0 without offloading."""
+    if not (layout.cpu_offload_layers or layout.offload_modules):
+        return 0.0
+    o = engine_options(layout, micro, num_layers=cost.m.num_layers, dtype=cost.dtype, eff=cost.eff)
+    setup = training_setup(tp=layout.tp, sp=layout.sp, flash=o["flash"], fused=o["fused"], dropout=o["dropout"],
+                           recompute_modules=o["recompute_modules"], gemm_input_bytes=o["gemm_input_bytes"],
+                           offload_modules=o["offload_modules"], act_bytes=o["act_bytes"])
+    moved = host_offload_bytes(cost.m, micro_batch=layout.micro_batch, s_local=cost.seq // layout.cp,
+                               stage_layers=stage_layers, offloaded_layers=layout.cpu_offload_layers,
+                               recompute=layout.recompute, setup=setup)
+    flag = "--cpu-offload-layers" if layout.cpu_offload_layers else "--offload-modules"
+    return moved / host_copy_rate(cost.gpu, cost.eff.host_copy_gb_s, flag)[0]
 
 
 def fullest_rank_share(m: ModelSpec, layout: Layout, tp: int, expert_split: int) -> tuple[float, float]:
@@ -563,6 +585,8 @@ TERM_FORMULAS = {
     "zero_gather_s": "ZeRO-3: m x (2 weight AG + gradient RS) not hidden under each micro-batch; FSDP+PP: one weight AG "
                      "per step (first layer exposed, the rest under the first forward) + one gradient RS after the last backward",
     "optimizer_s": "local parameters (/d*c with ZeRO >= 1) x bytes per parameter / HBM bandwidth",
+    "offload_s": "m x (offloaded bytes / host copy GB/s), to host in forward and back in backward, each hidden under "
+                 "that pass's compute at the overlap efficiency (calc.training.offload)",
 }
 
 
@@ -622,6 +646,7 @@ class TrainStepResult(BaseModel):
     dp_comm_s: float | None
     zero_gather_s: float | None
     optimizer_s: float | None
+    offload_s: float | None = None  # activation offloading's host copies not hidden (0 without offloading)
     terms: list[StepTerm]
     measured_step_time_s: float | None = None
     measured_error: float | None = None
@@ -693,8 +718,7 @@ def train_step(
     from calc.training.layout import check_training_layout
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
-    check_stack_runs(cost.eff.stack, pp=layout.pp, vpp=layout.vpp)
-    check_stack_zero(cost.eff.stack, layout.zero)
+    check_stack_runs(cost.eff.stack, zero=layout.zero, pp=layout.pp, vpp=layout.vpp)
     check_tp(cost.eff.stack, cost.m, layout.tp)
     rank_peaks: list[int] = []
     memory = memory_per_gpu(cost, layout, micro, reserve_gib, rank_peaks=rank_peaks)
