@@ -86,3 +86,56 @@ def test_speculative_ttft_is_never_shorter_than_the_step_it_rides_in(cli) -> Non
     best = cli("serve", "llama3-8b", "--gpu", "h100", "--speculative", "ngram", "--json").json()["layouts"][0]
     e = (1 - 0.7**5) / 0.3
     assert best["ttft_ms"] >= best["tpot_ms"] * e * (1 - 1e-9)
+
+
+def test_fused_parallel_layer_figures_say_when_the_model_cannot_fuse(cli) -> None:
+    """QA43 A26: REFERENCE sec. 7 / seed 000: QKV and MLP-in share an input only in a parallel block,
+    y = x + Attn(LN(x)) + MLP(LN(x)) (GPT-J); Llama's sequential block feeds its MLP LN(x + Attn(LN(x))). flops --fused
+    on Llama showed a saving it can never get without a word; it now says it is hypothetical, GPT-J's does not."""
+    seq = cli("flops", "llama2-7b", "--fused", "--seq", "2048", "--json").json()["fused"]
+    par = cli("flops", "gpt-j-6b", "--fused", "--seq", "2048", "--json").json()["fused"]
+    assert seq["parallel_block"] is False and seq["note"].startswith("hypothetical for llama2-7b")
+    assert par["parallel_block"] is True and par["note"] == ""
+    assert "hypothetical" in cli("flops", "llama2-7b", "--fused", "--seq", "2048").out
+
+
+def test_a_zero_0_layout_that_fits_names_its_own_gpu_count(cli) -> None:
+    """QA43 A14: under ZeRO 0 every GPU holds every state, so DP saves nothing per GPU and the smallest GPU count
+    that fits a layout at TP 2 is TP x PP x CP = 2 when it fits there (as --zero 1 already answered), and none when
+    it does not (Llama-2-7B whole on one H100: 117.8 GiB, no count helps)."""
+    base = ("memory", "llama2-7b", "--mode", "train", "--gpu", "h100", "--json")
+    assert cli(*base, "--tp", "2", "--dp", "1").json()["min_gpus"] == 2
+    assert cli(*base, "--tp", "2", "--dp", "1", "--zero", "1").json()["min_gpus"] == 2
+    r = cli(*base)
+    assert r.code == 2 and "does not fit" in r.err
+
+
+def test_import_records_the_kv_head_rule_it_used(cli, tmp_path) -> None:
+    """QA43 A25: a Llama config.json without num_key_value_heads is MHA in transformers (LlamaConfig: "If it is not
+    specified, will default to num_attention_heads"); the import priced it so but did not say so, unlike every other
+    field it left to a default. It now writes the count and lists the rule among the defaults used."""
+    import json
+
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 4096,
+              "num_attention_heads": 32, "num_hidden_layers": 32, "intermediate_size": 11008, "vocab_size": 32000,
+              "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    r = cli("import", str(path))
+    assert r.code == 0 and "num_key_value_heads=32 (num_attention_heads" in r.out and "num_kv_heads: 32" in r.out
+
+
+def test_serve_on_given_gpus_says_what_the_traffic_needs(cli) -> None:
+    """QA43b B1: `serve --num-gpus 8 --rate 10` labelled the 8 GPUs the user typed "GPUs needed", with an 80% band,
+    while the same traffic sized without --num-gpus needs 1 GPU. The plan's gpus_needed is now what the traffic
+    needs (the same figure as without --num-gpus, for the same best layout), the best layout keeps the 8 it runs on
+    (no band: nothing predicted), and the verdict says both."""
+    sized = cli("serve", "llama3-8b", "--gpu", "h100", "--rate", "10", "--json").json()
+    given = cli("serve", "llama3-8b", "--gpu", "h100", "--rate", "10", "--num-gpus", "8", "--json").json()
+    assert given["best"]["name"] == sized["best"]["name"]
+    assert given["best"]["gpus_needed"] == 8 and given["best"]["replicas"] == 8
+    assert given["gpus_needed"] == given["best"]["traffic_gpus"] == sized["gpus_needed"]
+    assert sized["best"]["traffic_gpus"] is None
+    assert f"the traffic needs {sized['gpus_needed']} of the 8 GPUs given" in given["verdict"]
+    human = cli("serve", "llama3-8b", "--gpu", "h100", "--rate", "10", "--num-gpus", "8").out
+    assert "best layout GPUs needed 8" not in human

@@ -263,6 +263,7 @@ def run_bench(
         if progress:
             progress("fused vs separate", 1)
         fused = _fused(torch, device, on_gpu, dtype, fused_shapes, repeats)
+        notes += [fused_shapes.note] if fused_shapes.note else []
     return BenchResult(
         device="GPU" if on_gpu else "CPU", device_name=device_name, is_gpu=on_gpu, gpu=gpu_name, dtype=dtype,
         torch_version=torch.__version__, cuda_version=torch.version.cuda, peak_tflops=peak,

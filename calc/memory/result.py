@@ -87,10 +87,16 @@ def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int
     }
 
 
-def _search_min_gpus(fits_on: Callable[[int], bool | None], limit: int = 4096) -> int | None:
+def _search_min_gpus(fits_on: Callable[[int], bool | None], limit: int = 4096, grows: bool = True) -> int | None:
+    """The smallest GPU count ``fits_on`` accepts (None: a count the layout cannot take), 1 to 8 one by one, then in
+    steps of 8 up to ``limit``. ``grows`` False: more GPUs save no memory per GPU (ZeRO 0 replicates every state), so
+    the first count the layout takes answers: it, if it fits there, else none."""
     n = 1
     while n <= limit:
-        if fits_on(n):
+        fits = fits_on(n)
+        if fits:
             return n
+        if fits is False and not grows:
+            return None
         n += 1 if n < 8 else 8
     return None

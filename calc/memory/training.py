@@ -295,7 +295,7 @@ def training_memory(
             return None
         return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.cuda_total_bytes
 
-    verdict = _verdict(gpu, per_gpu_bytes, min_gpus_of or (lambda: _search_min_gpus(fits_on) if zero else None))
+    verdict = _verdict(gpu, per_gpu_bytes, min_gpus_of or (lambda: _search_min_gpus(fits_on, grows=zero > 0)))
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
         "dropped (selective recomputation)" if recompute == "selective" else
         "dropped (recomputed: JAX's dots policy)" if recompute == "dots" else "kept")
@@ -337,7 +337,8 @@ def training_memory(
                                         "--global-batch sets it)" if plan.pp > 1 and grad_accum > 1 else
                                         " (no global batch given: no gradient accumulation; --global-batch sets it)")) + "; "
             + "min_gpus grows DP at this TP x PP x CP"
-            + ("" if zero else " (needs ZeRO >= 1 to shrink per-GPU memory)")
+            + ("" if zero else " (ZeRO 0 replicates every state, so more DP saves nothing per GPU: the smallest count "
+                               "is TP x PP x CP when that fits, else none)")
             + (f", only to a DP that splits the global batch of {global_batch:,} into whole micro-batches of "
                f"{micro_batch}" if global_batch and zero else ""),
         ],

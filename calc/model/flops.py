@@ -406,6 +406,8 @@ class FusedShapes(BaseModel):
     flops_equal: bool
     bytes_saved: float
     parallel_block: bool
+    # a sequential-block model (parallel_block false): why the fusion is hypothetical for it; "" for a parallel block
+    note: str = ""
 
 
 def fused_parallel_shapes(m: ModelSpec, tokens: int, dtype: str = "bf16") -> FusedShapes:
@@ -432,4 +434,8 @@ def fused_parallel_shapes(m: ModelSpec, tokens: int, dtype: str = "bf16") -> Fus
         flops_equal=sum(g.flops for g in separate) == fused.flops,
         bytes_saved=sum(g.bytes for g in separate) - fused.bytes,
         parallel_block=m.parallel_block,
+        note="" if m.parallel_block else (
+            f"hypothetical for {m.name}: its blocks are sequential (the MLP reads LN(x + Attn(LN(x))), not LN(x)), so "
+            "QKV and MLP-in share no input; the figures are what a parallel-block variant (GPT-J, GPT-NeoX, Falcon, "
+            "PaLM: y = x + Attn(LN(x)) + MLP(LN(x))) would save"),
     )

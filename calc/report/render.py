@@ -567,7 +567,8 @@ def gemm_view(name: str, extra: Any) -> RenderableType:
         ])
     gemms = [*extra.separate, extra.fused] if name == "fused" else extra.gemms
     title = (f"Fused QKV + MLP-in for {extra.model}, {extra.tokens} tokens: same FLOPs "
-             f"({extra.flops_equal}), {extra.bytes_saved:,.0f} bytes less moved") if name == "fused" else (
+             f"({extra.flops_equal}), {extra.bytes_saved:,.0f} bytes less moved"
+             + (f"; {extra.note}" if extra.note else "")) if name == "fused" else (
         f"Arithmetic intensity, {extra.phase} ({extra.tokens} tokens, context {extra.context}, {extra.dtype}): "
         f"{extra.intensity:,.1f} FLOPs/byte per layer + head")
     table = Table(title=title, title_justify="left")

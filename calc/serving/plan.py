@@ -95,6 +95,9 @@ class Layout(BaseModel):
     tp_spans_nodes: bool
     energy_j_per_token: float | None
     prefill_gpus: int = 0  # disaggregated: GPUs of the prefill pool (included in gpus_needed)
+    # a fixed --num-gpus with --rate / --users: gpus_needed is then the GPUs given (this layout's replicas on them) and
+    # traffic_gpus the fewest of this layout that carry the traffic (``_replicas`` without the budget); else None
+    traffic_gpus: int | None = None
     frontier: list[FrontierPoint]
 
 
@@ -398,7 +401,9 @@ def serve_plan(
         model=m.name, gpu=gpu.name, engine=s.engine, prompt=prompt, output=output, target_ttft_ms=ttft_ms,
         target_tpot_ms=tpot_ms, rate=rate, users=users, num_gpus=num_gpus, dtype=fmt.label,
         weights_dtype=weights_class(m, dtype), kv_dtype=kv_dtype,
-        layouts=layouts, fits=bool(layouts), gpus_needed=best.gpus_needed if best else None, best=best,
+        layouts=layouts, fits=bool(layouts), best=best,
+        # the fewest GPUs for the traffic: with a fixed --num-gpus, what the best layout needs of them (traffic_gpus)
+        gpus_needed=(best.gpus_needed if best.traffic_gpus is None else best.traffic_gpus) if best else None,
         launch=launch_command(m, s.on(m, gpu), best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation,
@@ -638,6 +643,11 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
     meets = (meets and not short and (rate is None or queue < math.inf)
              and (ttft_ms is None or (ttft + queue) * 1e3 <= ttft_ms))
     total_gpus = replicas * gpr + prefill_gpus
+    traffic_gpus = None
+    if num_gpus and (rate or users) and not max_load:  # what the traffic needs of this layout, the budget aside
+        needed = _replicas(rate, users, None, gpr, b, mu, service, ttft, ttft_ms, utilization_cap(a, ttft_ms),
+                           a.router)[0]
+        traffic_gpus = needed * gpr + prefill_gpus
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
     ttft_total = (ttft + queue) * 1e3 if queue < math.inf else math.inf
@@ -659,7 +669,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         tokens_per_s_per_gpu=replicas * slot_tokens_per_s(r, b, st, ttft) / max(total_gpus, num_gpus or 0),
         requests_per_s_per_replica=mu,
         kv_cache_tokens=r.mem.kv_cache_tokens * r.dp, max_concurrency=r.mem.max_concurrency * r.dp,
-        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, meets_targets=meets, binding=binding,
+        gpus_needed=total_gpus, prefill_gpus=prefill_gpus, traffic_gpus=traffic_gpus, meets_targets=meets, binding=binding,
         tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
         frontier=frontier,
     )
@@ -761,8 +771,11 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_le
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
                plural(num_gpus, "GPU") if num_gpus else "one replica")
+    needs = "" if best.traffic_gpus is None else (
+        f" (the traffic needs {best.traffic_gpus:,} of the {num_gpus:,} GPUs given)" if best.traffic_gpus <= num_gpus
+        else f" (the traffic needs {best.traffic_gpus:,} GPUs of this layout)")
     return (f"best: {plural(best.replicas, 'replica')} x {best.name} = {best.gpus_needed} x {gpu.name} for "
-            f"{traffic}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
+            f"{traffic}{needs}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"
             + (f"; ~{best.energy_j_per_token:.2f} J per output token at board power" if best.energy_j_per_token else ""))
 
