@@ -139,3 +139,25 @@ def test_serve_on_given_gpus_says_what_the_traffic_needs(cli) -> None:
     assert f"the traffic needs {sized['gpus_needed']} of the 8 GPUs given" in given["verdict"]
     human = cli("serve", "llama3-8b", "--gpu", "h100", "--rate", "10", "--num-gpus", "8").out
     assert "best layout GPUs needed 8" not in human
+
+
+def test_smallest_gpu_count_is_searched_in_the_layouts_own_steps(cli) -> None:
+    """QA44 F13: the GPU-count search tried 1-8 then whole nodes of 8 only, so a TP 2 x PP 5 layout that fits on 10
+    GPUs was said to need 40 (the first multiple of both), TP 4 x PP 3 24 where 12 fits. It now also tries
+    TP x PP x CP x DP for DP 1-8: by hand, DP 1 of each fits (the command itself says so)."""
+    base = ("memory", "llama2-13b", "--mode", "train", "--gpu", "h100", "--json")
+    r = cli(*base, "--num-gpus", "10", "--tp", "2", "--pp", "5", "--zero", "0").json()
+    assert r["fits"] is True and r["min_gpus"] == 10
+    r = cli(*base, "--tp", "4", "--pp", "3", "--zero", "1").json()
+    assert r["fits"] is True and r["min_gpus"] == 12
+
+
+def test_a_fixed_budget_that_misses_the_planning_margin_is_refused_as_sizing_would(cli) -> None:
+    """QA44 F7: at 100 requests/s on 8 H100s (P 2,000, O 200) every layout needs more than 8 GPUs at the
+    --max-utilization margin that sizing uses (traffic_gpus > 8), yet serve said it fits. It is now refused in one line
+    naming --num-gpus, the GPUs the best layout needs stated; a rate the 8 carry still fits."""
+    base = ("serve", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "8", "--prompt", "2000", "--output", "200")
+    r = cli(*base, "--rate", "100")
+    assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 8 x h100-sxm cannot carry 100 requests/s")
+    ok = cli(*base, "--rate", "50", "--json").json()
+    assert ok["best"]["traffic_gpus"] <= 8 and "of the 8 GPUs given" in ok["verdict"]

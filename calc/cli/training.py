@@ -544,7 +544,7 @@ HostOpOpt = Annotated[float | None, typer.Option(
     help="host (CPU) microseconds per launched op in eager training: a layer's forward / backward costs max(GPU time, "
     "ops x this) (default 15; 0 never binds; calc.training.host)")]
 HostCopyOpt = Annotated[float | None, typer.Option(
-    "--host-copy-gb-s", parser=human_float("--host-copy-gb-s", maximum=10000.0),
+    "--host-copy-gb-s", parser=human_float("--host-copy-gb-s", minimum=0.1, maximum=10000.0),
     help="GB/s one direction of an activation-offload copy runs at (--cpu-offload-layers / --offload-modules), e.g. "
     "what a pinned-memory copy reaches on your host (default: the GPU's host link x 0.8; calc.training.offload)")]
 CapacityOpt = Annotated[float | None, typer.Option(

@@ -600,16 +600,17 @@ def finetune_memory(
                   grad_buffer=grad_buffer, fsdp_reduce_bytes=fsdp_reduce_bytes, caching_allocator=caching_allocator,
                   fp32_shards=fp32_shards, bnb_linears=bnb_linears, pp_split=pp_split)
 
+    fixed = plan.tp * plan.pp * plan.cp
+
     def fits_on(n: int) -> bool | None:
         """Grow DP (ZeRO-3; ZeRO-1 with PP) at this TP x PP x CP until the per-GPU peak fits."""
-        fixed = plan.tp * plan.pp * plan.cp
         if n % fixed or gpu is None:
             return None
         layout = plan.model_copy(update={"dp": n // fixed})
         grown = max(zero, 3 if plan.pp == 1 else 1)  # with PP the distributed optimizer (ZeRO-1) at most
         return finetune_memory(m, plan=layout, method=method, zero=grown, **common).per_gpu_bytes <= gpu.cuda_total_bytes
 
-    verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512) if suggest else None)
+    verdict = _verdict(gpu, per_gpu_total, lambda: _search_min_gpus(fits_on, limit=512, unit=fixed) if suggest else None)
     fits_with, fits_with_bytes = _change_that_fits(m, gpu, plan, method, zero, common) \
         if suggest and verdict["fits"] is False else ([], None)
 

@@ -87,16 +87,24 @@ def _verdict(gpu: GPUSpec | None, per_gpu_bytes: int, min_gpus: Callable[[], int
     }
 
 
-def _search_min_gpus(fits_on: Callable[[int], bool | None], limit: int = 4096, grows: bool = True) -> int | None:
-    """The smallest GPU count ``fits_on`` accepts (None: a count the layout cannot take), 1 to 8 one by one, then in
-    steps of 8 up to ``limit``. ``grows`` False: more GPUs save no memory per GPU (ZeRO 0 replicates every state), so
-    the first count the layout takes answers: it, if it fits there, else none."""
-    n = 1
-    while n <= limit:
+def _search_min_gpus(fits_on: Callable[[int], bool | None], limit: int = 4096, grows: bool = True,
+                     unit: int = 1) -> int | None:
+    """The smallest GPU count ``fits_on`` accepts (None: a count the layout cannot take), trying every count to 8,
+    ``unit`` (the layout's TP x PP x CP) x DP for DP 1 to 8, and whole nodes of 8, in increasing order up to ``limit``
+    (TP 4 x PP 3 tries 12, 24, 36, ...: whole nodes alone would skip 12 and 36). ``grows`` False: more GPUs save no
+    memory per GPU (ZeRO 0 replicates every state), so the first count the layout takes answers: it, if it fits
+    there, else none.
+
+    >>> _search_min_gpus(lambda n: None if n % 12 else n >= 12, unit=12)
+    12
+    >>> _search_min_gpus(lambda n: None if n % 12 else n >= 100, unit=12)   # 12 x 8 = 96 short; 120 = 15 nodes
+    120
+    """
+    counts = sorted({*range(1, 9), *(unit * dp for dp in range(1, 9)), *range(16, limit + 1, 8)})
+    for n in (c for c in counts if c <= limit):
         fits = fits_on(n)
         if fits:
             return n
         if fits is False and not grows:
             return None
-        n += 1 if n < 8 else 8
     return None

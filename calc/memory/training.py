@@ -277,8 +277,11 @@ def training_memory(
     textbook = per_gpu_for(plan, "textbook")["activations"]
     per_tensor = per_gpu_for(plan, "per-tensor")["activations"]
     activations = per_tensor if activations_model == "per-tensor" else textbook
-    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, flash, fused, per_tensor, in_flight, loss,
-                                           act_bytes, None if offload_layers else held_layers)
+    setup = training_setup(tp=plan.tp, sp=plan.sequence_parallel, flash=flash, fused=fused, dropout=dropout,
+                           recompute_modules=recompute_modules, gemm_input_bytes=gemm_input_bytes,
+                           offload_modules=offload_modules, act_bytes=act_bytes)
+    per_tensor_lines = _per_tensor_explain(m, micro_batch, s_local, plan, recompute, setup, per_tensor, in_flight, loss,
+                                           None if offload_layers else held_layers, offload_layers)
     rank_totals: list[int] = []
     per_gpu = per_gpu_for(plan, peaks=rank_totals)
     per_gpu_bytes = sum(per_gpu.values())
@@ -295,7 +298,7 @@ def training_memory(
             return None
         return sum(per_gpu_for(plan.model_copy(update={"dp": count // fixed})).values()) <= gpu.cuda_total_bytes
 
-    verdict = _verdict(gpu, per_gpu_bytes, min_gpus_of or (lambda: _search_min_gpus(fits_on, grows=zero > 0)))
+    verdict = _verdict(gpu, per_gpu_bytes, min_gpus_of or (lambda: _search_min_gpus(fits_on, grows=zero > 0, unit=fixed)))
     score_term = "dropped (FlashAttention)" if flash and recompute == "none" else (
         "dropped (selective recomputation)" if recompute == "selective" else
         "dropped (recomputed: JAX's dots policy)" if recompute == "dots" else "kept")
@@ -722,8 +725,10 @@ def host_offload_bytes(m: ModelSpec, *, micro_batch: int, s_local: int, stage_la
     the stage's ``stage_layers`` layers, the module inputs its fine-grained offloading sends (``setup.offload_modules``,
     calc.memory.activations.offloaded_layer_bytes):
         bytes = N x one layer's saved tensors + layers x one layer's offloaded module inputs
-    The same tensors the memory engine leaves off the GPU (``stage_activations``), so the memory a flag saves and
-    the transfer it costs are one figure. E.g. Llama-2-7B, b 1, s 4,096, t 1, N 31: 31 x one layer's saved tensors."""
+    The same tensors the memory engine leaves off the GPU (``stage_activations``): the memory a flag saves is these
+    bytes, less one layer's module inputs reloaded during its backward, which the memory engine counts in the backward
+    workspace (so where that workspace is the larger end, the saving is one layer's reload short of the transfer).
+    E.g. Llama-2-7B, b 1, s 4,096, t 1, N 31: 31 x one layer's saved tensors."""
     whole = 0
     if offloaded_layers:
         whole = offloaded_layers * stage_activations(m, micro_batch, s_local, setup, recompute, 1, 1).saved
@@ -919,18 +924,21 @@ def rank_activation_bytes(per: LayerActivations, rank: int, pp: int, held: float
     return math.ceil(saved + (in_flight * per.embed if rank == 0 else 0) + per.workspace)
 
 
-def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute, flash: bool,
-                        fused: bool, total: int, in_flight: float, loss: str = MEGATRON_LOSS, act_bytes: int = 2,
-                        held: tuple[int, int] | None = None) -> list[str]:
-    """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer."""
-    setup = LayerSetup(full=True, attention="flash" if flash else "eager", fused=fused, tp=plan.tp, sp=plan.sequence_parallel,
-                       act_bytes=act_bytes)
+def _per_tensor_explain(m: ModelSpec, micro_batch: int, s_local: int, plan: Parallelism, recompute: Recompute,
+                        setup: LayerSetup, total: int, in_flight: float, loss: str = MEGATRON_LOSS,
+                        held: tuple[int, int] | None = None, offload_layers: int | None = None) -> list[str]:
+    """--explain lines of the per-tensor figure: the stage formula, then each buffer of one layer, the layer as the
+    engine keeps it (``setup``: recomputed or offloaded modules, fp8 GEMM inputs; ``offload_layers``: the layers kept
+    under CPU offloading)."""
+    flash = setup.attention == "flash"
     per = layer_activations(m, micro_batch, s_local, plan.tp, plan.sequence_parallel, recompute, flash, setup=setup, loss=loss)
     p, n = plan.pp, m.num_layers
     stage = stage_activations(m, micro_batch, s_local, setup, recompute, 1, 1)
     head = f"head inputs {per.head_saved:,} + max(logits/loss {per.logits:,}, backward workspace {per.workspace:,})"
     if p == 1:
-        formula = f"{n} layers x {per.saved:,} B + {head}"
+        kept = min(n, offload_layers) if offload_layers else n
+        layers = f"{kept} layers" if kept == n else f"{kept} of the {n} layers (the other {n - kept} in host memory)"
+        formula = f"{layers} x {per.saved:,} B + {head}"
     else:
         first, last = ((f"{math.ceil(n / p)} layers x {in_flight:g} micro-batches in flight", f"{n // p} layers")
                        if held is None else (f"{held[0]} layer-micro-batches in flight", f"{held[1]} layer-micro-batches"))

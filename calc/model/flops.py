@@ -435,7 +435,7 @@ def fused_parallel_shapes(m: ModelSpec, tokens: int, dtype: str = "bf16") -> Fus
         bytes_saved=sum(g.bytes for g in separate) - fused.bytes,
         parallel_block=m.parallel_block,
         note="" if m.parallel_block else (
-            f"hypothetical for {m.name}: its blocks are sequential (the MLP reads LN(x + Attn(LN(x))), not LN(x)), so "
-            "QKV and MLP-in share no input; the figures are what a parallel-block variant (GPT-J, GPT-NeoX, Falcon, "
-            "PaLM: y = x + Attn(LN(x)) + MLP(LN(x))) would save"),
+            f"hypothetical for {m.name}: its blocks are sequential (the MLP's input comes from the attention's "
+            "output, not from the attention's input), so QKV and MLP-in share no input; the figures are what a "
+            "parallel-block variant (GPT-J, GPT-NeoX, Falcon, PaLM: y = x + Attn(LN(x)) + MLP(LN(x))) would save"),
     )

@@ -648,6 +648,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         needed = _replicas(rate, users, None, gpr, b, mu, service, ttft, ttft_ms, utilization_cap(a, ttft_ms),
                            a.router)[0]
         traffic_gpus = needed * gpr + prefill_gpus
+        meets = meets and traffic_gpus <= num_gpus  # as sizing would: past the planning margin the budget falls short
     util = max(st.compute_s, st.memory_s) / st.total_s
     power = gpr * r.gpu.tdp_w * (0.3 + 0.7 * util) if r.gpu.tdp_w else None
     ttft_total = (ttft + queue) * 1e3 if queue < math.inf else math.inf
@@ -767,13 +768,16 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_le
             return (f"{num_gpus} x {gpu.name} cannot hold {users:,} users at once: the layout that admits the most, "
                     f"{x.replicas} x {x.name}, runs {x.replicas * x.batch:,} requests (batch {x.batch} a replica); "
                     "drop --num-gpus to size it")
+        if rate and num_gpus and x.traffic_gpus is not None and x.traffic_gpus > num_gpus:
+            return (f"{num_gpus} x {gpu.name} cannot carry {count(rate)} requests/s within the planning margin "
+                    f"(--max-utilization): the best layout, {x.name}, needs {x.traffic_gpus:,} GPUs for it; drop "
+                    "--num-gpus to size it, or raise --max-utilization")
         x = min(layouts, key=lambda y: _miss(y, targets)) if any(targets) else x  # the smallest miss of a target
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
                plural(num_gpus, "GPU") if num_gpus else "one replica")
-    needs = "" if best.traffic_gpus is None else (
-        f" (the traffic needs {best.traffic_gpus:,} of the {num_gpus:,} GPUs given)" if best.traffic_gpus <= num_gpus
-        else f" (the traffic needs {best.traffic_gpus:,} GPUs of this layout)")
+    # a best layout on a fixed --num-gpus carries the traffic within it (_sized): what of it the traffic needs
+    needs = "" if best.traffic_gpus is None else f" (the traffic needs {best.traffic_gpus:,} of the {num_gpus:,} GPUs given)"
     return (f"best: {plural(best.replicas, 'replica')} x {best.name} = {best.gpus_needed} x {gpu.name} for "
             f"{traffic}{needs}; batch {best.batch}, TTFT {best.ttft_ms:,.0f} ms, TPOT {best.tpot_ms:,.1f} ms, "
             f"{best.tokens_per_s_per_gpu:,.0f} tokens/s/GPU; binds: {best.binding}"

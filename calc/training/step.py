@@ -820,7 +820,7 @@ def step_fix(cost: ModelCost, layout: Layout, global_batch: int, reserve_gib: fl
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                         global_batch: int | None = None) -> int | None:
     """Smallest GPU count above this layout's that fits when only DP grows (ZeRO shards states over DP), searched as
-    memory --mode train searches it (calc.memory.result._search_min_gpus: every count to 8, then whole nodes of 8,
+    memory --mode train searches it (calc.memory.result._search_min_gpus: TP x PP x CP x DP, DP 1 to 8, then steps of 8,
     up to 64x), keeping TP x PP x CP and EP dividing DP x CP: the same answer in both commands (it doubled DP here,
     and said 256 where 136 fits); with ``global_batch`` only a DP that splits it into whole micro-batches (train-step
     refuses any other)."""
@@ -841,7 +841,7 @@ def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib
         bigger = layout.with_(dp=count // fixed)
         return sum(memory_per_gpu(cost, bigger, micro, reserve_gib).values()) <= cost.gpu.cuda_total_bytes
 
-    return _search_min_gpus(fits_on, limit=layout.num_gpus * 64)
+    return _search_min_gpus(fits_on, limit=layout.num_gpus * 64, unit=fixed)
 
 
 SMALLEST_COUNT_LIMIT = 1 << 17  # 131,072 GPUs, train-time's search cap (calc.training.sizing.MAX_GPUS)
