@@ -161,3 +161,18 @@ def test_a_fixed_budget_that_misses_the_planning_margin_is_refused_as_sizing_wou
     assert r.code == 2 and r.err.startswith("llmcalc: error: --num-gpus: 8 x h100-sxm cannot carry 100 requests/s")
     ok = cli(*base, "--rate", "50", "--json").json()
     assert ok["best"]["traffic_gpus"] <= 8 and "of the 8 GPUs given" in ok["verdict"]
+
+
+def test_serve_and_latency_pipeline_one_prompts_chunks_alike(cli) -> None:
+    """QA44 F6: on TP 1 x PP 2 a 16,385-token prompt (two 8,192 chunks and one of 1) flows through the stages chunk
+    behind chunk (vLLM V1 advances a request's computed tokens when it schedules a chunk, so the next is scheduled at
+    once: v1/core/sched/scheduler.py _update_after_schedule); latency priced that, serve summed whole traversals
+    (557 ms against 416). At batch 1 they now agree on every PP layout."""
+    for prompt in (8_193, 16_385):
+        lat = cli("latency", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "2", "--pp", "2", "--prompt", str(prompt),
+                  "--output", "256", "--json").json()
+        layouts = cli("serve", "llama3.1-8b", "--gpu", "h100", "--num-gpus", "2", "--prompt", str(prompt), "--output",
+                      "256", "--json").json()["layouts"]
+        pp2 = next(x for x in layouts if x["name"] == "TP1 x PP2")
+        first = next(f for f in pp2["frontier"] if f["batch"] == 1)
+        assert first["ttft_ms"] == pytest.approx(lat["ttft_s"] * 1e3, rel=1e-9), prompt

@@ -20,6 +20,7 @@ from calc.serving.step import (
     calibrated_gpu,
     decode_context,
     decode_range,
+    pipelined,
     prompt_chunks,
     request_seconds,
     step_time,
@@ -229,14 +230,14 @@ def latency(
     # PP: chunk steps flow through p stages, each stage taking a step's traversal / p; the last leaves after every
     # step has crossed the first stage and the longest has crossed the other p - 1 (a flow shop of identical stages):
     # TTFT = (sum of steps + (p - 1) x the longest step) / p; n equal micro-batches of k equal steps: pre x (p + nk - 1)/(pk)
-    ttft, tpot = _pipelined([st.total_s for _, st in items], [n for n, _ in items], plan.pp), dec.total_s
+    ttft, tpot = pipelined([st.total_s for _, st in items], [n for n, _ in items], plan.pp), dec.total_s
     e2e = request_seconds(ttft, tpot, output)
     ridge = ridge_point(gpu, fmt.compute_dtype)
     # the prefill at 100% of peak, pipelined as the TTFT is: its GEMMs at the weights' compute dtype, its attention
     # at the dtype attention runs in (16-bit unless the KV cache is fp8: an fp8 or fp4 checkpoint does not make the
     # attention faster); FLOPs per GPU of a TP group
     attn_peak = peak_tflops(gpu, attention_dtype(fmt.act_dtype, kv_dtype, gpu)) * TERA
-    at_peak = _pipelined([(st.flops - st.attention_flops) / peak + st.attention_flops / attn_peak for _, st in items],
+    at_peak = pipelined([(st.flops - st.attention_flops) / peak + st.attention_flops / attn_peak for _, st in items],
                          [n for n, _ in items], plan.pp)
     # one decode step at 100% of peak and of HBM bandwidth (no overhead, no communication): the floor of any TPOT
     tpot_peak = max((dec.flops - dec.attention_flops) / peak + dec.attention_flops / attn_peak, dec.bytes_read / bandwidth)
@@ -298,16 +299,6 @@ def latency(
             f"at 100% of peak the prefill alone takes {at_peak:.4f} s",
         ] + [f"assumption: {line}" for line in assumption_lines],
     )
-
-
-def _pipelined(times: list[float], counts: list[int], pp: int) -> float:
-    """When the last of a batch's prefill steps leaves a pipeline of ``pp`` identical stages, each step taking
-    time / pp on a stage: (sum of count x time + (pp - 1) x the longest time) / pp. One stage: the steps' sum.
-
-    >>> _pipelined([0.5], [2], 2)   # two equal micro-batches on 2 stages: 0.5 x (2 + 2 - 1) / 2
-    0.75
-    """
-    return (sum(n * t for n, t in zip(counts, times, strict=True)) + (pp - 1) * max(times)) / pp
 
 
 def _steps(steps: list[tuple[int, StepTime]]) -> StepTime:

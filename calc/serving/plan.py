@@ -54,6 +54,7 @@ from calc.serving.step import (
     calibrated_gpu,
     decode_context,
     decode_range,
+    pipelined,
     prompt_chunks,
     request_seconds,
     step_time,
@@ -257,7 +258,11 @@ class _Replica:
             return sum(n * self._step(0, tokens).total_s for n, tokens in prompt_chunks(per_rank, chunk))
         decoding = max(round((batch - 1) / self.split), 1 if batch > 1 else 0)  # the others' tokens in its steps
         chunk = max(self.mem.batched_tokens - decoding, 1) if self.mem.chunked_prefill else None
-        own = sum(n * self._step(batch - 1, tokens).total_s for n, tokens in prompt_chunks(self.p, chunk))
+        steps = [(n, self._step(batch - 1, tokens).total_s) for n, tokens in prompt_chunks(self.p, chunk)]
+        # alone (batch 1) its chunks flow through the PP stages one behind the other, as `latency` prices them; under
+        # load every stage's turn is shared with the other micro-batches, a chunk a turn
+        own = (pipelined([t for _, t in steps], [n for n, _ in steps], self.pp) if batch == 1
+               else sum(n * t for n, t in steps))
         if batch == 1:
             return own
         # in the steady state every step also carries the other requests' prompts (tpot's mixed step): the first token

@@ -360,6 +360,19 @@ def prompt_chunks(tokens: int, budget: int | None) -> list[tuple[int, int]]:
     return [(n, t) for n, t in ((full, size), (1 if rest else 0, rest)) if n]
 
 
+def pipelined(times: list[float], counts: list[int], pp: int) -> float:
+    """When the last of a batch's prefill steps leaves a pipeline of ``pp`` identical stages, each step taking
+    time / pp on a stage: (sum of count x time + (pp - 1) x the longest time) / pp. One stage: the steps' sum. One
+    rule for `latency`'s TTFT and `serve`'s at batch 1 (a prompt's chunks, each scheduled as the one before leaves the
+    first stage: vLLM V1 advances a request's computed tokens at schedule time, v1/core/sched/scheduler.py
+    _update_after_schedule, "allowing us to schedule the prefill request again immediately").
+
+    >>> pipelined([0.5], [2], 2)   # two equal micro-batches on 2 stages: 0.5 x (2 + 2 - 1) / 2
+    0.75
+    """
+    return (sum(n * t for n, t in zip(counts, times, strict=True)) + (pp - 1) * max(times)) / pp
+
+
 def _system(gpu: GPUSpec, a: ServingAssumptions) -> SystemSpec:
     """The node this GPU ships in (system_specs/), else one built from the GPU's own link figure."""
     from calc.sources.catalog import system_for_gpu
