@@ -176,3 +176,17 @@ def test_serve_and_latency_pipeline_one_prompts_chunks_alike(cli) -> None:
         pp2 = next(x for x in layouts if x["name"] == "TP1 x PP2")
         first = next(f for f in pp2["frontier"] if f["batch"] == 1)
         assert first["ttft_ms"] == pytest.approx(lat["ttft_s"] * 1e3, rel=1e-9), prompt
+
+
+def test_megatron_offloading_is_refused_off_megatron(cli) -> None:
+    """QA44 F4: --cpu-offload-layers (Megatron-Core --cpu-offloading-num-layers) and --offload-modules (its
+    fine-grained offloading) were priced, in memory and now in time, under --stack deepspeed / hf / fsdp, which have
+    neither. Refused in one line naming the flag, by train-step and memory --mode train alike."""
+    for command in (("train-step", "llama2-7b", "--gpu", "h100", "--dp", "8", "--zero", "1"),
+                    ("memory", "llama2-7b", "--mode", "train", "--gpu", "h100", "--dp", "8", "--zero", "1")):
+        for stack in ("deepspeed", "hf"):
+            for flag, value in (("--cpu-offload-layers", "4"), ("--offload-modules", "core_attn")):
+                r = cli(*command, flag, value, "--stack", stack)
+                assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}: Megatron-Core's activation "
+                                                        f"offloading; --stack {stack} does not run it"), (command, stack)
+        assert cli(*command, "--cpu-offload-layers", "4", "--json").code == 0

@@ -334,7 +334,7 @@ def _train_memory(m: Any, g: Any, *, dtype: str, recipe: str, seq: int, flash: b
                  if v is not None}
     eff = replace(Efficiencies(flash=flash, activations=activations or "per-tensor", recipe=training_recipe(recipe, dtype)),
                   **overrides)
-    check_stack_runs(eff.stack, zero=plan.zero, pp=plan.pp)
+    check_stack_runs(eff.stack, zero=plan.zero, offload=plan.offload_flag(), pp=plan.pp)
     check_tp(eff.stack, m, plan.tp)
     compute = _training_dtype(dtype)
     if g is not None and compute != "bf16":  # a compute dtype the GPU lacks, as train-step refuses it

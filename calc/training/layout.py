@@ -113,6 +113,10 @@ class Layout:
     def with_(self, **changes: object) -> Layout:
         return replace(self, **changes)
 
+    def offload_flag(self) -> str | None:
+        """The activation-offloading flag this layout was given (--cpu-offload-layers first), None without any."""
+        return "--cpu-offload-layers" if self.cpu_offload_layers else "--offload-modules" if self.offload_modules else None
+
 
 def uneven_stage_note(num_layers: int, pp: int, embedding: bool = False, loss: bool = False, vpp: int = 1) -> str:
     """'' for an even split; else the uneven Megatron-Core split for the plan string, e.g. " first11 last10" for 32

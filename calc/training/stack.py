@@ -148,10 +148,16 @@ def stack_runs(name: str | None, option: str) -> bool:
     return stack_key(name) not in CANNOT_RUN[option][0]
 
 
-def check_stack_runs(name: str | None, *, zero: int, **values: int) -> None:
-    """Refuse, naming the flag, what the stack cannot run: a pipeline option above 1 (``pp=``, ``vpp=``; CANNOT_RUN)
-    or a ZeRO stage it has none of (``check_stack_zero``). One call for train-step and every `memory` mode."""
+def check_stack_runs(name: str | None, *, zero: int, offload: str | None = None, **values: int) -> None:
+    """Refuse, naming the flag, what the stack cannot run: a pipeline option above 1 (``pp=``, ``vpp=``; CANNOT_RUN),
+    a ZeRO stage it has none of (``check_stack_zero``), or Megatron-Core's activation offloading (``offload``: the flag
+    given, --cpu-offload-layers or --offload-modules) off Megatron. One call for train-step and every `memory` mode."""
     check_stack_zero(name, zero)
+    if offload and stack_key(name) != "megatron":
+        from calc.errors import LLMCalcError
+
+        raise LLMCalcError(offload, f"Megatron-Core's activation offloading; --stack {name} does not run it: "
+                                    "drop it, or give --stack megatron")
     for option, value in values.items():
         if value > 1 and not stack_runs(name, option):
             from calc.errors import LLMCalcError

@@ -327,8 +327,7 @@ def offload_copy_s(cost: ModelCost, layout: Layout, micro: int, stage_layers: in
     moved = host_offload_bytes(cost.m, micro_batch=layout.micro_batch, s_local=cost.seq // layout.cp,
                                stage_layers=stage_layers, offloaded_layers=layout.cpu_offload_layers,
                                recompute=layout.recompute, setup=setup)
-    flag = "--cpu-offload-layers" if layout.cpu_offload_layers else "--offload-modules"
-    return moved / host_copy_rate(cost.gpu, cost.eff.host_copy_gb_s, flag)[0]
+    return moved / host_copy_rate(cost.gpu, cost.eff.host_copy_gb_s, layout.offload_flag() or "")[0]
 
 
 def fullest_rank_share(m: ModelSpec, layout: Layout, tp: int, expert_split: int) -> tuple[float, float]:
@@ -718,7 +717,7 @@ def train_step(
     from calc.training.layout import check_training_layout
 
     micro = check_training_layout(cost.m, layout, num_gpus, global_batch, cost.seq)
-    check_stack_runs(cost.eff.stack, zero=layout.zero, pp=layout.pp, vpp=layout.vpp)
+    check_stack_runs(cost.eff.stack, zero=layout.zero, offload=layout.offload_flag(), pp=layout.pp, vpp=layout.vpp)
     check_tp(cost.eff.stack, cost.m, layout.tp)
     rank_peaks: list[int] = []
     memory = memory_per_gpu(cost, layout, micro, reserve_gib, rank_peaks=rank_peaks)
