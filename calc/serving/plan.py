@@ -774,9 +774,10 @@ def _verdict(m, gpu, layouts, best, rate, users, num_gpus, unloadable=(), max_le
                     f"{x.replicas} x {x.name}, runs {x.replicas * x.batch:,} requests (batch {x.batch} a replica); "
                     "drop --num-gpus to size it")
         if rate and num_gpus and x.traffic_gpus is not None and x.traffic_gpus > num_gpus:
+            x = min((y for y in layouts if y.traffic_gpus is not None), key=lambda y: y.traffic_gpus or 0)
             return (f"{num_gpus} x {gpu.name} cannot carry {count(rate)} requests/s within the planning margin "
-                    f"(--max-utilization): the best layout, {x.name}, needs {x.traffic_gpus:,} GPUs for it; drop "
-                    "--num-gpus to size it, or raise --max-utilization")
+                    f"(--max-utilization): the layout needing the fewest, {x.name}, needs {x.traffic_gpus:,} GPUs for "
+                    "it; drop --num-gpus to size it, or raise --max-utilization")
         x = min(layouts, key=lambda y: _miss(y, targets)) if any(targets) else x  # the smallest miss of a target
         return (f"no layout meets the targets; closest: {x.name} at TTFT {x.ttft_ms:,.0f} ms, TPOT {x.tpot_ms:,.1f} ms")
     traffic = (f"{count(rate)} requests/s" if rate else f"{users} users" if users else
