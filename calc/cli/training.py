@@ -698,7 +698,6 @@ class StepKnobs:
     capacity_factor: CapacityOpt = None
     gemm_plateau: PlateauOpt = None
     host_op_us: HostOpOpt = None
-    host_copy_gb_s: HostCopyOpt = None
     activations: ActivationsModelOpt = Activations.per_tensor
 
 
@@ -707,7 +706,7 @@ DEFAULT_KNOBS = StepKnobs()
 
 def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration: str | None,
           knobs: StepKnobs = DEFAULT_KNOBS, lora: Any = None, single_gpu: bool = False,
-          memory: dict[str, Any] | None = None) -> Any:
+          memory: dict[str, Any] | None = None, host_copy_gb_s: float | None = None) -> Any:
     """The model / GPU / system triple and every efficiency, as the step model's ModelCost (``lora``: _lora's, LoRA on a
     frozen base; ``memory``: --loss / --compile / --fragmentation over the stack's memory settings, as `memory --mode
     train` takes them: Efficiencies loss, fused, fragmentation)."""
@@ -762,7 +761,7 @@ def _cost(m: Any, g: Any, system: str | None, seq: int, dtype: str, calibration:
                                    "dispatcher": dispatcher and dispatcher.value,
                                    "moe_routing": moe_routing and moe_routing.value,
                                    "cp_comm": k.cp_comm and k.cp_comm.value,
-                                   "pp_p2p_overlap": k.pp_p2p_overlap, "host_copy_gb_s": k.host_copy_gb_s,
+                                   "pp_p2p_overlap": k.pp_p2p_overlap, "host_copy_gb_s": host_copy_gb_s,
                                    "recipe": training_recipe(recipe, dtype), **(memory or {})}.items() if v is not None}
     if attention not in (Attention.flash, Attention.unfused):  # a named fused kernel, where it runs
         from calc.hardware.attention import kernel_unavailable
@@ -865,6 +864,7 @@ def train_step(
     recompute: RecomputeOpt = Recompute.none,
     system: SystemOpt = None,
     knobs: StepKnobs = DEFAULT_KNOBS,
+    host_copy_gb_s: HostCopyOpt = None,
     measured_step_time: Annotated[float | None, typer.Option(
         "--measured-step-time", parser=human_float("--measured-step-time"),
         help="a step time you measured for this plan: prints the error and the GEMM plateau that reproduces it")] = None,
@@ -893,7 +893,8 @@ def train_step(
                  offloads=(flags.cpu_offload_layers, flags.offload_modules), dtype=dtype)
     one = num_gpus == 1 or (num_gpus is None and all((x or 1) == 1 for x in (tp, pp, dp, cp, flags.ep)))
     cost = _cost(*_specs(model, gpu, seq), system, seq, dtype, calibration, knobs, lora, single_gpu=one,
-                 memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation})
+                 memory={"loss": loss and loss.lower(), "fused": compile_, "fragmentation": fragmentation},
+                 host_copy_gb_s=host_copy_gb_s)
     if (flags.ep or 1) == 1:  # one rank holds every expert: no token exchange, no busiest EP rank (calc.training.cost ep_imbalance)
         from calc.cli.options import refuse
 
@@ -912,8 +913,8 @@ def train_step(
         refuse("--pp-p2p-overlap", knobs.pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
                                                                 "--pp 1 there are none: give --pp > 1 or drop it")
     if not (layout.cpu_offload_layers or layout.offload_modules):
-        refuse("--host-copy-gb-s", knobs.host_copy_gb_s, "times activation offloading's host copies; this plan offloads "
-                                                         "nothing: give --cpu-offload-layers / --offload-modules or drop it")
+        refuse("--host-copy-gb-s", host_copy_gb_s, "times activation offloading's host copies; this plan offloads "
+                                                   "nothing: give --cpu-offload-layers / --offload-modules or drop it")
     if layout.tp == 1:
         refuse("--tp-overlap", knobs.tp_overlap, "sets how much of the TP collectives hides under the GEMMs; with --tp 1 there "
                                            "are none: give --tp > 1 or drop it")
@@ -986,8 +987,6 @@ def train_plan(
     space = SearchSpace(cross_node_tp=cross_node_tp, fixed=pins)
     from calc.cli.options import refuse
 
-    refuse("--host-copy-gb-s", knobs.host_copy_gb_s, "times activation offloading's host copies; the search tries no "
-                                                     "offloading layout: time one with train-step --cpu-offload-layers")
     if knobs.cp_comm is not None and not searches_cp(cost, num_gpus, space):
 
         refuse("--cp-comm", knobs.cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
