@@ -190,3 +190,13 @@ def test_megatron_offloading_is_refused_off_megatron(cli) -> None:
                 assert r.code == 2 and r.err.startswith(f"llmcalc: error: {flag}: Megatron-Core's activation "
                                                         f"offloading; --stack {stack} does not run it"), (command, stack)
         assert cli(*command, "--cpu-offload-layers", "4", "--json").code == 0
+
+
+def test_no_band_on_a_gpu_count_nobody_predicted(cli) -> None:
+    """QA44 F14: a layout's GPU count is a prediction only when its replicas were sized for --rate / --users; on a
+    given --num-gpus (or one replica without traffic) it is the count given, and carried an 80% band (7-13 on 8)."""
+    for args in (("--num-gpus", "8"), ("--num-gpus", "8", "--rate", "10"), ()):
+        best = cli("serve", "llama3-8b", "--gpu", "h100", *args, "--json").json()["best"]
+        assert best["sized"] is False and "gpus_needed" not in (best.get("bands") or {}), args
+    sized = cli("serve", "llama3-8b", "--gpu", "h100", "--rate", "10", "--json").json()
+    assert sized["best"]["sized"] is True and "gpus_needed" in sized["bands"]

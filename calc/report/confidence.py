@@ -386,8 +386,8 @@ def _gpus_band(r: Any, n: float, ctx: Context) -> Band | None:
     """GPUs needed at the ends of the throughput band of the layout's tokens per second per GPU."""
     layout = r if hasattr(r, "tokens_per_s_per_gpu") else getattr(r, "best", None)
     traffic = getattr(r, "replicas", None) if layout is r else (getattr(r, "rate", None) or getattr(r, "users", None))
-    if layout is None or not traffic or (layout is r and getattr(r, "traffic_gpus", None) is not None):
-        return None  # a layout on a fixed --num-gpus: its GPU count is the one given, no prediction to band
+    if layout is None or not traffic or (layout is r and not getattr(r, "sized", True)):
+        return None  # a layout not sized for traffic: its GPU count is the one given (or one replica's), nothing predicted
     return _inverse_throughput_band(n, layout.tokens_per_s_per_gpu, ctx)
 
 

@@ -99,6 +99,9 @@ class Layout(BaseModel):
     # a fixed --num-gpus with --rate / --users: gpus_needed is then the GPUs given (this layout's replicas on them) and
     # traffic_gpus the fewest of this layout that carry the traffic (``_replicas`` without the budget); else None
     traffic_gpus: int | None = None
+    # replicas sized for --rate / --users (no --num-gpus): gpus_needed is then a prediction (banded); else it is the
+    # GPUs given or one replica's
+    sized: bool = False
     frontier: list[FrontierPoint]
 
 
@@ -676,6 +679,7 @@ def _sized(r: _Replica, point: tuple[int, StepTime, float], meets: bool, nxt, ca
         requests_per_s_per_replica=mu,
         kv_cache_tokens=r.mem.kv_cache_tokens * r.dp, max_concurrency=r.mem.max_concurrency * r.dp,
         gpus_needed=total_gpus, prefill_gpus=prefill_gpus, traffic_gpus=traffic_gpus, meets_targets=meets, binding=binding,
+        sized=bool((rate or users) and not num_gpus),
         tp_spans_nodes=r.tp > a.gpus_per_node, energy_j_per_token=power * st.total_s / b if power else None,
         frontier=frontier,
     )
