@@ -192,7 +192,7 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     if layout.cpu_offload_layers or layout.offload_modules:
         from calc.training.offload import host_copy_rate
 
-        rate, how = host_copy_rate(cost.gpu, eff.host_copy_gb_s, "--cpu-offload-layers")
+        rate, how = host_copy_rate(cost.gpu, eff.host_copy_gb_s, layout.offload_flag() or "")
         copy = t.totals["offload_s"] / (2 * micro)
         lines.append(f"offload_s = m x (copy to host under the forward {_ms(st['fwd'])} + copy back under the backward "
                      f"{_ms(st['bwd'])}): {_mb(copy * rate)} a micro-batch each way at {how} = {_ms(copy)}; "

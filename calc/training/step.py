@@ -46,6 +46,9 @@ a pass costs max(GPU, host ops x host_op_s); full recomputation launches the for
               updated bf16 weights all-gathered once after the optimizer (exposed, as ZeRO-1/2's)
   optimizer   N_local (/d*c with ZeRO >= 1) x the recipe's bytes of HBM traffic (calc.memory.training.optimizer_step_bytes:
               bf16-adam 28)
+  offload     activation offloading (--cpu-offload-layers, --offload-modules): per micro-batch the bytes it takes off the
+              GPU cross the host link to host memory in the forward and back in the backward, each copy hidden under
+              that pass's compute at the overlap efficiency (calc.training.offload)
 MFU = 3 x forward FLOPs (full s x s attention, the PaLM / Megatron convention) x B / (step x N x peak);
 HFU adds the recomputed FLOPs (full: one forward of the layers; selective: the attention core; --recompute-modules:
 the listed modules' GEMMs / attention, calc.training.cost "recompute modules", the same modules the step re-runs).
@@ -819,10 +822,10 @@ def step_fix(cost: ModelCost, layout: Layout, global_batch: int, reserve_gib: fl
 def min_gpus_same_shape(cost: ModelCost, layout: Layout, micro: int, reserve_gib: float = DEFAULT_CUDA_CONTEXT_GIB,
                         global_batch: int | None = None) -> int | None:
     """Smallest GPU count above this layout's that fits when only DP grows (ZeRO shards states over DP), searched as
-    memory --mode train searches it (calc.memory.result._search_min_gpus: TP x PP x CP x DP, DP 1 to 8, then steps of 8,
-    up to 64x), keeping TP x PP x CP and EP dividing DP x CP: the same answer in both commands (it doubled DP here,
-    and said 256 where 136 fits); with ``global_batch`` only a DP that splits it into whole micro-batches (train-step
-    refuses any other)."""
+    memory --mode train searches it (calc.memory.result._search_min_gpus: every count to 8, TP x PP x CP x DP for DP 1
+    to 8, and whole nodes of 8, up to 64x), keeping TP x PP x CP and EP dividing DP x CP: the same answer in both
+    commands (it doubled DP here, and said 256 where 136 fits); with ``global_batch`` only a DP that splits it into
+    whole micro-batches (train-step refuses any other)."""
     from calc.memory.result import _search_min_gpus
 
     if global_batch:  # the DPs that split the batch, each at its own micro-batch count (fewer in flight as DP grows,
