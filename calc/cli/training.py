@@ -912,7 +912,7 @@ def train_step(
     if layout.pp == 1:
         refuse("--pp-p2p-overlap", knobs.pp_p2p_overlap is not None, "sets how the pipeline's stage-to-stage sends hide; with "
                                                                 "--pp 1 there are none: give --pp > 1 or drop it")
-    if not (layout.cpu_offload_layers or layout.offload_modules):
+    if layout.offload_flag() is None:
         refuse("--host-copy-gb-s", host_copy_gb_s, "times activation offloading's host copies; this plan offloads "
                                                    "nothing: give --cpu-offload-layers / --offload-modules or drop it")
     if layout.tp == 1:
@@ -985,9 +985,8 @@ def train_plan(
         raise LLMCalcError("--ep", f"{cost.m.name} has no experts; expert parallelism needs a MoE model")
     _warn_scale(num_gpus, global_batch, seq, cost.system, global_batch_tokens is not None)
     space = SearchSpace(cross_node_tp=cross_node_tp, fixed=pins)
-    from calc.cli.options import refuse
-
     if knobs.cp_comm is not None and not searches_cp(cost, num_gpus, space):
+        from calc.cli.options import refuse
 
         refuse("--cp-comm", knobs.cp_comm, f"sets how context-parallel ranks exchange K/V; the search tries no CP > 1 here "
                                      f"(each CP rank needs >= {MIN_TOKENS_PER_CP_RANK:,} of the --seq {seq:,} tokens, "

@@ -264,8 +264,7 @@ class _Replica:
         steps = [(n, self._step(batch - 1, tokens).total_s) for n, tokens in prompt_chunks(self.p, chunk)]
         # alone (batch 1) its chunks flow through the PP stages one behind the other, as `latency` prices them; under
         # load every stage's turn is shared with the other micro-batches, a chunk a turn
-        own = (pipelined([t for _, t in steps], [n for n, _ in steps], self.pp) if batch == 1
-               else sum(n * t for n, t in steps))
+        own = pipelined([t for _, t in steps], [n for n, _ in steps], self.pp if batch == 1 else 1)
         if batch == 1:
             return own
         # in the steady state every step also carries the other requests' prompts (tpot's mixed step): the first token
@@ -412,7 +411,7 @@ def serve_plan(
         layouts=layouts, fits=bool(layouts), best=best,
         # the fewest GPUs for the traffic: with a fixed --num-gpus, what the best layout needs of them (traffic_gpus)
         gpus_needed=(best.gpus_needed if best.traffic_gpus is None else best.traffic_gpus) if best else None,
-        launch=launch_command(m, s.on(m, gpu), best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
+        launch=launch_command(m, run, best, emit, kv_dtype, s.batched_tokens(m.max_position_embeddings, gpu.memory_bytes, gpu.name,
                                                             best.tp), gpu.memory_bytes, eager=a.eager,
                                     dispatcher=a.dispatcher, dtype=dtype, speculation=speculation,
                                     auto_kv=auto_kv_dtype(fmt.act_dtype, m.checkpoint_dtype),

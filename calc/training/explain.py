@@ -189,10 +189,10 @@ def explain_step(cost: ModelCost, layout: Layout, t: Any, global_batch: int, mfu
     opt = trains / (dp * cp if layout.zero >= 1 else 1)
     lines.append(f"optimizer_s = {opt:,.0f} parameters x {eff.step_optimizer_bytes:g} B / HBM {cost.hbm / 1e12:.2f} TB/s "
                  f"= {t.exposed['optimizer_s']:.4f} s")
-    if layout.cpu_offload_layers or layout.offload_modules:
+    if (flag := layout.offload_flag()) is not None:
         from calc.training.offload import host_copy_rate
 
-        rate, how = host_copy_rate(cost.gpu, eff.host_copy_gb_s, layout.offload_flag() or "")
+        rate, how = host_copy_rate(cost.gpu, eff.host_copy_gb_s, flag)
         copy = t.totals["offload_s"] / (2 * micro)
         lines.append(f"offload_s = m x (copy to host under the forward {_ms(st['fwd'])} + copy back under the backward "
                      f"{_ms(st['bwd'])}): {_mb(copy * rate)} a micro-batch each way at {how} = {_ms(copy)}; "

@@ -321,7 +321,8 @@ def offload_copy_s(cost: ModelCost, layout: Layout, micro: int, stage_layers: in
     """Seconds one micro-batch's activation offload takes each way on a GPU of the stage (calc.training.offload):
     calc.memory.training.host_offload_bytes of the block the memory engine prices (``engine_options``) over the host
     copy rate; 0 without offloading."""
-    if not (layout.cpu_offload_layers or layout.offload_modules):
+    flag = layout.offload_flag()
+    if flag is None:
         return 0.0
     o = engine_options(layout, micro, num_layers=cost.m.num_layers, dtype=cost.dtype, eff=cost.eff)
     setup = training_setup(tp=layout.tp, sp=layout.sp, flash=o["flash"], fused=o["fused"], dropout=o["dropout"],
@@ -330,7 +331,7 @@ def offload_copy_s(cost: ModelCost, layout: Layout, micro: int, stage_layers: in
     moved = host_offload_bytes(cost.m, micro_batch=layout.micro_batch, s_local=cost.seq // layout.cp,
                                stage_layers=stage_layers, offloaded_layers=layout.cpu_offload_layers,
                                recompute=layout.recompute, setup=setup)
-    return moved / host_copy_rate(cost.gpu, cost.eff.host_copy_gb_s, layout.offload_flag() or "")[0]
+    return moved / host_copy_rate(cost.gpu, cost.eff.host_copy_gb_s, flag)[0]
 
 
 def fullest_rank_share(m: ModelSpec, layout: Layout, tp: int, expert_split: int) -> tuple[float, float]:

@@ -158,13 +158,13 @@ def llama_like(c: HFConfig, **family: Any) -> Mapping:
     rule = family.pop("layer_rule", None)
     layout = family.pop("layout", None)
     window = c.int("sliding_window", default=family.pop("window_default", None))
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
     return {
         "num_layers": num_layers,
-        "hidden_size": c.int("hidden_size"),
-        "num_heads": c.int("num_attention_heads"),
+        "hidden_size": hidden,
+        "num_heads": heads,
         # absent: transformers' rule, num_attention_heads (MHA), recorded among the defaults the import used
-        "num_kv_heads": c.int("num_key_value_heads", default=c.int("num_attention_heads"),
-                              rule="num_attention_heads: no num_key_value_heads, so MHA"),
+        "num_kv_heads": c.int("num_key_value_heads", default=heads, rule="num_attention_heads: no num_key_value_heads, so MHA"),
         "head_dim": c.int("head_dim", default=None),
         "intermediate_size": c.int("intermediate_size"),
         "vocab_size": c.int("vocab_size"),
